@@ -1,0 +1,205 @@
+"""The app factory every service uses: lifespan around its infrastructure, /healthz, /readyz, /metrics,
+correlation ids, JSON errors with machine-readable codes, and authenticated routes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_fastapi_instrumentator import Instrumentator
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.bus import EventBus, create_bus
+from shared.cache import Cache, create_cache
+from shared.errors import ServiceError
+from shared.http import ServiceDirectory
+from shared.internal_auth import internal_principal
+from shared.observability import (
+    CORRELATION_HEADER,
+    REQUEST_ID_HEADER,
+    configure_logging,
+    correlation_id_var,
+    new_id,
+)
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+ReadinessCheck = Callable[[], Awaitable[Any]]
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+PUBLIC_PATHS = ("/healthz", "/readyz", "/metrics")
+
+
+@dataclass
+class Infra:
+    """Connections a service uses. Standalone mode hands every service the same bus, cache and directory."""
+
+    settings: Settings
+    bus: EventBus
+    cache: Cache
+    services: ServiceDirectory
+    shared: bool = False  # True: someone else starts and closes these
+
+    @classmethod
+    def from_settings(cls, settings: Settings, source: str) -> Infra:
+        return cls(
+            settings=settings,
+            bus=create_bus(settings.amqp_url, namespace=settings.bus_namespace, source=source),
+            cache=create_cache(settings.redis_url),
+            services=ServiceDirectory(settings),
+        )
+
+    async def start(self) -> None:
+        if not self.shared:
+            await self.bus.start()
+
+    async def close(self) -> None:
+        if not self.shared:
+            await self.bus.close()
+            await self.cache.close()
+            await self.services.aclose()
+
+
+class CorrelationMiddleware:
+    """Pure ASGI (no BaseHTTPMiddleware overhead): adopt or create the correlation id, echo it back."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        cid = headers.get(CORRELATION_HEADER.lower()) or headers.get(REQUEST_ID_HEADER.lower()) or new_id()
+        token = correlation_id_var.set(cid[:64])
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                extra = [(CORRELATION_HEADER.encode(), cid[:64].encode())]
+                message["headers"] = list(message.get("headers", [])) + extra
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            correlation_id_var.reset(token)
+
+
+def error_response(status: int, code: str, message: str, details: Any = None) -> JSONResponse:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if details is not None:
+        body["details"] = details
+    return JSONResponse(body, status_code=status)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ServiceError)
+    async def _service_error(_: Request, exc: ServiceError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        fields = [".".join(str(p) for p in e["loc"] if p not in ("body", "query", "path")) for e in errors]
+        first = errors[0] if errors else {"msg": "invalid request"}
+        message = f"{fields[0] or 'request'}: {first['msg']}" if fields else str(first["msg"])
+        details = [
+            {"field": f, "message": e["msg"], "type": e["type"]} for f, e in zip(fields, errors, strict=True)
+        ]
+        return error_response(422, "invalid_request", message, details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {401: "unauthenticated", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
+        return error_response(
+            exc.status_code, code.get(exc.status_code, f"http_{exc.status_code}"), str(exc.detail)
+        )
+
+
+def create_service_app(
+    name: str,
+    infra: Infra,
+    *,
+    routers: Sequence[APIRouter] = (),
+    lifespan: Lifespan | None = None,
+    readiness: dict[str, ReadinessCheck] | None = None,
+    public_routers: Sequence[APIRouter] = (),
+    version: str = "0.1.0",
+) -> FastAPI:
+    """A FastAPI app for service `name`. `routers` require an internal token; `public_routers` do not."""
+    settings = infra.settings
+    checks: dict[str, ReadinessCheck] = dict(readiness or {})
+    checks.setdefault("bus", infra.bus.ping)
+    checks.setdefault("cache", infra.cache.ping)
+
+    @asynccontextmanager
+    async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await infra.start()
+        try:
+            if lifespan is None:
+                yield
+            else:
+                async with lifespan(app):
+                    yield
+        finally:
+            await infra.close()
+
+    app = FastAPI(title=f"LiangHua {name} service", version=version, lifespan=_lifespan)
+    app.state.settings = settings
+    app.state.infra = infra
+    app.state.service_name = name
+    app.state.metrics_registry = CollectorRegistry()
+    install_error_handlers(app)
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": name}
+
+    @app.get("/readyz", tags=["ops"])
+    async def readyz() -> JSONResponse:
+        results = await asyncio.gather(*(_run_check(c) for c in checks.values()))
+        report = dict(zip(checks, results, strict=True))
+        ready = all(r == "ok" for r in report.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "not_ready", "service": name, "checks": report},
+            status_code=200 if ready else 503,
+        )
+
+    @app.get("/metrics", tags=["ops"], include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(app.state.metrics_registry), media_type=CONTENT_TYPE_LATEST)
+
+    Instrumentator(excluded_handlers=list(PUBLIC_PATHS), registry=app.state.metrics_registry).instrument(app)
+
+    for router in routers:
+        app.include_router(router, dependencies=[Depends(internal_principal)])
+    for router in public_routers:
+        app.include_router(router)
+    app.add_middleware(CorrelationMiddleware)
+    return app
+
+
+async def _run_check(check: ReadinessCheck) -> str:
+    try:
+        result = await asyncio.wait_for(check(), timeout=3.0)
+    except Exception as exc:
+        return f"failed: {type(exc).__name__}: {exc}"[:200]
+    return "ok" if result is not False else "failed"
+
+
+def serve(app: FastAPI, host: str, port: int, service: str, settings: Settings) -> None:
+    """Run one service as its own process (fleet mode)."""
+    import uvicorn
+
+    configure_logging(service, settings.log_level, settings.log_json)
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, loop="uvloop", http="httptools")

@@ -1,0 +1,65 @@
+"""Typed payloads, one per event type. Prices and money travel as decimal strings, never floats."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+
+from pydantic import BaseModel
+
+
+class OrderEvent(BaseModel):
+    order_id: str
+    client_order_id: str
+    account_id: str
+    ts_code: str
+    side: str
+    order_type: str
+    qty: int
+    price: Decimal | None
+    status: str
+    filled_qty: int
+    avg_fill_price: Decimal | None
+    reason: str | None = None
+    updated_at: datetime
+
+
+class TradeEvent(BaseModel):
+    trade_id: str
+    order_id: str
+    client_order_id: str
+    account_id: str
+    ts_code: str
+    side: str
+    qty: int
+    price: Decimal
+    amount: Decimal
+    traded_at: datetime
+
+
+class BarsUpdated(BaseModel):
+    trade_date: date | None
+    start_date: date
+    end_date: date
+    symbols: int
+    rows: int
+
+
+class BacktestFinished(BaseModel):
+    backtest_id: str
+    status: str
+    total_return: Decimal | None = None
+    error: str | None = None
+
+
+EVENT_SCHEMAS: dict[str, type[BaseModel]] = {
+    "order.accepted": OrderEvent,
+    "order.submitted": OrderEvent,
+    "order.partially_filled": OrderEvent,
+    "order.filled": OrderEvent,
+    "order.rejected": OrderEvent,
+    "order.cancelled": OrderEvent,
+    "trade.executed": TradeEvent,
+    "bars.updated": BarsUpdated,
+    "backtest.finished": BacktestFinished,
+}

@@ -1,0 +1,110 @@
+"""Transactional outbox: an event is written in the same transaction as the state change it reports, and a
+relay publishes it (with confirms) afterwards, so no committed change loses its event and no event reports an
+uncommitted change. Delivery is at-least-once; consumers are idempotent by event id."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+from sqlalchemy import Column, Index, MetaData, String, Table, Text, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.bus.port import EventBus
+from shared.db import Database, PreciseDateTime
+from shared.events.envelope import Envelope
+
+log = logging.getLogger(__name__)
+
+
+def outbox_table(metadata: MetaData) -> Table:
+    return Table(
+        "outbox",
+        metadata,
+        Column("id", String(32), primary_key=True),  # the event id
+        Column("type", String(64), nullable=False),
+        Column("body", Text, nullable=False),
+        Column("created_at", PreciseDateTime, nullable=False),
+        Column("published_at", PreciseDateTime, nullable=True),
+        Index("ix_outbox_pending", "published_at", "created_at"),
+    )
+
+
+async def add_to_outbox(session: AsyncSession, table: Table, event: Envelope) -> None:
+    await session.execute(
+        table.insert().values(
+            id=event.id,
+            type=event.type,
+            body=event.model_dump_json(),
+            created_at=datetime.now(UTC).replace(tzinfo=None),
+        )
+    )
+
+
+class OutboxRelay:
+    """Publishes pending outbox rows. `notify()` after a commit publishes at once; a poll catches the rest
+    (e.g. rows left by a crash between commit and publish, or while the broker was down)."""
+
+    def __init__(
+        self, db: Database, table: Table, bus: EventBus, *, poll_s: float = 1.0, batch: int = 200
+    ) -> None:
+        self.db = db
+        self.table = table
+        self.bus = bus
+        self.poll_s = poll_s
+        self.batch = batch
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        self._task = None
+
+    def notify(self) -> None:
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_s)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                await self.flush()
+            except Exception:
+                log.exception("outbox relay failed; will retry")
+                await asyncio.sleep(self.poll_s)
+
+    async def flush(self) -> int:
+        """Publish every pending event in creation order; return how many were published."""
+        published = 0
+        async with self._lock:
+            while True:
+                async with self.db.session() as session:
+                    rows = (
+                        await session.execute(
+                            select(self.table.c.id, self.table.c.body)
+                            .where(self.table.c.published_at.is_(None))
+                            .order_by(self.table.c.created_at, self.table.c.id)
+                            .limit(self.batch)
+                        )
+                    ).all()
+                if not rows:
+                    return published
+                for row in rows:
+                    await self.bus.publish(Envelope.model_validate_json(row.body))
+                    async with self.db.session() as session:
+                        await session.execute(
+                            update(self.table)
+                            .where(self.table.c.id == row.id)
+                            .values(published_at=datetime.now(UTC).replace(tzinfo=None))
+                        )
+                    published += 1

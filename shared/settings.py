@@ -1,0 +1,94 @@
+"""Typed settings for every LiangHua process, read from the environment with the one `LH_` prefix."""
+
+from __future__ import annotations
+
+import secrets
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Mode(StrEnum):
+    STANDALONE = "standalone"  # every service in one process, SQLite + in-memory bus and cache
+    FLEET = "fleet"  # one process (or container) per service, MySQL + Redis + RabbitMQ
+
+
+# Values that must never protect a real deployment: refused outside standalone mode.
+_INSECURE_SECRETS = {"", "change-me", "changeme", "secret", "dev", "lianghua"}
+_MIN_SECRET_LENGTH = 16
+
+
+class Settings(BaseSettings):
+    """All configuration. Backing services are chosen by URL scheme (design invariant 6)."""
+
+    model_config = SettingsConfigDict(env_prefix="LH_", extra="ignore")
+
+    mode: Mode = Mode.STANDALONE
+    # `{service}` is replaced by the service name, giving each service its own schema/database file.
+    database_url: str = "sqlite+aiosqlite:///./var/{service}.db"
+    redis_url: str = "memory://"
+    amqp_url: str = "memory://"
+    # Prefix of every exchange and queue name, so test runs (and tenants) never share queues.
+    bus_namespace: str = "lh"
+
+    # Secrets. Empty means "generate one" in standalone mode and "refuse to start" in fleet mode.
+    jwt_secret: str = ""
+    approval_secret: str = ""  # HMAC key shared by risk (signs approvals) and execution (verifies them)
+    admin_username: str = "admin"
+    admin_password: str = ""
+
+    # Where the other services are (fleet mode). In standalone mode they are mounted in-process.
+    data_url: str = "http://127.0.0.1:8101"
+    strategy_url: str = "http://127.0.0.1:8102"
+    backtest_url: str = "http://127.0.0.1:8103"
+    risk_url: str = "http://127.0.0.1:8104"
+    execution_url: str = "http://127.0.0.1:8105"
+    http_timeout_s: float = 10.0
+
+    # Gateway
+    jwt_ttl_s: int = 8 * 3600
+    rate_limit_per_minute: int = Field(default=600, ge=1)
+
+    # Risk
+    max_order_value: Decimal = Decimal("1000000")  # CNY per order
+    approval_ttl_s: int = 60  # execution refuses approvals older than this
+
+    # Data
+    demo_seed: int = 20240101
+    demo_symbols: int = 60
+    demo_start: str = "2023-01-03"
+    demo_end: str = "2024-12-31"
+    load_demo_data: bool = True
+
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @model_validator(mode="after")
+    def _secrets_are_real(self) -> Settings:
+        for name in ("jwt_secret", "approval_secret"):
+            value: str = getattr(self, name)
+            if self.mode is Mode.STANDALONE:
+                if not value:
+                    # One process shares the generated value, so risk and execution agree on it.
+                    object.__setattr__(self, name, secrets.token_urlsafe(32))
+            elif value.lower() in _INSECURE_SECRETS or len(value) < _MIN_SECRET_LENGTH:
+                raise ValueError(
+                    f"LH_{name.upper()} must be set to a secret of at least {_MIN_SECRET_LENGTH} "
+                    f"characters outside standalone mode"
+                )
+        return self
+
+    def database_url_for(self, service: str) -> str:
+        return self.database_url.replace("{service}", service)
+
+    @property
+    def standalone(self) -> bool:
+        return self.mode is Mode.STANDALONE
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        data = self.model_dump()
+        data.update(overrides)
+        return Settings.model_validate(data)
