@@ -113,17 +113,13 @@ def install_error_handlers(app: FastAPI) -> None:
         fields = [".".join(str(p) for p in e["loc"] if p not in ("body", "query", "path")) for e in errors]
         first = errors[0] if errors else {"msg": "invalid request"}
         message = f"{fields[0] or 'request'}: {first['msg']}" if fields else str(first["msg"])
-        details = [
-            {"field": f, "message": e["msg"], "type": e["type"]} for f, e in zip(fields, errors, strict=True)
-        ]
+        details = [{"field": f, "message": e["msg"], "type": e["type"]} for f, e in zip(fields, errors, strict=True)]
         return error_response(422, "invalid_request", message, details)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {401: "unauthenticated", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
-        return error_response(
-            exc.status_code, code.get(exc.status_code, f"http_{exc.status_code}"), str(exc.detail)
-        )
+        return error_response(exc.status_code, code.get(exc.status_code, f"http_{exc.status_code}"), str(exc.detail))
 
 
 def create_service_app(

@@ -46,9 +46,7 @@ def _message(terms: OrderTerms, decision_id: str, issued_at: datetime) -> bytes:
     return "\x1f".join(parts).encode()  # unit separator: no field can forge a boundary
 
 
-def sign_approval(
-    secret: str, terms: OrderTerms, decision_id: str, issued_at: datetime | None = None
-) -> Approval:
+def sign_approval(secret: str, terms: OrderTerms, decision_id: str, issued_at: datetime | None = None) -> Approval:
     issued = issued_at or datetime.now(UTC)
     digest = hmac.new(secret.encode(), _message(terms, decision_id, issued), hashlib.sha256).hexdigest()
     return Approval(decision_id=decision_id, issued_at=issued, signature=digest)

@@ -26,9 +26,7 @@ class ServiceClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.name = name
-        limits = httpx.Limits(
-            max_connections=100, max_keepalive_connections=20, keepalive_expiry=KEEPALIVE_EXPIRY_S
-        )
+        limits = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=KEEPALIVE_EXPIRY_S)
         self.http = httpx.AsyncClient(
             base_url=base_url, timeout=timeout_s, limits=limits, transport=transport, event_hooks={}
         )
@@ -78,9 +76,7 @@ def _json_or_raise(name: str, response: httpx.Response) -> Any:
 class ServiceDirectory:
     """Where each service is: URLs in fleet mode, in-process ASGI transports in standalone mode."""
 
-    def __init__(
-        self, settings: Settings, transports: dict[str, httpx.AsyncBaseTransport] | None = None
-    ) -> None:
+    def __init__(self, settings: Settings, transports: dict[str, httpx.AsyncBaseTransport] | None = None) -> None:
         self.settings = settings
         self.transports = transports or {}
         self._clients: dict[str, ServiceClient] = {}

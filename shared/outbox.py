@@ -5,6 +5,7 @@ uncommitted change. Delivery is at-least-once; consumers are idempotent by event
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from datetime import UTC, datetime
 
@@ -46,9 +47,7 @@ class OutboxRelay:
     """Publishes pending outbox rows. `notify()` after a commit publishes at once; a poll catches the rest
     (e.g. rows left by a crash between commit and publish, or while the broker was down)."""
 
-    def __init__(
-        self, db: Database, table: Table, bus: EventBus, *, poll_s: float = 1.0, batch: int = 200
-    ) -> None:
+    def __init__(self, db: Database, table: Table, bus: EventBus, *, poll_s: float = 1.0, batch: int = 200) -> None:
         self.db = db
         self.table = table
         self.bus = bus
@@ -72,10 +71,8 @@ class OutboxRelay:
 
     async def _run(self) -> None:
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_s)
-            except TimeoutError:
-                pass
             self._wake.clear()
             try:
                 await self.flush()

@@ -144,13 +144,10 @@ def _start_containers(containers: list[object]) -> dict[str, str]:
         containers.append(c)
     return {
         "LH_TEST_MYSQL_URL": (
-            f"mysql+asyncmy://lianghua:{mysql.password}@{mysql.get_container_host_ip()}:"
-            f"{mysql.get_exposed_port(3306)}"
+            f"mysql+asyncmy://lianghua:{mysql.password}@{mysql.get_container_host_ip()}:{mysql.get_exposed_port(3306)}"
         ),
         "LH_TEST_REDIS_URL": f"redis://{redis.get_container_host_ip()}:{redis.get_exposed_port(6379)}",
-        "LH_TEST_AMQP_URL": (
-            f"amqp://guest:guest@{rabbit.get_container_host_ip()}:{rabbit.get_exposed_port(5672)}"
-        ),
+        "LH_TEST_AMQP_URL": (f"amqp://guest:guest@{rabbit.get_container_host_ip()}:{rabbit.get_exposed_port(5672)}"),
     }
 
 

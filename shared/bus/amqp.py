@@ -57,9 +57,7 @@ class AmqpBus:
         async with self._lock:
             if self._connection is not None:
                 return
-            self._connection = await aio_pika.connect_robust(
-                self.url, client_properties={"source": self.source}
-            )
+            self._connection = await aio_pika.connect_robust(self.url, client_properties={"source": self.source})
             channel = await self._connection.channel(publisher_confirms=True)
             self._publish_channel = channel
             self._events = await channel.declare_exchange(
@@ -67,9 +65,7 @@ class AmqpBus:
             )
             # Jobs go through the default exchange straight to their queue; declared here for clarity.
             self._jobs = channel.default_exchange
-            dlx = await channel.declare_exchange(
-                self.dead_letter_exchange, aio_pika.ExchangeType.FANOUT, durable=True
-            )
+            dlx = await channel.declare_exchange(self.dead_letter_exchange, aio_pika.ExchangeType.FANOUT, durable=True)
             dead = await channel.declare_queue(self.dead_letter_queue, durable=True)
             await dead.bind(dlx)
 
@@ -132,9 +128,7 @@ class AmqpBus:
         channel = await self._connection.channel()
         await channel.set_qos(prefetch_count=32)
         self._consumer_channels.append(channel)
-        events = await channel.declare_exchange(
-            self.events_exchange, aio_pika.ExchangeType.TOPIC, durable=True
-        )
+        events = await channel.declare_exchange(self.events_exchange, aio_pika.ExchangeType.TOPIC, durable=True)
         name = self.queue_name(consumer) if durable else f"{self.queue_name(consumer)}.{new_id()[:12]}"
         queue = await self._declare_consumer_queue(channel, name, durable=durable)
         for pattern in patterns:
@@ -193,9 +187,7 @@ class AmqpBus:
                 await handler(body)
             except Exception:
                 # A job that raises is poison: dead-letter it so it cannot stop the queue.
-                log.exception(
-                    "job failed; dead-lettered", extra={"queue": name, "message_id": message.message_id}
-                )
+                log.exception("job failed; dead-lettered", extra={"queue": name, "message_id": message.message_id})
                 await message.reject(requeue=False)
                 return
             # Ack only after the handler stored its result: a crash before this line redelivers the job.

@@ -67,9 +67,7 @@ class MemoryBus:
                     await sub.handler(event)
                     break
                 except Exception:
-                    log.exception(
-                        "event handler failed", extra={"consumer": sub.consumer, "attempt": attempt}
-                    )
+                    log.exception("event handler failed", extra={"consumer": sub.consumer, "attempt": attempt})
             else:
                 self.dead_letters.append(event)
 

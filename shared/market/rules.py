@@ -138,9 +138,7 @@ class Fees:
         return self.commission + self.stamp_duty + self.transfer_fee
 
 
-def trade_fees(
-    amount: Decimal, *, is_sell: bool, trade_date: date, schedule: FeeSchedule | None = None
-) -> Fees:
+def trade_fees(amount: Decimal, *, is_sell: bool, trade_date: date, schedule: FeeSchedule | None = None) -> Fees:
     s = schedule or FeeSchedule()
     commission = max(money(amount * s.commission_rate), s.min_commission.quantize(FEN))
     stamp = money(amount * stamp_duty_rate(trade_date)) if is_sell else Decimal("0.00")
