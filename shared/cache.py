@@ -39,8 +39,8 @@ return n
         self._incr_window = self.client.register_script(self._INCR_WINDOW)
 
     async def get(self, key: str) -> bytes | None:
-        value: bytes | None = await self.client.get(key)
-        return value
+        value = await self.client.get(key)
+        return value.encode() if isinstance(value, str) else value
 
     async def set(self, key: str, value: str | bytes, *, ttl_s: int | None = None, nx: bool = False) -> bool:
         return bool(await self.client.set(key, value, ex=ttl_s, nx=nx))

@@ -79,7 +79,10 @@ class Database:
             raise ValueError("a MySQL URL must name the database")
         if not _DB_NAME.match(name):
             raise ValueError(f"database name {name!r} must match {_DB_NAME.pattern}")
-        server = create_async_engine(self.url.set(database=None))
+        u = self.url
+        # URL.set(database=None) keeps the old name in SQLAlchemy 2.1: build the server URL explicitly.
+        server_url = URL.create(u.drivername, u.username, u.password, u.host, u.port, None, u.query)
+        server = create_async_engine(server_url)
         try:
             async with server.begin() as conn:
                 # Identifiers cannot be bound parameters; the name was validated against a strict pattern above.
