@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from shared.observability import (
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("lianghua.access")
 
 ReadinessCheck = Callable[[], Awaitable[Any]]
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
@@ -82,9 +84,13 @@ class CorrelationMiddleware:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         cid = headers.get(CORRELATION_HEADER.lower()) or headers.get(REQUEST_ID_HEADER.lower()) or new_id()
         token = correlation_id_var.set(cid[:64])
+        started = time.perf_counter()
+        status = 0
 
         async def send_with_id(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = message["status"]
                 extra = [(CORRELATION_HEADER.encode(), cid[:64].encode())]
                 message["headers"] = list(message.get("headers", [])) + extra
             await send(message)
@@ -92,6 +98,17 @@ class CorrelationMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            path = scope.get("path", "")
+            if path not in PUBLIC_PATHS:
+                access_log.info(
+                    "request",
+                    extra={
+                        "method": scope.get("method", "WS"),
+                        "path": path,
+                        "status": status,
+                        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    },
+                )
             correlation_id_var.reset(token)
 
 

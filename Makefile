@@ -1,0 +1,58 @@
+# LiangHua — the two commands on a fresh machine: `make run` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: help install run fleet test test-unit test-integration test-e2e lint fmt bench up down clean
+
+help:
+	@echo "make run     standalone platform with demo data at http://127.0.0.1:8000"
+	@echo "make test    unit, integration and end-to-end tests (starts MariaDB/Redis/RabbitMQ if needed)"
+	@echo "make fleet   every service as its own process against MariaDB, Redis and RabbitMQ"
+	@echo "make lint    ruff + mypy;  make bench: benchmarks;  make up: docker compose"
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c requirements.lock -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m lianghua.standalone
+
+fleet: $(STAMP)
+	bash scripts/backing-services.sh
+	$(PY) -m lianghua.fleet
+
+test: $(STAMP)
+	bash scripts/backing-services.sh
+	$(PY) -m pytest -q
+
+test-unit: $(STAMP)
+	$(PY) -m pytest -q tests/unit
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+fmt: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: $(STAMP)
+	bash scripts/backing-services.sh
+	$(PY) -m bench.order_path
+	$(PY) -m bench.bars_read
+
+up:
+	docker compose up -d --build
+
+down:
+	docker compose down
+
+clean:
+	rm -rf var/*.db var/*.db-wal var/*.db-shm .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,1 @@
+"""Launchers (composition roots): standalone mode in one process, and the local-process fleet."""

@@ -1,0 +1,177 @@
+"""Fleet mode as local processes: each service, the backtest worker and the gateway in its own process against
+MariaDB, Redis and RabbitMQ. `make fleet` runs it; the end-to-end tests start the same `Fleet`."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    name: str
+    module: str
+    port: int
+    health_path: str = "/healthz"
+
+
+DEFAULT_PORTS = {
+    "gateway": 8000,
+    "data": 8101,
+    "strategy": 8102,
+    "backtest": 8103,
+    "risk": 8104,
+    "execution": 8105,
+    "backtest-worker": 8106,
+}
+MODULES = {
+    "data": "services.data",
+    "strategy": "services.strategy",
+    "backtest": "services.backtest",
+    "risk": "services.risk",
+    "execution": "services.execution",
+    "backtest-worker": "services.backtest.worker",
+    "gateway": "gateway",
+}
+START_ORDER = ("data", "strategy", "backtest", "execution", "risk", "backtest-worker", "gateway")
+
+
+@dataclass
+class Fleet:
+    env: dict[str, str]
+    ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
+    log_dir: Path = ROOT / "var" / "log"
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}"
+
+    def process_env(self, name: str) -> dict[str, str]:
+        env = {**os.environ, **self.env}
+        env.update(
+            LH_MODE="fleet",
+            LH_HOST="127.0.0.1",
+            LH_PORT=str(self.ports[name]),
+            LH_WORKER_METRICS_PORT=str(self.ports["backtest-worker"]),
+            LH_DATA_URL=self.url("data"),
+            LH_STRATEGY_URL=self.url("strategy"),
+            LH_BACKTEST_URL=self.url("backtest"),
+            LH_RISK_URL=self.url("risk"),
+            LH_EXECUTION_URL=self.url("execution"),
+            PYTHONPATH=str(ROOT),
+        )
+        return env
+
+    def start(self, timeout_s: float = 90.0) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            for name in START_ORDER:
+                log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - the child process owns it
+                self.processes[name] = subprocess.Popen(  # noqa: S603 - fixed argv, our own modules
+                    [sys.executable, "-m", MODULES[name]],
+                    env=self.process_env(name),
+                    cwd=ROOT,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+                log.close()
+                # Data loads the demo market on its first start; the others wait for it through readiness only.
+                if name == "data":
+                    self._wait_healthy(name, timeout_s)
+            for name in START_ORDER:
+                self._wait_healthy(name, timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_healthy(self, name: str, timeout_s: float) -> None:
+        path = "/metrics" if name == "backtest-worker" else "/readyz"
+        deadline = time.monotonic() + timeout_s
+        last_error = ""
+        while time.monotonic() < deadline:
+            proc = self.processes[name]
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {proc.returncode}; see {self.log_dir / (name + '.log')}")
+            try:
+                with urllib.request.urlopen(self.url(name) + path, timeout=2) as resp:  # noqa: S310 - loopback
+                    if resp.status == 200:
+                        return
+            except OSError as exc:
+                last_error = str(exc)
+            time.sleep(0.2)
+        raise TimeoutError(f"{name} not ready after {timeout_s:.0f}s ({last_error}); see {self.log_dir}/{name}.log")
+
+    def stop(self) -> None:
+        for proc in self.processes.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for proc in self.processes.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.processes.clear()
+
+
+def local_env() -> dict[str, str]:
+    """Defaults for `make fleet` on this machine: the project's MariaDB user (scripts/backing-services.sh made it)
+    and secrets generated once into var/fleet-secrets.env, unless the environment sets them."""
+    env: dict[str, str] = {}
+    if "LH_DATABASE_URL" not in os.environ:
+        password = (ROOT / "var" / "mysql-password").read_text().strip()
+        env["LH_DATABASE_URL"] = f"mysql+asyncmy://lianghua:{password}@127.0.0.1:3306/lh_{{service}}"
+    env.setdefault("LH_REDIS_URL", os.environ.get("LH_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    env.setdefault("LH_AMQP_URL", os.environ.get("LH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"))
+    secrets_file = ROOT / "var" / "fleet-secrets.env"
+    if not secrets_file.exists():
+        secrets_file.parent.mkdir(parents=True, exist_ok=True)
+        lines = [f"{k}={secrets.token_urlsafe(32)}" for k in ("LH_JWT_SECRET", "LH_APPROVAL_SECRET")]
+        lines.append(f"LH_ADMIN_PASSWORD={secrets.token_urlsafe(12)}")
+        secrets_file.write_text("\n".join(lines) + "\n")
+        secrets_file.chmod(0o600)
+    for line in secrets_file.read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key and key not in os.environ:
+            env[key] = value
+    return env
+
+
+def main() -> None:
+    fleet = Fleet(env=local_env())
+    fleet.start()
+    admin_pw = fleet.env.get("LH_ADMIN_PASSWORD")
+    print(f"LiangHua fleet is up: {fleet.url('gateway')}  (logs in {fleet.log_dir})", flush=True)
+    if admin_pw:
+        print(f"admin user: {os.environ.get('LH_ADMIN_USERNAME', 'admin')}  password in var/fleet-secrets.env")
+    stop = False
+
+    def _stop(*_: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        while not stop:
+            for name, proc in fleet.processes.items():
+                if proc.poll() is not None:
+                    print(f"{name} exited with {proc.returncode}; stopping the fleet", flush=True)
+                    stop = True
+            time.sleep(0.5)
+    finally:
+        fleet.stop()
+
+
+if __name__ == "__main__":
+    main()

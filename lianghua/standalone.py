@@ -1,0 +1,89 @@
+"""Standalone mode: every service mounted in one process behind the gateway, SQLite files under ./var/, one
+in-memory bus and cache, demo data, the paper broker and an in-process backtest worker. `make run` starts it."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+from starlette.applications import Starlette
+from starlette.routing import Mount
+
+from shared.app import Infra
+from shared.bus import MemoryBus
+from shared.cache import MemoryCache
+from shared.http import SERVICES, ServiceDirectory
+from shared.observability import configure_logging
+from shared.settings import Mode, Settings
+
+log = logging.getLogger("lianghua.standalone")
+
+# Data first: the others read from it (risk's quotes, the worker's bars).
+START_ORDER = ("data", "strategy", "backtest", "execution", "risk")
+
+
+def build_app(settings: Settings) -> Starlette:
+    """The whole platform as one ASGI app: the gateway at `/`, the services reachable only through it."""
+    if settings.mode is not Mode.STANDALONE:
+        raise ValueError("standalone mode needs LH_MODE=standalone")
+    transports: dict[str, httpx.AsyncBaseTransport] = {}
+    infra = Infra(
+        settings=settings,
+        bus=MemoryBus(),
+        cache=MemoryCache(),
+        services=ServiceDirectory(settings, transports),
+        shared=True,
+    )
+    services: dict[str, FastAPI] = {}
+    for name in SERVICES:
+        module = importlib.import_module(f"services.{name}.app")
+        services[name] = module.create_app(settings, infra)
+        transports[name] = httpx.ASGITransport(app=services[name])
+    gateway = importlib.import_module("gateway.app").create_app(settings, infra)
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        from services.backtest.worker import BacktestWorker
+
+        async with AsyncExitStack() as stack:
+            await infra.bus.start()
+            stack.push_async_callback(infra.bus.close)
+            stack.push_async_callback(infra.services.aclose)
+            for name in START_ORDER:
+                app = services[name]
+                await stack.enter_async_context(app.router.lifespan_context(app))
+            worker = BacktestWorker(settings, infra)
+            await worker.start()
+            stack.push_async_callback(worker.stop)
+            await stack.enter_async_context(gateway.router.lifespan_context(gateway))
+            log.info("LiangHua standalone is up", extra={"services": list(START_ORDER)})
+            yield
+
+    host = Starlette(routes=[Mount("/", app=gateway)], lifespan=lifespan)
+    host.state.gateway = gateway
+    host.state.services = services
+    host.state.infra = infra
+    return host
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default=os.environ.get("LH_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("LH_PORT", "8000")))
+    args = parser.parse_args()
+    settings = Settings()
+    configure_logging("standalone", settings.log_level, settings.log_json)
+    import uvicorn
+
+    print(f"LiangHua standalone: http://{args.host}:{args.port}  (data in ./var/)", flush=True)
+    uvicorn.run(build_app(settings), host=args.host, port=args.port, log_config=None, access_log=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,182 @@
+"""End to end: the fleet as real processes against MariaDB, Redis and RabbitMQ, driven through the gateway."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import socket
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import httpx
+import pytest
+
+from lianghua.fleet import DEFAULT_PORTS, Fleet
+from shared.internal_auth import INTERNAL_HEADER, Principal, mint_internal_token
+from tests.conftest import Backing
+from tests.e2e.flow import Session, create_user, login, place_order_and_see_the_fill, tradable_main_board_stock
+
+pytestmark = pytest.mark.e2e
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def fleet(backing: Backing, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    env = {
+        **backing.env(),
+        "LH_JWT_SECRET": secrets.token_urlsafe(32),
+        "LH_APPROVAL_SECRET": secrets.token_urlsafe(32),
+        "LH_ADMIN_USERNAME": "admin",
+        "LH_ADMIN_PASSWORD": secrets.token_urlsafe(12),
+        "LH_LOG_JSON": "true",
+    }
+    fleet = Fleet(
+        env=env, ports={name: _free_port() for name in DEFAULT_PORTS}, log_dir=tmp_path_factory.mktemp("fleet")
+    )
+    fleet.start()
+    try:
+        yield fleet
+    finally:
+        fleet.stop()
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=20) as c:
+        yield c
+
+
+async def _users(client: httpx.AsyncClient, fleet: Fleet) -> dict[str, Session]:
+    base = fleet.url("gateway")
+    admin = await login(client, base, "admin", fleet.env["LH_ADMIN_PASSWORD"])
+    sessions = {"admin": admin}
+    for role in ("trader", "viewer"):
+        name, pw = await create_user(client, admin, role)
+        sessions[role] = await login(client, base, name, pw)
+    return sessions
+
+
+async def test_trader_order_is_approved_filled_and_pushed_over_the_websocket(
+    fleet: Fleet, client: httpx.AsyncClient
+) -> None:
+    users = await _users(client, fleet)
+    seen = await place_order_and_see_the_fill(client, users["trader"])
+    quote, placed = seen["quote"], seen["placed"]
+    assert placed["decision"]["approved"] is True
+    order = placed["order"]
+    assert order["status"] == "filled" and order["filled_qty"] == 100
+    # The paper broker fills a market order at the latest close.
+    assert Decimal(order["avg_fill_price"]) == Decimal(quote["last_close"])
+    assert seen["fill"]["payload"]["order_id"] == order["order_id"]
+    assert Decimal(seen["fill"]["payload"]["price"]) == Decimal(quote["last_close"])
+    assert Decimal(seen["fill"]["payload"]["amount"]) == Decimal(quote["last_close"]) * 100
+    assert seen["filled_event"]["payload"]["status"] == "filled"
+    # One correlation id from the browser's request through gateway, risk and execution logs to the event.
+    cid = seen["correlation_id"]
+    assert seen["fill"]["correlation_id"] == cid
+    for name in ("gateway", "risk", "execution"):
+        logged = [
+            json.loads(line)
+            for line in (fleet.log_dir / f"{name}.log").read_text().splitlines()
+            if line.startswith("{")
+        ]
+        assert any(entry.get("correlation_id") == cid for entry in logged), name
+    assert seen["read_back"]["status"] == "filled" and seen["read_back"]["order_id"] == order["order_id"]
+    # Prometheus sees it.
+    metrics = (await client.get(fleet.url("execution") + "/metrics")).text
+    assert 'lh_orders_total{status="filled"}' in metrics
+
+
+async def test_execution_refuses_orders_without_a_valid_risk_approval(fleet: Fleet, client: httpx.AsyncClient) -> None:
+    users = await _users(client, fleet)
+    quote = await tradable_main_board_stock(client, users["trader"])
+    token = mint_internal_token(fleet.env["LH_JWT_SECRET"], Principal("mallory", "trader", "mallory"))
+    terms = {
+        "client_order_id": f"bypass-{secrets.token_hex(4)}",
+        "account_id": "mallory",
+        "ts_code": quote["ts_code"],
+        "side": "buy",
+        "order_type": "market",
+        "qty": 100,
+    }
+    forged = {"decision_id": "d-forged", "issued_at": datetime.now(UTC).isoformat(), "signature": "0" * 64}
+    for body in (terms, {**terms, "approval": forged}):
+        resp = await client.post(fleet.url("execution") + "/v1/orders", json=body, headers={INTERNAL_HEADER: token})
+        assert resp.status_code == 403, resp.text
+        assert resp.json()["code"] == "approval_invalid"
+    # Without even an internal token the service does not listen.
+    assert (await client.post(fleet.url("execution") + "/v1/orders", json=terms)).status_code == 401
+    # Nothing reached the books: no order, no trade for that account.
+    admin_token = mint_internal_token(fleet.env["LH_JWT_SECRET"], Principal("svc:test", "service"))
+    orders = (await client.get(fleet.url("execution") + "/v1/orders", headers={INTERNAL_HEADER: admin_token})).json()
+    assert all(o["client_order_id"] != terms["client_order_id"] for o in orders)
+    trades = (await client.get(fleet.url("execution") + "/v1/trades", headers={INTERNAL_HEADER: admin_token})).json()
+    assert all(t["account_id"] != "mallory" for t in trades)
+
+
+async def test_viewer_cannot_place_orders_and_bad_orders_get_clear_4xx(fleet: Fleet, client: httpx.AsyncClient) -> None:
+    users = await _users(client, fleet)
+    base, trader = fleet.url("gateway"), users["trader"]
+    quote = await tradable_main_board_stock(client, trader)
+    good = {"client_order_id": "x", "ts_code": quote["ts_code"], "side": "buy", "order_type": "market", "qty": 100}
+    resp = await client.post(f"{base}/api/v1/orders", json=good, headers=users["viewer"].headers)
+    assert resp.status_code == 403 and resp.json()["code"] == "forbidden"
+    assert (await client.post(f"{base}/api/v1/orders", json=good)).status_code == 401
+
+    limit_up = Decimal(quote["limit_up"])
+    cases = {
+        "unknown ts_code": ({**good, "ts_code": "600999.SH"}, "unknown_security"),
+        "not a stock code": ({**good, "ts_code": "510300.SH"}, "invalid_ts_code"),
+        "zero qty": ({**good, "qty": 0}, None),
+        "odd lot": ({**good, "qty": 150}, "lot_size"),
+        "off tick": ({**good, "order_type": "limit", "price": str(limit_up - Decimal("0.005"))}, "price_tick"),
+        "above limit-up": ({**good, "order_type": "limit", "price": str(limit_up + Decimal("0.01"))}, "price_limit"),
+        "missing side": ({k: v for k, v in good.items() if k != "side"}, None),
+    }
+    before = await client.get(f"{base}/api/v1/orders", headers=trader.headers)
+    for label, (body, reason) in cases.items():
+        body = {**body, "client_order_id": f"bad-{secrets.token_hex(4)}"}
+        resp = await client.post(f"{base}/api/v1/orders", json=body, headers=trader.headers)
+        assert 400 <= resp.status_code < 500, (label, resp.text)
+        payload = resp.json()
+        assert payload["code"] and payload["message"], label
+        if reason is not None:
+            reasons = [r["code"] for r in payload.get("decision", {}).get("reasons", [])] or [payload["code"]]
+            assert reason in reasons, (label, payload)
+    after = await client.get(f"{base}/api/v1/orders", headers=trader.headers)
+    assert len(after.json()) == len(before.json())  # nothing was created at the broker
+
+
+async def test_every_process_reports_health_readiness_and_metrics(fleet: Fleet, client: httpx.AsyncClient) -> None:
+    for name in ("gateway", "data", "strategy", "backtest", "risk", "execution"):
+        assert (await client.get(fleet.url(name) + "/healthz")).status_code == 200
+        ready = await client.get(fleet.url(name) + "/readyz")
+        assert ready.status_code == 200 and ready.json()["status"] == "ready", ready.text
+        assert "http_requests_total" in (await client.get(fleet.url(name) + "/metrics")).text
+    assert "lh_backtest_jobs_total" in (await client.get(fleet.url("backtest-worker") + "/metrics")).text
+
+
+async def test_backtest_runs_on_a_worker_process(fleet: Fleet, client: httpx.AsyncClient) -> None:
+    import asyncio
+
+    users = await _users(client, fleet)
+    trader, base = users["trader"], fleet.url("gateway")
+    quote = await tradable_main_board_stock(client, trader)
+    body = {"strategy": "buy_and_hold", "ts_codes": [quote["ts_code"]], "start": "2024-01-02", "end": "2024-06-28"}
+    resp = await client.post(f"{base}/api/v1/backtests", json=body, headers=trader.headers)
+    assert resp.status_code == 202, resp.text
+    backtest_id = resp.json()["backtest_id"]
+    async with asyncio.timeout(60):
+        while True:
+            result = (await client.get(f"{base}/api/v1/backtests/{backtest_id}", headers=trader.headers)).json()
+            if result["status"] in ("succeeded", "failed"):
+                break
+            await asyncio.sleep(0.2)
+    assert result["status"] == "succeeded", result.get("error")
+    assert result["equity_curve"] and result["summary"]
