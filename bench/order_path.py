@@ -1,0 +1,64 @@
+"""Order-path latency through the gateway in fleet mode: 1,000 sequential market orders
+(gateway -> risk -> execution -> paper broker), p50/p99. Run: `make bench` or `python -m bench.order_path`."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import statistics
+import time
+
+import httpx
+
+from bench.common import bench_fleet, percentile, trader_session
+
+ORDERS = 1000
+
+
+async def run(fleet) -> None:  # type: ignore[no-untyped-def]
+    base = fleet.url("gateway")
+    async with httpx.AsyncClient(timeout=30) as client:
+        headers = await trader_session(client, fleet)
+        securities = (await client.get(f"{base}/api/v1/securities", headers=headers)).json()
+        code = next(s["ts_code"] for s in securities if s["board"] == "main" and not s["is_st"])
+        ping = []
+        for _ in range(200):
+            t0 = time.perf_counter()
+            await client.get(f"{base}/healthz")
+            ping.append((time.perf_counter() - t0) * 1000)
+        latencies: list[float] = []
+        for i in range(ORDERS + 20):
+            body = {
+                "client_order_id": f"bench-{secrets.token_hex(6)}",
+                "ts_code": code,
+                "side": "buy",
+                "order_type": "market",
+                "qty": 100,
+            }
+            t0 = time.perf_counter()
+            resp = await client.post(f"{base}/api/v1/orders", json=body, headers=headers)
+            elapsed = (time.perf_counter() - t0) * 1000
+            if resp.status_code != 201:
+                raise SystemExit(f"order {i} failed: {resp.status_code} {resp.text}")
+            if i >= 20:  # warm-up excluded
+                latencies.append(elapsed)
+    latencies.sort()
+    ping.sort()
+    print(f"order path, {ORDERS} sequential market orders through the gateway (fleet mode):")
+    print(
+        f"  p50 {percentile(latencies, 0.5):.2f} ms  p99 {percentile(latencies, 0.99):.2f} ms  "
+        f"mean {statistics.mean(latencies):.2f} ms  max {latencies[-1]:.2f} ms"
+    )
+    print(
+        f"  floor: gateway /healthz p50 {percentile(ping, 0.5):.2f} ms p99 {percentile(ping, 0.99):.2f} ms; "
+        f"order p50 / floor p50 = {percentile(latencies, 0.5) / percentile(ping, 0.5):.1f}x"
+    )
+
+
+def main() -> None:
+    with bench_fleet() as fleet:
+        asyncio.run(run(fleet))
+
+
+if __name__ == "__main__":
+    main()
