@@ -1,0 +1,87 @@
+"""The quote of a security for the next session: its reference price and limits, as risk and the paper broker
+need them. The rules are plain functions; `next_session_quote` gathers the stored facts they need."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
+
+from services.data.store import DataStore, SecurityRecord
+from shared.domain.codes import Board
+from shared.domain.money import from_fen
+from shared.market import limit_prices, price_limit_ratio
+
+# New listings have special limit regimes for at most their first five sessions (STAR/ChiNext/main board after
+# the registration reforms); from the sixth on a stock is "seasoned" and the rules take listing_day=None.
+NEW_LISTING_SESSIONS = 5
+# Five sessions never span more than a month, even across the Spring Festival: older listings are seasoned.
+RECENT_LISTING = timedelta(days=31)
+
+
+@dataclass(frozen=True)
+class NextSessionLimits:
+    limit_up: Decimal
+    limit_down: Decimal
+
+
+def listing_day_of(open_days_since_listing: int | None) -> int | None:
+    """`listing_day` for the rules: the session's number counted from the listing day (1 = listing day), or None for
+    a seasoned stock or when the stored calendar does not reach back to the listing."""
+    if open_days_since_listing is None or open_days_since_listing > NEW_LISTING_SESSIONS:
+        return None
+    return open_days_since_listing
+
+
+def next_session_limits(
+    board: Board, *, is_st: bool, reference_fen: int, session: date, listing_day: int | None
+) -> NextSessionLimits | None:
+    """Limit-up and limit-down prices of `session` around the reference price (the last close), or None when that
+    session has no limits (a new listing's first days)."""
+    ratio = price_limit_ratio(board, session, is_st=is_st, listing_day=listing_day)
+    limits = limit_prices(from_fen(reference_fen), ratio)
+    if limits is None:
+        return None
+    return NextSessionLimits(limit_up=limits[0], limit_down=limits[1])
+
+
+@dataclass(frozen=True)
+class Quote:
+    security: SecurityRecord
+    last_trade_date: date | None
+    last_close_fen: int | None
+    next_trade_date: date | None
+    suspended: bool  # no bar on the newest session in the store
+    limits: NextSessionLimits | None  # None: the next session has no limits, or there is no reference price
+
+
+async def next_session_quote(store: DataStore, security: SecurityRecord) -> Quote:
+    """The security's position as of the newest session in the store, and its limits for the session after."""
+    last = await store.last_bar(security.ts_code)
+    as_of = await store.latest_session()
+    next_day = await store.next_open_day(as_of) if as_of is not None else None
+    limits = None
+    delisted = security.delist_date is not None and (as_of is None or security.delist_date <= as_of)
+    if last is not None and as_of is not None and not delisted:
+        # Beyond the stored calendar the session date is unknown; the day after suffices to pick the rule regime.
+        session = next_day or as_of + timedelta(days=1)
+        open_days = None
+        if session - security.list_date <= RECENT_LISTING:
+            span = await store.calendar_span()
+            if span is not None and span[0] <= security.list_date:
+                open_days = await store.count_open_days(security.list_date, session)
+        limits = next_session_limits(
+            Board(security.board),
+            is_st=security.is_st,
+            reference_fen=last.close,
+            session=session,
+            listing_day=listing_day_of(open_days),
+        )
+    return Quote(
+        security=security,
+        last_trade_date=last.trade_date if last else None,
+        last_close_fen=last.close if last else None,
+        next_trade_date=next_day,
+        suspended=last is None or last.trade_date != as_of,
+        limits=limits,
+    )
