@@ -78,7 +78,8 @@ class ServiceDirectory:
 
     def __init__(self, settings: Settings, transports: dict[str, httpx.AsyncBaseTransport] | None = None) -> None:
         self.settings = settings
-        self.transports = transports or {}
+        # Kept by reference (not `or {}`): standalone mode fills the dict in after building the directory.
+        self.transports = transports if transports is not None else {}
         self._clients: dict[str, ServiceClient] = {}
 
     def url(self, name: str) -> str:

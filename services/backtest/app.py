@@ -1,0 +1,53 @@
+"""The backtest service's app factory: its database, the outbox relay and the routes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from services.backtest.api import router
+from services.backtest.service import BacktestService
+from services.backtest.store import BacktestStore, outbox
+from shared.app import Infra, create_service_app
+from shared.db import Database
+from shared.outbox import OutboxRelay
+from shared.settings import Settings
+from shared.strategy import Strategy, discover_strategies
+
+SERVICE = "backtest"
+
+
+def create_app(
+    settings: Settings,
+    infra: Infra | None = None,
+    *,
+    strategies: Mapping[str, type[Strategy]] | None = None,
+) -> FastAPI:
+    """`strategies` defaults to those discovered in the `strategies` package (tests add their own)."""
+    infra = infra or Infra.from_settings(settings, SERVICE)
+    db = Database(settings.database_url_for(SERVICE))
+    store = BacktestStore(db)
+    # Publishes the events of backtests failed here (queue down); the worker runs its own relay for the rest.
+    relay = OutboxRelay(db, outbox, infra.bus)
+    found = strategies if strategies is not None else discover_strategies()
+    service = BacktestService(store, infra.bus, dict(found), relay)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await db.connect()
+        try:
+            await store.migrate()
+            relay.start()
+            try:
+                yield
+            finally:
+                await relay.stop()
+        finally:
+            await db.dispose()
+
+    app = create_service_app(SERVICE, infra, routers=[router], lifespan=lifespan, readiness={"database": db.ping})
+    app.state.backtests = service
+    app.state.db = db
+    return app

@@ -1,0 +1,316 @@
+"""The backtest service's tables (backtests, their equity curves, the outbox) and the queries the API and the
+worker run against them. A backtest moves queued -> running -> succeeded | failed; a finished row never changes
+again, which is what makes a redelivered job harmless."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    Date,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    delete,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.types import JSON, TypeEngine
+
+from shared.db import Database, PreciseDateTime, new_metadata
+from shared.domain.money import money
+from shared.events.envelope import Envelope
+from shared.outbox import add_to_outbox, outbox_table
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+ERROR_MAX_CHARS = 20_000  # TEXT holds 64 KiB; a traceback's last lines are the ones that matter
+
+
+class BacktestStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (BacktestStatus.SUCCEEDED, BacktestStatus.FAILED)
+
+
+class Money(TypeDecorator[Decimal]):
+    """CNY to the fen, exact on both backends: DECIMAL(20,2) on MySQL; text on SQLite, whose NUMERIC would go
+    through float."""
+
+    impl = Numeric(20, 2)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(24))
+        return dialect.type_descriptor(Numeric(20, 2))
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        amount = money(value)
+        return str(amount) if dialect.name == "sqlite" else amount
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        return None if value is None else money(Decimal(str(value)))
+
+
+metadata = new_metadata()
+
+backtests = Table(
+    "backtests",
+    metadata,
+    Column("backtest_id", String(32), primary_key=True),
+    Column("owner", String(128), nullable=False),  # the principal's subject: a username or svc:<service>
+    Column("strategy", String(64), nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("ts_codes", JSON, nullable=False),
+    Column("start_date", Date, nullable=False),
+    Column("end_date", Date, nullable=False),
+    Column("initial_cash", Money, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("summary", JSON(none_as_null=True), nullable=True),
+    Column("error", Text, nullable=True),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),  # times a worker picked the job up
+    Column("created_at", PreciseDateTime, nullable=False),
+    Column("started_at", PreciseDateTime, nullable=True),
+    Column("finished_at", PreciseDateTime, nullable=True),
+    Index("ix_backtests_owner_created", "owner", "created_at"),
+    Index("ix_backtests_created", "created_at"),
+    CheckConstraint("status IN ('queued', 'running', 'succeeded', 'failed')", name="status"),
+)
+
+backtest_equity = Table(
+    "backtest_equity",
+    metadata,
+    Column(
+        "backtest_id",
+        String(32),
+        ForeignKey("backtests.backtest_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("trade_date", Date, primary_key=True),
+    Column("equity", Money, nullable=False),
+)
+
+outbox = outbox_table(metadata)
+
+
+def utcnow() -> datetime:
+    """Naive UTC, as every PreciseDateTime column stores it."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def as_utc(value: datetime) -> datetime:
+    """A stored (naive UTC) timestamp as an aware one, so the API says which zone it is in."""
+    return value.replace(tzinfo=UTC)
+
+
+def truncate_error(error: str) -> str:
+    if len(error) <= ERROR_MAX_CHARS:
+        return error
+    return "[... truncated ...]\n" + error[-(ERROR_MAX_CHARS - 20) :]
+
+
+@dataclass(frozen=True)
+class BacktestRecord:
+    backtest_id: str
+    owner: str
+    strategy: str
+    params: dict[str, Any]
+    ts_codes: list[str]
+    start: date
+    end: date
+    initial_cash: Decimal
+    status: BacktestStatus
+    summary: dict[str, Any] | None
+    error: str | None
+    attempts: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: RowMapping) -> BacktestRecord:
+        return cls(
+            backtest_id=row["backtest_id"],
+            owner=row["owner"],
+            strategy=row["strategy"],
+            params=_json_value(row["params"]),
+            ts_codes=_json_value(row["ts_codes"]),
+            start=row["start_date"],
+            end=row["end_date"],
+            initial_cash=row["initial_cash"],
+            status=BacktestStatus(row["status"]),
+            summary=_json_value(row["summary"]),
+            error=row["error"],
+            attempts=row["attempts"],
+            created_at=row["created_at"],
+            started_at=row["started_at"],
+            finished_at=row["finished_at"],
+        )
+
+
+def _json_value(value: Any) -> Any:
+    # MariaDB's JSON is LONGTEXT underneath; some driver paths hand back the text.
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+@dataclass(frozen=True)
+class StoredEquity:
+    trade_date: date
+    equity: Decimal
+
+
+class BacktestStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def migrate(self) -> None:
+        """Bring the schema up to date. The API and the worker both call this at start-up; on MySQL a named
+        lock makes concurrent starts take turns, as Alembic DDL is not transactional there."""
+        if self.db.is_sqlite:
+            await self.db.migrate(MIGRATIONS_DIR)
+            return
+        async with self.db.engine.connect() as lock_conn:
+            got = (await lock_conn.execute(text("SELECT GET_LOCK('lh_backtest_migrate', 60)"))).scalar()
+            if got != 1:
+                raise RuntimeError("could not take the lh_backtest_migrate lock within 60 s")
+            try:
+                await self.db.migrate(MIGRATIONS_DIR)
+            finally:
+                await lock_conn.execute(text("SELECT RELEASE_LOCK('lh_backtest_migrate')"))
+
+    async def create(
+        self,
+        *,
+        backtest_id: str,
+        owner: str,
+        strategy: str,
+        params: dict[str, Any],
+        ts_codes: Sequence[str],
+        start: date,
+        end: date,
+        initial_cash: Decimal,
+    ) -> BacktestRecord:
+        async with self.db.session() as session:
+            await session.execute(
+                insert(backtests).values(
+                    backtest_id=backtest_id,
+                    owner=owner,
+                    strategy=strategy,
+                    params=params,
+                    ts_codes=list(ts_codes),
+                    start_date=start,
+                    end_date=end,
+                    initial_cash=initial_cash,
+                    status=BacktestStatus.QUEUED.value,
+                    attempts=0,
+                    created_at=utcnow(),
+                )
+            )
+        record = await self.get(backtest_id)
+        assert record is not None
+        return record
+
+    async def get(self, backtest_id: str) -> BacktestRecord | None:
+        async with self.db.session() as session:
+            row = (
+                (await session.execute(select(backtests).where(backtests.c.backtest_id == backtest_id)))
+                .mappings()
+                .first()
+            )
+        return None if row is None else BacktestRecord.from_row(row)
+
+    async def list_recent(self, *, owner: str | None, limit: int) -> list[BacktestRecord]:
+        """Newest first; `owner=None` lists everyone's."""
+        query = select(backtests).order_by(backtests.c.created_at.desc(), backtests.c.backtest_id.desc()).limit(limit)
+        if owner is not None:
+            query = query.where(backtests.c.owner == owner)
+        async with self.db.session() as session:
+            rows = (await session.execute(query)).mappings().all()
+        return [BacktestRecord.from_row(r) for r in rows]
+
+    async def equity_curve(self, backtest_id: str) -> list[StoredEquity]:
+        async with self.db.session() as session:
+            rows = (
+                await session.execute(
+                    select(backtest_equity.c.trade_date, backtest_equity.c.equity)
+                    .where(backtest_equity.c.backtest_id == backtest_id)
+                    .order_by(backtest_equity.c.trade_date)
+                )
+            ).all()
+        return [StoredEquity(r.trade_date, r.equity) for r in rows]
+
+    async def claim(self, backtest_id: str) -> BacktestRecord | None:
+        """Mark a queued (or a crashed worker's running) backtest running and return it. A finished backtest is
+        returned unchanged; the caller leaves it alone. None when there is no such backtest."""
+        async with self.db.session() as session:
+            await session.execute(
+                update(backtests)
+                .where(
+                    backtests.c.backtest_id == backtest_id,
+                    backtests.c.status.in_([BacktestStatus.QUEUED.value, BacktestStatus.RUNNING.value]),
+                )
+                .values(status=BacktestStatus.RUNNING.value, started_at=utcnow(), attempts=backtests.c.attempts + 1)
+            )
+        return await self.get(backtest_id)
+
+    async def finish(
+        self,
+        backtest_id: str,
+        *,
+        status: BacktestStatus,
+        event: Envelope,
+        from_status: BacktestStatus = BacktestStatus.RUNNING,
+        summary: dict[str, Any] | None = None,
+        equity_curve: Sequence[tuple[date, Decimal]] = (),
+        error: str | None = None,
+    ) -> bool:
+        """Record the outcome, the equity curve and the `backtest.finished` event in one transaction. Only a
+        backtest still in `from_status` is finished; returns False (writing nothing) when another delivery of the
+        same job got there first."""
+        assert status.is_final
+        async with self.db.session() as session:
+            result = await session.execute(
+                update(backtests)
+                .where(backtests.c.backtest_id == backtest_id, backtests.c.status == from_status.value)
+                .values(
+                    status=status.value,
+                    summary=summary,
+                    error=None if error is None else truncate_error(error),
+                    finished_at=utcnow(),
+                )
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                return False
+            await session.execute(delete(backtest_equity).where(backtest_equity.c.backtest_id == backtest_id))
+            if equity_curve:
+                await session.execute(
+                    insert(backtest_equity),
+                    [{"backtest_id": backtest_id, "trade_date": d, "equity": e} for d, e in equity_curve],
+                )
+            await add_to_outbox(session, outbox, event)
+        return True

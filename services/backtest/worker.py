@@ -1,0 +1,306 @@
+"""The backtest worker: takes jobs from the `<ns>.jobs.backtests` work queue, fetches the bars from the data
+service, runs the strategy through the engine, and stores the result with its `backtest.finished` event.
+
+Runs in-process (standalone mode: `BacktestWorker(settings, infra).start()`) or as its own process
+(`python -m services.backtest.worker`, Prometheus metrics on LH_WORKER_METRICS_PORT, default 8106).
+
+What happens to a job:
+- Finished already (succeeded or failed): nothing; the job is acknowledged. A redelivered or duplicated job is
+  therefore harmless, and only the first delivery to finish a backtest writes its result and event.
+- Queued, or running (a worker died mid-run and the broker redelivered): run it.
+- The strategy or the engine raises, the bars are malformed, the strategy is gone: the backtest is marked failed
+  with the traceback, its event is written, and the exception is re-raised, so the bus dead-letters the job
+  (`<ns>.dead-letters`) for someone to look at; the queue goes on with the next job.
+- The data service is down: retried with backoff inside the job (see market_data.py); if it stays down, or it
+  refuses the request, or there are no bars at all, the backtest is marked failed with a clear error and the job
+  is acknowledged. That is an outcome for the user, not a defect to dead-letter.
+- Shutdown: a job in progress is finished first; a job delivered during shutdown is left unacknowledged, so the
+  broker gives it to the next worker when this one's channel closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+import traceback
+from collections.abc import Mapping
+from datetime import date
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.backtest.engine import BacktestResult, run_backtest
+from services.backtest.events import JOB_QUEUE, backtest_finished
+from services.backtest.market_data import BarsUnavailable, fetch_bars
+from services.backtest.store import BacktestRecord, BacktestStatus, BacktestStore, outbox
+from shared.app import Infra
+from shared.db import Database
+from shared.domain.models import Bar
+from shared.internal_auth import service_headers
+from shared.market.calendar import FIRST_YEAR, LAST_YEAR, sse_trading_days
+from shared.observability import configure_logging
+from shared.outbox import OutboxRelay
+from shared.settings import Settings
+from shared.strategy import Strategy, discover_strategies
+
+log = logging.getLogger(__name__)
+
+SERVICE = "backtest"
+PROCESS = "backtest-worker"
+
+
+class WorkerMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.jobs = Counter(
+            "lh_backtest_jobs",
+            "Backtest jobs handled, by outcome (skipped: the backtest had finished already)",
+            ["status"],
+            registry=registry,
+        )
+        self.seconds = Histogram(
+            "lh_backtest_job_seconds",
+            "Time to handle one backtest job: fetch bars, run, store",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+            registry=registry,
+        )
+        for status in ("succeeded", "failed", "skipped"):
+            self.jobs.labels(status)
+
+
+class UnknownBacktest(LookupError):
+    """A job names a backtest the store does not have."""
+
+
+class BacktestWorker:
+    def __init__(
+        self,
+        settings: Settings,
+        infra: Infra,
+        *,
+        db: Database | None = None,
+        strategies: Mapping[str, type[Strategy]] | None = None,
+        registry: CollectorRegistry | None = None,
+        fetch_attempts: int = 4,
+        fetch_backoff_s: float = 0.5,
+        fetch_concurrency: int = 8,
+    ) -> None:
+        self.settings = settings
+        self.infra = infra
+        self._owns_db = db is None
+        self.db = db or Database(settings.database_url_for(SERVICE))
+        self.store = BacktestStore(self.db)
+        self.relay = OutboxRelay(self.db, outbox, infra.bus)
+        self.strategies = dict(strategies) if strategies is not None else discover_strategies()
+        self.metrics = WorkerMetrics(registry or CollectorRegistry())
+        self.fetch_attempts = fetch_attempts
+        self.fetch_backoff_s = fetch_backoff_s
+        self.fetch_concurrency = fetch_concurrency
+        self._busy = asyncio.Lock()
+        self._stopping = False
+
+    async def start(self) -> None:
+        await self.db.connect()
+        await self.store.migrate()
+        self.relay.start()
+        await self.infra.bus.consume_jobs(JOB_QUEUE, self.handle, prefetch=1)
+        log.info("backtest worker consuming", extra={"queue": JOB_QUEUE, "strategies": sorted(self.strategies)})
+
+    async def stop(self, timeout_s: float = 120.0) -> None:
+        """Let a job in progress finish (up to `timeout_s`), then stop publishing and close the database.
+        The caller closes the bus, which returns any job delivered meanwhile to the queue."""
+        self._stopping = True
+        try:
+            async with asyncio.timeout(timeout_s):
+                async with self._busy:
+                    pass
+        except TimeoutError:
+            log.error("a backtest job was still running at shutdown; the broker will redeliver it")
+        await self.relay.stop()
+        if self._owns_db:
+            await self.db.dispose()
+
+    async def handle(self, body: dict[str, Any]) -> None:
+        """The job handler: returns when the job is done with (acknowledged), raises to dead-letter it."""
+        backtest_id = body.get("backtest_id") if isinstance(body, dict) else None
+        if not isinstance(backtest_id, str) or not backtest_id:
+            raise ValueError(f"malformed backtest job: {body!r}")
+        if self._stopping:
+            await _wait_for_shutdown()
+        async with self._busy:
+            started = time.perf_counter()
+            try:
+                status = await self._handle(backtest_id)
+            except Exception:
+                status = "failed"
+                raise
+            finally:
+                self.metrics.jobs.labels(status).inc()
+                if status != "skipped":
+                    self.metrics.seconds.observe(time.perf_counter() - started)
+
+    async def _handle(self, backtest_id: str) -> str:
+        record = await self.store.claim(backtest_id)
+        if record is None:
+            raise UnknownBacktest(f"no backtest {backtest_id!r} in the store")
+        if record.status.is_final:
+            log.info("backtest finished already; job skipped", extra={"backtest_id": backtest_id})
+            return "skipped"
+        log.info(
+            "backtest running",
+            extra={"backtest_id": backtest_id, "strategy": record.strategy, "attempt": record.attempts},
+        )
+        try:
+            strategy_cls = self.strategies.get(record.strategy)
+            if strategy_cls is None:
+                raise LookupError(f"strategy {record.strategy!r} is not installed on this worker")
+            params = strategy_cls.parse_params(record.params)
+            try:
+                bars = await self._fetch_all(record)
+            except BarsUnavailable as exc:
+                return await self._fail(record, str(exc))
+            if not any(bars.values()):
+                return await self._fail(
+                    record,
+                    f"no_data: the data service has no bars for {', '.join(record.ts_codes)} "
+                    f"between {record.start} and {record.end}",
+                )
+            result = await asyncio.to_thread(
+                run_backtest,
+                strategy_cls(params),
+                bars,
+                universe=record.ts_codes,
+                initial_cash=record.initial_cash,
+                start=record.start,
+                end=record.end,
+                calendar=_builtin_calendar(record.start, record.end),
+            )
+        except Exception:
+            await self._fail(record, traceback.format_exc())
+            raise
+        return await self._succeed(record, result)
+
+    async def _fetch_all(self, record: BacktestRecord) -> dict[str, list[Bar]]:
+        client = self.infra.services.client("data")
+        limit = asyncio.Semaphore(self.fetch_concurrency)
+
+        def headers() -> dict[str, str]:
+            return service_headers(self.settings.jwt_secret, SERVICE)
+
+        async def one(ts_code: str) -> list[Bar]:
+            async with limit:
+                return await fetch_bars(
+                    client,
+                    headers,
+                    ts_code,
+                    record.start,
+                    record.end,
+                    attempts=self.fetch_attempts,
+                    backoff_s=self.fetch_backoff_s,
+                )
+
+        tasks = [asyncio.create_task(one(code)) for code in record.ts_codes]
+        try:
+            series = await asyncio.gather(*tasks)
+        except BaseException:
+            # One symbol failed the job: stop retrying the others.
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        return dict(zip(record.ts_codes, series, strict=True))
+
+    async def _succeed(self, record: BacktestRecord, result: BacktestResult) -> str:
+        event = backtest_finished(
+            record.backtest_id, BacktestStatus.SUCCEEDED.value, total_return=result.summary.total_return
+        )
+        stored = await self.store.finish(
+            record.backtest_id,
+            status=BacktestStatus.SUCCEEDED,
+            summary=result.summary_json(),
+            equity_curve=[(p.trade_date, p.equity) for p in result.equity_curve],
+            event=event,
+        )
+        if not stored:
+            log.info("backtest finished by another delivery meanwhile", extra={"backtest_id": record.backtest_id})
+            return "skipped"
+        log.info(
+            "backtest succeeded",
+            extra={"backtest_id": record.backtest_id, "total_return": str(result.summary.total_return)},
+        )
+        await self._publish()
+        return "succeeded"
+
+    async def _fail(self, record: BacktestRecord, error: str) -> str:
+        event = backtest_finished(record.backtest_id, BacktestStatus.FAILED.value, error=error)
+        stored = await self.store.finish(record.backtest_id, status=BacktestStatus.FAILED, error=error, event=event)
+        if stored:
+            log.warning("backtest failed", extra={"backtest_id": record.backtest_id, "error": event.payload["error"]})
+            await self._publish()
+        return "failed" if stored else "skipped"
+
+    async def _publish(self) -> None:
+        # The result is committed: a broker hiccup now must not fail the job. The relay's poll retries.
+        try:
+            await self.relay.flush()
+        except Exception:
+            log.exception("could not publish backtest.finished now; the outbox relay will retry")
+
+
+def _builtin_calendar(start: date, end: date) -> list[date]:
+    """The SSE calendar where the built-in one covers the range; elsewhere the engine goes by the bars alone."""
+    if start.year >= FIRST_YEAR and end.year <= LAST_YEAR:
+        return sse_trading_days(start, end)
+    return []
+
+
+async def _wait_for_shutdown() -> None:
+    # Neither acknowledge nor reject: the channel closes under this job and the broker requeues it.
+    await asyncio.Event().wait()
+
+
+class WorkerSettings(BaseSettings):
+    """The worker process's own settings, next to the shared ones."""
+
+    model_config = SettingsConfigDict(env_prefix="LH_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    worker_metrics_port: int = 8106
+
+
+async def run_worker(settings: Settings, worker_settings: WorkerSettings) -> None:
+    registry = CollectorRegistry()
+    infra = Infra.from_settings(settings, PROCESS)
+    worker = BacktestWorker(settings, infra, registry=registry)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    metrics_server = None
+    try:
+        await infra.start()
+        await worker.start()
+        # Served once the worker consumes, so a 200 from /metrics also says the worker is up.
+        metrics_server, _ = start_http_server(
+            worker_settings.worker_metrics_port, addr=worker_settings.host, registry=registry
+        )
+        await stop.wait()
+        log.info("backtest worker stopping")
+    finally:
+        await worker.stop()
+        await infra.close()
+        if metrics_server is not None:
+            metrics_server.shutdown()
+
+
+def main() -> None:
+    settings = Settings()
+    configure_logging(PROCESS, settings.log_level, settings.log_json)
+    asyncio.run(run_worker(settings, WorkerSettings()))
+
+
+if __name__ == "__main__":
+    main()

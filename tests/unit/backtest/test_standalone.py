@@ -1,0 +1,126 @@
+"""The backtest service and an in-process worker as standalone mode runs them: SQLite, the in-memory bus."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from services.backtest.app import create_app
+from services.backtest.worker import BacktestWorker
+from shared.app import Infra
+from shared.bus import MemoryBus
+from shared.cache import MemoryCache
+from shared.http import ServiceDirectory
+from shared.internal_auth import INTERNAL_HEADER, Principal, mint_internal_token
+from shared.settings import Settings
+from tests.integration.backtest.fakes import STRATEGIES, FakeData
+
+
+class _DownBus(MemoryBus):
+    async def enqueue(self, queue: str, body: dict[str, Any], *, message_id: str) -> None:
+        raise ConnectionError("broker unreachable")
+
+
+def _settings(tmp_path: Path) -> Settings:
+    return Settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/{{service}}.db", log_json=False)
+
+
+def _headers(settings: Settings) -> dict[str, str]:
+    return {INTERNAL_HEADER: mint_internal_token(settings.jwt_secret, Principal("alice", "trader"))}
+
+
+@pytest.fixture
+async def standalone(tmp_path: Path) -> AsyncIterator[tuple[Settings, FastAPI, MemoryBus]]:
+    settings = _settings(tmp_path)
+    fake = FakeData(settings.jwt_secret)
+    bus = MemoryBus()
+    infra = Infra(
+        settings=settings,
+        bus=bus,
+        cache=MemoryCache(),
+        services=ServiceDirectory(settings, {"data": httpx.ASGITransport(app=fake.app())}),
+        shared=True,
+    )
+    app = create_app(settings, infra, strategies=STRATEGIES)
+    async with app.router.lifespan_context(app):
+        worker = BacktestWorker(settings, infra, strategies=STRATEGIES)
+        await worker.start()
+        try:
+            yield settings, app, bus
+        finally:
+            await worker.stop()
+            await bus.close()
+
+
+async def eventually(condition: Callable[[], bool], timeout_s: float = 10) -> None:
+    """Wait for something another task does (the outbox relay publishing, here)."""
+    async with asyncio.timeout(timeout_s):
+        while True:
+            if condition():
+                return
+            await asyncio.sleep(0.02)
+
+
+async def _finished(client: httpx.AsyncClient, backtest_id: str, headers: dict[str, str]) -> dict[str, Any]:
+    async with asyncio.timeout(20):
+        while True:
+            body: dict[str, Any] = (await client.get(f"/v1/backtests/{backtest_id}", headers=headers)).json()
+            if body["status"] in ("succeeded", "failed"):
+                return body
+            await asyncio.sleep(0.02)
+
+
+async def test_standalone_runs_a_backtest_in_process(standalone: tuple[Settings, FastAPI, MemoryBus]) -> None:
+    settings, app, bus = standalone
+    headers = _headers(settings)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://backtest") as client:
+        body = {
+            "ts_codes": ["000001.SZ", "300750.SZ"],
+            "start": "2024-03-04",
+            "end": "2024-03-07",
+            "initial_cash": 200000,
+        }
+        resp = await client.post("/v1/backtests", json=body, headers=headers)
+        assert resp.status_code == 202
+        result = await _finished(client, resp.json()["backtest_id"], headers)
+        # The same numbers as the MariaDB test (tests/integration/backtest): money is exact on SQLite too.
+        assert result["status"] == "succeeded", result["error"]
+        assert result["initial_cash"] == "200000.00"
+        assert [p["equity"] for p in result["equity_curve"]] == ["201900.66", "201750.66", "199850.66", "202750.66"]
+
+        poison = await client.post("/v1/backtests", json={**body, "strategy": "explode"}, headers=headers)
+        failed = await _finished(client, poison.json()["backtest_id"], headers)
+        assert failed["status"] == "failed" and "boom on purpose" in failed["error"]
+        assert bus.dead_letters == [{"backtest_id": poison.json()["backtest_id"]}]
+    await eventually(lambda: len([e for e in bus.published if e.type == "backtest.finished"]) == 2)
+    statuses = [e.payload["status"] for e in bus.published if e.type == "backtest.finished"]
+    assert statuses == ["succeeded", "failed"]
+
+
+async def test_a_request_the_queue_cannot_take_is_recorded_failed_and_answered_503(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    bus = _DownBus()
+    infra = Infra(settings=settings, bus=bus, cache=MemoryCache(), services=ServiceDirectory(settings))
+    app = create_app(settings, infra)
+    headers = _headers(settings)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://backtest") as client,
+    ):
+        body = {"ts_codes": ["000001.SZ"], "start": "2024-03-04", "end": "2024-03-07"}
+        resp = await client.post("/v1/backtests", json=body, headers=headers)
+        assert resp.status_code == 503
+        assert resp.json()["code"] == "queue_unavailable"
+        listed = (await client.get("/v1/backtests", headers=headers)).json()
+        assert len(listed) == 1
+        assert listed[0]["status"] == "failed"
+        assert listed[0]["error"].startswith("queue_unavailable:") and "broker unreachable" in listed[0]["error"]
+        assert listed[0]["backtest_id"] in resp.json()["message"]
+        await eventually(lambda: bool(bus.published))
+        assert bus.published[0].payload["status"] == "failed"
