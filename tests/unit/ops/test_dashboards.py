@@ -1,0 +1,398 @@
+"""The Grafana dashboards and the alert rules query only metrics that LiangHua's processes really expose.
+
+Every metric name used in a dashboard target or an alert rule must appear in the /metrics output of at least one
+LiangHua app (each built in standalone mode and given a few requests, so the http_* series exist) or in the backtest
+worker's registry; the queries must parse (promtool); the provisioning must point at the compose services."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
+
+ROOT = Path(__file__).resolve().parents[3]
+DASHBOARDS = sorted((ROOT / "grafana" / "dashboards").glob("*.json"))
+ALERTS = ROOT / "prometheus" / "alerts.yml"
+DATASOURCE_UID = "prometheus"
+
+HTTP_APPS = {  # process -> module with create_app(settings, infra)
+    "gateway": "gateway.app",
+    "data": "services.data.app",
+    "strategy": "services.strategy.app",
+    "backtest": "services.backtest.app",
+    "risk": "services.risk.app",
+    "execution": "services.execution.app",
+}
+WORKER_MODULE = "services.backtest.worker"
+# Series Prometheus writes itself for every scrape target: no app exposes them.
+PROMETHEUS_SERIES = {
+    "up",
+    "scrape_duration_seconds",
+    "scrape_samples_scraped",
+    "scrape_samples_post_metric_relabeling",
+    "scrape_series_added",
+}
+# What each per-service panel (request rate, errors, latency) needs from every HTTP process.
+HTTP_SERIES = {"http_requests_total", "http_request_duration_seconds_bucket"}
+
+
+# --- PromQL: which metric names does an expression select? ---------------------------------------------------
+
+_TOKEN = re.compile(
+    r"""
+      (?P<string>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`)
+    | (?P<variable>\$\{[^}]*\}|\$[A-Za-z_][A-Za-z0-9_]*)        # Grafana: $__range, ${__rate_interval}, $job
+    | (?P<number>(?:0[xX][0-9a-fA-F]+|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)[A-Za-z0-9]*)  # 0.99, 1e3, 5m, 1h30m
+    | (?P<identifier>[A-Za-z_:][A-Za-z0-9_:]*)
+    | (?P<operator>=~|!~|!=|==|<=|>=|[-+*/%^<>=@(){}\[\],:])
+    | (?P<space>\s+)
+    | (?P<comment>\#[^\n]*)
+    """,
+    re.VERBOSE,
+)
+_KEYWORDS = {"and", "or", "unless", "bool", "offset", "inf", "nan"}
+_GROUPING = {"by", "without", "on", "ignoring", "group_left", "group_right"}  # followed by a list of label names
+
+
+def promql_tokens(expr: str) -> list[tuple[str, str]]:
+    tokens: list[tuple[str, str]] = []
+    pos = 0
+    while pos < len(expr):
+        match = _TOKEN.match(expr, pos)
+        if match is None:
+            raise ValueError(f"cannot tokenize PromQL at {expr[pos : pos + 20]!r} in {expr!r}")
+        kind = match.lastgroup
+        assert kind is not None
+        if kind not in ("space", "comment"):
+            tokens.append((kind, match.group()))
+        pos = match.end()
+    return tokens
+
+
+def _closing(tokens: list[tuple[str, str]], start: int, close: str) -> int:
+    for i in range(start, len(tokens)):
+        if tokens[i][1] == close:
+            return i
+    raise ValueError(f"unbalanced PromQL: no {close!r} after token {start}")
+
+
+def metric_names(expr: str) -> set[str]:
+    """Metric names selected by a PromQL expression: identifiers that are not functions or aggregations (followed
+    by `(` or by/without), keywords, label names (inside `{}` and grouping lists) or durations (inside `[]`);
+    plus `{__name__="..."}` selectors."""
+    tokens = promql_tokens(expr)
+    names: set[str] = set()
+    i = 0
+    while i < len(tokens):
+        kind, text = tokens[i]
+        following = tokens[i + 1][1].lower() if i + 1 < len(tokens) else ""
+        if text == "{":
+            end = _closing(tokens, i, "}")
+            matchers = tokens[i + 1 : end]
+            for j in range(len(matchers) - 2):
+                if matchers[j][1] == "__name__" and matchers[j + 1][1] == "=" and matchers[j + 2][0] == "string":
+                    names.add(matchers[j + 2][1][1:-1])
+            i = end + 1
+        elif text == "[":
+            i = _closing(tokens, i, "]") + 1
+        elif kind == "identifier" and text.lower() in _GROUPING and following == "(":
+            i = _closing(tokens, i + 1, ")") + 1
+        elif kind == "identifier" and (text.lower() in _KEYWORDS or following in ("(", "by", "without")):
+            i += 1
+        else:
+            if kind == "identifier":
+                names.add(text)
+            i += 1
+    return names
+
+
+@pytest.mark.parametrize(
+    ("expr", "expected"),
+    [
+        ("sum by (job) (rate(http_requests_total[1m]))", {"http_requests_total"}),
+        (
+            'histogram_quantile(0.99, sum by (job, le) (rate(http_request_duration_seconds_bucket{job=~"a|b"}[5m])))',
+            {"http_request_duration_seconds_bucket"},
+        ),
+        (
+            'sum by(job)(rate(x_total{status="5xx"}[5m])) / sum(rate(x_total[5m])) or sum(rate(y[5m])) * 0',
+            {"x_total", "y"},
+        ),
+        ('sum(increase(lh_orders_total{status="accepted"}[$__range]))', {"lh_orders_total"}),
+        ('up{job=~"gateway|data"} == 0', {"up"}),
+        ("rate(a[5m] offset 1h) > bool 0", {"a"}),
+        ("sum(a) without (instance) / on (job) group_left (team) b", {"a", "b"}),
+        ('{__name__="foo_total", job="x"}', {"foo_total"}),
+        ('label_replace(a, "dst", "$1", "src", "(.*)")', {"a"}),
+        ("max_over_time(a:recorded[1h:5m]) > Inf", {"a:recorded"}),
+        ("topk by (job) (5, c)", {"c"}),
+        ("sum(rate(lh_trades_total[${__rate_interval}])) * 60", {"lh_trades_total"}),
+    ],
+)
+def test_metric_names_finds_the_metrics_of_an_expression(expr: str, expected: set[str]) -> None:
+    assert metric_names(expr) == expected
+
+
+# --- what the dashboards and alert rules query ------------------------------------------------------------------
+
+
+def load_dashboard(path: Path) -> dict[str, Any]:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    assert isinstance(data, dict), f"{path.name}: not a JSON object"
+    return data
+
+
+def dashboard_panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
+    """Panels, including those nested in collapsed rows."""
+    panels: list[dict[str, Any]] = []
+    for panel in dashboard.get("panels", []):
+        panels.append(panel)
+        panels.extend(panel.get("panels", []))
+    return panels
+
+
+def dashboard_exprs(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
+    """(where, expr) of every Prometheus query in the dashboard."""
+    out = []
+    for panel in dashboard_panels(dashboard):
+        for target in panel.get("targets", []):
+            if "expr" in target:
+                out.append(
+                    (f"panel {panel.get('id')} {panel.get('title')!r} target {target.get('refId')}", target["expr"])
+                )
+    return out
+
+
+def alert_exprs() -> list[tuple[str, str]]:
+    rules = yaml.safe_load(ALERTS.read_text(encoding="utf-8"))
+    return [
+        (f"rule {rule.get('alert') or rule.get('record')}", rule["expr"])
+        for group in rules["groups"]
+        for rule in group["rules"]
+    ]
+
+
+def test_the_overview_dashboard_exists() -> None:
+    assert ROOT / "grafana" / "dashboards" / "lianghua-overview.json" in DASHBOARDS
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_dashboard_is_a_grafana_dashboard_model(path: Path) -> None:
+    dashboard = load_dashboard(path)
+    assert dashboard.get("uid") and len(dashboard["uid"]) <= 40, "a stable uid (at most 40 characters)"
+    assert dashboard.get("title")
+    assert dashboard.get("id") is None, "provisioned dashboards carry no database id"
+    assert isinstance(dashboard.get("schemaVersion"), int) and dashboard["schemaVersion"] >= 36
+    panels = dashboard_panels(dashboard)
+    assert panels, "the dashboard has no panels"
+    ids = [p.get("id") for p in panels]
+    assert len(ids) == len(set(ids)) and all(isinstance(i, int) for i in ids), f"panel ids must be unique: {ids}"
+    for panel in panels:
+        where = f"panel {panel.get('id')} {panel.get('title')!r}"
+        assert panel.get("type") in {"timeseries", "stat", "row", "gauge", "bargauge", "table", "text"}, where
+        assert panel.get("title"), where
+        grid = panel.get("gridPos", {})
+        assert {"h", "w", "x", "y"} <= set(grid), f"{where}: gridPos needs h, w, x, y"
+        assert grid["x"] >= 0 and grid["w"] > 0 and grid["x"] + grid["w"] <= 24, f"{where}: outside the 24 columns"
+        if panel["type"] in ("row", "text"):
+            continue
+        assert panel.get("datasource") == {"type": "prometheus", "uid": DATASOURCE_UID}, where
+        targets = panel.get("targets", [])
+        assert targets, f"{where}: no queries"
+        ref_ids = [t.get("refId") for t in targets]
+        assert len(ref_ids) == len(set(ref_ids)) and all(ref_ids), f"{where}: refIds must be set and unique"
+        for target in targets:
+            assert target.get("datasource", {}).get("uid", DATASOURCE_UID) == DATASOURCE_UID, where
+            assert target.get("expr", "").strip(), f"{where}: target {target.get('refId')} has no expr"
+    # Panels must not overlap on the grid (Grafana would shuffle them).
+    cells: dict[tuple[int, int], str] = {}
+    for panel in dashboard.get("panels", []):
+        grid = panel["gridPos"]
+        for x in range(grid["x"], grid["x"] + grid["w"]):
+            for y in range(grid["y"], grid["y"] + grid["h"]):
+                other = cells.setdefault((x, y), panel["title"])
+                assert other == panel["title"], f"panels {other!r} and {panel['title']!r} overlap"
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_every_dashboard_query_selects_a_metric(path: Path) -> None:
+    empty = [where for where, expr in dashboard_exprs(load_dashboard(path)) if not metric_names(expr)]
+    assert not empty, f"queries selecting no metric (or a tokenizer gap): {empty}"
+
+
+# Grafana fills these in before a query reaches Prometheus.
+_GRAFANA_VARIABLES = re.compile(r"\$\{?(__range_ms|__range_s|__range|__rate_interval|__interval_ms|__interval)\b\}?")
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_dashboard_queries_are_valid_promql(path: Path, promtool: Any, tmp_path: Path) -> None:
+    rules = []
+    for n, (where, expr) in enumerate(dashboard_exprs(load_dashboard(path))):
+        concrete = _GRAFANA_VARIABLES.sub(lambda m: "300" if m.group(1).endswith(("_s", "_ms")) else "5m", expr)
+        assert "$" not in concrete, f"{where}: unknown Grafana variable in {expr!r}"
+        rules.append({"record": f"lianghua:dashboard_query:{n}", "expr": concrete, "labels": {"where": where}})
+    rule_file = tmp_path / "dashboard_queries.yml"
+    rule_file.write_text(yaml.safe_dump({"groups": [{"name": path.stem, "rules": rules}]}), encoding="utf-8")
+    result = promtool("check", "rules", str(rule_file))
+    assert result.returncode == 0, f"promtool rejects a query of {path.name}:\n{result.stdout}{result.stderr}"
+
+
+def test_grafana_datasource_is_the_compose_prometheus(compose: dict[str, Any]) -> None:
+    provisioning = yaml.safe_load((ROOT / "grafana/provisioning/datasources/prometheus.yml").read_text())
+    (source,) = provisioning["datasources"]
+    assert source["uid"] == DATASOURCE_UID
+    assert source["type"] == "prometheus"
+    assert source["url"] == "http://prometheus:9090"
+    assert "prometheus" in compose["services"]
+
+
+def test_grafana_loads_the_dashboards_folder_that_compose_mounts(compose: dict[str, Any]) -> None:
+    provisioning = yaml.safe_load((ROOT / "grafana/provisioning/dashboards/lianghua.yml").read_text())
+    (provider,) = provisioning["providers"]
+    assert provider["type"] == "file"
+    mounts = {}
+    for volume in compose["services"]["grafana"]["volumes"]:
+        source, target, *_ = volume.split(":")
+        mounts[target] = source
+    assert mounts.get(provider["options"]["path"]) == "./grafana/dashboards"
+    assert mounts.get("/etc/grafana/provisioning") == "./grafana/provisioning"
+
+
+# --- what the apps expose ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Exposed:
+    """Metric names each process exposes (as PromQL selects them), and why a process could not be inspected."""
+
+    by_process: dict[str, set[str]] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    def all_names(self) -> set[str]:
+        return set().union(*self.by_process.values()) if self.by_process else set()
+
+    def explain(self) -> str:
+        lines = [f"  {process}: {error}" for process, error in self.errors.items()]
+        return ("\nprocesses that could not be inspected:\n" + "\n".join(lines)) if lines else ""
+
+
+def series_names(families: Iterable[Any]) -> set[str]:
+    """The series names PromQL can select from these metric families. A family with labels but no observation yet
+    has no samples, only its TYPE line, so the names follow from the type: a counter `x` is `x_total`, a histogram
+    `x` is `x_bucket`, `x_sum` and `x_count`, a summary `x` is `x`, `x_sum` and `x_count`."""
+    suffixes = {
+        "counter": ("_total",),
+        "histogram": ("_bucket", "_sum", "_count"),
+        "gaugehistogram": ("_bucket", "_gsum", "_gcount"),
+        "summary": ("", "_sum", "_count"),
+        "info": ("_info",),
+    }
+    names: set[str] = set()
+    for family in families:
+        names.update(family.name + suffix for suffix in suffixes.get(family.type, ("",)))
+        names.update(sample.name for sample in family.samples if isinstance(sample, Sample))
+    return names
+
+
+def exposition_names(text: str) -> set[str]:
+    return series_names(text_string_to_metric_families(text))
+
+
+async def _scrape_app(name: str, module_name: str, settings: Any) -> set[str]:
+    from shared.app import Infra
+    from shared.internal_auth import service_headers
+
+    module = importlib.import_module(module_name)
+    app = module.create_app(settings, Infra.from_settings(settings, name))
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        # The instrumentator only writes http_* series for requests to instrumented routes (/healthz, /readyz and
+        # /metrics are excluded), so make some: the schema, and one API route with and without credentials.
+        schema = await http.get("/openapi.json")
+        assert schema.status_code == 200, f"GET /openapi.json answered {schema.status_code}"
+        api_routes = [
+            path
+            for path, operations in schema.json().get("paths", {}).items()
+            if "get" in operations and "{" not in path and "/v1/" in path
+        ]
+        for path in sorted(api_routes)[:1]:
+            await http.get(path)
+            await http.get(path, headers=service_headers(settings.jwt_secret, "ops-test"))
+        metrics = await http.get("/metrics")
+        assert metrics.status_code == 200, f"GET /metrics answered {metrics.status_code}"
+        return exposition_names(metrics.text)
+
+
+def _worker_names(settings: Any) -> set[str]:
+    """The worker serves its metrics from the registry it hands its BacktestWorker (see run_worker in
+    services/backtest/worker.py): build one the same way, without starting it, and read that registry."""
+    from shared.app import Infra
+
+    module = importlib.import_module(WORKER_MODULE)
+    registry = CollectorRegistry()
+    module.BacktestWorker(settings, Infra.from_settings(settings, "backtest-worker"), registry=registry)
+    return exposition_names(generate_latest(registry).decode())
+
+
+@pytest.fixture(scope="module")
+async def exposed(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Exposed]:
+    from shared.settings import Settings
+
+    db_dir = tmp_path_factory.mktemp("ops-metrics")
+    settings = Settings(
+        mode="standalone",
+        database_url=f"sqlite+aiosqlite:///{db_dir}/{{service}}.db",
+        redis_url="memory://",
+        amqp_url="memory://",
+        load_demo_data=False,
+        log_json=False,
+    )
+    result = Exposed()
+    for name, module_name in HTTP_APPS.items():
+        try:
+            result.by_process[name] = await _scrape_app(name, module_name, settings)
+        except Exception as exc:  # reported by the tests that need this process's metrics
+            result.errors[name] = f"{type(exc).__name__}: {exc}"[:500]
+    try:
+        result.by_process["backtest-worker"] = _worker_names(settings)
+    except Exception as exc:
+        result.errors["backtest-worker"] = f"{type(exc).__name__}: {exc}"[:500]
+    yield result
+
+
+def _unexposed(exprs: list[tuple[str, str]], exposed: Exposed) -> list[str]:
+    available = exposed.all_names() | PROMETHEUS_SERIES
+    return [
+        f"{where}: {sorted(missing)} in {expr!r}"
+        for where, expr in exprs
+        if (missing := metric_names(expr) - available)
+    ]
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_dashboard_metrics_are_exposed_by_the_apps(path: Path, exposed: Exposed) -> None:
+    missing = _unexposed(dashboard_exprs(load_dashboard(path)), exposed)
+    assert not missing, "metrics no LiangHua process exposes:\n  " + "\n  ".join(missing) + exposed.explain()
+
+
+def test_alert_rule_metrics_are_exposed_by_the_apps(exposed: Exposed) -> None:
+    missing = _unexposed(alert_exprs(), exposed)
+    assert not missing, "metrics no LiangHua process exposes:\n  " + "\n  ".join(missing) + exposed.explain()
+
+
+@pytest.mark.parametrize("process", sorted(HTTP_APPS))
+def test_every_http_process_exposes_the_per_service_request_metrics(process: str, exposed: Exposed) -> None:
+    assert process in exposed.by_process, f"{process} could not be inspected: {exposed.errors.get(process)}"
+    missing = HTTP_SERIES - exposed.by_process[process]
+    assert not missing, f"{process}'s /metrics lacks {sorted(missing)} (the per-service panels and alerts use them)"
