@@ -1,0 +1,201 @@
+"""The gateway's own routes: log in, who am I, user administration and API keys."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Request, status
+from fastapi.security import OAuth2PasswordRequestForm
+from pydantic import BaseModel, Field
+
+from gateway.auth import WWW_AUTHENTICATE, Admin, HeaderError, Viewer, rate_limit_login
+from gateway.security import (
+    Role,
+    hash_password,
+    issue_token,
+    new_api_key,
+    password_needs_rehash,
+    verify_password,
+)
+from gateway.store import ApiKeyRecord, GatewayStore, UserRecord
+from shared.errors import NotFound, ServiceError
+
+USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"
+MIN_PASSWORD_LENGTH = 8
+
+router = APIRouter(prefix="/api/v1")
+
+
+def _store(request: Request) -> GatewayStore:
+    store: GatewayStore = request.app.state.store
+    return store
+
+
+Store = Annotated[GatewayStore, Depends(_store)]
+
+
+# --- models ------------------------------------------------------------------------------------------------
+
+
+class TokenResponse(BaseModel):
+    access_token: str
+    token_type: str = "bearer"  # noqa: S105 (the OAuth2 token type, not a secret)
+    role: Role
+    expires_in: int = Field(description="seconds until the token expires")
+
+
+class Me(BaseModel):
+    username: str
+    role: Role
+    account_id: str
+    auth: str = Field(description="how this request was authenticated: jwt | api_key")
+
+
+class UserCreate(BaseModel):
+    username: str = Field(pattern=USERNAME_PATTERN)
+    password: str = Field(min_length=MIN_PASSWORD_LENGTH, max_length=256)
+    role: Role = Role.VIEWER
+    account_id: str | None = Field(default=None, pattern=USERNAME_PATTERN, description="defaults to the username")
+
+
+class UserUpdate(BaseModel):
+    role: Role | None = None
+    disabled: bool | None = None
+    password: str | None = Field(default=None, min_length=MIN_PASSWORD_LENGTH, max_length=256)
+
+
+class UserOut(BaseModel):
+    username: str
+    role: Role
+    account_id: str
+    created_at: datetime
+    disabled: bool
+
+    @classmethod
+    def of(cls, user: UserRecord) -> UserOut:
+        return cls(
+            username=user.username,
+            role=user.role,
+            account_id=user.account_id,
+            created_at=user.created_at,
+            disabled=user.disabled,
+        )
+
+
+class ApiKeyCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+
+
+class ApiKeyOut(BaseModel):
+    key_id: str
+    name: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+    @classmethod
+    def of(cls, key: ApiKeyRecord) -> ApiKeyOut:
+        return cls(
+            key_id=key.key_id,
+            name=key.name,
+            created_at=key.created_at,
+            last_used_at=key.last_used_at,
+            revoked_at=key.revoked_at,
+        )
+
+
+class ApiKeyCreated(BaseModel):
+    key_id: str
+    name: str
+    created_at: datetime
+    api_key: str = Field(description="shown only in this response: store it now")
+
+
+# --- auth --------------------------------------------------------------------------------------------------
+
+
+@router.post("/auth/token", response_model=TokenResponse, tags=["auth"])
+async def issue_access_token(
+    request: Request, store: Store, form: Annotated[OAuth2PasswordRequestForm, Depends()]
+) -> TokenResponse:
+    """Log in with a username and password (an OAuth2 password form) and get a bearer token."""
+    settings = request.app.state.settings
+    await rate_limit_login(request.app.state.infra.cache, form.username, settings.rate_limit_per_minute)
+    user = await store.get_user(form.username)
+    valid = await asyncio.to_thread(verify_password, user.password_hash if user else None, form.password)
+    if user is None or not valid or user.disabled:
+        raise HeaderError(
+            "invalid_credentials",
+            "wrong username or password",
+            status_code=401,
+            headers={"WWW-Authenticate": WWW_AUTHENTICATE},
+        )
+    if password_needs_rehash(user.password_hash):
+        new_hash = await asyncio.to_thread(hash_password, form.password)
+        await store.update_user(user.username, password_hash=new_hash)
+    token = issue_token(settings.jwt_secret, user.username, user.role, user.account_id, settings.jwt_ttl_s)
+    return TokenResponse(access_token=token, role=user.role, expires_in=settings.jwt_ttl_s)
+
+
+@router.get("/auth/me", response_model=Me, tags=["auth"])
+async def who_am_i(user: Viewer) -> Me:
+    return Me(username=user.username, role=user.role, account_id=user.account_id, auth=user.via)
+
+
+# --- users (admin) -----------------------------------------------------------------------------------------
+
+
+@router.post("/users", response_model=UserOut, status_code=status.HTTP_201_CREATED, tags=["users"])
+async def create_user(body: UserCreate, store: Store, _: Admin) -> UserOut:
+    password_hash = await asyncio.to_thread(hash_password, body.password)
+    user = await store.create_user(body.username, password_hash, body.role, body.account_id or body.username)
+    return UserOut.of(user)
+
+
+@router.get("/users", response_model=list[UserOut], tags=["users"])
+async def list_users(store: Store, _: Admin) -> list[UserOut]:
+    return [UserOut.of(u) for u in await store.list_users()]
+
+
+@router.patch("/users/{username}", response_model=UserOut, tags=["users"])
+async def update_user(
+    username: Annotated[str, Path(pattern=USERNAME_PATTERN)], body: UserUpdate, store: Store, admin: Admin
+) -> UserOut:
+    """Change a user's role, disable or re-enable them, or set a new password."""
+    if username == admin.username and (body.disabled or (body.role is not None and body.role is not Role.ADMIN)):
+        # Otherwise the last admin can lock everyone out of user administration.
+        raise ServiceError("cannot_demote_self", "an admin cannot disable or demote themselves", status_code=409)
+    password_hash = await asyncio.to_thread(hash_password, body.password) if body.password else None
+    user = await store.update_user(username, role=body.role, disabled=body.disabled, password_hash=password_hash)
+    if user is None:
+        raise NotFound("user_not_found", f"no user named {username!r}")
+    return UserOut.of(user)
+
+
+# --- API keys ----------------------------------------------------------------------------------------------
+
+
+@router.post("/api-keys", response_model=ApiKeyCreated, status_code=status.HTTP_201_CREATED, tags=["api keys"])
+async def create_api_key(body: ApiKeyCreate, store: Store, user: Viewer) -> ApiKeyCreated:
+    """A key for scripts, acting as you with your role. The key is shown once; only its hash is kept."""
+    key = new_api_key()
+    record = await store.create_api_key(user.username, body.name, key.key_id, key.secret_hash)
+    return ApiKeyCreated(key_id=record.key_id, name=record.name, created_at=record.created_at, api_key=key.token)
+
+
+@router.get("/api-keys", response_model=list[ApiKeyOut], tags=["api keys"])
+async def list_api_keys(store: Store, user: Viewer) -> list[ApiKeyOut]:
+    return [ApiKeyOut.of(k) for k in await store.list_api_keys(user.username)]
+
+
+@router.delete("/api-keys/{key_id}", response_model=ApiKeyOut, tags=["api keys"])
+async def revoke_api_key(key_id: Annotated[str, Path(max_length=32)], store: Store, user: Viewer) -> ApiKeyOut:
+    """Revoke one of your keys (an admin can revoke anyone's). Revoking twice keeps the first revocation time."""
+    key = await store.get_api_key(key_id)
+    if key is None or (key.username != user.username and user.role is not Role.ADMIN):
+        raise NotFound("api_key_not_found", f"you have no API key {key_id!r}")
+    revoked = await store.revoke_api_key(key_id)
+    assert revoked is not None  # keys are never deleted, only revoked
+    return ApiKeyOut.of(revoked)

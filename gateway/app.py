@@ -1,0 +1,113 @@
+"""The gateway app: the one public entry of the fleet (auth, roles, rate limits, the proxy routes, /ws, the web UI)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway import api, proxy, ws
+from gateway.auth import HeaderError
+from gateway.bootstrap import ensure_admin
+from gateway.store import GatewayStore
+from shared.app import Infra, ReadinessCheck, create_service_app
+from shared.db import Database
+from shared.http import SERVICES
+from shared.observability import CORRELATION_HEADER, REQUEST_ID_HEADER
+from shared.settings import Settings
+
+WEB_DIR = Path(__file__).resolve().parent / "web"
+
+# The UI is plain files from this origin: no inline script, no third-party origin, not framable.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
+    infra = infra or Infra.from_settings(settings, source="gateway")
+    store = GatewayStore(Database(settings.database_url_for("gateway")))
+    hub = ws.EventHub()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await store.start()
+        try:
+            await ensure_admin(store, settings)
+            # One subscription per process, on a private queue (durable=False): every gateway process gets every
+            # event, and an event nobody is connected for is not worth keeping.
+            await infra.bus.subscribe(ws.CONSUMER, ws.EVENT_PATTERNS, hub.dispatch, durable=False)
+            yield
+        finally:
+            hub.close_all()
+            await store.close()
+
+    readiness: dict[str, ReadinessCheck] = {"db": store.db.ping}
+    for name in SERVICES:
+        readiness[name] = _healthy(infra, name)
+
+    app = create_service_app(
+        "gateway",
+        infra,
+        public_routers=[api.router, proxy.router, ws.router],
+        lifespan=lifespan,
+        readiness=readiness,
+    )
+    app.title = "LiangHua gateway"
+    app.state.store = store
+    app.state.hub = hub
+
+    @app.exception_handler(HeaderError)
+    async def _header_error(_: Request, exc: HeaderError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(
+            WEB_DIR / "index.html",
+            headers={"Content-Security-Policy": CONTENT_SECURITY_POLICY, "Cache-Control": "no-cache"},
+        )
+
+    app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
+    app.add_middleware(RequestIdMiddleware)
+    return app
+
+
+def _healthy(infra: Infra, service: str) -> ReadinessCheck:
+    async def check() -> bool:
+        response = await infra.services.client(service).request("GET", "/healthz")
+        if response.status_code != 200:
+            raise RuntimeError(f"{service} /healthz answered HTTP {response.status_code}")
+        return True
+
+    return check
+
+
+class RequestIdMiddleware:
+    """Echo the request id as `X-Request-ID` as well as `X-Correlation-ID` (the shared middleware, inside this one,
+    adopts either header from the request and sets the latter): clients look for the header they sent."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_request_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                names = {k.lower() for k, _ in headers}
+                cid = next((v for k, v in headers if k.lower() == CORRELATION_HEADER.lower().encode()), None)
+                if cid is not None and REQUEST_ID_HEADER.lower().encode() not in names:
+                    headers.append((REQUEST_ID_HEADER.encode(), cid))
+                    message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_request_id)

@@ -1,0 +1,201 @@
+"""The public routes that belong to the services behind the gateway: each one checks the caller's role, mints the
+internal token for them and passes the service's answer back as it came (status and JSON body)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+from urllib.parse import quote
+
+import httpx
+from fastapi import APIRouter, Body, Path, Query, Request, Response
+
+from gateway.auth import CurrentUser, Trader, Viewer
+from shared.errors import ServiceError, Unavailable
+from shared.internal_auth import INTERNAL_HEADER, mint_internal_token
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/api/v1")
+
+# Ids that reach a service's URL path: no slashes, no dot segments, nothing that needs escaping.
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+PASSED_HEADERS = ("retry-after",)
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "not authenticated: `{code: unauthenticated}`"},
+    403: {"description": "the role is too low: `{code: forbidden}`"},
+    429: {"description": "rate limited: `{code: rate_limited}`, with Retry-After"},
+    503: {"description": "the service behind is unreachable: `{code: <service>_unavailable}`"},
+}
+
+ORDER_EXAMPLE = {
+    "client_order_id": "web-5f1c2a9e",
+    "ts_code": "600000.SH",
+    "side": "buy",
+    "order_type": "limit",
+    "qty": 100,
+    "price": "10.50",
+}
+Id = Annotated[str, Path(pattern=ID_PATTERN)]
+
+
+async def forward(
+    request: Request, user: CurrentUser, service: str, method: str, path: str, *, with_body: bool = False
+) -> Response:
+    """Call `service` on the user's behalf and relay its status and JSON body unchanged."""
+    state = request.app.state
+    headers = {INTERNAL_HEADER: mint_internal_token(state.settings.jwt_secret, user.principal)}
+    kwargs: dict[str, Any] = {"headers": headers}
+    if with_body:
+        # The raw bytes, not the parsed dict: the service sees exactly what the client sent (e.g. "10.10" stays).
+        kwargs["content"] = await request.body()
+        headers["Content-Type"] = "application/json"
+    target = f"{path}?{request.url.query}" if request.url.query else path
+    try:
+        upstream = await state.infra.services.client(service).request(method, target, **kwargs)
+    except Unavailable as exc:
+        if method != "GET" and isinstance(exc.__cause__, httpx.TimeoutException):
+            raise Unavailable(
+                exc.code,
+                f"{exc.message}; the request may or may not have been carried out. Send it again with the same "
+                "client_order_id to find out (it is idempotent)",
+            ) from exc
+        raise
+    return relay(service, upstream)
+
+
+def relay(service: str, upstream: httpx.Response) -> Response:
+    content_type = upstream.headers.get("content-type", "")
+    if upstream.status_code == 401:
+        # The service refused the gateway's own internal token: the two disagree on LH_JWT_SECRET. Passing the 401
+        # on would tell the user their login is bad (and log them out) when the fault is the deployment's.
+        log.error("service rejected the internal token", extra={"service": service, "body": upstream.text[:200]})
+        raise ServiceError(
+            "internal_auth_failed",
+            f"the {service} service did not accept the gateway's credentials (check LH_JWT_SECRET)",
+            status_code=502,
+        )
+    if upstream.content and "json" not in content_type:
+        log.error(
+            "service answered without JSON",
+            extra={"service": service, "status": upstream.status_code, "content_type": content_type},
+        )
+        raise ServiceError(
+            f"{service}_error",
+            f"the {service} service answered HTTP {upstream.status_code} without a JSON body",
+            status_code=502,
+        )
+    headers = {k: v for k, v in upstream.headers.items() if k.lower() in PASSED_HEADERS}
+    return Response(
+        content=upstream.content,
+        status_code=upstream.status_code,
+        headers=headers,
+        media_type=content_type or None,
+    )
+
+
+# --- orders and trades: risk (placing) and execution (reading, cancelling) ------------------------------------
+
+
+@router.post(
+    "/orders",
+    tags=["orders"],
+    status_code=201,
+    responses={
+        201: {"description": "approved by risk and accepted by execution: `{decision, order}`"},
+        422: {"description": "`{code: order_rejected, message, decision}` or `{code: invalid_request}`"},
+        **ERRORS,
+    },
+)
+async def place_order(
+    request: Request, user: Trader, order: Annotated[dict[str, Any], Body(examples=[ORDER_EXAMPLE])]
+) -> Response:
+    """Place an order for your account (trader). It goes through the risk service, which decides and, when it
+    approves, hands it to execution. `client_order_id` makes a retry safe: the same id never makes two orders."""
+    return await forward(request, user, "risk", "POST", "/v1/orders", with_body=True)
+
+
+@router.get("/orders", tags=["orders"], responses=ERRORS)
+async def list_orders(request: Request, user: Viewer) -> Response:
+    """Your orders (all accounts for an admin); query parameters go to the execution service as sent."""
+    return await forward(request, user, "execution", "GET", "/v1/orders")
+
+
+@router.get("/orders/{order_id}", tags=["orders"], responses={404: {"description": "no such order"}, **ERRORS})
+async def get_order(request: Request, user: Viewer, order_id: Id) -> Response:
+    return await forward(request, user, "execution", "GET", f"/v1/orders/{quote(order_id, safe='')}")
+
+
+@router.post("/orders/{order_id}/cancel", tags=["orders"], responses={404: {"description": "no such order"}, **ERRORS})
+async def cancel_order(request: Request, user: Trader, order_id: Id) -> Response:
+    """Ask to cancel an order that is still open (trader)."""
+    return await forward(request, user, "execution", "POST", f"/v1/orders/{quote(order_id, safe='')}/cancel")
+
+
+@router.get("/trades", tags=["orders"], responses=ERRORS)
+async def list_trades(request: Request, user: Viewer) -> Response:
+    """Your fills; query parameters go to the execution service as sent."""
+    return await forward(request, user, "execution", "GET", "/v1/trades")
+
+
+# --- market data -------------------------------------------------------------------------------------------
+
+
+@router.get("/securities", tags=["market data"], responses=ERRORS)
+async def list_securities(request: Request, user: Viewer) -> Response:
+    """`[{ts_code, name, exchange, board, is_st, list_date}]`"""
+    return await forward(request, user, "data", "GET", "/v1/securities")
+
+
+@router.get("/bars", tags=["market data"], responses=ERRORS)
+async def get_bars(
+    request: Request,
+    user: Viewer,
+    ts_code: Annotated[str, Query(examples=["600000.SH"])],
+    start: Annotated[str | None, Query(description="YYYY-MM-DD")] = None,
+    end: Annotated[str | None, Query(description="YYYY-MM-DD")] = None,
+) -> Response:
+    """Daily bars, unadjusted: `{ts_code, bars: [{trade_date, open, high, low, close, pre_close, vol, amount,
+    adj_factor}]}` (prices as decimal strings)."""
+    return await forward(request, user, "data", "GET", "/v1/bars")
+
+
+@router.get("/quotes/{ts_code}", tags=["market data"], responses={404: {"description": "unknown code"}, **ERRORS})
+async def get_quote(request: Request, user: Viewer, ts_code: Id) -> Response:
+    """The last close and the next session's price limits."""
+    return await forward(request, user, "data", "GET", f"/v1/quotes/{quote(ts_code, safe='')}")
+
+
+# --- backtests and strategies ------------------------------------------------------------------------------
+
+
+@router.post(
+    "/backtests",
+    tags=["backtests"],
+    status_code=202,
+    responses={202: {"description": "`{backtest_id, status: queued}`"}, **ERRORS},
+)
+async def start_backtest(
+    request: Request, user: Trader, spec: Annotated[dict[str, Any], Body(description="the backtest service's spec")]
+) -> Response:
+    """Queue a backtest (trader); follow it with GET /api/v1/backtests/{id} or the `backtest.*` events on /ws."""
+    return await forward(request, user, "backtest", "POST", "/v1/backtests", with_body=True)
+
+
+@router.get("/backtests", tags=["backtests"], responses=ERRORS)
+async def list_backtests(request: Request, user: Viewer) -> Response:
+    return await forward(request, user, "backtest", "GET", "/v1/backtests")
+
+
+@router.get(
+    "/backtests/{backtest_id}", tags=["backtests"], responses={404: {"description": "no such backtest"}, **ERRORS}
+)
+async def get_backtest(request: Request, user: Viewer, backtest_id: Id) -> Response:
+    return await forward(request, user, "backtest", "GET", f"/v1/backtests/{quote(backtest_id, safe='')}")
+
+
+@router.get("/strategies", tags=["backtests"], responses=ERRORS)
+async def list_strategies(request: Request, user: Viewer) -> Response:
+    """`[{name, title, description, parameters (JSON schema)}]`"""
+    return await forward(request, user, "strategy", "GET", "/v1/strategies")

@@ -1,0 +1,264 @@
+"""The gateway's own tables (database `lh_gateway`): users and their API keys, and the queries on them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    Index,
+    String,
+    Table,
+    and_,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.exc import IntegrityError
+
+from gateway.security import Role
+from shared.db import Database, PreciseDateTime, new_metadata
+from shared.errors import Conflict
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+# `last_used_at` is a hint for the user ("is this key still in use?"), not an audit log: writing it at most once a
+# minute per key keeps a busy script from turning every read into a database write.
+LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+metadata = new_metadata()
+
+users = Table(
+    "users",
+    metadata,
+    Column("username", String(64), primary_key=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("account_id", String(64), nullable=False),
+    Column("created_at", PreciseDateTime, nullable=False),
+    Column("disabled", Boolean, nullable=False, default=False),
+    CheckConstraint("role IN ('viewer', 'trader', 'admin')", name="role"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("key_id", String(16), primary_key=True),
+    Column("username", String(64), ForeignKey("users.username"), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("secret_hash", String(64), nullable=False),
+    Column("created_at", PreciseDateTime, nullable=False),
+    Column("last_used_at", PreciseDateTime, nullable=True),
+    Column("revoked_at", PreciseDateTime, nullable=True),
+    Index("ix_api_keys_username", "username"),
+)
+
+
+def utcnow() -> datetime:
+    """Naive UTC: MySQL DATETIME keeps no zone, so every timestamp in these tables is UTC by convention."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def as_utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC)
+
+
+def as_utc_or_none(value: datetime | None) -> datetime | None:
+    return None if value is None else as_utc(value)
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    username: str
+    password_hash: str
+    role: Role
+    account_id: str
+    created_at: datetime
+    disabled: bool
+
+
+@dataclass(frozen=True)
+class ApiKeyRecord:
+    key_id: str
+    username: str
+    name: str
+    secret_hash: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+def _user(m: RowMapping) -> UserRecord:
+    return UserRecord(
+        username=m["username"],
+        password_hash=m["password_hash"],
+        role=Role(m["role"]),
+        account_id=m["account_id"],
+        created_at=as_utc(m["created_at"]),
+        disabled=bool(m["disabled"]),
+    )
+
+
+def _key(m: RowMapping) -> ApiKeyRecord:
+    return ApiKeyRecord(
+        key_id=m["key_id"],
+        username=m["username"],
+        name=m["name"],
+        secret_hash=m["secret_hash"],
+        created_at=as_utc(m["created_at"]),
+        last_used_at=as_utc_or_none(m["last_used_at"]),
+        revoked_at=as_utc_or_none(m["revoked_at"]),
+    )
+
+
+class GatewayStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def start(self) -> None:
+        await self.db.connect()
+        await self.db.migrate(MIGRATIONS_DIR)
+
+    async def close(self) -> None:
+        await self.db.dispose()
+
+    # --- users ---
+
+    async def has_admin(self) -> bool:
+        async with self.db.session() as s:
+            n = await s.scalar(select(func.count()).select_from(users).where(users.c.role == Role.ADMIN.value))
+        return bool(n)
+
+    async def create_user(self, username: str, password_hash: str, role: Role, account_id: str) -> UserRecord:
+        created = utcnow()
+        try:
+            async with self.db.session() as s:
+                await s.execute(
+                    insert(users).values(
+                        username=username,
+                        password_hash=password_hash,
+                        role=role.value,
+                        account_id=account_id,
+                        created_at=created,
+                        disabled=False,
+                    )
+                )
+        except IntegrityError as exc:
+            raise Conflict("user_exists", f"a user named {username!r} already exists") from exc
+        return UserRecord(username, password_hash, role, account_id, as_utc(created), False)
+
+    async def get_user(self, username: str) -> UserRecord | None:
+        async with self.db.session() as s:
+            row = (await s.execute(select(users).where(users.c.username == username))).first()
+        return None if row is None else _user(row._mapping)
+
+    async def list_users(self) -> list[UserRecord]:
+        async with self.db.session() as s:
+            rows = (await s.execute(select(users).order_by(users.c.username))).all()
+        return [_user(r._mapping) for r in rows]
+
+    async def update_user(
+        self,
+        username: str,
+        *,
+        role: Role | None = None,
+        disabled: bool | None = None,
+        password_hash: str | None = None,
+    ) -> UserRecord | None:
+        values: dict[str, object] = {}
+        if role is not None:
+            values["role"] = role.value
+        if disabled is not None:
+            values["disabled"] = disabled
+        if password_hash is not None:
+            values["password_hash"] = password_hash
+        async with self.db.session() as s:
+            if values:
+                await s.execute(update(users).where(users.c.username == username).values(**values))
+            row = (await s.execute(select(users).where(users.c.username == username))).first()
+        return None if row is None else _user(row._mapping)
+
+    # --- API keys ---
+
+    async def create_api_key(self, username: str, name: str, key_id: str, secret_hash: str) -> ApiKeyRecord:
+        created = utcnow()
+        async with self.db.session() as s:
+            await s.execute(
+                insert(api_keys).values(
+                    key_id=key_id, username=username, name=name, secret_hash=secret_hash, created_at=created
+                )
+            )
+        return ApiKeyRecord(key_id, username, name, secret_hash, as_utc(created), None, None)
+
+    async def api_key_with_user(self, key_id: str) -> tuple[ApiKeyRecord, UserRecord] | None:
+        """The key and its owner in one round trip (API-key requests are the hot path of scripts)."""
+        query = (
+            select(
+                api_keys,
+                users.c.password_hash,
+                users.c.role,
+                users.c.account_id,
+                users.c.disabled,
+                users.c.created_at.label("user_created_at"),
+            )
+            .join(users, users.c.username == api_keys.c.username)
+            .where(api_keys.c.key_id == key_id)
+        )
+        async with self.db.session() as s:
+            row = (await s.execute(query)).first()
+        if row is None:
+            return None
+        m = row._mapping
+        user = UserRecord(
+            username=m["username"],
+            password_hash=m["password_hash"],
+            role=Role(m["role"]),
+            account_id=m["account_id"],
+            created_at=as_utc(m["user_created_at"]),
+            disabled=bool(m["disabled"]),
+        )
+        return _key(m), user
+
+    async def touch_api_key(self, key_id: str) -> None:
+        now = utcnow()
+        async with self.db.session() as s:
+            await s.execute(
+                update(api_keys)
+                .where(
+                    and_(
+                        api_keys.c.key_id == key_id,
+                        or_(api_keys.c.last_used_at.is_(None), api_keys.c.last_used_at < now - LAST_USED_RESOLUTION),
+                    )
+                )
+                .values(last_used_at=now)
+            )
+
+    async def list_api_keys(self, username: str) -> list[ApiKeyRecord]:
+        query = select(api_keys).where(api_keys.c.username == username).order_by(api_keys.c.created_at)
+        async with self.db.session() as s:
+            rows = (await s.execute(query)).all()
+        return [_key(r._mapping) for r in rows]
+
+    async def get_api_key(self, key_id: str) -> ApiKeyRecord | None:
+        async with self.db.session() as s:
+            row = (await s.execute(select(api_keys).where(api_keys.c.key_id == key_id))).first()
+        return None if row is None else _key(row._mapping)
+
+    async def revoke_api_key(self, key_id: str) -> ApiKeyRecord | None:
+        """Revoke once: a second revocation keeps the first time."""
+        async with self.db.session() as s:
+            await s.execute(
+                update(api_keys)
+                .where(and_(api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None)))
+                .values(revoked_at=utcnow())
+            )
+            row = (await s.execute(select(api_keys).where(api_keys.c.key_id == key_id))).first()
+        return None if row is None else _key(row._mapping)

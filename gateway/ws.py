@@ -1,0 +1,175 @@
+"""`/ws`: order, trade and backtest events pushed to the browser. One bus subscription per gateway process fans
+out to every socket; each socket sees only its own account's events (an admin sees all)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+
+from fastapi import APIRouter, Query, WebSocket
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from gateway.auth import CurrentUser, HeaderError, authenticate
+from gateway.security import Role
+from shared.events.envelope import Envelope
+
+log = logging.getLogger(__name__)
+
+EVENT_PATTERNS = ["order.*", "trade.*", "backtest.*"]
+CONSUMER = "gateway-ws"
+# Events waiting for one socket. A client this far behind is not reading: it is dropped rather than let its backlog
+# grow without bound (it reconnects and reloads the orders table, which is the source of truth anyway).
+QUEUE_SIZE = 256
+CLOSE_TIMEOUT_S = 2.0
+
+# Close codes (4000-4999 are the application's own).
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_TOO_SLOW = 4408
+CLOSE_GOING_AWAY = 1001
+
+router = APIRouter()
+
+
+def visible_to(user: CurrentUser, event: Envelope) -> bool:
+    """Order and trade events carry `account_id`; a backtest event names its `owner` (a username)."""
+    if user.role is Role.ADMIN:
+        return True
+    payload = event.payload
+    if "account_id" in payload:
+        return payload["account_id"] == user.account_id
+    owner = payload.get("owner", payload.get("username"))
+    return owner is not None and owner == user.username
+
+
+@dataclass(eq=False)
+class Subscriber:
+    user: CurrentUser
+    queue: asyncio.Queue[str]
+    stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    stop_code: int = CLOSE_GOING_AWAY
+    stop_reason: str = ""
+
+    def stop(self, code: int, reason: str) -> None:
+        if not self.stopped.is_set():
+            self.stop_code, self.stop_reason = code, reason
+            self.stopped.set()
+
+
+class EventHub:
+    """The bus handler never awaits a socket: it only queues, so one slow client cannot hold up the others."""
+
+    def __init__(self, queue_size: int = QUEUE_SIZE) -> None:
+        self.queue_size = queue_size
+        self._subscribers: set[Subscriber] = set()
+
+    def __len__(self) -> int:
+        return len(self._subscribers)
+
+    def add(self, user: CurrentUser) -> Subscriber:
+        subscriber = Subscriber(user, asyncio.Queue(maxsize=self.queue_size))
+        self._subscribers.add(subscriber)
+        return subscriber
+
+    def remove(self, subscriber: Subscriber) -> None:
+        self._subscribers.discard(subscriber)
+
+    async def dispatch(self, event: Envelope) -> None:
+        text: str | None = None
+        for subscriber in list(self._subscribers):
+            if not visible_to(subscriber.user, event):
+                continue
+            text = text or event.model_dump_json()
+            try:
+                subscriber.queue.put_nowait(text)
+            except asyncio.QueueFull:
+                log.warning(
+                    "websocket client too slow; dropped",
+                    extra={"username": subscriber.user.username, "queued": subscriber.queue.qsize()},
+                )
+                self.remove(subscriber)
+                subscriber.stop(CLOSE_TOO_SLOW, f"too slow: more than {self.queue_size} events waiting")
+
+    def close_all(self) -> None:
+        for subscriber in list(self._subscribers):
+            subscriber.stop(CLOSE_GOING_AWAY, "the gateway is shutting down")
+        self._subscribers.clear()
+
+
+@router.websocket("/ws")
+async def event_stream(
+    websocket: WebSocket,
+    token: str | None = Query(default=None, description="a bearer token from /api/v1/auth/token"),
+    api_key: str | None = Query(default=None),
+) -> None:
+    """Authenticate with `?token=` or `?api_key=`; bad credentials close the socket with code 4401. The first
+    message is `{"type": "ws.connected", ...}`; then each event is its envelope JSON
+    (`{id, type, version, occurred_at, source, correlation_id, payload}`)."""
+    state = websocket.app.state
+    try:
+        user = await authenticate(state.store, state.settings, token=token, api_key=api_key)
+    except HeaderError as exc:
+        # Accept first, then close: a browser sees a close code (and reason) only on an accepted socket; a refused
+        # handshake reaches its script as a bare error it cannot tell from a network failure.
+        await websocket.accept()
+        await websocket.close(code=CLOSE_UNAUTHENTICATED, reason=exc.message[:120])
+        return
+
+    hub: EventHub = state.hub
+    await websocket.accept()
+    subscriber = hub.add(user)
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        await websocket.send_json(
+            {"type": "ws.connected", "payload": {"username": user.username, "role": user.role.value}}
+        )
+        tasks = [
+            asyncio.create_task(_send_events(websocket, subscriber.queue)),
+            asyncio.create_task(_until_disconnected(websocket)),
+            asyncio.create_task(_wait(subscriber.stopped)),
+        ]
+        if user.token_expires_at is not None:
+            tasks.append(asyncio.create_task(_expire(subscriber, user.token_expires_at)))
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    except WebSocketDisconnect:
+        pass  # gone before the greeting: nothing to clean up beyond the finally block
+    finally:
+        hub.remove(subscriber)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if subscriber.stopped.is_set():
+            await _close(websocket, subscriber.stop_code, subscriber.stop_reason)
+
+
+async def _send_events(websocket: WebSocket, queue: asyncio.Queue[str]) -> None:
+    while True:
+        await websocket.send_text(await queue.get())
+
+
+async def _until_disconnected(websocket: WebSocket) -> None:
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        # Anything the client sends is ignored: the stream is one-way (clients may send keep-alive pings).
+
+
+async def _wait(event: asyncio.Event) -> None:
+    await event.wait()
+
+
+async def _expire(subscriber: Subscriber, expires_at: int) -> None:
+    await asyncio.sleep(max(0.0, expires_at - time.time()))
+    subscriber.stop(CLOSE_UNAUTHENTICATED, "the token has expired")
+
+
+async def _close(websocket: WebSocket, code: int, reason: str) -> None:
+    if websocket.application_state is not WebSocketState.CONNECTED:
+        return
+    # A client that is not reading may never take the close frame either: give it a moment, then let the server
+    # drop the connection when this handler returns.
+    with contextlib.suppress(TimeoutError, WebSocketDisconnect, RuntimeError):
+        await asyncio.wait_for(websocket.close(code=code, reason=reason), CLOSE_TIMEOUT_S)

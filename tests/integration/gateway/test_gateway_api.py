@@ -1,0 +1,422 @@
+"""The gateway over the real MariaDB and Redis: log-in, roles, API keys, rate limits, and the proxy to the (fake)
+services behind it, as a client of the public API sees them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from typing import Any
+
+import jwt
+import pytest
+
+from gateway.security import Role, issue_token
+from shared.internal_auth import INTERNAL_HEADER
+
+pytestmark = pytest.mark.integration
+
+ORDER = {"client_order_id": "c-1", "ts_code": "600000.SH", "side": "buy", "order_type": "limit", "qty": 100}
+
+
+def order_body(**overrides: Any) -> dict[str, Any]:
+    return {**ORDER, "price": "10.50", **overrides}
+
+
+# --- log-in and the admin bootstrap --------------------------------------------------------------------------
+
+
+async def test_bootstrapped_admin_logs_in_and_gets_a_bearer_token(gw: Any) -> None:
+    settings = gw.settings
+    response = await gw.login(settings.admin_username, settings.admin_password)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["token_type"] == "bearer"
+    assert body["role"] == "admin"
+    assert body["expires_in"] == settings.jwt_ttl_s
+    claims = jwt.decode(body["access_token"], settings.jwt_secret, algorithms=["HS256"], audience="lianghua-gateway")
+    assert (claims["sub"], claims["role"], claims["acct"]) == ("admin", "admin", "admin")
+    assert claims["exp"] - claims["iat"] == settings.jwt_ttl_s
+
+    me = await gw.client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {body['access_token']}"})
+    assert me.json() == {"username": "admin", "role": "admin", "account_id": "admin", "auth": "jwt"}
+
+
+async def test_generated_admin_password_is_printed_once_and_never_logged(
+    backing: Any, gw_settings: Any, start_gateway: Any, capsys: pytest.CaptureFixture[str], caplog: Any
+) -> None:
+    url = gw_settings.database_url.replace("_gwtest_", "_gwboot_")
+    settings = gw_settings.with_overrides(database_url=url, admin_password="", admin_username="chief")
+    async with start_gateway(settings) as gateway:
+        printed = capsys.readouterr().out
+        match = re.search(r"LiangHua admin user: chief password: (\S+)", printed)
+        assert match, printed
+        password = match.group(1)
+        assert password not in caplog.text
+        assert "created the admin user" in caplog.text
+        login = await gateway.login("chief", password)
+        assert login.status_code == 200 and login.json()["role"] == "admin"
+    async with start_gateway(settings):
+        assert "LiangHua admin user" not in capsys.readouterr().out  # an admin exists now: nothing printed
+
+
+async def test_wrong_password_and_unknown_user_are_both_401(gw: Any) -> None:
+    for username, password in [(gw.settings.admin_username, "not-the-password"), ("nobody-here", "whatever1")]:
+        response = await gw.login(username, password)
+        assert response.status_code == 401
+        assert response.json()["code"] == "invalid_credentials"
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+async def test_missing_or_bad_credentials_are_401_unauthenticated(gw: Any) -> None:
+    expired = issue_token(gw.settings.jwt_secret, "admin", Role.ADMIN, "admin", 60, now=time.time() - 3600)
+    forged = issue_token("some-other-secret-that-is-long-enough", "admin", Role.ADMIN, "admin", 600)
+    before = len(gw.downstream.calls)
+    for headers in [
+        {},
+        {"Authorization": "Bearer not-a-jwt"},
+        {"Authorization": f"Bearer {expired}"},
+        {"Authorization": f"Bearer {forged}"},
+        {"X-API-Key": "lh_0123456789abcdef_" + "x" * 43},
+        {"X-API-Key": "nonsense"},
+    ]:
+        response = await gw.client.get("/api/v1/orders", headers=headers)
+        assert response.status_code == 401, headers
+        assert response.json()["code"] == "unauthenticated"
+        assert response.headers["WWW-Authenticate"] == 'Bearer realm="lianghua"'
+    assert len(gw.downstream.calls) == before
+
+
+# --- roles -----------------------------------------------------------------------------------------------------
+
+
+async def test_viewer_cannot_place_orders_and_risk_never_hears_of_it(gw: Any) -> None:
+    viewer = await gw.new_user("viewer")
+    before = len(gw.downstream.calls_to("risk"))
+    response = await gw.client.post("/api/v1/orders", json=order_body(), headers=viewer.headers)
+    assert response.status_code == 403
+    assert response.json()["code"] == "forbidden"
+    assert "trader" in response.json()["message"]
+    assert len(gw.downstream.calls_to("risk")) == before
+
+    for method, path in [("POST", "/api/v1/backtests"), ("POST", "/api/v1/orders/ord-1/cancel")]:
+        refused = await gw.client.request(method, path, json={}, headers=viewer.headers)
+        assert refused.status_code == 403 and "trader" in refused.json()["message"], path
+
+
+async def test_user_administration_needs_admin(gw: Any) -> None:
+    trader = await gw.new_user("trader")
+    body = {"username": "mallory", "password": "password123", "role": "admin"}
+    response = await gw.client.post("/api/v1/users", json=body, headers=trader.headers)
+    assert response.status_code == 403
+    assert response.json()["code"] == "forbidden" and "admin" in response.json()["message"]
+    assert (await gw.client.get("/api/v1/users", headers=trader.headers)).status_code == 403
+
+
+async def test_create_user_validates_and_refuses_duplicates(gw: Any) -> None:
+    admin = await gw.admin_headers()
+    body = {"username": "dup-user-" + str(int(time.time() * 1000)), "password": "password123", "role": "trader"}
+    created = await gw.client.post("/api/v1/users", json=body, headers=admin)
+    assert created.status_code == 201
+    assert created.json()["username"] == body["username"]
+    assert created.json()["account_id"] == body["username"]  # defaults to the username
+    assert created.json()["role"] == "trader" and created.json()["disabled"] is False
+    assert "password" not in json.dumps(created.json())
+
+    duplicate = await gw.client.post("/api/v1/users", json={**body, "role": "viewer"}, headers=admin)
+    assert duplicate.status_code == 409 and duplicate.json()["code"] == "user_exists"
+
+    short = await gw.client.post(
+        "/api/v1/users", json={**body, "username": "x-short", "password": "1234567"}, headers=admin
+    )
+    assert short.status_code == 422 and short.json()["code"] == "invalid_request"
+    assert short.json()["message"].startswith("password")
+
+    bad_role = await gw.client.post("/api/v1/users", json={**body, "username": "x-role", "role": "root"}, headers=admin)
+    assert bad_role.status_code == 422
+
+
+async def test_disabled_user_is_locked_out_at_once(gw: Any) -> None:
+    trader = await gw.new_user("trader")
+    assert (await gw.client.get("/api/v1/auth/me", headers=trader.headers)).status_code == 200
+    patched = await gw.client.patch(
+        f"/api/v1/users/{trader.username}", json={"disabled": True}, headers=await gw.admin_headers()
+    )
+    assert patched.status_code == 200 and patched.json()["disabled"] is True
+    # The token has not expired, but the user is disabled now.
+    assert (await gw.client.get("/api/v1/auth/me", headers=trader.headers)).status_code == 401
+    assert (await gw.login(trader.username, trader.password)).status_code == 401
+
+
+async def test_role_change_applies_to_existing_tokens(gw: Any) -> None:
+    user = await gw.new_user("viewer")
+    assert (await gw.client.post("/api/v1/orders", json=order_body(), headers=user.headers)).status_code == 403
+    await gw.client.patch(f"/api/v1/users/{user.username}", json={"role": "trader"}, headers=await gw.admin_headers())
+    assert (await gw.client.post("/api/v1/orders", json=order_body(), headers=user.headers)).status_code == 201
+
+
+async def test_admin_cannot_lock_themselves_out(gw: Any) -> None:
+    admin = await gw.admin_headers()
+    response = await gw.client.patch(
+        f"/api/v1/users/{gw.settings.admin_username}", json={"role": "viewer"}, headers=admin
+    )
+    assert response.status_code == 409
+    assert (await gw.client.get("/api/v1/auth/me", headers=admin)).json()["role"] == "admin"
+
+
+# --- the proxy -------------------------------------------------------------------------------------------------
+
+
+async def test_trader_order_reaches_risk_with_an_internal_token_for_the_user(gw: Any) -> None:
+    trader = await gw.new_user("trader")
+    # Raw bytes: the price 10.10 must reach risk exactly as typed, not re-serialised as 10.1.
+    raw = b'{"client_order_id":"c-raw","ts_code":"600000.SH","side":"buy","order_type":"limit","qty":200,"price":10.10}'
+    headers = {**trader.headers, "Content-Type": "application/json", "X-Request-ID": "req-order-1"}
+    response = await gw.client.post("/api/v1/orders", content=raw, headers=headers)
+
+    assert response.status_code == 201, response.text
+    assert response.json() == {
+        "decision": {"decision_id": "dec-1", "approved": True},
+        "order": {
+            "order_id": "ord-c-raw",
+            "client_order_id": "c-raw",
+            "account_id": trader.username,
+            "ts_code": "600000.SH",
+            "side": "buy",
+            "order_type": "limit",
+            "qty": 200,
+            "price": 10.10,
+            "status": "accepted",
+        },
+    }
+    assert response.headers["X-Request-ID"] == "req-order-1"
+    assert response.headers["X-Correlation-ID"] == "req-order-1"
+
+    call = gw.downstream.calls_to("risk")[-1]
+    assert (call.method, call.path) == ("POST", "/v1/orders")
+    assert call.principal.subject == trader.username
+    assert call.principal.role == "trader"
+    assert call.principal.account_id == trader.username
+    assert call.body == raw
+    assert call.headers["x-correlation-id"] == "req-order-1"
+    assert "authorization" not in call.headers  # the user's own credential stays at the gateway
+    assert INTERNAL_HEADER.lower() in call.headers
+
+
+async def test_risk_rejection_is_passed_through_unchanged(gw: Any) -> None:
+    trader = await gw.new_user("trader")
+    response = await gw.client.post("/api/v1/orders", json=order_body(qty=150), headers=trader.headers)
+    assert response.status_code == 422
+    assert response.json() == {
+        "code": "order_rejected",
+        "message": "rejected by risk: lot_size",
+        "decision": {
+            "decision_id": "dec-rejected",
+            "approved": False,
+            "reasons": [{"code": "lot_size", "message": "qty must be a multiple of 100 shares"}],
+        },
+    }
+
+
+async def test_account_id_travels_in_the_internal_token(gw: Any) -> None:
+    trader = await gw.new_user("trader", account_id="acct-desk-7")
+    response = await gw.client.post("/api/v1/orders", json=order_body(), headers=trader.headers)
+    assert response.json()["order"]["account_id"] == "acct-desk-7"
+    assert gw.downstream.calls_to("risk")[-1].principal.account_id == "acct-desk-7"
+
+
+async def test_order_body_that_is_not_a_json_object_is_refused_at_the_gateway(gw: Any) -> None:
+    trader = await gw.new_user("trader")
+    before = len(gw.downstream.calls_to("risk"))
+    response = await gw.client.post("/api/v1/orders", json=[1, 2], headers=trader.headers)
+    assert response.status_code == 422 and response.json()["code"] == "invalid_request"
+    assert len(gw.downstream.calls_to("risk")) == before
+
+
+async def test_reads_go_to_their_services_with_the_query_string(gw: Any) -> None:
+    viewer = await gw.new_user("viewer")
+    h = viewer.headers
+
+    orders = await gw.client.get("/api/v1/orders?status=filled&limit=5", headers=h)
+    assert orders.status_code == 200
+    assert orders.json() == [{"order_id": "ord-1", "account_id": viewer.username, "status": "filled"}]
+    call = gw.downstream.calls_to("execution")[-1]
+    assert (call.path, call.query, call.principal.role) == ("/v1/orders", "status=filled&limit=5", "viewer")
+
+    missing = await gw.client.get("/api/v1/orders/ord-404", headers=h)
+    assert missing.status_code == 404
+    assert missing.json() == {"code": "order_not_found", "message": "no order ord-404"}
+
+    assert (await gw.client.get("/api/v1/trades", headers=h)).json() == []
+    securities = await gw.client.get("/api/v1/securities", headers=h)
+    assert securities.json()[0]["name"] == "浦发银行"
+
+    bars = await gw.client.get("/api/v1/bars?ts_code=600000.SH&start=2024-01-02&end=2024-01-31", headers=h)
+    assert bars.json() == {
+        "ts_code": "600000.SH",
+        "query": "ts_code=600000.SH&start=2024-01-02&end=2024-01-31",
+        "bars": [],
+    }
+
+    quote = await gw.client.get("/api/v1/quotes/600000.SH", headers=h)
+    assert quote.json()["limit_up"] == "11.00"
+    assert gw.downstream.calls_to("data")[-1].path == "/v1/quotes/600000.SH"
+
+    assert (await gw.client.get("/api/v1/backtests", headers=h)).json()[0]["backtest_id"] == "bt-1"
+    assert (await gw.client.get("/api/v1/backtests/bt-9", headers=h)).json() == {
+        "backtest_id": "bt-9",
+        "status": "finished",
+    }
+
+
+async def test_ids_that_could_escape_the_service_path_are_refused(gw: Any) -> None:
+    viewer = await gw.new_user("viewer")
+    before = len(gw.downstream.calls)
+    for path in ["/api/v1/orders/..", "/api/v1/orders/.hidden", "/api/v1/quotes/%2E%2E"]:
+        response = await gw.client.get(path, headers=viewer.headers)
+        assert response.status_code in (404, 422), path
+    assert len(gw.downstream.calls) == before
+
+
+async def test_trader_cancels_and_starts_backtests(gw: Any) -> None:
+    trader = await gw.new_user("trader")
+    cancelled = await gw.client.post("/api/v1/orders/ord-77/cancel", headers=trader.headers)
+    assert cancelled.status_code == 200 and cancelled.json() == {"order_id": "ord-77", "status": "cancelled"}
+    assert gw.downstream.calls_to("execution")[-1].path == "/v1/orders/ord-77/cancel"
+
+    started = await gw.client.post("/api/v1/backtests", json={"strategy": "sma_cross"}, headers=trader.headers)
+    assert started.status_code == 202 and started.json() == {"backtest_id": "bt-1", "status": "queued"}
+    assert json.loads(gw.downstream.calls_to("backtest")[-1].body) == {"strategy": "sma_cross"}
+
+
+async def test_unreachable_service_is_503_with_its_name(gw: Any) -> None:
+    viewer = await gw.new_user("viewer")
+    response = await gw.client.get("/api/v1/strategies", headers=viewer.headers)
+    assert response.status_code == 503
+    assert response.json()["code"] == "strategy_unavailable"
+
+
+# --- API keys --------------------------------------------------------------------------------------------------
+
+
+async def test_api_key_authenticates_until_revoked(gw: Any) -> None:
+    trader = await gw.new_user("trader")
+    created = await gw.client.post("/api/v1/api-keys", json={"name": "my bot"}, headers=trader.headers)
+    assert created.status_code == 201
+    key_id, api_key = created.json()["key_id"], created.json()["api_key"]
+    assert re.fullmatch(rf"lh_{key_id}_[A-Za-z0-9_-]{{43}}", api_key)
+
+    me = await gw.client.get("/api/v1/auth/me", headers={"X-API-Key": api_key})
+    assert me.status_code == 200
+    assert me.json() == {
+        "username": trader.username,
+        "role": "trader",
+        "account_id": trader.username,
+        "auth": "api_key",
+    }
+    # The key acts with its owner's role: a trader's key places orders...
+    placed = await gw.client.post(
+        "/api/v1/orders", json=order_body(client_order_id="c-key"), headers={"X-API-Key": api_key}
+    )
+    assert placed.status_code == 201
+    assert gw.downstream.calls_to("risk")[-1].principal.subject == trader.username
+    # ...also when sent as a bearer token.
+    assert (await gw.client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {api_key}"})).status_code == 200
+
+    listed = await gw.client.get("/api/v1/api-keys", headers=trader.headers)
+    [entry] = listed.json()
+    assert entry["key_id"] == key_id and entry["name"] == "my bot"
+    assert entry["last_used_at"] is not None and entry["revoked_at"] is None
+    assert api_key.rsplit("_", 1)[-1] not in listed.text  # the secret is shown once, at creation
+
+    # Someone else cannot revoke it (and cannot learn it exists).
+    other = await gw.new_user("trader")
+    assert (await gw.client.delete(f"/api/v1/api-keys/{key_id}", headers=other.headers)).status_code == 404
+
+    revoked = await gw.client.delete(f"/api/v1/api-keys/{key_id}", headers=trader.headers)
+    assert revoked.status_code == 200 and revoked.json()["revoked_at"] is not None
+    refused = await gw.client.get("/api/v1/auth/me", headers={"X-API-Key": api_key})
+    assert refused.status_code == 401 and refused.json()["code"] == "unauthenticated"
+
+
+async def test_api_key_with_a_wrong_secret_is_refused(gw: Any) -> None:
+    viewer = await gw.new_user("viewer")
+    api_key = (await gw.client.post("/api/v1/api-keys", json={"name": "k"}, headers=viewer.headers)).json()["api_key"]
+    tampered = api_key[:-4] + ("AAAA" if not api_key.endswith("AAAA") else "BBBB")
+    response = await gw.client.get("/api/v1/auth/me", headers={"X-API-Key": tampered})
+    assert response.status_code == 401
+
+
+# --- rate limit, request ids, ops, UI ----------------------------------------------------------------------------
+
+
+async def test_sixth_request_in_a_minute_is_429_with_retry_after(gw: Any, gw_settings: Any, start_gateway: Any) -> None:
+    # Users made through the main gateway: the admin's own requests count against the admin's limit, in Redis.
+    alice, bob = await gw.new_user("viewer"), await gw.new_user("viewer")
+    async with start_gateway(gw_settings.with_overrides(rate_limit_per_minute=5)) as gateway:
+        # The limit counts per calendar minute: start early in one, so six quick requests share it.
+        if time.time() % 60 > 50:
+            await asyncio.sleep(60 - time.time() % 60 + 0.1)
+        statuses = [(await gateway.client.get("/api/v1/auth/me", headers=alice.headers)).status_code for _ in range(5)]
+        assert statuses == [200] * 5
+        sixth = await gateway.client.get("/api/v1/auth/me", headers=alice.headers)
+        assert sixth.status_code == 429
+        assert sixth.json()["code"] == "rate_limited"
+        assert 1 <= int(sixth.headers["Retry-After"]) <= 60
+        # Per user: bob still has his five.
+        assert (await gateway.client.get("/api/v1/auth/me", headers=bob.headers)).status_code == 200
+
+
+async def test_request_id_is_adopted_and_echoed(gw: Any) -> None:
+    response = await gw.client.get("/healthz", headers={"X-Request-ID": "abc-123"})
+    assert response.headers["X-Request-ID"] == "abc-123"
+    generated = await gw.client.get("/healthz")
+    assert generated.headers["X-Request-ID"] == generated.headers["X-Correlation-ID"] != ""
+
+
+async def test_readiness_names_each_dependency(gw: Any) -> None:
+    assert (await gw.client.get("/healthz")).json() == {"status": "ok", "service": "gateway"}
+    ready = await gw.client.get("/readyz")
+    checks = ready.json()["checks"]
+    assert {k: checks[k] for k in ("db", "cache", "bus", "data", "risk", "execution", "backtest")} == {
+        "db": "ok",
+        "cache": "ok",
+        "bus": "ok",
+        "data": "ok",
+        "risk": "ok",
+        "execution": "ok",
+        "backtest": "ok",
+    }
+    assert checks["strategy"].startswith("failed")  # the fake strategy service is down
+    assert ready.status_code == 503
+
+
+async def test_openapi_documents_the_proxied_routes(gw: Any) -> None:
+    paths = (await gw.client.get("/openapi.json")).json()["paths"]
+    for path in [
+        "/api/v1/orders",
+        "/api/v1/orders/{order_id}/cancel",
+        "/api/v1/bars",
+        "/api/v1/backtests/{backtest_id}",
+    ]:
+        assert path in paths
+    assert "post" in paths["/api/v1/orders"] and "get" in paths["/api/v1/orders"]
+
+
+async def test_web_ui_and_local_bootstrap_are_served(gw: Any) -> None:
+    index = await gw.client.get("/")
+    assert index.status_code == 200 and index.headers["content-type"].startswith("text/html")
+    assert "/static/vendor/bootstrap/bootstrap.min.css" in index.text
+    assert "/static/app.js" in index.text
+    assert not re.search(r"(src|href)=\"(https?:)?//", index.text)  # nothing from another origin
+    assert "default-src 'self'" in index.headers["Content-Security-Policy"]
+
+    css = await gw.client.get("/static/vendor/bootstrap/bootstrap.min.css")
+    assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+    assert "Bootstrap" in css.text[:300]
+    js = await gw.client.get("/static/vendor/bootstrap/bootstrap.bundle.min.js")
+    assert js.status_code == 200
+    assert "MIT" in (await gw.client.get("/static/vendor/bootstrap/LICENSE")).text
+    app_js = await gw.client.get("/static/app.js")
+    assert app_js.status_code == 200 and "/api/v1/orders" in app_js.text

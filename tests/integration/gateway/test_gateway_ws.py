@@ -1,0 +1,147 @@
+"""`/ws` under uvicorn: events published on the real RabbitMQ reach the sockets of the account they belong to."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from gateway.app import create_app
+from shared.app import Infra
+from shared.bus import EventBus, create_bus
+from shared.cache import create_cache
+from shared.events.envelope import Envelope, make_event
+from shared.events.schemas import OrderEvent
+from shared.http import ServiceDirectory
+
+pytestmark = pytest.mark.integration
+
+
+def order_filled(account_id: str, order_id: str) -> Envelope:
+    payload = OrderEvent(
+        order_id=order_id,
+        client_order_id="c-" + order_id,
+        account_id=account_id,
+        ts_code="000001.SZ",
+        side="buy",
+        order_type="limit",
+        qty=300,
+        price=Decimal("11.20"),
+        status="filled",
+        filled_qty=300,
+        avg_fill_price=Decimal("11.20"),
+        updated_at=datetime(2024, 3, 1, 2, 30, tzinfo=UTC),
+    )
+    return make_event("order.filled", payload, source="execution")
+
+
+@pytest.fixture(scope="module")
+async def live(gw_settings: Any, serve_app: Any) -> AsyncIterator[dict[str, Any]]:
+    """A gateway under uvicorn, an HTTP client for it, and a bus to publish on as the execution service would."""
+    infra = Infra(
+        settings=gw_settings,
+        bus=create_bus(gw_settings.amqp_url, namespace=gw_settings.bus_namespace, source="gateway"),
+        cache=create_cache(gw_settings.redis_url),
+        services=ServiceDirectory(gw_settings),
+        shared=False,
+    )
+    publisher = create_bus(gw_settings.amqp_url, namespace=gw_settings.bus_namespace, source="execution")
+    await publisher.start()
+    try:
+        async with (
+            serve_app(create_app(gw_settings, infra)) as hostport,
+            httpx.AsyncClient(base_url=f"http://{hostport}") as client,
+        ):
+            yield {"host": hostport, "client": client, "bus": publisher, "settings": gw_settings}
+    finally:
+        await publisher.close()
+
+
+async def token_for(live: dict[str, Any], role: str, username: str, *, account_id: str | None = None) -> str:
+    client: httpx.AsyncClient = live["client"]
+    settings = live["settings"]
+    admin_login = {"username": settings.admin_username, "password": settings.admin_password}
+    admin = (await client.post("/api/v1/auth/token", data=admin_login)).json()["access_token"]
+    body: dict[str, Any] = {"username": username, "password": "password-123", "role": role}
+    if account_id:
+        body["account_id"] = account_id
+    created = await client.post("/api/v1/users", json=body, headers={"Authorization": f"Bearer {admin}"})
+    assert created.status_code == 201, created.text
+    login = await client.post("/api/v1/auth/token", data={"username": username, "password": "password-123"})
+    return str(login.json()["access_token"])
+
+
+async def open_socket(live: dict[str, Any], query: str) -> ClientConnection:
+    ws = await connect(f"ws://{live['host']}/ws?{query}", open_timeout=10)
+    hello = json.loads(await ws.recv())
+    assert hello["type"] == "ws.connected"
+    return ws
+
+
+async def test_each_user_receives_only_their_accounts_events(live: dict[str, Any]) -> None:
+    suffix = datetime.now(UTC).strftime("%H%M%S%f")
+    alice_token = await token_for(live, "trader", f"alice-{suffix}", account_id=f"acct-a-{suffix}")
+    bob_token = await token_for(live, "viewer", f"bob-{suffix}")
+    root_token = await token_for(live, "admin", f"root-{suffix}")
+    bus: EventBus = live["bus"]
+
+    alice = await open_socket(live, f"token={alice_token}")
+    bob = await open_socket(live, f"token={bob_token}")
+    root = await open_socket(live, f"token={root_token}")
+    try:
+        for_bob = order_filled(f"bob-{suffix}", "o-bob")  # bob's account defaults to his username
+        for_alice = order_filled(f"acct-a-{suffix}", "o-alice")
+        await bus.publish(for_bob)
+        await bus.publish(for_alice)
+
+        # One queue per socket, in publish order: had bob's event reached alice, it would come first.
+        got_alice = json.loads(await alice.recv())
+        assert got_alice["id"] == for_alice.id
+        assert got_alice["type"] == "order.filled"
+        assert got_alice["payload"]["account_id"] == f"acct-a-{suffix}"
+        assert got_alice["payload"]["avg_fill_price"] == "11.20"
+        assert set(got_alice) >= {"id", "type", "occurred_at", "source", "payload"}
+
+        assert json.loads(await bob.recv())["id"] == for_bob.id
+        # The admin sees both, in order.
+        assert [json.loads(await root.recv())["id"] for _ in range(2)] == [for_bob.id, for_alice.id]
+
+        # A later event of bob's is the next thing bob gets: alice's never reached his socket.
+        second_for_bob = order_filled(f"bob-{suffix}", "o-bob-2")
+        await bus.publish(second_for_bob)
+        assert json.loads(await bob.recv())["id"] == second_for_bob.id
+    finally:
+        for ws in (alice, bob, root):
+            await ws.close()
+
+
+async def test_api_key_in_the_query_opens_the_stream(live: dict[str, Any]) -> None:
+    suffix = datetime.now(UTC).strftime("%H%M%S%f")
+    token = await token_for(live, "viewer", f"carol-{suffix}")
+    client: httpx.AsyncClient = live["client"]
+    created = await client.post("/api/v1/api-keys", json={"name": "ws"}, headers={"Authorization": f"Bearer {token}"})
+    api_key = created.json()["api_key"]
+
+    ws = await open_socket(live, f"api_key={api_key}")
+    try:
+        event = order_filled(f"carol-{suffix}", "o-carol")
+        await live["bus"].publish(event)
+        assert json.loads(await ws.recv())["id"] == event.id
+    finally:
+        await ws.close()
+
+
+@pytest.mark.parametrize("query", ["token=not-a-jwt", "api_key=lh_0123456789abcdef_" + "x" * 43, ""])
+async def test_bad_credentials_close_the_socket_with_4401(live: dict[str, Any], query: str) -> None:
+    ws = await connect(f"ws://{live['host']}/ws?{query}", open_timeout=10)
+    with pytest.raises(ConnectionClosed) as closed:
+        await ws.recv()
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 4401

@@ -1,0 +1,104 @@
+"""Which events a WebSocket user sees, and that a slow client is dropped without holding up the others."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from gateway.auth import CurrentUser
+from gateway.security import Role
+from gateway.ws import CLOSE_GOING_AWAY, CLOSE_TOO_SLOW, EventHub, visible_to
+from shared.events.envelope import Envelope, make_event
+from shared.events.schemas import BacktestFinished, OrderEvent
+
+ALICE = CurrentUser("alice", Role.TRADER, "acct-alice", "jwt")
+BOB = CurrentUser("bob", Role.VIEWER, "acct-bob", "api_key")
+ROOT = CurrentUser("root", Role.ADMIN, "root", "jwt")
+
+
+def order_filled(account_id: str, qty: int = 100) -> Envelope:
+    payload = OrderEvent(
+        order_id="o-1",
+        client_order_id="c-1",
+        account_id=account_id,
+        ts_code="600000.SH",
+        side="buy",
+        order_type="limit",
+        qty=qty,
+        price=Decimal("10.50"),
+        status="filled",
+        filled_qty=qty,
+        avg_fill_price=Decimal("10.50"),
+        updated_at=datetime(2024, 3, 1, 2, 0, tzinfo=UTC),
+    )
+    return make_event("order.filled", payload, source="test")
+
+
+def test_order_events_go_to_the_account_owner_and_admins() -> None:
+    event = order_filled("acct-alice")
+    assert visible_to(ALICE, event)
+    assert not visible_to(BOB, event)
+    assert visible_to(ROOT, event)
+
+
+def test_account_is_matched_not_username() -> None:
+    # alice's account is "acct-alice": an event for an account named like her username is not hers.
+    assert not visible_to(ALICE, order_filled("alice"))
+
+
+def test_backtest_events_go_to_their_owner() -> None:
+    mine = Envelope(
+        type="backtest.finished", source="test", payload={"backtest_id": "b1", "status": "done", "owner": "bob"}
+    )
+    assert visible_to(BOB, mine)
+    assert not visible_to(ALICE, mine)
+    assert visible_to(ROOT, mine)
+
+
+def test_events_naming_no_owner_go_to_admins_only() -> None:
+    event = make_event("backtest.finished", BacktestFinished(backtest_id="b2", status="done"), source="test")
+    assert not visible_to(ALICE, event)
+    assert not visible_to(BOB, event)
+    assert visible_to(ROOT, event)
+
+
+async def test_hub_delivers_each_user_their_events_in_order() -> None:
+    hub = EventHub(queue_size=10)
+    alice, bob, root = hub.add(ALICE), hub.add(BOB), hub.add(ROOT)
+    events = [order_filled("acct-bob", 100), order_filled("acct-alice", 200), order_filled("acct-alice", 300)]
+    for event in events:
+        await hub.dispatch(event)
+    assert [Envelope.model_validate_json(alice.queue.get_nowait()).payload["qty"] for _ in range(2)] == [200, 300]
+    assert alice.queue.empty()
+    assert Envelope.model_validate_json(bob.queue.get_nowait()).id == events[0].id
+    assert bob.queue.empty()
+    assert root.queue.qsize() == 3
+
+
+async def test_slow_client_is_dropped_and_the_others_keep_receiving() -> None:
+    hub = EventHub(queue_size=2)
+    slow, fast = hub.add(ALICE), hub.add(CurrentUser("alice", Role.TRADER, "acct-alice", "jwt"))
+    received: list[str] = []
+    for i in range(5):
+        await hub.dispatch(order_filled("acct-alice", 100 * (i + 1)))
+        received.append(fast.queue.get_nowait())  # the fast client reads everything as it comes
+    assert len(received) == 5
+    assert slow.stopped.is_set() and slow.stop_code == CLOSE_TOO_SLOW
+    assert len(hub) == 1  # only the fast one is left
+    assert not fast.stopped.is_set()
+
+
+async def test_dispatch_never_waits_on_a_full_queue() -> None:
+    hub = EventHub(queue_size=1)
+    hub.add(ALICE)
+    # Would hang if dispatch awaited a full queue.
+    await asyncio.wait_for(asyncio.gather(*(hub.dispatch(order_filled("acct-alice")) for _ in range(50))), 1.0)
+
+
+async def test_shutdown_stops_every_socket() -> None:
+    hub = EventHub()
+    subs = [hub.add(ALICE), hub.add(BOB)]
+    hub.close_all()
+    assert all(s.stopped.is_set() and s.stop_code == CLOSE_GOING_AWAY for s in subs)
+    assert len(hub) == 0
