@@ -19,10 +19,16 @@ def short_error(error: str) -> str:
 
 
 def backtest_finished(
-    backtest_id: str, status: str, *, total_return: Decimal | None = None, error: str | None = None
+    backtest_id: str,
+    status: str,
+    *,
+    owner: str | None,
+    total_return: Decimal | None = None,
+    error: str | None = None,
 ) -> Envelope:
     payload = BacktestFinished(
         backtest_id=backtest_id,
+        owner=owner,
         status=status,
         total_return=total_return,
         error=None if error is None else short_error(error),

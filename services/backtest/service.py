@@ -60,7 +60,7 @@ class BacktestService:
         except Exception as exc:
             log.exception("could not queue a backtest; recording it as failed", extra={"backtest_id": backtest_id})
             reason = f"queue_unavailable: the job could not be queued ({type(exc).__name__}: {exc})"
-            event = backtest_finished(backtest_id, BacktestStatus.FAILED.value, error=reason)
+            event = backtest_finished(backtest_id, BacktestStatus.FAILED.value, owner=principal.subject, error=reason)
             await self.store.finish(
                 backtest_id, status=BacktestStatus.FAILED, from_status=BacktestStatus.QUEUED, error=reason, event=event
             )

@@ -215,7 +215,10 @@ class BacktestWorker:
 
     async def _succeed(self, record: BacktestRecord, result: BacktestResult) -> str:
         event = backtest_finished(
-            record.backtest_id, BacktestStatus.SUCCEEDED.value, total_return=result.summary.total_return
+            record.backtest_id,
+            BacktestStatus.SUCCEEDED.value,
+            owner=record.owner,
+            total_return=result.summary.total_return,
         )
         stored = await self.store.finish(
             record.backtest_id,
@@ -235,7 +238,7 @@ class BacktestWorker:
         return "succeeded"
 
     async def _fail(self, record: BacktestRecord, error: str) -> str:
-        event = backtest_finished(record.backtest_id, BacktestStatus.FAILED.value, error=error)
+        event = backtest_finished(record.backtest_id, BacktestStatus.FAILED.value, owner=record.owner, error=error)
         stored = await self.store.finish(record.backtest_id, status=BacktestStatus.FAILED, error=error, event=event)
         if stored:
             log.warning("backtest failed", extra={"backtest_id": record.backtest_id, "error": event.payload["error"]})

@@ -47,6 +47,7 @@ class BarsUpdated(BaseModel):
 
 class BacktestFinished(BaseModel):
     backtest_id: str
+    owner: str | None = None  # the username that submitted it: the gateway pushes the event to that user only
     status: str
     total_return: Decimal | None = None
     error: str | None = None

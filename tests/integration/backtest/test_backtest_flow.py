@@ -162,6 +162,7 @@ async def test_buy_and_hold_runs_on_the_worker_and_matches_the_hand_computation(
     assert event.type == "backtest.finished" and event.source == "backtest"
     assert event.payload == {
         "backtest_id": backtest_id,
+        "owner": "alice",
         "status": "succeeded",
         "total_return": "0.01375330",
         "error": None,
