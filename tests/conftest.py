@@ -32,13 +32,18 @@ class Backing:
     amqp_url: str  # with this run's vhost
     namespace: str
 
-    def settings(self, **overrides: object) -> Settings:
+    def database_url(self, scope: str = "") -> str:
+        """`scope` separates the databases of tests that run the same service differently (e.g. the e2e fleet)."""
+        prefix = f"lhtest_{self.run_id}_{scope + '_' if scope else ''}"
+        return f"{self.mysql_url}/{prefix}{{service}}"
+
+    def settings(self, scope: str = "", **overrides: object) -> Settings:
         values: dict[str, object] = {
             "mode": Mode.FLEET,
-            "database_url": f"{self.mysql_url}/lhtest_{self.run_id}_{{service}}",
+            "database_url": self.database_url(scope),
             "redis_url": self.redis_url,
             "amqp_url": self.amqp_url,
-            "bus_namespace": self.namespace,
+            "bus_namespace": f"{self.namespace}.{scope}" if scope else self.namespace,
             "jwt_secret": "test-jwt-" + secrets.token_hex(16),
             "approval_secret": "test-approval-" + secrets.token_hex(16),
             "admin_username": "admin",
@@ -48,14 +53,14 @@ class Backing:
         values.update(overrides)
         return Settings.model_validate(values)
 
-    def env(self) -> dict[str, str]:
+    def env(self, scope: str = "") -> dict[str, str]:
         """Environment for fleet processes started by a test."""
         return {
             "LH_MODE": "fleet",
-            "LH_DATABASE_URL": f"{self.mysql_url}/lhtest_{self.run_id}_{{service}}",
+            "LH_DATABASE_URL": self.database_url(scope),
             "LH_REDIS_URL": self.redis_url,
             "LH_AMQP_URL": self.amqp_url,
-            "LH_BUS_NAMESPACE": self.namespace,
+            "LH_BUS_NAMESPACE": f"{self.namespace}.{scope}" if scope else self.namespace,
         }
 
 

@@ -29,7 +29,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def fleet(backing: Backing, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     env = {
-        **backing.env(),
+        **backing.env(scope="e2e"),
         "LH_JWT_SECRET": secrets.token_urlsafe(32),
         "LH_APPROVAL_SECRET": secrets.token_urlsafe(32),
         "LH_ADMIN_USERNAME": "admin",
