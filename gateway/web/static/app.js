@@ -231,7 +231,7 @@
     };
     // The price travels as a decimal string: the services keep money exact, a float would not be.
     const price = $("order-price").value.trim();
-    if (orderType === "limit") order.price = price;
+    if (orderType === "limit" && price !== "") order.price = price;  // empty: let risk say a limit needs a price
     $("order-submit").disabled = true;
     out.replaceChildren(el("div", { class: "text-body-secondary small", text: "Sending…" }));
     try {
