@@ -166,8 +166,8 @@ async def get_bars(
 
 @router.get("/quotes/{ts_code}", response_model=QuoteOut)
 async def get_quote(request: Request, ts_code: str) -> QuoteOut:
-    store = _store(request)
-    quote = await next_session_quote(store, await _security(store, ts_code))
+    async with _store(request).snapshot() as store:
+        quote = await next_session_quote(store, await _security(store, ts_code))
     security = quote.security
     return QuoteOut(
         ts_code=security.ts_code,
