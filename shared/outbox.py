@@ -60,11 +60,25 @@ class OutboxRelay:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        self._task = None
+    async def stop(self, *, grace_s: float = 10.0) -> None:
+        """Stop between flushes, never inside one: a task cancelled in the middle of an asyncmy query cannot roll
+        its transaction back (the rollback then waits for a reply forever), so a flush in progress gets up to
+        `grace_s` to finish before the idle loop is cancelled. Never waits longer than that for the task."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        try:
+            await asyncio.wait_for(self._lock.acquire(), timeout=grace_s)
+            locked = True
+        except TimeoutError:
+            log.warning("outbox relay still flushing after %ss; cancelling it mid-flush", grace_s)
+            locked = False
+        try:
+            task.cancel()
+            await asyncio.wait({task}, timeout=grace_s)
+        finally:
+            if locked:
+                self._lock.release()
 
     def notify(self) -> None:
         self._wake.set()

@@ -1,0 +1,20 @@
+"""`python -m services.execution`: the execution service as its own process (fleet mode)."""
+
+from __future__ import annotations
+
+import os
+
+from services.execution.app import NAME, create_app
+from shared.app import serve
+from shared.settings import Settings
+
+
+def main() -> None:
+    settings = Settings()
+    host = os.environ.get("LH_HOST", "127.0.0.1")
+    port = int(os.environ.get("LH_PORT", "8105"))
+    serve(create_app(settings), host, port, NAME, settings)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""Whether execution may accept a submission: a valid risk approval for exactly these terms, presented by the
+account's owner (or a service/admin acting for it). Pure: the desk records refusals and answers 403."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from shared.approval import Approval, OrderTerms, approval_error
+from shared.internal_auth import Principal
+
+# Roles that may act for any account (the approval still binds the order to one).
+ACT_FOR_ANY_ACCOUNT = frozenset({"admin", "service"})
+
+
+def principal_account(principal: Principal) -> str:
+    return principal.account_id or principal.subject
+
+
+def parse_approval(raw: dict[str, Any] | None) -> tuple[Approval | None, str | None]:
+    """The approval, or why it cannot be read. Missing is not malformed: approval_error names it."""
+    if raw is None:
+        return None, None
+    try:
+        return Approval.model_validate(raw), None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "approval"
+        return None, f"approval is malformed ({field}: {first['msg']})"
+
+
+def refusal_reason(
+    secret: str,
+    terms: OrderTerms,
+    raw_approval: dict[str, Any] | None,
+    principal: Principal,
+    *,
+    max_age_s: int,
+    now: datetime | None = None,
+) -> str | None:
+    """Why this submission must be refused, or None when it may become an order."""
+    approval, malformed = parse_approval(raw_approval)
+    if malformed:
+        return malformed
+    error = approval_error(secret, terms, approval, max_age_s=max_age_s, now=now)
+    if error:
+        return error
+    if principal.role not in ACT_FOR_ANY_ACCOUNT and terms.account_id != principal_account(principal):
+        return f"{principal.subject} may not place orders for account {terms.account_id}"
+    return None

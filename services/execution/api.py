@@ -1,0 +1,68 @@
+"""Execution's routes: thin wrappers over the order desk. All require the internal token."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+
+from services.execution.desk import OrderDesk
+from services.execution.schemas import OrderOut, OrderSubmission, TradeOut
+from shared.domain import OrderStatus
+from shared.internal_auth import Principal, internal_principal
+
+router = APIRouter(prefix="/v1", tags=["execution"])
+
+
+def get_desk(request: Request) -> OrderDesk:
+    desk: OrderDesk = request.app.state.desk
+    return desk
+
+
+@router.post(
+    "/orders",
+    status_code=201,
+    response_model=OrderOut,
+    responses={200: {"description": "the order existed already (repeated client_order_id)"}},
+)
+async def submit_order(
+    submission: OrderSubmission,
+    principal: Principal = Depends(internal_principal),
+    desk: OrderDesk = Depends(get_desk),
+) -> JSONResponse:
+    result = await desk.submit(submission, principal)
+    body = OrderOut.of(result.stored).model_dump(mode="json")
+    return JSONResponse(body, status_code=201 if result.created else 200)
+
+
+@router.get("/orders", response_model=list[OrderOut])
+async def list_orders(
+    status: OrderStatus | None = None,
+    limit: int = Query(default=100, ge=1, le=1000),
+    principal: Principal = Depends(internal_principal),
+    desk: OrderDesk = Depends(get_desk),
+) -> list[OrderOut]:
+    return [OrderOut.of(o) for o in await desk.list_orders(principal, status, limit)]
+
+
+@router.get("/orders/{order_id}", response_model=OrderOut)
+async def get_order(
+    order_id: str, principal: Principal = Depends(internal_principal), desk: OrderDesk = Depends(get_desk)
+) -> OrderOut:
+    return OrderOut.of(await desk.get(order_id, principal))
+
+
+@router.post("/orders/{order_id}/cancel", response_model=OrderOut)
+async def cancel_order(
+    order_id: str, principal: Principal = Depends(internal_principal), desk: OrderDesk = Depends(get_desk)
+) -> OrderOut:
+    return OrderOut.of(await desk.cancel(order_id, principal))
+
+
+@router.get("/trades", response_model=list[TradeOut])
+async def list_trades(
+    order_id: str | None = None,
+    limit: int = Query(default=100, ge=1, le=1000),
+    principal: Principal = Depends(internal_principal),
+    desk: OrderDesk = Depends(get_desk),
+) -> list[TradeOut]:
+    return [TradeOut.of(t) for t in await desk.list_trades(principal, order_id, limit)]

@@ -1,0 +1,92 @@
+"""The execution service app: its database, the outbox relay, the broker adapter and reconciliation."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from services.execution import api
+from services.execution.brokers.base import BrokerAdapter
+from services.execution.brokers.paper import DataServiceQuotes, PaperBroker
+from services.execution.desk import OrderDesk
+from services.execution.metrics import ExecutionMetrics
+from services.execution.store import MIGRATIONS, ExecutionStore, outbox
+from shared.app import Infra, create_service_app, error_response
+from shared.db import Database
+from shared.outbox import OutboxRelay
+from shared.settings import Settings
+
+NAME = "execution"
+# How long shutdown waits for background work to reach a safe point (the broker call in hand has its own timeout).
+STOP_GRACE_S = 15.0
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, infra: Infra | None = None, *, broker: BrokerAdapter | None = None) -> FastAPI:
+    """`broker`: the adapter to trade through; the paper broker (fed by the data service) when None."""
+    infra = infra or Infra.from_settings(settings, NAME)
+    db = Database(settings.database_url_for(NAME))
+    store = ExecutionStore(db, source=NAME)
+    relay = OutboxRelay(db, outbox, infra.bus)
+    adapter: BrokerAdapter = broker or PaperBroker(db, DataServiceQuotes(infra.services, settings.jwt_secret))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await db.connect()
+        try:
+            await db.migrate(MIGRATIONS)
+            relay.start()
+            stop = asyncio.Event()
+            reconciler = asyncio.create_task(app.state.desk.run_reconciler(stop), name="execution-reconciler")
+            try:
+                yield
+            finally:
+                stop.set()
+                await _finish(reconciler, STOP_GRACE_S)
+                await relay.stop(grace_s=STOP_GRACE_S)
+        finally:
+            await db.dispose()
+
+    app = create_service_app(NAME, infra, routers=[api.router], lifespan=lifespan, readiness={"db": db.ping})
+    app.state.db = db
+    app.state.store = store
+    app.state.relay = relay
+    app.state.broker = adapter
+    app.state.desk = OrderDesk(
+        approval_secret=settings.approval_secret,
+        approval_ttl_s=settings.approval_ttl_s,
+        store=store,
+        broker=adapter,
+        metrics=ExecutionMetrics(app.state.metrics_registry),
+        notify=relay.notify,
+    )
+    app.add_exception_handler(SQLAlchemyError, _database_error)
+    return app
+
+
+async def _finish(task: asyncio.Task[None], grace_s: float) -> None:
+    """Let a stopping task end on its own; cancel it only if it overruns, and never wait for it forever."""
+    done, _ = await asyncio.wait({task}, timeout=grace_s)
+    if not done:
+        log.warning("background task did not stop in time; cancelling it", extra={"task": task.get_name()})
+        task.cancel()
+        await asyncio.wait({task}, timeout=grace_s)
+
+
+async def _database_error(_: Request, exc: Exception) -> JSONResponse:
+    # Every write is one transaction, so a failure leaves nothing half-written; the client may retry.
+    log.error("database error", exc_info=exc)
+    unavailable = isinstance(exc, OperationalError | InterfaceError | PoolTimeout) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    )
+    if unavailable:
+        message = f"the execution database is unavailable: {type(exc).__name__}"
+        return error_response(503, "database_unavailable", message)
+    return error_response(500, "database_error", f"the execution database failed: {type(exc).__name__}")

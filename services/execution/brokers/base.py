@@ -1,0 +1,46 @@
+"""The port every broker adapter implements (paper now, the QMT bridge later).
+
+Adapters must be idempotent by order_id: submitting an order the broker already has returns what the broker
+already did with it (the same fills, with the same fill ids), so execution can resubmit after a crash."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Protocol
+
+from shared.domain import Order, OrderStatus
+
+
+class BrokerUnavailable(Exception):
+    """The broker (or what it needs, e.g. market data) could not answer: the order's fate is unknown or
+    untouched, and execution will retry it. Never means "rejected"."""
+
+
+@dataclass(frozen=True)
+class Fill:
+    fill_id: str  # the broker's id of the fill: becomes the trade_id, unique
+    qty: int
+    price: Decimal
+    traded_at: datetime  # timezone-aware
+
+
+@dataclass(frozen=True)
+class BrokerReport:
+    """What the broker says about an order: its status there and every fill so far (cumulative)."""
+
+    status: OrderStatus  # submitted | partially_filled | filled | rejected | cancelled
+    fills: tuple[Fill, ...] = field(default_factory=tuple)
+    reason: str | None = None
+
+
+class BrokerAdapter(Protocol):
+    name: str
+
+    async def submit(self, order: Order) -> BrokerReport:
+        """Send the order (or look it up, if the broker has it already). Raises BrokerUnavailable."""
+
+    async def cancel(self, order_id: str) -> BrokerReport:
+        """Cancel what rests of the order. The report says what happened: `cancelled`, or the final status the
+        order reached first (e.g. `filled`). Raises BrokerUnavailable."""

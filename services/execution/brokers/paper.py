@@ -1,0 +1,193 @@
+"""The paper broker: fills against the latest close from the data service, keeping its own book (paper_orders,
+paper_fills in execution's schema) so that it is idempotent by order_id across restarts.
+
+Matching: a market order fills in full at the latest close; a limit buy fills (at the latest close) when its
+limit is at or above it, a limit sell when its limit is at or below it; any other limit order rests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+from sqlalchemy import select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.exc import IntegrityError
+
+from services.execution.brokers.base import BrokerReport, BrokerUnavailable, Fill
+from services.execution.store import from_db_time, paper_fills, paper_orders, to_db_time
+from shared.db import Database
+from shared.domain import Order, OrderSide, OrderStatus, OrderType, from_fen, price, to_fen
+from shared.errors import ServiceError
+from shared.http import ServiceDirectory
+from shared.internal_auth import service_headers
+
+NEVER_REACHED_BROKER = "cancelled before it reached the broker"
+
+
+@dataclass(frozen=True)
+class PaperQuote:
+    last_close: Decimal | None  # None only for a security that never traded (then it is suspended)
+    suspended: bool
+
+
+class QuoteSource(Protocol):
+    async def latest(self, ts_code: str) -> PaperQuote | None:
+        """The latest close, or None for a security the data service does not know. Raises BrokerUnavailable."""
+
+
+class DataServiceQuotes:
+    """Latest closes from the data service's `GET /v1/quotes/{ts_code}`."""
+
+    def __init__(self, services: ServiceDirectory, jwt_secret: str) -> None:
+        self.services = services
+        self.jwt_secret = jwt_secret
+
+    async def latest(self, ts_code: str) -> PaperQuote | None:
+        client = self.services.client("data")
+        try:
+            body = await client.get_json(f"/v1/quotes/{ts_code}", headers=service_headers(self.jwt_secret, "execution"))
+        except ServiceError as exc:
+            if exc.status_code == 404:
+                return None
+            raise BrokerUnavailable(f"no market data for {ts_code}: {exc.code}: {exc.message}") from exc
+        except ValueError as exc:  # a body that is not JSON
+            raise BrokerUnavailable(f"malformed market data for {ts_code}") from exc
+        try:
+            suspended = body["suspended"]
+            last_close = None if body["last_close"] is None else price(body["last_close"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BrokerUnavailable(f"malformed market data for {ts_code}: {exc}") from exc
+        if not isinstance(suspended, bool) or (last_close is None and not suspended):
+            raise BrokerUnavailable(f"market data for {ts_code} has no usable last close")
+        return PaperQuote(last_close=last_close, suspended=suspended)
+
+
+def paper_fill_price(
+    order_type: OrderType, side: OrderSide, limit_price: Decimal | None, last_close: Decimal
+) -> Decimal | None:
+    """The price a paper order fills at now, or None when it rests."""
+    if order_type is OrderType.MARKET:
+        return last_close
+    if limit_price is None:
+        raise ValueError("a limit order needs a limit price")
+    if side is OrderSide.BUY:
+        return last_close if limit_price >= last_close else None
+    return last_close if limit_price <= last_close else None
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class PaperBroker:
+    name = "paper"
+
+    def __init__(self, db: Database, quotes: QuoteSource, *, clock: Callable[[], datetime] = _utcnow) -> None:
+        self.db = db
+        self.quotes = quotes
+        self.clock = clock
+
+    async def submit(self, order: Order) -> BrokerReport:
+        known = await self.report(order.order_id)
+        if known is not None:
+            return known  # idempotent: what we did with this order the first time
+        quote = await self.quotes.latest(order.ts_code)
+        now = self.clock()
+        fills: tuple[Fill, ...] = ()
+        reason: str | None = None
+        if quote is None:
+            status, reason = OrderStatus.REJECTED, f"unknown security {order.ts_code}"
+        elif quote.suspended or quote.last_close is None:
+            status, reason = OrderStatus.REJECTED, f"{order.ts_code} is suspended"
+        else:
+            fill_price = paper_fill_price(order.order_type, order.side, order.price, quote.last_close)
+            if fill_price is None:
+                status = OrderStatus.SUBMITTED  # rests
+            else:
+                status = OrderStatus.FILLED
+                fills = (Fill(f"paper-{order.order_id}-1", order.qty, fill_price, now),)
+        try:
+            async with self.db.session() as s:
+                await s.execute(
+                    paper_orders.insert().values(
+                        order_id=order.order_id,
+                        ts_code=order.ts_code,
+                        side=order.side.value,
+                        order_type=order.order_type.value,
+                        qty=order.qty,
+                        price_fen=None if order.price is None else to_fen(order.price),
+                        status=status.value,
+                        reason=reason,
+                        created_at=to_db_time(now),
+                        updated_at=to_db_time(now),
+                    )
+                )
+                for fill in fills:
+                    await s.execute(
+                        paper_fills.insert().values(
+                            fill_id=fill.fill_id,
+                            order_id=order.order_id,
+                            qty=fill.qty,
+                            price_fen=to_fen(fill.price),
+                            traded_at=to_db_time(fill.traded_at),
+                        )
+                    )
+        except IntegrityError:
+            # Submitted concurrently (or cancelled first): the book already has the answer.
+            known = await self.report(order.order_id)
+            if known is None:
+                raise
+            return known
+        return BrokerReport(status=status, fills=fills, reason=reason)
+
+    async def cancel(self, order_id: str) -> BrokerReport:
+        now = to_db_time(self.clock())
+        try:
+            async with self.db.session() as s:
+                row = (await s.execute(select(paper_orders).where(paper_orders.c.order_id == order_id))).first()
+                if row is None:
+                    # A tombstone, so that a submission still in flight can no longer fill it.
+                    await s.execute(
+                        paper_orders.insert().values(
+                            order_id=order_id,
+                            status=OrderStatus.CANCELLED.value,
+                            reason=NEVER_REACHED_BROKER,
+                            created_at=now,
+                            updated_at=now,
+                        )
+                    )
+                elif row.status in (OrderStatus.SUBMITTED.value, OrderStatus.PARTIALLY_FILLED.value):
+                    await s.execute(
+                        update(paper_orders)
+                        .where(paper_orders.c.order_id == order_id, paper_orders.c.status == row.status)
+                        .values(status=OrderStatus.CANCELLED.value, reason="cancelled by the client", updated_at=now)
+                    )
+        except IntegrityError:
+            pass  # submitted at the same moment: the book below says which came first
+        report = await self.report(order_id)
+        if report is None:
+            raise BrokerUnavailable(f"paper order {order_id} vanished while cancelling")
+        return report
+
+    async def report(self, order_id: str) -> BrokerReport | None:
+        async with self.db.session() as s:
+            row = (await s.execute(select(paper_orders).where(paper_orders.c.order_id == order_id))).first()
+            if row is None:
+                return None
+            fill_rows = (
+                await s.execute(
+                    select(paper_fills).where(paper_fills.c.order_id == order_id).order_by(paper_fills.c.fill_id)
+                )
+            ).all()
+        return _report(row, fill_rows)
+
+
+def _report(row: Row[Any], fill_rows: Sequence[Row[Any]]) -> BrokerReport:
+    fills = tuple(
+        Fill(fill_id=f.fill_id, qty=f.qty, price=from_fen(f.price_fen), traded_at=from_db_time(f.traded_at))
+        for f in fill_rows
+    )
+    return BrokerReport(status=OrderStatus(row.status), fills=fills, reason=row.reason)

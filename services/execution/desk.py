@@ -1,0 +1,219 @@
+"""The order desk: admits only risk-approved orders, creates each (account, client_order_id) once, takes it
+through the broker, records what the broker did, cancels resting orders and resubmits orders a crash left
+ACCEPTED. No HTTP here: the routes in api.py are thin wrappers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy.exc import IntegrityError
+
+from services.execution.admission import ACT_FOR_ANY_ACCOUNT, principal_account, refusal_reason
+from services.execution.brokers.base import BrokerAdapter, BrokerReport, BrokerUnavailable
+from services.execution.lifecycle import InconsistentReport
+from services.execution.metrics import ExecutionMetrics
+from services.execution.schemas import OrderSubmission
+from services.execution.store import ExecutionStore, StoredOrder, TradeRecord, utcnow
+from shared.approval import OrderTerms
+from shared.domain import IllegalTransition, OrderStatus
+from shared.errors import Conflict, Forbidden, NotFound, ServiceError, Unavailable
+from shared.internal_auth import Principal
+
+log = logging.getLogger(__name__)
+
+# Reconciliation: a first pass at start-up over every ACCEPTED order, then a pass every interval over those
+# untouched for the grace period (younger ones are most likely still on their way to the broker).
+RECONCILE_INTERVAL_S = 15.0
+RECONCILE_GRACE_S = 10.0
+
+
+@dataclass(frozen=True)
+class Submission:
+    stored: StoredOrder
+    created: bool  # False: the order existed already (a repeated client_order_id)
+
+
+class OrderDesk:
+    def __init__(
+        self,
+        *,
+        approval_secret: str,
+        approval_ttl_s: int,
+        store: ExecutionStore,
+        broker: BrokerAdapter,
+        metrics: ExecutionMetrics,
+        notify: Callable[[], None],
+    ) -> None:
+        self.approval_secret = approval_secret
+        self.approval_ttl_s = approval_ttl_s
+        self.store = store
+        self.broker = broker
+        self.metrics = metrics
+        self.notify = notify  # wakes the outbox relay after a commit
+        self.first_reconcile_done = asyncio.Event()
+
+    # --- placing --------------------------------------------------------------------------------------
+
+    async def submit(self, submission: OrderSubmission, principal: Principal) -> Submission:
+        terms = submission.terms()
+        raw = submission.approval
+        decision_id = raw.get("decision_id") if raw is not None else None
+        decision_id = decision_id if isinstance(decision_id, str) else None
+        reason = refusal_reason(self.approval_secret, terms, raw, principal, max_age_s=self.approval_ttl_s)
+        if reason is not None or decision_id is None:
+            raise await self._refuse(reason or "approval has no decision id", terms, decision_id, principal)
+
+        existing = await self._existing(terms, decision_id, principal)
+        if existing is not None:
+            return Submission(existing, created=False)
+        try:
+            stored = await self.store.create_order(terms, decision_id)
+        except IntegrityError:
+            # Lost a race with the same submission: the unique constraints decided, read the winner.
+            existing = await self._existing(terms, decision_id, principal)
+            if existing is None:
+                raise
+            return Submission(existing, created=False)
+        self.metrics.entered(OrderStatus.ACCEPTED)
+        self.notify()
+        return Submission(await self._send(stored), created=True)
+
+    async def _existing(self, terms: OrderTerms, decision_id: str, principal: Principal) -> StoredOrder | None:
+        same_key = await self.store.find_order(terms.account_id, terms.client_order_id)
+        if same_key is not None:
+            if same_key.terms() != terms:
+                raise Conflict(
+                    "client_order_id_conflict",
+                    f"client_order_id {terms.client_order_id} is already used by order {same_key.order.order_id} "
+                    "with different terms",
+                )
+            return same_key
+        used = await self.store.find_order_by_decision(decision_id)
+        if used is not None:
+            raise await self._refuse(
+                f"approval {decision_id} was already used for client_order_id {used.order.client_order_id}",
+                terms,
+                decision_id,
+                principal,
+            )
+        return None
+
+    async def _refuse(
+        self, reason: str, terms: OrderTerms, decision_id: str | None, principal: Principal
+    ) -> ServiceError:
+        await self.store.record_refusal(reason=reason, terms=terms, decision_id=decision_id, principal=principal)
+        self.metrics.refused.inc()
+        log.warning(
+            "submission refused",
+            extra={"reason": reason, "client_order_id": terms.client_order_id, "subject": principal.subject},
+        )
+        return Forbidden("approval_invalid", reason)
+
+    async def _send(self, stored: StoredOrder) -> StoredOrder:
+        order_id = stored.order.order_id
+        try:
+            report = await self.broker.submit(stored.order)
+        except BrokerUnavailable as exc:
+            log.warning("broker unavailable; order stays accepted", extra={"order_id": order_id, "error": str(exc)})
+            raise Unavailable(
+                "broker_unavailable",
+                f"the broker could not take the order now ({exc}); it stays accepted and will be resubmitted",
+                order_id=order_id,
+            ) from exc
+        return await self._record(order_id, report)
+
+    async def _record(self, order_id: str, report: BrokerReport) -> StoredOrder:
+        try:
+            applied = await self.store.apply_report(order_id, report)
+        except (InconsistentReport, IllegalTransition) as exc:
+            log.error("broker report contradicts the order", extra={"order_id": order_id, "error": str(exc)})
+            raise ServiceError("broker_report_inconsistent", str(exc), status_code=502, order_id=order_id) from exc
+        if applied.statuses or applied.new_trades:
+            self.notify()
+            self.metrics.entered(*applied.statuses)
+            self.metrics.trades.inc(applied.new_trades)
+        return applied.stored
+
+    # --- reading --------------------------------------------------------------------------------------
+
+    @staticmethod
+    def visible_account(principal: Principal) -> str | None:
+        """The account a principal may see, or None for all (admins and services)."""
+        return None if principal.role in ACT_FOR_ANY_ACCOUNT else principal_account(principal)
+
+    async def get(self, order_id: str, principal: Principal) -> StoredOrder:
+        stored = await self.store.get_order(order_id)
+        account = self.visible_account(principal)
+        if stored is None or (account is not None and stored.order.account_id != account):
+            raise NotFound("order_not_found", f"no order {order_id}")
+        return stored
+
+    async def list_orders(self, principal: Principal, status: OrderStatus | None, limit: int) -> list[StoredOrder]:
+        return await self.store.list_orders(account_id=self.visible_account(principal), status=status, limit=limit)
+
+    async def list_trades(self, principal: Principal, order_id: str | None, limit: int) -> list[TradeRecord]:
+        return await self.store.list_trades(account_id=self.visible_account(principal), order_id=order_id, limit=limit)
+
+    # --- cancelling -----------------------------------------------------------------------------------
+
+    async def cancel(self, order_id: str, principal: Principal) -> StoredOrder:
+        stored = await self.get(order_id, principal)
+        if stored.order.status.is_final:
+            raise Conflict("order_not_cancellable", f"the order is already {stored.order.status.value}")
+        try:
+            report = await self.broker.cancel(order_id)
+        except BrokerUnavailable as exc:
+            raise Unavailable("broker_unavailable", f"the broker could not take the cancel now ({exc})") from exc
+        after = await self._record(order_id, report)
+        if after.order.status is not OrderStatus.CANCELLED:
+            raise Conflict(
+                "order_not_cancellable", f"the order was {after.order.status.value} before the cancel reached it"
+            )
+        return after
+
+    # --- reconciliation -------------------------------------------------------------------------------
+
+    async def reconcile(self, *, grace_s: float = 0.0, stop: asyncio.Event | None = None) -> int:
+        """Resubmit orders left ACCEPTED (a crash, a DB error or an unavailable broker between recording the
+        order and recording the broker's answer). The broker is idempotent by order_id and trades are unique
+        by fill id, so a fill is neither lost nor recorded twice. Returns how many orders were resolved."""
+        updated_before = utcnow() - timedelta(seconds=grace_s) if grace_s > 0 else None
+        resolved = 0
+        for stored in await self.store.accepted_orders(updated_before=updated_before):
+            if stop is not None and stop.is_set():
+                break
+            order_id = stored.order.order_id
+            try:
+                report = await self.broker.submit(stored.order)
+            except BrokerUnavailable as exc:
+                log.warning("reconciliation paused: broker unavailable", extra={"error": str(exc)})
+                break  # the others would meet the same wall
+            try:
+                await self._record(order_id, report)
+            except Exception:
+                log.exception("reconciliation could not record an order", extra={"order_id": order_id})
+                continue
+            resolved += 1
+        if resolved:
+            log.info("reconciled accepted orders", extra={"resolved": resolved})
+        return resolved
+
+    async def run_reconciler(self, stop: asyncio.Event, interval_s: float = RECONCILE_INTERVAL_S) -> None:
+        """Reconcile at start-up, then every `interval_s`, until `stop` is set. Stopping lets the order in hand
+        finish: cancelling a task inside an asyncmy transaction can leave it waiting forever on its rollback."""
+        first = True
+        while not stop.is_set():
+            try:
+                await self.reconcile(grace_s=0.0 if first else RECONCILE_GRACE_S, stop=stop)
+            except Exception:
+                log.exception("reconciliation pass failed; will retry")
+            if first:
+                self.first_reconcile_done.set()
+                first = False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=interval_s)

@@ -1,0 +1,62 @@
+"""What execution publishes (through its outbox): `order.<status>` for every status an order enters and
+`trade.executed` for every fill. It consumes nothing."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+from services.execution.brokers.base import Fill
+from shared.domain import Order
+from shared.events import Envelope, OrderEvent, TradeEvent, make_event
+
+EXCHANGE_TZ = ZoneInfo("Asia/Shanghai")
+PUBLISHED = (
+    "order.accepted",
+    "order.submitted",
+    "order.partially_filled",
+    "order.filled",
+    "order.rejected",
+    "order.cancelled",
+    "trade.executed",
+)
+
+
+def exchange_date(at: datetime) -> date:
+    """The exchange's calendar date of a moment (fees such as stamp duty depend on it)."""
+    return at.astimezone(EXCHANGE_TZ).date()
+
+
+def order_event(order: Order, *, source: str) -> Envelope:
+    payload = OrderEvent(
+        order_id=order.order_id,
+        client_order_id=order.client_order_id,
+        account_id=order.account_id,
+        ts_code=order.ts_code,
+        side=order.side.value,
+        order_type=order.order_type.value,
+        qty=order.qty,
+        price=order.price,
+        status=order.status.value,
+        filled_qty=order.filled_qty,
+        avg_fill_price=order.avg_fill_price,
+        reason=order.reason,
+        updated_at=order.updated_at,
+    )
+    return make_event(f"order.{order.status.value}", payload, source=source)
+
+
+def trade_event(order: Order, fill: Fill, *, source: str) -> Envelope:
+    payload = TradeEvent(
+        trade_id=fill.fill_id,
+        order_id=order.order_id,
+        client_order_id=order.client_order_id,
+        account_id=order.account_id,
+        ts_code=order.ts_code,
+        side=order.side.value,
+        qty=fill.qty,
+        price=fill.price,
+        amount=fill.price * fill.qty,
+        traded_at=fill.traded_at,
+    )
+    return make_event("trade.executed", payload, source=source)

@@ -1,0 +1,105 @@
+"""The order state machine applied to broker reports: which transitions, trades and totals a report implies.
+Pure functions: the store applies the plan in one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+
+from services.execution.brokers.base import BrokerReport, Fill
+from shared.domain import OrderStatus, check_transition
+from shared.domain.money import FEN
+
+_AVG_PRICE_STEP = Decimal("0.0001")
+
+
+class InconsistentReport(ValueError):
+    """The broker's report contradicts what execution recorded (e.g. more filled than ordered)."""
+
+
+@dataclass(frozen=True)
+class OrderProgress:
+    status: OrderStatus
+    qty: int
+    filled_qty: int
+    filled_amount: Decimal  # sum of qty * price over recorded fills
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class ReportPlan:
+    steps: tuple[OrderStatus, ...]  # statuses the order passes through, in order (empty: no status change)
+    new_fills: tuple[Fill, ...]  # fills not recorded yet
+    filled_qty: int
+    filled_amount: Decimal
+    reason: str | None
+    final_status: OrderStatus
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.steps or self.new_fills)
+
+
+def average_price(filled_amount: Decimal, filled_qty: int) -> Decimal | None:
+    """Volume-weighted fill price: exact to the fen when it lies on the tick, else half-up to 0.0001."""
+    if filled_qty == 0:
+        return None
+    avg = filled_amount / filled_qty
+    if avg == avg.quantize(FEN):
+        return avg.quantize(FEN)
+    return avg.quantize(_AVG_PRICE_STEP, rounding=ROUND_HALF_UP)
+
+
+def plan_report(progress: OrderProgress, report: BrokerReport, recorded_fill_ids: Iterable[str]) -> ReportPlan:
+    """What recording `report` changes. Fills are identified by fill id, so the same report twice plans nothing.
+
+    An order goes ACCEPTED -> SUBMITTED before any fill: a broker that fills at once still had the order first.
+    """
+    recorded = set(recorded_fill_ids)
+    new_fills: list[Fill] = []
+    for fill in report.fills:
+        if fill.fill_id in recorded:
+            continue
+        if fill.qty <= 0 or fill.price <= 0:
+            raise InconsistentReport(f"fill {fill.fill_id} has qty {fill.qty} at {fill.price}")
+        recorded.add(fill.fill_id)
+        new_fills.append(fill)
+    filled_qty = progress.filled_qty + sum(f.qty for f in new_fills)
+    filled_amount = progress.filled_amount + sum((f.price * f.qty for f in new_fills), Decimal(0))
+    if filled_qty > progress.qty:
+        raise InconsistentReport(f"{filled_qty} shares filled of an order for {progress.qty}")
+
+    target = report.status
+    if target in (OrderStatus.ACCEPTED, OrderStatus.SUBMITTED, OrderStatus.PARTIALLY_FILLED) and filled_qty > 0:
+        # What the fills say wins over a status the broker has not caught up with.
+        target = OrderStatus.FILLED if filled_qty == progress.qty else OrderStatus.PARTIALLY_FILLED
+    if target is OrderStatus.ACCEPTED:
+        raise InconsistentReport("a broker report cannot put an order back to accepted")
+    if target is OrderStatus.FILLED and filled_qty != progress.qty:
+        raise InconsistentReport(f"reported filled with {filled_qty} of {progress.qty} shares")
+
+    if progress.status.is_final:
+        if target is progress.status and not new_fills:
+            return ReportPlan((), (), progress.filled_qty, progress.filled_amount, progress.reason, progress.status)
+        raise InconsistentReport(f"the order is {progress.status.value} here but {target.value} at the broker")
+
+    steps: list[OrderStatus] = []
+    state = progress.status
+
+    def enter(status: OrderStatus) -> None:
+        nonlocal state
+        check_transition(state, status)
+        steps.append(status)
+        state = status
+
+    reached_broker = target is not OrderStatus.REJECTED and (target is not OrderStatus.CANCELLED or new_fills)
+    if state is OrderStatus.ACCEPTED and reached_broker:
+        enter(OrderStatus.SUBMITTED)
+    if new_fills and target is not OrderStatus.FILLED:
+        enter(OrderStatus.PARTIALLY_FILLED)
+    if target in (OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.REJECTED):
+        enter(target)
+
+    reason = report.reason if target in (OrderStatus.CANCELLED, OrderStatus.REJECTED) else progress.reason
+    return ReportPlan(tuple(steps), tuple(new_fills), filled_qty, filled_amount, reason, state)

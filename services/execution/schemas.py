@@ -1,0 +1,121 @@
+"""Execution's REST bodies. Prices travel as decimal strings."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from services.execution.store import StoredOrder, TradeRecord
+from shared.approval import OrderTerms
+from shared.domain import InvalidTsCode, OrderSide, OrderStatus, OrderType, parse_ts_code
+from shared.market.rules import on_tick
+
+# Approvals join fields with a control character (shared/approval.py): none may occur inside a field.
+NO_CONTROL_CHARS = r"^[^\x00-\x1f\x7f]+$"
+
+
+class OrderSubmission(BaseModel):
+    """Risk-approved order terms. `approval` is kept loose here so that a malformed one is refused (403, recorded)
+    like a forged one, instead of vanishing as a 422."""
+
+    client_order_id: str = Field(min_length=1, max_length=64, pattern=NO_CONTROL_CHARS)
+    account_id: str = Field(min_length=1, max_length=64, pattern=NO_CONTROL_CHARS)
+    ts_code: str = Field(max_length=16)
+    side: OrderSide
+    order_type: OrderType
+    qty: int = Field(gt=0, le=10**12)
+    price: Decimal | None = Field(default=None, gt=0, max_digits=16, allow_inf_nan=False)
+    approval: dict[str, Any] | None = None
+
+    @field_validator("ts_code")
+    @classmethod
+    def _stock_code(cls, value: str) -> str:
+        try:
+            canonical = parse_ts_code(value).ts_code
+        except InvalidTsCode as exc:
+            raise ValueError(str(exc)) from exc
+        if canonical != value:
+            raise ValueError(f"write the code as {canonical}")  # the approval signs the exact text
+        return value
+
+    @model_validator(mode="after")
+    def _price_matches_type(self) -> OrderSubmission:
+        if self.order_type is OrderType.LIMIT:
+            if self.price is None:
+                raise ValueError("a limit order needs a price")
+            if not on_tick(self.price):
+                raise ValueError(f"price {self.price} is not on the 0.01 tick")
+        elif self.price is not None:
+            raise ValueError("a market order takes no price")
+        return self
+
+    def terms(self) -> OrderTerms:
+        return OrderTerms(
+            client_order_id=self.client_order_id,
+            account_id=self.account_id,
+            ts_code=self.ts_code,
+            side=self.side.value,
+            order_type=self.order_type.value,
+            qty=self.qty,
+            price=self.price,
+        )
+
+
+class OrderOut(BaseModel):
+    order_id: str
+    client_order_id: str
+    account_id: str
+    ts_code: str
+    side: OrderSide
+    order_type: OrderType
+    qty: int
+    price: Decimal | None
+    status: OrderStatus
+    filled_qty: int
+    avg_fill_price: Decimal | None
+    reason: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, stored: StoredOrder) -> OrderOut:
+        return cls.model_validate(stored.order.model_dump())
+
+
+class TradeOut(BaseModel):
+    trade_id: str
+    order_id: str
+    client_order_id: str
+    account_id: str
+    ts_code: str
+    side: OrderSide
+    qty: int
+    price: Decimal
+    amount: Decimal
+    commission: Decimal
+    stamp_duty: Decimal
+    transfer_fee: Decimal
+    fees: Decimal
+    traded_at: datetime
+
+    @classmethod
+    def of(cls, trade: TradeRecord) -> TradeOut:
+        return cls(
+            trade_id=trade.trade_id,
+            order_id=trade.order_id,
+            client_order_id=trade.client_order_id,
+            account_id=trade.account_id,
+            ts_code=trade.ts_code,
+            side=OrderSide(trade.side),
+            qty=trade.qty,
+            price=trade.price,
+            amount=trade.amount,
+            commission=trade.commission,
+            stamp_duty=trade.stamp_duty,
+            transfer_fee=trade.transfer_fee,
+            fees=trade.fees,
+            traded_at=trade.traded_at,
+        )

@@ -1,0 +1,551 @@
+"""Execution's own tables (orders, their transitions, trades, refused submissions, the paper broker's book, the
+outbox) and the transactions that change them. Money is stored in integer fen: exact on MySQL and SQLite alike."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.engine import Row
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.execution import events
+from services.execution.brokers.base import BrokerReport
+from services.execution.lifecycle import OrderProgress, ReportPlan, average_price, plan_report
+from shared.approval import OrderTerms
+from shared.db import Database, PreciseDateTime, new_metadata
+from shared.domain import Order, OrderSide, OrderStatus, OrderType, from_fen, to_fen
+from shared.domain.money import FEN
+from shared.events import Envelope
+from shared.internal_auth import Principal
+from shared.market.rules import trade_fees
+from shared.observability import current_correlation_id, new_id
+from shared.outbox import add_to_outbox, outbox_table
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+# Autoincrement needs INTEGER PRIMARY KEY on SQLite; BIGINT elsewhere.
+_AutoId = BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = new_metadata()
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("order_id", String(32), primary_key=True),
+    Column("client_order_id", String(64), nullable=False),
+    Column("account_id", String(64), nullable=False),
+    Column("decision_id", String(64), nullable=False),  # risk's decision: one approval, one order
+    Column("ts_code", String(16), nullable=False),
+    Column("side", String(8), nullable=False),
+    Column("order_type", String(8), nullable=False),
+    Column("qty", BigInteger, nullable=False),
+    Column("price_fen", BigInteger, nullable=True),  # limit price; NULL for market orders
+    Column("status", String(20), nullable=False),
+    Column("filled_qty", BigInteger, nullable=False),
+    Column("filled_amount_fen", BigInteger, nullable=False),  # sum of qty * price over the fills, exact
+    Column("reason", String(255), nullable=True),
+    Column("version", Integer, nullable=False),  # optimistic concurrency: every update bumps it
+    Column("correlation_id", String(64), nullable=True),
+    Column("created_at", PreciseDateTime, nullable=False),
+    Column("updated_at", PreciseDateTime, nullable=False),
+    UniqueConstraint("account_id", "client_order_id", name="uq_orders_account_client_order"),
+    UniqueConstraint("decision_id", name="uq_orders_decision_id"),
+    Index("ix_orders_status_updated", "status", "updated_at"),
+    Index("ix_orders_account_created", "account_id", "created_at"),
+)
+
+order_transitions = Table(
+    "order_transitions",
+    metadata,
+    Column("id", _AutoId, primary_key=True, autoincrement=True),
+    Column("order_id", String(32), ForeignKey("orders.order_id"), nullable=False),
+    Column("from_status", String(20), nullable=True),  # NULL: the order was created
+    Column("to_status", String(20), nullable=False),
+    Column("reason", String(255), nullable=True),
+    Column("at", PreciseDateTime, nullable=False),
+    Index("ix_order_transitions_order", "order_id", "id"),
+)
+
+trades = Table(
+    "trades",
+    metadata,
+    Column("trade_id", String(64), primary_key=True),  # the broker's fill id: a fill is recorded once
+    Column("order_id", String(32), ForeignKey("orders.order_id"), nullable=False),
+    Column("client_order_id", String(64), nullable=False),
+    Column("account_id", String(64), nullable=False),
+    Column("ts_code", String(16), nullable=False),
+    Column("side", String(8), nullable=False),
+    Column("qty", BigInteger, nullable=False),
+    Column("price_fen", BigInteger, nullable=False),
+    Column("amount_fen", BigInteger, nullable=False),
+    Column("commission_fen", BigInteger, nullable=False),
+    Column("stamp_duty_fen", BigInteger, nullable=False),
+    Column("transfer_fee_fen", BigInteger, nullable=False),
+    Column("traded_at", PreciseDateTime, nullable=False),
+    Column("created_at", PreciseDateTime, nullable=False),
+    Index("ix_trades_order", "order_id"),
+    Index("ix_trades_account_traded", "account_id", "traded_at"),
+)
+
+refused_submissions = Table(
+    "refused_submissions",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("reason", String(255), nullable=False),
+    Column("decision_id", String(64), nullable=True),
+    Column("client_order_id", String(64), nullable=False),
+    Column("account_id", String(64), nullable=False),
+    Column("terms", Text, nullable=False),  # the order terms as submitted, JSON
+    Column("principal_subject", String(128), nullable=False),
+    Column("principal_role", String(32), nullable=False),
+    Column("principal_account_id", String(64), nullable=True),
+    Column("correlation_id", String(64), nullable=True),
+    Column("created_at", PreciseDateTime, nullable=False),
+    Index("ix_refused_submissions_created", "created_at"),
+)
+
+# The paper broker's own book. It stands for an outside system: no foreign keys into execution's orders.
+# A row without ts_code/side/order_type/qty is a tombstone: the order was cancelled before it reached the broker.
+paper_orders = Table(
+    "paper_orders",
+    metadata,
+    Column("order_id", String(32), primary_key=True),
+    Column("ts_code", String(16), nullable=True),
+    Column("side", String(8), nullable=True),
+    Column("order_type", String(8), nullable=True),
+    Column("qty", BigInteger, nullable=True),
+    Column("price_fen", BigInteger, nullable=True),
+    Column("status", String(20), nullable=False),
+    Column("reason", String(255), nullable=True),
+    Column("created_at", PreciseDateTime, nullable=False),
+    Column("updated_at", PreciseDateTime, nullable=False),
+)
+
+paper_fills = Table(
+    "paper_fills",
+    metadata,
+    Column("fill_id", String(64), primary_key=True),
+    Column("order_id", String(32), ForeignKey("paper_orders.order_id"), nullable=False),
+    Column("qty", BigInteger, nullable=False),
+    Column("price_fen", BigInteger, nullable=False),
+    Column("traded_at", PreciseDateTime, nullable=False),
+    Index("ix_paper_fills_order", "order_id"),
+)
+
+outbox = outbox_table(metadata)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def to_db_time(value: datetime) -> datetime:
+    """Naive UTC, as the outbox stores it (MySQL DATETIME has no zone)."""
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+def from_db_time(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC)
+
+
+def _fen_or_none(value: Decimal | None) -> int | None:
+    return None if value is None else to_fen(value)
+
+
+def _price_or_none(fen: int | None) -> Decimal | None:
+    return None if fen is None else from_fen(fen)
+
+
+@dataclass(frozen=True)
+class StoredOrder:
+    """An order as execution records it: the domain view plus what the store needs to update it safely."""
+
+    order: Order
+    decision_id: str
+    filled_amount: Decimal
+    version: int
+
+    @property
+    def progress(self) -> OrderProgress:
+        o = self.order
+        return OrderProgress(o.status, o.qty, o.filled_qty, self.filled_amount, o.reason)
+
+    def terms(self) -> OrderTerms:
+        o = self.order
+        return OrderTerms(
+            client_order_id=o.client_order_id,
+            account_id=o.account_id,
+            ts_code=o.ts_code,
+            side=o.side.value,
+            order_type=o.order_type.value,
+            qty=o.qty,
+            price=o.price,
+        )
+
+
+def _stored_order(row: Row[Any]) -> StoredOrder:
+    filled_amount = from_fen(row.filled_amount_fen)
+    order = Order(
+        order_id=row.order_id,
+        client_order_id=row.client_order_id,
+        account_id=row.account_id,
+        ts_code=row.ts_code,
+        side=OrderSide(row.side),
+        order_type=OrderType(row.order_type),
+        qty=row.qty,
+        price=_price_or_none(row.price_fen),
+        status=OrderStatus(row.status),
+        filled_qty=row.filled_qty,
+        avg_fill_price=average_price(filled_amount, row.filled_qty),
+        reason=row.reason,
+        created_at=from_db_time(row.created_at),
+        updated_at=from_db_time(row.updated_at),
+    )
+    return StoredOrder(order=order, decision_id=row.decision_id, filled_amount=filled_amount, version=row.version)
+
+
+@dataclass(frozen=True)
+class TradeRecord:
+    trade_id: str
+    order_id: str
+    client_order_id: str
+    account_id: str
+    ts_code: str
+    side: str
+    qty: int
+    price: Decimal
+    amount: Decimal
+    commission: Decimal
+    stamp_duty: Decimal
+    transfer_fee: Decimal
+    traded_at: datetime
+
+    @property
+    def fees(self) -> Decimal:
+        return self.commission + self.stamp_duty + self.transfer_fee
+
+
+def _trade(row: Row[Any]) -> TradeRecord:
+    return TradeRecord(
+        trade_id=row.trade_id,
+        order_id=row.order_id,
+        client_order_id=row.client_order_id,
+        account_id=row.account_id,
+        ts_code=row.ts_code,
+        side=row.side,
+        qty=row.qty,
+        price=from_fen(row.price_fen),
+        amount=from_fen(row.amount_fen),
+        commission=from_fen(row.commission_fen),
+        stamp_duty=from_fen(row.stamp_duty_fen),
+        transfer_fee=from_fen(row.transfer_fee_fen),
+        traded_at=from_db_time(row.traded_at),
+    )
+
+
+@dataclass(frozen=True)
+class AppliedReport:
+    """The order after a broker report was applied, and what changed (for metrics)."""
+
+    stored: StoredOrder
+    statuses: tuple[OrderStatus, ...]  # every status the order entered, in order
+    new_trades: int
+
+
+class ConcurrentUpdate(Exception):
+    """Someone else changed the order between our read and our write."""
+
+
+class ExecutionStore:
+    def __init__(self, db: Database, *, source: str = "execution") -> None:
+        self.db = db
+        self.source = source
+
+    # --- reads -------------------------------------------------------------------------------------------
+
+    async def get_order(self, order_id: str) -> StoredOrder | None:
+        async with self.db.session() as s:
+            row = (await s.execute(select(orders).where(orders.c.order_id == order_id))).first()
+        return None if row is None else _stored_order(row)
+
+    async def find_order(self, account_id: str, client_order_id: str) -> StoredOrder | None:
+        async with self.db.session() as s:
+            row = (
+                await s.execute(
+                    select(orders).where(orders.c.account_id == account_id, orders.c.client_order_id == client_order_id)
+                )
+            ).first()
+        return None if row is None else _stored_order(row)
+
+    async def find_order_by_decision(self, decision_id: str) -> StoredOrder | None:
+        async with self.db.session() as s:
+            row = (await s.execute(select(orders).where(orders.c.decision_id == decision_id))).first()
+        return None if row is None else _stored_order(row)
+
+    async def list_orders(self, *, account_id: str | None, status: OrderStatus | None, limit: int) -> list[StoredOrder]:
+        query = select(orders).order_by(orders.c.created_at.desc(), orders.c.order_id).limit(limit)
+        if account_id is not None:
+            query = query.where(orders.c.account_id == account_id)
+        if status is not None:
+            query = query.where(orders.c.status == status.value)
+        async with self.db.session() as s:
+            rows = (await s.execute(query)).all()
+        return [_stored_order(r) for r in rows]
+
+    async def accepted_orders(self, *, updated_before: datetime | None, limit: int = 100) -> list[StoredOrder]:
+        """Orders recorded but not (known to be) at the broker: what reconciliation resubmits."""
+        query = (
+            select(orders)
+            .where(orders.c.status == OrderStatus.ACCEPTED.value)
+            .order_by(orders.c.updated_at, orders.c.order_id)
+            .limit(limit)
+        )
+        if updated_before is not None:
+            query = query.where(orders.c.updated_at < to_db_time(updated_before))
+        async with self.db.session() as s:
+            rows = (await s.execute(query)).all()
+        return [_stored_order(r) for r in rows]
+
+    async def list_trades(self, *, account_id: str | None, order_id: str | None, limit: int) -> list[TradeRecord]:
+        query = select(trades).order_by(trades.c.traded_at.desc(), trades.c.trade_id).limit(limit)
+        if account_id is not None:
+            query = query.where(trades.c.account_id == account_id)
+        if order_id is not None:
+            query = query.where(trades.c.order_id == order_id)
+        async with self.db.session() as s:
+            rows = (await s.execute(query)).all()
+        return [_trade(r) for r in rows]
+
+    async def transitions(self, order_id: str) -> list[tuple[str | None, str]]:
+        async with self.db.session() as s:
+            rows = (
+                await s.execute(
+                    select(order_transitions.c.from_status, order_transitions.c.to_status)
+                    .where(order_transitions.c.order_id == order_id)
+                    .order_by(order_transitions.c.id)
+                )
+            ).all()
+        return [(r.from_status, r.to_status) for r in rows]
+
+    # --- writes ------------------------------------------------------------------------------------------
+
+    async def record_refusal(
+        self, *, reason: str, terms: OrderTerms, decision_id: str | None, principal: Principal
+    ) -> str:
+        refusal_id = new_id()
+        async with self.db.session() as s:
+            await s.execute(
+                refused_submissions.insert().values(
+                    id=refusal_id,
+                    reason=reason[:255],
+                    decision_id=decision_id[:64] if decision_id else None,
+                    client_order_id=terms.client_order_id,
+                    account_id=terms.account_id,
+                    terms=json.dumps(terms.model_dump(mode="json"), sort_keys=True),
+                    principal_subject=principal.subject[:128],
+                    principal_role=principal.role[:32],
+                    principal_account_id=principal.account_id,
+                    correlation_id=current_correlation_id(),
+                    created_at=to_db_time(utcnow()),
+                )
+            )
+        return refusal_id
+
+    async def create_order(self, terms: OrderTerms, decision_id: str) -> StoredOrder:
+        """Record a new order ACCEPTED with its `order.accepted` event, in one transaction.
+        Raises IntegrityError when (account_id, client_order_id) or decision_id exists already."""
+        now = utcnow()
+        order = Order(
+            order_id=new_id(),
+            client_order_id=terms.client_order_id,
+            account_id=terms.account_id,
+            ts_code=terms.ts_code,
+            side=OrderSide(terms.side),
+            order_type=OrderType(terms.order_type),
+            qty=terms.qty,
+            price=terms.price,
+            status=OrderStatus.ACCEPTED,
+            created_at=now,
+            updated_at=now,
+        )
+        stored = StoredOrder(order=order, decision_id=decision_id, filled_amount=Decimal("0.00"), version=1)
+        async with self.db.session() as s:
+            await s.execute(
+                orders.insert().values(
+                    order_id=order.order_id,
+                    client_order_id=order.client_order_id,
+                    account_id=order.account_id,
+                    decision_id=decision_id,
+                    ts_code=order.ts_code,
+                    side=order.side.value,
+                    order_type=order.order_type.value,
+                    qty=order.qty,
+                    price_fen=_fen_or_none(order.price),
+                    status=order.status.value,
+                    filled_qty=0,
+                    filled_amount_fen=0,
+                    reason=None,
+                    version=1,
+                    correlation_id=current_correlation_id(),
+                    created_at=to_db_time(now),
+                    updated_at=to_db_time(now),
+                )
+            )
+            await self._transition(s, order.order_id, None, OrderStatus.ACCEPTED, None, now)
+            await add_to_outbox(s, outbox, events.order_event(order, source=self.source))
+        return stored
+
+    async def apply_report(self, order_id: str, report: BrokerReport, *, attempts: int = 3) -> AppliedReport:
+        """Record what the broker reported: status changes, new trades and their events, in one transaction.
+
+        Safe to call again with the same report (fills already recorded are skipped) and from two places at
+        once (the version check makes the loser re-read and find nothing left to do)."""
+        for attempt in range(attempts):
+            try:
+                return await self._apply_once(order_id, report)
+            except (ConcurrentUpdate, IntegrityError):
+                if attempt == attempts - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _apply_once(self, order_id: str, report: BrokerReport) -> AppliedReport:
+        async with self.db.session() as s:
+            row = (await s.execute(select(orders).where(orders.c.order_id == order_id))).first()
+            if row is None:
+                raise LookupError(f"order {order_id} does not exist")
+            current = _stored_order(row)
+            recorded = set((await s.execute(select(trades.c.trade_id).where(trades.c.order_id == order_id))).scalars())
+            plan = plan_report(current.progress, report, recorded)
+            if not plan.changed:
+                return AppliedReport(current, (), 0)
+            now = utcnow()
+            after = _advance(current, plan, now)
+            # The version-checked update comes first: it takes the row lock, so a concurrent applier waits here
+            # and then finds the version moved on, before it could insert a trade.
+            result = await s.execute(
+                update(orders)
+                .where(orders.c.order_id == order_id, orders.c.version == current.version)
+                .values(
+                    status=after.order.status.value,
+                    filled_qty=after.order.filled_qty,
+                    filled_amount_fen=to_fen(after.filled_amount),
+                    reason=None if after.order.reason is None else after.order.reason[:255],
+                    version=after.version,
+                    updated_at=to_db_time(now),
+                )
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                raise ConcurrentUpdate(order_id)
+            previous = current.order.status
+            for status in plan.steps:
+                await self._transition(s, order_id, previous, status, plan.reason if status.is_final else None, now)
+                previous = status
+            for envelope in self._events(current, after, plan, now):
+                await add_to_outbox(s, outbox, envelope)
+            for fill in plan.new_fills:
+                amount = fill.price * fill.qty
+                fees = trade_fees(
+                    amount,
+                    is_sell=current.order.side is OrderSide.SELL,
+                    trade_date=events.exchange_date(fill.traded_at),
+                )
+                await s.execute(
+                    trades.insert().values(
+                        trade_id=fill.fill_id,
+                        order_id=order_id,
+                        client_order_id=current.order.client_order_id,
+                        account_id=current.order.account_id,
+                        ts_code=current.order.ts_code,
+                        side=current.order.side.value,
+                        qty=fill.qty,
+                        price_fen=to_fen(fill.price),
+                        amount_fen=to_fen(amount),
+                        commission_fen=to_fen(fees.commission),
+                        stamp_duty_fen=to_fen(fees.stamp_duty),
+                        transfer_fee_fen=to_fen(fees.transfer_fee),
+                        traded_at=to_db_time(fill.traded_at),
+                        created_at=to_db_time(now),
+                    )
+                )
+        return AppliedReport(after, plan.steps, len(plan.new_fills))
+
+    def _events(self, before: StoredOrder, after: StoredOrder, plan: ReportPlan, now: datetime) -> list[Envelope]:
+        """The events of one report, in the order they happened: submitted, then the trades, then the status
+        the fills (or the cancel / rejection) led to."""
+        out: list[Envelope] = []
+        steps = list(plan.steps)
+        if steps and steps[0] is OrderStatus.SUBMITTED:
+            submitted = before.order.model_copy(update={"status": OrderStatus.SUBMITTED, "updated_at": now})
+            out.append(events.order_event(submitted, source=self.source))
+            steps = steps[1:]
+        for fill in plan.new_fills:
+            out.append(events.trade_event(after.order, fill, source=self.source))
+        for status in steps:
+            out.append(events.order_event(after.order.model_copy(update={"status": status}), source=self.source))
+        return out
+
+    async def _transition(
+        self,
+        s: AsyncSession,
+        order_id: str,
+        from_status: OrderStatus | None,
+        to_status: OrderStatus,
+        reason: str | None,
+        at: datetime,
+    ) -> None:
+        await s.execute(
+            order_transitions.insert().values(
+                order_id=order_id,
+                from_status=None if from_status is None else from_status.value,
+                to_status=to_status.value,
+                reason=None if reason is None else reason[:255],
+                at=to_db_time(at),
+            )
+        )
+
+    # --- for tests and operators ------------------------------------------------------------------------
+
+    async def count(self, table: Table, **where: Any) -> int:
+        query = select(func.count()).select_from(table)
+        for column, value in where.items():
+            query = query.where(table.c[column] == value)
+        async with self.db.session() as s:
+            return int((await s.execute(query)).scalar_one())
+
+
+def _advance(current: StoredOrder, plan: ReportPlan, now: datetime) -> StoredOrder:
+    order = current.order.model_copy(
+        update={
+            "status": plan.final_status,
+            "filled_qty": plan.filled_qty,
+            "avg_fill_price": average_price(plan.filled_amount, plan.filled_qty),
+            "reason": plan.reason,
+            "updated_at": now,
+        }
+    )
+    return StoredOrder(
+        order=order,
+        decision_id=current.decision_id,
+        filled_amount=plan.filled_amount.quantize(FEN),
+        version=current.version + 1,
+    )

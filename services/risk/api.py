@@ -1,0 +1,53 @@
+"""Risk's routes: thin wrappers over the risk desk. All require the internal token."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+
+from services.risk.desk import RiskDesk
+from services.risk.schemas import OrderRefused, OrderRequest, PlacedOrder
+from services.risk.store import RiskStore
+from shared.internal_auth import Principal, internal_principal
+
+router = APIRouter(prefix="/v1", tags=["risk"])
+
+# Roles that see every account's decisions.
+SEE_ALL = frozenset({"admin", "service"})
+
+
+def get_desk(request: Request) -> RiskDesk:
+    desk: RiskDesk = request.app.state.desk
+    return desk
+
+
+@router.post(
+    "/orders",
+    status_code=201,
+    response_model=PlacedOrder,
+    responses={
+        200: {"model": PlacedOrder, "description": "repeated client_order_id: the existing order"},
+        409: {"model": OrderRefused, "description": "client_order_id already used with different terms"},
+        422: {"model": OrderRefused, "description": "order_rejected (or invalid_request for a malformed body)"},
+        502: {"model": OrderRefused, "description": "execution_refused: execution did not accept the approval"},
+        503: {"model": OrderRefused, "description": "risk_unavailable or execution_unavailable (retry)"},
+    },
+)
+async def place_order(
+    order: OrderRequest, principal: Principal = Depends(internal_principal), desk: RiskDesk = Depends(get_desk)
+) -> JSONResponse:
+    placement = await desk.place(order, principal)
+    return JSONResponse(placement.body, status_code=placement.status_code)
+
+
+@router.get("/decisions")
+async def list_decisions(
+    request: Request,
+    limit: int = Query(default=50, ge=1, le=500),
+    principal: Principal = Depends(internal_principal),
+) -> list[dict[str, Any]]:
+    store: RiskStore = request.app.state.store
+    account = None if principal.role in SEE_ALL else (principal.account_id or principal.subject)
+    return [d.as_json() for d in await store.recent(account_id=account, limit=limit)]

@@ -1,0 +1,46 @@
+"""The risk service app: its database, the market-data and execution ports, and the desk."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from services.risk import api
+from services.risk.desk import DataServiceQuotes, ExecutionService, RiskDesk
+from services.risk.metrics import RiskMetrics
+from services.risk.store import MIGRATIONS, RiskStore
+from shared.app import Infra, create_service_app
+from shared.db import Database
+from shared.settings import Settings
+
+NAME = "risk"
+
+
+def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
+    infra = infra or Infra.from_settings(settings, NAME)
+    db = Database(settings.database_url_for(NAME))
+    store = RiskStore(db)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await db.connect()
+        try:
+            await db.migrate(MIGRATIONS)
+            yield
+        finally:
+            await db.dispose()
+
+    app = create_service_app(NAME, infra, routers=[api.router], lifespan=lifespan, readiness={"db": db.ping})
+    app.state.db = db
+    app.state.store = store
+    app.state.desk = RiskDesk(
+        approval_secret=settings.approval_secret,
+        max_order_value=settings.max_order_value,
+        quotes=DataServiceQuotes(infra.services, settings.jwt_secret),
+        execution=ExecutionService(infra.services, settings.jwt_secret),
+        decisions=store,
+        metrics=RiskMetrics(app.state.metrics_registry),
+    )
+    return app

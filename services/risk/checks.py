@@ -1,0 +1,140 @@
+"""Pre-trade checks: pure functions over the order and the data service's quote. Every failing check adds a
+machine-readable reason; all reasons are collected, not just the first."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from enum import StrEnum
+
+from pydantic import BaseModel
+
+from shared.domain import InvalidTsCode, OrderSide, OrderType, SecurityCode, money, parse_ts_code
+from shared.market.rules import buy_qty_error, on_tick, sell_qty_error
+
+
+class ReasonCode(StrEnum):
+    INVALID_TS_CODE = "invalid_ts_code"
+    UNKNOWN_SECURITY = "unknown_security"
+    SUSPENDED = "suspended"
+    LOT_SIZE = "lot_size"
+    PRICE_TICK = "price_tick"
+    PRICE_LIMIT = "price_limit"
+    MAX_ORDER_VALUE = "max_order_value"
+    RISK_UNAVAILABLE = "risk_unavailable"
+
+
+@dataclass(frozen=True)
+class Reason:
+    code: ReasonCode
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"code": self.code.value, "message": self.message}
+
+
+@dataclass(frozen=True)
+class OrderIntent:
+    """The order as the trader asked for it (not yet known to be valid)."""
+
+    ts_code: str
+    side: OrderSide
+    order_type: OrderType
+    qty: int
+    price: Decimal | None = None
+
+
+class Quote(BaseModel):
+    """The fields of the data service's `GET /v1/quotes/{ts_code}` that risk decides on. All are required (a
+    quote without them cannot be trusted: fail closed); limits are null on sessions without price limits."""
+
+    ts_code: str
+    is_st: bool
+    last_close: Decimal | None  # null for a security that never traded (the data service reports it suspended)
+    suspended: bool
+    next_trade_date: date | None
+    limit_up: Decimal | None
+    limit_down: Decimal | None
+
+
+def static_checks(order: OrderIntent, *, max_order_value: Decimal) -> tuple[SecurityCode | None, list[Reason]]:
+    """The checks that need no market data: the code and its board, the lot size, the tick, and the value of a
+    limit order. Returns the parsed security (None when the code is not an A-share stock) and the reasons."""
+    reasons: list[Reason] = []
+    try:
+        security: SecurityCode | None = parse_ts_code(order.ts_code)
+    except InvalidTsCode as exc:
+        security = None
+        reasons.append(Reason(ReasonCode.INVALID_TS_CODE, str(exc)))
+    if security is not None:
+        if order.side is OrderSide.BUY:
+            lot_error = buy_qty_error(security.board, order.qty)
+        else:
+            lot_error = sell_qty_error(security.board, order.qty)
+        if lot_error:
+            reasons.append(Reason(ReasonCode.LOT_SIZE, f"{order.qty} shares of {security}: {lot_error}"))
+    if order.price is not None and not on_tick(order.price):
+        reasons.append(Reason(ReasonCode.PRICE_TICK, f"price {order.price} is not on the 0.01 tick"))
+    if order.order_type is OrderType.LIMIT and order.price is not None:
+        reasons.extend(_value_check(order.qty, order.price, "limit price", max_order_value))
+    return security, reasons
+
+
+def quote_checks(order: OrderIntent, quote: Quote | None, *, max_order_value: Decimal) -> list[Reason]:
+    """The checks against the quote: known, not suspended, inside the next session's price limits, and the value
+    of a market order (at the last close). `quote` None: the data service does not know the security."""
+    if quote is None:
+        return [Reason(ReasonCode.UNKNOWN_SECURITY, f"{order.ts_code} is not a known security")]
+    reasons: list[Reason] = []
+    if quote.suspended:
+        reasons.append(Reason(ReasonCode.SUSPENDED, f"{quote.ts_code} is suspended"))
+    session = f" of the session on {quote.next_trade_date}" if quote.next_trade_date else " of the next session"
+    if order.order_type is OrderType.LIMIT and order.price is not None:
+        if quote.limit_up is not None and order.price > quote.limit_up:
+            reasons.append(
+                Reason(
+                    ReasonCode.PRICE_LIMIT,
+                    f"price {order.price} is above the limit-up price {quote.limit_up}{session}",
+                )
+            )
+        if quote.limit_down is not None and order.price < quote.limit_down:
+            reasons.append(
+                Reason(
+                    ReasonCode.PRICE_LIMIT,
+                    f"price {order.price} is below the limit-down price {quote.limit_down}{session}",
+                )
+            )
+    if order.order_type is OrderType.MARKET:
+        if quote.last_close is None:
+            reasons.append(
+                Reason(ReasonCode.MAX_ORDER_VALUE, f"{quote.ts_code} has no last close to value a market order at")
+            )
+        else:
+            reasons.extend(_value_check(order.qty, quote.last_close, "last close", max_order_value))
+    return reasons
+
+
+def check_order(order: OrderIntent, quote: Quote | None, *, max_order_value: Decimal) -> list[Reason]:
+    """Every reason to reject the order, given the quote (None: unknown security). Empty: approve."""
+    security, reasons = static_checks(order, max_order_value=max_order_value)
+    if security is not None:
+        reasons.extend(quote_checks(order, quote, max_order_value=max_order_value))
+    return reasons
+
+
+def order_value(qty: int, unit_price: Decimal) -> Decimal:
+    return qty * unit_price
+
+
+def _value_check(qty: int, unit_price: Decimal, priced_at: str, max_order_value: Decimal) -> list[Reason]:
+    value = order_value(qty, unit_price)
+    if value <= max_order_value:
+        return []
+    return [
+        Reason(
+            ReasonCode.MAX_ORDER_VALUE,
+            f"order value {money(value)} ({qty} x {priced_at} {unit_price}) exceeds the maximum of "
+            f"{money(max_order_value)} per order",
+        )
+    ]

@@ -1,0 +1,214 @@
+"""The risk desk: checks an order against the market rules and limits, records the decision, and only for an
+approved order signs an approval and hands the order to execution. Fails closed: without market data there is
+no approval. No HTTP server code here; the ports to the data and execution services are small adapters."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from services.risk.checks import OrderIntent, Quote, Reason, ReasonCode, quote_checks, static_checks
+from services.risk.metrics import Outcome, RiskMetrics
+from services.risk.schemas import OrderRequest
+from services.risk.store import Decision
+from shared.approval import OrderTerms, sign_approval
+from shared.domain import PRICE_TICK
+from shared.errors import Forbidden, ServiceError, Unavailable
+from shared.http import ServiceDirectory
+from shared.internal_auth import INTERNAL_HEADER, Principal, mint_internal_token, service_headers
+from shared.observability import current_correlation_id, new_id
+
+log = logging.getLogger(__name__)
+
+# Roles that may not place orders (the gateway checks too; risk does not rely on it).
+READ_ONLY_ROLES = frozenset({"viewer"})
+
+
+class QuoteUnavailable(Exception):
+    """The data service could not say what risk needs: risk cannot decide."""
+
+
+class QuoteSource(Protocol):
+    async def quote(self, ts_code: str) -> Quote | None:
+        """The quote, or None for a security the data service does not know. Raises QuoteUnavailable."""
+
+
+class ExecutionPort(Protocol):
+    async def submit(self, body: dict[str, Any], principal: Principal) -> tuple[int, dict[str, Any]]:
+        """POST the approved order to execution as `principal`; (status, JSON body). Raises Unavailable."""
+
+
+class DecisionLog(Protocol):
+    async def record(self, decision: Decision) -> None: ...
+
+
+class DataServiceQuotes:
+    """Quotes from the data service (`GET /v1/quotes/{ts_code}`), as risk itself (service token)."""
+
+    def __init__(self, services: ServiceDirectory, jwt_secret: str) -> None:
+        self.services = services
+        self.jwt_secret = jwt_secret
+
+    async def quote(self, ts_code: str) -> Quote | None:
+        client = self.services.client("data")
+        try:
+            body = await client.get_json(f"/v1/quotes/{ts_code}", headers=service_headers(self.jwt_secret, "risk"))
+        except ServiceError as exc:
+            if exc.status_code == 404:
+                return None
+            raise QuoteUnavailable(f"the data service answered {exc.code}: {exc.message}") from exc
+        except ValueError as exc:
+            raise QuoteUnavailable("the data service answered without JSON") from exc
+        try:
+            return Quote.model_validate(body)
+        except ValidationError as exc:
+            raise QuoteUnavailable(f"the data service's quote for {ts_code} is malformed: {exc.errors()[0]}") from exc
+
+
+class ExecutionService:
+    """Execution's `POST /v1/orders`, called with the caller's identity (the approval binds the account)."""
+
+    def __init__(self, services: ServiceDirectory, jwt_secret: str) -> None:
+        self.services = services
+        self.jwt_secret = jwt_secret
+
+    async def submit(self, body: dict[str, Any], principal: Principal) -> tuple[int, dict[str, Any]]:
+        headers = {INTERNAL_HEADER: mint_internal_token(self.jwt_secret, principal)}
+        response = await self.services.client("execution").request("POST", "/v1/orders", json=body, headers=headers)
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = {"message": response.text[:200]}
+        return response.status_code, payload if isinstance(payload, dict) else {"body": payload}
+
+
+@dataclass(frozen=True)
+class Placement:
+    """The answer to a placement: HTTP status and body."""
+
+    status_code: int
+    body: dict[str, Any]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class RiskDesk:
+    def __init__(
+        self,
+        *,
+        approval_secret: str,
+        max_order_value: Decimal,
+        quotes: QuoteSource,
+        execution: ExecutionPort,
+        decisions: DecisionLog,
+        metrics: RiskMetrics,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self.approval_secret = approval_secret
+        self.max_order_value = max_order_value
+        self.quotes = quotes
+        self.execution = execution
+        self.decisions = decisions
+        self.metrics = metrics
+        self.clock = clock
+
+    async def place(self, request: OrderRequest, principal: Principal) -> Placement:
+        if principal.role in READ_ONLY_ROLES:
+            raise Forbidden("forbidden", f"role {principal.role} may not place orders")
+        account_id = principal.account_id or principal.subject
+        intent = OrderIntent(request.ts_code, request.side, request.order_type, request.qty, request.price)
+
+        security, reasons = static_checks(intent, max_order_value=self.max_order_value)
+        unavailable: str | None = None
+        if security is not None:
+            intent = OrderIntent(security.ts_code, request.side, request.order_type, request.qty, request.price)
+            try:
+                quote = await self.quotes.quote(security.ts_code)
+            except QuoteUnavailable as exc:
+                unavailable = str(exc)
+                log.warning("risk cannot check an order", extra={"ts_code": security.ts_code, "error": unavailable})
+            else:
+                reasons.extend(quote_checks(intent, quote, max_order_value=self.max_order_value))
+        if unavailable is not None:
+            reasons.append(Reason(ReasonCode.RISK_UNAVAILABLE, f"risk cannot check the order: {unavailable}"))
+
+        decision = Decision(
+            decision_id=new_id(),
+            client_order_id=request.client_order_id,
+            account_id=account_id,
+            ts_code=intent.ts_code,
+            side=request.side.value,
+            order_type=request.order_type.value,
+            qty=request.qty,
+            price=request.price,
+            approved=not reasons,
+            reasons=[r.as_dict() for r in reasons],
+            created_at=self.clock(),
+            correlation_id=current_correlation_id(),
+        )
+        try:
+            await self.decisions.record(decision)  # before anything leaves risk
+        except Exception:
+            self.metrics.decided(Outcome.ERROR)
+            raise
+
+        if unavailable is not None and len(reasons) == 1:
+            # Nothing else was wrong: the order might be fine, but risk cannot tell. Fail closed, retryable.
+            self.metrics.decided(Outcome.ERROR)
+            return _refused(503, "risk_unavailable", reasons[0].message, decision)
+        if reasons:
+            self.metrics.decided(Outcome.REJECTED)
+            return _refused(422, "order_rejected", "; ".join(r.message for r in reasons), decision)
+        self.metrics.decided(Outcome.APPROVED)
+        return await self._forward(decision, principal)
+
+    async def _forward(self, decision: Decision, principal: Principal) -> Placement:
+        terms = OrderTerms(
+            client_order_id=decision.client_order_id,
+            account_id=decision.account_id,
+            ts_code=decision.ts_code,
+            side=decision.side,
+            order_type=decision.order_type,
+            qty=decision.qty,
+            price=None if decision.price is None else decision.price.quantize(PRICE_TICK),  # exact: on the tick
+        )
+        approval = sign_approval(self.approval_secret, terms, decision.decision_id)
+        body = {**terms.model_dump(mode="json"), "approval": approval.model_dump(mode="json")}
+        try:
+            status, payload = await self.execution.submit(body, principal)
+        except Unavailable as exc:
+            return _refused(
+                503,
+                "execution_unavailable",
+                f"{exc.message}; the order was approved, send it again with the same client_order_id",
+                decision,
+            )
+        if status in (200, 201):
+            return Placement(status, {"decision": decision.summary(), "order": payload})
+        code = str(payload.get("code", f"http_{status}"))
+        message = str(payload.get("message", ""))
+        if status == 409:
+            return _refused(409, code, message, decision)
+        if status >= 500:
+            return _refused(
+                503,
+                "execution_unavailable",
+                f"execution answered HTTP {status} ({code}: {message}); send the order again with the same "
+                "client_order_id",
+                decision,
+            )
+        # Execution refusing an approval risk just signed means the two disagree (secrets, clocks, versions).
+        log.error("execution refused an approved order", extra={"status": status, "code": code, "detail": message})
+        return _refused(502, "execution_refused", f"execution refused the approved order ({code}: {message})", decision)
+
+
+def _refused(status: int, code: str, message: str, decision: Decision) -> Placement:
+    return Placement(status, {"code": code, "message": message, "decision": decision.summary()})

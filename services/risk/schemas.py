@@ -1,0 +1,60 @@
+"""Risk's REST bodies."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from pydantic import BaseModel, Field, model_validator
+
+from shared.domain import OrderSide, OrderType
+
+# No control characters: approvals join fields with one (shared/approval.py), so none may occur inside a field.
+CLIENT_ORDER_ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+
+
+class OrderRequest(BaseModel):
+    """An order as a trader (or a strategy) asks for it; the account comes from the caller's identity.
+
+    Shape errors are 422 invalid_request; trading-rule violations (lots, tick, limits, ...) are risk's reasons."""
+
+    client_order_id: str = Field(min_length=1, max_length=64, pattern=CLIENT_ORDER_ID_PATTERN)
+    ts_code: str = Field(min_length=1, max_length=32)
+    side: OrderSide
+    order_type: OrderType
+    qty: int = Field(gt=0, le=10**12)
+    # Up to 8 decimals so that an off-tick price gets the `price_tick` reason rather than a shape error.
+    price: Decimal | None = Field(default=None, gt=0, max_digits=20, decimal_places=8, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _price_matches_type(self) -> OrderRequest:
+        if self.order_type is OrderType.LIMIT and self.price is None:
+            raise ValueError("a limit order needs a price")
+        if self.order_type is OrderType.MARKET and self.price is not None:
+            raise ValueError("a market order takes no price")
+        return self
+
+
+class ReasonOut(BaseModel):
+    code: str
+    message: str
+
+
+class DecisionSummary(BaseModel):
+    decision_id: str
+    approved: bool
+    reasons: list[ReasonOut]
+
+
+class PlacedOrder(BaseModel):
+    """201 (or 200 for a repeated client_order_id): the decision and execution's order."""
+
+    decision: DecisionSummary
+    order: dict[str, object]
+
+
+class OrderRefused(BaseModel):
+    """422 order_rejected, 503 risk_unavailable / execution_unavailable, 409, 502: why, and the decision."""
+
+    code: str
+    message: str
+    decision: DecisionSummary

@@ -1,0 +1,152 @@
+"""Risk's own tables: every decision it made (approved or not), and an outbox for events it may publish."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import BigInteger, Boolean, Column, Dialect, Index, String, Table, Text, select
+from sqlalchemy.engine import Row
+from sqlalchemy.types import TypeDecorator
+
+from shared.db import Database, PreciseDateTime, new_metadata
+from shared.outbox import outbox_table
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+class DecimalText(TypeDecorator[Decimal]):
+    """A Decimal kept as its exact text. Risk records prices as they were asked for, including ones off the
+    0.01 tick (which a DECIMAL(18,2) column would silently round, and SQLite's REAL would blur)."""
+
+    impl = String(40)
+    cache_ok = True
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> str | None:
+        return None if value is None else str(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        return None if value is None else Decimal(value)
+
+
+metadata = new_metadata()
+
+risk_decisions = Table(
+    "risk_decisions",
+    metadata,
+    Column("decision_id", String(32), primary_key=True),
+    Column("client_order_id", String(64), nullable=False),
+    Column("account_id", String(64), nullable=False),
+    Column("ts_code", String(32), nullable=False),
+    Column("side", String(8), nullable=False),
+    Column("order_type", String(8), nullable=False),
+    Column("qty", BigInteger, nullable=False),
+    Column("price", DecimalText, nullable=True),
+    Column("approved", Boolean, nullable=False),
+    Column("reasons", Text, nullable=False),  # JSON list of {code, message}
+    Column("correlation_id", String(64), nullable=True),
+    Column("created_at", PreciseDateTime, nullable=False),
+    Index("ix_risk_decisions_created", "created_at"),
+    Index("ix_risk_decisions_account_created", "account_id", "created_at"),
+    Index("ix_risk_decisions_client_order", "account_id", "client_order_id"),
+)
+
+outbox = outbox_table(metadata)
+
+
+@dataclass(frozen=True)
+class Decision:
+    decision_id: str
+    client_order_id: str
+    account_id: str
+    ts_code: str
+    side: str
+    order_type: str
+    qty: int
+    price: Decimal | None
+    approved: bool
+    reasons: list[dict[str, str]]
+    created_at: datetime
+    correlation_id: str | None
+
+    def summary(self) -> dict[str, Any]:
+        """The decision as the order endpoint returns it."""
+        return {"decision_id": self.decision_id, "approved": self.approved, "reasons": self.reasons}
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "decision_id": self.decision_id,
+            "client_order_id": self.client_order_id,
+            "account_id": self.account_id,
+            "ts_code": self.ts_code,
+            "side": self.side,
+            "order_type": self.order_type,
+            "qty": self.qty,
+            "price": None if self.price is None else str(self.price),
+            "approved": self.approved,
+            "reasons": self.reasons,
+            "created_at": self.created_at.isoformat(),
+            "correlation_id": self.correlation_id,
+        }
+
+
+def _decision(row: Row[Any]) -> Decision:
+    return Decision(
+        decision_id=row.decision_id,
+        client_order_id=row.client_order_id,
+        account_id=row.account_id,
+        ts_code=row.ts_code,
+        side=row.side,
+        order_type=row.order_type,
+        qty=row.qty,
+        price=row.price,
+        approved=bool(row.approved),
+        reasons=json.loads(row.reasons),
+        created_at=row.created_at.replace(tzinfo=UTC),
+        correlation_id=row.correlation_id,
+    )
+
+
+class RiskStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def record(self, decision: Decision) -> None:
+        async with self.db.session() as s:
+            await s.execute(
+                risk_decisions.insert().values(
+                    decision_id=decision.decision_id,
+                    client_order_id=decision.client_order_id,
+                    account_id=decision.account_id,
+                    ts_code=decision.ts_code,
+                    side=decision.side,
+                    order_type=decision.order_type,
+                    qty=decision.qty,
+                    price=decision.price,
+                    approved=decision.approved,
+                    reasons=json.dumps(decision.reasons, ensure_ascii=False),
+                    correlation_id=decision.correlation_id,
+                    created_at=decision.created_at.astimezone(UTC).replace(tzinfo=None),
+                )
+            )
+
+    async def recent(self, *, account_id: str | None, limit: int) -> list[Decision]:
+        query = (
+            select(risk_decisions)
+            .order_by(risk_decisions.c.created_at.desc(), risk_decisions.c.decision_id)
+            .limit(limit)
+        )
+        if account_id is not None:
+            query = query.where(risk_decisions.c.account_id == account_id)
+        async with self.db.session() as s:
+            rows = (await s.execute(query)).all()
+        return [_decision(r) for r in rows]
+
+    async def get(self, decision_id: str) -> Decision | None:
+        async with self.db.session() as s:
+            row = (await s.execute(select(risk_decisions).where(risk_decisions.c.decision_id == decision_id))).first()
+        return None if row is None else _decision(row)

@@ -1,0 +1,261 @@
+"""An in-process fleet for the order-path tests: the risk and execution apps with their lifespans (real MariaDB,
+RabbitMQ and Redis from `backing.settings()`), a fake data service implementing `GET /v1/quotes/{ts_code}` as
+docs/architecture.md describes it, switchable transports and bus to simulate outages, and a RabbitMQ consumer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from services.execution.app import create_app as create_execution_app
+from services.execution.store import ExecutionStore
+from services.risk.app import create_app as create_risk_app
+from shared.app import Infra
+from shared.bus import EventBus, EventHandler, JobHandler, create_bus
+from shared.bus.amqp import AmqpBus
+from shared.cache import create_cache
+from shared.errors import ServiceError
+from shared.events import Envelope
+from shared.http import ServiceDirectory
+from shared.internal_auth import INTERNAL_HEADER, Principal, mint_internal_token, verify_internal_token
+from shared.observability import new_id
+from shared.settings import Settings
+
+
+def quote(ts_code: str, last_close: str, limit_up: str, limit_down: str, **kw: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "ts_code": ts_code,
+        "name": ts_code,
+        "board": "main",
+        "is_st": False,
+        "last_trade_date": "2024-12-31",
+        "last_close": last_close,
+        "suspended": False,
+        "next_trade_date": "2025-01-02",
+        "limit_up": limit_up,
+        "limit_down": limit_down,
+    }
+    body.update(kw)
+    return body
+
+
+# Main board, last close 10.00: limits 11.00 / 9.00 (10%). ST, last close 10.00: 10.50 / 9.50 (5%).
+QUOTES = {
+    "600000.SH": quote("600000.SH", "10.00", "11.00", "9.00"),
+    "600001.SH": quote("600001.SH", "10.00", "10.50", "9.50", is_st=True),
+    "000002.SZ": quote("000002.SZ", "8.00", "8.80", "7.20", suspended=True),
+    "688981.SH": quote("688981.SH", "50.00", "60.00", "40.00", board="star"),
+}
+
+
+class FakeDataService:
+    """The data service's quote contract, nothing more. Checks the internal token like the real one."""
+
+    def __init__(self, jwt_secret: str) -> None:
+        self.quotes: dict[str, dict[str, Any]] = {k: dict(v) for k, v in QUOTES.items()}
+        self.callers: list[str] = []
+        self.fail_with: int | None = None  # answer every quote with this HTTP status
+        self.app = FastAPI()
+
+        @self.app.get("/v1/quotes/{ts_code}")
+        async def get_quote(ts_code: str, request: Request) -> JSONResponse:
+            try:
+                principal = verify_internal_token(jwt_secret, request.headers.get(INTERNAL_HEADER, ""))
+            except ServiceError as exc:
+                return JSONResponse(exc.body(), status_code=401)
+            self.callers.append(principal.subject)
+            if self.fail_with is not None:
+                return JSONResponse({"code": "internal_error", "message": "boom"}, status_code=self.fail_with)
+            body = self.quotes.get(ts_code)
+            if body is None:
+                return JSONResponse({"code": "not_found", "message": f"no security {ts_code}"}, status_code=404)
+            return JSONResponse(body)
+
+
+class SwitchableTransport(httpx.AsyncBaseTransport):
+    """An ASGI transport that can be 'unplugged': then every request fails to connect."""
+
+    def __init__(self, app: Any) -> None:
+        self.inner = httpx.ASGITransport(app=app)
+        self.down = False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.down:
+            raise httpx.ConnectError("connection refused (test)", request=request)
+        return await self.inner.handle_async_request(request)
+
+
+class SwitchableBus:
+    """The real AMQP bus, which a test can stop (connection closed, publishes fail) and restart."""
+
+    def __init__(self, inner: AmqpBus) -> None:
+        self.inner = inner
+        self.down = False
+        self.publish_failures = 0
+
+    async def stop(self) -> None:
+        self.down = True
+        await self.inner.close()
+
+    async def restart(self) -> None:
+        await self.inner.start()
+        self.down = False
+
+    async def start(self) -> None:
+        if not self.down:
+            await self.inner.start()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    async def ping(self) -> bool:
+        return not self.down and await self.inner.ping()
+
+    async def publish(self, event: Envelope) -> None:
+        if self.down:
+            self.publish_failures += 1
+            raise ConnectionError("the message broker is down (test)")
+        await self.inner.publish(event)
+
+    async def subscribe(
+        self, consumer: str, patterns: list[str], handler: EventHandler, *, durable: bool = True
+    ) -> None:
+        await self.inner.subscribe(consumer, patterns, handler, durable=durable)
+
+    async def enqueue(self, queue: str, body: dict[str, Any], *, message_id: str) -> None:
+        await self.inner.enqueue(queue, body, message_id=message_id)
+
+    async def consume_jobs(self, queue: str, handler: JobHandler, *, prefetch: int = 1) -> None:
+        await self.inner.consume_jobs(queue, handler, prefetch=prefetch)
+
+
+@dataclass
+class EventLog:
+    """Everything a test consumer received on RabbitMQ, from its own private queue."""
+
+    events: list[Envelope] = field(default_factory=list)
+
+    async def handle(self, event: Envelope) -> None:
+        self.events.append(event)
+
+    def of_order(self, order_id: str) -> list[Envelope]:
+        return [e for e in self.events if e.payload.get("order_id") == order_id]
+
+    def types_of(self, order_id: str) -> list[str]:
+        return [e.type for e in self.of_order(order_id)]
+
+
+@asynccontextmanager
+async def event_log(settings: Settings) -> AsyncIterator[EventLog]:
+    bus = AmqpBus(settings.amqp_url, namespace=settings.bus_namespace, source="test-consumer")
+    log = EventLog()
+    await bus.start()
+    try:
+        await bus.subscribe(f"test-{new_id()[:8]}", ["order.*", "trade.*"], log.handle, durable=False)
+        yield log
+    finally:
+        await bus.close()
+
+
+async def until(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await _value(predicate()):
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{what} not met within {timeout}s")
+        await asyncio.sleep(0.05)
+
+
+async def _value(value: Any) -> Any:
+    return await value if asyncio.iscoroutine(value) else value
+
+
+def trader(name: str | None = None) -> Principal:
+    """A fresh trader with an account no other test uses (the run's databases are shared by all tests)."""
+    name = name or f"trader-{new_id()[:8]}"
+    return Principal(name, "trader", f"acct-{name}")
+
+
+def headers(settings: Settings, principal: Principal) -> dict[str, str]:
+    return {INTERNAL_HEADER: mint_internal_token(settings.jwt_secret, principal)}
+
+
+@dataclass
+class Fleet:
+    settings: Settings
+    data: FakeDataService
+    data_transport: SwitchableTransport
+    execution_transport: SwitchableTransport
+    execution_bus: EventBus
+    risk_app: FastAPI
+    execution_app: FastAPI
+    risk: httpx.AsyncClient
+    execution: httpx.AsyncClient
+
+    @property
+    def store(self) -> ExecutionStore:
+        store: ExecutionStore = self.execution_app.state.store
+        return store
+
+    def headers(self, principal: Principal) -> dict[str, str]:
+        return headers(self.settings, principal)
+
+
+@asynccontextmanager
+async def fleet(settings: Settings, *, stoppable_bus: bool = False) -> AsyncIterator[Fleet]:
+    data = FakeDataService(settings.jwt_secret)
+    data_transport = SwitchableTransport(data.app)
+
+    execution_bus: EventBus = create_bus(settings.amqp_url, namespace=settings.bus_namespace, source="execution")
+    if stoppable_bus:
+        assert isinstance(execution_bus, AmqpBus)
+        execution_bus = SwitchableBus(execution_bus)
+    execution_infra = Infra(
+        settings,
+        execution_bus,
+        create_cache(settings.redis_url),
+        ServiceDirectory(settings, transports={"data": data_transport}),
+    )
+    execution_app = create_execution_app(settings, execution_infra)
+    execution_transport = SwitchableTransport(execution_app)
+
+    risk_infra = Infra(
+        settings,
+        create_bus(settings.amqp_url, namespace=settings.bus_namespace, source="risk"),
+        create_cache(settings.redis_url),
+        ServiceDirectory(settings, transports={"execution": execution_transport, "data": data_transport}),
+    )
+    risk_app = create_risk_app(settings, risk_infra)
+
+    async with (
+        execution_app.router.lifespan_context(execution_app),
+        risk_app.router.lifespan_context(risk_app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=risk_app), base_url="http://risk") as risk,
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=execution_app), base_url="http://execution") as execution,
+    ):
+        yield Fleet(
+            settings=settings,
+            data=data,
+            data_transport=data_transport,
+            execution_transport=execution_transport,
+            execution_bus=execution_bus,
+            risk_app=risk_app,
+            execution_app=execution_app,
+            risk=risk,
+            execution=execution,
+        )
+
+
+def metric(text: str, name: str, labels: str = "") -> float:
+    """The value of one Prometheus sample in /metrics text, e.g. metric(t, "lh_orders_total", 'status="filled"')."""
+    wanted = f"{name}{{{labels}}}" if labels else name
+    for line in text.splitlines():
+        if line.startswith(wanted + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"no sample {wanted}")

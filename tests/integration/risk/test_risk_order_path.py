@@ -1,0 +1,239 @@
+"""The synchronous order path through risk into execution, against the real MariaDB and RabbitMQ: approved orders
+are filled and their events published; rejected ones (and those risk cannot decide) never reach execution."""
+
+import asyncio
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from services.execution.store import orders, paper_fills, trades
+from shared.observability import CORRELATION_HEADER, new_id
+from tests.conftest import Backing
+from tests.integration.execution.order_path_harness import Fleet, event_log, fleet, metric, trader, until
+
+pytestmark = pytest.mark.integration
+
+
+def _order(**kw: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "client_order_id": f"c-{new_id()[:10]}",
+        "ts_code": "600000.SH",
+        "side": "buy",
+        "order_type": "market",
+        "qty": 1000,
+    }
+    body.update(kw)
+    return body
+
+
+async def _execution_rows(f: Fleet, account_id: str) -> tuple[int, int]:
+    return await f.store.count(orders, account_id=account_id), await f.store.count(trades, account_id=account_id)
+
+
+async def test_approved_order_is_filled_and_its_events_arrive_on_rabbitmq(backing: Backing) -> None:
+    settings = backing.settings()
+    alice = trader()
+    async with event_log(settings) as events, fleet(settings) as f:
+        cid = f"corr-{new_id()[:12]}"
+        response = await f.risk.post(
+            "/v1/orders", json=_order(qty=1000), headers={**f.headers(alice), CORRELATION_HEADER: cid}
+        )
+        assert response.status_code == 201, response.text
+        body = response.json()
+        decision, order = body["decision"], body["order"]
+        assert decision["approved"] is True and decision["reasons"] == []
+        assert order["status"] == "filled" and order["account_id"] == alice.account_id
+        assert order["filled_qty"] == 1000 and order["avg_fill_price"] == "10.00" and order["price"] is None
+
+        # The trade: 1,000 x 10.00 = 10,000.00; commission 0.025% = 2.50 -> the 5.00 minimum;
+        # transfer fee 0.001% = 0.10; no stamp duty on a buy.
+        trades_seen = (await f.execution.get("/v1/trades", headers=f.headers(alice))).json()
+        assert [(t["qty"], t["price"], t["amount"], t["commission"], t["stamp_duty"], t["transfer_fee"], t["fees"])
+                for t in trades_seen] == [(1000, "10.00", "10000.00", "5.00", "0.00", "0.10", "5.10")]  # fmt: skip
+        trade_id = trades_seen[0]["trade_id"]
+
+        order_id = order["order_id"]
+        expected = ["order.accepted", "order.submitted", "trade.executed", "order.filled"]
+        await until(lambda: len(events.of_order(order_id)) >= 4, what="four events on RabbitMQ")
+        assert events.types_of(order_id) == expected
+        by_type = {e.type: e for e in events.of_order(order_id)}
+        assert by_type["trade.executed"].payload["trade_id"] == trade_id
+        assert by_type["trade.executed"].payload["amount"] == "10000.00"
+        assert by_type["order.filled"].payload["avg_fill_price"] == "10.00"
+        assert {e.correlation_id for e in events.of_order(order_id)} == {cid}  # carried risk -> execution -> bus
+        assert {e.source for e in events.of_order(order_id)} == {"execution"}
+        assert await f.store.transitions(order_id) == [
+            (None, "accepted"),
+            ("accepted", "submitted"),
+            ("submitted", "filled"),
+        ]
+
+        decisions = (await f.risk.get("/v1/decisions", headers=f.headers(alice))).json()
+        assert [(d["decision_id"], d["approved"], d["correlation_id"]) for d in decisions] == [
+            (decision["decision_id"], True, cid)
+        ]
+        assert f.data.callers == ["svc:risk", "svc:execution"]  # each asked the data service as itself
+
+        risk_metrics = (await f.risk.get("/metrics")).text
+        assert metric(risk_metrics, "lh_risk_decisions_total", 'outcome="approved"') == 1.0
+        execution_metrics = (await f.execution.get("/metrics")).text
+        for status in ("accepted", "submitted", "filled"):
+            assert metric(execution_metrics, "lh_orders_total", f'status="{status}"') == 1.0
+        assert metric(execution_metrics, "lh_orders_total", 'status="rejected"') == 0.0
+        assert metric(execution_metrics, "lh_trades_total") == 1.0
+
+
+async def test_rejected_orders_create_nothing_at_execution(backing: Backing) -> None:
+    settings = backing.settings()
+    bob = trader()
+    async with fleet(settings) as f:
+        cases = [
+            (_order(qty=150, order_type="limit", price="10.005"), ["lot_size", "price_tick"]),
+            (_order(order_type="limit", qty=100, price="11.01"), ["price_limit"]),
+            (_order(ts_code="600001.SH", order_type="limit", qty=100, price="10.51"), ["price_limit"]),  # ST: 10.50
+            (_order(ts_code="000002.SZ"), ["suspended"]),
+            (_order(ts_code="600999.SH"), ["unknown_security"]),
+            (_order(ts_code="510300.SH"), ["invalid_ts_code"]),
+            (_order(ts_code="688981.SH", qty=199), ["lot_size"]),
+            (_order(qty=100100), ["max_order_value"]),  # 100,100 x last close 10.00 = 1,001,000.00 > 1,000,000
+        ]
+        for body, codes in cases:
+            response = await f.risk.post("/v1/orders", json=body, headers=f.headers(bob))
+            assert response.status_code == 422, response.text
+            answer = response.json()
+            assert answer["code"] == "order_rejected"
+            assert answer["decision"]["approved"] is False
+            assert [r["code"] for r in answer["decision"]["reasons"]] == codes, body
+
+        assert await _execution_rows(f, bob.account_id) == (0, 0)
+        assert (await f.execution.get("/v1/orders", headers=f.headers(bob))).json() == []
+        decisions = (await f.risk.get("/v1/decisions?limit=100", headers=f.headers(bob))).json()
+        assert len(decisions) == len(cases) and not any(d["approved"] for d in decisions)
+        assert metric((await f.risk.get("/metrics")).text, "lh_risk_decisions_total", 'outcome="rejected"') == 8.0
+
+        malformed = await f.risk.post("/v1/orders", json=_order(qty="many"), headers=f.headers(bob))
+        assert malformed.status_code == 422 and malformed.json()["code"] == "invalid_request"
+        no_price = await f.risk.post("/v1/orders", json=_order(order_type="limit"), headers=f.headers(bob))
+        assert no_price.status_code == 422 and no_price.json()["code"] == "invalid_request"
+        assert len((await f.risk.get("/v1/decisions?limit=100", headers=f.headers(bob))).json()) == len(cases)
+
+
+async def test_a_repeated_client_order_id_makes_one_order_and_one_trade(backing: Backing) -> None:
+    settings = backing.settings()
+    carol = trader()
+    async with fleet(settings) as f:
+        body = _order(qty=500)
+        first = await f.risk.post("/v1/orders", json=body, headers=f.headers(carol))
+        again = await f.risk.post("/v1/orders", json=body, headers=f.headers(carol))
+        assert (first.status_code, again.status_code) == (201, 200)
+        assert first.json()["order"] == again.json()["order"]
+        # Two decisions (risk decided twice), one order.
+        assert first.json()["decision"]["decision_id"] != again.json()["decision"]["decision_id"]
+
+        # Now eight at once with a fresh id: the unique constraint decides, every caller sees the same order.
+        racing = _order(qty=200)
+        answers = await asyncio.gather(
+            *(f.risk.post("/v1/orders", json=racing, headers=f.headers(carol)) for _ in range(8))
+        )
+        assert sorted(a.status_code for a in answers) == [200] * 7 + [201]
+        assert len({a.json()["order"]["order_id"] for a in answers}) == 1
+        assert {a.json()["order"]["status"] for a in answers} <= {"accepted", "submitted", "filled"}
+
+        await until(lambda: _all_filled(f, carol.account_id), what="both orders filled")
+        assert await _execution_rows(f, carol.account_id) == (2, 2)
+        order_ids = {first.json()["order"]["order_id"], answers[0].json()["order"]["order_id"]}
+        for order_id in order_ids:
+            assert await f.store.count(paper_fills, order_id=order_id) == 1
+
+        # Same id, different terms: refused, not silently mapped to the old order.
+        conflict = await f.risk.post("/v1/orders", json={**body, "qty": 600}, headers=f.headers(carol))
+        assert conflict.status_code == 409 and conflict.json()["code"] == "client_order_id_conflict"
+        assert await _execution_rows(f, carol.account_id) == (2, 2)
+
+
+async def _all_filled(f: Fleet, account_id: str) -> bool:
+    listed = await f.store.list_orders(account_id=account_id, status=None, limit=10)
+    return all(o.order.status.value == "filled" for o in listed)
+
+
+async def test_data_service_down_fails_closed(backing: Backing) -> None:
+    settings = backing.settings()
+    dave = trader()
+    async with fleet(settings) as f:
+        f.data_transport.down = True
+        response = await f.risk.post("/v1/orders", json=_order(), headers=f.headers(dave))
+        assert response.status_code == 503
+        answer = response.json()
+        assert answer["code"] == "risk_unavailable"
+        assert answer["decision"]["approved"] is False
+        assert [r["code"] for r in answer["decision"]["reasons"]] == ["risk_unavailable"]
+        assert await _execution_rows(f, dave.account_id) == (0, 0)
+
+        # A data service answering 500, or a quote missing what risk decides on, is no better than silence.
+        f.data_transport.down = False
+        f.data.fail_with = 500
+        response = await f.risk.post("/v1/orders", json=_order(), headers=f.headers(dave))
+        assert response.status_code == 503 and response.json()["code"] == "risk_unavailable"
+        f.data.fail_with = None
+        f.data.quotes["600000.SH"] = {"ts_code": "600000.SH", "last_close": "10.00"}
+        response = await f.risk.post("/v1/orders", json=_order(), headers=f.headers(dave))
+        assert response.status_code == 503 and response.json()["code"] == "risk_unavailable"
+        assert await _execution_rows(f, dave.account_id) == (0, 0)
+
+        decisions = (await f.risk.get("/v1/decisions", headers=f.headers(dave))).json()
+        assert [d["approved"] for d in decisions] == [False, False, False]
+        assert metric((await f.risk.get("/metrics")).text, "lh_risk_decisions_total", 'outcome="error"') == 3.0
+
+
+async def test_execution_down_is_503_and_the_retry_goes_through(backing: Backing) -> None:
+    settings = backing.settings()
+    erin = trader()
+    async with fleet(settings) as f:
+        body = _order(order_type="limit", qty=300, price="10.20")
+        f.execution_transport.down = True
+        response = await f.risk.post("/v1/orders", json=body, headers=f.headers(erin))
+        assert response.status_code == 503
+        assert response.json()["code"] == "execution_unavailable"
+        assert response.json()["decision"]["approved"] is True
+        assert await _execution_rows(f, erin.account_id) == (0, 0)
+
+        f.execution_transport.down = False
+        retry = await f.risk.post("/v1/orders", json=body, headers=f.headers(erin))
+        assert retry.status_code == 201
+        order = retry.json()["order"]
+        # A limit buy at 10.20 against a close of 10.00 fills at the close.
+        assert (order["status"], order["price"], order["avg_fill_price"]) == ("filled", "10.20", "10.00")
+        assert await _execution_rows(f, erin.account_id) == (1, 1)
+
+
+async def test_limit_orders_rest_or_fill_by_the_latest_close(backing: Backing) -> None:
+    settings = backing.settings()
+    frank = trader()
+    async with fleet(settings) as f:
+        resting = await f.risk.post(
+            "/v1/orders", json=_order(order_type="limit", qty=100, price="9.99"), headers=f.headers(frank)
+        )
+        assert resting.status_code == 201 and resting.json()["order"]["status"] == "submitted"
+        sell = await f.risk.post(
+            "/v1/orders",
+            json=_order(side="sell", order_type="limit", qty=1000, price="9.90"),
+            headers=f.headers(frank),
+        )
+        assert sell.status_code == 201
+        assert (sell.json()["order"]["status"], sell.json()["order"]["avg_fill_price"]) == ("filled", "10.00")
+        [trade] = (
+            await f.execution.get(f"/v1/trades?order_id={sell.json()['order']['order_id']}", headers=f.headers(frank))
+        ).json()
+        # Sell 1,000 at 10.00 = 10,000.00: commission 5.00 (minimum), stamp duty 0.05% = 5.00 (rate since
+        # 2023-08-28), transfer fee 0.10.
+        assert (trade["amount"], trade["commission"], trade["stamp_duty"], trade["transfer_fee"], trade["fees"]) == (
+            "10000.00",
+            "5.00",
+            "5.00",
+            "0.10",
+            "10.10",
+        )
+        assert Decimal(trade["fees"]) == Decimal(trade["commission"]) + Decimal(trade["stamp_duty"]) + Decimal(
+            trade["transfer_fee"]
+        )

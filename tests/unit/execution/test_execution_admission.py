@@ -1,0 +1,98 @@
+"""What execution admits: only the exact terms risk signed, fresh, for the caller's own account."""
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from services.execution.admission import refusal_reason
+from services.execution.schemas import OrderSubmission
+from shared.approval import OrderTerms, sign_approval
+from shared.internal_auth import Principal
+
+SECRET = "unit-approval-secret-0123456789"
+NOW = datetime(2025, 1, 2, 1, 30, tzinfo=UTC)
+ALICE = Principal("alice", "trader", "acct-alice")
+TERMS = OrderTerms(
+    client_order_id="c-1",
+    account_id="acct-alice",
+    ts_code="600000.SH",
+    side="buy",
+    order_type="limit",
+    qty=300,
+    price=Decimal("10.50"),
+)
+
+
+def _approval(terms: OrderTerms = TERMS, secret: str = SECRET, issued: datetime = NOW) -> dict[str, Any]:
+    return sign_approval(secret, terms, "d-1", issued_at=issued).model_dump(mode="json")
+
+
+def _reason(terms: OrderTerms, approval: dict[str, Any] | None, principal: Principal = ALICE) -> str | None:
+    return refusal_reason(SECRET, terms, approval, principal, max_age_s=60, now=NOW + timedelta(seconds=1))
+
+
+def test_the_signed_terms_are_admitted() -> None:
+    assert _reason(TERMS, _approval()) is None
+
+
+@pytest.mark.parametrize(
+    "tampered",
+    [
+        {"qty": 3000},
+        {"price": Decimal("10.51")},
+        {"side": "sell"},
+        {"ts_code": "600036.SH"},
+        {"account_id": "acct-bob"},
+        {"client_order_id": "c-2"},
+        {"order_type": "market", "price": None},
+    ],
+)
+def test_any_change_to_the_terms_breaks_the_signature(tampered: dict[str, Any]) -> None:
+    changed = TERMS.model_copy(update=tampered)
+    assert _reason(changed, _approval(), Principal("svc:risk", "service")) == (
+        "approval signature does not match the order"
+    )
+
+
+def test_forged_missing_malformed_and_stale_approvals() -> None:
+    assert _reason(TERMS, _approval(secret="another-secret-entirely-123")) == (
+        "approval signature does not match the order"
+    )
+    assert _reason(TERMS, None) == "no risk approval attached"
+    reason = _reason(TERMS, {"decision_id": "d-1", "signature": "00"})
+    assert reason is not None and reason.startswith("approval is malformed (issued_at")
+    stale = _reason(TERMS, _approval(issued=NOW - timedelta(seconds=60)))  # 61 s old at NOW + 1 s; TTL 60 s
+    assert stale == "approval is 61s old (allowed: 60s)"
+    signature_swapped = {**_approval(), "decision_id": "d-2"}  # a valid signature moved to another decision
+    assert _reason(TERMS, signature_swapped) == "approval signature does not match the order"
+
+
+def test_a_trader_cannot_submit_for_another_account() -> None:
+    bob = Principal("bob", "trader", "acct-bob")
+    assert _reason(TERMS, _approval(), bob) == "bob may not place orders for account acct-alice"
+    assert _reason(TERMS, _approval(), Principal("svc:risk", "service")) is None
+    assert _reason(TERMS, _approval(), Principal("root", "admin")) is None
+
+
+def _submission(**kw: object) -> OrderSubmission:
+    values: dict[str, object] = {**TERMS.model_dump(mode="json"), "approval": None}
+    values.update(kw)
+    return OrderSubmission.model_validate(values)
+
+
+def test_submission_shape() -> None:
+    assert _submission().terms() == TERMS
+    with pytest.raises(ValueError, match="tick"):
+        _submission(price="10.505")
+    with pytest.raises(ValueError, match="needs a price"):
+        _submission(price=None)
+    with pytest.raises(ValueError, match="takes no price"):
+        _submission(order_type="market")
+    with pytest.raises(ValueError, match=r"write the code as 600000\.SH"):
+        _submission(ts_code="600000.sh")
+    with pytest.raises(ValueError, match="not an A-share stock"):
+        _submission(ts_code="510300.SH")
+    with pytest.raises(ValueError, match="client_order_id"):
+        _submission(client_order_id="c\x1f1")

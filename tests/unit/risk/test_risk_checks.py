@@ -1,0 +1,139 @@
+"""Risk's pre-trade checks, with hand-worked cases."""
+
+from datetime import date
+from decimal import Decimal
+
+import pytest
+
+from services.risk.checks import OrderIntent, Quote, check_order, static_checks
+from shared.domain import OrderSide, OrderType
+
+CAP = Decimal("1000000")  # 1,000,000 CNY per order
+
+
+def _quote(ts_code: str = "600000.SH", **kw: object) -> Quote:
+    # Main board, last close 10.00: next session limits 10.00 * 1.1 = 11.00 and 10.00 * 0.9 = 9.00.
+    values: dict[str, object] = dict(
+        ts_code=ts_code,
+        is_st=False,
+        last_close=Decimal("10.00"),
+        suspended=False,
+        next_trade_date=date(2025, 1, 2),
+        limit_up=Decimal("11.00"),
+        limit_down=Decimal("9.00"),
+    )
+    values.update(kw)
+    return Quote.model_validate(values)
+
+
+def _buy(ts_code: str = "600000.SH", qty: int = 100, price: str | None = "10.00", side: str = "buy") -> OrderIntent:
+    order_type = OrderType.MARKET if price is None else OrderType.LIMIT
+    return OrderIntent(ts_code, OrderSide(side), order_type, qty, None if price is None else Decimal(price))
+
+
+def check_order_codes(order: OrderIntent, quote: Quote | None, cap: Decimal = CAP) -> list[str]:
+    return [r.code.value for r in check_order(order, quote, max_order_value=cap)]
+
+
+def check(order: OrderIntent, quote: Quote | None = None, cap: Decimal = CAP) -> list[str]:
+    q = _quote(order.ts_code) if quote is None else quote
+    return check_order_codes(order, q, cap)
+
+
+def test_a_plain_main_board_buy_is_approved() -> None:
+    assert check(_buy(qty=100, price="10.00")) == []
+
+
+@pytest.mark.parametrize(
+    ("ts_code", "side", "qty", "expected"),
+    [
+        ("600000.SH", "buy", 150, ["lot_size"]),  # main board: lots of 100
+        ("600000.SH", "buy", 200, []),
+        ("600000.SH", "sell", 150, ["lot_size"]),  # an odd lot only as the whole position, which risk cannot see
+        ("300750.SZ", "buy", 250, ["lot_size"]),  # ChiNext: lots of 100 too
+        ("688981.SH", "buy", 199, ["lot_size"]),  # STAR: at least 200 ...
+        ("688981.SH", "buy", 200, []),
+        ("688981.SH", "buy", 201, []),  # ... then steps of 1
+        ("688981.SH", "sell", 201, []),
+    ],
+)
+def test_lot_size_by_board(ts_code: str, side: str, qty: int, expected: list[str]) -> None:
+    order = _buy(ts_code=ts_code, qty=qty, side=side)
+    assert check(order) == expected
+
+
+@pytest.mark.parametrize(("price", "expected"), [("10.005", ["price_tick"]), ("10.01", []), ("10.1", [])])
+def test_price_must_lie_on_the_fen_tick(price: str, expected: list[str]) -> None:
+    assert check(_buy(price=price)) == expected
+
+
+@pytest.mark.parametrize(
+    ("price", "expected"),
+    [("11.00", []), ("11.01", ["price_limit"]), ("9.00", []), ("8.99", ["price_limit"])],
+)
+def test_price_limits_main_board_last_close_10(price: str, expected: list[str]) -> None:
+    assert check(_buy(price=price)) == expected
+    assert check(_buy(price=price, side="sell")) == expected  # limits bind both sides
+
+
+@pytest.mark.parametrize(
+    ("price", "expected"),
+    [("10.50", []), ("10.51", ["price_limit"]), ("9.50", []), ("9.49", ["price_limit"])],
+)
+def test_price_limits_st_stock_last_close_10(price: str, expected: list[str]) -> None:
+    # ST: 5% -> 10.50 / 9.50.
+    st = _quote("600001.SH", is_st=True, limit_up=Decimal("10.50"), limit_down=Decimal("9.50"))
+    assert check(_buy("600001.SH", price=price), st) == expected
+
+
+def test_no_limits_on_a_session_without_them() -> None:
+    # E.g. the first five days of a new listing: the data service sends null limits.
+    ipo = _quote("688999.SH", limit_up=None, limit_down=None)
+    assert check(_buy("688999.SH", qty=200, price="30.00"), ipo) == []
+
+
+def test_limit_message_names_the_limit_and_the_session() -> None:
+    [reason] = check_order(_buy(price="11.01"), _quote(), max_order_value=CAP)
+    assert reason.message == "price 11.01 is above the limit-up price 11.00 of the session on 2025-01-02"
+
+
+def test_order_value_cap_for_limit_orders() -> None:
+    assert check(_buy(qty=100000, price="10.00")) == []  # 100,000 x 10.00 = 1,000,000.00: exactly the cap
+    assert check(_buy(qty=100100, price="10.00")) == ["max_order_value"]  # 1,001,000.00
+    [reason] = check_order(_buy(qty=100100, price="10.00"), _quote(), max_order_value=CAP)
+    assert "1001000.00" in reason.message and "1000000.00" in reason.message
+
+
+def test_order_value_cap_for_market_orders_uses_the_last_close() -> None:
+    assert check(_buy(qty=100000, price=None)) == []  # 100,000 x 10.00 = 1,000,000.00
+    assert check(_buy(qty=100100, price=None)) == ["max_order_value"]
+    # Same order on a stock that last closed at 9.99: 100,100 x 9.99 = 999,999.00 -> under the cap.
+    cheaper = _quote(last_close=Decimal("9.99"), limit_up=Decimal("10.99"), limit_down=Decimal("8.99"))
+    assert check(_buy(qty=100100, price=None), cheaper) == []
+
+
+def test_invalid_codes() -> None:
+    assert check_order_codes(_buy("000300.SH"), None) == ["invalid_ts_code"]  # an index code on SH, not a stock
+    assert check_order_codes(_buy("ABC"), None) == ["invalid_ts_code"]
+    # A bad code does not hide the other static reasons.
+    assert check_order_codes(_buy("510300.SH", qty=150, price="3.005"), None) == ["invalid_ts_code", "price_tick"]
+
+
+def test_unknown_and_suspended_securities() -> None:
+    assert check_order_codes(_buy("600999.SH"), None) == ["unknown_security"]
+    halted = _quote(suspended=True)
+    assert check(_buy(), halted) == ["suspended"]
+    never_traded = _quote(suspended=True, last_close=None, limit_up=None, limit_down=None)
+    assert check(_buy(price=None), never_traded) == ["suspended", "max_order_value"]
+
+
+def test_all_reasons_are_collected() -> None:
+    # 150 shares (lot), 11.005 (tick, and above 11.00), on a suspended stock.
+    order = _buy(qty=150, price="11.005")
+    assert check(order, _quote(suspended=True)) == ["lot_size", "price_tick", "suspended", "price_limit"]
+
+
+def test_static_checks_need_no_quote() -> None:
+    security, reasons = static_checks(_buy("688981.SH", qty=199, price="50.00"), max_order_value=CAP)
+    assert security is not None and security.board.value == "star"
+    assert [r.code.value for r in reasons] == ["lot_size"]

@@ -1,0 +1,215 @@
+"""The risk desk with fake ports: what is recorded, signed, forwarded and answered. No I/O."""
+
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from services.risk.checks import Quote
+from services.risk.desk import QuoteUnavailable, RiskDesk
+from services.risk.metrics import RiskMetrics
+from services.risk.schemas import OrderRequest
+from services.risk.store import Decision
+from shared.approval import Approval, OrderTerms, approval_error
+from shared.errors import ServiceError, Unavailable
+from shared.internal_auth import Principal
+
+SECRET = "unit-approval-secret-0123456789"
+ALICE = Principal("alice", "trader", "acct-alice")
+QUOTE = Quote(
+    ts_code="600000.SH",
+    is_st=False,
+    last_close=Decimal("10.00"),
+    suspended=False,
+    next_trade_date=date(2025, 1, 2),
+    limit_up=Decimal("11.00"),
+    limit_down=Decimal("9.00"),
+)
+
+
+class FakeQuotes:
+    def __init__(self, down: bool = False) -> None:
+        self.down = down
+        self.asked: list[str] = []
+
+    async def quote(self, ts_code: str) -> Quote | None:
+        self.asked.append(ts_code)
+        if self.down:
+            raise QuoteUnavailable("the data service did not answer: ConnectError")
+        return QUOTE if ts_code == "600000.SH" else None
+
+
+class FakeExecution:
+    def __init__(self, answer: tuple[int, dict[str, Any]] | None = None, down: bool = False) -> None:
+        self.answer = answer or (201, {"order_id": "o1", "status": "filled"})
+        self.down = down
+        self.calls: list[tuple[dict[str, Any], Principal]] = []
+
+    async def submit(self, body: dict[str, Any], principal: Principal) -> tuple[int, dict[str, Any]]:
+        self.calls.append((body, principal))
+        if self.down:
+            raise Unavailable("execution_unavailable", "the execution service did not answer: ConnectError")
+        return self.answer
+
+
+class FakeLog:
+    def __init__(self) -> None:
+        self.decisions: list[Decision] = []
+
+    async def record(self, decision: Decision) -> None:
+        self.decisions.append(decision)
+
+
+def _desk(quotes: FakeQuotes, execution: FakeExecution, log: FakeLog) -> tuple[RiskDesk, CollectorRegistry]:
+    registry = CollectorRegistry()
+    desk = RiskDesk(
+        approval_secret=SECRET,
+        max_order_value=Decimal("1000000"),
+        quotes=quotes,
+        execution=execution,
+        decisions=log,
+        metrics=RiskMetrics(registry),
+    )
+    return desk, registry
+
+
+def _order(**kw: object) -> OrderRequest:
+    values: dict[str, object] = dict(
+        client_order_id="c-1", ts_code="600000.SH", side="buy", order_type="limit", qty=300, price="10.50"
+    )
+    values.update(kw)
+    return OrderRequest.model_validate(values)
+
+
+def _count(registry: CollectorRegistry, outcome: str) -> float:
+    value = registry.get_sample_value("lh_risk_decisions_total", {"outcome": outcome})
+    return value or 0.0
+
+
+async def test_approved_order_is_recorded_signed_and_forwarded_as_the_caller() -> None:
+    quotes, execution, log = FakeQuotes(), FakeExecution(), FakeLog()
+    desk, registry = _desk(quotes, execution, log)
+    placement = await desk.place(_order(ts_code="600000.sh"), ALICE)
+
+    assert placement.status_code == 201
+    [decision] = log.decisions
+    assert decision.approved and decision.reasons == [] and decision.account_id == "acct-alice"
+    assert placement.body == {
+        "decision": {"decision_id": decision.decision_id, "approved": True, "reasons": []},
+        "order": {"order_id": "o1", "status": "filled"},
+    }
+    [(body, principal)] = execution.calls
+    assert principal == ALICE
+    assert quotes.asked == ["600000.SH"]  # canonical code
+    terms = OrderTerms.model_validate({k: v for k, v in body.items() if k != "approval"})
+    assert terms == OrderTerms(
+        client_order_id="c-1",
+        account_id="acct-alice",
+        ts_code="600000.SH",
+        side="buy",
+        order_type="limit",
+        qty=300,
+        price=Decimal("10.50"),
+    )
+    approval = Approval.model_validate(body["approval"])
+    assert approval.decision_id == decision.decision_id
+    assert approval_error(SECRET, terms, approval, max_age_s=60) is None
+    assert _count(registry, "approved") == 1
+
+
+async def test_rejected_order_is_recorded_and_never_forwarded() -> None:
+    execution, log = FakeExecution(), FakeLog()
+    desk, registry = _desk(FakeQuotes(), execution, log)
+    placement = await desk.place(_order(qty=150, price="11.01"), ALICE)
+
+    assert placement.status_code == 422
+    assert placement.body["code"] == "order_rejected"
+    reasons = placement.body["decision"]["reasons"]
+    assert [r["code"] for r in reasons] == ["lot_size", "price_limit"]
+    assert placement.body["message"] == "; ".join(r["message"] for r in reasons)
+    assert execution.calls == []
+    assert [d.approved for d in log.decisions] == [False]
+    assert _count(registry, "rejected") == 1 and _count(registry, "approved") == 0
+
+
+async def test_unknown_security_is_rejected() -> None:
+    execution, log = FakeExecution(), FakeLog()
+    desk, _ = _desk(FakeQuotes(), execution, log)
+    placement = await desk.place(_order(ts_code="600999.SH"), ALICE)
+    assert placement.status_code == 422
+    assert [r["code"] for r in placement.body["decision"]["reasons"]] == ["unknown_security"]
+    assert execution.calls == []
+
+
+async def test_fails_closed_when_market_data_is_unavailable() -> None:
+    execution, log = FakeExecution(), FakeLog()
+    desk, registry = _desk(FakeQuotes(down=True), execution, log)
+    placement = await desk.place(_order(), ALICE)
+
+    assert placement.status_code == 503
+    assert placement.body["code"] == "risk_unavailable"
+    assert [r["code"] for r in placement.body["decision"]["reasons"]] == ["risk_unavailable"]
+    assert placement.body["decision"]["approved"] is False
+    assert execution.calls == []
+    assert [d.approved for d in log.decisions] == [False]
+    assert _count(registry, "error") == 1
+
+
+async def test_without_market_data_a_certain_rejection_is_still_a_rejection() -> None:
+    # 150 shares is wrong whatever the quote says: the answer is final (422), not "try again" (503).
+    execution, log = FakeExecution(), FakeLog()
+    desk, registry = _desk(FakeQuotes(down=True), execution, log)
+    placement = await desk.place(_order(qty=150), ALICE)
+    assert placement.status_code == 422
+    assert [r["code"] for r in placement.body["decision"]["reasons"]] == ["lot_size", "risk_unavailable"]
+    assert execution.calls == [] and _count(registry, "rejected") == 1
+
+
+async def test_execution_unavailable_keeps_the_approved_decision() -> None:
+    log = FakeLog()
+    desk, _ = _desk(FakeQuotes(), FakeExecution(down=True), log)
+    placement = await desk.place(_order(), ALICE)
+    assert placement.status_code == 503
+    assert placement.body["code"] == "execution_unavailable"
+    assert placement.body["decision"]["approved"] is True
+    assert [d.approved for d in log.decisions] == [True]
+
+
+@pytest.mark.parametrize(
+    ("answer", "status", "code"),
+    [
+        ((200, {"order_id": "o1"}), 200, None),
+        ((409, {"code": "client_order_id_conflict", "message": "used"}), 409, "client_order_id_conflict"),
+        ((403, {"code": "approval_invalid", "message": "signature"}), 502, "execution_refused"),
+        ((503, {"code": "broker_unavailable", "message": "later"}), 503, "execution_unavailable"),
+    ],
+)
+async def test_execution_answers_are_mapped(answer: tuple[int, dict[str, Any]], status: int, code: str | None) -> None:
+    desk, _ = _desk(FakeQuotes(), FakeExecution(answer=answer), FakeLog())
+    placement = await desk.place(_order(), ALICE)
+    assert placement.status_code == status
+    assert placement.body.get("code") == code
+    assert placement.body["decision"]["approved"] is True
+
+
+async def test_viewers_cannot_place_orders() -> None:
+    execution, log = FakeExecution(), FakeLog()
+    desk, _ = _desk(FakeQuotes(), execution, log)
+    with pytest.raises(ServiceError) as err:
+        await desk.place(_order(), Principal("victor", "viewer"))
+    assert err.value.status_code == 403
+    assert log.decisions == [] and execution.calls == []
+
+
+def test_request_shape() -> None:
+    with pytest.raises(ValueError, match="needs a price"):
+        _order(price=None)
+    with pytest.raises(ValueError, match="takes no price"):
+        _order(order_type="market", price="10.00")
+    with pytest.raises(ValueError, match="client_order_id"):
+        _order(client_order_id="a\x1fb")  # the approval's field separator
+    with pytest.raises(ValueError, match="client_order_id"):
+        _order(client_order_id="x" * 65)
+    assert _order(price="10.005").price == Decimal("10.005")  # off the tick: risk's reason, not a shape error
