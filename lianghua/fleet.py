@@ -124,12 +124,20 @@ class Fleet:
         self.processes.clear()
 
 
+def mysql_password_file() -> Path:
+    """Where scripts/backing-services.sh keeps the project's MariaDB password (per machine account)."""
+    state = os.environ.get("LH_STATE_DIR") or os.path.join(
+        os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"), "lianghua"
+    )
+    return Path(state) / "mysql-password"
+
+
 def local_env() -> dict[str, str]:
     """Defaults for `make fleet` on this machine: the project's MariaDB user (scripts/backing-services.sh made it)
     and secrets generated once into var/fleet-secrets.env, unless the environment sets them."""
     env: dict[str, str] = {}
     if "LH_DATABASE_URL" not in os.environ:
-        password = (ROOT / "var" / "mysql-password").read_text().strip()
+        password = mysql_password_file().read_text().strip()
         env["LH_DATABASE_URL"] = f"mysql+asyncmy://lianghua:{password}@127.0.0.1:3306/lh_{{service}}"
     env.setdefault("LH_REDIS_URL", os.environ.get("LH_REDIS_URL", "redis://127.0.0.1:6379/0"))
     env.setdefault("LH_AMQP_URL", os.environ.get("LH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"))

@@ -31,8 +31,11 @@ if ! port_open 5672; then
   wait_port 5672 RabbitMQ
 fi
 
-# The project's own MariaDB user, password generated once per machine and kept out of the repository.
-pwfile=var/mysql-password
+# The project's own MariaDB user. Its password is generated once per machine account and kept outside any
+# checkout (two checkouts on one machine must not re-key each other's user).
+state_dir=${LH_STATE_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/lianghua}
+mkdir -p "$state_dir"
+pwfile=$state_dir/mysql-password
 if [ -n "${LH_TEST_MYSQL_PASSWORD:-}" ]; then
   printf '%s' "$LH_TEST_MYSQL_PASSWORD" > "$pwfile"
 elif [ ! -s "$pwfile" ]; then

@@ -110,12 +110,19 @@ class OutboxRelay:
                     ).all()
                 if not rows:
                     return published
-                for row in rows:
-                    await self.bus.publish(Envelope.model_validate_json(row.body))
-                    async with self.db.session() as session:
-                        await session.execute(
-                            update(self.table)
-                            .where(self.table.c.id == row.id)
-                            .values(published_at=datetime.now(UTC).replace(tzinfo=None))
-                        )
-                    published += 1
+                sent: list[str] = []
+                try:
+                    for row in rows:
+                        await self.bus.publish(Envelope.model_validate_json(row.body))
+                        sent.append(row.id)
+                finally:
+                    # One UPDATE for the batch (not one transaction per event): what was confirmed is marked even
+                    # when a later publish fails; a crash before this line republishes, which consumers absorb.
+                    if sent:
+                        async with self.db.session() as session:
+                            await session.execute(
+                                update(self.table)
+                                .where(self.table.c.id.in_(sent))
+                                .values(published_at=datetime.now(UTC).replace(tzinfo=None))
+                            )
+                published += len(sent)
