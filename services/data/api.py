@@ -8,10 +8,11 @@ from datetime import date
 from decimal import Decimal
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, BeforeValidator
 
-from services.data.quotes import next_session_quote
+from services.data.cache import QuoteCache
+from services.data.quotes import Quote, next_session_quote
 from services.data.store import CALENDAR_EXCHANGE, DataStore, SecurityRecord
 from shared.domain.codes import Board, InvalidTsCode, SecurityCode, parse_ts_code
 from shared.domain.money import from_fen
@@ -165,9 +166,20 @@ async def get_bars(
 
 
 @router.get("/quotes/{ts_code}", response_model=QuoteOut)
-async def get_quote(request: Request, ts_code: str) -> QuoteOut:
+async def get_quote(request: Request, ts_code: str) -> Response:
+    code = _code(ts_code).ts_code
+    quote_cache: QuoteCache = request.app.state.quote_cache
+    cached = await quote_cache.get(code)
+    if cached is not None:
+        return Response(cached, media_type="application/json")
     async with _store(request).snapshot() as store:
-        quote = await next_session_quote(store, await _security(store, ts_code))
+        quote = await next_session_quote(store, await _security(store, code))
+    body = _quote_out(quote).model_dump_json()
+    await quote_cache.put(code, body)
+    return Response(body, media_type="application/json")
+
+
+def _quote_out(quote: Quote) -> QuoteOut:
     security = quote.security
     return QuoteOut(
         ts_code=security.ts_code,

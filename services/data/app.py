@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from services.data.api import router
+from services.data.cache import QuoteCache
 from services.data.loader import load_demo_market
 from services.data.store import MIGRATIONS_DIR, DataStore
 from shared.app import Infra, create_service_app
@@ -19,8 +20,10 @@ log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
+    infra = infra or Infra.from_settings(settings, "data")
     db = Database(settings.database_url_for("data"))
-    store = DataStore(db)
+    quote_cache = QuoteCache(infra.cache)
+    store = DataStore(db, on_change=quote_cache.invalidate)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -35,11 +38,12 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
 
     app = create_service_app(
         "data",
-        infra or Infra.from_settings(settings, "data"),
+        infra,
         routers=[router],
         lifespan=lifespan,
         readiness={"db": db.ping},
     )
     app.state.db = db
     app.state.store = store
+    app.state.quote_cache = quote_cache
     return app

@@ -10,7 +10,7 @@ Units, chosen so that nothing stored is ever rounded again:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -134,8 +134,9 @@ def upsert_statement(dialect_name: str, table: Table) -> Insert:
 
 
 class DataStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, on_change: Callable[[], Awaitable[None]] | None = None) -> None:
         self.db = db
+        self.on_change = on_change  # called after every committed load (drops cached reads)
         # Reads inside `snapshot()` share one session: a quote asks five small questions, and a session per
         # question cost a pool checkout, a ping and a commit each (most of a quote's latency on MariaDB).
         self._ambient: ContextVar[AsyncSession | None] = ContextVar(f"data-store-{id(self)}", default=None)
@@ -172,6 +173,8 @@ class DataStore:
             await self._upsert(session, securities, security_rows)
             await self._upsert(session, trade_calendar, calendar_rows)
             await self._upsert(session, daily_bars, bar_rows)
+        if self.on_change is not None:
+            await self.on_change()
         return LoadCounts(len(security_rows), len(calendar_rows), len(bar_rows))
 
     async def _upsert(self, session: AsyncSession, table: Table, rows: Sequence[dict[str, Any]]) -> None:
