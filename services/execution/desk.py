@@ -84,7 +84,7 @@ class OrderDesk:
         return Submission(await self._send(stored), created=True)
 
     async def _existing(self, terms: OrderTerms, decision_id: str, principal: Principal) -> StoredOrder | None:
-        same_key = await self.store.find_order(terms.account_id, terms.client_order_id)
+        same_key, used = await self.store.find_by_key_or_decision(terms.account_id, terms.client_order_id, decision_id)
         if same_key is not None:
             if same_key.terms() != terms:
                 raise Conflict(
@@ -93,7 +93,6 @@ class OrderDesk:
                     "with different terms",
                 )
             return same_key
-        used = await self.store.find_order_by_decision(decision_id)
         if used is not None:
             raise await self._refuse(
                 f"approval {decision_id} was already used for client_order_id {used.order.client_order_id}",

@@ -20,7 +20,9 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    and_,
     func,
+    or_,
     select,
     update,
 )
@@ -297,10 +299,24 @@ class ExecutionStore:
             ).first()
         return None if row is None else _stored_order(row)
 
-    async def find_order_by_decision(self, decision_id: str) -> StoredOrder | None:
+    async def find_by_key_or_decision(
+        self, account_id: str, client_order_id: str, decision_id: str
+    ) -> tuple[StoredOrder | None, StoredOrder | None]:
+        """(the order with this client_order_id, an order already placed under this decision): one round trip for
+        the two questions every submission asks."""
+        query = select(orders).where(
+            or_(
+                and_(orders.c.account_id == account_id, orders.c.client_order_id == client_order_id),
+                orders.c.decision_id == decision_id,
+            )
+        )
         async with self.db.session() as s:
-            row = (await s.execute(select(orders).where(orders.c.decision_id == decision_id))).first()
-        return None if row is None else _stored_order(row)
+            found = [_stored_order(r) for r in (await s.execute(query)).all()]
+        same_key = next(
+            (o for o in found if (o.order.account_id, o.order.client_order_id) == (account_id, client_order_id)), None
+        )
+        by_decision = next((o for o in found if o.decision_id == decision_id), None)
+        return same_key, by_decision
 
     async def list_orders(self, *, account_id: str | None, status: OrderStatus | None, limit: int) -> list[StoredOrder]:
         query = select(orders).order_by(orders.c.created_at.desc(), orders.c.order_id).limit(limit)
