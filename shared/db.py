@@ -12,10 +12,13 @@ from typing import Any
 from sqlalchemy import DateTime, MetaData, event, make_url, text
 from sqlalchemy.dialects.mysql import DATETIME as MYSQL_DATETIME
 from sqlalchemy.engine import URL, Connection
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 
 _DB_NAME = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+
+# What `Database.session()` yields: statements run through it (`execute`, `scalar`, `scalars`).
+DbSession = AsyncConnection
 
 # Microsecond timestamps on MySQL too (its DATETIME defaults to whole seconds, which breaks ordering).
 PreciseDateTime = DateTime().with_variant(MYSQL_DATETIME(fsp=6), "mysql", "mariadb")
@@ -46,7 +49,6 @@ class Database:
         self.url: URL = make_url(url)
         self.echo = echo
         self._engine: AsyncEngine | None = None
-        self._sessions: async_sessionmaker[AsyncSession] | None = None
 
     @property
     def is_sqlite(self) -> bool:
@@ -71,7 +73,6 @@ class Database:
         self._engine = create_async_engine(self.url, **kwargs)
         if self.is_sqlite:
             event.listen(self._engine.sync_engine, "connect", _sqlite_pragmas)
-        self._sessions = async_sessionmaker(self._engine, expire_on_commit=False)
 
     async def _create_mysql_database(self) -> None:
         name = self.url.database
@@ -93,12 +94,13 @@ class Database:
             await server.dispose()
 
     @asynccontextmanager
-    async def session(self) -> AsyncIterator[AsyncSession]:
-        """A session in one transaction: committed when the block ends, rolled back if it raises."""
-        if self._sessions is None:
-            raise RuntimeError("Database.connect() has not been called")
-        async with self._sessions() as session, session.begin():
-            yield session
+    async def session(self) -> AsyncIterator[DbSession]:
+        """A connection in one transaction: committed when the block ends, rolled back if it raises.
+
+        Core, not the ORM: the services write tables with Core statements, and the ORM Session's unit-of-work
+        bookkeeping was a large share of the order path's CPU time for no use."""
+        async with self.engine.begin() as connection:
+            yield connection
 
     async def ping(self) -> bool:
         async with self.engine.connect() as conn:
@@ -114,7 +116,6 @@ class Database:
         if self._engine is not None:
             await self._engine.dispose()
         self._engine = None
-        self._sessions = None
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

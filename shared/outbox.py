@@ -10,10 +10,9 @@ import logging
 from datetime import UTC, datetime
 
 from sqlalchemy import Column, Index, MetaData, String, Table, Text, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.bus.port import EventBus
-from shared.db import Database, PreciseDateTime
+from shared.db import Database, DbSession, PreciseDateTime
 from shared.events.envelope import Envelope
 
 log = logging.getLogger(__name__)
@@ -32,7 +31,7 @@ def outbox_table(metadata: MetaData) -> Table:
     )
 
 
-async def add_to_outbox(session: AsyncSession, table: Table, event: Envelope) -> None:
+async def add_to_outbox(session: DbSession, table: Table, event: Envelope) -> None:
     await session.execute(
         table.insert().values(
             id=event.id,

@@ -304,7 +304,7 @@ class BacktestStore:
                     finished_at=utcnow(),
                 )
             )
-            if result.rowcount != 1:  # type: ignore[attr-defined]
+            if result.rowcount != 1:
                 return False
             await session.execute(delete(backtest_equity).where(backtest_equity.c.backtest_id == backtest_id))
             if equity_curve:

@@ -33,10 +33,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import Insert
 
-from shared.db import Database, new_metadata
+from shared.db import Database, DbSession, new_metadata
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 BATCH_ROWS = 5_000  # rows per executemany: big enough to amortise round trips, small enough for max_allowed_packet
@@ -139,7 +138,7 @@ class DataStore:
         self.on_change = on_change  # called after every committed load (drops cached reads)
         # Reads inside `snapshot()` share one session: a quote asks five small questions, and a session per
         # question cost a pool checkout, a ping and a commit each (most of a quote's latency on MariaDB).
-        self._ambient: ContextVar[AsyncSession | None] = ContextVar(f"data-store-{id(self)}", default=None)
+        self._ambient: ContextVar[DbSession | None] = ContextVar(f"data-store-{id(self)}", default=None)
 
     @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[DataStore]:
@@ -152,7 +151,7 @@ class DataStore:
                 self._ambient.reset(token)
 
     @asynccontextmanager
-    async def _session(self) -> AsyncIterator[AsyncSession]:
+    async def _session(self) -> AsyncIterator[DbSession]:
         ambient = self._ambient.get()
         if ambient is not None:
             yield ambient
@@ -177,7 +176,7 @@ class DataStore:
             await self.on_change()
         return LoadCounts(len(security_rows), len(calendar_rows), len(bar_rows))
 
-    async def _upsert(self, session: AsyncSession, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    async def _upsert(self, session: DbSession, table: Table, rows: Sequence[dict[str, Any]]) -> None:
         statement = upsert_statement(self.db.engine.dialect.name, table)
         for start in range(0, len(rows), BATCH_ROWS):
             # A list of parameter dicts makes this an executemany: one statement, many rows.

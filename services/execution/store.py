@@ -28,13 +28,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.execution import events
 from services.execution.brokers.base import BrokerReport
 from services.execution.lifecycle import OrderProgress, ReportPlan, average_price, plan_report
 from shared.approval import OrderTerms
-from shared.db import Database, PreciseDateTime, new_metadata
+from shared.db import Database, DbSession, PreciseDateTime, new_metadata
 from shared.domain import Order, OrderSide, OrderStatus, OrderType, from_fen, to_fen
 from shared.domain.money import FEN
 from shared.events import Envelope
@@ -470,7 +469,7 @@ class ExecutionStore:
                     updated_at=to_db_time(now),
                 )
             )
-            if result.rowcount != 1:  # type: ignore[attr-defined]
+            if result.rowcount != 1:
                 raise ConcurrentUpdate(order_id)
             previous = current.order.status
             for status in plan.steps:
@@ -522,7 +521,7 @@ class ExecutionStore:
 
     async def _transition(
         self,
-        s: AsyncSession,
+        s: DbSession,
         order_id: str,
         from_status: OrderStatus | None,
         to_status: OrderStatus,
