@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     database_url: str = "sqlite+aiosqlite:///./var/{service}.db"
     redis_url: str = "memory://"
     amqp_url: str = "memory://"
-    # Prefix of every exchange and queue name, so test runs (and tenants) never share queues.
+    # Prefix of every exchange and queue name and of cache keys, so test runs (and tenants) never share them.
     bus_namespace: str = "lh"
 
     # Secrets. Empty means "generate one" in standalone mode and "refuse to start" in fleet mode.

@@ -11,7 +11,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, BeforeValidator
 
-from services.data.cache import QuoteCache
+from services.data.bars_json import bars_body
+from services.data.cache import ReadCache
 from services.data.quotes import Quote, next_session_quote
 from services.data.store import CALENDAR_EXCHANGE, DataStore, SecurityRecord
 from shared.domain.codes import Board, InvalidTsCode, SecurityCode, parse_ts_code
@@ -140,42 +141,32 @@ async def get_bars(
     ts_code: Annotated[str, Query(description="e.g. 600000.SH")],
     start: Annotated[TradeDate, Query(description="first trade date, YYYY-MM-DD or YYYYMMDD")],
     end: Annotated[TradeDate, Query(description="last trade date, inclusive")],
-) -> BarsOut:
-    store = _store(request)
-    _code(ts_code)
+) -> Response:
+    code = _code(ts_code).ts_code
     _check_range(start, end)
-    security = await _security(store, ts_code)
-    bars = await store.bars(security.ts_code, start, end)
-    return BarsOut(
-        ts_code=security.ts_code,
-        bars=[
-            BarOut(
-                trade_date=b.trade_date,
-                open=from_fen(b.open),
-                high=from_fen(b.high),
-                low=from_fen(b.low),
-                close=from_fen(b.close),
-                pre_close=from_fen(b.pre_close),
-                vol=b.vol,
-                amount=from_fen(b.amount),
-                adj_factor=b.adj_factor,
-            )
-            for b in bars
-        ],
-    )
+    read_cache: ReadCache = request.app.state.read_cache
+    key = f"{code}:{start.isoformat()}:{end.isoformat()}"
+    cached = await read_cache.get("bars", key)
+    if cached is not None:
+        return Response(cached, media_type="application/json")
+    store = _store(request)
+    security = await _security(store, code)
+    body = bars_body(security.ts_code, await store.bars(security.ts_code, start, end))
+    await read_cache.put("bars", key, body)
+    return Response(body, media_type="application/json")
 
 
 @router.get("/quotes/{ts_code}", response_model=QuoteOut)
 async def get_quote(request: Request, ts_code: str) -> Response:
     code = _code(ts_code).ts_code
-    quote_cache: QuoteCache = request.app.state.quote_cache
-    cached = await quote_cache.get(code)
+    read_cache: ReadCache = request.app.state.read_cache
+    cached = await read_cache.get("quote", code)
     if cached is not None:
         return Response(cached, media_type="application/json")
     async with _store(request).snapshot() as store:
         quote = await next_session_quote(store, await _security(store, code))
     body = _quote_out(quote).model_dump_json()
-    await quote_cache.put(code, body)
+    await read_cache.put("quote", code, body)
     return Response(body, media_type="application/json")
 
 

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from services.data.api import router
-from services.data.cache import QuoteCache
+from services.data.cache import ReadCache
 from services.data.loader import load_demo_market
 from services.data.store import MIGRATIONS_DIR, DataStore
 from shared.app import Infra, create_service_app
@@ -22,8 +22,8 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
     infra = infra or Infra.from_settings(settings, "data")
     db = Database(settings.database_url_for("data"))
-    quote_cache = QuoteCache(infra.cache)
-    store = DataStore(db, on_change=quote_cache.invalidate)
+    read_cache = ReadCache(infra.cache, settings.bus_namespace)
+    store = DataStore(db, on_change=read_cache.invalidate)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -45,5 +45,5 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
     )
     app.state.db = db
     app.state.store = store
-    app.state.quote_cache = quote_cache
+    app.state.read_cache = read_cache
     return app

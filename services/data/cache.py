@@ -1,5 +1,5 @@
 """Hot reads cached in Redis (in memory in standalone mode): quotes, which every order asks for twice (risk's
-checks and the paper broker's fill price). Every load of new data drops them."""
+checks and the paper broker's fill price), and bar ranges. Every load of new data drops them all."""
 
 from __future__ import annotations
 
@@ -9,35 +9,37 @@ from shared.cache import Cache
 
 log = logging.getLogger(__name__)
 
-QUOTE_PREFIX = "data:quote:"
-# A backstop, not the mechanism: loads invalidate at once. Should an invalidation fail, a stale quote lives at most
-# this long (new data arrives once a day, after the close).
-QUOTE_TTL_S = 60
+# A backstop, not the mechanism: loads invalidate at once. Should an invalidation fail, a stale answer lives at
+# most this long (new data arrives once a day, after the close).
+TTL_S = 60
 
 
-class QuoteCache:
-    """Read-through cache of `/v1/quotes` bodies. A cache that does not answer is bypassed, never fatal."""
+class ReadCache:
+    """Read-through cache of response bodies by kind ("quote", "bars") and key. A cache that does not answer is
+    bypassed, never fatal: the store answers instead."""
 
-    def __init__(self, cache: Cache) -> None:
+    def __init__(self, cache: Cache, namespace: str) -> None:
         self.cache = cache
+        # Deployments (and test runs) sharing one Redis keep apart by namespace, as their queues do.
+        self.prefix = f"{namespace}:data:"
 
-    async def get(self, ts_code: str) -> bytes | None:
+    async def get(self, kind: str, key: str) -> bytes | None:
         try:
-            return await self.cache.get(QUOTE_PREFIX + ts_code)
+            return await self.cache.get(f"{self.prefix}{kind}:{key}")
         except Exception:
-            log.warning("quote cache unavailable; reading the store", exc_info=True)
+            log.warning("read cache unavailable; reading the store", exc_info=True)
             return None
 
-    async def put(self, ts_code: str, body: str) -> None:
+    async def put(self, kind: str, key: str, body: str | bytes) -> None:
         try:
-            await self.cache.set(QUOTE_PREFIX + ts_code, body, ttl_s=QUOTE_TTL_S)
+            await self.cache.set(f"{self.prefix}{kind}:{key}", body, ttl_s=TTL_S)
         except Exception:
-            log.warning("quote cache unavailable; not caching", exc_info=True)
+            log.warning("read cache unavailable; not caching", exc_info=True)
 
     async def invalidate(self) -> None:
         try:
-            dropped = await self.cache.delete_prefix(QUOTE_PREFIX)
+            dropped = await self.cache.delete_prefix(self.prefix)
         except Exception:
-            log.exception("could not drop cached quotes; they expire within %ss", QUOTE_TTL_S)
+            log.exception("could not drop cached reads; they expire within %ss", TTL_S)
             return
-        log.info("cached quotes dropped after a load", extra={"dropped": dropped})
+        log.info("cached reads dropped after a load", extra={"dropped": dropped})
