@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from fastapi import APIRouter, Query, WebSocket
@@ -24,6 +25,11 @@ CONSUMER = "gateway-ws"
 # grow without bound (it reconnects and reloads the orders table, which is the source of truth anyway).
 QUEUE_SIZE = 256
 CLOSE_TIMEOUT_S = 2.0
+# An open socket re-checks its credentials this often: a revoked API key, a disabled user or a demoted role stops
+# (or narrows) its stream within this time, as REST requests stop at once.
+REAUTH_INTERVAL_S = 30.0
+# Event ids remembered to drop duplicates: delivery is at-least-once (outbox relays may publish an event twice).
+RECENT_EVENT_IDS = 4096
 
 # Close codes (4000-4999 are the application's own).
 CLOSE_UNAUTHENTICATED = 4401
@@ -64,6 +70,15 @@ class EventHub:
     def __init__(self, queue_size: int = QUEUE_SIZE) -> None:
         self.queue_size = queue_size
         self._subscribers: set[Subscriber] = set()
+        self._recent: OrderedDict[str, None] = OrderedDict()
+
+    def _seen(self, event_id: str) -> bool:
+        if event_id in self._recent:
+            return True
+        self._recent[event_id] = None
+        if len(self._recent) > RECENT_EVENT_IDS:
+            self._recent.popitem(last=False)
+        return False
 
     def __len__(self) -> int:
         return len(self._subscribers)
@@ -77,6 +92,8 @@ class EventHub:
         self._subscribers.discard(subscriber)
 
     async def dispatch(self, event: Envelope) -> None:
+        if self._seen(event.id):
+            return  # a redelivery or a second publish of the same fact: the browser has it already
         text: str | None = None
         for subscriber in list(self._subscribers):
             if not visible_to(subscriber.user, event):
@@ -132,6 +149,7 @@ async def event_stream(
         ]
         if user.token_expires_at is not None:
             tasks.append(asyncio.create_task(_expire(subscriber, user.token_expires_at)))
+        tasks.append(asyncio.create_task(_recheck(websocket, subscriber, token=token, api_key=api_key)))
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     except WebSocketDisconnect:
         pass  # gone before the greeting: nothing to clean up beyond the finally block
@@ -164,6 +182,19 @@ async def _wait(event: asyncio.Event) -> None:
 async def _expire(subscriber: Subscriber, expires_at: int) -> None:
     await asyncio.sleep(max(0.0, expires_at - time.time()))
     subscriber.stop(CLOSE_UNAUTHENTICATED, "the token has expired")
+
+
+async def _recheck(websocket: WebSocket, subscriber: Subscriber, *, token: str | None, api_key: str | None) -> None:
+    state = websocket.app.state
+    while not subscriber.stopped.is_set():
+        await asyncio.sleep(REAUTH_INTERVAL_S)
+        try:
+            subscriber.user = await authenticate(state.store, state.settings, token=token, api_key=api_key)
+        except HeaderError as exc:
+            subscriber.stop(CLOSE_UNAUTHENTICATED, exc.message[:120])
+        except Exception:
+            # The user store did not answer: keep the stream (REST fails closed; a read-only stream may wait).
+            log.warning("could not re-check websocket credentials", exc_info=True)
 
 
 async def _close(websocket: WebSocket, code: int, reason: str) -> None:

@@ -42,6 +42,7 @@ MODULES = {
     "backtest-worker": "services.backtest.worker",
     "gateway": "gateway",
 }
+APPROVAL_HOLDERS = ("risk", "execution")
 START_ORDER = ("data", "strategy", "backtest", "execution", "risk", "backtest-worker", "gateway")
 
 
@@ -69,6 +70,8 @@ class Fleet:
             LH_EXECUTION_URL=self.url("execution"),
             PYTHONPATH=str(ROOT),
         )
+        if name not in APPROVAL_HOLDERS:
+            env.pop("LH_APPROVAL_SECRET", None)  # only risk signs approvals and only execution verifies them
         return env
 
     def start(self, timeout_s: float = 90.0) -> None:

@@ -39,7 +39,9 @@ def mint_internal_token(secret: str, principal: Principal, ttl_s: int = TOKEN_TT
 
 def verify_internal_token(secret: str, token: str) -> Principal:
     try:
-        claims = jwt.decode(token, secret, algorithms=["HS256"], audience=AUDIENCE)
+        claims = jwt.decode(
+            token, secret, algorithms=["HS256"], audience=AUDIENCE, options={"require": ["exp", "sub", "role", "aud"]}
+        )
     except jwt.PyJWTError as exc:
         raise ServiceError("unauthenticated", f"invalid internal token: {exc}", status_code=401) from exc
     return Principal(subject=str(claims["sub"]), role=str(claims["role"]), account_id=claims.get("acct"))

@@ -74,12 +74,24 @@ class Settings(BaseSettings):
                 if not value:
                     # One process shares the generated value, so risk and execution agree on it.
                     object.__setattr__(self, name, secrets.token_urlsafe(32))
-            elif value.lower() in _INSECURE_SECRETS or len(value) < _MIN_SECRET_LENGTH:
-                raise ValueError(
-                    f"LH_{name.upper()} must be set to a secret of at least {_MIN_SECRET_LENGTH} "
-                    f"characters outside standalone mode"
-                )
+            elif name == "approval_secret" and not value:
+                continue  # only risk and execution hold it: they call require_approval_secret()
+            else:
+                self._check_secret(name, value)
         return self
+
+    @staticmethod
+    def _check_secret(name: str, value: str) -> None:
+        if value.lower() in _INSECURE_SECRETS or len(value) < _MIN_SECRET_LENGTH:
+            raise ValueError(
+                f"LH_{name.upper()} must be set to a secret of at least {_MIN_SECRET_LENGTH} "
+                f"characters outside standalone mode"
+            )
+
+    def require_approval_secret(self) -> str:
+        """The HMAC key of risk approvals. Risk and execution call this at start-up; no other service holds it."""
+        self._check_secret("approval_secret", self.approval_secret)
+        return self.approval_secret
 
     def database_url_for(self, service: str) -> str:
         return self.database_url.replace("{service}", service)

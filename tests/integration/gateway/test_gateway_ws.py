@@ -145,3 +145,31 @@ async def test_bad_credentials_close_the_socket_with_4401(live: dict[str, Any], 
         await ws.recv()
     assert closed.value.rcvd is not None
     assert closed.value.rcvd.code == 4401
+
+
+async def test_a_revoked_key_stops_the_stream_and_duplicates_are_dropped(
+    live: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gateway.ws
+
+    monkeypatch.setattr(gateway.ws, "REAUTH_INTERVAL_S", 0.2)
+    suffix = datetime.now(UTC).strftime("%H%M%S%f")
+    token = await token_for(live, "viewer", f"dave-{suffix}")
+    client: httpx.AsyncClient = live["client"]
+    auth = {"Authorization": f"Bearer {token}"}
+    created = (await client.post("/api/v1/api-keys", json={"name": "ws"}, headers=auth)).json()
+    ws = await open_socket(live, f"api_key={created['api_key']}")
+    try:
+        first, second = order_filled(f"dave-{suffix}", "o-d1"), order_filled(f"dave-{suffix}", "o-d2")
+        await live["bus"].publish(first)
+        await live["bus"].publish(first)  # published twice (at-least-once delivery): shown once
+        await live["bus"].publish(second)
+        assert [json.loads(await ws.recv())["id"] for _ in range(2)] == [first.id, second.id]
+        revoked = await client.delete(f"/api/v1/api-keys/{created['key_id']}", headers=auth)
+        assert revoked.status_code == 200, revoked.text
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:  # anything still queued, then the close
+                await ws.recv()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+    finally:
+        await ws.close()

@@ -36,7 +36,6 @@ REQUIRED_LH_ENV = (
     "LH_REDIS_URL",
     "LH_AMQP_URL",
     "LH_JWT_SECRET",
-    "LH_APPROVAL_SECRET",
     "LH_DATA_URL",
     "LH_STRATEGY_URL",
     "LH_BACKTEST_URL",
@@ -128,7 +127,8 @@ def test_process_runs_its_module_from_the_project_image(compose: dict[str, Any],
 @pytest.mark.parametrize("process", sorted(PROCESSES))
 def test_process_has_the_fleet_configuration(compose: dict[str, Any], process: str) -> None:
     env = service_env(compose, process)
-    missing = [key for key in REQUIRED_LH_ENV if key not in env]
+    required = REQUIRED_LH_ENV + (("LH_APPROVAL_SECRET",) if process in ("risk", "execution") else ())
+    missing = [key for key in required if key not in env]
     assert not missing, f"{process} lacks {missing}"
     assert env["LH_MODE"] == "fleet"
     assert env["LH_HOST"] == "0.0.0.0"
@@ -164,7 +164,10 @@ def test_process_settings_validate_in_fleet_mode(
     for name in ("data", "strategy", "backtest", "risk", "execution"):
         assert getattr(settings, f"{name}_url") == f"http://{name}:{PROCESSES[name][1]}"
     assert settings.jwt_secret == dotenv["LH_JWT_SECRET"]
-    assert settings.approval_secret == dotenv["LH_APPROVAL_SECRET"]
+    if process in ("risk", "execution"):
+        assert settings.require_approval_secret() == dotenv["LH_APPROVAL_SECRET"]
+    else:  # the approval secret is held by risk and execution only
+        assert "LH_APPROVAL_SECRET" not in env and settings.approval_secret == ""
 
 
 def test_worker_reads_its_metrics_address_from_the_compose_environment(

@@ -24,7 +24,11 @@ def test_fleet_mode_refuses_default_secrets() -> None:
     with pytest.raises(ValueError, match="LH_APPROVAL_SECRET"):
         Settings(mode=Mode.FLEET, jwt_secret="x" * 32, approval_secret="change-me")
     ok = Settings(mode=Mode.FLEET, jwt_secret="j" * 32, approval_secret="a" * 32)
-    assert ok.jwt_secret == "j" * 32
+    assert ok.jwt_secret == "j" * 32 and ok.require_approval_secret() == "a" * 32
+    # Services other than risk and execution run without the approval secret; those two refuse to.
+    holderless = Settings(mode=Mode.FLEET, jwt_secret="j" * 32)
+    with pytest.raises(ValueError, match="LH_APPROVAL_SECRET"):
+        holderless.require_approval_secret()
 
 
 def test_standalone_generates_secrets_and_settings_come_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -78,6 +82,12 @@ def test_internal_token_round_trip_and_rejection() -> None:
     assert verify_internal_token("k" * 32, token) == Principal("alice", "trader", "acct-1")
     with pytest.raises(Exception, match="invalid internal token"):
         verify_internal_token("x" * 32, token)
+    # A token without an expiry would be valid for ever: refused even when correctly signed.
+    import jwt
+
+    forever = jwt.encode({"sub": "alice", "role": "trader", "aud": "lianghua-internal"}, "k" * 32, algorithm="HS256")
+    with pytest.raises(Exception, match="exp"):
+        verify_internal_token("k" * 32, forever)
 
 
 def test_order_state_machine() -> None:
