@@ -199,3 +199,17 @@ async def get_backtest(request: Request, user: Viewer, backtest_id: Id) -> Respo
 async def list_strategies(request: Request, user: Viewer) -> Response:
     """`[{name, title, description, parameters (JSON schema)}]`"""
     return await forward(request, user, "strategy", "GET", "/v1/strategies")
+
+
+@router.get("/indicators", tags=["backtests"], responses=ERRORS)
+async def list_indicators(request: Request, user: Viewer) -> Response:
+    """`[{name, group, display_name, source, inputs, parameters, outputs, lookback, description}]`: the TA-Lib
+    functions and the A-share staples strategies can compute (docs/indicators.md)."""
+    return await forward(request, user, "strategy", "GET", "/v1/indicators")
+
+
+@router.get(
+    "/indicators/{name}", tags=["backtests"], responses={404: {"description": "`{code: unknown_indicator}`"}, **ERRORS}
+)
+async def get_indicator(request: Request, user: Viewer, name: Id) -> Response:
+    return await forward(request, user, "strategy", "GET", f"/v1/indicators/{quote(name, safe='')}")

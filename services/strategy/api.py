@@ -1,4 +1,5 @@
-"""Routes of the strategy service (all require the internal token)."""
+"""Routes of the strategy service (all require the internal token): the installed strategies and the indicator
+catalogue strategies compute with."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ from fastapi import APIRouter, Request
 
 from shared.errors import NotFound
 from shared.strategy import StrategyInfo
+from shared.strategy.indicators import IndicatorInfo, UnknownIndicatorError, indicator_info, list_indicators
 
-router = APIRouter(prefix="/v1/strategies", tags=["strategies"])
+# One router under /v1 so that the app factory's `routers=[router]` puts every route behind the internal token.
+router = APIRouter(prefix="/v1")
 
 
 def _catalogue(request: Request) -> dict[str, StrategyInfo]:
@@ -15,14 +18,35 @@ def _catalogue(request: Request) -> dict[str, StrategyInfo]:
     return catalogue
 
 
-@router.get("", response_model=list[StrategyInfo])
+@router.get("/strategies", response_model=list[StrategyInfo], tags=["strategies"])
 async def list_strategies(request: Request) -> list[StrategyInfo]:
     return list(_catalogue(request).values())
 
 
-@router.get("/{name}", response_model=StrategyInfo)
+@router.get("/strategies/{name}", response_model=StrategyInfo, tags=["strategies"])
 async def get_strategy(name: str, request: Request) -> StrategyInfo:
     info = _catalogue(request).get(name)
     if info is None:
         raise NotFound("unknown_strategy", f"there is no strategy named {name!r}")
     return info
+
+
+@router.get("/indicators", response_model=list[IndicatorInfo], tags=["indicators"])
+async def get_indicators() -> list[IndicatorInfo]:
+    """Every indicator `shared.strategy.indicators.compute` knows: the TA-Lib functions and the A-share staples,
+    with inputs, parameters (types, defaults) and outputs."""
+    return list_indicators()
+
+
+@router.get(
+    "/indicators/{name}",
+    response_model=IndicatorInfo,
+    tags=["indicators"],
+    responses={404: {"description": "`{code: unknown_indicator}`, the message naming the closest names"}},
+)
+async def get_indicator(name: str) -> IndicatorInfo:
+    """One indicator by name (case-insensitive: `sma` is SMA)."""
+    try:
+        return indicator_info(name)
+    except UnknownIndicatorError as exc:
+        raise NotFound("unknown_indicator", exc.message, suggestions=exc.suggestions) from exc
