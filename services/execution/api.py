@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
 from services.execution.desk import OrderDesk
-from services.execution.schemas import OrderOut, OrderSubmission, TradeOut
+from services.execution.schemas import OrderOut, OrderSubmission, PositionOut, TradeOut
 from shared.domain import OrderStatus
 from shared.internal_auth import Principal, internal_principal
 
@@ -66,3 +66,16 @@ async def list_trades(
     desk: OrderDesk = Depends(get_desk),
 ) -> list[TradeOut]:
     return [TradeOut.of(t) for t in await desk.list_trades(principal, order_id, limit)]
+
+
+@router.get("/positions", response_model=list[PositionOut])
+async def list_positions(
+    account_id: str | None = Query(default=None, min_length=1, max_length=64),
+    principal: Principal = Depends(internal_principal),
+    desk: OrderDesk = Depends(get_desk),
+) -> list[PositionOut]:
+    """The caller's positions; services and admins name the account with `account_id`."""
+    return [
+        PositionOut(ts_code=h.ts_code, qty=h.qty, sellable_qty=h.sellable_qty)
+        for h in await desk.positions(principal, account_id)
+    ]

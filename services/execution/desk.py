@@ -9,14 +9,16 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
 
 from services.execution.admission import ACT_FOR_ANY_ACCOUNT, principal_account, refusal_reason
 from services.execution.brokers.base import BrokerAdapter, BrokerReport, BrokerUnavailable
+from services.execution.events import exchange_date
 from services.execution.lifecycle import InconsistentReport
 from services.execution.metrics import ExecutionMetrics
+from services.execution.positions import Holding, holdings
 from services.execution.schemas import OrderSubmission
 from services.execution.store import ExecutionStore, StoredOrder, TradeRecord, utcnow
 from shared.approval import OrderTerms
@@ -48,6 +50,7 @@ class OrderDesk:
         broker: BrokerAdapter,
         metrics: ExecutionMetrics,
         notify: Callable[[], None],
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.approval_secret = approval_secret
         self.approval_ttl_s = approval_ttl_s
@@ -55,6 +58,7 @@ class OrderDesk:
         self.broker = broker
         self.metrics = metrics
         self.notify = notify  # wakes the outbox relay after a commit
+        self.clock = clock  # decides "today" for T+1
         self.first_reconcile_done = asyncio.Event()
 
     # --- placing --------------------------------------------------------------------------------------
@@ -157,6 +161,14 @@ class OrderDesk:
 
     async def list_trades(self, principal: Principal, order_id: str | None, limit: int) -> list[TradeRecord]:
         return await self.store.list_trades(account_id=self.visible_account(principal), order_id=order_id, limit=limit)
+
+    async def positions(self, principal: Principal, account_id: str | None) -> list[Holding]:
+        """The positions of `account_id` (services and admins only) or else of the caller's own account."""
+        own = principal_account(principal)
+        if account_id is not None and account_id != own and principal.role not in ACT_FOR_ANY_ACCOUNT:
+            raise Forbidden("forbidden", f"{principal.subject} may not see the positions of account {account_id}")
+        lots, open_sells = await self.store.position_inputs(account_id or own)
+        return holdings(lots, open_sells, today=exchange_date(self.clock()))
 
     # --- cancelling -----------------------------------------------------------------------------------
 

@@ -85,6 +85,14 @@ class OrderOut(BaseModel):
         return cls.model_validate(stored.order.model_dump())
 
 
+class PositionOut(BaseModel):
+    """A position: shares held, and how many may be sold now (T+1, less what open sell orders reserve)."""
+
+    ts_code: str
+    qty: int
+    sellable_qty: int
+
+
 class TradeOut(BaseModel):
     trade_id: str
     order_id: str

@@ -32,6 +32,7 @@ from sqlalchemy.exc import IntegrityError
 from services.execution import events
 from services.execution.brokers.base import BrokerReport
 from services.execution.lifecycle import OrderProgress, ReportPlan, average_price, plan_report
+from services.execution.positions import OpenSell, TradeLot
 from shared.approval import OrderTerms
 from shared.db import Database, DbSession, PreciseDateTime, new_metadata
 from shared.domain import Order, OrderSide, OrderStatus, OrderType, from_fen, to_fen
@@ -350,6 +351,31 @@ class ExecutionStore:
         async with self.db.session() as s:
             rows = (await s.execute(query)).all()
         return [_trade(r) for r in rows]
+
+    async def position_inputs(self, account_id: str) -> tuple[list[TradeLot], list[OpenSell]]:
+        """Everything an account's positions are computed from: its trades, and the unfilled remainder of its
+        sell orders that are not final. One transaction, so the two agree with each other."""
+        open_statuses = [status.value for status in OrderStatus if not status.is_final]
+        async with self.db.session() as s:
+            trade_rows = (
+                await s.execute(
+                    select(trades.c.ts_code, trades.c.side, trades.c.qty, trades.c.traded_at).where(
+                        trades.c.account_id == account_id
+                    )
+                )
+            ).all()
+            sell_rows = (
+                await s.execute(
+                    select(orders.c.ts_code, orders.c.qty, orders.c.filled_qty).where(
+                        orders.c.account_id == account_id,
+                        orders.c.side == OrderSide.SELL.value,
+                        orders.c.status.in_(open_statuses),
+                    )
+                )
+            ).all()
+        lots = [TradeLot(r.ts_code, OrderSide(r.side), r.qty, from_db_time(r.traded_at)) for r in trade_rows]
+        sells = [OpenSell(r.ts_code, r.qty - r.filled_qty) for r in sell_rows]
+        return lots, sells
 
     async def transitions(self, order_id: str) -> list[tuple[str | None, str]]:
         async with self.db.session() as s:

@@ -22,6 +22,7 @@ class ReasonCode(StrEnum):
     PRICE_TICK = "price_tick"
     PRICE_LIMIT = "price_limit"
     MAX_ORDER_VALUE = "max_order_value"
+    INSUFFICIENT_POSITION = "insufficient_position"
     RISK_UNAVAILABLE = "risk_unavailable"
 
 
@@ -58,20 +59,26 @@ class Quote(BaseModel):
     limit_down: Decimal | None
 
 
+class Holding(BaseModel):
+    """The account's position in one security, from execution's `GET /v1/positions` (zero when not listed)."""
+
+    ts_code: str
+    qty: int
+    sellable_qty: int  # T+1: shares bought today are not sellable; open sell orders have reserved theirs
+
+
 def static_checks(order: OrderIntent, *, max_order_value: Decimal) -> tuple[SecurityCode | None, list[Reason]]:
-    """The checks that need no market data: the code and its board, the lot size, the tick, and the value of a
-    limit order. Returns the parsed security (None when the code is not an A-share stock) and the reasons."""
+    """The checks that need no market data: the code and its board, the lot size of a buy, the tick, and the
+    value of a limit order. Returns the parsed security (None when the code is not an A-share stock) and the
+    reasons. A sell's lot size depends on the position (an odd lot may close it): see position_checks."""
     reasons: list[Reason] = []
     try:
         security: SecurityCode | None = parse_ts_code(order.ts_code)
     except InvalidTsCode as exc:
         security = None
         reasons.append(Reason(ReasonCode.INVALID_TS_CODE, str(exc)))
-    if security is not None:
-        if order.side is OrderSide.BUY:
-            lot_error = buy_qty_error(security.board, order.qty)
-        else:
-            lot_error = sell_qty_error(security.board, order.qty)
+    if security is not None and order.side is OrderSide.BUY:
+        lot_error = buy_qty_error(security.board, order.qty)
         if lot_error:
             reasons.append(Reason(ReasonCode.LOT_SIZE, f"{order.qty} shares of {security}: {lot_error}"))
     if order.price is not None and not on_tick(order.price):
@@ -115,11 +122,37 @@ def quote_checks(order: OrderIntent, quote: Quote | None, *, max_order_value: De
     return reasons
 
 
-def check_order(order: OrderIntent, quote: Quote | None, *, max_order_value: Decimal) -> list[Reason]:
-    """Every reason to reject the order, given the quote (None: unknown security). Empty: approve."""
+def position_checks(order: OrderIntent, security: SecurityCode, holding: Holding | None) -> list[Reason]:
+    """A sell against the account's position (`holding` None: the account holds none of it): no more than the
+    sellable shares (no naked short selling, T+1), and in lots unless it sells the whole sellable position
+    (an odd lot may only go out in one order that closes it). Buys: nothing to check here."""
+    if order.side is not OrderSide.SELL:
+        return []
+    held = 0 if holding is None else holding.qty
+    sellable = 0 if holding is None else holding.sellable_qty
+    if order.qty > sellable:
+        return [
+            Reason(
+                ReasonCode.INSUFFICIENT_POSITION,
+                f"cannot sell {order.qty} shares of {security}: {sellable} sellable now (held {held}; shares "
+                "bought today become sellable on the next trading day, open sell orders reserve theirs)",
+            )
+        ]
+    lot_error = sell_qty_error(security.board, order.qty, sellable)
+    if lot_error:
+        return [Reason(ReasonCode.LOT_SIZE, f"{order.qty} shares of {security} ({sellable} sellable): {lot_error}")]
+    return []
+
+
+def check_order(
+    order: OrderIntent, quote: Quote | None, *, max_order_value: Decimal, holding: Holding | None = None
+) -> list[Reason]:
+    """Every reason to reject the order, given the quote (None: unknown security) and, for a sell, the
+    position (None: nothing held). Empty: approve."""
     security, reasons = static_checks(order, max_order_value=max_order_value)
     if security is not None:
         reasons.extend(quote_checks(order, quote, max_order_value=max_order_value))
+        reasons.extend(position_checks(order, security, holding))
     return reasons
 
 

@@ -1,6 +1,8 @@
-"""The risk desk: checks an order against the market rules and limits, records the decision, and only for an
-approved order signs an approval and hands the order to execution. Fails closed: without market data there is
-no approval. No HTTP server code here; the ports to the data and execution services are small adapters."""
+"""The risk desk: checks an order against the market rules, limits and (for a sell) the account's position,
+records the decision, and only for an approved order signs an approval and hands the order to execution. Fails
+closed: without market data (or, for a sell, the position) there is no approval. A retry of an approved
+client_order_id is not checked again: it is the same decision, re-signed. No HTTP server code here; the ports to
+the data and execution services are small adapters."""
 
 from __future__ import annotations
 
@@ -13,12 +15,21 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from services.risk.checks import OrderIntent, Quote, Reason, ReasonCode, quote_checks, static_checks
+from services.risk.checks import (
+    Holding,
+    OrderIntent,
+    Quote,
+    Reason,
+    ReasonCode,
+    position_checks,
+    quote_checks,
+    static_checks,
+)
 from services.risk.metrics import Outcome, RiskMetrics
 from services.risk.schemas import OrderRequest
 from services.risk.store import Decision
 from shared.approval import OrderTerms, sign_approval
-from shared.domain import PRICE_TICK
+from shared.domain import PRICE_TICK, InvalidTsCode, OrderSide, parse_ts_code
 from shared.errors import Forbidden, ServiceError, Unavailable
 from shared.http import ServiceDirectory
 from shared.internal_auth import INTERNAL_HEADER, Principal, mint_internal_token, service_headers
@@ -39,6 +50,15 @@ class QuoteSource(Protocol):
         """The quote, or None for a security the data service does not know. Raises QuoteUnavailable."""
 
 
+class PositionsUnavailable(Exception):
+    """Execution could not say what the account holds: risk cannot decide a sell."""
+
+
+class PositionSource(Protocol):
+    async def holding(self, account_id: str, ts_code: str) -> Holding | None:
+        """The account's position in `ts_code`, None when it holds none. Raises PositionsUnavailable."""
+
+
 class ExecutionPort(Protocol):
     async def submit(self, body: dict[str, Any], principal: Principal) -> tuple[int, dict[str, Any]]:
         """POST the approved order to execution as `principal`; (status, JSON body). Raises Unavailable."""
@@ -46,6 +66,9 @@ class ExecutionPort(Protocol):
 
 class DecisionLog(Protocol):
     async def record(self, decision: Decision) -> None: ...
+
+    async def approved_for(self, account_id: str, client_order_id: str) -> Decision | None:
+        """The first approved decision for this client_order_id of the account, if any."""
 
 
 class DataServiceQuotes:
@@ -69,6 +92,32 @@ class DataServiceQuotes:
             return Quote.model_validate(body)
         except ValidationError as exc:
             raise QuoteUnavailable(f"the data service's quote for {ts_code} is malformed: {exc.errors()[0]}") from exc
+
+
+class ExecutionPositions:
+    """Positions from execution's `GET /v1/positions?account_id=`, as risk itself (service token)."""
+
+    def __init__(self, services: ServiceDirectory, jwt_secret: str) -> None:
+        self.services = services
+        self.jwt_secret = jwt_secret
+
+    async def holding(self, account_id: str, ts_code: str) -> Holding | None:
+        client = self.services.client("execution")
+        try:
+            body = await client.get_json(
+                "/v1/positions", params={"account_id": account_id}, headers=service_headers(self.jwt_secret, "risk")
+            )
+        except ServiceError as exc:
+            raise PositionsUnavailable(f"the execution service answered {exc.code}: {exc.message}") from exc
+        except ValueError as exc:
+            raise PositionsUnavailable("the execution service answered positions without JSON") from exc
+        if not isinstance(body, list):
+            raise PositionsUnavailable("the execution service's positions are not a list")
+        try:
+            positions = [Holding.model_validate(p) for p in body]
+        except ValidationError as exc:
+            raise PositionsUnavailable(f"the execution service's positions are malformed: {exc.errors()[0]}") from exc
+        return next((p for p in positions if p.ts_code == ts_code), None)
 
 
 class ExecutionService:
@@ -107,6 +156,7 @@ class RiskDesk:
         approval_secret: str,
         max_order_value: Decimal,
         quotes: QuoteSource,
+        positions: PositionSource,
         execution: ExecutionPort,
         decisions: DecisionLog,
         metrics: RiskMetrics,
@@ -115,6 +165,7 @@ class RiskDesk:
         self.approval_secret = approval_secret
         self.max_order_value = max_order_value
         self.quotes = quotes
+        self.positions = positions
         self.execution = execution
         self.decisions = decisions
         self.metrics = metrics
@@ -124,21 +175,38 @@ class RiskDesk:
         if principal.role in READ_ONLY_ROLES:
             raise Forbidden("forbidden", f"role {principal.role} may not place orders")
         account_id = principal.account_id or principal.subject
-        intent = OrderIntent(request.ts_code, request.side, request.order_type, request.qty, request.price)
 
+        # A retry after a lost answer: the order was approved (and may be filled) already. Checking it again could
+        # answer "rejected" or "unavailable" for an order execution holds, e.g. a sell whose shares it sold.
+        earlier = await self.decisions.approved_for(account_id, request.client_order_id)
+        if earlier is not None:
+            return await self._replay(earlier, request, principal)
+
+        intent = OrderIntent(request.ts_code, request.side, request.order_type, request.qty, request.price)
         security, reasons = static_checks(intent, max_order_value=self.max_order_value)
-        unavailable: str | None = None
+        unavailable: list[str] = []
         if security is not None:
             intent = OrderIntent(security.ts_code, request.side, request.order_type, request.qty, request.price)
             try:
                 quote = await self.quotes.quote(security.ts_code)
             except QuoteUnavailable as exc:
-                unavailable = str(exc)
-                log.warning("risk cannot check an order", extra={"ts_code": security.ts_code, "error": unavailable})
+                unavailable.append(str(exc))
+                log.warning("risk cannot check an order", extra={"ts_code": security.ts_code, "error": str(exc)})
             else:
                 reasons.extend(quote_checks(intent, quote, max_order_value=self.max_order_value))
-        if unavailable is not None:
-            reasons.append(Reason(ReasonCode.RISK_UNAVAILABLE, f"risk cannot check the order: {unavailable}"))
+            # Sells only: no short selling, T+1. Buys are not checked against cash: there is no cash ledger yet.
+            if request.side is OrderSide.SELL:
+                try:
+                    holding = await self.positions.holding(account_id, security.ts_code)
+                except PositionsUnavailable as exc:
+                    unavailable.append(str(exc))
+                    log.warning("risk cannot check a sell", extra={"ts_code": security.ts_code, "error": str(exc)})
+                else:
+                    reasons.extend(position_checks(intent, security, holding))
+        if unavailable:
+            reasons.append(
+                Reason(ReasonCode.RISK_UNAVAILABLE, f"risk cannot check the order: {'; '.join(unavailable)}")
+            )
 
         decision = Decision(
             decision_id=new_id(),
@@ -160,7 +228,7 @@ class RiskDesk:
             self.metrics.decided(Outcome.ERROR)
             raise
 
-        if unavailable is not None and len(reasons) == 1:
+        if unavailable and len(reasons) == 1:
             # Nothing else was wrong: the order might be fine, but risk cannot tell. Fail closed, retryable.
             self.metrics.decided(Outcome.ERROR)
             return _refused(503, "risk_unavailable", reasons[0].message, decision)
@@ -169,6 +237,25 @@ class RiskDesk:
             return _refused(422, "order_rejected", "; ".join(r.message for r in reasons), decision)
         self.metrics.decided(Outcome.APPROVED)
         return await self._forward(decision, principal)
+
+    async def _replay(self, earlier: Decision, request: OrderRequest, principal: Principal) -> Placement:
+        """Answer a repeated client_order_id with the approved decision: the same terms are re-signed for the same
+        decision_id (execution then finds the order by client_order_id and answers 200 with it, or creates it if
+        the first attempt never reached it); other terms are a conflict. Nothing new is recorded."""
+        asked = (_canonical_code(request.ts_code), request.side.value, request.order_type.value, request.qty)
+        if asked != (earlier.ts_code, earlier.side, earlier.order_type, earlier.qty) or request.price != earlier.price:
+            return _refused(
+                409,
+                "client_order_id_conflict",
+                f"client_order_id {request.client_order_id} was approved in decision {earlier.decision_id} for "
+                "different terms",
+                earlier,
+            )
+        log.info(
+            "repeated client_order_id: forwarding the approved decision again",
+            extra={"decision_id": earlier.decision_id, "client_order_id": earlier.client_order_id},
+        )
+        return await self._forward(earlier, principal)
 
     async def _forward(self, decision: Decision, principal: Principal) -> Placement:
         terms = OrderTerms(
@@ -208,6 +295,13 @@ class RiskDesk:
         # Execution refusing an approval risk just signed means the two disagree (secrets, clocks, versions).
         log.error("execution refused an approved order", extra={"status": status, "code": code, "detail": message})
         return _refused(502, "execution_refused", f"execution refused the approved order ({code}: {message})", decision)
+
+
+def _canonical_code(ts_code: str) -> str:
+    try:
+        return parse_ts_code(ts_code).ts_code
+    except InvalidTsCode:
+        return ts_code  # never approved, so it matches no approved decision
 
 
 def _refused(status: int, code: str, message: str, decision: Decision) -> Placement:

@@ -150,3 +150,19 @@ class RiskStore:
         async with self.db.session() as s:
             row = (await s.execute(select(risk_decisions).where(risk_decisions.c.decision_id == decision_id))).first()
         return None if row is None else _decision(row)
+
+    async def approved_for(self, account_id: str, client_order_id: str) -> Decision | None:
+        """The first approved decision for an account's client_order_id (ix_risk_decisions_client_order)."""
+        query = (
+            select(risk_decisions)
+            .where(
+                risk_decisions.c.account_id == account_id,
+                risk_decisions.c.client_order_id == client_order_id,
+                risk_decisions.c.approved.is_(True),
+            )
+            .order_by(risk_decisions.c.created_at, risk_decisions.c.decision_id)
+            .limit(1)
+        )
+        async with self.db.session() as s:
+            row = (await s.execute(query)).first()
+        return None if row is None else _decision(row)

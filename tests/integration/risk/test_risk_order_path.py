@@ -2,12 +2,15 @@
 are filled and their events published; rejected ones (and those risk cannot decide) never reach execution."""
 
 import asyncio
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
-from services.execution.store import orders, paper_fills, trades
+from services.execution.store import orders, paper_fills, to_db_time, trades, utcnow
+from shared.internal_auth import Principal
 from shared.observability import CORRELATION_HEADER, new_id
 from tests.conftest import Backing
 from tests.integration.execution.order_path_harness import Fleet, event_log, fleet, metric, trader, until
@@ -29,6 +32,23 @@ def _order(**kw: Any) -> dict[str, Any]:
 
 async def _execution_rows(f: Fleet, account_id: str) -> tuple[int, int]:
     return await f.store.count(orders, account_id=account_id), await f.store.count(trades, account_id=account_id)
+
+
+async def _trades_were_yesterday(f: Fleet, account_id: str) -> None:
+    """Move the account's trades back one day (T+1: yesterday's buys are sellable today)."""
+    async with f.store.db.session() as s:
+        await s.execute(
+            update(trades)
+            .where(trades.c.account_id == account_id)
+            .values(traded_at=to_db_time(utcnow() - timedelta(days=1)))
+        )
+
+
+async def _positions(f: Fleet, principal: Principal, query: str = "") -> list[dict[str, Any]]:
+    response = await f.execution.get(f"/v1/positions{query}", headers=f.headers(principal))
+    assert response.status_code == 200, response.text
+    answer: list[dict[str, Any]] = response.json()
+    return answer
 
 
 async def test_approved_order_is_filled_and_its_events_arrive_on_rabbitmq(backing: Backing) -> None:
@@ -128,8 +148,9 @@ async def test_a_repeated_client_order_id_makes_one_order_and_one_trade(backing:
         again = await f.risk.post("/v1/orders", json=body, headers=f.headers(carol))
         assert (first.status_code, again.status_code) == (201, 200)
         assert first.json()["order"] == again.json()["order"]
-        # Two decisions (risk decided twice), one order.
-        assert first.json()["decision"]["decision_id"] != again.json()["decision"]["decision_id"]
+        # One decision (the retry is the same decision, re-signed), one order.
+        assert first.json()["decision"] == again.json()["decision"]
+        assert len((await f.risk.get("/v1/decisions", headers=f.headers(carol))).json()) == 1
 
         # Now eight at once with a fresh id: the unique constraint decides, every caller sees the same order.
         racing = _order(qty=200)
@@ -215,6 +236,20 @@ async def test_limit_orders_rest_or_fill_by_the_latest_close(backing: Backing) -
             "/v1/orders", json=_order(order_type="limit", qty=100, price="9.99"), headers=f.headers(frank)
         )
         assert resting.status_code == 201 and resting.json()["order"]["status"] == "submitted"
+
+        # Selling shares frank does not hold is naked short selling: rejected, nothing reaches execution.
+        naked = await f.risk.post(
+            "/v1/orders",
+            json=_order(side="sell", order_type="limit", qty=1000, price="9.90"),
+            headers=f.headers(frank),
+        )
+        assert naked.status_code == 422, naked.text
+        assert [r["code"] for r in naked.json()["decision"]["reasons"]] == ["insufficient_position"]
+        assert await _execution_rows(f, frank.account_id) == (1, 0)  # only the resting buy
+
+        bought = await f.risk.post("/v1/orders", json=_order(qty=1000), headers=f.headers(frank))
+        assert bought.status_code == 201 and bought.json()["order"]["status"] == "filled"
+        await _trades_were_yesterday(f, frank.account_id)
         sell = await f.risk.post(
             "/v1/orders",
             json=_order(side="sell", order_type="limit", qty=1000, price="9.90"),
@@ -237,3 +272,144 @@ async def test_limit_orders_rest_or_fill_by_the_latest_close(backing: Backing) -
         assert Decimal(trade["fees"]) == Decimal(trade["commission"]) + Decimal(trade["stamp_duty"]) + Decimal(
             trade["transfer_fee"]
         )
+
+
+async def test_t_plus_1_shares_bought_today_are_sold_tomorrow(backing: Backing) -> None:
+    settings = backing.settings()
+    grace = trader()
+    async with fleet(settings) as f:
+        bought = await f.risk.post("/v1/orders", json=_order(qty=1000), headers=f.headers(grace))
+        assert bought.status_code == 201 and bought.json()["order"]["status"] == "filled"
+        assert await _positions(f, grace) == [{"ts_code": "600000.SH", "qty": 1000, "sellable_qty": 0}]
+
+        same_day = await f.risk.post("/v1/orders", json=_order(side="sell", qty=1000), headers=f.headers(grace))
+        assert same_day.status_code == 422, same_day.text
+        [reason] = same_day.json()["decision"]["reasons"]
+        assert reason["code"] == "insufficient_position"
+        assert "cannot sell 1000 shares of 600000.SH: 0 sellable now (held 1000;" in reason["message"]
+        assert await _execution_rows(f, grace.account_id) == (1, 1)
+
+        await _trades_were_yesterday(f, grace.account_id)
+        assert await _positions(f, grace) == [{"ts_code": "600000.SH", "qty": 1000, "sellable_qty": 1000}]
+        next_day = await f.risk.post("/v1/orders", json=_order(side="sell", qty=1000), headers=f.headers(grace))
+        assert next_day.status_code == 201, next_day.text
+        assert next_day.json()["order"]["status"] == "filled"
+        assert await _execution_rows(f, grace.account_id) == (2, 2)
+        assert await _positions(f, grace) == []
+
+
+async def test_a_resting_sell_reserves_its_shares(backing: Backing) -> None:
+    settings = backing.settings()
+    heidi = trader()
+    async with fleet(settings) as f:
+        assert (await f.risk.post("/v1/orders", json=_order(qty=1000), headers=f.headers(heidi))).status_code == 201
+        await _trades_were_yesterday(f, heidi.account_id)
+
+        # A limit sell above the close (10.00) rests and reserves its 700 shares: 300 are left to sell.
+        resting = await f.risk.post(
+            "/v1/orders", json=_order(side="sell", order_type="limit", qty=700, price="10.50"), headers=f.headers(heidi)
+        )
+        assert resting.status_code == 201 and resting.json()["order"]["status"] == "submitted"
+        assert await _positions(f, heidi) == [{"ts_code": "600000.SH", "qty": 1000, "sellable_qty": 300}]
+        too_many = await f.risk.post("/v1/orders", json=_order(side="sell", qty=400), headers=f.headers(heidi))
+        assert too_many.status_code == 422
+        [reason] = too_many.json()["decision"]["reasons"]
+        assert reason["code"] == "insufficient_position"
+        assert "cannot sell 400 shares of 600000.SH: 300 sellable now (held 1000;" in reason["message"]
+
+        rest = await f.risk.post("/v1/orders", json=_order(side="sell", qty=300), headers=f.headers(heidi))
+        assert rest.status_code == 201 and rest.json()["order"]["status"] == "filled"
+        assert await _positions(f, heidi) == [{"ts_code": "600000.SH", "qty": 700, "sellable_qty": 0}]
+
+        # Cancelling the resting sell frees its 700 shares.
+        order_id = resting.json()["order"]["order_id"]
+        cancel = await f.execution.post(f"/v1/orders/{order_id}/cancel", headers=f.headers(heidi))
+        assert cancel.status_code == 200, cancel.text
+        assert await _positions(f, heidi) == [{"ts_code": "600000.SH", "qty": 700, "sellable_qty": 700}]
+
+
+async def test_an_odd_lot_may_only_be_sold_as_the_whole_position(backing: Backing) -> None:
+    settings = backing.settings()
+    ivan = trader()
+    async with fleet(settings) as f:
+        # STAR: buy at least 200, then any number: 250 shares; a sell below 200 must close the position.
+        bought = await f.risk.post("/v1/orders", json=_order(ts_code="688981.SH", qty=250), headers=f.headers(ivan))
+        assert bought.status_code == 201, bought.text
+        await _trades_were_yesterday(f, ivan.account_id)
+
+        part = await f.risk.post(
+            "/v1/orders", json=_order(ts_code="688981.SH", side="sell", qty=100), headers=f.headers(ivan)
+        )
+        assert part.status_code == 422
+        assert [r["code"] for r in part.json()["decision"]["reasons"]] == ["lot_size"]
+        whole = await f.risk.post(
+            "/v1/orders", json=_order(ts_code="688981.SH", side="sell", qty=250), headers=f.headers(ivan)
+        )
+        assert whole.status_code == 201 and whole.json()["order"]["status"] == "filled"
+        assert await _positions(f, ivan) == []
+
+
+async def test_positions_are_the_callers_own_unless_a_service_asks(backing: Backing) -> None:
+    settings = backing.settings()
+    judy, mallory = trader(), trader()
+    async with fleet(settings) as f:
+        assert (await f.risk.post("/v1/orders", json=_order(qty=300), headers=f.headers(judy))).status_code == 201
+        mine = [{"ts_code": "600000.SH", "qty": 300, "sellable_qty": 0}]
+        assert await _positions(f, judy) == mine
+        assert await _positions(f, judy, f"?account_id={judy.account_id}") == mine
+        service = Principal("svc:risk", "service")
+        assert await _positions(f, service, f"?account_id={judy.account_id}") == mine
+        assert await _positions(f, mallory) == []
+        spying = await f.execution.get(f"/v1/positions?account_id={judy.account_id}", headers=f.headers(mallory))
+        assert spying.status_code == 403
+
+
+async def test_positions_unavailable_fails_a_sell_closed(backing: Backing) -> None:
+    settings = backing.settings()
+    kim = trader()
+    async with fleet(settings) as f:
+        f.execution_transport.down = True
+        response = await f.risk.post("/v1/orders", json=_order(side="sell", qty=100), headers=f.headers(kim))
+        assert response.status_code == 503
+        answer = response.json()
+        assert answer["code"] == "risk_unavailable" and answer["decision"]["approved"] is False
+        assert [r["code"] for r in answer["decision"]["reasons"]] == ["risk_unavailable"]
+        f.execution_transport.down = False
+        assert await _execution_rows(f, kim.account_id) == (0, 0)
+        decisions = (await f.risk.get("/v1/decisions", headers=f.headers(kim))).json()
+        assert [d["approved"] for d in decisions] == [False]
+
+
+async def test_a_retry_after_a_lost_answer_gets_the_order_without_new_checks(backing: Backing) -> None:
+    settings = backing.settings()
+    leo = trader()
+    async with fleet(settings) as f:
+        body = _order(qty=400)
+        first = await f.risk.post("/v1/orders", json=body, headers=f.headers(leo))
+        assert first.status_code == 201 and first.json()["order"]["status"] == "filled"
+
+        # The answer was lost; meanwhile the data service fails and the stock is suspended.
+        f.data.fail_with = 500
+        f.data.quotes["600000.SH"]["suspended"] = True
+        again = await f.risk.post("/v1/orders", json=body, headers=f.headers(leo))
+        assert again.status_code == 200, again.text
+        assert again.json()["order"]["order_id"] == first.json()["order"]["order_id"]
+        assert again.json()["decision"] == first.json()["decision"]
+        assert await _execution_rows(f, leo.account_id) == (1, 1)
+        assert len((await f.risk.get("/v1/decisions", headers=f.headers(leo))).json()) == 1
+
+        # A sell retried after it sold the shares is not told they are gone.
+        f.data.fail_with = None
+        f.data.quotes["600000.SH"]["suspended"] = False
+        await _trades_were_yesterday(f, leo.account_id)
+        sell = _order(side="sell", qty=400)
+        sold = await f.risk.post("/v1/orders", json=sell, headers=f.headers(leo))
+        assert sold.status_code == 201 and sold.json()["order"]["status"] == "filled"
+        resold = await f.risk.post("/v1/orders", json=sell, headers=f.headers(leo))
+        assert resold.status_code == 200, resold.text
+        assert resold.json()["order"]["order_id"] == sold.json()["order"]["order_id"]
+        assert await _execution_rows(f, leo.account_id) == (2, 2)
+
+        conflict = await f.risk.post("/v1/orders", json={**sell, "qty": 300}, headers=f.headers(leo))
+        assert conflict.status_code == 409 and conflict.json()["code"] == "client_order_id_conflict"
+        assert await _execution_rows(f, leo.account_id) == (2, 2)

@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from services.risk.checks import OrderIntent, Quote, check_order, static_checks
+from services.risk.checks import Holding, OrderIntent, Quote, check_order, static_checks
 from shared.domain import OrderSide, OrderType
 
 CAP = Decimal("1000000")  # 1,000,000 CNY per order
@@ -31,13 +31,23 @@ def _buy(ts_code: str = "600000.SH", qty: int = 100, price: str | None = "10.00"
     return OrderIntent(ts_code, OrderSide(side), order_type, qty, None if price is None else Decimal(price))
 
 
-def check_order_codes(order: OrderIntent, quote: Quote | None, cap: Decimal = CAP) -> list[str]:
-    return [r.code.value for r in check_order(order, quote, max_order_value=cap)]
+# Enough shares that sells in the general tests are not about the position.
+PLENTY = 1_000_000
 
 
-def check(order: OrderIntent, quote: Quote | None = None, cap: Decimal = CAP) -> list[str]:
+def check_order_codes(
+    order: OrderIntent, quote: Quote | None, cap: Decimal = CAP, holding: Holding | None = None
+) -> list[str]:
+    return [r.code.value for r in check_order(order, quote, max_order_value=cap, holding=holding)]
+
+
+def check(
+    order: OrderIntent, quote: Quote | None = None, cap: Decimal = CAP, holding: Holding | None = None
+) -> list[str]:
     q = _quote(order.ts_code) if quote is None else quote
-    return check_order_codes(order, q, cap)
+    if holding is None and order.side is OrderSide.SELL:
+        holding = Holding(ts_code=order.ts_code, qty=PLENTY, sellable_qty=PLENTY)
+    return check_order_codes(order, q, cap, holding)
 
 
 def test_a_plain_main_board_buy_is_approved() -> None:
@@ -49,7 +59,7 @@ def test_a_plain_main_board_buy_is_approved() -> None:
     [
         ("600000.SH", "buy", 150, ["lot_size"]),  # main board: lots of 100
         ("600000.SH", "buy", 200, []),
-        ("600000.SH", "sell", 150, ["lot_size"]),  # an odd lot only as the whole position, which risk cannot see
+        ("600000.SH", "sell", 150, ["lot_size"]),  # an odd lot only as the whole position (here: far more held)
         ("300750.SZ", "buy", 250, ["lot_size"]),  # ChiNext: lots of 100 too
         ("688981.SH", "buy", 199, ["lot_size"]),  # STAR: at least 200 ...
         ("688981.SH", "buy", 200, []),
@@ -137,3 +147,48 @@ def test_static_checks_need_no_quote() -> None:
     security, reasons = static_checks(_buy("688981.SH", qty=199, price="50.00"), max_order_value=CAP)
     assert security is not None and security.board.value == "star"
     assert [r.code.value for r in reasons] == ["lot_size"]
+
+
+def _held(qty: int, sellable: int, ts_code: str = "600000.SH") -> Holding:
+    return Holding(ts_code=ts_code, qty=qty, sellable_qty=sellable)
+
+
+def test_a_sell_without_a_position_is_insufficient() -> None:
+    [reason] = check_order(_buy(qty=1000, side="sell"), _quote(), max_order_value=CAP, holding=None)
+    assert reason.code.value == "insufficient_position"
+    assert "cannot sell 1000 shares of 600000.SH: 0 sellable now (held 0;" in reason.message
+
+
+@pytest.mark.parametrize(
+    ("held", "sellable", "qty", "expected"),
+    [
+        (1000, 1000, 1000, []),
+        (1000, 1000, 1100, ["insufficient_position"]),
+        (1500, 1000, 1100, ["insufficient_position"]),  # 500 bought today (T+1)
+        (1000, 0, 100, ["insufficient_position"]),  # all bought today
+        (150, 150, 150, []),  # the odd lot as the whole sellable position
+        (150, 150, 50, ["lot_size"]),  # part of an odd lot
+        (150, 150, 100, []),  # a whole lot out of 150
+        (250, 150, 150, []),  # the whole of what is sellable today
+    ],
+)
+def test_sells_against_the_position(held: int, sellable: int, qty: int, expected: list[str]) -> None:
+    assert check(_buy(qty=qty, side="sell"), holding=_held(held, sellable)) == expected
+
+
+def test_insufficient_position_message_names_both_numbers() -> None:
+    [reason] = check_order(_buy(qty=1100, side="sell"), _quote(), max_order_value=CAP, holding=_held(1500, 1000))
+    assert "cannot sell 1100 shares of 600000.SH: 1000 sellable now (held 1500;" in reason.message
+
+
+def test_star_odd_lot_sell_closes_the_position() -> None:
+    # STAR: sells below 200 shares only as the whole position.
+    star = _quote("688981.SH", last_close=Decimal("50.00"), limit_up=Decimal("60.00"), limit_down=Decimal("40.00"))
+    order = _buy("688981.SH", qty=150, price="50.00", side="sell")
+    assert check(order, star, holding=_held(150, 150, "688981.SH")) == []
+    assert check(order, star, holding=_held(300, 300, "688981.SH")) == ["lot_size"]
+
+
+def test_buys_ignore_the_position() -> None:
+    # No cash ledger yet: a buy is not checked against what the account holds or can pay.
+    assert check(_buy(qty=100), holding=None) == []

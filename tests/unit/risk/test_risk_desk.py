@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from services.risk.checks import Quote
-from services.risk.desk import QuoteUnavailable, RiskDesk
+from services.risk.checks import Holding, Quote
+from services.risk.desk import PositionsUnavailable, QuoteUnavailable, RiskDesk
 from services.risk.metrics import RiskMetrics
 from services.risk.schemas import OrderRequest
 from services.risk.store import Decision
@@ -41,6 +41,19 @@ class FakeQuotes:
         return QUOTE if ts_code == "600000.SH" else None
 
 
+class FakePositions:
+    def __init__(self, *holdings: Holding, down: bool = False) -> None:
+        self.holdings = {h.ts_code: h for h in holdings}
+        self.down = down
+        self.asked: list[tuple[str, str]] = []
+
+    async def holding(self, account_id: str, ts_code: str) -> Holding | None:
+        self.asked.append((account_id, ts_code))
+        if self.down:
+            raise PositionsUnavailable("the execution service did not answer: ConnectError")
+        return self.holdings.get(ts_code)
+
+
 class FakeExecution:
     def __init__(self, answer: tuple[int, dict[str, Any]] | None = None, down: bool = False) -> None:
         self.answer = answer or (201, {"order_id": "o1", "status": "filled"})
@@ -61,13 +74,26 @@ class FakeLog:
     async def record(self, decision: Decision) -> None:
         self.decisions.append(decision)
 
+    async def approved_for(self, account_id: str, client_order_id: str) -> Decision | None:
+        return next(
+            (
+                d
+                for d in self.decisions
+                if d.approved and (d.account_id, d.client_order_id) == (account_id, client_order_id)
+            ),
+            None,
+        )
 
-def _desk(quotes: FakeQuotes, execution: FakeExecution, log: FakeLog) -> tuple[RiskDesk, CollectorRegistry]:
+
+def _desk(
+    quotes: FakeQuotes, execution: FakeExecution, log: FakeLog, positions: FakePositions | None = None
+) -> tuple[RiskDesk, CollectorRegistry]:
     registry = CollectorRegistry()
     desk = RiskDesk(
         approval_secret=SECRET,
         max_order_value=Decimal("1000000"),
         quotes=quotes,
+        positions=positions or FakePositions(),
         execution=execution,
         decisions=log,
         metrics=RiskMetrics(registry),
@@ -213,3 +239,103 @@ def test_request_shape() -> None:
     with pytest.raises(ValueError, match="client_order_id"):
         _order(client_order_id="x" * 65)
     assert _order(price="10.005").price == Decimal("10.005")  # off the tick: risk's reason, not a shape error
+
+
+def _sell(**kw: object) -> OrderRequest:
+    return _order(**{"side": "sell", **kw})
+
+
+async def test_a_sell_without_the_shares_is_rejected_and_never_forwarded() -> None:
+    execution, log, positions = FakeExecution(), FakeLog(), FakePositions()
+    desk, registry = _desk(FakeQuotes(), execution, log, positions)
+    placement = await desk.place(_sell(qty=1000), ALICE)
+    assert placement.status_code == 422
+    [reason] = placement.body["decision"]["reasons"]
+    assert reason["code"] == "insufficient_position"
+    assert "cannot sell 1000 shares of 600000.SH: 0 sellable now (held 0;" in reason["message"]
+    assert positions.asked == [("acct-alice", "600000.SH")]
+    assert execution.calls == [] and _count(registry, "rejected") == 1
+
+
+async def test_a_sell_within_the_sellable_shares_is_approved_odd_lot_closing_included() -> None:
+    execution, log = FakeExecution(), FakeLog()
+    positions = FakePositions(Holding(ts_code="600000.SH", qty=150, sellable_qty=150))
+    desk, _ = _desk(FakeQuotes(), execution, log, positions)
+    assert (await desk.place(_sell(client_order_id="c-all", qty=150), ALICE)).status_code == 201
+    part = await desk.place(_sell(client_order_id="c-part", qty=50), ALICE)
+    assert part.status_code == 422
+    assert [r["code"] for r in part.body["decision"]["reasons"]] == ["lot_size"]
+    assert len(execution.calls) == 1
+
+
+async def test_buys_do_not_ask_for_positions() -> None:
+    positions = FakePositions(down=True)
+    desk, _ = _desk(FakeQuotes(), FakeExecution(), FakeLog(), positions)
+    assert (await desk.place(_order(), ALICE)).status_code == 201
+    assert positions.asked == []
+
+
+async def test_fails_closed_when_positions_are_unavailable_for_a_sell() -> None:
+    execution, log = FakeExecution(), FakeLog()
+    desk, registry = _desk(FakeQuotes(), execution, log, FakePositions(down=True))
+    placement = await desk.place(_sell(), ALICE)
+    assert placement.status_code == 503
+    assert placement.body["code"] == "risk_unavailable"
+    [reason] = placement.body["decision"]["reasons"]
+    assert reason["code"] == "risk_unavailable" and "execution service did not answer" in reason["message"]
+    assert execution.calls == [] and [d.approved for d in log.decisions] == [False]
+    assert _count(registry, "error") == 1
+
+
+async def test_a_retry_of_an_approved_order_is_re_signed_without_checking_again() -> None:
+    quotes, execution, log = FakeQuotes(), FakeExecution(), FakeLog()
+    desk, registry = _desk(quotes, execution, log)
+    first = await desk.place(_order(), ALICE)
+    assert first.status_code == 201
+
+    quotes.down = True  # checking again would fail closed
+    execution.answer = (200, {"order_id": "o1", "status": "filled"})  # execution has the order already
+    again = await desk.place(_order(ts_code="600000.sh", price="10.5"), ALICE)  # same terms, other spelling
+    assert again.status_code == 200
+    assert again.body == {"decision": first.body["decision"], "order": {"order_id": "o1", "status": "filled"}}
+    assert quotes.asked == ["600000.SH"]  # asked once, for the first attempt
+    assert len(log.decisions) == 1 and _count(registry, "approved") == 1
+
+    (body1, _), (body2, _) = execution.calls
+    assert {k: v for k, v in body1.items() if k != "approval"} == {k: v for k, v in body2.items() if k != "approval"}
+    decision_id = log.decisions[0].decision_id
+    assert body1["approval"]["decision_id"] == body2["approval"]["decision_id"] == decision_id
+    terms = OrderTerms.model_validate({k: v for k, v in body2.items() if k != "approval"})
+    assert approval_error(SECRET, terms, Approval.model_validate(body2["approval"]), max_age_s=60) is None
+
+
+async def test_a_retry_of_a_filled_sell_is_not_told_the_shares_are_gone() -> None:
+    execution, log = FakeExecution(), FakeLog()
+    positions = FakePositions(Holding(ts_code="600000.SH", qty=300, sellable_qty=300))
+    desk, _ = _desk(FakeQuotes(), execution, log, positions)
+    assert (await desk.place(_sell(), ALICE)).status_code == 201
+    positions.holdings.clear()  # sold
+    execution.answer = (200, {"order_id": "o1", "status": "filled"})
+    assert (await desk.place(_sell(), ALICE)).status_code == 200
+    assert len(positions.asked) == 1
+
+
+async def test_a_retry_with_other_terms_is_a_conflict() -> None:
+    execution, log = FakeExecution(), FakeLog()
+    desk, _ = _desk(FakeQuotes(), execution, log)
+    first = await desk.place(_order(), ALICE)
+    conflict = await desk.place(_order(qty=400), ALICE)
+    assert conflict.status_code == 409
+    assert conflict.body["code"] == "client_order_id_conflict"
+    assert conflict.body["decision"] == first.body["decision"]
+    assert len(execution.calls) == 1 and len(log.decisions) == 1
+
+
+async def test_a_rejected_order_may_be_sent_again_and_is_checked_again() -> None:
+    quotes, execution, log = FakeQuotes(down=True), FakeExecution(), FakeLog()
+    desk, _ = _desk(quotes, execution, log)
+    assert (await desk.place(_order(), ALICE)).status_code == 503
+    quotes.down = False
+    assert (await desk.place(_order(), ALICE)).status_code == 201
+    assert [d.approved for d in log.decisions] == [False, True]
+    assert quotes.asked == ["600000.SH", "600000.SH"]

@@ -1,0 +1,69 @@
+"""An account's positions, computed from its trades and its open sell orders: how many shares it holds and how
+many it may sell today (T+1). Pure: the store reads the rows, this module does the arithmetic."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from services.execution.events import exchange_date
+from shared.domain import OrderSide
+
+
+@dataclass(frozen=True)
+class TradeLot:
+    """One trade as positions need it."""
+
+    ts_code: str
+    side: OrderSide
+    qty: int
+    traded_at: datetime  # aware; its exchange date (Asia/Shanghai) decides T+1
+
+
+@dataclass(frozen=True)
+class OpenSell:
+    """The unfilled remainder of a sell order that is not final: shares promised to the broker already."""
+
+    ts_code: str
+    remaining_qty: int
+
+
+@dataclass(frozen=True)
+class Holding:
+    ts_code: str
+    qty: int
+    sellable_qty: int
+
+
+def holdings(trades: Iterable[TradeLot], open_sells: Iterable[OpenSell], *, today: date) -> list[Holding]:
+    """Positions by ts_code (sorted), leaving out codes with nothing held.
+
+    qty = all buys - all sells. Shares bought on `today` (the exchange date) may be sold from the next trading
+    day only (T+1, SSE/SZSE trading rules), so what can be sold today is what was bought before today, less
+    every sell so far (a sell can only have used shares sellable on its day, so sells come out of those first),
+    less what open sell orders have reserved (so two resting sells cannot sell the same shares twice)."""
+    bought_before: dict[str, int] = {}
+    bought_today: dict[str, int] = {}
+    sold: dict[str, int] = {}
+    reserved: dict[str, int] = {}
+    for trade in trades:
+        if trade.side is OrderSide.SELL:
+            book = sold
+        elif exchange_date(trade.traded_at) >= today:
+            book = bought_today
+        else:
+            book = bought_before
+        book[trade.ts_code] = book.get(trade.ts_code, 0) + trade.qty
+    for sell in open_sells:
+        reserved[sell.ts_code] = reserved.get(sell.ts_code, 0) + max(sell.remaining_qty, 0)
+
+    out: list[Holding] = []
+    for ts_code in sorted(bought_before.keys() | bought_today.keys() | sold.keys()):
+        before, new, out_qty = bought_before.get(ts_code, 0), bought_today.get(ts_code, 0), sold.get(ts_code, 0)
+        qty = before + new - out_qty
+        if qty == 0:
+            continue
+        sellable = max(before - out_qty - reserved.get(ts_code, 0), 0)
+        out.append(Holding(ts_code=ts_code, qty=qty, sellable_qty=min(sellable, max(qty, 0))))
+    return out
