@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
@@ -267,16 +267,67 @@ class BacktestStore:
     async def claim(self, backtest_id: str) -> BacktestRecord | None:
         """Mark a queued (or a crashed worker's running) backtest running and return it. A finished backtest is
         returned unchanged; the caller leaves it alone. None when there is no such backtest."""
+        record, _ = await self.try_claim(backtest_id)
+        return record
+
+    async def try_claim(
+        self, backtest_id: str, *, max_attempts: int | None = None
+    ) -> tuple[BacktestRecord | None, bool]:
+        """As `claim`, also saying whether this call claimed the backtest. With `max_attempts`, a backtest already
+        started that many times is not claimed again: it is returned unchanged (still queued or running) with
+        False, for the caller to fail it."""
+        conditions = [
+            backtests.c.backtest_id == backtest_id,
+            backtests.c.status.in_([BacktestStatus.QUEUED.value, BacktestStatus.RUNNING.value]),
+        ]
+        if max_attempts is not None:
+            conditions.append(backtests.c.attempts < max_attempts)
         async with self.db.session() as session:
-            await session.execute(
+            result = await session.execute(
+                update(backtests)
+                .where(*conditions)
+                .values(status=BacktestStatus.RUNNING.value, started_at=utcnow(), attempts=backtests.c.attempts + 1)
+            )
+            claimed = result.rowcount == 1
+        return await self.get(backtest_id), claimed
+
+    async def stale(self, *, queued_for_s: float, running_for_s: float, limit: int = 500) -> list[str]:
+        """Backtests that may have lost their job: queued for longer than `queued_for_s` (the job was never
+        queued, or a restart lost it), or running for longer than `running_for_s` (the worker is gone and nothing
+        redelivered the job). Oldest first."""
+        now = utcnow()
+        query = (
+            select(backtests.c.backtest_id)
+            .where(
+                (
+                    (backtests.c.status == BacktestStatus.QUEUED.value)
+                    & (backtests.c.created_at < now - timedelta(seconds=queued_for_s))
+                )
+                | (
+                    (backtests.c.status == BacktestStatus.RUNNING.value)
+                    & (backtests.c.started_at < now - timedelta(seconds=running_for_s))
+                )
+            )
+            .order_by(backtests.c.created_at, backtests.c.backtest_id)
+            .limit(limit)
+        )
+        async with self.db.session() as session:
+            return [r.backtest_id for r in (await session.execute(query)).all()]
+
+    async def mark_running_resent(self, backtest_id: str, *, running_for_s: float) -> bool:
+        """Before a sweep re-queues a stale running backtest: restart its staleness clock, so that of several
+        workers sweeping at once only one re-queues it. False when it is no longer stale (someone else did)."""
+        async with self.db.session() as session:
+            result = await session.execute(
                 update(backtests)
                 .where(
                     backtests.c.backtest_id == backtest_id,
-                    backtests.c.status.in_([BacktestStatus.QUEUED.value, BacktestStatus.RUNNING.value]),
+                    backtests.c.status == BacktestStatus.RUNNING.value,
+                    backtests.c.started_at < utcnow() - timedelta(seconds=running_for_s),
                 )
-                .values(status=BacktestStatus.RUNNING.value, started_at=utcnow(), attempts=backtests.c.attempts + 1)
+                .values(started_at=utcnow())
             )
-        return await self.get(backtest_id)
+            return bool(result.rowcount == 1)
 
     async def finish(
         self,

@@ -14,6 +14,13 @@ What happens to a job:
 - The data service is down: retried with backoff inside the job (see market_data.py); if it stays down, or it
   refuses the request, or there are no bars at all, the backtest is marked failed with a clear error and the job
   is acknowledged. That is an outcome for the user, not a defect to dead-letter.
+- Started MAX_ATTEMPTS times already without finishing (each time its worker crashed or was killed, e.g. by the
+  OOM killer): not run again; the backtest is marked failed (too_many_attempts) and the job is acknowledged.
+- Lost jobs: on start and every SWEEP_INTERVAL_S the worker re-queues backtests queued for longer than
+  STALE_QUEUED_S (the API died between storing the row and queueing the job, or standalone mode's in-memory queue
+  was lost in a restart) and backtests running for longer than STALE_RUNNING_S (their worker is gone and nothing
+  redelivered the job). A duplicate job is harmless: see the first point; a running backtest's duplicate runs it
+  again, and only the first run to finish stores its result.
 - Shutdown: a job in progress is finished first; a job delivered during shutdown is left unacknowledged, so the
   broker gives it to the next worker when this one's channel closes.
 """
@@ -21,6 +28,7 @@ What happens to a job:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
@@ -50,6 +58,12 @@ log = logging.getLogger(__name__)
 
 SERVICE = "backtest"
 PROCESS = "backtest-worker"
+
+MAX_ATTEMPTS = 3  # times a backtest may be started; the next delivery fails it instead
+SWEEP_INTERVAL_S = 60.0
+STALE_QUEUED_S = 120.0
+STALE_RUNNING_S = 30 * 60.0
+SWEEP_STOP_GRACE_S = 10.0
 
 
 class WorkerMetrics:
@@ -87,7 +101,11 @@ class BacktestWorker:
         fetch_attempts: int = 4,
         fetch_backoff_s: float = 0.5,
         fetch_concurrency: int = 8,
+        sweep_interval_s: float | None = None,
+        stale_queued_s: float | None = None,
+        stale_running_s: float | None = None,
     ) -> None:
+        """The sweep's timings default to the module's constants (read here, so a test may patch them)."""
         self.settings = settings
         self.infra = infra
         self._owns_db = db is None
@@ -99,20 +117,28 @@ class BacktestWorker:
         self.fetch_attempts = fetch_attempts
         self.fetch_backoff_s = fetch_backoff_s
         self.fetch_concurrency = fetch_concurrency
+        self.sweep_interval_s = SWEEP_INTERVAL_S if sweep_interval_s is None else sweep_interval_s
+        self.stale_queued_s = STALE_QUEUED_S if stale_queued_s is None else stale_queued_s
+        self.stale_running_s = STALE_RUNNING_S if stale_running_s is None else stale_running_s
         self._busy = asyncio.Lock()
         self._stopping = False
+        self._sweep_stop = asyncio.Event()
+        self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.db.connect()
         await self.store.migrate()
         self.relay.start()
         await self.infra.bus.consume_jobs(JOB_QUEUE, self.handle, prefetch=1)
+        self._sweep_stop.clear()
+        self._sweeper = asyncio.create_task(self._run_sweeper(), name="backtest-sweeper")
         log.info("backtest worker consuming", extra={"queue": JOB_QUEUE, "strategies": sorted(self.strategies)})
 
     async def stop(self, timeout_s: float = 120.0) -> None:
         """Let a job in progress finish (up to `timeout_s`), then stop publishing and close the database.
         The caller closes the bus, which returns any job delivered meanwhile to the queue."""
         self._stopping = True
+        await self._stop_sweeper()
         try:
             async with asyncio.timeout(timeout_s):
                 async with self._busy:
@@ -122,6 +148,59 @@ class BacktestWorker:
         await self.relay.stop()
         if self._owns_db:
             await self.db.dispose()
+
+    async def _stop_sweeper(self) -> None:
+        """Let a sweep in progress finish its current statement (it checks the stop flag between jobs): a task
+        cancelled inside an asyncmy transaction can wait forever on its rollback. Cancelled only if it overruns."""
+        task, self._sweeper = self._sweeper, None
+        self._sweep_stop.set()
+        if task is None:
+            return
+        done, _ = await asyncio.wait({task}, timeout=SWEEP_STOP_GRACE_S)
+        if not done:
+            log.warning("backtest sweep still running after %ss; cancelling it", SWEEP_STOP_GRACE_S)
+            task.cancel()
+            await asyncio.wait({task}, timeout=SWEEP_STOP_GRACE_S)
+
+    async def _run_sweeper(self) -> None:
+        while not self._sweep_stop.is_set():
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("backtest sweep failed; will retry")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._sweep_stop.wait(), timeout=self.sweep_interval_s)
+
+    async def sweep(self) -> int:
+        """Re-queue the backtests that look like they lost their job; returns how many were re-queued."""
+        stale = await self.store.stale(queued_for_s=self.stale_queued_s, running_for_s=self.stale_running_s)
+        # A `queued` row is provably without a message only when nothing waits in the work queue; with a backlog,
+        # old queued rows are simply waiting their turn, and re-queueing them every sweep would multiply messages.
+        backlog = await self.infra.bus.waiting_jobs(JOB_QUEUE) if stale else 0
+        requeued = 0
+        for backtest_id in stale:
+            if self._sweep_stop.is_set():
+                break
+            record = await self.store.get(backtest_id)
+            if record is None or record.status.is_final:
+                continue
+            if record.status is BacktestStatus.QUEUED and backlog > 0:
+                continue
+            if record.status is BacktestStatus.RUNNING and not await self.store.mark_running_resent(
+                backtest_id, running_for_s=self.stale_running_s
+            ):
+                continue  # another worker's sweep (or a redelivery) got to it first
+            try:
+                await self.infra.bus.enqueue(JOB_QUEUE, {"backtest_id": backtest_id}, message_id=backtest_id)
+            except Exception:
+                log.exception("backtest sweep could not queue a job; will retry", extra={"backtest_id": backtest_id})
+                break  # the others would meet the same wall
+            requeued += 1
+            log.warning(
+                "backtest re-queued by the sweep",
+                extra={"backtest_id": backtest_id, "status": record.status.value, "attempts": record.attempts},
+            )
+        return requeued
 
     async def handle(self, body: dict[str, Any]) -> None:
         """The job handler: returns when the job is done with (acknowledged), raises to dead-letter it."""
@@ -143,12 +222,18 @@ class BacktestWorker:
                     self.metrics.seconds.observe(time.perf_counter() - started)
 
     async def _handle(self, backtest_id: str) -> str:
-        record = await self.store.claim(backtest_id)
+        record, claimed = await self.store.try_claim(backtest_id, max_attempts=MAX_ATTEMPTS)
         if record is None:
             raise UnknownBacktest(f"no backtest {backtest_id!r} in the store")
         if record.status.is_final:
             log.info("backtest finished already; job skipped", extra={"backtest_id": backtest_id})
             return "skipped"
+        if not claimed:
+            error = (
+                f"too_many_attempts: the job was started {record.attempts} times without finishing "
+                "(a worker crashed or was killed each time)"
+            )
+            return await self._fail(record, error, from_status=record.status)
         log.info(
             "backtest running",
             extra={"backtest_id": backtest_id, "strategy": record.strategy, "attempt": record.attempts},
@@ -237,9 +322,13 @@ class BacktestWorker:
         await self._publish()
         return "succeeded"
 
-    async def _fail(self, record: BacktestRecord, error: str) -> str:
+    async def _fail(
+        self, record: BacktestRecord, error: str, *, from_status: BacktestStatus = BacktestStatus.RUNNING
+    ) -> str:
         event = backtest_finished(record.backtest_id, BacktestStatus.FAILED.value, owner=record.owner, error=error)
-        stored = await self.store.finish(record.backtest_id, status=BacktestStatus.FAILED, error=error, event=event)
+        stored = await self.store.finish(
+            record.backtest_id, status=BacktestStatus.FAILED, error=error, event=event, from_status=from_status
+        )
         if stored:
             log.warning("backtest failed", extra={"backtest_id": record.backtest_id, "error": event.payload["error"]})
             await self._publish()

@@ -170,6 +170,14 @@ class AmqpBus:
             name, durable=True, arguments={"x-dead-letter-exchange": self.dead_letter_exchange}
         )
 
+    async def waiting_jobs(self, queue: str) -> int:
+        if self._publish_channel is None:
+            await self.start()
+        assert self._publish_channel is not None
+        declared = await self._declare_job_queue(self._publish_channel, self.job_queue_name(queue))
+        count = declared.declaration_result.message_count
+        return int(count or 0)
+
     async def consume_jobs(self, queue: str, handler: JobHandler, *, prefetch: int = 1) -> None:
         if self._connection is None:
             await self.start()

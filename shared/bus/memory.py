@@ -78,6 +78,10 @@ class MemoryBus:
         jobs = self._job_queues.setdefault(queue, asyncio.Queue())
         self._tasks.append(asyncio.create_task(self._run_jobs(queue, jobs, handler), name=f"jobs:{queue}"))
 
+    async def waiting_jobs(self, queue: str) -> int:
+        jobs = self._job_queues.get(queue)
+        return 0 if jobs is None else jobs.qsize()
+
     async def _run_jobs(self, queue: str, jobs: asyncio.Queue[dict[str, Any]], handler: JobHandler) -> None:
         while True:
             body = await jobs.get()

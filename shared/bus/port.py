@@ -37,6 +37,9 @@ class EventBus(Protocol):
     async def consume_jobs(self, queue: str, handler: JobHandler, *, prefetch: int = 1) -> None:
         """Run `handler` for each job; acknowledge only after it returns. A raising job is dead-lettered."""
 
+    async def waiting_jobs(self, queue: str) -> int:
+        """How many jobs wait in the work queue, not yet delivered to a worker."""
+
 
 def topic_matches(pattern: str, routing_key: str) -> bool:
     """AMQP topic matching: `*` is exactly one word, `#` is zero or more words."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -15,10 +16,11 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from fastapi import FastAPI
+from sqlalchemy import update
 
 from services.backtest.app import create_app
-from services.backtest.store import BacktestStatus, metadata
-from services.backtest.worker import BacktestWorker
+from services.backtest.store import BacktestStatus, backtests, metadata, utcnow
+from services.backtest.worker import MAX_ATTEMPTS, BacktestWorker
 from shared.app import Infra
 from shared.bus import create_bus
 from shared.bus.amqp import AmqpBus
@@ -279,6 +281,91 @@ async def test_a_job_a_crashed_worker_left_running_is_run_again(stack: Stack) ->
     result = await stack.finished(record.backtest_id)
     assert result["status"] == "succeeded" and result["attempts"] == 2
     assert [p["trade_date"] for p in result["equity_curve"]] == [d.isoformat() for d in (D1, D2, D3, D4)]
+
+
+async def _orphan(stack: Stack, backtest_id: str, **values: Any) -> None:
+    """A backtest row with no job in the queue (the API died before queueing it), backdated, with `values` set."""
+    store = stack.app.state.backtests.store
+    await store.create(
+        backtest_id=backtest_id,
+        owner="alice",
+        strategy="buy_and_hold",
+        params={},
+        ts_codes=["600036.SH"],
+        start=D1,
+        end=D4,
+        initial_cash=Decimal("100000"),
+    )
+    async with store.db.session() as session:
+        await session.execute(
+            update(backtests)
+            .where(backtests.c.backtest_id == backtest_id)
+            .values(created_at=utcnow() - timedelta(hours=1), **values)
+        )
+
+
+async def test_the_sweep_queues_a_backtest_whose_job_was_never_queued(stack: Stack) -> None:
+    backtest_id = "orphan" + "0" * 26
+    await _orphan(stack, backtest_id)
+    assert await stack.worker.sweep() == 1
+    result = await stack.finished(backtest_id)
+    assert result["status"] == "succeeded" and result["attempts"] == 1, result["error"]
+    assert (await stack.event_for(backtest_id)).payload["status"] == "succeeded"
+    assert await stack.worker.sweep() == 0  # finished: not queued again
+
+
+async def test_a_backtest_started_too_many_times_fails_and_is_not_dead_lettered(stack: Stack) -> None:
+    backtest_id = "oomkilled" + "0" * 23
+    await _orphan(stack, backtest_id, status="running", attempts=MAX_ATTEMPTS, started_at=utcnow())
+    calls_before = stack.fake.calls["600036.SH"]
+    await stack.worker.handle({"backtest_id": backtest_id})  # the broker's redelivery: acknowledged, not raised
+    result = await stack.finished(backtest_id)
+    assert result["status"] == "failed" and result["attempts"] == MAX_ATTEMPTS
+    assert result["error"] == (
+        f"too_many_attempts: the job was started {MAX_ATTEMPTS} times without finishing "
+        "(a worker crashed or was killed each time)"
+    )
+    assert result["summary"] is None and result["equity_curve"] == []
+    assert stack.fake.calls["600036.SH"] == calls_before  # not run again
+    event = await stack.event_for(backtest_id)
+    assert event.payload["status"] == "failed" and event.payload["error"].startswith("too_many_attempts:")
+
+
+async def test_the_sweep_does_not_run_twice_a_job_already_in_the_queue(stack: Stack) -> None:
+    backtest_id = "inqueue" + "0" * 25
+    await _orphan(stack, backtest_id)
+    skipped_before = stack.jobs("skipped")
+    calls_before = stack.fake.calls["600036.SH"]
+    # Hold the worker (it takes one job at a time) so the job is still in RabbitMQ when the sweep runs.
+    async with stack.worker._busy:
+        await stack.probe.enqueue("backtests", {"backtest_id": backtest_id}, message_id=backtest_id)
+        assert await stack.worker.sweep() == 1
+        assert (await stack.app.state.backtests.store.get(backtest_id)).status is BacktestStatus.QUEUED
+    sentinel = await stack.submit({"ts_codes": ["600519.SH"], "start": "2024-03-04", "end": "2024-03-07"})
+    assert (await stack.finished(sentinel))["status"] == "succeeded"
+    result = await stack.finished(backtest_id)
+    assert result["status"] == "succeeded" and result["attempts"] == 1
+    assert stack.fake.calls["600036.SH"] - calls_before == 1
+    assert stack.jobs("skipped") - skipped_before == 1
+    await stack.event_for(backtest_id)
+    assert len({e.id for e in stack.events if e.payload["backtest_id"] == backtest_id}) == 1
+
+
+async def test_the_sweep_leaves_queued_rows_alone_while_jobs_wait_in_the_queue(stack: Stack) -> None:
+    """With a backlog, an old `queued` row is waiting its turn: re-queueing it every sweep would multiply messages."""
+    backtest_id = "backlog" + "0" * 25
+    window = {"ts_codes": ["600519.SH"], "start": "2024-03-04", "end": "2024-03-07"}
+    async with stack.worker._busy:  # the worker takes one job at a time: the second submission stays waiting
+        first = await stack.submit(window)
+        second = await stack.submit(window)
+        await _orphan(stack, backtest_id)
+        assert await stack.probe.waiting_jobs("backtests") >= 1
+        assert await stack.worker.sweep() == 0
+    for job in (first, second):
+        assert (await stack.finished(job))["status"] == "succeeded"
+    assert await stack.probe.waiting_jobs("backtests") == 0
+    assert await stack.worker.sweep() == 1  # nothing waits any more: the orphan provably has no message
+    assert (await stack.finished(backtest_id))["status"] == "succeeded"
 
 
 async def test_bad_requests_are_refused_and_nothing_is_stored(stack: Stack) -> None:

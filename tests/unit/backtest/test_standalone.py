@@ -124,3 +124,80 @@ async def test_a_request_the_queue_cannot_take_is_recorded_failed_and_answered_5
         assert listed[0]["backtest_id"] in resp.json()["message"]
         await eventually(lambda: bool(bus.published))
         assert bus.published[0].payload["status"] == "failed"
+
+
+async def test_the_sweep_requeues_lost_jobs_and_fails_a_job_started_too_often(tmp_path: Path) -> None:
+    """Standalone mode's in-memory queue does not survive a restart: rows left queued, or running under a worker
+    that died, are only ever picked up again by the sweep."""
+    from datetime import date, timedelta
+    from decimal import Decimal
+
+    from sqlalchemy import update
+
+    from services.backtest.store import BacktestStatus, BacktestStore, backtests, utcnow
+    from services.backtest.worker import MAX_ATTEMPTS
+    from shared.db import Database
+
+    settings = _settings(tmp_path)
+    fake = FakeData(settings.jwt_secret)
+    bus = MemoryBus()
+    infra = Infra(
+        settings=settings,
+        bus=bus,
+        cache=MemoryCache(),
+        services=ServiceDirectory(settings, {"data": httpx.ASGITransport(app=fake.app())}),
+        shared=True,
+    )
+    db = Database(settings.database_url_for("backtest"))
+    await db.connect()
+    store = BacktestStore(db)
+    await store.migrate()
+
+    async def create(backtest_id: str) -> None:
+        await store.create(
+            backtest_id=backtest_id,
+            owner="alice",
+            strategy="buy_and_hold",
+            params={},
+            ts_codes=["600036.SH"],
+            start=date(2024, 3, 4),
+            end=date(2024, 3, 7),
+            initial_cash=Decimal("100000"),
+        )
+
+    # Left by the previous process: one row queued (its job was lost), one running under a worker that was killed
+    # for the third time.
+    await create("lostqueued")
+    await create("killedthrice")
+    async with db.session() as session:
+        await session.execute(
+            update(backtests)
+            .where(backtests.c.backtest_id == "killedthrice")
+            .values(status="running", attempts=MAX_ATTEMPTS, started_at=utcnow() - timedelta(hours=1))
+        )
+
+    worker = BacktestWorker(
+        settings, infra, db=db, strategies=STRATEGIES, sweep_interval_s=0.05, stale_queued_s=0.0, stale_running_s=60
+    )
+    await worker.start()
+    try:
+        async with asyncio.timeout(10):
+            while True:
+                lost, killed = await store.get("lostqueued"), await store.get("killedthrice")
+                assert lost is not None and killed is not None
+                if lost.status.is_final and killed.status.is_final:
+                    break
+                await asyncio.sleep(0.02)
+    finally:
+        await worker.stop()
+        await bus.close()
+    assert lost.status is BacktestStatus.SUCCEEDED and lost.attempts == 1, lost.error
+    assert killed.status is BacktestStatus.FAILED and killed.attempts == MAX_ATTEMPTS
+    assert killed.error == (
+        f"too_many_attempts: the job was started {MAX_ATTEMPTS} times without finishing "
+        "(a worker crashed or was killed each time)"
+    )
+    assert worker._sweeper is None and bus.dead_letters == []
+    statuses = {e.payload["backtest_id"]: e.payload["status"] for e in bus.published if e.type == "backtest.finished"}
+    assert statuses == {"lostqueued": "succeeded", "killedthrice": "failed"}
+    await db.dispose()
