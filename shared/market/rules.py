@@ -45,6 +45,9 @@ def price_limit_ratio(
             if listing_day is not None and listing_day <= 5:
                 return None
             return Decimal("0.20"), Decimal("0.20")  # ST alike after the reform
+        if listing_day == 1:
+            # Before the reform ChiNext IPOs followed the main-board first-day cap: +44% / -36% of the issue price.
+            return Decimal("0.44"), Decimal("0.36")
         return _main_board_ratio(is_st)
     # Main board
     if listing_day is not None:

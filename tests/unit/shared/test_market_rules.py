@@ -38,6 +38,8 @@ def test_limit_prices(board: Board, is_st: bool, pre_close: Decimal, up: Decimal
 def test_chinext_was_10_percent_before_the_reform() -> None:
     assert price_limit_ratio(Board.CHINEXT, date(2020, 8, 21)) == (D("0.10"), D("0.10"))
     assert price_limit_ratio(Board.CHINEXT, date(2020, 8, 24)) == (D("0.20"), D("0.20"))
+    assert price_limit_ratio(Board.CHINEXT, date(2019, 6, 3), listing_day=1) == (D("0.44"), D("0.36"))
+    assert price_limit_ratio(Board.CHINEXT, date(2019, 6, 4), listing_day=2) == (D("0.10"), D("0.10"))
 
 
 def test_new_listings_trade_without_limits() -> None:
