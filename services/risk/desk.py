@@ -38,7 +38,8 @@ from shared.observability import current_correlation_id, new_id
 log = logging.getLogger(__name__)
 
 # Roles that may not place orders (the gateway checks too; risk does not rely on it).
-READ_ONLY_ROLES = frozenset({"viewer"})
+# Who may place orders: people with a trading role. Viewers watch; a service acting as itself has no account.
+ORDER_ROLES = frozenset({"trader", "admin"})
 
 
 class QuoteUnavailable(Exception):
@@ -172,7 +173,7 @@ class RiskDesk:
         self.clock = clock
 
     async def place(self, request: OrderRequest, principal: Principal) -> Placement:
-        if principal.role in READ_ONLY_ROLES:
+        if principal.role not in ORDER_ROLES:
             raise Forbidden("forbidden", f"role {principal.role} may not place orders")
         account_id = principal.account_id or principal.subject
 

@@ -220,11 +220,12 @@ async def test_execution_answers_are_mapped(answer: tuple[int, dict[str, Any]], 
     assert placement.body["decision"]["approved"] is True
 
 
-async def test_viewers_cannot_place_orders() -> None:
+@pytest.mark.parametrize("principal", [Principal("victor", "viewer"), Principal("svc:backtest", "service")])
+async def test_only_trading_roles_place_orders(principal: Principal) -> None:
     execution, log = FakeExecution(), FakeLog()
     desk, _ = _desk(FakeQuotes(), execution, log)
     with pytest.raises(ServiceError) as err:
-        await desk.place(_order(), Principal("victor", "viewer"))
+        await desk.place(_order(), principal)
     assert err.value.status_code == 403
     assert log.decisions == [] and execution.calls == []
 
