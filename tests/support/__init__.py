@@ -1,0 +1,1 @@
+"""Test doubles shared by unit, integration and benchmark code."""

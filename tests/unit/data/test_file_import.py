@@ -1,0 +1,155 @@
+"""CSV / Parquet import in Tushare's daily layout: good files come back sorted and typed; bad ones are refused
+whole, naming the file, the line (CSV, header = line 1) or row (Parquet) and the reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from services.data.providers import FileImportError, read_daily_file
+
+HEADER = "ts_code,trade_date,open,high,low,close,pre_close,change,pct_chg,vol,amount"
+GOOD_ROWS = [
+    "600000.SH,20240103,7.02,7.08,7.00,7.05,7.03,0.02,0.2845,250000,176000",
+    "000001.SZ,20240102,9.39,9.42,9.21,9.21,9.39,-0.18,-1.9169,1158366,1075742.252",
+    "600000.SH,20240102,7.05,7.10,6.98,7.03,7.04,-0.01,-0.142,301234,211234.567",
+    "688981.SH,20240102,52.50,52.75,51.60,51.98,52.60,-0.62,-1.1787,156789.33,815678.9",
+]
+
+
+def write_csv(tmp_path: Path, lines: list[str], name: str = "bars.csv") -> Path:
+    path = tmp_path / name
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_good_csv_in_any_order_comes_back_sorted_and_typed(tmp_path: Path) -> None:
+    frame = read_daily_file(write_csv(tmp_path, [HEADER, *GOOD_ROWS]))
+    assert list(zip(frame["trade_date"], frame["ts_code"], strict=True)) == [
+        ("20240102", "000001.SZ"),
+        ("20240102", "600000.SH"),
+        ("20240102", "688981.SH"),
+        ("20240103", "600000.SH"),
+    ]
+    assert list(frame.columns) == HEADER.split(",")
+    star = frame.iloc[2]
+    assert (star["vol"], star["amount"], star["close"]) == (156789.33, 815678.9, 51.98)  # units untouched
+    assert frame["vol"].dtype == "float64" and frame["open"].dtype == "float64"
+
+
+def test_optional_adj_factor_and_derived_columns(tmp_path: Path) -> None:
+    lines = [
+        "ts_code,trade_date,open,high,low,close,pre_close,vol,amount,adj_factor",
+        "600000.SH,20240102,7.05,7.10,6.98,7.03,7.04,301234,211234.567,13.123",
+    ]
+    frame = read_daily_file(write_csv(tmp_path, lines))
+    assert frame["adj_factor"].tolist() == [13.123]
+    assert frame["change"].isna().all() and frame["pct_chg"].isna().all()  # left out: not invented
+
+
+def error_of(path: Path) -> FileImportError:
+    with pytest.raises(FileImportError) as caught:
+        read_daily_file(path)
+    assert str(path) in str(caught.value)
+    return caught.value
+
+
+def test_missing_columns_are_named(tmp_path: Path) -> None:
+    error = error_of(write_csv(tmp_path, ["ts_code,trade_date,open,high,low,close,vol", GOOD_ROWS[0]]))
+    assert "line 1" in str(error)
+    assert "missing columns pre_close, amount" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("row", "column", "reason"),
+    [
+        ("600000.SH,2024-01-02,7.05,7.10,6.98,7.03,7.04,-0.01,-0.142,301234,211234.567", "trade_date", "bad date"),
+        ("600000.SH,20240230,7.05,7.10,6.98,7.03,7.04,-0.01,-0.142,301234,211234.567", "trade_date", "bad date"),
+        ("600000.SH,20240102,7.05,七点一,6.98,7.03,7.04,-0.01,-0.142,301234,211234.567", "high", "not a number"),
+        ("600000.SH,20240102,7.05,7.10,6.98,,7.04,-0.01,-0.142,301234,211234.567", "close", "empty required field"),
+        ("600000,20240102,7.05,7.10,6.98,7.03,7.04,-0.01,-0.142,301234,211234.567", "ts_code", "bad ts_code format"),
+        ("600000.SH,20240102,7.05,7.10,6.98,7.03,7.04,-0.01,-0.142,inf,211234.567", "vol", "not a finite number"),
+        (",20240102,7.05,7.10,6.98,7.03,7.04,-0.01,-0.142,301234,211234.567", "ts_code", "empty required field"),
+    ],
+)
+def test_bad_values_name_line_column_and_reason(tmp_path: Path, row: str, column: str, reason: str) -> None:
+    # The bad row is the 4th line of the file: header (1), two good rows (2, 3), then it.
+    error = error_of(write_csv(tmp_path, [HEADER, GOOD_ROWS[0], GOOD_ROWS[1], row, GOOD_ROWS[3]]))
+    assert f"line 4: {column}: {reason}" in str(error)
+    assert [(i.line, i.column) for i in error.issues] == [(4, column)]
+
+
+def test_duplicates_name_both_lines(tmp_path: Path) -> None:
+    error = error_of(write_csv(tmp_path, [HEADER, *GOOD_ROWS, GOOD_ROWS[1]]))
+    assert "line 6: duplicate (000001.SZ, 20240102), first at line 3" in str(error)
+
+
+def test_every_issue_is_collected_in_line_order(tmp_path: Path) -> None:
+    rows = [
+        HEADER,
+        "600000.SH,20240102,x,7.10,6.98,7.03,7.04,-0.01,-0.142,301234,211234.567",
+        GOOD_ROWS[1],
+        "",  # a blank line still counts as a line, and is empty
+        "BAD,20240102,7.05,7.10,6.98,7.03,7.04,-0.01,-0.142,301234,211234.567",
+    ]
+    error = error_of(write_csv(tmp_path, rows))
+    lines = [(i.line, i.column) for i in error.issues]
+    assert lines[0] == (2, "open")
+    assert (4, "ts_code") in lines and (4, "trade_date") in lines
+    assert lines[-1] == (5, "ts_code")
+
+
+def test_a_row_with_too_many_fields_names_its_line(tmp_path: Path) -> None:
+    error = error_of(write_csv(tmp_path, [HEADER, GOOD_ROWS[0], GOOD_ROWS[1] + ",extra"]))
+    assert "line 3" in str(error)
+
+
+def test_empty_and_missing_files(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.csv"
+    empty.write_text("", encoding="utf-8")
+    assert "empty" in str(error_of(empty))
+    assert "no rows" in str(error_of(write_csv(tmp_path, [HEADER], "header_only.csv")))
+    assert "no such file" in str(error_of(tmp_path / "absent.csv"))
+    assert "unsupported" in str(error_of(write_csv(tmp_path, [HEADER], "bars.xlsx")))
+
+
+def parquet_frame() -> pd.DataFrame:
+    rows = [r.split(",") for r in GOOD_ROWS]
+    frame = pd.DataFrame(rows, columns=HEADER.split(","))
+    for column in HEADER.split(",")[2:]:
+        frame[column] = frame[column].astype("float64")
+    return frame
+
+
+def test_good_parquet_with_integer_dates(tmp_path: Path) -> None:
+    frame = parquet_frame()
+    frame["trade_date"] = frame["trade_date"].astype("int64")  # a common export: YYYYMMDD as a number
+    frame["adj_factor"] = [13.1, 108.0, 13.1, 4.2]
+    path = tmp_path / "bars.parquet"
+    frame.to_parquet(path)
+    result = read_daily_file(path)
+    assert result["trade_date"].tolist() == ["20240102", "20240102", "20240102", "20240103"]
+    assert result["ts_code"].tolist()[:3] == ["000001.SZ", "600000.SH", "688981.SH"]
+    assert result["adj_factor"].tolist() == [108.0, 13.1, 4.2, 13.1]
+
+
+def test_bad_parquet_names_the_row(tmp_path: Path) -> None:
+    frame = parquet_frame()
+    frame.loc[2, "close"] = float("nan")  # 3rd row
+    frame.loc[3, "trade_date"] = "20241301"  # 4th row
+    path = tmp_path / "bars.parquet"
+    frame.to_parquet(path)
+    error = error_of(path)
+    assert [(i.line, i.column, i.reason) for i in error.issues] == [
+        (3, "close", "empty required field"),
+        (4, "trade_date", "bad date (expected YYYYMMDD, a real calendar day)"),
+    ]
+    assert "row 3: close: empty required field" in str(error)
+
+
+def test_a_file_that_is_not_parquet(tmp_path: Path) -> None:
+    path = tmp_path / "bars.parquet"
+    path.write_text("ts_code,trade_date\n", encoding="utf-8")
+    assert "not a readable Parquet file" in str(error_of(path))
