@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Literal
 
+import numpy as np
 from pydantic import Field
 
 from shared.strategy import Strategy, StrategyContext, StrategyParams
@@ -27,18 +28,16 @@ class BuyAndHold(Strategy):
     name = "buy_and_hold"
     title = "Buy and hold"
     description = (
-        "Splits the initial cash (less the cash reserve) equally over the symbols and buys each at the open of "
-        "its first trading day in the range (a symbol suspended or not yet listed on the first day is bought at "
-        "the first open it trades), in whole lots, fees included; then holds to the end. Prices are unadjusted: "
-        "dividends and splits are not accounted for yet."
+        "Splits the initial cash (less the cash reserve) equally over the symbols and buys each at the first open "
+        "it trades (a symbol suspended or not yet listed on the first day is bought at its first open after), in "
+        "whole lots; then holds to the end. Fees come out of the cash, so the last buys may shrink by a lot. "
+        "Held shares follow corporate actions through the adj factor (dividends reinvested)."
     )
     Params = BuyAndHoldParams
     params: BuyAndHoldParams
 
     def on_init(self, ctx: StrategyContext) -> None:
-        params = self.params
-        investable = ctx.initial_cash * (1 - params.cash_reserve)
         # weights == "equal": the same budget for every symbol; what a budget cannot buy in whole lots stays cash.
+        investable = ctx.initial_cash * (1 - float(self.params.cash_reserve))
         budget = investable / len(ctx.universe)
-        for ts_code in ctx.universe:
-            ctx.buy_value(ts_code, budget)
+        ctx.order_value(np.ones(len(ctx.universe), dtype=np.bool_), budget)

@@ -2,7 +2,7 @@
 of the strategies in the `strategies` package."""
 
 from shared.strategy.base import Strategy, StrategyParams
-from shared.strategy.context import StrategyContext
+from shared.strategy.context import CrossSection, OrderEvent, StrategyContext, TradeEvent
 from shared.strategy.registry import (
     StrategyDefinitionError,
     StrategyInfo,
@@ -13,11 +13,14 @@ from shared.strategy.registry import (
 )
 
 __all__ = [
+    "CrossSection",
+    "OrderEvent",
     "Strategy",
     "StrategyContext",
     "StrategyDefinitionError",
     "StrategyInfo",
     "StrategyParams",
+    "TradeEvent",
     "describe",
     "describe_all",
     "discover_strategies",

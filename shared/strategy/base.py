@@ -9,8 +9,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from shared.domain.models import Bar
-from shared.strategy.context import StrategyContext
+from shared.strategy.context import CrossSection, OrderEvent, StrategyContext, TradeEvent
 
 
 class StrategyParams(BaseModel):
@@ -30,14 +29,21 @@ class Strategy:
       `Params`      a `StrategyParams` subclass; its JSON schema is the strategy's parameter schema
 
     Lifecycle, as an engine drives it (all hooks are synchronous and must not do I/O):
-      1. `on_init(ctx)`  once, before the first bar; orders placed here fill at the first open.
-      2. `on_bar(ctx, bars)` once per trading day, after that day's bars are known, with the bars of the
-         symbols that traded that day (suspended symbols are absent). The strategy sees the day's close,
-         so orders placed here fill at a later open: a backtest never trades on prices it could not have
-         known.
-      3. `on_stop(ctx)`  once, after the last bar.
+      1. `on_init(ctx)`  once, before the first bar; no history is visible yet. Orders placed here fill on the
+         first day.
+      2. `on_bar(ctx, bar)` once per trading day, after the day's bars are known, with the day's cross-section
+         over the whole universe (`bar.has_bar` False for the symbols that did not trade). The strategy sees the
+         day's close, so its orders fill on a later bar: a backtest never trades at a price the strategy could
+         not have traded at.
+      3. `on_order(ctx, event)` when an order is settled (filled, partly filled, cancelled, rejected), and
+         `on_trade(ctx, event)` for each fill; the engine calls them only when a strategy overrides them, so
+         strategies that do not listen pay nothing.
+      4. `on_stop(ctx)`  once, after the last bar.
 
-    An exception raised from a hook fails the run; the engine records the traceback.
+    Strategies should be vectorised over the universe: read `ctx.history(...)` / `ctx.indicator(...)` as
+    days x symbols arrays and place orders for many symbols with one call (see strategies/dual_ma.py).
+
+    An exception raised from a hook fails the run.
     """
 
     name: ClassVar[str] = ""
@@ -45,8 +51,12 @@ class Strategy:
     description: ClassVar[str] = ""
     Params: ClassVar[type[StrategyParams]] = StrategyParams
 
-    def __init__(self, params: StrategyParams | None = None) -> None:
-        self.params = params if params is not None else self.Params()
+    def __init__(self, params: StrategyParams | Mapping[str, Any] | None = None) -> None:
+        if params is None or isinstance(params, Mapping):
+            params = self.parse_params(params)
+        elif not isinstance(params, self.Params):
+            raise TypeError(f"{type(self).__name__} takes {self.Params.__name__}, not {type(params).__name__}")
+        self.params = params
 
     @classmethod
     def parse_params(cls, raw: Mapping[str, Any] | None) -> StrategyParams:
@@ -60,8 +70,14 @@ class Strategy:
     def on_init(self, ctx: StrategyContext) -> None:
         """Called once before the first bar."""
 
-    def on_bar(self, ctx: StrategyContext, bars: Mapping[str, Bar]) -> None:
-        """Called once per trading day with the bars of the symbols that traded, keyed by ts_code."""
+    def on_bar(self, ctx: StrategyContext, bar: CrossSection) -> None:
+        """Called once per trading day with the day's cross-section."""
+
+    def on_order(self, ctx: StrategyContext, event: OrderEvent) -> None:
+        """Called when an order is settled."""
+
+    def on_trade(self, ctx: StrategyContext, event: TradeEvent) -> None:
+        """Called for each fill."""
 
     def on_stop(self, ctx: StrategyContext) -> None:
         """Called once after the last bar."""

@@ -1,0 +1,175 @@
+"""The backtest engine: `run_backtest(strategy, bars, config) -> BacktestResult` over daily bars in Tushare's layout,
+with the A-share rules enforced, money exact in integer fen, and a deterministic, hashed result. How it works and
+why: docs/engine.md."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import date
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from shared.engine.config import BacktestConfig
+from shared.engine.context import BacktestContext, StrategyError
+from shared.engine.core import REASONS, STATUS_NAMES, Engine, EngineError
+from shared.engine.data import BarsError, Panel, load_bars, read_bars
+from shared.engine.metrics import MetricsConfig, compute_metrics
+from shared.engine.result import BacktestResult, code_version, yuan
+from shared.strategy import Strategy
+
+__all__ = [
+    "REASONS",
+    "STATUS_NAMES",
+    "BacktestConfig",
+    "BacktestContext",
+    "BacktestResult",
+    "BarsError",
+    "EngineError",
+    "StrategyError",
+    "benchmark_returns",
+    "load_bars",
+    "read_bars",
+    "run_backtest",
+    "yuan",
+]
+
+
+def _canonical_config(config: BacktestConfig) -> dict[str, Any]:
+    data = config.model_dump(mode="json")
+    data["st_codes"] = sorted(data["st_codes"])
+    data["list_dates"] = dict(sorted(data["list_dates"].items()))
+    return data
+
+
+def benchmark_returns(benchmark: pd.DataFrame | pd.Series, dates: list[date]) -> npt.NDArray[np.float64]:
+    """Daily simple returns of a benchmark on the run's trading days.
+
+    `benchmark`: a DataFrame with trade_date and close (e.g. Tushare index_daily of 000300.SH; pre_close used for the
+    first day when present) or a Series of closes indexed by date. The first day's return is against the last close
+    before the run when the benchmark has one, else against that day's pre_close, else 0."""
+    if isinstance(benchmark, pd.Series):
+        frame = pd.DataFrame({"trade_date": benchmark.index, "close": benchmark.to_numpy()})
+    elif isinstance(benchmark, pd.DataFrame):
+        missing = [c for c in ("trade_date", "close") if c not in benchmark.columns]
+        if missing:
+            raise BarsError(f"benchmark is missing column(s) {', '.join(missing)}")
+        frame = benchmark
+    else:
+        raise BarsError(f"benchmark must be a DataFrame or a Series, got {type(benchmark).__name__}")
+    raw = frame["trade_date"]
+    if len(raw) and not isinstance(raw.iloc[0], date):
+        parsed = pd.to_datetime(raw.astype(str), format="%Y%m%d", errors="coerce")
+    else:
+        parsed = pd.to_datetime(raw, errors="coerce")
+    if parsed.isna().any():
+        raise BarsError("benchmark: trade_date must be 'YYYYMMDD' or a date")
+    days = [d.date() for d in parsed]
+    closes = frame["close"].to_numpy(dtype=np.float64)
+    if len(set(days)) != len(days):
+        raise BarsError("benchmark: duplicate trade_date")
+    if not (closes > 0).all():
+        raise BarsError("benchmark: close must be positive")
+    by_day = dict(zip(days, closes.tolist(), strict=True))
+    absent = [d for d in dates if d not in by_day]
+    if absent:
+        raise BarsError(f"benchmark: no close on {len(absent)} trading day(s), first {absent[0]}")
+    series = np.array([by_day[d] for d in dates])
+    before = [d for d in days if d < dates[0]]
+    if before:
+        first_base = by_day[max(before)]
+    elif "pre_close" in frame.columns:
+        first_base = float(frame["pre_close"].to_numpy(dtype=np.float64)[days.index(dates[0])])
+    else:
+        first_base = series[0]
+    previous = np.concatenate(([first_base], series[:-1]))
+    return series / previous - 1.0
+
+
+def _sha256_inputs(
+    panel: Panel, strategy: Strategy, config: BacktestConfig, bench: npt.NDArray[np.float64] | None
+) -> str:
+    digest = hashlib.sha256()
+    digest.update(panel.input_sha256.encode())
+    digest.update(strategy.name.encode() or type(strategy).__qualname__.encode())
+    digest.update(json.dumps(strategy.params.model_dump(mode="json"), sort_keys=True).encode())
+    digest.update(json.dumps(_canonical_config(config), sort_keys=True).encode())
+    if bench is not None:
+        digest.update(b"benchmark")
+        digest.update(bench.tobytes())
+    return digest.hexdigest()
+
+
+def run_backtest(
+    strategy: Strategy,
+    bars: pd.DataFrame,
+    config: BacktestConfig | None = None,
+    *,
+    benchmark: pd.DataFrame | pd.Series | None = None,
+) -> BacktestResult:
+    """Run `strategy` over `bars` (Tushare daily layout: ts_code, trade_date 'YYYYMMDD' or date, open, high, low,
+    close, pre_close, vol in lots, amount in thousand CNY; optional adj_factor, up_limit, down_limit, is_st).
+
+    Raises BarsError for bad bars (naming the column/rows), StrategyError when the strategy misuses the context,
+    pydantic.ValidationError for a bad config; an exception from the strategy itself propagates unchanged."""
+    config = config or BacktestConfig()
+    if not isinstance(strategy, Strategy):
+        raise TypeError(f"strategy must be a Strategy instance, got {type(strategy).__name__}")
+    panel = load_bars(bars, config)
+    bench = benchmark_returns(benchmark, panel.dates) if benchmark is not None else None
+    engine = Engine(strategy, panel, config)
+    engine.run()
+
+    orders = engine.orders.arrays(
+        {"id": np.int64, "sym": np.int64, "kind": np.int64, "amount": np.int64, "created": np.int64}
+    )
+    settled = engine.settled.arrays({k: np.int64 for k in ("id", "status", "filled", "reason", "day")})
+    count = len(orders["id"])
+    for name, fill in (("status", 0), ("filled", 0), ("reason", 0), ("day", -1)):
+        column = np.full(count, fill, dtype=np.int64)
+        column[settled["id"]] = settled[name]
+        orders["settled" if name == "day" else name] = column
+    trades = engine.trades.arrays({k: np.int64 for k in engine.trades.columns})
+
+    equity_fen = engine.cash_hist + engine.mv_hist
+    sells = trades["side"] < 0
+    metrics = compute_metrics(
+        equity_fen / 100.0,
+        engine.initial_cash_fen / 100.0,
+        benchmark_returns=bench,
+        trade_pnl=trades["pnl"][sells] / 100.0,
+        traded_value=engine.traded_hist / 100.0,
+        config=MetricsConfig(risk_free_rate=config.risk_free_rate, var_level=config.var_level),
+    )
+    report = {
+        "rows": panel.rows,
+        "symbols": len(panel.codes),
+        "trading_days": len(panel.dates),
+        "input_sorted": panel.input_sorted,
+        "suspensions": panel.suspensions,
+        "adj_factor": panel.adj_factor is not None,
+        "extra_columns": sorted(panel.extra),
+        "ignored_columns": panel.ignored_columns,
+    }
+    return BacktestResult(
+        strategy=strategy.name or type(strategy).__qualname__,
+        params=strategy.params.model_dump(mode="json"),
+        config=_canonical_config(config),
+        input_sha256=_sha256_inputs(panel, strategy, config, bench),
+        code_version=code_version(),
+        dates=[d.isoformat() for d in panel.dates],
+        codes=panel.codes,
+        initial_cash_fen=engine.initial_cash_fen,
+        cash_fen=engine.cash_hist,
+        market_value_fen=engine.mv_hist,
+        positions=engine.pos_hist,
+        close_fen=panel.close,
+        orders=orders,
+        trades=trades,
+        corporate_actions=engine.actions,
+        metrics=metrics.as_dict(),
+        data_report=report,
+    )
