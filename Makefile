@@ -47,6 +47,9 @@ bench: $(STAMP)
 	bash scripts/backing-services.sh
 	$(PY) -m bench.order_path
 	$(PY) -m bench.bars_read
+	$(PY) -m bench.engine
+	$(PY) -m bench.engine --symbols 5000
+	$(PY) -m bench.data_quality
 
 up:
 	docker compose up -d --build

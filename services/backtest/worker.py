@@ -40,13 +40,14 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.backtest.engine import BacktestResult, run_backtest
 from services.backtest.events import JOB_QUEUE, backtest_finished
 from services.backtest.market_data import BarsUnavailable, fetch_bars
+from services.backtest.runner import equity_curve, run_job, summary_json, total_return
 from services.backtest.store import BacktestRecord, BacktestStatus, BacktestStore, outbox
 from shared.app import Infra
 from shared.db import Database
 from shared.domain.models import Bar
+from shared.engine import BacktestResult
 from shared.internal_auth import service_headers
 from shared.market.calendar import FIRST_YEAR, LAST_YEAR, sse_trading_days
 from shared.observability import configure_logging
@@ -254,10 +255,9 @@ class BacktestWorker:
                     f"between {record.start} and {record.end}",
                 )
             result = await asyncio.to_thread(
-                run_backtest,
+                run_job,
                 strategy_cls(params),
                 bars,
-                universe=record.ts_codes,
                 initial_cash=record.initial_cash,
                 start=record.start,
                 end=record.end,
@@ -303,13 +303,13 @@ class BacktestWorker:
             record.backtest_id,
             BacktestStatus.SUCCEEDED.value,
             owner=record.owner,
-            total_return=result.summary.total_return,
+            total_return=total_return(result),
         )
         stored = await self.store.finish(
             record.backtest_id,
             status=BacktestStatus.SUCCEEDED,
-            summary=result.summary_json(),
-            equity_curve=[(p.trade_date, p.equity) for p in result.equity_curve],
+            summary=summary_json(result),
+            equity_curve=equity_curve(result),
             event=event,
         )
         if not stored:
@@ -317,7 +317,7 @@ class BacktestWorker:
             return "skipped"
         log.info(
             "backtest succeeded",
-            extra={"backtest_id": record.backtest_id, "total_return": str(result.summary.total_return)},
+            extra={"backtest_id": record.backtest_id, "total_return": str(total_return(result))},
         )
         await self._publish()
         return "succeeded"

@@ -145,13 +145,15 @@ async def test_buy_and_hold_runs_on_the_worker_and_matches_the_hand_computation(
     assert summary["fees_paid"] == "49.34"  # 25.94 + 23.40
     assert summary["trading_days"] == 4
     # Drawdown from the D1 peak to D3: 2,050 / 201,900.66
-    assert Decimal(summary["max_drawdown"]) == (Decimal(2050) / Decimal("201900.66")).quantize(Decimal("1e-8"))
+    metrics = summary["metrics"]
+    assert metrics["max_drawdown"] == pytest.approx(2050 / 201900.66, rel=1e-12)
     # (1 + 0.0137533) ** (252 / 4) - 1
-    assert Decimal(summary["annual_return"]) == (Decimal("1.0137533") ** 63 - 1).quantize(Decimal("1e-8"))
-    assert [(t["ts_code"], t["trade_date"], t["qty"], t["price"], t["fees"]) for t in summary["trades"]] == [
-        ("000001.SZ", "2024-03-04", 9500, "10.50", "25.94"),
-        ("300750.SZ", "2024-03-04", 500, "180.00", "23.40"),
+    assert metrics["annual_return"] == pytest.approx(1.0137533**63 - 1, rel=1e-9)
+    assert [(t["ts_code"], t["trade_date"], t["side"], t["qty"], t["price"], t["fees"]) for t in summary["trades"]] == [
+        ("000001.SZ", "2024-03-04", "buy", 9500, "10.50", "25.94"),
+        ("300750.SZ", "2024-03-04", "buy", 500, "180.00", "23.40"),
     ]
+    assert summary["manifest"]["input_sha256"] == summary["input_sha256"] and len(summary["input_sha256"]) == 64
     assert result["params"] == {"weights": "equal", "cash_reserve": "0"}
     assert result["initial_cash"] == "200000.00"
     assert result["start"] == "2024-03-01" and result["end"] == "2024-03-08"

@@ -31,7 +31,7 @@ async def test_the_catalogue_over_http(backing: Backing) -> None:
         assert schema["properties"]["cash_reserve"]["description"].startswith("Fraction of the initial cash")
         detail = await client.get("/v1/strategies/buy_and_hold", headers=headers)
         assert detail.json() == by_name["buy_and_hold"]
-        missing = await client.get("/v1/strategies/momentum", headers=headers)
+        missing = await client.get("/v1/strategies/no_such_strategy", headers=headers)
         assert missing.status_code == 404 and missing.json()["code"] == "unknown_strategy"
         assert (await client.get("/v1/strategies")).status_code == 401
         openapi = (await client.get("/openapi.json")).json()
