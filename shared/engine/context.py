@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from shared.strategy.context import Amount, Field, FloatArray, IntArray, PriceField, Symbols
+from shared.strategy.context import Amount, Field, FloatArray, IntArray, PriceField, StrategyError, Symbols
 from shared.strategy.indicators import compute, indicator_info
 
 if TYPE_CHECKING:
@@ -24,10 +24,6 @@ if TYPE_CHECKING:
 
 KIND_SHARES, KIND_VALUE, KIND_TARGET, KIND_CLOSE = 0, 1, 2, 3
 _PRICE_FIELDS = ("open", "high", "low", "close", "pre_close")
-
-
-class StrategyError(ValueError):
-    """A strategy misused the context: an unknown symbol, a non-positive quantity, a NaN amount."""
 
 
 def _read_only(array: npt.NDArray[Any]) -> npt.NDArray[Any]:

@@ -2,7 +2,7 @@
 of the strategies in the `strategies` package."""
 
 from shared.strategy.base import Strategy, StrategyParams
-from shared.strategy.context import CrossSection, OrderEvent, StrategyContext, TradeEvent
+from shared.strategy.context import CrossSection, OrderEvent, StrategyContext, StrategyError, TradeEvent
 from shared.strategy.registry import (
     StrategyDefinitionError,
     StrategyInfo,
@@ -18,6 +18,7 @@ __all__ = [
     "Strategy",
     "StrategyContext",
     "StrategyDefinitionError",
+    "StrategyError",
     "StrategyInfo",
     "StrategyParams",
     "TradeEvent",

@@ -27,6 +27,11 @@ PriceField: TypeAlias = Literal["open", "high", "low", "close", "pre_close"]
 Field: TypeAlias = Literal["open", "high", "low", "close", "pre_close", "vol", "amount"]
 
 
+class StrategyError(ValueError):
+    """A strategy cannot run as asked: it misused the context (an unknown symbol, a non-positive quantity, a NaN
+    amount) or the run lacks what it needs (a pair leg outside the universe, a factor column missing)."""
+
+
 @dataclass(frozen=True)
 class CrossSection:
     """One trading day over the whole universe, one element per symbol in universe order, read-only.
