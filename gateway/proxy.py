@@ -9,8 +9,10 @@ from urllib.parse import quote
 
 import httpx
 from fastapi import APIRouter, Body, Path, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from starlette.background import BackgroundTask
 
-from gateway.auth import CurrentUser, Trader, Viewer
+from gateway.auth import Admin, CurrentUser, Trader, Viewer
 from shared.errors import ServiceError, Unavailable
 from shared.internal_auth import INTERNAL_HEADER, mint_internal_token
 
@@ -63,6 +65,35 @@ async def forward(
             ) from exc
         raise
     return relay(service, upstream)
+
+
+BINARY_TYPES = ("application/vnd.apache.arrow.stream", "application/vnd.apache.parquet")
+
+
+async def forward_stream(request: Request, user: CurrentUser, service: str, path: str) -> Response:
+    """GET a binary answer (Arrow, Parquet) and stream it through without holding it: a whole market is hundreds
+    of MB. Errors (JSON) are relayed as `forward` does."""
+    state = request.app.state
+    headers = {INTERNAL_HEADER: mint_internal_token(state.settings.jwt_secret, user.principal)}
+    target = f"{path}?{request.url.query}" if request.url.query else path
+    client = state.infra.services.client(service)
+    try:
+        upstream = await client.http.send(
+            client.http.build_request("GET", target, headers=client._headers(headers)), stream=True
+        )
+    except httpx.TransportError as exc:
+        raise Unavailable(
+            f"{service}_unavailable", f"the {service} service did not answer: {type(exc).__name__}"
+        ) from exc
+    content_type = upstream.headers.get("content-type", "")
+    if upstream.status_code != 200 or content_type not in BINARY_TYPES:
+        await upstream.aread()
+        await upstream.aclose()
+        return relay(service, upstream)
+    passed = {k: v for k, v in upstream.headers.items() if k.lower() in ("content-length", "x-lh-data-version")}
+    return StreamingResponse(
+        upstream.aiter_raw(), media_type=content_type, headers=passed, background=BackgroundTask(upstream.aclose)
+    )
 
 
 def relay(service: str, upstream: httpx.Response) -> Response:
@@ -161,10 +192,109 @@ async def get_bars(
     return await forward(request, user, "data", "GET", "/v1/bars")
 
 
+@router.get("/bars/many", tags=["market data"], responses=ERRORS)
+async def get_many_bars(
+    request: Request,
+    user: Viewer,
+    ts_codes: Annotated[str, Query(examples=["600000.SH,000001.SZ"])],
+    start: Annotated[str | None, Query(description="YYYY-MM-DD")] = None,
+    end: Annotated[str | None, Query(description="YYYY-MM-DD")] = None,
+) -> Response:
+    """Bars of up to 200 symbols: `{start, end, adjust, series: [{ts_code, bars}]}`; `adjust=qfq|hfq` and
+    `anchor=` as for /bars."""
+    return await forward(request, user, "data", "GET", "/v1/bars/many")
+
+
+@router.get(
+    "/bars/bulk",
+    tags=["market data"],
+    responses={200: {"description": "an Arrow IPC stream or a Parquet file"}, **ERRORS},
+)
+async def get_bulk_bars(request: Request, user: Viewer) -> Response:
+    """Bars of many symbols (default the whole market) as Arrow (`format=arrow`) or Parquet, streamed through;
+    `start`, `end`, `ts_codes`, `adjust`, `anchor` as the data service takes them."""
+    return await forward_stream(request, user, "data", "/v1/bars/bulk")
+
+
+@router.get("/cross-section", tags=["market data"], responses=ERRORS)
+async def get_cross_section(request: Request, user: Viewer, trade_date: Annotated[str, Query()]) -> Response:
+    """Every stock's bar on one trading day, with its limit prices."""
+    return await forward(request, user, "data", "GET", "/v1/cross-section")
+
+
+@router.get("/calendar", tags=["market data"], responses=ERRORS)
+async def get_calendar(request: Request, user: Viewer) -> Response:
+    """`{exchange, start, end, trading_days}` for `start` and `end`."""
+    return await forward(request, user, "data", "GET", "/v1/calendar")
+
+
+@router.get("/indexes/{ts_code}/constituents", tags=["market data"], responses=ERRORS)
+async def get_index_constituents(request: Request, user: Viewer, ts_code: Id) -> Response:
+    """The index's newest published weights on or before `trade_date`."""
+    return await forward(request, user, "data", "GET", f"/v1/indexes/{quote(ts_code, safe='')}/constituents")
+
+
+@router.get("/indexes/{ts_code}/bars", tags=["market data"], responses=ERRORS)
+async def get_index_bars(request: Request, user: Viewer, ts_code: Id) -> Response:
+    return await forward(request, user, "data", "GET", f"/v1/indexes/{quote(ts_code, safe='')}/bars")
+
+
 @router.get("/quotes/{ts_code}", tags=["market data"], responses={404: {"description": "unknown code"}, **ERRORS})
 async def get_quote(request: Request, user: Viewer, ts_code: Id) -> Response:
     """The last close and the next session's price limits."""
     return await forward(request, user, "data", "GET", f"/v1/quotes/{quote(ts_code, safe='')}")
+
+
+# --- ingestion and data quality (data service) -------------------------------------------------------------
+
+
+@router.post(
+    "/ingest/backfill",
+    tags=["ingest"],
+    status_code=202,
+    responses={202: {"description": "`{run_id}`"}, 409: {"description": "another ingest run is active"}, **ERRORS},
+)
+async def start_backfill(
+    request: Request, user: Admin, body: Annotated[dict[str, Any], Body(description="`{start, end}`")]
+) -> Response:
+    """Backfill the market by trade date over [start, end] in the background (admin)."""
+    return await forward(request, user, "data", "POST", "/v1/ingest/backfill", with_body=True)
+
+
+@router.post("/ingest/update", tags=["ingest"], status_code=202, responses=ERRORS)
+async def start_update(request: Request, user: Admin) -> Response:
+    """Fetch the trading days missing since the newest stored one, in the background (admin)."""
+    return await forward(request, user, "data", "POST", "/v1/ingest/update")
+
+
+@router.get("/ingest/runs", tags=["ingest"], responses=ERRORS)
+async def list_ingest_runs(request: Request, user: Admin) -> Response:
+    return await forward(request, user, "data", "GET", "/v1/ingest/runs")
+
+
+@router.get("/ingest/runs/{run_id}", tags=["ingest"], responses=ERRORS)
+async def get_ingest_run(request: Request, user: Admin, run_id: Id) -> Response:
+    """A run's status and progress (percent, rows, rows/s, current day)."""
+    return await forward(request, user, "data", "GET", f"/v1/ingest/runs/{quote(run_id, safe='')}")
+
+
+@router.post("/quality/run", tags=["ingest"], responses=ERRORS)
+async def run_quality(
+    request: Request, user: Admin, body: Annotated[dict[str, Any], Body(description="`{start, end}`")]
+) -> Response:
+    """Run the quality checks over [start, end] now and store the report (admin)."""
+    return await forward(request, user, "data", "POST", "/v1/quality/run", with_body=True)
+
+
+@router.get("/quality/reports", tags=["ingest"], responses=ERRORS)
+async def list_quality_reports(request: Request, user: Viewer) -> Response:
+    return await forward(request, user, "data", "GET", "/v1/quality/reports")
+
+
+@router.get("/quality/reports/{run_id}", tags=["ingest"], responses=ERRORS)
+async def get_quality_report(request: Request, user: Viewer, run_id: Id) -> Response:
+    """One report with its findings (each names the ts_code, the date and the rule)."""
+    return await forward(request, user, "data", "GET", f"/v1/quality/reports/{quote(run_id, safe='')}")
 
 
 # --- backtests and strategies ------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -62,6 +62,15 @@ class Settings(BaseSettings):
     demo_start: str = "2023-01-03"
     demo_end: str = "2024-12-31"
     load_demo_data: bool = True
+    # Market data source: "demo" (the generated demo market) or "tushare" (Tushare Pro; needs LH_TUSHARE_TOKEN).
+    data_provider: Literal["demo", "tushare"] = "demo"
+    tushare_token: str = ""  # never logged
+    tushare_url: str = "http://api.waditu.com/dataapi"
+    tushare_timeout_s: float = Field(default=30.0, gt=0)
+    # The daily update runs after the close on trading days, Asia/Shanghai time ("HH:MM"); "" disables it.
+    data_update_at: str = "17:30"
+    # Where the bulk Arrow/Parquet snapshots of the bars go (one per data version); default: <tmp>/lianghua-data/<db>
+    data_snapshot_dir: str | None = None
 
     log_level: str = "INFO"
     log_json: bool = True

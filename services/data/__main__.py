@@ -1,12 +1,19 @@
-"""`python -m services.data`: the data service as its own process (fleet mode)."""
+"""`python -m services.data`: the data service as its own process (fleet mode); with a command (backfill, update,
+import, quality, runs) the ingestion CLI instead (services/data/cli.py)."""
 
 import os
+import sys
 
-from services.data.app import create_app
-from shared.app import serve
 from shared.settings import Settings
 
 if __name__ == "__main__":
+    if len(sys.argv) > 1:
+        from services.data.cli import main
+
+        sys.exit(main(sys.argv[1:]))
+    from services.data.app import create_app
+    from shared.app import serve
+
     settings = Settings()
     serve(
         create_app(settings),

@@ -1,20 +1,28 @@
-"""The data service's REST API (`/v1`, internal token required): securities, daily bars, quotes, trade calendar.
-Routes are thin: they validate, ask the store, and shape the answer; prices leave as decimal strings."""
+"""The data service's REST API (`/v1`, internal token required): securities, daily bars (one symbol, many, the
+whole market as Arrow/Parquet, unadjusted or qfq/hfq), a day's cross-section, quotes, the trade calendar, index
+bars and constituents. Routes are thin: they validate, ask the store, and shape the answer; prices leave as
+decimal strings (JSON) or integers in fen (Arrow/Parquet, unadjusted)."""
 
 from __future__ import annotations
 
 import re
+import tempfile
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import FileResponse
 from pydantic import BaseModel, BeforeValidator
+from sqlalchemy import make_url
 
-from services.data.bars_json import bars_body
+from services.data.adjust import Adjust, factor_micro
+from services.data.bars_json import adjusted_bars_body, bars_body, cross_section_body, many_bars_body
+from services.data.bulk import FORMATS, BulkBars, BulkQuery
 from services.data.cache import ReadCache
 from services.data.quotes import Quote, next_session_quote
-from services.data.store import CALENDAR_EXCHANGE, DataStore, SecurityRecord
+from services.data.store import CALENDAR_EXCHANGE, BarRecord, DataStore, SecurityRecord
 from shared.domain.codes import Board, InvalidTsCode, SecurityCode, parse_ts_code
 from shared.domain.money import from_fen
 from shared.errors import NotFound, ServiceError
@@ -43,6 +51,9 @@ def _trade_date(value: object) -> date:
 TradeDate = Annotated[date, BeforeValidator(_trade_date)]
 
 
+MAX_JSON_SYMBOLS = 200  # more symbols than this: use /v1/bars/bulk (Arrow or Parquet)
+
+
 class SecurityOut(BaseModel):
     ts_code: str
     symbol: str
@@ -51,6 +62,11 @@ class SecurityOut(BaseModel):
     board: Board
     is_st: bool
     list_date: date
+    delist_date: date | None
+    industry: str | None
+    area: str | None
+    market: str | None
+    list_status: str
 
 
 class BarOut(BaseModel):
@@ -126,13 +142,43 @@ def _security_out(s: SecurityRecord) -> SecurityOut:
         board=Board(s.board),
         is_st=s.is_st,
         list_date=s.list_date,
+        delist_date=s.delist_date,
+        industry=s.industry,
+        area=s.area,
+        market=s.market,
+        list_status=s.list_status,
     )
 
 
 @router.get("/securities", response_model=list[SecurityOut])
-async def list_securities(request: Request, board: Board | None = None, is_st: bool | None = None) -> list[SecurityOut]:
-    records = await _store(request).list_securities(board=board.value if board else None, is_st=is_st)
+async def list_securities(
+    request: Request,
+    board: Board | None = None,
+    is_st: Annotated[bool | None, Query(description="the current name is ST")] = None,
+    industry: Annotated[str | None, Query(max_length=32)] = None,
+    list_status: Annotated[str | None, Query(pattern="^[LDP]$", description="L listed, D delisted, P paused")] = None,
+    listed_on: Annotated[TradeDate | None, Query(description="listed on or before, not delisted by, that day")] = None,
+    st_on: Annotated[TradeDate | None, Query(description="under an ST name on that day (from name history)")] = None,
+) -> list[SecurityOut]:
+    records = await _store(request).list_securities(
+        board=board.value if board else None,
+        is_st=is_st,
+        industry=industry,
+        list_status=list_status,
+        listed_on=listed_on,
+        st_on=True if st_on is not None else None,
+        on=st_on,
+    )
     return [_security_out(s) for s in records]
+
+
+AdjustParam = Annotated[Adjust, Query(description="none (default), qfq (forward, anchored) or hfq (backward)")]
+AnchorParam = Annotated[TradeDate | None, Query(description="qfq's anchor date; default the range's end")]
+
+
+def _check_anchor(adjust: Adjust, anchor: date | None) -> None:
+    if anchor is not None and adjust is not Adjust.QFQ:
+        raise ServiceError("invalid_request", "anchor: only qfq has an anchor date", status_code=422)
 
 
 @router.get("/bars", response_model=BarsOut)
@@ -141,19 +187,244 @@ async def get_bars(
     ts_code: Annotated[str, Query(description="e.g. 600000.SH")],
     start: Annotated[TradeDate, Query(description="first trade date, YYYY-MM-DD or YYYYMMDD")],
     end: Annotated[TradeDate, Query(description="last trade date, inclusive")],
+    adjust: AdjustParam = Adjust.NONE,
+    anchor: AnchorParam = None,
 ) -> Response:
+    """Daily bars of one symbol. Unadjusted prices are 2-decimal CNY strings; qfq/hfq prices 4-decimal ones
+    (`price * af_t / af_anchor` and `price * af_t`, exact and rounded half-up)."""
     code = _code(ts_code).ts_code
     _check_range(start, end)
+    _check_anchor(adjust, anchor)
     read_cache: ReadCache = request.app.state.read_cache
     key = f"{code}:{start.isoformat()}:{end.isoformat()}"
+    if adjust is not Adjust.NONE:
+        key += f":{adjust.value}:{anchor.isoformat() if anchor else ''}"
     cached = await read_cache.get("bars", key)
     if cached is not None:
         return Response(cached, media_type="application/json")
     store = _store(request)
-    security = await _security(store, code)
-    body = bars_body(security.ts_code, await store.bars(security.ts_code, start, end))
+    async with store.snapshot() as reads:
+        security = await _security(reads, code)
+        bars = await reads.bars(security.ts_code, start, end)
+        if adjust is Adjust.NONE:
+            body = bars_body(security.ts_code, bars)
+        else:
+            anchor_day = anchor or end
+            anchors = await _anchor_micros(reads, [security.ts_code], anchor_day, {security.ts_code: bars})
+            body = adjusted_bars_body(security.ts_code, bars, adjust, anchor_day, anchors.get(security.ts_code))
     await read_cache.put("bars", key, body)
     return Response(body, media_type="application/json")
+
+
+async def _anchor_micros(
+    store: DataStore, codes: list[str], anchor: date, bars: dict[str, list[BarRecord]]
+) -> dict[str, int]:
+    """Each symbol's factor on the anchor date; a symbol with none by then anchors at its first bar in the range."""
+    found = await store.anchor_factors(codes, anchor)
+    out = {code: factor_micro(value) for code, value in found.items()}
+    for code, series in bars.items():
+        if code not in out and series:
+            out[code] = factor_micro(series[0].adj_factor)
+    return out
+
+
+def _codes_param(text: str, name: str = "ts_codes") -> list[str]:
+    codes: list[str] = []
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        try:
+            codes.append(parse_ts_code(part.strip()).ts_code)
+        except InvalidTsCode as exc:
+            raise ServiceError("invalid_request", f"{name}: {exc}", status_code=422) from exc
+    if not codes:
+        raise ServiceError("invalid_request", f"{name}: give at least one code", status_code=422)
+    return sorted(set(codes))
+
+
+@router.get("/bars/many")
+async def get_many_bars(
+    request: Request,
+    ts_codes: Annotated[str, Query(description="comma-separated, e.g. 600000.SH,000001.SZ (at most 200)")],
+    start: Annotated[TradeDate, Query(description="first trade date")],
+    end: Annotated[TradeDate, Query(description="last trade date, inclusive")],
+    adjust: AdjustParam = Adjust.NONE,
+    anchor: AnchorParam = None,
+) -> Response:
+    """Bars of several symbols: `{start, end, adjust, [anchor], series: [{ts_code, bars}]}` (bars as /v1/bars).
+    Unknown codes come back with no bars."""
+    codes = _codes_param(ts_codes)
+    if len(codes) > MAX_JSON_SYMBOLS:
+        raise ServiceError(
+            "invalid_request",
+            f"ts_codes: at most {MAX_JSON_SYMBOLS} symbols as JSON; use /v1/bars/bulk for more",
+            status_code=422,
+        )
+    _check_range(start, end)
+    _check_anchor(adjust, anchor)
+    read_cache: ReadCache = request.app.state.read_cache
+    key = f"many:{','.join(codes)}:{start}:{end}:{adjust.value}:{anchor or ''}"
+    cached = await read_cache.get("bars", key)
+    if cached is not None:
+        return Response(cached, media_type="application/json")
+    async with _store(request).snapshot() as reads:
+        series = await reads.bars_of(codes, start, end)
+        anchor_day = anchor or end
+        anchors = await _anchor_micros(reads, codes, anchor_day, series) if adjust is Adjust.QFQ else {}
+    body = many_bars_body(series, adjust, anchor_day, anchors, start, end)
+    await read_cache.put("bars", key, body)
+    return Response(body, media_type="application/json")
+
+
+class _BigFileResponse(FileResponse):
+    chunk_size = 1 << 20  # hundreds of MB: 1 MB sends instead of Starlette's 64 KB
+
+
+def _bulk(request: Request) -> BulkBars:
+    """The app's BulkBars (made on first use when the app factory did not make one)."""
+    state = request.app.state
+    bulk: BulkBars | None = getattr(state, "bulk", None)
+    if bulk is None:
+        bulk = BulkBars(_store(request), bulk_directory(state.settings))
+        state.bulk = bulk
+    return bulk
+
+
+def bulk_directory(settings: object) -> Path:
+    """Where bulk snapshots go: `settings.data_snapshot_dir` when set, else a directory per database under the
+    system's temporary directory (so test runs and deployments sharing a machine keep apart)."""
+    configured = getattr(settings, "data_snapshot_dir", None)
+    if configured:
+        return Path(str(configured))
+    url = make_url(settings.database_url_for("data"))  # type: ignore[attr-defined]
+    name = Path(url.database or "memory").name.replace(".", "_") if url.database else "memory"
+    return Path(tempfile.gettempdir()) / "lianghua-data" / f"{url.get_backend_name()}-{url.host or 'local'}-{name}"
+
+
+@router.get(
+    "/bars/bulk",
+    responses={200: {"content": {FORMATS["arrow"]: {}, FORMATS["parquet"]: {}}, "description": "Arrow or Parquet"}},
+)
+async def get_bulk_bars(
+    request: Request,
+    format: Annotated[str, Query(pattern="^(arrow|parquet)$", description="arrow (IPC stream) or parquet")] = "arrow",
+    start: Annotated[TradeDate | None, Query(description="first trade date; default the first stored")] = None,
+    end: Annotated[TradeDate | None, Query(description="last trade date; default the last stored")] = None,
+    ts_codes: Annotated[str | None, Query(description="comma-separated; default the whole market")] = None,
+    adjust: AdjustParam = Adjust.NONE,
+    anchor: AnchorParam = None,
+) -> FileResponse:
+    """Bars of many symbols (default the whole market) as one Arrow IPC stream or Parquet file, for bulk
+    consumers. Columns: ts_code, trade_date, open, high, low, close, pre_close (int64 fen unadjusted, float64 CNY
+    with 4 decimals for qfq/hfq), vol (int64 shares), amount (int64 fen), adj_factor (float64). Answers are cached
+    on disk per data version (header `X-LH-Data-Version`)."""
+    if start is not None and end is not None:
+        _check_range(start, end)
+    _check_anchor(adjust, anchor)
+    codes = tuple(_codes_param(ts_codes)) if ts_codes is not None else None
+    query = BulkQuery(format=format, start=start, end=end, ts_codes=codes, adjust=adjust, anchor=anchor)
+    path, version = await _bulk(request).answer(query)
+    return _BigFileResponse(
+        path,
+        media_type=FORMATS[format],
+        headers={"X-LH-Data-Version": str(version)},
+        filename=f"bars-v{version}.{format}",
+    )
+
+
+@router.get("/cross-section")
+async def get_cross_section(
+    request: Request, trade_date: Annotated[TradeDate, Query(description="the trading day")]
+) -> Response:
+    """Every stock's bar on one day, with that day's limit prices where stored:
+    `{trade_date, bars: [{ts_code, open, ..., adj_factor, up_limit, down_limit}]}`."""
+    read_cache: ReadCache = request.app.state.read_cache
+    key = f"day:{trade_date.isoformat()}"
+    cached = await read_cache.get("bars", key)
+    if cached is not None:
+        return Response(cached, media_type="application/json")
+    body = cross_section_body(trade_date, await _store(request).cross_section(trade_date))
+    await read_cache.put("bars", key, body)
+    return Response(body, media_type="application/json")
+
+
+class ConstituentOut(BaseModel):
+    con_code: str
+    weight: float  # percent, as published
+
+
+class ConstituentsOut(BaseModel):
+    index_code: str
+    on: date
+    weights_date: date | None  # the publication the answer comes from (the newest on or before `on`)
+    constituents: list[ConstituentOut]
+
+
+class IndexBarOut(BaseModel):
+    trade_date: date
+    open: float | None
+    high: float | None
+    low: float | None
+    close: float | None
+    pre_close: float | None
+    vol: int  # shares
+    amount: Decimal  # CNY, 2 decimals
+
+
+class IndexBarsOut(BaseModel):
+    ts_code: str
+    bars: list[IndexBarOut]
+
+
+def _index_code(ts_code: str) -> str:
+    code = ts_code.strip().upper()
+    if not re.match(r"^\d{6}\.(SH|SZ|BJ|CSI|SI)$", code):
+        raise ServiceError(
+            "invalid_request", f"ts_code: {ts_code!r} is not an index code like 000300.SH", status_code=422
+        )
+    return code
+
+
+@router.get("/indexes/{ts_code}/constituents", response_model=ConstituentsOut)
+async def get_index_constituents(
+    request: Request, ts_code: str, trade_date: Annotated[TradeDate, Query(description="the day asked about")]
+) -> ConstituentsOut:
+    code = _index_code(ts_code)
+    store = _store(request)
+    day, rows = await store.index_constituents(code, trade_date)
+    if day is None and not await store.known_index(code):
+        raise NotFound("unknown_index", f"no index {code} in the store")
+    return ConstituentsOut(
+        index_code=code,
+        on=trade_date,
+        weights_date=day,
+        constituents=[ConstituentOut(con_code=c, weight=w) for c, w in rows],
+    )
+
+
+@router.get("/indexes/{ts_code}/bars", response_model=IndexBarsOut)
+async def get_index_bars(
+    request: Request,
+    ts_code: str,
+    start: Annotated[TradeDate, Query(description="first trade date")],
+    end: Annotated[TradeDate, Query(description="last trade date, inclusive")],
+) -> IndexBarsOut:
+    code = _index_code(ts_code)
+    _check_range(start, end)
+    store = _store(request)
+    rows = await store.index_bar_rows(code, start, end)
+    if not rows and not await store.known_index(code):
+        raise NotFound("unknown_index", f"no index {code} in the store")
+    return IndexBarsOut(
+        ts_code=code,
+        bars=[
+            IndexBarOut(
+                trade_date=r["trade_date"], open=r["open"], high=r["high"], low=r["low"], close=r["close"],
+                pre_close=r["pre_close"], vol=r["vol"], amount=from_fen(r["amount"]),
+            )
+            for r in rows
+        ],
+    )  # fmt: skip
 
 
 @router.get("/quotes/{ts_code}", response_model=QuoteOut)

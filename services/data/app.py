@@ -1,49 +1,169 @@
-"""The data service app: its database, migrations and (when the store is empty) the demo market at start-up."""
+"""The data service app: its database, migrations and (when the store is empty) the demo market at start-up; the
+ingestion pipeline with its API, the outbox relay of `bars.updated`, and the daily update scheduler."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
+from datetime import date
 
 from fastapi import FastAPI
 
 from services.data.api import router
 from services.data.cache import ReadCache
+from services.data.events import outbox
+from services.data.ingest import SUCCEEDED, IngestError, IngestOptions, Ingestor, stored_open_days
+from services.data.ingest_api import ingest_router
 from services.data.loader import load_demo_market
+from services.data.providers import DemoProvider, MarketDataProvider, TushareConfig, TushareProvider
+from services.data.scheduler import DailyScheduler, parse_run_time
 from services.data.store import MIGRATIONS_DIR, DataStore
 from shared.app import Infra, create_service_app
 from shared.db import Database
+from shared.market.calendar import is_trading_day as builtin_is_trading_day
+from shared.outbox import OutboxRelay
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
+def make_provider(settings: Settings) -> MarketDataProvider:
+    """The configured market-data source (LH_DATA_PROVIDER): the demo market or Tushare Pro."""
+    if settings.data_provider == "tushare":
+        return TushareProvider(TushareConfig.from_settings(settings))
+    return DemoProvider(settings)
+
+
+class TradingDays:
+    """`is_trading_day` for the scheduler: the stored trade calendar where it has the day, else the built-in SSE
+    calendar, else weekdays — the last only decides when the scheduler wakes; the update itself reads trade_cal
+    and fetches nothing on a closed day."""
+
+    def __init__(self, store: DataStore) -> None:
+        self._load = stored_open_days(store)
+        self._open: set[date] = set()
+        self._span: tuple[date, date] | None = None
+        self._store = store
+
+    async def refresh(self) -> None:
+        self._open = await self._load()
+        self._span = await self._store.calendar_span()
+
+    def __call__(self, day: date) -> bool:
+        if self._span is not None and self._span[0] <= day <= self._span[1]:
+            return day in self._open
+        try:
+            return builtin_is_trading_day(day)
+        except ValueError:
+            return day.weekday() < 5
+
+
+class StoreRunLog:
+    """The scheduler's run log is the store itself: a day is done once its bars are stored (by the update, a
+    manual backfill or an import), so a restart never repeats it."""
+
+    def __init__(self, ingestor: Ingestor) -> None:
+        self._ingestor = ingestor
+
+    async def last_success(self) -> date | None:
+        return await self._ingestor.last_update_day()
+
+    async def record_success(self, day: date) -> None:
+        return None  # the stored bars are the record
+
+
+def _scheduler_wanted(settings: Settings, asked: bool | None) -> bool:
+    if asked is not None:
+        return asked
+    if not settings.data_update_at:
+        return False
+    # The demo market is static: nothing to update. Under pytest only when a test asks (scheduler=True).
+    return settings.data_provider == "tushare" and "PYTEST_CURRENT_TEST" not in os.environ
+
+
+def create_app(
+    settings: Settings,
+    infra: Infra | None = None,
+    *,
+    provider: MarketDataProvider | None = None,
+    scheduler: bool | None = None,
+    ingest_options: IngestOptions | None = None,
+) -> FastAPI:
+    """`provider` overrides the configured one (tests); `scheduler` forces the daily update on or off (default: on
+    when LH_DATA_UPDATE_AT is set and the provider is Tushare, off under pytest)."""
     infra = infra or Infra.from_settings(settings, "data")
     db = Database(settings.database_url_for("data"))
     read_cache = ReadCache(infra.cache, settings.bus_namespace)
     store = DataStore(db, on_change=read_cache.invalidate)
+    relay = OutboxRelay(db, outbox, infra.bus)
+    options = ingest_options or IngestOptions()
+    if settings.data_update_at:
+        options = replace(options, ready_at=parse_run_time(settings.data_update_at))
+    ingestor = Ingestor(
+        store, provider if provider is not None else (lambda: make_provider(settings)), options=options,
+        notify=relay.notify,
+    )  # fmt: skip
+    run_scheduler = _scheduler_wanted(settings, scheduler)
+    trading_days = TradingDays(store)
+
+    async def daily_update(day: date) -> None:
+        result = await ingestor.update()
+        await trading_days.refresh()
+        if result.status != SUCCEEDED:
+            raise IngestError(f"daily update for {day} failed: {result.error}")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await db.connect()
         try:
             await db.migrate(MIGRATIONS_DIR)
+            interrupted = await ingestor.mark_interrupted()
+            if interrupted:
+                log.warning(
+                    "%d ingest run(s) were interrupted by a stop; running them again completes them", interrupted
+                )
             if settings.load_demo_data and await store.count_securities() == 0:
                 await load_demo_market(store, settings)
-            yield
+            relay.start()
+            task: asyncio.Task[None] | None = None
+            if run_scheduler:
+                await trading_days.refresh()
+                daily = DailyScheduler(
+                    daily_update,
+                    at=parse_run_time(settings.data_update_at or "17:30"),
+                    is_trading_day=trading_days,
+                    run_log=StoreRunLog(ingestor),
+                )
+                app.state.scheduler = daily
+                task = asyncio.create_task(daily.run(), name="data-daily-update")
+            try:
+                yield
+            finally:
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+                await ingestor.stop()
+                await relay.stop()
         finally:
             await db.dispose()
 
     app = create_service_app(
         "data",
         infra,
-        routers=[router],
+        routers=[router, ingest_router],
         lifespan=lifespan,
         readiness={"db": db.ping},
     )
     app.state.db = db
     app.state.store = store
     app.state.read_cache = read_cache
+    app.state.ingestor = ingestor
+    app.state.relay = relay
+    app.state.scheduler = None
     return app

@@ -82,6 +82,7 @@ class DemoSecurity:
     is_st: bool
     list_date: date
     delist_date: date | None = None
+    industry: str | None = None  # the industry word of the fictional name (e.g. 化工), as a filterable field
 
 
 @dataclass(frozen=True)
@@ -189,13 +190,16 @@ def _make_securities(rng: np.random.Generator, n: int, window_start: date) -> li
                     board=board,
                     is_st=False,
                     list_date=_random_listing_day(rng, opened, latest_listing),
+                    industry=industry,
                 )
             )
     # One main-board stock under special treatment: ST names carry the prefix, and its limits are 5%.
     main = [i for i, s in enumerate(securities) if s.board is Board.MAIN]
     st = main[int(rng.integers(0, len(main)))]
     s = securities[st]
-    securities[st] = DemoSecurity(s.ts_code, s.symbol, "ST" + s.name, s.exchange, s.board, True, s.list_date)
+    securities[st] = DemoSecurity(
+        s.ts_code, s.symbol, "ST" + s.name, s.exchange, s.board, True, s.list_date, industry=s.industry
+    )
     return sorted(securities, key=lambda sec: sec.ts_code)
 
 
@@ -385,3 +389,164 @@ def _tushare_frame(columns: dict[str, list[object]], fen_rows: dict[str, list[in
         "adj_factor": np.asarray(columns["adj_factor"], dtype=np.float64),
     }
     return pd.DataFrame(data)
+
+
+# --- full-market scale, for benchmarks ---------------------------------------------------------------------------
+
+# Daily limit in percent by board for the benchmark market (today's rules: main 10, ChiNext/STAR 20, BSE 30, ST 5).
+_BULK_LIMIT_PCT = {Board.MAIN: 10, Board.CHINEXT: 20, Board.STAR: 20, Board.BSE: 30}
+
+
+@dataclass(frozen=True)
+class BulkMarket:
+    securities: pd.DataFrame  # Tushare stock_basic layout
+    daily: pd.DataFrame  # Tushare daily layout + adj_factor, sorted by ts_code then trade_date
+    trade_days: list[date]
+
+
+def weekday_calendar(start: date, n_days: int) -> list[date]:
+    """`n_days` weekdays from `start`: a stand-in calendar for benchmark data beyond the built-in SSE calendar
+    (2022-2025). Benchmarks measure volume, not holidays; never use it for anything a trader sees."""
+    days: list[date] = []
+    day = start
+    while len(days) < n_days:
+        if day.weekday() < 5:
+            days.append(day)
+        day += timedelta(days=1)
+    return days
+
+
+def _bulk_codes(rng: np.random.Generator, n: int) -> tuple[list[str], list[Board], list[Exchange]]:
+    codes: list[str] = []
+    boards: list[Board] = []
+    exchanges: list[Exchange] = []
+    for (exchange, board, prefixes, _), count in zip(_VENUE_WEIGHTS, _venue_counts(n), strict=True):
+        pool = [p + str(k).zfill(6 - len(p)) for p in prefixes for k in range(1, 10 ** (6 - len(p)))]
+        if count > len(pool):
+            raise ValueError(f"{count} symbols do not fit the {board.value} prefixes")
+        for i in sorted(rng.choice(len(pool), size=count, replace=False).tolist()):
+            codes.append(f"{pool[i]}.{exchange.value}")
+            boards.append(board)
+            exchanges.append(exchange)
+    return codes, boards, exchanges
+
+
+def generate_bulk_market(
+    n_symbols: int = 5_000, n_days: int = 2_500, *, seed: int = 20240101, start: date = date(2015, 1, 5)
+) -> BulkMarket:
+    """A synthetic market of `n_symbols` x `n_days` in Tushare's layout and units, vectorised across symbols (the
+    small demo's per-bar loop would take minutes at this size). Same exchange arithmetic as the demo: prices in
+    integer fen within each day's limits (half-up, on the tick), ex-dividend reference prices and a backward
+    adj_factor, a few suspensions (no rows); the calendar is `weekday_calendar` (see there)."""
+    if n_symbols < 5 or n_days < 2:
+        raise ValueError("a bulk market needs at least 5 symbols and 2 days")
+    rng = np.random.default_rng(seed)
+    days = weekday_calendar(start, n_days)
+    codes, boards, exchanges = _bulk_codes(rng, n_symbols)
+    order = np.argsort(np.asarray(codes))
+    codes = [codes[i] for i in order]
+    boards = [boards[i] for i in order]
+    exchanges = [exchanges[i] for i in order]
+    s, d = n_symbols, n_days
+    is_st = np.zeros(s, dtype=bool)
+    main = np.flatnonzero(np.asarray([b is Board.MAIN for b in boards]))
+    is_st[rng.choice(main, size=max(1, len(main) // 50), replace=False)] = True
+    pct = np.asarray([_BULK_LIMIT_PCT[b] for b in boards], dtype=np.int64)
+    pct = np.where(is_st, 5, pct)
+    fast = np.asarray([b is not Board.MAIN for b in boards])
+    sigma = np.where(fast, rng.uniform(0.022, 0.040, s), rng.uniform(0.012, 0.028, s))
+    round_lot = np.asarray([b in (Board.MAIN, Board.CHINEXT) for b in boards])
+    base_shares = np.exp(rng.uniform(np.log(8e5), np.log(4e7), s))
+
+    # One halt on a tenth of the symbols: 1 to 60 days, anywhere.
+    halted = np.zeros((d, s), dtype=bool)
+    for i in rng.choice(s, size=max(1, s // 10), replace=False).tolist():
+        length = int(rng.integers(1, min(61, d)))
+        first = int(rng.integers(0, d - length + 1))
+        halted[first : first + length, i] = True
+    # About one cash dividend a year per symbol; a bonus issue (10送3) on a few of them.
+    ex_day = rng.random((d, s)) < 1 / 250
+    ex_day[0] = False
+    cash_draw = rng.integers(5, 61, (d, s))
+    bonus = np.where(rng.random((d, s)) < 0.05, 3, 0)
+
+    prev = np.maximum(100, np.rint(np.exp(rng.uniform(np.log(4.0), np.log(60.0), s)) * 100)).astype(np.int64)
+    adj = np.full(s, MICRO_FACTOR, dtype=np.int64)
+    out = {k: np.empty((d, s), dtype=np.int64) for k in ("open", "high", "low", "close", "pre", "shares", "yuan")}
+    out_adj = np.empty((d, s), dtype=np.int64)
+    for t in range(d):
+        returns = sigma * rng.standard_t(4, s) / math.sqrt(2.0)
+        gaps = sigma * 0.35 * rng.standard_normal(s)
+        wick_up = np.abs(rng.standard_normal(s)) * sigma * 0.6
+        wick_down = np.abs(rng.standard_normal(s)) * sigma * 0.6
+        pre = prev.copy()
+        ex = ex_day[t] & ~halted[t]
+        if ex.any():
+            cash = np.minimum(cash_draw[t], prev // 20)
+            ex &= (cash > 0) | (bonus[t] > 0)
+            # Reference price (prev - cash) / (1 + bonus/10), half-up to the fen; the factor grows by prev / ref.
+            ref = ((prev - cash) * 10 * 2 + (10 + bonus[t])) // (2 * (10 + bonus[t]))
+            ref = np.maximum(ref, 1)
+            pre = np.where(ex, ref, prev)
+            adj = np.where(ex, (adj * prev * 2 + pre) // (2 * pre), adj)
+        up = (pre * (100 + pct) + 50) // 100
+        down = (pre * (100 - pct) + 50) // 100
+        close = np.clip(np.rint(pre * (1.0 + returns)).astype(np.int64), down, up)
+        open_ = np.clip(np.rint(pre * (1.0 + gaps)).astype(np.int64), down, up)
+        top, bottom = np.maximum(open_, close), np.minimum(open_, close)
+        high = np.minimum(up, np.maximum(top, np.rint(top * (1.0 + wick_up)).astype(np.int64)))
+        low = np.maximum(down, np.minimum(bottom, np.rint(bottom * (1.0 - wick_down)).astype(np.int64)))
+        low = np.maximum(low, 1)
+        shares = (base_shares * rng.lognormal(0.0, 0.45, s) * (1.0 + 8.0 * np.abs(close - pre) / pre)).astype(np.int64)
+        shares = np.where(round_lot, np.maximum(100, shares - shares % 100), np.maximum(200, shares))
+        vwap = low + ((high - low) * rng.uniform(0.25, 0.75, s)).astype(np.int64)
+        out["open"][t], out["high"][t], out["low"][t], out["close"][t], out["pre"][t] = open_, high, low, close, pre
+        out["shares"][t], out["yuan"][t] = shares, (shares * vwap + 50) // 100
+        out_adj[t] = adj
+        prev = np.where(halted[t], prev, close)
+
+    keep = ~halted.T.ravel()  # symbol-major: rows sorted by ts_code, then trade_date
+
+    def flat(a: np.ndarray) -> np.ndarray:
+        return a.T.ravel()[keep]
+
+    fen = {k: flat(v) for k, v in out.items()}
+    change = fen["close"] - fen["pre"]
+    code_index = np.repeat(np.arange(s), d)[keep]
+    date_index = np.tile(np.arange(d), s)[keep]
+    day_text = np.asarray([x.strftime("%Y%m%d") for x in days], dtype=object)
+    daily = pd.DataFrame(
+        {
+            "ts_code": pd.Categorical.from_codes(code_index, categories=codes),
+            "trade_date": pd.Categorical.from_codes(date_index, categories=day_text.tolist()),
+            "open": fen["open"] / 100,
+            "high": fen["high"] / 100,
+            "low": fen["low"] / 100,
+            "close": fen["close"] / 100,
+            "pre_close": fen["pre"] / 100,
+            "change": change / 100,
+            "pct_chg": np.round(change / fen["pre"] * 100, 4),
+            "vol": fen["shares"] / 100,
+            "amount": fen["yuan"] / 1000,
+            "adj_factor": flat(out_adj) / MICRO_FACTOR,
+        }
+    )
+    names = [f"基准{i:04d}" if not is_st[i] else f"ST基准{i:04d}" for i in range(s)]
+    securities = pd.DataFrame(
+        {
+            "ts_code": codes,
+            "symbol": [c[:6] for c in codes],
+            "name": names,
+            "area": None,
+            "industry": [_INDUSTRY[b][i % len(_INDUSTRY[b])] for i, b in enumerate(boards)],
+            "market": None,
+            "exchange": [{"SH": "SSE", "SZ": "SZSE", "BJ": "BSE"}[e.value] for e in exchanges],
+            "list_status": "L",
+            "list_date": "20100104",
+            "delist_date": None,
+        }
+    )
+    return BulkMarket(securities, daily, days)
+
+
+MICRO_FACTOR = 1_000_000

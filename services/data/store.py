@@ -1,44 +1,72 @@
 """The data service's tables (database `lh_data`) and the queries on them.
 
-Units, chosen so that nothing stored is ever rounded again:
+Units, chosen so that nothing stored is ever rounded again (docs/data.md has the full table):
 - `daily_bars.open/high/low/close/pre_close`: unadjusted prices in integer fen (0.01 CNY), BIGINT;
-- `daily_bars.vol`: shares (not Tushare's lots of 100), BIGINT;
-- `daily_bars.amount`: turnover in integer fen (not Tushare's thousand CNY), BIGINT;
-- `daily_bars.adj_factor`: Tushare's backward adjustment factor, DECIMAL(20,6);
+- `daily_bars.vol`: shares (not Tushare's lots of 100), BIGINT; `amount`: turnover in fen (not thousand CNY);
+- `daily_bars.adj_factor` and `adj_factors.adj_factor`: Tushare's backward adjustment factor, DECIMAL(20,6);
+- `daily_basic`: ratios as DOUBLE exactly as Tushare gives them (turnover_rate, turnover_rate_f, dv_ratio, dv_ttm in
+  percent; volume_ratio, pe, pe_ttm, pb, ps, ps_ttm plain ratios), share counts in shares (Tushare 万股 x 10,000),
+  market values in fen (Tushare 万元 x 1,000,000);
+- `stk_limits.up_limit/down_limit`: fen; `index_bars`: points as DOUBLE, vol shares, amount fen;
+- `index_weights.weight`: percent as Tushare gives it (DOUBLE);
 - `trade_calendar`: one row per calendar day and exchange (`SSE`), `is_open` as Tushare's trade_cal has it.
+
+Bulk writes (`upsert_*` taking frames in Tushare's layout) are idempotent upserts passed as executemany batches;
+on MariaDB they go straight to the asyncmy driver over a few connections at once (see `_bulk_upsert`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import re
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
     Date,
+    Double,
+    Float,
     Index,
+    Integer,
     Numeric,
     String,
     Table,
+    Text,
+    and_,
     func,
+    or_,
     select,
+    update,
 )
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql.dml import Insert
 
-from shared.db import Database, DbSession, new_metadata
+from services.data import units
+from shared.db import Database, DbSession, PreciseDateTime, new_metadata
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 BATCH_ROWS = 5_000  # rows per executemany: big enough to amortise round trips, small enough for max_allowed_packet
+# The bulk path: rows per batch, and statement bytes per round trip (asyncmy folds a batch into multi-row INSERTs
+# of at most this size; 4 MB stays well inside MariaDB's default 16 MB max_allowed_packet).
+BULK_BATCH_ROWS = 20_000
+BULK_STATEMENT_BYTES = 4_000_000
+# Connections writing at once: while the server inserts one batch, Python encodes the next (measured on 2 cores:
+# 1 connection ~140k rows/s, 2 ~220k, 3 no better).
+BULK_CONNECTIONS = 2
 CALENDAR_EXCHANGE = "SSE"  # SSE and SZSE share their closures; Tushare's trade_cal defaults to SSE too
 
 metadata = new_metadata()
@@ -51,9 +79,13 @@ securities = Table(
     Column("name", String(32), nullable=False),
     Column("exchange", String(4), nullable=False),
     Column("board", String(16), nullable=False),
-    Column("is_st", Boolean, nullable=False),
+    Column("is_st", Boolean, nullable=False),  # the current name's flag; history is in st_periods
     Column("list_date", Date, nullable=False),
     Column("delist_date", Date, nullable=True),
+    Column("industry", String(32), nullable=True),  # Tushare stock_basic's industry (申万-like names), as given
+    Column("area", String(16), nullable=True),
+    Column("market", String(16), nullable=True),  # Tushare's 主板/创业板/科创板/北交所 label, as given
+    Column("list_status", String(1), nullable=False, server_default="L"),  # L listed, D delisted, P suspended
 )
 
 trade_calendar = Table(
@@ -81,6 +113,131 @@ daily_bars = Table(
     Index("ix_daily_bars_trade_date", "trade_date"),
 )
 
+# Tushare's adj_factor feed as delivered: it has a factor for every listed day, suspended days included, which
+# daily_bars (one row per traded day) cannot hold. qfq anchors on it, so a stock suspended on the anchor date
+# still gets the factor of that date.
+adj_factors = Table(
+    "adj_factors",
+    metadata,
+    Column("ts_code", String(12), primary_key=True),
+    Column("trade_date", Date, primary_key=True),
+    Column("adj_factor", Numeric(20, 6), nullable=False),
+)
+
+daily_basic = Table(
+    "daily_basic",
+    metadata,
+    Column("ts_code", String(12), primary_key=True),
+    Column("trade_date", Date, primary_key=True),
+    *(Column(name, Double, nullable=True) for name in units.DAILY_BASIC_RATIOS),
+    *(Column(name, BigInteger, nullable=True) for name in (*units.DAILY_BASIC_SHARES, *units.DAILY_BASIC_VALUES)),
+)
+
+stk_limits = Table(
+    "stk_limits",
+    metadata,
+    Column("ts_code", String(12), primary_key=True),
+    Column("trade_date", Date, primary_key=True),
+    Column("up_limit", BigInteger, nullable=False),
+    Column("down_limit", BigInteger, nullable=False),
+)
+
+suspensions = Table(
+    "suspensions",
+    metadata,
+    Column("ts_code", String(12), primary_key=True),
+    Column("trade_date", Date, primary_key=True),
+    Column("suspend_type", String(1), primary_key=True),  # S suspended, R resumed (Tushare suspend_d)
+    Column("suspend_timing", String(32), nullable=True),
+    Index("ix_suspensions_trade_date", "trade_date"),
+)
+
+st_periods = Table(
+    "st_periods",
+    metadata,
+    Column("ts_code", String(12), primary_key=True),
+    Column("start_date", Date, primary_key=True),
+    Column("name", String(32), primary_key=True),
+    Column("end_date", Date, nullable=True),  # None: still under that name
+    Column("change_reason", String(64), nullable=True),
+)
+
+index_bars = Table(
+    "index_bars",
+    metadata,
+    Column("ts_code", String(12), primary_key=True),
+    Column("trade_date", Date, primary_key=True),
+    Column("open", Double, nullable=True),
+    Column("high", Double, nullable=True),
+    Column("low", Double, nullable=True),
+    Column("close", Double, nullable=True),
+    Column("pre_close", Double, nullable=True),
+    Column("vol", BigInteger, nullable=False),
+    Column("amount", BigInteger, nullable=False),
+)
+
+index_weights = Table(
+    "index_weights",
+    metadata,
+    Column("index_code", String(12), primary_key=True),
+    Column("trade_date", Date, primary_key=True),
+    Column("con_code", String(12), primary_key=True),
+    Column("weight", Double, nullable=False),
+)
+
+ingest_runs = Table(
+    "ingest_runs",
+    metadata,
+    Column("run_id", String(36), primary_key=True),
+    Column("kind", String(32), nullable=False),  # e.g. backfill, update, import
+    Column("start_date", Date, nullable=True),
+    Column("end_date", Date, nullable=True),
+    Column("status", String(16), nullable=False),  # running, succeeded, failed
+    Column("rows", BigInteger, nullable=False),
+    Column("progress", Double, nullable=False),  # 0..1
+    Column("detail", Text, nullable=True),  # JSON: what the run was asked, per-table counts, rows/s...
+    Column("error", Text, nullable=True),
+    Column("started_at", PreciseDateTime, nullable=False),
+    Column("updated_at", PreciseDateTime, nullable=False),
+    Column("finished_at", PreciseDateTime, nullable=True),
+    Index("ix_ingest_runs_started_at", "started_at"),
+)
+
+quality_reports = Table(
+    "quality_reports",
+    metadata,
+    Column("run_id", String(36), primary_key=True),
+    Column("created_at", PreciseDateTime, nullable=False),
+    Column("ingest_run_id", String(36), nullable=True),
+    Column("start_date", Date, nullable=True),
+    Column("end_date", Date, nullable=True),
+    Column("rules", Text, nullable=False),  # JSON list of the rule names run
+    Column("findings", Integer, nullable=False),
+    Index("ix_quality_reports_created_at", "created_at"),
+)
+
+quality_findings = Table(
+    "quality_findings",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("run_id", String(36), nullable=False),
+    Column("ts_code", String(12), nullable=True),
+    Column("trade_date", Date, nullable=True),
+    Column("rule", String(48), nullable=False),
+    Column("detail", Text, nullable=False),
+    Index("ix_quality_findings_run_id", "run_id"),
+)
+
+# One row per kind of data; `market` bumps on every write of market data. Cached snapshots are keyed by it.
+data_versions = Table(
+    "data_versions",
+    metadata,
+    Column("name", String(16), primary_key=True),
+    Column("version", BigInteger, nullable=False),
+    Column("updated_at", PreciseDateTime, nullable=False),
+)
+MARKET_VERSION = "market"
+
 
 @dataclass(frozen=True)
 class SecurityRecord:
@@ -92,6 +249,10 @@ class SecurityRecord:
     is_st: bool
     list_date: date
     delist_date: date | None
+    industry: str | None = None
+    area: str | None = None
+    market: str | None = None
+    list_status: str = "L"
 
 
 @dataclass(frozen=True)
@@ -108,6 +269,43 @@ class BarRecord:
     vol: int
     amount: int
     adj_factor: Decimal
+
+
+@dataclass(frozen=True)
+class IngestRun:
+    run_id: str
+    kind: str
+    start_date: date | None
+    end_date: date | None
+    status: str
+    rows: int
+    progress: float
+    detail: dict[str, Any]
+    error: str | None
+    started_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class QualityFinding:
+    """One defect a quality rule found: which stock, which day, which rule, and what exactly."""
+
+    rule: str
+    detail: str
+    ts_code: str | None = None
+    trade_date: date | None = None
+
+
+@dataclass(frozen=True)
+class QualityReport:
+    run_id: str
+    created_at: datetime
+    ingest_run_id: str | None
+    start_date: date | None
+    end_date: date | None
+    rules: list[str]
+    findings: int
 
 
 @dataclass(frozen=True)
@@ -130,6 +328,55 @@ def upsert_statement(dialect_name: str, table: Table) -> Insert:
             index_elements=sorted(keys), set_={name: lite.excluded[name] for name in others}
         )
     raise NotImplementedError(f"no upsert for the {dialect_name} dialect")
+
+
+_MULTI_ROW_INSERT = re.compile(r"^\s*INSERT\b.+\bVALUES\s*\((?:%s, )*%s\)\s*ON DUPLICATE KEY UPDATE [^;]+$", re.S)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _driver_column(values: np.ndarray, column: Column[Any]) -> np.ndarray:
+    """A storage column as the values asyncmy escapes fastest: ints, str, None. Dates go as ISO text (each distinct
+    date formatted once) and adj factors, held as int millionths, as exact 6-decimal text."""
+    if isinstance(column.type, Date):
+        codes, uniques = pd.factorize(values, use_na_sentinel=True)
+        table = np.asarray([d.isoformat() for d in uniques.tolist()] + [None], dtype=object)
+        return table[codes]
+    if isinstance(column.type, Numeric) and not isinstance(column.type, Float) and values.dtype.kind == "i":
+        codes, uniques = pd.factorize(values)
+        table = np.asarray([_micro_text(int(m)) for m in uniques.tolist()], dtype=object)
+        return table[codes]
+    return values
+
+
+def _sqlite_column(values: np.ndarray, column: Column[Any]) -> np.ndarray:
+    if isinstance(column.type, Numeric) and not isinstance(column.type, Float) and values.dtype.kind == "i":
+        return np.asarray([Decimal(int(m)).scaleb(-6) for m in values.tolist()], dtype=object)
+    return values
+
+
+def _micro_text(micro: int) -> str:
+    whole, frac = divmod(micro, units.MICRO)
+    return f"{whole}.{frac:06d}"
+
+
+def _ingest_run(row: Any) -> IngestRun:
+    return IngestRun(
+        run_id=row["run_id"], kind=row["kind"], start_date=row["start_date"], end_date=row["end_date"],
+        status=row["status"], rows=int(row["rows"]), progress=float(row["progress"]),
+        detail=json.loads(row["detail"] or "{}"), error=row["error"], started_at=row["started_at"],
+        updated_at=row["updated_at"], finished_at=row["finished_at"],
+    )  # fmt: skip
+
+
+def _quality_report(row: Any) -> QualityReport:
+    return QualityReport(
+        run_id=row["run_id"], created_at=row["created_at"], ingest_run_id=row["ingest_run_id"],
+        start_date=row["start_date"], end_date=row["end_date"], rules=json.loads(row["rules"]),
+        findings=int(row["findings"]),
+    )  # fmt: skip
 
 
 class DataStore:
@@ -181,6 +428,236 @@ class DataStore:
         for start in range(0, len(rows), BATCH_ROWS):
             # A list of parameter dicts makes this an executemany: one statement, many rows.
             await session.execute(statement, list(rows[start : start + BATCH_ROWS]))
+        if rows:
+            await self._bump_version(session)
+
+    async def _bump_version(self, session: DbSession) -> None:
+        now = _utcnow()
+        changed = await session.execute(
+            update(data_versions)
+            .where(data_versions.c.name == MARKET_VERSION)
+            .values(version=data_versions.c.version + 1, updated_at=now)
+        )
+        if changed.rowcount == 0:
+            await session.execute(
+                upsert_statement(self.db.engine.dialect.name, data_versions),
+                [{"name": MARKET_VERSION, "version": 1, "updated_at": now}],
+            )
+
+    async def data_version(self) -> int:
+        """Bumped by every write of market data: what cached snapshots and bulk files are keyed by."""
+        async with self._session() as session:
+            value = await session.scalar(select(data_versions.c.version).where(data_versions.c.name == MARKET_VERSION))
+        return int(value or 0)
+
+    async def _bulk_upsert(self, table: Table, columns: dict[str, np.ndarray]) -> int:
+        """Upsert whole columns (one array per column of `table`, already in storage units) as executemany batches.
+
+        On MariaDB the batches go to the asyncmy driver directly over BULK_CONNECTIONS connections, each batch its
+        own transaction: SQLAlchemy's per-row parameter processing cost more than the server's insert, and with two
+        connections Python encodes one batch while the server writes the other. A failure part-way leaves whole
+        batches behind, never half a row; the same load run again completes it (every write is an upsert).
+        Callers convert and validate the whole frame before calling, so bad input writes nothing.
+        """
+        names = [c.name for c in table.columns if c.name in columns]
+        n = len(columns[names[0]]) if names else 0
+        if n == 0:
+            return 0
+        if self.db.engine.dialect.name in ("mysql", "mariadb"):
+            await self._bulk_upsert_mysql(table, names, columns, n)
+            async with self.db.session() as session:
+                await self._bump_version(session)
+        else:
+            # SQLite (standalone): one writer anyway; SQLAlchemy's executemany in one transaction.
+            async with self.db.session() as session:
+                statement = upsert_statement(self.db.engine.dialect.name, table)
+                for start in range(0, n, BULK_BATCH_ROWS):
+                    stop = min(n, start + BULK_BATCH_ROWS)
+                    values = [_sqlite_column(columns[name][start:stop], table.c[name]).tolist() for name in names]
+                    await session.execute(
+                        statement, [dict(zip(names, row, strict=True)) for row in zip(*values, strict=True)]
+                    )
+                await self._bump_version(session)
+        if self.on_change is not None:
+            await self.on_change()
+        return n
+
+    async def _bulk_upsert_mysql(self, table: Table, names: list[str], columns: dict[str, np.ndarray], n: int) -> None:
+        compiled = upsert_statement("mysql", table).compile(dialect=self.db.engine.dialect, column_keys=names)
+        sql = str(compiled)
+        order = list(compiled.positiontup or [])
+        if sorted(order) != sorted(names) or not _MULTI_ROW_INSERT.match(sql):
+            # asyncmy folds rows into multi-row INSERTs only for statements its pattern recognises; anything else
+            # would silently run one statement per row.
+            raise RuntimeError(f"bulk upsert of {table.name}: unexpected statement {sql[:80]}...")
+        params = [_driver_column(columns[name], table.c[name]) for name in order]
+        queue: asyncio.Queue[tuple[int, int] | None] = asyncio.Queue(maxsize=BULK_CONNECTIONS)
+
+        async def writer() -> None:
+            async with self.db.engine.connect() as connection:
+                raw = await connection.get_raw_connection()
+                driver: Any = raw.driver_connection
+                cursor = driver.cursor()
+                cursor.max_stmt_length = BULK_STATEMENT_BYTES
+                try:
+                    while (span := await queue.get()) is not None:
+                        start, stop = span
+                        rows = list(zip(*(p[start:stop].tolist() for p in params), strict=True))
+                        await cursor.executemany(sql, rows)
+                        await driver.commit()
+                except BaseException:
+                    await driver.rollback()
+                    raise
+                finally:
+                    await cursor.close()
+
+        async def feeder() -> None:
+            for start in range(0, n, BULK_BATCH_ROWS):
+                await queue.put((start, min(n, start + BULK_BATCH_ROWS)))
+            for _ in range(BULK_CONNECTIONS):
+                await queue.put(None)
+
+        workers = [asyncio.create_task(writer()) for _ in range(min(BULK_CONNECTIONS, -(-n // BULK_BATCH_ROWS)))]
+        feeding = asyncio.create_task(feeder())
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            feeding.cancel()
+            for task in workers:
+                task.cancel()
+
+    # Frames in Tushare's layout and units (see services/data/units.py). Each returns the rows written.
+
+    async def upsert_daily_bars(self, frame: pd.DataFrame) -> int:
+        """Tushare `daily` (+ `adj_factor`, merged by the caller; 1 where the frame has none) -> daily_bars."""
+        return await self._bulk_upsert(daily_bars, units.daily_bar_columns(frame))
+
+    async def upsert_adj_factors(self, frame: pd.DataFrame) -> int:
+        return await self._bulk_upsert(adj_factors, units.adj_factor_columns(frame))
+
+    async def upsert_daily_basic(self, frame: pd.DataFrame) -> int:
+        return await self._bulk_upsert(daily_basic, units.daily_basic_columns(frame))
+
+    async def upsert_stk_limits(self, frame: pd.DataFrame) -> int:
+        return await self._bulk_upsert(stk_limits, units.stk_limit_columns(frame))
+
+    async def upsert_suspensions(self, frame: pd.DataFrame) -> int:
+        return await self._bulk_upsert(suspensions, units.suspension_columns(frame))
+
+    async def upsert_st_periods(self, frame: pd.DataFrame) -> int:
+        """The ST rows of a Tushare `namechange` frame (other name changes are not kept)."""
+        return await self._bulk_upsert(st_periods, units.st_period_columns(frame))
+
+    async def upsert_index_bars(self, frame: pd.DataFrame) -> int:
+        return await self._bulk_upsert(index_bars, units.index_bar_columns(frame))
+
+    async def upsert_index_weights(self, frame: pd.DataFrame) -> int:
+        return await self._bulk_upsert(index_weights, units.index_weight_columns(frame))
+
+    async def upsert_securities(self, frame: pd.DataFrame) -> int:
+        """Tushare `stock_basic` -> securities (board and exchange from the code, is_st from the name)."""
+        return await self._bulk_upsert(securities, units.security_columns(frame))
+
+    async def upsert_trade_calendar(self, frame: pd.DataFrame) -> int:
+        return await self._bulk_upsert(trade_calendar, units.trade_calendar_columns(frame))
+
+    # -- the ingestion log and quality reports (written by the ingestion and quality code) ---------------------------
+
+    async def start_ingest_run(
+        self, kind: str, start: date | None = None, end: date | None = None, detail: dict[str, Any] | None = None
+    ) -> str:
+        run_id = str(uuid.uuid4())
+        now = _utcnow()
+        async with self.db.session() as session:
+            await session.execute(
+                ingest_runs.insert().values(
+                    run_id=run_id, kind=kind, start_date=start, end_date=end, status="running", rows=0, progress=0.0,
+                    detail=json.dumps(detail or {}), error=None, started_at=now, updated_at=now, finished_at=None,
+                )
+            )  # fmt: skip
+        return run_id
+
+    async def update_ingest_progress(
+        self, run_id: str, *, progress: float, rows: int, detail: dict[str, Any] | None = None
+    ) -> None:
+        values: dict[str, Any] = {"progress": min(1.0, max(0.0, progress)), "rows": rows, "updated_at": _utcnow()}
+        if detail is not None:
+            values["detail"] = json.dumps(detail)
+        async with self.db.session() as session:
+            await session.execute(update(ingest_runs).where(ingest_runs.c.run_id == run_id).values(**values))
+
+    async def finish_ingest_run(
+        self, run_id: str, *, status: str, rows: int, error: str | None = None, detail: dict[str, Any] | None = None
+    ) -> None:
+        if status not in ("succeeded", "failed"):
+            raise ValueError(f"status {status!r}: a run finishes as succeeded or failed")
+        now = _utcnow()
+        values: dict[str, Any] = {"status": status, "rows": rows, "error": error, "updated_at": now,
+                                  "finished_at": now}  # fmt: skip
+        if status == "succeeded":
+            values["progress"] = 1.0
+        if detail is not None:
+            values["detail"] = json.dumps(detail)
+        async with self.db.session() as session:
+            await session.execute(update(ingest_runs).where(ingest_runs.c.run_id == run_id).values(**values))
+
+    async def get_ingest_run(self, run_id: str) -> IngestRun | None:
+        async with self._session() as session:
+            row = (await session.execute(select(ingest_runs).where(ingest_runs.c.run_id == run_id))).mappings().first()
+        return None if row is None else _ingest_run(row)
+
+    async def list_ingest_runs(self, limit: int = 50) -> list[IngestRun]:
+        query = select(ingest_runs).order_by(ingest_runs.c.started_at.desc()).limit(limit)
+        async with self._session() as session:
+            return [_ingest_run(row) for row in (await session.execute(query)).mappings().all()]
+
+    async def save_quality_report(
+        self,
+        rules: Sequence[str],
+        findings: Sequence[QualityFinding],
+        *,
+        ingest_run_id: str | None = None,
+        start: date | None = None,
+        end: date | None = None,
+    ) -> str:
+        """Store one quality run and all its findings in one transaction; returns the report's run id."""
+        run_id = str(uuid.uuid4())
+        async with self.db.session() as session:
+            await session.execute(
+                quality_reports.insert().values(
+                    run_id=run_id, created_at=_utcnow(), ingest_run_id=ingest_run_id, start_date=start, end_date=end,
+                    rules=json.dumps(list(rules)), findings=len(findings),
+                )
+            )  # fmt: skip
+            rows = [
+                {"run_id": run_id, "ts_code": f.ts_code, "trade_date": f.trade_date, "rule": f.rule, "detail": f.detail}
+                for f in findings
+            ]
+            for start_at in range(0, len(rows), BATCH_ROWS):
+                await session.execute(quality_findings.insert(), rows[start_at : start_at + BATCH_ROWS])
+        return run_id
+
+    async def get_quality_report(self, run_id: str) -> QualityReport | None:
+        query = select(quality_reports).where(quality_reports.c.run_id == run_id)
+        async with self._session() as session:
+            row = (await session.execute(query)).mappings().first()
+        return None if row is None else _quality_report(row)
+
+    async def list_quality_reports(self, limit: int = 50) -> list[QualityReport]:
+        query = select(quality_reports).order_by(quality_reports.c.created_at.desc()).limit(limit)
+        async with self._session() as session:
+            return [_quality_report(row) for row in (await session.execute(query)).mappings().all()]
+
+    async def quality_findings(
+        self, run_id: str, *, rule: str | None = None, limit: int = 1000, offset: int = 0
+    ) -> list[QualityFinding]:
+        query = select(quality_findings).where(quality_findings.c.run_id == run_id)
+        if rule is not None:
+            query = query.where(quality_findings.c.rule == rule)
+        query = query.order_by(quality_findings.c.id).limit(limit).offset(offset)
+        async with self._session() as session:
+            rows = (await session.execute(query)).mappings().all()
+        return [QualityFinding(r["rule"], r["detail"], r["ts_code"], r["trade_date"]) for r in rows]
 
     # -- reads ----------------------------------------------------------------------------------------------------
 
@@ -188,12 +665,44 @@ class DataStore:
         async with self._session() as session:
             return int(await session.scalar(select(func.count()).select_from(securities)) or 0)
 
-    async def list_securities(self, *, board: str | None = None, is_st: bool | None = None) -> list[SecurityRecord]:
+    async def list_securities(
+        self,
+        *,
+        board: str | None = None,
+        is_st: bool | None = None,
+        industry: str | None = None,
+        listed_on: date | None = None,
+        st_on: bool | None = None,
+        on: date | None = None,
+        list_status: str | None = None,
+    ) -> list[SecurityRecord]:
+        """Securities by board, industry, current ST flag, list status; `listed_on`: listed on or before that day
+        and not delisted by it; `st_on` with `on`: under an ST name on that day (st_periods) or not."""
         query = select(securities).order_by(securities.c.ts_code)
         if board is not None:
             query = query.where(securities.c.board == board)
         if is_st is not None:
             query = query.where(securities.c.is_st == is_st)
+        if industry is not None:
+            query = query.where(securities.c.industry == industry)
+        if list_status is not None:
+            query = query.where(securities.c.list_status == list_status)
+        if listed_on is not None:
+            query = query.where(
+                securities.c.list_date <= listed_on,
+                or_(securities.c.delist_date.is_(None), securities.c.delist_date > listed_on),
+            )
+        if st_on is not None and on is not None:
+            covering = (
+                select(st_periods.c.ts_code)
+                .where(
+                    st_periods.c.ts_code == securities.c.ts_code,
+                    st_periods.c.start_date <= on,
+                    or_(st_periods.c.end_date.is_(None), st_periods.c.end_date >= on),
+                )
+                .exists()
+            )
+            query = query.where(covering if st_on else ~covering)
         async with self._session() as session:
             rows = (await session.execute(query)).mappings().all()
         return [SecurityRecord(**row) for row in rows]
@@ -265,3 +774,157 @@ class DataStore:
         async with self._session() as session:
             first, last = (await session.execute(query)).one()
         return None if first is None else (first, last)
+
+    async def bars_of(self, ts_codes: Sequence[str], start: date, end: date) -> dict[str, list[BarRecord]]:
+        """Bars of several symbols over [start, end], by code (codes without bars map to [])."""
+        out: dict[str, list[BarRecord]] = {code: [] for code in ts_codes}
+        query = (
+            select(daily_bars)
+            .where(daily_bars.c.ts_code.in_(list(ts_codes)), daily_bars.c.trade_date.between(start, end))
+            .order_by(daily_bars.c.ts_code, daily_bars.c.trade_date)
+        )
+        async with self._session() as session:
+            for row in (await session.execute(query)).mappings().all():
+                out[row["ts_code"]].append(BarRecord(**row))
+        return out
+
+    async def cross_section(self, trade_date: date) -> list[tuple[BarRecord, int | None, int | None]]:
+        """Every bar of one trading day with that day's limit prices (fen) where stk_limit has them."""
+        query = (
+            select(daily_bars, stk_limits.c.up_limit, stk_limits.c.down_limit)
+            .select_from(
+                daily_bars.outerjoin(
+                    stk_limits,
+                    and_(
+                        stk_limits.c.ts_code == daily_bars.c.ts_code, stk_limits.c.trade_date == daily_bars.c.trade_date
+                    ),
+                )
+            )
+            .where(daily_bars.c.trade_date == trade_date)
+            .order_by(daily_bars.c.ts_code)
+        )
+        async with self._session() as session:
+            rows = (await session.execute(query)).mappings().all()
+        bar_keys = [c.name for c in daily_bars.columns]
+        return [(BarRecord(**{k: row[k] for k in bar_keys}), row["up_limit"], row["down_limit"]) for row in rows]
+
+    async def anchor_factors(self, ts_codes: Sequence[str] | None, anchor: date) -> dict[str, Decimal]:
+        """Each symbol's adj factor on `anchor`: the newest factor on or before it, from Tushare's feed (which has
+        suspended days) or else from the bars."""
+        found: dict[str, tuple[date, Decimal]] = {}
+        async with self._session() as session:
+            for table in (daily_bars, adj_factors):
+                newest = select(table.c.ts_code, func.max(table.c.trade_date).label("day")).where(
+                    table.c.trade_date <= anchor
+                )
+                if ts_codes is not None:
+                    newest = newest.where(table.c.ts_code.in_(list(ts_codes)))
+                sub = newest.group_by(table.c.ts_code).subquery()
+                query = select(table.c.ts_code, table.c.trade_date, table.c.adj_factor).join(
+                    sub, and_(sub.c.ts_code == table.c.ts_code, sub.c.day == table.c.trade_date)
+                )
+                for code, day, factor in (await session.execute(query)).all():
+                    if code not in found or day >= found[code][0]:
+                        found[code] = (day, Decimal(factor))
+        return {code: factor for code, (_, factor) in found.items()}
+
+    async def has_adj_factor_feed(self) -> bool:
+        async with self._session() as session:
+            return await session.scalar(select(adj_factors.c.ts_code).limit(1)) is not None
+
+    async def market_columns(self) -> dict[str, np.ndarray]:
+        """All of daily_bars as numpy columns, sorted by ts_code then trade_date: ts_code (str), trade_date (int32
+        days since 1970-01-01), prices/amount int64 fen, vol int64 shares, adj_factor int64 millionths.
+        The source of the bulk snapshot (services/data/bulk.py)."""
+        if self.db.engine.dialect.name in ("mysql", "mariadb"):
+            return await self._market_columns_mysql()
+        query = select(daily_bars).order_by(daily_bars.c.ts_code, daily_bars.c.trade_date)
+        async with self._session() as session:
+            rows = (await session.execute(query)).all()
+        return _bar_columns_from_rows(
+            [(r.ts_code, (r.trade_date - _EPOCH).days, r.open, r.high, r.low, r.close, r.pre_close, r.vol, r.amount,
+              int(Decimal(r.adj_factor).scaleb(6))) for r in rows]
+        )  # fmt: skip
+
+    async def _market_columns_mysql(self) -> dict[str, np.ndarray]:
+        # Integers only from the server (days since the epoch, factors in millionths): asyncmy turns DATE and
+        # DECIMAL into date and Decimal objects, which cost more than the rest of the row together.
+        query = select(
+            daily_bars.c.ts_code,
+            (func.to_days(daily_bars.c.trade_date) - _TO_DAYS_EPOCH).label("day"),
+            daily_bars.c.open, daily_bars.c.high, daily_bars.c.low, daily_bars.c.close, daily_bars.c.pre_close,
+            daily_bars.c.vol, daily_bars.c.amount,
+            func.cast(daily_bars.c.adj_factor * units.MICRO, BigInteger).label("adj_micro"),
+        ).order_by(daily_bars.c.ts_code, daily_bars.c.trade_date)  # fmt: skip
+        compiled = query.compile(dialect=self.db.engine.dialect)
+        params = tuple(compiled.params[name] for name in (compiled.positiontup or []))
+        chunks: list[dict[str, np.ndarray]] = []
+        async with self.db.engine.connect() as connection:
+            raw = await connection.get_raw_connection()
+            driver: Any = raw.driver_connection
+            from asyncmy.cursors import SSCursor
+
+            cursor = driver.cursor(SSCursor)
+            try:
+                await cursor.execute(str(compiled), params)
+                while rows := await cursor.fetchmany(200_000):
+                    chunks.append(_bar_columns_from_rows(rows))
+            finally:
+                await cursor.close()
+        if not chunks:
+            return _bar_columns_from_rows([])
+        return {name: np.concatenate([c[name] for c in chunks]) for name in BAR_COLUMN_NAMES}
+
+    async def index_constituents(self, index_code: str, on: date) -> tuple[date | None, list[tuple[str, float]]]:
+        """The newest published weights of `index_code` on or before `on`: (their date, [(con_code, weight %)])."""
+        newest = select(func.max(index_weights.c.trade_date)).where(
+            index_weights.c.index_code == index_code, index_weights.c.trade_date <= on
+        )
+        async with self._session() as session:
+            day = await session.scalar(newest)
+            if day is None:
+                return None, []
+            query = (
+                select(index_weights.c.con_code, index_weights.c.weight)
+                .where(index_weights.c.index_code == index_code, index_weights.c.trade_date == day)
+                .order_by(index_weights.c.weight.desc(), index_weights.c.con_code)
+            )
+            rows = (await session.execute(query)).all()
+        return day, [(code, float(weight)) for code, weight in rows]
+
+    async def index_bar_rows(self, ts_code: str, start: date, end: date) -> list[dict[str, Any]]:
+        query = (
+            select(index_bars)
+            .where(index_bars.c.ts_code == ts_code, index_bars.c.trade_date.between(start, end))
+            .order_by(index_bars.c.trade_date)
+        )
+        async with self._session() as session:
+            return [dict(row) for row in (await session.execute(query)).mappings().all()]
+
+    async def known_index(self, ts_code: str) -> bool:
+        async with self._session() as session:
+            in_bars = await session.scalar(select(index_bars.c.ts_code).where(index_bars.c.ts_code == ts_code).limit(1))
+            if in_bars is not None:
+                return True
+            in_weights = await session.scalar(
+                select(index_weights.c.index_code).where(index_weights.c.index_code == ts_code).limit(1)
+            )
+        return in_weights is not None
+
+
+_EPOCH = date(1970, 1, 1)
+_TO_DAYS_EPOCH = 719_528  # MySQL TO_DAYS('1970-01-01')
+BAR_COLUMN_NAMES = ("ts_code", "trade_date", "open", "high", "low", "close", "pre_close", "vol", "amount", "adj_factor")
+
+
+def _bar_columns_from_rows(rows: Sequence[Sequence[Any]]) -> dict[str, np.ndarray]:
+    if not rows:
+        empty = {name: np.zeros(0, dtype=np.int64) for name in BAR_COLUMN_NAMES}
+        empty["ts_code"] = np.zeros(0, dtype=object)
+        empty["trade_date"] = np.zeros(0, dtype=np.int32)
+        return empty
+    cols = list(zip(*rows, strict=True))
+    out = {"ts_code": np.asarray(cols[0], dtype=object), "trade_date": np.asarray(cols[1], dtype=np.int32)}
+    for name, values in zip(BAR_COLUMN_NAMES[2:], cols[2:], strict=True):
+        out[name] = np.asarray(values, dtype=np.int64)
+    return out

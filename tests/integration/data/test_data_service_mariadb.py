@@ -106,7 +106,14 @@ async def test_securities(service: Service) -> None:
         "board": first.board.value,
         "is_st": first.is_st,
         "list_date": first.list_date.isoformat(),
+        # Added with the issue-3 storage: the demo fills industry from its names; Tushare fills all four.
+        "delist_date": None,
+        "industry": first.industry,
+        "area": None,
+        "market": None,
+        "list_status": "L",
     }
+    assert first.industry is not None and first.name.endswith(first.industry)
     assert {s["board"] for s in listed} == {"main", "chinext", "star", "bse"}
     star = (await service.client.get("/v1/securities", params={"board": "star"})).json()
     assert star and all(s["board"] == "star" and s["ts_code"].startswith("688") for s in star)

@@ -105,6 +105,26 @@ async def test_viewer_cannot_place_orders_and_risk_never_hears_of_it(gw: Any) ->
         assert refused.status_code == 403 and "trader" in refused.json()["message"], path
 
 
+async def test_ingestion_needs_admin_and_the_data_service_never_hears_of_a_trader(gw: Any) -> None:
+    trader = await gw.new_user("trader")
+    before = len(gw.downstream.calls_to("data"))
+    body = {"start": "2024-01-02", "end": "2024-01-31"}
+    for method, path in [
+        ("POST", "/api/v1/ingest/backfill"),
+        ("POST", "/api/v1/ingest/update"),
+        ("POST", "/api/v1/quality/run"),
+    ]:
+        refused = await gw.client.request(method, path, json=body, headers=trader.headers)
+        assert refused.status_code == 403 and "admin" in refused.json()["message"], path
+    assert len(gw.downstream.calls_to("data")) == before
+
+    started = await gw.client.post("/api/v1/ingest/backfill", json=body, headers=await gw.admin_headers())
+    assert started.status_code == 202
+    assert started.json() == {"run_id": "run-1", "body": body}
+    call = gw.downstream.calls_to("data")[-1]
+    assert (call.path, call.principal.role) == ("/v1/ingest/backfill", "admin")
+
+
 async def test_user_administration_needs_admin(gw: Any) -> None:
     trader = await gw.new_user("trader")
     body = {"username": "mallory", "password": "password123", "role": "admin"}

@@ -1,0 +1,196 @@
+"""`python -m services.data <command>`: the data service's ingestion from the command line — backfill, update,
+import, quality, runs — against the configured database and provider (LH_* settings), with a progress bar on a
+terminal (plain lines otherwise). Exit status: 0 done, 1 the run failed (reason printed), 2 bad arguments or input."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import Sequence
+from datetime import date
+from typing import TextIO
+
+from services.data.app import make_provider
+from services.data.cache import ReadCache
+from services.data.events import outbox
+from services.data.ingest import SUCCEEDED, IngestError, Ingestor, IngestResult, Progress
+from services.data.providers import MarketDataProvider, ymd
+from services.data.quality import QualityInputError
+from services.data.store import MIGRATIONS_DIR, DataStore
+from shared.bus import create_bus
+from shared.cache import create_cache
+from shared.db import Database
+from shared.outbox import OutboxRelay
+from shared.settings import Settings
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+BAR_WIDTH = 30
+
+
+def _date(text: str) -> date:
+    try:
+        day = ymd(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    return date(int(day[:4]), int(day[4:6]), int(day[6:]))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m services.data", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    backfill = commands.add_parser("backfill", help="download [start, end] by trade_date")
+    backfill.add_argument("--start", type=_date, required=True, help="first day, YYYY-MM-DD or YYYYMMDD")
+    backfill.add_argument("--end", type=_date, required=True, help="last day, inclusive")
+    commands.add_parser("update", help="fetch the trading days missing since the newest stored one")
+    imp = commands.add_parser("import", help="import daily bars from CSV/Parquet files (Tushare daily layout)")
+    imp.add_argument("files", nargs="+", help="files to import; all are validated before any is stored")
+    imp.add_argument("--adj-factor", action="store_true", help="the files carry adj_factor: store it as the feed too")
+    quality = commands.add_parser("quality", help="run the quality checks on stored bars and store the report")
+    quality.add_argument("--start", type=_date, help="default: the newest stored day")
+    quality.add_argument("--end", type=_date, help="default: --start, else the newest stored day")
+    runs = commands.add_parser("runs", help="list the newest ingest runs")
+    runs.add_argument("--limit", type=int, default=20)
+    return parser
+
+
+class ProgressPrinter:
+    """A one-line bar redrawn in place on a terminal; a plain line at most every `every_s` seconds otherwise."""
+
+    def __init__(self, out: TextIO, *, every_s: float = 5.0) -> None:
+        self.out = out
+        self.tty = out.isatty()
+        self.every_s = 0.2 if self.tty else every_s
+        self._last = 0.0
+
+    def __call__(self, progress: Progress) -> None:
+        now = time.monotonic()
+        if now - self._last < self.every_s:
+            return
+        self._last = now
+        self.out.write(self._line(progress))
+        self.out.flush()
+
+    def _line(self, p: Progress) -> str:
+        text = (f"{100 * p.fraction:5.1f}%  {p.steps_done}/{p.steps_total}  {p.rows:,} rows  "
+                f"{p.rows_per_s:,.0f} rows/s  {p.current or ''}")  # fmt: skip
+        if not self.tty:
+            return text + "\n"
+        filled = int(BAR_WIDTH * p.fraction)
+        return f"\r[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {text}\x1b[K"
+
+    def done(self) -> None:
+        if self.tty and self._last:
+            self.out.write("\n")
+
+
+def _report(result: IngestResult, out: TextIO) -> int:
+    if result.status != SUCCEEDED:
+        out.write(f"{result.kind} {result.run_id} failed: {result.error}\n")
+        return EXIT_FAILED
+    span = f"{result.start}..{result.end}" if result.start else "no new bars"
+    out.write(f"{result.kind} {result.run_id} succeeded: {result.rows:,} rows ({result.bar_rows:,} bars of "
+              f"{result.symbols} symbols, {span})\n")  # fmt: skip
+    if result.quality is not None:
+        if "counts" in result.quality:
+            found = {k: v for k, v in result.quality["counts"].items() if v}
+            out.write(f"quality report {result.quality_report_id}: {found or 'no findings'}\n")
+        else:
+            out.write(f"quality checks skipped: {result.quality.get('skipped')}\n")
+    return EXIT_OK
+
+
+async def run(
+    argv: Sequence[str],
+    *,
+    settings: Settings | None = None,
+    provider: MarketDataProvider | None = None,
+    out: TextIO | None = None,
+) -> int:
+    out = out or sys.stdout
+    try:
+        args = build_parser().parse_args(list(argv))
+    except SystemExit as exc:  # argparse printed the reason
+        return int(exc.code or 0) and EXIT_USAGE
+    settings = settings or Settings()
+    db = Database(settings.database_url_for("data"))
+    cache = create_cache(settings.redis_url)
+    store = DataStore(db, on_change=ReadCache(cache, settings.bus_namespace).invalidate)
+    ingestor = Ingestor(store, provider if provider is not None else (lambda: make_provider(settings)))
+    await db.connect()
+    try:
+        await db.migrate(MIGRATIONS_DIR)
+        code = await _command(args, ingestor, store, out)
+        if args.command in ("backfill", "update", "import") and not settings.amqp_url.startswith("memory"):
+            await _publish(db, settings, out)
+        return code
+    finally:
+        await db.dispose()
+        await cache.close()
+
+
+async def _command(args: argparse.Namespace, ingestor: Ingestor, store: DataStore, out: TextIO) -> int:
+    printer = ProgressPrinter(out)
+    try:
+        if args.command == "backfill":
+            if args.start > args.end:
+                out.write(f"error: --end {args.end} is before --start {args.start}\n")
+                return EXIT_USAGE
+            result = await ingestor.backfill(args.start, args.end, on_progress=printer)
+        elif args.command == "update":
+            result = await ingestor.update(on_progress=printer)
+        elif args.command == "import":
+            result = await ingestor.import_files(args.files, adj_factor=args.adj_factor, on_progress=printer)
+        elif args.command == "quality":
+            return await _quality(args, ingestor, store, out)
+        else:
+            for r in await store.list_ingest_runs(args.limit):
+                out.write(f"{r.run_id}  {r.kind:8} {r.status:11} {r.started_at:%Y-%m-%d %H:%M:%S}  "
+                          f"{r.start_date or '':10} {r.end_date or '':10} {r.rows:>12,} rows  "
+                          f"{100 * r.progress:5.1f}%  {r.error or ''}\n")  # fmt: skip
+            return EXIT_OK
+    except IngestError as exc:  # e.g. another run is active
+        out.write(f"error: {exc}\n")
+        return EXIT_FAILED
+    finally:
+        printer.done()
+    return _report(result, out)
+
+
+async def _quality(args: argparse.Namespace, ingestor: Ingestor, store: DataStore, out: TextIO) -> int:
+    newest = await store.latest_session()
+    start = args.start or newest
+    end = args.end or (args.start if args.start else newest)
+    if start is None or end is None:
+        out.write("error: no bars stored yet, and no --start/--end given\n")
+        return EXIT_USAGE
+    try:
+        report_id, report = await ingestor.quality(start, end)
+    except (QualityInputError, IngestError) as exc:
+        out.write(f"error: {exc}\n")
+        return EXIT_USAGE
+    out.write(f"quality report {report_id} for {start}..{end}: {report.rows_checked:,} rows checked, "
+              f"{report.total} findings {report.count_by_severity()}\n")  # fmt: skip
+    for rule, n in report.counts.items():
+        if n:
+            out.write(f"  {rule}: {n}\n")
+    for f in report.findings[:20]:
+        out.write(f"  {f.rule} {f.ts_code} {f.trade_date} {f.detail}\n")
+    return EXIT_OK
+
+
+async def _publish(db: Database, settings: Settings, out: TextIO) -> None:
+    """Publish what the run put in the outbox now; if the broker is down the service's relay sends it later."""
+    bus = create_bus(settings.amqp_url, namespace=settings.bus_namespace, source="data")
+    try:
+        await bus.start()
+        await OutboxRelay(db, outbox, bus).flush()
+    except Exception as exc:
+        out.write(f"note: bars.updated left in the outbox for the service to publish ({type(exc).__name__}: {exc})\n")
+    finally:
+        await bus.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return asyncio.run(run(sys.argv[1:] if argv is None else argv))

@@ -1,0 +1,25 @@
+"""What the data service publishes: `bars.updated` after an ingest, written to its transactional outbox (the
+`outbox` table of lh_data, migration 0003) in the same transaction as the ingest run's finish, and relayed to the
+bus by `shared.outbox.OutboxRelay`."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from services.data.store import metadata
+from shared.events.envelope import Envelope, make_event
+from shared.events.schemas import BarsUpdated
+from shared.outbox import outbox_table
+
+SOURCE = "data"
+BARS_UPDATED = "bars.updated"
+
+# On the store's metadata, so the schema test (metadata vs. migrations) sees it like every other data table.
+outbox = outbox_table(metadata)
+
+
+def bars_updated(*, start: date, end: date, symbols: int, rows: int) -> Envelope:
+    """The event of one successful ingest: the range of trading days written, how many symbols and bar rows.
+    `trade_date` is the newest day written (what a consumer refreshing "today" wants)."""
+    payload = BarsUpdated(trade_date=end, start_date=start, end_date=end, symbols=symbols, rows=rows)
+    return make_event(BARS_UPDATED, payload, source=SOURCE)

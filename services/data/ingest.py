@@ -1,0 +1,838 @@
+"""The ingestion pipeline of the data service: backfill a range by trade_date, the daily update of the trading days
+missing since the last stored one, and the import of CSV/Parquet files; each run logged in `ingest_runs` with its
+progress, followed by the quality checks, and announced as `bars.updated` through the outbox.
+
+How a run writes (see docs/data-ingest.md):
+- Reference data first (trade calendar, securities, ST periods), then the open days: every endpoint of a day is
+  fetched and converted before anything of that day is written, while the next days are already being fetched
+  (a bounded queue keeps memory to a few days); several days are written together, bars last, as idempotent
+  upserts, so a run that fails or is interrupted leaves whole days or nothing of a day's bars, and running it again
+  completes it without changing what is already right.
+- A provider that stays unavailable fails the run with its reason; the days fetched before it are still written.
+- The run's finish and its `bars.updated` event are one transaction (the outbox); the relay publishes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time as _time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import and_, select, update
+
+from services.data import units
+from services.data.events import bars_updated, outbox
+from services.data.providers import (
+    MarketDataProvider,
+    ProviderError,
+    read_daily_file,
+    ymd,
+)
+from services.data.providers.errors import DataNotReady
+from services.data.quality import RULES, QualityInputError, QualityReport, run_quality_checks
+from services.data.scheduler import SHANGHAI
+from services.data.store import (
+    CALENDAR_EXCHANGE,
+    DataStore,
+    IngestRun,
+    QualityFinding,
+    adj_factors,
+    daily_bars,
+    ingest_runs,
+    securities,
+    stk_limits,
+    suspensions,
+    trade_calendar,
+)
+from shared.outbox import add_to_outbox
+
+log = logging.getLogger(__name__)
+
+DEFAULT_INDICES = ("000300.SH", "000905.SH")
+# Whole-market endpoints asked once per open day; all but suspend_d must have rows on an open day.
+DAY_APIS = ("daily", "adj_factor", "stk_limit", "suspend_d", "daily_basic")
+EXPECT_ROWS = frozenset({"daily", "adj_factor", "stk_limit", "daily_basic"})
+QUALITY_SYMBOLS_PER_CHUNK = 500  # the checks run per group of symbols, so a full-market range stays in memory
+RUNNING, SUCCEEDED, FAILED, INTERRUPTED = "running", "succeeded", "failed", "interrupted"
+ProviderSource = MarketDataProvider | Callable[[], MarketDataProvider]
+
+
+class IngestError(Exception):
+    """A run that cannot go on, for a reason to show the user (stored as the run's error)."""
+
+
+class IngestBusy(IngestError):
+    """Another ingest run is active (in this process, or with a fresh heartbeat in another one)."""
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    indices: tuple[str, ...] = DEFAULT_INDICES
+    batch_days: int = 10  # open days written per upsert batch
+    prefetch_days: int = 2  # days fetched ahead of the one being written (bounds memory)
+    progress_every_s: float = 2.0  # heartbeat/progress writes to the run row
+    # A "running" run whose row was not touched for this long belongs to a dead process.
+    stale_after_s: float = 30.0
+    # The time (Asia/Shanghai) after which a trading day's data counts as published (Tushare: 15:00-17:00).
+    ready_at: time = time(17, 0)
+
+    def __post_init__(self) -> None:
+        if self.batch_days < 1 or self.prefetch_days < 1:
+            raise ValueError("batch_days and prefetch_days must be at least 1")
+        if self.progress_every_s <= 0 or self.stale_after_s <= self.progress_every_s:
+            raise ValueError("progress_every_s must be positive and below stale_after_s")
+
+
+@dataclass
+class Progress:
+    """What a run has done so far; `percent` counts open days (files for an import)."""
+
+    run_id: str
+    kind: str
+    steps_done: int = 0
+    steps_total: int = 0
+    rows: int = 0
+    tables: dict[str, int] = field(default_factory=dict)
+    current: str | None = None  # the day (or file) last completed
+    started: float = field(default_factory=_time.monotonic)
+
+    @property
+    def fraction(self) -> float:
+        return 1.0 if self.steps_total == 0 else min(1.0, self.steps_done / self.steps_total)
+
+    @property
+    def rows_per_s(self) -> float:
+        elapsed = _time.monotonic() - self.started
+        return self.rows / elapsed if elapsed > 0 else 0.0
+
+    def add(self, table: str, rows: int) -> None:
+        self.rows += rows
+        self.tables[table] = self.tables.get(table, 0) + rows
+
+    def detail(self) -> dict[str, Any]:
+        return {
+            "percent": round(100 * self.fraction, 2),
+            "steps_done": self.steps_done,
+            "steps_total": self.steps_total,
+            "rows_per_s": round(self.rows_per_s, 1),
+            "current": self.current,
+            "tables": dict(self.tables),
+        }
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    run_id: str
+    kind: str
+    status: str
+    rows: int
+    start: date | None  # the range of trading days whose bars were written
+    end: date | None
+    error: str | None = None
+    quality_report_id: str | None = None
+    quality: dict[str, Any] | None = None  # counts, by_severity, skipped rules (the findings are stored)
+    bar_rows: int = 0
+    symbols: int = 0
+
+
+@dataclass
+class _Written:
+    """Bars written by a run: what `bars.updated` and the quality checks cover."""
+
+    first: date | None = None
+    last: date | None = None
+    rows: int = 0
+    symbols: set[str] = field(default_factory=set)
+
+    def add(self, frame: pd.DataFrame) -> None:
+        if frame.empty:
+            return
+        days = sorted(frame["trade_date"].astype(str).unique())
+        first, last = _day(days[0]), _day(days[-1])
+        self.first = first if self.first is None else min(self.first, first)
+        self.last = last if self.last is None else max(self.last, last)
+        self.rows += len(frame)
+        self.symbols.update(frame["ts_code"].astype(str).unique().tolist())
+
+
+def _day(text: str) -> date:
+    text = ymd(text)
+    return date(int(text[:4]), int(text[4:6]), int(text[6:]))
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+class Ingestor:
+    """Runs ingests against one store and one provider. One run at a time (per process; across processes through
+    the run log's heartbeat). `notify` is called after a commit that added to the outbox (wakes the relay)."""
+
+    def __init__(
+        self,
+        store: DataStore,
+        provider: ProviderSource,
+        *,
+        options: IngestOptions | None = None,
+        notify: Callable[[], None] | None = None,
+    ) -> None:
+        self.store = store
+        self._provider_source = provider
+        self._provider: MarketDataProvider | None = None
+        self.options = options or IngestOptions()
+        self.notify = notify
+        self._task: asyncio.Task[IngestResult] | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def provider(self) -> MarketDataProvider:
+        # Built on first use: a missing token fails the ingest with its reason instead of the whole service.
+        if self._provider is None:
+            source = self._provider_source
+            self._provider = source if isinstance(source, MarketDataProvider) else source()
+        return self._provider
+
+    # -- the run log ----------------------------------------------------------------------------------------------
+
+    async def mark_interrupted(self, *, stale_after_s: float | None = None) -> int:
+        """Mark "running" runs without a recent heartbeat as interrupted (their process died); returns how many."""
+        cutoff = _utcnow() - timedelta(seconds=self.options.stale_after_s if stale_after_s is None else stale_after_s)
+        mine = self._task.get_name() if self._task is not None and not self._task.done() else None
+        query = (
+            update(ingest_runs)
+            .where(ingest_runs.c.status == RUNNING, ingest_runs.c.updated_at < cutoff)
+            .values(status=INTERRUPTED, error="interrupted: the process running it stopped before it finished",
+                    finished_at=_utcnow(), updated_at=_utcnow())
+        )  # fmt: skip
+        if mine is not None:
+            query = query.where(ingest_runs.c.run_id != mine)
+        async with self.store.db.session() as session:
+            result = await session.execute(query)
+        return int(result.rowcount or 0)
+
+    async def active_run(self) -> IngestRun | None:
+        if self._task is not None and not self._task.done():
+            return await self.store.get_ingest_run(self._task.get_name())
+        await self.mark_interrupted()
+        async with self.store.db.session() as session:
+            run_id = await session.scalar(select(ingest_runs.c.run_id).where(ingest_runs.c.status == RUNNING).limit(1))
+        return None if run_id is None else await self.store.get_ingest_run(run_id)
+
+    async def last_update_day(self) -> date | None:
+        """For the scheduler's run log: the newest trading day with bars in the store."""
+        return await self.store.latest_session()
+
+    # -- starting runs ----------------------------------------------------------------------------------------------
+
+    async def start_backfill(self, start: date, end: date) -> str:
+        """Start a backfill in the background; returns its run id (raises IngestBusy if a run is active)."""
+        _check_range(start, end)
+        return await self._start("backfill", start, end, lambda run_id: self.backfill(start, end, run_id=run_id))
+
+    async def start_update(self, *, as_of: datetime | None = None) -> str:
+        return await self._start("update", None, None, lambda run_id: self.update(as_of=as_of, run_id=run_id))
+
+    async def _start(
+        self, kind: str, start: date | None, end: date | None, body: Callable[[str], Awaitable[IngestResult]]
+    ) -> str:
+        async with self._lock:
+            active = await self.active_run()
+            if active is not None:
+                raise IngestBusy(f"ingest run {active.run_id} ({active.kind}) is still running")
+            run_id = await self.store.start_ingest_run(kind, start, end, {"requested": _requested(start, end)})
+            self._task = asyncio.create_task(self._background(body, run_id), name=run_id)
+        return run_id
+
+    async def _background(self, body: Callable[[str], Awaitable[IngestResult]], run_id: str) -> IngestResult:
+        try:
+            return await body(run_id)
+        except Exception:
+            log.exception("ingest run %s crashed", run_id)
+            raise
+
+    async def wait(self) -> IngestResult | None:
+        """Wait for the background run, if any (tests, shutdown)."""
+        task = self._task
+        return None if task is None else await task
+
+    async def stop(self, *, grace_s: float = 10.0) -> None:
+        """At shutdown: cancel a background run (it is marked interrupted; re-running completes it)."""
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=grace_s)
+
+    # -- the runs -------------------------------------------------------------------------------------------------
+
+    async def backfill(
+        self, start: date, end: date, *, run_id: str | None = None, on_progress: ProgressCallback | None = None
+    ) -> IngestResult:
+        """Calendar, securities, ST history, then every open day in [start, end], then the configured indices."""
+        _check_range(start, end)
+
+        async def body(progress: Progress, written: _Written) -> None:
+            # The calendar to the end of the year too: the scheduler and `update` need the coming sessions.
+            calendar = await self._store_calendar(start, max(end, date(end.year, 12, 31)), progress)
+            days = [d for d in calendar if start <= d <= end]
+            progress.steps_total = len(days)
+            await self._store_reference(progress)
+            await self._ingest_days(days, progress, written, on_progress)
+            if days:
+                await self._store_indices(days[0], days[-1], progress)
+
+        return await self._run("backfill", start, end, run_id, body, on_progress)
+
+    async def update(
+        self,
+        *,
+        as_of: datetime | None = None,
+        run_id: str | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> IngestResult:
+        """Fetch the open days after the newest stored one, up to the latest day whose data is out at `as_of`
+        (default now): today once `ready_at` (Shanghai) has passed, else the open day before."""
+        now = (as_of or datetime.now(SHANGHAI)).astimezone(SHANGHAI)
+
+        async def body(progress: Progress, written: _Written) -> None:
+            last = await self.store.latest_session()
+            if last is None:
+                raise IngestError("the store has no bars yet: run a backfill first (e.g. backfill --start --end)")
+            today = now.date()
+            if today <= last:
+                return
+            calendar = await self._store_calendar(last + timedelta(days=1), date(today.year, 12, 31), progress)
+            days = [d for d in calendar if d <= today and (d < today or now.time() >= self.options.ready_at)]
+            progress.steps_total = len(days)
+            await self._record_plan(progress.run_id, days)
+            if not days:
+                return
+            await self._store_reference(progress)
+            await self._ingest_days(days, progress, written, on_progress)
+            await self._store_indices(days[0], days[-1], progress)
+
+        return await self._run("update", None, None, run_id, body, on_progress)
+
+    async def import_files(
+        self,
+        paths: Sequence[str | Path],
+        *,
+        adj_factor: bool = False,
+        run_id: str | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> IngestResult:
+        """Import daily bars from CSV/Parquet files in Tushare's daily layout. Every file is read and validated
+        before anything is stored: one bad file rejects the whole import (file, line and reason in the error).
+        `adj_factor`: the files carry Tushare's adj_factor (required in each) and it is stored as the factor feed
+        too. Without it, a file's adj_factor column (if any) is still used for its bars; bars without one take the
+        stored factor of that day, else the symbol's newest earlier one, else 1."""
+        files = [Path(p) for p in paths]
+        if not files:
+            raise IngestError("no files to import")
+
+        async def body(progress: Progress, written: _Written) -> None:
+            progress.steps_total = len(files) + 1
+            frames = []
+            for file in files:
+                frame = await asyncio.to_thread(read_daily_file, file)
+                if adj_factor and "adj_factor" not in frame.columns:
+                    raise IngestError(f"{file}: no adj_factor column (--adj-factor says every file has one)")
+                frames.append(frame)
+                progress.steps_done += 1
+                progress.current = file.name
+            bars = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+            duplicated = bars.duplicated(["ts_code", "trade_date"], keep=False)
+            if duplicated.any():
+                first = bars[duplicated].iloc[0]
+                owners = [str(f) for f, fr in zip(files, frames, strict=True) if _has(fr, first)]
+                raise IngestError(
+                    f"({first['ts_code']}, {first['trade_date']}) is in more than one file: {', '.join(owners)}"
+                )
+            if bars.empty:
+                return
+            factors = bars.loc[:, ["ts_code", "trade_date", "adj_factor"]] if adj_factor else None
+            if "adj_factor" not in bars.columns or bars["adj_factor"].isna().any():
+                bars = await self._fill_adj_factors(bars)
+            _validate(bars, factors, None, None, None)
+            if factors is not None:
+                progress.add("adj_factors", await self.store.upsert_adj_factors(factors))
+            progress.add("daily_bars", await self.store.upsert_daily_bars(bars))
+            written.add(bars)
+            progress.steps_done += 1
+
+        return await self._run(
+            "import", None, None, run_id, body, on_progress, detail={"files": [str(f) for f in files]}
+        )
+
+    # -- the run frame: log, heartbeat, quality, outbox -------------------------------------------------------------
+
+    async def _run(
+        self,
+        kind: str,
+        start: date | None,
+        end: date | None,
+        run_id: str | None,
+        body: Callable[[Progress, _Written], Awaitable[None]],
+        on_progress: ProgressCallback | None,
+        detail: dict[str, Any] | None = None,
+    ) -> IngestResult:
+        if run_id is None:
+            async with self._lock:
+                active = await self.active_run()
+                if active is not None:
+                    raise IngestBusy(f"ingest run {active.run_id} ({active.kind}) is still running")
+                run_id = await self.store.start_ingest_run(kind, start, end, {"requested": _requested(start, end)})
+        progress = Progress(run_id, kind)
+        written = _Written()
+        extra = {"requested": _requested(start, end), **(detail or {})}
+        heartbeat = asyncio.create_task(self._heartbeat(progress, extra, on_progress))
+        try:
+            await body(progress, written)
+        except (ProviderError, IngestError, units.ConversionError, QualityInputError) as exc:
+            heartbeat.cancel()
+            return await self._fail(progress, written, extra, exc)
+        except asyncio.CancelledError:
+            heartbeat.cancel()
+            await asyncio.shield(self._interrupt(progress, extra))
+            raise
+        except Exception as exc:
+            heartbeat.cancel()
+            log.exception("ingest run %s failed unexpectedly", run_id)
+            return await self._fail(progress, written, extra, exc)
+        heartbeat.cancel()
+        return await self._succeed(progress, written, extra)
+
+    async def _heartbeat(self, progress: Progress, extra: dict[str, Any], on_progress: ProgressCallback | None) -> None:
+        # Also while a provider call waits out a rate limit: the row's updated_at says the run is alive.
+        while True:
+            await asyncio.sleep(self.options.progress_every_s)
+            try:
+                await self.store.update_ingest_progress(
+                    progress.run_id,
+                    progress=progress.fraction,
+                    rows=progress.rows,
+                    detail={**extra, **progress.detail()},
+                )
+            except Exception:
+                log.warning("could not record the progress of ingest run %s", progress.run_id, exc_info=True)
+            if on_progress is not None:
+                on_progress(progress)
+
+    async def _fail(self, progress: Progress, written: _Written, extra: dict[str, Any], exc: Exception) -> IngestResult:
+        reason = _reason(exc)
+        log.warning("ingest run %s failed: %s", progress.run_id, reason)
+        detail = {**extra, **progress.detail(), **_written_detail(written)}
+        await self.store.finish_ingest_run(progress.run_id, status=FAILED, rows=progress.rows, error=reason,
+                                           detail=detail)  # fmt: skip
+        return IngestResult(progress.run_id, progress.kind, FAILED, progress.rows, written.first, written.last,
+                            error=reason, bar_rows=written.rows, symbols=len(written.symbols))  # fmt: skip
+
+    async def _interrupt(self, progress: Progress, extra: dict[str, Any]) -> None:
+        try:
+            async with self.store.db.session() as session:
+                await session.execute(
+                    update(ingest_runs)
+                    .where(ingest_runs.c.run_id == progress.run_id)
+                    .values(status=INTERRUPTED, rows=progress.rows, error="interrupted: the service stopped",
+                            detail=json.dumps({**extra, **progress.detail()}), updated_at=_utcnow(),
+                            finished_at=_utcnow())
+                )  # fmt: skip
+        except Exception:
+            log.warning("could not mark ingest run %s interrupted; the next start-up will", progress.run_id)
+
+    async def _succeed(self, progress: Progress, written: _Written, extra: dict[str, Any]) -> IngestResult:
+        quality: dict[str, Any] | None = None
+        report_id: str | None = None
+        ingested = progress.detail()  # rows/s of the ingest itself, before the checks
+        checks_started = _time.monotonic()
+        if written.first is not None and written.last is not None:
+            try:
+                report_id, report = await self.quality(written.first, written.last, ingest_run_id=progress.run_id)
+                quality = _quality_summary(report)
+            except QualityInputError as exc:
+                quality = {"skipped": str(exc)}
+        detail = {**extra, **ingested, **_written_detail(written), "quality_report_id": report_id,
+                  "quality": quality, "quality_s": round(_time.monotonic() - checks_started, 3)}  # fmt: skip
+        event = None
+        if written.rows and written.first is not None and written.last is not None:
+            event = bars_updated(start=written.first, end=written.last, symbols=len(written.symbols),
+                                 rows=written.rows)  # fmt: skip
+        now = _utcnow()
+        async with self.store.db.session() as session:
+            await session.execute(
+                update(ingest_runs)
+                .where(ingest_runs.c.run_id == progress.run_id)
+                .values(status=SUCCEEDED, rows=progress.rows, progress=1.0, error=None, detail=json.dumps(detail),
+                        updated_at=now, finished_at=now)
+            )  # fmt: skip
+            if event is not None:
+                await add_to_outbox(session, outbox, event)
+        if event is not None and self.notify is not None:
+            self.notify()
+        return IngestResult(progress.run_id, progress.kind, SUCCEEDED, progress.rows, written.first, written.last,
+                            quality_report_id=report_id, quality=quality, bar_rows=written.rows,
+                            symbols=len(written.symbols))  # fmt: skip
+
+    async def _record_plan(self, run_id: str, days: list[date]) -> None:
+        start, end = (days[0], days[-1]) if days else (None, None)
+        async with self.store.db.session() as session:
+            await session.execute(
+                update(ingest_runs).where(ingest_runs.c.run_id == run_id).values(start_date=start, end_date=end)
+            )
+
+    # -- reference data and days ------------------------------------------------------------------------------------
+
+    async def _store_calendar(self, start: date, end: date, progress: Progress) -> list[date]:
+        """Store Tushare's trade_cal for [start, end]; the open days in it."""
+        frame = await self.provider.trade_cal(start, end)
+        if frame.empty:
+            raise DataNotReady(f"trade_cal returned no days for {start}..{end}", api="trade_cal")
+        progress.add("trade_calendar", await self.store.upsert_trade_calendar(frame))
+        opened = frame[pd.to_numeric(frame["is_open"]) == 1]["cal_date"].astype(str)
+        return sorted(_day(d) for d in opened.tolist())
+
+    async def _store_reference(self, progress: Progress) -> None:
+        stocks = await self.provider.stock_basic()
+        if not stocks.empty:
+            progress.add("securities", await self.store.upsert_securities(stocks))
+        names = await self.provider.namechange()
+        if not names.empty:
+            progress.add("st_periods", await self.store.upsert_st_periods(names))
+
+    async def _store_indices(self, start: date, end: date, progress: Progress) -> None:
+        for code in self.options.indices:
+            bars = await self.provider.index_daily(code, start, end)
+            if not bars.empty:
+                progress.add("index_bars", await self.store.upsert_index_bars(bars))
+            weights = await self.provider.index_weight(code, start, end)
+            if not weights.empty:
+                progress.add("index_weights", await self.store.upsert_index_weights(weights))
+
+    async def _fetch_day(self, day: date) -> dict[str, pd.DataFrame]:
+        provider = self.provider
+        calls = {
+            "daily": provider.daily(day, expect_rows=True),
+            "adj_factor": provider.adj_factor(day, expect_rows=True),
+            "stk_limit": provider.stk_limit(day, expect_rows=True),
+            "suspend_d": provider.suspend_d(day),
+            "daily_basic": provider.daily_basic(day, expect_rows=True),
+        }
+        # Every call finishes (no half-cancelled worker threads); the first failure is the day's.
+        results = await asyncio.gather(*calls.values(), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        frames: dict[str, pd.DataFrame] = {
+            api: result for api, result in zip(calls, results, strict=True) if isinstance(result, pd.DataFrame)
+        }
+        if frames["daily"].empty:  # a provider that does not honour expect_rows: still never "no data that day"
+            raise DataNotReady(f"daily returned no bars for open day {day}: not published yet", api="daily")
+        return frames
+
+    async def _ingest_days(
+        self, days: list[date], progress: Progress, written: _Written, on_progress: ProgressCallback | None
+    ) -> None:
+        """Fetch day N+1.. while day N's batch is written; `prefetch_days` bounds what waits in memory."""
+        if not days:
+            return
+        queue: asyncio.Queue[tuple[date, dict[str, pd.DataFrame]] | BaseException | None] = asyncio.Queue(
+            maxsize=self.options.prefetch_days
+        )
+
+        async def fetch_all() -> None:
+            try:
+                for day in days:
+                    await queue.put((day, await self._fetch_day(day)))
+                await queue.put(None)
+            except Exception as exc:
+                await queue.put(exc)
+
+        fetcher = asyncio.create_task(fetch_all())
+        batch: list[tuple[date, dict[str, pd.DataFrame]]] = []
+        try:
+            while True:
+                item = await queue.get()
+                if isinstance(item, BaseException):
+                    # The days already fetched are whole: write them, then fail with the provider's reason.
+                    await self._write_days(batch, progress, written, on_progress)
+                    raise item
+                if item is None:
+                    break
+                batch.append(item)
+                if len(batch) >= self.options.batch_days:
+                    await self._write_days(batch, progress, written, on_progress)
+                    batch = []
+            await self._write_days(batch, progress, written, on_progress)
+        finally:
+            fetcher.cancel()
+
+    async def _write_days(
+        self,
+        batch: list[tuple[date, dict[str, pd.DataFrame]]],
+        progress: Progress,
+        written: _Written,
+        on_progress: ProgressCallback | None,
+    ) -> None:
+        if not batch:
+            return
+        stacked = {api: _stack([frames[api] for _, frames in batch]) for api in DAY_APIS}
+        factors = stacked["adj_factor"]
+        bars = stacked["daily"].merge(factors, on=["ts_code", "trade_date"], how="left", validate="one_to_one")
+        if bars["adj_factor"].isna().any():
+            bars = await self._fill_adj_factors(bars)
+        # Convert (and so validate) everything before the first write: bad provider data writes nothing.
+        _validate(bars, factors, stacked["stk_limit"], stacked["suspend_d"], stacked["daily_basic"])
+        for table, frame, upsert in (
+            ("adj_factors", factors, self.store.upsert_adj_factors),
+            ("stk_limits", stacked["stk_limit"], self.store.upsert_stk_limits),
+            ("suspensions", stacked["suspend_d"], self.store.upsert_suspensions),
+            ("daily_basic", stacked["daily_basic"], self.store.upsert_daily_basic),
+            # Bars last: `update` starts after the newest day with bars, so a day cut short is fetched again.
+            ("daily_bars", bars, self.store.upsert_daily_bars),
+        ):
+            if not frame.empty:
+                progress.add(table, await upsert(frame))
+        written.add(bars)
+        progress.steps_done += len(batch)
+        progress.current = batch[-1][0].isoformat()
+        if on_progress is not None:
+            on_progress(progress)
+
+    async def _fill_adj_factors(self, bars: pd.DataFrame) -> pd.DataFrame:
+        """Bars lacking a factor take the stored feed's factor of that day, else the symbol's newest earlier factor
+        (in this frame, then in the store), else 1 (a symbol the store knows nothing about)."""
+        bars = bars.copy()
+        if "adj_factor" not in bars.columns:
+            bars["adj_factor"] = np.nan
+        bars["adj_factor"] = pd.to_numeric(bars["adj_factor"], errors="coerce")
+        missing = bars["adj_factor"].isna()
+        codes = sorted(bars.loc[missing, "ts_code"].astype(str).unique().tolist())
+        days = bars.loc[missing, "trade_date"].astype(str)
+        first, last = _day(days.min()), _day(days.max())
+        stored: dict[tuple[str, str], float] = {}
+        async with self.store.db.session() as session:
+            for i in range(0, len(codes), 500):
+                query = select(adj_factors.c.ts_code, adj_factors.c.trade_date, adj_factors.c.adj_factor).where(
+                    adj_factors.c.ts_code.in_(codes[i : i + 500]), adj_factors.c.trade_date.between(first, last)
+                )
+                for code, day, factor in (await session.execute(query)).all():
+                    stored[(code, ymd(day))] = float(factor)
+        keys = list(zip(bars["ts_code"].astype(str), bars["trade_date"].astype(str), strict=True))
+        from_feed = pd.Series([stored.get(k, np.nan) for k in keys], index=bars.index)
+        bars["adj_factor"] = bars["adj_factor"].fillna(from_feed)
+        order = bars.sort_values(["ts_code", "trade_date"]).index
+        carried = bars.loc[order].groupby("ts_code")["adj_factor"].ffill()
+        bars["adj_factor"] = bars["adj_factor"].fillna(carried)
+        still = bars["adj_factor"].isna()
+        if still.any():
+            anchors = await self.store.anchor_factors(sorted(bars.loc[still, "ts_code"].unique().tolist()), first)
+            fallback = bars.loc[still, "ts_code"].map(lambda c: float(anchors[c]) if c in anchors else 1.0)
+            bars.loc[still, "adj_factor"] = fallback
+        return bars
+
+    # -- quality --------------------------------------------------------------------------------------------------
+
+    async def quality(self, start: date, end: date, *, ingest_run_id: str | None = None) -> tuple[str, QualityReport]:
+        """Run the quality checks over the stored bars of [start, end] and store the report; (report id, report).
+        Symbols are checked in groups so a whole-market range stays within memory."""
+        _check_range(start, end)
+        calendar = await self.store.open_days(start, end)
+        span = await self.store.calendar_span()
+        if span is None or span[0] > start or span[1] < end:
+            raise QualityInputError(
+                f"the stored trade calendar does not cover {start}..{end}: a backfill of that range stores it"
+            )
+        if not calendar:
+            raise QualityInputError(f"no open day in {start}..{end}")
+        codes = await _codes_with_bars(self.store, start, end)
+        reports = []
+        for i in range(0, max(len(codes), 1), QUALITY_SYMBOLS_PER_CHUNK):
+            chunk = codes[i : i + QUALITY_SYMBOLS_PER_CHUNK]
+            inputs = await _quality_inputs(self.store, chunk, start, end)
+            reports.append(await asyncio.to_thread(_check, inputs, calendar))
+        report = _merge_reports(reports)
+        stored = [QualityFinding(f.rule, f.detail, f.ts_code, f.trade_date) for f in report.findings]
+        report_id = await self.store.save_quality_report(
+            report.rules_run, stored, ingest_run_id=ingest_run_id, start=start, end=end
+        )
+        return report_id, report
+
+
+# -- helpers ------------------------------------------------------------------------------------------------------
+
+
+def _check_range(start: date, end: date) -> None:
+    if start > end:
+        raise IngestError(f"start {start} is after end {end}")
+
+
+def _requested(start: date | None, end: date | None) -> dict[str, str | None]:
+    return {"start": start.isoformat() if start else None, "end": end.isoformat() if end else None}
+
+
+def _has(frame: pd.DataFrame, row: pd.Series) -> bool:
+    return bool(((frame["ts_code"] == row["ts_code"]) & (frame["trade_date"] == row["trade_date"])).any())
+
+
+def _stack(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    non_empty = [f for f in frames if not f.empty]
+    if not non_empty:
+        return frames[0] if frames else pd.DataFrame()
+    return non_empty[0] if len(non_empty) == 1 else pd.concat(non_empty, ignore_index=True)
+
+
+def _validate(
+    bars: pd.DataFrame,
+    factors: pd.DataFrame | None,
+    limits: pd.DataFrame | None,
+    halts: pd.DataFrame | None,
+    basic: pd.DataFrame | None,
+) -> None:
+    """Convert every frame to storage units once, so a bad value is refused before any of the batch is written."""
+    units.daily_bar_columns(bars)
+    for frame, convert in (
+        (factors, units.adj_factor_columns),
+        (limits, units.stk_limit_columns),
+        (halts, units.suspension_columns),
+        (basic, units.daily_basic_columns),
+    ):
+        if frame is not None and not frame.empty:
+            convert(frame)
+
+
+def _written_detail(written: _Written) -> dict[str, Any]:
+    return {
+        "bars": {
+            "start": written.first.isoformat() if written.first else None,
+            "end": written.last.isoformat() if written.last else None,
+            "rows": written.rows,
+            "symbols": len(written.symbols),
+        }
+    }
+
+
+def _quality_summary(report: QualityReport) -> dict[str, Any]:
+    return {
+        "rows_checked": report.rows_checked,
+        "counts": dict(report.counts),
+        "by_severity": report.count_by_severity(),
+        "rules_skipped": dict(report.rules_skipped),
+        "truncated": report.truncated(),
+    }
+
+
+async def _codes_with_bars(store: DataStore, start: date, end: date) -> list[str]:
+    query = (
+        select(daily_bars.c.ts_code).where(daily_bars.c.trade_date.between(start, end)).distinct()
+        .order_by(daily_bars.c.ts_code)
+    )  # fmt: skip
+    async with store.db.session() as session:
+        return list((await session.scalars(query)).all())
+
+
+@dataclass
+class _QualityInputs:
+    bars: pd.DataFrame
+    suspensions: pd.DataFrame
+    limits: pd.DataFrame
+    securities: pd.DataFrame
+
+
+async def _quality_inputs(store: DataStore, codes: list[str], start: date, end: date) -> _QualityInputs:
+    """The stored rows (storage units) the checks need for `codes` over [start, end]."""
+
+    async def frame(table: Any, columns: list[str], *where: Any) -> pd.DataFrame:
+        query = select(*(table.c[c] for c in columns)).where(*where)
+        async with store.db.session() as session:
+            rows = (await session.execute(query)).all()
+        return pd.DataFrame([tuple(r) for r in rows], columns=columns)
+
+    bar_cols = ["ts_code", "trade_date", "open", "high", "low", "close", "pre_close", "vol", "amount", "adj_factor"]
+    in_range = lambda t: and_(t.c.ts_code.in_(codes), t.c.trade_date.between(start, end))  # noqa: E731
+    bars = await frame(daily_bars, bar_cols, in_range(daily_bars))
+    if not bars.empty:
+        bars["adj_factor"] = bars["adj_factor"].astype(float)
+    halts = await frame(suspensions, ["ts_code", "trade_date", "suspend_type"], in_range(suspensions))
+    limits = await frame(stk_limits, ["ts_code", "trade_date", "up_limit", "down_limit"], in_range(stk_limits))
+    secs = await frame(securities, ["ts_code", "list_date", "delist_date"], securities.c.ts_code.in_(codes))
+    return _QualityInputs(bars, halts, limits, secs)
+
+
+def _check(inputs: _QualityInputs, calendar: list[date]) -> QualityReport:
+    return run_quality_checks(
+        inputs.bars,
+        calendar=calendar,
+        suspensions=inputs.suspensions,
+        limits=inputs.limits,
+        securities=inputs.securities if not inputs.securities.empty else None,
+    )
+
+
+def _merge_reports(reports: list[QualityReport]) -> QualityReport:
+    """One report from the per-group ones: totals summed, findings in report order, capped per rule as one run."""
+    if len(reports) == 1:
+        return reports[0]
+    first = reports[0]
+    counts: dict[str, int] = {}
+    for r in reports:
+        for rule, n in r.counts.items():
+            counts[rule] = counts.get(rule, 0) + n
+    order = {rule: i for i, rule in enumerate(RULES)}
+    findings = sorted((f for r in reports for f in r.findings), key=lambda f: (order[f.rule], f.ts_code, f.trade_date))
+    kept: list[Any] = []
+    per_rule: dict[str, int] = {}
+    for f in findings:
+        if per_rule.get(f.rule, 0) < first.max_findings_per_rule:
+            kept.append(f)
+            per_rule[f.rule] = per_rule.get(f.rule, 0) + 1
+    dates = [d for r in reports for d in (r.first_date, r.last_date) if d is not None]
+    return replace(
+        first,
+        rows_checked=sum(r.rows_checked for r in reports),
+        first_date=min(dates) if dates else None,
+        last_date=max(dates) if dates else None,
+        counts=counts,
+        findings=tuple(kept),
+    )
+
+
+async def quality_report_for_ingest(store: DataStore, ingest_run_id: str) -> str | None:
+    """The id of the quality report stored for an ingest run, if any."""
+    from services.data.store import quality_reports
+
+    query = (
+        select(quality_reports.c.run_id)
+        .where(quality_reports.c.ingest_run_id == ingest_run_id)
+        .order_by(quality_reports.c.created_at.desc())
+        .limit(1)
+    )
+    async with store.db.session() as session:
+        found: str | None = await session.scalar(query)
+    return found
+
+
+def stored_open_days(store: DataStore) -> Callable[[], Awaitable[set[date]]]:
+    """The stored calendar's open days (for the scheduler's synchronous `is_trading_day`)."""
+
+    async def load() -> set[date]:
+        query = select(trade_calendar.c.cal_date).where(
+            trade_calendar.c.exchange == CALENDAR_EXCHANGE, trade_calendar.c.is_open.is_(True)
+        )
+        async with store.db.session() as session:
+            return set((await session.scalars(query)).all())
+
+    return load

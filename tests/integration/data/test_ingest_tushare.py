@@ -1,0 +1,438 @@
+"""Ingestion end to end against the real MariaDB and RabbitMQ, with the real tushare client talking to the fake
+Tushare server: a backfill in storage units, idempotent re-runs, the update of missing days only, retries, a
+provider down for good, bars.updated on the bus, file imports and the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+import pytest
+from sqlalchemy import func, select
+
+from services.data.app import create_app
+from services.data.cli import run as cli_run
+from services.data.ingest import IngestOptions, Ingestor
+from services.data.providers import RetryPolicy, TushareConfig, TushareProvider
+from services.data.providers.ratelimit import RateLimiter
+from services.data.scheduler import SHANGHAI
+from services.data.store import (
+    DataStore,
+    adj_factors,
+    daily_bars,
+    daily_basic,
+    index_bars,
+    index_weights,
+    ingest_runs,
+    securities,
+    st_periods,
+    stk_limits,
+    suspensions,
+    trade_calendar,
+)
+from shared.bus import create_bus
+from shared.db import Database
+from shared.events.envelope import Envelope
+from shared.internal_auth import service_headers
+from tests.support.fake_tushare import FakeTushare
+
+pytestmark = pytest.mark.integration
+
+CODES = ("000001.SZ", "600000.SH", "688001.SH")
+DAYS = [date(2024, 1, d) for d in (2, 3, 4, 5, 8, 9, 10, 11, 12, 15)]  # the open days of the fake calendar
+HALT = ("000001.SZ", date(2024, 1, 10))  # suspended that day: no bar
+FACTOR = {"000001.SZ": 1.0, "600000.SH": 1.5, "688001.SH": 2.25}
+
+
+def ymd(day: date) -> str:
+    return day.strftime("%Y%m%d")
+
+
+def market() -> dict[str, pd.DataFrame]:
+    """A small market in Tushare's layout and units (CNY, lots, thousand CNY): close rises 0.01 a day, pre_close
+    is the previous close, so the quality checks have nothing to report."""
+    cal = []
+    day = date(2024, 1, 1)
+    while day <= date(2024, 12, 31):
+        is_open = day in DAYS or (day > DAYS[-1] and day.weekday() < 5)
+        cal.append(("SSE", ymd(day), int(is_open), None))
+        day += timedelta(days=1)
+    daily, factors, limits, basic = [], [], [], []
+    for n, code in enumerate(CODES):
+        close = 10.0 + n
+        for day in DAYS:
+            factors.append((code, ymd(day), FACTOR[code]))
+            pre = round(close, 2)
+            limits.append((ymd(day), code, round(pre * 1.1, 2), round(pre * 0.9, 2)))
+            basic.append((code, ymd(day), pre, 1.5, 1.6, 1.0, 8.0, 8.5, 0.9, 1.1, 1.2, 2.0, 2.1, 100.0, 80.0, 70.0,
+                          1000.0, 800.0))  # fmt: skip
+            if (code, day) == HALT:
+                continue
+            close = round(pre + 0.01, 2)
+            daily.append((code, ymd(day), pre, round(close + 0.05, 2), round(pre - 0.05, 2), close, pre,
+                          round(close - pre, 2), round((close / pre - 1) * 100, 4), 12345.67, 12468.123))  # fmt: skip
+    frames = {
+        "trade_cal": pd.DataFrame(cal, columns=["exchange", "cal_date", "is_open", "pretrade_date"]),
+        "stock_basic": pd.DataFrame(
+            [
+                (
+                    c,
+                    c[:6],
+                    f"股票{i}",
+                    "深圳",
+                    "银行",
+                    "主板",
+                    "SZSE" if c.endswith("SZ") else "SSE",
+                    "L",
+                    "20100104",
+                    None,
+                )
+                for i, c in enumerate(CODES)
+            ],
+            columns=[
+                "ts_code",
+                "symbol",
+                "name",
+                "area",
+                "industry",
+                "market",
+                "exchange",
+                "list_status",
+                "list_date",
+                "delist_date",
+            ],
+        ),
+        "namechange": pd.DataFrame(
+            [
+                ("600000.SH", "ST浦发", "20120101", "20121231", "20111230", "ST"),
+                ("600000.SH", "浦发银行", "20130101", None, "20121231", "撤销ST"),
+            ],
+            columns=["ts_code", "name", "start_date", "end_date", "ann_date", "change_reason"],
+        ),
+        "daily": pd.DataFrame(
+            daily,
+            columns=[
+                "ts_code",
+                "trade_date",
+                "open",
+                "high",
+                "low",
+                "close",
+                "pre_close",
+                "change",
+                "pct_chg",
+                "vol",
+                "amount",
+            ],
+        ),
+        "adj_factor": pd.DataFrame(factors, columns=["ts_code", "trade_date", "adj_factor"]),
+        "stk_limit": pd.DataFrame(limits, columns=["trade_date", "ts_code", "up_limit", "down_limit"]),
+        "suspend_d": pd.DataFrame(
+            [(HALT[0], ymd(HALT[1]), None, "S")], columns=["ts_code", "trade_date", "suspend_timing", "suspend_type"]
+        ),
+        "daily_basic": pd.DataFrame(
+            basic,
+            columns=[
+                "ts_code",
+                "trade_date",
+                "close",
+                "turnover_rate",
+                "turnover_rate_f",
+                "volume_ratio",
+                "pe",
+                "pe_ttm",
+                "pb",
+                "ps",
+                "ps_ttm",
+                "dv_ratio",
+                "dv_ttm",
+                "total_share",
+                "float_share",
+                "free_share",
+                "total_mv",
+                "circ_mv",
+            ],
+        ),
+        "index_daily": pd.DataFrame(
+            [
+                ("000300.SH", ymd(d), 3400.5 + i, 3390.0, 3410.0, 3380.0, 3399.5 + i, 1.0, 0.03, 1.0e8, 2.0e8)
+                for i, d in enumerate(DAYS)
+            ],
+            columns=[
+                "ts_code",
+                "trade_date",
+                "close",
+                "open",
+                "high",
+                "low",
+                "pre_close",
+                "change",
+                "pct_chg",
+                "vol",
+                "amount",
+            ],
+        ),
+        "index_weight": pd.DataFrame(
+            [("000300.SH", c, "20240102", w) for c, w in (("600000.SH", 0.6), ("000001.SZ", 0.4))],
+            columns=["index_code", "con_code", "trade_date", "weight"],
+        ),
+    }
+    return frames
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeTushare]:
+    with FakeTushare(market(), token="t0ken") as server:
+        yield server
+
+
+def provider_for(server: FakeTushare, attempts: int = 3) -> TushareProvider:
+    config = TushareConfig(token="t0ken", url=server.url, timeout_s=5)
+    fast = RetryPolicy(max_attempts=attempts, base_delay_s=0.01, max_delay_s=0.02, rate_limit_delay_s=0.01,
+                       rate_limit_max_delay_s=0.02)  # fmt: skip
+    return TushareProvider(config, retry=fast, limiter=RateLimiter(default=None))
+
+
+@pytest.fixture
+async def store(backing: Any) -> AsyncIterator[DataStore]:  # a fresh database per test
+    settings = backing.settings(scope="ing" + secrets.token_hex(3))
+    db = Database(settings.database_url_for("data"))
+    await db.connect()
+    from services.data.store import MIGRATIONS_DIR
+
+    await db.migrate(MIGRATIONS_DIR)
+    try:
+        yield DataStore(db)
+    finally:
+        await db.dispose()
+
+
+async def count(store: DataStore, table: Any) -> int:
+    async with store.db.session() as session:
+        return int(await session.scalar(select(func.count()).select_from(table)) or 0)
+
+
+TABLES = (daily_bars, adj_factors, stk_limits, suspensions, daily_basic, securities, st_periods, trade_calendar,
+          index_bars, index_weights)  # fmt: skip
+
+
+async def contents(store: DataStore) -> dict[str, list[tuple[Any, ...]]]:
+    out = {}
+    async with store.db.session() as session:
+        for table in TABLES:
+            keys = list(table.primary_key.columns)
+            out[table.name] = [tuple(r) for r in (await session.execute(select(table).order_by(*keys))).all()]
+    return out
+
+
+async def test_backfill_stores_storage_units_and_a_rerun_changes_nothing(store: DataStore, fake: FakeTushare) -> None:
+    ingestor = Ingestor(store, provider_for(fake), options=IngestOptions(batch_days=4))
+    result = await ingestor.backfill(date(2024, 1, 1), date(2024, 1, 15))
+    assert result.status == "succeeded", result.error
+    assert (result.start, result.end, result.bar_rows, result.symbols) == (DAYS[0], DAYS[-1], 29, 3)
+
+    assert await count(store, daily_bars) == 3 * 10 - 1  # one suspended day
+    assert await count(store, adj_factors) == 30 and await count(store, stk_limits) == 30
+    assert await count(store, daily_basic) == 30 and await count(store, suspensions) == 1
+    assert await count(store, securities) == 3 and await count(store, st_periods) == 1
+    assert await count(store, trade_calendar) == 366  # 2024 to its end: the coming sessions too
+    assert await count(store, index_bars) == 10 and await count(store, index_weights) == 2
+
+    # 600000.SH on 2024-01-02, worked by hand: pre_close 11.00 CNY -> 1100 fen, close 11.01 -> 1101, high 11.06,
+    # low 10.95; vol 12345.67 lots x 100 = 1,234,567 shares; amount 12468.123 thousand CNY x 100,000 = 1,246,812,300
+    # fen; the factor 1.5 from the adj_factor feed.
+    async with store.db.session() as session:
+        bar = (await session.execute(select(daily_bars).where(
+            daily_bars.c.ts_code == "600000.SH", daily_bars.c.trade_date == date(2024, 1, 2)))).one()  # fmt: skip
+        limit = (await session.execute(select(stk_limits).where(
+            stk_limits.c.ts_code == "600000.SH", stk_limits.c.trade_date == date(2024, 1, 2)))).one()  # fmt: skip
+        basic = (await session.execute(select(daily_basic).where(
+            daily_basic.c.ts_code == "600000.SH", daily_basic.c.trade_date == date(2024, 1, 2)))).one()  # fmt: skip
+    assert (bar.open, bar.high, bar.low, bar.close, bar.pre_close) == (1100, 1106, 1095, 1101, 1100)
+    assert (bar.vol, bar.amount, bar.adj_factor) == (1_234_567, 1_246_812_300, Decimal("1.5"))
+    assert (limit.up_limit, limit.down_limit) == (1210, 990)  # 11.00 x 1.1 = 12.10, x 0.9 = 9.90
+    assert (basic.total_share, basic.total_mv) == (1_000_000, 1_000_000_000)  # 100 万股; 1000 万元 = 10M CNY
+
+    run = await store.get_ingest_run(result.run_id)
+    assert run is not None and run.status == "succeeded" and run.progress == 1.0 and run.rows == result.rows
+    assert run.detail["quality"]["by_severity"] == {"error": 0, "warning": 0}  # a clean market
+    assert result.quality_report_id is not None
+
+    before = await contents(store)
+    again = await ingestor.backfill(date(2024, 1, 1), date(2024, 1, 15))
+    assert again.status == "succeeded"
+    assert await contents(store) == before
+
+
+async def test_update_fetches_only_the_missing_days(store: DataStore, fake: FakeTushare) -> None:
+    ingestor = Ingestor(store, provider_for(fake))
+    assert (await ingestor.backfill(date(2024, 1, 2), date(2024, 1, 10))).status == "succeeded"
+    fake.reset()
+    # 16:00 on the 15th: that day is not out yet (ready at 17:00), so the 11th and 12th only.
+    result = await ingestor.update(as_of=datetime(2024, 1, 15, 16, 0, tzinfo=SHANGHAI))
+    assert result.status == "succeeded" and (result.start, result.end) == (date(2024, 1, 11), date(2024, 1, 12))
+    assert sorted(c.params["trade_date"] for c in fake.calls_to("daily")) == ["20240111", "20240112"]
+    fake.reset()
+    result = await ingestor.update(as_of=datetime(2024, 1, 15, 18, 0, tzinfo=SHANGHAI))
+    assert [c.params["trade_date"] for c in fake.calls_to("daily")] == ["20240115"]
+    assert result.bar_rows == 3 and await count(store, daily_bars) == 29
+    fake.reset()
+    nothing = await ingestor.update(as_of=datetime(2024, 1, 15, 20, 0, tzinfo=SHANGHAI))
+    assert nothing.status == "succeeded" and nothing.bar_rows == 0 and fake.calls_to("daily") == []
+
+
+async def test_rate_limit_replies_and_http_500s_are_retried(store: DataStore, fake: FakeTushare) -> None:
+    fake.reset()
+    fake.inject("daily", "rate_limit", times=2)
+    fake.inject("adj_factor", "http_500", times=2)
+    result = await Ingestor(store, provider_for(fake)).backfill(date(2024, 1, 2), date(2024, 1, 5))
+    assert result.status == "succeeded", result.error
+    assert await count(store, daily_bars) == 12
+    assert [c.fault for c in fake.calls_to("adj_factor")][:2] == ["http_500", "http_500"]
+
+
+async def test_a_provider_down_for_good_fails_the_run_and_stores_nothing_of_that_day(store: DataStore) -> None:
+    data = market()
+    data["daily"] = data["daily"][data["daily"]["trade_date"] != "20240104"]  # never published
+    with FakeTushare(data, token="t0ken") as server:
+        result = await Ingestor(store, provider_for(server), options=IngestOptions(batch_days=1)).backfill(
+            date(2024, 1, 2), date(2024, 1, 5)
+        )
+    assert result.status == "failed" and "DataNotReady" in (result.error or "") and "20240104" in (result.error or "")
+    run = await store.get_ingest_run(result.run_id)
+    assert run is not None and run.status == "failed" and run.error == result.error
+    async with store.db.session() as session:
+        for table in (daily_bars, adj_factors, stk_limits, daily_basic):
+            days = set((await session.scalars(select(table.c.trade_date).distinct())).all())
+            assert date(2024, 1, 4) not in days, table.name
+    assert await count(store, daily_bars) == 6  # the two days before it, whole
+
+
+async def test_http_500_for_good_fails_with_the_reason(store: DataStore, fake: FakeTushare) -> None:
+    fake.reset()
+    fake.inject("daily", "http_500", times=50)
+    result = await Ingestor(store, provider_for(fake)).backfill(date(2024, 1, 2), date(2024, 1, 3))
+    fake.reset()
+    assert result.status == "failed"
+    assert "ProviderUnavailable" in (result.error or "") and "HTTP error status" in (result.error or "")
+    assert await count(store, daily_bars) == 0
+
+
+async def test_an_interrupted_run_is_marked_and_a_rerun_completes_it(store: DataStore, fake: FakeTushare) -> None:
+    run_id = await store.start_ingest_run("backfill", date(2024, 1, 2), date(2024, 1, 5))
+    async with store.db.session() as session:
+        from sqlalchemy import update
+
+        await session.execute(update(ingest_runs).values(updated_at=datetime(2024, 1, 1)))
+    ingestor = Ingestor(store, provider_for(fake))
+    assert await ingestor.mark_interrupted() == 1
+    run = await store.get_ingest_run(run_id)
+    assert run is not None and run.status == "interrupted" and "interrupted" in (run.error or "")
+    assert (await ingestor.backfill(date(2024, 1, 2), date(2024, 1, 5))).status == "succeeded"
+
+
+def write_csv(path: Path, rows: list[str]) -> Path:
+    path.write_text("ts_code,trade_date,open,high,low,close,pre_close,change,pct_chg,vol,amount\n" + "\n".join(rows))
+    return path
+
+
+async def test_a_bad_file_rejects_the_whole_import(store: DataStore, tmp_path: Path) -> None:
+    good = write_csv(tmp_path / "good.csv", ["600000.SH,20240102,11.00,11.06,10.95,11.01,11.00,0.01,0.0909,10,20"])
+    bad = write_csv(tmp_path / "bad.csv", ["000001.SZ,20240102,10,10.1,9.9,10.05,10,0.05,0.5,10,20",
+                                           "000001.SZ,20240103,10.05,abc,9.9,10.05,10.05,0,0,10,20"])  # fmt: skip
+    result = await Ingestor(store, lambda: None).import_files([good, bad])  # type: ignore[arg-type,return-value]
+    assert result.status == "failed"
+    assert "bad.csv" in (result.error or "") and "line 3" in (result.error or "") and "high" in (result.error or "")
+    assert await count(store, daily_bars) == 0
+
+    ok = await Ingestor(store, lambda: None).import_files([good])  # type: ignore[arg-type,return-value]
+    assert ok.status == "succeeded" and ok.bar_rows == 1
+    async with store.db.session() as session:
+        bar = (await session.execute(select(daily_bars))).one()
+    # vol 10 lots = 1,000 shares; amount 20 thousand CNY = 2,000,000 fen; no factor known: 1.
+    assert (bar.close, bar.vol, bar.amount, bar.adj_factor) == (1101, 1000, 2_000_000, Decimal("1"))
+
+
+async def test_the_service_api_and_bars_updated_on_the_bus(backing: Any, fake: FakeTushare) -> None:
+    settings = backing.settings(scope="ingapi" + secrets.token_hex(3), load_demo_data=False)
+    app = create_app(settings, provider=provider_for(fake))
+    received: list[Envelope] = []
+    got = asyncio.Event()
+
+    async def on_event(event: Envelope) -> None:
+        received.append(event)
+        got.set()
+
+    listener = create_bus(settings.amqp_url, namespace=settings.bus_namespace, source="test")
+    await listener.start()
+    await listener.subscribe("ingest-test-" + secrets.token_hex(3), ["bars.updated"], on_event, durable=False)
+    headers = service_headers(settings.jwt_secret, "test")
+    try:
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://data", headers=headers) as c,
+        ):
+            bad = await c.post("/v1/ingest/backfill", json={"start": "2024-13-01", "end": "2024-01-15"})
+            assert bad.status_code == 422 and bad.json()["message"].startswith("start")
+            backwards = await c.post("/v1/ingest/backfill", json={"start": "2024-01-15", "end": "2024-01-02"})
+            assert backwards.status_code == 422 and "end" in backwards.json()["message"]
+
+            started = await c.post("/v1/ingest/backfill", json={"start": "2024-01-02", "end": "20240115"})
+            assert started.status_code == 202
+            run_id = started.json()["run_id"]
+            busy = await c.post("/v1/ingest/update")
+            assert busy.status_code == 409 and busy.json()["code"] == "ingest_running"
+            await app.state.ingestor.wait()
+            run = (await c.get(f"/v1/ingest/runs/{run_id}")).json()
+            assert run["status"] == "succeeded" and run["percent"] == 100.0 and run["rows"] > 0
+            assert [r["run_id"] for r in (await c.get("/v1/ingest/runs")).json()] == [run_id]
+            assert (await c.get("/v1/ingest/runs/nope")).status_code == 404
+
+            await asyncio.wait_for(got.wait(), timeout=10)
+            payload = received[0].payload
+            assert received[0].type == "bars.updated" and received[0].source == "data"
+            assert payload == {"trade_date": "2024-01-15", "start_date": "2024-01-02", "end_date": "2024-01-15",
+                               "symbols": 3, "rows": 29}  # fmt: skip
+
+            report = (await c.get(f"/v1/quality/reports/{run_id}")).json()  # by the ingest run's id
+            assert report["ingest_run_id"] == run_id and report["findings"] == 0
+            fresh = await c.post("/v1/quality/run", json={"start": "2024-01-02", "end": "2024-01-15"})
+            assert fresh.status_code == 200 and sum(fresh.json()["counts"].values()) == 0
+            assert len((await c.get("/v1/quality/reports")).json()) == 2
+            assert (await c.get("/v1/quality/reports/x", params={"rule": "nope"})).status_code == 422
+    finally:
+        await listener.close()
+
+
+async def test_the_cli(backing: Any, fake: FakeTushare, tmp_path: Path) -> None:
+    settings = backing.settings(scope="ingcli" + secrets.token_hex(3), load_demo_data=False)
+    out = io.StringIO()
+    code = await cli_run(["backfill", "--start", "2024-01-02", "--end", "2024-01-05"], settings=settings,
+                         provider=provider_for(fake), out=out)  # fmt: skip
+    assert code == 0, out.getvalue()
+    assert "succeeded" in out.getvalue() and "12 bars of 3 symbols" in out.getvalue()
+
+    out = io.StringIO()
+    bad = write_csv(tmp_path / "broken.csv", ["000001.SZ,2024-1-2,10,10.1,9.9,10.05,10,0.05,0.5,10,20"])
+    assert await cli_run(["import", str(bad)], settings=settings, out=out) == 1
+    assert "broken.csv: line 2" in out.getvalue()
+
+    out = io.StringIO()
+    assert await cli_run(["quality", "--start", "2024-01-02", "--end", "2024-01-05"], settings=settings, out=out) == 0
+    assert "12 rows checked, 0 findings" in out.getvalue()
+
+    out = io.StringIO()
+    assert await cli_run(["runs"], settings=settings, out=out) == 0
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2 and "import" in lines[0] and "failed" in lines[0] and "succeeded" in lines[1]
+
+    out = io.StringIO()
+    assert await cli_run(["backfill", "--start", "2024-01-05", "--end", "2024-01-02"], settings=settings, out=out) == 2

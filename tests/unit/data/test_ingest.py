@@ -1,0 +1,59 @@
+"""The ingestion pipeline without network or MariaDB: the CLI's arguments and progress output, and a backfill of
+the demo market into SQLite (standalone mode) that the quality checks find clean."""
+
+from __future__ import annotations
+
+import io
+from datetime import date
+from pathlib import Path
+
+from services.data.cli import ProgressPrinter, main
+from services.data.ingest import Ingestor, Progress
+from services.data.providers import DemoProvider
+from services.data.store import MIGRATIONS_DIR, DataStore
+from shared.db import Database
+from shared.settings import Settings
+
+
+class Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_bad_arguments_exit_2_naming_the_problem(capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["backfill", "--start", "2024-13-01", "--end", "2024-01-05"]) == 2
+    assert "2024-13-01" in capsys.readouterr().err
+    assert main(["teleport"]) == 2
+    assert main([]) == 2
+
+
+def test_progress_is_a_bar_on_a_terminal_and_lines_otherwise() -> None:
+    p = Progress("r", "backfill", steps_done=5, steps_total=20, rows=1234, current="2024-01-08")
+    tty = Tty()
+    ProgressPrinter(tty)(p)
+    assert tty.getvalue().startswith("\r[#######.......................]  25.0%  5/20  1,234 rows")
+    plain = io.StringIO()
+    printer = ProgressPrinter(plain)
+    printer(p)
+    printer(p)  # within the interval: not repeated
+    assert plain.getvalue().count("\n") == 1 and plain.getvalue().startswith(" 25.0%  5/20  1,234 rows")
+
+
+async def test_a_demo_backfill_into_sqlite(tmp_path: Path) -> None:
+    settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/{{service}}.db", demo_symbols=10)
+    db = Database(settings.database_url_for("data"))
+    await db.connect()
+    try:
+        await db.migrate(MIGRATIONS_DIR)
+        store = DataStore(db)
+        result = await Ingestor(store, DemoProvider(settings)).backfill(date(2024, 1, 2), date(2024, 1, 12))
+        assert result.status == "succeeded", result.error
+        # 2024-01-02..12 has 9 SSE sessions; 10 demo stocks, less any demo halts (suspend_d says which).
+        market = await DemoProvider(settings).market()
+        days = market.daily[(market.daily.trade_date >= "20240102") & (market.daily.trade_date <= "20240112")]
+        assert result.bar_rows == len(days) and result.symbols == days.ts_code.nunique()
+        assert result.quality is not None and result.quality["by_severity"]["error"] == 0
+        again = await Ingestor(store, DemoProvider(settings)).backfill(date(2024, 1, 2), date(2024, 1, 12))
+        assert again.bar_rows == result.bar_rows and len(await store.list_ingest_runs()) == 2
+    finally:
+        await db.dispose()
