@@ -50,6 +50,9 @@ bench: $(STAMP)
 	$(PY) -m bench.engine
 	$(PY) -m bench.engine --symbols 5000
 	$(PY) -m bench.data_quality
+	$(PY) -m bench.data_ingest
+	$(PY) -m bench.data_ingest_tushare
+	$(PY) -m bench.bars_bulk
 
 up:
 	docker compose up -d --build

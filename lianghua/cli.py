@@ -129,7 +129,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _data(args: argparse.Namespace) -> int:
-    from services.data import cli as data_cli
+    import services.data.cli as data_cli
 
     return int(data_cli.main(list(args.rest)))
 
