@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 
@@ -16,7 +17,7 @@ import pandas as pd
 from shared.engine.config import BacktestConfig
 from shared.engine.context import BacktestContext, StrategyError
 from shared.engine.core import REASONS, STATUS_NAMES, Engine, EngineError
-from shared.engine.data import BarsError, Panel, load_bars, read_bars
+from shared.engine.data import BarsError, Panel, load_bars, panel_data_key, read_bars
 from shared.engine.metrics import MetricsConfig, compute_metrics
 from shared.engine.result import BacktestResult, code_version, yuan
 from shared.strategy import Strategy
@@ -29,9 +30,11 @@ __all__ = [
     "BacktestResult",
     "BarsError",
     "EngineError",
+    "Panel",
     "StrategyError",
     "benchmark_returns",
     "load_bars",
+    "panel_data_key",
     "read_bars",
     "run_backtest",
     "yuan",
@@ -105,23 +108,36 @@ def _sha256_inputs(
 
 def run_backtest(
     strategy: Strategy,
-    bars: pd.DataFrame,
+    bars: pd.DataFrame | Panel,
     config: BacktestConfig | None = None,
     *,
     benchmark: pd.DataFrame | pd.Series | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> BacktestResult:
     """Run `strategy` over `bars` (Tushare daily layout: ts_code, trade_date 'YYYYMMDD' or date, open, high, low,
     close, pre_close, vol in lots, amount in thousand CNY; optional adj_factor, up_limit, down_limit, is_st).
 
     Raises BarsError for bad bars (naming the column/rows), StrategyError when the strategy misuses the context,
-    pydantic.ValidationError for a bad config; an exception from the strategy itself propagates unchanged."""
+    pydantic.ValidationError for a bad config; an exception from the strategy itself propagates unchanged.
+
+    `bars` may also be a `Panel` from `load_bars(bars, config)`, loaded once and reused by runs whose config has the
+    same data fields (start, end, calendar, ST codes, list dates): a parameter search loads the market once.
+    `progress(days_done, days)` is called every 50 days and at the end; raising from it stops the run."""
     config = config or BacktestConfig()
     if not isinstance(strategy, Strategy):
         raise TypeError(f"strategy must be a Strategy instance, got {type(strategy).__name__}")
-    panel = load_bars(bars, config)
+    if isinstance(bars, Panel):
+        panel = bars
+        if panel.data_key != panel_data_key(config):
+            raise ValueError(
+                "the panel was loaded with other start/end/calendar/st_codes/list_dates than this config; "
+                "load it again with this config"
+            )
+    else:
+        panel = load_bars(bars, config)
     bench = benchmark_returns(benchmark, panel.dates) if benchmark is not None else None
     engine = Engine(strategy, panel, config)
-    engine.run()
+    engine.run(progress)
 
     orders = engine.orders.arrays(
         {"id": np.int64, "sym": np.int64, "kind": np.int64, "amount": np.int64, "created": np.int64}

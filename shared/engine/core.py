@@ -8,6 +8,7 @@ cash + market value = equity holds to the fen every day."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -500,11 +501,15 @@ class Engine:
             has_bar=self._read_only(p.has_bar[t].copy()),
         )
 
-    def run(self) -> None:
+    def run(self, progress: Callable[[int, int], None] | None = None, every: int = 50) -> None:
+        """Drive the strategy over every day. `progress(days_done, days)` is called every `every` days and at the
+        end; it may raise (e.g. a cancellation) to stop the run, and the exception propagates unchanged."""
         days = len(self.panel.dates)
         self.strategy.on_init(self.ctx)
         self._take_new_orders()
         for t in range(days):
+            if progress is not None and t % every == 0 and t:
+                progress(t, days)
             self.t = t
             self.bought_today[:] = 0
             self._corporate_actions(t)
@@ -519,6 +524,8 @@ class Engine:
         if len(self.pend_id):
             self._settle(self.pend_id, self.pend_sym, STATUS_CANCELLED, 0, R_END)
             self.pend_id = self.pend_id[:0]
+        if progress is not None:
+            progress(days, days)
 
 
 def _lots_down(qty: IntArray, lot_min: IntArray, lot_step: IntArray) -> IntArray:

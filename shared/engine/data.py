@@ -62,6 +62,7 @@ class Panel:
     suspensions: dict[str, list[str]] = field(default_factory=dict)
     extra: dict[str, FloatArray] = field(default_factory=dict)  # other numeric columns (NaN where no bar)
     ignored_columns: list[str] = field(default_factory=list)  # other non-numeric columns
+    data_key: str = ""  # the config fields the panel was loaded with (see `panel_data_key`)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -205,6 +206,23 @@ def read_bars(path: str | Path) -> pd.DataFrame:
     if path.suffix.lower() == ".csv":
         return pd.read_csv(path, dtype={"ts_code": str, "trade_date": str})
     raise BarsError(f"{path}: bars must be a .csv or .parquet file")
+
+
+PANEL_CONFIG_FIELDS = ("start", "end", "calendar", "st_codes", "list_dates")
+
+
+def panel_data_key(config: BacktestConfig) -> str:
+    """The config fields that shape a panel: a panel loaded once may serve every run whose key is equal (e.g. the
+    points of a parameter search, which differ only in the strategy's parameters)."""
+    return repr(
+        (
+            config.start,
+            config.end,
+            config.calendar,
+            tuple(sorted(config.st_codes)),
+            tuple(sorted(config.list_dates.items())),
+        )
+    )
 
 
 def load_bars(bars: pd.DataFrame, config: BacktestConfig) -> Panel:
@@ -395,6 +413,7 @@ def load_bars(bars: pd.DataFrame, config: BacktestConfig) -> Panel:
     digest.update(kept(down).data)
 
     return Panel(
+        data_key=panel_data_key(config),
         dates=dates,
         codes=codes,
         boards=boards,
