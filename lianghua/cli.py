@@ -2,7 +2,7 @@
 
     lianghua run                       the platform in standalone mode (as `make run`)
     lianghua strategies                the installed strategies and their parameters
-    lianghua backtest BARS --strategy dual_ma --param fast=5 --param slow=20 [--out DIR]
+    lianghua backtest BARS --strategy dual_ma --param fast=5 --param slow=20 [--out DIR] [--report FILE.html]
                                        a backtest of a CSV or Parquet file in Tushare's daily layout
     lianghua data ...                  the data service's commands (backfill, update, import, quality, runs)
 
@@ -97,7 +97,28 @@ def _backtest(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
         written = result.write(out, fmt=args.format)
         print("written: " + ", ".join(str(p) for p in written), file=sys.stderr)
+    if args.report:
+        _write_report(result, benchmark, Path(args.report))
     return EXIT_OK
+
+
+def _write_report(result: Any, benchmark: pd.DataFrame | None, path: Path) -> None:
+    """The run's HTML report (docs/reports.md), written whole or not at all."""
+    from shared.report import ReportInputError, render_html, report_from_result
+
+    try:
+        page = render_html(report_from_result(result, benchmark))
+    except ReportInputError as exc:
+        raise CliError(f"report: {exc}") from exc
+    partial = path.with_name(path.name + ".partial")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(page, encoding="utf-8")
+        partial.replace(path)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise CliError(f"--report {path}: cannot be written: {exc}") from exc
+    print(f"report: {path}", file=sys.stderr)
 
 
 def _validation_message(exc: ValidationError) -> str:
@@ -158,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--benchmark", help="benchmark bars (e.g. 000300.SH index_daily) as .csv or .parquet")
     bt.add_argument("--out", help="directory for result.json and the tables")
     bt.add_argument("--format", choices=("parquet", "csv"), default="parquet", help="format of the tables")
+    bt.add_argument("--report", metavar="FILE.html", help="write the run's self-contained HTML report there")
     bt.set_defaults(handler=_backtest)
 
     data = sub.add_parser("data", help="data service commands: backfill, update, import, quality, runs")
