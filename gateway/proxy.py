@@ -315,7 +315,34 @@ async def start_backtest(
 
 @router.get("/backtests", tags=["backtests"], responses=ERRORS)
 async def list_backtests(request: Request, user: Viewer) -> Response:
+    """Newest first, the caller's own (an admin's: all). Query: strategy, status, q (id, name, strategy or universe),
+    created_from, created_to, limit, offset."""
     return await forward(request, user, "backtest", "GET", "/v1/backtests")
+
+
+@router.post(
+    "/backtests/{backtest_id}/cancel",
+    tags=["backtests"],
+    responses={
+        404: {"description": "no such backtest"},
+        409: {"description": "`{code: backtest_finished}`: it finished already"},
+        **ERRORS,
+    },
+)
+async def cancel_backtest(request: Request, user: Trader, backtest_id: Id) -> Response:
+    """Cancel a queued or running backtest (its owner or an admin); a running one stops within about a second and
+    ends `cancelled` with a `backtest.finished` event."""
+    return await forward(request, user, "backtest", "POST", f"/v1/backtests/{quote(backtest_id, safe='')}/cancel")
+
+
+@router.get(
+    "/backtests/{backtest_id}/trades",
+    tags=["backtests"],
+    responses={404: {"description": "no such backtest"}, **ERRORS},
+)
+async def get_backtest_trades(request: Request, user: Viewer, backtest_id: Id) -> Response:
+    """`{backtest_id, total, limit, offset, trades: [...]}`; query limit (default 500), offset."""
+    return await forward(request, user, "backtest", "GET", f"/v1/backtests/{quote(backtest_id, safe='')}/trades")
 
 
 @router.get(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from services.backtest.schemas import BacktestAccepted, BacktestBrief, BacktestDetail, BacktestRequest
+from services.backtest.schemas import BacktestAccepted, BacktestBrief, BacktestDetail, BacktestRequest, TradesPage
 from services.backtest.service import BacktestService
+from services.backtest.store import BacktestStatus
 from shared.internal_auth import Principal
 
 router = APIRouter(prefix="/v1/backtests", tags=["backtests"])
@@ -25,15 +27,54 @@ def _principal(request: Request) -> Principal:
 
 @router.post("", status_code=202, response_model=BacktestAccepted)
 async def submit_backtest(body: BacktestRequest, request: Request) -> BacktestAccepted:
+    """Queue a backtest. Bad parameters, costs or universe: 422 naming the field (`params.fast: ...`); an unknown
+    strategy: 422 `unknown_strategy`."""
     record = await _service(request).submit(_principal(request), body)
     return BacktestAccepted(backtest_id=record.backtest_id, status=record.status.value)
 
 
 @router.get("", response_model=list[BacktestBrief])
-async def list_backtests(request: Request, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[BacktestBrief]:
-    return await _service(request).list(_principal(request), limit)
+async def list_backtests(
+    request: Request,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    strategy: Annotated[str | None, Query(max_length=64)] = None,
+    status: BacktestStatus | None = None,
+    q: Annotated[str | None, Query(max_length=128, description="in the id, name, strategy or universe")] = None,
+    created_from: Annotated[datetime | None, Query(description="created at or after (ISO; naive = UTC)")] = None,
+    created_to: Annotated[datetime | None, Query(description="created before (ISO; naive = UTC)")] = None,
+) -> list[BacktestBrief]:
+    """Newest first: the caller's own backtests (an admin's: everyone's)."""
+    return await _service(request).list(
+        _principal(request),
+        limit=limit,
+        offset=offset,
+        strategy=strategy,
+        status=status,
+        q=q,
+        created_from=created_from,
+        created_to=created_to,
+    )
 
 
 @router.get("/{backtest_id}", response_model=BacktestDetail)
 async def get_backtest(backtest_id: str, request: Request) -> BacktestDetail:
     return await _service(request).get(_principal(request), backtest_id)
+
+
+@router.post("/{backtest_id}/cancel", response_model=BacktestBrief)
+async def cancel_backtest(backtest_id: str, request: Request) -> BacktestBrief:
+    """Owner or admin. Queued: cancelled at once. Running: `cancel_requested` is set and the worker stops the run
+    within about a second (status `cancelled`, a `backtest.finished` event). Finished: 409 `backtest_finished`."""
+    return await _service(request).cancel(_principal(request), backtest_id)
+
+
+@router.get("/{backtest_id}/trades", response_model=TradesPage)
+async def get_trades(
+    backtest_id: str,
+    request: Request,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> TradesPage:
+    """The trades of a succeeded backtest in execution order (sells first within a day), a page at a time."""
+    return await _service(request).trades(_principal(request), backtest_id, limit=limit, offset=offset)

@@ -1,4 +1,11 @@
-"""Daily bars for a backtest, from the data service (`GET /v1/bars`), with retries for a service that is down.
+"""What a backtest reads from the data service, over REST only (never its tables): the bars of the universe from the
+bulk Arrow endpoint (`GET /v1/bars/bulk`), cached on local disk per (data version, query); index constituents and
+the securities list (to resolve an index or a filter universe); and the benchmark's index bars.
+
+The bulk answer is streamed: its `X-LH-Data-Version` header comes first, so a worker that has that version's answer
+on disk stops reading there, and a data update (a new version) is never served stale. The cache is shared by the
+worker processes of one machine (files written under a temporary name, then renamed) and trimmed to a size cap,
+least recently used first.
 
 A data-service outage is transient, but the job queue can only acknowledge or dead-letter a job, and a
 dead-lettered job would never run again. So the outage is ridden out here: a failing request is retried with
@@ -9,62 +16,258 @@ so (the user resubmits), rather than blocking the queue for longer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
+import json
 import logging
-from collections.abc import Callable
+import os
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import date
+from pathlib import Path
+from typing import Any, TypeVar
 
-from shared.domain.models import Bar
+import httpx
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.ipc as ipc
+
+from shared.domain.codes import InvalidTsCode, parse_ts_code
 from shared.errors import ServiceError, Unavailable
 from shared.http import ServiceClient
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
+# Up to this many codes go in the bulk query; more (a board, the whole market) fetch the whole market for the range,
+# which one cache entry then serves for every such universe (and keeps the URL short).
+MAX_CODES_IN_QUERY = 400
+BULK_TIMEOUT_S = 300.0
+DEFAULT_CACHE_MAX_BYTES = 2 << 30
+VERSION_HEADER = "X-LH-Data-Version"
+
 
 class BarsUnavailable(Exception):
-    """The data service could not give the bars: still down after the retries, or it refused the request."""
+    """The data service could not give what the backtest needs: still down after the retries, or it refused."""
 
 
-async def fetch_bars(
-    client: ServiceClient,
-    headers: Callable[[], dict[str, str]],
-    ts_code: str,
-    start: date,
-    end: date,
-    *,
-    attempts: int = 4,
-    backoff_s: float = 0.5,
-) -> list[Bar]:
-    """The unadjusted daily bars of `ts_code` in [start, end], oldest first. Waits backoff_s, 2*backoff_s, ...
-    between attempts (0.5 + 1 + 2 s by default)."""
-    params = {"ts_code": ts_code, "start": start.isoformat(), "end": end.isoformat()}
-    for attempt in range(1, attempts + 1):
-        try:
-            body = await client.get_json("/v1/bars", params=params, headers=headers())
-            break
-        except Unavailable as exc:  # no answer, or a 5xx
-            if attempt == attempts:
+class MarketData:
+    def __init__(
+        self,
+        client: ServiceClient,
+        headers: Callable[[], dict[str, str]],
+        cache_dir: Path,
+        *,
+        cache_max_bytes: int = DEFAULT_CACHE_MAX_BYTES,
+        attempts: int = 4,
+        backoff_s: float = 0.5,
+    ) -> None:
+        """Waits backoff_s, 2*backoff_s, ... between attempts (0.5 + 1 + 2 s by default)."""
+        self.client = client
+        self.headers = headers
+        self.cache_dir = cache_dir
+        self.cache_max_bytes = cache_max_bytes
+        self.attempts = attempts
+        self.backoff_s = backoff_s
+        self.downloads = 0  # bulk answers read from the data service (not from the cache)
+
+    async def _retry(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return await call()
+            except Unavailable as exc:  # no answer, or a 5xx
+                if attempt == self.attempts:
+                    raise BarsUnavailable(
+                        f"data_unavailable: the data service did not give {what} after {self.attempts} attempts "
+                        f"({exc.code}: {exc.message})"
+                    ) from exc
+                delay = self.backoff_s * 2 ** (attempt - 1)
+                log.warning(
+                    "data service unavailable; retrying",
+                    extra={"what": what, "attempt": attempt, "retry_in_s": delay, "error": exc.message},
+                )
+                await asyncio.sleep(delay)
+            except ServiceError as exc:  # a 4xx: asking again will not help
                 raise BarsUnavailable(
-                    f"data_unavailable: the data service did not give the bars of {ts_code} after {attempts} "
-                    f"attempts ({exc.code}: {exc.message})"
+                    f"data_refused: the data service refused {what} ({exc.code}: {exc.message})"
                 ) from exc
-            delay = backoff_s * 2 ** (attempt - 1)
-            log.warning(
-                "data service unavailable; retrying",
-                extra={"ts_code": ts_code, "attempt": attempt, "retry_in_s": delay, "error": exc.message},
+        raise AssertionError("unreachable")
+
+    async def _get_json(self, path: str, params: dict[str, str]) -> Any:
+        return await self.client.get_json(path, params=params, headers=self.headers())
+
+    # --- bars -----------------------------------------------------------------------------------------------------
+    async def bars(self, ts_codes: Sequence[str], start: date, end: date) -> pa.Table:
+        """The unadjusted daily bars of `ts_codes` in [start, end] as the bulk endpoint serves them (prices and
+        amount in int64 fen, vol in shares, trade_date date32)."""
+        codes = sorted(set(ts_codes))
+        params = {"format": "arrow", "start": start.isoformat(), "end": end.isoformat()}
+        if len(codes) <= MAX_CODES_IN_QUERY:
+            params["ts_codes"] = ",".join(codes)
+        what = f"the bars of {len(codes)} symbol(s) from {start} to {end}"
+        path = await self._retry(what, lambda: self._bulk(params))
+        table = await asyncio.to_thread(_read_stream, path)
+        if "ts_codes" not in params:
+            table = table.filter(pc.is_in(pc.cast(table["ts_code"], pa.string()), value_set=pa.array(codes)))
+        return table
+
+    async def _bulk(self, params: dict[str, str]) -> Path:
+        headers = self.client._headers(self.headers())
+        try:
+            async with self.client.http.stream(
+                "GET", "/v1/bars/bulk", params=params, headers=headers, timeout=BULK_TIMEOUT_S
+            ) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    _raise_for_status(response)
+                version = response.headers.get(VERSION_HEADER)
+                if not version:
+                    raise ValueError(f"the data service's bulk answer has no {VERSION_HEADER} header")
+                key = hashlib.sha256(json.dumps([version, sorted(params.items())]).encode()).hexdigest()[:32]
+                path = self.cache_dir / f"bars-v{version}-{key}.arrow"
+                if path.exists():
+                    os.utime(path)  # recently used: pruned last
+                    return path  # leaving the block closes the stream unread
+                self.cache_dir.mkdir(parents=True, exist_ok=True)
+                partial = path.with_name(f"{path.name}.{os.getpid()}.part")
+                try:
+                    with partial.open("wb") as out:
+                        async for chunk in response.aiter_bytes(1 << 20):
+                            out.write(chunk)
+                    os.replace(partial, path)
+                finally:
+                    partial.unlink(missing_ok=True)
+        except httpx.TransportError as exc:
+            raise Unavailable("data_unavailable", f"the data service did not answer: {type(exc).__name__}") from exc
+        self.downloads += 1
+        self._prune(keep=path)
+        return path
+
+    def _prune(self, keep: Path) -> None:
+        files = []
+        for path in self.cache_dir.glob("bars-v*.arrow"):
+            with contextlib.suppress(FileNotFoundError):  # another worker pruned it meanwhile
+                stat = path.stat()
+                files.append((stat.st_mtime, stat.st_size, path))
+        total = sum(size for _, size, _ in files)
+        for _, size, path in sorted(files):
+            if total <= self.cache_max_bytes:
+                break
+            if path != keep:
+                path.unlink(missing_ok=True)
+                total -= size
+
+    # --- universes and the benchmark --------------------------------------------------------------------------------
+    async def index_constituents(self, index: str, on: date) -> list[str]:
+        """The index's constituents from the newest weights published on or before `on`."""
+        body = await self._retry(
+            f"the constituents of {index}",
+            lambda: self._get_json(f"/v1/indexes/{index}/constituents", {"trade_date": on.isoformat()}),
+        )
+        if body.get("weights_date") is None:
+            raise BarsUnavailable(f"no_constituents: the data service has no weights of {index} on or before {on}")
+        return _stock_codes(row["con_code"] for row in body["constituents"])
+
+    async def filtered_securities(
+        self,
+        *,
+        on: date,
+        board: str | None,
+        industry: str | None,
+        exclude_st: bool,
+        listed_before: date | None,
+    ) -> list[str]:
+        """The stocks listed on or before `listed_before` (default `on`) and not delisted by then, of the board and
+        industry when given, without those under an ST name on `on` when `exclude_st`."""
+        params = {"listed_on": (listed_before or on).isoformat()}
+        if board is not None:
+            params["board"] = board
+        if industry is not None:
+            params["industry"] = industry
+        rows = await self._retry("the securities list", lambda: self._get_json("/v1/securities", params))
+        codes = _stock_codes(row["ts_code"] for row in rows)
+        if exclude_st and codes:
+            st_rows = await self._retry(
+                "the ST list", lambda: self._get_json("/v1/securities", {"st_on": on.isoformat()})
             )
-            await asyncio.sleep(delay)
-        except ServiceError as exc:  # a 4xx: asking again will not help
-            raise BarsUnavailable(
-                f"data_refused: the data service refused the bars of {ts_code} ({exc.code}: {exc.message})"
-            ) from exc
-    rows = body["bars"]
-    if not isinstance(rows, list):
-        raise ValueError(f"the data service answered bars of {ts_code} with {type(rows).__name__}, not a list")
-    bars = [Bar.model_validate({**_without_nulls(row), "ts_code": ts_code}) for row in rows]
-    bars.sort(key=lambda b: b.trade_date)
-    return bars
+            st = {row["ts_code"] for row in st_rows}
+            codes = [c for c in codes if c not in st]
+        return codes
+
+    async def index_bars(self, index: str, start: date, end: date) -> pd.DataFrame | None:
+        """trade_date (date), close, pre_close of the index; None when the data service does not know the index."""
+        try:
+            body = await self._retry(
+                f"the bars of index {index}",
+                lambda: self._get_json(
+                    f"/v1/indexes/{index}/bars", {"start": start.isoformat(), "end": end.isoformat()}
+                ),
+            )
+        except BarsUnavailable as exc:
+            if isinstance(exc.__cause__, ServiceError) and exc.__cause__.code == "unknown_index":
+                return None
+            raise
+        rows = [r for r in body["bars"] if r.get("close") is not None]
+        return pd.DataFrame(
+            {
+                "trade_date": [date.fromisoformat(r["trade_date"]) for r in rows],
+                "close": np.array([float(r["close"]) for r in rows], dtype=np.float64),
+                "pre_close": np.array(
+                    [float(r["pre_close"]) if r.get("pre_close") is not None else np.nan for r in rows],
+                    dtype=np.float64,
+                ),
+            }
+        )
 
 
-def _without_nulls(row: dict[str, object]) -> dict[str, object]:
-    # A missing adj_factor falls back to the model's default of 1; any other missing field is an error.
-    return {k: v for k, v in row.items() if v is not None or k != "adj_factor"}
+def _raise_for_status(response: httpx.Response) -> None:
+    if response.status_code >= 500:
+        raise Unavailable("data_error", f"the data service failed with HTTP {response.status_code}")
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    raise ServiceError(
+        str(body.get("code", "data_rejected")),
+        str(body.get("message", response.text[:200])),
+        status_code=response.status_code,
+    )
+
+
+def _stock_codes(codes: Any) -> list[str]:
+    """A-share stock codes only (an index may list other instruments), normalised, sorted, once each."""
+    out: set[str] = set()
+    for code in codes:
+        try:
+            out.add(parse_ts_code(str(code)).ts_code)
+        except InvalidTsCode:
+            log.warning("not a stock code; left out of the universe", extra={"ts_code": code})
+    return sorted(out)
+
+
+def _read_stream(path: Path) -> pa.Table:
+    with path.open("rb") as source:
+        return ipc.open_stream(source).read_all()
+
+
+def engine_frame(table: pa.Table) -> pd.DataFrame:
+    """The bulk answer in the engine's Tushare layout: prices in CNY (fen / 100, which the engine rounds back to the
+    same fen exactly), vol in lots of 100 (an odd-lot volume becomes a fractional lot, which the volume cap handles
+    as shares again), amount in thousand CNY."""
+    fen = 100.0
+    frame = pd.DataFrame(
+        {
+            "ts_code": pc.cast(table["ts_code"], pa.string()).to_numpy(zero_copy_only=False),
+            "trade_date": table["trade_date"].to_pandas(date_as_object=False),
+        }
+    )
+    for name in ("open", "high", "low", "close", "pre_close"):
+        frame[name] = table[name].to_numpy().astype(np.float64) / fen
+    frame["vol"] = table["vol"].to_numpy().astype(np.float64) / 100.0
+    frame["amount"] = table["amount"].to_numpy().astype(np.float64) / (fen * 1000.0)
+    if "adj_factor" in table.column_names:
+        factors = table["adj_factor"].to_numpy(zero_copy_only=False).astype(np.float64)
+        frame["adj_factor"] = np.where(np.isnan(factors), 1.0, factors)  # a missing factor counts as 1
+    return frame

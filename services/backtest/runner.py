@@ -1,63 +1,54 @@
-"""The bridge between the backtest service and the research engine (`shared.engine`): the data service's bars as the
-engine's input frame, and the engine's result as the summary the service stores and serves."""
+"""The bridge between the backtest service and the research engine (`shared.engine`): a job's settings as the engine's
+config, its run, and the engine's result as what the service stores: a summary (metrics and manifest) and the
+frames a report needs (daily series, trades, unfilled orders) as Parquet."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from shared.domain.models import Bar
+from services.backtest.store import frame_to_parquet
 from shared.engine import BacktestConfig, BacktestResult, run_backtest
 from shared.strategy import Strategy
 
 RATIO_QUANTUM = Decimal("0.00000001")
 
 
-def bars_frame(bars: Mapping[str, Sequence[Bar]]) -> pd.DataFrame:
-    """The engine reads Tushare's daily layout: prices in CNY, vol in lots of 100, amount in thousand CNY. The data
-    service serves shares and CNY, so both are scaled back (an odd-lot volume becomes a fractional lot, which the
-    engine's volume cap handles as shares again)."""
-    rows = [
-        (
-            b.ts_code,
-            b.trade_date.strftime("%Y%m%d"),
-            float(b.open),
-            float(b.high),
-            float(b.low),
-            float(b.close),
-            float(b.pre_close),
-            b.vol / 100.0,
-            float(b.amount) / 1000.0,
-            float(b.adj_factor),
-        )
-        for series in bars.values()
-        for b in series
-    ]
-    columns = ["ts_code", "trade_date", "open", "high", "low", "close", "pre_close", "vol", "amount", "adj_factor"]
-    return pd.DataFrame(rows, columns=columns)
+def job_config(
+    *, initial_cash: Decimal, start: date, end: date, costs: Mapping[str, Any], calendar: Sequence[date]
+) -> BacktestConfig:
+    return BacktestConfig(
+        initial_cash=initial_cash, start=start, end=end, calendar=tuple(calendar) or None, **dict(costs)
+    )
+
+
+def clip_calendar(calendar: Sequence[date], frame: pd.DataFrame, start: date, end: date) -> list[date]:
+    """The calendar clipped to the span the bars cover within [start, end], so a day on which every symbol was
+    suspended still counts as a day, and a day before the first bar does not."""
+    if frame.empty or not calendar:
+        return []
+    days = pd.to_datetime(frame["trade_date"]).dt.date
+    days = days[(days >= start) & (days <= end)]
+    if days.empty:
+        return []
+    first, last = days.min(), days.max()
+    return [d for d in calendar if first <= d <= last]
 
 
 def run_job(
     strategy: Strategy,
-    bars: Mapping[str, Sequence[Bar]],
+    frame: pd.DataFrame,
+    config: BacktestConfig,
     *,
-    initial_cash: Decimal,
-    start: date,
-    end: date,
-    calendar: Sequence[date],
+    benchmark: pd.DataFrame | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> BacktestResult:
-    """One backtest over the span the bars cover within [start, end]. The calendar (the built-in SSE one where it
-    covers the range) is clipped to that span, so a day on which every symbol was suspended still counts as a day,
-    and a day before the first bar does not."""
-    frame = bars_frame(bars)
-    days = sorted({b.trade_date for series in bars.values() for b in series if start <= b.trade_date <= end})
-    span = tuple(d for d in calendar if days and days[0] <= d <= days[-1]) or None
-    config = BacktestConfig(initial_cash=initial_cash, start=start, end=end, calendar=span)
-    return run_backtest(strategy, frame, config)
+    return run_backtest(strategy, frame, config, benchmark=benchmark, progress=progress)
 
 
 def total_return(result: BacktestResult) -> Decimal:
@@ -66,39 +57,57 @@ def total_return(result: BacktestResult) -> Decimal:
     return ((Decimal(int(result.equity_fen[-1])) - initial) / initial).quantize(RATIO_QUANTUM, ROUND_HALF_EVEN)
 
 
-def summary_json(result: BacktestResult) -> dict[str, Any]:
-    """What the service stores and serves as a backtest's summary: the engine's summary, its metrics, the trades
-    and the orders that did not fill (with the reason), and the run manifest (inputs hash and code version)."""
-    trades = result.trades_frame()
+def summary_json(result: BacktestResult, *, benchmark: str | None) -> dict[str, Any]:
+    """What the service stores and serves as a backtest's summary: the engine's summary, its metrics, and the run
+    manifest (inputs hash, parameters, config, code version). Trades and orders are artifacts (see `artifacts`)."""
     orders = result.orders_frame()
-    unfilled = orders[orders["status"] != "filled"]
     return {
         **result.summary(),
         "total_return": str(total_return(result)),
+        "unfilled_orders": int((orders["status"] != "filled").sum()),
+        "benchmark": benchmark,
         "metrics": result.metrics,
-        "trades": [
-            {
-                "trade_date": t.trade_date,
-                "ts_code": t.ts_code,
-                "side": t.side,
-                "qty": int(t.qty),
-                "price": t.price,
-                "amount": t.amount,
-                "fees": t.fees,
-                "realised_pnl": t.realised_pnl,
-            }
-            for t in trades.itertuples(index=False)
-        ],
-        "unfilled": [
-            {"ts_code": o.ts_code, "status": o.status, "filled_qty": int(o.filled_qty), "reason": o.reason}
-            for o in unfilled.itertuples(index=False)
-        ],
+        "data_report": {k: v for k, v in result.data_report.items() if k != "suspensions"},
         "manifest": {
             "input_sha256": result.input_sha256,
             "code_version": result.code_version,
+            "strategy": result.strategy,
             "params": result.params,
             "config": result.config,
+            "benchmark": benchmark,
         },
+    }
+
+
+def daily_frame(result: BacktestResult, benchmark: pd.DataFrame | None) -> pd.DataFrame:
+    """One row per trading day: cash, market_value, equity (int64 fen), benchmark (the index close that day, NaN
+    without one), exposure (market_value / equity) and holdings (symbols held at the close)."""
+    equity = result.equity_fen
+    frame = pd.DataFrame(
+        {
+            "trade_date": [date.fromisoformat(d) for d in result.dates],
+            "cash": result.cash_fen.astype(np.int64),
+            "market_value": result.market_value_fen.astype(np.int64),
+            "equity": equity.astype(np.int64),
+        }
+    )
+    if benchmark is not None:
+        closes = dict(zip(benchmark["trade_date"], benchmark["close"], strict=True))
+        frame["benchmark"] = [closes.get(d, np.nan) for d in frame["trade_date"]]
+    else:
+        frame["benchmark"] = np.nan
+    frame["exposure"] = np.where(equity > 0, result.market_value_fen / np.where(equity > 0, equity, 1), np.nan)
+    frame["holdings"] = (result.positions != 0).sum(axis=1).astype(np.int64)
+    return frame
+
+
+def artifacts(result: BacktestResult, benchmark: pd.DataFrame | None) -> dict[str, bytes]:
+    """The frames a report needs, as Parquet bytes by artifact name."""
+    orders = result.orders_frame()
+    return {
+        "daily": frame_to_parquet(daily_frame(result, benchmark)),
+        "trades": frame_to_parquet(result.trades_frame()),
+        "unfilled": frame_to_parquet(orders[orders["status"] != "filled"].reset_index(drop=True)),
     }
 
 

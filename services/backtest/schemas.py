@@ -4,14 +4,101 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from shared.domain.codes import InvalidTsCode, parse_ts_code
+from shared.domain.codes import Board, InvalidTsCode, parse_ts_code
 
-MAX_SYMBOLS = 50
+MAX_SYMBOLS = 5000  # a whole market; bars come from the data service's bulk endpoint
 DEFAULT_INITIAL_CASH = Decimal("1000000")
+DEFAULT_BENCHMARK = "000300.SH"
+INDEX_CODE = r"^\d{6}\.(SH|SZ|BJ|CSI|SI)$"
+
+
+def _normalized_codes(codes: list[str]) -> list[str]:
+    normalized: list[str] = []
+    seen: set[str] = set()
+    for code in codes:
+        try:
+            ts_code = parse_ts_code(code).ts_code
+        except InvalidTsCode as exc:
+            raise ValueError(str(exc)) from exc
+        if ts_code in seen:
+            raise ValueError(f"{ts_code} is listed twice")
+        seen.add(ts_code)
+        normalized.append(ts_code)
+    return normalized
+
+
+class UniverseFilter(BaseModel):
+    """Every stock the data service lists that passes all the given conditions, on the backtest's start date."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    board: Board | None = None
+    industry: str | None = Field(default=None, min_length=1, max_length=32)
+    exclude_st: bool = Field(default=False, description="leave out stocks under an ST name on the start date")
+    listed_before: date | None = Field(
+        default=None, description="listed on or before this day (default: the start date) and not delisted by it"
+    )
+
+
+class Universe(BaseModel):
+    """Exactly one of: a list of codes, an index (its constituents on the start date), or a filter."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ts_codes: list[str] | None = Field(default=None, min_length=1, max_length=MAX_SYMBOLS)
+    index: str | None = Field(default=None, pattern=INDEX_CODE, description="e.g. 000300.SH")
+    filter: UniverseFilter | None = None
+
+    @field_validator("ts_codes")
+    @classmethod
+    def _known_codes(cls, codes: list[str] | None) -> list[str] | None:
+        return None if codes is None else _normalized_codes(codes)
+
+    @field_validator("index", mode="before")
+    @classmethod
+    def _upper(cls, code: object) -> object:
+        return code.strip().upper() if isinstance(code, str) else code
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Universe:
+        given = [k for k in ("ts_codes", "index", "filter") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of ts_codes, index or filter (got {', '.join(given) or 'none'})")
+        return self
+
+    def label(self) -> str:
+        """A short description for lists and search."""
+        if self.index is not None:
+            return f"index {self.index}"
+        if self.filter is not None:
+            parts = [f"{k}={v}" for k, v in self.filter.model_dump(mode="json", exclude_defaults=True).items()]
+            return "filter " + (" ".join(parts) or "all")
+        codes = self.ts_codes or []
+        return ",".join(codes[:5]) + (f" +{len(codes) - 5}" if len(codes) > 5 else "")
+
+
+class CostModel(BaseModel):
+    """Fees and fills; each field left out takes the engine's default (shared.engine.BacktestConfig)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    commission_rate: Decimal | None = Field(default=None, description="e.g. 0.00025")
+    min_commission: Decimal | None = Field(default=None, description="CNY, default 5")
+    transfer_fee_rate: Decimal | None = None
+    stamp_duty: bool | None = Field(default=None, description="sell-side stamp duty by date (default on)")
+    slippage: Literal["none", "bps", "ticks"] | None = None
+    slippage_amount: Decimal | None = None
+    fill_price: Literal["open", "close", "vwap"] | None = None
+    volume_cap: Decimal | None = Field(default=None, description="a fraction of the bar's volume, (0, 1]")
+    suspended_orders: Literal["wait", "cancel"] | None = None
+
+    def config_fields(self) -> dict[str, Any]:
+        """The given fields as BacktestConfig keyword arguments (JSON-safe: decimals as strings)."""
+        return self.model_dump(mode="json", exclude_none=True)
 
 
 class BacktestRequest(BaseModel):
@@ -19,24 +106,25 @@ class BacktestRequest(BaseModel):
 
     strategy: str = Field(default="buy_and_hold", max_length=64)
     params: dict[str, Any] = Field(default_factory=dict)
-    ts_codes: list[str] = Field(min_length=1, max_length=MAX_SYMBOLS)
+    name: str | None = Field(default=None, max_length=128, description="a label to find the run by")
+    universe: Universe | None = None
+    ts_codes: list[str] | None = Field(
+        default=None, min_length=1, max_length=MAX_SYMBOLS, description="shorthand for universe.ts_codes"
+    )
     start: date
     end: date
     initial_cash: Decimal = Field(default=DEFAULT_INITIAL_CASH, gt=0, max_digits=18, decimal_places=2)
+    costs: CostModel = Field(default_factory=CostModel)
+    benchmark: str | None = Field(
+        default=DEFAULT_BENCHMARK,
+        pattern=INDEX_CODE,
+        description="an index code; null for none. Left out: 000300.SH when the data service has it, else none",
+    )
 
     @field_validator("ts_codes")
     @classmethod
-    def _known_codes(cls, codes: list[str]) -> list[str]:
-        normalized: list[str] = []
-        for code in codes:
-            try:
-                ts_code = parse_ts_code(code).ts_code
-            except InvalidTsCode as exc:
-                raise ValueError(str(exc)) from exc
-            if ts_code in normalized:
-                raise ValueError(f"{ts_code} is listed twice")
-            normalized.append(ts_code)
-        return normalized
+    def _known_codes(cls, codes: list[str] | None) -> list[str] | None:
+        return None if codes is None else _normalized_codes(codes)
 
     @field_validator("end")
     @classmethod
@@ -45,6 +133,11 @@ class BacktestRequest(BaseModel):
         if start is not None and end < start:
             raise ValueError(f"end {end} is before start {start}")
         return end
+
+    @property
+    def benchmark_required(self) -> bool:
+        """An index asked for by name must be there; the default one is used only when the data service has it."""
+        return "benchmark" in self.model_fields_set and self.benchmark is not None
 
 
 class BacktestAccepted(BaseModel):
@@ -61,9 +154,14 @@ class BacktestBrief(BaseModel):
     backtest_id: str
     status: str
     owner: str
+    name: str | None
     strategy: str
     params: dict[str, Any]
-    ts_codes: list[str]
+    universe: dict[str, Any] | None  # as asked: {ts_codes} | {index} | {filter}
+    ts_codes: list[str]  # the symbols run (an index or filter is resolved when the run starts)
+    costs: dict[str, Any]
+    benchmark: str | None
+    cancel_requested: bool
     start: date
     end: date
     initial_cash: Decimal
@@ -77,3 +175,26 @@ class BacktestBrief(BaseModel):
 
 class BacktestDetail(BacktestBrief):
     equity_curve: list[EquityPoint]
+
+
+class TradeRow(BaseModel):
+    trade_date: date
+    ts_code: str
+    side: str
+    qty: int
+    price: Decimal
+    amount: Decimal
+    commission: Decimal
+    stamp_duty: Decimal
+    transfer_fee: Decimal
+    fees: Decimal
+    realised_pnl: Decimal | None
+    order_id: int
+
+
+class TradesPage(BaseModel):
+    backtest_id: str
+    total: int
+    limit: int
+    offset: int
+    trades: list[TradeRow]

@@ -5,15 +5,25 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from datetime import UTC, datetime
 
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from services.backtest.events import JOB_QUEUE, backtest_finished
-from services.backtest.schemas import BacktestBrief, BacktestDetail, BacktestRequest, EquityPoint
+from services.backtest.schemas import (
+    BacktestBrief,
+    BacktestDetail,
+    BacktestRequest,
+    EquityPoint,
+    TradeRow,
+    TradesPage,
+    Universe,
+)
 from services.backtest.store import BacktestRecord, BacktestStatus, BacktestStore, as_utc
 from shared.bus import EventBus
-from shared.errors import NotFound, Unavailable
+from shared.engine import BacktestConfig
+from shared.errors import NotFound, ServiceError, Unavailable
 from shared.internal_auth import Principal
 from shared.observability import new_id
 from shared.outbox import OutboxRelay
@@ -23,6 +33,8 @@ log = logging.getLogger(__name__)
 
 # Roles that see every user's backtests; others see their own.
 SEE_ALL_ROLES = frozenset({"admin", "service"})
+# Roles that may cancel anyone's backtest; others cancel their own.
+CANCEL_ANY_ROLES = frozenset({"admin"})
 
 
 class BacktestService:
@@ -37,23 +49,37 @@ class BacktestService:
     async def submit(self, principal: Principal, request: BacktestRequest) -> BacktestRecord:
         strategy = self.strategies.get(request.strategy)
         if strategy is None:
-            raise NotFound("unknown_strategy", f"there is no strategy named {request.strategy!r}")
+            raise ServiceError(
+                "unknown_strategy",
+                f"strategy: there is no strategy named {request.strategy!r} "
+                f"(known: {', '.join(sorted(self.strategies))})",
+                status_code=422,
+            )
         try:
             params = strategy.parse_params(request.params)
         except ValidationError as exc:
             # Reported like any other request field, e.g. "params.cash_reserve: Input should be less than 1".
-            errors = [{**e, "loc": ("body", "params", *e["loc"])} for e in exc.errors(include_url=False)]
-            raise RequestValidationError(errors) from exc
+            raise _field_errors(exc, "params") from exc
+        universe = _universe(request)
+        costs = request.costs.config_fields()
+        try:
+            BacktestConfig(initial_cash=request.initial_cash, start=request.start, end=request.end, **costs)
+        except ValidationError as exc:
+            raise _field_errors(exc, "costs") from exc
         backtest_id = new_id()
         record = await self.store.create(
             backtest_id=backtest_id,
             owner=principal.subject,
             strategy=strategy.name,
             params=params.model_dump(mode="json"),
-            ts_codes=request.ts_codes,
+            ts_codes=universe.ts_codes or [],
             start=request.start,
             end=request.end,
             initial_cash=request.initial_cash,
+            name=request.name,
+            universe={**universe.model_dump(mode="json", exclude_none=True), "label": universe.label()},
+            config={"costs": costs, "benchmark_required": request.benchmark_required},
+            benchmark=request.benchmark,
         )
         try:
             await self.bus.enqueue(JOB_QUEUE, {"backtest_id": backtest_id}, message_id=backtest_id)
@@ -71,6 +97,28 @@ class BacktestService:
             ) from exc
         return record
 
+    async def cancel(self, principal: Principal, backtest_id: str) -> BacktestBrief:
+        """A queued backtest is cancelled at once; a running one is flagged, and its worker stops it at the next
+        progress report (the status turns `cancelled` then); a finished one is a 409."""
+        record = await self.store.get(backtest_id)
+        if record is None or not self._visible(principal, record):
+            raise NotFound("backtest_not_found", f"there is no backtest {backtest_id!r}")
+        if record.owner != principal.subject and principal.role not in CANCEL_ANY_ROLES:
+            raise ServiceError("forbidden", "only the owner or an admin may cancel a backtest", status_code=403)
+        event = backtest_finished(backtest_id, BacktestStatus.CANCELLED.value, owner=record.owner)
+        if await self.store.cancel_queued(backtest_id, event):
+            self.relay.notify()
+        elif not await self.store.request_cancel(backtest_id):
+            current = await self.store.get(backtest_id)
+            status = current.status.value if current is not None else "gone"
+            raise ServiceError(
+                "backtest_finished", f"backtest {backtest_id} is {status} already; only a queued or running one can "
+                "be cancelled", status_code=409,
+            )  # fmt: skip
+        updated = await self.store.get(backtest_id)
+        assert updated is not None
+        return brief(updated)
+
     def _visible(self, principal: Principal, record: BacktestRecord | None) -> bool:
         return record is not None and (principal.role in SEE_ALL_ROLES or record.owner == principal.subject)
 
@@ -84,9 +132,82 @@ class BacktestService:
             equity_curve=[EquityPoint(trade_date=p.trade_date, equity=p.equity) for p in curve],
         )
 
-    async def list(self, principal: Principal, limit: int) -> list[BacktestBrief]:
+    async def list(
+        self,
+        principal: Principal,
+        *,
+        limit: int = 50,
+        offset: int = 0,
+        strategy: str | None = None,
+        status: BacktestStatus | None = None,
+        q: str | None = None,
+        created_from: datetime | None = None,
+        created_to: datetime | None = None,
+    ) -> list[BacktestBrief]:
         owner = None if principal.role in SEE_ALL_ROLES else principal.subject
-        return [brief(r) for r in await self.store.list_recent(owner=owner, limit=limit)]
+        records = await self.store.search(
+            owner=owner,
+            strategy=strategy,
+            status=status,
+            q=q,
+            created_from=_naive_utc(created_from),
+            created_to=_naive_utc(created_to),
+            limit=limit,
+            offset=offset,
+        )
+        return [brief(r) for r in records]
+
+    async def trades(self, principal: Principal, backtest_id: str, *, limit: int, offset: int) -> TradesPage:
+        record = await self.store.get(backtest_id)
+        if record is None or not self._visible(principal, record):
+            raise NotFound("backtest_not_found", f"there is no backtest {backtest_id!r}")
+        frame = await self.store.trades_frame(backtest_id)
+        if frame is None:
+            if record.status is BacktestStatus.SUCCEEDED:
+                raise NotFound("no_trades_stored", f"backtest {backtest_id} finished before trades were stored")
+            raise ServiceError(
+                "backtest_not_succeeded", f"backtest {backtest_id} is {record.status.value}: it has no trades",
+                status_code=409,
+            )  # fmt: skip
+        page = frame.iloc[offset : offset + limit]
+        rows = [
+            TradeRow.model_validate({k: (None if v is None or v != v else v) for k, v in row.items()})
+            for row in page.to_dict("records")
+        ]
+        return TradesPage(backtest_id=backtest_id, total=len(frame), limit=limit, offset=offset, trades=rows)
+
+
+def _naive_utc(value: datetime | None) -> datetime | None:
+    """Query bounds as the columns store time: naive UTC (a naive bound is taken as UTC)."""
+    if value is None or value.tzinfo is None:
+        return value
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+def _field_errors(exc: ValidationError, prefix: str) -> RequestValidationError:
+    errors = [{**e, "loc": ("body", prefix, *e["loc"])} for e in exc.errors(include_url=False)]
+    return RequestValidationError(errors)
+
+
+def _universe(request: BacktestRequest) -> Universe:
+    """The request's universe; the top-level `ts_codes` (the first version of this API) is a list universe."""
+    if request.universe is not None and request.ts_codes is not None:
+        raise RequestValidationError(
+            [{"loc": ("body", "ts_codes"), "msg": "give either ts_codes or universe, not both", "type": "value_error"}]
+        )
+    if request.universe is not None:
+        return request.universe
+    if request.ts_codes is not None:
+        return Universe(ts_codes=request.ts_codes)
+    raise RequestValidationError(
+        [
+            {
+                "loc": ("body", "universe"),
+                "msg": "Field required: a universe {ts_codes: [...]} | {index: '000300.SH'} | {filter: {...}}",
+                "type": "missing",
+            }
+        ]
+    )
 
 
 def brief(record: BacktestRecord) -> BacktestBrief:
@@ -95,8 +216,13 @@ def brief(record: BacktestRecord) -> BacktestBrief:
         status=record.status.value,
         owner=record.owner,
         strategy=record.strategy,
+        name=record.name,
         params=record.params,
+        universe=record.universe,
         ts_codes=record.ts_codes,
+        costs=(record.config or {}).get("costs", {}),
+        benchmark=record.benchmark,
+        cancel_requested=record.cancel_requested,
         start=record.start,
         end=record.end,
         initial_cash=record.initial_cash,

@@ -1,11 +1,12 @@
-"""The backtest service's tables (backtests, their equity curves, the outbox) and the queries the API and the
-worker run against them. A backtest moves queued -> running -> succeeded | failed; a finished row never changes
-again, which is what makes a redelivered job harmless."""
+"""The backtest service's tables (backtests, their equity curves, their result artifacts, the outbox) and the queries
+the API and the worker run against them. A backtest moves queued -> running -> succeeded | failed | cancelled (or
+queued -> cancelled); a finished row never changes again, which is what makes a redelivered job harmless."""
 
 from __future__ import annotations
 
+import io
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -13,7 +14,11 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from sqlalchemy import (
+    Boolean,
     CheckConstraint,
     Column,
     Date,
@@ -21,17 +26,20 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     Numeric,
     String,
     Table,
     Text,
     TypeDecorator,
     delete,
+    func,
     insert,
     select,
     text,
     update,
 )
+from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.types import JSON, TypeEngine
 
@@ -49,10 +57,18 @@ class BacktestStatus(StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
     @property
     def is_final(self) -> bool:
-        return self in (BacktestStatus.SUCCEEDED, BacktestStatus.FAILED)
+        return self in (BacktestStatus.SUCCEEDED, BacktestStatus.FAILED, BacktestStatus.CANCELLED)
+
+
+# Result frames are stored as Parquet (zstd) split into chunks of this size: a row stays far below MariaDB's
+# max_allowed_packet (16 MiB by default, 64 MiB on MariaDB 10.6+ / what `SELECT @@max_allowed_packet` says) whatever
+# the size of the run, and SQLite takes the same rows.
+ARTIFACT_CHUNK_BYTES = 1 << 20
+ARTIFACT_NAMES = ("daily", "trades", "unfilled")
 
 
 class Money(TypeDecorator[Decimal]):
@@ -97,9 +113,15 @@ backtests = Table(
     Column("created_at", PreciseDateTime, nullable=False),
     Column("started_at", PreciseDateTime, nullable=True),
     Column("finished_at", PreciseDateTime, nullable=True),
+    # 0002: a label for search, the universe as asked, the cost model and benchmark, and the cancel flag
+    Column("name", String(128), nullable=True),
+    Column("universe", JSON(none_as_null=True), nullable=True),
+    Column("config", JSON(none_as_null=True), nullable=True),
+    Column("benchmark", String(16), nullable=True),
+    Column("cancel_requested", Boolean, nullable=False, server_default=text("0")),
     Index("ix_backtests_owner_created", "owner", "created_at"),
     Index("ix_backtests_created", "created_at"),
-    CheckConstraint("status IN ('queued', 'running', 'succeeded', 'failed')", name="status"),
+    CheckConstraint("status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')", name="status"),
 )
 
 backtest_equity = Table(
@@ -113,6 +135,20 @@ backtest_equity = Table(
     ),
     Column("trade_date", Date, primary_key=True),
     Column("equity", Money, nullable=False),
+)
+
+backtest_artifacts = Table(
+    "backtest_artifacts",
+    metadata,
+    Column(
+        "backtest_id",
+        String(32),
+        ForeignKey("backtests.backtest_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("name", String(32), primary_key=True),  # daily | trades | unfilled
+    Column("chunk", Integer, primary_key=True, autoincrement=False),
+    Column("data", LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb"), nullable=False),
 )
 
 outbox = outbox_table(metadata)
@@ -151,6 +187,11 @@ class BacktestRecord:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    name: str | None = None
+    universe: dict[str, Any] | None = None  # {"ts_codes": [...]} | {"index": code} | {"filter": {...}}
+    config: dict[str, Any] | None = None  # the cost model, as BacktestConfig fields
+    benchmark: str | None = None
+    cancel_requested: bool = False
 
     @classmethod
     def from_row(cls, row: RowMapping) -> BacktestRecord:
@@ -170,6 +211,11 @@ class BacktestRecord:
             created_at=row["created_at"],
             started_at=row["started_at"],
             finished_at=row["finished_at"],
+            name=row["name"],
+            universe=_json_value(row["universe"]),
+            config=_json_value(row["config"]),
+            benchmark=row["benchmark"],
+            cancel_requested=bool(row["cancel_requested"]),
         )
 
 
@@ -214,7 +260,13 @@ class BacktestStore:
         start: date,
         end: date,
         initial_cash: Decimal,
+        name: str | None = None,
+        universe: dict[str, Any] | None = None,
+        config: dict[str, Any] | None = None,
+        benchmark: str | None = None,
     ) -> BacktestRecord:
+        """`ts_codes` is the universe when given as a list; for an index or a filter it stays empty until the
+        worker resolves it (`set_universe`)."""
         async with self.db.session() as session:
             await session.execute(
                 insert(backtests).values(
@@ -229,6 +281,11 @@ class BacktestStore:
                     status=BacktestStatus.QUEUED.value,
                     attempts=0,
                     created_at=utcnow(),
+                    name=name,
+                    universe=universe,
+                    config=config,
+                    benchmark=benchmark,
+                    cancel_requested=False,
                 )
             )
         record = await self.get(backtest_id)
@@ -246,12 +303,120 @@ class BacktestStore:
 
     async def list_recent(self, *, owner: str | None, limit: int) -> list[BacktestRecord]:
         """Newest first; `owner=None` lists everyone's."""
-        query = select(backtests).order_by(backtests.c.created_at.desc(), backtests.c.backtest_id.desc()).limit(limit)
+        return await self.search(owner=owner, limit=limit)
+
+    async def search(
+        self,
+        *,
+        owner: str | None,
+        strategy: str | None = None,
+        status: BacktestStatus | None = None,
+        q: str | None = None,
+        created_from: datetime | None = None,
+        created_to: datetime | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[BacktestRecord]:
+        """Newest first. `q` matches (case-insensitively, as a substring) the id, the name, the strategy and the
+        universe; `created_from` inclusive, `created_to` exclusive (naive UTC). `owner=None` searches everyone's."""
+        query = select(backtests)
         if owner is not None:
             query = query.where(backtests.c.owner == owner)
+        if strategy is not None:
+            query = query.where(backtests.c.strategy == strategy)
+        if status is not None:
+            query = query.where(backtests.c.status == status.value)
+        if created_from is not None:
+            query = query.where(backtests.c.created_at >= created_from)
+        if created_to is not None:
+            query = query.where(backtests.c.created_at < created_to)
+        if q:
+            # autoescape: a % or _ typed by the user is a literal character, not a wildcard
+            query = query.where(
+                backtests.c.backtest_id.icontains(q, autoescape=True)
+                | backtests.c.name.icontains(q, autoescape=True)
+                | backtests.c.strategy.icontains(q, autoescape=True)
+                | backtests.c.benchmark.icontains(q, autoescape=True)
+                | func.lower(backtests.c.ts_codes.cast(Text)).contains(q.lower(), autoescape=True)
+                | func.lower(backtests.c.universe.cast(Text)).contains(q.lower(), autoescape=True)
+            )
+        query = (
+            query.order_by(backtests.c.created_at.desc(), backtests.c.backtest_id.desc()).limit(limit).offset(offset)
+        )
         async with self.db.session() as session:
             rows = (await session.execute(query)).mappings().all()
         return [BacktestRecord.from_row(r) for r in rows]
+
+    async def set_universe(self, backtest_id: str, ts_codes: Sequence[str]) -> None:
+        """The symbols an index or a filter resolved to, recorded by the worker that runs the backtest."""
+        async with self.db.session() as session:
+            await session.execute(
+                update(backtests)
+                .where(backtests.c.backtest_id == backtest_id, backtests.c.status == BacktestStatus.RUNNING.value)
+                .values(ts_codes=list(ts_codes))
+            )
+
+    async def cancel_queued(self, backtest_id: str, event: Envelope) -> bool:
+        """queued -> cancelled with its `backtest.finished` event, in one transaction; False if it was not queued."""
+        async with self.db.session() as session:
+            result = await session.execute(
+                update(backtests)
+                .where(backtests.c.backtest_id == backtest_id, backtests.c.status == BacktestStatus.QUEUED.value)
+                .values(status=BacktestStatus.CANCELLED.value, cancel_requested=True, finished_at=utcnow())
+            )
+            if result.rowcount != 1:
+                return False
+            await add_to_outbox(session, outbox, event)
+        return True
+
+    async def request_cancel(self, backtest_id: str) -> bool:
+        """Raise the cancel flag of a running backtest (its worker stops at the next progress report); False if
+        it is not running."""
+        async with self.db.session() as session:
+            result = await session.execute(
+                update(backtests)
+                .where(backtests.c.backtest_id == backtest_id, backtests.c.status == BacktestStatus.RUNNING.value)
+                .values(cancel_requested=True)
+            )
+            return bool(result.rowcount == 1)
+
+    async def is_cancel_requested(self, backtest_id: str) -> bool:
+        async with self.db.session() as session:
+            value = (
+                await session.execute(
+                    select(backtests.c.cancel_requested).where(backtests.c.backtest_id == backtest_id)
+                )
+            ).scalar()
+        return bool(value)
+
+    # --- result artifacts ---------------------------------------------------------------------------------------
+    async def artifact(self, backtest_id: str, name: str) -> pd.DataFrame | None:
+        """A stored result frame (`daily`, `trades`, `unfilled`); None when the backtest has none (not finished,
+        failed, or finished before artifacts were stored)."""
+        async with self.db.session() as session:
+            rows = (
+                await session.execute(
+                    select(backtest_artifacts.c.data)
+                    .where(backtest_artifacts.c.backtest_id == backtest_id, backtest_artifacts.c.name == name)
+                    .order_by(backtest_artifacts.c.chunk)
+                )
+            ).all()
+        if not rows:
+            return None
+        return frame_from_parquet(b"".join(bytes(r.data) for r in rows))
+
+    async def daily_frame(self, backtest_id: str) -> pd.DataFrame | None:
+        """trade_date, cash, market_value, equity (int64 fen), benchmark (index close or NaN), exposure
+        (market_value / equity), holdings (symbols held at the close)."""
+        return await self.artifact(backtest_id, "daily")
+
+    async def trades_frame(self, backtest_id: str) -> pd.DataFrame | None:
+        """The engine's trades frame (money as exact CNY strings), in execution order."""
+        return await self.artifact(backtest_id, "trades")
+
+    async def unfilled_frame(self, backtest_id: str) -> pd.DataFrame | None:
+        """The orders that did not fill completely (cancelled, rejected, partially filled), with the reason."""
+        return await self.artifact(backtest_id, "unfilled")
 
     async def equity_curve(self, backtest_id: str) -> list[StoredEquity]:
         async with self.db.session() as session:
@@ -339,10 +504,11 @@ class BacktestStore:
         summary: dict[str, Any] | None = None,
         equity_curve: Sequence[tuple[date, Decimal]] = (),
         error: str | None = None,
+        artifacts: Mapping[str, bytes] | None = None,
     ) -> bool:
-        """Record the outcome, the equity curve and the `backtest.finished` event in one transaction. Only a
-        backtest still in `from_status` is finished; returns False (writing nothing) when another delivery of the
-        same job got there first."""
+        """Record the outcome, the equity curve, the result artifacts (Parquet bytes by name) and the
+        `backtest.finished` event in one transaction. Only a backtest still in `from_status` is finished; returns
+        False (writing nothing) when another delivery of the same job got there first."""
         assert status.is_final
         async with self.db.session() as session:
             result = await session.execute(
@@ -363,5 +529,24 @@ class BacktestStore:
                     insert(backtest_equity),
                     [{"backtest_id": backtest_id, "trade_date": d, "equity": e} for d, e in equity_curve],
                 )
+            await session.execute(delete(backtest_artifacts).where(backtest_artifacts.c.backtest_id == backtest_id))
+            for name, blob in (artifacts or {}).items():
+                chunks = [blob[i : i + ARTIFACT_CHUNK_BYTES] for i in range(0, len(blob), ARTIFACT_CHUNK_BYTES)]
+                for number, chunk in enumerate(chunks or [b""]):
+                    # One statement per chunk: a multi-row insert would add the chunks up into one packet.
+                    await session.execute(
+                        insert(backtest_artifacts).values(backtest_id=backtest_id, name=name, chunk=number, data=chunk)
+                    )
             await add_to_outbox(session, outbox, event)
         return True
+
+
+def frame_to_parquet(frame: pd.DataFrame) -> bytes:
+    """A frame as Parquet bytes (zstd), without the index."""
+    sink = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), sink, compression="zstd")
+    return sink.getvalue()
+
+
+def frame_from_parquet(blob: bytes) -> pd.DataFrame:
+    return pq.read_table(io.BytesIO(blob)).to_pandas()

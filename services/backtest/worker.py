@@ -1,13 +1,21 @@
-"""The backtest worker: takes jobs from the `<ns>.jobs.backtests` work queue, fetches the bars from the data
-service, runs the strategy through the engine, and stores the result with its `backtest.finished` event.
+"""The backtest worker: takes jobs from the `<ns>.jobs.backtests` work queue (prefetch 1), resolves the universe and
+reads the bars from the data service's bulk Arrow endpoint (cached on disk per data version, market_data.py), runs
+the strategy through the engine, and stores the result (summary, daily series, trades, unfilled orders) with its
+`backtest.finished` event; the job is acknowledged only after that. While the engine runs, its progress callback
+publishes `backtest.progress` (at most once a second) and stops the run when the owner cancelled it.
 
 Runs in-process (standalone mode: `BacktestWorker(settings, infra).start()`) or as its own process
-(`python -m services.backtest.worker`, Prometheus metrics on LH_WORKER_METRICS_PORT, default 8106).
+(`python -m services.backtest.worker`, Prometheus metrics on LH_WORKER_METRICS_PORT, default 8106; strategies from
+the packages in LH_STRATEGY_PACKAGES, default `strategies`; bars cached in LH_BACKTEST_CACHE_DIR up to
+LH_BACKTEST_CACHE_MAX_MB).
 
 What happens to a job:
-- Finished already (succeeded or failed): nothing; the job is acknowledged. A redelivered or duplicated job is
+- Cancelled while queued, or finished already: nothing; the job is acknowledged. A redelivered or duplicated job is
   therefore harmless, and only the first delivery to finish a backtest writes its result and event.
-- Queued, or running (a worker died mid-run and the broker redelivered): run it.
+- Queued, or running (a worker died mid-run and the broker redelivered): run it (a running one whose owner asked to
+  cancel it meanwhile is marked cancelled instead).
+- Cancelled while it runs: the progress callback raises, the backtest is marked cancelled with its event, and the
+  job is acknowledged.
 - The strategy or the engine raises, the bars are malformed, the strategy is gone: the backtest is marked failed
   with the traceback, its event is written, and the exception is re-raised, so the bus dead-letters the job
   (`<ns>.dead-letters`) for someone to look at; the queue goes on with the next job.
@@ -31,23 +39,36 @@ import asyncio
 import contextlib
 import logging
 import signal
+import tempfile
+import threading
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.backtest.events import JOB_QUEUE, backtest_finished
-from services.backtest.market_data import BarsUnavailable, fetch_bars
-from services.backtest.runner import equity_curve, run_job, summary_json, total_return
+from services.backtest.events import JOB_QUEUE, backtest_finished, backtest_progress
+from services.backtest.market_data import DEFAULT_CACHE_MAX_BYTES, BarsUnavailable, MarketData, engine_frame
+from services.backtest.runner import (
+    artifacts,
+    clip_calendar,
+    equity_curve,
+    job_config,
+    run_job,
+    summary_json,
+    total_return,
+)
 from services.backtest.store import BacktestRecord, BacktestStatus, BacktestStore, outbox
 from shared.app import Infra
 from shared.db import Database
-from shared.domain.models import Bar
-from shared.engine import BacktestResult
+from shared.engine import BacktestConfig, BacktestResult
+from shared.events import Envelope
 from shared.internal_auth import service_headers
 from shared.market.calendar import FIRST_YEAR, LAST_YEAR, sse_trading_days
 from shared.observability import configure_logging
@@ -65,6 +86,8 @@ SWEEP_INTERVAL_S = 60.0
 STALE_QUEUED_S = 120.0
 STALE_RUNNING_S = 30 * 60.0
 SWEEP_STOP_GRACE_S = 10.0
+PROGRESS_INTERVAL_S = 1.0  # at most one backtest.progress event per backtest this often
+CANCEL_POLL_S = 0.5  # how often a running job checks whether it was cancelled
 
 
 class WorkerMetrics:
@@ -82,12 +105,33 @@ class WorkerMetrics:
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
             registry=registry,
         )
-        for status in ("succeeded", "failed", "skipped"):
+        for status in ("succeeded", "failed", "cancelled", "skipped"):
             self.jobs.labels(status)
 
 
 class UnknownBacktest(LookupError):
     """A job names a backtest the store does not have."""
+
+
+class JobCancelled(Exception):
+    """Raised from the engine's progress callback to stop a backtest its owner cancelled."""
+
+
+@dataclass(frozen=True)
+class JobInputs:
+    codes: Sequence[str]
+    frame: pd.DataFrame
+    config: BacktestConfig
+    benchmark: pd.DataFrame | None
+    benchmark_code: str | None  # None when the default benchmark was not available
+
+
+def _codes_text(codes: Sequence[str]) -> str:
+    return ", ".join(codes[:10]) + (f" and {len(codes) - 10} more" if len(codes) > 10 else "")
+
+
+def default_cache_dir(settings: Settings) -> Path:
+    return Path(tempfile.gettempdir()) / "lianghua-backtest-cache" / settings.bus_namespace
 
 
 class BacktestWorker:
@@ -101,7 +145,10 @@ class BacktestWorker:
         registry: CollectorRegistry | None = None,
         fetch_attempts: int = 4,
         fetch_backoff_s: float = 0.5,
-        fetch_concurrency: int = 8,
+        cache_dir: Path | None = None,
+        cache_max_bytes: int = DEFAULT_CACHE_MAX_BYTES,
+        progress_interval_s: float = PROGRESS_INTERVAL_S,
+        cancel_poll_s: float = CANCEL_POLL_S,
         sweep_interval_s: float | None = None,
         stale_queued_s: float | None = None,
         stale_running_s: float | None = None,
@@ -117,7 +164,10 @@ class BacktestWorker:
         self.metrics = WorkerMetrics(registry or CollectorRegistry())
         self.fetch_attempts = fetch_attempts
         self.fetch_backoff_s = fetch_backoff_s
-        self.fetch_concurrency = fetch_concurrency
+        self.cache_dir = cache_dir or default_cache_dir(settings)
+        self.cache_max_bytes = cache_max_bytes
+        self.progress_interval_s = progress_interval_s
+        self.cancel_poll_s = cancel_poll_s
         self.sweep_interval_s = SWEEP_INTERVAL_S if sweep_interval_s is None else sweep_interval_s
         self.stale_queued_s = STALE_QUEUED_S if stale_queued_s is None else stale_queued_s
         self.stale_running_s = STALE_RUNNING_S if stale_running_s is None else stale_running_s
@@ -235,82 +285,179 @@ class BacktestWorker:
                 "(a worker crashed or was killed each time)"
             )
             return await self._fail(record, error, from_status=record.status)
+        if record.cancel_requested:
+            return await self._cancelled(record)  # asked while a dead worker had it
         log.info(
             "backtest running",
             extra={"backtest_id": backtest_id, "strategy": record.strategy, "attempt": record.attempts},
         )
+        cancel = threading.Event()
+        watcher = asyncio.create_task(self._watch_cancel(backtest_id, cancel), name=f"cancel-watch:{backtest_id}")
+        try:
+            return await self._run(record, cancel)
+        finally:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+
+    async def _run(self, record: BacktestRecord, cancel: threading.Event) -> str:
         try:
             strategy_cls = self.strategies.get(record.strategy)
             if strategy_cls is None:
                 raise LookupError(f"strategy {record.strategy!r} is not installed on this worker")
             params = strategy_cls.parse_params(record.params)
             try:
-                bars = await self._fetch_all(record)
+                inputs = await self._load(record)
             except BarsUnavailable as exc:
                 return await self._fail(record, str(exc))
-            if not any(bars.values()):
+            if cancel.is_set():
+                return await self._cancelled(record)
+            if inputs.frame.empty:
                 return await self._fail(
                     record,
-                    f"no_data: the data service has no bars for {', '.join(record.ts_codes)} "
+                    f"no_data: the data service has no bars for {_codes_text(inputs.codes)} "
                     f"between {record.start} and {record.end}",
                 )
             result = await asyncio.to_thread(
                 run_job,
                 strategy_cls(params),
-                bars,
-                initial_cash=record.initial_cash,
-                start=record.start,
-                end=record.end,
-                calendar=_builtin_calendar(record.start, record.end),
+                inputs.frame,
+                inputs.config,
+                benchmark=inputs.benchmark,
+                progress=self._progress_reporter(record, cancel, asyncio.get_running_loop()),
             )
+        except JobCancelled:
+            return await self._cancelled(record)
         except Exception:
             await self._fail(record, traceback.format_exc())
             raise
-        return await self._succeed(record, result)
+        return await self._succeed(record, result, inputs)
 
-    async def _fetch_all(self, record: BacktestRecord) -> dict[str, list[Bar]]:
+    async def _load(self, record: BacktestRecord) -> JobInputs:
+        """Resolve the universe, read its bars (bulk Arrow, cached) and the benchmark's index bars."""
+        market = self.market_data()
+        universe = record.universe or {"ts_codes": record.ts_codes}
+        if "index" in universe:
+            codes = await market.index_constituents(universe["index"], record.start)
+        elif "filter" in universe:
+            spec = universe["filter"]
+            listed_before = spec.get("listed_before")
+            codes = await market.filtered_securities(
+                on=record.start,
+                board=spec.get("board"),
+                industry=spec.get("industry"),
+                exclude_st=bool(spec.get("exclude_st", False)),
+                listed_before=date.fromisoformat(listed_before) if listed_before else None,
+            )
+        else:
+            codes = list(universe["ts_codes"])
+        if not codes:
+            raise BarsUnavailable(f"empty_universe: {universe.get('label', universe)} has no stocks on {record.start}")
+        if codes != record.ts_codes:
+            await self.store.set_universe(record.backtest_id, codes)
+        table = await market.bars(codes, record.start, record.end)
+        frame = await asyncio.to_thread(engine_frame, table)
+        calendar = clip_calendar(_builtin_calendar(record.start, record.end), frame, record.start, record.end)
+        costs = (record.config or {}).get("costs", {})
+        config = job_config(
+            initial_cash=record.initial_cash, start=record.start, end=record.end, costs=costs, calendar=calendar
+        )
+        benchmark, benchmark_code = None, record.benchmark
+        if benchmark_code is not None and not frame.empty:
+            required = bool((record.config or {}).get("benchmark_required", False))
+            bars = await market.index_bars(benchmark_code, record.start, record.end)
+            days = calendar or sorted(set(pd.to_datetime(frame["trade_date"]).dt.date))
+            missing = [d for d in days if bars is None or d not in set(bars["trade_date"])]
+            if not missing and bars is not None:
+                benchmark = bars
+            elif required:
+                raise BarsUnavailable(
+                    f"no_benchmark: the data service has no close of index {benchmark_code} on {len(missing)} of the "
+                    f"{len(days)} trading day(s) (first {missing[0]})"
+                )
+            else:
+                log.info(
+                    "default benchmark not available; running without",
+                    extra={
+                        "backtest_id": record.backtest_id,
+                        "benchmark": benchmark_code,
+                        "missing_days": len(missing),
+                    },
+                )
+                benchmark_code = None
+        return JobInputs(codes, frame, config, benchmark, benchmark_code)
+
+    def market_data(self) -> MarketData:
         client = self.infra.services.client("data")
-        limit = asyncio.Semaphore(self.fetch_concurrency)
 
         def headers() -> dict[str, str]:
             return service_headers(self.settings.jwt_secret, SERVICE)
 
-        async def one(ts_code: str) -> list[Bar]:
-            async with limit:
-                return await fetch_bars(
-                    client,
-                    headers,
-                    ts_code,
-                    record.start,
-                    record.end,
-                    attempts=self.fetch_attempts,
-                    backoff_s=self.fetch_backoff_s,
-                )
+        return MarketData(
+            client,
+            headers,
+            self.cache_dir,
+            cache_max_bytes=self.cache_max_bytes,
+            attempts=self.fetch_attempts,
+            backoff_s=self.fetch_backoff_s,
+        )
 
-        tasks = [asyncio.create_task(one(code)) for code in record.ts_codes]
+    async def _watch_cancel(self, backtest_id: str, cancel: threading.Event) -> None:
+        """Raise the thread-safe flag the engine's progress callback checks once the API has asked to cancel."""
+        while True:
+            await asyncio.sleep(self.cancel_poll_s)
+            try:
+                if await self.store.is_cancel_requested(backtest_id):
+                    cancel.set()
+                    return
+            except Exception:
+                log.warning("could not check for a cancel request; will retry", exc_info=True)
+
+    def _progress_reporter(
+        self, record: BacktestRecord, cancel: threading.Event, loop: asyncio.AbstractEventLoop
+    ) -> Callable[[int, int], None]:
+        """The engine's progress callback. It runs in the engine's thread: it stops the run by raising when the
+        backtest is cancelled, and hands `backtest.progress` events (at most one per PROGRESS_INTERVAL_S) to the
+        loop without waiting for them."""
+        started = time.monotonic()
+        last = [-float("inf")]
+
+        def report(days_done: int, days: int) -> None:
+            if cancel.is_set():
+                raise JobCancelled(record.backtest_id)
+            now = time.monotonic()
+            if days_done >= days or now - last[0] < self.progress_interval_s:
+                return  # the last day's news is backtest.finished
+            last[0] = now
+            event = backtest_progress(
+                record.backtest_id, owner=record.owner, days_done=days_done, days=days, elapsed_s=now - started
+            )
+            asyncio.run_coroutine_threadsafe(self._publish_progress(event), loop)
+
+        return report
+
+    async def _publish_progress(self, event: Envelope) -> None:
+        # Ephemeral: published straight on the bus, not through the outbox. A lost one is superseded by the next.
         try:
-            series = await asyncio.gather(*tasks)
-        except BaseException:
-            # One symbol failed the job: stop retrying the others.
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
-        return dict(zip(record.ts_codes, series, strict=True))
+            await self.infra.bus.publish(event)
+        except Exception:
+            log.warning("could not publish backtest.progress", exc_info=True)
 
-    async def _succeed(self, record: BacktestRecord, result: BacktestResult) -> str:
+    async def _succeed(self, record: BacktestRecord, result: BacktestResult, inputs: JobInputs) -> str:
         event = backtest_finished(
             record.backtest_id,
             BacktestStatus.SUCCEEDED.value,
             owner=record.owner,
             total_return=total_return(result),
         )
+        summary = await asyncio.to_thread(summary_json, result, benchmark=inputs.benchmark_code)
+        frames = await asyncio.to_thread(artifacts, result, inputs.benchmark)
         stored = await self.store.finish(
             record.backtest_id,
             status=BacktestStatus.SUCCEEDED,
-            summary=summary_json(result),
+            summary=summary,
             equity_curve=equity_curve(result),
             event=event,
+            artifacts=frames,
         )
         if not stored:
             log.info("backtest finished by another delivery meanwhile", extra={"backtest_id": record.backtest_id})
@@ -321,6 +468,14 @@ class BacktestWorker:
         )
         await self._publish()
         return "succeeded"
+
+    async def _cancelled(self, record: BacktestRecord) -> str:
+        event = backtest_finished(record.backtest_id, BacktestStatus.CANCELLED.value, owner=record.owner)
+        stored = await self.store.finish(record.backtest_id, status=BacktestStatus.CANCELLED, event=event)
+        if stored:
+            log.info("backtest cancelled", extra={"backtest_id": record.backtest_id})
+            await self._publish()
+        return "cancelled" if stored else "skipped"
 
     async def _fail(
         self, record: BacktestRecord, error: str, *, from_status: BacktestStatus = BacktestStatus.RUNNING
@@ -361,12 +516,25 @@ class WorkerSettings(BaseSettings):
 
     host: str = "127.0.0.1"
     worker_metrics_port: int = 8106
+    backtest_cache_dir: Path | None = None  # default <tmp>/lianghua-backtest-cache/<bus namespace>
+    backtest_cache_max_mb: int = DEFAULT_CACHE_MAX_BYTES >> 20
+    strategy_packages: str = "strategies"  # comma-separated packages to discover strategies in
 
 
 async def run_worker(settings: Settings, worker_settings: WorkerSettings) -> None:
     registry = CollectorRegistry()
     infra = Infra.from_settings(settings, PROCESS)
-    worker = BacktestWorker(settings, infra, registry=registry)
+    strategies: dict[str, type[Strategy]] = {}
+    for package in worker_settings.strategy_packages.split(","):
+        strategies.update(discover_strategies(package.strip()))
+    worker = BacktestWorker(
+        settings,
+        infra,
+        strategies=strategies,
+        registry=registry,
+        cache_dir=worker_settings.backtest_cache_dir,
+        cache_max_bytes=worker_settings.backtest_cache_max_mb << 20,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

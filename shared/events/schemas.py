@@ -53,6 +53,18 @@ class BacktestFinished(BaseModel):
     error: str | None = None
 
 
+class BacktestProgress(BaseModel):
+    """Ephemeral: published straight on the bus while a backtest runs (not through an outbox), at most about once a
+    second; a lost one is superseded by the next or by `backtest.finished`."""
+
+    backtest_id: str
+    owner: str | None = None  # as BacktestFinished: the gateway pushes the event to that user only
+    percent: float  # 0-100, of the trading days simulated
+    eta_s: float | None = None  # seconds left, estimated from the pace so far
+    days_done: int
+    days: int
+
+
 EVENT_SCHEMAS: dict[str, type[BaseModel]] = {
     "order.accepted": OrderEvent,
     "order.submitted": OrderEvent,
@@ -63,4 +75,5 @@ EVENT_SCHEMAS: dict[str, type[BaseModel]] = {
     "trade.executed": TradeEvent,
     "bars.updated": BarsUpdated,
     "backtest.finished": BacktestFinished,
+    "backtest.progress": BacktestProgress,
 }

@@ -389,6 +389,9 @@
         (p.filled_qty ? ` · filled ${p.filled_qty} @ ${fmt(p.avg_fill_price)}` : "") + (p.reason ? ` · ${p.reason}` : "");
     } else if (event.type.startsWith("trade.")) {
       summary = `${fmt(p.ts_code)} ${fmt(p.side)} ${fmt(p.qty)} @ ${fmt(p.price)} = ${fmt(p.amount)} CNY`;
+    } else if (event.type === "backtest.progress") {
+      summary = `backtest ${fmt(p.backtest_id)} ${p.percent}% (${p.days_done}/${p.days} days)` +
+        (p.eta_s != null ? ` · about ${Math.round(p.eta_s)} s left` : "");
     } else if (event.type.startsWith("backtest.")) {
       summary = `backtest ${fmt(p.backtest_id)} ${fmt(p.status)}` +
         (p.total_return != null ? ` · return ${p.total_return}` : "") + (p.error ? ` · ${p.error}` : "");
@@ -402,6 +405,11 @@
       el("span", { class: "badge text-bg-dark event-type", text: event.type }),
       el("span", { class: "small", text: summary }),
     );
+    // A running backtest's progress updates one line (once a second) instead of filling the list.
+    if (event.type === "backtest.progress" || event.type === "backtest.finished") {
+      document.getElementById(`progress-${p.backtest_id}`)?.remove();
+      if (event.type === "backtest.progress") item.id = `progress-${p.backtest_id}`;
+    }
     list.prepend(item);
     while (list.children.length > MAX_EVENTS) list.lastElementChild.remove();
     if (event.type.startsWith("order.") || event.type.startsWith("trade.")) scheduleOrdersRefresh();

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -28,9 +28,10 @@ from shared.cache import create_cache
 from shared.events import Envelope
 from shared.http import ServiceDirectory
 from shared.internal_auth import INTERNAL_HEADER, Principal, mint_internal_token
+from shared.market.calendar import sse_trading_days
 from shared.settings import Settings
 from tests.conftest import Backing
-from tests.integration.backtest.fakes import D1, D2, D3, D4, STRATEGIES, FakeData
+from tests.integration.backtest.fakes import BARS, D1, D2, D3, D4, STRATEGIES, FakeData, steady_bars
 
 pytestmark = pytest.mark.integration
 
@@ -62,15 +63,17 @@ class Stack:
                 resp = await self.client.get(f"/v1/backtests/{backtest_id}", headers=self.headers(subject))
                 assert resp.status_code == 200, resp.text
                 body: dict[str, Any] = resp.json()
-                if body["status"] in ("succeeded", "failed"):
+                if body["status"] in ("succeeded", "failed", "cancelled"):
                     return body
                 await asyncio.sleep(0.05)
 
-    async def event_for(self, backtest_id: str) -> Envelope:
+    finished_or_cancelled = finished
+
+    async def event_for(self, backtest_id: str, event_type: str = "backtest.finished") -> Envelope:
         async with asyncio.timeout(TIMEOUT_S):
             while True:
                 for event in self.events:
-                    if event.payload["backtest_id"] == backtest_id:
+                    if event.type == event_type and event.payload["backtest_id"] == backtest_id:
                         return event
                 await asyncio.sleep(0.05)
 
@@ -79,10 +82,13 @@ class Stack:
         return value or 0.0
 
 
+LONG_DAYS = sse_trading_days(date(2024, 1, 2), date(2024, 6, 28))
+
+
 @pytest.fixture(scope="module")
-async def stack(backing: Backing) -> AsyncIterator[Stack]:
+async def stack(backing: Backing, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
     settings = backing.settings()
-    fake = FakeData(settings.jwt_secret)
+    fake = FakeData(settings.jwt_secret, bars={**BARS, "601398.SH": steady_bars(LONG_DAYS, "5.00")})
     app = create_app(settings, strategies=STRATEGIES)
     probe = AmqpBus(settings.amqp_url, namespace=settings.bus_namespace, source="test-probe")
     events: list[Envelope] = []
@@ -91,7 +97,7 @@ async def stack(backing: Backing) -> AsyncIterator[Stack]:
         events.append(event)
 
     await probe.start()
-    await probe.subscribe("backtest-test-probe", ["backtest.finished"], collect, durable=False)
+    await probe.subscribe("backtest-test-probe", ["backtest.*"], collect, durable=False)
     worker_infra = Infra(
         settings=settings,
         bus=create_bus(settings.amqp_url, namespace=settings.bus_namespace, source="backtest-worker"),
@@ -100,7 +106,15 @@ async def stack(backing: Backing) -> AsyncIterator[Stack]:
     )
     async with app.router.lifespan_context(app):
         await worker_infra.start()
-        worker = BacktestWorker(settings, worker_infra, strategies=STRATEGIES, fetch_attempts=3, fetch_backoff_s=0.05)
+        worker = BacktestWorker(
+            settings,
+            worker_infra,
+            strategies=STRATEGIES,
+            fetch_attempts=3,
+            fetch_backoff_s=0.05,
+            cache_dir=tmp_path_factory.mktemp("bars-cache"),
+            cancel_poll_s=0.05,
+        )
         await worker.start()
         try:
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://backtest") as client:
@@ -149,11 +163,30 @@ async def test_buy_and_hold_runs_on_the_worker_and_matches_the_hand_computation(
     assert metrics["max_drawdown"] == pytest.approx(2050 / 201900.66, rel=1e-12)
     # (1 + 0.0137533) ** (252 / 4) - 1
     assert metrics["annual_return"] == pytest.approx(1.0137533**63 - 1, rel=1e-9)
-    assert [(t["ts_code"], t["trade_date"], t["side"], t["qty"], t["price"], t["fees"]) for t in summary["trades"]] == [
+    trades = (await stack.client.get(f"/v1/backtests/{backtest_id}/trades", headers=stack.headers())).json()
+    assert trades["total"] == 2
+    assert [(t["ts_code"], t["trade_date"], t["side"], t["qty"], t["price"], t["fees"]) for t in trades["trades"]] == [
         ("000001.SZ", "2024-03-04", "buy", 9500, "10.50", "25.94"),
         ("300750.SZ", "2024-03-04", "buy", 500, "180.00", "23.40"),
     ]
+    second = await stack.client.get(f"/v1/backtests/{backtest_id}/trades?limit=1&offset=1", headers=stack.headers())
+    assert [t["ts_code"] for t in second.json()["trades"]] == ["300750.SZ"] and second.json()["total"] == 2
+    # The daily series the report reads: equity in fen, the benchmark (000300.SH by default), exposure, holdings.
+    store = stack.worker.store
+    daily = await store.daily_frame(backtest_id)
+    assert daily is not None
+    assert daily["equity"].tolist() == [20190066, 20175066, 19985066, 20275066]
+    assert (daily["cash"] + daily["market_value"]).tolist() == daily["equity"].tolist()
+    assert daily["cash"].tolist() == [1020066] * 4
+    assert daily["benchmark"].tolist() == [3500.0, 3535.0, 3510.0, 3600.0]
+    assert daily["exposure"].tolist()[0] == pytest.approx(191700 / 201900.66, rel=1e-12)
+    assert daily["holdings"].tolist() == [2, 2, 2, 2]
+    unfilled = await store.unfilled_frame(backtest_id)
+    assert unfilled is not None and len(unfilled) == 0 and summary["unfilled_orders"] == 0
+    assert summary["benchmark"] == "000300.SH" and summary["metrics"]["beta"] is not None
     assert summary["manifest"]["input_sha256"] == summary["input_sha256"] and len(summary["input_sha256"]) == 64
+    assert summary["manifest"]["params"] == {"weights": "equal", "cash_reserve": "0"}
+    assert summary["manifest"]["code_version"]["package"]
     assert result["params"] == {"weights": "equal", "cash_reserve": "0"}
     assert result["initial_cash"] == "200000.00"
     assert result["start"] == "2024-03-01" and result["end"] == "2024-03-08"
@@ -179,7 +212,7 @@ async def test_buy_and_hold_runs_on_the_worker_and_matches_the_hand_computation(
 
 async def test_the_same_job_delivered_twice_runs_once(stack: Stack) -> None:
     skipped_before = stack.jobs("skipped")
-    calls_before = stack.fake.calls["600519.SH"]
+    calls_before = stack.fake.bulk_calls_for("600519.SH")
     backtest_id = await stack.submit({"ts_codes": ["600519.SH"], "start": "2024-03-04", "end": "2024-03-07"})
     await stack.probe.enqueue("backtests", {"backtest_id": backtest_id}, message_id=backtest_id)
     # One worker takes jobs one at a time in queue order: once a job queued after the duplicate is done,
@@ -191,14 +224,16 @@ async def test_the_same_job_delivered_twice_runs_once(stack: Stack) -> None:
     result = await stack.finished(backtest_id)
     assert result["status"] == "succeeded"
     assert result["attempts"] == 1
-    assert stack.fake.calls["600519.SH"] - calls_before == 1
+    assert stack.fake.bulk_calls_for("600519.SH") - calls_before == 1
     assert stack.jobs("skipped") - skipped_before == 1
     # One finished event. (Delivery is at-least-once: the API's and the worker's outbox relays may both publish
     # the same row, but it is the same event, with the same id, which consumers dedupe.)
     event = await stack.event_for(backtest_id)
-    assert {e.id for e in stack.events if e.payload["backtest_id"] == backtest_id} == {event.id}
+    finished = {e.id for e in stack.events if e.type == "backtest.finished" and e.payload["backtest_id"] == backtest_id}
+    assert finished == {event.id}
     # 1,000,000 / 2 ... one symbol: 1,000,000 / 170,000 per lot = 5.88 -> 5 lots = 500 shares at 1,700.00
-    assert result["summary"]["trades"][0]["qty"] == 500
+    trades = (await stack.client.get(f"/v1/backtests/{backtest_id}/trades", headers=stack.headers())).json()
+    assert [t["qty"] for t in trades["trades"]] == [500]
 
 
 async def test_a_poison_job_fails_with_its_traceback_is_dead_lettered_and_the_queue_goes_on(stack: Stack) -> None:
@@ -245,24 +280,31 @@ async def _dead_letter(settings: Settings, message_id: str) -> dict[str, Any] | 
 
 async def test_a_data_outage_is_retried_and_then_fails_clearly_without_dead_lettering(stack: Stack) -> None:
     body = {"ts_codes": ["600036.SH"], "start": "2024-03-04", "end": "2024-03-07"}
-    stack.fake.fail_next["600036.SH"] = 2  # the worker tries 3 times
+    stack.fake.fail_next = 2  # the worker tries 3 times
     recovered = await stack.finished(await stack.submit(body))
     assert recovered["status"] == "succeeded"
 
-    stack.fake.fail_next["600036.SH"] = 3
+    stack.fake.fail_next = 3
     failed_id = await stack.submit(body)
     failed = await stack.finished(failed_id)
     assert failed["status"] == "failed"
-    assert failed["error"].startswith("data_unavailable: the data service did not give the bars of 600036.SH after 3")
+    assert failed["error"].startswith(
+        "data_unavailable: the data service did not give the bars of 1 symbol(s) from 2024-03-04 to 2024-03-07 "
+        "after 3 attempts"
+    )
     assert (await stack.event_for(failed_id)).payload["status"] == "failed"
 
     unknown = await stack.finished(await stack.submit({**body, "ts_codes": ["600004.SH"]}))
-    assert unknown["status"] == "failed" and unknown["error"].startswith("data_refused:")
-    assert "unknown_security" in unknown["error"]
+    assert unknown["status"] == "failed" and unknown["error"].startswith("no_data:")
+    assert "600004.SH" in unknown["error"]
+    by_index = {"universe": {"index": "000905.SH"}, "start": "2024-03-04", "end": "2024-03-07"}
+    refused = await stack.finished(await stack.submit(by_index))
+    assert refused["status"] == "failed" and refused["error"].startswith("data_refused:")
+    assert "unknown_index" in refused["error"]
 
     empty = await stack.finished(await stack.submit({**body, "start": "2024-04-01", "end": "2024-04-30"}))
     assert empty["status"] == "failed" and empty["error"].startswith("no_data:")
-    assert stack.fake.fail_next["600036.SH"] == 0
+    assert stack.fake.fail_next == 0
 
 
 async def test_a_job_a_crashed_worker_left_running_is_run_again(stack: Stack) -> None:
@@ -319,7 +361,7 @@ async def test_the_sweep_queues_a_backtest_whose_job_was_never_queued(stack: Sta
 async def test_a_backtest_started_too_many_times_fails_and_is_not_dead_lettered(stack: Stack) -> None:
     backtest_id = "oomkilled" + "0" * 23
     await _orphan(stack, backtest_id, status="running", attempts=MAX_ATTEMPTS, started_at=utcnow())
-    calls_before = stack.fake.calls["600036.SH"]
+    calls_before = stack.fake.bulk_calls_for("600036.SH")
     await stack.worker.handle({"backtest_id": backtest_id})  # the broker's redelivery: acknowledged, not raised
     result = await stack.finished(backtest_id)
     assert result["status"] == "failed" and result["attempts"] == MAX_ATTEMPTS
@@ -328,7 +370,7 @@ async def test_a_backtest_started_too_many_times_fails_and_is_not_dead_lettered(
         "(a worker crashed or was killed each time)"
     )
     assert result["summary"] is None and result["equity_curve"] == []
-    assert stack.fake.calls["600036.SH"] == calls_before  # not run again
+    assert stack.fake.bulk_calls_for("600036.SH") == calls_before  # not run again
     event = await stack.event_for(backtest_id)
     assert event.payload["status"] == "failed" and event.payload["error"].startswith("too_many_attempts:")
 
@@ -337,7 +379,7 @@ async def test_the_sweep_does_not_run_twice_a_job_already_in_the_queue(stack: St
     backtest_id = "inqueue" + "0" * 25
     await _orphan(stack, backtest_id)
     skipped_before = stack.jobs("skipped")
-    calls_before = stack.fake.calls["600036.SH"]
+    calls_before = stack.fake.bulk_calls_for("600036.SH")
     # Hold the worker (it takes one job at a time) so the job is still in RabbitMQ when the sweep runs.
     async with stack.worker._busy:
         await stack.probe.enqueue("backtests", {"backtest_id": backtest_id}, message_id=backtest_id)
@@ -347,10 +389,13 @@ async def test_the_sweep_does_not_run_twice_a_job_already_in_the_queue(stack: St
     assert (await stack.finished(sentinel))["status"] == "succeeded"
     result = await stack.finished(backtest_id)
     assert result["status"] == "succeeded" and result["attempts"] == 1
-    assert stack.fake.calls["600036.SH"] - calls_before == 1
+    assert stack.fake.bulk_calls_for("600036.SH") - calls_before == 1
     assert stack.jobs("skipped") - skipped_before == 1
     await stack.event_for(backtest_id)
-    assert len({e.id for e in stack.events if e.payload["backtest_id"] == backtest_id}) == 1
+    assert (
+        len({e.id for e in stack.events if e.type == "backtest.finished" and e.payload["backtest_id"] == backtest_id})
+        == 1
+    )
 
 
 async def test_the_sweep_leaves_queued_rows_alone_while_jobs_wait_in_the_queue(stack: Stack) -> None:
@@ -381,11 +426,11 @@ async def test_bad_requests_are_refused_and_nothing_is_stored(stack: Stack) -> N
             "params.cash_reserve",
         ),
         "unknown param": ({**good, "params": {"cash": 1}}, 422, "invalid_request", "params.cash"),
-        "unknown strategy": ({**good, "strategy": "nope"}, 404, "unknown_strategy", ""),
+        "unknown strategy": ({**good, "strategy": "nope"}, 422, "unknown_strategy", "strategy"),
         "bad code": ({**good, "ts_codes": ["000300.SH"]}, 422, "invalid_request", "ts_codes"),
         "no codes": ({**good, "ts_codes": []}, 422, "invalid_request", "ts_codes"),
         "too many codes": (
-            {**good, "ts_codes": [f"600{i:03d}.SH" for i in range(51)]},
+            {**good, "ts_codes": [f"{600000 + i}.SH" for i in range(5001)]},
             422,
             "invalid_request",
             "ts_codes",
@@ -402,7 +447,8 @@ async def test_bad_requests_are_refused_and_nothing_is_stored(stack: Stack) -> N
         assert payload["code"] == code, (label, payload)
         if field:
             assert payload["message"].startswith(f"{field}:"), (label, payload)
-            assert payload["details"][0]["field"] == field, (label, payload)
+            if code == "invalid_request":
+                assert payload["details"][0]["field"] == field, (label, payload)
     assert (await stack.client.post("/v1/backtests", json=good)).status_code == 401
     assert (await stack.client.get("/v1/backtests")).status_code == 401
     unauthenticated = await stack.client.get("/v1/backtests/x", headers={INTERNAL_HEADER: "not-a-token"})
@@ -429,10 +475,27 @@ async def test_the_migrated_schema_matches_the_tables_the_code_uses(stack: Stack
     db = stack.app.state.db
 
     def diff(connection: Any) -> list[Any]:
-        return compare_metadata(MigrationContext.configure(connection, opts={"compare_type": True}), metadata)
+        # Only the tables this module's metadata owns: the optimiser's (migration 0003) have their own metadata.
+        def ours(_: Any, name: str | None, type_: str, *__: Any) -> bool:
+            return type_ != "table" or name in metadata.tables or name == "alembic_version"
+
+        context = MigrationContext.configure(connection, opts={"compare_type": True, "include_object": ours})
+        return [d for d in compare_metadata(context, metadata) if _table_of(d) in (None, *metadata.tables)]
 
     async with db.engine.connect() as conn:
         assert await conn.run_sync(diff) == []
+
+
+def _table_of(change: Any) -> str | None:
+    """The table a schema difference is about (index and table changes carry it; column changes name it)."""
+    item = change[0] if isinstance(change, list) else change
+    obj = item[1] if len(item) > 1 else None
+    table = getattr(obj, "table", None)
+    if table is not None:
+        return str(table.name)
+    if hasattr(obj, "name") and item[0] in ("add_table", "remove_table"):
+        return str(obj.name)
+    return str(item[2]) if len(item) > 2 and isinstance(item[2], str) else None
 
 
 async def test_readiness_checks_the_database(stack: Stack) -> None:
@@ -446,3 +509,211 @@ def test_dates_of_the_fixture_are_trading_days() -> None:
 
     assert all(is_trading_day(d) for d in (D1, D2, D3, D4))
     assert (D1.isoweekday(), D4.isoweekday()) == (1, 4)
+
+
+# --- jobs: universes, costs, benchmark, progress, cancel, search, the bars cache --------------------------------------
+
+
+async def test_an_index_universe_is_its_constituents_on_the_start_date(stack: Stack) -> None:
+    body = {"universe": {"index": "000300.sh"}, "start": "2024-03-04", "end": "2024-03-07", "benchmark": None}
+    result = await stack.finished(await stack.submit(body))
+    assert result["status"] == "succeeded", result["error"]
+    # Published 2024-03-01: 600519.SH, 000001.SZ and 000300.SH (an index, not a stock: left out)
+    assert result["ts_codes"] == ["000001.SZ", "600519.SH"]
+    assert result["universe"] == {"index": "000300.SH", "label": "index 000300.SH"}
+    assert result["benchmark"] is None and result["summary"]["benchmark"] is None
+    assert result["summary"]["symbols"] == 2
+
+    before = await stack.finished(await stack.submit({**body, "start": "2024-02-29"}))
+    assert before["status"] == "failed" and before["error"].startswith("no_constituents:")
+
+
+async def test_a_filter_universe_lists_the_boards_stocks_without_st(stack: Stack) -> None:
+    body = {
+        "universe": {"filter": {"board": "main", "exclude_st": True}},
+        "start": "2024-03-04",
+        "end": "2024-03-07",
+    }
+    result = await stack.finished(await stack.submit(body))
+    assert result["status"] == "succeeded", result["error"]
+    # main board: 000001.SZ, 600519.SH, 600036.SH; 600036.SH is under an ST name on the start date
+    assert result["ts_codes"] == ["000001.SZ", "600519.SH"]
+    banks = await stack.finished(await stack.submit({**body, "universe": {"filter": {"industry": "银行"}}}))
+    assert banks["ts_codes"] == ["000001.SZ", "600036.SH"]
+
+
+async def test_the_cost_model_reaches_the_engine(stack: Stack) -> None:
+    body = {
+        "ts_codes": ["600519.SH"],
+        "start": "2024-03-04",
+        "end": "2024-03-07",
+        "costs": {"commission_rate": "0.001", "min_commission": "0", "fill_price": "close"},
+    }
+    result = await stack.finished(await stack.submit(body))
+    assert result["status"] == "succeeded", result["error"]
+    # Ordered before the first bar, filled at D1's close 1,710.00: 1,000,000 / 171,000 per lot -> 500 shares,
+    # 855,000.00; commission 0.1% = 855.00, transfer fee 0.001% = 8.55; cash 1,000,000 - 855,863.55 = 144,136.45;
+    # equity at every close (1,710.00) 144,136.45 + 855,000 = 999,136.45.
+    assert result["summary"]["fees_paid"] == "863.55"
+    assert result["summary"]["final_equity"] == "999136.45"
+    assert result["costs"] == {"commission_rate": "0.001", "min_commission": "0", "fill_price": "close"}
+    assert result["summary"]["manifest"]["config"]["fill_price"] == "close"
+
+
+async def test_bad_universes_costs_and_params_are_refused_naming_the_field(stack: Stack) -> None:
+    good = {"universe": {"ts_codes": ["000001.SZ"]}, "start": "2024-03-04", "end": "2024-03-07"}
+    cases: dict[str, tuple[dict[str, Any], str]] = {
+        "two universes": ({**good, "universe": {"ts_codes": ["000001.SZ"], "index": "000300.SH"}}, "universe"),
+        "no universe": ({k: v for k, v in good.items() if k != "universe"}, "universe"),
+        "universe and ts_codes": ({**good, "ts_codes": ["000001.SZ"]}, "ts_codes"),
+        "bad index": ({**good, "universe": {"index": "hs300"}}, "universe.index"),
+        "bad board": ({**good, "universe": {"filter": {"board": "nasdaq"}}}, "universe.filter.board"),
+        "bad code": ({**good, "universe": {"ts_codes": ["123"]}}, "universe.ts_codes"),
+        "volume cap": ({**good, "costs": {"volume_cap": "2"}}, "costs.volume_cap"),
+        "unknown cost": ({**good, "costs": {"commision_rate": "0.001"}}, "costs.commision_rate"),
+        "slippage without kind": ({**good, "costs": {"slippage_amount": "5"}}, "costs"),
+        "dual_ma fast": ({**good, "strategy": "dual_ma", "params": {"fast": 0}}, "params.fast"),
+        "bad benchmark": ({**good, "benchmark": "csi300"}, "benchmark"),
+    }
+    app_strategies = stack.app.state.backtests.strategies
+    if "dual_ma" not in app_strategies:
+        del cases["dual_ma fast"]
+    for label, (body, field) in cases.items():
+        resp = await stack.client.post("/v1/backtests", json=body, headers=stack.headers())
+        assert resp.status_code == 422, (label, resp.text)
+        assert resp.json()["code"] == "invalid_request", (label, resp.text)
+        assert resp.json()["message"].startswith(f"{field}:"), (label, resp.text)
+
+
+async def test_an_asked_benchmark_must_exist_and_the_default_one_is_optional(stack: Stack) -> None:
+    body = {"ts_codes": ["000001.SZ"], "start": "2024-03-04", "end": "2024-03-07"}
+    asked = await stack.finished(await stack.submit({**body, "benchmark": "000905.SH"}))
+    assert asked["status"] == "failed" and asked["error"].startswith("no_benchmark:")
+    stack.fake.has_benchmark = False
+    try:
+        default = await stack.finished(await stack.submit(body))
+    finally:
+        stack.fake.has_benchmark = True
+    assert default["status"] == "succeeded", default["error"]
+    assert default["summary"]["benchmark"] is None and default["summary"]["metrics"]["beta"] is None
+
+
+async def test_a_running_backtest_reports_progress_and_can_be_cancelled(stack: Stack) -> None:
+    body = {
+        "strategy": "slow",
+        "params": {"sleep_s": 0.02},
+        "ts_codes": ["601398.SH"],
+        "start": "2024-01-02",
+        "end": "2024-06-28",
+        "benchmark": None,
+    }
+    backtest_id = await stack.submit(body)
+    progress = await stack.event_for(backtest_id, "backtest.progress")
+    days = len(LONG_DAYS)
+    # The engine reports every 50 days: the first report is 50 of the half-year's trading days.
+    assert progress.payload["days"] == days and progress.payload["days_done"] == 50
+    assert progress.payload["percent"] == round(100 * 50 / days, 1)
+    assert progress.payload["owner"] == "alice" and progress.payload["eta_s"] > 0
+
+    other = await stack.client.post(f"/v1/backtests/{backtest_id}/cancel", headers=stack.headers("mallory"))
+    assert other.status_code == 404  # not hers to see, let alone cancel
+    resp = await stack.client.post(f"/v1/backtests/{backtest_id}/cancel", headers=stack.headers())
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["cancel_requested"] is True
+    result = await stack.finished_or_cancelled(backtest_id)
+    assert result["status"] == "cancelled" and result["summary"] is None and result["equity_curve"] == []
+    event = await stack.event_for(backtest_id)
+    assert event.payload["status"] == "cancelled" and event.payload["owner"] == "alice"
+
+    again = await stack.client.post(f"/v1/backtests/{backtest_id}/cancel", headers=stack.headers())
+    assert again.status_code == 409 and again.json()["code"] == "backtest_finished"
+
+
+async def test_a_queued_backtest_is_cancelled_at_once_and_its_job_then_does_nothing(stack: Stack) -> None:
+    store = stack.app.state.backtests.store
+    record = await store.create(
+        backtest_id="queued" + "1" * 26,
+        owner="alice",
+        strategy="buy_and_hold",
+        params={},
+        ts_codes=["600036.SH"],
+        start=D1,
+        end=D4,
+        initial_cash=Decimal("100000"),
+    )
+    admin_record = await store.create(
+        backtest_id="queued" + "2" * 26,
+        owner="bob",
+        strategy="buy_and_hold",
+        params={},
+        ts_codes=["600036.SH"],
+        start=D1,
+        end=D4,
+        initial_cash=Decimal("100000"),
+    )
+    resp = await stack.client.post(f"/v1/backtests/{record.backtest_id}/cancel", headers=stack.headers())
+    assert resp.status_code == 200 and resp.json()["status"] == "cancelled"
+    assert (await stack.event_for(record.backtest_id)).payload["status"] == "cancelled"
+    by_admin = await stack.client.post(
+        f"/v1/backtests/{admin_record.backtest_id}/cancel", headers=stack.headers("root", "admin")
+    )
+    assert by_admin.status_code == 200 and by_admin.json()["status"] == "cancelled"
+
+    skipped = stack.jobs("skipped")
+    await stack.probe.enqueue("backtests", {"backtest_id": record.backtest_id}, message_id=record.backtest_id)
+    sentinel = await stack.submit({"ts_codes": ["600036.SH"], "start": "2024-03-04", "end": "2024-03-07"})
+    await stack.finished(sentinel)
+    assert stack.jobs("skipped") - skipped == 1
+    assert (await store.get(record.backtest_id)).status is BacktestStatus.CANCELLED
+
+
+async def test_past_runs_are_listed_and_searched(stack: Stack) -> None:
+    who = "searcher"
+    base = {"start": "2024-03-04", "end": "2024-03-07"}
+    alpha = await stack.submit({**base, "name": "Alpha 50%_run", "ts_codes": ["600519.SH"]}, who)
+    boom = await stack.submit({**base, "name": "beta", "strategy": "explode", "ts_codes": ["000001.SZ"]}, who)
+    index = await stack.submit({**base, "universe": {"index": "000300.SH"}}, who)
+    outcomes = [await stack.finished(backtest_id, who) for backtest_id in (alpha, boom, index)]
+    assert [o["status"] for o in outcomes] == ["succeeded", "failed", "succeeded"], [o["error"] for o in outcomes]
+
+    async def ids(query: str, subject: str = who, role: str = "trader") -> list[str]:
+        resp = await stack.client.get(f"/v1/backtests?{query}", headers=stack.headers(subject, role))
+        assert resp.status_code == 200, resp.text
+        return [b["backtest_id"] for b in resp.json()]
+
+    assert await ids("") == [index, boom, alpha]  # newest first
+    assert await ids("limit=1&offset=1") == [boom]
+    assert await ids("strategy=explode") == [boom]
+    assert await ids("status=failed") == [boom]
+    assert await ids("status=succeeded") == [index, alpha]
+    assert await ids("q=alpha") == [alpha]  # case-insensitive, in the name
+    assert await ids("q=50%25_") == [alpha]  # % and _ are plain characters
+    assert await ids("q=600519") == [index, alpha]  # in the resolved symbols
+    assert await ids("q=index 000300") == [index]  # in the universe's label
+    assert await ids("q=000300.sh") == [index, boom, alpha]  # the default benchmark of all three
+    assert await ids(f"q={boom[:8]}") == [boom]
+    assert await ids("created_from=2999-01-01T00:00:00Z") == []
+    assert await ids("created_to=2000-01-01T00:00:00") == []
+    assert await ids("") != [] and await ids("", "someone-else") == []
+    assert set(await ids(f"q={alpha}", "root", "admin")) == {alpha}
+    bad = await stack.client.get("/v1/backtests?status=nope", headers=stack.headers(who))
+    assert bad.status_code == 422 and bad.json()["message"].startswith("status:")
+
+
+async def test_bars_are_cached_per_data_version(stack: Stack) -> None:
+    cache = stack.worker.cache_dir
+    body = {"ts_codes": ["300750.SZ", "600036.SH"], "start": "2024-03-04", "end": "2024-03-06", "benchmark": None}
+    before = set(await asyncio.to_thread(cache.glob, "bars-v*.arrow"))
+    first = await stack.finished(await stack.submit(body))
+    second = await stack.finished(await stack.submit(body))
+    assert first["summary"]["final_equity"] == second["summary"]["final_equity"]
+    added = set(await asyncio.to_thread(cache.glob, "bars-v*.arrow")) - before
+    assert len(added) == 1 and next(iter(added)).name.startswith("bars-v1-")
+    assert stack.fake.bulk_calls_for("300750.SZ,600036.SH") == 2  # asked twice, read once: the header says v1
+    stack.fake.version = 2
+    try:
+        await stack.finished(await stack.submit(body))
+    finally:
+        stack.fake.version = 1
+    newer = set(await asyncio.to_thread(cache.glob, "bars-v*.arrow")) - before - added
+    assert len(newer) == 1 and next(iter(newer)).name.startswith("bars-v2-")

@@ -176,6 +176,14 @@ def build_downstream(secret: str) -> Downstream:
     async def get_backtest(backtest_id: str) -> dict[str, str]:
         return {"backtest_id": backtest_id, "status": "finished"}
 
+    @backtest.post("/v1/backtests/{backtest_id}/cancel")
+    async def cancel_backtest(backtest_id: str) -> dict[str, Any]:
+        return {"backtest_id": backtest_id, "status": "running", "cancel_requested": True}
+
+    @backtest.get("/v1/backtests/{backtest_id}/trades")
+    async def backtest_trades(backtest_id: str, limit: int = 500, offset: int = 0) -> dict[str, Any]:
+        return {"backtest_id": backtest_id, "total": 0, "limit": limit, "offset": offset, "trades": []}
+
     return down
 
 

@@ -310,6 +310,22 @@ async def test_trader_cancels_and_starts_backtests(gw: Any) -> None:
     assert json.loads(gw.downstream.calls_to("backtest")[-1].body) == {"strategy": "sma_cross"}
 
 
+async def test_backtest_cancel_trades_and_search_are_forwarded(gw: Any) -> None:
+    trader = await gw.new_user("trader")
+    viewer = await gw.new_user("viewer")
+    cancelled = await gw.client.post("/api/v1/backtests/bt-5/cancel", headers=trader.headers)
+    assert cancelled.status_code == 200 and cancelled.json()["cancel_requested"] is True
+    assert gw.downstream.calls_to("backtest")[-1].path == "/v1/backtests/bt-5/cancel"
+    refused = await gw.client.post("/api/v1/backtests/bt-5/cancel", headers=viewer.headers)
+    assert refused.status_code == 403 and refused.json()["code"] == "forbidden"
+
+    page = await gw.client.get("/api/v1/backtests/bt-5/trades?limit=10&offset=20", headers=viewer.headers)
+    assert page.status_code == 200 and (page.json()["limit"], page.json()["offset"]) == (10, 20)
+    await gw.client.get("/api/v1/backtests?strategy=dual_ma&status=succeeded&q=hs300&offset=50", headers=viewer.headers)
+    listed = gw.downstream.calls_to("backtest")[-1]
+    assert listed.path == "/v1/backtests" and listed.query == "strategy=dual_ma&status=succeeded&q=hs300&offset=50"
+
+
 async def test_unreachable_service_is_503_with_its_name(gw: Any) -> None:
     viewer = await gw.new_user("viewer")
     response = await gw.client.get("/api/v1/strategies", headers=viewer.headers)

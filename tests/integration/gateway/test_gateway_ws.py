@@ -18,7 +18,7 @@ from shared.app import Infra
 from shared.bus import EventBus, create_bus
 from shared.cache import create_cache
 from shared.events.envelope import Envelope, make_event
-from shared.events.schemas import OrderEvent
+from shared.events.schemas import BacktestFinished, BacktestProgress, OrderEvent
 from shared.http import ServiceDirectory
 
 pytestmark = pytest.mark.integration
@@ -173,3 +173,34 @@ async def test_a_revoked_key_stops_the_stream_and_duplicates_are_dropped(
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
     finally:
         await ws.close()
+
+
+async def test_backtest_progress_reaches_only_its_owner(live: dict[str, Any]) -> None:
+    suffix = datetime.now(UTC).strftime("%H%M%S%f")
+    owner_token = await token_for(live, "trader", f"dora-{suffix}")
+    other_token = await token_for(live, "trader", f"ed-{suffix}")
+    owner = await open_socket(live, f"token={owner_token}")
+    other = await open_socket(live, f"token={other_token}")
+    try:
+        payload = BacktestProgress(
+            backtest_id="bt-x", owner=f"dora-{suffix}", percent=25.0, eta_s=6.0, days_done=50, days=200
+        )
+        progress = make_event("backtest.progress", payload, source="backtest")
+        await live["bus"].publish(progress)
+        got = json.loads(await owner.recv())
+        assert got["type"] == "backtest.progress"
+        assert got["payload"] == {
+            "backtest_id": "bt-x", "owner": f"dora-{suffix}", "percent": 25.0, "eta_s": 6.0, "days_done": 50,
+            "days": 200,
+        }  # fmt: skip
+        # ed's next event is his own: dora's progress never reached his socket
+        mine = make_event(
+            "backtest.finished",
+            BacktestFinished(backtest_id="bt-y", owner=f"ed-{suffix}", status="cancelled"),
+            source="backtest",
+        )
+        await live["bus"].publish(mine)
+        assert json.loads(await other.recv())["id"] == mine.id
+    finally:
+        for ws in (owner, other):
+            await ws.close()

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from services.backtest import store as store_module
 from services.backtest.app import create_app
 from services.backtest.worker import BacktestWorker
 from shared.app import Infra
@@ -49,7 +50,7 @@ async def standalone(tmp_path: Path) -> AsyncIterator[tuple[Settings, FastAPI, M
     )
     app = create_app(settings, infra, strategies=STRATEGIES)
     async with app.router.lifespan_context(app):
-        worker = BacktestWorker(settings, infra, strategies=STRATEGIES)
+        worker = BacktestWorker(settings, infra, strategies=STRATEGIES, cache_dir=tmp_path / "bars-cache")
         await worker.start()
         try:
             yield settings, app, bus
@@ -76,8 +77,12 @@ async def _finished(client: httpx.AsyncClient, backtest_id: str, headers: dict[s
             await asyncio.sleep(0.02)
 
 
-async def test_standalone_runs_a_backtest_in_process(standalone: tuple[Settings, FastAPI, MemoryBus]) -> None:
+async def test_standalone_runs_a_backtest_in_process(
+    standalone: tuple[Settings, FastAPI, MemoryBus], monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings, app, bus = standalone
+    # Small chunks, so that each artifact spans several rows and is put back together in order.
+    monkeypatch.setattr(store_module, "ARTIFACT_CHUNK_BYTES", 256)
     headers = _headers(settings)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://backtest") as client:
         body = {
@@ -93,11 +98,19 @@ async def test_standalone_runs_a_backtest_in_process(standalone: tuple[Settings,
         assert result["status"] == "succeeded", result["error"]
         assert result["initial_cash"] == "200000.00"
         assert [p["equity"] for p in result["equity_curve"]] == ["201900.66", "201750.66", "199850.66", "202750.66"]
+        trades = (await client.get(f"/v1/backtests/{result['backtest_id']}/trades", headers=headers)).json()
+        assert [(t["ts_code"], t["qty"], t["price"]) for t in trades["trades"]] == [
+            ("000001.SZ", 9500, "10.50"),
+            ("300750.SZ", 500, "180.00"),
+        ]
+        daily = await app.state.backtests.store.daily_frame(result["backtest_id"])
+        assert daily["equity"].tolist() == [20190066, 20175066, 19985066, 20275066]
 
         poison = await client.post("/v1/backtests", json={**body, "strategy": "explode"}, headers=headers)
         failed = await _finished(client, poison.json()["backtest_id"], headers)
         assert failed["status"] == "failed" and "boom on purpose" in failed["error"]
-        assert bus.dead_letters == [{"backtest_id": poison.json()["backtest_id"]}]
+        # The row is failed before the handler re-raises and the bus dead-letters the job: wait for the latter.
+        await eventually(lambda: bus.dead_letters == [{"backtest_id": poison.json()["backtest_id"]}])
     await eventually(lambda: len([e for e in bus.published if e.type == "backtest.finished"]) == 2)
     statuses = [e.payload["status"] for e in bus.published if e.type == "backtest.finished"]
     assert statuses == ["succeeded", "failed"]

@@ -1,0 +1,91 @@
+"""The worker's reads from the data service: bulk Arrow bars into the engine's layout, the on-disk cache per data
+version with its size cap, retries, and universe resolution; and the progress event's arithmetic."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import httpx
+import pytest
+
+from services.backtest.events import backtest_progress
+from services.backtest.market_data import BarsUnavailable, MarketData, engine_frame
+from shared.http import ServiceClient
+from shared.internal_auth import INTERNAL_HEADER, Principal, mint_internal_token
+from tests.integration.backtest.fakes import D1, D4, FakeData
+
+SECRET = "unit-test-secret-unit-test-secret"
+
+
+def _files(directory: Path, pattern: str) -> list[Path]:
+    return sorted(directory.glob(pattern))
+
+
+def _market(fake: FakeData, cache: Path, **kwargs: object) -> MarketData:
+    client = ServiceClient("data", "http://data", transport=httpx.ASGITransport(app=fake.app()))
+
+    def headers() -> dict[str, str]:
+        return {INTERNAL_HEADER: mint_internal_token(SECRET, Principal("svc:backtest", "service"))}
+
+    return MarketData(client, headers, cache, backoff_s=0.0, **kwargs)  # type: ignore[arg-type]
+
+
+async def test_bulk_bars_become_the_engines_tushare_layout(tmp_path: Path) -> None:
+    market = _market(FakeData(SECRET), tmp_path)
+    frame = engine_frame(await market.bars(["300750.SZ", "000001.SZ"], D1, D4))
+    # 000001.SZ on D1: open 10.50 CNY, vol 1,234,500 shares = 12,345 lots, amount 12,345,678.90 CNY = 12,345.6789
+    # thousand CNY; 300750.SZ has no bar on D3 (suspended): 4 + 3 rows.
+    first = frame[(frame["ts_code"] == "000001.SZ")].iloc[0]
+    assert (first["open"], first["close"], first["pre_close"]) == (10.50, 10.60, 10.45)
+    assert first["vol"] == 12_345.0 and first["amount"] == pytest.approx(12_345.6789, abs=1e-9)
+    assert first["trade_date"].date() == D1 and first["adj_factor"] == 1.0
+    assert sorted(frame.groupby("ts_code").size().items()) == [("000001.SZ", 4), ("300750.SZ", 3)]
+
+
+async def test_the_cache_keeps_one_file_per_version_and_query_within_its_cap(tmp_path: Path) -> None:
+    fake = FakeData(SECRET)
+    market = _market(fake, tmp_path)
+    await market.bars(["000001.SZ"], D1, D4)
+    await market.bars(["000001.SZ"], D1, D4)
+    assert market.downloads == 1 and len(_files(tmp_path, "bars-v1-*.arrow")) == 1
+    fake.version = 2
+    await market.bars(["000001.SZ"], D1, D4)
+    assert market.downloads == 2 and len(_files(tmp_path, "bars-v2-*.arrow")) == 1
+
+    one_file = _files(tmp_path, "bars-v2-*.arrow")[0].stat().st_size
+    capped = _market(fake, tmp_path, cache_max_bytes=one_file)  # room for the newest answer only
+    await capped.bars(["600519.SH"], D1, D4)
+    assert [p.name.startswith("bars-v2-") for p in _files(tmp_path, "bars-v*.arrow")] == [True]
+    assert not _files(tmp_path, "*.part")
+
+
+async def test_an_outage_is_retried_then_reported(tmp_path: Path) -> None:
+    fake = FakeData(SECRET)
+    fake.fail_next = 3
+    market = _market(fake, tmp_path, attempts=4)
+    assert len(await market.bars(["000001.SZ"], D1, D4)) == 4
+    fake.fail_next = 2
+    with pytest.raises(BarsUnavailable, match=r"^data_unavailable: .* after 2 attempts"):
+        await _market(fake, tmp_path / "other", attempts=2).bars(["000001.SZ"], D1, D4)
+
+
+async def test_universes_resolve_through_the_data_service(tmp_path: Path) -> None:
+    market = _market(FakeData(SECRET), tmp_path)
+    assert await market.index_constituents("000300.SH", D1) == ["000001.SZ", "600519.SH"]
+    everything = await market.filtered_securities(
+        on=D1, board=None, industry=None, exclude_st=False, listed_before=date(2010, 1, 1)
+    )
+    assert everything == ["000001.SZ", "600036.SH", "600519.SH"]  # 300750.SZ listed in 2018
+    assert await market.index_bars("000905.SH", D1, D4) is None
+    bench = await market.index_bars("000300.SH", D1, D4)
+    assert bench is not None and bench["close"].tolist() == [3500.0, 3535.0, 3510.0, 3600.0]
+
+
+def test_progress_reports_percent_and_eta_from_the_pace_so_far() -> None:
+    # 60 of 240 days in 3 s: 25%, and 180 days left at 20 days a second: 9 s.
+    event = backtest_progress("bt", owner="alice", days_done=60, days=240, elapsed_s=3.0)
+    assert event.type == "backtest.progress"
+    assert event.payload == {
+        "backtest_id": "bt", "owner": "alice", "percent": 25.0, "eta_s": 9.0, "days_done": 60, "days": 240,
+    }  # fmt: skip
