@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import httpx
 from fastapi import APIRouter, Body, Path, Query, Request, Response
-from fastapi.responses import StreamingResponse
+from fastapi.responses import HTMLResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
 from gateway.auth import Admin, CurrentUser, Trader, Viewer
@@ -67,12 +67,14 @@ async def forward(
     return relay(service, upstream)
 
 
-BINARY_TYPES = ("application/vnd.apache.arrow.stream", "application/vnd.apache.parquet")
+# Answers streamed through as they are (not JSON): bulk market data, and the HTML backtest reports.
+STREAMED_TYPES = ("application/vnd.apache.arrow.stream", "application/vnd.apache.parquet", "text/html")
+STREAMED_HEADERS = ("content-length", "x-lh-data-version", "content-disposition")
 
 
 async def forward_stream(request: Request, user: CurrentUser, service: str, path: str) -> Response:
-    """GET a binary answer (Arrow, Parquet) and stream it through without holding it: a whole market is hundreds
-    of MB. Errors (JSON) are relayed as `forward` does."""
+    """GET a non-JSON answer (Arrow, Parquet, an HTML report) and stream it through without holding it: a whole
+    market is hundreds of MB. Errors (JSON) are relayed as `forward` does."""
     state = request.app.state
     headers = {INTERNAL_HEADER: mint_internal_token(state.settings.jwt_secret, user.principal)}
     target = f"{path}?{request.url.query}" if request.url.query else path
@@ -86,11 +88,11 @@ async def forward_stream(request: Request, user: CurrentUser, service: str, path
             f"{service}_unavailable", f"the {service} service did not answer: {type(exc).__name__}"
         ) from exc
     content_type = upstream.headers.get("content-type", "")
-    if upstream.status_code != 200 or content_type not in BINARY_TYPES:
+    if upstream.status_code != 200 or content_type.split(";")[0].strip() not in STREAMED_TYPES:
         await upstream.aread()
         await upstream.aclose()
         return relay(service, upstream)
-    passed = {k: v for k, v in upstream.headers.items() if k.lower() in ("content-length", "x-lh-data-version")}
+    passed = {k: v for k, v in upstream.headers.items() if k.lower() in STREAMED_HEADERS}
     return StreamingResponse(
         upstream.aiter_raw(), media_type=content_type, headers=passed, background=BackgroundTask(upstream.aclose)
     )
@@ -343,6 +345,29 @@ async def cancel_backtest(request: Request, user: Trader, backtest_id: Id) -> Re
 async def get_backtest_trades(request: Request, user: Viewer, backtest_id: Id) -> Response:
     """`{backtest_id, total, limit, offset, trades: [...]}`; query limit (default 500), offset."""
     return await forward(request, user, "backtest", "GET", f"/v1/backtests/{quote(backtest_id, safe='')}/trades")
+
+
+@router.get(
+    "/backtests/{backtest_id}/report",
+    tags=["backtests"],
+    responses={409: {"description": "the backtest has not succeeded"}, **ERRORS},
+)
+async def get_backtest_report(request: Request, user: Viewer, backtest_id: Id) -> Response:
+    """The report data as JSON (equity vs benchmark, drawdown, monthly returns, rolling Sharpe, exposure, metrics,
+    manifest); the trades through `/trades`."""
+    return await forward(request, user, "backtest", "GET", f"/v1/backtests/{quote(backtest_id, safe='')}/report")
+
+
+@router.get(
+    "/backtests/{backtest_id}/report.html",
+    tags=["backtests"],
+    response_class=HTMLResponse,
+    responses={409: {"description": "the backtest has not succeeded"}, **ERRORS},
+)
+async def get_backtest_report_html(request: Request, user: Viewer, backtest_id: Id) -> Response:
+    """The report as one self-contained HTML page; `?download=true` to save it."""
+    path = f"/v1/backtests/{quote(backtest_id, safe='')}/report.html"
+    return await forward_stream(request, user, "backtest", path)
 
 
 @router.get(

@@ -6,11 +6,13 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, Response
 
 from services.backtest.schemas import BacktestAccepted, BacktestBrief, BacktestDetail, BacktestRequest, TradesPage
 from services.backtest.service import BacktestService
 from services.backtest.store import BacktestStatus
 from shared.internal_auth import Principal
+from shared.report import render_html
 
 router = APIRouter(prefix="/v1/backtests", tags=["backtests"])
 
@@ -78,3 +80,23 @@ async def get_trades(
 ) -> TradesPage:
     """The trades of a succeeded backtest in execution order (sells first within a day), a page at a time."""
     return await _service(request).trades(_principal(request), backtest_id, limit=limit, offset=offset)
+
+
+@router.get("/{backtest_id}/report")
+async def get_report(backtest_id: str, request: Request) -> Response:
+    """The report data for the web UI (shared.report.ReportData as JSON), without the trade list: page through
+    `/trades` for it. 409 `backtest_not_succeeded` until the run has succeeded."""
+    report = await _service(request).report(_principal(request), backtest_id)
+    body = report.model_dump_json(exclude={"trades"})
+    return Response(content=body, media_type="application/json")
+
+
+@router.get("/{backtest_id}/report.html", response_class=HTMLResponse)
+async def get_report_html(
+    backtest_id: str, request: Request, download: Annotated[bool, Query()] = False
+) -> HTMLResponse:
+    """The report as one self-contained HTML page (charts work offline). `download=true` asks the browser to save
+    it as `backtest-<id>.html`."""
+    report = await _service(request).report(_principal(request), backtest_id)
+    headers = {"Content-Disposition": f'attachment; filename="backtest-{backtest_id}.html"'} if download else None
+    return HTMLResponse(content=render_html(report), headers=headers)

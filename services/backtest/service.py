@@ -3,10 +3,13 @@ job queued), and read backtests back for the principal allowed to see them."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
+import pandas as pd
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
@@ -27,6 +30,7 @@ from shared.errors import NotFound, ServiceError, Unavailable
 from shared.internal_auth import Principal
 from shared.observability import new_id
 from shared.outbox import OutboxRelay
+from shared.report import ReportData, build_report
 from shared.strategy import Strategy
 
 log = logging.getLogger(__name__)
@@ -175,6 +179,45 @@ class BacktestService:
             for row in page.to_dict("records")
         ]
         return TradesPage(backtest_id=backtest_id, total=len(frame), limit=limit, offset=offset, trades=rows)
+
+    async def report(self, principal: Principal, backtest_id: str) -> ReportData:
+        """The report of a succeeded backtest, built from its stored artifacts (shared.report)."""
+        record = await self.store.get(backtest_id)
+        if record is None or not self._visible(principal, record):
+            raise NotFound("backtest_not_found", f"there is no backtest {backtest_id!r}")
+        if record.status is not BacktestStatus.SUCCEEDED or record.summary is None:
+            raise ServiceError(
+                "backtest_not_succeeded",
+                f"backtest {backtest_id} is {record.status.value}: only a succeeded backtest has a report",
+                status_code=409,
+            )
+        daily = await self.store.daily_frame(backtest_id)
+        if daily is None:
+            raise NotFound("no_report_data", f"backtest {backtest_id} finished before report data was stored")
+        trades = await self.store.trades_frame(backtest_id)
+        summary = dict(record.summary)
+        title = f"{record.name or record.strategy} {record.start.isoformat()} to {record.end.isoformat()}"
+        return await asyncio.to_thread(_build_report, daily, trades, summary, title)
+
+
+def _build_report(daily: pd.DataFrame, trades: pd.DataFrame | None, summary: dict[str, Any], title: str) -> ReportData:
+    # The stored daily frame keeps money in fen; the report reads CNY.
+    daily = daily.copy()
+    for column in ("cash", "market_value", "equity"):
+        daily[column] = daily[column].astype("int64") / 100
+    if "benchmark" in daily and daily["benchmark"].isna().all():
+        daily = daily.drop(columns=["benchmark"])
+    manifest = summary.get("manifest") or {}
+    config = manifest.get("config") or {}
+    return build_report(
+        daily,
+        trades,
+        metrics=summary.get("metrics") or {},
+        summary={k: v for k, v in summary.items() if k not in ("metrics", "manifest", "data_report")},
+        manifest=manifest,
+        title=title,
+        risk_free_rate=float(config.get("risk_free_rate", 0.0)),
+    )
 
 
 def _naive_utc(value: datetime | None) -> datetime | None:

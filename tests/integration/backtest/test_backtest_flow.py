@@ -210,6 +210,48 @@ async def test_buy_and_hold_runs_on_the_worker_and_matches_the_hand_computation(
     assert "equity_curve" not in listed[0]
 
 
+async def test_a_succeeded_backtest_has_a_report_as_json_and_as_one_html_page(stack: Stack) -> None:
+    body = {
+        "strategy": "buy_and_hold",
+        "ts_codes": ["000001.SZ", "300750.SZ"],
+        "start": "2024-03-01",
+        "end": "2024-03-08",
+        "initial_cash": "200000",
+        "name": "report <b>check</b>",
+    }
+    backtest_id = await stack.submit(body)
+    assert (await stack.finished(backtest_id))["status"] == "succeeded"
+    response = await stack.client.get(f"/v1/backtests/{backtest_id}/report", headers=stack.headers())
+    assert response.status_code == 200, response.text
+    report = response.json()
+    # The equity of the hand computation above over the initial 200,000.00.
+    assert report["dates"] == ["2024-03-04", "2024-03-05", "2024-03-06", "2024-03-07"]
+    assert report["equity"] == pytest.approx([1.0095033, 1.0087533, 0.9992533, 1.0137533], abs=1e-12)
+    # Underwater from the D1 peak: D3 is 199,850.66 / 201,900.66 - 1.
+    assert min(report["drawdown"]) == pytest.approx(199850.66 / 201900.66 - 1, abs=1e-12)
+    assert report["trade_count"] == 2 and "trades" not in report
+    summary = (await stack.client.get(f"/v1/backtests/{backtest_id}", headers=stack.headers())).json()["summary"]
+    assert report["manifest"]["input_sha256"] == summary["input_sha256"]
+
+    page = await stack.client.get(f"/v1/backtests/{backtest_id}/report.html?download=true", headers=stack.headers())
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert page.headers["content-disposition"] == f'attachment; filename="backtest-{backtest_id}.html"'
+    assert summary["input_sha256"] in page.text
+    assert "<b>check</b>" not in page.text and "&lt;b&gt;check&lt;/b&gt;" in page.text
+    assert "<script src=" not in page.text  # the chart library is inline: the page works offline
+
+
+async def test_only_a_succeeded_backtest_has_a_report(stack: Stack) -> None:
+    backtest_id = await stack.submit(
+        {"strategy": "explode", "ts_codes": ["000001.SZ"], "start": "2024-03-04", "end": "2024-03-07"}
+    )
+    assert (await stack.finished(backtest_id))["status"] == "failed"
+    response = await stack.client.get(f"/v1/backtests/{backtest_id}/report", headers=stack.headers())
+    assert response.status_code == 409 and response.json()["code"] == "backtest_not_succeeded"
+    missing = await stack.client.get("/v1/backtests/no-such-id/report.html", headers=stack.headers())
+    assert missing.status_code == 404
+
+
 async def test_the_same_job_delivered_twice_runs_once(stack: Stack) -> None:
     skipped_before = stack.jobs("skipped")
     calls_before = stack.fake.bulk_calls_for("600519.SH")

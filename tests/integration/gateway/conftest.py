@@ -15,7 +15,7 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 
 from gateway.app import create_app
 from shared.app import Infra
@@ -175,6 +175,13 @@ def build_downstream(secret: str) -> Downstream:
     @backtest.get("/v1/backtests/{backtest_id}")
     async def get_backtest(backtest_id: str) -> dict[str, str]:
         return {"backtest_id": backtest_id, "status": "finished"}
+
+    @backtest.get("/v1/backtests/{backtest_id}/report.html")
+    async def report_html(backtest_id: str) -> HTMLResponse:
+        if backtest_id == "bt-failed":
+            return JSONResponse({"code": "backtest_not_succeeded", "message": "failed"}, status_code=409)
+        disposition = {"Content-Disposition": f'attachment; filename="backtest-{backtest_id}.html"'}
+        return HTMLResponse(f"<html><body>report of {backtest_id}</body></html>", headers=disposition)
 
     @backtest.post("/v1/backtests/{backtest_id}/cancel")
     async def cancel_backtest(backtest_id: str) -> dict[str, Any]:

@@ -456,3 +456,14 @@ async def test_web_ui_and_local_bootstrap_are_served(gw: Any) -> None:
     assert "MIT" in (await gw.client.get("/static/vendor/bootstrap/LICENSE")).text
     app_js = await gw.client.get("/static/app.js")
     assert app_js.status_code == 200 and "/api/v1/orders" in app_js.text
+
+
+async def test_an_html_report_streams_through_the_gateway_and_errors_stay_json(gw: Any) -> None:
+    viewer = await gw.new_user("viewer")
+    page = await gw.client.get("/api/v1/backtests/bt-7/report.html", headers=viewer.headers)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert page.text == "<html><body>report of bt-7</body></html>"
+    assert page.headers["content-disposition"] == 'attachment; filename="backtest-bt-7.html"'
+    failed = await gw.client.get("/api/v1/backtests/bt-failed/report.html", headers=viewer.headers)
+    assert failed.status_code == 409 and failed.json()["code"] == "backtest_not_succeeded"
+    assert (await gw.client.get("/api/v1/backtests/bt-7/report.html")).status_code == 401
