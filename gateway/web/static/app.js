@@ -405,6 +405,11 @@
       el("span", { class: "badge text-bg-dark event-type", text: event.type }),
       el("span", { class: "small", text: summary }),
     );
+    if (event.type === "backtest.finished" && p.status === "succeeded") {
+      const button = el("button", { class: "btn btn-sm btn-outline-primary ms-auto", text: "report" });
+      button.addEventListener("click", () => openReport(p.backtest_id));
+      item.append(button);
+    }
     // A running backtest's progress updates one line (once a second) instead of filling the list.
     if (event.type === "backtest.progress" || event.type === "backtest.finished") {
       document.getElementById(`progress-${p.backtest_id}`)?.remove();
@@ -413,6 +418,16 @@
     list.prepend(item);
     while (list.children.length > MAX_EVENTS) list.lastElementChild.remove();
     if (event.type.startsWith("order.") || event.type.startsWith("trade.")) scheduleOrdersRefresh();
+  }
+
+  // The report is a self-contained HTML page behind the same credentials as the API: fetch it with the token and
+  // show it from a blob URL (a plain link would carry no Authorization header).
+  async function openReport(backtestId) {
+    const headers = state.session ? { Authorization: `Bearer ${state.session.token}` } : {};
+    const response = await fetch(`/api/v1/backtests/${encodeURIComponent(backtestId)}/report.html`, { headers });
+    if (!response.ok) return;
+    const url = URL.createObjectURL(new Blob([await response.text()], { type: "text/html" }));
+    window.open(url, "_blank", "noopener");
   }
 
   // Fills arrive in bursts: one table reload per burst.
