@@ -53,6 +53,7 @@ bench: $(STAMP)
 	$(PY) -m bench.data_ingest
 	$(PY) -m bench.data_ingest_tushare
 	$(PY) -m bench.bars_bulk
+	$(PY) -m bench.backtest_e2e
 
 up:
 	docker compose up -d --build
