@@ -377,6 +377,52 @@ async def get_backtest(request: Request, user: Viewer, backtest_id: Id) -> Respo
     return await forward(request, user, "backtest", "GET", f"/v1/backtests/{quote(backtest_id, safe='')}")
 
 
+# --- parameter optimisation (backtest service) -------------------------------------------------------------
+
+
+@router.post(
+    "/optimisations",
+    tags=["optimisations"],
+    status_code=202,
+    responses={202: {"description": "the optimisation, queued"}, **ERRORS},
+)
+async def start_optimisation(
+    request: Request, user: Trader, spec: Annotated[dict[str, Any], Body(description="the optimisation's spec")]
+) -> Response:
+    """Queue a grid search, genetic algorithm or walk-forward analysis (trader); see docs/optimisation.md."""
+    return await forward(request, user, "backtest", "POST", "/v1/optimisations", with_body=True)
+
+
+@router.get("/optimisations/{optimisation_id}", tags=["optimisations"], responses=ERRORS)
+async def get_optimisation(request: Request, user: Viewer, optimisation_id: Id) -> Response:
+    return await forward(request, user, "backtest", "GET", f"/v1/optimisations/{quote(optimisation_id, safe='')}")
+
+
+@router.get("/optimisations/{optimisation_id}/points", tags=["optimisations"], responses=ERRORS)
+async def get_optimisation_points(request: Request, user: Viewer, optimisation_id: Id) -> Response:
+    """The evaluated points, best first; query limit, offset."""
+    path = f"/v1/optimisations/{quote(optimisation_id, safe='')}/points"
+    return await forward(request, user, "backtest", "GET", path)
+
+
+@router.get(
+    "/optimisations/{optimisation_id}/report.html",
+    tags=["optimisations"],
+    response_class=HTMLResponse,
+    responses=ERRORS,
+)
+async def get_optimisation_report(request: Request, user: Viewer, optimisation_id: Id) -> Response:
+    """The results as a table and a heatmap of the objective over two parameters, one self-contained page."""
+    path = f"/v1/optimisations/{quote(optimisation_id, safe='')}/report.html"
+    return await forward_stream(request, user, "backtest", path)
+
+
+@router.post("/optimisations/{optimisation_id}/cancel", tags=["optimisations"], responses=ERRORS)
+async def cancel_optimisation(request: Request, user: Trader, optimisation_id: Id) -> Response:
+    path = f"/v1/optimisations/{quote(optimisation_id, safe='')}/cancel"
+    return await forward(request, user, "backtest", "POST", path)
+
+
 @router.get("/strategies", tags=["backtests"], responses=ERRORS)
 async def list_strategies(request: Request, user: Viewer) -> Response:
     """`[{name, title, description, parameters (JSON schema)}]`"""

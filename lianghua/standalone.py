@@ -49,6 +49,7 @@ def build_app(settings: Settings) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        from services.backtest.optimize import OptimisationTaskHandler, bulk_market_loader
         from services.backtest.worker import BacktestWorker
 
         async with AsyncExitStack() as stack:
@@ -61,6 +62,9 @@ def build_app(settings: Settings) -> Starlette:
             worker = BacktestWorker(settings, infra)
             await worker.start()
             stack.push_async_callback(worker.stop)
+            optimiser = OptimisationTaskHandler(settings, infra, load_market=bulk_market_loader(worker.market_data()))
+            await optimiser.start()
+            stack.push_async_callback(optimiser.stop)
             await stack.enter_async_context(gateway.router.lifespan_context(gateway))
             log.info("LiangHua standalone is up", extra={"services": list(START_ORDER)})
             yield

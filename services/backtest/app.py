@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from services.backtest.api import router
+from services.backtest.optimize_api import router as optimisation_router
 from services.backtest.service import BacktestService
 from services.backtest.store import BacktestStore, outbox
 from shared.app import Infra, create_service_app
@@ -47,7 +48,9 @@ def create_app(
         finally:
             await db.dispose()
 
-    app = create_service_app(SERVICE, infra, routers=[router], lifespan=lifespan, readiness={"database": db.ping})
+    app = create_service_app(
+        SERVICE, infra, routers=[router, optimisation_router], lifespan=lifespan, readiness={"database": db.ping}
+    )
     app.state.backtests = service
     app.state.db = db
     return app

@@ -49,6 +49,14 @@ DEFAULT_CACHE_MAX_BYTES = 2 << 30
 VERSION_HEADER = "X-LH-Data-Version"
 
 
+DATA_VERSION_KEY = b"lh_data_version"  # schema metadata of the tables `MarketData.bars` returns
+
+
+def data_version(table: pa.Table) -> str:
+    """The data service's data version the bars were served at ("" when unknown)."""
+    return (table.schema.metadata or {}).get(DATA_VERSION_KEY, b"").decode()
+
+
 class BarsUnavailable(Exception):
     """The data service could not give what the backtest needs: still down after the retries, or it refused."""
 
@@ -111,7 +119,9 @@ class MarketData:
         table = await asyncio.to_thread(_read_stream, path)
         if "ts_codes" not in params:
             table = table.filter(pc.is_in(pc.cast(table["ts_code"], pa.string()), value_set=pa.array(codes)))
-        return table
+        # The cache file is named after the data version it holds: carried along for callers that key on it.
+        version = path.name.removeprefix("bars-v").split("-", 1)[0]
+        return table.replace_schema_metadata({**(table.schema.metadata or {}), DATA_VERSION_KEY: version.encode()})
 
     async def _bulk(self, params: dict[str, str]) -> Path:
         headers = self.client._headers(self.headers())

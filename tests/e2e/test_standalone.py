@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import socket
@@ -12,6 +13,7 @@ import urllib.request
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -83,3 +85,47 @@ async def test_standalone_order_flow_and_web_page(standalone: tuple[str, str]) -
     assert order["status"] == "filled"
     assert Decimal(seen["fill"]["payload"]["price"]) == Decimal(seen["quote"]["last_close"])
     assert seen["read_back"]["status"] == "filled"
+
+
+async def _until(client: httpx.AsyncClient, url: str, headers: dict[str, str], done: set[str]) -> dict[str, Any]:
+    deadline = time.monotonic() + 60
+    while True:
+        body: dict[str, Any] = (await client.get(url, headers=headers)).json()
+        if body["status"] in done:
+            return body
+        assert time.monotonic() < deadline, body
+        await asyncio.sleep(0.1)
+
+
+async def test_standalone_backtest_report_and_grid_search(standalone: tuple[str, str]) -> None:
+    base, password = standalone
+    async with httpx.AsyncClient(timeout=30) as client:
+        admin = (await login(client, base, "admin", password)).headers
+        codes = [s["ts_code"] for s in (await client.get(base + "/api/v1/securities", headers=admin)).json()][:6]
+        common = {"ts_codes": codes, "start": "2023-01-03", "end": "2024-12-31"}
+        grid = {"strategy": "dual_ma", "space": {"fast": [3, 5], "slow": [10, 20]}, "objective": "sharpe", **common}
+        submitted = await client.post(base + "/api/v1/optimisations", json=grid, headers=admin)
+        assert submitted.status_code == 202, submitted.text
+        opt_id = submitted.json()["optimisation_id"]
+        finished = await _until(client, f"{base}/api/v1/optimisations/{opt_id}", admin, {"succeeded", "failed"})
+        assert finished["status"] == "succeeded", finished
+        assert finished["total_points"] == 4 and finished["done_points"] == 4
+        points = (await client.get(f"{base}/api/v1/optimisations/{opt_id}/points", headers=admin)).json()
+        sharpes = [p["metrics"]["sharpe"] for p in points]
+        assert sharpes == sorted(sharpes, reverse=True)  # best first
+        page = await client.get(f"{base}/api/v1/optimisations/{opt_id}/report.html", headers=admin)
+        assert page.status_code == 200 and "<script src=" not in page.text
+
+        # A second method: the best point run as an ordinary backtest gives the same Sharpe and total return.
+        best = points[0]
+        body = {"strategy": "dual_ma", "params": best["params"], "universe": {"ts_codes": codes},
+                "start": common["start"], "end": common["end"], "benchmark": None}  # fmt: skip
+        accepted = await client.post(base + "/api/v1/backtests", json=body, headers=admin)
+        assert accepted.status_code == 202, accepted.text
+        bt_id = accepted.json()["backtest_id"]
+        result = await _until(client, f"{base}/api/v1/backtests/{bt_id}", admin, {"succeeded", "failed"})
+        assert result["status"] == "succeeded", result["error"]
+        assert result["summary"]["metrics"]["sharpe"] == best["metrics"]["sharpe"]
+        assert result["summary"]["metrics"]["total_return"] == best["metrics"]["total_return"]
+        report = await client.get(f"{base}/api/v1/backtests/{bt_id}/report.html", headers=admin)
+        assert report.status_code == 200 and result["summary"]["input_sha256"] in report.text

@@ -1,0 +1,464 @@
+"""The optimisation tables (an optimisation job and its points) and the queries the coordinator and the task handler
+run against them. A point is stored once: its row is written `pending` when its generation is planned and moved to
+`done`/`failed` only from `pending`, so a redelivered batch changes nothing."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Column,
+    Date,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.types import JSON
+
+from shared.db import Database, PreciseDateTime, new_metadata
+
+ERROR_MAX_CHARS = 20_000
+
+
+class OptimisationStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (OptimisationStatus.SUCCEEDED, OptimisationStatus.FAILED, OptimisationStatus.CANCELLED)
+
+
+class PointStatus(StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+
+
+metadata = new_metadata()
+
+optimisations = Table(
+    "optimisations",
+    metadata,
+    Column("optimisation_id", String(32), primary_key=True),
+    Column("owner", String(128), nullable=False),
+    Column("strategy", String(64), nullable=False),
+    Column("method", String(16), nullable=False),
+    Column("space", JSON, nullable=False),  # the user's spec, per parameter
+    Column("fixed", JSON, nullable=False),  # parameters set for every point
+    Column("objective", JSON, nullable=False),  # {metric, direction}
+    Column("constraints", JSON, nullable=False),  # ["max_drawdown <= 0.3", ...]
+    Column("settings", JSON, nullable=False),  # GA settings / walk-forward windows / batch size
+    Column("ts_codes", JSON, nullable=False),
+    Column("start_date", Date, nullable=False),
+    Column("end_date", Date, nullable=False),
+    Column("config", JSON, nullable=False),  # BacktestConfig fields (initial cash, costs, rules)
+    Column("status", String(16), nullable=False),
+    Column("generation", Integer, nullable=False, server_default="0"),  # GA: the generation being evaluated
+    Column("populations", JSON, nullable=False),  # GA: per generation, the keys of its population
+    Column("total_points", Integer, nullable=False, server_default="0"),
+    Column("done_points", Integer, nullable=False, server_default="0"),
+    Column("skipped_points", Integer, nullable=False, server_default="0"),  # refused by the strategy's validators
+    Column("best", JSON(none_as_null=True), nullable=True),
+    Column("result", JSON(none_as_null=True), nullable=True),  # walk-forward report
+    Column("error", Text, nullable=True),
+    Column("created_at", PreciseDateTime, nullable=False),
+    Column("started_at", PreciseDateTime, nullable=True),
+    Column("finished_at", PreciseDateTime, nullable=True),
+    Index("ix_optimisations_owner_created", "owner", "created_at"),
+    CheckConstraint(
+        "status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')",
+        name="status",
+    ),
+    CheckConstraint("method IN ('grid', 'ga', 'walkforward')", name="method"),
+)
+
+optimisation_points = Table(
+    "optimisation_points",
+    metadata,
+    Column(
+        "optimisation_id",
+        String(32),
+        ForeignKey("optimisations.optimisation_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("point_hash", String(40), primary_key=True),  # sha1 of the point key: a bounded primary key
+    Column("point_key", Text, nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("generation", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("metrics", JSON(none_as_null=True), nullable=True),
+    Column("objective", Double(), nullable=True),
+    Column("feasible", Boolean, nullable=True),
+    Column("violations", JSON(none_as_null=True), nullable=True),
+    Column("error", Text, nullable=True),
+    Column("updated_at", PreciseDateTime, nullable=False),
+    Index("ix_optimisation_points_status", "optimisation_id", "status"),
+    CheckConstraint("status IN ('pending', 'done', 'failed')", name="status"),
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def point_hash(key: str) -> str:
+    return hashlib.sha1(key.encode()).hexdigest()  # noqa: S324 - an identifier, not a security boundary
+
+
+@dataclass(frozen=True)
+class OptimisationRecord:
+    optimisation_id: str
+    owner: str
+    strategy: str
+    method: str
+    space: dict[str, Any]
+    fixed: dict[str, Any]
+    objective: dict[str, Any]
+    constraints: list[str]
+    settings: dict[str, Any]
+    ts_codes: list[str]
+    start: date
+    end: date
+    config: dict[str, Any]
+    status: OptimisationStatus
+    generation: int
+    populations: list[list[str]]
+    total_points: int
+    done_points: int
+    skipped_points: int
+    best: dict[str, Any] | None
+    result: dict[str, Any] | None
+    error: str | None
+
+    @classmethod
+    def of(cls, row: RowMapping) -> OptimisationRecord:
+        return cls(
+            optimisation_id=row["optimisation_id"],
+            owner=row["owner"],
+            strategy=row["strategy"],
+            method=row["method"],
+            space=row["space"],
+            fixed=row["fixed"],
+            objective=row["objective"],
+            constraints=list(row["constraints"]),
+            settings=row["settings"],
+            ts_codes=list(row["ts_codes"]),
+            start=row["start_date"],
+            end=row["end_date"],
+            config=row["config"],
+            status=OptimisationStatus(row["status"]),
+            generation=row["generation"],
+            populations=[list(p) for p in row["populations"]],
+            total_points=row["total_points"],
+            done_points=row["done_points"],
+            skipped_points=row["skipped_points"],
+            best=row["best"],
+            result=row["result"],
+            error=row["error"],
+        )
+
+
+@dataclass(frozen=True)
+class PointRow:
+    point_hash: str
+    key: str
+    params: dict[str, Any]
+    generation: int
+    status: PointStatus
+    metrics: dict[str, Any] | None
+    objective: float | None
+    feasible: bool | None
+    violations: list[str] | None
+    error: str | None
+
+    @classmethod
+    def of(cls, row: RowMapping) -> PointRow:
+        return cls(
+            point_hash=row["point_hash"],
+            key=row["point_key"],
+            params=row["params"],
+            generation=row["generation"],
+            status=PointStatus(row["status"]),
+            metrics=row["metrics"],
+            objective=row["objective"],
+            feasible=None if row["feasible"] is None else bool(row["feasible"]),
+            violations=row["violations"],
+            error=row["error"],
+        )
+
+
+@dataclass(frozen=True)
+class StoredPoint:
+    """What a task stores for one point."""
+
+    key: str
+    metrics: dict[str, Any] | None
+    objective: float | None
+    feasible: bool
+    violations: list[str]
+    error: str | None
+
+
+class OptimisationStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def create(
+        self,
+        *,
+        optimisation_id: str,
+        owner: str,
+        strategy: str,
+        method: str,
+        space: dict[str, Any],
+        fixed: dict[str, Any],
+        objective: dict[str, Any],
+        constraints: Sequence[str],
+        settings: dict[str, Any],
+        ts_codes: Sequence[str],
+        start: date,
+        end: date,
+        config: dict[str, Any],
+        points: Sequence[tuple[str, dict[str, Any]]],
+        skipped: int,
+    ) -> None:
+        """The job and its first points (grid: all of them; GA: generation 0), in one transaction."""
+        now = utcnow()
+        async with self.db.session() as session:
+            await session.execute(
+                insert(optimisations).values(
+                    optimisation_id=optimisation_id,
+                    owner=owner,
+                    strategy=strategy,
+                    method=method,
+                    space=space,
+                    fixed=fixed,
+                    objective=objective,
+                    constraints=list(constraints),
+                    settings=settings,
+                    ts_codes=list(ts_codes),
+                    start_date=start,
+                    end_date=end,
+                    config=config,
+                    status=OptimisationStatus.QUEUED.value,
+                    generation=0,
+                    populations=[[k for k, _ in points]] if method == "ga" else [],
+                    total_points=len(points),
+                    done_points=0,
+                    skipped_points=skipped,
+                    created_at=now,
+                )
+            )
+            await self._insert_points(session, optimisation_id, points, 0, now)
+
+    @staticmethod
+    async def _insert_points(
+        session: Any, optimisation_id: str, points: Sequence[tuple[str, dict[str, Any]]], generation: int, now: datetime
+    ) -> None:
+        if not points:
+            return
+        await session.execute(
+            insert(optimisation_points),
+            [
+                {
+                    "optimisation_id": optimisation_id,
+                    "point_hash": point_hash(key),
+                    "point_key": key,
+                    "params": params,
+                    "generation": generation,
+                    "status": PointStatus.PENDING.value,
+                    "updated_at": now,
+                }
+                for key, params in points
+            ],
+        )
+
+    async def get(self, optimisation_id: str) -> OptimisationRecord | None:
+        async with self.db.session() as session:
+            row = (
+                (await session.execute(select(optimisations).where(optimisations.c.optimisation_id == optimisation_id)))
+                .mappings()
+                .first()
+            )
+        return None if row is None else OptimisationRecord.of(row)
+
+    async def mark_running(self, optimisation_id: str) -> None:
+        async with self.db.session() as session:
+            await session.execute(
+                update(optimisations)
+                .where(
+                    optimisations.c.optimisation_id == optimisation_id,
+                    optimisations.c.status == OptimisationStatus.QUEUED.value,
+                )
+                .values(status=OptimisationStatus.RUNNING.value, started_at=utcnow())
+            )
+
+    async def points(
+        self, optimisation_id: str, *, hashes: Sequence[str] | None = None, status: PointStatus | None = None
+    ) -> list[PointRow]:
+        query = select(optimisation_points).where(optimisation_points.c.optimisation_id == optimisation_id)
+        if hashes is not None:
+            query = query.where(optimisation_points.c.point_hash.in_(list(hashes)))
+        if status is not None:
+            query = query.where(optimisation_points.c.status == status.value)
+        async with self.db.session() as session:
+            rows = (await session.execute(query.order_by(optimisation_points.c.point_hash))).mappings().all()
+        return [PointRow.of(r) for r in rows]
+
+    async def store_results(self, optimisation_id: str, results: Sequence[StoredPoint]) -> int:
+        """Store each point's outcome if it is still pending; returns how many were stored by this call. The
+        progress counter moves by the same number in the same transaction, so a redelivered batch adds 0."""
+        now = utcnow()
+        stored = 0
+        async with self.db.session() as session:
+            for r in results:
+                outcome = await session.execute(
+                    update(optimisation_points)
+                    .where(
+                        optimisation_points.c.optimisation_id == optimisation_id,
+                        optimisation_points.c.point_hash == point_hash(r.key),
+                        optimisation_points.c.status == PointStatus.PENDING.value,
+                    )
+                    .values(
+                        status=(PointStatus.FAILED if r.error else PointStatus.DONE).value,
+                        metrics=r.metrics,
+                        objective=r.objective,
+                        feasible=r.feasible,
+                        violations=r.violations,
+                        error=None if r.error is None else r.error[-ERROR_MAX_CHARS:],
+                        updated_at=now,
+                    )
+                )
+                stored += outcome.rowcount
+            if stored:
+                await session.execute(
+                    update(optimisations)
+                    .where(optimisations.c.optimisation_id == optimisation_id)
+                    .values(done_points=optimisations.c.done_points + stored)
+                )
+        return stored
+
+    async def pending_count(self, optimisation_id: str) -> int:
+        async with self.db.session() as session:
+            value = await session.scalar(
+                select(func.count())
+                .select_from(optimisation_points)
+                .where(
+                    optimisation_points.c.optimisation_id == optimisation_id,
+                    optimisation_points.c.status == PointStatus.PENDING.value,
+                )
+            )
+        return int(value or 0)
+
+    async def advance_generation(
+        self,
+        optimisation_id: str,
+        *,
+        from_generation: int,
+        points: Sequence[tuple[str, dict[str, Any]]],
+        population: Sequence[str],
+        skipped: int,
+    ) -> bool:
+        """Move a GA to its next generation with its new points, once: only the caller that finds the job at
+        `from_generation` does it (the others get False), and the points go in in the same transaction, so a crash
+        leaves either the old generation (recomputed by the next coordinator) or the new one with its points."""
+        record = await self.get(optimisation_id)
+        if record is None or record.generation != from_generation:
+            return False
+        async with self.db.session() as session:
+            moved = await session.execute(
+                update(optimisations)
+                .where(
+                    optimisations.c.optimisation_id == optimisation_id,
+                    optimisations.c.generation == from_generation,
+                    optimisations.c.status == OptimisationStatus.RUNNING.value,
+                )
+                .values(
+                    generation=from_generation + 1,
+                    populations=[*record.populations, list(population)],
+                    total_points=optimisations.c.total_points + len(points),
+                    skipped_points=optimisations.c.skipped_points + skipped,
+                )
+            )
+            if moved.rowcount != 1:
+                return False
+            await self._insert_points(session, optimisation_id, points, from_generation + 1, utcnow())
+        return True
+
+    async def finish(
+        self,
+        optimisation_id: str,
+        status: OptimisationStatus,
+        *,
+        best: dict[str, Any] | None = None,
+        result: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> bool:
+        """Final, once: only from queued/running."""
+        async with self.db.session() as session:
+            outcome = await session.execute(
+                update(optimisations)
+                .where(
+                    optimisations.c.optimisation_id == optimisation_id,
+                    optimisations.c.status.in_([OptimisationStatus.QUEUED.value, OptimisationStatus.RUNNING.value]),
+                )
+                .values(
+                    status=status.value,
+                    best=best,
+                    result=result,
+                    error=None if error is None else error[-ERROR_MAX_CHARS:],
+                    finished_at=utcnow(),
+                )
+            )
+        return outcome.rowcount == 1
+
+    async def stale_running(self, *, idle_for_s: float) -> list[str]:
+        """Running optimisations whose pending points have not moved for `idle_for_s` (their batches were lost,
+        or the coordinator died between storing the last batch and planning what follows)."""
+        cutoff = utcnow() - timedelta(seconds=idle_for_s)
+        last_move = (
+            select(func.max(optimisation_points.c.updated_at))
+            .where(optimisation_points.c.optimisation_id == optimisations.c.optimisation_id)
+            .scalar_subquery()
+        )
+        query = select(optimisations.c.optimisation_id).where(
+            optimisations.c.status.in_([OptimisationStatus.QUEUED.value, OptimisationStatus.RUNNING.value]),
+            optimisations.c.created_at < cutoff,
+            (last_move < cutoff) | last_move.is_(None),
+        )
+        async with self.db.session() as session:
+            return [r[0] for r in (await session.execute(query)).all()]
+
+
+__all__ = [
+    "OptimisationRecord",
+    "OptimisationStatus",
+    "OptimisationStore",
+    "PointRow",
+    "PointStatus",
+    "StoredPoint",
+    "metadata",
+    "optimisation_points",
+    "optimisations",
+    "point_hash",
+]
