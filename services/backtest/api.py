@@ -29,8 +29,9 @@ def _principal(request: Request) -> Principal:
 
 @router.post("", status_code=202, response_model=BacktestAccepted)
 async def submit_backtest(body: BacktestRequest, request: Request) -> BacktestAccepted:
-    """Queue a backtest. Bad parameters, costs or universe: 422 naming the field (`params.fast: ...`); an unknown
-    strategy: 422 `unknown_strategy`."""
+    """Queue a backtest: `strategy` + `params`, or `sleeves` (2 to 10 strategies or parameter sets side by side on
+    the same data, with weights of the initial cash; one job). Bad parameters, costs or universe: 422 naming the
+    field (`params.fast: ...`, `sleeves.1.params.fast: ...`); an unknown strategy: 422 `unknown_strategy`."""
     record = await _service(request).submit(_principal(request), body)
     return BacktestAccepted(backtest_id=record.backtest_id, status=record.status.value)
 

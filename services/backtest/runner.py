@@ -1,6 +1,8 @@
 """The bridge between the backtest service and the research engine (`shared.engine`): a job's settings as the engine's
 config, its run, and the engine's result as what the service stores: a summary (metrics and manifest) and the
-frames a report needs (daily series, trades, unfilled orders) as Parquet."""
+frames a report needs (daily series, trades, unfilled orders) as Parquet. A job with several strategies (sleeves)
+runs them side by side through `shared.engine.portfolio.run_portfolio`; its summary adds a `sleeves` list, its
+daily frame one equity column per sleeve and its trades and unfilled orders a `sleeve` column."""
 
 from __future__ import annotations
 
@@ -14,9 +16,13 @@ import pandas as pd
 
 from services.backtest.store import frame_to_parquet
 from shared.engine import BacktestConfig, BacktestResult, run_backtest
+from shared.engine.portfolio import PortfolioResult, Sleeve, run_portfolio
 from shared.strategy import Strategy
 
 RATIO_QUANTUM = Decimal("0.00000001")
+# The `strategy` of a stored backtest with several strategies; its `params` are {"sleeves": [...]}.
+PORTFOLIO_STRATEGY = "portfolio"
+AnyResult = BacktestResult | PortfolioResult
 
 
 def job_config(
@@ -51,7 +57,23 @@ def run_job(
     return run_backtest(strategy, frame, config, benchmark=benchmark, progress=progress)
 
 
-def total_return(result: BacktestResult) -> Decimal:
+def run_portfolio_job(
+    sleeves: Sequence[Sleeve],
+    frame: pd.DataFrame,
+    config: BacktestConfig,
+    *,
+    benchmark: pd.DataFrame | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> PortfolioResult:
+    return run_portfolio(sleeves, frame, config, benchmark=benchmark, progress=progress)
+
+
+def is_portfolio(strategy: str, params: Mapping[str, Any]) -> bool:
+    """Whether a stored backtest is one with several strategies."""
+    return strategy == PORTFOLIO_STRATEGY and isinstance(params.get("sleeves"), list)
+
+
+def total_return(result: AnyResult) -> Decimal:
     """Exact: a fraction of two fen amounts, rounded half-even to 8 places."""
     initial = Decimal(result.initial_cash_fen)
     return ((Decimal(int(result.equity_fen[-1])) - initial) / initial).quantize(RATIO_QUANTUM, ROUND_HALF_EVEN)
@@ -79,9 +101,57 @@ def summary_json(result: BacktestResult, *, benchmark: str | None) -> dict[str, 
     }
 
 
-def daily_frame(result: BacktestResult, benchmark: pd.DataFrame | None) -> pd.DataFrame:
+def portfolio_summary_json(result: PortfolioResult, *, benchmark: str | None) -> dict[str, Any]:
+    """As `summary_json` for the combined account (metrics of the combined equity, trades pooled), plus `sleeves`:
+    per sleeve its label, strategy, params, weight, initial_cash, final_equity, total_return, fees_paid, trades,
+    unfilled_orders, input_sha256 and metrics. The manifest's params are the sleeves as run."""
+    sleeves = []
+    unfilled = 0
+    for row, run in zip(result.sleeve_summaries(), result.sleeves, strict=True):
+        orders = run.result.orders_frame()
+        sleeve_unfilled = int((orders["status"] != "filled").sum())
+        unfilled += sleeve_unfilled
+        own = run.result.summary()
+        sleeves.append(
+            {
+                **row,
+                "total_return": str(total_return(run.result)),
+                "fees_paid": own["fees_paid"],
+                "trades": own["trades"],
+                "unfilled_orders": sleeve_unfilled,
+            }
+        )
+    data_report = result.sleeves[0].result.data_report  # one panel: the same for every sleeve
+    summary = result.summary()
+    return {
+        **summary,
+        "sleeves": sleeves,
+        "total_return": str(total_return(result)),
+        "unfilled_orders": unfilled,
+        "benchmark": benchmark,
+        "metrics": result.metrics,
+        "data_report": {k: v for k, v in data_report.items() if k != "suspensions"},
+        "manifest": {
+            "input_sha256": result.input_sha256,
+            "code_version": result.code_version,
+            "strategy": PORTFOLIO_STRATEGY,
+            "params": {
+                "sleeves": [
+                    {k: s[k] for k in ("label", "strategy", "params", "weight", "weight_fraction", "input_sha256")}
+                    for s in sleeves
+                ]
+            },
+            "config": result.config,
+            "benchmark": benchmark,
+        },
+    }
+
+
+def daily_frame(result: AnyResult, benchmark: pd.DataFrame | None) -> pd.DataFrame:
     """One row per trading day: cash, market_value, equity (int64 fen), benchmark (the index close that day, NaN
-    without one), exposure (market_value / equity) and holdings (symbols held at the close)."""
+    without one), exposure (market_value / equity) and holdings (symbols held at the close). For several
+    strategies: the combined account's, plus `equity_1` .. `equity_n` (int64 fen), each sleeve's equity in the
+    order of the summary's `sleeves`; holdings counts the symbols any sleeve holds."""
     equity = result.equity_fen
     frame = pd.DataFrame(
         {
@@ -98,12 +168,15 @@ def daily_frame(result: BacktestResult, benchmark: pd.DataFrame | None) -> pd.Da
         frame["benchmark"] = np.nan
     frame["exposure"] = np.where(equity > 0, result.market_value_fen / np.where(equity > 0, equity, 1), np.nan)
     frame["holdings"] = (result.positions != 0).sum(axis=1).astype(np.int64)
+    if isinstance(result, PortfolioResult):
+        for number, run in enumerate(result.sleeves, start=1):
+            frame[f"equity_{number}"] = run.result.equity_fen.astype(np.int64)
     return frame
 
 
-def artifacts(result: BacktestResult, benchmark: pd.DataFrame | None) -> dict[str, bytes]:
+def artifacts(result: AnyResult, benchmark: pd.DataFrame | None) -> dict[str, bytes]:
     """The frames a report needs, as Parquet bytes by artifact name."""
-    orders = result.orders_frame()
+    orders = result.orders_frame()  # with a `sleeve` column for several strategies, as the trades
     return {
         "daily": frame_to_parquet(daily_frame(result, benchmark)),
         "trades": frame_to_parquet(result.trades_frame()),
@@ -111,7 +184,7 @@ def artifacts(result: BacktestResult, benchmark: pd.DataFrame | None) -> dict[st
     }
 
 
-def equity_curve(result: BacktestResult) -> list[tuple[date, Decimal]]:
+def equity_curve(result: AnyResult) -> list[tuple[date, Decimal]]:
     return [
         (date.fromisoformat(day), Decimal(int(fen)) / 100)
         for day, fen in zip(result.dates, result.equity_fen.tolist(), strict=True)

@@ -101,11 +101,35 @@ class CostModel(BaseModel):
         return self.model_dump(mode="json", exclude_none=True)
 
 
+MIN_SLEEVES, MAX_SLEEVES = 2, 10
+
+
+class SleeveRequest(BaseModel):
+    """One strategy of a run with several: its parameters (validated against its schema), its share of the initial
+    cash (give a weight for every sleeve, adding up to 1, or for none: equal shares) and a label for the report."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    strategy: str = Field(max_length=64)
+    params: dict[str, Any] = Field(default_factory=dict)
+    weight: Decimal | None = Field(default=None, gt=0, le=1, description="e.g. 0.5; all given or none")
+    label: str | None = Field(
+        default=None, min_length=1, max_length=64, description="default: the strategy's name (#n when repeated)"
+    )
+
+
 class BacktestRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     strategy: str = Field(default="buy_and_hold", max_length=64)
     params: dict[str, Any] = Field(default_factory=dict)
+    sleeves: list[SleeveRequest] | None = Field(
+        default=None,
+        min_length=MIN_SLEEVES,
+        max_length=MAX_SLEEVES,
+        description="instead of strategy + params: several strategies (or parameter sets) side by side on the same "
+        "data, and their combined portfolio",
+    )
     name: str | None = Field(default=None, max_length=128, description="a label to find the run by")
     universe: Universe | None = None
     ts_codes: list[str] | None = Field(
@@ -189,7 +213,8 @@ class TradeRow(BaseModel):
     transfer_fee: Decimal
     fees: Decimal
     realised_pnl: Decimal | None
-    order_id: int
+    order_id: int  # per sleeve in a run with several strategies
+    sleeve: str | None = None  # the sleeve's label, in a run with several strategies
 
 
 class TradesPage(BaseModel):

@@ -1,5 +1,6 @@
-"""What the backtest API does, without HTTP: accept a request (strategy and parameters checked, row stored,
-job queued), and read backtests back for the principal allowed to see them."""
+"""What the backtest API does, without HTTP: accept a request (strategy and parameters checked, or each sleeve's for
+several strategies side by side; row stored, job queued), and read backtests back for the principal allowed to
+see them."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from services.backtest.events import JOB_QUEUE, backtest_finished
+from services.backtest.runner import PORTFOLIO_STRATEGY
 from services.backtest.schemas import (
     BacktestBrief,
     BacktestDetail,
@@ -26,6 +28,7 @@ from services.backtest.schemas import (
 from services.backtest.store import BacktestRecord, BacktestStatus, BacktestStore, as_utc
 from shared.bus import EventBus
 from shared.engine import BacktestConfig
+from shared.engine.portfolio import PortfolioError, Sleeve, resolve_sleeves, split_capital
 from shared.errors import NotFound, ServiceError, Unavailable
 from shared.internal_auth import Principal
 from shared.observability import new_id
@@ -50,20 +53,70 @@ class BacktestService:
         self.strategies = strategies
         self.relay = relay
 
-    async def submit(self, principal: Principal, request: BacktestRequest) -> BacktestRecord:
-        strategy = self.strategies.get(request.strategy)
+    def _strategy(self, name: str, field: str) -> type[Strategy]:
+        strategy = self.strategies.get(name)
         if strategy is None:
             raise ServiceError(
                 "unknown_strategy",
-                f"strategy: there is no strategy named {request.strategy!r} "
-                f"(known: {', '.join(sorted(self.strategies))})",
+                f"{field}: there is no strategy named {name!r} (known: {', '.join(sorted(self.strategies))})",
                 status_code=422,
             )
+        return strategy
+
+    def _sleeves(self, request: BacktestRequest) -> dict[str, Any]:
+        """The stored params of a run with several strategies: {"sleeves": [{label, strategy, params, weight}]}, each
+        sleeve's params validated against its strategy (422 naming `sleeves.1.params.fast`), the weights and labels
+        as `shared.engine.portfolio` will take them (422 naming `sleeves.0.weight`, `sleeves`, `sleeves.2.label`)."""
+        assert request.sleeves is not None
+        both = sorted(request.model_fields_set & {"strategy", "params"})
+        if both:
+            raise RequestValidationError(
+                [
+                    {
+                        "loc": ("body", "sleeves"),
+                        "msg": f"give either sleeves or strategy and params, not both (got {' and '.join(both)} too)",
+                        "type": "value_error",
+                    }
+                ]
+            )
+        sleeves = []
+        for i, spec in enumerate(request.sleeves):
+            strategy = self._strategy(spec.strategy, f"sleeves.{i}.strategy")
+            try:
+                params = strategy.parse_params(spec.params)
+            except ValidationError as exc:
+                raise _field_errors(exc, "sleeves", i, "params") from exc
+            sleeves.append((strategy, params, Sleeve(strategy(params), weight=spec.weight, label=spec.label)))
         try:
-            params = strategy.parse_params(request.params)
-        except ValidationError as exc:
-            # Reported like any other request field, e.g. "params.cash_reserve: Input should be less than 1".
-            raise _field_errors(exc, "params") from exc
+            resolved = resolve_sleeves([s for _, _, s in sleeves])
+            split_capital(int(request.initial_cash * 100), [w for _, w in resolved])
+        except PortfolioError as exc:
+            raise RequestValidationError(
+                [{"loc": ("body", *exc.loc), "msg": exc.reason, "type": "value_error"}]
+            ) from exc
+        return {
+            "sleeves": [
+                {
+                    "label": label,
+                    "strategy": strategy.name,
+                    "params": params.model_dump(mode="json"),
+                    "weight": None if sleeve.weight is None else str(sleeve.weight),
+                }
+                for (strategy, params, sleeve), (label, _) in zip(sleeves, resolved, strict=True)
+            ]
+        }
+
+    async def submit(self, principal: Principal, request: BacktestRequest) -> BacktestRecord:
+        if request.sleeves is not None:
+            strategy_name, params = PORTFOLIO_STRATEGY, self._sleeves(request)
+        else:
+            strategy = self._strategy(request.strategy, "strategy")
+            try:
+                parsed = strategy.parse_params(request.params)
+            except ValidationError as exc:
+                # Reported like any other request field, e.g. "params.cash_reserve: Input should be less than 1".
+                raise _field_errors(exc, "params") from exc
+            strategy_name, params = strategy.name, parsed.model_dump(mode="json")
         universe = _universe(request)
         costs = request.costs.config_fields()
         try:
@@ -74,8 +127,8 @@ class BacktestService:
         record = await self.store.create(
             backtest_id=backtest_id,
             owner=principal.subject,
-            strategy=strategy.name,
-            params=params.model_dump(mode="json"),
+            strategy=strategy_name,
+            params=params,
             ts_codes=universe.ts_codes or [],
             start=request.start,
             end=request.end,
@@ -209,14 +262,26 @@ def _build_report(daily: pd.DataFrame, trades: pd.DataFrame | None, summary: dic
         daily = daily.drop(columns=["benchmark"])
     manifest = summary.get("manifest") or {}
     config = manifest.get("config") or {}
+    sleeves = None
+    if isinstance(summary.get("sleeves"), list):
+        # a run with several strategies: daily's equity_<n> is the n-th sleeve's equity in fen
+        sleeves = [
+            {
+                **{k: sleeve.get(k) for k in ("label", "strategy", "params", "weight", "initial_cash", "metrics")},
+                "trades": sleeve.get("trades"),
+                "equity": (daily[f"equity_{number}"].astype("int64") / 100).tolist(),
+            }
+            for number, sleeve in enumerate(summary["sleeves"], start=1)
+        ]
     return build_report(
         daily,
         trades,
         metrics=summary.get("metrics") or {},
-        summary={k: v for k, v in summary.items() if k not in ("metrics", "manifest", "data_report")},
+        summary={k: v for k, v in summary.items() if k not in ("metrics", "manifest", "data_report", "sleeves")},
         manifest=manifest,
         title=title,
         risk_free_rate=float(config.get("risk_free_rate", 0.0)),
+        sleeves=sleeves,
     )
 
 
@@ -227,8 +292,8 @@ def _naive_utc(value: datetime | None) -> datetime | None:
     return value.astimezone(UTC).replace(tzinfo=None)
 
 
-def _field_errors(exc: ValidationError, prefix: str) -> RequestValidationError:
-    errors = [{**e, "loc": ("body", prefix, *e["loc"])} for e in exc.errors(include_url=False)]
+def _field_errors(exc: ValidationError, *prefix: str | int) -> RequestValidationError:
+    errors = [{**e, "loc": ("body", *prefix, *e["loc"])} for e in exc.errors(include_url=False)]
     return RequestValidationError(errors)
 
 

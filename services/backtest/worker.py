@@ -13,7 +13,8 @@ What happens to a job:
 - Cancelled while queued, or finished already: nothing; the job is acknowledged. A redelivered or duplicated job is
   therefore harmless, and only the first delivery to finish a backtest writes its result and event.
 - Queued, or running (a worker died mid-run and the broker redelivered): run it (a running one whose owner asked to
-  cancel it meanwhile is marked cancelled instead).
+  cancel it meanwhile is marked cancelled instead). A backtest with several strategies (sleeves) is one job too:
+  one data load, every sleeve run on the same bars (shared.engine.portfolio), one result stored.
 - Cancelled while it runs: the progress callback raises, the backtest is marked cancelled with its event, and the
   job is acknowledged.
 - The strategy or the engine raises, the bars are malformed, the strategy is gone: the backtest is marked failed
@@ -56,18 +57,23 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from services.backtest.events import JOB_QUEUE, backtest_finished, backtest_progress
 from services.backtest.market_data import DEFAULT_CACHE_MAX_BYTES, BarsUnavailable, MarketData, engine_frame
 from services.backtest.runner import (
+    AnyResult,
     artifacts,
     clip_calendar,
     equity_curve,
+    is_portfolio,
     job_config,
+    portfolio_summary_json,
     run_job,
+    run_portfolio_job,
     summary_json,
     total_return,
 )
 from services.backtest.store import BacktestRecord, BacktestStatus, BacktestStore, outbox
 from shared.app import Infra
 from shared.db import Database
-from shared.engine import BacktestConfig, BacktestResult
+from shared.engine import BacktestConfig
+from shared.engine.portfolio import PortfolioResult, Sleeve
 from shared.events import Envelope
 from shared.internal_auth import service_headers
 from shared.market.calendar import FIRST_YEAR, LAST_YEAR, sse_trading_days
@@ -299,12 +305,26 @@ class BacktestWorker:
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
 
+    def _strategy(self, record: BacktestRecord) -> Strategy | list[Sleeve]:
+        """The backtest's strategy, or its sleeves for a run with several (each from its stored strategy, params,
+        weight and label). A strategy missing here, or params it no longer accepts, raise: the job is poison."""
+
+        def make(name: str, raw: Mapping[str, Any]) -> Strategy:
+            strategy_cls = self.strategies.get(name)
+            if strategy_cls is None:
+                raise LookupError(f"strategy {name!r} is not installed on this worker")
+            return strategy_cls(strategy_cls.parse_params(raw))
+
+        if not is_portfolio(record.strategy, record.params):
+            return make(record.strategy, record.params)
+        return [
+            Sleeve(make(spec["strategy"], spec.get("params") or {}), weight=spec.get("weight"), label=spec["label"])
+            for spec in record.params["sleeves"]
+        ]
+
     async def _run(self, record: BacktestRecord, cancel: threading.Event) -> str:
         try:
-            strategy_cls = self.strategies.get(record.strategy)
-            if strategy_cls is None:
-                raise LookupError(f"strategy {record.strategy!r} is not installed on this worker")
-            params = strategy_cls.parse_params(record.params)
+            strategy = self._strategy(record)
             try:
                 inputs = await self._load(record)
             except BarsUnavailable as exc:
@@ -317,14 +337,18 @@ class BacktestWorker:
                     f"no_data: the data service has no bars for {_codes_text(inputs.codes)} "
                     f"between {record.start} and {record.end}",
                 )
-            result = await asyncio.to_thread(
-                run_job,
-                strategy_cls(params),
-                inputs.frame,
-                inputs.config,
-                benchmark=inputs.benchmark,
-                progress=self._progress_reporter(record, cancel, asyncio.get_running_loop()),
-            )
+            progress = self._progress_reporter(record, cancel, asyncio.get_running_loop())
+            result: AnyResult
+            if isinstance(strategy, Strategy):
+                result = await asyncio.to_thread(
+                    run_job, strategy, inputs.frame, inputs.config, benchmark=inputs.benchmark, progress=progress
+                )
+            else:
+                # one data load, one job: every sleeve runs on the same panel, one after the other
+                result = await asyncio.to_thread(
+                    run_portfolio_job, strategy, inputs.frame, inputs.config, benchmark=inputs.benchmark,
+                    progress=progress,
+                )  # fmt: skip
         except JobCancelled:
             return await self._cancelled(record)
         except Exception:
@@ -442,14 +466,17 @@ class BacktestWorker:
         except Exception:
             log.warning("could not publish backtest.progress", exc_info=True)
 
-    async def _succeed(self, record: BacktestRecord, result: BacktestResult, inputs: JobInputs) -> str:
+    async def _succeed(self, record: BacktestRecord, result: AnyResult, inputs: JobInputs) -> str:
         event = backtest_finished(
             record.backtest_id,
             BacktestStatus.SUCCEEDED.value,
             owner=record.owner,
             total_return=total_return(result),
         )
-        summary = await asyncio.to_thread(summary_json, result, benchmark=inputs.benchmark_code)
+        if isinstance(result, PortfolioResult):
+            summary = await asyncio.to_thread(portfolio_summary_json, result, benchmark=inputs.benchmark_code)
+        else:
+            summary = await asyncio.to_thread(summary_json, result, benchmark=inputs.benchmark_code)
         frames = await asyncio.to_thread(artifacts, result, inputs.benchmark)
         stored = await self.store.finish(
             record.backtest_id,
@@ -522,6 +549,9 @@ class WorkerSettings(BaseSettings):
 
 
 async def run_worker(settings: Settings, worker_settings: WorkerSettings) -> None:
+    """One worker process: backtest jobs and optimisation tasks, from their two work queues."""
+    from services.backtest.optimize import OptimisationTaskHandler, bulk_market_loader
+
     registry = CollectorRegistry()
     infra = Infra.from_settings(settings, PROCESS)
     strategies: dict[str, type[Strategy]] = {}
@@ -535,6 +565,9 @@ async def run_worker(settings: Settings, worker_settings: WorkerSettings) -> Non
         cache_dir=worker_settings.backtest_cache_dir,
         cache_max_bytes=worker_settings.backtest_cache_max_mb << 20,
     )
+    optimiser = OptimisationTaskHandler(
+        settings, infra, strategies=strategies, load_market=bulk_market_loader(worker.market_data())
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -543,6 +576,7 @@ async def run_worker(settings: Settings, worker_settings: WorkerSettings) -> Non
     try:
         await infra.start()
         await worker.start()
+        await optimiser.start()
         # Served once the worker consumes, so a 200 from /metrics also says the worker is up.
         metrics_server, _ = start_http_server(
             worker_settings.worker_metrics_port, addr=worker_settings.host, registry=registry
@@ -550,6 +584,7 @@ async def run_worker(settings: Settings, worker_settings: WorkerSettings) -> Non
         await stop.wait()
         log.info("backtest worker stopping")
     finally:
+        await optimiser.stop()
         await worker.stop()
         await infra.close()
         if metrics_server is not None:

@@ -1,6 +1,6 @@
-"""Backtest reports: the data (`build_report`, `report_from_result` -> `ReportData`, JSON for the web UI) and one
-self-contained HTML page per run (`render_html`), plus the optimisation results page (`render_optimisation_html`)
-built from the same pieces. Pure and I/O-free; see docs/reports.md."""
+"""Backtest reports: the data (`build_report`, `report_from_result`, `report_from_portfolio` -> `ReportData`, JSON
+for the web UI) and one self-contained HTML page per run (`render_html`), plus the optimisation results page
+(`render_optimisation_html`) built from the same pieces. Pure and I/O-free; see docs/reports.md."""
 
 from shared.report.data import (
     REPORT_FORMAT,
@@ -9,12 +9,15 @@ from shared.report.data import (
     MonthlyReturns,
     ReportData,
     ReportInputError,
+    SideBySide,
+    SideBySideRow,
     SummaryRow,
     TradePage,
     build_report,
     drawdown_series,
     monthly_returns,
     paginate_trades,
+    report_from_portfolio,
     report_from_result,
     rolling_sharpe,
 )
@@ -39,6 +42,8 @@ __all__ = [
     "MonthlyReturns",
     "ReportData",
     "ReportInputError",
+    "SideBySide",
+    "SideBySideRow",
     "SummaryRow",
     "TradePage",
     "build_report",
@@ -50,6 +55,7 @@ __all__ = [
     "render_html",
     "render_optimisation_html",
     "render_page",
+    "report_from_portfolio",
     "report_from_result",
     "rolling_sharpe",
     "section",

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from shared.engine.metrics import DISPERSION_FLOOR, MetricsConfig, MetricsInputError
 
 if TYPE_CHECKING:
+    from shared.engine.portfolio import PortfolioResult
     from shared.engine.result import BacktestResult
 
 __all__ = [
@@ -34,12 +35,15 @@ __all__ = [
     "MonthlyReturns",
     "ReportData",
     "ReportInputError",
+    "SideBySide",
+    "SideBySideRow",
     "SummaryRow",
     "TradePage",
     "build_report",
     "drawdown_series",
     "monthly_returns",
     "paginate_trades",
+    "report_from_portfolio",
     "report_from_result",
     "rolling_sharpe",
 ]
@@ -121,6 +125,27 @@ class TradePage(_Model):
     columns: dict[str, list[Any]]
 
 
+class SideBySideRow(_Model):
+    """One sleeve of a run with several strategies (or the combined account, the last row)."""
+
+    label: str
+    strategy: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    weight: float  # its share of the initial cash (1.0 for the combined account)
+    initial_equity: float  # CNY
+    final_equity: float  # CNY
+    equity: list[float]  # equity / initial equity, aligned on ReportData.dates
+    fills: int | None  # trades executed (buys and sells)
+    metrics: list[MetricRow]  # the SIDE_BY_SIDE_METRICS, in that order
+
+
+class SideBySide(_Model):
+    """The sleeves of a run with several strategies next to each other and to the combined account."""
+
+    sleeves: list[SideBySideRow]
+    combined: SideBySideRow
+
+
 class ReportData(_Model):
     """Everything a report page shows. Series are aligned on ``dates`` (ISO trading days); fractions are decimals
     (0.12 = 12%); a value that is undefined is None, never NaN, so ``model_dump_json()`` is valid JSON."""
@@ -143,6 +168,7 @@ class ReportData(_Model):
     manifest: Manifest
     trade_count: int
     trades: dict[str, list[Any]]  # every trade, column-wise (TRADE_COLUMNS first); see docs/reports.md on size
+    side_by_side: SideBySide | None = None  # a run with several strategies only
 
 
 # --- labels and formats of the metrics ------------------------------------------------------------------------------
@@ -231,6 +257,10 @@ def _summary_rows(summary: Mapping[str, Any]) -> list[SummaryRow]:
             SummaryRow(key=key, label=_SUMMARY_LABELS.get(key, key.replace("_", " ").capitalize()), display=display)
         )
     return rows
+
+
+# The metrics a side-by-side table compares (docs/metrics.md keys).
+SIDE_BY_SIDE_METRICS = ("total_return", "annual_return", "volatility", "max_drawdown", "sharpe", "trade_count")
 
 
 # --- the series, each a small pure function (tested by hand) --------------------------------------------------------
@@ -389,6 +419,103 @@ def _manifest(manifest: Mapping[str, Any], summary: Mapping[str, Any]) -> Manife
     )
 
 
+def _side_by_side_row(
+    field: str,
+    *,
+    label: Any,
+    strategy: Any,
+    params: Any,
+    weight: Any,
+    initial: Any,
+    equity: FloatArray,
+    fills: Any,
+    metrics: Any,
+) -> SideBySideRow:
+    if not isinstance(label, str) or not label.strip():
+        raise ReportInputError(f"{field}.label", f"must be a non-blank text, got {label!r}")
+    if params is not None and not isinstance(params, Mapping):
+        raise ReportInputError(f"{field}.params", f"must be a mapping, got {type(params).__name__}")
+    if not isinstance(metrics, Mapping):
+        raise ReportInputError(f"{field}.metrics", f"must be a mapping, got {type(metrics).__name__}")
+    numbers: dict[str, float] = {}
+    for name, value in (("weight", weight), ("initial_cash", initial)):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ReportInputError(f"{field}.{name}", f"{value!r} is not a number") from None
+        if not math.isfinite(number) or number <= 0:
+            raise ReportInputError(f"{field}.{name}", f"must be > 0, got {value!r}")
+        numbers[name] = number
+    if fills is not None and (isinstance(fills, bool) or not isinstance(fills, int)):
+        raise ReportInputError(f"{field}.trades", f"must be an int, got {fills!r}")
+    rows = _metric_rows({k: metrics.get(k) for k in SIDE_BY_SIDE_METRICS})
+    return SideBySideRow(
+        label=label,
+        strategy=str(strategy or ""),
+        params=dict(params or {}),
+        weight=numbers["weight"],
+        initial_equity=numbers["initial_cash"],
+        final_equity=float(equity[-1]),
+        equity=(equity / numbers["initial_cash"]).tolist(),
+        fills=fills,
+        metrics=rows,
+    )
+
+
+def _side_by_side(
+    sleeves: Sequence[Mapping[str, Any]],
+    days: int,
+    *,
+    equity: FloatArray,
+    initial_equity: float,
+    metrics: Mapping[str, Any],
+    summary: Mapping[str, Any],
+) -> SideBySide:
+    if isinstance(sleeves, str | bytes) or not isinstance(sleeves, Sequence) or not sleeves:
+        raise ReportInputError("sleeves", "must be a non-empty list of mappings")
+    rows = []
+    for i, sleeve in enumerate(sleeves):
+        field = f"sleeves[{i}]"
+        if not isinstance(sleeve, Mapping):
+            raise ReportInputError(field, f"must be a mapping, got {type(sleeve).__name__}")
+        if "equity" not in sleeve:
+            raise ReportInputError(f"{field}.equity", "is required: the sleeve's equity on each day")
+        values = _numbers(pd.DataFrame({"equity": list(sleeve["equity"])}), "equity", f"{field}.equity")
+        if len(values) != days:
+            raise ReportInputError(f"{field}.equity", f"needs one value per trading day ({days}), got {len(values)}")
+        rows.append(
+            _side_by_side_row(
+                field,
+                label=sleeve.get("label"),
+                strategy=sleeve.get("strategy"),
+                params=sleeve.get("params"),
+                weight=sleeve.get("weight"),
+                initial=sleeve.get("initial_cash"),
+                equity=values,
+                fills=sleeve.get("trades"),
+                metrics=sleeve.get("metrics") or {},
+            )
+        )
+    labels = [r.label for r in rows]
+    for i, label in enumerate(labels):
+        if label in labels[:i]:
+            other = labels.index(label)
+            raise ReportInputError(f"sleeves[{i}].label", f"{label!r} is the label of sleeves[{other}] too")
+    fills = summary.get("trades")
+    combined = _side_by_side_row(
+        "summary",
+        label="Combined",
+        strategy=summary.get("strategy") or "portfolio",
+        params={},
+        weight=1.0,
+        initial=initial_equity,
+        equity=equity,
+        fills=fills if isinstance(fills, int) and not isinstance(fills, bool) else None,
+        metrics=metrics,
+    )
+    return SideBySide(sleeves=rows, combined=combined)
+
+
 # --- the entry points -------------------------------------------------------------------------------------------------
 def build_report(
     daily: Frameish,
@@ -400,6 +527,7 @@ def build_report(
     title: str | None = None,
     risk_free_rate: float = 0.0,
     rolling_window: int = 126,
+    sleeves: Sequence[Mapping[str, Any]] | None = None,
 ) -> ReportData:
     """The report of one stored run.
 
@@ -407,6 +535,9 @@ def build_report(
     market_value / equity) and benchmark (the index close on the same days). ``trades``: as
     ``BacktestResult.trades_frame()`` (or None). ``summary["initial_cash"]`` is the equity before the first day; without
     it the first day's equity is used (so that day's return is 0). ``risk_free_rate`` is annual, as in the metrics.
+    ``sleeves`` (a run with several strategies): per sleeve ``label``, ``strategy``, ``params``, ``weight``,
+    ``initial_cash`` (CNY), ``equity`` (CNY, one per day of ``daily``), ``metrics`` and ``trades`` (fills); ``daily``
+    and ``metrics`` are then the combined account's. Gives the report its ``side_by_side`` part.
     Raises ``ReportInputError`` naming the field at fault."""
     frame = _frame(daily, "daily")
     assert frame is not None
@@ -452,6 +583,11 @@ def build_report(
     returns = daily_returns(equity, initial_equity)
     count, trade_columns = _trade_columns(_frame(trades, "trades"))
     manifest_model = _manifest(manifest, summary)
+    side_by_side = None
+    if sleeves is not None:
+        side_by_side = _side_by_side(
+            sleeves, len(dates), equity=equity, initial_equity=initial_equity, metrics=metrics, summary=summary
+        )
     if title is None:
         title = f"{manifest_model.strategy or 'Backtest'} {dates[0]} to {dates[-1]}"
     return ReportData(
@@ -472,6 +608,7 @@ def build_report(
         manifest=manifest_model,
         trade_count=count,
         trades=trade_columns,
+        side_by_side=side_by_side,
     )
 
 
@@ -531,6 +668,47 @@ def report_from_result(
         title=title,
         risk_free_rate=float(result.config.get("risk_free_rate", 0.0)),
         rolling_window=rolling_window,
+    )
+
+
+def report_from_portfolio(
+    result: PortfolioResult,
+    benchmark_close: pd.Series | pd.DataFrame | Sequence[float] | None = None,
+    *,
+    title: str | None = None,
+    rolling_window: int = 126,
+) -> ReportData:
+    """The report of a `shared.engine.portfolio.run_portfolio` result in memory: the combined account's report with
+    the side-by-side part (each sleeve's equity and key metrics); trades carry a ``sleeve`` column."""
+    daily = result.equity_frame()[["trade_date", "cash", "market_value", "equity"]]
+    if benchmark_close is not None:
+        daily["benchmark"] = _aligned_closes(benchmark_close, result.dates)
+    summary = result.summary()
+    sleeves = [
+        {
+            **{k: row[k] for k in ("label", "strategy", "params", "weight", "initial_cash", "metrics")},
+            "equity": (run.result.equity_fen / 100.0).tolist(),
+            "trades": len(run.result.trades["qty"]),
+        }
+        for row, run in zip(summary["sleeves"], result.sleeves, strict=True)
+    ]
+    manifest = {
+        "strategy": "portfolio",
+        "input_sha256": result.input_sha256,
+        "params": {"sleeves": [{k: s[k] for k in ("label", "strategy", "params", "weight")} for s in sleeves]},
+        "config": result.config,
+        "code_version": result.code_version,
+    }
+    return build_report(
+        daily,
+        result.trades_frame(),
+        metrics=result.metrics,
+        summary={k: v for k, v in summary.items() if k != "sleeves"},
+        manifest=manifest,
+        title=title,
+        risk_free_rate=float(result.config.get("risk_free_rate", 0.0)),
+        rolling_window=rolling_window,
+        sleeves=sleeves,
     )
 
 

@@ -273,10 +273,53 @@ def _monthly_section(report: ReportData) -> str:
     )
 
 
+# Sleeve curves: distinct from each other and from the combined curve (near black) and the benchmark (grey).
+_SLEEVE_COLOURS = ("#2f6fb2", "#d35400", "#8e44ad", "#16a085", "#c0392b", "#b7950b", "#2c3e50", "#e84393", "#6d4c41")
+
+
+def _side_by_side_section(report: ReportData) -> str:
+    side = report.side_by_side
+    assert side is not None
+    curves: list[dict[str, Any]] = [
+        {"name": row.label, "data": row.equity, "color": _SLEEVE_COLOURS[i % len(_SLEEVE_COLOURS)]}
+        for i, row in enumerate(side.sleeves)
+    ]
+    curves.append({"name": side.combined.label, "data": side.combined.equity, "color": "#111111"})
+    metric_labels = [m.label for m in side.combined.metrics]
+    columns = ["Sleeve", "Strategy", "Parameters", "Weight", "Initial capital", "Final equity", *metric_labels, "Fills"]
+    rows = []
+    for row in [*side.sleeves, side.combined]:
+        params = json.dumps(row.params, ensure_ascii=False, sort_keys=True, default=str) if row.params else ""
+        rows.append(
+            [
+                row.label,
+                row.strategy,
+                params,
+                _pct(row.weight),
+                f"{row.initial_equity:,.2f}",
+                f"{row.final_equity:,.2f}",
+                *(m.display for m in row.metrics),
+                "" if row.fills is None else f"{row.fills:,}",
+            ]
+        )
+    signed = {m.label for m in side.combined.metrics if m.key in ("total_return", "annual_return")}
+    numeric = {"Weight", "Initial capital", "Final equity", "Fills", *metric_labels}
+    return section(
+        "Side by side",
+        line_chart_html(report.dates, curves, value_format="growth"),
+        table_html(columns, rows, numeric=numeric, signed=signed, scroll=True),
+        note="Each sleeve ran on the same data as an independent sub-account with its weight of the initial cash "
+        "(no rebalancing between sleeves); its curve is its equity over its own initial capital. The combined account "
+        "is their sum, and the rest of this report is about it.",
+        anchor="side-by-side",
+    )
+
+
 def render_html(report: ReportData) -> str:
     """The backtest report as one self-contained HTML page (see docs/reports.md)."""
     dates = report.dates
-    curves: list[dict[str, Any]] = [{"name": "Strategy", "data": report.equity, "color": "#2f6fb2"}]
+    name = "Strategy" if report.side_by_side is None else "Combined"
+    curves: list[dict[str, Any]] = [{"name": name, "data": report.equity, "color": "#2f6fb2"}]
     if report.benchmark is not None:
         curves.append({"name": "Benchmark", "data": report.benchmark, "color": "#8e8e8e"})
     equity_note = "Growth of 1 CNY: equity over the initial cash"
@@ -298,6 +341,7 @@ def render_html(report: ReportData) -> str:
             "numbers).",
             anchor="metrics",
         ),
+        *([_side_by_side_section(report)] if report.side_by_side is not None else []),
         section(
             "Equity against the benchmark",
             line_chart_html(dates, curves, value_format="growth"),
