@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import json
 import logging
 import traceback
 from collections import OrderedDict
@@ -480,9 +481,79 @@ def report_rows(record: OptimisationRecord, points: Sequence[PointRow]) -> list[
     return rows
 
 
+def _fmt(value: Any, percent: bool = False) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value * 100:.2f}%" if percent else f"{value:.4g}"
+
+
+def walk_forward_html(record: OptimisationRecord) -> str:
+    """The walk-forward results page: the stitched out-of-sample equity, its metrics, and one row per window
+    (in-sample dates, best parameters and objective; out-of-sample dates, objective, return and drawdown)."""
+    from shared.report import line_chart_html, render_page, section, table_html
+
+    result = record.result or {}
+    metric = record.objective["metric"]
+    metrics = result.get("metrics") or {}
+    windows = result.get("windows") or []
+    equity = result.get("equity") or []
+    first = equity[0] if equity else None
+    rebased = [e / first for e in equity] if first else []
+    rows = [
+        (
+            w["index"] + 1,
+            f"{w['in_sample'][0]} .. {w['in_sample'][1]}",
+            json.dumps(w["best_params"], sort_keys=True),
+            _fmt(w["is_objective"]),
+            f"{w['out_of_sample'][0]} .. {w['out_of_sample'][1]}",
+            _fmt(w["oos_objective"]),
+            _fmt((w.get("oos_metrics") or {}).get("total_return"), percent=True),
+            _fmt((w.get("oos_metrics") or {}).get("max_drawdown"), percent=True),
+        )
+        for w in windows
+    ]
+    columns = ["window", "in-sample", "best parameters", f"in-sample {metric}", "out-of-sample",
+               f"out-of-sample {metric}", "OOS return", "OOS max drawdown"]  # fmt: skip
+    summary = [
+        (name, _fmt(metrics.get(name), percent=name in ("total_return", "annual_return", "max_drawdown")))
+        for name in ("total_return", "annual_return", "sharpe", "max_drawdown", "calmar", "trade_count")
+    ]
+    sections = [
+        section(
+            "Out-of-sample equity",
+            line_chart_html(result.get("dates") or [], [{"name": "Out of sample, stitched", "data": rebased}]),
+            note="Each window's best in-sample parameters run over the window that follows; the runs are chained, "
+            "each starting with the equity the previous one ended with (docs/optimisation.md).",
+        ),
+        section("Out-of-sample metrics", table_html(["metric", "value"], summary, numeric=["value"])),
+        section("Windows", table_html(columns, rows, numeric=columns[3:4] + columns[5:]), anchor="windows"),
+        section(
+            "Run",
+            table_html(
+                ["item", "value"],
+                [
+                    ("optimisation", record.optimisation_id),
+                    ("strategy", record.strategy),
+                    ("space", json.dumps(record.space, sort_keys=True)),
+                    ("objective", f"{record.objective['direction']} {metric}"),
+                    ("constraints", ", ".join(record.constraints) or "none"),
+                    ("dates", f"{record.start} to {record.end}"),
+                    ("unused days after the last window", str(result.get("unused_days", ""))),
+                    ("status", record.status.value),
+                ],
+            ),
+        ),
+    ]
+    return render_page(f"Walk-forward {record.optimisation_id} - {record.strategy}", sections, kind="walkforward")
+
+
 def optimisation_html(record: OptimisationRecord, points: Sequence[PointRow]) -> str:
-    """The results page: table of every point and a heatmap over the first two searched parameters."""
+    """The results page: table of every point and a heatmap over the first two searched parameters; for a
+    walk-forward analysis, its out-of-sample report."""
     from shared.report import render_optimisation_html
+
+    if record.method == "walkforward":
+        return walk_forward_html(record)
 
     names = list(record.space)
     x_param, y_param = names[0], names[1] if len(names) > 1 else names[0]

@@ -292,6 +292,16 @@ async def test_walk_forward_as_a_task_equals_the_library(stack: Stack) -> None:
     assert record.result["windows"] == expected.windows
     assert record.result["metrics"] == expected.metrics and record.result["unused_days"] == 10
 
+    from html.parser import HTMLParser
+
+    from services.backtest.optimize import optimisation_html
+
+    page = optimisation_html(record, [])
+    HTMLParser().feed(page)
+    assert "Out-of-sample equity" in page and 'id="windows"' in page
+    for window in expected.windows:  # every window's out-of-sample dates are in the table
+        assert f"{window['out_of_sample'][0]} .. {window['out_of_sample'][1]}" in page
+
 
 async def test_migration_0003_matches_the_tables_the_code_uses(stack: Stack) -> None:
     from alembic.autogenerate import compare_metadata
