@@ -11,16 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
+from shared.engine.config import BacktestConfig
+from shared.engine.data import Panel
 from shared.strategy.context import Amount, Field, FloatArray, IntArray, PriceField, StrategyError, Symbols
 from shared.strategy.indicators import compute, indicator_info
-
-if TYPE_CHECKING:
-    from shared.engine.core import Engine
 
 KIND_SHARES, KIND_VALUE, KIND_TARGET, KIND_CLOSE = 0, 1, 2, 3
 _PRICE_FIELDS = ("open", "high", "low", "close", "pre_close")
@@ -31,8 +30,32 @@ def _read_only(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
     return array
 
 
+class Book(Protocol):
+    """What the context reads and calls: one portfolio of a run. The one-portfolio `Engine` is one; a portfolio of
+    `shared.engine.batch.BatchEngine` is another (its arrays are rows of the batch's state)."""
+
+    panel: Panel
+    config: BacktestConfig
+    positions: IntArray
+
+    @property
+    def t(self) -> int: ...
+
+    @property
+    def initial_cash_fen(self) -> int: ...
+
+    @property
+    def cash_fen(self) -> int: ...
+
+    def sellable(self) -> IntArray: ...
+
+    def market_value_fen(self) -> int: ...
+
+    def queue(self, cols: IntArray, kind: int, amounts: IntArray) -> IntArray: ...
+
+
 class BacktestContext:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Book) -> None:
         self._e = engine
         self._columns = {code: j for j, code in enumerate(engine.panel.codes)}
         self._cache: dict[tuple[Any, ...], npt.NDArray[Any]] = {}
@@ -239,7 +262,10 @@ class BacktestContext:
         if amount is None:
             values = np.zeros(len(cols), dtype=np.int64)
         else:
-            raw = self._amounts(amount, len(cols), what)
+            given = np.asarray(amount, dtype=np.float64)
+            # one amount for many symbols: validate and convert it once, then broadcast (same numbers, less work)
+            broadcast = given.ndim == 0 and len(cols) > 1
+            raw = self._amounts(given, 1 if broadcast else len(cols), what)
             check(raw)
             if kind == KIND_SHARES:
                 if not (raw == np.floor(raw)).all():
@@ -248,6 +274,8 @@ class BacktestContext:
             else:
                 # CNY to fen, truncated toward zero: a budget cannot spend a fraction of a fen it does not have
                 values = np.trunc(raw * 100.0).astype(np.int64)
+            if broadcast:
+                values = np.repeat(values, len(cols))
         ids = self._e.queue(cols, kind, values)
         return int(ids[0]) if scalar else ids
 

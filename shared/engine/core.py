@@ -88,8 +88,168 @@ class _Log:
         }
 
 
+@dataclass(frozen=True)
+class Sizing:
+    """What turns an order into a quantity and a price on a fill day: the config, the panel, the fill-price panel
+    and the lot sizes per symbol. Shared by the one-portfolio engine and the batch engine (shared.engine.batch),
+    so both size every order with the same code."""
+
+    config: BacktestConfig
+    panel: Panel
+    fill_prices: IntArray
+    lot_min: IntArray
+    lot_step: IntArray
+
+    @classmethod
+    def of(cls, panel: Panel, config: BacktestConfig) -> Sizing:
+        if config.lots:
+            lot_min = np.array([200 if b is Board.STAR else 100 for b in panel.boards], dtype=np.int64)
+            lot_step = np.array([1 if b in (Board.STAR, Board.BSE) else 100 for b in panel.boards], dtype=np.int64)
+        else:
+            n = len(panel.codes)
+            lot_min = np.ones(n, dtype=np.int64)
+            lot_step = np.ones(n, dtype=np.int64)
+        return cls(config, panel, fill_price_panel(panel, config), lot_min, lot_step)
+
+
+def fill_price_panel(panel: Panel, config: BacktestConfig) -> IntArray:
+    if config.fill_price == "open":
+        return panel.open
+    if config.fill_price == "close":
+        return panel.close
+    # VWAP-like: amount / vol, rounded half-up to the fen; 0 (no fill) when the bar has no volume
+    with np.errstate(divide="ignore", invalid="ignore"):
+        vwap = np.floor(panel.amount * 100.0 / panel.vol + 0.5)
+    return np.where(panel.vol > 0, vwap, 0).astype(np.int64)
+
+
+def fill_rounds(keys: IntArray) -> list[IntArray]:
+    """Positions of the day's orders (given in order-id order) grouped in rounds: round r holds the r-th order of
+    every key (a symbol, or a portfolio and symbol), in the given order. One round when every key is distinct."""
+    if len(np.unique(keys)) == len(keys):
+        return [np.arange(len(keys))]
+    order = np.lexsort((np.arange(len(keys)), keys))
+    first = np.r_[True, keys[order][1:] != keys[order][:-1]]
+    start = np.maximum.accumulate(np.where(first, np.arange(len(order)), 0))
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order)) - start
+    return [np.sort(np.flatnonzero(rank == r)) for r in range(int(rank.max()) + 1)]
+
+
+def slipped(config: BacktestConfig, px: IntArray, buy: BoolArray) -> IntArray:
+    if config.slippage == "bps":
+        bps = config.slippage_amount.as_integer_ratio()
+        num, den = bps[0], bps[1] * 10_000
+        # price x (1 +- bps / 10000), rounded half-up to the tick
+        up = (2 * px * (den + num) + den) // (2 * den)
+        down = (2 * px * (den - num) + den) // (2 * den)
+        return np.where(buy, up, down)
+    if config.slippage == "ticks":
+        ticks = int(config.slippage_amount)
+        return np.where(buy, px + ticks, px - ticks)
+    return px
+
+
+def size_orders(
+    sizing: Sizing, t: int, syms: IntArray, kinds: IntArray, amts: IntArray, pos: IntArray, sellable: IntArray
+) -> tuple[IntArray, IntArray, BoolArray, BoolArray, IntArray, BoolArray]:
+    """One round of orders (at most one per symbol and portfolio) against the book before it: the quantity each
+    may trade (before cash), the execution price, the side, the reason code and the bad-lot rejections."""
+    panel, cfg = sizing.panel, sizing.config
+    raw = sizing.fill_prices[t, syms]
+    lot_min, lot_step = sizing.lot_min[syms], sizing.lot_step[syms]
+    reason = np.zeros(len(syms), dtype=np.int64)
+
+    # side from the raw price; then the execution price by side; then the quantity at the execution price
+    want = np.where(
+        kinds == KIND_SHARES,
+        amts,
+        np.where(
+            kinds == KIND_VALUE,
+            np.sign(amts) * (np.abs(amts) // raw),
+            np.where(kinds == KIND_TARGET, amts // raw - pos, -pos),
+        ),
+    )
+    buy = want > 0
+    px = slipped(cfg, raw, buy)
+    up, down = panel.up_limit[t, syms], panel.down_limit[t, syms]
+    # a slipped price stays a price the exchange would accept that day: inside the limits, at least one tick
+    px = np.maximum(np.minimum(px, up), np.maximum(down, 1)) if cfg.price_limits else np.maximum(px, 1)
+    target_qty = amts // px
+    qty = np.where(
+        kinds == KIND_VALUE,
+        np.abs(amts) // px,
+        np.where(
+            kinds == KIND_TARGET,
+            np.where(buy, np.maximum(target_qty - pos, 0), np.maximum(pos - target_qty, 0)),
+            np.abs(want),
+        ),
+    )
+    sell = want < 0
+    reason[(qty == 0) & (kinds == KIND_CLOSE)] = R_NO_POSITION
+    reason[(qty == 0) & (kinds == KIND_TARGET)] = R_TARGET_REACHED
+    reason[(qty == 0) & (kinds == KIND_VALUE)] = R_BELOW_LOT
+    if cfg.price_limits:
+        blocked_up = buy & (raw >= up)
+        blocked_down = sell & (raw <= down)
+        reason[blocked_up] = R_LIMIT_UP
+        reason[blocked_down] = R_LIMIT_DOWN
+        qty[blocked_up | blocked_down] = 0
+
+    explicit = kinds == KIND_SHARES
+    # buys: an explicit quantity must be a valid lot; a sized one rounds down to one
+    bad_lot = explicit & buy & (qty > 0) & ((qty < lot_min) | (qty % lot_step != 0))
+    sized_buy = buy & ~explicit & (qty > 0)
+    reason[sized_buy & (_lots_down(qty, lot_min, lot_step) == 0)] = R_BELOW_LOT
+    qty = np.where(sized_buy, _lots_down(qty, lot_min, lot_step), qty)
+    # sells: at most what is held and sellable; an odd lot only as the whole position
+    selling = sell & (qty > 0)
+    bad_lot |= explicit & selling & (qty < pos) & ((qty < lot_min) | (qty % lot_step != 0))
+    reason[selling & (pos == 0)] = R_NO_POSITION
+    reason[selling & (pos > 0) & (qty > pos)] = R_OVERSOLD
+    qty = np.where(selling, np.minimum(qty, pos), qty)
+    short = selling & (qty > sellable)
+    reason[short & (reason == 0)] = R_T1
+    qty = np.where(short, sellable, qty)
+    qty = np.where(selling & (qty < pos), _lots_down(qty, lot_min, lot_step), qty)
+    reason[bad_lot] = R_BAD_LOT
+    qty[bad_lot] = 0
+    if cfg.volume_cap is not None:
+        num, den = cfg.volume_cap.as_integer_ratio()
+        cap = np.floor(panel.vol[t, syms] * num / den + 1e-9).astype(np.int64)
+        capped = qty > cap
+        reason[capped & (reason == 0)] = R_VOLUME_CAP
+        qty = np.where(capped, _lots_down(cap, lot_min, lot_step), qty)
+    return qty, px, buy, sell, reason, bad_lot
+
+
+def cross_section(p: Panel, t: int) -> CrossSection:
+    """Day t over the universe, as the strategy sees it (read-only copies, unadjusted CNY)."""
+    return CrossSection(
+        trade_date=p.dates[t],
+        index=t,
+        codes=p.codes,
+        open=_read_only(p.open[t] / 100.0),
+        high=_read_only(p.high[t] / 100.0),
+        low=_read_only(p.low[t] / 100.0),
+        close=_read_only(p.close[t] / 100.0),
+        pre_close=_read_only(p.pre_close[t] / 100.0),
+        # copies, not views: a view's .base would be the whole panel, tomorrow included
+        vol=_read_only(p.vol[t].copy()),
+        amount=_read_only(p.amount[t].copy()),
+        has_bar=_read_only(p.has_bar[t].copy()),
+    )
+
+
+def _read_only(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    array.flags.writeable = False
+    return array
+
+
 class Engine:
-    def __init__(self, strategy: Strategy, panel: Panel, config: BacktestConfig) -> None:
+    def __init__(
+        self, strategy: Strategy, panel: Panel, config: BacktestConfig, *, record_positions: bool = True
+    ) -> None:
         self.strategy = strategy
         self.panel = panel
         self.config = config
@@ -101,12 +261,8 @@ class Engine:
         self.bought_today = np.zeros(n, dtype=np.int64)
         self.cost_fen = np.zeros(n, dtype=np.int64)  # total cost (fees included) of the shares held
         self.fees = FenFees.from_schedule(config.fee_schedule(), stamp_duty=config.stamp_duty)
-        if config.lots:
-            self.lot_min = np.array([200 if b is Board.STAR else 100 for b in panel.boards], dtype=np.int64)
-            self.lot_step = np.array([1 if b in (Board.STAR, Board.BSE) else 100 for b in panel.boards], dtype=np.int64)
-        else:
-            self.lot_min = np.ones(n, dtype=np.int64)
-            self.lot_step = np.ones(n, dtype=np.int64)
+        self.sizing = Sizing.of(panel, config)
+        self.lot_min, self.lot_step = self.sizing.lot_min, self.sizing.lot_step
         # orders
         self.next_id = 0
         self.pend_id = np.empty(0, dtype=np.int64)
@@ -134,12 +290,14 @@ class Engine:
         self.cash_hist = np.zeros(days, dtype=np.int64)
         self.mv_hist = np.zeros(days, dtype=np.int64)
         self.traded_hist = np.zeros(days, dtype=np.int64)
-        self.pos_hist = np.zeros((days, n), dtype=np.int64)
+        # days x symbols: only when the result object is wanted (an optimiser needs the metrics only)
+        self.record_positions = record_positions
+        self.pos_hist = np.zeros((days, n) if record_positions else (0, n), dtype=np.int64)
         cls = type(strategy)
         self.listens_orders = cls.on_order is not Strategy.on_order
         self.listens_trades = cls.on_trade is not Strategy.on_trade
         self.ctx = BacktestContext(self)
-        self.fill_prices = self._fill_price_panel()
+        self.fill_prices = self.sizing.fill_prices
         for name in ("open", "high", "low", "close", "pre_close", "vol", "amount", "has_bar"):
             self._read_only(getattr(panel, name))
 
@@ -147,17 +305,6 @@ class Engine:
     def _read_only(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
         array.flags.writeable = False
         return array
-
-    def _fill_price_panel(self) -> IntArray:
-        p = self.panel
-        if self.config.fill_price == "open":
-            return p.open
-        if self.config.fill_price == "close":
-            return p.close
-        # VWAP-like: amount / vol, rounded half-up to the fen; 0 (no fill) when the bar has no volume
-        with np.errstate(divide="ignore", invalid="ignore"):
-            vwap = np.floor(p.amount * 100.0 / p.vol + 0.5)
-        return np.where(p.vol > 0, vwap, 0).astype(np.int64)
 
     # --- the book ------------------------------------------------------------------------------------------------
     def sellable(self) -> IntArray:
@@ -270,100 +417,13 @@ class Engine:
             return
         # Several orders for one symbol on one day are filled in rounds, in order-id order, each round seeing the
         # book the previous one left (so a buy and a sell of one symbol meet T+1 as they would at the exchange).
-        if len(np.unique(syms)) == len(syms):
-            rounds = [np.arange(len(ids))]
-        else:
-            order = np.lexsort((ids, syms))
-            first = np.r_[True, syms[order][1:] != syms[order][:-1]]
-            start = np.maximum.accumulate(np.where(first, np.arange(len(order)), 0))
-            rank = np.empty(len(order), dtype=np.int64)
-            rank[order] = np.arange(len(order)) - start
-            rounds = [np.sort(np.flatnonzero(rank == r)) for r in range(int(rank.max()) + 1)]
-        for sel in rounds:
+        for sel in fill_rounds(syms):
             self._fill_round(t, ids[sel], syms[sel], kinds[sel], amts[sel])
 
-    def _slipped(self, px: IntArray, buy: BoolArray) -> IntArray:
-        cfg = self.config
-        if cfg.slippage == "bps":
-            bps = cfg.slippage_amount.as_integer_ratio()
-            num, den = bps[0], bps[1] * 10_000
-            # price x (1 +- bps / 10000), rounded half-up to the tick
-            up = (2 * px * (den + num) + den) // (2 * den)
-            down = (2 * px * (den - num) + den) // (2 * den)
-            return np.where(buy, up, down)
-        if cfg.slippage == "ticks":
-            ticks = int(cfg.slippage_amount)
-            return np.where(buy, px + ticks, px - ticks)
-        return px
-
     def _fill_round(self, t: int, ids: IntArray, syms: IntArray, kinds: IntArray, amts: IntArray) -> None:
-        panel, cfg = self.panel, self.config
-        raw = self.fill_prices[t, syms]
         pos = self.positions[syms]
-        sellable = pos - self.bought_today[syms] if cfg.t_plus_one else pos.copy()
-        lot_min, lot_step = self.lot_min[syms], self.lot_step[syms]
-        reason = np.zeros(len(ids), dtype=np.int64)
-
-        # side from the raw price; then the execution price by side; then the quantity at the execution price
-        want = np.where(
-            kinds == KIND_SHARES,
-            amts,
-            np.where(
-                kinds == KIND_VALUE,
-                np.sign(amts) * (np.abs(amts) // raw),
-                np.where(kinds == KIND_TARGET, amts // raw - pos, -pos),
-            ),
-        )
-        buy = want > 0
-        px = self._slipped(raw, buy)
-        up, down = panel.up_limit[t, syms], panel.down_limit[t, syms]
-        # a slipped price stays a price the exchange would accept that day: inside the limits, at least one tick
-        px = np.maximum(np.minimum(px, up), np.maximum(down, 1)) if cfg.price_limits else np.maximum(px, 1)
-        target_qty = amts // px
-        qty = np.where(
-            kinds == KIND_VALUE,
-            np.abs(amts) // px,
-            np.where(
-                kinds == KIND_TARGET,
-                np.where(buy, np.maximum(target_qty - pos, 0), np.maximum(pos - target_qty, 0)),
-                np.abs(want),
-            ),
-        )
-        sell = want < 0
-        reason[(qty == 0) & (kinds == KIND_CLOSE)] = R_NO_POSITION
-        reason[(qty == 0) & (kinds == KIND_TARGET)] = R_TARGET_REACHED
-        reason[(qty == 0) & (kinds == KIND_VALUE)] = R_BELOW_LOT
-        if cfg.price_limits:
-            blocked_up = buy & (raw >= up)
-            blocked_down = sell & (raw <= down)
-            reason[blocked_up] = R_LIMIT_UP
-            reason[blocked_down] = R_LIMIT_DOWN
-            qty[blocked_up | blocked_down] = 0
-
-        explicit = kinds == KIND_SHARES
-        # buys: an explicit quantity must be a valid lot; a sized one rounds down to one
-        bad_lot = explicit & buy & (qty > 0) & ((qty < lot_min) | (qty % lot_step != 0))
-        sized_buy = buy & ~explicit & (qty > 0)
-        reason[sized_buy & (_lots_down(qty, lot_min, lot_step) == 0)] = R_BELOW_LOT
-        qty = np.where(sized_buy, _lots_down(qty, lot_min, lot_step), qty)
-        # sells: at most what is held and sellable; an odd lot only as the whole position
-        selling = sell & (qty > 0)
-        bad_lot |= explicit & selling & (qty < pos) & ((qty < lot_min) | (qty % lot_step != 0))
-        reason[selling & (pos == 0)] = R_NO_POSITION
-        reason[selling & (pos > 0) & (qty > pos)] = R_OVERSOLD
-        qty = np.where(selling, np.minimum(qty, pos), qty)
-        short = selling & (qty > sellable)
-        reason[short & (reason == 0)] = R_T1
-        qty = np.where(short, sellable, qty)
-        qty = np.where(selling & (qty < pos), _lots_down(qty, lot_min, lot_step), qty)
-        reason[bad_lot] = R_BAD_LOT
-        qty[bad_lot] = 0
-        if cfg.volume_cap is not None:
-            num, den = cfg.volume_cap.as_integer_ratio()
-            cap = np.floor(panel.vol[t, syms] * num / den + 1e-9).astype(np.int64)
-            capped = qty > cap
-            reason[capped & (reason == 0)] = R_VOLUME_CAP
-            qty = np.where(capped, _lots_down(cap, lot_min, lot_step), qty)
+        sellable = pos - self.bought_today[syms] if self.config.t_plus_one else pos.copy()
+        qty, px, buy, sell, reason, bad_lot = size_orders(self.sizing, t, syms, kinds, amts, pos, sellable)
 
         # sells first: their proceeds pay for the same day's buys, as at the exchange
         filled = np.zeros(len(ids), dtype=np.int64)
@@ -418,7 +478,7 @@ class Engine:
                 if int(total[i]) <= cash:
                     cash -= int(total[i])
                     continue
-                q = self._affordable(cash, int(px[i]), int(self.lot_min[syms[i]]), int(self.lot_step[syms[i]]))
+                q = affordable(self.fees, cash, int(px[i]), int(self.lot_min[syms[i]]), int(self.lot_step[syms[i]]))
                 q = min(q, int(qty[i]))
                 qty[i] = q
                 a = np.array([q * int(px[i])], dtype=np.int64)
@@ -445,16 +505,6 @@ class Engine:
         )  # fmt: skip
         self._tell_trades(t, ids[k], syms[k], qty[k], px[k], amount[k], commission[k] + transfer[k], "buy")
         return qty
-
-    def _affordable(self, cash: int, px: int, lot_min: int, lot_step: int) -> int:
-        q = cash // px
-        q -= q % lot_step
-        while q >= lot_min:
-            if q * px + self.fees.buy_total(q * px) <= cash:
-                return q
-            # fees are a fraction of the amount plus at most the minimum commission: jump close to the answer
-            q -= max(lot_step, ((q * px + self.fees.buy_total(q * px) - cash) // px) // lot_step * lot_step)
-        return 0
 
     def _tell_trades(
         self,
@@ -485,21 +535,7 @@ class Engine:
             )
 
     def cross_section(self, t: int) -> CrossSection:
-        p = self.panel
-        return CrossSection(
-            trade_date=p.dates[t],
-            index=t,
-            codes=p.codes,
-            open=self._read_only(p.open[t] / 100.0),
-            high=self._read_only(p.high[t] / 100.0),
-            low=self._read_only(p.low[t] / 100.0),
-            close=self._read_only(p.close[t] / 100.0),
-            pre_close=self._read_only(p.pre_close[t] / 100.0),
-            # copies, not views: a view's .base would be the whole panel, tomorrow included
-            vol=self._read_only(p.vol[t].copy()),
-            amount=self._read_only(p.amount[t].copy()),
-            has_bar=self._read_only(p.has_bar[t].copy()),
-        )
+        return cross_section(self.panel, t)
 
     def run(self, progress: Callable[[int, int], None] | None = None, every: int = 50) -> None:
         """Drive the strategy over every day. `progress(days_done, days)` is called every `every` days and at the
@@ -516,7 +552,8 @@ class Engine:
             self._fill(t)
             self.cash_hist[t] = self.cash_fen
             self.mv_hist[t] = self.positions @ self.panel.close[t]
-            self.pos_hist[t] = self.positions
+            if self.record_positions:
+                self.pos_hist[t] = self.positions
             self.strategy.on_bar(self.ctx, self.cross_section(t))
             self._take_new_orders()
         self.strategy.on_stop(self.ctx)
@@ -531,3 +568,15 @@ class Engine:
 def _lots_down(qty: IntArray, lot_min: IntArray, lot_step: IntArray) -> IntArray:
     rounded = qty - qty % lot_step
     return np.where(rounded >= lot_min, rounded, 0)
+
+
+def affordable(fees: FenFees, cash: int, px: int, lot_min: int, lot_step: int) -> int:
+    """The most shares (a valid lot) that `cash` pays for at `px`, fees included; 0 if not even the smallest lot."""
+    q = cash // px
+    q -= q % lot_step
+    while q >= lot_min:
+        if q * px + fees.buy_total(q * px) <= cash:
+            return q
+        # fees are a fraction of the amount plus at most the minimum commission: jump close to the answer
+        q -= max(lot_step, ((q * px + fees.buy_total(q * px) - cash) // px) // lot_step * lot_step)
+    return 0

@@ -22,6 +22,7 @@ import numpy.typing as npt
 import pandas as pd
 from pydantic import ValidationError
 
+from shared.engine.batch import BatchEngine, listens_to_events
 from shared.engine.config import BacktestConfig
 from shared.engine.core import Engine
 from shared.engine.data import Panel, load_bars
@@ -431,7 +432,7 @@ class _Run:
 def _run_metrics(strategy: Strategy, panel: Panel, config: BacktestConfig, cache: SharedCache | None = None) -> _Run:
     """The engine run of `run_backtest` and its metrics, without the result object (orders table, hash, git
     version, JSON): an optimiser needs only the metrics. The metrics are computed exactly as run_backtest does."""
-    engine = Engine(strategy, panel, config)
+    engine = Engine(strategy, panel, config, record_positions=False)
     if cache is not None:
         engine.ctx._cache = cache
     engine.run()
@@ -451,7 +452,11 @@ def _run_metrics(strategy: Strategy, panel: Panel, config: BacktestConfig, cache
 
 
 class Evaluator:
-    """Evaluates points of one strategy over one loaded panel, sharing the context cache between them."""
+    """Evaluates points of one strategy over one loaded panel, sharing the context cache between them.
+
+    Points are run `batch_size` at a time as the portfolios of one `BatchEngine` pass (the same metrics as one at a
+    time, exactly; ~7x less time per point at 100); a strategy that listens to on_order/on_trade, or
+    `batch_size=1`, runs one point at a time."""
 
     def __init__(
         self,
@@ -461,27 +466,73 @@ class Evaluator:
         objective: Objective | None = None,
         constraints: Sequence[Constraint] = (),
         cache_bytes: int = 512 * 2**20,
+        batch_size: int = 100,
     ) -> None:
+        if batch_size < 1:
+            raise OptimisationError(f"batch_size must be >= 1, got {batch_size}")
         self.panel = panel
         self.config = config
         self.strategy_cls = strategy_cls
         self.objective = objective or Objective()
         self.constraints = tuple(constraints)
         self.cache = SharedCache(cache_bytes)
+        self.batch_size = batch_size
 
     def __call__(self, points: Sequence[Mapping[str, Any]]) -> list[PointResult]:
-        return [self.one(p) for p in points]
+        results: list[PointResult | None] = [None] * len(points)
+        batched: list[tuple[int, Strategy]] = []
+        for i, point in enumerate(points):
+            strategy = self._strategy(point)
+            if isinstance(strategy, PointResult):
+                results[i] = strategy
+            elif self.batch_size > 1 and not listens_to_events(strategy):
+                batched.append((i, strategy))
+            else:
+                results[i] = self._alone(point, strategy)
+        for start in range(0, len(batched), self.batch_size):
+            chunk = batched[start : start + self.batch_size]
+            outcome = self._together([points[i] for i, _ in chunk], [s for _, s in chunk])
+            for (i, _), result in zip(chunk, outcome, strict=True):
+                results[i] = result
+        assert all(r is not None for r in results)
+        return results  # type: ignore[return-value]
 
     def one(self, point: Mapping[str, Any]) -> PointResult:
+        strategy = self._strategy(point)
+        return strategy if isinstance(strategy, PointResult) else self._alone(point, strategy)
+
+    def _strategy(self, point: Mapping[str, Any]) -> Strategy | PointResult:
         try:
-            strategy = self.strategy_cls(self.strategy_cls.parse_params(point))
+            return self.strategy_cls(self.strategy_cls.parse_params(point))
         except ValidationError as exc:
             return score(point, None, self.objective, error=f"invalid parameters: {exc.errors()[0].get('msg')}")
+
+    def _alone(self, point: Mapping[str, Any], strategy: Strategy) -> PointResult:
         try:
             run = _run_metrics(strategy, self.panel, self.config, self.cache)
         except Exception as exc:  # a strategy that raises on one point fails that point, not the search
             return score(point, None, self.objective, error=f"{type(exc).__name__}: {exc}")
         return score(point, run.metrics, self.objective, self.constraints)
+
+    def _together(self, points: Sequence[Mapping[str, Any]], strategies: Sequence[Strategy]) -> list[PointResult]:
+        try:
+            engine = BatchEngine(strategies, self.panel, self.config, cache=self.cache)
+            engine.run()
+        except Exception:  # not a strategy's error (those are per portfolio): run the points one by one instead
+            return [self.one(point) for point in points]
+        results = []
+        for p, point in enumerate(points):
+            error = engine.errors[p]
+            if error is not None:
+                results.append(score(point, None, self.objective, error=f"{type(error).__name__}: {error}"))
+                continue
+            try:
+                metrics = engine.metrics(p)
+            except Exception as exc:
+                results.append(score(point, None, self.objective, error=f"{type(exc).__name__}: {exc}"))
+                continue
+            results.append(score(point, metrics, self.objective, self.constraints))
+        return results
 
 
 def evaluate(
