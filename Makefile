@@ -54,6 +54,7 @@ bench: $(STAMP)
 	$(PY) -m bench.data_ingest_tushare
 	$(PY) -m bench.bars_bulk
 	$(PY) -m bench.backtest_e2e
+	$(PY) -m bench.grid --points 1000 --workers 1,2
 
 up:
 	docker compose up -d --build

@@ -2,7 +2,7 @@
 1 or 2 worker processes (each an `OptimisationTaskHandler`), results stored in MariaDB. Prints total time, points/s
 and, with --workers 1,2, the 2-vs-1 speed-up.
 
-    python -m bench.grid [--points 1000 --symbols 500 --days 2500 --workers 1,2 --batch 10]
+    python -m bench.grid [--points 1000 --symbols 500 --days 2500 --workers 1,2 --batch 100]
 
 Each worker builds the same synthetic market (bench.engine.synthetic_bars, seeded) before it starts consuming, so
 the timed part is: queueing, loading the panel once per worker, evaluating every point, storing, coordinating."""
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--symbols", type=int, default=500)
     parser.add_argument("--days", type=int, default=2500)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--batch", type=int, default=10)
+    parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--workers", default="1,2", help="worker counts to measure, e.g. 2 or 1,2")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -239,3 +239,15 @@ def test_a_shared_cache_gives_the_same_metrics_as_fresh_runs(market: Any) -> Non
     assert len(Evaluator(panel, config, DualMA).cache) == 0
     for point, result in zip(points, shared, strict=True):
         assert result.metrics == evaluate([point], panel, config, DualMA)[0].metrics
+
+
+def test_tasks_are_sized_for_several_workers_unless_the_request_says() -> None:
+    from services.backtest.optimize import batch_for
+
+    # 1,000 points in 8 tasks would be 125 each: capped at the evaluator's pass of 100 -> 10 tasks.
+    assert batch_for({"batch_size": None}, 1000) == 100
+    assert batch_for({"batch_size": None}, 200) == 25  # 8 tasks of 25
+    assert batch_for({"batch_size": None}, 20) == 3  # ceil(20 / 8)
+    assert batch_for({"batch_size": None}, 1) == 1
+    assert batch_for({"batch_size": 7}, 1000) == 7  # the request's size wins
+    assert batch_for({}, 1000) == 10  # jobs stored before the size was automatic keep theirs
