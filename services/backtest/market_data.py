@@ -21,6 +21,8 @@ import hashlib
 import json
 import logging
 import os
+import time
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import date
 from pathlib import Path
@@ -45,6 +47,7 @@ T = TypeVar("T")
 # which one cache entry then serves for every such universe (and keeps the URL short).
 MAX_CODES_IN_QUERY = 400
 BULK_TIMEOUT_S = 300.0
+PARTIAL_MAX_AGE_S = 3600.0  # a partial download older than this was cut short (see _prune)
 DEFAULT_CACHE_MAX_BYTES = 2 << 30
 VERSION_HEADER = "X-LH-Data-Version"
 
@@ -141,7 +144,9 @@ class MarketData:
                     os.utime(path)  # recently used: pruned last
                     return path  # leaving the block closes the stream unread
                 self.cache_dir.mkdir(parents=True, exist_ok=True)
-                partial = path.with_name(f"{path.name}.{os.getpid()}.part")
+                # Unique per download: one process runs backtests and optimisation tasks, which may fetch the same
+                # answer at once; each writes its own file and the last rename wins (the contents are the same).
+                partial = path.with_name(f"{path.name}.{os.getpid()}-{uuid.uuid4().hex}.part")
                 try:
                     with partial.open("wb") as out:
                         async for chunk in response.aiter_bytes(1 << 20):
@@ -156,6 +161,13 @@ class MarketData:
         return path
 
     def _prune(self, keep: Path) -> None:
+        # Downloads cut short by a killed process leave their partial file: gone after an hour (no download is
+        # that slow), so they never pile up outside the cap.
+        stale = time.time() - PARTIAL_MAX_AGE_S
+        for partial in self.cache_dir.glob("bars-v*.part"):
+            with contextlib.suppress(FileNotFoundError):
+                if partial.stat().st_mtime < stale:
+                    partial.unlink()
         files = []
         for path in self.cache_dir.glob("bars-v*.arrow"):
             with contextlib.suppress(FileNotFoundError):  # another worker pruned it meanwhile
@@ -278,6 +290,12 @@ def engine_frame(table: pa.Table) -> pd.DataFrame:
     frame["vol"] = table["vol"].to_numpy().astype(np.float64) / 100.0
     frame["amount"] = table["amount"].to_numpy().astype(np.float64) / (fen * 1000.0)
     if "adj_factor" in table.column_names:
-        factors = table["adj_factor"].to_numpy(zero_copy_only=False).astype(np.float64)
-        frame["adj_factor"] = np.where(np.isnan(factors), 1.0, factors)  # a missing factor counts as 1
+        factors = pd.Series(table["adj_factor"].to_numpy(zero_copy_only=False).astype(np.float64))
+        if factors.isna().any():
+            # A day without a factor keeps the symbol's last known one (1 before any is known): a 1 among factors of
+            # about 5 would scale the position down and back up on the next ex-date and destroy equity.
+            order = np.lexsort((frame["trade_date"].to_numpy(), frame["ts_code"].to_numpy()))
+            ordered = factors.iloc[order].groupby(frame["ts_code"].to_numpy()[order]).ffill().fillna(1.0)
+            factors = ordered.sort_index()
+        frame["adj_factor"] = factors.to_numpy()
     return frame

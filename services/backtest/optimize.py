@@ -310,6 +310,10 @@ class OptimisationTaskHandler:
             pending = await self.store.points(optimisation_id, status=PointStatus.PENDING)
             if not pending and record.method != "walkforward":
                 await self.coordinate(optimisation_id)
+            elif record.method == "walkforward" and record.status is OptimisationStatus.RUNNING:
+                # Its one task is with a worker, unacknowledged until the analysis is stored: if that worker dies,
+                # the broker redelivers it. Queueing another copy would only run the analysis twice at once.
+                continue
             elif await self.infra.bus.waiting_jobs(TASK_QUEUE) == 0:
                 if record.method == "walkforward":
                     await self.infra.bus.enqueue(

@@ -334,3 +334,33 @@ async def test_a_cancelled_optimisation_skips_its_queued_batches(stack: Stack) -
     record = await stack.store.get(oid)
     assert record is not None and record.status is OptimisationStatus.CANCELLED and record.done_points == 3
     assert stack.handlers[0].evaluated == before
+
+
+async def test_the_sweep_requeues_a_lost_walk_forward_but_never_one_a_worker_is_running(stack: Stack) -> None:
+    from shared.bus import MemoryBus
+    from shared.cache import MemoryCache
+
+    class RecordingBus(MemoryBus):
+        def __init__(self) -> None:
+            super().__init__()
+            self.enqueued: list[str] = []
+
+        async def enqueue(self, queue: str, body: dict[str, Any], *, message_id: str) -> None:
+            self.enqueued.append(message_id)  # and dropped: as if the broker lost it
+
+        async def waiting_jobs(self, queue: str) -> int:
+            return 0
+
+    settings = stack.handlers[0].settings
+    bus = RecordingBus()
+    infra = Infra(settings=settings, bus=bus, cache=MemoryCache(), services=ServiceDirectory(settings, {}))
+    sweeper = OptimisationTaskHandler(settings, infra, db=stack.store.db, load_market=load_market, stale_s=0)
+    walk = {"method": "walkforward", "walk_forward": {"in_sample": 60, "out_of_sample": 30}}
+    lost, running = secrets.token_hex(8), secrets.token_hex(8)
+    await submit_optimisation(stack.store, bus, request(**walk), owner="gina", optimisation_id=lost)
+    await submit_optimisation(stack.store, bus, request(**walk), owner="gina", optimisation_id=running)
+    await stack.store.mark_running(running)  # a worker has its task (unacknowledged until it finishes)
+    bus.enqueued.clear()
+    await asyncio.sleep(0.05)
+    await sweeper.sweep()
+    assert bus.enqueued == [lost]

@@ -89,3 +89,37 @@ def test_progress_reports_percent_and_eta_from_the_pace_so_far() -> None:
     assert event.payload == {
         "backtest_id": "bt", "owner": "alice", "percent": 25.0, "eta_s": 9.0, "days_done": 60, "days": 240,
     }  # fmt: skip
+
+
+async def test_two_downloads_of_one_answer_at_once_both_get_it_and_old_partials_are_removed(tmp_path: Path) -> None:
+    import asyncio
+    import os
+    import time
+
+    left_by_a_killed_worker = tmp_path / "bars-v1-0123.arrow.999-dead.part"
+    left_by_a_killed_worker.write_bytes(b"half an answer")
+    two_hours_ago = time.time() - 7200
+    os.utime(left_by_a_killed_worker, (two_hours_ago, two_hours_ago))
+    market = _market(FakeData(SECRET), tmp_path)
+    # One process, two consumers (a backtest and an optimisation task) asking for the same answer at the same time.
+    first, second = await asyncio.gather(market.bars(["000001.SZ"], D1, D4), market.bars(["000001.SZ"], D1, D4))
+    assert first.num_rows == second.num_rows == 4
+    assert not _files(tmp_path, "*.part")
+
+
+def test_a_missing_adj_factor_keeps_the_symbols_last_one() -> None:
+    import pyarrow as pa
+
+    table = pa.table(
+        {
+            "ts_code": ["600000.SH", "600000.SH", "600000.SH", "000001.SZ"],
+            "trade_date": pa.array([date(2024, 1, 2), date(2024, 1, 4), date(2024, 1, 3), date(2024, 1, 2)]),
+            "open": [1000, 1000, 1000, 900], "high": [1000, 1000, 1000, 900], "low": [1000, 1000, 1000, 900],
+            "close": [1000, 1000, 1000, 900], "pre_close": [1000, 1000, 1000, 900],
+            "vol": [100, 100, 100, 100], "amount": [100000, 100000, 100000, 90000],
+            "adj_factor": [5.2, None, 5.3, None],
+        }
+    )  # fmt: skip
+    frame = engine_frame(table)
+    # 600000.SH on 01-04 (third by date) keeps 01-03's 5.3, not 1; 000001.SZ never had one: 1.
+    assert frame["adj_factor"].tolist() == [5.2, 5.3, 5.3, 1.0]
