@@ -41,6 +41,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import RowMapping
+from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import JSON, TypeEngine
 
 from shared.db import Database, PreciseDateTime, new_metadata
@@ -119,6 +120,8 @@ backtests = Table(
     Column("config", JSON(none_as_null=True), nullable=True),
     Column("benchmark", String(16), nullable=True),
     Column("cancel_requested", Boolean, nullable=False, server_default=text("0")),
+    # 0004: renewed by the worker running the backtest; a running row whose heartbeat stops has lost its worker
+    Column("heartbeat_at", PreciseDateTime, nullable=True),
     Index("ix_backtests_owner_created", "owner", "created_at"),
     Index("ix_backtests_created", "created_at"),
     CheckConstraint("status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')", name="status"),
@@ -228,6 +231,10 @@ def _json_value(value: Any) -> Any:
 class StoredEquity:
     trade_date: date
     equity: Decimal
+
+
+def _last_sign_of_life() -> ColumnElement[Any]:
+    return func.coalesce(backtests.c.heartbeat_at, backtests.c.started_at)
 
 
 class BacktestStore:
@@ -451,15 +458,20 @@ class BacktestStore:
             result = await session.execute(
                 update(backtests)
                 .where(*conditions)
-                .values(status=BacktestStatus.RUNNING.value, started_at=utcnow(), attempts=backtests.c.attempts + 1)
+                .values(
+                    status=BacktestStatus.RUNNING.value,
+                    started_at=utcnow(),
+                    heartbeat_at=utcnow(),
+                    attempts=backtests.c.attempts + 1,
+                )
             )
             claimed = result.rowcount == 1
         return await self.get(backtest_id), claimed
 
     async def stale(self, *, queued_for_s: float, running_for_s: float, limit: int = 500) -> list[str]:
         """Backtests that may have lost their job: queued for longer than `queued_for_s` (the job was never
-        queued, or a restart lost it), or running for longer than `running_for_s` (the worker is gone and nothing
-        redelivered the job). Oldest first."""
+        queued, or a restart lost it), or running without a heartbeat (or, before the first one, a start) for longer
+        than `running_for_s` (the worker is gone and nothing redelivered the job). Oldest first."""
         now = utcnow()
         query = (
             select(backtests.c.backtest_id)
@@ -470,7 +482,7 @@ class BacktestStore:
                 )
                 | (
                     (backtests.c.status == BacktestStatus.RUNNING.value)
-                    & (backtests.c.started_at < now - timedelta(seconds=running_for_s))
+                    & (_last_sign_of_life() < now - timedelta(seconds=running_for_s))
                 )
             )
             .order_by(backtests.c.created_at, backtests.c.backtest_id)
@@ -478,6 +490,17 @@ class BacktestStore:
         )
         async with self.db.session() as session:
             return [r.backtest_id for r in (await session.execute(query)).all()]
+
+    async def heartbeat(self, backtest_id: str) -> bool:
+        """The running worker's lease: renewed while the engine runs, so a long backtest is never taken for a lost
+        one. False when the backtest is no longer running (finished or cancelled meanwhile)."""
+        async with self.db.session() as session:
+            result = await session.execute(
+                update(backtests)
+                .where(backtests.c.backtest_id == backtest_id, backtests.c.status == BacktestStatus.RUNNING.value)
+                .values(heartbeat_at=utcnow())
+            )
+            return bool(result.rowcount == 1)
 
     async def mark_running_resent(self, backtest_id: str, *, running_for_s: float) -> bool:
         """Before a sweep re-queues a stale running backtest: restart its staleness clock, so that of several
@@ -488,9 +511,9 @@ class BacktestStore:
                 .where(
                     backtests.c.backtest_id == backtest_id,
                     backtests.c.status == BacktestStatus.RUNNING.value,
-                    backtests.c.started_at < utcnow() - timedelta(seconds=running_for_s),
+                    _last_sign_of_life() < utcnow() - timedelta(seconds=running_for_s),
                 )
-                .values(started_at=utcnow())
+                .values(heartbeat_at=utcnow())
             )
             return bool(result.rowcount == 1)
 

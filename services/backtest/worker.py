@@ -27,8 +27,9 @@ What happens to a job:
   OOM killer): not run again; the backtest is marked failed (too_many_attempts) and the job is acknowledged.
 - Lost jobs: on start and every SWEEP_INTERVAL_S the worker re-queues backtests queued for longer than
   STALE_QUEUED_S (the API died between storing the row and queueing the job, or standalone mode's in-memory queue
-  was lost in a restart) and backtests running for longer than STALE_RUNNING_S (their worker is gone and nothing
-  redelivered the job). A duplicate job is harmless: see the first point; a running backtest's duplicate runs it
+  was lost in a restart) and backtests running without a heartbeat for STALE_RUNNING_S (their worker is gone and
+  nothing redelivered the job; the worker running a backtest renews its heartbeat every HEARTBEAT_S). A duplicate
+  job is harmless: see the first point; a running backtest's duplicate runs it
   again, and only the first run to finish stores its result.
 - Shutdown: a job in progress is finished first; a job delivered during shutdown is left unacknowledged, so the
   broker gives it to the next worker when this one's channel closes.
@@ -90,7 +91,8 @@ PROCESS = "backtest-worker"
 MAX_ATTEMPTS = 3  # times a backtest may be started; the next delivery fails it instead
 SWEEP_INTERVAL_S = 60.0
 STALE_QUEUED_S = 120.0
-STALE_RUNNING_S = 30 * 60.0
+STALE_RUNNING_S = 5 * 60.0  # without a heartbeat for this long, a running backtest has lost its worker
+HEARTBEAT_S = 60.0  # how often the worker running a backtest renews its lease
 SWEEP_STOP_GRACE_S = 10.0
 PROGRESS_INTERVAL_S = 1.0  # at most one backtest.progress event per backtest this often
 CANCEL_POLL_S = 0.5  # how often a running job checks whether it was cancelled
@@ -174,6 +176,7 @@ class BacktestWorker:
         self.cache_max_bytes = cache_max_bytes
         self.progress_interval_s = progress_interval_s
         self.cancel_poll_s = cancel_poll_s
+        self.heartbeat_s = HEARTBEAT_S
         self.sweep_interval_s = SWEEP_INTERVAL_S if sweep_interval_s is None else sweep_interval_s
         self.stale_queued_s = STALE_QUEUED_S if stale_queued_s is None else stale_queued_s
         self.stale_running_s = STALE_RUNNING_S if stale_running_s is None else stale_running_s
@@ -426,15 +429,20 @@ class BacktestWorker:
         )
 
     async def _watch_cancel(self, backtest_id: str, cancel: threading.Event) -> None:
-        """Raise the thread-safe flag the engine's progress callback checks once the API has asked to cancel."""
+        """While the engine runs: raise the thread-safe flag its progress callback checks once the API has asked to
+        cancel, and renew the backtest's heartbeat, so that a long run is never re-queued by a sweep."""
+        last_beat = time.monotonic()
         while True:
             await asyncio.sleep(self.cancel_poll_s)
             try:
                 if await self.store.is_cancel_requested(backtest_id):
                     cancel.set()
                     return
+                if time.monotonic() - last_beat >= self.heartbeat_s:
+                    await self.store.heartbeat(backtest_id)
+                    last_beat = time.monotonic()
             except Exception:
-                log.warning("could not check for a cancel request; will retry", exc_info=True)
+                log.warning("could not check for a cancel request or renew the heartbeat; will retry", exc_info=True)
 
     def _progress_reporter(
         self, record: BacktestRecord, cancel: threading.Event, loop: asyncio.AbstractEventLoop

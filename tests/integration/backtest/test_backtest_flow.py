@@ -400,6 +400,30 @@ async def test_the_sweep_queues_a_backtest_whose_job_was_never_queued(stack: Sta
     assert await stack.worker.sweep() == 0  # finished: not queued again
 
 
+async def test_a_long_backtest_with_a_live_heartbeat_is_not_taken_for_a_lost_one(stack: Stack) -> None:
+    store = stack.app.state.backtests.store
+    long_ago = utcnow() - timedelta(hours=2)
+    # Started two hours ago: one worker still renews its heartbeat, the other worker died an hour ago.
+    await _orphan(stack, "alive" + "0" * 27, status="running", attempts=1, started_at=long_ago)
+    await _orphan(stack, "dead" + "0" * 28, status="running", attempts=1, started_at=long_ago)
+    assert await store.heartbeat("alive" + "0" * 27)
+    async with store.db.session() as session:
+        await session.execute(
+            update(backtests)
+            .where(backtests.c.backtest_id == "dead" + "0" * 28)
+            .values(heartbeat_at=utcnow() - timedelta(hours=1))
+        )
+    stale = await store.stale(queued_for_s=120, running_for_s=300)
+    assert "dead" + "0" * 28 in stale and "alive" + "0" * 27 not in stale
+    assert not await store.heartbeat("crashed" + "0" * 25)  # finished or unknown rows take no heartbeat
+    async with store.db.session() as session:  # leave nothing for the other tests' sweeps
+        await session.execute(
+            update(backtests)
+            .where(backtests.c.backtest_id.in_(["alive" + "0" * 27, "dead" + "0" * 28]))
+            .values(status="cancelled")
+        )
+
+
 async def test_a_backtest_started_too_many_times_fails_and_is_not_dead_lettered(stack: Stack) -> None:
     backtest_id = "oomkilled" + "0" * 23
     await _orphan(stack, backtest_id, status="running", attempts=MAX_ATTEMPTS, started_at=utcnow())
