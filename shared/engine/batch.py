@@ -22,8 +22,16 @@ import numpy as np
 import numpy.typing as npt
 
 from shared.engine.config import BacktestConfig
-from shared.engine.context import BacktestContext
-from shared.engine.core import EngineError, Sizing, affordable, cross_section, fill_rounds, size_orders
+from shared.engine.context import BacktestContext, RunHistory, Store
+from shared.engine.core import (
+    EngineError,
+    Sizing,
+    affordable,
+    cross_section,
+    fill_rounds,
+    sells_paid_for,
+    size_orders,
+)
 from shared.engine.data import Panel
 from shared.engine.fees import FenFees
 from shared.engine.metrics import MetricsConfig, compute_metrics
@@ -94,7 +102,7 @@ class BatchEngine:
         panel: Panel,
         config: BacktestConfig,
         *,
-        cache: dict[tuple[Any, ...], npt.NDArray[Any]] | None = None,
+        cache: Store | None = None,
     ) -> None:
         if not strategies:
             raise EngineError("a batch needs at least one strategy")
@@ -132,10 +140,9 @@ class BatchEngine:
         self._pnl_by_pf: list[IntArray] | None = None
         self.errors: list[Exception | None] = [None] * count
         self.books = [_Portfolio(self, p) for p in range(count)]
-        shared: dict[tuple[Any, ...], npt.NDArray[Any]] = cache if cache is not None else {}
-        self.contexts = [BacktestContext(book) for book in self.books]
-        for ctx in self.contexts:
-            ctx._cache = shared
+        # one history for the pass: every portfolio stands on the same day, so they share the visible buffers
+        history = RunHistory(panel, config, cache)
+        self.contexts = [BacktestContext(book, history) for book in self.books]
         for name in ("open", "high", "low", "close", "pre_close", "vol", "amount", "has_bar"):
             getattr(panel, name).flags.writeable = False
 
@@ -220,6 +227,14 @@ class BatchEngine:
         stamp = self.fees.stamp(amount, self.panel.dates[t])
         transfer = self.fees.transfer(amount)
         proceeds = amount - commission - stamp - transfer
+        if (proceeds < 0).any():
+            # fees above the amount: refused where the cash cannot pay them, per portfolio as Engine does
+            done = np.ones(len(pf), dtype=np.bool_)
+            for p in np.unique(pf[proceeds < 0]).tolist():
+                mine = np.flatnonzero(pf == p)
+                done[mine] = sells_paid_for(int(self.cash[p]), proceeds[mine])
+            pf, syms, qty, px, pos = pf[done], syms[done], qty[done], px[done], pos[done]
+            amount, proceeds = amount[done], proceeds[done]
         cost = self.cost_fen[pf, syms]
         removed = np.where(qty == pos, cost, (2 * cost * qty + pos) // (2 * np.maximum(pos, 1)))
         self.cost_fen[pf, syms] = cost - removed

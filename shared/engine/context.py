@@ -54,25 +54,112 @@ class Book(Protocol):
     def queue(self, cols: IntArray, kind: int, amounts: IntArray) -> IntArray: ...
 
 
+class PassTooLarge(BaseException):
+    """A batch pass needs more memory than its cache budget allows (every entry it holds is in use): the optimiser
+    runs its points again in smaller passes. A BaseException so that a strategy's `except Exception` (and the batch
+    engine's per-point error capture) lets it through."""
+
+
+class Store(Protocol):
+    """Where a run keeps the whole-panel arrays it computed (a dict, or the optimiser's `SharedCache` shared by the
+    runs of one panel): every entry is a function of the panel and `config.adjust_history` only."""
+
+    def __contains__(self, key: object) -> bool: ...
+
+    def __getitem__(self, key: tuple[Any, ...]) -> npt.NDArray[Any]: ...
+
+    def __setitem__(self, key: tuple[Any, ...], value: npt.NDArray[Any]) -> None: ...
+
+
+class _Visible:
+    """One array as a run's strategies see it: a days x symbols buffer the run fills row by row as days arrive
+    (rows after today are never written: NaN, 0 or False), and the private source of those rows."""
+
+    __slots__ = ("buffer", "fill", "filled")
+
+    def __init__(self, buffer: npt.NDArray[Any], fill: Callable[[npt.NDArray[Any], int, int], None]) -> None:
+        self.buffer = buffer
+        self.filled = 0
+        self.fill = fill  # fill(buffer, a, b): writes rows [a, b)
+
+
+class RunHistory:
+    """The history of one run (one `Engine`, or one `BatchEngine` pass whose portfolios all stand on the same day).
+
+    Whole-panel arrays (adjusted prices, indicators, cumulative sums) are computed once into `store`, which may be
+    shared between runs; strategies never see them. What they get are views of this run's visible buffers, which
+    hold the rows up to the current day only, so neither indexing nor a view's `.base` reaches a later bar. A
+    visible buffer is never shared between runs: a run that starts later cannot see rows an earlier run filled."""
+
+    def __init__(self, panel: Panel, config: BacktestConfig, store: Store | None = None) -> None:
+        self.panel = panel
+        self.config = config
+        self.store: Store = store if store is not None else {}
+        self._visible: dict[tuple[Any, ...], _Visible] = {}
+        # a SharedCache counts the visible buffers against its budget (and may stop an oversized batch pass)
+        self._reserve: Callable[[int], None] | None = getattr(store, "reserve", None)
+
+    def upto(self, key: tuple[Any, ...], t: int, make: Callable[[], _Visible]) -> npt.NDArray[Any]:
+        entry = self._visible.get(key)
+        if entry is None:
+            entry = make()
+            if self._reserve is not None:
+                self._reserve(entry.buffer.nbytes)
+            self._visible[key] = entry
+        if entry.filled <= t:
+            buffer = entry.buffer
+            buffer.flags.writeable = True
+            entry.fill(buffer, entry.filled, t + 1)
+            buffer.flags.writeable = False
+            entry.filled = t + 1
+        return _read_only(entry.buffer[: t + 1])
+
+    @staticmethod
+    def copying(full: npt.NDArray[Any], blank: Any) -> _Visible:
+        def fill(buffer: npt.NDArray[Any], a: int, b: int) -> None:
+            buffer[a:b] = full[a:b]
+
+        return _Visible(_blank(full.shape, full.dtype, blank), fill)
+
+    def cached(self, key: tuple[Any, ...], compute: Callable[[], npt.NDArray[Any]]) -> npt.NDArray[Any]:
+        store = self.store
+        if key in store:
+            return store[key]
+        value = _read_only(compute())
+        store[key] = value
+        return value
+
+
+def _blank(shape: tuple[int, ...], dtype: Any, value: Any) -> npt.NDArray[Any]:
+    # np.zeros for 0/False: fresh zeroed pages (np.empty could hand back a freed array of an earlier run)
+    buffer = np.zeros(shape, dtype=dtype) if not value else np.full(shape, value, dtype=dtype)
+    buffer.flags.writeable = False
+    return buffer
+
+
 class BacktestContext:
-    def __init__(self, engine: Book) -> None:
-        self._e = engine
+    # The book and the history live in a slot whose attribute is removed from the class below, so `ctx` has no
+    # attribute leading to the engine, the panel or the private arrays (docs/engine.md says what remains possible).
+    __slots__ = ("__weakref__", "_columns", "_hidden")
+
+    def __init__(self, engine: Book, history: RunHistory | None = None) -> None:
+        _set_state(self, (engine, history if history is not None else RunHistory(engine.panel, engine.config)))
         self._columns = {code: j for j, code in enumerate(engine.panel.codes)}
-        self._cache: dict[tuple[Any, ...], npt.NDArray[Any]] = {}
 
     # --- clock and universe ----------------------------------------------------------------------------------
     @property
     def universe(self) -> tuple[str, ...]:
-        return self._e.panel.codes
+        return _state(self)[0].panel.codes
 
     @property
     def today(self) -> date | None:
-        t = self._e.t
-        return self._e.panel.dates[t] if t >= 0 else None
+        e = _state(self)[0]
+        t = e.t
+        return e.panel.dates[t] if t >= 0 else None
 
     @property
     def day_index(self) -> int:
-        return self._e.t
+        return _state(self)[0].t
 
     def column(self, ts_code: str) -> int:
         try:
@@ -83,108 +170,61 @@ class BacktestContext:
     # --- portfolio ---------------------------------------------------------------------------------------------
     @property
     def initial_cash(self) -> float:
-        return self._e.initial_cash_fen / 100
+        return _state(self)[0].initial_cash_fen / 100
 
     @property
     def cash(self) -> float:
-        return self._e.cash_fen / 100
+        return _state(self)[0].cash_fen / 100
 
     @property
     def positions(self) -> IntArray:
-        return _read_only(self._e.positions.copy())
+        return _read_only(_state(self)[0].positions.copy())
 
     @property
     def sellable(self) -> IntArray:
-        return _read_only(self._e.sellable())
+        return _read_only(_state(self)[0].sellable())
 
     @property
     def market_value(self) -> float:
-        return self._e.market_value_fen() / 100
+        return _state(self)[0].market_value_fen() / 100
 
     @property
     def equity(self) -> float:
-        return (self._e.cash_fen + self._e.market_value_fen()) / 100
+        e = _state(self)[0]
+        return (e.cash_fen + e.market_value_fen()) / 100
 
     def position(self, symbol: str | int) -> int:
-        return int(self._e.positions[self._one(symbol)])
+        return int(_state(self)[0].positions[self._one(symbol)])
 
     def sellable_qty(self, symbol: str | int) -> int:
-        return int(self._e.sellable()[self._one(symbol)])
+        return int(_state(self)[0].sellable()[self._one(symbol)])
 
     # --- history and indicators ----------------------------------------------------------------------------------
-    def _upto_today(self, full: npt.NDArray[Any]) -> npt.NDArray[Any]:
-        # A fresh read-only view of rows 0..t: the next bar is not in it, whatever the strategy does with the view.
-        return _read_only(full[: self._e.t + 1])
-
     def _adjusted(self, adjusted: bool) -> bool:
-        return adjusted and self._e.config.adjust_history and self._e.panel.adj_factor is not None
-
-    def _full_fen(self, field: str, adjusted: bool) -> IntArray:
-        if field not in _PRICE_FIELDS:
-            raise StrategyError(f"history_fen: {field!r} is not a price field ({', '.join(_PRICE_FIELDS)})")
-        adj = self._adjusted(adjusted)
-        key = ("fen", field, adj)
-        if key not in self._cache:
-            raw: IntArray = getattr(self._e.panel, field)
-            if adj:
-                assert self._e.panel.adj_factor is not None
-                self._cache[key] = _read_only(np.rint(raw * self._e.panel.adj_factor).astype(np.int64))
-            else:
-                self._cache[key] = _read_only(raw)
-        return self._cache[key]
-
-    def _full(self, field: str, adjusted: bool) -> FloatArray:
-        adj = self._adjusted(adjusted) and field in _PRICE_FIELDS
-        key = ("float", field, adj)
-        if key not in self._cache:
-            panel = self._e.panel
-            if field in panel.extra:
-                values = panel.extra[field]
-            elif field in ("vol", "amount"):
-                values = np.asarray(getattr(panel, field), dtype=np.float64)
-            elif field in _PRICE_FIELDS:
-                fen = getattr(panel, field)
-                values = fen * panel.adj_factor / 100.0 if adj else fen / 100.0
-                values = np.where(self._listed(), values, np.nan)
-            else:
-                raise StrategyError(
-                    f"history: unknown field {field!r}; fields: {', '.join((*_PRICE_FIELDS, 'vol', 'amount'))}"
-                )
-            self._cache[key] = _read_only(values)
-        return self._cache[key]
-
-    def _listed(self) -> npt.NDArray[np.bool_]:
-        key = ("listed",)
-        if key not in self._cache:
-            self._cache[key] = _read_only(np.logical_or.accumulate(self._e.panel.has_bar, axis=0))
-        return self._cache[key]
+        e = _state(self)[0]
+        return adjusted and e.config.adjust_history and e.panel.adj_factor is not None
 
     def history(self, field: Field | str, *, adjusted: bool = True) -> FloatArray:
-        return self._upto_today(self._full(field, adjusted))
+        e, h = _state(self)
+        adj = self._adjusted(adjusted) and field in _PRICE_FIELDS
+        return h.upto(("float", field, adj), e.t, lambda: h.copying(_full(h, field, adj), np.nan))
 
     def history_fen(self, field: PriceField, *, adjusted: bool = True) -> IntArray:
-        return self._upto_today(self._full_fen(field, adjusted))
+        e, h = _state(self)
+        adj = self._adjusted(adjusted)
+        return h.upto(("fen", field, adj), e.t, lambda: h.copying(_full_fen(h, field, adj), 0))
 
     def has_bar_history(self) -> npt.NDArray[np.bool_]:
         """Days x symbols up to today: True where the symbol traded."""
-        return self._upto_today(self._e.panel.has_bar)
+        e, h = _state(self)
+        return h.upto(("has_bar",), e.t, lambda: h.copying(h.panel.has_bar, False))
 
     def rolling_sum_fen(self, n: int, field: PriceField = "close", *, adjusted: bool = True) -> IntArray:
         if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
             raise StrategyError(f"rolling_sum_fen: n must be an integer >= 1, got {n!r}")
-        key = ("sum", int(n), field, self._adjusted(adjusted))
-        if key not in self._cache:
-            prices = self._full_fen(field, adjusted)
-            days = prices.shape[0]
-            running = np.cumsum(prices, axis=0, dtype=np.int64)
-            out = running.copy()
-            out[n:] -= running[:-n]
-            # a window is complete n - 1 rows after the symbol's first bar; before that the sum is undefined: 0
-            first = self._e.panel.has_bar.argmax(axis=0)
-            complete = np.arange(days)[:, None] >= (first + n - 1)[None, :]
-            out[~complete] = 0
-            self._cache[key] = _read_only(out)
-        return self._upto_today(self._cache[key])
+        e, h = _state(self)
+        adj = self._adjusted(adjusted)
+        return h.upto(("sum", int(n), field, adj), e.t, lambda: _rolling_sum(h, int(n), field, adj))
 
     def indicator(
         self, name: str, *, field: str = "close", output: str | None = None, **params: int | float
@@ -194,31 +234,15 @@ class BacktestContext:
             output = info.outputs[0]
         elif output not in info.outputs:
             raise StrategyError(f"{info.name} has no output {output!r}; its outputs: {', '.join(info.outputs)}")
+        e, h = _state(self)
         key = ("ind", info.name, field, output, tuple(sorted(params.items())))
-        if key not in self._cache:
-            self._compute_indicator(info.name, info.inputs, info.outputs, field, params)
-        return self._upto_today(self._cache[key])
 
-    def _compute_indicator(
-        self, name: str, inputs: list[str], outputs: list[str], field: str, params: dict[str, int | float]
-    ) -> None:
-        panel = self._e.panel
-        days, n = panel.shape
-        if len(inputs) == 1:
-            sources = {inputs[0]: self._full(field, True)}
-        else:
-            sources = {name_: self._full("vol" if name_ == "volume" else name_, True) for name_ in inputs}
-        first = panel.has_bar.argmax(axis=0)
-        listed = panel.has_bar.any(axis=0)
-        results = {out: np.full((days, n), np.nan) for out in outputs}
-        for j in np.flatnonzero(listed):
-            # each symbol from its first bar: suspended days count as bars at the last close (no gaps, no NaN)
-            start = int(first[j])
-            data = {k: np.ascontiguousarray(v[start:, j]) for k, v in sources.items()}
-            for out, values in compute(name, data, **params).items():
-                results[out][start:, j] = values
-        for out, values in results.items():
-            self._cache[("ind", name, field, out, tuple(sorted(params.items())))] = _read_only(values)
+        def make() -> _Visible:
+            if key not in h.store:
+                _compute_indicator(h, info.name, info.inputs, info.outputs, field, params)
+            return h.copying(h.store[key], np.nan)
+
+        return h.upto(key, e.t, make)
 
     # --- orders --------------------------------------------------------------------------------------------------
     def _one(self, symbol: str | int) -> int:
@@ -276,7 +300,7 @@ class BacktestContext:
                 values = np.trunc(raw * 100.0).astype(np.int64)
             if broadcast:
                 values = np.repeat(values, len(cols))
-        ids = self._e.queue(cols, kind, values)
+        ids = _state(self)[0].queue(cols, kind, values)
         return int(ids[0]) if scalar else ids
 
     def buy(self, symbol: Symbols, qty: Amount) -> int | IntArray:
@@ -316,3 +340,100 @@ class BacktestContext:
 
     def close_position(self, symbol: Symbols) -> int | IntArray:
         return self._place(symbol, KIND_CLOSE, None, "close_position", lambda _: None)
+
+
+_HIDDEN = BacktestContext.__dict__["_hidden"]
+_set_state = _HIDDEN.__set__
+del BacktestContext._hidden  # type: ignore[attr-defined]
+
+
+def _state(ctx: BacktestContext) -> tuple[Book, RunHistory]:
+    state: tuple[Book, RunHistory] = _HIDDEN.__get__(ctx, BacktestContext)
+    return state
+
+
+# --- the private whole-panel arrays ------------------------------------------------------------------------------
+
+
+def _full_fen(h: RunHistory, field: str, adj: bool) -> IntArray:
+    if field not in _PRICE_FIELDS:
+        raise StrategyError(f"history_fen: {field!r} is not a price field ({', '.join(_PRICE_FIELDS)})")
+    panel = h.panel
+    raw: IntArray = getattr(panel, field)
+    if not adj:
+        return raw
+    assert panel.adj_factor is not None
+    adj_factor = panel.adj_factor
+    return h.cached(("fen", field, True), lambda: np.rint(raw * adj_factor).astype(np.int64))
+
+
+def _full(h: RunHistory, field: str, adj: bool) -> FloatArray:
+    panel = h.panel
+
+    def compute() -> FloatArray:
+        if field in panel.extra:
+            return panel.extra[field]
+        if field in ("vol", "amount"):
+            return np.asarray(getattr(panel, field), dtype=np.float64)
+        if field in _PRICE_FIELDS:
+            fen = getattr(panel, field)
+            values = fen * panel.adj_factor / 100.0 if adj else fen / 100.0
+            return np.where(_listed(h), values, np.nan)
+        raise StrategyError(f"history: unknown field {field!r}; fields: {', '.join((*_PRICE_FIELDS, 'vol', 'amount'))}")
+
+    return h.cached(("float", field, adj), compute)
+
+
+def _listed(h: RunHistory) -> npt.NDArray[np.bool_]:
+    return h.cached(("listed",), lambda: np.logical_or.accumulate(h.panel.has_bar, axis=0))
+
+
+def _first_bar(h: RunHistory) -> IntArray:
+    return h.cached(("first",), lambda: h.panel.has_bar.argmax(axis=0).astype(np.int64))
+
+
+def _rolling_sum(h: RunHistory, n: int, field: str, adj: bool) -> _Visible:
+    """Rolling sums of n prices, filled row by row from the cumulative sums of the prices (one private array per
+    field, whatever the window): row t is cumsum[t] - cumsum[t - n], 0 until the window is complete (n - 1 rows
+    after the symbol's first bar)."""
+    prices = _full_fen(h, field, adj)
+    running = h.cached(("cumsum", field, adj), lambda: np.cumsum(prices, axis=0, dtype=np.int64))
+    complete_from = _first_bar(h) + (n - 1)
+
+    def fill(buffer: IntArray, a: int, b: int) -> None:
+        buffer[a:b] = running[a:b]
+        lo = max(a, n)
+        if lo < b:
+            buffer[lo:b] -= running[lo - n : b - n]
+        if a < int(complete_from.max()):
+            incomplete = np.arange(a, b)[:, None] < complete_from[None, :]
+            buffer[a:b][incomplete] = 0
+
+    return _Visible(_blank(prices.shape, np.int64, 0), fill)
+
+
+def _compute_indicator(
+    h: RunHistory, name: str, inputs: list[str], outputs: list[str], field: str, params: dict[str, int | float]
+) -> None:
+    panel = h.panel
+    days, n = panel.shape
+    adjusted = h.config.adjust_history and panel.adj_factor is not None
+
+    def source(name_: str) -> FloatArray:
+        return _full(h, name_, adjusted and name_ in _PRICE_FIELDS)
+
+    if len(inputs) == 1:
+        sources = {inputs[0]: source(field)}
+    else:
+        sources = {name_: source("vol" if name_ == "volume" else name_) for name_ in inputs}
+    first = panel.has_bar.argmax(axis=0)
+    listed = panel.has_bar.any(axis=0)
+    results = {out: np.full((days, n), np.nan) for out in outputs}
+    for j in np.flatnonzero(listed):
+        # each symbol from its first bar: suspended days count as bars at the last close (no gaps, no NaN)
+        start = int(first[j])
+        data = {k: np.ascontiguousarray(v[start:, j]) for k, v in sources.items()}
+        for out, values in compute(name, data, **params).items():
+            results[out][start:, j] = values
+    for out, values in results.items():
+        h.store[("ind", name, field, out, tuple(sorted(params.items())))] = _read_only(values)

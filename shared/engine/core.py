@@ -17,7 +17,15 @@ import numpy.typing as npt
 
 from shared.domain.codes import Board
 from shared.engine.config import BacktestConfig
-from shared.engine.context import KIND_CLOSE, KIND_SHARES, KIND_TARGET, KIND_VALUE, BacktestContext
+from shared.engine.context import (
+    KIND_CLOSE,
+    KIND_SHARES,
+    KIND_TARGET,
+    KIND_VALUE,
+    BacktestContext,
+    RunHistory,
+    Store,
+)
 from shared.engine.data import Panel
 from shared.engine.fees import FenFees
 from shared.engine.result import yuan
@@ -45,6 +53,7 @@ R_END = 10
 R_TARGET_REACHED = 11
 R_BAD_LOT = 12
 R_OVERSOLD = 13
+R_FEES = 14
 REASONS = (
     "",
     "suspended: no bar on the fill day",
@@ -60,6 +69,7 @@ REASONS = (
     "the target is already held: nothing to trade",
     "the quantity is not a valid lot for the board (odd lots only when selling the whole position)",
     "more than the position: the whole position was sold",
+    "fees_exceed_cash: the sale's fees exceed its amount and the cash cannot pay the difference",
 )
 
 
@@ -223,6 +233,23 @@ def size_orders(
     return qty, px, buy, sell, reason, bad_lot
 
 
+def sells_paid_for(cash_fen: int, proceeds: IntArray) -> BoolArray:
+    """Which of one portfolio's sells of a round (in order-id order) go through, so that cash never goes negative:
+    every sell with proceeds >= 0, and a sell whose fees exceed its amount (the 5 CNY minimum commission on a tiny
+    sale) only if the cash, with the round's other proceeds and in order-id order, pays the difference."""
+    keep = np.ones(len(proceeds), dtype=np.bool_)
+    costly = np.flatnonzero(proceeds < 0)
+    if len(costly) == 0:
+        return keep
+    cash = cash_fen + int(proceeds[proceeds >= 0].sum())
+    for i in costly.tolist():
+        if cash + int(proceeds[i]) >= 0:
+            cash += int(proceeds[i])
+        else:
+            keep[i] = False
+    return keep
+
+
 def cross_section(p: Panel, t: int) -> CrossSection:
     """Day t over the universe, as the strategy sees it (read-only copies, unadjusted CNY)."""
     return CrossSection(
@@ -248,7 +275,13 @@ def _read_only(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
 
 class Engine:
     def __init__(
-        self, strategy: Strategy, panel: Panel, config: BacktestConfig, *, record_positions: bool = True
+        self,
+        strategy: Strategy,
+        panel: Panel,
+        config: BacktestConfig,
+        *,
+        record_positions: bool = True,
+        store: Store | None = None,
     ) -> None:
         self.strategy = strategy
         self.panel = panel
@@ -296,7 +329,8 @@ class Engine:
         cls = type(strategy)
         self.listens_orders = cls.on_order is not Strategy.on_order
         self.listens_trades = cls.on_trade is not Strategy.on_trade
-        self.ctx = BacktestContext(self)
+        # store: where the context keeps its whole-panel arrays (the optimiser shares one between runs)
+        self.ctx = BacktestContext(self, RunHistory(panel, config, store))
         self.fill_prices = self.sizing.fill_prices
         for name in ("open", "high", "low", "close", "pre_close", "vol", "amount", "has_bar"):
             self._read_only(getattr(panel, name))
@@ -429,8 +463,9 @@ class Engine:
         filled = np.zeros(len(ids), dtype=np.int64)
         s = np.flatnonzero(sell & (qty > 0))
         if len(s):
-            self._execute_sells(t, ids[s], syms[s], qty[s], px[s], pos[s])
-            filled[s] = qty[s]
+            done = self._execute_sells(t, ids[s], syms[s], qty[s], px[s], pos[s])
+            filled[s] = np.where(done, qty[s], 0)
+            reason[s[~done]] = R_FEES
         b = np.flatnonzero(buy & (qty > 0))
         if len(b):
             got = self._execute_buys(t, ids[b], syms[b], qty[b], px[b])
@@ -444,12 +479,20 @@ class Engine:
         )
         self._settle(ids, syms, status, filled, reason)
 
-    def _execute_sells(self, t: int, ids: IntArray, syms: IntArray, qty: IntArray, px: IntArray, pos: IntArray) -> None:
+    def _execute_sells(
+        self, t: int, ids: IntArray, syms: IntArray, qty: IntArray, px: IntArray, pos: IntArray
+    ) -> BoolArray:
+        """Executes the sells the cash can pay the fees of; returns which went through."""
         amount = qty * px
         commission = self.fees.commission(amount)
         stamp = self.fees.stamp(amount, self.panel.dates[t])
         transfer = self.fees.transfer(amount)
         proceeds = amount - commission - stamp - transfer
+        done = sells_paid_for(self.cash_fen, proceeds)
+        if not done.all():
+            ids, syms, qty, px, pos = ids[done], syms[done], qty[done], px[done], pos[done]
+            amount, commission, stamp = amount[done], commission[done], stamp[done]
+            transfer, proceeds = transfer[done], proceeds[done]
         cost = self.cost_fen[syms]
         # average cost: the sold fraction of the position's total cost (fees included), half-up to the fen;
         # a full exit takes the whole remaining cost, so nothing is left behind by rounding
@@ -464,6 +507,7 @@ class Engine:
             commission=commission, stamp_duty=stamp, transfer_fee=transfer, order_id=ids, pnl=pnl,
         )  # fmt: skip
         self._tell_trades(t, ids, syms, qty, px, amount, commission + stamp + transfer, "sell")
+        return done
 
     def _execute_buys(self, t: int, ids: IntArray, syms: IntArray, qty: IntArray, px: IntArray) -> IntArray:
         amount = qty * px

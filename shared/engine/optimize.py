@@ -13,6 +13,7 @@ import math
 import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
@@ -24,12 +25,15 @@ from pydantic import ValidationError
 
 from shared.engine.batch import BatchEngine, listens_to_events
 from shared.engine.config import BacktestConfig
+from shared.engine.context import PassTooLarge
 from shared.engine.core import Engine
 from shared.engine.data import Panel, load_bars
 from shared.engine.metrics import Metrics, MetricsConfig, compute_metrics
 from shared.strategy import Strategy
 
 __all__ = [
+    "BENCHMARK_METRICS",
+    "DEFAULT_CACHE_BYTES",
     "METRIC_NAMES",
     "Constraint",
     "Domain",
@@ -38,6 +42,7 @@ __all__ = [
     "Objective",
     "OptimisationError",
     "ParameterSpace",
+    "PassTooLarge",
     "PointResult",
     "SearchResult",
     "SharedCache",
@@ -55,6 +60,19 @@ __all__ = [
 ]
 
 METRIC_NAMES: tuple[str, ...] = tuple(f.name for f in fields(Metrics))
+# Metrics against a benchmark: an optimisation loads none yet, so they would be None for every point.
+BENCHMARK_METRICS: frozenset[str] = frozenset(
+    {
+        "benchmark_total_return",
+        "benchmark_annual_return",
+        "excess_total_return",
+        "excess_annual_return",
+        "information_ratio",
+        "tracking_error",
+        "alpha",
+        "beta",
+    }
+)
 MAX_VALUES_PER_PARAMETER = 100_000
 MAX_GRID_POINTS = 1_000_000
 JsonValue = int | float | str | bool
@@ -291,10 +309,13 @@ class Objective:
     def __post_init__(self) -> None:
         if self.metric not in METRIC_NAMES:
             raise OptimisationError(f"objective: unknown metric {self.metric!r}; metrics: {', '.join(METRIC_NAMES)}")
+        if self.metric in BENCHMARK_METRICS:
+            raise OptimisationError(f"objective: {_NEEDS_BENCHMARK.format(self.metric)}")
         if self.direction not in ("maximize", "minimize"):
             raise OptimisationError(f"objective: direction must be maximize or minimize, got {self.direction!r}")
 
 
+_NEEDS_BENCHMARK = "{} needs a benchmark, which optimisation does not load yet"
 _CONSTRAINT = re.compile(r"^\s*([a-z_]+)\s*(<=|>=|<|>|==)\s*([-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?)\s*$")
 _OPS: dict[str, Callable[[float, float], bool]] = {
     "<=": lambda a, b: a <= b,
@@ -321,6 +342,8 @@ class Constraint:
         metric, op, bound = match.group(1), match.group(2), float(match.group(3))
         if metric not in METRIC_NAMES:
             raise OptimisationError(f"constraint {text!r}: unknown metric {metric!r}")
+        if metric in BENCHMARK_METRICS:
+            raise OptimisationError(f"constraint {text!r}: {_NEEDS_BENCHMARK.format(metric)}")
         return cls(metric, op, bound)  # type: ignore[arg-type]
 
     def holds(self, metrics: Mapping[str, Any]) -> bool:
@@ -395,30 +418,93 @@ def rank(results: Sequence[PointResult], objective: Objective) -> list[PointResu
 # --- evaluation over one panel ---------------------------------------------------------------------------------
 
 
-class SharedCache(OrderedDict[tuple[Any, ...], npt.NDArray[Any]]):
-    """What the backtest context caches per run (adjusted prices, rolling sums, indicators), shared by the runs of
-    one panel and one `adjust_history` setting. Exact: every entry is a function of the panel and that setting
-    only, and read-only. Bounded by bytes, least recently used evicted (a grid over 200 window lengths would
-    otherwise hold 200 rolling-sum panels)."""
+DEFAULT_CACHE_BYTES = 512 * 2**20
 
-    def __init__(self, max_bytes: int = 512 * 2**20) -> None:
+
+class SharedCache(OrderedDict[tuple[Any, ...], npt.NDArray[Any]]):
+    """What the backtest context keeps per run (adjusted prices, cumulative sums, indicators), shared by the runs of
+    one panel and one `adjust_history` setting. Exact: every entry is a function of the panel and that setting
+    only, and read-only. Bounded by bytes (`max_bytes`), least recently used evicted, with two rules that keep it
+    from thrashing:
+
+    - during a pass (`batch_pass`), an entry the pass has used is never evicted: the pass holds it anyway, and
+      evicting it would only make a later pass compute it again; the pass's visible buffers count too (`reserve`);
+    - when what a pass holds exceeds the budget, a splittable pass (several points) is stopped with `PassTooLarge`
+      and the optimiser runs its points in smaller passes; a pass of one point runs over the budget (it must run).
+
+    `computed` counts the entries ever stored: how many whole-panel arrays were computed."""
+
+    def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES) -> None:
         super().__init__()
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0:
+            raise OptimisationError(f"cache_bytes must be a whole number of bytes >= 0, got {max_bytes!r}")
         self.max_bytes = max_bytes
         self.bytes = 0
+        self.computed = 0
+        self.pass_bytes = 0  # visible buffers of the current pass
+        self._pinned: set[tuple[Any, ...]] | None = None
+        self._splittable = False
 
     def __getitem__(self, key: tuple[Any, ...]) -> npt.NDArray[Any]:
         value = super().__getitem__(key)
         self.move_to_end(key)
+        if self._pinned is not None:
+            self._pinned.add(key)
         return value
 
     def __setitem__(self, key: tuple[Any, ...], value: npt.NDArray[Any]) -> None:
         if key in self:
             self.bytes -= super().__getitem__(key).nbytes
+        else:
+            self.computed += 1
         super().__setitem__(key, value)
         self.bytes += value.nbytes
-        while self.bytes > self.max_bytes and len(self) > 1:
-            _, old = self.popitem(last=False)
+        if self._pinned is not None:
+            self._pinned.add(key)
+        self._shrink()
+
+    def reserve(self, nbytes: int) -> None:
+        """Count `nbytes` more held by the current pass (a visible buffer); outside a pass, nothing to count."""
+        if self._pinned is not None:
+            self.pass_bytes += nbytes
+            self._shrink()
+
+    def _shrink(self) -> None:
+        over = self.bytes + self.pass_bytes - self.max_bytes
+        if over <= 0:
+            return
+        pinned = self._pinned or set()
+        for key in [k for k in self if k not in pinned]:  # least recently used first
+            old = OrderedDict.__getitem__(self, key)
+            OrderedDict.__delitem__(self, key)
             self.bytes -= old.nbytes
+            over -= old.nbytes
+            if over <= 0:
+                return
+        if self._splittable:
+            raise PassTooLarge(f"the pass holds {self.bytes + self.pass_bytes} bytes; the budget is {self.max_bytes}")
+
+    @contextmanager
+    def batch_pass(self, *, splittable: bool) -> Iterator[None]:
+        """One run or batch pass: pins what it uses, counts its visible buffers, and (splittable) may raise
+        PassTooLarge. Reentrant: a pass inside a pass is part of it."""
+        if self._pinned is not None:
+            yield
+            return
+        self._pinned, self._splittable, self.pass_bytes = set(), splittable, 0
+        try:
+            yield
+        finally:
+            self._pinned, self._splittable, self.pass_bytes = None, False, 0
+            self._shrink()
+
+
+def _order_key(point: Mapping[str, Any]) -> tuple[tuple[int, float, str], ...]:
+    # numbers by value, anything else by its text; a pass then holds neighbouring points, which share arrays
+    return tuple(
+        (0, float(v), "") if isinstance(v, int | float) and not isinstance(v, bool) else (1, 0.0, str(v))
+        for v in point.values()
+    )
 
 
 @dataclass
@@ -432,9 +518,7 @@ class _Run:
 def _run_metrics(strategy: Strategy, panel: Panel, config: BacktestConfig, cache: SharedCache | None = None) -> _Run:
     """The engine run of `run_backtest` and its metrics, without the result object (orders table, hash, git
     version, JSON): an optimiser needs only the metrics. The metrics are computed exactly as run_backtest does."""
-    engine = Engine(strategy, panel, config, record_positions=False)
-    if cache is not None:
-        engine.ctx._cache = cache
+    engine = Engine(strategy, panel, config, record_positions=False, store=cache)
     engine.run()
     trades = engine.trades.arrays({k: np.int64 for k in engine.trades.columns})
     sells = trades["side"] < 0
@@ -456,7 +540,10 @@ class Evaluator:
 
     Points are run `batch_size` at a time as the portfolios of one `BatchEngine` pass (the same metrics as one at a
     time, exactly; ~7x less time per point at 100); a strategy that listens to on_order/on_trade, or
-    `batch_size=1`, runs one point at a time."""
+    `batch_size=1`, runs one point at a time. The points of a call are ordered by their parameter values first, so a
+    pass holds neighbouring points (which share indicator arrays). `cache_bytes` bounds the shared cache; a pass
+    whose arrays do not fit in it is run again as two half passes (and later passes of this evaluator are no
+    larger), so the cache never thrashes."""
 
     def __init__(
         self,
@@ -465,7 +552,7 @@ class Evaluator:
         strategy_cls: type[Strategy],
         objective: Objective | None = None,
         constraints: Sequence[Constraint] = (),
-        cache_bytes: int = 512 * 2**20,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
         batch_size: int = 100,
     ) -> None:
         if batch_size < 1:
@@ -477,6 +564,7 @@ class Evaluator:
         self.constraints = tuple(constraints)
         self.cache = SharedCache(cache_bytes)
         self.batch_size = batch_size
+        self.pass_limit = batch_size  # points per pass: lowered when a pass does not fit in the cache
 
     def __call__(self, points: Sequence[Mapping[str, Any]]) -> list[PointResult]:
         results: list[PointResult | None] = [None] * len(points)
@@ -489,11 +577,24 @@ class Evaluator:
                 batched.append((i, strategy))
             else:
                 results[i] = self._alone(point, strategy)
-        for start in range(0, len(batched), self.batch_size):
-            chunk = batched[start : start + self.batch_size]
-            outcome = self._together([points[i] for i, _ in chunk], [s for _, s in chunk])
+        batched.sort(key=lambda item: _order_key(points[item[0]]))
+        start = 0
+        while start < len(batched):
+            chunk = batched[start : start + self.pass_limit]
+            try:
+                with self.cache.batch_pass(splittable=len(chunk) > 1):
+                    outcome = self._together([points[i] for i, _ in chunk], [s for _, s in chunk])
+            except PassTooLarge:
+                # its arrays do not fit: half as many points per pass from now on (fresh strategies: the stopped
+                # ones have state); what the stopped pass computed stays cached as far as the budget allows
+                self.pass_limit = max(1, len(chunk) // 2)
+                batched[start : start + len(chunk)] = [
+                    (i, self.strategy_cls(self.strategy_cls.parse_params(points[i]))) for i, _ in chunk
+                ]
+                continue
             for (i, _), result in zip(chunk, outcome, strict=True):
                 results[i] = result
+            start += len(chunk)
         assert all(r is not None for r in results)
         return results  # type: ignore[return-value]
 
@@ -509,7 +610,8 @@ class Evaluator:
 
     def _alone(self, point: Mapping[str, Any], strategy: Strategy) -> PointResult:
         try:
-            run = _run_metrics(strategy, self.panel, self.config, self.cache)
+            with self.cache.batch_pass(splittable=False):
+                run = _run_metrics(strategy, self.panel, self.config, self.cache)
         except Exception as exc:  # a strategy that raises on one point fails that point, not the search
             return score(point, None, self.objective, error=f"{type(exc).__name__}: {exc}")
         return score(point, run.metrics, self.objective, self.constraints)
