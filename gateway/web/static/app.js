@@ -1,4 +1,4 @@
-// LiangHua web UI: log in, place orders, watch orders and live events. Plain JS, no build step, no CDN.
+// LiangHua web UI: log in, place orders, watch orders and live events, run backtests. Plain JS, no build step, no CDN.
 // Everything the server sends is put on the page with textContent, never as HTML.
 "use strict";
 
@@ -8,6 +8,10 @@
   const ORDERS_REFRESH_MS = 5000;
   const MAX_EVENTS = 200;
   const OPEN_STATUSES = new Set(["accepted", "submitted", "partially_filled"]);
+  const BACKTEST_ACTIVE = new Set(["queued", "running"]);
+  const BACKTESTS_LIMIT = 20;
+  const BACKTESTS_POLL_MS = 5000;
+  const DEFAULT_SYMBOLS = 5;
 
   const $ = (id) => document.getElementById(id);
   const state = {
@@ -18,6 +22,10 @@
     ordersTimer: null,
     expiryTimer: null,
     securities: new Map(),
+    strategies: new Map(), // name -> {name, title, description, parameters}
+    backtestProgress: new Map(), // backtest_id -> the latest backtest.progress payload
+    backtestsTimer: null,
+    paramSpecs: [], // the selected strategy's parameters, as paramSpec() describes them
   };
 
   // --- small helpers ---------------------------------------------------------------------------------------
@@ -146,6 +154,8 @@
     clearInterval(state.ordersTimer);
     clearTimeout(state.expiryTimer);
     clearTimeout(state.socketTimer);
+    clearTimeout(state.backtestsTimer);
+    state.backtestProgress.clear();
     if (state.socket) {
       const socket = state.socket;
       state.socket = null;
@@ -156,6 +166,8 @@
     show($("session"), false);
     show($("login-view"), true);
     $("orders").replaceChildren();
+    $("backtests").replaceChildren();
+    $("backtest-result").replaceChildren();
     if (message) {
       $("login-error").textContent = message;
       show($("login-error"), true);
@@ -172,6 +184,8 @@
     const canTrade = session.role === "trader" || session.role === "admin";
     $("order-fields").disabled = !canTrade;
     show($("order-readonly"), !canTrade);
+    $("backtest-fields").disabled = !canTrade;
+    show($("backtest-readonly"), !canTrade);
     state.expiryTimer = setTimeout(() => logout("Your session has expired: please log in again."),
       Math.max(0, session.expiresAt - Date.now()));
 
@@ -181,10 +195,15 @@
       session.accountId = me.data.account_id;
       session.role = me.data.role;
       sessionStorage.setItem(SESSION_KEY, JSON.stringify(session));
+      const canRun = session.role === "trader" || session.role === "admin";
+      $("backtest-fields").disabled = !canRun;
+      show($("backtest-readonly"), !canRun);
     }
     connectEvents();
     loadSecurities();
+    loadStrategies();
     refreshOrders();
+    refreshBacktests();
     state.ordersTimer = setInterval(refreshOrders, ORDERS_REFRESH_MS);
   }
 
@@ -201,6 +220,11 @@
     });
     $("securities").replaceChildren(...options);
     describeSecurity();
+    // The demo market is small: its first few symbols make a backtest that runs at once.
+    if (!$("backtest-symbols").value.trim()) {
+      $("backtest-symbols").value = result.data.slice(0, DEFAULT_SYMBOLS).map((s) => s.ts_code).join(", ");
+    }
+    suggestSymbols();
   }
 
   function describeSecurity() {
@@ -376,6 +400,7 @@
       state.socketTimer = setTimeout(connectEvents, state.socketRetryMs);
       state.socketRetryMs = Math.min(state.socketRetryMs * 2, 30000);
       refreshOrders(); // events missed while disconnected are in the orders table
+      refreshBacktests();
     });
   }
 
@@ -418,14 +443,29 @@
     list.prepend(item);
     while (list.children.length > MAX_EVENTS) list.lastElementChild.remove();
     if (event.type.startsWith("order.") || event.type.startsWith("trade.")) scheduleOrdersRefresh();
+    if (event.type.startsWith("backtest.")) onBacktestEvent(event.type, p);
   }
 
   // The report is a self-contained HTML page behind the same credentials as the API: fetch it with the token and
   // show it from a blob URL (a plain link would carry no Authorization header).
   async function openReport(backtestId) {
     const headers = state.session ? { Authorization: `Bearer ${state.session.token}` } : {};
-    const response = await fetch(`/api/v1/backtests/${encodeURIComponent(backtestId)}/report.html`, { headers });
-    if (!response.ok) return;
+    let response;
+    try {
+      response = await fetch(`/api/v1/backtests/${encodeURIComponent(backtestId)}/report.html`, { headers });
+    } catch (err) {
+      response = null;
+    }
+    if (!response || !response.ok) {
+      let data = null;
+      try {
+        data = response ? await response.json() : null;
+      } catch (err) {
+        data = null;
+      }
+      showBacktestsError(`Report ${backtestId}: ${errorText({ status: response ? response.status : 0, data })}`);
+      return;
+    }
     const url = URL.createObjectURL(new Blob([await response.text()], { type: "text/html" }));
     window.open(url, "_blank", "noopener");
   }
@@ -435,6 +475,500 @@
   function scheduleOrdersRefresh() {
     clearTimeout(refreshSoon);
     refreshSoon = setTimeout(refreshOrders, 300);
+  }
+
+  // --- backtests -------------------------------------------------------------------------------------------
+
+  function canRunBacktests() {
+    return !!state.session && (state.session.role === "trader" || state.session.role === "admin");
+  }
+
+  function showBacktestsError(message) {
+    const box = $("backtests-error");
+    box.textContent = message || "";
+    show(box, !!message);
+  }
+
+  async function loadStrategies() {
+    const result = await api("/api/v1/strategies");
+    if (!state.session) return;
+    if (!result.ok || !Array.isArray(result.data)) {
+      $("backtest-result").replaceChildren(
+        el("div", { class: "alert alert-danger mb-0", role: "alert", text: `Could not load strategies: ${errorText(result)}` }),
+      );
+      return;
+    }
+    const select = $("backtest-strategy");
+    const previous = select.value;
+    state.strategies.clear();
+    const options = result.data.map((s) => {
+      state.strategies.set(s.name, s);
+      return el("option", { value: s.name, text: s.title ? `${s.name} · ${s.title}` : s.name });
+    });
+    select.replaceChildren(...options);
+    if (state.strategies.has(previous)) select.value = previous;
+    else if (state.strategies.has("dual_ma")) select.value = "dual_ma";
+    renderParams();
+  }
+
+  // Pydantic writes enums as $ref into $defs and an Optional[X] as anyOf [X, null]: one level of each is resolved.
+  function resolveSchema(node, defs) {
+    let out = node || {};
+    const ref = out.$ref || (Array.isArray(out.allOf) && out.allOf.length === 1 && out.allOf[0].$ref);
+    if (typeof ref === "string" && ref.startsWith("#/$defs/")) {
+      const { $ref, allOf, ...rest } = out;
+      out = { ...(defs[ref.slice("#/$defs/".length)] || {}), ...rest };
+    }
+    return out;
+  }
+
+  // One input per property. A number that may also be given as a string (a decimal such as cash_reserve) is shown as
+  // a number but sent as typed, so "0.1" reaches the strategy exactly.
+  function paramSpec(name, raw, defs, required) {
+    const prop = resolveSchema(raw, defs);
+    let kind = prop.type;
+    let bounds = prop;
+    let sendAsText = false;
+    if (!kind && Array.isArray(prop.anyOf)) {
+      const branches = prop.anyOf.map((b) => resolveSchema(b, defs)).filter((b) => b.type && b.type !== "null");
+      const numeric = branches.find((b) => b.type === "number" || b.type === "integer");
+      const enumerated = branches.find((b) => Array.isArray(b.enum));
+      if (numeric) {
+        kind = numeric.type;
+        bounds = numeric;
+        sendAsText = branches.some((b) => b.type === "string");
+      } else if (enumerated) {
+        kind = enumerated.type;
+        bounds = enumerated;
+      } else {
+        kind = (branches[0] && branches[0].type) || "string";
+      }
+    }
+    let choices = null;
+    if (Array.isArray(prop.enum)) choices = prop.enum;
+    else if (Array.isArray(bounds.enum)) choices = bounds.enum;
+    else if (prop.const !== undefined) choices = [prop.const];
+    return {
+      name,
+      kind,
+      sendAsText,
+      choices,
+      required,
+      title: prop.title || name,
+      description: prop.description || "",
+      default: prop.default,
+      minimum: bounds.minimum,
+      maximum: bounds.maximum,
+      exclusiveMinimum: bounds.exclusiveMinimum,
+      exclusiveMaximum: bounds.exclusiveMaximum,
+    };
+  }
+
+  function boundsText(spec) {
+    const parts = [];
+    if (spec.minimum !== undefined) parts.push(`≥ ${spec.minimum}`);
+    if (spec.exclusiveMinimum !== undefined) parts.push(`> ${spec.exclusiveMinimum}`);
+    if (spec.maximum !== undefined) parts.push(`≤ ${spec.maximum}`);
+    if (spec.exclusiveMaximum !== undefined) parts.push(`< ${spec.exclusiveMaximum}`);
+    return parts.join(", ");
+  }
+
+  function renderParams() {
+    const container = $("backtest-params");
+    const strategy = state.strategies.get($("backtest-strategy").value);
+    $("backtest-strategy-description").textContent = strategy ? strategy.description || "" : "";
+    if (!strategy) {
+      container.replaceChildren();
+      return;
+    }
+    const schema = strategy.parameters || {};
+    const defs = schema.$defs || schema.definitions || {};
+    const required = new Set(Array.isArray(schema.required) ? schema.required : []);
+    const specs = Object.entries(schema.properties || {}).map(([name, prop]) =>
+      paramSpec(name, prop, defs, required.has(name)),
+    );
+    state.paramSpecs = specs;
+    const fields = specs.map(paramField);
+    container.replaceChildren(
+      el("div", { class: "form-label fw-semibold small text-body-secondary mb-1", text: "Parameters" }),
+      fields.length
+        ? el("div", { class: "row g-2 backtest-params" }, ...fields)
+        : el("p", { class: "small text-body-secondary", text: "This strategy takes no parameters." }),
+    );
+  }
+
+  function paramField(spec) {
+    const id = `backtest-param-${spec.name}`;
+    const common = { id, class: "form-control form-control-sm", "data-field": `params.${spec.name}`, "data-param": spec.name };
+    let input;
+    if (spec.choices) {
+      input = el(
+        "select",
+        { ...common, class: "form-select form-select-sm" },
+        ...spec.choices.map((c) => el("option", { value: String(c), text: String(c) })),
+      );
+      if (spec.default !== undefined) input.value = String(spec.default);
+    } else if (spec.kind === "boolean") {
+      input = el("input", { ...common, class: "form-check-input", type: "checkbox" });
+      input.checked = spec.default === true;
+    } else if (spec.kind === "integer" || spec.kind === "number") {
+      input = el("input", {
+        ...common,
+        type: "number",
+        step: spec.kind === "integer" ? "1" : "any",
+        min: spec.minimum ?? spec.exclusiveMinimum,
+        max: spec.maximum ?? spec.exclusiveMaximum,
+        value: spec.default === undefined || spec.default === null ? undefined : String(spec.default),
+      });
+    } else {
+      input = el("input", {
+        ...common,
+        type: "text",
+        autocomplete: "off",
+        value: spec.default === undefined || spec.default === null ? undefined : String(spec.default),
+      });
+    }
+    if (spec.required) input.required = true;
+    const helpText = [spec.description, boundsText(spec), spec.default !== undefined ? `default ${spec.default}` : ""]
+      .filter(Boolean)
+      .join(" · ");
+    const label = el(
+      "label",
+      { class: spec.kind === "boolean" ? "form-check-label small" : "form-label small mb-0", for: id, text: spec.title },
+      el("span", { class: "mono text-body-secondary ms-1", text: spec.name }),
+      spec.required ? el("span", { class: "text-danger ms-1", title: "required", text: "*" }) : null,
+    );
+    const help = el("div", { class: "form-text small", id: `${id}-help`, text: helpText });
+    input.setAttribute("aria-describedby", help.id);
+    if (spec.kind === "boolean") {
+      return el("div", { class: "col-sm-6" }, el("div", { class: "form-check" }, input, label), help);
+    }
+    return el("div", { class: "col-sm-6" }, label, input, help);
+  }
+
+  // Values are read as typed; the service validates them against the schema and names the field when it refuses.
+  function readParams() {
+    const params = {};
+    const problems = [];
+    for (const spec of state.paramSpecs || []) {
+      const input = $(`backtest-param-${spec.name}`);
+      if (!input) continue;
+      if (spec.kind === "boolean" && !spec.choices) {
+        params[spec.name] = input.checked;
+        continue;
+      }
+      if (input.validity && input.validity.badInput) {
+        problems.push({ field: `params.${spec.name}`, message: "not a number" });
+        continue;
+      }
+      const value = input.value.trim();
+      if (value === "") continue; // the strategy's default applies (or the service says the field is required)
+      if (spec.choices) {
+        params[spec.name] = spec.choices.find((c) => String(c) === value) ?? value;
+      } else if (spec.kind === "integer" && /^[+-]?\d+$/.test(value)) {
+        params[spec.name] = Number.parseInt(value, 10);
+      } else if (spec.kind === "number" && !spec.sendAsText && Number.isFinite(Number(value))) {
+        params[spec.name] = Number(value);
+      } else {
+        params[spec.name] = value;
+      }
+    }
+    return { params, problems };
+  }
+
+  function parseSymbols(text) {
+    return text
+      .split(/[\s,，;；]+/)
+      .map((s) => s.trim().toUpperCase())
+      .filter(Boolean);
+  }
+
+  // A datalist completes the whole value, so each suggestion repeats the codes already typed and adds one.
+  function suggestSymbols() {
+    const input = $("backtest-symbols");
+    const text = input.value;
+    const cut = Math.max(text.lastIndexOf(","), text.lastIndexOf("，"));
+    const prefix = cut >= 0 ? `${text.slice(0, cut + 1).trimEnd()} ` : "";
+    const partial = text.slice(cut + 1).trim().toUpperCase();
+    const chosen = new Set(parseSymbols(text.slice(0, cut + 1)));
+    const options = [];
+    for (const s of state.securities.values()) {
+      if (chosen.has(s.ts_code)) continue;
+      if (partial && !s.ts_code.startsWith(partial) && !(s.name || "").includes(partial)) continue;
+      options.push(el("option", { value: prefix + s.ts_code, label: `${s.name || ""}${s.is_st ? " (ST)" : ""}` }));
+      if (options.length >= 50) break;
+    }
+    $("backtest-securities").replaceChildren(...options);
+    const codes = parseSymbols(text);
+    const unknown = state.securities.size ? codes.filter((c) => !state.securities.has(c)) : [];
+    $("backtest-symbols-count").textContent =
+      `${codes.length} symbol${codes.length === 1 ? "" : "s"}` + (unknown.length ? ` · not in the market: ${unknown.join(", ")}` : "");
+  }
+
+  function clearBacktestErrors() {
+    for (const node of $("backtest-form").querySelectorAll(".is-invalid")) node.classList.remove("is-invalid");
+    for (const node of $("backtest-form").querySelectorAll(".invalid-feedback")) node.remove();
+  }
+
+  // details[].field is the request's path (params.fast, universe.ts_codes, initial_cash): the input carrying that
+  // path in data-field (or a parent of it) is marked and gets the message under it.
+  function markBacktestErrors(details) {
+    const inputs = Array.from($("backtest-form").querySelectorAll("[data-field]"));
+    for (const detail of details) {
+      const field = String(detail.field || "");
+      const input = inputs.find((node) =>
+        node.dataset.field.split(" ").some((name) => field === name || field.startsWith(`${name}.`)),
+      );
+      if (!input) continue;
+      input.classList.add("is-invalid");
+      input.after(el("div", { class: "invalid-feedback", text: detail.message || "" }));
+    }
+  }
+
+  function renderBacktestRefusal(result, details) {
+    const box = el("div", { class: "alert alert-danger mb-0", role: "alert" }, el("strong", { text: errorText(result) }));
+    if (details.length) {
+      box.append(el("ul", { class: "mb-0 mt-2" }, ...details.map((d) => el("li", { text: `${d.field}: ${d.message}` }))));
+    }
+    if (result.requestId) box.append(el("div", { class: "small text-body-secondary mt-2 mono", text: `request ${result.requestId}` }));
+    return box;
+  }
+
+  async function submitBacktest(event) {
+    event.preventDefault();
+    const out = $("backtest-result");
+    clearBacktestErrors();
+    const { params, problems } = readParams();
+    suggestSymbols(); // the count under the field follows what is sent
+    if (problems.length) {
+      markBacktestErrors(problems);
+      const result = { status: 0, data: { code: "invalid_input", message: "fix the marked fields" } };
+      out.replaceChildren(renderBacktestRefusal(result, problems));
+      return;
+    }
+    const request = {
+      strategy: $("backtest-strategy").value,
+      params,
+      universe: { ts_codes: parseSymbols($("backtest-symbols").value) },
+      start: $("backtest-start").value,
+      end: $("backtest-end").value,
+      // Money travels as a decimal string, as for orders.
+      initial_cash: $("backtest-cash").value.trim(),
+      benchmark: null,
+    };
+    $("backtest-submit").disabled = true;
+    out.replaceChildren(el("div", { class: "text-body-secondary small", text: "Sending…" }));
+    try {
+      const result = await api("/api/v1/backtests", { method: "POST", json: request });
+      if (!state.session) return;
+      if (result.ok) {
+        out.replaceChildren(
+          el(
+            "div",
+            { class: "alert alert-success mb-0", role: "status" },
+            el("strong", { text: "Backtest queued. " }),
+            el("span", { class: "mono", text: fmt(result.data && result.data.backtest_id) }),
+          ),
+        );
+        refreshBacktests();
+        return;
+      }
+      const details = result.data && Array.isArray(result.data.details) ? result.data.details : [];
+      markBacktestErrors(details.length ? details : messageAsDetail(result.data));
+      out.replaceChildren(renderBacktestRefusal(result, details));
+    } finally {
+      $("backtest-submit").disabled = false;
+    }
+  }
+
+  // Some refusals (unknown_strategy) carry no details, only a message that starts with the field: "strategy: ...".
+  function messageAsDetail(data) {
+    const match = data && typeof data.message === "string" && /^([\w.]+): (.*)$/s.exec(data.message);
+    return match ? [{ field: match[1], message: match[2] }] : [];
+  }
+
+  async function refreshBacktests() {
+    if (!state.session) return;
+    clearTimeout(state.backtestsTimer);
+    const result = await api(`/api/v1/backtests?limit=${BACKTESTS_LIMIT}`);
+    if (!state.session) return;
+    if (!result.ok) {
+      showBacktestsError(`Could not load backtests: ${errorText(result)}`);
+      return;
+    }
+    showBacktestsError("");
+    const runs = Array.isArray(result.data) ? result.data : [];
+    const canRun = canRunBacktests();
+    $("backtests").replaceChildren(...runs.map((b) => backtestRow(b, canRun)));
+    if (!runs.length) {
+      $("backtests").append(el("tr", {}, el("td", { colspan: "8", class: "text-body-secondary small", text: "No backtests yet." })));
+    }
+    for (const id of state.backtestProgress.keys()) {
+      if (!runs.some((b) => b.backtest_id === id && b.status === "running")) state.backtestProgress.delete(id);
+    }
+    $("backtests-updated").textContent = `updated ${new Date().toLocaleTimeString("zh-CN", { hour12: false })}`;
+    // Events are the fast path; while a run is open this poll catches the ones missed (e.g. a socket reconnecting).
+    if (runs.some((b) => BACKTEST_ACTIVE.has(b.status))) {
+      state.backtestsTimer = setTimeout(refreshBacktests, BACKTESTS_POLL_MS);
+    }
+  }
+
+  function paramsText(b) {
+    const params = b.params || {};
+    if (Array.isArray(params.sleeves)) return `${params.sleeves.length} sleeves`;
+    return Object.entries(params)
+      .map(([k, v]) => `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`)
+      .join(" ");
+  }
+
+  function fmtPercent(value) {
+    const number = Number(value);
+    if (value === undefined || value === null || value === "" || !Number.isFinite(number)) return null;
+    return `${number > 0 ? "+" : ""}${(number * 100).toFixed(2)}%`;
+  }
+
+  function fmtMoney(value) {
+    const number = Number(value);
+    if (value === undefined || value === null || value === "" || !Number.isFinite(number)) return "—";
+    return number.toLocaleString("zh-CN", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+  }
+
+  function backtestStatusClass(status) {
+    return (
+      {
+        succeeded: "text-bg-success",
+        running: "text-bg-primary",
+        queued: "text-bg-secondary",
+        failed: "text-bg-danger",
+        cancelled: "text-bg-light",
+      }[status] || "text-bg-light"
+    );
+  }
+
+  function progressBar(backtestId) {
+    const p = state.backtestProgress.get(backtestId);
+    const percent = p ? Math.max(0, Math.min(100, Number(p.percent) || 0)) : 0;
+    const bar = el("div", {
+      class: "progress-bar progress-bar-striped progress-bar-animated",
+      id: `backtest-bar-${backtestId}`,
+    });
+    bar.style.width = `${percent}%`; // through the CSSOM: the page's CSP refuses style attributes
+    const wrap = el(
+      "div",
+      {
+        class: "progress backtest-progress mt-1",
+        role: "progressbar",
+        "aria-label": "backtest progress",
+        "aria-valuemin": "0",
+        "aria-valuemax": "100",
+        "aria-valuenow": String(percent),
+      },
+      bar,
+    );
+    const caption = el("div", { class: "small text-body-secondary", id: `backtest-bar-text-${backtestId}`, text: progressText(p) });
+    return [wrap, caption];
+  }
+
+  function progressText(p) {
+    if (!p) return "starting…";
+    return `${fmt(p.percent)}% · ${fmt(p.days_done)}/${fmt(p.days)} days` + (p.eta_s != null ? ` · ~${Math.round(p.eta_s)} s left` : "");
+  }
+
+  // Progress arrives about once a second: the running row's bar is moved in place rather than reloading the table.
+  function updateProgressBar(p) {
+    const bar = document.getElementById(`backtest-bar-${p.backtest_id}`);
+    if (!bar) return false;
+    const percent = Math.max(0, Math.min(100, Number(p.percent) || 0));
+    bar.style.width = `${percent}%`;
+    bar.parentElement.setAttribute("aria-valuenow", String(percent));
+    const caption = document.getElementById(`backtest-bar-text-${p.backtest_id}`);
+    if (caption) caption.textContent = progressText(p);
+    return true;
+  }
+
+  function backtestRow(b, canRun) {
+    const summary = b.summary || {};
+    const returnText = fmtPercent(summary.total_return);
+    const returnClass = returnText ? (Number(summary.total_return) > 0 ? "return-up" : Number(summary.total_return) < 0 ? "return-down" : "") : "";
+    const codes = Array.isArray(b.ts_codes) ? b.ts_codes : [];
+    const universeLabel = b.universe && b.universe.label ? String(b.universe.label) : codes.join(", ");
+
+    const statusCell = el(
+      "td",
+      {},
+      el("span", { class: `badge ${backtestStatusClass(b.status)}`, text: fmt(b.status) }),
+      b.cancel_requested && BACKTEST_ACTIVE.has(b.status) ? el("span", { class: "small text-body-secondary ms-1", text: "cancelling…" }) : null,
+    );
+    if (b.status === "running") statusCell.append(...progressBar(b.backtest_id));
+    if (b.error) {
+      // A strategy that raised leaves a traceback: its last line says what went wrong, the rest is in the tooltip.
+      const lines = String(b.error).split("\n").map((line) => line.trim()).filter(Boolean);
+      const error = String(b.error);
+      statusCell.append(el("div", {
+        class: "small text-danger text-truncate backtest-error",
+        title: error.length > 2000 ? `…${error.slice(-2000)}` : error,
+        text: lines[lines.length - 1] || "",
+      }));
+    }
+
+    const actions = el("td", { class: "text-end text-nowrap" });
+    if (b.status === "succeeded") {
+      actions.append(el("button", {
+        class: "btn btn-outline-primary btn-sm",
+        type: "button",
+        text: "Report",
+        onclick: () => openReport(b.backtest_id),
+      }));
+    }
+    if (canRun && BACKTEST_ACTIVE.has(b.status) && !b.cancel_requested) {
+      actions.append(el("button", {
+        class: "btn btn-outline-danger btn-sm ms-1",
+        type: "button",
+        text: "Cancel",
+        onclick: () => cancelBacktest(b.backtest_id),
+      }));
+    }
+
+    return el(
+      "tr",
+      { id: `backtest-row-${b.backtest_id}` },
+      el("td", { class: "small text-nowrap", text: fmtTime(b.created_at), title: `backtest ${fmt(b.backtest_id)}` }),
+      el(
+        "td",
+        {},
+        el("div", { text: b.name ? `${fmt(b.name)} · ${fmt(b.strategy)}` : fmt(b.strategy) }),
+        el("div", { class: "small text-body-secondary mono", text: paramsText(b) }),
+      ),
+      el("td", { class: "text-end", text: String(codes.length), title: universeLabel.slice(0, 1000) || undefined }),
+      el("td", { class: "small text-nowrap", text: `${fmt(b.start)} → ${fmt(b.end)}` }),
+      statusCell,
+      el("td", { class: `text-end ${returnClass}`, text: returnText || "—" }),
+      el("td", { class: "text-end", text: fmtMoney(summary.final_equity) }),
+      actions,
+    );
+  }
+
+  async function cancelBacktest(backtestId) {
+    const result = await api(`/api/v1/backtests/${encodeURIComponent(backtestId)}/cancel`, { method: "POST" });
+    if (!result.ok) showBacktestsError(`Cancel ${backtestId}: ${errorText(result)}`);
+    refreshBacktests();
+  }
+
+  function onBacktestEvent(type, p) {
+    if (!p || !p.backtest_id) return;
+    if (type === "backtest.progress") {
+      state.backtestProgress.set(p.backtest_id, p);
+      if (updateProgressBar(p)) return; // the row already shows it running
+    } else if (type === "backtest.finished") {
+      state.backtestProgress.delete(p.backtest_id);
+    }
+    scheduleBacktestsRefresh();
+  }
+
+  let backtestsSoon = null;
+  function scheduleBacktestsRefresh() {
+    clearTimeout(backtestsSoon);
+    backtestsSoon = setTimeout(refreshBacktests, 300);
   }
 
   // --- wiring ----------------------------------------------------------------------------------------------
@@ -447,6 +981,13 @@
     $("order-ts-code").addEventListener("input", describeSecurity);
     $("orders-refresh").addEventListener("click", refreshOrders);
     $("events-clear").addEventListener("click", () => $("events").replaceChildren());
+    $("backtest-form").addEventListener("submit", submitBacktest);
+    $("backtest-strategy").addEventListener("change", () => {
+      clearBacktestErrors();
+      renderParams();
+    });
+    $("backtest-symbols").addEventListener("input", suggestSymbols);
+    $("backtests-refresh").addEventListener("click", refreshBacktests);
     state.session = loadSession();
     if (state.session) startDesk();
     else show($("login-view"), true);
