@@ -7,7 +7,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     load_demo_data: bool = True
     # Market data source: "demo" (the generated demo market) or "tushare" (Tushare Pro; needs LH_TUSHARE_TOKEN).
     data_provider: Literal["demo", "tushare"] = "demo"
-    tushare_token: str = ""  # never logged
+    tushare_token: SecretStr = SecretStr("")  # SecretStr: repr(Settings) and logs never show it
     tushare_url: str = "http://api.waditu.com/dataapi"
     tushare_timeout_s: float = Field(default=30.0, gt=0)
     # The daily update runs after the close on trading days, Asia/Shanghai time ("HH:MM"); "" disables it.

@@ -5,15 +5,18 @@ decimal strings (JSON) or integers in fen (Arrow/Parquet, unadjusted)."""
 
 from __future__ import annotations
 
+import os
 import re
 import tempfile
+from collections.abc import AsyncIterator
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, BinaryIO
 
+from anyio import to_thread
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import FileResponse
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, BeforeValidator
 from sqlalchemy import make_url
 
@@ -204,6 +207,7 @@ async def get_bars(
         return Response(cached, media_type="application/json")
     store = _store(request)
     async with store.snapshot() as reads:
+        seen = await reads.data_version()  # first in the session: the version of what the reads below see
         security = await _security(reads, code)
         bars = await reads.bars(security.ts_code, start, end)
         if adjust is Adjust.NONE:
@@ -212,19 +216,20 @@ async def get_bars(
             anchor_day = anchor or end
             anchors = await _anchor_micros(reads, [security.ts_code], anchor_day, {security.ts_code: bars})
             body = adjusted_bars_body(security.ts_code, bars, adjust, anchor_day, anchors.get(security.ts_code))
-    await read_cache.put("bars", key, body)
+    await read_cache.put("bars", key, body, seen=seen)
     return Response(body, media_type="application/json")
 
 
 async def _anchor_micros(
     store: DataStore, codes: list[str], anchor: date, bars: dict[str, list[BarRecord]]
 ) -> dict[str, int]:
-    """Each symbol's factor on the anchor date; a symbol with none by then anchors at its first bar in the range."""
+    """Each symbol's factor on the anchor date; a symbol with none by then (an anchor before its first bar) anchors
+    at its first stored bar, whatever the range asked: the rule of the bulk reads too (bulk._anchor_by_symbol)."""
     found = await store.anchor_factors(codes, anchor)
     out = {code: factor_micro(value) for code, value in found.items()}
-    for code, series in bars.items():
-        if code not in out and series:
-            out[code] = factor_micro(series[0].adj_factor)
+    lacking = [code for code, series in bars.items() if code not in out and series]
+    for code, value in (await store.first_bar_factors(lacking)).items():
+        out[code] = factor_micro(value)
     return out
 
 
@@ -268,16 +273,35 @@ async def get_many_bars(
     if cached is not None:
         return Response(cached, media_type="application/json")
     async with _store(request).snapshot() as reads:
+        seen = await reads.data_version()
         series = await reads.bars_of(codes, start, end)
         anchor_day = anchor or end
         anchors = await _anchor_micros(reads, codes, anchor_day, series) if adjust is Adjust.QFQ else {}
     body = many_bars_body(series, adjust, anchor_day, anchors, start, end)
-    await read_cache.put("bars", key, body)
+    await read_cache.put("bars", key, body, seen=seen)
     return Response(body, media_type="application/json")
 
 
-class _BigFileResponse(FileResponse):
-    chunk_size = 1 << 20  # hundreds of MB: 1 MB sends instead of Starlette's 64 KB
+_SEND_CHUNK = 1 << 20  # hundreds of MB: 1 MB sends instead of Starlette's 64 KB
+
+
+def _open_file_response(file: BinaryIO, media_type: str, filename: str, headers: dict[str, str]) -> Response:
+    """Stream an already open file (a FileResponse opens its path only when sending, by which time a concurrent
+    build may have pruned it), closing it when done."""
+    size = os.fstat(file.fileno()).st_size
+
+    async def chunks() -> AsyncIterator[bytes]:
+        try:
+            while chunk := await to_thread.run_sync(file.read, _SEND_CHUNK):
+                yield chunk
+        finally:
+            file.close()
+
+    return StreamingResponse(
+        chunks(),
+        media_type=media_type,
+        headers={**headers, "Content-Length": str(size), "Content-Disposition": f'attachment; filename="{filename}"'},
+    )
 
 
 def _bulk(request: Request) -> BulkBars:
@@ -313,7 +337,7 @@ async def get_bulk_bars(
     ts_codes: Annotated[str | None, Query(description="comma-separated; default the whole market")] = None,
     adjust: AdjustParam = Adjust.NONE,
     anchor: AnchorParam = None,
-) -> FileResponse:
+) -> Response:
     """Bars of many symbols (default the whole market) as one Arrow IPC stream or Parquet file, for bulk
     consumers. Columns: ts_code, trade_date, open, high, low, close, pre_close (int64 fen unadjusted, float64 CNY
     with 4 decimals for qfq/hfq), vol (int64 shares), amount (int64 fen), adj_factor (float64). Answers are cached
@@ -323,13 +347,8 @@ async def get_bulk_bars(
     _check_anchor(adjust, anchor)
     codes = tuple(_codes_param(ts_codes)) if ts_codes is not None else None
     query = BulkQuery(format=format, start=start, end=end, ts_codes=codes, adjust=adjust, anchor=anchor)
-    path, version = await _bulk(request).answer(query)
-    return _BigFileResponse(
-        path,
-        media_type=FORMATS[format],
-        headers={"X-LH-Data-Version": str(version)},
-        filename=f"bars-v{version}.{format}",
-    )
+    file, version = await _bulk(request).open_answer(query)
+    return _open_file_response(file, FORMATS[format], f"bars-v{version}.{format}", {"X-LH-Data-Version": str(version)})
 
 
 @router.get("/cross-section")
@@ -343,8 +362,10 @@ async def get_cross_section(
     cached = await read_cache.get("bars", key)
     if cached is not None:
         return Response(cached, media_type="application/json")
-    body = cross_section_body(trade_date, await _store(request).cross_section(trade_date))
-    await read_cache.put("bars", key, body)
+    async with _store(request).snapshot() as reads:
+        seen = await reads.data_version()
+        body = cross_section_body(trade_date, await reads.cross_section(trade_date))
+    await read_cache.put("bars", key, body, seen=seen)
     return Response(body, media_type="application/json")
 
 
@@ -435,9 +456,10 @@ async def get_quote(request: Request, ts_code: str) -> Response:
     if cached is not None:
         return Response(cached, media_type="application/json")
     async with _store(request).snapshot() as store:
+        seen = await store.data_version()
         quote = await next_session_quote(store, await _security(store, code))
     body = _quote_out(quote).model_dump_json()
-    await read_cache.put("quote", code, body)
+    await read_cache.put("quote", code, body, seen=seen)
     return Response(body, media_type="application/json")
 
 

@@ -1,4 +1,4 @@
-"""The data service app: its database, migrations and (when the store is empty) the demo market at start-up; the
+"""The data service app: its database, migrations and (demo provider, empty store) the demo market at start-up; the
 ingestion pipeline with its API, the outbox relay of `bars.updated`, and the daily update scheduler."""
 
 from __future__ import annotations
@@ -64,8 +64,8 @@ class TradingDays:
 
 
 class StoreRunLog:
-    """The scheduler's run log is the store itself: a day is done once its bars are stored (by the update, a
-    manual backfill or an import), so a restart never repeats it."""
+    """The scheduler's run log is the store itself: a day is done once the update or a backfill has stored it in
+    full (`Ingestor.last_update_day`; bars imported from files do not count), so a restart never repeats it."""
 
     def __init__(self, ingestor: Ingestor) -> None:
         self._ingestor = ingestor
@@ -100,6 +100,7 @@ def create_app(
     db = Database(settings.database_url_for("data"))
     read_cache = ReadCache(infra.cache, settings.bus_namespace)
     store = DataStore(db, on_change=read_cache.invalidate)
+    read_cache.version = store.data_version
     relay = OutboxRelay(db, outbox, infra.bus)
     options = ingest_options or IngestOptions()
     if settings.data_update_at:
@@ -127,7 +128,9 @@ def create_app(
                 log.warning(
                     "%d ingest run(s) were interrupted by a stop; running them again completes them", interrupted
                 )
-            if settings.load_demo_data and await store.count_securities() == 0:
+            # The demo market only ever goes into a demo store: generated bars in a Tushare store would pass for
+            # real ones (and `update` would continue from the demo's last day).
+            if settings.data_provider == "demo" and settings.load_demo_data and await store.count_securities() == 0:
                 await load_demo_market(store, settings)
             relay.start()
             task: asyncio.Task[None] | None = None

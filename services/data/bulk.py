@@ -21,6 +21,7 @@ import tempfile
 from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pyarrow as pa
@@ -78,6 +79,18 @@ class BulkBars:
             await asyncio.to_thread(_write_answer, snapshot, query, anchors, version, path)
             self._prune_answers(version)
         return path, version
+
+    async def open_answer(self, query: BulkQuery) -> tuple[BinaryIO, int]:
+        """The answer to `query`, opened: (binary file, data version). Served from the open file, the answer stays
+        readable even if a build for a newer version prunes it meanwhile (an open file outlives its unlinking);
+        one pruned between `answer` and the opening is built again."""
+        for _ in range(3):
+            path, version = await self.answer(query)
+            try:
+                return path.open("rb"), version
+            except FileNotFoundError:
+                log.info("bulk answer pruned before it was opened; building it again", extra={"version": version})
+        raise RuntimeError("bulk answer files keep disappearing: is another process pruning this directory?")
 
     async def _snapshot(self, version: int) -> Path:
         path = self._snapshot_path(version)

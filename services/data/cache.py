@@ -4,6 +4,7 @@ checks and the paper broker's fill price), and bar ranges. Every load of new dat
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from shared.cache import Cache
 
@@ -18,10 +19,12 @@ class ReadCache:
     """Read-through cache of response bodies by kind ("quote", "bars") and key. A cache that does not answer is
     bypassed, never fatal: the store answers instead."""
 
-    def __init__(self, cache: Cache, namespace: str) -> None:
+    def __init__(self, cache: Cache, namespace: str, version: Callable[[], Awaitable[int]] | None = None) -> None:
         self.cache = cache
         # Deployments (and test runs) sharing one Redis keep apart by namespace, as their queues do.
         self.prefix = f"{namespace}:data:"
+        # The store's data version (bumped by every write, before the write drops the cache): see `put`.
+        self.version = version
 
     async def get(self, kind: str, key: str) -> bytes | None:
         try:
@@ -30,7 +33,17 @@ class ReadCache:
             log.warning("read cache unavailable; reading the store", exc_info=True)
             return None
 
-    async def put(self, kind: str, key: str, body: str | bytes) -> None:
+    async def put(self, kind: str, key: str, body: str | bytes, *, seen: int | None = None) -> None:
+        """Cache `body`, read while the data version was `seen`. Not cached if the version has moved since: a
+        write landed while the body was being read, and its invalidation may already have passed, so the old
+        answer would otherwise stay for TTL_S."""
+        if seen is not None and self.version is not None:
+            try:
+                if await self.version() != seen:
+                    return
+            except Exception:
+                log.warning("data version unavailable; not caching", exc_info=True)
+                return
         try:
             await self.cache.set(f"{self.prefix}{kind}:{key}", body, ttl_s=TTL_S)
         except Exception:

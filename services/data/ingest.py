@@ -234,8 +234,10 @@ class Ingestor:
         return None if run_id is None else await self.store.get_ingest_run(run_id)
 
     async def last_update_day(self) -> date | None:
-        """For the scheduler's run log: the newest trading day with bars in the store."""
-        return await self.store.latest_session()
+        """The newest trading day stored in full by a backfill or update (for `update` and the scheduler's run log);
+        a store written before that was recorded falls back to its newest day with bars."""
+        complete = await self.store.complete_through()
+        return complete if complete is not None else await self.store.latest_session()
 
     # -- starting runs ----------------------------------------------------------------------------------------------
 
@@ -304,12 +306,14 @@ class Ingestor:
         run_id: str | None = None,
         on_progress: ProgressCallback | None = None,
     ) -> IngestResult:
-        """Fetch the open days after the newest stored one, up to the latest day whose data is out at `as_of`
-        (default now): today once `ready_at` (Shanghai) has passed, else the open day before."""
+        """Fetch the open days after the newest one stored in full (`last_update_day`), up to the latest day whose
+        data is out at `as_of` (default now): today once `ready_at` (Shanghai) has passed, else the open day before.
+        Days cut short by a failed or interrupted run are fetched again; bars imported from files for later days do
+        not count as the market's update."""
         now = (as_of or datetime.now(SHANGHAI)).astimezone(SHANGHAI)
 
         async def body(progress: Progress, written: _Written) -> None:
-            last = await self.store.latest_session()
+            last = await self.last_update_day()
             if last is None:
                 raise IngestError("the store has no bars yet: run a backfill first (e.g. backfill --start --end)")
             today = now.date()
@@ -399,22 +403,27 @@ class Ingestor:
         progress = Progress(run_id, kind)
         written = _Written()
         extra = {"requested": _requested(start, end), **(detail or {})}
+        # The heartbeat lives until the run's final write, the quality checks included (minutes on a whole market):
+        # a run that looks stale is marked interrupted by the next caller, which would then start a second one.
         heartbeat = asyncio.create_task(self._heartbeat(progress, extra, on_progress))
         try:
-            await body(progress, written)
-        except (ProviderError, IngestError, units.ConversionError, QualityInputError) as exc:
+            try:
+                await body(progress, written)
+            except (ProviderError, IngestError, units.ConversionError, QualityInputError) as exc:
+                return await self._fail(progress, written, extra, exc)
+            except asyncio.CancelledError:
+                await asyncio.shield(self._interrupt(progress, extra))
+                raise
+            except Exception as exc:
+                log.exception("ingest run %s failed unexpectedly", run_id)
+                return await self._fail(progress, written, extra, exc)
+            try:
+                return await self._succeed(progress, written, extra)
+            except asyncio.CancelledError:
+                await asyncio.shield(self._interrupt(progress, extra))
+                raise
+        finally:
             heartbeat.cancel()
-            return await self._fail(progress, written, extra, exc)
-        except asyncio.CancelledError:
-            heartbeat.cancel()
-            await asyncio.shield(self._interrupt(progress, extra))
-            raise
-        except Exception as exc:
-            heartbeat.cancel()
-            log.exception("ingest run %s failed unexpectedly", run_id)
-            return await self._fail(progress, written, extra, exc)
-        heartbeat.cancel()
-        return await self._succeed(progress, written, extra)
 
     async def _heartbeat(self, progress: Progress, extra: dict[str, Any], on_progress: ProgressCallback | None) -> None:
         # Also while a provider call waits out a rate limit: the row's updated_at says the run is alive.
@@ -460,11 +469,17 @@ class Ingestor:
         ingested = progress.detail()  # rows/s of the ingest itself, before the checks
         checks_started = _time.monotonic()
         if written.first is not None and written.last is not None:
+            progress.current = "quality checks"
             try:
                 report_id, report = await self.quality(written.first, written.last, ingest_run_id=progress.run_id)
                 quality = _quality_summary(report)
             except QualityInputError as exc:
                 quality = {"skipped": str(exc)}
+            except Exception as exc:
+                # The data is stored whatever the checks make of it: the run still finishes (and announces the
+                # bars); the failure is in its quality detail, and the checks can be run again on demand.
+                log.exception("the quality checks of ingest run %s failed", progress.run_id)
+                quality = {"error": _reason(exc)}
         detail = {**extra, **ingested, **_written_detail(written), "quality_report_id": report_id,
                   "quality": quality, "quality_s": round(_time.monotonic() - checks_started, 3)}  # fmt: skip
         event = None
@@ -522,7 +537,8 @@ class Ingestor:
             if not weights.empty:
                 progress.add("index_weights", await self.store.upsert_index_weights(weights))
 
-    async def _fetch_day(self, day: date) -> dict[str, pd.DataFrame]:
+    async def _fetch_day(self, day: date, stocks: frozenset[str]) -> dict[str, pd.DataFrame]:
+        """Every endpoint of one open day, the per-stock tables cut down to the A-share stocks the store covers."""
         provider = self.provider
         calls = {
             "daily": provider.daily(day, expect_rows=True),
@@ -541,6 +557,16 @@ class Ingestor:
         }
         if frames["daily"].empty:  # a provider that does not honour expect_rows: still never "no data that day"
             raise DataNotReady(f"daily returned no bars for open day {day}: not published yet", api="daily")
+        # stk_limit covers A and B shares and funds (ETF limits have 3 decimals, 510300.SH 3.826), and the other
+        # per-stock endpoints may list more than `daily` too: keep the stocks of that day's bars and of stock_basic
+        # (a suspended stock has a factor and limits but no bar), which are what the store holds.
+        covered = stocks | set(frames["daily"]["ts_code"].astype(str))
+        for api in ("adj_factor", "stk_limit", "daily_basic", "suspend_d"):
+            frame = frames[api]
+            if not frame.empty and "ts_code" in frame.columns:
+                keep = frame["ts_code"].astype(str).isin(covered)
+                if not keep.all():
+                    frames[api] = frame[keep].reset_index(drop=True)
         return frames
 
     async def _ingest_days(
@@ -552,11 +578,12 @@ class Ingestor:
         queue: asyncio.Queue[tuple[date, dict[str, pd.DataFrame]] | BaseException | None] = asyncio.Queue(
             maxsize=self.options.prefetch_days
         )
+        stocks = frozenset(await self.store.security_codes())
 
         async def fetch_all() -> None:
             try:
                 for day in days:
-                    await queue.put((day, await self._fetch_day(day)))
+                    await queue.put((day, await self._fetch_day(day, stocks)))
                 await queue.put(None)
             except Exception as exc:
                 await queue.put(exc)
@@ -601,11 +628,13 @@ class Ingestor:
             ("stk_limits", stacked["stk_limit"], self.store.upsert_stk_limits),
             ("suspensions", stacked["suspend_d"], self.store.upsert_suspensions),
             ("daily_basic", stacked["daily_basic"], self.store.upsert_daily_basic),
-            # Bars last: `update` starts after the newest day with bars, so a day cut short is fetched again.
             ("daily_bars", bars, self.store.upsert_daily_bars),
         ):
             if not frame.empty:
                 progress.add(table, await upsert(frame))
+        # Batches are written in date order and a failure ends the run, so every day up to this batch's last is
+        # whole now: `update` starts after it (a batch cut short, even with some later bars in, is fetched again).
+        await self.store.mark_complete_through(batch[-1][0])
         written.add(bars)
         progress.steps_done += len(batch)
         progress.current = batch[-1][0].isoformat()
@@ -648,6 +677,9 @@ class Ingestor:
 
     async def quality(self, start: date, end: date, *, ingest_run_id: str | None = None) -> tuple[str, QualityReport]:
         """Run the quality checks over the stored bars of [start, end] and store the report; (report id, report).
+        The symbols checked are those with bars in the range and those listed during it (a listed stock with no bar
+        and no suspension is a missing bar). The open day before `start` is read as context, so the first day's
+        pre_close is checked against the close before it; only findings dated in [start, end] are reported.
         Symbols are checked in groups so a whole-market range stays within memory."""
         _check_range(start, end)
         calendar = await self.store.open_days(start, end)
@@ -658,12 +690,18 @@ class Ingestor:
             )
         if not calendar:
             raise QualityInputError(f"no open day in {start}..{end}")
-        codes = await _codes_with_bars(self.store, start, end)
+        before = await self.store.previous_open_day(calendar[0])
+        if before is not None:
+            calendar = [before, *calendar]
+        context_start = before if before is not None else start
+        codes = sorted(
+            set(await _codes_with_bars(self.store, start, end)) | set(await self.store.codes_listed_between(start, end))
+        )
         reports = []
         for i in range(0, max(len(codes), 1), QUALITY_SYMBOLS_PER_CHUNK):
             chunk = codes[i : i + QUALITY_SYMBOLS_PER_CHUNK]
-            inputs = await _quality_inputs(self.store, chunk, start, end)
-            reports.append(await asyncio.to_thread(_check, inputs, calendar))
+            inputs = await _quality_inputs(self.store, chunk, context_start, end)
+            reports.append(await asyncio.to_thread(_check, inputs, calendar, start))
         report = _merge_reports(reports)
         stored = [QualityFinding(f.rule, f.detail, f.ts_code, f.trade_date) for f in report.findings]
         report_id = await self.store.save_quality_report(
@@ -772,13 +810,14 @@ async def _quality_inputs(store: DataStore, codes: list[str], start: date, end: 
     return _QualityInputs(bars, halts, limits, secs)
 
 
-def _check(inputs: _QualityInputs, calendar: list[date]) -> QualityReport:
+def _check(inputs: _QualityInputs, calendar: list[date], report_from: date) -> QualityReport:
     return run_quality_checks(
         inputs.bars,
         calendar=calendar,
         suspensions=inputs.suspensions,
         limits=inputs.limits,
         securities=inputs.securities if not inputs.securities.empty else None,
+        report_from=report_from,
     )
 
 

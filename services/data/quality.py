@@ -228,6 +228,7 @@ def _fen(value: float) -> str:
 class _Collector:
     cap: int
     universe: npt.NDArray[Any]
+    report_from: int | None = None  # epoch day: hits dated earlier are context, not findings
     counts: dict[str, int] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
 
@@ -242,6 +243,8 @@ class _Collector:
         """Record a rule's hits. `sym`/`day` are aligned with the mask (or indexed by the index array), and the
         hits must already be in (ts_code, date) order."""
         hits = np.flatnonzero(mask_or_index) if mask_or_index.dtype == np.bool_ else mask_or_index
+        if self.report_from is not None and len(hits):
+            hits = hits[day[hits] >= self.report_from]
         self.counts[rule] = self.counts.get(rule, 0) + len(hits)
         severity = RULES[rule].severity
         room = self.cap - sum(1 for f in self.findings if f.rule == rule)
@@ -259,6 +262,7 @@ def run_quality_checks(
     securities: pd.DataFrame | None = None,
     rules: Collection[str] | None = None,
     thresholds: QualityThresholds | None = None,
+    report_from: date | None = None,
 ) -> QualityReport:
     """Check daily bars and report every defect found (see RULES and docs/data-quality.md).
 
@@ -269,6 +273,9 @@ def run_quality_checks(
     - `adj_factors`: ts_code, trade_date, adj_factor, when `bars` has no adj_factor column.
     - `securities`: ts_code, list_date, delist_date (delist_date may be empty).
     - `rules`: rule ids to run (default all); a rule whose input is missing is listed in `rules_skipped`.
+    - `report_from`: bars dated before it are context only (e.g. the previous open day, so that the first day's
+      pre_close is checked against the close before it, and a stock's gap is seen from its last bar): only findings
+      dated on or after it are reported and counted, and only rows from it on count in `rows_checked`.
     """
     limits_ = thresholds or QualityThresholds()
     selected = list(RULES) if rules is None else list(rules)
@@ -316,7 +323,8 @@ def run_quality_checks(
             f"{_as_date(day.min())}..{_as_date(day.max())}: give open days covering the bars"
         )
 
-    out = _Collector(limits_.max_findings_per_rule, universe)
+    since = None if report_from is None else int(_epoch_days([report_from], "report_from")[0])
+    out = _Collector(limits_.max_findings_per_rule, universe, since)
     skipped: dict[str, str] = {}
     run: list[str] = []
 
@@ -434,10 +442,11 @@ def run_quality_checks(
         _return_outliers(out, n, sym, day, pos, col, boards, universe, cal, securities, limits_)
 
     findings = sorted(out.findings, key=lambda f: list(RULES).index(f.rule))  # stable: per-rule order kept
+    reported = day if since is None else day[day >= since]
     return QualityReport(
-        rows_checked=n,
-        first_date=_as_date(day.min()) if n else None,
-        last_date=_as_date(day.max()) if n else None,
+        rows_checked=len(reported),
+        first_date=_as_date(reported.min()) if len(reported) else None,
+        last_date=_as_date(reported.max()) if len(reported) else None,
         rules_run=tuple(run),
         rules_skipped=skipped,
         counts={r: out.counts[r] for r in run},

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -57,6 +58,8 @@ from sqlalchemy.sql.dml import Insert
 
 from services.data import units
 from shared.db import Database, DbSession, PreciseDateTime, new_metadata
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 BATCH_ROWS = 5_000  # rows per executemany: big enough to amortise round trips, small enough for max_allowed_packet
@@ -237,6 +240,11 @@ data_versions = Table(
     Column("updated_at", PreciseDateTime, nullable=False),
 )
 MARKET_VERSION = "market"
+# Another row of data_versions: `version` holds, as YYYYMMDD, the newest trading day the Tushare pipeline has written
+# in full (every table of the day, bars last) with every earlier day of its run. `update` starts after it, not
+# after the newest bar: bulk writes commit batch by batch, so a day can be partly stored while a later one is whole,
+# and an imported file can hold bars of days the rest of the market lacks.
+COMPLETE_THROUGH = "complete_thru"
 
 
 @dataclass(frozen=True)
@@ -444,6 +452,36 @@ class DataStore:
                 [{"name": MARKET_VERSION, "version": 1, "updated_at": now}],
             )
 
+    async def mark_complete_through(self, day: date) -> None:
+        """Record that every table of `day` (and of the run's days before it) is stored in full; only moves forward
+        (a backfill of older years leaves the newest complete day where it is)."""
+        value = int(day.strftime("%Y%m%d"))
+        async with self.db.session() as session:
+            current = await session.scalar(
+                select(data_versions.c.version).where(data_versions.c.name == COMPLETE_THROUGH)
+            )
+            if current is None:
+                await session.execute(
+                    data_versions.insert().values(name=COMPLETE_THROUGH, version=value, updated_at=_utcnow())
+                )
+            elif int(current) < value:
+                await session.execute(
+                    update(data_versions)
+                    .where(data_versions.c.name == COMPLETE_THROUGH, data_versions.c.version < value)
+                    .values(version=value, updated_at=_utcnow())
+                )
+
+    async def complete_through(self) -> date | None:
+        """The newest trading day the Tushare pipeline stored in full (None: never recorded)."""
+        async with self._session() as session:
+            value = await session.scalar(
+                select(data_versions.c.version).where(data_versions.c.name == COMPLETE_THROUGH)
+            )
+        if value is None:
+            return None
+        text = str(int(value))
+        return date(int(text[:4]), int(text[4:6]), int(text[6:]))
+
     async def data_version(self) -> int:
         """Bumped by every write of market data: what cached snapshots and bulk files are keyed by."""
         async with self._session() as session:
@@ -464,7 +502,15 @@ class DataStore:
         if n == 0:
             return 0
         if self.db.engine.dialect.name in ("mysql", "mariadb"):
-            await self._bulk_upsert_mysql(table, names, columns, n)
+            committed = [0]  # batches committed so far, counted by the writers
+            try:
+                await self._bulk_upsert_mysql(table, names, columns, n, committed)
+            except BaseException:
+                # A later batch failed, but the committed ones changed the market: cached reads and bulk
+                # snapshots of the old data must go all the same.
+                if committed[0]:
+                    await asyncio.shield(self._changed_after_partial_write(table))
+                raise
             async with self.db.session() as session:
                 await self._bump_version(session)
         else:
@@ -482,7 +528,19 @@ class DataStore:
             await self.on_change()
         return n
 
-    async def _bulk_upsert_mysql(self, table: Table, names: list[str], columns: dict[str, np.ndarray], n: int) -> None:
+    async def _changed_after_partial_write(self, table: Table) -> None:
+        """Bump the data version and drop cached reads after a bulk write that failed part-way."""
+        try:
+            async with self.db.session() as session:
+                await self._bump_version(session)
+            if self.on_change is not None:
+                await self.on_change()
+        except Exception:
+            log.warning("could not record the partial write of %s as a data change", table.name, exc_info=True)
+
+    async def _bulk_upsert_mysql(
+        self, table: Table, names: list[str], columns: dict[str, np.ndarray], n: int, committed: list[int]
+    ) -> None:
         compiled = upsert_statement("mysql", table).compile(dialect=self.db.engine.dialect, column_keys=names)
         sql = str(compiled)
         order = list(compiled.positiontup or [])
@@ -505,6 +563,7 @@ class DataStore:
                         rows = list(zip(*(p[start:stop].tolist() for p in params), strict=True))
                         await cursor.executemany(sql, rows)
                         await driver.commit()
+                        committed[0] += 1
                 except BaseException:
                     await driver.rollback()
                     raise
@@ -583,8 +642,10 @@ class DataStore:
         values: dict[str, Any] = {"progress": min(1.0, max(0.0, progress)), "rows": rows, "updated_at": _utcnow()}
         if detail is not None:
             values["detail"] = json.dumps(detail)
+        # Only while running: a heartbeat landing after the run's finish must not overwrite its final detail.
+        query = update(ingest_runs).where(ingest_runs.c.run_id == run_id, ingest_runs.c.status == "running")
         async with self.db.session() as session:
-            await session.execute(update(ingest_runs).where(ingest_runs.c.run_id == run_id).values(**values))
+            await session.execute(query.values(**values))
 
     async def finish_ingest_run(
         self, run_id: str, *, status: str, rows: int, error: str | None = None, detail: dict[str, Any] | None = None
@@ -827,6 +888,49 @@ class DataStore:
                     if code not in found or day >= found[code][0]:
                         found[code] = (day, Decimal(factor))
         return {code: factor for code, (_, factor) in found.items()}
+
+    async def first_bar_factors(self, ts_codes: Sequence[str]) -> dict[str, Decimal]:
+        """Each symbol's factor on its first stored bar: the qfq anchor of a symbol with no factor by the anchor date
+        (JSON and bulk reads alike, so the answer does not depend on the range asked)."""
+        if not ts_codes:
+            return {}
+        first = (
+            select(daily_bars.c.ts_code, func.min(daily_bars.c.trade_date).label("day"))
+            .where(daily_bars.c.ts_code.in_(list(ts_codes)))
+            .group_by(daily_bars.c.ts_code)
+            .subquery()
+        )
+        query = select(daily_bars.c.ts_code, daily_bars.c.adj_factor).join(
+            first, and_(first.c.ts_code == daily_bars.c.ts_code, first.c.day == daily_bars.c.trade_date)
+        )
+        async with self._session() as session:
+            return {code: Decimal(factor) for code, factor in (await session.execute(query)).all()}
+
+    async def codes_listed_between(self, start: date, end: date) -> list[str]:
+        """Securities listed at some point of [start, end] (listed by `end`, not delisted by `start`)."""
+        query = (
+            select(securities.c.ts_code)
+            .where(
+                securities.c.list_date <= end,
+                or_(securities.c.delist_date.is_(None), securities.c.delist_date > start),
+            )
+            .order_by(securities.c.ts_code)
+        )
+        async with self._session() as session:
+            return list((await session.scalars(query)).all())
+
+    async def security_codes(self) -> set[str]:
+        async with self._session() as session:
+            return set((await session.scalars(select(securities.c.ts_code))).all())
+
+    async def previous_open_day(self, before: date, exchange: str = CALENDAR_EXCHANGE) -> date | None:
+        query = select(func.max(trade_calendar.c.cal_date)).where(
+            trade_calendar.c.exchange == exchange,
+            trade_calendar.c.is_open.is_(True),
+            trade_calendar.c.cal_date < before,
+        )
+        async with self._session() as session:
+            return await session.scalar(query)
 
     async def has_adj_factor_feed(self) -> bool:
         async with self._session() as session:

@@ -112,6 +112,12 @@ def exact_scaled(values: np.ndarray, scale: int) -> tuple[list[int], list[bool]]
     return n.tolist(), ok.tolist()
 
 
+def on_grid(values: np.ndarray, scale: int) -> np.ndarray:
+    """Where a float column times `scale` is a whole number, as the store's conversions demand (prices on the
+    0.01 tick: scale 100; vol in whole shares: lots x 100). NaN and infinities are not on it."""
+    return _exact_scaled_array(values, scale)[1]
+
+
 def _exact_scaled_array(values: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
     x = np.asarray(values)
     if x.dtype.kind not in "fiu":

@@ -395,6 +395,29 @@ class FakeTushare:
             pass
 
 
+def with_other_securities(
+    data: Mapping[str, pd.DataFrame], *, on_days: list[str] | None = None
+) -> dict[str, pd.DataFrame]:
+    """`data` plus what real Tushare also answers on the per-stock day endpoints for securities that are not A-share
+    stocks: stk_limit rows of an ETF (510300.SH, 3-decimal limits as Tushare gives them) and of a B share (900901.SH,
+    priced in USD to 0.001), and adj_factor and daily_basic rows of the B share. `on_days`: the trade dates to add
+    them on (default every date of `data["daily"]`)."""
+    days = on_days if on_days is not None else sorted(set(data["daily"]["trade_date"].astype(str)))
+    out = dict(data)
+    limits = [(d, "510300.SH", 3.826, 3.130) for d in days] + [(d, "900901.SH", 0.298, 0.244) for d in days]
+    out["stk_limit"] = pd.concat(
+        [data["stk_limit"], pd.DataFrame(limits, columns=["trade_date", "ts_code", "up_limit", "down_limit"])],
+        ignore_index=True,
+    )
+    factors = pd.DataFrame([("900901.SH", d, 1.234) for d in days], columns=["ts_code", "trade_date", "adj_factor"])
+    out["adj_factor"] = pd.concat([data["adj_factor"], factors], ignore_index=True)
+    basic = data["daily_basic"]
+    b_share = pd.DataFrame([{**dict.fromkeys(basic.columns, np.nan), "ts_code": "900901.SH", "trade_date": d,
+                             "close": 0.271, "total_share": 1.5} for d in days])  # fmt: skip
+    out["daily_basic"] = pd.concat([basic, b_share[basic.columns]], ignore_index=True)
+    return out
+
+
 @contextmanager
 def fake_tushare(data: Mapping[str, pd.DataFrame], **kwargs: Any) -> Iterator[FakeTushare]:
     """`with fake_tushare({...}) as server:` — started in a thread, stopped on exit."""

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from services.data.providers.errors import ProviderDataError
+from services.data.units import on_grid
 
 KEY_COLUMNS = ("ts_code", "trade_date")
 PRICE_COLUMNS = ("open", "high", "low", "close", "pre_close")
@@ -164,6 +165,19 @@ def _validate(file: Path, raw: pd.DataFrame, *, first_line: int, unit: str) -> p
         flag(not_number, column, "not a number", order)
         flag(not_finite, column, "not a finite number", order)
         numbers[column] = values
+        # What the store would refuse later, without the file and line: caught here, where they can be named.
+        usable = ~(empty | not_number | not_finite)
+        if column in PRICE_COLUMNS:
+            flag(usable & (values < 0), column, "negative price", order)
+            flag(usable & (values >= 0) & ~on_grid(values, 100), column, "price not on the 0.01 CNY tick", order)
+        elif column == "vol":
+            flag(usable & (values < 0), column, "negative volume", order)
+            flag(usable & (values >= 0) & ~on_grid(values, 100), column,
+                 "not a whole number of shares (vol is in lots of 100: at most 2 decimals)", order)  # fmt: skip
+        elif column == "amount":
+            flag(usable & (values < 0), column, "negative amount", order)
+        elif column == "adj_factor":
+            flag(usable & ~(values > 0), column, "adj_factor must be above 0", order)
 
     key_ok = ~(code_empty | date_empty | date_bad)
     if key_ok.any():

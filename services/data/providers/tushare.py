@@ -82,6 +82,8 @@ class TushareConfig(BaseSettings):
         overrides: dict[str, Any] = {}
         for name in ("token", "url", "timeout_s"):
             value = getattr(settings, f"tushare_{name}", None)
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
             if value not in (None, ""):
                 overrides[name] = value
         return cls(**overrides)

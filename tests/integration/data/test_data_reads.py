@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 import httpx
 import pandas as pd
@@ -174,6 +175,41 @@ async def test_unadjusted_hfq_and_qfq_worked_by_hand(service: Service) -> None:
             assert table.column("trade_date").to_pylist() == [D1, D2, D3]
             assert table.column("vol").to_pylist() == [100_000, 200_050, 300_000]
             assert table.schema.metadata[b"adjust"] == adjust.encode()
+
+
+async def test_an_anchor_before_the_first_bar_takes_its_factor_in_json_and_bulk_alike(service: Service) -> None:
+    # Anchored on 2025-03-01, before HAND's first bar (D1, factor 1.0) and before its factor feed: both reads anchor
+    # at the first stored bar, whatever the range. By hand, D3 alone: 7.01 x 1.5 / 1.0 = 10.5150 (anchoring at the
+    # range's first bar instead, D3 itself, would give 7.01).
+    params = {"start": "2025-03-05", "end": "2025-03-05", "adjust": "qfq", "anchor": "2025-03-01"}
+    json_bars = (await service.client.get("/v1/bars", params={**params, "ts_code": HAND})).json()["bars"]
+    assert [b["close"] for b in json_bars] == ["10.5150"]
+    many = (await service.client.get("/v1/bars/many", params={**params, "ts_codes": HAND})).json()
+    assert [b["close"] for b in many["series"][0]["bars"]] == ["10.5150"]
+    bulk = await service.client.get("/v1/bars/bulk", params={**params, "ts_codes": HAND})
+    assert read_answer(bulk.content, "arrow").column("close").to_pylist() == [10.515]
+
+
+async def test_a_bulk_answer_pruned_before_it_is_sent_is_still_served(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    params = {"ts_codes": HAND, "adjust": "hfq", "end": "2025-03-05"}
+    assert (await service.client.get("/v1/bars/bulk", params=params)).status_code == 200
+    bulk = service.app.state.bulk
+    real_answer = bulk.answer
+    pruned: list[Any] = []
+
+    async def pruned_by_another_build(query: Any) -> Any:
+        path, version = await real_answer(query)
+        if not pruned:  # a concurrent build for a newer version deletes it right after it was found
+            path.unlink()
+            pruned.append(path)
+        return path, version
+
+    monkeypatch.setattr(bulk, "answer", pruned_by_another_build)
+    r = await service.client.get("/v1/bars/bulk", params=params)
+    assert r.status_code == 200 and pruned
+    assert read_answer(r.content, "arrow").column("close").to_pylist() == [10.0, 10.5, 10.515]
 
 
 async def test_bulk_answers_equal_the_json_reads(service: Service) -> None:

@@ -5,10 +5,13 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from services.data.app import create_app
@@ -87,3 +90,50 @@ async def _new_listings_are_quoted_without_limits(store: DataStore, client: http
     assert (star["limit_up"], star["limit_down"]) == ("28.80", "19.20")
     unlisted = (await client.get("/v1/quotes/300999.SZ")).json()  # listing tomorrow: no bars yet
     assert unlisted["suspended"] is True and unlisted["last_close"] is None and unlisted["limit_up"] is None
+
+
+async def test_a_tushare_store_never_gets_the_demo_market(tmp_path: Path) -> None:
+    settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/{{service}}.db", demo_symbols=10,
+                        data_provider="tushare", tushare_token=SecretStr("not-used-here"))  # fmt: skip
+    assert settings.load_demo_data  # the default, which used to load the demo into any empty store
+    app = create_app(settings, scheduler=False)
+    async with app.router.lifespan_context(app):
+        store: DataStore = app.state.store
+        assert await store.count_securities() == 0 and await store.latest_session() is None
+    demo = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/demo-{{service}}.db", demo_symbols=10)
+    app = create_app(demo)
+    async with app.router.lifespan_context(app):
+        assert await app.state.store.count_securities() == 10
+
+
+async def test_a_read_overtaken_by_a_write_is_not_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/{{service}}.db", demo_symbols=10)
+    app = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://data",
+                          headers=service_headers(settings.jwt_secret, "test")) as client,
+    ):  # fmt: skip
+        store: DataStore = app.state.store
+        read_cache = app.state.read_cache
+        code = (await client.get("/v1/securities")).json()[0]["ts_code"]
+        last = await store.last_bar(code)
+        assert last is not None
+        new_day = date(2025, 1, 2)
+        new_bar = {"ts_code": code, "trade_date": new_day, "open": last.close, "high": last.close + 10,
+                   "low": last.close, "close": last.close + 10, "pre_close": last.close, "vol": 1000,
+                   "amount": 1000 * last.close, "adj_factor": last.adj_factor}  # fmt: skip
+        params = {"ts_code": code, "start": "2024-12-01", "end": "2025-01-31"}
+        real_put = read_cache.put
+
+        async def a_write_lands_first(*args: Any, **kwargs: Any) -> None:
+            # The day's bars arrive between the read and the caching of its answer (their invalidation included).
+            await store.load([], [], [new_bar])
+            await real_put(*args, **kwargs)
+
+        monkeypatch.setattr(read_cache, "put", a_write_lands_first)
+        before = (await client.get("/v1/bars", params=params)).json()["bars"]
+        assert before[-1]["trade_date"] == last.trade_date.isoformat()  # read before the write
+        monkeypatch.setattr(read_cache, "put", real_put)
+        after = (await client.get("/v1/bars", params=params)).json()["bars"]
+        assert after[-1]["trade_date"] == "2025-01-02"  # not the stale answer from the cache

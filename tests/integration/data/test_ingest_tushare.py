@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 
 from services.data.app import create_app
 from services.data.cli import run as cli_run
+from services.data.events import outbox
 from services.data.ingest import IngestOptions, Ingestor
 from services.data.providers import RetryPolicy, TushareConfig, TushareProvider
 from services.data.providers.ratelimit import RateLimiter
@@ -42,7 +43,7 @@ from shared.bus import create_bus
 from shared.db import Database
 from shared.events.envelope import Envelope
 from shared.internal_auth import service_headers
-from tests.support.fake_tushare import FakeTushare
+from tests.support.fake_tushare import FakeTushare, with_other_securities
 
 pytestmark = pytest.mark.integration
 
@@ -436,3 +437,146 @@ async def test_the_cli(backing: Any, fake: FakeTushare, tmp_path: Path) -> None:
 
     out = io.StringIO()
     assert await cli_run(["backfill", "--start", "2024-01-05", "--end", "2024-01-02"], settings=settings, out=out) == 2
+
+
+async def test_limits_factors_and_basics_of_funds_and_b_shares_are_left_out(store: DataStore) -> None:
+    # Real stk_limit answers for funds and B shares too, with 3-decimal limits the store's fen cannot hold.
+    with FakeTushare(with_other_securities(market()), token="t0ken") as server:
+        result = await Ingestor(store, provider_for(server)).backfill(date(2024, 1, 2), date(2024, 1, 5))
+    assert result.status == "succeeded", result.error
+    async with store.db.session() as session:
+        for table in (stk_limits, adj_factors, daily_basic):
+            codes = set((await session.scalars(select(table.c.ts_code).distinct())).all())
+            assert codes == set(CODES), table.name  # the halted 000001.SZ is not halted on these days
+    assert await count(store, stk_limits) == 12 and await count(store, daily_bars) == 12
+
+
+async def test_update_fetches_again_the_days_of_a_batch_cut_short(
+    store: DataStore, fake: FakeTushare, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Batches of 3 days: [2, 3, 4], [5, 8, 9], [10]. The second batch's bar write dies after the 9th's bars are in
+    # (bulk writes commit per batch of rows, over two connections): the 5th and 8th have no bars, the 9th has.
+    real = store.upsert_daily_bars
+    calls = 0
+
+    async def dies_part_way(frame: pd.DataFrame) -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            await real(frame[frame["trade_date"] == "20240109"])
+            raise ConnectionError("lost the connection to MySQL")
+        return await real(frame)
+
+    monkeypatch.setattr(store, "upsert_daily_bars", dies_part_way)
+    ingestor = Ingestor(store, provider_for(fake), options=IngestOptions(batch_days=3))
+    failed = await ingestor.backfill(date(2024, 1, 2), date(2024, 1, 10))
+    assert failed.status == "failed" and "lost the connection" in (failed.error or "")
+    assert await store.latest_session() == date(2024, 1, 9)  # a later day stored, earlier ones missing
+    monkeypatch.setattr(store, "upsert_daily_bars", real)
+
+    # A server of its own: calls of the failed run's prefetch may still be in flight to the first one.
+    with FakeTushare(market(), token="t0ken") as server:
+        result = await Ingestor(store, provider_for(server)).update(as_of=datetime(2024, 1, 12, 18, 0, tzinfo=SHANGHAI))
+    assert result.status == "succeeded", result.error
+    # From the first day of the batch cut short: the 5th, not the day after the newest bar (the 10th).
+    assert [c.params["trade_date"] for c in server.calls_to("daily")] == [
+        "20240105", "20240108", "20240109", "20240110", "20240111", "20240112"]  # fmt: skip
+    # 9 open days (2nd to 12th) x 3 stocks, less the halted day of 000001.SZ.
+    assert await count(store, daily_bars) == 9 * 3 - 1
+
+
+async def test_an_imported_later_month_does_not_make_update_skip_days(
+    store: DataStore, fake: FakeTushare, tmp_path: Path
+) -> None:
+    ingestor = Ingestor(store, provider_for(fake))
+    assert (await ingestor.backfill(date(2024, 1, 2), date(2024, 1, 10))).status == "succeeded"
+    one = write_csv(tmp_path / "one.csv", ["600000.SH,20240212,12.00,12.10,11.90,12.05,12.00,0.05,0.42,10,20"])
+    assert (await ingestor.import_files([one])).status == "succeeded"
+    assert await store.latest_session() == date(2024, 2, 12)  # one symbol, a month ahead of the market
+
+    with FakeTushare(market(), token="t0ken") as server:  # its calls are this update's only
+        updater = Ingestor(store, provider_for(server))
+        result = await updater.update(as_of=datetime(2024, 1, 12, 18, 0, tzinfo=SHANGHAI))
+    assert result.status == "succeeded", result.error
+    assert [c.params["trade_date"] for c in server.calls_to("daily")] == ["20240111", "20240112"]
+    assert await updater.last_update_day() == date(2024, 1, 12)  # what the scheduler's run log reads
+
+
+async def test_the_checks_after_a_one_day_update_see_a_missing_bar_and_the_first_pre_close(store: DataStore) -> None:
+    data = market()
+    daily = data["daily"]
+    # On the 11th: 688001.SH has no bar and no suspension; 600000.SH's pre_close is 11.12, but it closed on the
+    # 10th at 11.07 (by hand: 11.00 plus 0.01 on each of the 7 open days from the 2nd to the 10th).
+    data["daily"] = daily[~((daily["ts_code"] == "688001.SH") & (daily["trade_date"] == "20240111"))].copy()
+    broken = (data["daily"]["ts_code"] == "600000.SH") & (data["daily"]["trade_date"] == "20240111")
+    data["daily"].loc[broken, "pre_close"] = 11.12
+    with FakeTushare(data, token="t0ken") as server:
+        ingestor = Ingestor(store, provider_for(server))
+        assert (await ingestor.backfill(date(2024, 1, 2), date(2024, 1, 10))).status == "succeeded"
+        result = await ingestor.update(as_of=datetime(2024, 1, 11, 18, 0, tzinfo=SHANGHAI))
+    assert result.status == "succeeded" and (result.start, result.end) == (date(2024, 1, 11), date(2024, 1, 11))
+    assert result.quality is not None
+    assert {rule: n for rule, n in result.quality["counts"].items() if n} == {"pre_close_gap": 1, "missing_bar": 1}
+    assert result.quality_report_id is not None
+    findings = await store.quality_findings(result.quality_report_id)
+    assert sorted((f.rule, f.ts_code, f.trade_date) for f in findings) == [
+        ("missing_bar", "688001.SH", date(2024, 1, 11)),
+        ("pre_close_gap", "600000.SH", date(2024, 1, 11)),
+    ]
+    gap = next(f for f in findings if f.rule == "pre_close_gap")
+    assert "1112" in gap.detail and "1107" in gap.detail
+
+
+async def test_a_failing_quality_phase_still_finishes_the_run_and_announces_the_bars(
+    store: DataStore, fake: FakeTushare, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ingestor = Ingestor(store, provider_for(fake))
+
+    async def checks_blow_up(*args: Any, **kwargs: Any) -> Any:
+        raise MemoryError("the checks ran out of memory")
+
+    monkeypatch.setattr(ingestor, "quality", checks_blow_up)
+    result = await ingestor.backfill(date(2024, 1, 2), date(2024, 1, 5))
+    assert result.status == "succeeded" and result.bar_rows == 12
+    run = await store.get_ingest_run(result.run_id)
+    assert run is not None and run.status == "succeeded" and run.finished_at is not None
+    assert run.detail["quality"] == {"error": "MemoryError: the checks ran out of memory"}
+    async with store.db.session() as session:
+        events = (await session.execute(select(outbox.c.type, outbox.c.body))).all()
+    assert [e.type for e in events] == ["bars.updated"]
+    assert '"rows": 12' in events[0].body or '"rows":12' in events[0].body
+
+
+async def test_a_bulk_write_failing_part_way_still_counts_as_a_change(
+    store: DataStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import services.data.store as store_module
+
+    dropped = 0
+
+    async def on_change() -> None:
+        nonlocal dropped
+        dropped += 1
+
+    store.on_change = on_change
+    # Batches of 2 rows over one connection; the third batch is refused by the server (a code too long for the
+    # column), after the first two are committed.
+    monkeypatch.setattr(store_module, "BULK_BATCH_ROWS", 2)
+    monkeypatch.setattr(store_module, "BULK_CONNECTIONS", 1)
+    real_column = store_module._driver_column
+
+    def poisoned(values: Any, column: Any) -> Any:
+        out = real_column(values, column)
+        if column.name == "ts_code":
+            out = out.copy()
+            out[4] = "X" * 40
+        return out
+
+    monkeypatch.setattr(store_module, "_driver_column", poisoned)
+    factors = pd.DataFrame({"ts_code": ["600000.SH"] * 6, "trade_date": [ymd(d) for d in DAYS[:6]],
+                            "adj_factor": [1.5] * 6})  # fmt: skip
+    before = await store.data_version()
+    with pytest.raises(Exception, match=r"(?i)too long"):
+        await store.upsert_adj_factors(factors)
+    assert await count(store, adj_factors) == 4  # the two batches committed before the failure
+    assert await store.data_version() == before + 1 and dropped == 1

@@ -153,3 +153,44 @@ def test_a_file_that_is_not_parquet(tmp_path: Path) -> None:
     path = tmp_path / "bars.parquet"
     path.write_text("ts_code,trade_date\n", encoding="utf-8")
     assert "not a readable Parquet file" in str(error_of(path))
+
+
+@pytest.mark.parametrize(
+    ("row", "column", "reason"),
+    [
+        # A price between ticks (7.035) cannot be stored in fen.
+        ("600000.SH,20240102,7.05,7.10,6.98,7.035,7.04,-0.01,-0.142,301234,211234.567", "close", "0.01 CNY tick"),
+        ("600000.SH,20240102,7.05,7.10,-6.98,7.03,7.04,-0.01,-0.142,301234,211234.567", "low", "negative price"),
+        ("600000.SH,20240102,7.05,7.10,6.98,7.03,7.04,-0.01,-0.142,-5,211234.567", "vol", "negative volume"),
+        # 301234.567 lots = 30,123,456.7 shares: not a whole number of shares.
+        ("600000.SH,20240102,7.05,7.10,6.98,7.03,7.04,-0.01,-0.142,301234.567,211234.567", "vol", "whole number"),
+        ("600000.SH,20240102,7.05,7.10,6.98,7.03,7.04,-0.01,-0.142,301234,-1", "amount", "negative amount"),
+    ],
+)
+def test_values_the_store_cannot_hold_name_line_column_and_reason(
+    tmp_path: Path, row: str, column: str, reason: str
+) -> None:
+    error = error_of(write_csv(tmp_path, [HEADER, GOOD_ROWS[0], GOOD_ROWS[1], row, GOOD_ROWS[3]]))
+    assert f"line 4: {column}: " in str(error) and reason in str(error)
+    assert [(i.line, i.column) for i in error.issues] == [(4, column)]
+
+
+@pytest.mark.parametrize("factor", ["0", "-1.5"])
+def test_an_adj_factor_not_above_zero_is_named(tmp_path: Path, factor: str) -> None:
+    lines = [
+        "ts_code,trade_date,open,high,low,close,pre_close,vol,amount,adj_factor",
+        "600000.SH,20240102,7.05,7.10,6.98,7.03,7.04,301234,211234.567,13.123",
+        f"600000.SH,20240103,7.03,7.10,6.98,7.03,7.03,301234,211234.567,{factor}",
+    ]
+    error = error_of(write_csv(tmp_path, lines))
+    assert "line 3: adj_factor: adj_factor must be above 0" in str(error)
+    assert [(i.line, i.column) for i in error.issues] == [(3, "adj_factor")]
+
+
+def test_off_tick_prices_in_parquet_name_the_row(tmp_path: Path) -> None:
+    frame = pd.read_csv(write_csv(tmp_path, [HEADER, *GOOD_ROWS]), dtype={"trade_date": str})
+    frame.loc[2, "high"] = 7.105  # the third row
+    path = tmp_path / "bars.parquet"
+    frame.to_parquet(path)
+    error = error_of(path)
+    assert "row 3: high: price not on the 0.01 CNY tick" in str(error)

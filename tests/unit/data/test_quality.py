@@ -398,3 +398,26 @@ def test_the_demo_market_is_clean_and_its_suspensions_are_the_only_gaps() -> Non
     only(check(bars, calendar=market_.trade_days, securities=securities, suspensions=suspensions))
     report = check(bars, calendar=market_.trade_days, securities=securities, rules=["missing_bar"])
     assert {(f.ts_code, f.trade_date) for f in report.findings} == halted
+
+
+def test_report_from_checks_the_first_day_against_the_day_before_and_reports_only_from_it() -> None:
+    # The checks of a one-day update of 02-19, with 02-08 (the open day before) given as context.
+    frame = market()
+    frame = frame[frame["trade_date"].isin([date(2024, 2, 8), date(2024, 2, 19)])].reset_index(drop=True)
+    frame.loc[at(frame, PF, date(2024, 2, 19)), ["pre_close", "open"]] = 1019  # 02-08 closed at 1020
+    # A defect on the context day is not this report's: 02-08's CATL high below its close.
+    frame.loc[at(frame, CATL, date(2024, 2, 8)), "high"] = 20000
+    listed = pd.DataFrame(
+        {"ts_code": [PF, CATL, "600010.SH"], "list_date": ["20000101"] * 3, "delist_date": [None] * 3}
+    )
+    report = check(frame, securities=listed, report_from=date(2024, 2, 19))
+    # By hand: PF's pre_close break on 02-19, and 600010.SH (listed, no bar, no suspension) missing on 02-19 only.
+    only(report, pre_close_gap=1, missing_bar=1)
+    assert sorted(hits(report)) == [
+        ("missing_bar", "600010.SH", date(2024, 2, 19)),
+        ("pre_close_gap", PF, date(2024, 2, 19)),
+    ]
+    assert (report.rows_checked, report.first_date, report.last_date) == (2, date(2024, 2, 19), date(2024, 2, 19))
+    # Without the context day the break cannot be seen: what the checks of the update saw before.
+    alone = frame[frame["trade_date"] == date(2024, 2, 19)]
+    only(check(alone, securities=listed, report_from=date(2024, 2, 19)), missing_bar=1)

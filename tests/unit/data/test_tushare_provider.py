@@ -9,6 +9,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import pandas as pd
 import pytest
+from pydantic import SecretStr
 
 from services.data.demo import generate_demo_market
 from services.data.providers import (
@@ -311,15 +312,16 @@ async def test_missing_token_is_refused_up_front() -> None:
 
 
 def test_config_takes_token_url_and_timeout_from_service_settings() -> None:
-    class ServiceSettings:  # the three fields shared.settings.Settings carries
-        tushare_token = "from-settings-token"
-        tushare_url = "http://127.0.0.1:9/dataapi"
-        tushare_timeout_s = 7.5
-
-    config = TushareConfig.from_settings(ServiceSettings())
+    settings = Settings(tushare_token=SecretStr("from-settings-token"), tushare_url="http://127.0.0.1:9/dataapi",
+                        tushare_timeout_s=7.5)  # fmt: skip
+    config = TushareConfig.from_settings(settings)
     assert config.token.get_secret_value() == "from-settings-token"
     assert (config.url, config.timeout_s) == ("http://127.0.0.1:9/dataapi", 7.5)
     assert "from-settings-token" not in repr(config)
+    # The service's settings keep it secret too (they are logged at start-up and shown in tracebacks).
+    assert "from-settings-token" not in repr(settings)
+    assert "from-settings-token" not in repr(settings.with_overrides(log_level="DEBUG"))
+    assert settings.with_overrides(log_level="DEBUG").tushare_token.get_secret_value() == "from-settings-token"
 
 
 async def test_daily_quota_and_missing_permission_are_not_retried(server: FakeTushare) -> None:
