@@ -77,7 +77,7 @@ class IngestBusy(IngestError):
 class IngestOptions:
     indices: tuple[str, ...] = DEFAULT_INDICES
     batch_days: int = 10  # open days written per upsert batch
-    prefetch_days: int = 2  # days fetched ahead of the one being written (bounds memory)
+    prefetch_days: int = 10  # days fetched ahead of the one being written (bounds memory)
     progress_every_s: float = 2.0  # heartbeat/progress writes to the run row
     # A "running" run whose row was not touched for this long belongs to a dead process.
     stale_after_s: float = 30.0
