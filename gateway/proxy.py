@@ -78,15 +78,7 @@ async def forward_stream(request: Request, user: CurrentUser, service: str, path
     state = request.app.state
     headers = {INTERNAL_HEADER: mint_internal_token(state.settings.jwt_secret, user.principal)}
     target = f"{path}?{request.url.query}" if request.url.query else path
-    client = state.infra.services.client(service)
-    try:
-        upstream = await client.http.send(
-            client.http.build_request("GET", target, headers=client._headers(headers)), stream=True
-        )
-    except httpx.TransportError as exc:
-        raise Unavailable(
-            f"{service}_unavailable", f"the {service} service did not answer: {type(exc).__name__}"
-        ) from exc
+    upstream = await state.infra.services.client(service).open_stream("GET", target, headers=headers)
     content_type = upstream.headers.get("content-type", "")
     if upstream.status_code != 200 or content_type.split(";")[0].strip() not in STREAMED_TYPES:
         await upstream.aread()

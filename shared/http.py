@@ -47,6 +47,17 @@ class ServiceClient:
                 f"{self.name}_unavailable", f"the {self.name} service did not answer: {type(exc).__name__}"
             ) from exc
 
+    async def open_stream(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """Send a request and return as soon as the headers arrive, the body unread (bulk Arrow/Parquet answers,
+        HTML reports: hundreds of MB must not be held). The caller reads it and must `aclose()` the response."""
+        headers = self._headers(kwargs.pop("headers", None))
+        try:
+            return await self.http.send(self.http.build_request(method, path, headers=headers, **kwargs), stream=True)
+        except httpx.TransportError as exc:
+            raise Unavailable(
+                f"{self.name}_unavailable", f"the {self.name} service did not answer: {type(exc).__name__}"
+            ) from exc
+
     async def get_json(self, path: str, **kwargs: Any) -> Any:
         return _json_or_raise(self.name, await self.request("GET", path, **kwargs))
 

@@ -127,35 +127,36 @@ class MarketData:
         return table.replace_schema_metadata({**(table.schema.metadata or {}), DATA_VERSION_KEY: version.encode()})
 
     async def _bulk(self, params: dict[str, str]) -> Path:
-        headers = self.client._headers(self.headers())
+        response = await self.client.open_stream(
+            "GET", "/v1/bars/bulk", params=params, headers=self.headers(), timeout=BULK_TIMEOUT_S
+        )
         try:
-            async with self.client.http.stream(
-                "GET", "/v1/bars/bulk", params=params, headers=headers, timeout=BULK_TIMEOUT_S
-            ) as response:
-                if response.status_code >= 400:
-                    await response.aread()
-                    _raise_for_status(response)
-                version = response.headers.get(VERSION_HEADER)
-                if not version:
-                    raise ValueError(f"the data service's bulk answer has no {VERSION_HEADER} header")
-                key = hashlib.sha256(json.dumps([version, sorted(params.items())]).encode()).hexdigest()[:32]
-                path = self.cache_dir / f"bars-v{version}-{key}.arrow"
-                if path.exists():
-                    os.utime(path)  # recently used: pruned last
-                    return path  # leaving the block closes the stream unread
-                self.cache_dir.mkdir(parents=True, exist_ok=True)
-                # Unique per download: one process runs backtests and optimisation tasks, which may fetch the same
-                # answer at once; each writes its own file and the last rename wins (the contents are the same).
-                partial = path.with_name(f"{path.name}.{os.getpid()}-{uuid.uuid4().hex}.part")
-                try:
-                    with partial.open("wb") as out:
-                        async for chunk in response.aiter_bytes(1 << 20):
-                            out.write(chunk)
-                    os.replace(partial, path)
-                finally:
-                    partial.unlink(missing_ok=True)
-        except httpx.TransportError as exc:
+            if response.status_code >= 400:
+                await response.aread()
+                _raise_for_status(response)
+            version = response.headers.get(VERSION_HEADER)
+            if not version:
+                raise ValueError(f"the data service's bulk answer has no {VERSION_HEADER} header")
+            key = hashlib.sha256(json.dumps([version, sorted(params.items())]).encode()).hexdigest()[:32]
+            path = self.cache_dir / f"bars-v{version}-{key}.arrow"
+            if path.exists():
+                os.utime(path)  # recently used: pruned last
+                return path  # the `finally` closes the stream unread
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            # Unique per download: one process runs backtests and optimisation tasks, which may fetch the same
+            # answer at once; each writes its own file and the last rename wins (the contents are the same).
+            partial = path.with_name(f"{path.name}.{os.getpid()}-{uuid.uuid4().hex}.part")
+            try:
+                with partial.open("wb") as out:
+                    async for chunk in response.aiter_bytes(1 << 20):
+                        out.write(chunk)
+                os.replace(partial, path)
+            finally:
+                partial.unlink(missing_ok=True)
+        except httpx.TransportError as exc:  # the connection broke while the body was read
             raise Unavailable("data_unavailable", f"the data service did not answer: {type(exc).__name__}") from exc
+        finally:
+            await response.aclose()
         self.downloads += 1
         self._prune(keep=path)
         return path
