@@ -14,7 +14,7 @@ from decimal import Decimal
 import numpy as np
 import pandas as pd
 
-from services.data.demo import TUSHARE_DAILY_COLUMNS, DemoMarket, generate_demo_market
+from services.data.demo import DemoMarket, generate_demo_market
 from services.data.providers.port import API_SCHEMAS, LIST_STATUSES, DateLike, empty_frame, ymd
 from shared.domain.codes import Board, Exchange
 from shared.market import is_trading_day, limit_prices, price_limit_ratio
@@ -106,7 +106,7 @@ class DemoProvider:
         return frame
 
     async def daily(self, trade_date: DateLike, *, expect_rows: bool = False) -> pd.DataFrame:
-        return (await self._day_rows(trade_date)).loc[:, list(TUSHARE_DAILY_COLUMNS)]
+        return (await self._day_rows(trade_date)).loc[:, list(API_SCHEMAS["daily"].fields)]
 
     async def adj_factor(self, trade_date: DateLike, *, expect_rows: bool = False) -> pd.DataFrame:
         return (await self._day_rows(trade_date)).loc[:, ["ts_code", "trade_date", "adj_factor"]]

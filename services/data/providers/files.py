@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from services.data.providers.errors import ProviderDataError
+from services.data.providers.port import API_SCHEMAS
 from services.data.units import on_grid
 
 KEY_COLUMNS = ("ts_code", "trade_date")
@@ -30,7 +31,7 @@ PRICE_COLUMNS = ("open", "high", "low", "close", "pre_close")
 REQUIRED_COLUMNS = (*KEY_COLUMNS, *PRICE_COLUMNS, "vol", "amount")
 DERIVED_COLUMNS = ("change", "pct_chg")
 OPTIONAL_COLUMNS = ("adj_factor",)
-DAILY_COLUMNS = ("ts_code", "trade_date", *PRICE_COLUMNS, "change", "pct_chg", "vol", "amount")
+DAILY_COLUMNS = tuple(API_SCHEMAS["daily"].fields)  # Tushare's `daily` layout
 MAX_REPORTED = 20  # issues listed in the message; all of them are on the exception
 
 _TS_CODE = re.compile(r"^\d{6}\.(SH|SZ|BJ)$")
