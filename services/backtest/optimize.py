@@ -498,16 +498,10 @@ def report_rows(record: OptimisationRecord, points: Sequence[PointRow]) -> list[
     return rows
 
 
-def _fmt(value: Any, percent: bool = False) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value * 100:.2f}%" if percent else f"{value:.4g}"
-
-
 def walk_forward_html(record: OptimisationRecord) -> str:
     """The walk-forward results page: the stitched out-of-sample equity, its metrics, and one row per window
     (in-sample dates, best parameters and objective; out-of-sample dates, objective, return and drawdown)."""
-    from shared.report import line_chart_html, render_page, section, table_html
+    from shared.report import format_metric, line_chart_html, render_page, section, table_html
 
     result = record.result or {}
     metric = record.objective["metric"]
@@ -521,18 +515,18 @@ def walk_forward_html(record: OptimisationRecord) -> str:
             w["index"] + 1,
             f"{w['in_sample'][0]} .. {w['in_sample'][1]}",
             json.dumps(w["best_params"], sort_keys=True),
-            _fmt(w["is_objective"]),
+            format_metric(metric, w["is_objective"]),
             f"{w['out_of_sample'][0]} .. {w['out_of_sample'][1]}",
-            _fmt(w["oos_objective"]),
-            _fmt((w.get("oos_metrics") or {}).get("total_return"), percent=True),
-            _fmt((w.get("oos_metrics") or {}).get("max_drawdown"), percent=True),
+            format_metric(metric, w["oos_objective"]),
+            format_metric("total_return", (w.get("oos_metrics") or {}).get("total_return")),
+            format_metric("max_drawdown", (w.get("oos_metrics") or {}).get("max_drawdown")),
         )
         for w in windows
     ]
     columns = ["window", "in-sample", "best parameters", f"in-sample {metric}", "out-of-sample",
                f"out-of-sample {metric}", "OOS return", "OOS max drawdown"]  # fmt: skip
     summary = [
-        (name, _fmt(metrics.get(name), percent=name in ("total_return", "annual_return", "max_drawdown")))
+        (name, format_metric(name, metrics.get(name)))
         for name in ("total_return", "annual_return", "sharpe", "max_drawdown", "calmar", "trade_count")
     ]
     sections = [

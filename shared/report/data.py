@@ -229,6 +229,11 @@ def format_value(kind: str, value: float | int | None) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
+def format_metric(key: str, value: float | int | None) -> str:
+    """One metric as the report's tables show it (its kind from docs/metrics.md: percent, ratio, days, ...)."""
+    return format_value(_METRIC_LABELS.get(key, ("", "number"))[1], value)
+
+
 def _metric_rows(metrics: Mapping[str, Any]) -> list[MetricRow]:
     rows = []
     # Known metrics in docs/metrics.md order, then any the engine adds later, labelled by their key.
