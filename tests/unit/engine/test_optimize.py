@@ -4,6 +4,7 @@ run_backtest."""
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import Any
 
@@ -136,9 +137,12 @@ def test_genetic_search_is_deterministic_never_repeats_and_stays_in_bounds() -> 
     assert first == second and len(first) == len(set(first)) <= 60
     assert one.evaluations == len(first)
     assert one.best is not None and two.best is not None and one.best.key == two.best.key
+    # Mutation is clipped to the domain and lands on its grid: every evaluated point must be a point of the space
+    # (fast 1..20; slow 10..60 in steps of 5), which a mutation that overshot or left the grid would break.
+    domain = {(fast, slow) for fast in range(1, 21) for slow in range(10, 61, 5)}
     for key in first:
-        point = eval(key.replace("true", "True"))  # noqa: S307 - our own canonical JSON of ints
-        assert 1 <= point["fast"] <= 20 and 10 <= point["slow"] <= 60 and point["slow"] % 5 == 0
+        point = json.loads(key)
+        assert (point["fast"], point["slow"]) in domain
         assert point["fast"] < point["slow"]
     other: list[str] = []
     genetic_search(
