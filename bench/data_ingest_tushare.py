@@ -99,7 +99,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--symbols", type=int, default=300)
     parser.add_argument("--days", type=int, default=60)
-    parser.add_argument("--batch-days", type=int, default=10)
+    parser.add_argument("--batch-days", type=int, default=IngestOptions.batch_days)
     args = parser.parse_args()
     asyncio.run(run(args.symbols, args.days, args.batch_days))
 

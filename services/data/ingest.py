@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import and_, select, update
 
 from services.data import units
@@ -76,7 +78,7 @@ class IngestBusy(IngestError):
 @dataclass(frozen=True)
 class IngestOptions:
     indices: tuple[str, ...] = DEFAULT_INDICES
-    batch_days: int = 10  # open days written per upsert batch
+    batch_days: int = 40  # open days written per upsert batch
     prefetch_days: int = 10  # days fetched ahead of the one being written (bounds memory)
     progress_every_s: float = 2.0  # heartbeat/progress writes to the run row
     # A "running" run whose row was not touched for this long belongs to a dead process.
@@ -560,11 +562,11 @@ class Ingestor:
         # stk_limit covers A and B shares and funds (ETF limits have 3 decimals, 510300.SH 3.826), and the other
         # per-stock endpoints may list more than `daily` too: keep the stocks of that day's bars and of stock_basic
         # (a suspended stock has a factor and limits but no bar), which are what the store holds.
-        covered = stocks | set(frames["daily"]["ts_code"].astype(str))
+        covered = pa.array(sorted(stocks | set(frames["daily"]["ts_code"].astype(str))), pa.string())
         for api in ("adj_factor", "stk_limit", "daily_basic", "suspend_d"):
             frame = frames[api]
             if not frame.empty and "ts_code" in frame.columns:
-                keep = frame["ts_code"].astype(str).isin(covered)
+                keep = _codes_in(frame["ts_code"], covered)
                 if not keep.all():
                     frames[api] = frame[keep].reset_index(drop=True)
         return frames
@@ -616,7 +618,7 @@ class Ingestor:
     ) -> None:
         if not batch:
             return
-        stacked = {api: _stack([frames[api] for _, frames in batch]) for api in DAY_APIS}
+        stacked = {api: _key_order(_stack([frames[api] for _, frames in batch])) for api in DAY_APIS}
         factors = stacked["adj_factor"]
         bars = stacked["daily"].merge(factors, on=["ts_code", "trade_date"], how="left", validate="one_to_one")
         if bars["adj_factor"].isna().any():
@@ -724,6 +726,20 @@ def _requested(start: date | None, end: date | None) -> dict[str, str | None]:
 
 def _has(frame: pd.DataFrame, row: pd.Series) -> bool:
     return bool(((frame["ts_code"] == row["ts_code"]) & (frame["trade_date"] == row["trade_date"])).any())
+
+
+def _codes_in(codes: pd.Series, covered: pa.Array) -> np.ndarray:
+    """Which of `codes` are in `covered` (a hash lookup in Arrow: pandas' `isin` on Arrow strings loops in Python,
+    14 ms for a day's 5,000 codes, a quarter of the ingest's time per day)."""
+    found = pc.is_in(pa.array(codes.astype(str), pa.string()), value_set=covered)
+    return np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _key_order(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows in the tables' key order (ts_code, trade_date)."""
+    if frame.empty or "ts_code" not in frame.columns:
+        return frame
+    return frame.sort_values(["ts_code", "trade_date"], kind="stable", ignore_index=True)
 
 
 def _stack(frames: list[pd.DataFrame]) -> pd.DataFrame:

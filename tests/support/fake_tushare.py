@@ -106,16 +106,13 @@ def _index_by_day(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     return {str(k): v for k, v in frame.groupby(column, sort=False).indices.items()}
 
 
-def _json_items(frame: pd.DataFrame) -> list[list[Any]]:
-    """Rows as JSON-ready lists: NaN/None as null, numpy scalars as Python numbers."""
+def _json_items(frame: pd.DataFrame) -> str:
+    """The rows as a JSON array of arrays, NaN/None as null, encoded by pandas in C: the fake server shares the
+    benchmark machine's two cores with the pipeline it feeds, and json.dumps of Python lists cost it 65 ms per
+    whole-market day. 15 significant digits: every decimal Tushare sends (2-4 places) comes back exactly."""
     if frame.empty:
-        return []
-    columns = []
-    for name in frame.columns:
-        series = frame[name]
-        values = series.to_numpy(dtype=object, na_value=None) if series.isna().any() else series.to_numpy()
-        columns.append(values.tolist())
-    return [list(row) for row in zip(*columns, strict=True)]
+        return "[]"
+    return str(frame.to_json(orient="values", double_precision=15, force_ascii=False))
 
 
 def _select(state: _State, api: str, params: Mapping[str, Any]) -> pd.DataFrame:
@@ -216,12 +213,14 @@ class _Handler(BaseHTTPRequestHandler):
                 columns = [f for f in wanted if f in frame.columns]  # Tushare ignores unknown field names
                 frame = frame.loc[:, columns]
                 rows = len(frame)
-                payload = {
-                    "request_id": "fake",
-                    "code": 0,
-                    "msg": "",
-                    "data": {"fields": columns, "items": _json_items(frame), "has_more": False},
-                }
+                self._record(api, params, fields, token_ok, arrived, None, rows)
+                fields_json = json.dumps(columns, ensure_ascii=False)
+                reply = (
+                    f'{{"request_id": "fake", "code": 0, "msg": "", "data": {{"fields": {fields_json}, '
+                    f'"items": {_json_items(frame)}, "has_more": false}}}}'
+                )
+                self._send(200, reply.encode())
+                return
             self._record(api, params, fields, token_ok, arrived, None, rows)
             self._send_json(payload)
             return
