@@ -51,7 +51,7 @@ bench: $(STAMP)
 	$(PY) -m bench.engine --symbols 5000
 	$(PY) -m bench.data_quality
 	$(PY) -m bench.data_ingest
-	$(PY) -m bench.data_ingest_tushare
+	$(PY) -m bench.data_ingest_tushare --symbols 5000 --days 250
 	$(PY) -m bench.bars_bulk
 	$(PY) -m bench.backtest_e2e
 	$(PY) -m bench.grid --points 1000 --workers 1,2
