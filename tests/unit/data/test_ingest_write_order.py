@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from services.data.ingest import IngestOptions, Ingestor, _codes_in
 from services.data.providers import DemoProvider
-from services.data.store import MIGRATIONS_DIR, DataStore, adj_factors, daily_basic, daily_bars, stk_limits
+from services.data.store import MIGRATIONS_DIR, DataStore, adj_factors, daily_bars, daily_basic, stk_limits
 from shared.db import Database
 from shared.settings import Settings
 
