@@ -5,9 +5,10 @@ progress, followed by the quality checks, and announced as `bars.updated` throug
 How a run writes (see docs/data-ingest.md):
 - Reference data first (trade calendar, securities, ST periods), then the open days: every endpoint of a day is
   fetched and converted before anything of that day is written, while the next days are already being fetched
-  (a bounded queue keeps memory to a few days); several days are written together, bars last, as idempotent
-  upserts, so a run that fails or is interrupted leaves whole days or nothing of a day's bars, and running it again
-  completes it without changing what is already right.
+  (a bounded queue keeps memory to a few days); a batch of days is written together, in the tables' key order,
+  bars last, as idempotent upserts. A run that fails or is interrupted may leave part of its last batch written;
+  the store's "complete through" day moves only after a whole batch, so `update` (or the same backfill again)
+  fetches that batch again and completes it without changing what is already right.
 - A provider that stays unavailable fails the run with its reason; the days fetched before it are still written.
 - The run's finish and its `bars.updated` event are one transaction (the outbox); the relay publishes it.
 """
