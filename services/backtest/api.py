@@ -41,13 +41,20 @@ async def list_backtests(
     request: Request,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
-    strategy: Annotated[str | None, Query(max_length=64)] = None,
+    strategy: Annotated[
+        str | None,
+        Query(max_length=64, description="the run's strategy or one of its sleeves' (the exact name)"),
+    ] = None,
     status: BacktestStatus | None = None,
-    q: Annotated[str | None, Query(max_length=128, description="in the id, name, strategy or universe")] = None,
+    q: Annotated[
+        str | None,
+        Query(max_length=128, description="in the id, name, strategy (a sleeve's too), benchmark or universe"),
+    ] = None,
     created_from: Annotated[datetime | None, Query(description="created at or after (ISO; naive = UTC)")] = None,
     created_to: Annotated[datetime | None, Query(description="created before (ISO; naive = UTC)")] = None,
 ) -> list[BacktestBrief]:
-    """Newest first: the caller's own backtests (an admin's: everyone's)."""
+    """Newest first: the caller's own backtests (an admin's: everyone's). A run with several strategies is found by
+    `strategy=` and `q` through any of its sleeves' strategies as well as by `portfolio`."""
     return await _service(request).list(
         _principal(request),
         limit=limit,

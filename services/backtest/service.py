@@ -107,8 +107,10 @@ class BacktestService:
         }
 
     async def submit(self, principal: Principal, request: BacktestRequest) -> BacktestRecord:
+        sleeve_strategies: list[str] = []
         if request.sleeves is not None:
             strategy_name, params = PORTFOLIO_STRATEGY, self._sleeves(request)
+            sleeve_strategies = [sleeve["strategy"] for sleeve in params["sleeves"]]
         else:
             strategy = self._strategy(request.strategy, "strategy")
             try:
@@ -137,6 +139,7 @@ class BacktestService:
             universe={**universe.model_dump(mode="json", exclude_none=True), "label": universe.label()},
             config={"costs": costs, "benchmark_required": request.benchmark_required},
             benchmark=request.benchmark,
+            sleeve_strategies=sleeve_strategies,
         )
         try:
             await self.bus.enqueue(JOB_QUEUE, {"backtest_id": backtest_id}, message_id=backtest_id)

@@ -1,6 +1,7 @@
-"""The backtest service's tables (backtests, their equity curves, their result artifacts, the outbox) and the queries
-the API and the worker run against them. A backtest moves queued -> running -> succeeded | failed | cancelled (or
-queued -> cancelled); a finished row never changes again, which is what makes a redelivered job harmless."""
+"""The backtest service's tables (backtests, the strategies of their sleeves, their equity curves, their result
+artifacts, the outbox) and the queries the API and the worker run against them. A backtest moves queued -> running
+-> succeeded | failed | cancelled (or queued -> cancelled); a finished row never changes again, which is what makes a
+redelivered job harmless."""
 
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import RowMapping
+from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import JSON, TypeEngine
 
@@ -154,6 +156,22 @@ backtest_artifacts = Table(
     Column("data", LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb"), nullable=False),
 )
 
+# 0005: the strategies of a run with several (its sleeves'), one row each, so that listing by strategy and `q` find
+# such a run by the strategies in it (its own `strategy` column says "portfolio") with an index instead of reading
+# every row's params. A single-strategy run has no rows here: its `strategy` column says it.
+backtest_strategies = Table(
+    "backtest_strategies",
+    metadata,
+    Column(
+        "backtest_id",
+        String(32),
+        ForeignKey("backtests.backtest_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("strategy", String(64), primary_key=True),
+    Index("ix_backtest_strategies_strategy", "strategy"),
+)
+
 outbox = outbox_table(metadata)
 
 
@@ -233,6 +251,20 @@ class StoredEquity:
     equity: Decimal
 
 
+def _runs_with_sleeve(*, strategy: str | None = None, containing: str | None = None) -> Select[tuple[str]]:
+    """The ids of the runs with a sleeve of this strategy (the exact name), or of a strategy whose name contains
+    `containing` (case-insensitively). An uncorrelated `IN`: the database answers it from the side table's indexes
+    (MariaDB materialises it through the strategy index, or looks each candidate run up by the primary key), never
+    from the stored params; the outer query keeps its order, paging and owner filter, and a run with two matching
+    sleeves still comes back once."""
+    query = select(backtest_strategies.c.backtest_id)
+    if strategy is not None:
+        query = query.where(backtest_strategies.c.strategy == strategy)
+    if containing is not None:
+        query = query.where(backtest_strategies.c.strategy.icontains(containing, autoescape=True))
+    return query
+
+
 def _last_sign_of_life() -> ColumnElement[Any]:
     return func.coalesce(backtests.c.heartbeat_at, backtests.c.started_at)
 
@@ -271,9 +303,11 @@ class BacktestStore:
         universe: dict[str, Any] | None = None,
         config: dict[str, Any] | None = None,
         benchmark: str | None = None,
+        sleeve_strategies: Sequence[str] = (),
     ) -> BacktestRecord:
         """`ts_codes` is the universe when given as a list; for an index or a filter it stays empty until the
-        worker resolves it (`set_universe`)."""
+        worker resolves it (`set_universe`). `sleeve_strategies`: for a run with several strategies, the strategy
+        of each sleeve (repeats allowed), recorded in the same transaction so that search finds the run by them."""
         async with self.db.session() as session:
             await session.execute(
                 insert(backtests).values(
@@ -295,6 +329,11 @@ class BacktestStore:
                     cancel_requested=False,
                 )
             )
+            names = list(dict.fromkeys(sleeve_strategies))  # distinct, in the sleeves' order
+            if names:
+                await session.execute(
+                    insert(backtest_strategies), [{"backtest_id": backtest_id, "strategy": n} for n in names]
+                )
         record = await self.get(backtest_id)
         assert record is not None
         return record
@@ -324,13 +363,17 @@ class BacktestStore:
         limit: int = 50,
         offset: int = 0,
     ) -> list[BacktestRecord]:
-        """Newest first. `q` matches (case-insensitively, as a substring) the id, the name, the strategy and the
-        universe; `created_from` inclusive, `created_to` exclusive (naive UTC). `owner=None` searches everyone's."""
+        """Newest first. `strategy` is a run's strategy or one of its sleeves' (a run with several strategies is
+        found by each of them, and by "portfolio"). `q` matches (case-insensitively, as a substring) the id, the name,
+        the strategy, a sleeve's strategy, the benchmark and the universe; `created_from` inclusive, `created_to`
+        exclusive (naive UTC). `owner=None` searches everyone's."""
         query = select(backtests)
         if owner is not None:
             query = query.where(backtests.c.owner == owner)
         if strategy is not None:
-            query = query.where(backtests.c.strategy == strategy)
+            query = query.where(
+                (backtests.c.strategy == strategy) | backtests.c.backtest_id.in_(_runs_with_sleeve(strategy=strategy))
+            )
         if status is not None:
             query = query.where(backtests.c.status == status.value)
         if created_from is not None:
@@ -343,6 +386,7 @@ class BacktestStore:
                 backtests.c.backtest_id.icontains(q, autoescape=True)
                 | backtests.c.name.icontains(q, autoescape=True)
                 | backtests.c.strategy.icontains(q, autoescape=True)
+                | backtests.c.backtest_id.in_(_runs_with_sleeve(containing=q))
                 | backtests.c.benchmark.icontains(q, autoescape=True)
                 | func.lower(backtests.c.ts_codes.cast(Text)).contains(q.lower(), autoescape=True)
                 | func.lower(backtests.c.universe.cast(Text)).contains(q.lower(), autoescape=True)
