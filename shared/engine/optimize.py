@@ -405,8 +405,12 @@ def score(
 
 def rank_key(result: PointResult, objective: Objective) -> tuple[int, int, float, str]:
     """Feasible before infeasible; within each, a defined objective before None; then best first; ties by the
-    point's key, so the ranking is total and the same on every machine."""
+    point's key, so the ranking is total and the same on every machine. The value is read from the result's metrics
+    for `objective`, so results evaluated for another objective still rank by this one."""
     value = result.objective
+    if result.metrics is not None:
+        metric = result.metrics.get(objective.metric)
+        value = None if metric is None else float(metric)
     signed = 0.0 if value is None else (-value if objective.direction == "maximize" else value)
     return (0 if result.feasible else 1, 0 if value is not None else 1, signed, result.key)
 

@@ -103,6 +103,13 @@ def test_ranking_puts_none_and_infeasible_last() -> None:
     assert [r.params["p"] for r in low_first] == ["d", "a"]
 
 
+def test_ranking_uses_the_objective_it_is_given_not_the_one_scored_with() -> None:
+    # Scored for Sharpe (the evaluator's default), ranked by drawdown, smallest first: c (0.1), a (0.2), b (0.4).
+    a, b, c = _result("a", 1.0, 0.2, 50, []), _result("b", 2.0, 0.4, 50, []), _result("c", None, 0.1, 50, [])
+    ranked = rank([a, b, c], Objective("max_drawdown", "minimize"))
+    assert [r.params["p"] for r in ranked] == ["c", "a", "b"]
+
+
 def test_constraint_and_objective_errors_name_the_metric() -> None:
     with pytest.raises(OptimisationError, match="unknown metric 'drawdown'"):
         Constraint.parse("drawdown <= 0.3")
