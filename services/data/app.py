@@ -10,18 +10,27 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from datetime import date
+from datetime import UTC, date, datetime
 
 from fastapi import FastAPI
 
 from services.data.api import router
 from services.data.cache import ReadCache
 from services.data.events import outbox
-from services.data.ingest import SUCCEEDED, IngestError, IngestOptions, Ingestor, stored_open_days
+from services.data.ingest import (
+    SUCCEEDED,
+    IngestError,
+    IngestOptions,
+    Ingestor,
+    IngestResult,
+    Progress,
+    stored_open_days,
+)
 from services.data.ingest_api import ingest_router
 from services.data.loader import load_demo_market
+from services.data.metrics import DataMetrics, update_lag_days
 from services.data.providers import DemoProvider, MarketDataProvider, TushareConfig, TushareProvider
-from services.data.scheduler import DailyScheduler, parse_run_time
+from services.data.scheduler import SHANGHAI, DailyScheduler, latest_due_day, parse_run_time
 from services.data.store import MIGRATIONS_DIR, DataStore
 from shared.app import Infra, create_service_app
 from shared.db import Database
@@ -61,6 +70,38 @@ class TradingDays:
             return builtin_is_trading_day(day)
         except ValueError:
             return day.weekday() < 5
+
+
+class StoredThrough:
+    """Keeps the metrics of how far the store is: the newest trading day stored in full and, when the daily update
+    is scheduled, how many published trading days are missing (`lh_data_update_lag_days`). Refreshed at start-up,
+    after every ingest run and after every scheduled update."""
+
+    def __init__(self, metrics: DataMetrics, ingestor: Ingestor, trading_days: TradingDays, at: str | None) -> None:
+        self._metrics = metrics
+        self._ingestor = ingestor
+        self._trading_days = trading_days
+        self._at = parse_run_time(at) if at else None  # None: no schedule, so no "due" day to lag behind
+        self._pending: set[asyncio.Task[None]] = set()
+
+    async def refresh(self, now: datetime | None = None) -> None:
+        try:
+            complete = await self._ingestor.last_update_day()
+            lag = None
+            if self._at is not None:
+                due = latest_due_day(now or datetime.now(SHANGHAI), self._at, self._trading_days)
+                lag = await update_lag_days(complete, due, self._ingestor.store.count_open_days)
+            self._metrics.stored_through(complete, lag)
+        except Exception:
+            log.warning("could not refresh the stored-through metrics", exc_info=True)
+
+    def run_finished(self, progress: Progress, status: str, result: IngestResult | None) -> None:
+        quality = result.quality if result else None
+        self._metrics.run_finished(kind=progress.kind, status=status, tables=progress.tables, quality=quality,
+                                   finished_at=datetime.now(UTC))  # fmt: skip
+        task = asyncio.get_running_loop().create_task(self.refresh())
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
 
 class StoreRunLog:
@@ -112,9 +153,13 @@ def create_app(
     run_scheduler = _scheduler_wanted(settings, scheduler)
     trading_days = TradingDays(store)
 
+    stored_through: StoredThrough | None = None
+
     async def daily_update(day: date) -> None:
         result = await ingestor.update()
         await trading_days.refresh()
+        if stored_through is not None:
+            await stored_through.refresh()
         if result.status != SUCCEEDED:
             raise IngestError(f"daily update for {day} failed: {result.error}")
 
@@ -136,6 +181,9 @@ def create_app(
             task: asyncio.Task[None] | None = None
             if run_scheduler:
                 await trading_days.refresh()
+            if stored_through is not None:
+                await stored_through.refresh()
+            if run_scheduler:
                 daily = DailyScheduler(
                     daily_update,
                     at=parse_run_time(settings.data_update_at or "17:30"),
@@ -163,6 +211,12 @@ def create_app(
         lifespan=lifespan,
         readiness={"db": db.ping},
     )
+    stored_through = StoredThrough(
+        DataMetrics(app.state.metrics_registry), ingestor, trading_days,
+        settings.data_update_at if run_scheduler else None,
+    )  # fmt: skip
+    ingestor.on_finish = stored_through.run_finished
+    app.state.stored_through = stored_through
     app.state.db = db
     app.state.store = store
     app.state.read_cache = read_cache

@@ -1,6 +1,7 @@
-"""What the data service publishes: `bars.updated` after an ingest, written to its transactional outbox (the
-`outbox` table of lh_data, migration 0003) in the same transaction as the ingest run's finish, and relayed to the
-bus by `shared.outbox.OutboxRelay`."""
+"""What the data service publishes: `bars.updated` after an ingest run that wrote bars (succeeded, or failed or
+interrupted after writing some days: `complete` false), written to its transactional outbox (the `outbox` table of
+lh_data, migration 0003) in the same transaction as the ingest run's finish, and relayed to the bus by
+`shared.outbox.OutboxRelay`."""
 
 from __future__ import annotations
 
@@ -18,8 +19,10 @@ BARS_UPDATED = "bars.updated"
 outbox = outbox_table(metadata)
 
 
-def bars_updated(*, start: date, end: date, symbols: int, rows: int) -> Envelope:
-    """The event of one successful ingest: the range of trading days written, how many symbols and bar rows.
-    `trade_date` is the newest day written (what a consumer refreshing "today" wants)."""
-    payload = BarsUpdated(trade_date=end, start_date=start, end_date=end, symbols=symbols, rows=rows)
+def bars_updated(*, start: date, end: date, symbols: int, rows: int, complete: bool = True) -> Envelope:
+    """The event of an ingest run that wrote bars: the range of trading days written, how many symbols and bar rows.
+    `trade_date` is the newest day written (what a consumer refreshing "today" wants). `complete` is False when the
+    run failed or was interrupted after writing some days: those days are whole (a consumer refreshes them all the
+    same), the rest of what the run was asked for is not there yet."""
+    payload = BarsUpdated(trade_date=end, start_date=start, end_date=end, symbols=symbols, rows=rows, complete=complete)
     return make_event(BARS_UPDATED, payload, source=SOURCE)

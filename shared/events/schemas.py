@@ -43,6 +43,11 @@ class BarsUpdated(BaseModel):
     end_date: date
     symbols: int
     rows: int
+    # False: the ingest run that wrote these bars failed or was interrupted. Bars in the range changed, but its last
+    # batch may be partly stored and the run's later days (its indices, its quality checks) are not; re-running it
+    # completes them and announces them again, complete.
+    # Added in version 1 with a default, so events without it (every run succeeded) read as complete.
+    complete: bool = True
 
 
 class BacktestFinished(BaseModel):

@@ -401,7 +401,7 @@ async def test_the_service_api_and_bars_updated_on_the_bus(backing: Any, fake: F
             payload = received[0].payload
             assert received[0].type == "bars.updated" and received[0].source == "data"
             assert payload == {"trade_date": "2024-01-15", "start_date": "2024-01-02", "end_date": "2024-01-15",
-                               "symbols": 3, "rows": 29}  # fmt: skip
+                               "symbols": 3, "rows": 29, "complete": True}  # fmt: skip
 
             report = (await c.get(f"/v1/quality/reports/{run_id}")).json()  # by the ingest run's id
             assert report["ingest_run_id"] == run_id and report["findings"] == 0
@@ -580,3 +580,185 @@ async def test_a_bulk_write_failing_part_way_still_counts_as_a_change(
         await store.upsert_adj_factors(factors)
     assert await count(store, adj_factors) == 4  # the two batches committed before the failure
     assert await store.data_version() == before + 1 and dropped == 1
+
+
+# -- a failed or interrupted run announces the bars it wrote -------------------------------------------------------
+
+
+async def outbox_events(store: DataStore) -> list[Envelope]:
+    async with store.db.session() as session:
+        bodies = (await session.scalars(select(outbox.c.body).order_by(outbox.c.created_at))).all()
+    return [Envelope.model_validate_json(body) for body in bodies]
+
+
+async def test_a_run_failing_on_a_later_day_announces_the_days_it_wrote(store: DataStore) -> None:
+    data = market()
+    data["daily"] = data["daily"][data["daily"]["trade_date"] != "20240108"]  # never published
+    with FakeTushare(data, token="t0ken") as server:
+        notified: list[bool] = []
+        ingestor = Ingestor(store, provider_for(server), options=IngestOptions(batch_days=2),
+                            notify=lambda: notified.append(True))  # fmt: skip
+        result = await ingestor.backfill(date(2024, 1, 2), date(2024, 1, 15))
+    assert result.status == "failed" and "20240108" in (result.error or "")
+    # The 2nd to the 5th were written whole: 4 days x 3 stocks.
+    assert (result.start, result.end, result.bar_rows, result.symbols) == (date(2024, 1, 2), date(2024, 1, 5), 12, 3)
+    assert await count(store, daily_bars) == 12
+    events = await outbox_events(store)
+    assert [(e.type, e.source) for e in events] == [("bars.updated", "data")]
+    assert events[0].payload == {"trade_date": "2024-01-05", "start_date": "2024-01-02", "end_date": "2024-01-05",
+                                 "symbols": 3, "rows": 12, "complete": False}  # fmt: skip
+    assert notified == [True]  # the relay is woken
+    run = await store.get_ingest_run(result.run_id)
+    assert run is not None and run.status == "failed" and run.error == result.error
+    assert run.detail["bars"] == {"start": "2024-01-02", "end": "2024-01-05", "rows": 12, "symbols": 3}
+
+    # Running it again completes it and announces the whole range, complete.
+    with FakeTushare(market(), token="t0ken") as server:
+        again = await Ingestor(store, provider_for(server)).backfill(date(2024, 1, 2), date(2024, 1, 15))
+    assert again.status == "succeeded"
+    last = (await outbox_events(store))[-1].payload
+    assert (last["start_date"], last["end_date"], last["rows"], last["complete"]) == ("2024-01-02", "2024-01-15", 29,
+                                                                                      True)  # fmt: skip
+
+
+async def test_http_500s_for_good_after_the_first_days_announce_what_was_written(
+    store: DataStore, fake: FakeTushare
+) -> None:
+    fake.reset()
+    broken = False
+
+    def break_the_provider(progress: Any) -> None:
+        nonlocal broken
+        if progress.steps_done >= 2 and not broken:  # the first batch (2 days) is written
+            fake.inject("daily", "http_500", times=100)
+            broken = True
+
+    try:
+        # One day fetched ahead at most, so the later days are still to fetch when the fault comes.
+        ingestor = Ingestor(store, provider_for(fake), options=IngestOptions(batch_days=2, prefetch_days=1))
+        result = await ingestor.backfill(date(2024, 1, 2), date(2024, 1, 15), on_progress=break_the_provider)
+    finally:
+        fake.reset()
+    assert result.status == "failed" and "HTTP error status" in (result.error or "")
+    # Days fetched ahead before the fault are written too: how many depends on timing, so the store says.
+    async with store.db.session() as session:
+        last_day = await session.scalar(select(func.max(daily_bars.c.trade_date)))
+    stored = await count(store, daily_bars)
+    assert date(2024, 1, 3) <= last_day < date(2024, 1, 15) and stored == result.bar_rows
+    [event] = await outbox_events(store)
+    assert event.payload == {"trade_date": last_day.isoformat(), "start_date": "2024-01-02",
+                             "end_date": last_day.isoformat(), "symbols": 3, "rows": stored,
+                             "complete": False}  # fmt: skip
+
+
+async def test_a_failed_run_that_wrote_no_bars_announces_nothing(store: DataStore, fake: FakeTushare) -> None:
+    fake.reset()
+    fake.inject("daily", "http_500", times=50)
+    try:
+        result = await Ingestor(store, provider_for(fake)).backfill(date(2024, 1, 2), date(2024, 1, 3))
+    finally:
+        fake.reset()
+    assert result.status == "failed" and result.bar_rows == 0
+    assert await count(store, outbox) == 0
+    run = await store.get_ingest_run(result.run_id)
+    assert run is not None and run.status == "failed" and run.detail["bars"]["rows"] == 0
+
+
+async def test_an_interrupted_run_announces_the_days_it_wrote(store: DataStore, fake: FakeTushare) -> None:
+    fake.reset()
+    ingestor = Ingestor(store, provider_for(fake), options=IngestOptions(batch_days=1))
+    run: asyncio.Task[Any] | None = None
+    stopped = False
+
+    def stop_after_the_first_day(progress: Any) -> None:
+        nonlocal stopped
+        if progress.steps_done == 1 and run is not None and not stopped:
+            run.cancel()  # as a service stop does; delivered at the run's next wait, before the 3rd's bars
+            stopped = True
+
+    run = asyncio.create_task(
+        ingestor.backfill(date(2024, 1, 2), date(2024, 1, 15), on_progress=stop_after_the_first_day)
+    )
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    [event] = await outbox_events(store)
+    assert event.payload == {"trade_date": "2024-01-02", "start_date": "2024-01-02", "end_date": "2024-01-02",
+                             "symbols": 3, "rows": 3, "complete": False}  # fmt: skip
+    [row] = await store.list_ingest_runs()
+    assert row.status == "interrupted" and row.detail["bars"]["end"] == "2024-01-02"
+
+
+async def test_a_failed_run_s_bars_updated_reaches_the_bus(backing: Any) -> None:
+    settings = backing.settings(scope="ingfail" + secrets.token_hex(3), load_demo_data=False)
+    data = market()
+    data["daily"] = data["daily"][data["daily"]["trade_date"] != "20240104"]  # never published
+    received: list[Envelope] = []
+    got = asyncio.Event()
+
+    async def on_event(event: Envelope) -> None:
+        received.append(event)
+        got.set()
+
+    listener = create_bus(settings.amqp_url, namespace=settings.bus_namespace, source="test")
+    await listener.start()
+    await listener.subscribe("ingest-fail-" + secrets.token_hex(3), ["bars.updated"], on_event, durable=False)
+    try:
+        with FakeTushare(data, token="t0ken") as server:
+            app = create_app(settings, provider=provider_for(server))
+            headers = service_headers(settings.jwt_secret, "test")
+            async with (
+                app.router.lifespan_context(app),
+                httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://data", headers=headers) as c,
+            ):
+                started = await c.post("/v1/ingest/backfill", json={"start": "2024-01-02", "end": "2024-01-15"})
+                assert started.status_code == 202
+                await app.state.ingestor.wait()
+                run = (await c.get(f"/v1/ingest/runs/{started.json()['run_id']}")).json()
+                assert run["status"] == "failed" and "DataNotReady" in run["error"]
+                await asyncio.wait_for(got.wait(), timeout=10)
+    finally:
+        await listener.close()
+    assert [(e.type, e.source) for e in received] == [("bars.updated", "data")]
+    assert received[0].payload == {"trade_date": "2024-01-03", "start_date": "2024-01-02", "end_date": "2024-01-03",
+                                   "symbols": 3, "rows": 6, "complete": False}  # fmt: skip
+
+
+async def test_a_bars_write_cut_short_is_announced_with_its_batch(
+    store: DataStore, fake: FakeTushare, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import services.data.store as store_module
+
+    fake.reset()
+    # The second batch's bars (4 and 5 January, 3 stocks) go to the server 2 rows per transaction, in key order:
+    # 000001.SZ x2, 600000.SH x2, then 688001.SH x2 — whose code is made too long, so the server refuses that
+    # third transaction after the first two committed.
+    monkeypatch.setattr(store_module, "BULK_BATCH_ROWS", 2)
+    monkeypatch.setattr(store_module, "BULK_CONNECTIONS", 1)
+    real_column = store_module._driver_column
+    bar_writes = 0
+
+    def poisoned(values: Any, column: Any) -> Any:
+        nonlocal bar_writes
+        out = real_column(values, column)
+        if column.table.name == "daily_bars" and column.name == "ts_code":
+            bar_writes += 1
+            if bar_writes == 2:
+                out = out.copy()
+                out[list(out).index("688001.SH")] = "X" * 40
+        return out
+
+    monkeypatch.setattr(store_module, "_driver_column", poisoned)
+    ingestor = Ingestor(store, provider_for(fake), options=IngestOptions(batch_days=2))
+    result = await ingestor.backfill(date(2024, 1, 2), date(2024, 1, 15))
+    assert result.status == "failed" and "too long" in (result.error or "").lower()
+    async with store.db.session() as session:
+        stored = (await session.execute(select(daily_bars.c.ts_code, daily_bars.c.trade_date)
+                                        .where(daily_bars.c.trade_date >= date(2024, 1, 4)))).all()  # fmt: skip
+    assert sorted(stored) == [("000001.SZ", date(2024, 1, 4)), ("000001.SZ", date(2024, 1, 5)),
+                              ("600000.SH", date(2024, 1, 4)), ("600000.SH", date(2024, 1, 5))]  # fmt: skip
+    # The announcement covers the batch that was cut short (the rows count its whole batch: 2 x 2 days x 3).
+    [event] = await outbox_events(store)
+    assert event.payload == {"trade_date": "2024-01-05", "start_date": "2024-01-02", "end_date": "2024-01-05",
+                             "symbols": 3, "rows": 12, "complete": False}  # fmt: skip
+    # `update` starts again from the batch cut short: the last whole day is the 3rd.
+    assert await store.complete_through() == date(2024, 1, 3)

@@ -1,0 +1,93 @@
+"""The data service's Prometheus metrics: what the ingestion did and how far behind the market the store is (names
+used by the Grafana dashboard and the alert rules in prometheus/alerts.yml)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from services.data.quality import Severity
+from services.data.scheduler import SHANGHAI
+
+KINDS = ("backfill", "update", "import")
+STATUSES = ("succeeded", "failed", "interrupted")
+
+
+def day_start_timestamp(day: date) -> float:
+    """Unix time of 00:00 Asia/Shanghai on `day`: how a trading day is given to Prometheus."""
+    return datetime.combine(day, time(0), tzinfo=SHANGHAI).timestamp()
+
+
+class DataMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.runs = Counter(
+            "lh_data_ingest_runs_total", "Ingest runs finished, by kind and status", ["kind", "status"],
+            registry=registry,
+        )  # fmt: skip
+        self.rows = Counter(
+            "lh_data_ingest_rows_total", "Rows written by ingest runs, by table", ["table"], registry=registry
+        )
+        self.last_finished = Gauge(
+            "lh_data_ingest_last_finished_timestamp_seconds", "When the last ingest run of each kind and status ended",
+            ["kind", "status"], registry=registry,
+        )  # fmt: skip
+        self.complete_through = Gauge(
+            "lh_data_complete_through_timestamp_seconds",
+            "00:00 Asia/Shanghai of the newest trading day stored in full by a backfill or update (0: none yet)",
+            registry=registry,
+        )
+        self.update_lag = Gauge(
+            "lh_data_update_lag_days",
+            "Trading days whose data is out (after the update time) but not stored in full; set by the scheduler",
+            registry=registry,
+        )
+        self.quality_findings = Gauge(
+            "lh_data_quality_findings", "Findings of the newest quality report of an ingest run, by severity",
+            ["severity"], registry=registry,
+        )  # fmt: skip
+        for kind in KINDS:
+            for status in STATUSES:
+                self.runs.labels(kind=kind, status=status)
+        for severity in Severity:
+            self.quality_findings.labels(severity=severity.value)
+
+    def run_finished(
+        self,
+        *,
+        kind: str,
+        status: str,
+        tables: Mapping[str, int],
+        quality: Mapping[str, Any] | None,
+        finished_at: datetime,
+    ) -> None:
+        self.runs.labels(kind=kind, status=status).inc()
+        self.last_finished.labels(kind=kind, status=status).set(finished_at.timestamp())
+        for table, rows in tables.items():
+            if rows:
+                self.rows.labels(table=table).inc(rows)
+        by_severity = (quality or {}).get("by_severity")
+        if isinstance(by_severity, Mapping):
+            for severity in Severity:
+                self.quality_findings.labels(severity=severity.value).set(int(by_severity.get(severity.value, 0)))
+
+    def stored_through(self, day: date | None, lag_days: int | None = None) -> None:
+        self.complete_through.set(0 if day is None else day_start_timestamp(day))
+        if lag_days is not None:
+            self.update_lag.set(lag_days)
+
+
+async def update_lag_days(
+    last_complete: date | None,
+    due: date | None,
+    count_open_days: Callable[[date, date], Awaitable[int]],
+) -> int | None:
+    """Trading days after `last_complete` up to `due` (the newest day whose data is out): how far the store is
+    behind the market. None when nothing was ever stored in full (a backfill comes first; there is no lag to tell)."""
+    if last_complete is None:
+        return None
+    if due is None or due <= last_complete:
+        return 0
+    return await count_open_days(last_complete + timedelta(days=1), due)
