@@ -164,6 +164,40 @@ async def list_trades(request: Request, user: Viewer) -> Response:
     return await forward(request, user, "execution", "GET", "/v1/trades")
 
 
+@router.get("/account", tags=["orders"], responses=ERRORS)
+async def get_account(request: Request, user: Viewer) -> Response:
+    """Your account's cash in CNY: `{account_id, currency, balance, reserved, available}` (reserved: what open buys
+    hold back). An admin may name another account with `?account_id=`."""
+    return await forward(request, user, "execution", "GET", "/v1/account")
+
+
+@router.post(
+    "/account/cash",
+    tags=["orders"],
+    status_code=201,
+    responses={
+        200: {"description": "the idempotency_key was used already: the same movement"},
+        409: {"description": "`{code: idempotency_key_conflict}`: the key was used for another movement"},
+        422: {"description": "`{code: insufficient_cash}` for a withdrawal beyond the available cash"},
+        **ERRORS,
+    },
+)
+async def move_cash(
+    request: Request,
+    user: Admin,
+    movement: Annotated[
+        dict[str, Any],
+        Body(
+            examples=[
+                {"account_id": "acct-alice", "kind": "deposit", "amount": "100000.00", "idempotency_key": "dep-1"}
+            ]
+        ),
+    ],
+) -> Response:
+    """Deposit or withdraw an account's cash (admin). `idempotency_key` makes a retry safe."""
+    return await forward(request, user, "execution", "POST", "/v1/account/cash", with_body=True)
+
+
 # --- market data -------------------------------------------------------------------------------------------
 
 

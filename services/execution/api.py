@@ -5,8 +5,18 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
-from services.execution.desk import OrderDesk
-from services.execution.schemas import OrderOut, OrderSubmission, PositionOut, TradeOut
+from services.execution.cash import cny
+from services.execution.desk import AccountCash, OrderDesk
+from services.execution.schemas import (
+    AccountOut,
+    CashMovementIn,
+    CashMovementOut,
+    LedgerEntryOut,
+    OrderOut,
+    OrderSubmission,
+    PositionOut,
+    TradeOut,
+)
 from shared.domain import OrderStatus
 from shared.internal_auth import Principal, internal_principal
 
@@ -79,3 +89,56 @@ async def list_positions(
         PositionOut(ts_code=h.ts_code, qty=h.qty, sellable_qty=h.sellable_qty)
         for h in await desk.positions(principal, account_id)
     ]
+
+
+def _account_out(account: AccountCash) -> AccountOut:
+    c = account.cash
+    return AccountOut(
+        account_id=account.account_id,
+        balance=cny(c.balance_fen),
+        reserved=cny(c.reserved_fen),
+        available=cny(c.available_fen),
+    )
+
+
+@router.get("/account", response_model=AccountOut)
+async def get_account(
+    account_id: str | None = Query(default=None, min_length=1, max_length=64),
+    principal: Principal = Depends(internal_principal),
+    desk: OrderDesk = Depends(get_desk),
+) -> AccountOut:
+    """The caller's cash; services and admins name the account with `account_id`. An account seen for the first
+    time starts with the paper opening cash (LH_PAPER_OPENING_CASH)."""
+    return _account_out(await desk.account(principal, account_id))
+
+
+@router.post(
+    "/account/cash",
+    status_code=201,
+    response_model=CashMovementOut,
+    responses={200: {"description": "the idempotency_key was used already: the same movement"}},
+)
+async def move_cash(
+    movement: CashMovementIn,
+    principal: Principal = Depends(internal_principal),
+    desk: OrderDesk = Depends(get_desk),
+) -> JSONResponse:
+    """Deposit or withdraw cash (admins and services). A withdrawal may not exceed the available cash."""
+    result = await desk.move_cash(
+        principal, movement.account_id, movement.kind, movement.amount, movement.idempotency_key
+    )
+    e = result.entry
+    body = CashMovementOut(
+        entry=LedgerEntryOut(
+            entry_id=e.entry_id,
+            account_id=e.account_id,
+            kind=e.kind,
+            amount=cny(e.amount_fen),
+            idempotency_key=e.idempotency_key,
+            trade_id=e.trade_id,
+            created_by=e.created_by,
+            created_at=e.created_at,
+        ),
+        account=_account_out(result.account),
+    )
+    return JSONResponse(body.model_dump(mode="json"), status_code=201 if result.created else 200)

@@ -10,19 +10,23 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from sqlalchemy.exc import IntegrityError
 
+from services.execution import cash as cashbook
 from services.execution.admission import ACT_FOR_ANY_ACCOUNT, principal_account, refusal_reason
-from services.execution.brokers.base import BrokerAdapter, BrokerReport, BrokerUnavailable
+from services.execution.brokers.base import BrokerAdapter, BrokerReport, BrokerUnavailable, ExpiringBroker
+from services.execution.brokers.paper import QuoteSource
 from services.execution.events import exchange_date
 from services.execution.lifecycle import InconsistentReport
 from services.execution.metrics import ExecutionMetrics
 from services.execution.positions import Holding, holdings
 from services.execution.schemas import OrderSubmission
-from services.execution.store import ExecutionStore, StoredOrder, TradeRecord, utcnow
+from services.execution.sessions import CalendarUnavailable, TradingCalendar, expiry_reason, last_close, session_close
+from services.execution.store import AdmissionRefused, ExecutionStore, LedgerEntry, StoredOrder, TradeRecord, utcnow
 from shared.approval import OrderTerms
-from shared.domain import IllegalTransition, OrderStatus
+from shared.domain import IllegalTransition, OrderSide, OrderStatus, OrderType, to_fen
 from shared.errors import Conflict, Forbidden, NotFound, ServiceError, Unavailable
 from shared.internal_auth import Principal
 
@@ -32,6 +36,19 @@ log = logging.getLogger(__name__)
 # untouched for the grace period (younger ones are most likely still on their way to the broker).
 RECONCILE_INTERVAL_S = 15.0
 RECONCILE_GRACE_S = 10.0
+
+
+@dataclass(frozen=True)
+class AccountCash:
+    account_id: str
+    cash: cashbook.Cash
+
+
+@dataclass(frozen=True)
+class CashMovement:
+    entry: LedgerEntry
+    created: bool  # False: the idempotency key was used already (the same movement, answered again)
+    account: AccountCash
 
 
 @dataclass(frozen=True)
@@ -50,6 +67,8 @@ class OrderDesk:
         broker: BrokerAdapter,
         metrics: ExecutionMetrics,
         notify: Callable[[], None],
+        quotes: QuoteSource | None = None,
+        calendar: TradingCalendar | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.approval_secret = approval_secret
@@ -58,7 +77,9 @@ class OrderDesk:
         self.broker = broker
         self.metrics = metrics
         self.notify = notify  # wakes the outbox relay after a commit
-        self.clock = clock  # decides "today" for T+1
+        self.quotes = quotes  # the limit-up price a market buy reserves cash at (None: market buys are refused)
+        self.calendar = calendar  # trading days, for expiring day orders (None: orders never expire here)
+        self.clock = clock  # decides "today" for T+1 and which sessions have closed
         self.first_reconcile_done = asyncio.Event()
 
     # --- placing --------------------------------------------------------------------------------------
@@ -75,8 +96,16 @@ class OrderDesk:
         existing = await self._existing(terms, decision_id, principal)
         if existing is not None:
             return Submission(existing, created=False)
+        price_cap = await self._price_cap(terms)
         try:
-            stored = await self.store.create_order(terms, decision_id)
+            stored = await self.store.create_order(
+                terms, decision_id, today=exchange_date(self.clock()), price_cap=price_cap
+            )
+        except AdmissionRefused as exc:
+            # The account cannot afford it (shares or cash, checked under its lock): nothing was stored.
+            self.metrics.refused.inc()
+            log.info("submission refused", extra={"reason": exc.code, "client_order_id": terms.client_order_id})
+            raise ServiceError(exc.code, exc.message, status_code=422, **exc.details) from exc
         except IntegrityError:
             # Lost a race with the same submission: the unique constraints decided, read the winner.
             existing = await self._existing(terms, decision_id, principal)
@@ -86,6 +115,33 @@ class OrderDesk:
         self.metrics.entered(OrderStatus.ACCEPTED)
         self.notify()
         return Submission(await self._send(stored), created=True)
+
+    async def _price_cap(self, terms: OrderTerms) -> Decimal | None:
+        """The most a buy may pay a share, which its cash is reserved at: the limit price, or for a market buy
+        the next session's limit-up price from the data service. A market buy without one (no data, no price
+        limits that session) is refused: there is no bound to reserve cash for."""
+        if terms.side != OrderSide.BUY.value:
+            return None
+        if terms.order_type == OrderType.LIMIT.value:
+            return terms.price
+        if self.quotes is None:
+            raise ServiceError(
+                "price_cap_unknown", "market buys are not accepted here: place a limit order", status_code=422
+            )
+        try:
+            quote = await self.quotes.latest(terms.ts_code)
+        except BrokerUnavailable as exc:
+            raise Unavailable(
+                "market_data_unavailable", f"cannot price a market buy of {terms.ts_code} now: {exc}"
+            ) from exc
+        if quote is None or quote.limit_up is None:
+            why = "it is not a known security" if quote is None else "its next session has no price limit"
+            raise ServiceError(
+                "price_cap_unknown",
+                f"a market buy of {terms.ts_code} reserves cash at the limit-up price and {why}: place a limit order",
+                status_code=422,
+            )
+        return quote.limit_up
 
     async def _existing(self, terms: OrderTerms, decision_id: str, principal: Principal) -> StoredOrder | None:
         same_key, used = await self.store.find_by_key_or_decision(terms.account_id, terms.client_order_id, decision_id)
@@ -164,11 +220,52 @@ class OrderDesk:
 
     async def positions(self, principal: Principal, account_id: str | None) -> list[Holding]:
         """The positions of `account_id` (services and admins only) or else of the caller's own account."""
+        account = self._named_account(principal, account_id, "positions")
+        lots, open_sells = await self.store.position_inputs(account)
+        return holdings(lots, open_sells, today=exchange_date(self.clock()))
+
+    # --- cash -----------------------------------------------------------------------------------------
+
+    def _named_account(self, principal: Principal, account_id: str | None, what: str) -> str:
         own = principal_account(principal)
         if account_id is not None and account_id != own and principal.role not in ACT_FOR_ANY_ACCOUNT:
-            raise Forbidden("forbidden", f"{principal.subject} may not see the positions of account {account_id}")
-        lots, open_sells = await self.store.position_inputs(account_id or own)
-        return holdings(lots, open_sells, today=exchange_date(self.clock()))
+            raise Forbidden("forbidden", f"{principal.subject} may not see the {what} of account {account_id}")
+        return account_id or own
+
+    async def account(self, principal: Principal, account_id: str | None) -> AccountCash:
+        """The cash of `account_id` (services and admins only) or else of the caller's own account."""
+        account = self._named_account(principal, account_id, "cash")
+        return AccountCash(account, await self.store.cash(account, exchange_date(self.clock())))
+
+    async def move_cash(
+        self, principal: Principal, account_id: str, kind: str, amount: Decimal, idempotency_key: str
+    ) -> CashMovement:
+        """A deposit or withdrawal (admins and services), once per (account, idempotency_key)."""
+        if principal.role not in ACT_FOR_ANY_ACCOUNT:
+            raise Forbidden("forbidden", f"role {principal.role} may not move cash")
+        signed = to_fen(amount) if kind == cashbook.DEPOSIT else -to_fen(amount)
+        today = exchange_date(self.clock())
+        existing = await self.store.find_entry(account_id, idempotency_key)
+        if existing is None:
+            try:
+                entry, created = await self.store.move_cash(
+                    account_id, kind, signed, idempotency_key, created_by=principal.subject, today=today
+                )
+            except AdmissionRefused as exc:
+                raise ServiceError(exc.code, exc.message, status_code=422, **exc.details) from exc
+            except IntegrityError:
+                existing = await self.store.find_entry(account_id, idempotency_key)
+                if existing is None:
+                    raise
+        if existing is not None:
+            if (existing.kind, existing.amount_fen) != (kind, signed):
+                raise Conflict(
+                    "idempotency_key_conflict",
+                    f"idempotency_key {idempotency_key} was used for a {existing.kind} of "
+                    f"{cashbook.cny(abs(existing.amount_fen))} CNY",
+                )
+            entry, created = existing, False
+        return CashMovement(entry, created, AccountCash(account_id, await self.store.cash(account_id, today)))
 
     # --- cancelling -----------------------------------------------------------------------------------
 
@@ -214,11 +311,58 @@ class OrderDesk:
             log.info("reconciled accepted orders", extra={"resolved": resolved})
         return resolved
 
+    # --- day orders ------------------------------------------------------------------------------------
+
+    async def expire_day_orders(self, *, stop: asyncio.Event | None = None) -> int:
+        """Expire what rests of every order whose trading day has closed (A-share orders are day orders): the
+        broker cancels it with the reason, and it is recorded `cancelled` with its `order.cancelled` event, which
+        releases the shares or cash it reserved. Only for a broker that is told (the paper broker); a real broker's
+        exchange expires them and reports so. Returns how many orders were expired."""
+        if self.calendar is None or not isinstance(self.broker, ExpiringBroker):
+            return 0
+        now = self.clock()
+        today = exchange_date(now)
+        try:
+            days = await self.calendar.trading_days(today - timedelta(days=30), today)
+        except CalendarUnavailable as exc:
+            log.warning("day orders not expired: no trade calendar", extra={"error": str(exc)})
+            return 0
+        day = last_close(days, now)
+        if day is None:
+            return 0
+        reason = expiry_reason(day)
+        expired = 0
+        for stored in await self.store.open_orders_created_before(session_close(day)):
+            if stop is not None and stop.is_set():
+                break
+            order_id = stored.order.order_id
+            try:
+                report = await self.broker.expire(order_id, reason)
+            except BrokerUnavailable as exc:
+                log.warning("day-order expiry paused: broker unavailable", extra={"error": str(exc)})
+                break
+            try:
+                after = await self._record(order_id, report)
+            except Exception:
+                log.exception("could not record an expired order", extra={"order_id": order_id})
+                continue
+            if after.order.status is OrderStatus.CANCELLED:
+                expired += 1
+        if expired:
+            log.info("expired day orders", extra={"expired": expired, "session": day.isoformat()})
+        return expired
+
     async def run_reconciler(self, stop: asyncio.Event, interval_s: float = RECONCILE_INTERVAL_S) -> None:
-        """Reconcile at start-up, then every `interval_s`, until `stop` is set. Stopping lets the order in hand
-        finish: cancelling a task inside an asyncmy transaction can leave it waiting forever on its rollback."""
+        """Expire day orders whose session has closed, then reconcile, at start-up and then every `interval_s`,
+        until `stop` is set (expiring first, so that an order left ACCEPTED on a past day is not sent to fill on
+        another). Stopping lets the order in hand finish: cancelling a task inside an asyncmy transaction can leave
+        it waiting forever on its rollback."""
         first = True
         while not stop.is_set():
+            try:
+                await self.expire_day_orders(stop=stop)
+            except Exception:
+                log.exception("day-order expiry pass failed; will retry")
             try:
                 await self.reconcile(grace_s=0.0 if first else RECONCILE_GRACE_S, stop=stop)
             except Exception:

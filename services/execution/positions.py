@@ -67,3 +67,19 @@ def holdings(trades: Iterable[TradeLot], open_sells: Iterable[OpenSell], *, toda
         sellable = max(before - out_qty - reserved.get(ts_code, 0), 0)
         out.append(Holding(ts_code=ts_code, qty=qty, sellable_qty=min(sellable, max(qty, 0))))
     return out
+
+
+def sellable(positions: Iterable[Holding], ts_code: str) -> tuple[int, int]:
+    """(held, sellable) of one security: (0, 0) when nothing is held."""
+    holding = next((h for h in positions if h.ts_code == ts_code), None)
+    return (0, 0) if holding is None else (holding.qty, holding.sellable_qty)
+
+
+def oversell_message(ts_code: str, qty: int, held: int, sellable_qty: int) -> str | None:
+    """Why a sell of `qty` cannot be admitted (more than the sellable shares), or None when it can."""
+    if qty <= sellable_qty:
+        return None
+    return (
+        f"cannot sell {qty} shares of {ts_code}: {sellable_qty} sellable now (held {held}; shares bought today "
+        "become sellable on the next trading day, open sell orders reserve theirs)"
+    )

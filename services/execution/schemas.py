@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
@@ -127,3 +127,46 @@ class TradeOut(BaseModel):
             fees=trade.fees,
             traded_at=trade.traded_at,
         )
+
+
+class AccountOut(BaseModel):
+    """An account's cash in CNY (decimal strings): the ledger's balance, what open buys reserve (unfilled qty x
+    price cap, plus fees), and what is available for new buys and withdrawals."""
+
+    account_id: str
+    currency: str = "CNY"
+    balance: str
+    reserved: str
+    available: str
+
+
+class CashMovementIn(BaseModel):
+    """A deposit or withdrawal (admins and services). `idempotency_key` makes a retry safe."""
+
+    account_id: str = Field(min_length=1, max_length=64, pattern=NO_CONTROL_CHARS)
+    kind: Literal["deposit", "withdrawal"]
+    amount: Decimal = Field(gt=0, max_digits=18, allow_inf_nan=False)
+    idempotency_key: str = Field(min_length=1, max_length=64, pattern=NO_CONTROL_CHARS)
+
+    @field_validator("amount")
+    @classmethod
+    def _whole_fen(cls, value: Decimal) -> Decimal:
+        if value != value.quantize(Decimal("0.01")):
+            raise ValueError(f"amount {value} has fractions of a fen")
+        return value
+
+
+class LedgerEntryOut(BaseModel):
+    entry_id: int
+    account_id: str
+    kind: str
+    amount: str  # signed: + money in, - money out
+    idempotency_key: str
+    trade_id: str | None
+    created_by: str
+    created_at: datetime
+
+
+class CashMovementOut(BaseModel):
+    entry: LedgerEntryOut
+    account: AccountOut

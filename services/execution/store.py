@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -29,10 +29,12 @@ from sqlalchemy import (
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
+from services.execution import cash as cashbook
 from services.execution import events
 from services.execution.brokers.base import BrokerReport
+from services.execution.cash import Cash, OpenBuy, account_cash, buy_reservation_fen
 from services.execution.lifecycle import OrderProgress, ReportPlan, average_price, plan_report
-from services.execution.positions import OpenSell, TradeLot
+from services.execution.positions import OpenSell, TradeLot, holdings, oversell_message, sellable
 from shared.approval import OrderTerms
 from shared.db import Database, DbSession, PreciseDateTime, new_metadata
 from shared.domain import Order, OrderSide, OrderStatus, OrderType, from_fen, to_fen
@@ -62,6 +64,9 @@ orders = Table(
     Column("order_type", String(8), nullable=False),
     Column("qty", BigInteger, nullable=False),
     Column("price_fen", BigInteger, nullable=True),  # limit price; NULL for market orders
+    # Buys: the most a share may cost, which cash is reserved at (the limit price, or for a market buy the
+    # limit-up price of the day it was admitted). NULL for sells.
+    Column("price_cap_fen", BigInteger, nullable=True),
     Column("status", String(20), nullable=False),
     Column("filled_qty", BigInteger, nullable=False),
     Column("filled_amount_fen", BigInteger, nullable=False),  # sum of qty * price over the fills, exact
@@ -152,6 +157,33 @@ paper_fills = Table(
     Column("price_fen", BigInteger, nullable=False),
     Column("traded_at", PreciseDateTime, nullable=False),
     Index("ix_paper_fills_order", "order_id"),
+)
+
+# One row per account: admission locks it (an UPDATE, in the transaction that checks and inserts an order), so
+# that two orders of one account are admitted one after the other and cannot both spend the same shares or cash.
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("account_id", String(64), primary_key=True),
+    Column("admissions", BigInteger, nullable=False),  # bumped by every admission attempt: the lock
+    Column("created_at", PreciseDateTime, nullable=False),
+)
+
+# The account's cash, append-only: balance = sum(amount_fen). One entry per idempotency key and account: the
+# opening cash ("opening"), each fill ("trade:<trade_id>"), each deposit or withdrawal (the caller's key).
+cash_ledger = Table(
+    "cash_ledger",
+    metadata,
+    Column("id", _AutoId, primary_key=True, autoincrement=True),
+    Column("account_id", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),  # opening | deposit | withdrawal | buy_fill | sell_fill
+    Column("amount_fen", BigInteger, nullable=False),  # signed: + money in, - money out
+    Column("idempotency_key", String(80), nullable=False),
+    Column("trade_id", String(64), nullable=True),
+    Column("created_by", String(128), nullable=False),
+    Column("correlation_id", String(64), nullable=True),
+    Column("created_at", PreciseDateTime, nullable=False),
+    UniqueConstraint("account_id", "idempotency_key", name="uq_cash_ledger_account_key"),
 )
 
 outbox = outbox_table(metadata)
@@ -278,10 +310,46 @@ class ConcurrentUpdate(Exception):
     """Someone else changed the order between our read and our write."""
 
 
+class AdmissionRefused(Exception):
+    """The order would spend shares or cash the account does not have: nothing was stored."""
+
+    def __init__(self, code: str, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    entry_id: int
+    account_id: str
+    kind: str
+    amount_fen: int
+    idempotency_key: str
+    trade_id: str | None
+    created_by: str
+    created_at: datetime
+
+
+def _entry(row: Row[Any]) -> LedgerEntry:
+    return LedgerEntry(
+        entry_id=row.id,
+        account_id=row.account_id,
+        kind=row.kind,
+        amount_fen=row.amount_fen,
+        idempotency_key=row.idempotency_key,
+        trade_id=row.trade_id,
+        created_by=row.created_by,
+        created_at=from_db_time(row.created_at),
+    )
+
+
 class ExecutionStore:
-    def __init__(self, db: Database, *, source: str = "execution") -> None:
+    def __init__(self, db: Database, *, source: str = "execution", opening_cash_fen: int = 0) -> None:
         self.db = db
         self.source = source
+        self.opening_cash_fen = opening_cash_fen  # the first ledger entry of every account
 
     # --- reads -------------------------------------------------------------------------------------------
 
@@ -342,6 +410,21 @@ class ExecutionStore:
             rows = (await s.execute(query)).all()
         return [_stored_order(r) for r in rows]
 
+    async def open_orders_created_before(self, cutoff: datetime, *, limit: int = 500) -> list[StoredOrder]:
+        """Orders not final that were created before `cutoff`: the day orders whose session has closed."""
+        query = (
+            select(orders)
+            .where(
+                orders.c.status.in_([status.value for status in OrderStatus if not status.is_final]),
+                orders.c.created_at < to_db_time(cutoff),
+            )
+            .order_by(orders.c.created_at, orders.c.order_id)
+            .limit(limit)
+        )
+        async with self.db.session() as s:
+            rows = (await s.execute(query)).all()
+        return [_stored_order(r) for r in rows]
+
     async def list_trades(self, *, account_id: str | None, order_id: str | None, limit: int) -> list[TradeRecord]:
         query = select(trades).order_by(trades.c.traded_at.desc(), trades.c.trade_id).limit(limit)
         if account_id is not None:
@@ -355,24 +438,27 @@ class ExecutionStore:
     async def position_inputs(self, account_id: str) -> tuple[list[TradeLot], list[OpenSell]]:
         """Everything an account's positions are computed from: its trades, and the unfilled remainder of its
         sell orders that are not final. One transaction, so the two agree with each other."""
-        open_statuses = [status.value for status in OrderStatus if not status.is_final]
         async with self.db.session() as s:
-            trade_rows = (
-                await s.execute(
-                    select(trades.c.ts_code, trades.c.side, trades.c.qty, trades.c.traded_at).where(
-                        trades.c.account_id == account_id
-                    )
+            return await self._position_inputs(s, account_id)
+
+    async def _position_inputs(self, s: DbSession, account_id: str) -> tuple[list[TradeLot], list[OpenSell]]:
+        open_statuses = [status.value for status in OrderStatus if not status.is_final]
+        trade_rows = (
+            await s.execute(
+                select(trades.c.ts_code, trades.c.side, trades.c.qty, trades.c.traded_at).where(
+                    trades.c.account_id == account_id
                 )
-            ).all()
-            sell_rows = (
-                await s.execute(
-                    select(orders.c.ts_code, orders.c.qty, orders.c.filled_qty).where(
-                        orders.c.account_id == account_id,
-                        orders.c.side == OrderSide.SELL.value,
-                        orders.c.status.in_(open_statuses),
-                    )
+            )
+        ).all()
+        sell_rows = (
+            await s.execute(
+                select(orders.c.ts_code, orders.c.qty, orders.c.filled_qty).where(
+                    orders.c.account_id == account_id,
+                    orders.c.side == OrderSide.SELL.value,
+                    orders.c.status.in_(open_statuses),
                 )
-            ).all()
+            )
+        ).all()
         lots = [TradeLot(r.ts_code, OrderSide(r.side), r.qty, from_db_time(r.traded_at)) for r in trade_rows]
         sells = [OpenSell(r.ts_code, r.qty - r.filled_qty) for r in sell_rows]
         return lots, sells
@@ -412,16 +498,28 @@ class ExecutionStore:
             )
         return refusal_id
 
-    async def create_order(self, terms: OrderTerms, decision_id: str) -> StoredOrder:
-        """Record a new order ACCEPTED with its `order.accepted` event, in one transaction.
-        Raises IntegrityError when (account_id, client_order_id) or decision_id exists already."""
+    async def create_order(
+        self, terms: OrderTerms, decision_id: str, *, today: date, price_cap: Decimal | None = None
+    ) -> StoredOrder:
+        """Admit a new order: in one transaction, lock the account, check that a sell has the sellable shares
+        (trades, T+1 as of `today`, open sells' reservations) and a buy the available cash (at `price_cap` a
+        share: the limit price, or the limit-up price of a market buy), then record it ACCEPTED with its
+        `order.accepted` event. Raises AdmissionRefused (nothing stored) when the account cannot afford it, and
+        IntegrityError when (account_id, client_order_id) or decision_id exists already."""
+        side = OrderSide(terms.side)
+        cap_fen: int | None = None
+        if side is OrderSide.BUY:
+            cap = price_cap if price_cap is not None else terms.price
+            if cap is None:
+                raise ValueError("a buy needs a price cap to reserve cash at")
+            cap_fen = to_fen(cap)
         now = utcnow()
         order = Order(
             order_id=new_id(),
             client_order_id=terms.client_order_id,
             account_id=terms.account_id,
             ts_code=terms.ts_code,
-            side=OrderSide(terms.side),
+            side=side,
             order_type=OrderType(terms.order_type),
             qty=terms.qty,
             price=terms.price,
@@ -430,31 +528,186 @@ class ExecutionStore:
             updated_at=now,
         )
         stored = StoredOrder(order=order, decision_id=decision_id, filled_amount=Decimal("0.00"), version=1)
+        for _ in range(2):
+            async with self.db.session() as s:
+                if not await self._lock_account(s, order.account_id):
+                    locked = False
+                else:
+                    locked = True
+                    if side is OrderSide.SELL:
+                        await self._check_sellable(s, order, today)
+                    else:
+                        assert cap_fen is not None
+                        await self._check_cash(s, order, cap_fen, today)
+                    await s.execute(
+                        orders.insert().values(
+                            order_id=order.order_id,
+                            client_order_id=order.client_order_id,
+                            account_id=order.account_id,
+                            decision_id=decision_id,
+                            ts_code=order.ts_code,
+                            side=order.side.value,
+                            order_type=order.order_type.value,
+                            qty=order.qty,
+                            price_fen=_fen_or_none(order.price),
+                            price_cap_fen=cap_fen,
+                            status=order.status.value,
+                            filled_qty=0,
+                            filled_amount_fen=0,
+                            reason=None,
+                            version=1,
+                            correlation_id=current_correlation_id(),
+                            created_at=to_db_time(now),
+                            updated_at=to_db_time(now),
+                        )
+                    )
+                    await self._transition(s, order.order_id, None, OrderStatus.ACCEPTED, None, now)
+                    await add_to_outbox(s, outbox, events.order_event(order, source=self.source))
+            if locked:
+                return stored
+            await self.ensure_account(order.account_id)
+        raise AssertionError(f"account {order.account_id} could not be created")
+
+    async def _lock_account(self, s: DbSession, account_id: str) -> bool:
+        """Take the account's admission lock for the rest of the transaction; False when it has no row yet.
+        An UPDATE rather than SELECT ... FOR UPDATE: on MariaDB it locks the row, on SQLite it takes the write
+        lock before anything is read (one writer), so the checks that follow see every earlier admission."""
+        result = await s.execute(
+            update(accounts).where(accounts.c.account_id == account_id).values(admissions=accounts.c.admissions + 1)
+        )
+        return bool(result.rowcount == 1)
+
+    async def _check_sellable(self, s: DbSession, order: Order, today: date) -> None:
+        lots, sells = await self._position_inputs(s, order.account_id)
+        held, can_sell = sellable(holdings(lots, sells, today=today), order.ts_code)
+        message = oversell_message(order.ts_code, order.qty, held, can_sell)
+        if message is not None:
+            raise AdmissionRefused("insufficient_position", message, held_qty=held, sellable_qty=can_sell)
+
+    async def _check_cash(self, s: DbSession, order: Order, cap_fen: int, today: date) -> None:
+        cash = await self._cash(s, order.account_id, today)
+        needed = buy_reservation_fen(order.qty, cap_fen, today)
+        if needed > cash.available_fen:
+            raise AdmissionRefused(
+                "insufficient_cash",
+                f"cannot buy {order.qty} shares of {order.ts_code} at up to {cashbook.cny(cap_fen)}: it needs "
+                f"{cashbook.cny(needed)} CNY with fees, {cashbook.cny(cash.available_fen)} available (balance "
+                f"{cashbook.cny(cash.balance_fen)}, reserved by open buys {cashbook.cny(cash.reserved_fen)})",
+                needed=cashbook.cny(needed),
+                available=cashbook.cny(cash.available_fen),
+            )
+
+    # --- cash ------------------------------------------------------------------------------------------
+
+    async def ensure_account(self, account_id: str) -> None:
+        """Create the account's row and its opening cash entry the first time the account is seen."""
         async with self.db.session() as s:
+            exists = (await s.execute(select(accounts.c.account_id).where(accounts.c.account_id == account_id))).first()
+        if exists is not None:
+            return
+        now = to_db_time(utcnow())
+        try:
+            async with self.db.session() as s:
+                await s.execute(accounts.insert().values(account_id=account_id, admissions=0, created_at=now))
+                await s.execute(
+                    cash_ledger.insert().values(
+                        account_id=account_id,
+                        kind=cashbook.OPENING,
+                        amount_fen=self.opening_cash_fen,
+                        idempotency_key=cashbook.OPENING,
+                        trade_id=None,
+                        created_by=self.source,
+                        correlation_id=current_correlation_id(),
+                        created_at=now,
+                    )
+                )
+        except IntegrityError:
+            pass  # created at the same moment by another request
+
+    async def _cash(self, s: DbSession, account_id: str, today: date) -> Cash:
+        ledger_sum = (
             await s.execute(
-                orders.insert().values(
-                    order_id=order.order_id,
-                    client_order_id=order.client_order_id,
-                    account_id=order.account_id,
-                    decision_id=decision_id,
-                    ts_code=order.ts_code,
-                    side=order.side.value,
-                    order_type=order.order_type.value,
-                    qty=order.qty,
-                    price_fen=_fen_or_none(order.price),
-                    status=order.status.value,
-                    filled_qty=0,
-                    filled_amount_fen=0,
-                    reason=None,
-                    version=1,
-                    correlation_id=current_correlation_id(),
-                    created_at=to_db_time(now),
-                    updated_at=to_db_time(now),
+                select(func.coalesce(func.sum(cash_ledger.c.amount_fen), 0)).where(
+                    cash_ledger.c.account_id == account_id
                 )
             )
-            await self._transition(s, order.order_id, None, OrderStatus.ACCEPTED, None, now)
-            await add_to_outbox(s, outbox, events.order_event(order, source=self.source))
-        return stored
+        ).scalar_one()
+        open_statuses = [status.value for status in OrderStatus if not status.is_final]
+        buy_rows = (
+            await s.execute(
+                select(orders.c.qty, orders.c.filled_qty, orders.c.price_cap_fen).where(
+                    orders.c.account_id == account_id,
+                    orders.c.side == OrderSide.BUY.value,
+                    orders.c.status.in_(open_statuses),
+                )
+            )
+        ).all()
+        open_buys = [OpenBuy(r.qty - r.filled_qty, r.price_cap_fen or 0) for r in buy_rows]
+        return account_cash(int(ledger_sum), open_buys, today=today)
+
+    async def cash(self, account_id: str, today: date) -> Cash:
+        await self.ensure_account(account_id)
+        async with self.db.session() as s:
+            return await self._cash(s, account_id, today)
+
+    async def find_entry(self, account_id: str, idempotency_key: str) -> LedgerEntry | None:
+        async with self.db.session() as s:
+            row = (
+                await s.execute(
+                    select(cash_ledger).where(
+                        cash_ledger.c.account_id == account_id, cash_ledger.c.idempotency_key == idempotency_key
+                    )
+                )
+            ).first()
+        return None if row is None else _entry(row)
+
+    async def move_cash(
+        self, account_id: str, kind: str, amount_fen: int, idempotency_key: str, *, created_by: str, today: date
+    ) -> tuple[LedgerEntry, bool]:
+        """Record a deposit (amount > 0) or a withdrawal (amount < 0) once per idempotency key: (the entry,
+        whether it is new). A withdrawal may not take more than the available cash (AdmissionRefused), checked
+        under the account's lock like an order's admission. Raises IntegrityError when the key exists."""
+        await self.ensure_account(account_id)
+        async with self.db.session() as s:
+            if not await self._lock_account(s, account_id):
+                raise AssertionError(f"account {account_id} vanished")
+            if amount_fen < 0:
+                cash = await self._cash(s, account_id, today)
+                if -amount_fen > cash.available_fen:
+                    raise AdmissionRefused(
+                        "insufficient_cash",
+                        f"cannot withdraw {cashbook.cny(-amount_fen)} CNY: {cashbook.cny(cash.available_fen)} "
+                        f"available (balance {cashbook.cny(cash.balance_fen)}, reserved by open buys "
+                        f"{cashbook.cny(cash.reserved_fen)})",
+                        available=cashbook.cny(cash.available_fen),
+                    )
+            await s.execute(
+                cash_ledger.insert().values(
+                    account_id=account_id,
+                    kind=kind,
+                    amount_fen=amount_fen,
+                    idempotency_key=idempotency_key,
+                    trade_id=None,
+                    created_by=created_by[:128],
+                    correlation_id=current_correlation_id(),
+                    created_at=to_db_time(utcnow()),
+                )
+            )
+        entry = await self.find_entry(account_id, idempotency_key)
+        assert entry is not None
+        return entry, True
+
+    async def ledger(self, account_id: str, limit: int = 100) -> list[LedgerEntry]:
+        async with self.db.session() as s:
+            rows = (
+                await s.execute(
+                    select(cash_ledger)
+                    .where(cash_ledger.c.account_id == account_id)
+                    .order_by(cash_ledger.c.id.desc())
+                    .limit(limit)
+                )
+            ).all()
+        return [_entry(r) for r in rows]
 
     async def apply_report(self, order_id: str, report: BrokerReport, *, attempts: int = 3) -> AppliedReport:
         """Record what the broker reported: status changes, new trades and their events, in one transaction.
@@ -525,6 +778,19 @@ class ExecutionStore:
                         stamp_duty_fen=to_fen(fees.stamp_duty),
                         transfer_fee_fen=to_fen(fees.transfer_fee),
                         traded_at=to_db_time(fill.traded_at),
+                        created_at=to_db_time(now),
+                    )
+                )
+                side = current.order.side
+                await s.execute(
+                    cash_ledger.insert().values(
+                        account_id=current.order.account_id,
+                        kind=cashbook.BUY_FILL if side is OrderSide.BUY else cashbook.SELL_FILL,
+                        amount_fen=cashbook.fill_cash_fen(side, to_fen(amount), to_fen(fees.total)),
+                        idempotency_key=f"trade:{fill.fill_id}",
+                        trade_id=fill.fill_id,
+                        created_by=self.source,
+                        correlation_id=current_correlation_id(),
                         created_at=to_db_time(now),
                     )
                 )

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from services.risk import api
-from services.risk.desk import DataServiceQuotes, ExecutionPositions, ExecutionService, RiskDesk
+from services.risk.desk import DataServiceQuotes, ExecutionCash, ExecutionPositions, ExecutionService, RiskDesk
 from services.risk.metrics import RiskMetrics
 from services.risk.store import MIGRATIONS, RiskStore
 from shared.app import Infra, create_service_app
@@ -40,6 +40,7 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
         max_order_value=settings.max_order_value,
         quotes=DataServiceQuotes(infra.services, settings.jwt_secret),
         positions=ExecutionPositions(infra.services, settings.jwt_secret),
+        cash=ExecutionCash(infra.services, settings.jwt_secret),
         execution=ExecutionService(infra.services, settings.jwt_secret),
         decisions=store,
         metrics=RiskMetrics(app.state.metrics_registry),

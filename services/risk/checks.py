@@ -11,7 +11,7 @@ from enum import StrEnum
 from pydantic import BaseModel
 
 from shared.domain import InvalidTsCode, OrderSide, OrderType, SecurityCode, money, parse_ts_code
-from shared.market.rules import buy_qty_error, on_tick, sell_qty_error
+from shared.market.rules import buy_qty_error, on_tick, sell_qty_error, trade_fees
 
 
 class ReasonCode(StrEnum):
@@ -23,6 +23,7 @@ class ReasonCode(StrEnum):
     PRICE_LIMIT = "price_limit"
     MAX_ORDER_VALUE = "max_order_value"
     INSUFFICIENT_POSITION = "insufficient_position"
+    INSUFFICIENT_CASH = "insufficient_cash"
     RISK_UNAVAILABLE = "risk_unavailable"
 
 
@@ -142,6 +143,46 @@ def position_checks(order: OrderIntent, security: SecurityCode, holding: Holding
     if lot_error:
         return [Reason(ReasonCode.LOT_SIZE, f"{order.qty} shares of {security} ({sellable} sellable): {lot_error}")]
     return []
+
+
+def buy_cost(qty: int, unit_price: Decimal, trade_date: date) -> Decimal:
+    """The most a buy can cost: qty x the price cap, plus the fees of that amount (shared/market's trade_fees:
+    commission with its 5 CNY minimum, transfer fee; no stamp duty on buys). Execution reserves the same."""
+    amount = qty * unit_price
+    return money(amount + trade_fees(amount, is_sell=False, trade_date=trade_date).total)
+
+
+def cash_checks(order: OrderIntent, quote: Quote | None, available: Decimal, *, trade_date: date) -> list[Reason]:
+    """A buy against the account's available cash (execution's `GET /v1/account`): it must cover qty x the
+    limit price, or for a market buy the next session's limit-up price, plus fees. Sells: nothing here."""
+    if order.side is not OrderSide.BUY:
+        return []
+    if order.order_type is OrderType.LIMIT:
+        if order.price is None:
+            return []
+        cap, priced_at = order.price, "limit price"
+    else:
+        if quote is None:
+            return []  # unknown security: rejected for that already
+        if quote.limit_up is None:
+            return [
+                Reason(
+                    ReasonCode.INSUFFICIENT_CASH,
+                    f"a market buy of {order.ts_code} reserves cash at the limit-up price and its next session has "
+                    "no price limit: place a limit order",
+                )
+            ]
+        cap, priced_at = quote.limit_up, "limit-up price"
+    needed = buy_cost(order.qty, cap, trade_date)
+    if needed <= available:
+        return []
+    return [
+        Reason(
+            ReasonCode.INSUFFICIENT_CASH,
+            f"buying {order.qty} shares of {order.ts_code} at up to {cap} ({priced_at}) needs {money(needed)} CNY "
+            f"with fees; {money(available)} available",
+        )
+    ]
 
 
 def check_order(

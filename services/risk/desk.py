@@ -1,8 +1,8 @@
-"""The risk desk: checks an order against the market rules, limits and (for a sell) the account's position,
-records the decision, and only for an approved order signs an approval and hands the order to execution. Fails
-closed: without market data (or, for a sell, the position) there is no approval. A retry of an approved
-client_order_id is not checked again: it is the same decision, re-signed. No HTTP server code here; the ports to
-the data and execution services are small adapters."""
+"""The risk desk: checks an order against the market rules, limits, and the account's position (a sell) or available
+cash (a buy), records the decision, and only for an approved order signs an approval and hands the order to
+execution. Fails closed: without market data (or the position of a sell, the cash of a buy) there is no approval.
+A retry of an approved client_order_id is not checked again: it is the same decision, re-signed. No HTTP server
+code here; the ports to the data and execution services are small adapters."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
@@ -21,6 +22,7 @@ from services.risk.checks import (
     Quote,
     Reason,
     ReasonCode,
+    cash_checks,
     position_checks,
     quote_checks,
     static_checks,
@@ -29,7 +31,7 @@ from services.risk.metrics import Outcome, RiskMetrics
 from services.risk.schemas import OrderRequest
 from services.risk.store import Decision
 from shared.approval import OrderTerms, sign_approval
-from shared.domain import PRICE_TICK, InvalidTsCode, OrderSide, parse_ts_code
+from shared.domain import PRICE_TICK, InvalidTsCode, OrderSide, OrderType, money, parse_ts_code
 from shared.errors import Forbidden, ServiceError, Unavailable
 from shared.http import ServiceDirectory
 from shared.internal_auth import INTERNAL_HEADER, Principal, mint_internal_token, service_headers
@@ -58,6 +60,21 @@ class PositionsUnavailable(Exception):
 class PositionSource(Protocol):
     async def holding(self, account_id: str, ts_code: str) -> Holding | None:
         """The account's position in `ts_code`, None when it holds none. Raises PositionsUnavailable."""
+
+
+class CashUnavailable(Exception):
+    """Execution could not say what cash the account has: risk cannot decide a buy."""
+
+
+class CashSource(Protocol):
+    async def available(self, account_id: str) -> Decimal:
+        """The account's available cash (balance less open buys' reservations), CNY. Raises CashUnavailable."""
+
+
+# Codes with which execution refuses an approved order the account cannot afford (checked atomically there):
+# passed to the caller as they are, with execution's status (422).
+EXECUTION_REFUSALS = frozenset({"insufficient_position", "insufficient_cash", "price_cap_unknown"})
+EXCHANGE_TZ = ZoneInfo("Asia/Shanghai")
 
 
 class ExecutionPort(Protocol):
@@ -121,6 +138,29 @@ class ExecutionPositions:
         return next((p for p in positions if p.ts_code == ts_code), None)
 
 
+class ExecutionCash:
+    """Available cash from execution's `GET /v1/account?account_id=`, as risk itself (service token)."""
+
+    def __init__(self, services: ServiceDirectory, jwt_secret: str) -> None:
+        self.services = services
+        self.jwt_secret = jwt_secret
+
+    async def available(self, account_id: str) -> Decimal:
+        client = self.services.client("execution")
+        try:
+            body = await client.get_json(
+                "/v1/account", params={"account_id": account_id}, headers=service_headers(self.jwt_secret, "risk")
+            )
+        except ServiceError as exc:
+            raise CashUnavailable(f"the execution service answered {exc.code}: {exc.message}") from exc
+        except ValueError as exc:
+            raise CashUnavailable("the execution service answered the account without JSON") from exc
+        try:
+            return money(body["available"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CashUnavailable(f"the execution service's account is malformed: {exc!r}") from exc
+
+
 class ExecutionService:
     """Execution's `POST /v1/orders`, called with the caller's identity (the approval binds the account)."""
 
@@ -158,6 +198,7 @@ class RiskDesk:
         max_order_value: Decimal,
         quotes: QuoteSource,
         positions: PositionSource,
+        cash: CashSource,
         execution: ExecutionPort,
         decisions: DecisionLog,
         metrics: RiskMetrics,
@@ -167,6 +208,7 @@ class RiskDesk:
         self.max_order_value = max_order_value
         self.quotes = quotes
         self.positions = positions
+        self.cash = cash
         self.execution = execution
         self.decisions = decisions
         self.metrics = metrics
@@ -188,14 +230,29 @@ class RiskDesk:
         unavailable: list[str] = []
         if security is not None:
             intent = OrderIntent(security.ts_code, request.side, request.order_type, request.qty, request.price)
+            quote: Quote | None = None
+            quote_known = False
             try:
                 quote = await self.quotes.quote(security.ts_code)
+                quote_known = True
             except QuoteUnavailable as exc:
                 unavailable.append(str(exc))
                 log.warning("risk cannot check an order", extra={"ts_code": security.ts_code, "error": str(exc)})
             else:
                 reasons.extend(quote_checks(intent, quote, max_order_value=self.max_order_value))
-            # Sells only: no short selling, T+1. Buys are not checked against cash: there is no cash ledger yet.
+            # Buys: the available cash must cover the order at its price cap, with fees. Execution checks again
+            # atomically when it admits the order; this answers early with the reason.
+            priced = quote_known or request.order_type is OrderType.LIMIT
+            if request.side is OrderSide.BUY and priced:
+                try:
+                    available = await self.cash.available(account_id)
+                except CashUnavailable as exc:
+                    unavailable.append(str(exc))
+                    log.warning("risk cannot check a buy", extra={"ts_code": security.ts_code, "error": str(exc)})
+                else:
+                    trade_date = self.clock().astimezone(EXCHANGE_TZ).date()
+                    reasons.extend(cash_checks(intent, quote, available, trade_date=trade_date))
+            # Sells: no short selling, T+1 (execution checks again atomically when it admits the order).
             if request.side is OrderSide.SELL:
                 try:
                     holding = await self.positions.holding(account_id, security.ts_code)
@@ -285,6 +342,10 @@ class RiskDesk:
         message = str(payload.get("message", ""))
         if status == 409:
             return _refused(409, code, message, decision)
+        if status == 422 and code in EXECUTION_REFUSALS:
+            # Approved here, but the account could not afford it when execution admitted it (e.g. another order
+            # took the shares or the cash first). Nothing was stored there; the caller may retry later.
+            return _refused(422, code, message, decision)
         if status >= 500:
             return _refused(
                 503,

@@ -180,3 +180,34 @@ async def test_backtest_runs_on_a_worker_process(fleet: Fleet, client: httpx.Asy
             await asyncio.sleep(0.2)
     assert result["status"] == "succeeded", result.get("error")
     assert result["equity_curve"] and result["summary"]
+
+
+async def test_cash_through_the_gateway_opening_deposit_and_a_fill(fleet: Fleet, client: httpx.AsyncClient) -> None:
+    users = await _users(client, fleet)
+    base, trader, admin = fleet.url("gateway"), users["trader"], users["admin"]
+    first = await client.get(f"{base}/api/v1/account", headers=trader.headers)
+    assert first.status_code == 200, first.text
+    account = first.json()
+    # A paper account seen for the first time starts with LH_PAPER_OPENING_CASH, by default 10,000,000.00.
+    assert (account["balance"], account["reserved"], account["available"]) == ("10000000.00", "0.00", "10000000.00")
+
+    deposit = {"account_id": account["account_id"], "kind": "deposit", "amount": "1000.00", "idempotency_key": "d1"}
+    assert (await client.post(f"{base}/api/v1/account/cash", json=deposit, headers=trader.headers)).status_code == 403
+    moved = await client.post(f"{base}/api/v1/account/cash", json=deposit, headers=admin.headers)
+    assert moved.status_code == 201, moved.text
+    assert moved.json()["account"]["balance"] == "10001000.00"
+    again = await client.post(f"{base}/api/v1/account/cash", json=deposit, headers=admin.headers)
+    assert again.status_code == 200 and again.json()["account"]["balance"] == "10001000.00"
+
+    seen = await place_order_and_see_the_fill(client, trader)
+    [trade] = [
+        t
+        for t in (await client.get(f"{base}/api/v1/trades", headers=trader.headers)).json()
+        if t["order_id"] == seen["placed"]["order"]["order_id"]
+    ]
+    after = (await client.get(f"{base}/api/v1/account", headers=trader.headers)).json()
+    # The buy paid its amount and its fees; nothing stays reserved once it is filled.
+    paid = Decimal(trade["amount"]) + Decimal(trade["fees"])
+    assert Decimal(trade["commission"]) >= Decimal("5.00")  # the commission minimum
+    assert Decimal(after["balance"]) == Decimal("10001000.00") - paid
+    assert (after["reserved"], after["available"]) == ("0.00", after["balance"])

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from shared.domain import Order, OrderStatus
 
@@ -44,3 +44,12 @@ class BrokerAdapter(Protocol):
     async def cancel(self, order_id: str) -> BrokerReport:
         """Cancel what rests of the order. The report says what happened: `cancelled`, or the final status the
         order reached first (e.g. `filled`). Raises BrokerUnavailable."""
+
+
+@runtime_checkable
+class ExpiringBroker(Protocol):
+    """A broker that execution tells when a day order's trading day has closed (the paper broker). A real broker's
+    exchange expires day orders itself and reports them cancelled."""
+
+    async def expire(self, order_id: str, reason: str) -> BrokerReport:
+        """Cancel what rests of the order with `reason`; the report says what happened (as `cancel`)."""

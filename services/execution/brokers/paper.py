@@ -2,7 +2,8 @@
 paper_fills in execution's schema) so that it is idempotent by order_id across restarts.
 
 Matching: a market order fills in full at the latest close; a limit buy fills (at the latest close) when its
-limit is at or above it, a limit sell when its limit is at or below it; any other limit order rests."""
+limit is at or above it, a limit sell when its limit is at or below it; any other limit order rests until execution
+expires it at the close of its trading day (`expire`, docs/order-path.md)."""
 
 from __future__ import annotations
 
@@ -25,12 +26,14 @@ from shared.http import ServiceDirectory
 from shared.internal_auth import service_headers
 
 NEVER_REACHED_BROKER = "cancelled before it reached the broker"
+CLIENT_CANCEL = "cancelled by the client"
 
 
 @dataclass(frozen=True)
 class PaperQuote:
     last_close: Decimal | None  # None only for a security that never traded (then it is suspended)
     suspended: bool
+    limit_up: Decimal | None = None  # the next session's limit-up price; None on sessions without limits
 
 
 class QuoteSource(Protocol):
@@ -58,11 +61,12 @@ class DataServiceQuotes:
         try:
             suspended = body["suspended"]
             last_close = None if body["last_close"] is None else price(body["last_close"])
+            limit_up = None if body.get("limit_up") is None else price(body["limit_up"])
         except (KeyError, TypeError, ValueError) as exc:
             raise BrokerUnavailable(f"malformed market data for {ts_code}: {exc}") from exc
         if not isinstance(suspended, bool) or (last_close is None and not suspended):
             raise BrokerUnavailable(f"market data for {ts_code} has no usable last close")
-        return PaperQuote(last_close=last_close, suspended=suspended)
+        return PaperQuote(last_close=last_close, suspended=suspended, limit_up=limit_up)
 
 
 def paper_fill_price(
@@ -144,6 +148,15 @@ class PaperBroker:
         return BrokerReport(status=status, fills=fills, reason=reason)
 
     async def cancel(self, order_id: str) -> BrokerReport:
+        return await self._withdraw(order_id, CLIENT_CANCEL, tombstone_reason=NEVER_REACHED_BROKER)
+
+    async def expire(self, order_id: str, reason: str) -> BrokerReport:
+        """End a day order at the close of its trading day: what rests of it is cancelled with `reason` (fills so far
+        stay), like an exchange does with unfilled day orders. An order the book never had gets a tombstone, so a
+        late resubmission cannot fill it on another day."""
+        return await self._withdraw(order_id, reason, tombstone_reason=reason)
+
+    async def _withdraw(self, order_id: str, reason: str, *, tombstone_reason: str) -> BrokerReport:
         now = to_db_time(self.clock())
         try:
             async with self.db.session() as s:
@@ -154,7 +167,7 @@ class PaperBroker:
                         paper_orders.insert().values(
                             order_id=order_id,
                             status=OrderStatus.CANCELLED.value,
-                            reason=NEVER_REACHED_BROKER,
+                            reason=tombstone_reason[:255],
                             created_at=now,
                             updated_at=now,
                         )
@@ -163,7 +176,7 @@ class PaperBroker:
                     await s.execute(
                         update(paper_orders)
                         .where(paper_orders.c.order_id == order_id, paper_orders.c.status == row.status)
-                        .values(status=OrderStatus.CANCELLED.value, reason="cancelled by the client", updated_at=now)
+                        .values(status=OrderStatus.CANCELLED.value, reason=reason[:255], updated_at=now)
                     )
         except IntegrityError:
             pass  # submitted at the same moment: the book below says which came first

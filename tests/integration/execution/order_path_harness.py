@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from typing import Any
 
 import httpx
@@ -25,6 +26,7 @@ from shared.errors import ServiceError
 from shared.events import Envelope
 from shared.http import ServiceDirectory
 from shared.internal_auth import INTERNAL_HEADER, Principal, mint_internal_token, verify_internal_token
+from shared.market.calendar import FIRST_YEAR, LAST_YEAR, is_trading_day
 from shared.observability import new_id
 from shared.settings import Settings
 
@@ -78,6 +80,24 @@ class FakeDataService:
                 return JSONResponse({"code": "not_found", "message": f"no security {ts_code}"}, status_code=404)
             return JSONResponse(body)
 
+        @self.app.get("/v1/calendar")
+        async def get_calendar(start: date, end: date, request: Request) -> JSONResponse:
+            # Not counted in `callers` (execution reads it in the background). The built-in SSE calendar where it
+            # has the year, else weekdays.
+            try:
+                verify_internal_token(jwt_secret, request.headers.get(INTERNAL_HEADER, ""))
+            except ServiceError as exc:
+                return JSONResponse(exc.body(), status_code=401)
+            if self.fail_with is not None:
+                return JSONResponse({"code": "internal_error", "message": "boom"}, status_code=self.fail_with)
+            days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
+            open_days = [
+                d for d in days if (is_trading_day(d) if FIRST_YEAR <= d.year <= LAST_YEAR else d.weekday() < 5)
+            ]
+            return JSONResponse(
+                {"exchange": "SSE", "start": str(start), "end": str(end), "trading_days": [str(d) for d in open_days]}
+            )
+
 
 class SwitchableTransport(httpx.AsyncBaseTransport):
     """An ASGI transport that can be 'unplugged': then every request fails to connect."""
@@ -85,9 +105,10 @@ class SwitchableTransport(httpx.AsyncBaseTransport):
     def __init__(self, app: Any) -> None:
         self.inner = httpx.ASGITransport(app=app)
         self.down = False
+        self.down_for: set[tuple[str, str]] = set()  # (method, path) pairs that fail while others go through
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if self.down:
+        if self.down or (request.method, request.url.path) in self.down_for:
             raise httpx.ConnectError("connection refused (test)", request=request)
         return await self.inner.handle_async_request(request)
 
@@ -250,6 +271,24 @@ async def fleet(settings: Settings, *, stoppable_bus: bool = False) -> AsyncIter
             risk=risk,
             execution=execution,
         )
+
+
+async def settle(f: Fleet) -> None:
+    """Wait until execution's outbox relay has published everything and is idle. Leaving the fleet while the relay
+    is being woken up can make its shutdown wait the full grace period: on Python 3.11, asyncio.wait_for swallows a
+    cancellation that arrives as the awaited wake-up completes (shared/outbox.py's idle wait)."""
+    from services.execution.store import outbox
+
+    relay = f.execution_app.state.relay
+    await until(_drained(f, outbox), what="the outbox drained")
+    await until(lambda: not relay._lock.locked() and not relay._wake.is_set(), what="the relay idle")
+
+
+def _drained(f: Fleet, table: Any) -> Callable[[], Any]:
+    async def check() -> bool:
+        return await f.store.count(table, published_at=None) == 0
+
+    return check
 
 
 def metric(text: str, name: str, labels: str = "") -> float:

@@ -15,7 +15,17 @@ from tests.conftest import Backing
 
 pytestmark = pytest.mark.integration
 
-TABLES = {"orders", "order_transitions", "trades", "refused_submissions", "paper_orders", "paper_fills", "outbox"}
+TABLES = {
+    "orders",
+    "order_transitions",
+    "trades",
+    "refused_submissions",
+    "paper_orders",
+    "paper_fills",
+    "outbox",
+    "accounts",
+    "cash_ledger",
+}
 
 
 def _differences(connection: Connection) -> list[Any]:

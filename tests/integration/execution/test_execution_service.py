@@ -289,7 +289,7 @@ async def test_cancels_and_who_sees_what(backing: Backing) -> None:
 
         # An order cancelled before it reached the broker can never be filled by a later resubmission.
         f.data_transport.down = True
-        stuck_terms = _terms(judy)
+        stuck_terms = _terms(judy, order_type="limit", price="10.05")  # a market buy would need a quote to admit
         stuck = await f.execution.post(
             "/v1/orders", json=_body(stuck_terms, _signed(settings, stuck_terms)), headers=f.headers(judy)
         )

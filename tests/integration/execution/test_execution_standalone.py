@@ -1,17 +1,21 @@
 """The same order path in standalone mode: SQLite files and the in-memory bus, as `make run` starts it."""
 
 import asyncio
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
+import pytest
 
 from services.execution.app import create_app as create_execution_app
 from services.execution.store import orders, trades
 from services.risk.app import create_app as create_risk_app
 from shared.app import Infra
+from shared.approval import OrderTerms, sign_approval
 from shared.bus import MemoryBus
 from shared.cache import MemoryCache
 from shared.http import ServiceDirectory
+from shared.observability import new_id
 from shared.settings import Settings
 from tests.integration.execution.order_path_harness import FakeDataService, headers, trader, until
 
@@ -62,3 +66,42 @@ async def test_standalone_order_path_on_sqlite(tmp_path: Path) -> None:
 async def _filled(store, order_id: str) -> bool:  # type: ignore[no-untyped-def]
     stored = await store.get_order(order_id)
     return stored is not None and stored.order.status.value == "filled"
+
+
+async def test_standalone_concurrent_buys_spend_only_the_available_cash_on_sqlite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SQLite has one writer: admission's first statement takes the write lock, so the checks see every earlier
+    # admission. Each resting buy reserves 1,000 x 9.50 + 5.00 + 0.10 = 9,505.10; three fit in 30,000.00.
+    monkeypatch.setenv("LH_PAPER_OPENING_CASH", "30000")
+    settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/{{service}}.db", log_json=False)
+    data_transport = httpx.ASGITransport(app=FakeDataService(settings.jwt_secret).app)
+    infra = Infra(
+        settings, MemoryBus(), MemoryCache(), ServiceDirectory(settings, {"data": data_transport}), shared=True
+    )
+    execution_app = create_execution_app(settings, infra)
+    olaf = trader()
+    async with (
+        execution_app.router.lifespan_context(execution_app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=execution_app), base_url="http://execution") as ex,
+    ):
+
+        async def buy() -> httpx.Response:
+            terms = OrderTerms(
+                client_order_id=f"c-{new_id()[:10]}",
+                account_id=olaf.account_id,
+                ts_code="600000.SH",
+                side="buy",
+                order_type="limit",
+                qty=1000,
+                price=Decimal("9.50"),
+            )
+            approval = sign_approval(settings.require_approval_secret(), terms, new_id()).model_dump(mode="json")
+            body = {**terms.model_dump(mode="json"), "approval": approval}
+            return await ex.post("/v1/orders", json=body, headers=headers(settings, olaf))
+
+        answers = await asyncio.gather(*(buy() for _ in range(5)))
+        assert sorted(a.status_code for a in answers) == [201] * 3 + [422] * 2
+        assert {a.json()["code"] for a in answers if a.status_code == 422} == {"insufficient_cash"}
+        account = (await ex.get("/v1/account", headers=headers(settings, olaf))).json()
+        assert (account["balance"], account["reserved"], account["available"]) == ("30000.00", "28515.30", "1484.70")

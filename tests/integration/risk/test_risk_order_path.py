@@ -13,7 +13,7 @@ from services.execution.store import orders, paper_fills, to_db_time, trades, ut
 from shared.internal_auth import Principal
 from shared.observability import CORRELATION_HEADER, new_id
 from tests.conftest import Backing
-from tests.integration.execution.order_path_harness import Fleet, event_log, fleet, metric, trader, until
+from tests.integration.execution.order_path_harness import Fleet, event_log, fleet, metric, settle, trader, until
 
 pytestmark = pytest.mark.integration
 
@@ -93,7 +93,9 @@ async def test_approved_order_is_filled_and_its_events_arrive_on_rabbitmq(backin
         assert [(d["decision_id"], d["approved"], d["correlation_id"]) for d in decisions] == [
             (decision["decision_id"], True, cid)
         ]
-        assert f.data.callers == ["svc:risk", "svc:execution"]  # each asked the data service as itself
+        # Each asked the data service as itself: risk once; execution for the market buy's limit-up price (the cash
+        # it reserves) and the paper broker for the fill.
+        assert f.data.callers == ["svc:risk", "svc:execution", "svc:execution"]
 
         risk_metrics = (await f.risk.get("/metrics")).text
         assert metric(risk_metrics, "lh_risk_decisions_total", 'outcome="approved"') == 1.0
@@ -212,20 +214,29 @@ async def test_execution_down_is_503_and_the_retry_goes_through(backing: Backing
     erin = trader()
     async with fleet(settings) as f:
         body = _order(order_type="limit", qty=300, price="10.20")
+        # Execution wholly down: risk cannot read the account's cash, so it cannot decide the buy (fail closed).
         f.execution_transport.down = True
+        closed = await f.risk.post("/v1/orders", json={**body, "client_order_id": "c-closed"}, headers=f.headers(erin))
+        assert closed.status_code == 503 and closed.json()["code"] == "risk_unavailable"
+        assert closed.json()["decision"]["approved"] is False
+        f.execution_transport.down = False
+
+        # Execution down only when the approved order is handed over: approved, 503, nothing stored.
+        f.execution_transport.down_for = {("POST", "/v1/orders")}
         response = await f.risk.post("/v1/orders", json=body, headers=f.headers(erin))
         assert response.status_code == 503
         assert response.json()["code"] == "execution_unavailable"
         assert response.json()["decision"]["approved"] is True
         assert await _execution_rows(f, erin.account_id) == (0, 0)
 
-        f.execution_transport.down = False
+        f.execution_transport.down_for = set()
         retry = await f.risk.post("/v1/orders", json=body, headers=f.headers(erin))
         assert retry.status_code == 201
         order = retry.json()["order"]
         # A limit buy at 10.20 against a close of 10.00 fills at the close.
         assert (order["status"], order["price"], order["avg_fill_price"]) == ("filled", "10.20", "10.00")
         assert await _execution_rows(f, erin.account_id) == (1, 1)
+        await settle(f)
 
 
 async def test_limit_orders_rest_or_fill_by_the_latest_close(backing: Backing) -> None:

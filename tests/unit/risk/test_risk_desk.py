@@ -8,7 +8,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from services.risk.checks import Holding, Quote
-from services.risk.desk import PositionsUnavailable, QuoteUnavailable, RiskDesk
+from services.risk.desk import CashUnavailable, PositionsUnavailable, QuoteUnavailable, RiskDesk
 from services.risk.metrics import RiskMetrics
 from services.risk.schemas import OrderRequest
 from services.risk.store import Decision
@@ -54,6 +54,19 @@ class FakePositions:
         return self.holdings.get(ts_code)
 
 
+class FakeCash:
+    def __init__(self, available: str = "10000000.00", down: bool = False) -> None:
+        self.value = Decimal(available)
+        self.down = down
+        self.asked: list[str] = []
+
+    async def available(self, account_id: str) -> Decimal:
+        self.asked.append(account_id)
+        if self.down:
+            raise CashUnavailable("the execution service did not answer: ConnectError")
+        return self.value
+
+
 class FakeExecution:
     def __init__(self, answer: tuple[int, dict[str, Any]] | None = None, down: bool = False) -> None:
         self.answer = answer or (201, {"order_id": "o1", "status": "filled"})
@@ -86,7 +99,11 @@ class FakeLog:
 
 
 def _desk(
-    quotes: FakeQuotes, execution: FakeExecution, log: FakeLog, positions: FakePositions | None = None
+    quotes: FakeQuotes,
+    execution: FakeExecution,
+    log: FakeLog,
+    positions: FakePositions | None = None,
+    cash: FakeCash | None = None,
 ) -> tuple[RiskDesk, CollectorRegistry]:
     registry = CollectorRegistry()
     desk = RiskDesk(
@@ -94,6 +111,7 @@ def _desk(
         max_order_value=Decimal("1000000"),
         quotes=quotes,
         positions=positions or FakePositions(),
+        cash=cash or FakeCash(),
         execution=execution,
         decisions=log,
         metrics=RiskMetrics(registry),
@@ -210,6 +228,11 @@ async def test_execution_unavailable_keeps_the_approved_decision() -> None:
         ((409, {"code": "client_order_id_conflict", "message": "used"}), 409, "client_order_id_conflict"),
         ((403, {"code": "approval_invalid", "message": "signature"}), 502, "execution_refused"),
         ((503, {"code": "broker_unavailable", "message": "later"}), 503, "execution_unavailable"),
+        # The account could not afford it when execution admitted it: execution's code, as it said it.
+        ((422, {"code": "insufficient_position", "message": "0 sellable"}), 422, "insufficient_position"),
+        ((422, {"code": "insufficient_cash", "message": "0.00 available"}), 422, "insufficient_cash"),
+        ((422, {"code": "price_cap_unknown", "message": "no limit"}), 422, "price_cap_unknown"),
+        ((422, {"code": "invalid_request", "message": "shape"}), 502, "execution_refused"),
     ],
 )
 async def test_execution_answers_are_mapped(answer: tuple[int, dict[str, Any]], status: int, code: str | None) -> None:
@@ -340,3 +363,52 @@ async def test_a_rejected_order_may_be_sent_again_and_is_checked_again() -> None
     assert (await desk.place(_order(), ALICE)).status_code == 201
     assert [d.approved for d in log.decisions] == [False, True]
     assert quotes.asked == ["600000.SH", "600000.SH"]
+
+
+# --- buying power ------------------------------------------------------------------------------------------
+
+
+async def test_a_buy_beyond_the_available_cash_is_rejected_and_never_forwarded() -> None:
+    # 300 x 10.50 = 3,150.00 + commission 0.7875 -> 5.00 minimum + transfer fee 0.0315 -> 0.03 = 3,155.03.
+    execution, log, cash = FakeExecution(), FakeLog(), FakeCash("3155.02")
+    desk, registry = _desk(FakeQuotes(), execution, log, cash=cash)
+    placement = await desk.place(_order(), ALICE)
+    assert placement.status_code == 422 and placement.body["code"] == "order_rejected"
+    assert placement.body["decision"]["reasons"] == [
+        {
+            "code": "insufficient_cash",
+            "message": "buying 300 shares of 600000.SH at up to 10.50 (limit price) needs 3155.03 CNY with fees; "
+            "3155.02 available",
+        }
+    ]
+    assert cash.asked == ["acct-alice"] and execution.calls == [] and _count(registry, "rejected") == 1
+
+    cash.value = Decimal("3155.03")  # exactly enough
+    assert (await desk.place(_order(client_order_id="c-2"), ALICE)).status_code == 201
+
+
+async def test_a_market_buy_is_valued_at_the_limit_up_price() -> None:
+    # 300 x 11.00 = 3,300.00 + 5.00 + 0.03 (0.033) = 3,305.03.
+    desk, _ = _desk(FakeQuotes(), FakeExecution(), FakeLog(), cash=FakeCash("3305.02"))
+    placement = await desk.place(_order(order_type="market", price=None), ALICE)
+    [reason] = placement.body["decision"]["reasons"]
+    assert reason["code"] == "insufficient_cash"
+    assert "at up to 11.00 (limit-up price) needs 3305.03 CNY" in reason["message"]
+
+
+async def test_fails_closed_when_the_cash_is_unavailable_for_a_buy() -> None:
+    execution, log = FakeExecution(), FakeLog()
+    desk, registry = _desk(FakeQuotes(), execution, log, cash=FakeCash(down=True))
+    placement = await desk.place(_order(), ALICE)
+    assert placement.status_code == 503 and placement.body["code"] == "risk_unavailable"
+    assert "the execution service did not answer" in placement.body["message"]
+    assert [d.approved for d in log.decisions] == [False] and execution.calls == []
+    assert _count(registry, "error") == 1
+
+
+async def test_sells_do_not_ask_for_cash() -> None:
+    cash = FakeCash(down=True)
+    positions = FakePositions(Holding(ts_code="600000.SH", qty=300, sellable_qty=300))
+    desk, _ = _desk(FakeQuotes(), FakeExecution(), FakeLog(), positions, cash=cash)
+    assert (await desk.place(_sell(qty=300), ALICE)).status_code == 201
+    assert cash.asked == []

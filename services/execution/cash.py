@@ -1,0 +1,76 @@
+"""An account's cash and what admission checks against it. Pure: the store reads the rows, this module does the
+arithmetic, in integer fen.
+
+balance   = the sum of the account's cash ledger (opening cash, deposits, withdrawals, every fill's cash);
+reserved  = for every open buy order: its unfilled qty x its price cap (the limit price; for a market buy the
+            limit-up price execution looked up when it admitted it), plus the fees of buying that amount;
+available = balance - reserved.
+
+Fees are shared/market's `trade_fees` (commission with its 5 CNY minimum, stamp duty on sells by date, transfer
+fee, each rounded half-up to the fen), the same call that prices the trades."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date
+
+from shared.domain import OrderSide, from_fen, to_fen
+from shared.market.rules import Fees, trade_fees
+
+# Ledger entry kinds.
+OPENING = "opening"  # the paper account's opening cash, the first entry of every account
+DEPOSIT = "deposit"
+WITHDRAWAL = "withdrawal"
+BUY_FILL = "buy_fill"
+SELL_FILL = "sell_fill"
+
+
+def fees_fen(amount_fen: int, *, side: OrderSide, trade_date: date) -> tuple[int, Fees]:
+    """The fees of one trade of `amount_fen`, in fen, and their parts."""
+    fees = trade_fees(from_fen(amount_fen), is_sell=side is OrderSide.SELL, trade_date=trade_date)
+    return to_fen(fees.total), fees
+
+
+def fill_cash_fen(side: OrderSide, amount_fen: int, fees_total_fen: int) -> int:
+    """What a fill does to the cash balance: a buy pays amount + fees, a sell receives amount - fees."""
+    if side is OrderSide.BUY:
+        return -(amount_fen + fees_total_fen)
+    return amount_fen - fees_total_fen
+
+
+def buy_reservation_fen(qty: int, cap_fen: int, trade_date: date) -> int:
+    """The most a buy of `qty` at no more than `cap_fen` a share can cost: the amount plus its fees."""
+    if qty <= 0:
+        return 0
+    amount = qty * cap_fen
+    fees, _ = fees_fen(amount, side=OrderSide.BUY, trade_date=trade_date)
+    return amount + fees
+
+
+@dataclass(frozen=True)
+class OpenBuy:
+    """The unfilled remainder of a buy order that is not final, and the most it may pay a share."""
+
+    remaining_qty: int
+    cap_fen: int
+
+
+@dataclass(frozen=True)
+class Cash:
+    balance_fen: int
+    reserved_fen: int
+
+    @property
+    def available_fen(self) -> int:
+        return self.balance_fen - self.reserved_fen
+
+
+def account_cash(ledger_sum_fen: int, open_buys: Iterable[OpenBuy], *, today: date) -> Cash:
+    reserved = sum(buy_reservation_fen(b.remaining_qty, b.cap_fen, today) for b in open_buys)
+    return Cash(balance_fen=ledger_sum_fen, reserved_fen=reserved)
+
+
+def cny(fen: int) -> str:
+    """Fen as a CNY decimal string with two places, e.g. 123456 -> "1234.56"."""
+    return str(from_fen(fen))

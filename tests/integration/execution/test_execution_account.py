@@ -1,0 +1,258 @@
+"""Execution's admission is the authority on shares and cash, against the real MariaDB: a sell is admitted only
+within the sellable shares and a buy only within the available cash, checked under a per-account lock together
+with the insert, so concurrent orders cannot spend the same shares or cash twice. The cash ledger: opening cash,
+deposits and withdrawals, and every fill's amount and fees (stamp duty by date). Amounts worked out by hand."""
+
+import asyncio
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import update
+
+from services.execution.store import cash_ledger, orders, refused_submissions, to_db_time, trades, utcnow
+from shared.approval import OrderTerms, sign_approval
+from shared.internal_auth import Principal
+from shared.observability import new_id
+from tests.conftest import Backing
+from tests.integration.execution.order_path_harness import Fleet, fleet, settle, trader
+
+pytestmark = pytest.mark.integration
+
+ADMIN = Principal("root", "admin", "acct-root")
+RISK = Principal("svc:risk", "service")
+
+
+def _terms(principal: Principal, **kw: Any) -> OrderTerms:
+    values: dict[str, Any] = {
+        "client_order_id": f"c-{new_id()[:10]}",
+        "account_id": principal.account_id,
+        "ts_code": "600000.SH",
+        "side": "buy",
+        "order_type": "limit",
+        "qty": 1000,
+        "price": "10.00",
+    }
+    values.update(kw)
+    return OrderTerms.model_validate(values)
+
+
+async def _submit(f: Fleet, principal: Principal, terms: OrderTerms) -> Any:
+    approval = sign_approval(f.settings.approval_secret, terms, new_id()).model_dump(mode="json")
+    body = {**terms.model_dump(mode="json"), "approval": approval}
+    return await f.execution.post("/v1/orders", json=body, headers=f.headers(principal))
+
+
+async def _account(f: Fleet, principal: Principal) -> dict[str, Any]:
+    response = await f.execution.get("/v1/account", headers=f.headers(principal))
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def _trades_were_yesterday(f: Fleet, account_id: str) -> None:
+    async with f.store.db.session() as s:
+        await s.execute(
+            update(trades)
+            .where(trades.c.account_id == account_id)
+            .values(traded_at=to_db_time(utcnow() - timedelta(days=1)))
+        )
+
+
+def _set_clock(f: Fleet, at: datetime) -> None:
+    """The exchange day execution sees: for T+1 (the desk) and for the fills' dates (the paper broker)."""
+    f.execution_app.state.desk.clock = lambda: at
+    f.execution_app.state.broker.clock = lambda: at
+
+
+async def test_concurrent_sells_are_admitted_only_up_to_the_sellable_shares(backing: Backing) -> None:
+    settings = backing.settings()
+    olga = trader()
+    async with fleet(settings) as f:
+        assert (await _submit(f, olga, _terms(olga))).json()["status"] == "filled"  # 1,000 at 10.00
+        await _trades_were_yesterday(f, olga.account_id)
+
+        # Eight sells of 200 at the same moment, each resting (limit 10.50 above the close of 10.00): only five
+        # fit in the 1,000 sellable shares.
+        sells = [_terms(olga, side="sell", qty=200, price="10.50") for _ in range(8)]
+        answers = await asyncio.gather(*(_submit(f, olga, t) for t in sells))
+
+        assert sorted(a.status_code for a in answers) == [201] * 5 + [422] * 3
+        for refused in (a for a in answers if a.status_code == 422):
+            body = refused.json()
+            assert body["code"] == "insufficient_position"
+            assert body["message"].startswith("cannot sell 200 shares of 600000.SH: 0 sellable now (held 1000;")
+            assert body["details"] == {"held_qty": 1000, "sellable_qty": 0}
+        assert {a.json()["status"] for a in answers if a.status_code == 201} == {"submitted"}
+        # Nothing was stored for the refused ones: one buy and five sells, no refusal records.
+        assert await f.store.count(orders, account_id=olga.account_id) == 6
+        assert await f.store.count(refused_submissions, account_id=olga.account_id) == 0
+        positions = (await f.execution.get("/v1/positions", headers=f.headers(olga))).json()
+        assert positions == [{"ts_code": "600000.SH", "qty": 1000, "sellable_qty": 0}]
+        await settle(f)
+
+
+async def test_concurrent_buys_are_admitted_only_up_to_the_available_cash(
+    backing: Backing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LH_PAPER_OPENING_CASH", "50000")
+    settings = backing.settings()
+    pia = trader()
+    async with fleet(settings) as f:
+        # Each buy: 1,000 x 9.50 = 9,500.00, commission 2.375 -> the 5.00 minimum, transfer fee 0.095 -> 0.10:
+        # 9,505.10 reserved while it rests (9.50 is below the close of 10.00). 5 x 9,505.10 = 47,525.50 fits in
+        # 50,000.00; a sixth (57,030.60) does not.
+        buys = [_terms(pia, price="9.50") for _ in range(8)]
+        answers = await asyncio.gather(*(_submit(f, pia, t) for t in buys))
+
+        assert sorted(a.status_code for a in answers) == [201] * 5 + [422] * 3
+        for refused in (a for a in answers if a.status_code == 422):
+            body = refused.json()
+            assert body["code"] == "insufficient_cash"
+            assert body["message"] == (
+                "cannot buy 1000 shares of 600000.SH at up to 9.50: it needs 9505.10 CNY with fees, 2474.50 "
+                "available (balance 50000.00, reserved by open buys 47525.50)"
+            )
+        assert await f.store.count(orders, account_id=pia.account_id) == 5
+        assert await _account(f, pia) == {
+            "account_id": pia.account_id,
+            "currency": "CNY",
+            "balance": "50000.00",
+            "reserved": "47525.50",
+            "available": "2474.50",
+        }
+
+        # Cancelling one releases its reservation: 2,474.50 + 9,505.10 = 11,979.60.
+        first = next(a.json()["order_id"] for a in answers if a.status_code == 201)
+        assert (await f.execution.post(f"/v1/orders/{first}/cancel", headers=f.headers(pia))).status_code == 200
+        assert (await _account(f, pia))["available"] == "11979.60"
+        await settle(f)
+
+
+async def test_a_buy_beyond_the_available_cash_is_refused_and_stores_nothing(
+    backing: Backing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LH_PAPER_OPENING_CASH", "20000")
+    settings = backing.settings()
+    quinn = trader()
+    async with fleet(settings) as f:
+        # 2,000 x 10.00 = 20,000.00 + commission 5.00 + transfer fee 0.20 = 20,005.20 > 20,000.00.
+        refused = await _submit(f, quinn, _terms(quinn, qty=2000))
+        assert refused.status_code == 422
+        assert refused.json()["code"] == "insufficient_cash"
+        assert "it needs 20005.20 CNY with fees, 20000.00 available" in refused.json()["message"]
+        assert await f.store.count(orders, account_id=quinn.account_id) == 0
+
+        # 1,900 x 10.00 = 19,000.00 + 5.00 + 0.19 = 19,005.19: fits, and fills at the close of 10.00.
+        bought = await _submit(f, quinn, _terms(quinn, qty=1900))
+        assert bought.status_code == 201 and bought.json()["status"] == "filled"
+        assert await _account(f, quinn) == {
+            "account_id": quinn.account_id,
+            "currency": "CNY",
+            "balance": "994.81",
+            "reserved": "0.00",
+            "available": "994.81",
+        }
+
+        # A market buy reserves at the next session's limit-up price (11.00): 100 x 11.00 = 1,100.00 + 5.00 + 0.01
+        # = 1,105.01 > 994.81, refused although it would fill at 10.00 today.
+        market = await _submit(f, quinn, _terms(quinn, qty=100, order_type="market", price=None))
+        assert market.status_code == 422 and market.json()["code"] == "insufficient_cash"
+        assert "at up to 11.00: it needs 1105.01 CNY with fees, 994.81 available" in market.json()["message"]
+        # A security whose next session has no price limit: a market buy has no cap to reserve cash at.
+        f.data.quotes["600000.SH"] = {**f.data.quotes["600000.SH"], "limit_up": None, "limit_down": None}
+        uncapped = await _submit(f, quinn, _terms(quinn, qty=100, order_type="market", price=None))
+        assert uncapped.status_code == 422 and uncapped.json()["code"] == "price_cap_unknown"
+        assert await f.store.count(orders, account_id=quinn.account_id) == 1
+        await settle(f)
+
+
+async def test_fills_move_cash_by_amount_and_fees_with_stamp_duty_by_date(
+    backing: Backing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LH_PAPER_OPENING_CASH", "200000")
+    settings = backing.settings()
+    rita = trader()
+    async with fleet(settings) as f:
+        assert (await _account(f, rita))["balance"] == "200000.00"
+
+        # Thursday 2023-08-24, 10:00 in Shanghai: buy 10,000 at 10.00 = 100,000.00; commission 0.025% = 25.00,
+        # transfer fee 0.001% = 1.00: -100,026.00.
+        _set_clock(f, datetime(2023, 8, 24, 2, 0, tzinfo=UTC))
+        assert (await _submit(f, rita, _terms(rita, qty=10000))).json()["status"] == "filled"
+        assert (await _account(f, rita))["balance"] == "99974.00"
+
+        # Friday 2023-08-25 (stamp duty 0.1%): sell 5,000 at 10.00 = 50,000.00; commission 12.50, stamp duty
+        # 50.00, transfer fee 0.50: +49,937.00.
+        _set_clock(f, datetime(2023, 8, 25, 2, 0, tzinfo=UTC))
+        assert (await _submit(f, rita, _terms(rita, side="sell", qty=5000))).json()["status"] == "filled"
+        assert (await _account(f, rita))["balance"] == "149911.00"
+
+        # Monday 2023-08-28 (stamp duty halved to 0.05%): the same sell pays 25.00 stamp duty: +49,962.00.
+        _set_clock(f, datetime(2023, 8, 28, 2, 0, tzinfo=UTC))
+        assert (await _submit(f, rita, _terms(rita, side="sell", qty=5000))).json()["status"] == "filled"
+        assert await _account(f, rita) == {
+            "account_id": rita.account_id,
+            "currency": "CNY",
+            "balance": "199873.00",
+            "reserved": "0.00",
+            "available": "199873.00",
+        }
+
+        seen = (await f.execution.get("/v1/trades", headers=f.headers(rita))).json()
+        assert sorted((t["side"], t["commission"], t["stamp_duty"], t["transfer_fee"]) for t in seen) == [
+            ("buy", "25.00", "0.00", "1.00"),
+            ("sell", "12.50", "25.00", "0.50"),
+            ("sell", "12.50", "50.00", "0.50"),
+        ]
+        # One ledger entry per fill (and the opening cash), keyed by trade id.
+        assert await f.store.count(cash_ledger, account_id=rita.account_id) == 4
+        kinds = Counter(e.kind for e in await f.store.ledger(rita.account_id))
+        assert kinds == {"opening": 1, "buy_fill": 1, "sell_fill": 2}
+        await settle(f)
+
+
+async def test_deposits_and_withdrawals_are_idempotent_and_for_admins_and_services(
+    backing: Backing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LH_PAPER_OPENING_CASH", "1000")
+    settings = backing.settings()
+    sam = trader()
+    async with fleet(settings) as f:
+
+        async def move(principal: Principal, **kw: Any) -> Any:
+            body = {"account_id": sam.account_id, "kind": "deposit", "amount": "1234.56", "idempotency_key": "k1"}
+            body.update(kw)
+            return await f.execution.post("/v1/account/cash", json=body, headers=f.headers(principal))
+
+        first = await move(ADMIN)
+        assert first.status_code == 201, first.text
+        assert first.json()["entry"]["amount"] == "1234.56" and first.json()["entry"]["kind"] == "deposit"
+        assert first.json()["account"]["balance"] == "2234.56"  # 1,000.00 opening + 1,234.56
+        again = await move(ADMIN)
+        assert again.status_code == 200 and again.json()["entry"] == first.json()["entry"]
+        assert (await _account(f, sam))["balance"] == "2234.56"
+
+        clash = await move(ADMIN, amount="1.00")
+        assert clash.status_code == 409 and clash.json()["code"] == "idempotency_key_conflict"
+        assert (await move(sam, idempotency_key="k2")).status_code == 403  # a trader cannot mint cash
+        for bad in ({"amount": "0.001"}, {"amount": "-5"}, {"amount": "0"}, {"kind": "gift"}, {"idempotency_key": ""}):
+            response = await move(ADMIN, **{**bad, "idempotency_key": bad.get("idempotency_key", "k3")})
+            assert response.status_code == 422, bad
+        too_much = await move(RISK, kind="withdrawal", amount="2234.57", idempotency_key="w1")
+        assert too_much.status_code == 422 and too_much.json()["code"] == "insufficient_cash"
+        assert too_much.json()["message"] == (
+            "cannot withdraw 2234.57 CNY: 2234.56 available (balance 2234.56, reserved by open buys 0.00)"
+        )
+        out = await move(RISK, kind="withdrawal", amount="234.56", idempotency_key="w2")
+        assert out.status_code == 201 and out.json()["entry"]["amount"] == "-234.56"
+        assert (await _account(f, sam))["balance"] == "2000.00"
+        assert await f.store.count(cash_ledger, account_id=sam.account_id) == 3  # opening, deposit, withdrawal
+
+        # Who sees which account: one's own; services and admins may name any.
+        other = await f.execution.get("/v1/account?account_id=acct-someone-else", headers=f.headers(sam))
+        assert other.status_code == 403
+        named = await f.execution.get(f"/v1/account?account_id={sam.account_id}", headers=f.headers(RISK))
+        assert named.status_code == 200 and named.json()["available"] == "2000.00"
+        await settle(f)
