@@ -43,7 +43,7 @@ async def _measure(fleet, symbols: int, days: int) -> None:  # type: ignore[no-u
     print(f"loaded {symbols} x {days} in {time.perf_counter() - t0:.0f} s (upsert {rate:,.0f} rows/s)")
     async with httpx.AsyncClient(timeout=600) as client:
         direct = f"{fleet.url('data')}/v1/bars/bulk?format=arrow"
-        internal = service_headers(fleet.env["LH_JWT_SECRET"], "bench")
+        internal = service_headers(fleet.env["LH_INTERNAL_SECRET"], "bench")
         cold, rows, size = await _fetch(client, direct, internal)
         print(f"cold (snapshot from MariaDB + answer file): {cold:.1f} s, {rows:,} rows, {size / 1e6:.0f} MB")
         for label, url, headers in (

@@ -43,6 +43,7 @@ def _env(run: str) -> dict[str, str]:
         "LH_AMQP_URL": env["LH_TEST_AMQP_URL"],
         "LH_BUS_NAMESPACE": f"lhbench.{run}",
         "LH_JWT_SECRET": secrets.token_urlsafe(32),
+        "LH_INTERNAL_SECRET": secrets.token_urlsafe(32),
         "LH_APPROVAL_SECRET": secrets.token_urlsafe(32),
         "LH_ADMIN_PASSWORD": secrets.token_urlsafe(12),
         "LH_LOG_LEVEL": "WARNING",

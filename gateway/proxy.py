@@ -47,7 +47,7 @@ async def forward(
 ) -> Response:
     """Call `service` on the user's behalf and relay its status and JSON body unchanged."""
     state = request.app.state
-    headers = {INTERNAL_HEADER: mint_internal_token(state.settings.jwt_secret, user.principal)}
+    headers = {INTERNAL_HEADER: mint_internal_token(state.settings.internal_secret, user.principal)}
     kwargs: dict[str, Any] = {"headers": headers}
     if with_body:
         # The raw bytes, not the parsed dict: the service sees exactly what the client sent (e.g. "10.10" stays).
@@ -76,7 +76,7 @@ async def forward_stream(request: Request, user: CurrentUser, service: str, path
     """GET a non-JSON answer (Arrow, Parquet, an HTML report) and stream it through without holding it: a whole
     market is hundreds of MB. Errors (JSON) are relayed as `forward` does."""
     state = request.app.state
-    headers = {INTERNAL_HEADER: mint_internal_token(state.settings.jwt_secret, user.principal)}
+    headers = {INTERNAL_HEADER: mint_internal_token(state.settings.internal_secret, user.principal)}
     target = f"{path}?{request.url.query}" if request.url.query else path
     upstream = await state.infra.services.client(service).open_stream("GET", target, headers=headers)
     content_type = upstream.headers.get("content-type", "")

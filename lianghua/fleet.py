@@ -72,6 +72,8 @@ class Fleet:
         )
         if name not in APPROVAL_HOLDERS:
             env.pop("LH_APPROVAL_SECRET", None)  # only risk signs approvals and only execution verifies them
+        if name != "gateway":
+            env.pop("LH_JWT_SECRET", None)  # users' sessions are the gateway's alone
         return env
 
     def start(self, timeout_s: float = 90.0) -> None:
@@ -145,11 +147,13 @@ def local_env() -> dict[str, str]:
     env.setdefault("LH_REDIS_URL", os.environ.get("LH_REDIS_URL", "redis://127.0.0.1:6379/0"))
     env.setdefault("LH_AMQP_URL", os.environ.get("LH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"))
     secrets_file = ROOT / "var" / "fleet-secrets.env"
-    if not secrets_file.exists():
+    generated = {k: secrets.token_urlsafe(32) for k in ("LH_JWT_SECRET", "LH_INTERNAL_SECRET", "LH_APPROVAL_SECRET")}
+    generated["LH_ADMIN_PASSWORD"] = secrets.token_urlsafe(12)
+    kept = secrets_file.read_text().splitlines() if secrets_file.exists() else []
+    missing = [k for k in generated if not any(line.startswith(k + "=") for line in kept)]
+    if missing:  # a new file, or one written before a key existed (LH_INTERNAL_SECRET): add what it lacks
         secrets_file.parent.mkdir(parents=True, exist_ok=True)
-        lines = [f"{k}={secrets.token_urlsafe(32)}" for k in ("LH_JWT_SECRET", "LH_APPROVAL_SECRET")]
-        lines.append(f"LH_ADMIN_PASSWORD={secrets.token_urlsafe(12)}")
-        secrets_file.write_text("\n".join(lines) + "\n")
+        secrets_file.write_text("\n".join([*kept, *(f"{k}={generated[k]}" for k in missing)]) + "\n")
         secrets_file.chmod(0o600)
     for line in secrets_file.read_text().splitlines():
         key, _, value = line.partition("=")

@@ -56,6 +56,6 @@ async def internal_principal(request: Request) -> Principal:
     token = request.headers.get(INTERNAL_HEADER)
     if not token:
         raise ServiceError("unauthenticated", f"missing {INTERNAL_HEADER}", status_code=401)
-    principal = verify_internal_token(request.app.state.settings.jwt_secret, token)
+    principal = verify_internal_token(request.app.state.settings.internal_secret, token)
     request.state.principal = principal
     return principal

@@ -34,8 +34,11 @@ class Settings(BaseSettings):
     # Prefix of every exchange and queue name and of cache keys, so test runs (and tenants) never share them.
     bus_namespace: str = "lh"
 
-    # Secrets. Empty means "generate one" in standalone mode and "refuse to start" in fleet mode.
-    jwt_secret: str = ""
+    # Secrets. Empty means "generate one" in standalone mode and "refuse to start" (where the process needs it) in
+    # fleet mode. Three keys, each held only where it is used, so a leak of one process's environment cannot mint
+    # what it should not:
+    internal_secret: str = ""  # signs the short-lived service-to-service tokens: every process holds it
+    jwt_secret: str = ""  # signs users' session tokens: only the gateway (require_jwt_secret)
     approval_secret: str = ""  # HMAC key shared by risk (signs approvals) and execution (verifies them)
     admin_username: str = "admin"
     admin_password: str = ""
@@ -54,6 +57,9 @@ class Settings(BaseSettings):
 
     # Risk
     max_order_value: Decimal = Decimal("1000000")  # CNY per order
+
+    # Execution: a paper account's opening cash (CNY, whole fen), its first ledger entry when it is first seen.
+    paper_opening_cash: Decimal = Field(default=Decimal("10000000"), ge=0, decimal_places=2, allow_inf_nan=False)
     approval_ttl_s: int = 60  # execution refuses approvals older than this
 
     # Data
@@ -77,14 +83,14 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _secrets_are_real(self) -> Settings:
-        for name in ("jwt_secret", "approval_secret"):
+        for name in ("internal_secret", "jwt_secret", "approval_secret"):
             value: str = getattr(self, name)
             if self.mode is Mode.STANDALONE:
                 if not value:
                     # One process shares the generated value, so risk and execution agree on it.
                     object.__setattr__(self, name, secrets.token_urlsafe(32))
-            elif name == "approval_secret" and not value:
-                continue  # only risk and execution hold it: they call require_approval_secret()
+            elif name in ("jwt_secret", "approval_secret") and not value:
+                continue  # held by some processes only: they call require_jwt_secret() / require_approval_secret()
             else:
                 self._check_secret(name, value)
         return self
@@ -96,6 +102,15 @@ class Settings(BaseSettings):
                 f"LH_{name.upper()} must be set to a secret of at least {_MIN_SECRET_LENGTH} "
                 f"characters outside standalone mode"
             )
+
+    def require_jwt_secret(self) -> str:
+        """The key of users' session tokens. The gateway calls this at start-up; no other process holds it. It must
+        differ from the internal key, or a service could mint a user's session (and the gateway a service's token)."""
+        self._check_secret("jwt_secret", self.jwt_secret)
+        if self.jwt_secret == self.internal_secret:
+            raise ValueError("LH_JWT_SECRET and LH_INTERNAL_SECRET must differ: one signs users' sessions, the other "
+                             "the services' tokens")  # fmt: skip
+        return self.jwt_secret
 
     def require_approval_secret(self) -> str:
         """The HMAC key of risk approvals. Risk and execution call this at start-up; no other service holds it."""

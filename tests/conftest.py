@@ -45,6 +45,7 @@ class Backing:
             "amqp_url": self.amqp_url,
             "bus_namespace": f"{self.namespace}.{scope}" if scope else self.namespace,
             "jwt_secret": "test-jwt-" + secrets.token_hex(16),
+            "internal_secret": "test-internal-" + secrets.token_hex(16),
             "approval_secret": "test-approval-" + secrets.token_hex(16),
             "admin_username": "admin",
             "admin_password": "admin-" + secrets.token_hex(8),

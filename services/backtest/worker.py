@@ -417,7 +417,7 @@ class BacktestWorker:
         client = self.infra.services.client("data")
 
         def headers() -> dict[str, str]:
-            return service_headers(self.settings.jwt_secret, SERVICE)
+            return service_headers(self.settings.internal_secret, SERVICE)
 
         return MarketData(
             client,

@@ -108,7 +108,7 @@ async def get_account(
     desk: OrderDesk = Depends(get_desk),
 ) -> AccountOut:
     """The caller's cash; services and admins name the account with `account_id`. An account seen for the first
-    time starts with the paper opening cash (LH_PAPER_OPENING_CASH)."""
+    time starts with the paper opening cash (LH_PAPER_OPENING_CASH, shared settings)."""
     return _account_out(await desk.account(principal, account_id))
 
 

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from decimal import Decimal, InvalidOperation
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -23,38 +21,23 @@ from services.execution.sessions import DataServiceCalendar
 from services.execution.store import MIGRATIONS, ExecutionStore, outbox
 from shared.app import Infra, create_service_app, error_response
 from shared.db import Database
+from shared.domain import to_fen
 from shared.outbox import OutboxRelay
 from shared.settings import Settings
 
 NAME = "execution"
 # How long shutdown waits for background work to reach a safe point (the broker call in hand has its own timeout).
 STOP_GRACE_S = 15.0
-# A paper account's opening cash (CNY), its first ledger entry when the account is first seen.
-OPENING_CASH_ENV = "LH_PAPER_OPENING_CASH"
-DEFAULT_OPENING_CASH = Decimal("10000000")
 log = logging.getLogger(__name__)
-
-
-def opening_cash_fen() -> int:
-    """LH_PAPER_OPENING_CASH in CNY (default 10,000,000.00), as fen; refuses to start on a bad value."""
-    raw = os.environ.get(OPENING_CASH_ENV, "").strip()
-    try:
-        value = Decimal(raw) if raw else DEFAULT_OPENING_CASH
-        fen = value * 100
-        if not value.is_finite() or value < 0 or fen != fen.to_integral_value():
-            raise InvalidOperation
-    except InvalidOperation as exc:
-        raise ValueError(f"{OPENING_CASH_ENV}={raw!r} must be a non-negative CNY amount in whole fen") from exc
-    return int(fen)
 
 
 def create_app(settings: Settings, infra: Infra | None = None, *, broker: BrokerAdapter | None = None) -> FastAPI:
     """`broker`: the adapter to trade through; the paper broker (fed by the data service) when None."""
     infra = infra or Infra.from_settings(settings, NAME)
     db = Database(settings.database_url_for(NAME))
-    store = ExecutionStore(db, source=NAME, opening_cash_fen=opening_cash_fen())
+    store = ExecutionStore(db, source=NAME, opening_cash_fen=to_fen(settings.paper_opening_cash))
     relay = OutboxRelay(db, outbox, infra.bus)
-    quotes = DataServiceQuotes(infra.services, settings.jwt_secret)
+    quotes = DataServiceQuotes(infra.services, settings.internal_secret)
     adapter: BrokerAdapter = broker or PaperBroker(db, quotes)
 
     @asynccontextmanager
@@ -87,7 +70,7 @@ def create_app(settings: Settings, infra: Infra | None = None, *, broker: Broker
         metrics=ExecutionMetrics(app.state.metrics_registry),
         notify=relay.notify,
         quotes=quotes,
-        calendar=DataServiceCalendar(infra.services, settings.jwt_secret),
+        calendar=DataServiceCalendar(infra.services, settings.internal_secret),
     )
     app.add_exception_handler(SQLAlchemyError, _database_error)
     return app

@@ -42,9 +42,9 @@ def expiry_reason(day: date) -> str:
 class DataServiceCalendar:
     """Trading days from the data service's `GET /v1/calendar?start=&end=`, as execution itself."""
 
-    def __init__(self, services: ServiceDirectory, jwt_secret: str) -> None:
+    def __init__(self, services: ServiceDirectory, internal_secret: str) -> None:
         self.services = services
-        self.jwt_secret = jwt_secret
+        self.internal_secret = internal_secret
 
     async def trading_days(self, start: date, end: date) -> list[date]:
         client = self.services.client("data")
@@ -52,7 +52,7 @@ class DataServiceCalendar:
             body = await client.get_json(
                 "/v1/calendar",
                 params={"start": start.isoformat(), "end": end.isoformat()},
-                headers=service_headers(self.jwt_secret, "execution"),
+                headers=service_headers(self.internal_secret, "execution"),
             )
         except ServiceError as exc:
             raise CalendarUnavailable(f"the data service answered {exc.code}: {exc.message}") from exc

@@ -38,10 +38,10 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
     app.state.desk = RiskDesk(
         approval_secret=settings.require_approval_secret(),  # refuses to start without a real one
         max_order_value=settings.max_order_value,
-        quotes=DataServiceQuotes(infra.services, settings.jwt_secret),
-        positions=ExecutionPositions(infra.services, settings.jwt_secret),
-        cash=ExecutionCash(infra.services, settings.jwt_secret),
-        execution=ExecutionService(infra.services, settings.jwt_secret),
+        quotes=DataServiceQuotes(infra.services, settings.internal_secret),
+        positions=ExecutionPositions(infra.services, settings.internal_secret),
+        cash=ExecutionCash(infra.services, settings.internal_secret),
+        execution=ExecutionService(infra.services, settings.internal_secret),
         decisions=store,
         metrics=RiskMetrics(app.state.metrics_registry),
     )

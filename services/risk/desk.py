@@ -92,14 +92,14 @@ class DecisionLog(Protocol):
 class DataServiceQuotes:
     """Quotes from the data service (`GET /v1/quotes/{ts_code}`), as risk itself (service token)."""
 
-    def __init__(self, services: ServiceDirectory, jwt_secret: str) -> None:
+    def __init__(self, services: ServiceDirectory, internal_secret: str) -> None:
         self.services = services
-        self.jwt_secret = jwt_secret
+        self.internal_secret = internal_secret
 
     async def quote(self, ts_code: str) -> Quote | None:
         client = self.services.client("data")
         try:
-            body = await client.get_json(f"/v1/quotes/{ts_code}", headers=service_headers(self.jwt_secret, "risk"))
+            body = await client.get_json(f"/v1/quotes/{ts_code}", headers=service_headers(self.internal_secret, "risk"))
         except ServiceError as exc:
             if exc.status_code == 404:
                 return None
@@ -115,15 +115,17 @@ class DataServiceQuotes:
 class ExecutionPositions:
     """Positions from execution's `GET /v1/positions?account_id=`, as risk itself (service token)."""
 
-    def __init__(self, services: ServiceDirectory, jwt_secret: str) -> None:
+    def __init__(self, services: ServiceDirectory, internal_secret: str) -> None:
         self.services = services
-        self.jwt_secret = jwt_secret
+        self.internal_secret = internal_secret
 
     async def holding(self, account_id: str, ts_code: str) -> Holding | None:
         client = self.services.client("execution")
         try:
             body = await client.get_json(
-                "/v1/positions", params={"account_id": account_id}, headers=service_headers(self.jwt_secret, "risk")
+                "/v1/positions",
+                params={"account_id": account_id},
+                headers=service_headers(self.internal_secret, "risk"),
             )
         except ServiceError as exc:
             raise PositionsUnavailable(f"the execution service answered {exc.code}: {exc.message}") from exc
@@ -141,15 +143,15 @@ class ExecutionPositions:
 class ExecutionCash:
     """Available cash from execution's `GET /v1/account?account_id=`, as risk itself (service token)."""
 
-    def __init__(self, services: ServiceDirectory, jwt_secret: str) -> None:
+    def __init__(self, services: ServiceDirectory, internal_secret: str) -> None:
         self.services = services
-        self.jwt_secret = jwt_secret
+        self.internal_secret = internal_secret
 
     async def available(self, account_id: str) -> Decimal:
         client = self.services.client("execution")
         try:
             body = await client.get_json(
-                "/v1/account", params={"account_id": account_id}, headers=service_headers(self.jwt_secret, "risk")
+                "/v1/account", params={"account_id": account_id}, headers=service_headers(self.internal_secret, "risk")
             )
         except ServiceError as exc:
             raise CashUnavailable(f"the execution service answered {exc.code}: {exc.message}") from exc
@@ -164,12 +166,12 @@ class ExecutionCash:
 class ExecutionService:
     """Execution's `POST /v1/orders`, called with the caller's identity (the approval binds the account)."""
 
-    def __init__(self, services: ServiceDirectory, jwt_secret: str) -> None:
+    def __init__(self, services: ServiceDirectory, internal_secret: str) -> None:
         self.services = services
-        self.jwt_secret = jwt_secret
+        self.internal_secret = internal_secret
 
     async def submit(self, body: dict[str, Any], principal: Principal) -> tuple[int, dict[str, Any]]:
-        headers = {INTERNAL_HEADER: mint_internal_token(self.jwt_secret, principal)}
+        headers = {INTERNAL_HEADER: mint_internal_token(self.internal_secret, principal)}
         response = await self.services.client("execution").request("POST", "/v1/orders", json=body, headers=headers)
         try:
             payload = response.json()

@@ -31,6 +31,7 @@ def fleet(backing: Backing, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     env = {
         **backing.env(scope="e2e"),
         "LH_JWT_SECRET": secrets.token_urlsafe(32),
+        "LH_INTERNAL_SECRET": secrets.token_urlsafe(32),
         "LH_APPROVAL_SECRET": secrets.token_urlsafe(32),
         "LH_ADMIN_USERNAME": "admin",
         "LH_ADMIN_PASSWORD": secrets.token_urlsafe(12),
@@ -96,7 +97,7 @@ async def test_trader_order_is_approved_filled_and_pushed_over_the_websocket(
 async def test_execution_refuses_orders_without_a_valid_risk_approval(fleet: Fleet, client: httpx.AsyncClient) -> None:
     users = await _users(client, fleet)
     quote = await tradable_main_board_stock(client, users["trader"])
-    token = mint_internal_token(fleet.env["LH_JWT_SECRET"], Principal("mallory", "trader", "mallory"))
+    token = mint_internal_token(fleet.env["LH_INTERNAL_SECRET"], Principal("mallory", "trader", "mallory"))
     terms = {
         "client_order_id": f"bypass-{secrets.token_hex(4)}",
         "account_id": "mallory",
@@ -113,7 +114,7 @@ async def test_execution_refuses_orders_without_a_valid_risk_approval(fleet: Fle
     # Without even an internal token the service does not listen.
     assert (await client.post(fleet.url("execution") + "/v1/orders", json=terms)).status_code == 401
     # Nothing reached the books: no order, no trade for that account.
-    admin_token = mint_internal_token(fleet.env["LH_JWT_SECRET"], Principal("svc:test", "service"))
+    admin_token = mint_internal_token(fleet.env["LH_INTERNAL_SECRET"], Principal("svc:test", "service"))
     orders = (await client.get(fleet.url("execution") + "/v1/orders", headers={INTERNAL_HEADER: admin_token})).json()
     assert all(o["client_order_id"] != terms["client_order_id"] for o in orders)
     trades = (await client.get(fleet.url("execution") + "/v1/trades", headers={INTERNAL_HEADER: admin_token})).json()

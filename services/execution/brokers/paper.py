@@ -44,14 +44,16 @@ class QuoteSource(Protocol):
 class DataServiceQuotes:
     """Latest closes from the data service's `GET /v1/quotes/{ts_code}`."""
 
-    def __init__(self, services: ServiceDirectory, jwt_secret: str) -> None:
+    def __init__(self, services: ServiceDirectory, internal_secret: str) -> None:
         self.services = services
-        self.jwt_secret = jwt_secret
+        self.internal_secret = internal_secret
 
     async def latest(self, ts_code: str) -> PaperQuote | None:
         client = self.services.client("data")
         try:
-            body = await client.get_json(f"/v1/quotes/{ts_code}", headers=service_headers(self.jwt_secret, "execution"))
+            body = await client.get_json(
+                f"/v1/quotes/{ts_code}", headers=service_headers(self.internal_secret, "execution")
+            )
         except ServiceError as exc:
             if exc.status_code == 404:
                 return None

@@ -100,7 +100,7 @@ def bulk_table(bars: Mapping[str, list[dict[str, Any]]], codes: list[str] | None
 
 @dataclass
 class FakeData:
-    jwt_secret: str
+    internal_secret: str
     bars: Mapping[str, list[dict[str, Any]]] = field(default_factory=lambda: BARS)
     calls: Counter[str] = field(default_factory=Counter)  # by route: bulk, bulk_body, constituents, ...
     fail_next: int = 0  # how many requests answer 503
@@ -125,7 +125,7 @@ class FakeData:
             token = request.headers.get(INTERNAL_HEADER)
             if not token:
                 raise ServiceError("unauthenticated", "missing token", status_code=401)
-            self.callers.append(verify_internal_token(self.jwt_secret, token).subject)
+            self.callers.append(verify_internal_token(self.internal_secret, token).subject)
             self.calls[route] += 1
             if self.fail_next > 0:
                 self.fail_next -= 1

@@ -49,7 +49,7 @@ class Stack:
     events: list[Envelope]
 
     def headers(self, subject: str = "alice", role: str = "trader") -> dict[str, str]:
-        return {INTERNAL_HEADER: mint_internal_token(self.settings.jwt_secret, Principal(subject, role))}
+        return {INTERNAL_HEADER: mint_internal_token(self.settings.internal_secret, Principal(subject, role))}
 
     async def submit(self, body: dict[str, Any], subject: str = "alice") -> str:
         resp = await self.client.post("/v1/backtests", json=body, headers=self.headers(subject))
@@ -88,7 +88,7 @@ LONG_DAYS = sse_trading_days(date(2024, 1, 2), date(2024, 6, 28))
 @pytest.fixture(scope="module")
 async def stack(backing: Backing, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
     settings = backing.settings()
-    fake = FakeData(settings.jwt_secret, bars={**BARS, "601398.SH": steady_bars(LONG_DAYS, "5.00")})
+    fake = FakeData(settings.internal_secret, bars={**BARS, "601398.SH": steady_bars(LONG_DAYS, "5.00")})
     app = create_app(settings, strategies=STRATEGIES)
     probe = AmqpBus(settings.amqp_url, namespace=settings.bus_namespace, source="test-probe")
     events: list[Envelope] = []

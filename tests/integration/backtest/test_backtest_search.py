@@ -54,7 +54,7 @@ class Api:
     client: httpx.AsyncClient
 
     def headers(self, subject: str, role: str = "trader") -> dict[str, str]:
-        return {INTERNAL_HEADER: mint_internal_token(self.settings.jwt_secret, Principal(subject, role))}
+        return {INTERNAL_HEADER: mint_internal_token(self.settings.internal_secret, Principal(subject, role))}
 
     async def submit(self, body: dict[str, Any], subject: str = "alice") -> str:
         resp = await self.client.post("/v1/backtests", json={**WINDOW, **body}, headers=self.headers(subject))

@@ -232,7 +232,7 @@ async def test_the_api_submits_lists_and_renders(stack: Stack, backing: Backing)
     app.state.db = stack.store.db
 
     def headers(subject: str) -> dict[str, str]:
-        return {INTERNAL_HEADER: mint_internal_token(settings.jwt_secret, Principal(subject, "trader"))}
+        return {INTERNAL_HEADER: mint_internal_token(settings.internal_secret, Principal(subject, "trader"))}
 
     body = {
         "strategy": "dual_ma",

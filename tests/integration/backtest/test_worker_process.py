@@ -75,7 +75,7 @@ def _start_worker(
     env = {
         **os.environ,
         **backing.env(),
-        "LH_JWT_SECRET": settings.jwt_secret,
+        "LH_INTERNAL_SECRET": settings.internal_secret,
         "LH_APPROVAL_SECRET": settings.approval_secret,
         "LH_DATA_URL": f"http://127.0.0.1:{data_port}",
         "LH_WORKER_METRICS_PORT": str(metrics_port),
@@ -103,7 +103,7 @@ def _stop(proc: subprocess.Popen[bytes], log_path: Path) -> None:
 def worker_process(backing: Backing, tmp_path: Path) -> Iterator[WorkerProcess]:
     """The stand-in data service on a real port, and the worker process pointed at it."""
     settings = backing.settings()
-    fake = FakeData(settings.jwt_secret)
+    fake = FakeData(settings.internal_secret)
     data_port = _free_port()
     with _ThreadedServer(fake.app(), data_port):
         proc, metrics_url, log_path = _start_worker(backing, settings, data_port, tmp_path, "worker")
@@ -127,7 +127,7 @@ LONG_DAYS = sse_trading_days(date(2024, 1, 2), date(2024, 6, 28))
 def two_workers(backing: Backing, tmp_path: Path) -> Iterator[Fleet]:
     """Two worker processes on the same queue, and a data service with a long series for a slow job."""
     settings = backing.settings()
-    fake = FakeData(settings.jwt_secret, bars={**BARS, "601398.SH": steady_bars(LONG_DAYS, "5.00")})
+    fake = FakeData(settings.internal_secret, bars={**BARS, "601398.SH": steady_bars(LONG_DAYS, "5.00")})
     data_port = _free_port()
     with _ThreadedServer(fake.app(), data_port):
         started = [_start_worker(backing, settings, data_port, tmp_path, f"worker-{i}") for i in range(2)]
@@ -155,7 +155,7 @@ async def _wait_http(url: str, timeout_s: float, proc: subprocess.Popen[bytes]) 
 async def test_the_worker_process_runs_a_job_and_stops_on_sigterm(worker_process: WorkerProcess) -> None:
     settings, fake, proc = worker_process.settings, worker_process.fake, worker_process.proc
     app = create_app(settings)
-    headers = {INTERNAL_HEADER: mint_internal_token(settings.jwt_secret, Principal("erin", "trader"))}
+    headers = {INTERNAL_HEADER: mint_internal_token(settings.internal_secret, Principal("erin", "trader"))}
     async with app.router.lifespan_context(app):
         # /metrics answers once the worker consumes from the queue.
         metrics = await _wait_http(worker_process.metrics_url, 60, proc)
@@ -199,7 +199,7 @@ def _log_lines(path: Path) -> list[dict[str, Any]]:
 async def test_a_killed_worker_loses_nothing_and_a_poison_job_does_not_stop_the_queue(two_workers: Fleet) -> None:
     settings, workers = two_workers.settings, two_workers.workers
     app = create_app(settings, strategies=STRATEGIES)
-    headers = {INTERNAL_HEADER: mint_internal_token(settings.jwt_secret, Principal("erin", "trader"))}
+    headers = {INTERNAL_HEADER: mint_internal_token(settings.internal_secret, Principal("erin", "trader"))}
     probe = AmqpBus(settings.amqp_url, namespace=settings.bus_namespace, source="test-probe")
     finished: list[Envelope] = []
 

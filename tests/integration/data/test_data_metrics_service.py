@@ -33,7 +33,7 @@ async def test_metrics_after_a_backfill_and_the_lag_behind_the_market(backing: A
     settings = backing.settings(scope="ingmet" + secrets.token_hex(3), load_demo_data=False)
     with FakeTushare(market(), token="t0ken") as server:
         app = create_app(settings, provider=provider_for(server))
-        headers = service_headers(settings.jwt_secret, "test")
+        headers = service_headers(settings.internal_secret, "test")
         async with (
             app.router.lifespan_context(app),
             httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://data", headers=headers) as c,

@@ -24,7 +24,7 @@ async def data_app(backing) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
         httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app),
             base_url="http://data",
-            headers=service_headers(settings.jwt_secret, "test"),
+            headers=service_headers(settings.internal_secret, "test"),
         ) as client,
     ):
         yield app, client
@@ -75,7 +75,7 @@ async def test_quotes_work_without_the_cache(backing) -> None:  # type: ignore[n
         httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app),
             base_url="http://data",
-            headers=service_headers(settings.jwt_secret, "test"),
+            headers=service_headers(settings.internal_secret, "test"),
         ) as client,
     ):
         code = (await client.get("/v1/securities")).json()[0]["ts_code"]

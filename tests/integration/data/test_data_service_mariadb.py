@@ -46,7 +46,7 @@ async def service(backing) -> AsyncIterator[Service]:  # type: ignore[no-untyped
         httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app),
             base_url="http://data",
-            headers=service_headers(settings.jwt_secret, "test"),
+            headers=service_headers(settings.internal_secret, "test"),
         ) as client,
     ):
         yield Service(settings, app, client, generate_demo_market(settings))

@@ -31,7 +31,7 @@ async def test_standalone_sqlite_store(tmp_path: Path) -> None:
         httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app),
             base_url="http://data",
-            headers=service_headers(settings.jwt_secret, "test"),
+            headers=service_headers(settings.internal_secret, "test"),
         ) as client,
     ):
         store: DataStore = app.state.store
@@ -112,7 +112,7 @@ async def test_a_read_overtaken_by_a_write_is_not_cached(tmp_path: Path, monkeyp
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://data",
-                          headers=service_headers(settings.jwt_secret, "test")) as client,
+                          headers=service_headers(settings.internal_secret, "test")) as client,
     ):  # fmt: skip
         store: DataStore = app.state.store
         read_cache = app.state.read_cache

@@ -375,7 +375,7 @@ async def test_the_service_api_and_bars_updated_on_the_bus(backing: Any, fake: F
     listener = create_bus(settings.amqp_url, namespace=settings.bus_namespace, source="test")
     await listener.start()
     await listener.subscribe("ingest-test-" + secrets.token_hex(3), ["bars.updated"], on_event, durable=False)
-    headers = service_headers(settings.jwt_secret, "test")
+    headers = service_headers(settings.internal_secret, "test")
     try:
         async with (
             app.router.lifespan_context(app),
@@ -705,7 +705,7 @@ async def test_a_failed_run_s_bars_updated_reaches_the_bus(backing: Any) -> None
     try:
         with FakeTushare(data, token="t0ken") as server:
             app = create_app(settings, provider=provider_for(server))
-            headers = service_headers(settings.jwt_secret, "test")
+            headers = service_headers(settings.internal_secret, "test")
             async with (
                 app.router.lifespan_context(app),
                 httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://data", headers=headers) as c,

@@ -60,7 +60,7 @@ QUOTES = {
 class FakeDataService:
     """The data service's quote contract, nothing more. Checks the internal token like the real one."""
 
-    def __init__(self, jwt_secret: str) -> None:
+    def __init__(self, internal_secret: str) -> None:
         self.quotes: dict[str, dict[str, Any]] = {k: dict(v) for k, v in QUOTES.items()}
         self.callers: list[str] = []
         self.fail_with: int | None = None  # answer every quote with this HTTP status
@@ -69,7 +69,7 @@ class FakeDataService:
         @self.app.get("/v1/quotes/{ts_code}")
         async def get_quote(ts_code: str, request: Request) -> JSONResponse:
             try:
-                principal = verify_internal_token(jwt_secret, request.headers.get(INTERNAL_HEADER, ""))
+                principal = verify_internal_token(internal_secret, request.headers.get(INTERNAL_HEADER, ""))
             except ServiceError as exc:
                 return JSONResponse(exc.body(), status_code=401)
             self.callers.append(principal.subject)
@@ -85,7 +85,7 @@ class FakeDataService:
             # Not counted in `callers` (execution reads it in the background). The built-in SSE calendar where it
             # has the year, else weekdays.
             try:
-                verify_internal_token(jwt_secret, request.headers.get(INTERNAL_HEADER, ""))
+                verify_internal_token(internal_secret, request.headers.get(INTERNAL_HEADER, ""))
             except ServiceError as exc:
                 return JSONResponse(exc.body(), status_code=401)
             if self.fail_with is not None:
@@ -204,7 +204,7 @@ def trader(name: str | None = None) -> Principal:
 
 
 def headers(settings: Settings, principal: Principal) -> dict[str, str]:
-    return {INTERNAL_HEADER: mint_internal_token(settings.jwt_secret, principal)}
+    return {INTERNAL_HEADER: mint_internal_token(settings.internal_secret, principal)}
 
 
 @dataclass
@@ -230,7 +230,7 @@ class Fleet:
 
 @asynccontextmanager
 async def fleet(settings: Settings, *, stoppable_bus: bool = False) -> AsyncIterator[Fleet]:
-    data = FakeDataService(settings.jwt_secret)
+    data = FakeDataService(settings.internal_secret)
     data_transport = SwitchableTransport(data.app)
 
     execution_bus: EventBus = create_bus(settings.amqp_url, namespace=settings.bus_namespace, source="execution")

@@ -23,7 +23,7 @@ from tests.integration.execution.order_path_harness import FakeDataService, head
 async def test_standalone_order_path_on_sqlite(tmp_path: Path) -> None:
     settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/{{service}}.db", log_json=False)
     bus, cache = MemoryBus(), MemoryCache()
-    data = FakeDataService(settings.jwt_secret)
+    data = FakeDataService(settings.internal_secret)
     data_transport = httpx.ASGITransport(app=data.app)
     execution_app = create_execution_app(
         settings, Infra(settings, bus, cache, ServiceDirectory(settings, {"data": data_transport}), shared=True)
@@ -75,7 +75,7 @@ async def test_standalone_concurrent_buys_spend_only_the_available_cash_on_sqlit
     # admission. Each resting buy reserves 1,000 x 9.50 + 5.00 + 0.10 = 9,505.10; three fit in 30,000.00.
     monkeypatch.setenv("LH_PAPER_OPENING_CASH", "30000")
     settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/{{service}}.db", log_json=False)
-    data_transport = httpx.ASGITransport(app=FakeDataService(settings.jwt_secret).app)
+    data_transport = httpx.ASGITransport(app=FakeDataService(settings.internal_secret).app)
     infra = Infra(
         settings, MemoryBus(), MemoryCache(), ServiceDirectory(settings, {"data": data_transport}), shared=True
     )

@@ -257,7 +257,7 @@ def gw_settings(backing: Any) -> Settings:
 
 @asynccontextmanager
 async def running_gateway(settings: Settings, downstream: Downstream | None = None) -> AsyncIterator[Gateway]:
-    downstream = downstream or build_downstream(settings.jwt_secret)
+    downstream = downstream or build_downstream(settings.internal_secret)
     infra = Infra(
         settings=settings,
         bus=create_bus(settings.amqp_url, namespace=settings.bus_namespace, source="gateway"),

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 async def test_the_indicator_catalogue_over_http(backing: Backing) -> None:
     settings = backing.settings()
     app = create_app(settings)
-    headers = service_headers(settings.jwt_secret, "gateway")
+    headers = service_headers(settings.internal_secret, "gateway")
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://strategy") as client,

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 async def test_the_catalogue_over_http(backing: Backing) -> None:
     settings = backing.settings()
     app = create_app(settings)
-    headers = {INTERNAL_HEADER: mint_internal_token(settings.jwt_secret, Principal("viewer1", "viewer"))}
+    headers = {INTERNAL_HEADER: mint_internal_token(settings.internal_secret, Principal("viewer1", "viewer"))}
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://strategy") as client,
@@ -41,7 +41,7 @@ async def test_the_catalogue_over_http(backing: Backing) -> None:
 async def test_an_explicit_catalogue_replaces_discovery(backing: Backing) -> None:
     settings = backing.settings()
     app = create_app(settings, strategies=STRATEGIES)
-    headers = {INTERNAL_HEADER: mint_internal_token(settings.jwt_secret, Principal("svc:gateway", "service"))}
+    headers = {INTERNAL_HEADER: mint_internal_token(settings.internal_secret, Principal("svc:gateway", "service"))}
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://strategy") as client,

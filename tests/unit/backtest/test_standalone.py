@@ -33,13 +33,13 @@ def _settings(tmp_path: Path) -> Settings:
 
 
 def _headers(settings: Settings) -> dict[str, str]:
-    return {INTERNAL_HEADER: mint_internal_token(settings.jwt_secret, Principal("alice", "trader"))}
+    return {INTERNAL_HEADER: mint_internal_token(settings.internal_secret, Principal("alice", "trader"))}
 
 
 @pytest.fixture
 async def standalone(tmp_path: Path) -> AsyncIterator[tuple[Settings, FastAPI, MemoryBus]]:
     settings = _settings(tmp_path)
-    fake = FakeData(settings.jwt_secret)
+    fake = FakeData(settings.internal_secret)
     bus = MemoryBus()
     infra = Infra(
         settings=settings,
@@ -152,7 +152,7 @@ async def test_the_sweep_requeues_lost_jobs_and_fails_a_job_started_too_often(tm
     from shared.db import Database
 
     settings = _settings(tmp_path)
-    fake = FakeData(settings.jwt_secret)
+    fake = FakeData(settings.internal_secret)
     bus = MemoryBus()
     infra = Infra(
         settings=settings,

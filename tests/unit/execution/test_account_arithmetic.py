@@ -7,10 +7,10 @@ from decimal import Decimal
 
 import pytest
 
-from services.execution.app import opening_cash_fen
 from services.execution.cash import Cash, OpenBuy, account_cash, buy_reservation_fen, cny, fees_fen, fill_cash_fen
 from services.execution.positions import OpenSell, TradeLot, holdings, oversell_message, sellable
-from shared.domain import OrderSide
+from shared.domain import OrderSide, to_fen
+from shared.settings import Settings
 
 BUY, SELL = OrderSide.BUY, OrderSide.SELL
 TODAY = date(2025, 1, 3)
@@ -69,12 +69,12 @@ def test_open_buys_reserve_their_unfilled_qty_at_the_cap_with_fees() -> None:
 
 def test_the_opening_cash_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LH_PAPER_OPENING_CASH", raising=False)
-    assert opening_cash_fen() == 1_000_000_000  # 10,000,000.00 CNY by default
+    assert to_fen(Settings().paper_opening_cash) == 1_000_000_000  # 10,000,000.00 CNY by default
     monkeypatch.setenv("LH_PAPER_OPENING_CASH", "1234.56")
-    assert opening_cash_fen() == 123_456
+    assert to_fen(Settings().paper_opening_cash) == 123_456
     monkeypatch.setenv("LH_PAPER_OPENING_CASH", "0")
-    assert opening_cash_fen() == 0
+    assert to_fen(Settings().paper_opening_cash) == 0
     for bad in ("-1", "0.001", "lots", "NaN", "inf"):
         monkeypatch.setenv("LH_PAPER_OPENING_CASH", bad)
-        with pytest.raises(ValueError, match="LH_PAPER_OPENING_CASH"):
-            opening_cash_fen()
+        with pytest.raises(ValueError, match="paper_opening_cash"):
+            Settings()

@@ -35,7 +35,7 @@ REQUIRED_LH_ENV = (
     "LH_DATABASE_URL",
     "LH_REDIS_URL",
     "LH_AMQP_URL",
-    "LH_JWT_SECRET",
+    "LH_INTERNAL_SECRET",
     "LH_DATA_URL",
     "LH_STRATEGY_URL",
     "LH_BACKTEST_URL",
@@ -130,6 +130,7 @@ def test_process_runs_its_module_from_the_project_image(compose: dict[str, Any],
 def test_process_has_the_fleet_configuration(compose: dict[str, Any], process: str) -> None:
     env = service_env(compose, process)
     required = REQUIRED_LH_ENV + (("LH_APPROVAL_SECRET",) if process in ("risk", "execution") else ())
+    required += ("LH_JWT_SECRET",) if process == "gateway" else ()
     missing = [key for key in required if key not in env]
     assert not missing, f"{process} lacks {missing}"
     assert env["LH_MODE"] == "fleet"
@@ -165,7 +166,11 @@ def test_process_settings_validate_in_fleet_mode(
     assert amqp.password == dotenv["LH_RABBITMQ_PASSWORD"]
     for name in ("data", "strategy", "backtest", "risk", "execution"):
         assert getattr(settings, f"{name}_url") == f"http://{name}:{PROCESSES[name][1]}"
-    assert settings.jwt_secret == dotenv["LH_JWT_SECRET"]
+    assert settings.internal_secret == dotenv["LH_INTERNAL_SECRET"]
+    if process == "gateway":
+        assert settings.require_jwt_secret() == dotenv["LH_JWT_SECRET"]
+    else:  # users' session key: the gateway's alone
+        assert "LH_JWT_SECRET" not in env and settings.jwt_secret == ""
     if process in ("risk", "execution"):
         assert settings.require_approval_secret() == dotenv["LH_APPROVAL_SECRET"]
     else:  # the approval secret is held by risk and execution only
@@ -357,7 +362,7 @@ def test_compose_cli_accepts_the_file(compose: dict[str, Any], tmp_path: Path) -
         check=False,
     )
     assert complete.returncode == 0, complete.stdout + complete.stderr
-    incomplete = {k: v for k, v in fake_env(compose).items() if k != "LH_JWT_SECRET"}
+    incomplete = {k: v for k, v in fake_env(compose).items() if k != "LH_INTERNAL_SECRET"}
     refused = subprocess.run(
         command,
         env={**base, **incomplete},
@@ -367,4 +372,4 @@ def test_compose_cli_accepts_the_file(compose: dict[str, Any], tmp_path: Path) -
         timeout=120,
         check=False,
     )
-    assert refused.returncode != 0 and "LH_JWT_SECRET" in refused.stdout + refused.stderr
+    assert refused.returncode != 0 and "LH_INTERNAL_SECRET" in refused.stdout + refused.stderr

@@ -328,7 +328,7 @@ async def _scrape_app(name: str, module_name: str, settings: Any) -> set[str]:
         ]
         for path in sorted(api_routes)[:1]:
             await http.get(path)
-            await http.get(path, headers=service_headers(settings.jwt_secret, "ops-test"))
+            await http.get(path, headers=service_headers(settings.internal_secret, "ops-test"))
         metrics = await http.get("/metrics")
         assert metrics.status_code == 200, f"GET /metrics answered {metrics.status_code}"
         return exposition_names(metrics.text)

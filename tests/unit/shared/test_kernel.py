@@ -12,6 +12,7 @@ from shared.approval import OrderTerms, approval_error, sign_approval
 from shared.bus import IdempotentHandler, MemoryBus, topic_matches
 from shared.cache import MemoryCache
 from shared.domain import IllegalTransition, OrderStatus, check_transition
+from shared.errors import ServiceError
 from shared.events import Envelope, OrderEvent, make_event
 from shared.internal_auth import Principal, mint_internal_token, service_headers, verify_internal_token
 from shared.observability import correlation_id_var
@@ -19,16 +20,34 @@ from shared.settings import Mode, Settings
 
 
 def test_fleet_mode_refuses_default_secrets() -> None:
-    with pytest.raises(ValueError, match="LH_JWT_SECRET"):
-        Settings(mode=Mode.FLEET, jwt_secret="", approval_secret="x" * 32)
+    with pytest.raises(ValueError, match="LH_INTERNAL_SECRET"):
+        Settings(mode=Mode.FLEET, internal_secret="", jwt_secret="j" * 32, approval_secret="x" * 32)
     with pytest.raises(ValueError, match="LH_APPROVAL_SECRET"):
-        Settings(mode=Mode.FLEET, jwt_secret="x" * 32, approval_secret="change-me")
-    ok = Settings(mode=Mode.FLEET, jwt_secret="j" * 32, approval_secret="a" * 32)
-    assert ok.jwt_secret == "j" * 32 and ok.require_approval_secret() == "a" * 32
-    # Services other than risk and execution run without the approval secret; those two refuse to.
-    holderless = Settings(mode=Mode.FLEET, jwt_secret="j" * 32)
+        Settings(mode=Mode.FLEET, internal_secret="i" * 32, approval_secret="change-me")
+    with pytest.raises(ValueError, match="LH_JWT_SECRET"):
+        Settings(mode=Mode.FLEET, internal_secret="i" * 32, jwt_secret="secret")
+    ok = Settings(mode=Mode.FLEET, internal_secret="i" * 32, jwt_secret="j" * 32, approval_secret="a" * 32)
+    assert ok.require_jwt_secret() == "j" * 32 and ok.require_approval_secret() == "a" * 32
+    # Services run without the users' key and (all but risk and execution) without the approval key; the gateway
+    # and those two refuse to.
+    holderless = Settings(mode=Mode.FLEET, internal_secret="i" * 32)
     with pytest.raises(ValueError, match="LH_APPROVAL_SECRET"):
         holderless.require_approval_secret()
+    with pytest.raises(ValueError, match="LH_JWT_SECRET"):
+        holderless.require_jwt_secret()
+    # One key for both users' sessions and the services' tokens is refused where both are held: the gateway.
+    same = Settings(mode=Mode.FLEET, internal_secret="s" * 32, jwt_secret="s" * 32)
+    with pytest.raises(ValueError, match="must differ"):
+        same.require_jwt_secret()
+
+
+def test_a_user_session_key_cannot_mint_internal_tokens() -> None:
+    s = Settings()  # standalone: three generated keys, all different
+    assert len({s.internal_secret, s.jwt_secret, s.approval_secret}) == 3
+    forged = mint_internal_token(s.jwt_secret, Principal("mallory", "admin"))
+    with pytest.raises(ServiceError, match="invalid internal token"):
+        verify_internal_token(s.internal_secret, forged)
+    assert verify_internal_token(s.internal_secret, mint_internal_token(s.internal_secret, Principal("a", "viewer")))
 
 
 def test_standalone_generates_secrets_and_settings_come_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -171,7 +190,7 @@ async def test_app_factory_gives_ops_routes_auth_and_json_errors() -> None:
             assert ready.status_code == 200 and ready.json()["checks"] == {"bus": "ok", "cache": "ok"}
             denied = await client.post("/v1/things", json={"qty": 1})
             assert denied.status_code == 401 and denied.json()["code"] == "unauthenticated"
-            headers = {**service_headers(settings.jwt_secret, "test"), "X-Correlation-ID": "abc"}
+            headers = {**service_headers(settings.internal_secret, "test"), "X-Correlation-ID": "abc"}
             bad = await client.post("/v1/things", json={"qty": "many"}, headers=headers)
             assert bad.status_code == 422 and bad.json()["code"] == "invalid_request"
             assert bad.json()["message"].startswith("qty:")

@@ -21,7 +21,7 @@ async def app() -> AsyncIterator[FastAPI]:
 
 
 async def test_lists_and_describes_strategies(app: FastAPI) -> None:
-    headers = service_headers(app.state.settings.jwt_secret, "gateway")
+    headers = service_headers(app.state.settings.internal_secret, "gateway")
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://strategy") as client:
         listed = (await client.get("/v1/strategies", headers=headers)).json()
         names = [s["name"] for s in listed]
