@@ -55,8 +55,10 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._stopping = False
 
     def start(self) -> None:
+        self._stopping = False
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
 
     async def stop(self, *, grace_s: float = 10.0) -> None:
@@ -66,6 +68,10 @@ class OutboxRelay:
         task, self._task = self._task, None
         if task is None:
             return
+        # The loop also checks this flag: on Python 3.11 a cancel that arrives as `wait_for` completes is dropped
+        # (gh-86296), and the loop would flush on after the service disposed of its database.
+        self._stopping = True
+        self._wake.set()
         try:
             await asyncio.wait_for(self._lock.acquire(), timeout=grace_s)
             locked = True
@@ -83,10 +89,12 @@ class OutboxRelay:
         self._wake.set()
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_s)
             self._wake.clear()
+            if self._stopping:
+                return
             try:
                 await self.flush()
             except Exception:
