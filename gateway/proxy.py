@@ -164,6 +164,13 @@ async def list_trades(request: Request, user: Viewer) -> Response:
     return await forward(request, user, "execution", "GET", "/v1/trades")
 
 
+@router.get("/positions", tags=["orders"], responses=ERRORS)
+async def list_positions(request: Request, user: Viewer) -> Response:
+    """Your positions: `[{ts_code, qty, sellable_qty}]` (sellable under T+1, less what open sells hold back). An
+    admin may name another account with `?account_id=`."""
+    return await forward(request, user, "execution", "GET", "/v1/positions")
+
+
 @router.get("/account", tags=["orders"], responses=ERRORS)
 async def get_account(request: Request, user: Viewer) -> Response:
     """Your account's cash in CNY: `{account_id, currency, balance, reserved, available}` (reserved: what open buys

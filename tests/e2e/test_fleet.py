@@ -212,3 +212,7 @@ async def test_cash_through_the_gateway_opening_deposit_and_a_fill(fleet: Fleet,
     assert Decimal(trade["commission"]) >= Decimal("5.00")  # the commission minimum
     assert Decimal(after["balance"]) == Decimal("10001000.00") - paid
     assert (after["reserved"], after["available"]) == ("0.00", after["balance"])
+    # The position through the gateway: bought today, so none of it is sellable yet (T+1).
+    positions = (await client.get(f"{base}/api/v1/positions", headers=trader.headers)).json()
+    held = {p["ts_code"]: p for p in positions}[trade["ts_code"]]
+    assert held["qty"] >= trade["qty"] and held["sellable_qty"] == 0  # every share of it was bought today

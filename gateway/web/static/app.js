@@ -1,4 +1,4 @@
-// LiangHua web UI: log in, place orders, watch orders and live events, run backtests. Plain JS, no build step, no CDN.
+// LiangHua web UI: log in, place orders, watch orders, cash, positions and live events, run backtests. Plain JS, no build step, no CDN.
 // Everything the server sends is put on the page with textContent, never as HTML.
 "use strict";
 
@@ -26,6 +26,7 @@
     backtestProgress: new Map(), // backtest_id -> the latest backtest.progress payload
     backtestsTimer: null,
     paramSpecs: [], // the selected strategy's parameters, as paramSpec() describes them
+    accountSeq: 0, // the latest account refresh: an older answer arriving after it is dropped
   };
 
   // --- small helpers ---------------------------------------------------------------------------------------
@@ -166,6 +167,9 @@
     show($("session"), false);
     show($("login-view"), true);
     $("orders").replaceChildren();
+    clearTimeout(accountSoon);
+    state.accountSeq += 1; // an answer still on its way belongs to the old session
+    clearAccount();
     $("backtests").replaceChildren();
     $("backtest-result").replaceChildren();
     if (message) {
@@ -203,6 +207,7 @@
     loadSecurities();
     loadStrategies();
     refreshOrders();
+    refreshAccount();
     refreshBacktests();
     state.ordersTimer = setInterval(refreshOrders, ORDERS_REFRESH_MS);
   }
@@ -262,6 +267,7 @@
       const result = await api("/api/v1/orders", { method: "POST", json: order });
       out.replaceChildren(renderOrderResult(result));
       if (result.ok) refreshOrders();
+      refreshAccount(); // a new buy reserves cash, a new sell shares; a refusal shows what there is
     } finally {
       $("order-submit").disabled = false;
     }
@@ -358,6 +364,7 @@
       show($("orders-error"), true);
     }
     refreshOrders();
+    refreshAccount();
   }
 
   // --- live events -----------------------------------------------------------------------------------------
@@ -400,6 +407,7 @@
       state.socketTimer = setTimeout(connectEvents, state.socketRetryMs);
       state.socketRetryMs = Math.min(state.socketRetryMs * 2, 30000);
       refreshOrders(); // events missed while disconnected are in the orders table
+      refreshAccount();
       refreshBacktests();
     });
   }
@@ -442,7 +450,10 @@
     }
     list.prepend(item);
     while (list.children.length > MAX_EVENTS) list.lastElementChild.remove();
-    if (event.type.startsWith("order.") || event.type.startsWith("trade.")) scheduleOrdersRefresh();
+    if (event.type.startsWith("order.") || event.type.startsWith("trade.")) {
+      scheduleOrdersRefresh();
+      scheduleAccountRefresh();
+    }
     if (event.type.startsWith("backtest.")) onBacktestEvent(event.type, p);
   }
 
@@ -475,6 +486,115 @@
   function scheduleOrdersRefresh() {
     clearTimeout(refreshSoon);
     refreshSoon = setTimeout(refreshOrders, 300);
+  }
+
+  // --- account: cash and positions -------------------------------------------------------------------------
+
+  // Money arrives as exact decimal strings ("10000000.00"): it is shown as given, with thousands separators
+  // inserted into the integer part. No arithmetic: a float would not keep the fen.
+  function groupDigits(value) {
+    if (value === undefined || value === null || value === "") return "—";
+    const text = String(value);
+    const match = /^([+-]?)(\d+)(\.\d+)?$/.exec(text);
+    if (!match) return text;
+    return match[1] + match[2].replace(/\B(?=(\d{3})+(?!\d))/g, ",") + (match[3] || "");
+  }
+
+  function money(value, currency) {
+    return groupDigits(value) + (value === undefined || value === null || value === "" ? "" : ` ${currency || "CNY"}`);
+  }
+
+  function clearAccount() {
+    $("account-id").textContent = "";
+    $("account-updated").textContent = "";
+    for (const id of ["account-balance", "account-reserved", "account-available"]) $(id).textContent = "—";
+    show($("account-cash"), false);
+    show($("account-note"), false);
+    show($("positions-note"), false);
+    show($("account-error"), false);
+    $("positions").replaceChildren();
+  }
+
+  // 403 / 404: this login has no account here (or the route is not offered): a short note, not an error.
+  function isQuietRefusal(result) {
+    return result.status === 403 || result.status === 404;
+  }
+
+  async function refreshAccount() {
+    if (!state.session) return;
+    const seq = ++state.accountSeq;
+    const [cash, positions] = await Promise.all([api("/api/v1/account"), api("/api/v1/positions")]);
+    if (!state.session || seq !== state.accountSeq) return; // logged out, or a later refresh overtook this one
+    const errors = [];
+    renderCash(cash, errors);
+    renderPositions(positions, errors);
+    $("account-error").textContent = errors.join(" · ");
+    show($("account-error"), errors.length > 0);
+    $("account-updated").textContent = `updated ${new Date().toLocaleTimeString("zh-CN", { hour12: false })}`;
+  }
+
+  function renderCash(result, errors) {
+    const note = $("account-note");
+    const data = result.data;
+    if (result.ok && data && typeof data === "object") {
+      const currency = data.currency || "CNY";
+      $("account-id").textContent = data.account_id ? `· ${data.account_id}` : "";
+      $("account-balance").textContent = money(data.balance, currency);
+      $("account-reserved").textContent = money(data.reserved, currency);
+      $("account-available").textContent = money(data.available, currency);
+      show($("account-cash"), true);
+      show(note, false);
+    } else if (isQuietRefusal(result)) {
+      $("account-id").textContent = "";
+      show($("account-cash"), false);
+      note.textContent = `No cash account for this login (${errorText(result)}).`;
+      show(note, true);
+    } else {
+      errors.push(`Could not load cash: ${errorText(result)}`); // the last figures stay, marked stale by the error
+    }
+  }
+
+  function renderPositions(result, errors) {
+    const note = $("positions-note");
+    if (result.ok) {
+      const data = result.data;
+      const rows = Array.isArray(data) ? data : (data && (data.positions || data.items)) || [];
+      rows.sort((a, b) => String(a.ts_code || "").localeCompare(String(b.ts_code || "")));
+      $("positions").replaceChildren(...rows.map(positionRow));
+      if (!rows.length) {
+        $("positions").append(el("tr", {}, el("td", { colspan: "3", class: "text-body-secondary small", text: "No positions." })));
+      }
+      show(note, false);
+    } else if (isQuietRefusal(result)) {
+      $("positions").replaceChildren();
+      note.textContent = `Positions are not available for this login (${errorText(result)}).`;
+      show(note, true);
+    } else {
+      errors.push(`Could not load positions: ${errorText(result)}`);
+    }
+  }
+
+  function positionRow(p) {
+    const security = state.securities.get(p.ts_code);
+    return el(
+      "tr",
+      {},
+      el(
+        "td",
+        {},
+        el("span", { class: "mono", text: fmt(p.ts_code) }),
+        security && security.name ? el("span", { class: "small text-body-secondary ms-2", text: security.name }) : null,
+      ),
+      el("td", { class: "text-end", text: groupDigits(p.qty) }),
+      el("td", { class: "text-end", text: groupDigits(p.sellable_qty) }),
+    );
+  }
+
+  // Fills arrive in bursts, as for the orders table: one reload per burst.
+  let accountSoon = null;
+  function scheduleAccountRefresh() {
+    clearTimeout(accountSoon);
+    accountSoon = setTimeout(refreshAccount, 300);
   }
 
   // --- backtests -------------------------------------------------------------------------------------------
@@ -980,6 +1100,7 @@
     $("order-type").addEventListener("change", onTypeChange);
     $("order-ts-code").addEventListener("input", describeSecurity);
     $("orders-refresh").addEventListener("click", refreshOrders);
+    $("account-refresh").addEventListener("click", refreshAccount);
     $("events-clear").addEventListener("click", () => $("events").replaceChildren());
     $("backtest-form").addEventListener("submit", submitBacktest);
     $("backtest-strategy").addEventListener("change", () => {
