@@ -1141,13 +1141,5 @@ def _columns_from_rows(names: Sequence[str], table: Table, rows: Sequence[Sequen
 
 
 def _bar_columns_from_rows(rows: Sequence[Sequence[Any]]) -> dict[str, np.ndarray]:
-    if not rows:
-        empty = {name: np.zeros(0, dtype=np.int64) for name in BAR_COLUMN_NAMES}
-        empty["ts_code"] = np.zeros(0, dtype=object)
-        empty["trade_date"] = np.zeros(0, dtype=np.int32)
-        return empty
-    cols = list(zip(*rows, strict=True))
-    out = {"ts_code": np.asarray(cols[0], dtype=object), "trade_date": np.asarray(cols[1], dtype=np.int32)}
-    for name, values in zip(BAR_COLUMN_NAMES[2:], cols[2:], strict=True):
-        out[name] = np.asarray(values, dtype=np.int64)
-    return out
+    """Bar rows (ts_code, days since the epoch, the integer columns, adj_factor in millionths) as numpy columns."""
+    return _columns_from_rows(BAR_COLUMN_NAMES, daily_bars, rows)
