@@ -25,6 +25,20 @@ WITHDRAWAL = "withdrawal"
 BUY_FILL = "buy_fill"
 SELL_FILL = "sell_fill"
 
+# Idempotency keys of execution's own entries: "opening", and "trade:<trade_id>" for each fill. A deposit or
+# withdrawal may not use them (it would collide with, or pre-empt, one of these).
+TRADE_KEY_PREFIX = "trade:"
+
+
+def trade_key(trade_id: str) -> str:
+    return f"{TRADE_KEY_PREFIX}{trade_id}"
+
+
+def reserved_key(idempotency_key: str) -> bool:
+    """Whether a caller's idempotency key is one execution keeps for itself (compared without case)."""
+    key = idempotency_key.lower()
+    return key == OPENING or key.startswith(TRADE_KEY_PREFIX)
+
 
 def fees_fen(amount_fen: int, *, side: OrderSide, trade_date: date) -> tuple[int, Fees]:
     """The fees of one trade of `amount_fen`, in fen, and their parts."""
@@ -40,8 +54,9 @@ def fill_cash_fen(side: OrderSide, amount_fen: int, fees_total_fen: int) -> int:
 
 
 def buy_reservation_fen(qty: int, cap_fen: int, trade_date: date) -> int:
-    """The most a buy of `qty` at no more than `cap_fen` a share can cost: the amount plus its fees."""
-    if qty <= 0:
+    """The most a buy of `qty` at no more than `cap_fen` a share can cost: the amount plus its fees. Nothing for
+    no shares or no known cap (cap_fen <= 0): not even the commission minimum, which is only due on a trade."""
+    if qty <= 0 or cap_fen <= 0:
         return 0
     amount = qty * cap_fen
     fees, _ = fees_fen(amount, side=OrderSide.BUY, trade_date=trade_date)

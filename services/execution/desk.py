@@ -24,7 +24,16 @@ from services.execution.metrics import ExecutionMetrics
 from services.execution.positions import Holding, holdings
 from services.execution.schemas import OrderSubmission
 from services.execution.sessions import CalendarUnavailable, TradingCalendar, expiry_reason, last_close, session_close
-from services.execution.store import AdmissionRefused, ExecutionStore, LedgerEntry, StoredOrder, TradeRecord, utcnow
+from services.execution.store import (
+    AdmissionRefused,
+    AlreadyPlaced,
+    EntryExists,
+    ExecutionStore,
+    LedgerEntry,
+    StoredOrder,
+    TradeRecord,
+    utcnow,
+)
 from shared.approval import OrderTerms
 from shared.domain import IllegalTransition, OrderSide, OrderStatus, OrderType, to_fen
 from shared.errors import Conflict, Forbidden, NotFound, ServiceError, Unavailable
@@ -93,6 +102,8 @@ class OrderDesk:
         if reason is not None or decision_id is None:
             raise await self._refuse(reason or "approval has no decision id", terms, decision_id, principal)
 
+        # A first look without the lock answers most retries cheaply (and a market buy's retry without asking the
+        # data service); the look that decides is the one create_order makes under the account's lock.
         existing = await self._existing(terms, decision_id, principal)
         if existing is not None:
             return Submission(existing, created=False)
@@ -101,6 +112,11 @@ class OrderDesk:
             stored = await self.store.create_order(
                 terms, decision_id, today=exchange_date(self.clock()), price_cap=price_cap
             )
+        except AlreadyPlaced as exc:
+            # A duplicate that waited for the lock behind the first copy: the same answer as a later retry.
+            placed = await self._placed(terms, decision_id, principal, exc.same_key, exc.by_decision)
+            assert placed is not None
+            return Submission(placed, created=False)
         except AdmissionRefused as exc:
             # The account cannot afford it (shares or cash, checked under its lock): nothing was stored.
             self.metrics.refused.inc()
@@ -145,6 +161,18 @@ class OrderDesk:
 
     async def _existing(self, terms: OrderTerms, decision_id: str, principal: Principal) -> StoredOrder | None:
         same_key, used = await self.store.find_by_key_or_decision(terms.account_id, terms.client_order_id, decision_id)
+        return await self._placed(terms, decision_id, principal, same_key, used)
+
+    async def _placed(
+        self,
+        terms: OrderTerms,
+        decision_id: str,
+        principal: Principal,
+        same_key: StoredOrder | None,
+        used: StoredOrder | None,
+    ) -> StoredOrder | None:
+        """The order a repeated submission is answered with (same client_order_id, same terms), or a 409 for other
+        terms, or a 403 for an approval spent on another client_order_id; None when neither exists."""
         if same_key is not None:
             if same_key.terms() != terms:
                 raise Conflict(
@@ -176,7 +204,7 @@ class OrderDesk:
     async def _send(self, stored: StoredOrder) -> StoredOrder:
         order_id = stored.order.order_id
         try:
-            report = await self.broker.submit(stored.order)
+            report = await self.broker.submit(stored.order, price_cap=stored.price_cap)
         except BrokerUnavailable as exc:
             log.warning("broker unavailable; order stays accepted", extra={"order_id": order_id, "error": str(exc)})
             raise Unavailable(
@@ -233,8 +261,12 @@ class OrderDesk:
         return account_id or own
 
     async def account(self, principal: Principal, account_id: str | None) -> AccountCash:
-        """The cash of `account_id` (services and admins only) or else of the caller's own account."""
+        """The cash of `account_id` (services and admins only) or else of the caller's own account. The caller's
+        own account is opened (with the paper opening cash) the first time it is seen; an account someone else
+        names must have been seen already (404 otherwise), so that a mistyped account_id opens nothing."""
         account = self._named_account(principal, account_id, "cash")
+        if account != principal_account(principal) and not await self.store.known_account(account):
+            raise NotFound("account_not_found", f"no account {account}: it has no orders and no cash movements")
         return AccountCash(account, await self.store.cash(account, exchange_date(self.clock())))
 
     async def move_cash(
@@ -243,6 +275,13 @@ class OrderDesk:
         """A deposit or withdrawal (admins and services), once per (account, idempotency_key)."""
         if principal.role not in ACT_FOR_ANY_ACCOUNT:
             raise Forbidden("forbidden", f"role {principal.role} may not move cash")
+        if cashbook.reserved_key(idempotency_key):
+            raise ServiceError(
+                "idempotency_key_reserved",
+                f"idempotency_key {idempotency_key!r} is reserved for execution's own ledger entries (the opening "
+                f"cash, {cashbook.TRADE_KEY_PREFIX}<trade_id> for fills): choose another",
+                status_code=422,
+            )
         signed = to_fen(amount) if kind == cashbook.DEPOSIT else -to_fen(amount)
         today = exchange_date(self.clock())
         existing = await self.store.find_entry(account_id, idempotency_key)
@@ -251,6 +290,9 @@ class OrderDesk:
                 entry, created = await self.store.move_cash(
                     account_id, kind, signed, idempotency_key, created_by=principal.subject, today=today
                 )
+            except EntryExists as exc:
+                # A duplicate that waited for the lock behind the first copy: answered with the first copy.
+                existing = exc.entry
             except AdmissionRefused as exc:
                 raise ServiceError(exc.code, exc.message, status_code=422, **exc.details) from exc
             except IntegrityError:
@@ -289,15 +331,18 @@ class OrderDesk:
     async def reconcile(self, *, grace_s: float = 0.0, stop: asyncio.Event | None = None) -> int:
         """Resubmit orders left ACCEPTED (a crash, a DB error or an unavailable broker between recording the
         order and recording the broker's answer). The broker is idempotent by order_id and trades are unique
-        by fill id, so a fill is neither lost nor recorded twice. Returns how many orders were resolved."""
+        by fill id, so a fill is neither lost nor recorded twice. Only orders of the session still open: an order
+        created before the last close that has passed is a day order of a closed session, left to the expiry pass
+        (never sent to fill on another day at another day's price). Returns how many orders were resolved."""
         updated_before = utcnow() - timedelta(seconds=grace_s) if grace_s > 0 else None
+        created_since = await self._session_start()
         resolved = 0
-        for stored in await self.store.accepted_orders(updated_before=updated_before):
+        for stored in await self.store.accepted_orders(updated_before=updated_before, created_since=created_since):
             if stop is not None and stop.is_set():
                 break
             order_id = stored.order.order_id
             try:
-                report = await self.broker.submit(stored.order)
+                report = await self.broker.submit(stored.order, price_cap=stored.price_cap)
             except BrokerUnavailable as exc:
                 log.warning("reconciliation paused: broker unavailable", extra={"error": str(exc)})
                 break  # the others would meet the same wall
@@ -310,6 +355,28 @@ class OrderDesk:
         if resolved:
             log.info("reconciled accepted orders", extra={"resolved": resolved})
         return resolved
+
+    async def _session_start(self) -> datetime:
+        """The close of the last session that has ended: orders created before it belong to a closed session.
+        From the trade calendar; without it (the data service is down, or no calendar here), the latest 15:00 in
+        Shanghai of any calendar day, which is never later than the true one: an order placed after a Friday
+        close is then held until the calendar answers rather than risk filling an order of a closed session."""
+        now = self.clock()
+        if self.calendar is not None:
+            today = exchange_date(now)
+            try:
+                days = await self.calendar.trading_days(today - timedelta(days=30), today)
+            except CalendarUnavailable as exc:
+                log.warning(
+                    "reconciliation without a trade calendar: holding back older orders", extra={"error": str(exc)}
+                )
+            else:
+                day = last_close(days, now)
+                if day is not None:
+                    return session_close(day)
+        today = exchange_date(now)
+        close = session_close(today)
+        return close if close <= now else session_close(today - timedelta(days=1))
 
     # --- day orders ------------------------------------------------------------------------------------
 

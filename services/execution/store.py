@@ -218,6 +218,7 @@ class StoredOrder:
     decision_id: str
     filled_amount: Decimal
     version: int
+    price_cap: Decimal | None = None  # buys: the most a share may cost, which its cash is reserved at
 
     @property
     def progress(self) -> OrderProgress:
@@ -255,7 +256,13 @@ def _stored_order(row: Row[Any]) -> StoredOrder:
         created_at=from_db_time(row.created_at),
         updated_at=from_db_time(row.updated_at),
     )
-    return StoredOrder(order=order, decision_id=row.decision_id, filled_amount=filled_amount, version=row.version)
+    return StoredOrder(
+        order=order,
+        decision_id=row.decision_id,
+        filled_amount=filled_amount,
+        version=row.version,
+        price_cap=_price_or_none(row.price_cap_fen),
+    )
 
 
 @dataclass(frozen=True)
@@ -308,6 +315,25 @@ class AppliedReport:
 
 class ConcurrentUpdate(Exception):
     """Someone else changed the order between our read and our write."""
+
+
+class AlreadyPlaced(Exception):
+    """The submission's (account_id, client_order_id) or its decision was placed already: nothing was stored.
+    Found under the account's lock, before any admission check, so that a duplicate waiting behind the first copy
+    is answered with that copy instead of being checked against the shares or cash the copy reserved."""
+
+    def __init__(self, same_key: StoredOrder | None, by_decision: StoredOrder | None) -> None:
+        super().__init__("already placed")
+        self.same_key = same_key
+        self.by_decision = by_decision
+
+
+class EntryExists(Exception):
+    """A cash movement's idempotency key was used already on the account: nothing was stored."""
+
+    def __init__(self, entry: LedgerEntry) -> None:
+        super().__init__("idempotency key used")
+        self.entry = entry
 
 
 class AdmissionRefused(Exception):
@@ -372,14 +398,19 @@ class ExecutionStore:
     ) -> tuple[StoredOrder | None, StoredOrder | None]:
         """(the order with this client_order_id, an order already placed under this decision): one round trip for
         the two questions every submission asks."""
+        async with self.db.session() as s:
+            return await self._find_by_key_or_decision(s, account_id, client_order_id, decision_id)
+
+    async def _find_by_key_or_decision(
+        self, s: DbSession, account_id: str, client_order_id: str, decision_id: str
+    ) -> tuple[StoredOrder | None, StoredOrder | None]:
         query = select(orders).where(
             or_(
                 and_(orders.c.account_id == account_id, orders.c.client_order_id == client_order_id),
                 orders.c.decision_id == decision_id,
             )
         )
-        async with self.db.session() as s:
-            found = [_stored_order(r) for r in (await s.execute(query)).all()]
+        found = [_stored_order(r) for r in (await s.execute(query)).all()]
         same_key = next(
             (o for o in found if (o.order.account_id, o.order.client_order_id) == (account_id, client_order_id)), None
         )
@@ -396,8 +427,11 @@ class ExecutionStore:
             rows = (await s.execute(query)).all()
         return [_stored_order(r) for r in rows]
 
-    async def accepted_orders(self, *, updated_before: datetime | None, limit: int = 100) -> list[StoredOrder]:
-        """Orders recorded but not (known to be) at the broker: what reconciliation resubmits."""
+    async def accepted_orders(
+        self, *, updated_before: datetime | None, created_since: datetime | None = None, limit: int = 100
+    ) -> list[StoredOrder]:
+        """Orders recorded but not (known to be) at the broker: what reconciliation resubmits. `created_since`
+        leaves out the day orders of a session that has closed (they are expired, never resubmitted)."""
         query = (
             select(orders)
             .where(orders.c.status == OrderStatus.ACCEPTED.value)
@@ -406,6 +440,8 @@ class ExecutionStore:
         )
         if updated_before is not None:
             query = query.where(orders.c.updated_at < to_db_time(updated_before))
+        if created_since is not None:
+            query = query.where(orders.c.created_at >= to_db_time(created_since))
         async with self.db.session() as s:
             rows = (await s.execute(query)).all()
         return [_stored_order(r) for r in rows]
@@ -504,8 +540,10 @@ class ExecutionStore:
         """Admit a new order: in one transaction, lock the account, check that a sell has the sellable shares
         (trades, T+1 as of `today`, open sells' reservations) and a buy the available cash (at `price_cap` a
         share: the limit price, or the limit-up price of a market buy), then record it ACCEPTED with its
-        `order.accepted` event. Raises AdmissionRefused (nothing stored) when the account cannot afford it, and
-        IntegrityError when (account_id, client_order_id) or decision_id exists already."""
+        `order.accepted` event. Under the lock and before any check, an order with the same (account_id,
+        client_order_id) or decision_id raises AlreadyPlaced (nothing stored). Raises AdmissionRefused (nothing
+        stored) when the account cannot afford it, and IntegrityError when a concurrent insert of the same keys
+        was not serialised by the lock (cannot happen once the account row exists; kept as the last word)."""
         side = OrderSide(terms.side)
         cap_fen: int | None = None
         if side is OrderSide.BUY:
@@ -527,13 +565,24 @@ class ExecutionStore:
             created_at=now,
             updated_at=now,
         )
-        stored = StoredOrder(order=order, decision_id=decision_id, filled_amount=Decimal("0.00"), version=1)
+        stored = StoredOrder(
+            order=order,
+            decision_id=decision_id,
+            filled_amount=Decimal("0.00"),
+            version=1,
+            price_cap=_price_or_none(cap_fen),
+        )
         for _ in range(2):
             async with self.db.session() as s:
                 if not await self._lock_account(s, order.account_id):
                     locked = False
                 else:
                     locked = True
+                    same_key, by_decision = await self._find_by_key_or_decision(
+                        s, order.account_id, order.client_order_id, decision_id
+                    )
+                    if same_key is not None or by_decision is not None:
+                        raise AlreadyPlaced(same_key, by_decision)
                     if side is OrderSide.SELL:
                         await self._check_sellable(s, order, today)
                     else:
@@ -642,8 +691,21 @@ class ExecutionStore:
                 )
             )
         ).all()
-        open_buys = [OpenBuy(r.qty - r.filled_qty, r.price_cap_fen or 0) for r in buy_rows]
+        # A buy without a cap (an open market buy admitted before caps were recorded, migration 0002) reserves
+        # nothing: there is no price to reserve at.
+        open_buys = [OpenBuy(r.qty - r.filled_qty, r.price_cap_fen) for r in buy_rows if r.price_cap_fen]
         return account_cash(int(ledger_sum), open_buys, today=today)
+
+    async def known_account(self, account_id: str) -> bool:
+        """Whether the account has been seen: it has its row (an order, a cash movement, its owner looked at it)
+        or orders (placed before the accounts table existed)."""
+        async with self.db.session() as s:
+            row = (await s.execute(select(accounts.c.account_id).where(accounts.c.account_id == account_id))).first()
+            if row is None:
+                row = (
+                    await s.execute(select(orders.c.order_id).where(orders.c.account_id == account_id).limit(1))
+                ).first()
+        return row is not None
 
     async def cash(self, account_id: str, today: date) -> Cash:
         await self.ensure_account(account_id)
@@ -665,12 +727,23 @@ class ExecutionStore:
         self, account_id: str, kind: str, amount_fen: int, idempotency_key: str, *, created_by: str, today: date
     ) -> tuple[LedgerEntry, bool]:
         """Record a deposit (amount > 0) or a withdrawal (amount < 0) once per idempotency key: (the entry,
-        whether it is new). A withdrawal may not take more than the available cash (AdmissionRefused), checked
-        under the account's lock like an order's admission. Raises IntegrityError when the key exists."""
+        whether it is new). Under the account's lock and before anything else, a used key raises EntryExists
+        with the entry it made (a duplicate waiting behind the first copy is answered with it, not checked against
+        the cash the copy took). A withdrawal may not take more than the available cash (AdmissionRefused), checked
+        under the lock like an order's admission."""
         await self.ensure_account(account_id)
         async with self.db.session() as s:
             if not await self._lock_account(s, account_id):
                 raise AssertionError(f"account {account_id} vanished")
+            used = (
+                await s.execute(
+                    select(cash_ledger).where(
+                        cash_ledger.c.account_id == account_id, cash_ledger.c.idempotency_key == idempotency_key
+                    )
+                )
+            ).first()
+            if used is not None:
+                raise EntryExists(_entry(used))
             if amount_fen < 0:
                 cash = await self._cash(s, account_id, today)
                 if -amount_fen > cash.available_fen:
@@ -787,7 +860,7 @@ class ExecutionStore:
                         account_id=current.order.account_id,
                         kind=cashbook.BUY_FILL if side is OrderSide.BUY else cashbook.SELL_FILL,
                         amount_fen=cashbook.fill_cash_fen(side, to_fen(amount), to_fen(fees.total)),
-                        idempotency_key=f"trade:{fill.fill_id}",
+                        idempotency_key=cashbook.trade_key(fill.fill_id),
                         trade_id=fill.fill_id,
                         created_by=self.source,
                         correlation_id=current_correlation_id(),
@@ -855,4 +928,5 @@ def _advance(current: StoredOrder, plan: ReportPlan, now: datetime) -> StoredOrd
         decision_id=current.decision_id,
         filled_amount=plan.filled_amount.quantize(FEN),
         version=current.version + 1,
+        price_cap=current.price_cap,
     )

@@ -37,6 +37,7 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
     app.state.store = store
     app.state.desk = RiskDesk(
         approval_secret=settings.require_approval_secret(),  # refuses to start without a real one
+        approval_ttl_s=settings.approval_ttl_s,
         max_order_value=settings.max_order_value,
         quotes=DataServiceQuotes(infra.services, settings.internal_secret),
         positions=ExecutionPositions(infra.services, settings.internal_secret),

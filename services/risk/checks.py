@@ -24,6 +24,7 @@ class ReasonCode(StrEnum):
     MAX_ORDER_VALUE = "max_order_value"
     INSUFFICIENT_POSITION = "insufficient_position"
     INSUFFICIENT_CASH = "insufficient_cash"
+    PRICE_CAP_UNKNOWN = "price_cap_unknown"  # a market buy with no limit-up to reserve cash at
     RISK_UNAVAILABLE = "risk_unavailable"
 
 
@@ -167,7 +168,7 @@ def cash_checks(order: OrderIntent, quote: Quote | None, available: Decimal, *, 
         if quote.limit_up is None:
             return [
                 Reason(
-                    ReasonCode.INSUFFICIENT_CASH,
+                    ReasonCode.PRICE_CAP_UNKNOWN,
                     f"a market buy of {order.ts_code} reserves cash at the limit-up price and its next session has "
                     "no price limit: place a limit order",
                 )

@@ -1,15 +1,17 @@
 """The risk desk: checks an order against the market rules, limits, and the account's position (a sell) or available
 cash (a buy), records the decision, and only for an approved order signs an approval and hands the order to
 execution. Fails closed: without market data (or the position of a sell, the cash of a buy) there is no approval.
-A retry of an approved client_order_id is not checked again: it is the same decision, re-signed. No HTTP server
-code here; the ports to the data and execution services are small adapters."""
+A retry of an approved client_order_id is not checked again while it is the same decision: execution placed it
+(whatever its age), or its answer was lost and the approval TTL has not run out; it is re-signed. A decision
+execution refused is spent: a retry is decided afresh, every check again. No HTTP server code here; the ports to
+the data and execution services are small adapters."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
@@ -29,7 +31,7 @@ from services.risk.checks import (
 )
 from services.risk.metrics import Outcome, RiskMetrics
 from services.risk.schemas import OrderRequest
-from services.risk.store import Decision
+from services.risk.store import Decision, ExecutionOutcome
 from shared.approval import OrderTerms, sign_approval
 from shared.domain import PRICE_TICK, InvalidTsCode, OrderSide, OrderType, money, parse_ts_code
 from shared.errors import Forbidden, ServiceError, Unavailable
@@ -67,13 +69,16 @@ class CashUnavailable(Exception):
 
 
 class CashSource(Protocol):
-    async def available(self, account_id: str) -> Decimal:
-        """The account's available cash (balance less open buys' reservations), CNY. Raises CashUnavailable."""
+    async def available(self, account_id: str, principal: Principal) -> Decimal:
+        """The available cash (balance less open buys' reservations), CNY, of `account_id`, the account of
+        `principal`, who places the order. Raises CashUnavailable."""
 
 
 # Codes with which execution refuses an approved order the account cannot afford (checked atomically there):
 # passed to the caller as they are, with execution's status (422).
 EXECUTION_REFUSALS = frozenset({"insufficient_position", "insufficient_cash", "price_cap_unknown"})
+# Codes of execution's 503s that say why it cannot take the order now: relayed as they are.
+EXECUTION_UNAVAILABLE_CODES = frozenset({"market_data_unavailable"})
 EXCHANGE_TZ = ZoneInfo("Asia/Shanghai")
 
 
@@ -85,8 +90,14 @@ class ExecutionPort(Protocol):
 class DecisionLog(Protocol):
     async def record(self, decision: Decision) -> None: ...
 
-    async def approved_for(self, account_id: str, client_order_id: str) -> Decision | None:
-        """The first approved decision for this client_order_id of the account, if any."""
+    async def replayable_for(
+        self, account_id: str, client_order_id: str, *, unknown_since: datetime
+    ) -> Decision | None:
+        """The approved decision a retry of this client_order_id is answered with: one execution placed, or one
+        whose outcome is unknown made at or after `unknown_since`; never one execution refused."""
+
+    async def record_outcome(self, decision_id: str, outcome: ExecutionOutcome) -> None:
+        """What execution answered for a forwarded decision (PLACED and REFUSED are final)."""
 
 
 class DataServiceQuotes:
@@ -141,23 +152,26 @@ class ExecutionPositions:
 
 
 class ExecutionCash:
-    """Available cash from execution's `GET /v1/account?account_id=`, as risk itself (service token)."""
+    """Available cash from execution's `GET /v1/account`, asked as the caller (their own account): execution opens
+    the account of a trader seen for the first time (with the paper opening cash) only when it is the caller's own;
+    an account named by a service must exist already."""
 
     def __init__(self, services: ServiceDirectory, internal_secret: str) -> None:
         self.services = services
         self.internal_secret = internal_secret
 
-    async def available(self, account_id: str) -> Decimal:
+    async def available(self, account_id: str, principal: Principal) -> Decimal:
         client = self.services.client("execution")
+        headers = {INTERNAL_HEADER: mint_internal_token(self.internal_secret, principal)}
         try:
-            body = await client.get_json(
-                "/v1/account", params={"account_id": account_id}, headers=service_headers(self.internal_secret, "risk")
-            )
+            body = await client.get_json("/v1/account", headers=headers)
         except ServiceError as exc:
             raise CashUnavailable(f"the execution service answered {exc.code}: {exc.message}") from exc
         except ValueError as exc:
             raise CashUnavailable("the execution service answered the account without JSON") from exc
         try:
+            if body["account_id"] != account_id:
+                raise ValueError(f"the account of {principal.subject} is {body['account_id']}, not {account_id}")
             return money(body["available"])
         except (KeyError, TypeError, ValueError) as exc:
             raise CashUnavailable(f"the execution service's account is malformed: {exc!r}") from exc
@@ -197,6 +211,7 @@ class RiskDesk:
         self,
         *,
         approval_secret: str,
+        approval_ttl_s: int,
         max_order_value: Decimal,
         quotes: QuoteSource,
         positions: PositionSource,
@@ -207,6 +222,7 @@ class RiskDesk:
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self.approval_secret = approval_secret
+        self.approval_ttl_s = approval_ttl_s  # how long an approval whose forwarding outcome is unknown is replayed
         self.max_order_value = max_order_value
         self.quotes = quotes
         self.positions = positions
@@ -222,8 +238,11 @@ class RiskDesk:
         account_id = principal.account_id or principal.subject
 
         # A retry after a lost answer: the order was approved (and may be filled) already. Checking it again could
-        # answer "rejected" or "unavailable" for an order execution holds, e.g. a sell whose shares it sold.
-        earlier = await self.decisions.approved_for(account_id, request.client_order_id)
+        # answer "rejected" or "unavailable" for an order execution holds, e.g. a sell whose shares it sold. Only
+        # while the approval could have been admitted (its TTL) when execution's answer is unknown; never once
+        # execution refused it (then the retry is a new order, checked afresh).
+        unknown_since = self.clock() - timedelta(seconds=self.approval_ttl_s)
+        earlier = await self.decisions.replayable_for(account_id, request.client_order_id, unknown_since=unknown_since)
         if earlier is not None:
             return await self._replay(earlier, request, principal)
 
@@ -247,7 +266,7 @@ class RiskDesk:
             priced = quote_known or request.order_type is OrderType.LIMIT
             if request.side is OrderSide.BUY and priced:
                 try:
-                    available = await self.cash.available(account_id)
+                    available = await self.cash.available(account_id, principal)
                 except CashUnavailable as exc:
                     unavailable.append(str(exc))
                     log.warning("risk cannot check a buy", extra={"ts_code": security.ts_code, "error": str(exc)})
@@ -332,23 +351,24 @@ class RiskDesk:
         try:
             status, payload = await self.execution.submit(body, principal)
         except Unavailable as exc:
+            await self._outcome(decision, ExecutionOutcome.UNKNOWN)
             return _refused(
                 503,
                 "execution_unavailable",
-                f"{exc.message}; the order was approved, send it again with the same client_order_id",
+                f"{exc.message}; the order was approved, send it again with the same client_order_id within "
+                f"{self.approval_ttl_s}s (later it is checked afresh)",
                 decision,
             )
         if status in (200, 201):
+            await self._outcome(decision, ExecutionOutcome.PLACED)
             return Placement(status, {"decision": decision.summary(), "order": payload})
         code = str(payload.get("code", f"http_{status}"))
         message = str(payload.get("message", ""))
-        if status == 409:
-            return _refused(409, code, message, decision)
-        if status == 422 and code in EXECUTION_REFUSALS:
-            # Approved here, but the account could not afford it when execution admitted it (e.g. another order
-            # took the shares or the cash first). Nothing was stored there; the caller may retry later.
-            return _refused(422, code, message, decision)
         if status >= 500:
+            await self._outcome(decision, ExecutionOutcome.UNKNOWN)
+            if status == 503 and code in EXECUTION_UNAVAILABLE_CODES:
+                # Execution could not decide for a reason it names (e.g. no market data to price a market buy).
+                return _refused(503, code, message, decision, payload.get("details"))
             return _refused(
                 503,
                 "execution_unavailable",
@@ -356,9 +376,31 @@ class RiskDesk:
                 "client_order_id",
                 decision,
             )
+        # Any 4xx: execution holds no order under this decision and never will. Spent: a retry is decided afresh.
+        await self._outcome(decision, ExecutionOutcome.REFUSED)
+        if status == 409:
+            return _refused(409, code, message, decision)
+        if status == 422 and code in EXECUTION_REFUSALS:
+            # Approved here, but the account could not afford it when execution admitted it (e.g. another order
+            # took the shares or the cash first). Nothing was stored there; the caller may retry later.
+            return _refused(422, code, message, decision, payload.get("details"))
         # Execution refusing an approval risk just signed means the two disagree (secrets, clocks, versions).
         log.error("execution refused an approved order", extra={"status": status, "code": code, "detail": message})
         return _refused(502, "execution_refused", f"execution refused the approved order ({code}: {message})", decision)
+
+    async def _outcome(self, decision: Decision, outcome: ExecutionOutcome) -> None:
+        """Record execution's answer. A lost REFUSED would let a retry replay the approval unchecked, so that one
+        fails the request (the caller retries; execution refuses again and it is recorded then); the others are
+        logged: a missing PLACED/UNKNOWN only makes a retry within the TTL replay, or one after it be checked."""
+        try:
+            await self.decisions.record_outcome(decision.decision_id, outcome)
+        except Exception:
+            log.exception(
+                "could not record execution's answer to a decision",
+                extra={"decision_id": decision.decision_id, "outcome": outcome.value},
+            )
+            if outcome is ExecutionOutcome.REFUSED:
+                raise
 
 
 def _canonical_code(ts_code: str) -> str:
@@ -368,5 +410,8 @@ def _canonical_code(ts_code: str) -> str:
         return ts_code  # never approved, so it matches no approved decision
 
 
-def _refused(status: int, code: str, message: str, decision: Decision) -> Placement:
-    return Placement(status, {"code": code, "message": message, "decision": decision.summary()})
+def _refused(status: int, code: str, message: str, decision: Decision, details: Any = None) -> Placement:
+    body: dict[str, Any] = {"code": code, "message": message, "decision": decision.summary()}
+    if isinstance(details, dict) and details:
+        body["details"] = details  # execution's, passed through (e.g. needed / available cash)
+    return Placement(status, body)

@@ -6,10 +6,11 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Column, Dialect, Index, String, Table, Text, select
+from sqlalchemy import BigInteger, Boolean, Column, Dialect, Index, String, Table, Text, and_, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.types import TypeDecorator
 
@@ -50,12 +51,24 @@ risk_decisions = Table(
     Column("reasons", Text, nullable=False),  # JSON list of {code, message}
     Column("correlation_id", String(64), nullable=True),
     Column("created_at", PreciseDateTime, nullable=False),
+    # Approved decisions: what execution answered when risk forwarded the order (see ExecutionOutcome); NULL
+    # before the first answer, and for rejected decisions.
+    Column("execution_outcome", String(16), nullable=True),
     Index("ix_risk_decisions_created", "created_at"),
     Index("ix_risk_decisions_account_created", "account_id", "created_at"),
     Index("ix_risk_decisions_client_order", "account_id", "client_order_id"),
 )
 
 outbox = outbox_table(metadata)
+
+
+class ExecutionOutcome(StrEnum):
+    """What became of an approved decision at execution. PLACED and REFUSED are final (a later answer does not
+    change them); UNKNOWN (a timeout, a 5xx) may still become either."""
+
+    PLACED = "placed"  # execution holds the order (201 created, or 200 it existed already)
+    REFUSED = "refused"  # execution answered 4xx (the account could not afford it, a conflict, ...): no order
+    UNKNOWN = "unknown"  # no answer, or a 5xx: the order may or may not have been created
 
 
 @dataclass(frozen=True)
@@ -151,18 +164,63 @@ class RiskStore:
             row = (await s.execute(select(risk_decisions).where(risk_decisions.c.decision_id == decision_id))).first()
         return None if row is None else _decision(row)
 
-    async def approved_for(self, account_id: str, client_order_id: str) -> Decision | None:
-        """The first approved decision for an account's client_order_id (ix_risk_decisions_client_order)."""
+    async def replayable_for(
+        self, account_id: str, client_order_id: str, *, unknown_since: datetime
+    ) -> Decision | None:
+        """The approved decision a repeated client_order_id of the account is answered with, if any: one execution
+        placed (whatever its age), or else one whose outcome is unknown and that was made at or after
+        `unknown_since` (the approval TTL ago). A decision execution refused is never replayed
+        (ix_risk_decisions_client_order)."""
         query = (
             select(risk_decisions)
             .where(
                 risk_decisions.c.account_id == account_id,
                 risk_decisions.c.client_order_id == client_order_id,
                 risk_decisions.c.approved.is_(True),
+                or_(
+                    risk_decisions.c.execution_outcome == ExecutionOutcome.PLACED.value,
+                    and_(
+                        or_(
+                            risk_decisions.c.execution_outcome.is_(None),
+                            risk_decisions.c.execution_outcome == ExecutionOutcome.UNKNOWN.value,
+                        ),
+                        risk_decisions.c.created_at >= unknown_since.astimezone(UTC).replace(tzinfo=None),
+                    ),
+                ),
             )
-            .order_by(risk_decisions.c.created_at, risk_decisions.c.decision_id)
+            # A placed decision first: it is the one execution answers with.
+            .order_by(
+                (risk_decisions.c.execution_outcome == ExecutionOutcome.PLACED.value).desc(),
+                risk_decisions.c.created_at,
+                risk_decisions.c.decision_id,
+            )
             .limit(1)
         )
         async with self.db.session() as s:
             row = (await s.execute(query)).first()
         return None if row is None else _decision(row)
+
+    async def record_outcome(self, decision_id: str, outcome: ExecutionOutcome) -> None:
+        """Record what execution answered for a forwarded decision. PLACED and REFUSED are final: only a decision
+        without an outcome, or an UNKNOWN one, takes a new one."""
+        async with self.db.session() as s:
+            await s.execute(
+                update(risk_decisions)
+                .where(
+                    risk_decisions.c.decision_id == decision_id,
+                    or_(
+                        risk_decisions.c.execution_outcome.is_(None),
+                        risk_decisions.c.execution_outcome == ExecutionOutcome.UNKNOWN.value,
+                    ),
+                )
+                .values(execution_outcome=outcome.value)
+            )
+
+    async def outcome(self, decision_id: str) -> ExecutionOutcome | None:
+        async with self.db.session() as s:
+            value = (
+                await s.execute(
+                    select(risk_decisions.c.execution_outcome).where(risk_decisions.c.decision_id == decision_id)
+                )
+            ).scalar_one_or_none()
+        return None if value is None else ExecutionOutcome(value)

@@ -38,8 +38,10 @@ class BrokerReport:
 class BrokerAdapter(Protocol):
     name: str
 
-    async def submit(self, order: Order) -> BrokerReport:
-        """Send the order (or look it up, if the broker has it already). Raises BrokerUnavailable."""
+    async def submit(self, order: Order, *, price_cap: Decimal | None = None) -> BrokerReport:
+        """Send the order (or look it up, if the broker has it already). A buy never fills above `price_cap`, the
+        price its cash was reserved at (a market buy: the limit-up price when it was admitted); one that would is
+        rejected, and a market buy without a cap is rejected. Raises BrokerUnavailable."""
 
     async def cancel(self, order_id: str) -> BrokerReport:
         """Cancel what rests of the order. The report says what happened: `cancelled`, or the final status the

@@ -84,6 +84,20 @@ def paper_fill_price(
     return last_close if limit_price <= last_close else None
 
 
+def cap_refusal(order: Order, fill_price: Decimal | None, price_cap: Decimal | None) -> str | None:
+    """Why a buy may not fill at `fill_price`: above the price cap its cash was reserved at, or a market buy with
+    no cap at all (nothing bounds what it would pay). None when it may (or when it rests)."""
+    if order.side is not OrderSide.BUY:
+        return None
+    if price_cap is None:
+        if order.order_type is OrderType.MARKET:
+            return "a market buy without a price cap: no cash was reserved to bound what it pays"
+        return None  # a limit buy never fills above its limit
+    if fill_price is not None and fill_price > price_cap:
+        return f"would fill at {fill_price}, above {price_cap}, the price cap its cash was reserved at"
+    return None
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -96,7 +110,7 @@ class PaperBroker:
         self.quotes = quotes
         self.clock = clock
 
-    async def submit(self, order: Order) -> BrokerReport:
+    async def submit(self, order: Order, *, price_cap: Decimal | None = None) -> BrokerReport:
         known = await self.report(order.order_id)
         if known is not None:
             return known  # idempotent: what we did with this order the first time
@@ -110,7 +124,10 @@ class PaperBroker:
             status, reason = OrderStatus.REJECTED, f"{order.ts_code} is suspended"
         else:
             fill_price = paper_fill_price(order.order_type, order.side, order.price, quote.last_close)
-            if fill_price is None:
+            over_cap = cap_refusal(order, fill_price, price_cap)
+            if over_cap is not None:
+                status, reason = OrderStatus.REJECTED, over_cap
+            elif fill_price is None:
                 status = OrderStatus.SUBMITTED  # rests
             else:
                 status = OrderStatus.FILLED

@@ -12,7 +12,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
-from services.risk.store import MIGRATIONS, Decision, RiskStore, metadata
+from services.risk.store import MIGRATIONS, Decision, ExecutionOutcome, RiskStore, metadata
 from shared.db import Database
 from shared.observability import new_id
 from tests.conftest import Backing
@@ -53,6 +53,17 @@ async def _check(db: Database) -> None:
         await store.record(decision)
         assert await store.get(decision.decision_id) == decision
         assert await store.recent(account_id=account, limit=5) == [decision]
+
+        # Execution's answer to an approved decision (0002): a refused one is never replayed.
+        approved = Decision(**{**decision.__dict__, "decision_id": new_id(), "approved": True, "reasons": []})
+        await store.record(approved)
+        since = datetime(2025, 1, 2, 1, 0, tzinfo=UTC)
+        assert await store.outcome(approved.decision_id) is None
+        assert await store.replayable_for(account, "c-1", unknown_since=since) == approved
+        await store.record_outcome(approved.decision_id, ExecutionOutcome.REFUSED)
+        await store.record_outcome(approved.decision_id, ExecutionOutcome.PLACED)  # refused is final
+        assert await store.outcome(approved.decision_id) is ExecutionOutcome.REFUSED
+        assert await store.replayable_for(account, "c-1", unknown_since=since) is None
     finally:
         await db.dispose()
 

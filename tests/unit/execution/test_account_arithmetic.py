@@ -67,6 +67,13 @@ def test_open_buys_reserve_their_unfilled_qty_at_the_cap_with_fees() -> None:
     )
 
 
+def test_a_buy_without_a_known_cap_reserves_nothing() -> None:
+    # An open market buy from before caps were recorded (cap 0): not the 5.00 commission minimum either.
+    assert buy_reservation_fen(1000, 0, TODAY) == 0
+    cash = account_cash(5_000_000, [OpenBuy(1000, 0), OpenBuy(1000, 950)], today=TODAY)
+    assert cash == Cash(balance_fen=5_000_000, reserved_fen=950_510)
+
+
 def test_the_opening_cash_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LH_PAPER_OPENING_CASH", raising=False)
     assert to_fen(Settings().paper_opening_cash) == 1_000_000_000  # 10,000,000.00 CNY by default

@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from services.risk.checks import Holding, OrderIntent, Quote, check_order, static_checks
+from services.risk.checks import Holding, OrderIntent, Quote, ReasonCode, cash_checks, check_order, static_checks
 from shared.domain import OrderSide, OrderType
 
 CAP = Decimal("1000000")  # 1,000,000 CNY per order
@@ -192,3 +192,16 @@ def test_star_odd_lot_sell_closes_the_position() -> None:
 def test_buys_ignore_the_position() -> None:
     # No cash ledger yet: a buy is not checked against what the account holds or can pay.
     assert check(_buy(qty=100), holding=None) == []
+
+
+def test_a_market_buy_without_a_limit_up_has_no_price_cap() -> None:
+    # A session without price limits: nothing to reserve cash at, however much cash there is. Execution answers
+    # the same code (price_cap_unknown).
+    ipo = _quote("688999.SH", limit_up=None, limit_down=None)
+    order = OrderIntent("688999.SH", OrderSide.BUY, OrderType.MARKET, 200, None)
+    [reason] = cash_checks(order, ipo, Decimal("99999999"), trade_date=date(2025, 1, 2))
+    assert reason.code is ReasonCode.PRICE_CAP_UNKNOWN
+    assert reason.message == (
+        "a market buy of 688999.SH reserves cash at the limit-up price and its next session has no price limit: "
+        "place a limit order"
+    )

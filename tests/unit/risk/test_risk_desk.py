@@ -1,6 +1,7 @@
 """The risk desk with fake ports: what is recorded, signed, forwarded and answered. No I/O."""
 
-from datetime import date
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -11,12 +12,13 @@ from services.risk.checks import Holding, Quote
 from services.risk.desk import CashUnavailable, PositionsUnavailable, QuoteUnavailable, RiskDesk
 from services.risk.metrics import RiskMetrics
 from services.risk.schemas import OrderRequest
-from services.risk.store import Decision
+from services.risk.store import Decision, ExecutionOutcome
 from shared.approval import Approval, OrderTerms, approval_error
 from shared.errors import ServiceError, Unavailable
 from shared.internal_auth import Principal
 
 SECRET = "unit-approval-secret-0123456789"
+TTL_S = 60
 ALICE = Principal("alice", "trader", "acct-alice")
 QUOTE = Quote(
     ts_code="600000.SH",
@@ -60,7 +62,8 @@ class FakeCash:
         self.down = down
         self.asked: list[str] = []
 
-    async def available(self, account_id: str) -> Decimal:
+    async def available(self, account_id: str, principal: Principal) -> Decimal:
+        assert account_id == (principal.account_id or principal.subject)  # asked as the account's owner
         self.asked.append(account_id)
         if self.down:
             raise CashUnavailable("the execution service did not answer: ConnectError")
@@ -87,15 +90,28 @@ class FakeLog:
     async def record(self, decision: Decision) -> None:
         self.decisions.append(decision)
 
-    async def approved_for(self, account_id: str, client_order_id: str) -> Decision | None:
-        return next(
-            (
-                d
-                for d in self.decisions
-                if d.approved and (d.account_id, d.client_order_id) == (account_id, client_order_id)
-            ),
-            None,
-        )
+        self.outcomes: dict[str, ExecutionOutcome] = {}
+
+    async def replayable_for(
+        self, account_id: str, client_order_id: str, *, unknown_since: datetime
+    ) -> Decision | None:
+        mine = [
+            d
+            for d in self.decisions
+            if d.approved and (d.account_id, d.client_order_id) == (account_id, client_order_id)
+        ]
+        placed = [d for d in mine if self.outcomes.get(d.decision_id) is ExecutionOutcome.PLACED]
+        unknown = [
+            d
+            for d in mine
+            if self.outcomes.get(d.decision_id, ExecutionOutcome.UNKNOWN) is ExecutionOutcome.UNKNOWN
+            and d.created_at >= unknown_since
+        ]
+        return (placed + unknown or [None])[0]
+
+    async def record_outcome(self, decision_id: str, outcome: ExecutionOutcome) -> None:
+        if self.outcomes.get(decision_id, ExecutionOutcome.UNKNOWN) is ExecutionOutcome.UNKNOWN:
+            self.outcomes[decision_id] = outcome
 
 
 def _desk(
@@ -104,10 +120,13 @@ def _desk(
     log: FakeLog,
     positions: FakePositions | None = None,
     cash: FakeCash | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> tuple[RiskDesk, CollectorRegistry]:
     registry = CollectorRegistry()
     desk = RiskDesk(
         approval_secret=SECRET,
+        approval_ttl_s=TTL_S,
+        clock=clock or (lambda: datetime.now(UTC)),
         max_order_value=Decimal("1000000"),
         quotes=quotes,
         positions=positions or FakePositions(),
@@ -412,3 +431,97 @@ async def test_sells_do_not_ask_for_cash() -> None:
     desk, _ = _desk(FakeQuotes(), FakeExecution(), FakeLog(), positions, cash=cash)
     assert (await desk.place(_sell(qty=300), ALICE)).status_code == 201
     assert cash.asked == []
+
+
+# --- replays: only of a decision execution placed, or whose answer was lost within the approval TTL ------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2025, 1, 2, 2, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+async def test_a_retry_of_an_order_execution_refused_is_checked_afresh() -> None:
+    quotes, log = FakeQuotes(), FakeLog()
+    execution = FakeExecution(answer=(422, {"code": "insufficient_cash", "message": "0.00 available"}))
+    desk, _ = _desk(quotes, execution, log)
+    assert (await desk.place(_order(), ALICE)).status_code == 422
+    assert log.outcomes == {log.decisions[0].decision_id: ExecutionOutcome.REFUSED}
+
+    quotes.down = True  # a fresh check fails closed; a replay would not look
+    again = await desk.place(_order(), ALICE)
+    assert again.status_code == 503 and again.body["code"] == "risk_unavailable"
+    assert len(execution.calls) == 1  # not forwarded again
+    assert [d.approved for d in log.decisions] == [True, False]
+    assert quotes.asked == ["600000.SH", "600000.SH"]
+
+
+async def test_after_a_refusal_a_fresh_approval_is_the_one_replayed() -> None:
+    quotes, log = FakeQuotes(), FakeLog()
+    execution = FakeExecution(answer=(422, {"code": "insufficient_position", "message": "0 sellable"}))
+    desk, _ = _desk(quotes, execution, log)
+    await desk.place(_order(), ALICE)
+    execution.answer = (201, {"order_id": "o2", "status": "submitted"})
+    second = await desk.place(_order(), ALICE)
+    assert second.status_code == 201
+    execution.answer = (200, {"order_id": "o2", "status": "submitted"})
+    third = await desk.place(_order(), ALICE)
+    assert third.status_code == 200 and third.body["decision"] == second.body["decision"]
+    assert [c[0]["approval"]["decision_id"] for c in execution.calls] == [
+        log.decisions[0].decision_id,
+        log.decisions[1].decision_id,
+        log.decisions[1].decision_id,
+    ]
+    assert quotes.asked == ["600000.SH", "600000.SH"]  # the third was not checked
+
+
+async def test_a_lost_answer_is_replayed_within_the_ttl_and_checked_afresh_after_it() -> None:
+    clock, quotes, log = Clock(), FakeQuotes(), FakeLog()
+    execution = FakeExecution(down=True)
+    desk, _ = _desk(quotes, execution, log, clock=clock)
+    assert (await desk.place(_order(), ALICE)).status_code == 503
+
+    clock.now += timedelta(seconds=TTL_S)  # exactly the TTL: still replayed, unchecked
+    quotes.down = True
+    assert (await desk.place(_order(), ALICE)).status_code == 503
+    assert len(log.decisions) == 1 and quotes.asked == ["600000.SH"] and len(execution.calls) == 2
+
+    clock.now += timedelta(seconds=1)  # past it: a new decision, every check again
+    again = await desk.place(_order(), ALICE)
+    assert again.body["code"] == "risk_unavailable"
+    assert [d.approved for d in log.decisions] == [True, False] and len(execution.calls) == 2
+
+
+async def test_a_placed_order_is_replayed_at_any_age() -> None:
+    clock, quotes, log = Clock(), FakeQuotes(), FakeLog()
+    execution = FakeExecution()
+    desk, _ = _desk(quotes, execution, log, clock=clock)
+    assert (await desk.place(_order(), ALICE)).status_code == 201
+    clock.now += timedelta(days=3)
+    quotes.down = True
+    execution.answer = (200, {"order_id": "o1", "status": "filled"})
+    assert (await desk.place(_order(), ALICE)).status_code == 200
+    assert len(log.decisions) == 1 and quotes.asked == ["600000.SH"]
+
+
+async def test_execution_refusal_details_and_named_unavailability_are_relayed() -> None:
+    details = {"needed": "3155.03", "available": "100.00"}
+    answer = (422, {"code": "insufficient_cash", "message": "short", "details": details})
+    desk, _ = _desk(FakeQuotes(), FakeExecution(answer=answer), FakeLog())
+    placement = await desk.place(_order(), ALICE)
+    assert (placement.status_code, placement.body["code"], placement.body["details"]) == (
+        422,
+        "insufficient_cash",
+        details,
+    )
+
+    answer = (503, {"code": "market_data_unavailable", "message": "cannot price a market buy"})
+    log = FakeLog()
+    desk, _ = _desk(FakeQuotes(), FakeExecution(answer=answer), log)
+    placement = await desk.place(_order(), ALICE)
+    assert (placement.status_code, placement.body["code"]) == (503, "market_data_unavailable")
+    assert placement.body["message"] == "cannot price a market buy"
+    assert log.outcomes == {log.decisions[0].decision_id: ExecutionOutcome.UNKNOWN}  # retried within the TTL

@@ -22,8 +22,8 @@ _AutoId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("orders") as batch:
-        batch.add_column(sa.Column("price_cap_fen", sa.BigInteger(), nullable=True))
+    # A plain ALTER TABLE ... ADD COLUMN on both databases (no copy of `orders`).
+    op.add_column("orders", sa.Column("price_cap_fen", sa.BigInteger(), nullable=True))
     # Orders admitted before this revision: a limit buy reserves at its limit price; an open market buy (none
     # rests on the paper broker) reserves nothing.
     op.execute("UPDATE orders SET price_cap_fen = price_fen WHERE side = 'buy'")
@@ -54,5 +54,15 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("cash_ledger")
     op.drop_table("accounts")
-    with op.batch_alter_table("orders") as batch:
-        batch.drop_column("price_cap_fen")
+    # Not batch mode: on SQLite it copies `orders` and drops the original, which order_transitions and trades
+    # reference; with foreign_keys=ON (every connection, shared/db.py) and rows in them the DROP fails, and the
+    # pragma cannot be turned off inside the migration's transaction. A native DROP COLUMN (SQLite >= 3.35, and
+    # MariaDB) changes the table in place: no row moves, the references stay valid.
+    bind = op.get_bind()
+    if bind.dialect.name == "sqlite":
+        version = tuple(int(part) for part in bind.exec_driver_sql("SELECT sqlite_version()").scalar_one().split("."))
+        if version < (3, 35, 0):
+            raise RuntimeError(
+                f"downgrading execution below 0002 needs SQLite 3.35 or newer (DROP COLUMN), not {version}"
+            )
+    op.drop_column("orders", "price_cap_fen")
