@@ -40,6 +40,9 @@ async def run(fleet) -> None:  # type: ignore[no-untyped-def]
             elapsed = (time.perf_counter() - t0) * 1000
             if resp.status_code != 201:
                 raise SystemExit(f"order {i} failed: {resp.status_code} {resp.text}")
+            status = resp.json()["order"]["status"]
+            if status != "filled":  # the path measured is the whole one, to the paper broker's fill
+                raise SystemExit(f"order {i} was {status}, not filled: {resp.text}")
             if i >= 20:  # warm-up excluded
                 latencies.append(elapsed)
     latencies.sort()
