@@ -93,12 +93,12 @@ async def forward_stream(request: Request, user: CurrentUser, service: str, path
 def relay(service: str, upstream: httpx.Response) -> Response:
     content_type = upstream.headers.get("content-type", "")
     if upstream.status_code == 401:
-        # The service refused the gateway's own internal token: the two disagree on LH_JWT_SECRET. Passing the 401
+        # The service refused the gateway's own internal token: the two disagree on LH_INTERNAL_SECRET. Passing the 401
         # on would tell the user their login is bad (and log them out) when the fault is the deployment's.
         log.error("service rejected the internal token", extra={"service": service, "body": upstream.text[:200]})
         raise ServiceError(
             "internal_auth_failed",
-            f"the {service} service did not accept the gateway's credentials (check LH_JWT_SECRET)",
+            f"the {service} service did not accept the gateway's credentials (check LH_INTERNAL_SECRET)",
             status_code=502,
         )
     if upstream.content and "json" not in content_type:

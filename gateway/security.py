@@ -15,8 +15,8 @@ import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-# Distinct from the internal tokens' audience ("lianghua-internal"), which are signed with the same secret:
-# a user token is never accepted by a service, and an internal token is never accepted here.
+# Users' session tokens, signed with LH_JWT_SECRET; the internal tokens are signed with LH_INTERNAL_SECRET and carry
+# another audience ("lianghua-internal"): a user token is never accepted by a service, nor an internal token here.
 AUDIENCE = "lianghua-gateway"
 ISSUER = "lianghua-gateway"
 JWT_ALGORITHM = "HS256"

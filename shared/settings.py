@@ -7,7 +7,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -60,6 +60,13 @@ class Settings(BaseSettings):
 
     # Execution: a paper account's opening cash (CNY, whole fen), its first ledger entry when it is first seen.
     paper_opening_cash: Decimal = Field(default=Decimal("10000000"), ge=0, decimal_places=2, allow_inf_nan=False)
+
+    @field_validator("paper_opening_cash", mode="before")
+    @classmethod
+    def _empty_is_default(cls, value: object) -> object:
+        # `LH_PAPER_OPENING_CASH=` (set but empty, as compose and shells pass unset options) means the default.
+        return Decimal("10000000") if isinstance(value, str) and not value.strip() else value
+
     approval_ttl_s: int = 60  # execution refuses approvals older than this
 
     # Data
@@ -115,6 +122,11 @@ class Settings(BaseSettings):
     def require_approval_secret(self) -> str:
         """The HMAC key of risk approvals. Risk and execution call this at start-up; no other service holds it."""
         self._check_secret("approval_secret", self.approval_secret)
+        if self.approval_secret in (self.internal_secret, self.jwt_secret):
+            raise ValueError(
+                "LH_APPROVAL_SECRET must differ from LH_INTERNAL_SECRET and LH_JWT_SECRET: with a key every process "
+                "holds, any process could sign approvals"
+            )
         return self.approval_secret
 
     def database_url_for(self, service: str) -> str:

@@ -359,7 +359,7 @@ class OrderDesk:
     async def _session_start(self) -> datetime:
         """The close of the last session that has ended: orders created before it belong to a closed session.
         From the trade calendar; without it (the data service is down, or no calendar here), the latest 15:00 in
-        Shanghai of any calendar day, which is never later than the true one: an order placed after a Friday
+        Shanghai of any calendar day, which is never earlier than the true one: an order placed after a Friday
         close is then held until the calendar answers rather than risk filling an order of a closed session."""
         now = self.clock()
         if self.calendar is not None:

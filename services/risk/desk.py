@@ -364,6 +364,14 @@ class RiskDesk:
             return Placement(status, {"decision": decision.summary(), "order": payload})
         code = str(payload.get("code", f"http_{status}"))
         message = str(payload.get("message", ""))
+        details = payload.get("details")
+        if status >= 500 and isinstance(details, dict) and details.get("order_id"):
+            # Execution stored the order and will send it itself (e.g. 503 broker_unavailable): it is placed, and
+            # its cash or shares are reserved. A retry replays this decision at any age and gets that order; a
+            # fresh check would be refused by the order's own reservation while the order is live.
+            await self._outcome(decision, ExecutionOutcome.PLACED)
+            return _refused(503, code, f"{message} (order {details['order_id']} is accepted: do not place it again; "
+                            "GET /orders shows when it is sent)", decision, details)  # fmt: skip
         if status >= 500:
             await self._outcome(decision, ExecutionOutcome.UNKNOWN)
             if status == 503 and code in EXECUTION_UNAVAILABLE_CODES:

@@ -81,6 +81,8 @@ def test_the_opening_cash_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     assert to_fen(Settings().paper_opening_cash) == 123_456
     monkeypatch.setenv("LH_PAPER_OPENING_CASH", "0")
     assert to_fen(Settings().paper_opening_cash) == 0
+    monkeypatch.setenv("LH_PAPER_OPENING_CASH", "")  # set but empty, as an unset compose option: the default
+    assert to_fen(Settings().paper_opening_cash) == 1_000_000_000
     for bad in ("-1", "0.001", "lots", "NaN", "inf"):
         monkeypatch.setenv("LH_PAPER_OPENING_CASH", bad)
         with pytest.raises(ValueError, match="paper_opening_cash"):

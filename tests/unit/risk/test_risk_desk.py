@@ -86,11 +86,10 @@ class FakeExecution:
 class FakeLog:
     def __init__(self) -> None:
         self.decisions: list[Decision] = []
+        self.outcomes: dict[str, ExecutionOutcome] = {}
 
     async def record(self, decision: Decision) -> None:
         self.decisions.append(decision)
-
-        self.outcomes: dict[str, ExecutionOutcome] = {}
 
     async def replayable_for(
         self, account_id: str, client_order_id: str, *, unknown_since: datetime
@@ -525,3 +524,36 @@ async def test_execution_refusal_details_and_named_unavailability_are_relayed() 
     assert (placement.status_code, placement.body["code"]) == (503, "market_data_unavailable")
     assert placement.body["message"] == "cannot price a market buy"
     assert log.outcomes == {log.decisions[0].decision_id: ExecutionOutcome.UNKNOWN}  # retried within the TTL
+
+
+async def test_an_order_execution_stored_but_could_not_send_is_placed_and_its_retry_replayed() -> None:
+    # Execution admitted the order (reserving its cash) but the broker did not answer: 503 with the order's id. The
+    # order is live; a retry, however late, must get that order, not a fresh check that its own reservation fails.
+    clock, quotes, log = Clock(), FakeQuotes(), FakeLog()
+    details = {"order_id": "o7"}
+    answer = (503, {"code": "broker_unavailable", "message": "broker down; it stays accepted", "details": details})
+    execution = FakeExecution(answer=answer)
+    desk, _ = _desk(quotes, execution, log, cash=FakeCash(available="5000.00"), clock=clock)
+    first = await desk.place(_order(), ALICE)
+    assert (first.status_code, first.body["code"], first.body["details"]) == (503, "broker_unavailable", details)
+    assert log.outcomes == {log.decisions[0].decision_id: ExecutionOutcome.PLACED}
+
+    clock.now += timedelta(seconds=TTL_S + 60)
+    quotes.down = True  # a fresh check would fail closed: the retry must not be checked again
+    execution.answer = (200, {"order_id": "o7", "status": "filled"})
+    again = await desk.place(_order(), ALICE)
+    assert again.status_code == 200 and again.body["order"]["order_id"] == "o7"
+    assert len(log.decisions) == 1 and quotes.asked == ["600000.SH"]
+
+
+async def test_a_refusal_is_remembered_when_later_decisions_are_recorded() -> None:
+    quotes, log = FakeQuotes(), FakeLog()
+    execution = FakeExecution(answer=(422, {"code": "insufficient_cash", "message": "0.00 available"}))
+    desk, _ = _desk(quotes, execution, log)
+    await desk.place(_order(), ALICE)  # D1 refused by execution
+    await desk.place(_order(), ALICE)  # D2 decided afresh, refused again
+    execution.answer = (201, {"order_id": "o3", "status": "submitted"})
+    third = await desk.place(_order(), ALICE)  # D3 decided afresh: neither refused decision is replayed
+    assert third.status_code == 201
+    assert [c[0]["approval"]["decision_id"] for c in execution.calls] == [d.decision_id for d in log.decisions]
+    assert len(log.decisions) == 3

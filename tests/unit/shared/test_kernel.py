@@ -39,6 +39,10 @@ def test_fleet_mode_refuses_default_secrets() -> None:
     same = Settings(mode=Mode.FLEET, internal_secret="s" * 32, jwt_secret="s" * 32)
     with pytest.raises(ValueError, match="must differ"):
         same.require_jwt_secret()
+    # Nor may the approval key be one that every process holds: any process could then sign approvals.
+    shared_approval = Settings(mode=Mode.FLEET, internal_secret="s" * 32, approval_secret="s" * 32)
+    with pytest.raises(ValueError, match="LH_APPROVAL_SECRET must differ"):
+        shared_approval.require_approval_secret()
 
 
 def test_a_user_session_key_cannot_mint_internal_tokens() -> None:
