@@ -10,7 +10,7 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from fastapi import FastAPI
 
@@ -39,6 +39,7 @@ from shared.outbox import OutboxRelay
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
+REFRESH_EVERY_S = 300.0  # the stored-through / update-lag metrics, between runs
 
 
 def make_provider(settings: Settings) -> MarketDataProvider:
@@ -90,10 +91,22 @@ class StoredThrough:
             lag = None
             if self._at is not None:
                 due = latest_due_day(now or datetime.now(SHANGHAI), self._at, self._trading_days)
-                lag = await update_lag_days(complete, due, self._ingestor.store.count_open_days)
+                lag = await update_lag_days(complete, due, self._open_days)
             self._metrics.stored_through(complete, lag)
         except Exception:
             log.warning("could not refresh the stored-through metrics", exc_info=True)
+
+    async def _open_days(self, start: date, end: date) -> int:
+        # The scheduler's calendar: the stored one where it has the day, else the built-in one. Counting on the
+        # stored calendar alone would read 0 in January until the new year's trade_cal is stored (by the update
+        # that may be the one failing).
+        return sum(1 for n in range((end - start).days + 1) if self._trading_days(start + timedelta(days=n)))
+
+    async def watch(self, every_s: float = REFRESH_EVERY_S) -> None:
+        """Refresh on a clock too: the lag must grow while no update runs at all (scheduler stuck, update hung)."""
+        while True:
+            await asyncio.sleep(every_s)
+            await self.refresh()
 
     def run_finished(self, progress: Progress, status: str, result: IngestResult | None) -> None:
         quality = result.quality if result else None
@@ -183,6 +196,9 @@ def create_app(
                 await trading_days.refresh()
             if stored_through is not None:
                 await stored_through.refresh()
+            watching: asyncio.Task[None] | None = None
+            if run_scheduler and stored_through is not None:
+                watching = asyncio.create_task(stored_through.watch(), name="data-stored-through")
             if run_scheduler:
                 daily = DailyScheduler(
                     daily_update,
@@ -195,10 +211,11 @@ def create_app(
             try:
                 yield
             finally:
-                if task is not None:
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+                for background in (task, watching):
+                    if background is not None:
+                        background.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await background
                 await ingestor.stop()
                 await relay.stop()
         finally:

@@ -22,7 +22,8 @@ outbox = outbox_table(metadata)
 def bars_updated(*, start: date, end: date, symbols: int, rows: int, complete: bool = True) -> Envelope:
     """The event of an ingest run that wrote bars: the range of trading days written, how many symbols and bar rows.
     `trade_date` is the newest day written (what a consumer refreshing "today" wants). `complete` is False when the
-    run failed or was interrupted after writing some days: those days are whole (a consumer refreshes them all the
-    same), the rest of what the run was asked for is not there yet."""
+    run failed or was interrupted after writing some bars: bars in the range changed (its last batch may be partly
+    stored, written stock by stock), the rest of what the run was asked for is not there yet; a consumer refreshes
+    the range all the same."""
     payload = BarsUpdated(trade_date=end, start_date=start, end_date=end, symbols=symbols, rows=rows, complete=complete)
     return make_event(BARS_UPDATED, payload, source=SOURCE)

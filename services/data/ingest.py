@@ -381,8 +381,8 @@ class Ingestor:
             _validate(bars, factors, None, None, None)
             if factors is not None:
                 progress.add("adj_factors", await self.store.upsert_adj_factors(factors))
+            written.add(bars)  # before the write: one that fails part-way has committed some (see _write_days)
             progress.add("daily_bars", await self.store.upsert_daily_bars(bars))
-            written.add(bars)
             progress.steps_done += 1
 
         return await self._run(
@@ -414,6 +414,7 @@ class Ingestor:
         # a run that looks stale is marked interrupted by the next caller, which would then start a second one.
         heartbeat = asyncio.create_task(self._heartbeat(progress, extra, on_progress))
         outcome: IngestResult | None = None
+        ended = INTERRUPTED  # what the finish callback is told when no result comes back: cancelled, or below
         try:
             try:
                 await body(progress, written)
@@ -433,11 +434,16 @@ class Ingestor:
             except asyncio.CancelledError:
                 await asyncio.shield(self._interrupt(progress, written, extra))
                 raise
+        except Exception:
+            # The run's own final write failed (its database went away while finishing): the row stays "running"
+            # until the stale check marks it interrupted, but it did not succeed.
+            ended = FAILED
+            raise
         finally:
             heartbeat.cancel()
             if self.on_finish is not None:
                 try:
-                    self.on_finish(progress, outcome.status if outcome else INTERRUPTED, outcome)
+                    self.on_finish(progress, outcome.status if outcome else ended, outcome)
                 except Exception:
                     log.warning("the finish callback of ingest run %s failed", run_id, exc_info=True)
 
@@ -483,8 +489,8 @@ class Ingestor:
         self, progress: Progress, written: _Written, *, detail: dict[str, Any], **values: Any
     ) -> None:
         """Record a failed or interrupted run and, if it wrote bars, their `bars.updated` (complete: false) in the
-        same transaction: the days it wrote are whole and consumers must learn they changed; the rest is written by
-        running it again (which announces its own days)."""
+        same transaction: bars in that range changed (the last batch may be partly stored: writes go stock by stock)
+        and consumers must learn it; the rest is written by running it again (which announces its own days)."""
         event = None
         if written.rows and written.first is not None and written.last is not None:
             event = bars_updated(start=written.first, end=written.last, symbols=len(written.symbols),
@@ -752,9 +758,10 @@ class Ingestor:
                     reading = asyncio.create_task(_quality_inputs(self.store, chunks[i + 1], context_start, end))
                 reports.append(await asyncio.to_thread(_check, inputs, calendar, start))
         finally:
+            # Always collected: a read-ahead that failed while a check failed first is not left unretrieved.
             if not reading.done():
                 reading.cancel()
-                await asyncio.gather(reading, return_exceptions=True)
+            await asyncio.gather(reading, return_exceptions=True)
         report = _merge_reports(reports)
         stored = [QualityFinding(f.rule, f.detail, f.ts_code, f.trade_date) for f in report.findings]
         report_id = await self.store.save_quality_report(

@@ -762,3 +762,32 @@ async def test_a_bars_write_cut_short_is_announced_with_its_batch(
                              "symbols": 3, "rows": 12, "complete": False}  # fmt: skip
     # `update` starts again from the batch cut short: the last whole day is the 3rd.
     assert await store.complete_through() == date(2024, 1, 3)
+
+
+async def test_a_file_import_cut_short_announces_the_bars_it_may_have_written(
+    store: DataStore, fake: FakeTushare, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import services.data.store as store_module
+
+    rows = [f"{code},{day},10,10.1,9.9,10.05,10,0.05,0.5,10,20"
+            for code in ("000001.SZ", "600000.SH", "688001.SH") for day in ("20240102", "20240103")]  # fmt: skip
+    path = write_csv(tmp_path / "cut.csv", rows)
+    # Two rows per transaction, in key order: 000001.SZ x2, 600000.SH x2 commit; 688001.SH's pair is refused.
+    monkeypatch.setattr(store_module, "BULK_BATCH_ROWS", 2)
+    monkeypatch.setattr(store_module, "BULK_CONNECTIONS", 1)
+    real_column = store_module._driver_column
+
+    def poisoned(values: Any, column: Any) -> Any:
+        out = real_column(values, column)
+        if column.table.name == "daily_bars" and column.name == "ts_code":
+            out = out.copy()
+            out[list(out).index("688001.SH")] = "X" * 40
+        return out
+
+    monkeypatch.setattr(store_module, "_driver_column", poisoned)
+    result = await Ingestor(store, provider_for(fake)).import_files([path])
+    assert result.status == "failed"
+    assert await count(store, daily_bars) == 4
+    [event] = await outbox_events(store)
+    assert event.payload == {"trade_date": "2024-01-03", "start_date": "2024-01-02", "end_date": "2024-01-03",
+                             "symbols": 3, "rows": 6, "complete": False}  # fmt: skip

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from pathlib import Path
 
+import pandas as pd
 from prometheus_client import CollectorRegistry
 
+from services.data.app import StoredThrough, TradingDays
+from services.data.ingest import Ingestor
 from services.data.metrics import DataMetrics, day_start_timestamp, update_lag_days
+from services.data.providers import DemoProvider
+from services.data.scheduler import SHANGHAI
+from services.data.store import MIGRATIONS_DIR, DataStore
+from shared.db import Database
 from shared.market.calendar import sse_trading_days
+from shared.settings import Settings
 
 
 def value(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
@@ -59,3 +68,26 @@ async def test_the_lag_counts_trading_days_not_calendar_days() -> None:
     assert await update_lag_days(date(2024, 9, 27), date(2024, 9, 27), count_open_days) == 0
     assert await update_lag_days(date(2024, 10, 8), date(2024, 9, 27), count_open_days) == 0  # ahead (a backfill)
     assert await update_lag_days(None, date(2024, 10, 8), count_open_days) is None  # never stored: no lag to tell
+
+
+async def test_the_lag_counts_past_the_stored_calendar_in_january(tmp_path: Path) -> None:
+    # The stored calendar ends on 31 December (the new year's comes with the update that may be the one failing).
+    db = Database(f"sqlite+aiosqlite:///{tmp_path}/lag.db")
+    await db.connect()
+    try:
+        await db.migrate(MIGRATIONS_DIR)
+        store = DataStore(db)
+        december = [d for d in sse_trading_days(date(2024, 12, 2), date(2024, 12, 31))]
+        await store.upsert_trade_calendar(pd.DataFrame({"exchange": "SSE", "cal_date": [d.strftime("%Y%m%d") for d in
+                                                        december], "is_open": 1}))  # fmt: skip
+        await store.mark_complete_through(date(2024, 12, 31))
+        days = TradingDays(store)
+        await days.refresh()
+        registry = CollectorRegistry()
+        ingestor = Ingestor(store, DemoProvider(Settings()))
+        through = StoredThrough(DataMetrics(registry), ingestor, days, "17:30")
+        # Friday 10 January 2025, 18:00: the 2nd, 3rd, 6th-10th are out and missing (the 1st is New Year's Day).
+        await through.refresh(now=datetime(2025, 1, 10, 18, 0, tzinfo=SHANGHAI))
+        assert registry.get_sample_value("lh_data_update_lag_days") == 7
+    finally:
+        await db.dispose()

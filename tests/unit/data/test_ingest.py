@@ -7,6 +7,8 @@ import io
 from datetime import date
 from pathlib import Path
 
+import pytest
+
 from services.data.cli import ProgressPrinter, main
 from services.data.ingest import Ingestor, Progress
 from services.data.providers import DemoProvider
@@ -55,5 +57,29 @@ async def test_a_demo_backfill_into_sqlite(tmp_path: Path) -> None:
         assert result.quality is not None and result.quality["by_severity"]["error"] == 0
         again = await Ingestor(store, DemoProvider(settings)).backfill(date(2024, 1, 2), date(2024, 1, 12))
         assert again.bar_rows == result.bar_rows and len(await store.list_ingest_runs()) == 2
+    finally:
+        await db.dispose()
+
+
+async def test_a_run_whose_final_write_fails_is_reported_failed_not_interrupted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import services.data.ingest as ingest_module
+
+    settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/{{service}}.db", demo_symbols=10)
+    db = Database(settings.database_url_for("data"))
+    await db.connect()
+    try:
+        await db.migrate(MIGRATIONS_DIR)
+        ended: list[str] = []
+        ingestor = Ingestor(DataStore(db), DemoProvider(settings), on_finish=lambda p, status, r: ended.append(status))
+
+        async def outbox_down(*_: object, **__: object) -> None:
+            raise RuntimeError("the outbox write failed")
+
+        monkeypatch.setattr(ingest_module, "add_to_outbox", outbox_down)  # the success's final transaction
+        with pytest.raises(RuntimeError, match="outbox write failed"):
+            await ingestor.backfill(date(2024, 1, 2), date(2024, 1, 5))
+        assert ended == ["failed"]
     finally:
         await db.dispose()
