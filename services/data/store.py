@@ -365,7 +365,10 @@ def key_order(columns: dict[str, np.ndarray], keys: Sequence[str]) -> np.ndarray
     combined = np.zeros(n, dtype=np.int64)
     span = 1
     for name in keys:
-        codes, uniques = pd.factorize(columns[name], sort=True, use_na_sentinel=True)
+        try:
+            codes, uniques = pd.factorize(columns[name], sort=True, use_na_sentinel=True)
+        except TypeError:  # values that do not compare (e.g. dates mixed with timestamps): write in the given order
+            return None
         if len(uniques) == 0 or (codes < 0).any():
             return None
         span *= len(uniques)

@@ -112,6 +112,13 @@ def _json_items(frame: pd.DataFrame) -> str:
     whole-market day. 15 significant digits: every decimal Tushare sends (2-4 places) comes back exactly."""
     if frame.empty:
         return "[]"
+    # As strict as json.dumps(allow_nan=False) was: pandas would write inf as null and datetimes as epoch numbers,
+    # hiding a broken fixture from the client under test.
+    numeric = frame.select_dtypes(include="number")
+    if not numeric.empty and np.isinf(numeric.to_numpy(dtype=float, na_value=np.nan)).any():
+        raise ValueError("the fake Tushare server cannot send infinity (Tushare's JSON has no such value)")
+    if any(pd.api.types.is_datetime64_any_dtype(dtype) for dtype in frame.dtypes):
+        raise TypeError("the fake Tushare server sends dates as YYYYMMDD text, as Tushare does: convert the column")
     return str(frame.to_json(orient="values", double_precision=15, force_ascii=False))
 
 

@@ -111,3 +111,10 @@ def test_the_stock_filter_keeps_exactly_the_covered_codes() -> None:
     covered = pa.array(["000001.SZ", "600000.SH"], pa.string())
     assert _codes_in(codes, covered).tolist() == [True, False, True, False, True]
     assert _codes_in(codes.astype(object), covered).tolist() == [True, False, True, False, True]
+
+
+def test_key_values_that_do_not_compare_leave_the_order_as_given() -> None:
+    mixed = np.array([pd.Timestamp("2024-01-03"), D1], dtype=object)
+    assert key_order(
+        {"ts_code": np.array(["A", "A"], dtype=object), "trade_date": mixed}, ["ts_code", "trade_date"]
+    ) in (None,)
