@@ -14,11 +14,13 @@ from typing import Any
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy import update
 
 from services.execution.app import create_app as create_execution_app
-from services.execution.store import ExecutionStore
+from services.execution.store import ExecutionStore, to_db_time, trades, utcnow
 from services.risk.app import create_app as create_risk_app
 from shared.app import Infra
+from shared.approval import OrderTerms, sign_approval
 from shared.bus import EventBus, EventHandler, JobHandler, create_bus
 from shared.bus.amqp import AmqpBus
 from shared.cache import create_cache
@@ -201,6 +203,37 @@ def trader(name: str | None = None) -> Principal:
     """A fresh trader with an account no other test uses (the run's databases are shared by all tests)."""
     name = name or f"trader-{new_id()[:8]}"
     return Principal(name, "trader", f"acct-{name}")
+
+
+def limit_buy(principal: Principal, **kw: Any) -> OrderTerms:
+    """An order's terms for `principal`: a limit buy of 1,000 600000.SH at 10.00 unless `kw` says otherwise."""
+    values: dict[str, Any] = {
+        "client_order_id": f"c-{new_id()[:10]}",
+        "account_id": principal.account_id,
+        "ts_code": "600000.SH",
+        "side": "buy",
+        "order_type": "limit",
+        "qty": 1000,
+        "price": "10.00",
+    }
+    values.update(kw)
+    return OrderTerms.model_validate(values)
+
+
+def signed_order(settings: Settings, terms: OrderTerms) -> dict[str, Any]:
+    """Execution's `POST /v1/orders` body: the terms with a fresh risk approval of them."""
+    approval = sign_approval(settings.approval_secret, terms, new_id()).model_dump(mode="json")
+    return {**terms.model_dump(mode="json"), "approval": approval}
+
+
+async def trades_were_yesterday(f: Fleet, account_id: str) -> None:
+    """Move the account's trades back one day (T+1: yesterday's buys are sellable today)."""
+    async with f.store.db.session() as s:
+        await s.execute(
+            update(trades)
+            .where(trades.c.account_id == account_id)
+            .values(traded_at=to_db_time(utcnow() - timedelta(days=1)))
+        )
 
 
 def headers(settings: Settings, principal: Principal) -> dict[str, str]:

@@ -5,18 +5,24 @@ deposits and withdrawals, and every fill's amount and fees (stamp duty by date).
 
 import asyncio
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import update
 
-from services.execution.store import cash_ledger, orders, refused_submissions, to_db_time, trades, utcnow
-from shared.approval import OrderTerms, sign_approval
+from services.execution.store import cash_ledger, orders, refused_submissions
+from shared.approval import OrderTerms
 from shared.internal_auth import Principal
-from shared.observability import new_id
 from tests.conftest import Backing
-from tests.integration.execution.order_path_harness import Fleet, fleet, settle, trader
+from tests.integration.execution.order_path_harness import (
+    Fleet,
+    fleet,
+    limit_buy,
+    settle,
+    signed_order,
+    trader,
+    trades_were_yesterday,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -24,24 +30,8 @@ ADMIN = Principal("root", "admin", "acct-root")
 RISK = Principal("svc:risk", "service")
 
 
-def _terms(principal: Principal, **kw: Any) -> OrderTerms:
-    values: dict[str, Any] = {
-        "client_order_id": f"c-{new_id()[:10]}",
-        "account_id": principal.account_id,
-        "ts_code": "600000.SH",
-        "side": "buy",
-        "order_type": "limit",
-        "qty": 1000,
-        "price": "10.00",
-    }
-    values.update(kw)
-    return OrderTerms.model_validate(values)
-
-
 async def _submit(f: Fleet, principal: Principal, terms: OrderTerms) -> Any:
-    approval = sign_approval(f.settings.approval_secret, terms, new_id()).model_dump(mode="json")
-    body = {**terms.model_dump(mode="json"), "approval": approval}
-    return await f.execution.post("/v1/orders", json=body, headers=f.headers(principal))
+    return await f.execution.post("/v1/orders", json=signed_order(f.settings, terms), headers=f.headers(principal))
 
 
 async def _account(f: Fleet, principal: Principal) -> dict[str, Any]:
@@ -49,15 +39,6 @@ async def _account(f: Fleet, principal: Principal) -> dict[str, Any]:
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
-
-
-async def _trades_were_yesterday(f: Fleet, account_id: str) -> None:
-    async with f.store.db.session() as s:
-        await s.execute(
-            update(trades)
-            .where(trades.c.account_id == account_id)
-            .values(traded_at=to_db_time(utcnow() - timedelta(days=1)))
-        )
 
 
 def _set_clock(f: Fleet, at: datetime) -> None:
@@ -70,12 +51,12 @@ async def test_concurrent_sells_are_admitted_only_up_to_the_sellable_shares(back
     settings = backing.settings()
     olga = trader()
     async with fleet(settings) as f:
-        assert (await _submit(f, olga, _terms(olga))).json()["status"] == "filled"  # 1,000 at 10.00
-        await _trades_were_yesterday(f, olga.account_id)
+        assert (await _submit(f, olga, limit_buy(olga))).json()["status"] == "filled"  # 1,000 at 10.00
+        await trades_were_yesterday(f, olga.account_id)
 
         # Eight sells of 200 at the same moment, each resting (limit 10.50 above the close of 10.00): only five
         # fit in the 1,000 sellable shares.
-        sells = [_terms(olga, side="sell", qty=200, price="10.50") for _ in range(8)]
+        sells = [limit_buy(olga, side="sell", qty=200, price="10.50") for _ in range(8)]
         answers = await asyncio.gather(*(_submit(f, olga, t) for t in sells))
 
         assert sorted(a.status_code for a in answers) == [201] * 5 + [422] * 3
@@ -103,7 +84,7 @@ async def test_concurrent_buys_are_admitted_only_up_to_the_available_cash(
         # Each buy: 1,000 x 9.50 = 9,500.00, commission 2.375 -> the 5.00 minimum, transfer fee 0.095 -> 0.10:
         # 9,505.10 reserved while it rests (9.50 is below the close of 10.00). 5 x 9,505.10 = 47,525.50 fits in
         # 50,000.00; a sixth (57,030.60) does not.
-        buys = [_terms(pia, price="9.50") for _ in range(8)]
+        buys = [limit_buy(pia, price="9.50") for _ in range(8)]
         answers = await asyncio.gather(*(_submit(f, pia, t) for t in buys))
 
         assert sorted(a.status_code for a in answers) == [201] * 5 + [422] * 3
@@ -138,14 +119,14 @@ async def test_a_buy_beyond_the_available_cash_is_refused_and_stores_nothing(
     quinn = trader()
     async with fleet(settings) as f:
         # 2,000 x 10.00 = 20,000.00 + commission 5.00 + transfer fee 0.20 = 20,005.20 > 20,000.00.
-        refused = await _submit(f, quinn, _terms(quinn, qty=2000))
+        refused = await _submit(f, quinn, limit_buy(quinn, qty=2000))
         assert refused.status_code == 422
         assert refused.json()["code"] == "insufficient_cash"
         assert "it needs 20005.20 CNY with fees, 20000.00 available" in refused.json()["message"]
         assert await f.store.count(orders, account_id=quinn.account_id) == 0
 
         # 1,900 x 10.00 = 19,000.00 + 5.00 + 0.19 = 19,005.19: fits, and fills at the close of 10.00.
-        bought = await _submit(f, quinn, _terms(quinn, qty=1900))
+        bought = await _submit(f, quinn, limit_buy(quinn, qty=1900))
         assert bought.status_code == 201 and bought.json()["status"] == "filled"
         assert await _account(f, quinn) == {
             "account_id": quinn.account_id,
@@ -157,12 +138,12 @@ async def test_a_buy_beyond_the_available_cash_is_refused_and_stores_nothing(
 
         # A market buy reserves at the next session's limit-up price (11.00): 100 x 11.00 = 1,100.00 + 5.00 + 0.01
         # = 1,105.01 > 994.81, refused although it would fill at 10.00 today.
-        market = await _submit(f, quinn, _terms(quinn, qty=100, order_type="market", price=None))
+        market = await _submit(f, quinn, limit_buy(quinn, qty=100, order_type="market", price=None))
         assert market.status_code == 422 and market.json()["code"] == "insufficient_cash"
         assert "at up to 11.00: it needs 1105.01 CNY with fees, 994.81 available" in market.json()["message"]
         # A security whose next session has no price limit: a market buy has no cap to reserve cash at.
         f.data.quotes["600000.SH"] = {**f.data.quotes["600000.SH"], "limit_up": None, "limit_down": None}
-        uncapped = await _submit(f, quinn, _terms(quinn, qty=100, order_type="market", price=None))
+        uncapped = await _submit(f, quinn, limit_buy(quinn, qty=100, order_type="market", price=None))
         assert uncapped.status_code == 422 and uncapped.json()["code"] == "price_cap_unknown"
         assert await f.store.count(orders, account_id=quinn.account_id) == 1
         await settle(f)
@@ -180,18 +161,18 @@ async def test_fills_move_cash_by_amount_and_fees_with_stamp_duty_by_date(
         # Thursday 2023-08-24, 10:00 in Shanghai: buy 10,000 at 10.00 = 100,000.00; commission 0.025% = 25.00,
         # transfer fee 0.001% = 1.00: -100,026.00.
         _set_clock(f, datetime(2023, 8, 24, 2, 0, tzinfo=UTC))
-        assert (await _submit(f, rita, _terms(rita, qty=10000))).json()["status"] == "filled"
+        assert (await _submit(f, rita, limit_buy(rita, qty=10000))).json()["status"] == "filled"
         assert (await _account(f, rita))["balance"] == "99974.00"
 
         # Friday 2023-08-25 (stamp duty 0.1%): sell 5,000 at 10.00 = 50,000.00; commission 12.50, stamp duty
         # 50.00, transfer fee 0.50: +49,937.00.
         _set_clock(f, datetime(2023, 8, 25, 2, 0, tzinfo=UTC))
-        assert (await _submit(f, rita, _terms(rita, side="sell", qty=5000))).json()["status"] == "filled"
+        assert (await _submit(f, rita, limit_buy(rita, side="sell", qty=5000))).json()["status"] == "filled"
         assert (await _account(f, rita))["balance"] == "149911.00"
 
         # Monday 2023-08-28 (stamp duty halved to 0.05%): the same sell pays 25.00 stamp duty: +49,962.00.
         _set_clock(f, datetime(2023, 8, 28, 2, 0, tzinfo=UTC))
-        assert (await _submit(f, rita, _terms(rita, side="sell", qty=5000))).json()["status"] == "filled"
+        assert (await _submit(f, rita, limit_buy(rita, side="sell", qty=5000))).json()["status"] == "filled"
         assert await _account(f, rita) == {
             "account_id": rita.account_id,
             "currency": "CNY",

@@ -12,12 +12,20 @@ import services.execution.store as execution_store
 from services.execution.brokers.base import BrokerReport
 from services.execution.desk import OrderDesk
 from services.execution.store import paper_fills, paper_orders, to_db_time
-from shared.approval import OrderTerms, sign_approval
+from shared.approval import OrderTerms
 from shared.domain import OrderStatus
 from shared.internal_auth import Principal
-from shared.observability import new_id
 from tests.conftest import Backing
-from tests.integration.execution.order_path_harness import Fleet, event_log, fleet, settle, trader, until
+from tests.integration.execution.order_path_harness import (
+    Fleet,
+    event_log,
+    fleet,
+    limit_buy,
+    settle,
+    signed_order,
+    trader,
+    until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -32,25 +40,8 @@ class Clock:
         return self.now
 
 
-def _terms(principal: Principal, **kw: Any) -> OrderTerms:
-    values: dict[str, Any] = {
-        "client_order_id": f"c-{new_id()[:10]}",
-        "account_id": principal.account_id,
-        "ts_code": "600000.SH",
-        "side": "buy",
-        "order_type": "limit",
-        "qty": 1000,
-        "price": "10.00",
-    }
-    values.update(kw)
-    return OrderTerms.model_validate(values)
-
-
 async def _submit(f: Fleet, principal: Principal, terms: OrderTerms) -> dict[str, Any]:
-    approval = sign_approval(f.settings.approval_secret, terms, new_id()).model_dump(mode="json")
-    response = await f.execution.post(
-        "/v1/orders", json={**terms.model_dump(mode="json"), "approval": approval}, headers=f.headers(principal)
-    )
+    response = await f.execution.post("/v1/orders", json=signed_order(f.settings, terms), headers=f.headers(principal))
     assert response.status_code == 201, response.text
     body: dict[str, Any] = response.json()
     return body
@@ -76,13 +67,13 @@ async def test_resting_orders_expire_at_the_close_of_their_trading_day(
         f.execution_app.state.broker.clock = clock
 
         # Tuesday 2024-12-31: buy 1,000 at 10.00 (fills): 10,000.00 + 5.00 + 0.10 = 10,005.10 paid.
-        assert (await _submit(f, xena, _terms(xena)))["status"] == "filled"
+        assert (await _submit(f, xena, limit_buy(xena)))["status"] == "filled"
 
         # Wednesday 2025-01-01, a holiday, 10:00 in Shanghai: a limit buy at 9.50 rests for the next session
         # (2025-01-02), reserving 1,000 x 9.50 + 5.00 + 0.10 = 9,505.10. At 16:00 that day nothing expires: the
         # last close was 2024-12-31's, before the order was placed.
         clock.now = datetime(2025, 1, 1, 2, 0, tzinfo=UTC)
-        buy = await _submit(f, xena, _terms(xena, price="9.50"))
+        buy = await _submit(f, xena, limit_buy(xena, price="9.50"))
         assert buy["status"] == "submitted"
         clock.now = datetime(2025, 1, 1, 8, 0, tzinfo=UTC)
         await desk.expire_day_orders()
@@ -91,7 +82,7 @@ async def test_resting_orders_expire_at_the_close_of_their_trading_day(
         # Thursday 2025-01-02, 10:00: a limit sell of 700 at 10.50 rests; the broker then fills 300 of it at 10.50:
         # 3,150.00 - commission 5.00 - stamp duty 0.05% 1.58 (1.575) - transfer fee 0.03 (0.0315) = +3,143.39.
         clock.now = datetime(2025, 1, 2, 2, 0, tzinfo=UTC)
-        sell = await _submit(f, xena, _terms(xena, side="sell", qty=700, price="10.50"))
+        sell = await _submit(f, xena, limit_buy(xena, side="sell", qty=700, price="10.50"))
         assert sell["status"] == "submitted"
         async with f.store.db.session() as s:
             await s.execute(
@@ -175,7 +166,7 @@ async def test_without_the_trade_calendar_nothing_expires_until_it_answers(
         await desk.first_reconcile_done.wait()
         desk.clock = clock
         f.execution_app.state.broker.clock = clock
-        resting = await _submit(f, yuri, _terms(yuri, price="9.50"))
+        resting = await _submit(f, yuri, limit_buy(yuri, price="9.50"))
         assert resting["status"] == "submitted"
 
         clock.now = datetime(2025, 1, 2, 8, 0, tzinfo=UTC)  # 16:00: the session has closed

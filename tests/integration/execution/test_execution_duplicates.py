@@ -13,35 +13,15 @@ import pytest
 from sqlalchemy import update
 
 from services.execution.store import cash_ledger, orders, to_db_time, trades, utcnow
-from shared.approval import OrderTerms, sign_approval
 from shared.internal_auth import Principal
 from shared.observability import new_id
 from tests.conftest import Backing
-from tests.integration.execution.order_path_harness import Fleet, fleet, settle, trader
+from tests.integration.execution.order_path_harness import Fleet, fleet, limit_buy, settle, signed_order, trader
 
 pytestmark = pytest.mark.integration
 
 ADMIN = Principal("root", "admin", "acct-root")
 COPIES = 4
-
-
-def _terms(p: Principal, **kw: Any) -> OrderTerms:
-    values: dict[str, Any] = {
-        "client_order_id": f"c-{new_id()[:10]}",
-        "account_id": p.account_id,
-        "ts_code": "600000.SH",
-        "side": "buy",
-        "order_type": "limit",
-        "qty": 1000,
-        "price": "10.00",
-    }
-    values.update(kw)
-    return OrderTerms.model_validate(values)
-
-
-def _body(f: Fleet, terms: OrderTerms) -> dict[str, Any]:
-    approval = sign_approval(f.settings.approval_secret, terms, new_id()).model_dump(mode="json")
-    return {**terms.model_dump(mode="json"), "approval": approval}
 
 
 async def _at_once(f: Fleet, principal: Principal, body: dict[str, Any]) -> list[Any]:
@@ -56,7 +36,9 @@ async def test_identical_sells_at_once_are_placed_once(backing: Backing) -> None
     settings = backing.settings()
     olga = trader()
     async with fleet(settings) as f:
-        bought = await f.execution.post("/v1/orders", json=_body(f, _terms(olga)), headers=f.headers(olga))
+        bought = await f.execution.post(
+            "/v1/orders", json=signed_order(f.settings, limit_buy(olga)), headers=f.headers(olga)
+        )
         assert bought.json()["status"] == "filled"
         async with f.store.db.session() as s:  # bought yesterday: all 1,000 sellable today (T+1)
             await s.execute(
@@ -64,8 +46,8 @@ async def test_identical_sells_at_once_are_placed_once(backing: Backing) -> None
                 .where(trades.c.account_id == olga.account_id)
                 .values(traded_at=to_db_time(utcnow() - timedelta(days=1)))
             )
-        sell = _terms(olga, side="sell", qty=1000, price="10.50")  # above the market: rests, holding all 1,000
-        answers = await _at_once(f, olga, _body(f, sell))
+        sell = limit_buy(olga, side="sell", qty=1000, price="10.50")  # above the market: rests, holding all 1,000
+        answers = await _at_once(f, olga, signed_order(f.settings, sell))
 
         assert Counter(a.status_code for a in answers) == Counter({201: 1, 200: COPIES - 1}), [
             (a.status_code, a.json().get("code")) for a in answers
@@ -85,8 +67,8 @@ async def test_identical_buys_at_once_are_placed_once_when_cash_covers_one(
     async with fleet(settings) as f:
         # 1,000 x 9.50 = 9,500.00 + 5.00 commission (minimum) + 0.10 transfer fee = 9,505.10 reserved; a second
         # copy would need 9,505.10 of the 494.90 left.
-        buy = _terms(pia, price="9.50")
-        answers = await _at_once(f, pia, _body(f, buy))
+        buy = limit_buy(pia, price="9.50")
+        answers = await _at_once(f, pia, signed_order(f.settings, buy))
 
         assert Counter(a.status_code for a in answers) == Counter({201: 1, 200: COPIES - 1}), [
             (a.status_code, a.json().get("code")) for a in answers

@@ -3,17 +3,15 @@ the same moment all pass risk's early checks, and execution's admission lets thr
 holds; its refusal comes back through risk with its code. Risk's own buying-power check. Amounts by hand."""
 
 import asyncio
-from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import update
 
-from services.execution.store import orders, to_db_time, trades, utcnow
+from services.execution.store import orders
 from services.risk.checks import Holding
 from shared.observability import new_id
 from tests.conftest import Backing
-from tests.integration.execution.order_path_harness import Fleet, fleet, settle, trader
+from tests.integration.execution.order_path_harness import fleet, settle, trader, trades_were_yesterday
 
 pytestmark = pytest.mark.integration
 
@@ -40,15 +38,6 @@ def _refusal_code(answer: Any) -> str:
     return str(body["code"])
 
 
-async def _trades_were_yesterday(f: Fleet, account_id: str) -> None:
-    async with f.store.db.session() as s:
-        await s.execute(
-            update(trades)
-            .where(trades.c.account_id == account_id)
-            .values(traded_at=to_db_time(utcnow() - timedelta(days=1)))
-        )
-
-
 class StalePositions:
     """Risk's view of the position as it was before other sells took the shares (the race window)."""
 
@@ -65,7 +54,7 @@ async def test_concurrent_sells_through_risk_sell_only_the_sellable_shares(backi
     async with fleet(settings) as f:
         bought = await f.risk.post("/v1/orders", json=_order(), headers=f.headers(tom))
         assert bought.status_code == 201 and bought.json()["order"]["status"] == "filled"
-        await _trades_were_yesterday(f, tom.account_id)
+        await trades_were_yesterday(f, tom.account_id)
 
         sells = [_order(side="sell", qty=200, price="10.50") for _ in range(8)]  # rest above the close
         answers = await asyncio.gather(*(f.risk.post("/v1/orders", json=s, headers=f.headers(tom)) for s in sells))
@@ -82,7 +71,7 @@ async def test_executions_refusal_comes_back_through_risk_with_its_code(backing:
     uma = trader()
     async with fleet(settings) as f:
         assert (await f.risk.post("/v1/orders", json=_order(), headers=f.headers(uma))).status_code == 201
-        await _trades_were_yesterday(f, uma.account_id)
+        await trades_were_yesterday(f, uma.account_id)
         # Risk still believes all 1,000 shares are sellable; 700 of them are already promised to a resting sell.
         resting = await f.risk.post(
             "/v1/orders", json=_order(side="sell", qty=700, price="10.50"), headers=f.headers(uma)

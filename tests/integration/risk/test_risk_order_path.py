@@ -2,18 +2,25 @@
 are filled and their events published; rejected ones (and those risk cannot decide) never reach execution."""
 
 import asyncio
-from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import update
 
-from services.execution.store import orders, paper_fills, to_db_time, trades, utcnow
+from services.execution.store import orders, paper_fills, trades
 from shared.internal_auth import Principal
 from shared.observability import CORRELATION_HEADER, new_id
 from tests.conftest import Backing
-from tests.integration.execution.order_path_harness import Fleet, event_log, fleet, metric, settle, trader, until
+from tests.integration.execution.order_path_harness import (
+    Fleet,
+    event_log,
+    fleet,
+    metric,
+    settle,
+    trader,
+    trades_were_yesterday,
+    until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -32,16 +39,6 @@ def _order(**kw: Any) -> dict[str, Any]:
 
 async def _execution_rows(f: Fleet, account_id: str) -> tuple[int, int]:
     return await f.store.count(orders, account_id=account_id), await f.store.count(trades, account_id=account_id)
-
-
-async def _trades_were_yesterday(f: Fleet, account_id: str) -> None:
-    """Move the account's trades back one day (T+1: yesterday's buys are sellable today)."""
-    async with f.store.db.session() as s:
-        await s.execute(
-            update(trades)
-            .where(trades.c.account_id == account_id)
-            .values(traded_at=to_db_time(utcnow() - timedelta(days=1)))
-        )
 
 
 async def _positions(f: Fleet, principal: Principal, query: str = "") -> list[dict[str, Any]]:
@@ -260,7 +257,7 @@ async def test_limit_orders_rest_or_fill_by_the_latest_close(backing: Backing) -
 
         bought = await f.risk.post("/v1/orders", json=_order(qty=1000), headers=f.headers(frank))
         assert bought.status_code == 201 and bought.json()["order"]["status"] == "filled"
-        await _trades_were_yesterday(f, frank.account_id)
+        await trades_were_yesterday(f, frank.account_id)
         sell = await f.risk.post(
             "/v1/orders",
             json=_order(side="sell", order_type="limit", qty=1000, price="9.90"),
@@ -300,7 +297,7 @@ async def test_t_plus_1_shares_bought_today_are_sold_tomorrow(backing: Backing) 
         assert "cannot sell 1000 shares of 600000.SH: 0 sellable now (held 1000;" in reason["message"]
         assert await _execution_rows(f, grace.account_id) == (1, 1)
 
-        await _trades_were_yesterday(f, grace.account_id)
+        await trades_were_yesterday(f, grace.account_id)
         assert await _positions(f, grace) == [{"ts_code": "600000.SH", "qty": 1000, "sellable_qty": 1000}]
         next_day = await f.risk.post("/v1/orders", json=_order(side="sell", qty=1000), headers=f.headers(grace))
         assert next_day.status_code == 201, next_day.text
@@ -314,7 +311,7 @@ async def test_a_resting_sell_reserves_its_shares(backing: Backing) -> None:
     heidi = trader()
     async with fleet(settings) as f:
         assert (await f.risk.post("/v1/orders", json=_order(qty=1000), headers=f.headers(heidi))).status_code == 201
-        await _trades_were_yesterday(f, heidi.account_id)
+        await trades_were_yesterday(f, heidi.account_id)
 
         # A limit sell above the close (10.00) rests and reserves its 700 shares: 300 are left to sell.
         resting = await f.risk.post(
@@ -346,7 +343,7 @@ async def test_an_odd_lot_may_only_be_sold_as_the_whole_position(backing: Backin
         # STAR: buy at least 200, then any number: 250 shares; a sell below 200 must close the position.
         bought = await f.risk.post("/v1/orders", json=_order(ts_code="688981.SH", qty=250), headers=f.headers(ivan))
         assert bought.status_code == 201, bought.text
-        await _trades_were_yesterday(f, ivan.account_id)
+        await trades_were_yesterday(f, ivan.account_id)
 
         part = await f.risk.post(
             "/v1/orders", json=_order(ts_code="688981.SH", side="sell", qty=100), headers=f.headers(ivan)
@@ -412,7 +409,7 @@ async def test_a_retry_after_a_lost_answer_gets_the_order_without_new_checks(bac
         # A sell retried after it sold the shares is not told they are gone.
         f.data.fail_with = None
         f.data.quotes["600000.SH"]["suspended"] = False
-        await _trades_were_yesterday(f, leo.account_id)
+        await trades_were_yesterday(f, leo.account_id)
         sell = _order(side="sell", qty=400)
         sold = await f.risk.post("/v1/orders", json=sell, headers=f.headers(leo))
         assert sold.status_code == 201 and sold.json()["order"]["status"] == "filled"
