@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -40,7 +40,6 @@ from services.data.store import (
     trade_calendar,
 )
 from shared.bus import create_bus
-from shared.db import Database
 from shared.events.envelope import Envelope
 from shared.internal_auth import service_headers
 from tests.support.fake_tushare import FakeTushare, with_other_securities
@@ -200,20 +199,6 @@ def provider_for(server: FakeTushare, attempts: int = 3) -> TushareProvider:
     fast = RetryPolicy(max_attempts=attempts, base_delay_s=0.01, max_delay_s=0.02, rate_limit_delay_s=0.01,
                        rate_limit_max_delay_s=0.02)  # fmt: skip
     return TushareProvider(config, retry=fast, limiter=RateLimiter(default=None))
-
-
-@pytest.fixture
-async def store(backing: Any) -> AsyncIterator[DataStore]:  # a fresh database per test
-    settings = backing.settings(scope="ing" + secrets.token_hex(3))
-    db = Database(settings.database_url_for("data"))
-    await db.connect()
-    from services.data.store import MIGRATIONS_DIR
-
-    await db.migrate(MIGRATIONS_DIR)
-    try:
-        yield DataStore(db)
-    finally:
-        await db.dispose()
 
 
 async def count(store: DataStore, table: Any) -> int:

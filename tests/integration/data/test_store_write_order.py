@@ -3,28 +3,10 @@ a trigger numbers the rows as InnoDB receives them."""
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import AsyncIterator
-from typing import Any
-
 import pandas as pd
-import pytest
 from sqlalchemy import text
 
-from services.data.store import MIGRATIONS_DIR, DataStore
-from shared.db import Database
-
-
-@pytest.fixture
-async def store(backing: Any) -> AsyncIterator[DataStore]:  # a fresh database per test
-    settings = backing.settings(scope="ord" + secrets.token_hex(3))
-    db = Database(settings.database_url_for("data"))
-    await db.connect()
-    await db.migrate(MIGRATIONS_DIR)
-    try:
-        yield DataStore(db)
-    finally:
-        await db.dispose()
+from services.data.store import DataStore
 
 
 async def test_rows_arriving_day_by_day_reach_the_server_stock_by_stock(store: DataStore) -> None:
