@@ -10,7 +10,7 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 
 from fastapi import FastAPI
 
@@ -91,16 +91,12 @@ class StoredThrough:
             lag = None
             if self._at is not None:
                 due = latest_due_day(now or datetime.now(SHANGHAI), self._at, self._trading_days)
-                lag = await update_lag_days(complete, due, self._open_days)
+                # The scheduler's calendar: the stored one where it has the day, else the built-in one (the stored
+                # one alone would read 0 in January until the update that may be failing stores the new year).
+                lag = update_lag_days(complete, due, self._trading_days)
             self._metrics.stored_through(complete, lag)
         except Exception:
             log.warning("could not refresh the stored-through metrics", exc_info=True)
-
-    async def _open_days(self, start: date, end: date) -> int:
-        # The scheduler's calendar: the stored one where it has the day, else the built-in one. Counting on the
-        # stored calendar alone would read 0 in January until the new year's trade_cal is stored (by the update
-        # that may be the one failing).
-        return sum(1 for n in range((end - start).days + 1) if self._trading_days(start + timedelta(days=n)))
 
     async def watch(self, every_s: float = REFRESH_EVERY_S) -> None:
         """Refresh on a clock too: the lag must grow while no update runs at all (scheduler stuck, update hung)."""

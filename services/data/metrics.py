@@ -3,7 +3,7 @@ used by the Grafana dashboard and the alert rules in prometheus/alerts.yml)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
@@ -79,15 +79,11 @@ class DataMetrics:
             self.update_lag.set(lag_days)
 
 
-async def update_lag_days(
-    last_complete: date | None,
-    due: date | None,
-    count_open_days: Callable[[date, date], Awaitable[int]],
-) -> int | None:
+def update_lag_days(last_complete: date | None, due: date | None, is_trading_day: Callable[[date], bool]) -> int | None:
     """Trading days after `last_complete` up to `due` (the newest day whose data is out): how far the store is
     behind the market. None when nothing was ever stored in full (a backfill comes first; there is no lag to tell)."""
     if last_complete is None:
         return None
     if due is None or due <= last_complete:
         return 0
-    return await count_open_days(last_complete + timedelta(days=1), due)
+    return sum(1 for n in range(1, (due - last_complete).days + 1) if is_trading_day(last_complete + timedelta(days=n)))

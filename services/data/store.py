@@ -362,24 +362,24 @@ def key_order(columns: dict[str, np.ndarray], keys: Sequence[str]) -> np.ndarray
     n = len(columns[keys[0]])
     if n < 2:
         return None
-    combined = np.zeros(n, dtype=np.int64)
-    span = 1
+    ranks: list[np.ndarray] = []
     for name in keys:
         try:
-            codes, uniques = pd.factorize(columns[name], sort=True, use_na_sentinel=True)
+            codes, _ = pd.factorize(columns[name], sort=True, use_na_sentinel=True)
         except TypeError:  # values that do not compare (e.g. dates mixed with timestamps): write in the given order
             return None
-        if len(uniques) == 0 or (codes < 0).any():
+        if (codes < 0).any():
             return None
-        span *= len(uniques)
-        if span >= 2**62:  # the combined rank would overflow: sort on the codes themselves
-            ranks = [pd.factorize(columns[k], sort=True)[0] for k in keys]
-            order = np.lexsort(ranks[::-1])
-            return None if bool((order[1:] > order[:-1]).all()) else order
-        combined = combined * len(uniques) + codes
-    if bool((combined[1:] >= combined[:-1]).all()):
+        ranks.append(codes)
+    # In order when every row is after its predecessor on the first key that differs (or equal on all of them).
+    after = np.zeros(n - 1, dtype=bool)
+    tied = np.ones(n - 1, dtype=bool)
+    for rank in ranks:
+        after |= tied & (rank[1:] > rank[:-1])
+        tied &= rank[1:] == rank[:-1]
+    if bool((after | tied).all()):
         return None
-    return np.argsort(combined, kind="stable")
+    return np.lexsort(ranks[::-1])  # stable: rows with equal keys keep their order
 
 
 def driver_rows(params: Sequence[np.ndarray], order: np.ndarray | None, start: int, stop: int) -> list[tuple[Any, ...]]:

@@ -15,7 +15,7 @@ from services.data.providers import DemoProvider
 from services.data.scheduler import SHANGHAI
 from services.data.store import MIGRATIONS_DIR, DataStore
 from shared.db import Database
-from shared.market.calendar import sse_trading_days
+from shared.market.calendar import is_trading_day, sse_trading_days
 from shared.settings import Settings
 
 
@@ -57,17 +57,13 @@ def test_a_trading_day_is_given_as_shanghai_midnight() -> None:
     assert value(registry, "lh_data_update_lag_days") == 3  # not given: left as the scheduler last set it
 
 
-async def count_open_days(start: date, end: date) -> int:
-    return len(sse_trading_days(start, end))
-
-
-async def test_the_lag_counts_trading_days_not_calendar_days() -> None:
+def test_the_lag_counts_trading_days_not_calendar_days() -> None:
     # Stored through Friday 2024-09-27; due Tuesday 2024-10-08, after the National Day closure (Oct 1-7) and a
     # weekend: the sessions missing are Mon 2024-09-30 and Tue 2024-10-08.
-    assert await update_lag_days(date(2024, 9, 27), date(2024, 10, 8), count_open_days) == 2
-    assert await update_lag_days(date(2024, 9, 27), date(2024, 9, 27), count_open_days) == 0
-    assert await update_lag_days(date(2024, 10, 8), date(2024, 9, 27), count_open_days) == 0  # ahead (a backfill)
-    assert await update_lag_days(None, date(2024, 10, 8), count_open_days) is None  # never stored: no lag to tell
+    assert update_lag_days(date(2024, 9, 27), date(2024, 10, 8), is_trading_day) == 2
+    assert update_lag_days(date(2024, 9, 27), date(2024, 9, 27), is_trading_day) == 0
+    assert update_lag_days(date(2024, 10, 8), date(2024, 9, 27), is_trading_day) == 0  # ahead (a backfill)
+    assert update_lag_days(None, date(2024, 10, 8), is_trading_day) is None  # never stored: no lag to tell
 
 
 async def test_the_lag_counts_past_the_stored_calendar_in_january(tmp_path: Path) -> None:
