@@ -10,7 +10,7 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from datetime import UTC, date, datetime
+from datetime import date
 
 from fastapi import FastAPI
 
@@ -22,15 +22,13 @@ from services.data.ingest import (
     IngestError,
     IngestOptions,
     Ingestor,
-    IngestResult,
-    Progress,
     stored_open_days,
 )
 from services.data.ingest_api import ingest_router
 from services.data.loader import load_demo_market
-from services.data.metrics import DataMetrics, update_lag_days
+from services.data.metrics import DataMetrics, StoredThrough
 from services.data.providers import DemoProvider, MarketDataProvider, TushareConfig, TushareProvider
-from services.data.scheduler import SHANGHAI, DailyScheduler, latest_due_day, parse_run_time
+from services.data.scheduler import DailyScheduler, parse_run_time
 from services.data.store import MIGRATIONS_DIR, DataStore
 from shared.app import Infra, create_service_app
 from shared.db import Database
@@ -39,7 +37,6 @@ from shared.outbox import OutboxRelay
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
-REFRESH_EVERY_S = 300.0  # the stored-through / update-lag metrics, between runs
 
 
 def make_provider(settings: Settings) -> MarketDataProvider:
@@ -71,46 +68,6 @@ class TradingDays:
             return builtin_is_trading_day(day)
         except ValueError:
             return day.weekday() < 5
-
-
-class StoredThrough:
-    """Keeps the metrics of how far the store is: the newest trading day stored in full and, when the daily update
-    is scheduled, how many published trading days are missing (`lh_data_update_lag_days`). Refreshed at start-up,
-    after every ingest run and after every scheduled update."""
-
-    def __init__(self, metrics: DataMetrics, ingestor: Ingestor, trading_days: TradingDays, at: str | None) -> None:
-        self._metrics = metrics
-        self._ingestor = ingestor
-        self._trading_days = trading_days
-        self._at = parse_run_time(at) if at else None  # None: no schedule, so no "due" day to lag behind
-        self._pending: set[asyncio.Task[None]] = set()
-
-    async def refresh(self, now: datetime | None = None) -> None:
-        try:
-            complete = await self._ingestor.last_update_day()
-            lag = None
-            if self._at is not None:
-                due = latest_due_day(now or datetime.now(SHANGHAI), self._at, self._trading_days)
-                # The scheduler's calendar: the stored one where it has the day, else the built-in one (the stored
-                # one alone would read 0 in January until the update that may be failing stores the new year).
-                lag = update_lag_days(complete, due, self._trading_days)
-            self._metrics.stored_through(complete, lag)
-        except Exception:
-            log.warning("could not refresh the stored-through metrics", exc_info=True)
-
-    async def watch(self, every_s: float = REFRESH_EVERY_S) -> None:
-        """Refresh on a clock too: the lag must grow while no update runs at all (scheduler stuck, update hung)."""
-        while True:
-            await asyncio.sleep(every_s)
-            await self.refresh()
-
-    def run_finished(self, progress: Progress, status: str, result: IngestResult | None) -> None:
-        quality = result.quality if result else None
-        self._metrics.run_finished(kind=progress.kind, status=status, tables=progress.tables, quality=quality,
-                                   finished_at=datetime.now(UTC))  # fmt: skip
-        task = asyncio.get_running_loop().create_task(self.refresh())
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
 
 
 class StoreRunLog:

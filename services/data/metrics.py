@@ -3,15 +3,21 @@ used by the Grafana dashboard and the alert rules in prometheus/alerts.yml)."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable, Mapping
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from services.data.ingest import Ingestor, IngestResult, Progress
 from services.data.quality import Severity
-from services.data.scheduler import SHANGHAI
+from services.data.scheduler import SHANGHAI, latest_due_day, parse_run_time
 
+log = logging.getLogger(__name__)
+
+REFRESH_EVERY_S = 300.0  # the stored-through / update-lag metrics, between runs
 KINDS = ("backfill", "update", "import")
 STATUSES = ("succeeded", "failed", "interrupted")
 
@@ -87,3 +93,45 @@ def update_lag_days(last_complete: date | None, due: date | None, is_trading_day
     if due is None or due <= last_complete:
         return 0
     return sum(1 for n in range(1, (due - last_complete).days + 1) if is_trading_day(last_complete + timedelta(days=n)))
+
+
+class StoredThrough:
+    """Keeps the metrics of how far the store is: the newest trading day stored in full and, when the daily update
+    is scheduled, how many published trading days are missing (`lh_data_update_lag_days`). Refreshed at start-up,
+    after every ingest run and after every scheduled update."""
+
+    def __init__(
+        self, metrics: DataMetrics, ingestor: Ingestor, trading_days: Callable[[date], bool], at: str | None
+    ) -> None:
+        self._metrics = metrics
+        self._ingestor = ingestor
+        self._trading_days = trading_days
+        self._at = parse_run_time(at) if at else None  # None: no schedule, so no "due" day to lag behind
+        self._pending: set[asyncio.Task[None]] = set()
+
+    async def refresh(self, now: datetime | None = None) -> None:
+        try:
+            complete = await self._ingestor.last_update_day()
+            lag = None
+            if self._at is not None:
+                due = latest_due_day(now or datetime.now(SHANGHAI), self._at, self._trading_days)
+                # The scheduler's calendar: the stored one where it has the day, else the built-in one (the stored
+                # one alone would read 0 in January until the update that may be failing stores the new year).
+                lag = update_lag_days(complete, due, self._trading_days)
+            self._metrics.stored_through(complete, lag)
+        except Exception:
+            log.warning("could not refresh the stored-through metrics", exc_info=True)
+
+    async def watch(self, every_s: float = REFRESH_EVERY_S) -> None:
+        """Refresh on a clock too: the lag must grow while no update runs at all (scheduler stuck, update hung)."""
+        while True:
+            await asyncio.sleep(every_s)
+            await self.refresh()
+
+    def run_finished(self, progress: Progress, status: str, result: IngestResult | None) -> None:
+        quality = result.quality if result else None
+        self._metrics.run_finished(kind=progress.kind, status=status, tables=progress.tables, quality=quality,
+                                   finished_at=datetime.now(UTC))  # fmt: skip
+        task = asyncio.get_running_loop().create_task(self.refresh())
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)

@@ -12,8 +12,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
-from services.data.app import StoredThrough, TradingDays, create_app
-from services.data.metrics import DataMetrics, day_start_timestamp
+from services.data.app import TradingDays, create_app
+from services.data.metrics import DataMetrics, StoredThrough, day_start_timestamp
 from services.data.scheduler import SHANGHAI
 from services.data.store import adj_factors, daily_bars, daily_basic, stk_limits
 from shared.internal_auth import service_headers

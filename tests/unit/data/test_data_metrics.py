@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 from prometheus_client import CollectorRegistry
 
-from services.data.app import StoredThrough, TradingDays
+from services.data.app import TradingDays
 from services.data.ingest import Ingestor
-from services.data.metrics import DataMetrics, day_start_timestamp, update_lag_days
+from services.data.metrics import DataMetrics, StoredThrough, day_start_timestamp, update_lag_days
 from services.data.providers import DemoProvider
 from services.data.scheduler import SHANGHAI
 from services.data.store import MIGRATIONS_DIR, DataStore
