@@ -221,7 +221,10 @@ def size_orders(
     short = selling & (qty > sellable)
     reason[short & (reason == 0)] = R_T1
     qty = np.where(short, sellable, qty)
-    qty = np.where(selling & (qty < pos), _lots_down(qty, lot_min, lot_step), qty)
+    partial_sell = selling & (qty < pos)
+    qty = np.where(partial_sell, _lots_down(qty, lot_min, lot_step), qty)
+    # a sized sell of less than a lot (a value or a target a few shares away) that is not the whole position
+    reason[partial_sell & (qty == 0) & (reason == 0)] = R_BELOW_LOT
     reason[bad_lot] = R_BAD_LOT
     qty[bad_lot] = 0
     if cfg.volume_cap is not None:

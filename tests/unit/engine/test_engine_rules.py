@@ -292,3 +292,40 @@ def test_target_orders_and_close_position() -> None:
 def test_orders_left_at_the_end_are_cancelled_with_a_reason() -> None:
     result = run(Script({1: lambda c: c.buy(A, 100)}), bars(flat(A, DAYS[:2])))
     assert orders(result)[0]["reason"] == "end of data: no bar left to fill on"
+
+
+def test_a_sized_sell_smaller_than_a_lot_is_cancelled_with_the_below_lot_reason() -> None:
+    frame = bars(flat(A, DAYS[:4], 10.0))
+    s = Script(
+        {
+            -1: lambda c: c.buy(A, 300),
+            0: lambda c: c.order_value(A, -500),  # 50 shares' worth of 300 held: below a lot, not the position
+            1: lambda c: c.order_target_value(A, 2_550),  # hold 255 of 300: sell 45, below a lot
+        }
+    )
+    result = run(s, frame)
+    o = orders(result)
+    assert [(x["status"], x["filled_qty"], x["reason"]) for x in o[1:]] == [
+        ("cancelled", 0, "below the smallest lot the board allows"),
+        ("cancelled", 0, "below the smallest lot the board allows"),
+    ]
+    assert list(result.positions[:, 0]) == [300, 300, 300, 300]
+
+
+def test_every_order_not_filled_in_full_says_why() -> None:
+    """A varied run (random orders of every kind over a market with limit days, suspensions, a split, STAR lots,
+    the volume cap, cash shortage and T+1) in the four configs of the batch tests: every order that did not fill in
+    full (cancelled, partially filled, rejected) has a reason, and every filled one has none."""
+    from tests.unit.engine.test_engine_batch import CONFIGS, Trader, market
+
+    unfilled = 0
+    for config in CONFIGS.values():
+        for seed in range(3):
+            result = run(Trader({"seed": seed, "budget": 0.2, "churn": 0.4}), market(), config)
+            o = result.orders_frame()
+            done = o["status"] == "filled"
+            assert (o.loc[done, "reason"] == "").all()
+            missing = o[~done & (o["reason"] == "")]
+            assert missing.empty, missing.to_string()
+            unfilled += int((~done).sum())
+    assert unfilled > 100
