@@ -40,6 +40,7 @@ from services.data.providers import (
     ymd,
 )
 from services.data.providers.errors import DataNotReady
+from services.data.providers.port import data_ends
 from services.data.quality import RULES, QualityInputError, QualityReport, run_quality_checks
 from services.data.scheduler import SHANGHAI
 from services.data.store import (
@@ -328,6 +329,9 @@ class Ingestor:
                 return
             calendar = await self._store_calendar(last + timedelta(days=1), date(today.year, 12, 31), progress)
             days = [d for d in calendar if d <= today and (d < today or now.time() >= self.options.ready_at)]
+            ends = data_ends(self.provider)  # a fixed data set (the demo market) has nothing after its end
+            if ends is not None:
+                days = [d for d in days if d <= ends]
             progress.steps_total = len(days)
             await self._record_plan(progress.run_id, days)
             if not days:

@@ -83,3 +83,31 @@ async def test_a_run_whose_final_write_fails_is_reported_failed_not_interrupted(
         assert ended == ["failed"]
     finally:
         await db.dispose()
+
+
+async def test_the_demo_stores_update_succeeds_in_december_2026(tmp_path: Path) -> None:
+    # The demo market is a fixed window: an update long after it has nothing to fetch, but it must not fail on the
+    # calendar (the built-in one ended in 2025) nor wait for demo days that will never come.
+    from datetime import datetime
+
+    from services.data.loader import load_demo_market
+    from services.data.scheduler import SHANGHAI
+
+    settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/{{service}}.db", demo_symbols=10,
+                        demo_start="2024-06-03", demo_end="2024-12-31")  # fmt: skip
+    db = Database(settings.database_url_for("data"))
+    await db.connect()
+    try:
+        await db.migrate(MIGRATIONS_DIR)
+        store = DataStore(db)
+        await load_demo_market(store, settings)
+        ingestor = Ingestor(store, DemoProvider(settings))
+        result = await ingestor.update(as_of=datetime(2026, 12, 6, 18, 0, tzinfo=SHANGHAI))
+        assert result.status == "succeeded", result.error
+        assert result.bar_rows == 0
+        assert await store.latest_session() == date(2024, 12, 31)
+        # The update stored the calendar through the end of 2026: 243 sessions in 2025, 242 in 2026.
+        assert len(await store.open_days(date(2025, 1, 1), date(2025, 12, 31))) == 243
+        assert len(await store.open_days(date(2026, 1, 1), date(2026, 12, 31))) == 242
+    finally:
+        await db.dispose()
