@@ -148,7 +148,7 @@ async def _command(args: argparse.Namespace, ingestor: Ingestor, store: DataStor
             for r in await store.list_ingest_runs(args.limit):
                 out.write(f"{r.run_id}  {r.kind:8} {r.status:11} {r.started_at:%Y-%m-%d %H:%M:%S}  "
                           f"{r.start_date or '':10} {r.end_date or '':10} {r.rows:>12,} rows  "
-                          f"{100 * r.progress:5.1f}%  {r.error or ''}\n")  # fmt: skip
+                          f"{100 * r.progress:5.1f}%  {_one_line(r.error)}\n")  # fmt: skip
             return EXIT_OK
     except IngestError as exc:  # e.g. another run is active
         out.write(f"error: {exc}\n")
@@ -156,6 +156,11 @@ async def _command(args: argparse.Namespace, ingestor: Ingestor, store: DataStor
     finally:
         printer.done()
     return _report(result, out)
+
+
+def _one_line(error: str | None) -> str:
+    """A run's error on one line of the listing (an import's names every bad file, a line each)."""
+    return " | ".join(line.strip() for line in (error or "").splitlines() if line.strip())
 
 
 async def _quality(args: argparse.Namespace, ingestor: Ingestor, store: DataStore, out: TextIO) -> int:

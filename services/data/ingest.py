@@ -36,7 +36,7 @@ from services.data.events import bars_updated, outbox
 from services.data.providers import (
     MarketDataProvider,
     ProviderError,
-    read_daily_file,
+    read_daily_files,
     ymd,
 )
 from services.data.providers.errors import DataNotReady
@@ -361,14 +361,10 @@ class Ingestor:
 
         async def body(progress: Progress, written: _Written) -> None:
             progress.steps_total = len(files) + 1
-            frames = []
-            for file in files:
-                frame = await asyncio.to_thread(read_daily_file, file)
-                if adj_factor and "adj_factor" not in frame.columns:
-                    raise IngestError(f"{file}: no adj_factor column (--adj-factor says every file has one)")
-                frames.append(frame)
-                progress.steps_done += 1
-                progress.current = file.name
+            # Every file is read and checked before any is stored; all the bad ones are named at once.
+            frames = await asyncio.to_thread(read_daily_files, files, require_adj_factor=adj_factor)
+            progress.steps_done += len(files)
+            progress.current = files[-1].name
             bars = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
             duplicated = bars.duplicated(["ts_code", "trade_date"], keep=False)
             if duplicated.any():

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from services.data.providers.errors import ProviderDataError
 from services.data.providers.port import API_SCHEMAS
-from services.data.units import on_grid
+from services.data.units import MAX_UNITS, on_grid
 
 KEY_COLUMNS = ("ts_code", "trade_date")
 PRICE_COLUMNS = ("open", "high", "low", "close", "pre_close")
@@ -33,6 +33,12 @@ DERIVED_COLUMNS = ("change", "pct_chg")
 OPTIONAL_COLUMNS = ("adj_factor",)
 DAILY_COLUMNS = tuple(API_SCHEMAS["daily"].fields)  # Tushare's `daily` layout
 MAX_REPORTED = 20  # issues listed in the message; all of them are on the exception
+MAX_PER_FILE = 5  # issues listed per file when several files are bad
+ADJUSTED_HINT = (
+    "prices with more than 2 decimals look qfq/hfq-adjusted: the store keeps unadjusted prices and adjusts on read, "
+    "so import the unadjusted bars with Tushare's adj_factor instead (see docs/data-ingest.md, 'Adjusted prices')"
+)
+_NO_ADJ_FACTOR = "no adj_factor column (--adj-factor says every file has one)"
 
 _TS_CODE = re.compile(r"^\d{6}\.(SH|SZ|BJ)$")
 _YMD = re.compile(r"^\d{8}$")
@@ -48,21 +54,61 @@ class FileIssue:
 
 
 class FileImportError(ProviderDataError):
-    """A file that cannot be imported, with every issue found (`issues`) and the first ones in the message."""
+    """A file that cannot be imported, with every issue found (`issues`) and the first ones in the message; `hint`
+    says what to do instead when the file looks like something else (adjusted prices)."""
 
-    def __init__(self, path: Path, issues: Sequence[FileIssue], unit: str = "line") -> None:
+    def __init__(self, path: Path, issues: Sequence[FileIssue], unit: str = "line", *, hint: str | None = None) -> None:
         self.path = path
         self.issues = list(issues)
         self.unit = unit
-        shown = [self._describe(i) for i in self.issues[:MAX_REPORTED]]
-        more = len(self.issues) - len(shown)
-        text = "; ".join(shown) + (f"; and {more} more" if more > 0 else "")
-        super().__init__(f"{path}: {text}")
+        self.hint = hint
+        super().__init__(f"{self.summary()}" + (f" ({hint})" if hint else ""))
+
+    def summary(self, shown: int = MAX_REPORTED) -> str:
+        """The file and its first `shown` issues (without the hint)."""
+        described = [self._describe(i) for i in self.issues[:shown]]
+        more = len(self.issues) - len(described)
+        return f"{self.path}: " + "; ".join(described) + (f"; and {more} more" if more > 0 else "")
 
     def _describe(self, issue: FileIssue) -> str:
         where = f"{self.unit} {issue.line}: " if issue.line else ""
         column = f"{issue.column}: " if issue.column else ""
         return f"{where}{column}{issue.reason}"
+
+
+class FilesImportError(ProviderDataError):
+    """Files that cannot be imported: `errors` has one `FileImportError` per bad file (every file was read and
+    checked), so a user fixing 296 files learns of all of them at once; nothing of any file was imported."""
+
+    def __init__(self, errors: Sequence[FileImportError], total: int) -> None:
+        self.errors = list(errors)
+        self.total = total
+        shown = MAX_REPORTED if len(self.errors) == 1 else MAX_PER_FILE
+        lines = [e.summary(shown) for e in self.errors]
+        hints = list(dict.fromkeys(e.hint for e in self.errors if e.hint))
+        head = f"{len(self.errors)} of {total} files cannot be imported, so none was"
+        super().__init__("\n  ".join([head + ":", *lines, *hints]))
+
+
+def read_daily_files(paths: Sequence[str | Path], *, require_adj_factor: bool = False) -> list[pd.DataFrame]:
+    """`read_daily_file` of every path, all of them checked before any is returned: one `FilesImportError` naming
+    each bad file (with its lines, columns and reasons) when any is bad. `require_adj_factor`: a file without an
+    adj_factor column is bad too."""
+    frames: list[pd.DataFrame] = []
+    errors: list[FileImportError] = []
+    for path in paths:
+        try:
+            frame = read_daily_file(path)
+        except FileImportError as exc:
+            errors.append(exc)
+            continue
+        if require_adj_factor and "adj_factor" not in frame.columns:
+            errors.append(FileImportError(Path(path), [FileIssue(0, "adj_factor", _NO_ADJ_FACTOR)]))
+            continue
+        frames.append(frame)
+    if errors:
+        raise FilesImportError(errors, len(paths))
+    return frames
 
 
 def read_daily_file(path: str | Path) -> pd.DataFrame:
@@ -132,6 +178,7 @@ def _validate(file: Path, raw: pd.DataFrame, *, first_line: int, unit: str) -> p
 
     n = len(raw)
     issues: list[tuple[int, int, str | None, str]] = []  # (row, column order, column, reason) for sorting
+    hint: str | None = None
 
     def flag(mask: np.ndarray, column: str | None, reason: str, order: int) -> None:
         for row in np.flatnonzero(mask)[: MAX_REPORTED * 5].tolist():
@@ -166,19 +213,21 @@ def _validate(file: Path, raw: pd.DataFrame, *, first_line: int, unit: str) -> p
         flag(not_number, column, "not a number", order)
         flag(not_finite, column, "not a finite number", order)
         numbers[column] = values
-        # What the store would refuse later, without the file and line: caught here, where they can be named.
+        # What the store would refuse (or round) later, without the file and line: caught here, where they can be
+        # named, each with its own reason: the sign, then the range the store holds, then the decimals its unit has.
         usable = ~(empty | not_number | not_finite)
-        if column in PRICE_COLUMNS:
-            flag(usable & (values < 0), column, "negative price", order)
-            flag(usable & (values >= 0) & ~on_grid(values, 100), column, "price not on the 0.01 CNY tick", order)
-        elif column == "vol":
-            flag(usable & (values < 0), column, "negative volume", order)
-            flag(usable & (values >= 0) & ~on_grid(values, 100), column,
-                 "not a whole number of shares (vol is in lots of 100: at most 2 decimals)", order)  # fmt: skip
-        elif column == "amount":
-            flag(usable & (values < 0), column, "negative amount", order)
-        elif column == "adj_factor":
-            flag(usable & ~(values > 0), column, "adj_factor must be above 0", order)
+        rule = _UNIT_RULES.get(column)
+        if rule is not None:
+            scale, negative_reason, decimals_reason = rule
+            negative = usable & (values < 0 if column != "adj_factor" else ~(values > 0))
+            flag(negative, column, negative_reason, order)
+            with np.errstate(over="ignore", invalid="ignore"):
+                too_big = usable & ~negative & (np.abs(values) * scale >= MAX_UNITS)
+            flag(too_big, column, f"out of range (the store holds at most {_limit(scale)}{_UNIT_NAMES[column]})", order)
+            off_grid = usable & ~negative & ~too_big & ~on_grid(values, scale)
+            flag(off_grid, column, decimals_reason, order)
+            if column in PRICE_COLUMNS and off_grid.any():
+                hint = ADJUSTED_HINT
 
     key_ok = ~(code_empty | date_empty | date_bad)
     if key_ok.any():
@@ -199,6 +248,7 @@ def _validate(file: Path, raw: pd.DataFrame, *, first_line: int, unit: str) -> p
             file,
             [FileIssue(row + first_line if row < n else 0, column, reason) for row, _, column, reason in issues],
             unit,
+            hint=hint,
         )
     if n == 0:
         raise FileImportError(file, [FileIssue(0, None, "no rows after the header")], unit)
@@ -215,6 +265,26 @@ def _validate(file: Path, raw: pd.DataFrame, *, first_line: int, unit: str) -> p
     code_rank = pd.factorize(frame["ts_code"], sort=True)[0]
     rows = np.lexsort((code_rank, day_rank))
     return frame.iloc[rows].reset_index(drop=True)
+
+
+# Per stored column: the scale from the file's unit to the store's integer one, the reason for a negative value and
+# the reason for more decimals than that unit has (the store would otherwise have to round: it never does silently).
+_UNIT_RULES: dict[str, tuple[int, str, str]] = {
+    **{c: (100, "negative price", "price not on the 0.01 CNY tick (more than 2 decimals)") for c in PRICE_COLUMNS},
+    "vol": (100, "negative volume", "not a whole number of shares (vol is in lots of 100: at most 2 decimals)"),
+    "amount": (100_000, "negative amount", "more decimals than the unit allows (amount is in thousand CNY and "
+               "stored to the fen: at most 5 decimals)"),
+    "adj_factor": (1_000_000, "adj_factor must be above 0", "more decimals than the unit allows (adj_factor is "
+                   "stored to 6 decimals)"),
+}  # fmt: skip
+_UNIT_NAMES = {**{c: " CNY" for c in PRICE_COLUMNS}, "vol": " lots", "amount": " thousand CNY", "adj_factor": ""}
+
+
+def _limit(scale: int) -> str:
+    """The largest value below MAX_UNITS at `scale`, spelled out (10^15 fen -> 9,999,999,999,999.99)."""
+    places = len(str(scale)) - 1
+    whole = f"{MAX_UNITS // scale - 1:,}" if places else f"{MAX_UNITS - 1:,}"
+    return whole + ("." + "9" * places if places else "")
 
 
 def _text(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
