@@ -734,7 +734,8 @@ class Ingestor:
         span = await self.store.calendar_span()
         if span is None or span[0] > start or span[1] < end:
             raise QualityInputError(
-                f"the stored trade calendar does not cover {start}..{end}: a backfill of that range stores it"
+                f"the stored trade calendar does not cover {start}..{end}: a backfill of that range or "
+                f"`import-calendar` (a Tushare trade_cal file) stores it"
             )
         if not calendar:
             raise QualityInputError(f"no open day in {start}..{end}")
