@@ -1,7 +1,7 @@
 """`python -m services.data <command>`: the data service's ingestion from the command line — backfill, update,
-import (bars), import-calendar, import-securities, quality, runs — against the configured database and provider
-(LH_* settings), with a progress bar on a terminal (plain lines otherwise). Exit status: 0 done, 1 the run failed
-(reason printed), 2 bad arguments or input."""
+import (bars), import-adj-factors, import-calendar, import-securities, quality, runs — against the configured
+database and provider (LH_* settings), with a progress bar on a terminal (plain lines otherwise). Exit status: 0
+done, 1 the run failed (reason printed), 2 bad arguments or input."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from services.data.cache import ReadCache
 from services.data.events import outbox
 from services.data.ingest import SUCCEEDED, IngestError, Ingestor, IngestResult, Progress
 from services.data.providers import MarketDataProvider, ProviderDataError, ymd
-from services.data.providers.files import read_calendar_files, read_securities_files
+from services.data.providers.files import read_adj_factor_files, read_calendar_files, read_securities_files
 from services.data.quality import QualityInputError
 from services.data.store import CALENDAR_EXCHANGE, MIGRATIONS_DIR, DataStore
 from shared.bus import create_bus
@@ -51,6 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     imp = commands.add_parser("import", help="import daily bars from CSV/Parquet files (Tushare daily layout)")
     imp.add_argument("files", nargs="+", help="files to import; all are validated before any is stored")
     imp.add_argument("--adj-factor", action="store_true", help="the files carry adj_factor: store it as the feed too")
+    factors = commands.add_parser(
+        "import-adj-factors",
+        help="import adjustment factors from CSV/Parquet files (Tushare adj_factor layout: ts_code, trade_date, "
+        "adj_factor); stored bars of those days take them",
+    )
+    factors.add_argument("files", nargs="+", help="files to import; all are validated before any is stored")
     cal = commands.add_parser("import-calendar", help="import a trade calendar from CSV/Parquet files (Tushare "
                               "trade_cal layout: exchange, cal_date, is_open, pretrade_date)")  # fmt: skip
     cal.add_argument("files", nargs="+", help="files to import; all are validated before any is stored")
@@ -157,6 +163,8 @@ async def _command(args: argparse.Namespace, ingestor: Ingestor, store: DataStor
             result = await ingestor.import_files(args.files, adj_factor=args.adj_factor, on_progress=printer)
         elif args.command == "quality":
             return await _quality(args, ingestor, store, out)
+        elif args.command == "import-adj-factors":
+            return await _import_adj_factors(args.files, store, out)
         elif args.command == "import-calendar":
             return await _import_calendar(args.files, store, out)
         elif args.command == "import-securities":
@@ -173,6 +181,23 @@ async def _command(args: argparse.Namespace, ingestor: Ingestor, store: DataStor
     finally:
         printer.done()
     return _report(result, out)
+
+
+async def _import_adj_factors(files: list[str], store: DataStore, out: TextIO) -> int:
+    """The factor feed from files (unadjusted bars + factors is how adjusted prices get in: docs/data-ingest.md);
+    bars already stored for those days take the factors, bars imported later take them from the feed."""
+    try:
+        frames = await asyncio.to_thread(read_adj_factor_files, files)
+        frame = _combine(frames, files, ["ts_code", "trade_date"], "factor")
+    except ProviderDataError as exc:
+        out.write(f"error: {exc}\n")
+        return EXIT_USAGE
+    n = await store.upsert_adj_factors(frame)
+    changed = await store.refactor_bars(frame)
+    out.write(f"imported {n:,} adjustment factors of {frame['ts_code'].nunique():,} symbols from {len(files)} "
+              f"file(s) ({frame['trade_date'].iloc[0]}..{frame['trade_date'].max()}); {changed:,} stored bars "
+              f"took their factor\n")  # fmt: skip
+    return EXIT_OK
 
 
 async def _import_calendar(files: list[str], store: DataStore, out: TextIO) -> int:

@@ -37,7 +37,8 @@ MAX_REPORTED = 20  # issues listed in the message; all of them are on the except
 MAX_PER_FILE = 5  # issues listed per file when several files are bad
 ADJUSTED_HINT = (
     "prices with more than 2 decimals look qfq/hfq-adjusted: the store keeps unadjusted prices and adjusts on read, "
-    "so import the unadjusted bars with Tushare's adj_factor instead (see docs/data-ingest.md, 'Adjusted prices')"
+    "so import the unadjusted bars with Tushare's adj_factor instead (an adj_factor column and `import --adj-factor`, "
+    "or a factor file and `import-adj-factors`; see docs/data-ingest.md, 'Adjusted prices')"
 )
 _NO_ADJ_FACTOR = "no adj_factor column (--adj-factor says every file has one)"
 
@@ -238,52 +239,17 @@ def _validate(file: Path, raw: pd.DataFrame, first_line: int, unit: str) -> pd.D
     columns = _check_columns(file, raw, REQUIRED_COLUMNS, unit)
     n = len(raw)
     issues = _Issues(n)
-    flag = issues.flag
     hint: str | None = None
 
-    codes, code_empty = _text(raw["ts_code"])
-    flag(code_empty, "ts_code", "empty required field", 0)
-    code_values = pd.unique(codes[~code_empty])
-    bad_codes = {c for c in code_values.tolist() if not _TS_CODE.match(c)}
-    if bad_codes:
-        flag(
-            np.isin(codes, list(bad_codes)) & ~code_empty,
-            "ts_code",
-            "bad ts_code format (expected 6 digits and .SH, .SZ or .BJ, e.g. 600000.SH)",
-            0,
-        )
-
-    dates, date_empty, date_bad = _dates(raw["trade_date"])
-    flag(date_empty, "trade_date", "empty required field", 1)
-    flag(date_bad, "trade_date", "bad date (expected YYYYMMDD, a real calendar day)", 1)
-
+    codes, dates, key_ok = _keys(raw, issues)
     numbers: dict[str, np.ndarray] = {}
     candidates = (*PRICE_COLUMNS, "vol", "amount", *DERIVED_COLUMNS, *OPTIONAL_COLUMNS)
     numeric_columns = [c for c in candidates if c in columns]
     for order, column in enumerate(numeric_columns, start=2):
-        values, empty, not_number, not_finite = _numbers(raw[column])
-        if column in REQUIRED_COLUMNS or column == "adj_factor":
-            flag(empty, column, "empty required field", order)
-        flag(not_number, column, "not a number", order)
-        flag(not_finite, column, "not a finite number", order)
-        numbers[column] = values
-        # What the store would refuse (or round) later, without the file and line: caught here, where they can be
-        # named, each with its own reason: the sign, then the range the store holds, then the decimals its unit has.
-        usable = ~(empty | not_number | not_finite)
-        rule = _UNIT_RULES.get(column)
-        if rule is not None:
-            scale, negative_reason, decimals_reason = rule
-            negative = usable & (values < 0 if column != "adj_factor" else ~(values > 0))
-            flag(negative, column, negative_reason, order)
-            with np.errstate(over="ignore", invalid="ignore"):
-                too_big = usable & ~negative & (np.abs(values) * scale >= MAX_UNITS)
-            flag(too_big, column, f"out of range (the store holds at most {_limit(scale)}{_UNIT_NAMES[column]})", order)
-            off_grid = usable & ~negative & ~too_big & ~on_grid(values, scale)
-            flag(off_grid, column, decimals_reason, order)
-            if column in PRICE_COLUMNS and off_grid.any():
-                hint = ADJUSTED_HINT
-
-    key_ok = ~(code_empty | date_empty | date_bad)
+        required = column in REQUIRED_COLUMNS or column == "adj_factor"
+        numbers[column], off_grid = _number_column(raw[column], column, issues, order, required=required)
+        if column in PRICE_COLUMNS and off_grid:
+            hint = ADJUSTED_HINT
     if key_ok.any():
         keys = pd.DataFrame({"c": codes, "d": dates})
         issues.duplicates(keys, key_ok, first_line, unit, "(ts_code, trade_date)")
@@ -301,6 +267,50 @@ def _validate(file: Path, raw: pd.DataFrame, first_line: int, unit: str) -> pd.D
     code_rank = pd.factorize(frame["ts_code"], sort=True)[0]
     rows = np.lexsort((code_rank, day_rank))
     return frame.iloc[rows].reset_index(drop=True)
+
+
+def _keys(raw: pd.DataFrame, issues: _Issues) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ts_code and trade_date checked (column orders 0 and 1): the codes, the 'YYYYMMDD' dates, where both are good."""
+    codes, code_empty = _text(raw["ts_code"])
+    issues.flag(code_empty, "ts_code", "empty required field", 0)
+    code_values = pd.unique(codes[~code_empty])
+    bad_codes = {c for c in code_values.tolist() if not _TS_CODE.match(c)}
+    if bad_codes:
+        issues.flag(
+            np.isin(codes, list(bad_codes)) & ~code_empty,
+            "ts_code",
+            "bad ts_code format (expected 6 digits and .SH, .SZ or .BJ, e.g. 600000.SH)",
+            0,
+        )
+    dates, date_empty, date_bad = _dates(raw["trade_date"])
+    issues.flag(date_empty, "trade_date", "empty required field", 1)
+    issues.flag(date_bad, "trade_date", "bad date (expected YYYYMMDD, a real calendar day)", 1)
+    return codes, dates, ~(code_empty | date_empty | date_bad)
+
+
+def _number_column(
+    series: pd.Series, column: str, issues: _Issues, order: int, *, required: bool
+) -> tuple[np.ndarray, bool]:
+    """A numeric column as float64, every value the store would refuse (or round) flagged with its own reason: the
+    sign, then the range the store holds, then the decimals its unit has. Also: were any off the unit's grid."""
+    values, empty, not_number, not_finite = _numbers(series)
+    if required:
+        issues.flag(empty, column, "empty required field", order)
+    issues.flag(not_number, column, "not a number", order)
+    issues.flag(not_finite, column, "not a finite number", order)
+    usable = ~(empty | not_number | not_finite)
+    rule = _UNIT_RULES.get(column)
+    if rule is None:
+        return values, False
+    scale, negative_reason, decimals_reason = rule
+    negative = usable & (values < 0 if column != "adj_factor" else ~(values > 0))
+    issues.flag(negative, column, negative_reason, order)
+    with np.errstate(over="ignore", invalid="ignore"):
+        too_big = usable & ~negative & (np.abs(values) * scale >= MAX_UNITS)
+    issues.flag(too_big, column, f"out of range (the store holds at most {_limit(scale)}{_UNIT_NAMES[column]})", order)
+    off_grid = usable & ~negative & ~too_big & ~on_grid(values, scale)
+    issues.flag(off_grid, column, decimals_reason, order)
+    return values, bool(off_grid.any())
 
 
 # Per stored column: the scale from the file's unit to the store's integer one, the reason for a negative value and
@@ -391,6 +401,30 @@ def _numbers(series: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
         not_finite[rows[spelled_nan]] = True
         unparsed[rows[spelled_nan]] = False
     return values, empty, unparsed, not_finite
+
+
+# -- adjustment factors: Tushare's adj_factor --------------------------------------------------------------------
+
+ADJ_FACTOR_REQUIRED = ("ts_code", "trade_date", "adj_factor")
+
+
+def read_adj_factor_file(path: str | Path) -> pd.DataFrame:
+    """Adjustment factors in Tushare's `adj_factor` layout (ts_code, trade_date, adj_factor), validated whole like
+    a bars file (a factor above 0, at most 6 decimals, no key twice), sorted by (trade_date, ts_code)."""
+    file, raw, first_line, unit = _read_any(path)
+    _check_columns(file, raw, ADJ_FACTOR_REQUIRED, unit)
+    issues = _Issues(len(raw))
+    codes, dates, key_ok = _keys(raw, issues)
+    factors, _ = _number_column(raw["adj_factor"], "adj_factor", issues, 2, required=True)
+    if key_ok.any():
+        issues.duplicates(pd.DataFrame({"c": codes, "d": dates}), key_ok, first_line, unit, "(ts_code, trade_date)")
+    issues.raise_any(file, first_line, unit)
+    frame = pd.DataFrame({"ts_code": codes, "trade_date": dates, "adj_factor": factors})
+    return frame.sort_values(["trade_date", "ts_code"], kind="stable").reset_index(drop=True)
+
+
+def read_adj_factor_files(paths: Sequence[str | Path]) -> list[pd.DataFrame]:
+    return read_files(paths, read_adj_factor_file)
 
 
 # -- reference data: Tushare's trade_cal and stock_basic -------------------------------------------------------------

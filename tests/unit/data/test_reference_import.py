@@ -162,3 +162,48 @@ async def test_reference_imports_refuse_every_bad_file_and_import_none(tmp_path:
         assert await store.calendar_span() is None and await store.count_securities() == 0
     finally:
         await db.dispose()
+
+
+async def test_unadjusted_bars_plus_a_factor_file_serve_qfq(tmp_path: Path) -> None:
+    # What a user with qfq files does instead (docs/data-ingest.md "Adjusted prices"): unadjusted bars, then the
+    # factors of a separate file; bars stored before the factors take them.
+    import httpx
+
+    from services.data.app import create_app
+    from shared.internal_auth import service_headers
+
+    settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/{{service}}.db", load_demo_data=False)
+    bars = write(tmp_path / "bars.csv", [
+        "ts_code,trade_date,open,high,low,close,pre_close,vol,amount",
+        "600000.SH,20240102,10.00,10.00,10.00,10.00,10.00,1000,1000",
+        "600000.SH,20240103,9.00,9.00,9.00,9.00,9.00,1000,900",  # ex-dividend: pre_close 9.00 after 1 CNY a share
+    ])  # fmt: skip
+    factors = write(tmp_path / "adj.csv", ["ts_code,trade_date,adj_factor", "600000.SH,20240102,1.000000",
+                                           "600000.SH,20240103,1.111111"])  # fmt: skip
+    out = io.StringIO()
+    assert await run(["import-securities", str(write(tmp_path / "basic.csv", STOCK_BASIC))], settings=settings,
+                     out=out) == 0  # fmt: skip
+    assert await run(["import", str(bars)], settings=settings, out=out) == 0, out.getvalue()
+    out = io.StringIO()
+    assert await run(["import-adj-factors", str(factors)], settings=settings, out=out) == 0, out.getvalue()
+    assert "imported 2 adjustment factors of 1 symbols from 1 file(s) (20240102..20240103); 1 stored bars took" in (
+        out.getvalue()
+    )
+    app = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://data",
+                          headers=service_headers(settings.internal_secret, "test")) as client,
+    ):  # fmt: skip
+        answer = await client.get("/v1/bars", params={"ts_code": "600000.SH", "start": "2024-01-02",
+                                                      "end": "2024-01-03", "adjust": "qfq"})  # fmt: skip
+        assert answer.status_code == 200, answer.text
+        # qfq anchored at the last day: 10.00 x 1.000000 / 1.111111 = 9.0000009 -> 9.0000; 9.00 stays 9.0000.
+        assert [b["close"] for b in answer.json()["bars"]] == ["9.0000", "9.0000"]
+    # A factor file with more decimals than stored is refused, not rounded.
+    bad = write(tmp_path / "bad.csv", ["ts_code,trade_date,adj_factor", "600000.SH,20240103,116.7131234"])
+    out = io.StringIO()
+    assert await run(["import-adj-factors", str(bad)], settings=settings, out=out) == 2
+    assert "line 2: adj_factor: more decimals than the unit allows (adj_factor is stored to 6 decimals)" in (
+        out.getvalue()
+    )
