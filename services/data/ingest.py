@@ -361,10 +361,13 @@ class Ingestor:
 
         async def body(progress: Progress, written: _Written) -> None:
             progress.steps_total = len(files) + 1
+
+            def read(file: Path) -> None:
+                progress.steps_done += 1
+                progress.current = file.name
+
             # Every file is read and checked before any is stored; all the bad ones are named at once.
-            frames = await asyncio.to_thread(read_daily_files, files, require_adj_factor=adj_factor)
-            progress.steps_done += len(files)
-            progress.current = files[-1].name
+            frames = await asyncio.to_thread(read_daily_files, files, require_adj_factor=adj_factor, on_file=read)
             bars = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
             duplicated = bars.duplicated(["ts_code", "trade_date"], keep=False)
             if duplicated.any():

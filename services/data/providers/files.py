@@ -92,9 +92,13 @@ class FilesImportError(ProviderDataError):
         super().__init__("\n  ".join([head + ":", *lines, *hints]))
 
 
-def read_files(paths: Sequence[str | Path], reader: Callable[[str | Path], pd.DataFrame]) -> list[pd.DataFrame]:
+def read_files(
+    paths: Sequence[str | Path],
+    reader: Callable[[str | Path], pd.DataFrame],
+    on_file: Callable[[Path], None] | None = None,
+) -> list[pd.DataFrame]:
     """`reader` of every path, all of them checked before any is returned: one `FilesImportError` naming each bad
-    file (with its lines, columns and reasons) when any is bad."""
+    file (with its lines, columns and reasons) when any is bad. `on_file` is told of each file read (progress)."""
     frames: list[pd.DataFrame] = []
     errors: list[FileImportError] = []
     for path in paths:
@@ -102,12 +106,19 @@ def read_files(paths: Sequence[str | Path], reader: Callable[[str | Path], pd.Da
             frames.append(reader(path))
         except FileImportError as exc:
             errors.append(exc)
+        if on_file is not None:
+            on_file(Path(path))
     if errors:
         raise FilesImportError(errors, len(paths))
     return frames
 
 
-def read_daily_files(paths: Sequence[str | Path], *, require_adj_factor: bool = False) -> list[pd.DataFrame]:
+def read_daily_files(
+    paths: Sequence[str | Path],
+    *,
+    require_adj_factor: bool = False,
+    on_file: Callable[[Path], None] | None = None,
+) -> list[pd.DataFrame]:
     """`read_daily_file` of every path (see `read_files`). `require_adj_factor`: a file without an adj_factor column
     is bad too."""
 
@@ -117,7 +128,7 @@ def read_daily_files(paths: Sequence[str | Path], *, require_adj_factor: bool = 
             raise FileImportError(Path(path), [FileIssue(0, "adj_factor", _NO_ADJ_FACTOR)])
         return frame
 
-    return read_files(paths, reader)
+    return read_files(paths, reader, on_file)
 
 
 def read_daily_file(path: str | Path) -> pd.DataFrame:
