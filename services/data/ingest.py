@@ -36,10 +36,11 @@ from services.data.events import bars_updated, outbox
 from services.data.providers import (
     MarketDataProvider,
     ProviderError,
-    read_daily_file,
+    read_daily_files,
     ymd,
 )
 from services.data.providers.errors import DataNotReady
+from services.data.providers.port import data_ends
 from services.data.quality import RULES, QualityInputError, QualityReport, run_quality_checks
 from services.data.scheduler import SHANGHAI
 from services.data.store import (
@@ -328,6 +329,9 @@ class Ingestor:
                 return
             calendar = await self._store_calendar(last + timedelta(days=1), date(today.year, 12, 31), progress)
             days = [d for d in calendar if d <= today and (d < today or now.time() >= self.options.ready_at)]
+            ends = data_ends(self.provider)  # a fixed data set (the demo market) has nothing after its end
+            if ends is not None:
+                days = [d for d in days if d <= ends]
             progress.steps_total = len(days)
             await self._record_plan(progress.run_id, days)
             if not days:
@@ -357,14 +361,13 @@ class Ingestor:
 
         async def body(progress: Progress, written: _Written) -> None:
             progress.steps_total = len(files) + 1
-            frames = []
-            for file in files:
-                frame = await asyncio.to_thread(read_daily_file, file)
-                if adj_factor and "adj_factor" not in frame.columns:
-                    raise IngestError(f"{file}: no adj_factor column (--adj-factor says every file has one)")
-                frames.append(frame)
+
+            def read(file: Path) -> None:
                 progress.steps_done += 1
                 progress.current = file.name
+
+            # Every file is read and checked before any is stored; all the bad ones are named at once.
+            frames = await asyncio.to_thread(read_daily_files, files, require_adj_factor=adj_factor, on_file=read)
             bars = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
             duplicated = bars.duplicated(["ts_code", "trade_date"], keep=False)
             if duplicated.any():
@@ -734,7 +737,8 @@ class Ingestor:
         span = await self.store.calendar_span()
         if span is None or span[0] > start or span[1] < end:
             raise QualityInputError(
-                f"the stored trade calendar does not cover {start}..{end}: a backfill of that range stores it"
+                f"the stored trade calendar does not cover {start}..{end}: a backfill of that range or "
+                f"`import-calendar` (a Tushare trade_cal file) stores it"
             )
         if not calendar:
             raise QualityInputError(f"no open day in {start}..{end}")

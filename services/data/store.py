@@ -637,6 +637,39 @@ class DataStore:
     async def upsert_adj_factors(self, frame: pd.DataFrame) -> int:
         return await self._bulk_upsert(adj_factors, units.adj_factor_columns(frame))
 
+    async def refactor_bars(self, frame: pd.DataFrame) -> int:
+        """Stored bars of the (ts_code, trade_date) keys of `frame` take the factor feed's value where it differs
+        (factors imported after their bars: `import-adj-factors`); the number of bars changed. Call it after
+        `upsert_adj_factors(frame)`."""
+        codes = sorted(set(frame["ts_code"].astype(str)))
+        days = units.date_column(frame, "trade_date")
+        if not codes:
+            return 0
+        first, last = min(days), max(days)
+        feed = (
+            select(adj_factors.c.adj_factor)
+            .where(adj_factors.c.ts_code == daily_bars.c.ts_code, adj_factors.c.trade_date == daily_bars.c.trade_date)
+            .scalar_subquery()
+        )
+        changed = 0
+        async with self.db.session() as session:
+            for i in range(0, len(codes), 500):
+                statement = (
+                    update(daily_bars)
+                    .where(
+                        daily_bars.c.ts_code.in_(codes[i : i + 500]),
+                        daily_bars.c.trade_date.between(first, last),
+                        daily_bars.c.adj_factor != feed,
+                    )
+                    .values(adj_factor=feed)
+                )
+                changed += (await session.execute(statement)).rowcount or 0
+            if changed:
+                await self._bump_version(session)
+        if changed and self.on_change is not None:
+            await self.on_change()
+        return changed
+
     async def upsert_daily_basic(self, frame: pd.DataFrame) -> int:
         return await self._bulk_upsert(daily_basic, units.daily_basic_columns(frame))
 

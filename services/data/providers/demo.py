@@ -48,6 +48,12 @@ class DemoProvider:
                 self._by_day = {str(k): v for k, v in groups.items()}
             return self._market
 
+    def data_ends(self) -> date:
+        """The demo market is a fixed window: nothing is ever published after its last day (`demo_end`)."""
+        if self._market is not None:
+            return self._market.trade_days[-1]
+        return date.fromisoformat(self._settings.demo_end)
+
     async def _day_rows(self, trade_date: DateLike) -> pd.DataFrame:
         market = await self.market()
         assert self._by_day is not None
