@@ -8,12 +8,13 @@ import json
 import math
 import re
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
 import pytest
 
-from gateway.security import Role, issue_token
+from gateway.security import Role, issue_token, new_api_key
 from shared.internal_auth import INTERNAL_HEADER
 
 pytestmark = pytest.mark.integration
@@ -383,6 +384,77 @@ async def test_api_key_with_a_wrong_secret_is_refused(gw: Any) -> None:
     tampered = api_key[:-4] + ("AAAA" if not api_key.endswith("AAAA") else "BBBB")
     response = await gw.client.get("/api/v1/auth/me", headers={"X-API-Key": tampered})
     assert response.status_code == 401
+
+
+async def test_an_api_key_has_its_own_role_at_most_its_owners(gw: Any) -> None:
+    admin = await gw.admin_headers()
+    created = await gw.client.post("/api/v1/api-keys", json={"name": "bot", "role": "trader"}, headers=admin)
+    assert created.status_code == 201, created.text
+    assert (created.json()["role"], created.json()["expires_at"]) == ("trader", None)
+    bot = {"X-API-Key": created.json()["api_key"]}
+    assert (await gw.client.get("/api/v1/auth/me", headers=bot)).json()["role"] == "trader"
+    # The admin's trader key trades, but is not an admin.
+    assert (await gw.client.get("/api/v1/users", headers=admin)).status_code == 200
+    refused = await gw.client.get("/api/v1/users", headers=bot)
+    assert refused.status_code == 403 and refused.json()["code"] == "forbidden"
+    placed = await gw.client.post("/api/v1/orders", json=order_body(client_order_id="c-bot"), headers=bot)
+    assert placed.status_code == 201, placed.text
+    # Nor can it make itself (or anyone) a key above its own role.
+    escalate = await gw.client.post("/api/v1/api-keys", json={"name": "up", "role": "admin"}, headers=bot)
+    assert escalate.status_code == 403 and escalate.json()["code"] == "role_exceeds_owner"
+
+    trader = await gw.new_user("trader")
+    above = await gw.client.post("/api/v1/api-keys", json={"name": "up", "role": "admin"}, headers=trader.headers)
+    assert above.status_code == 403 and above.json()["code"] == "role_exceeds_owner"
+    assert (await gw.client.get("/api/v1/api-keys", headers=trader.headers)).json() == []  # nothing was made
+
+    made = await gw.client.post("/api/v1/api-keys", json={"name": "ro", "role": "viewer"}, headers=trader.headers)
+    reader = {"X-API-Key": made.json()["api_key"]}
+    risk_calls = len(gw.downstream.calls_to("risk"))
+    order = await gw.client.post("/api/v1/orders", json=order_body(client_order_id="c-ro"), headers=reader)
+    assert order.status_code == 403 and order.json()["code"] == "forbidden"
+    assert len(gw.downstream.calls_to("risk")) == risk_calls  # risk never heard of it
+    assert (await gw.client.get("/api/v1/orders", headers=reader)).status_code == 200  # reading is allowed
+    [listed] = (await gw.client.get("/api/v1/api-keys", headers=trader.headers)).json()
+    assert (listed["key_id"], listed["role"], listed["expires_at"]) == (made.json()["key_id"], "viewer", None)
+
+    # A key made without a role gets its owner's; when the owner is demoted, so is the key.
+    default = await gw.client.post("/api/v1/api-keys", json={"name": "all"}, headers=trader.headers)
+    assert default.json()["role"] == "trader"
+    demoted = await gw.client.patch(f"/api/v1/users/{trader.username}", json={"role": "viewer"}, headers=admin)
+    assert demoted.status_code == 200
+    me = await gw.client.get("/api/v1/auth/me", headers={"X-API-Key": default.json()["api_key"]})
+    assert me.json()["role"] == "viewer"
+
+
+async def test_an_api_key_stops_working_when_it_expires(gw: Any) -> None:
+    trader = await gw.new_user("trader")
+    expires = datetime.now(UTC).replace(microsecond=0) + timedelta(days=30)
+    body = {"name": "month", "expires_at": expires.isoformat()}
+    created = await gw.client.post("/api/v1/api-keys", json=body, headers=trader.headers)
+    assert created.status_code == 201, created.text
+    assert datetime.fromisoformat(created.json()["expires_at"]) == expires
+    [listed] = (await gw.client.get("/api/v1/api-keys", headers=trader.headers)).json()
+    assert datetime.fromisoformat(listed["expires_at"]) == expires
+    me = await gw.client.get("/api/v1/auth/me", headers={"X-API-Key": created.json()["api_key"]})
+    assert me.status_code == 200
+
+    past = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+    for bad, code in ((past, "invalid_expiry"), ("2030-01-01T00:00:00", "invalid_request")):  # no UTC offset
+        refused = await gw.client.post(
+            "/api/v1/api-keys", json={"name": "x", "expires_at": bad}, headers=trader.headers
+        )
+        assert refused.status_code == 422 and refused.json()["code"] == code, (bad, refused.text)
+    assert len((await gw.client.get("/api/v1/api-keys", headers=trader.headers)).json()) == 1
+
+    # A key whose time is up (made in the store with an expiry a second ago: the API refuses past expiries).
+    key = new_api_key()
+    await gw.app.state.store.create_api_key(
+        trader.username, "old", key.key_id, key.secret_hash, role=Role.TRADER,
+        expires_at=datetime.now(UTC) - timedelta(seconds=1),
+    )  # fmt: skip
+    expired = await gw.client.get("/api/v1/auth/me", headers={"X-API-Key": key.token})
+    assert expired.status_code == 401 and expired.json()["message"] == "this API key has expired"
 
 
 # --- rate limit, request ids, ops, UI ----------------------------------------------------------------------------
