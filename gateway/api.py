@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Path, Request, status
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import AwareDatetime, BaseModel, Field
 
-from gateway.auth import WWW_AUTHENTICATE, Admin, HeaderError, Viewer, rate_limit_login
+from gateway.auth import WWW_AUTHENTICATE, Admin, HeaderError, LoginThrottle, Viewer
 from gateway.security import (
     Role,
     hash_password,
@@ -132,21 +132,27 @@ class ApiKeyCreated(BaseModel):
 async def issue_access_token(
     request: Request, store: Store, form: Annotated[OAuth2PasswordRequestForm, Depends()]
 ) -> TokenResponse:
-    """Log in with a username and password (an OAuth2 password form) and get a bearer token."""
+    """Log in with a username and password (an OAuth2 password form) and get a bearer token. Failed log-ins lock
+    out their client address and user name for a while (429 `login_locked` with `Retry-After`)."""
     settings = request.app.state.settings
-    await rate_limit_login(request.app.state.infra.cache, form.username, settings.rate_limit_per_minute)
-    user = await store.get_user(form.username)
-    valid = await asyncio.to_thread(verify_password, user.password_hash if user else None, form.password)
+    throttle: LoginThrottle = request.app.state.login_throttle
+    address = request.client.host if request.client else "unknown"
+    await throttle.check(address, form.username)  # before any database lookup or password check
+    async with throttle.verifying():
+        user = await store.get_user(form.username)
+        valid = await asyncio.to_thread(verify_password, user.password_hash if user else None, form.password)
+        if user is not None and valid and password_needs_rehash(user.password_hash):
+            new_hash = await asyncio.to_thread(hash_password, form.password)
+            await store.update_user(user.username, password_hash=new_hash)
     if user is None or not valid or user.disabled:
+        await throttle.failed(address, form.username)
         raise HeaderError(
             "invalid_credentials",
             "wrong username or password",
             status_code=401,
             headers={"WWW-Authenticate": WWW_AUTHENTICATE},
         )
-    if password_needs_rehash(user.password_hash):
-        new_hash = await asyncio.to_thread(hash_password, form.password)
-        await store.update_user(user.username, password_hash=new_hash)
+    await throttle.succeeded(form.username)
     token = issue_token(settings.jwt_secret, user.username, user.role, user.account_id, settings.jwt_ttl_s)
     return TokenResponse(access_token=token, role=user.role, expires_in=settings.jwt_ttl_s)
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
@@ -181,6 +183,89 @@ Trader = Annotated[CurrentUser, Depends(require_role(Role.TRADER))]
 Admin = Annotated[CurrentUser, Depends(require_role(Role.ADMIN))]
 
 
-async def rate_limit_login(cache: Cache, username: str, limit: int) -> None:
-    """Password guesses count against the name being guessed, in their own window (a login is not yet a user)."""
-    await enforce_rate_limit(cache, f"login:{username[:64]}", limit)
+# --- log-in throttling -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoginPolicy:
+    """After `free_*` failed log-ins from one client address, or for one user name, each further failure locks that
+    address or name out for twice as long as the one before: 1 s, 2 s, 4 s, ... up to `max_lockout_s`. So one name
+    gets at most 10 guesses in its first minute (5 at once, then at 1, 3, 7, 15 and 31 s), and one address at most
+    ~20 plus a handful an hour, whatever names it tries. Failures are forgotten `memory_s` after the first one; a
+    successful log-in clears its name (not its address: a guesser with one good account could otherwise reset
+    it). At most `max_concurrent_verifications` password checks (argon2, ~50 ms of CPU and 64 MiB each) run at once
+    in a process; a log-in beyond that is refused at once with 503 `login_busy`, not queued."""
+
+    free_failures_per_name: int = 5
+    free_failures_per_address: int = 20
+    first_lockout_s: float = 1.0
+    max_lockout_s: float = 900.0
+    memory_s: int = 3600
+    max_concurrent_verifications: int = 4
+
+
+class LoginThrottle:
+    """Failed log-ins per client address and per user name, counted in the cache (shared by gateway processes)."""
+
+    def __init__(self, cache: Cache, policy: LoginPolicy | None = None, clock: Callable[[], float] = time.time):
+        self.cache = cache
+        self.policy = policy or LoginPolicy()
+        self.clock = clock
+        self.verifications = asyncio.Semaphore(self.policy.max_concurrent_verifications)
+
+    def _subjects(self, address: str, username: str) -> list[tuple[str, int]]:
+        # Names are matched case-insensitively by the database: so are their counters.
+        return [
+            (f"addr:{address}", self.policy.free_failures_per_address),
+            (f"name:{username.casefold()[:64]}", self.policy.free_failures_per_name),
+        ]
+
+    async def check(self, address: str, username: str) -> None:
+        """429 `login_locked` while the address or the name is locked out (a right password included)."""
+        now = self.clock()
+        try:
+            until = [await self.cache.get(f"login:lock:{subject}") for subject, _ in self._subjects(address, username)]
+        except Exception:
+            log.warning("login throttle unavailable; attempt let through", exc_info=True)
+            return
+        latest = max((float(u) for u in until if u is not None), default=0.0)
+        if latest > now:
+            retry_after = max(1, math.ceil(latest - now))
+            raise HeaderError(
+                "login_locked",
+                f"too many failed log-ins from this address or for this user; retry in {retry_after} s",
+                status_code=429,
+                headers={"Retry-After": str(retry_after)},
+            )
+
+    async def failed(self, address: str, username: str) -> None:
+        now, policy = self.clock(), self.policy
+        try:
+            for subject, free in self._subjects(address, username):
+                failures = await self.cache.incr_window(f"login:fail:{subject}", policy.memory_s)
+                if failures >= free:
+                    lockout = min(policy.max_lockout_s, policy.first_lockout_s * 2 ** min(failures - free, 32))
+                    # The time it ends is the value: the key itself lives as long as the failures are remembered.
+                    await self.cache.set(f"login:lock:{subject}", repr(now + lockout), ttl_s=policy.memory_s)
+        except Exception:
+            log.warning("login throttle unavailable; failure not counted", exc_info=True)
+
+    async def succeeded(self, username: str) -> None:
+        subject = f"name:{username.casefold()[:64]}"
+        try:
+            await self.cache.delete(f"login:fail:{subject}", f"login:lock:{subject}")
+        except Exception:
+            log.warning("login throttle unavailable; failures of this name not cleared", exc_info=True)
+
+    @contextlib.asynccontextmanager
+    async def verifying(self) -> AsyncIterator[None]:
+        """A slot for one password check, or 503 `login_busy` at once when every slot is taken."""
+        if self.verifications.locked():
+            raise HeaderError(
+                "login_busy",
+                "too many log-ins at once; retry in a moment",
+                status_code=503,
+                headers={"Retry-After": "1"},
+            )
+        async with self.verifications:
+            yield
