@@ -12,7 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import api, proxy, ws
-from gateway.auth import HeaderError
+from gateway.auth import HeaderError, LoginThrottle
 from gateway.bootstrap import ensure_admin
 from gateway.store import GatewayStore
 from shared.app import Infra, ReadinessCheck, create_service_app
@@ -62,6 +62,7 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
     app.title = "LiangHua gateway"
     app.state.store = store
     app.state.hub = hub
+    app.state.login_throttle = LoginThrottle(infra.cache)
 
     @app.exception_handler(HeaderError)
     async def _header_error(_: Request, exc: HeaderError) -> JSONResponse:

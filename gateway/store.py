@@ -58,7 +58,11 @@ api_keys = Table(
     Column("created_at", PreciseDateTime, nullable=False),
     Column("last_used_at", PreciseDateTime, nullable=True),
     Column("revoked_at", PreciseDateTime, nullable=True),
+    # What the key may do: at most its owner's role (the lower of the two applies when the owner is demoted).
+    Column("role", String(16), nullable=False),
+    Column("expires_at", PreciseDateTime, nullable=True),
     Index("ix_api_keys_username", "username"),
+    CheckConstraint("role IN ('viewer', 'trader', 'admin')", name="role"),
 )
 
 
@@ -94,6 +98,11 @@ class ApiKeyRecord:
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+    role: Role
+    expires_at: datetime | None = None
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
 
 
 def _user(m: RowMapping) -> UserRecord:
@@ -116,6 +125,8 @@ def _key(m: RowMapping) -> ApiKeyRecord:
         created_at=as_utc(m["created_at"]),
         last_used_at=as_utc_or_none(m["last_used_at"]),
         revoked_at=as_utc_or_none(m["revoked_at"]),
+        role=Role(m["role"]),
+        expires_at=as_utc_or_none(m["expires_at"]),
     )
 
 
@@ -188,15 +199,34 @@ class GatewayStore:
 
     # --- API keys ---
 
-    async def create_api_key(self, username: str, name: str, key_id: str, secret_hash: str) -> ApiKeyRecord:
+    async def create_api_key(
+        self,
+        username: str,
+        name: str,
+        key_id: str,
+        secret_hash: str,
+        *,
+        role: Role,
+        expires_at: datetime | None = None,
+    ) -> ApiKeyRecord:
+        """`expires_at` is an aware datetime (stored as naive UTC)."""
         created = utcnow()
+        expires = None if expires_at is None else expires_at.astimezone(UTC).replace(tzinfo=None)
         async with self.db.session() as s:
             await s.execute(
                 insert(api_keys).values(
-                    key_id=key_id, username=username, name=name, secret_hash=secret_hash, created_at=created
+                    key_id=key_id,
+                    username=username,
+                    name=name,
+                    secret_hash=secret_hash,
+                    created_at=created,
+                    role=role.value,
+                    expires_at=expires,
                 )
             )
-        return ApiKeyRecord(key_id, username, name, secret_hash, as_utc(created), None, None)
+        return ApiKeyRecord(
+            key_id, username, name, secret_hash, as_utc(created), None, None, role, as_utc_or_none(expires)
+        )
 
     async def api_key_with_user(self, key_id: str) -> tuple[ApiKeyRecord, UserRecord] | None:
         """The key and its owner in one round trip (API-key requests are the hot path of scripts)."""
@@ -204,7 +234,7 @@ class GatewayStore:
             select(
                 api_keys,
                 users.c.password_hash,
-                users.c.role,
+                users.c.role.label("user_role"),
                 users.c.account_id,
                 users.c.disabled,
                 users.c.created_at.label("user_created_at"),
@@ -220,7 +250,7 @@ class GatewayStore:
         user = UserRecord(
             username=m["username"],
             password_hash=m["password_hash"],
-            role=Role(m["role"]),
+            role=Role(m["user_role"]),
             account_id=m["account_id"],
             created_at=as_utc(m["user_created_at"]),
             disabled=bool(m["disabled"]),

@@ -182,7 +182,9 @@ def create_service_app(
 
     @app.get("/readyz", tags=["ops"])
     async def readyz() -> JSONResponse:
-        results = await asyncio.gather(*(_run_check(c) for c in checks.values()))
+        """Public: each dependency is "ok" or "unavailable"; why one failed (driver errors, hosts, ports) is logged,
+        never answered."""
+        results = await asyncio.gather(*(_run_check(name, check) for name, check in checks.items()))
         report = dict(zip(checks, results, strict=True))
         ready = all(r == "ok" for r in report.values())
         return JSONResponse(
@@ -206,12 +208,17 @@ def create_service_app(
     return app
 
 
-async def _run_check(check: ReadinessCheck) -> str:
+async def _run_check(name: str, check: ReadinessCheck) -> str:
     try:
         result = await asyncio.wait_for(check(), timeout=3.0)
     except Exception as exc:
-        return f"failed: {type(exc).__name__}: {exc}"[:200]
-    return "ok" if result is not False else "failed"
+        error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        log.warning("readiness check failed", extra={"check": name, "error": error[:500]})
+        return "unavailable"
+    if result is False:
+        log.warning("readiness check failed", extra={"check": name, "error": "the check answered False"})
+        return "unavailable"
+    return "ok"
 
 
 def serve(app: FastAPI, host: str, port: int, service: str, settings: Settings) -> None:
