@@ -72,12 +72,16 @@ STREAMED_TYPES = ("application/vnd.apache.arrow.stream", "application/vnd.apache
 STREAMED_HEADERS = ("content-length", "x-lh-data-version", "content-disposition")
 
 
-async def forward_stream(request: Request, user: CurrentUser, service: str, path: str) -> Response:
+async def forward_stream(
+    request: Request, user: CurrentUser, service: str, path: str, *, query: str | None = None
+) -> Response:
     """GET a non-JSON answer (Arrow, Parquet, an HTML report) and stream it through without holding it: a whole
-    market is hundreds of MB. Errors (JSON) are relayed as `forward` does."""
+    market is hundreds of MB. Errors (JSON) are relayed as `forward` does. The request's query string is passed on
+    unless `query` is given."""
     state = request.app.state
     headers = {INTERNAL_HEADER: mint_internal_token(state.settings.internal_secret, user.principal)}
-    target = f"{path}?{request.url.query}" if request.url.query else path
+    query = request.url.query if query is None else query
+    target = f"{path}?{query}" if query else path
     upstream = await state.infra.services.client(service).open_stream("GET", target, headers=headers)
     content_type = upstream.headers.get("content-type", "")
     if upstream.status_code != 200 or content_type.split(";")[0].strip() not in STREAMED_TYPES:

@@ -19,6 +19,7 @@ from prometheus_fastapi_instrumentator import Instrumentator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.apidocs import install_api_docs
 from shared.bus import EventBus, create_bus
 from shared.cache import Cache, create_cache
 from shared.errors import ServiceError
@@ -169,7 +170,9 @@ def create_service_app(
         finally:
             await infra.close()
 
-    app = FastAPI(title=f"LiangHua {name} service", version=version, lifespan=_lifespan)
+    # The API docs pages load their assets from the service itself (shared.apidocs), not FastAPI's CDN defaults.
+    app = FastAPI(title=f"LiangHua {name} service", version=version, lifespan=_lifespan, docs_url=None, redoc_url=None)
+    install_api_docs(app)
     app.state.settings = settings
     app.state.infra = infra
     app.state.service_name = name
