@@ -270,6 +270,16 @@ def test_return_outliers_by_board_and_listing_exemption() -> None:
     assert report.findings[0].detail == ("close +11.65%, high +12.14%, low -0.97% from pre_close 1030; board limit 10%")
 
 
+@pytest.mark.parametrize(("year", "found"), [(1995, 0), (1997, 1)])
+def test_no_return_outlier_before_price_limits_existed(year: int, found: int) -> None:
+    # A 600000.SH moving +30% (1000 -> 1300) on its second day: no daily limit before 1996-12-16, the 10% limit after.
+    days = [date(year, 3, 6), date(year, 3, 7)] if year == 1995 else [date(year, 3, 4), date(year, 3, 5)]
+    frame = pd.DataFrame(symbol_bars(PF, 1000, [1000, 1300], days))
+    report = check(frame, calendar=days, rules=["return_outlier"])
+    assert report.counts == {"return_outlier": found}
+    assert [(f.ts_code, f.trade_date) for f in report.findings] == [(PF, days[1])] * found
+
+
 def test_new_listings_have_no_limit_for_five_days() -> None:
     frame = market()
     # A 600000.SH listed on 02-05: +30% on day 1 (02-05) and day 5 (02-19) is allowed; day 6 (02-20) is not.
