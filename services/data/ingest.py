@@ -40,7 +40,7 @@ from services.data.providers import (
     ymd,
 )
 from services.data.providers.errors import DataNotReady
-from services.data.quality import RULES, QualityInputError, QualityReport, run_quality_checks
+from services.data.quality import RULES, QualityInputError, QualityReport, QualityThresholds, run_quality_checks
 from services.data.scheduler import SHANGHAI
 from services.data.store import (
     CALENDAR_EXCHANGE,
@@ -86,6 +86,9 @@ class IngestOptions:
     stale_after_s: float = 30.0
     # The time (Asia/Shanghai) after which a trading day's data counts as published (Tushare: 15:00-17:00).
     ready_at: time = time(17, 0)
+    # The checks after every run and on demand: among others how many findings per rule are kept as examples
+    # (the stored report always has the true totals).
+    quality_thresholds: QualityThresholds = field(default_factory=QualityThresholds)
 
     def __post_init__(self) -> None:
         if self.batch_days < 1 or self.prefetch_days < 1:
@@ -756,7 +759,9 @@ class Ingestor:
                 inputs = await reading
                 if i + 1 < len(chunks):
                     reading = asyncio.create_task(_quality_inputs(self.store, chunks[i + 1], context_start, end))
-                reports.append(await asyncio.to_thread(_check, inputs, calendar, start))
+                reports.append(
+                    await asyncio.to_thread(_check, inputs, calendar, start, self.options.quality_thresholds)
+                )
         finally:
             # Always collected: a read-ahead that failed while a check failed first is not left unretrieved.
             if not reading.done():
@@ -765,8 +770,9 @@ class Ingestor:
         report = _merge_reports(reports)
         stored = [QualityFinding(f.rule, f.detail, f.ts_code, f.trade_date) for f in report.findings]
         report_id = await self.store.save_quality_report(
-            report.rules_run, stored, ingest_run_id=ingest_run_id, start=start, end=end
-        )
+            report.rules_run, stored, ingest_run_id=ingest_run_id, start=start, end=end, counts=report.counts,
+            max_findings_per_rule=report.max_findings_per_rule, rules_skipped=report.rules_skipped,
+        )  # fmt: skip
         return report_id, report
 
 
@@ -886,13 +892,16 @@ def _dated_frame(columns: dict[str, np.ndarray]) -> pd.DataFrame:
     return pd.DataFrame({**columns, "trade_date": columns["trade_date"].astype("datetime64[D]")})
 
 
-def _check(inputs: _QualityInputs, calendar: list[date], report_from: date) -> QualityReport:
+def _check(
+    inputs: _QualityInputs, calendar: list[date], report_from: date, thresholds: QualityThresholds
+) -> QualityReport:
     return run_quality_checks(
         inputs.bars,
         calendar=calendar,
         suspensions=inputs.suspensions,
         limits=inputs.limits,
         securities=inputs.securities if not inputs.securities.empty else None,
+        thresholds=thresholds,
         report_from=report_from,
     )
 

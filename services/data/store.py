@@ -22,7 +22,7 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -218,7 +218,14 @@ quality_reports = Table(
     Column("start_date", Date, nullable=True),
     Column("end_date", Date, nullable=True),
     Column("rules", Text, nullable=False),  # JSON list of the rule names run
-    Column("findings", Integer, nullable=False),
+    Column("findings", Integer, nullable=False),  # findings stored as examples (capped per rule)
+    # The true totals (migration 0004; NULL in reports stored before it): all findings, per rule, the examples
+    # kept per rule, the cap, and the rules that could not run.
+    Column("total", BigInteger, nullable=True),
+    Column("counts", Text, nullable=True),  # JSON: rule -> findings found
+    Column("kept", Text, nullable=True),  # JSON: rule -> findings stored
+    Column("max_findings_per_rule", Integer, nullable=True),
+    Column("rules_skipped", Text, nullable=True),  # JSON: rule -> reason
     Index("ix_quality_reports_created_at", "created_at"),
 )
 
@@ -316,7 +323,13 @@ class QualityReport:
     start_date: date | None
     end_date: date | None
     rules: list[str]
-    findings: int
+    findings: int  # findings stored (examples, capped per rule)
+    # None for reports stored before the totals were kept (migration 0004).
+    total: int | None = None  # findings found
+    counts: dict[str, int] | None = None  # rule -> findings found
+    kept: dict[str, int] | None = None  # rule -> findings stored
+    max_findings_per_rule: int | None = None
+    rules_skipped: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -426,8 +439,14 @@ def _quality_report(row: Any) -> QualityReport:
     return QualityReport(
         run_id=row["run_id"], created_at=row["created_at"], ingest_run_id=row["ingest_run_id"],
         start_date=row["start_date"], end_date=row["end_date"], rules=json.loads(row["rules"]),
-        findings=int(row["findings"]),
+        findings=int(row["findings"]), total=None if row["total"] is None else int(row["total"]),
+        counts=_json_or_none(row["counts"]), kept=_json_or_none(row["kept"]),
+        max_findings_per_rule=row["max_findings_per_rule"], rules_skipped=_json_or_none(row["rules_skipped"]),
     )  # fmt: skip
+
+
+def _json_or_none(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
 
 
 class DataStore:
@@ -723,14 +742,30 @@ class DataStore:
         ingest_run_id: str | None = None,
         start: date | None = None,
         end: date | None = None,
+        counts: Mapping[str, int] | None = None,
+        max_findings_per_rule: int | None = None,
+        rules_skipped: Mapping[str, str] | None = None,
     ) -> str:
-        """Store one quality run and all its findings in one transaction; returns the report's run id."""
+        """Store one quality run and its findings in one transaction; returns the report's run id.
+
+        `findings` are the examples kept; `counts` (rule -> findings found) the true totals when the findings were
+        capped per rule (default: the findings given are all there were). A rule's count is never below the number
+        of its findings kept."""
+        kept: dict[str, int] = dict.fromkeys(rules, 0)
+        for f in findings:
+            kept[f.rule] = kept.get(f.rule, 0) + 1
+        found = dict(kept) if counts is None else {rule: int(counts.get(rule, 0)) for rule in {**kept, **counts}}
+        short = {rule: (found[rule], n) for rule, n in kept.items() if found[rule] < n}
+        if short:
+            raise ValueError(f"counts below the findings kept (rule: (count, kept)): {short}")
         run_id = str(uuid.uuid4())
         async with self.db.session() as session:
             await session.execute(
                 quality_reports.insert().values(
                     run_id=run_id, created_at=_utcnow(), ingest_run_id=ingest_run_id, start_date=start, end_date=end,
-                    rules=json.dumps(list(rules)), findings=len(findings),
+                    rules=json.dumps(list(rules)), findings=len(findings), total=sum(found.values()),
+                    counts=json.dumps(found), kept=json.dumps(kept), max_findings_per_rule=max_findings_per_rule,
+                    rules_skipped=json.dumps(dict(rules_skipped or {})),
                 )
             )  # fmt: skip
             rows = [
