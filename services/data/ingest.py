@@ -903,6 +903,8 @@ def _check(
         securities=inputs.securities if not inputs.securities.empty else None,
         thresholds=thresholds,
         report_from=report_from,
+        # The whole range, not the span of this group's bars: a group's result must not depend on its neighbours.
+        checked_range=(calendar[0], calendar[-1]),
     )
 
 

@@ -204,3 +204,29 @@ async def test_a_stored_report_keeps_its_true_totals_when_examples_are_capped(st
     assert served["max_findings_per_rule"] == 1 and served["rules_skipped"] == {}
     assert [(r["findings"], r["kept"], r["counts"]) for r in listed] == [(10, 8, found)]
     assert [i["ts_code"] for i in served["items"] if i["rule"] == "outside_limits"] == ["000001.SZ"]
+
+
+@pytest.mark.parametrize("symbols_per_group", [1, 2, 500])
+async def test_missing_bars_do_not_depend_on_how_symbols_are_grouped(
+    store: DataStore, symbols_per_group: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The clean market (open days 01-02, 03, 04, 05, 08, 09, 10, 11, 12, 15; 000001.SZ halted on the 10th), and:
+    # 688001.SH's bars stop after the 11th (still listed), and 600519.SH is listed (since 2001) with no bar at all.
+    # Checked from the 3rd: 688001.SH misses the 12th and 15th, 600519.SH all 9 open days from the 3rd.
+    await store_market(store)
+    async with store.db.session() as session:
+        await session.execute(
+            delete(daily_bars).where(daily_bars.c.ts_code == "688001.SH", daily_bars.c.trade_date >= date(2024, 1, 12))
+        )
+    moutai = market()["stock_basic"].iloc[:1].assign(ts_code="600519.SH", symbol="600519", list_date="20010827")
+    await store.upsert_securities(moutai)
+    monkeypatch.setattr(ingest, "QUALITY_SYMBOLS_PER_CHUNK", symbols_per_group)
+    _, report = await Ingestor(store, lambda: None).quality(date(2024, 1, 3), date(2024, 1, 15))  # type: ignore[arg-type,return-value]
+
+    open_days = [date(2024, 1, d) for d in (3, 4, 5, 8, 9, 10, 11, 12, 15)]
+    expected = [("600519.SH", d) for d in open_days] + [
+        ("688001.SH", date(2024, 1, 12)),
+        ("688001.SH", date(2024, 1, 15)),
+    ]
+    assert [(f.ts_code, f.trade_date) for f in report.findings if f.rule == "missing_bar"] == expected
+    assert {rule: n for rule, n in report.counts.items() if n} == {"missing_bar": 11}
