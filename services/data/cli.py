@@ -15,7 +15,7 @@ from typing import TextIO
 from services.data.app import make_provider
 from services.data.cache import ReadCache
 from services.data.events import outbox
-from services.data.ingest import SUCCEEDED, IngestError, Ingestor, IngestResult, Progress
+from services.data.ingest import SUCCEEDED, IngestError, IngestOptions, Ingestor, IngestResult, Progress
 from services.data.providers import MarketDataProvider, ymd
 from services.data.quality import QualityInputError
 from services.data.store import MIGRATIONS_DIR, DataStore
@@ -117,7 +117,10 @@ async def run(
     db = Database(settings.database_url_for("data"))
     cache = create_cache(settings.redis_url)
     store = DataStore(db, on_change=ReadCache(cache, settings.bus_namespace).invalidate)
-    ingestor = Ingestor(store, provider if provider is not None else (lambda: make_provider(settings)))
+    ingestor = Ingestor(
+        store, provider if provider is not None else (lambda: make_provider(settings)),
+        options=IngestOptions(skip_denied_optional=settings.ingest_skip_denied_endpoints),
+    )  # fmt: skip
     await db.connect()
     try:
         await db.migrate(MIGRATIONS_DIR)

@@ -45,6 +45,8 @@ class RunOut(BaseModel):
     updated_at: datetime
     finished_at: datetime | None
     quality_report_id: str | None
+    # Optional endpoints the run did without (the provider token may not use them) -> why; see docs/data-ingest.md.
+    skipped_endpoints: dict[str, str]
     detail: dict[str, Any]
 
 
@@ -107,6 +109,7 @@ def _run_out(run: IngestRun) -> RunOut:
         updated_at=run.updated_at,
         finished_at=run.finished_at,
         quality_report_id=detail.get("quality_report_id"),
+        skipped_endpoints=detail.get("skipped_endpoints") or {},
         detail=detail,
     )
 
