@@ -396,7 +396,8 @@ class Ingestor:
             if factors is not None:
                 progress.add("adj_factors", await self.store.upsert_adj_factors(factors))
             written.add(bars)  # before the write: one that fails part-way has committed some (see _write_days)
-            progress.add("daily_bars", await self.store.upsert_daily_bars(bars))
+            # Counted per committed batch: the heartbeat shows the rows/s of a big import while it is written.
+            await self.store.upsert_daily_bars(bars, on_rows=partial(progress.add, "daily_bars"))
             progress.steps_done += 1
 
         return await self._run(

@@ -550,7 +550,9 @@ class DataStore:
             value = await session.scalar(select(data_versions.c.version).where(data_versions.c.name == MARKET_VERSION))
         return int(value or 0)
 
-    async def _bulk_upsert(self, table: Table, columns: dict[str, np.ndarray]) -> int:
+    async def _bulk_upsert(
+        self, table: Table, columns: dict[str, np.ndarray], on_rows: Callable[[int], None] | None = None
+    ) -> int:
         """Upsert whole columns (one array per column of `table`, already in storage units) as executemany batches.
 
         On MariaDB the batches go to the asyncmy driver directly over BULK_CONNECTIONS connections, each batch its
@@ -558,37 +560,53 @@ class DataStore:
         connections Python encodes one batch while the server writes the other. A failure part-way leaves whole
         batches behind, never half a row; the same load run again completes it (every write is an upsert).
         Callers convert and validate the whole frame before calling, so bad input writes nothing.
+        `on_rows(k)` is told of every batch of k rows committed (a run's progress while a big write goes on).
         """
         names = [c.name for c in table.columns if c.name in columns]
         n = len(columns[names[0]]) if names else 0
         if n == 0:
             return 0
-        if self.db.engine.dialect.name in ("mysql", "mariadb"):
-            committed = [0]  # batches committed so far, counted by the writers
-            try:
-                await self._bulk_upsert_mysql(table, names, columns, n, committed)
-            except BaseException:
-                # A later batch failed, but the committed ones changed the market: cached reads and bulk
-                # snapshots of the old data must go all the same.
-                if committed[0]:
-                    await asyncio.shield(self._changed_after_partial_write(table))
-                raise
-            async with self.db.session() as session:
-                await self._bump_version(session)
-        else:
-            # SQLite (standalone): one writer anyway; SQLAlchemy's executemany in one transaction.
-            async with self.db.session() as session:
-                statement = upsert_statement(self.db.engine.dialect.name, table)
-                for start in range(0, n, BULK_BATCH_ROWS):
-                    stop = min(n, start + BULK_BATCH_ROWS)
-                    values = [_sqlite_column(columns[name][start:stop], table.c[name]).tolist() for name in names]
-                    await session.execute(
-                        statement, [dict(zip(names, row, strict=True)) for row in zip(*values, strict=True)]
-                    )
-                await self._bump_version(session)
+        committed = [0]  # batches committed so far, counted by the writers
+        try:
+            if self.db.engine.dialect.name in ("mysql", "mariadb"):
+                await self._bulk_upsert_mysql(table, names, columns, n, committed, on_rows)
+            else:
+                await self._bulk_upsert_sqlite(table, names, columns, n, committed, on_rows)
+        except BaseException:
+            # A later batch failed, but the committed ones changed the market: cached reads and bulk
+            # snapshots of the old data must go all the same.
+            if committed[0]:
+                await asyncio.shield(self._changed_after_partial_write(table))
+            raise
+        async with self.db.session() as session:
+            await self._bump_version(session)
         if self.on_change is not None:
             await self.on_change()
         return n
+
+    async def _bulk_upsert_sqlite(
+        self,
+        table: Table,
+        names: list[str],
+        columns: dict[str, np.ndarray],
+        n: int,
+        committed: list[int],
+        on_rows: Callable[[int], None] | None,
+    ) -> None:
+        """SQLite (standalone): SQLAlchemy's executemany, one transaction per batch as on MariaDB. SQLite has one
+        writer at a time: a whole import in one transaction (tens of seconds) would lock out every other write
+        meanwhile, the run's own progress heartbeat and another process's included, beyond any busy timeout."""
+        statement = upsert_statement(self.db.engine.dialect.name, table)
+        for start in range(0, n, BULK_BATCH_ROWS):
+            stop = min(n, start + BULK_BATCH_ROWS)
+            values = [_sqlite_column(columns[name][start:stop], table.c[name]).tolist() for name in names]
+            async with self.db.session() as session:
+                await session.execute(
+                    statement, [dict(zip(names, row, strict=True)) for row in zip(*values, strict=True)]
+                )
+            committed[0] += 1
+            if on_rows is not None:
+                on_rows(stop - start)
 
     async def _changed_after_partial_write(self, table: Table) -> None:
         """Bump the data version and drop cached reads after a bulk write that failed part-way."""
@@ -601,7 +619,13 @@ class DataStore:
             log.warning("could not record the partial write of %s as a data change", table.name, exc_info=True)
 
     async def _bulk_upsert_mysql(
-        self, table: Table, names: list[str], columns: dict[str, np.ndarray], n: int, committed: list[int]
+        self,
+        table: Table,
+        names: list[str],
+        columns: dict[str, np.ndarray],
+        n: int,
+        committed: list[int],
+        on_rows: Callable[[int], None] | None,
     ) -> None:
         compiled = upsert_statement("mysql", table).compile(dialect=self.db.engine.dialect, column_keys=names)
         sql = str(compiled)
@@ -626,6 +650,8 @@ class DataStore:
                         await cursor.executemany(sql, rows)
                         await driver.commit()
                         committed[0] += 1
+                        if on_rows is not None:
+                            on_rows(span[1] - span[0])
                 except BaseException:
                     await driver.rollback()
                     raise
@@ -649,9 +675,10 @@ class DataStore:
 
     # Frames in Tushare's layout and units (see services/data/units.py). Each returns the rows written.
 
-    async def upsert_daily_bars(self, frame: pd.DataFrame) -> int:
-        """Tushare `daily` (+ `adj_factor`, merged by the caller; 1 where the frame has none) -> daily_bars."""
-        return await self._bulk_upsert(daily_bars, units.daily_bar_columns(frame))
+    async def upsert_daily_bars(self, frame: pd.DataFrame, *, on_rows: Callable[[int], None] | None = None) -> int:
+        """Tushare `daily` (+ `adj_factor`, merged by the caller; 1 where the frame has none) -> daily_bars.
+        `on_rows(k)`: told of every batch of k rows committed."""
+        return await self._bulk_upsert(daily_bars, units.daily_bar_columns(frame), on_rows)
 
     async def upsert_adj_factors(self, frame: pd.DataFrame) -> int:
         return await self._bulk_upsert(adj_factors, units.adj_factor_columns(frame))
