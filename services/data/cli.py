@@ -92,6 +92,8 @@ def _report(result: IngestResult, out: TextIO) -> int:
     span = f"{result.start}..{result.end}" if result.start else "no new bars"
     out.write(f"{result.kind} {result.run_id} succeeded: {result.rows:,} rows ({result.bar_rows:,} bars of "
               f"{result.symbols} symbols, {span})\n")  # fmt: skip
+    for api, reason in result.skipped_endpoints.items():
+        out.write(f"skipped {api} (optional; the token may not use it): {reason}\n")
     if result.quality is not None:
         if "counts" in result.quality:
             found = {k: v for k, v in result.quality["counts"].items() if v}

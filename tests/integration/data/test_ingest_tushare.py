@@ -818,3 +818,14 @@ async def test_a_denied_endpoint_fails_the_run_when_required_or_not_to_be_skippe
     assert result.status == "failed" and result.skipped_endpoints == {}
     assert "PermissionDenied" in (result.error or "") and f"Tushare {denied}" in (result.error or "")
     assert await count(store, daily_bars) == 0
+
+
+async def test_the_cli_names_a_skipped_endpoint(backing: Any) -> None:
+    settings = backing.settings(scope="ingskip" + secrets.token_hex(3), load_demo_data=False)
+    out = io.StringIO()
+    with FakeTushare(market(), token="t0ken", denied=["daily_basic"]) as server:
+        code = await cli_run(["backfill", "--start", "2024-01-02", "--end", "2024-01-03"], settings=settings,
+                             provider=provider_for(server), out=out)  # fmt: skip
+    assert code == 0, out.getvalue()
+    assert "succeeded" in out.getvalue() and "6 bars of 3 symbols" in out.getvalue()
+    assert "skipped daily_basic (optional; the token may not use it): PermissionDenied" in out.getvalue()
