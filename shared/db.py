@@ -118,9 +118,16 @@ class Database:
         self._engine = None
 
 
+# How long an SQLite write waits for another connection's (or process's) write transaction before "database is
+# locked": bulk writes commit per batch (a fraction of a second each), so this is ample.
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
+    # WAL: readers never block the writer nor wait for it (the service reads while a CLI import writes).
     cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()

@@ -109,7 +109,7 @@ def create_app(
     store = DataStore(db, on_change=read_cache.invalidate)
     read_cache.version = store.data_version
     relay = OutboxRelay(db, outbox, infra.bus)
-    options = ingest_options or IngestOptions()
+    options = ingest_options or IngestOptions(skip_denied_optional=settings.ingest_skip_denied_endpoints)
     if settings.data_update_at:
         options = replace(options, ready_at=parse_run_time(settings.data_update_at))
     ingestor = Ingestor(

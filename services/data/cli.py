@@ -18,7 +18,7 @@ import pandas as pd
 from services.data.app import make_provider
 from services.data.cache import ReadCache
 from services.data.events import outbox
-from services.data.ingest import SUCCEEDED, IngestError, Ingestor, IngestResult, Progress
+from services.data.ingest import SUCCEEDED, IngestError, IngestOptions, Ingestor, IngestResult, Progress
 from services.data.providers import MarketDataProvider, ProviderDataError, ymd
 from services.data.providers.files import read_adj_factor_files, read_calendar_files, read_securities_files
 from services.data.quality import QualityInputError
@@ -111,6 +111,8 @@ def _report(result: IngestResult, out: TextIO) -> int:
     span = f"{result.start}..{result.end}" if result.start else "no new bars"
     out.write(f"{result.kind} {result.run_id} succeeded: {result.rows:,} rows ({result.bar_rows:,} bars of "
               f"{result.symbols} symbols, {span})\n")  # fmt: skip
+    for api, reason in result.skipped_endpoints.items():
+        out.write(f"skipped {api} (optional; the token may not use it): {reason}\n")
     if result.quality is not None:
         if "counts" in result.quality:
             found = {k: v for k, v in result.quality["counts"].items() if v}
@@ -136,7 +138,10 @@ async def run(
     db = Database(settings.database_url_for("data"))
     cache = create_cache(settings.redis_url)
     store = DataStore(db, on_change=ReadCache(cache, settings.bus_namespace).invalidate)
-    ingestor = Ingestor(store, provider if provider is not None else (lambda: make_provider(settings)))
+    ingestor = Ingestor(
+        store, provider if provider is not None else (lambda: make_provider(settings)),
+        options=IngestOptions(skip_denied_optional=settings.ingest_skip_denied_endpoints),
+    )  # fmt: skip
     await db.connect()
     try:
         await db.migrate(MIGRATIONS_DIR)

@@ -22,7 +22,7 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -218,7 +218,14 @@ quality_reports = Table(
     Column("start_date", Date, nullable=True),
     Column("end_date", Date, nullable=True),
     Column("rules", Text, nullable=False),  # JSON list of the rule names run
-    Column("findings", Integer, nullable=False),
+    Column("findings", Integer, nullable=False),  # findings stored as examples (capped per rule)
+    # The true totals (migration 0004; NULL in reports stored before it): all findings, per rule, the examples
+    # kept per rule, the cap, and the rules that could not run.
+    Column("total", BigInteger, nullable=True),
+    Column("counts", Text, nullable=True),  # JSON: rule -> findings found
+    Column("kept", Text, nullable=True),  # JSON: rule -> findings stored
+    Column("max_findings_per_rule", Integer, nullable=True),
+    Column("rules_skipped", Text, nullable=True),  # JSON: rule -> reason
     Index("ix_quality_reports_created_at", "created_at"),
 )
 
@@ -316,7 +323,13 @@ class QualityReport:
     start_date: date | None
     end_date: date | None
     rules: list[str]
-    findings: int
+    findings: int  # findings stored (examples, capped per rule)
+    # None for reports stored before the totals were kept (migration 0004).
+    total: int | None = None  # findings found
+    counts: dict[str, int] | None = None  # rule -> findings found
+    kept: dict[str, int] | None = None  # rule -> findings stored
+    max_findings_per_rule: int | None = None
+    rules_skipped: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -426,8 +439,14 @@ def _quality_report(row: Any) -> QualityReport:
     return QualityReport(
         run_id=row["run_id"], created_at=row["created_at"], ingest_run_id=row["ingest_run_id"],
         start_date=row["start_date"], end_date=row["end_date"], rules=json.loads(row["rules"]),
-        findings=int(row["findings"]),
+        findings=int(row["findings"]), total=None if row["total"] is None else int(row["total"]),
+        counts=_json_or_none(row["counts"]), kept=_json_or_none(row["kept"]),
+        max_findings_per_rule=row["max_findings_per_rule"], rules_skipped=_json_or_none(row["rules_skipped"]),
     )  # fmt: skip
+
+
+def _json_or_none(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
 
 
 class DataStore:
@@ -531,7 +550,9 @@ class DataStore:
             value = await session.scalar(select(data_versions.c.version).where(data_versions.c.name == MARKET_VERSION))
         return int(value or 0)
 
-    async def _bulk_upsert(self, table: Table, columns: dict[str, np.ndarray]) -> int:
+    async def _bulk_upsert(
+        self, table: Table, columns: dict[str, np.ndarray], on_rows: Callable[[int], None] | None = None
+    ) -> int:
         """Upsert whole columns (one array per column of `table`, already in storage units) as executemany batches.
 
         On MariaDB the batches go to the asyncmy driver directly over BULK_CONNECTIONS connections, each batch its
@@ -539,37 +560,53 @@ class DataStore:
         connections Python encodes one batch while the server writes the other. A failure part-way leaves whole
         batches behind, never half a row; the same load run again completes it (every write is an upsert).
         Callers convert and validate the whole frame before calling, so bad input writes nothing.
+        `on_rows(k)` is told of every batch of k rows committed (a run's progress while a big write goes on).
         """
         names = [c.name for c in table.columns if c.name in columns]
         n = len(columns[names[0]]) if names else 0
         if n == 0:
             return 0
-        if self.db.engine.dialect.name in ("mysql", "mariadb"):
-            committed = [0]  # batches committed so far, counted by the writers
-            try:
-                await self._bulk_upsert_mysql(table, names, columns, n, committed)
-            except BaseException:
-                # A later batch failed, but the committed ones changed the market: cached reads and bulk
-                # snapshots of the old data must go all the same.
-                if committed[0]:
-                    await asyncio.shield(self._changed_after_partial_write(table))
-                raise
-            async with self.db.session() as session:
-                await self._bump_version(session)
-        else:
-            # SQLite (standalone): one writer anyway; SQLAlchemy's executemany in one transaction.
-            async with self.db.session() as session:
-                statement = upsert_statement(self.db.engine.dialect.name, table)
-                for start in range(0, n, BULK_BATCH_ROWS):
-                    stop = min(n, start + BULK_BATCH_ROWS)
-                    values = [_sqlite_column(columns[name][start:stop], table.c[name]).tolist() for name in names]
-                    await session.execute(
-                        statement, [dict(zip(names, row, strict=True)) for row in zip(*values, strict=True)]
-                    )
-                await self._bump_version(session)
+        committed = [0]  # batches committed so far, counted by the writers
+        try:
+            if self.db.engine.dialect.name in ("mysql", "mariadb"):
+                await self._bulk_upsert_mysql(table, names, columns, n, committed, on_rows)
+            else:
+                await self._bulk_upsert_sqlite(table, names, columns, n, committed, on_rows)
+        except BaseException:
+            # A later batch failed, but the committed ones changed the market: cached reads and bulk
+            # snapshots of the old data must go all the same.
+            if committed[0]:
+                await asyncio.shield(self._changed_after_partial_write(table))
+            raise
+        async with self.db.session() as session:
+            await self._bump_version(session)
         if self.on_change is not None:
             await self.on_change()
         return n
+
+    async def _bulk_upsert_sqlite(
+        self,
+        table: Table,
+        names: list[str],
+        columns: dict[str, np.ndarray],
+        n: int,
+        committed: list[int],
+        on_rows: Callable[[int], None] | None,
+    ) -> None:
+        """SQLite (standalone): SQLAlchemy's executemany, one transaction per batch as on MariaDB. SQLite has one
+        writer at a time: a whole import in one transaction (tens of seconds) would lock out every other write
+        meanwhile, the run's own progress heartbeat and another process's included, beyond any busy timeout."""
+        statement = upsert_statement(self.db.engine.dialect.name, table)
+        for start in range(0, n, BULK_BATCH_ROWS):
+            stop = min(n, start + BULK_BATCH_ROWS)
+            values = [_sqlite_column(columns[name][start:stop], table.c[name]).tolist() for name in names]
+            async with self.db.session() as session:
+                await session.execute(
+                    statement, [dict(zip(names, row, strict=True)) for row in zip(*values, strict=True)]
+                )
+            committed[0] += 1
+            if on_rows is not None:
+                on_rows(stop - start)
 
     async def _changed_after_partial_write(self, table: Table) -> None:
         """Bump the data version and drop cached reads after a bulk write that failed part-way."""
@@ -582,7 +619,13 @@ class DataStore:
             log.warning("could not record the partial write of %s as a data change", table.name, exc_info=True)
 
     async def _bulk_upsert_mysql(
-        self, table: Table, names: list[str], columns: dict[str, np.ndarray], n: int, committed: list[int]
+        self,
+        table: Table,
+        names: list[str],
+        columns: dict[str, np.ndarray],
+        n: int,
+        committed: list[int],
+        on_rows: Callable[[int], None] | None,
     ) -> None:
         compiled = upsert_statement("mysql", table).compile(dialect=self.db.engine.dialect, column_keys=names)
         sql = str(compiled)
@@ -607,6 +650,8 @@ class DataStore:
                         await cursor.executemany(sql, rows)
                         await driver.commit()
                         committed[0] += 1
+                        if on_rows is not None:
+                            on_rows(span[1] - span[0])
                 except BaseException:
                     await driver.rollback()
                     raise
@@ -630,9 +675,10 @@ class DataStore:
 
     # Frames in Tushare's layout and units (see services/data/units.py). Each returns the rows written.
 
-    async def upsert_daily_bars(self, frame: pd.DataFrame) -> int:
-        """Tushare `daily` (+ `adj_factor`, merged by the caller; 1 where the frame has none) -> daily_bars."""
-        return await self._bulk_upsert(daily_bars, units.daily_bar_columns(frame))
+    async def upsert_daily_bars(self, frame: pd.DataFrame, *, on_rows: Callable[[int], None] | None = None) -> int:
+        """Tushare `daily` (+ `adj_factor`, merged by the caller; 1 where the frame has none) -> daily_bars.
+        `on_rows(k)`: told of every batch of k rows committed."""
+        return await self._bulk_upsert(daily_bars, units.daily_bar_columns(frame), on_rows)
 
     async def upsert_adj_factors(self, frame: pd.DataFrame) -> int:
         return await self._bulk_upsert(adj_factors, units.adj_factor_columns(frame))
@@ -756,14 +802,30 @@ class DataStore:
         ingest_run_id: str | None = None,
         start: date | None = None,
         end: date | None = None,
+        counts: Mapping[str, int] | None = None,
+        max_findings_per_rule: int | None = None,
+        rules_skipped: Mapping[str, str] | None = None,
     ) -> str:
-        """Store one quality run and all its findings in one transaction; returns the report's run id."""
+        """Store one quality run and its findings in one transaction; returns the report's run id.
+
+        `findings` are the examples kept; `counts` (rule -> findings found) the true totals when the findings were
+        capped per rule (default: the findings given are all there were). A rule's count is never below the number
+        of its findings kept."""
+        kept: dict[str, int] = dict.fromkeys(rules, 0)
+        for f in findings:
+            kept[f.rule] = kept.get(f.rule, 0) + 1
+        found = dict(kept) if counts is None else {rule: int(counts.get(rule, 0)) for rule in {**kept, **counts}}
+        short = {rule: (found[rule], n) for rule, n in kept.items() if found[rule] < n}
+        if short:
+            raise ValueError(f"counts below the findings kept (rule: (count, kept)): {short}")
         run_id = str(uuid.uuid4())
         async with self.db.session() as session:
             await session.execute(
                 quality_reports.insert().values(
                     run_id=run_id, created_at=_utcnow(), ingest_run_id=ingest_run_id, start_date=start, end_date=end,
-                    rules=json.dumps(list(rules)), findings=len(findings),
+                    rules=json.dumps(list(rules)), findings=len(findings), total=sum(found.values()),
+                    counts=json.dumps(found), kept=json.dumps(kept), max_findings_per_rule=max_findings_per_rule,
+                    rules_skipped=json.dumps(dict(rules_skipped or {})),
                 )
             )  # fmt: skip
             rows = [

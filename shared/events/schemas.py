@@ -48,6 +48,9 @@ class BarsUpdated(BaseModel):
     # completes them and announces them again, complete.
     # Added in version 1 with a default, so events without it (every run succeeded) read as complete.
     complete: bool = True
+    # The optional data endpoints the run did without (its provider token may not use them, e.g. ["stk_limit"]): the
+    # tables they fill did not change. Added with a default, so older events read as "none skipped".
+    skipped_endpoints: list[str] = []
 
 
 class BacktestFinished(BaseModel):
