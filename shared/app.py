@@ -19,6 +19,7 @@ from prometheus_fastapi_instrumentator import Instrumentator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.body_limit import BodyLimitMiddleware
 from shared.bus import EventBus, create_bus
 from shared.cache import Cache, create_cache
 from shared.errors import ServiceError
@@ -202,6 +203,7 @@ def create_service_app(
         app.include_router(router, dependencies=[Depends(internal_principal)])
     for router in public_routers:
         app.include_router(router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(CorrelationMiddleware)
     return app
 

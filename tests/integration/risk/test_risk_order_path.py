@@ -2,6 +2,7 @@
 are filled and their events published; rejected ones (and those risk cannot decide) never reach execution."""
 
 import asyncio
+import json
 from decimal import Decimal
 from typing import Any
 
@@ -15,8 +16,10 @@ from tests.integration.execution.order_path_harness import (
     Fleet,
     event_log,
     fleet,
+    limit_buy,
     metric,
     settle,
+    signed_order,
     trader,
     trades_were_yesterday,
     until,
@@ -421,3 +424,33 @@ async def test_a_retry_after_a_lost_answer_gets_the_order_without_new_checks(bac
         conflict = await f.risk.post("/v1/orders", json={**sell, "qty": 300}, headers=f.headers(leo))
         assert conflict.status_code == 409 and conflict.json()["code"] == "client_order_id_conflict"
         assert await _execution_rows(f, leo.account_id) == (2, 2)
+
+
+async def test_an_order_body_over_the_size_limit_is_413_at_risk_and_execution_and_nothing_is_stored(
+    backing: Backing,
+) -> None:
+    settings = backing.settings()
+    limit = settings.max_body_bytes
+    alice = trader()
+
+    def padded(body: dict[str, Any], size: int) -> bytes:
+        """`body` as JSON padded with whitespace to `size` bytes: a valid order the service would otherwise take."""
+        head = json.dumps(body).encode()
+        return head[:-1] + b" " * (size - len(head)) + b"}"
+
+    async def chunks(body: bytes) -> Any:
+        for i in range(0, len(body), 64 * 1024):
+            yield body[i : i + 64 * 1024]
+
+    async with fleet(settings) as f:
+        headers = {**f.headers(alice), "Content-Type": "application/json"}
+        order = padded(_order(), limit + 1)
+        signed = padded(signed_order(settings, limit_buy(alice)), limit + 1)
+        for client, body in ((f.risk, order), (f.execution, signed)):
+            for content in (body, chunks(body)):  # with Content-Length, and chunked without it
+                response = await client.post("/v1/orders", content=content, headers=headers)
+                assert response.status_code == 413, response.text
+                assert response.json()["code"] == "body_too_large"
+        assert await f.risk_app.state.store.recent(account_id=alice.account_id, limit=10) == []
+        assert await _execution_rows(f, alice.account_id) == (0, 0)
+        assert f.data.callers == []  # risk never looked the order up
