@@ -7,6 +7,7 @@ import asyncio
 import json
 import math
 import re
+import secrets
 import time
 from typing import Any
 
@@ -163,6 +164,27 @@ async def test_create_user_validates_and_refuses_duplicates(gw: Any) -> None:
 
     bad_role = await gw.client.post("/api/v1/users", json={**body, "username": "x-role", "role": "root"}, headers=admin)
     assert bad_role.status_code == 422
+
+
+async def test_the_gateways_own_bodies_refuse_unknown_fields_and_loose_values_and_change_nothing(gw: Any) -> None:
+    admin = await gw.admin_headers()
+    name = f"strict-{secrets.token_hex(4)}"
+    body = {"username": name, "password": "password123", "role": "viewer"}
+    extra = await gw.client.post("/api/v1/users", json={**body, "is_admin": True}, headers=admin)
+    assert extra.status_code == 422, extra.text
+    assert extra.json()["code"] == "invalid_request"
+    assert extra.json()["message"] == "is_admin: Extra inputs are not permitted"
+    assert name not in {u["username"] for u in (await gw.client.get("/api/v1/users", headers=admin)).json()}
+
+    user = await gw.new_user("viewer")
+    for patch in ({"disabled": "yes"}, {"disabled": 1}, {"disabled": False, "locked": True}):
+        refused = await gw.client.patch(f"/api/v1/users/{user.username}", json=patch, headers=admin)
+        assert refused.status_code == 422 and refused.json()["code"] == "invalid_request", (patch, refused.text)
+    assert (await gw.client.get("/api/v1/auth/me", headers=user.headers)).status_code == 200  # not disabled
+
+    key = await gw.client.post("/api/v1/api-keys", json={"name": "bot", "scopes": ["orders"]}, headers=user.headers)
+    assert key.status_code == 422 and key.json()["message"].startswith("scopes: "), key.text
+    assert (await gw.client.get("/api/v1/api-keys", headers=user.headers)).json() == []
 
 
 async def test_disabled_user_is_locked_out_at_once(gw: Any) -> None:

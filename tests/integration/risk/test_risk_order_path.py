@@ -454,3 +454,57 @@ async def test_an_order_body_over_the_size_limit_is_413_at_risk_and_execution_an
         assert await f.risk_app.state.store.recent(account_id=alice.account_id, limit=10) == []
         assert await _execution_rows(f, alice.account_id) == (0, 0)
         assert f.data.callers == []  # risk never looked the order up
+
+
+async def test_orders_with_unknown_fields_loose_numbers_or_unprintable_ids_are_refused_and_change_nothing(
+    backing: Backing,
+) -> None:
+    settings = backing.settings()
+    carol = trader()
+    limit = {"order_type": "limit", "qty": 100, "price": "10.50"}
+    async with fleet(settings) as f:
+        # Unknown fields: refused, each named, instead of a plain limit order placed without them.
+        response = await f.risk.post(
+            "/v1/orders", json=_order(**limit, stop_price="9.50", time_in_force="GTC"), headers=f.headers(carol)
+        )
+        assert response.status_code == 422, response.text
+        answer = response.json()
+        assert answer["code"] == "invalid_request"
+        assert answer["message"] == "stop_price: Extra inputs are not permitted"
+        assert [(d["field"], d["type"]) for d in answer["details"]] == [
+            ("stop_price", "extra_forbidden"),
+            ("time_in_force", "extra_forbidden"),
+        ]
+
+        bad: list[tuple[dict[str, Any], str]] = [
+            *[(_order(qty=qty), "qty") for qty in (True, "100", 100.0, 1e3)],
+            *[(_order(order_type="limit", qty=100, price=p), "price") for p in (True, "1e1", "10.5 ", "1_0.50")],
+            *[
+                (_order(client_order_id=cid), "client_order_id")
+                for cid in ("evil\u202etxt", "c\u200b1", "c\u00851", " ", "<script>alert(1)</script>", 'c"1', "c\\1")
+            ],
+        ]
+        for body, field in bad:
+            response = await f.risk.post("/v1/orders", json=body, headers=f.headers(carol))
+            assert response.status_code == 422, (body, response.text)
+            assert response.json()["code"] == "invalid_request"
+            assert response.json()["message"].startswith(f"{field}: "), response.text
+
+        assert await f.risk_app.state.store.recent(account_id=carol.account_id, limit=10) == []
+        assert await _execution_rows(f, carol.account_id) == (0, 0)
+
+        # Execution reads its bodies as strictly: an approved order with an extra field or a loose qty is refused.
+        for extra in ({"time_in_force": "GTC"}, {"qty": "100"}):
+            body = {**signed_order(settings, limit_buy(carol, qty=100)), **extra}
+            response = await f.execution.post("/v1/orders", json=body, headers=f.headers(carol))
+            assert response.status_code == 422 and response.json()["code"] == "invalid_request", response.text
+        assert await _execution_rows(f, carol.account_id) == (0, 0)
+
+        # Prices as a decimal string, a JSON number with a fraction, or an integer are all read exactly.
+        placed = []
+        for price in ("10.50", 10.5, 10):
+            body = _order(order_type="limit", qty=100, price=price)
+            response = await f.risk.post("/v1/orders", json=body, headers=f.headers(carol))
+            assert response.status_code == 201, response.text
+            placed.append(response.json()["order"]["price"])
+        assert placed == ["10.50", "10.50", "10.00"]
