@@ -195,6 +195,8 @@ def create_service_app(
     async def metrics() -> Response:
         return Response(generate_latest(app.state.metrics_registry), media_type=CONTENT_TYPE_LATEST)
 
+    # Inside the metrics middleware, so refused bodies are counted (as 4xx of their route).
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     Instrumentator(excluded_handlers=list(PUBLIC_PATHS), registry=app.state.metrics_registry).instrument(
         app, latency_lowr_buckets=LATENCY_BUCKETS_S
     )
@@ -203,7 +205,6 @@ def create_service_app(
         app.include_router(router, dependencies=[Depends(internal_principal)])
     for router in public_routers:
         app.include_router(router)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(CorrelationMiddleware)
     return app
 

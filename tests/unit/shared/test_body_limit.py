@@ -75,6 +75,8 @@ async def test_a_body_over_the_limit_is_refused_with_413_and_the_route_never_run
                 assert response.headers["X-Correlation-ID"] == "big-1"
         assert "content-length" not in chunked.request.headers
         assert stored == []
+        metrics = (await client.get("/metrics")).text
+        assert 'http_requests_total{handler="/v1/notes",method="POST",status="4xx"} 2.0' in metrics
 
         # At the limit, both ways, the body is read and stored.
         assert (await client.post("/v1/notes", content=_padded(LIMIT), headers=headers)).status_code == 201
