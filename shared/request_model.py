@@ -38,7 +38,7 @@ class RequestModel(BaseModel):
 
 # --- decimals -----------------------------------------------------------------------------------------------------
 
-_DECIMAL_TEXT = re.compile(r"^[+-]?\d+(\.\d+)?$")
+_DECIMAL_TEXT = re.compile(r"[+-]?[0-9]+(\.[0-9]+)?")  # ASCII digits only (\d takes any script's)
 # A float holds any decimal of up to 15 significant digits exactly enough that its shortest repr gives those digits
 # back (DBL_DIG); a JSON number with more may already have been changed by json.loads before we see it.
 _FLOAT_DIGITS = 15
@@ -52,7 +52,7 @@ def _exact_decimal(value: object) -> object:
     if isinstance(value, bool):
         raise ValueError('a decimal is a string like "10.50" or a number, not true or false')
     if isinstance(value, str):
-        if not _DECIMAL_TEXT.match(value):
+        if not _DECIMAL_TEXT.fullmatch(value):
             raise ValueError(f'{value[:40]!r} is not a decimal written like "10.50"')
         return Decimal(value)
     if isinstance(value, float):
@@ -72,8 +72,8 @@ JsonDecimal = Annotated[Decimal, BeforeValidator(_exact_decimal)]
 
 # --- dates --------------------------------------------------------------------------------------------------------
 
-_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_COMPACT_DATE = re.compile(r"^\d{8}$")
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_COMPACT_DATE = re.compile(r"[0-9]{8}")
 
 
 def _trade_date(value: object) -> date:
@@ -83,9 +83,9 @@ def _trade_date(value: object) -> date:
         return value
     text = value.strip() if isinstance(value, str) else ""
     try:
-        if _ISO_DATE.match(text):
+        if _ISO_DATE.fullmatch(text):
             return date.fromisoformat(text)
-        if _COMPACT_DATE.match(text):
+        if _COMPACT_DATE.fullmatch(text):
             return date(int(text[:4]), int(text[4:6]), int(text[6:]))
     except ValueError:
         pass

@@ -158,7 +158,7 @@ def test_decimals_are_read_exactly(price: Any, expected: Decimal) -> None:
 
 @pytest.mark.parametrize(
     "price",
-    [True, False, "1e3", "1_000", " 10.5", "10.", ".5", "ten", "", 1234567890.1234567, [10]],
+    [True, False, "1e3", "1_000", " 10.5", "10.50\n", "10.", ".5", "ten", "", "\u0661\u0660", 1234567890.1234567, [10]],
 )
 def test_decimals_that_are_not_exact_or_not_numbers_are_refused(price: Any) -> None:
     assert _error({"qty": 1, "price": price})["loc"] == ("price",)
@@ -173,7 +173,14 @@ def test_trade_dates_are_dates_not_timestamps() -> None:
     days = TypeAdapter(TradeDate)
     assert days.validate_python("2024-01-02") == date(2024, 1, 2)
     assert days.validate_python("20240102") == date(2024, 1, 2)
-    for bad in (20240102, 1704153600, "2024-1-2", "2024-02-30", True):
+    for bad in (
+        20240102,
+        1704153600,
+        "2024-1-2",
+        "2024-02-30",
+        "\u0662\u0660\u0662\u0664\u0660\u0661\u0660\u0662",
+        True,
+    ):
         with pytest.raises(ValidationError):
             days.validate_python(bad)
 
