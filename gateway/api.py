@@ -21,6 +21,7 @@ from gateway.security import (
 )
 from gateway.store import ApiKeyRecord, GatewayStore, UserRecord
 from shared.errors import Forbidden, NotFound, ServiceError
+from shared.request_model import RequestModel, StrictBool
 
 USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"
 MIN_PASSWORD_LENGTH = 8
@@ -53,16 +54,16 @@ class Me(BaseModel):
     auth: str = Field(description="how this request was authenticated: jwt | api_key")
 
 
-class UserCreate(BaseModel):
+class UserCreate(RequestModel):
     username: str = Field(pattern=USERNAME_PATTERN)
     password: str = Field(min_length=MIN_PASSWORD_LENGTH, max_length=256)
     role: Role = Role.VIEWER
     account_id: str | None = Field(default=None, pattern=USERNAME_PATTERN, description="defaults to the username")
 
 
-class UserUpdate(BaseModel):
+class UserUpdate(RequestModel):
     role: Role | None = None
-    disabled: bool | None = None
+    disabled: StrictBool | None = None
     password: str | None = Field(default=None, min_length=MIN_PASSWORD_LENGTH, max_length=256)
 
 
@@ -84,7 +85,7 @@ class UserOut(BaseModel):
         )
 
 
-class ApiKeyCreate(BaseModel):
+class ApiKeyCreate(RequestModel):
     name: str = Field(min_length=1, max_length=100)
     role: Role | None = Field(
         default=None, description="what the key may do: at most your own role; defaults to your role"

@@ -15,6 +15,7 @@ from starlette.background import BackgroundTask
 from gateway.auth import Admin, CurrentUser, Trader, Viewer
 from shared.errors import ServiceError, Unavailable
 from shared.internal_auth import INTERNAL_HEADER, mint_internal_token
+from shared.request_model import CLIENT_ORDER_ID_PATTERN
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,11 @@ ORDER_EXAMPLE = {
     "qty": 100,
     "price": "10.50",
 }
+ORDER_BODY = (
+    "`{client_order_id, ts_code, side, order_type, qty, price?}` and nothing else (an unknown field is 422 naming it); "
+    f"`client_order_id` matches `{CLIENT_ORDER_ID_PATTERN}`, `qty` is a JSON integer, `price` a decimal string like "
+    '"10.50" or a JSON number. Passed to risk as sent, which validates it: docs/order-path.md'
+)
 Id = Annotated[str, Path(pattern=ID_PATTERN)]
 
 
@@ -138,7 +144,9 @@ def relay(service: str, upstream: httpx.Response) -> Response:
     },
 )
 async def place_order(
-    request: Request, user: Trader, order: Annotated[dict[str, Any], Body(examples=[ORDER_EXAMPLE])]
+    request: Request,
+    user: Trader,
+    order: Annotated[dict[str, Any], Body(examples=[ORDER_EXAMPLE], description=ORDER_BODY)],
 ) -> Response:
     """Place an order for your account (trader). It goes through the risk service, which decides and, when it
     approves, hands it to execution. `client_order_id` makes a retry safe: the same id never makes two orders."""

@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.apidocs import install_api_docs
+from shared.body_limit import BodyLimitMiddleware
 from shared.bus import EventBus, create_bus
 from shared.cache import Cache, create_cache
 from shared.errors import ServiceError
@@ -199,6 +200,8 @@ def create_service_app(
     async def metrics() -> Response:
         return Response(generate_latest(app.state.metrics_registry), media_type=CONTENT_TYPE_LATEST)
 
+    # Inside the metrics middleware, so refused bodies are counted (as 4xx of their route).
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     Instrumentator(excluded_handlers=list(PUBLIC_PATHS), registry=app.state.metrics_registry).instrument(
         app, latency_lowr_buckets=LATENCY_BUCKETS_S
     )

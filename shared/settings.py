@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     risk_url: str = "http://127.0.0.1:8104"
     execution_url: str = "http://127.0.0.1:8105"
     http_timeout_s: float = 10.0
+    # The largest request body the gateway and every service read (bytes); larger ones get 413 body_too_large.
+    # Every body is JSON (no uploads: files are imported by the CLI); the biggest, a backtest over a whole market's
+    # ts_codes, is about 70 KB.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1)
 
     # Gateway
     jwt_ttl_s: int = 8 * 3600

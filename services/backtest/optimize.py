@@ -27,7 +27,7 @@ from datetime import date
 from typing import Any, Literal
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from services.backtest.market_data import MarketData, data_version, engine_frame
 from services.backtest.optimize_store import (
@@ -57,6 +57,7 @@ from shared.engine.optimize import (
     rank,
     walk_forward,
 )
+from shared.request_model import RequestModel, StrictBool, StrictInt, TradeDate
 from shared.settings import Settings
 from shared.strategy import Strategy, discover_strategies
 
@@ -84,19 +85,17 @@ STALE_S = 300.0
 MarketLoader = Callable[[Sequence[str], date, date], "pd.DataFrame | Awaitable[pd.DataFrame]"]
 
 
-class WalkForwardSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    in_sample: int = Field(ge=1)
-    out_of_sample: int = Field(ge=1)
-    step: int | None = Field(default=None, ge=1)
-    anchored: bool = False
+class WalkForwardSpec(RequestModel):
+    in_sample: StrictInt = Field(ge=1)
+    out_of_sample: StrictInt = Field(ge=1)
+    step: StrictInt | None = Field(default=None, ge=1)
+    anchored: StrictBool = False
     search: Literal["grid", "ga"] = "grid"
 
 
-class OptimisationRequest(BaseModel):
+class OptimisationRequest(RequestModel):
     """What a user asks for. Bad input is an OptimisationError / ValidationError naming the field."""
 
-    model_config = ConfigDict(extra="forbid")
     strategy: str
     method: Literal["grid", "ga", "walkforward"] = "grid"
     space: dict[str, Any]
@@ -107,10 +106,10 @@ class OptimisationRequest(BaseModel):
     ga: dict[str, Any] = Field(default_factory=dict)
     walk_forward: WalkForwardSpec | None = None
     ts_codes: list[str] = Field(min_length=1)
-    start: date
-    end: date
+    start: TradeDate
+    end: TradeDate
     config: dict[str, Any] = Field(default_factory=dict)  # BacktestConfig fields other than start/end
-    batch_size: int | None = Field(default=None, ge=1, le=1000)  # None: chosen from the number of points
+    batch_size: StrictInt | None = Field(default=None, ge=1, le=1000)  # None: chosen from the number of points
 
     @model_validator(mode="after")
     def _check(self) -> OptimisationRequest:

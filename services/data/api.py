@@ -17,7 +17,7 @@ from typing import Annotated, BinaryIO
 from anyio import to_thread
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, BeforeValidator
+from pydantic import BaseModel
 from sqlalchemy import make_url
 
 from services.data.adjust import Adjust, factor_micro
@@ -29,29 +29,9 @@ from services.data.store import CALENDAR_EXCHANGE, BarRecord, DataStore, Securit
 from shared.domain.codes import Board, InvalidTsCode, SecurityCode, parse_ts_code
 from shared.domain.money import from_fen
 from shared.errors import NotFound, ServiceError
+from shared.request_model import TradeDate
 
 router = APIRouter(prefix="/v1", tags=["data"])
-
-_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_COMPACT_DATE = re.compile(r"^\d{8}$")
-
-
-def _trade_date(value: object) -> date:
-    """Dates as traders type them: 2024-01-02 or Tushare's 20240102; nothing else (no timestamps)."""
-    if isinstance(value, date):
-        return value
-    text = value.strip() if isinstance(value, str) else ""
-    try:
-        if _ISO_DATE.match(text):
-            return date.fromisoformat(text)
-        if _COMPACT_DATE.match(text):
-            return date(int(text[:4]), int(text[4:6]), int(text[6:]))
-    except ValueError:
-        pass
-    raise ValueError(f"{value!r} is not a date like 2024-01-02 or 20240102")
-
-
-TradeDate = Annotated[date, BeforeValidator(_trade_date)]
 
 
 MAX_JSON_SYMBOLS = 200  # more symbols than this: use /v1/bars/bulk (Arrow or Parquet)

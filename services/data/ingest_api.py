@@ -10,17 +10,17 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 
-from services.data.api import TradeDate
 from services.data.ingest import IngestBusy, IngestError, Ingestor, quality_report_for_ingest
 from services.data.quality import RULES, QualityInputError
 from services.data.store import DataStore, IngestRun
 from services.data.store import QualityReport as StoredReport
 from shared.errors import Conflict, NotFound, ServiceError
+from shared.request_model import RequestModel, TradeDate
 
 ingest_router = APIRouter(prefix="/v1", tags=["ingest"])
 
 
-class RangeIn(BaseModel):
+class RangeIn(RequestModel):
     start: TradeDate
     end: TradeDate
 

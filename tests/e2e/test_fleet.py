@@ -142,6 +142,8 @@ async def test_viewer_cannot_place_orders_and_bad_orders_get_clear_4xx(fleet: Fl
         "off tick": ({**good, "order_type": "limit", "price": str(limit_up - Decimal("0.005"))}, "price_tick"),
         "above limit-up": ({**good, "order_type": "limit", "price": str(limit_up + Decimal("0.01"))}, "price_limit"),
         "missing side": ({k: v for k, v in good.items() if k != "side"}, None),
+        "unknown field": ({**good, "time_in_force": "GTC"}, "invalid_request"),
+        "qty as text": ({**good, "qty": "100"}, "invalid_request"),
     }
     before = await client.get(f"{base}/api/v1/orders", headers=trader.headers)
     for label, (body, reason) in cases.items():

@@ -18,8 +18,14 @@ import httpx
 import jwt
 import pytest
 
+from gateway.app import create_app
 from gateway.security import Role, issue_token, new_api_key
+from shared.app import Infra
+from shared.bus import create_bus
+from shared.cache import create_cache
+from shared.http import ServiceDirectory
 from shared.internal_auth import INTERNAL_HEADER
+from tests.integration.gateway.conftest import Gateway, build_downstream
 
 pytestmark = pytest.mark.integration
 
@@ -277,6 +283,27 @@ async def test_create_user_validates_and_refuses_duplicates(gw: Any) -> None:
 
     bad_role = await gw.client.post("/api/v1/users", json={**body, "username": "x-role", "role": "root"}, headers=admin)
     assert bad_role.status_code == 422
+
+
+async def test_the_gateways_own_bodies_refuse_unknown_fields_and_loose_values_and_change_nothing(gw: Any) -> None:
+    admin = await gw.admin_headers()
+    name = f"strict-{secrets.token_hex(4)}"
+    body = {"username": name, "password": "password123", "role": "viewer"}
+    extra = await gw.client.post("/api/v1/users", json={**body, "is_admin": True}, headers=admin)
+    assert extra.status_code == 422, extra.text
+    assert extra.json()["code"] == "invalid_request"
+    assert extra.json()["message"] == "is_admin: Extra inputs are not permitted"
+    assert name not in {u["username"] for u in (await gw.client.get("/api/v1/users", headers=admin)).json()}
+
+    user = await gw.new_user("viewer")
+    for patch in ({"disabled": "yes"}, {"disabled": 1}, {"disabled": False, "locked": True}):
+        refused = await gw.client.patch(f"/api/v1/users/{user.username}", json=patch, headers=admin)
+        assert refused.status_code == 422 and refused.json()["code"] == "invalid_request", (patch, refused.text)
+    assert (await gw.client.get("/api/v1/auth/me", headers=user.headers)).status_code == 200  # not disabled
+
+    key = await gw.client.post("/api/v1/api-keys", json={"name": "bot", "scopes": ["orders"]}, headers=user.headers)
+    assert key.status_code == 422 and key.json()["message"].startswith("scopes: "), key.text
+    assert (await gw.client.get("/api/v1/api-keys", headers=user.headers)).json() == []
 
 
 async def test_disabled_user_is_locked_out_at_once(gw: Any) -> None:
@@ -666,3 +693,52 @@ async def test_an_html_report_streams_through_the_gateway_and_errors_stay_json(g
     failed = await gw.client.get("/api/v1/backtests/bt-failed/report.html", headers=viewer.headers)
     assert failed.status_code == 409 and failed.json()["code"] == "backtest_not_succeeded"
     assert (await gw.client.get("/api/v1/backtests/bt-7/report.html")).status_code == 401
+
+
+# --- request-body size limit (LH_MAX_BODY_BYTES) ---------------------------------------------------------------
+
+
+def _padded_order(size: int) -> bytes:
+    """A valid order, padded with JSON whitespace to exactly `size` bytes: without the limit risk would place it."""
+    head = json.dumps(order_body(client_order_id="c-big")).encode()
+    return head[:-1] + b" " * (size - len(head)) + b"}"
+
+
+async def test_an_order_body_over_the_size_limit_is_413_over_http_and_never_reaches_risk(
+    gw_settings: Any, serve_app: Any
+) -> None:
+    downstream = build_downstream(gw_settings.internal_secret)
+    infra = Infra(
+        settings=gw_settings,
+        bus=create_bus(gw_settings.amqp_url, namespace=gw_settings.bus_namespace, source="gateway"),
+        cache=create_cache(gw_settings.redis_url),
+        services=ServiceDirectory(gw_settings, transports=downstream.transports()),
+    )
+    limit = gw_settings.max_body_bytes
+    assert limit == 1024 * 1024  # the default: 1 MiB
+
+    async def chunks(body: bytes) -> Any:
+        for i in range(0, len(body), 64 * 1024):
+            yield body[i : i + 64 * 1024]
+
+    # A real uvicorn server, so the client is a real HTTP client that sends its whole body before it reads.
+    async with (
+        serve_app(create_app(gw_settings, infra)) as hostport,
+        httpx.AsyncClient(base_url=f"http://{hostport}", timeout=30) as client,
+    ):
+        gateway = Gateway(client=client, app=None, settings=gw_settings, downstream=downstream)  # type: ignore[arg-type]
+        trader = await gateway.new_user("trader")
+        headers = {**trader.headers, "Content-Type": "application/json"}
+        declared = await client.post("/api/v1/orders", content=_padded_order(limit + 1), headers=headers)
+        chunked = await client.post("/api/v1/orders", content=chunks(_padded_order(limit + 1)), headers=headers)
+        huge = await client.post("/api/v1/orders", content=_padded_order(20 * limit), headers=headers)
+        for response in (declared, chunked, huge):
+            assert response.status_code == 413, response.text
+            assert response.json()["code"] == "body_too_large"
+        assert chunked.request.headers.get("transfer-encoding") == "chunked"
+        assert downstream.calls_to("risk") == []
+
+        # One byte less: risk gets it (and the connection still serves requests after the refusals).
+        placed = await client.post("/api/v1/orders", content=_padded_order(limit), headers=headers)
+        assert placed.status_code == 201, placed.text
+        assert [len(c.body) for c in downstream.calls_to("risk")] == [limit]
