@@ -56,6 +56,7 @@ def create_app(settings: Settings, infra: Infra | None = None, *, broker: Broker
 
     app = create_service_app(NAME, infra, routers=[api.router], lifespan=lifespan, readiness={"db": db.ping})
     app.state.db = db
+    db.register_metrics(app.state.metrics_registry)
     app.state.store = store
     app.state.relay = relay
     app.state.broker = adapter
