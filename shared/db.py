@@ -18,11 +18,11 @@ import asyncio
 import logging
 import random
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import DateTime, MetaData, event, make_url, text
@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.orm import DeclarativeBase
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _DB_NAME = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 
@@ -60,10 +61,14 @@ RETRY_CAP_S = 0.5
 
 def transient_reason(exc: BaseException) -> str | None:
     """Why `exc` is worth running the unit of work again ("deadlock", "lock_wait_timeout", "lost_connection",
-    "server_gone_away", "sqlite_locked"), or None when it is not."""
-    if not isinstance(exc, DBAPIError):
+    "server_gone_away", "sqlite_locked"), or None when it is not. `exc` is SQLAlchemy's error, or asyncmy's own
+    where a raw driver connection is used (`Database.run_raw`)."""
+    if isinstance(exc, DBAPIError):
+        orig: BaseException | None = exc.orig
+    elif type(exc).__module__.startswith("asyncmy"):
+        orig = exc
+    else:
         return None
-    orig = exc.orig
     code = orig.args[0] if orig is not None and orig.args and isinstance(orig.args[0], int) else None
     if code in MYSQL_TRANSIENT:
         return MYSQL_TRANSIENT[code]
@@ -167,6 +172,30 @@ class Database:
         bookkeeping was a large share of the order path's CPU time for no use."""
         return Transaction(self)
 
+    async def run_raw(self, unit: Callable[[], Awaitable[T]], rollback: Callable[[], Awaitable[object]]) -> T:
+        """The same retries for a unit on a raw driver connection (the data store's bulk loads): `unit` runs its
+        statements and commits; after a deadlock or a lock wait timeout, `rollback` is awaited and `unit` runs again.
+        A lost connection is not retried here: the raw connection is gone with it (the caller's load fails)."""
+        retry = 0
+        while True:
+            try:
+                return await unit()
+            except Exception as exc:
+                await rollback()
+                reason = transient_reason(exc)
+                retry += 1
+                if reason not in ("deadlock", "lock_wait_timeout") or retry >= TRANSACTION_ATTEMPTS:
+                    raise
+                self._count_retry(reason, retry, exc)
+                await asyncio.sleep(retry_delay_s(retry))
+
+    def _count_retry(self, reason: str, attempt: int, exc: BaseException) -> None:
+        self.retries.labels(reason).inc()
+        log.warning(
+            "transient database error; running the transaction again",
+            extra={"reason": reason, "attempt": attempt, "error": type(exc).__name__},
+        )
+
     @asynccontextmanager
     async def session(self) -> AsyncIterator[DbSession]:
         """One attempt, not retried: for tests and one-off scripts. Services use `transaction()`."""
@@ -235,11 +264,7 @@ class Attempt:
         reason = transient_reason(exc)
         if reason is None or tx.attempts >= TRANSACTION_ATTEMPTS:
             return False
-        tx.db.retries.labels(reason).inc()
-        log.warning(
-            "transient database error; running the transaction again",
-            extra={"reason": reason, "attempt": tx.attempts, "error": type(exc).__name__},
-        )
+        tx.db._count_retry(reason, tx.attempts, exc)
         return True
 
 

@@ -612,8 +612,12 @@ class DataStore:
                 try:
                     while (span := await queue.get()) is not None:
                         rows = driver_rows(params, rows_in_key_order, *span)
-                        await cursor.executemany(sql, rows)
-                        await driver.commit()
+
+                        async def write_span(rows: Any = rows) -> None:
+                            await cursor.executemany(sql, rows)  # an upsert: running it again changes nothing
+                            await driver.commit()
+
+                        await self.db.run_raw(write_span, driver.rollback)
                         committed[0] += 1
                 except BaseException:
                     await driver.rollback()
