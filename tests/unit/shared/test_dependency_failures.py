@@ -12,6 +12,7 @@ import httpx
 import pytest
 from aiormq.exceptions import AMQPConnectionError, ChannelInvalidStateError
 from fastapi import APIRouter
+from prometheus_client import generate_latest
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -149,3 +150,13 @@ async def test_every_service_app_maps_a_dependency_failure_to_a_json_code(
     assert response.json()["code"] == code
     assert response.json()["message"].startswith("the strategy service's ")
     assert "10.1.2.3" not in response.text
+
+
+def test_every_service_with_a_database_exposes_its_transaction_retries(platform: Platform) -> None:
+    apps = {"gateway": platform.host.state.gateway, **platform.host.state.services}
+    exposing = {
+        name
+        for name, app in apps.items()
+        if b"lh_db_transaction_retries_total" in generate_latest(app.state.metrics_registry)
+    }
+    assert exposing == {"gateway", "data", "backtest", "risk", "execution"}  # strategy has no database
