@@ -61,6 +61,7 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
     )
     app.title = "LiangHua gateway"
     app.state.store = store
+    store.db.register_metrics(app.state.metrics_registry)
     app.state.hub = hub
     app.state.login_throttle = LoginThrottle(infra.cache)
 

@@ -29,7 +29,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "not authenticated: `{code: unauthenticated}`"},
     403: {"description": "the role is too low: `{code: forbidden}`"},
     429: {"description": "rate limited: `{code: rate_limited}`, with Retry-After"},
-    503: {"description": "the service behind is unreachable: `{code: <service>_unavailable}`"},
+    503: {
+        "description": "the service behind, or a dependency of it, cannot answer now; try again later: "
+        "`{code: <service>_unavailable}` or the service's own code (`database_unavailable`, `cache_unavailable`, ...)"
+    },
 }
 
 ORDER_EXAMPLE = {
@@ -116,6 +119,9 @@ def relay(service: str, upstream: httpx.Response) -> Response:
             "service answered without JSON",
             extra={"service": service, "status": upstream.status_code, "content_type": content_type},
         )
+        if upstream.status_code == 503:
+            # Not one of ours (every service answers its 503s in JSON with a code): something in front of it.
+            raise Unavailable(f"{service}_unavailable", f"the {service} service is unavailable (HTTP 503)")
         raise ServiceError(
             f"{service}_error",
             f"the {service} service answered HTTP {upstream.status_code} without a JSON body",

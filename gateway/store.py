@@ -144,36 +144,40 @@ class GatewayStore:
     # --- users ---
 
     async def has_admin(self) -> bool:
-        async with self.db.session() as s:
-            n = await s.scalar(select(func.count()).select_from(users).where(users.c.role == Role.ADMIN.value))
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                n = await s.scalar(select(func.count()).select_from(users).where(users.c.role == Role.ADMIN.value))
         return bool(n)
 
     async def create_user(self, username: str, password_hash: str, role: Role, account_id: str) -> UserRecord:
         created = utcnow()
         try:
-            async with self.db.session() as s:
-                await s.execute(
-                    insert(users).values(
-                        username=username,
-                        password_hash=password_hash,
-                        role=role.value,
-                        account_id=account_id,
-                        created_at=created,
-                        disabled=False,
+            async for attempt in self.db.transaction():
+                async with attempt as s:
+                    await s.execute(
+                        insert(users).values(
+                            username=username,
+                            password_hash=password_hash,
+                            role=role.value,
+                            account_id=account_id,
+                            created_at=created,
+                            disabled=False,
+                        )
                     )
-                )
         except IntegrityError as exc:
             raise Conflict("user_exists", f"a user named {username!r} already exists") from exc
         return UserRecord(username, password_hash, role, account_id, as_utc(created), False)
 
     async def get_user(self, username: str) -> UserRecord | None:
-        async with self.db.session() as s:
-            row = (await s.execute(select(users).where(users.c.username == username))).first()
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                row = (await s.execute(select(users).where(users.c.username == username))).first()
         return None if row is None else _user(row._mapping)
 
     async def list_users(self) -> list[UserRecord]:
-        async with self.db.session() as s:
-            rows = (await s.execute(select(users).order_by(users.c.username))).all()
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                rows = (await s.execute(select(users).order_by(users.c.username))).all()
         return [_user(r._mapping) for r in rows]
 
     async def update_user(
@@ -191,10 +195,11 @@ class GatewayStore:
             values["disabled"] = disabled
         if password_hash is not None:
             values["password_hash"] = password_hash
-        async with self.db.session() as s:
-            if values:
-                await s.execute(update(users).where(users.c.username == username).values(**values))
-            row = (await s.execute(select(users).where(users.c.username == username))).first()
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                if values:
+                    await s.execute(update(users).where(users.c.username == username).values(**values))
+                row = (await s.execute(select(users).where(users.c.username == username))).first()
         return None if row is None else _user(row._mapping)
 
     # --- API keys ---
@@ -212,18 +217,19 @@ class GatewayStore:
         """`expires_at` is an aware datetime (stored as naive UTC)."""
         created = utcnow()
         expires = None if expires_at is None else expires_at.astimezone(UTC).replace(tzinfo=None)
-        async with self.db.session() as s:
-            await s.execute(
-                insert(api_keys).values(
-                    key_id=key_id,
-                    username=username,
-                    name=name,
-                    secret_hash=secret_hash,
-                    created_at=created,
-                    role=role.value,
-                    expires_at=expires,
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                await s.execute(
+                    insert(api_keys).values(
+                        key_id=key_id,
+                        username=username,
+                        name=name,
+                        secret_hash=secret_hash,
+                        created_at=created,
+                        role=role.value,
+                        expires_at=expires,
+                    )
                 )
-            )
         return ApiKeyRecord(
             key_id, username, name, secret_hash, as_utc(created), None, None, role, as_utc_or_none(expires)
         )
@@ -242,8 +248,9 @@ class GatewayStore:
             .join(users, users.c.username == api_keys.c.username)
             .where(api_keys.c.key_id == key_id)
         )
-        async with self.db.session() as s:
-            row = (await s.execute(query)).first()
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                row = (await s.execute(query)).first()
         if row is None:
             return None
         m = row._mapping
@@ -259,36 +266,42 @@ class GatewayStore:
 
     async def touch_api_key(self, key_id: str) -> None:
         now = utcnow()
-        async with self.db.session() as s:
-            await s.execute(
-                update(api_keys)
-                .where(
-                    and_(
-                        api_keys.c.key_id == key_id,
-                        or_(api_keys.c.last_used_at.is_(None), api_keys.c.last_used_at < now - LAST_USED_RESOLUTION),
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                await s.execute(
+                    update(api_keys)
+                    .where(
+                        and_(
+                            api_keys.c.key_id == key_id,
+                            or_(
+                                api_keys.c.last_used_at.is_(None), api_keys.c.last_used_at < now - LAST_USED_RESOLUTION
+                            ),
+                        )
                     )
+                    .values(last_used_at=now)
                 )
-                .values(last_used_at=now)
-            )
 
     async def list_api_keys(self, username: str) -> list[ApiKeyRecord]:
         query = select(api_keys).where(api_keys.c.username == username).order_by(api_keys.c.created_at)
-        async with self.db.session() as s:
-            rows = (await s.execute(query)).all()
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                rows = (await s.execute(query)).all()
         return [_key(r._mapping) for r in rows]
 
     async def get_api_key(self, key_id: str) -> ApiKeyRecord | None:
-        async with self.db.session() as s:
-            row = (await s.execute(select(api_keys).where(api_keys.c.key_id == key_id))).first()
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                row = (await s.execute(select(api_keys).where(api_keys.c.key_id == key_id))).first()
         return None if row is None else _key(row._mapping)
 
     async def revoke_api_key(self, key_id: str) -> ApiKeyRecord | None:
         """Revoke once: a second revocation keeps the first time."""
-        async with self.db.session() as s:
-            await s.execute(
-                update(api_keys)
-                .where(and_(api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None)))
-                .values(revoked_at=utcnow())
-            )
-            row = (await s.execute(select(api_keys).where(api_keys.c.key_id == key_id))).first()
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                await s.execute(
+                    update(api_keys)
+                    .where(and_(api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None)))
+                    .values(revoked_at=utcnow())
+                )
+                row = (await s.execute(select(api_keys).where(api_keys.c.key_id == key_id))).first()
         return None if row is None else _key(row._mapping)

@@ -11,11 +11,14 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_fastapi_instrumentator import Instrumentator
+from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -23,7 +26,7 @@ from shared.apidocs import install_api_docs
 from shared.body_limit import BodyLimitMiddleware
 from shared.bus import EventBus, create_bus
 from shared.cache import Cache, create_cache
-from shared.errors import ServiceError
+from shared.errors import DEPENDENCY_NAMES, ServiceError, dependency_failure
 from shared.http import ServiceDirectory
 from shared.internal_auth import internal_principal
 from shared.observability import (
@@ -141,6 +144,24 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {401: "unauthenticated", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
         return error_response(exc.status_code, code.get(exc.status_code, f"http_{exc.status_code}"), str(exc.detail))
+
+    async def _dependency_error(request: Request, exc: Exception) -> JSONResponse:
+        # The one place that turns a dependency's failure into an answer, for every service. The body names the
+        # dependency, never the driver's message (it carries hosts and ports); the log keeps the whole error.
+        service = getattr(request.app.state, "service_name", "")
+        code = dependency_failure(exc)
+        if code is not None:
+            log.error("dependency unavailable", extra={"code": code, "error": type(exc).__name__}, exc_info=exc)
+            message = f"the {service} service's {DEPENDENCY_NAMES[code]} is unavailable; try again later"
+            return error_response(503, code, message)
+        # Not a dependency being down: a bug or a broken invariant (e.g. an unexpected constraint violation).
+        # Every write is one transaction, so nothing was left half-written.
+        log.error("dependency failed", extra={"error": type(exc).__name__}, exc_info=exc)
+        kind = "database" if isinstance(exc, SQLAlchemyError) else "cache"
+        return error_response(500, f"{kind}_error", f"the {service} service's {kind} failed: {type(exc).__name__}")
+
+    for failure in (SQLAlchemyError, RedisError, AMQPError, ChannelInvalidStateError):
+        app.add_exception_handler(failure, _dependency_error)
 
 
 def create_service_app(

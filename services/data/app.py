@@ -188,6 +188,7 @@ def create_app(
     ingestor.on_finish = stored_through.run_finished
     app.state.stored_through = stored_through
     app.state.db = db
+    db.register_metrics(app.state.metrics_registry)
     app.state.store = store
     app.state.read_cache = read_cache
     app.state.ingestor = ingestor

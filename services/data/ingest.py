@@ -243,16 +243,20 @@ class Ingestor:
         )  # fmt: skip
         if mine is not None:
             query = query.where(ingest_runs.c.run_id != mine)
-        async with self.store.db.session() as session:
-            result = await session.execute(query)
+        async for attempt in self.store.db.transaction():
+            async with attempt as session:
+                result = await session.execute(query)
         return int(result.rowcount or 0)
 
     async def active_run(self) -> IngestRun | None:
         if self._task is not None and not self._task.done():
             return await self.store.get_ingest_run(self._task.get_name())
         await self.mark_interrupted()
-        async with self.store.db.session() as session:
-            run_id = await session.scalar(select(ingest_runs.c.run_id).where(ingest_runs.c.status == RUNNING).limit(1))
+        async for attempt in self.store.db.transaction():
+            async with attempt as session:
+                run_id = await session.scalar(
+                    select(ingest_runs.c.run_id).where(ingest_runs.c.status == RUNNING).limit(1)
+                )
         return None if run_id is None else await self.store.get_ingest_run(run_id)
 
     async def last_update_day(self) -> date | None:
@@ -515,14 +519,15 @@ class Ingestor:
             event = bars_updated(start=written.first, end=written.last, symbols=len(written.symbols),
                                  rows=written.rows, complete=False,
                                  skipped_endpoints=sorted(progress.skipped))  # fmt: skip
-        async with self.store.db.session() as session:
-            await session.execute(
-                update(ingest_runs)
-                .where(ingest_runs.c.run_id == progress.run_id)
-                .values(rows=progress.rows, detail=json.dumps(detail), **values)
-            )
-            if event is not None:
-                await add_to_outbox(session, outbox, event)
+        async for attempt in self.store.db.transaction():
+            async with attempt as session:
+                await session.execute(
+                    update(ingest_runs)
+                    .where(ingest_runs.c.run_id == progress.run_id)
+                    .values(rows=progress.rows, detail=json.dumps(detail), **values)
+                )
+                if event is not None:
+                    await add_to_outbox(session, outbox, event)
         if event is not None and self.notify is not None:
             self.notify()
 
@@ -550,15 +555,16 @@ class Ingestor:
             event = bars_updated(start=written.first, end=written.last, symbols=len(written.symbols),
                                  rows=written.rows, skipped_endpoints=sorted(progress.skipped))  # fmt: skip
         now = _utcnow()
-        async with self.store.db.session() as session:
-            await session.execute(
-                update(ingest_runs)
-                .where(ingest_runs.c.run_id == progress.run_id)
-                .values(status=SUCCEEDED, rows=progress.rows, progress=1.0, error=None, detail=json.dumps(detail),
-                        updated_at=now, finished_at=now)
-            )  # fmt: skip
-            if event is not None:
-                await add_to_outbox(session, outbox, event)
+        async for attempt in self.store.db.transaction():
+            async with attempt as session:
+                await session.execute(
+                    update(ingest_runs)
+                    .where(ingest_runs.c.run_id == progress.run_id)
+                    .values(status=SUCCEEDED, rows=progress.rows, progress=1.0, error=None, detail=json.dumps(detail),
+                            updated_at=now, finished_at=now)
+                )  # fmt: skip
+                if event is not None:
+                    await add_to_outbox(session, outbox, event)
         if event is not None and self.notify is not None:
             self.notify()
         return IngestResult(progress.run_id, progress.kind, SUCCEEDED, progress.rows, written.first, written.last,
@@ -567,10 +573,11 @@ class Ingestor:
 
     async def _record_plan(self, run_id: str, days: list[date]) -> None:
         start, end = (days[0], days[-1]) if days else (None, None)
-        async with self.store.db.session() as session:
-            await session.execute(
-                update(ingest_runs).where(ingest_runs.c.run_id == run_id).values(start_date=start, end_date=end)
-            )
+        async for attempt in self.store.db.transaction():
+            async with attempt as session:
+                await session.execute(
+                    update(ingest_runs).where(ingest_runs.c.run_id == run_id).values(start_date=start, end_date=end)
+                )
 
     # -- reference data and days ------------------------------------------------------------------------------------
 
@@ -742,13 +749,14 @@ class Ingestor:
         days = bars.loc[missing, "trade_date"].astype(str)
         first, last = _day(days.min()), _day(days.max())
         stored: dict[tuple[str, str], float] = {}
-        async with self.store.db.session() as session:
-            for i in range(0, len(codes), 500):
-                query = select(adj_factors.c.ts_code, adj_factors.c.trade_date, adj_factors.c.adj_factor).where(
-                    adj_factors.c.ts_code.in_(codes[i : i + 500]), adj_factors.c.trade_date.between(first, last)
-                )
-                for code, day, factor in (await session.execute(query)).all():
-                    stored[(code, ymd(day))] = float(factor)
+        async for attempt in self.store.db.transaction():
+            async with attempt as session:
+                for i in range(0, len(codes), 500):
+                    query = select(adj_factors.c.ts_code, adj_factors.c.trade_date, adj_factors.c.adj_factor).where(
+                        adj_factors.c.ts_code.in_(codes[i : i + 500]), adj_factors.c.trade_date.between(first, last)
+                    )
+                    for code, day, factor in (await session.execute(query)).all():
+                        stored[(code, ymd(day))] = float(factor)
         keys = list(zip(bars["ts_code"].astype(str), bars["trade_date"].astype(str), strict=True))
         from_feed = pd.Series([stored.get(k, np.nan) for k in keys], index=bars.index)
         bars["adj_factor"] = bars["adj_factor"].fillna(from_feed)
@@ -895,8 +903,10 @@ async def _codes_with_bars(store: DataStore, start: date, end: date) -> list[str
         .group_by(daily_bars.c.ts_code)
         .order_by(daily_bars.c.ts_code)
     )
-    async with store.db.session() as session:
-        return [code for code, _ in (await session.execute(query)).all()]
+    async for attempt in store.db.transaction():
+        async with attempt as session:
+            codes = [code for code, _ in (await session.execute(query)).all()]
+    return codes
 
 
 @dataclass
@@ -920,8 +930,9 @@ async def _quality_inputs(store: DataStore, codes: list[str], start: date, end: 
     query = select(securities.c.ts_code, securities.c.list_date, securities.c.delist_date).where(
         securities.c.ts_code.in_(codes)
     )
-    async with store.db.session() as session:
-        rows = (await session.execute(query)).all()
+    async for attempt in store.db.transaction():
+        async with attempt as session:
+            rows = (await session.execute(query)).all()
     secs = pd.DataFrame([tuple(r) for r in rows], columns=["ts_code", "list_date", "delist_date"])
     return _QualityInputs(bars, halts, limits, secs)
 
@@ -985,8 +996,9 @@ async def quality_report_for_ingest(store: DataStore, ingest_run_id: str) -> str
         .order_by(quality_reports.c.created_at.desc())
         .limit(1)
     )
-    async with store.db.session() as session:
-        found: str | None = await session.scalar(query)
+    async for attempt in store.db.transaction():
+        async with attempt as session:
+            found: str | None = await session.scalar(query)
     return found
 
 
@@ -997,7 +1009,9 @@ def stored_open_days(store: DataStore) -> Callable[[], Awaitable[set[date]]]:
         query = select(trade_calendar.c.cal_date).where(
             trade_calendar.c.exchange == CALENDAR_EXCHANGE, trade_calendar.c.is_open.is_(True)
         )
-        async with store.db.session() as session:
-            return set((await session.scalars(query)).all())
+        async for attempt in store.db.transaction():
+            async with attempt as session:
+                days = set((await session.scalars(query)).all())
+        return days
 
     return load

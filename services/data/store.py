@@ -460,6 +460,8 @@ class DataStore:
     @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[DataStore]:
         """Run several reads in one session (one consistent view, one round of connection overhead)."""
+        # One attempt (`session()`, not `transaction()`): a context manager cannot run its caller's block again,
+        # and reads take no locks, so they meet no deadlock or lock wait to retry.
         async with self.db.session() as session:
             token = self._ambient.set(session)
             try:
@@ -469,6 +471,7 @@ class DataStore:
 
     @asynccontextmanager
     async def _session(self) -> AsyncIterator[DbSession]:
+        """For reads only (one attempt, as `snapshot`): writes run in `self.db.transaction()`."""
         ambient = self._ambient.get()
         if ambient is not None:
             yield ambient
@@ -485,10 +488,11 @@ class DataStore:
         bar_rows: Sequence[dict[str, Any]],
     ) -> LoadCounts:
         """Upsert securities, calendar days and bars in one transaction: all of it lands, or none of it."""
-        async with self.db.session() as session:
-            await self._upsert(session, securities, security_rows)
-            await self._upsert(session, trade_calendar, calendar_rows)
-            await self._upsert(session, daily_bars, bar_rows)
+        async for attempt in self.db.transaction():
+            async with attempt as session:
+                await self._upsert(session, securities, security_rows)
+                await self._upsert(session, trade_calendar, calendar_rows)
+                await self._upsert(session, daily_bars, bar_rows)
         if self.on_change is not None:
             await self.on_change()
         return LoadCounts(len(security_rows), len(calendar_rows), len(bar_rows))
@@ -518,20 +522,21 @@ class DataStore:
         """Record that every table of `day` (and of the run's days before it) is stored in full; only moves forward
         (a backfill of older years leaves the newest complete day where it is)."""
         value = int(day.strftime("%Y%m%d"))
-        async with self.db.session() as session:
-            current = await session.scalar(
-                select(data_versions.c.version).where(data_versions.c.name == COMPLETE_THROUGH)
-            )
-            if current is None:
-                await session.execute(
-                    data_versions.insert().values(name=COMPLETE_THROUGH, version=value, updated_at=_utcnow())
+        async for attempt in self.db.transaction():
+            async with attempt as session:
+                current = await session.scalar(
+                    select(data_versions.c.version).where(data_versions.c.name == COMPLETE_THROUGH)
                 )
-            elif int(current) < value:
-                await session.execute(
-                    update(data_versions)
-                    .where(data_versions.c.name == COMPLETE_THROUGH, data_versions.c.version < value)
-                    .values(version=value, updated_at=_utcnow())
-                )
+                if current is None:
+                    await session.execute(
+                        data_versions.insert().values(name=COMPLETE_THROUGH, version=value, updated_at=_utcnow())
+                    )
+                elif int(current) < value:
+                    await session.execute(
+                        update(data_versions)
+                        .where(data_versions.c.name == COMPLETE_THROUGH, data_versions.c.version < value)
+                        .values(version=value, updated_at=_utcnow())
+                    )
 
     async def complete_through(self) -> date | None:
         """The newest trading day the Tushare pipeline stored in full (None: never recorded)."""
@@ -578,8 +583,9 @@ class DataStore:
             if committed[0]:
                 await asyncio.shield(self._changed_after_partial_write(table))
             raise
-        async with self.db.session() as session:
-            await self._bump_version(session)
+        async for attempt in self.db.transaction():
+            async with attempt as session:
+                await self._bump_version(session)
         if self.on_change is not None:
             await self.on_change()
         return n
@@ -600,10 +606,11 @@ class DataStore:
         for start in range(0, n, BULK_BATCH_ROWS):
             stop = min(n, start + BULK_BATCH_ROWS)
             values = [_sqlite_column(columns[name][start:stop], table.c[name]).tolist() for name in names]
-            async with self.db.session() as session:
-                await session.execute(
-                    statement, [dict(zip(names, row, strict=True)) for row in zip(*values, strict=True)]
-                )
+            async for attempt in self.db.transaction():
+                async with attempt as session:
+                    await session.execute(
+                        statement, [dict(zip(names, row, strict=True)) for row in zip(*values, strict=True)]
+                    )
             committed[0] += 1
             if on_rows is not None:
                 on_rows(stop - start)
@@ -611,8 +618,9 @@ class DataStore:
     async def _changed_after_partial_write(self, table: Table) -> None:
         """Bump the data version and drop cached reads after a bulk write that failed part-way."""
         try:
-            async with self.db.session() as session:
-                await self._bump_version(session)
+            async for attempt in self.db.transaction():
+                async with attempt as session:
+                    await self._bump_version(session)
             if self.on_change is not None:
                 await self.on_change()
         except Exception:
@@ -647,8 +655,12 @@ class DataStore:
                 try:
                     while (span := await queue.get()) is not None:
                         rows = driver_rows(params, rows_in_key_order, *span)
-                        await cursor.executemany(sql, rows)
-                        await driver.commit()
+
+                        async def write_span(rows: Any = rows) -> None:
+                            await cursor.executemany(sql, rows)  # an upsert: running it again changes nothing
+                            await driver.commit()
+
+                        await self.db.run_raw(write_span, driver.rollback)
                         committed[0] += 1
                         if on_rows is not None:
                             on_rows(span[1] - span[0])
@@ -697,21 +709,22 @@ class DataStore:
             .where(adj_factors.c.ts_code == daily_bars.c.ts_code, adj_factors.c.trade_date == daily_bars.c.trade_date)
             .scalar_subquery()
         )
-        changed = 0
-        async with self.db.session() as session:
-            for i in range(0, len(codes), 500):
-                statement = (
-                    update(daily_bars)
-                    .where(
-                        daily_bars.c.ts_code.in_(codes[i : i + 500]),
-                        daily_bars.c.trade_date.between(first, last),
-                        daily_bars.c.adj_factor != feed,
+        async for attempt in self.db.transaction():
+            async with attempt as session:
+                changed = 0  # counted afresh by each attempt: a rolled-back one changed nothing
+                for i in range(0, len(codes), 500):
+                    statement = (
+                        update(daily_bars)
+                        .where(
+                            daily_bars.c.ts_code.in_(codes[i : i + 500]),
+                            daily_bars.c.trade_date.between(first, last),
+                            daily_bars.c.adj_factor != feed,
+                        )
+                        .values(adj_factor=feed)
                     )
-                    .values(adj_factor=feed)
-                )
-                changed += (await session.execute(statement)).rowcount or 0
-            if changed:
-                await self._bump_version(session)
+                    changed += (await session.execute(statement)).rowcount or 0
+                if changed:
+                    await self._bump_version(session)
         if changed and self.on_change is not None:
             await self.on_change()
         return changed
@@ -749,13 +762,15 @@ class DataStore:
     ) -> str:
         run_id = str(uuid.uuid4())
         now = _utcnow()
-        async with self.db.session() as session:
-            await session.execute(
-                ingest_runs.insert().values(
-                    run_id=run_id, kind=kind, start_date=start, end_date=end, status="running", rows=0, progress=0.0,
-                    detail=json.dumps(detail or {}), error=None, started_at=now, updated_at=now, finished_at=None,
-                )
-            )  # fmt: skip
+        async for attempt in self.db.transaction():
+            async with attempt as session:
+                await session.execute(
+                    ingest_runs.insert().values(
+                        run_id=run_id, kind=kind, start_date=start, end_date=end, status="running", rows=0,
+                        progress=0.0, detail=json.dumps(detail or {}), error=None, started_at=now, updated_at=now,
+                        finished_at=None,
+                    )
+                )  # fmt: skip
         return run_id
 
     async def update_ingest_progress(
@@ -766,8 +781,9 @@ class DataStore:
             values["detail"] = json.dumps(detail)
         # Only while running: a heartbeat landing after the run's finish must not overwrite its final detail.
         query = update(ingest_runs).where(ingest_runs.c.run_id == run_id, ingest_runs.c.status == "running")
-        async with self.db.session() as session:
-            await session.execute(query.values(**values))
+        async for attempt in self.db.transaction():
+            async with attempt as session:
+                await session.execute(query.values(**values))
 
     async def finish_ingest_run(
         self, run_id: str, *, status: str, rows: int, error: str | None = None, detail: dict[str, Any] | None = None
@@ -781,8 +797,9 @@ class DataStore:
             values["progress"] = 1.0
         if detail is not None:
             values["detail"] = json.dumps(detail)
-        async with self.db.session() as session:
-            await session.execute(update(ingest_runs).where(ingest_runs.c.run_id == run_id).values(**values))
+        async for attempt in self.db.transaction():
+            async with attempt as session:
+                await session.execute(update(ingest_runs).where(ingest_runs.c.run_id == run_id).values(**values))
 
     async def get_ingest_run(self, run_id: str) -> IngestRun | None:
         async with self._session() as session:
@@ -819,21 +836,28 @@ class DataStore:
         if short:
             raise ValueError(f"counts below the findings kept (rule: (count, kept)): {short}")
         run_id = str(uuid.uuid4())
-        async with self.db.session() as session:
-            await session.execute(
-                quality_reports.insert().values(
-                    run_id=run_id, created_at=_utcnow(), ingest_run_id=ingest_run_id, start_date=start, end_date=end,
-                    rules=json.dumps(list(rules)), findings=len(findings), total=sum(found.values()),
-                    counts=json.dumps(found), kept=json.dumps(kept), max_findings_per_rule=max_findings_per_rule,
-                    rules_skipped=json.dumps(dict(rules_skipped or {})),
-                )
-            )  # fmt: skip
-            rows = [
-                {"run_id": run_id, "ts_code": f.ts_code, "trade_date": f.trade_date, "rule": f.rule, "detail": f.detail}
-                for f in findings
-            ]
-            for start_at in range(0, len(rows), BATCH_ROWS):
-                await session.execute(quality_findings.insert(), rows[start_at : start_at + BATCH_ROWS])
+        async for attempt in self.db.transaction():
+            async with attempt as session:
+                await session.execute(
+                    quality_reports.insert().values(
+                        run_id=run_id, created_at=_utcnow(), ingest_run_id=ingest_run_id, start_date=start,
+                        end_date=end, rules=json.dumps(list(rules)), findings=len(findings), total=sum(found.values()),
+                        counts=json.dumps(found), kept=json.dumps(kept), max_findings_per_rule=max_findings_per_rule,
+                        rules_skipped=json.dumps(dict(rules_skipped or {})),
+                    )
+                )  # fmt: skip
+                rows = [
+                    {
+                        "run_id": run_id,
+                        "ts_code": f.ts_code,
+                        "trade_date": f.trade_date,
+                        "rule": f.rule,
+                        "detail": f.detail,
+                    }
+                    for f in findings
+                ]
+                for start_at in range(0, len(rows), BATCH_ROWS):
+                    await session.execute(quality_findings.insert(), rows[start_at : start_at + BATCH_ROWS])
         return run_id
 
     async def get_quality_report(self, run_id: str) -> QualityReport | None:
