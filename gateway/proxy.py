@@ -37,7 +37,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 ORDER_EXAMPLE = {
     "client_order_id": "web-5f1c2a9e",
-    "ts_code": "600000.SH",
+    "ts_code": "600405.SH",
     "side": "buy",
     "order_type": "limit",
     "qty": 100,
@@ -236,7 +236,7 @@ async def list_securities(request: Request, user: Viewer) -> Response:
 async def get_bars(
     request: Request,
     user: Viewer,
-    ts_code: Annotated[str, Query(examples=["600000.SH"])],
+    ts_code: Annotated[str, Query(examples=["600405.SH"])],
     start: Annotated[str | None, Query(description="YYYY-MM-DD")] = None,
     end: Annotated[str | None, Query(description="YYYY-MM-DD")] = None,
 ) -> Response:
@@ -249,7 +249,7 @@ async def get_bars(
 async def get_many_bars(
     request: Request,
     user: Viewer,
-    ts_codes: Annotated[str, Query(examples=["600000.SH,000001.SZ"])],
+    ts_codes: Annotated[str, Query(examples=["600405.SH,000212.SZ"])],
     start: Annotated[str | None, Query(description="YYYY-MM-DD")] = None,
     end: Annotated[str | None, Query(description="YYYY-MM-DD")] = None,
 ) -> Response:

@@ -499,7 +499,7 @@ class BacktestWorker:
             return "skipped"
         log.info(
             "backtest succeeded",
-            extra={"backtest_id": record.backtest_id, "total_return": str(total_return(result))},
+            extra={"backtest_id": record.backtest_id, "total_return": format(total_return(result), "f")},
         )
         await self._publish()
         return "succeeded"
