@@ -265,7 +265,7 @@ async def get_many_bars(
 )
 async def get_bulk_bars(request: Request, user: Viewer) -> Response:
     """Bars of many symbols (default the whole market) as Arrow (`format=arrow`) or Parquet, streamed through;
-    `start`, `end`, `ts_codes`, `adjust`, `anchor` as the data service takes them."""
+    `start`, `end`, `ts_codes`, `adjust`, `anchor`, `fields` (daily_basic columns) as the data service takes them."""
     return await forward_stream(request, user, "data", "/v1/bars/bulk")
 
 

@@ -1124,6 +1124,25 @@ class DataStore:
         ).order_by(daily_bars.c.ts_code, daily_bars.c.trade_date)  # fmt: skip
         return await self._columns_mysql(query, _bar_columns_from_rows)
 
+    async def daily_basic_columns(self, fields: Sequence[str]) -> dict[str, np.ndarray]:
+        """All of daily_basic's `fields` (names of `DAILY_BASIC_FIELDS`) as numpy columns, sorted by ts_code then
+        trade_date: ts_code (str), trade_date (int32 days since 1970-01-01), each field float64 in storage units, NaN
+        where NULL (share counts and market values are whole numbers of shares and fen below 2**53, so exact).
+        A source of the bulk answers' daily_basic columns (services/data/bulk.py)."""
+        unknown = sorted(set(fields) - set(DAILY_BASIC_FIELDS))
+        if unknown:
+            raise ValueError(f"not daily_basic fields: {', '.join(unknown)}")
+        names = ("ts_code", "trade_date", *fields)
+        to_columns = partial(_basic_columns_from_rows, names)
+        keys = (daily_basic.c.ts_code, daily_basic.c.trade_date)
+        if self.db.engine.dialect.name in ("mysql", "mariadb"):
+            day = (func.to_days(daily_basic.c.trade_date) - _TO_DAYS_EPOCH).label("trade_date")
+            query = select(daily_basic.c.ts_code, day, *(daily_basic.c[name] for name in fields)).order_by(*keys)
+            return await self._columns_mysql(query, to_columns)
+        async with self._session() as session:
+            rows = (await session.execute(select(*(daily_basic.c[name] for name in names)).order_by(*keys))).all()
+        return to_columns([(row[0], (row[1] - _EPOCH).days, *row[2:]) for row in rows])
+
     async def _columns_mysql(
         self, query: Select[Any], to_columns: Callable[[Sequence[Sequence[Any]]], dict[str, np.ndarray]]
     ) -> dict[str, np.ndarray]:
@@ -1265,3 +1284,17 @@ def _columns_from_rows(names: Sequence[str], table: Table, rows: Sequence[Sequen
 def _bar_columns_from_rows(rows: Sequence[Sequence[Any]]) -> dict[str, np.ndarray]:
     """Bar rows (ts_code, days since the epoch, the integer columns, adj_factor in millionths) as numpy columns."""
     return _columns_from_rows(BAR_COLUMN_NAMES, daily_bars, rows)
+
+
+# daily_basic's value columns, in the table's order: what the bulk reads can add to the bars (`fields=`).
+DAILY_BASIC_FIELDS = (*units.DAILY_BASIC_RATIOS, *units.DAILY_BASIC_SHARES, *units.DAILY_BASIC_VALUES)
+
+
+def _basic_columns_from_rows(names: Sequence[str], rows: Sequence[Sequence[Any]]) -> dict[str, np.ndarray]:
+    """daily_basic rows (ts_code, days since the epoch, the fields) as numpy columns; a NULL field becomes NaN."""
+    flat = np.fromiter(chain.from_iterable(rows), dtype=object, count=len(rows) * len(names))
+    table_of = flat.reshape(len(rows), len(names))
+    out: dict[str, np.ndarray] = {"ts_code": table_of[:, 0].copy(), "trade_date": table_of[:, 1].astype(np.int32)}
+    for j, name in enumerate(names[2:], start=2):
+        out[name] = table_of[:, j].astype(np.float64)  # None -> NaN
+    return out

@@ -27,6 +27,9 @@ class Strategy:
       `title`       a short human title
       `description` what the strategy does and the assumptions it makes
       `Params`      a `StrategyParams` subclass; its JSON schema is the strategy's parameter schema
+      `bar_fields`  the Tushare daily_basic fields (e.g. "pe_ttm", "pb", "turnover_rate") it reads as extra columns of
+                    the bars with `ctx.history(name, adjusted=False)`; the backtest service fetches these with the
+                    bars (and only these: a whole market of every field would not fit in memory). Default none.
 
     Lifecycle, as an engine drives it (all hooks are synchronous and must not do I/O):
       1. `on_init(ctx)`  once, before the first bar; no history is visible yet. Orders placed here fill on the
@@ -50,6 +53,7 @@ class Strategy:
     title: ClassVar[str] = ""
     description: ClassVar[str] = ""
     Params: ClassVar[type[StrategyParams]] = StrategyParams
+    bar_fields: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, params: StrategyParams | Mapping[str, Any] | None = None) -> None:
         if params is None or isinstance(params, Mapping):
