@@ -18,8 +18,11 @@ from typing import Annotated
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt
 
 __all__ = [
+    "ACCOUNT_ID_PATTERN",
     "CLIENT_ORDER_ID_PATTERN",
+    "AccountId",
     "ClientOrderId",
+    "IdempotencyKey",
     "JsonDecimal",
     "RequestModel",
     "StrictBool",
@@ -113,5 +116,31 @@ ClientOrderId = Annotated[
         "[ ] ^ _ { | } ~ (printable ASCII without space, quotes, < > and backslash). The same id never makes two "
         "orders.",
         examples=["web-5f1c2a9e"],
+    ),
+]
+
+IdempotencyKey = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=64,
+        pattern=CLIENT_ORDER_ID_PATTERN,
+        description="your key for this request, 1-64 characters, the same characters as a client_order_id: sending it "
+        "again never repeats the effect.",
+    ),
+]
+
+# An account id is the id the gateway gives an account (by default its owner's user name): ASCII letters, digits
+# and _ . @ -, starting with a letter or digit. No space, no invisible or look-alike characters: it is shown to people
+# and written into approvals and logs.
+ACCOUNT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"
+
+AccountId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=64,
+        pattern=ACCOUNT_ID_PATTERN,
+        description="1-64 characters: ASCII letters, digits and _ . @ -, starting with a letter or digit",
     ),
 ]

@@ -12,10 +12,10 @@ from services.execution.store import StoredOrder, TradeRecord
 from shared.approval import OrderTerms
 from shared.domain import InvalidTsCode, OrderSide, OrderStatus, OrderType, parse_ts_code
 from shared.market.rules import on_tick
-from shared.request_model import ClientOrderId, JsonDecimal, RequestModel, StrictInt
+from shared.request_model import AccountId, ClientOrderId, IdempotencyKey, JsonDecimal, RequestModel, StrictInt
 
-# Approvals join fields with a control character (shared/approval.py): none may occur inside a field.
-NO_CONTROL_CHARS = r"^[^\x00-\x1f\x7f]+$"
+# Approvals join fields with a control character (shared/approval.py): none may occur inside a field, which the
+# printable-ASCII patterns of ClientOrderId, AccountId and IdempotencyKey guarantee.
 
 
 class OrderSubmission(RequestModel):
@@ -23,7 +23,7 @@ class OrderSubmission(RequestModel):
     like a forged one, instead of vanishing as a 422."""
 
     client_order_id: ClientOrderId
-    account_id: str = Field(min_length=1, max_length=64, pattern=NO_CONTROL_CHARS)
+    account_id: AccountId
     ts_code: str = Field(max_length=16)
     side: OrderSide
     order_type: OrderType
@@ -144,10 +144,10 @@ class AccountOut(BaseModel):
 class CashMovementIn(RequestModel):
     """A deposit or withdrawal (admins and services). `idempotency_key` makes a retry safe."""
 
-    account_id: str = Field(min_length=1, max_length=64, pattern=NO_CONTROL_CHARS)
+    account_id: AccountId
     kind: Literal["deposit", "withdrawal"]
     amount: JsonDecimal = Field(gt=0, max_digits=18, allow_inf_nan=False)
-    idempotency_key: str = Field(min_length=1, max_length=64, pattern=NO_CONTROL_CHARS)
+    idempotency_key: IdempotencyKey
 
     @field_validator("amount")
     @classmethod

@@ -218,7 +218,17 @@ async def test_deposits_and_withdrawals_are_idempotent_and_for_admins_and_servic
         clash = await move(ADMIN, amount="1.00")
         assert clash.status_code == 409 and clash.json()["code"] == "idempotency_key_conflict"
         assert (await move(sam, idempotency_key="k2")).status_code == 403  # a trader cannot mint cash
-        for bad in ({"amount": "0.001"}, {"amount": "-5"}, {"amount": "0"}, {"kind": "gift"}, {"idempotency_key": ""}):
+        invisible = ("k\u202e3", "k\u200b3", "k\u00853", "k 3", " ", "<k3>")  # bidi, zero-width, NEL, spaces, markup
+        for bad in (
+            {"amount": "0.001"},
+            {"amount": "-5"},
+            {"amount": "0"},
+            {"kind": "gift"},
+            {"idempotency_key": ""},
+            *({"idempotency_key": key} for key in invisible),
+            {"account_id": sam.account_id + "\u200b"},
+            {"account_id": "\u202e" + sam.account_id},
+        ):
             response = await move(ADMIN, **{**bad, "idempotency_key": bad.get("idempotency_key", "k3")})
             assert response.status_code == 422, bad
         too_much = await move(RISK, kind="withdrawal", amount="2234.57", idempotency_key="w1")
