@@ -79,7 +79,9 @@ class CashSource(Protocol):
 EXECUTION_REFUSALS = frozenset({"insufficient_position", "insufficient_cash", "price_cap_unknown"})
 # Codes of execution's 503s that say why it cannot take the order now: relayed as they are.
 EXECUTION_UNAVAILABLE_CODES = frozenset({"market_data_unavailable"})
-# Execution's own dependency down (shared.errors.dependency_failure): relayed with its code, nothing was stored.
+# Execution's own dependency down (shared.errors.dependency_failure): relayed with its code. The order may or may
+# not be stored (a COMMIT whose answer was lost may have landed): the client sends it again with the same
+# client_order_id, which either finds it or places it once.
 EXECUTION_DEPENDENCY_CODES = frozenset({"database_unavailable", "cache_unavailable", "bus_unavailable"})
 EXCHANGE_TZ = ZoneInfo("Asia/Shanghai")
 
