@@ -75,6 +75,7 @@ class Fleet:
     _started_at: dict[str, float] = field(default_factory=dict)
     _deaths_in_a_row: dict[str, int] = field(default_factory=dict)
     _restart_due: dict[str, float] = field(default_factory=dict)
+    stopping: threading.Event = field(default_factory=threading.Event)  # set it to end `supervise()` or `start()`
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def url(self, name: str) -> str:
@@ -134,6 +135,8 @@ class Fleet:
         """One pass of the supervisor: note every process that died and schedule its restart after the backoff
         delay; restart those whose delay is over. Never waits, so one dying process does not hold up the others."""
         with self._lock:
+            if self.stopping.is_set():
+                return
             now = time.monotonic()
             for name, proc in list(self.processes.items()):
                 if name in self._restart_due or proc.poll() is None:
@@ -160,9 +163,9 @@ class Fleet:
                     self.restarts[name] = self.restarts.get(name, 0) + 1
                     self._spawn(name)
 
-    def supervise(self, stop: threading.Event, interval_s: float = 0.2) -> None:
-        """Keep the fleet running until `stop` is set (the caller then calls `stop()`)."""
-        while not stop.wait(interval_s):
+    def supervise(self, interval_s: float = 0.2) -> None:
+        """Keep the fleet running until `stopping` is set (the caller then calls `stop()`)."""
+        while not self.stopping.wait(interval_s):
             self.supervise_once()
 
     def _wait_healthy(self, name: str, timeout_s: float) -> None:
@@ -170,6 +173,8 @@ class Fleet:
         deadline = time.monotonic() + timeout_s
         last_error = ""
         while time.monotonic() < deadline:
+            if self.stopping.is_set():
+                raise InterruptedError(f"the fleet was stopped while {name} was starting")
             proc = self.processes[name]
             if proc.poll() is not None:
                 raise RuntimeError(f"{name} exited with {proc.returncode}; see {self.log_dir / (name + '.log')}")
@@ -183,7 +188,8 @@ class Fleet:
         raise TimeoutError(f"{name} not ready after {timeout_s:.0f}s ({last_error}); see {self.log_dir}/{name}.log")
 
     def stop(self) -> None:
-        with self._lock:
+        with self._lock:  # a supervisor thread still running restarts nothing from here on
+            self.stopping.set()
             self._restart_due.clear()
         for proc in self.processes.values():
             if proc.poll() is None:
@@ -195,8 +201,9 @@ class Fleet:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        if self.processes:
+            log.info("fleet stopped")
         self.processes.clear()
-        log.info("fleet stopped")
 
 
 def mysql_password_file() -> Path:
@@ -248,22 +255,23 @@ def main(argv: list[str] | None = None) -> None:
     from shared.observability import configure_logging
 
     configure_logging("fleet", os.environ.get("LH_LOG_LEVEL", "INFO"))
-    stop = threading.Event()
+    fleet = Fleet(env=local_env(), ports=ports, log_dir=args.log_dir)
 
     def _stop(signum: int, _frame: object) -> None:
         log.info("stopping the fleet", extra={"signal": signal.Signals(signum).name})
-        stop.set()
+        fleet.stopping.set()
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
-    fleet = Fleet(env=local_env(), ports=ports, log_dir=args.log_dir)
     try:
         fleet.start()
         admin_pw = fleet.env.get("LH_ADMIN_PASSWORD")
         print(f"LiangHua fleet is up: {fleet.url('gateway')}  (logs in {fleet.log_dir})", flush=True)
         if admin_pw:
             print(f"admin user: {os.environ.get('LH_ADMIN_USERNAME', 'admin')}  password in var/fleet-secrets.env")
-        fleet.supervise(stop)
+        fleet.supervise()
+    except InterruptedError:
+        pass  # stopped by a signal before every process was up
     finally:
         fleet.stop()
 

@@ -46,13 +46,12 @@ def fleet(backing: Backing, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         env=env, ports={name: _free_port() for name in DEFAULT_PORTS}, log_dir=tmp_path_factory.mktemp("fleet")
     )
     fleet.start()
-    stop = threading.Event()
-    supervisor = threading.Thread(target=fleet.supervise, args=(stop,), name="fleet-supervisor", daemon=True)
+    supervisor = threading.Thread(target=fleet.supervise, name="fleet-supervisor", daemon=True)
     supervisor.start()
     try:
         yield fleet
     finally:
-        stop.set()
+        fleet.stopping.set()
         supervisor.join()
         fleet.stop()
 
