@@ -178,3 +178,11 @@ async def test_rabbitmq_stopped_27_s_then_started(chaos: Chaos) -> None:
     figures = await under_orders(chaos, "rabbitmq-stopped-27s", inject)
     assert_clean(figures)
     assert figures.during, "with RabbitMQ stopped some process should say it is not ready"
+
+
+async def test_execution_process_killed(chaos: Chaos) -> None:
+    async def inject(figures: Figures) -> None:
+        os.kill(chaos.fleet.processes["execution"].pid, signal.SIGKILL)
+
+    assert_clean(await under_orders(chaos, "execution-sigkill", inject))
+    assert chaos.fleet.restarts.get("execution", 0) >= 1
