@@ -186,3 +186,11 @@ async def test_execution_process_killed(chaos: Chaos) -> None:
 
     assert_clean(await under_orders(chaos, "execution-sigkill", inject))
     assert chaos.fleet.restarts.get("execution", 0) >= 1
+
+
+async def test_risk_process_killed(chaos: Chaos) -> None:
+    async def inject(figures: Figures) -> None:
+        os.kill(chaos.fleet.processes["risk"].pid, signal.SIGKILL)
+
+    assert_clean(await under_orders(chaos, "risk-sigkill", inject))
+    assert chaos.fleet.restarts.get("risk", 0) >= 1
