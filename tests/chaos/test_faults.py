@@ -194,3 +194,19 @@ async def test_risk_process_killed(chaos: Chaos) -> None:
 
     assert_clean(await under_orders(chaos, "risk-sigkill", inject))
     assert chaos.fleet.restarts.get("risk", 0) >= 1
+
+
+async def test_mariadb_stopped_15_s_then_started(chaos: Chaos) -> None:
+    mariadb = chaos.servers.mariadb
+
+    async def inject(figures: Figures) -> None:
+        await asyncio.to_thread(mariadb.stop)
+        stopped = time.monotonic()
+        await asyncio.sleep(3)
+        figures.during = await not_ready(chaos.fleet)
+        await asyncio.sleep(15 - (time.monotonic() - stopped))
+        await asyncio.to_thread(mariadb.start)
+
+    figures = await under_orders(chaos, "mariadb-stopped-15s", inject)
+    assert_clean(figures)
+    assert figures.during, "with MariaDB stopped some process should say it is not ready"
