@@ -210,3 +210,55 @@ async def test_mariadb_stopped_15_s_then_started(chaos: Chaos) -> None:
     figures = await under_orders(chaos, "mariadb-stopped-15s", inject)
     assert_clean(figures)
     assert figures.during, "with MariaDB stopped some process should say it is not ready"
+
+
+async def test_backtest_worker_killed_mid_job(chaos: Chaos) -> None:
+    """The worker is SIGKILLed while it runs a backtest (ten dual MA sleeves on every demo stock, two years): the
+    broker gives the unacknowledged job to the restarted worker, which runs it again to the end; the jobs queued
+    behind it run too."""
+    base = chaos.fleet.url("gateway")
+    submitted: list[str] = []
+    killed: dict[str, object] = {}
+
+    async def inject(figures: Figures) -> None:
+        async with httpx.AsyncClient(base_url=base, headers=chaos.admin, timeout=30) as http:
+            securities = (await http.get("/api/v1/securities")).json()
+            codes = [s["ts_code"] for s in securities][:60]
+            heavy = {
+                "name": "chaos-heavy",
+                "sleeves": [{"strategy": "dual_ma", "params": {"fast": f, "slow": 4 * f}} for f in range(2, 12)],
+                "ts_codes": codes,
+                "start": "2023-01-03",
+                "end": "2024-12-31",
+            }
+            light = {"strategy": "buy_and_hold", "ts_codes": codes[:5], "start": "2024-01-02", "end": "2024-06-28"}
+            for body in (heavy, light, light):
+                resp = await http.post("/api/v1/backtests", json=body)
+                assert resp.status_code == 202, resp.text
+                submitted.append(resp.json()["backtest_id"])
+            async with asyncio.timeout(120):
+                while True:
+                    if (await http.get(f"/api/v1/backtests/{submitted[0]}")).json()["status"] == "running":
+                        break
+                    await asyncio.sleep(0.05)
+            os.kill(chaos.fleet.processes["backtest-worker"].pid, signal.SIGKILL)
+            killed["status"] = (await http.get(f"/api/v1/backtests/{submitted[0]}")).json()["status"]
+
+    figures = await under_orders(chaos, "backtest-worker-sigkill", inject)
+    async with httpx.AsyncClient(base_url=base, headers=chaos.admin, timeout=30) as http, asyncio.timeout(300):
+        while True:
+            results = [(await http.get(f"/api/v1/backtests/{b}")).json() for b in submitted]
+            if all(r["status"] in ("succeeded", "failed", "cancelled") for r in results):
+                break
+            await asyncio.sleep(1)
+    figures.notes[:0] = [
+        f"backtests: {len(results)} submitted, "
+        f"{sum(r['status'] == 'succeeded' for r in results)} succeeded; the killed one was {killed['status']} "
+        f"when killed and ran {results[0]['attempts']} times"
+    ]
+    assert_clean(figures)
+    assert killed["status"] == "running"  # the kill came before the job could finish
+    assert [r["status"] for r in results] == ["succeeded"] * 3, [r.get("error") for r in results]
+    assert results[0]["attempts"] == 2  # started, killed, redelivered and run to the end
+    assert all(r["attempts"] == 1 for r in results[1:])
+    assert chaos.fleet.restarts.get("backtest-worker", 0) >= 1
