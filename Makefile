@@ -32,9 +32,9 @@ test: $(STAMP)
 	bash scripts/backing-services.sh
 	$(PY) -m pytest -q
 
-# Fault tests (tests/chaos/): their own MariaDB, Redis and RabbitMQ node, never the machine's; about 10 minutes.
+# Fault tests (tests/chaos/): their own MariaDB, Redis and RabbitMQ node, never the machine's; about 3 minutes.
 chaos: $(STAMP)
-	$(PY) -m pytest -q -s -m chaos tests/chaos
+	$(PY) -m pytest -q -m chaos tests/chaos
 
 test-unit: $(STAMP)
 	$(PY) -m pytest -q tests/unit

@@ -10,7 +10,20 @@ from pathlib import Path
 
 import pytest
 
+from tests.chaos.orders import REPORT, REPORT_FOOTER
 from tests.chaos.servers import MariaDB, RabbitNode, Redis, binaries_missing
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not REPORT:
+        return
+    terminalreporter.section("chaos figures")
+    for figures in REPORT:
+        terminalreporter.write_line(figures.line())
+        for note in figures.notes[:10]:
+            terminalreporter.write_line("    " + note)
+    for line in REPORT_FOOTER:
+        terminalreporter.write_line(line)
 
 
 @dataclass

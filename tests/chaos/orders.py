@@ -21,6 +21,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from shared.events.envelope import Envelope
 
 FINAL = ("filled", "cancelled", "rejected")
+REPORT: list[Figures] = []  # one per fault, printed at the end of the run (tests/chaos/conftest.py)
+REPORT_FOOTER: list[str] = []
 
 
 @dataclass

@@ -20,7 +20,7 @@ import pytest
 from lianghua.fleet import DEFAULT_PORTS, Fleet
 from shared.bus.amqp import AmqpBus
 from tests.chaos.conftest import Servers
-from tests.chaos.orders import Auditor, Figures, OrderStream, reconcile
+from tests.chaos.orders import REPORT, REPORT_FOOTER, Auditor, Figures, OrderStream, reconcile
 from tests.chaos.servers import free_port
 from tests.conftest import Backing, open_backing
 from tests.e2e.flow import create_user, login, tradable_main_board_stock
@@ -28,7 +28,6 @@ from tests.e2e.flow import create_user, login, tradable_main_board_stock
 pytestmark = pytest.mark.chaos
 
 CLIENTS = 4
-REPORT: list[Figures] = []
 
 
 @dataclass
@@ -75,7 +74,7 @@ def chaos_fleet(servers: Servers) -> Iterator[tuple[Servers, Backing, Fleet]]:
             fleet.stopping.set()
             supervisor.join()
             fleet.stop()
-            print(f"\nfleet logs: {fleet.log_dir}; restarts by the supervisor: {fleet.restarts}")
+            REPORT_FOOTER.append(f"restarts by the supervisor: {fleet.restarts}")
 
 
 @pytest.fixture(scope="module")
@@ -99,11 +98,6 @@ async def chaos(chaos_fleet: tuple[Servers, Backing, Fleet]) -> AsyncIterator[Ch
         yield ctx
     finally:
         await bus.close()
-        print("\n== chaos figures ==")
-        for figures in REPORT:
-            print(figures.line())
-            for note in figures.notes[:10]:
-                print("    " + note)
 
 
 async def back_to_normal(fleet: Fleet, timeout_s: float = 180.0) -> float:
