@@ -223,9 +223,11 @@ def local_env() -> dict[str, str]:
         env["LH_DATABASE_URL"] = f"mysql+asyncmy://lianghua:{password}@127.0.0.1:3306/lh_{{service}}"
     env.setdefault("LH_REDIS_URL", os.environ.get("LH_REDIS_URL", "redis://127.0.0.1:6379/0"))
     env.setdefault("LH_AMQP_URL", os.environ.get("LH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"))
-    secrets_file = ROOT / "var" / "fleet-secrets.env"
     generated = {k: secrets.token_urlsafe(32) for k in ("LH_JWT_SECRET", "LH_INTERNAL_SECRET", "LH_APPROVAL_SECRET")}
     generated["LH_ADMIN_PASSWORD"] = secrets.token_urlsafe(12)
+    if all(k in os.environ for k in generated):
+        return env  # the environment gives every secret: no file
+    secrets_file = ROOT / "var" / "fleet-secrets.env"
     kept = secrets_file.read_text().splitlines() if secrets_file.exists() else []
     missing = [k for k in generated if not any(line.startswith(k + "=") for line in kept)]
     if missing:  # a new file, or one written before a key existed (LH_INTERNAL_SECRET): add what it lacks
