@@ -174,18 +174,30 @@ async def reconcile(
             break
         await asyncio.sleep(1.0)
 
-    figures.sent = len(stream.sent)
-    figures.retried = stream.retried
-    figures.accepted = sum(1 for s in stream.sent if s.order_id is not None)
-    figures.refused = sum(1 for s in stream.sent if s.code is not None)
-    for s in stream.sent:
+    return count(figures, stream.sent, stream.retried, orders, fills, auditor)
+
+
+def count(
+    figures: Figures,
+    sent: list[Sent],
+    retried: int,
+    orders: list[dict[str, Any]],
+    fills: dict[str, list[int]],
+    auditor: Auditor,
+) -> Figures:
+    """Compare what the clients were told with execution's orders and fills and the events delivered."""
+    figures.sent = len(sent)
+    figures.retried = retried
+    figures.accepted = sum(1 for s in sent if s.order_id is not None)
+    figures.refused = sum(1 for s in sent if s.code is not None)
+    for s in sent:
         if s.code is not None:
             figures.refused_codes[s.code] = figures.refused_codes.get(s.code, 0) + 1
 
     by_cid: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for o in orders:
         by_cid[(o["account_id"], o["client_order_id"])].append(o)
-    for s in stream.sent:
+    for s in sent:
         placed = by_cid.get((s.account_id, s.client_order_id), [])
         if len(placed) > 1:
             figures.duplicated += len(placed) - 1
@@ -196,7 +208,11 @@ async def reconcile(
         if s.code is not None and placed:
             figures.lost += 1  # told "refused", yet an order exists: the client would place it again elsewhere
             figures.notes.append(f"{s.client_order_id}: refused ({s.code}) but placed as {placed[0]['order_id']}")
+    asked = {(s.account_id, s.client_order_id) for s in sent}
     for o in orders:
+        if (o["account_id"], o["client_order_id"]) not in asked:
+            figures.duplicated += 1
+            figures.notes.append(f"{o['order_id']} ({o['client_order_id']}): an order no client placed")
         if o["status"] not in FINAL:
             figures.stuck += 1
             figures.notes.append(f"{o['order_id']} ({o['client_order_id']}) stuck in {o['status']}")
