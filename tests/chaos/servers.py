@@ -64,6 +64,7 @@ class RabbitNode:
         return f"amqp://lhchaos:{self.password}@127.0.0.1:{self.port}"
 
     password: str = field(default_factory=lambda: secrets.token_hex(12))
+    management_port: int | None = None  # with a port: the management plugin (HTTP API) on it
 
     def env(self) -> dict[str, str]:
         return {
@@ -89,8 +90,13 @@ class RabbitNode:
         if first:
             for sub in ("mnesia", "log"):
                 (self.base / sub).mkdir(parents=True, exist_ok=True)
-            (self.base / "enabled_plugins").write_text("[].\n")
-            (self.base / "rabbitmq.conf").write_text(f"listeners.tcp.local = 127.0.0.1:{self.port}\n")
+            conf = f"listeners.tcp.local = 127.0.0.1:{self.port}\n"
+            if self.management_port is None:
+                (self.base / "enabled_plugins").write_text("[].\n")
+            else:
+                (self.base / "enabled_plugins").write_text("[rabbitmq_management].\n")
+                conf += f"management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = {self.management_port}\n"
+            (self.base / "rabbitmq.conf").write_text(conf)
             (self.base / "rabbitmq-env.conf").write_text("")
             _as_user(self.base, "rabbitmq")
         subprocess.run(["rabbitmq-server", "-detached"], env=self.env(), check=True, timeout=60)

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import secrets
 import subprocess
+from collections.abc import Iterator
 
 import aio_pika
+import httpx
 import pytest
 
 from tests.chaos.conftest import Servers
+from tests.chaos.servers import RabbitNode, free_port
 from tests.conftest import create_run_vhost
 
 pytestmark = pytest.mark.chaos
@@ -52,3 +55,52 @@ def test_without_a_way_to_that_node_the_run_uses_the_urls_vhost_and_says_so(serv
     assert (made.amqp_url, made.made_by, made.delete) == (rabbit.url, "", None)
     assert vhost not in _default_node_vhosts()
     assert vhost not in rabbit.ctl("list_vhosts").stdout.split()
+
+
+@pytest.fixture(scope="module")
+def managed_node(servers: Servers) -> Iterator[RabbitNode]:
+    """A second node of our own, with the management plugin on its own HTTP port (same user and password as the
+    first, so that its API would accept the first node's URL's credentials)."""
+    node = RabbitNode(
+        servers.base / "rabbitmq-managed",
+        name="lhchaosapi@localhost",
+        password=servers.rabbit.password,
+        management_port=free_port(),
+    )
+    try:
+        node.start()
+        yield node
+    finally:
+        node.stop()
+
+
+def test_through_the_management_api_of_the_node_the_url_names(servers: Servers, managed_node: RabbitNode) -> None:
+    api = f"http://127.0.0.1:{managed_node.management_port}"
+    vhost = f"lhtest-{secrets.token_hex(4)}"
+    made = create_run_vhost(managed_node.url, vhost, {"LH_TEST_RABBITMQ_API": api})
+    assert (made.made_by, made.amqp_url) == (f"management API at {api}", f"{managed_node.url}/{vhost}")
+    assert vhost in managed_node.ctl("list_vhosts").stdout.split()
+    assert vhost not in servers.rabbit.ctl("list_vhosts").stdout.split()
+    assert vhost not in _default_node_vhosts()
+    permissions = managed_node.ctl("list_user_permissions", "lhchaos").stdout.split()
+    assert vhost in permissions
+    assert made.delete is not None
+    made.delete()
+    assert vhost not in managed_node.ctl("list_vhosts").stdout.split()
+
+
+def test_a_management_api_of_another_node_is_not_used(servers: Servers, managed_node: RabbitNode) -> None:
+    """The API answers, but for a node that does not listen on the URL's port: the vhost goes where the URL points
+    (through rabbitmqctl -n), not to the node behind the API."""
+    api = f"http://127.0.0.1:{managed_node.management_port}"
+    vhost = f"lhtest-{secrets.token_hex(4)}"
+    rabbit = servers.rabbit
+    assert httpx.get(f"{api}/api/overview", auth=("lhchaos", rabbit.password), timeout=10).status_code == 200
+    made = create_run_vhost(rabbit.url, vhost, {"LH_TEST_RABBITMQ_API": api, "LH_TEST_RABBITMQ_NODE": rabbit.name})
+    try:
+        assert made.made_by == f"rabbitmqctl -n {rabbit.name}"
+        assert vhost in rabbit.ctl("list_vhosts").stdout.split()
+        assert vhost not in managed_node.ctl("list_vhosts").stdout.split()
+    finally:
+        if made.delete is not None:
+            made.delete()
