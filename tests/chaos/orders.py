@@ -39,6 +39,7 @@ class Figures:
     recovery_s: float = 0.0  # from the end of the fault to every process healthy and ready again
     during: list[str] = field(default_factory=list)  # processes not ready while the fault lasted
     refused_codes: dict[str, int] = field(default_factory=dict)
+    retry_causes: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -52,6 +53,11 @@ class Figures:
             f"refused {self.refused:3d} ({refused})  lost {self.lost}  duplicated {self.duplicated}  "
             f"stuck {self.stuck}  events missing {self.events_missing}  recovery {self.recovery_s:5.1f} s"
             + (f"  (not ready during the fault: {', '.join(self.during)})" if self.during else "")
+            + (
+                f"\n    retried after: {', '.join(f'{k} x{v}' for k, v in sorted(self.retry_causes.items()))}"
+                if self.retry_causes
+                else ""
+            )
         )
 
 
@@ -71,6 +77,7 @@ class OrderStream:
         self.base_url, self.traders, self.ts_code, self.prefix = base_url, traders, ts_code, prefix
         self.sent: list[Sent] = []
         self.retried = 0
+        self.failures: dict[str, int] = {}  # what made a client retry: an HTTP status (and code), or the connection
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -81,6 +88,9 @@ class OrderStream:
         self._stop.set()
         async with asyncio.timeout(drain_s):
             await asyncio.gather(*self._tasks)
+
+    def _failed(self, cause: str) -> None:
+        self.failures[cause] = self.failures.get(cause, 0) + 1
 
     async def _client(self, n: int, account_id: str, headers: dict[str, str]) -> None:
         async with httpx.AsyncClient(base_url=self.base_url, timeout=15, headers=headers) as http:
@@ -102,9 +112,14 @@ class OrderStream:
                     attempt += 1
                     try:
                         resp = await http.post("/api/v1/orders", json=body)
-                    except httpx.TransportError:
+                    except httpx.TransportError as exc:
+                        self._failed(type(exc).__name__)
                         continue
                     if resp.status_code >= 500 or resp.status_code == 429:
+                        code = (
+                            resp.json().get("code") if resp.headers.get("content-type") == "application/json" else None
+                        )
+                        self._failed(f"{resp.status_code} {code or resp.headers.get('content-type', '')}".strip())
                         continue
                     order.status_code = resp.status_code
                     payload: dict[str, Any] = resp.json()
@@ -174,6 +189,7 @@ async def reconcile(
             break
         await asyncio.sleep(1.0)
 
+    figures.retry_causes = dict(stream.failures)
     return count(figures, stream.sent, stream.retried, orders, fills, auditor)
 
 
