@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request, status
 from fastapi.security import OAuth2PasswordRequestForm
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
 
-from gateway.auth import WWW_AUTHENTICATE, Admin, HeaderError, Viewer, rate_limit_login
+from gateway.auth import WWW_AUTHENTICATE, Admin, HeaderError, LoginThrottle, Viewer
 from gateway.security import (
     Role,
     hash_password,
@@ -20,7 +20,8 @@ from gateway.security import (
     verify_password,
 )
 from gateway.store import ApiKeyRecord, GatewayStore, UserRecord
-from shared.errors import NotFound, ServiceError
+from shared.errors import Forbidden, NotFound, ServiceError
+from shared.request_model import RequestModel, StrictBool
 
 USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"
 MIN_PASSWORD_LENGTH = 8
@@ -53,16 +54,16 @@ class Me(BaseModel):
     auth: str = Field(description="how this request was authenticated: jwt | api_key")
 
 
-class UserCreate(BaseModel):
+class UserCreate(RequestModel):
     username: str = Field(pattern=USERNAME_PATTERN)
     password: str = Field(min_length=MIN_PASSWORD_LENGTH, max_length=256)
     role: Role = Role.VIEWER
     account_id: str | None = Field(default=None, pattern=USERNAME_PATTERN, description="defaults to the username")
 
 
-class UserUpdate(BaseModel):
+class UserUpdate(RequestModel):
     role: Role | None = None
-    disabled: bool | None = None
+    disabled: StrictBool | None = None
     password: str | None = Field(default=None, min_length=MIN_PASSWORD_LENGTH, max_length=256)
 
 
@@ -84,14 +85,22 @@ class UserOut(BaseModel):
         )
 
 
-class ApiKeyCreate(BaseModel):
+class ApiKeyCreate(RequestModel):
     name: str = Field(min_length=1, max_length=100)
+    role: Role | None = Field(
+        default=None, description="what the key may do: at most your own role; defaults to your role"
+    )
+    expires_at: AwareDatetime | None = Field(
+        default=None, description="when the key stops working (with a UTC offset, in the future); none: never"
+    )
 
 
 class ApiKeyOut(BaseModel):
     key_id: str
     name: str
+    role: Role
     created_at: datetime
+    expires_at: datetime | None
     last_used_at: datetime | None
     revoked_at: datetime | None
 
@@ -100,7 +109,9 @@ class ApiKeyOut(BaseModel):
         return cls(
             key_id=key.key_id,
             name=key.name,
+            role=key.role,
             created_at=key.created_at,
+            expires_at=key.expires_at,
             last_used_at=key.last_used_at,
             revoked_at=key.revoked_at,
         )
@@ -109,7 +120,9 @@ class ApiKeyOut(BaseModel):
 class ApiKeyCreated(BaseModel):
     key_id: str
     name: str
+    role: Role
     created_at: datetime
+    expires_at: datetime | None
     api_key: str = Field(description="shown only in this response: store it now")
 
 
@@ -120,21 +133,27 @@ class ApiKeyCreated(BaseModel):
 async def issue_access_token(
     request: Request, store: Store, form: Annotated[OAuth2PasswordRequestForm, Depends()]
 ) -> TokenResponse:
-    """Log in with a username and password (an OAuth2 password form) and get a bearer token."""
+    """Log in with a username and password (an OAuth2 password form) and get a bearer token. Failed log-ins lock
+    out their client address and user name for a while (429 `login_locked` with `Retry-After`)."""
     settings = request.app.state.settings
-    await rate_limit_login(request.app.state.infra.cache, form.username, settings.rate_limit_per_minute)
-    user = await store.get_user(form.username)
-    valid = await asyncio.to_thread(verify_password, user.password_hash if user else None, form.password)
+    throttle: LoginThrottle = request.app.state.login_throttle
+    address = request.client.host if request.client else "unknown"
+    await throttle.check(address, form.username)  # before any database lookup or password check
+    async with throttle.verifying():
+        user = await store.get_user(form.username)
+        valid = await asyncio.to_thread(verify_password, user.password_hash if user else None, form.password)
+        if user is not None and valid and password_needs_rehash(user.password_hash):
+            new_hash = await asyncio.to_thread(hash_password, form.password)
+            await store.update_user(user.username, password_hash=new_hash)
     if user is None or not valid or user.disabled:
+        await throttle.failed(address, form.username)
         raise HeaderError(
             "invalid_credentials",
             "wrong username or password",
             status_code=401,
             headers={"WWW-Authenticate": WWW_AUTHENTICATE},
         )
-    if password_needs_rehash(user.password_hash):
-        new_hash = await asyncio.to_thread(hash_password, form.password)
-        await store.update_user(user.username, password_hash=new_hash)
+    await throttle.succeeded(form.username)
     token = issue_token(settings.jwt_secret, user.username, user.role, user.account_id, settings.jwt_ttl_s)
     return TokenResponse(access_token=token, role=user.role, expires_in=settings.jwt_ttl_s)
 
@@ -179,10 +198,25 @@ async def update_user(
 
 @router.post("/api-keys", response_model=ApiKeyCreated, status_code=status.HTTP_201_CREATED, tags=["api keys"])
 async def create_api_key(body: ApiKeyCreate, store: Store, user: Viewer) -> ApiKeyCreated:
-    """A key for scripts, acting as you with your role. The key is shown once; only its hash is kept."""
+    """A key for scripts, acting as you with the role you give it (at most yours, by default yours) until it expires
+    or is revoked. The key is shown once; only its hash is kept."""
+    role = body.role or user.role
+    if not user.role.allows(role):
+        raise Forbidden("role_exceeds_owner", f"a key cannot have the {role.value} role: yours is {user.role.value}")
+    if body.expires_at is not None and body.expires_at <= datetime.now(UTC):
+        raise ServiceError("invalid_expiry", "expires_at must be in the future", status_code=422)
     key = new_api_key()
-    record = await store.create_api_key(user.username, body.name, key.key_id, key.secret_hash)
-    return ApiKeyCreated(key_id=record.key_id, name=record.name, created_at=record.created_at, api_key=key.token)
+    record = await store.create_api_key(
+        user.username, body.name, key.key_id, key.secret_hash, role=role, expires_at=body.expires_at
+    )
+    return ApiKeyCreated(
+        key_id=record.key_id,
+        name=record.name,
+        role=record.role,
+        created_at=record.created_at,
+        expires_at=record.expires_at,
+        api_key=key.token,
+    )
 
 
 @router.get("/api-keys", response_model=list[ApiKeyOut], tags=["api keys"])

@@ -11,8 +11,8 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway import api, proxy, ws
-from gateway.auth import HeaderError
+from gateway import api, proxy, reports, ws
+from gateway.auth import HeaderError, LoginThrottle
 from gateway.bootstrap import ensure_admin
 from gateway.store import GatewayStore
 from shared.app import Infra, ReadinessCheck, create_service_app
@@ -55,13 +55,15 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
     app = create_service_app(
         "gateway",
         infra,
-        public_routers=[api.router, proxy.router, ws.router],
+        public_routers=[api.router, proxy.router, reports.router, ws.router],
         lifespan=lifespan,
         readiness=readiness,
     )
     app.title = "LiangHua gateway"
     app.state.store = store
+    store.db.register_metrics(app.state.metrics_registry)
     app.state.hub = hub
+    app.state.login_throttle = LoginThrottle(infra.cache)
 
     @app.exception_handler(HeaderError)
     async def _header_error(_: Request, exc: HeaderError) -> JSONResponse:

@@ -15,6 +15,7 @@ from starlette.background import BackgroundTask
 from gateway.auth import Admin, CurrentUser, Trader, Viewer
 from shared.errors import ServiceError, Unavailable
 from shared.internal_auth import INTERNAL_HEADER, mint_internal_token
+from shared.request_model import CLIENT_ORDER_ID_PATTERN
 
 log = logging.getLogger(__name__)
 
@@ -28,17 +29,25 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "not authenticated: `{code: unauthenticated}`"},
     403: {"description": "the role is too low: `{code: forbidden}`"},
     429: {"description": "rate limited: `{code: rate_limited}`, with Retry-After"},
-    503: {"description": "the service behind is unreachable: `{code: <service>_unavailable}`"},
+    503: {
+        "description": "the service behind, or a dependency of it, cannot answer now; try again later: "
+        "`{code: <service>_unavailable}` or the service's own code (`database_unavailable`, `cache_unavailable`, ...)"
+    },
 }
 
 ORDER_EXAMPLE = {
     "client_order_id": "web-5f1c2a9e",
-    "ts_code": "600000.SH",
+    "ts_code": "600405.SH",
     "side": "buy",
     "order_type": "limit",
     "qty": 100,
     "price": "10.50",
 }
+ORDER_BODY = (
+    "`{client_order_id, ts_code, side, order_type, qty, price?}` and nothing else (an unknown field is 422 naming it); "
+    f"`client_order_id` matches `{CLIENT_ORDER_ID_PATTERN}`, `qty` is a JSON integer, `price` a decimal string like "
+    '"10.50" or a JSON number. Passed to risk as sent, which validates it: docs/order-path.md'
+)
 Id = Annotated[str, Path(pattern=ID_PATTERN)]
 
 
@@ -72,12 +81,16 @@ STREAMED_TYPES = ("application/vnd.apache.arrow.stream", "application/vnd.apache
 STREAMED_HEADERS = ("content-length", "x-lh-data-version", "content-disposition")
 
 
-async def forward_stream(request: Request, user: CurrentUser, service: str, path: str) -> Response:
+async def forward_stream(
+    request: Request, user: CurrentUser, service: str, path: str, *, query: str | None = None
+) -> Response:
     """GET a non-JSON answer (Arrow, Parquet, an HTML report) and stream it through without holding it: a whole
-    market is hundreds of MB. Errors (JSON) are relayed as `forward` does."""
+    market is hundreds of MB. Errors (JSON) are relayed as `forward` does. The request's query string is passed on
+    unless `query` is given."""
     state = request.app.state
     headers = {INTERNAL_HEADER: mint_internal_token(state.settings.internal_secret, user.principal)}
-    target = f"{path}?{request.url.query}" if request.url.query else path
+    query = request.url.query if query is None else query
+    target = f"{path}?{query}" if query else path
     upstream = await state.infra.services.client(service).open_stream("GET", target, headers=headers)
     content_type = upstream.headers.get("content-type", "")
     if upstream.status_code != 200 or content_type.split(";")[0].strip() not in STREAMED_TYPES:
@@ -106,6 +119,9 @@ def relay(service: str, upstream: httpx.Response) -> Response:
             "service answered without JSON",
             extra={"service": service, "status": upstream.status_code, "content_type": content_type},
         )
+        if upstream.status_code == 503:
+            # Not one of ours (every service answers its 503s in JSON with a code): something in front of it.
+            raise Unavailable(f"{service}_unavailable", f"the {service} service is unavailable (HTTP 503)")
         raise ServiceError(
             f"{service}_error",
             f"the {service} service answered HTTP {upstream.status_code} without a JSON body",
@@ -134,7 +150,9 @@ def relay(service: str, upstream: httpx.Response) -> Response:
     },
 )
 async def place_order(
-    request: Request, user: Trader, order: Annotated[dict[str, Any], Body(examples=[ORDER_EXAMPLE])]
+    request: Request,
+    user: Trader,
+    order: Annotated[dict[str, Any], Body(examples=[ORDER_EXAMPLE], description=ORDER_BODY)],
 ) -> Response:
     """Place an order for your account (trader). It goes through the risk service, which decides and, when it
     approves, hands it to execution. `client_order_id` makes a retry safe: the same id never makes two orders."""
@@ -218,7 +236,7 @@ async def list_securities(request: Request, user: Viewer) -> Response:
 async def get_bars(
     request: Request,
     user: Viewer,
-    ts_code: Annotated[str, Query(examples=["600000.SH"])],
+    ts_code: Annotated[str, Query(examples=["600405.SH"])],
     start: Annotated[str | None, Query(description="YYYY-MM-DD")] = None,
     end: Annotated[str | None, Query(description="YYYY-MM-DD")] = None,
 ) -> Response:
@@ -231,7 +249,7 @@ async def get_bars(
 async def get_many_bars(
     request: Request,
     user: Viewer,
-    ts_codes: Annotated[str, Query(examples=["600000.SH,000001.SZ"])],
+    ts_codes: Annotated[str, Query(examples=["600405.SH,000212.SZ"])],
     start: Annotated[str | None, Query(description="YYYY-MM-DD")] = None,
     end: Annotated[str | None, Query(description="YYYY-MM-DD")] = None,
 ) -> Response:
@@ -247,7 +265,7 @@ async def get_many_bars(
 )
 async def get_bulk_bars(request: Request, user: Viewer) -> Response:
     """Bars of many symbols (default the whole market) as Arrow (`format=arrow`) or Parquet, streamed through;
-    `start`, `end`, `ts_codes`, `adjust`, `anchor` as the data service takes them."""
+    `start`, `end`, `ts_codes`, `adjust`, `anchor`, `fields` (daily_basic columns) as the data service takes them."""
     return await forward_stream(request, user, "data", "/v1/bars/bulk")
 
 

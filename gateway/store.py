@@ -58,7 +58,11 @@ api_keys = Table(
     Column("created_at", PreciseDateTime, nullable=False),
     Column("last_used_at", PreciseDateTime, nullable=True),
     Column("revoked_at", PreciseDateTime, nullable=True),
+    # What the key may do: at most its owner's role (the lower of the two applies when the owner is demoted).
+    Column("role", String(16), nullable=False),
+    Column("expires_at", PreciseDateTime, nullable=True),
     Index("ix_api_keys_username", "username"),
+    CheckConstraint("role IN ('viewer', 'trader', 'admin')", name="role"),
 )
 
 
@@ -94,6 +98,11 @@ class ApiKeyRecord:
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+    role: Role
+    expires_at: datetime | None = None
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
 
 
 def _user(m: RowMapping) -> UserRecord:
@@ -116,6 +125,8 @@ def _key(m: RowMapping) -> ApiKeyRecord:
         created_at=as_utc(m["created_at"]),
         last_used_at=as_utc_or_none(m["last_used_at"]),
         revoked_at=as_utc_or_none(m["revoked_at"]),
+        role=Role(m["role"]),
+        expires_at=as_utc_or_none(m["expires_at"]),
     )
 
 
@@ -133,36 +144,40 @@ class GatewayStore:
     # --- users ---
 
     async def has_admin(self) -> bool:
-        async with self.db.session() as s:
-            n = await s.scalar(select(func.count()).select_from(users).where(users.c.role == Role.ADMIN.value))
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                n = await s.scalar(select(func.count()).select_from(users).where(users.c.role == Role.ADMIN.value))
         return bool(n)
 
     async def create_user(self, username: str, password_hash: str, role: Role, account_id: str) -> UserRecord:
         created = utcnow()
         try:
-            async with self.db.session() as s:
-                await s.execute(
-                    insert(users).values(
-                        username=username,
-                        password_hash=password_hash,
-                        role=role.value,
-                        account_id=account_id,
-                        created_at=created,
-                        disabled=False,
+            async for attempt in self.db.transaction():
+                async with attempt as s:
+                    await s.execute(
+                        insert(users).values(
+                            username=username,
+                            password_hash=password_hash,
+                            role=role.value,
+                            account_id=account_id,
+                            created_at=created,
+                            disabled=False,
+                        )
                     )
-                )
         except IntegrityError as exc:
             raise Conflict("user_exists", f"a user named {username!r} already exists") from exc
         return UserRecord(username, password_hash, role, account_id, as_utc(created), False)
 
     async def get_user(self, username: str) -> UserRecord | None:
-        async with self.db.session() as s:
-            row = (await s.execute(select(users).where(users.c.username == username))).first()
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                row = (await s.execute(select(users).where(users.c.username == username))).first()
         return None if row is None else _user(row._mapping)
 
     async def list_users(self) -> list[UserRecord]:
-        async with self.db.session() as s:
-            rows = (await s.execute(select(users).order_by(users.c.username))).all()
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                rows = (await s.execute(select(users).order_by(users.c.username))).all()
         return [_user(r._mapping) for r in rows]
 
     async def update_user(
@@ -180,23 +195,44 @@ class GatewayStore:
             values["disabled"] = disabled
         if password_hash is not None:
             values["password_hash"] = password_hash
-        async with self.db.session() as s:
-            if values:
-                await s.execute(update(users).where(users.c.username == username).values(**values))
-            row = (await s.execute(select(users).where(users.c.username == username))).first()
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                if values:
+                    await s.execute(update(users).where(users.c.username == username).values(**values))
+                row = (await s.execute(select(users).where(users.c.username == username))).first()
         return None if row is None else _user(row._mapping)
 
     # --- API keys ---
 
-    async def create_api_key(self, username: str, name: str, key_id: str, secret_hash: str) -> ApiKeyRecord:
+    async def create_api_key(
+        self,
+        username: str,
+        name: str,
+        key_id: str,
+        secret_hash: str,
+        *,
+        role: Role,
+        expires_at: datetime | None = None,
+    ) -> ApiKeyRecord:
+        """`expires_at` is an aware datetime (stored as naive UTC)."""
         created = utcnow()
-        async with self.db.session() as s:
-            await s.execute(
-                insert(api_keys).values(
-                    key_id=key_id, username=username, name=name, secret_hash=secret_hash, created_at=created
+        expires = None if expires_at is None else expires_at.astimezone(UTC).replace(tzinfo=None)
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                await s.execute(
+                    insert(api_keys).values(
+                        key_id=key_id,
+                        username=username,
+                        name=name,
+                        secret_hash=secret_hash,
+                        created_at=created,
+                        role=role.value,
+                        expires_at=expires,
+                    )
                 )
-            )
-        return ApiKeyRecord(key_id, username, name, secret_hash, as_utc(created), None, None)
+        return ApiKeyRecord(
+            key_id, username, name, secret_hash, as_utc(created), None, None, role, as_utc_or_none(expires)
+        )
 
     async def api_key_with_user(self, key_id: str) -> tuple[ApiKeyRecord, UserRecord] | None:
         """The key and its owner in one round trip (API-key requests are the hot path of scripts)."""
@@ -204,7 +240,7 @@ class GatewayStore:
             select(
                 api_keys,
                 users.c.password_hash,
-                users.c.role,
+                users.c.role.label("user_role"),
                 users.c.account_id,
                 users.c.disabled,
                 users.c.created_at.label("user_created_at"),
@@ -212,15 +248,16 @@ class GatewayStore:
             .join(users, users.c.username == api_keys.c.username)
             .where(api_keys.c.key_id == key_id)
         )
-        async with self.db.session() as s:
-            row = (await s.execute(query)).first()
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                row = (await s.execute(query)).first()
         if row is None:
             return None
         m = row._mapping
         user = UserRecord(
             username=m["username"],
             password_hash=m["password_hash"],
-            role=Role(m["role"]),
+            role=Role(m["user_role"]),
             account_id=m["account_id"],
             created_at=as_utc(m["user_created_at"]),
             disabled=bool(m["disabled"]),
@@ -229,36 +266,42 @@ class GatewayStore:
 
     async def touch_api_key(self, key_id: str) -> None:
         now = utcnow()
-        async with self.db.session() as s:
-            await s.execute(
-                update(api_keys)
-                .where(
-                    and_(
-                        api_keys.c.key_id == key_id,
-                        or_(api_keys.c.last_used_at.is_(None), api_keys.c.last_used_at < now - LAST_USED_RESOLUTION),
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                await s.execute(
+                    update(api_keys)
+                    .where(
+                        and_(
+                            api_keys.c.key_id == key_id,
+                            or_(
+                                api_keys.c.last_used_at.is_(None), api_keys.c.last_used_at < now - LAST_USED_RESOLUTION
+                            ),
+                        )
                     )
+                    .values(last_used_at=now)
                 )
-                .values(last_used_at=now)
-            )
 
     async def list_api_keys(self, username: str) -> list[ApiKeyRecord]:
         query = select(api_keys).where(api_keys.c.username == username).order_by(api_keys.c.created_at)
-        async with self.db.session() as s:
-            rows = (await s.execute(query)).all()
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                rows = (await s.execute(query)).all()
         return [_key(r._mapping) for r in rows]
 
     async def get_api_key(self, key_id: str) -> ApiKeyRecord | None:
-        async with self.db.session() as s:
-            row = (await s.execute(select(api_keys).where(api_keys.c.key_id == key_id))).first()
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                row = (await s.execute(select(api_keys).where(api_keys.c.key_id == key_id))).first()
         return None if row is None else _key(row._mapping)
 
     async def revoke_api_key(self, key_id: str) -> ApiKeyRecord | None:
         """Revoke once: a second revocation keeps the first time."""
-        async with self.db.session() as s:
-            await s.execute(
-                update(api_keys)
-                .where(and_(api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None)))
-                .values(revoked_at=utcnow())
-            )
-            row = (await s.execute(select(api_keys).where(api_keys.c.key_id == key_id))).first()
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                await s.execute(
+                    update(api_keys)
+                    .where(and_(api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None)))
+                    .values(revoked_at=utcnow())
+                )
+                row = (await s.execute(select(api_keys).where(api_keys.c.key_id == key_id))).first()
         return None if row is None else _key(row._mapping)

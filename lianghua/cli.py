@@ -4,7 +4,8 @@
     lianghua strategies                the installed strategies and their parameters
     lianghua backtest BARS --strategy dual_ma --param fast=5 --param slow=20 [--out DIR] [--report FILE.html]
                                        a backtest of a CSV or Parquet file in Tushare's daily layout
-    lianghua data ...                  the data service's commands (backfill, update, import, quality, runs)
+    lianghua data ...                  the data service's commands (backfill, update, import, import-adj-factors,
+                                       import-calendar, import-securities, quality, runs)
 
 Exit codes: 0 success, 1 the run failed (the reason on stderr), 2 bad arguments or bad input.
 """
@@ -182,7 +183,11 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--report", metavar="FILE.html", help="write the run's self-contained HTML report there")
     bt.set_defaults(handler=_backtest)
 
-    data = sub.add_parser("data", help="data service commands: backfill, update, import, quality, runs")
+    data = sub.add_parser(
+        "data",
+        help="data service commands: backfill, update, import, import-adj-factors, import-calendar, "
+        "import-securities, quality, runs",
+    )
     data.add_argument("rest", nargs=argparse.REMAINDER)
     data.set_defaults(handler=_data)
     return parser

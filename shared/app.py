@@ -11,17 +11,22 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_fastapi_instrumentator import Instrumentator
+from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.apidocs import install_api_docs
+from shared.body_limit import BodyLimitMiddleware
 from shared.bus import EventBus, create_bus
 from shared.cache import Cache, create_cache
-from shared.errors import ServiceError
+from shared.errors import DEPENDENCY_NAMES, ServiceError, dependency_failure
 from shared.http import ServiceDirectory
 from shared.internal_auth import internal_principal
 from shared.observability import (
@@ -140,6 +145,24 @@ def install_error_handlers(app: FastAPI) -> None:
         code = {401: "unauthenticated", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
         return error_response(exc.status_code, code.get(exc.status_code, f"http_{exc.status_code}"), str(exc.detail))
 
+    async def _dependency_error(request: Request, exc: Exception) -> JSONResponse:
+        # The one place that turns a dependency's failure into an answer, for every service. The body names the
+        # dependency, never the driver's message (it carries hosts and ports); the log keeps the whole error.
+        service = getattr(request.app.state, "service_name", "")
+        code = dependency_failure(exc)
+        if code is not None:
+            log.error("dependency unavailable", extra={"code": code, "error": type(exc).__name__}, exc_info=exc)
+            message = f"the {service} service's {DEPENDENCY_NAMES[code]} is unavailable; try again later"
+            return error_response(503, code, message)
+        # Not a dependency being down: a bug or a broken invariant (e.g. an unexpected constraint violation).
+        # Every write is one transaction, so nothing was left half-written.
+        log.error("dependency failed", extra={"error": type(exc).__name__}, exc_info=exc)
+        kind = "database" if isinstance(exc, SQLAlchemyError) else "cache"
+        return error_response(500, f"{kind}_error", f"the {service} service's {kind} failed: {type(exc).__name__}")
+
+    for failure in (SQLAlchemyError, RedisError, AMQPError, ChannelInvalidStateError):
+        app.add_exception_handler(failure, _dependency_error)
+
 
 def create_service_app(
     name: str,
@@ -169,7 +192,9 @@ def create_service_app(
         finally:
             await infra.close()
 
-    app = FastAPI(title=f"LiangHua {name} service", version=version, lifespan=_lifespan)
+    # The API docs pages load their assets from the service itself (shared.apidocs), not FastAPI's CDN defaults.
+    app = FastAPI(title=f"LiangHua {name} service", version=version, lifespan=_lifespan, docs_url=None, redoc_url=None)
+    install_api_docs(app)
     app.state.settings = settings
     app.state.infra = infra
     app.state.service_name = name
@@ -182,7 +207,9 @@ def create_service_app(
 
     @app.get("/readyz", tags=["ops"])
     async def readyz() -> JSONResponse:
-        results = await asyncio.gather(*(_run_check(c) for c in checks.values()))
+        """Public: each dependency is "ok" or "unavailable"; why one failed (driver errors, hosts, ports) is logged,
+        never answered."""
+        results = await asyncio.gather(*(_run_check(name, check) for name, check in checks.items()))
         report = dict(zip(checks, results, strict=True))
         ready = all(r == "ok" for r in report.values())
         return JSONResponse(
@@ -194,6 +221,8 @@ def create_service_app(
     async def metrics() -> Response:
         return Response(generate_latest(app.state.metrics_registry), media_type=CONTENT_TYPE_LATEST)
 
+    # Inside the metrics middleware, so refused bodies are counted (as 4xx of their route).
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     Instrumentator(excluded_handlers=list(PUBLIC_PATHS), registry=app.state.metrics_registry).instrument(
         app, latency_lowr_buckets=LATENCY_BUCKETS_S
     )
@@ -206,12 +235,17 @@ def create_service_app(
     return app
 
 
-async def _run_check(check: ReadinessCheck) -> str:
+async def _run_check(name: str, check: ReadinessCheck) -> str:
     try:
         result = await asyncio.wait_for(check(), timeout=3.0)
     except Exception as exc:
-        return f"failed: {type(exc).__name__}: {exc}"[:200]
-    return "ok" if result is not False else "failed"
+        error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        log.warning("readiness check failed", extra={"check": name, "error": error[:500]})
+        return "unavailable"
+    if result is False:
+        log.warning("readiness check failed", extra={"check": name, "error": "the check answered False"})
+        return "unavailable"
+    return "ok"
 
 
 def serve(app: FastAPI, host: str, port: int, service: str, settings: Settings) -> None:

@@ -1,19 +1,39 @@
 """Async database access for a service's own schema: MySQL (asyncmy) in fleet mode, SQLite (aiosqlite)
-standalone. Alembic migrations per service run at start-up through the same engine."""
+standalone. Alembic migrations per service run at start-up through the same engine.
+
+Every unit of work runs through `Database.transaction()`, which re-runs it from its start after a transient error
+(a deadlock, a lock wait timeout, a connection lost before the commit, SQLite's "database is locked"):
+
+    async for attempt in db.transaction():
+        async with attempt as s:
+            ...  # the whole unit: reads, decisions and writes
+
+The block may run more than once, so it must not do anything outside the database that a re-run would repeat
+(call a broker, publish an event, change in-memory state): do that after the loop, from what the block returned.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import random
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, TypeVar
 
+from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import DateTime, MetaData, event, make_url, text
 from sqlalchemy.dialects.mysql import DATETIME as MYSQL_DATETIME
 from sqlalchemy.engine import URL, Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _DB_NAME = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 
@@ -22,6 +42,44 @@ DbSession = AsyncConnection
 
 # Microsecond timestamps on MySQL too (its DATETIME defaults to whole seconds, which breaks ordering).
 PreciseDateTime = DateTime().with_variant(MYSQL_DATETIME(fsp=6), "mysql", "mariadb")
+
+
+# Transient errors, by MySQL/MariaDB error number: the server rolled the transaction back (or the statement, which we
+# then roll back), so running the unit again is safe.
+MYSQL_TRANSIENT = {1213: "deadlock", 1205: "lock_wait_timeout", 2006: "server_gone_away", 2013: "lost_connection"}
+# Of those, the ones that lose the connection: retried only when they happen before the COMMIT is sent. Lost during
+# the COMMIT, the transaction may or may not have been committed; it is not run again (the caller gets a 503 and
+# its own retry, idempotent by client_order_id, finds out).
+MYSQL_CONNECTION_LOST = frozenset({2006, 2013})
+SQLITE_LOCKED = "database is locked"
+# Attempts in all (the first one and up to 7 retries) and the backoff between them: full jitter on an exponential
+# base, 10, 20, 40, ... ms capped at 500 ms, so that the transactions that deadlocked each other do not meet again.
+TRANSACTION_ATTEMPTS = 8
+RETRY_BASE_S = 0.01
+RETRY_CAP_S = 0.5
+
+
+def transient_reason(exc: BaseException) -> str | None:
+    """Why `exc` is worth running the unit of work again ("deadlock", "lock_wait_timeout", "lost_connection",
+    "server_gone_away", "sqlite_locked"), or None when it is not. `exc` is SQLAlchemy's error, or asyncmy's own
+    where a raw driver connection is used (`Database.run_raw`)."""
+    if isinstance(exc, DBAPIError):
+        orig: BaseException | None = exc.orig
+    elif type(exc).__module__.startswith("asyncmy"):
+        orig = exc
+    else:
+        return None
+    code = orig.args[0] if orig is not None and orig.args and isinstance(orig.args[0], int) else None
+    if code in MYSQL_TRANSIENT:
+        return MYSQL_TRANSIENT[code]
+    if orig is not None and SQLITE_LOCKED in str(orig) and type(orig).__module__.startswith(("sqlite3", "aiosqlite")):
+        return "sqlite_locked"
+    return None
+
+
+def retry_delay_s(retry: int) -> float:
+    """How long to wait before retry number `retry` (1-based): uniformly up to base * 2^(retry-1), capped."""
+    return random.uniform(0, min(RETRY_CAP_S, RETRY_BASE_S * 2 ** (retry - 1)))
 
 
 def new_metadata() -> MetaData:
@@ -49,6 +107,16 @@ class Database:
         self.url: URL = make_url(url)
         self.echo = echo
         self._engine: AsyncEngine | None = None
+        # Not registered anywhere by itself: a service registers it in its app's registry (`register_metrics`).
+        self.retries = Counter(
+            "lh_db_transaction_retries",
+            "Units of work run again after a transient database error, by reason",
+            ["reason"],
+            registry=None,
+        )
+
+    def register_metrics(self, registry: CollectorRegistry) -> None:
+        registry.register(self.retries)
 
     @property
     def is_sqlite(self) -> bool:
@@ -93,12 +161,44 @@ class Database:
         finally:
             await server.dispose()
 
-    @asynccontextmanager
-    async def session(self) -> AsyncIterator[DbSession]:
-        """A connection in one transaction: committed when the block ends, rolled back if it raises.
+    def transaction(self) -> Transaction:
+        """The attempts at one unit of work (see the module's docstring): each attempt is a connection in one
+        transaction, committed when its block ends and rolled back if it raises. After a transient error (see
+        `transient_reason`) the block runs again from its start, up to TRANSACTION_ATTEMPTS times in all, with a
+        jittered backoff, each retry counted in `retries`; any other error, the last attempt's, and an error during
+        the COMMIT itself propagate.
 
         Core, not the ORM: the services write tables with Core statements, and the ORM Session's unit-of-work
         bookkeeping was a large share of the order path's CPU time for no use."""
+        return Transaction(self)
+
+    async def run_raw(self, unit: Callable[[], Awaitable[T]], rollback: Callable[[], Awaitable[object]]) -> T:
+        """The same retries for a unit on a raw driver connection (the data store's bulk loads): `unit` runs its
+        statements and commits; after a deadlock or a lock wait timeout, `rollback` is awaited and `unit` runs again.
+        A lost connection is not retried here: the raw connection is gone with it (the caller's load fails)."""
+        retry = 0
+        while True:
+            try:
+                return await unit()
+            except Exception as exc:
+                await rollback()
+                reason = transient_reason(exc)
+                retry += 1
+                if reason not in ("deadlock", "lock_wait_timeout") or retry >= TRANSACTION_ATTEMPTS:
+                    raise
+                self._count_retry(reason, retry, exc)
+                await asyncio.sleep(retry_delay_s(retry))
+
+    def _count_retry(self, reason: str, attempt: int, exc: BaseException) -> None:
+        self.retries.labels(reason).inc()
+        log.warning(
+            "transient database error; running the transaction again",
+            extra={"reason": reason, "attempt": attempt, "error": type(exc).__name__},
+        )
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[DbSession]:
+        """One attempt, not retried: for tests and one-off scripts. Services use `transaction()`."""
         async with self.engine.begin() as connection:
             yield connection
 
@@ -118,9 +218,66 @@ class Database:
         self._engine = None
 
 
+# How long an SQLite write waits for another connection's (or process's) write transaction before "database is
+# locked": bulk writes commit per batch (a fraction of a second each), so this is ample.
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+class Transaction:
+    """`async for attempt in db.transaction(): async with attempt as s: ...`: the attempts at one unit of work.
+    The loop ends after the first attempt that commits; an attempt that failed transiently is swallowed and the
+    next one starts after a backoff."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.attempts = 0
+        self.committed = False
+
+    def __aiter__(self) -> Transaction:
+        return self
+
+    async def __anext__(self) -> Attempt:
+        if self.committed:
+            raise StopAsyncIteration
+        if self.attempts:
+            await asyncio.sleep(retry_delay_s(self.attempts))
+        self.attempts += 1
+        return Attempt(self)
+
+
+class Attempt:
+    def __init__(self, transaction: Transaction) -> None:
+        self.transaction = transaction
+        self._begin: Any = None
+
+    async def __aenter__(self) -> DbSession:
+        self._begin = self.transaction.db.engine.begin()
+        connection: DbSession = await self._begin.__aenter__()
+        return connection
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool:
+        tx = self.transaction
+        if exc is None:
+            # COMMIT. An error here propagates: the transaction may have been committed (a lost connection) and
+            # a `return` in the block has already been decided, so nothing can be run again.
+            await self._begin.__aexit__(None, None, None)
+            tx.committed = True
+            return False
+        await self._begin.__aexit__(exc_type, exc, tb)  # ROLLBACK (on a lost connection: the connection is dropped)
+        reason = transient_reason(exc)
+        if reason is None or tx.attempts >= TRANSACTION_ATTEMPTS:
+            return False
+        tx.db._count_retry(reason, tx.attempts, exc)
+        return True
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
+    # WAL: readers never block the writer nor wait for it (the service reads while a CLI import writes).
     cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()

@@ -39,3 +39,34 @@ class Unavailable(ServiceError):
     """A dependency could not answer: the caller fails closed."""
 
     status_code = 503
+
+
+# --- dependencies that do not answer -------------------------------------------------------------------------------
+# The app factory (shared.app.install_error_handlers) answers these with 503 and the code below, in every service.
+
+
+def dependency_failure(exc: BaseException) -> str | None:
+    """The code for `exc` when it says a dependency (the database, Redis, RabbitMQ) could not answer: the caller
+    may try again later. None for anything else (a bug, a constraint violation), which is not the client's to retry.
+
+    Database: a connection that could not be made or was lost (`OperationalError`, `InterfaceError`, a pool
+    timeout, a connection invalidated under a statement), and a transient error still failing after
+    `shared.db`'s retries (a deadlock, a lock wait timeout, SQLite's "database is locked")."""
+    from aiormq.exceptions import AMQPError, ChannelInvalidStateError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeout):
+        return "database_unavailable"
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return "database_unavailable"
+    if isinstance(exc, RedisConnectionError | RedisTimeoutError):
+        return "cache_unavailable"
+    if isinstance(exc, AMQPError | ChannelInvalidStateError):
+        return "bus_unavailable"
+    return None
+
+
+DEPENDENCY_NAMES = {"database_unavailable": "database", "cache_unavailable": "cache", "bus_unavailable": "message bus"}

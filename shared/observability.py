@@ -1,11 +1,16 @@
-"""Structured JSON logging and the correlation id that follows a request across REST and AMQP hops."""
+"""Structured JSON logging and the correlation id that follows a request across REST and AMQP hops, and the one
+place where credentials are taken out of log lines (every record of every logger, ours and the libraries', goes
+through the handler `configure_logging` installs, and its redacting filter)."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 import sys
 import uuid
+from collections.abc import Iterable
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
@@ -31,10 +36,109 @@ def ensure_correlation_id() -> str:
     return cid
 
 
+# --- redaction ---------------------------------------------------------------------------------------------
+
+REDACTED = "[REDACTED]"
+# Names whose value is a credential: as a query-string or form parameter (`?token=...`), as a quoted key
+# (`'password': '...'`, `"api_key": "..."`), or as a log record's `extra` field.
+_SECRET_NAME = (
+    r"(?:access_token|refresh_token|id_token|token|api_key|apikey|x-api-key|password|passwd|pwd|secret|"  # noqa: S105
+    r"client_secret|jwt_secret|internal_secret|approval_secret|tushare_token|signature|sig|authorization)"
+)
+_SECRET_FIELD = re.compile(
+    r"(?i)(password|passwd|secret|token|api_key|apikey|signature|authorization|approval|credentials?)$"
+)
+_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    # ?token=... &api_key=... password=... (query strings, form bodies, key=value log text)
+    (re.compile(rf"(?i)(?<![\w-])({_SECRET_NAME}=)[^&\s\"',;#)]+"), rf"\1{REDACTED}"),
+    # 'password': '...'  "token": "..."
+    (re.compile(rf"(?i)(['\"]{_SECRET_NAME}['\"]\s*:\s*['\"])[^'\"]*"), rf"\1{REDACTED}"),
+    # scheme://user:password@host
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*:)[^@\s/]+@"), rf"\1{REDACTED}@"),
+    # Authorization: Bearer ... / Basic ...
+    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), rf"\1 {REDACTED}"),
+    # a JWT anywhere (header.payload.signature, the header base64 of '{"...')
+    (re.compile(r"\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), REDACTED),
+    # the gateway's API keys: the key id (a lookup handle) stays, the secret goes
+    (re.compile(r"\b(lh_[0-9a-f]{16}_)[A-Za-z0-9_-]+"), rf"\1{REDACTED}"),
+)
+# Environment variables whose values are secrets: whatever shape the value has, it is taken out of log lines.
+_SECRET_ENV = re.compile(r"(?i)^LH_\w*(SECRET|PASSWORD|TOKEN|API_KEY)\w*$")
+_MIN_KNOWN_SECRET = 6  # shorter values would redact ordinary words
+_known: set[str] = set()
+_known_pattern: re.Pattern[str] | None = None
+
+
+def register_secrets(values: Iterable[str]) -> None:
+    """Values to take out of every log line from now on, whatever their shape (a Tushare token, a password)."""
+    global _known_pattern
+    added = {v for v in values if v and len(v) >= _MIN_KNOWN_SECRET} - _known
+    if added:
+        _known.update(added)
+        alternatives = sorted(_known, key=len, reverse=True)  # the longest first: a secret containing another
+        _known_pattern = re.compile("|".join(re.escape(v) for v in alternatives))
+
+
+def _secrets_from_environment() -> list[str]:
+    found = [v for k, v in os.environ.items() if _SECRET_ENV.match(k)]
+    # The password inside a connection URL (LH_DATABASE_URL, LH_AMQP_URL, LH_REDIS_URL, ...).
+    for value in os.environ.values():
+        found += [m.group(1) for m in re.finditer(r"://[^/\s:@]*:([^@\s/]+)@", value)]
+    return found
+
+
+def redact(text: str) -> str:
+    """`text` without the credentials it contains."""
+    if _known_pattern is not None:
+        text = _known_pattern.sub(REDACTED, text)
+    for pattern, replacement in _PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _redact_value(name: str, value: object) -> object:
+    if _SECRET_FIELD.search(name) and value not in (None, ""):
+        return REDACTED
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _redact_value(str(k), v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact_value("", v) for v in value]
+    return value
+
+
+_STANDARD_ATTRS = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+
+
+class RedactSecrets(logging.Filter):
+    """Rewrites each record in place before any formatter sees it: its message (with its arguments, e.g. uvicorn's
+    `"WebSocket /ws?token=..."`), its `extra` fields, and its traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if record.args or cleaned != message:
+            record.msg, record.args = cleaned, None
+        for key, value in list(record.__dict__.items()):
+            if key not in _STANDARD_ATTRS and not key.startswith("_"):
+                record.__dict__[key] = _redact_value(key, value)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+        return True
+
+
+# --- formatting --------------------------------------------------------------------------------------------
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, correlation id and any `extra` fields."""
 
-    _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+    _STANDARD = _STANDARD_ATTRS
 
     def __init__(self, service: str) -> None:
         super().__init__()
@@ -54,13 +158,19 @@ class JsonFormatter(logging.Formatter):
         for key, value in record.__dict__.items():
             if key not in self._STANDARD and not key.startswith("_"):
                 entry[key] = value
-        if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
+        exc = record.exc_text or (self.formatException(record.exc_info) if record.exc_info else None)
+        if exc:
+            entry["exc"] = exc
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
 def configure_logging(service: str, level: str = "INFO", json_format: bool = True) -> None:
+    """One handler on the root logger for every logger of the process, with the redacting filter: secrets from the
+    environment (LH_*SECRET*, *PASSWORD*, *TOKEN*, *API_KEY*, passwords in URLs) and anything shaped like a
+    credential never reach the output."""
+    register_secrets(_secrets_from_environment())
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RedactSecrets())
     if json_format:
         handler.setFormatter(JsonFormatter(service))
     else:

@@ -106,15 +106,16 @@ class OutboxRelay:
         published = 0
         async with self._lock:
             while True:
-                async with self.db.session() as session:
-                    rows = (
-                        await session.execute(
-                            select(self.table.c.id, self.table.c.body)
-                            .where(self.table.c.published_at.is_(None))
-                            .order_by(self.table.c.created_at, self.table.c.id)
-                            .limit(self.batch)
-                        )
-                    ).all()
+                async for attempt in self.db.transaction():
+                    async with attempt as session:
+                        rows = (
+                            await session.execute(
+                                select(self.table.c.id, self.table.c.body)
+                                .where(self.table.c.published_at.is_(None))
+                                .order_by(self.table.c.created_at, self.table.c.id)
+                                .limit(self.batch)
+                            )
+                        ).all()
                 if not rows:
                     return published
                 sent: list[str] = []
@@ -126,10 +127,11 @@ class OutboxRelay:
                     # One UPDATE for the batch (not one transaction per event): what was confirmed is marked even
                     # when a later publish fails; a crash before this line republishes, which consumers absorb.
                     if sent:
-                        async with self.db.session() as session:
-                            await session.execute(
-                                update(self.table)
-                                .where(self.table.c.id.in_(sent))
-                                .values(published_at=datetime.now(UTC).replace(tzinfo=None))
-                            )
+                        async for attempt in self.db.transaction():
+                            async with attempt as session:
+                                await session.execute(
+                                    update(self.table)
+                                    .where(self.table.c.id.in_(sent))
+                                    .values(published_at=datetime.now(UTC).replace(tzinfo=None))
+                                )
                 published += len(sent)

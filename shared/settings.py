@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     risk_url: str = "http://127.0.0.1:8104"
     execution_url: str = "http://127.0.0.1:8105"
     http_timeout_s: float = 10.0
+    # The largest request body the gateway and every service read (bytes); larger ones get 413 body_too_large.
+    # Every body is JSON (no uploads: files are imported by the CLI); the biggest, a backtest over a whole market's
+    # ts_codes, is about 70 KB.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1)
 
     # Gateway
     jwt_ttl_s: int = 8 * 3600
@@ -80,6 +84,9 @@ class Settings(BaseSettings):
     tushare_token: SecretStr = SecretStr("")  # SecretStr: repr(Settings) and logs never show it
     tushare_url: str = "http://api.waditu.com/dataapi"
     tushare_timeout_s: float = Field(default=30.0, gt=0)
+    # An ingest skips an optional endpoint the token may not use (stk_limit, suspend_d, daily_basic, namechange,
+    # index_daily, index_weight) with a warning, and says so in the run; false: such a refusal fails the run.
+    ingest_skip_denied_endpoints: bool = True
     # The daily update runs after the close on trading days, Asia/Shanghai time ("HH:MM"); "" disables it.
     data_update_at: str = "17:30"
     # Where the bulk Arrow/Parquet snapshots of the bars go (one per data version); default: <tmp>/lianghua-data/<db>

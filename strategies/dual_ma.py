@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import numpy as np
 from pydantic import Field, model_validator
 
 from shared.strategy import CrossSection, Strategy, StrategyContext, StrategyParams
@@ -29,32 +30,38 @@ class DualMA(Strategy):
     title = "Dual moving-average crossover"
     description = (
         "Trend following. Each symbol has an equal sleeve of the initial cash (less the reserve). When the fast "
-        "simple moving average of the back-adjusted close crosses above the slow one, the strategy orders the "
-        "sleeve's value of the symbol; when it crosses below, it closes the position. Orders fill at the next open. "
+        "simple moving average of the back-adjusted close crosses above the slow one and the symbol is not held, the "
+        "strategy buys the sleeve's value of it; when the fast one crosses below the slow one, it closes the "
+        "position. Orders fill at the next open. A buy signal never sells: a cross up while holding does nothing. "
         "Averages are compared exactly (integer sums of prices in fen, cross-multiplied), so equal averages stay "
-        "equal: a crossover is fast > slow today after fast <= slow yesterday, both averages complete on both days."
+        "equal. A cross is a change of the sign of fast - slow from strictly negative to strictly positive (up) or "
+        "back (down); a day with equal averages keeps the sign before it, so -, 0, - is no cross and -, 0, + is a "
+        "cross up on the + day."
     )
     Params = DualMAParams
     params: DualMAParams
 
+    def on_init(self, ctx: StrategyContext) -> None:
+        # per symbol, the sign of fast - slow on the last day it was not 0 (0: none yet, the averages incomplete)
+        self._side = np.zeros(len(ctx.universe), dtype=np.int64)
+
     def on_bar(self, ctx: StrategyContext, bar: CrossSection) -> None:
         p = self.params
-        if bar.index < 1:
-            return
-        fast_sum = ctx.rolling_sum_fen(p.fast)[-2:]
-        slow_sum = ctx.rolling_sum_fen(p.slow)[-2:]
-        # fast mean vs slow mean without division: fast_sum / fast vs slow_sum / slow
-        fast_scaled = fast_sum * p.slow
-        slow_scaled = slow_sum * p.fast
-        defined = (slow_sum[0] > 0) & (fast_sum[0] > 0)
-        above = fast_scaled[1] > slow_scaled[1]
-        below = fast_scaled[1] < slow_scaled[1]
-        cross_up = defined & above & (fast_scaled[0] <= slow_scaled[0])
-        cross_down = defined & below & (fast_scaled[0] >= slow_scaled[0])
-        if cross_up.any():
+        fast_sum = ctx.rolling_sum_fen(p.fast)[-1]
+        slow_sum = ctx.rolling_sum_fen(p.slow)[-1]
+        # fast mean vs slow mean without division: fast_sum / fast vs slow_sum / slow, in integers (ties stay ties);
+        # a sum is 0 until its window is complete, and the slow window is the longer one
+        sign = np.sign(fast_sum * p.slow - slow_sum * p.fast)
+        strict = (slow_sum > 0) & (sign != 0)
+        cross_up = strict & (sign > 0) & (self._side < 0)
+        cross_down = strict & (sign < 0) & (self._side > 0)
+        self._side = np.where(strict, sign, self._side)
+        held = ctx.positions > 0
+        buys = cross_up & ~held
+        if buys.any():
             sleeve = float(ctx.initial_cash) * (1 - float(p.cash_reserve)) / len(ctx.universe)
-            ctx.order_target_value(cross_up, sleeve)
-        exits = cross_down & (ctx.positions > 0)
+            ctx.order_value(buys, sleeve)  # a positive value: only ever a buy
+        exits = cross_down & held
         if exits.any():
             ctx.close_position(exits)
 

@@ -53,4 +53,5 @@ def create_app(
     )
     app.state.backtests = service
     app.state.db = db
+    db.register_metrics(app.state.metrics_registry)
     return app

@@ -27,7 +27,7 @@ from datetime import date
 from typing import Any, Literal
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from services.backtest.market_data import MarketData, data_version, engine_frame
 from services.backtest.optimize_store import (
@@ -57,6 +57,7 @@ from shared.engine.optimize import (
     rank,
     walk_forward,
 )
+from shared.request_model import RequestModel, StrictBool, StrictInt, TradeDate
 from shared.settings import Settings
 from shared.strategy import Strategy, discover_strategies
 
@@ -81,22 +82,21 @@ def batch_for(settings: Mapping[str, Any], points: int) -> int:
 SWEEP_INTERVAL_S = 60.0
 STALE_S = 300.0
 
-MarketLoader = Callable[[Sequence[str], date, date], "pd.DataFrame | Awaitable[pd.DataFrame]"]
+# (ts_codes, start, end[, daily_basic fields]) -> bars; the fields are passed only when the strategy reads some
+MarketLoader = Callable[..., "pd.DataFrame | Awaitable[pd.DataFrame]"]
 
 
-class WalkForwardSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    in_sample: int = Field(ge=1)
-    out_of_sample: int = Field(ge=1)
-    step: int | None = Field(default=None, ge=1)
-    anchored: bool = False
+class WalkForwardSpec(RequestModel):
+    in_sample: StrictInt = Field(ge=1)
+    out_of_sample: StrictInt = Field(ge=1)
+    step: StrictInt | None = Field(default=None, ge=1)
+    anchored: StrictBool = False
     search: Literal["grid", "ga"] = "grid"
 
 
-class OptimisationRequest(BaseModel):
+class OptimisationRequest(RequestModel):
     """What a user asks for. Bad input is an OptimisationError / ValidationError naming the field."""
 
-    model_config = ConfigDict(extra="forbid")
     strategy: str
     method: Literal["grid", "ga", "walkforward"] = "grid"
     space: dict[str, Any]
@@ -107,10 +107,10 @@ class OptimisationRequest(BaseModel):
     ga: dict[str, Any] = Field(default_factory=dict)
     walk_forward: WalkForwardSpec | None = None
     ts_codes: list[str] = Field(min_length=1)
-    start: date
-    end: date
+    start: TradeDate
+    end: TradeDate
     config: dict[str, Any] = Field(default_factory=dict)  # BacktestConfig fields other than start/end
-    batch_size: int | None = Field(default=None, ge=1, le=1000)  # None: chosen from the number of points
+    batch_size: StrictInt | None = Field(default=None, ge=1, le=1000)  # None: chosen from the number of points
 
     @model_validator(mode="after")
     def _check(self) -> OptimisationRequest:
@@ -227,8 +227,8 @@ def bulk_market_loader(market_data: MarketData) -> MarketLoader:
     (services/backtest/market_data.py), in the engine's Tushare layout; the data version rides along in
     `DataFrame.attrs` so a panel is never reused across data versions."""
 
-    async def load(ts_codes: Sequence[str], start: date, end: date) -> pd.DataFrame:
-        table = await market_data.bars(ts_codes, start, end)
+    async def load(ts_codes: Sequence[str], start: date, end: date, fields: Sequence[str] = ()) -> pd.DataFrame:
+        table = await market_data.bars(ts_codes, start, end, fields)
         frame = await asyncio.to_thread(engine_frame, table)
         frame.attrs["data_version"] = data_version(table)
         return frame
@@ -377,17 +377,21 @@ class OptimisationTaskHandler:
                 raise
             await self.coordinate(optimisation_id)
 
-    async def _market(self, record: OptimisationRecord) -> pd.DataFrame:
-        loaded = self.load_market(record.ts_codes, record.start, record.end)
+    async def _market(self, record: OptimisationRecord, fields: tuple[str, ...]) -> pd.DataFrame:
+        if fields:
+            loaded = self.load_market(record.ts_codes, record.start, record.end, fields)
+        else:
+            loaded = self.load_market(record.ts_codes, record.start, record.end)
         if inspect.isawaitable(loaded):
             return await loaded
         return loaded
 
     async def _evaluator(self, record: OptimisationRecord, strategy_cls: type[Strategy]) -> Evaluator:
         config = backtest_config(record)
-        bars = await self._market(record)
+        fields = tuple(sorted(strategy_cls.bar_fields))
+        bars = await self._market(record, fields)
         version = str(bars.attrs.get("data_version", ""))
-        key = (version, tuple(record.ts_codes), record.start, record.end, panel_data_key(config))
+        key = (version, tuple(record.ts_codes), record.start, record.end, fields, panel_data_key(config))
         entry = self._panels.get(key)
         if entry is None:
             panel = await asyncio.to_thread(load_bars, bars, config)
@@ -453,7 +457,7 @@ class OptimisationTaskHandler:
 
     async def _walk_forward(self, record: OptimisationRecord, strategy_cls: type[Strategy]) -> None:
         spec = WalkForwardSpec.model_validate(record.settings["walk_forward"])
-        bars = await self._market(record)
+        bars = await self._market(record, tuple(sorted(strategy_cls.bar_fields)))
         space = _space(strategy_cls, record.space, record.fixed)
         result = await asyncio.to_thread(
             walk_forward,

@@ -244,32 +244,33 @@ class OptimisationStore:
     ) -> None:
         """The job and its first points (grid: all of them; GA: generation 0), in one transaction."""
         now = utcnow()
-        async with self.db.session() as session:
-            await session.execute(
-                insert(optimisations).values(
-                    optimisation_id=optimisation_id,
-                    owner=owner,
-                    strategy=strategy,
-                    method=method,
-                    space=space,
-                    fixed=fixed,
-                    objective=objective,
-                    constraints=list(constraints),
-                    settings=settings,
-                    ts_codes=list(ts_codes),
-                    start_date=start,
-                    end_date=end,
-                    config=config,
-                    status=OptimisationStatus.QUEUED.value,
-                    generation=0,
-                    populations=[[k for k, _ in points]] if method == "ga" else [],
-                    total_points=len(points),
-                    done_points=0,
-                    skipped_points=skipped,
-                    created_at=now,
+        async for attempt in self.db.transaction():
+            async with attempt as session:
+                await session.execute(
+                    insert(optimisations).values(
+                        optimisation_id=optimisation_id,
+                        owner=owner,
+                        strategy=strategy,
+                        method=method,
+                        space=space,
+                        fixed=fixed,
+                        objective=objective,
+                        constraints=list(constraints),
+                        settings=settings,
+                        ts_codes=list(ts_codes),
+                        start_date=start,
+                        end_date=end,
+                        config=config,
+                        status=OptimisationStatus.QUEUED.value,
+                        generation=0,
+                        populations=[[k for k, _ in points]] if method == "ga" else [],
+                        total_points=len(points),
+                        done_points=0,
+                        skipped_points=skipped,
+                        created_at=now,
+                    )
                 )
-            )
-            await self._insert_points(session, optimisation_id, points, 0, now)
+                await self._insert_points(session, optimisation_id, points, 0, now)
 
     @staticmethod
     async def _insert_points(
@@ -294,24 +295,30 @@ class OptimisationStore:
         )
 
     async def get(self, optimisation_id: str) -> OptimisationRecord | None:
-        async with self.db.session() as session:
-            row = (
-                (await session.execute(select(optimisations).where(optimisations.c.optimisation_id == optimisation_id)))
-                .mappings()
-                .first()
-            )
+        async for attempt in self.db.transaction():
+            async with attempt as session:
+                row = (
+                    (
+                        await session.execute(
+                            select(optimisations).where(optimisations.c.optimisation_id == optimisation_id)
+                        )
+                    )
+                    .mappings()
+                    .first()
+                )
         return None if row is None else OptimisationRecord.of(row)
 
     async def mark_running(self, optimisation_id: str) -> None:
-        async with self.db.session() as session:
-            await session.execute(
-                update(optimisations)
-                .where(
-                    optimisations.c.optimisation_id == optimisation_id,
-                    optimisations.c.status == OptimisationStatus.QUEUED.value,
+        async for attempt in self.db.transaction():
+            async with attempt as session:
+                await session.execute(
+                    update(optimisations)
+                    .where(
+                        optimisations.c.optimisation_id == optimisation_id,
+                        optimisations.c.status == OptimisationStatus.QUEUED.value,
+                    )
+                    .values(status=OptimisationStatus.RUNNING.value, started_at=utcnow())
                 )
-                .values(status=OptimisationStatus.RUNNING.value, started_at=utcnow())
-            )
 
     async def points(
         self, optimisation_id: str, *, hashes: Sequence[str] | None = None, status: PointStatus | None = None
@@ -321,8 +328,9 @@ class OptimisationStore:
             query = query.where(optimisation_points.c.point_hash.in_(list(hashes)))
         if status is not None:
             query = query.where(optimisation_points.c.status == status.value)
-        async with self.db.session() as session:
-            rows = (await session.execute(query.order_by(optimisation_points.c.point_hash))).mappings().all()
+        async for attempt in self.db.transaction():
+            async with attempt as session:
+                rows = (await session.execute(query.order_by(optimisation_points.c.point_hash))).mappings().all()
         return [PointRow.of(r) for r in rows]
 
     async def store_results(self, optimisation_id: str, results: Sequence[StoredPoint]) -> int:
@@ -330,44 +338,46 @@ class OptimisationStore:
         progress counter moves by the same number in the same transaction, so a redelivered batch adds 0."""
         now = utcnow()
         stored = 0
-        async with self.db.session() as session:
-            for r in results:
-                outcome = await session.execute(
-                    update(optimisation_points)
-                    .where(
-                        optimisation_points.c.optimisation_id == optimisation_id,
-                        optimisation_points.c.point_hash == point_hash(r.key),
-                        optimisation_points.c.status == PointStatus.PENDING.value,
+        async for attempt in self.db.transaction():
+            async with attempt as session:
+                for r in results:
+                    outcome = await session.execute(
+                        update(optimisation_points)
+                        .where(
+                            optimisation_points.c.optimisation_id == optimisation_id,
+                            optimisation_points.c.point_hash == point_hash(r.key),
+                            optimisation_points.c.status == PointStatus.PENDING.value,
+                        )
+                        .values(
+                            status=(PointStatus.FAILED if r.error else PointStatus.DONE).value,
+                            metrics=r.metrics,
+                            objective=r.objective,
+                            feasible=r.feasible,
+                            violations=r.violations,
+                            error=None if r.error is None else r.error[-ERROR_MAX_CHARS:],
+                            updated_at=now,
+                        )
                     )
-                    .values(
-                        status=(PointStatus.FAILED if r.error else PointStatus.DONE).value,
-                        metrics=r.metrics,
-                        objective=r.objective,
-                        feasible=r.feasible,
-                        violations=r.violations,
-                        error=None if r.error is None else r.error[-ERROR_MAX_CHARS:],
-                        updated_at=now,
+                    stored += outcome.rowcount
+                if stored:
+                    await session.execute(
+                        update(optimisations)
+                        .where(optimisations.c.optimisation_id == optimisation_id)
+                        .values(done_points=optimisations.c.done_points + stored)
                     )
-                )
-                stored += outcome.rowcount
-            if stored:
-                await session.execute(
-                    update(optimisations)
-                    .where(optimisations.c.optimisation_id == optimisation_id)
-                    .values(done_points=optimisations.c.done_points + stored)
-                )
         return stored
 
     async def pending_count(self, optimisation_id: str) -> int:
-        async with self.db.session() as session:
-            value = await session.scalar(
-                select(func.count())
-                .select_from(optimisation_points)
-                .where(
-                    optimisation_points.c.optimisation_id == optimisation_id,
-                    optimisation_points.c.status == PointStatus.PENDING.value,
+        async for attempt in self.db.transaction():
+            async with attempt as session:
+                value = await session.scalar(
+                    select(func.count())
+                    .select_from(optimisation_points)
+                    .where(
+                        optimisation_points.c.optimisation_id == optimisation_id,
+                        optimisation_points.c.status == PointStatus.PENDING.value,
+                    )
                 )
-            )
         return int(value or 0)
 
     async def advance_generation(
@@ -385,24 +395,25 @@ class OptimisationStore:
         record = await self.get(optimisation_id)
         if record is None or record.generation != from_generation:
             return False
-        async with self.db.session() as session:
-            moved = await session.execute(
-                update(optimisations)
-                .where(
-                    optimisations.c.optimisation_id == optimisation_id,
-                    optimisations.c.generation == from_generation,
-                    optimisations.c.status == OptimisationStatus.RUNNING.value,
+        async for attempt in self.db.transaction():
+            async with attempt as session:
+                moved = await session.execute(
+                    update(optimisations)
+                    .where(
+                        optimisations.c.optimisation_id == optimisation_id,
+                        optimisations.c.generation == from_generation,
+                        optimisations.c.status == OptimisationStatus.RUNNING.value,
+                    )
+                    .values(
+                        generation=from_generation + 1,
+                        populations=[*record.populations, list(population)],
+                        total_points=optimisations.c.total_points + len(points),
+                        skipped_points=optimisations.c.skipped_points + skipped,
+                    )
                 )
-                .values(
-                    generation=from_generation + 1,
-                    populations=[*record.populations, list(population)],
-                    total_points=optimisations.c.total_points + len(points),
-                    skipped_points=optimisations.c.skipped_points + skipped,
-                )
-            )
-            if moved.rowcount != 1:
-                return False
-            await self._insert_points(session, optimisation_id, points, from_generation + 1, utcnow())
+                if moved.rowcount != 1:
+                    return False
+                await self._insert_points(session, optimisation_id, points, from_generation + 1, utcnow())
         return True
 
     async def finish(
@@ -415,21 +426,22 @@ class OptimisationStore:
         error: str | None = None,
     ) -> bool:
         """Final, once: only from queued/running."""
-        async with self.db.session() as session:
-            outcome = await session.execute(
-                update(optimisations)
-                .where(
-                    optimisations.c.optimisation_id == optimisation_id,
-                    optimisations.c.status.in_([OptimisationStatus.QUEUED.value, OptimisationStatus.RUNNING.value]),
+        async for attempt in self.db.transaction():
+            async with attempt as session:
+                outcome = await session.execute(
+                    update(optimisations)
+                    .where(
+                        optimisations.c.optimisation_id == optimisation_id,
+                        optimisations.c.status.in_([OptimisationStatus.QUEUED.value, OptimisationStatus.RUNNING.value]),
+                    )
+                    .values(
+                        status=status.value,
+                        best=best,
+                        result=result,
+                        error=None if error is None else error[-ERROR_MAX_CHARS:],
+                        finished_at=utcnow(),
+                    )
                 )
-                .values(
-                    status=status.value,
-                    best=best,
-                    result=result,
-                    error=None if error is None else error[-ERROR_MAX_CHARS:],
-                    finished_at=utcnow(),
-                )
-            )
         return outcome.rowcount == 1
 
     async def stale_running(self, *, idle_for_s: float) -> list[str]:
@@ -446,8 +458,10 @@ class OptimisationStore:
             optimisations.c.created_at < cutoff,
             (last_move < cutoff) | last_move.is_(None),
         )
-        async with self.db.session() as session:
-            return [r[0] for r in (await session.execute(query)).all()]
+        async for attempt in self.db.transaction():
+            async with attempt as session:
+                stale = [r[0] for r in (await session.execute(query)).all()]
+        return stale
 
 
 __all__ = [

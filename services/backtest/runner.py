@@ -85,7 +85,7 @@ def summary_json(result: BacktestResult, *, benchmark: str | None) -> dict[str, 
     orders = result.orders_frame()
     return {
         **result.summary(),
-        "total_return": str(total_return(result)),
+        "total_return": format(total_return(result), "f"),
         "unfilled_orders": int((orders["status"] != "filled").sum()),
         "benchmark": benchmark,
         "metrics": result.metrics,
@@ -115,7 +115,7 @@ def portfolio_summary_json(result: PortfolioResult, *, benchmark: str | None) ->
         sleeves.append(
             {
                 **row,
-                "total_return": str(total_return(run.result)),
+                "total_return": format(total_return(run.result), "f"),
                 "fees_paid": own["fees_paid"],
                 "trades": own["trades"],
                 "unfilled_orders": sleeve_unfilled,
@@ -126,7 +126,7 @@ def portfolio_summary_json(result: PortfolioResult, *, benchmark: str | None) ->
     return {
         **summary,
         "sleeves": sleeves,
-        "total_return": str(total_return(result)),
+        "total_return": format(total_return(result), "f"),
         "unfilled_orders": unfilled,
         "benchmark": benchmark,
         "metrics": result.metrics,

@@ -6,9 +6,10 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from shared.domain.codes import Board, InvalidTsCode, parse_ts_code
+from shared.request_model import JsonDecimal, RequestModel, StrictBool, TradeDate
 
 MAX_SYMBOLS = 5000  # a whole market; bars come from the data service's bulk endpoint
 DEFAULT_INITIAL_CASH = Decimal("1000000")
@@ -31,23 +32,19 @@ def _normalized_codes(codes: list[str]) -> list[str]:
     return normalized
 
 
-class UniverseFilter(BaseModel):
+class UniverseFilter(RequestModel):
     """Every stock the data service lists that passes all the given conditions, on the backtest's start date."""
-
-    model_config = ConfigDict(extra="forbid")
 
     board: Board | None = None
     industry: str | None = Field(default=None, min_length=1, max_length=32)
-    exclude_st: bool = Field(default=False, description="leave out stocks under an ST name on the start date")
-    listed_before: date | None = Field(
+    exclude_st: StrictBool = Field(default=False, description="leave out stocks under an ST name on the start date")
+    listed_before: TradeDate | None = Field(
         default=None, description="listed on or before this day (default: the start date) and not delisted by it"
     )
 
 
-class Universe(BaseModel):
+class Universe(RequestModel):
     """Exactly one of: a list of codes, an index (its constituents on the start date), or a filter."""
-
-    model_config = ConfigDict(extra="forbid")
 
     ts_codes: list[str] | None = Field(default=None, min_length=1, max_length=MAX_SYMBOLS)
     index: str | None = Field(default=None, pattern=INDEX_CODE, description="e.g. 000300.SH")
@@ -81,19 +78,17 @@ class Universe(BaseModel):
         return ",".join(codes[:5]) + (f" +{len(codes) - 5}" if len(codes) > 5 else "")
 
 
-class CostModel(BaseModel):
+class CostModel(RequestModel):
     """Fees and fills; each field left out takes the engine's default (shared.engine.BacktestConfig)."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    commission_rate: Decimal | None = Field(default=None, description="e.g. 0.00025")
-    min_commission: Decimal | None = Field(default=None, description="CNY, default 5")
-    transfer_fee_rate: Decimal | None = None
-    stamp_duty: bool | None = Field(default=None, description="sell-side stamp duty by date (default on)")
+    commission_rate: JsonDecimal | None = Field(default=None, description="e.g. 0.00025")
+    min_commission: JsonDecimal | None = Field(default=None, description="CNY, default 5")
+    transfer_fee_rate: JsonDecimal | None = None
+    stamp_duty: StrictBool | None = Field(default=None, description="sell-side stamp duty by date (default on)")
     slippage: Literal["none", "bps", "ticks"] | None = None
-    slippage_amount: Decimal | None = None
+    slippage_amount: JsonDecimal | None = None
     fill_price: Literal["open", "close", "vwap"] | None = None
-    volume_cap: Decimal | None = Field(default=None, description="a fraction of the bar's volume, (0, 1]")
+    volume_cap: JsonDecimal | None = Field(default=None, description="a fraction of the bar's volume, (0, 1]")
     suspended_orders: Literal["wait", "cancel"] | None = None
 
     def config_fields(self) -> dict[str, Any]:
@@ -104,23 +99,19 @@ class CostModel(BaseModel):
 MIN_SLEEVES, MAX_SLEEVES = 2, 10
 
 
-class SleeveRequest(BaseModel):
+class SleeveRequest(RequestModel):
     """One strategy of a run with several: its parameters (validated against its schema), its share of the initial
     cash (give a weight for every sleeve, adding up to 1, or for none: equal shares) and a label for the report."""
 
-    model_config = ConfigDict(extra="forbid")
-
     strategy: str = Field(max_length=64)
     params: dict[str, Any] = Field(default_factory=dict)
-    weight: Decimal | None = Field(default=None, gt=0, le=1, description="e.g. 0.5; all given or none")
+    weight: JsonDecimal | None = Field(default=None, gt=0, le=1, description="e.g. 0.5; all given or none")
     label: str | None = Field(
         default=None, min_length=1, max_length=64, description="default: the strategy's name (#n when repeated)"
     )
 
 
-class BacktestRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class BacktestRequest(RequestModel):
     strategy: str = Field(default="buy_and_hold", max_length=64)
     params: dict[str, Any] = Field(default_factory=dict)
     sleeves: list[SleeveRequest] | None = Field(
@@ -135,9 +126,9 @@ class BacktestRequest(BaseModel):
     ts_codes: list[str] | None = Field(
         default=None, min_length=1, max_length=MAX_SYMBOLS, description="shorthand for universe.ts_codes"
     )
-    start: date
-    end: date
-    initial_cash: Decimal = Field(default=DEFAULT_INITIAL_CASH, gt=0, max_digits=18, decimal_places=2)
+    start: TradeDate
+    end: TradeDate
+    initial_cash: JsonDecimal = Field(default=DEFAULT_INITIAL_CASH, gt=0, max_digits=18, decimal_places=2)
     costs: CostModel = Field(default_factory=CostModel)
     benchmark: str | None = Field(
         default=DEFAULT_BENCHMARK,

@@ -308,43 +308,45 @@ class BacktestStore:
         """`ts_codes` is the universe when given as a list; for an index or a filter it stays empty until the
         worker resolves it (`set_universe`). `sleeve_strategies`: for a run with several strategies, the strategy
         of each sleeve (repeats allowed), recorded in the same transaction so that search finds the run by them."""
-        async with self.db.session() as session:
-            await session.execute(
-                insert(backtests).values(
-                    backtest_id=backtest_id,
-                    owner=owner,
-                    strategy=strategy,
-                    params=params,
-                    ts_codes=list(ts_codes),
-                    start_date=start,
-                    end_date=end,
-                    initial_cash=initial_cash,
-                    status=BacktestStatus.QUEUED.value,
-                    attempts=0,
-                    created_at=utcnow(),
-                    name=name,
-                    universe=universe,
-                    config=config,
-                    benchmark=benchmark,
-                    cancel_requested=False,
-                )
-            )
-            names = list(dict.fromkeys(sleeve_strategies))  # distinct, in the sleeves' order
-            if names:
+        async for attempt in self.db.transaction():
+            async with attempt as session:
                 await session.execute(
-                    insert(backtest_strategies), [{"backtest_id": backtest_id, "strategy": n} for n in names]
+                    insert(backtests).values(
+                        backtest_id=backtest_id,
+                        owner=owner,
+                        strategy=strategy,
+                        params=params,
+                        ts_codes=list(ts_codes),
+                        start_date=start,
+                        end_date=end,
+                        initial_cash=initial_cash,
+                        status=BacktestStatus.QUEUED.value,
+                        attempts=0,
+                        created_at=utcnow(),
+                        name=name,
+                        universe=universe,
+                        config=config,
+                        benchmark=benchmark,
+                        cancel_requested=False,
+                    )
                 )
+                names = list(dict.fromkeys(sleeve_strategies))  # distinct, in the sleeves' order
+                if names:
+                    await session.execute(
+                        insert(backtest_strategies), [{"backtest_id": backtest_id, "strategy": n} for n in names]
+                    )
         record = await self.get(backtest_id)
         assert record is not None
         return record
 
     async def get(self, backtest_id: str) -> BacktestRecord | None:
-        async with self.db.session() as session:
-            row = (
-                (await session.execute(select(backtests).where(backtests.c.backtest_id == backtest_id)))
-                .mappings()
-                .first()
-            )
+        async for attempt in self.db.transaction():
+            async with attempt as session:
+                row = (
+                    (await session.execute(select(backtests).where(backtests.c.backtest_id == backtest_id)))
+                    .mappings()
+                    .first()
+                )
         return None if row is None else BacktestRecord.from_row(row)
 
     async def list_recent(self, *, owner: str | None, limit: int) -> list[BacktestRecord]:
@@ -394,64 +396,70 @@ class BacktestStore:
         query = (
             query.order_by(backtests.c.created_at.desc(), backtests.c.backtest_id.desc()).limit(limit).offset(offset)
         )
-        async with self.db.session() as session:
-            rows = (await session.execute(query)).mappings().all()
+        async for attempt in self.db.transaction():
+            async with attempt as session:
+                rows = (await session.execute(query)).mappings().all()
         return [BacktestRecord.from_row(r) for r in rows]
 
     async def set_universe(self, backtest_id: str, ts_codes: Sequence[str]) -> None:
         """The symbols an index or a filter resolved to, recorded by the worker that runs the backtest."""
-        async with self.db.session() as session:
-            await session.execute(
-                update(backtests)
-                .where(backtests.c.backtest_id == backtest_id, backtests.c.status == BacktestStatus.RUNNING.value)
-                .values(ts_codes=list(ts_codes))
-            )
+        async for attempt in self.db.transaction():
+            async with attempt as session:
+                await session.execute(
+                    update(backtests)
+                    .where(backtests.c.backtest_id == backtest_id, backtests.c.status == BacktestStatus.RUNNING.value)
+                    .values(ts_codes=list(ts_codes))
+                )
 
     async def cancel_queued(self, backtest_id: str, event: Envelope) -> bool:
         """queued -> cancelled with its `backtest.finished` event, in one transaction; False if it was not queued."""
-        async with self.db.session() as session:
-            result = await session.execute(
-                update(backtests)
-                .where(backtests.c.backtest_id == backtest_id, backtests.c.status == BacktestStatus.QUEUED.value)
-                .values(status=BacktestStatus.CANCELLED.value, cancel_requested=True, finished_at=utcnow())
-            )
-            if result.rowcount != 1:
-                return False
-            await add_to_outbox(session, outbox, event)
+        async for attempt in self.db.transaction():
+            async with attempt as session:
+                result = await session.execute(
+                    update(backtests)
+                    .where(backtests.c.backtest_id == backtest_id, backtests.c.status == BacktestStatus.QUEUED.value)
+                    .values(status=BacktestStatus.CANCELLED.value, cancel_requested=True, finished_at=utcnow())
+                )
+                if result.rowcount != 1:
+                    return False
+                await add_to_outbox(session, outbox, event)
         return True
 
     async def request_cancel(self, backtest_id: str) -> bool:
         """Raise the cancel flag of a running backtest (its worker stops at the next progress report); False if
         it is not running."""
-        async with self.db.session() as session:
-            result = await session.execute(
-                update(backtests)
-                .where(backtests.c.backtest_id == backtest_id, backtests.c.status == BacktestStatus.RUNNING.value)
-                .values(cancel_requested=True)
-            )
-            return bool(result.rowcount == 1)
+        async for attempt in self.db.transaction():
+            async with attempt as session:
+                result = await session.execute(
+                    update(backtests)
+                    .where(backtests.c.backtest_id == backtest_id, backtests.c.status == BacktestStatus.RUNNING.value)
+                    .values(cancel_requested=True)
+                )
+        return bool(result.rowcount == 1)
 
     async def is_cancel_requested(self, backtest_id: str) -> bool:
-        async with self.db.session() as session:
-            value = (
-                await session.execute(
-                    select(backtests.c.cancel_requested).where(backtests.c.backtest_id == backtest_id)
-                )
-            ).scalar()
+        async for attempt in self.db.transaction():
+            async with attempt as session:
+                value = (
+                    await session.execute(
+                        select(backtests.c.cancel_requested).where(backtests.c.backtest_id == backtest_id)
+                    )
+                ).scalar()
         return bool(value)
 
     # --- result artifacts ---------------------------------------------------------------------------------------
     async def artifact(self, backtest_id: str, name: str) -> pd.DataFrame | None:
         """A stored result frame (`daily`, `trades`, `unfilled`); None when the backtest has none (not finished,
         failed, or finished before artifacts were stored)."""
-        async with self.db.session() as session:
-            rows = (
-                await session.execute(
-                    select(backtest_artifacts.c.data)
-                    .where(backtest_artifacts.c.backtest_id == backtest_id, backtest_artifacts.c.name == name)
-                    .order_by(backtest_artifacts.c.chunk)
-                )
-            ).all()
+        async for attempt in self.db.transaction():
+            async with attempt as session:
+                rows = (
+                    await session.execute(
+                        select(backtest_artifacts.c.data)
+                        .where(backtest_artifacts.c.backtest_id == backtest_id, backtest_artifacts.c.name == name)
+                        .order_by(backtest_artifacts.c.chunk)
+                    )
+                ).all()
         if not rows:
             return None
         return frame_from_parquet(b"".join(bytes(r.data) for r in rows))
@@ -470,14 +478,15 @@ class BacktestStore:
         return await self.artifact(backtest_id, "unfilled")
 
     async def equity_curve(self, backtest_id: str) -> list[StoredEquity]:
-        async with self.db.session() as session:
-            rows = (
-                await session.execute(
-                    select(backtest_equity.c.trade_date, backtest_equity.c.equity)
-                    .where(backtest_equity.c.backtest_id == backtest_id)
-                    .order_by(backtest_equity.c.trade_date)
-                )
-            ).all()
+        async for attempt in self.db.transaction():
+            async with attempt as session:
+                rows = (
+                    await session.execute(
+                        select(backtest_equity.c.trade_date, backtest_equity.c.equity)
+                        .where(backtest_equity.c.backtest_id == backtest_id)
+                        .order_by(backtest_equity.c.trade_date)
+                    )
+                ).all()
         return [StoredEquity(r.trade_date, r.equity) for r in rows]
 
     async def claim(self, backtest_id: str) -> BacktestRecord | None:
@@ -498,18 +507,19 @@ class BacktestStore:
         ]
         if max_attempts is not None:
             conditions.append(backtests.c.attempts < max_attempts)
-        async with self.db.session() as session:
-            result = await session.execute(
-                update(backtests)
-                .where(*conditions)
-                .values(
-                    status=BacktestStatus.RUNNING.value,
-                    started_at=utcnow(),
-                    heartbeat_at=utcnow(),
-                    attempts=backtests.c.attempts + 1,
+        async for attempt in self.db.transaction():
+            async with attempt as session:
+                result = await session.execute(
+                    update(backtests)
+                    .where(*conditions)
+                    .values(
+                        status=BacktestStatus.RUNNING.value,
+                        started_at=utcnow(),
+                        heartbeat_at=utcnow(),
+                        attempts=backtests.c.attempts + 1,
+                    )
                 )
-            )
-            claimed = result.rowcount == 1
+                claimed = result.rowcount == 1
         return await self.get(backtest_id), claimed
 
     async def stale(self, *, queued_for_s: float, running_for_s: float, limit: int = 500) -> list[str]:
@@ -532,34 +542,38 @@ class BacktestStore:
             .order_by(backtests.c.created_at, backtests.c.backtest_id)
             .limit(limit)
         )
-        async with self.db.session() as session:
-            return [r.backtest_id for r in (await session.execute(query)).all()]
+        async for attempt in self.db.transaction():
+            async with attempt as session:
+                stale = [r.backtest_id for r in (await session.execute(query)).all()]
+        return stale
 
     async def heartbeat(self, backtest_id: str) -> bool:
         """The running worker's lease: renewed while the engine runs, so a long backtest is never taken for a lost
         one. False when the backtest is no longer running (finished or cancelled meanwhile)."""
-        async with self.db.session() as session:
-            result = await session.execute(
-                update(backtests)
-                .where(backtests.c.backtest_id == backtest_id, backtests.c.status == BacktestStatus.RUNNING.value)
-                .values(heartbeat_at=utcnow())
-            )
-            return bool(result.rowcount == 1)
+        async for attempt in self.db.transaction():
+            async with attempt as session:
+                result = await session.execute(
+                    update(backtests)
+                    .where(backtests.c.backtest_id == backtest_id, backtests.c.status == BacktestStatus.RUNNING.value)
+                    .values(heartbeat_at=utcnow())
+                )
+        return bool(result.rowcount == 1)
 
     async def mark_running_resent(self, backtest_id: str, *, running_for_s: float) -> bool:
         """Before a sweep re-queues a stale running backtest: restart its staleness clock, so that of several
         workers sweeping at once only one re-queues it. False when it is no longer stale (someone else did)."""
-        async with self.db.session() as session:
-            result = await session.execute(
-                update(backtests)
-                .where(
-                    backtests.c.backtest_id == backtest_id,
-                    backtests.c.status == BacktestStatus.RUNNING.value,
-                    _last_sign_of_life() < utcnow() - timedelta(seconds=running_for_s),
+        async for attempt in self.db.transaction():
+            async with attempt as session:
+                result = await session.execute(
+                    update(backtests)
+                    .where(
+                        backtests.c.backtest_id == backtest_id,
+                        backtests.c.status == BacktestStatus.RUNNING.value,
+                        _last_sign_of_life() < utcnow() - timedelta(seconds=running_for_s),
+                    )
+                    .values(heartbeat_at=utcnow())
                 )
-                .values(heartbeat_at=utcnow())
-            )
-            return bool(result.rowcount == 1)
+        return bool(result.rowcount == 1)
 
     async def finish(
         self,
@@ -577,34 +591,37 @@ class BacktestStore:
         `backtest.finished` event in one transaction. Only a backtest still in `from_status` is finished; returns
         False (writing nothing) when another delivery of the same job got there first."""
         assert status.is_final
-        async with self.db.session() as session:
-            result = await session.execute(
-                update(backtests)
-                .where(backtests.c.backtest_id == backtest_id, backtests.c.status == from_status.value)
-                .values(
-                    status=status.value,
-                    summary=summary,
-                    error=None if error is None else truncate_error(error),
-                    finished_at=utcnow(),
-                )
-            )
-            if result.rowcount != 1:
-                return False
-            await session.execute(delete(backtest_equity).where(backtest_equity.c.backtest_id == backtest_id))
-            if equity_curve:
-                await session.execute(
-                    insert(backtest_equity),
-                    [{"backtest_id": backtest_id, "trade_date": d, "equity": e} for d, e in equity_curve],
-                )
-            await session.execute(delete(backtest_artifacts).where(backtest_artifacts.c.backtest_id == backtest_id))
-            for name, blob in (artifacts or {}).items():
-                chunks = [blob[i : i + ARTIFACT_CHUNK_BYTES] for i in range(0, len(blob), ARTIFACT_CHUNK_BYTES)]
-                for number, chunk in enumerate(chunks or [b""]):
-                    # One statement per chunk: a multi-row insert would add the chunks up into one packet.
-                    await session.execute(
-                        insert(backtest_artifacts).values(backtest_id=backtest_id, name=name, chunk=number, data=chunk)
+        async for attempt in self.db.transaction():
+            async with attempt as session:
+                result = await session.execute(
+                    update(backtests)
+                    .where(backtests.c.backtest_id == backtest_id, backtests.c.status == from_status.value)
+                    .values(
+                        status=status.value,
+                        summary=summary,
+                        error=None if error is None else truncate_error(error),
+                        finished_at=utcnow(),
                     )
-            await add_to_outbox(session, outbox, event)
+                )
+                if result.rowcount != 1:
+                    return False
+                await session.execute(delete(backtest_equity).where(backtest_equity.c.backtest_id == backtest_id))
+                if equity_curve:
+                    await session.execute(
+                        insert(backtest_equity),
+                        [{"backtest_id": backtest_id, "trade_date": d, "equity": e} for d, e in equity_curve],
+                    )
+                await session.execute(delete(backtest_artifacts).where(backtest_artifacts.c.backtest_id == backtest_id))
+                for name, blob in (artifacts or {}).items():
+                    chunks = [blob[i : i + ARTIFACT_CHUNK_BYTES] for i in range(0, len(blob), ARTIFACT_CHUNK_BYTES)]
+                    for number, chunk in enumerate(chunks or [b""]):
+                        # One statement per chunk: a multi-row insert would add the chunks up into one packet.
+                        await session.execute(
+                            insert(backtest_artifacts).values(
+                                backtest_id=backtest_id, name=name, chunk=number, data=chunk
+                            )
+                        )
+                await add_to_outbox(session, outbox, event)
         return True
 
 

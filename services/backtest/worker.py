@@ -134,6 +134,12 @@ class JobInputs:
     benchmark_code: str | None  # None when the default benchmark was not available
 
 
+def _bar_fields(strategy: Strategy | list[Sleeve]) -> tuple[str, ...]:
+    """The daily_basic fields the strategy (every sleeve's) reads as extra bar columns."""
+    strategies = [strategy] if isinstance(strategy, Strategy) else [sleeve.strategy for sleeve in strategy]
+    return tuple(sorted({name for one in strategies for name in one.bar_fields}))
+
+
 def _codes_text(codes: Sequence[str]) -> str:
     return ", ".join(codes[:10]) + (f" and {len(codes) - 10} more" if len(codes) > 10 else "")
 
@@ -329,7 +335,7 @@ class BacktestWorker:
         try:
             strategy = self._strategy(record)
             try:
-                inputs = await self._load(record)
+                inputs = await self._load(record, _bar_fields(strategy))
             except BarsUnavailable as exc:
                 return await self._fail(record, str(exc))
             if cancel.is_set():
@@ -359,8 +365,9 @@ class BacktestWorker:
             raise
         return await self._succeed(record, result, inputs)
 
-    async def _load(self, record: BacktestRecord) -> JobInputs:
-        """Resolve the universe, read its bars (bulk Arrow, cached) and the benchmark's index bars."""
+    async def _load(self, record: BacktestRecord, fields: Sequence[str] = ()) -> JobInputs:
+        """Resolve the universe, read its bars (bulk Arrow, cached) with the daily_basic `fields` the strategy reads,
+        and the benchmark's index bars."""
         market = self.market_data()
         universe = record.universe or {"ts_codes": record.ts_codes}
         if "index" in universe:
@@ -381,7 +388,7 @@ class BacktestWorker:
             raise BarsUnavailable(f"empty_universe: {universe.get('label', universe)} has no stocks on {record.start}")
         if codes != record.ts_codes:
             await self.store.set_universe(record.backtest_id, codes)
-        table = await market.bars(codes, record.start, record.end)
+        table = await market.bars(codes, record.start, record.end, fields)
         frame = await asyncio.to_thread(engine_frame, table)
         calendar = clip_calendar(_builtin_calendar(record.start, record.end), frame, record.start, record.end)
         costs = (record.config or {}).get("costs", {})
@@ -499,7 +506,7 @@ class BacktestWorker:
             return "skipped"
         log.info(
             "backtest succeeded",
-            extra={"backtest_id": record.backtest_id, "total_return": str(total_return(result))},
+            extra={"backtest_id": record.backtest_id, "total_return": format(total_return(result), "f")},
         )
         await self._publish()
         return "succeeded"

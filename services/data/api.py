@@ -17,41 +17,21 @@ from typing import Annotated, BinaryIO
 from anyio import to_thread
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, BeforeValidator
+from pydantic import BaseModel
 from sqlalchemy import make_url
 
 from services.data.adjust import Adjust, factor_micro
 from services.data.bars_json import adjusted_bars_body, bars_body, cross_section_body, many_bars_body
-from services.data.bulk import FORMATS, BulkBars, BulkQuery
+from services.data.bulk import FORMATS, BulkBars, BulkQuery, bulk_fields
 from services.data.cache import ReadCache
 from services.data.quotes import Quote, next_session_quote
 from services.data.store import CALENDAR_EXCHANGE, BarRecord, DataStore, SecurityRecord
 from shared.domain.codes import Board, InvalidTsCode, SecurityCode, parse_ts_code
 from shared.domain.money import from_fen
 from shared.errors import NotFound, ServiceError
+from shared.request_model import TradeDate
 
 router = APIRouter(prefix="/v1", tags=["data"])
-
-_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_COMPACT_DATE = re.compile(r"^\d{8}$")
-
-
-def _trade_date(value: object) -> date:
-    """Dates as traders type them: 2024-01-02 or Tushare's 20240102; nothing else (no timestamps)."""
-    if isinstance(value, date):
-        return value
-    text = value.strip() if isinstance(value, str) else ""
-    try:
-        if _ISO_DATE.match(text):
-            return date.fromisoformat(text)
-        if _COMPACT_DATE.match(text):
-            return date(int(text[:4]), int(text[4:6]), int(text[6:]))
-    except ValueError:
-        pass
-    raise ValueError(f"{value!r} is not a date like 2024-01-02 or 20240102")
-
-
-TradeDate = Annotated[date, BeforeValidator(_trade_date)]
 
 
 MAX_JSON_SYMBOLS = 200  # more symbols than this: use /v1/bars/bulk (Arrow or Parquet)
@@ -337,16 +317,25 @@ async def get_bulk_bars(
     ts_codes: Annotated[str | None, Query(description="comma-separated; default the whole market")] = None,
     adjust: AdjustParam = Adjust.NONE,
     anchor: AnchorParam = None,
+    fields: Annotated[
+        str | None,
+        Query(description="comma-separated daily_basic fields to add (pe_ttm, pb, turnover_rate, ...); default none"),
+    ] = None,
 ) -> Response:
     """Bars of many symbols (default the whole market) as one Arrow IPC stream or Parquet file, for bulk
     consumers. Columns: ts_code, trade_date, open, high, low, close, pre_close (int64 fen unadjusted, float64 CNY
-    with 4 decimals for qfq/hfq), vol (int64 shares), amount (int64 fen), adj_factor (float64). Answers are cached
-    on disk per data version (header `X-LH-Data-Version`)."""
+    with 4 decimals for qfq/hfq), vol (int64 shares), amount (int64 fen), adj_factor (float64), then the daily_basic
+    `fields` asked for (ratios float64 as Tushare gives them; share counts int64 shares; market values int64 fen;
+    null where there is none). Answers are cached on disk per data version (header `X-LH-Data-Version`)."""
     if start is not None and end is not None:
         _check_range(start, end)
     _check_anchor(adjust, anchor)
     codes = tuple(_codes_param(ts_codes)) if ts_codes is not None else None
-    query = BulkQuery(format=format, start=start, end=end, ts_codes=codes, adjust=adjust, anchor=anchor)
+    try:
+        extra = bulk_fields([part.strip() for part in (fields or "").split(",") if part.strip()])
+    except ValueError as exc:
+        raise ServiceError("invalid_request", f"fields: {exc}", status_code=422) from exc
+    query = BulkQuery(format=format, start=start, end=end, ts_codes=codes, adjust=adjust, anchor=anchor, fields=extra)
     file, version = await _bulk(request).open_answer(query)
     return _open_file_response(file, FORMATS[format], f"bars-v{version}.{format}", {"X-LH-Data-Version": str(version)})
 

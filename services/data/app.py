@@ -109,7 +109,7 @@ def create_app(
     store = DataStore(db, on_change=read_cache.invalidate)
     read_cache.version = store.data_version
     relay = OutboxRelay(db, outbox, infra.bus)
-    options = ingest_options or IngestOptions()
+    options = ingest_options or IngestOptions(skip_denied_optional=settings.ingest_skip_denied_endpoints)
     if settings.data_update_at:
         options = replace(options, ready_at=parse_run_time(settings.data_update_at))
     ingestor = Ingestor(
@@ -188,6 +188,7 @@ def create_app(
     ingestor.on_finish = stored_through.run_finished
     app.state.stored_through = stored_through
     app.state.db = db
+    db.register_metrics(app.state.metrics_registry)
     app.state.store = store
     app.state.read_cache = read_cache
     app.state.ingestor = ingestor

@@ -8,6 +8,13 @@ to a file next to it and served from disk; files of older versions are deleted w
 Columns served: ts_code (dictionary string), trade_date (date32), open/high/low/close/pre_close (int64 fen when
 unadjusted; float64 CNY rounded to 4 decimals for qfq/hfq, the same numbers as the JSON), vol (int64 shares),
 amount (int64 fen), adj_factor (float64). The schema metadata says the adjustment, anchor and data version.
+
+Asked for (`fields`), daily_basic columns follow, matched to the bars on ts_code and trade_date, null where
+daily_basic has no value (or no row) for a bar: the ratios float64 as stored (as Tushare gives them: turnover_rate,
+turnover_rate_f, dv_ratio, dv_ttm in percent; volume_ratio, pe, pe_ttm, pb, ps, ps_ttm plain), total_share,
+float_share, free_share int64 shares, total_mv, circ_mv int64 fen. Each field asked is read once per data version
+into a column file aligned row for row with the snapshot (`basic-v<version>-<field>.arrow`); a read without
+`fields` never touches daily_basic.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
@@ -29,12 +37,13 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from services.data.adjust import ADJUSTED_SCALE, Adjust, adjusted, factor_micro
-from services.data.store import DataStore
+from services.data.store import DAILY_BASIC_FIELDS, DataStore
 
 log = logging.getLogger(__name__)
 
 FORMATS = {"arrow": "application/vnd.apache.arrow.stream", "parquet": "application/vnd.apache.parquet"}
 PRICE_COLUMNS = ("open", "high", "low", "close", "pre_close")
+INTEGER_FIELDS = frozenset(("total_share", "float_share", "free_share", "total_mv", "circ_mv"))  # shares, fen
 KEPT_ANSWERS = 32  # answer files per data version kept on disk (the newest by use)
 _EPOCH = date(1970, 1, 1)
 
@@ -47,12 +56,23 @@ class BulkQuery:
     ts_codes: tuple[str, ...] | None  # sorted; None = every symbol
     adjust: Adjust
     anchor: date | None  # qfq only; None = the range's end
+    fields: tuple[str, ...] = ()  # daily_basic fields added after the bar columns, in DAILY_BASIC_FIELDS order
 
     def key(self, version: int) -> str:
         text = json.dumps(
             [version, self.format, str(self.start), str(self.end), self.ts_codes, self.adjust.value, str(self.anchor)]
+            + ([list(self.fields)] if self.fields else [])
         )
         return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def bulk_fields(names: Sequence[str]) -> tuple[str, ...]:
+    """The daily_basic fields asked for, once each, in DAILY_BASIC_FIELDS order (so equal asks share an answer);
+    ValueError naming any that is not one."""
+    unknown = [name for name in names if name not in DAILY_BASIC_FIELDS]
+    if unknown:
+        raise ValueError(f"unknown field(s) {', '.join(unknown)}; known: {', '.join(DAILY_BASIC_FIELDS)}")
+    return tuple(name for name in DAILY_BASIC_FIELDS if name in set(names))
 
 
 class BulkBars:
@@ -75,8 +95,9 @@ class BulkBars:
             if path.exists():
                 return path, version
             snapshot = await self._snapshot(version)
+            field_files = await self._field_files(version, snapshot, query.fields)
             anchors = await self._anchor_overrides(query) if query.adjust is Adjust.QFQ else {}
-            await asyncio.to_thread(_write_answer, snapshot, query, anchors, version, path)
+            await asyncio.to_thread(_write_answer, snapshot, query, anchors, version, path, field_files)
             self._prune_answers(version)
         return path, version
 
@@ -105,9 +126,22 @@ class BulkBars:
         for old in self.directory.glob("market-v*.arrow"):
             if old != path:
                 old.unlink(missing_ok=True)
+        for old in self.directory.glob("basic-v*.arrow"):
+            if not old.name.startswith(f"basic-v{version}-"):
+                old.unlink(missing_ok=True)
         if after != version:
             log.info("data changed while building the bulk snapshot", extra={"version": version, "now": after})
         return path
+
+    async def _field_files(self, version: int, snapshot: Path, fields: tuple[str, ...]) -> list[Path]:
+        """One column file per daily_basic field of `fields`, aligned row for row with the snapshot; the fields
+        without one yet are read from the store together (one pass over daily_basic)."""
+        paths = [self.directory / f"basic-v{version}-{name}.arrow" for name in fields]
+        missing = [name for name, path in zip(fields, paths, strict=True) if not path.exists()]
+        if missing:
+            columns = await self.store.daily_basic_columns(missing)
+            await asyncio.to_thread(_write_field_files, snapshot, columns, missing, self.directory, version)
+        return paths
 
     async def _anchor_overrides(self, query: BulkQuery) -> dict[str, int]:
         """Anchor factors from Tushare's adj_factor feed (it has suspended days, which the bars do not); empty when
@@ -141,6 +175,40 @@ def _write_snapshot(columns: dict[str, np.ndarray], path: Path) -> None:
     }
     table = pa.table(arrays)
     _atomic_write(path, lambda tmp: _write_ipc_file(table, tmp))
+
+
+def _write_field_files(
+    snapshot: Path, columns: dict[str, np.ndarray], fields: list[str], directory: Path, version: int
+) -> None:
+    """daily_basic's `columns` (sorted by ts_code, trade_date) matched to the snapshot's rows: each field written as
+    one column (float64, or int64 for share counts and market values; null where there is no value)."""
+    bars = _read_snapshot(snapshot)
+    dictionary, indices = _codes(bars)
+    position = {code: i for i, code in enumerate(dictionary)}
+    codes = columns["ts_code"]  # sorted by code: one dictionary look-up per run of a code
+    n = len(codes)
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]]) if n else np.zeros(0, dtype=np.int64)
+    per_run = np.asarray([position.get(str(codes[i]), -1) for i in starts.tolist()], dtype=np.int64)
+    code_index = np.repeat(per_run, np.diff(np.r_[starts, n]))
+    known = code_index >= 0  # daily_basic rows of a symbol without bars match nothing
+    basic_keys = (code_index[known] << 32) | columns["trade_date"][known].astype(np.int64)
+    order = np.argsort(basic_keys, kind="stable")
+    basic_keys = basic_keys[order]
+    days = bars.column("trade_date").cast(pa.int32()).to_numpy().astype(np.int64)
+    bar_keys = (indices.astype(np.int64) << 32) | days
+    found = np.searchsorted(basic_keys, bar_keys)
+    found = np.minimum(found, max(len(basic_keys) - 1, 0))
+    matched = (basic_keys[found] == bar_keys) if len(basic_keys) else np.zeros(len(bar_keys), dtype=bool)
+    for name in fields:
+        values = columns[name][known][order]
+        aligned = np.where(matched, values[found] if len(values) else np.nan, np.nan)
+        missing = np.isnan(aligned)
+        if name in INTEGER_FIELDS:
+            array = pa.array(np.where(missing, 0, aligned).astype(np.int64), pa.int64(), mask=missing)
+        else:
+            array = pa.array(aligned, pa.float64(), mask=missing)
+        table = pa.table({name: array})
+        _atomic_write(directory / f"basic-v{version}-{name}.arrow", lambda tmp, t=table: _write_ipc_file(t, tmp))
 
 
 def _write_ipc_file(table: pa.Table, path: Path) -> None:
@@ -221,6 +289,8 @@ def answer_table(snapshot: pa.Table, query: BulkQuery, anchors: dict[str, int], 
     out["vol"] = rows.column("vol")
     out["amount"] = rows.column("amount")
     out["adj_factor"] = pa.array(factor / 1_000_000, pa.float64())
+    for name in query.fields:
+        out[name] = rows.column(name)
     metadata = {
         "adjust": query.adjust.value,
         "anchor": str(anchor_date) if query.adjust is Adjust.QFQ and anchor_date else "",
@@ -229,6 +299,11 @@ def answer_table(snapshot: pa.Table, query: BulkQuery, anchors: dict[str, int], 
         "vol_unit": "shares",
         "amount_unit": "fen",
     }
+    if query.fields:
+        metadata["daily_basic_units"] = (
+            "ratios as Tushare (turnover_rate, turnover_rate_f, dv_ratio, dv_ttm percent); "
+            "total_share, float_share, free_share shares; total_mv, circ_mv fen"
+        )
     return pa.table(out).replace_schema_metadata(metadata)
 
 
@@ -249,8 +324,18 @@ def _anchor_by_symbol(rows: pa.Table, anchor: date | None) -> dict[str, int]:
     return {dictionary[int(i)]: int(f) for i, f in zip(indices[starts].tolist(), factor[chosen].tolist(), strict=True)}
 
 
-def _write_answer(snapshot: Path, query: BulkQuery, anchors: dict[str, int], version: int, path: Path) -> None:
-    table = answer_table(_read_snapshot(snapshot), query, anchors, version)
+def _write_answer(
+    snapshot: Path,
+    query: BulkQuery,
+    anchors: dict[str, int],
+    version: int,
+    path: Path,
+    field_files: Sequence[Path] = (),
+) -> None:
+    bars = _read_snapshot(snapshot)
+    for name, field_file in zip(query.fields, field_files, strict=True):
+        bars = bars.append_column(name, _read_snapshot(field_file).column(name))
+    table = answer_table(bars, query, anchors, version)
 
     def write(tmp: Path) -> None:
         if query.format == "parquet":

@@ -5,6 +5,8 @@ The daily frame uses Tushare's `daily` layout and units (prices in CNY, `vol` in
 thousand CNY), plus Tushare's backward `adj_factor`, so the loader that stores it is the one real data goes through.
 Underneath, every price is generated in integer fen and every limit comes from `shared.market`, so the frame holds
 exactly what an exchange could have printed: closes, highs and lows within the day's limits, on the 0.01 tick.
+`daily_basic` adds Tushare's daily_basic fields for every bar (valuations, turnover, share capital) from fundamentals
+drawn per company, for strategies that rank on them (the factor example).
 """
 
 from __future__ import annotations
@@ -117,6 +119,13 @@ class DemoMarket:
     trade_days: list[date]  # the SSE trading days of the window
     actions: list[CorporateAction]
     suspensions: list[Suspension]
+    daily_basic: pd.DataFrame  # Tushare daily_basic layout and units, one row per bar, in `daily`'s order
+
+    def bars_with_daily_basic(self) -> pd.DataFrame:
+        """The daily bars with the daily_basic fields merged in as extra numeric columns under Tushare's names, as the
+        backtest engine takes them (docs/engine.md): what the factor example reads (pe_ttm, pb, turnover_rate)."""
+        extra = self.daily_basic.drop(columns=["ts_code", "trade_date", "close"])
+        return pd.concat([self.daily, extra.set_index(self.daily.index)], axis=1)
 
 
 def ex_rights_reference_fen(prev_close_fen: int, cash_fen_per_share: int, bonus_per_10: int) -> int:
@@ -292,7 +301,8 @@ def generate_demo_market(settings: Settings) -> DemoMarket:
             realized,
         )
     frame = _tushare_frame(columns, fen_rows)
-    return DemoMarket(securities, frame, days, realized, suspensions)
+    basic = _daily_basic(np.random.default_rng([settings.demo_seed, 1]), frame, fen_rows, realized)
+    return DemoMarket(securities, frame, days, realized, suspensions, basic)
 
 
 def _generate_bars(
@@ -389,6 +399,111 @@ def _tushare_frame(columns: dict[str, list[object]], fen_rows: dict[str, list[in
         "adj_factor": np.asarray(columns["adj_factor"], dtype=np.float64),
     }
     return pd.DataFrame(data)
+
+
+DAILY_BASIC_COLUMNS = (
+    "ts_code", "trade_date", "close", "turnover_rate", "turnover_rate_f", "volume_ratio", "pe", "pe_ttm", "pb", "ps",
+    "ps_ttm", "dv_ratio", "dv_ttm", "total_share", "float_share", "free_share", "total_mv", "circ_mv",
+)  # fmt: skip
+# Report days: the annual report and Q1 by 30 April, H1 by 31 August, Q3 by 31 October (CSRC disclosure deadlines);
+# the TTM figures move on the first trading day from each, the annual ones (pe, ps, book value) on 30 April only.
+_REPORT_DEADLINES = ((4, 30), (8, 31), (10, 31))
+_LOSS_MAKERS = 0.2  # share of companies with negative TTM earnings: no pe / pe_ttm, as Tushare leaves them empty
+
+
+def _day_number(day: date) -> int:
+    return (day - date(1970, 1, 1)).days
+
+
+def _daily_basic(
+    rng: np.random.Generator, daily: pd.DataFrame, fen_rows: dict[str, list[int]], actions: list[CorporateAction]
+) -> pd.DataFrame:
+    """Tushare daily_basic for every demo bar, from fundamentals drawn per company (its own random stream, so the
+    bars do not depend on it): share capital sized so the median day turns over 0.5-2.5% of the float, scaled by
+    bonus shares on their ex-date; TTM earnings and sales per share that move on report days (a fifth of the
+    companies loss-making throughout), book value growing yearly. Valuations are on the back-adjusted close
+    (close x adj_factor against back-adjusted per-share figures), so ex-dates do not move them; dividend yields are
+    the trailing year's cash per share over the close. Units as Tushare: ratios plain or in percent, shares in 万股,
+    values in 万元."""
+    codes = daily["ts_code"].to_numpy()
+    day_text = daily["trade_date"].to_numpy()
+    stamps = pd.to_datetime(daily["trade_date"], format="%Y%m%d")
+    days = stamps.to_numpy().astype("datetime64[D]").astype(np.int64)  # days since 1970-01-01
+    years_of = stamps.dt.year.to_numpy()
+    close_fen = np.asarray(fen_rows["close"], dtype=np.int64)
+    shares = np.asarray(fen_rows["shares"], dtype=np.int64)
+    hfq = close_fen / 100 * daily["adj_factor"].to_numpy()
+    n = len(daily)
+    out = {name: np.full(n, np.nan) for name in DAILY_BASIC_COLUMNS[3:]}
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    ends = np.r_[starts[1:], n]
+    bonus: dict[str, list[tuple[int, float]]] = {}
+    cash: dict[str, list[tuple[int, float]]] = {}
+    for action in actions:
+        ex_day = _day_number(action.ex_date)
+        if action.bonus_per_10:
+            bonus.setdefault(action.ts_code, []).append((ex_day, 1 + action.bonus_per_10 / 10))
+        if action.cash_fen_per_share:
+            cash.setdefault(action.ts_code, []).append((ex_day, action.cash_fen_per_share / 100))
+    for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+        code, when = str(codes[a]), days[a:b]
+        # share capital (whole shares), the float and the free float, times the bonus shares gone ex so far
+        scale = np.ones(b - a)
+        for ex, ratio in bonus.get(code, []):
+            scale[when >= ex] *= ratio
+        float_shares = np.median(shares[a:b]) / rng.uniform(0.005, 0.025)
+        total = np.floor(float_shares / rng.uniform(0.55, 1.0) * scale)
+        floating = np.floor(float_shares * scale)
+        free = np.floor(floating * rng.uniform(0.45, 0.85))
+        # report days: the first bar on or after each deadline
+        report = np.zeros(b - a, dtype=np.int64)  # 1 TTM update, 2 TTM and annual update
+        for year in sorted(set(years_of[a:b].tolist())):
+            for month, day in _REPORT_DEADLINES:
+                deadline = _day_number(date(year, month, day))
+                hit = np.flatnonzero(when >= deadline)
+                if len(hit) and (hit[0] > 0 or when[0] == deadline):
+                    report[hit[0]] = 2 if month == 4 else 1
+        ttm_step = np.where(report > 0, np.maximum(rng.normal(1.05, 0.15, b - a), 0.3), 1.0)
+        sales_step = np.where(report > 0, np.maximum(rng.normal(1.06, 0.08, b - a), 0.5), 1.0)
+        book_step = np.where(report == 2, rng.uniform(1.0, 1.12, b - a), 1.0)
+        sign = -1.0 if rng.random() < _LOSS_MAKERS else 1.0
+        eps_ttm = sign * hfq[a] / float(np.clip(rng.lognormal(np.log(25), 0.6), 6, 150)) * np.cumprod(ttm_step)
+        sps_ttm = hfq[a] / float(np.clip(rng.lognormal(np.log(2.5), 0.7), 0.3, 30)) * np.cumprod(sales_step)
+        bps = hfq[a] / float(np.clip(rng.lognormal(np.log(2.2), 0.5), 0.5, 15)) * np.cumprod(book_step)
+        # annual figures: as of the last annual report (before the first one in the window: a year behind the TTM)
+        annual = np.maximum.accumulate(np.where(report == 2, np.arange(b - a), 0))
+        before_first = np.arange(b - a) < (np.flatnonzero(report == 2)[0] if (report == 2).any() else b - a)
+        lag = rng.uniform(0.85, 1.0)
+        eps = np.where(before_first, eps_ttm[0] * lag, eps_ttm[annual])
+        sps = np.where(before_first, sps_ttm[0] * lag, sps_ttm[annual])
+        price = hfq[a:b]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out["pe_ttm"][a:b] = np.where(eps_ttm > 0, price / eps_ttm, np.nan)
+            out["pe"][a:b] = np.where(eps > 0, price / eps, np.nan)
+        out["pb"][a:b] = price / bps
+        out["ps_ttm"][a:b] = price / sps_ttm
+        out["ps"][a:b] = price / sps
+        # dividend yield: cash per share gone ex in the trailing 365 days over today's close, in percent
+        paid = np.zeros(b - a)
+        for ex, per_share in cash.get(code, []):
+            paid += np.where((when >= ex) & (when < ex + 365), per_share, 0.0)
+        out["dv_ttm"][a:b] = np.where(paid > 0, paid / (close_fen[a:b] / 100) * 100, np.nan)
+        out["dv_ratio"][a:b] = out["dv_ttm"][a:b]
+        vol = shares[a:b].astype(np.float64)
+        out["turnover_rate"][a:b] = vol / floating * 100
+        out["turnover_rate_f"][a:b] = vol / free * 100
+        previous5 = pd.Series(vol).rolling(5).mean().shift(1).to_numpy()
+        out["volume_ratio"][a:b] = vol / previous5
+        out["total_share"][a:b] = total / 10_000
+        out["float_share"][a:b] = floating / 10_000
+        out["free_share"][a:b] = free / 10_000
+        out["total_mv"][a:b] = close_fen[a:b] * total / 1_000_000  # fen x shares -> 万元, exact to the fen
+        out["circ_mv"][a:b] = close_fen[a:b] * floating / 1_000_000
+    places = {"volume_ratio": 2, "total_share": 4, "float_share": 4, "free_share": 4, "total_mv": 6, "circ_mv": 6}
+    frame = pd.DataFrame({"ts_code": codes, "trade_date": day_text, "close": daily["close"].to_numpy()})
+    for name in DAILY_BASIC_COLUMNS[3:]:
+        frame[name] = np.round(out[name], places.get(name, 4))
+    return frame
 
 
 # --- full-market scale, for benchmarks ---------------------------------------------------------------------------

@@ -5,6 +5,7 @@ lh_data, migration 0003) in the same transaction as the ingest run's finish, and
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
 
 from services.data.store import metadata
@@ -19,11 +20,15 @@ BARS_UPDATED = "bars.updated"
 outbox = outbox_table(metadata)
 
 
-def bars_updated(*, start: date, end: date, symbols: int, rows: int, complete: bool = True) -> Envelope:
+def bars_updated(
+    *, start: date, end: date, symbols: int, rows: int, complete: bool = True, skipped_endpoints: Sequence[str] = ()
+) -> Envelope:
     """The event of an ingest run that wrote bars: the range of trading days written, how many symbols and bar rows.
     `trade_date` is the newest day written (what a consumer refreshing "today" wants). `complete` is False when the
     run failed or was interrupted after writing some bars: bars in the range changed (its last batch may be partly
     stored, written stock by stock), the rest of what the run was asked for is not there yet; a consumer refreshes
-    the range all the same."""
-    payload = BarsUpdated(trade_date=end, start_date=start, end_date=end, symbols=symbols, rows=rows, complete=complete)
+    the range all the same. `skipped_endpoints`: the optional provider endpoints the run did without (the token may
+    not use them), so the tables they fill (e.g. stk_limits) did not change."""
+    payload = BarsUpdated(trade_date=end, start_date=start, end_date=end, symbols=symbols, rows=rows, complete=complete,
+                          skipped_endpoints=list(skipped_endpoints))  # fmt: skip
     return make_event(BARS_UPDATED, payload, source=SOURCE)

@@ -22,6 +22,7 @@ import time as _time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +37,12 @@ from services.data.events import bars_updated, outbox
 from services.data.providers import (
     MarketDataProvider,
     ProviderError,
-    read_daily_file,
+    read_daily_files,
     ymd,
 )
-from services.data.providers.errors import DataNotReady
-from services.data.quality import RULES, QualityInputError, QualityReport, run_quality_checks
+from services.data.providers.errors import DataNotReady, PermissionDenied
+from services.data.providers.port import data_ends
+from services.data.quality import RULES, QualityInputError, QualityReport, QualityThresholds, run_quality_checks
 from services.data.scheduler import SHANGHAI
 from services.data.store import (
     CALENDAR_EXCHANGE,
@@ -63,6 +65,11 @@ DEFAULT_INDICES = ("000300.SH", "000905.SH")
 # Whole-market endpoints asked once per open day; all but suspend_d must have rows on an open day.
 DAY_APIS = ("daily", "adj_factor", "stk_limit", "suspend_d", "daily_basic")
 EXPECT_ROWS = frozenset({"daily", "adj_factor", "stk_limit", "daily_basic"})
+# Endpoints a run can do without. A token not entitled to one (PermissionDenied: not enough Tushare points) skips it
+# for the rest of the run with a warning (IngestOptions.skip_denied_optional), and the run, its `bars.updated` and
+# the metrics name it, instead of failing with nothing stored. Required: the bars (daily), their factors (adj_factor:
+# without them every adjusted price would silently be wrong), the trade calendar and the stock list.
+OPTIONAL_APIS = frozenset({"stk_limit", "suspend_d", "daily_basic", "namechange", "index_daily", "index_weight"})
 QUALITY_SYMBOLS_PER_CHUNK = 500  # the checks run per group of symbols, so a full-market range stays in memory
 RUNNING, SUCCEEDED, FAILED, INTERRUPTED = "running", "succeeded", "failed", "interrupted"
 ProviderSource = MarketDataProvider | Callable[[], MarketDataProvider]
@@ -86,6 +93,11 @@ class IngestOptions:
     stale_after_s: float = 30.0
     # The time (Asia/Shanghai) after which a trading day's data counts as published (Tushare: 15:00-17:00).
     ready_at: time = time(17, 0)
+    # The checks after every run and on demand: among others how many findings per rule are kept as examples
+    # (the stored report always has the true totals).
+    quality_thresholds: QualityThresholds = field(default_factory=QualityThresholds)
+    # An optional endpoint (OPTIONAL_APIS) the token may not use is skipped for the run (True) or fails it (False).
+    skip_denied_optional: bool = True
 
     def __post_init__(self) -> None:
         if self.batch_days < 1 or self.prefetch_days < 1:
@@ -106,6 +118,7 @@ class Progress:
     tables: dict[str, int] = field(default_factory=dict)
     current: str | None = None  # the day (or file) last completed
     started: float = field(default_factory=_time.monotonic)
+    skipped: dict[str, str] = field(default_factory=dict)  # optional endpoint -> why it was skipped (this run)
 
     @property
     def fraction(self) -> float:
@@ -128,6 +141,7 @@ class Progress:
             "rows_per_s": round(self.rows_per_s, 1),
             "current": self.current,
             "tables": dict(self.tables),
+            "skipped_endpoints": dict(self.skipped),
         }
 
 
@@ -144,6 +158,7 @@ class IngestResult:
     quality: dict[str, Any] | None = None  # counts, by_severity, skipped rules (the findings are stored)
     bar_rows: int = 0
     symbols: int = 0
+    skipped_endpoints: dict[str, str] = field(default_factory=dict)  # optional endpoint -> why it was skipped
 
 
 @dataclass
@@ -228,16 +243,20 @@ class Ingestor:
         )  # fmt: skip
         if mine is not None:
             query = query.where(ingest_runs.c.run_id != mine)
-        async with self.store.db.session() as session:
-            result = await session.execute(query)
+        async for attempt in self.store.db.transaction():
+            async with attempt as session:
+                result = await session.execute(query)
         return int(result.rowcount or 0)
 
     async def active_run(self) -> IngestRun | None:
         if self._task is not None and not self._task.done():
             return await self.store.get_ingest_run(self._task.get_name())
         await self.mark_interrupted()
-        async with self.store.db.session() as session:
-            run_id = await session.scalar(select(ingest_runs.c.run_id).where(ingest_runs.c.status == RUNNING).limit(1))
+        async for attempt in self.store.db.transaction():
+            async with attempt as session:
+                run_id = await session.scalar(
+                    select(ingest_runs.c.run_id).where(ingest_runs.c.status == RUNNING).limit(1)
+                )
         return None if run_id is None else await self.store.get_ingest_run(run_id)
 
     async def last_update_day(self) -> date | None:
@@ -328,6 +347,9 @@ class Ingestor:
                 return
             calendar = await self._store_calendar(last + timedelta(days=1), date(today.year, 12, 31), progress)
             days = [d for d in calendar if d <= today and (d < today or now.time() >= self.options.ready_at)]
+            ends = data_ends(self.provider)  # a fixed data set (the demo market) has nothing after its end
+            if ends is not None:
+                days = [d for d in days if d <= ends]
             progress.steps_total = len(days)
             await self._record_plan(progress.run_id, days)
             if not days:
@@ -357,14 +379,13 @@ class Ingestor:
 
         async def body(progress: Progress, written: _Written) -> None:
             progress.steps_total = len(files) + 1
-            frames = []
-            for file in files:
-                frame = await asyncio.to_thread(read_daily_file, file)
-                if adj_factor and "adj_factor" not in frame.columns:
-                    raise IngestError(f"{file}: no adj_factor column (--adj-factor says every file has one)")
-                frames.append(frame)
+
+            def read(file: Path) -> None:
                 progress.steps_done += 1
                 progress.current = file.name
+
+            # Every file is read and checked before any is stored; all the bad ones are named at once.
+            frames = await asyncio.to_thread(read_daily_files, files, require_adj_factor=adj_factor, on_file=read)
             bars = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
             duplicated = bars.duplicated(["ts_code", "trade_date"], keep=False)
             if duplicated.any():
@@ -382,7 +403,8 @@ class Ingestor:
             if factors is not None:
                 progress.add("adj_factors", await self.store.upsert_adj_factors(factors))
             written.add(bars)  # before the write: one that fails part-way has committed some (see _write_days)
-            progress.add("daily_bars", await self.store.upsert_daily_bars(bars))
+            # Counted per committed batch: the heartbeat shows the rows/s of a big import while it is written.
+            await self.store.upsert_daily_bars(bars, on_rows=partial(progress.add, "daily_bars"))
             progress.steps_done += 1
 
         return await self._run(
@@ -472,7 +494,8 @@ class Ingestor:
             progress, written, status=FAILED, error=reason, detail=detail, updated_at=now, finished_at=now
         )
         return IngestResult(progress.run_id, progress.kind, FAILED, progress.rows, written.first, written.last,
-                            error=reason, bar_rows=written.rows, symbols=len(written.symbols))  # fmt: skip
+                            error=reason, bar_rows=written.rows, symbols=len(written.symbols),
+                            skipped_endpoints=dict(progress.skipped))  # fmt: skip
 
     async def _interrupt(self, progress: Progress, written: _Written, extra: dict[str, Any]) -> None:
         try:
@@ -494,15 +517,17 @@ class Ingestor:
         event = None
         if written.rows and written.first is not None and written.last is not None:
             event = bars_updated(start=written.first, end=written.last, symbols=len(written.symbols),
-                                 rows=written.rows, complete=False)  # fmt: skip
-        async with self.store.db.session() as session:
-            await session.execute(
-                update(ingest_runs)
-                .where(ingest_runs.c.run_id == progress.run_id)
-                .values(rows=progress.rows, detail=json.dumps(detail), **values)
-            )
-            if event is not None:
-                await add_to_outbox(session, outbox, event)
+                                 rows=written.rows, complete=False,
+                                 skipped_endpoints=sorted(progress.skipped))  # fmt: skip
+        async for attempt in self.store.db.transaction():
+            async with attempt as session:
+                await session.execute(
+                    update(ingest_runs)
+                    .where(ingest_runs.c.run_id == progress.run_id)
+                    .values(rows=progress.rows, detail=json.dumps(detail), **values)
+                )
+                if event is not None:
+                    await add_to_outbox(session, outbox, event)
         if event is not None and self.notify is not None:
             self.notify()
 
@@ -528,29 +553,31 @@ class Ingestor:
         event = None
         if written.rows and written.first is not None and written.last is not None:
             event = bars_updated(start=written.first, end=written.last, symbols=len(written.symbols),
-                                 rows=written.rows)  # fmt: skip
+                                 rows=written.rows, skipped_endpoints=sorted(progress.skipped))  # fmt: skip
         now = _utcnow()
-        async with self.store.db.session() as session:
-            await session.execute(
-                update(ingest_runs)
-                .where(ingest_runs.c.run_id == progress.run_id)
-                .values(status=SUCCEEDED, rows=progress.rows, progress=1.0, error=None, detail=json.dumps(detail),
-                        updated_at=now, finished_at=now)
-            )  # fmt: skip
-            if event is not None:
-                await add_to_outbox(session, outbox, event)
+        async for attempt in self.store.db.transaction():
+            async with attempt as session:
+                await session.execute(
+                    update(ingest_runs)
+                    .where(ingest_runs.c.run_id == progress.run_id)
+                    .values(status=SUCCEEDED, rows=progress.rows, progress=1.0, error=None, detail=json.dumps(detail),
+                            updated_at=now, finished_at=now)
+                )  # fmt: skip
+                if event is not None:
+                    await add_to_outbox(session, outbox, event)
         if event is not None and self.notify is not None:
             self.notify()
         return IngestResult(progress.run_id, progress.kind, SUCCEEDED, progress.rows, written.first, written.last,
                             quality_report_id=report_id, quality=quality, bar_rows=written.rows,
-                            symbols=len(written.symbols))  # fmt: skip
+                            symbols=len(written.symbols), skipped_endpoints=dict(progress.skipped))  # fmt: skip
 
     async def _record_plan(self, run_id: str, days: list[date]) -> None:
         start, end = (days[0], days[-1]) if days else (None, None)
-        async with self.store.db.session() as session:
-            await session.execute(
-                update(ingest_runs).where(ingest_runs.c.run_id == run_id).values(start_date=start, end_date=end)
-            )
+        async for attempt in self.store.db.transaction():
+            async with attempt as session:
+                await session.execute(
+                    update(ingest_runs).where(ingest_runs.c.run_id == run_id).values(start_date=start, end_date=end)
+                )
 
     # -- reference data and days ------------------------------------------------------------------------------------
 
@@ -567,31 +594,52 @@ class Ingestor:
         stocks = await self.provider.stock_basic()
         if not stocks.empty:
             progress.add("securities", await self.store.upsert_securities(stocks))
-        names = await self.provider.namechange()
+        names = await self._call_api("namechange", self.provider.namechange, progress)
         if not names.empty:
             progress.add("st_periods", await self.store.upsert_st_periods(names))
 
     async def _store_indices(self, start: date, end: date, progress: Progress) -> None:
         for code in self.options.indices:
-            bars = await self.provider.index_daily(code, start, end)
+            bars = await self._call_api("index_daily", partial(self.provider.index_daily, code, start, end), progress)
             if not bars.empty:
                 progress.add("index_bars", await self.store.upsert_index_bars(bars))
-            weights = await self.provider.index_weight(code, start, end)
+            weights = await self._call_api(
+                "index_weight", partial(self.provider.index_weight, code, start, end), progress
+            )
             if not weights.empty:
                 progress.add("index_weights", await self.store.upsert_index_weights(weights))
 
-    async def _fetch_day(self, day: date, stocks: frozenset[str]) -> dict[str, pd.DataFrame]:
-        """Every endpoint of one open day, the per-stock tables cut down to the A-share stocks the store covers."""
+    async def _call_api(
+        self, api: str, call: Callable[[], Awaitable[pd.DataFrame]], progress: Progress
+    ) -> pd.DataFrame:
+        """`call()`, unless `api` is optional and the token may not use it: then an empty frame, and the endpoint
+        is skipped (not asked again) for the rest of the run (OPTIONAL_APIS, `skip_denied_optional`)."""
+        if api in progress.skipped:
+            return pd.DataFrame()
+        try:
+            return await call()
+        except PermissionDenied as exc:
+            if api not in OPTIONAL_APIS or not self.options.skip_denied_optional:
+                raise
+            progress.skipped[api] = _reason(exc)
+            log.warning("ingest run %s skips the optional endpoint %s for this run: %s", progress.run_id, api, exc)
+            return pd.DataFrame()
+
+    async def _fetch_day(self, day: date, stocks: frozenset[str], progress: Progress) -> dict[str, pd.DataFrame]:
+        """Every endpoint of one open day, the per-stock tables cut down to the A-share stocks the store covers.
+        An optional endpoint the token may not use gives an empty frame (see `_call_api`)."""
         provider = self.provider
-        calls = {
-            "daily": provider.daily(day, expect_rows=True),
-            "adj_factor": provider.adj_factor(day, expect_rows=True),
-            "stk_limit": provider.stk_limit(day, expect_rows=True),
-            "suspend_d": provider.suspend_d(day),
-            "daily_basic": provider.daily_basic(day, expect_rows=True),
+        calls: dict[str, Callable[[], Awaitable[pd.DataFrame]]] = {
+            "daily": partial(provider.daily, day, expect_rows=True),
+            "adj_factor": partial(provider.adj_factor, day, expect_rows=True),
+            "stk_limit": partial(provider.stk_limit, day, expect_rows=True),
+            "suspend_d": partial(provider.suspend_d, day),
+            "daily_basic": partial(provider.daily_basic, day, expect_rows=True),
         }
         # Every call finishes (no half-cancelled worker threads); the first failure is the day's.
-        results = await asyncio.gather(*calls.values(), return_exceptions=True)
+        results = await asyncio.gather(
+            *(self._call_api(api, call, progress) for api, call in calls.items()), return_exceptions=True
+        )
         for result in results:
             if isinstance(result, BaseException):
                 raise result
@@ -626,7 +674,7 @@ class Ingestor:
         async def fetch_all() -> None:
             try:
                 for day in days:
-                    await queue.put((day, await self._fetch_day(day, stocks)))
+                    await queue.put((day, await self._fetch_day(day, stocks, progress)))
                 await queue.put(None)
             except Exception as exc:
                 await queue.put(exc)
@@ -701,13 +749,14 @@ class Ingestor:
         days = bars.loc[missing, "trade_date"].astype(str)
         first, last = _day(days.min()), _day(days.max())
         stored: dict[tuple[str, str], float] = {}
-        async with self.store.db.session() as session:
-            for i in range(0, len(codes), 500):
-                query = select(adj_factors.c.ts_code, adj_factors.c.trade_date, adj_factors.c.adj_factor).where(
-                    adj_factors.c.ts_code.in_(codes[i : i + 500]), adj_factors.c.trade_date.between(first, last)
-                )
-                for code, day, factor in (await session.execute(query)).all():
-                    stored[(code, ymd(day))] = float(factor)
+        async for attempt in self.store.db.transaction():
+            async with attempt as session:
+                for i in range(0, len(codes), 500):
+                    query = select(adj_factors.c.ts_code, adj_factors.c.trade_date, adj_factors.c.adj_factor).where(
+                        adj_factors.c.ts_code.in_(codes[i : i + 500]), adj_factors.c.trade_date.between(first, last)
+                    )
+                    for code, day, factor in (await session.execute(query)).all():
+                        stored[(code, ymd(day))] = float(factor)
         keys = list(zip(bars["ts_code"].astype(str), bars["trade_date"].astype(str), strict=True))
         from_feed = pd.Series([stored.get(k, np.nan) for k in keys], index=bars.index)
         bars["adj_factor"] = bars["adj_factor"].fillna(from_feed)
@@ -734,7 +783,8 @@ class Ingestor:
         span = await self.store.calendar_span()
         if span is None or span[0] > start or span[1] < end:
             raise QualityInputError(
-                f"the stored trade calendar does not cover {start}..{end}: a backfill of that range stores it"
+                f"the stored trade calendar does not cover {start}..{end}: a backfill of that range or "
+                f"`import-calendar` (a Tushare trade_cal file) stores it"
             )
         if not calendar:
             raise QualityInputError(f"no open day in {start}..{end}")
@@ -756,7 +806,9 @@ class Ingestor:
                 inputs = await reading
                 if i + 1 < len(chunks):
                     reading = asyncio.create_task(_quality_inputs(self.store, chunks[i + 1], context_start, end))
-                reports.append(await asyncio.to_thread(_check, inputs, calendar, start))
+                reports.append(
+                    await asyncio.to_thread(_check, inputs, calendar, start, self.options.quality_thresholds)
+                )
         finally:
             # Always collected: a read-ahead that failed while a check failed first is not left unretrieved.
             if not reading.done():
@@ -765,8 +817,9 @@ class Ingestor:
         report = _merge_reports(reports)
         stored = [QualityFinding(f.rule, f.detail, f.ts_code, f.trade_date) for f in report.findings]
         report_id = await self.store.save_quality_report(
-            report.rules_run, stored, ingest_run_id=ingest_run_id, start=start, end=end
-        )
+            report.rules_run, stored, ingest_run_id=ingest_run_id, start=start, end=end, counts=report.counts,
+            max_findings_per_rule=report.max_findings_per_rule, rules_skipped=report.rules_skipped,
+        )  # fmt: skip
         return report_id, report
 
 
@@ -850,8 +903,10 @@ async def _codes_with_bars(store: DataStore, start: date, end: date) -> list[str
         .group_by(daily_bars.c.ts_code)
         .order_by(daily_bars.c.ts_code)
     )
-    async with store.db.session() as session:
-        return [code for code, _ in (await session.execute(query)).all()]
+    async for attempt in store.db.transaction():
+        async with attempt as session:
+            codes = [code for code, _ in (await session.execute(query)).all()]
+    return codes
 
 
 @dataclass
@@ -875,8 +930,9 @@ async def _quality_inputs(store: DataStore, codes: list[str], start: date, end: 
     query = select(securities.c.ts_code, securities.c.list_date, securities.c.delist_date).where(
         securities.c.ts_code.in_(codes)
     )
-    async with store.db.session() as session:
-        rows = (await session.execute(query)).all()
+    async for attempt in store.db.transaction():
+        async with attempt as session:
+            rows = (await session.execute(query)).all()
     secs = pd.DataFrame([tuple(r) for r in rows], columns=["ts_code", "list_date", "delist_date"])
     return _QualityInputs(bars, halts, limits, secs)
 
@@ -886,14 +942,19 @@ def _dated_frame(columns: dict[str, np.ndarray]) -> pd.DataFrame:
     return pd.DataFrame({**columns, "trade_date": columns["trade_date"].astype("datetime64[D]")})
 
 
-def _check(inputs: _QualityInputs, calendar: list[date], report_from: date) -> QualityReport:
+def _check(
+    inputs: _QualityInputs, calendar: list[date], report_from: date, thresholds: QualityThresholds
+) -> QualityReport:
     return run_quality_checks(
         inputs.bars,
         calendar=calendar,
         suspensions=inputs.suspensions,
         limits=inputs.limits,
         securities=inputs.securities if not inputs.securities.empty else None,
+        thresholds=thresholds,
         report_from=report_from,
+        # The whole range, not the span of this group's bars: a group's result must not depend on its neighbours.
+        checked_range=(calendar[0], calendar[-1]),
     )
 
 
@@ -935,8 +996,9 @@ async def quality_report_for_ingest(store: DataStore, ingest_run_id: str) -> str
         .order_by(quality_reports.c.created_at.desc())
         .limit(1)
     )
-    async with store.db.session() as session:
-        found: str | None = await session.scalar(query)
+    async for attempt in store.db.transaction():
+        async with attempt as session:
+            found: str | None = await session.scalar(query)
     return found
 
 
@@ -947,7 +1009,9 @@ def stored_open_days(store: DataStore) -> Callable[[], Awaitable[set[date]]]:
         query = select(trade_calendar.c.cal_date).where(
             trade_calendar.c.exchange == CALENDAR_EXCHANGE, trade_calendar.c.is_open.is_(True)
         )
-        async with store.db.session() as session:
-            return set((await session.scalars(query)).all())
+        async for attempt in store.db.transaction():
+            async with attempt as session:
+                days = set((await session.scalars(query)).all())
+        return days
 
     return load

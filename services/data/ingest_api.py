@@ -10,16 +10,17 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 
-from services.data.api import TradeDate
 from services.data.ingest import IngestBusy, IngestError, Ingestor, quality_report_for_ingest
 from services.data.quality import RULES, QualityInputError
 from services.data.store import DataStore, IngestRun
+from services.data.store import QualityReport as StoredReport
 from shared.errors import Conflict, NotFound, ServiceError
+from shared.request_model import RequestModel, TradeDate
 
 ingest_router = APIRouter(prefix="/v1", tags=["ingest"])
 
 
-class RangeIn(BaseModel):
+class RangeIn(RequestModel):
     start: TradeDate
     end: TradeDate
 
@@ -44,6 +45,8 @@ class RunOut(BaseModel):
     updated_at: datetime
     finished_at: datetime | None
     quality_report_id: str | None
+    # Optional endpoints the run did without (the provider token may not use them) -> why; see docs/data-ingest.md.
+    skipped_endpoints: dict[str, str]
     detail: dict[str, Any]
 
 
@@ -62,8 +65,15 @@ class ReportOut(BaseModel):
     start_date: date | None
     end_date: date | None
     rules: list[str]
-    findings: int  # findings stored (capped per rule); `counts` has the true totals when the report was just run
+    # All findings of the run. Each rule keeps at most `max_findings_per_rule` of its findings as examples:
+    # `kept` of them are stored (`kept_by_rule` per rule) while `counts` has every rule's true total. Reports
+    # stored before the totals were kept know only their examples: `counts` is null and `findings` == `kept`.
+    findings: int
+    kept: int
     counts: dict[str, int] | None = None
+    kept_by_rule: dict[str, int] | None = None
+    max_findings_per_rule: int | None = None
+    rules_skipped: dict[str, str] | None = None
     items: list[FindingOut]
 
 
@@ -99,6 +109,7 @@ def _run_out(run: IngestRun) -> RunOut:
         updated_at=run.updated_at,
         finished_at=run.finished_at,
         quality_report_id=detail.get("quality_report_id"),
+        skipped_endpoints=detail.get("skipped_endpoints") or {},
         detail=detail,
     )
 
@@ -144,12 +155,10 @@ async def run_quality(
     """Check the stored bars of [start, end] now; the report is stored and returned (findings up to `limit`)."""
     _range(body)
     try:
-        report_id, report = await _ingestor(request).quality(body.start, body.end)
+        report_id, _ = await _ingestor(request).quality(body.start, body.end)
     except (QualityInputError, IngestError) as exc:
         raise ServiceError("quality_unavailable", str(exc), status_code=409) from exc
-    out = await _report_out(_store(request), report_id, limit=limit, offset=0, rule=None)
-    out.counts = dict(report.counts)
-    return out
+    return await _report_out(_store(request), report_id, limit=limit, offset=0, rule=None)
 
 
 @ingest_router.get("/quality/reports", response_model=list[ReportOut])
@@ -192,7 +201,7 @@ async def _report_out(store: DataStore, report_id: str, *, limit: int, offset: i
     return _report_meta(report, items)
 
 
-def _report_meta(report: Any, items: list[FindingOut]) -> ReportOut:
+def _report_meta(report: StoredReport, items: list[FindingOut]) -> ReportOut:
     return ReportOut(
         run_id=report.run_id,
         created_at=report.created_at,
@@ -200,6 +209,11 @@ def _report_meta(report: Any, items: list[FindingOut]) -> ReportOut:
         start_date=report.start_date,
         end_date=report.end_date,
         rules=list(report.rules),
-        findings=report.findings,
+        findings=report.findings if report.total is None else report.total,
+        kept=report.findings,
+        counts=report.counts,
+        kept_by_rule=report.kept,
+        max_findings_per_rule=report.max_findings_per_rule,
+        rules_skipped=report.rules_skipped,
         items=items,
     )

@@ -105,7 +105,10 @@ def demo_calendar_span(trade_days: Sequence[date]) -> tuple[date, date]:
 
 async def load_market(store: DataStore, market: DemoMarket) -> LoadCounts:
     first, last = demo_calendar_span(market.trade_days)
-    return await store.load(security_rows(market.securities), calendar_rows(first, last), daily_bar_rows(market.daily))
+    bars = daily_bar_rows(market.daily)
+    counts = await store.load(security_rows(market.securities), calendar_rows(first, last), bars)
+    await store.upsert_daily_basic(market.daily_basic)  # as a Tushare store has them (its ingest writes them)
+    return counts
 
 
 async def load_demo_market(store: DataStore, settings: Settings) -> LoadCounts:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -54,6 +54,11 @@ class DataMetrics:
             "lh_data_quality_findings", "Findings of the newest quality report of an ingest run, by severity",
             ["severity"], registry=registry,
         )  # fmt: skip
+        self.skipped_endpoints = Counter(
+            "lh_data_ingest_skipped_endpoints_total",
+            "Ingest runs that did without an optional endpoint the provider token may not use, by endpoint",
+            ["api"], registry=registry,
+        )  # fmt: skip
         for kind in KINDS:
             for status in STATUSES:
                 self.runs.labels(kind=kind, status=status)
@@ -68,8 +73,11 @@ class DataMetrics:
         tables: Mapping[str, int],
         quality: Mapping[str, Any] | None,
         finished_at: datetime,
+        skipped_endpoints: Collection[str] = (),
     ) -> None:
         self.runs.labels(kind=kind, status=status).inc()
+        for api in skipped_endpoints:
+            self.skipped_endpoints.labels(api=api).inc()
         self.last_finished.labels(kind=kind, status=status).set(finished_at.timestamp())
         for table, rows in tables.items():
             if rows:
@@ -131,7 +139,7 @@ class StoredThrough:
     def run_finished(self, progress: Progress, status: str, result: IngestResult | None) -> None:
         quality = result.quality if result else None
         self._metrics.run_finished(kind=progress.kind, status=status, tables=progress.tables, quality=quality,
-                                   finished_at=datetime.now(UTC))  # fmt: skip
+                                   finished_at=datetime.now(UTC), skipped_endpoints=list(progress.skipped))  # fmt: skip
         task = asyncio.get_running_loop().create_task(self.refresh())
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)

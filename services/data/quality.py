@@ -263,6 +263,7 @@ def run_quality_checks(
     rules: Collection[str] | None = None,
     thresholds: QualityThresholds | None = None,
     report_from: date | None = None,
+    checked_range: tuple[date, date] | None = None,
 ) -> QualityReport:
     """Check daily bars and report every defect found (see RULES and docs/data-quality.md).
 
@@ -276,6 +277,10 @@ def run_quality_checks(
     - `report_from`: bars dated before it are context only (e.g. the previous open day, so that the first day's
       pre_close is checked against the close before it, and a stock's gap is seen from its last bar): only findings
       dated on or after it are reported and counted, and only rows from it on count in `rows_checked`.
+    - `checked_range`: (first, last) day of the range checked, inside the calendar: a listed symbol (a
+      `securities` row) is expected to trade on every open day of it between its list and delist dates. Default:
+      the bars' first to last open day. A caller checking a range in pieces (groups of symbols) passes the whole
+      range, so each piece expects the same days whatever bars the piece happens to hold.
     """
     limits_ = thresholds or QualityThresholds()
     selected = list(RULES) if rules is None else list(rules)
@@ -322,6 +327,16 @@ def run_quality_checks(
             f"calendar covers {_as_date(cal[0])}..{_as_date(cal[-1])} but the bars run "
             f"{_as_date(day.min())}..{_as_date(day.max())}: give open days covering the bars"
         )
+
+    span: tuple[int, int] | None = None  # checked_range as calendar positions
+    if checked_range is not None:
+        first_day, last_day = (int(d) for d in _epoch_days(list(checked_range), "checked_range"))
+        if first_day > last_day or first_day < cal[0] or last_day > cal[-1]:
+            raise QualityInputError(
+                f"checked_range {checked_range[0]}..{checked_range[1]} must be a range inside the calendar "
+                f"({_as_date(cal[0])}..{_as_date(cal[-1])})"
+            )
+        span = int(np.searchsorted(cal, first_day, side="left")), int(np.searchsorted(cal, last_day, side="right")) - 1
 
     since = None if report_from is None else int(_epoch_days([report_from], "report_from")[0])
     out = _Collector(limits_.max_findings_per_rule, universe, since)
@@ -430,7 +445,7 @@ def run_quality_checks(
         _pre_close_gap(out, seq, sym, day, col, af, limits_)
 
     if runs("missing_bar"):
-        _missing_bars(out, seq, sym, pos, cal, universe, securities, susp_keys)
+        _missing_bars(out, seq, sym, pos, cal, universe, securities, susp_keys, span)
 
     if runs("zero_volume"):
         zero = np.flatnonzero(col["vol"] == 0)
@@ -574,6 +589,7 @@ def _missing_bars(
     universe: npt.NDArray[Any],
     securities: pd.DataFrame | None,
     susp_keys: IntArray | None,
+    span: tuple[int, int] | None,
 ) -> None:
     n_sym, n_cal = len(universe), len(cal)
     s_sym, s_pos = sym[seq], pos[seq]
@@ -587,9 +603,14 @@ def _missing_bars(
         start[s_sym[group_first]] = s_pos[group_first]
         end[s_sym[group_last]] = s_pos[group_last]
         has_bars[s_sym[group_first]] = True
+    # The checked range as calendar positions: given, else the bars' own first to last open day.
+    if span is not None:
+        range_start, range_end = span
+    elif len(seq):
         range_start, range_end = int(s_pos.min()), int(s_pos.max())
     else:
         range_start, range_end = n_cal, -1
+    start, end = np.maximum(start, range_start), np.minimum(end, range_end)
     if securities is not None and len(securities):
         codes = np.asarray(securities["ts_code"].astype(str), dtype=object)
         idx = np.searchsorted(universe, codes)

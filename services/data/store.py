@@ -22,7 +22,7 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -218,7 +218,14 @@ quality_reports = Table(
     Column("start_date", Date, nullable=True),
     Column("end_date", Date, nullable=True),
     Column("rules", Text, nullable=False),  # JSON list of the rule names run
-    Column("findings", Integer, nullable=False),
+    Column("findings", Integer, nullable=False),  # findings stored as examples (capped per rule)
+    # The true totals (migration 0004; NULL in reports stored before it): all findings, per rule, the examples
+    # kept per rule, the cap, and the rules that could not run.
+    Column("total", BigInteger, nullable=True),
+    Column("counts", Text, nullable=True),  # JSON: rule -> findings found
+    Column("kept", Text, nullable=True),  # JSON: rule -> findings stored
+    Column("max_findings_per_rule", Integer, nullable=True),
+    Column("rules_skipped", Text, nullable=True),  # JSON: rule -> reason
     Index("ix_quality_reports_created_at", "created_at"),
 )
 
@@ -316,7 +323,13 @@ class QualityReport:
     start_date: date | None
     end_date: date | None
     rules: list[str]
-    findings: int
+    findings: int  # findings stored (examples, capped per rule)
+    # None for reports stored before the totals were kept (migration 0004).
+    total: int | None = None  # findings found
+    counts: dict[str, int] | None = None  # rule -> findings found
+    kept: dict[str, int] | None = None  # rule -> findings stored
+    max_findings_per_rule: int | None = None
+    rules_skipped: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -426,8 +439,14 @@ def _quality_report(row: Any) -> QualityReport:
     return QualityReport(
         run_id=row["run_id"], created_at=row["created_at"], ingest_run_id=row["ingest_run_id"],
         start_date=row["start_date"], end_date=row["end_date"], rules=json.loads(row["rules"]),
-        findings=int(row["findings"]),
+        findings=int(row["findings"]), total=None if row["total"] is None else int(row["total"]),
+        counts=_json_or_none(row["counts"]), kept=_json_or_none(row["kept"]),
+        max_findings_per_rule=row["max_findings_per_rule"], rules_skipped=_json_or_none(row["rules_skipped"]),
     )  # fmt: skip
+
+
+def _json_or_none(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
 
 
 class DataStore:
@@ -441,6 +460,8 @@ class DataStore:
     @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[DataStore]:
         """Run several reads in one session (one consistent view, one round of connection overhead)."""
+        # One attempt (`session()`, not `transaction()`): a context manager cannot run its caller's block again,
+        # and reads take no locks, so they meet no deadlock or lock wait to retry.
         async with self.db.session() as session:
             token = self._ambient.set(session)
             try:
@@ -450,6 +471,7 @@ class DataStore:
 
     @asynccontextmanager
     async def _session(self) -> AsyncIterator[DbSession]:
+        """For reads only (one attempt, as `snapshot`): writes run in `self.db.transaction()`."""
         ambient = self._ambient.get()
         if ambient is not None:
             yield ambient
@@ -466,10 +488,11 @@ class DataStore:
         bar_rows: Sequence[dict[str, Any]],
     ) -> LoadCounts:
         """Upsert securities, calendar days and bars in one transaction: all of it lands, or none of it."""
-        async with self.db.session() as session:
-            await self._upsert(session, securities, security_rows)
-            await self._upsert(session, trade_calendar, calendar_rows)
-            await self._upsert(session, daily_bars, bar_rows)
+        async for attempt in self.db.transaction():
+            async with attempt as session:
+                await self._upsert(session, securities, security_rows)
+                await self._upsert(session, trade_calendar, calendar_rows)
+                await self._upsert(session, daily_bars, bar_rows)
         if self.on_change is not None:
             await self.on_change()
         return LoadCounts(len(security_rows), len(calendar_rows), len(bar_rows))
@@ -499,20 +522,21 @@ class DataStore:
         """Record that every table of `day` (and of the run's days before it) is stored in full; only moves forward
         (a backfill of older years leaves the newest complete day where it is)."""
         value = int(day.strftime("%Y%m%d"))
-        async with self.db.session() as session:
-            current = await session.scalar(
-                select(data_versions.c.version).where(data_versions.c.name == COMPLETE_THROUGH)
-            )
-            if current is None:
-                await session.execute(
-                    data_versions.insert().values(name=COMPLETE_THROUGH, version=value, updated_at=_utcnow())
+        async for attempt in self.db.transaction():
+            async with attempt as session:
+                current = await session.scalar(
+                    select(data_versions.c.version).where(data_versions.c.name == COMPLETE_THROUGH)
                 )
-            elif int(current) < value:
-                await session.execute(
-                    update(data_versions)
-                    .where(data_versions.c.name == COMPLETE_THROUGH, data_versions.c.version < value)
-                    .values(version=value, updated_at=_utcnow())
-                )
+                if current is None:
+                    await session.execute(
+                        data_versions.insert().values(name=COMPLETE_THROUGH, version=value, updated_at=_utcnow())
+                    )
+                elif int(current) < value:
+                    await session.execute(
+                        update(data_versions)
+                        .where(data_versions.c.name == COMPLETE_THROUGH, data_versions.c.version < value)
+                        .values(version=value, updated_at=_utcnow())
+                    )
 
     async def complete_through(self) -> date | None:
         """The newest trading day the Tushare pipeline stored in full (None: never recorded)."""
@@ -531,7 +555,9 @@ class DataStore:
             value = await session.scalar(select(data_versions.c.version).where(data_versions.c.name == MARKET_VERSION))
         return int(value or 0)
 
-    async def _bulk_upsert(self, table: Table, columns: dict[str, np.ndarray]) -> int:
+    async def _bulk_upsert(
+        self, table: Table, columns: dict[str, np.ndarray], on_rows: Callable[[int], None] | None = None
+    ) -> int:
         """Upsert whole columns (one array per column of `table`, already in storage units) as executemany batches.
 
         On MariaDB the batches go to the asyncmy driver directly over BULK_CONNECTIONS connections, each batch its
@@ -539,50 +565,75 @@ class DataStore:
         connections Python encodes one batch while the server writes the other. A failure part-way leaves whole
         batches behind, never half a row; the same load run again completes it (every write is an upsert).
         Callers convert and validate the whole frame before calling, so bad input writes nothing.
+        `on_rows(k)` is told of every batch of k rows committed (a run's progress while a big write goes on).
         """
         names = [c.name for c in table.columns if c.name in columns]
         n = len(columns[names[0]]) if names else 0
         if n == 0:
             return 0
-        if self.db.engine.dialect.name in ("mysql", "mariadb"):
-            committed = [0]  # batches committed so far, counted by the writers
-            try:
-                await self._bulk_upsert_mysql(table, names, columns, n, committed)
-            except BaseException:
-                # A later batch failed, but the committed ones changed the market: cached reads and bulk
-                # snapshots of the old data must go all the same.
-                if committed[0]:
-                    await asyncio.shield(self._changed_after_partial_write(table))
-                raise
-            async with self.db.session() as session:
-                await self._bump_version(session)
-        else:
-            # SQLite (standalone): one writer anyway; SQLAlchemy's executemany in one transaction.
-            async with self.db.session() as session:
-                statement = upsert_statement(self.db.engine.dialect.name, table)
-                for start in range(0, n, BULK_BATCH_ROWS):
-                    stop = min(n, start + BULK_BATCH_ROWS)
-                    values = [_sqlite_column(columns[name][start:stop], table.c[name]).tolist() for name in names]
-                    await session.execute(
-                        statement, [dict(zip(names, row, strict=True)) for row in zip(*values, strict=True)]
-                    )
+        committed = [0]  # batches committed so far, counted by the writers
+        try:
+            if self.db.engine.dialect.name in ("mysql", "mariadb"):
+                await self._bulk_upsert_mysql(table, names, columns, n, committed, on_rows)
+            else:
+                await self._bulk_upsert_sqlite(table, names, columns, n, committed, on_rows)
+        except BaseException:
+            # A later batch failed, but the committed ones changed the market: cached reads and bulk
+            # snapshots of the old data must go all the same.
+            if committed[0]:
+                await asyncio.shield(self._changed_after_partial_write(table))
+            raise
+        async for attempt in self.db.transaction():
+            async with attempt as session:
                 await self._bump_version(session)
         if self.on_change is not None:
             await self.on_change()
         return n
 
+    async def _bulk_upsert_sqlite(
+        self,
+        table: Table,
+        names: list[str],
+        columns: dict[str, np.ndarray],
+        n: int,
+        committed: list[int],
+        on_rows: Callable[[int], None] | None,
+    ) -> None:
+        """SQLite (standalone): SQLAlchemy's executemany, one transaction per batch as on MariaDB. SQLite has one
+        writer at a time: a whole import in one transaction (tens of seconds) would lock out every other write
+        meanwhile, the run's own progress heartbeat and another process's included, beyond any busy timeout."""
+        statement = upsert_statement(self.db.engine.dialect.name, table)
+        for start in range(0, n, BULK_BATCH_ROWS):
+            stop = min(n, start + BULK_BATCH_ROWS)
+            values = [_sqlite_column(columns[name][start:stop], table.c[name]).tolist() for name in names]
+            async for attempt in self.db.transaction():
+                async with attempt as session:
+                    await session.execute(
+                        statement, [dict(zip(names, row, strict=True)) for row in zip(*values, strict=True)]
+                    )
+            committed[0] += 1
+            if on_rows is not None:
+                on_rows(stop - start)
+
     async def _changed_after_partial_write(self, table: Table) -> None:
         """Bump the data version and drop cached reads after a bulk write that failed part-way."""
         try:
-            async with self.db.session() as session:
-                await self._bump_version(session)
+            async for attempt in self.db.transaction():
+                async with attempt as session:
+                    await self._bump_version(session)
             if self.on_change is not None:
                 await self.on_change()
         except Exception:
             log.warning("could not record the partial write of %s as a data change", table.name, exc_info=True)
 
     async def _bulk_upsert_mysql(
-        self, table: Table, names: list[str], columns: dict[str, np.ndarray], n: int, committed: list[int]
+        self,
+        table: Table,
+        names: list[str],
+        columns: dict[str, np.ndarray],
+        n: int,
+        committed: list[int],
+        on_rows: Callable[[int], None] | None,
     ) -> None:
         compiled = upsert_statement("mysql", table).compile(dialect=self.db.engine.dialect, column_keys=names)
         sql = str(compiled)
@@ -604,9 +655,15 @@ class DataStore:
                 try:
                     while (span := await queue.get()) is not None:
                         rows = driver_rows(params, rows_in_key_order, *span)
-                        await cursor.executemany(sql, rows)
-                        await driver.commit()
+
+                        async def write_span(rows: Any = rows) -> None:
+                            await cursor.executemany(sql, rows)  # an upsert: running it again changes nothing
+                            await driver.commit()
+
+                        await self.db.run_raw(write_span, driver.rollback)
                         committed[0] += 1
+                        if on_rows is not None:
+                            on_rows(span[1] - span[0])
                 except BaseException:
                     await driver.rollback()
                     raise
@@ -630,12 +687,47 @@ class DataStore:
 
     # Frames in Tushare's layout and units (see services/data/units.py). Each returns the rows written.
 
-    async def upsert_daily_bars(self, frame: pd.DataFrame) -> int:
-        """Tushare `daily` (+ `adj_factor`, merged by the caller; 1 where the frame has none) -> daily_bars."""
-        return await self._bulk_upsert(daily_bars, units.daily_bar_columns(frame))
+    async def upsert_daily_bars(self, frame: pd.DataFrame, *, on_rows: Callable[[int], None] | None = None) -> int:
+        """Tushare `daily` (+ `adj_factor`, merged by the caller; 1 where the frame has none) -> daily_bars.
+        `on_rows(k)`: told of every batch of k rows committed."""
+        return await self._bulk_upsert(daily_bars, units.daily_bar_columns(frame), on_rows)
 
     async def upsert_adj_factors(self, frame: pd.DataFrame) -> int:
         return await self._bulk_upsert(adj_factors, units.adj_factor_columns(frame))
+
+    async def refactor_bars(self, frame: pd.DataFrame) -> int:
+        """Stored bars of the (ts_code, trade_date) keys of `frame` take the factor feed's value where it differs
+        (factors imported after their bars: `import-adj-factors`); the number of bars changed. Call it after
+        `upsert_adj_factors(frame)`."""
+        codes = sorted(set(frame["ts_code"].astype(str)))
+        days = units.date_column(frame, "trade_date")
+        if not codes:
+            return 0
+        first, last = min(days), max(days)
+        feed = (
+            select(adj_factors.c.adj_factor)
+            .where(adj_factors.c.ts_code == daily_bars.c.ts_code, adj_factors.c.trade_date == daily_bars.c.trade_date)
+            .scalar_subquery()
+        )
+        async for attempt in self.db.transaction():
+            async with attempt as session:
+                changed = 0  # counted afresh by each attempt: a rolled-back one changed nothing
+                for i in range(0, len(codes), 500):
+                    statement = (
+                        update(daily_bars)
+                        .where(
+                            daily_bars.c.ts_code.in_(codes[i : i + 500]),
+                            daily_bars.c.trade_date.between(first, last),
+                            daily_bars.c.adj_factor != feed,
+                        )
+                        .values(adj_factor=feed)
+                    )
+                    changed += (await session.execute(statement)).rowcount or 0
+                if changed:
+                    await self._bump_version(session)
+        if changed and self.on_change is not None:
+            await self.on_change()
+        return changed
 
     async def upsert_daily_basic(self, frame: pd.DataFrame) -> int:
         return await self._bulk_upsert(daily_basic, units.daily_basic_columns(frame))
@@ -670,13 +762,15 @@ class DataStore:
     ) -> str:
         run_id = str(uuid.uuid4())
         now = _utcnow()
-        async with self.db.session() as session:
-            await session.execute(
-                ingest_runs.insert().values(
-                    run_id=run_id, kind=kind, start_date=start, end_date=end, status="running", rows=0, progress=0.0,
-                    detail=json.dumps(detail or {}), error=None, started_at=now, updated_at=now, finished_at=None,
-                )
-            )  # fmt: skip
+        async for attempt in self.db.transaction():
+            async with attempt as session:
+                await session.execute(
+                    ingest_runs.insert().values(
+                        run_id=run_id, kind=kind, start_date=start, end_date=end, status="running", rows=0,
+                        progress=0.0, detail=json.dumps(detail or {}), error=None, started_at=now, updated_at=now,
+                        finished_at=None,
+                    )
+                )  # fmt: skip
         return run_id
 
     async def update_ingest_progress(
@@ -687,8 +781,9 @@ class DataStore:
             values["detail"] = json.dumps(detail)
         # Only while running: a heartbeat landing after the run's finish must not overwrite its final detail.
         query = update(ingest_runs).where(ingest_runs.c.run_id == run_id, ingest_runs.c.status == "running")
-        async with self.db.session() as session:
-            await session.execute(query.values(**values))
+        async for attempt in self.db.transaction():
+            async with attempt as session:
+                await session.execute(query.values(**values))
 
     async def finish_ingest_run(
         self, run_id: str, *, status: str, rows: int, error: str | None = None, detail: dict[str, Any] | None = None
@@ -702,8 +797,9 @@ class DataStore:
             values["progress"] = 1.0
         if detail is not None:
             values["detail"] = json.dumps(detail)
-        async with self.db.session() as session:
-            await session.execute(update(ingest_runs).where(ingest_runs.c.run_id == run_id).values(**values))
+        async for attempt in self.db.transaction():
+            async with attempt as session:
+                await session.execute(update(ingest_runs).where(ingest_runs.c.run_id == run_id).values(**values))
 
     async def get_ingest_run(self, run_id: str) -> IngestRun | None:
         async with self._session() as session:
@@ -723,22 +819,45 @@ class DataStore:
         ingest_run_id: str | None = None,
         start: date | None = None,
         end: date | None = None,
+        counts: Mapping[str, int] | None = None,
+        max_findings_per_rule: int | None = None,
+        rules_skipped: Mapping[str, str] | None = None,
     ) -> str:
-        """Store one quality run and all its findings in one transaction; returns the report's run id."""
+        """Store one quality run and its findings in one transaction; returns the report's run id.
+
+        `findings` are the examples kept; `counts` (rule -> findings found) the true totals when the findings were
+        capped per rule (default: the findings given are all there were). A rule's count is never below the number
+        of its findings kept."""
+        kept: dict[str, int] = dict.fromkeys(rules, 0)
+        for f in findings:
+            kept[f.rule] = kept.get(f.rule, 0) + 1
+        found = dict(kept) if counts is None else {rule: int(counts.get(rule, 0)) for rule in {**kept, **counts}}
+        short = {rule: (found[rule], n) for rule, n in kept.items() if found[rule] < n}
+        if short:
+            raise ValueError(f"counts below the findings kept (rule: (count, kept)): {short}")
         run_id = str(uuid.uuid4())
-        async with self.db.session() as session:
-            await session.execute(
-                quality_reports.insert().values(
-                    run_id=run_id, created_at=_utcnow(), ingest_run_id=ingest_run_id, start_date=start, end_date=end,
-                    rules=json.dumps(list(rules)), findings=len(findings),
-                )
-            )  # fmt: skip
-            rows = [
-                {"run_id": run_id, "ts_code": f.ts_code, "trade_date": f.trade_date, "rule": f.rule, "detail": f.detail}
-                for f in findings
-            ]
-            for start_at in range(0, len(rows), BATCH_ROWS):
-                await session.execute(quality_findings.insert(), rows[start_at : start_at + BATCH_ROWS])
+        async for attempt in self.db.transaction():
+            async with attempt as session:
+                await session.execute(
+                    quality_reports.insert().values(
+                        run_id=run_id, created_at=_utcnow(), ingest_run_id=ingest_run_id, start_date=start,
+                        end_date=end, rules=json.dumps(list(rules)), findings=len(findings), total=sum(found.values()),
+                        counts=json.dumps(found), kept=json.dumps(kept), max_findings_per_rule=max_findings_per_rule,
+                        rules_skipped=json.dumps(dict(rules_skipped or {})),
+                    )
+                )  # fmt: skip
+                rows = [
+                    {
+                        "run_id": run_id,
+                        "ts_code": f.ts_code,
+                        "trade_date": f.trade_date,
+                        "rule": f.rule,
+                        "detail": f.detail,
+                    }
+                    for f in findings
+                ]
+                for start_at in range(0, len(rows), BATCH_ROWS):
+                    await session.execute(quality_findings.insert(), rows[start_at : start_at + BATCH_ROWS])
         return run_id
 
     async def get_quality_report(self, run_id: str) -> QualityReport | None:
@@ -1005,6 +1124,25 @@ class DataStore:
         ).order_by(daily_bars.c.ts_code, daily_bars.c.trade_date)  # fmt: skip
         return await self._columns_mysql(query, _bar_columns_from_rows)
 
+    async def daily_basic_columns(self, fields: Sequence[str]) -> dict[str, np.ndarray]:
+        """All of daily_basic's `fields` (names of `DAILY_BASIC_FIELDS`) as numpy columns, sorted by ts_code then
+        trade_date: ts_code (str), trade_date (int32 days since 1970-01-01), each field float64 in storage units, NaN
+        where NULL (share counts and market values are whole numbers of shares and fen below 2**53, so exact).
+        A source of the bulk answers' daily_basic columns (services/data/bulk.py)."""
+        unknown = sorted(set(fields) - set(DAILY_BASIC_FIELDS))
+        if unknown:
+            raise ValueError(f"not daily_basic fields: {', '.join(unknown)}")
+        names = ("ts_code", "trade_date", *fields)
+        to_columns = partial(_basic_columns_from_rows, names)
+        keys = (daily_basic.c.ts_code, daily_basic.c.trade_date)
+        if self.db.engine.dialect.name in ("mysql", "mariadb"):
+            day = (func.to_days(daily_basic.c.trade_date) - _TO_DAYS_EPOCH).label("trade_date")
+            query = select(daily_basic.c.ts_code, day, *(daily_basic.c[name] for name in fields)).order_by(*keys)
+            return await self._columns_mysql(query, to_columns)
+        async with self._session() as session:
+            rows = (await session.execute(select(*(daily_basic.c[name] for name in names)).order_by(*keys))).all()
+        return to_columns([(row[0], (row[1] - _EPOCH).days, *row[2:]) for row in rows])
+
     async def _columns_mysql(
         self, query: Select[Any], to_columns: Callable[[Sequence[Sequence[Any]]], dict[str, np.ndarray]]
     ) -> dict[str, np.ndarray]:
@@ -1146,3 +1284,17 @@ def _columns_from_rows(names: Sequence[str], table: Table, rows: Sequence[Sequen
 def _bar_columns_from_rows(rows: Sequence[Sequence[Any]]) -> dict[str, np.ndarray]:
     """Bar rows (ts_code, days since the epoch, the integer columns, adj_factor in millionths) as numpy columns."""
     return _columns_from_rows(BAR_COLUMN_NAMES, daily_bars, rows)
+
+
+# daily_basic's value columns, in the table's order: what the bulk reads can add to the bars (`fields=`).
+DAILY_BASIC_FIELDS = (*units.DAILY_BASIC_RATIOS, *units.DAILY_BASIC_SHARES, *units.DAILY_BASIC_VALUES)
+
+
+def _basic_columns_from_rows(names: Sequence[str], rows: Sequence[Sequence[Any]]) -> dict[str, np.ndarray]:
+    """daily_basic rows (ts_code, days since the epoch, the fields) as numpy columns; a NULL field becomes NaN."""
+    flat = np.fromiter(chain.from_iterable(rows), dtype=object, count=len(rows) * len(names))
+    table_of = flat.reshape(len(rows), len(names))
+    out: dict[str, np.ndarray] = {"ts_code": table_of[:, 0].copy(), "trade_date": table_of[:, 1].astype(np.int32)}
+    for j, name in enumerate(names[2:], start=2):
+        out[name] = table_of[:, j].astype(np.float64)  # None -> NaN
+    return out

@@ -19,6 +19,10 @@ import pandas as pd
 
 ADJ_FACTOR_PLACES = Decimal("0.000001")  # Tushare publishes adj_factor with up to 6 decimals; stored DECIMAL(20,6)
 MICRO = 1_000_000
+# The largest magnitude held in an integer unit (fen, shares, millionths): below it the vectorised path is exact and
+# int64 arithmetic (adjustment, sums) has room; nothing real comes near it (a price of 10^13 CNY). Beyond it a value
+# is refused as out of range, not as "off the tick".
+MAX_UNITS = 10**15
 
 _HUNDRED = Decimal(100)
 _FEN_PER_THOUSAND_CNY = Decimal(100_000)
@@ -45,9 +49,15 @@ def _decimal(value: object, what: str) -> Decimal:
     return result
 
 
+def _in_range(scaled: Decimal, value: object, what: str) -> Decimal:
+    if abs(scaled) >= MAX_UNITS:
+        raise ConversionError(f"{what}: {value} is out of range (at most {MAX_UNITS - 1:,} of the stored unit)")
+    return scaled
+
+
 def price_to_fen(value: object, what: str = "price") -> int:
     """A price in CNY (on the 0.01 tick) to integer fen; a price off the tick is bad data and refused."""
-    fen = _decimal(value, what) * _HUNDRED
+    fen = _in_range(_decimal(value, what) * _HUNDRED, value, what)
     if fen != fen.to_integral_value():
         raise ConversionError(f"{what}: {value!r} is not on the 0.01 tick")
     return int(fen)
@@ -55,7 +65,7 @@ def price_to_fen(value: object, what: str = "price") -> int:
 
 def lots_to_shares(value: object, what: str = "vol") -> int:
     """Tushare's vol (lots of 100 shares, 2 decimals for STAR/BSE odd shares) to whole shares."""
-    shares = _decimal(value, what) * _HUNDRED
+    shares = _in_range(_decimal(value, what) * _HUNDRED, value, what)
     if shares != shares.to_integral_value() or shares < 0:
         raise ConversionError(f"{what}: {value!r} lots is not a whole, non-negative number of shares")
     return int(shares)
@@ -63,7 +73,7 @@ def lots_to_shares(value: object, what: str = "vol") -> int:
 
 def thousand_cny_to_fen(value: object, what: str = "amount") -> int:
     """Tushare's amount (thousand CNY, normally 3 decimals) to fen, rounded half-up if it carries more digits."""
-    fen = (_decimal(value, what) * _FEN_PER_THOUSAND_CNY).quantize(_ONE, rounding=ROUND_HALF_UP)
+    fen = _in_range(_decimal(value, what) * _FEN_PER_THOUSAND_CNY, value, what).quantize(_ONE, rounding=ROUND_HALF_UP)
     if fen < 0:
         raise ConversionError(f"{what}: {value!r} is negative")
     return int(fen)

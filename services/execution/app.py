@@ -7,10 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
+from fastapi import FastAPI
 
 from services.execution import api
 from services.execution.brokers.base import BrokerAdapter
@@ -19,7 +16,7 @@ from services.execution.desk import OrderDesk
 from services.execution.metrics import ExecutionMetrics
 from services.execution.sessions import DataServiceCalendar
 from services.execution.store import MIGRATIONS, ExecutionStore, outbox
-from shared.app import Infra, create_service_app, error_response
+from shared.app import Infra, create_service_app
 from shared.db import Database
 from shared.domain import to_fen
 from shared.outbox import OutboxRelay
@@ -59,6 +56,7 @@ def create_app(settings: Settings, infra: Infra | None = None, *, broker: Broker
 
     app = create_service_app(NAME, infra, routers=[api.router], lifespan=lifespan, readiness={"db": db.ping})
     app.state.db = db
+    db.register_metrics(app.state.metrics_registry)
     app.state.store = store
     app.state.relay = relay
     app.state.broker = adapter
@@ -72,7 +70,6 @@ def create_app(settings: Settings, infra: Infra | None = None, *, broker: Broker
         quotes=quotes,
         calendar=DataServiceCalendar(infra.services, settings.internal_secret),
     )
-    app.add_exception_handler(SQLAlchemyError, _database_error)
     return app
 
 
@@ -83,15 +80,3 @@ async def _finish(task: asyncio.Task[None], grace_s: float) -> None:
         log.warning("background task did not stop in time; cancelling it", extra={"task": task.get_name()})
         task.cancel()
         await asyncio.wait({task}, timeout=grace_s)
-
-
-async def _database_error(_: Request, exc: Exception) -> JSONResponse:
-    # Every write is one transaction, so a failure leaves nothing half-written; the client may retry.
-    log.error("database error", exc_info=exc)
-    unavailable = isinstance(exc, OperationalError | InterfaceError | PoolTimeout) or (
-        isinstance(exc, DBAPIError) and exc.connection_invalidated
-    )
-    if unavailable:
-        message = f"the execution database is unavailable: {type(exc).__name__}"
-        return error_response(503, "database_unavailable", message)
-    return error_response(500, "database_error", f"the execution database failed: {type(exc).__name__}")

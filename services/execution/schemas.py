@@ -12,22 +12,23 @@ from services.execution.store import StoredOrder, TradeRecord
 from shared.approval import OrderTerms
 from shared.domain import InvalidTsCode, OrderSide, OrderStatus, OrderType, parse_ts_code
 from shared.market.rules import on_tick
+from shared.request_model import ClientOrderId, JsonDecimal, RequestModel, StrictInt
 
 # Approvals join fields with a control character (shared/approval.py): none may occur inside a field.
 NO_CONTROL_CHARS = r"^[^\x00-\x1f\x7f]+$"
 
 
-class OrderSubmission(BaseModel):
+class OrderSubmission(RequestModel):
     """Risk-approved order terms. `approval` is kept loose here so that a malformed one is refused (403, recorded)
     like a forged one, instead of vanishing as a 422."""
 
-    client_order_id: str = Field(min_length=1, max_length=64, pattern=NO_CONTROL_CHARS)
+    client_order_id: ClientOrderId
     account_id: str = Field(min_length=1, max_length=64, pattern=NO_CONTROL_CHARS)
     ts_code: str = Field(max_length=16)
     side: OrderSide
     order_type: OrderType
-    qty: int = Field(gt=0, le=10**12)
-    price: Decimal | None = Field(default=None, gt=0, max_digits=16, allow_inf_nan=False)
+    qty: StrictInt = Field(gt=0, le=10**12)
+    price: JsonDecimal | None = Field(default=None, gt=0, max_digits=16, allow_inf_nan=False)
     approval: dict[str, Any] | None = None
 
     @field_validator("ts_code")
@@ -140,12 +141,12 @@ class AccountOut(BaseModel):
     available: str
 
 
-class CashMovementIn(BaseModel):
+class CashMovementIn(RequestModel):
     """A deposit or withdrawal (admins and services). `idempotency_key` makes a retry safe."""
 
     account_id: str = Field(min_length=1, max_length=64, pattern=NO_CONTROL_CHARS)
     kind: Literal["deposit", "withdrawal"]
-    amount: Decimal = Field(gt=0, max_digits=18, allow_inf_nan=False)
+    amount: JsonDecimal = Field(gt=0, max_digits=18, allow_inf_nan=False)
     idempotency_key: str = Field(min_length=1, max_length=64, pattern=NO_CONTROL_CHARS)
 
     @field_validator("amount")

@@ -380,17 +380,21 @@ class ExecutionStore:
     # --- reads -------------------------------------------------------------------------------------------
 
     async def get_order(self, order_id: str) -> StoredOrder | None:
-        async with self.db.session() as s:
-            row = (await s.execute(select(orders).where(orders.c.order_id == order_id))).first()
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                row = (await s.execute(select(orders).where(orders.c.order_id == order_id))).first()
         return None if row is None else _stored_order(row)
 
     async def find_order(self, account_id: str, client_order_id: str) -> StoredOrder | None:
-        async with self.db.session() as s:
-            row = (
-                await s.execute(
-                    select(orders).where(orders.c.account_id == account_id, orders.c.client_order_id == client_order_id)
-                )
-            ).first()
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                row = (
+                    await s.execute(
+                        select(orders).where(
+                            orders.c.account_id == account_id, orders.c.client_order_id == client_order_id
+                        )
+                    )
+                ).first()
         return None if row is None else _stored_order(row)
 
     async def find_by_key_or_decision(
@@ -398,8 +402,10 @@ class ExecutionStore:
     ) -> tuple[StoredOrder | None, StoredOrder | None]:
         """(the order with this client_order_id, an order already placed under this decision): one round trip for
         the two questions every submission asks."""
-        async with self.db.session() as s:
-            return await self._find_by_key_or_decision(s, account_id, client_order_id, decision_id)
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                found = await self._find_by_key_or_decision(s, account_id, client_order_id, decision_id)
+        return found
 
     async def _find_by_key_or_decision(
         self, s: DbSession, account_id: str, client_order_id: str, decision_id: str
@@ -423,8 +429,9 @@ class ExecutionStore:
             query = query.where(orders.c.account_id == account_id)
         if status is not None:
             query = query.where(orders.c.status == status.value)
-        async with self.db.session() as s:
-            rows = (await s.execute(query)).all()
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                rows = (await s.execute(query)).all()
         return [_stored_order(r) for r in rows]
 
     async def accepted_orders(
@@ -442,8 +449,9 @@ class ExecutionStore:
             query = query.where(orders.c.updated_at < to_db_time(updated_before))
         if created_since is not None:
             query = query.where(orders.c.created_at >= to_db_time(created_since))
-        async with self.db.session() as s:
-            rows = (await s.execute(query)).all()
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                rows = (await s.execute(query)).all()
         return [_stored_order(r) for r in rows]
 
     async def open_orders_created_before(self, cutoff: datetime, *, limit: int = 500) -> list[StoredOrder]:
@@ -457,8 +465,9 @@ class ExecutionStore:
             .order_by(orders.c.created_at, orders.c.order_id)
             .limit(limit)
         )
-        async with self.db.session() as s:
-            rows = (await s.execute(query)).all()
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                rows = (await s.execute(query)).all()
         return [_stored_order(r) for r in rows]
 
     async def list_trades(self, *, account_id: str | None, order_id: str | None, limit: int) -> list[TradeRecord]:
@@ -467,15 +476,18 @@ class ExecutionStore:
             query = query.where(trades.c.account_id == account_id)
         if order_id is not None:
             query = query.where(trades.c.order_id == order_id)
-        async with self.db.session() as s:
-            rows = (await s.execute(query)).all()
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                rows = (await s.execute(query)).all()
         return [_trade(r) for r in rows]
 
     async def position_inputs(self, account_id: str) -> tuple[list[TradeLot], list[OpenSell]]:
         """Everything an account's positions are computed from: its trades, and the unfilled remainder of its
         sell orders that are not final. One transaction, so the two agree with each other."""
-        async with self.db.session() as s:
-            return await self._position_inputs(s, account_id)
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                inputs = await self._position_inputs(s, account_id)
+        return inputs
 
     async def _position_inputs(self, s: DbSession, account_id: str) -> tuple[list[TradeLot], list[OpenSell]]:
         open_statuses = [status.value for status in OrderStatus if not status.is_final]
@@ -500,14 +512,15 @@ class ExecutionStore:
         return lots, sells
 
     async def transitions(self, order_id: str) -> list[tuple[str | None, str]]:
-        async with self.db.session() as s:
-            rows = (
-                await s.execute(
-                    select(order_transitions.c.from_status, order_transitions.c.to_status)
-                    .where(order_transitions.c.order_id == order_id)
-                    .order_by(order_transitions.c.id)
-                )
-            ).all()
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                rows = (
+                    await s.execute(
+                        select(order_transitions.c.from_status, order_transitions.c.to_status)
+                        .where(order_transitions.c.order_id == order_id)
+                        .order_by(order_transitions.c.id)
+                    )
+                ).all()
         return [(r.from_status, r.to_status) for r in rows]
 
     # --- writes ------------------------------------------------------------------------------------------
@@ -516,22 +529,23 @@ class ExecutionStore:
         self, *, reason: str, terms: OrderTerms, decision_id: str | None, principal: Principal
     ) -> str:
         refusal_id = new_id()
-        async with self.db.session() as s:
-            await s.execute(
-                refused_submissions.insert().values(
-                    id=refusal_id,
-                    reason=reason[:255],
-                    decision_id=decision_id[:64] if decision_id else None,
-                    client_order_id=terms.client_order_id,
-                    account_id=terms.account_id,
-                    terms=json.dumps(terms.model_dump(mode="json"), sort_keys=True),
-                    principal_subject=principal.subject[:128],
-                    principal_role=principal.role[:32],
-                    principal_account_id=principal.account_id,
-                    correlation_id=current_correlation_id(),
-                    created_at=to_db_time(utcnow()),
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                await s.execute(
+                    refused_submissions.insert().values(
+                        id=refusal_id,
+                        reason=reason[:255],
+                        decision_id=decision_id[:64] if decision_id else None,
+                        client_order_id=terms.client_order_id,
+                        account_id=terms.account_id,
+                        terms=json.dumps(terms.model_dump(mode="json"), sort_keys=True),
+                        principal_subject=principal.subject[:128],
+                        principal_role=principal.role[:32],
+                        principal_account_id=principal.account_id,
+                        correlation_id=current_correlation_id(),
+                        created_at=to_db_time(utcnow()),
+                    )
                 )
-            )
         return refusal_id
 
     async def create_order(
@@ -573,45 +587,46 @@ class ExecutionStore:
             price_cap=_price_or_none(cap_fen),
         )
         for _ in range(2):
-            async with self.db.session() as s:
-                if not await self._lock_account(s, order.account_id):
-                    locked = False
-                else:
-                    locked = True
-                    same_key, by_decision = await self._find_by_key_or_decision(
-                        s, order.account_id, order.client_order_id, decision_id
-                    )
-                    if same_key is not None or by_decision is not None:
-                        raise AlreadyPlaced(same_key, by_decision)
-                    if side is OrderSide.SELL:
-                        await self._check_sellable(s, order, today)
+            async for attempt in self.db.transaction():
+                async with attempt as s:
+                    if not await self._lock_account(s, order.account_id):
+                        locked = False
                     else:
-                        assert cap_fen is not None
-                        await self._check_cash(s, order, cap_fen, today)
-                    await s.execute(
-                        orders.insert().values(
-                            order_id=order.order_id,
-                            client_order_id=order.client_order_id,
-                            account_id=order.account_id,
-                            decision_id=decision_id,
-                            ts_code=order.ts_code,
-                            side=order.side.value,
-                            order_type=order.order_type.value,
-                            qty=order.qty,
-                            price_fen=_fen_or_none(order.price),
-                            price_cap_fen=cap_fen,
-                            status=order.status.value,
-                            filled_qty=0,
-                            filled_amount_fen=0,
-                            reason=None,
-                            version=1,
-                            correlation_id=current_correlation_id(),
-                            created_at=to_db_time(now),
-                            updated_at=to_db_time(now),
+                        locked = True
+                        same_key, by_decision = await self._find_by_key_or_decision(
+                            s, order.account_id, order.client_order_id, decision_id
                         )
-                    )
-                    await self._transition(s, order.order_id, None, OrderStatus.ACCEPTED, None, now)
-                    await add_to_outbox(s, outbox, events.order_event(order, source=self.source))
+                        if same_key is not None or by_decision is not None:
+                            raise AlreadyPlaced(same_key, by_decision)
+                        if side is OrderSide.SELL:
+                            await self._check_sellable(s, order, today)
+                        else:
+                            assert cap_fen is not None
+                            await self._check_cash(s, order, cap_fen, today)
+                        await s.execute(
+                            orders.insert().values(
+                                order_id=order.order_id,
+                                client_order_id=order.client_order_id,
+                                account_id=order.account_id,
+                                decision_id=decision_id,
+                                ts_code=order.ts_code,
+                                side=order.side.value,
+                                order_type=order.order_type.value,
+                                qty=order.qty,
+                                price_fen=_fen_or_none(order.price),
+                                price_cap_fen=cap_fen,
+                                status=order.status.value,
+                                filled_qty=0,
+                                filled_amount_fen=0,
+                                reason=None,
+                                version=1,
+                                correlation_id=current_correlation_id(),
+                                created_at=to_db_time(now),
+                                updated_at=to_db_time(now),
+                            )
+                        )
+                        await self._transition(s, order.order_id, None, OrderStatus.ACCEPTED, None, now)
+                        await add_to_outbox(s, outbox, events.order_event(order, source=self.source))
             if locked:
                 return stored
             await self.ensure_account(order.account_id)
@@ -650,26 +665,30 @@ class ExecutionStore:
 
     async def ensure_account(self, account_id: str) -> None:
         """Create the account's row and its opening cash entry the first time the account is seen."""
-        async with self.db.session() as s:
-            exists = (await s.execute(select(accounts.c.account_id).where(accounts.c.account_id == account_id))).first()
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                exists = (
+                    await s.execute(select(accounts.c.account_id).where(accounts.c.account_id == account_id))
+                ).first()
         if exists is not None:
             return
         now = to_db_time(utcnow())
         try:
-            async with self.db.session() as s:
-                await s.execute(accounts.insert().values(account_id=account_id, admissions=0, created_at=now))
-                await s.execute(
-                    cash_ledger.insert().values(
-                        account_id=account_id,
-                        kind=cashbook.OPENING,
-                        amount_fen=self.opening_cash_fen,
-                        idempotency_key=cashbook.OPENING,
-                        trade_id=None,
-                        created_by=self.source,
-                        correlation_id=current_correlation_id(),
-                        created_at=now,
+            async for attempt in self.db.transaction():
+                async with attempt as s:
+                    await s.execute(accounts.insert().values(account_id=account_id, admissions=0, created_at=now))
+                    await s.execute(
+                        cash_ledger.insert().values(
+                            account_id=account_id,
+                            kind=cashbook.OPENING,
+                            amount_fen=self.opening_cash_fen,
+                            idempotency_key=cashbook.OPENING,
+                            trade_id=None,
+                            created_by=self.source,
+                            correlation_id=current_correlation_id(),
+                            created_at=now,
+                        )
                     )
-                )
         except IntegrityError:
             pass  # created at the same moment by another request
 
@@ -699,28 +718,34 @@ class ExecutionStore:
     async def known_account(self, account_id: str) -> bool:
         """Whether the account has been seen: it has its row (an order, a cash movement, its owner looked at it)
         or orders (placed before the accounts table existed)."""
-        async with self.db.session() as s:
-            row = (await s.execute(select(accounts.c.account_id).where(accounts.c.account_id == account_id))).first()
-            if row is None:
+        async for attempt in self.db.transaction():
+            async with attempt as s:
                 row = (
-                    await s.execute(select(orders.c.order_id).where(orders.c.account_id == account_id).limit(1))
+                    await s.execute(select(accounts.c.account_id).where(accounts.c.account_id == account_id))
                 ).first()
+                if row is None:
+                    row = (
+                        await s.execute(select(orders.c.order_id).where(orders.c.account_id == account_id).limit(1))
+                    ).first()
         return row is not None
 
     async def cash(self, account_id: str, today: date) -> Cash:
         await self.ensure_account(account_id)
-        async with self.db.session() as s:
-            return await self._cash(s, account_id, today)
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                cash = await self._cash(s, account_id, today)
+        return cash
 
     async def find_entry(self, account_id: str, idempotency_key: str) -> LedgerEntry | None:
-        async with self.db.session() as s:
-            row = (
-                await s.execute(
-                    select(cash_ledger).where(
-                        cash_ledger.c.account_id == account_id, cash_ledger.c.idempotency_key == idempotency_key
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                row = (
+                    await s.execute(
+                        select(cash_ledger).where(
+                            cash_ledger.c.account_id == account_id, cash_ledger.c.idempotency_key == idempotency_key
+                        )
                     )
-                )
-            ).first()
+                ).first()
         return None if row is None else _entry(row)
 
     async def move_cash(
@@ -732,54 +757,56 @@ class ExecutionStore:
         the cash the copy took). A withdrawal may not take more than the available cash (AdmissionRefused), checked
         under the lock like an order's admission."""
         await self.ensure_account(account_id)
-        async with self.db.session() as s:
-            if not await self._lock_account(s, account_id):
-                raise AssertionError(f"account {account_id} vanished")
-            used = (
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                if not await self._lock_account(s, account_id):
+                    raise AssertionError(f"account {account_id} vanished")
+                used = (
+                    await s.execute(
+                        select(cash_ledger).where(
+                            cash_ledger.c.account_id == account_id, cash_ledger.c.idempotency_key == idempotency_key
+                        )
+                    )
+                ).first()
+                if used is not None:
+                    raise EntryExists(_entry(used))
+                if amount_fen < 0:
+                    cash = await self._cash(s, account_id, today)
+                    if -amount_fen > cash.available_fen:
+                        raise AdmissionRefused(
+                            "insufficient_cash",
+                            f"cannot withdraw {cashbook.cny(-amount_fen)} CNY: {cashbook.cny(cash.available_fen)} "
+                            f"available (balance {cashbook.cny(cash.balance_fen)}, reserved by open buys "
+                            f"{cashbook.cny(cash.reserved_fen)})",
+                            available=cashbook.cny(cash.available_fen),
+                        )
                 await s.execute(
-                    select(cash_ledger).where(
-                        cash_ledger.c.account_id == account_id, cash_ledger.c.idempotency_key == idempotency_key
+                    cash_ledger.insert().values(
+                        account_id=account_id,
+                        kind=kind,
+                        amount_fen=amount_fen,
+                        idempotency_key=idempotency_key,
+                        trade_id=None,
+                        created_by=created_by[:128],
+                        correlation_id=current_correlation_id(),
+                        created_at=to_db_time(utcnow()),
                     )
                 )
-            ).first()
-            if used is not None:
-                raise EntryExists(_entry(used))
-            if amount_fen < 0:
-                cash = await self._cash(s, account_id, today)
-                if -amount_fen > cash.available_fen:
-                    raise AdmissionRefused(
-                        "insufficient_cash",
-                        f"cannot withdraw {cashbook.cny(-amount_fen)} CNY: {cashbook.cny(cash.available_fen)} "
-                        f"available (balance {cashbook.cny(cash.balance_fen)}, reserved by open buys "
-                        f"{cashbook.cny(cash.reserved_fen)})",
-                        available=cashbook.cny(cash.available_fen),
-                    )
-            await s.execute(
-                cash_ledger.insert().values(
-                    account_id=account_id,
-                    kind=kind,
-                    amount_fen=amount_fen,
-                    idempotency_key=idempotency_key,
-                    trade_id=None,
-                    created_by=created_by[:128],
-                    correlation_id=current_correlation_id(),
-                    created_at=to_db_time(utcnow()),
-                )
-            )
         entry = await self.find_entry(account_id, idempotency_key)
         assert entry is not None
         return entry, True
 
     async def ledger(self, account_id: str, limit: int = 100) -> list[LedgerEntry]:
-        async with self.db.session() as s:
-            rows = (
-                await s.execute(
-                    select(cash_ledger)
-                    .where(cash_ledger.c.account_id == account_id)
-                    .order_by(cash_ledger.c.id.desc())
-                    .limit(limit)
-                )
-            ).all()
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                rows = (
+                    await s.execute(
+                        select(cash_ledger)
+                        .where(cash_ledger.c.account_id == account_id)
+                        .order_by(cash_ledger.c.id.desc())
+                        .limit(limit)
+                    )
+                ).all()
         return [_entry(r) for r in rows]
 
     async def apply_report(self, order_id: str, report: BrokerReport, *, attempts: int = 3) -> AppliedReport:
@@ -796,77 +823,80 @@ class ExecutionStore:
         raise AssertionError("unreachable")
 
     async def _apply_once(self, order_id: str, report: BrokerReport) -> AppliedReport:
-        async with self.db.session() as s:
-            row = (await s.execute(select(orders).where(orders.c.order_id == order_id))).first()
-            if row is None:
-                raise LookupError(f"order {order_id} does not exist")
-            current = _stored_order(row)
-            recorded = set((await s.execute(select(trades.c.trade_id).where(trades.c.order_id == order_id))).scalars())
-            plan = plan_report(current.progress, report, recorded)
-            if not plan.changed:
-                return AppliedReport(current, (), 0)
-            now = utcnow()
-            after = _advance(current, plan, now)
-            # The version-checked update comes first: it takes the row lock, so a concurrent applier waits here
-            # and then finds the version moved on, before it could insert a trade.
-            result = await s.execute(
-                update(orders)
-                .where(orders.c.order_id == order_id, orders.c.version == current.version)
-                .values(
-                    status=after.order.status.value,
-                    filled_qty=after.order.filled_qty,
-                    filled_amount_fen=to_fen(after.filled_amount),
-                    reason=None if after.order.reason is None else after.order.reason[:255],
-                    version=after.version,
-                    updated_at=to_db_time(now),
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                row = (await s.execute(select(orders).where(orders.c.order_id == order_id))).first()
+                if row is None:
+                    raise LookupError(f"order {order_id} does not exist")
+                current = _stored_order(row)
+                recorded = set(
+                    (await s.execute(select(trades.c.trade_id).where(trades.c.order_id == order_id))).scalars()
                 )
-            )
-            if result.rowcount != 1:
-                raise ConcurrentUpdate(order_id)
-            previous = current.order.status
-            for status in plan.steps:
-                await self._transition(s, order_id, previous, status, plan.reason if status.is_final else None, now)
-                previous = status
-            for envelope in self._events(current, after, plan, now):
-                await add_to_outbox(s, outbox, envelope)
-            for fill in plan.new_fills:
-                amount = fill.price * fill.qty
-                fees = trade_fees(
-                    amount,
-                    is_sell=current.order.side is OrderSide.SELL,
-                    trade_date=events.exchange_date(fill.traded_at),
-                )
-                await s.execute(
-                    trades.insert().values(
-                        trade_id=fill.fill_id,
-                        order_id=order_id,
-                        client_order_id=current.order.client_order_id,
-                        account_id=current.order.account_id,
-                        ts_code=current.order.ts_code,
-                        side=current.order.side.value,
-                        qty=fill.qty,
-                        price_fen=to_fen(fill.price),
-                        amount_fen=to_fen(amount),
-                        commission_fen=to_fen(fees.commission),
-                        stamp_duty_fen=to_fen(fees.stamp_duty),
-                        transfer_fee_fen=to_fen(fees.transfer_fee),
-                        traded_at=to_db_time(fill.traded_at),
-                        created_at=to_db_time(now),
+                plan = plan_report(current.progress, report, recorded)
+                if not plan.changed:
+                    return AppliedReport(current, (), 0)
+                now = utcnow()
+                after = _advance(current, plan, now)
+                # The version-checked update comes first: it takes the row lock, so a concurrent applier waits here
+                # and then finds the version moved on, before it could insert a trade.
+                result = await s.execute(
+                    update(orders)
+                    .where(orders.c.order_id == order_id, orders.c.version == current.version)
+                    .values(
+                        status=after.order.status.value,
+                        filled_qty=after.order.filled_qty,
+                        filled_amount_fen=to_fen(after.filled_amount),
+                        reason=None if after.order.reason is None else after.order.reason[:255],
+                        version=after.version,
+                        updated_at=to_db_time(now),
                     )
                 )
-                side = current.order.side
-                await s.execute(
-                    cash_ledger.insert().values(
-                        account_id=current.order.account_id,
-                        kind=cashbook.BUY_FILL if side is OrderSide.BUY else cashbook.SELL_FILL,
-                        amount_fen=cashbook.fill_cash_fen(side, to_fen(amount), to_fen(fees.total)),
-                        idempotency_key=cashbook.trade_key(fill.fill_id),
-                        trade_id=fill.fill_id,
-                        created_by=self.source,
-                        correlation_id=current_correlation_id(),
-                        created_at=to_db_time(now),
+                if result.rowcount != 1:
+                    raise ConcurrentUpdate(order_id)
+                previous = current.order.status
+                for status in plan.steps:
+                    await self._transition(s, order_id, previous, status, plan.reason if status.is_final else None, now)
+                    previous = status
+                for envelope in self._events(current, after, plan, now):
+                    await add_to_outbox(s, outbox, envelope)
+                for fill in plan.new_fills:
+                    amount = fill.price * fill.qty
+                    fees = trade_fees(
+                        amount,
+                        is_sell=current.order.side is OrderSide.SELL,
+                        trade_date=events.exchange_date(fill.traded_at),
                     )
-                )
+                    await s.execute(
+                        trades.insert().values(
+                            trade_id=fill.fill_id,
+                            order_id=order_id,
+                            client_order_id=current.order.client_order_id,
+                            account_id=current.order.account_id,
+                            ts_code=current.order.ts_code,
+                            side=current.order.side.value,
+                            qty=fill.qty,
+                            price_fen=to_fen(fill.price),
+                            amount_fen=to_fen(amount),
+                            commission_fen=to_fen(fees.commission),
+                            stamp_duty_fen=to_fen(fees.stamp_duty),
+                            transfer_fee_fen=to_fen(fees.transfer_fee),
+                            traded_at=to_db_time(fill.traded_at),
+                            created_at=to_db_time(now),
+                        )
+                    )
+                    side = current.order.side
+                    await s.execute(
+                        cash_ledger.insert().values(
+                            account_id=current.order.account_id,
+                            kind=cashbook.BUY_FILL if side is OrderSide.BUY else cashbook.SELL_FILL,
+                            amount_fen=cashbook.fill_cash_fen(side, to_fen(amount), to_fen(fees.total)),
+                            idempotency_key=cashbook.trade_key(fill.fill_id),
+                            trade_id=fill.fill_id,
+                            created_by=self.source,
+                            correlation_id=current_correlation_id(),
+                            created_at=to_db_time(now),
+                        )
+                    )
         return AppliedReport(after, plan.steps, len(plan.new_fills))
 
     def _events(self, before: StoredOrder, after: StoredOrder, plan: ReportPlan, now: datetime) -> list[Envelope]:
@@ -909,8 +939,10 @@ class ExecutionStore:
         query = select(func.count()).select_from(table)
         for column, value in where.items():
             query = query.where(table.c[column] == value)
-        async with self.db.session() as s:
-            return int((await s.execute(query)).scalar_one())
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                count = int((await s.execute(query)).scalar_one())
+        return count
 
 
 def _advance(current: StoredOrder, plan: ReportPlan, now: datetime) -> StoredOrder:

@@ -34,6 +34,7 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
 
     app = create_service_app(NAME, infra, routers=[api.router], lifespan=lifespan, readiness={"db": db.ping})
     app.state.db = db
+    db.register_metrics(app.state.metrics_registry)
     app.state.store = store
     app.state.desk = RiskDesk(
         approval_secret=settings.require_approval_secret(),  # refuses to start without a real one

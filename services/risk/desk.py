@@ -79,6 +79,8 @@ class CashSource(Protocol):
 EXECUTION_REFUSALS = frozenset({"insufficient_position", "insufficient_cash", "price_cap_unknown"})
 # Codes of execution's 503s that say why it cannot take the order now: relayed as they are.
 EXECUTION_UNAVAILABLE_CODES = frozenset({"market_data_unavailable"})
+# Execution's own dependency down (shared.errors.dependency_failure): relayed with its code, nothing was stored.
+EXECUTION_DEPENDENCY_CODES = frozenset({"database_unavailable", "cache_unavailable", "bus_unavailable"})
 EXCHANGE_TZ = ZoneInfo("Asia/Shanghai")
 
 
@@ -377,6 +379,9 @@ class RiskDesk:
             if status == 503 and code in EXECUTION_UNAVAILABLE_CODES:
                 # Execution could not decide for a reason it names (e.g. no market data to price a market buy).
                 return _refused(503, code, message, decision, payload.get("details"))
+            if status == 503 and code in EXECUTION_DEPENDENCY_CODES:
+                hint = "send the order again with the same client_order_id"
+                return _refused(503, code, f"{message}; {hint}", decision, payload.get("details"))
             return _refused(
                 503,
                 "execution_unavailable",

@@ -2,28 +2,25 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 from pydantic import BaseModel, Field, model_validator
 
 from shared.domain import OrderSide, OrderType
-
-# No control characters: approvals join fields with one (shared/approval.py), so none may occur inside a field.
-CLIENT_ORDER_ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+from shared.request_model import ClientOrderId, JsonDecimal, RequestModel, StrictInt
 
 
-class OrderRequest(BaseModel):
+class OrderRequest(RequestModel):
     """An order as a trader (or a strategy) asks for it; the account comes from the caller's identity.
 
-    Shape errors are 422 invalid_request; trading-rule violations (lots, tick, limits, ...) are risk's reasons."""
+    Shape errors (an unknown field, `"qty": "100"`, a client_order_id with a space) are 422 invalid_request;
+    trading-rule violations (lots, tick, limits, ...) are risk's reasons."""
 
-    client_order_id: str = Field(min_length=1, max_length=64, pattern=CLIENT_ORDER_ID_PATTERN)
+    client_order_id: ClientOrderId
     ts_code: str = Field(min_length=1, max_length=32)
     side: OrderSide
     order_type: OrderType
-    qty: int = Field(gt=0, le=10**12)
+    qty: StrictInt = Field(gt=0, le=10**12)
     # Up to 8 decimals so that an off-tick price gets the `price_tick` reason rather than a shape error.
-    price: Decimal | None = Field(default=None, gt=0, max_digits=20, decimal_places=8, allow_inf_nan=False)
+    price: JsonDecimal | None = Field(default=None, gt=0, max_digits=20, decimal_places=8, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _price_matches_type(self) -> OrderRequest:

@@ -129,23 +129,24 @@ class RiskStore:
         self.db = db
 
     async def record(self, decision: Decision) -> None:
-        async with self.db.session() as s:
-            await s.execute(
-                risk_decisions.insert().values(
-                    decision_id=decision.decision_id,
-                    client_order_id=decision.client_order_id,
-                    account_id=decision.account_id,
-                    ts_code=decision.ts_code,
-                    side=decision.side,
-                    order_type=decision.order_type,
-                    qty=decision.qty,
-                    price=decision.price,
-                    approved=decision.approved,
-                    reasons=json.dumps(decision.reasons, ensure_ascii=False),
-                    correlation_id=decision.correlation_id,
-                    created_at=decision.created_at.astimezone(UTC).replace(tzinfo=None),
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                await s.execute(
+                    risk_decisions.insert().values(
+                        decision_id=decision.decision_id,
+                        client_order_id=decision.client_order_id,
+                        account_id=decision.account_id,
+                        ts_code=decision.ts_code,
+                        side=decision.side,
+                        order_type=decision.order_type,
+                        qty=decision.qty,
+                        price=decision.price,
+                        approved=decision.approved,
+                        reasons=json.dumps(decision.reasons, ensure_ascii=False),
+                        correlation_id=decision.correlation_id,
+                        created_at=decision.created_at.astimezone(UTC).replace(tzinfo=None),
+                    )
                 )
-            )
 
     async def recent(self, *, account_id: str | None, limit: int) -> list[Decision]:
         query = (
@@ -155,13 +156,17 @@ class RiskStore:
         )
         if account_id is not None:
             query = query.where(risk_decisions.c.account_id == account_id)
-        async with self.db.session() as s:
-            rows = (await s.execute(query)).all()
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                rows = (await s.execute(query)).all()
         return [_decision(r) for r in rows]
 
     async def get(self, decision_id: str) -> Decision | None:
-        async with self.db.session() as s:
-            row = (await s.execute(select(risk_decisions).where(risk_decisions.c.decision_id == decision_id))).first()
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                row = (
+                    await s.execute(select(risk_decisions).where(risk_decisions.c.decision_id == decision_id))
+                ).first()
         return None if row is None else _decision(row)
 
     async def replayable_for(
@@ -196,31 +201,34 @@ class RiskStore:
             )
             .limit(1)
         )
-        async with self.db.session() as s:
-            row = (await s.execute(query)).first()
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                row = (await s.execute(query)).first()
         return None if row is None else _decision(row)
 
     async def record_outcome(self, decision_id: str, outcome: ExecutionOutcome) -> None:
         """Record what execution answered for a forwarded decision. PLACED and REFUSED are final: only a decision
         without an outcome, or an UNKNOWN one, takes a new one."""
-        async with self.db.session() as s:
-            await s.execute(
-                update(risk_decisions)
-                .where(
-                    risk_decisions.c.decision_id == decision_id,
-                    or_(
-                        risk_decisions.c.execution_outcome.is_(None),
-                        risk_decisions.c.execution_outcome == ExecutionOutcome.UNKNOWN.value,
-                    ),
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                await s.execute(
+                    update(risk_decisions)
+                    .where(
+                        risk_decisions.c.decision_id == decision_id,
+                        or_(
+                            risk_decisions.c.execution_outcome.is_(None),
+                            risk_decisions.c.execution_outcome == ExecutionOutcome.UNKNOWN.value,
+                        ),
+                    )
+                    .values(execution_outcome=outcome.value)
                 )
-                .values(execution_outcome=outcome.value)
-            )
 
     async def outcome(self, decision_id: str) -> ExecutionOutcome | None:
-        async with self.db.session() as s:
-            value = (
-                await s.execute(
-                    select(risk_decisions.c.execution_outcome).where(risk_decisions.c.decision_id == decision_id)
-                )
-            ).scalar_one_or_none()
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                value = (
+                    await s.execute(
+                        select(risk_decisions.c.execution_outcome).where(risk_decisions.c.decision_id == decision_id)
+                    )
+                ).scalar_one_or_none()
         return None if value is None else ExecutionOutcome(value)

@@ -16,7 +16,7 @@ import pandas as pd
 
 from shared.engine.config import BacktestConfig
 from shared.engine.context import BacktestContext, StrategyError
-from shared.engine.core import REASONS, STATUS_NAMES, Engine, EngineError
+from shared.engine.core import REASONS, STATUS_NAMES, Engine, EngineError, outside_band
 from shared.engine.data import BarsError, Panel, load_bars, panel_data_key, read_bars
 from shared.engine.metrics import MetricsConfig, compute_metrics
 from shared.engine.result import BacktestResult, code_version, yuan
@@ -106,6 +106,48 @@ def _sha256_inputs(
     return digest.hexdigest()
 
 
+OUTSIDE_BAND_LISTED = 100  # bars listed in data_report.outside_limits (the count is always the full total)
+OUTSIDE_BAND_WARNED = 20  # of which named one by one in the warnings
+
+
+def _outside_band_report(panel: Panel, fill_prices: npt.NDArray[np.int64], config: BacktestConfig) -> dict[str, Any]:
+    """The bars whose fill price lies outside the day's limit band (`core.outside_band`): the band the engine
+    computed (or was given) contradicts the print, so the data is wrong somewhere. Orders on them filled at the
+    printed price; the result lists the bars and warns, naming each."""
+    days, syms = outside_band(panel, fill_prices)
+    bars: list[dict[str, Any]] = []
+    warnings: list[str] = []
+    for k, (t, j) in enumerate(zip(days.tolist(), syms.tolist(), strict=True)):
+        if k == OUTSIDE_BAND_LISTED:
+            break
+        code, day = panel.codes[j], panel.dates[t].isoformat()
+        price, up, down = int(fill_prices[t, j]), int(panel.up_limit[t, j]), int(panel.down_limit[t, j])
+        bars.append(
+            {
+                "ts_code": code,
+                "trade_date": day,
+                "fill_price": yuan(price),
+                "up_limit": yuan(up),
+                "down_limit": yuan(down),
+                "pre_close": yuan(int(panel.pre_close[t, j])),
+            }
+        )
+        if k < OUTSIDE_BAND_WARNED:
+            side = f"above the limit-up {yuan(up)}" if price > up else f"below the limit-down {yuan(down)}"
+            warnings.append(
+                f"{code} {day}: the {config.fill_price} {yuan(price)} is {side} (band {yuan(down)}-{yuan(up)} from "
+                f"pre_close {yuan(int(panel.pre_close[t, j]))}): an exchange could not have printed it, so the band "
+                "or the bar is wrong (check is_st / st_codes, list_dates, pre_close, up_limit / down_limit); orders "
+                "on this bar filled at the printed price, without the limit rules"
+            )
+    if len(days) > OUTSIDE_BAND_WARNED:
+        warnings.append(
+            f"... and {len(days) - OUTSIDE_BAND_WARNED} more bar(s) with the fill price outside the limit band "
+            "(data_report.outside_limits)"
+        )
+    return {"outside_limits": {"count": len(days), "bars": bars}, "warnings": warnings}
+
+
 def run_backtest(
     strategy: Strategy,
     bars: pd.DataFrame | Panel,
@@ -169,7 +211,10 @@ def run_backtest(
         "adj_factor": panel.adj_factor is not None,
         "extra_columns": sorted(panel.extra),
         "ignored_columns": panel.ignored_columns,
+        "warnings": [],
     }
+    if config.price_limits:
+        report.update(_outside_band_report(panel, engine.fill_prices, config))
     return BacktestResult(
         strategy=strategy.name or type(strategy).__qualname__,
         params=strategy.params.model_dump(mode="json"),

@@ -183,8 +183,12 @@ def size_orders(
     buy = want > 0
     px = slipped(cfg, raw, buy)
     up, down = panel.up_limit[t, syms], panel.down_limit[t, syms]
+    # A fill price printed outside the day's band contradicts the band: the data (ST flag, pre_close, list date or
+    # the given limits) is wrong, not the print. Such a bar is traded at its printed price, without the band
+    # (run_backtest reports it, see `outside_band`).
+    banded = (raw <= up) & (raw >= down) if cfg.price_limits else np.zeros(len(syms), dtype=np.bool_)
     # a slipped price stays a price the exchange would accept that day: inside the limits, at least one tick
-    px = np.maximum(np.minimum(px, up), np.maximum(down, 1)) if cfg.price_limits else np.maximum(px, 1)
+    px = np.where(banded, np.maximum(np.minimum(px, up), np.maximum(down, 1)), np.maximum(px, 1))
     target_qty = amts // px
     qty = np.where(
         kinds == KIND_VALUE,
@@ -200,8 +204,8 @@ def size_orders(
     reason[(qty == 0) & (kinds == KIND_TARGET)] = R_TARGET_REACHED
     reason[(qty == 0) & (kinds == KIND_VALUE)] = R_BELOW_LOT
     if cfg.price_limits:
-        blocked_up = buy & (raw >= up)
-        blocked_down = sell & (raw <= down)
+        blocked_up = buy & banded & (raw >= up)
+        blocked_down = sell & banded & (raw <= down)
         reason[blocked_up] = R_LIMIT_UP
         reason[blocked_down] = R_LIMIT_DOWN
         qty[blocked_up | blocked_down] = 0
@@ -221,7 +225,10 @@ def size_orders(
     short = selling & (qty > sellable)
     reason[short & (reason == 0)] = R_T1
     qty = np.where(short, sellable, qty)
-    qty = np.where(selling & (qty < pos), _lots_down(qty, lot_min, lot_step), qty)
+    partial_sell = selling & (qty < pos)
+    qty = np.where(partial_sell, _lots_down(qty, lot_min, lot_step), qty)
+    # a sized sell of less than a lot (a value or a target a few shares away) that is not the whole position
+    reason[partial_sell & (qty == 0) & (reason == 0)] = R_BELOW_LOT
     reason[bad_lot] = R_BAD_LOT
     qty[bad_lot] = 0
     if cfg.volume_cap is not None:
@@ -231,6 +238,16 @@ def size_orders(
         reason[capped & (reason == 0)] = R_VOLUME_CAP
         qty = np.where(capped, _lots_down(cap, lot_min, lot_step), qty)
     return qty, px, buy, sell, reason, bad_lot
+
+
+def outside_band(panel: Panel, fill_prices: IntArray) -> tuple[IntArray, IntArray]:
+    """(days, symbols) of the bars whose fill price lies outside their day's limit band: prints the band says the
+    exchange could not have made, so the band (or the bar) is wrong. `size_orders` fills orders on them at the
+    printed price, without the band; run_backtest lists them in the result's warnings."""
+    fp = fill_prices
+    outside = panel.has_bar & (fp > 0) & ((fp > panel.up_limit) | (fp < panel.down_limit))
+    days, syms = np.nonzero(outside)
+    return days.astype(np.int64), syms.astype(np.int64)
 
 
 def sells_paid_for(cash_fen: int, proceeds: IntArray) -> BoolArray:

@@ -80,6 +80,12 @@ class BacktestResult:
     data_report: dict[str, Any]
 
     @property
+    def warnings(self) -> list[str]:
+        """What the run had to work around in the data, one line each (e.g. a bar printed outside its limit band,
+        naming it); empty when nothing. Kept in `data_report["warnings"]`, so it travels with the data report."""
+        return list(self.data_report.get("warnings", []))
+
+    @property
     def equity_fen(self) -> IntArray:
         return self.cash_fen + self.market_value_fen
 

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Annotated
 
-from pydantic import BaseModel
+from pydantic import BaseModel, PlainSerializer
+
+# A decimal in JSON as plain positional text: str() would write a zero return quantized to 8 places as "0E-8" and
+# 0.00000012 as "1.2E-7", which a reader (or the desk's event line) should not have to decode.
+PlainDecimal = Annotated[Decimal, PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json")]
 
 
 class OrderEvent(BaseModel):
@@ -16,10 +21,10 @@ class OrderEvent(BaseModel):
     side: str
     order_type: str
     qty: int
-    price: Decimal | None
+    price: PlainDecimal | None
     status: str
     filled_qty: int
-    avg_fill_price: Decimal | None
+    avg_fill_price: PlainDecimal | None
     reason: str | None = None
     updated_at: datetime
 
@@ -32,8 +37,8 @@ class TradeEvent(BaseModel):
     ts_code: str
     side: str
     qty: int
-    price: Decimal
-    amount: Decimal
+    price: PlainDecimal
+    amount: PlainDecimal
     traded_at: datetime
 
 
@@ -48,13 +53,16 @@ class BarsUpdated(BaseModel):
     # completes them and announces them again, complete.
     # Added in version 1 with a default, so events without it (every run succeeded) read as complete.
     complete: bool = True
+    # The optional data endpoints the run did without (its provider token may not use them, e.g. ["stk_limit"]): the
+    # tables they fill did not change. Added with a default, so older events read as "none skipped".
+    skipped_endpoints: list[str] = []
 
 
 class BacktestFinished(BaseModel):
     backtest_id: str
     owner: str | None = None  # the username that submitted it: the gateway pushes the event to that user only
     status: str
-    total_return: Decimal | None = None
+    total_return: PlainDecimal | None = None
     error: str | None = None
 
 

@@ -1,35 +1,62 @@
-"""The SSE trading calendar built in for offline use (demo data, tests). Closures are the exchange's published
-holiday notices; the data service stores Tushare's trade_cal and prefers it where it has one."""
+"""The SSE trading calendar built in for offline use (demo data, tests, the scheduler's fallback).
+
+The closures come from a data file, `shared/market/data/sse_holidays.csv` (`cal_date,holiday`: every weekday the
+exchange was closed, from its annual holiday notices, 上交所 休市安排), so a new year's notice is a new line per
+closed weekday and no code change. The years the file covers are the years it lists (a year without a closed weekday
+does not happen); weekends are always closed, make-up workdays (调休 on a Saturday or Sunday) included. The data
+service stores Tushare's trade_cal (`backfill`, `import-calendar`) and that stored calendar wins wherever it has the
+day; this one is the fallback.
+"""
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import date, timedelta
 from functools import lru_cache
+from importlib import resources
 
-# Weekdays on which the SSE was closed, from its annual holiday notices (上交所 休市安排).
-SSE_CLOSED_WEEKDAYS: dict[int, tuple[str, ...]] = {
-    2022: (
-        "2022-01-03", "2022-01-31", "2022-02-01", "2022-02-02", "2022-02-03", "2022-02-04",
-        "2022-04-04", "2022-04-05", "2022-05-02", "2022-05-03", "2022-05-04", "2022-06-03",
-        "2022-09-12", "2022-10-03", "2022-10-04", "2022-10-05", "2022-10-06", "2022-10-07",
-    ),
-    2023: (
-        "2023-01-02", "2023-01-23", "2023-01-24", "2023-01-25", "2023-01-26", "2023-01-27",
-        "2023-04-05", "2023-05-01", "2023-05-02", "2023-05-03", "2023-06-22", "2023-06-23",
-        "2023-09-29", "2023-10-02", "2023-10-03", "2023-10-04", "2023-10-05", "2023-10-06",
-    ),
-    2024: (
-        "2024-01-01", "2024-02-09", "2024-02-12", "2024-02-13", "2024-02-14", "2024-02-15",
-        "2024-02-16", "2024-04-04", "2024-04-05", "2024-05-01", "2024-05-02", "2024-05-03",
-        "2024-06-10", "2024-09-16", "2024-09-17", "2024-10-01", "2024-10-02", "2024-10-03",
-        "2024-10-04", "2024-10-07",
-    ),
-    2025: (
-        "2025-01-01", "2025-01-28", "2025-01-29", "2025-01-30", "2025-01-31", "2025-02-03",
-        "2025-02-04", "2025-04-04", "2025-05-01", "2025-05-02", "2025-05-05", "2025-06-02",
-        "2025-10-01", "2025-10-02", "2025-10-03", "2025-10-06", "2025-10-07", "2025-10-08",
-    ),
-}  # fmt: skip
+HOLIDAYS_FILE = "sse_holidays.csv"
+
+
+class CalendarFileError(ValueError):
+    """The shipped holidays file is malformed (a line that is not a weekday date, a gap of a whole year)."""
+
+
+def parse_holidays(text: str) -> dict[int, tuple[date, ...]]:
+    """`cal_date,holiday` lines (YYYY-MM-DD) -> the closed weekdays per year; refuses weekends, duplicates and gaps
+    (a year missing between the first and the last would silently read as 'open every weekday')."""
+    by_year: dict[int, list[date]] = {}
+    reader = csv.DictReader(io.StringIO(text))
+    if reader.fieldnames is None or "cal_date" not in reader.fieldnames:
+        raise CalendarFileError(f"{HOLIDAYS_FILE}: expected a header line with cal_date")
+    for line, row in enumerate(reader, start=2):
+        raw = (row.get("cal_date") or "").strip()
+        try:
+            day = date.fromisoformat(raw)
+        except ValueError:
+            raise CalendarFileError(f"{HOLIDAYS_FILE} line {line}: {raw!r} is not a date (YYYY-MM-DD)") from None
+        if day.weekday() >= 5:
+            raise CalendarFileError(f"{HOLIDAYS_FILE} line {line}: {day} is a weekend day (list closed weekdays)")
+        days = by_year.setdefault(day.year, [])
+        if day in days:
+            raise CalendarFileError(f"{HOLIDAYS_FILE} line {line}: {day} is listed twice")
+        days.append(day)
+    if not by_year:
+        raise CalendarFileError(f"{HOLIDAYS_FILE}: no closed days listed")
+    missing = [y for y in range(min(by_year), max(by_year) + 1) if y not in by_year]
+    if missing:
+        raise CalendarFileError(f"{HOLIDAYS_FILE}: no closed days for {', '.join(map(str, missing))}")
+    return {year: tuple(sorted(days)) for year, days in sorted(by_year.items())}
+
+
+def _load() -> dict[int, tuple[date, ...]]:
+    text = resources.files("shared.market").joinpath("data", HOLIDAYS_FILE).read_text(encoding="utf-8")
+    return parse_holidays(text)
+
+
+# Weekdays on which the SSE was closed, per year, as the data file lists them.
+SSE_CLOSED_WEEKDAYS: dict[int, tuple[date, ...]] = _load()
 
 FIRST_YEAR = min(SSE_CLOSED_WEEKDAYS)
 LAST_YEAR = max(SSE_CLOSED_WEEKDAYS)
@@ -37,7 +64,7 @@ LAST_YEAR = max(SSE_CLOSED_WEEKDAYS)
 
 @lru_cache(maxsize=1)
 def _closed() -> frozenset[date]:
-    return frozenset(date.fromisoformat(d) for days in SSE_CLOSED_WEEKDAYS.values() for d in days)
+    return frozenset(d for days in SSE_CLOSED_WEEKDAYS.values() for d in days)
 
 
 def _check_covered(day: date) -> None:

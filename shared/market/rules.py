@@ -9,6 +9,9 @@ from decimal import ROUND_HALF_UP, Decimal
 from shared.domain.codes import Board
 from shared.domain.money import FEN, PRICE_TICK, money
 
+# Daily price limits (10%) on both exchanges from 1996-12-16 (SSE/SZSE notices of 1996-12-13, on the CSRC's
+# instruction); before that day stocks traded without a daily limit.
+PRICE_LIMITS_START = date(1996, 12, 16)
 # ChiNext registration reform: 20% limits from 2020-08-24 (SZSE 创业板交易特别规定, 2020-06-12).
 CHINEXT_REFORM = date(2020, 8, 24)
 # Main-board registration reform: no limits in the first 5 days of new listings from 2023-04-10
@@ -29,7 +32,10 @@ def price_limit_ratio(
     """(up, down) daily limit as a fraction of the previous close, or None when the day has no limit.
 
     `listing_day` is 1 on the first trading day after listing, 2 on the second, ...; None for seasoned stocks.
+    Before `PRICE_LIMITS_START` (1996-12-16) no board had a daily limit.
     """
+    if trade_date < PRICE_LIMITS_START:
+        return None
     if board is Board.STAR:
         # STAR (SSE 科创板交易特别规定, 2019-03-01): 20%, ST alike; no limits in the first 5 days.
         if listing_day is not None and listing_day <= 5:

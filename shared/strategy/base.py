@@ -4,19 +4,53 @@ grows, in paper and live trading."""
 
 from __future__ import annotations
 
+import numbers
+import types
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from decimal import Decimal
+from typing import Any, ClassVar, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
 from shared.strategy.context import CrossSection, OrderEvent, StrategyContext, TradeEvent
 
 
+def _plain_types(annotation: Any) -> set[type]:
+    """The classes an annotation admits (`int | None` -> {int, NoneType}); empty for anything else."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        return {t for arg in get_args(annotation) for t in _plain_types(arg)}
+    return {annotation} if isinstance(annotation, type) else set()
+
+
 class StrategyParams(BaseModel):
     """Base of every strategy's `Params`. Unknown keys are refused, so a typo in a parameter name is an
-    error the user sees instead of a default silently used."""
+    error the user sees instead of a default silently used. Numbers are read strictly, as request bodies are
+    (shared/request_model.py): an `int` parameter takes an integer only (not `true`, `"5"`, `5.0` or `1e3`), a `bool`
+    only true/false, a `float` or `Decimal` a number (a Decimal also a decimal string like "0.05"), never a bool."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _strict_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        kinds = _plain_types(field.annotation) if field is not None else set()
+        if value is None or not kinds & {int, float, bool, Decimal}:
+            return value
+        if bool in kinds:
+            if not isinstance(value, bool):
+                raise ValueError(f"{value!r} is not true or false")
+            return value
+        if isinstance(value, bool):
+            raise ValueError(f"{value!r} is not a number")
+        if int in kinds and not kinds & {float, Decimal}:
+            # numpy integers (an optimiser's grid) are whole numbers too; floats, even 5.0, and text are not
+            if not isinstance(value, numbers.Integral):
+                raise ValueError(f"{value!r} is not an integer")
+            return value
+        if isinstance(value, str) and Decimal not in kinds:
+            raise ValueError(f"{value[:40]!r} is not a number")
+        return value
 
 
 class Strategy:
@@ -27,6 +61,9 @@ class Strategy:
       `title`       a short human title
       `description` what the strategy does and the assumptions it makes
       `Params`      a `StrategyParams` subclass; its JSON schema is the strategy's parameter schema
+      `bar_fields`  the Tushare daily_basic fields (e.g. "pe_ttm", "pb", "turnover_rate") it reads as extra columns of
+                    the bars with `ctx.history(name, adjusted=False)`; the backtest service fetches these with the
+                    bars (and only these: a whole market of every field would not fit in memory). Default none.
 
     Lifecycle, as an engine drives it (all hooks are synchronous and must not do I/O):
       1. `on_init(ctx)`  once, before the first bar; no history is visible yet. Orders placed here fill on the
@@ -50,6 +87,7 @@ class Strategy:
     title: ClassVar[str] = ""
     description: ClassVar[str] = ""
     Params: ClassVar[type[StrategyParams]] = StrategyParams
+    bar_fields: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, params: StrategyParams | Mapping[str, Any] | None = None) -> None:
         if params is None or isinstance(params, Mapping):

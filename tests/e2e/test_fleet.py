@@ -13,11 +13,14 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from websockets.asyncio.client import connect
 
 from lianghua.fleet import DEFAULT_PORTS, Fleet
+from shared.approval import OrderTerms, sign_approval
 from shared.internal_auth import INTERNAL_HEADER, Principal, mint_internal_token
 from tests.conftest import Backing
 from tests.e2e.flow import Session, create_user, login, place_order_and_see_the_fill, tradable_main_board_stock
@@ -148,6 +151,8 @@ async def test_viewer_cannot_place_orders_and_bad_orders_get_clear_4xx(fleet: Fl
         "off tick": ({**good, "order_type": "limit", "price": str(limit_up - Decimal("0.005"))}, "price_tick"),
         "above limit-up": ({**good, "order_type": "limit", "price": str(limit_up + Decimal("0.01"))}, "price_limit"),
         "missing side": ({k: v for k, v in good.items() if k != "side"}, None),
+        "unknown field": ({**good, "time_in_force": "GTC"}, "invalid_request"),
+        "qty as text": ({**good, "qty": "100"}, "invalid_request"),
     }
     before = await client.get(f"{base}/api/v1/orders", headers=trader.headers)
     for label, (body, reason) in cases.items():
@@ -225,6 +230,66 @@ async def test_cash_through_the_gateway_opening_deposit_and_a_fill(fleet: Fleet,
     positions = (await client.get(f"{base}/api/v1/positions", headers=trader.headers)).json()
     held = {p["ts_code"]: p for p in positions}[trade["ts_code"]]
     assert held["qty"] >= trade["qty"] and held["sellable_qty"] == 0  # every share of it was bought today
+
+
+async def test_no_secret_used_in_a_session_reaches_any_log(fleet: Fleet, client: httpx.AsyncClient) -> None:
+    """Everything a user and the services handle as a credential, used once each, then looked for in the logs."""
+    base = fleet.url("gateway")
+    admin = await login(client, base, "admin", fleet.env["LH_ADMIN_PASSWORD"])
+    name, password = await create_user(client, admin, "trader")
+    trader = await login(client, base, name, password)
+    wrong_password = "wrong-" + secrets.token_urlsafe(12)
+    failed = await client.post(f"{base}/api/v1/auth/token", data={"username": name, "password": wrong_password})
+    assert failed.status_code == 401
+    created = await client.post(f"{base}/api/v1/api-keys", json={"name": "e2e"}, headers=trader.headers)
+    assert created.status_code == 201, created.text
+    api_key = created.json()["api_key"]
+
+    # The order flow with its socket on /ws?token=, then a socket on /ws?api_key= and a REST call with the key.
+    seen = await place_order_and_see_the_fill(client, trader)
+    async with connect(base.replace("http://", "ws://") + f"/ws?api_key={api_key}", open_timeout=10) as ws:
+        assert json.loads(await ws.recv())["type"] == "ws.connected"
+    assert (await client.get(f"{base}/api/v1/orders", headers={"X-API-Key": api_key})).status_code == 200
+
+    # An approval signed as risk signs one, handed to execution with an internal token as risk hands it.
+    terms = OrderTerms(
+        client_order_id=f"signed-{secrets.token_hex(4)}",
+        account_id=name,
+        ts_code=seen["quote"]["ts_code"],
+        side="buy",
+        order_type="market",
+        qty=100,
+    )
+    approval = sign_approval(fleet.env["LH_APPROVAL_SECRET"], terms, f"d-{secrets.token_hex(6)}")
+    internal = mint_internal_token(fleet.env["LH_INTERNAL_SECRET"], Principal(name, "trader", name))
+    body = {**terms.model_dump(mode="json"), "approval": approval.model_dump(mode="json")}
+    placed = await client.post(fleet.url("execution") + "/v1/orders", json=body, headers={INTERNAL_HEADER: internal})
+    assert placed.status_code == 201, placed.text
+
+    url_passwords = [urlsplit(v).password or "" for k, v in fleet.env.items() if k.endswith("_URL") and "://" in v]
+    used = {
+        "admin password": fleet.env["LH_ADMIN_PASSWORD"],
+        "user password": password,
+        "wrong password": wrong_password,
+        "admin JWT": admin.token,
+        "trader JWT": trader.token,
+        "API key secret": api_key.rsplit("_", 1)[1],
+        "approval signature": approval.signature,
+        "internal token": internal,
+        "JWT secret": fleet.env["LH_JWT_SECRET"],
+        "internal secret": fleet.env["LH_INTERNAL_SECRET"],
+        "approval secret": fleet.env["LH_APPROVAL_SECRET"],
+        # A URL's password as it would leak, in its URL ("guest" is also the RabbitMQ user name of a test setup).
+        **{f"password in a URL ({i})": f":{p}@" for i, p in enumerate(url_passwords) if p},
+    }
+    logs = {path.name: path.read_text() for path in fleet.log_dir.glob("*.log")}
+    assert set(logs) >= {"gateway.log", "risk.log", "execution.log", "data.log"}
+    leaks = [(what, file) for what, secret in used.items() for file, text in logs.items() if secret in text]
+    assert leaks == []
+    # The handshakes were logged, without their credentials: the check above looked at the lines that had them.
+    handshakes = [line for line in logs["gateway.log"].splitlines() if '"WebSocket /ws?' in line]
+    assert any("/ws?token=[REDACTED]" in line for line in handshakes), handshakes
+    assert any("/ws?api_key=[REDACTED]" in line for line in handshakes), handshakes
 
 
 async def test_a_killed_process_is_restarted_and_answers_again_while_the_others_run_on(

@@ -5,7 +5,8 @@ expects `{"code": 0, "msg": "", "data": {"fields": [...], "items": [[...], ...]}
 with a message. This server answers from in-memory DataFrames (one per api, Tushare layout), filters by the usual
 params (trade_date, ts_code, start_date/end_date, list_status, index_code, exchange, limit/offset), honours
 `fields`, and can inject faults per api: rate-limit replies, HTTP errors, timeouts, bad-token replies, empty or
-garbage answers. It records every call it receives.
+garbage answers. `denied` apis answer every call with Tushare's permission refusal (code 40203, "抱歉，您没有访问该
+接口的权限…"), as for a token without enough points for them. It records every call it receives.
 
     with FakeTushare({"daily": frame}, token="t") as server:
         provider = TushareProvider(TushareConfig(token="t", url=server.url))
@@ -24,7 +25,7 @@ import threading
 import time
 import urllib.request
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -80,6 +81,7 @@ class _State:
     by_day: dict[str, dict[str, np.ndarray]]  # api -> trade_date -> row positions
     max_rows: dict[str, int]
     timeout_sleep_s: float
+    denied: frozenset[str] = frozenset()  # apis the token is not entitled to: every call is refused
     faults: dict[str, deque[str]] = field(default_factory=dict)
     calls: list[FakeCall] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -210,6 +212,8 @@ class _Handler(BaseHTTPRequestHandler):
         fields = str(body.get("fields") or "")
         token_ok = body.get("token") == self.state.token
         fault = self.state.next_fault(api) if token_ok else "bad_token"
+        if fault is None and api in self.state.denied:
+            fault = "no_permission"
         rows = 0
         if fault is None:
             frame = _select(self.state, api, params)
@@ -293,7 +297,8 @@ def _make_server(state: _State, port: int) -> ThreadingHTTPServer:
 
 class FakeTushare:
     """The fake server. `data` maps api names ('daily', 'trade_cal', ...) to frames in Tushare's layout, with
-    'YYYYMMDD' text dates. `max_rows` caps rows per reply per api (Tushare's per-call limits), to exercise paging."""
+    'YYYYMMDD' text dates. `max_rows` caps rows per reply per api (Tushare's per-call limits), to exercise paging.
+    `denied`: apis refused on every call with Tushare's no-permission reply (a token short of the points for them)."""
 
     def __init__(
         self,
@@ -302,6 +307,7 @@ class FakeTushare:
         token: str = TOKEN,
         max_rows: Mapping[str, int] | None = None,
         timeout_sleep_s: float = 1.0,
+        denied: Collection[str] = (),
     ) -> None:
         frames = {api: frame.reset_index(drop=True) for api, frame in data.items()}
         self._state = _State(
@@ -310,6 +316,7 @@ class FakeTushare:
             by_day={api: _index_by_day(frame) for api, frame in frames.items()},
             max_rows=dict(max_rows or {}),
             timeout_sleep_s=timeout_sleep_s,
+            denied=frozenset(denied),
         )
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None

@@ -237,6 +237,37 @@
     $("order-security-name").textContent = security
       ? `${security.name} · ${security.exchange || ""} ${security.board || ""}${security.is_st ? " · ST" : ""}`
       : "";
+    $("order-qty-hint").textContent = lotHint(security ? security.board : null, $("order-side").value);
+  }
+
+  // The lot rules risk applies (shared/market/rules.py), as a hint: risk still decides.
+  const BUY_LOTS = {
+    main: "Buys in lots of 100 shares.",
+    chinext: "Buys in lots of 100 shares.",
+    star: "STAR buys: at least 200 shares, then any number.",
+    bse: "BSE buys: at least 100 shares, then any number.",
+  };
+
+  function lotHint(board, side) {
+    if (side === "sell") return "Whole shares. An odd lot can only be sold as the whole position.";
+    return `Whole shares. ${BUY_LOTS[board] || "Buys in lots of 100 shares (STAR: at least 200, BSE: at least 100, then any number)."}`;
+  }
+
+  // The quantity as typed, or why it is not one: digits only, so 100.5 or 1e3 is refused here instead of being
+  // sent as something else.
+  function readQty() {
+    const text = $("order-qty").value.trim();
+    if (!/^[0-9]+$/.test(text)) {
+      return { error: text === "" ? "Enter a quantity in shares." : "Whole shares only: digits 0-9, no decimal point, sign or exponent." };
+    }
+    const qty = Number(text);
+    if (!Number.isSafeInteger(qty) || qty <= 0) return { error: "The quantity must be a positive whole number of shares." };
+    return { qty };
+  }
+
+  function showQtyError(message) {
+    $("order-qty").classList.toggle("is-invalid", !!message);
+    $("order-qty-error").textContent = message || "";
   }
 
   // --- orders ----------------------------------------------------------------------------------------------
@@ -251,12 +282,19 @@
     event.preventDefault();
     const out = $("order-result");
     const orderType = $("order-type").value;
+    const { qty, error } = readQty();
+    showQtyError(error);
+    if (error) {
+      out.replaceChildren();
+      $("order-qty").focus();
+      return;
+    }
     const order = {
       client_order_id: newClientOrderId(),
       ts_code: $("order-ts-code").value.trim().toUpperCase(),
       side: $("order-side").value,
       order_type: orderType,
-      qty: Number.parseInt($("order-qty").value, 10),
+      qty,
     };
     // The price travels as a decimal string: the services keep money exact, a float would not be.
     const price = $("order-price").value.trim();
@@ -427,7 +465,8 @@
         (p.eta_s != null ? ` · about ${Math.round(p.eta_s)} s left` : "");
     } else if (event.type.startsWith("backtest.")) {
       summary = `backtest ${fmt(p.backtest_id)} ${fmt(p.status)}` +
-        (p.total_return != null ? ` · return ${p.total_return}` : "") + (p.error ? ` · ${p.error}` : "");
+        (p.total_return != null ? ` · return ${fmtPercent(p.total_return) ?? p.total_return}` : "") +
+        (p.error ? ` · ${p.error}` : "");
     } else {
       summary = JSON.stringify(p);
     }
@@ -457,28 +496,21 @@
     if (event.type.startsWith("backtest.")) onBacktestEvent(event.type, p);
   }
 
-  // The report is a self-contained HTML page behind the same credentials as the API: fetch it with the token and
-  // show it from a blob URL (a plain link would carry no Authorization header).
+  // The report is a self-contained HTML page whose charts are inline scripts. The desk's policy refuses those (and a
+  // blob: page would inherit it), and a plain link carries no Authorization header: the gateway gives a short-lived
+  // link for this one report, served with its own sandboxed policy (gateway/reports.py). The tab is opened at the
+  // click, so no popup blocker stops it, and pointed at the link once it is there.
   async function openReport(backtestId) {
-    const headers = state.session ? { Authorization: `Bearer ${state.session.token}` } : {};
-    let response;
-    try {
-      response = await fetch(`/api/v1/backtests/${encodeURIComponent(backtestId)}/report.html`, { headers });
-    } catch (err) {
-      response = null;
-    }
-    if (!response || !response.ok) {
-      let data = null;
-      try {
-        data = response ? await response.json() : null;
-      } catch (err) {
-        data = null;
-      }
-      showBacktestsError(`Report ${backtestId}: ${errorText({ status: response ? response.status : 0, data })}`);
+    const tab = window.open("about:blank", "_blank");
+    if (tab) tab.opener = null;
+    const result = await api(`/api/v1/backtests/${encodeURIComponent(backtestId)}/report-link`, { method: "POST" });
+    if (!result.ok || !result.data || typeof result.data.url !== "string") {
+      if (tab) tab.close();
+      showBacktestsError(`Report ${backtestId}: ${errorText(result)}`);
       return;
     }
-    const url = URL.createObjectURL(new Blob([await response.text()], { type: "text/html" }));
-    window.open(url, "_blank", "noopener");
+    if (tab) tab.location.replace(result.data.url);
+    else window.open(result.data.url, "_blank", "noopener");
   }
 
   // Fills arrive in bursts: one table reload per burst.
@@ -1099,6 +1131,9 @@
     $("order-form").addEventListener("submit", placeOrder);
     $("order-type").addEventListener("change", onTypeChange);
     $("order-ts-code").addEventListener("input", describeSecurity);
+    $("order-side").addEventListener("change", describeSecurity);
+    $("order-qty").addEventListener("input", () => showQtyError(""));
+    describeSecurity();
     $("orders-refresh").addEventListener("click", refreshOrders);
     $("account-refresh").addEventListener("click", refreshAccount);
     $("events-clear").addEventListener("click", () => $("events").replaceChildren());

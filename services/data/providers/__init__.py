@@ -14,7 +14,13 @@ from services.data.providers.errors import (
     ProviderUnavailable,
     RateLimited,
 )
-from services.data.providers.files import FileImportError, FileIssue, read_daily_file
+from services.data.providers.files import (
+    FileImportError,
+    FileIssue,
+    FilesImportError,
+    read_daily_file,
+    read_daily_files,
+)
 from services.data.providers.port import API_SCHEMAS, LIST_STATUSES, ApiSchema, DateLike, MarketDataProvider, ymd
 from services.data.providers.ratelimit import RateLimiter, RetryPolicy
 from services.data.providers.tushare import TushareConfig, TushareProvider
@@ -29,6 +35,7 @@ __all__ = [
     "DemoProvider",
     "FileImportError",
     "FileIssue",
+    "FilesImportError",
     "MarketDataProvider",
     "PermissionDenied",
     "ProviderDataError",
@@ -41,5 +48,6 @@ __all__ = [
     "TushareConfig",
     "TushareProvider",
     "read_daily_file",
+    "read_daily_files",
     "ymd",
 ]

@@ -1,8 +1,9 @@
 """The deterministic demo market (services/data/demo.py) behind the `MarketDataProvider` port, for standalone mode
 and benchmarks: the same Tushare layouts as the real provider, so ingestion cannot tell them apart.
 
-The demo models stocks, bars, adjustment factors, suspensions and one ST stock; it has no indices and no
-valuation data, so index_daily, index_weight and daily_basic answer with no rows (documented, not faked).
+The demo models stocks, bars, adjustment factors, suspensions, one ST stock and Tushare's daily_basic fields of every
+bar (generated from per-company fundamentals, services/data/demo.py); it has no indices, so index_daily and
+index_weight answer with no rows (documented, not faked).
 """
 
 from __future__ import annotations
@@ -48,13 +49,21 @@ class DemoProvider:
                 self._by_day = {str(k): v for k, v in groups.items()}
             return self._market
 
-    async def _day_rows(self, trade_date: DateLike) -> pd.DataFrame:
+    def data_ends(self) -> date:
+        """The demo market is a fixed window: nothing is ever published after its last day (`demo_end`)."""
+        if self._market is not None:
+            return self._market.trade_days[-1]
+        return date.fromisoformat(self._settings.demo_end)
+
+    async def _day_rows(self, trade_date: DateLike, *, basic: bool = False) -> pd.DataFrame:
+        """The day's rows of the daily frame, or of the daily_basic frame (row for row in the daily frame's order)."""
         market = await self.market()
         assert self._by_day is not None
+        frame = market.daily_basic if basic else market.daily
         positions = self._by_day.get(ymd(trade_date))
         if positions is None:
-            return market.daily.iloc[0:0]
-        return market.daily.iloc[positions].reset_index(drop=True)
+            return frame.iloc[0:0]
+        return frame.iloc[positions].reset_index(drop=True)
 
     async def stock_basic(self, list_statuses: tuple[str, ...] = LIST_STATUSES) -> pd.DataFrame:
         market = await self.market()
@@ -112,7 +121,8 @@ class DemoProvider:
         return (await self._day_rows(trade_date)).loc[:, ["ts_code", "trade_date", "adj_factor"]]
 
     async def daily_basic(self, trade_date: DateLike, *, expect_rows: bool = False) -> pd.DataFrame:
-        return empty_frame("daily_basic")
+        """The generated daily_basic of the day's bars, in Tushare's layout and units (as the real endpoint)."""
+        return (await self._day_rows(trade_date, basic=True)).loc[:, list(API_SCHEMAS["daily_basic"].fields)]
 
     async def stk_limit(self, trade_date: DateLike, *, expect_rows: bool = False) -> pd.DataFrame:
         """Limit prices from shared.market's rules on each traded stock's pre_close (every demo stock is seasoned,

@@ -139,6 +139,13 @@ NULLABLE_DATES = frozenset({"delist_date", "end_date", "ann_date", "pretrade_dat
 LIST_STATUSES = ("L", "D", "P")  # listed, delisted, listing suspended (上市 / 退市 / 暂停上市)
 
 
+def data_ends(provider: object) -> date | None:
+    """The last day a provider has any data for when it is a fixed data set (the demo market ends on its
+    `demo_end`), read from its optional `data_ends()`; None for a live source such as Tushare, which publishes on."""
+    ends = getattr(provider, "data_ends", None)
+    return ends() if callable(ends) else None
+
+
 def empty_frame(api: str) -> pd.DataFrame:
     """A frame with the endpoint's columns and no rows: a true "nothing on that day" answer."""
     return pd.DataFrame({f: pd.Series(dtype=object) for f in API_SCHEMAS[api].fields})

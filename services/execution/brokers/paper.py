@@ -133,31 +133,32 @@ class PaperBroker:
                 status = OrderStatus.FILLED
                 fills = (Fill(f"paper-{order.order_id}-1", order.qty, fill_price, now),)
         try:
-            async with self.db.session() as s:
-                await s.execute(
-                    paper_orders.insert().values(
-                        order_id=order.order_id,
-                        ts_code=order.ts_code,
-                        side=order.side.value,
-                        order_type=order.order_type.value,
-                        qty=order.qty,
-                        price_fen=None if order.price is None else to_fen(order.price),
-                        status=status.value,
-                        reason=reason,
-                        created_at=to_db_time(now),
-                        updated_at=to_db_time(now),
-                    )
-                )
-                for fill in fills:
+            async for attempt in self.db.transaction():
+                async with attempt as s:
                     await s.execute(
-                        paper_fills.insert().values(
-                            fill_id=fill.fill_id,
+                        paper_orders.insert().values(
                             order_id=order.order_id,
-                            qty=fill.qty,
-                            price_fen=to_fen(fill.price),
-                            traded_at=to_db_time(fill.traded_at),
+                            ts_code=order.ts_code,
+                            side=order.side.value,
+                            order_type=order.order_type.value,
+                            qty=order.qty,
+                            price_fen=None if order.price is None else to_fen(order.price),
+                            status=status.value,
+                            reason=reason,
+                            created_at=to_db_time(now),
+                            updated_at=to_db_time(now),
                         )
                     )
+                    for fill in fills:
+                        await s.execute(
+                            paper_fills.insert().values(
+                                fill_id=fill.fill_id,
+                                order_id=order.order_id,
+                                qty=fill.qty,
+                                price_fen=to_fen(fill.price),
+                                traded_at=to_db_time(fill.traded_at),
+                            )
+                        )
         except IntegrityError:
             # Submitted concurrently (or cancelled first): the book already has the answer.
             known = await self.report(order.order_id)
@@ -178,25 +179,26 @@ class PaperBroker:
     async def _withdraw(self, order_id: str, reason: str, *, tombstone_reason: str) -> BrokerReport:
         now = to_db_time(self.clock())
         try:
-            async with self.db.session() as s:
-                row = (await s.execute(select(paper_orders).where(paper_orders.c.order_id == order_id))).first()
-                if row is None:
-                    # A tombstone, so that a submission still in flight can no longer fill it.
-                    await s.execute(
-                        paper_orders.insert().values(
-                            order_id=order_id,
-                            status=OrderStatus.CANCELLED.value,
-                            reason=tombstone_reason[:255],
-                            created_at=now,
-                            updated_at=now,
+            async for attempt in self.db.transaction():
+                async with attempt as s:
+                    row = (await s.execute(select(paper_orders).where(paper_orders.c.order_id == order_id))).first()
+                    if row is None:
+                        # A tombstone, so that a submission still in flight can no longer fill it.
+                        await s.execute(
+                            paper_orders.insert().values(
+                                order_id=order_id,
+                                status=OrderStatus.CANCELLED.value,
+                                reason=tombstone_reason[:255],
+                                created_at=now,
+                                updated_at=now,
+                            )
                         )
-                    )
-                elif row.status in (OrderStatus.SUBMITTED.value, OrderStatus.PARTIALLY_FILLED.value):
-                    await s.execute(
-                        update(paper_orders)
-                        .where(paper_orders.c.order_id == order_id, paper_orders.c.status == row.status)
-                        .values(status=OrderStatus.CANCELLED.value, reason=reason[:255], updated_at=now)
-                    )
+                    elif row.status in (OrderStatus.SUBMITTED.value, OrderStatus.PARTIALLY_FILLED.value):
+                        await s.execute(
+                            update(paper_orders)
+                            .where(paper_orders.c.order_id == order_id, paper_orders.c.status == row.status)
+                            .values(status=OrderStatus.CANCELLED.value, reason=reason[:255], updated_at=now)
+                        )
         except IntegrityError:
             pass  # submitted at the same moment: the book below says which came first
         report = await self.report(order_id)
@@ -205,16 +207,18 @@ class PaperBroker:
         return report
 
     async def report(self, order_id: str) -> BrokerReport | None:
-        async with self.db.session() as s:
-            row = (await s.execute(select(paper_orders).where(paper_orders.c.order_id == order_id))).first()
-            if row is None:
-                return None
-            fill_rows = (
-                await s.execute(
-                    select(paper_fills).where(paper_fills.c.order_id == order_id).order_by(paper_fills.c.fill_id)
-                )
-            ).all()
-        return _report(row, fill_rows)
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                row = (await s.execute(select(paper_orders).where(paper_orders.c.order_id == order_id))).first()
+                if row is None:
+                    return None
+                fill_rows = (
+                    await s.execute(
+                        select(paper_fills).where(paper_fills.c.order_id == order_id).order_by(paper_fills.c.fill_id)
+                    )
+                ).all()
+                report = _report(row, fill_rows)
+        return report
 
 
 def _report(row: Row[Any], fill_rows: Sequence[Row[Any]]) -> BrokerReport:

@@ -505,6 +505,13 @@ async def test_bad_requests_are_refused_and_nothing_is_stored(stack: Stack) -> N
         "backwards": ({**good, "start": "2024-03-07", "end": "2024-03-04"}, 422, "invalid_request", "end"),
         "no cash": ({**good, "initial_cash": 0}, 422, "invalid_request", "initial_cash"),
         "fractions of a fen": ({**good, "initial_cash": "1000.001"}, 422, "invalid_request", "initial_cash"),
+        # Read strictly (shared/request_model.py): no unknown field, no timestamp for a date, no boolean or inexact
+        # number for an amount, no string for a boolean.
+        "unknown field": ({**good, "stop_loss": "0.1"}, 422, "invalid_request", "stop_loss"),
+        "a date as a number": ({**good, "start": 20240304}, 422, "invalid_request", "start"),
+        "cash as true": ({**good, "initial_cash": True}, 422, "invalid_request", "initial_cash"),
+        "cash beyond a float": ({**good, "initial_cash": 1234567.123456789}, 422, "invalid_request", "initial_cash"),
+        "cost as a word": ({**good, "costs": {"stamp_duty": "no"}}, 422, "invalid_request", "costs.stamp_duty"),
     }
     for label, (body, status, code, field) in cases.items():
         resp = await stack.client.post("/v1/backtests", json=body, headers=stack.headers())

@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pandas as pd
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from pydantic import SecretStr
 from sqlalchemy import func, select
 
+import services.data.store as store_module
 from services.data.app import create_app
+from services.data.cache import ReadCache
 from services.data.demo import generate_demo_market
 from services.data.loader import load_demo_market
-from services.data.store import DataStore, daily_bars, metadata
+from services.data.store import MIGRATIONS_DIR, DataStore, daily_bars, metadata
+from shared.cache import MemoryCache
+from shared.db import Database
 from shared.internal_auth import service_headers
 from shared.settings import Settings
 
@@ -137,3 +144,76 @@ async def test_a_read_overtaken_by_a_write_is_not_cached(tmp_path: Path, monkeyp
         monkeypatch.setattr(read_cache, "put", real_put)
         after = (await client.get("/v1/bars", params=params)).json()["bars"]
         assert after[-1]["trade_date"] == "2025-01-02"  # not the stale answer from the cache
+
+
+async def test_a_write_by_another_process_is_served_at_once(tmp_path: Path) -> None:
+    # The service and a CLI import on one SQLite file: two engines, each with its own in-process cache. The writer's
+    # invalidation cannot reach the service's cache; the data version in the database tells the service.
+    settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/{{service}}.db", load_demo_data=False)
+    app = create_app(settings)
+    day = date(2024, 6, 3)
+    security = {"ts_code": "600000.SH", "symbol": "600000", "name": "浦发银行", "exchange": "SH", "board": "main",
+                "is_st": False, "list_date": date(1999, 11, 10), "delist_date": None}  # fmt: skip
+
+    def bar(close: int) -> dict[str, Any]:
+        return {"ts_code": "600000.SH", "trade_date": day, "open": 1000, "high": max(close, 1000), "low": 990,
+                "close": close, "pre_close": 1000, "vol": 1000, "amount": 1000 * close, "adj_factor": Decimal(1)}  # fmt: skip
+
+    params = {"ts_code": "600000.SH", "start": "2024-06-01", "end": "2024-06-30"}
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://data",
+                          headers=service_headers(settings.internal_secret, "test")) as client,
+    ):  # fmt: skip
+        other = Database(settings.database_url_for("data"))
+        await other.connect()
+        try:
+            cli_store = DataStore(other, on_change=ReadCache(MemoryCache(), settings.bus_namespace).invalidate)
+            await cli_store.load([security], [{"exchange": "SSE", "cal_date": day, "is_open": True}], [bar(1001)])
+            first = (await client.get("/v1/bars", params=params)).json()  # read, and cached
+            assert [b["close"] for b in first["bars"]] == ["10.01"]
+            await cli_store.load([], [], [bar(1002)])  # the "CLI" writes again
+            again = (await client.get("/v1/bars", params=params)).json()
+            assert [b["close"] for b in again["bars"]] == ["10.02"]
+        finally:
+            await other.dispose()
+
+
+async def test_sqlite_bulk_writes_commit_per_batch_so_other_writers_get_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A bulk write of 3 batches; before each batch another connection (another process, say a run's progress
+    # heartbeat) writes without waiting at all: the previous batch must not still hold SQLite's write lock.
+    path = tmp_path / "data.db"
+    db = Database(f"sqlite+aiosqlite:///{path}")
+    await db.connect()
+    try:
+        await db.migrate(MIGRATIONS_DIR)
+        store = DataStore(db)
+        run_id = await store.start_ingest_run("import", None, None)
+        monkeypatch.setattr(store_module, "BULK_BATCH_ROWS", 2)
+        real_column = store_module._sqlite_column
+        beats: list[int] = []
+
+        def heartbeat_first(values: Any, column: Any) -> Any:
+            if column.name == "ts_code":  # once per batch
+                with closing(sqlite3.connect(path, timeout=0)) as other:  # "database is locked" if it had to wait
+                    other.execute("UPDATE ingest_runs SET rows = ? WHERE run_id = ?", (len(beats), run_id))
+                    other.commit()
+                beats.append(1)
+            return real_column(values, column)
+
+        monkeypatch.setattr(store_module, "_sqlite_column", heartbeat_first)
+        days = ["20240603", "20240604", "20240605", "20240606", "20240607", "20240611"]
+        frame = pd.DataFrame({"ts_code": "600000.SH", "trade_date": days, "open": 10.0, "high": 10.1, "low": 9.9,
+                              "close": 10.0, "pre_close": 10.0, "vol": 10.0, "amount": 10.0, "adj_factor": 1.0})  # fmt: skip
+        told: list[int] = []
+        assert await store.upsert_daily_bars(frame, on_rows=told.append) == 6
+        assert len(beats) == 3 and told == [2, 2, 2]  # the rows of each committed batch, for the run's progress
+        run = await store.get_ingest_run(run_id)
+        assert run is not None and run.rows == 2
+        async with db.engine.connect() as conn:
+            pragmas = [(await conn.exec_driver_sql(f"PRAGMA {p}")).scalar() for p in ("journal_mode", "busy_timeout")]
+        assert pragmas[0] == "wal" and pragmas[1] >= 10_000  # readers beside the writer; writes wait, not fail
+    finally:
+        await db.dispose()

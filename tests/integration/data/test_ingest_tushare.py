@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import secrets
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
@@ -16,12 +17,14 @@ from typing import Any
 import httpx
 import pandas as pd
 import pytest
+from prometheus_client import CollectorRegistry
 from sqlalchemy import func, select
 
 from services.data.app import create_app
 from services.data.cli import run as cli_run
 from services.data.events import outbox
 from services.data.ingest import IngestOptions, Ingestor
+from services.data.metrics import DataMetrics, StoredThrough
 from services.data.providers import RetryPolicy, TushareConfig, TushareProvider
 from services.data.providers.ratelimit import RateLimiter
 from services.data.scheduler import SHANGHAI
@@ -386,7 +389,7 @@ async def test_the_service_api_and_bars_updated_on_the_bus(backing: Any, fake: F
             payload = received[0].payload
             assert received[0].type == "bars.updated" and received[0].source == "data"
             assert payload == {"trade_date": "2024-01-15", "start_date": "2024-01-02", "end_date": "2024-01-15",
-                               "symbols": 3, "rows": 29, "complete": True}  # fmt: skip
+                               "symbols": 3, "rows": 29, "complete": True, "skipped_endpoints": []}  # fmt: skip
 
             report = (await c.get(f"/v1/quality/reports/{run_id}")).json()  # by the ingest run's id
             assert report["ingest_run_id"] == run_id and report["findings"] == 0
@@ -591,7 +594,7 @@ async def test_a_run_failing_on_a_later_day_announces_the_days_it_wrote(store: D
     events = await outbox_events(store)
     assert [(e.type, e.source) for e in events] == [("bars.updated", "data")]
     assert events[0].payload == {"trade_date": "2024-01-05", "start_date": "2024-01-02", "end_date": "2024-01-05",
-                                 "symbols": 3, "rows": 12, "complete": False}  # fmt: skip
+                                 "symbols": 3, "rows": 12, "complete": False, "skipped_endpoints": []}  # fmt: skip
     assert notified == [True]  # the relay is woken
     run = await store.get_ingest_run(result.run_id)
     assert run is not None and run.status == "failed" and run.error == result.error
@@ -633,7 +636,7 @@ async def test_http_500s_for_good_after_the_first_days_announce_what_was_written
     [event] = await outbox_events(store)
     assert event.payload == {"trade_date": last_day.isoformat(), "start_date": "2024-01-02",
                              "end_date": last_day.isoformat(), "symbols": 3, "rows": stored,
-                             "complete": False}  # fmt: skip
+                             "complete": False, "skipped_endpoints": []}  # fmt: skip
 
 
 async def test_a_failed_run_that_wrote_no_bars_announces_nothing(store: DataStore, fake: FakeTushare) -> None:
@@ -668,7 +671,7 @@ async def test_an_interrupted_run_announces_the_days_it_wrote(store: DataStore, 
         await run
     [event] = await outbox_events(store)
     assert event.payload == {"trade_date": "2024-01-02", "start_date": "2024-01-02", "end_date": "2024-01-02",
-                             "symbols": 3, "rows": 3, "complete": False}  # fmt: skip
+                             "symbols": 3, "rows": 3, "complete": False, "skipped_endpoints": []}  # fmt: skip
     [row] = await store.list_ingest_runs()
     assert row.status == "interrupted" and row.detail["bars"]["end"] == "2024-01-02"
 
@@ -705,7 +708,7 @@ async def test_a_failed_run_s_bars_updated_reaches_the_bus(backing: Any) -> None
         await listener.close()
     assert [(e.type, e.source) for e in received] == [("bars.updated", "data")]
     assert received[0].payload == {"trade_date": "2024-01-03", "start_date": "2024-01-02", "end_date": "2024-01-03",
-                                   "symbols": 3, "rows": 6, "complete": False}  # fmt: skip
+                                   "symbols": 3, "rows": 6, "complete": False, "skipped_endpoints": []}  # fmt: skip
 
 
 async def test_a_bars_write_cut_short_is_announced_with_its_batch(
@@ -744,7 +747,7 @@ async def test_a_bars_write_cut_short_is_announced_with_its_batch(
     # The announcement covers the batch that was cut short (the rows count its whole batch: 2 x 2 days x 3).
     [event] = await outbox_events(store)
     assert event.payload == {"trade_date": "2024-01-05", "start_date": "2024-01-02", "end_date": "2024-01-05",
-                             "symbols": 3, "rows": 12, "complete": False}  # fmt: skip
+                             "symbols": 3, "rows": 12, "complete": False, "skipped_endpoints": []}  # fmt: skip
     # `update` starts again from the batch cut short: the last whole day is the 3rd.
     assert await store.complete_through() == date(2024, 1, 3)
 
@@ -775,4 +778,54 @@ async def test_a_file_import_cut_short_announces_the_bars_it_may_have_written(
     assert await count(store, daily_bars) == 4
     [event] = await outbox_events(store)
     assert event.payload == {"trade_date": "2024-01-03", "start_date": "2024-01-02", "end_date": "2024-01-03",
-                             "symbols": 3, "rows": 6, "complete": False}  # fmt: skip
+                             "symbols": 3, "rows": 6, "complete": False, "skipped_endpoints": []}  # fmt: skip
+
+
+async def test_an_optional_endpoint_the_token_may_not_use_is_skipped_and_the_run_says_so(store: DataStore) -> None:
+    # A token without the points for stk_limit: Tushare refuses every call with code 40203 "没有访问该接口的权限".
+    registry = CollectorRegistry()
+    with FakeTushare(market(), token="t0ken", denied=["stk_limit"]) as server:
+        ingestor = Ingestor(store, provider_for(server))
+        ingestor.on_finish = StoredThrough(DataMetrics(registry), ingestor, lambda d: True, None).run_finished
+        result = await ingestor.backfill(date(2024, 1, 2), date(2024, 1, 5))
+        asked = len(server.calls_to("stk_limit"))
+    assert result.status == "succeeded", result.error
+    assert (
+        list(result.skipped_endpoints) == ["stk_limit"] and "PermissionDenied" in result.skipped_endpoints["stk_limit"]
+    )
+    assert asked == 1  # not asked again on the next days
+    # Everything else of the 4 open days is stored: 3 stocks x 4 days of bars, factors and basics; no limit rows.
+    assert (await count(store, daily_bars), await count(store, adj_factors)) == (12, 12)
+    assert (await count(store, daily_basic), await count(store, stk_limits)) == (12, 0)
+    run = await store.get_ingest_run(result.run_id)
+    assert run is not None and run.status == "succeeded"
+    assert run.detail["skipped_endpoints"] == result.skipped_endpoints
+    async with store.db.session() as session:
+        (body,) = (await session.scalars(select(outbox.c.body))).all()
+    assert json.loads(body)["payload"]["skipped_endpoints"] == ["stk_limit"]
+    assert registry.get_sample_value("lh_data_ingest_skipped_endpoints_total", {"api": "stk_limit"}) == 1
+
+
+@pytest.mark.parametrize(("denied", "options"), [("stk_limit", IngestOptions(skip_denied_optional=False)),
+                                                 ("daily", IngestOptions())])  # fmt: skip
+async def test_a_denied_endpoint_fails_the_run_when_required_or_not_to_be_skipped(
+    store: DataStore, denied: str, options: IngestOptions
+) -> None:
+    with FakeTushare(market(), token="t0ken", denied=[denied]) as server:
+        result = await Ingestor(store, provider_for(server), options=options).backfill(
+            date(2024, 1, 2), date(2024, 1, 5)
+        )
+    assert result.status == "failed" and result.skipped_endpoints == {}
+    assert "PermissionDenied" in (result.error or "") and f"Tushare {denied}" in (result.error or "")
+    assert await count(store, daily_bars) == 0
+
+
+async def test_the_cli_names_a_skipped_endpoint(backing: Any) -> None:
+    settings = backing.settings(scope="ingskip" + secrets.token_hex(3), load_demo_data=False)
+    out = io.StringIO()
+    with FakeTushare(market(), token="t0ken", denied=["daily_basic"]) as server:
+        code = await cli_run(["backfill", "--start", "2024-01-02", "--end", "2024-01-03"], settings=settings,
+                             provider=provider_for(server), out=out)  # fmt: skip
+    assert code == 0, out.getvalue()
+    assert "succeeded" in out.getvalue() and "6 bars of 3 symbols" in out.getvalue()
+    assert "skipped daily_basic (optional; the token may not use it): PermissionDenied" in out.getvalue()

@@ -11,11 +11,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import and_, delete, insert, update
 
 import services.data.ingest as ingest
-from services.data.ingest import Ingestor
+from services.data.ingest import IngestOptions, Ingestor
+from services.data.ingest_api import ingest_router
+from services.data.quality import RULES, QualityThresholds
 from services.data.store import MIGRATIONS_DIR, DataStore, daily_bars, stk_limits, suspensions
 from shared.db import Database
 from tests.integration.data.test_ingest_tushare import market
@@ -175,3 +179,54 @@ async def test_the_store_columns_are_storage_units(store: DataStore) -> None:
     assert (limits["up_limit"].tolist(), limits["down_limit"].tolist()) == ([1006], [904])  # 10.04 x 0.9 -> 9.04
     empty = await store.quality_columns(daily_bars, [], date(2024, 1, 8), date(2024, 1, 9))
     assert len(empty["ts_code"]) == 0 and set(empty) == set(bars)
+
+
+async def test_a_stored_report_keeps_its_true_totals_when_examples_are_capped(store: DataStore) -> None:
+    # One example kept per rule: outside_limits and pre_close_gap found 2 each (EXPECTED), so 10 found, 8 kept.
+    await store_market(store)
+    await plant_defects(store)
+    options = IngestOptions(quality_thresholds=QualityThresholds(max_findings_per_rule=1))
+    ingestor = Ingestor(store, lambda: None, options=options)  # type: ignore[arg-type,return-value]
+    report_id, _ = await ingestor.quality(date(2024, 1, 3), date(2024, 1, 15))
+
+    found = {rule: 0 for rule in RULES}
+    for rule, *_ in EXPECTED:
+        found[rule] += 1
+    kept = {rule: min(n, 1) for rule, n in found.items()}
+    app = FastAPI()
+    app.include_router(ingest_router)
+    app.state.store, app.state.ingestor = store, ingestor
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://data") as c:
+        served = (await c.get(f"/v1/quality/reports/{report_id}")).json()
+        listed = (await c.get("/v1/quality/reports")).json()
+    assert (served["findings"], served["kept"], len(served["items"])) == (10, 8, 8)
+    assert served["counts"] == found and served["kept_by_rule"] == kept
+    assert served["max_findings_per_rule"] == 1 and served["rules_skipped"] == {}
+    assert [(r["findings"], r["kept"], r["counts"]) for r in listed] == [(10, 8, found)]
+    assert [i["ts_code"] for i in served["items"] if i["rule"] == "outside_limits"] == ["000001.SZ"]
+
+
+@pytest.mark.parametrize("symbols_per_group", [1, 2, 500])
+async def test_missing_bars_do_not_depend_on_how_symbols_are_grouped(
+    store: DataStore, symbols_per_group: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The clean market (open days 01-02, 03, 04, 05, 08, 09, 10, 11, 12, 15; 000001.SZ halted on the 10th), and:
+    # 688001.SH's bars stop after the 11th (still listed), and 600519.SH is listed (since 2001) with no bar at all.
+    # Checked from the 3rd: 688001.SH misses the 12th and 15th, 600519.SH all 9 open days from the 3rd.
+    await store_market(store)
+    async with store.db.session() as session:
+        await session.execute(
+            delete(daily_bars).where(daily_bars.c.ts_code == "688001.SH", daily_bars.c.trade_date >= date(2024, 1, 12))
+        )
+    moutai = market()["stock_basic"].iloc[:1].assign(ts_code="600519.SH", symbol="600519", list_date="20010827")
+    await store.upsert_securities(moutai)
+    monkeypatch.setattr(ingest, "QUALITY_SYMBOLS_PER_CHUNK", symbols_per_group)
+    _, report = await Ingestor(store, lambda: None).quality(date(2024, 1, 3), date(2024, 1, 15))  # type: ignore[arg-type,return-value]
+
+    open_days = [date(2024, 1, d) for d in (3, 4, 5, 8, 9, 10, 11, 12, 15)]
+    expected = [("600519.SH", d) for d in open_days] + [
+        ("688001.SH", date(2024, 1, 12)),
+        ("688001.SH", date(2024, 1, 15)),
+    ]
+    assert [(f.ts_code, f.trade_date) for f in report.findings if f.rule == "missing_bar"] == expected
+    assert {rule: n for rule, n in report.counts.items() if n} == {"missing_bar": 11}

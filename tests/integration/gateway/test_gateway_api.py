@@ -7,14 +7,25 @@ import asyncio
 import json
 import math
 import re
+import secrets
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import jwt
 import pytest
 
-from gateway.security import Role, issue_token
+from gateway.app import create_app
+from gateway.security import Role, issue_token, new_api_key
+from shared.app import Infra
+from shared.bus import create_bus
+from shared.cache import create_cache
+from shared.http import ServiceDirectory
 from shared.internal_auth import INTERNAL_HEADER
+from tests.integration.gateway.conftest import Gateway, build_downstream
 
 pytestmark = pytest.mark.integration
 
@@ -68,6 +79,122 @@ async def test_wrong_password_and_unknown_user_are_both_401(gw: Any) -> None:
         assert response.status_code == 401
         assert response.json()["code"] == "invalid_credentials"
         assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+class FrozenClock:
+    """The login throttle's clock, moved by the test: lockouts end when the test says so, not after real waits."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@asynccontextmanager
+async def from_address(gateway: Any, address: str) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(gateway.app, client=(address, 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as client:
+        yield client
+
+
+def documentation_address() -> str:
+    """A random IPv6 documentation address (2001:db8::/32) no other test logs in from: failures count per address.
+    Only a name for the throttle: the in-process transport sends nothing anywhere."""
+    return f"2001:db8::{secrets.token_hex(2)}:{secrets.token_hex(2)}"
+
+
+async def test_failed_logins_under_many_names_lock_out_their_address(
+    gw: Any, gw_settings: Any, start_gateway: Any
+) -> None:
+    user = await gw.new_user("viewer")
+    async with start_gateway(gw_settings) as gateway:
+        clock = gateway.app.state.login_throttle.clock = FrozenClock()
+        attacker, elsewhere = documentation_address(), documentation_address()
+        suffix = secrets.token_hex(3)
+        async with from_address(gateway, attacker) as client:
+            statuses = []
+            for i in range(300):
+                tried = await client.post(
+                    "/api/v1/auth/token", data={"username": f"guess-{suffix}-{i}", "password": "password-1"}
+                )
+                statuses.append(tried.status_code)
+            # 20 failures are free; the 20th locks the address for 1 s, and the clock does not move.
+            assert statuses == [401] * 20 + [429] * 280
+            assert tried.json()["code"] == "login_locked" and tried.headers["Retry-After"] == "1"
+            # A right password from that address waits too...
+            assert (await client.post("/api/v1/auth/token", data=_form(user))).status_code == 429
+        # ...but not from another address.
+        async with from_address(gateway, elsewhere) as client:
+            assert (await client.post("/api/v1/auth/token", data=_form(user))).status_code == 200
+        clock.now += 1
+        async with from_address(gateway, attacker) as client:
+            assert (await client.post("/api/v1/auth/token", data=_form(user))).status_code == 200
+
+
+def _form(user: Any, password: str | None = None) -> dict[str, str]:
+    return {"username": user.username, "password": password or user.password}
+
+
+async def test_one_name_gets_ten_guesses_in_a_minute_then_its_owner_logs_in(
+    gw: Any, gw_settings: Any, start_gateway: Any
+) -> None:
+    victim = await gw.new_user("trader")
+    async with start_gateway(gw_settings) as gateway:
+        clock = gateway.app.state.login_throttle.clock = FrozenClock()
+        start = clock.now
+        guesses, response = 0, None
+        # Each guess from a new address (an attacker with many), the clock moved on by Retry-After when locked.
+        while clock.now < start + 60:
+            async with from_address(gateway, documentation_address()) as client:
+                response = await client.post("/api/v1/auth/token", data=_form(victim, "wrong-password"))
+            if response.status_code == 401:
+                guesses += 1
+            else:
+                assert response.status_code == 429 and response.json()["code"] == "login_locked"
+                clock.now += int(response.headers["Retry-After"])
+        # 5 free failures at 0 s, then one after each lockout of 1, 2, 4, 8, 16 s: at 1, 3, 7, 15 and 31 s; the next
+        # lockout (32 s) ends at 63 s.
+        assert guesses == 10
+        assert clock.now == start + 63
+        async with from_address(gateway, documentation_address()) as client:
+            # The lockout is over: the owner logs in, which clears the name's failures.
+            assert (await client.post("/api/v1/auth/token", data=_form(victim))).status_code == 200
+            assert (await client.post("/api/v1/auth/token", data=_form(victim, "typo-password"))).status_code == 401
+            assert (await client.post("/api/v1/auth/token", data=_form(victim))).status_code == 200
+
+
+async def test_a_name_is_locked_for_any_spelling_and_a_right_password_waits(
+    gw: Any, gw_settings: Any, start_gateway: Any
+) -> None:
+    victim = await gw.new_user("viewer")
+    async with start_gateway(gw_settings) as gateway:
+        gateway.app.state.login_throttle.clock = FrozenClock()
+        for i in range(5):
+            async with from_address(gateway, documentation_address()) as client:
+                name = victim.username.upper() if i % 2 else victim.username
+                wrong = await client.post("/api/v1/auth/token", data={"username": name, "password": "nope-nope"})
+                assert wrong.status_code == 401
+        async with from_address(gateway, documentation_address()) as client:
+            locked = await client.post("/api/v1/auth/token", data=_form(victim))
+        assert locked.status_code == 429 and locked.headers["Retry-After"] == "1"
+
+
+async def test_password_checks_beyond_the_bound_are_refused_at_once(
+    gw: Any, gw_settings: Any, start_gateway: Any
+) -> None:
+    user = await gw.new_user("viewer")
+    async with start_gateway(gw_settings) as gateway:
+        throttle = gateway.app.state.login_throttle
+        held = [await throttle.verifications.acquire() for _ in range(throttle.policy.max_concurrent_verifications)]
+        assert len(held) == 4
+        async with from_address(gateway, documentation_address()) as client:
+            busy = await client.post("/api/v1/auth/token", data=_form(user))
+            assert busy.status_code == 503 and busy.json()["code"] == "login_busy"
+            assert busy.headers["Retry-After"] == "1"
+            for _ in held:
+                throttle.verifications.release()
+            assert (await client.post("/api/v1/auth/token", data=_form(user))).status_code == 200
 
 
 async def test_missing_or_bad_credentials_are_401_unauthenticated(gw: Any) -> None:
@@ -156,6 +283,27 @@ async def test_create_user_validates_and_refuses_duplicates(gw: Any) -> None:
 
     bad_role = await gw.client.post("/api/v1/users", json={**body, "username": "x-role", "role": "root"}, headers=admin)
     assert bad_role.status_code == 422
+
+
+async def test_the_gateways_own_bodies_refuse_unknown_fields_and_loose_values_and_change_nothing(gw: Any) -> None:
+    admin = await gw.admin_headers()
+    name = f"strict-{secrets.token_hex(4)}"
+    body = {"username": name, "password": "password123", "role": "viewer"}
+    extra = await gw.client.post("/api/v1/users", json={**body, "is_admin": True}, headers=admin)
+    assert extra.status_code == 422, extra.text
+    assert extra.json()["code"] == "invalid_request"
+    assert extra.json()["message"] == "is_admin: Extra inputs are not permitted"
+    assert name not in {u["username"] for u in (await gw.client.get("/api/v1/users", headers=admin)).json()}
+
+    user = await gw.new_user("viewer")
+    for patch in ({"disabled": "yes"}, {"disabled": 1}, {"disabled": False, "locked": True}):
+        refused = await gw.client.patch(f"/api/v1/users/{user.username}", json=patch, headers=admin)
+        assert refused.status_code == 422 and refused.json()["code"] == "invalid_request", (patch, refused.text)
+    assert (await gw.client.get("/api/v1/auth/me", headers=user.headers)).status_code == 200  # not disabled
+
+    key = await gw.client.post("/api/v1/api-keys", json={"name": "bot", "scopes": ["orders"]}, headers=user.headers)
+    assert key.status_code == 422 and key.json()["message"].startswith("scopes: "), key.text
+    assert (await gw.client.get("/api/v1/api-keys", headers=user.headers)).json() == []
 
 
 async def test_disabled_user_is_locked_out_at_once(gw: Any) -> None:
@@ -385,6 +533,77 @@ async def test_api_key_with_a_wrong_secret_is_refused(gw: Any) -> None:
     assert response.status_code == 401
 
 
+async def test_an_api_key_has_its_own_role_at_most_its_owners(gw: Any) -> None:
+    admin = await gw.admin_headers()
+    created = await gw.client.post("/api/v1/api-keys", json={"name": "bot", "role": "trader"}, headers=admin)
+    assert created.status_code == 201, created.text
+    assert (created.json()["role"], created.json()["expires_at"]) == ("trader", None)
+    bot = {"X-API-Key": created.json()["api_key"]}
+    assert (await gw.client.get("/api/v1/auth/me", headers=bot)).json()["role"] == "trader"
+    # The admin's trader key trades, but is not an admin.
+    assert (await gw.client.get("/api/v1/users", headers=admin)).status_code == 200
+    refused = await gw.client.get("/api/v1/users", headers=bot)
+    assert refused.status_code == 403 and refused.json()["code"] == "forbidden"
+    placed = await gw.client.post("/api/v1/orders", json=order_body(client_order_id="c-bot"), headers=bot)
+    assert placed.status_code == 201, placed.text
+    # Nor can it make itself (or anyone) a key above its own role.
+    escalate = await gw.client.post("/api/v1/api-keys", json={"name": "up", "role": "admin"}, headers=bot)
+    assert escalate.status_code == 403 and escalate.json()["code"] == "role_exceeds_owner"
+
+    trader = await gw.new_user("trader")
+    above = await gw.client.post("/api/v1/api-keys", json={"name": "up", "role": "admin"}, headers=trader.headers)
+    assert above.status_code == 403 and above.json()["code"] == "role_exceeds_owner"
+    assert (await gw.client.get("/api/v1/api-keys", headers=trader.headers)).json() == []  # nothing was made
+
+    made = await gw.client.post("/api/v1/api-keys", json={"name": "ro", "role": "viewer"}, headers=trader.headers)
+    reader = {"X-API-Key": made.json()["api_key"]}
+    risk_calls = len(gw.downstream.calls_to("risk"))
+    order = await gw.client.post("/api/v1/orders", json=order_body(client_order_id="c-ro"), headers=reader)
+    assert order.status_code == 403 and order.json()["code"] == "forbidden"
+    assert len(gw.downstream.calls_to("risk")) == risk_calls  # risk never heard of it
+    assert (await gw.client.get("/api/v1/orders", headers=reader)).status_code == 200  # reading is allowed
+    [listed] = (await gw.client.get("/api/v1/api-keys", headers=trader.headers)).json()
+    assert (listed["key_id"], listed["role"], listed["expires_at"]) == (made.json()["key_id"], "viewer", None)
+
+    # A key made without a role gets its owner's; when the owner is demoted, so is the key.
+    default = await gw.client.post("/api/v1/api-keys", json={"name": "all"}, headers=trader.headers)
+    assert default.json()["role"] == "trader"
+    demoted = await gw.client.patch(f"/api/v1/users/{trader.username}", json={"role": "viewer"}, headers=admin)
+    assert demoted.status_code == 200
+    me = await gw.client.get("/api/v1/auth/me", headers={"X-API-Key": default.json()["api_key"]})
+    assert me.json()["role"] == "viewer"
+
+
+async def test_an_api_key_stops_working_when_it_expires(gw: Any) -> None:
+    trader = await gw.new_user("trader")
+    expires = datetime.now(UTC).replace(microsecond=0) + timedelta(days=30)
+    body = {"name": "month", "expires_at": expires.isoformat()}
+    created = await gw.client.post("/api/v1/api-keys", json=body, headers=trader.headers)
+    assert created.status_code == 201, created.text
+    assert datetime.fromisoformat(created.json()["expires_at"]) == expires
+    [listed] = (await gw.client.get("/api/v1/api-keys", headers=trader.headers)).json()
+    assert datetime.fromisoformat(listed["expires_at"]) == expires
+    me = await gw.client.get("/api/v1/auth/me", headers={"X-API-Key": created.json()["api_key"]})
+    assert me.status_code == 200
+
+    past = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+    for bad, code in ((past, "invalid_expiry"), ("2030-01-01T00:00:00", "invalid_request")):  # no UTC offset
+        refused = await gw.client.post(
+            "/api/v1/api-keys", json={"name": "x", "expires_at": bad}, headers=trader.headers
+        )
+        assert refused.status_code == 422 and refused.json()["code"] == code, (bad, refused.text)
+    assert len((await gw.client.get("/api/v1/api-keys", headers=trader.headers)).json()) == 1
+
+    # A key whose time is up (made in the store with an expiry a second ago: the API refuses past expiries).
+    key = new_api_key()
+    await gw.app.state.store.create_api_key(
+        trader.username, "old", key.key_id, key.secret_hash, role=Role.TRADER,
+        expires_at=datetime.now(UTC) - timedelta(seconds=1),
+    )  # fmt: skip
+    expired = await gw.client.get("/api/v1/auth/me", headers={"X-API-Key": key.token})
+    assert expired.status_code == 401 and expired.json()["message"] == "this API key has expired"
+
+
 # --- rate limit, request ids, ops, UI ----------------------------------------------------------------------------
 
 
@@ -429,8 +648,10 @@ async def test_readiness_names_each_dependency(gw: Any) -> None:
         "execution": "ok",
         "backtest": "ok",
     }
-    assert checks["strategy"].startswith("failed")  # the fake strategy service is down
+    # The fake strategy service is down: said so, without the transport's error or where it was looked for.
+    assert checks["strategy"] == "unavailable"
     assert ready.status_code == 503
+    assert "refused" not in ready.text and "ConnectError" not in ready.text
 
 
 async def test_openapi_documents_the_proxied_routes(gw: Any) -> None:
@@ -472,3 +693,52 @@ async def test_an_html_report_streams_through_the_gateway_and_errors_stay_json(g
     failed = await gw.client.get("/api/v1/backtests/bt-failed/report.html", headers=viewer.headers)
     assert failed.status_code == 409 and failed.json()["code"] == "backtest_not_succeeded"
     assert (await gw.client.get("/api/v1/backtests/bt-7/report.html")).status_code == 401
+
+
+# --- request-body size limit (LH_MAX_BODY_BYTES) ---------------------------------------------------------------
+
+
+def _padded_order(size: int) -> bytes:
+    """A valid order, padded with JSON whitespace to exactly `size` bytes: without the limit risk would place it."""
+    head = json.dumps(order_body(client_order_id="c-big")).encode()
+    return head[:-1] + b" " * (size - len(head)) + b"}"
+
+
+async def test_an_order_body_over_the_size_limit_is_413_over_http_and_never_reaches_risk(
+    gw_settings: Any, serve_app: Any
+) -> None:
+    downstream = build_downstream(gw_settings.internal_secret)
+    infra = Infra(
+        settings=gw_settings,
+        bus=create_bus(gw_settings.amqp_url, namespace=gw_settings.bus_namespace, source="gateway"),
+        cache=create_cache(gw_settings.redis_url),
+        services=ServiceDirectory(gw_settings, transports=downstream.transports()),
+    )
+    limit = gw_settings.max_body_bytes
+    assert limit == 1024 * 1024  # the default: 1 MiB
+
+    async def chunks(body: bytes) -> Any:
+        for i in range(0, len(body), 64 * 1024):
+            yield body[i : i + 64 * 1024]
+
+    # A real uvicorn server, so the client is a real HTTP client that sends its whole body before it reads.
+    async with (
+        serve_app(create_app(gw_settings, infra)) as hostport,
+        httpx.AsyncClient(base_url=f"http://{hostport}", timeout=30) as client,
+    ):
+        gateway = Gateway(client=client, app=None, settings=gw_settings, downstream=downstream)  # type: ignore[arg-type]
+        trader = await gateway.new_user("trader")
+        headers = {**trader.headers, "Content-Type": "application/json"}
+        declared = await client.post("/api/v1/orders", content=_padded_order(limit + 1), headers=headers)
+        chunked = await client.post("/api/v1/orders", content=chunks(_padded_order(limit + 1)), headers=headers)
+        huge = await client.post("/api/v1/orders", content=_padded_order(20 * limit), headers=headers)
+        for response in (declared, chunked, huge):
+            assert response.status_code == 413, response.text
+            assert response.json()["code"] == "body_too_large"
+        assert chunked.request.headers.get("transfer-encoding") == "chunked"
+        assert downstream.calls_to("risk") == []
+
+        # One byte less: risk gets it (and the connection still serves requests after the refusals).
+        placed = await client.post("/api/v1/orders", content=_padded_order(limit), headers=headers)
+        assert placed.status_code == 201, placed.text
+        assert [len(c.body) for c in downstream.calls_to("risk")] == [limit]

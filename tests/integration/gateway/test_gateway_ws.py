@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -14,6 +14,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from gateway.app import create_app
+from gateway.security import Role, new_api_key
 from shared.app import Infra
 from shared.bus import EventBus, create_bus
 from shared.cache import create_cache
@@ -55,11 +56,12 @@ async def live(gw_settings: Any, serve_app: Any) -> AsyncIterator[dict[str, Any]
     publisher = create_bus(gw_settings.amqp_url, namespace=gw_settings.bus_namespace, source="execution")
     await publisher.start()
     try:
+        app = create_app(gw_settings, infra)
         async with (
-            serve_app(create_app(gw_settings, infra)) as hostport,
+            serve_app(app) as hostport,
             httpx.AsyncClient(base_url=f"http://{hostport}") as client,
         ):
-            yield {"host": hostport, "client": client, "bus": publisher, "settings": gw_settings}
+            yield {"host": hostport, "client": client, "bus": publisher, "settings": gw_settings, "app": app}
     finally:
         await publisher.close()
 
@@ -136,6 +138,36 @@ async def test_api_key_in_the_query_opens_the_stream(live: dict[str, Any]) -> No
         assert json.loads(await ws.recv())["id"] == event.id
     finally:
         await ws.close()
+
+
+async def test_an_api_key_streams_with_its_own_role_and_not_after_it_expires(live: dict[str, Any]) -> None:
+    suffix = datetime.now(UTC).strftime("%H%M%S%f")
+    boss = f"boss-{suffix}"
+    token = await token_for(live, "admin", boss)
+    client: httpx.AsyncClient = live["client"]
+    auth = {"Authorization": f"Bearer {token}"}
+    created = await client.post("/api/v1/api-keys", json={"name": "ws", "role": "viewer"}, headers=auth)
+    assert created.status_code == 201, created.text
+
+    # The admin's viewer key sees only the admin's own account, not everyone's as the admin does.
+    ws = await open_socket(live, f"api_key={created.json()['api_key']}")
+    try:
+        someone_elses, own = order_filled(f"other-{suffix}", "o-other"), order_filled(boss, "o-boss")
+        await live["bus"].publish(someone_elses)
+        await live["bus"].publish(own)
+        assert json.loads(await ws.recv())["id"] == own.id
+    finally:
+        await ws.close()
+
+    key = new_api_key()
+    await live["app"].state.store.create_api_key(
+        boss, "old", key.key_id, key.secret_hash, role=Role.ADMIN, expires_at=datetime.now(UTC) - timedelta(seconds=1)
+    )
+    expired = await connect(f"ws://{live['host']}/ws?api_key={key.token}", open_timeout=10)
+    with pytest.raises(ConnectionClosed) as closed:
+        await expired.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+    assert closed.value.rcvd.reason == "this API key has expired"
 
 
 @pytest.mark.parametrize("query", ["token=not-a-jwt", "api_key=lh_0123456789abcdef_" + "x" * 43, ""])

@@ -2,6 +2,7 @@
 are filled and their events published; rejected ones (and those risk cannot decide) never reach execution."""
 
 import asyncio
+import json
 from decimal import Decimal
 from typing import Any
 
@@ -15,8 +16,10 @@ from tests.integration.execution.order_path_harness import (
     Fleet,
     event_log,
     fleet,
+    limit_buy,
     metric,
     settle,
+    signed_order,
     trader,
     trades_were_yesterday,
     until,
@@ -421,3 +424,87 @@ async def test_a_retry_after_a_lost_answer_gets_the_order_without_new_checks(bac
         conflict = await f.risk.post("/v1/orders", json={**sell, "qty": 300}, headers=f.headers(leo))
         assert conflict.status_code == 409 and conflict.json()["code"] == "client_order_id_conflict"
         assert await _execution_rows(f, leo.account_id) == (2, 2)
+
+
+async def test_an_order_body_over_the_size_limit_is_413_at_risk_and_execution_and_nothing_is_stored(
+    backing: Backing,
+) -> None:
+    settings = backing.settings()
+    limit = settings.max_body_bytes
+    alice = trader()
+
+    def padded(body: dict[str, Any], size: int) -> bytes:
+        """`body` as JSON padded with whitespace to `size` bytes: a valid order the service would otherwise take."""
+        head = json.dumps(body).encode()
+        return head[:-1] + b" " * (size - len(head)) + b"}"
+
+    async def chunks(body: bytes) -> Any:
+        for i in range(0, len(body), 64 * 1024):
+            yield body[i : i + 64 * 1024]
+
+    async with fleet(settings) as f:
+        headers = {**f.headers(alice), "Content-Type": "application/json"}
+        order = padded(_order(), limit + 1)
+        signed = padded(signed_order(settings, limit_buy(alice)), limit + 1)
+        for client, body in ((f.risk, order), (f.execution, signed)):
+            for content in (body, chunks(body)):  # with Content-Length, and chunked without it
+                response = await client.post("/v1/orders", content=content, headers=headers)
+                assert response.status_code == 413, response.text
+                assert response.json()["code"] == "body_too_large"
+        assert await f.risk_app.state.store.recent(account_id=alice.account_id, limit=10) == []
+        assert await _execution_rows(f, alice.account_id) == (0, 0)
+        assert f.data.callers == []  # risk never looked the order up
+
+
+async def test_orders_with_unknown_fields_loose_numbers_or_unprintable_ids_are_refused_and_change_nothing(
+    backing: Backing,
+) -> None:
+    settings = backing.settings()
+    carol = trader()
+    limit = {"order_type": "limit", "qty": 100, "price": "10.50"}
+    async with fleet(settings) as f:
+        # Unknown fields: refused, each named, instead of a plain limit order placed without them.
+        response = await f.risk.post(
+            "/v1/orders", json=_order(**limit, stop_price="9.50", time_in_force="GTC"), headers=f.headers(carol)
+        )
+        assert response.status_code == 422, response.text
+        answer = response.json()
+        assert answer["code"] == "invalid_request"
+        assert answer["message"] == "stop_price: Extra inputs are not permitted"
+        assert [(d["field"], d["type"]) for d in answer["details"]] == [
+            ("stop_price", "extra_forbidden"),
+            ("time_in_force", "extra_forbidden"),
+        ]
+
+        bad: list[tuple[dict[str, Any], str]] = [
+            *[(_order(qty=qty), "qty") for qty in (True, "100", 100.0, 1e3)],
+            *[(_order(order_type="limit", qty=100, price=p), "price") for p in (True, "1e1", "10.5 ", "1_0.50")],
+            *[
+                (_order(client_order_id=cid), "client_order_id")
+                for cid in ("evil\u202etxt", "c\u200b1", "c\u00851", " ", "<script>alert(1)</script>", 'c"1', "c\\1")
+            ],
+        ]
+        for body, field in bad:
+            response = await f.risk.post("/v1/orders", json=body, headers=f.headers(carol))
+            assert response.status_code == 422, (body, response.text)
+            assert response.json()["code"] == "invalid_request"
+            assert response.json()["message"].startswith(f"{field}: "), response.text
+
+        assert await f.risk_app.state.store.recent(account_id=carol.account_id, limit=10) == []
+        assert await _execution_rows(f, carol.account_id) == (0, 0)
+
+        # Execution reads its bodies as strictly: an approved order with an extra field or a loose qty is refused.
+        for extra in ({"time_in_force": "GTC"}, {"qty": "100"}):
+            body = {**signed_order(settings, limit_buy(carol, qty=100)), **extra}
+            response = await f.execution.post("/v1/orders", json=body, headers=f.headers(carol))
+            assert response.status_code == 422 and response.json()["code"] == "invalid_request", response.text
+        assert await _execution_rows(f, carol.account_id) == (0, 0)
+
+        # Prices as a decimal string, a JSON number with a fraction, or an integer are all read exactly.
+        placed = []
+        for price in ("10.50", 10.5, 10):
+            body = _order(order_type="limit", qty=100, price=price)
+            response = await f.risk.post("/v1/orders", json=body, headers=f.headers(carol))
+            assert response.status_code == 201, response.text
+            placed.append(response.json()["order"]["price"])
+        assert placed == ["10.50", "10.50", "10.00"]

@@ -123,3 +123,28 @@ def test_a_missing_adj_factor_keeps_the_symbols_last_one() -> None:
     frame = engine_frame(table)
     # 600000.SH on 01-04 (third by date) keeps 01-03's 5.3, not 1; 000001.SZ never had one: 1.
     assert frame["adj_factor"].tolist() == [5.2, 5.3, 5.3, 1.0]
+
+
+def test_daily_basic_columns_go_to_the_engine_in_tushares_units() -> None:
+    import math
+
+    import pyarrow as pa
+
+    table = pa.table(
+        {
+            "ts_code": ["600000.SH", "600000.SH"], "trade_date": pa.array([date(2024, 1, 2), date(2024, 1, 3)]),
+            "open": [1000, 1010], "high": [1000, 1010], "low": [1000, 1010], "close": [1000, 1010],
+            "pre_close": [990, 1000], "vol": [100, 100], "amount": [100000, 101000], "adj_factor": [1.0, 1.0],
+            "pe_ttm": pa.array([12.3456, None], pa.float64()), "pb": [0.8123, 0.8204],
+            "free_share": pa.array([123_456_789, None], pa.int64()),  # shares
+            "total_mv": pa.array([7_654_321_000, 7_730_864_210], pa.int64()),  # fen
+        }
+    )  # fmt: skip
+    frame = engine_frame(table)
+    # Tushare: ratios as given; free_share in 万股 (shares / 10,000); total_mv in 万元 (fen / 1,000,000); none: NaN.
+    assert frame["pe_ttm"].iloc[0] == 12.3456 and math.isnan(frame["pe_ttm"].iloc[1])
+    assert frame["pb"].tolist() == [0.8123, 0.8204]
+    assert frame["free_share"].iloc[0] == pytest.approx(12_345.6789, abs=1e-9) and math.isnan(
+        frame["free_share"].iloc[1]
+    )
+    assert frame["total_mv"].tolist() == pytest.approx([7_654.321, 7_730.86421], abs=1e-9)

@@ -136,6 +136,13 @@ def test_bad_rows_are_refused_with_their_key() -> None:
     with pytest.raises(ConversionError, match=r"000001\.SZ 20240102 close"):
         daily_bar_rows(frame)
     assert daily_bar_rows(frame.assign(close=[9.21]))[0]["adj_factor"] == Decimal("1.000000")  # no adj_factor: 1
+    # Absurd sizes are out of range (not "off the tick" or "not a whole number"), and never overflow int64.
+    with pytest.raises(ConversionError, match=r"000001\.SZ 20240102 close: 1000000000000000\.0 is out of range"):
+        daily_bar_rows(frame.assign(close=[1e15]))
+    with pytest.raises(ConversionError, match=r"000001\.SZ 20240102 vol: 1e\+30 is out of range"):
+        daily_bar_rows(frame.assign(close=[9.21], vol=[1e30]))
+    with pytest.raises(ConversionError, match="out of range"):
+        thousand_cny_to_fen(1e12)
 
 
 def test_vectorised_path_equals_the_decimal_path() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from services.data.providers import FileImportError, read_daily_file
+from services.data.providers import FileImportError, FilesImportError, read_daily_file, read_daily_files
 
 HEADER = "ts_code,trade_date,open,high,low,close,pre_close,change,pct_chg,vol,amount"
 GOOD_ROWS = [
@@ -194,3 +194,76 @@ def test_off_tick_prices_in_parquet_name_the_row(tmp_path: Path) -> None:
     frame.to_parquet(path)
     error = error_of(path)
     assert "row 3: high: price not on the 0.01 CNY tick" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("row", "column", "reason"),
+    [
+        # 1075742.123456 thousand CNY = 107,574,212,345.6 fen: a tenth of a fen the store cannot hold (never rounded).
+        ("600000.SH,20240102,7.05,7.10,6.98,7.03,7.04,-0.01,-0.142,301234,1075742.123456", "amount",
+         "more decimals than the unit allows (amount is in thousand CNY and stored to the fen: at most 5 decimals)"),
+        # Absurd sizes are out of range, not "off the tick" / "not a whole number".
+        ("600000.SH,20240102,7.05,7.10,6.98,1e15,7.04,-0.01,-0.142,301234,211234.567", "close",
+         "out of range (the store holds at most 9,999,999,999,999.99 CNY)"),
+        ("600000.SH,20240102,7.05,7.10,6.98,7.03,7.04,-0.01,-0.142,1e30,211234.567", "vol",
+         "out of range (the store holds at most 9,999,999,999,999.99 lots)"),
+        ("600000.SH,20240102,7.05,7.10,6.98,7.03,7.04,-0.01,-0.142,301234,1e12", "amount", "out of range"),
+    ],
+)  # fmt: skip
+def test_values_the_store_would_round_or_overflow_get_their_own_reason(
+    tmp_path: Path, row: str, column: str, reason: str
+) -> None:
+    error = error_of(write_csv(tmp_path, [HEADER, GOOD_ROWS[0], GOOD_ROWS[1], row, GOOD_ROWS[3]]))
+    assert f"line 4: {column}: {reason}" in str(error)
+    assert [(i.line, i.column) for i in error.issues] == [(4, column)]
+    assert "tick" not in str(error) and "whole number" not in str(error)
+
+
+def test_an_adj_factor_with_more_than_6_decimals_is_refused_not_rounded(tmp_path: Path) -> None:
+    lines = [
+        "ts_code,trade_date,open,high,low,close,pre_close,vol,amount,adj_factor",
+        "600000.SH,20240102,7.05,7.10,6.98,7.03,7.04,301234,211234.567,116.713123",  # 6 decimals: stored as is
+        "600000.SH,20240103,7.03,7.10,6.98,7.03,7.03,301234,211234.567,116.7131234",
+        "600000.SH,20240104,7.03,7.10,6.98,7.03,7.03,301234,211234.567,1e12",
+    ]
+    error = error_of(write_csv(tmp_path, lines))
+    assert "line 3: adj_factor: more decimals than the unit allows (adj_factor is stored to 6 decimals)" in str(error)
+    assert "line 4: adj_factor: out of range (the store holds at most 999,999,999.999999)" in str(error)
+    assert [(i.line, i.column) for i in error.issues] == [(3, "adj_factor"), (4, "adj_factor")]
+
+
+def test_qfq_prices_are_refused_with_the_way_to_import_them(tmp_path: Path) -> None:
+    # Forward-adjusted prices as free sources publish them: 4 decimals.
+    row = "600000.SH,20240102,6.8712,6.9199,6.8030,6.8517,6.8614,-0.0097,-0.142,301234,211234.567"
+    error = error_of(write_csv(tmp_path, [HEADER, GOOD_ROWS[0], row]))
+    assert "line 3: open: price not on the 0.01 CNY tick (more than 2 decimals)" in str(error)
+    assert error.hint is not None and "qfq/hfq-adjusted" in error.hint
+    assert "import the unadjusted bars with Tushare's adj_factor" in str(error)
+    assert "docs/data-ingest.md, 'Adjusted prices'" in str(error)
+    # An off-tick price among unadjusted ones says so too (the hint is per file, not per line).
+    assert [(i.line, i.column) for i in error.issues] == [(3, c) for c in ("open", "high", "low", "close", "pre_close")]
+
+
+def test_every_bad_file_is_named_and_none_is_returned(tmp_path: Path) -> None:
+    good = [write_csv(tmp_path, [HEADER, GOOD_ROWS[i]], f"good{i}.csv") for i in range(2)]
+    off_tick = write_csv(tmp_path, [HEADER, GOOD_ROWS[2], GOOD_ROWS[0].replace("7.05,", "7.055,")], "tick.csv")
+    text = write_csv(tmp_path, [HEADER, GOOD_ROWS[3].replace("52.75", "abc")], "text.csv")
+    missing = tmp_path / "missing.csv"
+    paths = [good[0], off_tick, text, good[1], missing]
+    with pytest.raises(FilesImportError) as caught:
+        read_daily_files(paths)
+    error = caught.value
+    assert [e.path for e in error.errors] == [off_tick, text, missing]
+    assert [[(i.line, i.column, i.reason) for i in e.issues] for e in error.errors] == [
+        [(3, "close", "price not on the 0.01 CNY tick (more than 2 decimals)")],
+        [(2, "high", "not a number")],
+        [(0, None, "no such file")],
+    ]
+    message = str(error)
+    assert message.startswith("3 of 5 files cannot be imported, so none was:")
+    assert f"{off_tick}: line 3: close: " in message and f"{text}: line 2: high: not a number" in message
+    assert f"{missing}: no such file" in message and "good" not in message
+    # Good files alone come back, each validated; --adj-factor makes a file without the column bad too.
+    assert [len(f) for f in read_daily_files(good)] == [1, 1]
+    with pytest.raises(FilesImportError, match="no adj_factor column"):
+        read_daily_files(good, require_adj_factor=True)

@@ -255,6 +255,20 @@ def test_missing_bars_follow_listing_and_delisting_dates() -> None:
     assert [(c, d) for _, c, d in hits(report)] == expected
 
 
+def test_missing_bars_over_a_given_range_whatever_bars_are_checked_with_them() -> None:
+    # Only PF's bars up to 02-08 are checked, with CATL (listed, no bars given); the range is 02-05..02-20 (6 days).
+    frame = market()
+    frame = frame[(frame["ts_code"] == PF) & (frame["trade_date"] <= date(2024, 2, 8))]
+    securities = pd.DataFrame({"ts_code": [PF, CATL], "list_date": [date(1999, 11, 10), date(2018, 6, 11)]})
+    report = check(frame, securities=securities, rules=["missing_bar"], checked_range=(DAYS[0], DAYS[-1]))
+    assert [(c, d) for _, c, d in hits(report)] == [(CATL, d) for d in DAYS] + [(PF, d) for d in DAYS[4:]]
+    # Without it the range is the bars' own span (02-05..02-08).
+    report = check(frame, securities=securities, rules=["missing_bar"])
+    assert [(c, d) for _, c, d in hits(report)] == [(CATL, d) for d in DAYS[:4]]
+    with pytest.raises(QualityInputError, match="checked_range"):
+        check(frame, checked_range=(date(2024, 1, 1), DAYS[-1]))  # before the calendar (02-01..)
+
+
 def test_return_outliers_by_board_and_listing_exemption() -> None:
     frame = market()
     # PF 02-20: 1030 -> 1150 is +11.65%, beyond the main board's 10% (+1 point tolerance).
@@ -268,6 +282,16 @@ def test_return_outliers_by_board_and_listing_exemption() -> None:
     only(report, return_outlier=1)
     assert hits(report) == [("return_outlier", PF, date(2024, 2, 20))]
     assert report.findings[0].detail == ("close +11.65%, high +12.14%, low -0.97% from pre_close 1030; board limit 10%")
+
+
+@pytest.mark.parametrize(("year", "found"), [(1995, 0), (1997, 1)])
+def test_no_return_outlier_before_price_limits_existed(year: int, found: int) -> None:
+    # A 600000.SH moving +30% (1000 -> 1300) on its second day: no daily limit before 1996-12-16, the 10% limit after.
+    days = [date(year, 3, 6), date(year, 3, 7)] if year == 1995 else [date(year, 3, 4), date(year, 3, 5)]
+    frame = pd.DataFrame(symbol_bars(PF, 1000, [1000, 1300], days))
+    report = check(frame, calendar=days, rules=["return_outlier"])
+    assert report.counts == {"return_outlier": found}
+    assert [(f.ts_code, f.trade_date) for f in report.findings] == [(PF, days[1])] * found
 
 
 def test_new_listings_have_no_limit_for_five_days() -> None:

@@ -464,3 +464,15 @@ async def test_demo_provider_serves_the_generated_market() -> None:
         assert Decimal(str(limits.loc[row.ts_code, "up_limit"])) == up
     cal = await demo.trade_cal("20240101", "20240103")
     assert cal["is_open"].tolist() == [0, 1, 1]  # New Year's Day closed
+
+
+async def test_demo_provider_serves_the_generated_daily_basic() -> None:
+    settings = Settings(demo_symbols=12, demo_start="2024-01-02", demo_end="2024-07-31")
+    market = generate_demo_market(settings)
+    demo = DemoProvider(market=market)
+    basic = await demo.daily_basic("20240103")
+    expected = market.daily_basic[market.daily_basic["trade_date"] == "20240103"].reset_index(drop=True)
+    # every bar of the day has its row (as Tushare's daily_basic), with the generator's values in Tushare's units
+    assert sorted(basic["ts_code"]) == sorted((await demo.daily("20240103"))["ts_code"]) and len(basic) > 0
+    pd.testing.assert_frame_equal(basic, expected[list(API_SCHEMAS["daily_basic"].fields)], check_exact=True)
+    assert (await demo.daily_basic("20240106")).empty  # a Saturday: no bars, no rows

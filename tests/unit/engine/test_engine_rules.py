@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 import numpy as np
@@ -65,11 +66,16 @@ def test_ipo_days_without_limits_when_list_dates_are_given() -> None:
     # main board after the 2023-04-10 reform: no limits on the first 5 days; this IPO opens day 2 at +50%
     rows = [(A, "20240102", 10.00, 10.00), (A, "20240103", 15.00, 15.00), (A, "20240104", 15.10, 15.10)]
     buy = {0: lambda c: c.buy(A, 100)}
-    assert orders(run(Script(buy), bars(rows)))[0]["reason"].startswith("limit-up")
     from datetime import date
 
     listed = run(Script(buy), bars(rows), list_dates={A: date(2024, 1, 2)})
     assert trades(listed)[0]["price"] == "15.00"
+    assert listed.warnings == [] and listed.data_report["outside_limits"] == {"count": 0, "bars": []}
+    # without the list date the computed band (limit-up 11.00) contradicts the 15.00 open: the print wins, and the
+    # run says which bar it could not square with its band
+    unlisted = run(Script(buy), bars(rows))
+    assert trades(unlisted)[0]["price"] == "15.00"
+    assert [w.split(":")[0] for w in unlisted.warnings] == [f"{A} 2024-01-03"]
 
 
 def test_shares_bought_today_are_not_sellable_today() -> None:
@@ -207,6 +213,48 @@ def test_slipped_price_is_clipped_into_the_days_limits() -> None:
     assert t[0]["price"] == "11.00"  # 10.98 + 0.05 = 11.03 -> clipped to the limit-up
 
 
+def test_an_open_printed_outside_its_computed_band_fills_at_the_open_and_the_bar_is_reported() -> None:
+    # An ST stock (5%): pre_close 10.00 gives the band 9.50-10.50, yet the bar opens at 9.20 and trades 9.10-9.40,
+    # as if the flag were wrong (a 10% band would allow it). A buy fills at the printed open 9.20, not at the
+    # limit-down 9.50: 100 x 9.20 = 920.00. A sell on the next such bar (open 10.70 above the band 9.31-10.29 from
+    # pre_close 9.80: 9.80 x 0.95 = 9.31, 9.80 x 1.05 = 10.29) fills at 10.70 instead of being clamped.
+    frame = bars(
+        [
+            (A, "20240102", 10.00, 10.00),
+            (A, "20240103", 9.20, 9.40),
+            (A, "20240104", 9.40, 9.80),
+            (A, "20240105", 10.70, 10.75),
+        ]
+    )
+    s = Script({0: lambda c: c.buy(A, 100), 2: lambda c: c.sell(A, 100)})
+    for config in ({"st_codes": frozenset({A})}, {"st_codes": frozenset({A}), "slippage": "ticks",
+                                                 "slippage_amount": Decimal("3")}):  # fmt: skip
+        result = run(s, frame, **config)
+        slip = 3 if "slippage" in config else 0
+        assert [(t["trade_date"], t["side"], t["price"]) for t in trades(result)] == [
+            ("2024-01-03", "buy", f"{9.20 + slip / 100:.2f}"),
+            ("2024-01-05", "sell", f"{10.70 - slip / 100:.2f}"),
+        ]
+        assert [o["status"] for o in orders(result)] == ["filled", "filled"]
+        report = result.data_report["outside_limits"]
+        assert report["count"] == 2
+        assert [(b["ts_code"], b["trade_date"], b["fill_price"], b["down_limit"], b["up_limit"]) for b in
+                report["bars"]] == [(A, "2024-01-03", "9.20", "9.50", "10.50"),
+                                    (A, "2024-01-05", "10.70", "9.31", "10.29")]  # fmt: skip
+        assert len(result.warnings) == 2
+        assert result.warnings[0].startswith(f"{A} 2024-01-03: the open 9.20 is below the limit-down 9.50")
+        assert result.warnings[1].startswith(f"{A} 2024-01-05: the open 10.70 is above the limit-up 10.29")
+        assert "warnings" in json.loads(result.to_json())["data_report"]
+    # the same bars without the ST flag are inside their 10% band: nothing to report, same fills
+    plain = run(s, frame)
+    assert [t["price"] for t in trades(plain)] == ["9.20", "10.70"]
+    assert plain.warnings == [] and plain.data_report["outside_limits"]["count"] == 0
+    # a print exactly at the limit is inside the band: the limit rules apply as before (no buy at the limit-up)
+    at_limit = run(Script({0: lambda c: c.buy(A, 100)}), bars([(A, "20240102", 10.0, 10.0), (A, "20240103", 10.5, 10.5)]),
+                   st_codes=frozenset({A}))  # fmt: skip
+    assert orders(at_limit)[0]["reason"].startswith("limit-up") and at_limit.warnings == []
+
+
 def test_cash_never_goes_negative_buys_shrink_to_what_the_cash_pays() -> None:
     frame = bars(flat(A, DAYS[:2]) + flat("600004.SH", DAYS[:2]))
     s = Script({-1: lambda c: (c.buy(A, 600), c.buy("600004.SH", 600))})
@@ -292,3 +340,40 @@ def test_target_orders_and_close_position() -> None:
 def test_orders_left_at_the_end_are_cancelled_with_a_reason() -> None:
     result = run(Script({1: lambda c: c.buy(A, 100)}), bars(flat(A, DAYS[:2])))
     assert orders(result)[0]["reason"] == "end of data: no bar left to fill on"
+
+
+def test_a_sized_sell_smaller_than_a_lot_is_cancelled_with_the_below_lot_reason() -> None:
+    frame = bars(flat(A, DAYS[:4], 10.0))
+    s = Script(
+        {
+            -1: lambda c: c.buy(A, 300),
+            0: lambda c: c.order_value(A, -500),  # 50 shares' worth of 300 held: below a lot, not the position
+            1: lambda c: c.order_target_value(A, 2_550),  # hold 255 of 300: sell 45, below a lot
+        }
+    )
+    result = run(s, frame)
+    o = orders(result)
+    assert [(x["status"], x["filled_qty"], x["reason"]) for x in o[1:]] == [
+        ("cancelled", 0, "below the smallest lot the board allows"),
+        ("cancelled", 0, "below the smallest lot the board allows"),
+    ]
+    assert list(result.positions[:, 0]) == [300, 300, 300, 300]
+
+
+def test_every_order_not_filled_in_full_says_why() -> None:
+    """A varied run (random orders of every kind over a market with limit days, suspensions, a split, STAR lots,
+    the volume cap, cash shortage and T+1) in the four configs of the batch tests: every order that did not fill in
+    full (cancelled, partially filled, rejected) has a reason, and every filled one has none."""
+    from tests.unit.engine.test_engine_batch import CONFIGS, Trader, market
+
+    unfilled = 0
+    for config in CONFIGS.values():
+        for seed in range(3):
+            result = run(Trader({"seed": seed, "budget": 0.2, "churn": 0.4}), market(), config)
+            o = result.orders_frame()
+            done = o["status"] == "filled"
+            assert (o.loc[done, "reason"] == "").all()
+            missing = o[~done & (o["reason"] == "")]
+            assert missing.empty, missing.to_string()
+            unfilled += int((~done).sum())
+    assert unfilled > 100

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-import pytest
+from datetime import UTC, datetime
+from types import SimpleNamespace
 
-from gateway.auth import HeaderError, enforce_rate_limit
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from gateway.auth import HeaderError, Viewer, enforce_rate_limit
+from gateway.security import Role, issue_token
+from gateway.store import UserRecord
+from shared.app import install_error_handlers
 from shared.cache import MemoryCache
 
 MINUTE_START = 1_700_000_040.0  # a multiple of 60
@@ -45,3 +53,58 @@ class BrokenCache(MemoryCache):
 async def test_cache_outage_lets_requests_through(caplog: pytest.LogCaptureFixture) -> None:
     await enforce_rate_limit(BrokenCache(), "alice", 1)
     assert "rate limiter unavailable" in caplog.text
+
+
+# --- the limit runs before the user lookup ------------------------------------------------------------------
+
+
+class CountingStore:
+    """The gateway's user store, counting its lookups: every user exists, no API key does."""
+
+    def __init__(self) -> None:
+        self.lookups = 0
+
+    async def get_user(self, username: str) -> UserRecord:
+        self.lookups += 1
+        return UserRecord(username, "hash", Role.TRADER, username, datetime(2026, 1, 1, tzinfo=UTC), False)
+
+    async def api_key_with_user(self, key_id: str) -> None:
+        self.lookups += 1
+        return None
+
+
+def _app(store: CountingStore, limit: int) -> FastAPI:
+    app = FastAPI()
+    install_error_handlers(app)
+    app.state.store = store
+    app.state.settings = SimpleNamespace(jwt_secret=JWT_SECRET, rate_limit_per_minute=limit)
+    app.state.infra = SimpleNamespace(cache=MemoryCache())
+
+    @app.get("/me")
+    async def me(user: Viewer) -> dict[str, str]:
+        return {"username": user.username}
+
+    return app
+
+
+JWT_SECRET = "j" * 32
+
+
+@pytest.mark.parametrize("credential", ["jwt", "api_key"])
+async def test_requests_over_the_limit_are_refused_before_any_lookup(
+    credential: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One calendar minute for the whole test: the window cannot roll over between requests.
+    monkeypatch.setattr("gateway.auth.time", SimpleNamespace(time=lambda: MINUTE_START + 1))
+    store = CountingStore()
+    if credential == "jwt":
+        headers = {"Authorization": f"Bearer {issue_token(JWT_SECRET, 'alice', Role.TRADER, 'alice', 3600)}"}
+        served = 200
+    else:
+        headers = {"X-API-Key": "lh_0123456789abcdef_" + "s" * 43}  # well formed, unknown: 401 after the lookup
+        served = 401
+    transport = httpx.ASGITransport(_app(store, limit=3))
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw.test") as client:
+        statuses = [(await client.get("/me", headers=headers)).status_code for _ in range(10)]
+    assert statuses == [served] * 3 + [429] * 7
+    assert store.lookups == 3  # the seven refused requests cost no database lookup

@@ -373,3 +373,14 @@ def test_compose_cli_accepts_the_file(compose: dict[str, Any], tmp_path: Path) -
         check=False,
     )
     assert refused.returncode != 0 and "LH_INTERNAL_SECRET" in refused.stdout + refused.stderr
+
+
+def test_the_readme_names_every_required_variable_and_no_other(compose: dict[str, Any]) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"`([A-Z][A-Z0-9_]*)`", readme))
+    required = required_variables(compose)
+    assert required <= named, f"README does not name the required {sorted(required - named)}"
+    # A password or secret the README tells an operator to set must be one compose reads.
+    used = {name for text in strings(compose) for name, _ in references(text)}
+    secrets = {name for name in named if re.search(r"PASSWORD|SECRET", name)}
+    assert secrets <= used, f"README names {sorted(secrets - used)}, which docker-compose.yml does not read"

@@ -246,6 +246,9 @@ async def test_execution_unavailable_keeps_the_approved_decision() -> None:
         ((409, {"code": "client_order_id_conflict", "message": "used"}), 409, "client_order_id_conflict"),
         ((403, {"code": "approval_invalid", "message": "signature"}), 502, "execution_refused"),
         ((503, {"code": "broker_unavailable", "message": "later"}), 503, "execution_unavailable"),
+        # Execution's database down: its code passed on (risk's own database is up: it is not risk's).
+        ((503, {"code": "database_unavailable", "message": "down"}), 503, "database_unavailable"),
+        ((500, {"code": "database_error", "message": "bug"}), 503, "execution_unavailable"),
         # The account could not afford it when execution admitted it: execution's code, as it said it.
         ((422, {"code": "insufficient_position", "message": "0 sellable"}), 422, "insufficient_position"),
         ((422, {"code": "insufficient_cash", "message": "0.00 available"}), 422, "insufficient_cash"),

@@ -96,3 +96,11 @@ def test_calendar_is_the_exchange_calendar_not_weekdays() -> None:
     assert len(sse_trading_days(date(2024, 1, 1), date(2024, 12, 31))) == 242
     with pytest.raises(ValueError):
         is_trading_day(date(2030, 1, 2))
+
+
+def test_no_price_limits_before_1996_12_16() -> None:
+    # The 10% daily limit started on 1996-12-16 on both exchanges; on 1996-12-13 (a Friday) there was none.
+    assert price_limit_ratio(Board.MAIN, date(1995, 6, 1)) is None
+    assert price_limit_ratio(Board.MAIN, date(1996, 12, 13), is_st=True) is None
+    assert price_limit_ratio(Board.MAIN, date(1996, 12, 16)) == (D("0.10"), D("0.10"))
+    assert limit_prices(D("10.00"), price_limit_ratio(Board.MAIN, date(1996, 12, 13))) is None

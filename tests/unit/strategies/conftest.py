@@ -5,10 +5,15 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from services.data.demo import generate_demo_market
+from services.data.demo import DemoMarket, generate_demo_market
 from shared.settings import Settings
 
 
 @pytest.fixture(scope="session")
-def demo_bars() -> pd.DataFrame:
-    return generate_demo_market(Settings()).daily
+def demo_market() -> DemoMarket:
+    return generate_demo_market(Settings())
+
+
+@pytest.fixture(scope="session")
+def demo_bars(demo_market: DemoMarket) -> pd.DataFrame:
+    return demo_market.daily

@@ -1,0 +1,49 @@
+"""/docs and /redoc of the gateway and of every service load their scripts and styles from the service itself."""
+
+from __future__ import annotations
+
+import importlib
+import re
+
+import httpx
+import pytest
+
+from shared.apidocs import VENDOR_DIR
+from shared.app import Infra
+from shared.settings import Settings
+
+HTTP_APPS = {
+    "gateway": "gateway.app",
+    "data": "services.data.app",
+    "strategy": "services.strategy.app",
+    "backtest": "services.backtest.app",
+    "risk": "services.risk.app",
+    "execution": "services.execution.app",
+}
+# What a page loads: <script src>, <link href>, and the favicon.
+ASSET = re.compile(r"""<(?:script|link)\b[^>]*?\b(?:src|href)\s*=\s*["']([^"']+)["']""", re.IGNORECASE)
+
+
+@pytest.mark.parametrize("name", sorted(HTTP_APPS))
+async def test_api_docs_pages_load_only_assets_the_service_serves(name: str) -> None:
+    settings = Settings()
+    app = importlib.import_module(HTTP_APPS[name]).create_app(settings, Infra.from_settings(settings, name))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        for page, expected in (
+            ("/docs", {"swagger-ui-bundle.js", "swagger-ui.css"}),
+            ("/redoc", {"redoc.standalone.js"}),
+        ):
+            answer = await http.get(page)
+            assert answer.status_code == 200, (page, answer.status_code)
+            assets = ASSET.findall(answer.text)
+            assert assets, answer.text
+            assert "googleapis" not in answer.text and "jsdelivr" not in answer.text
+            assert expected <= {url.rsplit("/", 1)[-1] for url in assets}
+            for url in assets:
+                assert url.startswith("/"), f"{page} loads {url} from elsewhere"
+                asset = await http.get(url)
+                assert asset.status_code == 200, (url, asset.status_code)
+                assert asset.content == (VENDOR_DIR / url.rsplit("/", 1)[-1]).read_bytes(), url
+        redirect = await http.get("/docs/oauth2-redirect")
+        assert redirect.status_code == 200 and "oauth2" in redirect.text.lower()
