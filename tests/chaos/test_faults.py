@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import secrets
 import signal
 import threading
@@ -156,6 +157,10 @@ def assert_clean(figures: Figures) -> None:
     assert figures.accepted > 0, figures.line()
     assert figures.sent == figures.accepted + figures.refused, figures.line()
     assert figures.clean, (figures.line(), figures.notes[:20])
+    # A failure the client retried was a 503 naming what is unavailable (or the connection itself), never a bare
+    # 500 or a 502: a client can tell "try again" from "broken".
+    unclear = [c for c in figures.retry_causes if not re.fullmatch(r"503 [a-z_]+|[A-Za-z]+(Error|Timeout)", c)]
+    assert unclear == [], figures.line()
 
 
 async def test_rabbitmq_stopped_27_s_then_started(chaos: Chaos) -> None:
