@@ -1,19 +1,24 @@
 """Fleet mode as local processes: each service, the backtest worker and the gateway in its own process against
-MariaDB, Redis and RabbitMQ. `make fleet` runs it; the end-to-end tests start the same `Fleet`."""
+MariaDB, Redis and RabbitMQ, supervised (a process that dies is restarted with backoff). `make fleet` runs it; the
+end-to-end and fault tests start the same `Fleet`."""
 
 from __future__ import annotations
 
+import argparse
+import logging
 import os
 import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+log = logging.getLogger("lianghua.fleet")
 
 
 @dataclass(frozen=True)
@@ -46,12 +51,32 @@ APPROVAL_HOLDERS = ("risk", "execution")
 START_ORDER = ("data", "strategy", "backtest", "execution", "risk", "backtest-worker", "gateway")
 
 
+@dataclass(frozen=True)
+class Backoff:
+    """Delay before restarting a process that died: `first_s`, doubling with each death in a row, at most `max_s`.
+    A process that stayed up `stable_s` or longer before dying starts the count again."""
+
+    first_s: float = 1.0
+    max_s: float = 30.0
+    stable_s: float = 30.0
+
+    def delay(self, deaths_in_a_row: int) -> float:
+        return float(min(self.max_s, self.first_s * 2 ** max(0, deaths_in_a_row - 1)))
+
+
 @dataclass
 class Fleet:
     env: dict[str, str]
     ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
     log_dir: Path = ROOT / "var" / "log"
+    backoff: Backoff = field(default_factory=Backoff)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    restarts: dict[str, int] = field(default_factory=dict)  # per process, since the fleet started
+    _started_at: dict[str, float] = field(default_factory=dict)
+    _deaths_in_a_row: dict[str, int] = field(default_factory=dict)
+    _restart_due: dict[str, float] = field(default_factory=dict)
+    stopping: threading.Event = field(default_factory=threading.Event)  # set it to end `supervise()` or `start()`
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
@@ -80,15 +105,7 @@ class Fleet:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         try:
             for name in START_ORDER:
-                log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - the child process owns it
-                self.processes[name] = subprocess.Popen(  # noqa: S603 - fixed argv, our own modules
-                    [sys.executable, "-m", MODULES[name]],
-                    env=self.process_env(name),
-                    cwd=ROOT,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-                log.close()
+                self._spawn(name)
                 # Data loads the demo market on its first start; the others wait for it through readiness only.
                 if name == "data":
                     self._wait_healthy(name, timeout_s)
@@ -98,11 +115,66 @@ class Fleet:
             self.stop()
             raise
 
+    def _spawn(self, name: str) -> None:
+        out = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - the child process owns it
+        try:
+            proc = subprocess.Popen(  # noqa: S603 - fixed argv, our own modules
+                [sys.executable, "-m", MODULES[name]],
+                env=self.process_env(name),
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        finally:
+            out.close()
+        self.processes[name] = proc
+        self._started_at[name] = time.monotonic()
+        log.info("process started", extra={"child": name, "pid": proc.pid, "port": self.ports[name]})
+
+    def supervise_once(self) -> None:
+        """One pass of the supervisor: note every process that died and schedule its restart after the backoff
+        delay; restart those whose delay is over. Never waits, so one dying process does not hold up the others."""
+        with self._lock:
+            if self.stopping.is_set():
+                return
+            now = time.monotonic()
+            for name, proc in list(self.processes.items()):
+                if name in self._restart_due or proc.poll() is None:
+                    continue
+                up_s = now - self._started_at.get(name, now)
+                in_a_row = 1 if up_s >= self.backoff.stable_s else self._deaths_in_a_row.get(name, 0) + 1
+                self._deaths_in_a_row[name] = in_a_row
+                delay = self.backoff.delay(in_a_row)
+                self._restart_due[name] = now + delay
+                log.warning(
+                    "process exited; restarting it after the delay",
+                    extra={
+                        "child": name,
+                        "exit_code": proc.returncode,
+                        "pid": proc.pid,
+                        "up_s": round(up_s, 1),
+                        "restart_count": self.restarts.get(name, 0) + 1,
+                        "delay_s": delay,
+                    },
+                )
+            for name, due in list(self._restart_due.items()):
+                if due <= now:
+                    del self._restart_due[name]
+                    self.restarts[name] = self.restarts.get(name, 0) + 1
+                    self._spawn(name)
+
+    def supervise(self, interval_s: float = 0.2) -> None:
+        """Keep the fleet running until `stopping` is set (the caller then calls `stop()`)."""
+        while not self.stopping.wait(interval_s):
+            self.supervise_once()
+
     def _wait_healthy(self, name: str, timeout_s: float) -> None:
         path = "/metrics" if name == "backtest-worker" else "/readyz"
         deadline = time.monotonic() + timeout_s
         last_error = ""
         while time.monotonic() < deadline:
+            if self.stopping.is_set():
+                raise InterruptedError(f"the fleet was stopped while {name} was starting")
             proc = self.processes[name]
             if proc.poll() is not None:
                 raise RuntimeError(f"{name} exited with {proc.returncode}; see {self.log_dir / (name + '.log')}")
@@ -116,6 +188,9 @@ class Fleet:
         raise TimeoutError(f"{name} not ready after {timeout_s:.0f}s ({last_error}); see {self.log_dir}/{name}.log")
 
     def stop(self) -> None:
+        with self._lock:  # a supervisor thread still running restarts nothing from here on
+            self.stopping.set()
+            self._restart_due.clear()
         for proc in self.processes.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -126,6 +201,8 @@ class Fleet:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        if self.processes:
+            log.info("fleet stopped")
         self.processes.clear()
 
 
@@ -146,9 +223,11 @@ def local_env() -> dict[str, str]:
         env["LH_DATABASE_URL"] = f"mysql+asyncmy://lianghua:{password}@127.0.0.1:3306/lh_{{service}}"
     env.setdefault("LH_REDIS_URL", os.environ.get("LH_REDIS_URL", "redis://127.0.0.1:6379/0"))
     env.setdefault("LH_AMQP_URL", os.environ.get("LH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"))
-    secrets_file = ROOT / "var" / "fleet-secrets.env"
     generated = {k: secrets.token_urlsafe(32) for k in ("LH_JWT_SECRET", "LH_INTERNAL_SECRET", "LH_APPROVAL_SECRET")}
     generated["LH_ADMIN_PASSWORD"] = secrets.token_urlsafe(12)
+    if all(k in os.environ for k in generated):
+        return env  # the environment gives every secret: no file
+    secrets_file = ROOT / "var" / "fleet-secrets.env"
     kept = secrets_file.read_text().splitlines() if secrets_file.exists() else []
     missing = [k for k in generated if not any(line.startswith(k + "=") for line in kept)]
     if missing:  # a new file, or one written before a key existed (LH_INTERNAL_SECRET): add what it lacks
@@ -162,28 +241,39 @@ def local_env() -> dict[str, str]:
     return env
 
 
-def main() -> None:
-    fleet = Fleet(env=local_env())
-    fleet.start()
-    admin_pw = fleet.env.get("LH_ADMIN_PASSWORD")
-    print(f"LiangHua fleet is up: {fleet.url('gateway')}  (logs in {fleet.log_dir})", flush=True)
-    if admin_pw:
-        print(f"admin user: {os.environ.get('LH_ADMIN_USERNAME', 'admin')}  password in var/fleet-secrets.env")
-    stop = False
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m lianghua.fleet", description=__doc__)
+    parser.add_argument("--log-dir", type=Path, default=ROOT / "var" / "log", help="one log file per process")
+    parser.add_argument(
+        "--port", action="append", default=[], metavar="NAME=PORT", help="override a default port (repeatable)"
+    )
+    args = parser.parse_args(argv)
+    ports = dict(DEFAULT_PORTS)
+    for item in args.port:
+        name, _, port = item.partition("=")
+        if name not in ports or not port.isdigit():
+            parser.error(f"--port {item}: expected one of {', '.join(ports)} = a number")
+        ports[name] = int(port)
+    from shared.observability import configure_logging
 
-    def _stop(*_: object) -> None:
-        nonlocal stop
-        stop = True
+    configure_logging("fleet", os.environ.get("LH_LOG_LEVEL", "INFO"))
+    fleet = Fleet(env=local_env(), ports=ports, log_dir=args.log_dir)
+
+    def _stop(signum: int, _frame: object) -> None:
+        log.info("stopping the fleet", extra={"signal": signal.Signals(signum).name})
+        fleet.stopping.set()
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
     try:
-        while not stop:
-            for name, proc in fleet.processes.items():
-                if proc.poll() is not None:
-                    print(f"{name} exited with {proc.returncode}; stopping the fleet", flush=True)
-                    stop = True
-            time.sleep(0.5)
+        fleet.start()
+        admin_pw = fleet.env.get("LH_ADMIN_PASSWORD")
+        print(f"LiangHua fleet is up: {fleet.url('gateway')}  (logs in {fleet.log_dir})", flush=True)
+        if admin_pw:
+            print(f"admin user: {os.environ.get('LH_ADMIN_USERNAME', 'admin')}  password in var/fleet-secrets.env")
+        fleet.supervise()
+    except InterruptedError:
+        pass  # stopped by a signal before every process was up
     finally:
         fleet.stop()
 

@@ -2,21 +2,32 @@
 own databases (`lhtest_<run>_<service>`), its own RabbitMQ vhost and its own Redis database number.
 
 URLs come from LH_TEST_MYSQL_URL / LH_TEST_REDIS_URL / LH_TEST_AMQP_URL, else from var/test.env (written by
-scripts/backing-services.sh, which `make test` runs), else from testcontainers when a Docker daemon answers."""
+scripts/backing-services.sh, which `make test` runs), else from testcontainers when a Docker daemon answers.
+
+The run's vhost is made on the RabbitMQ node LH_TEST_AMQP_URL names (see `create_run_vhost`): through its
+management HTTP API when that answers (LH_TEST_RABBITMQ_API, default http://<host>:15672), else with
+`rabbitmqctl -n $LH_TEST_RABBITMQ_NODE` (default: the local default node), in both cases only after checking that
+the node listens on the URL's port; if neither is possible the run uses the URL's own vhost, kept apart from other
+runs by its bus namespace alone, and says so in a warning."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import secrets
 import shutil
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+import warnings
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote, unquote, urlsplit
 
+import httpx
 import pytest
-from sqlalchemy import make_url, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from shared.settings import Mode, Settings
@@ -79,10 +90,72 @@ def _docker_answers() -> bool:
     return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
 
 
-def _rabbitmqctl(*args: str) -> bool:
-    if shutil.which("rabbitmqctl") is None:
-        return False
-    return subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, timeout=60).returncode == 0
+def _rabbitmqctl(node: str | None, *args: str, tool: str = "rabbitmqctl") -> subprocess.CompletedProcess[str] | None:
+    if shutil.which(tool) is None:
+        return None
+    argv = [tool, "-q", *(["-n", node] if node else []), *args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+
+
+@dataclass(frozen=True)
+class RunVhost:
+    amqp_url: str  # what the run connects to
+    made_by: str  # "management API at ...", "rabbitmqctl -n ...", or "" when the URL's own vhost is used
+    delete: Callable[[], None] | None = None
+
+
+def create_run_vhost(base_url: str, vhost: str, env: dict[str, str]) -> RunVhost:
+    """Create `vhost` (with full permissions for the URL's user) on the node `base_url` names, and say how."""
+    url = urlsplit(base_url)
+    user, password = unquote(url.username or "guest"), unquote(url.password or "guest")
+    port = url.port or 5672
+    with_vhost = base_url.rstrip("/") + "/" + quote(vhost, safe="")
+
+    api = env.get("LH_TEST_RABBITMQ_API") or f"http://{url.hostname}:15672"
+    try:
+        with httpx.Client(base_url=api, auth=(user, password), timeout=5) as http:
+            overview = http.get("/api/overview")
+            listens = overview.status_code == 200 and any(
+                item.get("protocol") == "amqp" and int(item.get("port", 0)) == port
+                for item in overview.json().get("listeners", [])
+            )
+            if listens:
+                path = quote(vhost, safe="")
+                http.put(f"/api/vhosts/{path}").raise_for_status()
+                perms = {"configure": ".*", "write": ".*", "read": ".*"}
+                http.put(f"/api/permissions/{path}/{quote(user, safe='')}", json=perms).raise_for_status()
+
+                def delete_by_api() -> None:
+                    with httpx.Client(base_url=api, auth=(user, password), timeout=10) as c:
+                        c.delete(f"/api/vhosts/{path}")
+
+                return RunVhost(with_vhost, f"management API at {api}", delete_by_api)
+    except (httpx.HTTPError, ValueError):
+        pass  # no management API there: try the CLI
+
+    node = env.get("LH_TEST_RABBITMQ_NODE")
+    local = url.hostname in ("127.0.0.1", "localhost", "::1")
+    if node or local:  # the default node is only ever the local one
+        listeners = _rabbitmqctl(node, "listeners", tool="rabbitmq-diagnostics")
+        ports = {int(p) for p in re.findall(r"port: (\d+), protocol: amqp\b", listeners.stdout)} if listeners else set()
+        made = port in ports and all(
+            (r := _rabbitmqctl(node, *cmd)) is not None and r.returncode == 0
+            for cmd in (("add_vhost", vhost), ("set_permissions", "-p", vhost, user, ".*", ".*", ".*"))
+        )
+        if made:
+
+            def delete_by_cli() -> None:
+                _rabbitmqctl(node, "delete_vhost", vhost)
+
+            how = f"rabbitmqctl -n {node}" if node else "rabbitmqctl (default node)"
+            return RunVhost(with_vhost, how, delete_by_cli)
+    warnings.warn(
+        f"could not create a RabbitMQ vhost on the node {url.hostname}:{port} names (no management API at {api}, "
+        "and no node there that rabbitmqctl reaches: set LH_TEST_RABBITMQ_NODE or LH_TEST_RABBITMQ_API); "
+        "this run uses the URL's own vhost, kept apart from other runs by its bus namespace only",
+        stacklevel=2,
+    )
+    return RunVhost(base_url, "")
 
 
 @pytest.fixture(scope="session")
@@ -96,33 +169,33 @@ def backing() -> Iterator[Backing]:
                 "(make test does) or set LH_TEST_MYSQL_URL, LH_TEST_REDIS_URL and LH_TEST_AMQP_URL"
             )
         env.update(_start_containers(containers))
+    try:
+        with open_backing(env) as backing:
+            yield backing
+    finally:
+        for container in containers:
+            container.stop()  # type: ignore[attr-defined]
 
+
+@contextmanager
+def open_backing(env: dict[str, str]) -> Iterator[Backing]:
+    """This run's databases, vhost and Redis database on the servers `env`'s LH_TEST_* URLs name; removed after."""
     run_id = secrets.token_hex(4)
-    vhost = f"lhtest-{run_id}"
-    amqp = make_url(env["LH_TEST_AMQP_URL"].replace("amqp://", "mysql://", 1))  # only to parse user/host
-    if _rabbitmqctl("add_vhost", vhost) and _rabbitmqctl(
-        "set_permissions", "-p", vhost, amqp.username or "guest", ".*", ".*", ".*"
-    ):
-        amqp_url = env["LH_TEST_AMQP_URL"].rstrip("/") + f"/{vhost}"
-    else:
-        vhost = ""
-        amqp_url = env["LH_TEST_AMQP_URL"]
+    vhost = create_run_vhost(env["LH_TEST_AMQP_URL"], f"lhtest-{run_id}", env)
     redis_db = 1 + secrets.randbelow(15)
     backing = Backing(
         run_id=run_id,
         mysql_url=env["LH_TEST_MYSQL_URL"].rstrip("/"),
         redis_url=env["LH_TEST_REDIS_URL"].rstrip("/") + f"/{redis_db}",
-        amqp_url=amqp_url,
+        amqp_url=vhost.amqp_url,
         namespace=f"lhtest.{run_id}",
     )
     try:
         yield backing
     finally:
         asyncio.run(_drop_databases(backing))
-        if vhost:
-            _rabbitmqctl("delete_vhost", vhost)
-        for container in containers:
-            container.stop()  # type: ignore[attr-defined]
+        if vhost.delete is not None:
+            vhost.delete()
 
 
 async def _drop_databases(backing: Backing) -> None:

@@ -80,7 +80,9 @@ class AmqpBus:
         self._events = None
 
     async def ping(self) -> bool:
-        return self._connection is not None and not self._connection.is_closed
+        # A robust connection is "not closed" while it tries to reconnect to a broker that is down: ask whether it
+        # is connected now.
+        return self._connection is not None and self._connection.connected.is_set()
 
     def _message(self, body: bytes, *, message_id: str, msg_type: str | None = None) -> aio_pika.Message:
         cid = current_correlation_id()

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import os
 import secrets
+import signal
 import socket
+import threading
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -44,9 +49,13 @@ def fleet(backing: Backing, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         env=env, ports={name: _free_port() for name in DEFAULT_PORTS}, log_dir=tmp_path_factory.mktemp("fleet")
     )
     fleet.start()
+    supervisor = threading.Thread(target=fleet.supervise, name="fleet-supervisor", daemon=True)
+    supervisor.start()
     try:
         yield fleet
     finally:
+        fleet.stopping.set()
+        supervisor.join()
         fleet.stop()
 
 
@@ -281,3 +290,42 @@ async def test_no_secret_used_in_a_session_reaches_any_log(fleet: Fleet, client:
     handshakes = [line for line in logs["gateway.log"].splitlines() if '"WebSocket /ws?' in line]
     assert any("/ws?token=[REDACTED]" in line for line in handshakes), handshakes
     assert any("/ws?api_key=[REDACTED]" in line for line in handshakes), handshakes
+
+
+async def test_a_killed_process_is_restarted_and_answers_again_while_the_others_run_on(
+    fleet: Fleet, client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`kill -9` of execution: the supervisor logs it and starts it again after the first backoff delay; the other
+    processes keep their pids; an order goes through again without anyone restarting anything."""
+    caplog.set_level(logging.INFO, logger="lianghua.fleet")
+    before = {name: proc.pid for name, proc in fleet.processes.items()}
+    os.kill(before["execution"], signal.SIGKILL)
+    async with asyncio.timeout(90):
+        while True:
+            proc = fleet.processes["execution"]
+            if proc.pid != before["execution"] and proc.poll() is None:
+                try:
+                    health = await client.get(fleet.url("execution") + "/healthz")
+                    ready = await client.get(fleet.url("execution") + "/readyz")
+                    if health.status_code == ready.status_code == 200:
+                        break  # back to normal by itself: alive and its dependencies answer
+                except httpx.TransportError:
+                    pass
+            await asyncio.sleep(0.2)
+    after = {name: proc.pid for name, proc in fleet.processes.items()}
+    assert {n: p for n, p in after.items() if n != "execution"} == {n: p for n, p in before.items() if n != "execution"}
+    assert all(proc.poll() is None for proc in fleet.processes.values())
+    assert fleet.restarts == {"execution": 1}
+    [exited] = [r for r in caplog.records if r.getMessage().startswith("process exited")]
+    assert (exited.child, exited.exit_code, exited.restart_count, exited.delay_s) == (  # type: ignore[attr-defined]
+        "execution",
+        -signal.SIGKILL,
+        1,
+        fleet.backoff.first_s,
+    )
+    started = [r for r in caplog.records if r.getMessage() == "process started"]
+    assert [(r.child, r.pid) for r in started] == [("execution", after["execution"])]  # type: ignore[attr-defined]
+    # The order path works through the new process.
+    users = await _users(client, fleet)
+    seen = await place_order_and_see_the_fill(client, users["trader"])
+    assert seen["placed"]["order"]["status"] == "filled"
