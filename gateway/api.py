@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Path, Request, status
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import AwareDatetime, BaseModel, Field
 
-from gateway.auth import WWW_AUTHENTICATE, Admin, HeaderError, LoginThrottle, Viewer
+from gateway.auth import WWW_AUTHENTICATE, Admin, AdminSession, HeaderError, LoginThrottle, Viewer, ViewerSession
 from gateway.security import (
     Role,
     hash_password,
@@ -167,7 +167,7 @@ async def who_am_i(user: Viewer) -> Me:
 
 
 @router.post("/users", response_model=UserOut, status_code=status.HTTP_201_CREATED, tags=["users"])
-async def create_user(body: UserCreate, store: Store, _: Admin) -> UserOut:
+async def create_user(body: UserCreate, store: Store, _: AdminSession) -> UserOut:
     password_hash = await asyncio.to_thread(hash_password, body.password)
     user = await store.create_user(body.username, password_hash, body.role, body.account_id or body.username)
     return UserOut.of(user)
@@ -180,7 +180,7 @@ async def list_users(store: Store, _: Admin) -> list[UserOut]:
 
 @router.patch("/users/{username}", response_model=UserOut, tags=["users"])
 async def update_user(
-    username: Annotated[str, Path(pattern=USERNAME_PATTERN)], body: UserUpdate, store: Store, admin: Admin
+    username: Annotated[str, Path(pattern=USERNAME_PATTERN)], body: UserUpdate, store: Store, admin: AdminSession
 ) -> UserOut:
     """Change a user's role, disable or re-enable them, or set a new password."""
     if username == admin.username and (body.disabled or (body.role is not None and body.role is not Role.ADMIN)):
@@ -197,7 +197,7 @@ async def update_user(
 
 
 @router.post("/api-keys", response_model=ApiKeyCreated, status_code=status.HTTP_201_CREATED, tags=["api keys"])
-async def create_api_key(body: ApiKeyCreate, store: Store, user: Viewer) -> ApiKeyCreated:
+async def create_api_key(body: ApiKeyCreate, store: Store, user: ViewerSession) -> ApiKeyCreated:
     """A key for scripts, acting as you with the role you give it (at most yours, by default yours) until it expires
     or is revoked. The key is shown once; only its hash is kept."""
     role = body.role or user.role
@@ -220,12 +220,12 @@ async def create_api_key(body: ApiKeyCreate, store: Store, user: Viewer) -> ApiK
 
 
 @router.get("/api-keys", response_model=list[ApiKeyOut], tags=["api keys"])
-async def list_api_keys(store: Store, user: Viewer) -> list[ApiKeyOut]:
+async def list_api_keys(store: Store, user: ViewerSession) -> list[ApiKeyOut]:
     return [ApiKeyOut.of(k) for k in await store.list_api_keys(user.username)]
 
 
 @router.delete("/api-keys/{key_id}", response_model=ApiKeyOut, tags=["api keys"])
-async def revoke_api_key(key_id: Annotated[str, Path(max_length=32)], store: Store, user: Viewer) -> ApiKeyOut:
+async def revoke_api_key(key_id: Annotated[str, Path(max_length=32)], store: Store, user: ViewerSession) -> ApiKeyOut:
     """Revoke one of your keys (an admin can revoke anyone's). Revoking twice keeps the first revocation time."""
     key = await store.get_api_key(key_id)
     if key is None or (key.username != user.username and user.role is not Role.ADMIN):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import math
 import time
@@ -63,8 +64,11 @@ class CurrentUser:
 @dataclass(frozen=True)
 class Credential:
     """What a request presents, checked without I/O: a JWT whose signature, audience and expiry are good, or an
-    API key of the right shape (its secret is checked against the database later). `subject` keys the rate limit,
-    so a request over the limit is refused before it costs a database lookup."""
+    API key of the right shape (its secret is checked against the database later). `subject` keys the rate limit
+    counted before the lookup, so a request over the limit is refused before it costs one: the user of a verified
+    JWT, or for an API key a hash of the whole key as presented. Not its key id: that is no secret (it is in
+    listings and logs), and anyone could use it up with wrong secrets; a wrong secret only uses up its own bucket.
+    The key's own limit (`key:<key_id>`) is counted once its secret has matched."""
 
     subject: str
     claims: TokenClaims | None = None
@@ -86,7 +90,8 @@ def identify(settings: Settings, *, token: str | None, api_key: str | None) -> C
         parsed = parse_api_key(api_key)
         if parsed is None:
             raise unauthenticated("malformed API key (expected lh_<key_id>_<secret>)")
-        return Credential(f"key:{parsed[0]}", api_key=parsed)
+        presented = hashlib.sha256(api_key.strip().encode()).hexdigest()[:32]
+        return Credential(f"keyhash:{presented}", api_key=parsed)
     raise unauthenticated(f"send Authorization: Bearer <token> (from {TOKEN_URL}) or {API_KEY_HEADER}: <key>")
 
 
@@ -164,6 +169,11 @@ async def current_user(
     # Before the user lookup: a request over the limit costs a signature check and a cache increment, no database.
     await enforce_rate_limit(state.infra.cache, credential.subject, state.settings.rate_limit_per_minute)
     user = await resolve(state.store, credential)
+    if credential.api_key is not None:
+        # The key's own limit, which only its holder can use up.
+        await enforce_rate_limit(
+            state.infra.cache, f"key:{credential.api_key[0]}", state.settings.rate_limit_per_minute
+        )
     request.state.user = user
     return user
 
@@ -178,9 +188,27 @@ def require_role(needed: Role) -> Callable[[CurrentUser], Awaitable[CurrentUser]
     return check_role
 
 
+def require_session(needed: Role) -> Callable[[CurrentUser], Awaitable[CurrentUser]]:
+    """`needed` and a log-in session (a JWT), not an API key: keys are for scripts; credentials (keys, users and
+    their passwords) are managed by a person who logged in. Otherwise a key that expires could make one that never
+    does, or an admin key a user with a password, and outlive its expiry or revocation."""
+    check_role = require_role(needed)
+
+    # A default, not an annotation: annotations are strings here, and `check_role` is not a module-level name.
+    async def check_session(user: CurrentUser = Depends(check_role)) -> CurrentUser:
+        if user.via != "jwt":
+            raise Forbidden("session_required", "manage API keys and users after logging in, not with an API key")
+        return user
+
+    check_session.__name__ = f"require_{needed.value}_session"
+    return check_session
+
+
 Viewer = Annotated[CurrentUser, Depends(require_role(Role.VIEWER))]
 Trader = Annotated[CurrentUser, Depends(require_role(Role.TRADER))]
 Admin = Annotated[CurrentUser, Depends(require_role(Role.ADMIN))]
+ViewerSession = Annotated[CurrentUser, Depends(require_session(Role.VIEWER))]
+AdminSession = Annotated[CurrentUser, Depends(require_session(Role.ADMIN))]
 
 
 # --- log-in throttling -------------------------------------------------------------------------------------

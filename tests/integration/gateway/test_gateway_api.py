@@ -546,9 +546,11 @@ async def test_an_api_key_has_its_own_role_at_most_its_owners(gw: Any) -> None:
     assert refused.status_code == 403 and refused.json()["code"] == "forbidden"
     placed = await gw.client.post("/api/v1/orders", json=order_body(client_order_id="c-bot"), headers=bot)
     assert placed.status_code == 201, placed.text
-    # Nor can it make itself (or anyone) a key above its own role.
-    escalate = await gw.client.post("/api/v1/api-keys", json={"name": "up", "role": "admin"}, headers=bot)
-    assert escalate.status_code == 403 and escalate.json()["code"] == "role_exceeds_owner"
+    # Nor can it make a key at all (keys are managed after logging in), let alone one above its own role.
+    escalate = await gw.client.post("/api/v1/api-keys", json={"name": "up", "role": "admin"}, headers=admin)
+    assert escalate.status_code == 201
+    escalate = await gw.client.post("/api/v1/api-keys", json={"name": "up", "role": "trader"}, headers=bot)
+    assert escalate.status_code == 403 and escalate.json()["code"] == "session_required"
 
     trader = await gw.new_user("trader")
     above = await gw.client.post("/api/v1/api-keys", json={"name": "up", "role": "admin"}, headers=trader.headers)
@@ -602,6 +604,33 @@ async def test_an_api_key_stops_working_when_it_expires(gw: Any) -> None:
     )  # fmt: skip
     expired = await gw.client.get("/api/v1/auth/me", headers={"X-API-Key": key.token})
     assert expired.status_code == 401 and expired.json()["message"] == "this API key has expired"
+
+
+async def test_an_api_key_cannot_manage_keys_or_users_so_an_expiring_key_cannot_outlive_itself(gw: Any) -> None:
+    admin = await gw.admin_headers()
+    soon = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    made = await gw.client.post("/api/v1/api-keys", json={"name": "hour", "expires_at": soon}, headers=admin)
+    assert made.status_code == 201, made.text
+    hour_key = {"X-API-Key": made.json()["api_key"]}
+    assert (await gw.client.get("/api/v1/auth/me", headers=hour_key)).json()["role"] == "admin"  # the key works
+    listed = await gw.client.get("/api/v1/api-keys", headers=admin)
+    before = [k["key_id"] for k in listed.json()]
+
+    # Neither a key that never expires, nor a user with a password, nor a new password for someone.
+    refused = [
+        await gw.client.post("/api/v1/api-keys", json={"name": "forever"}, headers=hour_key),
+        await gw.client.get("/api/v1/api-keys", headers=hour_key),
+        await gw.client.delete(f"/api/v1/api-keys/{made.json()['key_id']}", headers=hour_key),
+        await gw.client.post(
+            "/api/v1/users", json={"username": f"u-{secrets.token_hex(4)}", "password": "p" * 12}, headers=hour_key
+        ),
+        await gw.client.patch("/api/v1/users/admin", json={"password": "q" * 12}, headers=hour_key),
+    ]
+    assert [(r.status_code, r.json()["code"]) for r in refused] == [(403, "session_required")] * 5
+    # Nothing changed: the same keys, none revoked, and the admin's password is still the old one.
+    after = (await gw.client.get("/api/v1/api-keys", headers=admin)).json()
+    assert [k["key_id"] for k in after] == before and all(k["revoked_at"] is None for k in after)
+    assert (await gw.login(gw.settings.admin_username, gw.settings.admin_password)).status_code == 200
 
 
 # --- rate limit, request ids, ops, UI ----------------------------------------------------------------------------
