@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -24,6 +25,7 @@ from shared.errors import Forbidden, NotFound, ServiceError
 from shared.request_model import RequestModel, StrictBool
 
 USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"
+USERNAME_RE = re.compile(USERNAME_PATTERN)
 MIN_PASSWORD_LENGTH = 8
 
 router = APIRouter(prefix="/api/v1")
@@ -129,15 +131,32 @@ class ApiKeyCreated(BaseModel):
 # --- auth --------------------------------------------------------------------------------------------------
 
 
+def _invalid_credentials() -> HeaderError:
+    return HeaderError(
+        "invalid_credentials",
+        "wrong username or password",
+        status_code=401,
+        headers={"WWW-Authenticate": WWW_AUTHENTICATE},
+    )
+
+
 @router.post("/auth/token", response_model=TokenResponse, tags=["auth"])
 async def issue_access_token(
     request: Request, store: Store, form: Annotated[OAuth2PasswordRequestForm, Depends()]
 ) -> TokenResponse:
     """Log in with a username and password (an OAuth2 password form) and get a bearer token. Failed log-ins lock
-    out their client address and user name for a while (429 `login_locked` with `Retry-After`)."""
+    out their client and (client, name) pair for a while, and slow down their name by at most a minute
+    (429 `login_locked` with `Retry-After`; gateway.auth.LoginPolicy)."""
     settings = request.app.state.settings
     throttle: LoginThrottle = request.app.state.login_throttle
     address = request.client.host if request.client else "unknown"
+    if USERNAME_RE.fullmatch(form.username) is None:
+        # No user has such a name, and the database could take it for one that does (MariaDB ignores trailing
+        # spaces: 'admin ' would be admin, with counters of its own). The same answer as a wrong password, before
+        # any lookup, counted against the client.
+        await throttle.check(address, None)
+        await throttle.failed(address, None)
+        raise _invalid_credentials()
     await throttle.check(address, form.username)  # before any database lookup or password check
     async with throttle.verifying():
         user = await store.get_user(form.username)
@@ -147,13 +166,8 @@ async def issue_access_token(
             await store.update_user(user.username, password_hash=new_hash)
     if user is None or not valid or user.disabled:
         await throttle.failed(address, form.username)
-        raise HeaderError(
-            "invalid_credentials",
-            "wrong username or password",
-            status_code=401,
-            headers={"WWW-Authenticate": WWW_AUTHENTICATE},
-        )
-    await throttle.succeeded(form.username)
+        raise _invalid_credentials()
+    await throttle.succeeded(address, form.username)
     token = issue_token(settings.jwt_secret, user.username, user.role, user.account_id, settings.jwt_ttl_s)
     return TokenResponse(access_token=token, role=user.role, expires_in=settings.jwt_ttl_s)
 
