@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -795,6 +796,39 @@ async def test_an_html_report_streams_through_the_gateway_and_errors_stay_json(g
     failed = await gw.client.get("/api/v1/backtests/bt-failed/report.html", headers=viewer.headers)
     assert failed.status_code == 409 and failed.json()["code"] == "backtest_not_succeeded"
     assert (await gw.client.get("/api/v1/backtests/bt-7/report.html")).status_code == 401
+
+
+async def test_a_report_link_reads_with_the_users_current_role(gw: Any) -> None:
+    chief = await gw.new_user("admin")
+    made = await gw.client.post("/api/v1/backtests/bt-7/report-link", headers=chief.headers)
+    assert made.status_code == 200, made.text
+    demoted = await gw.client.patch(
+        f"/api/v1/users/{chief.username}", json={"role": "viewer"}, headers=await gw.admin_headers()
+    )
+    assert demoted.status_code == 200
+    page = await gw.client.get(made.json()["url"])
+    assert page.status_code == 200 and page.text == "<html><body>report of bt-7</body></html>"
+    call = gw.downstream.calls_to("backtest")[-1]
+    assert (call.path, call.principal.subject, call.principal.role) == (
+        "/v1/backtests/bt-7/report.html",
+        chief.username,
+        "viewer",
+    )
+
+
+async def test_report_pages_count_against_the_users_own_rate_limit(
+    gw: Any, gw_settings: Any, start_gateway: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reader = await gw.new_user("viewer")
+    now = time.time()
+    monkeypatch.setattr("gateway.auth.time", SimpleNamespace(time=lambda: now))  # one rate-limit minute throughout
+    async with start_gateway(gw_settings.with_overrides(rate_limit_per_minute=5)) as gateway:
+        made = await gateway.client.post("/api/v1/backtests/bt-7/report-link", headers=reader.headers)  # 1 of 5
+        assert made.status_code == 200
+        statuses = [(await gateway.client.get(made.json()["url"])).status_code for _ in range(5)]
+        assert statuses == [200] * 4 + [429]  # the link's pages share the user's bucket: 4 more, not 5
+        me = await gateway.client.get("/api/v1/auth/me", headers=reader.headers)
+        assert me.status_code == 429 and me.json()["code"] == "rate_limited"
 
 
 # --- request-body size limit (LH_MAX_BODY_BYTES) ---------------------------------------------------------------
