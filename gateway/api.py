@@ -9,7 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request, status
 from fastapi.security import OAuth2PasswordRequestForm
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 
 from gateway.auth import WWW_AUTHENTICATE, Admin, AdminSession, HeaderError, LoginThrottle, Viewer, ViewerSession
 from gateway.security import (
@@ -22,7 +22,7 @@ from gateway.security import (
 )
 from gateway.store import ApiKeyRecord, GatewayStore, UserRecord
 from shared.errors import Forbidden, NotFound, ServiceError
-from shared.request_model import RequestModel, StrictBool
+from shared.request_model import IsoAwareDatetime, RequestModel, StrictBool
 
 USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"
 USERNAME_RE = re.compile(USERNAME_PATTERN)
@@ -92,8 +92,9 @@ class ApiKeyCreate(RequestModel):
     role: Role | None = Field(
         default=None, description="what the key may do: at most your own role; defaults to your role"
     )
-    expires_at: AwareDatetime | None = Field(
-        default=None, description="when the key stops working (with a UTC offset, in the future); none: never"
+    expires_at: IsoAwareDatetime | None = Field(
+        default=None,
+        description="when the key stops working: ISO 8601 text with a UTC offset, in the future; none: never",
     )
 
 

@@ -663,7 +663,13 @@ async def test_an_api_key_stops_working_when_it_expires(gw: Any) -> None:
     assert me.status_code == 200
 
     past = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
-    for bad, code in ((past, "invalid_expiry"), ("2030-01-01T00:00:00", "invalid_request")):  # no UTC offset
+    # In the past; with no UTC offset; as a Unix timestamp (2030-01-01) or a number that reads as a date.
+    for bad, code in (
+        (past, "invalid_expiry"),
+        ("2030-01-01T00:00:00", "invalid_request"),
+        (1893456000, "invalid_request"),
+        (20300101.0, "invalid_request"),
+    ):
         refused = await gw.client.post(
             "/api/v1/api-keys", json={"name": "x", "expires_at": bad}, headers=trader.headers
         )
