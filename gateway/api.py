@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request, status
 from fastapi.security import OAuth2PasswordRequestForm
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 
-from gateway.auth import WWW_AUTHENTICATE, Admin, HeaderError, LoginThrottle, Viewer
+from gateway.auth import WWW_AUTHENTICATE, Admin, AdminSession, HeaderError, LoginThrottle, Viewer, ViewerSession
 from gateway.security import (
     Role,
     hash_password,
@@ -21,9 +22,10 @@ from gateway.security import (
 )
 from gateway.store import ApiKeyRecord, GatewayStore, UserRecord
 from shared.errors import Forbidden, NotFound, ServiceError
-from shared.request_model import RequestModel, StrictBool
+from shared.request_model import IsoAwareDatetime, RequestModel, StrictBool
 
 USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"
+USERNAME_RE = re.compile(USERNAME_PATTERN)
 MIN_PASSWORD_LENGTH = 8
 
 router = APIRouter(prefix="/api/v1")
@@ -90,8 +92,9 @@ class ApiKeyCreate(RequestModel):
     role: Role | None = Field(
         default=None, description="what the key may do: at most your own role; defaults to your role"
     )
-    expires_at: AwareDatetime | None = Field(
-        default=None, description="when the key stops working (with a UTC offset, in the future); none: never"
+    expires_at: IsoAwareDatetime | None = Field(
+        default=None,
+        description="when the key stops working: ISO 8601 text with a UTC offset, in the future; none: never",
     )
 
 
@@ -129,15 +132,32 @@ class ApiKeyCreated(BaseModel):
 # --- auth --------------------------------------------------------------------------------------------------
 
 
+def _invalid_credentials() -> HeaderError:
+    return HeaderError(
+        "invalid_credentials",
+        "wrong username or password",
+        status_code=401,
+        headers={"WWW-Authenticate": WWW_AUTHENTICATE},
+    )
+
+
 @router.post("/auth/token", response_model=TokenResponse, tags=["auth"])
 async def issue_access_token(
     request: Request, store: Store, form: Annotated[OAuth2PasswordRequestForm, Depends()]
 ) -> TokenResponse:
     """Log in with a username and password (an OAuth2 password form) and get a bearer token. Failed log-ins lock
-    out their client address and user name for a while (429 `login_locked` with `Retry-After`)."""
+    out their client and (client, name) pair for a while, and slow down their name by at most a minute
+    (429 `login_locked` with `Retry-After`; gateway.auth.LoginPolicy)."""
     settings = request.app.state.settings
     throttle: LoginThrottle = request.app.state.login_throttle
     address = request.client.host if request.client else "unknown"
+    if USERNAME_RE.fullmatch(form.username) is None:
+        # No user has such a name, and the database could take it for one that does (MariaDB ignores trailing
+        # spaces: 'admin ' would be admin, with counters of its own). The same answer as a wrong password, before
+        # any lookup, counted against the client.
+        await throttle.check(address, None)
+        await throttle.failed(address, None)
+        raise _invalid_credentials()
     await throttle.check(address, form.username)  # before any database lookup or password check
     async with throttle.verifying():
         user = await store.get_user(form.username)
@@ -147,13 +167,8 @@ async def issue_access_token(
             await store.update_user(user.username, password_hash=new_hash)
     if user is None or not valid or user.disabled:
         await throttle.failed(address, form.username)
-        raise HeaderError(
-            "invalid_credentials",
-            "wrong username or password",
-            status_code=401,
-            headers={"WWW-Authenticate": WWW_AUTHENTICATE},
-        )
-    await throttle.succeeded(form.username)
+        raise _invalid_credentials()
+    await throttle.succeeded(address, form.username)
     token = issue_token(settings.jwt_secret, user.username, user.role, user.account_id, settings.jwt_ttl_s)
     return TokenResponse(access_token=token, role=user.role, expires_in=settings.jwt_ttl_s)
 
@@ -167,7 +182,7 @@ async def who_am_i(user: Viewer) -> Me:
 
 
 @router.post("/users", response_model=UserOut, status_code=status.HTTP_201_CREATED, tags=["users"])
-async def create_user(body: UserCreate, store: Store, _: Admin) -> UserOut:
+async def create_user(body: UserCreate, store: Store, _: AdminSession) -> UserOut:
     password_hash = await asyncio.to_thread(hash_password, body.password)
     user = await store.create_user(body.username, password_hash, body.role, body.account_id or body.username)
     return UserOut.of(user)
@@ -180,7 +195,7 @@ async def list_users(store: Store, _: Admin) -> list[UserOut]:
 
 @router.patch("/users/{username}", response_model=UserOut, tags=["users"])
 async def update_user(
-    username: Annotated[str, Path(pattern=USERNAME_PATTERN)], body: UserUpdate, store: Store, admin: Admin
+    username: Annotated[str, Path(pattern=USERNAME_PATTERN)], body: UserUpdate, store: Store, admin: AdminSession
 ) -> UserOut:
     """Change a user's role, disable or re-enable them, or set a new password."""
     if username == admin.username and (body.disabled or (body.role is not None and body.role is not Role.ADMIN)):
@@ -197,7 +212,7 @@ async def update_user(
 
 
 @router.post("/api-keys", response_model=ApiKeyCreated, status_code=status.HTTP_201_CREATED, tags=["api keys"])
-async def create_api_key(body: ApiKeyCreate, store: Store, user: Viewer) -> ApiKeyCreated:
+async def create_api_key(body: ApiKeyCreate, store: Store, user: ViewerSession) -> ApiKeyCreated:
     """A key for scripts, acting as you with the role you give it (at most yours, by default yours) until it expires
     or is revoked. The key is shown once; only its hash is kept."""
     role = body.role or user.role
@@ -220,12 +235,12 @@ async def create_api_key(body: ApiKeyCreate, store: Store, user: Viewer) -> ApiK
 
 
 @router.get("/api-keys", response_model=list[ApiKeyOut], tags=["api keys"])
-async def list_api_keys(store: Store, user: Viewer) -> list[ApiKeyOut]:
+async def list_api_keys(store: Store, user: ViewerSession) -> list[ApiKeyOut]:
     return [ApiKeyOut.of(k) for k in await store.list_api_keys(user.username)]
 
 
 @router.delete("/api-keys/{key_id}", response_model=ApiKeyOut, tags=["api keys"])
-async def revoke_api_key(key_id: Annotated[str, Path(max_length=32)], store: Store, user: Viewer) -> ApiKeyOut:
+async def revoke_api_key(key_id: Annotated[str, Path(max_length=32)], store: Store, user: ViewerSession) -> ApiKeyOut:
     """Revoke one of your keys (an admin can revoke anyone's). Revoking twice keeps the first revocation time."""
     key = await store.get_api_key(key_id)
     if key is None or (key.username != user.username and user.role is not Role.ADMIN):

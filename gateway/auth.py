@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import ipaddress
 import logging
 import math
 import time
@@ -63,8 +65,11 @@ class CurrentUser:
 @dataclass(frozen=True)
 class Credential:
     """What a request presents, checked without I/O: a JWT whose signature, audience and expiry are good, or an
-    API key of the right shape (its secret is checked against the database later). `subject` keys the rate limit,
-    so a request over the limit is refused before it costs a database lookup."""
+    API key of the right shape (its secret is checked against the database later). `subject` keys the rate limit
+    counted before the lookup, so a request over the limit is refused before it costs one: the user of a verified
+    JWT, or for an API key a hash of the whole key as presented. Not its key id: that is no secret (it is in
+    listings and logs), and anyone could use it up with wrong secrets; a wrong secret only uses up its own bucket.
+    The key's own limit (`key:<key_id>`) is counted once its secret has matched."""
 
     subject: str
     claims: TokenClaims | None = None
@@ -86,7 +91,8 @@ def identify(settings: Settings, *, token: str | None, api_key: str | None) -> C
         parsed = parse_api_key(api_key)
         if parsed is None:
             raise unauthenticated("malformed API key (expected lh_<key_id>_<secret>)")
-        return Credential(f"key:{parsed[0]}", api_key=parsed)
+        presented = hashlib.sha256(api_key.strip().encode()).hexdigest()[:32]
+        return Credential(f"keyhash:{presented}", api_key=parsed)
     raise unauthenticated(f"send Authorization: Bearer <token> (from {TOKEN_URL}) or {API_KEY_HEADER}: <key>")
 
 
@@ -164,6 +170,11 @@ async def current_user(
     # Before the user lookup: a request over the limit costs a signature check and a cache increment, no database.
     await enforce_rate_limit(state.infra.cache, credential.subject, state.settings.rate_limit_per_minute)
     user = await resolve(state.store, credential)
+    if credential.api_key is not None:
+        # The key's own limit, which only its holder can use up.
+        await enforce_rate_limit(
+            state.infra.cache, f"key:{credential.api_key[0]}", state.settings.rate_limit_per_minute
+        )
     request.state.user = user
     return user
 
@@ -178,34 +189,79 @@ def require_role(needed: Role) -> Callable[[CurrentUser], Awaitable[CurrentUser]
     return check_role
 
 
+def require_session(needed: Role) -> Callable[[CurrentUser], Awaitable[CurrentUser]]:
+    """`needed` and a log-in session (a JWT), not an API key: keys are for scripts; credentials (keys, users and
+    their passwords) are managed by a person who logged in. Otherwise a key that expires could make one that never
+    does, or an admin key a user with a password, and outlive its expiry or revocation."""
+    check_role = require_role(needed)
+
+    # A default, not an annotation: annotations are strings here, and `check_role` is not a module-level name.
+    async def check_session(user: CurrentUser = Depends(check_role)) -> CurrentUser:
+        if user.via != "jwt":
+            raise Forbidden("session_required", "manage API keys and users after logging in, not with an API key")
+        return user
+
+    check_session.__name__ = f"require_{needed.value}_session"
+    return check_session
+
+
 Viewer = Annotated[CurrentUser, Depends(require_role(Role.VIEWER))]
 Trader = Annotated[CurrentUser, Depends(require_role(Role.TRADER))]
 Admin = Annotated[CurrentUser, Depends(require_role(Role.ADMIN))]
+ViewerSession = Annotated[CurrentUser, Depends(require_session(Role.VIEWER))]
+AdminSession = Annotated[CurrentUser, Depends(require_session(Role.ADMIN))]
 
 
 # --- log-in throttling -------------------------------------------------------------------------------------
 
 
+def client_group(address: str) -> str:
+    """What the log-in throttle counts as one client: an IPv4 address, or an IPv6 /64 (one subscriber's network,
+    whose addresses a client can rotate through at will); anything else (e.g. "unknown") as it is."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address[:64]
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
 @dataclass(frozen=True)
 class LoginPolicy:
-    """After `free_*` failed log-ins from one client address, or for one user name, each further failure locks that
-    address or name out for twice as long as the one before: 1 s, 2 s, 4 s, ... up to `max_lockout_s`. So one name
-    gets at most 10 guesses in its first minute (5 at once, then at 1, 3, 7, 15 and 31 s), and one address at most
-    ~20 plus a handful an hour, whatever names it tries. Failures are forgotten `memory_s` after the first one; a
-    successful log-in clears its name (not its address: a guesser with one good account could otherwise reset
-    it). At most `max_concurrent_verifications` password checks (argon2, ~50 ms of CPU and 64 MiB each) run at once
-    in a process; a log-in beyond that is refused at once with 503 `login_busy`, not queued."""
+    """Failed log-ins are counted per client (an IPv4 address or an IPv6 /64, `client_group`), per (client, name)
+    and per name, and forgotten `memory_s` after the first one:
 
-    free_failures_per_name: int = 5
+    - a client gets `free_failures_per_address` failures whatever the names, a (client, name) pair
+      `free_failures_per_pair`; each failure beyond that locks the client (or the pair) for twice as long as the one
+      before, 1 s, 2 s, 4 s, ... up to `max_lockout_s`, a right password from it included;
+    - a name (from any client) gets `free_failures_per_name`; each failure beyond that delays every client's next
+      attempt on the name by twice as long as the last, 1 s, 2 s, ... but never more than `max_name_delay_s`: a
+      guesser with many addresses gets about one guess a minute, and the owner waits a minute at most, never locked
+      out for good. A client the name logged in from (successfully) in the last `known_client_s` is not delayed by
+      the name at all (its own and its pair's counts still apply).
+
+    A successful log-in clears its pair's and its name's failures (not its client's: a guesser with one good
+    account could otherwise reset it). At most `max_concurrent_verifications` password checks (argon2, ~50 ms of
+    CPU and 64 MiB each) run at once in a process; a log-in beyond that is refused at once with 503 `login_busy`,
+    not queued."""
+
     free_failures_per_address: int = 20
+    free_failures_per_pair: int = 5
+    free_failures_per_name: int = 10
     first_lockout_s: float = 1.0
     max_lockout_s: float = 900.0
+    max_name_delay_s: float = 60.0
     memory_s: int = 3600
+    known_client_s: int = 30 * 24 * 3600
     max_concurrent_verifications: int = 4
 
 
 class LoginThrottle:
-    """Failed log-ins per client address and per user name, counted in the cache (shared by gateway processes)."""
+    """Failed log-ins per client, per (client, name) and per name, counted in the cache (shared by gateway
+    processes). `username` is None for a name that cannot be a user's (it then counts against its client only)."""
 
     def __init__(self, cache: Cache, policy: LoginPolicy | None = None, clock: Callable[[], float] = time.time):
         self.cache = cache
@@ -213,18 +269,27 @@ class LoginThrottle:
         self.clock = clock
         self.verifications = asyncio.Semaphore(self.policy.max_concurrent_verifications)
 
-    def _subjects(self, address: str, username: str) -> list[tuple[str, int]]:
-        # Names are matched case-insensitively by the database: so are their counters.
-        return [
-            (f"addr:{address}", self.policy.free_failures_per_address),
-            (f"name:{username.casefold()[:64]}", self.policy.free_failures_per_name),
-        ]
+    def _subjects(self, client: str, username: str | None) -> list[tuple[str, int, float]]:
+        """(subject, free failures, longest lockout). Names are compared exactly, as the users table does once a
+        name has passed USERNAME_PATTERN (utf8mb4_bin on MariaDB and SQLite's BINARY are case-sensitive; MariaDB's
+        PAD SPACE would ignore trailing spaces, which the pattern refuses before any lookup)."""
+        policy = self.policy
+        subjects = [(f"addr:{client}", policy.free_failures_per_address, policy.max_lockout_s)]
+        if username is not None:
+            subjects += [
+                (f"pair:{client}:{username}", policy.free_failures_per_pair, policy.max_lockout_s),
+                (f"name:{username}", policy.free_failures_per_name, policy.max_name_delay_s),
+            ]
+        return subjects
 
-    async def check(self, address: str, username: str) -> None:
-        """429 `login_locked` while the address or the name is locked out (a right password included)."""
-        now = self.clock()
+    async def check(self, address: str, username: str | None) -> None:
+        """429 `login_locked` while the client, the pair or the name is locked out (a right password included)."""
+        now, client = self.clock(), client_group(address)
         try:
-            until = [await self.cache.get(f"login:lock:{subject}") for subject, _ in self._subjects(address, username)]
+            subjects = [subject for subject, _, _ in self._subjects(client, username)]
+            if username is not None and await self.cache.get(f"login:known:{username}:{client}") is not None:
+                subjects.remove(f"name:{username}")
+            until = [await self.cache.get(f"login:lock:{subject}") for subject in subjects]
         except Exception:
             log.warning("login throttle unavailable; attempt let through", exc_info=True)
             return
@@ -238,22 +303,24 @@ class LoginThrottle:
                 headers={"Retry-After": str(retry_after)},
             )
 
-    async def failed(self, address: str, username: str) -> None:
+    async def failed(self, address: str, username: str | None) -> None:
         now, policy = self.clock(), self.policy
         try:
-            for subject, free in self._subjects(address, username):
+            for subject, free, longest in self._subjects(client_group(address), username):
                 failures = await self.cache.incr_window(f"login:fail:{subject}", policy.memory_s)
                 if failures >= free:
-                    lockout = min(policy.max_lockout_s, policy.first_lockout_s * 2 ** min(failures - free, 32))
+                    lockout = min(longest, policy.first_lockout_s * 2 ** min(failures - free, 32))
                     # The time it ends is the value: the key itself lives as long as the failures are remembered.
                     await self.cache.set(f"login:lock:{subject}", repr(now + lockout), ttl_s=policy.memory_s)
         except Exception:
             log.warning("login throttle unavailable; failure not counted", exc_info=True)
 
-    async def succeeded(self, username: str) -> None:
-        subject = f"name:{username.casefold()[:64]}"
+    async def succeeded(self, address: str, username: str) -> None:
+        client = client_group(address)
+        subjects = [f"pair:{client}:{username}", f"name:{username}"]
         try:
-            await self.cache.delete(f"login:fail:{subject}", f"login:lock:{subject}")
+            await self.cache.delete(*(f"login:{kind}:{s}" for s in subjects for kind in ("fail", "lock")))
+            await self.cache.set(f"login:known:{username}:{client}", "1", ttl_s=self.policy.known_client_s)
         except Exception:
             log.warning("login throttle unavailable; failures of this name not cleared", exc_info=True)
 

@@ -6,7 +6,8 @@ link to `/api/v1/backtests/{id}/report.html` carries no `Authorization` header. 
 (`POST .../report-link`, authenticated as any API call) and opens it:
 
 - the link names one report and is signed with a key derived from the session secret for this use only (it is not
-  a session token and cannot be used as one), with the user, role and account it reads as, for `LINK_TTL_S` seconds;
+  a session token and cannot be used as one), with the user and role it reads as (at most: the user's current role
+  and account apply when it is opened), for `LINK_TTL_S` seconds;
   reusable in that time (a reload works), useless after it or for any other report;
 - the page is served with its own policy: its inline scripts and styles run, nothing else loads (no connections, no
   other origin), and `sandbox` gives it an opaque origin, so its scripts cannot read the desk's stored session or
@@ -88,11 +89,15 @@ async def _link_user(request: Request, kind: str, report_id: str, link: str) -> 
         raise unauthenticated("invalid report link") from exc
     if claims["kind"] != kind or claims["rid"] != report_id:
         raise unauthenticated("this report link is for another report")
+    # The user's own bucket (as their API requests), before the lookup: a refused request costs no database.
+    await enforce_rate_limit(state.infra.cache, f"user:{claims['sub']}", state.settings.rate_limit_per_minute)
     record = await state.store.get_user(str(claims["sub"]))
     if record is None or record.disabled:
         raise unauthenticated("the user of this report link is disabled or no longer exists")
-    await enforce_rate_limit(state.infra.cache, record.username, state.settings.rate_limit_per_minute)
-    return CurrentUser(record.username, Role(claims["role"]), str(claims.get("acct") or record.account_id), "link")
+    # The role and account as the users table says now (a demotion within the link's minute applies), never more
+    # than the link was made with (a viewer API key's link reads as a viewer).
+    role = min(Role(claims["role"]), record.role, key=lambda r: r.rank)
+    return CurrentUser(record.username, role, record.account_id, "link")
 
 
 async def _report_page(request: Request, kind: str, report_id: str, link: str) -> Response:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from fastapi import APIRouter, Query, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from gateway.auth import CurrentUser, HeaderError, authenticate
+from gateway.auth import CurrentUser, HeaderError, authenticate, client_group, enforce_rate_limit
 from gateway.security import Role
 from shared.events.envelope import Envelope
 
@@ -34,6 +34,7 @@ RECENT_EVENT_IDS = 4096
 # Close codes (4000-4999 are the application's own).
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_TOO_SLOW = 4408
+CLOSE_TOO_MANY = 4429  # more handshakes from this client address than the rate limit allows this minute
 CLOSE_GOING_AWAY = 1001
 
 router = APIRouter()
@@ -121,17 +122,22 @@ async def event_stream(
     token: str | None = Query(default=None, description="a bearer token from /api/v1/auth/token"),
     api_key: str | None = Query(default=None),
 ) -> None:
-    """Authenticate with `?token=` or `?api_key=`; bad credentials close the socket with code 4401. The first
+    """Authenticate with `?token=` or `?api_key=`; bad credentials close the socket with code 4401, more handshakes
+    from one client address in a minute than the rate limit allows with 4429. The first
     message is `{"type": "ws.connected", ...}`; then each event is its envelope JSON
     (`{id, type, version, occurred_at, source, correlation_id, payload}`)."""
     state = websocket.app.state
+    client = client_group(websocket.client.host if websocket.client else "unknown")
     try:
+        # Handshakes per client address (an IPv6 /64), before any lookup: bad keys cost a database lookup each.
+        await enforce_rate_limit(state.infra.cache, f"ws:{client}", state.settings.rate_limit_per_minute)
         user = await authenticate(state.store, state.settings, token=token, api_key=api_key)
     except HeaderError as exc:
         # Accept first, then close: a browser sees a close code (and reason) only on an accepted socket; a refused
         # handshake reaches its script as a bare error it cannot tell from a network failure.
         await websocket.accept()
-        await websocket.close(code=CLOSE_UNAUTHENTICATED, reason=exc.message[:120])
+        code = CLOSE_TOO_MANY if exc.status_code == 429 else CLOSE_UNAUTHENTICATED
+        await websocket.close(code=code, reason=exc.message[:120])
         return
 
     hub: EventHub = state.hub

@@ -44,6 +44,10 @@ access_log = logging.getLogger("lianghua.access")
 ReadinessCheck = Callable[[], Awaitable[Any]]
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 PUBLIC_PATHS = ("/healthz", "/readyz", "/metrics")
+# What the access log keeps of a request path: anyone can send a 60 KB one, and every log line goes through the
+# redacting filter and on to the log store.
+MAX_LOGGED_PATH = 2048
+READY_CACHE_S = 1.0  # how long a /readyz answer is reused
 # Our requests take milliseconds: the instrumentator's default 0.1/0.5/1 s buckets would make p50/p99 guesses.
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -111,7 +115,7 @@ class CorrelationMiddleware:
                     "request",
                     extra={
                         "method": scope.get("method", "WS"),
-                        "path": path,
+                        "path": path if len(path) <= MAX_LOGGED_PATH else f"{path[:MAX_LOGGED_PATH]}...",
                         "status": status,
                         "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                     },
@@ -205,12 +209,20 @@ def create_service_app(
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "service": name}
 
+    # /readyz is public: its answer is kept READY_CACHE_S, and requests that arrive while the dependencies are being
+    # checked wait for that one check, so a flood of requests pings each dependency at most once a second.
+    answered: list[tuple[float, dict[str, str]]] = []
+    checking = asyncio.Lock()
+
     @app.get("/readyz", tags=["ops"])
     async def readyz() -> JSONResponse:
-        """Public: each dependency is "ok" or "unavailable"; why one failed (driver errors, hosts, ports) is logged,
-        never answered."""
-        results = await asyncio.gather(*(_run_check(name, check) for name, check in checks.items()))
-        report = dict(zip(checks, results, strict=True))
+        """Public: each dependency is "ok" or "unavailable" (as checked within the last second); why one failed
+        (driver errors, hosts, ports) is logged, never answered."""
+        async with checking:
+            if not answered or time.monotonic() - answered[0][0] >= READY_CACHE_S:
+                results = await asyncio.gather(*(_run_check(name, check) for name, check in checks.items()))
+                answered[:] = [(time.monotonic(), dict(zip(checks, results, strict=True)))]
+            report = answered[0][1]
         ready = all(r == "ok" for r in report.values())
         return JSONResponse(
             {"status": "ready" if ready else "not_ready", "service": name, "checks": report},

@@ -10,7 +10,7 @@ import os
 import re
 import sys
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
@@ -39,28 +39,51 @@ def ensure_correlation_id() -> str:
 # --- redaction ---------------------------------------------------------------------------------------------
 
 REDACTED = "[REDACTED]"
-# Names whose value is a credential: as a query-string or form parameter (`?token=...`), as a quoted key
-# (`'password': '...'`, `"api_key": "..."`), or as a log record's `extra` field.
+# Names whose value is a credential: as a query-string or form parameter (`?token=...`), as a key with `=` or `:`
+# and its value quoted or not (`password='...'`, `"api_key": "..."`, `password: ...`, `Authorization: Token ...`),
+# or as a log record's `extra` field. `input_value` is what pydantic's ValidationError shows of a refused input,
+# which may be a password.
 _SECRET_NAME = (
     r"(?:access_token|refresh_token|id_token|token|api_key|apikey|x-api-key|password|passwd|pwd|secret|"  # noqa: S105
-    r"client_secret|jwt_secret|internal_secret|approval_secret|tushare_token|signature|sig|authorization)"
+    r"client_secret|jwt_secret|internal_secret|approval_secret|tushare_token|signature|sig|authorization|"
+    r"input_value)"
 )
 _SECRET_FIELD = re.compile(
     r"(?i)(password|passwd|secret|token|api_key|apikey|signature|authorization|approval|credentials?)$"
 )
-_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    # ?token=... &api_key=... password=... (query strings, form bodies, key=value log text)
-    (re.compile(rf"(?i)(?<![\w-])({_SECRET_NAME}=)[^&\s\"',;#)]+"), rf"\1{REDACTED}"),
-    # 'password': '...'  "token": "..."
-    (re.compile(rf"(?i)(['\"]{_SECRET_NAME}['\"]\s*:\s*['\"])[^'\"]*"), rf"\1{REDACTED}"),
-    # scheme://user:password@host
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*:)[^@\s/]+@"), rf"\1{REDACTED}@"),
-    # Authorization: Bearer ... / Basic ...
-    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), rf"\1 {REDACTED}"),
-    # a JWT anywhere (header.payload.signature, the header base64 of '{"...')
-    (re.compile(r"\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), REDACTED),
+# Every pattern runs in time linear in the text, whatever the text (log lines carry request paths, which anyone can
+# make 60 KB of "a.a.a..."): each can start only where a fixed word or `://` is, its quantifiers are bounded or stop
+# at the next separator, and an opening quote that is never closed takes the rest of the text rather than making
+# the engine try again from every later position.
+_NAMED_SECRET = re.compile(
+    rf"(?i)(?<![\w-])((['\"]?){_SECRET_NAME}\2[ \t]{{0,8}}[:=][ \t]{{0,8}})"
+    r"(?:(')(?:[^'\\]|\\.)*+(')?|(\")(?:[^\"\\]|\\.)*+(\")?"
+    r"|((?:bearer|basic|token|digest)[ \t]{1,8})?[^&\s\"',;#)]++)"
+)
+
+
+def _named_secret(match: re.Match[str]) -> str:
+    """The name, its separator, its quotes (or an Authorization scheme) stay; what is between them goes."""
+    opening = match.group(3) or match.group(5) or match.group(7) or ""
+    closing = match.group(4) or match.group(6) or ""
+    return f"{match.group(1)}{opening}{REDACTED}{closing}"
+
+
+_PATTERNS: tuple[tuple[str, re.Pattern[str], str | Callable[[re.Match[str]], str]], ...] = (
+    # password=... token: ... password='...' "api_key": "it's" Authorization: Token ... input_value='...'
+    ("", _NAMED_SECRET, _named_secret),
+    # scheme://user:password@host (anchored on the literal `://`, not on the scheme before it)
+    ("://", re.compile(r"(://[^/\s:@]{0,256}:)[^@\s/]{1,1024}@"), rf"\1{REDACTED}@"),
+    # Authorization: Bearer ... / Basic ... anywhere
+    ("", re.compile(r"(?i)\b(bearer|basic)[ \t]{1,8}[A-Za-z0-9._~+/=-]{8,}+"), rf"\1 {REDACTED}"),
+    # a JWT anywhere (header.payload.signature, the header base64 of '{"...'), starting where a base64url run does
+    (
+        "eyJ",
+        re.compile(r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]*+\.[A-Za-z0-9_-]++\.[A-Za-z0-9_-]*+"),
+        REDACTED,
+    ),
     # the gateway's API keys: the key id (a lookup handle) stays, the secret goes
-    (re.compile(r"\b(lh_[0-9a-f]{16}_)[A-Za-z0-9_-]+"), rf"\1{REDACTED}"),
+    ("lh_", re.compile(r"\b(lh_[0-9a-f]{16}_)[A-Za-z0-9_-]++"), rf"\1{REDACTED}"),
 )
 # Environment variables whose values are secrets: whatever shape the value has, it is taken out of log lines.
 _SECRET_ENV = re.compile(r"(?i)^LH_\w*(SECRET|PASSWORD|TOKEN|API_KEY)\w*$")
@@ -83,7 +106,7 @@ def _secrets_from_environment() -> list[str]:
     found = [v for k, v in os.environ.items() if _SECRET_ENV.match(k)]
     # The password inside a connection URL (LH_DATABASE_URL, LH_AMQP_URL, LH_REDIS_URL, ...).
     for value in os.environ.values():
-        found += [m.group(1) for m in re.finditer(r"://[^/\s:@]*:([^@\s/]+)@", value)]
+        found += [m.group(1) for m in re.finditer(r"://[^/\s:@]{0,256}:([^@\s/]{1,1024})@", value)]
     return found
 
 
@@ -91,8 +114,9 @@ def redact(text: str) -> str:
     """`text` without the credentials it contains."""
     if _known_pattern is not None:
         text = _known_pattern.sub(REDACTED, text)
-    for pattern, replacement in _PATTERNS:
-        text = pattern.sub(replacement, text)
+    for needle, pattern, replacement in _PATTERNS:
+        if needle in text:  # a cheap scan first: most lines have no `://`, `eyJ` or `lh_` at all
+            text = pattern.sub(replacement, text)
     return text
 
 
@@ -105,7 +129,11 @@ def _redact_value(name: str, value: object) -> object:
         return {k: _redact_value(str(k), v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_redact_value("", v) for v in value]
-    return value
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    # Anything else (bytes, an exception, a model) is turned into text by the formatter: redact that text now.
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes | bytearray) else str(value)
+    return redact(text)
 
 
 _STANDARD_ATTRS = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}

@@ -15,7 +15,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt
 
 __all__ = [
     "ACCOUNT_ID_PATTERN",
@@ -23,6 +23,7 @@ __all__ = [
     "AccountId",
     "ClientOrderId",
     "IdempotencyKey",
+    "IsoAwareDatetime",
     "JsonDecimal",
     "RequestModel",
     "StrictBool",
@@ -81,10 +82,10 @@ _COMPACT_DATE = re.compile(r"[0-9]{8}")
 
 def _trade_date(value: object) -> date:
     """Dates as traders type them: 2024-01-02 or Tushare's 20240102; nothing else (no timestamps: pydantic would
-    read the number 20240102 as seconds since 1970)."""
+    read the number 20240102 as seconds since 1970; no surrounding spaces, as no other field takes them)."""
     if isinstance(value, date):
         return value
-    text = value.strip() if isinstance(value, str) else ""
+    text = value if isinstance(value, str) else ""
     try:
         if _ISO_DATE.fullmatch(text):
             return date.fromisoformat(text)
@@ -96,6 +97,18 @@ def _trade_date(value: object) -> date:
 
 
 TradeDate = Annotated[date, BeforeValidator(_trade_date)]
+
+
+def _iso_datetime_text(value: object) -> object:
+    """A date-time as ISO 8601 text ("2026-07-01T00:00:00+08:00"), not a number: pydantic would read 1767225600
+    (or 20260701) as seconds since 1970."""
+    if not isinstance(value, str):
+        raise ValueError('a date-time is ISO 8601 text with a UTC offset, e.g. "2026-07-01T00:00:00+08:00"')
+    return value
+
+
+IsoAwareDatetime = Annotated[AwareDatetime, BeforeValidator(_iso_datetime_text)]
+"""A date-time with a UTC offset, read only from ISO 8601 text."""
 
 
 # --- client_order_id ----------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -99,9 +100,9 @@ async def from_address(gateway: Any, address: str) -> AsyncIterator[httpx.AsyncC
 
 
 def documentation_address() -> str:
-    """A random IPv6 documentation address (2001:db8::/32) no other test logs in from: failures count per address.
-    Only a name for the throttle: the in-process transport sends nothing anywhere."""
-    return f"2001:db8::{secrets.token_hex(2)}:{secrets.token_hex(2)}"
+    """A random IPv6 documentation address (2001:db8::/32) in a /64 no other test logs in from: failures count per
+    /64. Only a name for the throttle: the in-process transport sends nothing anywhere."""
+    return f"2001:db8:{secrets.token_hex(2)}:{secrets.token_hex(2)}::{secrets.token_hex(2)}"
 
 
 async def test_failed_logins_under_many_names_lock_out_their_address(
@@ -122,7 +123,10 @@ async def test_failed_logins_under_many_names_lock_out_their_address(
             # 20 failures are free; the 20th locks the address for 1 s, and the clock does not move.
             assert statuses == [401] * 20 + [429] * 280
             assert tried.json()["code"] == "login_locked" and tried.headers["Retry-After"] == "1"
-            # A right password from that address waits too...
+            # A right password from that address waits too, and from any other address of its /64...
+            assert (await client.post("/api/v1/auth/token", data=_form(user))).status_code == 429
+        neighbour = attacker.rsplit(":", 1)[0] + ":ffff"
+        async with from_address(gateway, neighbour) as client:
             assert (await client.post("/api/v1/auth/token", data=_form(user))).status_code == 429
         # ...but not from another address.
         async with from_address(gateway, elsewhere) as client:
@@ -136,48 +140,118 @@ def _form(user: Any, password: str | None = None) -> dict[str, str]:
     return {"username": user.username, "password": password or user.password}
 
 
-async def test_one_name_gets_ten_guesses_in_a_minute_then_its_owner_logs_in(
+async def test_one_name_gets_fifteen_guesses_in_a_minute_then_one_a_minute_and_its_owner_logs_in(
     gw: Any, gw_settings: Any, start_gateway: Any
 ) -> None:
     victim = await gw.new_user("trader")
     async with start_gateway(gw_settings) as gateway:
         clock = gateway.app.state.login_throttle.clock = FrozenClock()
         start = clock.now
-        guesses, response = 0, None
-        # Each guess from a new address (an attacker with many), the clock moved on by Retry-After when locked.
-        while clock.now < start + 60:
+        guesses, times, delays = 0, [], []
+
+        async def guess() -> None:
+            nonlocal guesses
+            # Each guess from a new /64 (an attacker with many), the clock moved on by Retry-After when delayed.
             async with from_address(gateway, documentation_address()) as client:
                 response = await client.post("/api/v1/auth/token", data=_form(victim, "wrong-password"))
             if response.status_code == 401:
                 guesses += 1
+                times.append(clock.now - start)
             else:
                 assert response.status_code == 429 and response.json()["code"] == "login_locked"
-                clock.now += int(response.headers["Retry-After"])
-        # 5 free failures at 0 s, then one after each lockout of 1, 2, 4, 8, 16 s: at 1, 3, 7, 15 and 31 s; the next
-        # lockout (32 s) ends at 63 s.
-        assert guesses == 10
+                delays.append(int(response.headers["Retry-After"]))
+                clock.now += delays[-1]
+
+        while clock.now < start + 60:
+            await guess()
+        # 10 free failures at 0 s, then one after each delay of 1, 2, 4, 8, 16 s: at 1, 3, 7, 15 and 31 s; the next
+        # delay (32 s) ends at 63 s.
+        assert guesses == 15 and times == [0] * 10 + [1, 3, 7, 15, 31]
         assert clock.now == start + 63
+        # From then on the delay doubles to 64 s but is capped at 60 s: one guess a minute, however long it goes on.
+        while clock.now < start + 63 + 3 * 60:
+            await guess()
+        assert times[15:] == [63, 123, 183]
+        assert max(delays) == 60
+        # Right after a guess, the owner, from a new address, waits that minute, then logs in (which clears the
+        # name's failures).
+        await guess()
+        assert times[-1] == 243
         async with from_address(gateway, documentation_address()) as client:
-            # The lockout is over: the owner logs in, which clears the name's failures.
+            waits = await client.post("/api/v1/auth/token", data=_form(victim))
+            assert waits.status_code == 429 and waits.headers["Retry-After"] == "60"
+            clock.now += int(waits.headers["Retry-After"])
             assert (await client.post("/api/v1/auth/token", data=_form(victim))).status_code == 200
             assert (await client.post("/api/v1/auth/token", data=_form(victim, "typo-password"))).status_code == 401
             assert (await client.post("/api/v1/auth/token", data=_form(victim))).status_code == 200
 
 
-async def test_a_name_is_locked_for_any_spelling_and_a_right_password_waits(
+async def test_a_name_under_attack_does_not_delay_its_owner_from_a_known_address(
+    gw: Any, gw_settings: Any, start_gateway: Any
+) -> None:
+    owner = await gw.new_user("admin")
+    home = documentation_address()
+    async with start_gateway(gw_settings) as gateway:
+        gateway.app.state.login_throttle.clock = FrozenClock()
+        async with from_address(gateway, home) as client:
+            assert (await client.post("/api/v1/auth/token", data=_form(owner))).status_code == 200
+        for _ in range(10):  # the name's 10 free failures, from elsewhere: the 10th delays it 1 s
+            async with from_address(gateway, documentation_address()) as client:
+                assert (await client.post("/api/v1/auth/token", data=_form(owner, "guess-guess"))).status_code == 401
+        async with from_address(gateway, documentation_address()) as client:
+            assert (await client.post("/api/v1/auth/token", data=_form(owner))).status_code == 429
+        async with from_address(gateway, home) as client:
+            assert (await client.post("/api/v1/auth/token", data=_form(owner))).status_code == 200
+
+
+async def test_a_client_is_locked_out_of_one_name_after_five_failures_but_not_others(
+    gw: Any, gw_settings: Any, start_gateway: Any
+) -> None:
+    victim, other = await gw.new_user("viewer"), await gw.new_user("viewer")
+    async with start_gateway(gw_settings) as gateway:
+        gateway.app.state.login_throttle.clock = FrozenClock()
+        guesser = documentation_address()
+        async with from_address(gateway, guesser) as client:
+            wrong = [await client.post("/api/v1/auth/token", data=_form(victim, "nope-nope")) for _ in range(5)]
+            assert [r.status_code for r in wrong] == [401] * 5
+            # The pair is locked (the 5th failure: 1 s), a right password included; the client's other names are not.
+            locked = await client.post("/api/v1/auth/token", data=_form(victim))
+            assert locked.status_code == 429 and locked.headers["Retry-After"] == "1"
+            assert (await client.post("/api/v1/auth/token", data=_form(other))).status_code == 200
+        # Five failures are below the name's ten: from another client the owner logs in.
+        async with from_address(gateway, documentation_address()) as client:
+            assert (await client.post("/api/v1/auth/token", data=_form(victim))).status_code == 200
+
+
+async def test_a_name_the_database_would_match_loosely_is_refused_before_the_lookup(
     gw: Any, gw_settings: Any, start_gateway: Any
 ) -> None:
     victim = await gw.new_user("viewer")
     async with start_gateway(gw_settings) as gateway:
         gateway.app.state.login_throttle.clock = FrozenClock()
-        for i in range(5):
-            async with from_address(gateway, documentation_address()) as client:
-                name = victim.username.upper() if i % 2 else victim.username
-                wrong = await client.post("/api/v1/auth/token", data={"username": name, "password": "nope-nope"})
-                assert wrong.status_code == 401
         async with from_address(gateway, documentation_address()) as client:
-            locked = await client.post("/api/v1/auth/token", data=_form(victim))
-        assert locked.status_code == 429 and locked.headers["Retry-After"] == "1"
+            # MariaDB's PAD SPACE collation takes 'name ' for 'name': a right password under such a spelling is
+            # still the same 401 as a wrong one, and names are case-sensitive.
+            for spelling in (
+                victim.username + " ",
+                victim.username + "  ",
+                victim.username.upper(),
+                " " + victim.username,
+            ):
+                refused = await client.post("/api/v1/auth/token", data=_form(victim) | {"username": spelling})
+                assert refused.status_code == 401, spelling
+                assert refused.json()["code"] == "invalid_credentials"
+            assert (await client.post("/api/v1/auth/token", data=_form(victim))).status_code == 200
+        # Refused names count against their client: 20 are free, then it is locked.
+        async with from_address(gateway, documentation_address()) as client:
+            statuses = [
+                (
+                    await client.post("/api/v1/auth/token", data=_form(victim) | {"username": f"{victim.username} "})
+                ).status_code
+                for _ in range(21)
+            ]
+            assert statuses == [401] * 20 + [429]
+            assert (await client.post("/api/v1/auth/token", data=_form(victim))).status_code == 429
 
 
 async def test_password_checks_beyond_the_bound_are_refused_at_once(
@@ -546,9 +620,11 @@ async def test_an_api_key_has_its_own_role_at_most_its_owners(gw: Any) -> None:
     assert refused.status_code == 403 and refused.json()["code"] == "forbidden"
     placed = await gw.client.post("/api/v1/orders", json=order_body(client_order_id="c-bot"), headers=bot)
     assert placed.status_code == 201, placed.text
-    # Nor can it make itself (or anyone) a key above its own role.
-    escalate = await gw.client.post("/api/v1/api-keys", json={"name": "up", "role": "admin"}, headers=bot)
-    assert escalate.status_code == 403 and escalate.json()["code"] == "role_exceeds_owner"
+    # Nor can it make a key at all (keys are managed after logging in), let alone one above its own role.
+    escalate = await gw.client.post("/api/v1/api-keys", json={"name": "up", "role": "admin"}, headers=admin)
+    assert escalate.status_code == 201
+    escalate = await gw.client.post("/api/v1/api-keys", json={"name": "up", "role": "trader"}, headers=bot)
+    assert escalate.status_code == 403 and escalate.json()["code"] == "session_required"
 
     trader = await gw.new_user("trader")
     above = await gw.client.post("/api/v1/api-keys", json={"name": "up", "role": "admin"}, headers=trader.headers)
@@ -587,7 +663,13 @@ async def test_an_api_key_stops_working_when_it_expires(gw: Any) -> None:
     assert me.status_code == 200
 
     past = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
-    for bad, code in ((past, "invalid_expiry"), ("2030-01-01T00:00:00", "invalid_request")):  # no UTC offset
+    # In the past; with no UTC offset; as a Unix timestamp (2030-01-01) or a number that reads as a date.
+    for bad, code in (
+        (past, "invalid_expiry"),
+        ("2030-01-01T00:00:00", "invalid_request"),
+        (1893456000, "invalid_request"),
+        (20300101.0, "invalid_request"),
+    ):
         refused = await gw.client.post(
             "/api/v1/api-keys", json={"name": "x", "expires_at": bad}, headers=trader.headers
         )
@@ -602,6 +684,33 @@ async def test_an_api_key_stops_working_when_it_expires(gw: Any) -> None:
     )  # fmt: skip
     expired = await gw.client.get("/api/v1/auth/me", headers={"X-API-Key": key.token})
     assert expired.status_code == 401 and expired.json()["message"] == "this API key has expired"
+
+
+async def test_an_api_key_cannot_manage_keys_or_users_so_an_expiring_key_cannot_outlive_itself(gw: Any) -> None:
+    admin = await gw.admin_headers()
+    soon = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    made = await gw.client.post("/api/v1/api-keys", json={"name": "hour", "expires_at": soon}, headers=admin)
+    assert made.status_code == 201, made.text
+    hour_key = {"X-API-Key": made.json()["api_key"]}
+    assert (await gw.client.get("/api/v1/auth/me", headers=hour_key)).json()["role"] == "admin"  # the key works
+    listed = await gw.client.get("/api/v1/api-keys", headers=admin)
+    before = [k["key_id"] for k in listed.json()]
+
+    # Neither a key that never expires, nor a user with a password, nor a new password for someone.
+    refused = [
+        await gw.client.post("/api/v1/api-keys", json={"name": "forever"}, headers=hour_key),
+        await gw.client.get("/api/v1/api-keys", headers=hour_key),
+        await gw.client.delete(f"/api/v1/api-keys/{made.json()['key_id']}", headers=hour_key),
+        await gw.client.post(
+            "/api/v1/users", json={"username": f"u-{secrets.token_hex(4)}", "password": "p" * 12}, headers=hour_key
+        ),
+        await gw.client.patch("/api/v1/users/admin", json={"password": "q" * 12}, headers=hour_key),
+    ]
+    assert [(r.status_code, r.json()["code"]) for r in refused] == [(403, "session_required")] * 5
+    # Nothing changed: the same keys, none revoked, and the admin's password is still the old one.
+    after = (await gw.client.get("/api/v1/api-keys", headers=admin)).json()
+    assert [k["key_id"] for k in after] == before and all(k["revoked_at"] is None for k in after)
+    assert (await gw.login(gw.settings.admin_username, gw.settings.admin_password)).status_code == 200
 
 
 # --- rate limit, request ids, ops, UI ----------------------------------------------------------------------------
@@ -693,6 +802,39 @@ async def test_an_html_report_streams_through_the_gateway_and_errors_stay_json(g
     failed = await gw.client.get("/api/v1/backtests/bt-failed/report.html", headers=viewer.headers)
     assert failed.status_code == 409 and failed.json()["code"] == "backtest_not_succeeded"
     assert (await gw.client.get("/api/v1/backtests/bt-7/report.html")).status_code == 401
+
+
+async def test_a_report_link_reads_with_the_users_current_role(gw: Any) -> None:
+    chief = await gw.new_user("admin")
+    made = await gw.client.post("/api/v1/backtests/bt-7/report-link", headers=chief.headers)
+    assert made.status_code == 200, made.text
+    demoted = await gw.client.patch(
+        f"/api/v1/users/{chief.username}", json={"role": "viewer"}, headers=await gw.admin_headers()
+    )
+    assert demoted.status_code == 200
+    page = await gw.client.get(made.json()["url"])
+    assert page.status_code == 200 and page.text == "<html><body>report of bt-7</body></html>"
+    call = gw.downstream.calls_to("backtest")[-1]
+    assert (call.path, call.principal.subject, call.principal.role) == (
+        "/v1/backtests/bt-7/report.html",
+        chief.username,
+        "viewer",
+    )
+
+
+async def test_report_pages_count_against_the_users_own_rate_limit(
+    gw: Any, gw_settings: Any, start_gateway: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reader = await gw.new_user("viewer")
+    now = time.time()
+    monkeypatch.setattr("gateway.auth.time", SimpleNamespace(time=lambda: now))  # one rate-limit minute throughout
+    async with start_gateway(gw_settings.with_overrides(rate_limit_per_minute=5)) as gateway:
+        made = await gateway.client.post("/api/v1/backtests/bt-7/report-link", headers=reader.headers)  # 1 of 5
+        assert made.status_code == 200
+        statuses = [(await gateway.client.get(made.json()["url"])).status_code for _ in range(5)]
+        assert statuses == [200] * 4 + [429]  # the link's pages share the user's bucket: 4 more, not 5
+        me = await gateway.client.get("/api/v1/auth/me", headers=reader.headers)
+        assert me.status_code == 429 and me.json()["code"] == "rate_limited"
 
 
 # --- request-body size limit (LH_MAX_BODY_BYTES) ---------------------------------------------------------------

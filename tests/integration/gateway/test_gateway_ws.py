@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -236,3 +238,41 @@ async def test_backtest_progress_reaches_only_its_owner(live: dict[str, Any]) ->
     finally:
         for ws in (owner, other):
             await ws.close()
+
+
+async def test_handshakes_from_one_address_are_rate_limited_before_any_lookup(
+    gw_settings: Any, serve_app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A rate-limit minute of this test's own (the windows are keyed by time): the module's gateway also handshakes
+    # from 127.0.0.1.
+    minute = 60.0 * (1_000_000 + secrets.randbelow(10**6))
+    monkeypatch.setattr("gateway.auth.time", SimpleNamespace(time=lambda: minute + 1))
+    settings = gw_settings.with_overrides(rate_limit_per_minute=3)
+    infra = Infra(
+        settings=settings,
+        bus=create_bus(settings.amqp_url, namespace=settings.bus_namespace, source="gateway"),
+        cache=create_cache(settings.redis_url),
+        services=ServiceDirectory(settings),
+        shared=False,
+    )
+    app = create_app(settings, infra)
+    async with serve_app(app) as hostport:
+        store = app.state.store
+        lookups = 0
+        real_lookup = store.api_key_with_user
+
+        async def counted(key_id: str) -> Any:
+            nonlocal lookups
+            lookups += 1
+            return await real_lookup(key_id)
+
+        store.api_key_with_user = counted
+        codes = []
+        for _ in range(5):
+            ws = await connect(f"ws://{hostport}/ws?api_key={new_api_key().token}", open_timeout=10)
+            with pytest.raises(ConnectionClosed) as closed:
+                await ws.recv()
+            assert closed.value.rcvd is not None
+            codes.append(closed.value.rcvd.code)
+        assert codes == [4401] * 3 + [4429] * 2
+        assert lookups == 3  # the refused handshakes cost no lookup

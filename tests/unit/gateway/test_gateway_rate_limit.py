@@ -10,8 +10,8 @@ import pytest
 from fastapi import FastAPI
 
 from gateway.auth import HeaderError, Viewer, enforce_rate_limit
-from gateway.security import Role, issue_token
-from gateway.store import UserRecord
+from gateway.security import NewApiKey, Role, issue_token
+from gateway.store import ApiKeyRecord, UserRecord
 from shared.app import install_error_handlers
 from shared.cache import MemoryCache
 
@@ -108,3 +108,34 @@ async def test_requests_over_the_limit_are_refused_before_any_lookup(
         statuses = [(await client.get("/me", headers=headers)).status_code for _ in range(10)]
     assert statuses == [served] * 3 + [429] * 7
     assert store.lookups == 3  # the seven refused requests cost no database lookup
+
+
+class KeyStore(CountingStore):
+    """One API key, `KEY`, belonging to alice."""
+
+    async def api_key_with_user(self, key_id: str) -> tuple[ApiKeyRecord, UserRecord] | None:
+        self.lookups += 1
+        if key_id != KEY.key_id:
+            return None
+        created = datetime(2026, 1, 1, tzinfo=UTC)
+        record = ApiKeyRecord(KEY.key_id, "alice", "bot", KEY.secret_hash, created, None, None, Role.TRADER)
+        return record, await self.get_user("alice")
+
+    async def touch_api_key(self, key_id: str) -> None:
+        pass
+
+
+KEY = NewApiKey(key_id="0123456789abcdef", secret="k" * 43)
+
+
+async def test_wrong_secrets_for_a_key_id_do_not_use_up_the_keys_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("gateway.auth.time", SimpleNamespace(time=lambda: MINUTE_START + 1))
+    transport = httpx.ASGITransport(_app(KeyStore(), limit=3))
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw.test") as client:
+        # Someone who knows the key id (it is in listings and logs) but not the secret, 20 times, 2 secrets.
+        wrong = [f"lh_{KEY.key_id}_{c * 43}" for c in "xy"]
+        statuses = [(await client.get("/me", headers={"X-API-Key": wrong[i % 2]})).status_code for i in range(20)]
+        assert sorted(statuses) == [401] * 6 + [429] * 14  # each wrong secret its own bucket of 3
+        # The script holding the key still has its three requests this minute, then its own limit applies.
+        right = {"X-API-Key": KEY.token}
+        assert [(await client.get("/me", headers=right)).status_code for _ in range(4)] == [200] * 3 + [429]

@@ -72,3 +72,32 @@ async def test_a_database_that_is_down_is_named_without_its_driver_error_host_or
     [failure] = [e for e in logged if e["msg"] == "readiness check failed" and e["check"] == "database"]
     assert "127.0.0.1" in failure["error"] and "OperationalError" in failure["error"]
     assert DB_PASSWORD not in json.dumps(logged)
+
+
+async def test_a_flood_of_readiness_requests_checks_each_dependency_once_a_second(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncio
+    import time
+    from types import SimpleNamespace
+
+    now = [1000.0]
+    monkeypatch.setattr("shared.app.time", SimpleNamespace(monotonic=lambda: now[0], perf_counter=time.perf_counter))
+    pings = 0
+
+    async def database() -> bool:
+        nonlocal pings
+        pings += 1
+        await asyncio.sleep(0.01)  # requests arriving meanwhile wait for this check instead of starting their own
+        return True
+
+    settings = Settings(mode=Mode.FLEET, internal_secret="i" * 32)
+    infra = Infra(settings, MemoryBus(), MemoryCache(), ServiceDirectory(settings), shared=True)
+    app = create_service_app("probe", infra, readiness={"database": database})
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://probe.test") as client:
+        flood = await asyncio.gather(*(client.get("/readyz") for _ in range(50)))
+        assert {r.status_code for r in flood} == {200} and pings == 1
+        now[0] += 0.9
+        assert (await client.get("/readyz")).json()["checks"]["database"] == "ok" and pings == 1
+        now[0] += 0.1  # a second after the check: the next request checks again
+        assert (await client.get("/readyz")).status_code == 200 and pings == 2

@@ -180,6 +180,10 @@ def test_trade_dates_are_dates_not_timestamps() -> None:
         "2024-02-30",
         "\u0662\u0660\u0662\u0664\u0660\u0661\u0660\u0662",
         True,
+        " 2024-01-02",
+        "2024-01-02 ",
+        "20240102\n",
+        "\t20240102",
     ):
         with pytest.raises(ValidationError):
             days.validate_python(bad)
@@ -215,3 +219,17 @@ def test_client_order_ids_are_printable_ascii_without_space_quotes_angle_bracket
     for bad in BAD_IDS:
         with pytest.raises(ValidationError):
             ids.validate_python(bad)
+
+
+def test_aware_datetimes_are_iso_text_not_timestamps() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from shared.request_model import IsoAwareDatetime
+
+    times = TypeAdapter(IsoAwareDatetime)
+    assert times.validate_python("2026-07-01T00:00:00+08:00") == datetime(
+        2026, 7, 1, tzinfo=timezone(timedelta(hours=8))
+    )
+    for bad in (1782835200, 1782835200.5, "2026-07-01T00:00:00", True):
+        with pytest.raises(ValidationError):
+            times.validate_python(bad)
