@@ -23,8 +23,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from shared.strategy import CrossSection, Strategy, StrategyContext, StrategyParams
-from shared.strategy.context import FloatArray
+from shared.strategy import CrossSection, FloatArray, Strategy, StrategyContext, StrategyParams
 
 
 class BollingerParams(StrategyParams):

@@ -25,8 +25,15 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from shared.domain.codes import InvalidTsCode, parse_ts_code
-from shared.strategy import CrossSection, Strategy, StrategyContext, StrategyError, StrategyParams
+from shared.strategy import (
+    CrossSection,
+    InvalidTsCode,
+    Strategy,
+    StrategyContext,
+    StrategyError,
+    StrategyParams,
+    parse_ts_code,
+)
 
 FLAT_RESIDUALS = 1e-9  # log units: a fit this tight is a constant ratio, not a spread with a distribution
 

@@ -1,8 +1,9 @@
 """The strategy API: the `Strategy` base class, its parameters, the context an engine gives it, and discovery
 of the strategies in the `strategies` package."""
 
+from shared.domain.codes import InvalidTsCode, parse_ts_code
 from shared.strategy.base import Strategy, StrategyParams
-from shared.strategy.context import CrossSection, OrderEvent, StrategyContext, StrategyError, TradeEvent
+from shared.strategy.context import CrossSection, FloatArray, OrderEvent, StrategyContext, StrategyError, TradeEvent
 from shared.strategy.registry import (
     StrategyDefinitionError,
     StrategyInfo,
@@ -12,8 +13,12 @@ from shared.strategy.registry import (
     strategies_by_name,
 )
 
+# Strategies import only this package (an import contract in .importlinter): what they need of the kernel is
+# re-exported here, e.g. reading a ts_code.
 __all__ = [
     "CrossSection",
+    "FloatArray",
+    "InvalidTsCode",
     "OrderEvent",
     "Strategy",
     "StrategyContext",
@@ -25,5 +30,6 @@ __all__ = [
     "describe",
     "describe_all",
     "discover_strategies",
+    "parse_ts_code",
     "strategies_by_name",
 ]
