@@ -10,6 +10,8 @@ Every unit of work runs through `Database.transaction()`, which re-runs it from 
 
 The block may run more than once, so it must not do anything outside the database that a re-run would repeat
 (call a broker, publish an event, change in-memory state): do that after the loop, from what the block returned.
+And what the block counts or collects starts inside it (`stored = 0` as its first line, not before the loop): an
+attempt that was rolled back must leave nothing behind that the next one adds to.
 """
 
 from __future__ import annotations
