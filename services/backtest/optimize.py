@@ -255,7 +255,7 @@ class OptimisationTaskHandler:
         self.settings = settings
         self.infra = infra
         self._owns_db = db is None
-        self.db = db or Database(settings.database_url_for(SERVICE))
+        self.db = db or Database(settings.database_url_for(SERVICE), lock_wait_s=settings.db_lock_wait_s)
         self.store = OptimisationStore(self.db)
         self.strategies = dict(strategies) if strategies is not None else discover_strategies()
         if load_market is None:
