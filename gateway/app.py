@@ -32,7 +32,7 @@ CONTENT_SECURITY_POLICY = (
 def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
     settings.require_jwt_secret()  # the gateway alone signs and checks users' sessions: refuse to start without it
     infra = infra or Infra.from_settings(settings, source="gateway")
-    store = GatewayStore(Database(settings.database_url_for("gateway")))
+    store = GatewayStore(Database(settings.database_url_for("gateway"), lock_wait_s=settings.db_lock_wait_s))
     hub = ws.EventHub()
 
     @asynccontextmanager

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiormq.exceptions import AMQPError, ChannelInvalidStateError
+from asyncmy.errors import MySQLError
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -161,10 +162,11 @@ def install_error_handlers(app: FastAPI) -> None:
         # Not a dependency being down: a bug or a broken invariant (e.g. an unexpected constraint violation).
         # Every write is one transaction, so nothing was left half-written.
         log.error("dependency failed", extra={"error": type(exc).__name__}, exc_info=exc)
-        kind = "database" if isinstance(exc, SQLAlchemyError) else "cache"
+        kind = "database" if isinstance(exc, SQLAlchemyError | MySQLError) else "cache"
         return error_response(500, f"{kind}_error", f"the {service} service's {kind} failed: {type(exc).__name__}")
 
-    for failure in (SQLAlchemyError, RedisError, AMQPError, ChannelInvalidStateError):
+    # MySQLError: asyncmy's own errors, raised where a raw driver connection is used (the data store's bulk paths).
+    for failure in (SQLAlchemyError, MySQLError, RedisError, AMQPError, ChannelInvalidStateError):
         app.add_exception_handler(failure, _dependency_error)
 
 

@@ -10,6 +10,8 @@ Every unit of work runs through `Database.transaction()`, which re-runs it from 
 
 The block may run more than once, so it must not do anything outside the database that a re-run would repeat
 (call a broker, publish an event, change in-memory state): do that after the loop, from what the block returned.
+And what the block counts or collects starts inside it (`stored = 0` as its first line, not before the loop): an
+attempt that was rolled back must leave nothing behind that the next one adds to.
 """
 
 from __future__ import annotations
@@ -55,6 +57,19 @@ SQLITE_LOCKED = "database is locked"
 # Attempts in all (the first one and up to 7 retries) and the backoff between them: full jitter on an exponential
 # base, 10, 20, 40, ... ms capped at 500 ms, so that the transactions that deadlocked each other do not meet again.
 TRANSACTION_ATTEMPTS = 8
+# Fewer for the errors that come only after a long wait: a lock wait timeout after the session's lock wait
+# (LH_DB_LOCK_WAIT_S, set on every MariaDB connection), SQLite's "database is locked" after its busy timeout. Run once
+# more (the other transaction may have finished by then), not 8 times: a request then fails within about two waits.
+ATTEMPTS_BY_REASON = {"lock_wait_timeout": 2, "sqlite_locked": 2}
+# How long a MariaDB statement waits for a row lock before 1205 (the server's default is 50 s).
+DEFAULT_LOCK_WAIT_S = 10
+
+
+def attempts_for(reason: str) -> int:
+    """How many attempts in all a unit of work gets when it keeps failing for `reason`."""
+    return ATTEMPTS_BY_REASON.get(reason, TRANSACTION_ATTEMPTS)
+
+
 RETRY_BASE_S = 0.01
 RETRY_CAP_S = 0.5
 
@@ -103,9 +118,12 @@ def declarative_base() -> type[DeclarativeBase]:
 
 
 class Database:
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, lock_wait_s: int = DEFAULT_LOCK_WAIT_S) -> None:
+        if lock_wait_s < 1:
+            raise ValueError("lock_wait_s must be at least 1 (second)")
         self.url: URL = make_url(url)
         self.echo = echo
+        self.lock_wait_s = int(lock_wait_s)
         self._engine: AsyncEngine | None = None
         # Not registered anywhere by itself: a service registers it in its app's registry (`register_metrics`).
         self.retries = Counter(
@@ -141,6 +159,14 @@ class Database:
         self._engine = create_async_engine(self.url, **kwargs)
         if self.is_sqlite:
             event.listen(self._engine.sync_engine, "connect", _sqlite_pragmas)
+        else:
+            event.listen(self._engine.sync_engine, "connect", self._mysql_session)
+
+    def _mysql_session(self, dbapi_connection: Any, _record: Any) -> None:
+        """Every new MariaDB connection waits at most `lock_wait_s` for a row lock (then 1205)."""
+        cursor = dbapi_connection.cursor()
+        cursor.execute("SET SESSION innodb_lock_wait_timeout = %s", (self.lock_wait_s,))
+        cursor.close()
 
     async def _create_mysql_database(self) -> None:
         name = self.url.database
@@ -164,7 +190,7 @@ class Database:
     def transaction(self) -> Transaction:
         """The attempts at one unit of work (see the module's docstring): each attempt is a connection in one
         transaction, committed when its block ends and rolled back if it raises. After a transient error (see
-        `transient_reason`) the block runs again from its start, up to TRANSACTION_ATTEMPTS times in all, with a
+        `transient_reason`) the block runs again from its start, up to `attempts_for(reason)` times in all, with a
         jittered backoff, each retry counted in `retries`; any other error, the last attempt's, and an error during
         the COMMIT itself propagate.
 
@@ -175,16 +201,17 @@ class Database:
     async def run_raw(self, unit: Callable[[], Awaitable[T]], rollback: Callable[[], Awaitable[object]]) -> T:
         """The same retries for a unit on a raw driver connection (the data store's bulk loads): `unit` runs its
         statements and commits; after a deadlock or a lock wait timeout, `rollback` is awaited and `unit` runs again.
-        A lost connection is not retried here: the raw connection is gone with it (the caller's load fails)."""
+        A lost connection is not retried here: the raw connection is gone with it (the caller's load fails).
+        A rollback that fails is logged, and the unit's own error decides (and is the one raised)."""
         retry = 0
         while True:
             try:
                 return await unit()
             except Exception as exc:
-                await rollback()
+                await _rollback_quietly(rollback)
                 reason = transient_reason(exc)
                 retry += 1
-                if reason not in ("deadlock", "lock_wait_timeout") or retry >= TRANSACTION_ATTEMPTS:
+                if reason not in ("deadlock", "lock_wait_timeout") or retry >= attempts_for(reason):
                     raise
                 self._count_retry(reason, retry, exc)
                 await asyncio.sleep(retry_delay_s(retry))
@@ -265,12 +292,21 @@ class Attempt:
             await self._begin.__aexit__(None, None, None)
             tx.committed = True
             return False
-        await self._begin.__aexit__(exc_type, exc, tb)  # ROLLBACK (on a lost connection: the connection is dropped)
+        # ROLLBACK (on a lost connection: the connection is dropped). One that fails (the connection died) is logged;
+        # the block's own error decides whether to run it again, and is the one that propagates if not.
+        await _rollback_quietly(lambda: self._begin.__aexit__(exc_type, exc, tb))
         reason = transient_reason(exc)
-        if reason is None or tx.attempts >= TRANSACTION_ATTEMPTS:
+        if reason is None or tx.attempts >= attempts_for(reason):
             return False
         tx.db._count_retry(reason, tx.attempts, exc)
         return True
+
+
+async def _rollback_quietly(rollback: Callable[[], Awaitable[object]]) -> None:
+    try:
+        await rollback()
+    except Exception as exc:
+        log.warning("rollback failed after a failed unit of work", extra={"error": type(exc).__name__}, exc_info=True)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     # Every body is JSON (no uploads: files are imported by the CLI); the biggest, a backtest over a whole market's
     # ts_codes, is about 70 KB.
     max_body_bytes: int = Field(default=1024 * 1024, ge=1)
+    # How long a MariaDB statement waits for a row lock before giving up (1205), per connection; such a unit of work
+    # is run once more, so a request stuck behind a lock fails within about twice this (see docs/architecture.md).
+    db_lock_wait_s: int = Field(default=10, ge=1)
 
     # Gateway
     jwt_ttl_s: int = 8 * 3600

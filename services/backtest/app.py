@@ -28,7 +28,7 @@ def create_app(
 ) -> FastAPI:
     """`strategies` defaults to those discovered in the `strategies` package (tests add their own)."""
     infra = infra or Infra.from_settings(settings, SERVICE)
-    db = Database(settings.database_url_for(SERVICE))
+    db = Database(settings.database_url_for(SERVICE), lock_wait_s=settings.db_lock_wait_s)
     store = BacktestStore(db)
     # Publishes the events of backtests failed here (queue down); the worker runs its own relay for the rest.
     relay = OutboxRelay(db, outbox, infra.bus)

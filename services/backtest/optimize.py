@@ -38,6 +38,7 @@ from services.backtest.optimize_store import (
     PointStatus,
     StoredPoint,
 )
+from services.backtest.schemas import FiniteFloat, OptimisationConfig
 from services.backtest.store import BacktestStore
 from shared.app import Infra
 from shared.bus.port import EventBus
@@ -94,6 +95,29 @@ class WalkForwardSpec(RequestModel):
     search: Literal["grid", "ga"] = "grid"
 
 
+class GeneticSpec(RequestModel):
+    """A genetic search's settings (`GeneticSettings`, whose defaults these are), read strictly: a misspelt name,
+    `"30"` for 30 or a rate out of [0, 1] is a 422 naming the field, not a failure later in a worker."""
+
+    population: StrictInt = Field(default=GeneticSettings.population, ge=2)
+    generations: StrictInt = Field(default=GeneticSettings.generations, ge=1)
+    budget: StrictInt = Field(default=GeneticSettings.budget, ge=1, description="distinct points evaluated at most")
+    tournament: StrictInt = Field(default=GeneticSettings.tournament, ge=1)
+    crossover_rate: FiniteFloat = Field(default=GeneticSettings.crossover_rate, ge=0, le=1)
+    mutation_rate: FiniteFloat = Field(default=GeneticSettings.mutation_rate, ge=0, le=1, description="per gene")
+    elite: StrictInt = Field(default=GeneticSettings.elite, ge=0)
+    seed: StrictInt = GeneticSettings.seed
+
+    @model_validator(mode="after")
+    def _elite_below_population(self) -> GeneticSpec:
+        if self.elite >= self.population:
+            raise ValueError(f"elite {self.elite} must be below population {self.population}")
+        return self
+
+    def settings(self) -> GeneticSettings:
+        return GeneticSettings(**self.model_dump())
+
+
 class OptimisationRequest(RequestModel):
     """What a user asks for. Bad input is an OptimisationError / ValidationError naming the field."""
 
@@ -104,12 +128,12 @@ class OptimisationRequest(RequestModel):
     objective: str = "sharpe"
     direction: Literal["maximize", "minimize"] = "maximize"
     constraints: list[str] = Field(default_factory=list)
-    ga: dict[str, Any] = Field(default_factory=dict)
+    ga: GeneticSpec = Field(default_factory=GeneticSpec)
     walk_forward: WalkForwardSpec | None = None
     ts_codes: list[str] = Field(min_length=1)
     start: TradeDate
     end: TradeDate
-    config: dict[str, Any] = Field(default_factory=dict)  # BacktestConfig fields other than start/end
+    config: OptimisationConfig = Field(default_factory=OptimisationConfig)
     batch_size: StrictInt | None = Field(default=None, ge=1, le=1000)  # None: chosen from the number of points
 
     @model_validator(mode="after")
@@ -118,8 +142,6 @@ class OptimisationRequest(RequestModel):
             raise ValueError(f"start {self.start} is after end {self.end}")
         if self.method == "walkforward" and self.walk_forward is None:
             raise ValueError("walk_forward: required for method walkforward")
-        if {"start", "end"} & set(self.config):
-            raise ValueError("config: give start and end at the top level")
         return self
 
 
@@ -160,7 +182,8 @@ async def submit_optimisation(
     space = _space(strategy_cls, request.space, request.fixed)
     objective = Objective(request.objective, request.direction)
     constraints = [str(Constraint.parse(c)) for c in request.constraints]
-    BacktestConfig.model_validate({**request.config, "start": request.start, "end": request.end})
+    config = request.config.config_fields()
+    BacktestConfig.model_validate({**config, "start": request.start, "end": request.end})
     settings: dict[str, Any] = {"batch_size": request.batch_size}
     points: list[dict[str, Any]] = []
     skipped = 0
@@ -170,14 +193,14 @@ async def submit_optimisation(
         if not points:
             raise OptimisationError("space: the strategy refuses every point of the grid")
     elif request.method == "ga":
-        ga = GeneticSettings(**request.ga)
-        settings["ga"] = request.ga
+        ga = request.ga.settings()
+        settings["ga"] = request.ga.model_dump()
         points, skipped = genetic_generation(space, ga, 0, [], set(), objective)
         points = points[: ga.budget]
     else:
         assert request.walk_forward is not None
         settings["walk_forward"] = request.walk_forward.model_dump()
-        settings["ga"] = request.ga
+        settings["ga"] = request.ga.model_dump()
     await store.create(
         optimisation_id=optimisation_id,
         owner=owner,
@@ -191,7 +214,7 @@ async def submit_optimisation(
         ts_codes=request.ts_codes,
         start=request.start,
         end=request.end,
-        config=request.config,
+        config=config,
         points=[(point_key(p), p) for p in points],
         skipped=skipped,
     )
@@ -255,7 +278,7 @@ class OptimisationTaskHandler:
         self.settings = settings
         self.infra = infra
         self._owns_db = db is None
-        self.db = db or Database(settings.database_url_for(SERVICE))
+        self.db = db or Database(settings.database_url_for(SERVICE), lock_wait_s=settings.db_lock_wait_s)
         self.store = OptimisationStore(self.db)
         self.strategies = dict(strategies) if strategies is not None else discover_strategies()
         if load_market is None:

@@ -337,9 +337,9 @@ class OptimisationStore:
         """Store each point's outcome if it is still pending; returns how many were stored by this call. The
         progress counter moves by the same number in the same transaction, so a redelivered batch adds 0."""
         now = utcnow()
-        stored = 0
         async for attempt in self.db.transaction():
             async with attempt as session:
+                stored = 0  # per attempt: a rolled-back attempt's rows were not stored
                 for r in results:
                     outcome = await session.execute(
                         update(optimisation_points)

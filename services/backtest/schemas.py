@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, Field, StrictFloat, ValidationInfo, field_validator, model_validator
 
 from shared.domain.codes import Board, InvalidTsCode, parse_ts_code
 from shared.request_model import JsonDecimal, RequestModel, StrictBool, TradeDate
@@ -94,6 +94,33 @@ class CostModel(RequestModel):
     def config_fields(self) -> dict[str, Any]:
         """The given fields as BacktestConfig keyword arguments (JSON-safe: decimals as strings)."""
         return self.model_dump(mode="json", exclude_none=True)
+
+
+# A float read strictly: a JSON number (an integer too), not "0.02" or true, and never NaN or an infinity.
+FiniteFloat = Annotated[StrictFloat, Field(allow_inf_nan=False)]
+
+
+class OptimisationConfig(CostModel):
+    """The settings of an optimisation's backtests: BacktestConfig's fields other than start and end (given at the
+    top level), read as strictly as the rest of a request; each left out takes the engine's default."""
+
+    initial_cash: JsonDecimal | None = Field(default=None, gt=0, max_digits=18, decimal_places=2)
+    price_limits: StrictBool | None = None
+    lots: StrictBool | None = None
+    t_plus_one: StrictBool | None = None
+    st_codes: list[str] | None = Field(default=None, description="symbols under ST all run long (5% limits)")
+    list_dates: dict[str, TradeDate] | None = Field(default=None, description="listing dates, for the IPO days")
+    calendar: list[TradeDate] | None = Field(default=None, description="the trading days (default: the bars' days)")
+    adjust_history: StrictBool | None = None
+    risk_free_rate: FiniteFloat | None = Field(default=None, description="annual, e.g. 0.02")
+    var_level: FiniteFloat | None = Field(default=None, gt=0, lt=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_dates(cls, data: object) -> object:
+        if isinstance(data, dict) and {"start", "end"} & set(data):
+            raise ValueError("give start and end at the top level, not in config")
+        return data
 
 
 MIN_SLEEVES, MAX_SLEEVES = 2, 10

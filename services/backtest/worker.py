@@ -171,7 +171,7 @@ class BacktestWorker:
         self.settings = settings
         self.infra = infra
         self._owns_db = db is None
-        self.db = db or Database(settings.database_url_for(SERVICE))
+        self.db = db or Database(settings.database_url_for(SERVICE), lock_wait_s=settings.db_lock_wait_s)
         self.store = BacktestStore(self.db)
         self.relay = OutboxRelay(self.db, outbox, infra.bus)
         self.strategies = dict(strategies) if strategies is not None else discover_strategies()

@@ -104,7 +104,7 @@ def create_app(
     """`provider` overrides the configured one (tests); `scheduler` forces the daily update on or off (default: on
     when LH_DATA_UPDATE_AT is set and the provider is Tushare, off under pytest)."""
     infra = infra or Infra.from_settings(settings, "data")
-    db = Database(settings.database_url_for("data"))
+    db = Database(settings.database_url_for("data"), lock_wait_s=settings.db_lock_wait_s)
     read_cache = ReadCache(infra.cache, settings.bus_namespace)
     store = DataStore(db, on_change=read_cache.invalidate)
     read_cache.version = store.data_version

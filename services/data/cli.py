@@ -135,7 +135,7 @@ async def run(
     except SystemExit as exc:  # argparse printed the reason
         return int(exc.code or 0) and EXIT_USAGE
     settings = settings or Settings()
-    db = Database(settings.database_url_for("data"))
+    db = Database(settings.database_url_for("data"), lock_wait_s=settings.db_lock_wait_s)
     cache = create_cache(settings.redis_url)
     store = DataStore(db, on_change=ReadCache(cache, settings.bus_namespace).invalidate)
     ingestor = Ingestor(

@@ -748,9 +748,9 @@ class Ingestor:
         codes = sorted(bars.loc[missing, "ts_code"].astype(str).unique().tolist())
         days = bars.loc[missing, "trade_date"].astype(str)
         first, last = _day(days.min()), _day(days.max())
-        stored: dict[tuple[str, str], float] = {}
         async for attempt in self.store.db.transaction():
             async with attempt as session:
+                stored: dict[tuple[str, str], float] = {}  # per attempt, like everything the block builds
                 for i in range(0, len(codes), 500):
                     query = select(adj_factors.c.ts_code, adj_factors.c.trade_date, adj_factors.c.adj_factor).where(
                         adj_factors.c.ts_code.in_(codes[i : i + 500]), adj_factors.c.trade_date.between(first, last)

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings, infra: Infra | None = None, *, broker: BrokerAdapter | None = None) -> FastAPI:
     """`broker`: the adapter to trade through; the paper broker (fed by the data service) when None."""
     infra = infra or Infra.from_settings(settings, NAME)
-    db = Database(settings.database_url_for(NAME))
+    db = Database(settings.database_url_for(NAME), lock_wait_s=settings.db_lock_wait_s)
     store = ExecutionStore(db, source=NAME, opening_cash_fen=to_fen(settings.paper_opening_cash))
     relay = OutboxRelay(db, outbox, infra.bus)
     quotes = DataServiceQuotes(infra.services, settings.internal_secret)

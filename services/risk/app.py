@@ -20,7 +20,7 @@ NAME = "risk"
 
 def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
     infra = infra or Infra.from_settings(settings, NAME)
-    db = Database(settings.database_url_for(NAME))
+    db = Database(settings.database_url_for(NAME), lock_wait_s=settings.db_lock_wait_s)
     store = RiskStore(db)
 
     @asynccontextmanager

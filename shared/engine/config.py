@@ -54,7 +54,7 @@ class BacktestConfig(BaseModel):
 
     # history and metrics
     adjust_history: bool = Field(default=True, description="history and indicators on back-adjusted (hfq) prices")
-    risk_free_rate: float = Field(default=0.0, description="annual, for Sharpe/Sortino/alpha")
+    risk_free_rate: float = Field(default=0.0, allow_inf_nan=False, description="annual, for Sharpe/Sortino/alpha")
     var_level: float = Field(default=0.95, gt=0, lt=1)
 
     @model_validator(mode="after")

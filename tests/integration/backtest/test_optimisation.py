@@ -4,8 +4,10 @@ results equal the library run serially, a redelivered batch counts nothing, infe
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -207,9 +209,11 @@ async def test_genetic_search_over_the_queue_equals_the_library(stack: Stack) ->
     assert record.best["key"] == serial.best.key and record.best["metrics"] == serial.best.metrics
 
 
-async def test_the_api_submits_lists_and_renders(stack: Stack, backing: Backing) -> None:
-    from contextlib import asynccontextmanager
-
+@asynccontextmanager
+async def api(
+    stack: Stack, backing: Backing
+) -> AsyncIterator[tuple[httpx.AsyncClient, Callable[[str], dict[str, str]]]]:
+    """The optimisation routes on a service app of the shared factory, over the stack's database and broker."""
     from fastapi import FastAPI
 
     from services.backtest.optimize_api import router
@@ -234,6 +238,12 @@ async def test_the_api_submits_lists_and_renders(stack: Stack, backing: Backing)
     def headers(subject: str) -> dict[str, str]:
         return {INTERNAL_HEADER: mint_internal_token(settings.internal_secret, Principal(subject, "trader"))}
 
+    transport = httpx.ASGITransport(app=app)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://b") as client:
+        yield client, headers
+
+
+async def test_the_api_submits_lists_and_renders(stack: Stack, backing: Backing) -> None:
     body = {
         "strategy": "dual_ma",
         "space": {"fast": [2, 3], "slow": [8, 12]},
@@ -244,8 +254,7 @@ async def test_the_api_submits_lists_and_renders(stack: Stack, backing: Backing)
         "end": "2014-08-13",
         "config": {"initial_cash": "1000000"},
     }
-    transport = httpx.ASGITransport(app=app)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://b") as client:
+    async with api(stack, backing) as (client, headers):
         bad = await client.post("/v1/optimisations", json={**body, "space": {"slow": [2, 600]}}, headers=headers("dan"))
         assert bad.status_code == 422
         assert bad.json()["code"] == "invalid_optimisation" and "slow: 600 is above" in bad.json()["message"]
@@ -263,6 +272,62 @@ async def test_the_api_submits_lists_and_renders(stack: Stack, backing: Backing)
         page = await client.get(f"/v1/optimisations/{oid}/report.html", headers=headers("dan"))
         assert page.status_code == 200 and "text/html" in page.headers["content-type"]
         assert oid in page.text and "total_return" in page.text
+
+
+GA_SPACE = {"fast": {"min": 2, "max": 8, "step": 1}, "slow": {"min": 6, "max": 20, "step": 2}}
+WALK_FORWARD = {"in_sample": 60, "out_of_sample": 20}
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"method": "ga", "ga": {"populaton": 30}}, "ga.populaton"),  # a typo: not silently the default
+        ({"method": "ga", "ga": {"population": "30"}}, "ga.population"),  # a string for a number
+        ({"method": "ga", "ga": {"population": 30.0}}, "ga.population"),
+        ({"method": "ga", "ga": {"mutation_rate": "0.2"}}, "ga.mutation_rate"),
+        ({"method": "ga", "ga": {"mutation_rate": float("nan")}}, "ga.mutation_rate"),
+        ({"method": "ga", "ga": {"population": 4, "elite": 4}}, "ga"),
+        # walk-forward stored its ga unchecked, for the worker to fail on later
+        ({"method": "walkforward", "walk_forward": {**WALK_FORWARD, "search": "ga"}, "ga": {"population": "30"}},
+         "ga.population"),
+        ({"config": {"initial_cash": "1000000", "risk_free_rate": float("nan")}}, "config.risk_free_rate"),
+        ({"config": {"initial_cash": "1000000", "risk_free_rate": float("inf")}}, "config.risk_free_rate"),
+        ({"config": {"initial_cash": "1000000", "risk_free_rate": "0.02"}}, "config.risk_free_rate"),
+        ({"config": {"initial_cash": 1e400}}, "config.initial_cash"),
+        ({"config": {"commission_rate": "NaN"}}, "config.commission_rate"),
+        ({"config": {"lots": "false"}}, "config.lots"),
+        ({"config": {"intial_cash": "1000000"}}, "config.intial_cash"),
+    ],
+)  # fmt: skip
+async def test_a_bad_ga_or_config_is_a_422_naming_the_field_and_stores_nothing(
+    stack: Stack, backing: Backing, changes: dict[str, Any], field: str
+) -> None:
+    from sqlalchemy import func, select
+
+    from services.backtest.optimize_store import optimisations
+
+    owner = f"frank-{secrets.token_hex(4)}"
+    body = {
+        "strategy": "dual_ma",
+        "space": GA_SPACE,
+        "ts_codes": CODES,
+        "start": "2014-01-02",
+        "end": "2014-08-13",
+        **changes,
+    }
+    async with api(stack, backing) as (client, headers):
+        # Python's json writes NaN and Infinity, which json.loads (and so FastAPI) reads back as floats.
+        content = json.dumps(body)
+        resp = await client.post(
+            "/v1/optimisations", content=content, headers={**headers(owner), "content-type": "application/json"}
+        )
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["code"] == "invalid_request"
+    assert resp.json()["details"][0]["field"] == field
+    assert resp.json()["message"].startswith(f"{field}: ")
+    async with stack.store.db.session() as s:
+        stored = await s.scalar(select(func.count()).select_from(optimisations).where(optimisations.c.owner == owner))
+    assert stored == 0
 
 
 async def test_walk_forward_as_a_task_equals_the_library(stack: Stack) -> None:

@@ -99,3 +99,31 @@ async def test_concurrent_transfers_in_random_lock_order_all_land_exactly_once(d
     retried = sum(a - 1 for a in attempts)
     assert retried > 0  # the transfers did deadlock (about 15 retries a run): the retries were put to work
     assert db.retries.labels("deadlock")._value.get() + db.retries.labels("lock_wait_timeout")._value.get() == retried
+
+
+async def test_a_unit_stuck_behind_a_row_lock_fails_after_two_short_lock_waits(db: Database) -> None:
+    """LH_DB_LOCK_WAIT_S is each connection's innodb_lock_wait_timeout, and a 1205 is run once more, not 8 times:
+    a request behind a lock held for good fails within about two waits (not 8 x the server's 50 s)."""
+    from sqlalchemy.exc import OperationalError
+
+    quick = Database(db.url.render_as_string(hide_password=False), lock_wait_s=1)
+    await quick.connect()
+    try:
+        async with quick.session() as s:
+            assert (await s.exec_driver_sql("SELECT @@SESSION.innodb_lock_wait_timeout")).scalar_one() == 1
+        runs = 0
+        async with db.session() as holder:
+            await holder.execute(update(balances).where(balances.c.id == 1).values(amount=0))  # held to the end
+            with pytest.raises(OperationalError) as raised:
+                async for attempt in quick.transaction():
+                    async with attempt as s:
+                        runs += 1
+                        await s.execute(update(balances).where(balances.c.id == 1).values(amount=1))
+            await holder.rollback()
+        assert raised.value.orig is not None and raised.value.orig.args[0] == 1205
+        assert runs == 2
+        assert quick.retries.labels("lock_wait_timeout")._value.get() == 1
+    finally:
+        await quick.dispose()
+    async with db.session() as s:
+        assert (await s.execute(select(balances.c.amount).where(balances.c.id == 1))).scalar_one() == OPENING

@@ -13,6 +13,7 @@ import pytest
 from asyncmy.errors import IntegrityError as MySQLIntegrityError
 from asyncmy.errors import OperationalError as MySQLOperationalError
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
+from sqlalchemy.engine import Transaction
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from shared import db as db_module
@@ -150,3 +151,118 @@ def test_every_transaction_of_the_services_and_the_gateway_goes_through_the_retr
                 found.setdefault(rel, []).append(f"{number}: {line.strip()}")
     unexpected = {rel: lines for rel, lines in found.items() if len(lines) != SINGLE_ATTEMPT.get(rel, 0)}
     assert unexpected == {}
+
+
+@pytest.mark.parametrize(
+    ("error", "attempts"),
+    [
+        (deadlock(), 8),  # found at once by the server: worth many quick retries
+        (OperationalError("INSERT", {}, MySQLOperationalError(2013, "Lost connection to server")), 8),
+        # Each of these comes after a whole lock wait / busy timeout: run once more, not 8 times.
+        (OperationalError("UPDATE", {}, MySQLOperationalError(1205, "Lock wait timeout exceeded")), 2),
+        (OperationalError("INSERT", {}, sqlite3.OperationalError("database is locked")), 2),
+    ],
+)
+async def test_a_unit_that_keeps_failing_gets_the_attempts_of_its_reason(
+    db: Database, error: OperationalError, attempts: int
+) -> None:
+    runs = 0
+    with pytest.raises(OperationalError) as raised:
+        async for attempt in db.transaction():
+            async with attempt as s:
+                runs += 1
+                await s.execute(fills.insert().values(fill_id=f"f-{runs}", qty=1))
+                raise error
+    assert raised.value is error
+    assert runs == attempts
+    assert await count(db) == 0
+
+
+class RollbackFails:
+    """Patches the transaction's ROLLBACK to fail (a connection that died) `times` times, after rolling back."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, times: int) -> None:
+        self.left = times
+        real = Transaction.rollback
+
+        def rollback(transaction: Transaction) -> None:
+            real(transaction)
+            if self.left:
+                self.left -= 1
+                raise OperationalError("ROLLBACK", {}, MySQLOperationalError(2013, "Lost connection to server"))
+
+        monkeypatch.setattr(Transaction, "rollback", rollback)
+
+
+async def test_a_failing_rollback_neither_hides_the_units_error_nor_stops_its_retry(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    patched = RollbackFails(monkeypatch, times=1)
+    runs = 0
+    async for attempt in db.transaction():
+        async with attempt as s:
+            runs += 1
+            await s.execute(fills.insert().values(fill_id=f"f-{runs}", qty=runs))
+            if runs == 1:
+                raise deadlock()
+    assert patched.left == 0  # the first attempt's rollback did fail
+    assert runs == 2
+    async with db.session() as s:
+        assert (await s.execute(select(fills.c.fill_id))).scalars().all() == ["f-2"]
+    assert retries(db, "deadlock") == 1
+
+
+async def test_a_failing_rollback_after_a_non_transient_error_raises_that_error(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    RollbackFails(monkeypatch, times=1)
+    with pytest.raises(ValueError, match="a bug in the unit"):
+        async for attempt in db.transaction():
+            async with attempt as s:
+                await s.execute(fills.insert().values(fill_id="f-1", qty=1))
+                raise ValueError("a bug in the unit")
+
+
+async def test_run_raw_retries_a_deadlocked_unit_even_when_its_rollback_fails(db: Database) -> None:
+    calls: list[str] = []
+
+    async def unit() -> str:
+        calls.append("unit")
+        if len(calls) == 1:
+            raise MySQLOperationalError(1213, "Deadlock found when trying to get lock")
+        return "loaded"
+
+    async def rollback() -> None:
+        calls.append("rollback")
+        raise MySQLOperationalError(2013, "Lost connection to server during rollback")
+
+    assert await db.run_raw(unit, rollback) == "loaded"
+    assert calls == ["unit", "rollback", "unit"]
+    assert retries(db, "deadlock") == 1
+
+
+async def test_run_raw_raises_the_units_error_when_the_rollback_fails_too(db: Database) -> None:
+    async def unit() -> None:
+        raise MySQLIntegrityError(1062, "Duplicate entry")
+
+    async def rollback() -> None:
+        raise MySQLOperationalError(2013, "Lost connection to server during rollback")
+
+    with pytest.raises(MySQLIntegrityError):
+        await db.run_raw(unit, rollback)
+
+
+async def test_run_raw_retries_a_lock_wait_timeout_once(db: Database) -> None:
+    runs = 0
+
+    async def unit() -> None:
+        nonlocal runs
+        runs += 1
+        raise MySQLOperationalError(1205, "Lock wait timeout exceeded")
+
+    async def rollback() -> None:
+        return None
+
+    with pytest.raises(MySQLOperationalError):
+        await db.run_raw(unit, rollback)
+    assert runs == 2

@@ -11,6 +11,10 @@ from typing import Any
 import httpx
 import pytest
 from aiormq.exceptions import AMQPConnectionError, ChannelInvalidStateError
+from asyncmy.errors import IntegrityError as MySQLIntegrityError
+from asyncmy.errors import InterfaceError as MySQLInterfaceError
+from asyncmy.errors import InternalError as MySQLInternalError
+from asyncmy.errors import OperationalError as MySQLOperationalError
 from fastapi import APIRouter
 from prometheus_client import generate_latest
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -124,10 +128,21 @@ FAILURES = [
      "database_unavailable"),
     (IntegrityError("INSERT ...", {}, Exception(1062, "Duplicate entry 'x' for key 'PRIMARY' on 10.1.2.3")), 500,
      "database_error"),
+    # asyncmy's own errors, as the data store's raw bulk connections raise them (not wrapped by SQLAlchemy).
+    (MySQLOperationalError(2003, "Can't connect to MySQL server on '10.1.2.3:3306'"), 503, "database_unavailable"),
+    (MySQLOperationalError(2013, "Lost connection to MySQL server at '10.1.2.3:3306' during query"), 503,
+     "database_unavailable"),
+    (MySQLInterfaceError(0, "Connection to 10.1.2.3 closed"), 503, "database_unavailable"),
+    (MySQLInternalError(1213, "Deadlock found when trying to get lock (10.1.2.3)"), 503, "database_unavailable"),
+    (MySQLIntegrityError(1062, "Duplicate entry 'x' for key 'PRIMARY' on 10.1.2.3"), 500, "database_error"),
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("failure", "status", "code"), FAILURES, ids=[type(f[0]).__name__ for f in FAILURES])
+@pytest.mark.parametrize(
+    ("failure", "status", "code"),
+    FAILURES,
+    ids=[f"{type(f[0]).__module__}.{type(f[0]).__name__}{f[0].args[:1]}" for f in FAILURES],
+)
 async def test_every_service_app_maps_a_dependency_failure_to_a_json_code(
     failure: Exception, status: int, code: str
 ) -> None:

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 import pytest
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Strict, TypeAdapter, ValidationError
+from pydantic.fields import FieldInfo
 
 from lianghua.standalone import build_app
 from shared.request_model import ClientOrderId, JsonDecimal, RequestModel, TradeDate
@@ -50,9 +51,13 @@ def _problems(model: type[BaseModel], seen: set[type[BaseModel]]) -> list[str]:
         for leaf, metadata in _leaves(field.annotation, tuple(field.metadata)):
             where = f"{model.__name__}.{name}"
             strict = any(isinstance(m, Strict) and m.strict for m in metadata)
+            flat = [*metadata, *(inner for m in metadata if isinstance(m, FieldInfo) for inner in m.metadata)]
+            finite = any(getattr(m, "allow_inf_nan", None) is False for m in flat)
             validators = {getattr(m, "func", None) for m in metadata}
             if leaf in (int, bool) and not strict:
                 problems.append(f"{where}: a lax {leaf.__name__} (use StrictInt / StrictBool)")
+            if leaf is float and not (strict and finite):
+                problems.append(f"{where}: a lax float or one that takes NaN (use FiniteFloat)")
             if leaf is Decimal and _leaves(JsonDecimal)[0][1][0].func not in validators:
                 problems.append(f"{where}: a Decimal that is not a JsonDecimal")
             if leaf is date and _leaves(TradeDate)[0][1][0].func not in validators:
@@ -105,7 +110,8 @@ def test_every_request_body_of_every_app_is_a_strict_request_model() -> None:
     }
     seen: set[type[BaseModel]] = set()
     assert [p for body in bodies.values() for p in _problems(body, seen)] == []
-    assert {m.__name__ for m in seen} >= {"Universe", "UniverseFilter", "CostModel", "SleeveRequest", "WalkForwardSpec"}
+    assert {m.__name__ for m in seen} >= {"Universe", "UniverseFilter", "CostModel", "SleeveRequest", "WalkForwardSpec",
+                                         "GeneticSpec", "OptimisationConfig"}  # fmt: skip
 
 
 # --- the types themselves --------------------------------------------------------------------------------------
