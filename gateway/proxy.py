@@ -16,14 +16,12 @@ from fastapi.responses import HTMLResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
 from gateway.auth import CurrentUser, require_role
-from gateway.routes import ROUTES, ProxyRoute
+from gateway.routes import ID_PATTERN, ROUTES, ProxyRoute
 from shared.errors import ServiceError, Unavailable
 from shared.internal_auth import INTERNAL_HEADER, mint_internal_token
 
 log = logging.getLogger(__name__)
 
-# Ids that reach a service's URL path: no slashes, no dot segments, nothing that needs escaping.
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
 PASSED_HEADERS = ("retry-after",)
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -166,7 +164,7 @@ def build_router(routes: tuple[ProxyRoute, ...] = ROUTES) -> APIRouter:
             methods=[route.method],
             tags=[route.tag],
             response_class=HTMLResponse if route.path.endswith(".html") else Response,
-            responses=ERRORS,
+            include_in_schema=False,  # documented with the service's schemas: gateway/openapi.py
         )
     return built
 

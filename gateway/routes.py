@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from gateway.security import Role
 
 VIEWER, TRADER, ADMIN = Role.VIEWER, Role.TRADER, Role.ADMIN
+# Ids that reach a service's URL path: no slashes, no dot segments, nothing that needs escaping.
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
 
 
 @dataclass(frozen=True)
