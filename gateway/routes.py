@@ -43,6 +43,7 @@ def _r(
 ROUTES: tuple[ProxyRoute, ...] = (
     # orders and trades: risk places, execution reads and cancels
     _r("POST", "/v1/orders", "risk", TRADER, "orders", body=True),
+    _r("GET", "/v1/decisions", "risk", VIEWER, "orders"),  # risk's decisions: one's own account's, an admin's all
     _r("GET", "/v1/orders", "execution", VIEWER, "orders"),
     _r("GET", "/v1/orders/{order_id}", "execution", VIEWER, "orders"),
     _r("POST", "/v1/orders/{order_id}/cancel", "execution", TRADER, "orders"),
@@ -91,6 +92,7 @@ ROUTES: tuple[ProxyRoute, ...] = (
     _r("POST", "/v1/optimisations/{optimisation_id}/cancel", "backtest", TRADER, "optimisations"),
     # strategies and indicators
     _r("GET", "/v1/strategies", "strategy", VIEWER, "backtests"),
+    _r("GET", "/v1/strategies/{name}", "strategy", VIEWER, "backtests"),
     _r("GET", "/v1/indicators", "strategy", VIEWER, "backtests"),
     _r("GET", "/v1/indicators/{name}", "strategy", VIEWER, "backtests"),
 )
