@@ -66,6 +66,8 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
     app.state.hub = hub
     app.state.login_throttle = LoginThrottle(infra.cache)
 
+    app.add_exception_handler(405, proxy.method_not_allowed)
+
     @app.exception_handler(HeaderError)
     async def _header_error(_: Request, exc: HeaderError) -> JSONResponse:
         return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)

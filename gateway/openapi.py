@@ -112,6 +112,11 @@ def merge(base: dict[str, Any], specs: dict[str, Any], routes: tuple[ProxyRoute,
         responses = operation.setdefault("responses", {})
         for status, description in GATEWAY_RESPONSES.items():
             responses.setdefault(status, _error_response(description))
+        if route.path_params:
+            responses.setdefault("404", _error_response("no such " + " or ".join(route.path_params)))
+        for status, response in responses.items():
+            if int(status) >= 400 and "content" not in response:  # every refusal is `{code, message}`
+                response["content"] = {"application/json": {"schema": ERROR_REF}}
         doc.setdefault("paths", {}).setdefault(route.public_path, {})[route.method.lower()] = operation
     _errors_as_they_are(doc)
     return doc

@@ -12,8 +12,9 @@ from urllib.parse import quote
 
 import httpx
 from fastapi import APIRouter, Body, Depends, Path, Request, Response
-from fastapi.responses import HTMLResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from starlette.background import BackgroundTask
+from starlette.routing import BaseRoute, Match
 
 from gateway.auth import CurrentUser, require_role
 from gateway.routes import ID_PATTERN, ROUTES, ProxyRoute
@@ -153,6 +154,24 @@ def _endpoint(route: ProxyRoute) -> Callable[..., Awaitable[Response]]:
     endpoint.__signature__ = inspect.Signature(parameters, return_annotation=Response)  # type: ignore[attr-defined]
     endpoint.__name__ = f"{route.method.lower()}_{route.service}_" + re.sub(r"\W+", "_", route.path).strip("_")
     return endpoint
+
+
+async def method_not_allowed(request: Request, exc: Exception) -> Response:
+    """405 with every method the path takes in `Allow` (RFC 9110): where two routes share a path (GET /orders from
+    execution, POST /orders to risk), the route that refuses the method knows only its own."""
+    allowed: set[str] = set()
+    routes: list[Any] = list(request.app.router.routes)
+    while routes:
+        route = routes.pop()
+        if (included := getattr(route, "original_router", None)) is not None:
+            routes.extend(included.routes)  # an included router: its own routes carry the full paths
+        elif isinstance(route, BaseRoute) and route.matches(request.scope)[0] is Match.PARTIAL:
+            allowed |= getattr(route, "methods", None) or set()
+    return JSONResponse(
+        {"code": "method_not_allowed", "message": f"{request.method} is not allowed here"},
+        status_code=405,
+        headers={"Allow": ", ".join(sorted(allowed))},
+    )
 
 
 def build_router(routes: tuple[ProxyRoute, ...] = ROUTES) -> APIRouter:

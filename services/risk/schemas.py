@@ -54,7 +54,9 @@ class OrderRefused(BaseModel):
 
     code: str
     message: str
-    decision: DecisionSummary
+    decision: DecisionSummary | None = Field(
+        default=None, description="the decision; absent when none was made (invalid_request, risk_unavailable)"
+    )
 
 
 class DecisionOut(BaseModel):

@@ -97,3 +97,22 @@ async def test_risk_decisions_are_read_through_the_gateway_each_user_their_own(p
     everyone = await platform.client.get("/api/v1/decisions?limit=500", headers=platform.admin.headers)
     assert decision_id in {d["decision_id"] for d in everyone.json()}
     assert (await platform.client.get("/api/v1/decisions")).status_code == 401
+
+
+async def test_a_method_a_path_does_not_take_is_405_naming_every_method_it_does(platform: Platform) -> None:
+    # GET /orders goes to execution and POST /orders to risk: two routes, one path, and `Allow` names both.
+    refused = await platform.client.request("TRACE", "/api/v1/orders", headers=platform.admin.headers)
+    assert refused.status_code == 405 and refused.json()["code"] == "method_not_allowed"
+    assert refused.headers["Allow"] == "GET, POST"
+    healthz = await platform.client.request("TRACE", "/healthz")
+    assert healthz.status_code == 405 and healthz.headers["Allow"] == "GET"
+
+
+async def test_odd_requests_get_a_json_4xx_not_a_server_error(platform: Platform) -> None:
+    h = platform.admin.headers
+    # an offset no database integer holds
+    far = await platform.client.get(f"/api/v1/backtests?offset={2**70}", headers=h)
+    assert far.status_code == 422 and far.json()["code"] == "invalid_request"
+    # a path no route's pattern matches (a newline in it): the gateway's JSON 404, in standalone as in a fleet
+    odd = await platform.client.get("/api/v1/no%0Asuch", headers=h)
+    assert odd.status_code == 404 and odd.json()["code"] == "not_found"
