@@ -1,5 +1,6 @@
-"""The public routes that belong to the services behind the gateway: each one checks the caller's role, mints the
-internal token for them and passes the service's answer back as it came (status and JSON body)."""
+"""The public routes that belong to the services behind the gateway, built from the table in gateway/routes.py: each
+one checks the caller's role, mints the internal token for them and passes the service's answer back as it came
+(status and JSON body, or a stream). Their OpenAPI operations come from the services' documents: gateway/openapi.py."""
 
 from __future__ import annotations
 

@@ -20,9 +20,9 @@ def service_documents() -> dict[str, Any]:
     """Each service's document as its app publishes it, without the unauthenticated probes."""
     sys.path.insert(0, str(ROOT))
     from lianghua.standalone import build_app
-    from shared.settings import Settings
+    from shared.settings import Mode, Settings
 
-    host = build_app(Settings())
+    host = build_app(Settings(mode=Mode.STANDALONE))
     documents: dict[str, Any] = {}
     for name, app in sorted(host.state.services.items()):
         document = app.openapi()

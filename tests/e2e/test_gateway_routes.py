@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from lianghua.standalone import build_app
-from shared.settings import Settings
+from shared.settings import Mode, Settings
 from tests.e2e.flow import Session, create_user, login, tradable_main_board_stock
 
 pytestmark = pytest.mark.e2e
@@ -36,6 +36,7 @@ async def platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Pl
     work: Path = tmp_path_factory.mktemp("gateway-routes")
     password = secrets.token_urlsafe(12)
     settings = Settings(
+        mode=Mode.STANDALONE,
         database_url=f"sqlite+aiosqlite:///{work}/{{service}}.db",
         admin_password=password,
         rate_limit_per_minute=100_000,

@@ -23,7 +23,7 @@ import pytest
 import uvicorn
 
 from lianghua.standalone import build_app
-from shared.settings import Settings
+from shared.settings import Mode, Settings
 
 pytestmark = pytest.mark.e2e
 
@@ -38,6 +38,7 @@ def gateway_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
     work: Path = tmp_path_factory.mktemp("schemathesis")
     password = secrets.token_urlsafe(12)
     settings = Settings(
+        mode=Mode.STANDALONE,
         database_url=f"sqlite+aiosqlite:///{work}/{{service}}.db",
         admin_password=password,
         rate_limit_per_minute=1_000_000,

@@ -12,12 +12,12 @@ from gateway.openapi import SERVICE_SPECS, service_specs
 from gateway.routes import ROUTES
 from lianghua.standalone import build_app
 from scripts.service_openapi import render, service_documents
-from shared.settings import Settings
+from shared.settings import Mode, Settings
 
 
 @pytest.fixture(scope="module")
 def document() -> dict[str, Any]:
-    doc: dict[str, Any] = build_app(Settings()).state.gateway.openapi()
+    doc: dict[str, Any] = build_app(Settings(mode=Mode.STANDALONE)).state.gateway.openapi()
     return doc
 
 
