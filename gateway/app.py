@@ -11,7 +11,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway import api, proxy, reports, ws
+from gateway import api, openapi, proxy, reports, ws
 from gateway.auth import HeaderError, LoginThrottle
 from gateway.bootstrap import ensure_admin
 from gateway.store import GatewayStore
@@ -60,10 +60,13 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
         readiness=readiness,
     )
     app.title = "LiangHua gateway"
+    openapi.install(app)  # the forwarded routes documented with the services' schemas
     app.state.store = store
     store.db.register_metrics(app.state.metrics_registry)
     app.state.hub = hub
     app.state.login_throttle = LoginThrottle(infra.cache)
+
+    app.add_exception_handler(405, proxy.method_not_allowed)
 
     @app.exception_handler(HeaderError)
     async def _header_error(_: Request, exc: HeaderError) -> JSONResponse:

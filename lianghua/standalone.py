@@ -13,7 +13,6 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import httpx
 from fastapi import FastAPI
 from starlette.applications import Starlette
-from starlette.routing import Mount
 
 from shared.app import Infra
 from shared.bus import MemoryBus
@@ -69,7 +68,10 @@ def build_app(settings: Settings) -> Starlette:
             log.info("LiangHua standalone is up", extra={"services": list(START_ORDER)})
             yield
 
-    host = Starlette(routes=[Mount("/", app=gateway)], lifespan=lifespan)
+    host = Starlette(lifespan=lifespan)
+    # Every request to the gateway, whatever its path (a Mount's pattern does not match a path with a newline in it,
+    # which the host would then answer itself in plain text instead of the gateway's JSON 404).
+    host.router.default = gateway
     host.state.gateway = gateway
     host.state.services = services
     host.state.infra = infra

@@ -148,7 +148,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {401: "unauthenticated", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
-        return error_response(exc.status_code, code.get(exc.status_code, f"http_{exc.status_code}"), str(exc.detail))
+        response = error_response(
+            exc.status_code, code.get(exc.status_code, f"http_{exc.status_code}"), str(exc.detail)
+        )
+        response.headers.update(exc.headers or {})  # a 405's `Allow` (RFC 9110)
+        return response
 
     async def _dependency_error(request: Request, exc: Exception) -> JSONResponse:
         # The one place that turns a dependency's failure into an answer, for every service. The body names the

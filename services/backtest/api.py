@@ -15,6 +15,9 @@ from shared.internal_auth import Principal
 from shared.report import render_html
 
 router = APIRouter(prefix="/v1/backtests", tags=["backtests"])
+NOT_FOUND = {"description": "`backtest_not_found` (or no trades / report data stored)"}
+NOT_SUCCEEDED = {"description": "the backtest has not succeeded (yet)"}
+MAX_OFFSET = 2**62  # an OFFSET a database integer holds (beyond it: 422, not a driver's overflow)
 
 
 def _service(request: Request) -> BacktestService:
@@ -40,7 +43,7 @@ async def submit_backtest(body: BacktestRequest, request: Request) -> BacktestAc
 async def list_backtests(
     request: Request,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     strategy: Annotated[
         str | None,
         Query(max_length=64, description="the run's strategy or one of its sleeves' (the exact name)"),
@@ -67,30 +70,34 @@ async def list_backtests(
     )
 
 
-@router.get("/{backtest_id}", response_model=BacktestDetail)
+@router.get("/{backtest_id}", response_model=BacktestDetail, responses={404: NOT_FOUND})
 async def get_backtest(backtest_id: str, request: Request) -> BacktestDetail:
     return await _service(request).get(_principal(request), backtest_id)
 
 
-@router.post("/{backtest_id}/cancel", response_model=BacktestBrief)
+@router.post(
+    "/{backtest_id}/cancel",
+    response_model=BacktestBrief,
+    responses={404: NOT_FOUND, 409: {"description": "`backtest_finished`: it finished already"}},
+)
 async def cancel_backtest(backtest_id: str, request: Request) -> BacktestBrief:
     """Owner or admin. Queued: cancelled at once. Running: `cancel_requested` is set and the worker stops the run
     within about a second (status `cancelled`, a `backtest.finished` event). Finished: 409 `backtest_finished`."""
     return await _service(request).cancel(_principal(request), backtest_id)
 
 
-@router.get("/{backtest_id}/trades", response_model=TradesPage)
+@router.get("/{backtest_id}/trades", response_model=TradesPage, responses={404: NOT_FOUND, 409: NOT_SUCCEEDED})
 async def get_trades(
     backtest_id: str,
     request: Request,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> TradesPage:
     """The trades of a succeeded backtest in execution order (sells first within a day), a page at a time."""
     return await _service(request).trades(_principal(request), backtest_id, limit=limit, offset=offset)
 
 
-@router.get("/{backtest_id}/report")
+@router.get("/{backtest_id}/report", responses={404: NOT_FOUND, 409: NOT_SUCCEEDED})
 async def get_report(backtest_id: str, request: Request) -> Response:
     """The report data for the web UI (shared.report.ReportData as JSON), without the trade list: page through
     `/trades` for it. 409 `backtest_not_succeeded` until the run has succeeded."""
@@ -99,7 +106,7 @@ async def get_report(backtest_id: str, request: Request) -> Response:
     return Response(content=body, media_type="application/json")
 
 
-@router.get("/{backtest_id}/report.html", response_class=HTMLResponse)
+@router.get("/{backtest_id}/report.html", response_class=HTMLResponse, responses={404: NOT_FOUND, 409: NOT_SUCCEEDED})
 async def get_report_html(
     backtest_id: str, request: Request, download: Annotated[bool, Query()] = False
 ) -> HTMLResponse:

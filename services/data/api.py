@@ -164,7 +164,7 @@ def _check_anchor(adjust: Adjust, anchor: date | None) -> None:
         raise ServiceError("invalid_request", "anchor: only qfq has an anchor date", status_code=422)
 
 
-@router.get("/bars", response_model=BarsOut)
+@router.get("/bars", response_model=BarsOut, responses={404: {"description": "`unknown_security`"}})
 async def get_bars(
     request: Request,
     ts_code: Annotated[str, Query(description="e.g. 600000.SH")],
@@ -395,7 +395,11 @@ def _index_code(ts_code: str) -> str:
     return code
 
 
-@router.get("/indexes/{ts_code}/constituents", response_model=ConstituentsOut)
+@router.get(
+    "/indexes/{ts_code}/constituents",
+    response_model=ConstituentsOut,
+    responses={404: {"description": "`unknown_index`"}},
+)
 async def get_index_constituents(
     request: Request, ts_code: str, trade_date: Annotated[TradeDate, Query(description="the day asked about")]
 ) -> ConstituentsOut:
@@ -412,7 +416,7 @@ async def get_index_constituents(
     )
 
 
-@router.get("/indexes/{ts_code}/bars", response_model=IndexBarsOut)
+@router.get("/indexes/{ts_code}/bars", response_model=IndexBarsOut, responses={404: {"description": "`unknown_index`"}})
 async def get_index_bars(
     request: Request,
     ts_code: str,
@@ -437,7 +441,7 @@ async def get_index_bars(
     )  # fmt: skip
 
 
-@router.get("/quotes/{ts_code}", response_model=QuoteOut)
+@router.get("/quotes/{ts_code}", response_model=QuoteOut, responses={404: {"description": "`unknown_security`"}})
 async def get_quote(request: Request, ts_code: str) -> Response:
     code = _code(ts_code).ts_code
     read_cache: ReadCache = request.app.state.read_cache

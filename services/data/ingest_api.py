@@ -114,7 +114,12 @@ def _run_out(run: IngestRun) -> RunOut:
     )
 
 
-@ingest_router.post("/ingest/backfill", status_code=202, response_model=RunStarted)
+@ingest_router.post(
+    "/ingest/backfill",
+    status_code=202,
+    response_model=RunStarted,
+    responses={409: {"description": "`ingest_running`: another run is active"}},
+)
 async def start_backfill(request: Request, body: RangeIn) -> RunStarted:
     """Backfill [start, end] by trade_date in the background: 202 with the run id; 409 while another run is active."""
     _range(body)
@@ -125,7 +130,12 @@ async def start_backfill(request: Request, body: RangeIn) -> RunStarted:
     return RunStarted(run_id=run_id)
 
 
-@ingest_router.post("/ingest/update", status_code=202, response_model=RunStarted)
+@ingest_router.post(
+    "/ingest/update",
+    status_code=202,
+    response_model=RunStarted,
+    responses={409: {"description": "`ingest_running`: another run is active"}},
+)
 async def start_update(request: Request) -> RunStarted:
     """Fetch the trading days missing since the newest stored one, in the background."""
     try:
@@ -140,7 +150,7 @@ async def list_runs(request: Request, limit: Annotated[int, Query(ge=1, le=500)]
     return [_run_out(r) for r in await _store(request).list_ingest_runs(limit)]
 
 
-@ingest_router.get("/ingest/runs/{run_id}", response_model=RunOut)
+@ingest_router.get("/ingest/runs/{run_id}", response_model=RunOut, responses={404: {"description": "no such run"}})
 async def get_run(request: Request, run_id: str) -> RunOut:
     run = await _store(request).get_ingest_run(run_id)
     if run is None:
@@ -148,7 +158,11 @@ async def get_run(request: Request, run_id: str) -> RunOut:
     return _run_out(run)
 
 
-@ingest_router.post("/quality/run", response_model=ReportOut)
+@ingest_router.post(
+    "/quality/run",
+    response_model=ReportOut,
+    responses={409: {"description": "`quality_unavailable`: the checks cannot run now (e.g. no bars stored)"}},
+)
 async def run_quality(
     request: Request, body: RangeIn, limit: Annotated[int, Query(ge=0, le=10_000)] = 1000
 ) -> ReportOut:
@@ -167,13 +181,15 @@ async def list_reports(request: Request, limit: Annotated[int, Query(ge=1, le=50
     return [_report_meta(r, []) for r in await _store(request).list_quality_reports(limit)]
 
 
-@ingest_router.get("/quality/reports/{run_id}", response_model=ReportOut)
+@ingest_router.get(
+    "/quality/reports/{run_id}", response_model=ReportOut, responses={404: {"description": "no such report"}}
+)
 async def get_report(
     request: Request,
     run_id: str,
     rule: Annotated[str | None, Query(description="only this rule's findings")] = None,
     limit: Annotated[int, Query(ge=0, le=10_000)] = 1000,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**62)] = 0,  # what a database integer holds
 ) -> ReportOut:
     """One report by its id, or the report of an ingest run by the ingest run's id."""
     if rule is not None and rule not in RULES:

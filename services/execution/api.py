@@ -54,14 +54,18 @@ async def list_orders(
     return [OrderOut.of(o) for o in await desk.list_orders(principal, status, limit)]
 
 
-@router.get("/orders/{order_id}", response_model=OrderOut)
+@router.get("/orders/{order_id}", response_model=OrderOut, responses={404: {"description": "`order_not_found`"}})
 async def get_order(
     order_id: str, principal: Principal = Depends(internal_principal), desk: OrderDesk = Depends(get_desk)
 ) -> OrderOut:
     return OrderOut.of(await desk.get(order_id, principal))
 
 
-@router.post("/orders/{order_id}/cancel", response_model=OrderOut)
+@router.post(
+    "/orders/{order_id}/cancel",
+    response_model=OrderOut,
+    responses={404: {"description": "`order_not_found`"}, 409: {"description": "`order_not_cancellable`"}},
+)
 async def cancel_order(
     order_id: str, principal: Principal = Depends(internal_principal), desk: OrderDesk = Depends(get_desk)
 ) -> OrderOut:
@@ -101,7 +105,7 @@ def _account_out(account: AccountCash) -> AccountOut:
     )
 
 
-@router.get("/account", response_model=AccountOut)
+@router.get("/account", response_model=AccountOut, responses={404: {"description": "`account_not_found`"}})
 async def get_account(
     account_id: str | None = Query(default=None, min_length=1, max_length=64),
     principal: Principal = Depends(internal_principal),

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
 from services.risk.desk import RiskDesk
-from services.risk.schemas import OrderRefused, OrderRequest, PlacedOrder
+from services.risk.schemas import DecisionOut, OrderRefused, OrderRequest, PlacedOrder
 from services.risk.store import RiskStore
 from shared.internal_auth import Principal, internal_principal
 
@@ -42,7 +42,7 @@ async def place_order(
     return JSONResponse(placement.body, status_code=placement.status_code)
 
 
-@router.get("/decisions")
+@router.get("/decisions", response_model=list[DecisionOut])
 async def list_decisions(
     request: Request,
     limit: int = Query(default=50, ge=1, le=500),

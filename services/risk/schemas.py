@@ -54,4 +54,23 @@ class OrderRefused(BaseModel):
 
     code: str
     message: str
-    decision: DecisionSummary
+    decision: DecisionSummary | None = Field(
+        default=None, description="the decision; absent when none was made (invalid_request, risk_unavailable)"
+    )
+
+
+class DecisionOut(BaseModel):
+    """One recorded decision, as `GET /v1/decisions` lists them (newest first)."""
+
+    decision_id: str
+    client_order_id: str
+    account_id: str
+    ts_code: str
+    side: str
+    order_type: str
+    qty: int
+    price: str | None = Field(description="a decimal string; null for a market order")
+    approved: bool
+    reasons: list[ReasonOut]
+    created_at: str = Field(description="ISO 8601 with its UTC offset")
+    correlation_id: str | None

@@ -23,7 +23,12 @@ async def list_strategies(request: Request) -> list[StrategyInfo]:
     return list(_catalogue(request).values())
 
 
-@router.get("/strategies/{name}", response_model=StrategyInfo, tags=["strategies"])
+@router.get(
+    "/strategies/{name}",
+    response_model=StrategyInfo,
+    tags=["strategies"],
+    responses={404: {"description": "`{code: unknown_strategy}`"}},
+)
 async def get_strategy(name: str, request: Request) -> StrategyInfo:
     info = _catalogue(request).get(name)
     if info is None:

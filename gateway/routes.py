@@ -1,0 +1,98 @@
+"""The table of the services' routes the gateway forwards: one row per route, from which gateway/proxy.py builds the
+public routes and their OpenAPI operations. The public path is `/api` + the service's path (`/v1/...`)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from gateway.security import Role
+
+VIEWER, TRADER, ADMIN = Role.VIEWER, Role.TRADER, Role.ADMIN
+# Ids that reach a service's URL path: no slashes, no dot segments, nothing that needs escaping.
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+
+
+@dataclass(frozen=True)
+class ProxyRoute:
+    method: str  # GET | POST
+    path: str  # the service's path, e.g. /v1/orders/{order_id}
+    service: str  # data | strategy | backtest | risk | execution
+    role: Role  # the lowest role allowed; what a role sees within the route is the service's to decide
+    tag: str
+    streamed: bool = False  # a non-JSON answer (Arrow, Parquet, HTML) streamed through without holding it
+    body: bool = False  # takes a JSON object body, passed on as its raw bytes
+
+    @property
+    def public_path(self) -> str:
+        return "/api" + self.path
+
+    @property
+    def path_params(self) -> tuple[str, ...]:
+        return tuple(re.findall(r"{(\w+)}", self.path))
+
+
+def _r(
+    method: str, path: str, service: str, role: Role, tag: str, *, streamed: bool = False, body: bool = False
+) -> ProxyRoute:
+    return ProxyRoute(method, path, service, role, tag, streamed, body)
+
+
+# Viewers read; traders act (on their own account: the services scope what each principal sees and changes); admins
+# all. Order matters where two paths could match one URL: the more specific first (`report.html` before `{id}`).
+ROUTES: tuple[ProxyRoute, ...] = (
+    # orders and trades: risk places, execution reads and cancels
+    _r("POST", "/v1/orders", "risk", TRADER, "orders", body=True),
+    _r("GET", "/v1/decisions", "risk", VIEWER, "orders"),  # risk's decisions: one's own account's, an admin's all
+    _r("GET", "/v1/orders", "execution", VIEWER, "orders"),
+    _r("GET", "/v1/orders/{order_id}", "execution", VIEWER, "orders"),
+    _r("POST", "/v1/orders/{order_id}/cancel", "execution", TRADER, "orders"),
+    _r("GET", "/v1/trades", "execution", VIEWER, "orders"),
+    _r("GET", "/v1/positions", "execution", VIEWER, "orders"),
+    _r("GET", "/v1/account", "execution", VIEWER, "orders"),
+    _r("POST", "/v1/account/cash", "execution", ADMIN, "orders", body=True),
+    # market data
+    _r("GET", "/v1/securities", "data", VIEWER, "market data"),
+    _r("GET", "/v1/bars", "data", VIEWER, "market data"),
+    _r("GET", "/v1/bars/many", "data", VIEWER, "market data"),
+    _r("GET", "/v1/bars/bulk", "data", VIEWER, "market data", streamed=True),
+    _r("GET", "/v1/cross-section", "data", VIEWER, "market data"),
+    _r("GET", "/v1/calendar", "data", VIEWER, "market data"),
+    _r("GET", "/v1/indexes/{ts_code}/constituents", "data", VIEWER, "market data"),
+    _r("GET", "/v1/indexes/{ts_code}/bars", "data", VIEWER, "market data"),
+    _r("GET", "/v1/quotes/{ts_code}", "data", VIEWER, "market data"),
+    # ingestion and data quality
+    _r("POST", "/v1/ingest/backfill", "data", ADMIN, "ingest", body=True),
+    _r("POST", "/v1/ingest/update", "data", ADMIN, "ingest"),
+    _r("GET", "/v1/ingest/runs", "data", ADMIN, "ingest"),
+    _r("GET", "/v1/ingest/runs/{run_id}", "data", ADMIN, "ingest"),
+    _r("POST", "/v1/quality/run", "data", ADMIN, "ingest", body=True),
+    _r("GET", "/v1/quality/reports", "data", VIEWER, "ingest"),
+    _r("GET", "/v1/quality/reports/{run_id}", "data", VIEWER, "ingest"),
+    # backtests
+    _r("POST", "/v1/backtests", "backtest", TRADER, "backtests", body=True),
+    _r("GET", "/v1/backtests", "backtest", VIEWER, "backtests"),
+    _r("POST", "/v1/backtests/{backtest_id}/cancel", "backtest", TRADER, "backtests"),
+    _r("GET", "/v1/backtests/{backtest_id}/trades", "backtest", VIEWER, "backtests"),
+    _r("GET", "/v1/backtests/{backtest_id}/report", "backtest", VIEWER, "backtests"),
+    _r("GET", "/v1/backtests/{backtest_id}/report.html", "backtest", VIEWER, "backtests", streamed=True),
+    _r("GET", "/v1/backtests/{backtest_id}", "backtest", VIEWER, "backtests"),
+    # parameter optimisation
+    _r("POST", "/v1/optimisations", "backtest", TRADER, "optimisations", body=True),
+    _r("GET", "/v1/optimisations/{optimisation_id}", "backtest", VIEWER, "optimisations"),
+    _r("GET", "/v1/optimisations/{optimisation_id}/points", "backtest", VIEWER, "optimisations"),
+    _r(
+        "GET",
+        "/v1/optimisations/{optimisation_id}/report.html",
+        "backtest",
+        VIEWER,
+        "optimisations",
+        streamed=True,
+    ),
+    _r("POST", "/v1/optimisations/{optimisation_id}/cancel", "backtest", TRADER, "optimisations"),
+    # strategies and indicators
+    _r("GET", "/v1/strategies", "strategy", VIEWER, "backtests"),
+    _r("GET", "/v1/strategies/{name}", "strategy", VIEWER, "backtests"),
+    _r("GET", "/v1/indicators", "strategy", VIEWER, "backtests"),
+    _r("GET", "/v1/indicators/{name}", "strategy", VIEWER, "backtests"),
+)

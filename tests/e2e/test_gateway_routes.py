@@ -1,0 +1,119 @@
+"""The gateway's forwarded routes against the real services, all in one process (standalone, in-process ASGI):
+the routes the table adds (a strategy by name, risk's decisions) with their roles."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from lianghua.standalone import build_app
+from shared.settings import Mode, Settings
+from tests.e2e.flow import Session, create_user, login, tradable_main_board_stock
+
+pytestmark = pytest.mark.e2e
+BASE = "http://gateway.test"
+
+
+@dataclass
+class Platform:
+    client: httpx.AsyncClient
+    admin: Session
+    sessions: dict[str, Session]
+
+    async def user(self, role: str) -> Session:
+        username, password = await create_user(self.client, self.admin, role)
+        return await login(self.client, BASE, username, password)
+
+
+@pytest.fixture(scope="module")
+async def platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Platform]:
+    work: Path = tmp_path_factory.mktemp("gateway-routes")
+    password = secrets.token_urlsafe(12)
+    settings = Settings(
+        mode=Mode.STANDALONE,
+        database_url=f"sqlite+aiosqlite:///{work}/{{service}}.db",
+        admin_password=password,
+        rate_limit_per_minute=100_000,
+    )
+    host = build_app(settings)
+    async with host.router.lifespan_context(host):
+        transport = httpx.ASGITransport(app=host)
+        async with httpx.AsyncClient(transport=transport, base_url=BASE, timeout=30) as client:
+            admin = await login(client, BASE, "admin", password)
+            yield Platform(client, admin, {})
+
+
+async def test_a_strategy_is_read_by_name_through_the_gateway(platform: Platform) -> None:
+    viewer = await platform.user("viewer")
+    listed = await platform.client.get("/api/v1/strategies", headers=viewer.headers)
+    assert listed.status_code == 200
+    first = listed.json()[0]
+    one = await platform.client.get(f"/api/v1/strategies/{first['name']}", headers=viewer.headers)
+    assert one.status_code == 200 and one.json() == first
+    unknown = await platform.client.get("/api/v1/strategies/no_such_strategy", headers=viewer.headers)
+    assert unknown.status_code == 404 and unknown.json()["code"] == "unknown_strategy"
+    anonymous = await platform.client.get(f"/api/v1/strategies/{first['name']}")
+    assert anonymous.status_code == 401
+
+
+async def test_risk_decisions_are_read_through_the_gateway_each_user_their_own(platform: Platform) -> None:
+    alice, bob, viewer = (
+        await platform.user("trader"),
+        await platform.user("trader"),
+        await platform.user("viewer"),
+    )
+    stock: dict[str, Any] = await tradable_main_board_stock(platform.client, alice)
+    order = {
+        "client_order_id": f"dec-{secrets.token_hex(4)}",
+        "ts_code": stock["ts_code"],
+        "side": "buy",
+        "order_type": "limit",
+        "qty": 150,  # not a whole lot: refused by risk, and the refusal recorded
+        "price": stock["last_close"],
+    }
+    refused = await platform.client.post("/api/v1/orders", json=order, headers=alice.headers)
+    assert refused.status_code == 422 and refused.json()["code"] == "order_rejected", refused.text
+    decision_id = refused.json()["decision"]["decision_id"]
+
+    mine = await platform.client.get("/api/v1/decisions", headers=alice.headers)
+    assert mine.status_code == 200
+    [decision] = [d for d in mine.json() if d["decision_id"] == decision_id]
+    assert (decision["client_order_id"], decision["qty"], decision["approved"]) == (
+        order["client_order_id"],
+        150,
+        False,
+    )
+    assert [r["code"] for r in decision["reasons"]] == ["lot_size"]
+
+    theirs = await platform.client.get("/api/v1/decisions", headers=bob.headers)
+    assert theirs.status_code == 200 and decision_id not in {d["decision_id"] for d in theirs.json()}
+    seen_by_viewer = await platform.client.get("/api/v1/decisions", headers=viewer.headers)
+    assert seen_by_viewer.status_code == 200 and decision_id not in {d["decision_id"] for d in seen_by_viewer.json()}
+    everyone = await platform.client.get("/api/v1/decisions?limit=500", headers=platform.admin.headers)
+    assert decision_id in {d["decision_id"] for d in everyone.json()}
+    assert (await platform.client.get("/api/v1/decisions")).status_code == 401
+
+
+async def test_a_method_a_path_does_not_take_is_405_naming_every_method_it_does(platform: Platform) -> None:
+    # GET /orders goes to execution and POST /orders to risk: two routes, one path, and `Allow` names both.
+    refused = await platform.client.request("TRACE", "/api/v1/orders", headers=platform.admin.headers)
+    assert refused.status_code == 405 and refused.json()["code"] == "method_not_allowed"
+    assert refused.headers["Allow"] == "GET, POST"
+    healthz = await platform.client.request("TRACE", "/healthz")
+    assert healthz.status_code == 405 and healthz.headers["Allow"] == "GET"
+
+
+async def test_odd_requests_get_a_json_4xx_not_a_server_error(platform: Platform) -> None:
+    h = platform.admin.headers
+    # an offset no database integer holds
+    far = await platform.client.get(f"/api/v1/backtests?offset={2**70}", headers=h)
+    assert far.status_code == 422 and far.json()["code"] == "invalid_request"
+    # a path no route's pattern matches (a newline in it): the gateway's JSON 404, in standalone as in a fleet
+    odd = await platform.client.get("/api/v1/no%0Asuch", headers=h)
+    assert odd.status_code == 404 and odd.json()["code"] == "not_found"
