@@ -16,14 +16,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@dataclass(frozen=True)
-class ProcessSpec:
-    name: str
-    module: str
-    port: int
-    health_path: str = "/healthz"
-
-
 DEFAULT_PORTS = {
     "gateway": 8000,
     "data": 8101,

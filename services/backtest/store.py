@@ -349,10 +349,6 @@ class BacktestStore:
                 )
         return None if row is None else BacktestRecord.from_row(row)
 
-    async def list_recent(self, *, owner: str | None, limit: int) -> list[BacktestRecord]:
-        """Newest first; `owner=None` lists everyone's."""
-        return await self.search(owner=owner, limit=limit)
-
     async def search(
         self,
         *,
