@@ -7,12 +7,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import UTC, datetime
 
 from sqlalchemy import Column, Index, MetaData, String, Table, Text, select, update
 
 from shared.bus.port import EventBus
-from shared.db import Database, DbSession, PreciseDateTime
+from shared.clock import UtcDateTime, utcnow
+from shared.db import Database, DbSession
 from shared.events.envelope import Envelope
 
 log = logging.getLogger(__name__)
@@ -25,8 +25,8 @@ def outbox_table(metadata: MetaData) -> Table:
         Column("id", String(32), primary_key=True),  # the event id
         Column("type", String(64), nullable=False),
         Column("body", Text, nullable=False),
-        Column("created_at", PreciseDateTime, nullable=False),
-        Column("published_at", PreciseDateTime, nullable=True),
+        Column("created_at", UtcDateTime, nullable=False),
+        Column("published_at", UtcDateTime, nullable=True),
         Index("ix_outbox_pending", "published_at", "created_at"),
     )
 
@@ -37,7 +37,7 @@ async def add_to_outbox(session: DbSession, table: Table, event: Envelope) -> No
             id=event.id,
             type=event.type,
             body=event.model_dump_json(),
-            created_at=datetime.now(UTC).replace(tzinfo=None),
+            created_at=utcnow(),
         )
     )
 
@@ -130,8 +130,6 @@ class OutboxRelay:
                         async for attempt in self.db.transaction():
                             async with attempt as session:
                                 await session.execute(
-                                    update(self.table)
-                                    .where(self.table.c.id.in_(sent))
-                                    .values(published_at=datetime.now(UTC).replace(tzinfo=None))
+                                    update(self.table).where(self.table.c.id.in_(sent)).values(published_at=utcnow())
                                 )
                 published += len(sent)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
@@ -25,7 +25,7 @@ from services.backtest.schemas import (
     TradesPage,
     Universe,
 )
-from services.backtest.store import BacktestRecord, BacktestStatus, BacktestStore, as_utc
+from services.backtest.store import BacktestRecord, BacktestStatus, BacktestStore
 from shared.bus import EventBus
 from shared.engine import BacktestConfig
 from shared.engine.portfolio import PortfolioError, Sleeve, resolve_sleeves, split_capital
@@ -210,8 +210,8 @@ class BacktestService:
             strategy=strategy,
             status=status,
             q=q,
-            created_from=_naive_utc(created_from),
-            created_to=_naive_utc(created_to),
+            created_from=created_from,
+            created_to=created_to,
             limit=limit,
             offset=offset,
         )
@@ -288,13 +288,6 @@ def _build_report(daily: pd.DataFrame, trades: pd.DataFrame | None, summary: dic
     )
 
 
-def _naive_utc(value: datetime | None) -> datetime | None:
-    """Query bounds as the columns store time: naive UTC (a naive bound is taken as UTC)."""
-    if value is None or value.tzinfo is None:
-        return value
-    return value.astimezone(UTC).replace(tzinfo=None)
-
-
 def _field_errors(exc: ValidationError, *prefix: str | int) -> RequestValidationError:
     errors = [{**e, "loc": ("body", *prefix, *e["loc"])} for e in exc.errors(include_url=False)]
     return RequestValidationError(errors)
@@ -340,7 +333,7 @@ def brief(record: BacktestRecord) -> BacktestBrief:
         summary=record.summary,
         error=record.error,
         attempts=record.attempts,
-        created_at=as_utc(record.created_at),
-        started_at=None if record.started_at is None else as_utc(record.started_at),
-        finished_at=None if record.finished_at is None else as_utc(record.finished_at),
+        created_at=record.created_at,
+        started_at=record.started_at,
+        finished_at=record.finished_at,
     )

@@ -21,7 +21,7 @@ import logging
 import time as _time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,7 @@ from services.data.store import (
     suspensions,
     trade_calendar,
 )
+from shared.clock import utcnow
 from shared.outbox import add_to_outbox
 
 log = logging.getLogger(__name__)
@@ -186,10 +187,6 @@ def _day(text: str) -> date:
     return date(int(text[:4]), int(text[4:6]), int(text[6:]))
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
 def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
@@ -233,13 +230,13 @@ class Ingestor:
 
     async def mark_interrupted(self, *, stale_after_s: float | None = None) -> int:
         """Mark "running" runs without a recent heartbeat as interrupted (their process died); returns how many."""
-        cutoff = _utcnow() - timedelta(seconds=self.options.stale_after_s if stale_after_s is None else stale_after_s)
+        cutoff = utcnow() - timedelta(seconds=self.options.stale_after_s if stale_after_s is None else stale_after_s)
         mine = self._task.get_name() if self._task is not None and not self._task.done() else None
         query = (
             update(ingest_runs)
             .where(ingest_runs.c.status == RUNNING, ingest_runs.c.updated_at < cutoff)
             .values(status=INTERRUPTED, error="interrupted: the process running it stopped before it finished",
-                    finished_at=_utcnow(), updated_at=_utcnow())
+                    finished_at=utcnow(), updated_at=utcnow())
         )  # fmt: skip
         if mine is not None:
             query = query.where(ingest_runs.c.run_id != mine)
@@ -489,7 +486,7 @@ class Ingestor:
         reason = _reason(exc)
         log.warning("ingest run %s failed: %s", progress.run_id, reason)
         detail = {**extra, **progress.detail(), **_written_detail(written)}
-        now = _utcnow()
+        now = utcnow()
         await self._finish_unsuccessful(
             progress, written, status=FAILED, error=reason, detail=detail, updated_at=now, finished_at=now
         )
@@ -500,7 +497,7 @@ class Ingestor:
     async def _interrupt(self, progress: Progress, written: _Written, extra: dict[str, Any]) -> None:
         try:
             detail = {**extra, **progress.detail(), **_written_detail(written)}
-            now = _utcnow()
+            now = utcnow()
             await self._finish_unsuccessful(
                 progress, written, status=INTERRUPTED, error="interrupted: the service stopped", detail=detail,
                 updated_at=now, finished_at=now,
@@ -554,7 +551,7 @@ class Ingestor:
         if written.rows and written.first is not None and written.last is not None:
             event = bars_updated(start=written.first, end=written.last, symbols=len(written.symbols),
                                  rows=written.rows, skipped_endpoints=sorted(progress.skipped))  # fmt: skip
-        now = _utcnow()
+        now = utcnow()
         async for attempt in self.store.db.transaction():
             async with attempt as session:
                 await session.execute(

@@ -32,9 +32,9 @@ from services.execution.store import (
     LedgerEntry,
     StoredOrder,
     TradeRecord,
-    utcnow,
 )
 from shared.approval import OrderTerms
+from shared.clock import utcnow
 from shared.domain import IllegalTransition, OrderSide, OrderStatus, OrderType, to_fen
 from shared.errors import Conflict, Forbidden, NotFound, ServiceError, Unavailable
 from shared.internal_auth import Principal

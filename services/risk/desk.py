@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
@@ -33,6 +33,7 @@ from services.risk.metrics import Outcome, RiskMetrics
 from services.risk.schemas import OrderRequest
 from services.risk.store import Decision, ExecutionOutcome
 from shared.approval import OrderTerms, sign_approval
+from shared.clock import utcnow
 from shared.domain import PRICE_TICK, InvalidTsCode, OrderSide, OrderType, money, parse_ts_code
 from shared.errors import Forbidden, ServiceError, Unavailable
 from shared.http import ServiceDirectory
@@ -206,10 +207,6 @@ class Placement:
     body: dict[str, Any]
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 class RiskDesk:
     def __init__(
         self,
@@ -223,7 +220,7 @@ class RiskDesk:
         execution: ExecutionPort,
         decisions: DecisionLog,
         metrics: RiskMetrics,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.approval_secret = approval_secret
         self.approval_ttl_s = approval_ttl_s  # how long an approval whose forwarding outcome is unknown is replayed
