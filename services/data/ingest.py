@@ -59,6 +59,7 @@ from services.data.store import (
 )
 from shared.clock import utcnow
 from shared.outbox import add_to_outbox
+from shared.periodic import PeriodicTask
 
 log = logging.getLogger(__name__)
 
@@ -431,7 +432,8 @@ class Ingestor:
         extra = {"requested": _requested(start, end), **(detail or {})}
         # The heartbeat lives until the run's final write, the quality checks included (minutes on a whole market):
         # a run that looks stale is marked interrupted by the next caller, which would then start a second one.
-        heartbeat = asyncio.create_task(self._heartbeat(progress, extra, on_progress))
+        heartbeat = self._heartbeat(progress, extra, on_progress)
+        heartbeat.start()
         outcome: IngestResult | None = None
         ended = INTERRUPTED  # what the finish callback is told when no result comes back: cancelled, or below
         try:
@@ -459,17 +461,18 @@ class Ingestor:
             ended = FAILED
             raise
         finally:
-            heartbeat.cancel()
+            await heartbeat.stop()
             if self.on_finish is not None:
                 try:
                     self.on_finish(progress, outcome.status if outcome else ended, outcome)
                 except Exception:
                     log.warning("the finish callback of ingest run %s failed", run_id, exc_info=True)
 
-    async def _heartbeat(self, progress: Progress, extra: dict[str, Any], on_progress: ProgressCallback | None) -> None:
+    def _heartbeat(
+        self, progress: Progress, extra: dict[str, Any], on_progress: ProgressCallback | None
+    ) -> PeriodicTask:
         # Also while a provider call waits out a rate limit: the row's updated_at says the run is alive.
-        while True:
-            await asyncio.sleep(self.options.progress_every_s)
+        async def beat() -> None:
             try:
                 await self.store.update_ingest_progress(
                     progress.run_id,
@@ -481,6 +484,11 @@ class Ingestor:
                 log.warning("could not record the progress of ingest run %s", progress.run_id, exc_info=True)
             if on_progress is not None:
                 on_progress(progress)
+
+        return PeriodicTask(
+            f"ingest-heartbeat:{progress.run_id}", self.options.progress_every_s, beat, run_at_start=False,
+            stop_grace_s=5.0,
+        )  # fmt: skip
 
     async def _fail(self, progress: Progress, written: _Written, extra: dict[str, Any], exc: Exception) -> IngestResult:
         reason = _reason(exc)

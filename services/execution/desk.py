@@ -5,7 +5,6 @@ ACCEPTED. No HTTP here: the routes in api.py are thin wrappers."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from shared.clock import utcnow
 from shared.domain import IllegalTransition, OrderSide, OrderStatus, OrderType, to_fen
 from shared.errors import Conflict, Forbidden, NotFound, ServiceError, Unavailable
 from shared.internal_auth import Principal
+from shared.periodic import PeriodicTask
 
 log = logging.getLogger(__name__)
 
@@ -419,23 +419,26 @@ class OrderDesk:
             log.info("expired day orders", extra={"expired": expired, "session": day.isoformat()})
         return expired
 
-    async def run_reconciler(self, stop: asyncio.Event, interval_s: float = RECONCILE_INTERVAL_S) -> None:
-        """Expire day orders whose session has closed, then reconcile, at start-up and then every `interval_s`,
-        until `stop` is set (expiring first, so that an order left ACCEPTED on a past day is not sent to fill on
-        another). Stopping lets the order in hand finish: cancelling a task inside an asyncmy transaction can leave
-        it waiting forever on its rollback."""
+    def reconciler(self, interval_s: float = RECONCILE_INTERVAL_S, *, stop_grace_s: float = 10.0) -> PeriodicTask:
+        """The loop that expires day orders whose session has closed, then reconciles, at start-up and then every
+        `interval_s` (expiring first, so that an order left ACCEPTED on a past day is not sent to fill on another).
+        Both passes check the loop's `stopping` between orders: stopping lets the order in hand finish, since
+        cancelling a task inside an asyncmy transaction can leave it waiting forever on its rollback. The caller
+        starts and stops it."""
         first = True
-        while not stop.is_set():
+
+        async def one_pass() -> None:
+            nonlocal first
             try:
-                await self.expire_day_orders(stop=stop)
-            except Exception:
-                log.exception("day-order expiry pass failed; will retry")
-            try:
-                await self.reconcile(grace_s=0.0 if first else RECONCILE_GRACE_S, stop=stop)
-            except Exception:
-                log.exception("reconciliation pass failed; will retry")
-            if first:
-                self.first_reconcile_done.set()
-                first = False
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=interval_s)
+                try:
+                    await self.expire_day_orders(stop=loop.stopping)
+                except Exception:
+                    log.exception("day-order expiry pass failed; reconciling anyway")
+                await self.reconcile(grace_s=0.0 if first else RECONCILE_GRACE_S, stop=loop.stopping)
+            finally:
+                if first:
+                    self.first_reconcile_done.set()
+                    first = False
+
+        loop = PeriodicTask("execution-reconciler", interval_s, one_pass, stop_grace_s=stop_grace_s)
+        return loop

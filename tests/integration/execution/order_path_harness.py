@@ -308,12 +308,12 @@ async def fleet(settings: Settings, *, stoppable_bus: bool = False) -> AsyncIter
 async def settle(f: Fleet) -> None:
     """Wait until execution's outbox relay has published everything and is idle. Leaving the fleet while the relay
     is being woken up can make its shutdown wait the full grace period: on Python 3.11, asyncio.wait_for swallows a
-    cancellation that arrives as the awaited wake-up completes (shared/outbox.py's idle wait)."""
+    cancellation that arrives as the awaited wake-up completes (the idle wait of shared/periodic.py's loop, which the relay runs)."""
     from services.execution.store import outbox
 
     relay = f.execution_app.state.relay
     await until(_drained(f, outbox), what="the outbox drained")
-    await until(lambda: not relay._lock.locked() and not relay._wake.is_set(), what="the relay idle")
+    await until(lambda: not relay._lock.locked() and not relay._loop.woken, what="the relay idle")
 
 
 def _drained(f: Fleet, table: Any) -> Callable[[], Any]:
