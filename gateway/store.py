@@ -24,10 +24,10 @@ from sqlalchemy import (
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 
-from gateway.security import Role
 from shared.clock import UtcDateTime, as_utc, utcnow
 from shared.db import Database, new_metadata
 from shared.errors import Conflict
+from shared.roles import Role
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 

@@ -34,14 +34,10 @@ from shared.internal_auth import Principal
 from shared.observability import new_id
 from shared.outbox import OutboxRelay
 from shared.report import ReportData, build_report
+from shared.roles import Role
 from shared.strategy import Strategy
 
 log = logging.getLogger(__name__)
-
-# Roles that see every user's backtests; others see their own.
-SEE_ALL_ROLES = frozenset({"admin", "service"})
-# Roles that may cancel anyone's backtest; others cancel their own.
-CANCEL_ANY_ROLES = frozenset({"admin"})
 
 
 class BacktestService:
@@ -163,7 +159,7 @@ class BacktestService:
         record = await self.store.get(backtest_id)
         if record is None or not self._visible(principal, record):
             raise NotFound("backtest_not_found", f"there is no backtest {backtest_id!r}")
-        if record.owner != principal.subject and principal.role not in CANCEL_ANY_ROLES:
+        if record.owner != principal.subject and not principal.at_least(Role.ADMIN):
             raise ServiceError("forbidden", "only the owner or an admin may cancel a backtest", status_code=403)
         event = backtest_finished(backtest_id, BacktestStatus.CANCELLED.value, owner=record.owner)
         if await self.store.cancel_queued(backtest_id, event):
@@ -180,7 +176,7 @@ class BacktestService:
         return brief(updated)
 
     def _visible(self, principal: Principal, record: BacktestRecord | None) -> bool:
-        return record is not None and (principal.role in SEE_ALL_ROLES or record.owner == principal.subject)
+        return record is not None and (principal.acts_for_everyone or record.owner == principal.subject)
 
     async def get(self, principal: Principal, backtest_id: str) -> BacktestDetail:
         record = await self.store.get(backtest_id)
@@ -204,7 +200,7 @@ class BacktestService:
         created_from: datetime | None = None,
         created_to: datetime | None = None,
     ) -> list[BacktestBrief]:
-        owner = None if principal.role in SEE_ALL_ROLES else principal.subject
+        owner = None if principal.acts_for_everyone else principal.subject
         records = await self.store.search(
             owner=owner,
             strategy=strategy,

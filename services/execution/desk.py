@@ -14,7 +14,7 @@ from decimal import Decimal
 from sqlalchemy.exc import IntegrityError
 
 from services.execution import cash as cashbook
-from services.execution.admission import ACT_FOR_ANY_ACCOUNT, principal_account, refusal_reason
+from services.execution.admission import principal_account, refusal_reason
 from services.execution.brokers.base import BrokerAdapter, BrokerReport, BrokerUnavailable, ExpiringBroker
 from services.execution.brokers.paper import QuoteSource
 from services.execution.events import exchange_date
@@ -231,7 +231,7 @@ class OrderDesk:
     @staticmethod
     def visible_account(principal: Principal) -> str | None:
         """The account a principal may see, or None for all (admins and services)."""
-        return None if principal.role in ACT_FOR_ANY_ACCOUNT else principal_account(principal)
+        return None if principal.acts_for_everyone else principal_account(principal)
 
     async def get(self, order_id: str, principal: Principal) -> StoredOrder:
         stored = await self.store.get_order(order_id)
@@ -256,7 +256,7 @@ class OrderDesk:
 
     def _named_account(self, principal: Principal, account_id: str | None, what: str) -> str:
         own = principal_account(principal)
-        if account_id is not None and account_id != own and principal.role not in ACT_FOR_ANY_ACCOUNT:
+        if account_id is not None and account_id != own and not principal.acts_for_everyone:
             raise Forbidden("forbidden", f"{principal.subject} may not see the {what} of account {account_id}")
         return account_id or own
 
@@ -273,7 +273,7 @@ class OrderDesk:
         self, principal: Principal, account_id: str, kind: str, amount: Decimal, idempotency_key: str
     ) -> CashMovement:
         """A deposit or withdrawal (admins and services), once per (account, idempotency_key)."""
-        if principal.role not in ACT_FOR_ANY_ACCOUNT:
+        if not principal.acts_for_everyone:
             raise Forbidden("forbidden", f"role {principal.role} may not move cash")
         if cashbook.reserved_key(idempotency_key):
             raise ServiceError(

@@ -39,12 +39,12 @@ from shared.errors import Forbidden, ServiceError, Unavailable
 from shared.http import ServiceDirectory
 from shared.internal_auth import INTERNAL_HEADER, Principal, mint_internal_token, service_headers
 from shared.observability import current_correlation_id, new_id
+from shared.roles import Role
 
 log = logging.getLogger(__name__)
 
 # Roles that may not place orders (the gateway checks too; risk does not rely on it).
 # Who may place orders: people with a trading role. Viewers watch; a service acting as itself has no account.
-ORDER_ROLES = frozenset({"trader", "admin"})
 
 
 class QuoteUnavailable(Exception):
@@ -234,7 +234,7 @@ class RiskDesk:
         self.clock = clock
 
     async def place(self, request: OrderRequest, principal: Principal) -> Placement:
-        if principal.role not in ORDER_ROLES:
+        if not principal.at_least(Role.TRADER):
             raise Forbidden("forbidden", f"role {principal.role} may not place orders")
         account_id = principal.account_id or principal.subject
 
