@@ -11,7 +11,7 @@ help:
 	@echo "make test    unit, integration and end-to-end tests (starts MariaDB/Redis/RabbitMQ if needed)"
 	@echo "make fleet   every service as its own process against MariaDB, Redis and RabbitMQ"
 	@echo "make chaos   fault tests: own MariaDB/Redis/RabbitMQ, faults injected under a stream of orders"
-	@echo "make lint    ruff + mypy;  make bench: benchmarks;  make up: docker compose"
+	@echo "make lint    ruff + mypy + import contracts;  make bench: benchmarks;  make up: docker compose"
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 fmt: $(STAMP)
 	$(VENV)/bin/ruff check --fix .

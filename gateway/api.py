@@ -13,7 +13,6 @@ from pydantic import BaseModel, Field
 
 from gateway.auth import WWW_AUTHENTICATE, Admin, AdminSession, HeaderError, LoginThrottle, Viewer, ViewerSession
 from gateway.security import (
-    Role,
     hash_password,
     issue_token,
     new_api_key,
@@ -23,6 +22,7 @@ from gateway.security import (
 from gateway.store import ApiKeyRecord, GatewayStore, UserRecord
 from shared.errors import Forbidden, NotFound, ServiceError
 from shared.request_model import IsoAwareDatetime, RequestModel, StrictBool
+from shared.roles import Role
 
 USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"
 USERNAME_RE = re.compile(USERNAME_PATTERN)
@@ -216,7 +216,7 @@ async def create_api_key(body: ApiKeyCreate, store: Store, user: ViewerSession) 
     """A key for scripts, acting as you with the role you give it (at most yours, by default yours) until it expires
     or is revoked. The key is shown once; only its hash is kept."""
     role = body.role or user.role
-    if not user.role.allows(role):
+    if not user.role.at_least(role):
         raise Forbidden("role_exceeds_owner", f"a key cannot have the {role.value} role: yours is {user.role.value}")
     if body.expires_at is not None and body.expires_at <= datetime.now(UTC):
         raise ServiceError("invalid_expiry", "expires_at must be in the future", status_code=422)

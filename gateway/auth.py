@@ -17,11 +17,12 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 
-from gateway.security import InvalidToken, Role, TokenClaims, api_key_matches, parse_api_key, verify_token
+from gateway.security import InvalidToken, TokenClaims, api_key_matches, parse_api_key, verify_token
 from gateway.store import GatewayStore
 from shared.cache import Cache
 from shared.errors import Forbidden, ServiceError
 from shared.internal_auth import Principal
+from shared.roles import Role
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -181,7 +182,7 @@ async def current_user(
 
 def require_role(needed: Role) -> Callable[[CurrentUser], Awaitable[CurrentUser]]:
     async def check_role(user: Annotated[CurrentUser, Depends(current_user)]) -> CurrentUser:
-        if not user.role.allows(needed):
+        if not user.role.at_least(needed):
             raise Forbidden("forbidden", f"this needs the {needed.value} role (you have {user.role.value})")
         return user
 

@@ -7,9 +7,10 @@ import logging
 import secrets
 
 from gateway.api import MIN_PASSWORD_LENGTH
-from gateway.security import Role, hash_password
+from gateway.security import hash_password
 from gateway.store import GatewayStore
 from shared.errors import Conflict
+from shared.roles import Role
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)

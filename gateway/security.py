@@ -1,4 +1,4 @@
-"""The gateway's credentials, without I/O: password hashes (argon2), user JWTs, roles and their order, API keys."""
+"""The gateway's credentials, without I/O: password hashes (argon2), user JWTs, API keys (roles: shared/roles.py)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+
+from shared.roles import Role
 
 # Users' session tokens, signed with LH_JWT_SECRET; the internal tokens are signed with LH_INTERNAL_SECRET and carry
 # another audience ("lianghua-internal"): a user token is never accepted by a service, nor an internal token here.
@@ -27,23 +28,6 @@ _KEY_ID = re.compile(r"^[0-9a-f]{16}$")
 _hasher = PasswordHasher()
 # Verified against when the user does not exist, so a login takes as long for an unknown name as for a known one.
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
-
-
-class Role(StrEnum):
-    VIEWER = "viewer"
-    TRADER = "trader"
-    ADMIN = "admin"
-
-    @property
-    def rank(self) -> int:
-        return _RANK[self]
-
-    def allows(self, needed: Role) -> bool:
-        """A role includes every role below it: admin can trade, a trader can read."""
-        return self.rank >= needed.rank
-
-
-_RANK = {Role.VIEWER: 0, Role.TRADER: 1, Role.ADMIN: 2}
 
 
 # --- passwords ---------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import (
@@ -24,9 +24,10 @@ from sqlalchemy import (
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 
-from gateway.security import Role
-from shared.db import Database, PreciseDateTime, new_metadata
+from shared.clock import UtcDateTime, as_utc, utcnow
+from shared.db import Database, new_metadata
 from shared.errors import Conflict
+from shared.roles import Role
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -43,7 +44,7 @@ users = Table(
     Column("password_hash", String(255), nullable=False),
     Column("role", String(16), nullable=False),
     Column("account_id", String(64), nullable=False),
-    Column("created_at", PreciseDateTime, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
     Column("disabled", Boolean, nullable=False, default=False),
     CheckConstraint("role IN ('viewer', 'trader', 'admin')", name="role"),
 )
@@ -55,24 +56,15 @@ api_keys = Table(
     Column("username", String(64), ForeignKey("users.username"), nullable=False),
     Column("name", String(100), nullable=False),
     Column("secret_hash", String(64), nullable=False),
-    Column("created_at", PreciseDateTime, nullable=False),
-    Column("last_used_at", PreciseDateTime, nullable=True),
-    Column("revoked_at", PreciseDateTime, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("last_used_at", UtcDateTime, nullable=True),
+    Column("revoked_at", UtcDateTime, nullable=True),
     # What the key may do: at most its owner's role (the lower of the two applies when the owner is demoted).
     Column("role", String(16), nullable=False),
-    Column("expires_at", PreciseDateTime, nullable=True),
+    Column("expires_at", UtcDateTime, nullable=True),
     Index("ix_api_keys_username", "username"),
     CheckConstraint("role IN ('viewer', 'trader', 'admin')", name="role"),
 )
-
-
-def utcnow() -> datetime:
-    """Naive UTC: MySQL DATETIME keeps no zone, so every timestamp in these tables is UTC by convention."""
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
-def as_utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC)
 
 
 def as_utc_or_none(value: datetime | None) -> datetime | None:
@@ -214,9 +206,9 @@ class GatewayStore:
         role: Role,
         expires_at: datetime | None = None,
     ) -> ApiKeyRecord:
-        """`expires_at` is an aware datetime (stored as naive UTC)."""
+        """`expires_at` is an aware datetime."""
         created = utcnow()
-        expires = None if expires_at is None else expires_at.astimezone(UTC).replace(tzinfo=None)
+        expires = as_utc_or_none(expires_at)
         async for attempt in self.db.transaction():
             async with attempt as s:
                 await s.execute(

@@ -14,8 +14,8 @@ from fastapi import APIRouter, Query, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from gateway.auth import CurrentUser, HeaderError, authenticate, client_group, enforce_rate_limit
-from gateway.security import Role
 from shared.events.envelope import Envelope
+from shared.roles import Role
 
 log = logging.getLogger(__name__)
 

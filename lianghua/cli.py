@@ -58,6 +58,7 @@ def read_bars_file(path: Path) -> pd.DataFrame:
 
 def _backtest(args: argparse.Namespace) -> int:
     from shared.engine import BacktestConfig, BarsError, EngineError, StrategyError, run_backtest
+    from shared.provenance import code_version
     from shared.strategy.registry import discover_strategies
 
     strategies = discover_strategies()
@@ -88,7 +89,7 @@ def _backtest(args: argparse.Namespace) -> int:
     if args.benchmark:
         benchmark = read_bars_file(Path(args.benchmark))
     try:
-        result = run_backtest(strategy_cls(params), bars, config, benchmark=benchmark)
+        result = run_backtest(strategy_cls(params), bars, config, benchmark=benchmark, code_version=code_version())
     except (BarsError, EngineError, StrategyError) as exc:
         raise CliError(f"{args.bars}: {exc}") from exc
     summary = {**result.summary(), "metrics": result.metrics}

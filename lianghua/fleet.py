@@ -21,14 +21,6 @@ ROOT = Path(__file__).resolve().parents[1]
 log = logging.getLogger("lianghua.fleet")
 
 
-@dataclass(frozen=True)
-class ProcessSpec:
-    name: str
-    module: str
-    port: int
-    health_path: str = "/healthz"
-
-
 DEFAULT_PORTS = {
     "gateway": 8000,
     "data": 8101,

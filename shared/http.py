@@ -61,9 +61,6 @@ class ServiceClient:
     async def get_json(self, path: str, **kwargs: Any) -> Any:
         return _json_or_raise(self.name, await self.request("GET", path, **kwargs))
 
-    async def post_json(self, path: str, body: Any, **kwargs: Any) -> Any:
-        return _json_or_raise(self.name, await self.request("POST", path, json=body, **kwargs))
-
     async def aclose(self) -> None:
         await self.http.aclose()
 

@@ -10,6 +10,7 @@ import jwt
 from fastapi import Request
 
 from shared.errors import ServiceError
+from shared.roles import SERVICE, Role, user_role
 
 INTERNAL_HEADER = "X-LH-Internal-Token"
 AUDIENCE = "lianghua-internal"
@@ -19,8 +20,22 @@ TOKEN_TTL_S = 300
 @dataclass(frozen=True)
 class Principal:
     subject: str  # a username, or "svc:<service>" for a service acting on its own
-    role: str  # viewer | trader | admin | service
+    role: str  # a user's Role (viewer | trader | admin), or SERVICE
     account_id: str | None = None
+
+    @property
+    def is_service(self) -> bool:
+        return self.role == SERVICE
+
+    def at_least(self, needed: Role) -> bool:
+        """A user whose role includes `needed` (a service acting on its own has no user role: False)."""
+        role = user_role(self.role)
+        return role is not None and role.at_least(needed)
+
+    @property
+    def acts_for_everyone(self) -> bool:
+        """An admin, or a service on its own behalf: sees every owner's records and acts for any account."""
+        return self.is_service or self.at_least(Role.ADMIN)
 
 
 def mint_internal_token(secret: str, principal: Principal, ttl_s: int = TOKEN_TTL_S) -> str:
@@ -48,7 +63,7 @@ def verify_internal_token(secret: str, token: str) -> Principal:
 
 
 def service_headers(secret: str, service: str) -> dict[str, str]:
-    return {INTERNAL_HEADER: mint_internal_token(secret, Principal(f"svc:{service}", "service"))}
+    return {INTERNAL_HEADER: mint_internal_token(secret, Principal(f"svc:{service}", SERVICE))}
 
 
 async def internal_principal(request: Request) -> Principal:

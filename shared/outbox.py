@@ -5,15 +5,15 @@ uncommitted change. Delivery is at-least-once; consumers are idempotent by event
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from datetime import UTC, datetime
 
 from sqlalchemy import Column, Index, MetaData, String, Table, Text, select, update
 
 from shared.bus.port import EventBus
-from shared.db import Database, DbSession, PreciseDateTime
+from shared.clock import UtcDateTime, utcnow
+from shared.db import Database, DbSession
 from shared.events.envelope import Envelope
+from shared.periodic import PeriodicTask
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +25,8 @@ def outbox_table(metadata: MetaData) -> Table:
         Column("id", String(32), primary_key=True),  # the event id
         Column("type", String(64), nullable=False),
         Column("body", Text, nullable=False),
-        Column("created_at", PreciseDateTime, nullable=False),
-        Column("published_at", PreciseDateTime, nullable=True),
+        Column("created_at", UtcDateTime, nullable=False),
+        Column("published_at", UtcDateTime, nullable=True),
         Index("ix_outbox_pending", "published_at", "created_at"),
     )
 
@@ -37,7 +37,7 @@ async def add_to_outbox(session: DbSession, table: Table, event: Envelope) -> No
             id=event.id,
             type=event.type,
             body=event.model_dump_json(),
-            created_at=datetime.now(UTC).replace(tzinfo=None),
+            created_at=utcnow(),
         )
     )
 
@@ -52,54 +52,21 @@ class OutboxRelay:
         self.bus = bus
         self.poll_s = poll_s
         self.batch = batch
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
-        self._stopping = False
+        # Flushes at start, then after each notify() or every poll_s.
+        self._loop = PeriodicTask("outbox-relay", poll_s, self.flush, stop_grace_s=10.0)
 
     def start(self) -> None:
-        self._stopping = False
-        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+        self._loop.start()
 
     async def stop(self, *, grace_s: float = 10.0) -> None:
         """Stop between flushes, never inside one: a task cancelled in the middle of an asyncmy query cannot roll
         its transaction back (the rollback then waits for a reply forever), so a flush in progress gets up to
-        `grace_s` to finish before the idle loop is cancelled. Never waits longer than that for the task."""
-        task, self._task = self._task, None
-        if task is None:
-            return
-        # The loop also checks this flag: on Python 3.11 a cancel that arrives as `wait_for` completes is dropped
-        # (gh-86296), and the loop would flush on after the service disposed of its database.
-        self._stopping = True
-        self._wake.set()
-        try:
-            await asyncio.wait_for(self._lock.acquire(), timeout=grace_s)
-            locked = True
-        except TimeoutError:
-            log.warning("outbox relay still flushing after %ss; cancelling it mid-flush", grace_s)
-            locked = False
-        try:
-            task.cancel()
-            await asyncio.wait({task}, timeout=grace_s)
-        finally:
-            if locked:
-                self._lock.release()
+        `grace_s` to finish before it is cancelled. Never waits longer than that for the task."""
+        await self._loop.stop(grace_s)
 
     def notify(self) -> None:
-        self._wake.set()
-
-    async def _run(self) -> None:
-        while not self._stopping:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_s)
-            self._wake.clear()
-            if self._stopping:
-                return
-            try:
-                await self.flush()
-            except Exception:
-                log.exception("outbox relay failed; will retry")
-                await asyncio.sleep(self.poll_s)
+        self._loop.wake()
 
     async def flush(self) -> int:
         """Publish every pending event in creation order; return how many were published."""
@@ -130,8 +97,6 @@ class OutboxRelay:
                         async for attempt in self.db.transaction():
                             async with attempt as session:
                                 await session.execute(
-                                    update(self.table)
-                                    .where(self.table.c.id.in_(sent))
-                                    .values(published_at=datetime.now(UTC).replace(tzinfo=None))
+                                    update(self.table).where(self.table.c.id.in_(sent)).values(published_at=utcnow())
                                 )
                 published += len(sent)

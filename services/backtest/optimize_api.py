@@ -13,10 +13,10 @@ from pydantic import BaseModel
 
 from services.backtest.optimize import OptimisationRequest, optimisation_html, result_of, submit_optimisation
 from services.backtest.optimize_store import OptimisationRecord, OptimisationStatus, OptimisationStore, PointStatus
-from services.backtest.service import SEE_ALL_ROLES
 from shared.engine.optimize import Objective, OptimisationError, rank
 from shared.errors import ServiceError
 from shared.internal_auth import Principal
+from shared.roles import Role
 
 router = APIRouter(prefix="/v1/optimisations", tags=["optimisations"])
 
@@ -66,7 +66,7 @@ def _store(request: Request) -> OptimisationStore:
 async def _visible(request: Request, optimisation_id: str) -> OptimisationRecord:
     principal: Principal = request.state.principal
     record = await _store(request).get(optimisation_id)
-    if record is None or (principal.role not in SEE_ALL_ROLES and record.owner != principal.subject):
+    if record is None or (not principal.acts_for_everyone and record.owner != principal.subject):
         raise ServiceError("not_found", f"no optimisation {optimisation_id!r}", status_code=404)
     return record
 
@@ -123,7 +123,7 @@ async def cancel(optimisation_id: str, request: Request) -> OptimisationOut:
     Finished: 409 `optimisation_finished`."""
     principal: Principal = request.state.principal
     record = await _visible(request, optimisation_id)
-    if record.owner != principal.subject and principal.role != "admin":
+    if record.owner != principal.subject and not principal.at_least(Role.ADMIN):
         raise ServiceError("forbidden", "only the owner or an admin can cancel an optimisation", status_code=403)
     if not await _store(request).finish(optimisation_id, OptimisationStatus.CANCELLED, error="cancelled"):
         raise ServiceError("optimisation_finished", f"optimisation {optimisation_id!r} has finished", status_code=409)

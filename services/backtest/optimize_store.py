@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -31,7 +31,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.types import JSON
 
-from shared.db import Database, PreciseDateTime, new_metadata
+from shared.clock import UtcDateTime, utcnow
+from shared.db import Database, new_metadata
 
 ERROR_MAX_CHARS = 20_000
 
@@ -81,9 +82,9 @@ optimisations = Table(
     Column("best", JSON(none_as_null=True), nullable=True),
     Column("result", JSON(none_as_null=True), nullable=True),  # walk-forward report
     Column("error", Text, nullable=True),
-    Column("created_at", PreciseDateTime, nullable=False),
-    Column("started_at", PreciseDateTime, nullable=True),
-    Column("finished_at", PreciseDateTime, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("started_at", UtcDateTime, nullable=True),
+    Column("finished_at", UtcDateTime, nullable=True),
     Index("ix_optimisations_owner_created", "owner", "created_at"),
     CheckConstraint(
         "status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')",
@@ -111,14 +112,10 @@ optimisation_points = Table(
     Column("feasible", Boolean, nullable=True),
     Column("violations", JSON(none_as_null=True), nullable=True),
     Column("error", Text, nullable=True),
-    Column("updated_at", PreciseDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
     Index("ix_optimisation_points_status", "optimisation_id", "status"),
     CheckConstraint("status IN ('pending', 'done', 'failed')", name="status"),
 )
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def point_hash(key: str) -> str:

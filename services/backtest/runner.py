@@ -17,6 +17,7 @@ import pandas as pd
 from services.backtest.store import frame_to_parquet
 from shared.engine import BacktestConfig, BacktestResult, run_backtest
 from shared.engine.portfolio import PortfolioResult, Sleeve, run_portfolio
+from shared.provenance import code_version
 from shared.strategy import Strategy
 
 RATIO_QUANTUM = Decimal("0.00000001")
@@ -54,7 +55,7 @@ def run_job(
     benchmark: pd.DataFrame | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> BacktestResult:
-    return run_backtest(strategy, frame, config, benchmark=benchmark, progress=progress)
+    return run_backtest(strategy, frame, config, benchmark=benchmark, progress=progress, code_version=code_version())
 
 
 def run_portfolio_job(
@@ -65,7 +66,7 @@ def run_portfolio_job(
     benchmark: pd.DataFrame | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> PortfolioResult:
-    return run_portfolio(sleeves, frame, config, benchmark=benchmark, progress=progress)
+    return run_portfolio(sleeves, frame, config, benchmark=benchmark, progress=progress, code_version=code_version())
 
 
 def is_portfolio(strategy: str, params: Mapping[str, Any]) -> bool:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
@@ -25,7 +25,7 @@ from services.backtest.schemas import (
     TradesPage,
     Universe,
 )
-from services.backtest.store import BacktestRecord, BacktestStatus, BacktestStore, as_utc
+from services.backtest.store import BacktestRecord, BacktestStatus, BacktestStore
 from shared.bus import EventBus
 from shared.engine import BacktestConfig
 from shared.engine.portfolio import PortfolioError, Sleeve, resolve_sleeves, split_capital
@@ -34,14 +34,10 @@ from shared.internal_auth import Principal
 from shared.observability import new_id
 from shared.outbox import OutboxRelay
 from shared.report import ReportData, build_report
+from shared.roles import Role
 from shared.strategy import Strategy
 
 log = logging.getLogger(__name__)
-
-# Roles that see every user's backtests; others see their own.
-SEE_ALL_ROLES = frozenset({"admin", "service"})
-# Roles that may cancel anyone's backtest; others cancel their own.
-CANCEL_ANY_ROLES = frozenset({"admin"})
 
 
 class BacktestService:
@@ -163,7 +159,7 @@ class BacktestService:
         record = await self.store.get(backtest_id)
         if record is None or not self._visible(principal, record):
             raise NotFound("backtest_not_found", f"there is no backtest {backtest_id!r}")
-        if record.owner != principal.subject and principal.role not in CANCEL_ANY_ROLES:
+        if record.owner != principal.subject and not principal.at_least(Role.ADMIN):
             raise ServiceError("forbidden", "only the owner or an admin may cancel a backtest", status_code=403)
         event = backtest_finished(backtest_id, BacktestStatus.CANCELLED.value, owner=record.owner)
         if await self.store.cancel_queued(backtest_id, event):
@@ -180,7 +176,7 @@ class BacktestService:
         return brief(updated)
 
     def _visible(self, principal: Principal, record: BacktestRecord | None) -> bool:
-        return record is not None and (principal.role in SEE_ALL_ROLES or record.owner == principal.subject)
+        return record is not None and (principal.acts_for_everyone or record.owner == principal.subject)
 
     async def get(self, principal: Principal, backtest_id: str) -> BacktestDetail:
         record = await self.store.get(backtest_id)
@@ -204,14 +200,14 @@ class BacktestService:
         created_from: datetime | None = None,
         created_to: datetime | None = None,
     ) -> list[BacktestBrief]:
-        owner = None if principal.role in SEE_ALL_ROLES else principal.subject
+        owner = None if principal.acts_for_everyone else principal.subject
         records = await self.store.search(
             owner=owner,
             strategy=strategy,
             status=status,
             q=q,
-            created_from=_naive_utc(created_from),
-            created_to=_naive_utc(created_to),
+            created_from=created_from,
+            created_to=created_to,
             limit=limit,
             offset=offset,
         )
@@ -288,13 +284,6 @@ def _build_report(daily: pd.DataFrame, trades: pd.DataFrame | None, summary: dic
     )
 
 
-def _naive_utc(value: datetime | None) -> datetime | None:
-    """Query bounds as the columns store time: naive UTC (a naive bound is taken as UTC)."""
-    if value is None or value.tzinfo is None:
-        return value
-    return value.astimezone(UTC).replace(tzinfo=None)
-
-
 def _field_errors(exc: ValidationError, *prefix: str | int) -> RequestValidationError:
     errors = [{**e, "loc": ("body", *prefix, *e["loc"])} for e in exc.errors(include_url=False)]
     return RequestValidationError(errors)
@@ -340,7 +329,7 @@ def brief(record: BacktestRecord) -> BacktestBrief:
         summary=record.summary,
         error=record.error,
         attempts=record.attempts,
-        created_at=as_utc(record.created_at),
-        started_at=None if record.started_at is None else as_utc(record.started_at),
-        finished_at=None if record.finished_at is None else as_utc(record.finished_at),
+        created_at=record.created_at,
+        started_at=record.started_at,
+        finished_at=record.finished_at,
     )

@@ -9,7 +9,7 @@ import io
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
@@ -46,7 +46,8 @@ from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import JSON, TypeEngine
 
-from shared.db import Database, PreciseDateTime, new_metadata
+from shared.clock import UtcDateTime, utcnow
+from shared.db import Database, new_metadata
 from shared.domain.money import money
 from shared.events.envelope import Envelope
 from shared.outbox import add_to_outbox, outbox_table
@@ -113,9 +114,9 @@ backtests = Table(
     Column("summary", JSON(none_as_null=True), nullable=True),
     Column("error", Text, nullable=True),
     Column("attempts", Integer, nullable=False, server_default=text("0")),  # times a worker picked the job up
-    Column("created_at", PreciseDateTime, nullable=False),
-    Column("started_at", PreciseDateTime, nullable=True),
-    Column("finished_at", PreciseDateTime, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("started_at", UtcDateTime, nullable=True),
+    Column("finished_at", UtcDateTime, nullable=True),
     # 0002: a label for search, the universe as asked, the cost model and benchmark, and the cancel flag
     Column("name", String(128), nullable=True),
     Column("universe", JSON(none_as_null=True), nullable=True),
@@ -123,7 +124,7 @@ backtests = Table(
     Column("benchmark", String(16), nullable=True),
     Column("cancel_requested", Boolean, nullable=False, server_default=text("0")),
     # 0004: renewed by the worker running the backtest; a running row whose heartbeat stops has lost its worker
-    Column("heartbeat_at", PreciseDateTime, nullable=True),
+    Column("heartbeat_at", UtcDateTime, nullable=True),
     Index("ix_backtests_owner_created", "owner", "created_at"),
     Index("ix_backtests_created", "created_at"),
     CheckConstraint("status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')", name="status"),
@@ -173,16 +174,6 @@ backtest_strategies = Table(
 )
 
 outbox = outbox_table(metadata)
-
-
-def utcnow() -> datetime:
-    """Naive UTC, as every PreciseDateTime column stores it."""
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
-def as_utc(value: datetime) -> datetime:
-    """A stored (naive UTC) timestamp as an aware one, so the API says which zone it is in."""
-    return value.replace(tzinfo=UTC)
 
 
 def truncate_error(error: str) -> str:
@@ -349,10 +340,6 @@ class BacktestStore:
                 )
         return None if row is None else BacktestRecord.from_row(row)
 
-    async def list_recent(self, *, owner: str | None, limit: int) -> list[BacktestRecord]:
-        """Newest first; `owner=None` lists everyone's."""
-        return await self.search(owner=owner, limit=limit)
-
     async def search(
         self,
         *,
@@ -368,7 +355,7 @@ class BacktestStore:
         """Newest first. `strategy` is a run's strategy or one of its sleeves' (a run with several strategies is
         found by each of them, and by "portfolio"). `q` matches (case-insensitively, as a substring) the id, the name,
         the strategy, a sleeve's strategy, the benchmark and the universe; `created_from` inclusive, `created_to`
-        exclusive (naive UTC). `owner=None` searches everyone's."""
+        exclusive (a naive bound is taken as UTC). `owner=None` searches everyone's."""
         query = select(backtests)
         if owner is not None:
             query = query.where(backtests.c.owner == owner)

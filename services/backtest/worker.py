@@ -38,7 +38,6 @@ What happens to a job:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import tempfile
@@ -80,6 +79,7 @@ from shared.internal_auth import service_headers
 from shared.market.calendar import FIRST_YEAR, LAST_YEAR, sse_trading_days
 from shared.observability import configure_logging
 from shared.outbox import OutboxRelay
+from shared.periodic import PeriodicTask
 from shared.settings import Settings
 from shared.strategy import Strategy, discover_strategies
 
@@ -188,23 +188,28 @@ class BacktestWorker:
         self.stale_running_s = STALE_RUNNING_S if stale_running_s is None else stale_running_s
         self._busy = asyncio.Lock()
         self._stopping = False
-        self._sweep_stop = asyncio.Event()
-        self._sweeper: asyncio.Task[None] | None = None
+        self._sweeper: PeriodicTask | None = None
 
     async def start(self) -> None:
         await self.db.connect()
         await self.store.migrate()
         self.relay.start()
         await self.infra.bus.consume_jobs(JOB_QUEUE, self.handle, prefetch=1)
-        self._sweep_stop.clear()
-        self._sweeper = asyncio.create_task(self._run_sweeper(), name="backtest-sweeper")
+        self._sweeper = PeriodicTask(
+            "backtest-sweeper", self.sweep_interval_s, self.sweep, stop_grace_s=SWEEP_STOP_GRACE_S
+        )
+        self._sweeper.start()
         log.info("backtest worker consuming", extra={"queue": JOB_QUEUE, "strategies": sorted(self.strategies)})
 
     async def stop(self, timeout_s: float = 120.0) -> None:
         """Let a job in progress finish (up to `timeout_s`), then stop publishing and close the database.
         The caller closes the bus, which returns any job delivered meanwhile to the queue."""
         self._stopping = True
-        await self._stop_sweeper()
+        # A sweep in progress finishes its current statement (it checks `_stopping` between jobs): a task cancelled
+        # inside an asyncmy transaction can wait forever on its rollback. Cancelled only if it overruns.
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None:
+            await sweeper.stop()
         try:
             async with asyncio.timeout(timeout_s):
                 async with self._busy:
@@ -215,28 +220,6 @@ class BacktestWorker:
         if self._owns_db:
             await self.db.dispose()
 
-    async def _stop_sweeper(self) -> None:
-        """Let a sweep in progress finish its current statement (it checks the stop flag between jobs): a task
-        cancelled inside an asyncmy transaction can wait forever on its rollback. Cancelled only if it overruns."""
-        task, self._sweeper = self._sweeper, None
-        self._sweep_stop.set()
-        if task is None:
-            return
-        done, _ = await asyncio.wait({task}, timeout=SWEEP_STOP_GRACE_S)
-        if not done:
-            log.warning("backtest sweep still running after %ss; cancelling it", SWEEP_STOP_GRACE_S)
-            task.cancel()
-            await asyncio.wait({task}, timeout=SWEEP_STOP_GRACE_S)
-
-    async def _run_sweeper(self) -> None:
-        while not self._sweep_stop.is_set():
-            try:
-                await self.sweep()
-            except Exception:
-                log.exception("backtest sweep failed; will retry")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._sweep_stop.wait(), timeout=self.sweep_interval_s)
-
     async def sweep(self) -> int:
         """Re-queue the backtests that look like they lost their job; returns how many were re-queued."""
         stale = await self.store.stale(queued_for_s=self.stale_queued_s, running_for_s=self.stale_running_s)
@@ -245,7 +228,7 @@ class BacktestWorker:
         backlog = await self.infra.bus.waiting_jobs(JOB_QUEUE) if stale else 0
         requeued = 0
         for backtest_id in stale:
-            if self._sweep_stop.is_set():
+            if self._stopping:
                 break
             record = await self.store.get(backtest_id)
             if record is None or record.status.is_final:

@@ -34,6 +34,7 @@ from shared.app import Infra, create_service_app
 from shared.db import Database
 from shared.market.calendar import is_trading_day as builtin_is_trading_day
 from shared.outbox import OutboxRelay
+from shared.periodic import PeriodicTask
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -149,9 +150,10 @@ def create_app(
                 await trading_days.refresh()
             if stored_through is not None:
                 await stored_through.refresh()
-            watching: asyncio.Task[None] | None = None
+            watching: PeriodicTask | None = None
             if run_scheduler and stored_through is not None:
-                watching = asyncio.create_task(stored_through.watch(), name="data-stored-through")
+                watching = stored_through.watcher()
+                watching.start()
             if run_scheduler:
                 daily = DailyScheduler(
                     daily_update,
@@ -164,11 +166,12 @@ def create_app(
             try:
                 yield
             finally:
-                for background in (task, watching):
-                    if background is not None:
-                        background.cancel()
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await background
+                if watching is not None:
+                    await watching.stop()
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
                 await ingestor.stop()
                 await relay.stop()
         finally:

@@ -21,7 +21,7 @@ import logging
 import time as _time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -57,7 +57,9 @@ from services.data.store import (
     suspensions,
     trade_calendar,
 )
+from shared.clock import utcnow
 from shared.outbox import add_to_outbox
+from shared.periodic import PeriodicTask
 
 log = logging.getLogger(__name__)
 
@@ -186,10 +188,6 @@ def _day(text: str) -> date:
     return date(int(text[:4]), int(text[4:6]), int(text[6:]))
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
 def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
@@ -233,13 +231,13 @@ class Ingestor:
 
     async def mark_interrupted(self, *, stale_after_s: float | None = None) -> int:
         """Mark "running" runs without a recent heartbeat as interrupted (their process died); returns how many."""
-        cutoff = _utcnow() - timedelta(seconds=self.options.stale_after_s if stale_after_s is None else stale_after_s)
+        cutoff = utcnow() - timedelta(seconds=self.options.stale_after_s if stale_after_s is None else stale_after_s)
         mine = self._task.get_name() if self._task is not None and not self._task.done() else None
         query = (
             update(ingest_runs)
             .where(ingest_runs.c.status == RUNNING, ingest_runs.c.updated_at < cutoff)
             .values(status=INTERRUPTED, error="interrupted: the process running it stopped before it finished",
-                    finished_at=_utcnow(), updated_at=_utcnow())
+                    finished_at=utcnow(), updated_at=utcnow())
         )  # fmt: skip
         if mine is not None:
             query = query.where(ingest_runs.c.run_id != mine)
@@ -434,7 +432,8 @@ class Ingestor:
         extra = {"requested": _requested(start, end), **(detail or {})}
         # The heartbeat lives until the run's final write, the quality checks included (minutes on a whole market):
         # a run that looks stale is marked interrupted by the next caller, which would then start a second one.
-        heartbeat = asyncio.create_task(self._heartbeat(progress, extra, on_progress))
+        heartbeat = self._heartbeat(progress, extra, on_progress)
+        heartbeat.start()
         outcome: IngestResult | None = None
         ended = INTERRUPTED  # what the finish callback is told when no result comes back: cancelled, or below
         try:
@@ -462,17 +461,18 @@ class Ingestor:
             ended = FAILED
             raise
         finally:
-            heartbeat.cancel()
+            await heartbeat.stop()
             if self.on_finish is not None:
                 try:
                     self.on_finish(progress, outcome.status if outcome else ended, outcome)
                 except Exception:
                     log.warning("the finish callback of ingest run %s failed", run_id, exc_info=True)
 
-    async def _heartbeat(self, progress: Progress, extra: dict[str, Any], on_progress: ProgressCallback | None) -> None:
+    def _heartbeat(
+        self, progress: Progress, extra: dict[str, Any], on_progress: ProgressCallback | None
+    ) -> PeriodicTask:
         # Also while a provider call waits out a rate limit: the row's updated_at says the run is alive.
-        while True:
-            await asyncio.sleep(self.options.progress_every_s)
+        async def beat() -> None:
             try:
                 await self.store.update_ingest_progress(
                     progress.run_id,
@@ -485,11 +485,16 @@ class Ingestor:
             if on_progress is not None:
                 on_progress(progress)
 
+        return PeriodicTask(
+            f"ingest-heartbeat:{progress.run_id}", self.options.progress_every_s, beat, run_at_start=False,
+            stop_grace_s=5.0,
+        )  # fmt: skip
+
     async def _fail(self, progress: Progress, written: _Written, extra: dict[str, Any], exc: Exception) -> IngestResult:
         reason = _reason(exc)
         log.warning("ingest run %s failed: %s", progress.run_id, reason)
         detail = {**extra, **progress.detail(), **_written_detail(written)}
-        now = _utcnow()
+        now = utcnow()
         await self._finish_unsuccessful(
             progress, written, status=FAILED, error=reason, detail=detail, updated_at=now, finished_at=now
         )
@@ -500,7 +505,7 @@ class Ingestor:
     async def _interrupt(self, progress: Progress, written: _Written, extra: dict[str, Any]) -> None:
         try:
             detail = {**extra, **progress.detail(), **_written_detail(written)}
-            now = _utcnow()
+            now = utcnow()
             await self._finish_unsuccessful(
                 progress, written, status=INTERRUPTED, error="interrupted: the service stopped", detail=detail,
                 updated_at=now, finished_at=now,
@@ -554,7 +559,7 @@ class Ingestor:
         if written.rows and written.first is not None and written.last is not None:
             event = bars_updated(start=written.first, end=written.last, symbols=len(written.symbols),
                                  rows=written.rows, skipped_endpoints=sorted(progress.skipped))  # fmt: skip
-        now = _utcnow()
+        now = utcnow()
         async for attempt in self.store.db.transaction():
             async with attempt as session:
                 await session.execute(

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from services.data.ingest import Ingestor, IngestResult, Progress
 from services.data.quality import Severity
 from services.data.scheduler import SHANGHAI, latest_due_day, parse_run_time
+from shared.periodic import PeriodicTask
 
 log = logging.getLogger(__name__)
 
@@ -130,11 +131,10 @@ class StoredThrough:
         except Exception:
             log.warning("could not refresh the stored-through metrics", exc_info=True)
 
-    async def watch(self, every_s: float = REFRESH_EVERY_S) -> None:
-        """Refresh on a clock too: the lag must grow while no update runs at all (scheduler stuck, update hung)."""
-        while True:
-            await asyncio.sleep(every_s)
-            await self.refresh()
+    def watcher(self, every_s: float = REFRESH_EVERY_S) -> PeriodicTask:
+        """Refresh on a clock too: the lag must grow while no update runs at all (scheduler stuck, update hung).
+        The caller starts and stops the returned loop."""
+        return PeriodicTask("data-stored-through", every_s, self.refresh, run_at_start=False)
 
     def run_finished(self, progress: Progress, status: str, result: IngestResult | None) -> None:
         quality = result.quality if result else None

@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
 from functools import partial
 from itertools import chain
@@ -60,7 +60,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql.dml import Insert
 
 from services.data import units
-from shared.db import Database, DbSession, PreciseDateTime, new_metadata
+from shared.clock import UtcDateTime, utcnow
+from shared.db import Database, DbSession, new_metadata
 
 log = logging.getLogger(__name__)
 
@@ -203,9 +204,9 @@ ingest_runs = Table(
     Column("progress", Double, nullable=False),  # 0..1
     Column("detail", Text, nullable=True),  # JSON: what the run was asked, per-table counts, rows/s...
     Column("error", Text, nullable=True),
-    Column("started_at", PreciseDateTime, nullable=False),
-    Column("updated_at", PreciseDateTime, nullable=False),
-    Column("finished_at", PreciseDateTime, nullable=True),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("finished_at", UtcDateTime, nullable=True),
     Index("ix_ingest_runs_started_at", "started_at"),
 )
 
@@ -213,7 +214,7 @@ quality_reports = Table(
     "quality_reports",
     metadata,
     Column("run_id", String(36), primary_key=True),
-    Column("created_at", PreciseDateTime, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
     Column("ingest_run_id", String(36), nullable=True),
     Column("start_date", Date, nullable=True),
     Column("end_date", Date, nullable=True),
@@ -247,7 +248,7 @@ data_versions = Table(
     metadata,
     Column("name", String(16), primary_key=True),
     Column("version", BigInteger, nullable=False),
-    Column("updated_at", PreciseDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
 )
 MARKET_VERSION = "market"
 # Another row of data_versions: `version` holds, as YYYYMMDD, the newest trading day the Tushare pipeline has written
@@ -355,10 +356,6 @@ def upsert_statement(dialect_name: str, table: Table) -> Insert:
 
 
 _MULTI_ROW_INSERT = re.compile(r"^\s*INSERT\b.+\bVALUES\s*\((?:%s, )*%s\)\s*ON DUPLICATE KEY UPDATE [^;]+$", re.S)
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def key_order(columns: dict[str, np.ndarray], keys: Sequence[str]) -> np.ndarray | None:
@@ -506,7 +503,7 @@ class DataStore:
             await self._bump_version(session)
 
     async def _bump_version(self, session: DbSession) -> None:
-        now = _utcnow()
+        now = utcnow()
         changed = await session.execute(
             update(data_versions)
             .where(data_versions.c.name == MARKET_VERSION)
@@ -529,13 +526,13 @@ class DataStore:
                 )
                 if current is None:
                     await session.execute(
-                        data_versions.insert().values(name=COMPLETE_THROUGH, version=value, updated_at=_utcnow())
+                        data_versions.insert().values(name=COMPLETE_THROUGH, version=value, updated_at=utcnow())
                     )
                 elif int(current) < value:
                     await session.execute(
                         update(data_versions)
                         .where(data_versions.c.name == COMPLETE_THROUGH, data_versions.c.version < value)
-                        .values(version=value, updated_at=_utcnow())
+                        .values(version=value, updated_at=utcnow())
                     )
 
     async def complete_through(self) -> date | None:
@@ -761,7 +758,7 @@ class DataStore:
         self, kind: str, start: date | None = None, end: date | None = None, detail: dict[str, Any] | None = None
     ) -> str:
         run_id = str(uuid.uuid4())
-        now = _utcnow()
+        now = utcnow()
         async for attempt in self.db.transaction():
             async with attempt as session:
                 await session.execute(
@@ -776,7 +773,7 @@ class DataStore:
     async def update_ingest_progress(
         self, run_id: str, *, progress: float, rows: int, detail: dict[str, Any] | None = None
     ) -> None:
-        values: dict[str, Any] = {"progress": min(1.0, max(0.0, progress)), "rows": rows, "updated_at": _utcnow()}
+        values: dict[str, Any] = {"progress": min(1.0, max(0.0, progress)), "rows": rows, "updated_at": utcnow()}
         if detail is not None:
             values["detail"] = json.dumps(detail)
         # Only while running: a heartbeat landing after the run's finish must not overwrite its final detail.
@@ -790,7 +787,7 @@ class DataStore:
     ) -> None:
         if status not in ("succeeded", "failed"):
             raise ValueError(f"status {status!r}: a run finishes as succeeded or failed")
-        now = _utcnow()
+        now = utcnow()
         values: dict[str, Any] = {"status": status, "rows": rows, "error": error, "updated_at": now,
                                   "finished_at": now}  # fmt: skip
         if status == "succeeded":
@@ -840,7 +837,7 @@ class DataStore:
             async with attempt as session:
                 await session.execute(
                     quality_reports.insert().values(
-                        run_id=run_id, created_at=_utcnow(), ingest_run_id=ingest_run_id, start_date=start,
+                        run_id=run_id, created_at=utcnow(), ingest_run_id=ingest_run_id, start_date=start,
                         end_date=end, rules=json.dumps(list(rules)), findings=len(findings), total=sum(found.values()),
                         counts=json.dumps(found), kept=json.dumps(kept), max_findings_per_rule=max_findings_per_rule,
                         rules_skipped=json.dumps(dict(rules_skipped or {})),

@@ -11,9 +11,6 @@ from pydantic import ValidationError
 from shared.approval import Approval, OrderTerms, approval_error
 from shared.internal_auth import Principal
 
-# Roles that may act for any account (the approval still binds the order to one).
-ACT_FOR_ANY_ACCOUNT = frozenset({"admin", "service"})
-
 
 def principal_account(principal: Principal) -> str:
     return principal.account_id or principal.subject
@@ -47,6 +44,6 @@ def refusal_reason(
     error = approval_error(secret, terms, approval, max_age_s=max_age_s, now=now)
     if error:
         return error
-    if principal.role not in ACT_FOR_ANY_ACCOUNT and terms.account_id != principal_account(principal):
+    if not principal.acts_for_everyone and terms.account_id != principal_account(principal):
         return f"{principal.subject} may not place orders for account {terms.account_id}"
     return None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -43,13 +42,12 @@ def create_app(settings: Settings, infra: Infra | None = None, *, broker: Broker
         try:
             await db.migrate(MIGRATIONS)
             relay.start()
-            stop = asyncio.Event()
-            reconciler = asyncio.create_task(app.state.desk.run_reconciler(stop), name="execution-reconciler")
+            reconciler = app.state.desk.reconciler(stop_grace_s=STOP_GRACE_S)
+            reconciler.start()
             try:
                 yield
             finally:
-                stop.set()
-                await _finish(reconciler, STOP_GRACE_S)
+                await reconciler.stop()
                 await relay.stop(grace_s=STOP_GRACE_S)
         finally:
             await db.dispose()
@@ -71,12 +69,3 @@ def create_app(settings: Settings, infra: Infra | None = None, *, broker: Broker
         calendar=DataServiceCalendar(infra.services, settings.internal_secret),
     )
     return app
-
-
-async def _finish(task: asyncio.Task[None], grace_s: float) -> None:
-    """Let a stopping task end on its own; cancel it only if it overruns, and never wait for it forever."""
-    done, _ = await asyncio.wait({task}, timeout=grace_s)
-    if not done:
-        log.warning("background task did not stop in time; cancelling it", extra={"task": task.get_name()})
-        task.cancel()
-        await asyncio.wait({task}, timeout=grace_s)

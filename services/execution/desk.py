@@ -5,7 +5,6 @@ ACCEPTED. No HTTP here: the routes in api.py are thin wrappers."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ from decimal import Decimal
 from sqlalchemy.exc import IntegrityError
 
 from services.execution import cash as cashbook
-from services.execution.admission import ACT_FOR_ANY_ACCOUNT, principal_account, refusal_reason
+from services.execution.admission import principal_account, refusal_reason
 from services.execution.brokers.base import BrokerAdapter, BrokerReport, BrokerUnavailable, ExpiringBroker
 from services.execution.brokers.paper import QuoteSource
 from services.execution.events import exchange_date
@@ -32,12 +31,13 @@ from services.execution.store import (
     LedgerEntry,
     StoredOrder,
     TradeRecord,
-    utcnow,
 )
 from shared.approval import OrderTerms
+from shared.clock import utcnow
 from shared.domain import IllegalTransition, OrderSide, OrderStatus, OrderType, to_fen
 from shared.errors import Conflict, Forbidden, NotFound, ServiceError, Unavailable
 from shared.internal_auth import Principal
+from shared.periodic import PeriodicTask
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +231,7 @@ class OrderDesk:
     @staticmethod
     def visible_account(principal: Principal) -> str | None:
         """The account a principal may see, or None for all (admins and services)."""
-        return None if principal.role in ACT_FOR_ANY_ACCOUNT else principal_account(principal)
+        return None if principal.acts_for_everyone else principal_account(principal)
 
     async def get(self, order_id: str, principal: Principal) -> StoredOrder:
         stored = await self.store.get_order(order_id)
@@ -256,7 +256,7 @@ class OrderDesk:
 
     def _named_account(self, principal: Principal, account_id: str | None, what: str) -> str:
         own = principal_account(principal)
-        if account_id is not None and account_id != own and principal.role not in ACT_FOR_ANY_ACCOUNT:
+        if account_id is not None and account_id != own and not principal.acts_for_everyone:
             raise Forbidden("forbidden", f"{principal.subject} may not see the {what} of account {account_id}")
         return account_id or own
 
@@ -273,7 +273,7 @@ class OrderDesk:
         self, principal: Principal, account_id: str, kind: str, amount: Decimal, idempotency_key: str
     ) -> CashMovement:
         """A deposit or withdrawal (admins and services), once per (account, idempotency_key)."""
-        if principal.role not in ACT_FOR_ANY_ACCOUNT:
+        if not principal.acts_for_everyone:
             raise Forbidden("forbidden", f"role {principal.role} may not move cash")
         if cashbook.reserved_key(idempotency_key):
             raise ServiceError(
@@ -419,23 +419,26 @@ class OrderDesk:
             log.info("expired day orders", extra={"expired": expired, "session": day.isoformat()})
         return expired
 
-    async def run_reconciler(self, stop: asyncio.Event, interval_s: float = RECONCILE_INTERVAL_S) -> None:
-        """Expire day orders whose session has closed, then reconcile, at start-up and then every `interval_s`,
-        until `stop` is set (expiring first, so that an order left ACCEPTED on a past day is not sent to fill on
-        another). Stopping lets the order in hand finish: cancelling a task inside an asyncmy transaction can leave
-        it waiting forever on its rollback."""
+    def reconciler(self, interval_s: float = RECONCILE_INTERVAL_S, *, stop_grace_s: float = 10.0) -> PeriodicTask:
+        """The loop that expires day orders whose session has closed, then reconciles, at start-up and then every
+        `interval_s` (expiring first, so that an order left ACCEPTED on a past day is not sent to fill on another).
+        Both passes check the loop's `stopping` between orders: stopping lets the order in hand finish, since
+        cancelling a task inside an asyncmy transaction can leave it waiting forever on its rollback. The caller
+        starts and stops it."""
         first = True
-        while not stop.is_set():
+
+        async def one_pass() -> None:
+            nonlocal first
             try:
-                await self.expire_day_orders(stop=stop)
-            except Exception:
-                log.exception("day-order expiry pass failed; will retry")
-            try:
-                await self.reconcile(grace_s=0.0 if first else RECONCILE_GRACE_S, stop=stop)
-            except Exception:
-                log.exception("reconciliation pass failed; will retry")
-            if first:
-                self.first_reconcile_done.set()
-                first = False
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=interval_s)
+                try:
+                    await self.expire_day_orders(stop=loop.stopping)
+                except Exception:
+                    log.exception("day-order expiry pass failed; reconciling anyway")
+                await self.reconcile(grace_s=0.0 if first else RECONCILE_GRACE_S, stop=loop.stopping)
+            finally:
+                if first:
+                    self.first_reconcile_done.set()
+                    first = False
+
+        loop = PeriodicTask("execution-reconciler", interval_s, one_pass, stop_grace_s=stop_grace_s)
+        return loop

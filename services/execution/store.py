@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,8 @@ from services.execution.cash import Cash, OpenBuy, account_cash, buy_reservation
 from services.execution.lifecycle import OrderProgress, ReportPlan, average_price, plan_report
 from services.execution.positions import OpenSell, TradeLot, holdings, oversell_message, sellable
 from shared.approval import OrderTerms
-from shared.db import Database, DbSession, PreciseDateTime, new_metadata
+from shared.clock import UtcDateTime, utcnow
+from shared.db import Database, DbSession, new_metadata
 from shared.domain import Order, OrderSide, OrderStatus, OrderType, from_fen, to_fen
 from shared.domain.money import FEN
 from shared.events import Envelope
@@ -73,8 +74,8 @@ orders = Table(
     Column("reason", String(255), nullable=True),
     Column("version", Integer, nullable=False),  # optimistic concurrency: every update bumps it
     Column("correlation_id", String(64), nullable=True),
-    Column("created_at", PreciseDateTime, nullable=False),
-    Column("updated_at", PreciseDateTime, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
     UniqueConstraint("account_id", "client_order_id", name="uq_orders_account_client_order"),
     UniqueConstraint("decision_id", name="uq_orders_decision_id"),
     Index("ix_orders_status_updated", "status", "updated_at"),
@@ -89,7 +90,7 @@ order_transitions = Table(
     Column("from_status", String(20), nullable=True),  # NULL: the order was created
     Column("to_status", String(20), nullable=False),
     Column("reason", String(255), nullable=True),
-    Column("at", PreciseDateTime, nullable=False),
+    Column("at", UtcDateTime, nullable=False),
     Index("ix_order_transitions_order", "order_id", "id"),
 )
 
@@ -108,8 +109,8 @@ trades = Table(
     Column("commission_fen", BigInteger, nullable=False),
     Column("stamp_duty_fen", BigInteger, nullable=False),
     Column("transfer_fee_fen", BigInteger, nullable=False),
-    Column("traded_at", PreciseDateTime, nullable=False),
-    Column("created_at", PreciseDateTime, nullable=False),
+    Column("traded_at", UtcDateTime, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
     Index("ix_trades_order", "order_id"),
     Index("ix_trades_account_traded", "account_id", "traded_at"),
 )
@@ -127,7 +128,7 @@ refused_submissions = Table(
     Column("principal_role", String(32), nullable=False),
     Column("principal_account_id", String(64), nullable=True),
     Column("correlation_id", String(64), nullable=True),
-    Column("created_at", PreciseDateTime, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
     Index("ix_refused_submissions_created", "created_at"),
 )
 
@@ -144,8 +145,8 @@ paper_orders = Table(
     Column("price_fen", BigInteger, nullable=True),
     Column("status", String(20), nullable=False),
     Column("reason", String(255), nullable=True),
-    Column("created_at", PreciseDateTime, nullable=False),
-    Column("updated_at", PreciseDateTime, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
 )
 
 paper_fills = Table(
@@ -155,7 +156,7 @@ paper_fills = Table(
     Column("order_id", String(32), ForeignKey("paper_orders.order_id"), nullable=False),
     Column("qty", BigInteger, nullable=False),
     Column("price_fen", BigInteger, nullable=False),
-    Column("traded_at", PreciseDateTime, nullable=False),
+    Column("traded_at", UtcDateTime, nullable=False),
     Index("ix_paper_fills_order", "order_id"),
 )
 
@@ -166,7 +167,7 @@ accounts = Table(
     metadata,
     Column("account_id", String(64), primary_key=True),
     Column("admissions", BigInteger, nullable=False),  # bumped by every admission attempt: the lock
-    Column("created_at", PreciseDateTime, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
 )
 
 # The account's cash, append-only: balance = sum(amount_fen). One entry per idempotency key and account: the
@@ -182,24 +183,11 @@ cash_ledger = Table(
     Column("trade_id", String(64), nullable=True),
     Column("created_by", String(128), nullable=False),
     Column("correlation_id", String(64), nullable=True),
-    Column("created_at", PreciseDateTime, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
     UniqueConstraint("account_id", "idempotency_key", name="uq_cash_ledger_account_key"),
 )
 
 outbox = outbox_table(metadata)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def to_db_time(value: datetime) -> datetime:
-    """Naive UTC, as the outbox stores it (MySQL DATETIME has no zone)."""
-    return value.astimezone(UTC).replace(tzinfo=None)
-
-
-def from_db_time(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC)
 
 
 def _fen_or_none(value: Decimal | None) -> int | None:
@@ -253,8 +241,8 @@ def _stored_order(row: Row[Any]) -> StoredOrder:
         filled_qty=row.filled_qty,
         avg_fill_price=average_price(filled_amount, row.filled_qty),
         reason=row.reason,
-        created_at=from_db_time(row.created_at),
-        updated_at=from_db_time(row.updated_at),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
     )
     return StoredOrder(
         order=order,
@@ -300,7 +288,7 @@ def _trade(row: Row[Any]) -> TradeRecord:
         commission=from_fen(row.commission_fen),
         stamp_duty=from_fen(row.stamp_duty_fen),
         transfer_fee=from_fen(row.transfer_fee_fen),
-        traded_at=from_db_time(row.traded_at),
+        traded_at=row.traded_at,
     )
 
 
@@ -367,7 +355,7 @@ def _entry(row: Row[Any]) -> LedgerEntry:
         idempotency_key=row.idempotency_key,
         trade_id=row.trade_id,
         created_by=row.created_by,
-        created_at=from_db_time(row.created_at),
+        created_at=row.created_at,
     )
 
 
@@ -446,9 +434,9 @@ class ExecutionStore:
             .limit(limit)
         )
         if updated_before is not None:
-            query = query.where(orders.c.updated_at < to_db_time(updated_before))
+            query = query.where(orders.c.updated_at < updated_before)
         if created_since is not None:
-            query = query.where(orders.c.created_at >= to_db_time(created_since))
+            query = query.where(orders.c.created_at >= created_since)
         async for attempt in self.db.transaction():
             async with attempt as s:
                 rows = (await s.execute(query)).all()
@@ -460,7 +448,7 @@ class ExecutionStore:
             select(orders)
             .where(
                 orders.c.status.in_([status.value for status in OrderStatus if not status.is_final]),
-                orders.c.created_at < to_db_time(cutoff),
+                orders.c.created_at < cutoff,
             )
             .order_by(orders.c.created_at, orders.c.order_id)
             .limit(limit)
@@ -507,7 +495,7 @@ class ExecutionStore:
                 )
             )
         ).all()
-        lots = [TradeLot(r.ts_code, OrderSide(r.side), r.qty, from_db_time(r.traded_at)) for r in trade_rows]
+        lots = [TradeLot(r.ts_code, OrderSide(r.side), r.qty, r.traded_at) for r in trade_rows]
         sells = [OpenSell(r.ts_code, r.qty - r.filled_qty) for r in sell_rows]
         return lots, sells
 
@@ -543,7 +531,7 @@ class ExecutionStore:
                         principal_role=principal.role[:32],
                         principal_account_id=principal.account_id,
                         correlation_id=current_correlation_id(),
-                        created_at=to_db_time(utcnow()),
+                        created_at=utcnow(),
                     )
                 )
         return refusal_id
@@ -621,8 +609,8 @@ class ExecutionStore:
                                 reason=None,
                                 version=1,
                                 correlation_id=current_correlation_id(),
-                                created_at=to_db_time(now),
-                                updated_at=to_db_time(now),
+                                created_at=now,
+                                updated_at=now,
                             )
                         )
                         await self._transition(s, order.order_id, None, OrderStatus.ACCEPTED, None, now)
@@ -672,7 +660,7 @@ class ExecutionStore:
                 ).first()
         if exists is not None:
             return
-        now = to_db_time(utcnow())
+        now = utcnow()
         try:
             async for attempt in self.db.transaction():
                 async with attempt as s:
@@ -789,7 +777,7 @@ class ExecutionStore:
                         trade_id=None,
                         created_by=created_by[:128],
                         correlation_id=current_correlation_id(),
-                        created_at=to_db_time(utcnow()),
+                        created_at=utcnow(),
                     )
                 )
         entry = await self.find_entry(account_id, idempotency_key)
@@ -848,7 +836,7 @@ class ExecutionStore:
                         filled_amount_fen=to_fen(after.filled_amount),
                         reason=None if after.order.reason is None else after.order.reason[:255],
                         version=after.version,
-                        updated_at=to_db_time(now),
+                        updated_at=now,
                     )
                 )
                 if result.rowcount != 1:
@@ -880,8 +868,8 @@ class ExecutionStore:
                             commission_fen=to_fen(fees.commission),
                             stamp_duty_fen=to_fen(fees.stamp_duty),
                             transfer_fee_fen=to_fen(fees.transfer_fee),
-                            traded_at=to_db_time(fill.traded_at),
-                            created_at=to_db_time(now),
+                            traded_at=fill.traded_at,
+                            created_at=now,
                         )
                     )
                     side = current.order.side
@@ -894,7 +882,7 @@ class ExecutionStore:
                             trade_id=fill.fill_id,
                             created_by=self.source,
                             correlation_id=current_correlation_id(),
-                            created_at=to_db_time(now),
+                            created_at=now,
                         )
                     )
         return AppliedReport(after, plan.steps, len(plan.new_fills))
@@ -929,7 +917,7 @@ class ExecutionStore:
                 from_status=None if from_status is None else from_status.value,
                 to_status=to_status.value,
                 reason=None if reason is None else reason[:255],
-                at=to_db_time(at),
+                at=at,
             )
         )
 

@@ -15,7 +15,6 @@ from shared.internal_auth import Principal, internal_principal
 router = APIRouter(prefix="/v1", tags=["risk"])
 
 # Roles that see every account's decisions.
-SEE_ALL = frozenset({"admin", "service"})
 
 
 def get_desk(request: Request) -> RiskDesk:
@@ -49,5 +48,5 @@ async def list_decisions(
     principal: Principal = Depends(internal_principal),
 ) -> list[dict[str, Any]]:
     store: RiskStore = request.app.state.store
-    account = None if principal.role in SEE_ALL else (principal.account_id or principal.subject)
+    account = None if principal.acts_for_everyone else (principal.account_id or principal.subject)
     return [d.as_json() for d in await store.recent(account_id=account, limit=limit)]

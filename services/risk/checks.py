@@ -186,18 +186,6 @@ def cash_checks(order: OrderIntent, quote: Quote | None, available: Decimal, *, 
     ]
 
 
-def check_order(
-    order: OrderIntent, quote: Quote | None, *, max_order_value: Decimal, holding: Holding | None = None
-) -> list[Reason]:
-    """Every reason to reject the order, given the quote (None: unknown security) and, for a sell, the
-    position (None: nothing held). Empty: approve."""
-    security, reasons = static_checks(order, max_order_value=max_order_value)
-    if security is not None:
-        reasons.extend(quote_checks(order, quote, max_order_value=max_order_value))
-        reasons.extend(position_checks(order, security, holding))
-    return reasons
-
-
 def order_value(qty: int, unit_price: Decimal) -> Decimal:
     return qty * unit_price
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
@@ -33,17 +33,18 @@ from services.risk.metrics import Outcome, RiskMetrics
 from services.risk.schemas import OrderRequest
 from services.risk.store import Decision, ExecutionOutcome
 from shared.approval import OrderTerms, sign_approval
+from shared.clock import utcnow
 from shared.domain import PRICE_TICK, InvalidTsCode, OrderSide, OrderType, money, parse_ts_code
 from shared.errors import Forbidden, ServiceError, Unavailable
 from shared.http import ServiceDirectory
 from shared.internal_auth import INTERNAL_HEADER, Principal, mint_internal_token, service_headers
 from shared.observability import current_correlation_id, new_id
+from shared.roles import Role
 
 log = logging.getLogger(__name__)
 
 # Roles that may not place orders (the gateway checks too; risk does not rely on it).
 # Who may place orders: people with a trading role. Viewers watch; a service acting as itself has no account.
-ORDER_ROLES = frozenset({"trader", "admin"})
 
 
 class QuoteUnavailable(Exception):
@@ -206,10 +207,6 @@ class Placement:
     body: dict[str, Any]
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 class RiskDesk:
     def __init__(
         self,
@@ -223,7 +220,7 @@ class RiskDesk:
         execution: ExecutionPort,
         decisions: DecisionLog,
         metrics: RiskMetrics,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.approval_secret = approval_secret
         self.approval_ttl_s = approval_ttl_s  # how long an approval whose forwarding outcome is unknown is replayed
@@ -237,7 +234,7 @@ class RiskDesk:
         self.clock = clock
 
     async def place(self, request: OrderRequest, principal: Principal) -> Placement:
-        if principal.role not in ORDER_ROLES:
+        if not principal.at_least(Role.TRADER):
             raise Forbidden("forbidden", f"role {principal.role} may not place orders")
         account_id = principal.account_id or principal.subject
 

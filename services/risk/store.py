@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
@@ -14,7 +14,8 @@ from sqlalchemy import BigInteger, Boolean, Column, Dialect, Index, String, Tabl
 from sqlalchemy.engine import Row
 from sqlalchemy.types import TypeDecorator
 
-from shared.db import Database, PreciseDateTime, new_metadata
+from shared.clock import UtcDateTime
+from shared.db import Database, new_metadata
 from shared.outbox import outbox_table
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -50,7 +51,7 @@ risk_decisions = Table(
     Column("approved", Boolean, nullable=False),
     Column("reasons", Text, nullable=False),  # JSON list of {code, message}
     Column("correlation_id", String(64), nullable=True),
-    Column("created_at", PreciseDateTime, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
     # Approved decisions: what execution answered when risk forwarded the order (see ExecutionOutcome); NULL
     # before the first answer, and for rejected decisions.
     Column("execution_outcome", String(16), nullable=True),
@@ -119,7 +120,7 @@ def _decision(row: Row[Any]) -> Decision:
         price=row.price,
         approved=bool(row.approved),
         reasons=json.loads(row.reasons),
-        created_at=row.created_at.replace(tzinfo=UTC),
+        created_at=row.created_at,
         correlation_id=row.correlation_id,
     )
 
@@ -144,7 +145,7 @@ class RiskStore:
                         approved=decision.approved,
                         reasons=json.dumps(decision.reasons, ensure_ascii=False),
                         correlation_id=decision.correlation_id,
-                        created_at=decision.created_at.astimezone(UTC).replace(tzinfo=None),
+                        created_at=decision.created_at,
                     )
                 )
 
@@ -189,7 +190,7 @@ class RiskStore:
                             risk_decisions.c.execution_outcome.is_(None),
                             risk_decisions.c.execution_outcome == ExecutionOutcome.UNKNOWN.value,
                         ),
-                        risk_decisions.c.created_at >= unknown_since.astimezone(UTC).replace(tzinfo=None),
+                        risk_decisions.c.created_at >= unknown_since,
                     ),
                 ),
             )

@@ -55,9 +55,6 @@ class MemoryBus:
         self._subscriptions.append(sub)
         self._tasks.append(asyncio.create_task(self._deliver_events(sub), name=f"bus:{consumer}"))
 
-    async def unsubscribe(self, handler: EventHandler) -> None:
-        self._subscriptions = [s for s in self._subscriptions if s.handler is not handler]
-
     async def _deliver_events(self, sub: _Subscription) -> None:
         while True:
             event = await sub.queue.get()

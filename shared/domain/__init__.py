@@ -1,17 +1,13 @@
-"""Domain types shared by every service: codes, money, bars, orders, trades, positions, accounts."""
+"""Domain types shared by every service: codes, money, orders and their state machine."""
 
 from shared.domain.codes import Board, Exchange, InvalidTsCode, SecurityCode, parse_ts_code
 from shared.domain.models import (
     ORDER_TRANSITIONS,
-    Account,
-    Bar,
     IllegalTransition,
     Order,
     OrderSide,
     OrderStatus,
     OrderType,
-    Position,
-    Trade,
     check_transition,
 )
 from shared.domain.money import FEN, PRICE_TICK, from_fen, money, price, to_fen
@@ -20,8 +16,6 @@ __all__ = [
     "FEN",
     "ORDER_TRANSITIONS",
     "PRICE_TICK",
-    "Account",
-    "Bar",
     "Board",
     "Exchange",
     "IllegalTransition",
@@ -30,9 +24,7 @@ __all__ = [
     "OrderSide",
     "OrderStatus",
     "OrderType",
-    "Position",
     "SecurityCode",
-    "Trade",
     "check_transition",
     "from_fen",
     "money",

@@ -1,28 +1,12 @@
-"""Bars, orders, trades, positions and accounts, with exact prices and amounts, and the order state machine."""
+"""Orders with exact prices, and the order state machine."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
 from pydantic import BaseModel, Field
-
-
-class Bar(BaseModel):
-    """One daily bar, unadjusted. Units: prices in CNY, `vol` in shares, `amount` in CNY
-    (Tushare reports vol in lots of 100 and amount in thousand CNY; the data service converts on the way in)."""
-
-    ts_code: str
-    trade_date: date
-    open: Decimal
-    high: Decimal
-    low: Decimal
-    close: Decimal
-    pre_close: Decimal
-    vol: int
-    amount: Decimal
-    adj_factor: Decimal = Decimal(1)
 
 
 class OrderSide(StrEnum):
@@ -84,42 +68,3 @@ class Order(BaseModel):
     reason: str | None = None
     created_at: datetime
     updated_at: datetime
-
-
-class Trade(BaseModel):
-    trade_id: str
-    order_id: str
-    account_id: str
-    ts_code: str
-    side: OrderSide
-    qty: int
-    price: Decimal
-    amount: Decimal  # qty * price, exact
-    fees: Decimal = Decimal("0.00")
-    traded_at: datetime
-
-
-class Position(BaseModel):
-    ts_code: str
-    qty: int
-    sellable_qty: int  # T+1: shares bought today are not sellable until the next trading day
-    cost: Decimal  # total cost in CNY including fees
-    last_price: Decimal | None = None
-
-    @property
-    def market_value(self) -> Decimal:
-        return (self.last_price or Decimal(0)) * self.qty
-
-
-class Account(BaseModel):
-    account_id: str
-    cash: Decimal
-    positions: dict[str, Position] = Field(default_factory=dict)
-
-    @property
-    def market_value(self) -> Decimal:
-        return sum((p.market_value for p in self.positions.values()), Decimal(0))
-
-    @property
-    def equity(self) -> Decimal:
-        return self.cash + self.market_value

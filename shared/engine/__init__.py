@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import date
 from typing import Any
 
@@ -16,10 +16,11 @@ import pandas as pd
 
 from shared.engine.config import BacktestConfig
 from shared.engine.context import BacktestContext, StrategyError
-from shared.engine.core import REASONS, STATUS_NAMES, Engine, EngineError, outside_band
+from shared.engine.core import Engine, EngineError, outside_band
 from shared.engine.data import BarsError, Panel, load_bars, panel_data_key, read_bars
 from shared.engine.metrics import MetricsConfig, compute_metrics
-from shared.engine.result import BacktestResult, code_version, yuan
+from shared.engine.outcomes import REASONS, STATUS_NAMES
+from shared.engine.result import BacktestResult, yuan
 from shared.strategy import Strategy
 
 __all__ = [
@@ -155,6 +156,7 @@ def run_backtest(
     *,
     benchmark: pd.DataFrame | pd.Series | None = None,
     progress: Callable[[int, int], None] | None = None,
+    code_version: Mapping[str, str | None] | None = None,
 ) -> BacktestResult:
     """Run `strategy` over `bars` (Tushare daily layout: ts_code, trade_date 'YYYYMMDD' or date, open, high, low,
     close, pre_close, vol in lots, amount in thousand CNY; optional adj_factor, up_limit, down_limit, is_st).
@@ -164,7 +166,9 @@ def run_backtest(
 
     `bars` may also be a `Panel` from `load_bars(bars, config)`, loaded once and reused by runs whose config has the
     same data fields (start, end, calendar, ST codes, list dates): a parameter search loads the market once.
-    `progress(days_done, days)` is called every 50 days and at the end; raising from it stops the run."""
+    `progress(days_done, days)` is called every 50 days and at the end; raising from it stops the run.
+    `code_version` is recorded in the result as given (the caller's package version and commit, e.g.
+    `shared.provenance.code_version()`); the engine does not look it up itself."""
     config = config or BacktestConfig()
     if not isinstance(strategy, Strategy):
         raise TypeError(f"strategy must be a Strategy instance, got {type(strategy).__name__}")
@@ -220,7 +224,7 @@ def run_backtest(
         params=strategy.params.model_dump(mode="json"),
         config=_canonical_config(config),
         input_sha256=_sha256_inputs(panel, strategy, config, bench),
-        code_version=code_version(),
+        code_version=dict(code_version or {}),
         dates=[d.isoformat() for d in panel.dates],
         codes=panel.codes,
         initial_cash_fen=engine.initial_cash_fen,

@@ -11,7 +11,7 @@ strategy with several parameter sets is just several sleeves of the same strateg
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
@@ -32,7 +32,7 @@ from shared.engine import (
     run_backtest,
 )
 from shared.engine.metrics import MetricsConfig, compute_metrics
-from shared.engine.result import code_version, yuan
+from shared.engine.result import yuan
 from shared.strategy import Strategy
 
 __all__ = [
@@ -317,6 +317,7 @@ def run_portfolio(
     *,
     benchmark: pd.DataFrame | pd.Series | None = None,
     progress: Callable[[int, int], None] | None = None,
+    code_version: Mapping[str, str | None] | None = None,
 ) -> PortfolioResult:
     """Run every sleeve over the same bars (loaded once) with its share of `config.initial_cash`, as independent
     sub-accounts, and add them up.
@@ -328,7 +329,8 @@ def run_portfolio(
 
     Raises PortfolioError naming the sleeve field at fault (see `resolve_sleeves`), and whatever `run_backtest`
     raises for bad bars, a bad config or a failing strategy. `progress(days_done, days)` counts over all sleeves
-    (sleeves x trading days) and may raise to stop the run."""
+    (sleeves x trading days) and may raise to stop the run. `code_version` is recorded as given, as in
+    `run_backtest`."""
     config = config or BacktestConfig()
     resolved = resolve_sleeves(sleeves)
     total_fen = int(config.initial_cash * 100)
@@ -354,7 +356,14 @@ def run_portfolio(
             def sleeve_progress(done: int, _days: int, offset: int = offset) -> None:
                 progress(offset + done, days * len(sleeves))
 
-        result = run_backtest(sleeve.strategy, panel, sleeve_config, benchmark=benchmark, progress=sleeve_progress)
+        result = run_backtest(
+            sleeve.strategy,
+            panel,
+            sleeve_config,
+            benchmark=benchmark,
+            progress=sleeve_progress,
+            code_version=code_version,
+        )
         runs.append(SleeveRun(label=label, weight=weight, result=result))
 
     cash = _sum_rows([r.result.cash_fen for r in runs])
@@ -374,7 +383,7 @@ def run_portfolio(
         sleeves=tuple(runs),
         config=_canonical_config(config),
         input_sha256=_portfolio_sha256(runs, config),
-        code_version=code_version(),
+        code_version=dict(code_version or {}),
         dates=[d.isoformat() for d in panel.dates],
         codes=panel.codes,
         initial_cash_fen=total_fen,

@@ -1,21 +1,20 @@
 """What a run returns: orders with their status and reason, trades with fees broken down, daily cash, market value,
 equity and positions, corporate actions applied, the metrics, and the provenance (a SHA-256 of the inputs and the
-code version). Serialises to JSON deterministically (same inputs, same bytes: money as exact decimal strings from
-fen, keys sorted, no timestamps) and to Parquet or CSV tables."""
+code version the caller gave). Serialises to JSON deterministically (same inputs, same bytes: money as exact decimal
+strings from fen, keys sorted, no timestamps) and to Parquet or CSV tables."""
 
 from __future__ import annotations
 
 import json
-import subprocess
 from dataclasses import dataclass
-from functools import cache
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+
+from shared.engine.outcomes import KIND_NAMES, REASONS, STATUS_NAMES
 
 IntArray = npt.NDArray[np.int64]
 RESULT_FORMAT = 1
@@ -30,31 +29,6 @@ def yuan(fen: int) -> str:
 
 def _yuan_column(values: IntArray) -> list[str]:
     return [yuan(v) for v in values.tolist()]
-
-
-@cache
-def code_version() -> dict[str, str | None]:
-    """The package version and, when the code runs from a git checkout, its commit (no time, no dirty flag: the
-    same checkout always reports the same version)."""
-    try:
-        version: str | None = metadata.version("lianghua")
-    except metadata.PackageNotFoundError:
-        version = None
-    commit: str | None = None
-    root = Path(__file__).resolve().parents[2]
-    if (root / ".git").exists():
-        try:
-            out = subprocess.run(  # noqa: S603 - fixed argv, no shell
-                ["git", "-C", str(root), "rev-parse", "HEAD"],  # noqa: S607 - git from PATH is the point
-                capture_output=True,
-                text=True,
-                timeout=5,
-                check=False,
-            )
-            commit = out.stdout.strip() or None if out.returncode == 0 else None
-        except (OSError, subprocess.SubprocessError):
-            commit = None
-    return {"package": version, "git_commit": commit}
 
 
 @dataclass(frozen=True)
@@ -145,8 +119,6 @@ class BacktestResult:
         )
 
     def orders_frame(self) -> pd.DataFrame:
-        from shared.engine.core import KIND_NAMES, REASONS, STATUS_NAMES
-
         o = self.orders
         kinds = o["kind"].tolist()
         amounts = o["amount"].tolist()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -18,7 +18,8 @@ from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
 from services.execution.brokers.base import BrokerReport, BrokerUnavailable, Fill
-from services.execution.store import from_db_time, paper_fills, paper_orders, to_db_time
+from services.execution.store import paper_fills, paper_orders
+from shared.clock import utcnow
 from shared.db import Database
 from shared.domain import Order, OrderSide, OrderStatus, OrderType, from_fen, price, to_fen
 from shared.errors import ServiceError
@@ -98,14 +99,10 @@ def cap_refusal(order: Order, fill_price: Decimal | None, price_cap: Decimal | N
     return None
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 class PaperBroker:
     name = "paper"
 
-    def __init__(self, db: Database, quotes: QuoteSource, *, clock: Callable[[], datetime] = _utcnow) -> None:
+    def __init__(self, db: Database, quotes: QuoteSource, *, clock: Callable[[], datetime] = utcnow) -> None:
         self.db = db
         self.quotes = quotes
         self.clock = clock
@@ -145,8 +142,8 @@ class PaperBroker:
                             price_fen=None if order.price is None else to_fen(order.price),
                             status=status.value,
                             reason=reason,
-                            created_at=to_db_time(now),
-                            updated_at=to_db_time(now),
+                            created_at=now,
+                            updated_at=now,
                         )
                     )
                     for fill in fills:
@@ -156,7 +153,7 @@ class PaperBroker:
                                 order_id=order.order_id,
                                 qty=fill.qty,
                                 price_fen=to_fen(fill.price),
-                                traded_at=to_db_time(fill.traded_at),
+                                traded_at=fill.traded_at,
                             )
                         )
         except IntegrityError:
@@ -177,7 +174,7 @@ class PaperBroker:
         return await self._withdraw(order_id, reason, tombstone_reason=reason)
 
     async def _withdraw(self, order_id: str, reason: str, *, tombstone_reason: str) -> BrokerReport:
-        now = to_db_time(self.clock())
+        now = self.clock()
         try:
             async for attempt in self.db.transaction():
                 async with attempt as s:
@@ -223,7 +220,6 @@ class PaperBroker:
 
 def _report(row: Row[Any], fill_rows: Sequence[Row[Any]]) -> BrokerReport:
     fills = tuple(
-        Fill(fill_id=f.fill_id, qty=f.qty, price=from_fen(f.price_fen), traded_at=from_db_time(f.traded_at))
-        for f in fill_rows
+        Fill(fill_id=f.fill_id, qty=f.qty, price=from_fen(f.price_fen), traded_at=f.traded_at) for f in fill_rows
     )
     return BrokerReport(status=OrderStatus(row.status), fills=fills, reason=row.reason)

@@ -19,12 +19,13 @@ from fastapi import FastAPI
 from sqlalchemy import update
 
 from services.backtest.app import create_app
-from services.backtest.store import BacktestStatus, backtests, metadata, utcnow
+from services.backtest.store import BacktestStatus, backtests, metadata
 from services.backtest.worker import MAX_ATTEMPTS, BacktestWorker
 from shared.app import Infra
 from shared.bus import create_bus
 from shared.bus.amqp import AmqpBus
 from shared.cache import create_cache
+from shared.clock import utcnow
 from shared.events import Envelope
 from shared.http import ServiceDirectory
 from shared.internal_auth import INTERNAL_HEADER, Principal, mint_internal_token

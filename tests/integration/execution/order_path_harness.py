@@ -17,13 +17,14 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import update
 
 from services.execution.app import create_app as create_execution_app
-from services.execution.store import ExecutionStore, to_db_time, trades, utcnow
+from services.execution.store import ExecutionStore, trades
 from services.risk.app import create_app as create_risk_app
 from shared.app import Infra
 from shared.approval import OrderTerms, sign_approval
 from shared.bus import EventBus, EventHandler, JobHandler, create_bus
 from shared.bus.amqp import AmqpBus
 from shared.cache import create_cache
+from shared.clock import utcnow
 from shared.errors import ServiceError
 from shared.events import Envelope
 from shared.http import ServiceDirectory
@@ -230,9 +231,7 @@ async def trades_were_yesterday(f: Fleet, account_id: str) -> None:
     """Move the account's trades back one day (T+1: yesterday's buys are sellable today)."""
     async with f.store.db.session() as s:
         await s.execute(
-            update(trades)
-            .where(trades.c.account_id == account_id)
-            .values(traded_at=to_db_time(utcnow() - timedelta(days=1)))
+            update(trades).where(trades.c.account_id == account_id).values(traded_at=utcnow() - timedelta(days=1))
         )
 
 
@@ -309,12 +308,12 @@ async def fleet(settings: Settings, *, stoppable_bus: bool = False) -> AsyncIter
 async def settle(f: Fleet) -> None:
     """Wait until execution's outbox relay has published everything and is idle. Leaving the fleet while the relay
     is being woken up can make its shutdown wait the full grace period: on Python 3.11, asyncio.wait_for swallows a
-    cancellation that arrives as the awaited wake-up completes (shared/outbox.py's idle wait)."""
+    cancellation that arrives as the awaited wake-up completes (the idle wait of shared/periodic.py's loop, which the relay runs)."""
     from services.execution.store import outbox
 
     relay = f.execution_app.state.relay
     await until(_drained(f, outbox), what="the outbox drained")
-    await until(lambda: not relay._lock.locked() and not relay._wake.is_set(), what="the relay idle")
+    await until(lambda: not relay._lock.locked() and not relay._loop.woken, what="the relay idle")
 
 
 def _drained(f: Fleet, table: Any) -> Callable[[], Any]:

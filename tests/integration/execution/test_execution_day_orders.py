@@ -11,7 +11,7 @@ from sqlalchemy import update
 import services.execution.store as execution_store
 from services.execution.brokers.base import BrokerReport
 from services.execution.desk import OrderDesk
-from services.execution.store import paper_fills, paper_orders, to_db_time
+from services.execution.store import paper_fills, paper_orders
 from shared.approval import OrderTerms
 from shared.domain import OrderStatus
 from shared.internal_auth import Principal
@@ -91,7 +91,7 @@ async def test_resting_orders_expire_at_the_close_of_their_trading_day(
                     order_id=sell["order_id"],
                     qty=300,
                     price_fen=1050,
-                    traded_at=to_db_time(datetime(2025, 1, 2, 3, 0, tzinfo=UTC)),
+                    traded_at=datetime(2025, 1, 2, 3, 0, tzinfo=UTC),
                 )
             )
             await s.execute(

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from services.execution.store import cash_ledger, orders, to_db_time, trades, utcnow
+from services.execution.store import cash_ledger, orders, trades
+from shared.clock import utcnow
 from shared.internal_auth import Principal
 from shared.observability import new_id
 from tests.conftest import Backing
@@ -44,7 +45,7 @@ async def test_identical_sells_at_once_are_placed_once(backing: Backing) -> None
             await s.execute(
                 update(trades)
                 .where(trades.c.account_id == olga.account_id)
-                .values(traded_at=to_db_time(utcnow() - timedelta(days=1)))
+                .values(traded_at=utcnow() - timedelta(days=1))
             )
         sell = limit_buy(olga, side="sell", qty=1000, price="10.50")  # above the market: rests, holding all 1,000
         answers = await _at_once(f, olga, signed_order(f.settings, sell))

@@ -16,13 +16,14 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from gateway.app import create_app
-from gateway.security import Role, new_api_key
+from gateway.security import new_api_key
 from shared.app import Infra
 from shared.bus import EventBus, create_bus
 from shared.cache import create_cache
 from shared.events.envelope import Envelope, make_event
 from shared.events.schemas import BacktestFinished, BacktestProgress, OrderEvent
 from shared.http import ServiceDirectory
+from shared.roles import Role
 
 pytestmark = pytest.mark.integration
 

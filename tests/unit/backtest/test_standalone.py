@@ -147,8 +147,9 @@ async def test_the_sweep_requeues_lost_jobs_and_fails_a_job_started_too_often(tm
 
     from sqlalchemy import update
 
-    from services.backtest.store import BacktestStatus, BacktestStore, backtests, utcnow
+    from services.backtest.store import BacktestStatus, BacktestStore, backtests
     from services.backtest.worker import MAX_ATTEMPTS
+    from shared.clock import utcnow
     from shared.db import Database
 
     settings = _settings(tmp_path)

@@ -20,6 +20,7 @@ from shared.engine import BacktestConfig, BarsError, StrategyError, benchmark_re
 from shared.engine.data import limit_prices_fen
 from shared.engine.fees import FenFees
 from shared.market.rules import FeeSchedule, limit_prices, price_limit_ratio, trade_fees
+from shared.provenance import code_version
 from shared.strategy import CrossSection, OrderEvent, Strategy, StrategyContext, TradeEvent
 from strategies.buy_and_hold import BuyAndHold
 from strategies.dual_ma import DualMA
@@ -236,8 +237,10 @@ def test_same_inputs_give_byte_identical_json_and_the_hash_tracks_params_config_
     assert shuffled.input_sha256 == first.input_sha256
     assert shuffled.data_report["input_sorted"] is False and first.data_report["input_sorted"] is True
     assert shuffled.equity_fen.tolist() == first.equity_fen.tolist()
-    version = first.code_version
+    assert first.code_version == {}  # the engine looks nothing up: the caller gives the version
+    version = run_backtest(DualMA(strategy), frame, code_version=code_version()).code_version
     assert version["package"]
+    assert version == code_version()
 
 
 def test_result_writes_tables(tmp_path: Any) -> None:

@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from gateway.auth import CurrentUser
-from gateway.security import Role
 from gateway.ws import CLOSE_GOING_AWAY, CLOSE_TOO_SLOW, EventHub, visible_to
 from shared.events.envelope import Envelope, make_event
 from shared.events.schemas import BacktestFinished, OrderEvent
+from shared.roles import Role
 
 ALICE = CurrentUser("alice", Role.TRADER, "acct-alice", "jwt")
 BOB = CurrentUser("bob", Role.VIEWER, "acct-bob", "api_key")

@@ -12,7 +12,6 @@ import pytest
 from gateway.security import (
     AUDIENCE,
     InvalidToken,
-    Role,
     api_key_matches,
     hash_password,
     issue_token,
@@ -23,6 +22,7 @@ from gateway.security import (
     verify_token,
 )
 from shared.internal_auth import Principal, mint_internal_token
+from shared.roles import Role
 
 SECRET = "unit-test-secret-0123456789abcdef"
 
@@ -124,7 +124,7 @@ def test_unknown_role_in_token_is_refused() -> None:
     ],
 )
 def test_roles_are_ordered_viewer_trader_admin(have: Role, needed: Role, allowed: bool) -> None:
-    assert have.allows(needed) is allowed
+    assert have.at_least(needed) is allowed
 
 
 def test_role_names_are_the_stored_values() -> None:

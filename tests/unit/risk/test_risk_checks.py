@@ -5,8 +5,18 @@ from decimal import Decimal
 
 import pytest
 
-from services.risk.checks import Holding, OrderIntent, Quote, ReasonCode, cash_checks, check_order, static_checks
-from shared.domain import OrderSide, OrderType
+from services.risk.checks import (
+    Holding,
+    OrderIntent,
+    Quote,
+    Reason,
+    ReasonCode,
+    cash_checks,
+    position_checks,
+    quote_checks,
+    static_checks,
+)
+from shared.domain import OrderSide, OrderType, parse_ts_code
 
 CAP = Decimal("1000000")  # 1,000,000 CNY per order
 
@@ -35,10 +45,23 @@ def _buy(ts_code: str = "600000.SH", qty: int = 100, price: str | None = "10.00"
 PLENTY = 1_000_000
 
 
+def reasons_for(
+    order: OrderIntent, quote: Quote | None, cap: Decimal = CAP, holding: Holding | None = None
+) -> list[Reason]:
+    """The reasons RiskDesk.check collects from the pure checks it calls, in its order: static_checks, then for a
+    stock code quote_checks (quote None: unknown security) and position_checks (a sell; holding None: none held).
+    Buys' cash_checks are tested on their own below."""
+    security, reasons = static_checks(order, max_order_value=cap)
+    if security is not None:
+        reasons.extend(quote_checks(order, quote, max_order_value=cap))
+        reasons.extend(position_checks(order, security, holding))
+    return reasons
+
+
 def check_order_codes(
     order: OrderIntent, quote: Quote | None, cap: Decimal = CAP, holding: Holding | None = None
 ) -> list[str]:
-    return [r.code.value for r in check_order(order, quote, max_order_value=cap, holding=holding)]
+    return [r.code.value for r in reasons_for(order, quote, cap, holding)]
 
 
 def check(
@@ -103,14 +126,14 @@ def test_no_limits_on_a_session_without_them() -> None:
 
 
 def test_limit_message_names_the_limit_and_the_session() -> None:
-    [reason] = check_order(_buy(price="11.01"), _quote(), max_order_value=CAP)
+    [reason] = quote_checks(_buy(price="11.01"), _quote(), max_order_value=CAP)
     assert reason.message == "price 11.01 is above the limit-up price 11.00 of the session on 2025-01-02"
 
 
 def test_order_value_cap_for_limit_orders() -> None:
     assert check(_buy(qty=100000, price="10.00")) == []  # 100,000 x 10.00 = 1,000,000.00: exactly the cap
     assert check(_buy(qty=100100, price="10.00")) == ["max_order_value"]  # 1,001,000.00
-    [reason] = check_order(_buy(qty=100100, price="10.00"), _quote(), max_order_value=CAP)
+    _, [reason] = static_checks(_buy(qty=100100, price="10.00"), max_order_value=CAP)
     assert "1001000.00" in reason.message and "1000000.00" in reason.message
 
 
@@ -154,7 +177,7 @@ def _held(qty: int, sellable: int, ts_code: str = "600000.SH") -> Holding:
 
 
 def test_a_sell_without_a_position_is_insufficient() -> None:
-    [reason] = check_order(_buy(qty=1000, side="sell"), _quote(), max_order_value=CAP, holding=None)
+    [reason] = position_checks(_buy(qty=1000, side="sell"), parse_ts_code("600000.SH"), None)
     assert reason.code.value == "insufficient_position"
     assert "cannot sell 1000 shares of 600000.SH: 0 sellable now (held 0;" in reason.message
 
@@ -177,7 +200,7 @@ def test_sells_against_the_position(held: int, sellable: int, qty: int, expected
 
 
 def test_insufficient_position_message_names_both_numbers() -> None:
-    [reason] = check_order(_buy(qty=1100, side="sell"), _quote(), max_order_value=CAP, holding=_held(1500, 1000))
+    [reason] = position_checks(_buy(qty=1100, side="sell"), parse_ts_code("600000.SH"), _held(1500, 1000))
     assert "cannot sell 1100 shares of 600000.SH: 1000 sellable now (held 1500;" in reason.message
 
 

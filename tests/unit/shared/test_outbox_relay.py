@@ -65,7 +65,7 @@ async def test_a_stop_whose_cancel_is_dropped_still_ends_the_relay(monkeypatch: 
     db = FakeDatabase()
     relay = OutboxRelay(db, outbox_table(MetaData()), MemoryBus(), poll_s=30.0)  # type: ignore[arg-type]
     relay.start()
-    task = relay._task
+    task = relay._loop.task
     assert task is not None
     await asyncio.sleep(0.01)  # the relay flushed once at start and now waits for a wake-up
     try:
@@ -77,7 +77,7 @@ async def test_a_stop_whose_cancel_is_dropped_still_ends_the_relay(monkeypatch: 
     finally:
         monkeypatch.setattr(asyncio, "wait_for", real_wait_for)
         if not task.done():  # the relay outlived its stop: end it, so a failure here does not hang the run
-            relay._stopping = True
+            relay._loop.stopping.set()
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
