@@ -19,7 +19,7 @@ from sqlalchemy import make_url
 
 from bench.common import bench_fleet, trader_session
 from bench.market_load import load_bulk_market
-from shared.internal_auth import service_headers
+from shared.platform.internal_auth import service_headers
 
 WARM_RUNS = 3
 

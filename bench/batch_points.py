@@ -1,4 +1,5 @@
-"""Per-point time of the batch engine (shared.engine.batch) against one point at a time, in process, on the synthetic
+"""Per-point time of the batch engine (shared.research.engine.batch) against one point at a time, in process, on the
+synthetic
 market of bench/engine.py: dual_ma over a grid of (fast, slow).
 
     python -m bench.batch_points [--symbols 500 --days 2500 --batches 10,25,50,100 --check 3]"""
@@ -11,9 +12,9 @@ import time
 from decimal import Decimal
 
 from bench.engine import synthetic_bars
-from shared.engine import BacktestConfig, load_bars
-from shared.engine.batch import BatchEngine
-from shared.engine.optimize import SharedCache, _run_metrics
+from shared.research.engine import BacktestConfig, load_bars
+from shared.research.engine.batch import BatchEngine
+from shared.research.engine.optimize import SharedCache, _run_metrics
 from strategies.dual_ma import DualMA
 
 

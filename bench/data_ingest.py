@@ -22,7 +22,7 @@ from bench.common import _test_env
 from services.data.demo import generate_bulk_market
 from services.data.loader import daily_bar_rows
 from services.data.store import MIGRATIONS_DIR, DataStore, daily_bars, upsert_statement
-from shared.db import Database
+from shared.platform.db import Database
 
 FLOOR_ROWS = 500_000
 

@@ -21,7 +21,7 @@ from services.data.ingest import IngestOptions, Ingestor
 from services.data.providers import API_SCHEMAS, RetryPolicy, TushareConfig, TushareProvider
 from services.data.providers.ratelimit import RateLimiter
 from services.data.store import MIGRATIONS_DIR, DataStore
-from shared.db import Database
+from shared.platform.db import Database
 from tests.support.fake_tushare import FakeTushare
 
 

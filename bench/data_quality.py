@@ -95,7 +95,7 @@ async def from_store(symbols: int, days: int, database: str | None, keep: bool) 
     import services.data.ingest as ingest
     from bench.common import _test_env
     from services.data.store import MIGRATIONS_DIR, DataStore, daily_bars
-    from shared.db import Database
+    from shared.platform.db import Database
 
     mysql = _test_env()["LH_TEST_MYSQL_URL"].rstrip("/")
     name = database or f"lhbench_{secrets.token_hex(3)}_data"

@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
 
     t0 = time.perf_counter()
     imported_at = process_age()
-    from shared.engine import BacktestConfig, run_backtest
+    from shared.research.engine import BacktestConfig, run_backtest
     from strategies.dual_ma import DualMA
 
     t_import = time.perf_counter()

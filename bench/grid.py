@@ -53,8 +53,8 @@ def _env(run: str) -> dict[str, str]:
 async def _worker(symbols: int, days: int, seed: int) -> None:
     from bench.engine import synthetic_bars
     from services.backtest.optimize import OptimisationTaskHandler
-    from shared.app import Infra
-    from shared.settings import Settings
+    from shared.platform.app import Infra
+    from shared.platform.settings import Settings
 
     bars = synthetic_bars(symbols, days, seed)
     settings = Settings()
@@ -77,9 +77,9 @@ async def _run_grid(points: int, symbols: int, days: int, seed: int, batch: int)
     from services.backtest.optimize import OptimisationRequest, submit_optimisation
     from services.backtest.optimize_store import OptimisationStore
     from services.backtest.store import BacktestStore
-    from shared.bus import create_bus
-    from shared.db import Database
-    from shared.settings import Settings
+    from shared.platform.bus import create_bus
+    from shared.platform.db import Database
+    from shared.platform.settings import Settings
 
     settings = Settings()
     sample = synthetic_bars(symbols, 2, seed)  # codes and first day only

@@ -7,7 +7,7 @@ import time
 from lianghua.fleet import Fleet
 from services.data.demo import generate_bulk_market
 from services.data.store import DataStore
-from shared.db import Database
+from shared.platform.db import Database
 
 
 async def load_bulk_market(fleet: Fleet, symbols: int, days: int) -> tuple[list[str], float]:

@@ -3,8 +3,8 @@
 import os
 
 from gateway.app import create_app
-from shared.app import serve
-from shared.settings import Settings
+from shared.platform.app import serve
+from shared.platform.settings import Settings
 
 
 def main() -> None:

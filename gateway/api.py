@@ -20,9 +20,9 @@ from gateway.security import (
     verify_password,
 )
 from gateway.store import ApiKeyRecord, GatewayStore, UserRecord
-from shared.errors import Forbidden, NotFound, ServiceError
-from shared.request_model import IsoAwareDatetime, RequestModel, StrictBool
-from shared.roles import Role
+from shared.platform.errors import Forbidden, NotFound, ServiceError
+from shared.platform.request_model import IsoAwareDatetime, RequestModel, StrictBool
+from shared.platform.roles import Role
 
 USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"
 USERNAME_RE = re.compile(USERNAME_PATTERN)

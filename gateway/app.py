@@ -15,11 +15,11 @@ from gateway import api, openapi, proxy, reports, ws
 from gateway.auth import HeaderError, LoginThrottle
 from gateway.bootstrap import ensure_admin
 from gateway.store import GatewayStore
-from shared.app import Infra, ReadinessCheck, create_service_app
-from shared.db import Database
-from shared.http import SERVICES
-from shared.observability import CORRELATION_HEADER, REQUEST_ID_HEADER
-from shared.settings import Settings
+from shared.platform.app import Infra, ReadinessCheck, create_service_app
+from shared.platform.db import Database
+from shared.platform.http import SERVICES
+from shared.platform.observability import CORRELATION_HEADER, REQUEST_ID_HEADER
+from shared.platform.settings import Settings
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
 

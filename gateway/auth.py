@@ -19,11 +19,11 @@ from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 
 from gateway.security import InvalidToken, TokenClaims, api_key_matches, parse_api_key, verify_token
 from gateway.store import GatewayStore
-from shared.cache import Cache
-from shared.errors import Forbidden, ServiceError
-from shared.internal_auth import Principal
-from shared.roles import Role
-from shared.settings import Settings
+from shared.platform.cache import Cache
+from shared.platform.errors import Forbidden, ServiceError
+from shared.platform.internal_auth import Principal
+from shared.platform.roles import Role
+from shared.platform.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ import secrets
 from gateway.api import MIN_PASSWORD_LENGTH
 from gateway.security import hash_password
 from gateway.store import GatewayStore
-from shared.errors import Conflict
-from shared.roles import Role
-from shared.settings import Settings
+from shared.platform.errors import Conflict
+from shared.platform.roles import Role
+from shared.platform.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from starlette.routing import BaseRoute, Match
 
 from gateway.auth import CurrentUser, require_role
 from gateway.routes import ID_PATTERN, ROUTES, ProxyRoute
-from shared.errors import ServiceError, Unavailable
-from shared.internal_auth import INTERNAL_HEADER, mint_internal_token
+from shared.platform.errors import ServiceError, Unavailable
+from shared.platform.internal_auth import INTERNAL_HEADER, mint_internal_token
 
 log = logging.getLogger(__name__)
 

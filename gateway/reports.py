@@ -27,7 +27,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from gateway.auth import CurrentUser, Viewer, enforce_rate_limit, unauthenticated
 from gateway.proxy import ERRORS, Id, forward_stream
-from shared.roles import Role
+from shared.platform.roles import Role
 
 router = APIRouter()
 

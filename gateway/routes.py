@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from shared.roles import Role
+from shared.platform.roles import Role
 
 VIEWER, TRADER, ADMIN = Role.VIEWER, Role.TRADER, Role.ADMIN
 # Ids that reach a service's URL path: no slashes, no dot segments, nothing that needs escaping.

@@ -1,4 +1,5 @@
-"""The gateway's credentials, without I/O: password hashes (argon2), user JWTs, API keys (roles: shared/roles.py)."""
+"""The gateway's credentials, without I/O: password hashes (argon2), user JWTs, API keys (roles:
+shared/platform/roles.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from shared.roles import Role
+from shared.platform.roles import Role
 
 # Users' session tokens, signed with LH_JWT_SECRET; the internal tokens are signed with LH_INTERNAL_SECRET and carry
 # another audience ("lianghua-internal"): a user token is never accepted by a service, nor an internal token here.

@@ -24,10 +24,10 @@ from sqlalchemy import (
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 
-from shared.clock import UtcDateTime, as_utc, utcnow
-from shared.db import Database, new_metadata
-from shared.errors import Conflict
-from shared.roles import Role
+from shared.platform.clock import UtcDateTime, as_utc, utcnow
+from shared.platform.db import Database, new_metadata
+from shared.platform.errors import Conflict
+from shared.platform.roles import Role
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 

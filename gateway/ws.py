@@ -14,8 +14,8 @@ from fastapi import APIRouter, Query, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from gateway.auth import CurrentUser, HeaderError, authenticate, client_group, enforce_rate_limit
-from shared.events.envelope import Envelope
-from shared.roles import Role
+from shared.platform.events.envelope import Envelope
+from shared.platform.roles import Role
 
 log = logging.getLogger(__name__)
 

@@ -57,9 +57,9 @@ def read_bars_file(path: Path) -> pd.DataFrame:
 
 
 def _backtest(args: argparse.Namespace) -> int:
-    from shared.engine import BacktestConfig, BarsError, EngineError, StrategyError, run_backtest
-    from shared.provenance import code_version
-    from shared.strategy.registry import discover_strategies
+    from shared.platform.provenance import code_version
+    from shared.research.engine import BacktestConfig, BarsError, EngineError, StrategyError, run_backtest
+    from shared.research.strategy.registry import discover_strategies
 
     strategies = discover_strategies()
     strategy_cls = strategies.get(args.strategy)
@@ -106,7 +106,7 @@ def _backtest(args: argparse.Namespace) -> int:
 
 def _write_report(result: Any, benchmark: pd.DataFrame | None, path: Path) -> None:
     """The run's HTML report (docs/reports.md), written whole or not at all."""
-    from shared.report import ReportInputError, render_html, report_from_result
+    from shared.research.report import ReportInputError, render_html, report_from_result
 
     try:
         page = render_html(report_from_result(result, benchmark))
@@ -128,7 +128,7 @@ def _validation_message(exc: ValidationError) -> str:
 
 
 def _strategies(args: argparse.Namespace) -> int:
-    from shared.strategy.registry import describe_all, discover_strategies
+    from shared.research.strategy.registry import describe_all, discover_strategies
 
     infos = describe_all(discover_strategies())
     if args.json:

@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> None:
         if name not in ports or not port.isdigit():
             parser.error(f"--port {item}: expected one of {', '.join(ports)} = a number")
         ports[name] = int(port)
-    from shared.observability import configure_logging
+    from shared.platform.observability import configure_logging
 
     configure_logging("fleet", os.environ.get("LH_LOG_LEVEL", "INFO"))
     fleet = Fleet(env=local_env(), ports=ports, log_dir=args.log_dir)

@@ -14,12 +14,12 @@ import httpx
 from fastapi import FastAPI
 from starlette.applications import Starlette
 
-from shared.app import Infra
-from shared.bus import MemoryBus
-from shared.cache import MemoryCache
-from shared.http import SERVICES, ServiceDirectory
-from shared.observability import configure_logging
-from shared.settings import Mode, Settings
+from shared.platform.app import Infra
+from shared.platform.bus import MemoryBus
+from shared.platform.cache import MemoryCache
+from shared.platform.http import SERVICES, ServiceDirectory
+from shared.platform.observability import configure_logging
+from shared.platform.settings import Mode, Settings
 
 log = logging.getLogger("lianghua.standalone")
 

@@ -20,7 +20,7 @@ def service_documents() -> dict[str, Any]:
     """Each service's document as its app publishes it, without the unauthenticated probes."""
     sys.path.insert(0, str(ROOT))
     from lianghua.standalone import build_app
-    from shared.settings import Mode, Settings
+    from shared.platform.settings import Mode, Settings
 
     host = build_app(Settings(mode=Mode.STANDALONE))
     documents: dict[str, Any] = {}

@@ -23,7 +23,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from shared.strategy import CrossSection, FloatArray, Strategy, StrategyContext, StrategyParams
+from shared.research.strategy import CrossSection, FloatArray, Strategy, StrategyContext, StrategyParams
 
 
 class BollingerParams(StrategyParams):

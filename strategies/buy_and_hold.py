@@ -8,7 +8,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from shared.strategy import Strategy, StrategyContext, StrategyParams
+from shared.research.strategy import Strategy, StrategyContext, StrategyParams
 
 
 class BuyAndHoldParams(StrategyParams):

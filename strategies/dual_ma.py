@@ -8,7 +8,7 @@ from decimal import Decimal
 import numpy as np
 from pydantic import Field, model_validator
 
-from shared.strategy import CrossSection, Strategy, StrategyContext, StrategyParams
+from shared.research.strategy import CrossSection, Strategy, StrategyContext, StrategyParams
 
 
 class DualMAParams(StrategyParams):

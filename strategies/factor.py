@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import Field, model_validator
 
-from shared.strategy import CrossSection, Strategy, StrategyContext, StrategyError, StrategyParams
+from shared.research.strategy import CrossSection, Strategy, StrategyContext, StrategyError, StrategyParams
 from strategies.momentum import Rotation
 
 FloatArray = npt.NDArray[np.float64]

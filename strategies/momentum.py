@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import Field, model_validator
 
-from shared.strategy import CrossSection, Strategy, StrategyContext, StrategyParams
+from shared.research.strategy import CrossSection, Strategy, StrategyContext, StrategyParams
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]

@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from shared.strategy import (
+from shared.research.strategy import (
     CrossSection,
     InvalidTsCode,
     Strategy,

@@ -30,7 +30,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from shared.settings import Mode, Settings
+from shared.platform.settings import Mode, Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 

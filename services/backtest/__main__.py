@@ -4,8 +4,8 @@ LH_PORT, default 8103). The worker that runs the jobs is a separate process: `py
 import os
 
 from services.backtest.app import SERVICE, create_app
-from shared.app import serve
-from shared.settings import Settings
+from shared.platform.app import serve
+from shared.platform.settings import Settings
 
 
 def main() -> None:

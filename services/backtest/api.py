@@ -11,8 +11,8 @@ from fastapi.responses import HTMLResponse, Response
 from services.backtest.schemas import BacktestAccepted, BacktestBrief, BacktestDetail, BacktestRequest, TradesPage
 from services.backtest.service import BacktestService
 from services.backtest.store import BacktestStatus
-from shared.internal_auth import Principal
-from shared.report import render_html
+from shared.platform.internal_auth import Principal
+from shared.research.report import render_html
 
 router = APIRouter(prefix="/v1/backtests", tags=["backtests"])
 NOT_FOUND = {"description": "`backtest_not_found` (or no trades / report data stored)"}
@@ -99,7 +99,7 @@ async def get_trades(
 
 @router.get("/{backtest_id}/report", responses={404: NOT_FOUND, 409: NOT_SUCCEEDED})
 async def get_report(backtest_id: str, request: Request) -> Response:
-    """The report data for the web UI (shared.report.ReportData as JSON), without the trade list: page through
+    """The report data for the web UI (shared.research.report.ReportData as JSON), without the trade list: page through
     `/trades` for it. 409 `backtest_not_succeeded` until the run has succeeded."""
     report = await _service(request).report(_principal(request), backtest_id)
     body = report.model_dump_json(exclude={"trades"})

@@ -11,11 +11,11 @@ from services.backtest.api import router
 from services.backtest.optimize_api import router as optimisation_router
 from services.backtest.service import BacktestService
 from services.backtest.store import BacktestStore, outbox
-from shared.app import Infra, create_service_app
-from shared.db import Database
-from shared.outbox import OutboxRelay
-from shared.settings import Settings
-from shared.strategy import Strategy, discover_strategies
+from shared.platform.app import Infra, create_service_app
+from shared.platform.db import Database
+from shared.platform.outbox import OutboxRelay
+from shared.platform.settings import Settings
+from shared.research.strategy import Strategy, discover_strategies
 
 SERVICE = "backtest"
 

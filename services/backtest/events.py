@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from shared.events import BacktestFinished, Envelope, make_event
-from shared.events.schemas import BacktestProgress
+from shared.platform.events import BacktestFinished, Envelope, make_event
+from shared.platform.events.schemas import BacktestProgress
 
 SOURCE = "backtest"
 JOB_QUEUE = "backtests"  # the work queue `<ns>.jobs.backtests`

@@ -37,9 +37,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
-from shared.domain.codes import InvalidTsCode, parse_ts_code
-from shared.errors import ServiceError, Unavailable
-from shared.http import ServiceClient
+from shared.core.domain.codes import InvalidTsCode, parse_ts_code
+from shared.platform.errors import ServiceError, Unavailable
+from shared.platform.http import ServiceClient
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Parameter optimisation fanned out over RabbitMQ: an optimisation is a row with its points (optimize_store.py);
 its points travel in batches on the durable work queue `<ns>.jobs.optimisation-tasks`, and any worker process
-running `OptimisationTaskHandler` evaluates them with `shared.engine.optimize` over a panel it loads once per
+running `OptimisationTaskHandler` evaluates them with `shared.research.engine.optimize` over a panel it loads once per
 (data version, universe, dates, data config) and keeps in memory (LRU).
 
 - A batch is acknowledged after its results are stored; each point moves pending -> done|failed once, so a
@@ -40,11 +40,13 @@ from services.backtest.optimize_store import (
 )
 from services.backtest.schemas import FiniteFloat, OptimisationConfig
 from services.backtest.store import BacktestStore
-from shared.app import Infra
-from shared.bus.port import EventBus
-from shared.db import Database
-from shared.engine import BacktestConfig, Panel, load_bars, panel_data_key
-from shared.engine.optimize import (
+from shared.platform.app import Infra
+from shared.platform.bus.port import EventBus
+from shared.platform.db import Database
+from shared.platform.request_model import RequestModel, StrictBool, StrictInt, TradeDate
+from shared.platform.settings import Settings
+from shared.research.engine import BacktestConfig, Panel, load_bars, panel_data_key
+from shared.research.engine.optimize import (
     Constraint,
     Evaluator,
     GeneticSettings,
@@ -58,9 +60,7 @@ from shared.engine.optimize import (
     rank,
     walk_forward,
 )
-from shared.request_model import RequestModel, StrictBool, StrictInt, TradeDate
-from shared.settings import Settings
-from shared.strategy import Strategy, discover_strategies
+from shared.research.strategy import Strategy, discover_strategies
 
 log = logging.getLogger(__name__)
 
@@ -508,7 +508,7 @@ class OptimisationTaskHandler:
 
 
 def report_rows(record: OptimisationRecord, points: Sequence[PointRow]) -> list[dict[str, Any]]:
-    """Rows for shared.report's results page: parameters and metrics; an infeasible or failed point has its
+    """Rows for shared.research.report's results page: parameters and metrics; an infeasible or failed point has its
     objective cell empty (so it ranks last and leaves the heatmap) and its value under `<metric> (infeasible)`."""
     metric = record.objective["metric"]
     rows: list[dict[str, Any]] = []
@@ -528,7 +528,7 @@ def report_rows(record: OptimisationRecord, points: Sequence[PointRow]) -> list[
 def walk_forward_html(record: OptimisationRecord) -> str:
     """The walk-forward results page: the stitched out-of-sample equity, its metrics, and one row per window
     (in-sample dates, best parameters and objective; out-of-sample dates, objective, return and drawdown)."""
-    from shared.report import format_metric, line_chart_html, render_page, section, table_html
+    from shared.research.report import format_metric, line_chart_html, render_page, section, table_html
 
     result = record.result or {}
     metric = record.objective["metric"]
@@ -588,7 +588,7 @@ def walk_forward_html(record: OptimisationRecord) -> str:
 def optimisation_html(record: OptimisationRecord, points: Sequence[PointRow]) -> str:
     """The results page: table of every point and a heatmap over the first two searched parameters; for a
     walk-forward analysis, its out-of-sample report."""
-    from shared.report import render_optimisation_html
+    from shared.research.report import render_optimisation_html
 
     if record.method == "walkforward":
         return walk_forward_html(record)

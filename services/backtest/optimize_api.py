@@ -13,10 +13,10 @@ from pydantic import BaseModel
 
 from services.backtest.optimize import OptimisationRequest, optimisation_html, result_of, submit_optimisation
 from services.backtest.optimize_store import OptimisationRecord, OptimisationStatus, OptimisationStore, PointStatus
-from shared.engine.optimize import Objective, OptimisationError, rank
-from shared.errors import ServiceError
-from shared.internal_auth import Principal
-from shared.roles import Role
+from shared.platform.errors import ServiceError
+from shared.platform.internal_auth import Principal
+from shared.platform.roles import Role
+from shared.research.engine.optimize import Objective, OptimisationError, rank
 
 router = APIRouter(prefix="/v1/optimisations", tags=["optimisations"])
 

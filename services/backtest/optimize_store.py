@@ -31,8 +31,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.types import JSON
 
-from shared.clock import UtcDateTime, utcnow
-from shared.db import Database, new_metadata
+from shared.platform.clock import UtcDateTime, utcnow
+from shared.platform.db import Database, new_metadata
 
 ERROR_MAX_CHARS = 20_000
 

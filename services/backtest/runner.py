@@ -1,7 +1,8 @@
-"""The bridge between the backtest service and the research engine (`shared.engine`): a job's settings as the engine's
+"""The bridge between the backtest service and the research engine (`shared.research.engine`): a job's settings as
+the engine's
 config, its run, and the engine's result as what the service stores: a summary (metrics and manifest) and the
 frames a report needs (daily series, trades, unfilled orders) as Parquet. A job with several strategies (sleeves)
-runs them side by side through `shared.engine.portfolio.run_portfolio`; its summary adds a `sleeves` list, its
+runs them side by side through `shared.research.engine.portfolio.run_portfolio`; its summary adds a `sleeves` list, its
 daily frame one equity column per sleeve and its trades and unfilled orders a `sleeve` column."""
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ import numpy as np
 import pandas as pd
 
 from services.backtest.store import frame_to_parquet
-from shared.engine import BacktestConfig, BacktestResult, run_backtest
-from shared.engine.portfolio import PortfolioResult, Sleeve, run_portfolio
-from shared.provenance import code_version
-from shared.strategy import Strategy
+from shared.platform.provenance import code_version
+from shared.research.engine import BacktestConfig, BacktestResult, run_backtest
+from shared.research.engine.portfolio import PortfolioResult, Sleeve, run_portfolio
+from shared.research.strategy import Strategy
 
 RATIO_QUANTUM = Decimal("0.00000001")
 # The `strategy` of a stored backtest with several strategies; its `params` are {"sleeves": [...]}.

@@ -8,8 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StrictFloat, ValidationInfo, field_validator, model_validator
 
-from shared.domain.codes import Board, InvalidTsCode, parse_ts_code
-from shared.request_model import JsonDecimal, RequestModel, StrictBool, TradeDate
+from shared.core.domain.codes import Board, InvalidTsCode, parse_ts_code
+from shared.platform.request_model import JsonDecimal, RequestModel, StrictBool, TradeDate
 
 MAX_SYMBOLS = 5000  # a whole market; bars come from the data service's bulk endpoint
 DEFAULT_INITIAL_CASH = Decimal("1000000")
@@ -79,7 +79,7 @@ class Universe(RequestModel):
 
 
 class CostModel(RequestModel):
-    """Fees and fills; each field left out takes the engine's default (shared.engine.BacktestConfig)."""
+    """Fees and fills; each field left out takes the engine's default (shared.research.engine.BacktestConfig)."""
 
     commission_rate: JsonDecimal | None = Field(default=None, description="e.g. 0.00025")
     min_commission: JsonDecimal | None = Field(default=None, description="CNY, default 5")

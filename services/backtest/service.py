@@ -26,16 +26,16 @@ from services.backtest.schemas import (
     Universe,
 )
 from services.backtest.store import BacktestRecord, BacktestStatus, BacktestStore
-from shared.bus import EventBus
-from shared.engine import BacktestConfig
-from shared.engine.portfolio import PortfolioError, Sleeve, resolve_sleeves, split_capital
-from shared.errors import NotFound, ServiceError, Unavailable
-from shared.internal_auth import Principal
-from shared.observability import new_id
-from shared.outbox import OutboxRelay
-from shared.report import ReportData, build_report
-from shared.roles import Role
-from shared.strategy import Strategy
+from shared.platform.bus import EventBus
+from shared.platform.errors import NotFound, ServiceError, Unavailable
+from shared.platform.internal_auth import Principal
+from shared.platform.observability import new_id
+from shared.platform.outbox import OutboxRelay
+from shared.platform.roles import Role
+from shared.research.engine import BacktestConfig
+from shared.research.engine.portfolio import PortfolioError, Sleeve, resolve_sleeves, split_capital
+from shared.research.report import ReportData, build_report
+from shared.research.strategy import Strategy
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,8 @@ class BacktestService:
     def _sleeves(self, request: BacktestRequest) -> dict[str, Any]:
         """The stored params of a run with several strategies: {"sleeves": [{label, strategy, params, weight}]}, each
         sleeve's params validated against its strategy (422 naming `sleeves.1.params.fast`), the weights and labels
-        as `shared.engine.portfolio` will take them (422 naming `sleeves.0.weight`, `sleeves`, `sleeves.2.label`)."""
+        as `shared.research.engine.portfolio` will take them (422 naming `sleeves.0.weight`, `sleeves`,
+        `sleeves.2.label`)."""
         assert request.sleeves is not None
         both = sorted(request.model_fields_set & {"strategy", "params"})
         if both:
@@ -233,7 +234,7 @@ class BacktestService:
         return TradesPage(backtest_id=backtest_id, total=len(frame), limit=limit, offset=offset, trades=rows)
 
     async def report(self, principal: Principal, backtest_id: str) -> ReportData:
-        """The report of a succeeded backtest, built from its stored artifacts (shared.report)."""
+        """The report of a succeeded backtest, built from its stored artifacts (shared.research.report)."""
         record = await self.store.get(backtest_id)
         if record is None or not self._visible(principal, record):
             raise NotFound("backtest_not_found", f"there is no backtest {backtest_id!r}")

@@ -46,11 +46,11 @@ from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import JSON, TypeEngine
 
-from shared.clock import UtcDateTime, utcnow
-from shared.db import Database, new_metadata
-from shared.domain.money import money
-from shared.events.envelope import Envelope
-from shared.outbox import add_to_outbox, outbox_table
+from shared.core.domain.money import money
+from shared.platform.clock import UtcDateTime, utcnow
+from shared.platform.db import Database, new_metadata
+from shared.platform.events.envelope import Envelope
+from shared.platform.outbox import add_to_outbox, outbox_table
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 ERROR_MAX_CHARS = 20_000  # TEXT holds 64 KiB; a traceback's last lines are the ones that matter

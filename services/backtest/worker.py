@@ -14,7 +14,7 @@ What happens to a job:
   therefore harmless, and only the first delivery to finish a backtest writes its result and event.
 - Queued, or running (a worker died mid-run and the broker redelivered): run it (a running one whose owner asked to
   cancel it meanwhile is marked cancelled instead). A backtest with several strategies (sleeves) is one job too:
-  one data load, every sleeve run on the same bars (shared.engine.portfolio), one result stored.
+  one data load, every sleeve run on the same bars (shared.research.engine.portfolio), one result stored.
 - Cancelled while it runs: the progress callback raises, the backtest is marked cancelled with its event, and the
   job is acknowledged.
 - The strategy or the engine raises, the bars are malformed, the strategy is gone: the backtest is marked failed
@@ -70,18 +70,18 @@ from services.backtest.runner import (
     total_return,
 )
 from services.backtest.store import BacktestRecord, BacktestStatus, BacktestStore, outbox
-from shared.app import Infra
-from shared.db import Database
-from shared.engine import BacktestConfig
-from shared.engine.portfolio import PortfolioResult, Sleeve
-from shared.events import Envelope
-from shared.internal_auth import service_headers
-from shared.market.calendar import FIRST_YEAR, LAST_YEAR, sse_trading_days
-from shared.observability import configure_logging
-from shared.outbox import OutboxRelay
-from shared.periodic import PeriodicTask
-from shared.settings import Settings
-from shared.strategy import Strategy, discover_strategies
+from shared.core.market.calendar import FIRST_YEAR, LAST_YEAR, sse_trading_days
+from shared.platform.app import Infra
+from shared.platform.db import Database
+from shared.platform.events import Envelope
+from shared.platform.internal_auth import service_headers
+from shared.platform.observability import configure_logging
+from shared.platform.outbox import OutboxRelay
+from shared.platform.periodic import PeriodicTask
+from shared.platform.settings import Settings
+from shared.research.engine import BacktestConfig
+from shared.research.engine.portfolio import PortfolioResult, Sleeve
+from shared.research.strategy import Strategy, discover_strategies
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ import, quality, runs) the ingestion CLI instead (services/data/cli.py)."""
 import os
 import sys
 
-from shared.settings import Settings
+from shared.platform.settings import Settings
 
 if __name__ == "__main__":
     if len(sys.argv) > 1:
@@ -12,7 +12,7 @@ if __name__ == "__main__":
 
         sys.exit(main(sys.argv[1:]))
     from services.data.app import create_app
-    from shared.app import serve
+    from shared.platform.app import serve
 
     settings = Settings()
     serve(

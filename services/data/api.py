@@ -26,10 +26,10 @@ from services.data.bulk import FORMATS, BulkBars, BulkQuery, bulk_fields
 from services.data.cache import ReadCache
 from services.data.quotes import Quote, next_session_quote
 from services.data.store import CALENDAR_EXCHANGE, BarRecord, DataStore, SecurityRecord
-from shared.domain.codes import Board, InvalidTsCode, SecurityCode, parse_ts_code
-from shared.domain.money import from_fen
-from shared.errors import NotFound, ServiceError
-from shared.request_model import TradeDate
+from shared.core.domain.codes import Board, InvalidTsCode, SecurityCode, parse_ts_code
+from shared.core.domain.money import from_fen
+from shared.platform.errors import NotFound, ServiceError
+from shared.platform.request_model import TradeDate
 
 router = APIRouter(prefix="/v1", tags=["data"])
 

@@ -30,12 +30,12 @@ from services.data.metrics import DataMetrics, StoredThrough
 from services.data.providers import DemoProvider, MarketDataProvider, TushareConfig, TushareProvider
 from services.data.scheduler import DailyScheduler, parse_run_time
 from services.data.store import MIGRATIONS_DIR, DataStore
-from shared.app import Infra, create_service_app
-from shared.db import Database
-from shared.market.calendar import is_trading_day as builtin_is_trading_day
-from shared.outbox import OutboxRelay
-from shared.periodic import PeriodicTask
-from shared.settings import Settings
+from shared.core.market.calendar import is_trading_day as builtin_is_trading_day
+from shared.platform.app import Infra, create_service_app
+from shared.platform.db import Database
+from shared.platform.outbox import OutboxRelay
+from shared.platform.periodic import PeriodicTask
+from shared.platform.settings import Settings
 
 log = logging.getLogger(__name__)
 

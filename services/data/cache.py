@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
-from shared.cache import Cache, MemoryCache
+from shared.platform.cache import Cache, MemoryCache
 
 log = logging.getLogger(__name__)
 

@@ -23,11 +23,11 @@ from services.data.providers import MarketDataProvider, ProviderDataError, ymd
 from services.data.providers.files import read_adj_factor_files, read_calendar_files, read_securities_files
 from services.data.quality import QualityInputError
 from services.data.store import CALENDAR_EXCHANGE, MIGRATIONS_DIR, DataStore
-from shared.bus import create_bus
-from shared.cache import create_cache
-from shared.db import Database
-from shared.outbox import OutboxRelay
-from shared.settings import Settings
+from shared.platform.bus import create_bus
+from shared.platform.cache import create_cache
+from shared.platform.db import Database
+from shared.platform.outbox import OutboxRelay
+from shared.platform.settings import Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 BAR_WIDTH = 30

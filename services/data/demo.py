@@ -3,7 +3,7 @@ loads it at start-up when its store is empty, so backtests and the UI have somet
 
 The daily frame uses Tushare's `daily` layout and units (prices in CNY, `vol` in lots of 100 shares, `amount` in
 thousand CNY), plus Tushare's backward `adj_factor`, so the loader that stores it is the one real data goes through.
-Underneath, every price is generated in integer fen and every limit comes from `shared.market`, so the frame holds
+Underneath, every price is generated in integer fen and every limit comes from `shared.core.market`, so the frame holds
 exactly what an exchange could have printed: closes, highs and lows within the day's limits, on the 0.01 tick.
 `daily_basic` adds Tushare's daily_basic fields for every bar (valuations, turnover, share capital) from fundamentals
 drawn per company, for strategies that rank on them (the factor example).
@@ -19,10 +19,10 @@ from decimal import ROUND_HALF_UP, Decimal
 import numpy as np
 import pandas as pd
 
-from shared.domain.codes import Board, Exchange, parse_ts_code
-from shared.market import is_trading_day, limit_prices, price_limit_ratio, sse_trading_days
-from shared.market.calendar import FIRST_YEAR, LAST_YEAR
-from shared.settings import Settings
+from shared.core.domain.codes import Board, Exchange, parse_ts_code
+from shared.core.market import is_trading_day, limit_prices, price_limit_ratio, sse_trading_days
+from shared.core.market.calendar import FIRST_YEAR, LAST_YEAR
+from shared.platform.settings import Settings
 
 TUSHARE_DAILY_COLUMNS = (
     "ts_code",

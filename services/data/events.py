@@ -1,7 +1,7 @@
 """What the data service publishes: `bars.updated` after an ingest run that wrote bars (succeeded, or failed or
 interrupted after writing some days: `complete` false), written to its transactional outbox (the `outbox` table of
 lh_data, migration 0003) in the same transaction as the ingest run's finish, and relayed to the bus by
-`shared.outbox.OutboxRelay`."""
+`shared.platform.outbox.OutboxRelay`."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from datetime import date
 
 from services.data.store import metadata
-from shared.events.envelope import Envelope, make_event
-from shared.events.schemas import BarsUpdated
-from shared.outbox import outbox_table
+from shared.platform.events.envelope import Envelope, make_event
+from shared.platform.events.schemas import BarsUpdated
+from shared.platform.outbox import outbox_table
 
 SOURCE = "data"
 BARS_UPDATED = "bars.updated"

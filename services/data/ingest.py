@@ -57,9 +57,9 @@ from services.data.store import (
     suspensions,
     trade_calendar,
 )
-from shared.clock import utcnow
-from shared.outbox import add_to_outbox
-from shared.periodic import PeriodicTask
+from shared.platform.clock import utcnow
+from shared.platform.outbox import add_to_outbox
+from shared.platform.periodic import PeriodicTask
 
 log = logging.getLogger(__name__)
 

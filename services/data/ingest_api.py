@@ -14,8 +14,8 @@ from services.data.ingest import IngestBusy, IngestError, Ingestor, quality_repo
 from services.data.quality import RULES, QualityInputError
 from services.data.store import DataStore, IngestRun
 from services.data.store import QualityReport as StoredReport
-from shared.errors import Conflict, NotFound, ServiceError
-from shared.request_model import RequestModel, TradeDate
+from shared.platform.errors import Conflict, NotFound, ServiceError
+from shared.platform.request_model import RequestModel, TradeDate
 
 ingest_router = APIRouter(prefix="/v1", tags=["ingest"])
 

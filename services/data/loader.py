@@ -27,8 +27,8 @@ from services.data.units import (
     thousand_cny_to_fen,
     tushare_date,
 )
-from shared.market.calendar import FIRST_YEAR, LAST_YEAR, is_trading_day
-from shared.settings import Settings
+from shared.core.market.calendar import FIRST_YEAR, LAST_YEAR, is_trading_day
+from shared.platform.settings import Settings
 
 __all__ = [
     "ConversionError",

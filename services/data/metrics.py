@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from services.data.ingest import Ingestor, IngestResult, Progress
 from services.data.quality import Severity
 from services.data.scheduler import SHANGHAI, latest_due_day, parse_run_time
-from shared.periodic import PeriodicTask
+from shared.platform.periodic import PeriodicTask
 
 log = logging.getLogger(__name__)
 

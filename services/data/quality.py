@@ -27,8 +27,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from shared.domain.codes import Board, InvalidTsCode, parse_ts_code
-from shared.market.rules import price_limit_ratio
+from shared.core.domain.codes import Board, InvalidTsCode, parse_ts_code
+from shared.core.market.rules import price_limit_ratio
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]

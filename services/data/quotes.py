@@ -8,9 +8,9 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 from services.data.store import DataStore, SecurityRecord
-from shared.domain.codes import Board
-from shared.domain.money import from_fen
-from shared.market import limit_prices, price_limit_ratio
+from shared.core.domain.codes import Board
+from shared.core.domain.money import from_fen
+from shared.core.market import limit_prices, price_limit_ratio
 
 # New listings have special limit regimes for at most their first five sessions (STAR/ChiNext/main board after
 # the registration reforms); from the sixth on a stock is "seasoned" and the rules take listing_day=None.

@@ -60,8 +60,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql.dml import Insert
 
 from services.data import units
-from shared.clock import UtcDateTime, utcnow
-from shared.db import Database, DbSession, new_metadata
+from shared.platform.clock import UtcDateTime, utcnow
+from shared.platform.db import Database, DbSession, new_metadata
 
 log = logging.getLogger(__name__)
 

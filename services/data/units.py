@@ -392,7 +392,7 @@ def index_weight_columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
 
 def security_columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     """Tushare `stock_basic` -> securities: exchange and board from the code, is_st from the current name."""
-    from shared.domain.codes import InvalidTsCode, parse_ts_code
+    from shared.core.domain.codes import InvalidTsCode, parse_ts_code
 
     require_columns(frame, ("ts_code", "name", "list_date"), "stock_basic")
     codes = ts_code_column(frame)

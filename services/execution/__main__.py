@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 
 from services.execution.app import NAME, create_app
-from shared.app import serve
-from shared.settings import Settings
+from shared.platform.app import serve
+from shared.platform.settings import Settings
 
 
 def main() -> None:

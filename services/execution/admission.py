@@ -8,8 +8,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from shared.approval import Approval, OrderTerms, approval_error
-from shared.internal_auth import Principal
+from shared.platform.approval import Approval, OrderTerms, approval_error
+from shared.platform.internal_auth import Principal
 
 
 def principal_account(principal: Principal) -> str:

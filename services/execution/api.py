@@ -17,8 +17,8 @@ from services.execution.schemas import (
     PositionOut,
     TradeOut,
 )
-from shared.domain import OrderStatus
-from shared.internal_auth import Principal, internal_principal
+from shared.core.domain import OrderStatus
+from shared.platform.internal_auth import Principal, internal_principal
 
 router = APIRouter(prefix="/v1", tags=["execution"])
 

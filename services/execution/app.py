@@ -15,11 +15,11 @@ from services.execution.desk import OrderDesk
 from services.execution.metrics import ExecutionMetrics
 from services.execution.sessions import DataServiceCalendar
 from services.execution.store import MIGRATIONS, ExecutionStore, outbox
-from shared.app import Infra, create_service_app
-from shared.db import Database
-from shared.domain import to_fen
-from shared.outbox import OutboxRelay
-from shared.settings import Settings
+from shared.core.domain import to_fen
+from shared.platform.app import Infra, create_service_app
+from shared.platform.db import Database
+from shared.platform.outbox import OutboxRelay
+from shared.platform.settings import Settings
 
 NAME = "execution"
 # How long shutdown waits for background work to reach a safe point (the broker call in hand has its own timeout).

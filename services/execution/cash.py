@@ -6,7 +6,7 @@ reserved  = for every open buy order: its unfilled qty x its price cap (the limi
             limit-up price execution looked up when it admitted it), plus the fees of buying that amount;
 available = balance - reserved.
 
-Fees are shared/market's `trade_fees` (commission with its 5 CNY minimum, stamp duty on sells by date, transfer
+Fees are shared/core/market's `trade_fees` (commission with its 5 CNY minimum, stamp duty on sells by date, transfer
 fee, each rounded half-up to the fen), the same call that prices the trades."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 
-from shared.domain import OrderSide, from_fen, to_fen
-from shared.market.rules import Fees, trade_fees
+from shared.core.domain import OrderSide, from_fen, to_fen
+from shared.core.market.rules import Fees, trade_fees
 
 # Ledger entry kinds.
 OPENING = "opening"  # the paper account's opening cash, the first entry of every account

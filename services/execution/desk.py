@@ -32,12 +32,12 @@ from services.execution.store import (
     StoredOrder,
     TradeRecord,
 )
-from shared.approval import OrderTerms
-from shared.clock import utcnow
-from shared.domain import IllegalTransition, OrderSide, OrderStatus, OrderType, to_fen
-from shared.errors import Conflict, Forbidden, NotFound, ServiceError, Unavailable
-from shared.internal_auth import Principal
-from shared.periodic import PeriodicTask
+from shared.core.domain import IllegalTransition, OrderSide, OrderStatus, OrderType, to_fen
+from shared.platform.approval import OrderTerms
+from shared.platform.clock import utcnow
+from shared.platform.errors import Conflict, Forbidden, NotFound, ServiceError, Unavailable
+from shared.platform.internal_auth import Principal
+from shared.platform.periodic import PeriodicTask
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from services.execution.brokers.base import Fill
-from shared.domain import Order
-from shared.events import Envelope, OrderEvent, TradeEvent, make_event
+from shared.core.domain import Order
+from shared.platform.events import Envelope, OrderEvent, TradeEvent, make_event
 
 EXCHANGE_TZ = ZoneInfo("Asia/Shanghai")
 PUBLISHED = (

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
 from services.execution.brokers.base import BrokerReport, Fill
-from shared.domain import OrderStatus, check_transition
-from shared.domain.money import FEN
+from shared.core.domain import OrderStatus, check_transition
+from shared.core.domain.money import FEN
 
 _AVG_PRICE_STEP = Decimal("0.0001")
 

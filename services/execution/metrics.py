@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter
 
-from shared.domain import OrderStatus
+from shared.core.domain import OrderStatus
 
 
 class ExecutionMetrics:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from services.execution.events import exchange_date
-from shared.domain import OrderSide
+from shared.core.domain import OrderSide
 
 
 @dataclass(frozen=True)

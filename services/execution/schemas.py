@@ -9,12 +9,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from services.execution.store import StoredOrder, TradeRecord
-from shared.approval import OrderTerms
-from shared.domain import InvalidTsCode, OrderSide, OrderStatus, OrderType, parse_ts_code
-from shared.market.rules import on_tick
-from shared.request_model import AccountId, ClientOrderId, IdempotencyKey, JsonDecimal, RequestModel, StrictInt
+from shared.core.domain import InvalidTsCode, OrderSide, OrderStatus, OrderType, parse_ts_code
+from shared.core.market.rules import on_tick
+from shared.platform.approval import OrderTerms
+from shared.platform.request_model import AccountId, ClientOrderId, IdempotencyKey, JsonDecimal, RequestModel, StrictInt
 
-# Approvals join fields with a control character (shared/approval.py): none may occur inside a field, which the
+# Approvals join fields with a control character (shared/platform/approval.py): none may occur inside a field, which the
 # printable-ASCII patterns of ClientOrderId, AccountId and IdempotencyKey guarantee.
 
 

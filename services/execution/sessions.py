@@ -9,9 +9,9 @@ from datetime import date, datetime, time
 from typing import Protocol
 
 from services.execution.events import EXCHANGE_TZ
-from shared.errors import ServiceError
-from shared.http import ServiceDirectory
-from shared.internal_auth import service_headers
+from shared.platform.errors import ServiceError
+from shared.platform.http import ServiceDirectory
+from shared.platform.internal_auth import service_headers
 
 SESSION_CLOSE = time(15, 0)  # SSE/SZSE continuous trading and the closing call end at 15:00
 

@@ -35,16 +35,16 @@ from services.execution.brokers.base import BrokerReport
 from services.execution.cash import Cash, OpenBuy, account_cash, buy_reservation_fen
 from services.execution.lifecycle import OrderProgress, ReportPlan, average_price, plan_report
 from services.execution.positions import OpenSell, TradeLot, holdings, oversell_message, sellable
-from shared.approval import OrderTerms
-from shared.clock import UtcDateTime, utcnow
-from shared.db import Database, DbSession, new_metadata
-from shared.domain import Order, OrderSide, OrderStatus, OrderType, from_fen, to_fen
-from shared.domain.money import FEN
-from shared.events import Envelope
-from shared.internal_auth import Principal
-from shared.market.rules import trade_fees
-from shared.observability import current_correlation_id, new_id
-from shared.outbox import add_to_outbox, outbox_table
+from shared.core.domain import Order, OrderSide, OrderStatus, OrderType, from_fen, to_fen
+from shared.core.domain.money import FEN
+from shared.core.market.rules import trade_fees
+from shared.platform.approval import OrderTerms
+from shared.platform.clock import UtcDateTime, utcnow
+from shared.platform.db import Database, DbSession, new_metadata
+from shared.platform.events import Envelope
+from shared.platform.internal_auth import Principal
+from shared.platform.observability import current_correlation_id, new_id
+from shared.platform.outbox import add_to_outbox, outbox_table
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 

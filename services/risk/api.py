@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from services.risk.desk import RiskDesk
 from services.risk.schemas import DecisionOut, OrderRefused, OrderRequest, PlacedOrder
 from services.risk.store import RiskStore
-from shared.internal_auth import Principal, internal_principal
+from shared.platform.internal_auth import Principal, internal_principal
 
 router = APIRouter(prefix="/v1", tags=["risk"])
 

@@ -11,9 +11,9 @@ from services.risk import api
 from services.risk.desk import DataServiceQuotes, ExecutionCash, ExecutionPositions, ExecutionService, RiskDesk
 from services.risk.metrics import RiskMetrics
 from services.risk.store import MIGRATIONS, RiskStore
-from shared.app import Infra, create_service_app
-from shared.db import Database
-from shared.settings import Settings
+from shared.platform.app import Infra, create_service_app
+from shared.platform.db import Database
+from shared.platform.settings import Settings
 
 NAME = "risk"
 

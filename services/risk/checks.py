@@ -10,8 +10,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel
 
-from shared.domain import InvalidTsCode, OrderSide, OrderType, SecurityCode, money, parse_ts_code
-from shared.market.rules import buy_qty_error, on_tick, sell_qty_error, trade_fees
+from shared.core.domain import InvalidTsCode, OrderSide, OrderType, SecurityCode, money, parse_ts_code
+from shared.core.market.rules import buy_qty_error, on_tick, sell_qty_error, trade_fees
 
 
 class ReasonCode(StrEnum):
@@ -147,7 +147,7 @@ def position_checks(order: OrderIntent, security: SecurityCode, holding: Holding
 
 
 def buy_cost(qty: int, unit_price: Decimal, trade_date: date) -> Decimal:
-    """The most a buy can cost: qty x the price cap, plus the fees of that amount (shared/market's trade_fees:
+    """The most a buy can cost: qty x the price cap, plus the fees of that amount (shared/core/market's trade_fees:
     commission with its 5 CNY minimum, transfer fee; no stamp duty on buys). Execution reserves the same."""
     amount = qty * unit_price
     return money(amount + trade_fees(amount, is_sell=False, trade_date=trade_date).total)

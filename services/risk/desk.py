@@ -32,14 +32,14 @@ from services.risk.checks import (
 from services.risk.metrics import Outcome, RiskMetrics
 from services.risk.schemas import OrderRequest
 from services.risk.store import Decision, ExecutionOutcome
-from shared.approval import OrderTerms, sign_approval
-from shared.clock import utcnow
-from shared.domain import PRICE_TICK, InvalidTsCode, OrderSide, OrderType, money, parse_ts_code
-from shared.errors import Forbidden, ServiceError, Unavailable
-from shared.http import ServiceDirectory
-from shared.internal_auth import INTERNAL_HEADER, Principal, mint_internal_token, service_headers
-from shared.observability import current_correlation_id, new_id
-from shared.roles import Role
+from shared.core.domain import PRICE_TICK, InvalidTsCode, OrderSide, OrderType, money, parse_ts_code
+from shared.platform.approval import OrderTerms, sign_approval
+from shared.platform.clock import utcnow
+from shared.platform.errors import Forbidden, ServiceError, Unavailable
+from shared.platform.http import ServiceDirectory
+from shared.platform.internal_auth import INTERNAL_HEADER, Principal, mint_internal_token, service_headers
+from shared.platform.observability import current_correlation_id, new_id
+from shared.platform.roles import Role
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,8 @@ class CashSource(Protocol):
 EXECUTION_REFUSALS = frozenset({"insufficient_position", "insufficient_cash", "price_cap_unknown"})
 # Codes of execution's 503s that say why it cannot take the order now: relayed as they are.
 EXECUTION_UNAVAILABLE_CODES = frozenset({"market_data_unavailable"})
-# Execution's own dependency down (shared.errors.dependency_failure): relayed with its code. The order may or may
+# Execution's own dependency down (shared.platform.errors.dependency_failure): relayed with its code. The order may
+# or may
 # not be stored (a COMMIT whose answer was lost may have landed): the client sends it again with the same
 # client_order_id, which either finds it or places it once.
 EXECUTION_DEPENDENCY_CODES = frozenset({"database_unavailable", "cache_unavailable", "bus_unavailable"})

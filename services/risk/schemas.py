@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field, model_validator
 
-from shared.domain import OrderSide, OrderType
-from shared.request_model import ClientOrderId, JsonDecimal, RequestModel, StrictInt
+from shared.core.domain import OrderSide, OrderType
+from shared.platform.request_model import ClientOrderId, JsonDecimal, RequestModel, StrictInt
 
 
 class OrderRequest(RequestModel):

@@ -14,9 +14,9 @@ from sqlalchemy import BigInteger, Boolean, Column, Dialect, Index, String, Tabl
 from sqlalchemy.engine import Row
 from sqlalchemy.types import TypeDecorator
 
-from shared.clock import UtcDateTime
-from shared.db import Database, new_metadata
-from shared.outbox import outbox_table
+from shared.platform.clock import UtcDateTime
+from shared.platform.db import Database, new_metadata
+from shared.platform.outbox import outbox_table
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 

@@ -4,8 +4,8 @@ LH_PORT, default 8102)."""
 import os
 
 from services.strategy.app import SERVICE, create_app
-from shared.app import serve
-from shared.settings import Settings
+from shared.platform.app import serve
+from shared.platform.settings import Settings
 
 
 def main() -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from shared.errors import NotFound
-from shared.strategy import StrategyInfo
-from shared.strategy.indicators import IndicatorInfo, UnknownIndicatorError, indicator_info, list_indicators
+from shared.platform.errors import NotFound
+from shared.research.strategy import StrategyInfo
+from shared.research.strategy.indicators import IndicatorInfo, UnknownIndicatorError, indicator_info, list_indicators
 
 # One router under /v1 so that the app factory's `routers=[router]` puts every route behind the internal token.
 router = APIRouter(prefix="/v1")
@@ -38,7 +38,8 @@ async def get_strategy(name: str, request: Request) -> StrategyInfo:
 
 @router.get("/indicators", response_model=list[IndicatorInfo], tags=["indicators"])
 async def get_indicators() -> list[IndicatorInfo]:
-    """Every indicator `shared.strategy.indicators.compute` knows: the TA-Lib functions and the A-share staples,
+    """Every indicator `shared.research.strategy.indicators.compute` knows: the TA-Lib functions and the A-share
+    staples,
     with inputs, parameters (types, defaults) and outputs."""
     return list_indicators()
 

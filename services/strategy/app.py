@@ -8,9 +8,9 @@ from collections.abc import Mapping
 from fastapi import FastAPI
 
 from services.strategy.api import router
-from shared.app import Infra, create_service_app
-from shared.settings import Settings
-from shared.strategy import Strategy, describe, discover_strategies
+from shared.platform.app import Infra, create_service_app
+from shared.platform.settings import Settings
+from shared.research.strategy import Strategy, describe, discover_strategies
 
 SERVICE = "strategy"
 

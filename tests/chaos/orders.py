@@ -18,7 +18,7 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from shared.events.envelope import Envelope
+from shared.platform.events.envelope import Envelope
 
 FINAL = ("filled", "cancelled", "rejected")
 REPORT: list[Figures] = []  # one per fault, printed at the end of the run (tests/chaos/conftest.py)

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from lianghua.fleet import DEFAULT_PORTS, Fleet
-from shared.bus.amqp import AmqpBus
+from shared.platform.bus.amqp import AmqpBus
 from tests.chaos.conftest import Servers
 from tests.chaos.orders import REPORT, REPORT_FOOTER, Auditor, Figures, OrderStream, reconcile
 from tests.chaos.servers import free_port

@@ -3,7 +3,7 @@ store rows and events, so that its zeros in `make chaos` mean something. Pure; r
 
 from __future__ import annotations
 
-from shared.events.envelope import Envelope
+from shared.platform.events.envelope import Envelope
 from tests.chaos.orders import Auditor, Figures, Sent, count
 
 

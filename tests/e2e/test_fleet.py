@@ -20,8 +20,8 @@ import pytest
 from websockets.asyncio.client import connect
 
 from lianghua.fleet import DEFAULT_PORTS, Fleet
-from shared.approval import OrderTerms, sign_approval
-from shared.internal_auth import INTERNAL_HEADER, Principal, mint_internal_token
+from shared.platform.approval import OrderTerms, sign_approval
+from shared.platform.internal_auth import INTERNAL_HEADER, Principal, mint_internal_token
 from tests.conftest import Backing
 from tests.e2e.flow import Session, create_user, login, place_order_and_see_the_fill, tradable_main_board_stock
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from lianghua.standalone import build_app
-from shared.settings import Mode, Settings
+from shared.platform.settings import Mode, Settings
 from tests.e2e.flow import Session, create_user, login, tradable_main_board_stock
 
 pytestmark = pytest.mark.e2e

@@ -23,7 +23,7 @@ import pytest
 import uvicorn
 
 from lianghua.standalone import build_app
-from shared.settings import Mode, Settings
+from shared.platform.settings import Mode, Settings
 
 pytestmark = pytest.mark.e2e
 

@@ -240,7 +240,7 @@
     $("order-qty-hint").textContent = lotHint(security ? security.board : null, $("order-side").value);
   }
 
-  // The lot rules risk applies (shared/market/rules.py), as a hint: risk still decides.
+  // The lot rules risk applies (shared/core/market/rules.py), as a hint: risk still decides.
   const BUY_LOTS = {
     main: "Buys in lots of 100 shares.",
     chinext: "Buys in lots of 100 shares.",

@@ -17,9 +17,9 @@ import pandas as pd
 
 from services.data.demo import DemoMarket, generate_demo_market
 from services.data.providers.port import API_SCHEMAS, LIST_STATUSES, DateLike, empty_frame, ymd
-from shared.domain.codes import Board, Exchange
-from shared.market import is_trading_day, limit_prices, price_limit_ratio
-from shared.settings import Settings
+from shared.core.domain.codes import Board, Exchange
+from shared.core.market import is_trading_day, limit_prices, price_limit_ratio
+from shared.platform.settings import Settings
 
 # Tushare's names for the listing venue (stock_basic.market / .exchange).
 TUSHARE_MARKET = {Board.MAIN: "主板", Board.CHINEXT: "创业板", Board.STAR: "科创板", Board.BSE: "北交所"}
@@ -125,7 +125,7 @@ class DemoProvider:
         return (await self._day_rows(trade_date, basic=True)).loc[:, list(API_SCHEMAS["daily_basic"].fields)]
 
     async def stk_limit(self, trade_date: DateLike, *, expect_rows: bool = False) -> pd.DataFrame:
-        """Limit prices from shared.market's rules on each traded stock's pre_close (every demo stock is seasoned,
+        """Limit prices from shared.core.market's rules on each traded stock's pre_close (every demo stock is seasoned,
         so no IPO no-limit days)."""
         market = await self.market()
         rows = await self._day_rows(trade_date)

@@ -501,7 +501,7 @@ def read_securities_file(path: str | Path) -> pd.DataFrame:
     """A stock list in Tushare's `stock_basic` layout (ts_code, symbol, name, area, industry, market, list_date,
     delist_date, list_status, ...; other columns are ignored), validated whole like a bars file: the columns
     `DataStore.upsert_securities` takes, text or None, dates as 'YYYYMMDD'."""
-    from shared.domain.codes import InvalidTsCode, parse_ts_code
+    from shared.core.domain.codes import InvalidTsCode, parse_ts_code
 
     file, raw, first_line, unit = _read_any(path)
     columns = _check_columns(file, raw, SECURITY_REQUIRED, unit)

@@ -10,7 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol, runtime_checkable
 
-from shared.domain import Order, OrderStatus
+from shared.core.domain import Order, OrderStatus
 
 
 class BrokerUnavailable(Exception):

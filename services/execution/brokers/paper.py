@@ -19,12 +19,12 @@ from sqlalchemy.exc import IntegrityError
 
 from services.execution.brokers.base import BrokerReport, BrokerUnavailable, Fill
 from services.execution.store import paper_fills, paper_orders
-from shared.clock import utcnow
-from shared.db import Database
-from shared.domain import Order, OrderSide, OrderStatus, OrderType, from_fen, price, to_fen
-from shared.errors import ServiceError
-from shared.http import ServiceDirectory
-from shared.internal_auth import service_headers
+from shared.core.domain import Order, OrderSide, OrderStatus, OrderType, from_fen, price, to_fen
+from shared.platform.clock import utcnow
+from shared.platform.db import Database
+from shared.platform.errors import ServiceError
+from shared.platform.http import ServiceDirectory
+from shared.platform.internal_auth import service_headers
 
 NEVER_REACHED_BROKER = "cancelled before it reached the broker"
 CLIENT_CANCEL = "cancelled by the client"

@@ -15,9 +15,9 @@ import pyarrow.ipc as ipc
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from shared.errors import ServiceError
-from shared.internal_auth import INTERNAL_HEADER, verify_internal_token
-from shared.strategy import Strategy
+from shared.platform.errors import ServiceError
+from shared.platform.internal_auth import INTERNAL_HEADER, verify_internal_token
+from shared.research.strategy import Strategy
 from strategies.buy_and_hold import BuyAndHold
 from tests.integration.backtest.strategies_for_tests.misbehaving import Explode, Slow
 

@@ -30,16 +30,16 @@ from services.backtest.worker import BacktestWorker
 from services.data.api import bulk_directory
 from services.data.app import create_app as create_data_app
 from services.data.demo import DemoMarket, generate_demo_market
-from shared.app import Infra
-from shared.bus import create_bus
-from shared.cache import create_cache
-from shared.engine import BacktestConfig, load_bars, run_backtest
-from shared.engine.optimize import ParameterSpace, evaluate
-from shared.http import ServiceDirectory
-from shared.internal_auth import INTERNAL_HEADER, Principal, mint_internal_token
-from shared.market.calendar import sse_trading_days
-from shared.settings import Settings
-from shared.strategy import discover_strategies
+from shared.core.market.calendar import sse_trading_days
+from shared.platform.app import Infra
+from shared.platform.bus import create_bus
+from shared.platform.cache import create_cache
+from shared.platform.http import ServiceDirectory
+from shared.platform.internal_auth import INTERNAL_HEADER, Principal, mint_internal_token
+from shared.platform.settings import Settings
+from shared.research.engine import BacktestConfig, load_bars, run_backtest
+from shared.research.engine.optimize import ParameterSpace, evaluate
+from shared.research.strategy import discover_strategies
 from strategies.factor import Factor
 from tests.conftest import Backing
 

@@ -21,16 +21,16 @@ from sqlalchemy import update
 from services.backtest.app import create_app
 from services.backtest.store import BacktestStatus, backtests, metadata
 from services.backtest.worker import MAX_ATTEMPTS, BacktestWorker
-from shared.app import Infra
-from shared.bus import create_bus
-from shared.bus.amqp import AmqpBus
-from shared.cache import create_cache
-from shared.clock import utcnow
-from shared.events import Envelope
-from shared.http import ServiceDirectory
-from shared.internal_auth import INTERNAL_HEADER, Principal, mint_internal_token
-from shared.market.calendar import sse_trading_days
-from shared.settings import Settings
+from shared.core.market.calendar import sse_trading_days
+from shared.platform.app import Infra
+from shared.platform.bus import create_bus
+from shared.platform.bus.amqp import AmqpBus
+from shared.platform.cache import create_cache
+from shared.platform.clock import utcnow
+from shared.platform.events import Envelope
+from shared.platform.http import ServiceDirectory
+from shared.platform.internal_auth import INTERNAL_HEADER, Principal, mint_internal_token
+from shared.platform.settings import Settings
 from tests.conftest import Backing
 from tests.integration.backtest.fakes import BARS, D1, D2, D3, D4, STRATEGIES, FakeData, steady_bars
 
@@ -506,7 +506,7 @@ async def test_bad_requests_are_refused_and_nothing_is_stored(stack: Stack) -> N
         "backwards": ({**good, "start": "2024-03-07", "end": "2024-03-04"}, 422, "invalid_request", "end"),
         "no cash": ({**good, "initial_cash": 0}, 422, "invalid_request", "initial_cash"),
         "fractions of a fen": ({**good, "initial_cash": "1000.001"}, 422, "invalid_request", "initial_cash"),
-        # Read strictly (shared/request_model.py): no unknown field, no timestamp for a date, no boolean or inexact
+        # Read strictly (shared/platform/request_model.py): no unknown field, no timestamp for a date, no boolean or inexact
         # number for an amount, no string for a boolean.
         "unknown field": ({**good, "stop_loss": "0.1"}, 422, "invalid_request", "stop_loss"),
         "a date as a number": ({**good, "start": 20240304}, 422, "invalid_request", "start"),
@@ -579,7 +579,7 @@ async def test_readiness_checks_the_database(stack: Stack) -> None:
 
 
 def test_dates_of_the_fixture_are_trading_days() -> None:
-    from shared.market.calendar import is_trading_day
+    from shared.core.market.calendar import is_trading_day
 
     assert all(is_trading_day(d) for d in (D1, D2, D3, D4))
     assert (D1.isoweekday(), D4.isoweekday()) == (1, 4)

@@ -21,13 +21,13 @@ from sqlalchemy.engine import Connection
 
 from services.backtest.app import create_app
 from services.backtest.store import MIGRATIONS_DIR, BacktestStore, backtests, metadata
-from shared.app import Infra
-from shared.bus import MemoryBus
-from shared.cache import MemoryCache
-from shared.db import Database
-from shared.http import ServiceDirectory
-from shared.internal_auth import INTERNAL_HEADER, Principal, mint_internal_token
-from shared.settings import Settings
+from shared.platform.app import Infra
+from shared.platform.bus import MemoryBus
+from shared.platform.cache import MemoryCache
+from shared.platform.db import Database
+from shared.platform.http import ServiceDirectory
+from shared.platform.internal_auth import INTERNAL_HEADER, Principal, mint_internal_token
+from shared.platform.settings import Settings
 from strategies.bollinger import Bollinger
 from strategies.buy_and_hold import BuyAndHold
 from strategies.dual_ma import DualMA

@@ -20,13 +20,14 @@ import pytest
 from bench.engine import synthetic_bars
 from services.backtest.optimize import TASK_QUEUE, OptimisationRequest, OptimisationTaskHandler, submit_optimisation
 from services.backtest.optimize_store import OptimisationRecord, OptimisationStore, PointStatus, point_hash
-from shared.app import Infra
-from shared.bus import create_bus
-from shared.bus.amqp import AmqpBus
-from shared.cache import create_cache
-from shared.db import Database
-from shared.engine import BacktestConfig, load_bars
-from shared.engine.optimize import (
+from shared.platform.app import Infra
+from shared.platform.bus import create_bus
+from shared.platform.bus.amqp import AmqpBus
+from shared.platform.cache import create_cache
+from shared.platform.db import Database
+from shared.platform.http import ServiceDirectory
+from shared.research.engine import BacktestConfig, load_bars
+from shared.research.engine.optimize import (
     Constraint,
     GeneticSettings,
     Objective,
@@ -35,7 +36,6 @@ from shared.engine.optimize import (
     genetic_search,
     rank,
 )
-from shared.http import ServiceDirectory
 from strategies.dual_ma import DualMA
 from tests.conftest import Backing
 
@@ -217,8 +217,8 @@ async def api(
     from fastapi import FastAPI
 
     from services.backtest.optimize_api import router
-    from shared.app import create_service_app
-    from shared.internal_auth import INTERNAL_HEADER, Principal, mint_internal_token
+    from shared.platform.app import create_service_app
+    from shared.platform.internal_auth import INTERNAL_HEADER, Principal, mint_internal_token
 
     settings = backing.settings("opt")
     infra = Infra(
@@ -331,7 +331,7 @@ async def test_a_bad_ga_or_config_is_a_422_naming_the_field_and_stores_nothing(
 
 
 async def test_walk_forward_as_a_task_equals_the_library(stack: Stack) -> None:
-    from shared.engine.optimize import walk_forward
+    from shared.research.engine.optimize import walk_forward
 
     spec = {"fast": [2, 4], "slow": [6, 12]}
     oid = secrets.token_hex(8)
@@ -402,8 +402,8 @@ async def test_a_cancelled_optimisation_skips_its_queued_batches(stack: Stack) -
 
 
 async def test_the_sweep_requeues_a_lost_walk_forward_but_never_one_a_worker_is_running(stack: Stack) -> None:
-    from shared.bus import MemoryBus
-    from shared.cache import MemoryCache
+    from shared.platform.bus import MemoryBus
+    from shared.platform.cache import MemoryCache
 
     class RecordingBus(MemoryBus):
         def __init__(self) -> None:

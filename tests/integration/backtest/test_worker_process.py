@@ -24,11 +24,11 @@ import pytest
 import uvicorn
 
 from services.backtest.app import create_app
-from shared.bus.amqp import AmqpBus
-from shared.events import Envelope
-from shared.internal_auth import INTERNAL_HEADER, Principal, mint_internal_token
-from shared.market.calendar import sse_trading_days
-from shared.settings import Settings
+from shared.core.market.calendar import sse_trading_days
+from shared.platform.bus.amqp import AmqpBus
+from shared.platform.events import Envelope
+from shared.platform.internal_auth import INTERNAL_HEADER, Principal, mint_internal_token
+from shared.platform.settings import Settings
 from tests.conftest import ROOT, Backing
 from tests.integration.backtest.fakes import BARS, STRATEGIES, FakeData, steady_bars
 from tests.integration.backtest.test_backtest_flow import _dead_letter

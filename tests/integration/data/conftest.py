@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from services.data.store import MIGRATIONS_DIR, DataStore
-from shared.db import Database
+from shared.platform.db import Database
 
 
 @pytest.fixture

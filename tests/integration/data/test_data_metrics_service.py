@@ -16,7 +16,7 @@ from services.data.app import TradingDays, create_app
 from services.data.metrics import DataMetrics, StoredThrough, day_start_timestamp
 from services.data.scheduler import SHANGHAI
 from services.data.store import adj_factors, daily_bars, daily_basic, stk_limits
-from shared.internal_auth import service_headers
+from shared.platform.internal_auth import service_headers
 from tests.integration.data.test_ingest_tushare import market, provider_for
 from tests.support.fake_tushare import FakeTushare
 

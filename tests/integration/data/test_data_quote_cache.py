@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 
 from services.data.app import create_app
-from shared.internal_auth import service_headers
+from shared.platform.internal_auth import service_headers
 
 pytestmark = pytest.mark.integration
 

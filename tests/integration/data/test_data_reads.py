@@ -22,8 +22,8 @@ from services.data.app import create_app
 from services.data.bulk import read_answer
 from services.data.demo import DemoMarket, generate_demo_market
 from services.data.store import DataStore, QualityFinding, daily_bars
-from shared.internal_auth import service_headers
-from shared.settings import Settings
+from shared.platform.internal_auth import service_headers
+from shared.platform.settings import Settings
 
 pytestmark = pytest.mark.integration
 

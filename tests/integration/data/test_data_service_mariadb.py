@@ -18,8 +18,8 @@ from services.data.app import create_app
 from services.data.demo import DemoMarket, generate_demo_market
 from services.data.loader import load_demo_market
 from services.data.store import DataStore, daily_bars, metadata, securities, trade_calendar
-from shared.internal_auth import INTERNAL_HEADER, service_headers
-from shared.settings import Settings
+from shared.platform.internal_auth import INTERNAL_HEADER, service_headers
+from shared.platform.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -23,10 +23,10 @@ from services.data.cache import ReadCache
 from services.data.demo import generate_demo_market
 from services.data.loader import load_demo_market
 from services.data.store import MIGRATIONS_DIR, DataStore, daily_bars, metadata
-from shared.cache import MemoryCache
-from shared.db import Database
-from shared.internal_auth import service_headers
-from shared.settings import Settings
+from shared.platform.cache import MemoryCache
+from shared.platform.db import Database
+from shared.platform.internal_auth import service_headers
+from shared.platform.settings import Settings
 
 
 async def test_standalone_sqlite_store(tmp_path: Path) -> None:

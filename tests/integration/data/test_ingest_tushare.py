@@ -42,9 +42,9 @@ from services.data.store import (
     suspensions,
     trade_calendar,
 )
-from shared.bus import create_bus
-from shared.events.envelope import Envelope
-from shared.internal_auth import service_headers
+from shared.platform.bus import create_bus
+from shared.platform.events.envelope import Envelope
+from shared.platform.internal_auth import service_headers
 from tests.support.fake_tushare import FakeTushare, with_other_securities
 
 pytestmark = pytest.mark.integration

@@ -21,7 +21,7 @@ from services.data.ingest import IngestOptions, Ingestor
 from services.data.ingest_api import ingest_router
 from services.data.quality import RULES, QualityThresholds
 from services.data.store import MIGRATIONS_DIR, DataStore, daily_bars, stk_limits, suspensions
-from shared.db import Database
+from shared.platform.db import Database
 from tests.integration.data.test_ingest_tushare import market
 
 pytestmark = pytest.mark.integration

@@ -19,19 +19,19 @@ from sqlalchemy import update
 from services.execution.app import create_app as create_execution_app
 from services.execution.store import ExecutionStore, trades
 from services.risk.app import create_app as create_risk_app
-from shared.app import Infra
-from shared.approval import OrderTerms, sign_approval
-from shared.bus import EventBus, EventHandler, JobHandler, create_bus
-from shared.bus.amqp import AmqpBus
-from shared.cache import create_cache
-from shared.clock import utcnow
-from shared.errors import ServiceError
-from shared.events import Envelope
-from shared.http import ServiceDirectory
-from shared.internal_auth import INTERNAL_HEADER, Principal, mint_internal_token, verify_internal_token
-from shared.market.calendar import FIRST_YEAR, LAST_YEAR, is_trading_day
-from shared.observability import new_id
-from shared.settings import Settings
+from shared.core.market.calendar import FIRST_YEAR, LAST_YEAR, is_trading_day
+from shared.platform.app import Infra
+from shared.platform.approval import OrderTerms, sign_approval
+from shared.platform.bus import EventBus, EventHandler, JobHandler, create_bus
+from shared.platform.bus.amqp import AmqpBus
+from shared.platform.cache import create_cache
+from shared.platform.clock import utcnow
+from shared.platform.errors import ServiceError
+from shared.platform.events import Envelope
+from shared.platform.http import ServiceDirectory
+from shared.platform.internal_auth import INTERNAL_HEADER, Principal, mint_internal_token, verify_internal_token
+from shared.platform.observability import new_id
+from shared.platform.settings import Settings
 
 
 def quote(ts_code: str, last_close: str, limit_up: str, limit_down: str, **kw: Any) -> dict[str, Any]:
@@ -308,7 +308,7 @@ async def fleet(settings: Settings, *, stoppable_bus: bool = False) -> AsyncIter
 async def settle(f: Fleet) -> None:
     """Wait until execution's outbox relay has published everything and is idle. Leaving the fleet while the relay
     is being woken up can make its shutdown wait the full grace period: on Python 3.11, asyncio.wait_for swallows a
-    cancellation that arrives as the awaited wake-up completes (the idle wait of shared/periodic.py's loop, which the relay runs)."""
+    cancellation that arrives as the awaited wake-up completes (the idle wait of shared/platform/periodic.py's loop, which the relay runs)."""
     from services.execution.store import outbox
 
     relay = f.execution_app.state.relay

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from services.execution.store import cash_ledger, orders, refused_submissions
-from shared.approval import OrderTerms
-from shared.internal_auth import Principal
+from shared.platform.approval import OrderTerms
+from shared.platform.internal_auth import Principal
 from tests.conftest import Backing
 from tests.integration.execution.order_path_harness import (
     Fleet,

@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 
 from services.execution.store import accounts, cash_ledger
-from shared.internal_auth import Principal
-from shared.observability import new_id
+from shared.platform.internal_auth import Principal
+from shared.platform.observability import new_id
 from tests.conftest import Backing
 from tests.integration.execution.order_path_harness import fleet, settle, trader
 

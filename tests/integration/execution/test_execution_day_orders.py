@@ -12,9 +12,9 @@ import services.execution.store as execution_store
 from services.execution.brokers.base import BrokerReport
 from services.execution.desk import OrderDesk
 from services.execution.store import paper_fills, paper_orders
-from shared.approval import OrderTerms
-from shared.domain import OrderStatus
-from shared.internal_auth import Principal
+from shared.core.domain import OrderStatus
+from shared.platform.approval import OrderTerms
+from shared.platform.internal_auth import Principal
 from tests.conftest import Backing
 from tests.integration.execution.order_path_harness import (
     Fleet,

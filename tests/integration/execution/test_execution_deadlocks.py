@@ -18,11 +18,11 @@ from services.execution import store as execution_store
 from services.execution.brokers.base import BrokerReport, Fill
 from services.execution.events import exchange_date
 from services.execution.store import MIGRATIONS, ExecutionStore, cash_ledger, orders, outbox, trades
-from shared.approval import OrderTerms
-from shared.db import Database
-from shared.domain import OrderStatus, to_fen
-from shared.events import Envelope
-from shared.observability import new_id
+from shared.core.domain import OrderStatus, to_fen
+from shared.platform.approval import OrderTerms
+from shared.platform.db import Database
+from shared.platform.events import Envelope
+from shared.platform.observability import new_id
 from tests.conftest import Backing
 
 pytestmark = pytest.mark.integration

@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import update
 
 from services.execution.store import cash_ledger, orders, trades
-from shared.clock import utcnow
-from shared.internal_auth import Principal
-from shared.observability import new_id
+from shared.platform.clock import utcnow
+from shared.platform.internal_auth import Principal
+from shared.platform.observability import new_id
 from tests.conftest import Backing
 from tests.integration.execution.order_path_harness import Fleet, fleet, limit_buy, settle, signed_order, trader
 

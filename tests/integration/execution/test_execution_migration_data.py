@@ -15,8 +15,8 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
 from services.execution.store import MIGRATIONS, ExecutionStore
-from shared.db import Database
-from shared.observability import new_id
+from shared.platform.db import Database
+from shared.platform.observability import new_id
 from tests.conftest import Backing
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,7 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
 from services.execution.store import MIGRATIONS, metadata
-from shared.db import Database
+from shared.platform.db import Database
 from tests.conftest import Backing
 
 pytestmark = pytest.mark.integration

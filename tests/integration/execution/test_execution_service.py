@@ -16,11 +16,11 @@ from sqlalchemy.ext.asyncio import create_async_engine
 import services.execution.store as execution_store
 from services.execution.desk import OrderDesk
 from services.execution.store import orders, outbox, paper_fills, paper_orders, refused_submissions, trades
-from shared.approval import OrderTerms, sign_approval
-from shared.events import Envelope
-from shared.internal_auth import Principal
-from shared.observability import new_id
-from shared.settings import Settings
+from shared.platform.approval import OrderTerms, sign_approval
+from shared.platform.events import Envelope
+from shared.platform.internal_auth import Principal
+from shared.platform.observability import new_id
+from shared.platform.settings import Settings
 from tests.conftest import Backing
 from tests.integration.execution.order_path_harness import (
     Fleet,

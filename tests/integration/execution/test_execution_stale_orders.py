@@ -15,10 +15,10 @@ import services.execution.store as execution_store
 from services.execution.brokers.base import BrokerReport, BrokerUnavailable
 from services.execution.desk import OrderDesk
 from services.execution.store import paper_orders, trades
-from shared.approval import OrderTerms, sign_approval
-from shared.domain import Order
-from shared.internal_auth import Principal
-from shared.observability import new_id
+from shared.core.domain import Order
+from shared.platform.approval import OrderTerms, sign_approval
+from shared.platform.internal_auth import Principal
+from shared.platform.observability import new_id
 from tests.conftest import Backing
 from tests.integration.execution.order_path_harness import Fleet, fleet, quote, settle, trader
 

@@ -10,13 +10,13 @@ import pytest
 from services.execution.app import create_app as create_execution_app
 from services.execution.store import orders, trades
 from services.risk.app import create_app as create_risk_app
-from shared.app import Infra
-from shared.approval import OrderTerms, sign_approval
-from shared.bus import MemoryBus
-from shared.cache import MemoryCache
-from shared.http import ServiceDirectory
-from shared.observability import new_id
-from shared.settings import Settings
+from shared.platform.app import Infra
+from shared.platform.approval import OrderTerms, sign_approval
+from shared.platform.bus import MemoryBus
+from shared.platform.cache import MemoryCache
+from shared.platform.http import ServiceDirectory
+from shared.platform.observability import new_id
+from shared.platform.settings import Settings
 from tests.integration.execution.order_path_harness import FakeDataService, headers, trader, until
 
 

@@ -18,13 +18,13 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from gateway.app import create_app
-from shared.app import Infra
-from shared.bus import create_bus
-from shared.cache import create_cache
-from shared.errors import ServiceError
-from shared.http import ServiceDirectory
-from shared.internal_auth import INTERNAL_HEADER, Principal, verify_internal_token
-from shared.settings import Settings
+from shared.platform.app import Infra
+from shared.platform.bus import create_bus
+from shared.platform.cache import create_cache
+from shared.platform.errors import ServiceError
+from shared.platform.http import ServiceDirectory
+from shared.platform.internal_auth import INTERNAL_HEADER, Principal, verify_internal_token
+from shared.platform.settings import Settings
 
 pytestmark = pytest.mark.integration
 

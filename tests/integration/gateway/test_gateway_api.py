@@ -21,12 +21,12 @@ import pytest
 
 from gateway.app import create_app
 from gateway.security import issue_token, new_api_key
-from shared.app import Infra
-from shared.bus import create_bus
-from shared.cache import create_cache
-from shared.http import ServiceDirectory
-from shared.internal_auth import INTERNAL_HEADER
-from shared.roles import Role
+from shared.platform.app import Infra
+from shared.platform.bus import create_bus
+from shared.platform.cache import create_cache
+from shared.platform.http import ServiceDirectory
+from shared.platform.internal_auth import INTERNAL_HEADER
+from shared.platform.roles import Role
 from tests.integration.gateway.conftest import Gateway, build_downstream
 
 pytestmark = pytest.mark.integration

@@ -17,13 +17,13 @@ from websockets.exceptions import ConnectionClosed
 
 from gateway.app import create_app
 from gateway.security import new_api_key
-from shared.app import Infra
-from shared.bus import EventBus, create_bus
-from shared.cache import create_cache
-from shared.events.envelope import Envelope, make_event
-from shared.events.schemas import BacktestFinished, BacktestProgress, OrderEvent
-from shared.http import ServiceDirectory
-from shared.roles import Role
+from shared.platform.app import Infra
+from shared.platform.bus import EventBus, create_bus
+from shared.platform.cache import create_cache
+from shared.platform.events.envelope import Envelope, make_event
+from shared.platform.events.schemas import BacktestFinished, BacktestProgress, OrderEvent
+from shared.platform.http import ServiceDirectory
+from shared.platform.roles import Role
 
 pytestmark = pytest.mark.integration
 

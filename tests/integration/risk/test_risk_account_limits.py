@@ -9,7 +9,7 @@ import pytest
 
 from services.execution.store import orders
 from services.risk.checks import Holding
-from shared.observability import new_id
+from shared.platform.observability import new_id
 from tests.conftest import Backing
 from tests.integration.execution.order_path_harness import fleet, settle, trader, trades_were_yesterday
 

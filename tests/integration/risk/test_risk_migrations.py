@@ -13,8 +13,8 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
 from services.risk.store import MIGRATIONS, Decision, ExecutionOutcome, RiskStore, metadata
-from shared.db import Database
-from shared.observability import new_id
+from shared.platform.db import Database
+from shared.platform.observability import new_id
 from tests.conftest import Backing
 
 pytestmark = pytest.mark.integration

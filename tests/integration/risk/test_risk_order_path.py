@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from services.execution.store import orders, paper_fills, trades
-from shared.internal_auth import Principal
-from shared.observability import CORRELATION_HEADER, new_id
+from shared.platform.internal_auth import Principal
+from shared.platform.observability import CORRELATION_HEADER, new_id
 from tests.conftest import Backing
 from tests.integration.execution.order_path_harness import (
     Fleet,

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from services.risk.store import ExecutionOutcome
-from shared.internal_auth import Principal
-from shared.observability import new_id
+from shared.platform.internal_auth import Principal
+from shared.platform.observability import new_id
 from tests.conftest import Backing
 from tests.integration.execution.order_path_harness import fleet, quote, settle, trader
 

@@ -10,13 +10,13 @@ import aio_pika
 import pytest
 from sqlalchemy import Column, Integer, String, Table, func, select
 
-from shared.bus import IdempotentHandler
-from shared.bus.amqp import AmqpBus
-from shared.cache import RedisCache
-from shared.db import Database, new_metadata
-from shared.events import Envelope, OrderEvent, make_event
-from shared.observability import correlation_id_var
-from shared.outbox import OutboxRelay, add_to_outbox, outbox_table
+from shared.platform.bus import IdempotentHandler
+from shared.platform.bus.amqp import AmqpBus
+from shared.platform.cache import RedisCache
+from shared.platform.db import Database, new_metadata
+from shared.platform.events import Envelope, OrderEvent, make_event
+from shared.platform.observability import correlation_id_var
+from shared.platform.outbox import OutboxRelay, add_to_outbox, outbox_table
 from tests.conftest import Backing
 
 pytestmark = pytest.mark.integration
@@ -176,13 +176,13 @@ async def test_database_migrations_and_outbox_relay_on_mysql(backing: Backing, t
     (migrations / "versions").mkdir(parents=True)
     (migrations / "env.py").write_text(
         "from tests.integration.shared.test_adapters import _metadata_for_env\n"
-        "from shared.db import run_migrations_env\n"
+        "from shared.platform.db import run_migrations_env\n"
         "run_migrations_env(_metadata_for_env())\n"
     )
     (migrations / "script.py.mako").write_text("")
     (migrations / "versions" / "0001_initial.py").write_text(
         "import sqlalchemy as sa\nfrom alembic import op\n"
-        "from shared.db import PreciseDateTime\n"
+        "from shared.platform.db import PreciseDateTime\n"
         "revision = '0001'\ndown_revision = None\n"
         "def upgrade():\n"
         "    op.create_table('orders', sa.Column('id', sa.Integer, primary_key=True), sa.Column('status', sa.String(16)))\n"

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy import Column, Integer, String, Table, func, select, update
 
-from shared.db import Database, new_metadata
+from shared.platform.db import Database, new_metadata
 from tests.conftest import Backing
 
 pytestmark = pytest.mark.integration

@@ -11,11 +11,11 @@ import talib
 
 from gateway.app import create_app as create_gateway
 from services.strategy.app import create_app
-from shared.app import Infra
-from shared.bus import create_bus
-from shared.cache import create_cache
-from shared.http import ServiceDirectory
-from shared.internal_auth import service_headers
+from shared.platform.app import Infra
+from shared.platform.bus import create_bus
+from shared.platform.cache import create_cache
+from shared.platform.http import ServiceDirectory
+from shared.platform.internal_auth import service_headers
 from tests.conftest import Backing
 
 pytestmark = pytest.mark.integration

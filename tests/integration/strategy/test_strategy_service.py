@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from services.strategy.app import create_app
-from shared.internal_auth import INTERNAL_HEADER, Principal, mint_internal_token
+from shared.platform.internal_auth import INTERNAL_HEADER, Principal, mint_internal_token
 from tests.conftest import Backing
 from tests.integration.backtest.fakes import STRATEGIES
 

@@ -11,8 +11,8 @@ import pytest
 
 from services.backtest.events import backtest_progress
 from services.backtest.market_data import BarsUnavailable, MarketData, engine_frame
-from shared.http import ServiceClient
-from shared.internal_auth import INTERNAL_HEADER, Principal, mint_internal_token
+from shared.platform.http import ServiceClient
+from shared.platform.internal_auth import INTERNAL_HEADER, Principal, mint_internal_token
 from tests.integration.backtest.fakes import D1, D4, FakeData
 
 SECRET = "unit-test-secret-unit-test-secret"

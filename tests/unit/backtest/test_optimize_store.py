@@ -14,8 +14,8 @@ from sqlalchemy import Update
 from sqlalchemy.exc import OperationalError
 
 from services.backtest.optimize_store import OptimisationStore, PointStatus, StoredPoint, metadata
-from shared import db as db_module
-from shared.db import Database
+from shared.platform import db as db_module
+from shared.platform.db import Database
 
 
 @pytest.fixture

@@ -14,12 +14,12 @@ from fastapi import FastAPI
 from services.backtest import store as store_module
 from services.backtest.app import create_app
 from services.backtest.worker import BacktestWorker
-from shared.app import Infra
-from shared.bus import MemoryBus
-from shared.cache import MemoryCache
-from shared.http import ServiceDirectory
-from shared.internal_auth import INTERNAL_HEADER, Principal, mint_internal_token
-from shared.settings import Settings
+from shared.platform.app import Infra
+from shared.platform.bus import MemoryBus
+from shared.platform.cache import MemoryCache
+from shared.platform.http import ServiceDirectory
+from shared.platform.internal_auth import INTERNAL_HEADER, Principal, mint_internal_token
+from shared.platform.settings import Settings
 from tests.integration.backtest.fakes import STRATEGIES, FakeData
 
 
@@ -149,8 +149,8 @@ async def test_the_sweep_requeues_lost_jobs_and_fails_a_job_started_too_often(tm
 
     from services.backtest.store import BacktestStatus, BacktestStore, backtests
     from services.backtest.worker import MAX_ATTEMPTS
-    from shared.clock import utcnow
-    from shared.db import Database
+    from shared.platform.clock import utcnow
+    from shared.platform.db import Database
 
     settings = _settings(tmp_path)
     fake = FakeData(settings.internal_secret)

@@ -10,8 +10,8 @@ from services.data.bars_json import bars_body, cny
 from services.data.demo import generate_demo_market
 from services.data.loader import daily_bar_rows
 from services.data.store import BarRecord
-from shared.domain.money import from_fen
-from shared.settings import Settings
+from shared.core.domain.money import from_fen
+from shared.platform.settings import Settings
 
 
 @pytest.mark.parametrize(("fen", "text"), [(0, "0.00"), (5, "0.05"), (1234, "12.34"), (100, "1.00"), (-7, "-0.07")])

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 
 from services.data.demo import DemoMarket, ex_rights_reference_fen, generate_demo_market
-from shared.settings import Settings
+from shared.platform.settings import Settings
 
-# Limit percentage by board, written out here rather than taken from shared.market (main 10%, ST 5%,
+# Limit percentage by board, written out here rather than taken from shared.core.market (main 10%, ST 5%,
 # ChiNext/STAR 20%, BSE 30%; all demo stocks are seasoned, so no new-listing regimes).
 BOARD_BY_PREFIX = {
     "600": "main",

@@ -14,9 +14,9 @@ from services.data.metrics import DataMetrics, StoredThrough, day_start_timestam
 from services.data.providers import DemoProvider
 from services.data.scheduler import SHANGHAI
 from services.data.store import MIGRATIONS_DIR, DataStore
-from shared.db import Database
-from shared.market.calendar import is_trading_day, sse_trading_days
-from shared.settings import Settings
+from shared.core.market.calendar import is_trading_day, sse_trading_days
+from shared.platform.db import Database
+from shared.platform.settings import Settings
 
 
 def value(registry: CollectorRegistry, name: str, **labels: str) -> float | None:

@@ -6,7 +6,7 @@ from datetime import date
 from decimal import Decimal
 
 from services.data.quotes import listing_day_of, next_session_limits
-from shared.domain.codes import Board
+from shared.core.domain.codes import Board
 
 SESSION = date(2025, 1, 2)
 

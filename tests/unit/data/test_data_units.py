@@ -21,7 +21,7 @@ from services.data.loader import (
     thousand_cny_to_fen,
     tushare_date,
 )
-from shared.settings import Settings
+from shared.platform.settings import Settings
 
 
 def test_prices_to_fen_without_float_surprises() -> None:

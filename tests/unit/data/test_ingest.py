@@ -13,8 +13,8 @@ from services.data.cli import ProgressPrinter, main
 from services.data.ingest import Ingestor, Progress
 from services.data.providers import DemoProvider
 from services.data.store import MIGRATIONS_DIR, DataStore
-from shared.db import Database
-from shared.settings import Settings
+from shared.platform.db import Database
+from shared.platform.settings import Settings
 
 
 class Tty(io.StringIO):

@@ -26,8 +26,8 @@ from services.data.store import (
     key_order,
     stk_limits,
 )
-from shared.db import Database
-from shared.settings import Settings
+from shared.platform.db import Database
+from shared.platform.settings import Settings
 
 START, END = date(2024, 1, 2), date(2024, 1, 31)  # 22 SSE sessions: 23 weekdays less New Year's Day
 D1, D2, D3 = date(2024, 1, 2), date(2024, 1, 3), date(2024, 1, 4)

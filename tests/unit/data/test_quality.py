@@ -27,8 +27,8 @@ from services.data.quality import (
     Severity,
     run_quality_checks,
 )
-from shared.market.calendar import sse_trading_days
-from shared.settings import Settings
+from shared.core.market.calendar import sse_trading_days
+from shared.platform.settings import Settings
 
 DAYS = [date(2024, 2, 5), date(2024, 2, 6), date(2024, 2, 7), date(2024, 2, 8), date(2024, 2, 19), date(2024, 2, 20)]
 CALENDAR = sse_trading_days(date(2024, 2, 1), date(2024, 2, 29))

@@ -9,7 +9,7 @@ from datetime import date
 import pandas as pd
 
 from services.data.quality import run_quality_checks
-from shared.market.calendar import sse_trading_days
+from shared.core.market.calendar import sse_trading_days
 
 ST = "600000.SH"
 

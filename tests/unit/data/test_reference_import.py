@@ -14,8 +14,8 @@ from services.data.app import TradingDays
 from services.data.cli import run
 from services.data.providers.files import FileImportError, read_calendar_file, read_securities_file
 from services.data.store import DataStore
-from shared.db import Database
-from shared.settings import Settings
+from shared.platform.db import Database
+from shared.platform.settings import Settings
 
 # January 2024 on the SSE: closed on New Year's Day (Mon 1) and the weekends (6-7, 13-14, 20-21, 27-28).
 JANUARY_OPEN = {2, 3, 4, 5, 8, 9, 10, 11, 12, 15, 16, 17, 18, 19, 22, 23, 24, 25, 26, 29, 30, 31}
@@ -170,7 +170,7 @@ async def test_unadjusted_bars_plus_a_factor_file_serve_qfq(tmp_path: Path) -> N
     import httpx
 
     from services.data.app import create_app
-    from shared.internal_auth import service_headers
+    from shared.platform.internal_auth import service_headers
 
     settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/{{service}}.db", load_demo_data=False)
     bars = write(tmp_path / "bars.csv", [

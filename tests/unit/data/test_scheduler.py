@@ -23,7 +23,7 @@ from services.data.scheduler import (
     next_run,
     parse_run_time,
 )
-from shared.market.calendar import is_trading_day
+from shared.core.market.calendar import is_trading_day
 
 AT = time(17, 30)
 NEW_YORK = ZoneInfo("America/New_York")

@@ -27,7 +27,7 @@ from services.data.providers import (
     TushareConfig,
     TushareProvider,
 )
-from shared.settings import Settings
+from shared.platform.settings import Settings
 from tests.support.fake_tushare import FakeTushare
 
 TOKEN = "unit-test-token-0123456789"

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from shared.engine import BacktestConfig, BacktestResult, run_backtest
-from shared.strategy import CrossSection, Strategy, StrategyContext
+from shared.research.engine import BacktestConfig, BacktestResult, run_backtest
+from shared.research.strategy import CrossSection, Strategy, StrategyContext
 
 Action = Callable[[StrategyContext], Any]
 

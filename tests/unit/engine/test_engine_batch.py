@@ -14,12 +14,12 @@ import pandas as pd
 import pytest
 from pydantic import Field
 
-from shared.engine import BacktestConfig, BacktestResult, load_bars, run_backtest
-from shared.engine.batch import BatchEngine
-from shared.engine.core import R_CASH, R_LIMIT_DOWN, R_LIMIT_UP, R_T1, R_VOLUME_CAP, EngineError
-from shared.engine.optimize import Evaluator, Objective
-from shared.strategy import CrossSection, Strategy, StrategyContext, StrategyParams
-from shared.strategy.context import OrderEvent
+from shared.research.engine import BacktestConfig, BacktestResult, load_bars, run_backtest
+from shared.research.engine.batch import BatchEngine
+from shared.research.engine.core import R_CASH, R_LIMIT_DOWN, R_LIMIT_UP, R_T1, R_VOLUME_CAP, EngineError
+from shared.research.engine.optimize import Evaluator, Objective
+from shared.research.strategy import CrossSection, Strategy, StrategyContext, StrategyParams
+from shared.research.strategy.context import OrderEvent
 from strategies.buy_and_hold import BuyAndHold
 from strategies.dual_ma import DualMA
 

@@ -14,14 +14,14 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from shared.domain.codes import Board
-from shared.domain.money import to_fen
-from shared.engine import BacktestConfig, BarsError, StrategyError, benchmark_returns, read_bars, run_backtest
-from shared.engine.data import limit_prices_fen
-from shared.engine.fees import FenFees
-from shared.market.rules import FeeSchedule, limit_prices, price_limit_ratio, trade_fees
-from shared.provenance import code_version
-from shared.strategy import CrossSection, OrderEvent, Strategy, StrategyContext, TradeEvent
+from shared.core.domain.codes import Board
+from shared.core.domain.money import to_fen
+from shared.core.market.rules import FeeSchedule, limit_prices, price_limit_ratio, trade_fees
+from shared.platform.provenance import code_version
+from shared.research.engine import BacktestConfig, BarsError, StrategyError, benchmark_returns, read_bars, run_backtest
+from shared.research.engine.data import limit_prices_fen
+from shared.research.engine.fees import FenFees
+from shared.research.strategy import CrossSection, OrderEvent, Strategy, StrategyContext, TradeEvent
 from strategies.buy_and_hold import BuyAndHold
 from strategies.dual_ma import DualMA
 from tests.unit.engine.support import Script, bars, check_identity, orders, run, trades
@@ -180,7 +180,7 @@ def test_equivalence_with_a_plain_loop_on_random_data(seed: int) -> None:
     assert "cash: not enough cash for the quantity, fees included" in set(result.orders_frame()["reason"])
 
 
-# --- exact fees and limits against shared.market.rules ----------------------------------------------------------
+# --- exact fees and limits against shared.core.market.rules ----------------------------------------------------------
 
 
 @pytest.mark.parametrize(

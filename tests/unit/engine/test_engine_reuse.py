@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shared.engine import BacktestConfig, load_bars, run_backtest
+from shared.research.engine import BacktestConfig, load_bars, run_backtest
 from strategies.dual_ma import DualMA
 
 

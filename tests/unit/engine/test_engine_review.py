@@ -13,13 +13,13 @@ import pandas as pd
 import pytest
 from pydantic import Field
 
-import shared.engine.context as context_module
-from shared.engine import BacktestConfig, load_bars, run_backtest
-from shared.engine.batch import BatchEngine
-from shared.engine.core import Engine
-from shared.engine.data import Panel
-from shared.engine.optimize import Constraint, Evaluator, Objective, OptimisationError, SharedCache
-from shared.strategy import CrossSection, Strategy, StrategyContext, StrategyParams
+import shared.research.engine.context as context_module
+from shared.research.engine import BacktestConfig, load_bars, run_backtest
+from shared.research.engine.batch import BatchEngine
+from shared.research.engine.core import Engine
+from shared.research.engine.data import Panel
+from shared.research.engine.optimize import Constraint, Evaluator, Objective, OptimisationError, SharedCache
+from shared.research.strategy import CrossSection, Strategy, StrategyContext, StrategyParams
 from tests.unit.engine.support import Script, bars, check_identity
 
 A, B = "600000.SH", "000001.SZ"
@@ -202,7 +202,7 @@ def test_a_pass_keeps_what_it_uses_and_evicts_the_rest_after_it() -> None:
         cache.reserve(800)  # a visible buffer: nothing left that may go, a one-point pass runs over the budget
         assert list(cache) == [("x",), ("y",)]
     assert cache.bytes <= 2000 and cache.computed == 3
-    from shared.engine.context import PassTooLarge
+    from shared.research.engine.context import PassTooLarge
 
     with pytest.raises(PassTooLarge), cache.batch_pass(splittable=True):
         cache[("x",)]

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from shared.engine.metrics import Metrics, MetricsConfig, MetricsInputError, compute_metrics
+from shared.research.engine.metrics import Metrics, MetricsConfig, MetricsInputError, compute_metrics
 
 # Five trading days from 1,000,000 CNY with daily returns +1%, -1%, +3%, -2%, +1%:
 #   1,010,000 -> 999,900 -> 1,029,897 -> 1,009,299.06 -> 1,019,392.0506

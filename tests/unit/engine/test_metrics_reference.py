@@ -13,7 +13,7 @@ import empyrical
 import numpy as np
 import pytest
 
-from shared.engine.metrics import MetricsConfig, compute_metrics
+from shared.research.engine.metrics import MetricsConfig, compute_metrics
 
 SQRT_252 = math.sqrt(252)
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from bench.engine import synthetic_bars
-from shared.engine import BacktestConfig, load_bars, run_backtest
-from shared.engine.optimize import (
+from shared.research.engine import BacktestConfig, load_bars, run_backtest
+from shared.research.engine.optimize import (
     Constraint,
     GeneticSettings,
     Objective,
@@ -229,7 +229,7 @@ def test_walk_forward_carries_capital_and_stitches(market: Any) -> None:
 def test_shared_cache_evicts_the_least_recently_used_by_bytes() -> None:
     import numpy as np
 
-    from shared.engine.optimize import SharedCache
+    from shared.research.engine.optimize import SharedCache
 
     cache = SharedCache(max_bytes=2000)  # room for two 800-byte arrays
     a, b, c = (np.zeros(100, dtype=np.int64) for _ in range(3))
@@ -241,7 +241,7 @@ def test_shared_cache_evicts_the_least_recently_used_by_bytes() -> None:
 
 
 def test_a_shared_cache_gives_the_same_metrics_as_fresh_runs(market: Any) -> None:
-    from shared.engine.optimize import Evaluator
+    from shared.research.engine.optimize import Evaluator
 
     config = BacktestConfig(initial_cash=Decimal("1000000"))
     panel = load_bars(market, config)

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from pydantic import Field
 
-from shared.engine import BacktestConfig, load_bars, run_backtest
-from shared.engine.batch import listens_to_events
-from shared.engine.optimize import Evaluator, Objective, ParameterSpace, evaluate, grid_search
-from shared.strategy import CrossSection, Strategy, StrategyContext, StrategyParams
-from shared.strategy.context import OrderEvent, TradeEvent
+from shared.research.engine import BacktestConfig, load_bars, run_backtest
+from shared.research.engine.batch import listens_to_events
+from shared.research.engine.optimize import Evaluator, Objective, ParameterSpace, evaluate, grid_search
+from shared.research.strategy import CrossSection, Strategy, StrategyContext, StrategyParams
+from shared.research.strategy.context import OrderEvent, TradeEvent
 from tests.unit.engine.test_engine_batch import market
 
 

@@ -1,4 +1,4 @@
-"""Several strategies side by side on one market, and their combined portfolio (shared.engine.portfolio)."""
+"""Several strategies side by side on one market, and their combined portfolio (shared.research.engine.portfolio)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shared.engine import BacktestConfig, load_bars, run_backtest
-from shared.engine.metrics import compute_metrics
-from shared.engine.portfolio import PortfolioError, Sleeve, run_portfolio, split_capital
+from shared.research.engine import BacktestConfig, load_bars, run_backtest
+from shared.research.engine.metrics import compute_metrics
+from shared.research.engine.portfolio import PortfolioError, Sleeve, run_portfolio, split_capital
 from strategies.buy_and_hold import BuyAndHold
 from strategies.dual_ma import DualMA
 from tests.unit.engine.support import bars, check_identity

@@ -9,8 +9,8 @@ import pytest
 
 from services.execution.cash import Cash, OpenBuy, account_cash, buy_reservation_fen, cny, fees_fen, fill_cash_fen
 from services.execution.positions import OpenSell, TradeLot, holdings, oversell_message, sellable
-from shared.domain import OrderSide, to_fen
-from shared.settings import Settings
+from shared.core.domain import OrderSide, to_fen
+from shared.platform.settings import Settings
 
 BUY, SELL = OrderSide.BUY, OrderSide.SELL
 TODAY = date(2025, 1, 3)

@@ -8,8 +8,8 @@ import pytest
 
 from services.execution.admission import refusal_reason
 from services.execution.schemas import OrderSubmission
-from shared.approval import OrderTerms, sign_approval
-from shared.internal_auth import Principal
+from shared.platform.approval import OrderTerms, sign_approval
+from shared.platform.internal_auth import Principal
 
 SECRET = "unit-approval-secret-0123456789"
 NOW = datetime(2025, 1, 2, 1, 30, tzinfo=UTC)

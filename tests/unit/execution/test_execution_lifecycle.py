@@ -7,7 +7,7 @@ import pytest
 
 from services.execution.brokers.base import BrokerReport, Fill
 from services.execution.lifecycle import InconsistentReport, OrderProgress, average_price, plan_report
-from shared.domain import IllegalTransition, OrderStatus
+from shared.core.domain import IllegalTransition, OrderStatus
 
 T = datetime(2025, 1, 2, 1, 30, tzinfo=UTC)
 A, S, PF, F, C, R = (

@@ -5,7 +5,7 @@ from decimal import Decimal
 import pytest
 
 from services.execution.brokers.paper import paper_fill_price
-from shared.domain import OrderSide, OrderType
+from shared.core.domain import OrderSide, OrderType
 
 CLOSE = Decimal("10.00")
 

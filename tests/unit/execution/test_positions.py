@@ -3,7 +3,7 @@
 from datetime import UTC, date, datetime
 
 from services.execution.positions import Holding, OpenSell, TradeLot, holdings
-from shared.domain import OrderSide
+from shared.core.domain import OrderSide
 
 TODAY = date(2025, 1, 3)  # a Friday; "yesterday" below is Thursday 2025-01-02
 BUY, SELL = OrderSide.BUY, OrderSide.SELL

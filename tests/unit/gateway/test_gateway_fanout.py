@@ -8,9 +8,9 @@ from decimal import Decimal
 
 from gateway.auth import CurrentUser
 from gateway.ws import CLOSE_GOING_AWAY, CLOSE_TOO_SLOW, EventHub, visible_to
-from shared.events.envelope import Envelope, make_event
-from shared.events.schemas import BacktestFinished, OrderEvent
-from shared.roles import Role
+from shared.platform.events.envelope import Envelope, make_event
+from shared.platform.events.schemas import BacktestFinished, OrderEvent
+from shared.platform.roles import Role
 
 ALICE = CurrentUser("alice", Role.TRADER, "acct-alice", "jwt")
 BOB = CurrentUser("bob", Role.VIEWER, "acct-bob", "api_key")

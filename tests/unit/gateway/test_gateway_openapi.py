@@ -12,7 +12,7 @@ from gateway.openapi import SERVICE_SPECS, service_specs
 from gateway.routes import ROUTES
 from lianghua.standalone import build_app
 from scripts.service_openapi import render, service_documents
-from shared.settings import Mode, Settings
+from shared.platform.settings import Mode, Settings
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ from fastapi import FastAPI
 from gateway.auth import HeaderError, Viewer, enforce_rate_limit
 from gateway.security import NewApiKey, issue_token
 from gateway.store import ApiKeyRecord, UserRecord
-from shared.app import install_error_handlers
-from shared.cache import MemoryCache
-from shared.roles import Role
+from shared.platform.app import install_error_handlers
+from shared.platform.cache import MemoryCache
+from shared.platform.roles import Role
 
 MINUTE_START = 1_700_000_040.0  # a multiple of 60
 

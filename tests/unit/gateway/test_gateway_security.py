@@ -21,8 +21,8 @@ from gateway.security import (
     verify_password,
     verify_token,
 )
-from shared.internal_auth import Principal, mint_internal_token
-from shared.roles import Role
+from shared.platform.internal_auth import Principal, mint_internal_token
+from shared.platform.roles import Role
 
 SECRET = "unit-test-secret-0123456789abcdef"
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import make_url
 
-from shared.settings import Mode, Settings
+from shared.platform.settings import Mode, Settings
 
 ROOT = Path(__file__).resolve().parents[3]
 

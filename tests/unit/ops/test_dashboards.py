@@ -310,8 +310,8 @@ def exposition_names(text: str) -> set[str]:
 
 
 async def _scrape_app(name: str, module_name: str, settings: Any) -> set[str]:
-    from shared.app import Infra
-    from shared.internal_auth import service_headers
+    from shared.platform.app import Infra
+    from shared.platform.internal_auth import service_headers
 
     module = importlib.import_module(module_name)
     app = module.create_app(settings, Infra.from_settings(settings, name))
@@ -337,7 +337,7 @@ async def _scrape_app(name: str, module_name: str, settings: Any) -> set[str]:
 def _worker_names(settings: Any) -> set[str]:
     """The worker serves its metrics from the registry it hands its BacktestWorker (see run_worker in
     services/backtest/worker.py): build one the same way, without starting it, and read that registry."""
-    from shared.app import Infra
+    from shared.platform.app import Infra
 
     module = importlib.import_module(WORKER_MODULE)
     registry = CollectorRegistry()
@@ -347,7 +347,7 @@ def _worker_names(settings: Any) -> set[str]:
 
 @pytest.fixture(scope="module")
 async def exposed(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Exposed]:
-    from shared.settings import Settings
+    from shared.platform.settings import Settings
 
     db_dir = tmp_path_factory.mktemp("ops-metrics")
     settings = Settings(

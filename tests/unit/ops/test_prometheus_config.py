@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from shared.settings import Settings
+from shared.platform.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[3]
 PROMETHEUS = ROOT / "prometheus"

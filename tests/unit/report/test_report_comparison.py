@@ -7,9 +7,15 @@ from typing import Any
 
 import pytest
 
-from shared.engine import BacktestConfig, run_backtest
-from shared.engine.portfolio import Sleeve, run_portfolio
-from shared.report import ReportInputError, build_report, render_html, report_from_portfolio, report_from_result
+from shared.research.engine import BacktestConfig, run_backtest
+from shared.research.engine.portfolio import Sleeve, run_portfolio
+from shared.research.report import (
+    ReportInputError,
+    build_report,
+    render_html,
+    report_from_portfolio,
+    report_from_result,
+)
 from strategies.buy_and_hold import BuyAndHold
 from tests.unit.engine.support import bars
 

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shared.engine.metrics import compute_metrics
-from shared.report import (
+from shared.research.engine.metrics import compute_metrics
+from shared.research.report import (
     ReportInputError,
     build_report,
     drawdown_series,

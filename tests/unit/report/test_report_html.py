@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shared.engine import BacktestConfig, run_backtest
-from shared.report import (
+from shared.research.engine import BacktestConfig, run_backtest
+from shared.research.report import (
     HTML_TRADE_ROWS,
     ReportInputError,
     build_report,
@@ -123,7 +123,7 @@ def test_a_real_engine_run_renders_every_section(engine_run: Any) -> None:
 
 def test_the_page_is_self_contained(engine_run: Any) -> None:
     page = render_html(report_from_result(engine_run[0]))
-    library = resources.files("shared.report").joinpath("vendor", "echarts.min.js").read_text(encoding="utf-8")
+    library = resources.files("shared.research.report").joinpath("vendor", "echarts.min.js").read_text(encoding="utf-8")
     assert library in page  # inlined, byte for byte
     seen = parse(page)
     for tag, attrs in seen.tags:
@@ -152,7 +152,7 @@ def test_user_text_is_escaped_everywhere() -> None:
     )
     page = render_html(report)
     assert INJECTION not in page
-    library = resources.files("shared.report").joinpath("vendor", "echarts.min.js").read_text(encoding="utf-8")
+    library = resources.files("shared.research.report").joinpath("vendor", "echarts.min.js").read_text(encoding="utf-8")
     ours = page.replace(library, "")  # the library itself builds <img> elements in its own code
     assert "<img" not in ours and "<b>600000" not in ours and "alert(2)</script>" not in ours
     seen = parse(page)

@@ -16,7 +16,7 @@ from services.risk.checks import (
     quote_checks,
     static_checks,
 )
-from shared.domain import OrderSide, OrderType, parse_ts_code
+from shared.core.domain import OrderSide, OrderType, parse_ts_code
 
 CAP = Decimal("1000000")  # 1,000,000 CNY per order
 

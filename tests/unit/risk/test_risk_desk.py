@@ -13,9 +13,9 @@ from services.risk.desk import CashUnavailable, PositionsUnavailable, QuoteUnava
 from services.risk.metrics import RiskMetrics
 from services.risk.schemas import OrderRequest
 from services.risk.store import Decision, ExecutionOutcome
-from shared.approval import Approval, OrderTerms, approval_error
-from shared.errors import ServiceError, Unavailable
-from shared.internal_auth import Principal
+from shared.platform.approval import Approval, OrderTerms, approval_error
+from shared.platform.errors import ServiceError, Unavailable
+from shared.platform.internal_auth import Principal
 
 SECRET = "unit-approval-secret-0123456789"
 TTL_S = 60

@@ -8,9 +8,9 @@ import re
 import httpx
 import pytest
 
-from shared.apidocs import VENDOR_DIR
-from shared.app import Infra
-from shared.settings import Settings
+from shared.platform.apidocs import VENDOR_DIR
+from shared.platform.app import Infra
+from shared.platform.settings import Settings
 
 HTTP_APPS = {
     "gateway": "gateway.app",

@@ -14,10 +14,10 @@ import uvicorn
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
-from shared import body_limit
-from shared.app import Infra, create_service_app
-from shared.internal_auth import service_headers
-from shared.settings import Settings
+from shared.platform import body_limit
+from shared.platform.app import Infra, create_service_app
+from shared.platform.internal_auth import service_headers
+from shared.platform.settings import Settings
 
 LIMIT = 1000
 

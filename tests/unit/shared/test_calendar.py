@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from shared.market.calendar import (
+from shared.core.market.calendar import (
     FIRST_YEAR,
     LAST_YEAR,
     CalendarFileError,

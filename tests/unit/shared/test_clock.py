@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 from sqlalchemy import Column, Integer, MetaData, Table, create_engine, insert, select, text
 
-from shared.clock import UtcDateTime, utcnow
+from shared.platform.clock import UtcDateTime, utcnow
 
 SHANGHAI = timezone(timedelta(hours=8))
 

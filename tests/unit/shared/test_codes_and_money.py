@@ -2,7 +2,7 @@ from decimal import Decimal
 
 import pytest
 
-from shared.domain import Board, Exchange, InvalidTsCode, from_fen, money, parse_ts_code, price, to_fen
+from shared.core.domain import Board, Exchange, InvalidTsCode, from_fen, money, parse_ts_code, price, to_fen
 
 
 @pytest.mark.parametrize(

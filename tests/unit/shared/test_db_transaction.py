@@ -16,8 +16,8 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
 from sqlalchemy.engine import Transaction
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from shared import db as db_module
-from shared.db import TRANSACTION_ATTEMPTS, Database
+from shared.platform import db as db_module
+from shared.platform.db import TRANSACTION_ATTEMPTS, Database
 
 ROOT = Path(__file__).resolve().parents[3]
 metadata = MetaData()
@@ -134,7 +134,7 @@ async def test_other_errors_are_not_retried(db: Database, error: Exception) -> N
 
 # Where a transaction may still be opened without the retries (how many times), and why.
 SINGLE_ATTEMPT = {
-    "shared/db.py": 4,  # the helper itself, session() for tests, CREATE DATABASE and migrations at start-up
+    "shared/platform/db.py": 4,  # the helper itself, session() for tests, CREATE DATABASE and migrations at start-up
     "services/data/store.py": 2,  # snapshot() and _session(): read-only context managers (reads take no locks)
 }
 OPENS_A_TRANSACTION = re.compile(r"\.session\(\)|\.begin\(\)")

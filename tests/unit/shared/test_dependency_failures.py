@@ -23,13 +23,13 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from lianghua.standalone import build_app
-from shared.app import Infra, create_service_app
-from shared.bus import MemoryBus
-from shared.cache import MemoryCache
-from shared.db import Database
-from shared.http import ServiceDirectory
-from shared.internal_auth import INTERNAL_HEADER, Principal, mint_internal_token
-from shared.settings import Mode, Settings
+from shared.platform.app import Infra, create_service_app
+from shared.platform.bus import MemoryBus
+from shared.platform.cache import MemoryCache
+from shared.platform.db import Database
+from shared.platform.http import ServiceDirectory
+from shared.platform.internal_auth import INTERNAL_HEADER, Principal, mint_internal_token
+from shared.platform.settings import Mode, Settings
 
 ADMIN_PASSWORD = "admin-password-for-the-test"
 

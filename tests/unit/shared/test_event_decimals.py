@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from services.backtest.events import backtest_finished
-from shared.events.schemas import BacktestFinished, OrderEvent
+from shared.platform.events.schemas import BacktestFinished, OrderEvent
 
 EIGHT_PLACES = Decimal("0.00000001")
 

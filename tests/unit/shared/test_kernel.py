@@ -7,16 +7,16 @@ import pytest
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from shared.app import Infra, create_service_app
-from shared.approval import OrderTerms, approval_error, sign_approval
-from shared.bus import IdempotentHandler, MemoryBus, topic_matches
-from shared.cache import MemoryCache
-from shared.domain import IllegalTransition, OrderStatus, check_transition
-from shared.errors import ServiceError
-from shared.events import Envelope, OrderEvent, make_event
-from shared.internal_auth import Principal, mint_internal_token, service_headers, verify_internal_token
-from shared.observability import correlation_id_var
-from shared.settings import Mode, Settings
+from shared.core.domain import IllegalTransition, OrderStatus, check_transition
+from shared.platform.app import Infra, create_service_app
+from shared.platform.approval import OrderTerms, approval_error, sign_approval
+from shared.platform.bus import IdempotentHandler, MemoryBus, topic_matches
+from shared.platform.cache import MemoryCache
+from shared.platform.errors import ServiceError
+from shared.platform.events import Envelope, OrderEvent, make_event
+from shared.platform.internal_auth import Principal, mint_internal_token, service_headers, verify_internal_token
+from shared.platform.observability import correlation_id_var
+from shared.platform.settings import Mode, Settings
 
 
 def test_fleet_mode_refuses_default_secrets() -> None:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from shared.observability import configure_logging
+from shared.platform.observability import configure_logging
 
 JWT = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLW9mLXRoZS10b2tlbg"
 KEY_SECRET = "Zm9vYmFyYmF6cXV4cXV1eGNvcmdlZ3JhdWx0Z2FycGx5"
@@ -95,7 +95,7 @@ def test_adversarial_text_is_redacted_in_linear_time() -> None:
     for some of them; a thread that has not finished after 5 s is stuck."""
     import threading
 
-    from shared.observability import redact
+    from shared.platform.observability import redact
 
     done: list[str] = []
 
@@ -133,7 +133,7 @@ def test_adversarial_text_is_redacted_in_linear_time() -> None:
     ],
 )
 def test_credentials_in_reprs_and_headers_are_redacted(text: str, expected: str) -> None:
-    from shared.observability import redact
+    from shared.platform.observability import redact
 
     assert redact(text) == expected
 
@@ -163,11 +163,11 @@ async def test_the_access_log_keeps_the_first_2048_characters_of_a_long_path(
 ) -> None:
     import httpx
 
-    from shared.app import Infra, create_service_app
-    from shared.bus import MemoryBus
-    from shared.cache import MemoryCache
-    from shared.http import ServiceDirectory
-    from shared.settings import Mode, Settings
+    from shared.platform.app import Infra, create_service_app
+    from shared.platform.bus import MemoryBus
+    from shared.platform.cache import MemoryCache
+    from shared.platform.http import ServiceDirectory
+    from shared.platform.settings import Mode, Settings
 
     settings = Settings(mode=Mode.FLEET, internal_secret="i" * 32)
     app = create_service_app("probe", Infra(settings, MemoryBus(), MemoryCache(), ServiceDirectory(settings)))

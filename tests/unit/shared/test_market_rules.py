@@ -3,8 +3,8 @@ from decimal import Decimal
 
 import pytest
 
-from shared.domain import Board
-from shared.market import (
+from shared.core.domain import Board
+from shared.core.market import (
     buy_qty_error,
     is_trading_day,
     limit_prices,

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from sqlalchemy import MetaData
 
-from shared.bus import MemoryBus
-from shared.outbox import OutboxRelay, outbox_table
+from shared.platform.bus import MemoryBus
+from shared.platform.outbox import OutboxRelay, outbox_table
 
 
 class NoRows:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-from shared.periodic import PeriodicTask
+from shared.platform.periodic import PeriodicTask
 
 HOUR = 3600.0
 
@@ -32,13 +32,13 @@ async def test_a_failing_call_is_logged_and_counted_and_the_loop_goes_on(caplog:
             raise RuntimeError("the database is down")
 
     loop = PeriodicTask("flaky", 0.01, flaky)
-    with caplog.at_level(logging.ERROR, logger="shared.periodic"):
+    with caplog.at_level(logging.ERROR, logger="shared.platform.periodic"):
         loop.start()
         await eventually(lambda: loop.runs >= 2)
         await loop.stop()
     assert loop.failures == 1
     assert loop.task is None
-    [record] = [r for r in caplog.records if r.name == "shared.periodic"]
+    [record] = [r for r in caplog.records if r.name == "shared.platform.periodic"]
     assert record.getMessage() == "flaky failed; it runs again in 0.01s"
     assert record.exc_info is not None and str(record.exc_info[1]) == "the database is down"
 

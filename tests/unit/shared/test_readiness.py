@@ -12,12 +12,12 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from shared.app import Infra, create_service_app
-from shared.bus import MemoryBus
-from shared.cache import MemoryCache
-from shared.http import ServiceDirectory
-from shared.observability import configure_logging
-from shared.settings import Mode, Settings
+from shared.platform.app import Infra, create_service_app
+from shared.platform.bus import MemoryBus
+from shared.platform.cache import MemoryCache
+from shared.platform.http import ServiceDirectory
+from shared.platform.observability import configure_logging
+from shared.platform.settings import Mode, Settings
 
 DB_PASSWORD = "pw-in-the-url-1234"
 
@@ -82,7 +82,9 @@ async def test_a_flood_of_readiness_requests_checks_each_dependency_once_a_secon
     from types import SimpleNamespace
 
     now = [1000.0]
-    monkeypatch.setattr("shared.app.time", SimpleNamespace(monotonic=lambda: now[0], perf_counter=time.perf_counter))
+    monkeypatch.setattr(
+        "shared.platform.app.time", SimpleNamespace(monotonic=lambda: now[0], perf_counter=time.perf_counter)
+    )
     pings = 0
 
     async def database() -> bool:

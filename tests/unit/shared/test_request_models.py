@@ -1,4 +1,4 @@
-"""Request bodies are read strictly (shared/request_model.py): unknown fields refused, integers and booleans only as
+"""Request bodies are read strictly (shared/platform/request_model.py): unknown fields refused, integers and booleans only as
 such, decimals only when exact, dates only as dates, client_order_id printable ASCII without space, quotes, < > or
 backslash. The first test walks every body the gateway and the services read, so a new one cannot slip past."""
 
@@ -15,8 +15,8 @@ from pydantic import BaseModel, Strict, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 
 from lianghua.standalone import build_app
-from shared.request_model import ClientOrderId, JsonDecimal, RequestModel, TradeDate
-from shared.settings import Settings
+from shared.platform.request_model import ClientOrderId, JsonDecimal, RequestModel, TradeDate
+from shared.platform.settings import Settings
 
 # The gateway's proxy routes take any JSON object and pass the bytes on unchanged: the service behind validates them.
 PASSED_THROUGH = {
@@ -230,7 +230,7 @@ def test_client_order_ids_are_printable_ascii_without_space_quotes_angle_bracket
 def test_aware_datetimes_are_iso_text_not_timestamps() -> None:
     from datetime import datetime, timedelta, timezone
 
-    from shared.request_model import IsoAwareDatetime
+    from shared.platform.request_model import IsoAwareDatetime
 
     times = TypeAdapter(IsoAwareDatetime)
     assert times.validate_python("2026-07-01T00:00:00+08:00") == datetime(

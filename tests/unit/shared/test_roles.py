@@ -2,8 +2,8 @@
 
 import pytest
 
-from shared.internal_auth import Principal
-from shared.roles import SERVICE, Role, user_role
+from shared.platform.internal_auth import Principal
+from shared.platform.roles import SERVICE, Role, user_role
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from services.data.demo import DemoMarket, generate_demo_market
-from shared.settings import Settings
+from shared.platform.settings import Settings
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ from decimal import Decimal
 import numpy as np
 import pandas as pd
 
-from shared.engine import BacktestResult
+from shared.research.engine import BacktestResult
 
 DAYS = pd.bdate_range("2024-01-02", periods=80)  # weekdays: the engine needs no exchange calendar for these
 

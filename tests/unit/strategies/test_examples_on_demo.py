@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from services.data.demo import DAILY_BASIC_COLUMNS, DemoMarket, generate_demo_market
-from shared.engine import BacktestConfig, run_backtest
-from shared.settings import Settings
-from shared.strategy.registry import discover_strategies
+from shared.platform.settings import Settings
+from shared.research.engine import BacktestConfig, run_backtest
+from shared.research.strategy.registry import discover_strategies
 from tests.unit.strategies.scenario import check_books
 
 EXAMPLES = discover_strategies()

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from pydantic import ValidationError
 
-from shared.engine import BacktestConfig, run_backtest
+from shared.research.engine import BacktestConfig, run_backtest
 from strategies.bollinger import Bollinger
 from tests.unit.strategies.scenario import check_books, make_bars, trades
 

@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 from pydantic import ValidationError
 
-from shared.engine import BacktestConfig, run_backtest
+from shared.research.engine import BacktestConfig, run_backtest
 from strategies.dual_ma import DualMA
 from tests.unit.strategies.scenario import check_books, make_bars, trades
 

@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from shared.engine import BacktestConfig, run_backtest
-from shared.strategy import StrategyError
+from shared.research.engine import BacktestConfig, run_backtest
+from shared.research.strategy import StrategyError
 from strategies.factor import Factor, winsorised_z
 from tests.unit.strategies.scenario import check_books, make_bars, trades
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from shared.engine import BacktestConfig, run_backtest
-from shared.strategy import StrategyError
+from shared.research.engine import BacktestConfig, run_backtest
+from shared.research.strategy import StrategyError
 from strategies.pairs import Pairs
 from tests.unit.strategies.scenario import check_books, make_bars, trades
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import talib
 
-from shared.strategy.indicators import compute, kdj, macd_cn, momentum, rolling_zscore
+from shared.research.strategy.indicators import compute, kdj, macd_cn, momentum, rolling_zscore
 
 
 def walk(bars: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import talib
 
-from shared.strategy.indicators import (
+from shared.research.strategy.indicators import (
     UnknownIndicatorError,
     compute,
     indicator_info,

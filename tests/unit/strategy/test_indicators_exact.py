@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import talib
 
-from shared.strategy.indicators import crossover, crossunder, sma_fen_sums
+from shared.research.strategy.indicators import crossover, crossunder, sma_fen_sums
 
 # The example of docs/indicators.md: closes in CNY and in fen.
 CLOSES = [15.45, 15.43, 15.44, 15.42, 15.46]

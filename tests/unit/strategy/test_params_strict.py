@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from pydantic import Field, ValidationError
 
-from shared.strategy.base import StrategyParams
+from shared.research.strategy.base import StrategyParams
 from strategies.buy_and_hold import BuyAndHoldParams
 from strategies.dual_ma import DualMAParams
 from strategies.pairs import PairsParams

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from shared.strategy import (
+from shared.research.strategy import (
     Strategy,
     StrategyDefinitionError,
     StrategyParams,
@@ -84,7 +84,7 @@ def test_discovery_walks_a_package_and_counts_each_class_once(tmp_path: Path, mo
     (pkg / "momentum.py").write_text(
         textwrap.dedent(
             """
-            from shared.strategy import Strategy, StrategyParams
+            from shared.research.strategy import Strategy, StrategyParams
 
             class Base(Strategy):  # no name: an abstract helper, not a strategy
                 pass
@@ -101,7 +101,7 @@ def test_discovery_walks_a_package_and_counts_each_class_once(tmp_path: Path, mo
     )
     (pkg / "nested" / "again.py").write_text(
         "from lh_user_strategies.momentum import Momentum  # imported, not defined here\n"
-        "from shared.strategy import Strategy\n"
+        "from shared.research.strategy import Strategy\n"
         "class Quiet(Strategy):\n    name = 'quiet'\n    title = 'Quiet'\n    description = 'does nothing'\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))

@@ -9,8 +9,8 @@ import pytest
 from fastapi import FastAPI
 
 from services.strategy.app import create_app
-from shared.internal_auth import service_headers
-from shared.settings import Settings
+from shared.platform.internal_auth import service_headers
+from shared.platform.settings import Settings
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from services.backtest.store import Money
-from shared.db import PreciseDateTime
+from shared.platform.db import PreciseDateTime
 
 revision: str = "0001"
 down_revision: str | None = None

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from shared.db import PreciseDateTime
+from shared.platform.db import PreciseDateTime
 
 revision: str = "0002"
 down_revision: str | None = "0001"

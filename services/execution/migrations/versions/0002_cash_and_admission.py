@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from shared.db import PreciseDateTime
+from shared.platform.db import PreciseDateTime
 
 revision: str = "0002"
 down_revision: str | None = "0001"
@@ -55,7 +55,7 @@ def downgrade() -> None:
     op.drop_table("cash_ledger")
     op.drop_table("accounts")
     # Not batch mode: on SQLite it copies `orders` and drops the original, which order_transitions and trades
-    # reference; with foreign_keys=ON (every connection, shared/db.py) and rows in them the DROP fails, and the
+    # reference; with foreign_keys=ON (every connection, shared/platform/db.py) and rows in them the DROP fails, and the
     # pragma cannot be turned off inside the migration's transaction. A native DROP COLUMN (SQLite >= 3.35, and
     # MariaDB) changes the table in place: no row moves, the references stay valid.
     bind = op.get_bind()

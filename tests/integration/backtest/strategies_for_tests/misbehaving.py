@@ -6,7 +6,7 @@ import time
 
 from pydantic import Field
 
-from shared.strategy import CrossSection, Strategy, StrategyContext, StrategyParams
+from shared.research.strategy import CrossSection, Strategy, StrategyContext, StrategyParams
 
 
 class Explode(Strategy):

@@ -1,0 +1,155 @@
+"""A-share trading rules: price limits, tick, lots, fees. Each rule cites its source and the date it took effect."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from decimal import ROUND_HALF_UP, Decimal
+
+from shared.core.domain.codes import Board
+from shared.core.domain.money import FEN, PRICE_TICK, money
+
+# Daily price limits (10%) on both exchanges from 1996-12-16 (SSE/SZSE notices of 1996-12-13, on the CSRC's
+# instruction); before that day stocks traded without a daily limit.
+PRICE_LIMITS_START = date(1996, 12, 16)
+# ChiNext registration reform: 20% limits from 2020-08-24 (SZSE 创业板交易特别规定, 2020-06-12).
+CHINEXT_REFORM = date(2020, 8, 24)
+# Main-board registration reform: no limits in the first 5 days of new listings from 2023-04-10
+# (SSE/SZSE 主板注册制交易规则, 2023-02-17).
+MAIN_BOARD_REFORM = date(2023, 4, 10)
+# Stamp duty halved from 0.1% to 0.05% on trades from 2023-08-28 (财政部 税务总局公告2023年第39号, 2023-08-27).
+STAMP_DUTY_CUT = date(2023, 8, 28)
+
+
+def on_tick(px: Decimal) -> bool:
+    """A-share stock prices move in 0.01 CNY (SSE/SZSE/BSE trading rules)."""
+    return px == px.quantize(PRICE_TICK)
+
+
+def price_limit_ratio(
+    board: Board, trade_date: date, *, is_st: bool = False, listing_day: int | None = None
+) -> tuple[Decimal, Decimal] | None:
+    """(up, down) daily limit as a fraction of the previous close, or None when the day has no limit.
+
+    `listing_day` is 1 on the first trading day after listing, 2 on the second, ...; None for seasoned stocks.
+    Before `PRICE_LIMITS_START` (1996-12-16) no board had a daily limit.
+    """
+    if trade_date < PRICE_LIMITS_START:
+        return None
+    if board is Board.STAR:
+        # STAR (SSE 科创板交易特别规定, 2019-03-01): 20%, ST alike; no limits in the first 5 days.
+        if listing_day is not None and listing_day <= 5:
+            return None
+        return Decimal("0.20"), Decimal("0.20")
+    if board is Board.BSE:
+        # BSE (北京证券交易所交易规则, 2021-10-30): 30%; no limit on the first day.
+        if listing_day == 1:
+            return None
+        return Decimal("0.30"), Decimal("0.30")
+    if board is Board.CHINEXT:
+        if trade_date >= CHINEXT_REFORM:
+            if listing_day is not None and listing_day <= 5:
+                return None
+            return Decimal("0.20"), Decimal("0.20")  # ST alike after the reform
+        if listing_day == 1:
+            # Before the reform ChiNext IPOs followed the main-board first-day cap: +44% / -36% of the issue price.
+            return Decimal("0.44"), Decimal("0.36")
+        return _main_board_ratio(is_st)
+    # Main board
+    if listing_day is not None:
+        if trade_date >= MAIN_BOARD_REFORM:
+            if listing_day <= 5:
+                return None
+        elif listing_day == 1:
+            # Before the reform, a main-board IPO's first day was capped at +44% / -36% of the issue price.
+            return Decimal("0.44"), Decimal("0.36")
+    return _main_board_ratio(is_st)
+
+
+def _main_board_ratio(is_st: bool) -> tuple[Decimal, Decimal]:
+    # 10% for ordinary stocks, 5% for ST / *ST (SSE/SZSE trading rules, in force since 1996/1998).
+    pct = Decimal("0.05") if is_st else Decimal("0.10")
+    return pct, pct
+
+
+def limit_prices(pre_close: Decimal, ratio: tuple[Decimal, Decimal] | None) -> tuple[Decimal, Decimal] | None:
+    """(limit_up, limit_down) prices: previous close times (1 ± ratio), rounded half-up to the tick,
+    as the exchanges compute them. None when the day has no limit."""
+    if ratio is None:
+        return None
+    up, down = ratio
+    limit_up = (pre_close * (1 + up)).quantize(PRICE_TICK, rounding=ROUND_HALF_UP)
+    limit_down = (pre_close * (1 - down)).quantize(PRICE_TICK, rounding=ROUND_HALF_UP)
+    return limit_up, max(limit_down, PRICE_TICK)
+
+
+class LotError(ValueError):
+    pass
+
+
+def buy_qty_error(board: Board, qty: int) -> str | None:
+    """Why a buy quantity is not allowed, or None.
+
+    Main board and ChiNext: multiples of 100 shares. STAR: at least 200, then any number of shares
+    (SSE 科创板交易特别规定 2019). BSE: at least 100, then any number of shares (BSE rules 2021-11-15).
+    """
+    if qty <= 0:
+        return "quantity must be positive"
+    if board is Board.STAR:
+        return None if qty >= 200 else "STAR buys need at least 200 shares"
+    if board is Board.BSE:
+        return None if qty >= 100 else "BSE buys need at least 100 shares"
+    return None if qty % 100 == 0 else "buys must be in lots of 100 shares"
+
+
+def sell_qty_error(board: Board, qty: int, position_qty: int | None = None) -> str | None:
+    """Why a sell quantity is not allowed, or None. An odd lot may only be sold as the whole remaining
+    position (exchange trading rules: 余额不足一手部分应一次性申报卖出)."""
+    if qty <= 0:
+        return "quantity must be positive"
+    if position_qty is not None and qty > position_qty:
+        return "cannot sell more than the position"
+    if position_qty is not None and qty == position_qty:
+        return None
+    if board is Board.STAR:
+        return None if qty >= 200 else "STAR sells below 200 shares must close the whole position"
+    if board is Board.BSE:
+        return None if qty >= 100 else "BSE sells below 100 shares must close the whole position"
+    return None if qty % 100 == 0 else "odd lots can only be sold as the whole position"
+
+
+def stamp_duty_rate(trade_date: date) -> Decimal:
+    """Sell-side stamp duty: 0.1% until 2023-08-27, 0.05% from 2023-08-28 (MOF/SAT announcement 2023 No. 39)."""
+    return Decimal("0.0005") if trade_date >= STAMP_DUTY_CUT else Decimal("0.001")
+
+
+@dataclass(frozen=True)
+class FeeSchedule:
+    """Fees per account. Commission is negotiated with the broker; the others are set by regulators.
+
+    Transfer fee 0.001% of the amount on both sides for SH and SZ (CSDC, from 2022-04-29).
+    Rounding: each component rounded half-up to the fen, separately.
+    """
+
+    commission_rate: Decimal = Decimal("0.00025")
+    min_commission: Decimal = Decimal("5")
+    transfer_fee_rate: Decimal = Decimal("0.00001")
+
+
+@dataclass(frozen=True)
+class Fees:
+    commission: Decimal
+    stamp_duty: Decimal
+    transfer_fee: Decimal
+
+    @property
+    def total(self) -> Decimal:
+        return self.commission + self.stamp_duty + self.transfer_fee
+
+
+def trade_fees(amount: Decimal, *, is_sell: bool, trade_date: date, schedule: FeeSchedule | None = None) -> Fees:
+    s = schedule or FeeSchedule()
+    commission = max(money(amount * s.commission_rate), s.min_commission.quantize(FEN))
+    stamp = money(amount * stamp_duty_rate(trade_date)) if is_sell else Decimal("0.00")
+    transfer = money(amount * s.transfer_fee_rate)
+    return Fees(commission=commission, stamp_duty=stamp, transfer_fee=transfer)

@@ -1,0 +1,89 @@
+"""In-process bus for standalone mode: same contract as the AMQP adapter, without durability across restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.platform.bus.port import EventHandler, JobHandler, topic_matches
+from shared.platform.events.envelope import Envelope
+from shared.platform.observability import correlation_id_var
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Subscription:
+    consumer: str
+    patterns: list[str]
+    handler: EventHandler
+    queue: asyncio.Queue[Envelope] = field(default_factory=asyncio.Queue)
+
+
+class MemoryBus:
+    def __init__(self) -> None:
+        self._subscriptions: list[_Subscription] = []
+        self._job_queues: dict[str, asyncio.Queue[dict[str, Any]]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self.dead_letters: list[Any] = []
+        self.published: list[Envelope] = []
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    async def ping(self) -> bool:
+        return True
+
+    async def publish(self, event: Envelope) -> None:
+        self.published.append(event)
+        for sub in self._subscriptions:
+            if any(topic_matches(p, event.type) for p in sub.patterns):
+                sub.queue.put_nowait(event)
+
+    async def subscribe(
+        self, consumer: str, patterns: list[str], handler: EventHandler, *, durable: bool = True
+    ) -> None:
+        sub = _Subscription(consumer, patterns, handler)
+        self._subscriptions.append(sub)
+        self._tasks.append(asyncio.create_task(self._deliver_events(sub), name=f"bus:{consumer}"))
+
+    async def _deliver_events(self, sub: _Subscription) -> None:
+        while True:
+            event = await sub.queue.get()
+            correlation_id_var.set(event.correlation_id)
+            for attempt in (1, 2):  # redelivered once, then dead-lettered: as the AMQP adapter does
+                try:
+                    await sub.handler(event)
+                    break
+                except Exception:
+                    log.exception("event handler failed", extra={"consumer": sub.consumer, "attempt": attempt})
+            else:
+                self.dead_letters.append(event)
+
+    async def enqueue(self, queue: str, body: dict[str, Any], *, message_id: str) -> None:
+        self._job_queues.setdefault(queue, asyncio.Queue()).put_nowait(body)
+
+    async def consume_jobs(self, queue: str, handler: JobHandler, *, prefetch: int = 1) -> None:
+        jobs = self._job_queues.setdefault(queue, asyncio.Queue())
+        self._tasks.append(asyncio.create_task(self._run_jobs(queue, jobs, handler), name=f"jobs:{queue}"))
+
+    async def waiting_jobs(self, queue: str) -> int:
+        jobs = self._job_queues.get(queue)
+        return 0 if jobs is None else jobs.qsize()
+
+    async def _run_jobs(self, queue: str, jobs: asyncio.Queue[dict[str, Any]], handler: JobHandler) -> None:
+        while True:
+            body = await jobs.get()
+            try:
+                await handler(body)
+            except Exception:
+                log.exception("job failed; dead-lettered", extra={"queue": queue})
+                self.dead_letters.append(body)

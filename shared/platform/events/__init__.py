@@ -1,0 +1,20 @@
+"""Event envelope and the typed schemas of every event on the bus (design invariant 3: facts in the past tense)."""
+
+from shared.platform.events.envelope import Envelope, make_event
+from shared.platform.events.schemas import (
+    EVENT_SCHEMAS,
+    BacktestFinished,
+    BarsUpdated,
+    OrderEvent,
+    TradeEvent,
+)
+
+__all__ = [
+    "EVENT_SCHEMAS",
+    "BacktestFinished",
+    "BarsUpdated",
+    "Envelope",
+    "OrderEvent",
+    "TradeEvent",
+    "make_event",
+]

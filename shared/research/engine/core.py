@@ -1,0 +1,630 @@
+"""The day loop: corporate actions, fills, marking to market and the strategy's turn, one trading day at a time, with
+each day's cross-section as arrays. Python work per day is a few dozen numpy calls; per fill, nothing (fills are
+vectorised too) except when the cash runs short, where buys are settled one by one in order-id order.
+
+Money is integer fen (int64) throughout: prices are rounded to the fen once on load, amounts are qty x price, fees
+are integer half-up roundings (shared.research.engine.fees), so every fill is exact and the accounting identity
+cash + market value = equity holds to the fen every day."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from shared.core.domain.codes import Board
+from shared.research.engine.config import BacktestConfig
+from shared.research.engine.context import (
+    KIND_CLOSE,
+    KIND_SHARES,
+    KIND_TARGET,
+    KIND_VALUE,
+    BacktestContext,
+    RunHistory,
+    Store,
+)
+from shared.research.engine.data import Panel
+from shared.research.engine.fees import FenFees
+from shared.research.engine.outcomes import (
+    R_BAD_LOT,
+    R_BELOW_LOT,
+    R_CASH,
+    R_END,
+    R_FEES,
+    R_LIMIT_DOWN,
+    R_LIMIT_UP,
+    R_NO_POSITION,
+    R_NO_VOLUME,
+    R_NONE,
+    R_OVERSOLD,
+    R_SUSPENDED,
+    R_T1,
+    R_TARGET_REACHED,
+    R_VOLUME_CAP,
+    REASONS,
+    STATUS_CANCELLED,
+    STATUS_FILLED,
+    STATUS_NAMES,
+    STATUS_PARTIAL,
+    STATUS_REJECTED,
+)
+from shared.research.engine.result import yuan
+from shared.research.strategy import Strategy
+from shared.research.strategy.context import CrossSection, OrderEvent, TradeEvent
+
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+
+
+class EngineError(ValueError):
+    """The run cannot go on: inconsistent configuration or input."""
+
+
+@dataclass
+class _Log:
+    """Columns appended in chunks (one numpy array per day), concatenated once at the end."""
+
+    columns: dict[str, list[npt.NDArray[Any]]]
+
+    @classmethod
+    def of(cls, *names: str) -> _Log:
+        return cls({name: [] for name in names})
+
+    def add(self, **values: npt.NDArray[Any]) -> None:
+        for name, value in values.items():
+            self.columns[name].append(value)
+
+    def arrays(self, dtypes: dict[str, Any]) -> dict[str, npt.NDArray[Any]]:
+        return {
+            name: np.concatenate(chunks) if chunks else np.empty(0, dtype=dtypes[name])
+            for name, chunks in self.columns.items()
+        }
+
+
+@dataclass(frozen=True)
+class Sizing:
+    """What turns an order into a quantity and a price on a fill day: the config, the panel, the fill-price panel
+    and the lot sizes per symbol. Shared by the one-portfolio engine and the batch engine
+    (shared.research.engine.batch),
+    so both size every order with the same code."""
+
+    config: BacktestConfig
+    panel: Panel
+    fill_prices: IntArray
+    lot_min: IntArray
+    lot_step: IntArray
+
+    @classmethod
+    def of(cls, panel: Panel, config: BacktestConfig) -> Sizing:
+        if config.lots:
+            lot_min = np.array([200 if b is Board.STAR else 100 for b in panel.boards], dtype=np.int64)
+            lot_step = np.array([1 if b in (Board.STAR, Board.BSE) else 100 for b in panel.boards], dtype=np.int64)
+        else:
+            n = len(panel.codes)
+            lot_min = np.ones(n, dtype=np.int64)
+            lot_step = np.ones(n, dtype=np.int64)
+        return cls(config, panel, fill_price_panel(panel, config), lot_min, lot_step)
+
+
+def fill_price_panel(panel: Panel, config: BacktestConfig) -> IntArray:
+    if config.fill_price == "open":
+        return panel.open
+    if config.fill_price == "close":
+        return panel.close
+    # VWAP-like: amount / vol, rounded half-up to the fen; 0 (no fill) when the bar has no volume
+    with np.errstate(divide="ignore", invalid="ignore"):
+        vwap = np.floor(panel.amount * 100.0 / panel.vol + 0.5)
+    return np.where(panel.vol > 0, vwap, 0).astype(np.int64)
+
+
+def fill_rounds(keys: IntArray) -> list[IntArray]:
+    """Positions of the day's orders (given in order-id order) grouped in rounds: round r holds the r-th order of
+    every key (a symbol, or a portfolio and symbol), in the given order. One round when every key is distinct."""
+    if len(np.unique(keys)) == len(keys):
+        return [np.arange(len(keys))]
+    order = np.lexsort((np.arange(len(keys)), keys))
+    first = np.r_[True, keys[order][1:] != keys[order][:-1]]
+    start = np.maximum.accumulate(np.where(first, np.arange(len(order)), 0))
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order)) - start
+    return [np.sort(np.flatnonzero(rank == r)) for r in range(int(rank.max()) + 1)]
+
+
+def slipped(config: BacktestConfig, px: IntArray, buy: BoolArray) -> IntArray:
+    if config.slippage == "bps":
+        bps = config.slippage_amount.as_integer_ratio()
+        num, den = bps[0], bps[1] * 10_000
+        # price x (1 +- bps / 10000), rounded half-up to the tick
+        up = (2 * px * (den + num) + den) // (2 * den)
+        down = (2 * px * (den - num) + den) // (2 * den)
+        return np.where(buy, up, down)
+    if config.slippage == "ticks":
+        ticks = int(config.slippage_amount)
+        return np.where(buy, px + ticks, px - ticks)
+    return px
+
+
+def size_orders(
+    sizing: Sizing, t: int, syms: IntArray, kinds: IntArray, amts: IntArray, pos: IntArray, sellable: IntArray
+) -> tuple[IntArray, IntArray, BoolArray, BoolArray, IntArray, BoolArray]:
+    """One round of orders (at most one per symbol and portfolio) against the book before it: the quantity each
+    may trade (before cash), the execution price, the side, the reason code and the bad-lot rejections."""
+    panel, cfg = sizing.panel, sizing.config
+    raw = sizing.fill_prices[t, syms]
+    lot_min, lot_step = sizing.lot_min[syms], sizing.lot_step[syms]
+    reason = np.zeros(len(syms), dtype=np.int64)
+
+    # side from the raw price; then the execution price by side; then the quantity at the execution price
+    want = np.where(
+        kinds == KIND_SHARES,
+        amts,
+        np.where(
+            kinds == KIND_VALUE,
+            np.sign(amts) * (np.abs(amts) // raw),
+            np.where(kinds == KIND_TARGET, amts // raw - pos, -pos),
+        ),
+    )
+    buy = want > 0
+    px = slipped(cfg, raw, buy)
+    up, down = panel.up_limit[t, syms], panel.down_limit[t, syms]
+    # A fill price printed outside the day's band contradicts the band: the data (ST flag, pre_close, list date or
+    # the given limits) is wrong, not the print. Such a bar is traded at its printed price, without the band
+    # (run_backtest reports it, see `outside_band`).
+    banded = (raw <= up) & (raw >= down) if cfg.price_limits else np.zeros(len(syms), dtype=np.bool_)
+    # a slipped price stays a price the exchange would accept that day: inside the limits, at least one tick
+    px = np.where(banded, np.maximum(np.minimum(px, up), np.maximum(down, 1)), np.maximum(px, 1))
+    target_qty = amts // px
+    qty = np.where(
+        kinds == KIND_VALUE,
+        np.abs(amts) // px,
+        np.where(
+            kinds == KIND_TARGET,
+            np.where(buy, np.maximum(target_qty - pos, 0), np.maximum(pos - target_qty, 0)),
+            np.abs(want),
+        ),
+    )
+    sell = want < 0
+    reason[(qty == 0) & (kinds == KIND_CLOSE)] = R_NO_POSITION
+    reason[(qty == 0) & (kinds == KIND_TARGET)] = R_TARGET_REACHED
+    reason[(qty == 0) & (kinds == KIND_VALUE)] = R_BELOW_LOT
+    if cfg.price_limits:
+        blocked_up = buy & banded & (raw >= up)
+        blocked_down = sell & banded & (raw <= down)
+        reason[blocked_up] = R_LIMIT_UP
+        reason[blocked_down] = R_LIMIT_DOWN
+        qty[blocked_up | blocked_down] = 0
+
+    explicit = kinds == KIND_SHARES
+    # buys: an explicit quantity must be a valid lot; a sized one rounds down to one
+    bad_lot = explicit & buy & (qty > 0) & ((qty < lot_min) | (qty % lot_step != 0))
+    sized_buy = buy & ~explicit & (qty > 0)
+    reason[sized_buy & (_lots_down(qty, lot_min, lot_step) == 0)] = R_BELOW_LOT
+    qty = np.where(sized_buy, _lots_down(qty, lot_min, lot_step), qty)
+    # sells: at most what is held and sellable; an odd lot only as the whole position
+    selling = sell & (qty > 0)
+    bad_lot |= explicit & selling & (qty < pos) & ((qty < lot_min) | (qty % lot_step != 0))
+    reason[selling & (pos == 0)] = R_NO_POSITION
+    reason[selling & (pos > 0) & (qty > pos)] = R_OVERSOLD
+    qty = np.where(selling, np.minimum(qty, pos), qty)
+    short = selling & (qty > sellable)
+    reason[short & (reason == 0)] = R_T1
+    qty = np.where(short, sellable, qty)
+    partial_sell = selling & (qty < pos)
+    qty = np.where(partial_sell, _lots_down(qty, lot_min, lot_step), qty)
+    # a sized sell of less than a lot (a value or a target a few shares away) that is not the whole position
+    reason[partial_sell & (qty == 0) & (reason == 0)] = R_BELOW_LOT
+    reason[bad_lot] = R_BAD_LOT
+    qty[bad_lot] = 0
+    if cfg.volume_cap is not None:
+        num, den = cfg.volume_cap.as_integer_ratio()
+        cap = np.floor(panel.vol[t, syms] * num / den + 1e-9).astype(np.int64)
+        capped = qty > cap
+        reason[capped & (reason == 0)] = R_VOLUME_CAP
+        qty = np.where(capped, _lots_down(cap, lot_min, lot_step), qty)
+    return qty, px, buy, sell, reason, bad_lot
+
+
+def outside_band(panel: Panel, fill_prices: IntArray) -> tuple[IntArray, IntArray]:
+    """(days, symbols) of the bars whose fill price lies outside their day's limit band: prints the band says the
+    exchange could not have made, so the band (or the bar) is wrong. `size_orders` fills orders on them at the
+    printed price, without the band; run_backtest lists them in the result's warnings."""
+    fp = fill_prices
+    outside = panel.has_bar & (fp > 0) & ((fp > panel.up_limit) | (fp < panel.down_limit))
+    days, syms = np.nonzero(outside)
+    return days.astype(np.int64), syms.astype(np.int64)
+
+
+def sells_paid_for(cash_fen: int, proceeds: IntArray) -> BoolArray:
+    """Which of one portfolio's sells of a round (in order-id order) go through, so that cash never goes negative:
+    every sell with proceeds >= 0, and a sell whose fees exceed its amount (the 5 CNY minimum commission on a tiny
+    sale) only if the cash, with the round's other proceeds and in order-id order, pays the difference."""
+    keep = np.ones(len(proceeds), dtype=np.bool_)
+    costly = np.flatnonzero(proceeds < 0)
+    if len(costly) == 0:
+        return keep
+    cash = cash_fen + int(proceeds[proceeds >= 0].sum())
+    for i in costly.tolist():
+        if cash + int(proceeds[i]) >= 0:
+            cash += int(proceeds[i])
+        else:
+            keep[i] = False
+    return keep
+
+
+def cross_section(p: Panel, t: int) -> CrossSection:
+    """Day t over the universe, as the strategy sees it (read-only copies, unadjusted CNY)."""
+    return CrossSection(
+        trade_date=p.dates[t],
+        index=t,
+        codes=p.codes,
+        open=_read_only(p.open[t] / 100.0),
+        high=_read_only(p.high[t] / 100.0),
+        low=_read_only(p.low[t] / 100.0),
+        close=_read_only(p.close[t] / 100.0),
+        pre_close=_read_only(p.pre_close[t] / 100.0),
+        # copies, not views: a view's .base would be the whole panel, tomorrow included
+        vol=_read_only(p.vol[t].copy()),
+        amount=_read_only(p.amount[t].copy()),
+        has_bar=_read_only(p.has_bar[t].copy()),
+    )
+
+
+def _read_only(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    array.flags.writeable = False
+    return array
+
+
+class Engine:
+    def __init__(
+        self,
+        strategy: Strategy,
+        panel: Panel,
+        config: BacktestConfig,
+        *,
+        record_positions: bool = True,
+        store: Store | None = None,
+    ) -> None:
+        self.strategy = strategy
+        self.panel = panel
+        self.config = config
+        days, n = panel.shape
+        self.t = -1
+        self.initial_cash_fen = int(config.initial_cash * 100)
+        self.cash_fen = self.initial_cash_fen
+        self.positions = np.zeros(n, dtype=np.int64)
+        self.bought_today = np.zeros(n, dtype=np.int64)
+        self.cost_fen = np.zeros(n, dtype=np.int64)  # total cost (fees included) of the shares held
+        self.fees = FenFees.from_schedule(config.fee_schedule(), stamp_duty=config.stamp_duty)
+        self.sizing = Sizing.of(panel, config)
+        self.lot_min, self.lot_step = self.sizing.lot_min, self.sizing.lot_step
+        # orders
+        self.next_id = 0
+        self.pend_id = np.empty(0, dtype=np.int64)
+        self.pend_sym = np.empty(0, dtype=np.int64)
+        self.pend_kind = np.empty(0, dtype=np.int64)
+        self.pend_amt = np.empty(0, dtype=np.int64)
+        self._new: list[tuple[IntArray, IntArray, IntArray, IntArray]] = []
+        self.orders = _Log.of("id", "sym", "kind", "amount", "created")
+        self.settled = _Log.of("id", "status", "filled", "reason", "day")
+        self.trades = _Log.of(
+            "day",
+            "sym",
+            "side",
+            "qty",
+            "price",
+            "amount",
+            "commission",
+            "stamp_duty",
+            "transfer_fee",
+            "order_id",
+            "pnl",
+        )
+        self.actions: list[dict[str, Any]] = []
+        # daily records
+        self.cash_hist = np.zeros(days, dtype=np.int64)
+        self.mv_hist = np.zeros(days, dtype=np.int64)
+        self.traded_hist = np.zeros(days, dtype=np.int64)
+        # days x symbols: only when the result object is wanted (an optimiser needs the metrics only)
+        self.record_positions = record_positions
+        self.pos_hist = np.zeros((days, n) if record_positions else (0, n), dtype=np.int64)
+        cls = type(strategy)
+        self.listens_orders = cls.on_order is not Strategy.on_order
+        self.listens_trades = cls.on_trade is not Strategy.on_trade
+        # store: where the context keeps its whole-panel arrays (the optimiser shares one between runs)
+        self.ctx = BacktestContext(self, RunHistory(panel, config, store))
+        self.fill_prices = self.sizing.fill_prices
+        for name in ("open", "high", "low", "close", "pre_close", "vol", "amount", "has_bar"):
+            self._read_only(getattr(panel, name))
+
+    @staticmethod
+    def _read_only(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        array.flags.writeable = False
+        return array
+
+    # --- the book ------------------------------------------------------------------------------------------------
+    def sellable(self) -> IntArray:
+        if not self.config.t_plus_one:
+            return self.positions.copy()
+        return self.positions - self.bought_today
+
+    def market_value_fen(self) -> int:
+        if self.t < 0:
+            return 0
+        return int(self.positions @ self.panel.close[self.t])
+
+    def queue(self, cols: IntArray, kind: int, amounts: IntArray) -> IntArray:
+        ids = np.arange(self.next_id, self.next_id + len(cols), dtype=np.int64)
+        self.next_id += len(cols)
+        kinds = np.full(len(cols), kind, dtype=np.int64)
+        self._new.append((ids, cols, kinds, amounts.astype(np.int64)))
+        self.orders.add(
+            id=ids, sym=cols, kind=kinds, amount=amounts.astype(np.int64), created=np.full(len(cols), self.t)
+        )
+        return ids
+
+    def _take_new_orders(self) -> None:
+        if not self._new:
+            return
+        parts = list(zip(*self._new, strict=True))
+        self._new = []
+        self.pend_id = np.concatenate([self.pend_id, *parts[0]])
+        self.pend_sym = np.concatenate([self.pend_sym, *parts[1]])
+        self.pend_kind = np.concatenate([self.pend_kind, *parts[2]])
+        self.pend_amt = np.concatenate([self.pend_amt, *parts[3]])
+
+    def _settle(
+        self, ids: IntArray, syms: IntArray, status: IntArray | int, filled: IntArray | int, reason: IntArray | int
+    ) -> None:
+        k = len(ids)
+        if k == 0:
+            return
+        self.settled.add(
+            id=ids,
+            status=np.broadcast_to(np.asarray(status, dtype=np.int64), (k,)).copy(),
+            filled=np.broadcast_to(np.asarray(filled, dtype=np.int64), (k,)).copy(),
+            reason=np.broadcast_to(np.asarray(reason, dtype=np.int64), (k,)).copy(),
+            day=np.full(k, self.t, dtype=np.int64),
+        )
+        if self.listens_orders:
+            st = np.broadcast_to(np.asarray(status), (k,))
+            fq = np.broadcast_to(np.asarray(filled), (k,))
+            rs = np.broadcast_to(np.asarray(reason), (k,))
+            for i in range(k):
+                self.strategy.on_order(
+                    self.ctx,
+                    OrderEvent(
+                        order_id=int(ids[i]),
+                        ts_code=self.panel.codes[int(syms[i])],
+                        trade_date=self.panel.dates[self.t],
+                        status=STATUS_NAMES[int(st[i])],  # type: ignore[arg-type]
+                        filled_qty=int(fq[i]),
+                        reason=REASONS[int(rs[i])],
+                    ),
+                )
+
+    # --- one day -------------------------------------------------------------------------------------------------
+    def _corporate_actions(self, t: int) -> None:
+        adj = self.panel.adj_factor
+        if adj is None or t == 0:
+            return
+        ratio = adj[t] / adj[t - 1]
+        held = np.flatnonzero((ratio != 1.0) & (self.positions > 0) & self.panel.has_bar[t])
+        for j in held.tolist():
+            old = int(self.positions[j])
+            exact = old * float(ratio[j])
+            # tolerance: af_t / af_{t-1} of a 2-for-1 split may come out as 1.9999999999999998
+            new = int(np.floor(exact + 1e-9))
+            fraction = max(exact - new, 0.0)
+            cash = int(np.floor(fraction * int(self.panel.pre_close[t, j]) + 0.5))
+            self.positions[j] = new
+            self.cash_fen += cash
+            self.cost_fen[j] = max(int(self.cost_fen[j]) - cash, 0)
+            self.actions.append(
+                {
+                    "trade_date": self.panel.dates[t].isoformat(),
+                    "ts_code": self.panel.codes[j],
+                    "ratio": float(ratio[j]),
+                    "qty_before": old,
+                    "qty_after": new,
+                    "cash_in_lieu": yuan(cash),
+                }
+            )
+
+    def _fill(self, t: int) -> None:
+        if len(self.pend_id) == 0:
+            return
+        has_bar = self.panel.has_bar[t, self.pend_sym]
+        why = np.full(len(has_bar), R_SUSPENDED, dtype=np.int64)
+        if self.config.fill_price == "vwap":
+            # a bar without volume has no VWAP: treated like a suspension
+            why[has_bar] = R_NO_VOLUME
+            has_bar &= self.fill_prices[t, self.pend_sym] > 0
+        waiting = ~has_bar
+        if waiting.any() and self.config.suspended_orders == "cancel":
+            self._settle(self.pend_id[waiting], self.pend_sym[waiting], STATUS_CANCELLED, 0, why[waiting])
+            waiting[:] = False
+        active = np.flatnonzero(has_bar)
+        ids, syms, kinds, amts = (a[active] for a in (self.pend_id, self.pend_sym, self.pend_kind, self.pend_amt))
+        keep = np.flatnonzero(waiting)
+        pend = (self.pend_id, self.pend_sym, self.pend_kind, self.pend_amt)
+        self.pend_id, self.pend_sym, self.pend_kind, self.pend_amt = (a[keep] for a in pend)
+        if len(ids) == 0:
+            return
+        # Several orders for one symbol on one day are filled in rounds, in order-id order, each round seeing the
+        # book the previous one left (so a buy and a sell of one symbol meet T+1 as they would at the exchange).
+        for sel in fill_rounds(syms):
+            self._fill_round(t, ids[sel], syms[sel], kinds[sel], amts[sel])
+
+    def _fill_round(self, t: int, ids: IntArray, syms: IntArray, kinds: IntArray, amts: IntArray) -> None:
+        pos = self.positions[syms]
+        sellable = pos - self.bought_today[syms] if self.config.t_plus_one else pos.copy()
+        qty, px, buy, sell, reason, bad_lot = size_orders(self.sizing, t, syms, kinds, amts, pos, sellable)
+
+        # sells first: their proceeds pay for the same day's buys, as at the exchange
+        filled = np.zeros(len(ids), dtype=np.int64)
+        s = np.flatnonzero(sell & (qty > 0))
+        if len(s):
+            done = self._execute_sells(t, ids[s], syms[s], qty[s], px[s], pos[s])
+            filled[s] = np.where(done, qty[s], 0)
+            reason[s[~done]] = R_FEES
+        b = np.flatnonzero(buy & (qty > 0))
+        if len(b):
+            got = self._execute_buys(t, ids[b], syms[b], qty[b], px[b])
+            cut = got < qty[b]
+            reason[b[cut]] = np.where(reason[b[cut]] == 0, R_CASH, reason[b[cut]])
+            filled[b] = got
+        status = np.where(
+            bad_lot,
+            STATUS_REJECTED,
+            np.where(filled > 0, np.where(reason == R_NONE, STATUS_FILLED, STATUS_PARTIAL), STATUS_CANCELLED),
+        )
+        self._settle(ids, syms, status, filled, reason)
+
+    def _execute_sells(
+        self, t: int, ids: IntArray, syms: IntArray, qty: IntArray, px: IntArray, pos: IntArray
+    ) -> BoolArray:
+        """Executes the sells the cash can pay the fees of; returns which went through."""
+        amount = qty * px
+        commission = self.fees.commission(amount)
+        stamp = self.fees.stamp(amount, self.panel.dates[t])
+        transfer = self.fees.transfer(amount)
+        proceeds = amount - commission - stamp - transfer
+        done = sells_paid_for(self.cash_fen, proceeds)
+        if not done.all():
+            ids, syms, qty, px, pos = ids[done], syms[done], qty[done], px[done], pos[done]
+            amount, commission, stamp = amount[done], commission[done], stamp[done]
+            transfer, proceeds = transfer[done], proceeds[done]
+        cost = self.cost_fen[syms]
+        # average cost: the sold fraction of the position's total cost (fees included), half-up to the fen;
+        # a full exit takes the whole remaining cost, so nothing is left behind by rounding
+        removed = np.where(qty == pos, cost, (2 * cost * qty + pos) // (2 * np.maximum(pos, 1)))
+        pnl = proceeds - removed
+        self.cost_fen[syms] = cost - removed
+        self.positions[syms] -= qty
+        self.cash_fen += int(proceeds.sum())
+        self.traded_hist[t] += int(amount.sum())
+        self.trades.add(
+            day=np.full(len(ids), t), sym=syms, side=np.full(len(ids), -1), qty=qty, price=px, amount=amount,
+            commission=commission, stamp_duty=stamp, transfer_fee=transfer, order_id=ids, pnl=pnl,
+        )  # fmt: skip
+        self._tell_trades(t, ids, syms, qty, px, amount, commission + stamp + transfer, "sell")
+        return done
+
+    def _execute_buys(self, t: int, ids: IntArray, syms: IntArray, qty: IntArray, px: IntArray) -> IntArray:
+        amount = qty * px
+        commission = self.fees.commission(amount)
+        transfer = self.fees.transfer(amount)
+        total = amount + commission + transfer
+        if int(total.sum()) > self.cash_fen:
+            # not enough for all: settle one by one in order-id order, shrinking each to what the cash pays
+            qty = qty.copy()
+            cash = self.cash_fen
+            for i in range(len(ids)):
+                if int(total[i]) <= cash:
+                    cash -= int(total[i])
+                    continue
+                q = affordable(self.fees, cash, int(px[i]), int(self.lot_min[syms[i]]), int(self.lot_step[syms[i]]))
+                q = min(q, int(qty[i]))
+                qty[i] = q
+                a = np.array([q * int(px[i])], dtype=np.int64)
+                fee = int(self.fees.commission(a)[0] + self.fees.transfer(a)[0]) if q else 0
+                cash -= q * int(px[i]) + fee
+            keep = qty > 0
+            amount = qty * px
+            commission = np.where(keep, self.fees.commission(amount), 0)
+            transfer = self.fees.transfer(amount)
+            total = amount + commission + transfer
+        else:
+            keep = np.ones(len(ids), dtype=np.bool_)
+        self.positions[syms] += qty
+        self.bought_today[syms] += qty
+        self.cost_fen[syms] += total
+        self.cash_fen -= int(total.sum())
+        assert self.cash_fen >= 0, "cash went negative"
+        self.traded_hist[t] += int(amount.sum())
+        k = np.flatnonzero(keep)
+        self.trades.add(
+            day=np.full(len(k), t), sym=syms[k], side=np.full(len(k), 1), qty=qty[k], price=px[k], amount=amount[k],
+            commission=commission[k], stamp_duty=np.zeros(len(k), dtype=np.int64), transfer_fee=transfer[k],
+            order_id=ids[k], pnl=np.zeros(len(k), dtype=np.int64),
+        )  # fmt: skip
+        self._tell_trades(t, ids[k], syms[k], qty[k], px[k], amount[k], commission[k] + transfer[k], "buy")
+        return qty
+
+    def _tell_trades(
+        self,
+        t: int,
+        ids: IntArray,
+        syms: IntArray,
+        qty: IntArray,
+        px: IntArray,
+        amount: IntArray,
+        fees: IntArray,
+        side: str,
+    ) -> None:
+        if not self.listens_trades:
+            return
+        for i in range(len(ids)):
+            self.strategy.on_trade(
+                self.ctx,
+                TradeEvent(
+                    order_id=int(ids[i]),
+                    ts_code=self.panel.codes[int(syms[i])],
+                    trade_date=self.panel.dates[t],
+                    side=side,  # type: ignore[arg-type]
+                    qty=int(qty[i]),
+                    price=int(px[i]) / 100,
+                    amount=int(amount[i]) / 100,
+                    fees=int(fees[i]) / 100,
+                ),
+            )
+
+    def cross_section(self, t: int) -> CrossSection:
+        return cross_section(self.panel, t)
+
+    def run(self, progress: Callable[[int, int], None] | None = None, every: int = 50) -> None:
+        """Drive the strategy over every day. `progress(days_done, days)` is called every `every` days and at the
+        end; it may raise (e.g. a cancellation) to stop the run, and the exception propagates unchanged."""
+        days = len(self.panel.dates)
+        self.strategy.on_init(self.ctx)
+        self._take_new_orders()
+        for t in range(days):
+            if progress is not None and t % every == 0 and t:
+                progress(t, days)
+            self.t = t
+            self.bought_today[:] = 0
+            self._corporate_actions(t)
+            self._fill(t)
+            self.cash_hist[t] = self.cash_fen
+            self.mv_hist[t] = self.positions @ self.panel.close[t]
+            if self.record_positions:
+                self.pos_hist[t] = self.positions
+            self.strategy.on_bar(self.ctx, self.cross_section(t))
+            self._take_new_orders()
+        self.strategy.on_stop(self.ctx)
+        self._take_new_orders()
+        if len(self.pend_id):
+            self._settle(self.pend_id, self.pend_sym, STATUS_CANCELLED, 0, R_END)
+            self.pend_id = self.pend_id[:0]
+        if progress is not None:
+            progress(days, days)
+
+
+def _lots_down(qty: IntArray, lot_min: IntArray, lot_step: IntArray) -> IntArray:
+    rounded = qty - qty % lot_step
+    return np.where(rounded >= lot_min, rounded, 0)
+
+
+def affordable(fees: FenFees, cash: int, px: int, lot_min: int, lot_step: int) -> int:
+    """The most shares (a valid lot) that `cash` pays for at `px`, fees included; 0 if not even the smallest lot."""
+    q = cash // px
+    q -= q % lot_step
+    while q >= lot_min:
+        if q * px + fees.buy_total(q * px) <= cash:
+            return q
+        # fees are a fraction of the amount plus at most the minimum commission: jump close to the answer
+        q -= max(lot_step, ((q * px + fees.buy_total(q * px) - cash) // px) // lot_step * lot_step)
+    return 0
