@@ -18,7 +18,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
 from services.execution.brokers.base import BrokerReport, BrokerUnavailable, Fill
-from services.execution.store import paper_fills, paper_orders
+from services.execution.brokers.paper_tables import paper_fills, paper_orders
 from shared.core.domain import Order, OrderSide, OrderStatus, OrderType, from_fen, price, to_fen
 from shared.platform.clock import utcnow
 from shared.platform.db import Database

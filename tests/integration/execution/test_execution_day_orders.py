@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-import services.execution.store as execution_store
+import services.execution.store.transitions as execution_store
 from services.execution.brokers.base import BrokerReport
+from services.execution.brokers.paper_tables import paper_fills, paper_orders
 from services.execution.desk import OrderDesk
-from services.execution.store import paper_fills, paper_orders
 from shared.core.domain import OrderStatus
 from shared.platform.approval import OrderTerms
 from shared.platform.internal_auth import Principal

@@ -13,9 +13,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import create_async_engine
 
-import services.execution.store as execution_store
+import services.execution.store.transitions as execution_store
+from services.execution.brokers.paper_tables import paper_fills, paper_orders
 from services.execution.desk import OrderDesk
-from services.execution.store import orders, outbox, paper_fills, paper_orders, refused_submissions, trades
+from services.execution.store import orders, outbox, refused_submissions, trades
 from shared.platform.approval import OrderTerms, sign_approval
 from shared.platform.events import Envelope
 from shared.platform.internal_auth import Principal
