@@ -11,7 +11,8 @@ from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
 from services.execution import cash as cashbook
-from services.execution.cash import Cash, OpenBuy, account_cash
+from services.execution.admission import Refusal
+from services.execution.cash import Cash, OpenBuy, account_cash, withdrawal_refusal
 from services.execution.store.base import AutoId, StoreBase, metadata
 from services.execution.store.orders import orders
 from shared.core.domain import OrderSide, OrderStatus
@@ -63,6 +64,10 @@ class AdmissionRefused(Exception):
         self.code = code
         self.message = message
         self.details = details
+
+    @classmethod
+    def of(cls, refusal: Refusal) -> AdmissionRefused:
+        return cls(refusal.code, refusal.message, **refusal.details)
 
 
 @dataclass(frozen=True)
@@ -210,15 +215,9 @@ class AccountStore(StoreBase):
                 if used is not None:
                     raise EntryExists(ledger_entry(used))
                 if amount_fen < 0:
-                    cash = await self._cash(s, account_id, today)
-                    if -amount_fen > cash.available_fen:
-                        raise AdmissionRefused(
-                            "insufficient_cash",
-                            f"cannot withdraw {cashbook.cny(-amount_fen)} CNY: {cashbook.cny(cash.available_fen)} "
-                            f"available (balance {cashbook.cny(cash.balance_fen)}, reserved by open buys "
-                            f"{cashbook.cny(cash.reserved_fen)})",
-                            available=cashbook.cny(cash.available_fen),
-                        )
+                    refusal = withdrawal_refusal(-amount_fen, await self._cash(s, account_id, today))
+                    if refusal is not None:
+                        raise AdmissionRefused.of(refusal)
                 await s.execute(
                     cash_ledger.insert().values(
                         account_id=account_id,

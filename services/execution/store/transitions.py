@@ -13,9 +13,9 @@ from sqlalchemy.exc import IntegrityError
 from services.execution import cash as cashbook
 from services.execution import events
 from services.execution.brokers.base import BrokerReport
-from services.execution.cash import buy_reservation_fen
+from services.execution.cash import buy_refusal
 from services.execution.lifecycle import ReportPlan, average_price, plan_report
-from services.execution.positions import holdings, oversell_message, sellable
+from services.execution.positions import sell_refusal
 from services.execution.store.accounts import AccountStore, AdmissionRefused, cash_ledger
 from services.execution.store.base import outbox
 from services.execution.store.orders import (
@@ -34,7 +34,6 @@ from shared.core.domain.money import FEN
 from shared.core.market.rules import trade_fees
 from shared.platform.approval import OrderTerms
 from shared.platform.clock import utcnow
-from shared.platform.db import DbSession
 from shared.platform.events import Envelope
 from shared.platform.observability import current_correlation_id, new_id
 from shared.platform.outbox import add_to_outbox
@@ -101,10 +100,14 @@ class OrderTransitions(OrderReads, TradeReads, AccountStore):
                         if same_key is not None or by_decision is not None:
                             raise AlreadyPlaced(same_key, by_decision)
                         if side is OrderSide.SELL:
-                            await self._check_sellable(s, order, today)
+                            lots, sells = await self._position_inputs(s, order.account_id)
+                            refusal = sell_refusal(lots, sells, order.ts_code, order.qty, today=today)
                         else:
                             assert cap_fen is not None
-                            await self._check_cash(s, order, cap_fen, today)
+                            cash = await self._cash(s, order.account_id, today)
+                            refusal = buy_refusal(order.ts_code, order.qty, cap_fen, cash, today=today)
+                        if refusal is not None:
+                            raise AdmissionRefused.of(refusal)
                         await s.execute(
                             orders.insert().values(
                                 order_id=order.order_id,
@@ -133,26 +136,6 @@ class OrderTransitions(OrderReads, TradeReads, AccountStore):
                 return stored
             await self.ensure_account(order.account_id)
         raise AssertionError(f"account {order.account_id} could not be created")
-
-    async def _check_sellable(self, s: DbSession, order: Order, today: date) -> None:
-        lots, sells = await self._position_inputs(s, order.account_id)
-        held, can_sell = sellable(holdings(lots, sells, today=today), order.ts_code)
-        message = oversell_message(order.ts_code, order.qty, held, can_sell)
-        if message is not None:
-            raise AdmissionRefused("insufficient_position", message, held_qty=held, sellable_qty=can_sell)
-
-    async def _check_cash(self, s: DbSession, order: Order, cap_fen: int, today: date) -> None:
-        cash = await self._cash(s, order.account_id, today)
-        needed = buy_reservation_fen(order.qty, cap_fen, today)
-        if needed > cash.available_fen:
-            raise AdmissionRefused(
-                "insufficient_cash",
-                f"cannot buy {order.qty} shares of {order.ts_code} at up to {cashbook.cny(cap_fen)}: it needs "
-                f"{cashbook.cny(needed)} CNY with fees, {cashbook.cny(cash.available_fen)} available (balance "
-                f"{cashbook.cny(cash.balance_fen)}, reserved by open buys {cashbook.cny(cash.reserved_fen)})",
-                needed=cashbook.cny(needed),
-                available=cashbook.cny(cash.available_fen),
-            )
 
     async def apply_report(self, order_id: str, report: BrokerReport, *, attempts: int = 3) -> AppliedReport:
         """Record what the broker reported: status changes, new trades and their events, in one transaction.
