@@ -15,8 +15,9 @@ from services.execution.admission import Refusal
 from services.execution.cash import Cash, OpenBuy, account_cash, withdrawal_refusal
 from services.execution.store.base import AutoId, StoreBase, metadata
 from services.execution.store.orders import orders
-from shared.core.domain import OrderSide, OrderStatus
+from shared.core.domain import OrderSide, OrderStatus, from_fen, to_fen
 from shared.platform.clock import UtcDateTime, utcnow
+from shared.platform.columns import CnyFen
 from shared.platform.db import DbSession
 from shared.platform.observability import current_correlation_id
 
@@ -30,7 +31,7 @@ accounts = Table(
     Column("created_at", UtcDateTime, nullable=False),
 )
 
-# The account's cash, append-only: balance = sum(amount_fen). One entry per idempotency key and account: the
+# The account's cash, append-only: balance = sum(amount). One entry per idempotency key and account: the
 # opening cash ("opening"), each fill ("trade:<trade_id>"), each deposit or withdrawal (the caller's key).
 cash_ledger = Table(
     "cash_ledger",
@@ -38,7 +39,7 @@ cash_ledger = Table(
     Column("id", AutoId, primary_key=True, autoincrement=True),
     Column("account_id", String(64), nullable=False),
     Column("kind", String(16), nullable=False),  # opening | deposit | withdrawal | buy_fill | sell_fill
-    Column("amount_fen", BigInteger, nullable=False),  # signed: + money in, - money out
+    Column("amount_fen", CnyFen, key="amount", nullable=False),  # signed: + money in, - money out
     Column("idempotency_key", String(80), nullable=False),
     Column("trade_id", String(64), nullable=True),
     Column("created_by", String(128), nullable=False),
@@ -87,7 +88,7 @@ def ledger_entry(row: Row[Any]) -> LedgerEntry:
         entry_id=row.id,
         account_id=row.account_id,
         kind=row.kind,
-        amount_fen=row.amount_fen,
+        amount_fen=to_fen(row.amount),
         idempotency_key=row.idempotency_key,
         trade_id=row.trade_id,
         created_by=row.created_by,
@@ -125,7 +126,7 @@ class AccountStore(StoreBase):
                         cash_ledger.insert().values(
                             account_id=account_id,
                             kind=cashbook.OPENING,
-                            amount_fen=self.opening_cash_fen,
+                            amount=from_fen(self.opening_cash_fen),
                             idempotency_key=cashbook.OPENING,
                             trade_id=None,
                             created_by=self.source,
@@ -138,16 +139,12 @@ class AccountStore(StoreBase):
 
     async def _cash(self, s: DbSession, account_id: str, today: date) -> Cash:
         ledger_sum = (
-            await s.execute(
-                select(func.coalesce(func.sum(cash_ledger.c.amount_fen), 0)).where(
-                    cash_ledger.c.account_id == account_id
-                )
-            )
+            await s.execute(select(func.sum(cash_ledger.c.amount)).where(cash_ledger.c.account_id == account_id))
         ).scalar_one()
         open_statuses = [status.value for status in OrderStatus if not status.is_final]
         buy_rows = (
             await s.execute(
-                select(orders.c.qty, orders.c.filled_qty, orders.c.price_cap_fen).where(
+                select(orders.c.qty, orders.c.filled_qty, orders.c.price_cap).where(
                     orders.c.account_id == account_id,
                     orders.c.side == OrderSide.BUY.value,
                     orders.c.status.in_(open_statuses),
@@ -156,8 +153,8 @@ class AccountStore(StoreBase):
         ).all()
         # A buy without a cap (an open market buy admitted before caps were recorded, migration 0002) reserves
         # nothing: there is no price to reserve at.
-        open_buys = [OpenBuy(r.qty - r.filled_qty, r.price_cap_fen) for r in buy_rows if r.price_cap_fen]
-        return account_cash(int(ledger_sum), open_buys, today=today)
+        open_buys = [OpenBuy(r.qty - r.filled_qty, to_fen(r.price_cap)) for r in buy_rows if r.price_cap]
+        return account_cash(0 if ledger_sum is None else to_fen(ledger_sum), open_buys, today=today)
 
     async def known_account(self, account_id: str) -> bool:
         """Whether the account has been seen: it has its row (an order, a cash movement, its owner looked at it)
@@ -222,7 +219,7 @@ class AccountStore(StoreBase):
                     cash_ledger.insert().values(
                         account_id=account_id,
                         kind=kind,
-                        amount_fen=amount_fen,
+                        amount=from_fen(amount_fen),
                         idempotency_key=idempotency_key,
                         trade_id=None,
                         created_by=created_by[:128],

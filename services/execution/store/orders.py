@@ -24,9 +24,10 @@ from sqlalchemy.engine import Row
 
 from services.execution.lifecycle import OrderProgress, average_price
 from services.execution.store.base import AutoId, StoreBase, metadata
-from shared.core.domain import Order, OrderSide, OrderStatus, OrderType, from_fen, to_fen
+from shared.core.domain import Order, OrderSide, OrderStatus, OrderType
 from shared.platform.approval import OrderTerms
 from shared.platform.clock import UtcDateTime
+from shared.platform.columns import CnyFen
 from shared.platform.db import DbSession
 
 orders = Table(
@@ -40,13 +41,15 @@ orders = Table(
     Column("side", String(8), nullable=False),
     Column("order_type", String(8), nullable=False),
     Column("qty", BigInteger, nullable=False),
-    Column("price_fen", BigInteger, nullable=True),  # limit price; NULL for market orders
+    Column("price_fen", CnyFen, key="price", nullable=True),  # limit price; NULL for market orders
     # Buys: the most a share may cost, which cash is reserved at (the limit price, or for a market buy the
     # limit-up price of the day it was admitted). NULL for sells.
-    Column("price_cap_fen", BigInteger, nullable=True),
+    Column("price_cap_fen", CnyFen, key="price_cap", nullable=True),
     Column("status", String(20), nullable=False),
     Column("filled_qty", BigInteger, nullable=False),
-    Column("filled_amount_fen", BigInteger, nullable=False),  # sum of qty * price over the fills, exact
+    Column(
+        "filled_amount_fen", CnyFen, key="filled_amount", nullable=False
+    ),  # sum of qty * price over the fills, exact
     Column("reason", String(255), nullable=True),
     Column("version", Integer, nullable=False),  # optimistic concurrency: every update bumps it
     Column("correlation_id", String(64), nullable=True),
@@ -69,14 +72,6 @@ order_transitions = Table(
     Column("at", UtcDateTime, nullable=False),
     Index("ix_order_transitions_order", "order_id", "id"),
 )
-
-
-def fen_or_none(value: Decimal | None) -> int | None:
-    return None if value is None else to_fen(value)
-
-
-def price_or_none(fen: int | None) -> Decimal | None:
-    return None if fen is None else from_fen(fen)
 
 
 @dataclass(frozen=True)
@@ -108,7 +103,7 @@ class StoredOrder:
 
 
 def stored_order(row: Row[Any]) -> StoredOrder:
-    filled_amount = from_fen(row.filled_amount_fen)
+    filled_amount: Decimal = row.filled_amount
     order = Order(
         order_id=row.order_id,
         client_order_id=row.client_order_id,
@@ -117,7 +112,7 @@ def stored_order(row: Row[Any]) -> StoredOrder:
         side=OrderSide(row.side),
         order_type=OrderType(row.order_type),
         qty=row.qty,
-        price=price_or_none(row.price_fen),
+        price=row.price,
         status=OrderStatus(row.status),
         filled_qty=row.filled_qty,
         avg_fill_price=average_price(filled_amount, row.filled_qty),
@@ -130,7 +125,7 @@ def stored_order(row: Row[Any]) -> StoredOrder:
         decision_id=row.decision_id,
         filled_amount=filled_amount,
         version=row.version,
-        price_cap=price_or_none(row.price_cap_fen),
+        price_cap=row.price_cap,
     )
 
 

@@ -13,8 +13,9 @@ from sqlalchemy.engine import Row
 from services.execution.positions import OpenSell, TradeLot
 from services.execution.store.base import StoreBase, metadata
 from services.execution.store.orders import orders
-from shared.core.domain import OrderSide, OrderStatus, from_fen
+from shared.core.domain import OrderSide, OrderStatus
 from shared.platform.clock import UtcDateTime
+from shared.platform.columns import CnyFen
 from shared.platform.db import DbSession
 
 trades = Table(
@@ -27,11 +28,11 @@ trades = Table(
     Column("ts_code", String(16), nullable=False),
     Column("side", String(8), nullable=False),
     Column("qty", BigInteger, nullable=False),
-    Column("price_fen", BigInteger, nullable=False),
-    Column("amount_fen", BigInteger, nullable=False),
-    Column("commission_fen", BigInteger, nullable=False),
-    Column("stamp_duty_fen", BigInteger, nullable=False),
-    Column("transfer_fee_fen", BigInteger, nullable=False),
+    Column("price_fen", CnyFen, key="price", nullable=False),
+    Column("amount_fen", CnyFen, key="amount", nullable=False),
+    Column("commission_fen", CnyFen, key="commission", nullable=False),
+    Column("stamp_duty_fen", CnyFen, key="stamp_duty", nullable=False),
+    Column("transfer_fee_fen", CnyFen, key="transfer_fee", nullable=False),
     Column("traded_at", UtcDateTime, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Index("ix_trades_order", "order_id"),
@@ -69,11 +70,11 @@ def _trade(row: Row[Any]) -> TradeRecord:
         ts_code=row.ts_code,
         side=row.side,
         qty=row.qty,
-        price=from_fen(row.price_fen),
-        amount=from_fen(row.amount_fen),
-        commission=from_fen(row.commission_fen),
-        stamp_duty=from_fen(row.stamp_duty_fen),
-        transfer_fee=from_fen(row.transfer_fee_fen),
+        price=row.price,
+        amount=row.amount,
+        commission=row.commission,
+        stamp_duty=row.stamp_duty,
+        transfer_fee=row.transfer_fee,
         traded_at=row.traded_at,
     )
 

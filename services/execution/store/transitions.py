@@ -23,13 +23,11 @@ from services.execution.store.orders import (
     ConcurrentUpdate,
     OrderReads,
     StoredOrder,
-    fen_or_none,
     orders,
-    price_or_none,
     stored_order,
 )
 from services.execution.store.trades import TradeReads, trades
-from shared.core.domain import Order, OrderSide, OrderStatus, OrderType, to_fen
+from shared.core.domain import Order, OrderSide, OrderStatus, OrderType, from_fen, to_fen
 from shared.core.domain.money import FEN
 from shared.core.market.rules import trade_fees
 from shared.platform.approval import OrderTerms
@@ -85,7 +83,7 @@ class OrderTransitions(OrderReads, TradeReads, AccountStore):
             decision_id=decision_id,
             filled_amount=Decimal("0.00"),
             version=1,
-            price_cap=price_or_none(cap_fen),
+            price_cap=None if cap_fen is None else from_fen(cap_fen),
         )
         for _ in range(2):
             async for attempt in self.db.transaction():
@@ -118,11 +116,11 @@ class OrderTransitions(OrderReads, TradeReads, AccountStore):
                                 side=order.side.value,
                                 order_type=order.order_type.value,
                                 qty=order.qty,
-                                price_fen=fen_or_none(order.price),
-                                price_cap_fen=cap_fen,
+                                price=order.price,
+                                price_cap=stored.price_cap,
                                 status=order.status.value,
                                 filled_qty=0,
-                                filled_amount_fen=0,
+                                filled_amount=Decimal("0.00"),
                                 reason=None,
                                 version=1,
                                 correlation_id=current_correlation_id(),
@@ -173,7 +171,7 @@ class OrderTransitions(OrderReads, TradeReads, AccountStore):
                     .values(
                         status=after.order.status.value,
                         filled_qty=after.order.filled_qty,
-                        filled_amount_fen=to_fen(after.filled_amount),
+                        filled_amount=after.filled_amount,
                         reason=None if after.order.reason is None else after.order.reason[:255],
                         version=after.version,
                         updated_at=now,
@@ -203,11 +201,11 @@ class OrderTransitions(OrderReads, TradeReads, AccountStore):
                             ts_code=current.order.ts_code,
                             side=current.order.side.value,
                             qty=fill.qty,
-                            price_fen=to_fen(fill.price),
-                            amount_fen=to_fen(amount),
-                            commission_fen=to_fen(fees.commission),
-                            stamp_duty_fen=to_fen(fees.stamp_duty),
-                            transfer_fee_fen=to_fen(fees.transfer_fee),
+                            price=fill.price,
+                            amount=amount,
+                            commission=fees.commission,
+                            stamp_duty=fees.stamp_duty,
+                            transfer_fee=fees.transfer_fee,
                             traded_at=fill.traded_at,
                             created_at=now,
                         )
@@ -217,7 +215,7 @@ class OrderTransitions(OrderReads, TradeReads, AccountStore):
                         cash_ledger.insert().values(
                             account_id=current.order.account_id,
                             kind=cashbook.BUY_FILL if side is OrderSide.BUY else cashbook.SELL_FILL,
-                            amount_fen=cashbook.fill_cash_fen(side, to_fen(amount), to_fen(fees.total)),
+                            amount=from_fen(cashbook.fill_cash_fen(side, to_fen(amount), to_fen(fees.total))),
                             idempotency_key=cashbook.trade_key(fill.fill_id),
                             trade_id=fill.fill_id,
                             created_by=self.source,

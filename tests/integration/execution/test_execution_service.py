@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -184,7 +185,7 @@ async def test_a_database_error_between_fill_and_recording_neither_loses_nor_dou
             order_id = stored.order.order_id
             async with f.store.db.session() as s:
                 [fill] = (await s.execute(select(paper_fills).where(paper_fills.c.order_id == order_id))).all()
-            assert (fill.fill_id, fill.qty, fill.price_fen) == (f"paper-{order_id}-1", 700, 1000)
+            assert (fill.fill_id, fill.qty, fill.price) == (f"paper-{order_id}-1", 700, Decimal("10.00"))
             # ... but nothing of the failed transaction remains: still ACCEPTED, no trade, no half the events.
             assert stored.order.status.value == "accepted" and stored.order.filled_qty == 0
             assert await f.store.transitions(order_id) == [(None, "accepted")]
