@@ -1,8 +1,12 @@
 """Whether execution may accept a submission: a valid risk approval for exactly these terms, presented by the
-account's owner (or a service/admin acting for it). Pure: the desk records refusals and answers 403."""
+account's owner (or a service/admin acting for it). Pure: the desk records refusals and answers 403.
+
+`Refusal` is what the pure admission checks (cash.buy_refusal, cash.withdrawal_refusal, positions.sell_refusal)
+answer; the store runs them inside its transaction, under the account's lock, and raises it (422, nothing stored)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -10,6 +14,15 @@ from pydantic import ValidationError
 
 from shared.platform.approval import Approval, OrderTerms, approval_error
 from shared.platform.internal_auth import Principal
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why an order (or a withdrawal) cannot be admitted: a machine-readable code, a message, and the figures."""
+
+    code: str
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 def principal_account(principal: Principal) -> str:

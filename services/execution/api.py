@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from services.execution.cash import cny
-from services.execution.desk import AccountCash, OrderDesk
+from services.execution.deps import CurrentPrincipal, Desk
+from services.execution.desk import AccountCash
 from services.execution.schemas import (
     AccountOut,
     CashMovementIn,
@@ -18,14 +21,8 @@ from services.execution.schemas import (
     TradeOut,
 )
 from shared.core.domain import OrderStatus
-from shared.platform.internal_auth import Principal, internal_principal
 
 router = APIRouter(prefix="/v1", tags=["execution"])
-
-
-def get_desk(request: Request) -> OrderDesk:
-    desk: OrderDesk = request.app.state.desk
-    return desk
 
 
 @router.post(
@@ -36,8 +33,8 @@ def get_desk(request: Request) -> OrderDesk:
 )
 async def submit_order(
     submission: OrderSubmission,
-    principal: Principal = Depends(internal_principal),
-    desk: OrderDesk = Depends(get_desk),
+    principal: CurrentPrincipal,
+    desk: Desk,
 ) -> JSONResponse:
     result = await desk.submit(submission, principal)
     body = OrderOut.of(result.stored).model_dump(mode="json")
@@ -46,18 +43,16 @@ async def submit_order(
 
 @router.get("/orders", response_model=list[OrderOut])
 async def list_orders(
+    principal: CurrentPrincipal,
+    desk: Desk,
     status: OrderStatus | None = None,
-    limit: int = Query(default=100, ge=1, le=1000),
-    principal: Principal = Depends(internal_principal),
-    desk: OrderDesk = Depends(get_desk),
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[OrderOut]:
     return [OrderOut.of(o) for o in await desk.list_orders(principal, status, limit)]
 
 
 @router.get("/orders/{order_id}", response_model=OrderOut, responses={404: {"description": "`order_not_found`"}})
-async def get_order(
-    order_id: str, principal: Principal = Depends(internal_principal), desk: OrderDesk = Depends(get_desk)
-) -> OrderOut:
+async def get_order(order_id: str, principal: CurrentPrincipal, desk: Desk) -> OrderOut:
     return OrderOut.of(await desk.get(order_id, principal))
 
 
@@ -66,27 +61,25 @@ async def get_order(
     response_model=OrderOut,
     responses={404: {"description": "`order_not_found`"}, 409: {"description": "`order_not_cancellable`"}},
 )
-async def cancel_order(
-    order_id: str, principal: Principal = Depends(internal_principal), desk: OrderDesk = Depends(get_desk)
-) -> OrderOut:
+async def cancel_order(order_id: str, principal: CurrentPrincipal, desk: Desk) -> OrderOut:
     return OrderOut.of(await desk.cancel(order_id, principal))
 
 
 @router.get("/trades", response_model=list[TradeOut])
 async def list_trades(
+    principal: CurrentPrincipal,
+    desk: Desk,
     order_id: str | None = None,
-    limit: int = Query(default=100, ge=1, le=1000),
-    principal: Principal = Depends(internal_principal),
-    desk: OrderDesk = Depends(get_desk),
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[TradeOut]:
     return [TradeOut.of(t) for t in await desk.list_trades(principal, order_id, limit)]
 
 
 @router.get("/positions", response_model=list[PositionOut])
 async def list_positions(
-    account_id: str | None = Query(default=None, min_length=1, max_length=64),
-    principal: Principal = Depends(internal_principal),
-    desk: OrderDesk = Depends(get_desk),
+    principal: CurrentPrincipal,
+    desk: Desk,
+    account_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
 ) -> list[PositionOut]:
     """The caller's positions; services and admins name the account with `account_id`."""
     return [
@@ -107,9 +100,9 @@ def _account_out(account: AccountCash) -> AccountOut:
 
 @router.get("/account", response_model=AccountOut, responses={404: {"description": "`account_not_found`"}})
 async def get_account(
-    account_id: str | None = Query(default=None, min_length=1, max_length=64),
-    principal: Principal = Depends(internal_principal),
-    desk: OrderDesk = Depends(get_desk),
+    principal: CurrentPrincipal,
+    desk: Desk,
+    account_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
 ) -> AccountOut:
     """The caller's cash; services and admins name the account with `account_id`. An account seen for the first
     time starts with the paper opening cash (LH_PAPER_OPENING_CASH, shared settings)."""
@@ -124,8 +117,8 @@ async def get_account(
 )
 async def move_cash(
     movement: CashMovementIn,
-    principal: Principal = Depends(internal_principal),
-    desk: OrderDesk = Depends(get_desk),
+    principal: CurrentPrincipal,
+    desk: Desk,
 ) -> JSONResponse:
     """Deposit or withdraw cash (admins and services). A withdrawal may not exceed the available cash."""
     result = await desk.move_cash(

@@ -15,7 +15,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 
+from services.execution.admission import Refusal
 from shared.core.domain import OrderSide, from_fen, to_fen
+from shared.core.market.orders import buy_cost
 from shared.core.market.rules import Fees, trade_fees
 
 # Ledger entry kinds.
@@ -54,13 +56,9 @@ def fill_cash_fen(side: OrderSide, amount_fen: int, fees_total_fen: int) -> int:
 
 
 def buy_reservation_fen(qty: int, cap_fen: int, trade_date: date) -> int:
-    """The most a buy of `qty` at no more than `cap_fen` a share can cost: the amount plus its fees. Nothing for
-    no shares or no known cap (cap_fen <= 0): not even the commission minimum, which is only due on a trade."""
-    if qty <= 0 or cap_fen <= 0:
-        return 0
-    amount = qty * cap_fen
-    fees, _ = fees_fen(amount, side=OrderSide.BUY, trade_date=trade_date)
-    return amount + fees
+    """The most a buy of `qty` at no more than `cap_fen` a share can cost, in fen: shared/core/market's `buy_cost`
+    (the amount plus its fees; nothing for no shares or no known cap), the figure risk checks too."""
+    return to_fen(buy_cost(qty, from_fen(cap_fen), trade_date))
 
 
 @dataclass(frozen=True)
@@ -84,6 +82,33 @@ class Cash:
 def account_cash(ledger_sum_fen: int, open_buys: Iterable[OpenBuy], *, today: date) -> Cash:
     reserved = sum(buy_reservation_fen(b.remaining_qty, b.cap_fen, today) for b in open_buys)
     return Cash(balance_fen=ledger_sum_fen, reserved_fen=reserved)
+
+
+def buy_refusal(ts_code: str, qty: int, cap_fen: int, cash: Cash, *, today: date) -> Refusal | None:
+    """Why a buy of `qty` at up to `cap_fen` a share cannot be admitted (it needs more than the available cash,
+    fees included), or None."""
+    needed = buy_reservation_fen(qty, cap_fen, today)
+    if needed <= cash.available_fen:
+        return None
+    return Refusal(
+        "insufficient_cash",
+        f"cannot buy {qty} shares of {ts_code} at up to {cny(cap_fen)}: it needs {cny(needed)} CNY with fees, "
+        f"{cny(cash.available_fen)} available (balance {cny(cash.balance_fen)}, reserved by open buys "
+        f"{cny(cash.reserved_fen)})",
+        {"needed": cny(needed), "available": cny(cash.available_fen)},
+    )
+
+
+def withdrawal_refusal(amount_fen: int, cash: Cash) -> Refusal | None:
+    """Why a withdrawal of `amount_fen` (> 0) cannot be made (more than the available cash), or None."""
+    if amount_fen <= cash.available_fen:
+        return None
+    return Refusal(
+        "insufficient_cash",
+        f"cannot withdraw {cny(amount_fen)} CNY: {cny(cash.available_fen)} available (balance "
+        f"{cny(cash.balance_fen)}, reserved by open buys {cny(cash.reserved_fen)})",
+        {"available": cny(cash.available_fen)},
+    )
 
 
 def cny(fen: int) -> str:

@@ -1,5 +1,6 @@
 """An account's positions, computed from its trades and its open sell orders: how many shares it holds and how
-many it may sell today (T+1). Pure: the store reads the rows, this module does the arithmetic."""
+many it may sell today (T+1), and whether a sell may be admitted. Pure: the store reads the rows, this module does
+the arithmetic; the oversell rule itself is shared with risk (shared/core/market/orders.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 
+from services.execution.admission import Refusal
 from services.execution.events import exchange_date
 from shared.core.domain import OrderSide
+from shared.core.market.orders import Holding, oversell_error
 
 
 @dataclass(frozen=True)
@@ -27,13 +30,6 @@ class OpenSell:
 
     ts_code: str
     remaining_qty: int
-
-
-@dataclass(frozen=True)
-class Holding:
-    ts_code: str
-    qty: int
-    sellable_qty: int
 
 
 def holdings(trades: Iterable[TradeLot], open_sells: Iterable[OpenSell], *, today: date) -> list[Holding]:
@@ -75,11 +71,12 @@ def sellable(positions: Iterable[Holding], ts_code: str) -> tuple[int, int]:
     return (0, 0) if holding is None else (holding.qty, holding.sellable_qty)
 
 
-def oversell_message(ts_code: str, qty: int, held: int, sellable_qty: int) -> str | None:
-    """Why a sell of `qty` cannot be admitted (more than the sellable shares), or None when it can."""
-    if qty <= sellable_qty:
+def sell_refusal(
+    trades: Iterable[TradeLot], open_sells: Iterable[OpenSell], ts_code: str, qty: int, *, today: date
+) -> Refusal | None:
+    """Why a sell of `qty` shares of `ts_code` cannot be admitted (more than the sellable shares), or None."""
+    held, can_sell = sellable(holdings(trades, open_sells, today=today), ts_code)
+    message = oversell_error(ts_code, qty, Holding(ts_code=ts_code, qty=held, sellable_qty=can_sell))
+    if message is None:
         return None
-    return (
-        f"cannot sell {qty} shares of {ts_code}: {sellable_qty} sellable now (held {held}; shares bought today "
-        "become sellable on the next trading day, open sell orders reserve theirs)"
-    )
+    return Refusal("insufficient_position", message, {"held_qty": held, "sellable_qty": can_sell})

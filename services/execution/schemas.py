@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from services.execution.store import StoredOrder, TradeRecord
 from shared.core.domain import InvalidTsCode, OrderSide, OrderStatus, OrderType, parse_ts_code
+from shared.core.market.orders import price_shape_error
 from shared.core.market.rules import on_tick
 from shared.platform.approval import OrderTerms
 from shared.platform.request_model import AccountId, ClientOrderId, IdempotencyKey, JsonDecimal, RequestModel, StrictInt
@@ -44,13 +45,11 @@ class OrderSubmission(RequestModel):
 
     @model_validator(mode="after")
     def _price_matches_type(self) -> OrderSubmission:
-        if self.order_type is OrderType.LIMIT:
-            if self.price is None:
-                raise ValueError("a limit order needs a price")
-            if not on_tick(self.price):
-                raise ValueError(f"price {self.price} is not on the 0.01 tick")
-        elif self.price is not None:
-            raise ValueError("a market order takes no price")
+        error = price_shape_error(self.order_type, self.price)
+        if error:
+            raise ValueError(error)
+        if self.price is not None and not on_tick(self.price):
+            raise ValueError(f"price {self.price} is not on the 0.01 tick")
         return self
 
     def terms(self) -> OrderTerms:

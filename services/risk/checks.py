@@ -11,7 +11,8 @@ from enum import StrEnum
 from pydantic import BaseModel
 
 from shared.core.domain import InvalidTsCode, OrderSide, OrderType, SecurityCode, money, parse_ts_code
-from shared.core.market.rules import buy_qty_error, on_tick, sell_qty_error, trade_fees
+from shared.core.market.orders import Holding, buy_cost, oversell_error
+from shared.core.market.rules import buy_qty_error, on_tick, sell_qty_error
 
 
 class ReasonCode(StrEnum):
@@ -59,14 +60,6 @@ class Quote(BaseModel):
     next_trade_date: date | None
     limit_up: Decimal | None
     limit_down: Decimal | None
-
-
-class Holding(BaseModel):
-    """The account's position in one security, from execution's `GET /v1/positions` (zero when not listed)."""
-
-    ts_code: str
-    qty: int
-    sellable_qty: int  # T+1: shares bought today are not sellable; open sell orders have reserved theirs
 
 
 def static_checks(order: OrderIntent, *, max_order_value: Decimal) -> tuple[SecurityCode | None, list[Reason]]:
@@ -130,27 +123,14 @@ def position_checks(order: OrderIntent, security: SecurityCode, holding: Holding
     (an odd lot may only go out in one order that closes it). Buys: nothing to check here."""
     if order.side is not OrderSide.SELL:
         return []
-    held = 0 if holding is None else holding.qty
+    oversold = oversell_error(str(security), order.qty, holding)
+    if oversold:
+        return [Reason(ReasonCode.INSUFFICIENT_POSITION, oversold)]
     sellable = 0 if holding is None else holding.sellable_qty
-    if order.qty > sellable:
-        return [
-            Reason(
-                ReasonCode.INSUFFICIENT_POSITION,
-                f"cannot sell {order.qty} shares of {security}: {sellable} sellable now (held {held}; shares "
-                "bought today become sellable on the next trading day, open sell orders reserve theirs)",
-            )
-        ]
     lot_error = sell_qty_error(security.board, order.qty, sellable)
     if lot_error:
         return [Reason(ReasonCode.LOT_SIZE, f"{order.qty} shares of {security} ({sellable} sellable): {lot_error}")]
     return []
-
-
-def buy_cost(qty: int, unit_price: Decimal, trade_date: date) -> Decimal:
-    """The most a buy can cost: qty x the price cap, plus the fees of that amount (shared/core/market's trade_fees:
-    commission with its 5 CNY minimum, transfer fee; no stamp duty on buys). Execution reserves the same."""
-    amount = qty * unit_price
-    return money(amount + trade_fees(amount, is_sell=False, trade_date=trade_date).total)
 
 
 def cash_checks(order: OrderIntent, quote: Quote | None, available: Decimal, *, trade_date: date) -> list[Reason]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field, model_validator
 
 from shared.core.domain import OrderSide, OrderType
+from shared.core.market.orders import price_shape_error
 from shared.platform.request_model import ClientOrderId, JsonDecimal, RequestModel, StrictInt
 
 
@@ -24,10 +25,9 @@ class OrderRequest(RequestModel):
 
     @model_validator(mode="after")
     def _price_matches_type(self) -> OrderRequest:
-        if self.order_type is OrderType.LIMIT and self.price is None:
-            raise ValueError("a limit order needs a price")
-        if self.order_type is OrderType.MARKET and self.price is not None:
-            raise ValueError("a market order takes no price")
+        error = price_shape_error(self.order_type, self.price)
+        if error:
+            raise ValueError(error)
         return self
 
 

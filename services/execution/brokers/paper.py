@@ -18,8 +18,8 @@ from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
 from services.execution.brokers.base import BrokerReport, BrokerUnavailable, Fill
-from services.execution.store import paper_fills, paper_orders
-from shared.core.domain import Order, OrderSide, OrderStatus, OrderType, from_fen, price, to_fen
+from services.execution.brokers.paper_tables import paper_fills, paper_orders
+from shared.core.domain import Order, OrderSide, OrderStatus, OrderType, price
 from shared.platform.clock import utcnow
 from shared.platform.db import Database
 from shared.platform.errors import ServiceError
@@ -139,7 +139,7 @@ class PaperBroker:
                             side=order.side.value,
                             order_type=order.order_type.value,
                             qty=order.qty,
-                            price_fen=None if order.price is None else to_fen(order.price),
+                            price=order.price,
                             status=status.value,
                             reason=reason,
                             created_at=now,
@@ -152,7 +152,7 @@ class PaperBroker:
                                 fill_id=fill.fill_id,
                                 order_id=order.order_id,
                                 qty=fill.qty,
-                                price_fen=to_fen(fill.price),
+                                price=fill.price,
                                 traded_at=fill.traded_at,
                             )
                         )
@@ -219,7 +219,5 @@ class PaperBroker:
 
 
 def _report(row: Row[Any], fill_rows: Sequence[Row[Any]]) -> BrokerReport:
-    fills = tuple(
-        Fill(fill_id=f.fill_id, qty=f.qty, price=from_fen(f.price_fen), traded_at=f.traded_at) for f in fill_rows
-    )
+    fills = tuple(Fill(fill_id=f.fill_id, qty=f.qty, price=f.price, traded_at=f.traded_at) for f in fill_rows)
     return BrokerReport(status=OrderStatus(row.status), fills=fills, reason=row.reason)

@@ -3,15 +3,16 @@ Asia/Shanghai, trading days from the trade calendar) is cancelled with an `order
 or cash it reserved are free again. Against the real MariaDB and RabbitMQ; amounts worked out by hand."""
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import pytest
 from sqlalchemy import update
 
-import services.execution.store as execution_store
+import services.execution.store.transitions as execution_store
 from services.execution.brokers.base import BrokerReport
+from services.execution.brokers.paper_tables import paper_fills, paper_orders
 from services.execution.desk import OrderDesk
-from services.execution.store import paper_fills, paper_orders
 from shared.core.domain import OrderStatus
 from shared.platform.approval import OrderTerms
 from shared.platform.internal_auth import Principal
@@ -90,7 +91,7 @@ async def test_resting_orders_expire_at_the_close_of_their_trading_day(
                     fill_id=f"paper-{sell['order_id']}-1",
                     order_id=sell["order_id"],
                     qty=300,
-                    price_fen=1050,
+                    price=Decimal("10.50"),
                     traded_at=datetime(2025, 1, 2, 3, 0, tzinfo=UTC),
                 )
             )

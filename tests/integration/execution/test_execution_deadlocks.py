@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from sqlalchemy import Column, Integer, MetaData, Table, func, select, text, update
 
-from services.execution import store as execution_store
 from services.execution.brokers.base import BrokerReport, Fill
 from services.execution.events import exchange_date
 from services.execution.store import MIGRATIONS, ExecutionStore, cash_ledger, orders, outbox, trades
+from services.execution.store import transitions as execution_store
 from shared.core.domain import OrderStatus, to_fen
 from shared.platform.approval import OrderTerms
 from shared.platform.db import Database

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -13,9 +14,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import create_async_engine
 
-import services.execution.store as execution_store
+import services.execution.store.transitions as execution_store
+from services.execution.brokers.paper_tables import paper_fills, paper_orders
 from services.execution.desk import OrderDesk
-from services.execution.store import orders, outbox, paper_fills, paper_orders, refused_submissions, trades
+from services.execution.store import orders, outbox, refused_submissions, trades
 from shared.platform.approval import OrderTerms, sign_approval
 from shared.platform.events import Envelope
 from shared.platform.internal_auth import Principal
@@ -183,7 +185,7 @@ async def test_a_database_error_between_fill_and_recording_neither_loses_nor_dou
             order_id = stored.order.order_id
             async with f.store.db.session() as s:
                 [fill] = (await s.execute(select(paper_fills).where(paper_fills.c.order_id == order_id))).all()
-            assert (fill.fill_id, fill.qty, fill.price_fen) == (f"paper-{order_id}-1", 700, 1000)
+            assert (fill.fill_id, fill.qty, fill.price) == (f"paper-{order_id}-1", 700, Decimal("10.00"))
             # ... but nothing of the failed transaction remains: still ACCEPTED, no trade, no half the events.
             assert stored.order.status.value == "accepted" and stored.order.filled_qty == 0
             assert await f.store.transitions(order_id) == [(None, "accepted")]

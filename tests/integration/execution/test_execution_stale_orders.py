@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
-import services.execution.store as execution_store
+import services.execution.store.transitions as execution_store
 from services.execution.brokers.base import BrokerReport, BrokerUnavailable
+from services.execution.brokers.paper_tables import paper_orders
 from services.execution.desk import OrderDesk
-from services.execution.store import paper_orders, trades
+from services.execution.store import trades
 from shared.core.domain import Order
 from shared.platform.approval import OrderTerms, sign_approval
 from shared.platform.internal_auth import Principal

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from services.execution.store import orders, paper_fills, trades
+from services.execution.brokers.paper_tables import paper_fills
+from services.execution.store import orders, trades
 from shared.platform.internal_auth import Principal
 from shared.platform.observability import CORRELATION_HEADER, new_id
 from tests.conftest import Backing

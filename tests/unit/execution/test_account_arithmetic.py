@@ -7,8 +7,19 @@ from decimal import Decimal
 
 import pytest
 
-from services.execution.cash import Cash, OpenBuy, account_cash, buy_reservation_fen, cny, fees_fen, fill_cash_fen
-from services.execution.positions import OpenSell, TradeLot, holdings, oversell_message, sellable
+from services.execution.admission import Refusal
+from services.execution.cash import (
+    Cash,
+    OpenBuy,
+    account_cash,
+    buy_refusal,
+    buy_reservation_fen,
+    cny,
+    fees_fen,
+    fill_cash_fen,
+    withdrawal_refusal,
+)
+from services.execution.positions import OpenSell, TradeLot, holdings, sell_refusal, sellable
 from shared.core.domain import OrderSide, to_fen
 from shared.platform.settings import Settings
 
@@ -22,13 +33,16 @@ def test_a_sell_may_take_only_the_sellable_shares() -> None:
         TradeLot("600000.SH", BUY, 1000, datetime(2025, 1, 2, 6, tzinfo=UTC)),
         TradeLot("600000.SH", BUY, 500, datetime(2025, 1, 3, 2, tzinfo=UTC)),
     ]
-    positions = holdings(lots, [OpenSell("600000.SH", 300)], today=TODAY)
+    sells = [OpenSell("600000.SH", 300)]
+    positions = holdings(lots, sells, today=TODAY)
     assert sellable(positions, "600000.SH") == (1500, 700)
     assert sellable(positions, "000001.SZ") == (0, 0)
-    assert oversell_message("600000.SH", 700, 1500, 700) is None
-    assert oversell_message("600000.SH", 701, 1500, 700) == (
+    assert sell_refusal(lots, sells, "600000.SH", 700, today=TODAY) is None
+    assert sell_refusal(lots, sells, "600000.SH", 701, today=TODAY) == Refusal(
+        "insufficient_position",
         "cannot sell 701 shares of 600000.SH: 700 sellable now (held 1500; shares bought today become sellable "
-        "on the next trading day, open sell orders reserve theirs)"
+        "on the next trading day, open sell orders reserve theirs)",
+        {"held_qty": 1500, "sellable_qty": 700},
     )
 
 
@@ -72,6 +86,28 @@ def test_a_buy_without_a_known_cap_reserves_nothing() -> None:
     assert buy_reservation_fen(1000, 0, TODAY) == 0
     cash = account_cash(5_000_000, [OpenBuy(1000, 0), OpenBuy(1000, 950)], today=TODAY)
     assert cash == Cash(balance_fen=5_000_000, reserved_fen=950_510)
+
+
+def test_a_buy_is_admitted_only_when_the_available_cash_covers_it_with_fees() -> None:
+    # 1,000 at up to 9.50 needs 9,505.10 (above). Balance 10,000.00 less 500.00 reserved: 9,500.00 available.
+    cash = Cash(balance_fen=1_000_000, reserved_fen=50_000)
+    assert buy_refusal("600000.SH", 1000, 950, Cash(balance_fen=950_510, reserved_fen=0), today=TODAY) is None
+    assert buy_refusal("600000.SH", 1000, 950, cash, today=TODAY) == Refusal(
+        "insufficient_cash",
+        "cannot buy 1000 shares of 600000.SH at up to 9.50: it needs 9505.10 CNY with fees, 9500.00 available "
+        "(balance 10000.00, reserved by open buys 500.00)",
+        {"needed": "9505.10", "available": "9500.00"},
+    )
+
+
+def test_a_withdrawal_may_take_only_the_available_cash() -> None:
+    cash = Cash(balance_fen=1_000_000, reserved_fen=50_000)  # 9,500.00 available
+    assert withdrawal_refusal(950_000, cash) is None
+    assert withdrawal_refusal(950_001, cash) == Refusal(
+        "insufficient_cash",
+        "cannot withdraw 9500.01 CNY: 9500.00 available (balance 10000.00, reserved by open buys 500.00)",
+        {"available": "9500.00"},
+    )
 
 
 def test_the_opening_cash_setting(monkeypatch: pytest.MonkeyPatch) -> None:

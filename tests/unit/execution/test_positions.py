@@ -2,8 +2,9 @@
 
 from datetime import UTC, date, datetime
 
-from services.execution.positions import Holding, OpenSell, TradeLot, holdings
+from services.execution.positions import OpenSell, TradeLot, holdings
 from shared.core.domain import OrderSide
+from shared.core.market.orders import Holding
 
 TODAY = date(2025, 1, 3)  # a Friday; "yesterday" below is Thursday 2025-01-02
 BUY, SELL = OrderSide.BUY, OrderSide.SELL
@@ -21,18 +22,20 @@ def test_bought_yesterday_and_today_sold_today() -> None:
     # 1,000 bought yesterday (sellable), 500 bought today (not until Monday), 300 sold today out of yesterday's:
     # held 1,000 + 500 - 300 = 1,200; sellable 1,000 - 300 = 700.
     lots = [_lot(BUY, 1000, _at(2, 6)), _lot(BUY, 500, _at(3, 2)), _lot(SELL, 300, _at(3, 3))]
-    assert holdings(lots, [], today=TODAY) == [Holding("600000.SH", 1200, 700)]
+    assert holdings(lots, [], today=TODAY) == [Holding(ts_code="600000.SH", qty=1200, sellable_qty=700)]
 
 
 def test_bought_today_only_is_held_but_not_sellable() -> None:
-    assert holdings([_lot(BUY, 1000, _at(3, 1, 30))], [], today=TODAY) == [Holding("600000.SH", 1000, 0)]
+    assert holdings([_lot(BUY, 1000, _at(3, 1, 30))], [], today=TODAY) == [
+        Holding(ts_code="600000.SH", qty=1000, sellable_qty=0)
+    ]
 
 
 def test_the_day_is_the_exchange_date_in_shanghai() -> None:
     # 2025-01-02 15:59 UTC is 23:59 on the 2nd in Shanghai (yesterday: sellable);
     # 2025-01-02 16:30 UTC is 00:30 on the 3rd in Shanghai (today: not sellable).
     lots = [_lot(BUY, 100, _at(2, 15, 59)), _lot(BUY, 200, _at(2, 16, 30))]
-    assert holdings(lots, [], today=TODAY) == [Holding("600000.SH", 300, 100)]
+    assert holdings(lots, [], today=TODAY) == [Holding(ts_code="600000.SH", qty=300, sellable_qty=100)]
 
 
 def test_open_sells_reserve_their_unfilled_shares() -> None:
@@ -40,12 +43,14 @@ def test_open_sells_reserve_their_unfilled_shares() -> None:
     # resting sell of 200: held 1,000 - 100 = 900, sellable 1,000 - 100 - 300 - 200 = 400.
     lots = [_lot(BUY, 1000, _at(2, 6)), _lot(SELL, 100, _at(3, 2))]
     sells = [OpenSell("600000.SH", 300), OpenSell("600000.SH", 200)]
-    assert holdings(lots, sells, today=TODAY) == [Holding("600000.SH", 900, 400)]
+    assert holdings(lots, sells, today=TODAY) == [Holding(ts_code="600000.SH", qty=900, sellable_qty=400)]
 
 
 def test_reservations_never_make_sellable_negative() -> None:
     lots = [_lot(BUY, 500, _at(2, 6)), _lot(BUY, 500, _at(3, 2))]
-    assert holdings(lots, [OpenSell("600000.SH", 500)], today=TODAY) == [Holding("600000.SH", 1000, 0)]
+    assert holdings(lots, [OpenSell("600000.SH", 500)], today=TODAY) == [
+        Holding(ts_code="600000.SH", qty=1000, sellable_qty=0)
+    ]
 
 
 def test_closed_positions_are_left_out_and_codes_are_sorted() -> None:
@@ -55,7 +60,10 @@ def test_closed_positions_are_left_out_and_codes_are_sorted() -> None:
         _lot(BUY, 150, _at(1, 6), "688981.SH"),
         _lot(BUY, 200, _at(2, 6), "000001.SZ"),
     ]
-    assert holdings(lots, [], today=TODAY) == [Holding("000001.SZ", 200, 200), Holding("688981.SH", 150, 150)]
+    assert holdings(lots, [], today=TODAY) == [
+        Holding(ts_code="000001.SZ", qty=200, sellable_qty=200),
+        Holding(ts_code="688981.SH", qty=150, sellable_qty=150),
+    ]
 
 
 def test_no_trades_no_positions() -> None:

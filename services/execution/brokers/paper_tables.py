@@ -1,0 +1,37 @@
+"""The paper broker's own book, in execution's schema (same database, same migrations). It stands for an outside
+system: no foreign keys into execution's orders."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, ForeignKey, Index, String, Table
+
+from services.execution.store.base import metadata
+from shared.platform.clock import UtcDateTime
+from shared.platform.columns import CnyFen
+
+# A row without ts_code/side/order_type/qty is a tombstone: the order was cancelled before it reached the broker.
+paper_orders = Table(
+    "paper_orders",
+    metadata,
+    Column("order_id", String(32), primary_key=True),
+    Column("ts_code", String(16), nullable=True),
+    Column("side", String(8), nullable=True),
+    Column("order_type", String(8), nullable=True),
+    Column("qty", BigInteger, nullable=True),
+    Column("price_fen", CnyFen, key="price", nullable=True),
+    Column("status", String(20), nullable=False),
+    Column("reason", String(255), nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+paper_fills = Table(
+    "paper_fills",
+    metadata,
+    Column("fill_id", String(64), primary_key=True),
+    Column("order_id", String(32), ForeignKey("paper_orders.order_id"), nullable=False),
+    Column("qty", BigInteger, nullable=False),
+    Column("price_fen", CnyFen, key="price", nullable=False),
+    Column("traded_at", UtcDateTime, nullable=False),
+    Index("ix_paper_fills_order", "order_id"),
+)

@@ -1,0 +1,39 @@
+"""Execution's own tables and the transactions that change them, by aggregate: orders and their transitions
+(orders.py, transitions.py), trades (trades.py), accounts and their cash ledger (accounts.py), refused submissions
+(refusals.py); the schema's metadata and the outbox in base.py. The paper broker's book is the broker's own
+(services/execution/brokers/paper_tables.py), in the same schema. Money is stored in integer fen: exact on MySQL and
+SQLite alike."""
+
+from __future__ import annotations
+
+from services.execution.store.accounts import AdmissionRefused, EntryExists, LedgerEntry, accounts, cash_ledger
+from services.execution.store.base import MIGRATIONS, metadata, outbox
+from services.execution.store.orders import AlreadyPlaced, ConcurrentUpdate, StoredOrder, order_transitions, orders
+from services.execution.store.refusals import RefusalStore, refused_submissions
+from services.execution.store.trades import TradeRecord, trades
+from services.execution.store.transitions import AppliedReport, OrderTransitions
+
+__all__ = [
+    "MIGRATIONS",
+    "AdmissionRefused",
+    "AlreadyPlaced",
+    "AppliedReport",
+    "ConcurrentUpdate",
+    "EntryExists",
+    "ExecutionStore",
+    "LedgerEntry",
+    "StoredOrder",
+    "TradeRecord",
+    "accounts",
+    "cash_ledger",
+    "metadata",
+    "order_transitions",
+    "orders",
+    "outbox",
+    "refused_submissions",
+    "trades",
+]
+
+
+class ExecutionStore(OrderTransitions, RefusalStore):
+    """Execution's store: every aggregate's queries and transactions on one database."""

@@ -1,0 +1,245 @@
+"""Accounts (the admission lock) and their cash ledger: the tables, the cash reads and the cash movements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Column, String, Table, UniqueConstraint, func, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.exc import IntegrityError
+
+from services.execution import cash as cashbook
+from services.execution.admission import Refusal
+from services.execution.cash import Cash, OpenBuy, account_cash, withdrawal_refusal
+from services.execution.store.base import AutoId, StoreBase, metadata
+from services.execution.store.orders import orders
+from shared.core.domain import OrderSide, OrderStatus, from_fen, to_fen
+from shared.platform.clock import UtcDateTime, utcnow
+from shared.platform.columns import CnyFen
+from shared.platform.db import DbSession
+from shared.platform.observability import current_correlation_id
+
+# One row per account: admission locks it (an UPDATE, in the transaction that checks and inserts an order), so
+# that two orders of one account are admitted one after the other and cannot both spend the same shares or cash.
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("account_id", String(64), primary_key=True),
+    Column("admissions", BigInteger, nullable=False),  # bumped by every admission attempt: the lock
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+# The account's cash, append-only: balance = sum(amount). One entry per idempotency key and account: the
+# opening cash ("opening"), each fill ("trade:<trade_id>"), each deposit or withdrawal (the caller's key).
+cash_ledger = Table(
+    "cash_ledger",
+    metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("account_id", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),  # opening | deposit | withdrawal | buy_fill | sell_fill
+    Column("amount_fen", CnyFen, key="amount", nullable=False),  # signed: + money in, - money out
+    Column("idempotency_key", String(80), nullable=False),
+    Column("trade_id", String(64), nullable=True),
+    Column("created_by", String(128), nullable=False),
+    Column("correlation_id", String(64), nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    UniqueConstraint("account_id", "idempotency_key", name="uq_cash_ledger_account_key"),
+)
+
+
+class EntryExists(Exception):
+    """A cash movement's idempotency key was used already on the account: nothing was stored."""
+
+    def __init__(self, entry: LedgerEntry) -> None:
+        super().__init__("idempotency key used")
+        self.entry = entry
+
+
+class AdmissionRefused(Exception):
+    """The order would spend shares or cash the account does not have: nothing was stored."""
+
+    def __init__(self, code: str, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details
+
+    @classmethod
+    def of(cls, refusal: Refusal) -> AdmissionRefused:
+        return cls(refusal.code, refusal.message, **refusal.details)
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    entry_id: int
+    account_id: str
+    kind: str
+    amount_fen: int
+    idempotency_key: str
+    trade_id: str | None
+    created_by: str
+    created_at: datetime
+
+
+def ledger_entry(row: Row[Any]) -> LedgerEntry:
+    return LedgerEntry(
+        entry_id=row.id,
+        account_id=row.account_id,
+        kind=row.kind,
+        amount_fen=to_fen(row.amount),
+        idempotency_key=row.idempotency_key,
+        trade_id=row.trade_id,
+        created_by=row.created_by,
+        created_at=row.created_at,
+    )
+
+
+class AccountStore(StoreBase):
+    async def _lock_account(self, s: DbSession, account_id: str) -> bool:
+        """Take the account's admission lock for the rest of the transaction; False when it has no row yet.
+        An UPDATE rather than SELECT ... FOR UPDATE: on MariaDB it locks the row, on SQLite it takes the write
+        lock before anything is read (one writer), so the checks that follow see every earlier admission."""
+        result = await s.execute(
+            update(accounts).where(accounts.c.account_id == account_id).values(admissions=accounts.c.admissions + 1)
+        )
+        return bool(result.rowcount == 1)
+
+    # --- cash ------------------------------------------------------------------------------------------
+
+    async def ensure_account(self, account_id: str) -> None:
+        """Create the account's row and its opening cash entry the first time the account is seen."""
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                exists = (
+                    await s.execute(select(accounts.c.account_id).where(accounts.c.account_id == account_id))
+                ).first()
+        if exists is not None:
+            return
+        now = utcnow()
+        try:
+            async for attempt in self.db.transaction():
+                async with attempt as s:
+                    await s.execute(accounts.insert().values(account_id=account_id, admissions=0, created_at=now))
+                    await s.execute(
+                        cash_ledger.insert().values(
+                            account_id=account_id,
+                            kind=cashbook.OPENING,
+                            amount=from_fen(self.opening_cash_fen),
+                            idempotency_key=cashbook.OPENING,
+                            trade_id=None,
+                            created_by=self.source,
+                            correlation_id=current_correlation_id(),
+                            created_at=now,
+                        )
+                    )
+        except IntegrityError:
+            pass  # created at the same moment by another request
+
+    async def _cash(self, s: DbSession, account_id: str, today: date) -> Cash:
+        ledger_sum = (
+            await s.execute(select(func.sum(cash_ledger.c.amount)).where(cash_ledger.c.account_id == account_id))
+        ).scalar_one()
+        open_statuses = [status.value for status in OrderStatus if not status.is_final]
+        buy_rows = (
+            await s.execute(
+                select(orders.c.qty, orders.c.filled_qty, orders.c.price_cap).where(
+                    orders.c.account_id == account_id,
+                    orders.c.side == OrderSide.BUY.value,
+                    orders.c.status.in_(open_statuses),
+                )
+            )
+        ).all()
+        # A buy without a cap (an open market buy admitted before caps were recorded, migration 0002) reserves
+        # nothing: there is no price to reserve at.
+        open_buys = [OpenBuy(r.qty - r.filled_qty, to_fen(r.price_cap)) for r in buy_rows if r.price_cap]
+        return account_cash(0 if ledger_sum is None else to_fen(ledger_sum), open_buys, today=today)
+
+    async def known_account(self, account_id: str) -> bool:
+        """Whether the account has been seen: it has its row (an order, a cash movement, its owner looked at it)
+        or orders (placed before the accounts table existed)."""
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                row = (
+                    await s.execute(select(accounts.c.account_id).where(accounts.c.account_id == account_id))
+                ).first()
+                if row is None:
+                    row = (
+                        await s.execute(select(orders.c.order_id).where(orders.c.account_id == account_id).limit(1))
+                    ).first()
+        return row is not None
+
+    async def cash(self, account_id: str, today: date) -> Cash:
+        await self.ensure_account(account_id)
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                cash = await self._cash(s, account_id, today)
+        return cash
+
+    async def find_entry(self, account_id: str, idempotency_key: str) -> LedgerEntry | None:
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                row = (
+                    await s.execute(
+                        select(cash_ledger).where(
+                            cash_ledger.c.account_id == account_id, cash_ledger.c.idempotency_key == idempotency_key
+                        )
+                    )
+                ).first()
+        return None if row is None else ledger_entry(row)
+
+    async def move_cash(
+        self, account_id: str, kind: str, amount_fen: int, idempotency_key: str, *, created_by: str, today: date
+    ) -> tuple[LedgerEntry, bool]:
+        """Record a deposit (amount > 0) or a withdrawal (amount < 0) once per idempotency key: (the entry,
+        whether it is new). Under the account's lock and before anything else, a used key raises EntryExists
+        with the entry it made (a duplicate waiting behind the first copy is answered with it, not checked against
+        the cash the copy took). A withdrawal may not take more than the available cash (AdmissionRefused), checked
+        under the lock like an order's admission."""
+        await self.ensure_account(account_id)
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                if not await self._lock_account(s, account_id):
+                    raise AssertionError(f"account {account_id} vanished")
+                used = (
+                    await s.execute(
+                        select(cash_ledger).where(
+                            cash_ledger.c.account_id == account_id, cash_ledger.c.idempotency_key == idempotency_key
+                        )
+                    )
+                ).first()
+                if used is not None:
+                    raise EntryExists(ledger_entry(used))
+                if amount_fen < 0:
+                    refusal = withdrawal_refusal(-amount_fen, await self._cash(s, account_id, today))
+                    if refusal is not None:
+                        raise AdmissionRefused.of(refusal)
+                await s.execute(
+                    cash_ledger.insert().values(
+                        account_id=account_id,
+                        kind=kind,
+                        amount=from_fen(amount_fen),
+                        idempotency_key=idempotency_key,
+                        trade_id=None,
+                        created_by=created_by[:128],
+                        correlation_id=current_correlation_id(),
+                        created_at=utcnow(),
+                    )
+                )
+        entry = await self.find_entry(account_id, idempotency_key)
+        assert entry is not None
+        return entry, True
+
+    async def ledger(self, account_id: str, limit: int = 100) -> list[LedgerEntry]:
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                rows = (
+                    await s.execute(
+                        select(cash_ledger)
+                        .where(cash_ledger.c.account_id == account_id)
+                        .order_by(cash_ledger.c.id.desc())
+                        .limit(limit)
+                    )
+                ).all()
+        return [ledger_entry(r) for r in rows]

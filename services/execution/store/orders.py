@@ -1,0 +1,270 @@
+"""Orders and their transitions: the tables, the stored order, and the reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    UniqueConstraint,
+    and_,
+    or_,
+    select,
+)
+from sqlalchemy.engine import Row
+
+from services.execution.lifecycle import OrderProgress, average_price
+from services.execution.store.base import AutoId, StoreBase, metadata
+from shared.core.domain import Order, OrderSide, OrderStatus, OrderType
+from shared.platform.approval import OrderTerms
+from shared.platform.clock import UtcDateTime
+from shared.platform.columns import CnyFen
+from shared.platform.db import DbSession
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("order_id", String(32), primary_key=True),
+    Column("client_order_id", String(64), nullable=False),
+    Column("account_id", String(64), nullable=False),
+    Column("decision_id", String(64), nullable=False),  # risk's decision: one approval, one order
+    Column("ts_code", String(16), nullable=False),
+    Column("side", String(8), nullable=False),
+    Column("order_type", String(8), nullable=False),
+    Column("qty", BigInteger, nullable=False),
+    Column("price_fen", CnyFen, key="price", nullable=True),  # limit price; NULL for market orders
+    # Buys: the most a share may cost, which cash is reserved at (the limit price, or for a market buy the
+    # limit-up price of the day it was admitted). NULL for sells.
+    Column("price_cap_fen", CnyFen, key="price_cap", nullable=True),
+    Column("status", String(20), nullable=False),
+    Column("filled_qty", BigInteger, nullable=False),
+    Column(
+        "filled_amount_fen", CnyFen, key="filled_amount", nullable=False
+    ),  # sum of qty * price over the fills, exact
+    Column("reason", String(255), nullable=True),
+    Column("version", Integer, nullable=False),  # optimistic concurrency: every update bumps it
+    Column("correlation_id", String(64), nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    UniqueConstraint("account_id", "client_order_id", name="uq_orders_account_client_order"),
+    UniqueConstraint("decision_id", name="uq_orders_decision_id"),
+    Index("ix_orders_status_updated", "status", "updated_at"),
+    Index("ix_orders_account_created", "account_id", "created_at"),
+)
+
+order_transitions = Table(
+    "order_transitions",
+    metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("order_id", String(32), ForeignKey("orders.order_id"), nullable=False),
+    Column("from_status", String(20), nullable=True),  # NULL: the order was created
+    Column("to_status", String(20), nullable=False),
+    Column("reason", String(255), nullable=True),
+    Column("at", UtcDateTime, nullable=False),
+    Index("ix_order_transitions_order", "order_id", "id"),
+)
+
+
+@dataclass(frozen=True)
+class StoredOrder:
+    """An order as execution records it: the domain view plus what the store needs to update it safely."""
+
+    order: Order
+    decision_id: str
+    filled_amount: Decimal
+    version: int
+    price_cap: Decimal | None = None  # buys: the most a share may cost, which its cash is reserved at
+
+    @property
+    def progress(self) -> OrderProgress:
+        o = self.order
+        return OrderProgress(o.status, o.qty, o.filled_qty, self.filled_amount, o.reason)
+
+    def terms(self) -> OrderTerms:
+        o = self.order
+        return OrderTerms(
+            client_order_id=o.client_order_id,
+            account_id=o.account_id,
+            ts_code=o.ts_code,
+            side=o.side.value,
+            order_type=o.order_type.value,
+            qty=o.qty,
+            price=o.price,
+        )
+
+
+def stored_order(row: Row[Any]) -> StoredOrder:
+    filled_amount: Decimal = row.filled_amount
+    order = Order(
+        order_id=row.order_id,
+        client_order_id=row.client_order_id,
+        account_id=row.account_id,
+        ts_code=row.ts_code,
+        side=OrderSide(row.side),
+        order_type=OrderType(row.order_type),
+        qty=row.qty,
+        price=row.price,
+        status=OrderStatus(row.status),
+        filled_qty=row.filled_qty,
+        avg_fill_price=average_price(filled_amount, row.filled_qty),
+        reason=row.reason,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+    return StoredOrder(
+        order=order,
+        decision_id=row.decision_id,
+        filled_amount=filled_amount,
+        version=row.version,
+        price_cap=row.price_cap,
+    )
+
+
+class ConcurrentUpdate(Exception):
+    """Someone else changed the order between our read and our write."""
+
+
+class AlreadyPlaced(Exception):
+    """The submission's (account_id, client_order_id) or its decision was placed already: nothing was stored.
+    Found under the account's lock, before any admission check, so that a duplicate waiting behind the first copy
+    is answered with that copy instead of being checked against the shares or cash the copy reserved."""
+
+    def __init__(self, same_key: StoredOrder | None, by_decision: StoredOrder | None) -> None:
+        super().__init__("already placed")
+        self.same_key = same_key
+        self.by_decision = by_decision
+
+
+class OrderReads(StoreBase):
+    # --- reads -------------------------------------------------------------------------------------------
+
+    async def get_order(self, order_id: str) -> StoredOrder | None:
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                row = (await s.execute(select(orders).where(orders.c.order_id == order_id))).first()
+        return None if row is None else stored_order(row)
+
+    async def find_order(self, account_id: str, client_order_id: str) -> StoredOrder | None:
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                row = (
+                    await s.execute(
+                        select(orders).where(
+                            orders.c.account_id == account_id, orders.c.client_order_id == client_order_id
+                        )
+                    )
+                ).first()
+        return None if row is None else stored_order(row)
+
+    async def find_by_key_or_decision(
+        self, account_id: str, client_order_id: str, decision_id: str
+    ) -> tuple[StoredOrder | None, StoredOrder | None]:
+        """(the order with this client_order_id, an order already placed under this decision): one round trip for
+        the two questions every submission asks."""
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                found = await self._find_by_key_or_decision(s, account_id, client_order_id, decision_id)
+        return found
+
+    async def _find_by_key_or_decision(
+        self, s: DbSession, account_id: str, client_order_id: str, decision_id: str
+    ) -> tuple[StoredOrder | None, StoredOrder | None]:
+        query = select(orders).where(
+            or_(
+                and_(orders.c.account_id == account_id, orders.c.client_order_id == client_order_id),
+                orders.c.decision_id == decision_id,
+            )
+        )
+        found = [stored_order(r) for r in (await s.execute(query)).all()]
+        same_key = next(
+            (o for o in found if (o.order.account_id, o.order.client_order_id) == (account_id, client_order_id)), None
+        )
+        by_decision = next((o for o in found if o.decision_id == decision_id), None)
+        return same_key, by_decision
+
+    async def list_orders(self, *, account_id: str | None, status: OrderStatus | None, limit: int) -> list[StoredOrder]:
+        query = select(orders).order_by(orders.c.created_at.desc(), orders.c.order_id).limit(limit)
+        if account_id is not None:
+            query = query.where(orders.c.account_id == account_id)
+        if status is not None:
+            query = query.where(orders.c.status == status.value)
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                rows = (await s.execute(query)).all()
+        return [stored_order(r) for r in rows]
+
+    async def accepted_orders(
+        self, *, updated_before: datetime | None, created_since: datetime | None = None, limit: int = 100
+    ) -> list[StoredOrder]:
+        """Orders recorded but not (known to be) at the broker: what reconciliation resubmits. `created_since`
+        leaves out the day orders of a session that has closed (they are expired, never resubmitted)."""
+        query = (
+            select(orders)
+            .where(orders.c.status == OrderStatus.ACCEPTED.value)
+            .order_by(orders.c.updated_at, orders.c.order_id)
+            .limit(limit)
+        )
+        if updated_before is not None:
+            query = query.where(orders.c.updated_at < updated_before)
+        if created_since is not None:
+            query = query.where(orders.c.created_at >= created_since)
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                rows = (await s.execute(query)).all()
+        return [stored_order(r) for r in rows]
+
+    async def open_orders_created_before(self, cutoff: datetime, *, limit: int = 500) -> list[StoredOrder]:
+        """Orders not final that were created before `cutoff`: the day orders whose session has closed."""
+        query = (
+            select(orders)
+            .where(
+                orders.c.status.in_([status.value for status in OrderStatus if not status.is_final]),
+                orders.c.created_at < cutoff,
+            )
+            .order_by(orders.c.created_at, orders.c.order_id)
+            .limit(limit)
+        )
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                rows = (await s.execute(query)).all()
+        return [stored_order(r) for r in rows]
+
+    async def transitions(self, order_id: str) -> list[tuple[str | None, str]]:
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                rows = (
+                    await s.execute(
+                        select(order_transitions.c.from_status, order_transitions.c.to_status)
+                        .where(order_transitions.c.order_id == order_id)
+                        .order_by(order_transitions.c.id)
+                    )
+                ).all()
+        return [(r.from_status, r.to_status) for r in rows]
+
+    async def _transition(
+        self,
+        s: DbSession,
+        order_id: str,
+        from_status: OrderStatus | None,
+        to_status: OrderStatus,
+        reason: str | None,
+        at: datetime,
+    ) -> None:
+        await s.execute(
+            order_transitions.insert().values(
+                order_id=order_id,
+                from_status=None if from_status is None else from_status.value,
+                to_status=to_status.value,
+                reason=None if reason is None else reason[:255],
+                at=at,
+            )
+        )

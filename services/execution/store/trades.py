@@ -1,0 +1,122 @@
+"""Trades: the table, the trade record, and the reads positions are computed from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import BigInteger, Column, ForeignKey, Index, String, Table, select
+from sqlalchemy.engine import Row
+
+from services.execution.positions import OpenSell, TradeLot
+from services.execution.store.base import StoreBase, metadata
+from services.execution.store.orders import orders
+from shared.core.domain import OrderSide, OrderStatus
+from shared.platform.clock import UtcDateTime
+from shared.platform.columns import CnyFen
+from shared.platform.db import DbSession
+
+trades = Table(
+    "trades",
+    metadata,
+    Column("trade_id", String(64), primary_key=True),  # the broker's fill id: a fill is recorded once
+    Column("order_id", String(32), ForeignKey("orders.order_id"), nullable=False),
+    Column("client_order_id", String(64), nullable=False),
+    Column("account_id", String(64), nullable=False),
+    Column("ts_code", String(16), nullable=False),
+    Column("side", String(8), nullable=False),
+    Column("qty", BigInteger, nullable=False),
+    Column("price_fen", CnyFen, key="price", nullable=False),
+    Column("amount_fen", CnyFen, key="amount", nullable=False),
+    Column("commission_fen", CnyFen, key="commission", nullable=False),
+    Column("stamp_duty_fen", CnyFen, key="stamp_duty", nullable=False),
+    Column("transfer_fee_fen", CnyFen, key="transfer_fee", nullable=False),
+    Column("traded_at", UtcDateTime, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index("ix_trades_order", "order_id"),
+    Index("ix_trades_account_traded", "account_id", "traded_at"),
+)
+
+
+@dataclass(frozen=True)
+class TradeRecord:
+    trade_id: str
+    order_id: str
+    client_order_id: str
+    account_id: str
+    ts_code: str
+    side: str
+    qty: int
+    price: Decimal
+    amount: Decimal
+    commission: Decimal
+    stamp_duty: Decimal
+    transfer_fee: Decimal
+    traded_at: datetime
+
+    @property
+    def fees(self) -> Decimal:
+        return self.commission + self.stamp_duty + self.transfer_fee
+
+
+def _trade(row: Row[Any]) -> TradeRecord:
+    return TradeRecord(
+        trade_id=row.trade_id,
+        order_id=row.order_id,
+        client_order_id=row.client_order_id,
+        account_id=row.account_id,
+        ts_code=row.ts_code,
+        side=row.side,
+        qty=row.qty,
+        price=row.price,
+        amount=row.amount,
+        commission=row.commission,
+        stamp_duty=row.stamp_duty,
+        transfer_fee=row.transfer_fee,
+        traded_at=row.traded_at,
+    )
+
+
+class TradeReads(StoreBase):
+    async def list_trades(self, *, account_id: str | None, order_id: str | None, limit: int) -> list[TradeRecord]:
+        query = select(trades).order_by(trades.c.traded_at.desc(), trades.c.trade_id).limit(limit)
+        if account_id is not None:
+            query = query.where(trades.c.account_id == account_id)
+        if order_id is not None:
+            query = query.where(trades.c.order_id == order_id)
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                rows = (await s.execute(query)).all()
+        return [_trade(r) for r in rows]
+
+    async def position_inputs(self, account_id: str) -> tuple[list[TradeLot], list[OpenSell]]:
+        """Everything an account's positions are computed from: its trades, and the unfilled remainder of its
+        sell orders that are not final. One transaction, so the two agree with each other."""
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                inputs = await self._position_inputs(s, account_id)
+        return inputs
+
+    async def _position_inputs(self, s: DbSession, account_id: str) -> tuple[list[TradeLot], list[OpenSell]]:
+        open_statuses = [status.value for status in OrderStatus if not status.is_final]
+        trade_rows = (
+            await s.execute(
+                select(trades.c.ts_code, trades.c.side, trades.c.qty, trades.c.traded_at).where(
+                    trades.c.account_id == account_id
+                )
+            )
+        ).all()
+        sell_rows = (
+            await s.execute(
+                select(orders.c.ts_code, orders.c.qty, orders.c.filled_qty).where(
+                    orders.c.account_id == account_id,
+                    orders.c.side == OrderSide.SELL.value,
+                    orders.c.status.in_(open_statuses),
+                )
+            )
+        ).all()
+        lots = [TradeLot(r.ts_code, OrderSide(r.side), r.qty, r.traded_at) for r in trade_rows]
+        sells = [OpenSell(r.ts_code, r.qty - r.filled_qty) for r in sell_rows]
+        return lots, sells

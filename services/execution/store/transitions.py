@@ -1,0 +1,260 @@
+"""The transactions that move an order: its admission (under the account's lock, with the position and cash
+checks) and the application of a broker's report (status changes, trades, their cash and events)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from services.execution import cash as cashbook
+from services.execution import events
+from services.execution.brokers.base import BrokerReport
+from services.execution.cash import buy_refusal
+from services.execution.lifecycle import ReportPlan, average_price, plan_report
+from services.execution.positions import sell_refusal
+from services.execution.store.accounts import AccountStore, AdmissionRefused, cash_ledger
+from services.execution.store.base import outbox
+from services.execution.store.orders import (
+    AlreadyPlaced,
+    ConcurrentUpdate,
+    OrderReads,
+    StoredOrder,
+    orders,
+    stored_order,
+)
+from services.execution.store.trades import TradeReads, trades
+from shared.core.domain import Order, OrderSide, OrderStatus, OrderType, from_fen, to_fen
+from shared.core.domain.money import FEN
+from shared.core.market.rules import trade_fees
+from shared.platform.approval import OrderTerms
+from shared.platform.clock import utcnow
+from shared.platform.events import Envelope
+from shared.platform.observability import current_correlation_id, new_id
+from shared.platform.outbox import add_to_outbox
+
+
+@dataclass(frozen=True)
+class AppliedReport:
+    """The order after a broker report was applied, and what changed (for metrics)."""
+
+    stored: StoredOrder
+    statuses: tuple[OrderStatus, ...]  # every status the order entered, in order
+    new_trades: int
+
+
+class OrderTransitions(OrderReads, TradeReads, AccountStore):
+    async def create_order(
+        self, terms: OrderTerms, decision_id: str, *, today: date, price_cap: Decimal | None = None
+    ) -> StoredOrder:
+        """Admit a new order: in one transaction, lock the account, check that a sell has the sellable shares
+        (trades, T+1 as of `today`, open sells' reservations) and a buy the available cash (at `price_cap` a
+        share: the limit price, or the limit-up price of a market buy), then record it ACCEPTED with its
+        `order.accepted` event. Under the lock and before any check, an order with the same (account_id,
+        client_order_id) or decision_id raises AlreadyPlaced (nothing stored). Raises AdmissionRefused (nothing
+        stored) when the account cannot afford it, and IntegrityError when a concurrent insert of the same keys
+        was not serialised by the lock (cannot happen once the account row exists; kept as the last word)."""
+        side = OrderSide(terms.side)
+        cap_fen: int | None = None
+        if side is OrderSide.BUY:
+            cap = price_cap if price_cap is not None else terms.price
+            if cap is None:
+                raise ValueError("a buy needs a price cap to reserve cash at")
+            cap_fen = to_fen(cap)
+        now = utcnow()
+        order = Order(
+            order_id=new_id(),
+            client_order_id=terms.client_order_id,
+            account_id=terms.account_id,
+            ts_code=terms.ts_code,
+            side=side,
+            order_type=OrderType(terms.order_type),
+            qty=terms.qty,
+            price=terms.price,
+            status=OrderStatus.ACCEPTED,
+            created_at=now,
+            updated_at=now,
+        )
+        stored = StoredOrder(
+            order=order,
+            decision_id=decision_id,
+            filled_amount=Decimal("0.00"),
+            version=1,
+            price_cap=None if cap_fen is None else from_fen(cap_fen),
+        )
+        for _ in range(2):
+            async for attempt in self.db.transaction():
+                async with attempt as s:
+                    if not await self._lock_account(s, order.account_id):
+                        locked = False
+                    else:
+                        locked = True
+                        same_key, by_decision = await self._find_by_key_or_decision(
+                            s, order.account_id, order.client_order_id, decision_id
+                        )
+                        if same_key is not None or by_decision is not None:
+                            raise AlreadyPlaced(same_key, by_decision)
+                        if side is OrderSide.SELL:
+                            lots, sells = await self._position_inputs(s, order.account_id)
+                            refusal = sell_refusal(lots, sells, order.ts_code, order.qty, today=today)
+                        else:
+                            assert cap_fen is not None
+                            cash = await self._cash(s, order.account_id, today)
+                            refusal = buy_refusal(order.ts_code, order.qty, cap_fen, cash, today=today)
+                        if refusal is not None:
+                            raise AdmissionRefused.of(refusal)
+                        await s.execute(
+                            orders.insert().values(
+                                order_id=order.order_id,
+                                client_order_id=order.client_order_id,
+                                account_id=order.account_id,
+                                decision_id=decision_id,
+                                ts_code=order.ts_code,
+                                side=order.side.value,
+                                order_type=order.order_type.value,
+                                qty=order.qty,
+                                price=order.price,
+                                price_cap=stored.price_cap,
+                                status=order.status.value,
+                                filled_qty=0,
+                                filled_amount=Decimal("0.00"),
+                                reason=None,
+                                version=1,
+                                correlation_id=current_correlation_id(),
+                                created_at=now,
+                                updated_at=now,
+                            )
+                        )
+                        await self._transition(s, order.order_id, None, OrderStatus.ACCEPTED, None, now)
+                        await add_to_outbox(s, outbox, events.order_event(order, source=self.source))
+            if locked:
+                return stored
+            await self.ensure_account(order.account_id)
+        raise AssertionError(f"account {order.account_id} could not be created")
+
+    async def apply_report(self, order_id: str, report: BrokerReport, *, attempts: int = 3) -> AppliedReport:
+        """Record what the broker reported: status changes, new trades and their events, in one transaction.
+
+        Safe to call again with the same report (fills already recorded are skipped) and from two places at
+        once (the version check makes the loser re-read and find nothing left to do)."""
+        for attempt in range(attempts):
+            try:
+                return await self._apply_once(order_id, report)
+            except (ConcurrentUpdate, IntegrityError):
+                if attempt == attempts - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _apply_once(self, order_id: str, report: BrokerReport) -> AppliedReport:
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                row = (await s.execute(select(orders).where(orders.c.order_id == order_id))).first()
+                if row is None:
+                    raise LookupError(f"order {order_id} does not exist")
+                current = stored_order(row)
+                recorded = set(
+                    (await s.execute(select(trades.c.trade_id).where(trades.c.order_id == order_id))).scalars()
+                )
+                plan = plan_report(current.progress, report, recorded)
+                if not plan.changed:
+                    return AppliedReport(current, (), 0)
+                now = utcnow()
+                after = _advance(current, plan, now)
+                # The version-checked update comes first: it takes the row lock, so a concurrent applier waits here
+                # and then finds the version moved on, before it could insert a trade.
+                result = await s.execute(
+                    update(orders)
+                    .where(orders.c.order_id == order_id, orders.c.version == current.version)
+                    .values(
+                        status=after.order.status.value,
+                        filled_qty=after.order.filled_qty,
+                        filled_amount=after.filled_amount,
+                        reason=None if after.order.reason is None else after.order.reason[:255],
+                        version=after.version,
+                        updated_at=now,
+                    )
+                )
+                if result.rowcount != 1:
+                    raise ConcurrentUpdate(order_id)
+                previous = current.order.status
+                for status in plan.steps:
+                    await self._transition(s, order_id, previous, status, plan.reason if status.is_final else None, now)
+                    previous = status
+                for envelope in self._events(current, after, plan, now):
+                    await add_to_outbox(s, outbox, envelope)
+                for fill in plan.new_fills:
+                    amount = fill.price * fill.qty
+                    fees = trade_fees(
+                        amount,
+                        is_sell=current.order.side is OrderSide.SELL,
+                        trade_date=events.exchange_date(fill.traded_at),
+                    )
+                    await s.execute(
+                        trades.insert().values(
+                            trade_id=fill.fill_id,
+                            order_id=order_id,
+                            client_order_id=current.order.client_order_id,
+                            account_id=current.order.account_id,
+                            ts_code=current.order.ts_code,
+                            side=current.order.side.value,
+                            qty=fill.qty,
+                            price=fill.price,
+                            amount=amount,
+                            commission=fees.commission,
+                            stamp_duty=fees.stamp_duty,
+                            transfer_fee=fees.transfer_fee,
+                            traded_at=fill.traded_at,
+                            created_at=now,
+                        )
+                    )
+                    side = current.order.side
+                    await s.execute(
+                        cash_ledger.insert().values(
+                            account_id=current.order.account_id,
+                            kind=cashbook.BUY_FILL if side is OrderSide.BUY else cashbook.SELL_FILL,
+                            amount=from_fen(cashbook.fill_cash_fen(side, to_fen(amount), to_fen(fees.total))),
+                            idempotency_key=cashbook.trade_key(fill.fill_id),
+                            trade_id=fill.fill_id,
+                            created_by=self.source,
+                            correlation_id=current_correlation_id(),
+                            created_at=now,
+                        )
+                    )
+        return AppliedReport(after, plan.steps, len(plan.new_fills))
+
+    def _events(self, before: StoredOrder, after: StoredOrder, plan: ReportPlan, now: datetime) -> list[Envelope]:
+        """The events of one report, in the order they happened: submitted, then the trades, then the status
+        the fills (or the cancel / rejection) led to."""
+        out: list[Envelope] = []
+        steps = list(plan.steps)
+        if steps and steps[0] is OrderStatus.SUBMITTED:
+            submitted = before.order.model_copy(update={"status": OrderStatus.SUBMITTED, "updated_at": now})
+            out.append(events.order_event(submitted, source=self.source))
+            steps = steps[1:]
+        for fill in plan.new_fills:
+            out.append(events.trade_event(after.order, fill, source=self.source))
+        for status in steps:
+            out.append(events.order_event(after.order.model_copy(update={"status": status}), source=self.source))
+        return out
+
+
+def _advance(current: StoredOrder, plan: ReportPlan, now: datetime) -> StoredOrder:
+    order = current.order.model_copy(
+        update={
+            "status": plan.final_status,
+            "filled_qty": plan.filled_qty,
+            "avg_fill_price": average_price(plan.filled_amount, plan.filled_qty),
+            "reason": plan.reason,
+            "updated_at": now,
+        }
+    )
+    return StoredOrder(
+        order=order,
+        decision_id=current.decision_id,
+        filled_amount=plan.filled_amount.quantize(FEN),
+        version=current.version + 1,
+        price_cap=current.price_cap,
+    )

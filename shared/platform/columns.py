@@ -1,0 +1,37 @@
+"""The one money column type. `CnyFen` stores a CNY amount as a whole number of fen in a BIGINT column (exact on
+MariaDB and SQLite alike, and summable in SQL) and hands the code a `Decimal` with two places, so no table code
+converts by hand. An amount with a fraction of a fen, a float or a bool is refused on the way in, never rounded.
+
+Money is stored this way in execution's and the paper broker's tables (the canonical form, docs/design.md). Two other
+stores predate it: backtest's results keep `DECIMAL(20,2)` (text on SQLite) and risk's decisions keep the price as
+asked in exact text (it may be off the tick, which is why it was refused); moving them to this type needs a migration
+of their own. The timestamp column type is `shared.platform.clock.UtcDateTime`."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import BigInteger, Dialect
+from sqlalchemy.types import TypeDecorator
+
+from shared.core.domain.money import from_fen, to_fen
+
+
+class CnyFen(TypeDecorator[Decimal]):
+    """A CNY amount column: binds a Decimal as integer fen, reads a Decimal to the fen. An int is refused too: it
+    could be fen already, and would be stored a hundred times over."""
+
+    impl = BigInteger
+    cache_ok = True
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> int | None:
+        if value is None:
+            return None
+        if not isinstance(value, Decimal):
+            raise TypeError(f"a money column takes a Decimal amount, not {type(value).__name__} {value!r}")
+        return to_fen(value)  # ValueError for a fraction of a fen
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        # MariaDB answers SUM() over a BIGINT as a DECIMAL: a whole number of fen all the same.
+        return None if value is None else from_fen(int(value))
