@@ -54,7 +54,7 @@ import pandas as pd
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.backtest.events import JOB_QUEUE, backtest_finished, backtest_progress
+from services.backtest.events import JOB_QUEUE, backtest_finished, backtest_progress, short_error
 from services.backtest.market_data import DEFAULT_CACHE_MAX_BYTES, BarsUnavailable, MarketData, engine_frame
 from services.backtest.runner import (
     AnyResult,
@@ -510,7 +510,7 @@ class BacktestWorker:
             record.backtest_id, status=BacktestStatus.FAILED, error=error, event=event, from_status=from_status
         )
         if stored:
-            log.warning("backtest failed", extra={"backtest_id": record.backtest_id, "error": event.payload["error"]})
+            log.warning("backtest failed", extra={"backtest_id": record.backtest_id, "error": short_error(error)})
             await self._publish()
         return "failed" if stored else "skipped"
 

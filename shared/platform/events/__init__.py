@@ -5,8 +5,8 @@ from shared.platform.events.schemas import (
     EVENT_SCHEMAS,
     BacktestFinished,
     BarsUpdated,
-    OrderEvent,
-    TradeEvent,
+    OrderUpdated,
+    TradeExecuted,
 )
 
 __all__ = [
@@ -14,7 +14,7 @@ __all__ = [
     "BacktestFinished",
     "BarsUpdated",
     "Envelope",
-    "OrderEvent",
-    "TradeEvent",
+    "OrderUpdated",
+    "TradeExecuted",
     "make_event",
 ]

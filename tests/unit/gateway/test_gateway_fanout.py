@@ -9,7 +9,7 @@ from decimal import Decimal
 from gateway.auth import CurrentUser
 from gateway.ws import CLOSE_GOING_AWAY, CLOSE_TOO_SLOW, EventHub, visible_to
 from shared.platform.events.envelope import Envelope, make_event
-from shared.platform.events.schemas import BacktestFinished, OrderEvent
+from shared.platform.events.schemas import BacktestFinished, OrderUpdated
 from shared.platform.roles import Role
 
 ALICE = CurrentUser("alice", Role.TRADER, "acct-alice", "jwt")
@@ -18,7 +18,7 @@ ROOT = CurrentUser("root", Role.ADMIN, "root", "jwt")
 
 
 def order_filled(account_id: str, qty: int = 100) -> Envelope:
-    payload = OrderEvent(
+    payload = OrderUpdated(
         order_id="o-1",
         client_order_id="c-1",
         account_id=account_id,
