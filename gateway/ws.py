@@ -15,7 +15,13 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from gateway.auth import CurrentUser, HeaderError, authenticate, client_group, enforce_rate_limit
 from shared.platform.events.envelope import Envelope
-from shared.platform.events.schemas import BacktestFinished, BacktestProgress, OrderUpdated, TradeExecuted
+from shared.platform.events.schemas import (
+    BacktestFinished,
+    BacktestProgress,
+    OrderDenied,
+    OrderUpdated,
+    TradeExecuted,
+)
 from shared.platform.roles import Role
 
 log = logging.getLogger(__name__)
@@ -42,12 +48,12 @@ router = APIRouter()
 
 
 def visible_to(user: CurrentUser, event: Envelope) -> bool:
-    """Order and trade events name their `account_id`; backtest events their `owner` (a username). Read from the
-    payload as its schema (the bus dead-letters an event whose payload does not parse, before this runs)."""
+    """Order events (risk's denials too) and trade events name their `account_id`; backtest events their `owner`
+    (a username). Read from the payload as its schema: the bus dead-letters one that does not parse, before this."""
     if user.role is Role.ADMIN:
         return True
     payload = event.parsed()
-    if isinstance(payload, OrderUpdated | TradeExecuted):
+    if isinstance(payload, OrderUpdated | OrderDenied | TradeExecuted):
         return payload.account_id == user.account_id
     if isinstance(payload, BacktestFinished | BacktestProgress):
         return payload.owner is not None and payload.owner == user.username

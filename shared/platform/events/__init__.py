@@ -5,6 +5,7 @@ from shared.platform.events.schemas import (
     EVENT_SCHEMAS,
     BacktestFinished,
     BarsUpdated,
+    OrderDenied,
     OrderUpdated,
     TradeExecuted,
 )
@@ -14,6 +15,7 @@ __all__ = [
     "BacktestFinished",
     "BarsUpdated",
     "Envelope",
+    "OrderDenied",
     "OrderUpdated",
     "TradeExecuted",
     "make_event",

@@ -37,6 +37,27 @@ class OrderUpdated(EventPayload):
     updated_at: datetime
 
 
+class DenialReason(EventPayload):
+    code: str  # a risk ReasonCode, e.g. "lot_size", "insufficient_cash", "risk_unavailable"
+    message: str
+
+
+class OrderDenied(EventPayload):
+    """Risk refused an order (its answer was 422 order_rejected, or 503 risk_unavailable): nothing reached execution.
+    Written with the decision it reports, in the same transaction (risk's outbox)."""
+
+    decision_id: str
+    account_id: str
+    client_order_id: str
+    ts_code: str
+    side: str
+    order_type: str
+    qty: int
+    price: PlainDecimal | None
+    reasons: tuple[DenialReason, ...]
+    denied_at: datetime
+
+
 class TradeExecuted(EventPayload):
     trade_id: str
     order_id: str
@@ -93,6 +114,7 @@ EVENT_SCHEMAS: dict[str, type[EventPayload]] = {
     "order.filled": OrderUpdated,
     "order.rejected": OrderUpdated,
     "order.cancelled": OrderUpdated,
+    "order.denied": OrderDenied,
     "trade.executed": TradeExecuted,
     "bars.updated": BarsUpdated,
     "backtest.finished": BacktestFinished,
