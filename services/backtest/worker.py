@@ -61,7 +61,6 @@ from services.backtest.runner import (
     artifacts,
     clip_calendar,
     equity_curve,
-    is_portfolio,
     job_config,
     portfolio_summary_json,
     run_job,
@@ -69,7 +68,7 @@ from services.backtest.runner import (
     summary_json,
     total_return,
 )
-from services.backtest.store import BacktestRecord, BacktestStatus, BacktestStore, outbox
+from services.backtest.store import BacktestKind, BacktestRecord, BacktestStatus, BacktestStore, outbox
 from shared.core.market.calendar import FIRST_YEAR, LAST_YEAR, sse_trading_days
 from shared.platform.app import Infra
 from shared.platform.db import Database
@@ -307,7 +306,7 @@ class BacktestWorker:
                 raise LookupError(f"strategy {name!r} is not installed on this worker")
             return strategy_cls(strategy_cls.parse_params(raw))
 
-        if not is_portfolio(record.strategy, record.params):
+        if record.kind is not BacktestKind.PORTFOLIO:
             return make(record.strategy, record.params)
         return [
             Sleeve(make(spec["strategy"], spec.get("params") or {}), weight=spec.get("weight"), label=spec["label"])
