@@ -15,6 +15,13 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from gateway.auth import CurrentUser, HeaderError, authenticate, client_group, enforce_rate_limit
 from shared.platform.events.envelope import Envelope
+from shared.platform.events.schemas import (
+    BacktestFinished,
+    BacktestProgress,
+    OrderDenied,
+    OrderUpdated,
+    TradeExecuted,
+)
 from shared.platform.roles import Role
 
 log = logging.getLogger(__name__)
@@ -41,14 +48,16 @@ router = APIRouter()
 
 
 def visible_to(user: CurrentUser, event: Envelope) -> bool:
-    """Order and trade events carry `account_id`; a backtest event names its `owner` (a username)."""
+    """Order events (risk's denials too) and trade events name their `account_id`; backtest events their `owner`
+    (a username). Read from the payload as its schema: the bus dead-letters one that does not parse, before this."""
     if user.role is Role.ADMIN:
         return True
-    payload = event.payload
-    if "account_id" in payload:
-        return payload["account_id"] == user.account_id
-    owner = payload.get("owner", payload.get("username"))
-    return owner is not None and owner == user.username
+    payload = event.parsed()
+    if isinstance(payload, OrderUpdated | OrderDenied | TradeExecuted):
+        return payload.account_id == user.account_id
+    if isinstance(payload, BacktestFinished | BacktestProgress):
+        return payload.owner is not None and payload.owner == user.username
+    return False  # an event of a type this stream does not route: nobody but an admin sees it
 
 
 @dataclass(eq=False)

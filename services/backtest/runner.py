@@ -22,7 +22,8 @@ from shared.research.engine.portfolio import PortfolioResult, Sleeve, run_portfo
 from shared.research.strategy import Strategy
 
 RATIO_QUANTUM = Decimal("0.00000001")
-# The `strategy` of a stored backtest with several strategies; its `params` are {"sleeves": [...]}.
+# What a stored backtest of kind portfolio (several strategies, BacktestKind) shows as its `strategy`; its `params` are
+# {"sleeves": [...]}. Only shown: the kind column, not this name, says which runs have sleeves.
 PORTFOLIO_STRATEGY = "portfolio"
 AnyResult = BacktestResult | PortfolioResult
 
@@ -68,11 +69,6 @@ def run_portfolio_job(
     progress: Callable[[int, int], None] | None = None,
 ) -> PortfolioResult:
     return run_portfolio(sleeves, frame, config, benchmark=benchmark, progress=progress, code_version=code_version())
-
-
-def is_portfolio(strategy: str, params: Mapping[str, Any]) -> bool:
-    """Whether a stored backtest is one with several strategies."""
-    return strategy == PORTFOLIO_STRATEGY and isinstance(params.get("sleeves"), list)
 
 
 def total_return(result: AnyResult) -> Decimal:

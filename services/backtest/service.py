@@ -25,7 +25,7 @@ from services.backtest.schemas import (
     TradesPage,
     Universe,
 )
-from services.backtest.store import BacktestRecord, BacktestStatus, BacktestStore
+from services.backtest.store import BacktestKind, BacktestRecord, BacktestStatus, BacktestStore
 from shared.platform.bus import EventBus
 from shared.platform.errors import NotFound, ServiceError, Unavailable
 from shared.platform.internal_auth import Principal
@@ -105,7 +105,9 @@ class BacktestService:
 
     async def submit(self, principal: Principal, request: BacktestRequest) -> BacktestRecord:
         sleeve_strategies: list[str] = []
+        kind = BacktestKind.SINGLE
         if request.sleeves is not None:
+            kind = BacktestKind.PORTFOLIO
             strategy_name, params = PORTFOLIO_STRATEGY, self._sleeves(request)
             sleeve_strategies = [sleeve["strategy"] for sleeve in params["sleeves"]]
         else:
@@ -137,6 +139,7 @@ class BacktestService:
             config={"costs": costs, "benchmark_required": request.benchmark_required},
             benchmark=request.benchmark,
             sleeve_strategies=sleeve_strategies,
+            kind=kind,
         )
         try:
             await self.bus.enqueue(JOB_QUEUE, {"backtest_id": backtest_id}, message_id=backtest_id)

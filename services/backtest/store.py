@@ -104,8 +104,9 @@ backtests = Table(
     metadata,
     Column("backtest_id", String(32), primary_key=True),
     Column("owner", String(128), nullable=False),  # the principal's subject: a username or svc:<service>
-    Column("strategy", String(64), nullable=False),
-    Column("params", JSON, nullable=False),
+    Column("strategy", String(64), nullable=False),  # "portfolio" for a run of kind portfolio (what it shows)
+    Column("params", JSON, nullable=False),  # a portfolio's: {"sleeves": [{label, strategy, params, weight}, ...]}
+    Column("kind", String(16), nullable=False, server_default=text("'single'")),  # BacktestKind
     Column("ts_codes", JSON, nullable=False),
     Column("start_date", Date, nullable=False),
     Column("end_date", Date, nullable=False),
@@ -182,6 +183,11 @@ def truncate_error(error: str) -> str:
     return "[... truncated ...]\n" + error[-(ERROR_MAX_CHARS - 20) :]
 
 
+class BacktestKind(StrEnum):
+    SINGLE = "single"  # one strategy with its params
+    PORTFOLIO = "portfolio"  # several strategies side by side (sleeves); its `strategy` shows "portfolio"
+
+
 @dataclass(frozen=True)
 class BacktestRecord:
     backtest_id: str
@@ -204,6 +210,7 @@ class BacktestRecord:
     config: dict[str, Any] | None = None  # the cost model, as BacktestConfig fields
     benchmark: str | None = None
     cancel_requested: bool = False
+    kind: BacktestKind = BacktestKind.SINGLE
 
     @classmethod
     def from_row(cls, row: RowMapping) -> BacktestRecord:
@@ -228,6 +235,7 @@ class BacktestRecord:
             config=_json_value(row["config"]),
             benchmark=row["benchmark"],
             cancel_requested=bool(row["cancel_requested"]),
+            kind=BacktestKind(row["kind"]),
         )
 
 
@@ -295,6 +303,7 @@ class BacktestStore:
         config: dict[str, Any] | None = None,
         benchmark: str | None = None,
         sleeve_strategies: Sequence[str] = (),
+        kind: BacktestKind = BacktestKind.SINGLE,
     ) -> BacktestRecord:
         """`ts_codes` is the universe when given as a list; for an index or a filter it stays empty until the
         worker resolves it (`set_universe`). `sleeve_strategies`: for a run with several strategies, the strategy
@@ -319,6 +328,7 @@ class BacktestStore:
                         config=config,
                         benchmark=benchmark,
                         cancel_requested=False,
+                        kind=kind.value,
                     )
                 )
                 names = list(dict.fromkeys(sleeve_strategies))  # distinct, in the sleeves' order

@@ -54,14 +54,13 @@ import pandas as pd
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.backtest.events import JOB_QUEUE, backtest_finished, backtest_progress
+from services.backtest.events import JOB_QUEUE, backtest_finished, backtest_progress, short_error
 from services.backtest.market_data import DEFAULT_CACHE_MAX_BYTES, BarsUnavailable, MarketData, engine_frame
 from services.backtest.runner import (
     AnyResult,
     artifacts,
     clip_calendar,
     equity_curve,
-    is_portfolio,
     job_config,
     portfolio_summary_json,
     run_job,
@@ -69,7 +68,7 @@ from services.backtest.runner import (
     summary_json,
     total_return,
 )
-from services.backtest.store import BacktestRecord, BacktestStatus, BacktestStore, outbox
+from services.backtest.store import BacktestKind, BacktestRecord, BacktestStatus, BacktestStore, outbox
 from shared.core.market.calendar import FIRST_YEAR, LAST_YEAR, sse_trading_days
 from shared.platform.app import Infra
 from shared.platform.db import Database
@@ -307,7 +306,7 @@ class BacktestWorker:
                 raise LookupError(f"strategy {name!r} is not installed on this worker")
             return strategy_cls(strategy_cls.parse_params(raw))
 
-        if not is_portfolio(record.strategy, record.params):
+        if record.kind is not BacktestKind.PORTFOLIO:
             return make(record.strategy, record.params)
         return [
             Sleeve(make(spec["strategy"], spec.get("params") or {}), weight=spec.get("weight"), label=spec["label"])
@@ -510,7 +509,7 @@ class BacktestWorker:
             record.backtest_id, status=BacktestStatus.FAILED, error=error, event=event, from_status=from_status
         )
         if stored:
-            log.warning("backtest failed", extra={"backtest_id": record.backtest_id, "error": event.payload["error"]})
+            log.warning("backtest failed", extra={"backtest_id": record.backtest_id, "error": short_error(error)})
             await self._publish()
         return "failed" if stored else "skipped"
 

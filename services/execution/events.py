@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from services.execution.brokers.base import Fill
 from shared.core.domain import Order
-from shared.platform.events import Envelope, OrderEvent, TradeEvent, make_event
+from shared.platform.events import Envelope, OrderUpdated, TradeExecuted, make_event
 
 EXCHANGE_TZ = ZoneInfo("Asia/Shanghai")
 PUBLISHED = (
@@ -28,7 +28,7 @@ def exchange_date(at: datetime) -> date:
 
 
 def order_event(order: Order, *, source: str) -> Envelope:
-    payload = OrderEvent(
+    payload = OrderUpdated(
         order_id=order.order_id,
         client_order_id=order.client_order_id,
         account_id=order.account_id,
@@ -47,7 +47,7 @@ def order_event(order: Order, *, source: str) -> Envelope:
 
 
 def trade_event(order: Order, fill: Fill, *, source: str) -> Envelope:
-    payload = TradeEvent(
+    payload = TradeExecuted(
         trade_id=fill.fill_id,
         order_id=order.order_id,
         client_order_id=order.client_order_id,

@@ -10,9 +10,10 @@ from fastapi import FastAPI
 from services.risk import api
 from services.risk.desk import DataServiceQuotes, ExecutionCash, ExecutionPositions, ExecutionService, RiskDesk
 from services.risk.metrics import RiskMetrics
-from services.risk.store import MIGRATIONS, RiskStore
+from services.risk.store import MIGRATIONS, RiskStore, outbox
 from shared.platform.app import Infra, create_service_app
 from shared.platform.db import Database
+from shared.platform.outbox import OutboxRelay
 from shared.platform.settings import Settings
 
 NAME = "risk"
@@ -21,14 +22,19 @@ NAME = "risk"
 def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
     infra = infra or Infra.from_settings(settings, NAME)
     db = Database(settings.database_url_for(NAME), lock_wait_s=settings.db_lock_wait_s)
-    store = RiskStore(db)
+    relay = OutboxRelay(db, outbox, infra.bus)  # publishes the denials risk records (order.denied)
+    store = RiskStore(db, on_event=relay.notify)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await db.connect()
         try:
             await db.migrate(MIGRATIONS)
-            yield
+            relay.start()
+            try:
+                yield
+            finally:
+                await relay.stop()
         finally:
             await db.dispose()
 
@@ -36,6 +42,7 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
     app.state.db = db
     db.register_metrics(app.state.metrics_registry)
     app.state.store = store
+    app.state.relay = relay
     app.state.desk = RiskDesk(
         approval_secret=settings.require_approval_secret(),  # refuses to start without a real one
         approval_ttl_s=settings.approval_ttl_s,

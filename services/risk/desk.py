@@ -29,6 +29,7 @@ from services.risk.checks import (
     quote_checks,
     static_checks,
 )
+from services.risk.events import order_denied
 from services.risk.metrics import Outcome, RiskMetrics
 from services.risk.schemas import OrderRequest
 from services.risk.store import Decision, ExecutionOutcome
@@ -36,6 +37,7 @@ from shared.core.domain import PRICE_TICK, InvalidTsCode, OrderSide, OrderType, 
 from shared.platform.approval import OrderTerms, sign_approval
 from shared.platform.clock import utcnow
 from shared.platform.errors import Forbidden, ServiceError, Unavailable
+from shared.platform.events import Envelope
 from shared.platform.http import ServiceDirectory
 from shared.platform.internal_auth import INTERNAL_HEADER, Principal, mint_internal_token, service_headers
 from shared.platform.observability import current_correlation_id, new_id
@@ -94,7 +96,8 @@ class ExecutionPort(Protocol):
 
 
 class DecisionLog(Protocol):
-    async def record(self, decision: Decision) -> None: ...
+    async def record(self, decision: Decision, event: Envelope | None = None) -> None:
+        """The decision and, in the same transaction, the event that reports it (a denial's)."""
 
     async def replayable_for(
         self, account_id: str, client_order_id: str, *, unknown_since: datetime
@@ -304,7 +307,8 @@ class RiskDesk:
             correlation_id=current_correlation_id(),
         )
         try:
-            await self.decisions.record(decision)  # before anything leaves risk
+            # Before anything leaves risk; a refusal is also a fact on the bus (order.denied, through the outbox).
+            await self.decisions.record(decision, None if decision.approved else order_denied(decision))
         except Exception:
             self.metrics.decided(Outcome.ERROR)
             raise

@@ -1,8 +1,9 @@
-"""Risk's own tables: every decision it made (approved or not), and an outbox for events it may publish."""
+"""Risk's own tables: every decision it made (approved or not), and the outbox of its events (`order.denied`)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -16,7 +17,8 @@ from sqlalchemy.types import TypeDecorator
 
 from shared.platform.clock import UtcDateTime
 from shared.platform.db import Database, new_metadata
-from shared.platform.outbox import outbox_table
+from shared.platform.events.envelope import Envelope
+from shared.platform.outbox import add_to_outbox, outbox_table
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -126,12 +128,16 @@ def _decision(row: Row[Any]) -> Decision:
 
 
 class RiskStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, on_event: Callable[[], None] | None = None) -> None:
         self.db = db
+        self.on_event = on_event  # told after a commit that wrote an outbox event (the relay publishes it at once)
 
-    async def record(self, decision: Decision) -> None:
+    async def record(self, decision: Decision, event: Envelope | None = None) -> None:
+        """The decision, and the event reporting it (a denial's `order.denied`) in the same transaction."""
         async for attempt in self.db.transaction():
             async with attempt as s:
+                if event is not None:
+                    await add_to_outbox(s, outbox, event)
                 await s.execute(
                     risk_decisions.insert().values(
                         decision_id=decision.decision_id,
@@ -148,6 +154,8 @@ class RiskStore:
                         created_at=decision.created_at,
                     )
                 )
+        if event is not None and self.on_event is not None:
+            self.on_event()
 
     async def recent(self, *, account_id: str | None, limit: int) -> list[Decision]:
         query = (

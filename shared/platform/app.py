@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shared.platform.apidocs import install_api_docs
 from shared.platform.body_limit import BodyLimitMiddleware
 from shared.platform.bus import EventBus, create_bus
+from shared.platform.bus.metrics import register_bus_metrics
 from shared.platform.cache import Cache, create_cache
 from shared.platform.errors import DEPENDENCY_NAMES, ServiceError, dependency_failure
 from shared.platform.http import ServiceDirectory
@@ -210,6 +211,7 @@ def create_service_app(
     app.state.infra = infra
     app.state.service_name = name
     app.state.metrics_registry = CollectorRegistry()
+    register_bus_metrics(infra.bus, app.state.metrics_registry)
     install_error_handlers(app)
 
     @app.get("/healthz", tags=["ops"])

@@ -455,7 +455,10 @@
     $("events-empty")?.remove();
     const p = event.payload || {};
     let summary;
-    if (event.type.startsWith("order.")) {
+    if (event.type === "order.denied") {
+      summary = `${fmt(p.ts_code)} ${fmt(p.side)} ${fmt(p.qty)} @ ${p.price ?? "market"} · denied: ` +
+        (p.reasons || []).map((r) => r.message).join("; ");
+    } else if (event.type.startsWith("order.")) {
       summary = `${fmt(p.ts_code)} ${fmt(p.side)} ${fmt(p.qty)} @ ${p.price ?? "market"} · ${fmt(p.status)}` +
         (p.filled_qty ? ` · filled ${p.filled_qty} @ ${fmt(p.avg_fill_price)}` : "") + (p.reason ? ` · ${p.reason}` : "");
     } else if (event.type.startsWith("trade.")) {

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import Counter
 from typing import Any
 
 import aio_pika
@@ -34,6 +35,7 @@ class AmqpBus:
         self._jobs: AbstractExchange | None = None
         self._consumer_channels: list[AbstractChannel] = []
         self._lock = asyncio.Lock()
+        self.rejected_events: Counter[str] = Counter()  # by consumer: events whose payload did not parse
 
     @property
     def events_exchange(self) -> str:
@@ -140,7 +142,10 @@ class AmqpBus:
             correlation_id_var.set(_correlation_of(message))
             try:
                 event = Envelope.model_validate_json(message.body)
+                event.parsed()  # its payload as its schema, before any handler sees it
             except ValueError:
+                # Not half-applied: a handler never sees an event it cannot read. Counted, logged, dead-lettered.
+                self.rejected_events[consumer] += 1
                 log.exception("malformed event dead-lettered", extra={"queue": name})
                 await message.reject(requeue=False)
                 return

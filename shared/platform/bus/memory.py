@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from shared.platform.bus.port import EventHandler, JobHandler, topic_matches
-from shared.platform.events.envelope import Envelope
+from shared.platform.events.envelope import Envelope, InvalidEvent
 from shared.platform.observability import correlation_id_var
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ class MemoryBus:
         self._tasks: list[asyncio.Task[None]] = []
         self.dead_letters: list[Any] = []
         self.published: list[Envelope] = []
+        self.rejected_events: Counter[str] = Counter()  # by consumer: events whose payload did not parse
 
     async def start(self) -> None:
         return None
@@ -59,6 +61,13 @@ class MemoryBus:
         while True:
             event = await sub.queue.get()
             correlation_id_var.set(event.correlation_id)
+            try:
+                event.parsed()  # its payload as its schema, before any handler sees it
+            except InvalidEvent:
+                self.rejected_events[sub.consumer] += 1
+                log.exception("malformed event dead-lettered", extra={"consumer": sub.consumer})
+                self.dead_letters.append(event)
+                continue
             for attempt in (1, 2):  # redelivered once, then dead-lettered: as the AMQP adapter does
                 try:
                     await sub.handler(event)

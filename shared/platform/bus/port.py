@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -12,6 +13,10 @@ JobHandler = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class EventBus(Protocol):
+    # Events a consumer could not read (unknown type, or a payload that does not fit its schema), by consumer: the
+    # bus parses every payload into its schema on receipt and dead-letters such an event before any handler runs.
+    rejected_events: Counter[str]
+
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...
@@ -26,6 +31,8 @@ class EventBus(Protocol):
     ) -> None:
         """Deliver events whose type matches a topic pattern to `handler`, through the queue of `consumer`.
 
+        The handler receives an event whose payload parsed into its schema (`event.parsed()`); one that does
+        not parse is counted in `rejected_events` and dead-lettered without reaching the handler.
         A durable consumer gets a durable queue that keeps events while it is down; a non-durable one
         (e.g. a gateway's WebSocket fan-out) gets a private queue that goes away with it. A handler that
         raises has its event redelivered once, then dead-lettered.

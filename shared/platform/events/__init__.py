@@ -5,8 +5,9 @@ from shared.platform.events.schemas import (
     EVENT_SCHEMAS,
     BacktestFinished,
     BarsUpdated,
-    OrderEvent,
-    TradeEvent,
+    OrderDenied,
+    OrderUpdated,
+    TradeExecuted,
 )
 
 __all__ = [
@@ -14,7 +15,8 @@ __all__ = [
     "BacktestFinished",
     "BarsUpdated",
     "Envelope",
-    "OrderEvent",
-    "TradeEvent",
+    "OrderDenied",
+    "OrderUpdated",
+    "TradeExecuted",
     "make_event",
 ]

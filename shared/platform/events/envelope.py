@@ -1,38 +1,62 @@
-"""The envelope every event travels in: id (for idempotent consumers), type, version, time, source, correlation."""
+"""The envelope every event travels in: id (for idempotent consumers), type, version, time, source, correlation.
+
+A consumer reads the payload as its schema with `Envelope.parsed()` (EVENT_SCHEMAS by type), never as a dict probed
+by key; the buses parse it on receipt and dead-letter an event whose payload does not parse, before any handler runs.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
+from shared.platform.events.schemas import EVENT_SCHEMAS
 from shared.platform.observability import current_correlation_id, new_id
 
 
+class InvalidEvent(ValueError):
+    """An event whose type has no schema, or whose payload does not fit its type's schema."""
+
+
 class Envelope(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
     id: str = Field(default_factory=new_id)
     type: str  # e.g. "order.filled": the routing key on the topic exchange
     version: int = 1
     occurred_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     source: str
     correlation_id: str | None = None
-    payload: dict[str, Any]
+    payload: dict[str, Any]  # the JSON of the schema instance: relayed as is; read it through parsed()
+    _parsed: BaseModel | None = PrivateAttr(default=None)
+
+    def parsed(self) -> BaseModel:
+        """The payload as an instance of its type's schema (parsed once, then kept). Raises InvalidEvent."""
+        if self._parsed is None:
+            schema = EVENT_SCHEMAS.get(self.type)
+            if schema is None:
+                raise InvalidEvent(f"unknown event type {self.type!r}")
+            try:
+                self._parsed = schema.model_validate(self.payload)
+            except ValidationError as exc:
+                raise InvalidEvent(f"{self.type} payload does not fit {schema.__name__}: {exc}") from exc
+        return self._parsed
 
 
 def make_event(event_type: str, payload: BaseModel, *, source: str, version: int = 1) -> Envelope:
     """Wrap a typed payload, validating it against the registered schema for `event_type`."""
-    from shared.platform.events.schemas import EVENT_SCHEMAS
-
     schema = EVENT_SCHEMAS.get(event_type)
     if schema is None:
         raise ValueError(f"unknown event type {event_type!r}")
     if not isinstance(payload, schema):
         raise TypeError(f"{event_type} needs a {schema.__name__} payload, got {type(payload).__name__}")
-    return Envelope(
+    event = Envelope(
         type=event_type,
         version=version,
         source=source,
         correlation_id=current_correlation_id(),
         payload=payload.model_dump(mode="json"),
     )
+    event._parsed = payload
+    return event

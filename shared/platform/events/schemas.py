@@ -6,14 +6,22 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import BaseModel, PlainSerializer
+from pydantic import BaseModel, ConfigDict, PlainSerializer
 
 # A decimal in JSON as plain positional text: str() would write a zero return quantized to 8 places as "0E-8" and
 # 0.00000012 as "1.2E-7", which a reader (or the desk's event line) should not have to decode.
 PlainDecimal = Annotated[Decimal, PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json")]
 
 
-class OrderEvent(BaseModel):
+class EventPayload(BaseModel):
+    """Every payload is a fact: immutable once made."""
+
+    model_config = ConfigDict(frozen=True)
+
+
+class OrderUpdated(EventPayload):
+    """An order as it stands after the change its event type names (accepted, filled, cancelled, ...)."""
+
     order_id: str
     client_order_id: str
     account_id: str
@@ -29,7 +37,28 @@ class OrderEvent(BaseModel):
     updated_at: datetime
 
 
-class TradeEvent(BaseModel):
+class DenialReason(EventPayload):
+    code: str  # a risk ReasonCode, e.g. "lot_size", "insufficient_cash", "risk_unavailable"
+    message: str
+
+
+class OrderDenied(EventPayload):
+    """Risk refused an order (its answer was 422 order_rejected, or 503 risk_unavailable): nothing reached execution.
+    Written with the decision it reports, in the same transaction (risk's outbox)."""
+
+    decision_id: str
+    account_id: str
+    client_order_id: str
+    ts_code: str
+    side: str
+    order_type: str
+    qty: int
+    price: PlainDecimal | None
+    reasons: tuple[DenialReason, ...]
+    denied_at: datetime
+
+
+class TradeExecuted(EventPayload):
     trade_id: str
     order_id: str
     client_order_id: str
@@ -42,7 +71,7 @@ class TradeEvent(BaseModel):
     traded_at: datetime
 
 
-class BarsUpdated(BaseModel):
+class BarsUpdated(EventPayload):
     trade_date: date | None
     start_date: date
     end_date: date
@@ -58,7 +87,7 @@ class BarsUpdated(BaseModel):
     skipped_endpoints: list[str] = []
 
 
-class BacktestFinished(BaseModel):
+class BacktestFinished(EventPayload):
     backtest_id: str
     owner: str | None = None  # the username that submitted it: the gateway pushes the event to that user only
     status: str
@@ -66,7 +95,7 @@ class BacktestFinished(BaseModel):
     error: str | None = None
 
 
-class BacktestProgress(BaseModel):
+class BacktestProgress(EventPayload):
     """Ephemeral: published straight on the bus while a backtest runs (not through an outbox), at most about once a
     second; a lost one is superseded by the next or by `backtest.finished`."""
 
@@ -78,14 +107,15 @@ class BacktestProgress(BaseModel):
     days: int
 
 
-EVENT_SCHEMAS: dict[str, type[BaseModel]] = {
-    "order.accepted": OrderEvent,
-    "order.submitted": OrderEvent,
-    "order.partially_filled": OrderEvent,
-    "order.filled": OrderEvent,
-    "order.rejected": OrderEvent,
-    "order.cancelled": OrderEvent,
-    "trade.executed": TradeEvent,
+EVENT_SCHEMAS: dict[str, type[EventPayload]] = {
+    "order.accepted": OrderUpdated,
+    "order.submitted": OrderUpdated,
+    "order.partially_filled": OrderUpdated,
+    "order.filled": OrderUpdated,
+    "order.rejected": OrderUpdated,
+    "order.cancelled": OrderUpdated,
+    "order.denied": OrderDenied,
+    "trade.executed": TradeExecuted,
     "bars.updated": BarsUpdated,
     "backtest.finished": BacktestFinished,
     "backtest.progress": BacktestProgress,

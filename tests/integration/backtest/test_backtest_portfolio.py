@@ -8,7 +8,9 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from pydantic import Field
 
+from shared.research.strategy import CrossSection, Strategy, StrategyContext, StrategyParams
 from tests.integration.backtest.test_backtest_flow import Stack, stack
 
 pytestmark = pytest.mark.integration
@@ -37,6 +39,20 @@ SLEEVES = [
 ALL_IN = ["201900.66", "201750.66", "199850.66", "202750.66"]
 HALF_CASH = ["200847.81", "200607.81", "199667.81", "201367.81"]
 COMBINED = ["402748.47", "402358.47", "399518.47", "404118.47"]
+
+
+class NamedPortfolio(Strategy):
+    """One strategy that happens to be named "portfolio" and to take a `sleeves` parameter."""
+
+    name = "portfolio"
+    title = "Named portfolio"
+    description = "Holds cash; its name and parameter look like a run with several strategies."
+
+    class Params(StrategyParams):
+        sleeves: list[int] = Field(default_factory=lambda: [1, 2])
+
+    def on_bar(self, ctx: StrategyContext, bar: CrossSection) -> None:
+        return None
 
 
 def _curve(body: dict[str, Any]) -> list[str]:
@@ -207,3 +223,20 @@ async def test_bad_sleeves_are_refused_naming_the_field_and_nothing_is_stored(st
         assert payload["message"].startswith(f"{field}:"), (label, payload)
     after = len((await stack.client.get("/v1/backtests?limit=500", headers=stack.headers())).json())
     assert after == before
+
+
+async def test_a_single_strategy_named_portfolio_runs_as_one_strategy(stack: Stack) -> None:
+    # What makes a run one with sleeves is how it was asked for (`sleeves`), not the name "portfolio" it shows.
+    stack.app.state.backtests.strategies["portfolio"] = NamedPortfolio
+    stack.worker.strategies["portfolio"] = NamedPortfolio
+    try:
+        backtest_id = await stack.submit({**WINDOW, "strategy": "portfolio", "params": {"sleeves": [3, 4]}})
+        result = await stack.finished(backtest_id)
+    finally:
+        del stack.app.state.backtests.strategies["portfolio"]
+        del stack.worker.strategies["portfolio"]
+    assert result["status"] == "succeeded", result["error"]
+    assert result["strategy"] == "portfolio" and result["params"] == {"sleeves": [3, 4]}
+    summary = result["summary"]
+    assert "sleeves" not in summary and summary["trades"] == 0
+    assert _curve(result) == [summary["initial_cash"]] * 4  # it holds cash: four trading days at the start's equity

@@ -16,11 +16,11 @@ import httpx
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import insert, inspect
+from sqlalchemy import insert, inspect, select
 from sqlalchemy.engine import Connection
 
 from services.backtest.app import create_app
-from services.backtest.store import MIGRATIONS_DIR, BacktestStore, backtests, metadata
+from services.backtest.store import MIGRATIONS_DIR, BacktestKind, BacktestStore, backtests, metadata
 from shared.platform.app import Infra
 from shared.platform.bus import MemoryBus
 from shared.platform.cache import MemoryCache
@@ -145,6 +145,50 @@ def _side_table_differences(connection: Connection) -> list[Any]:
     return list(compare_metadata(context, metadata))
 
 
+async def _insert_old_row(
+    db: Database, backtest_id: str, strategy: str, params: dict[str, Any], *, owner: str = "alice"
+) -> None:
+    """A backtests row with only the columns revision 0004 has (later columns take their defaults)."""
+    async with db.session() as session:
+        await session.execute(
+            insert(backtests).values(
+                backtest_id=backtest_id, owner=owner, strategy=strategy, params=params, ts_codes=["600519.SH"],
+                start_date=date(2024, 3, 4), end_date=date(2024, 3, 7), initial_cash=Decimal("100000"),
+                status="queued", attempts=0, created_at=datetime(2026, 1, 1), cancel_requested=False,
+            )
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize("backend", ["mariadb", "sqlite"])
+async def test_the_kind_migration_marks_the_runs_with_sleeves_as_portfolios(
+    backend: str, backing: Backing, tmp_path: Path
+) -> None:
+    db = Database(_settings(backend, backing, tmp_path).database_url_for("backtest"))
+    await db.connect()
+    try:
+        async with db.engine.begin() as conn:
+            await conn.run_sync(_migrate_to, "0005")
+        sleeve: dict[str, Any] = {"label": "x", "params": {}, "weight": None}
+        await _insert_old_row(db, "k1single", "dual_ma", {"fast": 5, "slow": 20, "cash_reserve": "0"})
+        await _insert_old_row(db, "k2mix", "portfolio", {"sleeves": [{**sleeve, "strategy": "dual_ma"}]})
+        # a strategy of that name whose params have no sleeves list: one strategy, as the worker ran it
+        await _insert_old_row(db, "k3named", "portfolio", {"sleeves": "none"})
+        store = BacktestStore(db)
+        await store.migrate()  # 0006: the kind column, back-filled
+        kinds = {i: (r.kind, r.strategy) for i in ("k1single", "k2mix", "k3named") if (r := await store.get(i))}
+        assert kinds == {
+            "k1single": (BacktestKind.SINGLE, "dual_ma"),
+            "k2mix": (BacktestKind.PORTFOLIO, "portfolio"),
+            "k3named": (BacktestKind.SINGLE, "portfolio"),
+        }
+        async with db.engine.begin() as conn:
+            await conn.run_sync(_migrate_to, "0005", down=True)
+            columns = await conn.run_sync(lambda c: [col["name"] for col in inspect(c).get_columns("backtests")])
+        assert "kind" not in columns
+    finally:
+        await db.dispose()
+
+
 @pytest.mark.parametrize("backend", ["mariadb", "sqlite"])
 async def test_the_migration_back_fills_the_portfolio_runs_stored_before_it(
     backend: str, backing: Backing, tmp_path: Path
@@ -158,17 +202,8 @@ async def test_the_migration_back_fills_the_portfolio_runs_stored_before_it(
         store = BacktestStore(db)
 
         async def old_row(backtest_id: str, strategy: str, params: dict[str, Any], owner: str = "alice") -> None:
-            # as the service stored a run before 0005: the backtests row alone
-            await store.create(
-                backtest_id=backtest_id,
-                owner=owner,
-                strategy=strategy,
-                params=params,
-                ts_codes=["600519.SH"],
-                start=date(2024, 3, 4),
-                end=date(2024, 3, 7),
-                initial_cash=Decimal("100000"),
-            )
+            # as the service stored a run before 0005: the backtests row alone, with the columns it had then
+            await _insert_old_row(db, backtest_id, strategy, params, owner=owner)
 
         sleeve: dict[str, Any] = {"label": "x", "params": {}, "weight": None}
         await old_row("r1single", "dual_ma", {"fast": 5, "slow": 20, "cash_reserve": "0"})
@@ -244,6 +279,12 @@ async def test_the_migration_back_fills_the_portfolio_runs_stored_before_it(
         async with db.engine.begin() as conn:
             await conn.run_sync(_migrate_to, "0004", down=True)
             assert "backtest_strategies" not in await conn.run_sync(lambda c: inspect(c).get_table_names())
-        assert (await store.get("r2mix")) is not None and (await store.get("r6new")) is not None
+        async with db.engine.connect() as conn:
+            kept = (
+                await conn.execute(
+                    select(backtests.c.backtest_id).where(backtests.c.backtest_id.in_(["r2mix", "r6new"]))
+                )
+            ).scalars()
+            assert sorted(kept) == ["r2mix", "r6new"]
     finally:
         await db.dispose()

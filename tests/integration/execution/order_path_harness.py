@@ -123,6 +123,7 @@ class SwitchableBus:
         self.inner = inner
         self.down = False
         self.publish_failures = 0
+        self.rejected_events = inner.rejected_events
 
     async def stop(self) -> None:
         self.down = True

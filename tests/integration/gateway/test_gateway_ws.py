@@ -21,7 +21,7 @@ from shared.platform.app import Infra
 from shared.platform.bus import EventBus, create_bus
 from shared.platform.cache import create_cache
 from shared.platform.events.envelope import Envelope, make_event
-from shared.platform.events.schemas import BacktestFinished, BacktestProgress, OrderEvent
+from shared.platform.events.schemas import BacktestFinished, BacktestProgress, OrderUpdated
 from shared.platform.http import ServiceDirectory
 from shared.platform.roles import Role
 
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.integration
 
 
 def order_filled(account_id: str, order_id: str) -> Envelope:
-    payload = OrderEvent(
+    payload = OrderUpdated(
         order_id=order_id,
         client_order_id="c-" + order_id,
         account_id=account_id,

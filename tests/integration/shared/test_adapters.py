@@ -14,7 +14,7 @@ from shared.platform.bus import IdempotentHandler
 from shared.platform.bus.amqp import AmqpBus
 from shared.platform.cache import RedisCache
 from shared.platform.db import Database, new_metadata
-from shared.platform.events import Envelope, OrderEvent, make_event
+from shared.platform.events import Envelope, OrderUpdated, TradeExecuted, make_event
 from shared.platform.observability import correlation_id_var
 from shared.platform.outbox import OutboxRelay, add_to_outbox, outbox_table
 from tests.conftest import Backing
@@ -23,12 +23,20 @@ pytestmark = pytest.mark.integration
 
 
 def _event(order_id: str = "o1") -> Envelope:
-    payload = OrderEvent(
+    payload = OrderUpdated(
         order_id=order_id, client_order_id="c", account_id="a", ts_code="600000.SH", side="buy",
         order_type="market", qty=100, price=None, status="filled", filled_qty=100,
         avg_fill_price=Decimal("10.00"), updated_at=datetime.now(UTC),
     )  # fmt: skip
     return make_event("order.filled", payload, source="test")
+
+
+def _trade(account_id: str = "a") -> Envelope:
+    payload = TradeExecuted(
+        trade_id="t1", order_id="o1", client_order_id="c", account_id=account_id, ts_code="600000.SH", side="buy",
+        qty=100, price=Decimal("10.00"), amount=Decimal("1000.00"), traded_at=datetime.now(UTC),
+    )  # fmt: skip
+    return make_event("trade.executed", payload, source="test")
 
 
 async def _until(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
@@ -74,13 +82,42 @@ async def test_amqp_events_are_routed_carry_correlation_and_dead_letter(backing:
             await bus.publish(_event())
         finally:
             correlation_id_var.reset(token)
-        await bus.publish(Envelope(type="trade.executed", source="test", payload={"n": 1}))
+        await bus.publish(_trade())
         await _until(lambda: received and len(attempts) >= 2)
         assert received == [("order.filled", "corr-42")]
         await asyncio.sleep(0.3)
         assert len(attempts) == 2  # delivered, redelivered once, then dead-lettered
         dead = await _dead_letters(backing, bus)
         assert [d["type"] for d in dead] == ["trade.executed"]
+    finally:
+        await bus.close()
+
+
+async def test_amqp_hands_handlers_typed_payloads_and_dead_letters_what_does_not_parse(backing: Backing) -> None:
+    ns = f"{backing.namespace}.bus-typed"
+    bus = AmqpBus(backing.amqp_url, namespace=ns, source="test")
+    await bus.start()
+    handled: list[object] = []
+
+    async def on_trade(event: Envelope) -> None:
+        handled.append(event.parsed())
+
+    try:
+        await bus.subscribe("trades", ["trade.*"], on_trade)
+        # A trade whose payload lacks the account and has a price that is no number: not half-applied.
+        broken = Envelope(type="trade.executed", source="test", payload={"trade_id": "t0", "price": "ten"})
+        await bus.publish(broken)
+        good = _trade("acct-7")
+        await bus.publish(good)
+        await _until(lambda: handled)
+        await asyncio.sleep(0.3)
+        assert len(handled) == 1
+        trade = handled[0]
+        assert isinstance(trade, TradeExecuted)
+        assert (trade.account_id, trade.qty, trade.amount) == ("acct-7", 100, Decimal("1000.00"))
+        dead = await _dead_letters(backing, bus)
+        assert [(d["id"], d["payload"]) for d in dead] == [(broken.id, {"trade_id": "t0", "price": "ten"})]
+        assert bus.rejected_events == {"trades": 1}
     finally:
         await bus.close()
 

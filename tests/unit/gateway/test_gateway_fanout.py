@@ -9,7 +9,7 @@ from decimal import Decimal
 from gateway.auth import CurrentUser
 from gateway.ws import CLOSE_GOING_AWAY, CLOSE_TOO_SLOW, EventHub, visible_to
 from shared.platform.events.envelope import Envelope, make_event
-from shared.platform.events.schemas import BacktestFinished, OrderEvent
+from shared.platform.events.schemas import BacktestFinished, DenialReason, OrderDenied, OrderUpdated
 from shared.platform.roles import Role
 
 ALICE = CurrentUser("alice", Role.TRADER, "acct-alice", "jwt")
@@ -18,7 +18,7 @@ ROOT = CurrentUser("root", Role.ADMIN, "root", "jwt")
 
 
 def order_filled(account_id: str, qty: int = 100) -> Envelope:
-    payload = OrderEvent(
+    payload = OrderUpdated(
         order_id="o-1",
         client_order_id="c-1",
         account_id=account_id,
@@ -45,6 +45,19 @@ def test_order_events_go_to_the_account_owner_and_admins() -> None:
 def test_account_is_matched_not_username() -> None:
     # alice's account is "acct-alice": an event for an account named like her username is not hers.
     assert not visible_to(ALICE, order_filled("alice"))
+
+
+def test_risk_denials_go_to_the_account_owner_and_admins() -> None:
+    reason = DenialReason(code="lot_size", message="qty 150 is not a multiple of 100")
+    denial = OrderDenied(
+        decision_id="d-1", account_id="acct-bob", client_order_id="c-9", ts_code="600000.SH", side="buy",
+        order_type="limit", qty=150, price=Decimal("10.00"), reasons=(reason,),
+        denied_at=datetime(2024, 3, 1, 2, 0, tzinfo=UTC),
+    )  # fmt: skip
+    event = make_event("order.denied", denial, source="risk")
+    assert visible_to(BOB, event)
+    assert not visible_to(ALICE, event)
+    assert visible_to(ROOT, event)
 
 
 def test_backtest_events_go_to_their_owner() -> None:

@@ -15,6 +15,7 @@ from services.risk.schemas import OrderRequest
 from services.risk.store import Decision, ExecutionOutcome
 from shared.platform.approval import Approval, OrderTerms, approval_error
 from shared.platform.errors import ServiceError, Unavailable
+from shared.platform.events import Envelope, OrderDenied
 from shared.platform.internal_auth import Principal
 
 SECRET = "unit-approval-secret-0123456789"
@@ -86,10 +87,13 @@ class FakeExecution:
 class FakeLog:
     def __init__(self) -> None:
         self.decisions: list[Decision] = []
+        self.events: list[Envelope] = []  # written with the decision, in its transaction
         self.outcomes: dict[str, ExecutionOutcome] = {}
 
-    async def record(self, decision: Decision) -> None:
+    async def record(self, decision: Decision, event: Envelope | None = None) -> None:
         self.decisions.append(decision)
+        if event is not None:
+            self.events.append(event)
 
     async def replayable_for(
         self, account_id: str, client_order_id: str, *, unknown_since: datetime
@@ -194,6 +198,31 @@ async def test_rejected_order_is_recorded_and_never_forwarded() -> None:
     assert execution.calls == []
     assert [d.approved for d in log.decisions] == [False]
     assert _count(registry, "rejected") == 1 and _count(registry, "approved") == 0
+
+
+async def test_a_denial_is_recorded_with_its_order_denied_event_and_an_approval_with_none() -> None:
+    log = FakeLog()
+    desk, _ = _desk(FakeQuotes(), FakeExecution(), log)
+    denied = await desk.place(_order(qty=150, price="11.01"), ALICE)
+    approved = await desk.place(_order(client_order_id="c-2"), ALICE)
+
+    assert (denied.status_code, approved.status_code) == (422, 201)
+    [event] = log.events  # the approval wrote none
+    denial = event.parsed()
+    assert event.type == "order.denied" and isinstance(denial, OrderDenied)
+    assert denial.decision_id == denied.body["decision"]["decision_id"] == log.decisions[0].decision_id
+    assert (denial.account_id, denial.client_order_id, denial.ts_code, denial.side, denial.qty, denial.price) == (
+        "acct-alice",
+        "c-1",
+        "600000.SH",
+        "buy",
+        150,
+        Decimal("11.01"),
+    )
+    assert [(r.code, r.message) for r in denial.reasons] == [
+        (r["code"], r["message"]) for r in denied.body["decision"]["reasons"]
+    ]
+    assert [r.code for r in denial.reasons] == ["lot_size", "price_limit"]
 
 
 async def test_unknown_security_is_rejected() -> None:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from services.backtest.events import backtest_finished
-from shared.platform.events.schemas import BacktestFinished, OrderEvent
+from shared.platform.events.schemas import BacktestFinished, OrderUpdated
 
 EIGHT_PLACES = Decimal("0.00000001")
 
@@ -35,7 +35,7 @@ def test_the_published_envelope_carries_plain_decimals() -> None:
 
 
 def test_order_prices_are_plain_decimals() -> None:
-    event = OrderEvent(
+    event = OrderUpdated(
         order_id="o", client_order_id="c", account_id="a", ts_code="600405.SH", side="buy", order_type="limit",
         qty=100, price=Decimal("1E+1"), status="accepted", filled_qty=0, avg_fill_price=None,
         updated_at=datetime(2026, 12, 7, 1, 30, tzinfo=UTC),

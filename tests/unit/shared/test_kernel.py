@@ -5,15 +5,17 @@ from decimal import Decimal
 import httpx
 import pytest
 from fastapi import APIRouter
-from pydantic import BaseModel
+from prometheus_client import CollectorRegistry
+from pydantic import BaseModel, ValidationError
 
 from shared.core.domain import IllegalTransition, OrderStatus, check_transition
 from shared.platform.app import Infra, create_service_app
 from shared.platform.approval import OrderTerms, approval_error, sign_approval
 from shared.platform.bus import IdempotentHandler, MemoryBus, topic_matches
+from shared.platform.bus.metrics import register_bus_metrics
 from shared.platform.cache import MemoryCache
 from shared.platform.errors import ServiceError
-from shared.platform.events import Envelope, OrderEvent, make_event
+from shared.platform.events import Envelope, OrderUpdated, make_event
 from shared.platform.internal_auth import Principal, mint_internal_token, service_headers, verify_internal_token
 from shared.platform.observability import correlation_id_var
 from shared.platform.settings import Mode, Settings
@@ -124,7 +126,7 @@ def test_order_state_machine() -> None:
 
 def _order_event() -> Envelope:
     now = datetime.now(UTC)
-    payload = OrderEvent(
+    payload = OrderUpdated(
         order_id="o1", client_order_id="c1", account_id="a", ts_code="600000.SH", side="buy", order_type="market",
         qty=100, price=None, status="filled", filled_qty=100, avg_fill_price=Decimal("10.01"), updated_at=now,
     )  # fmt: skip
@@ -163,6 +165,43 @@ async def test_memory_bus_delivers_by_topic_and_consumers_are_idempotent() -> No
     await asyncio.sleep(0.05)
     await bus.close()
     assert got == [event.id]
+
+
+async def test_memory_bus_hands_handlers_typed_payloads_and_dead_letters_what_does_not_parse() -> None:
+    bus = MemoryBus()
+    registry = CollectorRegistry()
+    register_bus_metrics(bus, registry)
+    handled: list[object] = []
+
+    async def handler(event: Envelope) -> None:
+        handled.append(event.parsed())
+
+    await bus.subscribe("orders", ["order.*"], handler)
+    # No qty, and a fill price that is no number: the handler never sees it.
+    broken = Envelope(type="order.filled", source="t", payload={"order_id": "o9", "avg_fill_price": "n/a"})
+    unknown = Envelope(type="order.exploded", source="t", payload={})
+    event = _order_event()
+    for e in (broken, unknown, event):
+        await bus.publish(e)
+    await asyncio.sleep(0.05)
+    await bus.close()
+    assert len(handled) == 1
+    order = handled[0]
+    assert isinstance(order, OrderUpdated)
+    assert (order.order_id, order.filled_qty, order.avg_fill_price) == ("o1", 100, Decimal("10.01"))
+    assert bus.dead_letters == [broken, unknown]
+    assert registry.get_sample_value("lh_bus_events_rejected_total", {"consumer": "orders"}) == 2
+
+
+def test_events_and_their_payloads_are_immutable() -> None:
+    event = _order_event()
+    order = event.parsed()
+    assert isinstance(order, OrderUpdated)
+    with pytest.raises(ValidationError):
+        order.status = "cancelled"  # type: ignore[misc]
+    with pytest.raises(ValidationError):
+        event.type = "order.cancelled"  # type: ignore[misc]
+    assert (event.type, order.status) == ("order.filled", "filled")
 
 
 async def test_memory_cache_window_and_nx() -> None:
