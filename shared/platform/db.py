@@ -203,16 +203,14 @@ class Database:
         statements and commits; after a deadlock or a lock wait timeout, `rollback` is awaited and `unit` runs again.
         A lost connection is not retried here: the raw connection is gone with it (the caller's load fails).
         A rollback that fails is logged, and the unit's own error decides (and is the one raised)."""
-
-        async def attempt() -> T:
-            try:
-                return await unit()
-            except Exception:
-                await _rollback_quietly(rollback)
-                raise
-
-        result: T = await self.retrying(RAW_RETRIED)(attempt)
-        return result
+        async for attempt in self.retrying(RAW_RETRIED):
+            with attempt:
+                try:
+                    return await unit()
+                except Exception:
+                    await _rollback_quietly(rollback)
+                    raise
+        raise AssertionError("unreachable: the loop returns or raises")
 
     def retrying(self, reasons: frozenset[str] | None = None) -> AsyncRetrying:
         """The retry policy of a unit of work: an error whose `transient_reason` is in `reasons` (any reason when
