@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-import re
 from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request, status
 from fastapi.security import OAuth2PasswordRequestForm
-from pydantic import BaseModel, Field
 
-from gateway.auth import WWW_AUTHENTICATE, Admin, AdminSession, HeaderError, LoginThrottle, Viewer, ViewerSession
+from gateway.auth import WWW_AUTHENTICATE, HeaderError, LoginThrottle
+from gateway.deps import Admin, AdminSession, Store, Viewer, ViewerSession
+from gateway.schemas import (
+    USERNAME_PATTERN,
+    USERNAME_RE,
+    ApiKeyCreate,
+    ApiKeyCreated,
+    ApiKeyOut,
+    Me,
+    TokenResponse,
+    UserCreate,
+    UserOut,
+    UserUpdate,
+)
 from gateway.security import (
     hash_password,
     issue_token,
@@ -19,114 +30,10 @@ from gateway.security import (
     password_needs_rehash,
     verify_password,
 )
-from gateway.store import ApiKeyRecord, GatewayStore, UserRecord
 from shared.platform.errors import Forbidden, NotFound, ServiceError
-from shared.platform.request_model import IsoAwareDatetime, RequestModel, StrictBool
 from shared.platform.roles import Role
 
-USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"
-USERNAME_RE = re.compile(USERNAME_PATTERN)
-MIN_PASSWORD_LENGTH = 8
-
 router = APIRouter(prefix="/api/v1")
-
-
-def _store(request: Request) -> GatewayStore:
-    store: GatewayStore = request.app.state.store
-    return store
-
-
-Store = Annotated[GatewayStore, Depends(_store)]
-
-
-# --- models ------------------------------------------------------------------------------------------------
-
-
-class TokenResponse(BaseModel):
-    access_token: str
-    token_type: str = "bearer"  # noqa: S105 (the OAuth2 token type, not a secret)
-    role: Role
-    expires_in: int = Field(description="seconds until the token expires")
-
-
-class Me(BaseModel):
-    username: str
-    role: Role
-    account_id: str
-    auth: str = Field(description="how this request was authenticated: jwt | api_key")
-
-
-class UserCreate(RequestModel):
-    username: str = Field(pattern=USERNAME_PATTERN)
-    password: str = Field(min_length=MIN_PASSWORD_LENGTH, max_length=256)
-    role: Role = Role.VIEWER
-    account_id: str | None = Field(default=None, pattern=USERNAME_PATTERN, description="defaults to the username")
-
-
-class UserUpdate(RequestModel):
-    role: Role | None = None
-    disabled: StrictBool | None = None
-    password: str | None = Field(default=None, min_length=MIN_PASSWORD_LENGTH, max_length=256)
-
-
-class UserOut(BaseModel):
-    username: str
-    role: Role
-    account_id: str
-    created_at: datetime
-    disabled: bool
-
-    @classmethod
-    def of(cls, user: UserRecord) -> UserOut:
-        return cls(
-            username=user.username,
-            role=user.role,
-            account_id=user.account_id,
-            created_at=user.created_at,
-            disabled=user.disabled,
-        )
-
-
-class ApiKeyCreate(RequestModel):
-    name: str = Field(min_length=1, max_length=100)
-    role: Role | None = Field(
-        default=None, description="what the key may do: at most your own role; defaults to your role"
-    )
-    expires_at: IsoAwareDatetime | None = Field(
-        default=None,
-        description="when the key stops working: ISO 8601 text with a UTC offset, in the future; none: never",
-    )
-
-
-class ApiKeyOut(BaseModel):
-    key_id: str
-    name: str
-    role: Role
-    created_at: datetime
-    expires_at: datetime | None
-    last_used_at: datetime | None
-    revoked_at: datetime | None
-
-    @classmethod
-    def of(cls, key: ApiKeyRecord) -> ApiKeyOut:
-        return cls(
-            key_id=key.key_id,
-            name=key.name,
-            role=key.role,
-            created_at=key.created_at,
-            expires_at=key.expires_at,
-            last_used_at=key.last_used_at,
-            revoked_at=key.revoked_at,
-        )
-
-
-class ApiKeyCreated(BaseModel):
-    key_id: str
-    name: str
-    role: Role
-    created_at: datetime
-    expires_at: datetime | None
-    api_key: str = Field(description="shown only in this response: store it now")
 
 
 # --- auth --------------------------------------------------------------------------------------------------

@@ -206,13 +206,6 @@ def require_session(needed: Role) -> Callable[[CurrentUser], Awaitable[CurrentUs
     return check_session
 
 
-Viewer = Annotated[CurrentUser, Depends(require_role(Role.VIEWER))]
-Trader = Annotated[CurrentUser, Depends(require_role(Role.TRADER))]
-Admin = Annotated[CurrentUser, Depends(require_role(Role.ADMIN))]
-ViewerSession = Annotated[CurrentUser, Depends(require_session(Role.VIEWER))]
-AdminSession = Annotated[CurrentUser, Depends(require_session(Role.ADMIN))]
-
-
 # --- log-in throttling -------------------------------------------------------------------------------------
 
 

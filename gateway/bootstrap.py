@@ -6,7 +6,7 @@ import asyncio
 import logging
 import secrets
 
-from gateway.api import MIN_PASSWORD_LENGTH
+from gateway.schemas import MIN_PASSWORD_LENGTH
 from gateway.security import hash_password
 from gateway.store import GatewayStore
 from shared.platform.errors import Conflict

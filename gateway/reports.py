@@ -25,7 +25,8 @@ from urllib.parse import quote
 import jwt
 from fastapi import APIRouter, Query, Request, Response
 
-from gateway.auth import CurrentUser, Viewer, enforce_rate_limit, unauthenticated
+from gateway.auth import CurrentUser, enforce_rate_limit, unauthenticated
+from gateway.deps import Viewer
 from gateway.proxy import ERRORS, Id, forward_stream
 from shared.platform.roles import Role
 

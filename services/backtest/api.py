@@ -5,13 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse, Response
 
+from services.backtest.deps import Backtests, Caller
 from services.backtest.schemas import BacktestAccepted, BacktestBrief, BacktestDetail, BacktestRequest, TradesPage
-from services.backtest.service import BacktestService
 from services.backtest.store import BacktestStatus
-from shared.platform.internal_auth import Principal
 from shared.research.report import render_html
 
 router = APIRouter(prefix="/v1/backtests", tags=["backtests"])
@@ -20,28 +19,19 @@ NOT_SUCCEEDED = {"description": "the backtest has not succeeded (yet)"}
 MAX_OFFSET = 2**62  # an OFFSET a database integer holds (beyond it: 422, not a driver's overflow)
 
 
-def _service(request: Request) -> BacktestService:
-    service: BacktestService = request.app.state.backtests
-    return service
-
-
-def _principal(request: Request) -> Principal:
-    principal: Principal = request.state.principal
-    return principal
-
-
 @router.post("", status_code=202, response_model=BacktestAccepted)
-async def submit_backtest(body: BacktestRequest, request: Request) -> BacktestAccepted:
+async def submit_backtest(body: BacktestRequest, principal: Caller, backtests: Backtests) -> BacktestAccepted:
     """Queue a backtest: `strategy` + `params`, or `sleeves` (2 to 10 strategies or parameter sets side by side on
     the same data, with weights of the initial cash; one job). Bad parameters, costs or universe: 422 naming the
     field (`params.fast: ...`, `sleeves.1.params.fast: ...`); an unknown strategy: 422 `unknown_strategy`."""
-    record = await _service(request).submit(_principal(request), body)
+    record = await backtests.submit(principal, body)
     return BacktestAccepted(backtest_id=record.backtest_id, status=record.status.value)
 
 
 @router.get("", response_model=list[BacktestBrief])
 async def list_backtests(
-    request: Request,
+    principal: Caller,
+    backtests: Backtests,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     strategy: Annotated[
@@ -58,8 +48,8 @@ async def list_backtests(
 ) -> list[BacktestBrief]:
     """Newest first: the caller's own backtests (an admin's: everyone's). A run with several strategies is found by
     `strategy=` and `q` through any of its sleeves' strategies as well as by `portfolio`."""
-    return await _service(request).list(
-        _principal(request),
+    return await backtests.list(
+        principal,
         limit=limit,
         offset=offset,
         strategy=strategy,
@@ -71,8 +61,8 @@ async def list_backtests(
 
 
 @router.get("/{backtest_id}", response_model=BacktestDetail, responses={404: NOT_FOUND})
-async def get_backtest(backtest_id: str, request: Request) -> BacktestDetail:
-    return await _service(request).get(_principal(request), backtest_id)
+async def get_backtest(backtest_id: str, principal: Caller, backtests: Backtests) -> BacktestDetail:
+    return await backtests.get(principal, backtest_id)
 
 
 @router.post(
@@ -80,38 +70,39 @@ async def get_backtest(backtest_id: str, request: Request) -> BacktestDetail:
     response_model=BacktestBrief,
     responses={404: NOT_FOUND, 409: {"description": "`backtest_finished`: it finished already"}},
 )
-async def cancel_backtest(backtest_id: str, request: Request) -> BacktestBrief:
+async def cancel_backtest(backtest_id: str, principal: Caller, backtests: Backtests) -> BacktestBrief:
     """Owner or admin. Queued: cancelled at once. Running: `cancel_requested` is set and the worker stops the run
     within about a second (status `cancelled`, a `backtest.finished` event). Finished: 409 `backtest_finished`."""
-    return await _service(request).cancel(_principal(request), backtest_id)
+    return await backtests.cancel(principal, backtest_id)
 
 
 @router.get("/{backtest_id}/trades", response_model=TradesPage, responses={404: NOT_FOUND, 409: NOT_SUCCEEDED})
 async def get_trades(
     backtest_id: str,
-    request: Request,
+    principal: Caller,
+    backtests: Backtests,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> TradesPage:
     """The trades of a succeeded backtest in execution order (sells first within a day), a page at a time."""
-    return await _service(request).trades(_principal(request), backtest_id, limit=limit, offset=offset)
+    return await backtests.trades(principal, backtest_id, limit=limit, offset=offset)
 
 
 @router.get("/{backtest_id}/report", responses={404: NOT_FOUND, 409: NOT_SUCCEEDED})
-async def get_report(backtest_id: str, request: Request) -> Response:
+async def get_report(backtest_id: str, principal: Caller, backtests: Backtests) -> Response:
     """The report data for the web UI (shared.research.report.ReportData as JSON), without the trade list: page through
     `/trades` for it. 409 `backtest_not_succeeded` until the run has succeeded."""
-    report = await _service(request).report(_principal(request), backtest_id)
+    report = await backtests.report(principal, backtest_id)
     body = report.model_dump_json(exclude={"trades"})
     return Response(content=body, media_type="application/json")
 
 
 @router.get("/{backtest_id}/report.html", response_class=HTMLResponse, responses={404: NOT_FOUND, 409: NOT_SUCCEEDED})
 async def get_report_html(
-    backtest_id: str, request: Request, download: Annotated[bool, Query()] = False
+    backtest_id: str, principal: Caller, backtests: Backtests, download: Annotated[bool, Query()] = False
 ) -> HTMLResponse:
     """The report as one self-contained HTML page (charts work offline). `download=true` asks the browser to save
     it as `backtest-<id>.html`."""
-    report = await _service(request).report(_principal(request), backtest_id)
+    report = await backtests.report(principal, backtest_id)
     headers = {"Content-Disposition": f'attachment; filename="backtest-{backtest_id}.html"'} if download else None
     return HTMLResponse(content=render_html(report), headers=headers)

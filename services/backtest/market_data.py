@@ -36,6 +36,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.ipc as ipc
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from shared.core.domain.codes import InvalidTsCode, parse_ts_code
 from shared.platform.errors import ServiceError, Unavailable
@@ -87,26 +88,37 @@ class MarketData:
         self.downloads = 0  # bulk answers read from the data service (not from the cache)
 
     async def _retry(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
-        for attempt in range(1, self.attempts + 1):
-            try:
-                return await call()
-            except Unavailable as exc:  # no answer, or a 5xx
-                if attempt == self.attempts:
-                    raise BarsUnavailable(
-                        f"data_unavailable: the data service did not give {what} after {self.attempts} attempts "
-                        f"({exc.code}: {exc.message})"
-                    ) from exc
-                delay = self.backoff_s * 2 ** (attempt - 1)
-                log.warning(
-                    "data service unavailable; retrying",
-                    extra={"what": what, "attempt": attempt, "retry_in_s": delay, "error": exc.message},
-                )
-                await asyncio.sleep(delay)
-            except ServiceError as exc:  # a 4xx: asking again will not help
-                raise BarsUnavailable(
-                    f"data_refused: the data service refused {what} ({exc.code}: {exc.message})"
-                ) from exc
-        raise AssertionError("unreachable")
+        def log_retry(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome is not None else None
+            log.warning(
+                "data service unavailable; retrying",
+                extra={
+                    "what": what,
+                    "attempt": state.attempt_number,
+                    "retry_in_s": state.upcoming_sleep,
+                    "error": getattr(exc, "message", str(exc)),
+                },
+            )
+
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(Unavailable),  # no answer, or a 5xx
+            stop=stop_after_attempt(self.attempts),
+            wait=wait_exponential(multiplier=self.backoff_s),  # backoff_s, 2 * backoff_s, ...
+            before_sleep=log_retry,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await call()
+        except Unavailable as exc:
+            raise BarsUnavailable(
+                f"data_unavailable: the data service did not give {what} after {self.attempts} attempts "
+                f"({exc.code}: {exc.message})"
+            ) from exc
+        except ServiceError as exc:  # a 4xx: asking again will not help
+            raise BarsUnavailable(f"data_refused: the data service refused {what} ({exc.code}: {exc.message})") from exc
+        raise AssertionError("unreachable: the loop returns or raises")
 
     async def _get_json(self, path: str, params: dict[str, str]) -> Any:
         return await self.client.get_json(path, params=params, headers=self.headers())

@@ -24,10 +24,9 @@ import traceback
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import date
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
-from pydantic import Field, model_validator
 
 from services.backtest.market_data import MarketData, data_version, engine_frame
 from services.backtest.optimize_store import (
@@ -38,12 +37,11 @@ from services.backtest.optimize_store import (
     PointStatus,
     StoredPoint,
 )
-from services.backtest.schemas import FiniteFloat, OptimisationConfig
+from services.backtest.schemas import OptimisationRequest, WalkForwardSpec
 from services.backtest.store import BacktestStore
 from shared.platform.app import Infra
 from shared.platform.bus.port import EventBus
 from shared.platform.db import Database
-from shared.platform.request_model import RequestModel, StrictBool, StrictInt, TradeDate
 from shared.platform.settings import Settings
 from shared.research.engine import BacktestConfig, Panel, load_bars, panel_data_key
 from shared.research.engine.optimize import (
@@ -85,64 +83,6 @@ STALE_S = 300.0
 
 # (ts_codes, start, end[, daily_basic fields]) -> bars; the fields are passed only when the strategy reads some
 MarketLoader = Callable[..., "pd.DataFrame | Awaitable[pd.DataFrame]"]
-
-
-class WalkForwardSpec(RequestModel):
-    in_sample: StrictInt = Field(ge=1)
-    out_of_sample: StrictInt = Field(ge=1)
-    step: StrictInt | None = Field(default=None, ge=1)
-    anchored: StrictBool = False
-    search: Literal["grid", "ga"] = "grid"
-
-
-class GeneticSpec(RequestModel):
-    """A genetic search's settings (`GeneticSettings`, whose defaults these are), read strictly: a misspelt name,
-    `"30"` for 30 or a rate out of [0, 1] is a 422 naming the field, not a failure later in a worker."""
-
-    population: StrictInt = Field(default=GeneticSettings.population, ge=2)
-    generations: StrictInt = Field(default=GeneticSettings.generations, ge=1)
-    budget: StrictInt = Field(default=GeneticSettings.budget, ge=1, description="distinct points evaluated at most")
-    tournament: StrictInt = Field(default=GeneticSettings.tournament, ge=1)
-    crossover_rate: FiniteFloat = Field(default=GeneticSettings.crossover_rate, ge=0, le=1)
-    mutation_rate: FiniteFloat = Field(default=GeneticSettings.mutation_rate, ge=0, le=1, description="per gene")
-    elite: StrictInt = Field(default=GeneticSettings.elite, ge=0)
-    seed: StrictInt = GeneticSettings.seed
-
-    @model_validator(mode="after")
-    def _elite_below_population(self) -> GeneticSpec:
-        if self.elite >= self.population:
-            raise ValueError(f"elite {self.elite} must be below population {self.population}")
-        return self
-
-    def settings(self) -> GeneticSettings:
-        return GeneticSettings(**self.model_dump())
-
-
-class OptimisationRequest(RequestModel):
-    """What a user asks for. Bad input is an OptimisationError / ValidationError naming the field."""
-
-    strategy: str
-    method: Literal["grid", "ga", "walkforward"] = "grid"
-    space: dict[str, Any]
-    fixed: dict[str, Any] = Field(default_factory=dict)
-    objective: str = "sharpe"
-    direction: Literal["maximize", "minimize"] = "maximize"
-    constraints: list[str] = Field(default_factory=list)
-    ga: GeneticSpec = Field(default_factory=GeneticSpec)
-    walk_forward: WalkForwardSpec | None = None
-    ts_codes: list[str] = Field(min_length=1)
-    start: TradeDate
-    end: TradeDate
-    config: OptimisationConfig = Field(default_factory=OptimisationConfig)
-    batch_size: StrictInt | None = Field(default=None, ge=1, le=1000)  # None: chosen from the number of points
-
-    @model_validator(mode="after")
-    def _check(self) -> OptimisationRequest:
-        if self.start > self.end:
-            raise ValueError(f"start {self.start} is after end {self.end}")
-        if self.method == "walkforward" and self.walk_forward is None:
-            raise ValueError("walk_forward: required for method walkforward")
-        return self
 
 
 def backtest_config(record: OptimisationRecord) -> BacktestConfig:
@@ -621,9 +561,7 @@ def optimisation_html(record: OptimisationRecord, points: Sequence[PointRow]) ->
 
 __all__ = [
     "TASK_QUEUE",
-    "OptimisationRequest",
     "OptimisationTaskHandler",
-    "WalkForwardSpec",
     "bulk_market_loader",
     "optimisation_html",
     "publish_batches",

@@ -9,10 +9,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel
 
-from services.backtest.optimize import OptimisationRequest, optimisation_html, result_of, submit_optimisation
+from services.backtest.deps import Caller, Optimisations
+from services.backtest.optimize import optimisation_html, result_of, submit_optimisation
 from services.backtest.optimize_store import OptimisationRecord, OptimisationStatus, OptimisationStore, PointStatus
+from services.backtest.schemas import OptimisationOut, OptimisationRequest
 from shared.platform.errors import ServiceError
 from shared.platform.internal_auth import Principal
 from shared.platform.roles import Role
@@ -21,64 +22,22 @@ from shared.research.engine.optimize import Objective, OptimisationError, rank
 router = APIRouter(prefix="/v1/optimisations", tags=["optimisations"])
 
 
-class OptimisationOut(BaseModel):
-    optimisation_id: str
-    owner: str
-    strategy: str
-    method: str
-    status: str
-    objective: dict[str, Any]
-    constraints: list[str]
-    space: dict[str, Any]
-    total_points: int
-    done_points: int
-    skipped_points: int
-    generation: int
-    best: dict[str, Any] | None
-    result: dict[str, Any] | None
-    error: str | None
-
-    @classmethod
-    def of(cls, r: OptimisationRecord) -> OptimisationOut:
-        return cls(
-            optimisation_id=r.optimisation_id,
-            owner=r.owner,
-            strategy=r.strategy,
-            method=r.method,
-            status=r.status.value,
-            objective=r.objective,
-            constraints=r.constraints,
-            space=r.space,
-            total_points=r.total_points,
-            done_points=r.done_points,
-            skipped_points=r.skipped_points,
-            generation=r.generation,
-            best=r.best,
-            result=r.result,
-            error=r.error,
-        )
-
-
-def _store(request: Request) -> OptimisationStore:
-    return OptimisationStore(request.app.state.db)
-
-
-async def _visible(request: Request, optimisation_id: str) -> OptimisationRecord:
-    principal: Principal = request.state.principal
-    record = await _store(request).get(optimisation_id)
+async def _visible(store: OptimisationStore, principal: Principal, optimisation_id: str) -> OptimisationRecord:
+    record = await store.get(optimisation_id)
     if record is None or (not principal.acts_for_everyone and record.owner != principal.subject):
         raise ServiceError("not_found", f"no optimisation {optimisation_id!r}", status_code=404)
     return record
 
 
 @router.post("", status_code=202, response_model=OptimisationOut)
-async def submit(body: OptimisationRequest, request: Request) -> OptimisationOut:
+async def submit(
+    body: OptimisationRequest, request: Request, principal: Caller, store: Optimisations
+) -> OptimisationOut:
     """Queue an optimisation. A bad space, objective, constraint or config: 422 `invalid_optimisation` naming it."""
-    principal: Principal = request.state.principal
     backtests = getattr(request.app.state, "backtests", None)
     try:
         record = await submit_optimisation(
-            _store(request),
+            store,
             request.app.state.infra.bus,
             body,
             owner=principal.subject,
@@ -91,40 +50,40 @@ async def submit(body: OptimisationRequest, request: Request) -> OptimisationOut
 
 
 @router.get("/{optimisation_id}", response_model=OptimisationOut)
-async def get(optimisation_id: str, request: Request) -> OptimisationOut:
-    return OptimisationOut.of(await _visible(request, optimisation_id))
+async def get(optimisation_id: str, principal: Caller, store: Optimisations) -> OptimisationOut:
+    return OptimisationOut.of(await _visible(store, principal, optimisation_id))
 
 
 @router.get("/{optimisation_id}/points")
 async def points(
     optimisation_id: str,
-    request: Request,
+    principal: Caller,
+    store: Optimisations,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[dict[str, Any]]:
     """Evaluated points, best first (feasible before infeasible, undefined objectives last)."""
-    record = await _visible(request, optimisation_id)
-    rows = await _store(request).points(optimisation_id)
+    record = await _visible(store, principal, optimisation_id)
+    rows = await store.points(optimisation_id)
     done = [result_of(r) for r in rows if r.status is not PointStatus.PENDING]
     ranked = rank(done, Objective(record.objective["metric"], record.objective["direction"]))
     return [r.to_json() for r in ranked[offset : offset + limit]]
 
 
 @router.get("/{optimisation_id}/report.html", response_class=HTMLResponse)
-async def report(optimisation_id: str, request: Request) -> HTMLResponse:
-    record = await _visible(request, optimisation_id)
-    rows = await _store(request).points(optimisation_id)
+async def report(optimisation_id: str, principal: Caller, store: Optimisations) -> HTMLResponse:
+    record = await _visible(store, principal, optimisation_id)
+    rows = await store.points(optimisation_id)
     return HTMLResponse(optimisation_html(record, rows))
 
 
 @router.post("/{optimisation_id}/cancel", response_model=OptimisationOut)
-async def cancel(optimisation_id: str, request: Request) -> OptimisationOut:
+async def cancel(optimisation_id: str, principal: Caller, store: Optimisations) -> OptimisationOut:
     """Owner or admin: the batches still queued are skipped when they arrive (the batch being evaluated finishes).
     Finished: 409 `optimisation_finished`."""
-    principal: Principal = request.state.principal
-    record = await _visible(request, optimisation_id)
+    record = await _visible(store, principal, optimisation_id)
     if record.owner != principal.subject and not principal.at_least(Role.ADMIN):
         raise ServiceError("forbidden", "only the owner or an admin can cancel an optimisation", status_code=403)
-    if not await _store(request).finish(optimisation_id, OptimisationStatus.CANCELLED, error="cancelled"):
+    if not await store.finish(optimisation_id, OptimisationStatus.CANCELLED, error="cancelled"):
         raise ServiceError("optimisation_finished", f"optimisation {optimisation_id!r} has finished", status_code=409)
-    return OptimisationOut.of(await _visible(request, optimisation_id))
+    return OptimisationOut.of(await _visible(store, principal, optimisation_id))

@@ -1,15 +1,20 @@
-"""The REST shapes of the backtest service: what a client sends and what it gets back."""
+"""The REST shapes of the backtest service: what a client sends and what it gets back (backtests and parameter
+optimisations)."""
 
 from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StrictFloat, ValidationInfo, field_validator, model_validator
 
 from shared.core.domain.codes import Board, InvalidTsCode, parse_ts_code
-from shared.platform.request_model import JsonDecimal, RequestModel, StrictBool, TradeDate
+from shared.platform.request_model import JsonDecimal, RequestModel, StrictBool, StrictInt, TradeDate
+from shared.research.engine.optimize import GeneticSettings
+
+if TYPE_CHECKING:
+    from services.backtest.optimize_store import OptimisationRecord
 
 MAX_SYMBOLS = 5000  # a whole market; bars come from the data service's bulk endpoint
 DEFAULT_INITIAL_CASH = Decimal("1000000")
@@ -241,3 +246,102 @@ class TradesPage(BaseModel):
     limit: int
     offset: int
     trades: list[TradeRow]
+
+
+# --- parameter optimisation ---------------------------------------------------------------------------------
+
+
+class WalkForwardSpec(RequestModel):
+    in_sample: StrictInt = Field(ge=1)
+    out_of_sample: StrictInt = Field(ge=1)
+    step: StrictInt | None = Field(default=None, ge=1)
+    anchored: StrictBool = False
+    search: Literal["grid", "ga"] = "grid"
+
+
+class GeneticSpec(RequestModel):
+    """A genetic search's settings (`GeneticSettings`, whose defaults these are), read strictly: a misspelt name,
+    `"30"` for 30 or a rate out of [0, 1] is a 422 naming the field, not a failure later in a worker."""
+
+    population: StrictInt = Field(default=GeneticSettings.population, ge=2)
+    generations: StrictInt = Field(default=GeneticSettings.generations, ge=1)
+    budget: StrictInt = Field(default=GeneticSettings.budget, ge=1, description="distinct points evaluated at most")
+    tournament: StrictInt = Field(default=GeneticSettings.tournament, ge=1)
+    crossover_rate: FiniteFloat = Field(default=GeneticSettings.crossover_rate, ge=0, le=1)
+    mutation_rate: FiniteFloat = Field(default=GeneticSettings.mutation_rate, ge=0, le=1, description="per gene")
+    elite: StrictInt = Field(default=GeneticSettings.elite, ge=0)
+    seed: StrictInt = GeneticSettings.seed
+
+    @model_validator(mode="after")
+    def _elite_below_population(self) -> GeneticSpec:
+        if self.elite >= self.population:
+            raise ValueError(f"elite {self.elite} must be below population {self.population}")
+        return self
+
+    def settings(self) -> GeneticSettings:
+        return GeneticSettings(**self.model_dump())
+
+
+class OptimisationRequest(RequestModel):
+    """What a user asks for. Bad input is an OptimisationError / ValidationError naming the field."""
+
+    strategy: str
+    method: Literal["grid", "ga", "walkforward"] = "grid"
+    space: dict[str, Any]
+    fixed: dict[str, Any] = Field(default_factory=dict)
+    objective: str = "sharpe"
+    direction: Literal["maximize", "minimize"] = "maximize"
+    constraints: list[str] = Field(default_factory=list)
+    ga: GeneticSpec = Field(default_factory=GeneticSpec)
+    walk_forward: WalkForwardSpec | None = None
+    ts_codes: list[str] = Field(min_length=1)
+    start: TradeDate
+    end: TradeDate
+    config: OptimisationConfig = Field(default_factory=OptimisationConfig)
+    batch_size: StrictInt | None = Field(default=None, ge=1, le=1000)  # None: chosen from the number of points
+
+    @model_validator(mode="after")
+    def _check(self) -> OptimisationRequest:
+        if self.start > self.end:
+            raise ValueError(f"start {self.start} is after end {self.end}")
+        if self.method == "walkforward" and self.walk_forward is None:
+            raise ValueError("walk_forward: required for method walkforward")
+        return self
+
+
+class OptimisationOut(BaseModel):
+    optimisation_id: str
+    owner: str
+    strategy: str
+    method: str
+    status: str
+    objective: dict[str, Any]
+    constraints: list[str]
+    space: dict[str, Any]
+    total_points: int
+    done_points: int
+    skipped_points: int
+    generation: int
+    best: dict[str, Any] | None
+    result: dict[str, Any] | None
+    error: str | None
+
+    @classmethod
+    def of(cls, r: OptimisationRecord) -> OptimisationOut:
+        return cls(
+            optimisation_id=r.optimisation_id,
+            owner=r.owner,
+            strategy=r.strategy,
+            method=r.method,
+            status=r.status.value,
+            objective=r.objective,
+            constraints=r.constraints,
+            space=r.space,
+            total_points=r.total_points,
+            done_points=r.done_points,
+            skipped_points=r.skipped_points,
+            generation=r.generation,
+            best=r.best,
+            result=r.result,
+            error=r.error,
+        )

@@ -14,6 +14,10 @@ from datetime import date, timedelta
 from typing import TextIO
 
 import pandas as pd
+from rich.console import Console
+from rich.progress import BarColumn, TaskID, TextColumn
+from rich.progress import Progress as RichProgress
+from rich.table import Column
 
 from services.data.app import make_provider
 from services.data.cache import ReadCache
@@ -75,33 +79,51 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class ProgressPrinter:
-    """A one-line bar redrawn in place on a terminal; a plain line at most every `every_s` seconds otherwise."""
+    """A bar redrawn in place on a terminal (rich's), at most every 0.2 s; a plain line at most every `every_s`
+    seconds otherwise."""
 
     def __init__(self, out: TextIO, *, every_s: float = 5.0) -> None:
         self.out = out
         self.tty = out.isatty()
         self.every_s = 0.2 if self.tty else every_s
         self._last = 0.0
+        self._bar: RichProgress | None = None
+        self._task: TaskID | None = None
 
     def __call__(self, progress: Progress) -> None:
         now = time.monotonic()
         if now - self._last < self.every_s:
             return
         self._last = now
-        self.out.write(self._line(progress))
-        self.out.flush()
-
-    def _line(self, p: Progress) -> str:
-        text = (f"{100 * p.fraction:5.1f}%  {p.steps_done}/{p.steps_total}  {p.rows:,} rows  "
-                f"{p.rows_per_s:,.0f} rows/s  {p.current or ''}")  # fmt: skip
         if not self.tty:
-            return text + "\n"
-        filled = int(BAR_WIDTH * p.fraction)
-        return f"\r[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {text}\x1b[K"
+            self.out.write(self._text(progress) + "\n")
+            self.out.flush()
+            return
+        if self._bar is None:
+            console = Console(file=self.out, force_terminal=True, highlight=False)
+            self._bar = RichProgress(
+                BarColumn(bar_width=BAR_WIDTH, table_column=Column(min_width=BAR_WIDTH)),
+                TextColumn("{task.description}", markup=False),
+                console=console,
+                auto_refresh=False,
+                redirect_stdout=False,
+                redirect_stderr=False,
+            )
+            self._task = self._bar.add_task("", total=None)
+            self._bar.start()
+        assert self._task is not None
+        total = max(progress.steps_total, 1)
+        self._bar.update(self._task, total=total, completed=progress.fraction * total, description=self._text(progress))
+        self._bar.refresh()
+
+    @staticmethod
+    def _text(p: Progress) -> str:
+        return (f"{100 * p.fraction:5.1f}%  {p.steps_done}/{p.steps_total}  {p.rows:,} rows  "
+                f"{p.rows_per_s:,.0f} rows/s  {p.current or ''}")  # fmt: skip
 
     def done(self) -> None:
-        if self.tty and self._last:
-            self.out.write("\n")
+        if self._bar is not None:
+            self._bar.stop()  # leaves the last bar on its line and moves to the next
 
 
 def _report(result: IngestResult, out: TextIO) -> int:

@@ -4,22 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from services.risk.desk import RiskDesk
+from services.risk.deps import Caller, Desk, Store
 from services.risk.schemas import DecisionOut, OrderRefused, OrderRequest, PlacedOrder
-from services.risk.store import RiskStore
-from shared.platform.internal_auth import Principal, internal_principal
 
 router = APIRouter(prefix="/v1", tags=["risk"])
-
-# Roles that see every account's decisions.
-
-
-def get_desk(request: Request) -> RiskDesk:
-    desk: RiskDesk = request.app.state.desk
-    return desk
 
 
 @router.post(
@@ -34,19 +25,14 @@ def get_desk(request: Request) -> RiskDesk:
         503: {"model": OrderRefused, "description": "risk_unavailable or execution_unavailable (retry)"},
     },
 )
-async def place_order(
-    order: OrderRequest, principal: Principal = Depends(internal_principal), desk: RiskDesk = Depends(get_desk)
-) -> JSONResponse:
+async def place_order(order: OrderRequest, principal: Caller, desk: Desk) -> JSONResponse:
     placement = await desk.place(order, principal)
     return JSONResponse(placement.body, status_code=placement.status_code)
 
 
 @router.get("/decisions", response_model=list[DecisionOut])
 async def list_decisions(
-    request: Request,
-    limit: int = Query(default=50, ge=1, le=500),
-    principal: Principal = Depends(internal_principal),
+    principal: Caller, store: Store, limit: int = Query(default=50, ge=1, le=500)
 ) -> list[dict[str, Any]]:
-    store: RiskStore = request.app.state.store
     account = None if principal.acts_for_everyone else (principal.account_id or principal.subject)
     return [d.as_json() for d in await store.recent(account_id=account, limit=limit)]

@@ -3,24 +3,20 @@ catalogue strategies compute with."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 
+from services.strategy.deps import Catalogue
+from services.strategy.schemas import IndicatorInfo, StrategyInfo
 from shared.platform.errors import NotFound
-from shared.research.strategy import StrategyInfo
-from shared.research.strategy.indicators import IndicatorInfo, UnknownIndicatorError, indicator_info, list_indicators
+from shared.research.strategy.indicators import UnknownIndicatorError, indicator_info, list_indicators
 
 # One router under /v1 so that the app factory's `routers=[router]` puts every route behind the internal token.
 router = APIRouter(prefix="/v1")
 
 
-def _catalogue(request: Request) -> dict[str, StrategyInfo]:
-    catalogue: dict[str, StrategyInfo] = request.app.state.strategies
-    return catalogue
-
-
 @router.get("/strategies", response_model=list[StrategyInfo], tags=["strategies"])
-async def list_strategies(request: Request) -> list[StrategyInfo]:
-    return list(_catalogue(request).values())
+async def list_strategies(catalogue: Catalogue) -> list[StrategyInfo]:
+    return list(catalogue.values())
 
 
 @router.get(
@@ -29,8 +25,8 @@ async def list_strategies(request: Request) -> list[StrategyInfo]:
     tags=["strategies"],
     responses={404: {"description": "`{code: unknown_strategy}`"}},
 )
-async def get_strategy(name: str, request: Request) -> StrategyInfo:
-    info = _catalogue(request).get(name)
+async def get_strategy(name: str, catalogue: Catalogue) -> StrategyInfo:
+    info = catalogue.get(name)
     if info is None:
         raise NotFound("unknown_strategy", f"there is no strategy named {name!r}")
     return info

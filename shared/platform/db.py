@@ -16,9 +16,7 @@ attempt that was rolled back must leave nothing behind that the next one adds to
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -33,6 +31,7 @@ from sqlalchemy.engine import URL, Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
+from tenacity import AsyncRetrying, AttemptManager, RetryCallState, retry_if_exception, wait_random_exponential
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -92,9 +91,10 @@ def transient_reason(exc: BaseException) -> str | None:
     return None
 
 
-def retry_delay_s(retry: int) -> float:
-    """How long to wait before retry number `retry` (1-based): uniformly up to base * 2^(retry-1), capped."""
-    return random.uniform(0, min(RETRY_CAP_S, RETRY_BASE_S * 2 ** (retry - 1)))
+# The wait before retry number n (1-based): uniformly up to base * 2^(n-1), capped (tenacity's full jitter).
+retry_wait: Any = wait_random_exponential(multiplier=RETRY_BASE_S, max=RETRY_CAP_S)
+# What `run_raw` retries: its raw connection is gone with a lost connection, so not those.
+RAW_RETRIED = frozenset({"deadlock", "lock_wait_timeout"})
 
 
 def new_metadata() -> MetaData:
@@ -203,18 +203,41 @@ class Database:
         statements and commits; after a deadlock or a lock wait timeout, `rollback` is awaited and `unit` runs again.
         A lost connection is not retried here: the raw connection is gone with it (the caller's load fails).
         A rollback that fails is logged, and the unit's own error decides (and is the one raised)."""
-        retry = 0
-        while True:
-            try:
-                return await unit()
-            except Exception as exc:
-                await _rollback_quietly(rollback)
-                reason = transient_reason(exc)
-                retry += 1
-                if reason not in ("deadlock", "lock_wait_timeout") or retry >= attempts_for(reason):
+        async for attempt in self.retrying(RAW_RETRIED):
+            with attempt:
+                try:
+                    return await unit()
+                except Exception:
+                    await _rollback_quietly(rollback)
                     raise
-                self._count_retry(reason, retry, exc)
-                await asyncio.sleep(retry_delay_s(retry))
+        raise AssertionError("unreachable: the loop returns or raises")
+
+    def retrying(self, reasons: frozenset[str] | None = None) -> AsyncRetrying:
+        """The retry policy of a unit of work: an error whose `transient_reason` is in `reasons` (any reason when
+        None) runs it again, up to `attempts_for(reason)` attempts in all, after `retry_wait`, each retry counted
+        and logged; anything else, and the last attempt's error, is raised as it is."""
+
+        def retried(exc: BaseException) -> bool:
+            reason = transient_reason(exc)
+            return reason is not None and (reasons is None or reason in reasons)
+
+        def out_of_attempts(state: RetryCallState) -> bool:
+            exc = state.outcome.exception() if state.outcome is not None else None
+            reason = transient_reason(exc) if exc is not None else None
+            return reason is None or state.attempt_number >= attempts_for(reason)
+
+        def count_retry(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome is not None else None
+            if exc is not None:
+                self._count_retry(transient_reason(exc) or "unknown", state.attempt_number, exc)
+
+        return AsyncRetrying(
+            retry=retry_if_exception(retried),
+            stop=out_of_attempts,
+            wait=retry_wait,
+            before_sleep=count_retry,
+            reraise=True,
+        )
 
     def _count_retry(self, reason: str, attempt: int, exc: BaseException) -> None:
         self.retries.labels(reason).inc()
@@ -251,55 +274,47 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
 class Transaction:
-    """`async for attempt in db.transaction(): async with attempt as s: ...`: the attempts at one unit of work.
-    The loop ends after the first attempt that commits; an attempt that failed transiently is swallowed and the
-    next one starts after a backoff."""
+    """`async for attempt in db.transaction(): async with attempt as s: ...`: the attempts at one unit of work,
+    driven by the database's tenacity policy (`Database.retrying`). The loop ends after the first attempt that
+    commits; an attempt that failed transiently is swallowed and the next one starts after a backoff."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self.attempts = 0
-        self.committed = False
+        self._attempts = db.retrying().__aiter__()
 
     def __aiter__(self) -> Transaction:
         return self
 
     async def __anext__(self) -> Attempt:
-        if self.committed:
-            raise StopAsyncIteration
-        if self.attempts:
-            await asyncio.sleep(retry_delay_s(self.attempts))
-        self.attempts += 1
-        return Attempt(self)
+        return Attempt(self.db, await self._attempts.__anext__())
 
 
 class Attempt:
-    def __init__(self, transaction: Transaction) -> None:
-        self.transaction = transaction
+    def __init__(self, db: Database, attempt: AttemptManager) -> None:
+        self.db = db
+        self.attempt = attempt
         self._begin: Any = None
 
     async def __aenter__(self) -> DbSession:
-        self._begin = self.transaction.db.engine.begin()
+        self._begin = self.db.engine.begin()
         connection: DbSession = await self._begin.__aenter__()
         return connection
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> bool:
-        tx = self.transaction
         if exc is None:
-            # COMMIT. An error here propagates: the transaction may have been committed (a lost connection) and
-            # a `return` in the block has already been decided, so nothing can be run again.
+            # COMMIT. An error here propagates and is not handed to the retry policy: the transaction may have been
+            # committed (a lost connection) and a `return` in the block has already been decided.
             await self._begin.__aexit__(None, None, None)
-            tx.committed = True
+            self.attempt.__exit__(None, None, None)
             return False
         # ROLLBACK (on a lost connection: the connection is dropped). One that fails (the connection died) is logged;
-        # the block's own error decides whether to run it again, and is the one that propagates if not.
+        # the block's own error goes to the retry policy, which runs the unit again or raises that error.
         await _rollback_quietly(lambda: self._begin.__aexit__(exc_type, exc, tb))
-        reason = transient_reason(exc)
-        if reason is None or tx.attempts >= attempts_for(reason):
-            return False
-        tx.db._count_retry(reason, tx.attempts, exc)
-        return True
+        if not isinstance(exc, Exception):
+            return False  # a cancellation or an exit: not the policy's to swallow
+        return bool(self.attempt.__exit__(exc_type, exc, tb))
 
 
 async def _rollback_quietly(rollback: Callable[[], Awaitable[object]]) -> None:

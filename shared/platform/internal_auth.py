@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Annotated
 
 import jwt
-from fastapi import Request
+from fastapi import Depends, Request
 
 from shared.platform.errors import ServiceError
 from shared.platform.roles import SERVICE, Role, user_role
@@ -74,3 +75,7 @@ async def internal_principal(request: Request) -> Principal:
     principal = verify_internal_token(request.app.state.settings.internal_secret, token)
     request.state.principal = principal
     return principal
+
+
+# The calling principal in a route's signature (`principal: Caller`): each service's deps.py hands it on.
+Caller = Annotated[Principal, Depends(internal_principal)]

@@ -25,6 +25,7 @@ import pandas as pd
 import requests
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, retry_if_result, stop_after_attempt
 from tushare.pro.client import DataApi
 
 from services.data.providers.errors import (
@@ -121,6 +122,12 @@ class _Transient(Exception):
 
 class _RateLimitReply(Exception):
     """Internal: Tushare's per-minute rate-limit reply."""
+
+
+def _kind(state: RetryCallState) -> type[Exception]:
+    """Which of the retried failures ended the attempt (`_RateLimitReply` or `_Transient`)."""
+    error = state.outcome.exception() if state.outcome is not None else None
+    return _RateLimitReply if isinstance(error, _RateLimitReply) else _Transient
 
 
 class TushareProvider:
@@ -222,24 +229,35 @@ class TushareProvider:
     async def _fetch(self, api: str, params: Mapping[str, Any], *, expect_rows: bool = False) -> pd.DataFrame:
         """All pages of one request; with `expect_rows`, an empty answer is retried like a transient failure."""
         schema = API_SCHEMAS[api]
-        empty_answers = 0
-        while True:
-            frame = await self._all_pages(schema, params)
-            if len(frame) or not expect_rows:
-                return frame
-            empty_answers += 1
-            if empty_answers >= self._retry.max_attempts:
-                raise DataNotReady(
-                    f"Tushare {api} {dict(params)} returned no rows {empty_answers} times although rows were expected"
-                    " (an open trading day): not published yet, or a provider fault; not stored as an empty day",
-                    api=api,
-                )
-            delay = self._retry.transient_delay(empty_answers)
+
+        def log_retry(state: RetryCallState) -> None:
             log.warning(
                 "tushare empty answer where rows are expected; retrying",
-                extra={"api": api, "params": dict(params), "attempt": empty_answers, "delay_s": round(delay, 3)},
+                extra={
+                    "api": api,
+                    "params": dict(params),
+                    "attempt": state.attempt_number,
+                    "delay_s": round(state.upcoming_sleep, 3),
+                },
             )
-            await self._sleep(delay)
+
+        def not_ready(state: RetryCallState) -> pd.DataFrame:
+            raise DataNotReady(
+                f"Tushare {api} {dict(params)} returned no rows {state.attempt_number} times although rows were"
+                " expected (an open trading day): not published yet, or a provider fault; not stored as an empty day",
+                api=api,
+            )
+
+        retrying = AsyncRetrying(
+            retry=retry_if_result(lambda frame: expect_rows and not len(frame)),
+            stop=stop_after_attempt(self._retry.max_attempts),
+            wait=lambda state: self._retry.transient_delay(state.attempt_number),
+            sleep=self._sleep,
+            before_sleep=log_retry,
+            retry_error_callback=not_ready,
+        )
+        frame: pd.DataFrame = await retrying(self._all_pages, schema, params)
+        return frame
 
     async def _all_pages(self, schema: ApiSchema, params: Mapping[str, Any]) -> pd.DataFrame:
         page_size = self._page_sizes[schema.name]
@@ -262,39 +280,71 @@ class TushareProvider:
 
     async def _call(self, schema: ApiSchema, params: dict[str, Any]) -> pd.DataFrame:
         """One request with retries: transient failures back off exponentially, rate-limit replies pause the
-        endpoint for everyone, anything else is raised at once."""
+        endpoint for everyone (each kind counted against its own limit), anything else is raised at once."""
         api = schema.name
-        failures = 0
-        refusals = 0
-        while True:
-            await self._limiter.acquire(api)
-            try:
-                raw = await asyncio.to_thread(self._query, api, ",".join(schema.fields), params)
-                return _normalise(schema, raw)
-            except _RateLimitReply as reply:
-                refusals += 1
-                if refusals >= self._retry.rate_limit_attempts:
-                    raise RateLimited(
-                        f"Tushare {api} kept refusing for rate after {refusals} attempts: {reply}", api=api
-                    ) from None
-                delay = self._retry.rate_limit_delay(refusals)
+        seen = {_Transient: 0, _RateLimitReply: 0}
+
+        def count(state: RetryCallState) -> None:
+            seen[_kind(state)] += 1
+
+        def give_up(state: RetryCallState) -> bool:
+            if _kind(state) is _RateLimitReply:
+                return seen[_RateLimitReply] >= self._retry.rate_limit_attempts
+            return seen[_Transient] >= self._retry.max_attempts
+
+        def wait(state: RetryCallState) -> float:
+            # A rate-limit reply pauses the endpoint in the limiter (every caller waits there), not this caller.
+            return 0.0 if _kind(state) is _RateLimitReply else self._retry.transient_delay(seen[_Transient])
+
+        def before_retry(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome is not None else None
+            if _kind(state) is _RateLimitReply:
+                delay = self._retry.rate_limit_delay(seen[_RateLimitReply])
                 log.warning(
                     "tushare rate-limit reply; pausing the endpoint",
-                    extra={"api": api, "refusals": refusals, "delay_s": round(delay, 3)},
+                    extra={"api": api, "refusals": seen[_RateLimitReply], "delay_s": round(delay, 3)},
                 )
                 self._limiter.pause(api, delay)
-            except _Transient as exc:
-                failures += 1
-                if failures >= self._retry.max_attempts:
-                    raise ProviderUnavailable(
-                        f"Tushare {api} unavailable after {failures} attempts: {exc}", api=api
-                    ) from exc.__cause__
-                delay = self._retry.transient_delay(failures)
+            else:
                 log.warning(
                     "tushare call failed; retrying",
-                    extra={"api": api, "attempt": failures, "error": str(exc), "delay_s": round(delay, 3)},
+                    extra={
+                        "api": api,
+                        "attempt": seen[_Transient],
+                        "error": str(error),
+                        "delay_s": round(state.upcoming_sleep, 3),
+                    },
                 )
-                await self._sleep(delay)
+
+        async def once() -> pd.DataFrame:
+            await self._limiter.acquire(api)
+            raw = await asyncio.to_thread(self._query, api, ",".join(schema.fields), params)
+            return _normalise(schema, raw)
+
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type((_Transient, _RateLimitReply)),
+            after=count,
+            stop=give_up,
+            wait=wait,
+            sleep=self._backoff,
+            before_sleep=before_retry,
+            reraise=True,
+        )
+        try:
+            frame: pd.DataFrame = await retrying(once)
+            return frame
+        except _RateLimitReply as reply:
+            raise RateLimited(
+                f"Tushare {api} kept refusing for rate after {seen[_RateLimitReply]} attempts: {reply}", api=api
+            ) from None
+        except _Transient as exc:
+            raise ProviderUnavailable(
+                f"Tushare {api} unavailable after {seen[_Transient]} attempts: {exc}", api=api
+            ) from exc.__cause__
+
+    async def _backoff(self, seconds: float) -> None:
+        if seconds > 0:  # a rate-limit reply waits in the limiter instead
+            await self._sleep(seconds)
 
     def _query(self, api: str, fields: str, params: dict[str, Any]) -> pd.DataFrame:
         """The real client call, in a worker thread, with its failures sorted into retry / raise."""

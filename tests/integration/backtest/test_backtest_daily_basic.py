@@ -19,13 +19,9 @@ import httpx
 import pytest
 
 from services.backtest.app import create_app as create_backtest_app
-from services.backtest.optimize import (
-    OptimisationRequest,
-    OptimisationTaskHandler,
-    bulk_market_loader,
-    submit_optimisation,
-)
+from services.backtest.optimize import OptimisationTaskHandler, bulk_market_loader, submit_optimisation
 from services.backtest.optimize_store import PointStatus
+from services.backtest.schemas import OptimisationRequest
 from services.backtest.worker import BacktestWorker
 from services.data.api import bulk_directory
 from services.data.app import create_app as create_data_app

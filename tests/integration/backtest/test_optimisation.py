@@ -18,8 +18,9 @@ import pandas as pd
 import pytest
 
 from bench.engine import synthetic_bars
-from services.backtest.optimize import TASK_QUEUE, OptimisationRequest, OptimisationTaskHandler, submit_optimisation
+from services.backtest.optimize import TASK_QUEUE, OptimisationTaskHandler, submit_optimisation
 from services.backtest.optimize_store import OptimisationRecord, OptimisationStore, PointStatus, point_hash
+from services.backtest.schemas import OptimisationRequest
 from shared.platform.app import Infra
 from shared.platform.bus import create_bus
 from shared.platform.bus.amqp import AmqpBus

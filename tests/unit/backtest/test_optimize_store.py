@@ -12,6 +12,7 @@ import pytest
 from asyncmy.errors import OperationalError as MySQLOperationalError
 from sqlalchemy import Update
 from sqlalchemy.exc import OperationalError
+from tenacity import wait_none
 
 from services.backtest.optimize_store import OptimisationStore, PointStatus, StoredPoint, metadata
 from shared.platform import db as db_module
@@ -20,7 +21,7 @@ from shared.platform.db import Database
 
 @pytest.fixture
 async def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[OptimisationStore]:
-    monkeypatch.setattr(db_module, "retry_delay_s", lambda retry: 0.0)
+    monkeypatch.setattr(db_module, "retry_wait", wait_none())
     database = Database(f"sqlite+aiosqlite:///{tmp_path}/opt.db")
     await database.connect()
     async with database.session() as s:

@@ -4,6 +4,7 @@ the demo market into SQLite (standalone mode) that the quality checks find clean
 from __future__ import annotations
 
 import io
+import re
 from datetime import date
 from pathlib import Path
 
@@ -29,11 +30,18 @@ def test_bad_arguments_exit_2_naming_the_problem(capsys) -> None:  # type: ignor
     assert main([]) == 2
 
 
-def test_progress_is_a_bar_on_a_terminal_and_lines_otherwise() -> None:
+def test_progress_is_a_bar_on_a_terminal_and_lines_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NO_COLOR", "1")  # the bar's empty part as blanks, not in a second colour
     p = Progress("r", "backfill", steps_done=5, steps_total=20, rows=1234, current="2024-01-08")
     tty = Tty()
-    ProgressPrinter(tty)(p)
-    assert tty.getvalue().startswith("\r[#######.......................]  25.0%  5/20  1,234 rows")
+    bar = ProgressPrinter(tty)
+    bar(p)
+    bar.done()
+    # What the terminal shows once the control codes are applied: the bar a quarter full (7.5 of its 30 cells), then
+    # the numbers; redrawn in place (a carriage return), the last one left standing on its own line.
+    shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", tty.getvalue()).split("\r")[-1]
+    assert shown.startswith("━" * 7 + "╸" + " " * 22 + "  25.0%  5/20  1,234 rows")
+    assert "\r" in tty.getvalue() and shown.endswith("\n")
     plain = io.StringIO()
     printer = ProgressPrinter(plain)
     printer(p)

@@ -9,7 +9,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from gateway.auth import HeaderError, Viewer, enforce_rate_limit
+from gateway.auth import HeaderError, enforce_rate_limit
+from gateway.deps import Viewer
 from gateway.security import NewApiKey, issue_token
 from gateway.store import ApiKeyRecord, UserRecord
 from shared.platform.app import install_error_handlers

@@ -15,6 +15,7 @@ from asyncmy.errors import OperationalError as MySQLOperationalError
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
 from sqlalchemy.engine import Transaction
 from sqlalchemy.exc import IntegrityError, OperationalError
+from tenacity import wait_none
 
 from shared.platform import db as db_module
 from shared.platform.db import TRANSACTION_ATTEMPTS, Database
@@ -26,7 +27,7 @@ fills = Table("fills", metadata, Column("fill_id", String(32), primary_key=True)
 
 @pytest.fixture
 async def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Database]:
-    monkeypatch.setattr(db_module, "retry_delay_s", lambda retry: 0.0)
+    monkeypatch.setattr(db_module, "retry_wait", wait_none())
     database = Database(f"sqlite+aiosqlite:///{tmp_path}/unit.db")
     await database.connect()
     async with database.session() as s:
