@@ -9,6 +9,7 @@ from decimal import Decimal
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
 from services.execution import cash as cashbook
 from services.execution import events
@@ -140,12 +141,16 @@ class OrderTransitions(OrderReads, TradeReads, AccountStore):
 
         Safe to call again with the same report (fills already recorded are skipped) and from two places at
         once (the version check makes the loser re-read and find nothing left to do)."""
-        for attempt in range(attempts):
-            try:
+        # A lost race (the version moved, or the other applier inserted the trade first) is run again at once: the
+        # next attempt re-reads the order and finds less, or nothing, left to do.
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(attempts),
+            retry=retry_if_exception_type((ConcurrentUpdate, IntegrityError)),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
                 return await self._apply_once(order_id, report)
-            except (ConcurrentUpdate, IntegrityError):
-                if attempt == attempts - 1:
-                    raise
         raise AssertionError("unreachable")
 
     async def _apply_once(self, order_id: str, report: BrokerReport) -> AppliedReport:
