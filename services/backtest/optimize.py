@@ -42,6 +42,7 @@ from services.backtest.store import BacktestStore
 from shared.platform.app import Infra
 from shared.platform.bus.port import EventBus
 from shared.platform.db import Database
+from shared.platform.periodic import PeriodicTask
 from shared.platform.settings import Settings
 from shared.research.engine import BacktestConfig, Panel, load_bars, panel_data_key
 from shared.research.engine.optimize import (
@@ -230,38 +231,28 @@ class OptimisationTaskHandler:
         self._panels: OrderedDict[tuple[Any, ...], tuple[Panel, dict[tuple[Any, ...], Evaluator]]] = OrderedDict()
         self._busy = asyncio.Lock()
         self._stopping = False
-        self._sweep_stop = asyncio.Event()
-        self._sweeper: asyncio.Task[None] | None = None
+        self._sweeper: PeriodicTask | None = None
         self.evaluated = 0  # points evaluated by this handler (for benchmarks and logs)
 
     async def start(self) -> None:
         await self.db.connect()
         await BacktestStore(self.db).migrate()
         await self.infra.bus.consume_jobs(TASK_QUEUE, self.handle, prefetch=1)
-        self._sweep_stop.clear()
-        self._sweeper = asyncio.create_task(self._run_sweeper(), name="optimisation-sweeper")
+        self._sweeper = PeriodicTask("optimisation-sweeper", self.sweep_interval_s, self.sweep)
+        self._sweeper.start()
 
     async def stop(self, timeout_s: float = 120.0) -> None:
         self._stopping = True
-        self._sweep_stop.set()
-        if self._sweeper is not None:
-            await asyncio.wait({self._sweeper}, timeout=10)
-            self._sweeper = None
+        # A sweep in progress may finish (for up to PeriodicTask's grace); one that overruns it is cancelled.
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None:
+            await sweeper.stop()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout_s):
                 async with self._busy:
                     pass
         if self._owns_db:
             await self.db.dispose()
-
-    async def _run_sweeper(self) -> None:
-        while not self._sweep_stop.is_set():
-            try:
-                await self.sweep()
-            except Exception:
-                log.exception("optimisation sweep failed; will retry")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._sweep_stop.wait(), timeout=self.sweep_interval_s)
 
     async def sweep(self) -> int:
         """Recover optimisations that stopped moving; returns how many were touched."""
