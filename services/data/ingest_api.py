@@ -12,8 +12,7 @@ from pydantic import BaseModel
 
 from services.data.ingest import IngestBusy, IngestError, Ingestor, quality_report_for_ingest
 from services.data.quality import RULES, QualityInputError
-from services.data.store import DataStore, IngestRun
-from services.data.store import QualityReport as StoredReport
+from services.data.store import DataStore, IngestRun, StoredQualityReport
 from shared.platform.errors import Conflict, NotFound, ServiceError
 from shared.platform.request_model import RequestModel, TradeDate
 
@@ -217,7 +216,7 @@ async def _report_out(store: DataStore, report_id: str, *, limit: int, offset: i
     return _report_meta(report, items)
 
 
-def _report_meta(report: StoredReport, items: list[FindingOut]) -> ReportOut:
+def _report_meta(report: StoredQualityReport, items: list[FindingOut]) -> ReportOut:
     return ReportOut(
         run_id=report.run_id,
         created_at=report.created_at,

@@ -17,7 +17,7 @@ from alembic.migration import MigrationContext
 from pydantic import SecretStr
 from sqlalchemy import func, select
 
-import services.data.store as store_module
+import services.data.store.bulk as store_module
 from services.data.app import create_app
 from services.data.cache import ReadCache
 from services.data.demo import generate_demo_market
