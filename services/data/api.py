@@ -24,11 +24,12 @@ from services.data.adjust import Adjust, factor_micro
 from services.data.bars_json import adjusted_bars_body, bars_body, cross_section_body, many_bars_body
 from services.data.bulk import FORMATS, BulkBars, BulkQuery, bulk_fields
 from services.data.cache import ReadCache
-from services.data.quotes import Quote, next_session_quote
+from services.data.quotes import next_session_quote
 from services.data.store import CALENDAR_EXCHANGE, BarRecord, DataStore, SecurityRecord
 from shared.core.domain.codes import Board, InvalidTsCode, SecurityCode, parse_ts_code
 from shared.core.domain.money import from_fen
 from shared.platform.errors import NotFound, ServiceError
+from shared.platform.quotes import Quote
 from shared.platform.request_model import TradeDate
 
 router = APIRouter(prefix="/v1", tags=["data"])
@@ -69,19 +70,6 @@ class BarOut(BaseModel):
 class BarsOut(BaseModel):
     ts_code: str
     bars: list[BarOut]
-
-
-class QuoteOut(BaseModel):
-    ts_code: str
-    name: str
-    board: Board
-    is_st: bool
-    last_trade_date: date | None
-    last_close: Decimal | None
-    next_trade_date: date | None
-    suspended: bool  # no bar on the newest session in the store
-    limit_up: Decimal | None  # for next_trade_date; None when that session has no limits (or nothing is known)
-    limit_down: Decimal | None
 
 
 class CalendarOut(BaseModel):
@@ -441,7 +429,7 @@ async def get_index_bars(
     )  # fmt: skip
 
 
-@router.get("/quotes/{ts_code}", response_model=QuoteOut, responses={404: {"description": "`unknown_security`"}})
+@router.get("/quotes/{ts_code}", response_model=Quote, responses={404: {"description": "`unknown_security`"}})
 async def get_quote(request: Request, ts_code: str) -> Response:
     code = _code(ts_code).ts_code
     read_cache: ReadCache = request.app.state.read_cache
@@ -451,25 +439,9 @@ async def get_quote(request: Request, ts_code: str) -> Response:
     async with _store(request).snapshot() as store:
         seen = await store.data_version()
         quote = await next_session_quote(store, await _security(store, code))
-    body = _quote_out(quote).model_dump_json()
+    body = quote.model_dump_json()
     await read_cache.put("quote", code, body, seen=seen)
     return Response(body, media_type="application/json")
-
-
-def _quote_out(quote: Quote) -> QuoteOut:
-    security = quote.security
-    return QuoteOut(
-        ts_code=security.ts_code,
-        name=security.name,
-        board=Board(security.board),
-        is_st=security.is_st,
-        last_trade_date=quote.last_trade_date,
-        last_close=from_fen(quote.last_close_fen) if quote.last_close_fen is not None else None,
-        next_trade_date=quote.next_trade_date,
-        suspended=quote.suspended,
-        limit_up=quote.limits.limit_up if quote.limits else None,
-        limit_down=quote.limits.limit_down if quote.limits else None,
-    )
 
 
 @router.get("/calendar", response_model=CalendarOut)

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from shared.core.domain import InvalidTsCode, OrderSide, OrderType, SecurityCode, money, parse_ts_code
 from shared.core.market.rules import buy_qty_error, on_tick, sell_qty_error, trade_fees
+from shared.platform.quotes import Quote
 
 
 class ReasonCode(StrEnum):
@@ -46,19 +47,6 @@ class OrderIntent:
     order_type: OrderType
     qty: int
     price: Decimal | None = None
-
-
-class Quote(BaseModel):
-    """The fields of the data service's `GET /v1/quotes/{ts_code}` that risk decides on. All are required (a
-    quote without them cannot be trusted: fail closed); limits are null on sessions without price limits."""
-
-    ts_code: str
-    is_st: bool
-    last_close: Decimal | None  # null for a security that never traded (the data service reports it suspended)
-    suspended: bool
-    next_trade_date: date | None
-    limit_up: Decimal | None
-    limit_down: Decimal | None
 
 
 class Holding(BaseModel):

@@ -21,7 +21,6 @@ from pydantic import ValidationError
 from services.risk.checks import (
     Holding,
     OrderIntent,
-    Quote,
     Reason,
     ReasonCode,
     cash_checks,
@@ -39,6 +38,7 @@ from shared.platform.errors import Forbidden, ServiceError, Unavailable
 from shared.platform.http import ServiceDirectory
 from shared.platform.internal_auth import INTERNAL_HEADER, Principal, mint_internal_token, service_headers
 from shared.platform.observability import current_correlation_id, new_id
+from shared.platform.quotes import Quote
 from shared.platform.roles import Role
 
 log = logging.getLogger(__name__)

@@ -25,6 +25,7 @@ from shared.platform.db import Database
 from shared.platform.errors import ServiceError
 from shared.platform.http import ServiceDirectory
 from shared.platform.internal_auth import service_headers
+from shared.platform.quotes import Quote
 
 NEVER_REACHED_BROKER = "cancelled before it reached the broker"
 CLIENT_CANCEL = "cancelled by the client"
@@ -62,14 +63,14 @@ class DataServiceQuotes:
         except ValueError as exc:  # a body that is not JSON
             raise BrokerUnavailable(f"malformed market data for {ts_code}") from exc
         try:
-            suspended = body["suspended"]
-            last_close = None if body["last_close"] is None else price(body["last_close"])
-            limit_up = None if body.get("limit_up") is None else price(body["limit_up"])
-        except (KeyError, TypeError, ValueError) as exc:
+            quote = Quote.model_validate(body)
+            last_close = None if quote.last_close is None else price(quote.last_close)
+            limit_up = None if quote.limit_up is None else price(quote.limit_up)
+        except ValueError as exc:  # pydantic's ValidationError is one; so is a price off the tick
             raise BrokerUnavailable(f"malformed market data for {ts_code}: {exc}") from exc
-        if not isinstance(suspended, bool) or (last_close is None and not suspended):
+        if last_close is None and not quote.suspended:
             raise BrokerUnavailable(f"market data for {ts_code} has no usable last close")
-        return PaperQuote(last_close=last_close, suspended=suspended, limit_up=limit_up)
+        return PaperQuote(last_close=last_close, suspended=quote.suspended, limit_up=limit_up)
 
 
 def paper_fill_price(
