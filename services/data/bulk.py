@@ -35,6 +35,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
+from sqlalchemy import make_url
 
 from services.data.adjust import ADJUSTED_SCALE, Adjust, adjusted, factor_micro
 from services.data.store import DAILY_BASIC_FIELDS, DataStore
@@ -355,3 +356,14 @@ def read_answer(body: bytes, fmt: str) -> pa.Table:
     if fmt == "parquet":
         return pq.read_table(pa.BufferReader(body))
     return ipc.open_stream(pa.BufferReader(body)).read_all()
+
+
+def bulk_directory(settings: object) -> Path:
+    """Where bulk snapshots go: `settings.data_snapshot_dir` when set, else a directory per database under the
+    system's temporary directory (so test runs and deployments sharing a machine keep apart)."""
+    configured = getattr(settings, "data_snapshot_dir", None)
+    if configured:
+        return Path(str(configured))
+    url = make_url(settings.database_url_for("data"))  # type: ignore[attr-defined]
+    name = Path(url.database or "memory").name.replace(".", "_") if url.database else "memory"
+    return Path(tempfile.gettempdir()) / "lianghua-data" / f"{url.get_backend_name()}-{url.host or 'local'}-{name}"
