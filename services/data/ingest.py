@@ -1,17 +1,5 @@
-"""The ingestion pipeline of the data service: backfill a range by trade_date, the daily update of the trading days
-missing since the last stored one, and the import of CSV/Parquet files; each run logged in `ingest_runs` with its
-progress, followed by the quality checks, and announced as `bars.updated` through the outbox.
-
-How a run writes (see docs/data-ingest.md):
-- Reference data first (trade calendar, securities, ST periods), then the open days: every endpoint of a day is
-  fetched and converted before anything of that day is written, while the next days are already being fetched
-  (a bounded queue keeps memory to a few days); a batch of days is written together, in the tables' key order,
-  bars last, as idempotent upserts. A run that fails or is interrupted may leave part of its last batch written;
-  the store's "complete through" day moves only after a whole batch, so `update` (or the same backfill again)
-  fetches that batch again and completes it without changing what is already right.
-- A provider that stays unavailable fails the run with its reason; the days fetched before it are still written.
-- The run's finish and its `bars.updated` event are one transaction (the outbox); the relay publishes it.
-"""
+"""The ingestion pipeline of the data service: backfill, the daily update and file imports, each logged in
+`ingest_runs`, checked for quality and announced as `bars.updated` (how a run writes: docs/data-ingest.md)."""
 
 from __future__ import annotations
 
