@@ -10,7 +10,7 @@ from typing import Any, cast
 import pytest
 
 from services.execution.brokers.base import BrokerUnavailable
-from services.execution.brokers.paper import DataServiceQuotes, PaperQuote
+from services.execution.brokers.paper import PaperQuote, PaperQuotes
 from shared.core.domain.codes import Board
 from shared.platform.http import ServiceDirectory
 from shared.platform.quotes import Quote
@@ -47,8 +47,8 @@ class _Directory:
         return _Client(self.body)
 
 
-def _quotes(body: Any) -> DataServiceQuotes:
-    return DataServiceQuotes(cast(ServiceDirectory, _Directory(body)), "unit-secret-0123456789abcdef0123")
+def _quotes(body: Any) -> PaperQuotes:
+    return PaperQuotes(cast(ServiceDirectory, _Directory(body)), "unit-secret-0123456789abcdef0123")
 
 
 def _answer(**changes: Any) -> dict[str, Any]:
@@ -68,7 +68,7 @@ async def test_the_data_services_answer_is_read_through_the_schema() -> None:
 async def test_a_quote_without_its_limit_up_is_refused_not_read_as_a_session_without_limits() -> None:
     body = _answer()
     del body["limit_up"]
-    with pytest.raises(BrokerUnavailable, match="malformed market data"):
+    with pytest.raises(BrokerUnavailable, match=r"quote for 600000\.SH is malformed"):
         await _quotes(body).latest("600000.SH")
 
 
@@ -82,7 +82,7 @@ async def test_a_quote_without_its_limit_up_is_refused_not_read_as_a_session_wit
     ],
 )
 async def test_a_malformed_quote_fails_closed(changes: dict[str, Any]) -> None:
-    with pytest.raises(BrokerUnavailable, match="malformed market data"):
+    with pytest.raises(BrokerUnavailable, match="malformed"):
         await _quotes(_answer(**changes)).latest("600000.SH")
 
 
