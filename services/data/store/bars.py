@@ -57,6 +57,8 @@ def _bar_columns_from_rows(rows: Sequence[Sequence[Any]]) -> dict[str, np.ndarra
 
 
 class BarStore(BulkWriter, ColumnReader):
+    """Daily bars and the adj factor feed: bulk upserts of Tushare frames, reads, and numpy columns."""
+
     async def load(
         self,
         security_rows: Sequence[dict[str, Any]],
@@ -209,6 +211,38 @@ class BarStore(BulkWriter, ColumnReader):
         )
         async with self._session() as session:
             return {code: Decimal(factor) for code, factor in (await session.execute(query)).all()}
+
+    async def stored_adj_factors(
+        self, ts_codes: Sequence[str], start: date, end: date
+    ) -> dict[tuple[str, date], Decimal]:
+        """The feed's factors of `ts_codes` over [start, end], by (ts_code, trade_date)."""
+        codes = sorted(set(ts_codes))
+        async for attempt in self.db.transaction():  # retried, as the ingestion read it
+            async with attempt as session:
+                out: dict[tuple[str, date], Decimal] = {}  # per attempt, like everything the block builds
+                for i in range(0, len(codes), 500):
+                    query = select(adj_factors.c.ts_code, adj_factors.c.trade_date, adj_factors.c.adj_factor).where(
+                        adj_factors.c.ts_code.in_(codes[i : i + 500]), adj_factors.c.trade_date.between(start, end)
+                    )
+                    for code, day, factor in (await session.execute(query)).all():
+                        out[(code, day)] = Decimal(factor)
+        return out
+
+    async def codes_with_bars(self, start: date, end: date) -> list[str]:
+        """The symbols with a bar in [start, end], in code order."""
+        # GROUP BY with MIN() lets MariaDB skip through the primary key (ts_code, trade_date) one symbol at a time
+        # ("Using index for group-by": 0.3 s for 5,000 symbols x 2,500 days); DISTINCT reads every index entry of
+        # the range and sorts them (4.5 s).
+        query = (
+            select(daily_bars.c.ts_code, func.min(daily_bars.c.trade_date))
+            .where(daily_bars.c.trade_date.between(start, end))
+            .group_by(daily_bars.c.ts_code)
+            .order_by(daily_bars.c.ts_code)
+        )
+        async for attempt in self.db.transaction():  # retried, as the ingestion read it
+            async with attempt as session:
+                codes = [code for code, _ in (await session.execute(query)).all()]
+        return codes
 
     async def has_adj_factor_feed(self) -> bool:
         async with self._session() as session:

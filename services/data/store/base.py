@@ -37,6 +37,8 @@ def upsert_statement(dialect_name: str, table: Table) -> Insert:
 
 
 class StoreBase:
+    """The database, the shared read session, and the data version every write of market data bumps."""
+
     def __init__(self, db: Database, *, on_change: Callable[[], Awaitable[None]] | None = None) -> None:
         self.db = db
         self.on_change = on_change  # called after every committed load (drops cached reads)

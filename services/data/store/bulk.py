@@ -96,6 +96,8 @@ def _micro_text(micro: int) -> str:
 
 
 class BulkWriter(StoreBase):
+    """The bulk upsert every `upsert_*` of a frame goes through."""
+
     async def _bulk_upsert(
         self, table: Table, columns: dict[str, np.ndarray], on_rows: Callable[[int], None] | None = None
     ) -> int:

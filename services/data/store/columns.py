@@ -19,6 +19,8 @@ _TO_DAYS_EPOCH = 719_528  # MySQL TO_DAYS('1970-01-01')
 
 
 class ColumnReader(StoreBase):
+    """Whole-table reads as numpy columns through the raw driver."""
+
     async def _columns_mysql(
         self, query: Select[Any], to_columns: Callable[[Sequence[Sequence[Any]]], dict[str, np.ndarray]]
     ) -> dict[str, np.ndarray]:

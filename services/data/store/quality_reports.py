@@ -59,6 +59,8 @@ def _json_or_none(text: str | None) -> Any:
 
 
 class QualityReportStore(StoreBase):
+    """`quality_reports` and their `quality_findings`."""
+
     async def save_quality_report(
         self,
         rules: Sequence[str],
@@ -123,3 +125,16 @@ class QualityReportStore(StoreBase):
         async with self._session() as session:
             rows = (await session.execute(query)).mappings().all()
         return [QualityFinding(r["rule"], r["detail"], r["ts_code"], r["trade_date"]) for r in rows]
+
+    async def report_for_ingest(self, ingest_run_id: str) -> str | None:
+        """The id of the newest quality report stored for an ingest run, if any."""
+        query = (
+            select(quality_reports.c.run_id)
+            .where(quality_reports.c.ingest_run_id == ingest_run_id)
+            .order_by(quality_reports.c.created_at.desc())
+            .limit(1)
+        )
+        async for attempt in self.db.transaction():  # retried, as the ingestion read it
+            async with attempt as session:
+                found: str | None = await session.scalar(query)
+        return found

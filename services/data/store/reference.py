@@ -49,6 +49,8 @@ class SecurityRecord:
 
 
 class ReferenceStore(BulkWriter, ColumnReader):
+    """Securities, the trade calendar, daily_basic, limits, suspensions, ST periods and indices."""
+
     # Frames in Tushare's layout and units (see services/data/units.py). Each returns the rows written.
 
     async def upsert_daily_basic(self, frame: pd.DataFrame) -> int:
@@ -184,6 +186,26 @@ class ReferenceStore(BulkWriter, ColumnReader):
     async def security_codes(self) -> set[str]:
         async with self._session() as session:
             return set((await session.scalars(select(securities.c.ts_code))).all())
+
+    async def all_open_days(self, exchange: str = CALENDAR_EXCHANGE) -> set[date]:
+        """Every open day of the stored calendar."""
+        query = select(trade_calendar.c.cal_date).where(
+            trade_calendar.c.exchange == exchange, trade_calendar.c.is_open.is_(True)
+        )
+        async for attempt in self.db.transaction():  # retried, as the ingestion read it
+            async with attempt as session:
+                days = set((await session.scalars(query)).all())
+        return days
+
+    async def listing_spans(self, ts_codes: Sequence[str]) -> list[tuple[str, date, date | None]]:
+        """(ts_code, list_date, delist_date) of the stored securities among `ts_codes`."""
+        query = select(securities.c.ts_code, securities.c.list_date, securities.c.delist_date).where(
+            securities.c.ts_code.in_(list(ts_codes))
+        )
+        async for attempt in self.db.transaction():  # retried, as the ingestion read it
+            async with attempt as session:
+                rows = [(code, listed, delisted) for code, listed, delisted in (await session.execute(query)).all()]
+        return rows
 
     async def previous_open_day(self, before: date, exchange: str = CALENDAR_EXCHANGE) -> date | None:
         query = select(func.max(trade_calendar.c.cal_date)).where(
