@@ -7,93 +7,39 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from collections.abc import AsyncIterator
 from datetime import date
-from decimal import Decimal
-from pathlib import Path
 from typing import Annotated, BinaryIO
 
 from anyio import to_thread
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
-from sqlalchemy import make_url
 
 from services.data.adjust import Adjust, factor_micro
 from services.data.bars_json import adjusted_bars_body, bars_body, cross_section_body, many_bars_body
-from services.data.bulk import FORMATS, BulkBars, BulkQuery, bulk_fields
-from services.data.cache import ReadCache
-from services.data.quotes import Quote, next_session_quote
+from services.data.bulk import FORMATS, BulkQuery, bulk_fields
+from services.data.deps import Bulk, Cache, Store
+from services.data.quotes import next_session_quote
+from services.data.schemas import (
+    BarsOut,
+    CalendarOut,
+    ConstituentOut,
+    ConstituentsOut,
+    IndexBarOut,
+    IndexBarsOut,
+    SecurityOut,
+)
 from services.data.store import CALENDAR_EXCHANGE, BarRecord, DataStore, SecurityRecord
 from shared.core.domain.codes import Board, InvalidTsCode, SecurityCode, parse_ts_code
 from shared.core.domain.money import from_fen
 from shared.platform.errors import NotFound, ServiceError
+from shared.platform.quotes import Quote
 from shared.platform.request_model import TradeDate
 
 router = APIRouter(prefix="/v1", tags=["data"])
 
 
 MAX_JSON_SYMBOLS = 200  # more symbols than this: use /v1/bars/bulk (Arrow or Parquet)
-
-
-class SecurityOut(BaseModel):
-    ts_code: str
-    symbol: str
-    name: str
-    exchange: str
-    board: Board
-    is_st: bool
-    list_date: date
-    delist_date: date | None
-    industry: str | None
-    area: str | None
-    market: str | None
-    list_status: str
-
-
-class BarOut(BaseModel):
-    """Unadjusted daily bar: prices and amount in CNY (2 decimals), vol in shares."""
-
-    trade_date: date
-    open: Decimal
-    high: Decimal
-    low: Decimal
-    close: Decimal
-    pre_close: Decimal
-    vol: int
-    amount: Decimal
-    adj_factor: Decimal
-
-
-class BarsOut(BaseModel):
-    ts_code: str
-    bars: list[BarOut]
-
-
-class QuoteOut(BaseModel):
-    ts_code: str
-    name: str
-    board: Board
-    is_st: bool
-    last_trade_date: date | None
-    last_close: Decimal | None
-    next_trade_date: date | None
-    suspended: bool  # no bar on the newest session in the store
-    limit_up: Decimal | None  # for next_trade_date; None when that session has no limits (or nothing is known)
-    limit_down: Decimal | None
-
-
-class CalendarOut(BaseModel):
-    exchange: str
-    start: date
-    end: date
-    trading_days: list[date]
-
-
-def _store(request: Request) -> DataStore:
-    store: DataStore = request.app.state.store
-    return store
 
 
 def _code(ts_code: str) -> SecurityCode:
@@ -135,7 +81,7 @@ def _security_out(s: SecurityRecord) -> SecurityOut:
 
 @router.get("/securities", response_model=list[SecurityOut])
 async def list_securities(
-    request: Request,
+    store: Store,
     board: Board | None = None,
     is_st: Annotated[bool | None, Query(description="the current name is ST")] = None,
     industry: Annotated[str | None, Query(max_length=32)] = None,
@@ -143,7 +89,7 @@ async def list_securities(
     listed_on: Annotated[TradeDate | None, Query(description="listed on or before, not delisted by, that day")] = None,
     st_on: Annotated[TradeDate | None, Query(description="under an ST name on that day (from name history)")] = None,
 ) -> list[SecurityOut]:
-    records = await _store(request).list_securities(
+    records = await store.list_securities(
         board=board.value if board else None,
         is_st=is_st,
         industry=industry,
@@ -166,7 +112,8 @@ def _check_anchor(adjust: Adjust, anchor: date | None) -> None:
 
 @router.get("/bars", response_model=BarsOut, responses={404: {"description": "`unknown_security`"}})
 async def get_bars(
-    request: Request,
+    store: Store,
+    read_cache: Cache,
     ts_code: Annotated[str, Query(description="e.g. 600000.SH")],
     start: Annotated[TradeDate, Query(description="first trade date, YYYY-MM-DD or YYYYMMDD")],
     end: Annotated[TradeDate, Query(description="last trade date, inclusive")],
@@ -178,14 +125,12 @@ async def get_bars(
     code = _code(ts_code).ts_code
     _check_range(start, end)
     _check_anchor(adjust, anchor)
-    read_cache: ReadCache = request.app.state.read_cache
     key = f"{code}:{start.isoformat()}:{end.isoformat()}"
     if adjust is not Adjust.NONE:
         key += f":{adjust.value}:{anchor.isoformat() if anchor else ''}"
     cached = await read_cache.get("bars", key)
     if cached is not None:
         return Response(cached, media_type="application/json")
-    store = _store(request)
     async with store.snapshot() as reads:
         seen = await reads.data_version()  # first in the session: the version of what the reads below see
         security = await _security(reads, code)
@@ -229,7 +174,8 @@ def _codes_param(text: str, name: str = "ts_codes") -> list[str]:
 
 @router.get("/bars/many")
 async def get_many_bars(
-    request: Request,
+    store: Store,
+    read_cache: Cache,
     ts_codes: Annotated[str, Query(description="comma-separated, e.g. 600000.SH,000001.SZ (at most 200)")],
     start: Annotated[TradeDate, Query(description="first trade date")],
     end: Annotated[TradeDate, Query(description="last trade date, inclusive")],
@@ -247,12 +193,11 @@ async def get_many_bars(
         )
     _check_range(start, end)
     _check_anchor(adjust, anchor)
-    read_cache: ReadCache = request.app.state.read_cache
     key = f"many:{','.join(codes)}:{start}:{end}:{adjust.value}:{anchor or ''}"
     cached = await read_cache.get("bars", key)
     if cached is not None:
         return Response(cached, media_type="application/json")
-    async with _store(request).snapshot() as reads:
+    async with store.snapshot() as reads:
         seen = await reads.data_version()
         series = await reads.bars_of(codes, start, end)
         anchor_day = anchor or end
@@ -284,33 +229,12 @@ def _open_file_response(file: BinaryIO, media_type: str, filename: str, headers:
     )
 
 
-def _bulk(request: Request) -> BulkBars:
-    """The app's BulkBars (made on first use when the app factory did not make one)."""
-    state = request.app.state
-    bulk: BulkBars | None = getattr(state, "bulk", None)
-    if bulk is None:
-        bulk = BulkBars(_store(request), bulk_directory(state.settings))
-        state.bulk = bulk
-    return bulk
-
-
-def bulk_directory(settings: object) -> Path:
-    """Where bulk snapshots go: `settings.data_snapshot_dir` when set, else a directory per database under the
-    system's temporary directory (so test runs and deployments sharing a machine keep apart)."""
-    configured = getattr(settings, "data_snapshot_dir", None)
-    if configured:
-        return Path(str(configured))
-    url = make_url(settings.database_url_for("data"))  # type: ignore[attr-defined]
-    name = Path(url.database or "memory").name.replace(".", "_") if url.database else "memory"
-    return Path(tempfile.gettempdir()) / "lianghua-data" / f"{url.get_backend_name()}-{url.host or 'local'}-{name}"
-
-
 @router.get(
     "/bars/bulk",
     responses={200: {"content": {FORMATS["arrow"]: {}, FORMATS["parquet"]: {}}, "description": "Arrow or Parquet"}},
 )
 async def get_bulk_bars(
-    request: Request,
+    bulk: Bulk,
     format: Annotated[str, Query(pattern="^(arrow|parquet)$", description="arrow (IPC stream) or parquet")] = "arrow",
     start: Annotated[TradeDate | None, Query(description="first trade date; default the first stored")] = None,
     end: Annotated[TradeDate | None, Query(description="last trade date; default the last stored")] = None,
@@ -336,54 +260,25 @@ async def get_bulk_bars(
     except ValueError as exc:
         raise ServiceError("invalid_request", f"fields: {exc}", status_code=422) from exc
     query = BulkQuery(format=format, start=start, end=end, ts_codes=codes, adjust=adjust, anchor=anchor, fields=extra)
-    file, version = await _bulk(request).open_answer(query)
+    file, version = await bulk.open_answer(query)
     return _open_file_response(file, FORMATS[format], f"bars-v{version}.{format}", {"X-LH-Data-Version": str(version)})
 
 
 @router.get("/cross-section")
 async def get_cross_section(
-    request: Request, trade_date: Annotated[TradeDate, Query(description="the trading day")]
+    store: Store, read_cache: Cache, trade_date: Annotated[TradeDate, Query(description="the trading day")]
 ) -> Response:
     """Every stock's bar on one day, with that day's limit prices where stored:
     `{trade_date, bars: [{ts_code, open, ..., adj_factor, up_limit, down_limit}]}`."""
-    read_cache: ReadCache = request.app.state.read_cache
     key = f"day:{trade_date.isoformat()}"
     cached = await read_cache.get("bars", key)
     if cached is not None:
         return Response(cached, media_type="application/json")
-    async with _store(request).snapshot() as reads:
+    async with store.snapshot() as reads:
         seen = await reads.data_version()
         body = cross_section_body(trade_date, await reads.cross_section(trade_date))
     await read_cache.put("bars", key, body, seen=seen)
     return Response(body, media_type="application/json")
-
-
-class ConstituentOut(BaseModel):
-    con_code: str
-    weight: float  # percent, as published
-
-
-class ConstituentsOut(BaseModel):
-    index_code: str
-    on: date
-    weights_date: date | None  # the publication the answer comes from (the newest on or before `on`)
-    constituents: list[ConstituentOut]
-
-
-class IndexBarOut(BaseModel):
-    trade_date: date
-    open: float | None
-    high: float | None
-    low: float | None
-    close: float | None
-    pre_close: float | None
-    vol: int  # shares
-    amount: Decimal  # CNY, 2 decimals
-
-
-class IndexBarsOut(BaseModel):
-    ts_code: str
-    bars: list[IndexBarOut]
 
 
 def _index_code(ts_code: str) -> str:
@@ -401,10 +296,9 @@ def _index_code(ts_code: str) -> str:
     responses={404: {"description": "`unknown_index`"}},
 )
 async def get_index_constituents(
-    request: Request, ts_code: str, trade_date: Annotated[TradeDate, Query(description="the day asked about")]
+    store: Store, ts_code: str, trade_date: Annotated[TradeDate, Query(description="the day asked about")]
 ) -> ConstituentsOut:
     code = _index_code(ts_code)
-    store = _store(request)
     day, rows = await store.index_constituents(code, trade_date)
     if day is None and not await store.known_index(code):
         raise NotFound("unknown_index", f"no index {code} in the store")
@@ -418,14 +312,13 @@ async def get_index_constituents(
 
 @router.get("/indexes/{ts_code}/bars", response_model=IndexBarsOut, responses={404: {"description": "`unknown_index`"}})
 async def get_index_bars(
-    request: Request,
+    store: Store,
     ts_code: str,
     start: Annotated[TradeDate, Query(description="first trade date")],
     end: Annotated[TradeDate, Query(description="last trade date, inclusive")],
 ) -> IndexBarsOut:
     code = _index_code(ts_code)
     _check_range(start, end)
-    store = _store(request)
     rows = await store.index_bar_rows(code, start, end)
     if not rows and not await store.known_index(code):
         raise NotFound("unknown_index", f"no index {code} in the store")
@@ -441,43 +334,26 @@ async def get_index_bars(
     )  # fmt: skip
 
 
-@router.get("/quotes/{ts_code}", response_model=QuoteOut, responses={404: {"description": "`unknown_security`"}})
-async def get_quote(request: Request, ts_code: str) -> Response:
+@router.get("/quotes/{ts_code}", response_model=Quote, responses={404: {"description": "`unknown_security`"}})
+async def get_quote(store: Store, read_cache: Cache, ts_code: str) -> Response:
     code = _code(ts_code).ts_code
-    read_cache: ReadCache = request.app.state.read_cache
     cached = await read_cache.get("quote", code)
     if cached is not None:
         return Response(cached, media_type="application/json")
-    async with _store(request).snapshot() as store:
-        seen = await store.data_version()
-        quote = await next_session_quote(store, await _security(store, code))
-    body = _quote_out(quote).model_dump_json()
+    async with store.snapshot() as reads:
+        seen = await reads.data_version()
+        quote = await next_session_quote(reads, await _security(reads, code))
+    body = quote.model_dump_json()
     await read_cache.put("quote", code, body, seen=seen)
     return Response(body, media_type="application/json")
 
 
-def _quote_out(quote: Quote) -> QuoteOut:
-    security = quote.security
-    return QuoteOut(
-        ts_code=security.ts_code,
-        name=security.name,
-        board=Board(security.board),
-        is_st=security.is_st,
-        last_trade_date=quote.last_trade_date,
-        last_close=from_fen(quote.last_close_fen) if quote.last_close_fen is not None else None,
-        next_trade_date=quote.next_trade_date,
-        suspended=quote.suspended,
-        limit_up=quote.limits.limit_up if quote.limits else None,
-        limit_down=quote.limits.limit_down if quote.limits else None,
-    )
-
-
 @router.get("/calendar", response_model=CalendarOut)
 async def get_calendar(
-    request: Request,
+    store: Store,
     start: Annotated[TradeDate, Query(description="YYYY-MM-DD or YYYYMMDD")],
     end: Annotated[TradeDate, Query(description="inclusive")],
 ) -> CalendarOut:
     _check_range(start, end)
-    days = await _store(request).open_days(start, end)
+    days = await store.open_days(start, end)
     return CalendarOut(exchange=CALENDAR_EXCHANGE, start=start, end=end, trading_days=days)

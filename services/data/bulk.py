@@ -1,21 +1,5 @@
-"""Whole-market reads for bulk consumers (the backtest service): bars as Arrow IPC or Parquet.
-
-Reading 12.5M rows out of MySQL takes tens of seconds, so the first bulk read after a write builds a snapshot of
-daily_bars (an uncompressed Arrow IPC file, memory-mapped, sorted by ts_code then trade_date) keyed by the store's
-data version, which every write bumps. Each distinct answer (range, codes, adjustment, format) is then written once
-to a file next to it and served from disk; files of older versions are deleted when a newer snapshot is built.
-
-Columns served: ts_code (dictionary string), trade_date (date32), open/high/low/close/pre_close (int64 fen when
-unadjusted; float64 CNY rounded to 4 decimals for qfq/hfq, the same numbers as the JSON), vol (int64 shares),
-amount (int64 fen), adj_factor (float64). The schema metadata says the adjustment, anchor and data version.
-
-Asked for (`fields`), daily_basic columns follow, matched to the bars on ts_code and trade_date, null where
-daily_basic has no value (or no row) for a bar: the ratios float64 as stored (as Tushare gives them: turnover_rate,
-turnover_rate_f, dv_ratio, dv_ttm in percent; volume_ratio, pe, pe_ttm, pb, ps, ps_ttm plain), total_share,
-float_share, free_share int64 shares, total_mv, circ_mv int64 fen. Each field asked is read once per data version
-into a column file aligned row for row with the snapshot (`basic-v<version>-<field>.arrow`); a read without
-`fields` never touches daily_basic.
-"""
+"""Whole-market reads for bulk consumers (the backtest service): bars, and daily_basic fields asked for, as Arrow
+IPC or Parquet, served from snapshot files keyed by the data version (columns and files: docs/data.md)."""
 
 from __future__ import annotations
 
@@ -35,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
+from sqlalchemy import make_url
 
 from services.data.adjust import ADJUSTED_SCALE, Adjust, adjusted, factor_micro
 from services.data.store import DAILY_BASIC_FIELDS, DataStore
@@ -355,3 +340,14 @@ def read_answer(body: bytes, fmt: str) -> pa.Table:
     if fmt == "parquet":
         return pq.read_table(pa.BufferReader(body))
     return ipc.open_stream(pa.BufferReader(body)).read_all()
+
+
+def bulk_directory(settings: object) -> Path:
+    """Where bulk snapshots go: `settings.data_snapshot_dir` when set, else a directory per database under the
+    system's temporary directory (so test runs and deployments sharing a machine keep apart)."""
+    configured = getattr(settings, "data_snapshot_dir", None)
+    if configured:
+        return Path(str(configured))
+    url = make_url(settings.database_url_for("data"))  # type: ignore[attr-defined]
+    name = Path(url.database or "memory").name.replace(".", "_") if url.database else "memory"
+    return Path(tempfile.gettempdir()) / "lianghua-data" / f"{url.get_backend_name()}-{url.host or 'local'}-{name}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date
 
-from services.data.store import metadata
+from services.data.store.tables import metadata
 from shared.platform.events.envelope import Envelope, make_event
 from shared.platform.events.schemas import BarsUpdated
 from shared.platform.outbox import outbox_table

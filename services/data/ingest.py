@@ -1,22 +1,9 @@
-"""The ingestion pipeline of the data service: backfill a range by trade_date, the daily update of the trading days
-missing since the last stored one, and the import of CSV/Parquet files; each run logged in `ingest_runs` with its
-progress, followed by the quality checks, and announced as `bars.updated` through the outbox.
-
-How a run writes (see docs/data-ingest.md):
-- Reference data first (trade calendar, securities, ST periods), then the open days: every endpoint of a day is
-  fetched and converted before anything of that day is written, while the next days are already being fetched
-  (a bounded queue keeps memory to a few days); a batch of days is written together, in the tables' key order,
-  bars last, as idempotent upserts. A run that fails or is interrupted may leave part of its last batch written;
-  the store's "complete through" day moves only after a whole batch, so `update` (or the same backfill again)
-  fetches that batch again and completes it without changing what is already right.
-- A provider that stays unavailable fails the run with its reason; the days fetched before it are still written.
-- The run's finish and its `bars.updated` event are one transaction (the outbox); the relay publishes it.
-"""
+"""The ingestion pipeline of the data service: backfill, the daily update and file imports, each logged in
+`ingest_runs`, checked for quality and announced as `bars.updated` (how a run writes: docs/data-ingest.md)."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time as _time
 from collections.abc import Awaitable, Callable, Sequence
@@ -30,7 +17,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import func, select, update
 
 from services.data import units
 from services.data.events import bars_updated, outbox
@@ -45,19 +31,19 @@ from services.data.providers.port import data_ends
 from services.data.quality import RULES, QualityInputError, QualityReport, QualityThresholds, run_quality_checks
 from services.data.scheduler import SHANGHAI
 from services.data.store import (
-    CALENDAR_EXCHANGE,
+    FAILED,
+    INTERRUPTED,
+    SUCCEEDED,
     DataStore,
     IngestRun,
     QualityFinding,
-    adj_factors,
     daily_bars,
-    ingest_runs,
-    securities,
     stk_limits,
     suspensions,
-    trade_calendar,
 )
 from shared.platform.clock import utcnow
+from shared.platform.db import DbSession
+from shared.platform.events.envelope import Envelope
 from shared.platform.outbox import add_to_outbox
 from shared.platform.periodic import PeriodicTask
 
@@ -73,7 +59,6 @@ EXPECT_ROWS = frozenset({"daily", "adj_factor", "stk_limit", "daily_basic"})
 # without them every adjusted price would silently be wrong), the trade calendar and the stock list.
 OPTIONAL_APIS = frozenset({"stk_limit", "suspend_d", "daily_basic", "namechange", "index_daily", "index_weight"})
 QUALITY_SYMBOLS_PER_CHUNK = 500  # the checks run per group of symbols, so a full-market range stays in memory
-RUNNING, SUCCEEDED, FAILED, INTERRUPTED = "running", "succeeded", "failed", "interrupted"
 ProviderSource = MarketDataProvider | Callable[[], MarketDataProvider]
 
 
@@ -233,28 +218,15 @@ class Ingestor:
         """Mark "running" runs without a recent heartbeat as interrupted (their process died); returns how many."""
         cutoff = utcnow() - timedelta(seconds=self.options.stale_after_s if stale_after_s is None else stale_after_s)
         mine = self._task.get_name() if self._task is not None and not self._task.done() else None
-        query = (
-            update(ingest_runs)
-            .where(ingest_runs.c.status == RUNNING, ingest_runs.c.updated_at < cutoff)
-            .values(status=INTERRUPTED, error="interrupted: the process running it stopped before it finished",
-                    finished_at=utcnow(), updated_at=utcnow())
-        )  # fmt: skip
-        if mine is not None:
-            query = query.where(ingest_runs.c.run_id != mine)
-        async for attempt in self.store.db.transaction():
-            async with attempt as session:
-                result = await session.execute(query)
-        return int(result.rowcount or 0)
+        return await self.store.interrupt_stale_runs(
+            cutoff, "interrupted: the process running it stopped before it finished", except_run_id=mine
+        )
 
     async def active_run(self) -> IngestRun | None:
         if self._task is not None and not self._task.done():
             return await self.store.get_ingest_run(self._task.get_name())
         await self.mark_interrupted()
-        async for attempt in self.store.db.transaction():
-            async with attempt as session:
-                run_id = await session.scalar(
-                    select(ingest_runs.c.run_id).where(ingest_runs.c.status == RUNNING).limit(1)
-                )
+        run_id = await self.store.running_run_id()
         return None if run_id is None else await self.store.get_ingest_run(run_id)
 
     async def last_update_day(self) -> date | None:
@@ -524,15 +496,9 @@ class Ingestor:
             event = bars_updated(start=written.first, end=written.last, symbols=len(written.symbols),
                                  rows=written.rows, complete=False,
                                  skipped_endpoints=sorted(progress.skipped))  # fmt: skip
-        async for attempt in self.store.db.transaction():
-            async with attempt as session:
-                await session.execute(
-                    update(ingest_runs)
-                    .where(ingest_runs.c.run_id == progress.run_id)
-                    .values(rows=progress.rows, detail=json.dumps(detail), **values)
-                )
-                if event is not None:
-                    await add_to_outbox(session, outbox, event)
+        await self.store.close_run(
+            progress.run_id, {"rows": progress.rows, "detail": detail, **values}, with_it=_to_outbox(event)
+        )
         if event is not None and self.notify is not None:
             self.notify()
 
@@ -560,16 +526,12 @@ class Ingestor:
             event = bars_updated(start=written.first, end=written.last, symbols=len(written.symbols),
                                  rows=written.rows, skipped_endpoints=sorted(progress.skipped))  # fmt: skip
         now = utcnow()
-        async for attempt in self.store.db.transaction():
-            async with attempt as session:
-                await session.execute(
-                    update(ingest_runs)
-                    .where(ingest_runs.c.run_id == progress.run_id)
-                    .values(status=SUCCEEDED, rows=progress.rows, progress=1.0, error=None, detail=json.dumps(detail),
-                            updated_at=now, finished_at=now)
-                )  # fmt: skip
-                if event is not None:
-                    await add_to_outbox(session, outbox, event)
+        await self.store.close_run(
+            progress.run_id,
+            {"status": SUCCEEDED, "rows": progress.rows, "progress": 1.0, "error": None, "detail": detail,
+             "updated_at": now, "finished_at": now},
+            with_it=_to_outbox(event),
+        )  # fmt: skip
         if event is not None and self.notify is not None:
             self.notify()
         return IngestResult(progress.run_id, progress.kind, SUCCEEDED, progress.rows, written.first, written.last,
@@ -578,11 +540,7 @@ class Ingestor:
 
     async def _record_plan(self, run_id: str, days: list[date]) -> None:
         start, end = (days[0], days[-1]) if days else (None, None)
-        async for attempt in self.store.db.transaction():
-            async with attempt as session:
-                await session.execute(
-                    update(ingest_runs).where(ingest_runs.c.run_id == run_id).values(start_date=start, end_date=end)
-                )
+        await self.store.record_run_range(run_id, start, end)
 
     # -- reference data and days ------------------------------------------------------------------------------------
 
@@ -753,15 +711,8 @@ class Ingestor:
         codes = sorted(bars.loc[missing, "ts_code"].astype(str).unique().tolist())
         days = bars.loc[missing, "trade_date"].astype(str)
         first, last = _day(days.min()), _day(days.max())
-        async for attempt in self.store.db.transaction():
-            async with attempt as session:
-                stored: dict[tuple[str, str], float] = {}  # per attempt, like everything the block builds
-                for i in range(0, len(codes), 500):
-                    query = select(adj_factors.c.ts_code, adj_factors.c.trade_date, adj_factors.c.adj_factor).where(
-                        adj_factors.c.ts_code.in_(codes[i : i + 500]), adj_factors.c.trade_date.between(first, last)
-                    )
-                    for code, day, factor in (await session.execute(query)).all():
-                        stored[(code, ymd(day))] = float(factor)
+        found = await self.store.stored_adj_factors(codes, first, last)
+        stored = {(code, ymd(day)): float(factor) for (code, day), factor in found.items()}
         keys = list(zip(bars["ts_code"].astype(str), bars["trade_date"].astype(str), strict=True))
         from_feed = pd.Series([stored.get(k, np.nan) for k in keys], index=bars.index)
         bars["adj_factor"] = bars["adj_factor"].fillna(from_feed)
@@ -798,7 +749,7 @@ class Ingestor:
             calendar = [before, *calendar]
         context_start = before if before is not None else start
         codes = sorted(
-            set(await _codes_with_bars(self.store, start, end)) | set(await self.store.codes_listed_between(start, end))
+            set(await self.store.codes_with_bars(start, end)) | set(await self.store.codes_listed_between(start, end))
         )
         chunks = [codes[i : i + QUALITY_SYMBOLS_PER_CHUNK] for i in range(0, max(len(codes), 1),
                                                                           QUALITY_SYMBOLS_PER_CHUNK)]  # fmt: skip
@@ -898,22 +849,6 @@ def _quality_summary(report: QualityReport) -> dict[str, Any]:
     }
 
 
-async def _codes_with_bars(store: DataStore, start: date, end: date) -> list[str]:
-    # GROUP BY with MIN() lets MariaDB skip through the primary key (ts_code, trade_date) one symbol at a time
-    # ("Using index for group-by": 0.3 s for 5,000 symbols x 2,500 days); DISTINCT reads every index entry of the
-    # range and sorts them (4.5 s).
-    query = (
-        select(daily_bars.c.ts_code, func.min(daily_bars.c.trade_date))
-        .where(daily_bars.c.trade_date.between(start, end))
-        .group_by(daily_bars.c.ts_code)
-        .order_by(daily_bars.c.ts_code)
-    )
-    async for attempt in store.db.transaction():
-        async with attempt as session:
-            codes = [code for code, _ in (await session.execute(query)).all()]
-    return codes
-
-
 @dataclass
 class _QualityInputs:
     bars: pd.DataFrame
@@ -932,13 +867,8 @@ async def _quality_inputs(store: DataStore, codes: list[str], start: date, end: 
     bars["adj_factor"] = bars["adj_factor"].to_numpy() / units.MICRO  # the same double as float(Decimal)
     halts = _dated_frame(await store.quality_columns(suspensions, codes, start, end))
     limits = _dated_frame(await store.quality_columns(stk_limits, codes, start, end))
-    query = select(securities.c.ts_code, securities.c.list_date, securities.c.delist_date).where(
-        securities.c.ts_code.in_(codes)
-    )
-    async for attempt in store.db.transaction():
-        async with attempt as session:
-            rows = (await session.execute(query)).all()
-    secs = pd.DataFrame([tuple(r) for r in rows], columns=["ts_code", "list_date", "delist_date"])
+    rows = await store.listing_spans(codes)
+    secs = pd.DataFrame(rows, columns=["ts_code", "list_date", "delist_date"])
     return _QualityInputs(bars, halts, limits, secs)
 
 
@@ -993,30 +923,24 @@ def _merge_reports(reports: list[QualityReport]) -> QualityReport:
 
 async def quality_report_for_ingest(store: DataStore, ingest_run_id: str) -> str | None:
     """The id of the quality report stored for an ingest run, if any."""
-    from services.data.store import quality_reports
-
-    query = (
-        select(quality_reports.c.run_id)
-        .where(quality_reports.c.ingest_run_id == ingest_run_id)
-        .order_by(quality_reports.c.created_at.desc())
-        .limit(1)
-    )
-    async for attempt in store.db.transaction():
-        async with attempt as session:
-            found: str | None = await session.scalar(query)
-    return found
+    return await store.report_for_ingest(ingest_run_id)
 
 
 def stored_open_days(store: DataStore) -> Callable[[], Awaitable[set[date]]]:
     """The stored calendar's open days (for the scheduler's synchronous `is_trading_day`)."""
 
     async def load() -> set[date]:
-        query = select(trade_calendar.c.cal_date).where(
-            trade_calendar.c.exchange == CALENDAR_EXCHANGE, trade_calendar.c.is_open.is_(True)
-        )
-        async for attempt in store.db.transaction():
-            async with attempt as session:
-                days = set((await session.scalars(query)).all())
-        return days
+        return await store.all_open_days()
 
     return load
+
+
+def _to_outbox(event: Envelope | None) -> Callable[[DbSession], Awaitable[None]] | None:
+    """What writes `event` into the outbox in the run's closing transaction (None: there is no event)."""
+    if event is None:
+        return None
+
+    async def write(session: DbSession) -> None:
+        await add_to_outbox(session, outbox, event)
+
+    return write

@@ -4,87 +4,18 @@ Routes are thin: the work is in services/data/ingest.py."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel
+from fastapi import APIRouter, Query
 
-from services.data.ingest import IngestBusy, IngestError, Ingestor, quality_report_for_ingest
+from services.data.deps import IngestorDep, Store
+from services.data.ingest import IngestBusy, IngestError, quality_report_for_ingest
 from services.data.quality import RULES, QualityInputError
-from services.data.store import DataStore, IngestRun
-from services.data.store import QualityReport as StoredReport
+from services.data.schemas import FindingOut, RangeIn, ReportOut, RunOut, RunStarted
+from services.data.store import DataStore, IngestRun, StoredQualityReport
 from shared.platform.errors import Conflict, NotFound, ServiceError
-from shared.platform.request_model import RequestModel, TradeDate
 
 ingest_router = APIRouter(prefix="/v1", tags=["ingest"])
-
-
-class RangeIn(RequestModel):
-    start: TradeDate
-    end: TradeDate
-
-
-class RunStarted(BaseModel):
-    run_id: str
-    status: str = "running"
-
-
-class RunOut(BaseModel):
-    run_id: str
-    kind: str
-    status: str  # running, succeeded, failed, interrupted
-    start_date: date | None
-    end_date: date | None
-    rows: int  # rows written so far, every table
-    percent: float
-    rows_per_s: float | None
-    current: str | None  # the last day (or file) done
-    error: str | None
-    started_at: datetime
-    updated_at: datetime
-    finished_at: datetime | None
-    quality_report_id: str | None
-    # Optional endpoints the run did without (the provider token may not use them) -> why; see docs/data-ingest.md.
-    skipped_endpoints: dict[str, str]
-    detail: dict[str, Any]
-
-
-class FindingOut(BaseModel):
-    rule: str
-    severity: str
-    ts_code: str | None
-    trade_date: date | None
-    detail: str
-
-
-class ReportOut(BaseModel):
-    run_id: str
-    created_at: datetime
-    ingest_run_id: str | None
-    start_date: date | None
-    end_date: date | None
-    rules: list[str]
-    # All findings of the run. Each rule keeps at most `max_findings_per_rule` of its findings as examples:
-    # `kept` of them are stored (`kept_by_rule` per rule) while `counts` has every rule's true total. Reports
-    # stored before the totals were kept know only their examples: `counts` is null and `findings` == `kept`.
-    findings: int
-    kept: int
-    counts: dict[str, int] | None = None
-    kept_by_rule: dict[str, int] | None = None
-    max_findings_per_rule: int | None = None
-    rules_skipped: dict[str, str] | None = None
-    items: list[FindingOut]
-
-
-def _ingestor(request: Request) -> Ingestor:
-    ingestor: Ingestor = request.app.state.ingestor
-    return ingestor
-
-
-def _store(request: Request) -> DataStore:
-    store: DataStore = request.app.state.store
-    return store
 
 
 def _range(body: RangeIn) -> None:
@@ -120,11 +51,11 @@ def _run_out(run: IngestRun) -> RunOut:
     response_model=RunStarted,
     responses={409: {"description": "`ingest_running`: another run is active"}},
 )
-async def start_backfill(request: Request, body: RangeIn) -> RunStarted:
+async def start_backfill(ingestor: IngestorDep, body: RangeIn) -> RunStarted:
     """Backfill [start, end] by trade_date in the background: 202 with the run id; 409 while another run is active."""
     _range(body)
     try:
-        run_id = await _ingestor(request).start_backfill(body.start, body.end)
+        run_id = await ingestor.start_backfill(body.start, body.end)
     except IngestBusy as exc:
         raise Conflict("ingest_running", str(exc)) from exc
     return RunStarted(run_id=run_id)
@@ -136,23 +67,23 @@ async def start_backfill(request: Request, body: RangeIn) -> RunStarted:
     response_model=RunStarted,
     responses={409: {"description": "`ingest_running`: another run is active"}},
 )
-async def start_update(request: Request) -> RunStarted:
+async def start_update(ingestor: IngestorDep) -> RunStarted:
     """Fetch the trading days missing since the newest stored one, in the background."""
     try:
-        run_id = await _ingestor(request).start_update()
+        run_id = await ingestor.start_update()
     except IngestBusy as exc:
         raise Conflict("ingest_running", str(exc)) from exc
     return RunStarted(run_id=run_id)
 
 
 @ingest_router.get("/ingest/runs", response_model=list[RunOut])
-async def list_runs(request: Request, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[RunOut]:
-    return [_run_out(r) for r in await _store(request).list_ingest_runs(limit)]
+async def list_runs(store: Store, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[RunOut]:
+    return [_run_out(r) for r in await store.list_ingest_runs(limit)]
 
 
 @ingest_router.get("/ingest/runs/{run_id}", response_model=RunOut, responses={404: {"description": "no such run"}})
-async def get_run(request: Request, run_id: str) -> RunOut:
-    run = await _store(request).get_ingest_run(run_id)
+async def get_run(store: Store, run_id: str) -> RunOut:
+    run = await store.get_ingest_run(run_id)
     if run is None:
         raise NotFound("unknown_run", f"no ingest run {run_id}")
     return _run_out(run)
@@ -164,28 +95,28 @@ async def get_run(request: Request, run_id: str) -> RunOut:
     responses={409: {"description": "`quality_unavailable`: the checks cannot run now (e.g. no bars stored)"}},
 )
 async def run_quality(
-    request: Request, body: RangeIn, limit: Annotated[int, Query(ge=0, le=10_000)] = 1000
+    ingestor: IngestorDep, store: Store, body: RangeIn, limit: Annotated[int, Query(ge=0, le=10_000)] = 1000
 ) -> ReportOut:
     """Check the stored bars of [start, end] now; the report is stored and returned (findings up to `limit`)."""
     _range(body)
     try:
-        report_id, _ = await _ingestor(request).quality(body.start, body.end)
+        report_id, _ = await ingestor.quality(body.start, body.end)
     except (QualityInputError, IngestError) as exc:
         raise ServiceError("quality_unavailable", str(exc), status_code=409) from exc
-    return await _report_out(_store(request), report_id, limit=limit, offset=0, rule=None)
+    return await _report_out(store, report_id, limit=limit, offset=0, rule=None)
 
 
 @ingest_router.get("/quality/reports", response_model=list[ReportOut])
-async def list_reports(request: Request, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[ReportOut]:
+async def list_reports(store: Store, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[ReportOut]:
     """The newest reports, without their findings (ask one report for those)."""
-    return [_report_meta(r, []) for r in await _store(request).list_quality_reports(limit)]
+    return [_report_meta(r, []) for r in await store.list_quality_reports(limit)]
 
 
 @ingest_router.get(
     "/quality/reports/{run_id}", response_model=ReportOut, responses={404: {"description": "no such report"}}
 )
 async def get_report(
-    request: Request,
+    store: Store,
     run_id: str,
     rule: Annotated[str | None, Query(description="only this rule's findings")] = None,
     limit: Annotated[int, Query(ge=0, le=10_000)] = 1000,
@@ -195,7 +126,6 @@ async def get_report(
     if rule is not None and rule not in RULES:
         raise ServiceError("invalid_request", f"rule: unknown rule {rule!r}; known: {', '.join(RULES)}",
                            status_code=422)  # fmt: skip
-    store = _store(request)
     if await store.get_quality_report(run_id) is None:
         found = await quality_report_for_ingest(store, run_id)
         if found is None:
@@ -217,7 +147,7 @@ async def _report_out(store: DataStore, report_id: str, *, limit: int, offset: i
     return _report_meta(report, items)
 
 
-def _report_meta(report: StoredReport, items: list[FindingOut]) -> ReportOut:
+def _report_meta(report: StoredQualityReport, items: list[FindingOut]) -> ReportOut:
     return ReportOut(
         run_id=report.run_id,
         created_at=report.created_at,

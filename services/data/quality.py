@@ -5,7 +5,7 @@ defect, the ts_code, the trade date, the rule and a human-readable detail. Stora
 surfaces live elsewhere; this module does no I/O, so the same function checks an ingest batch, a CSV import or the
 whole stored market.
 
-Input is in the storage units of `services/data/store.py`: prices (open, high, low, close, pre_close and the limit
+Input is in the storage units of the store (docs/data.md): prices (open, high, low, close, pre_close and the limit
 prices) in integer fen, `vol` in shares, `amount` in fen, `adj_factor` Tushare's backward factor. Columns may be
 ints, floats, Decimals or numeric text; `trade_date` may be `datetime.date`, datetime64 or Tushare's YYYYMMDD text.
 
@@ -17,7 +17,7 @@ of them, so a systematically broken file gives a short report with true totals. 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from enum import StrEnum
@@ -219,6 +219,22 @@ def _fen(value: float) -> str:
     if math.isnan(value):
         return "NaN"
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def tally_findings(
+    rules: Sequence[str], finding_rules: Sequence[str], counts: Mapping[str, int] | None
+) -> tuple[dict[str, int], dict[str, int]]:
+    """A report's totals per rule: (found, kept). `finding_rules` are the rules of the findings kept as examples;
+    `counts` (rule -> findings found) the true totals when the findings were capped per rule (None: the findings
+    kept are all there were). Raises ValueError when a rule's count is below the number of its findings kept."""
+    kept: dict[str, int] = dict.fromkeys(rules, 0)
+    for rule in finding_rules:
+        kept[rule] = kept.get(rule, 0) + 1
+    found = dict(kept) if counts is None else {rule: int(counts.get(rule, 0)) for rule in {**kept, **counts}}
+    short = {rule: (found[rule], n) for rule, n in kept.items() if found[rule] < n}
+    if short:
+        raise ValueError(f"counts below the findings kept (rule: (count, kept)): {short}")
+    return found, kept
 
 
 # -- the checks ------------------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""The quote of a security for the next session: its reference price and limits, as risk and the paper broker
-need them. The rules are plain functions; `next_session_quote` gathers the stored facts they need."""
+"""The quote of a security for the next session (`shared.platform.quotes.Quote`): its reference price and limits,
+as risk and the paper broker need them. The rules are plain functions; `next_session_quote` gathers the stored
+facts they need."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from services.data.store import DataStore, SecurityRecord
 from shared.core.domain.codes import Board
 from shared.core.domain.money import from_fen
 from shared.core.market import limit_prices, price_limit_ratio
+from shared.platform.quotes import Quote
 
 # New listings have special limit regimes for at most their first five sessions (STAR/ChiNext/main board after
 # the registration reforms); from the sixth on a stock is "seasoned" and the rules take listing_day=None.
@@ -45,18 +47,9 @@ def next_session_limits(
     return NextSessionLimits(limit_up=limits[0], limit_down=limits[1])
 
 
-@dataclass(frozen=True)
-class Quote:
-    security: SecurityRecord
-    last_trade_date: date | None
-    last_close_fen: int | None
-    next_trade_date: date | None
-    suspended: bool  # no bar on the newest session in the store
-    limits: NextSessionLimits | None  # None: the next session has no limits, or there is no reference price
-
-
 async def next_session_quote(store: DataStore, security: SecurityRecord) -> Quote:
-    """The security's position as of the newest session in the store, and its limits for the session after."""
+    """The security's position as of the newest session in the store, and its limits for the session after
+    (`/v1/quotes/{ts_code}`'s answer)."""
     last = await store.last_bar(security.ts_code)
     as_of = await store.latest_session()
     next_day = await store.next_open_day(as_of) if as_of is not None else None
@@ -78,10 +71,14 @@ async def next_session_quote(store: DataStore, security: SecurityRecord) -> Quot
             listing_day=listing_day_of(open_days),
         )
     return Quote(
-        security=security,
+        ts_code=security.ts_code,
+        name=security.name,
+        board=Board(security.board),
+        is_st=security.is_st,
         last_trade_date=last.trade_date if last else None,
-        last_close_fen=last.close if last else None,
+        last_close=from_fen(last.close) if last else None,
         next_trade_date=next_day,
         suspended=last is None or last.trade_date != as_of,
-        limits=limits,
+        limit_up=limits.limit_up if limits else None,
+        limit_down=limits.limit_down if limits else None,
     )

@@ -1,11 +1,5 @@
-"""From Tushare's layouts and units to the store's, exactly and in bulk.
-
-Prices CNY -> fen, vol lots -> shares, amount thousand CNY -> fen, daily_basic's 万股 -> shares and 万元 -> fen,
-'YYYYMMDD' text -> dates. A float is taken as the decimal it prints as (`str(19.99)` is '19.99') and scaled with
-integer arithmetic, so 19.99 becomes 1999 fen, never 1998 through `int(19.99 * 100)`. Whole columns take a
-vectorised path proven equal to the Decimal one (see `exact_scaled`); only values it cannot prove exact go through
-the per-value Decimal conversions, which name the row and column of anything they refuse.
-"""
+"""From Tushare's layouts and units to the store's, exactly and in bulk (the conversions and why they are exact:
+docs/data.md, "Writing")."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from services.execution import api
 from services.execution.brokers.base import BrokerAdapter
-from services.execution.brokers.paper import DataServiceQuotes, PaperBroker
+from services.execution.brokers.paper import PaperBroker, PaperQuotes
 from services.execution.desk import OrderDesk
 from services.execution.metrics import ExecutionMetrics
 from services.execution.sessions import DataServiceCalendar
@@ -33,7 +33,7 @@ def create_app(settings: Settings, infra: Infra | None = None, *, broker: Broker
     db = Database(settings.database_url_for(NAME), lock_wait_s=settings.db_lock_wait_s)
     store = ExecutionStore(db, source=NAME, opening_cash_fen=to_fen(settings.paper_opening_cash))
     relay = OutboxRelay(db, outbox, infra.bus)
-    quotes = DataServiceQuotes(infra.services, settings.internal_secret)
+    quotes = PaperQuotes(infra.services, settings.internal_secret)
     adapter: BrokerAdapter = broker or PaperBroker(db, quotes)
 
     @asynccontextmanager

@@ -8,12 +8,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from services.risk import api
-from services.risk.desk import DataServiceQuotes, ExecutionCash, ExecutionPositions, ExecutionService, RiskDesk
+from services.risk.desk import ExecutionCash, ExecutionPositions, ExecutionService, RiskDesk
 from services.risk.metrics import RiskMetrics
 from services.risk.store import MIGRATIONS, RiskStore, outbox
 from shared.platform.app import Infra, create_service_app
 from shared.platform.db import Database
 from shared.platform.outbox import OutboxRelay
+from shared.platform.quotes import DataServiceQuotes
 from shared.platform.settings import Settings
 
 NAME = "risk"
@@ -47,7 +48,7 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
         approval_secret=settings.require_approval_secret(),  # refuses to start without a real one
         approval_ttl_s=settings.approval_ttl_s,
         max_order_value=settings.max_order_value,
-        quotes=DataServiceQuotes(infra.services, settings.internal_secret),
+        quotes=DataServiceQuotes(infra.services, settings.internal_secret, "risk"),
         positions=ExecutionPositions(infra.services, settings.internal_secret),
         cash=ExecutionCash(infra.services, settings.internal_secret),
         execution=ExecutionService(infra.services, settings.internal_secret),

@@ -8,11 +8,10 @@ from datetime import date
 from decimal import Decimal
 from enum import StrEnum
 
-from pydantic import BaseModel
-
 from shared.core.domain import InvalidTsCode, OrderSide, OrderType, SecurityCode, money, parse_ts_code
 from shared.core.market.orders import Holding, buy_cost, oversell_error
 from shared.core.market.rules import buy_qty_error, on_tick, sell_qty_error
+from shared.platform.quotes import Quote
 
 
 class ReasonCode(StrEnum):
@@ -47,19 +46,6 @@ class OrderIntent:
     order_type: OrderType
     qty: int
     price: Decimal | None = None
-
-
-class Quote(BaseModel):
-    """The fields of the data service's `GET /v1/quotes/{ts_code}` that risk decides on. All are required (a
-    quote without them cannot be trusted: fail closed); limits are null on sessions without price limits."""
-
-    ts_code: str
-    is_st: bool
-    last_close: Decimal | None  # null for a security that never traded (the data service reports it suspended)
-    suspended: bool
-    next_trade_date: date | None
-    limit_up: Decimal | None
-    limit_down: Decimal | None
 
 
 def static_checks(order: OrderIntent, *, max_order_value: Decimal) -> tuple[SecurityCode | None, list[Reason]]:

@@ -21,7 +21,6 @@ from pydantic import ValidationError
 from services.risk.checks import (
     Holding,
     OrderIntent,
-    Quote,
     Reason,
     ReasonCode,
     cash_checks,
@@ -41,16 +40,13 @@ from shared.platform.events import Envelope
 from shared.platform.http import ServiceDirectory
 from shared.platform.internal_auth import INTERNAL_HEADER, Principal, mint_internal_token, service_headers
 from shared.platform.observability import current_correlation_id, new_id
+from shared.platform.quotes import Quote, QuoteUnavailable
 from shared.platform.roles import Role
 
 log = logging.getLogger(__name__)
 
 # Roles that may not place orders (the gateway checks too; risk does not rely on it).
 # Who may place orders: people with a trading role. Viewers watch; a service acting as itself has no account.
-
-
-class QuoteUnavailable(Exception):
-    """The data service could not say what risk needs: risk cannot decide."""
 
 
 class QuoteSource(Protocol):
@@ -107,29 +103,6 @@ class DecisionLog(Protocol):
 
     async def record_outcome(self, decision_id: str, outcome: ExecutionOutcome) -> None:
         """What execution answered for a forwarded decision (PLACED and REFUSED are final)."""
-
-
-class DataServiceQuotes:
-    """Quotes from the data service (`GET /v1/quotes/{ts_code}`), as risk itself (service token)."""
-
-    def __init__(self, services: ServiceDirectory, internal_secret: str) -> None:
-        self.services = services
-        self.internal_secret = internal_secret
-
-    async def quote(self, ts_code: str) -> Quote | None:
-        client = self.services.client("data")
-        try:
-            body = await client.get_json(f"/v1/quotes/{ts_code}", headers=service_headers(self.internal_secret, "risk"))
-        except ServiceError as exc:
-            if exc.status_code == 404:
-                return None
-            raise QuoteUnavailable(f"the data service answered {exc.code}: {exc.message}") from exc
-        except ValueError as exc:
-            raise QuoteUnavailable("the data service answered without JSON") from exc
-        try:
-            return Quote.model_validate(body)
-        except ValidationError as exc:
-            raise QuoteUnavailable(f"the data service's quote for {ts_code} is malformed: {exc.errors()[0]}") from exc
 
 
 class ExecutionPositions:

@@ -443,7 +443,7 @@ def read_adj_factor_files(paths: Sequence[str | Path]) -> list[pd.DataFrame]:
 CALENDAR_REQUIRED = ("cal_date", "is_open")  # exchange: SSE when absent; pretrade_date: checked when present
 CALENDAR_EXCHANGES = ("SSE", "SZSE", "BSE", "CFFEX", "SHFE", "CZCE", "DCE", "INE", "GFEX")  # Tushare's codes
 SECURITY_REQUIRED = ("ts_code", "name", "list_date")
-# The store's text widths (services/data/store.py, `securities`): longer text is refused, never cut.
+# The store's text widths (services/data/store/tables.py, `securities`): longer text is refused, never cut.
 SECURITY_TEXT_WIDTHS = {"symbol": 8, "name": 32, "industry": 32, "area": 16, "market": 16}
 LIST_STATUSES = ("L", "D", "P")
 

@@ -22,9 +22,8 @@ from services.execution.brokers.paper_tables import paper_fills, paper_orders
 from shared.core.domain import Order, OrderSide, OrderStatus, OrderType, price
 from shared.platform.clock import utcnow
 from shared.platform.db import Database
-from shared.platform.errors import ServiceError
 from shared.platform.http import ServiceDirectory
-from shared.platform.internal_auth import service_headers
+from shared.platform.quotes import DataServiceQuotes, QuoteUnavailable
 
 NEVER_REACHED_BROKER = "cancelled before it reached the broker"
 CLIENT_CANCEL = "cancelled by the client"
@@ -42,34 +41,27 @@ class QuoteSource(Protocol):
         """The latest close, or None for a security the data service does not know. Raises BrokerUnavailable."""
 
 
-class DataServiceQuotes:
-    """Latest closes from the data service's `GET /v1/quotes/{ts_code}`."""
+class PaperQuotes:
+    """The latest closes the paper broker fills at, from the data service's quotes (`shared.platform.quotes`)."""
 
     def __init__(self, services: ServiceDirectory, internal_secret: str) -> None:
-        self.services = services
-        self.internal_secret = internal_secret
+        self.quotes = DataServiceQuotes(services, internal_secret, "execution")
 
     async def latest(self, ts_code: str) -> PaperQuote | None:
-        client = self.services.client("data")
         try:
-            body = await client.get_json(
-                f"/v1/quotes/{ts_code}", headers=service_headers(self.internal_secret, "execution")
-            )
-        except ServiceError as exc:
-            if exc.status_code == 404:
-                return None
-            raise BrokerUnavailable(f"no market data for {ts_code}: {exc.code}: {exc.message}") from exc
-        except ValueError as exc:  # a body that is not JSON
-            raise BrokerUnavailable(f"malformed market data for {ts_code}") from exc
+            quote = await self.quotes.quote(ts_code)
+        except QuoteUnavailable as exc:
+            raise BrokerUnavailable(f"no market data for {ts_code}: {exc}") from exc
+        if quote is None:
+            return None
         try:
-            suspended = body["suspended"]
-            last_close = None if body["last_close"] is None else price(body["last_close"])
-            limit_up = None if body.get("limit_up") is None else price(body["limit_up"])
-        except (KeyError, TypeError, ValueError) as exc:
+            last_close = None if quote.last_close is None else price(quote.last_close)
+            limit_up = None if quote.limit_up is None else price(quote.limit_up)
+        except ValueError as exc:  # a price off the tick
             raise BrokerUnavailable(f"malformed market data for {ts_code}: {exc}") from exc
-        if not isinstance(suspended, bool) or (last_close is None and not suspended):
+        if last_close is None and not quote.suspended:
             raise BrokerUnavailable(f"market data for {ts_code} has no usable last close")
-        return PaperQuote(last_close=last_close, suspended=suspended, limit_up=limit_up)
+        return PaperQuote(last_close=last_close, suspended=quote.suspended, limit_up=limit_up)
 
 
 def paper_fill_price(

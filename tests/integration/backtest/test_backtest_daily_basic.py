@@ -23,8 +23,8 @@ from services.backtest.optimize import OptimisationTaskHandler, bulk_market_load
 from services.backtest.optimize_store import PointStatus
 from services.backtest.schemas import OptimisationRequest
 from services.backtest.worker import BacktestWorker
-from services.data.api import bulk_directory
 from services.data.app import create_app as create_data_app
+from services.data.bulk import bulk_directory
 from services.data.demo import DemoMarket, generate_demo_market
 from shared.core.market.calendar import sse_trading_days
 from shared.platform.app import Infra

@@ -18,9 +18,8 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import delete, select
 
-from services.data.api import bulk_directory
 from services.data.app import create_app
-from services.data.bulk import read_answer
+from services.data.bulk import bulk_directory, read_answer
 from services.data.demo import DemoMarket, generate_demo_market
 from services.data.store import DataStore, daily_basic
 from shared.platform.internal_auth import service_headers

@@ -17,15 +17,17 @@ from alembic.migration import MigrationContext
 from pydantic import SecretStr
 from sqlalchemy import func, select
 
-import services.data.store as store_module
+import services.data.store.bulk as store_module
 from services.data.app import create_app
 from services.data.cache import ReadCache
 from services.data.demo import generate_demo_market
 from services.data.loader import load_demo_market
 from services.data.store import MIGRATIONS_DIR, DataStore, daily_bars, metadata
+from shared.core.domain.codes import Board
 from shared.platform.cache import MemoryCache
 from shared.platform.db import Database
 from shared.platform.internal_auth import service_headers
+from shared.platform.quotes import Quote
 from shared.platform.settings import Settings
 
 
@@ -97,6 +99,10 @@ async def _new_listings_are_quoted_without_limits(store: DataStore, client: http
     assert (star["limit_up"], star["limit_down"]) == ("28.80", "19.20")
     unlisted = (await client.get("/v1/quotes/300999.SZ")).json()  # listing tomorrow: no bars yet
     assert unlisted["suspended"] is True and unlisted["last_close"] is None and unlisted["limit_up"] is None
+    # Each answer is the one quote schema its consumers (risk, the paper broker) parse it into.
+    parsed = Quote.model_validate(star)
+    assert (parsed.ts_code, parsed.board, parsed.limit_up) == ("688999.SH", Board.STAR, Decimal("28.80"))
+    assert Quote.model_validate(unlisted).last_trade_date is None
 
 
 async def test_a_tushare_store_never_gets_the_demo_market(tmp_path: Path) -> None:

@@ -538,7 +538,7 @@ async def test_a_failing_quality_phase_still_finishes_the_run_and_announces_the_
 async def test_a_bulk_write_failing_part_way_still_counts_as_a_change(
     store: DataStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import services.data.store as store_module
+    import services.data.store.bulk as store_module
 
     dropped = 0
 
@@ -714,7 +714,7 @@ async def test_a_failed_run_s_bars_updated_reaches_the_bus(backing: Any) -> None
 async def test_a_bars_write_cut_short_is_announced_with_its_batch(
     store: DataStore, fake: FakeTushare, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import services.data.store as store_module
+    import services.data.store.bulk as store_module
 
     fake.reset()
     # The second batch's bars (4 and 5 January, 3 stocks) go to the server 2 rows per transaction, in key order:
@@ -755,7 +755,7 @@ async def test_a_bars_write_cut_short_is_announced_with_its_batch(
 async def test_a_file_import_cut_short_announces_the_bars_it_may_have_written(
     store: DataStore, fake: FakeTushare, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import services.data.store as store_module
+    import services.data.store.bulk as store_module
 
     rows = [f"{code},{day},10,10.1,9.9,10.05,10,0.05,0.5,10,20"
             for code in ("000001.SZ", "600000.SH", "688001.SH") for day in ("20240102", "20240103")]  # fmt: skip

@@ -5,10 +5,10 @@ from decimal import Decimal
 
 import pytest
 
-from services.data.api import BarOut, BarsOut
 from services.data.bars_json import bars_body, cny
 from services.data.demo import generate_demo_market
 from services.data.loader import daily_bar_rows
+from services.data.schemas import BarOut, BarsOut
 from services.data.store import BarRecord
 from shared.core.domain.money import from_fen
 from shared.platform.settings import Settings

@@ -8,7 +8,6 @@ import pytest
 from services.risk.checks import (
     Holding,
     OrderIntent,
-    Quote,
     Reason,
     ReasonCode,
     cash_checks,
@@ -17,6 +16,8 @@ from services.risk.checks import (
     static_checks,
 )
 from shared.core.domain import OrderSide, OrderType, parse_ts_code
+from shared.core.domain.codes import Board
+from shared.platform.quotes import Quote
 
 CAP = Decimal("1000000")  # 1,000,000 CNY per order
 
@@ -25,7 +26,10 @@ def _quote(ts_code: str = "600000.SH", **kw: object) -> Quote:
     # Main board, last close 10.00: next session limits 10.00 * 1.1 = 11.00 and 10.00 * 0.9 = 9.00.
     values: dict[str, object] = dict(
         ts_code=ts_code,
+        name=ts_code,
+        board=Board.MAIN,
         is_st=False,
+        last_trade_date=date(2024, 12, 31),
         last_close=Decimal("10.00"),
         suspended=False,
         next_trade_date=date(2025, 1, 2),

@@ -8,22 +8,27 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from services.risk.checks import Holding, Quote
+from services.risk.checks import Holding
 from services.risk.desk import CashUnavailable, PositionsUnavailable, QuoteUnavailable, RiskDesk
 from services.risk.metrics import RiskMetrics
 from services.risk.schemas import OrderRequest
 from services.risk.store import Decision, ExecutionOutcome
+from shared.core.domain.codes import Board
 from shared.platform.approval import Approval, OrderTerms, approval_error
 from shared.platform.errors import ServiceError, Unavailable
 from shared.platform.events import Envelope, OrderDenied
 from shared.platform.internal_auth import Principal
+from shared.platform.quotes import Quote
 
 SECRET = "unit-approval-secret-0123456789"
 TTL_S = 60
 ALICE = Principal("alice", "trader", "acct-alice")
 QUOTE = Quote(
     ts_code="600000.SH",
+    name="浦发银行",
+    board=Board.MAIN,
     is_st=False,
+    last_trade_date=date(2024, 12, 31),
     last_close=Decimal("10.00"),
     suspended=False,
     next_trade_date=date(2025, 1, 2),

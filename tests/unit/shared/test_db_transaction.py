@@ -136,7 +136,7 @@ async def test_other_errors_are_not_retried(db: Database, error: Exception) -> N
 # Where a transaction may still be opened without the retries (how many times), and why.
 SINGLE_ATTEMPT = {
     "shared/platform/db.py": 4,  # the helper itself, session() for tests, CREATE DATABASE and migrations at start-up
-    "services/data/store.py": 2,  # snapshot() and _session(): read-only context managers (reads take no locks)
+    "services/data/store/base.py": 2,  # snapshot() and _session(): read-only context managers (reads take no locks)
 }
 OPENS_A_TRANSACTION = re.compile(r"\.session\(\)|\.begin\(\)")
 

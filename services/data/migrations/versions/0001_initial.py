@@ -36,7 +36,7 @@ def upgrade() -> None:
         sa.Column("is_open", sa.Boolean(), nullable=False),
         sa.PrimaryKeyConstraint("exchange", "cal_date", name=op.f("pk_trade_calendar")),
     )
-    # Prices and amount in integer fen, vol in shares (see services/data/store.py).
+    # Prices and amount in integer fen, vol in shares (see services/data/store/tables.py).
     op.create_table(
         "daily_bars",
         sa.Column("ts_code", sa.String(12), nullable=False),

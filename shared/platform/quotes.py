@@ -1,0 +1,65 @@
+"""The data service's quote (`GET /v1/quotes/{ts_code}`): the one schema the data service answers with, and the
+one client its consumers (risk, the paper broker) read it with."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+from pydantic import BaseModel, ConfigDict, StrictBool, ValidationError
+
+from shared.core.domain.codes import Board
+from shared.platform.errors import ServiceError
+from shared.platform.http import ServiceDirectory
+from shared.platform.internal_auth import service_headers
+
+
+class Quote(BaseModel):
+    """A security as of the newest session in the data service's store, and its limits for the next session.
+
+    Every field is required: a quote missing one cannot be trusted (consumers fail closed). Prices in CNY."""
+
+    model_config = ConfigDict(frozen=True)
+
+    ts_code: str
+    name: str
+    board: Board
+    is_st: StrictBool
+    last_trade_date: date | None  # None: the security never traded
+    last_close: Decimal | None  # None only for a security that never traded (then it is suspended)
+    next_trade_date: date | None  # None: beyond the stored calendar
+    suspended: StrictBool  # no bar on the newest session in the store
+    limit_up: Decimal | None  # for next_trade_date; None when that session has no limits (or nothing is known)
+    limit_down: Decimal | None
+
+
+class QuoteUnavailable(Exception):
+    """The data service could not say what the caller needs (down, refusing, or answering something that is not a
+    quote): the caller cannot decide and fails closed."""
+
+
+class DataServiceQuotes:
+    """Quotes from the data service (`GET /v1/quotes/{ts_code}`), asked as the service `caller` (service token),
+    parsed into `Quote`."""
+
+    def __init__(self, services: ServiceDirectory, internal_secret: str, caller: str) -> None:
+        self.services = services
+        self.internal_secret = internal_secret
+        self.caller = caller
+
+    async def quote(self, ts_code: str) -> Quote | None:
+        """The quote, or None for a security the data service does not know. Raises QuoteUnavailable."""
+        client = self.services.client("data")
+        headers = service_headers(self.internal_secret, self.caller)
+        try:
+            body = await client.get_json(f"/v1/quotes/{ts_code}", headers=headers)
+        except ServiceError as exc:
+            if exc.status_code == 404:
+                return None
+            raise QuoteUnavailable(f"the data service answered {exc.code}: {exc.message}") from exc
+        except ValueError as exc:
+            raise QuoteUnavailable("the data service answered without JSON") from exc
+        try:
+            return Quote.model_validate(body)
+        except ValidationError as exc:
+            raise QuoteUnavailable(f"the data service's quote for {ts_code} is malformed: {exc.errors()[0]}") from exc
