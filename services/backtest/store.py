@@ -50,7 +50,7 @@ from shared.platform.events.envelope import Envelope
 from shared.platform.outbox import add_to_outbox, outbox_table
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-ERROR_MAX_CHARS = 20_000  # TEXT holds 64 KiB; a traceback's last lines are the ones that matter
+ERROR_MAX_CHARS = 20_000  # TEXT holds 64 KiB; a traceback's last lines are the ones that matter (optimisations too)
 
 
 class BacktestStatus(StrEnum):
@@ -239,6 +239,15 @@ def _runs_with_sleeve(*, strategy: str | None = None, containing: str | None = N
     return query
 
 
+async def first_row(db: Database, query: Select[Any]) -> RowMapping | None:
+    """The first row `query` selects (a job by its id: a backtest, an optimisation), or None, in a transaction of
+    its own (retried like every unit of work)."""
+    async for attempt in db.transaction():
+        async with attempt as session:
+            row = (await session.execute(query)).mappings().first()
+    return row
+
+
 def _last_sign_of_life() -> ColumnElement[Any]:
     return func.coalesce(backtests.c.heartbeat_at, backtests.c.started_at)
 
@@ -316,13 +325,7 @@ class BacktestStore:
         return record
 
     async def get(self, backtest_id: str) -> BacktestRecord | None:
-        async for attempt in self.db.transaction():
-            async with attempt as session:
-                row = (
-                    (await session.execute(select(backtests).where(backtests.c.backtest_id == backtest_id)))
-                    .mappings()
-                    .first()
-                )
+        row = await first_row(self.db, select(backtests).where(backtests.c.backtest_id == backtest_id))
         return None if row is None else BacktestRecord.from_row(row)
 
     async def search(
