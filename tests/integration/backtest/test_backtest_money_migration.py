@@ -148,3 +148,22 @@ async def test_an_amount_with_a_fraction_of_a_fen_stops_the_migration_and_change
         assert revision == [("0006",)]
     finally:
         await db.dispose()
+
+
+async def test_downgrading_on_sqlite_keeps_the_rows_that_reference_a_run(tmp_path: Path) -> None:
+    # Copying `backtests` and dropping the original (alembic's batch mode) would cascade-delete its curve.
+    db = Database(f"sqlite+aiosqlite:///{tmp_path}/backtest.db")
+    await db.connect()
+    try:
+        async with db.engine.begin() as conn:
+            await conn.run_sync(_migrate_to, "0006")
+        await _old_rows(db, {"kept": "500.00"})
+        await BacktestStore(db).migrate()
+        async with db.engine.begin() as conn:
+            await conn.run_sync(_migrate_to, "0005", down=True)  # 0007's and 0006's downgrades
+            cash = await conn.run_sync(_raw, "SELECT backtest_id, initial_cash FROM backtests")
+            curve = await conn.run_sync(_raw, "SELECT count(*), min(equity) FROM backtest_equity")
+        assert cash == [("kept", "500.00")]
+        assert curve == [(DAYS, _equity(0, 0))]
+    finally:
+        await db.dispose()
