@@ -16,7 +16,6 @@ running `OptimisationTaskHandler` evaluates them with `shared.research.engine.op
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import json
 import logging
@@ -28,6 +27,7 @@ from typing import Any
 
 import pandas as pd
 
+from services.backtest.consumer import JobConsumer, wait_for_shutdown
 from services.backtest.market_data import MarketData, data_version, engine_frame
 from services.backtest.optimize_store import (
     OptimisationRecord,
@@ -38,11 +38,9 @@ from services.backtest.optimize_store import (
     StoredPoint,
 )
 from services.backtest.schemas import OptimisationRequest, WalkForwardSpec
-from services.backtest.store import BacktestStore
 from shared.platform.app import Infra
 from shared.platform.bus.port import EventBus
 from shared.platform.db import Database
-from shared.platform.periodic import PeriodicTask
 from shared.platform.settings import Settings
 from shared.research.engine import BacktestConfig, Panel, load_bars, panel_data_key
 from shared.research.engine.optimize import (
@@ -63,7 +61,6 @@ from shared.research.strategy import Strategy, discover_strategies
 
 log = logging.getLogger(__name__)
 
-SERVICE = "backtest"
 TASK_QUEUE = "optimisation-tasks"  # the work queue `<ns>.jobs.optimisation-tasks`
 DEFAULT_BATCH = 10  # points per task of jobs stored before batch_size could be left to the service
 MAX_AUTO_BATCH = 100  # the evaluator's pass size: points beyond it per task buy nothing
@@ -200,9 +197,12 @@ def bulk_market_loader(market_data: MarketData) -> MarketLoader:
     return load
 
 
-class OptimisationTaskHandler:
+class OptimisationTaskHandler(JobConsumer):
     """Runs optimisation tasks from the work queue in any worker process: `start()` consumes, `stop()` lets the
     batch in progress finish."""
+
+    queue = TASK_QUEUE
+    sweeper_name = "optimisation-sweeper"
 
     def __init__(
         self,
@@ -216,12 +216,8 @@ class OptimisationTaskHandler:
         sweep_interval_s: float | None = None,
         stale_s: float | None = None,
     ) -> None:
-        self.settings = settings
-        self.infra = infra
-        self._owns_db = db is None
-        self.db = db or Database(settings.database_url_for(SERVICE), lock_wait_s=settings.db_lock_wait_s)
+        super().__init__(settings, infra, db, strategies)
         self.store = OptimisationStore(self.db)
-        self.strategies = dict(strategies) if strategies is not None else discover_strategies()
         if load_market is None:
             raise ValueError("load_market is required: e.g. bulk_market_loader(worker.market_data())")
         self.load_market = load_market
@@ -229,30 +225,15 @@ class OptimisationTaskHandler:
         self.sweep_interval_s = SWEEP_INTERVAL_S if sweep_interval_s is None else sweep_interval_s
         self.stale_s = STALE_S if stale_s is None else stale_s
         self._panels: OrderedDict[tuple[Any, ...], tuple[Panel, dict[tuple[Any, ...], Evaluator]]] = OrderedDict()
-        self._busy = asyncio.Lock()
-        self._stopping = False
-        self._sweeper: PeriodicTask | None = None
         self.evaluated = 0  # points evaluated by this handler (for benchmarks and logs)
 
     async def start(self) -> None:
-        await self.db.connect()
-        await BacktestStore(self.db).migrate()
-        await self.infra.bus.consume_jobs(TASK_QUEUE, self.handle, prefetch=1)
-        self._sweeper = PeriodicTask("optimisation-sweeper", self.sweep_interval_s, self.sweep)
-        self._sweeper.start()
+        await self._open()
+        await self._consume(self.sweep_interval_s)
 
     async def stop(self, timeout_s: float = 120.0) -> None:
-        self._stopping = True
-        # A sweep in progress may finish (for up to PeriodicTask's grace); one that overruns it is cancelled.
-        sweeper, self._sweeper = self._sweeper, None
-        if sweeper is not None:
-            await sweeper.stop()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout_s):
-                async with self._busy:
-                    pass
-        if self._owns_db:
-            await self.db.dispose()
+        await self._drain(timeout_s)  # a batch still running then is redelivered by the broker
+        await self._close()
 
     async def sweep(self) -> int:
         """Recover optimisations that stopped moving; returns how many were touched."""
@@ -291,7 +272,7 @@ class OptimisationTaskHandler:
         if not isinstance(optimisation_id, str) or not optimisation_id:
             raise ValueError(f"malformed optimisation task: {body!r}")
         if self._stopping:
-            await asyncio.Event().wait()  # left unacknowledged: the broker gives it to another worker
+            await wait_for_shutdown()  # left unacknowledged: the broker gives it to another worker
         async with self._busy:
             record = await self.store.get(optimisation_id)
             if record is None:

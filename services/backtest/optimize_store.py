@@ -31,22 +31,13 @@ from sqlalchemy import (
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.types import JSON
 
+from services.backtest.store import ERROR_MAX_CHARS, BacktestStatus, first_row
 from shared.platform.clock import UtcDateTime, utcnow
 from shared.platform.db import Database, new_metadata
 
-ERROR_MAX_CHARS = 20_000
-
-
-class OptimisationStatus(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def is_final(self) -> bool:
-        return self in (OptimisationStatus.SUCCEEDED, OptimisationStatus.FAILED, OptimisationStatus.CANCELLED)
+# An optimisation goes through the states of a backtest (queued -> running -> succeeded | failed | cancelled, final
+# once there): the same type, so `is_final` and the values are written once.
+OptimisationStatus = BacktestStatus
 
 
 class PointStatus(StrEnum):
@@ -292,17 +283,7 @@ class OptimisationStore:
         )
 
     async def get(self, optimisation_id: str) -> OptimisationRecord | None:
-        async for attempt in self.db.transaction():
-            async with attempt as session:
-                row = (
-                    (
-                        await session.execute(
-                            select(optimisations).where(optimisations.c.optimisation_id == optimisation_id)
-                        )
-                    )
-                    .mappings()
-                    .first()
-                )
+        row = await first_row(self.db, select(optimisations).where(optimisations.c.optimisation_id == optimisation_id))
         return None if row is None else OptimisationRecord.of(row)
 
     async def mark_running(self, optimisation_id: str) -> None:

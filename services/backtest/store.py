@@ -23,16 +23,13 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     Date,
-    Dialect,
     ForeignKey,
     Index,
     Integer,
     LargeBinary,
-    Numeric,
     String,
     Table,
     Text,
-    TypeDecorator,
     delete,
     func,
     insert,
@@ -44,16 +41,16 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
-from sqlalchemy.types import JSON, TypeEngine
+from sqlalchemy.types import JSON
 
-from shared.core.domain.money import money
 from shared.platform.clock import UtcDateTime, utcnow
+from shared.platform.columns import CnyFen
 from shared.platform.db import Database, new_metadata
 from shared.platform.events.envelope import Envelope
 from shared.platform.outbox import add_to_outbox, outbox_table
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-ERROR_MAX_CHARS = 20_000  # TEXT holds 64 KiB; a traceback's last lines are the ones that matter
+ERROR_MAX_CHARS = 20_000  # TEXT holds 64 KiB; a traceback's last lines are the ones that matter (optimisations too)
 
 
 class BacktestStatus(StrEnum):
@@ -75,28 +72,6 @@ ARTIFACT_CHUNK_BYTES = 1 << 20
 ARTIFACT_NAMES = ("daily", "trades", "unfilled")
 
 
-class Money(TypeDecorator[Decimal]):
-    """CNY to the fen, exact on both backends: DECIMAL(20,2) on MySQL; text on SQLite, whose NUMERIC would go
-    through float."""
-
-    impl = Numeric(20, 2)
-    cache_ok = True
-
-    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
-        if dialect.name == "sqlite":
-            return dialect.type_descriptor(String(24))
-        return dialect.type_descriptor(Numeric(20, 2))
-
-    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
-        if value is None:
-            return None
-        amount = money(value)
-        return str(amount) if dialect.name == "sqlite" else amount
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
-        return None if value is None else money(Decimal(str(value)))
-
-
 metadata = new_metadata()
 
 backtests = Table(
@@ -110,7 +85,7 @@ backtests = Table(
     Column("ts_codes", JSON, nullable=False),
     Column("start_date", Date, nullable=False),
     Column("end_date", Date, nullable=False),
-    Column("initial_cash", Money, nullable=False),
+    Column("initial_cash_fen", CnyFen, key="initial_cash", nullable=False),  # 0007: fen (was DECIMAL(20,2))
     Column("status", String(16), nullable=False),
     Column("summary", JSON(none_as_null=True), nullable=True),
     Column("error", Text, nullable=True),
@@ -141,7 +116,7 @@ backtest_equity = Table(
         primary_key=True,
     ),
     Column("trade_date", Date, primary_key=True),
-    Column("equity", Money, nullable=False),
+    Column("equity_fen", CnyFen, key="equity", nullable=False),  # 0007: fen (was DECIMAL(20,2))
 )
 
 backtest_artifacts = Table(
@@ -222,7 +197,7 @@ class BacktestRecord:
             ts_codes=_json_value(row["ts_codes"]),
             start=row["start_date"],
             end=row["end_date"],
-            initial_cash=row["initial_cash"],
+            initial_cash=row[backtests.c.initial_cash],  # the column is initial_cash_fen
             status=BacktestStatus(row["status"]),
             summary=_json_value(row["summary"]),
             error=row["error"],
@@ -262,6 +237,15 @@ def _runs_with_sleeve(*, strategy: str | None = None, containing: str | None = N
     if containing is not None:
         query = query.where(backtest_strategies.c.strategy.icontains(containing, autoescape=True))
     return query
+
+
+async def first_row(db: Database, query: Select[Any]) -> RowMapping | None:
+    """The first row `query` selects (a job by its id: a backtest, an optimisation), or None, in a transaction of
+    its own (retried like every unit of work)."""
+    async for attempt in db.transaction():
+        async with attempt as session:
+            row = (await session.execute(query)).mappings().first()
+    return row
 
 
 def _last_sign_of_life() -> ColumnElement[Any]:
@@ -341,13 +325,7 @@ class BacktestStore:
         return record
 
     async def get(self, backtest_id: str) -> BacktestRecord | None:
-        async for attempt in self.db.transaction():
-            async with attempt as session:
-                row = (
-                    (await session.execute(select(backtests).where(backtests.c.backtest_id == backtest_id)))
-                    .mappings()
-                    .first()
-                )
+        row = await first_row(self.db, select(backtests).where(backtests.c.backtest_id == backtest_id))
         return None if row is None else BacktestRecord.from_row(row)
 
     async def search(

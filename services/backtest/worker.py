@@ -54,6 +54,7 @@ import pandas as pd
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.backtest.consumer import SERVICE, JobConsumer, wait_for_shutdown
 from services.backtest.events import JOB_QUEUE, backtest_finished, backtest_progress, short_error
 from services.backtest.market_data import DEFAULT_CACHE_MAX_BYTES, BarsUnavailable, MarketData, engine_frame
 from services.backtest.runner import (
@@ -76,7 +77,6 @@ from shared.platform.events import Envelope
 from shared.platform.internal_auth import service_headers
 from shared.platform.observability import configure_logging
 from shared.platform.outbox import OutboxRelay
-from shared.platform.periodic import PeriodicTask
 from shared.platform.settings import Settings
 from shared.research.engine import BacktestConfig
 from shared.research.engine.portfolio import PortfolioResult, Sleeve
@@ -84,7 +84,6 @@ from shared.research.strategy import Strategy, discover_strategies
 
 log = logging.getLogger(__name__)
 
-SERVICE = "backtest"
 PROCESS = "backtest-worker"
 
 MAX_ATTEMPTS = 3  # times a backtest may be started; the next delivery fails it instead
@@ -92,7 +91,6 @@ SWEEP_INTERVAL_S = 60.0
 STALE_QUEUED_S = 120.0
 STALE_RUNNING_S = 5 * 60.0  # without a heartbeat for this long, a running backtest has lost its worker
 HEARTBEAT_S = 60.0  # how often the worker running a backtest renews its lease
-SWEEP_STOP_GRACE_S = 10.0
 PROGRESS_INTERVAL_S = 1.0  # at most one backtest.progress event per backtest this often
 CANCEL_POLL_S = 0.5  # how often a running job checks whether it was cancelled
 
@@ -147,7 +145,10 @@ def default_cache_dir(settings: Settings) -> Path:
     return Path(tempfile.gettempdir()) / "lianghua-backtest-cache" / settings.bus_namespace
 
 
-class BacktestWorker:
+class BacktestWorker(JobConsumer):
+    queue = JOB_QUEUE
+    sweeper_name = "backtest-sweeper"
+
     def __init__(
         self,
         settings: Settings,
@@ -167,13 +168,9 @@ class BacktestWorker:
         stale_running_s: float | None = None,
     ) -> None:
         """The sweep's timings default to the module's constants (read here, so a test may patch them)."""
-        self.settings = settings
-        self.infra = infra
-        self._owns_db = db is None
-        self.db = db or Database(settings.database_url_for(SERVICE), lock_wait_s=settings.db_lock_wait_s)
+        super().__init__(settings, infra, db, strategies)
         self.store = BacktestStore(self.db)
         self.relay = OutboxRelay(self.db, outbox, infra.bus)
-        self.strategies = dict(strategies) if strategies is not None else discover_strategies()
         self.metrics = WorkerMetrics(registry or CollectorRegistry())
         self.fetch_attempts = fetch_attempts
         self.fetch_backoff_s = fetch_backoff_s
@@ -185,39 +182,20 @@ class BacktestWorker:
         self.sweep_interval_s = SWEEP_INTERVAL_S if sweep_interval_s is None else sweep_interval_s
         self.stale_queued_s = STALE_QUEUED_S if stale_queued_s is None else stale_queued_s
         self.stale_running_s = STALE_RUNNING_S if stale_running_s is None else stale_running_s
-        self._busy = asyncio.Lock()
-        self._stopping = False
-        self._sweeper: PeriodicTask | None = None
 
     async def start(self) -> None:
-        await self.db.connect()
-        await self.store.migrate()
+        await self._open()
         self.relay.start()
-        await self.infra.bus.consume_jobs(JOB_QUEUE, self.handle, prefetch=1)
-        self._sweeper = PeriodicTask(
-            "backtest-sweeper", self.sweep_interval_s, self.sweep, stop_grace_s=SWEEP_STOP_GRACE_S
-        )
-        self._sweeper.start()
+        await self._consume(self.sweep_interval_s)
         log.info("backtest worker consuming", extra={"queue": JOB_QUEUE, "strategies": sorted(self.strategies)})
 
     async def stop(self, timeout_s: float = 120.0) -> None:
         """Let a job in progress finish (up to `timeout_s`), then stop publishing and close the database.
         The caller closes the bus, which returns any job delivered meanwhile to the queue."""
-        self._stopping = True
-        # A sweep in progress finishes its current statement (it checks `_stopping` between jobs): a task cancelled
-        # inside an asyncmy transaction can wait forever on its rollback. Cancelled only if it overruns.
-        sweeper, self._sweeper = self._sweeper, None
-        if sweeper is not None:
-            await sweeper.stop()
-        try:
-            async with asyncio.timeout(timeout_s):
-                async with self._busy:
-                    pass
-        except TimeoutError:
+        if not await self._drain(timeout_s):
             log.error("a backtest job was still running at shutdown; the broker will redeliver it")
         await self.relay.stop()
-        if self._owns_db:
-            await self.db.dispose()
+        await self._close()
 
     async def sweep(self) -> int:
         """Re-queue the backtests that look like they lost their job; returns how many were re-queued."""
@@ -256,7 +234,7 @@ class BacktestWorker:
         if not isinstance(backtest_id, str) or not backtest_id:
             raise ValueError(f"malformed backtest job: {body!r}")
         if self._stopping:
-            await _wait_for_shutdown()
+            await wait_for_shutdown()
         async with self._busy:
             started = time.perf_counter()
             try:
@@ -526,11 +504,6 @@ def _builtin_calendar(start: date, end: date) -> list[date]:
     if start.year >= FIRST_YEAR and end.year <= LAST_YEAR:
         return sse_trading_days(start, end)
     return []
-
-
-async def _wait_for_shutdown() -> None:
-    # Neither acknowledge nor reject: the channel closes under this job and the broker requeues it.
-    await asyncio.Event().wait()
 
 
 class WorkerSettings(BaseSettings):

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from services.execution import cash as cashbook
 from services.execution.admission import principal_account, refusal_reason
 from services.execution.brokers.base import BrokerAdapter, BrokerReport, BrokerUnavailable, ExpiringBroker
-from services.execution.brokers.paper import QuoteSource
+from services.execution.brokers.paper import PaperQuoteSource
 from services.execution.events import exchange_date
 from services.execution.lifecycle import InconsistentReport
 from services.execution.metrics import ExecutionMetrics
@@ -76,7 +76,7 @@ class OrderDesk:
         broker: BrokerAdapter,
         metrics: ExecutionMetrics,
         notify: Callable[[], None],
-        quotes: QuoteSource | None = None,
+        quotes: PaperQuoteSource | None = None,
         calendar: TradingCalendar | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:

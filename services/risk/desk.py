@@ -40,18 +40,13 @@ from shared.platform.events import Envelope
 from shared.platform.http import ServiceDirectory
 from shared.platform.internal_auth import INTERNAL_HEADER, Principal, mint_internal_token, service_headers
 from shared.platform.observability import current_correlation_id, new_id
-from shared.platform.quotes import Quote, QuoteUnavailable
+from shared.platform.quotes import Quote, QuoteSource, QuoteUnavailable
 from shared.platform.roles import Role
 
 log = logging.getLogger(__name__)
 
 # Roles that may not place orders (the gateway checks too; risk does not rely on it).
 # Who may place orders: people with a trading role. Viewers watch; a service acting as itself has no account.
-
-
-class QuoteSource(Protocol):
-    async def quote(self, ts_code: str) -> Quote | None:
-        """The quote, or None for a security the data service does not know. Raises QuoteUnavailable."""
 
 
 class PositionsUnavailable(Exception):

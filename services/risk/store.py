@@ -25,7 +25,8 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 class DecimalText(TypeDecorator[Decimal]):
     """A Decimal kept as its exact text. Risk records prices as they were asked for, including ones off the
-    0.01 tick (which a DECIMAL(18,2) column would silently round, and SQLite's REAL would blur)."""
+    0.01 tick (which a DECIMAL(18,2) column would silently round, and SQLite's REAL would blur). Not a money column:
+    amounts are `shared.platform.columns.CnyFen` (whole fen), which could not hold an off-tick price."""
 
     impl = String(40)
     cache_ok = True

@@ -2,10 +2,10 @@
 MariaDB and SQLite alike, and summable in SQL) and hands the code a `Decimal` with two places, so no table code
 converts by hand. An amount with a fraction of a fen, a float or a bool is refused on the way in, never rounded.
 
-Money is stored this way in execution's and the paper broker's tables (the canonical form, docs/design.md). Two other
-stores predate it: backtest's results keep `DECIMAL(20,2)` (text on SQLite) and risk's decisions keep the price as
-asked in exact text (it may be off the tick, which is why it was refused); moving them to this type needs a migration
-of their own. The timestamp column type is `shared.platform.clock.UtcDateTime`."""
+Every money column is stored this way: execution's, the paper broker's and the backtest's (the canonical form,
+docs/design.md). Risk's decisions keep the price as the client asked it in exact text
+(`services.risk.store.DecimalText`): it may be off the tick, which is why it was refused, so it is not an amount this
+type could hold. The timestamp column type is `shared.platform.clock.UtcDateTime`."""
 
 from __future__ import annotations
 

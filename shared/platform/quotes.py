@@ -1,10 +1,11 @@
 """The data service's quote (`GET /v1/quotes/{ts_code}`): the one schema the data service answers with, and the
-one client its consumers (risk, the paper broker) read it with."""
+one client its consumers (risk, the paper broker) read it with, and the port (`QuoteSource`) they take it through."""
 
 from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
+from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, StrictBool, ValidationError
 
@@ -36,6 +37,13 @@ class Quote(BaseModel):
 class QuoteUnavailable(Exception):
     """The data service could not say what the caller needs (down, refusing, or answering something that is not a
     quote): the caller cannot decide and fails closed."""
+
+
+class QuoteSource(Protocol):
+    """Where a consumer gets quotes: `DataServiceQuotes` in the services, a stub in tests."""
+
+    async def quote(self, ts_code: str) -> Quote | None:
+        """The quote, or None for a security the data service does not know. Raises QuoteUnavailable."""
 
 
 class DataServiceQuotes:

@@ -23,7 +23,7 @@ from shared.core.domain import Order, OrderSide, OrderStatus, OrderType, price
 from shared.platform.clock import utcnow
 from shared.platform.db import Database
 from shared.platform.http import ServiceDirectory
-from shared.platform.quotes import DataServiceQuotes, QuoteUnavailable
+from shared.platform.quotes import DataServiceQuotes, QuoteSource, QuoteUnavailable
 
 NEVER_REACHED_BROKER = "cancelled before it reached the broker"
 CLIENT_CANCEL = "cancelled by the client"
@@ -36,7 +36,10 @@ class PaperQuote:
     limit_up: Decimal | None = None  # the next session's limit-up price; None on sessions without limits
 
 
-class QuoteSource(Protocol):
+class PaperQuoteSource(Protocol):
+    """What the paper broker fills at: not the data service's whole quote (`shared.platform.quotes.QuoteSource`)
+    but its latest close and limit-up checked onto the tick, and failures as the broker's own (BrokerUnavailable)."""
+
     async def latest(self, ts_code: str) -> PaperQuote | None:
         """The latest close, or None for a security the data service does not know. Raises BrokerUnavailable."""
 
@@ -45,7 +48,7 @@ class PaperQuotes:
     """The latest closes the paper broker fills at, from the data service's quotes (`shared.platform.quotes`)."""
 
     def __init__(self, services: ServiceDirectory, internal_secret: str) -> None:
-        self.quotes = DataServiceQuotes(services, internal_secret, "execution")
+        self.quotes: QuoteSource = DataServiceQuotes(services, internal_secret, "execution")
 
     async def latest(self, ts_code: str) -> PaperQuote | None:
         try:
@@ -94,7 +97,7 @@ def cap_refusal(order: Order, fill_price: Decimal | None, price_cap: Decimal | N
 class PaperBroker:
     name = "paper"
 
-    def __init__(self, db: Database, quotes: QuoteSource, *, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(self, db: Database, quotes: PaperQuoteSource, *, clock: Callable[[], datetime] = utcnow) -> None:
         self.db = db
         self.quotes = quotes
         self.clock = clock

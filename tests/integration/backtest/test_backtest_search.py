@@ -16,7 +16,7 @@ import httpx
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import insert, inspect, select
+from sqlalchemy import JSON, Date, String, column, insert, inspect, select, table
 from sqlalchemy.engine import Connection
 
 from services.backtest.app import create_app
@@ -24,6 +24,7 @@ from services.backtest.store import MIGRATIONS_DIR, BacktestKind, BacktestStore,
 from shared.platform.app import Infra
 from shared.platform.bus import MemoryBus
 from shared.platform.cache import MemoryCache
+from shared.platform.clock import UtcDateTime
 from shared.platform.db import Database
 from shared.platform.http import ServiceDirectory
 from shared.platform.internal_auth import INTERNAL_HEADER, Principal, mint_internal_token
@@ -145,15 +146,25 @@ def _side_table_differences(connection: Connection) -> list[Any]:
     return list(compare_metadata(context, metadata))
 
 
+# The backtests table as revisions 0004-0006 had it (the columns the rows below fill; later ones take their defaults):
+# the initial cash in CNY, DECIMAL(20,2) (text on SQLite), which 0007 turns into initial_cash_fen.
+OLD_BACKTESTS = table(
+    "backtests",
+    *(column(name) for name in ("backtest_id", "owner", "strategy", "attempts", "cancel_requested", "status")),
+    column("params", JSON), column("ts_codes", JSON), column("start_date", Date), column("end_date", Date),
+    column("initial_cash", String), column("created_at", UtcDateTime),
+)  # fmt: skip
+
+
 async def _insert_old_row(
     db: Database, backtest_id: str, strategy: str, params: dict[str, Any], *, owner: str = "alice"
 ) -> None:
     """A backtests row with only the columns revision 0004 has (later columns take their defaults)."""
     async with db.session() as session:
         await session.execute(
-            insert(backtests).values(
+            insert(OLD_BACKTESTS).values(
                 backtest_id=backtest_id, owner=owner, strategy=strategy, params=params, ts_codes=["600519.SH"],
-                start_date=date(2024, 3, 4), end_date=date(2024, 3, 7), initial_cash=Decimal("100000"),
+                start_date=date(2024, 3, 4), end_date=date(2024, 3, 7), initial_cash="100000.00",
                 status="queued", attempts=0, created_at=datetime(2026, 1, 1), cancel_requested=False,
             )
         )  # fmt: skip
@@ -229,7 +240,7 @@ async def test_the_migration_back_fills_the_portfolio_runs_stored_before_it(
                 "ts_codes": [],
                 "start_date": date(2024, 3, 4),
                 "end_date": date(2024, 3, 7),
-                "initial_cash": Decimal("100000"),
+                "initial_cash": "100000.00",
                 "status": "queued",
                 "attempts": 0,
                 "created_at": datetime(2026, 1, 1) + timedelta(seconds=n),
@@ -238,7 +249,7 @@ async def test_the_migration_back_fills_the_portfolio_runs_stored_before_it(
             for n in range(1, 1101)
         ]
         async with db.session() as session:
-            await session.execute(insert(backtests), bulk)
+            await session.execute(insert(OLD_BACKTESTS), bulk)
 
         await store.migrate()  # 0005: the side table, back-filled
         async with db.engine.connect() as conn:

@@ -10,13 +10,16 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from services.backtest.store import Money
 from shared.platform.db import PreciseDateTime
 
 revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+
+# CNY to the fen as this revision stored it: DECIMAL(20,2), text on SQLite (whose NUMERIC goes through float).
+# Written out here (the service's type then, since replaced by fen in 0007) so that this revision keeps creating it.
+MONEY = sa.Numeric(20, 2).with_variant(sa.String(24), "sqlite")
 
 
 def upgrade() -> None:
@@ -29,7 +32,7 @@ def upgrade() -> None:
         sa.Column("ts_codes", sa.JSON(), nullable=False),
         sa.Column("start_date", sa.Date(), nullable=False),
         sa.Column("end_date", sa.Date(), nullable=False),
-        sa.Column("initial_cash", Money(), nullable=False),
+        sa.Column("initial_cash", MONEY, nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("summary", sa.JSON(none_as_null=True), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
@@ -46,7 +49,7 @@ def upgrade() -> None:
         "backtest_equity",
         sa.Column("backtest_id", sa.String(32), nullable=False),
         sa.Column("trade_date", sa.Date(), nullable=False),
-        sa.Column("equity", Money(), nullable=False),
+        sa.Column("equity", MONEY, nullable=False),
         sa.PrimaryKeyConstraint("backtest_id", "trade_date", name=op.f("pk_backtest_equity")),
         sa.ForeignKeyConstraint(
             ["backtest_id"],

@@ -56,5 +56,15 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("backtests") as batch:
-        batch.drop_column("kind")
+    # Not batch mode: on SQLite it copies `backtests` and drops the original, and with foreign_keys=ON (every
+    # connection, shared/platform/db.py; the pragma cannot be turned off inside the migration's transaction) that DROP
+    # deletes every row referencing it (ON DELETE CASCADE: the equity curves, the artifacts, the sleeves' strategies).
+    # A native DROP COLUMN (SQLite >= 3.35, and MariaDB) changes the table in place.
+    bind = op.get_bind()
+    if bind.dialect.name == "sqlite":
+        version = tuple(int(part) for part in bind.exec_driver_sql("SELECT sqlite_version()").scalar_one().split("."))
+        if version < (3, 35, 0):
+            raise RuntimeError(
+                f"downgrading backtest below 0006 needs SQLite 3.35 or newer (DROP COLUMN), not {version}"
+            )
+    op.drop_column("backtests", "kind")
