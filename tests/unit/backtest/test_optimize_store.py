@@ -14,7 +14,8 @@ from sqlalchemy import Update
 from sqlalchemy.exc import OperationalError
 from tenacity import wait_none
 
-from services.backtest.optimize_store import OptimisationStore, PointStatus, StoredPoint, metadata
+from services.backtest.store import OptimisationStore, PointStatus, StoredPoint
+from services.backtest.store import optimisation_metadata as metadata
 from shared.platform import db as db_module
 from shared.platform.db import Database
 
