@@ -3,7 +3,7 @@ back), `backtests` (the store: migrations, creating a backtest), `jobs` (a backt
 equity curve and result frames), `search`, and `optimisations` (an optimisation and its points)."""
 
 from services.backtest.store.backtests import BacktestStore
-from services.backtest.store.optimisations import OptimisationStore
+from services.backtest.store.optimisations import OptimisationStore, first_populations
 from services.backtest.store.records import (
     ERROR_MAX_CHARS,
     BacktestKind,
@@ -53,6 +53,7 @@ __all__ = [
     "backtest_equity",
     "backtest_strategies",
     "backtests",
+    "first_populations",
     "first_row",
     "frame_from_parquet",
     "frame_to_parquet",

@@ -25,6 +25,12 @@ from shared.platform.clock import utcnow
 from shared.platform.db import Database
 
 
+def first_populations(method: str, keys: Sequence[str]) -> list[list[str]]:
+    """What a new optimisation records of its populations: a GA's first generation is the points it starts with (the
+    coordinator breeds the next from it); the other methods have no generations, so nothing."""
+    return [list(keys)] if method == "ga" else []
+
+
 class OptimisationStore:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -69,7 +75,7 @@ class OptimisationStore:
                         config=config,
                         status=OptimisationStatus.QUEUED.value,
                         generation=0,
-                        populations=[[k for k, _ in points]] if method == "ga" else [],
+                        populations=first_populations(method, [k for k, _ in points]),
                         total_points=len(points),
                         done_points=0,
                         skipped_points=skipped,
