@@ -75,9 +75,8 @@ async def _worker(symbols: int, days: int, seed: int) -> None:
 async def _run_grid(points: int, symbols: int, days: int, seed: int, batch: int) -> tuple[float, int]:
     from bench.engine import synthetic_bars
     from services.backtest.optimize import submit_optimisation
-    from services.backtest.optimize_store import OptimisationStore
     from services.backtest.schemas import OptimisationRequest
-    from services.backtest.store import BacktestStore
+    from services.backtest.store import BacktestStore, OptimisationStore
     from shared.platform.bus import create_bus
     from shared.platform.db import Database
     from shared.platform.settings import Settings

@@ -7,8 +7,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from services.backtest.optimize_store import OptimisationStore
 from services.backtest.service import BacktestService
+from services.backtest.store import OptimisationStore
 from shared.platform.internal_auth import Caller
 
 __all__ = ["Backtests", "Caller", "Optimisations", "get_backtests", "get_optimisations"]

@@ -1,4 +1,4 @@
-"""Parameter optimisation fanned out over RabbitMQ: an optimisation is a row with its points (optimize_store.py);
+"""Parameter optimisation fanned out over RabbitMQ: an optimisation is a row with its points (store/optimisations.py);
 its points travel in batches on the durable work queue `<ns>.jobs.optimisation-tasks`, and any worker process
 running `OptimisationTaskHandler` evaluates them with `shared.research.engine.optimize` over a panel it loads once per
 (data version, universe, dates, data config) and keeps in memory (LRU).
@@ -29,7 +29,8 @@ import pandas as pd
 
 from services.backtest.consumer import JobConsumer, wait_for_shutdown
 from services.backtest.market_data import MarketData, data_version, engine_frame
-from services.backtest.optimize_store import (
+from services.backtest.schemas import OptimisationRequest, WalkForwardSpec
+from services.backtest.store import (
     OptimisationRecord,
     OptimisationStatus,
     OptimisationStore,
@@ -37,7 +38,6 @@ from services.backtest.optimize_store import (
     PointStatus,
     StoredPoint,
 )
-from services.backtest.schemas import OptimisationRequest, WalkForwardSpec
 from shared.platform.app import Infra
 from shared.platform.bus.port import EventBus
 from shared.platform.db import Database
@@ -168,7 +168,7 @@ async def submit_optimisation(
 
 
 async def publish_batches(bus: EventBus, optimisation_id: str, generation: int, keys: Sequence[str], size: int) -> None:
-    from services.backtest.optimize_store import point_hash
+    from services.backtest.store import point_hash
 
     for i, batch in enumerate(iter_batches(list(keys), size)):
         await bus.enqueue(

@@ -12,8 +12,8 @@ from fastapi.responses import HTMLResponse
 
 from services.backtest.deps import Caller, Optimisations
 from services.backtest.optimize import optimisation_html, result_of, submit_optimisation
-from services.backtest.optimize_store import OptimisationRecord, OptimisationStatus, OptimisationStore, PointStatus
 from services.backtest.schemas import OptimisationOut, OptimisationRequest
+from services.backtest.store import OptimisationRecord, OptimisationStatus, OptimisationStore, PointStatus
 from shared.platform.errors import ServiceError
 from shared.platform.internal_auth import Principal
 from shared.platform.roles import Role

@@ -14,7 +14,7 @@ from shared.platform.request_model import JsonDecimal, RequestModel, StrictBool,
 from shared.research.engine.optimize import GeneticSettings
 
 if TYPE_CHECKING:
-    from services.backtest.optimize_store import OptimisationRecord
+    from services.backtest.store import OptimisationRecord
 
 MAX_SYMBOLS = 5000  # a whole market; bars come from the data service's bulk endpoint
 DEFAULT_INITIAL_CASH = Decimal("1000000")

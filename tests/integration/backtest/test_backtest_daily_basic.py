@@ -20,8 +20,8 @@ import pytest
 
 from services.backtest.app import create_app as create_backtest_app
 from services.backtest.optimize import OptimisationTaskHandler, bulk_market_loader, submit_optimisation
-from services.backtest.optimize_store import PointStatus
 from services.backtest.schemas import OptimisationRequest
+from services.backtest.store import PointStatus
 from services.backtest.worker import BacktestWorker
 from services.data.app import create_app as create_data_app
 from services.data.bulk import bulk_directory

@@ -19,8 +19,8 @@ import pytest
 
 from bench.engine import synthetic_bars
 from services.backtest.optimize import TASK_QUEUE, OptimisationTaskHandler, submit_optimisation
-from services.backtest.optimize_store import OptimisationRecord, OptimisationStore, PointStatus, point_hash
 from services.backtest.schemas import OptimisationRequest
+from services.backtest.store import OptimisationRecord, OptimisationStore, PointStatus, point_hash
 from shared.platform.app import Infra
 from shared.platform.bus import create_bus
 from shared.platform.bus.amqp import AmqpBus
@@ -305,7 +305,7 @@ async def test_a_bad_ga_or_config_is_a_422_naming_the_field_and_stores_nothing(
 ) -> None:
     from sqlalchemy import func, select
 
-    from services.backtest.optimize_store import optimisations
+    from services.backtest.store import optimisations
 
     owner = f"frank-{secrets.token_hex(4)}"
     body = {
@@ -373,7 +373,7 @@ async def test_migration_0003_matches_the_tables_the_code_uses(stack: Stack) -> 
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    from services.backtest.optimize_store import metadata
+    from services.backtest.store import optimisation_metadata as metadata
 
     def diff(connection: Any) -> list[Any]:
         def ours(_: Any, name: str | None, type_: str, *__: Any) -> bool:
@@ -387,7 +387,7 @@ async def test_migration_0003_matches_the_tables_the_code_uses(stack: Stack) -> 
 
 
 async def test_a_cancelled_optimisation_skips_its_queued_batches(stack: Stack) -> None:
-    from services.backtest.optimize_store import OptimisationStatus
+    from services.backtest.store import OptimisationStatus
 
     oid = secrets.token_hex(8)
     silent = _Silent()

@@ -14,7 +14,8 @@ from sqlalchemy import Update
 from sqlalchemy.exc import OperationalError
 from tenacity import wait_none
 
-from services.backtest.optimize_store import OptimisationStore, PointStatus, StoredPoint, metadata
+from services.backtest.store import OptimisationStore, PointStatus, StoredPoint, first_populations
+from services.backtest.store import optimisation_metadata as metadata
 from shared.platform import db as db_module
 from shared.platform.db import Database
 
@@ -91,3 +92,11 @@ async def test_a_batch_stored_after_a_deadlocked_attempt_counts_its_points_once(
     assert await store.store_results("opt-1", results) == 0
     record = await store.get("opt-1")
     assert record is not None and record.done_points == 2
+
+
+@pytest.mark.parametrize(
+    ("method", "populations"),
+    [("ga", [["fast=5", "fast=10"]]), ("grid", []), ("walkforward", [])],
+)
+def test_only_a_ga_starts_with_a_population_its_first_points(method: str, populations: list[list[str]]) -> None:
+    assert first_populations(method, ("fast=5", "fast=10")) == populations

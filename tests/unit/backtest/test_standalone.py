@@ -11,8 +11,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from services.backtest import store as store_module
 from services.backtest.app import create_app
+from services.backtest.store import results as store_results
 from services.backtest.worker import BacktestWorker
 from shared.platform.app import Infra
 from shared.platform.bus import MemoryBus
@@ -82,7 +82,7 @@ async def test_standalone_runs_a_backtest_in_process(
 ) -> None:
     settings, app, bus = standalone
     # Small chunks, so that each artifact spans several rows and is put back together in order.
-    monkeypatch.setattr(store_module, "ARTIFACT_CHUNK_BYTES", 256)
+    monkeypatch.setattr(store_results, "ARTIFACT_CHUNK_BYTES", 256)
     headers = _headers(settings)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://backtest") as client:
         body = {

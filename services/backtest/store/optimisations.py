@@ -1,210 +1,34 @@
-"""The optimisation tables (an optimisation job and its points) and the queries the coordinator and the task handler
-run against them. A point is stored once: its row is written `pending` when its generation is planned and moved to
-`done`/`failed` only from `pending`, so a redelivered batch changes nothing."""
+"""The queries the optimisation coordinator and the task handler run against an optimisation and its points. A point
+is stored once: its row is written `pending` when its generation is planned and moved to `done`/`failed` only
+from `pending`, so a redelivered batch changes nothing."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import (
-    Boolean,
-    CheckConstraint,
-    Column,
-    Date,
-    Double,
-    ForeignKey,
-    Index,
-    Integer,
-    String,
-    Table,
-    Text,
-    func,
-    insert,
-    select,
-    update,
+from sqlalchemy import func, insert, select, update
+
+from services.backtest.store.records import (
+    ERROR_MAX_CHARS,
+    OptimisationRecord,
+    OptimisationStatus,
+    PointRow,
+    PointStatus,
+    StoredPoint,
+    first_row,
+    point_hash,
 )
-from sqlalchemy.engine import RowMapping
-from sqlalchemy.types import JSON
-
-from services.backtest.store import ERROR_MAX_CHARS, BacktestStatus, first_row
-from shared.platform.clock import UtcDateTime, utcnow
-from shared.platform.db import Database, new_metadata
-
-# An optimisation goes through the states of a backtest (queued -> running -> succeeded | failed | cancelled, final
-# once there): the same type, so `is_final` and the values are written once.
-OptimisationStatus = BacktestStatus
+from services.backtest.store.tables import optimisation_points, optimisations
+from shared.platform.clock import utcnow
+from shared.platform.db import Database
 
 
-class PointStatus(StrEnum):
-    PENDING = "pending"
-    DONE = "done"
-    FAILED = "failed"
-
-
-metadata = new_metadata()
-
-optimisations = Table(
-    "optimisations",
-    metadata,
-    Column("optimisation_id", String(32), primary_key=True),
-    Column("owner", String(128), nullable=False),
-    Column("strategy", String(64), nullable=False),
-    Column("method", String(16), nullable=False),
-    Column("space", JSON, nullable=False),  # the user's spec, per parameter
-    Column("fixed", JSON, nullable=False),  # parameters set for every point
-    Column("objective", JSON, nullable=False),  # {metric, direction}
-    Column("constraints", JSON, nullable=False),  # ["max_drawdown <= 0.3", ...]
-    Column("settings", JSON, nullable=False),  # GA settings / walk-forward windows / batch size
-    Column("ts_codes", JSON, nullable=False),
-    Column("start_date", Date, nullable=False),
-    Column("end_date", Date, nullable=False),
-    Column("config", JSON, nullable=False),  # BacktestConfig fields (initial cash, costs, rules)
-    Column("status", String(16), nullable=False),
-    Column("generation", Integer, nullable=False, server_default="0"),  # GA: the generation being evaluated
-    Column("populations", JSON, nullable=False),  # GA: per generation, the keys of its population
-    Column("total_points", Integer, nullable=False, server_default="0"),
-    Column("done_points", Integer, nullable=False, server_default="0"),
-    Column("skipped_points", Integer, nullable=False, server_default="0"),  # refused by the strategy's validators
-    Column("best", JSON(none_as_null=True), nullable=True),
-    Column("result", JSON(none_as_null=True), nullable=True),  # walk-forward report
-    Column("error", Text, nullable=True),
-    Column("created_at", UtcDateTime, nullable=False),
-    Column("started_at", UtcDateTime, nullable=True),
-    Column("finished_at", UtcDateTime, nullable=True),
-    Index("ix_optimisations_owner_created", "owner", "created_at"),
-    CheckConstraint(
-        "status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')",
-        name="status",
-    ),
-    CheckConstraint("method IN ('grid', 'ga', 'walkforward')", name="method"),
-)
-
-optimisation_points = Table(
-    "optimisation_points",
-    metadata,
-    Column(
-        "optimisation_id",
-        String(32),
-        ForeignKey("optimisations.optimisation_id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
-    Column("point_hash", String(40), primary_key=True),  # sha1 of the point key: a bounded primary key
-    Column("point_key", Text, nullable=False),
-    Column("params", JSON, nullable=False),
-    Column("generation", Integer, nullable=False),
-    Column("status", String(16), nullable=False),
-    Column("metrics", JSON(none_as_null=True), nullable=True),
-    Column("objective", Double(), nullable=True),
-    Column("feasible", Boolean, nullable=True),
-    Column("violations", JSON(none_as_null=True), nullable=True),
-    Column("error", Text, nullable=True),
-    Column("updated_at", UtcDateTime, nullable=False),
-    Index("ix_optimisation_points_status", "optimisation_id", "status"),
-    CheckConstraint("status IN ('pending', 'done', 'failed')", name="status"),
-)
-
-
-def point_hash(key: str) -> str:
-    return hashlib.sha1(key.encode()).hexdigest()  # noqa: S324 - an identifier, not a security boundary
-
-
-@dataclass(frozen=True)
-class OptimisationRecord:
-    optimisation_id: str
-    owner: str
-    strategy: str
-    method: str
-    space: dict[str, Any]
-    fixed: dict[str, Any]
-    objective: dict[str, Any]
-    constraints: list[str]
-    settings: dict[str, Any]
-    ts_codes: list[str]
-    start: date
-    end: date
-    config: dict[str, Any]
-    status: OptimisationStatus
-    generation: int
-    populations: list[list[str]]
-    total_points: int
-    done_points: int
-    skipped_points: int
-    best: dict[str, Any] | None
-    result: dict[str, Any] | None
-    error: str | None
-
-    @classmethod
-    def of(cls, row: RowMapping) -> OptimisationRecord:
-        return cls(
-            optimisation_id=row["optimisation_id"],
-            owner=row["owner"],
-            strategy=row["strategy"],
-            method=row["method"],
-            space=row["space"],
-            fixed=row["fixed"],
-            objective=row["objective"],
-            constraints=list(row["constraints"]),
-            settings=row["settings"],
-            ts_codes=list(row["ts_codes"]),
-            start=row["start_date"],
-            end=row["end_date"],
-            config=row["config"],
-            status=OptimisationStatus(row["status"]),
-            generation=row["generation"],
-            populations=[list(p) for p in row["populations"]],
-            total_points=row["total_points"],
-            done_points=row["done_points"],
-            skipped_points=row["skipped_points"],
-            best=row["best"],
-            result=row["result"],
-            error=row["error"],
-        )
-
-
-@dataclass(frozen=True)
-class PointRow:
-    point_hash: str
-    key: str
-    params: dict[str, Any]
-    generation: int
-    status: PointStatus
-    metrics: dict[str, Any] | None
-    objective: float | None
-    feasible: bool | None
-    violations: list[str] | None
-    error: str | None
-
-    @classmethod
-    def of(cls, row: RowMapping) -> PointRow:
-        return cls(
-            point_hash=row["point_hash"],
-            key=row["point_key"],
-            params=row["params"],
-            generation=row["generation"],
-            status=PointStatus(row["status"]),
-            metrics=row["metrics"],
-            objective=row["objective"],
-            feasible=None if row["feasible"] is None else bool(row["feasible"]),
-            violations=row["violations"],
-            error=row["error"],
-        )
-
-
-@dataclass(frozen=True)
-class StoredPoint:
-    """What a task stores for one point."""
-
-    key: str
-    metrics: dict[str, Any] | None
-    objective: float | None
-    feasible: bool
-    violations: list[str]
-    error: str | None
+def first_populations(method: str, keys: Sequence[str]) -> list[list[str]]:
+    """What a new optimisation records of its populations: a GA's first generation is the points it starts with (the
+    coordinator breeds the next from it); the other methods have no generations, so nothing."""
+    return [list(keys)] if method == "ga" else []
 
 
 class OptimisationStore:
@@ -251,7 +75,7 @@ class OptimisationStore:
                         config=config,
                         status=OptimisationStatus.QUEUED.value,
                         generation=0,
-                        populations=[[k for k, _ in points]] if method == "ga" else [],
+                        populations=first_populations(method, [k for k, _ in points]),
                         total_points=len(points),
                         done_points=0,
                         skipped_points=skipped,
@@ -440,17 +264,3 @@ class OptimisationStore:
             async with attempt as session:
                 stale = [r[0] for r in (await session.execute(query)).all()]
         return stale
-
-
-__all__ = [
-    "OptimisationRecord",
-    "OptimisationStatus",
-    "OptimisationStore",
-    "PointRow",
-    "PointStatus",
-    "StoredPoint",
-    "metadata",
-    "optimisation_points",
-    "optimisations",
-    "point_hash",
-]
