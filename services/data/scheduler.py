@@ -6,9 +6,10 @@ successful run — so the service wires in the stored trade calendar and its ing
 loop with a fake clock instead of waiting.
 
 Guarantees: a trading day's job succeeds at most once (the run log is consulted before every run); a failing job is
-logged and retried with a doubling, capped backoff, only while that trading day lasts (Shanghai midnight), and
-then left for the next run (the daily update fetches every missing day, so the next success catches up); a
-cancelled scheduler stops at once, mid-sleep or mid-job, without recording the interrupted day as done.
+logged and retried with a doubling, capped backoff (tenacity, on the injected clock), only while that trading day
+lasts (Shanghai midnight), and then left for the next run (the daily update fetches every missing day, so the next
+success catches up); a cancelled scheduler stops at once, mid-sleep or mid-job, without recording the interrupted
+day as done.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")  # no daylight saving since 1991: every local time exists exactly once
 SEARCH_DAYS = 370  # more than a year of closures in a row means the calendar is missing, not a long holiday
@@ -177,6 +180,7 @@ class DailyScheduler:
         self._attempted: date | None = None  # last day this process tried (success or given up)
         self._last_failure_day: date | None = None
         self._last_error: str | None = None
+        self._failures = 0  # failed attempts of the day being run
 
     def status(self) -> SchedulerStatus:
         return SchedulerStatus(
@@ -226,41 +230,63 @@ class DailyScheduler:
                 return
             await self._sleep(min(remaining, self.max_sleep).total_seconds())
 
+    def _retrying(self, day: date, deadline: datetime) -> AsyncRetrying:
+        """The day's retry policy (tenacity, driven by the injected clock and sleep): any job failure is recorded,
+        then retried after `retry.backoff(n)` while attempts remain and the wait ends before `deadline`."""
+        self._failures = 0
+
+        def failed(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome is not None else None
+            self._failures = state.attempt_number
+            self._last_failure_day, self._last_error = day, f"{type(exc).__name__}: {exc}"
+
+        def out_of_time(state: RetryCallState) -> bool:
+            failed(state)
+            wait = self.retry.backoff(state.attempt_number)
+            return state.attempt_number >= self.retry.max_attempts or self.clock() + wait >= deadline
+
+        def announce(state: RetryCallState) -> None:
+            log.warning(
+                "daily update for %s failed (attempt %d of %d), retrying in %s: %s",
+                day,
+                state.attempt_number,
+                self.retry.max_attempts,
+                self.retry.backoff(state.attempt_number),
+                self._last_error,
+            )
+
+        async def sleep(seconds: float) -> None:
+            await self._sleep_until(self.clock() + timedelta(seconds=seconds))
+
+        return AsyncRetrying(
+            retry=retry_if_exception_type(Exception),
+            stop=out_of_time,
+            wait=lambda state: self.retry.backoff(state.attempt_number).total_seconds(),
+            before_sleep=announce,
+            sleep=sleep,
+            reraise=True,
+        )
+
     async def _run_day(self, day: date) -> None:
         deadline = _at(day + timedelta(days=1), time(0))  # retries stay within the trading day they are for
         self._running_day = day
         try:
-            failures = 0
-            while True:
-                try:
-                    await self.job(day)
-                except Exception as exc:  # any job failure is logged and retried; CancelledError is not an Exception
-                    failures += 1
-                    self._last_failure_day, self._last_error = day, f"{type(exc).__name__}: {exc}"
-                    wait = self.retry.backoff(failures)
-                    if failures >= self.retry.max_attempts or self.clock() + wait >= deadline:
-                        log.error(
-                            "daily update for %s failed %d time(s), giving up until the next run: %s",
-                            day,
-                            failures,
-                            self._last_error,
-                            exc_info=exc,
-                        )
-                        return
-                    log.warning(
-                        "daily update for %s failed (attempt %d of %d), retrying in %s: %s",
-                        day,
-                        failures,
-                        self.retry.max_attempts,
-                        wait,
-                        self._last_error,
-                    )
-                    await self._sleep_until(self.clock() + wait)
-                    continue
-                await self.run_log.record_success(day)
-                self._last_success = day
-                log.info("daily update for %s done", day)
+            try:
+                async for attempt in self._retrying(day, deadline):
+                    with attempt:
+                        await self.job(day)
+            except Exception as exc:  # out of attempts (or of the day); CancelledError is not an Exception
+                log.error(
+                    "daily update for %s failed %d time(s), giving up until the next run: %s",
+                    day,
+                    self._failures,
+                    self._last_error,
+                    exc_info=exc,
+                )
                 return
+            await self.run_log.record_success(day)
+            self._last_success = day
+            log.info("daily update for %s done", day)
         finally:
             self._attempted = day if self._attempted is None else max(self._attempted, day)
             self._running_day = None
