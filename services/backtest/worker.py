@@ -9,30 +9,8 @@ Runs in-process (standalone mode: `BacktestWorker(settings, infra).start()`) or 
 the packages in LH_STRATEGY_PACKAGES, default `strategies`; bars cached in LH_BACKTEST_CACHE_DIR up to
 LH_BACKTEST_CACHE_MAX_MB).
 
-What happens to a job:
-- Cancelled while queued, or finished already: nothing; the job is acknowledged. A redelivered or duplicated job is
-  therefore harmless, and only the first delivery to finish a backtest writes its result and event.
-- Queued, or running (a worker died mid-run and the broker redelivered): run it (a running one whose owner asked to
-  cancel it meanwhile is marked cancelled instead). A backtest with several strategies (sleeves) is one job too:
-  one data load, every sleeve run on the same bars (shared.research.engine.portfolio), one result stored.
-- Cancelled while it runs: the progress callback raises, the backtest is marked cancelled with its event, and the
-  job is acknowledged.
-- The strategy or the engine raises, the bars are malformed, the strategy is gone: the backtest is marked failed
-  with the traceback, its event is written, and the exception is re-raised, so the bus dead-letters the job
-  (`<ns>.dead-letters`) for someone to look at; the queue goes on with the next job.
-- The data service is down: retried with backoff inside the job (see market_data.py); if it stays down, or it
-  refuses the request, or there are no bars at all, the backtest is marked failed with a clear error and the job
-  is acknowledged. That is an outcome for the user, not a defect to dead-letter.
-- Started MAX_ATTEMPTS times already without finishing (each time its worker crashed or was killed, e.g. by the
-  OOM killer): not run again; the backtest is marked failed (too_many_attempts) and the job is acknowledged.
-- Lost jobs: on start and every SWEEP_INTERVAL_S the worker re-queues backtests queued for longer than
-  STALE_QUEUED_S (the API died between storing the row and queueing the job, or standalone mode's in-memory queue
-  was lost in a restart) and backtests running without a heartbeat for STALE_RUNNING_S (their worker is gone and
-  nothing redelivered the job; the worker running a backtest renews its heartbeat every HEARTBEAT_S). A duplicate
-  job is harmless: see the first point; a running backtest's duplicate runs it
-  again, and only the first run to finish stores its result.
-- Shutdown: a job in progress is finished first; a job delivered during shutdown is left unacknowledged, so the
-  broker gives it to the next worker when this one's channel closes.
+What happens to each kind of job (queued, redelivered, cancelled, failing, lost, at shutdown): docs/backtest.md,
+"What happens to a job".
 """
 
 from __future__ import annotations
