@@ -30,7 +30,6 @@ from sqlalchemy.dialects.mysql import DATETIME as MYSQL_DATETIME
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.orm import DeclarativeBase
 from tenacity import AsyncRetrying, AttemptManager, RetryCallState, retry_if_exception, wait_random_exponential
 
 log = logging.getLogger(__name__)
@@ -108,13 +107,6 @@ def new_metadata() -> MetaData:
             "pk": "pk_%(table_name)s",
         }
     )
-
-
-def declarative_base() -> type[DeclarativeBase]:
-    class Base(DeclarativeBase):
-        metadata = new_metadata()
-
-    return Base
 
 
 class Database:

@@ -28,14 +28,6 @@ def current_correlation_id() -> str | None:
     return correlation_id_var.get()
 
 
-def ensure_correlation_id() -> str:
-    cid = correlation_id_var.get()
-    if cid is None:
-        cid = new_id()
-        correlation_id_var.set(cid)
-    return cid
-
-
 # --- redaction ---------------------------------------------------------------------------------------------
 
 REDACTED = "[REDACTED]"
