@@ -135,7 +135,7 @@ DATASET: dict[str, pd.DataFrame] = {
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[FakeTushare]:
-    with FakeTushare(DATASET, token=TOKEN, timeout_sleep_s=0.4) as fake:
+    with FakeTushare(DATASET, token=TOKEN, timeout_sleep_s=1.5) as fake:
         yield fake
 
 
@@ -148,7 +148,9 @@ def make_provider(server: FakeTushare, **overrides: object) -> TushareProvider:
     settings: dict[str, object] = {
         "token": TOKEN,
         "url": server.url,
-        "timeout_s": 0.15,
+        # Long enough that a healthy reply on a loaded 2-core machine is never taken for a timeout (0.15 s once was,
+        # and the call was asked again); the fake's injected timeout answers only after 1.5 s.
+        "timeout_s": 1.0,
         "calls_per_minute": None,
         "max_attempts": 4,
         "backoff_base_s": 0.001,
