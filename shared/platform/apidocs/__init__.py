@@ -16,8 +16,8 @@ ASSETS_URL = "/docs-assets"
 DOCS_URL = "/docs"
 REDOC_URL = "/redoc"
 OAUTH2_REDIRECT_URL = "/docs/oauth2-redirect"
-# The pages' own inline bootstrap script and styles, the assets above, and nothing from another origin (ReDoc's
-# footer logo is an image on its vendor's CDN: refused here rather than fetched).
+# The pages' own inline bootstrap script and styles, the assets above, and nothing from another origin (the vendored
+# ReDoc no longer draws its CDN-hosted footer logo; this policy would refuse anything else that tried).
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
     "worker-src 'self' blob:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'"

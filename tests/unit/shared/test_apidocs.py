@@ -47,3 +47,24 @@ async def test_api_docs_pages_load_only_assets_the_service_serves(name: str) -> 
                 assert asset.content == (VENDOR_DIR / url.rsplit("/", 1)[-1]).read_bytes(), url
         redirect = await http.get("/docs/oauth2-redirect")
         assert redirect.status_code == 200 and "oauth2" in redirect.text.lower()
+
+
+# Hosts a browser would fetch a library or a font from: none may be named by a file the platform serves to a browser.
+CDN = re.compile(
+    r"https?://(?:cdn\b|[\w.-]*\.cdn\.|unpkg\.com|cdnjs\.|[\w.-]*jsdelivr\.net|fonts\.googleapis|fonts\.gstatic)"
+)
+BROWSER_ASSETS = ("shared/platform/apidocs/vendor", "shared/research/report/vendor", "shared/research/report/templates",
+                  "gateway/web")  # fmt: skip
+
+
+def test_no_file_served_to_a_browser_names_a_cdn() -> None:
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    found = []
+    for folder in BROWSER_ASSETS:
+        for path in sorted((root / folder).rglob("*")):
+            if path.suffix in {".js", ".css", ".html", ".svg", ".mako", ".j2"} and path.is_file():
+                for match in CDN.finditer(path.read_text(encoding="utf-8", errors="replace")):
+                    found.append(f"{path.relative_to(root)}: {match.group(0)}")
+    assert found == [], found
