@@ -28,7 +28,6 @@ from typing import Any
 import pandas as pd
 
 from services.backtest.consumer import JobConsumer, wait_for_shutdown
-from services.backtest.market_data import MarketData, data_version, engine_frame
 from services.backtest.schemas import OptimisationRequest, WalkForwardSpec
 from services.backtest.store import (
     OptimisationRecord,
@@ -41,6 +40,7 @@ from services.backtest.store import (
 from shared.platform.app import Infra
 from shared.platform.bus.port import EventBus
 from shared.platform.db import Database
+from shared.platform.market_data import MarketData, data_version, engine_frame
 from shared.platform.settings import Settings
 from shared.research.engine import BacktestConfig, Panel, load_bars, panel_data_key
 from shared.research.engine.optimize import (
@@ -185,7 +185,7 @@ async def publish_batches(bus: EventBus, optimisation_id: str, generation: int, 
 
 def bulk_market_loader(market_data: MarketData) -> MarketLoader:
     """Bars from the data service's bulk endpoint through the same loader and disk cache as backtests
-    (services/backtest/market_data.py), in the engine's Tushare layout; the data version rides along in
+    (shared/platform/market_data.py), in the engine's Tushare layout; the data version rides along in
     `DataFrame.attrs` so a panel is never reused across data versions."""
 
     async def load(ts_codes: Sequence[str], start: date, end: date, fields: Sequence[str] = ()) -> pd.DataFrame:

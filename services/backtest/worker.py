@@ -34,7 +34,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.backtest.consumer import SERVICE, JobConsumer, wait_for_shutdown
 from services.backtest.events import JOB_QUEUE, backtest_finished, backtest_progress, short_error
-from services.backtest.market_data import DEFAULT_CACHE_MAX_BYTES, BarsUnavailable, MarketData, engine_frame
 from services.backtest.runner import (
     AnyResult,
     artifacts,
@@ -53,6 +52,7 @@ from shared.platform.app import Infra
 from shared.platform.db import Database
 from shared.platform.events import Envelope
 from shared.platform.internal_auth import service_headers
+from shared.platform.market_data import DEFAULT_CACHE_MAX_BYTES, BarsUnavailable, MarketData, engine_frame
 from shared.platform.observability import configure_logging
 from shared.platform.outbox import OutboxRelay
 from shared.platform.settings import Settings

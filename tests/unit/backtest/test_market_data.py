@@ -10,9 +10,9 @@ import httpx
 import pytest
 
 from services.backtest.events import backtest_progress
-from services.backtest.market_data import BarsUnavailable, MarketData, engine_frame
 from shared.platform.http import ServiceClient
 from shared.platform.internal_auth import INTERNAL_HEADER, Principal, mint_internal_token
+from shared.platform.market_data import BarsUnavailable, MarketData, engine_frame
 from tests.integration.backtest.fakes import D1, D4, FakeData
 
 SECRET = "unit-test-secret-unit-test-secret"
