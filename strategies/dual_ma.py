@@ -40,6 +40,7 @@ class DualMA(Strategy):
     )
     Params = DualMAParams
     params: DualMAParams
+    persist = ("_side",)
 
     def on_init(self, ctx: StrategyContext) -> None:
         # per symbol, the sign of fast - slow on the last day it was not 0 (0: none yet, the averages incomplete)

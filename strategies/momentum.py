@@ -98,6 +98,7 @@ class Momentum(Strategy):
         "limit-down is retried daily, a refused buy waits for the next rebalance."
     )
     Params = MomentumParams
+    persist = ("_rotation.target",)
     params: MomentumParams
 
     def on_init(self, ctx: StrategyContext) -> None:
