@@ -232,7 +232,7 @@ class SleeveBook:
         amts = np.array([i.amount for i in intents], dtype=np.int64)
         pos = self.positions[syms]
         sellable = pos - self.bought_today[syms] if self.config.t_plus_one else pos.copy()
-        qty, px, buy, sell, reason, bad_lot = size_orders(self.sizing, t, syms, kinds, amts, pos, sellable)
+        qty, px, _buy, sell, reason, bad_lot = size_orders(self.sizing, t, syms, kinds, amts, pos, sellable)
         sells: list[Plan] = []
         buys: list[Plan] = []
         settled: list[Settlement] = []

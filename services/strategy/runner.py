@@ -15,6 +15,7 @@ fills are booked once by trade id whichever way they arrive (the trade.executed 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import traceback
@@ -256,10 +257,8 @@ class InstanceRun:
 
         if placed.filled_qty and not booked():
             async with self.fills:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.fills.wait_for(booked), self.fill_wait_s)
-                except TimeoutError:
-                    pass
             if not booked():
                 await self.catch_up()  # the events are late (or the bus is down): execution's listing has them
             if not booked():
