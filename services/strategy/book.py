@@ -18,11 +18,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from shared.research.engine.config import BacktestConfig
-from shared.research.engine.core import Sizing, affordable, fill_rounds, sells_paid_for, size_orders
-from shared.research.engine.data import Panel
-from shared.research.engine.fees import FenFees
-from shared.research.engine.outcomes import (
+from shared.core.market.fees import FenFees
+from shared.core.market.matching import (
     R_CASH,
     R_END,
     R_FEES,
@@ -35,7 +32,13 @@ from shared.research.engine.outcomes import (
     STATUS_NAMES,
     STATUS_PARTIAL,
     STATUS_REJECTED,
+    affordable,
+    fill_rounds,
+    sells_paid_for,
 )
+from shared.research.engine.config import BacktestConfig
+from shared.research.engine.core import Sizing
+from shared.research.engine.data import Panel
 
 IntArray = npt.NDArray[np.int64]
 INIT_BAR = "init"  # the bar key of orders placed in on_init
@@ -232,7 +235,7 @@ class SleeveBook:
         amts = np.array([i.amount for i in intents], dtype=np.int64)
         pos = self.positions[syms]
         sellable = pos - self.bought_today[syms] if self.config.t_plus_one else pos.copy()
-        qty, px, _buy, sell, reason, bad_lot = size_orders(self.sizing, t, syms, kinds, amts, pos, sellable)
+        qty, px, _buy, sell, reason, bad_lot = self.sizing.size(t, syms, kinds, amts, pos, sellable)
         sells: list[Plan] = []
         buys: list[Plan] = []
         settled: list[Settlement] = []

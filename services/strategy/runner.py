@@ -29,11 +29,11 @@ import numpy as np
 
 from services.strategy.book import Plan, Settlement, SleeveBook, TradeFill, client_order_id
 from services.strategy.trading import PathUnavailable, Placed, Refused, TradingPath, fill_of
+from shared.core.market.matching import STATUS_NAMES
 from shared.research.engine.config import BacktestConfig
 from shared.research.engine.context import BacktestContext, RunHistory
 from shared.research.engine.core import cross_section
 from shared.research.engine.data import Panel
-from shared.research.engine.outcomes import STATUS_NAMES
 from shared.research.strategy import Strategy
 from shared.research.strategy.context import OrderEvent, TradeEvent
 
