@@ -64,8 +64,9 @@ def refusal_reason(
         return error
     if not principal.acts_for_everyone and terms.account_id != principal_account(principal):
         return f"{principal.subject} may not place orders for account {terms.account_id}"
-    if terms.strategy_instance_id is not None and principal.subject not in INSTANCE_ORDER_SUBJECTS:
+    instance_service = principal.is_service and principal.subject in INSTANCE_ORDER_SUBJECTS
+    if terms.strategy_instance_id is not None and not instance_service:
         return f"{principal.subject} may not place orders for strategy instance {terms.strategy_instance_id}"
-    if terms.strategy_instance_id is None and principal.subject == STRATEGY_SUBJECT:
+    if terms.strategy_instance_id is None and principal.is_service and principal.subject == STRATEGY_SUBJECT:
         return f"{principal.subject} places orders only for a strategy instance"
     return None

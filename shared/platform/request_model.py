@@ -20,12 +20,12 @@ from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Fiel
 __all__ = [
     "ACCOUNT_ID_PATTERN",
     "CLIENT_ORDER_ID_PATTERN",
+    "STRATEGY_INSTANCE_ID_PATTERN",
     "AccountId",
     "ClientOrderId",
     "IdempotencyKey",
     "IsoAwareDatetime",
     "JsonDecimal",
-    "STRATEGY_INSTANCE_ID_PATTERN",
     "RequestModel",
     "StrategyInstanceId",
     "StrictBool",

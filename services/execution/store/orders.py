@@ -223,7 +223,9 @@ class OrderReads(StoreBase):
             async with attempt as s:
                 if after is not None:
                     cursor = (
-                        await s.execute(select(orders.c.created_at, orders.c.account_id).where(orders.c.order_id == after))
+                        await s.execute(
+                            select(orders.c.created_at, orders.c.account_id).where(orders.c.order_id == after)
+                        )
                     ).first()
                     if cursor is None or (account_id is not None and cursor.account_id != account_id):
                         raise LookupError(after)

@@ -111,7 +111,9 @@ class TradeReads(StoreBase):
             async with attempt as s:
                 if after is not None:
                     cursor = (
-                        await s.execute(select(trades.c.created_at, trades.c.account_id).where(trades.c.trade_id == after))
+                        await s.execute(
+                            select(trades.c.created_at, trades.c.account_id).where(trades.c.trade_id == after)
+                        )
                     ).first()
                     if cursor is None or (account_id is not None and cursor.account_id != account_id):
                         raise LookupError(after)

@@ -58,6 +58,7 @@ class OrderDenied(EventPayload):
     price: PlainDecimal | None
     reasons: tuple[DenialReason, ...]
     denied_at: datetime
+    strategy_instance_id: str | None = None  # the strategy instance the order was for; None: a person's
 
 
 class TradeExecuted(EventPayload):
