@@ -151,3 +151,14 @@ def test_a_submission_names_an_instance_by_its_id_only() -> None:
     ):
         with pytest.raises(ValueError, match="strategy_instance_id"):
             OrderSubmission.model_validate({**body, "strategy_instance_id": bad})
+
+
+def test_no_term_can_forge_a_field_boundary_of_the_signed_message() -> None:
+    # The signed message joins the fields with the unit separator: an instance id "x<US>y" would otherwise sign the
+    # same bytes as other terms. The request models' patterns keep it out; the approval refuses it as the last word.
+    forged = TERMS.model_copy(update={"strategy_instance_id": "a\x1fb"})
+    with pytest.raises(ValueError, match="unit separator"):
+        sign_approval(SECRET, forged, "d-1", issued_at=NOW)
+    assert _reason(forged, _approval(), Principal("svc:strategy", "service")) == (
+        "the order cannot be approved: an order term contains the unit separator"
+    )
