@@ -8,12 +8,13 @@ from datetime import date
 from decimal import Decimal
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from shared.core.domain import InvalidTsCode, OrderSide, OrderType, SecurityCode, money, parse_ts_code
 from shared.core.market.orders import Holding, buy_cost, oversell_error
 from shared.core.market.rules import buy_qty_error, on_tick, sell_qty_error
 from shared.platform.quotes import Quote
+from shared.platform.request_model import AccountId
 
 
 class ReasonCode(StrEnum):
@@ -179,10 +180,10 @@ class Sleeve(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     instance_id: str
-    account_id: str
-    owner: str
+    account_id: AccountId  # goes into the approval: the same characters as any account id
+    owner: str | None = None
     state: str
-    cash_available: Decimal
+    cash_available: Decimal = Field(allow_inf_nan=False)
     positions: list[Holding] = []
 
     def holding(self, ts_code: str) -> Holding | None:

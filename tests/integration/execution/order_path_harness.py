@@ -1,6 +1,7 @@
 """An in-process fleet for the order-path tests: the risk and execution apps with their lifespans (real MariaDB,
 RabbitMQ and Redis from `backing.settings()`), a fake data service implementing `GET /v1/quotes/{ts_code}` as
-docs/architecture.md describes it, switchable transports and bus to simulate outages, and a RabbitMQ consumer."""
+docs/architecture.md describes it, a fake strategy service answering a strategy instance's sleeve (K2), switchable
+transports and bus to simulate outages, and a RabbitMQ consumer."""
 
 from __future__ import annotations
 
