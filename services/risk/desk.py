@@ -3,8 +3,10 @@ cash (a buy), records the decision, and only for an approved order signs an appr
 execution. Fails closed: without market data (or the position of a sell, the cash of a buy) there is no approval.
 A retry of an approved client_order_id is not checked again while it is the same decision: execution placed it
 (whatever its age), or its answer was lost and the approval TTL has not run out; it is re-signed. A decision
-execution refused is spent: a retry is decided afresh, every check again. No HTTP server code here; the ports to
-the data and execution services are small adapters."""
+execution refused is spent: a retry is decided afresh, every check again. An order of a strategy instance (only the
+strategy service places one) is for its sleeve's account and is checked against the sleeve as well (docs/order-path.md
+"Orders of a strategy instance"). No HTTP server code here; the ports to the data, strategy and execution services are
+small adapters."""
 
 from __future__ import annotations
 
