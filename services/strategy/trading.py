@@ -128,26 +128,29 @@ class RestTradingPath:
         text = "; ".join(f"{r.get('code')}: {r.get('message')}" for r in reasons) if reasons else ""
         return Refused(code, text or str(payload.get("message", code)))
 
-    async def _list(self, path: str, instance_id: str) -> list[dict[str, Any]]:
-        try:
-            rows = await self.services.client("execution").get_json(
-                path,
-                params={"strategy_instance_id": instance_id, "limit": str(self.PAGE)},
-                headers=self._headers(),
-            )
-        except Unavailable as exc:
-            raise PathUnavailable(f"execution did not answer: {exc.message}") from exc
-        except ServiceError as exc:
-            raise PathUnavailable(f"execution answered {exc.code}: {exc.message}") from exc
-        if not isinstance(rows, list):
-            raise PathUnavailable(f"execution's {path} is not a list")
-        return list(reversed(rows))  # served newest first
+    async def _list(self, path: str, instance_id: str, id_field: str) -> list[dict[str, Any]]:
+        """Every row of the instance, oldest first, page by page (`after` = the last id of the page before)."""
+        rows: list[dict[str, Any]] = []
+        params = {"strategy_instance_id": instance_id, "limit": str(self.PAGE), "oldest_first": "true"}
+        while True:
+            try:
+                page = await self.services.client("execution").get_json(path, params=params, headers=self._headers())
+            except Unavailable as exc:
+                raise PathUnavailable(f"execution did not answer: {exc.message}") from exc
+            except ServiceError as exc:
+                raise PathUnavailable(f"execution answered {exc.code}: {exc.message}") from exc
+            if not isinstance(page, list):
+                raise PathUnavailable(f"execution's {path} is not a list")
+            rows.extend(page)
+            if len(page) < self.PAGE:
+                return rows
+            params = {"strategy_instance_id": instance_id, "limit": str(self.PAGE), "after": str(page[-1][id_field])}
 
     async def orders(self, instance_id: str) -> list[dict[str, Any]]:
-        return await self._list("/v1/orders", instance_id)
+        return await self._list("/v1/orders", instance_id, "order_id")
 
     async def trades(self, instance_id: str) -> list[TradeFill]:
-        return [fill_of(row) for row in await self._list("/v1/trades", instance_id)]
+        return [fill_of(row) for row in await self._list("/v1/trades", instance_id, "trade_id")]
 
     async def cancel(self, order_id: str) -> None:
         try:
