@@ -238,17 +238,28 @@ class InstanceService:
             instance = await self._actionable(principal, instance_id)  # as it is now that we hold the lock
             target = next_state(instance.state, action)
             after: dict[str, Any] = {"state": target.value}
-            if action is Action.START:
-                await self.runner.start(instance)
-            elif action is Action.PAUSE:
-                await self.runner.pause(instance_id)
-            elif action is Action.RESUME:
-                await self.runner.resume(instance)
-            else:
-                cancel = instance.cancel_open_orders_on_stop if cancel_open_orders is None else cancel_open_orders
+            cancel = instance.cancel_open_orders_on_stop if cancel_open_orders is None else cancel_open_orders
+            if action is Action.STOP:
                 after["cancel_open_orders"] = cancel
-                if instance.state is not State.CREATED:  # nothing ran, so nothing to stop
+            try:
+                if action is Action.START:
+                    await self.runner.start(instance)
+                elif action is Action.PAUSE:
+                    await self.runner.pause(instance_id)
+                elif action is Action.RESUME:
+                    await self.runner.resume(instance)
+                elif instance.state is not State.CREATED:  # stop; a created instance never ran: nothing to stop
                     await self.runner.stop(instance_id, cancel_open_orders=cancel)
+            except ServiceError:
+                raise  # the runner's refusal, as it gave it (e.g. 422 warmup_incomplete)
+            except Exception as exc:
+                log.exception("the runner failed", extra={"instance_id": instance_id, "action": action.value})
+                raise ServiceError(
+                    "runner_error",
+                    f"the runner could not {action.value} the instance ({type(exc).__name__}); it is still "
+                    f"{instance.state.value}",
+                    status_code=500,
+                ) from exc
             changed = replace(instance, state=target, error=None)
             stored = await self.store.transition(
                 instance_id,

@@ -137,7 +137,7 @@ class RecordingRunner:
     """Records what the service asked of the runner; `refuse_start` makes start() raise it."""
 
     calls: list[tuple[Any, ...]] = field(default_factory=list)
-    refuse_start: ServiceError | None = None
+    refuse_start: Exception | None = None
 
     async def start(self, instance: InstanceRecord) -> None:
         if self.refuse_start is not None:
@@ -413,6 +413,20 @@ async def test_the_runner_refusing_a_start_leaves_the_instance_as_it_was(backing
         ] == "created"
         audit = (await svc.client.get(f"/v1/strategy-instances/{iid}/audit", headers=svc.as_(ALICE))).json()
         assert [a["action"] for a in audit] == ["created"]
+        assert [e.type for e in await svc.outbox_events()] == ["strategy.instance.created"]
+
+
+async def test_a_runner_that_breaks_leaves_the_instance_as_it_was(backing: Backing) -> None:
+    async with strategy_service(backing, RecordingRunner(refuse_start=KeyError("universe"))) as svc:
+        iid = (await svc.create(ALICE)).json()["instance_id"]
+        broken = await svc.act(ALICE, iid, "start")
+        assert broken.status_code == 500
+        assert broken.json() == {
+            "code": "runner_error",
+            "message": "the runner could not start the instance (KeyError); it is still created",
+        }
+        one = (await svc.client.get(f"/v1/strategy-instances/{iid}", headers=svc.as_(ALICE))).json()
+        assert one["state"] == "created"
         assert [e.type for e in await svc.outbox_events()] == ["strategy.instance.created"]
 
 
