@@ -7,7 +7,8 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from gateway.auth import CurrentUser
-from gateway.ws import CLOSE_GOING_AWAY, CLOSE_TOO_SLOW, EventHub, visible_to
+from gateway.ws import CLOSE_GOING_AWAY, CLOSE_TOO_SLOW, EVENT_PATTERNS, EventHub, visible_to
+from shared.platform.bus.port import topic_matches
 from shared.platform.events.envelope import Envelope, make_event
 from shared.platform.events.schemas import (
     BacktestFinished,
@@ -107,6 +108,9 @@ def test_strategy_instance_events_go_to_the_owner_and_the_accounts_user() -> Non
     assert visible_to(BOB, bar)
     assert not visible_to(ALICE, bar)  # the bar names its owner only
     assert visible_to(ROOT, bar)
+    # and the gateway's subscription takes them off the bus
+    for event in (started, bar):
+        assert any(topic_matches(pattern, event.type) for pattern in EVENT_PATTERNS)
 
 
 async def test_hub_delivers_each_user_their_events_in_order() -> None:
