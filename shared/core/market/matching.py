@@ -33,8 +33,10 @@ __all__ = [
     "SessionBar",
     "affordable",
     "board_lots",
+    "buys_paid_for",
     "fill_prices",
     "fill_rounds",
+    "fillable",
     "lot_sizes",
     "lots_down",
     "match_order",
@@ -142,6 +144,18 @@ def fill_prices(
     with np.errstate(divide="ignore", invalid="ignore"):
         vwap = np.floor(amount * fen_per_amount / vol + 0.5)
     return np.where(vol > 0, vwap, 0).astype(np.int64)
+
+
+def fillable(rules: FillRules, has_bar: BoolArray, prices: IntArray) -> tuple[BoolArray, IntArray]:
+    """Which orders can fill on their fill day (`has_bar`, `prices`: their symbol's bar and fill price that day), and
+    for those that cannot, why: no bar (R_SUSPENDED), or a VWAP fill on a bar without volume, which has no VWAP
+    (R_NO_VOLUME; treated like a suspension)."""
+    ok = has_bar.copy()
+    why = np.full(len(ok), R_SUSPENDED, dtype=np.int64)
+    if rules.fill_price == "vwap":
+        why[ok] = R_NO_VOLUME
+        ok &= prices > 0
+    return ok, why
 
 
 def fill_rounds(keys: IntArray) -> list[IntArray]:
@@ -302,6 +316,26 @@ def affordable(fees: FenFees, cash: int, px: int, lot_min: int, lot_step: int) -
     return 0
 
 
+def buys_paid_for(
+    fees: FenFees, cash_fen: int, qty: IntArray, px: IntArray, total: IntArray, lot_min: IntArray, lot_step: IntArray
+) -> IntArray:
+    """One portfolio's buys of a round (in order-id order, `total` = amount + fees of each) when the cash cannot pay
+    for all: settled one by one, a buy the remaining cash covers goes through whole, the others shrink to the largest
+    lot the remaining cash pays for, fees included (`affordable`; 0 when not even one lot). `lot_min`/`lot_step` are
+    per order. Returns the quantities."""
+    qty = qty.copy()
+    cash = cash_fen
+    for i in range(len(qty)):
+        if int(total[i]) <= cash:
+            cash -= int(total[i])
+            continue
+        price = int(px[i])
+        q = min(affordable(fees, cash, price, int(lot_min[i]), int(lot_step[i])), int(qty[i]))
+        qty[i] = q
+        cash -= q * price + (fees.buy_total(q * price) if q else 0)
+    return qty
+
+
 # --- one order on one bar (the paper broker) -------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SessionBar:
@@ -364,8 +398,9 @@ def match_order(
         np.array([bar.amount_fen], dtype=np.float64),
         1.0,
     )
-    if int(price[0]) <= 0:
-        return Match(0, 0, REASON_CODES[R_NO_VOLUME])
+    ok, no_fill = fillable(rules, np.ones(1, dtype=np.bool_), price)
+    if not ok[0]:
+        return Match(0, 0, REASON_CODES[int(no_fill[0])])
     one = np.zeros(1, dtype=np.int64)
     held = np.array([qty if side == "sell" else 0], dtype=np.int64)
     got, px, _, _, reason, _ = size_orders(

@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from shared.core.market.fees import FenFees
-from shared.core.market.matching import affordable, fill_rounds, sells_paid_for
+from shared.core.market.matching import buys_paid_for, fill_rounds, fillable, sells_paid_for
 from shared.research.engine.config import BacktestConfig
 from shared.research.engine.context import BacktestContext, RunHistory, Store
 from shared.research.engine.core import EngineError, Sizing, cross_section
@@ -184,9 +184,9 @@ class BatchEngine:
     def _fill(self, t: int) -> None:
         if len(self.pend_pf) == 0:
             return
-        has_bar = self.panel.has_bar[t, self.pend_sym]
-        if self.config.fill_price == "vwap":
-            has_bar &= self.sizing.fill_prices[t, self.pend_sym] > 0
+        has_bar, _ = fillable(
+            self.sizing.rules, self.panel.has_bar[t, self.pend_sym], self.sizing.fill_prices[t, self.pend_sym]
+        )
         waiting = ~has_bar
         if self.config.suspended_orders == "cancel":
             waiting[:] = False
@@ -250,17 +250,11 @@ class BatchEngine:
             qty = qty.copy()
             lot_min, lot_step = self.sizing.lot_min, self.sizing.lot_step
             for p in short.tolist():
-                cash = int(self.cash[p])
-                for i in np.flatnonzero(pf == p).tolist():
-                    if int(total[i]) <= cash:
-                        cash -= int(total[i])
-                        continue
-                    j = int(syms[i])
-                    q = min(affordable(self.fees, cash, int(px[i]), int(lot_min[j]), int(lot_step[j])), int(qty[i]))
-                    qty[i] = q
-                    a = np.array([q * int(px[i])], dtype=np.int64)
-                    fee = int(self.fees.commission(a)[0] + self.fees.transfer(a)[0]) if q else 0
-                    cash -= q * int(px[i]) + fee
+                mine = np.flatnonzero(pf == p)
+                qty[mine] = buys_paid_for(
+                    self.fees, int(self.cash[p]), qty[mine], px[mine], total[mine],
+                    lot_min[syms[mine]], lot_step[syms[mine]],
+                )  # fmt: skip
             amount = qty * px
             commission = np.where(qty > 0, self.fees.commission(amount), 0)
             transfer = self.fees.transfer(amount)

@@ -24,9 +24,7 @@ from shared.core.market.matching import (
     R_FEES,
     R_LIMIT_DOWN,
     R_LIMIT_UP,
-    R_NO_VOLUME,
     R_NONE,
-    R_SUSPENDED,
     R_T1,
     R_VOLUME_CAP,
     REASONS,
@@ -36,10 +34,11 @@ from shared.core.market.matching import (
     STATUS_PARTIAL,
     STATUS_REJECTED,
     FillRules,
-    affordable,
     board_lots,
+    buys_paid_for,
     fill_prices,
     fill_rounds,
+    fillable,
     sells_paid_for,
     size_orders,
 )
@@ -325,12 +324,8 @@ class Engine:
     def _fill(self, t: int) -> None:
         if len(self.pend_id) == 0:
             return
-        has_bar = self.panel.has_bar[t, self.pend_sym]
-        why = np.full(len(has_bar), R_SUSPENDED, dtype=np.int64)
-        if self.config.fill_price == "vwap":
-            # a bar without volume has no VWAP: treated like a suspension
-            why[has_bar] = R_NO_VOLUME
-            has_bar &= self.fill_prices[t, self.pend_sym] > 0
+        syms = self.pend_sym
+        has_bar, why = fillable(self.sizing.rules, self.panel.has_bar[t, syms], self.fill_prices[t, syms])
         waiting = ~has_bar
         if waiting.any() and self.config.suspended_orders == "cancel":
             self._settle(self.pend_id[waiting], self.pend_sym[waiting], STATUS_CANCELLED, 0, why[waiting])
@@ -409,18 +404,7 @@ class Engine:
         total = amount + commission + transfer
         if int(total.sum()) > self.cash_fen:
             # not enough for all: settle one by one in order-id order, shrinking each to what the cash pays
-            qty = qty.copy()
-            cash = self.cash_fen
-            for i in range(len(ids)):
-                if int(total[i]) <= cash:
-                    cash -= int(total[i])
-                    continue
-                q = affordable(self.fees, cash, int(px[i]), int(self.lot_min[syms[i]]), int(self.lot_step[syms[i]]))
-                q = min(q, int(qty[i]))
-                qty[i] = q
-                a = np.array([q * int(px[i])], dtype=np.int64)
-                fee = int(self.fees.commission(a)[0] + self.fees.transfer(a)[0]) if q else 0
-                cash -= q * int(px[i]) + fee
+            qty = buys_paid_for(self.fees, self.cash_fen, qty, px, total, self.lot_min[syms], self.lot_step[syms])
             keep = qty > 0
             amount = qty * px
             commission = np.where(keep, self.fees.commission(amount), 0)

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.core.domain.codes import InvalidTsCode
+from shared.core.market.fees import FenFees
 from shared.core.market.matching import (
     KIND_SHARES,
     NO_LIMIT_UP,
@@ -21,10 +22,12 @@ from shared.core.market.matching import (
     FillRules,
     Match,
     SessionBar,
+    affordable,
+    buys_paid_for,
     match_order,
     size_orders,
 )
-from shared.core.market.rules import lot_sizes
+from shared.core.market.rules import FeeSchedule, lot_sizes
 
 DAY = date(2024, 6, 3)
 MAIN = (100, 100)
@@ -264,3 +267,29 @@ def test_match_order_is_what_size_orders_gives_one_explicit_order(
             printed = int(px_row[0])
             if b.down_limit <= printed <= b.up_limit:
                 assert b.down_limit <= got.price_fen <= b.up_limit
+
+
+# --- what the cash affords ---------------------------------------------------------------------------------------------
+FEES = FenFees.from_schedule(FeeSchedule())  # 0.025% commission, 5 CNY minimum; 0.001% transfer fee
+
+
+def test_affordable_is_the_largest_lot_the_cash_pays_for_fees_included() -> None:
+    # 100 shares at 10.00: 1,000.00 + 5.00 commission (the minimum) + 0.01 transfer fee = 1,005.01 CNY
+    assert affordable(FEES, 100_000, 1000, 100, 100) == 0
+    assert affordable(FEES, 100_501, 1000, 100, 100) == 100
+    # 2,000.00 CNY: 200 shares would cost 2,005.02, so 100
+    assert affordable(FEES, 200_000, 1000, 100, 100) == 100
+    # STAR, 3,000.00 CNY: 300 shares cost 3,005.03; 299 cost 2,990.00 + 5.00 + 0.03 = 2,995.03
+    assert affordable(FEES, 300_000, 1000, 200, 1) == 299
+
+
+def test_buys_the_cash_cannot_all_pay_are_settled_in_order_each_shrunk_to_what_is_left() -> None:
+    qty = np.array([100, 100, 300], dtype=np.int64)
+    px = np.array([1000, 1000, 200], dtype=np.int64)
+    # 1,005.01 + 1,005.01 + (600.00 + 5.00 + 0.01) CNY wanted, 2,500.00 CNY held
+    total = np.array([100_501, 100_501, 60_501], dtype=np.int64)
+    lots = np.array([100, 100, 100], dtype=np.int64)
+    got = buys_paid_for(FEES, 250_000, qty, px, total, lots, lots)
+    # the first two whole (489.98 CNY left), the third down to 200 shares: 400.00 + 5.00 + 0.00 (0.004 rounds to 0)
+    assert got.tolist() == [100, 100, 200]
+    assert qty.tolist() == [100, 100, 300]  # the caller's array is left alone
