@@ -23,18 +23,18 @@ from shared.core.market.matching import (
     R_CASH,
     R_END,
     R_FEES,
-    R_NO_VOLUME,
     R_NONE,
-    R_SUSPENDED,
     REASONS,
     STATUS_CANCELLED,
     STATUS_FILLED,
     STATUS_NAMES,
     STATUS_PARTIAL,
     STATUS_REJECTED,
-    affordable,
+    buys_paid_for,
     fill_rounds,
+    fillable,
     sells_paid_for,
+    size_orders,
 )
 from shared.research.engine.config import BacktestConfig
 from shared.research.engine.core import Sizing
@@ -52,6 +52,20 @@ def client_order_id(instance_id: str, bar_key: str, seq: int) -> str:
 
 def bar_key(day: date | None) -> str:
     return INIT_BAR if day is None else day.strftime("%Y%m%d")
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    """One session's prices over the universe, by symbol column: what the orders due that session are sized at.
+    In a replay, the session's own bar (`SleeveBook.panel_row`); on the real clock, reference prices known before
+    the session opens (the last close, and the session's limits from it)."""
+
+    day: date
+    prices: IntArray  # the fill price of each symbol (fen; 0 where none)
+    up_limit: IntArray
+    down_limit: IntArray
+    vol: npt.NDArray[np.float64]
+    has_bar: npt.NDArray[np.bool_]
 
 
 @dataclass
@@ -133,6 +147,7 @@ class SleeveBook:
     cash_fen: int = field(init=False)
     initial_cash_fen: int = field(init=False)
     t: int = -1
+    session_day: date | None = None  # the session orders are sized for and fills count as "today" in (T+1)
     bar_done: bool = True  # day t's on_bar ran (False while its orders are being sent: a restart runs it again)
     next_intent: int = 0
     pending: list[Intent] = field(default_factory=list)
@@ -187,32 +202,44 @@ class SleeveBook:
 
     # --- a session ------------------------------------------------------------------------------------------------
     def begin_day(self, t: int) -> None:
-        """Day t's session opens: T+1 counts the shares bought on it (fills may have arrived before the bar)."""
+        """Day t of the panel is the session (a replay: its bar is known when it opens)."""
         self.t = t
+        self.open_session(self.panel.dates[t])
+
+    def open_session(self, day: date) -> None:
+        """`day`'s session opens: T+1 counts the shares bought on it (fills booked before its bar arrived too)."""
+        if self.session_day == day:
+            return
+        self.session_day = day
         self.bar_done = False
         self.bought_today[:] = 0
-        today = self.panel.dates[t].isoformat()
+        today = day.isoformat()
         for code, qty in self.buys_by_day.get(today, {}).items():
             self.bought_today[self.columns[code]] = qty
         self.buys_by_day = {d: b for d, b in self.buys_by_day.items() if d >= today}
         self.traded_today_fen = self.fees_today_fen = self.realised_today_fen = 0
 
-    def due(self) -> tuple[list[Intent], list[Settlement]]:
-        """The pending orders that may fill today (their symbol has a bar), in order-id order, and the ones a
+    def panel_row(self, t: int) -> SessionRow:
+        """Day t's own bar as the session's prices (a replay, and the backtest)."""
+        p = self.panel
+        return SessionRow(p.dates[t], self.sizing.fill_prices[t], p.up_limit[t], p.down_limit[t], p.vol[t],
+                          p.has_bar[t])  # fmt: skip
+
+    def due(self, row: SessionRow) -> tuple[list[Intent], list[Settlement]]:
+        """The pending orders that may fill this session (their symbol has a bar), in order-id order, and the ones a
         suspension cancels (`suspended_orders="cancel"`); the others keep waiting, as in the engine."""
-        t = self.t
+        if not self.pending:
+            return [], []
+        syms = np.array([i.sym for i in self.pending], dtype=np.int64)
+        ok, why = fillable(self.sizing.rules, row.has_bar[syms], row.prices[syms])
         tradeable: list[Intent] = []
         cancelled: list[Settlement] = []
         waiting: list[Intent] = []
-        for intent in self.pending:
-            has_bar = bool(self.panel.has_bar[t, intent.sym])
-            why = R_SUSPENDED
-            if has_bar and self.config.fill_price == "vwap" and int(self.sizing.fill_prices[t, intent.sym]) <= 0:
-                has_bar, why = False, R_NO_VOLUME
-            if has_bar:
+        for k, intent in enumerate(self.pending):
+            if ok[k]:
                 tradeable.append(intent)
             elif self.config.suspended_orders == "cancel":
-                cancelled.append(Settlement(intent, STATUS_CANCELLED, 0, REASONS[why]))
+                cancelled.append(Settlement(intent, STATUS_CANCELLED, 0, REASONS[int(why[k])]))
             else:
                 waiting.append(intent)
         self.pending = waiting
@@ -226,16 +253,20 @@ class SleeveBook:
         syms = np.array([i.sym for i in intents], dtype=np.int64)
         return [[intents[k] for k in sel.tolist()] for sel in fill_rounds(syms)]
 
-    def size(self, intents: list[Intent]) -> tuple[list[Plan], list[Plan], list[Settlement]]:
-        """One round sized against the book as it stands: (sells to send, buys to size against the cash once the
-        sells filled, intents settled without an order: nothing to trade, a bad lot, limit-up/down...)."""
-        t = self.t
+    def size(self, intents: list[Intent], row: SessionRow) -> tuple[list[Plan], list[Plan], list[Settlement]]:
+        """One round sized against the book as it stands, at the session's prices: (sells to send, buys to size
+        against the cash once the sells filled, intents settled without an order: nothing to trade, a bad lot,
+        limit-up/down...)."""
         syms = np.array([i.sym for i in intents], dtype=np.int64)
         kinds = np.array([i.kind for i in intents], dtype=np.int64)
         amts = np.array([i.amount for i in intents], dtype=np.int64)
         pos = self.positions[syms]
         sellable = pos - self.bought_today[syms] if self.config.t_plus_one else pos.copy()
-        qty, px, _buy, sell, reason, bad_lot = self.sizing.size(t, syms, kinds, amts, pos, sellable)
+        sz = self.sizing
+        qty, px, _buy, sell, reason, bad_lot = size_orders(
+            sz.rules, row.prices, row.up_limit, row.down_limit, row.vol, sz.lot_min, sz.lot_step, syms, kinds, amts,
+            pos, sellable,
+        )  # fmt: skip
         sells: list[Plan] = []
         buys: list[Plan] = []
         settled: list[Settlement] = []
@@ -244,10 +275,7 @@ class SleeveBook:
             # a sale whose fees exceed its amount goes only if the cash pays the difference (the engine's rule)
             amount = qty[sell_idx] * px[sell_idx]
             proceeds = (
-                amount
-                - self.fees.commission(amount)
-                - self.fees.stamp(amount, self.panel.dates[t])
-                - self.fees.transfer(amount)
+                amount - self.fees.commission(amount) - self.fees.stamp(amount, row.day) - self.fees.transfer(amount)
             )
             keep = sells_paid_for(self.cash_fen, proceeds)
         for k, intent in enumerate(intents):
@@ -266,28 +294,25 @@ class SleeveBook:
 
     def afford(self, buys: list[Plan]) -> tuple[list[Plan], list[Settlement]]:
         """The round's buys cut to what the cash pays, in order-id order, as the engine does (after the sells)."""
-        amount = np.array([b.qty * b.price_fen for b in buys], dtype=np.int64)
+        if not buys:
+            return [], []
+        qty = np.array([b.qty for b in buys], dtype=np.int64)
+        px = np.array([b.price_fen for b in buys], dtype=np.int64)
+        amount = qty * px
         total = amount + self.fees.commission(amount) + self.fees.transfer(amount)
         if int(total.sum()) <= self.cash_fen:
             return buys, []
-        cash = self.cash_fen
+        syms = np.array([b.intent.sym for b in buys], dtype=np.int64)
+        got = buys_paid_for(self.fees, self.cash_fen, qty, px, total, self.sizing.lot_min[syms],
+                            self.sizing.lot_step[syms])  # fmt: skip
         kept: list[Plan] = []
         dropped: list[Settlement] = []
-        for k, plan in enumerate(buys):
-            if int(total[k]) <= cash:
-                cash -= int(total[k])
-                kept.append(plan)
-                continue
-            lot_min, lot_step = int(self.sizing.lot_min[plan.intent.sym]), int(self.sizing.lot_step[plan.intent.sym])
-            q = min(affordable(self.fees, cash, plan.price_fen, lot_min, lot_step), plan.qty)
+        for plan, q in zip(buys, got.tolist(), strict=True):
+            why = plan.reason if plan.reason != R_NONE or q == plan.qty else R_CASH
             if q == 0:
-                why = plan.reason if plan.reason != R_NONE else R_CASH
                 dropped.append(Settlement(plan.intent, STATUS_CANCELLED, 0, REASONS[why]))
-                continue
-            a = np.array([q * plan.price_fen], dtype=np.int64)
-            cash -= q * plan.price_fen + int(self.fees.commission(a)[0] + self.fees.transfer(a)[0])
-            kept.append(Plan(plan.intent, plan.client_order_id, plan.ts_code, "buy", q, plan.price_fen,
-                             plan.reason if plan.reason != R_NONE else R_CASH))  # fmt: skip
+            else:
+                kept.append(Plan(plan.intent, plan.client_order_id, plan.ts_code, "buy", q, plan.price_fen, why))
         return kept, dropped
 
     def _plan(self, intent: Intent, side: str, qty: int, price_fen: int, reason: int) -> Plan:
@@ -334,7 +359,7 @@ class SleeveBook:
             self.positions[j] += fill.qty
             day = self.buys_by_day.setdefault(fill.trade_date.isoformat(), {})
             day[fill.ts_code] = day.get(fill.ts_code, 0) + fill.qty
-            if self.t >= 0 and fill.trade_date == self.panel.dates[self.t]:
+            if fill.trade_date == self.session_day:
                 self.bought_today[j] += fill.qty
             self.cost_fen[j] += amount + fees
             self.cash_fen -= amount + fees
@@ -391,6 +416,7 @@ class SleeveBook:
         held = np.flatnonzero(self.positions | self.cost_fen).tolist()
         return {
             "t": self.t,
+            "session_day": self.session_day.isoformat() if self.session_day else None,
             "bar_done": self.bar_done,
             "day": self.panel.dates[self.t].isoformat() if self.t >= 0 else None,
             "cash_fen": self.cash_fen,
@@ -415,14 +441,15 @@ class SleeveBook:
         saved_day = data.get("day")
         self.t = self.panel.dates.index(date.fromisoformat(saved_day)) if saved_day else -1
         self.bar_done = bool(data["bar_done"])
+        self.session_day = date.fromisoformat(data["session_day"]) if data.get("session_day") else None
         self.cash_fen = int(data["cash_fen"])
         self.initial_cash_fen = int(data["initial_cash_fen"])
         for code, (qty, cost) in data["positions"].items():
             j = self.columns[code]
             self.positions[j], self.cost_fen[j] = qty, cost
         self.buys_by_day = {str(d): {str(c): int(q) for c, q in b.items()} for d, b in data["buys_by_day"].items()}
-        if self.t >= 0:
-            for code, qty in self.buys_by_day.get(self.panel.dates[self.t].isoformat(), {}).items():
+        if self.session_day is not None:
+            for code, qty in self.buys_by_day.get(self.session_day.isoformat(), {}).items():
                 self.bought_today[self.columns[code]] = qty
         self.next_intent = int(data["next_intent"])
         self.pending = [Intent(*row) for row in data["pending"]]

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from services.strategy.book import Plan, Settlement, SleeveBook, TradeFill, client_order_id
+from services.strategy.book import Plan, SessionRow, Settlement, SleeveBook, TradeFill, client_order_id
 from services.strategy.trading import PathUnavailable, Placed, Refused, TradingPath, fill_of
 from shared.core.market.matching import STATUS_NAMES
 from shared.research.engine.config import BacktestConfig
@@ -162,29 +162,44 @@ class InstanceRun:
 
     # --- a session ------------------------------------------------------------------------------------------------
     async def session(self, t: int) -> BarReport:
-        """Day t: the orders due are sent and filled at its prices, the day is marked, then on_bar."""
+        """Day t of a replay: its orders due are sent and filled at its prices, the day is marked, then on_bar."""
         started = time.perf_counter()
-        book = self.book
-        book.begin_day(t)
         sent_before = self.orders_sent
-        due, cancelled = book.due()
+        self.book.begin_day(t)
+        await self.trade(self.book.panel_row(t))
+        return await self.close_bar(t, sent_before, started)
+
+    async def trade(self, row: SessionRow) -> None:
+        """The session's orders due, sized at `row`'s prices and sent round by round: the sells, then the buys the
+        cash pays once the sells filled (the engine's order of a day's fills)."""
+        book = self.book
+        book.open_session(row.day)
+        due, cancelled = book.due(row)
         self._settle(cancelled)
         for round_ in book.rounds(due):
             round_ = await self._known(round_)
-            sells, buys, settled = book.size(round_)
+            sells, buys, settled = book.size(round_, row)
             await self._send(sells)
             kept, dropped = book.afford(buys)
             await self._send(kept)
             self._settle(settled + dropped)
             await self.save()
+
+    async def close_bar(self, t: int, sent_before: int | None = None, started: float | None = None) -> BarReport:
+        """Day t's bar is in: the day is marked at its close, then the strategy's on_bar, whose orders wait for the
+        next session."""
+        started = time.perf_counter() if started is None else started
+        book = self.book
+        book.t = t
+        book.open_session(book.panel.dates[t])
         book.close_day()
         self._hook(self.strategy.on_bar, self.ctx, cross_section(book.panel, t))
         book.take_new()
         book.bar_done = True
         await self.save()
         equity = book.cash_fen + book.market_value_fen()
-        return BarReport(self.instance_id, book.panel.dates[t], self.orders_sent - sent_before, equity,
-                         time.perf_counter() - started)  # fmt: skip
+        sent = self.orders_sent - (self.orders_sent if sent_before is None else sent_before)
+        return BarReport(self.instance_id, book.panel.dates[t], sent, equity, time.perf_counter() - started)
 
     async def finish(self) -> None:
         """The end of a replay: on_stop, and what is still pending is cancelled (end of data)."""
