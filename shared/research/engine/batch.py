@@ -4,7 +4,7 @@ market, the cross-section) is paid once per day for all P instead of once per po
 
 Each strategy still gets its own `BacktestContext` and its `on_init`/`on_bar`/`on_stop` are called as in
 `run_backtest`: strategies run unmodified. The orders all P place on a day are sized with the one-portfolio engine's
-own code (`shared.research.engine.core.size_orders`, rounds by portfolio and symbol) and filled in one vectorised pass;
+own code (`shared.core.market.matching.size_orders`, rounds by portfolio and symbol) and filled in one vectorised pass;
 buys are settled one by one in order-id order, as the one-portfolio engine does, only for the portfolios that
 cannot pay for all of that round's buys. Every portfolio's days, cash, positions, trades and metrics are therefore
 exactly those of running its strategy alone (tests/unit/engine/test_engine_batch.py checks it on random grids).
@@ -21,19 +21,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from shared.core.market.fees import FenFees
+from shared.core.market.matching import buys_paid_for, fill_rounds, fillable, sells_paid_for
 from shared.research.engine.config import BacktestConfig
 from shared.research.engine.context import BacktestContext, RunHistory, Store
-from shared.research.engine.core import (
-    EngineError,
-    Sizing,
-    affordable,
-    cross_section,
-    fill_rounds,
-    sells_paid_for,
-    size_orders,
-)
+from shared.research.engine.core import EngineError, Sizing, cross_section
 from shared.research.engine.data import Panel
-from shared.research.engine.fees import FenFees
 from shared.research.engine.metrics import MetricsConfig, compute_metrics
 from shared.research.strategy import Strategy
 
@@ -191,9 +184,9 @@ class BatchEngine:
     def _fill(self, t: int) -> None:
         if len(self.pend_pf) == 0:
             return
-        has_bar = self.panel.has_bar[t, self.pend_sym]
-        if self.config.fill_price == "vwap":
-            has_bar &= self.sizing.fill_prices[t, self.pend_sym] > 0
+        has_bar, _ = fillable(
+            self.sizing.rules, self.panel.has_bar[t, self.pend_sym], self.sizing.fill_prices[t, self.pend_sym]
+        )
         waiting = ~has_bar
         if self.config.suspended_orders == "cancel":
             waiting[:] = False
@@ -214,7 +207,7 @@ class BatchEngine:
     def _fill_round(self, t: int, pf: IntArray, syms: IntArray, kinds: IntArray, amts: IntArray) -> None:
         pos = self.positions[pf, syms]
         sellable = pos - self.bought_today[pf, syms] if self.config.t_plus_one else pos.copy()
-        qty, px, buy, sell, _, _ = size_orders(self.sizing, t, syms, kinds, amts, pos, sellable)
+        qty, px, buy, sell, _, _ = self.sizing.size(t, syms, kinds, amts, pos, sellable)
         s = np.flatnonzero(sell & (qty > 0))
         if len(s):
             self._execute_sells(t, pf[s], syms[s], qty[s], px[s], pos[s])
@@ -257,17 +250,11 @@ class BatchEngine:
             qty = qty.copy()
             lot_min, lot_step = self.sizing.lot_min, self.sizing.lot_step
             for p in short.tolist():
-                cash = int(self.cash[p])
-                for i in np.flatnonzero(pf == p).tolist():
-                    if int(total[i]) <= cash:
-                        cash -= int(total[i])
-                        continue
-                    j = int(syms[i])
-                    q = min(affordable(self.fees, cash, int(px[i]), int(lot_min[j]), int(lot_step[j])), int(qty[i]))
-                    qty[i] = q
-                    a = np.array([q * int(px[i])], dtype=np.int64)
-                    fee = int(self.fees.commission(a)[0] + self.fees.transfer(a)[0]) if q else 0
-                    cash -= q * int(px[i]) + fee
+                mine = np.flatnonzero(pf == p)
+                qty[mine] = buys_paid_for(
+                    self.fees, int(self.cash[p]), qty[mine], px[mine], total[mine],
+                    lot_min[syms[mine]], lot_step[syms[mine]],
+                )  # fmt: skip
             amount = qty * px
             commission = np.where(qty > 0, self.fees.commission(amount), 0)
             transfer = self.fees.transfer(amount)
