@@ -1,5 +1,6 @@
 """Whether execution may accept a submission: a valid risk approval for exactly these terms, presented by the
-account's owner (or a service/admin acting for it). Pure: the desk records refusals and answers 403.
+account's owner (or a service/admin acting for it); an order for a strategy instance only from the strategy service
+(or risk), and the strategy service only with one. Pure: the desk records refusals and answers 403.
 
 `Refusal` is what the pure admission checks (cash.buy_refusal, cash.withdrawal_refusal, positions.sell_refusal)
 answer; the store runs them inside its transaction, under the account's lock, and raises it (422, nothing stored)."""
@@ -13,7 +14,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from shared.platform.approval import Approval, OrderTerms, approval_error
-from shared.platform.internal_auth import Principal
+from shared.platform.internal_auth import RISK_SUBJECT, STRATEGY_SUBJECT, Principal
+
+# Who may hand execution an order for a strategy instance: the strategy service (through risk, which forwards as the
+# caller) and risk itself. Any other principal, a person or an admin included, places only orders of its own.
+INSTANCE_ORDER_SUBJECTS = frozenset({STRATEGY_SUBJECT, RISK_SUBJECT})
 
 
 @dataclass(frozen=True)
@@ -59,4 +64,9 @@ def refusal_reason(
         return error
     if not principal.acts_for_everyone and terms.account_id != principal_account(principal):
         return f"{principal.subject} may not place orders for account {terms.account_id}"
+    instance_service = principal.is_service and principal.subject in INSTANCE_ORDER_SUBJECTS
+    if terms.strategy_instance_id is not None and not instance_service:
+        return f"{principal.subject} may not place orders for strategy instance {terms.strategy_instance_id}"
+    if terms.strategy_instance_id is None and principal.is_service and principal.subject == STRATEGY_SUBJECT:
+        return f"{principal.subject} places orders only for a strategy instance"
     return None

@@ -21,6 +21,7 @@ from services.execution.schemas import (
     TradeOut,
 )
 from shared.core.domain import OrderStatus
+from shared.platform.request_model import STRATEGY_INSTANCE_ID_PATTERN
 
 router = APIRouter(prefix="/v1", tags=["execution"])
 
@@ -41,14 +42,55 @@ async def submit_order(
     return JSONResponse(body, status_code=201 if result.created else 200)
 
 
-@router.get("/orders", response_model=list[OrderOut])
+InstanceFilter = Annotated[
+    str | None,
+    Query(pattern=STRATEGY_INSTANCE_ID_PATTERN, description="only the orders (trades) of this strategy instance"),
+]
+AccountFilter = Annotated[
+    str | None,
+    Query(min_length=1, max_length=64, description="only this account's (services and admins; people see their own)"),
+]
+OldestFirst = Annotated[bool, Query(description="in creation order, oldest first (default: newest first)")]
+
+
+@router.get(
+    "/orders",
+    response_model=list[OrderOut],
+    responses={
+        403: {"description": "`forbidden`: another account named by a person"},
+        404: {"description": "`order_not_found`: no order `after`"},
+    },
+)
 async def list_orders(
     principal: CurrentPrincipal,
     desk: Desk,
     status: OrderStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    strategy_instance_id: InstanceFilter = None,
+    account_id: AccountFilter = None,
+    oldest_first: OldestFirst = False,
+    after: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=32,
+            description="an order_id: the orders created after it, oldest first (page through all of them with the "
+            "last order_id of each page)",
+        ),
+    ] = None,
 ) -> list[OrderOut]:
-    return [OrderOut.of(o) for o in await desk.list_orders(principal, status, limit)]
+    """The caller's orders (services and admins: everyone's), newest first; `oldest_first` or `after` lists them
+    in creation order, page by page."""
+    listed = await desk.list_orders(
+        principal,
+        status,
+        limit,
+        strategy_instance_id=strategy_instance_id,
+        account_id=account_id,
+        oldest_first=oldest_first,
+        after=after,
+    )
+    return [OrderOut.of(o) for o in listed]
 
 
 @router.get("/orders/{order_id}", response_model=OrderOut, responses={404: {"description": "`order_not_found`"}})
@@ -65,14 +107,44 @@ async def cancel_order(order_id: str, principal: CurrentPrincipal, desk: Desk) -
     return OrderOut.of(await desk.cancel(order_id, principal))
 
 
-@router.get("/trades", response_model=list[TradeOut])
+@router.get(
+    "/trades",
+    response_model=list[TradeOut],
+    responses={
+        403: {"description": "`forbidden`: another account named by a person"},
+        404: {"description": "`trade_not_found`: no trade `after`"},
+    },
+)
 async def list_trades(
     principal: CurrentPrincipal,
     desk: Desk,
     order_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    strategy_instance_id: InstanceFilter = None,
+    account_id: AccountFilter = None,
+    oldest_first: OldestFirst = False,
+    after: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=64,
+            description="a trade_id: the trades recorded after it, oldest first (page through all of them with the "
+            "last trade_id of each page)",
+        ),
+    ] = None,
 ) -> list[TradeOut]:
-    return [TradeOut.of(t) for t in await desk.list_trades(principal, order_id, limit)]
+    """The caller's trades (services and admins: everyone's), newest first by trade time; `oldest_first` or
+    `after` lists them in the order they were recorded, page by page."""
+    listed = await desk.list_trades(
+        principal,
+        order_id,
+        limit,
+        strategy_instance_id=strategy_instance_id,
+        account_id=account_id,
+        oldest_first=oldest_first,
+        after=after,
+    )
+    return [TradeOut.of(t) for t in listed]
 
 
 @router.get("/positions", response_model=list[PositionOut])

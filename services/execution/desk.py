@@ -240,11 +240,58 @@ class OrderDesk:
             raise NotFound("order_not_found", f"no order {order_id}")
         return stored
 
-    async def list_orders(self, principal: Principal, status: OrderStatus | None, limit: int) -> list[StoredOrder]:
-        return await self.store.list_orders(account_id=self.visible_account(principal), status=status, limit=limit)
+    def _listed_account(self, principal: Principal, account_id: str | None, what: str) -> str | None:
+        """The account a listing is limited to: the one named (services and admins; a person only their own),
+        else the caller's own, or None (all) for services and admins."""
+        if account_id is not None:
+            return self._named_account(principal, account_id, what)
+        return self.visible_account(principal)
 
-    async def list_trades(self, principal: Principal, order_id: str | None, limit: int) -> list[TradeRecord]:
-        return await self.store.list_trades(account_id=self.visible_account(principal), order_id=order_id, limit=limit)
+    async def list_orders(
+        self,
+        principal: Principal,
+        status: OrderStatus | None,
+        limit: int,
+        *,
+        strategy_instance_id: str | None = None,
+        account_id: str | None = None,
+        oldest_first: bool = False,
+        after: str | None = None,
+    ) -> list[StoredOrder]:
+        try:
+            return await self.store.list_orders(
+                account_id=self._listed_account(principal, account_id, "orders"),
+                status=status,
+                limit=limit,
+                strategy_instance_id=strategy_instance_id,
+                oldest_first=oldest_first,
+                after=after,
+            )
+        except LookupError:
+            raise NotFound("order_not_found", f"no order {after} to list the orders after (after)") from None
+
+    async def list_trades(
+        self,
+        principal: Principal,
+        order_id: str | None,
+        limit: int,
+        *,
+        strategy_instance_id: str | None = None,
+        account_id: str | None = None,
+        oldest_first: bool = False,
+        after: str | None = None,
+    ) -> list[TradeRecord]:
+        try:
+            return await self.store.list_trades(
+                account_id=self._listed_account(principal, account_id, "trades"),
+                order_id=order_id,
+                limit=limit,
+                strategy_instance_id=strategy_instance_id,
+                oldest_first=oldest_first,
+                after=after,
+            )
+        except LookupError:
+            raise NotFound("trade_not_found", f"no trade {after} to list the trades after (after)") from None
 
     async def positions(self, principal: Principal, account_id: str | None) -> list[Holding]:
         """The positions of `account_id` (services and admins only) or else of the caller's own account."""

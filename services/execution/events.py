@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 from services.execution.brokers.base import Fill
 from shared.core.domain import Order
+from shared.core.market.rules import Fees
 from shared.platform.events import Envelope, OrderUpdated, TradeExecuted, make_event
 
 EXCHANGE_TZ = ZoneInfo("Asia/Shanghai")
@@ -42,11 +43,12 @@ def order_event(order: Order, *, source: str) -> Envelope:
         avg_fill_price=order.avg_fill_price,
         reason=order.reason,
         updated_at=order.updated_at,
+        strategy_instance_id=order.strategy_instance_id,
     )
     return make_event(f"order.{order.status.value}", payload, source=source)
 
 
-def trade_event(order: Order, fill: Fill, *, source: str) -> Envelope:
+def trade_event(order: Order, fill: Fill, fees: Fees, *, source: str) -> Envelope:
     payload = TradeExecuted(
         trade_id=fill.fill_id,
         order_id=order.order_id,
@@ -58,5 +60,9 @@ def trade_event(order: Order, fill: Fill, *, source: str) -> Envelope:
         price=fill.price,
         amount=fill.price * fill.qty,
         traded_at=fill.traded_at,
+        commission=fees.commission,
+        stamp_duty=fees.stamp_duty,
+        transfer_fee=fees.transfer_fee,
+        strategy_instance_id=order.strategy_instance_id,
     )
     return make_event("trade.executed", payload, source=source)

@@ -13,7 +13,15 @@ from shared.core.domain import InvalidTsCode, OrderSide, OrderStatus, OrderType,
 from shared.core.market.orders import price_shape_error
 from shared.core.market.rules import on_tick
 from shared.platform.approval import OrderTerms
-from shared.platform.request_model import AccountId, ClientOrderId, IdempotencyKey, JsonDecimal, RequestModel, StrictInt
+from shared.platform.request_model import (
+    AccountId,
+    ClientOrderId,
+    IdempotencyKey,
+    JsonDecimal,
+    RequestModel,
+    StrategyInstanceId,
+    StrictInt,
+)
 
 # Approvals join fields with a control character (shared/platform/approval.py): none may occur inside a field, which the
 # printable-ASCII patterns of ClientOrderId, AccountId and IdempotencyKey guarantee.
@@ -30,6 +38,8 @@ class OrderSubmission(RequestModel):
     order_type: OrderType
     qty: StrictInt = Field(gt=0, le=10**12)
     price: JsonDecimal | None = Field(default=None, gt=0, max_digits=16, allow_inf_nan=False)
+    # Only in orders risk forwards for a strategy instance (covered by the approval); a person's order has none.
+    strategy_instance_id: StrategyInstanceId | None = None
     approval: dict[str, Any] | None = None
 
     @field_validator("ts_code")
@@ -61,6 +71,7 @@ class OrderSubmission(RequestModel):
             order_type=self.order_type.value,
             qty=self.qty,
             price=self.price,
+            strategy_instance_id=self.strategy_instance_id,
         )
 
 
@@ -77,6 +88,7 @@ class OrderOut(BaseModel):
     filled_qty: int
     avg_fill_price: Decimal | None
     reason: str | None
+    strategy_instance_id: str | None = Field(description="the strategy instance that placed it; null: a person's")
     created_at: datetime
     updated_at: datetime
 
@@ -108,6 +120,7 @@ class TradeOut(BaseModel):
     transfer_fee: Decimal
     fees: Decimal
     traded_at: datetime
+    strategy_instance_id: str | None = Field(description="its order's strategy instance; null: a person's trade")
 
     @classmethod
     def of(cls, trade: TradeRecord) -> TradeOut:
@@ -126,6 +139,7 @@ class TradeOut(BaseModel):
             transfer_fee=trade.transfer_fee,
             fees=trade.fees,
             traded_at=trade.traded_at,
+            strategy_instance_id=trade.strategy_instance_id,
         )
 
 

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from services.risk import api
-from services.risk.desk import ExecutionCash, ExecutionPositions, ExecutionService, RiskDesk
+from services.risk.desk import ExecutionCash, ExecutionPositions, ExecutionService, RiskDesk, StrategySleeves
 from services.risk.metrics import RiskMetrics
 from services.risk.store import MIGRATIONS, RiskStore, outbox
 from shared.platform.app import Infra, create_service_app
@@ -51,6 +51,7 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
         quotes=DataServiceQuotes(infra.services, settings.internal_secret, "risk"),
         positions=ExecutionPositions(infra.services, settings.internal_secret),
         cash=ExecutionCash(infra.services, settings.internal_secret),
+        sleeves=StrategySleeves(infra.services, settings.internal_secret),
         execution=ExecutionService(infra.services, settings.internal_secret),
         decisions=store,
         metrics=RiskMetrics(app.state.metrics_registry),

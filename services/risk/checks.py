@@ -8,10 +8,13 @@ from datetime import date
 from decimal import Decimal
 from enum import StrEnum
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from shared.core.domain import InvalidTsCode, OrderSide, OrderType, SecurityCode, money, parse_ts_code
 from shared.core.market.orders import Holding, buy_cost, oversell_error
 from shared.core.market.rules import buy_qty_error, on_tick, sell_qty_error
 from shared.platform.quotes import Quote
+from shared.platform.request_model import AccountId
 
 
 class ReasonCode(StrEnum):
@@ -26,6 +29,11 @@ class ReasonCode(StrEnum):
     INSUFFICIENT_CASH = "insufficient_cash"
     PRICE_CAP_UNKNOWN = "price_cap_unknown"  # a market buy with no limit-up to reserve cash at
     RISK_UNAVAILABLE = "risk_unavailable"
+    # Orders for a strategy instance: checked against its sleeve (its share of the account) as well as the account.
+    STRATEGY_INSTANCE_NOT_FOUND = "strategy_instance_not_found"
+    STRATEGY_INSTANCE_NOT_RUNNING = "strategy_instance_not_running"
+    INSUFFICIENT_STRATEGY_CASH = "insufficient_strategy_cash"
+    INSUFFICIENT_STRATEGY_POSITION = "insufficient_strategy_position"
 
 
 @dataclass(frozen=True)
@@ -119,37 +127,99 @@ def position_checks(order: OrderIntent, security: SecurityCode, holding: Holding
     return []
 
 
+def _buy_cap(order: OrderIntent, quote: Quote | None) -> tuple[Decimal, str] | Reason | None:
+    """The most a buy may pay a share and what that is (the limit price, or for a market buy the next session's
+    limit-up price), a reason when a market buy has none, or None when there is nothing to check (not a buy, no
+    price, or an unknown security, rejected for that already)."""
+    if order.side is not OrderSide.BUY:
+        return None
+    if order.order_type is OrderType.LIMIT:
+        return None if order.price is None else (order.price, "limit price")
+    if quote is None:
+        return None
+    if quote.limit_up is None:
+        return Reason(
+            ReasonCode.PRICE_CAP_UNKNOWN,
+            f"a market buy of {order.ts_code} reserves cash at the limit-up price and its next session has "
+            "no price limit: place a limit order",
+        )
+    return quote.limit_up, "limit-up price"
+
+
 def cash_checks(order: OrderIntent, quote: Quote | None, available: Decimal, *, trade_date: date) -> list[Reason]:
     """A buy against the account's available cash (execution's `GET /v1/account`): it must cover qty x the
     limit price, or for a market buy the next session's limit-up price, plus fees. Sells: nothing here."""
-    if order.side is not OrderSide.BUY:
+    cap = _buy_cap(order, quote)
+    if cap is None:
         return []
-    if order.order_type is OrderType.LIMIT:
-        if order.price is None:
-            return []
-        cap, priced_at = order.price, "limit price"
-    else:
-        if quote is None:
-            return []  # unknown security: rejected for that already
-        if quote.limit_up is None:
-            return [
-                Reason(
-                    ReasonCode.PRICE_CAP_UNKNOWN,
-                    f"a market buy of {order.ts_code} reserves cash at the limit-up price and its next session has "
-                    "no price limit: place a limit order",
-                )
-            ]
-        cap, priced_at = quote.limit_up, "limit-up price"
-    needed = buy_cost(order.qty, cap, trade_date)
+    if isinstance(cap, Reason):
+        return [cap]
+    return _cash_reason(order, cap, available, trade_date, ReasonCode.INSUFFICIENT_CASH, "")
+
+
+def _cash_reason(
+    order: OrderIntent, cap: tuple[Decimal, str], available: Decimal, trade_date: date, code: ReasonCode, whose: str
+) -> list[Reason]:
+    price, priced_at = cap
+    needed = buy_cost(order.qty, price, trade_date)
     if needed <= available:
         return []
     return [
         Reason(
-            ReasonCode.INSUFFICIENT_CASH,
-            f"buying {order.qty} shares of {order.ts_code} at up to {cap} ({priced_at}) needs {money(needed)} CNY "
-            f"with fees; {money(available)} available",
+            code,
+            f"buying {order.qty} shares of {order.ts_code} at up to {price} ({priced_at}) needs {money(needed)} CNY "
+            f"with fees; {money(available)} available{whose}",
         )
     ]
+
+
+class Sleeve(BaseModel):
+    """A strategy instance's share of its account, as the strategy service serves it
+    (`GET /v1/strategy-instances/{id}/sleeve`): its state, the cash it may spend and the shares it holds."""
+
+    model_config = ConfigDict(frozen=True)
+
+    instance_id: str
+    account_id: AccountId  # goes into the approval: the same characters as any account id
+    owner: str | None = None
+    state: str
+    cash_available: Decimal = Field(allow_inf_nan=False)
+    positions: list[Holding] = []
+
+    def holding(self, ts_code: str) -> Holding | None:
+        return next((p for p in self.positions if p.ts_code == ts_code), None)
+
+
+RUNNING = "running"
+
+
+def sleeve_state_checks(sleeve: Sleeve) -> list[Reason]:
+    """A strategy instance places orders only while it is running."""
+    if sleeve.state == RUNNING:
+        return []
+    return [
+        Reason(
+            ReasonCode.STRATEGY_INSTANCE_NOT_RUNNING,
+            f"strategy instance {sleeve.instance_id} is {sleeve.state}, not running: it places no orders",
+        )
+    ]
+
+
+def sleeve_checks(order: OrderIntent, quote: Quote | None, sleeve: Sleeve, *, trade_date: date) -> list[Reason]:
+    """An order of a strategy instance against its sleeve: a buy's cost (the same arithmetic as the account's cash
+    check: qty x price cap + fees) must fit the sleeve's cash, a sell its sellable shares. The account's own checks
+    run as well (a market buy without a price cap is refused by those); the state by sleeve_state_checks."""
+    cap = _buy_cap(order, quote)
+    if isinstance(cap, tuple):
+        whose = f" to strategy instance {sleeve.instance_id}"
+        return _cash_reason(order, cap, sleeve.cash_available, trade_date, ReasonCode.INSUFFICIENT_STRATEGY_CASH, whose)
+    if order.side is OrderSide.SELL:
+        oversold = oversell_error(order.ts_code, order.qty, sleeve.holding(order.ts_code))
+        if oversold:
+            return [
+                Reason(ReasonCode.INSUFFICIENT_STRATEGY_POSITION, f"strategy instance {sleeve.instance_id}: {oversold}")
+            ]
+    return []
 
 
 def order_value(qty: int, unit_price: Decimal) -> Decimal:

@@ -3,8 +3,10 @@ cash (a buy), records the decision, and only for an approved order signs an appr
 execution. Fails closed: without market data (or the position of a sell, the cash of a buy) there is no approval.
 A retry of an approved client_order_id is not checked again while it is the same decision: execution placed it
 (whatever its age), or its answer was lost and the approval TTL has not run out; it is re-signed. A decision
-execution refused is spent: a retry is decided afresh, every check again. No HTTP server code here; the ports to
-the data and execution services are small adapters."""
+execution refused is spent: a retry is decided afresh, every check again. An order of a strategy instance (only the
+strategy service places one) is for its sleeve's account and is checked against the sleeve as well (docs/order-path.md
+"Orders of a strategy instance"). No HTTP server code here; the ports to the data, strategy and execution services are
+small adapters."""
 
 from __future__ import annotations
 
@@ -23,9 +25,12 @@ from services.risk.checks import (
     OrderIntent,
     Reason,
     ReasonCode,
+    Sleeve,
     cash_checks,
     position_checks,
     quote_checks,
+    sleeve_checks,
+    sleeve_state_checks,
     static_checks,
 )
 from services.risk.events import order_denied
@@ -38,7 +43,13 @@ from shared.platform.clock import utcnow
 from shared.platform.errors import Forbidden, ServiceError, Unavailable
 from shared.platform.events import Envelope
 from shared.platform.http import ServiceDirectory
-from shared.platform.internal_auth import INTERNAL_HEADER, Principal, mint_internal_token, service_headers
+from shared.platform.internal_auth import (
+    INTERNAL_HEADER,
+    STRATEGY_SUBJECT,
+    Principal,
+    mint_internal_token,
+    service_headers,
+)
 from shared.platform.observability import current_correlation_id, new_id
 from shared.platform.quotes import Quote, QuoteSource, QuoteUnavailable
 from shared.platform.roles import Role
@@ -68,6 +79,15 @@ class CashSource(Protocol):
         `principal`, who places the order. Raises CashUnavailable."""
 
 
+class SleeveUnavailable(Exception):
+    """The strategy service could not say what a strategy instance's sleeve holds: risk cannot decide its order."""
+
+
+class SleeveSource(Protocol):
+    async def sleeve(self, instance_id: str) -> Sleeve | None:
+        """The instance's sleeve, None when the strategy service knows no such instance. Raises SleeveUnavailable."""
+
+
 # Codes with which execution refuses an approved order the account cannot afford (checked atomically there):
 # passed to the caller as they are, with execution's status (422).
 EXECUTION_REFUSALS = frozenset({"insufficient_position", "insufficient_cash", "price_cap_unknown"})
@@ -79,6 +99,8 @@ EXECUTION_UNAVAILABLE_CODES = frozenset({"market_data_unavailable"})
 # client_order_id, which either finds it or places it once.
 EXECUTION_DEPENDENCY_CODES = frozenset({"database_unavailable", "cache_unavailable", "bus_unavailable"})
 EXCHANGE_TZ = ZoneInfo("Asia/Shanghai")
+# The strategy service's 404 codes for an instance it does not know (K2 names the first).
+INSTANCE_NOT_FOUND_CODES = frozenset({"instance_not_found", "strategy_instance_not_found"})
 
 
 class ExecutionPort(Protocol):
@@ -91,10 +113,16 @@ class DecisionLog(Protocol):
         """The decision and, in the same transaction, the event that reports it (a denial's)."""
 
     async def replayable_for(
-        self, account_id: str, client_order_id: str, *, unknown_since: datetime
+        self,
+        account_id: str | None,
+        client_order_id: str,
+        *,
+        unknown_since: datetime,
+        strategy_instance_id: str | None = None,
     ) -> Decision | None:
-        """The approved decision a retry of this client_order_id is answered with: one execution placed, or one
-        whose outcome is unknown made at or after `unknown_since`; never one execution refused."""
+        """The approved decision a retry of this client_order_id (of the account's people, or else of the strategy
+        instance) is answered with: one execution placed, or one whose outcome is unknown made at or after
+        `unknown_since`; never one execution refused."""
 
     async def record_outcome(self, decision_id: str, outcome: ExecutionOutcome) -> None:
         """What execution answered for a forwarded decision (PLACED and REFUSED are final)."""
@@ -131,7 +159,8 @@ class ExecutionPositions:
 class ExecutionCash:
     """Available cash from execution's `GET /v1/account`, asked as the caller (their own account): execution opens
     the account of a trader seen for the first time (with the paper opening cash) only when it is the caller's own;
-    an account named by a service must exist already."""
+    an account named by a service must exist already. A service's order (a strategy instance's) is for another
+    account: asked as risk itself, naming it."""
 
     def __init__(self, services: ServiceDirectory, internal_secret: str) -> None:
         self.services = services
@@ -139,9 +168,14 @@ class ExecutionCash:
 
     async def available(self, account_id: str, principal: Principal) -> Decimal:
         client = self.services.client("execution")
-        headers = {INTERNAL_HEADER: mint_internal_token(self.internal_secret, principal)}
+        if principal.is_service:
+            params: dict[str, str] = {"account_id": account_id}
+            headers = service_headers(self.internal_secret, "risk")
+        else:
+            params = {}
+            headers = {INTERNAL_HEADER: mint_internal_token(self.internal_secret, principal)}
         try:
-            body = await client.get_json("/v1/account", headers=headers)
+            body = await client.get_json("/v1/account", params=params, headers=headers)
         except ServiceError as exc:
             raise CashUnavailable(f"the execution service answered {exc.code}: {exc.message}") from exc
         except ValueError as exc:
@@ -152,6 +186,37 @@ class ExecutionCash:
             return money(body["available"])
         except (KeyError, TypeError, ValueError) as exc:
             raise CashUnavailable(f"the execution service's account is malformed: {exc!r}") from exc
+
+
+class StrategySleeves:
+    """A strategy instance's sleeve from the strategy service's `GET /v1/strategy-instances/{id}/sleeve`, as risk
+    itself (service token)."""
+
+    def __init__(self, services: ServiceDirectory, internal_secret: str) -> None:
+        self.services = services
+        self.internal_secret = internal_secret
+
+    async def sleeve(self, instance_id: str) -> Sleeve | None:
+        client = self.services.client("strategy")
+        try:
+            body = await client.get_json(
+                f"/v1/strategy-instances/{instance_id}/sleeve", headers=service_headers(self.internal_secret, "risk")
+            )
+        except ServiceError as exc:
+            if exc.status_code == 404 and exc.code in INSTANCE_NOT_FOUND_CODES:
+                return None  # any other 404 (no such route: an older strategy service) is not an answer
+            raise SleeveUnavailable(f"the strategy service answered {exc.code}: {exc.message}") from exc
+        except ValueError as exc:
+            raise SleeveUnavailable("the strategy service answered the sleeve without JSON") from exc
+        try:
+            sleeve = Sleeve.model_validate(body)
+        except ValidationError as exc:
+            raise SleeveUnavailable(f"the strategy service's sleeve is malformed: {exc.errors()[0]}") from exc
+        if sleeve.instance_id != instance_id:
+            raise SleeveUnavailable(
+                f"the strategy service answered the sleeve of {sleeve.instance_id}, not {instance_id}"
+            )
+        return sleeve
 
 
 class ExecutionService:
@@ -189,6 +254,7 @@ class RiskDesk:
         quotes: QuoteSource,
         positions: PositionSource,
         cash: CashSource,
+        sleeves: SleeveSource,
         execution: ExecutionPort,
         decisions: DecisionLog,
         metrics: RiskMetrics,
@@ -200,27 +266,39 @@ class RiskDesk:
         self.quotes = quotes
         self.positions = positions
         self.cash = cash
+        self.sleeves = sleeves
         self.execution = execution
         self.decisions = decisions
         self.metrics = metrics
         self.clock = clock
 
     async def place(self, request: OrderRequest, principal: Principal) -> Placement:
-        if not principal.at_least(Role.TRADER):
-            raise Forbidden("forbidden", f"role {principal.role} may not place orders")
-        account_id = principal.account_id or principal.subject
+        instance_id = request.strategy_instance_id
+        _check_placer(principal, instance_id)
 
         # A retry after a lost answer: the order was approved (and may be filled) already. Checking it again could
         # answer "rejected" or "unavailable" for an order execution holds, e.g. a sell whose shares it sold. Only
         # while the approval could have been admitted (its TTL) when execution's answer is unknown; never once
-        # execution refused it (then the retry is a new order, checked afresh).
+        # execution refused it (then the retry is a new order, checked afresh). An instance's retry is found by its
+        # instance, before its sleeve is read: a sleeve stopped since then does not undo an order placed.
         unknown_since = self.clock() - timedelta(seconds=self.approval_ttl_s)
-        earlier = await self.decisions.replayable_for(account_id, request.client_order_id, unknown_since=unknown_since)
+        account_id: str | None = None if instance_id else (principal.account_id or principal.subject)
+        earlier = await self.decisions.replayable_for(
+            account_id, request.client_order_id, unknown_since=unknown_since, strategy_instance_id=instance_id
+        )
         if earlier is not None:
             return await self._replay(earlier, request, principal)
 
+        sleeve: Sleeve | None = None
+        if instance_id is not None:
+            sleeve = await self._sleeve(instance_id)
+            account_id = sleeve.account_id  # the instance trades in its owner's account
+        assert account_id is not None
+
         intent = OrderIntent(request.ts_code, request.side, request.order_type, request.qty, request.price)
         security, reasons = static_checks(intent, max_order_value=self.max_order_value)
+        if sleeve is not None:
+            reasons.extend(sleeve_state_checks(sleeve))
         unavailable: list[str] = []
         if security is not None:
             intent = OrderIntent(security.ts_code, request.side, request.order_type, request.qty, request.price)
@@ -255,6 +333,10 @@ class RiskDesk:
                     log.warning("risk cannot check a sell", extra={"ts_code": security.ts_code, "error": str(exc)})
                 else:
                     reasons.extend(position_checks(intent, security, holding))
+            # An instance's order: its sleeve's cash or shares too, with the same arithmetic as the account's.
+            if sleeve is not None:
+                trade_date = self.clock().astimezone(EXCHANGE_TZ).date()
+                reasons.extend(sleeve_checks(intent, quote, sleeve, trade_date=trade_date))
         if unavailable:
             reasons.append(
                 Reason(ReasonCode.RISK_UNAVAILABLE, f"risk cannot check the order: {'; '.join(unavailable)}")
@@ -273,6 +355,7 @@ class RiskDesk:
             reasons=[r.as_dict() for r in reasons],
             created_at=self.clock(),
             correlation_id=current_correlation_id(),
+            strategy_instance_id=instance_id,
         )
         try:
             # Before anything leaves risk; a refusal is also a fact on the bus (order.denied, through the outbox).
@@ -290,6 +373,25 @@ class RiskDesk:
             return _refused(422, "order_rejected", "; ".join(r.message for r in reasons), decision)
         self.metrics.decided(Outcome.APPROVED)
         return await self._forward(decision, principal)
+
+    async def _sleeve(self, instance_id: str) -> Sleeve:
+        """The instance's sleeve. Fails closed: unreadable is 503 risk_unavailable, unknown is 422 order_rejected
+        (no decision is recorded for either: without the sleeve there is no account to record it for)."""
+        try:
+            sleeve = await self.sleeves.sleeve(instance_id)
+        except SleeveUnavailable as exc:
+            self.metrics.decided(Outcome.ERROR)
+            log.warning(
+                "risk cannot read a strategy instance's sleeve", extra={"instance": instance_id, "error": str(exc)}
+            )
+            raise Unavailable("risk_unavailable", f"risk cannot check the order: {exc}") from exc
+        if sleeve is None:
+            self.metrics.decided(Outcome.REJECTED)
+            reason = Reason(
+                ReasonCode.STRATEGY_INSTANCE_NOT_FOUND, f"the strategy service knows no strategy instance {instance_id}"
+            )
+            raise ServiceError("order_rejected", reason.message, status_code=422, reasons=[reason.as_dict()])
+        return sleeve
 
     async def _replay(self, earlier: Decision, request: OrderRequest, principal: Principal) -> Placement:
         """Answer a repeated client_order_id with the approved decision: the same terms are re-signed for the same
@@ -319,6 +421,7 @@ class RiskDesk:
             order_type=decision.order_type,
             qty=decision.qty,
             price=None if decision.price is None else decision.price.quantize(PRICE_TICK),  # exact: on the tick
+            strategy_instance_id=decision.strategy_instance_id,
         )
         approval = sign_approval(self.approval_secret, terms, decision.decision_id)
         body = {**terms.model_dump(mode="json"), "approval": approval.model_dump(mode="json")}
@@ -386,6 +489,27 @@ class RiskDesk:
             )
             if outcome is ExecutionOutcome.REFUSED:
                 raise
+
+
+def _check_placer(principal: Principal, instance_id: str | None) -> None:
+    """Who may place: people with a trading role, their own orders; the strategy service, only orders of a strategy
+    instance (whose sleeve then says which account). Viewers watch; any other service has no account."""
+    strategy_service = principal.is_service and principal.subject == STRATEGY_SUBJECT
+    if instance_id is not None:
+        if not strategy_service:
+            raise Forbidden(
+                "forbidden",
+                f"{principal.subject} may not place orders for a strategy instance (strategy_instance_id): only the "
+                "strategy service does",
+            )
+        return
+    if strategy_service:
+        raise Forbidden(
+            "forbidden",
+            f"{principal.subject} places orders only for a strategy instance: name its strategy_instance_id",
+        )
+    if not principal.at_least(Role.TRADER):
+        raise Forbidden("forbidden", f"role {principal.role} may not place orders")
 
 
 def _canonical_code(ts_code: str) -> str:

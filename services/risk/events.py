@@ -22,5 +22,6 @@ def order_denied(decision: Decision) -> Envelope:
         price=decision.price,
         reasons=tuple(DenialReason(code=r["code"], message=r["message"]) for r in decision.reasons),
         denied_at=decision.created_at,
+        strategy_instance_id=decision.strategy_instance_id,
     )
     return make_event("order.denied", payload, source=SOURCE)

@@ -6,11 +6,12 @@ from pydantic import BaseModel, Field, model_validator
 
 from shared.core.domain import OrderSide, OrderType
 from shared.core.market.orders import price_shape_error
-from shared.platform.request_model import ClientOrderId, JsonDecimal, RequestModel, StrictInt
+from shared.platform.request_model import ClientOrderId, JsonDecimal, RequestModel, StrategyInstanceId, StrictInt
 
 
 class OrderRequest(RequestModel):
-    """An order as a trader (or a strategy) asks for it; the account comes from the caller's identity.
+    """An order as a trader (or a strategy instance) asks for it; the account comes from the caller's identity (a
+    strategy instance's: from its sleeve).
 
     Shape errors (an unknown field, `"qty": "100"`, a client_order_id with a space) are 422 invalid_request;
     trading-rule violations (lots, tick, limits, ...) are risk's reasons."""
@@ -22,6 +23,11 @@ class OrderRequest(RequestModel):
     qty: StrictInt = Field(gt=0, le=10**12)
     # Up to 8 decimals so that an off-tick price gets the `price_tick` reason rather than a shape error.
     price: JsonDecimal | None = Field(default=None, gt=0, max_digits=20, decimal_places=8, allow_inf_nan=False)
+    strategy_instance_id: StrategyInstanceId | None = Field(
+        default=None,
+        description="the strategy instance the order is for: only the strategy service names one (a person's order "
+        "naming one is 403 forbidden); its sleeve's account is the order's account",
+    )
 
     @model_validator(mode="after")
     def _price_matches_type(self) -> OrderRequest:
@@ -74,3 +80,4 @@ class DecisionOut(BaseModel):
     reasons: list[ReasonOut]
     created_at: str = Field(description="ISO 8601 with its UTC offset")
     correlation_id: str | None
+    strategy_instance_id: str | None = Field(description="the strategy instance the order was for; null: a person's")

@@ -58,9 +58,12 @@ risk_decisions = Table(
     # Approved decisions: what execution answered when risk forwarded the order (see ExecutionOutcome); NULL
     # before the first answer, and for rejected decisions.
     Column("execution_outcome", String(16), nullable=True),
+    # The strategy instance the order was for (its sleeve was checked); NULL: a person's order.
+    Column("strategy_instance_id", String(32), nullable=True),
     Index("ix_risk_decisions_created", "created_at"),
     Index("ix_risk_decisions_account_created", "account_id", "created_at"),
     Index("ix_risk_decisions_client_order", "account_id", "client_order_id"),
+    Index("ix_risk_decisions_instance_client_order", "strategy_instance_id", "client_order_id"),
 )
 
 outbox = outbox_table(metadata)
@@ -89,6 +92,7 @@ class Decision:
     reasons: list[dict[str, str]]
     created_at: datetime
     correlation_id: str | None
+    strategy_instance_id: str | None = None
 
     def summary(self) -> dict[str, Any]:
         """The decision as the order endpoint returns it."""
@@ -108,6 +112,7 @@ class Decision:
             "reasons": self.reasons,
             "created_at": self.created_at.isoformat(),
             "correlation_id": self.correlation_id,
+            "strategy_instance_id": self.strategy_instance_id,
         }
 
 
@@ -125,6 +130,7 @@ def _decision(row: Row[Any]) -> Decision:
         reasons=json.loads(row.reasons),
         created_at=row.created_at,
         correlation_id=row.correlation_id,
+        strategy_instance_id=row.strategy_instance_id,
     )
 
 
@@ -153,6 +159,7 @@ class RiskStore:
                         reasons=json.dumps(decision.reasons, ensure_ascii=False),
                         correlation_id=decision.correlation_id,
                         created_at=decision.created_at,
+                        strategy_instance_id=decision.strategy_instance_id,
                     )
                 )
         if event is not None and self.on_event is not None:
@@ -180,16 +187,26 @@ class RiskStore:
         return None if row is None else _decision(row)
 
     async def replayable_for(
-        self, account_id: str, client_order_id: str, *, unknown_since: datetime
+        self,
+        account_id: str | None,
+        client_order_id: str,
+        *,
+        unknown_since: datetime,
+        strategy_instance_id: str | None = None,
     ) -> Decision | None:
-        """The approved decision a repeated client_order_id of the account is answered with, if any: one execution
-        placed (whatever its age), or else one whose outcome is unknown and that was made at or after
-        `unknown_since` (the approval TTL ago). A decision execution refused is never replayed
-        (ix_risk_decisions_client_order)."""
+        """The approved decision a repeated client_order_id is answered with, if any: one execution placed (whatever
+        its age), or else one whose outcome is unknown and that was made at or after `unknown_since` (the approval
+        TTL ago). A decision execution refused is never replayed. A strategy instance's client_order_id is its own
+        (`strategy_instance_id`, ix_risk_decisions_instance_client_order); a person's is their account's, among the
+        account's people's orders (ix_risk_decisions_client_order)."""
+        if strategy_instance_id is not None:
+            whose = risk_decisions.c.strategy_instance_id == strategy_instance_id
+        else:
+            whose = and_(risk_decisions.c.account_id == account_id, risk_decisions.c.strategy_instance_id.is_(None))
         query = (
             select(risk_decisions)
             .where(
-                risk_decisions.c.account_id == account_id,
+                whose,
                 risk_decisions.c.client_order_id == client_order_id,
                 risk_decisions.c.approved.is_(True),
                 or_(

@@ -21,6 +21,9 @@ class OrderTerms(BaseModel):
     order_type: str
     qty: int
     price: Decimal | None = None
+    # The strategy instance the order is for (None: a person's order). Covered like the rest: an approval for a
+    # person's order cannot be replayed as an instance's, nor one instance's as another's.
+    strategy_instance_id: str | None = None
 
 
 class Approval(BaseModel):
@@ -31,8 +34,9 @@ class Approval(BaseModel):
 
 def _message(terms: OrderTerms, decision_id: str, issued_at: datetime) -> bytes:
     price = "" if terms.price is None else format(terms.price.normalize(), "f")
+    # v2 added strategy_instance_id (v1 approvals, signed without it, no longer verify: they live seconds).
     parts = [
-        "v1",
+        "v2",
         decision_id,
         issued_at.astimezone(UTC).isoformat(timespec="microseconds"),
         terms.client_order_id,
@@ -42,7 +46,11 @@ def _message(terms: OrderTerms, decision_id: str, issued_at: datetime) -> bytes:
         terms.order_type,
         str(terms.qty),
         price,
+        terms.strategy_instance_id or "",
     ]
+    if any("\x1f" in part for part in parts):
+        # The request models' patterns keep control characters out of every field; this is the last word.
+        raise ValueError("an order term contains the unit separator")
     return "\x1f".join(parts).encode()  # unit separator: no field can forge a boundary
 
 
@@ -58,9 +66,11 @@ def approval_error(
     """Why an approval does not authorise these terms, or None when it does."""
     if approval is None:
         return "no risk approval attached"
-    expected = hmac.new(
-        secret.encode(), _message(terms, approval.decision_id, approval.issued_at), hashlib.sha256
-    ).hexdigest()
+    try:
+        message = _message(terms, approval.decision_id, approval.issued_at)
+    except ValueError as exc:
+        return f"the order cannot be approved: {exc}"
+    expected = hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected, approval.signature):
         return "approval signature does not match the order"
     age = ((now or datetime.now(UTC)) - approval.issued_at.astimezone(UTC)).total_seconds()

@@ -16,6 +16,10 @@ from shared.platform.roles import SERVICE, Role, user_role
 INTERNAL_HEADER = "X-LH-Internal-Token"
 AUDIENCE = "lianghua-internal"
 TOKEN_TTL_S = 300
+# The subjects of two services that the order path names: the strategy service places orders for its instances
+# (through risk), and risk reads their sleeves and positions as itself.
+STRATEGY_SUBJECT = "svc:strategy"
+RISK_SUBJECT = "svc:risk"
 
 
 @dataclass(frozen=True)

@@ -20,12 +20,14 @@ from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Fiel
 __all__ = [
     "ACCOUNT_ID_PATTERN",
     "CLIENT_ORDER_ID_PATTERN",
+    "STRATEGY_INSTANCE_ID_PATTERN",
     "AccountId",
     "ClientOrderId",
     "IdempotencyKey",
     "IsoAwareDatetime",
     "JsonDecimal",
     "RequestModel",
+    "StrategyInstanceId",
     "StrictBool",
     "StrictInt",
     "TradeDate",
@@ -156,5 +158,20 @@ AccountId = Annotated[
         max_length=64,
         pattern=ACCOUNT_ID_PATTERN,
         description="1-64 characters: ASCII letters, digits and _ . @ -, starting with a letter or digit",
+    ),
+]
+
+# A strategy instance's id, as the strategy service makes it: uuid4().hex. Lowercase hex only, so it is safe in an
+# approval (no control character), in a client_order_id (the runner's ids start with it) and in a URL path.
+STRATEGY_INSTANCE_ID_PATTERN = r"^[0-9a-f]{32}$"
+
+StrategyInstanceId = Annotated[
+    str,
+    Field(
+        min_length=32,
+        max_length=32,
+        pattern=STRATEGY_INSTANCE_ID_PATTERN,
+        description="a strategy instance's id: 32 lowercase hex characters (a uuid4 without dashes)",
+        examples=["3f2b8c1d9e4a4b7c8d6e5f4a3b2c1d0e"],
     ),
 ]

@@ -55,10 +55,13 @@ orders = Table(
     Column("correlation_id", String(64), nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    # The strategy instance that placed it (risk verified it and signed it into the approval); NULL: a person's.
+    Column("strategy_instance_id", String(32), nullable=True),
     UniqueConstraint("account_id", "client_order_id", name="uq_orders_account_client_order"),
     UniqueConstraint("decision_id", name="uq_orders_decision_id"),
     Index("ix_orders_status_updated", "status", "updated_at"),
     Index("ix_orders_account_created", "account_id", "created_at"),
+    Index("ix_orders_strategy_instance_created", "strategy_instance_id", "created_at"),
 )
 
 order_transitions = Table(
@@ -99,6 +102,7 @@ class StoredOrder:
             order_type=o.order_type.value,
             qty=o.qty,
             price=o.price,
+            strategy_instance_id=o.strategy_instance_id,
         )
 
 
@@ -117,6 +121,7 @@ def stored_order(row: Row[Any]) -> StoredOrder:
         filled_qty=row.filled_qty,
         avg_fill_price=average_price(filled_amount, row.filled_qty),
         reason=row.reason,
+        strategy_instance_id=row.strategy_instance_id,
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
@@ -191,14 +196,45 @@ class OrderReads(StoreBase):
         by_decision = next((o for o in found if o.decision_id == decision_id), None)
         return same_key, by_decision
 
-    async def list_orders(self, *, account_id: str | None, status: OrderStatus | None, limit: int) -> list[StoredOrder]:
-        query = select(orders).order_by(orders.c.created_at.desc(), orders.c.order_id).limit(limit)
+    async def list_orders(
+        self,
+        *,
+        account_id: str | None,
+        status: OrderStatus | None,
+        limit: int,
+        strategy_instance_id: str | None = None,
+        oldest_first: bool = False,
+        after: str | None = None,
+    ) -> list[StoredOrder]:
+        """Orders newest first, or in creation order (`oldest_first`, or `after` an order: those created after it).
+        Raises LookupError when `after` names no order of the listing (another account's is none either)."""
+        query = select(orders).limit(limit)
         if account_id is not None:
             query = query.where(orders.c.account_id == account_id)
         if status is not None:
             query = query.where(orders.c.status == status.value)
+        if strategy_instance_id is not None:
+            query = query.where(orders.c.strategy_instance_id == strategy_instance_id)
+        if after is None and not oldest_first:
+            query = query.order_by(orders.c.created_at.desc(), orders.c.order_id)
+        else:
+            query = query.order_by(orders.c.created_at, orders.c.order_id)
         async for attempt in self.db.transaction():
             async with attempt as s:
+                if after is not None:
+                    cursor = (
+                        await s.execute(
+                            select(orders.c.created_at, orders.c.account_id).where(orders.c.order_id == after)
+                        )
+                    ).first()
+                    if cursor is None or (account_id is not None and cursor.account_id != account_id):
+                        raise LookupError(after)
+                    query = query.where(
+                        or_(
+                            orders.c.created_at > cursor.created_at,
+                            and_(orders.c.created_at == cursor.created_at, orders.c.order_id > after),
+                        )
+                    )
                 rows = (await s.execute(query)).all()
         return [stored_order(r) for r in rows]
 

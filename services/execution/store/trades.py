@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, ForeignKey, Index, String, Table, select
+from sqlalchemy import BigInteger, Column, ForeignKey, Index, String, Table, and_, or_, select
 from sqlalchemy.engine import Row
 
 from services.execution.positions import OpenSell, TradeLot
@@ -35,8 +35,10 @@ trades = Table(
     Column("transfer_fee_fen", CnyFen, key="transfer_fee", nullable=False),
     Column("traded_at", UtcDateTime, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
+    Column("strategy_instance_id", String(32), nullable=True),  # its order's; NULL: a person's trade
     Index("ix_trades_order", "order_id"),
     Index("ix_trades_account_traded", "account_id", "traded_at"),
+    Index("ix_trades_strategy_instance_created", "strategy_instance_id", "created_at"),
 )
 
 
@@ -55,6 +57,7 @@ class TradeRecord:
     stamp_duty: Decimal
     transfer_fee: Decimal
     traded_at: datetime
+    strategy_instance_id: str | None = None
 
     @property
     def fees(self) -> Decimal:
@@ -76,18 +79,50 @@ def _trade(row: Row[Any]) -> TradeRecord:
         stamp_duty=row.stamp_duty,
         transfer_fee=row.transfer_fee,
         traded_at=row.traded_at,
+        strategy_instance_id=row.strategy_instance_id,
     )
 
 
 class TradeReads(StoreBase):
-    async def list_trades(self, *, account_id: str | None, order_id: str | None, limit: int) -> list[TradeRecord]:
-        query = select(trades).order_by(trades.c.traded_at.desc(), trades.c.trade_id).limit(limit)
+    async def list_trades(
+        self,
+        *,
+        account_id: str | None,
+        order_id: str | None,
+        limit: int,
+        strategy_instance_id: str | None = None,
+        oldest_first: bool = False,
+        after: str | None = None,
+    ) -> list[TradeRecord]:
+        """Trades newest first (by trade time), or in the order they were recorded (`oldest_first`, or `after` a
+        trade: those recorded after it). Raises LookupError when `after` names no trade of the listing."""
+        query = select(trades).limit(limit)
         if account_id is not None:
             query = query.where(trades.c.account_id == account_id)
         if order_id is not None:
             query = query.where(trades.c.order_id == order_id)
+        if strategy_instance_id is not None:
+            query = query.where(trades.c.strategy_instance_id == strategy_instance_id)
+        if after is None and not oldest_first:
+            query = query.order_by(trades.c.traded_at.desc(), trades.c.trade_id)
+        else:
+            query = query.order_by(trades.c.created_at, trades.c.trade_id)
         async for attempt in self.db.transaction():
             async with attempt as s:
+                if after is not None:
+                    cursor = (
+                        await s.execute(
+                            select(trades.c.created_at, trades.c.account_id).where(trades.c.trade_id == after)
+                        )
+                    ).first()
+                    if cursor is None or (account_id is not None and cursor.account_id != account_id):
+                        raise LookupError(after)
+                    query = query.where(
+                        or_(
+                            trades.c.created_at > cursor.created_at,
+                            and_(trades.c.created_at == cursor.created_at, trades.c.trade_id > after),
+                        )
+                    )
                 rows = (await s.execute(query)).all()
         return [_trade(r) for r in rows]
 

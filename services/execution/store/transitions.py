@@ -30,7 +30,7 @@ from services.execution.store.orders import (
 from services.execution.store.trades import TradeReads, trades
 from shared.core.domain import Order, OrderSide, OrderStatus, OrderType, from_fen, to_fen
 from shared.core.domain.money import FEN
-from shared.core.market.rules import trade_fees
+from shared.core.market.rules import Fees, trade_fees
 from shared.platform.approval import OrderTerms
 from shared.platform.clock import utcnow
 from shared.platform.events import Envelope
@@ -76,6 +76,7 @@ class OrderTransitions(OrderReads, TradeReads, AccountStore):
             qty=terms.qty,
             price=terms.price,
             status=OrderStatus.ACCEPTED,
+            strategy_instance_id=terms.strategy_instance_id,
             created_at=now,
             updated_at=now,
         )
@@ -127,6 +128,7 @@ class OrderTransitions(OrderReads, TradeReads, AccountStore):
                                 correlation_id=current_correlation_id(),
                                 created_at=now,
                                 updated_at=now,
+                                strategy_instance_id=order.strategy_instance_id,
                             )
                         )
                         await self._transition(s, order.order_id, None, OrderStatus.ACCEPTED, None, now)
@@ -188,15 +190,20 @@ class OrderTransitions(OrderReads, TradeReads, AccountStore):
                 for status in plan.steps:
                     await self._transition(s, order_id, previous, status, plan.reason if status.is_final else None, now)
                     previous = status
-                for envelope in self._events(current, after, plan, now):
-                    await add_to_outbox(s, outbox, envelope)
-                for fill in plan.new_fills:
-                    amount = fill.price * fill.qty
-                    fees = trade_fees(
-                        amount,
+                # Each fill's fees once: the trade row, its cash and its event carry the same figures.
+                fees_of = {
+                    fill.fill_id: trade_fees(
+                        fill.price * fill.qty,
                         is_sell=current.order.side is OrderSide.SELL,
                         trade_date=events.exchange_date(fill.traded_at),
                     )
+                    for fill in plan.new_fills
+                }
+                for envelope in self._events(current, after, plan, now, fees_of):
+                    await add_to_outbox(s, outbox, envelope)
+                for fill in plan.new_fills:
+                    amount = fill.price * fill.qty
+                    fees = fees_of[fill.fill_id]
                     await s.execute(
                         trades.insert().values(
                             trade_id=fill.fill_id,
@@ -213,6 +220,7 @@ class OrderTransitions(OrderReads, TradeReads, AccountStore):
                             transfer_fee=fees.transfer_fee,
                             traded_at=fill.traded_at,
                             created_at=now,
+                            strategy_instance_id=current.order.strategy_instance_id,
                         )
                     )
                     side = current.order.side
@@ -230,7 +238,9 @@ class OrderTransitions(OrderReads, TradeReads, AccountStore):
                     )
         return AppliedReport(after, plan.steps, len(plan.new_fills))
 
-    def _events(self, before: StoredOrder, after: StoredOrder, plan: ReportPlan, now: datetime) -> list[Envelope]:
+    def _events(
+        self, before: StoredOrder, after: StoredOrder, plan: ReportPlan, now: datetime, fees_of: dict[str, Fees]
+    ) -> list[Envelope]:
         """The events of one report, in the order they happened: submitted, then the trades, then the status
         the fills (or the cancel / rejection) led to."""
         out: list[Envelope] = []
@@ -240,7 +250,7 @@ class OrderTransitions(OrderReads, TradeReads, AccountStore):
             out.append(events.order_event(submitted, source=self.source))
             steps = steps[1:]
         for fill in plan.new_fills:
-            out.append(events.trade_event(after.order, fill, source=self.source))
+            out.append(events.trade_event(after.order, fill, fees_of[fill.fill_id], source=self.source))
         for status in steps:
             out.append(events.order_event(after.order.model_copy(update={"status": status}), source=self.source))
         return out

@@ -66,5 +66,6 @@ class Order(BaseModel):
     filled_qty: int = 0
     avg_fill_price: Decimal | None = None
     reason: str | None = None
+    strategy_instance_id: str | None = None  # the strategy instance that placed it; None for a person's order
     created_at: datetime
     updated_at: datetime

@@ -35,6 +35,8 @@ class OrderUpdated(EventPayload):
     avg_fill_price: PlainDecimal | None
     reason: str | None = None
     updated_at: datetime
+    # The strategy instance that placed the order; None for a person's order (and in events made before it existed).
+    strategy_instance_id: str | None = None
 
 
 class DenialReason(EventPayload):
@@ -56,6 +58,7 @@ class OrderDenied(EventPayload):
     price: PlainDecimal | None
     reasons: tuple[DenialReason, ...]
     denied_at: datetime
+    strategy_instance_id: str | None = None  # the strategy instance the order was for; None: a person's
 
 
 class TradeExecuted(EventPayload):
@@ -69,6 +72,12 @@ class TradeExecuted(EventPayload):
     price: PlainDecimal
     amount: PlainDecimal
     traded_at: datetime
+    # The trade's fees in CNY, as execution books them (amount + fees is what a buy cost, amount - fees what a sell
+    # brought): a consumer keeps its cash exact without reading the trade. None in events made before they were added.
+    commission: PlainDecimal | None = None
+    stamp_duty: PlainDecimal | None = None
+    transfer_fee: PlainDecimal | None = None
+    strategy_instance_id: str | None = None  # as OrderUpdated's
 
 
 class BarsUpdated(EventPayload):

@@ -1,6 +1,7 @@
 """An in-process fleet for the order-path tests: the risk and execution apps with their lifespans (real MariaDB,
 RabbitMQ and Redis from `backing.settings()`), a fake data service implementing `GET /v1/quotes/{ts_code}` as
-docs/architecture.md describes it, switchable transports and bus to simulate outages, and a RabbitMQ consumer."""
+docs/architecture.md describes it, a fake strategy service answering a strategy instance's sleeve (K2), switchable
+transports and bus to simulate outages, and a RabbitMQ consumer."""
 
 from __future__ import annotations
 
@@ -100,6 +101,46 @@ class FakeDataService:
             return JSONResponse(
                 {"exchange": "SSE", "start": str(start), "end": str(end), "trading_days": [str(d) for d in open_days]}
             )
+
+
+class FakeStrategyService:
+    """The strategy service's sleeve contract (K2: `GET /v1/strategy-instances/{id}/sleeve`), nothing more. Checks
+    the internal token like the real one; answers 404 `instance_not_found` for an instance it does not hold."""
+
+    def __init__(self, internal_secret: str) -> None:
+        self.sleeves: dict[str, dict[str, Any]] = {}
+        self.callers: list[str] = []
+        self.app = FastAPI()
+
+        @self.app.get("/v1/strategy-instances/{instance_id}/sleeve")
+        async def get_sleeve(instance_id: str, request: Request) -> JSONResponse:
+            try:
+                principal = verify_internal_token(internal_secret, request.headers.get(INTERNAL_HEADER, ""))
+            except ServiceError as exc:
+                return JSONResponse(exc.body(), status_code=401)
+            self.callers.append(principal.subject)
+            body = self.sleeves.get(instance_id)
+            if body is None:
+                return JSONResponse(
+                    {"code": "instance_not_found", "message": f"no strategy instance {instance_id}"}, status_code=404
+                )
+            return JSONResponse(body)
+
+    def add(
+        self, account_id: str, *, state: str = "running", cash: str = "100000.00", positions: list[Any] | None = None
+    ) -> str:
+        """A new instance trading in `account_id`, with this sleeve; its id."""
+        instance_id = new_id()
+        assert len(instance_id) == 32
+        self.sleeves[instance_id] = {
+            "instance_id": instance_id,
+            "account_id": account_id,
+            "owner": account_id,
+            "state": state,
+            "cash_available": cash,
+            "positions": positions or [],
+        }
+        return instance_id
 
 
 class SwitchableTransport(httpx.AsyncBaseTransport):
@@ -251,6 +292,8 @@ class Fleet:
     execution_app: FastAPI
     risk: httpx.AsyncClient
     execution: httpx.AsyncClient
+    strategy: FakeStrategyService
+    strategy_transport: SwitchableTransport
 
     @property
     def store(self) -> ExecutionStore:
@@ -278,12 +321,17 @@ async def fleet(settings: Settings, *, stoppable_bus: bool = False) -> AsyncIter
     )
     execution_app = create_execution_app(settings, execution_infra)
     execution_transport = SwitchableTransport(execution_app)
+    strategy = FakeStrategyService(settings.internal_secret)
+    strategy_transport = SwitchableTransport(strategy.app)
 
     risk_infra = Infra(
         settings,
         create_bus(settings.amqp_url, namespace=settings.bus_namespace, source="risk"),
         create_cache(settings.redis_url),
-        ServiceDirectory(settings, transports={"execution": execution_transport, "data": data_transport}),
+        ServiceDirectory(
+            settings,
+            transports={"execution": execution_transport, "data": data_transport, "strategy": strategy_transport},
+        ),
     )
     risk_app = create_risk_app(settings, risk_infra)
 
@@ -303,6 +351,8 @@ async def fleet(settings: Settings, *, stoppable_bus: bool = False) -> AsyncIter
             execution_app=execution_app,
             risk=risk,
             execution=execution,
+            strategy=strategy,
+            strategy_transport=strategy_transport,
         )
 
 

@@ -47,6 +47,7 @@ def test_the_signed_terms_are_admitted() -> None:
         {"account_id": "acct-bob"},
         {"client_order_id": "c-2"},
         {"order_type": "market", "price": None},
+        {"strategy_instance_id": "0123456789abcdef0123456789abcdef"},
     ],
 )
 def test_any_change_to_the_terms_breaks_the_signature(tampered: dict[str, Any]) -> None:
@@ -96,3 +97,68 @@ def test_submission_shape() -> None:
         _submission(ts_code="510300.SH")
     with pytest.raises(ValueError, match="client_order_id"):
         _submission(client_order_id="c\x1f1")
+
+
+INSTANCE = "0123456789abcdef0123456789abcdef"
+INSTANCE_TERMS = TERMS.model_copy(update={"strategy_instance_id": INSTANCE})
+
+
+def test_an_instance_s_approval_does_not_cover_the_order_without_its_instance_or_for_another() -> None:
+    approval = _approval(INSTANCE_TERMS)
+    strategy = Principal("svc:strategy", "service")
+    assert _reason(INSTANCE_TERMS, approval, strategy) is None
+    for other in (None, "f" * 32):
+        changed = INSTANCE_TERMS.model_copy(update={"strategy_instance_id": other})
+        assert _reason(changed, approval, strategy) == "approval signature does not match the order"
+
+
+@pytest.mark.parametrize("subject", ["svc:strategy", "svc:risk"])
+def test_the_strategy_service_and_risk_hand_over_an_instance_s_order(subject: str) -> None:
+    assert _reason(INSTANCE_TERMS, _approval(INSTANCE_TERMS), Principal(subject, "service")) is None
+
+
+@pytest.mark.parametrize(
+    "principal",
+    [
+        ALICE,
+        Principal("root", "admin", "acct-root"),
+        Principal("svc:backtest", "service"),
+        Principal("svc:strategy", "admin"),
+    ],
+)
+def test_nobody_else_places_an_order_for_a_strategy_instance(principal: Principal) -> None:
+    # Even with a valid approval of exactly these terms.
+    assert _reason(INSTANCE_TERMS, _approval(INSTANCE_TERMS), principal) == (
+        f"{principal.subject} may not place orders for strategy instance {INSTANCE}"
+    )
+
+
+def test_the_strategy_service_places_no_order_without_an_instance() -> None:
+    assert _reason(TERMS, _approval(), Principal("svc:strategy", "service")) == (
+        "svc:strategy places orders only for a strategy instance"
+    )
+
+
+def test_a_submission_names_an_instance_by_its_id_only() -> None:
+    body = {**INSTANCE_TERMS.model_dump(mode="json"), "approval": None}
+    assert OrderSubmission.model_validate(body).terms() == INSTANCE_TERMS
+    assert OrderSubmission.model_validate({**body, "strategy_instance_id": None}).terms().strategy_instance_id is None
+    for bad in (
+        "0123456789ABCDEF0123456789ABCDEF",
+        INSTANCE[:-1],
+        INSTANCE + "0",
+        "0123456789abcdef\x1f123456789abcdef",
+    ):
+        with pytest.raises(ValueError, match="strategy_instance_id"):
+            OrderSubmission.model_validate({**body, "strategy_instance_id": bad})
+
+
+def test_no_term_can_forge_a_field_boundary_of_the_signed_message() -> None:
+    # The signed message joins the fields with the unit separator: an instance id "x<US>y" would otherwise sign the
+    # same bytes as other terms. The request models' patterns keep it out; the approval refuses it as the last word.
+    forged = TERMS.model_copy(update={"strategy_instance_id": "a\x1fb"})
+    with pytest.raises(ValueError, match="unit separator"):
+        sign_approval(SECRET, forged, "d-1", issued_at=NOW)
+    assert _reason(forged, _approval(), Principal("svc:strategy", "service")) == (
+        "the order cannot be approved: an order term contains the unit separator"
+    )

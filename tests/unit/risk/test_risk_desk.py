@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from services.risk.checks import Holding
-from services.risk.desk import CashUnavailable, PositionsUnavailable, QuoteUnavailable, RiskDesk
+from services.risk.checks import Holding, Sleeve
+from services.risk.desk import CashUnavailable, PositionsUnavailable, QuoteUnavailable, RiskDesk, SleeveUnavailable
 from services.risk.metrics import RiskMetrics
 from services.risk.schemas import OrderRequest
 from services.risk.store import Decision, ExecutionOutcome
@@ -69,11 +69,27 @@ class FakeCash:
         self.asked: list[str] = []
 
     async def available(self, account_id: str, principal: Principal) -> Decimal:
-        assert account_id == (principal.account_id or principal.subject)  # asked as the account's owner
+        # Asked as the account's owner; a strategy instance's order (a service's) names its sleeve's account.
+        assert principal.is_service or account_id == (principal.account_id or principal.subject)
         self.asked.append(account_id)
         if self.down:
             raise CashUnavailable("the execution service did not answer: ConnectError")
         return self.value
+
+
+class FakeSleeves:
+    """The strategy service's sleeve endpoint: None for an instance it does not know."""
+
+    def __init__(self, *sleeves: Sleeve, down: bool = False) -> None:
+        self.sleeves = {s.instance_id: s for s in sleeves}
+        self.down = down
+        self.asked: list[str] = []
+
+    async def sleeve(self, instance_id: str) -> Sleeve | None:
+        self.asked.append(instance_id)
+        if self.down:
+            raise SleeveUnavailable("the strategy service did not answer: ConnectError")
+        return self.sleeves.get(instance_id)
 
 
 class FakeExecution:
@@ -101,12 +117,20 @@ class FakeLog:
             self.events.append(event)
 
     async def replayable_for(
-        self, account_id: str, client_order_id: str, *, unknown_since: datetime
+        self,
+        account_id: str | None,
+        client_order_id: str,
+        *,
+        unknown_since: datetime,
+        strategy_instance_id: str | None = None,
     ) -> Decision | None:
         mine = [
             d
             for d in self.decisions
-            if d.approved and (d.account_id, d.client_order_id) == (account_id, client_order_id)
+            if d.approved
+            and d.client_order_id == client_order_id
+            and d.strategy_instance_id == strategy_instance_id
+            and (strategy_instance_id is not None or d.account_id == account_id)
         ]
         placed = [d for d in mine if self.outcomes.get(d.decision_id) is ExecutionOutcome.PLACED]
         unknown = [
@@ -129,6 +153,7 @@ def _desk(
     positions: FakePositions | None = None,
     cash: FakeCash | None = None,
     clock: Callable[[], datetime] | None = None,
+    sleeves: "FakeSleeves | None" = None,
 ) -> tuple[RiskDesk, CollectorRegistry]:
     registry = CollectorRegistry()
     desk = RiskDesk(
@@ -139,6 +164,7 @@ def _desk(
         quotes=quotes,
         positions=positions or FakePositions(),
         cash=cash or FakeCash(),
+        sleeves=sleeves or FakeSleeves(),
         execution=execution,
         decisions=log,
         metrics=RiskMetrics(registry),
@@ -594,3 +620,157 @@ async def test_a_refusal_is_remembered_when_later_decisions_are_recorded() -> No
     assert third.status_code == 201
     assert [c[0]["approval"]["decision_id"] for c in execution.calls] == [d.decision_id for d in log.decisions]
     assert len(log.decisions) == 3
+
+
+# --- orders of a strategy instance --------------------------------------------------------------------------------
+
+INSTANCE = "0123456789abcdef0123456789abcdef"
+STRATEGY = Principal("svc:strategy", "service")
+
+
+def _sleeve(state: str = "running", cash: str = "100000.00", *positions: Holding) -> Sleeve:
+    return Sleeve(
+        instance_id=INSTANCE,
+        account_id="acct-alice",
+        owner="alice",
+        state=state,
+        cash_available=Decimal(cash),
+        positions=list(positions),
+    )
+
+
+async def test_an_instance_order_is_checked_for_the_sleeve_account_and_forwarded_with_its_instance() -> None:
+    execution, log, cash, sleeves = FakeExecution(), FakeLog(), FakeCash(), FakeSleeves(_sleeve())
+    desk, registry = _desk(FakeQuotes(), execution, log, cash=cash, sleeves=sleeves)
+    placement = await desk.place(_order(strategy_instance_id=INSTANCE), STRATEGY)
+
+    assert placement.status_code == 201, placement.body
+    [decision] = log.decisions
+    assert (decision.account_id, decision.strategy_instance_id) == ("acct-alice", INSTANCE)
+    assert sleeves.asked == [INSTANCE] and cash.asked == ["acct-alice"]  # the account's cash checked too
+    [(body, principal)] = execution.calls
+    assert principal == STRATEGY
+    terms = OrderTerms.model_validate({k: v for k, v in body.items() if k != "approval"})
+    assert (terms.account_id, terms.strategy_instance_id) == ("acct-alice", INSTANCE)
+    assert approval_error(SECRET, terms, Approval.model_validate(body["approval"]), max_age_s=60) is None
+    # The same approval does not cover the order without its instance (nor for another one).
+    for other in (None, "f" * 32):
+        changed = terms.model_copy(update={"strategy_instance_id": other})
+        assert approval_error(SECRET, changed, Approval.model_validate(body["approval"]), max_age_s=60) == (
+            "approval signature does not match the order"
+        )
+    assert _count(registry, "approved") == 1
+
+
+@pytest.mark.parametrize(
+    "principal",
+    [
+        ALICE,
+        Principal("root", "admin", "acct-root"),
+        Principal("svc:backtest", "service"),
+        Principal("svc:strategy", "trader"),
+    ],
+)
+async def test_only_the_strategy_service_names_a_strategy_instance(principal: Principal) -> None:
+    execution, log, sleeves = FakeExecution(), FakeLog(), FakeSleeves(_sleeve())
+    desk, _ = _desk(FakeQuotes(), execution, log, sleeves=sleeves)
+    with pytest.raises(ServiceError) as err:
+        await desk.place(_order(strategy_instance_id=INSTANCE), principal)
+    assert (err.value.status_code, err.value.code) == (403, "forbidden")
+    assert "strategy_instance_id" in err.value.message
+    assert log.decisions == [] and execution.calls == [] and sleeves.asked == []
+
+
+async def test_the_strategy_service_places_only_orders_of_an_instance() -> None:
+    execution, log = FakeExecution(), FakeLog()
+    desk, _ = _desk(FakeQuotes(), execution, log)
+    with pytest.raises(ServiceError) as err:
+        await desk.place(_order(), STRATEGY)
+    assert (err.value.status_code, err.value.code) == (403, "forbidden")
+    assert log.decisions == [] and execution.calls == []
+
+
+@pytest.mark.parametrize(
+    ("sleeve", "order", "codes"),
+    [
+        (_sleeve(state="stopped"), {}, ["strategy_instance_not_running"]),
+        # 300 x 10.50 = 3,150.00 + 5.00 (0.7875 -> minimum) + 0.03 (0.0315) = 3,155.03 > 3,155.02.
+        (_sleeve(cash="3155.02"), {}, ["insufficient_strategy_cash"]),
+        (_sleeve(cash="3155.03"), {}, []),
+        (_sleeve(state="stopped", cash="0.00"), {}, ["strategy_instance_not_running", "insufficient_strategy_cash"]),
+        (
+            _sleeve("running", "0.00", Holding(ts_code="600000.SH", qty=300, sellable_qty=200)),
+            {"side": "sell"},
+            ["insufficient_strategy_position"],
+        ),
+    ],
+)
+async def test_an_instance_order_is_checked_against_its_sleeve(
+    sleeve: Sleeve, order: dict[str, object], codes: list[str]
+) -> None:
+    execution, log = FakeExecution(), FakeLog()
+    # The account holds plenty: only the sleeve can refuse.
+    positions = FakePositions(Holding(ts_code="600000.SH", qty=10_000, sellable_qty=10_000))
+    desk, _ = _desk(FakeQuotes(), execution, log, positions=positions, sleeves=FakeSleeves(sleeve))
+    placement = await desk.place(_order(strategy_instance_id=INSTANCE, **order), STRATEGY)
+    [decision] = log.decisions
+    assert [r["code"] for r in decision.reasons] == codes
+    if codes:
+        assert (placement.status_code, placement.body["code"]) == (422, "order_rejected")
+        assert execution.calls == []
+        [event] = log.events
+        assert event.payload["strategy_instance_id"] == INSTANCE
+    else:
+        assert placement.status_code == 201
+
+
+async def test_the_account_checks_run_for_an_instance_order_too() -> None:
+    execution, log = FakeExecution(), FakeLog()
+    desk, _ = _desk(FakeQuotes(), execution, log, cash=FakeCash("100.00"), sleeves=FakeSleeves(_sleeve()))
+    placement = await desk.place(_order(strategy_instance_id=INSTANCE), STRATEGY)
+    assert placement.status_code == 422
+    assert [r["code"] for r in placement.body["decision"]["reasons"]] == ["insufficient_cash"]
+
+
+async def test_an_unknown_instance_is_rejected_without_a_decision() -> None:
+    execution, log = FakeExecution(), FakeLog()
+    desk, registry = _desk(FakeQuotes(), execution, log, sleeves=FakeSleeves())
+    with pytest.raises(ServiceError) as err:
+        await desk.place(_order(strategy_instance_id=INSTANCE), STRATEGY)
+    assert (err.value.status_code, err.value.code) == (422, "order_rejected")
+    assert [r["code"] for r in err.value.details["reasons"]] == ["strategy_instance_not_found"]
+    assert log.decisions == [] and execution.calls == []
+    assert _count(registry, "rejected") == 1
+
+
+async def test_fails_closed_when_the_sleeve_cannot_be_read() -> None:
+    execution, log = FakeExecution(), FakeLog()
+    desk, registry = _desk(FakeQuotes(), execution, log, sleeves=FakeSleeves(_sleeve(), down=True))
+    with pytest.raises(ServiceError) as err:
+        await desk.place(_order(strategy_instance_id=INSTANCE), STRATEGY)
+    assert (err.value.status_code, err.value.code) == (503, "risk_unavailable")
+    assert "the strategy service did not answer" in err.value.message
+    assert log.decisions == [] and execution.calls == []
+    assert _count(registry, "error") == 1
+
+
+async def test_a_retry_of_an_instance_order_is_replayed_without_reading_the_sleeve_again() -> None:
+    execution, log, sleeves = FakeExecution(), FakeLog(), FakeSleeves(_sleeve())
+    desk, _ = _desk(FakeQuotes(), execution, log, sleeves=sleeves)
+    first = await desk.place(_order(strategy_instance_id=INSTANCE), STRATEGY)
+    sleeves.sleeves[INSTANCE] = _sleeve(state="stopped")  # stopped since: the placed order stays placed
+    again = await desk.place(_order(strategy_instance_id=INSTANCE), STRATEGY)
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert len(log.decisions) == 1 and sleeves.asked == [INSTANCE]
+    [(body1, _), (body2, _)] = execution.calls
+    assert body1["approval"]["decision_id"] == body2["approval"]["decision_id"]
+    assert body2["strategy_instance_id"] == INSTANCE
+
+
+async def test_a_person_s_order_is_not_answered_with_an_instance_decision_of_the_same_client_order_id() -> None:
+    execution, log = FakeExecution(), FakeLog()
+    desk, _ = _desk(FakeQuotes(), execution, log, sleeves=FakeSleeves(_sleeve()))
+    await desk.place(_order(strategy_instance_id=INSTANCE), STRATEGY)
+    await desk.place(_order(), ALICE)  # alice's account, the same client_order_id: a decision of its own
+    assert [d.strategy_instance_id for d in log.decisions] == [INSTANCE, None]
+    assert execution.calls[1][0]["strategy_instance_id"] is None

@@ -41,3 +41,19 @@ def test_order_prices_are_plain_decimals() -> None:
         updated_at=datetime(2026, 12, 7, 1, 30, tzinfo=UTC),
     )  # fmt: skip
     assert event.model_dump(mode="json")["price"] == "10"
+
+
+def test_trade_fees_travel_as_plain_decimals_and_older_trade_events_still_read() -> None:
+    from shared.platform.events.schemas import TradeExecuted
+
+    older = {
+        "trade_id": "t", "order_id": "o", "client_order_id": "c", "account_id": "a", "ts_code": "600000.SH",
+        "side": "sell", "qty": 100, "price": "10.00", "amount": "1000.00", "traded_at": "2025-01-02T01:30:00+00:00",
+    }  # fmt: skip
+    event = TradeExecuted.model_validate(older)  # published before the fees and the instance were added
+    assert (event.commission, event.stamp_duty, event.transfer_fee, event.strategy_instance_id) == (None,) * 4
+    # 1,000.00 sold: commission 0.25 -> 5.00 minimum, stamp duty 0.05% = 0.50, transfer fee 0.01.
+    fees = {"commission": Decimal("5.00"), "stamp_duty": Decimal("0.50"), "transfer_fee": Decimal("0.01")}
+    payload = TradeExecuted.model_validate({**older, **fees}).model_dump(mode="json")
+    assert (payload["commission"], payload["stamp_duty"], payload["transfer_fee"]) == ("5.00", "0.50", "0.01")
+    assert payload["strategy_instance_id"] is None
