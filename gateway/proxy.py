@@ -48,8 +48,10 @@ async def forward(
     kwargs: dict[str, Any] = {"headers": headers}
     if with_body:
         # The raw bytes, not the parsed dict: the service sees exactly what the client sent (e.g. "10.10" stays).
-        kwargs["content"] = await request.body()
-        headers["Content-Type"] = "application/json"
+        content = await request.body()
+        if content:  # an optional body left out stays out
+            kwargs["content"] = content
+            headers["Content-Type"] = "application/json"
     target = f"{path}?{request.url.query}" if request.url.query else path
     try:
         upstream = await state.infra.services.client(service).request(method, target, **kwargs)
@@ -147,7 +149,16 @@ def _endpoint(route: ProxyRoute) -> Callable[..., Awaitable[Response]]:
         ),
     ]
     parameters += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=Id) for name in route.path_params]
-    if route.body:
+    if route.optional_body:
+        parameters.append(
+            inspect.Parameter(
+                "body",
+                inspect.Parameter.KEYWORD_ONLY,
+                annotation=Annotated[dict[str, Any] | None, Body()],
+                default=None,
+            )
+        )
+    elif route.body:
         # Read here only to refuse what is not a JSON object; the service is sent the bytes as they came.
         parameters.append(
             inspect.Parameter("body", inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[dict[str, Any], Body()])

@@ -15,13 +15,14 @@ ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
 
 @dataclass(frozen=True)
 class ProxyRoute:
-    method: str  # GET | POST
+    method: str  # GET | POST | PATCH | DELETE
     path: str  # the service's path, e.g. /v1/orders/{order_id}
     service: str  # data | strategy | backtest | risk | execution
     role: Role  # the lowest role allowed; what a role sees within the route is the service's to decide
     tag: str
     streamed: bool = False  # a non-JSON answer (Arrow, Parquet, HTML) streamed through without holding it
     body: bool = False  # takes a JSON object body, passed on as its raw bytes
+    optional_body: bool = False  # with `body`: the body may be left out
 
     @property
     def public_path(self) -> str:
@@ -33,9 +34,17 @@ class ProxyRoute:
 
 
 def _r(
-    method: str, path: str, service: str, role: Role, tag: str, *, streamed: bool = False, body: bool = False
+    method: str,
+    path: str,
+    service: str,
+    role: Role,
+    tag: str,
+    *,
+    streamed: bool = False,
+    body: bool = False,
+    optional_body: bool = False,
 ) -> ProxyRoute:
-    return ProxyRoute(method, path, service, role, tag, streamed, body)
+    return ProxyRoute(method, path, service, role, tag, streamed, body or optional_body, optional_body)
 
 
 # Viewers read; traders act (on their own account: the services scope what each principal sees and changes); admins
@@ -95,4 +104,23 @@ ROUTES: tuple[ProxyRoute, ...] = (
     _r("GET", "/v1/strategies/{name}", "strategy", VIEWER, "backtests"),
     _r("GET", "/v1/indicators", "strategy", VIEWER, "backtests"),
     _r("GET", "/v1/indicators/{name}", "strategy", VIEWER, "backtests"),
+    # strategy instances: the strategy service scopes them (a trader's own; viewers read all; admins act on all)
+    _r("POST", "/v1/strategy-instances", "strategy", TRADER, "strategy instances", body=True),
+    _r("GET", "/v1/strategy-instances", "strategy", VIEWER, "strategy instances"),
+    _r("GET", "/v1/strategy-instances/{instance_id}/versions", "strategy", VIEWER, "strategy instances"),
+    _r("GET", "/v1/strategy-instances/{instance_id}/audit", "strategy", VIEWER, "strategy instances"),
+    _r("POST", "/v1/strategy-instances/{instance_id}/start", "strategy", TRADER, "strategy instances"),
+    _r("POST", "/v1/strategy-instances/{instance_id}/pause", "strategy", TRADER, "strategy instances"),
+    _r("POST", "/v1/strategy-instances/{instance_id}/resume", "strategy", TRADER, "strategy instances"),
+    _r(
+        "POST",
+        "/v1/strategy-instances/{instance_id}/stop",
+        "strategy",
+        TRADER,
+        "strategy instances",
+        optional_body=True,
+    ),
+    _r("GET", "/v1/strategy-instances/{instance_id}", "strategy", VIEWER, "strategy instances"),
+    _r("PATCH", "/v1/strategy-instances/{instance_id}", "strategy", TRADER, "strategy instances", body=True),
+    _r("DELETE", "/v1/strategy-instances/{instance_id}", "strategy", TRADER, "strategy instances"),
 )

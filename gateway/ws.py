@@ -1,5 +1,5 @@
-"""`/ws`: order, trade and backtest events pushed to the browser. One bus subscription per gateway process fans
-out to every socket; each socket sees only its own account's events (an admin sees all)."""
+"""`/ws`: order, trade, backtest and strategy-instance events pushed to the browser. One bus subscription per
+gateway process fans out to every socket; each socket sees only its own account's events (an admin sees all)."""
 
 from __future__ import annotations
 
@@ -20,13 +20,15 @@ from shared.platform.events.schemas import (
     BacktestProgress,
     OrderDenied,
     OrderUpdated,
+    StrategyInstanceBar,
+    StrategyInstanceChanged,
     TradeExecuted,
 )
 from shared.platform.roles import Role
 
 log = logging.getLogger(__name__)
 
-EVENT_PATTERNS = ["order.*", "trade.*", "backtest.*"]
+EVENT_PATTERNS = ["order.*", "trade.*", "backtest.*", "strategy.instance.*"]
 CONSUMER = "gateway-ws"
 # Events waiting for one socket. A client this far behind is not reading: it is dropped rather than let its backlog
 # grow without bound (it reconnects and reloads the orders table, which is the source of truth anyway).
@@ -49,7 +51,9 @@ router = APIRouter()
 
 def visible_to(user: CurrentUser, event: Envelope) -> bool:
     """Order events (risk's denials too) and trade events name their `account_id`; backtest events their `owner`
-    (a username). Read from the payload as its schema: the bus dead-letters one that does not parse, before this."""
+    (a username); a strategy instance's events its `owner` (and its lifecycle events its `account_id`, whose user
+    sees the instance too). Read from the payload as its schema: the bus dead-letters one that does not parse,
+    before this."""
     if user.role is Role.ADMIN:
         return True
     payload = event.parsed()
@@ -57,6 +61,10 @@ def visible_to(user: CurrentUser, event: Envelope) -> bool:
         return payload.account_id == user.account_id
     if isinstance(payload, BacktestFinished | BacktestProgress):
         return payload.owner is not None and payload.owner == user.username
+    if isinstance(payload, StrategyInstanceChanged):
+        return payload.owner == user.username or payload.account_id == user.account_id
+    if isinstance(payload, StrategyInstanceBar):
+        return payload.owner == user.username
     return False  # an event of a type this stream does not route: nobody but an admin sees it
 
 

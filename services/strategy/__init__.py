@@ -1,1 +1,2 @@
-"""The strategy service: which strategies are installed, and the parameters each one takes."""
+"""The strategy service: which strategies are installed, the parameters each one takes, and the strategy instances
+that put them to work on accounts."""

@@ -1,10 +1,115 @@
-"""The strategy service's response models. It answers with the strategy API's own descriptions (the same models
-the backtest service and the strategy authors use, so their OpenAPI names stay `StrategyInfo` and `IndicatorInfo`),
-and its errors are the platform's `{code, message}` body; it takes no request bodies."""
+"""The strategy service's request and response models. The catalogue answers with the strategy API's own
+descriptions (the same models the backtest service and the strategy authors use, so their OpenAPI names stay
+`StrategyInfo` and `IndicatorInfo`); strategy instances have the bodies below. Errors are the platform's
+`{code, message}` body."""
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from shared.platform.request_model import AccountId, JsonDecimal, RequestModel, StrictBool
+from shared.platform.universe import CostModel, Universe
 from shared.research.strategy import StrategyInfo
 from shared.research.strategy.indicators import IndicatorInfo
 
-__all__ = ["IndicatorInfo", "StrategyInfo"]
+__all__ = [
+    "AuditEntryOut",
+    "IndicatorInfo",
+    "InstanceCreate",
+    "InstanceOut",
+    "ParamsUpdate",
+    "ParamsVersionOut",
+    "StopRequest",
+    "StrategyInfo",
+]
+
+Mode = Literal["paper", "live"]
+BarFreq = Literal["1d", "1m"]
+OrderTiming = Literal["open_auction", "open"]
+Reload = Literal["auto", "manual"]
+InstanceState = Literal["created", "running", "paused", "stopped", "failed"]
+
+
+class InstanceCreate(RequestModel):
+    """A strategy instance: a strategy with its parameters, trading a universe on an account with a capital budget."""
+
+    strategy: str = Field(min_length=1, max_length=64, description="an installed strategy's name, e.g. dual_ma")
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="the strategy's parameters (GET /v1/strategies/{name}); defaults fill in"
+    )
+    universe: Universe
+    account_id: AccountId | None = Field(
+        default=None, description="the account it trades (default: yours; only an admin names another)"
+    )
+    capital: JsonDecimal = Field(
+        gt=0,
+        max_digits=18,
+        decimal_places=2,
+        allow_inf_nan=False,
+        description="the instance's budget, CNY, whole fen; at most the account's unallocated cash",
+        examples=["100000.00"],
+    )
+    mode: Mode = "paper"
+    bar_freq: BarFreq = Field(default="1d", description="1d (daily bars); 1m is not available yet")
+    order_timing: OrderTiming = Field(
+        default="open",
+        description="when a bar's orders are sent on the next trading day: open_auction (09:15-09:20) or open",
+    )
+    costs: CostModel = Field(default_factory=CostModel, description="fees and fill rules of its paper fills")
+    reload: Reload = Field(default="manual", description="auto: take a changed strategy file between bars")
+    cancel_open_orders_on_stop: StrictBool = Field(
+        default=True, description="stopping cancels the instance's open orders (a stop may say otherwise)"
+    )
+
+
+class ParamsUpdate(RequestModel):
+    """New parameters (all of them; defaults fill in what is left out): a new version, only while paused."""
+
+    params: dict[str, Any]
+
+
+class StopRequest(RequestModel):
+    cancel_open_orders: StrictBool | None = Field(
+        default=None, description="cancel the instance's open orders (default: the instance's own setting)"
+    )
+
+
+class InstanceOut(BaseModel):
+    instance_id: str = Field(description="32 hex characters: the strategy_instance_id of its orders")
+    strategy: str
+    owner: str
+    account_id: str
+    params: dict[str, Any]
+    params_version: int
+    universe: dict[str, Any]
+    capital: str = Field(description="CNY, a decimal string")
+    mode: Mode
+    bar_freq: BarFreq
+    order_timing: OrderTiming
+    costs: dict[str, Any]
+    reload: Reload
+    cancel_open_orders_on_stop: bool
+    state: InstanceState
+    error: str | None = Field(description="a failed instance's traceback")
+    created_at: datetime
+    updated_at: datetime
+
+
+class ParamsVersionOut(BaseModel):
+    version: int
+    params: dict[str, Any]
+    created_by: str
+    created_at: datetime
+
+
+class AuditEntryOut(BaseModel):
+    action: str = Field(
+        description="created, started, paused, resumed, stopped, failed, reloaded, params_updated or deleted"
+    )
+    actor: str = Field(description="the username, or svc:strategy for the runner")
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    at: datetime

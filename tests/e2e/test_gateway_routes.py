@@ -117,3 +117,75 @@ async def test_odd_requests_get_a_json_4xx_not_a_server_error(platform: Platform
     # a path no route's pattern matches (a newline in it): the gateway's JSON 404, in standalone as in a fleet
     odd = await platform.client.get("/api/v1/no%0Asuch", headers=h)
     assert odd.status_code == 404 and odd.json()["code"] == "not_found"
+
+
+async def test_a_strategy_instance_through_the_gateway_each_role_its_part(platform: Platform) -> None:
+    alice, bob, viewer = (
+        await platform.user("trader"),
+        await platform.user("trader"),
+        await platform.user("viewer"),
+    )
+    stock: dict[str, Any] = await tradable_main_board_stock(platform.client, alice)
+    body = {
+        "strategy": "dual_ma",
+        "params": {"fast": 5, "slow": 20},
+        "universe": {"ts_codes": [stock["ts_code"]]},
+        "capital": "50000.00",
+    }
+    assert (
+        await platform.client.post("/api/v1/strategy-instances", json=body, headers=viewer.headers)
+    ).status_code == 403
+    created = await platform.client.post("/api/v1/strategy-instances", json=body, headers=alice.headers)
+    assert created.status_code == 201, created.text
+    iid = created.json()["instance_id"]
+    path = f"/api/v1/strategy-instances/{iid}"
+    assert (created.json()["state"], created.json()["capital"]) == ("created", "50000.00")
+    bad = await platform.client.post(
+        "/api/v1/strategy-instances", json={**body, "params": {"fast": 0}}, headers=alice.headers
+    )
+    assert bad.status_code == 422 and bad.json()["message"].startswith("params.fast: ")
+
+    assert (await platform.client.get(path, headers=viewer.headers)).status_code == 200
+    assert (await platform.client.get(path, headers=bob.headers)).status_code == 404
+    assert (await platform.client.post(f"{path}/start", headers=bob.headers)).status_code == 404
+    assert (await platform.client.post(f"{path}/start", headers=viewer.headers)).status_code == 403  # the gateway's
+
+    assert (await platform.client.post(f"{path}/start", headers=alice.headers)).json()["state"] == "running"
+    assert (await platform.client.post(f"{path}/pause", headers=alice.headers)).json()["state"] == "paused"
+    patched = await platform.client.patch(path, json={"params": {"fast": 10, "slow": 20}}, headers=alice.headers)
+    assert patched.status_code == 200 and patched.json()["params_version"] == 2
+    versions = await platform.client.get(f"{path}/versions", headers=viewer.headers)
+    assert [v["params"]["fast"] for v in versions.json()] == [5, 10]
+    # stop with no body (the instance's own setting), then with one
+    assert (await platform.client.post(f"{path}/resume", headers=alice.headers)).json()["state"] == "running"
+    stopped = await platform.client.post(f"{path}/stop", headers=alice.headers)
+    assert stopped.status_code == 200 and stopped.json()["state"] == "stopped"
+    audit = await platform.client.get(f"{path}/audit", headers=alice.headers)
+    assert [a["action"] for a in audit.json()] == [
+        "created", "started", "paused", "params_updated", "resumed", "stopped"
+    ]  # fmt: skip
+    assert audit.json()[-1]["after"] == {"state": "stopped", "cancel_open_orders": True}
+    listed = await platform.client.get("/api/v1/strategy-instances?state=stopped", headers=alice.headers)
+    assert [i["instance_id"] for i in listed.json()] == [iid]
+
+    assert (await platform.client.delete(path, headers=viewer.headers)).status_code == 403
+    deleted = await platform.client.delete(path, headers=alice.headers)
+    assert deleted.status_code == 204
+    assert (await platform.client.get(path, headers=alice.headers)).status_code == 404
+    assert (await platform.client.get("/api/v1/strategy-instances")).status_code == 401
+
+
+async def test_stopping_a_strategy_instance_takes_an_optional_body(platform: Platform) -> None:
+    alice = await platform.user("trader")
+    stock: dict[str, Any] = await tradable_main_board_stock(platform.client, alice)
+    body = {"strategy": "buy_and_hold", "universe": {"ts_codes": [stock["ts_code"]]}, "capital": "1000.00"}
+    iid = (await platform.client.post("/api/v1/strategy-instances", json=body, headers=alice.headers)).json()[
+        "instance_id"
+    ]
+    path = f"/api/v1/strategy-instances/{iid}"
+    not_an_object = await platform.client.post(f"{path}/stop", json=[1], headers=alice.headers)
+    assert not_an_object.status_code == 422
+    kept = await platform.client.post(f"{path}/stop", json={"cancel_open_orders": False}, headers=alice.headers)
+    assert kept.status_code == 200, kept.text
+    audit = (await platform.client.get(f"{path}/audit", headers=alice.headers)).json()
+    assert audit[-1]["after"] == {"state": "stopped", "cancel_open_orders": False}

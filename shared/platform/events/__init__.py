@@ -7,6 +7,8 @@ from shared.platform.events.schemas import (
     BarsUpdated,
     OrderDenied,
     OrderUpdated,
+    StrategyInstanceBar,
+    StrategyInstanceChanged,
     TradeExecuted,
 )
 
@@ -17,6 +19,8 @@ __all__ = [
     "Envelope",
     "OrderDenied",
     "OrderUpdated",
+    "StrategyInstanceBar",
+    "StrategyInstanceChanged",
     "TradeExecuted",
     "make_event",
 ]

@@ -116,6 +116,44 @@ class BacktestProgress(EventPayload):
     days: int
 
 
+class StrategyInstanceChanged(EventPayload):
+    """A strategy instance changed state (or was created, reloaded, deleted): the event type names what happened,
+    `state` is the state it is in afterwards (for `deleted`, the state it had). Published by the strategy service
+    through its outbox, with the change; the gateway pushes it to the instance's owner (and its account's user)."""
+
+    instance_id: str
+    strategy: str
+    owner: str  # the username that created the instance
+    account_id: str
+    mode: str  # paper | live
+    state: str  # created | running | paused | stopped | failed
+    error: str | None = None  # a failed instance's error (its last line; the instance keeps the whole traceback)
+    at: datetime
+
+
+class StrategyInstanceBar(EventPayload):
+    """A running instance processed a bar: how many orders it sent for it and its equity after it."""
+
+    instance_id: str
+    owner: str
+    bar_date: date
+    orders_sent: int
+    equity: PlainDecimal  # CNY
+    at: datetime
+
+
+# The lifecycle events of a strategy instance, all with a StrategyInstanceChanged payload.
+STRATEGY_INSTANCE_EVENTS = (
+    "strategy.instance.created",
+    "strategy.instance.started",
+    "strategy.instance.paused",
+    "strategy.instance.resumed",
+    "strategy.instance.stopped",
+    "strategy.instance.failed",
+    "strategy.instance.reloaded",
+    "strategy.instance.deleted",
+)
+
 EVENT_SCHEMAS: dict[str, type[EventPayload]] = {
     "order.accepted": OrderUpdated,
     "order.submitted": OrderUpdated,
@@ -128,4 +166,6 @@ EVENT_SCHEMAS: dict[str, type[EventPayload]] = {
     "bars.updated": BarsUpdated,
     "backtest.finished": BacktestFinished,
     "backtest.progress": BacktestProgress,
+    **dict.fromkeys(STRATEGY_INSTANCE_EVENTS, StrategyInstanceChanged),
+    "strategy.instance.bar": StrategyInstanceBar,
 }

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from gateway.auth import CurrentUser
-from gateway.ws import CLOSE_GOING_AWAY, CLOSE_TOO_SLOW, EventHub, visible_to
+from gateway.ws import CLOSE_GOING_AWAY, CLOSE_TOO_SLOW, EVENT_PATTERNS, EventHub, visible_to
+from shared.platform.bus.port import topic_matches
 from shared.platform.events.envelope import Envelope, make_event
-from shared.platform.events.schemas import BacktestFinished, DenialReason, OrderDenied, OrderUpdated
+from shared.platform.events.schemas import (
+    BacktestFinished,
+    DenialReason,
+    OrderDenied,
+    OrderUpdated,
+    StrategyInstanceBar,
+    StrategyInstanceChanged,
+)
 from shared.platform.roles import Role
 
 ALICE = CurrentUser("alice", Role.TRADER, "acct-alice", "jwt")
@@ -74,6 +82,35 @@ def test_events_naming_no_owner_go_to_admins_only() -> None:
     assert not visible_to(ALICE, event)
     assert not visible_to(BOB, event)
     assert visible_to(ROOT, event)
+
+
+def test_strategy_instance_events_go_to_the_owner_and_the_accounts_user() -> None:
+    at = datetime(2025, 1, 2, 7, 0, tzinfo=UTC)
+    started = make_event(
+        "strategy.instance.started",
+        StrategyInstanceChanged(
+            instance_id="a" * 32, strategy="dual_ma", owner="bob", account_id="acct-alice", mode="paper",
+            state="running", at=at,
+        ),
+        source="strategy",
+    )  # fmt: skip
+    assert visible_to(BOB, started)  # he made it
+    assert visible_to(ALICE, started)  # it trades her account
+    assert visible_to(ROOT, started)
+    assert not visible_to(CurrentUser("carol", Role.TRADER, "acct-carol", "jwt"), started)
+    bar = make_event(
+        "strategy.instance.bar",
+        StrategyInstanceBar(
+            instance_id="a" * 32, owner="bob", bar_date=date(2025, 1, 2), orders_sent=3, equity=Decimal("1.00"), at=at
+        ),
+        source="strategy",
+    )
+    assert visible_to(BOB, bar)
+    assert not visible_to(ALICE, bar)  # the bar names its owner only
+    assert visible_to(ROOT, bar)
+    # and the gateway's subscription takes them off the bus
+    for event in (started, bar):
+        assert any(topic_matches(pattern, event.type) for pattern in EVENT_PATTERNS)
 
 
 async def test_hub_delivers_each_user_their_events_in_order() -> None:

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[3]
 PACKAGES = {
     "services/backtest": ["api.py", "optimize_api.py"],
     "services/risk": ["api.py"],
-    "services/strategy": ["api.py"],
+    "services/strategy": ["api.py", "instances_api.py"],
     "gateway": ["api.py"],
 }
 

@@ -91,6 +91,7 @@ ROUTES = [
     ("execution", "GET", "/api/v1/orders", None),
     ("execution", "GET", "/api/v1/account", None),
     ("risk", "POST", "/api/v1/orders", ORDER),
+    ("strategy", "GET", "/api/v1/strategy-instances", None),
 ]
 
 
@@ -174,4 +175,4 @@ def test_every_service_with_a_database_exposes_its_transaction_retries(platform:
         for name, app in apps.items()
         if b"lh_db_transaction_retries_total" in generate_latest(app.state.metrics_registry)
     }
-    assert exposing == {"gateway", "data", "backtest", "risk", "execution"}  # strategy has no database
+    assert exposing == {"gateway", "data", "backtest", "risk", "execution", "strategy"}

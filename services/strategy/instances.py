@@ -1,0 +1,353 @@
+"""What the strategy-instance API does, without HTTP: create an instance (strategy, parameters, costs, universe and
+capital checked), move it through its lifecycle (the runner told first, then the change, its audit row and its event
+committed together), keep every parameter version, and show each principal what it may see.
+
+Who sees and does what: admins (and services) see and act on every instance; viewers read every instance; a trader
+sees and acts on their own instances (they own it, or it trades their account) and no other (404, as if it did not
+exist). Changes of one instance are serialised in this process (the strategy service runs as one process), as are the
+capital checks of one account, so two instances created at once cannot both take the same unallocated cash."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+
+from services.strategy.events import instance_event
+from services.strategy.lifecycle import (
+    PARAMS_EDITABLE,
+    Action,
+    IllegalTransition,
+    State,
+    check_deletable,
+    check_params_editable,
+    next_state,
+)
+from services.strategy.metrics import InstanceMetrics
+from services.strategy.ports import AccountCash, InstanceRunner, UniverseSource
+from services.strategy.schemas import InstanceCreate
+from services.strategy.store import Audit, AuditEntry, InstanceRecord, InstanceStore, ParamsVersion
+from shared.core.domain import from_fen, to_fen
+from shared.platform.clock import utcnow
+from shared.platform.errors import Conflict, Forbidden, NotFound, ServiceError
+from shared.platform.internal_auth import Principal
+from shared.platform.observability import new_id
+from shared.platform.roles import Role
+from shared.research.engine import BacktestConfig
+from shared.research.strategy import Strategy
+
+log = logging.getLogger(__name__)
+
+RUNNER_ACTOR = "svc:strategy"  # who the audit names for what the runner does (a failure, a reload)
+# The action's past tense: the audit's `action` and the event's `strategy.instance.<what>`.
+DONE = {
+    Action.START: "started",
+    Action.PAUSE: "paused",
+    Action.RESUME: "resumed",
+    Action.STOP: "stopped",
+    Action.FAIL: "failed",
+}
+BAR_FREQ_UNAVAILABLE = {
+    "1m": "minute bars need a minute-bar feed, which the data service does not have yet (it comes with the QMT "
+    "bridge); use 1d",
+}
+
+
+def account_of(principal: Principal) -> str:
+    return principal.account_id or principal.subject
+
+
+def sees_all(principal: Principal) -> bool:
+    return principal.acts_for_everyone or principal.role == Role.VIEWER.value
+
+
+def owns(principal: Principal, instance: InstanceRecord) -> bool:
+    return instance.owner == principal.subject or instance.account_id == account_of(principal)
+
+
+def _field_errors(exc: ValidationError, *prefix: str | int) -> RequestValidationError:
+    """The model's errors as the request's, e.g. `params.fast: Input should be greater than 0`."""
+    return RequestValidationError([{**e, "loc": ("body", *prefix, *e["loc"])} for e in exc.errors(include_url=False)])
+
+
+class InstanceService:
+    def __init__(
+        self,
+        store: InstanceStore,
+        strategies: Mapping[str, type[Strategy]],
+        *,
+        universe: UniverseSource,
+        cash: AccountCash,
+        runner: InstanceRunner,
+        metrics: InstanceMetrics,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.store = store
+        self.strategies = strategies
+        self.universe = universe
+        self.cash = cash
+        self.runner = runner
+        self.metrics = metrics
+        self.clock = clock
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    def _lock(self, key: str) -> asyncio.Lock:
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        return lock
+
+    # --- reading ------------------------------------------------------------------------------------------------
+    async def visible(self, principal: Principal, instance_id: str) -> InstanceRecord:
+        """The instance if `principal` may see it; 404 `instance_not_found` otherwise (whether it exists or not)."""
+        instance = await self.store.get(instance_id)
+        if instance is None or not (sees_all(principal) or owns(principal, instance)):
+            raise NotFound("instance_not_found", f"there is no strategy instance {instance_id}")
+        return instance
+
+    async def _actionable(self, principal: Principal, instance_id: str) -> InstanceRecord:
+        instance = await self.visible(principal, instance_id)
+        if not (principal.at_least(Role.ADMIN) or (principal.at_least(Role.TRADER) and owns(principal, instance))):
+            raise Forbidden("forbidden", f"role {principal.role} may not change strategy instance {instance_id}")
+        return instance
+
+    async def find(self, principal: Principal, *, state: State | None, strategy: str | None) -> list[InstanceRecord]:
+        mine = None if sees_all(principal) else (principal.subject, account_of(principal))
+        return await self.store.find(owner_or_account=mine, state=state, strategy=strategy)
+
+    async def versions(self, principal: Principal, instance_id: str) -> list[ParamsVersion]:
+        await self.visible(principal, instance_id)
+        return await self.store.versions(instance_id)
+
+    async def audit(self, principal: Principal, instance_id: str) -> list[AuditEntry]:
+        await self.visible(principal, instance_id)
+        return await self.store.audit(instance_id)
+
+    # --- creating -----------------------------------------------------------------------------------------------
+    def _strategy(self, name: str) -> type[Strategy]:
+        strategy = self.strategies.get(name)
+        if strategy is None:
+            raise NotFound(
+                "unknown_strategy",
+                f"strategy: there is no strategy named {name!r} (installed: {', '.join(sorted(self.strategies))})",
+            )
+        return strategy
+
+    def _params(self, strategy: type[Strategy], raw: Mapping[str, Any]) -> dict[str, Any]:
+        try:
+            parsed = strategy.parse_params(raw)
+        except ValidationError as exc:
+            raise _field_errors(exc, "params") from exc
+        params: dict[str, Any] = parsed.model_dump(mode="json")
+        return params
+
+    async def create(self, principal: Principal, request: InstanceCreate) -> InstanceRecord:
+        if not principal.at_least(Role.TRADER):
+            raise Forbidden("forbidden", f"role {principal.role} may not create strategy instances")
+        strategy = self._strategy(request.strategy)
+        if request.bar_freq in BAR_FREQ_UNAVAILABLE:
+            raise ServiceError(
+                "bar_freq_unavailable",
+                f"bar_freq: {request.bar_freq} is not available: {BAR_FREQ_UNAVAILABLE[request.bar_freq]}",
+                status_code=422,
+            )
+        params = self._params(strategy, request.params)
+        costs = request.costs.config_fields()
+        try:
+            BacktestConfig(initial_cash=request.capital, **costs)  # the engine's own checks of the cost model
+        except ValidationError as exc:
+            raise _field_errors(exc, "costs") from exc
+        account_id = request.account_id or account_of(principal)
+        if account_id != account_of(principal) and not principal.at_least(Role.ADMIN):
+            raise Forbidden(
+                "forbidden",
+                f"account_id: a trader runs instances on their own account ({account_of(principal)}), not {account_id}",
+            )
+        await self._check_universe(request)
+        capital_fen = to_fen(request.capital)
+        async with self._lock(f"account:{account_id}"):
+            await self._check_capital(principal, account_id, capital_fen)
+            now = self.clock()
+            instance = InstanceRecord(
+                instance_id=new_id(),
+                strategy=strategy.name,
+                owner=principal.subject,
+                account_id=account_id,
+                params=params,
+                params_version=1,
+                universe=request.universe.model_dump(mode="json", exclude_none=True),
+                capital_fen=capital_fen,
+                mode=request.mode,
+                bar_freq=request.bar_freq,
+                order_timing=request.order_timing,
+                costs=costs,
+                reload=request.reload,
+                cancel_open_orders_on_stop=request.cancel_open_orders_on_stop,
+                state=State.CREATED,
+                error=None,
+                created_at=now,
+                updated_at=now,
+            )
+            audit = Audit(principal.subject, "created", None, instance.snapshot())
+            await self.store.create(instance, audit, instance_event("created", instance))
+        await self.refresh_metrics()
+        return instance
+
+    async def _check_universe(self, request: InstanceCreate) -> None:
+        if not await self.universe.resolve(request.universe):
+            raise ServiceError(
+                "empty_universe", f"universe: {request.universe.label()} has no stocks today", status_code=422
+            )
+
+    async def _check_capital(self, principal: Principal, account_id: str, capital_fen: int) -> None:
+        """The capital must fit in the account's unallocated cash: its balance less the budgets of its instances
+        that are not stopped."""
+        balance = await self.cash.balance(account_id, principal)
+        allocated_fen = await self.store.committed_capital_fen(account_id)
+        unallocated_fen = to_fen(balance) - allocated_fen
+        if capital_fen > unallocated_fen:
+            raise ServiceError(
+                "insufficient_unallocated_cash",
+                f"capital: {from_fen(capital_fen)} CNY is more than the account's unallocated cash, "
+                f"{from_fen(unallocated_fen)} CNY (balance {balance} less {from_fen(allocated_fen)} allocated to its "
+                "instances that are not stopped)",
+                status_code=422,
+                capital=str(from_fen(capital_fen)),
+                balance=str(balance),
+                allocated=str(from_fen(allocated_fen)),
+                unallocated=str(from_fen(unallocated_fen)),
+            )
+
+    # --- changing -----------------------------------------------------------------------------------------------
+    async def act(
+        self, principal: Principal, instance_id: str, action: Action, *, cancel_open_orders: bool | None = None
+    ) -> InstanceRecord:
+        """start, pause, resume or stop: the runner first (its refusal leaves the state as it was), then the new
+        state with its audit row and event, in one transaction."""
+        if action is Action.FAIL:
+            raise ValueError("an instance fails through fail(), not through the API")
+        await self._actionable(principal, instance_id)
+        async with self._lock(f"instance:{instance_id}"):
+            instance = await self._actionable(principal, instance_id)  # as it is now that we hold the lock
+            target = next_state(instance.state, action)
+            after: dict[str, Any] = {"state": target.value}
+            cancel = instance.cancel_open_orders_on_stop if cancel_open_orders is None else cancel_open_orders
+            if action is Action.STOP:
+                after["cancel_open_orders"] = cancel
+            try:
+                if action is Action.START:
+                    await self.runner.start(instance)
+                elif action is Action.PAUSE:
+                    await self.runner.pause(instance_id)
+                elif action is Action.RESUME:
+                    await self.runner.resume(instance)
+                elif instance.state is not State.CREATED:  # stop; a created instance never ran: nothing to stop
+                    await self.runner.stop(instance_id, cancel_open_orders=cancel)
+            except ServiceError:
+                raise  # the runner's refusal, as it gave it (e.g. 422 warmup_incomplete)
+            except Exception as exc:
+                log.exception("the runner failed", extra={"instance_id": instance_id, "action": action.value})
+                raise ServiceError(
+                    "runner_error",
+                    f"the runner could not {action.value} the instance ({type(exc).__name__}); it is still "
+                    f"{instance.state.value}",
+                    status_code=500,
+                ) from exc
+            changed = replace(instance, state=target, error=None)
+            stored = await self.store.transition(
+                instance_id,
+                from_state=instance.state,
+                to_state=target,
+                audit=Audit(principal.subject, DONE[action], {"state": instance.state.value}, after),
+                event=instance_event(DONE[action], changed),
+            )
+        if stored is None:
+            raise self._moved(instance, action, target)
+        await self.refresh_metrics()
+        return stored
+
+    def _moved(self, instance: InstanceRecord, action: Action, target: State) -> IllegalTransition:
+        # The row was no longer in the state read under the lock: another process changed it first.
+        return IllegalTransition(instance.state, action.value, target.value)
+
+    async def update_params(self, principal: Principal, instance_id: str, raw: Mapping[str, Any]) -> InstanceRecord:
+        """New parameters, validated, as a new version (the old ones are kept); only while the instance is paused or
+        not yet started."""
+        await self._actionable(principal, instance_id)
+        async with self._lock(f"instance:{instance_id}"):
+            instance = await self._actionable(principal, instance_id)
+            check_params_editable(instance.state)
+            params = self._params(self._strategy(instance.strategy), raw)
+            before = {"params": instance.params, "params_version": instance.params_version}
+            after = {"params": params, "params_version": instance.params_version + 1}
+            stored = await self.store.update_params(
+                instance_id,
+                states=PARAMS_EDITABLE,
+                from_version=instance.params_version,
+                params=params,
+                audit=Audit(principal.subject, "params_updated", before, after),
+            )
+        if stored is None:
+            raise Conflict("instance_changed", f"strategy instance {instance_id} changed meanwhile: read it again")
+        return stored
+
+    async def delete(self, principal: Principal, instance_id: str) -> None:
+        await self._actionable(principal, instance_id)
+        async with self._lock(f"instance:{instance_id}"):
+            instance = await self._actionable(principal, instance_id)
+            check_deletable(instance.state)
+            deleted = await self.store.delete(
+                instance_id,
+                from_state=instance.state,
+                audit=Audit(principal.subject, "deleted", instance.snapshot(), None),
+                event=instance_event("deleted", instance),
+            )
+        if not deleted:
+            raise Conflict("instance_changed", f"strategy instance {instance_id} changed meanwhile: read it again")
+        await self.refresh_metrics()
+
+    # --- for the runner -------------------------------------------------------------------------------------------
+    async def fail(self, instance_id: str, error: str, *, actor: str = RUNNER_ACTOR) -> InstanceRecord | None:
+        """The runner's: the instance failed (`error`: the traceback, kept whole on the instance). None when it is
+        not running or paused (already stopped, failed or deleted): nothing is written then."""
+        async with self._lock(f"instance:{instance_id}"):
+            instance = await self.store.get(instance_id)
+            if instance is None or instance.state not in (State.RUNNING, State.PAUSED):
+                return None
+            target = next_state(instance.state, Action.FAIL)
+            stored = await self.store.transition(
+                instance_id,
+                from_state=instance.state,
+                to_state=target,
+                audit=Audit(actor, "failed", {"state": instance.state.value}, {"state": target.value, "error": error}),
+                event=instance_event("failed", replace(instance, state=target, error=error)),
+                error=error,
+            )
+        if stored is not None:
+            self.metrics.failed()
+            log.error("strategy instance failed", extra={"instance_id": instance_id, "error": error[-2000:]})
+            await self.refresh_metrics()
+        return stored
+
+    async def reloaded(self, instance_id: str, detail: dict[str, Any], *, actor: str = RUNNER_ACTOR) -> None:
+        """The runner's: the instance's strategy code was reloaded (`detail`: what changed, e.g. the file)."""
+        instance = await self.store.get(instance_id)
+        if instance is None:
+            return
+        await self.store.record_event(
+            instance_id, Audit(actor, "reloaded", None, detail), instance_event("reloaded", instance)
+        )
+
+    async def refresh_metrics(self) -> None:
+        """`lh_strategy_instances{state}` from the table. A failure only leaves the gauge as it was."""
+        try:
+            self.metrics.counted(await self.store.count_by_state())
+        except Exception:
+            log.warning("could not count the strategy instances for the metrics", exc_info=True)
