@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 
-from shared.core.domain.codes import Board
+from shared.core.domain.codes import Board, parse_ts_code
 from shared.core.domain.money import FEN, PRICE_TICK, money
 
 # Daily price limits (10%) on both exchanges from 1996-12-16 (SSE/SZSE notices of 1996-12-13, on the CSRC's
@@ -100,6 +100,21 @@ def buy_qty_error(board: Board, qty: int) -> str | None:
     if board is Board.BSE:
         return None if qty >= 100 else "BSE buys need at least 100 shares"
     return None if qty % 100 == 0 else "buys must be in lots of 100 shares"
+
+
+def board_lots(board: Board) -> tuple[int, int]:
+    """(lot_min, lot_step) of a board: the smallest buy and the step above it, as `buy_qty_error` states them.
+    Main board and ChiNext 100 then 100; STAR 200 then 1; BSE 100 then 1."""
+    if board is Board.STAR:
+        return 200, 1
+    if board is Board.BSE:
+        return 100, 1
+    return 100, 100
+
+
+def lot_sizes(ts_code: str) -> tuple[int, int]:
+    """(lot_min, lot_step) of a stock, from its board (`board_lots`); an invalid code raises InvalidTsCode."""
+    return board_lots(parse_ts_code(ts_code).board)
 
 
 def sell_qty_error(board: Board, qty: int, position_qty: int | None = None) -> str | None:

@@ -4,7 +4,7 @@ market, the cross-section) is paid once per day for all P instead of once per po
 
 Each strategy still gets its own `BacktestContext` and its `on_init`/`on_bar`/`on_stop` are called as in
 `run_backtest`: strategies run unmodified. The orders all P place on a day are sized with the one-portfolio engine's
-own code (`shared.research.engine.core.size_orders`, rounds by portfolio and symbol) and filled in one vectorised pass;
+own code (`shared.core.market.matching.size_orders`, rounds by portfolio and symbol) and filled in one vectorised pass;
 buys are settled one by one in order-id order, as the one-portfolio engine does, only for the portfolios that
 cannot pay for all of that round's buys. Every portfolio's days, cash, positions, trades and metrics are therefore
 exactly those of running its strategy alone (tests/unit/engine/test_engine_batch.py checks it on random grids).
@@ -21,19 +21,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from shared.core.market.fees import FenFees
+from shared.core.market.matching import affordable, fill_rounds, sells_paid_for
 from shared.research.engine.config import BacktestConfig
 from shared.research.engine.context import BacktestContext, RunHistory, Store
-from shared.research.engine.core import (
-    EngineError,
-    Sizing,
-    affordable,
-    cross_section,
-    fill_rounds,
-    sells_paid_for,
-    size_orders,
-)
+from shared.research.engine.core import EngineError, Sizing, cross_section
 from shared.research.engine.data import Panel
-from shared.research.engine.fees import FenFees
 from shared.research.engine.metrics import MetricsConfig, compute_metrics
 from shared.research.strategy import Strategy
 
@@ -214,7 +207,7 @@ class BatchEngine:
     def _fill_round(self, t: int, pf: IntArray, syms: IntArray, kinds: IntArray, amts: IntArray) -> None:
         pos = self.positions[pf, syms]
         sellable = pos - self.bought_today[pf, syms] if self.config.t_plus_one else pos.copy()
-        qty, px, buy, sell, _, _ = size_orders(self.sizing, t, syms, kinds, amts, pos, sellable)
+        qty, px, buy, sell, _, _ = self.sizing.size(t, syms, kinds, amts, pos, sellable)
         s = np.flatnonzero(sell & (qty > 0))
         if len(s):
             self._execute_sells(t, pf[s], syms[s], qty[s], px[s], pos[s])

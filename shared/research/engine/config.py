@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from shared.core.market.matching import FillRules
 from shared.core.market.rules import FeeSchedule
 
 
@@ -76,4 +77,17 @@ class BacktestConfig(BaseModel):
             commission_rate=self.commission_rate,
             min_commission=self.min_commission,
             transfer_fee_rate=self.transfer_fee_rate,
+        )
+
+    def fill_rules(self) -> FillRules:
+        """What decides a fill in this run, as the matching (`shared.core.market.matching`) takes it."""
+        return FillRules(
+            fill_price=self.fill_price,
+            slippage=self.slippage,
+            slippage_amount=self.slippage_amount,
+            volume_cap=self.volume_cap,
+            price_limits=self.price_limits,
+            lots=self.lots,
+            t_plus_one=self.t_plus_one,
+            suspended_orders=self.suspended_orders,
         )

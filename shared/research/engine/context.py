@@ -18,12 +18,12 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from shared.core.market.matching import KIND_CLOSE, KIND_SHARES, KIND_TARGET, KIND_VALUE
 from shared.research.engine.config import BacktestConfig
 from shared.research.engine.data import Panel
 from shared.research.strategy.context import Amount, Field, FloatArray, IntArray, PriceField, StrategyError, Symbols
 from shared.research.strategy.indicators import compute, indicator_info
 
-KIND_SHARES, KIND_VALUE, KIND_TARGET, KIND_CLOSE = 0, 1, 2, 3
 _PRICE_FIELDS = ("open", "high", "low", "close", "pre_close")
 
 

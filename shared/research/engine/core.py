@@ -3,8 +3,10 @@ each day's cross-section as arrays. Python work per day is a few dozen numpy cal
 vectorised too) except when the cash runs short, where buys are settled one by one in order-id order.
 
 Money is integer fen (int64) throughout: prices are rounded to the fen once on load, amounts are qty x price, fees
-are integer half-up roundings (shared.research.engine.fees), so every fill is exact and the accounting identity
-cash + market value = equity holds to the fen every day."""
+are integer half-up roundings (shared.core.market.fees), so every fill is exact and the accounting identity
+cash + market value = equity holds to the fen every day. What decides a fill (the fill price, slippage, the band,
+lots, T+1, the volume cap, what the cash affords) is `shared.core.market.matching`, shared with the paper broker; this
+module keeps the book: positions, cash, costs, the order and trade logs."""
 
 from __future__ import annotations
 
@@ -15,34 +17,17 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from shared.core.domain.codes import Board
-from shared.research.engine.config import BacktestConfig
-from shared.research.engine.context import (
-    KIND_CLOSE,
-    KIND_SHARES,
-    KIND_TARGET,
-    KIND_VALUE,
-    BacktestContext,
-    RunHistory,
-    Store,
-)
-from shared.research.engine.data import Panel
-from shared.research.engine.fees import FenFees
-from shared.research.engine.outcomes import (
-    R_BAD_LOT,
-    R_BELOW_LOT,
+from shared.core.market.fees import FenFees
+from shared.core.market.matching import (
     R_CASH,
     R_END,
     R_FEES,
     R_LIMIT_DOWN,
     R_LIMIT_UP,
-    R_NO_POSITION,
     R_NO_VOLUME,
     R_NONE,
-    R_OVERSOLD,
     R_SUSPENDED,
     R_T1,
-    R_TARGET_REACHED,
     R_VOLUME_CAP,
     REASONS,
     STATUS_CANCELLED,
@@ -50,10 +35,38 @@ from shared.research.engine.outcomes import (
     STATUS_NAMES,
     STATUS_PARTIAL,
     STATUS_REJECTED,
+    FillRules,
+    affordable,
+    board_lots,
+    fill_prices,
+    fill_rounds,
+    sells_paid_for,
+    size_orders,
 )
+from shared.research.engine.config import BacktestConfig
+from shared.research.engine.context import (
+    BacktestContext,
+    RunHistory,
+    Store,
+)
+from shared.research.engine.data import Panel
 from shared.research.engine.result import yuan
 from shared.research.strategy import Strategy
 from shared.research.strategy.context import CrossSection, OrderEvent, TradeEvent
+
+__all__ = [
+    # the reason codes tests read from the engine (they are the matching's)
+    "R_CASH",
+    "R_LIMIT_DOWN",
+    "R_LIMIT_UP",
+    "R_T1",
+    "R_VOLUME_CAP",
+    "Engine",
+    "EngineError",
+    "Sizing",
+    "cross_section",
+    "outside_band",
+]
 
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
@@ -86,12 +99,11 @@ class _Log:
 
 @dataclass(frozen=True)
 class Sizing:
-    """What turns an order into a quantity and a price on a fill day: the config, the panel, the fill-price panel
+    """What turns an order into a quantity and a price on a fill day: the fill rules, the panel, the fill-price panel
     and the lot sizes per symbol. Shared by the one-portfolio engine and the batch engine
-    (shared.research.engine.batch),
-    so both size every order with the same code."""
+    (shared.research.engine.batch), so both size every order with the same code (`shared.core.market.matching`)."""
 
-    config: BacktestConfig
+    rules: FillRules
     panel: Panel
     fill_prices: IntArray
     lot_min: IntArray
@@ -99,132 +111,26 @@ class Sizing:
 
     @classmethod
     def of(cls, panel: Panel, config: BacktestConfig) -> Sizing:
+        n = len(panel.codes)
         if config.lots:
-            lot_min = np.array([200 if b is Board.STAR else 100 for b in panel.boards], dtype=np.int64)
-            lot_step = np.array([1 if b in (Board.STAR, Board.BSE) else 100 for b in panel.boards], dtype=np.int64)
+            lots = np.array([board_lots(b) for b in panel.boards], dtype=np.int64).reshape(n, 2)
+            lot_min, lot_step = lots[:, 0].copy(), lots[:, 1].copy()
         else:
-            n = len(panel.codes)
             lot_min = np.ones(n, dtype=np.int64)
             lot_step = np.ones(n, dtype=np.int64)
-        return cls(config, panel, fill_price_panel(panel, config), lot_min, lot_step)
+        rules = config.fill_rules()
+        prices = fill_prices(rules.fill_price, panel.open, panel.close, panel.vol, panel.amount, 100.0)
+        return cls(rules, panel, prices, lot_min, lot_step)
 
-
-def fill_price_panel(panel: Panel, config: BacktestConfig) -> IntArray:
-    if config.fill_price == "open":
-        return panel.open
-    if config.fill_price == "close":
-        return panel.close
-    # VWAP-like: amount / vol, rounded half-up to the fen; 0 (no fill) when the bar has no volume
-    with np.errstate(divide="ignore", invalid="ignore"):
-        vwap = np.floor(panel.amount * 100.0 / panel.vol + 0.5)
-    return np.where(panel.vol > 0, vwap, 0).astype(np.int64)
-
-
-def fill_rounds(keys: IntArray) -> list[IntArray]:
-    """Positions of the day's orders (given in order-id order) grouped in rounds: round r holds the r-th order of
-    every key (a symbol, or a portfolio and symbol), in the given order. One round when every key is distinct."""
-    if len(np.unique(keys)) == len(keys):
-        return [np.arange(len(keys))]
-    order = np.lexsort((np.arange(len(keys)), keys))
-    first = np.r_[True, keys[order][1:] != keys[order][:-1]]
-    start = np.maximum.accumulate(np.where(first, np.arange(len(order)), 0))
-    rank = np.empty(len(order), dtype=np.int64)
-    rank[order] = np.arange(len(order)) - start
-    return [np.sort(np.flatnonzero(rank == r)) for r in range(int(rank.max()) + 1)]
-
-
-def slipped(config: BacktestConfig, px: IntArray, buy: BoolArray) -> IntArray:
-    if config.slippage == "bps":
-        bps = config.slippage_amount.as_integer_ratio()
-        num, den = bps[0], bps[1] * 10_000
-        # price x (1 +- bps / 10000), rounded half-up to the tick
-        up = (2 * px * (den + num) + den) // (2 * den)
-        down = (2 * px * (den - num) + den) // (2 * den)
-        return np.where(buy, up, down)
-    if config.slippage == "ticks":
-        ticks = int(config.slippage_amount)
-        return np.where(buy, px + ticks, px - ticks)
-    return px
-
-
-def size_orders(
-    sizing: Sizing, t: int, syms: IntArray, kinds: IntArray, amts: IntArray, pos: IntArray, sellable: IntArray
-) -> tuple[IntArray, IntArray, BoolArray, BoolArray, IntArray, BoolArray]:
-    """One round of orders (at most one per symbol and portfolio) against the book before it: the quantity each
-    may trade (before cash), the execution price, the side, the reason code and the bad-lot rejections."""
-    panel, cfg = sizing.panel, sizing.config
-    raw = sizing.fill_prices[t, syms]
-    lot_min, lot_step = sizing.lot_min[syms], sizing.lot_step[syms]
-    reason = np.zeros(len(syms), dtype=np.int64)
-
-    # side from the raw price; then the execution price by side; then the quantity at the execution price
-    want = np.where(
-        kinds == KIND_SHARES,
-        amts,
-        np.where(
-            kinds == KIND_VALUE,
-            np.sign(amts) * (np.abs(amts) // raw),
-            np.where(kinds == KIND_TARGET, amts // raw - pos, -pos),
-        ),
-    )
-    buy = want > 0
-    px = slipped(cfg, raw, buy)
-    up, down = panel.up_limit[t, syms], panel.down_limit[t, syms]
-    # A fill price printed outside the day's band contradicts the band: the data (ST flag, pre_close, list date or
-    # the given limits) is wrong, not the print. Such a bar is traded at its printed price, without the band
-    # (run_backtest reports it, see `outside_band`).
-    banded = (raw <= up) & (raw >= down) if cfg.price_limits else np.zeros(len(syms), dtype=np.bool_)
-    # a slipped price stays a price the exchange would accept that day: inside the limits, at least one tick
-    px = np.where(banded, np.maximum(np.minimum(px, up), np.maximum(down, 1)), np.maximum(px, 1))
-    target_qty = amts // px
-    qty = np.where(
-        kinds == KIND_VALUE,
-        np.abs(amts) // px,
-        np.where(
-            kinds == KIND_TARGET,
-            np.where(buy, np.maximum(target_qty - pos, 0), np.maximum(pos - target_qty, 0)),
-            np.abs(want),
-        ),
-    )
-    sell = want < 0
-    reason[(qty == 0) & (kinds == KIND_CLOSE)] = R_NO_POSITION
-    reason[(qty == 0) & (kinds == KIND_TARGET)] = R_TARGET_REACHED
-    reason[(qty == 0) & (kinds == KIND_VALUE)] = R_BELOW_LOT
-    if cfg.price_limits:
-        blocked_up = buy & banded & (raw >= up)
-        blocked_down = sell & banded & (raw <= down)
-        reason[blocked_up] = R_LIMIT_UP
-        reason[blocked_down] = R_LIMIT_DOWN
-        qty[blocked_up | blocked_down] = 0
-
-    explicit = kinds == KIND_SHARES
-    # buys: an explicit quantity must be a valid lot; a sized one rounds down to one
-    bad_lot = explicit & buy & (qty > 0) & ((qty < lot_min) | (qty % lot_step != 0))
-    sized_buy = buy & ~explicit & (qty > 0)
-    reason[sized_buy & (_lots_down(qty, lot_min, lot_step) == 0)] = R_BELOW_LOT
-    qty = np.where(sized_buy, _lots_down(qty, lot_min, lot_step), qty)
-    # sells: at most what is held and sellable; an odd lot only as the whole position
-    selling = sell & (qty > 0)
-    bad_lot |= explicit & selling & (qty < pos) & ((qty < lot_min) | (qty % lot_step != 0))
-    reason[selling & (pos == 0)] = R_NO_POSITION
-    reason[selling & (pos > 0) & (qty > pos)] = R_OVERSOLD
-    qty = np.where(selling, np.minimum(qty, pos), qty)
-    short = selling & (qty > sellable)
-    reason[short & (reason == 0)] = R_T1
-    qty = np.where(short, sellable, qty)
-    partial_sell = selling & (qty < pos)
-    qty = np.where(partial_sell, _lots_down(qty, lot_min, lot_step), qty)
-    # a sized sell of less than a lot (a value or a target a few shares away) that is not the whole position
-    reason[partial_sell & (qty == 0) & (reason == 0)] = R_BELOW_LOT
-    reason[bad_lot] = R_BAD_LOT
-    qty[bad_lot] = 0
-    if cfg.volume_cap is not None:
-        num, den = cfg.volume_cap.as_integer_ratio()
-        cap = np.floor(panel.vol[t, syms] * num / den + 1e-9).astype(np.int64)
-        capped = qty > cap
-        reason[capped & (reason == 0)] = R_VOLUME_CAP
-        qty = np.where(capped, _lots_down(cap, lot_min, lot_step), qty)
-    return qty, px, buy, sell, reason, bad_lot
+    def size(
+        self, t: int, syms: IntArray, kinds: IntArray, amts: IntArray, pos: IntArray, sellable: IntArray
+    ) -> tuple[IntArray, IntArray, BoolArray, BoolArray, IntArray, BoolArray]:
+        """`matching.size_orders` for one round of orders on day t."""
+        p = self.panel
+        return size_orders(
+            self.rules, self.fill_prices[t], p.up_limit[t], p.down_limit[t], p.vol[t],
+            self.lot_min, self.lot_step, syms, kinds, amts, pos, sellable,
+        )  # fmt: skip
 
 
 def outside_band(panel: Panel, fill_prices: IntArray) -> tuple[IntArray, IntArray]:
@@ -235,23 +141,6 @@ def outside_band(panel: Panel, fill_prices: IntArray) -> tuple[IntArray, IntArra
     outside = panel.has_bar & (fp > 0) & ((fp > panel.up_limit) | (fp < panel.down_limit))
     days, syms = np.nonzero(outside)
     return days.astype(np.int64), syms.astype(np.int64)
-
-
-def sells_paid_for(cash_fen: int, proceeds: IntArray) -> BoolArray:
-    """Which of one portfolio's sells of a round (in order-id order) go through, so that cash never goes negative:
-    every sell with proceeds >= 0, and a sell whose fees exceed its amount (the 5 CNY minimum commission on a tiny
-    sale) only if the cash, with the round's other proceeds and in order-id order, pays the difference."""
-    keep = np.ones(len(proceeds), dtype=np.bool_)
-    costly = np.flatnonzero(proceeds < 0)
-    if len(costly) == 0:
-        return keep
-    cash = cash_fen + int(proceeds[proceeds >= 0].sum())
-    for i in costly.tolist():
-        if cash + int(proceeds[i]) >= 0:
-            cash += int(proceeds[i])
-        else:
-            keep[i] = False
-    return keep
 
 
 def cross_section(p: Panel, t: int) -> CrossSection:
@@ -461,7 +350,7 @@ class Engine:
     def _fill_round(self, t: int, ids: IntArray, syms: IntArray, kinds: IntArray, amts: IntArray) -> None:
         pos = self.positions[syms]
         sellable = pos - self.bought_today[syms] if self.config.t_plus_one else pos.copy()
-        qty, px, buy, sell, reason, bad_lot = size_orders(self.sizing, t, syms, kinds, amts, pos, sellable)
+        qty, px, buy, sell, reason, bad_lot = self.sizing.size(t, syms, kinds, amts, pos, sellable)
 
         # sells first: their proceeds pay for the same day's buys, as at the exchange
         filled = np.zeros(len(ids), dtype=np.int64)
@@ -611,20 +500,3 @@ class Engine:
             self.pend_id = self.pend_id[:0]
         if progress is not None:
             progress(days, days)
-
-
-def _lots_down(qty: IntArray, lot_min: IntArray, lot_step: IntArray) -> IntArray:
-    rounded = qty - qty % lot_step
-    return np.where(rounded >= lot_min, rounded, 0)
-
-
-def affordable(fees: FenFees, cash: int, px: int, lot_min: int, lot_step: int) -> int:
-    """The most shares (a valid lot) that `cash` pays for at `px`, fees included; 0 if not even the smallest lot."""
-    q = cash // px
-    q -= q % lot_step
-    while q >= lot_min:
-        if q * px + fees.buy_total(q * px) <= cash:
-            return q
-        # fees are a fraction of the amount plus at most the minimum commission: jump close to the answer
-        q -= max(lot_step, ((q * px + fees.buy_total(q * px) - cash) // px) // lot_step * lot_step)
-    return 0

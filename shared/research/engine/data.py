@@ -16,6 +16,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from shared.core.domain.codes import Board, InvalidTsCode, parse_ts_code
+from shared.core.market.matching import NO_LIMIT_UP
 from shared.core.market.rules import price_limit_ratio
 from shared.research.engine.config import BacktestConfig
 
@@ -26,7 +27,6 @@ BoolArray = npt.NDArray[np.bool_]
 REQUIRED_COLUMNS = ("ts_code", "trade_date", "open", "high", "low", "close", "pre_close", "vol", "amount")
 OPTIONAL_COLUMNS = ("adj_factor", "up_limit", "down_limit", "is_st")
 PRICE_COLUMNS = ("open", "high", "low", "close", "pre_close")
-NO_LIMIT_UP = np.iinfo(np.int64).max // 4  # "no upper limit": far above any price, safe to compare
 BOARDS = (Board.MAIN, Board.STAR, Board.CHINEXT, Board.BSE)
 _EPOCH = date(1970, 1, 1)
 

@@ -1,0 +1,392 @@
+"""How an order meets a daily bar: the fill price of the day (open, close or VWAP), slippage, the limit band, lots,
+T+1, the volume cap, and the cash a buy may spend, fees included. One implementation for the backtest engines
+(shared.research.engine.core and .batch, vectorised over a day's orders) and the paper broker (`match_order`, one
+order on one bar), so a paper fill and a backtest fill of the same order on the same bar are the same fill.
+
+Money is integer fen; a price is on the 0.01 tick. Pure numpy/int code: no I/O, no import from the layers above."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from shared.core.market.fees import FenFees
+from shared.core.market.rules import board_lots, lot_sizes
+
+__all__ = [
+    "KIND_CLOSE",
+    "KIND_NAMES",
+    "KIND_SHARES",
+    "KIND_TARGET",
+    "KIND_VALUE",
+    "NO_LIMIT_UP",
+    "REASONS",
+    "REASON_CODES",
+    "STATUS_NAMES",
+    "FillRules",
+    "Match",
+    "SessionBar",
+    "affordable",
+    "board_lots",
+    "fill_prices",
+    "fill_rounds",
+    "lot_sizes",
+    "lots_down",
+    "match_order",
+    "sells_paid_for",
+    "size_orders",
+    "slipped",
+]
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+
+# "no upper limit": far above any price, safe to compare (and the no-limit down price is 0)
+NO_LIMIT_UP = np.iinfo(np.int64).max // 4
+
+# --- how an order ends: its status, its kind and the reason it was not (fully) filled, as small ints in a run's arrays
+STATUS_FILLED, STATUS_PARTIAL, STATUS_CANCELLED, STATUS_REJECTED = 0, 1, 2, 3
+STATUS_NAMES = ("filled", "partially_filled", "cancelled", "rejected")
+KIND_SHARES, KIND_VALUE, KIND_TARGET, KIND_CLOSE = 0, 1, 2, 3
+KIND_NAMES = ("shares", "value", "target_value", "close")
+
+R_NONE = 0
+R_SUSPENDED = 1
+R_LIMIT_UP = 2
+R_LIMIT_DOWN = 3
+R_T1 = 4
+R_NO_POSITION = 5
+R_BELOW_LOT = 6
+R_CASH = 7
+R_VOLUME_CAP = 8
+R_NO_VOLUME = 9
+R_END = 10
+R_TARGET_REACHED = 11
+R_BAD_LOT = 12
+R_OVERSOLD = 13
+R_FEES = 14
+R_LIMIT_NOT_REACHED = 15
+# what a backtest result shows, by reason code
+REASONS = (
+    "",
+    "suspended: no bar on the fill day",
+    "limit-up: the fill price is at or above the limit-up price",
+    "limit-down: the fill price is at or below the limit-down price",
+    "T+1: shares bought today are sellable from the next trading day",
+    "no position to sell",
+    "below the smallest lot the board allows",
+    "cash: not enough cash for the quantity, fees included",
+    "volume cap: the fill may take only the configured fraction of the bar's volume",
+    "no volume on the fill bar",
+    "end of data: no bar left to fill on",
+    "the target is already held: nothing to trade",
+    "the quantity is not a valid lot for the board (odd lots only when selling the whole position)",
+    "more than the position: the whole position was sold",
+    "fees_exceed_cash: the sale's fees exceed its amount and the cash cannot pay the difference",
+    "limit price not reached: the execution price is above a buy's limit (below a sell's)",
+)
+# the same reasons as machine-readable names (`Match.reason`), by reason code
+REASON_CODES = (
+    "",
+    "suspended",
+    "limit_up",
+    "limit_down",
+    "t_plus_one",
+    "no_position",
+    "below_lot",
+    "cash",
+    "volume_cap",
+    "no_volume",
+    "end_of_data",
+    "target_reached",
+    "bad_lot",
+    "oversold",
+    "fees_exceed_cash",
+    "limit_not_reached",
+)
+
+
+@dataclass(frozen=True)
+class FillRules:
+    """What decides a fill, whoever fills: the price of the bar an order takes (`fill_price`), the slippage on it
+    (`slippage` "bps" or "ticks" of 0.01 CNY, by `slippage_amount`), the most of the bar's volume a fill may take
+    (`volume_cap`, a fraction; None: no cap), and which A-share rules apply (`price_limits`, `lots`, `t_plus_one`).
+    `suspended_orders`: an order with no bar on its fill day waits for the next bar or is cancelled (the engines)."""
+
+    fill_price: Literal["open", "close", "vwap"] = "open"
+    slippage: Literal["none", "bps", "ticks"] = "none"
+    slippage_amount: Decimal = Decimal(0)
+    volume_cap: Decimal | None = None
+    price_limits: bool = True
+    lots: bool = True
+    t_plus_one: bool = True
+    suspended_orders: Literal["wait", "cancel"] = "wait"
+
+
+def fill_prices(
+    fill_price: str, open_: IntArray, close: IntArray, vol: FloatArray, amount: FloatArray, fen_per_amount: float
+) -> IntArray:
+    """The price an order fills at on each bar, in fen: the open, the close, or the VWAP (amount / vol, rounded
+    half-up to the fen; 0, meaning no fill, when the bar has no volume). `amount` is in any unit with
+    `fen_per_amount` fen to the unit (100.0 for CNY, 1.0 for fen). Any shape: a panel or one bar."""
+    if fill_price == "open":
+        return open_
+    if fill_price == "close":
+        return close
+    with np.errstate(divide="ignore", invalid="ignore"):
+        vwap = np.floor(amount * fen_per_amount / vol + 0.5)
+    return np.where(vol > 0, vwap, 0).astype(np.int64)
+
+
+def fill_rounds(keys: IntArray) -> list[IntArray]:
+    """Positions of the day's orders (given in order-id order) grouped in rounds: round r holds the r-th order of
+    every key (a symbol, or a portfolio and symbol), in the given order. One round when every key is distinct."""
+    if len(np.unique(keys)) == len(keys):
+        return [np.arange(len(keys))]
+    order = np.lexsort((np.arange(len(keys)), keys))
+    first = np.r_[True, keys[order][1:] != keys[order][:-1]]
+    start = np.maximum.accumulate(np.where(first, np.arange(len(order)), 0))
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order)) - start
+    return [np.sort(np.flatnonzero(rank == r)) for r in range(int(rank.max()) + 1)]
+
+
+def slipped(rules: FillRules, px: IntArray, buy: BoolArray) -> IntArray:
+    """The price after slippage, against the order: up for a buy, down for a sell (not yet clamped to the band)."""
+    if rules.slippage == "bps":
+        bps = rules.slippage_amount.as_integer_ratio()
+        num, den = bps[0], bps[1] * 10_000
+        # price x (1 +- bps / 10000), rounded half-up to the tick
+        up = (2 * px * (den + num) + den) // (2 * den)
+        down = (2 * px * (den - num) + den) // (2 * den)
+        return np.where(buy, up, down)
+    if rules.slippage == "ticks":
+        ticks = int(rules.slippage_amount)
+        return np.where(buy, px + ticks, px - ticks)
+    return px
+
+
+def size_orders(
+    rules: FillRules,
+    prices: IntArray,
+    up_limit: IntArray,
+    down_limit: IntArray,
+    vol: FloatArray,
+    lot_min: IntArray,
+    lot_step: IntArray,
+    syms: IntArray,
+    kinds: IntArray,
+    amts: IntArray,
+    pos: IntArray,
+    sellable: IntArray,
+) -> tuple[IntArray, IntArray, BoolArray, BoolArray, IntArray, BoolArray]:
+    """One round of orders (at most one per symbol and portfolio) against the book before it: the quantity each
+    may trade (before cash), the execution price, the side, the reason code and the bad-lot rejections.
+
+    `prices` (the fill price, `fill_prices`), `up_limit`/`down_limit` (fen; NO_LIMIT_UP and 0 when the day has no
+    limit), `vol` (shares) and `lot_min`/`lot_step` are the fill day's values by symbol column; `syms` the column of
+    each order, `kinds`/`amts` its kind and amount (shares, or fen for a value or target), `pos`/`sellable` the
+    shares held and sellable now in its symbol."""
+    raw = prices[syms]
+    lot_min, lot_step = lot_min[syms], lot_step[syms]
+    reason = np.zeros(len(syms), dtype=np.int64)
+
+    # side from the raw price; then the execution price by side; then the quantity at the execution price
+    want = np.where(
+        kinds == KIND_SHARES,
+        amts,
+        np.where(
+            kinds == KIND_VALUE,
+            np.sign(amts) * (np.abs(amts) // raw),
+            np.where(kinds == KIND_TARGET, amts // raw - pos, -pos),
+        ),
+    )
+    buy = want > 0
+    px = slipped(rules, raw, buy)
+    up, down = up_limit[syms], down_limit[syms]
+    # A fill price printed outside the day's band contradicts the band: the data (ST flag, pre_close, list date or
+    # the given limits) is wrong, not the print. Such a bar is traded at its printed price, without the band
+    # (run_backtest reports it, see shared.research.engine.core.outside_band).
+    banded = (raw <= up) & (raw >= down) if rules.price_limits else np.zeros(len(syms), dtype=np.bool_)
+    # a slipped price stays a price the exchange would accept that day: inside the limits, at least one tick
+    px = np.where(banded, np.maximum(np.minimum(px, up), np.maximum(down, 1)), np.maximum(px, 1))
+    target_qty = amts // px
+    qty = np.where(
+        kinds == KIND_VALUE,
+        np.abs(amts) // px,
+        np.where(
+            kinds == KIND_TARGET,
+            np.where(buy, np.maximum(target_qty - pos, 0), np.maximum(pos - target_qty, 0)),
+            np.abs(want),
+        ),
+    )
+    sell = want < 0
+    reason[(qty == 0) & (kinds == KIND_CLOSE)] = R_NO_POSITION
+    reason[(qty == 0) & (kinds == KIND_TARGET)] = R_TARGET_REACHED
+    reason[(qty == 0) & (kinds == KIND_VALUE)] = R_BELOW_LOT
+    if rules.price_limits:
+        blocked_up = buy & banded & (raw >= up)
+        blocked_down = sell & banded & (raw <= down)
+        reason[blocked_up] = R_LIMIT_UP
+        reason[blocked_down] = R_LIMIT_DOWN
+        qty[blocked_up | blocked_down] = 0
+
+    explicit = kinds == KIND_SHARES
+    # buys: an explicit quantity must be a valid lot; a sized one rounds down to one
+    bad_lot = explicit & buy & (qty > 0) & ((qty < lot_min) | (qty % lot_step != 0))
+    sized_buy = buy & ~explicit & (qty > 0)
+    reason[sized_buy & (lots_down(qty, lot_min, lot_step) == 0)] = R_BELOW_LOT
+    qty = np.where(sized_buy, lots_down(qty, lot_min, lot_step), qty)
+    # sells: at most what is held and sellable; an odd lot only as the whole position
+    selling = sell & (qty > 0)
+    bad_lot |= explicit & selling & (qty < pos) & ((qty < lot_min) | (qty % lot_step != 0))
+    reason[selling & (pos == 0)] = R_NO_POSITION
+    reason[selling & (pos > 0) & (qty > pos)] = R_OVERSOLD
+    qty = np.where(selling, np.minimum(qty, pos), qty)
+    short = selling & (qty > sellable)
+    reason[short & (reason == 0)] = R_T1
+    qty = np.where(short, sellable, qty)
+    partial_sell = selling & (qty < pos)
+    qty = np.where(partial_sell, lots_down(qty, lot_min, lot_step), qty)
+    # a sized sell of less than a lot (a value or a target a few shares away) that is not the whole position
+    reason[partial_sell & (qty == 0) & (reason == 0)] = R_BELOW_LOT
+    reason[bad_lot] = R_BAD_LOT
+    qty[bad_lot] = 0
+    if rules.volume_cap is not None:
+        num, den = rules.volume_cap.as_integer_ratio()
+        cap = np.floor(vol[syms] * num / den + 1e-9).astype(np.int64)
+        capped = qty > cap
+        reason[capped & (reason == 0)] = R_VOLUME_CAP
+        qty = np.where(capped, lots_down(cap, lot_min, lot_step), qty)
+    return qty, px, buy, sell, reason, bad_lot
+
+
+def lots_down(qty: IntArray, lot_min: IntArray, lot_step: IntArray) -> IntArray:
+    """`qty` rounded down to a valid lot (a multiple of the step, at least the minimum), 0 when less than one."""
+    rounded = qty - qty % lot_step
+    return np.where(rounded >= lot_min, rounded, 0)
+
+
+def sells_paid_for(cash_fen: int, proceeds: IntArray) -> BoolArray:
+    """Which of one portfolio's sells of a round (in order-id order) go through, so that cash never goes negative:
+    every sell with proceeds >= 0, and a sell whose fees exceed its amount (the 5 CNY minimum commission on a tiny
+    sale) only if the cash, with the round's other proceeds and in order-id order, pays the difference."""
+    keep = np.ones(len(proceeds), dtype=np.bool_)
+    costly = np.flatnonzero(proceeds < 0)
+    if len(costly) == 0:
+        return keep
+    cash = cash_fen + int(proceeds[proceeds >= 0].sum())
+    for i in costly.tolist():
+        if cash + int(proceeds[i]) >= 0:
+            cash += int(proceeds[i])
+        else:
+            keep[i] = False
+    return keep
+
+
+def affordable(fees: FenFees, cash: int, px: int, lot_min: int, lot_step: int) -> int:
+    """The most shares (a valid lot) that `cash` pays for at `px`, fees included; 0 if not even the smallest lot."""
+    q = cash // px
+    q -= q % lot_step
+    while q >= lot_min:
+        if q * px + fees.buy_total(q * px) <= cash:
+            return q
+        # fees are a fraction of the amount plus at most the minimum commission: jump close to the answer
+        q -= max(lot_step, ((q * px + fees.buy_total(q * px) - cash) // px) // lot_step * lot_step)
+    return 0
+
+
+# --- one order on one bar (the paper broker) -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SessionBar:
+    """One symbol on one trading day, prices in fen, `vol` in shares. `up_limit`/`down_limit` None: no limit that
+    day (a new listing's first days, or before 1996-12-16)."""
+
+    trade_date: date
+    open: int
+    high: int
+    low: int
+    close: int
+    vol: int
+    amount_fen: int
+    up_limit: int | None
+    down_limit: int | None
+
+
+@dataclass(frozen=True)
+class Match:
+    """What an order gets on a bar: `qty` shares trade now (0: none) at `price_fen` (slippage applied, inside the
+    band; 0 when nothing trades); `reason` is "" or a name from REASON_CODES saying why not all of it traded."""
+
+    qty: int
+    price_fen: int
+    reason: str
+
+
+def match_order(
+    rules: FillRules,
+    bar: SessionBar | None,
+    *,
+    side: str,
+    qty: int,
+    limit_price_fen: int | None,
+    lot_min: int,
+    lot_step: int,
+) -> Match:
+    """One order of `qty` shares (`side` "buy" or "sell") on one bar: exactly what the backtest engine's `size_orders`
+    gives an explicit-quantity order on that bar (the fill price by `rules.fill_price`, slippage, the band, the lot
+    rules of a buy, the volume cap), and then the order's own limit: a limit buy trades only at an execution price
+    <= `limit_price_fen` (a sell >=), otherwise nothing trades ("limit_not_reached"). `limit_price_fen` None: a
+    market order.
+
+    What the engine's book checks (the position, T+1, the cash) are the caller's: a sell is matched as if `qty`
+    were sellable, and an odd-lot sell is taken as the sale of a whole position. `bar` None: no bar that day
+    ("suspended")."""
+    if side not in ("buy", "sell"):
+        raise ValueError(f"side must be 'buy' or 'sell', got {side!r}")
+    if qty <= 0:
+        raise ValueError(f"qty must be positive, got {qty}")
+    if bar is None:
+        return Match(0, 0, REASON_CODES[R_SUSPENDED])
+    if not rules.lots:
+        lot_min = lot_step = 1
+    price = fill_prices(
+        rules.fill_price,
+        np.array([bar.open], dtype=np.int64),
+        np.array([bar.close], dtype=np.int64),
+        np.array([bar.vol], dtype=np.float64),
+        np.array([bar.amount_fen], dtype=np.float64),
+        1.0,
+    )
+    if int(price[0]) <= 0:
+        return Match(0, 0, REASON_CODES[R_NO_VOLUME])
+    one = np.zeros(1, dtype=np.int64)
+    held = np.array([qty if side == "sell" else 0], dtype=np.int64)
+    got, px, _, _, reason, _ = size_orders(
+        rules,
+        price,
+        np.array([NO_LIMIT_UP if bar.up_limit is None else bar.up_limit], dtype=np.int64),
+        np.array([0 if bar.down_limit is None else bar.down_limit], dtype=np.int64),
+        np.array([bar.vol], dtype=np.float64),
+        np.array([lot_min], dtype=np.int64),
+        np.array([lot_step], dtype=np.int64),
+        one,
+        np.array([KIND_SHARES], dtype=np.int64),
+        np.array([qty if side == "buy" else -qty], dtype=np.int64),
+        held,
+        held,
+    )
+    shares, fen, why = int(got[0]), int(px[0]), int(reason[0])
+    if shares == 0 and why != R_VOLUME_CAP:
+        return Match(0, 0, REASON_CODES[why])
+    if limit_price_fen is not None and (fen > limit_price_fen if side == "buy" else fen < limit_price_fen):
+        return Match(0, 0, REASON_CODES[R_LIMIT_NOT_REACHED])
+    if shares == 0:
+        return Match(0, 0, REASON_CODES[why])
+    return Match(shares, fen, REASON_CODES[why])
