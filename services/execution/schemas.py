@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -13,7 +13,15 @@ from shared.core.domain import InvalidTsCode, OrderSide, OrderStatus, OrderType,
 from shared.core.market.orders import price_shape_error
 from shared.core.market.rules import on_tick
 from shared.platform.approval import OrderTerms
-from shared.platform.request_model import AccountId, ClientOrderId, IdempotencyKey, JsonDecimal, RequestModel, StrictInt
+from shared.platform.request_model import (
+    AccountId,
+    ClientOrderId,
+    IdempotencyKey,
+    JsonDecimal,
+    RequestModel,
+    StrictInt,
+    TradeDate,
+)
 
 # Approvals join fields with a control character (shared/platform/approval.py): none may occur inside a field, which the
 # printable-ASCII patterns of ClientOrderId, AccountId and IdempotencyKey guarantee.
@@ -170,3 +178,14 @@ class LedgerEntryOut(BaseModel):
 class CashMovementOut(BaseModel):
     entry: LedgerEntryOut
     account: AccountOut
+
+
+class PaperSessionIn(RequestModel):
+    """The trading day a replay clock moves to (`POST /v1/paper/session`)."""
+
+    session: TradeDate
+
+
+class PaperSessionOut(BaseModel):
+    session: date  # the replayed session now
+    now: datetime  # the market clock's time (the session's 09:30 Asia/Shanghai and on), UTC

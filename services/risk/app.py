@@ -55,6 +55,6 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
         decisions=store,
         metrics=RiskMetrics(app.state.metrics_registry),
         clock=infra.clock.now,
-        session=infra.clock.session,
+        market_session=infra.clock.session,
     )
     return app

@@ -191,7 +191,7 @@ class RiskDesk:
         decisions: DecisionLog,
         metrics: RiskMetrics,
         clock: Callable[[], datetime] = utcnow,
-        session: Callable[[], date | None] = no_session,
+        market_session: Callable[[], date | None] = no_session,
     ) -> None:
         self.approval_secret = approval_secret
         self.approval_ttl_s = approval_ttl_s  # how long an approval whose forwarding outcome is unknown is replayed
@@ -205,7 +205,7 @@ class RiskDesk:
         self.clock = clock
         # The market clock's replayed session (None on the real clock): quotes are asked as of it, and it is the
         # trading day fees are reckoned for.
-        self.session = session
+        self.market_session = market_session
 
     async def place(self, request: OrderRequest, principal: Principal) -> Placement:
         if not principal.at_least(Role.TRADER):
@@ -228,9 +228,10 @@ class RiskDesk:
             intent = OrderIntent(security.ts_code, request.side, request.order_type, request.qty, request.price)
             quote: Quote | None = None
             quote_known = False
-            session = self.session()
+            session = self.market_session()
             try:
-                quote = await self.quotes.quote(security.ts_code, session)
+                code = security.ts_code
+                quote = await (self.quotes.quote(code) if session is None else self.quotes.quote(code, session))
                 quote_known = True
             except QuoteUnavailable as exc:
                 unavailable.append(str(exc))

@@ -50,6 +50,8 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 _EXCHANGE_TZ = ZoneInfo("Asia/Shanghai")
 SESSION_OPEN = time(9, 30)  # continuous trading starts: the moment a replayed session begins
+SESSION_CLOSE = time(15, 0)
+_TICK = timedelta(microseconds=1)
 
 
 class MarketClock(Protocol):
@@ -76,12 +78,13 @@ class RealClock:
 class ReplayClock:
     """A settable clock over historical trading days. `now()` is the session day at 09:30 Asia/Shanghai (as aware
     UTC) plus the seconds since the session was set, so times keep their order within a session and a later session
-    is always later. Before any session is set it has no session and `now()` is the wall clock (nothing is being
-    replayed yet). One process's object: every service holding it must share it (standalone mode)."""
+    is always later; it stops just before the session's 15:00 close (the session closes when the replay moves on).
+    Before any session is set it has no session and `now()` is the wall clock (nothing is being replayed yet). One
+    process's object: every service holding it must share it (standalone mode)."""
 
     def __init__(self, session: date | None = None) -> None:
         self._session: date | None = None
-        self._start = utcnow()
+        self._start = self._last_moment = utcnow()
         self._set_at = monotonic()
         if session is not None:
             self.set_session(session)
@@ -89,12 +92,15 @@ class ReplayClock:
     def set_session(self, day: date) -> None:
         self._session = day
         self._start = session_open(day)
+        self._last_moment = datetime.combine(day, SESSION_CLOSE, tzinfo=_EXCHANGE_TZ).astimezone(UTC) - _TICK
         self._set_at = monotonic()
 
     def now(self) -> datetime:
         if self._session is None:
             return utcnow()
-        return self._start + timedelta(seconds=monotonic() - self._set_at)
+        # Never the session's close: a replayed session closes when the replay moves on (`set_session`), not after
+        # five and a half hours of wall time, or the day orders of a slow replay would expire before their day ends.
+        return min(self._start + timedelta(seconds=monotonic() - self._set_at), self._last_moment)
 
     def session(self) -> date | None:
         return self._session

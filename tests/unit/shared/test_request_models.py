@@ -107,6 +107,7 @@ def test_every_request_body_of_every_app_is_a_strict_request_model() -> None:
         "risk /v1/orders": "OrderRequest",
         "execution /v1/orders": "OrderSubmission",
         "execution /v1/account/cash": "CashMovementIn",
+        "execution /v1/paper/session": "PaperSessionIn",
     }
     seen: set[type[BaseModel]] = set()
     assert [p for body in bodies.values() for p in _problems(body, seen)] == []
