@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 
-from services.data.store import BarRecord, DataStore, SecurityRecord
+from services.data.store import DataStore, SecurityRecord
 from shared.core.domain.codes import Board
 from shared.core.domain.money import from_fen
 from shared.core.market import limit_prices, price_limit_ratio
@@ -48,7 +48,7 @@ def next_session_limits(
 
 
 async def _limits(
-    store: DataStore, security: SecurityRecord, reference: BarRecord, session: date
+    store: DataStore, security: SecurityRecord, reference_fen: int, session: date
 ) -> NextSessionLimits | None:
     open_days = None
     if session - security.list_date <= RECENT_LISTING:
@@ -58,7 +58,7 @@ async def _limits(
     return next_session_limits(
         Board(security.board),
         is_st=security.is_st,
-        reference_fen=reference.close,
+        reference_fen=reference_fen,
         session=session,
         listing_day=listing_day_of(open_days),
     )
@@ -67,13 +67,19 @@ async def _limits(
 async def session_quote(store: DataStore, security: SecurityRecord, session: date) -> Quote:
     """The quote as the data stood before trading day `session` opened (`/v1/quotes/{ts_code}?session=`, for a
     replayed market): last_trade_date / last_close from the symbol's last bar before `session`, next_trade_date =
-    `session`, the limits of `session` around that close. `suspended` is whether the symbol has no bar ON `session`
-    (what a paper fill on that session needs to know), not, as in the latest quote, on the newest stored session.
-    The caller checks that `session` is a trading day."""
+    `session`, and the limits of `session`. `suspended` is whether the symbol has no bar ON `session` (what a paper
+    fill on that session needs to know), not, as in the latest quote, on the newest stored session.
+
+    The limits are around the session bar's pre_close where it has a bar: the exchange's reference price, published
+    before the open, which differs from the last close on an ex-rights day (and is what the backtest engine's limits
+    use); without a bar, around the last close. The caller checks that `session` is a trading day."""
     last = await store.last_bar_before(security.ts_code, session)
     on_session = await store.bars(security.ts_code, session, session)
     delisted = security.delist_date is not None and security.delist_date <= session
-    limits = None if last is None or delisted else await _limits(store, security, last, session)
+    limits = None
+    if last is not None and not delisted:
+        reference = on_session[0].pre_close if on_session else last.close
+        limits = await _limits(store, security, reference, session)
     return Quote(
         ts_code=security.ts_code,
         name=security.name,
@@ -99,7 +105,7 @@ async def next_session_quote(store: DataStore, security: SecurityRecord) -> Quot
     if last is not None and as_of is not None and not delisted:
         # Beyond the stored calendar the session date is unknown; the day after suffices to pick the rule regime.
         session = next_day or as_of + timedelta(days=1)
-        limits = await _limits(store, security, last, session)
+        limits = await _limits(store, security, last.close, session)
     return Quote(
         ts_code=security.ts_code,
         name=security.name,
