@@ -14,12 +14,12 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from shared.core.market.matching import REASONS, STATUS_NAMES
 from shared.research.engine.config import BacktestConfig
 from shared.research.engine.context import BacktestContext, StrategyError
 from shared.research.engine.core import Engine, EngineError, outside_band
 from shared.research.engine.data import BarsError, Panel, load_bars, panel_data_key, read_bars
 from shared.research.engine.metrics import MetricsConfig, compute_metrics
-from shared.research.engine.outcomes import REASONS, STATUS_NAMES
 from shared.research.engine.result import BacktestResult, yuan
 from shared.research.strategy import Strategy
 

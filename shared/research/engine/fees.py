@@ -1,4 +1,5 @@
-"""The engine's integer fees now live in `shared.core.market.fees` (the matching in shared.core needs them too)."""
+"""The integer fees live in `shared.core.market.fees` (the matching in shared.core uses them); this name stays for
+the tests that import it from the engine."""
 
 from shared.core.market.fees import FenFees, round_half_up_ratio
 

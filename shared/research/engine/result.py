@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from shared.research.engine.outcomes import KIND_NAMES, REASONS, STATUS_NAMES
+from shared.core.market.matching import KIND_NAMES, REASONS, STATUS_NAMES
 
 IntArray = npt.NDArray[np.int64]
 RESULT_FORMAT = 1
