@@ -257,6 +257,9 @@ async def test_a_suspended_symbols_order_rests_and_fills_on_the_next_session_it_
         # Straight to execution: risk refuses orders for a suspended symbol, the broker's rule is what is tested.
         order = await r.submit(di, ts_code="000001.SZ", order_type="market", price=None, qty=100)
         assert (order["status"], order["filled_qty"]) == ("submitted", 0)
+        # Its cash is reserved at the session's limit-up, 13.20 (the latest quote does not even know the symbol):
+        # 1,320.00 + commission 5.00 + transfer fee 0.0132 -> 0.01.
+        assert (await r.get(di, "/v1/account"))["reserved"] == "1325.01"
         # Still waiting after a background pass on the same session.
         await r.next_session("2024-03-04")
         assert (await r.get(di, f"/v1/orders/{order['order_id']}"))["status"] == "submitted"
@@ -361,3 +364,17 @@ async def test_the_real_clock_has_no_session_to_set(tmp_path: Path) -> None:
     async with replay(tmp_path, RealClock()) as r:
         answer = await r.next_session("2024-03-05")
         assert (answer.status_code, answer.json()["code"]) == (409, "not_replay")
+
+
+async def test_a_waiting_order_cancelled_by_its_trader_stays_cancelled_when_its_symbol_trades(tmp_path: Path) -> None:
+    clock = ReplayClock(date(2024, 3, 4))
+    jo = trader()
+    async with replay(tmp_path, clock) as r:
+        order = await r.submit(jo, ts_code="000001.SZ", order_type="market", price=None, qty=100)
+        assert order["status"] == "submitted"
+        cancelled = await r.execution.post(f"/v1/orders/{order['order_id']}/cancel", headers=headers(r.settings, jo))
+        assert cancelled.status_code == 200, cancelled.text
+        assert (await r.next_session("2024-03-05")).status_code == 200
+        after = await r.get(jo, f"/v1/orders/{order['order_id']}")
+        assert (after["status"], after["filled_qty"], after["reason"]) == ("cancelled", 0, "cancelled by the client")
+        assert await r.get(jo, "/v1/trades") == []
