@@ -94,6 +94,7 @@ class Fleet:
         return env
 
     def start(self, timeout_s: float = 90.0) -> None:
+        refuse_replay_clock(self.process_env("gateway"))
         self.log_dir.mkdir(parents=True, exist_ok=True)
         try:
             for name in START_ORDER:
@@ -198,6 +199,16 @@ class Fleet:
         self.processes.clear()
 
 
+def refuse_replay_clock(env: dict[str, str]) -> None:
+    """A replay clock is one process's object (shared/platform/clock.py): processes of a fleet would each follow
+    their own. Refused here before any process starts, as each service refuses it itself (`market_clock`)."""
+    if env.get("LH_MARKET_CLOCK", "real").strip() == "replay":
+        raise ValueError(
+            "LH_MARKET_CLOCK=replay is not supported in fleet mode: a replay clock is one process's, so run the "
+            "replay in standalone mode (`make run` with LH_MARKET_CLOCK=replay)"
+        )
+
+
 def mysql_password_file() -> Path:
     """Where scripts/backing-services.sh keeps the project's MariaDB password (per machine account)."""
     state = os.environ.get("LH_STATE_DIR") or os.path.join(
@@ -250,6 +261,10 @@ def main(argv: list[str] | None = None) -> None:
 
     configure_logging("fleet", os.environ.get("LH_LOG_LEVEL", "INFO"))
     fleet = Fleet(env=local_env(), ports=ports, log_dir=args.log_dir)
+    try:
+        refuse_replay_clock(fleet.process_env("gateway"))
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from exc
 
     def _stop(signum: int, _frame: object) -> None:
         log.info("stopping the fleet", extra={"signal": signal.Signals(signum).name})

@@ -14,7 +14,7 @@ import httpx
 from fastapi import FastAPI
 from starlette.applications import Starlette
 
-from shared.platform.app import Infra
+from shared.platform.app import Infra, market_clock
 from shared.platform.bus import MemoryBus
 from shared.platform.cache import MemoryCache
 from shared.platform.http import SERVICES, ServiceDirectory
@@ -38,6 +38,7 @@ def build_app(settings: Settings) -> Starlette:
         cache=MemoryCache(),
         services=ServiceDirectory(settings, transports),
         shared=True,
+        clock=market_clock(settings),  # one object: every service follows the same (replay) clock
     )
     services: dict[str, FastAPI] = {}
     for name in SERVICES:

@@ -19,7 +19,7 @@ from services.data.adjust import Adjust, factor_micro
 from services.data.bars_json import adjusted_bars_body, bars_body, cross_section_body, many_bars_body
 from services.data.bulk import FORMATS, BulkQuery, bulk_fields
 from services.data.deps import Bulk, Cache, Store
-from services.data.quotes import next_session_quote
+from services.data.quotes import next_session_quote, session_quote
 from services.data.schemas import (
     BarsOut,
     CalendarOut,
@@ -334,17 +334,48 @@ async def get_index_bars(
     )  # fmt: skip
 
 
-@router.get("/quotes/{ts_code}", response_model=Quote, responses={404: {"description": "`unknown_security`"}})
-async def get_quote(store: Store, read_cache: Cache, ts_code: str) -> Response:
+@router.get(
+    "/quotes/{ts_code}",
+    response_model=Quote,
+    responses={
+        404: {"description": "`unknown_security`"},
+        422: {"description": "`invalid_ts_code`; `not_a_trading_day` (`session` is not one in the stored calendar)"},
+    },
+)
+async def get_quote(
+    store: Store,
+    read_cache: Cache,
+    ts_code: str,
+    session: Annotated[
+        TradeDate | None,
+        Query(
+            description="a trading day: the quote as the data stood before it opened (a replayed market's session): "
+            "the last close before it, its limits, and `suspended` = no bar on that day. Default: the latest quote"
+        ),
+    ] = None,
+) -> Response:
+    """The security's last close and its limits for the next session (by default the one after the newest stored
+    session; with `session`, that trading day)."""
     code = _code(ts_code).ts_code
-    cached = await read_cache.get("quote", code)
+    key = code if session is None else f"{code}:{session.isoformat()}"
+    cached = await read_cache.get("quote", key)
     if cached is not None:
         return Response(cached, media_type="application/json")
     async with store.snapshot() as reads:
         seen = await reads.data_version()
-        quote = await next_session_quote(reads, await _security(reads, code))
+        security = await _security(reads, code)
+        if session is None:
+            quote = await next_session_quote(reads, security)
+        else:
+            if not await reads.open_days(session, session):
+                raise ServiceError(
+                    "not_a_trading_day",
+                    f"session: {session.isoformat()} is not a trading day in the stored calendar",
+                    status_code=422,
+                )
+            quote = await session_quote(reads, security, session)
     body = quote.model_dump_json()
-    await read_cache.put("quote", code, body, seen=seen)
+    await read_cache.put("quote", key, body, seen=seen)
     return Response(body, media_type="application/json")
 
 

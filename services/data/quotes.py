@@ -47,6 +47,53 @@ def next_session_limits(
     return NextSessionLimits(limit_up=limits[0], limit_down=limits[1])
 
 
+async def _limits(
+    store: DataStore, security: SecurityRecord, reference_fen: int, session: date
+) -> NextSessionLimits | None:
+    open_days = None
+    if session - security.list_date <= RECENT_LISTING:
+        span = await store.calendar_span()
+        if span is not None and span[0] <= security.list_date:
+            open_days = await store.count_open_days(security.list_date, session)
+    return next_session_limits(
+        Board(security.board),
+        is_st=security.is_st,
+        reference_fen=reference_fen,
+        session=session,
+        listing_day=listing_day_of(open_days),
+    )
+
+
+async def session_quote(store: DataStore, security: SecurityRecord, session: date) -> Quote:
+    """The quote as the data stood before trading day `session` opened (`/v1/quotes/{ts_code}?session=`, for a
+    replayed market): last_trade_date / last_close from the symbol's last bar before `session`, next_trade_date =
+    `session`, and the limits of `session`. `suspended` is whether the symbol has no bar ON `session` (what a paper
+    fill on that session needs to know), not, as in the latest quote, on the newest stored session.
+
+    The limits are around the session bar's pre_close where it has a bar: the exchange's reference price, published
+    before the open, which differs from the last close on an ex-rights day (and is what the backtest engine's limits
+    use); without a bar, around the last close. The caller checks that `session` is a trading day."""
+    last = await store.last_bar_before(security.ts_code, session)
+    on_session = await store.bars(security.ts_code, session, session)
+    delisted = security.delist_date is not None and security.delist_date <= session
+    limits = None
+    if last is not None and not delisted:
+        reference = on_session[0].pre_close if on_session else last.close
+        limits = await _limits(store, security, reference, session)
+    return Quote(
+        ts_code=security.ts_code,
+        name=security.name,
+        board=Board(security.board),
+        is_st=security.is_st,
+        last_trade_date=last.trade_date if last else None,
+        last_close=from_fen(last.close) if last else None,
+        next_trade_date=session,
+        suspended=not on_session,
+        limit_up=limits.limit_up if limits else None,
+        limit_down=limits.limit_down if limits else None,
+    )
+
+
 async def next_session_quote(store: DataStore, security: SecurityRecord) -> Quote:
     """The security's position as of the newest session in the store, and its limits for the session after
     (`/v1/quotes/{ts_code}`'s answer)."""
@@ -58,18 +105,7 @@ async def next_session_quote(store: DataStore, security: SecurityRecord) -> Quot
     if last is not None and as_of is not None and not delisted:
         # Beyond the stored calendar the session date is unknown; the day after suffices to pick the rule regime.
         session = next_day or as_of + timedelta(days=1)
-        open_days = None
-        if session - security.list_date <= RECENT_LISTING:
-            span = await store.calendar_span()
-            if span is not None and span[0] <= security.list_date:
-                open_days = await store.count_open_days(security.list_date, session)
-        limits = next_session_limits(
-            Board(security.board),
-            is_st=security.is_st,
-            reference_fen=last.close,
-            session=session,
-            listing_day=listing_day_of(open_days),
-        )
+        limits = await _limits(store, security, last.close, session)
     return Quote(
         ts_code=security.ts_code,
         name=security.name,

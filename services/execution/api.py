@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from services.execution.cash import cny
@@ -17,6 +17,8 @@ from services.execution.schemas import (
     LedgerEntryOut,
     OrderOut,
     OrderSubmission,
+    PaperSessionIn,
+    PaperSessionOut,
     PositionOut,
     TradeOut,
 )
@@ -211,3 +213,24 @@ async def move_cash(
         account=_account_out(result.account),
     )
     return JSONResponse(body.model_dump(mode="json"), status_code=201 if result.created else 200)
+
+
+@router.post(
+    "/paper/session",
+    response_model=PaperSessionOut,
+    responses={
+        403: {"description": "`forbidden`: services only"},
+        409: {"description": "`not_replay` (the real clock); `session_in_the_past`"},
+        422: {"description": "`not_a_trading_day`"},
+        503: {"description": "`calendar_unavailable`"},
+    },
+)
+async def set_paper_session(
+    body: PaperSessionIn, principal: CurrentPrincipal, desk: Desk, request: Request
+) -> PaperSessionOut:
+    """Move the replay clock (LH_MARKET_CLOCK=replay, standalone mode) to a trading day: the day orders of the sessions
+    before it expire, and paper orders waiting for a suspended symbol are matched on it. Services only (the strategy
+    service's replayer)."""
+    clock = request.app.state.infra.clock
+    day = await desk.replay_session(principal, clock, body.session)
+    return PaperSessionOut(session=day, now=clock.now())

@@ -16,6 +16,7 @@ from services.execution.metrics import ExecutionMetrics
 from services.execution.sessions import DataServiceCalendar
 from services.execution.store import MIGRATIONS, ExecutionStore, outbox
 from shared.core.domain import to_fen
+from shared.core.market.matching import FillRules
 from shared.platform.app import Infra, create_service_app
 from shared.platform.db import Database
 from shared.platform.outbox import OutboxRelay
@@ -34,7 +35,10 @@ def create_app(settings: Settings, infra: Infra | None = None, *, broker: Broker
     store = ExecutionStore(db, source=NAME, opening_cash_fen=to_fen(settings.paper_opening_cash))
     relay = OutboxRelay(db, outbox, infra.bus)
     quotes = PaperQuotes(infra.services, settings.internal_secret)
-    adapter: BrokerAdapter = broker or PaperBroker(db, quotes)
+    clock = infra.clock  # shared with risk (and every service) in standalone mode
+    adapter: BrokerAdapter = broker or PaperBroker(
+        db, quotes, clock=clock.now, market_session=clock.session, sessions=quotes, rules=paper_fill_rules(settings)
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -67,5 +71,19 @@ def create_app(settings: Settings, infra: Infra | None = None, *, broker: Broker
         notify=relay.notify,
         quotes=quotes,
         calendar=DataServiceCalendar(infra.services, settings.internal_secret),
+        clock=clock.now,
+        market_session=clock.session,
     )
     return app
+
+
+def paper_fill_rules(settings: Settings) -> FillRules:
+    """The paper broker's matching rules on a replayed session (LH_PAPER_*), the backtest's rules of the same names;
+    the A-share rules (price limits, lots, T+1) always apply, and an order for a suspended symbol waits."""
+    return FillRules(
+        fill_price=settings.paper_fill_price,
+        slippage=settings.paper_slippage,
+        slippage_amount=settings.paper_slippage_amount,
+        volume_cap=settings.paper_volume_cap,
+        suspended_orders="wait",
+    )

@@ -8,16 +8,21 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy.exc import IntegrityError
 
 from services.execution import cash as cashbook
 from services.execution.admission import principal_account, refusal_reason
-from services.execution.brokers.base import BrokerAdapter, BrokerReport, BrokerUnavailable, ExpiringBroker
+from services.execution.brokers.base import (
+    BrokerAdapter,
+    BrokerReport,
+    BrokerUnavailable,
+    ExpiringBroker,
+    ResumingBroker,
+)
 from services.execution.brokers.paper import PaperQuoteSource
-from services.execution.events import exchange_date
 from services.execution.lifecycle import InconsistentReport
 from services.execution.metrics import ExecutionMetrics
 from services.execution.positions import Holding, holdings
@@ -34,7 +39,7 @@ from services.execution.store import (
 )
 from shared.core.domain import IllegalTransition, OrderSide, OrderStatus, OrderType, to_fen
 from shared.platform.approval import OrderTerms
-from shared.platform.clock import utcnow
+from shared.platform.clock import MarketClock, ReplayClock, market_today, no_session, utcnow
 from shared.platform.errors import Conflict, Forbidden, NotFound, ServiceError, Unavailable
 from shared.platform.internal_auth import Principal
 from shared.platform.periodic import PeriodicTask
@@ -79,6 +84,7 @@ class OrderDesk:
         quotes: PaperQuoteSource | None = None,
         calendar: TradingCalendar | None = None,
         clock: Callable[[], datetime] = utcnow,
+        market_session: Callable[[], date | None] = no_session,
     ) -> None:
         self.approval_secret = approval_secret
         self.approval_ttl_s = approval_ttl_s
@@ -88,7 +94,9 @@ class OrderDesk:
         self.notify = notify  # wakes the outbox relay after a commit
         self.quotes = quotes  # the limit-up price a market buy reserves cash at (None: market buys are refused)
         self.calendar = calendar  # trading days, for expiring day orders (None: orders never expire here)
-        self.clock = clock  # decides "today" for T+1 and which sessions have closed
+        self.clock = clock  # decides "today" for T+1 and which sessions have closed, and stamps orders
+        # The market clock's replayed session (None on the real clock): "today" when set.
+        self.market_session = market_session
         self.first_reconcile_done = asyncio.Event()
 
     # --- placing --------------------------------------------------------------------------------------
@@ -110,7 +118,7 @@ class OrderDesk:
         price_cap = await self._price_cap(terms)
         try:
             stored = await self.store.create_order(
-                terms, decision_id, today=exchange_date(self.clock()), price_cap=price_cap
+                terms, decision_id, today=self.today(), price_cap=price_cap, now=self.clock()
             )
         except AlreadyPlaced as exc:
             # A duplicate that waited for the lock behind the first copy: the same answer as a later retry.
@@ -145,7 +153,11 @@ class OrderDesk:
                 "price_cap_unknown", "market buys are not accepted here: place a limit order", status_code=422
             )
         try:
-            quote = await self.quotes.latest(terms.ts_code)
+            session = self.market_session()
+            # On a replay clock, the limit-up of the replayed session; else of the next session.
+            quote = await (
+                self.quotes.latest(terms.ts_code) if session is None else self.quotes.latest(terms.ts_code, session)
+            )
         except BrokerUnavailable as exc:
             raise Unavailable(
                 "market_data_unavailable", f"cannot price a market buy of {terms.ts_code} now: {exc}"
@@ -216,7 +228,7 @@ class OrderDesk:
 
     async def _record(self, order_id: str, report: BrokerReport) -> StoredOrder:
         try:
-            applied = await self.store.apply_report(order_id, report)
+            applied = await self.store.apply_report(order_id, report, now=self.clock())
         except (InconsistentReport, IllegalTransition) as exc:
             log.error("broker report contradicts the order", extra={"order_id": order_id, "error": str(exc)})
             raise ServiceError("broker_report_inconsistent", str(exc), status_code=502, order_id=order_id) from exc
@@ -225,6 +237,50 @@ class OrderDesk:
             self.metrics.entered(*applied.statuses)
             self.metrics.trades.inc(applied.new_trades)
         return applied.stored
+
+    def today(self) -> date:
+        """The trading day of T+1, fee dates and cash reservations: the replayed session on a replay clock, else
+        the exchange date (Asia/Shanghai) of now."""
+        return market_today(self.clock(), self.market_session())
+
+    async def replay_session(self, principal: Principal, clock: MarketClock, day: date) -> date:
+        """Move a replay clock to trading day `day` and run `on_session` (`POST /v1/paper/session`: in standalone
+        mode the strategy service's replayer reaches the desk only through it). Services only. Refused on the real
+        clock (409 `not_replay`), for a day that is not a trading day (422 `not_a_trading_day`) or before the
+        current session (409 `session_in_the_past`: orders and fills of later days exist). The same session again
+        only runs `on_session`."""
+        if not principal.is_service:
+            raise Forbidden("forbidden", f"{principal.subject} may not move the market clock: services only")
+        if not isinstance(clock, ReplayClock):
+            raise Conflict(
+                "not_replay", "the market clock is the real clock (LH_MARKET_CLOCK=real): there is no session to set"
+            )
+        current = self.market_session()
+        if current is not None and day < current:
+            raise Conflict(
+                "session_in_the_past",
+                f"session: {day.isoformat()} is before the replayed session {current.isoformat()}",
+            )
+        if self.calendar is None:
+            raise Unavailable("calendar_unavailable", "no trade calendar here to check the session against")
+        try:
+            open_day = await self.calendar.trading_days(day, day)
+        except CalendarUnavailable as exc:
+            raise Unavailable("calendar_unavailable", f"cannot check the session against the calendar: {exc}") from exc
+        if day not in open_day:
+            raise ServiceError(
+                "not_a_trading_day", f"session: {day.isoformat()} is not a trading day in the calendar", status_code=422
+            )
+        if day != current:
+            clock.set_session(day)
+        await self.on_session()
+        return day
+
+    async def on_session(self) -> None:
+        """The market clock moved to a new session (a replay): expire now what rests of the day orders of the
+        sessions that have closed, and match the orders waiting for a suspended symbol on the new session, rather
+        than at the background pass's next turn."""
+        await self.expire_day_orders()
 
     # --- reading --------------------------------------------------------------------------------------
 
@@ -297,7 +353,7 @@ class OrderDesk:
         """The positions of `account_id` (services and admins only) or else of the caller's own account."""
         account = self._named_account(principal, account_id, "positions")
         lots, open_sells = await self.store.position_inputs(account)
-        return holdings(lots, open_sells, today=exchange_date(self.clock()))
+        return holdings(lots, open_sells, today=self.today())
 
     # --- cash -----------------------------------------------------------------------------------------
 
@@ -314,7 +370,7 @@ class OrderDesk:
         account = self._named_account(principal, account_id, "cash")
         if account != principal_account(principal) and not await self.store.known_account(account):
             raise NotFound("account_not_found", f"no account {account}: it has no orders and no cash movements")
-        return AccountCash(account, await self.store.cash(account, exchange_date(self.clock())))
+        return AccountCash(account, await self.store.cash(account, self.today()))
 
     async def move_cash(
         self, principal: Principal, account_id: str, kind: str, amount: Decimal, idempotency_key: str
@@ -330,7 +386,7 @@ class OrderDesk:
                 status_code=422,
             )
         signed = to_fen(amount) if kind == cashbook.DEPOSIT else -to_fen(amount)
-        today = exchange_date(self.clock())
+        today = self.today()
         existing = await self.store.find_entry(account_id, idempotency_key)
         if existing is None:
             try:
@@ -381,7 +437,7 @@ class OrderDesk:
         by fill id, so a fill is neither lost nor recorded twice. Only orders of the session still open: an order
         created before the last close that has passed is a day order of a closed session, left to the expiry pass
         (never sent to fill on another day at another day's price). Returns how many orders were resolved."""
-        updated_before = utcnow() - timedelta(seconds=grace_s) if grace_s > 0 else None
+        updated_before = self.clock() - timedelta(seconds=grace_s) if grace_s > 0 else None
         created_since = await self._session_start()
         resolved = 0
         for stored in await self.store.accepted_orders(updated_before=updated_before, created_since=created_since):
@@ -409,8 +465,8 @@ class OrderDesk:
         Shanghai of any calendar day, which is never earlier than the true one: an order placed after a Friday
         close is then held until the calendar answers rather than risk filling an order of a closed session."""
         now = self.clock()
+        today = self.today()
         if self.calendar is not None:
-            today = exchange_date(now)
             try:
                 days = await self.calendar.trading_days(today - timedelta(days=30), today)
             except CalendarUnavailable as exc:
@@ -421,7 +477,6 @@ class OrderDesk:
                 day = last_close(days, now)
                 if day is not None:
                     return session_close(day)
-        today = exchange_date(now)
         close = session_close(today)
         return close if close <= now else session_close(today - timedelta(days=1))
 
@@ -435,7 +490,7 @@ class OrderDesk:
         if self.calendar is None or not isinstance(self.broker, ExpiringBroker):
             return 0
         now = self.clock()
-        today = exchange_date(now)
+        today = self.today()
         try:
             days = await self.calendar.trading_days(today - timedelta(days=30), today)
         except CalendarUnavailable as exc:
@@ -451,7 +506,12 @@ class OrderDesk:
                 break
             order_id = stored.order.order_id
             try:
-                report = await self.broker.expire(order_id, reason)
+                report = None
+                if isinstance(self.broker, ResumingBroker):
+                    # An order waiting for its suspended symbol to trade is matched on this session instead.
+                    report = await self.broker.resume(stored.order, price_cap=stored.price_cap)
+                if report is None:
+                    report = await self.broker.expire(order_id, reason)
             except BrokerUnavailable as exc:
                 log.warning("day-order expiry paused: broker unavailable", extra={"error": str(exc)})
                 break

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -21,6 +21,7 @@ from shared.platform.request_model import (
     RequestModel,
     StrategyInstanceId,
     StrictInt,
+    TradeDate,
 )
 
 # Approvals join fields with a control character (shared/platform/approval.py): none may occur inside a field, which the
@@ -184,3 +185,14 @@ class LedgerEntryOut(BaseModel):
 class CashMovementOut(BaseModel):
     entry: LedgerEntryOut
     account: AccountOut
+
+
+class PaperSessionIn(RequestModel):
+    """The trading day a replay clock moves to (`POST /v1/paper/session`)."""
+
+    session: TradeDate
+
+
+class PaperSessionOut(BaseModel):
+    session: date  # the replayed session now
+    now: datetime  # the market clock's time (the session's 09:30 Asia/Shanghai and on), UTC

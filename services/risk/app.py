@@ -55,5 +55,7 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
         execution=ExecutionService(infra.services, settings.internal_secret),
         decisions=store,
         metrics=RiskMetrics(app.state.metrics_registry),
+        clock=infra.clock.now,
+        market_session=infra.clock.session,
     )
     return app

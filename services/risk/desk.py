@@ -13,10 +13,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
-from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
@@ -39,7 +38,7 @@ from services.risk.schemas import OrderRequest
 from services.risk.store import Decision, ExecutionOutcome
 from shared.core.domain import PRICE_TICK, InvalidTsCode, OrderSide, OrderType, money, parse_ts_code
 from shared.platform.approval import OrderTerms, sign_approval
-from shared.platform.clock import utcnow
+from shared.platform.clock import market_today, no_session, utcnow
 from shared.platform.errors import Forbidden, ServiceError, Unavailable
 from shared.platform.events import Envelope
 from shared.platform.http import ServiceDirectory
@@ -98,7 +97,6 @@ EXECUTION_UNAVAILABLE_CODES = frozenset({"market_data_unavailable"})
 # not be stored (a COMMIT whose answer was lost may have landed): the client sends it again with the same
 # client_order_id, which either finds it or places it once.
 EXECUTION_DEPENDENCY_CODES = frozenset({"database_unavailable", "cache_unavailable", "bus_unavailable"})
-EXCHANGE_TZ = ZoneInfo("Asia/Shanghai")
 # The strategy service's 404 codes for an instance it does not know (K2 names the first).
 INSTANCE_NOT_FOUND_CODES = frozenset({"instance_not_found", "strategy_instance_not_found"})
 
@@ -259,6 +257,7 @@ class RiskDesk:
         decisions: DecisionLog,
         metrics: RiskMetrics,
         clock: Callable[[], datetime] = utcnow,
+        market_session: Callable[[], date | None] = no_session,
     ) -> None:
         self.approval_secret = approval_secret
         self.approval_ttl_s = approval_ttl_s  # how long an approval whose forwarding outcome is unknown is replayed
@@ -271,6 +270,9 @@ class RiskDesk:
         self.decisions = decisions
         self.metrics = metrics
         self.clock = clock
+        # The market clock's replayed session (None on the real clock): quotes are asked as of it, and it is the
+        # trading day fees are reckoned for.
+        self.market_session = market_session
 
     async def place(self, request: OrderRequest, principal: Principal) -> Placement:
         instance_id = request.strategy_instance_id
@@ -304,8 +306,10 @@ class RiskDesk:
             intent = OrderIntent(security.ts_code, request.side, request.order_type, request.qty, request.price)
             quote: Quote | None = None
             quote_known = False
+            session = self.market_session()
             try:
-                quote = await self.quotes.quote(security.ts_code)
+                code = security.ts_code
+                quote = await (self.quotes.quote(code) if session is None else self.quotes.quote(code, session))
                 quote_known = True
             except QuoteUnavailable as exc:
                 unavailable.append(str(exc))
@@ -322,7 +326,7 @@ class RiskDesk:
                     unavailable.append(str(exc))
                     log.warning("risk cannot check a buy", extra={"ts_code": security.ts_code, "error": str(exc)})
                 else:
-                    trade_date = self.clock().astimezone(EXCHANGE_TZ).date()
+                    trade_date = market_today(self.clock(), session)
                     reasons.extend(cash_checks(intent, quote, available, trade_date=trade_date))
             # Sells: no short selling, T+1 (execution checks again atomically when it admits the order).
             if request.side is OrderSide.SELL:
@@ -335,7 +339,7 @@ class RiskDesk:
                     reasons.extend(position_checks(intent, security, holding))
             # An instance's order: its sleeve's cash or shares too, with the same arithmetic as the account's.
             if sleeve is not None:
-                trade_date = self.clock().astimezone(EXCHANGE_TZ).date()
+                trade_date = market_today(self.clock(), session)
                 reasons.extend(sleeve_checks(intent, quote, sleeve, trade_date=trade_date))
         if unavailable:
             reasons.append(

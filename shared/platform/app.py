@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiormq.exceptions import AMQPError, ChannelInvalidStateError
@@ -28,6 +28,7 @@ from shared.platform.body_limit import BodyLimitMiddleware
 from shared.platform.bus import EventBus, create_bus
 from shared.platform.bus.metrics import register_bus_metrics
 from shared.platform.cache import Cache, create_cache
+from shared.platform.clock import MarketClock, RealClock, ReplayClock
 from shared.platform.errors import DEPENDENCY_NAMES, ServiceError, dependency_failure
 from shared.platform.http import ServiceDirectory
 from shared.platform.internal_auth import internal_principal
@@ -54,15 +55,31 @@ READY_CACHE_S = 1.0  # how long a /readyz answer is reused
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
+def market_clock(settings: Settings) -> MarketClock:
+    """The market clock `LH_MARKET_CLOCK` asks for. A replay clock is an object in one process that the services
+    following it must share, so it is refused outside standalone mode (where every service runs in one process)."""
+    if settings.market_clock == "real":
+        return RealClock()
+    if not settings.standalone:
+        raise ValueError(
+            "LH_MARKET_CLOCK=replay needs standalone mode (LH_MODE=standalone): a replay clock is one process's, "
+            "and in fleet mode every service would follow its own. Use LH_MARKET_CLOCK=real in fleet mode."
+        )
+    return ReplayClock()
+
+
 @dataclass
 class Infra:
-    """Connections a service uses. Standalone mode hands every service the same bus, cache and directory."""
+    """Connections a service uses, and the market clock. Standalone mode hands every service the same bus, cache,
+    directory and clock."""
 
     settings: Settings
     bus: EventBus
     cache: Cache
     services: ServiceDirectory
     shared: bool = False  # True: someone else starts and closes these
+    # Built from the settings by `from_settings` and standalone mode (`market_clock`); the real clock otherwise.
+    clock: MarketClock = field(default_factory=RealClock)
 
     @classmethod
     def from_settings(cls, settings: Settings, source: str) -> Infra:
@@ -71,6 +88,7 @@ class Infra:
             bus=create_bus(settings.amqp_url, namespace=settings.bus_namespace, source=source),
             cache=create_cache(settings.redis_url),
             services=ServiceDirectory(settings),
+            clock=market_clock(settings),
         )
 
     async def start(self) -> None:

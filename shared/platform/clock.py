@@ -1,13 +1,16 @@
-"""The one clock and the one timestamp column type. `utcnow()` is aware UTC; `UtcDateTime` stores a timestamp as
-naive UTC (MySQL/MariaDB DATETIME(6) and SQLite keep no zone) and reads it back as aware UTC, so code never meets a
-naive time from a table. An aware value of any zone is converted to UTC on the way in; a naive one is taken as UTC
-already (what every table held before this type). The column type in the database is unchanged (`PreciseDateTime`),
-so migrations are unaffected."""
+"""The one clock, the market clock and the one timestamp column type. `utcnow()` is aware UTC; `UtcDateTime` stores
+a timestamp as naive UTC (MySQL/MariaDB DATETIME(6) and SQLite keep no zone) and reads it back as aware UTC, so code
+never meets a naive time from a table. An aware value of any zone is converted to UTC on the way in; a naive one is
+taken as UTC already (what every table held before this type). The column type in the database is unchanged
+(`PreciseDateTime`), so migrations are unaffected. `MarketClock` is what time it is for the market: `RealClock`, or a
+`ReplayClock` set to a historical trading day (paper trading on a replayed market)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, date, datetime, time, timedelta
+from time import monotonic
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -41,3 +44,79 @@ class UtcDateTime(TypeDecorator[datetime]):
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         return None if value is None else as_utc(value)
+
+
+# --- the market clock ------------------------------------------------------------------------------------------
+
+_EXCHANGE_TZ = ZoneInfo("Asia/Shanghai")
+SESSION_OPEN = time(9, 30)  # continuous trading starts: the moment a replayed session begins
+SESSION_CLOSE = time(15, 0)
+_TICK = timedelta(microseconds=1)
+
+
+class MarketClock(Protocol):
+    """What time it is for the market: the real clock, or a replay clock over historical trading days. Execution's
+    desk and paper broker and risk's desk read it through `Infra.clock`."""
+
+    def now(self) -> datetime:
+        """Now, aware UTC."""
+
+    def session(self) -> date | None:
+        """The replayed trading day, or None on the real clock (then "today" is the exchange date of `now()`)."""
+
+
+class RealClock:
+    """The wall clock: `now()` is `utcnow()`, no replayed session."""
+
+    def now(self) -> datetime:
+        return utcnow()
+
+    def session(self) -> date | None:
+        return None
+
+
+class ReplayClock:
+    """A settable clock over historical trading days. `now()` is the session day at 09:30 Asia/Shanghai (as aware
+    UTC) plus the seconds since the session was set, so times keep their order within a session and a later session
+    is always later; it stops just before the session's 15:00 close (the session closes when the replay moves on).
+    Before any session is set it has no session and `now()` is the wall clock (nothing is being replayed yet). One
+    process's object: every service holding it must share it (standalone mode)."""
+
+    def __init__(self, session: date | None = None) -> None:
+        self._session: date | None = None
+        self._start = self._last_moment = utcnow()
+        self._set_at = monotonic()
+        if session is not None:
+            self.set_session(session)
+
+    def set_session(self, day: date) -> None:
+        self._session = day
+        self._start = session_open(day)
+        self._last_moment = datetime.combine(day, SESSION_CLOSE, tzinfo=_EXCHANGE_TZ).astimezone(UTC) - _TICK
+        self._set_at = monotonic()
+
+    def now(self) -> datetime:
+        if self._session is None:
+            return utcnow()
+        # Never the session's close: a replayed session closes when the replay moves on (`set_session`), not after
+        # five and a half hours of wall time, or the day orders of a slow replay would expire before their day ends.
+        return min(self._start + timedelta(seconds=monotonic() - self._set_at), self._last_moment)
+
+    def session(self) -> date | None:
+        return self._session
+
+
+def session_open(day: date) -> datetime:
+    """09:30 Asia/Shanghai on `day`, as aware UTC."""
+    return datetime.combine(day, SESSION_OPEN, tzinfo=_EXCHANGE_TZ).astimezone(UTC)
+
+
+def market_today(now: datetime, session: date | None) -> date:
+    """The trading day "today" is for T+1, fee dates and day-order expiry: the replayed session when there is one,
+    else the exchange's (Asia/Shanghai) date of `now`."""
+    return session if session is not None else now.astimezone(_EXCHANGE_TZ).date()
+
+
+def no_session() -> date | None:
+    """The real clock's session (none): the default of components that take a `session` callable."""
+    return None

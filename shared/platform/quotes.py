@@ -16,7 +16,8 @@ from shared.platform.internal_auth import service_headers
 
 
 class Quote(BaseModel):
-    """A security as of the newest session in the data service's store, and its limits for the next session.
+    """A security as of the newest session in the data service's store, and its limits for the next session (or,
+    asked with `session=`, as of the close before that trading day, and its limits that day).
 
     Every field is required: a quote missing one cannot be trusted (consumers fail closed). Prices in CNY."""
 
@@ -29,7 +30,7 @@ class Quote(BaseModel):
     last_trade_date: date | None  # None: the security never traded
     last_close: Decimal | None  # None only for a security that never traded (then it is suspended)
     next_trade_date: date | None  # None: beyond the stored calendar
-    suspended: StrictBool  # no bar on the newest session in the store
+    suspended: StrictBool  # no bar on the newest session in the store (asked with `session=`: no bar on that day)
     limit_up: Decimal | None  # for next_trade_date; None when that session has no limits (or nothing is known)
     limit_down: Decimal | None
 
@@ -42,8 +43,9 @@ class QuoteUnavailable(Exception):
 class QuoteSource(Protocol):
     """Where a consumer gets quotes: `DataServiceQuotes` in the services, a stub in tests."""
 
-    async def quote(self, ts_code: str) -> Quote | None:
-        """The quote, or None for a security the data service does not know. Raises QuoteUnavailable."""
+    async def quote(self, ts_code: str, session: date | None = None) -> Quote | None:
+        """The quote, or None for a security the data service does not know. `session`: as the data stood before
+        that trading day (a replayed market's session); None: the latest. Raises QuoteUnavailable."""
 
 
 class DataServiceQuotes:
@@ -55,12 +57,15 @@ class DataServiceQuotes:
         self.internal_secret = internal_secret
         self.caller = caller
 
-    async def quote(self, ts_code: str) -> Quote | None:
-        """The quote, or None for a security the data service does not know. Raises QuoteUnavailable."""
+    async def quote(self, ts_code: str, session: date | None = None) -> Quote | None:
+        """The quote, or None for a security the data service does not know. `session`: as the data stood before
+        that trading day; None: the latest. Raises QuoteUnavailable (also for a `session` that is not a trading
+        day: the caller's clock and the data service's calendar disagree)."""
         client = self.services.client("data")
         headers = service_headers(self.internal_secret, self.caller)
+        asked = {} if session is None else {"params": {"session": session.isoformat()}}
         try:
-            body = await client.get_json(f"/v1/quotes/{ts_code}", headers=headers)
+            body = await client.get_json(f"/v1/quotes/{ts_code}", headers=headers, **asked)
         except ServiceError as exc:
             if exc.status_code == 404:
                 return None

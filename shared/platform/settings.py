@@ -76,6 +76,29 @@ class Settings(BaseSettings):
 
     approval_ttl_s: int = 60  # execution refuses approvals older than this
 
+    # The market clock (shared/platform/clock.py): "real", or "replay" (a settable clock over historical trading days,
+    # for paper trading on a replayed market). A replay clock is one process's object, so "replay" needs standalone
+    # mode (every service in one process, sharing it); fleet mode refuses it at start.
+    market_clock: Literal["real", "replay"] = "real"
+    # How the paper broker matches an order on a replayed session's own bar (shared.core.market.matching), the
+    # backtest engine's rules of the same names (BacktestConfig): the fill price, slippage (basis points or ticks of
+    # 0.01 CNY) and the most of the bar's volume one fill may take (a fraction in (0, 1]; empty: no cap). Not used on
+    # the real clock, where the paper broker fills at the latest close.
+    paper_fill_price: Literal["open", "close", "vwap"] = "open"
+    paper_slippage: Literal["none", "bps", "ticks"] = "none"
+    paper_slippage_amount: Decimal = Field(default=Decimal(0), ge=0, allow_inf_nan=False)
+    paper_volume_cap: Decimal | None = Field(default=None, gt=0, le=1, allow_inf_nan=False)
+
+    @field_validator("paper_volume_cap", mode="before")
+    @classmethod
+    def _empty_is_no_cap(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("paper_slippage_amount", mode="before")
+    @classmethod
+    def _empty_is_zero(cls, value: object) -> object:
+        return Decimal(0) if isinstance(value, str) and not value.strip() else value
+
     # Data
     demo_seed: int = 20240101
     demo_symbols: int = 60
@@ -97,6 +120,15 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_json: bool = True
+
+    @model_validator(mode="after")
+    def _paper_slippage_is_consistent(self) -> Settings:
+        # The backtest's rules (BacktestConfig._check), so a paper replay can be configured as its backtest was.
+        if self.paper_slippage == "ticks" and self.paper_slippage_amount != int(self.paper_slippage_amount):
+            raise ValueError("LH_PAPER_SLIPPAGE_AMOUNT must be a whole number of ticks with LH_PAPER_SLIPPAGE=ticks")
+        if self.paper_slippage == "none" and self.paper_slippage_amount != 0:
+            raise ValueError("LH_PAPER_SLIPPAGE_AMOUNT is set but LH_PAPER_SLIPPAGE is none")
+        return self
 
     @model_validator(mode="after")
     def _secrets_are_real(self) -> Settings:

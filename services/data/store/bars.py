@@ -137,6 +137,18 @@ class BarStore(BulkWriter, ColumnReader):
             row = (await session.execute(query)).mappings().first()
         return None if row is None else BarRecord(**row)
 
+    async def last_bar_before(self, ts_code: str, before: date) -> BarRecord | None:
+        """The symbol's newest bar strictly before `before` (its last close as a session `before` opens)."""
+        query = (
+            select(daily_bars)
+            .where(daily_bars.c.ts_code == ts_code, daily_bars.c.trade_date < before)
+            .order_by(daily_bars.c.trade_date.desc())
+            .limit(1)
+        )
+        async with self._session() as session:
+            row = (await session.execute(query)).mappings().first()
+        return None if row is None else BarRecord(**row)
+
     async def latest_session(self) -> date | None:
         """The newest trading day the store has bars for: the market 'as of' date of quotes."""
         async with self._session() as session:

@@ -55,3 +55,13 @@ class ExpiringBroker(Protocol):
 
     async def expire(self, order_id: str, reason: str) -> BrokerReport:
         """Cancel what rests of the order with `reason`; the report says what happened (as `cancel`)."""
+
+
+@runtime_checkable
+class ResumingBroker(Protocol):
+    """A broker with orders that wait across sessions (the paper broker on a replay clock: an order whose symbol had
+    no bar on its session waits for the next session it trades, as the backtest engine's orders do)."""
+
+    async def resume(self, order: Order, *, price_cap: Decimal | None = None) -> BrokerReport | None:
+        """Match a waiting order on the current session; its report, or None when the order does not wait (it is
+        then a day order like any other). Raises BrokerUnavailable."""

@@ -1,15 +1,23 @@
-"""The paper broker: fills against the latest close from the data service, keeping its own book (paper_orders,
-paper_fills in execution's schema) so that it is idempotent by order_id across restarts.
+"""The paper broker: fills orders on paper, keeping its own book (paper_orders, paper_fills in execution's schema) so
+that it is idempotent by order_id across restarts.
 
-Matching: a market order fills in full at the latest close; a limit buy fills (at the latest close) when its
-limit is at or above it, a limit sell when its limit is at or below it; any other limit order rests until execution
-expires it at the close of its trading day (`expire`, docs/order-path.md)."""
+On the real clock it fills against the latest close from the data service: a market order fills in full at the
+latest close; a limit buy fills (at the latest close) when its limit is at or above it, a limit sell when its limit
+is at or below it; any other limit order rests until execution expires it at the close of its trading day (`expire`,
+docs/order-path.md).
+
+On a replay clock (a session is set) it matches an order at that session's own bar with the backtest engine's rules
+(`shared.core.market.matching.match_order`, the fill rules from the settings): filled in full; partly (the volume
+cap) with the rest cancelled at once; not at all because the limit price was not reached (rests, a day order) or the
+symbol has no bar that session (rests and is matched again on the next session it trades, `resume`); or cancelled
+at the limit-up (a buy) or limit-down (a sell). Its fills are stamped with the session's time (09:30 for open fills,
+15:00 for close and VWAP fills, Asia/Shanghai), so fees by date and T+1 follow the replayed day."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -19,11 +27,17 @@ from sqlalchemy.exc import IntegrityError
 
 from services.execution.brokers.base import BrokerReport, BrokerUnavailable, Fill
 from services.execution.brokers.paper_tables import paper_fills, paper_orders
-from shared.core.domain import Order, OrderSide, OrderStatus, OrderType, price
-from shared.platform.clock import utcnow
-from shared.platform.db import Database
+from services.execution.events import EXCHANGE_TZ
+from shared.core.domain import Order, OrderSide, OrderStatus, OrderType, from_fen, price, to_fen
+from shared.core.domain.codes import Board
+from shared.core.market.matching import REASON_CODES, REASONS, FillRules, SessionBar, match_order
+from shared.core.market.rules import board_lots
+from shared.platform.clock import no_session, utcnow
+from shared.platform.db import Database, DbSession
+from shared.platform.errors import ServiceError
 from shared.platform.http import ServiceDirectory
-from shared.platform.quotes import DataServiceQuotes, QuoteSource, QuoteUnavailable
+from shared.platform.internal_auth import service_headers
+from shared.platform.quotes import DataServiceQuotes, Quote, QuoteSource, QuoteUnavailable
 
 NEVER_REACHED_BROKER = "cancelled before it reached the broker"
 CLIENT_CANCEL = "cancelled by the client"
@@ -36,25 +50,85 @@ class PaperQuote:
     limit_up: Decimal | None = None  # the next session's limit-up price; None on sessions without limits
 
 
+@dataclass(frozen=True)
+class PaperSession:
+    """A symbol on a replayed session: its board (for the lot sizes) and its bar with that day's limits."""
+
+    board: Board
+    bar: SessionBar | None  # None: no bar that day (suspended)
+
+
 class PaperQuoteSource(Protocol):
     """What the paper broker fills at: not the data service's whole quote (`shared.platform.quotes.QuoteSource`)
     but its latest close and limit-up checked onto the tick, and failures as the broker's own (BrokerUnavailable)."""
 
-    async def latest(self, ts_code: str) -> PaperQuote | None:
-        """The latest close, or None for a security the data service does not know. Raises BrokerUnavailable."""
+    async def latest(self, ts_code: str, session: date | None = None) -> PaperQuote | None:
+        """The latest close, or None for a security the data service does not know; with `session`, as the data
+        stood before that trading day (its limit-up is that day's). Raises BrokerUnavailable."""
+
+
+class PaperSessionSource(Protocol):
+    """A replayed session's own bar, which the paper broker matches orders at on a replay clock."""
+
+    async def session(self, ts_code: str, day: date) -> PaperSession | None:
+        """The symbol's bar on trading day `day` (unadjusted, fen) with that day's limits, or None for a security
+        the data service does not know. Raises BrokerUnavailable."""
 
 
 class PaperQuotes:
-    """The latest closes the paper broker fills at, from the data service's quotes (`shared.platform.quotes`)."""
+    """The latest closes the paper broker fills at, from the data service's quotes (`shared.platform.quotes`), and a
+    replayed session's bars (`GET /v1/bars`) with that session's limits (`GET /v1/quotes/{ts_code}?session=`)."""
 
     def __init__(self, services: ServiceDirectory, internal_secret: str) -> None:
+        self.services = services
+        self.internal_secret = internal_secret
         self.quotes: QuoteSource = DataServiceQuotes(services, internal_secret, "execution")
 
-    async def latest(self, ts_code: str) -> PaperQuote | None:
+    async def _quote(self, ts_code: str, session: date | None) -> Quote | None:
         try:
-            quote = await self.quotes.quote(ts_code)
+            # Without a session, asked exactly as before the market clock existed.
+            return await (self.quotes.quote(ts_code) if session is None else self.quotes.quote(ts_code, session))
         except QuoteUnavailable as exc:
             raise BrokerUnavailable(f"no market data for {ts_code}: {exc}") from exc
+
+    async def session(self, ts_code: str, day: date) -> PaperSession | None:
+        quote = await self._quote(ts_code, day)
+        if quote is None:
+            return None
+        if quote.suspended:
+            return PaperSession(quote.board, None)
+        try:
+            body = await self.services.client("data").get_json(
+                "/v1/bars",
+                params={"ts_code": ts_code, "start": day.isoformat(), "end": day.isoformat()},
+                headers=service_headers(self.internal_secret, "execution"),
+            )
+        except ServiceError as exc:
+            raise BrokerUnavailable(f"no bar of {ts_code} on {day}: the data service answered {exc.code}") from exc
+        except ValueError as exc:
+            raise BrokerUnavailable(f"no bar of {ts_code} on {day}: the data service answered without JSON") from exc
+        try:
+            rows = [r for r in body["bars"] if r["trade_date"] == day.isoformat()]
+            if not rows:
+                return PaperSession(quote.board, None)
+            row = rows[0]
+            bar = SessionBar(
+                trade_date=day,
+                open=to_fen(price(row["open"])),
+                high=to_fen(price(row["high"])),
+                low=to_fen(price(row["low"])),
+                close=to_fen(price(row["close"])),
+                vol=int(row["vol"]),
+                amount_fen=to_fen(Decimal(str(row["amount"]))),
+                up_limit=None if quote.limit_up is None else to_fen(price(quote.limit_up)),
+                down_limit=None if quote.limit_down is None else to_fen(price(quote.limit_down)),
+            )
+        except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
+            raise BrokerUnavailable(f"malformed market data for {ts_code} on {day}: {exc!r}") from exc
+        return PaperSession(quote.board, bar)
+
+    async def latest(self, ts_code: str, session: date | None = None) -> PaperQuote | None:
+        quote = await self._quote(ts_code, session)
         if quote is None:
             return None
         try:
@@ -94,36 +168,66 @@ def cap_refusal(order: Order, fill_price: Decimal | None, price_cap: Decimal | N
     return None
 
 
+SESSION_CLOSE = time(15, 0)
+# A resting order whose symbol had no bar on the session it was matched on: matched again on the next (`resume`).
+WAITING = "waiting: "
+
+
+def waiting_reason(ts_code: str, day: date) -> str:
+    return f"{WAITING}{ts_code} has no bar on {day.isoformat()} (suspended); matched again on the next session"
+
+
+def fill_time(day: date, fill_price: str) -> datetime:
+    """When a replayed session's fill happened: its open (09:30) for open fills, its close (15:00) for close and
+    VWAP fills, Asia/Shanghai."""
+    at = time(9, 30) if fill_price == "open" else SESSION_CLOSE
+    return datetime.combine(day, at, tzinfo=EXCHANGE_TZ)
+
+
+def match_reason(code: str, day: date) -> str:
+    """The reason an order carries for a matching outcome: the machine-readable name first (`limit_up: ...`)."""
+    return f"{code}: {REASONS[REASON_CODES.index(code)]} (session {day.isoformat()})"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: OrderStatus
+    fills: tuple[Fill, ...] = ()
+    reason: str | None = None
+
+
 class PaperBroker:
     name = "paper"
 
-    def __init__(self, db: Database, quotes: PaperQuoteSource, *, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self,
+        db: Database,
+        quotes: PaperQuoteSource,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        market_session: Callable[[], date | None] = no_session,
+        sessions: PaperSessionSource | None = None,
+        rules: FillRules | None = None,
+    ) -> None:
+        """`market_session`: the market clock's replayed session (None on the real clock). On a replay clock the broker
+        matches at the session's bar from `sessions` with `rules` (both needed then)."""
         self.db = db
         self.quotes = quotes
         self.clock = clock
+        self.market_session = market_session
+        self.sessions = sessions
+        self.rules = rules or FillRules()
 
     async def submit(self, order: Order, *, price_cap: Decimal | None = None) -> BrokerReport:
         known = await self.report(order.order_id)
         if known is not None:
             return known  # idempotent: what we did with this order the first time
-        quote = await self.quotes.latest(order.ts_code)
+        session = self.market_session()
         now = self.clock()
-        fills: tuple[Fill, ...] = ()
-        reason: str | None = None
-        if quote is None:
-            status, reason = OrderStatus.REJECTED, f"unknown security {order.ts_code}"
-        elif quote.suspended or quote.last_close is None:
-            status, reason = OrderStatus.REJECTED, f"{order.ts_code} is suspended"
+        if session is not None:
+            outcome = await self._match_on_session(order, price_cap, session)
         else:
-            fill_price = paper_fill_price(order.order_type, order.side, order.price, quote.last_close)
-            over_cap = cap_refusal(order, fill_price, price_cap)
-            if over_cap is not None:
-                status, reason = OrderStatus.REJECTED, over_cap
-            elif fill_price is None:
-                status = OrderStatus.SUBMITTED  # rests
-            else:
-                status = OrderStatus.FILLED
-                fills = (Fill(f"paper-{order.order_id}-1", order.qty, fill_price, now),)
+            outcome = await self._match_on_latest_close(order, price_cap, now)
         try:
             async for attempt in self.db.transaction():
                 async with attempt as s:
@@ -135,29 +239,102 @@ class PaperBroker:
                             order_type=order.order_type.value,
                             qty=order.qty,
                             price=order.price,
-                            status=status.value,
-                            reason=reason,
+                            status=outcome.status.value,
+                            reason=None if outcome.reason is None else outcome.reason[:255],
                             created_at=now,
                             updated_at=now,
                         )
                     )
-                    for fill in fills:
-                        await s.execute(
-                            paper_fills.insert().values(
-                                fill_id=fill.fill_id,
-                                order_id=order.order_id,
-                                qty=fill.qty,
-                                price=fill.price,
-                                traded_at=fill.traded_at,
-                            )
-                        )
+                    await _insert_fills(s, order.order_id, outcome.fills)
         except IntegrityError:
             # Submitted concurrently (or cancelled first): the book already has the answer.
             known = await self.report(order.order_id)
             if known is None:
                 raise
             return known
-        return BrokerReport(status=status, fills=fills, reason=reason)
+        return BrokerReport(status=outcome.status, fills=outcome.fills, reason=outcome.reason)
+
+    async def _match_on_latest_close(self, order: Order, price_cap: Decimal | None, now: datetime) -> Outcome:
+        quote = await self.quotes.latest(order.ts_code)
+        if quote is None:
+            return Outcome(OrderStatus.REJECTED, reason=f"unknown security {order.ts_code}")
+        if quote.suspended or quote.last_close is None:
+            return Outcome(OrderStatus.REJECTED, reason=f"{order.ts_code} is suspended")
+        fill_price = paper_fill_price(order.order_type, order.side, order.price, quote.last_close)
+        over_cap = cap_refusal(order, fill_price, price_cap)
+        if over_cap is not None:
+            return Outcome(OrderStatus.REJECTED, reason=over_cap)
+        if fill_price is None:
+            return Outcome(OrderStatus.SUBMITTED)  # rests
+        return Outcome(OrderStatus.FILLED, (Fill(f"paper-{order.order_id}-1", order.qty, fill_price, now),))
+
+    async def _match_on_session(self, order: Order, price_cap: Decimal | None, day: date) -> Outcome:
+        """The order on replayed session `day`'s own bar, by the engine's rules (`match_order`)."""
+        if self.sessions is None:
+            raise BrokerUnavailable("the paper broker has no source of session bars to replay on")
+        market = await self.sessions.session(order.ts_code, day)
+        if market is None:
+            return Outcome(OrderStatus.REJECTED, reason=f"unknown security {order.ts_code}")
+        lot_min, lot_step = board_lots(market.board)
+        match = match_order(
+            self.rules,
+            market.bar,
+            side=order.side.value,
+            qty=order.qty,
+            limit_price_fen=None if order.price is None else to_fen(order.price),
+            lot_min=lot_min,
+            lot_step=lot_step,
+        )
+        if match.qty == 0:
+            if match.reason == "suspended":
+                return Outcome(OrderStatus.SUBMITTED, reason=waiting_reason(order.ts_code, day))
+            if match.reason == "limit_not_reached":
+                return Outcome(OrderStatus.SUBMITTED)  # rests: a day order, expired at the session's close
+            return Outcome(OrderStatus.CANCELLED, reason=match_reason(match.reason, day))
+        fill_price = from_fen(match.price_fen)
+        over_cap = cap_refusal(order, fill_price, price_cap)
+        if over_cap is not None:
+            return Outcome(OrderStatus.REJECTED, reason=over_cap)
+        fills = (Fill(f"paper-{order.order_id}-1", match.qty, fill_price, fill_time(day, self.rules.fill_price)),)
+        if match.qty == order.qty:
+            return Outcome(OrderStatus.FILLED, fills)
+        # Part of it traded (the volume cap): the rest is cancelled at once, as the engine does.
+        return Outcome(OrderStatus.CANCELLED, fills, match_reason(match.reason or "volume_cap", day))
+
+    async def resume(self, order: Order, *, price_cap: Decimal | None = None) -> BrokerReport | None:
+        """On a replay clock, match again an order that rests because its symbol had no bar on an earlier session
+        (`waiting_reason`), now on the current session: it fills, is cancelled, rests as a day order, or keeps
+        waiting. None for an order that does not wait (the caller expires it as a day order) or on the real clock."""
+        day = self.market_session()
+        if day is None:
+            return None
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                row = (await s.execute(select(paper_orders).where(paper_orders.c.order_id == order.order_id))).first()
+        if row is None or row.status != OrderStatus.SUBMITTED.value or not (row.reason or "").startswith(WAITING):
+            return None
+        if row.reason == waiting_reason(order.ts_code, day):
+            return await self.report(order.order_id)  # matched on this session already
+        outcome = await self._match_on_session(order, price_cap, day)
+        now = self.clock()
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                changed = await s.execute(
+                    update(paper_orders)
+                    .where(
+                        paper_orders.c.order_id == order.order_id,
+                        paper_orders.c.status == row.status,
+                        paper_orders.c.reason == row.reason,
+                    )
+                    .values(
+                        status=outcome.status.value,
+                        reason=None if outcome.reason is None else outcome.reason[:255],
+                        updated_at=now,
+                    )
+                )
+                if changed.rowcount == 1:  # else cancelled (or resumed) meanwhile: the book says what happened
+                    await _insert_fills(s, order.order_id, outcome.fills)
+        return await self.report(order.order_id)
 
     async def cancel(self, order_id: str) -> BrokerReport:
         return await self._withdraw(order_id, CLIENT_CANCEL, tombstone_reason=NEVER_REACHED_BROKER)
@@ -211,6 +388,15 @@ class PaperBroker:
                 ).all()
                 report = _report(row, fill_rows)
         return report
+
+
+async def _insert_fills(s: DbSession, order_id: str, fills: Sequence[Fill]) -> None:
+    for fill in fills:
+        await s.execute(
+            paper_fills.insert().values(
+                fill_id=fill.fill_id, order_id=order_id, qty=fill.qty, price=fill.price, traded_at=fill.traded_at
+            )
+        )
 
 
 def _report(row: Row[Any], fill_rows: Sequence[Row[Any]]) -> BrokerReport:

@@ -49,7 +49,13 @@ class AppliedReport:
 
 class OrderTransitions(OrderReads, TradeReads, AccountStore):
     async def create_order(
-        self, terms: OrderTerms, decision_id: str, *, today: date, price_cap: Decimal | None = None
+        self,
+        terms: OrderTerms,
+        decision_id: str,
+        *,
+        today: date,
+        price_cap: Decimal | None = None,
+        now: datetime | None = None,
     ) -> StoredOrder:
         """Admit a new order: in one transaction, lock the account, check that a sell has the sellable shares
         (trades, T+1 as of `today`, open sells' reservations) and a buy the available cash (at `price_cap` a
@@ -57,7 +63,9 @@ class OrderTransitions(OrderReads, TradeReads, AccountStore):
         `order.accepted` event. Under the lock and before any check, an order with the same (account_id,
         client_order_id) or decision_id raises AlreadyPlaced (nothing stored). Raises AdmissionRefused (nothing
         stored) when the account cannot afford it, and IntegrityError when a concurrent insert of the same keys
-        was not serialised by the lock (cannot happen once the account row exists; kept as the last word)."""
+        was not serialised by the lock (cannot happen once the account row exists; kept as the last word).
+        `now`: when it is created, by the market clock (a replayed session's time: day-order expiry reads it);
+        default the wall clock."""
         side = OrderSide(terms.side)
         cap_fen: int | None = None
         if side is OrderSide.BUY:
@@ -65,7 +73,7 @@ class OrderTransitions(OrderReads, TradeReads, AccountStore):
             if cap is None:
                 raise ValueError("a buy needs a price cap to reserve cash at")
             cap_fen = to_fen(cap)
-        now = utcnow()
+        now = now or utcnow()
         order = Order(
             order_id=new_id(),
             client_order_id=terms.client_order_id,
@@ -138,8 +146,11 @@ class OrderTransitions(OrderReads, TradeReads, AccountStore):
             await self.ensure_account(order.account_id)
         raise AssertionError(f"account {order.account_id} could not be created")
 
-    async def apply_report(self, order_id: str, report: BrokerReport, *, attempts: int = 3) -> AppliedReport:
-        """Record what the broker reported: status changes, new trades and their events, in one transaction.
+    async def apply_report(
+        self, order_id: str, report: BrokerReport, *, attempts: int = 3, now: datetime | None = None
+    ) -> AppliedReport:
+        """Record what the broker reported: status changes, new trades and their events, in one transaction,
+        stamped `now` (the market clock's time; default the wall clock).
 
         Safe to call again with the same report (fills already recorded are skipped) and from two places at
         once (the version check makes the loser re-read and find nothing left to do)."""
@@ -152,10 +163,10 @@ class OrderTransitions(OrderReads, TradeReads, AccountStore):
         )
         async for attempt in retrying:
             with attempt:
-                return await self._apply_once(order_id, report)
+                return await self._apply_once(order_id, report, now)
         raise AssertionError("unreachable")
 
-    async def _apply_once(self, order_id: str, report: BrokerReport) -> AppliedReport:
+    async def _apply_once(self, order_id: str, report: BrokerReport, at: datetime | None) -> AppliedReport:
         async for attempt in self.db.transaction():
             async with attempt as s:
                 row = (await s.execute(select(orders).where(orders.c.order_id == order_id))).first()
@@ -168,7 +179,7 @@ class OrderTransitions(OrderReads, TradeReads, AccountStore):
                 plan = plan_report(current.progress, report, recorded)
                 if not plan.changed:
                     return AppliedReport(current, (), 0)
-                now = utcnow()
+                now = at or utcnow()
                 after = _advance(current, plan, now)
                 # The version-checked update comes first: it takes the row lock, so a concurrent applier waits here
                 # and then finds the version moved on, before it could insert a trade.

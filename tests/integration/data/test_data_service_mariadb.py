@@ -211,6 +211,57 @@ async def test_quotes(service: Service) -> None:
     assert r.status_code == 422 and r.json()["code"] == "invalid_ts_code"
 
 
+async def test_quotes_as_of_a_replayed_session(service: Service) -> None:
+    """`?session=`: the quote as the data stood before that trading day opened. Numbers read off the demo bars (seed
+    20240101) and worked out by hand."""
+
+    async def quote(code: str, session: str) -> dict:
+        response = await service.client.get(f"/v1/quotes/{code}", params={"session": session})
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def picked(q: dict) -> tuple:
+        return (q["last_trade_date"], q["last_close"], q["next_trade_date"], q["suspended"], q["limit_up"],
+                q["limit_down"])  # fmt: skip
+
+    # 000757.SZ (main board) closed 7.81 on Friday 2024-03-01. Monday 2024-03-04's limits: 7.81 x 1.1 = 8.591 -> 8.59,
+    # 7.81 x 0.9 = 7.029 -> 7.03. (The latest quote is as of 2024-12-31, close 8.15: a different answer, so the cache
+    # keeps the two apart.)
+    latest = (await service.client.get("/v1/quotes/000757.SZ")).json()
+    assert (latest["last_trade_date"], latest["last_close"]) == ("2024-12-31", "8.15")
+    for _ in range(2):  # the second answer comes from the cache
+        monday = await quote("000757.SZ", "2024-03-04")
+        assert picked(monday) == ("2024-03-01", "7.81", "2024-03-04", False, "8.59", "7.03")
+    assert (await service.client.get("/v1/quotes/000757.SZ")).json() == latest
+
+    # The ST stock 603182.SH: 5% around 2024-03-01's close 5.29: 5.5545 -> 5.55, 5.0255 -> 5.03.
+    assert picked(await quote("603182.SH", "20240304")) == ("2024-03-01", "5.29", "2024-03-04", False, "5.55", "5.03")
+
+    # An ex-rights day: 003446.SZ closed 6.55 on 2024-06-21, and 2024-06-24's reference price (pre_close) is 6.23.
+    # The limits are the exchange's, around 6.23: 6.853 -> 6.85 and 5.607 -> 5.61 (around 6.55 they would be
+    # 7.21 / 5.90).
+    assert picked(await quote("003446.SZ", "2024-06-24")) == (
+        "2024-06-21", "6.55", "2024-06-24", False, "6.85", "5.61"
+    )  # fmt: skip
+
+    # 301120.SZ (ChiNext, 20%) is halted on 2024-04-08: suspended that session, quoted from its last close before,
+    # 16.95 on 2024-04-03 (04-04 and 04-05 are the Qingming holiday): 20.34 / 13.56. It trades again on 04-09.
+    assert picked(await quote("301120.SZ", "2024-04-08")) == (
+        "2024-04-03", "16.95", "2024-04-08", True, "20.34", "13.56"
+    )  # fmt: skip
+    assert picked(await quote("301120.SZ", "2024-04-09")) == (
+        "2024-04-03", "16.95", "2024-04-09", False, "20.34", "13.56"
+    )  # fmt: skip
+
+    saturday = await service.client.get("/v1/quotes/000757.SZ", params={"session": "2024-03-09"})
+    assert (saturday.status_code, saturday.json()["code"]) == (422, "not_a_trading_day")
+    assert saturday.json()["message"].startswith("session: 2024-03-09")
+    malformed = await service.client.get("/v1/quotes/000757.SZ", params={"session": "2024-3-4"})
+    assert (malformed.status_code, malformed.json()["code"]) == (422, "invalid_request")
+    unknown = await service.client.get("/v1/quotes/600001.SH", params={"session": "2024-03-04"})
+    assert (unknown.status_code, unknown.json()["code"]) == (404, "unknown_security")
+
+
 async def test_calendar(service: Service) -> None:
     r = await service.client.get("/v1/calendar", params={"start": "20240928", "end": "2024-10-09"})
     assert r.status_code == 200

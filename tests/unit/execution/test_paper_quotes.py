@@ -10,8 +10,10 @@ from typing import Any, cast
 import pytest
 
 from services.execution.brokers.base import BrokerUnavailable
-from services.execution.brokers.paper import PaperQuote, PaperQuotes
+from services.execution.brokers.paper import PaperQuote, PaperQuotes, PaperSession
 from shared.core.domain.codes import Board
+from shared.core.market.matching import SessionBar
+from shared.platform.errors import ServiceError
 from shared.platform.http import ServiceDirectory
 from shared.platform.quotes import Quote
 
@@ -89,3 +91,100 @@ async def test_a_malformed_quote_fails_closed(changes: dict[str, Any]) -> None:
 async def test_a_traded_security_without_a_last_close_fails_closed() -> None:
     with pytest.raises(BrokerUnavailable, match="no usable last close"):
         await _quotes(_answer(last_close=None)).latest("600000.SH")
+
+
+# --- a replayed session's bar (the paper broker on a replay clock) ---------------------------------------------------
+
+SESSION = date(2024, 3, 4)
+BAR = {"trade_date": "2024-03-04", "open": "10.20", "high": "10.60", "low": "10.05", "close": "10.50",
+       "pre_close": "9.80", "vol": 2000000, "amount": "20800000.00", "adj_factor": "1.000000"}  # fmt: skip
+
+
+class _SessionClient:
+    """The data service's session quote and one-day bars, recording what was asked."""
+
+    def __init__(self, quote: Any, bars: Any) -> None:
+        self.quote, self.bars = quote, bars
+        self.asked: list[tuple[str, dict[str, str]]] = []
+
+    async def get_json(self, path: str, headers: dict[str, str], params: dict[str, str]) -> Any:
+        self.asked.append((path, params))
+        if isinstance(self.bars, ServiceError) and path == "/v1/bars":
+            raise self.bars
+        return self.quote if path.startswith("/v1/quotes/") else self.bars
+
+
+class _SessionDirectory:
+    def __init__(self, client: _SessionClient) -> None:
+        self.http = client
+
+    def client(self, name: str) -> _SessionClient:
+        assert name == "data"
+        return self.http
+
+
+def _session_quotes(quote: Any, bars: Any) -> tuple[PaperQuotes, _SessionClient]:
+    client = _SessionClient(quote, bars)
+    return PaperQuotes(cast(ServiceDirectory, _SessionDirectory(client)), "unit-secret-0123456789abcdef0123"), client
+
+
+async def test_a_sessions_bar_is_read_in_fen_with_that_sessions_limits() -> None:
+    quote = _answer(last_trade_date="2024-03-01", last_close="9.80", next_trade_date="2024-03-04",
+                    limit_up="10.78", limit_down="8.82")  # fmt: skip
+    quotes, client = _session_quotes(quote, {"ts_code": "600000.SH", "bars": [BAR]})
+    session = await quotes.session("600000.SH", SESSION)
+    assert session == PaperSession(
+        board=Board.MAIN,
+        bar=SessionBar(
+            trade_date=SESSION,
+            open=1020,
+            high=1060,
+            low=1005,
+            close=1050,
+            vol=2_000_000,
+            amount_fen=2_080_000_000,
+            up_limit=1078,
+            down_limit=882,
+        ),
+    )
+    assert client.asked == [
+        ("/v1/quotes/600000.SH", {"session": "2024-03-04"}),
+        ("/v1/bars", {"ts_code": "600000.SH", "start": "2024-03-04", "end": "2024-03-04"}),
+    ]
+    # A session without limits (a new listing's first days) has none on the bar.
+    quotes, _ = _session_quotes({**quote, "limit_up": None, "limit_down": None}, {"bars": [BAR]})
+    unlimited = await quotes.session("600000.SH", SESSION)
+    assert unlimited is not None and unlimited.bar is not None
+    assert (unlimited.bar.up_limit, unlimited.bar.down_limit) == (None, None)
+
+
+async def test_a_suspended_session_has_no_bar_and_an_unknown_security_no_session() -> None:
+    quotes, client = _session_quotes(_answer(suspended=True), {"bars": [BAR]})
+    assert await quotes.session("600000.SH", SESSION) == PaperSession(Board.MAIN, None)
+    assert [path for path, _ in client.asked] == ["/v1/quotes/600000.SH"]  # no bar asked for
+    quotes, _ = _session_quotes(_answer(), {"bars": []})  # the quote and the bars disagree: no bar, no fill
+    assert await quotes.session("600000.SH", SESSION) == PaperSession(Board.MAIN, None)
+    quotes, _ = _session_quotes(None, None)
+    quotes.quotes = _NotFound()  # the data service's 404, as DataServiceQuotes reads it
+    assert await quotes.session("600000.SH", SESSION) is None
+
+
+class _NotFound:
+    async def quote(self, ts_code: str, session: date | None = None) -> None:
+        return None
+
+
+@pytest.mark.parametrize(
+    "bars",
+    [
+        {"bars": [{**BAR, "open": "10.205"}]},  # off the tick
+        {"bars": [{**BAR, "vol": None}]},
+        {"bars": [{k: v for k, v in BAR.items() if k != "close"}]},
+        {"rows": []},
+        ServiceError("data_unavailable", "down", status_code=503),
+    ],
+)
+async def test_a_malformed_or_missing_bar_fails_closed(bars: Any) -> None:
+    quotes, _ = _session_quotes(_answer(), bars)
+    with pytest.raises(BrokerUnavailable, match="2024-03-04"):
+        await quotes.session("600000.SH", SESSION)

@@ -1,0 +1,143 @@
+"""The market clock (K3): the real clock, the replay clock a paper replay sets session by session, which "today" the
+order path reckons with, and where a replay clock may run (standalone mode only)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from pydantic import ValidationError
+
+import shared.platform.clock as clock_module
+from lianghua.fleet import Fleet, refuse_replay_clock
+from shared.platform.app import Infra, market_clock
+from shared.platform.clock import RealClock, ReplayClock, market_today
+from shared.platform.settings import Mode, Settings
+
+
+class Ticks:
+    """A stand-in for time.monotonic: seconds that the test moves on."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_real_clock_is_the_wall_clock_without_a_session() -> None:
+    clock = RealClock()
+    before = datetime.now(UTC)
+    now = clock.now()
+    assert now.utcoffset() == timedelta(0) and before <= now <= datetime.now(UTC)
+    assert clock.session() is None
+
+
+def test_the_replay_clock_starts_each_session_at_its_open(monkeypatch: pytest.MonkeyPatch) -> None:
+    ticks = Ticks()
+    monkeypatch.setattr(clock_module, "monotonic", ticks)
+    clock = ReplayClock(date(2024, 3, 4))
+    assert clock.session() == date(2024, 3, 4)
+    # 09:30 in Shanghai (UTC+8) is 01:30 UTC, aware.
+    assert clock.now() == datetime(2024, 3, 4, 1, 30, tzinfo=UTC)
+    assert clock.now().utcoffset() == timedelta(0)
+
+    ticks.now += 90.5  # wall seconds pass: so does the session's time
+    assert clock.now() == datetime(2024, 3, 4, 1, 31, 30, 500000, tzinfo=UTC)
+
+    clock.set_session(date(2024, 3, 5))
+    assert clock.session() == date(2024, 3, 5)
+    assert clock.now() == datetime(2024, 3, 5, 1, 30, tzinfo=UTC)
+
+
+def test_a_replayed_session_never_reaches_its_close_by_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    ticks = Ticks()
+    monkeypatch.setattr(clock_module, "monotonic", ticks)
+    clock = ReplayClock(date(2024, 3, 4))
+    ticks.now += 6 * 3600  # 15:30 by the wall: the replay has not moved on, so its session is still open
+    assert clock.now() == datetime(2024, 3, 4, 6, 59, 59, 999999, tzinfo=UTC)  # 14:59:59.999999 in Shanghai
+
+
+def test_a_replay_clock_without_a_session_is_the_wall_clock() -> None:
+    clock = ReplayClock()
+    assert clock.session() is None
+    assert abs(clock.now() - datetime.now(UTC)) < timedelta(seconds=5)
+
+
+def test_today_is_the_replayed_session_else_the_exchange_date() -> None:
+    # 23:30 UTC on 2024-03-03 is 07:30 on 2024-03-04 in Shanghai.
+    late = datetime(2024, 3, 3, 23, 30, tzinfo=UTC)
+    assert market_today(late, None) == date(2024, 3, 4)
+    assert market_today(late, date(2023, 6, 1)) == date(2023, 6, 1)
+
+
+def test_settings_choose_the_clock_and_standalone_mode_shares_one() -> None:
+    assert isinstance(market_clock(Settings()), RealClock)
+    assert Settings().market_clock == "real"
+    replay = Settings(market_clock="replay")
+    assert isinstance(market_clock(replay), ReplayClock)
+    assert isinstance(Infra.from_settings(replay, "test").clock, ReplayClock)
+
+    from lianghua.standalone import build_app
+
+    host = build_app(replay)
+    clocks = {id(app.state.infra.clock) for app in host.state.services.values()}
+    assert len(clocks) == 1 and isinstance(host.state.infra.clock, ReplayClock)
+    assert host.state.services["execution"].state.desk.market_session.__self__ is host.state.infra.clock
+    assert host.state.services["risk"].state.desk.market_session.__self__ is host.state.infra.clock
+
+
+def test_fleet_mode_refuses_a_replay_clock() -> None:
+    fleet = Settings(mode=Mode.FLEET, market_clock="replay", internal_secret="x" * 32)
+    with pytest.raises(ValueError, match="LH_MARKET_CLOCK=replay needs standalone mode"):
+        market_clock(fleet)
+    with pytest.raises(ValueError, match="LH_MARKET_CLOCK=replay needs standalone mode"):
+        Infra.from_settings(fleet, "execution")
+    assert isinstance(market_clock(Settings(mode=Mode.FLEET, internal_secret="x" * 32)), RealClock)
+
+    with pytest.raises(ValueError, match="not supported in fleet mode"):
+        refuse_replay_clock({"LH_MARKET_CLOCK": "replay"})
+    refuse_replay_clock({"LH_MARKET_CLOCK": "real"})
+    refuse_replay_clock({})
+    with pytest.raises(ValueError, match="not supported in fleet mode"):
+        Fleet(env={"LH_MARKET_CLOCK": "replay"}).start()  # before any process is spawned
+
+
+def test_the_paper_fill_rules_are_checked_like_a_backtests(monkeypatch: pytest.MonkeyPatch) -> None:
+    defaults = Settings()
+    assert (defaults.paper_fill_price, defaults.paper_slippage, defaults.paper_slippage_amount) == (
+        "open", "none", Decimal(0)
+    )  # fmt: skip
+    assert defaults.paper_volume_cap is None
+
+    monkeypatch.setenv("LH_MARKET_CLOCK", "replay")
+    monkeypatch.setenv("LH_PAPER_FILL_PRICE", "vwap")
+    monkeypatch.setenv("LH_PAPER_SLIPPAGE", "ticks")
+    monkeypatch.setenv("LH_PAPER_SLIPPAGE_AMOUNT", "2")
+    monkeypatch.setenv("LH_PAPER_VOLUME_CAP", "0.25")
+    s = Settings()
+    assert (s.market_clock, s.paper_fill_price, s.paper_slippage) == ("replay", "vwap", "ticks")
+    assert (s.paper_slippage_amount, s.paper_volume_cap) == (Decimal(2), Decimal("0.25"))
+
+    # Set but empty (as compose passes unset options): the defaults.
+    monkeypatch.setenv("LH_PAPER_VOLUME_CAP", "")
+    monkeypatch.setenv("LH_PAPER_SLIPPAGE", "none")
+    monkeypatch.setenv("LH_PAPER_SLIPPAGE_AMOUNT", "")
+    s = Settings()
+    assert (s.paper_volume_cap, s.paper_slippage_amount) == (None, Decimal(0))
+
+    for bad, field in [
+        ({"market_clock": "fast"}, "market_clock"),
+        ({"paper_fill_price": "mid"}, "paper_fill_price"),
+        ({"paper_volume_cap": "0"}, "paper_volume_cap"),
+        ({"paper_volume_cap": "1.5"}, "paper_volume_cap"),
+        ({"paper_slippage": "bps", "paper_slippage_amount": "-1"}, "paper_slippage_amount"),
+    ]:
+        with pytest.raises(ValidationError) as error:
+            Settings.model_validate(bad)
+        assert error.value.errors()[0]["loc"] == (field,)
+    with pytest.raises(ValidationError, match="whole number of ticks"):
+        Settings(paper_slippage="ticks", paper_slippage_amount=Decimal("1.5"))
+    with pytest.raises(ValidationError, match="LH_PAPER_SLIPPAGE is none"):
+        Settings(paper_slippage_amount=Decimal(5))
