@@ -101,6 +101,9 @@ class Momentum(Strategy):
     persist = ("_rotation.target",)
     params: MomentumParams
 
+    def warmup_bars(self) -> int:
+        return self.params.lookback + 1
+
     def on_init(self, ctx: StrategyContext) -> None:
         self._rotation = Rotation(len(ctx.universe))
 

@@ -158,6 +158,7 @@ class SleeveBook:
     buys_by_day: dict[str, dict[str, int]] = field(default_factory=dict)  # ISO day -> code -> shares bought
     history: list[DayRecord] = field(default_factory=list)
     realised_fen: int = 0
+    sell_pnl: list[int] = field(default_factory=list)  # realised P&L of each sell, after fees (the metrics' trades)
     fees_paid_fen: int = 0
     traded_today_fen: int = 0
     fees_today_fen: int = 0
@@ -372,6 +373,7 @@ class SleeveBook:
             self.positions[j] = pos - fill.qty
             self.cash_fen += amount - fees
             self.realised_fen += amount - fees - removed
+            self.sell_pnl.append(amount - fees - removed)
             self.realised_today_fen += amount - fees - removed
         self.fees_paid_fen += fees
         self.fees_today_fen += fees
@@ -429,6 +431,7 @@ class SleeveBook:
             "applied_trades": sorted(self.applied_trades),
             "filled_by_order": self.filled_by_order,
             "realised_fen": self.realised_fen,
+            "sell_pnl": self.sell_pnl,
             "fees_paid_fen": self.fees_paid_fen,
             "history": [
                 [r.day.isoformat(), r.cash_fen, r.market_value_fen, r.traded_fen, r.fees_fen, r.realised_fen]
@@ -457,6 +460,7 @@ class SleeveBook:
         self.applied_trades = set(data["applied_trades"])
         self.filled_by_order = {str(k): int(v) for k, v in data["filled_by_order"].items()}
         self.realised_fen = int(data["realised_fen"])
+        self.sell_pnl = [int(v) for v in data["sell_pnl"]]
         self.fees_paid_fen = int(data["fees_paid_fen"])
         self.history = [DayRecord(date.fromisoformat(d), c, mv, tr, fe, re) for d, c, mv, tr, fe, re in data["history"]]
 

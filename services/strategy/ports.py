@@ -6,6 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Protocol
 
+from services.strategy.schemas import ReplaySpec
 from services.strategy.store import InstanceRecord
 from shared.platform.internal_auth import Principal
 from shared.platform.universe import Universe
@@ -17,7 +18,11 @@ class InstanceRunner(Protocol):
     """What runs the instances. The API calls it before it records the change: when it raises (a ServiceError,
     e.g. 422 `warmup_incomplete` naming the missing days), the state does not change and the error is the answer."""
 
-    async def start(self, instance: InstanceRecord) -> None: ...
+    async def start(self, instance: InstanceRecord, replay: ReplaySpec | None = None) -> None: ...
+
+    async def started(self, instance_id: str) -> None:
+        """The start is recorded (state running, its event): the runner may trade now."""
+        ...
 
     async def pause(self, instance_id: str) -> None: ...
 
@@ -29,7 +34,10 @@ class InstanceRunner(Protocol):
 class NoRunner:
     """The runner lands next: until then the instances change state but nothing trades them."""
 
-    async def start(self, instance: InstanceRecord) -> None:
+    async def start(self, instance: InstanceRecord, replay: ReplaySpec | None = None) -> None:
+        return None
+
+    async def started(self, instance_id: str) -> None:
         return None
 
     async def pause(self, instance_id: str) -> None:

@@ -140,6 +140,15 @@ class InstanceRun:
         # after a restart: the orders execution already holds for the instance, by client_order_id
         self.known_orders: dict[str, dict[str, Any]] = {}
 
+    def rebind(self, panel: Panel, config: BacktestConfig) -> None:
+        """The same instance over a newer panel (real clock: a new bar arrived): the book carries over by code and
+        day, the strategy object (its state) stays; the context is rebuilt over the new history."""
+        saved = self.book.to_json()
+        book = SleeveBook(panel, config, self.instance_id)
+        book.restore(saved)
+        self.book = book
+        self.ctx = BacktestContext(book, RunHistory(panel, config))
+
     # --- start ----------------------------------------------------------------------------------------------------
     async def begin(self) -> None:
         """on_init, then the stored book (a restart) or the orders on_init placed (a first start)."""
@@ -347,6 +356,10 @@ class InstanceRun:
             "cash_fen": book.cash_fen,
             "cash_available_fen": book.cash_fen - reserved,
             "market_value_fen": book.market_value_fen(),
+            "realised_fen": book.realised_fen,
+            "unrealised_fen": book.unrealised_fen(),
+            "fees_fen": book.fees_paid_fen,
+            "bar_date": book.panel.dates[book.t].isoformat() if book.t >= 0 else None,
             "positions": book.holdings(),
         }
 

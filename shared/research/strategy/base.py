@@ -111,6 +111,12 @@ class Strategy:
     def parameter_schema(cls) -> dict[str, Any]:
         return cls.Params.model_json_schema()
 
+    def warmup_bars(self) -> int:
+        """How many bars of history the strategy reads before its decisions mean anything (its longest lookback).
+        A live or paper instance loads at least this many trading days before its first bar and refuses to start,
+        naming the missing days, when the data service has fewer. Default 0: none."""
+        return 0
+
     def on_init(self, ctx: StrategyContext) -> None:
         """Called once before the first bar."""
 
