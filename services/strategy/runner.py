@@ -370,7 +370,7 @@ def cny(fen: int) -> str:
 
 async def replay(
     run: InstanceRun,
-    open_session: Callable[[date], Awaitable[None]],
+    open_session: Callable[..., Awaitable[None]],
     *,
     days_per_second: float | None = None,
     on_bar: Callable[[BarReport], Awaitable[None]] | None = None,
@@ -385,7 +385,10 @@ async def replay(
         if stop is not None and stop.is_set():
             return
         began = time.monotonic()
-        await open_session(panel.dates[t])
+        if t == start_t:
+            await open_session(panel.dates[t], rewind=True)  # a new replay (or one resumed) may start before the clock
+        else:
+            await open_session(panel.dates[t])
         report = await run.session(t)
         if on_bar is not None:
             await on_bar(report)

@@ -162,8 +162,9 @@ class RestTradingPath:
 
 
 class ReplaySessions(Protocol):
-    async def open_session(self, day: date) -> None:
-        """Move the replay clock to `day` (execution expires what rested on earlier sessions)."""
+    async def open_session(self, day: date, *, rewind: bool = False) -> None:
+        """Move the replay clock to `day` (execution expires what rested on earlier sessions); `rewind`: the first
+        day of a new replay, which may lie before the clock's session."""
 
 
 class ExecutionReplaySessions:
@@ -174,12 +175,12 @@ class ExecutionReplaySessions:
         self.services = services
         self.secret = internal_secret
 
-    async def open_session(self, day: date) -> None:
+    async def open_session(self, day: date, *, rewind: bool = False) -> None:
         try:
             response = await self.services.client("execution").request(
                 "POST",
                 "/v1/paper/session",
-                json={"session": day.isoformat()},
+                json={"session": day.isoformat(), "rewind": rewind},
                 headers=service_headers(self.secret, "strategy"),
             )
         except Unavailable as exc:

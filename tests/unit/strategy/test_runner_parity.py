@@ -55,7 +55,7 @@ class FillingPath:
         self.fills: list[TradeFill] = []
         self.placed = 0
 
-    async def open_session(self, day: date) -> None:
+    async def open_session(self, day: date, *, rewind: bool = False) -> None:
         self.session = day
 
     async def place(self, plan: Plan, instance_id: str) -> Placed:
