@@ -4,13 +4,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help install run fleet test chaos test-unit test-integration test-e2e lint fmt bench up down clean
+.PHONY: help install run fleet test chaos parity test-unit test-integration test-e2e lint fmt bench up down clean
 
 help:
 	@echo "make run     standalone platform with demo data at http://127.0.0.1:8000"
 	@echo "make test    unit, integration and end-to-end tests (starts MariaDB/Redis/RabbitMQ if needed)"
 	@echo "make fleet   every service as its own process against MariaDB, Redis and RabbitMQ"
 	@echo "make chaos   fault tests: own MariaDB/Redis/RabbitMQ, faults injected under a stream of orders"
+	@echo "make parity  paper replays of every example strategy through the platform, against run_backtest"
 	@echo "make lint    ruff + mypy + import contracts;  make bench: benchmarks;  make up: docker compose"
 
 $(STAMP): pyproject.toml requirements.lock
@@ -35,6 +36,10 @@ test: $(STAMP)
 # Fault tests (tests/chaos/): their own MariaDB, Redis and RabbitMQ node, never the machine's; about 3 minutes.
 chaos: $(STAMP)
 	$(PY) -m pytest -q -m chaos tests/chaos
+
+# Paper replays of every example strategy through the whole platform, fill for fill against run_backtest; ~6 minutes.
+parity: $(STAMP)
+	$(PY) -m pytest -q -m "parity or not parity" tests/e2e/test_paper_replay.py
 
 test-unit: $(STAMP)
 	$(PY) -m pytest -q tests/unit

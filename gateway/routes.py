@@ -109,7 +109,16 @@ ROUTES: tuple[ProxyRoute, ...] = (
     _r("GET", "/v1/strategy-instances", "strategy", VIEWER, "strategy instances"),
     _r("GET", "/v1/strategy-instances/{instance_id}/versions", "strategy", VIEWER, "strategy instances"),
     _r("GET", "/v1/strategy-instances/{instance_id}/audit", "strategy", VIEWER, "strategy instances"),
-    _r("POST", "/v1/strategy-instances/{instance_id}/start", "strategy", TRADER, "strategy instances"),
+    _r(
+        "POST",
+        "/v1/strategy-instances/{instance_id}/start",
+        "strategy",
+        TRADER,
+        "strategy instances",
+        optional_body=True,
+    ),
+    _r("GET", "/v1/strategy-instances/{instance_id}/sleeve", "strategy", VIEWER, "strategy instances"),
+    _r("GET", "/v1/strategy-instances/{instance_id}/performance", "strategy", VIEWER, "strategy instances"),
     _r("POST", "/v1/strategy-instances/{instance_id}/pause", "strategy", TRADER, "strategy instances"),
     _r("POST", "/v1/strategy-instances/{instance_id}/resume", "strategy", TRADER, "strategy instances"),
     _r(

@@ -58,6 +58,9 @@ class Bollinger(Strategy):
         # matype 0: simple moving average; TA-Lib's deviation is the population one
         return ctx.indicator("BBANDS", output=output, timeperiod=p.period, nbdevup=p.k, nbdevdn=p.k, matype=0)
 
+    def warmup_bars(self) -> int:
+        return self.params.period
+
     def on_bar(self, ctx: StrategyContext, bar: CrossSection) -> None:
         p = self.params
         if bar.index < p.period:  # the bands of yesterday and today both need `period` closes

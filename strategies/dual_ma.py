@@ -40,6 +40,10 @@ class DualMA(Strategy):
     )
     Params = DualMAParams
     params: DualMAParams
+    persist = ("_side",)
+
+    def warmup_bars(self) -> int:
+        return self.params.slow
 
     def on_init(self, ctx: StrategyContext) -> None:
         # per symbol, the sign of fast - slow on the last day it was not 0 (0: none yet, the averages incomplete)

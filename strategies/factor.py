@@ -102,6 +102,7 @@ class Factor(Strategy):
         "(1 - cash_reserve) / top_n of equity (order_target_percent, next open, whole lots); the rest are closed."
     )
     Params = FactorParams
+    persist = ("_rotation.target",)
     bar_fields = tuple(FACTORS.values())
     params: FactorParams
 

@@ -98,7 +98,11 @@ class Momentum(Strategy):
         "limit-down is retried daily, a refused buy waits for the next rebalance."
     )
     Params = MomentumParams
+    persist = ("_rotation.target",)
     params: MomentumParams
+
+    def warmup_bars(self) -> int:
+        return self.params.lookback + 1
 
     def on_init(self, ctx: StrategyContext) -> None:
         self._rotation = Rotation(len(ctx.universe))

@@ -79,6 +79,9 @@ class Pairs(Strategy):
     Params = PairsParams
     params: PairsParams
 
+    def warmup_bars(self) -> int:
+        return self.params.lookback
+
     def on_init(self, ctx: StrategyContext) -> None:
         missing = [f"{name} {code!r}" for name, code in self._legs() if code not in ctx.universe]
         if missing:

@@ -36,19 +36,6 @@ def job_config(
     )
 
 
-def clip_calendar(calendar: Sequence[date], frame: pd.DataFrame, start: date, end: date) -> list[date]:
-    """The calendar clipped to the span the bars cover within [start, end], so a day on which every symbol was
-    suspended still counts as a day, and a day before the first bar does not."""
-    if frame.empty or not calendar:
-        return []
-    days = pd.to_datetime(frame["trade_date"]).dt.date
-    days = days[(days >= start) & (days <= end)]
-    if days.empty:
-        return []
-    first, last = days.min(), days.max()
-    return [d for d in calendar if first <= d <= last]
-
-
 def run_job(
     strategy: Strategy,
     frame: pd.DataFrame,

@@ -24,7 +24,6 @@ import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,6 @@ from services.backtest.events import JOB_QUEUE, backtest_finished, backtest_prog
 from services.backtest.runner import (
     AnyResult,
     artifacts,
-    clip_calendar,
     equity_curve,
     job_config,
     portfolio_summary_json,
@@ -47,12 +45,11 @@ from services.backtest.runner import (
     total_return,
 )
 from services.backtest.store import BacktestKind, BacktestRecord, BacktestStatus, BacktestStore, outbox
-from shared.core.market.calendar import FIRST_YEAR, LAST_YEAR, sse_trading_days
 from shared.platform.app import Infra
 from shared.platform.db import Database
 from shared.platform.events import Envelope
 from shared.platform.internal_auth import service_headers
-from shared.platform.market_data import DEFAULT_CACHE_MAX_BYTES, BarsUnavailable, MarketData, engine_frame
+from shared.platform.market_data import DEFAULT_CACHE_MAX_BYTES, BarsUnavailable, MarketData, engine_frame, run_calendar
 from shared.platform.observability import configure_logging
 from shared.platform.outbox import OutboxRelay
 from shared.platform.settings import Settings
@@ -308,27 +305,14 @@ class BacktestWorker(JobConsumer):
         and the benchmark's index bars."""
         market = self.market_data()
         universe = record.universe or {"ts_codes": record.ts_codes}
-        if "index" in universe:
-            codes = await market.index_constituents(universe["index"], record.start)
-        elif "filter" in universe:
-            spec = universe["filter"]
-            listed_before = spec.get("listed_before")
-            codes = await market.filtered_securities(
-                on=record.start,
-                board=spec.get("board"),
-                industry=spec.get("industry"),
-                exclude_st=bool(spec.get("exclude_st", False)),
-                listed_before=date.fromisoformat(listed_before) if listed_before else None,
-            )
-        else:
-            codes = list(universe["ts_codes"])
+        codes = await market.resolve_universe(universe, record.start)
         if not codes:
             raise BarsUnavailable(f"empty_universe: {universe.get('label', universe)} has no stocks on {record.start}")
         if codes != record.ts_codes:
             await self.store.set_universe(record.backtest_id, codes)
         table = await market.bars(codes, record.start, record.end, fields)
         frame = await asyncio.to_thread(engine_frame, table)
-        calendar = clip_calendar(_builtin_calendar(record.start, record.end), frame, record.start, record.end)
+        calendar = run_calendar(frame, record.start, record.end)
         costs = (record.config or {}).get("costs", {})
         config = job_config(
             initial_cash=record.initial_cash, start=record.start, end=record.end, costs=costs, calendar=calendar
@@ -475,13 +459,6 @@ class BacktestWorker(JobConsumer):
             await self.relay.flush()
         except Exception:
             log.exception("could not publish backtest.finished now; the outbox relay will retry")
-
-
-def _builtin_calendar(start: date, end: date) -> list[date]:
-    """The SSE calendar where the built-in one covers the range; elsewhere the engine goes by the bars alone."""
-    if start.year >= FIRST_YEAR and end.year <= LAST_YEAR:
-        return sse_trading_days(start, end)
-    return []
 
 
 class WorkerSettings(BaseSettings):

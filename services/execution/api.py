@@ -232,5 +232,5 @@ async def set_paper_session(
     before it expire, and paper orders waiting for a suspended symbol are matched on it. Services only (the strategy
     service's replayer)."""
     clock = request.app.state.infra.clock
-    day = await desk.replay_session(principal, clock, body.session)
+    day = await desk.replay_session(principal, clock, body.session, rewind=body.rewind)
     return PaperSessionOut(session=day, now=clock.now())

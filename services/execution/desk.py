@@ -243,12 +243,14 @@ class OrderDesk:
         the exchange date (Asia/Shanghai) of now."""
         return market_today(self.clock(), self.market_session())
 
-    async def replay_session(self, principal: Principal, clock: MarketClock, day: date) -> date:
+    async def replay_session(
+        self, principal: Principal, clock: MarketClock, day: date, *, rewind: bool = False
+    ) -> date:
         """Move a replay clock to trading day `day` and run `on_session` (`POST /v1/paper/session`: in standalone
         mode the strategy service's replayer reaches the desk only through it). Services only. Refused on the real
         clock (409 `not_replay`), for a day that is not a trading day (422 `not_a_trading_day`) or before the
-        current session (409 `session_in_the_past`: orders and fills of later days exist). The same session again
-        only runs `on_session`."""
+        current session (409 `session_in_the_past`: orders and fills of later days exist) unless `rewind` (a new
+        replay starts over). The same session again only runs `on_session`."""
         if not principal.is_service:
             raise Forbidden("forbidden", f"{principal.subject} may not move the market clock: services only")
         if not isinstance(clock, ReplayClock):
@@ -256,7 +258,7 @@ class OrderDesk:
                 "not_replay", "the market clock is the real clock (LH_MARKET_CLOCK=real): there is no session to set"
             )
         current = self.market_session()
-        if current is not None and day < current:
+        if current is not None and day < current and not rewind:
             raise Conflict(
                 "session_in_the_past",
                 f"session: {day.isoformat()} is before the replayed session {current.isoformat()}",

@@ -20,6 +20,7 @@ from shared.platform.request_model import (
     JsonDecimal,
     RequestModel,
     StrategyInstanceId,
+    StrictBool,
     StrictInt,
     TradeDate,
 )
@@ -191,6 +192,11 @@ class PaperSessionIn(RequestModel):
     """The trading day a replay clock moves to (`POST /v1/paper/session`)."""
 
     session: TradeDate
+    rewind: StrictBool = Field(
+        default=False,
+        description="a new replay starts: the clock may go back to an earlier day (the earlier replay's orders and "
+        "fills stay as they were; replay on an account of its own)",
+    )
 
 
 class PaperSessionOut(BaseModel):

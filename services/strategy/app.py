@@ -3,26 +3,42 @@ package when the service starts) and the strategy instances, in its own database
 
 from __future__ import annotations
 
+import logging
+import tempfile
+import traceback
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from datetime import date
+from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 
-from services.strategy import instances_api
+from services.strategy import instances_api, live_api
 from services.strategy.api import router
 from services.strategy.instances import InstanceService
+from services.strategy.lifecycle import State
+from services.strategy.live import Runner
 from services.strategy.metrics import InstanceMetrics
 from services.strategy.peers import DataServiceUniverse, ExecutionAccountCash
-from services.strategy.ports import InstanceRunner, NoRunner
+from services.strategy.ports import InstanceRunner
+from services.strategy.reports import InstanceReports, RunMetrics
 from services.strategy.store import MIGRATIONS, InstanceStore, outbox
+from services.strategy.trading import ExecutionReplaySessions, RestTradingPath
 from shared.platform.app import Infra, create_service_app
 from shared.platform.db import Database
+from shared.platform.internal_auth import service_headers
+from shared.platform.market_data import MarketData
 from shared.platform.outbox import OutboxRelay
 from shared.platform.periodic import PeriodicTask
 from shared.platform.settings import Settings
 from shared.research.strategy import Strategy, describe, discover_strategies
 
 SERVICE = "strategy"
+log = logging.getLogger(__name__)
+ORDER_TIMING_S = 5.0  # how often the runner looks for a session whose order window has opened
+RUNNER_CONSUMER = "strategy-runner"
+RUNNER_EVENTS = ["trade.executed", "order.*", "bars.updated"]
 # The instance-state gauge is refreshed after every change this process makes; this catches any other.
 GAUGE_REFRESH_S = 60.0
 
@@ -34,13 +50,31 @@ def create_app(
     strategies: Mapping[str, type[Strategy]] | None = None,
     runner: InstanceRunner | None = None,
 ) -> FastAPI:
-    """`strategies` defaults to those discovered in the `strategies` package; `runner` to `NoRunner` (the
-    instances change state, nothing trades them yet: the runner lands next)."""
+    """`strategies` defaults to those discovered in the `strategies` package; `runner` to the service's own
+    (`services.strategy.live.Runner`), which trades the instances through risk and execution."""
     infra = infra or Infra.from_settings(settings, SERVICE)
     found = strategies if strategies is not None else discover_strategies()
     db = Database(settings.database_url_for(SERVICE), lock_wait_s=settings.db_lock_wait_s)
     relay = OutboxRelay(db, outbox, infra.bus)  # publishes the instances' lifecycle events
     store = InstanceStore(db, on_event=relay.notify)
+    reports = InstanceReports(store)
+    live: Runner | None = None
+    if runner is None:
+        live = Runner(
+            strategies=found,
+            market=lambda: market_data(infra, settings),
+            path=RestTradingPath(infra.services, settings.internal_secret),
+            books=StoredBooks(store),
+            sessions=(
+                ExecutionReplaySessions(infra.services, settings.internal_secret)
+                if settings.market_clock == "replay"
+                else None
+            ),
+            events=reports,
+            now=infra.clock.now,
+        )
+        runner = live
+    timing = PeriodicTask("strategy-order-timing", ORDER_TIMING_S, live.send_due) if live is not None else None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -49,9 +83,18 @@ def create_app(
             await db.migrate(MIGRATIONS)
             relay.start()
             gauge.start()
+            if live is not None:
+                await infra.bus.subscribe(RUNNER_CONSUMER, RUNNER_EVENTS, live.on_event)
+                await recover(store, live, service)
+            if timing is not None:
+                timing.start()
             try:
                 yield
             finally:
+                if timing is not None:
+                    await timing.stop()
+                if live is not None:
+                    await live.close()
                 await gauge.stop()
                 await relay.stop()
         finally:
@@ -60,7 +103,7 @@ def create_app(
     app = create_service_app(
         SERVICE,
         infra,
-        routers=[router, instances_api.router],
+        routers=[router, instances_api.router, live_api.router],
         lifespan=lifespan,
         readiness={"db": db.ping},
     )
@@ -75,8 +118,43 @@ def create_app(
         found,
         universe=DataServiceUniverse(infra.services, settings.internal_secret),
         cash=ExecutionAccountCash(infra.services, settings.internal_secret),
-        runner=runner or NoRunner(),
+        runner=runner,
         metrics=InstanceMetrics(app.state.metrics_registry),
     )
+    reports.instances = service
+    app.state.runner = live
+    reports.metrics = RunMetrics(app.state.metrics_registry)
     gauge = PeriodicTask("strategy-instance-gauge", GAUGE_REFRESH_S, service.refresh_metrics)
     return app
+
+
+class StoredBooks:
+    """The runner's book store over the instances' table of books."""
+
+    def __init__(self, store: InstanceStore) -> None:
+        self.store = store
+
+    async def load_book(self, instance_id: str) -> dict[str, Any] | None:
+        saved = await self.store.load_book(instance_id)
+        return None if saved is None else saved.book
+
+    async def save_book(self, instance_id: str, bar_date: date | None, book: dict[str, Any]) -> None:
+        await self.store.save_book(instance_id, bar_date, book)
+
+
+def market_data(infra: Infra, settings: Settings) -> MarketData:
+    """The data service's bars, cached on disk per data version like the backtest workers' (its own folder)."""
+    cache = Path(tempfile.gettempdir()) / "lianghua-strategy-cache" / settings.bus_namespace
+    return MarketData(infra.services.client("data"), lambda: service_headers(settings.internal_secret, SERVICE), cache)
+
+
+async def recover(store: InstanceStore, runner: Runner, service: InstanceService) -> None:
+    """After a restart: the instances that were running (or paused) carry on from their stored books; one that
+    cannot is failed with the reason, the others go on."""
+    for instance in await store.find(states=[State.RUNNING, State.PAUSED]):
+        try:
+            await runner.recover(instance)
+            await runner.started(instance.instance_id)
+        except Exception:
+            log.exception("could not resume a strategy instance", extra={"instance_id": instance.instance_id})
+            await service.fail(instance.instance_id, traceback.format_exc())

@@ -32,7 +32,7 @@ from services.strategy.lifecycle import (
 )
 from services.strategy.metrics import InstanceMetrics
 from services.strategy.ports import AccountCash, InstanceRunner, UniverseSource
-from services.strategy.schemas import InstanceCreate
+from services.strategy.schemas import InstanceCreate, ReplaySpec
 from services.strategy.store import Audit, AuditEntry, InstanceRecord, InstanceStore, ParamsVersion
 from shared.core.domain import from_fen, to_fen
 from shared.platform.clock import utcnow
@@ -227,7 +227,13 @@ class InstanceService:
 
     # --- changing -----------------------------------------------------------------------------------------------
     async def act(
-        self, principal: Principal, instance_id: str, action: Action, *, cancel_open_orders: bool | None = None
+        self,
+        principal: Principal,
+        instance_id: str,
+        action: Action,
+        *,
+        cancel_open_orders: bool | None = None,
+        replay: ReplaySpec | None = None,
     ) -> InstanceRecord:
         """start, pause, resume or stop: the runner first (its refusal leaves the state as it was), then the new
         state with its audit row and event, in one transaction."""
@@ -243,7 +249,7 @@ class InstanceService:
                 after["cancel_open_orders"] = cancel
             try:
                 if action is Action.START:
-                    await self.runner.start(instance)
+                    await self.runner.start(instance, replay)
                 elif action is Action.PAUSE:
                     await self.runner.pause(instance_id)
                 elif action is Action.RESUME:
@@ -269,7 +275,11 @@ class InstanceService:
                 event=instance_event(DONE[action], changed),
             )
         if stored is None:
+            if action is Action.START:
+                await self.runner.stop(instance_id, cancel_open_orders=True)
             raise self._moved(instance, action, target)
+        if action is Action.START:
+            await self.runner.started(instance_id)
         await self.refresh_metrics()
         return stored
 
@@ -334,6 +344,24 @@ class InstanceService:
             self.metrics.failed()
             log.error("strategy instance failed", extra={"instance_id": instance_id, "error": error[-2000:]})
             await self.refresh_metrics()
+        return stored
+
+    async def finished(self, instance_id: str, detail: str, *, actor: str = RUNNER_ACTOR) -> InstanceRecord | None:
+        """The runner's: the instance has nothing more to trade (a replay played its last day): it stops. None when
+        it is no longer running or paused."""
+        async with self._lock(f"instance:{instance_id}"):
+            instance = await self.store.get(instance_id)
+            if instance is None or instance.state not in (State.RUNNING, State.PAUSED):
+                return None
+            target = next_state(instance.state, Action.STOP)
+            stored = await self.store.transition(
+                instance_id,
+                from_state=instance.state,
+                to_state=target,
+                audit=Audit(actor, "stopped", {"state": instance.state.value}, {"state": target.value, "why": detail}),
+                event=instance_event("stopped", replace(instance, state=target)),
+            )
+        await self.refresh_metrics()
         return stored
 
     async def reloaded(self, instance_id: str, detail: dict[str, Any], *, actor: str = RUNNER_ACTOR) -> None:

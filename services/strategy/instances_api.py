@@ -15,6 +15,7 @@ from services.strategy.schemas import (
     InstanceState,
     ParamsUpdate,
     ParamsVersionOut,
+    StartRequest,
     StopRequest,
 )
 from services.strategy.store import InstanceRecord
@@ -131,9 +132,16 @@ async def list_audit(instance_id: str, principal: Caller, instances: Instances) 
     response_model=InstanceOut,
     responses={**ACTION_ERRORS, 422: {"description": "the runner's refusal, e.g. `warmup_incomplete`"}},
 )
-async def start_instance(instance_id: str, principal: Caller, instances: Instances) -> dict[str, Any]:
-    """created -> running."""
-    return instance_out(await instances.act(principal, instance_id, Action.START))
+async def start_instance(
+    instance_id: str,
+    principal: Caller,
+    instances: Instances,
+    start: Annotated[StartRequest | None, Body()] = None,
+) -> dict[str, Any]:
+    """created -> running. With `{"replay": {"start", "end", "days_per_second"}}` (a platform on the replay market
+    clock only) the instance plays those days of stored history through the whole order path, then stops."""
+    replay = None if start is None else start.replay
+    return instance_out(await instances.act(principal, instance_id, Action.START, replay=replay))
 
 
 @router.post("/{instance_id}/pause", response_model=InstanceOut, responses=ACTION_ERRORS)

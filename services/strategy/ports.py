@@ -6,40 +6,29 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Protocol
 
+from services.strategy.schemas import ReplaySpec
 from services.strategy.store import InstanceRecord
 from shared.platform.internal_auth import Principal
 from shared.platform.universe import Universe
 
-__all__ = ["AccountCash", "InstanceRecord", "InstanceRunner", "NoRunner", "UniverseSource"]
+__all__ = ["AccountCash", "InstanceRecord", "InstanceRunner", "UniverseSource"]
 
 
 class InstanceRunner(Protocol):
     """What runs the instances. The API calls it before it records the change: when it raises (a ServiceError,
     e.g. 422 `warmup_incomplete` naming the missing days), the state does not change and the error is the answer."""
 
-    async def start(self, instance: InstanceRecord) -> None: ...
+    async def start(self, instance: InstanceRecord, replay: ReplaySpec | None = None) -> None: ...
+
+    async def started(self, instance_id: str) -> None:
+        """The start is recorded (state running, its event): the runner may trade now."""
+        ...
 
     async def pause(self, instance_id: str) -> None: ...
 
     async def resume(self, instance: InstanceRecord) -> None: ...
 
     async def stop(self, instance_id: str, *, cancel_open_orders: bool) -> None: ...
-
-
-class NoRunner:
-    """The runner lands next: until then the instances change state but nothing trades them."""
-
-    async def start(self, instance: InstanceRecord) -> None:
-        return None
-
-    async def pause(self, instance_id: str) -> None:
-        return None
-
-    async def resume(self, instance: InstanceRecord) -> None:
-        return None
-
-    async def stop(self, instance_id: str, *, cancel_open_orders: bool) -> None:
-        return None
 
 
 class UniverseSource(Protocol):

@@ -8,9 +8,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
-from shared.platform.request_model import AccountId, JsonDecimal, RequestModel, StrictBool
+from shared.platform.request_model import AccountId, JsonDecimal, RequestModel, StrictBool, TradeDate
 from shared.platform.universe import CostModel, Universe
 from shared.research.strategy import StrategyInfo
 from shared.research.strategy.indicators import IndicatorInfo
@@ -69,6 +69,53 @@ class ParamsUpdate(RequestModel):
     """New parameters (all of them; defaults fill in what is left out): a new version, only while paused."""
 
     params: dict[str, Any]
+
+
+class ReplaySpec(RequestModel):
+    """Play the instance over stored history on this platform's replay market clock (LH_MARKET_CLOCK=replay)."""
+
+    start: TradeDate = Field(description="the first replayed trading day")
+    end: TradeDate = Field(description="the last replayed trading day")
+    days_per_second: float | None = Field(
+        default=None, gt=0, le=10_000, allow_inf_nan=False, description="pace; null: as fast as the path goes"
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ReplaySpec:
+        if self.start > self.end:
+            raise ValueError(f"start {self.start} is after end {self.end}")
+        return self
+
+
+class StartRequest(RequestModel):
+    replay: ReplaySpec | None = Field(default=None, description="replay history instead of trading the real clock")
+
+
+class SleevePosition(BaseModel):
+    ts_code: str
+    qty: int
+    sellable_qty: int
+    cost: str = Field(description="CNY: what the shares held cost, fees included")
+    market_value: str = Field(description="CNY at the last close the instance has seen")
+
+
+class SleeveOut(BaseModel):
+    """The instance's part of its account: what risk checks the instance's orders against."""
+
+    instance_id: str
+    account_id: str
+    owner: str
+    state: str
+    capital: str
+    cash: str = Field(description="CNY: capital + sells - buys - fees")
+    cash_available: str = Field(description="CNY: cash less what the instance's open buys may still spend")
+    market_value: str
+    equity: str
+    realised_pnl: str
+    unrealised_pnl: str
+    fees: str
+    bar_date: str | None = Field(description="the last bar the instance has processed")
+    positions: list[SleevePosition]
 
 
 class StopRequest(RequestModel):

@@ -365,6 +365,13 @@ class InstanceStore:
                 await add_to_outbox(s, outbox, event)
         self._published()
 
+    async def emit(self, event: Envelope) -> None:
+        """An event of the runner's that changes no row (strategy.instance.bar), through the outbox."""
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                await add_to_outbox(s, outbox, event)
+        self._published()
+
     async def update_params(
         self,
         instance_id: str,

@@ -39,6 +39,7 @@ import pyarrow.ipc as ipc
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from shared.core.domain.codes import InvalidTsCode, parse_ts_code
+from shared.core.market.calendar import FIRST_YEAR, LAST_YEAR, sse_trading_days
 from shared.platform.errors import ServiceError, Unavailable
 from shared.platform.http import ServiceClient
 
@@ -236,6 +237,23 @@ class MarketData:
             codes = [c for c in codes if c not in st]
         return codes
 
+    async def resolve_universe(self, universe: dict[str, Any], on: date) -> list[str]:
+        """The codes of a universe (shared.platform.universe.Universe as JSON) on `on`: the list as given, the
+        index's constituents, or the stocks the filter passes. May be empty (the caller says what that means)."""
+        if universe.get("index"):
+            return await self.index_constituents(universe["index"], on)
+        spec = universe.get("filter")
+        if spec is not None:
+            listed_before = spec.get("listed_before")
+            return await self.filtered_securities(
+                on=on,
+                board=spec.get("board"),
+                industry=spec.get("industry"),
+                exclude_st=bool(spec.get("exclude_st", False)),
+                listed_before=date.fromisoformat(listed_before) if listed_before else None,
+            )
+        return list(universe.get("ts_codes") or [])
+
     async def index_bars(self, index: str, start: date, end: date) -> pd.DataFrame | None:
         """trade_date (date), close, pre_close of the index; None when the data service does not know the index."""
         try:
@@ -299,6 +317,21 @@ DAILY_BASIC_DIVISORS = {
     "total_mv": 1_000_000.0, "circ_mv": 1_000_000.0,
 }  # fmt: skip
 BAR_COLUMNS = frozenset(("ts_code", "trade_date", "open", "high", "low", "close", "pre_close", "vol", "amount"))
+
+
+def run_calendar(frame: pd.DataFrame, start: date, end: date) -> list[date]:
+    """The trading days of a run over `frame`'s bars: the built-in SSE calendar where it covers [start, end],
+    clipped to the span the bars cover (so a day on which every symbol was suspended still counts as a day, and a
+    day before the first bar does not); empty where the built-in calendar does not reach (the engine then goes by
+    the bars alone)."""
+    if not (start.year >= FIRST_YEAR and end.year <= LAST_YEAR) or frame.empty:
+        return []
+    days = pd.to_datetime(frame["trade_date"]).dt.date
+    days = days[(days >= start) & (days <= end)]
+    if days.empty:
+        return []
+    first, last = days.min(), days.max()
+    return sse_trading_days(first, last)
 
 
 def engine_frame(table: pa.Table) -> pd.DataFrame:

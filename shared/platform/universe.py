@@ -87,6 +87,9 @@ class CostModel(RequestModel):
     fill_price: Literal["open", "close", "vwap"] | None = None
     volume_cap: JsonDecimal | None = Field(default=None, description="a fraction of the bar's volume, (0, 1]")
     suspended_orders: Literal["wait", "cancel"] | None = None
+    corporate_actions: StrictBool | None = Field(
+        default=None, description="held positions follow bonus shares and dividends on ex-dates (default on)"
+    )
 
     def config_fields(self) -> dict[str, Any]:
         """The given fields as BacktestConfig keyword arguments (JSON-safe: decimals as strings)."""

@@ -38,6 +38,11 @@ class BacktestConfig(BaseModel):
         default="wait", description="an order for a symbol without a bar on its fill day waits or is cancelled"
     )
 
+    # corporate actions: held positions follow the adj_factor's bonus shares and dividends on ex-dates (as a broker
+    # credits them); False leaves positions as they are, as the platform's paper broker does today, so a backtest
+    # can show what a paper run would have done (the live/paper parity test uses it)
+    corporate_actions: bool = True
+
     # A-share rules (all on by default; turning them off is for studies and the equivalence test)
     price_limits: bool = True
     lots: bool = True

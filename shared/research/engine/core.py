@@ -296,7 +296,7 @@ class Engine:
     # --- one day -------------------------------------------------------------------------------------------------
     def _corporate_actions(self, t: int) -> None:
         adj = self.panel.adj_factor
-        if adj is None or t == 0:
+        if adj is None or t == 0 or not self.config.corporate_actions:
             return
         ratio = adj[t] / adj[t - 1]
         held = np.flatnonzero((ratio != 1.0) & (self.positions > 0) & self.panel.has_bar[t])

@@ -62,6 +62,10 @@ class Strategy:
       `title`       a short human title
       `description` what the strategy does and the assumptions it makes
       `Params`      a `StrategyParams` subclass; its JSON schema is the strategy's parameter schema
+      `persist`     the attributes (dotted paths allowed, e.g. "_rotation.target") a live or paper run stores after
+                    every bar and every fill and puts back when the instance resumes after a restart: the state the
+                    strategy keeps between bars (numpy arrays or JSON values). Default none: a strategy whose
+                    decisions depend only on the context (history, positions) needs nothing.
       `bar_fields`  the Tushare daily_basic fields (e.g. "pe_ttm", "pb", "turnover_rate") it reads as extra columns of
                     the bars with `ctx.history(name, adjusted=False)`; the backtest service fetches these with the
                     bars (and only these: a whole market of every field would not fit in memory). Default none.
@@ -89,6 +93,7 @@ class Strategy:
     description: ClassVar[str] = ""
     Params: ClassVar[type[StrategyParams]] = StrategyParams
     bar_fields: ClassVar[tuple[str, ...]] = ()
+    persist: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, params: StrategyParams | Mapping[str, Any] | None = None) -> None:
         if params is None or isinstance(params, Mapping):
@@ -105,6 +110,12 @@ class Strategy:
     @classmethod
     def parameter_schema(cls) -> dict[str, Any]:
         return cls.Params.model_json_schema()
+
+    def warmup_bars(self) -> int:
+        """How many bars of history the strategy reads before its decisions mean anything (its longest lookback).
+        A live or paper instance loads at least this many trading days before its first bar and refuses to start,
+        naming the missing days, when the data service has fewer. Default 0: none."""
+        return 0
 
     def on_init(self, ctx: StrategyContext) -> None:
         """Called once before the first bar."""

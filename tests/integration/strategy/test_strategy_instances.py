@@ -139,10 +139,13 @@ class RecordingRunner:
     calls: list[tuple[Any, ...]] = field(default_factory=list)
     refuse_start: Exception | None = None
 
-    async def start(self, instance: InstanceRecord) -> None:
+    async def start(self, instance: InstanceRecord, replay: Any = None) -> None:
         if self.refuse_start is not None:
             raise self.refuse_start
         self.calls.append(("start", instance.instance_id, instance.state.value))
+
+    async def started(self, instance_id: str) -> None:
+        self.calls.append(("started", instance_id))
 
     async def pause(self, instance_id: str) -> None:
         self.calls.append(("pause", instance_id))
@@ -295,6 +298,7 @@ async def test_an_instance_from_creation_to_deletion(backing: Backing) -> None:
         # the runner was told first, each time, with the instance as it stood (resume: the new version)
         assert svc.runner.calls == [
             ("start", iid, "created"),
+            ("started", iid),
             ("pause", iid),
             ("resume", iid, 2, {"fast": 10, "slow": 30, "cash_reserve": "0"}),
             ("stop", iid, False),
@@ -380,7 +384,7 @@ async def test_moves_the_lifecycle_does_not_allow_are_409(backing: Backing) -> N
         again = await svc.act(ALICE, iid, "start")
         assert again.status_code == 409 and again.json()["details"]["from"] == "stopped"
         # nothing but the legal moves reached the runner, the audit and the outbox
-        assert [c[0] for c in svc.runner.calls] == ["start", "stop"]
+        assert [c[0] for c in svc.runner.calls] == ["start", "started", "stop"]
         audit = (await svc.client.get(f"/v1/strategy-instances/{iid}/audit", headers=svc.as_(ALICE))).json()
         assert [a["action"] for a in audit] == ["created", "started", "stopped"]
         assert [e.type.rsplit(".", 1)[1] for e in await svc.outbox_events()] == ["created", "started", "stopped"]

@@ -1,0 +1,410 @@
+"""The runner: strategy instances trading through the platform's order path, with the class, parameters and hooks
+they are backtested with.
+
+One `InstanceRun` per running instance: the strategy object, its `SleeveBook` and the `BacktestContext` over it.
+A session of the instance (`session(t)`) is the engine's day in the engine's order — the orders due are sized with
+the engine's matching at the day's prices and sent through risk to execution (sells first, then the buys the cash
+pays, round by round), their fills booked from execution's reports, the day marked at the close, then the
+strategy's `on_bar` — so a paper replay and a backtest of the same days make the same orders and fills.
+
+Restart safety: an order's client_order_id is derived from (instance, bar, sequence within the bar), so a bar run
+again after a crash finds execution's existing orders (risk answers 200 with them) and never makes new ones; the
+book (and the strategy's declared `persist` variables) is stored after every round of fills and every bar, and
+fills are booked once by trade id whichever way they arrive (the trade.executed event or execution's listing)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import traceback
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Any, Protocol
+
+import numpy as np
+
+from services.strategy.book import Plan, SessionRow, Settlement, SleeveBook, TradeFill, client_order_id
+from services.strategy.trading import PathUnavailable, Placed, Refused, TradingPath, fill_of
+from shared.core.market.matching import STATUS_NAMES
+from shared.research.engine.config import BacktestConfig
+from shared.research.engine.context import BacktestContext, RunHistory
+from shared.research.engine.core import cross_section
+from shared.research.engine.data import Panel
+from shared.research.strategy import Strategy
+from shared.research.strategy.context import OrderEvent, TradeEvent
+
+log = logging.getLogger(__name__)
+
+FINAL = frozenset({"filled", "cancelled", "rejected"})
+FILL_WAIT_S = 2.0  # how long a round waits for its fills' events before reading execution's listing instead
+
+
+class InstanceFailed(Exception):
+    """The strategy raised: the instance stops trading (the others carry on)."""
+
+    def __init__(self, instance_id: str, trace: str) -> None:
+        super().__init__(f"strategy instance {instance_id} failed")
+        self.instance_id = instance_id
+        self.trace = trace
+
+
+class BookStore(Protocol):
+    async def load_book(self, instance_id: str) -> dict[str, Any] | None: ...
+
+    async def save_book(self, instance_id: str, bar_date: date | None, book: dict[str, Any]) -> None: ...
+
+
+@dataclass(frozen=True)
+class BarReport:
+    """What one session did, for the strategy.instance.bar event and the metrics."""
+
+    instance_id: str
+    bar_date: date
+    orders_sent: int
+    equity_fen: int
+    seconds: float
+
+
+def persisted_state(strategy: Strategy) -> dict[str, Any]:
+    """The strategy's declared `persist` attributes as JSON (numpy arrays with their dtype)."""
+    out: dict[str, Any] = {}
+    for name in type(strategy).persist:
+        owner, _, attr = _owner(strategy, name)
+        if owner is None or not hasattr(owner, attr):
+            continue
+        value = getattr(owner, attr)
+        if isinstance(value, np.ndarray):
+            out[name] = {"ndarray": value.tolist(), "dtype": str(value.dtype)}
+        else:
+            out[name] = {"value": value}
+    return out
+
+
+def restore_state(strategy: Strategy, saved: Mapping[str, Any]) -> None:
+    for name, cell in saved.items():
+        if name not in type(strategy).persist:
+            continue
+        value = np.array(cell["ndarray"], dtype=cell["dtype"]) if "ndarray" in cell else cell["value"]
+        owner, _, attr = _owner(strategy, name)
+        if owner is not None:
+            setattr(owner, attr, value)
+
+
+def _owner(strategy: Strategy, path: str) -> tuple[Any, str, str]:
+    """The object holding the last attribute of a dotted `path` (None when a step is missing)."""
+    *steps, attr = path.split(".")
+    owner: Any = strategy
+    for step in steps:
+        owner = getattr(owner, step, None)
+        if owner is None:
+            return None, path, attr
+    return owner, path, attr
+
+
+class InstanceRun:
+    """One instance trading: its strategy, book and context over `panel` (days x its universe)."""
+
+    def __init__(
+        self,
+        instance_id: str,
+        strategy: Strategy,
+        panel: Panel,
+        config: BacktestConfig,
+        path: TradingPath,
+        books: BookStore,
+        *,
+        fill_wait_s: float = FILL_WAIT_S,
+        order_window_s: float = 60.0,
+    ) -> None:
+        self.instance_id = instance_id
+        self.strategy = strategy
+        self.book = SleeveBook(panel, config, instance_id)
+        self.ctx = BacktestContext(self.book, RunHistory(panel, config))
+        self.path = path
+        self.books = books
+        self.fill_wait_s = fill_wait_s
+        self.order_window_s = order_window_s
+        cls = type(strategy)
+        self.listens_orders = cls.on_order is not Strategy.on_order
+        self.listens_trades = cls.on_trade is not Strategy.on_trade
+        self.fills = asyncio.Condition()
+        self.sent: dict[str, Plan] = {}  # client_order_id -> the plan, for orders not yet settled
+        self.placed: dict[str, Placed] = {}
+        self.settlements: list[Settlement] = []  # every settlement, in order (what on_order heard)
+        self.orders_sent = 0
+        self.failed: InstanceFailed | None = None
+        # after a restart: the orders execution already holds for the instance, by client_order_id
+        self.known_orders: dict[str, dict[str, Any]] = {}
+
+    def rebind(self, panel: Panel, config: BacktestConfig) -> None:
+        """The same instance over a newer panel (real clock: a new bar arrived): the book carries over by code and
+        day, the strategy object (its state) stays; the context is rebuilt over the new history."""
+        saved = self.book.to_json()
+        book = SleeveBook(panel, config, self.instance_id)
+        book.restore(saved)
+        self.book = book
+        self.ctx = BacktestContext(book, RunHistory(panel, config))
+
+    # --- start ----------------------------------------------------------------------------------------------------
+    async def begin(self) -> None:
+        """on_init, then the stored book (a restart) or the orders on_init placed (a first start)."""
+        self._hook(self.strategy.on_init, self.ctx)
+        saved = await self.books.load_book(self.instance_id)
+        if saved is None:
+            self.book.take_new()
+            await self.save()
+            return
+        self.book.fresh = []  # on_init's orders were placed the first time; they are in the stored book
+        self.book.restore(saved["book"])
+        restore_state(self.strategy, saved.get("strategy", {}))
+        self.known_orders = {str(o["client_order_id"]): o for o in await self.path.orders(self.instance_id)}
+        await self.catch_up()
+
+    async def catch_up(self) -> None:
+        """Book every fill execution holds for the instance that the book has not (missed while down)."""
+        for fill in await self.path.trades(self.instance_id):
+            await self.on_fill(fill)
+
+    # --- a session ------------------------------------------------------------------------------------------------
+    async def session(self, t: int) -> BarReport:
+        """Day t of a replay: its orders due are sent and filled at its prices, the day is marked, then on_bar."""
+        started = time.perf_counter()
+        sent_before = self.orders_sent
+        self.book.begin_day(t)
+        await self.trade(self.book.panel_row(t))
+        return await self.close_bar(t, sent_before, started)
+
+    async def trade(self, row: SessionRow) -> None:
+        """The session's orders due, sized at `row`'s prices and sent round by round: the sells, then the buys the
+        cash pays once the sells filled (the engine's order of a day's fills)."""
+        book = self.book
+        book.open_session(row.day)
+        due, cancelled = book.due(row)
+        self._settle(cancelled)
+        for round_ in book.rounds(due):
+            round_ = await self._known(round_)
+            sells, buys, settled = book.size(round_, row)
+            await self._send(sells)
+            kept, dropped = book.afford(buys)
+            await self._send(kept)
+            self._settle(settled + dropped)
+            await self.save()
+
+    async def close_bar(self, t: int, sent_before: int | None = None, started: float | None = None) -> BarReport:
+        """Day t's bar is in: the day is marked at its close, then the strategy's on_bar, whose orders wait for the
+        next session."""
+        started = time.perf_counter() if started is None else started
+        book = self.book
+        book.t = t
+        book.open_session(book.panel.dates[t])
+        book.close_day()
+        self._hook(self.strategy.on_bar, self.ctx, cross_section(book.panel, t))
+        book.take_new()
+        book.bar_done = True
+        await self.save()
+        equity = book.cash_fen + book.market_value_fen()
+        sent = self.orders_sent - (self.orders_sent if sent_before is None else sent_before)
+        return BarReport(self.instance_id, book.panel.dates[t], sent, equity, time.perf_counter() - started)
+
+    async def finish(self) -> None:
+        """The end of a replay: on_stop, and what is still pending is cancelled (end of data)."""
+        self._hook(self.strategy.on_stop, self.ctx)
+        self.book.fresh = []
+        self._settle(self.book.end_of_data())
+        await self.save()
+
+    async def _known(self, intents: list[Any]) -> list[Any]:
+        """A bar run again after a restart: the orders that reached execution before it are not sized again (the
+        book has moved on since) but settled as execution holds them; the rest are sized as usual."""
+        if not self.known_orders:
+            return intents
+        fresh = []
+        for intent in intents:
+            cid = client_order_id(self.instance_id, intent.bar, intent.seq)
+            order = self.known_orders.pop(cid, None)
+            if order is None:
+                fresh.append(intent)
+                continue
+            side = str(order["side"])
+            price_fen = round(Decimal(str(order["price"])) * 100) if order.get("price") is not None else 0
+            plan = Plan(intent, cid, str(order["ts_code"]), side, int(order["qty"]), int(price_fen), 0)
+            self.sent[cid] = plan
+            placed = Placed(str(order["order_id"]), str(order["status"]), int(order["filled_qty"]), order.get("reason"))
+            await self._await_fills(plan, placed)
+        return fresh
+
+    def _hook(self, hook: Callable[..., None], *args: Any) -> None:
+        try:
+            hook(*args)
+        except Exception as exc:
+            self.failed = InstanceFailed(self.instance_id, traceback.format_exc())
+            raise self.failed from exc
+
+    async def _send(self, plans: list[Plan]) -> None:
+        """Send each order (one at a time: each is checked against the sleeve its predecessors left) and wait for its
+        fills. An order the path cannot take now is sent again with the same client_order_id until the order
+        window closes; then it is dropped and reported (it was never accepted)."""
+        for plan in plans:
+            deadline = time.monotonic() + self.order_window_s
+            delay = 0.05
+            while True:
+                try:
+                    answer = await self.path.place(plan, self.instance_id)
+                    break
+                except PathUnavailable as exc:
+                    if time.monotonic() + delay > deadline:
+                        log.error(
+                            "order dropped: the order path stayed unavailable for the order window",
+                            extra={"client_order_id": plan.client_order_id, "error": str(exc)},
+                        )
+                        answer = Refused("order_window_closed", f"not accepted within the order window: {exc}")
+                        break
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+            if isinstance(answer, Refused):
+                self._settle([Settlement(plan.intent, 3, 0, f"{answer.code}: {answer.reason}")])
+                continue
+            self.orders_sent += 1
+            self.sent[plan.client_order_id] = plan
+            self.placed[plan.client_order_id] = answer
+            await self._await_fills(plan, answer)
+
+    async def _await_fills(self, plan: Plan, placed: Placed) -> None:
+        cid = plan.client_order_id
+
+        def booked() -> bool:
+            return self.book.filled_by_order.get(cid, 0) >= placed.filled_qty
+
+        if placed.filled_qty and not booked():
+            async with self.fills:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.fills.wait_for(booked), self.fill_wait_s)
+            if not booked():
+                await self.catch_up()  # the events are late (or the bus is down): execution's listing has them
+            if not booked():
+                raise PathUnavailable(f"execution reports {placed.filled_qty} filled of {cid} but lists fewer")
+        if placed.status in FINAL:
+            self.sent.pop(cid, None)
+            self._settle([self.book.settle_sent(plan, placed.filled_qty, placed.status, placed.reason)])
+
+    # --- reports from execution -----------------------------------------------------------------------------------
+    async def on_fill(self, fill: TradeFill) -> None:
+        if not self.book.apply(fill):
+            return
+        if self.listens_trades:
+            self._hook(
+                self.strategy.on_trade,
+                self.ctx,
+                TradeEvent(
+                    order_id=-1,
+                    ts_code=fill.ts_code,
+                    trade_date=fill.trade_date,
+                    side=fill.side,  # type: ignore[arg-type]
+                    qty=fill.qty,
+                    price=fill.price_fen / 100,
+                    amount=fill.qty * fill.price_fen / 100,
+                    fees=fill.fees_fen / 100,
+                ),
+            )
+        async with self.fills:
+            self.fills.notify_all()
+
+    def on_order_final(self, client_order_id: str, status: str, filled_qty: int, reason: str | None) -> None:
+        """An order that rested (not final when placed) ended."""
+        plan = self.sent.pop(client_order_id, None)
+        if plan is not None and status in FINAL:
+            self._settle([self.book.settle_sent(plan, filled_qty, status, reason)])
+
+    def _settle(self, settlements: list[Settlement]) -> None:
+        for s in settlements:
+            self.settlements.append(s)
+            if self.listens_orders:
+                self._hook(
+                    self.strategy.on_order,
+                    self.ctx,
+                    OrderEvent(
+                        order_id=s.intent.intent_id,
+                        ts_code=self.book.panel.codes[s.intent.sym],
+                        trade_date=self.book.panel.dates[max(self.book.t, 0)],
+                        status=STATUS_NAMES[s.status],  # type: ignore[arg-type]
+                        filled_qty=s.filled_qty,
+                        reason=s.reason,
+                    ),
+                )
+
+    async def save(self) -> None:
+        day = self.book.panel.dates[self.book.t] if self.book.t >= 0 else None
+        await self.books.save_book(
+            self.instance_id, day, {"book": self.book.to_json(), "strategy": persisted_state(self.strategy)}
+        )
+
+    # --- the sleeve, as risk reads it -------------------------------------------------------------------------------
+    def sleeve(self) -> dict[str, Any]:
+        """Cash available to new orders (the book's cash less what its open buys may still spend) and positions."""
+        book = self.book
+        reserved = 0
+        for cid, plan in self.sent.items():
+            if plan.side == "buy":
+                left = plan.qty - book.filled_by_order.get(cid, 0)
+                amount = np.array([left * plan.price_fen], dtype=np.int64)
+                reserved += int(amount[0] + book.fees.commission(amount)[0] + book.fees.transfer(amount)[0])
+        return {
+            "cash_fen": book.cash_fen,
+            "cash_available_fen": book.cash_fen - reserved,
+            "market_value_fen": book.market_value_fen(),
+            "realised_fen": book.realised_fen,
+            "unrealised_fen": book.unrealised_fen(),
+            "fees_fen": book.fees_paid_fen,
+            "bar_date": book.panel.dates[book.t].isoformat() if book.t >= 0 else None,
+            "positions": book.holdings(),
+        }
+
+
+def cny(fen: int) -> str:
+    return format(Decimal(fen) / 100, ".2f")
+
+
+async def replay(
+    run: InstanceRun,
+    open_session: Callable[..., Awaitable[None]],
+    *,
+    days_per_second: float | None = None,
+    on_bar: Callable[[BarReport], Awaitable[None]] | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Play the run's panel day by day through the whole order path: each day the market clock moves to it
+    (`open_session`), then the instance's session runs. As fast as possible, or `days_per_second`."""
+    panel = run.book.panel
+    # a day whose session was cut short (a crash between its orders) runs again: its sent orders are found by id
+    start_t = run.book.t + 1 if run.book.bar_done else run.book.t
+    for t in range(start_t, len(panel.dates)):
+        if stop is not None and stop.is_set():
+            return
+        began = time.monotonic()
+        if t == start_t:
+            await open_session(panel.dates[t], rewind=True)  # a new replay (or one resumed) may start before the clock
+        else:
+            await open_session(panel.dates[t])
+        report = await run.session(t)
+        if on_bar is not None:
+            await on_bar(report)
+        if days_per_second:
+            await asyncio.sleep(max(0.0, 1.0 / days_per_second - (time.monotonic() - began)))
+    await run.finish()
+
+
+__all__ = [
+    "BarReport",
+    "BookStore",
+    "InstanceFailed",
+    "InstanceRun",
+    "cny",
+    "fill_of",
+    "persisted_state",
+    "replay",
+    "restore_state",
+]

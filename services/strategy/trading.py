@@ -1,0 +1,193 @@
+"""The runner's ports to the order path and the market: orders go to risk (the path every order takes), fills and
+orders are read back from execution, bars from the data service. Over REST as the strategy service itself
+(`svc:strategy`); risk verifies the instance each order names."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+from services.strategy.book import Plan, TradeFill
+from shared.core.domain import to_fen
+from shared.platform.errors import ServiceError, Unavailable
+from shared.platform.http import ServiceDirectory
+from shared.platform.internal_auth import service_headers
+
+log = logging.getLogger(__name__)
+EXCHANGE_TZ = ZoneInfo("Asia/Shanghai")
+
+
+@dataclass(frozen=True)
+class Placed:
+    """Execution holds the order: its status and filled quantity as it answered."""
+
+    order_id: str
+    status: str
+    filled_qty: int
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class Refused:
+    """Risk (or execution) refused the order: it does not exist and never will under this client_order_id's
+    decision. `reason` is risk's reasons, joined."""
+
+    code: str
+    reason: str
+
+
+class PathUnavailable(Exception):
+    """Risk or execution could not take the order now: it is sent again with the same client_order_id."""
+
+
+class TradingPath(Protocol):
+    async def place(self, plan: Plan, instance_id: str) -> Placed | Refused:
+        """Send one order through risk. Raises PathUnavailable when the answer says to try again."""
+
+    async def orders(self, instance_id: str) -> list[dict[str, Any]]:
+        """Every order execution holds for the instance (oldest first). Raises PathUnavailable."""
+
+    async def trades(self, instance_id: str) -> list[TradeFill]:
+        """Every fill execution holds for the instance (oldest first). Raises PathUnavailable."""
+
+    async def cancel(self, order_id: str) -> None:
+        """Cancel one open order. Raises PathUnavailable."""
+
+
+def fill_of(row: dict[str, Any]) -> TradeFill:
+    """A trade as execution serves it (REST or the trade.executed event), in fen."""
+    traded_at = row["traded_at"]
+    when = traded_at if isinstance(traded_at, datetime) else datetime.fromisoformat(str(traded_at))
+
+    def fen(key: str) -> int:
+        value = row.get(key)
+        return 0 if value is None else to_fen(Decimal(str(value)))
+
+    return TradeFill(
+        trade_id=str(row["trade_id"]),
+        client_order_id=str(row["client_order_id"]),
+        ts_code=str(row["ts_code"]),
+        side=str(row["side"]),
+        qty=int(row["qty"]),
+        price_fen=to_fen(Decimal(str(row["price"]))),
+        commission_fen=fen("commission"),
+        stamp_duty_fen=fen("stamp_duty"),
+        transfer_fee_fen=fen("transfer_fee"),
+        trade_date=when.astimezone(EXCHANGE_TZ).date(),
+    )
+
+
+class RestTradingPath:
+    """Risk's `POST /v1/orders` and execution's listings, as `svc:strategy`."""
+
+    PAGE = 1000
+
+    def __init__(self, services: ServiceDirectory, internal_secret: str) -> None:
+        self.services = services
+        self.secret = internal_secret
+
+    def _headers(self) -> dict[str, str]:
+        return service_headers(self.secret, "strategy")
+
+    async def place(self, plan: Plan, instance_id: str) -> Placed | Refused:
+        body = {
+            "client_order_id": plan.client_order_id,
+            "ts_code": plan.ts_code,
+            "side": plan.side,
+            "order_type": "limit",
+            "qty": plan.qty,
+            "price": format(Decimal(plan.price_fen) / 100, ".2f"),
+            "strategy_instance_id": instance_id,
+        }
+        try:
+            response = await self.services.client("risk").request(
+                "POST", "/v1/orders", json=body, headers=self._headers()
+            )
+        except Unavailable as exc:
+            raise PathUnavailable(f"risk did not answer: {exc.message}") from exc
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = {}
+        if response.status_code in (200, 201):
+            order = payload["order"]
+            return Placed(str(order["order_id"]), str(order["status"]), int(order["filled_qty"]), order.get("reason"))
+        code = str(payload.get("code", f"http_{response.status_code}"))
+        if response.status_code >= 500:
+            details = payload.get("details") or {}
+            if isinstance(details, dict) and details.get("order_id"):
+                # execution stored the order (it sends it itself): read its outcome from the listing later
+                raise PathUnavailable(f"{code}: order {details['order_id']} accepted, outcome pending")
+            raise PathUnavailable(f"{code}: {payload.get('message', '')}")
+        decision = payload.get("decision") or {}
+        reasons = decision.get("reasons") or []
+        text = "; ".join(f"{r.get('code')}: {r.get('message')}" for r in reasons) if reasons else ""
+        return Refused(code, text or str(payload.get("message", code)))
+
+    async def _list(self, path: str, instance_id: str, id_field: str) -> list[dict[str, Any]]:
+        """Every row of the instance, oldest first, page by page (`after` = the last id of the page before)."""
+        rows: list[dict[str, Any]] = []
+        params = {"strategy_instance_id": instance_id, "limit": str(self.PAGE), "oldest_first": "true"}
+        while True:
+            try:
+                page = await self.services.client("execution").get_json(path, params=params, headers=self._headers())
+            except Unavailable as exc:
+                raise PathUnavailable(f"execution did not answer: {exc.message}") from exc
+            except ServiceError as exc:
+                raise PathUnavailable(f"execution answered {exc.code}: {exc.message}") from exc
+            if not isinstance(page, list):
+                raise PathUnavailable(f"execution's {path} is not a list")
+            rows.extend(page)
+            if len(page) < self.PAGE:
+                return rows
+            params = {"strategy_instance_id": instance_id, "limit": str(self.PAGE), "after": str(page[-1][id_field])}
+
+    async def orders(self, instance_id: str) -> list[dict[str, Any]]:
+        return await self._list("/v1/orders", instance_id, "order_id")
+
+    async def trades(self, instance_id: str) -> list[TradeFill]:
+        return [fill_of(row) for row in await self._list("/v1/trades", instance_id, "trade_id")]
+
+    async def cancel(self, order_id: str) -> None:
+        try:
+            await self.services.client("execution").request(
+                "POST", f"/v1/orders/{order_id}/cancel", headers=self._headers()
+            )
+        except Unavailable as exc:
+            raise PathUnavailable(f"execution did not answer: {exc.message}") from exc
+
+
+class ReplaySessions(Protocol):
+    async def open_session(self, day: date, *, rewind: bool = False) -> None:
+        """Move the replay clock to `day` (execution expires what rested on earlier sessions); `rewind`: the first
+        day of a new replay, which may lie before the clock's session."""
+
+
+class ExecutionReplaySessions:
+    """Execution's `POST /v1/paper/session`: the shared replay clock moves to the day, resting day orders of earlier
+    sessions expire."""
+
+    def __init__(self, services: ServiceDirectory, internal_secret: str) -> None:
+        self.services = services
+        self.secret = internal_secret
+
+    async def open_session(self, day: date, *, rewind: bool = False) -> None:
+        try:
+            response = await self.services.client("execution").request(
+                "POST",
+                "/v1/paper/session",
+                json={"session": day.isoformat(), "rewind": rewind},
+                headers=service_headers(self.secret, "strategy"),
+            )
+        except Unavailable as exc:
+            raise PathUnavailable(f"execution did not answer: {exc.message}") from exc
+        if response.status_code >= 500:
+            raise PathUnavailable(f"execution answered HTTP {response.status_code} to the session move")
+        if response.status_code >= 400:
+            raise ServiceError(
+                "replay_refused", f"execution refused the session {day}: {response.text[:200]}", status_code=409
+            )
