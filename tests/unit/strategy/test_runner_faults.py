@@ -76,7 +76,7 @@ def test_an_order_risk_refuses_is_heard_as_rejected_and_the_instance_carries_on(
         strategy = BuyEveryDay()
         run = _run(strategy, bars, path)
         path.run = run
-        await run.begin()
+        await run.prepare()
         for t in range(len(run.book.panel.dates)):
             await path.open_session(run.book.panel.dates[t])
             await run.session(t)
@@ -103,7 +103,7 @@ def test_an_order_the_path_never_takes_is_dropped_when_its_window_closes(bars: p
         strategy = BuyEveryDay()
         run = _run(strategy, bars, path, order_window_s=0.3)
         path.run = run
-        await run.begin()
+        await run.prepare()
         await run.session(0)
         await run.session(1)
         return strategy, path, run
@@ -138,7 +138,7 @@ def test_fills_whose_events_never_come_are_read_from_executions_listing(bars: pd
         path = SilentPath()
         run = _run(BuyEveryDay(), bars, path, fill_wait_s=0.05)
         path.run = run
-        await run.begin()
+        await run.prepare()
         for t in range(3):
             await run.session(t)
         return run
@@ -153,7 +153,7 @@ def test_a_strategy_that_raises_fails_its_instance_and_sends_nothing_more(bars: 
         path = FillingPath()
         run = _run(RaisesOnThirdBar(), bars, path)
         path.run = run
-        await run.begin()
+        await run.prepare()
         with pytest.raises(InstanceFailed) as failed:
             for t in range(len(run.book.panel.dates)):
                 await run.session(t)
