@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, Field, StrictFloat, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
-from shared.platform.request_model import JsonDecimal, RequestModel, StrictBool, StrictInt, TradeDate
+from shared.platform.request_model import FiniteFloat, JsonDecimal, RequestModel, StrictBool, StrictInt, TradeDate
 from shared.platform.universe import INDEX_CODE, MAX_SYMBOLS, CostModel, Universe, normalized_codes
 from shared.research.engine.optimize import GeneticSettings
 
@@ -18,10 +18,6 @@ if TYPE_CHECKING:
 
 DEFAULT_INITIAL_CASH = Decimal("1000000")
 DEFAULT_BENCHMARK = "000300.SH"
-
-
-# A float read strictly: a JSON number (an integer too), not "0.02" or true, and never NaN or an infinity.
-FiniteFloat = Annotated[StrictFloat, Field(allow_inf_nan=False)]
 
 
 class OptimisationConfig(CostModel):

@@ -74,7 +74,7 @@ def create_app(
             now=infra.clock.now,
         )
         runner = live
-    timing = PeriodicTask("strategy-order-timing", ORDER_TIMING_S, live.send_due) if live is not None else None
+    timing = PeriodicTask("strategy-order-timing", ORDER_TIMING_S, live.tick) if live is not None else None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -27,7 +27,6 @@ from shared.core.market.matching import (
     REASONS,
     STATUS_CANCELLED,
     STATUS_FILLED,
-    STATUS_NAMES,
     STATUS_PARTIAL,
     STATUS_REJECTED,
     buys_paid_for,
@@ -79,8 +78,8 @@ class Intent:
     bar: str  # bar key of the bar that placed it
     seq: int  # its position among that bar's orders
 
-    def as_json(self) -> list[Any]:
-        return [self.intent_id, self.sym, self.kind, self.amount, self.bar, self.seq]
+    def as_json(self, codes: tuple[str, ...]) -> list[Any]:
+        return [self.intent_id, codes[self.sym], self.kind, self.amount, self.bar, self.seq]
 
 
 @dataclass
@@ -148,6 +147,7 @@ class SleeveBook:
     initial_cash_fen: int = field(init=False)
     t: int = -1
     session_day: date | None = None  # the session orders are sized for and fills count as "today" in (T+1)
+    sent_session: date | None = None  # the last session whose orders were all sent (or settled)
     bar_done: bool = True  # day t's on_bar ran (False while its orders are being sent: a restart runs it again)
     next_intent: int = 0
     pending: list[Intent] = field(default_factory=list)
@@ -228,23 +228,25 @@ class SleeveBook:
 
     def due(self, row: SessionRow) -> tuple[list[Intent], list[Settlement]]:
         """The pending orders that may fill this session (their symbol has a bar), in order-id order, and the ones a
-        suspension cancels (`suspended_orders="cancel"`); the others keep waiting, as in the engine."""
+        suspension cancels (`suspended_orders="cancel"`); the others keep waiting, as in the engine. The tradeable ones
+        stay pending until each is sent or settled (`done`), so a book stored between two rounds still holds the
+        orders of the later rounds."""
         if not self.pending:
             return [], []
         syms = np.array([i.sym for i in self.pending], dtype=np.int64)
         ok, why = fillable(self.sizing.rules, row.has_bar[syms], row.prices[syms])
         tradeable: list[Intent] = []
         cancelled: list[Settlement] = []
-        waiting: list[Intent] = []
         for k, intent in enumerate(self.pending):
             if ok[k]:
                 tradeable.append(intent)
             elif self.config.suspended_orders == "cancel":
                 cancelled.append(Settlement(intent, STATUS_CANCELLED, 0, REASONS[int(why[k])]))
-            else:
-                waiting.append(intent)
-        self.pending = waiting
         return tradeable, cancelled
+
+    def done(self, intent: Intent) -> None:
+        """The intent left the book's hands: settled, or sent (execution holds its order now)."""
+        self.pending = [i for i in self.pending if i.intent_id != intent.intent_id]
 
     @staticmethod
     def rounds(intents: list[Intent]) -> list[list[Intent]]:
@@ -426,7 +428,8 @@ class SleeveBook:
             "positions": {self.panel.codes[j]: [int(self.positions[j]), int(self.cost_fen[j])] for j in held},
             "buys_by_day": self.buys_by_day,
             "next_intent": self.next_intent,
-            "pending": [i.as_json() for i in self.pending],
+            "pending": [i.as_json(self.panel.codes) for i in self.pending],
+            "sent_session": self.sent_session.isoformat() if self.sent_session else None,
             "seq_by_bar": self.seq_by_bar,
             "applied_trades": sorted(self.applied_trades),
             "filled_by_order": self.filled_by_order,
@@ -455,7 +458,8 @@ class SleeveBook:
             for code, qty in self.buys_by_day.get(self.session_day.isoformat(), {}).items():
                 self.bought_today[self.columns[code]] = qty
         self.next_intent = int(data["next_intent"])
-        self.pending = [Intent(*row) for row in data["pending"]]
+        self.pending = [Intent(i, self.columns[code], k, a, b, q) for i, code, k, a, b, q in data["pending"]]
+        self.sent_session = date.fromisoformat(data["sent_session"]) if data.get("sent_session") else None
         self.seq_by_bar = {str(k): int(v) for k, v in data["seq_by_bar"].items()}
         self.applied_trades = set(data["applied_trades"])
         self.filled_by_order = {str(k): int(v) for k, v in data["filled_by_order"].items()}
@@ -463,6 +467,3 @@ class SleeveBook:
         self.sell_pnl = [int(v) for v in data["sell_pnl"]]
         self.fees_paid_fen = int(data["fees_paid_fen"])
         self.history = [DayRecord(date.fromisoformat(d), c, mv, tr, fe, re) for d, c, mv, tr, fe, re in data["history"]]
-
-
-STATUS_TEXT = dict(enumerate(STATUS_NAMES))

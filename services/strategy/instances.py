@@ -267,13 +267,18 @@ class InstanceService:
                     status_code=500,
                 ) from exc
             changed = replace(instance, state=target, error=None)
-            stored = await self.store.transition(
-                instance_id,
-                from_state=instance.state,
-                to_state=target,
-                audit=Audit(principal.subject, DONE[action], {"state": instance.state.value}, after),
-                event=instance_event(DONE[action], changed),
-            )
+            try:
+                stored = await self.store.transition(
+                    instance_id,
+                    from_state=instance.state,
+                    to_state=target,
+                    audit=Audit(principal.subject, DONE[action], {"state": instance.state.value}, after),
+                    event=instance_event(DONE[action], changed),
+                )
+            except Exception:
+                if action is Action.START:  # not recorded: the runner must not trade it
+                    await self.runner.stop(instance_id, cancel_open_orders=True)
+                raise
         if stored is None:
             if action is Action.START:
                 await self.runner.stop(instance_id, cancel_open_orders=True)

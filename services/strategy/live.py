@@ -9,12 +9,11 @@ import asyncio
 import contextlib
 import logging
 import traceback
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -27,7 +26,7 @@ from services.strategy.trading import PathUnavailable, ReplaySessions, TradingPa
 from shared.core.market.calendar import FIRST_YEAR, LAST_YEAR, sse_trading_days
 from shared.core.market.matching import NO_LIMIT_UP
 from shared.core.market.rules import limit_prices, price_limit_ratio
-from shared.platform.clock import market_today, utcnow
+from shared.platform.clock import EXCHANGE_TZ, market_today, utcnow
 from shared.platform.errors import Conflict, NotFound, ServiceError, Unavailable
 from shared.platform.events import Envelope
 from shared.platform.events.schemas import BarsUpdated, OrderUpdated, TradeExecuted
@@ -38,7 +37,6 @@ from shared.research.engine.metrics import compute_metrics
 from shared.research.strategy import Strategy
 
 log = logging.getLogger(__name__)
-EXCHANGE_TZ = ZoneInfo("Asia/Shanghai")
 LIVE_HISTORY_DAYS = 250  # trading days of history a real-clock instance keeps (more when its warm-up asks)
 LIVE_LOOKBACK_DAYS = 1100  # calendar days searched back for that history
 
@@ -138,8 +136,7 @@ async def load_market(
         start=start,
         end=end,
         calendar=tuple(calendar) or None,
-        corporate_actions=False,  # execution does not apply them to positions (yet): neither does the book
-        **dict(spec.costs),
+        **{**dict(spec.costs), "corporate_actions": False},  # execution does not apply them (yet): nor the book
     )
     panel = await asyncio.to_thread(load_bars, frame, config)
     return panel, config
@@ -196,6 +193,9 @@ class Runner:
         self.stopping: dict[str, asyncio.Event] = {}
         self.recorded: dict[str, asyncio.Event] = {}
         self.live: dict[str, str] = {}  # instances on the real clock: their order timing
+        self.unrecovered: dict[str, InstanceRecord] = {}  # running instances a peer's outage kept from resuming
+        self.latest_bar: date | None = None  # the newest complete bar announced
+        self.sent_orders: dict[str, int] = {}
         self.locks: dict[str, asyncio.Lock] = {}
         self.replay_lock = asyncio.Lock()  # one replay clock: one replay at a time
 
@@ -218,7 +218,18 @@ class Runner:
 
     async def recover(self, instance: InstanceRecord) -> None:
         """After a restart of the service: carry on with an instance that was running (or paused) when it stopped,
-        from its stored book; a replay resumes where it was."""
+        from its stored book; a replay resumes where it was. An outage of a peer (data, risk, execution) does not fail
+        the instance: `tick` tries again until it can."""
+        try:
+            await self._recover(instance)
+        except (Unavailable, PathUnavailable, BarsUnavailable) as exc:
+            log.warning("an instance cannot resume yet: a peer is unavailable",
+                        extra={"instance_id": instance.instance_id, "error": str(exc)})  # fmt: skip
+            self.unrecovered[instance.instance_id] = instance
+            return
+        self.unrecovered.pop(instance.instance_id, None)
+
+    async def _recover(self, instance: InstanceRecord) -> None:
         saved = await self.books.load_book(instance.instance_id)
         meta = (saved or {}).get("replay")
         if meta is None:
@@ -243,20 +254,32 @@ class Runner:
     async def go_live(self, instance: InstanceRecord, *, recovered: bool = False) -> None:
         """Trade the instance on the real market clock: its history (at least its warm-up) loaded now; then each
         complete `bars.updated` gives it that day's bar (on_bar), and its orders go out in the next session's window
-        (its order timing)."""
+        (its order timing). The universe is resolved once, at the first start, and kept (the book's columns and the
+        strategy's per-symbol state must keep meaning the same stocks)."""
         if self.sessions is not None:
             raise Conflict("replay_clock", "this platform runs a replay market clock: start the instance with "
                            '{"replay": {"start": ..., "end": ...}}')  # fmt: skip
         spec = run_spec(instance)
         cls = self._class(spec.strategy)
         strategy = cls(dict(spec.params))
+        saved = await self.books.load_book(spec.instance_id)
+        meta = (saved or {}).get("live")
         end = market_today(self.now(), None)
-        panel, config = await load_market(
-            self.market(), spec, cls, end - timedelta(days=LIVE_LOOKBACK_DAYS), end,
-            keep_last=max(LIVE_HISTORY_DAYS, strategy.warmup_bars()), warmup=strategy.warmup_bars(),
-        )  # fmt: skip
-        run = InstanceRun(spec.instance_id, strategy, panel, config, self.path, self.books)
-        await run.begin()
+        if meta is None:
+            panel, config = await load_market(
+                self.market(), spec, cls, end - timedelta(days=LIVE_LOOKBACK_DAYS), end,
+                keep_last=max(LIVE_HISTORY_DAYS, strategy.warmup_bars()), warmup=strategy.warmup_bars(),
+            )  # fmt: skip
+            meta = {"codes": list(panel.codes), "first_day": panel.dates[0].isoformat()}
+        else:
+            panel, config = await load_market(
+                self.market(), replace(spec, universe={"ts_codes": meta["codes"]}), cls,
+                date.fromisoformat(meta["first_day"]), end,
+            )  # fmt: skip
+            _same_universe(meta["codes"], panel.codes)
+        spec = replace(spec, universe={"ts_codes": meta["codes"]})
+        run = InstanceRun(spec.instance_id, strategy, panel, config, self.path, _WithMeta(self.books, "live", meta))
+        await run.prepare()
         if run.book.t < 0:
             # a first start: the history is the warm-up; the first bar the strategy trades on is the next one
             run.book.t = len(panel.dates) - 1
@@ -268,17 +291,27 @@ class Runner:
         self.live[spec.instance_id] = instance.order_timing
         self.locks.setdefault(spec.instance_id, asyncio.Lock())
         gate = self.resume_gates.setdefault(spec.instance_id, asyncio.Event())
-        gate.clear() if instance.state.value == "paused" else gate.set()
+        if instance.state.value == "paused":
+            gate.clear()
+        else:
+            gate.set()
 
     async def on_bars(self, trade_date: date) -> None:
-        """A complete `bars.updated` for `trade_date`: every instance trading the real clock gets its new bars."""
+        """A complete `bars.updated` for `trade_date`: every instance trading the real clock gets its new bars. An
+        instance that cannot take them now (the data service down) is given them again by the next `tick`."""
+        self.latest_bar = max(self.latest_bar or trade_date, trade_date)
         for instance_id in list(self.live):
-            try:
-                await self._advance(instance_id, trade_date)
-            except InstanceFailed as exc:
-                await self._fail(instance_id, exc.trace)
-            except Exception:
-                log.exception("could not give an instance its bar", extra={"instance_id": instance_id})
+            await self._guarded(instance_id, self._advance(instance_id, trade_date), "give an instance its bar")
+
+    async def _guarded(self, instance_id: str, step: Awaitable[None], what: str) -> None:
+        """One instance's step: its strategy raising fails it (only it); anything else is logged and retried by the
+        next tick; the other instances go on either way."""
+        try:
+            await step
+        except InstanceFailed as exc:
+            await self._fail(instance_id, exc.trace)
+        except Exception:
+            log.exception(f"could not {what}; retrying at the next tick", extra={"instance_id": instance_id})
 
     async def _advance(self, instance_id: str, trade_date: date) -> None:
         run, spec = self.runs.get(instance_id), self.specs.get(instance_id)
@@ -291,14 +324,34 @@ class Runner:
             if trade_date <= last:
                 return  # a bar it has (a redelivered event)
             cls = type(run.strategy)
-            panel, config = await load_market(
-                self.market(), spec, cls, book.panel.dates[0], trade_date,
-                keep_last=max(LIVE_HISTORY_DAYS, run.strategy.warmup_bars()),
-            )  # fmt: skip
+            # from the same first day on: the panel grows by a row a day, so day indices keep counting
+            panel, config = await load_market(self.market(), spec, cls, book.panel.dates[0], trade_date)
+            _same_universe(list(book.panel.codes), panel.codes)
             run.rebind(panel, config)
             for t in range(panel.dates.index(last) + 1, len(panel.dates)):
                 report = await run.close_bar(t)
+                # the orders of this bar's session went out before the bar arrived
+                report = replace(report, orders_sent=self.sent_orders.pop(instance_id, 0))
                 await self.events.bar(spec, report)
+
+    async def tick(self) -> None:
+        """Every few seconds: instances whose recovery failed on an outage try again; instances behind the latest
+        announced bar take it; each real-clock instance whose next session's order window is open sends its orders."""
+        for instance in list(self.unrecovered.values()):
+            try:
+                await self.recover(instance)
+            except Exception:
+                log.warning(
+                    "an instance still cannot resume; trying again",
+                    extra={"instance_id": instance.instance_id},
+                    exc_info=True,
+                )
+        if self.latest_bar is not None:
+            for instance_id in list(self.live):
+                run = self.runs.get(instance_id)
+                if run is not None and run.book.panel.dates[run.book.t] < self.latest_bar:
+                    await self._guarded(instance_id, self._advance(instance_id, self.latest_bar), "catch up a bar")
+        await self.send_due()
 
     async def send_due(self) -> None:
         """Each real-clock instance whose next session's order window is open sends the orders due (once)."""
@@ -308,25 +361,47 @@ class Runner:
             if run is None or gate is None or not gate.is_set() or not run.book.pending:
                 continue
             last = run.book.panel.dates[run.book.t]
-            session = next_session(last)
-            if session is None or run.book.session_day == session:
+            session = await self.next_session(last)
+            if session is None or run.book.sent_session == session:
                 continue
             opens, closes = window(timing, session)
             if not opens <= now < closes:
                 continue
-            async with self.locks[instance_id]:
-                run.order_window_s = (closes - now).total_seconds()
-                try:
-                    await run.trade(reference_row(run.book, session))
-                except InstanceFailed as exc:
-                    await self._fail(instance_id, exc.trace)
+            await self._guarded(instance_id, self._send_session(instance_id, run, session, closes), "send orders")
+
+    async def _send_session(self, instance_id: str, run: InstanceRun, session: date, closes: datetime) -> None:
+        async with self.locks[instance_id]:
+            run.order_window_s = (closes - self.now()).total_seconds()
+            sent_before = run.orders_sent
+            await run.trade(reference_row(run.book, session))
+            self.sent_orders[instance_id] = self.sent_orders.get(instance_id, 0) + run.orders_sent - sent_before
+
+    async def next_session(self, day: date) -> date | None:
+        """The trading day after `day`: the data service's calendar, or the built-in one when it cannot answer."""
+        try:
+            days = await self.market().trading_days(day + timedelta(days=1), day + timedelta(days=20))
+        except BarsUnavailable:
+            days = None
+        if days:
+            return days[0]
+        builtin = next_session(day)
+        if builtin is None:
+            log.error("no trade calendar for the session after the instance's last bar", extra={"day": str(day)})
+        return builtin
 
     async def _fail(self, instance_id: str, trace: str) -> None:
         spec = self.specs.get(instance_id)
         self.live.pop(instance_id, None)
         self.runs.pop(instance_id, None)
-        if spec is not None:
+        stop = self.stopping.get(instance_id)
+        if stop is not None:
+            stop.set()  # a replay stops before its next day
+        if spec is None:
+            return
+        try:
             await self.events.failed(spec, trace)
+        except Exception:
+            log.exception("could not record an instance's failure", extra={"instance_id": instance_id})
 
     # --- replays --------------------------------------------------------------------------------------------------
     async def replay(
@@ -349,9 +424,9 @@ class Runner:
         panel, config = await load_market(self.market(), spec, cls, start, end)
         meta = {"start": start.isoformat(), "end": end.isoformat(), "days_per_second": days_per_second}
         run = InstanceRun(
-            spec.instance_id, cls(dict(spec.params)), panel, config, self.path, _WithReplay(self.books, meta)
+            spec.instance_id, cls(dict(spec.params)), panel, config, self.path, _WithMeta(self.books, "replay", meta)
         )
-        await run.begin()
+        await run.prepare()
         self.runs[spec.instance_id] = run
         self.specs[spec.instance_id] = spec
         gate = self.resume_gates.setdefault(spec.instance_id, asyncio.Event())
@@ -385,7 +460,10 @@ class Runner:
         await gate.wait()  # recovered paused: hold before the first bar
 
         try:
-            await replay(run, sessions.open_session, days_per_second=days_per_second, on_bar=on_bar, stop=stop)
+            await replay(
+                run, sessions.open_session, days_per_second=days_per_second, on_bar=on_bar, stop=stop,
+                lock=self.locks.setdefault(spec.instance_id, asyncio.Lock()),
+            )  # fmt: skip
             if not stop.is_set():
                 await self.events.finished(spec)
         except InstanceFailed as exc:
@@ -405,8 +483,12 @@ class Runner:
 
     # --- the lifecycle ----------------------------------------------------------------------------------------------
     async def pause(self, instance_id: str) -> None:
+        """Between sessions: a session whose orders are being sent finishes first (risk refuses the orders of an
+        instance recorded as paused, which would cut a session in two)."""
         gate = self.resume_gates.get(instance_id)
-        if gate is not None:
+        if gate is None:
+            return
+        async with self.locks.setdefault(instance_id, asyncio.Lock()):
             gate.clear()
 
     async def stop(self, instance_id: str, *, cancel_open_orders: bool) -> None:
@@ -465,10 +547,13 @@ class Runner:
         run = self.runs.get(str(instance_id)) if instance_id else None
         if run is None:
             return
-        if isinstance(parsed, TradeExecuted):
-            await run.on_fill(fill_of(parsed.model_dump()))
-        elif isinstance(parsed, OrderUpdated):
-            run.on_order_final(parsed.client_order_id, parsed.status, parsed.filled_qty, parsed.reason)
+        try:
+            if isinstance(parsed, TradeExecuted):
+                await run.on_fill(fill_of(parsed.model_dump()))
+            elif isinstance(parsed, OrderUpdated):
+                run.on_order_final(parsed.client_order_id, parsed.status, parsed.filled_qty, parsed.reason)
+        except InstanceFailed as exc:  # its on_trade / on_order raised: the fill is booked, the instance fails
+            await self._fail(run.instance_id, exc.trace)
 
     # --- the sleeve and the performance ----------------------------------------------------------------------------
     async def sleeve(self, instance: InstanceRecord) -> dict[str, Any]:
@@ -552,18 +637,33 @@ class Runner:
         }
 
 
-class _WithReplay:
-    """The book store, with the replay's range kept beside the book (a restarted service resumes the replay)."""
+def _same_universe(before: list[str], now: tuple[str, ...]) -> None:
+    """The instance's stocks must stay its columns: a stock without a bar in the whole window (delisted) changes
+    them, and the book and the strategy's per-symbol state would then mean other stocks. Fail closed, naming them."""
+    if list(now) != list(before):
+        gone, new = sorted(set(before) - set(now)), sorted(set(now) - set(before))
+        raise ServiceError(
+            "universe_changed",
+            f"the instance's stocks changed (no bars now: {', '.join(gone) or 'none'}; new: {', '.join(new) or 'none'})"
+            ": stop it and start a new instance",
+            status_code=409,
+        )
 
-    def __init__(self, books: BookStore, meta: dict[str, Any]) -> None:
+
+class _WithMeta:
+    """The book store, with a run's own facts kept beside the book (`key`: its value), e.g. a real-clock instance's
+    resolved universe."""
+
+    def __init__(self, books: BookStore, key: str, meta: dict[str, Any]) -> None:
         self.books = books
+        self.key = key
         self.meta = meta
 
     async def load_book(self, instance_id: str) -> dict[str, Any] | None:
         return await self.books.load_book(instance_id)
 
     async def save_book(self, instance_id: str, bar_date: date | None, book: dict[str, Any]) -> None:
-        await self.books.save_book(instance_id, bar_date, {**book, "replay": self.meta})
+        await self.books.save_book(instance_id, bar_date, {**book, self.key: self.meta})
 
 
 __all__ = ["InstanceEvents", "RunSpec", "Runner", "load_market", "run_spec"]

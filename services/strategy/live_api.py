@@ -9,8 +9,8 @@ from fastapi import APIRouter, Request
 
 from services.strategy.deps import Caller, Instances
 from services.strategy.live import Runner
+from services.strategy.runner import cny
 from services.strategy.schemas import SleeveOut
-from shared.core.domain import from_fen
 
 router = APIRouter(prefix="/v1/strategy-instances", tags=["strategy instances"])
 
@@ -18,10 +18,6 @@ router = APIRouter(prefix="/v1/strategy-instances", tags=["strategy instances"])
 def _runner(request: Request) -> Runner:
     runner: Runner = request.app.state.runner
     return runner
-
-
-def cny(fen: int) -> str:
-    return str(from_fen(fen))
 
 
 @router.get(

@@ -9,17 +9,15 @@ from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from shared.core.domain import money
-from shared.platform.clock import utcnow
+from shared.platform.clock import EXCHANGE_TZ, utcnow
 from shared.platform.errors import ServiceError, Unavailable
 from shared.platform.http import ServiceDirectory
 from shared.platform.internal_auth import INTERNAL_HEADER, Principal, mint_internal_token, service_headers
 from shared.platform.market_data import BarsUnavailable, MarketData
 from shared.platform.universe import Universe
 
-EXCHANGE_TZ = ZoneInfo("Asia/Shanghai")
 SERVICE = "strategy"
 
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from services.strategy.book import Plan, SessionRow, Settlement, SleeveBook, TradeFill, client_order_id
 from services.strategy.trading import PathUnavailable, Placed, Refused, TradingPath, fill_of
-from shared.core.market.matching import STATUS_NAMES
+from shared.core.market.matching import STATUS_NAMES, STATUS_REJECTED
 from shared.research.engine.config import BacktestConfig
 from shared.research.engine.context import BacktestContext, RunHistory
 from shared.research.engine.core import cross_section
@@ -67,13 +67,14 @@ class BarReport:
     orders_sent: int
     equity_fen: int
     seconds: float
+    fills: int = 0  # fills booked since the instance began
 
 
 def persisted_state(strategy: Strategy) -> dict[str, Any]:
     """The strategy's declared `persist` attributes as JSON (numpy arrays with their dtype)."""
     out: dict[str, Any] = {}
     for name in type(strategy).persist:
-        owner, _, attr = _owner(strategy, name)
+        owner, attr = _owner(strategy, name)
         if owner is None or not hasattr(owner, attr):
             continue
         value = getattr(owner, attr)
@@ -89,20 +90,20 @@ def restore_state(strategy: Strategy, saved: Mapping[str, Any]) -> None:
         if name not in type(strategy).persist:
             continue
         value = np.array(cell["ndarray"], dtype=cell["dtype"]) if "ndarray" in cell else cell["value"]
-        owner, _, attr = _owner(strategy, name)
+        owner, attr = _owner(strategy, name)
         if owner is not None:
             setattr(owner, attr, value)
 
 
-def _owner(strategy: Strategy, path: str) -> tuple[Any, str, str]:
-    """The object holding the last attribute of a dotted `path` (None when a step is missing)."""
+def _owner(strategy: Strategy, path: str) -> tuple[Any, str]:
+    """The object holding the last attribute of a dotted `path` (None when a step is missing), and that attribute."""
     *steps, attr = path.split(".")
     owner: Any = strategy
     for step in steps:
         owner = getattr(owner, step, None)
         if owner is None:
-            return None, path, attr
-    return owner, path, attr
+            return None, attr
+    return owner, attr
 
 
 class InstanceRun:
@@ -133,9 +134,9 @@ class InstanceRun:
         self.listens_trades = cls.on_trade is not Strategy.on_trade
         self.fills = asyncio.Condition()
         self.sent: dict[str, Plan] = {}  # client_order_id -> the plan, for orders not yet settled
-        self.placed: dict[str, Placed] = {}
         self.settlements: list[Settlement] = []  # every settlement, in order (what on_order heard)
         self.orders_sent = 0
+        self.window_ends = 0.0
         self.failed: InstanceFailed | None = None
         # after a restart: the orders execution already holds for the instance, by client_order_id
         self.known_orders: dict[str, dict[str, Any]] = {}
@@ -150,7 +151,7 @@ class InstanceRun:
         self.ctx = BacktestContext(book, RunHistory(panel, config))
 
     # --- start ----------------------------------------------------------------------------------------------------
-    async def begin(self) -> None:
+    async def prepare(self) -> None:
         """on_init, then the stored book (a restart) or the orders on_init placed (a first start)."""
         self._hook(self.strategy.on_init, self.ctx)
         saved = await self.books.load_book(self.instance_id)
@@ -183,16 +184,20 @@ class InstanceRun:
         cash pays once the sells filled (the engine's order of a day's fills)."""
         book = self.book
         book.open_session(row.day)
+        self.window_ends = time.monotonic() + self.order_window_s  # one window for the session's orders
         due, cancelled = book.due(row)
         self._settle(cancelled)
         for round_ in book.rounds(due):
             round_ = await self._known(round_)
             sells, buys, settled = book.size(round_, row)
+            self._settle(settled)
             await self._send(sells)
             kept, dropped = book.afford(buys)
+            self._settle(dropped)
             await self._send(kept)
-            self._settle(settled + dropped)
             await self.save()
+        book.sent_session = row.day
+        await self.save()
 
     async def close_bar(self, t: int, sent_before: int | None = None, started: float | None = None) -> BarReport:
         """Day t's bar is in: the day is marked at its close, then the strategy's on_bar, whose orders wait for the
@@ -208,7 +213,9 @@ class InstanceRun:
         await self.save()
         equity = book.cash_fen + book.market_value_fen()
         sent = self.orders_sent - (self.orders_sent if sent_before is None else sent_before)
-        return BarReport(self.instance_id, book.panel.dates[t], sent, equity, time.perf_counter() - started)
+        return BarReport(
+            self.instance_id, book.panel.dates[t], sent, equity, time.perf_counter() - started, len(book.applied_trades)
+        )
 
     async def finish(self) -> None:
         """The end of a replay: on_stop, and what is still pending is cancelled (end of data)."""
@@ -232,6 +239,7 @@ class InstanceRun:
             side = str(order["side"])
             price_fen = round(Decimal(str(order["price"])) * 100) if order.get("price") is not None else 0
             plan = Plan(intent, cid, str(order["ts_code"]), side, int(order["qty"]), int(price_fen), 0)
+            self.book.done(intent)
             self.sent[cid] = plan
             placed = Placed(str(order["order_id"]), str(order["status"]), int(order["filled_qty"]), order.get("reason"))
             await self._await_fills(plan, placed)
@@ -249,13 +257,15 @@ class InstanceRun:
         fills. An order the path cannot take now is sent again with the same client_order_id until the order
         window closes; then it is dropped and reported (it was never accepted)."""
         for plan in plans:
-            deadline = time.monotonic() + self.order_window_s
+            deadline = self.window_ends
             delay = 0.05
+            tried = False
             while True:
                 try:
                     answer = await self.path.place(plan, self.instance_id)
                     break
                 except PathUnavailable as exc:
+                    tried = True
                     if time.monotonic() + delay > deadline:
                         log.error(
                             "order dropped: the order path stayed unavailable for the order window",
@@ -265,13 +275,27 @@ class InstanceRun:
                         break
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 2.0)
+            if isinstance(answer, Refused) and tried:
+                # refused on a retry: the first attempt may have reached execution after all (its answer lost, and
+                # risk decided afresh once the approval expired). Execution's own record decides.
+                answer = await self._held(plan) or answer
             if isinstance(answer, Refused):
-                self._settle([Settlement(plan.intent, 3, 0, f"{answer.code}: {answer.reason}")])
+                self._settle([Settlement(plan.intent, STATUS_REJECTED, 0, f"{answer.code}: {answer.reason}")])
                 continue
+            self.book.done(plan.intent)
             self.orders_sent += 1
             self.sent[plan.client_order_id] = plan
-            self.placed[plan.client_order_id] = answer
             await self._await_fills(plan, answer)
+
+    async def _held(self, plan: Plan) -> Placed | None:
+        try:
+            orders = await self.path.orders(self.instance_id)
+        except PathUnavailable:
+            return None
+        for o in orders:
+            if o["client_order_id"] == plan.client_order_id:
+                return Placed(str(o["order_id"]), str(o["status"]), int(o["filled_qty"]), o.get("reason"))
+        return None
 
     async def _await_fills(self, plan: Plan, placed: Placed) -> None:
         cid = plan.client_order_id
@@ -321,6 +345,7 @@ class InstanceRun:
 
     def _settle(self, settlements: list[Settlement]) -> None:
         for s in settlements:
+            self.book.done(s.intent)
             self.settlements.append(s)
             if self.listens_orders:
                 self._hook(
@@ -375,6 +400,7 @@ async def replay(
     days_per_second: float | None = None,
     on_bar: Callable[[BarReport], Awaitable[None]] | None = None,
     stop: asyncio.Event | None = None,
+    lock: asyncio.Lock | None = None,
 ) -> None:
     """Play the run's panel day by day through the whole order path: each day the market clock moves to it
     (`open_session`), then the instance's session runs. As fast as possible, or `days_per_second`."""
@@ -385,15 +411,21 @@ async def replay(
         if stop is not None and stop.is_set():
             return
         began = time.monotonic()
-        if t == start_t:
-            await open_session(panel.dates[t], rewind=True)  # a new replay (or one resumed) may start before the clock
-        else:
-            await open_session(panel.dates[t])
-        report = await run.session(t)
+        async with lock or contextlib.nullcontext():  # a pause waits for the day in hand
+            if t == start_t:
+                await open_session(panel.dates[t], rewind=True)  # a new replay (or a resumed one) may go back
+            else:
+                await open_session(panel.dates[t])
+            report = await run.session(t)
         if on_bar is not None:
             await on_bar(report)
         if days_per_second:
-            await asyncio.sleep(max(0.0, 1.0 / days_per_second - (time.monotonic() - began)))
+            wait = max(0.0, 1.0 / days_per_second - (time.monotonic() - began))
+            if stop is None:
+                await asyncio.sleep(wait)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), wait)  # a stop does not wait out the pace
     await run.finish()
 
 

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from shared.platform.request_model import AccountId, JsonDecimal, RequestModel, StrictBool, TradeDate
+from shared.platform.request_model import AccountId, FiniteFloat, JsonDecimal, RequestModel, StrictBool, TradeDate
 from shared.platform.universe import CostModel, Universe
 from shared.research.strategy import StrategyInfo
 from shared.research.strategy.indicators import IndicatorInfo
@@ -76,8 +76,8 @@ class ReplaySpec(RequestModel):
 
     start: TradeDate = Field(description="the first replayed trading day")
     end: TradeDate = Field(description="the last replayed trading day")
-    days_per_second: float | None = Field(
-        default=None, gt=0, le=10_000, allow_inf_nan=False, description="pace; null: as fast as the path goes"
+    days_per_second: FiniteFloat | None = Field(
+        default=None, ge=0.01, le=10_000, allow_inf_nan=False, description="pace; null: as fast as the path goes"
     )
 
     @model_validator(mode="after")

@@ -9,16 +9,15 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Protocol
-from zoneinfo import ZoneInfo
 
 from services.strategy.book import Plan, TradeFill
 from shared.core.domain import to_fen
+from shared.platform.clock import EXCHANGE_TZ
 from shared.platform.errors import ServiceError, Unavailable
 from shared.platform.http import ServiceDirectory
 from shared.platform.internal_auth import service_headers
 
 log = logging.getLogger(__name__)
-EXCHANGE_TZ = ZoneInfo("Asia/Shanghai")
 
 
 @dataclass(frozen=True)

@@ -166,6 +166,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:
+            # FastAPI's answer to a body it cannot decode (bytes that are not UTF-8 JSON): bad input like any other,
+            # answered as every malformed body is
+            return error_response(422, "invalid_request", f"body: {exc.detail} (expected a JSON object in UTF-8)")
         code = {401: "unauthenticated", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
         response = error_response(
             exc.status_code, code.get(exc.status_code, f"http_{exc.status_code}"), str(exc.detail)

@@ -48,7 +48,7 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 # --- the market clock ------------------------------------------------------------------------------------------
 
-_EXCHANGE_TZ = ZoneInfo("Asia/Shanghai")
+EXCHANGE_TZ = ZoneInfo("Asia/Shanghai")
 SESSION_OPEN = time(9, 30)  # continuous trading starts: the moment a replayed session begins
 SESSION_CLOSE = time(15, 0)
 _TICK = timedelta(microseconds=1)
@@ -92,7 +92,7 @@ class ReplayClock:
     def set_session(self, day: date) -> None:
         self._session = day
         self._start = session_open(day)
-        self._last_moment = datetime.combine(day, SESSION_CLOSE, tzinfo=_EXCHANGE_TZ).astimezone(UTC) - _TICK
+        self._last_moment = datetime.combine(day, SESSION_CLOSE, tzinfo=EXCHANGE_TZ).astimezone(UTC) - _TICK
         self._set_at = monotonic()
 
     def now(self) -> datetime:
@@ -108,13 +108,13 @@ class ReplayClock:
 
 def session_open(day: date) -> datetime:
     """09:30 Asia/Shanghai on `day`, as aware UTC."""
-    return datetime.combine(day, SESSION_OPEN, tzinfo=_EXCHANGE_TZ).astimezone(UTC)
+    return datetime.combine(day, SESSION_OPEN, tzinfo=EXCHANGE_TZ).astimezone(UTC)
 
 
 def market_today(now: datetime, session: date | None) -> date:
     """The trading day "today" is for T+1, fee dates and day-order expiry: the replayed session when there is one,
     else the exchange's (Asia/Shanghai) date of `now`."""
-    return session if session is not None else now.astimezone(_EXCHANGE_TZ).date()
+    return session if session is not None else now.astimezone(EXCHANGE_TZ).date()
 
 
 def no_session() -> date | None:

@@ -237,6 +237,14 @@ class MarketData:
             codes = [c for c in codes if c not in st]
         return codes
 
+    async def trading_days(self, start: date, end: date) -> list[date]:
+        """The exchange's trading days in [start, end] from the data service's stored calendar."""
+        body = await self._retry(
+            "the trade calendar",
+            lambda: self._get_json("/v1/calendar", {"start": start.isoformat(), "end": end.isoformat()}),
+        )
+        return [date.fromisoformat(str(d)) for d in body["trading_days"]]
+
     async def resolve_universe(self, universe: dict[str, Any], on: date) -> list[str]:
         """The codes of a universe (shared.platform.universe.Universe as JSON) on `on`: the list as given, the
         index's constituents, or the stocks the filter passes. May be empty (the caller says what that means)."""

@@ -15,7 +15,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
 
 __all__ = [
     "ACCOUNT_ID_PATTERN",
@@ -23,6 +23,7 @@ __all__ = [
     "STRATEGY_INSTANCE_ID_PATTERN",
     "AccountId",
     "ClientOrderId",
+    "FiniteFloat",
     "IdempotencyKey",
     "IsoAwareDatetime",
     "JsonDecimal",
@@ -111,6 +112,10 @@ def _iso_datetime_text(value: object) -> object:
 
 IsoAwareDatetime = Annotated[AwareDatetime, BeforeValidator(_iso_datetime_text)]
 """A date-time with a UTC offset, read only from ISO 8601 text."""
+
+
+FiniteFloat = Annotated[StrictFloat, Field(allow_inf_nan=False)]
+"""A float read strictly: a JSON number (an integer too), not "0.02" or true, and never NaN or an infinity."""
 
 
 # --- client_order_id ----------------------------------------------------------------------------------------------

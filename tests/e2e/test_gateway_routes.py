@@ -189,3 +189,13 @@ async def test_stopping_a_strategy_instance_takes_an_optional_body(platform: Pla
     assert kept.status_code == 200, kept.text
     audit = (await platform.client.get(f"{path}/audit", headers=alice.headers)).json()
     assert audit[-1]["after"] == {"state": "stopped", "cancel_open_orders": False}
+
+
+async def test_a_body_that_is_not_utf8_json_is_a_422_naming_the_body(platform: Platform) -> None:
+    trader = await platform.user("trader")
+    for path in ("/api/v1/orders", "/api/v1/strategy-instances"):
+        answer = await platform.client.post(
+            path, content=b"\xea\xb8\xa3d\xff\xfeQ9$", headers={**trader.headers, "Content-Type": "application/json"}
+        )
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["code"] == "invalid_request" and answer.json()["message"].startswith("body: ")

@@ -63,8 +63,8 @@ class Strategy:
       `description` what the strategy does and the assumptions it makes
       `Params`      a `StrategyParams` subclass; its JSON schema is the strategy's parameter schema
       `persist`     the attributes (dotted paths allowed, e.g. "_rotation.target") a live or paper run stores after
-                    every bar and every fill and puts back when the instance resumes after a restart: the state the
-                    strategy keeps between bars (numpy arrays or JSON values). Default none: a strategy whose
+                    every bar and every round of fills and puts back when the instance resumes after a restart: the
+                    state the strategy keeps between bars (numpy arrays or JSON values). Default none: a strategy whose
                     decisions depend only on the context (history, positions) needs nothing.
       `bar_fields`  the Tushare daily_basic fields (e.g. "pe_ttm", "pb", "turnover_rate") it reads as extra columns of
                     the bars with `ctx.history(name, adjusted=False)`; the backtest service fetches these with the

@@ -5,6 +5,7 @@ bars and the session quotes worked out from them by hand; every amount below is 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -137,8 +138,15 @@ class Replay:
         assert response.status_code == 200, response.text
         return response.json()
 
-    def event_types(self, order_id: str) -> list[str]:
-        return [e.type for e in self.bus.published if e.payload.get("order_id") == order_id]
+    async def event_types(self, order_id: str, count: int) -> list[str]:
+        """The order's events on the bus, once `count` of them are there (the outbox relay publishes after the
+        answer; a loaded machine can take a moment), or what is there after 10 s."""
+        deadline = asyncio.get_running_loop().time() + 10
+        while True:
+            seen = [e.type for e in self.bus.published if e.payload.get("order_id") == order_id]
+            if len(seen) >= count or asyncio.get_running_loop().time() > deadline:
+                return seen
+            await asyncio.sleep(0.02)
 
 
 @asynccontextmanager
@@ -271,7 +279,7 @@ async def test_a_suspended_symbols_order_rests_and_fills_on_the_next_session_it_
         [trade] = await r.get(di, "/v1/trades")
         # 1,210.00: commission 5.00, transfer fee 0.0121 -> 0.01.
         assert (trade["amount"], trade["fees"], trade["traded_at"]) == ("1210.00", "5.01", at("2024-03-05", 9, 30))
-        assert r.event_types(order["order_id"]) == [
+        assert await r.event_types(order["order_id"], 4) == [
             "order.accepted", "order.submitted", "trade.executed", "order.filled"
         ]  # fmt: skip
 
@@ -289,7 +297,7 @@ async def test_a_volume_capped_order_fills_in_part_and_the_rest_is_cancelled(tmp
         [trade] = await r.get(ed, "/v1/trades")
         # 5,100.00: commission 1.275 -> 5.00, transfer fee 0.051 -> 0.05.
         assert (trade["qty"], trade["amount"], trade["fees"]) == (1000, "5100.00", "5.05")
-        assert r.event_types(order["order_id"]) == [
+        assert await r.event_types(order["order_id"], 5) == [
             "order.accepted", "order.submitted", "trade.executed", "order.partially_filled", "order.cancelled"
         ]  # fmt: skip
         account = await r.get(ed, "/v1/account")

@@ -28,6 +28,7 @@ PASSED_THROUGH = {
     "/api/v1/optimisations",
     "/api/v1/strategy-instances",
     "/api/v1/strategy-instances/{instance_id}",
+    "/api/v1/strategy-instances/{instance_id}/start",
     "/api/v1/strategy-instances/{instance_id}/stop",
 }
 
@@ -120,6 +121,7 @@ def test_every_request_body_of_every_app_is_a_strict_request_model() -> None:
         "execution /v1/account/cash": "CashMovementIn",
         "strategy /v1/strategy-instances": "InstanceCreate",
         "strategy /v1/strategy-instances/{instance_id}": "ParamsUpdate",
+        "strategy /v1/strategy-instances/{instance_id}/start": "StartRequest",
         "strategy /v1/strategy-instances/{instance_id}/stop": "StopRequest",
         "execution /v1/paper/session": "PaperSessionIn",
     }

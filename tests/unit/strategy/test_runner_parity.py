@@ -155,7 +155,7 @@ async def _replay(
     path = FillingPath()
     run = InstanceRun(INSTANCE, strategy_cls(params or {}), panel, config, path, books)
     path.run = run
-    await run.begin()
+    await run.prepare()
     if stop_after is None:
         await replay(run, path.open_session)
         return run, path
@@ -172,7 +172,7 @@ async def _replay(
     # a restart: a new process, a new strategy object, the stored book, the same broker
     again = InstanceRun(INSTANCE, strategy_cls(params or {}), panel, config, path, books)
     path.run = again
-    await again.begin()
+    await again.prepare()
     await replay(again, path.open_session)
     return again, path
 
@@ -221,13 +221,13 @@ def test_a_crash_between_an_order_and_its_answer_sends_nothing_twice(market: pd.
         path = FillingPath(crash_at=crash_at)
         run = InstanceRun(INSTANCE, cls(), panel, config, path, books)
         path.run = run
-        await run.begin()
+        await run.prepare()
         with pytest.raises(Crash):
             await replay(run, path.open_session)
         crashed_on = path.session
         again = InstanceRun(INSTANCE, cls(), panel, config, path, books)
         path.run = again
-        await again.begin()
+        await again.prepare()
         await replay(again, path.open_session)
         return again, path, crashed_on.toordinal()
 
