@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
+from pydantic import ValidationError
 
 from services.strategy.book import SessionRow, SleeveBook
 from services.strategy.runner import BarReport, BookStore, InstanceFailed, InstanceRun, cny, replay
@@ -66,6 +67,7 @@ class RunSpec:
     capital_fen: int
     universe: Mapping[str, Any]
     costs: Mapping[str, Any]
+    reload: str = "manual"  # auto: hot reload swaps in a changed class of its strategy between bars
 
 
 def run_spec(instance: InstanceRecord) -> RunSpec:
@@ -78,6 +80,7 @@ def run_spec(instance: InstanceRecord) -> RunSpec:
         capital_fen=instance.capital_fen,
         universe=instance.universe,
         costs=instance.costs,
+        reload=instance.reload,
     )
 
 
@@ -354,6 +357,7 @@ class Runner:
         await run.begin()
         self.runs[spec.instance_id] = run
         self.specs[spec.instance_id] = spec
+        self.locks.setdefault(spec.instance_id, asyncio.Lock())
         gate = self.resume_gates.setdefault(spec.instance_id, asyncio.Event())
         if paused:
             gate.clear()
@@ -385,7 +389,10 @@ class Runner:
         await gate.wait()  # recovered paused: hold before the first bar
 
         try:
-            await replay(run, sessions.open_session, days_per_second=days_per_second, on_bar=on_bar, stop=stop)
+            await replay(
+                run, sessions.open_session, days_per_second=days_per_second, on_bar=on_bar, stop=stop,
+                lock=self.locks[spec.instance_id],
+            )  # fmt: skip
             if not stop.is_set():
                 await self.events.finished(spec)
         except InstanceFailed as exc:
@@ -396,6 +403,42 @@ class Runner:
             await self.events.failed(spec, traceback.format_exc())
         finally:
             self.replay_lock.release()
+
+    # --- hot reload -------------------------------------------------------------------------------------------------
+    async def swap_strategy(self, name: str, cls: type[Strategy]) -> dict[str, str | None]:
+        """Hot reload: each instance of strategy `name` running here (or paused) that opted in (`reload: auto`) takes
+        the changed class `cls` at its next safe point — under its lock, which a bar (its on_bar, its session's
+        orders) holds — keeping its book and its `persist` variables. Its parameters (those it runs with) must
+        validate against `cls.Params` and the new object's on_init must not raise; otherwise it keeps the old code.
+        Returns instance id -> None (it runs `cls` now) or why it kept its code."""
+        outcome: dict[str, str | None] = {}
+        for instance_id, spec in list(self.specs.items()):
+            run = self.runs.get(instance_id)
+            if run is None or spec.strategy != name or spec.reload != "auto":
+                continue
+            task = self.tasks.get(instance_id)
+            if run.failed is not None or (task is not None and task.done()):
+                continue  # failed, or a replay that has played its last day
+            async with self.locks.setdefault(instance_id, asyncio.Lock()):
+                if self.runs.get(instance_id) is not run or run.failed is not None:
+                    continue  # stopped or failed while the bar ran
+                try:
+                    params = cls.parse_params(run.strategy.params.model_dump(mode="json"))
+                    run.take_strategy(cls(params))
+                except ValidationError as exc:
+                    outcome[instance_id] = "; ".join(
+                        f"params.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False)
+                    )
+                    continue
+                except Exception as exc:
+                    outcome[instance_id] = f"{type(exc).__name__} starting the new class: {exc}"
+                    continue
+                outcome[instance_id] = None
+                try:
+                    await run.save()  # the stored variables as the new class declares them (the next bar would too)
+                except Exception:
+                    log.warning("could not store a reloaded instance's book", extra={"instance_id": instance_id})
+        return outcome
 
     def _class(self, name: str) -> type[Strategy]:
         cls = self.strategies.get(name)

@@ -149,6 +149,27 @@ class InstanceRun:
         self.book = book
         self.ctx = BacktestContext(book, RunHistory(panel, config))
 
+    def take_strategy(self, strategy: Strategy) -> None:
+        """Hot reload, between bars: `strategy` (an object of the reloaded class) carries on from here. Its on_init
+        runs with the context, as on a restart, but the orders it places are dropped (the instance's orders are
+        those its book already holds); then it gets the old object's `persist` variables, as a restart would give
+        them. The book (positions, cash, pending and open orders) stays as it is. When on_init raises, nothing has
+        changed and the exception is the caller's."""
+        book = self.book
+        fresh, next_intent, seq_by_bar = len(book.fresh), book.next_intent, dict(book.seq_by_bar)
+        try:
+            strategy.on_init(self.ctx)
+        finally:
+            # the order ids and per-bar sequences too, so the next bar's client_order_ids are those of a run that
+            # never reloaded (and those of a restart that runs the bar again)
+            del book.fresh[fresh:]
+            book.next_intent, book.seq_by_bar = next_intent, seq_by_bar
+        restore_state(strategy, persisted_state(self.strategy))
+        self.strategy = strategy
+        cls = type(strategy)
+        self.listens_orders = cls.on_order is not Strategy.on_order
+        self.listens_trades = cls.on_trade is not Strategy.on_trade
+
     # --- start ----------------------------------------------------------------------------------------------------
     async def begin(self) -> None:
         """on_init, then the stored book (a restart) or the orders on_init placed (a first start)."""
@@ -375,9 +396,12 @@ async def replay(
     days_per_second: float | None = None,
     on_bar: Callable[[BarReport], Awaitable[None]] | None = None,
     stop: asyncio.Event | None = None,
+    lock: asyncio.Lock | None = None,
 ) -> None:
     """Play the run's panel day by day through the whole order path: each day the market clock moves to it
-    (`open_session`), then the instance's session runs. As fast as possible, or `days_per_second`."""
+    (`open_session`), then the instance's session runs. As fast as possible, or `days_per_second`. `lock` is held
+    while a session (and the end) runs: what takes it (a hot reload's swap of the strategy) gets in between bars."""
+    held: contextlib.AbstractAsyncContextManager[Any] = lock if lock is not None else contextlib.nullcontext()
     panel = run.book.panel
     # a day whose session was cut short (a crash between its orders) runs again: its sent orders are found by id
     start_t = run.book.t + 1 if run.book.bar_done else run.book.t
@@ -389,12 +413,14 @@ async def replay(
             await open_session(panel.dates[t], rewind=True)  # a new replay (or one resumed) may start before the clock
         else:
             await open_session(panel.dates[t])
-        report = await run.session(t)
+        async with held:
+            report = await run.session(t)
         if on_bar is not None:
             await on_bar(report)
         if days_per_second:
             await asyncio.sleep(max(0.0, 1.0 / days_per_second - (time.monotonic() - began)))
-    await run.finish()
+    async with held:
+        await run.finish()
 
 
 __all__ = [
