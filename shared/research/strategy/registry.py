@@ -139,7 +139,11 @@ def import_fresh(path: Path, module_name: str, source: bytes | None = None) -> M
 
 def discover_folders(dirs: Sequence[Path]) -> dict[str, type[Strategy]]:
     """The strategies of the files in strategy folders (LH_STRATEGY_DIRS). As `discover_strategies`, a file that
-    fails to import or a malformed strategy raises."""
+    fails to import or a malformed strategy raises, and so does a folder that does not exist (a typo in the setting
+    would otherwise drop its strategies without a word)."""
+    for folder in dirs:
+        if not folder.is_dir():
+            raise StrategyDefinitionError(f"strategy folder {folder} (LH_STRATEGY_DIRS) is not a folder")
     classes: list[type[Strategy]] = []
     for path, module_name in folder_files(dirs).items():
         classes.extend(strategy_classes(import_fresh(path, module_name)))

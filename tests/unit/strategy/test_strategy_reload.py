@@ -30,7 +30,13 @@ from shared.platform.events import StrategyCodeRejected
 from shared.platform.settings import Settings
 from shared.research.engine import BacktestConfig, load_bars
 from shared.research.strategy import Strategy
-from shared.research.strategy.registry import folder_files, import_fresh, strategy_classes
+from shared.research.strategy.registry import (
+    StrategyDefinitionError,
+    discover_folders,
+    folder_files,
+    import_fresh,
+    strategy_classes,
+)
 from tests.unit.strategy.test_runner_parity import FillingPath, MemoryBooks
 
 HEADER = """
@@ -154,6 +160,14 @@ def test_folder_files_are_the_public_python_files_under_names_of_their_own(tmp_p
     assert sorted(p.relative_to(tmp_path).as_posix() for p in files) == ["one/json.py", "two/json.py"]
     names = list(files.values())
     assert len(set(names)) == 2 and all(n.startswith("lh_strategy_dir_") and n.endswith("_json") for n in names)
+
+
+def test_the_strategies_of_a_folder_are_found_and_a_missing_folder_is_refused(tmp_path: Path, modules: None) -> None:
+    write(tmp_path / "ticker.py", TICKER_V1)
+    found = discover_folders([tmp_path])
+    assert list(found) == ["ticker"] and found["ticker"].title == "Ticker v1"
+    with pytest.raises(StrategyDefinitionError, match="is not a folder"):
+        discover_folders([tmp_path, tmp_path / "typo"])
 
 
 # --- the watcher ------------------------------------------------------------------------------------------------
