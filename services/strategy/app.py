@@ -53,8 +53,10 @@ def create_app(
     strategies: Mapping[str, type[Strategy]] | None = None,
     runner: InstanceRunner | None = None,
 ) -> FastAPI:
-    """`strategies` defaults to those discovered in the `strategies` package; `runner` to the service's own
-    (`services.strategy.live.Runner`), which trades the instances through risk and execution."""
+    """`strategies` defaults to those discovered in the `strategies` package (the folders of LH_STRATEGY_DIRS add
+    theirs either way); `runner` to the service's own (`services.strategy.live.Runner`), which trades the instances
+    through risk and execution. With that runner, hot reload watches the files of the package (when `strategies` is
+    not given) and of the folders every LH_STRATEGY_RELOAD_S seconds (services/strategy/reload.py)."""
     infra = infra or Infra.from_settings(settings, SERVICE)
     folders = settings.strategy_folders()
     # One dict, read by the instance API and the runner alike: hot reload updates it in place
