@@ -20,6 +20,7 @@ from shared.platform.events.schemas import (
     BacktestProgress,
     OrderDenied,
     OrderUpdated,
+    StrategyCodeRejected,
     StrategyInstanceBar,
     StrategyInstanceChanged,
     TradeExecuted,
@@ -28,7 +29,7 @@ from shared.platform.roles import Role
 
 log = logging.getLogger(__name__)
 
-EVENT_PATTERNS = ["order.*", "trade.*", "backtest.*", "strategy.instance.*"]
+EVENT_PATTERNS = ["order.*", "trade.*", "backtest.*", "strategy.instance.*", "strategy.code.*"]
 CONSUMER = "gateway-ws"
 # Events waiting for one socket. A client this far behind is not reading: it is dropped rather than let its backlog
 # grow without bound (it reconnects and reloads the orders table, which is the source of truth anyway).
@@ -52,8 +53,8 @@ router = APIRouter()
 def visible_to(user: CurrentUser, event: Envelope) -> bool:
     """Order events (risk's denials too) and trade events name their `account_id`; backtest events their `owner`
     (a username); a strategy instance's events its `owner` (and its lifecycle events its `account_id`, whose user
-    sees the instance too). Read from the payload as its schema: the bus dead-letters one that does not parse,
-    before this."""
+    sees the instance too); a refused hot reload (`strategy.code.rejected`) the owner of the instance it names.
+    Read from the payload as its schema: the bus dead-letters one that does not parse, before this."""
     if user.role is Role.ADMIN:
         return True
     payload = event.parsed()
@@ -65,6 +66,9 @@ def visible_to(user: CurrentUser, event: Envelope) -> bool:
         return payload.owner == user.username or payload.account_id == user.account_id
     if isinstance(payload, StrategyInstanceBar):
         return payload.owner == user.username
+    if isinstance(payload, StrategyCodeRejected):
+        # an instance kept its old code: its owner hears; a file that did not import names no one (admins)
+        return payload.owner is not None and payload.owner == user.username
     return False  # an event of a type this stream does not route: nobody but an admin sees it
 
 

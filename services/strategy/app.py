@@ -1,5 +1,6 @@
 """The strategy service's app factory: the catalogue of installed strategies (the classes found in the `strategies`
-package when the service starts) and the strategy instances, in its own database with an outbox for their events."""
+package and the folders of LH_STRATEGY_DIRS when the service starts, kept current by hot reload) and the strategy
+instances, in its own database with an outbox for their events."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from services.strategy.live import Runner
 from services.strategy.metrics import InstanceMetrics
 from services.strategy.peers import DataServiceUniverse, ExecutionAccountCash
 from services.strategy.ports import InstanceRunner
+from services.strategy.reload import ReloadMetrics, ServiceReloadReports, StrategyWatcher
 from services.strategy.reports import InstanceReports, RunMetrics
 from services.strategy.store import MIGRATIONS, InstanceStore, outbox
 from services.strategy.trading import ExecutionReplaySessions, RestTradingPath
@@ -32,7 +34,8 @@ from shared.platform.market_data import MarketData
 from shared.platform.outbox import OutboxRelay
 from shared.platform.periodic import PeriodicTask
 from shared.platform.settings import Settings
-from shared.research.strategy import Strategy, describe, discover_strategies
+from shared.research.strategy import Strategy, describe, discover_strategies, strategies_by_name
+from shared.research.strategy.registry import discover_folders, folder_files, package_files
 
 SERVICE = "strategy"
 log = logging.getLogger(__name__)
@@ -50,10 +53,17 @@ def create_app(
     strategies: Mapping[str, type[Strategy]] | None = None,
     runner: InstanceRunner | None = None,
 ) -> FastAPI:
-    """`strategies` defaults to those discovered in the `strategies` package; `runner` to the service's own
-    (`services.strategy.live.Runner`), which trades the instances through risk and execution."""
+    """`strategies` defaults to those discovered in the `strategies` package (the folders of LH_STRATEGY_DIRS add
+    theirs either way); `runner` to the service's own (`services.strategy.live.Runner`), which trades the instances
+    through risk and execution. With that runner, hot reload watches the files of the package (when `strategies` is
+    not given) and of the folders every LH_STRATEGY_RELOAD_S seconds (services/strategy/reload.py)."""
     infra = infra or Infra.from_settings(settings, SERVICE)
-    found = strategies if strategies is not None else discover_strategies()
+    folders = settings.strategy_folders()
+    # One dict, read by the instance API and the runner alike: hot reload updates it in place
+    found: dict[str, type[Strategy]] = strategies_by_name(
+        [*(strategies if strategies is not None else discover_strategies()).values(),
+         *discover_folders(folders).values()]
+    )  # fmt: skip
     db = Database(settings.database_url_for(SERVICE), lock_wait_s=settings.db_lock_wait_s)
     relay = OutboxRelay(db, outbox, infra.bus)  # publishes the instances' lifecycle events
     store = InstanceStore(db, on_event=relay.notify)
@@ -75,6 +85,21 @@ def create_app(
         )
         runner = live
     timing = PeriodicTask("strategy-order-timing", ORDER_TIMING_S, live.tick) if live is not None else None
+    watcher: StrategyWatcher | None = None
+    watching: PeriodicTask | None = None
+    if live is not None and settings.strategy_reload_s > 0:
+        watcher = StrategyWatcher(
+            lambda: {**(package_files() if strategies is None else {}), **folder_files(folders)},
+            found,
+            live.swap_strategy,
+            ServiceReloadReports(
+                store.emit,
+                lambda instance_id, detail: service.reloaded(instance_id, detail),
+                lambda instance_id: spec.owner if (spec := live.specs.get(instance_id)) else None,
+            ),
+            on_loaded=lambda cls: described(app, cls),
+        )
+        watching = PeriodicTask("strategy-reload", settings.strategy_reload_s, watcher.scan, run_at_start=False)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -88,9 +113,13 @@ def create_app(
                 await recover(store, live, service)
             if timing is not None:
                 timing.start()
+            if watching is not None:
+                watching.start()
             try:
                 yield
             finally:
+                if watching is not None:
+                    await watching.stop()
                 if timing is not None:
                     await timing.stop()
                 if live is not None:
@@ -107,7 +136,7 @@ def create_app(
         lifespan=lifespan,
         readiness={"db": db.ping},
     )
-    # Described once: the parameter schemas do not change while the process runs.
+    # Described once, and again for a class hot reload takes (its parameter schema may have changed).
     app.state.strategies = {name: describe(cls) for name, cls in sorted(found.items())}
     app.state.db = db
     db.register_metrics(app.state.metrics_registry)
@@ -124,8 +153,15 @@ def create_app(
     reports.instances = service
     app.state.runner = live
     reports.metrics = RunMetrics(app.state.metrics_registry)
+    if watcher is not None:
+        watcher.metrics = ReloadMetrics(app.state.metrics_registry)
     gauge = PeriodicTask("strategy-instance-gauge", GAUGE_REFRESH_S, service.refresh_metrics)
     return app
+
+
+def described(app: FastAPI, cls: type[Strategy]) -> None:
+    """The catalogue's description of a class hot reload took (its parameter schema may have changed)."""
+    app.state.strategies = dict(sorted({**app.state.strategies, cls.name: describe(cls)}.items()))
 
 
 class StoredBooks:

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
+from pydantic import ValidationError
 
 from services.strategy.book import SessionRow, SleeveBook
 from services.strategy.runner import BarReport, BookStore, InstanceFailed, InstanceRun, cny, replay
@@ -64,6 +65,7 @@ class RunSpec:
     capital_fen: int
     universe: Mapping[str, Any]
     costs: Mapping[str, Any]
+    reload: str = "manual"  # auto: hot reload swaps in a changed class of its strategy between bars
 
 
 def run_spec(instance: InstanceRecord) -> RunSpec:
@@ -76,6 +78,7 @@ def run_spec(instance: InstanceRecord) -> RunSpec:
         capital_fen=instance.capital_fen,
         universe=instance.universe,
         costs=instance.costs,
+        reload=instance.reload,
     )
 
 
@@ -429,6 +432,7 @@ class Runner:
         await run.prepare()
         self.runs[spec.instance_id] = run
         self.specs[spec.instance_id] = spec
+        self.locks.setdefault(spec.instance_id, asyncio.Lock())
         gate = self.resume_gates.setdefault(spec.instance_id, asyncio.Event())
         if paused:
             gate.clear()
@@ -474,6 +478,42 @@ class Runner:
             await self.events.failed(spec, traceback.format_exc())
         finally:
             self.replay_lock.release()
+
+    # --- hot reload -------------------------------------------------------------------------------------------------
+    async def swap_strategy(self, name: str, cls: type[Strategy]) -> dict[str, str | None]:
+        """Hot reload: each instance of strategy `name` running here (or paused) that opted in (`reload: auto`) takes
+        the changed class `cls` at its next safe point — under its lock, which a bar (its on_bar, its session's
+        orders) holds — keeping its book and its `persist` variables. Its parameters (those it runs with) must
+        validate against `cls.Params` and the new object's on_init must not raise; otherwise it keeps the old code.
+        Returns instance id -> None (it runs `cls` now) or why it kept its code."""
+        outcome: dict[str, str | None] = {}
+        for instance_id, spec in list(self.specs.items()):
+            run = self.runs.get(instance_id)
+            if run is None or spec.strategy != name or spec.reload != "auto":
+                continue
+            task = self.tasks.get(instance_id)
+            if run.failed is not None or (task is not None and task.done()):
+                continue  # failed, or a replay that has played its last day
+            async with self.locks.setdefault(instance_id, asyncio.Lock()):
+                if self.runs.get(instance_id) is not run or run.failed is not None:
+                    continue  # stopped or failed while the bar ran
+                try:
+                    params = cls.parse_params(run.strategy.params.model_dump(mode="json"))
+                    run.take_strategy(cls(params))
+                except ValidationError as exc:
+                    outcome[instance_id] = "; ".join(
+                        f"params.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False)
+                    )
+                    continue
+                except Exception as exc:
+                    outcome[instance_id] = f"{type(exc).__name__} starting the new class: {exc}"
+                    continue
+                outcome[instance_id] = None
+                try:
+                    await run.save()  # the stored variables as the new class declares them (the next bar would too)
+                except Exception:
+                    log.warning("could not store a reloaded instance's book", extra={"instance_id": instance_id})
+        return outcome
 
     def _class(self, name: str) -> type[Strategy]:
         cls = self.strategies.get(name)

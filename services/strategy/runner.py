@@ -150,6 +150,27 @@ class InstanceRun:
         self.book = book
         self.ctx = BacktestContext(book, RunHistory(panel, config))
 
+    def take_strategy(self, strategy: Strategy) -> None:
+        """Hot reload, between bars: `strategy` (an object of the reloaded class) carries on from here. Its on_init
+        runs with the context, as on a restart, but the orders it places are dropped (the instance's orders are
+        those its book already holds); then it gets the old object's `persist` variables, as a restart would give
+        them. The book (positions, cash, pending and open orders) stays as it is. When on_init raises, nothing has
+        changed and the exception is the caller's."""
+        book = self.book
+        fresh, next_intent, seq_by_bar = len(book.fresh), book.next_intent, dict(book.seq_by_bar)
+        try:
+            strategy.on_init(self.ctx)
+        finally:
+            # the order ids and per-bar sequences too, so the next bar's client_order_ids are those of a run that
+            # never reloaded (and those of a restart that runs the bar again)
+            del book.fresh[fresh:]
+            book.next_intent, book.seq_by_bar = next_intent, seq_by_bar
+        restore_state(strategy, persisted_state(self.strategy))
+        self.strategy = strategy
+        cls = type(strategy)
+        self.listens_orders = cls.on_order is not Strategy.on_order
+        self.listens_trades = cls.on_trade is not Strategy.on_trade
+
     # --- start ----------------------------------------------------------------------------------------------------
     async def prepare(self) -> None:
         """on_init, then the stored book (a restart) or the orders on_init placed (a first start)."""
@@ -403,7 +424,9 @@ async def replay(
     lock: asyncio.Lock | None = None,
 ) -> None:
     """Play the run's panel day by day through the whole order path: each day the market clock moves to it
-    (`open_session`), then the instance's session runs. As fast as possible, or `days_per_second`."""
+    (`open_session`), then the instance's session runs. As fast as possible, or `days_per_second`. `lock` is held
+    while a session (and the end) runs: what takes it (a hot reload's swap of the strategy) gets in between bars."""
+    held: contextlib.AbstractAsyncContextManager[Any] = lock if lock is not None else contextlib.nullcontext()
     panel = run.book.panel
     # a day whose session was cut short (a crash between its orders) runs again: its sent orders are found by id
     start_t = run.book.t + 1 if run.book.bar_done else run.book.t
@@ -411,7 +434,7 @@ async def replay(
         if stop is not None and stop.is_set():
             return
         began = time.monotonic()
-        async with lock or contextlib.nullcontext():  # a pause waits for the day in hand
+        async with held:  # a pause, a stop or a hot reload waits for the day in hand
             if t == start_t:
                 await open_session(panel.dates[t], rewind=True)  # a new replay (or a resumed one) may go back
             else:
@@ -426,7 +449,8 @@ async def replay(
             else:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), wait)  # a stop does not wait out the pace
-    await run.finish()
+    async with held:
+        await run.finish()
 
 
 __all__ = [

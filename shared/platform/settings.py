@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from decimal import Decimal
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -98,6 +100,15 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_zero(cls, value: object) -> object:
         return Decimal(0) if isinstance(value, str) and not value.strip() else value
+
+    # Strategy service: strategy folders besides the `strategies` package (their own `*.py` files; several folders
+    # separated by os.pathsep, ":" on Linux), and how often (seconds) the strategy files are checked for changes
+    # that hot reload takes (docs/strategy-instances.md); 0: never (no file is watched).
+    strategy_dirs: str = ""
+    strategy_reload_s: float = Field(default=2.0, ge=0, allow_inf_nan=False)
+
+    def strategy_folders(self) -> list[Path]:
+        return [Path(part).expanduser() for part in self.strategy_dirs.split(os.pathsep) if part.strip()]
 
     # Data
     demo_seed: int = 20240101

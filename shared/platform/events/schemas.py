@@ -142,6 +142,20 @@ class StrategyInstanceBar(EventPayload):
     at: datetime
 
 
+class StrategyCodeRejected(EventPayload):
+    """Hot reload refused a changed strategy file (`strategy.code.rejected`, an alert): it does not import, a strategy
+    in it is malformed, or it imports but an instance's parameters no longer validate against its `Params` (or its
+    `on_init` raised) — that instance (`instance_id`, `owner`) keeps running the code it had. `strategy` is the
+    strategy's name, or None when the file did not import (no class was read from it)."""
+
+    strategy: str | None = None
+    file: str
+    error: str  # what went wrong, e.g. the exception's last line with the line number of a syntax error
+    instance_id: str | None = None  # None: the file itself was refused (every instance keeps its code)
+    owner: str | None = None  # the instance's owner (the gateway pushes the alert to them; admins see all)
+    at: datetime
+
+
 # The lifecycle events of a strategy instance, all with a StrategyInstanceChanged payload.
 STRATEGY_INSTANCE_EVENTS = (
     "strategy.instance.created",
@@ -168,4 +182,5 @@ EVENT_SCHEMAS: dict[str, type[EventPayload]] = {
     "backtest.progress": BacktestProgress,
     **dict.fromkeys(STRATEGY_INSTANCE_EVENTS, StrategyInstanceChanged),
     "strategy.instance.bar": StrategyInstanceBar,
+    "strategy.code.rejected": StrategyCodeRejected,
 }

@@ -15,6 +15,7 @@ from shared.platform.events.schemas import (
     DenialReason,
     OrderDenied,
     OrderUpdated,
+    StrategyCodeRejected,
     StrategyInstanceBar,
     StrategyInstanceChanged,
 )
@@ -110,6 +111,28 @@ def test_strategy_instance_events_go_to_the_owner_and_the_accounts_user() -> Non
     assert visible_to(ROOT, bar)
     # and the gateway's subscription takes them off the bus
     for event in (started, bar):
+        assert any(topic_matches(pattern, event.type) for pattern in EVENT_PATTERNS)
+
+
+def test_a_refused_strategy_reload_goes_to_the_instances_owner_or_to_admins_only() -> None:
+    at = datetime(2025, 1, 2, 7, 0, tzinfo=UTC)
+    kept = make_event(
+        "strategy.code.rejected",
+        StrategyCodeRejected(strategy="dual_ma", file="/srv/strategies/dual_ma.py", error="params.fast: too small",
+                             instance_id="a" * 32, owner="alice", at=at),
+        source="strategy",
+    )  # fmt: skip
+    assert visible_to(ALICE, kept)
+    assert not visible_to(BOB, kept)
+    assert visible_to(ROOT, kept)
+    broken = make_event(
+        "strategy.code.rejected",
+        StrategyCodeRejected(file="/srv/strategies/dual_ma.py", error="SyntaxError: invalid syntax (line 3)", at=at),
+        source="strategy",
+    )
+    assert not visible_to(ALICE, broken)  # a file names no one: the operators (admins) fix it
+    assert visible_to(ROOT, broken)
+    for event in (kept, broken):
         assert any(topic_matches(pattern, event.type) for pattern in EVENT_PATTERNS)
 
 
