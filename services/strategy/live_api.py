@@ -90,5 +90,7 @@ async def get_report_html(
     `strategy-instance-<id>.html`."""
     instance = await instances.visible(principal, instance_id)
     page = render_instance_report(await gather(instance, _runner(request), instances.universe))
-    headers = {"Content-Disposition": f'attachment; filename="strategy-instance-{instance_id}.html"'} if download else None
+    headers = (
+        {"Content-Disposition": f'attachment; filename="strategy-instance-{instance_id}.html"'} if download else None
+    )
     return HTMLResponse(content=page, headers=headers)

@@ -57,7 +57,9 @@ async def gather(instance: InstanceRecord, runner: Runner, universe: UniverseSou
     try:
         size = len(await universe.resolve(Universe.model_validate(instance.universe)))
     except (ServiceError, ValidationError):
-        log.warning("could not resolve an instance's universe for its report", extra={"instance_id": instance.instance_id})
+        log.warning(
+            "could not resolve an instance's universe for its report", extra={"instance_id": instance.instance_id}
+        )
         size = None
     return ReportInputs(instance, performance, sleeve, fills, fills_error, size)
 
@@ -181,7 +183,9 @@ def _positions_section(inputs: ReportInputs) -> str:
 def _fills_section(inputs: ReportInputs) -> str:
     if inputs.fills is None:
         return section(
-            "Fills", note=f"Execution could not be read, so the fills are not shown: {inputs.fills_error}", anchor="fills"
+            "Fills",
+            note=f"Execution could not be read, so the fills are not shown: {inputs.fills_error}",
+            anchor="fills",
         )
     total = len(inputs.fills)
     shown = inputs.fills[-REPORT_FILLS:]
@@ -216,9 +220,7 @@ def render_instance_report(inputs: ReportInputs) -> str:
     """The page (same inputs, same bytes)."""
     i = inputs.instance
     curve = inputs.performance.get("equity_curve") or []
-    span = (
-        f"{curve[0]['date']} to {curve[-1]['date']} · {len(curve):,} trading days" if curve else "no trading day yet"
-    )
+    span = f"{curve[0]['date']} to {curve[-1]['date']} · {len(curve):,} trading days" if curve else "no trading day yet"
     sections = [
         _instance_section(inputs),
         _summary_section(inputs),

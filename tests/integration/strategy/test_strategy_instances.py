@@ -76,6 +76,7 @@ class Peers:
     data_callers: list[str] = field(default_factory=list)
     trades: list[dict[str, Any]] = field(default_factory=list)  # execution's trades, oldest first (TradeOut rows)
     trade_callers: list[str] = field(default_factory=list)
+    trades_down: bool = False
 
     def _principal(self, request: Request) -> Principal:
         return verify_internal_token(self.secret, request.headers.get(INTERNAL_HEADER, ""))
@@ -146,6 +147,8 @@ class Peers:
         ) -> Any:
             # execution's paging as the runner's path reads it: oldest first, `after` the last trade_id of a page
             self.trade_callers.append(self._principal(request).subject)
+            if self.trades_down:
+                return JSONResponse({"code": "internal", "message": "down"}, status_code=503)
             rows = [t for t in self.trades if t["strategy_instance_id"] == strategy_instance_id]
             if not oldest_first:
                 rows.reverse()
@@ -708,7 +711,9 @@ def fill_row(iid: str, i: int) -> dict[str, Any]:
 
 def charts(page: str) -> list[dict[str, Any]]:
     """The chart specs a page carries (the JSON its fixed script draws)."""
-    blocks = re.findall(r'<div class="chart[^"]*"></div><script type="application/json">(.*?)</script>', page, flags=re.S)
+    blocks = re.findall(
+        r'<div class="chart[^"]*"></div><script type="application/json">(.*?)</script>', page, flags=re.S
+    )
     return [json.loads(b) for b in blocks]
 
 
@@ -802,7 +807,13 @@ async def test_the_report_of_an_instance_that_has_not_traded(backing: Backing) -
         svc.peers.data_down = True  # the universe's size is then unknown; the rest is the strategy service's own
         page = (await svc.client.get(f"/v1/strategy-instances/{iid}/report.html", headers=svc.as_(ALICE))).text
         assert "No trading day yet" in page and "No positions." in page and "No fills yet." in page
-        assert "<tr><td>Stocks in the universe today</td><td>unknown (the data service did not answer)</td></tr>" in page
+        svc.peers.trades_down = True  # the fills' part says so; the rest is still there
+        page = (await svc.client.get(f"/v1/strategy-instances/{iid}/report.html", headers=svc.as_(ALICE))).text
+        assert "Execution could not be read, so the fills are not shown: " in page
+        assert "No fills yet." not in page and "No positions." in page
+        assert (
+            "<tr><td>Stocks in the universe today</td><td>unknown (the data service did not answer)</td></tr>" in page
+        )
         assert '<tr><td>Cash (CNY)</td><td class="num">200,000.00</td></tr>' in page
         assert [c for c in charts(page) if c["type"] == "line"] == []
 
