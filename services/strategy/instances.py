@@ -13,7 +13,7 @@ import asyncio
 import logging
 import weakref
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -58,6 +58,29 @@ BAR_FREQ_UNAVAILABLE = {
     "1m": "minute bars need a minute-bar feed, which the data service does not have yet (it comes with the QMT "
     "bridge); use 1d",
 }
+
+
+# Every state but stopped holds its capital (a failed instance may still hold positions and open orders).
+ALLOCATING = tuple(s for s in State if s is not State.STOPPED)
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """An account's cash as its strategy instances share it: the balance, the capital of its instances that are not
+    stopped (`instances`, newest first), and the unallocated rest (negative when the balance fell below the budgets,
+    e.g. after a withdrawal)."""
+
+    account_id: str
+    balance_fen: int
+    instances: tuple[InstanceRecord, ...]
+
+    @property
+    def allocated_fen(self) -> int:
+        return sum(i.capital_fen for i in self.instances)
+
+    @property
+    def unallocated_fen(self) -> int:
+        return self.balance_fen - self.allocated_fen
 
 
 def account_of(principal: Principal) -> str:
@@ -206,23 +229,32 @@ class InstanceService:
                 "empty_universe", f"universe: {request.universe.label()} has no stocks today", status_code=422
             )
 
+    async def allocation(self, principal: Principal, account_id: str | None = None) -> Allocation:
+        """The account's cash balance, what its instances that are not stopped hold of it, and the rest. A trader
+        (or viewer) reads their own account only; an admin any (403 `forbidden` otherwise)."""
+        account_id = account_id or account_of(principal)
+        if account_id != account_of(principal) and not principal.acts_for_everyone:
+            raise Forbidden(
+                "forbidden", f"account_id: you may read your own account ({account_of(principal)}), not {account_id}"
+            )
+        balance_fen = to_fen(await self.cash.balance(account_id, principal))
+        holding = await self.store.find(account_id=account_id, states=ALLOCATING)
+        return Allocation(account_id, balance_fen, tuple(holding))
+
     async def _check_capital(self, principal: Principal, account_id: str, capital_fen: int) -> None:
-        """The capital must fit in the account's unallocated cash: its balance less the budgets of its instances
-        that are not stopped."""
-        balance = await self.cash.balance(account_id, principal)
-        allocated_fen = await self.store.committed_capital_fen(account_id)
-        unallocated_fen = to_fen(balance) - allocated_fen
-        if capital_fen > unallocated_fen:
+        """The capital must fit in the account's unallocated cash."""
+        allocation = await self.allocation(principal, account_id)
+        if capital_fen > allocation.unallocated_fen:
             raise ServiceError(
                 "insufficient_unallocated_cash",
                 f"capital: {from_fen(capital_fen)} CNY is more than the account's unallocated cash, "
-                f"{from_fen(unallocated_fen)} CNY (balance {balance} less {from_fen(allocated_fen)} allocated to its "
-                "instances that are not stopped)",
+                f"{from_fen(allocation.unallocated_fen)} CNY (balance {from_fen(allocation.balance_fen)} less "
+                f"{from_fen(allocation.allocated_fen)} allocated to its instances that are not stopped)",
                 status_code=422,
                 capital=str(from_fen(capital_fen)),
-                balance=str(balance),
-                allocated=str(from_fen(allocated_fen)),
-                unallocated=str(from_fen(unallocated_fen)),
+                balance=str(from_fen(allocation.balance_fen)),
+                allocated=str(from_fen(allocation.allocated_fen)),
+                unallocated=str(from_fen(allocation.unallocated_fen)),
             )
 
     # --- changing -----------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, Query, Response
 from services.strategy.deps import Caller, Instances
 from services.strategy.lifecycle import Action, State
 from services.strategy.schemas import (
+    AllocationOut,
     AuditEntryOut,
     InstanceCreate,
     InstanceOut,
@@ -20,6 +21,7 @@ from services.strategy.schemas import (
 )
 from services.strategy.store import InstanceRecord
 from shared.core.domain import from_fen
+from shared.platform.request_model import AccountId
 
 router = APIRouter(prefix="/v1/strategy-instances", tags=["strategy instances"])
 
@@ -88,6 +90,39 @@ async def list_instances(
     return [instance_out(i) for i in found]
 
 
+@router.get(
+    "/allocation",
+    response_model=AllocationOut,
+    responses={
+        403: {"description": "`forbidden`: a trader or viewer naming another account"},
+        422: {"description": "`unknown_account`: execution has no such account"},
+        503: {"description": "`execution_unavailable`: the balance could not be read"},
+    },
+)
+async def get_allocation(
+    principal: Caller, instances: Instances, account_id: Annotated[AccountId | None, Query()] = None
+) -> dict[str, Any]:
+    """The account's unallocated cash: its balance less the capital of its instances that are not stopped (what a new
+    instance's capital must fit in). Your own account by default; an admin may name any."""
+    allocation = await instances.allocation(principal, account_id)
+    return {
+        "account_id": allocation.account_id,
+        "balance": str(from_fen(allocation.balance_fen)),
+        "allocated": str(from_fen(allocation.allocated_fen)),
+        "unallocated": str(from_fen(allocation.unallocated_fen)),
+        "instances": [
+            {
+                "instance_id": i.instance_id,
+                "strategy": i.strategy,
+                "state": i.state.value,
+                "capital": str(from_fen(i.capital_fen)),
+            }
+            for i in allocation.instances
+        ],
+    }
+
+
+# after /allocation: "allocation" would otherwise be taken for an instance id
 @router.get("/{instance_id}", response_model=InstanceOut, responses=NOT_FOUND)
 async def get_instance(instance_id: str, principal: Caller, instances: Instances) -> dict[str, Any]:
     return instance_out(await instances.visible(principal, instance_id))

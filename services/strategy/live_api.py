@@ -3,20 +3,25 @@ orders against — and its performance so far."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse
 
 from services.strategy.deps import Caller, Instances
 from services.strategy.live import Runner
+from services.strategy.report import gather, render_instance_report
 from services.strategy.runner import cny
 from services.strategy.schemas import SleeveOut
+from shared.platform.errors import Unavailable
 
 router = APIRouter(prefix="/v1/strategy-instances", tags=["strategy instances"])
 
 
 def _runner(request: Request) -> Runner:
-    runner: Runner = request.app.state.runner
+    runner: Runner | None = request.app.state.runner
+    if runner is None:  # an app built with another runner (a test's): it serves no sleeves
+        raise Unavailable("runner_unavailable", "this strategy service runs no instances")
     return runner
 
 
@@ -64,3 +69,24 @@ async def get_performance(instance_id: str, principal: Caller, instances: Instan
     metrics a backtest report gives (shared.research.engine.metrics) over it."""
     instance = await instances.visible(principal, instance_id)
     return await _runner(request).performance(instance)
+
+
+@router.get(
+    "/{instance_id}/report.html", response_class=HTMLResponse, responses={404: {"description": "`instance_not_found`"}}
+)
+async def get_report_html(
+    instance_id: str,
+    principal: Caller,
+    instances: Instances,
+    request: Request,
+    download: Annotated[bool, Query()] = False,
+) -> HTMLResponse:
+    """The run so far as one self-contained HTML page (charts work offline): the instance, its equity curve and
+    metrics, its positions and its last fills. `download=true` asks the browser to save it as
+    `strategy-instance-<id>.html`."""
+    instance = await instances.visible(principal, instance_id)
+    page = render_instance_report(await gather(instance, _runner(request), instances.universe))
+    headers = (
+        {"Content-Disposition": f'attachment; filename="strategy-instance-{instance_id}.html"'} if download else None
+    )
+    return HTMLResponse(content=page, headers=headers)

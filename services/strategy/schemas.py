@@ -118,6 +118,23 @@ class SleeveOut(BaseModel):
     positions: list[SleevePosition]
 
 
+class AllocatedInstance(BaseModel):
+    instance_id: str
+    strategy: str
+    state: str
+    capital: str = Field(description="CNY")
+
+
+class AllocationOut(BaseModel):
+    """An account's cash as its strategy instances share it."""
+
+    account_id: str
+    balance: str = Field(description="CNY: the account's cash balance (execution's)")
+    allocated: str = Field(description="CNY: the capital of the account's instances that are not stopped")
+    unallocated: str = Field(description="CNY: balance - allocated; what a new instance's capital may take")
+    instances: list[AllocatedInstance] = Field(description="the instances that hold the allocated capital")
+
+
 class StopRequest(RequestModel):
     cancel_open_orders: StrictBool | None = Field(
         default=None, description="cancel the instance's open orders (default: the instance's own setting)"

@@ -293,12 +293,16 @@ class InstanceStore:
         state: State | None = None,
         strategy: str | None = None,
         states: Sequence[State] | None = None,
+        account_id: str | None = None,
     ) -> list[InstanceRecord]:
-        """Newest first. `owner_or_account`: only instances owned by that user or on that account."""
+        """Newest first. `owner_or_account`: only instances owned by that user or on that account; `account_id`: only
+        those trading that account."""
         query = select(strategy_instances).order_by(strategy_instances.c.created_at.desc(), strategy_instances.c.id)
         if owner_or_account is not None:
             owner, account = owner_or_account
             query = query.where((strategy_instances.c.owner == owner) | (strategy_instances.c.account_id == account))
+        if account_id is not None:
+            query = query.where(strategy_instances.c.account_id == account_id)
         if state is not None:
             query = query.where(strategy_instances.c.state == state.value)
         if states is not None:

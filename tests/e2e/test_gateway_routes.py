@@ -6,6 +6,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -199,3 +200,49 @@ async def test_a_body_that_is_not_utf8_json_is_a_422_naming_the_body(platform: P
         )
         assert answer.status_code == 422, answer.text
         assert answer.json()["code"] == "invalid_request" and answer.json()["message"].startswith("body: ")
+
+
+async def test_an_instances_report_and_the_accounts_allocation_through_the_gateway(platform: Platform) -> None:
+    alice, bob, viewer = (
+        await platform.user("trader"),
+        await platform.user("trader"),
+        await platform.user("viewer"),
+    )
+    stock: dict[str, Any] = await tradable_main_board_stock(platform.client, alice)
+    body = {"strategy": "dual_ma", "universe": {"ts_codes": [stock["ts_code"]]}, "capital": "50000.00"}
+    created = await platform.client.post("/api/v1/strategy-instances", json=body, headers=alice.headers)
+    assert created.status_code == 201, created.text
+    iid = created.json()["instance_id"]
+
+    report = f"/api/v1/strategy-instances/{iid}/report.html"
+    page = await platform.client.get(report, headers=viewer.headers)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert f"<tr><td>Instance</td><td>{iid}</td></tr>" in page.text
+    assert "<tr><td>Stocks in the universe today</td><td>1</td></tr>" in page.text
+    saved = await platform.client.get(report, params={"download": "true"}, headers=alice.headers)
+    assert saved.headers["content-disposition"] == f'attachment; filename="strategy-instance-{iid}.html"'
+    hidden = await platform.client.get(report, headers=bob.headers)
+    assert hidden.status_code == 404 and hidden.json()["code"] == "instance_not_found"
+    assert (await platform.client.get(report)).status_code == 401
+
+    account = (await platform.client.get("/api/v1/account", headers=alice.headers)).json()
+    allocation = await platform.client.get("/api/v1/strategy-instances/allocation", headers=alice.headers)
+    assert allocation.status_code == 200, allocation.text
+    balance = Decimal(account["balance"])
+    assert allocation.json() == {
+        "account_id": account["account_id"],
+        "balance": f"{balance:.2f}",
+        "allocated": "50000.00",
+        "unallocated": f"{balance - Decimal('50000.00'):.2f}",
+        "instances": [{"instance_id": iid, "strategy": "dual_ma", "state": "created", "capital": "50000.00"}],
+    }
+    others = await platform.client.get(
+        "/api/v1/strategy-instances/allocation", params={"account_id": account["account_id"]}, headers=bob.headers
+    )
+    assert others.status_code == 403 and others.json()["code"] == "forbidden"
+    by_admin = await platform.client.get(
+        "/api/v1/strategy-instances/allocation",
+        params={"account_id": account["account_id"]},
+        headers=platform.admin.headers,
+    )
+    assert by_admin.json() == allocation.json()

@@ -235,7 +235,9 @@ def format_metric(key: str, value: float | int | None) -> str:
     return format_value(_METRIC_LABELS.get(key, ("", "number"))[1], value)
 
 
-def _metric_rows(metrics: Mapping[str, Any]) -> list[MetricRow]:
+def metric_rows(metrics: Mapping[str, Any]) -> list[MetricRow]:
+    """A metrics dict (shared.research.engine.metrics keys) as the report's table rows: labelled, formatted, in
+    docs/metrics.md order."""
     rows = []
     # Known metrics in docs/metrics.md order, then any the engine adds later, labelled by their key.
     keys = [k for k in _METRIC_LABELS if k in metrics] + [k for k in metrics if k not in _METRIC_LABELS]
@@ -454,7 +456,7 @@ def _side_by_side_row(
         numbers[name] = number
     if fills is not None and (isinstance(fills, bool) or not isinstance(fills, int)):
         raise ReportInputError(f"{field}.trades", f"must be an int, got {fills!r}")
-    rows = _metric_rows({k: metrics.get(k) for k in SIDE_BY_SIDE_METRICS})
+    rows = metric_rows({k: metrics.get(k) for k in SIDE_BY_SIDE_METRICS})
     return SideBySideRow(
         label=label,
         strategy=str(strategy or ""),
@@ -609,7 +611,7 @@ def build_report(
         rolling_sharpe=rolling_sharpe(returns, rolling_window, risk_free_rate),
         risk_free_rate=risk_free_rate,
         monthly_returns=monthly_returns(dates, returns),
-        metrics=_metric_rows(metrics),
+        metrics=metric_rows(metrics),
         summary=_summary_rows(summary),
         manifest=manifest_model,
         trade_count=count,

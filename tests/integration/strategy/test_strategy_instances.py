@@ -6,12 +6,15 @@ refusal of the issue, and who sees and changes what. Amounts worked out by hand 
 from __future__ import annotations
 
 import asyncio
+import html
+import json
+import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -19,6 +22,7 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from pydantic import Field
 from sqlalchemy import select
 
 from services.strategy.app import create_app
@@ -32,6 +36,7 @@ from shared.platform.events import Envelope, StrategyInstanceChanged
 from shared.platform.http import ServiceDirectory
 from shared.platform.internal_auth import INTERNAL_HEADER, Principal, mint_internal_token, verify_internal_token
 from shared.platform.settings import Settings
+from shared.research.strategy import Strategy, StrategyParams, discover_strategies
 from tests.conftest import Backing
 
 pytestmark = pytest.mark.integration
@@ -69,6 +74,9 @@ class Peers:
     data_down: bool = False
     account_asks: list[tuple[str, str, str | None]] = field(default_factory=list)  # (subject, role, account_id=)
     data_callers: list[str] = field(default_factory=list)
+    trades: list[dict[str, Any]] = field(default_factory=list)  # execution's trades, oldest first (TradeOut rows)
+    trade_callers: list[str] = field(default_factory=list)
+    trades_down: bool = False
 
     def _principal(self, request: Request) -> Principal:
         return verify_internal_token(self.secret, request.headers.get(INTERNAL_HEADER, ""))
@@ -128,6 +136,25 @@ class Peers:
             balance = self.balances.setdefault(name, self.opening_cash)  # one's own account opens on first sight
             return {"account_id": name, "currency": "CNY", "balance": f"{balance:.2f}", "reserved": "0.00",
                     "available": f"{balance:.2f}"}  # fmt: skip
+
+        @app.get("/v1/trades")
+        async def trades(
+            request: Request,
+            strategy_instance_id: str | None = None,
+            limit: int = 100,
+            oldest_first: bool = False,
+            after: str | None = None,
+        ) -> Any:
+            # execution's paging as the runner's path reads it: oldest first, `after` the last trade_id of a page
+            self.trade_callers.append(self._principal(request).subject)
+            if self.trades_down:
+                return JSONResponse({"code": "internal", "message": "down"}, status_code=503)
+            rows = [t for t in self.trades if t["strategy_instance_id"] == strategy_instance_id]
+            if not oldest_first:
+                rows.reverse()
+            if after is not None:
+                rows = rows[[t["trade_id"] for t in rows].index(after) + 1 :]
+            return rows[:limit]
 
         return app
 
@@ -199,7 +226,15 @@ def body(**overrides: Any) -> dict[str, Any]:
 
 
 @asynccontextmanager
-async def strategy_service(backing: Backing, runner: RecordingRunner | None = None) -> AsyncIterator[Service]:
+async def strategy_service(
+    backing: Backing,
+    runner: RecordingRunner | None = None,
+    *,
+    live: bool = False,
+    strategies: dict[str, type[Strategy]] | None = None,
+) -> AsyncIterator[Service]:
+    """`live`: the service's own runner (services.strategy.live.Runner) over the fake peers, not a recording one
+    (`Service.runner` then records nothing)."""
     # A database of its own for each test: the listings and the outbox hold only what the test made.
     settings = backing.settings(scope=f"si{secrets.token_hex(3)}")
     peers = Peers(settings.internal_secret)
@@ -214,7 +249,7 @@ async def strategy_service(backing: Backing, runner: RecordingRunner | None = No
         services=ServiceDirectory(settings, transports),
     )
     runner = runner or RecordingRunner()
-    app = create_app(settings, infra, runner=runner)
+    app = create_app(settings, infra, runner=None if live else runner, strategies=strategies)
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://strategy") as client,
@@ -634,3 +669,197 @@ async def test_each_principal_sees_and_changes_what_is_theirs(backing: Backing) 
         assert by_strategy.json() == []
         assert (await svc.client.get(listing, params={"state": "sleeping"}, headers=svc.as_(ROOT))).status_code == 422
         assert (await svc.client.get(listing)).status_code == 401
+
+
+# --- the report and the account's allocation ----------------------------------------------------------------------
+
+
+class NotedParams(StrategyParams):
+    note: str = Field(default="", max_length=200, description="free text, shown in reports")
+
+
+class Noted(Strategy):
+    """A strategy with a free-text parameter: what a report must escape."""
+
+    name = "noted"
+    title = "Noted"
+    description = "Trades nothing; carries a note."
+    Params = NotedParams
+
+
+HOSTILE = '</script><script>alert("x")</script><img src=x onerror=alert(1)> & co'
+
+
+def fill_row(iid: str, i: int) -> dict[str, Any]:
+    """Execution's i-th trade of the instance (1-based), as GET /v1/trades serves it: a buy of 100 at 10.00 + i fen."""
+    return {
+        "trade_id": f"t{i:04d}",
+        "order_id": f"o{i:04d}",
+        "client_order_id": f"{iid}-20250102-{i - 1}",
+        "strategy_instance_id": iid,
+        "account_id": "alice",
+        "ts_code": "600000.SH",
+        "side": "buy",
+        "qty": 100,
+        "price": f"{Decimal(1000 + i) / 100:.2f}",
+        "commission": "5.00",
+        "stamp_duty": "0.00",
+        "transfer_fee": "0.01",
+        "traded_at": (datetime(2025, 1, 2, 1, 30, tzinfo=UTC) + timedelta(seconds=i)).isoformat(),
+    }
+
+
+def charts(page: str) -> list[dict[str, Any]]:
+    """The chart specs a page carries (the JSON its fixed script draws)."""
+    blocks = re.findall(
+        r'<div class="chart[^"]*"></div><script type="application/json">(.*?)</script>', page, flags=re.S
+    )
+    return [json.loads(b) for b in blocks]
+
+
+async def test_the_report_of_an_instance_shows_its_run_so_far(backing: Backing) -> None:
+    # The service's own runner (not a recording one) over the fake peers: the report reads what the runner serves
+    # for a stored book (performance, sleeve) and execution's trades through the runner's path, as in production.
+    async with strategy_service(backing, live=True, strategies={**discover_strategies(), "noted": Noted}) as svc:
+        created = await svc.create(ALICE, strategy="noted", params={"note": HOSTILE})
+        assert created.status_code == 201, created.text
+        iid = created.json()["instance_id"]
+        # Its book after three sessions, capital 200,000.00 (20,000,000 fen):
+        # 01-02 bought 1,000 600000.SH at 10.00 = 1,000,000 fen, fees 500: cash 18,999,500; close 10.20: mv 1,020,000
+        # 01-03 close 10.50: mv 1,050,000
+        # 01-06 sold 500 at 10.40 = 520,000, fees 500 + 260 stamp = 760: cash 19,518,740; the 500 left cost
+        #       1,000,500 / 2 = 500,250; realised 520,000 - 760 - 500,250 = 18,990; close 10.40: mv 520,000
+        book = {
+            "t": 2, "day": "2025-01-06", "cash_fen": 19_518_740, "initial_cash_fen": 20_000_000,
+            "positions": {"600000.SH": [500, 500_250]}, "realised_fen": 18_990, "sell_pnl": [18_990],
+            "fees_paid_fen": 1_260,
+            "history": [
+                ["2025-01-02", 18_999_500, 1_020_000, 1_000_000, 500, 0],
+                ["2025-01-03", 18_999_500, 1_050_000, 0, 0, 0],
+                ["2025-01-06", 19_518_740, 520_000, 520_000, 760, 18_990],
+            ],
+        }  # fmt: skip
+        await svc.app.state.store.save_book(iid, date(2025, 1, 6), {"book": book, "strategy": {}})  # as the runner
+        svc.peers.trades = [fill_row(iid, i) for i in range(1, 206)] + [{**fill_row("f" * 32, 1), "trade_id": "x1"}]
+
+        answer = await svc.client.get(f"/v1/strategy-instances/{iid}/report.html", headers=svc.as_(ALICE))
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["content-type"].startswith("text/html")
+        page = answer.text
+        assert svc.peers.trade_callers == ["svc:strategy"]
+
+        # the instance, its parameter escaped (never markup)
+        assert "<tr><td>Strategy</td><td>noted</td></tr>" in page
+        assert "<tr><td>Stocks in the universe today</td><td>2</td></tr>" in page  # 600000.SH and 000001.SZ
+        assert "<tr><td>Capital (CNY)</td><td>200,000.00</td></tr>" in page
+        assert "<tr><td>Account</td><td>alice</td></tr>" in page
+        assert "<tr><td>State</td><td>created</td></tr>" in page
+        assert html.escape(json.dumps({"note": HOSTILE}), quote=True) in page
+        assert "alert(" not in page.replace(html.escape(json.dumps({"note": HOSTILE}), quote=True), "")
+        assert HOSTILE not in page and "<img src=x" not in page and "<script>alert" not in page
+
+        # equity: 200,195.00, 200,495.00, 200,387.40 (cash + market value), in the chart and the table
+        [line] = [c for c in charts(page) if c["type"] == "line"]
+        assert line["x"] == ["2025-01-02", "2025-01-03", "2025-01-06"]
+        assert line["series"][0]["name"] == "Equity"
+        assert line["series"][0]["data"] == [200_195.0, 200_495.0, 200_387.4]
+        assert (
+            '<tr><td>2025-01-06</td><td class="num">195,187.40</td><td class="num">5,200.00</td>'
+            '<td class="num">200,387.40</td><td class="num">5,200.00</td><td class="num">7.60</td>'
+            '<td class="num pos">189.90</td></tr>'
+        ) in page
+        # metrics as the backtest report labels them: total return 200,387.40 / 200,000 - 1 = 0.19%; max drawdown
+        # (200,495.00 - 200,387.40) / 200,495.00 = 0.05%; one closing trade
+        assert '<tr><td>Total return</td><td class="num">0.19%</td></tr>' in page
+        assert '<tr><td>Max drawdown</td><td class="num">0.05%</td></tr>' in page
+        assert '<tr><td>Closing trades</td><td class="num">1</td></tr>' in page
+        assert "<td>Sharpe ratio</td>" in page and "<td>Annual return (CAGR)</td>" in page
+        # the sleeve: equity 19,518,740 + 520,000 fen; unrealised 520,000 - 500,250 = 19,750 fen
+        assert '<tr><td>Equity (CNY)</td><td class="num">200,387.40</td></tr>' in page
+        assert '<tr><td>Unrealised P&amp;L (CNY)</td><td class="num">197.50</td></tr>' in page
+        # the position (a stored book: not priced while the instance does not run)
+        assert (
+            '<tr><td>600000.SH</td><td class="num">500</td><td class="num">0</td><td class="num">5,002.50</td>'
+            '<td class="num">n/a</td></tr>'
+        ) in page
+        # the newest 200 of its 205 fills, newest first; none of another instance's
+        assert (
+            '<tr><td>2025-01-02</td><td>600000.SH</td><td>buy</td><td class="num">100</td><td class="num">12.05</td>'
+            '<td class="num">5.00</td><td class="num">0.00</td><td class="num">0.01</td>'
+            f"<td>{iid}-20250102-204</td><td>t0205</td></tr>"
+        ) in page
+        assert "<td>t0006</td>" in page and "<td>t0005</td>" not in page and "<td>x1</td>" not in page
+        assert page.index("<td>t0205</td>") < page.index("<td>t0006</td>")
+        assert "205 fills; the newest 200 here" in page
+        assert "cdn" not in page.lower() and "echarts" in page  # the vendored library, inlined
+
+        # viewers read it; another trader: as if it did not exist
+        assert (
+            await svc.client.get(f"/v1/strategy-instances/{iid}/report.html", headers=svc.as_(VERA))
+        ).status_code == 200
+        hidden = await svc.client.get(f"/v1/strategy-instances/{iid}/report.html", headers=svc.as_(BOB))
+        assert hidden.status_code == 404 and hidden.json()["code"] == "instance_not_found"
+
+
+async def test_the_report_of_an_instance_that_has_not_traded(backing: Backing) -> None:
+    async with strategy_service(backing, live=True) as svc:
+        iid = (await svc.create(ALICE)).json()["instance_id"]
+        svc.peers.data_down = True  # the universe's size is then unknown; the rest is the strategy service's own
+        page = (await svc.client.get(f"/v1/strategy-instances/{iid}/report.html", headers=svc.as_(ALICE))).text
+        assert "No trading day yet" in page and "No positions." in page and "No fills yet." in page
+        svc.peers.trades_down = True  # the fills' part says so; the rest is still there
+        page = (await svc.client.get(f"/v1/strategy-instances/{iid}/report.html", headers=svc.as_(ALICE))).text
+        assert "Execution could not be read, so the fills are not shown: " in page
+        assert "No fills yet." not in page and "No positions." in page
+        assert (
+            "<tr><td>Stocks in the universe today</td><td>unknown (the data service did not answer)</td></tr>" in page
+        )
+        assert '<tr><td>Cash (CNY)</td><td class="num">200,000.00</td></tr>' in page
+        assert [c for c in charts(page) if c["type"] == "line"] == []
+
+
+async def test_the_accounts_allocation_is_its_balance_less_the_instances_not_stopped(backing: Backing) -> None:
+    async with strategy_service(backing) as svc:
+        first = (await svc.create(ALICE, capital="300000.00")).json()
+        second = (await svc.create(CAROL, capital="150000.00")).json()  # carol trades alice's account
+        gone = (await svc.create(ALICE, capital="100000.00")).json()
+        assert (await svc.act(ALICE, gone["instance_id"], "stop")).status_code == 200
+        await svc.create(BOB, capital="50000.00")  # bob's own account: not alice's
+
+        answer = await svc.client.get("/v1/strategy-instances/allocation", headers=svc.as_(ALICE))
+        assert answer.status_code == 200, answer.text
+        allocation = answer.json()
+        # 1,000,000.00 - (300,000.00 + 150,000.00) = 550,000.00; the stopped 100,000.00 is free again
+        assert {k: v for k, v in allocation.items() if k != "instances"} == {
+            "account_id": "alice",
+            "balance": "1000000.00",
+            "allocated": "450000.00",
+            "unallocated": "550000.00",
+        }
+        assert sorted(allocation["instances"], key=lambda i: i["capital"]) == [
+            {"instance_id": second["instance_id"], "strategy": "dual_ma", "state": "created", "capital": "150000.00"},
+            {"instance_id": first["instance_id"], "strategy": "dual_ma", "state": "created", "capital": "300000.00"},
+        ]
+        # the capital check is the same figure
+        over = await svc.create(CAROL, capital="550000.01")
+        assert over.json()["code"] == "insufficient_unallocated_cash"
+        assert over.json()["details"]["unallocated"] == "550000.00"
+        # carol's default is the account she trades; an admin names any
+        assert (await svc.client.get("/v1/strategy-instances/allocation", headers=svc.as_(CAROL))).json() == allocation
+        named = await svc.client.get(
+            "/v1/strategy-instances/allocation", params={"account_id": "alice"}, headers=svc.as_(ROOT)
+        )
+        assert named.json() == allocation
+        # a trader or a viewer asking for another's account
+        for who in (BOB, VERA):
+            refused = await svc.client.get(
+                "/v1/strategy-instances/allocation", params={"account_id": "alice"}, headers=svc.as_(who)
+            )
+            assert refused.status_code == 403 and refused.json()["code"] == "forbidden", who
+            assert refused.json()["message"].startswith("account_id: ")
+        bobs = (await svc.client.get("/v1/strategy-instances/allocation", headers=svc.as_(BOB))).json()
+        assert (bobs["allocated"], bobs["unallocated"]) == ("50000.00", "950000.00")
+        bad = await svc.client.get(
+            "/v1/strategy-instances/allocation", params={"account_id": "a b"}, headers=svc.as_(ROOT)
+        )
+        assert bad.status_code == 422
