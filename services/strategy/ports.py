@@ -11,7 +11,7 @@ from services.strategy.store import InstanceRecord
 from shared.platform.internal_auth import Principal
 from shared.platform.universe import Universe
 
-__all__ = ["AccountCash", "InstanceRecord", "InstanceRunner", "NoRunner", "UniverseSource"]
+__all__ = ["AccountCash", "InstanceRecord", "InstanceRunner", "UniverseSource"]
 
 
 class InstanceRunner(Protocol):
@@ -29,25 +29,6 @@ class InstanceRunner(Protocol):
     async def resume(self, instance: InstanceRecord) -> None: ...
 
     async def stop(self, instance_id: str, *, cancel_open_orders: bool) -> None: ...
-
-
-class NoRunner:
-    """The runner lands next: until then the instances change state but nothing trades them."""
-
-    async def start(self, instance: InstanceRecord, replay: ReplaySpec | None = None) -> None:
-        return None
-
-    async def started(self, instance_id: str) -> None:
-        return None
-
-    async def pause(self, instance_id: str) -> None:
-        return None
-
-    async def resume(self, instance: InstanceRecord) -> None:
-        return None
-
-    async def stop(self, instance_id: str, *, cancel_open_orders: bool) -> None:
-        return None
 
 
 class UniverseSource(Protocol):

@@ -145,3 +145,88 @@ async def test_a_paper_replay_fills_exactly_as_the_backtest(
     assert performance["days"] == len(expected.dates)
     sleeve = (await client.get(f"{path}/sleeve", headers=trader.headers)).json()
     assert _fen(sleeve["cash"]) == int(expected.cash_fen[-1])
+
+
+class FlakyExecution(httpx.AsyncBaseTransport):
+    """Execution's transport as risk reaches it, failing every `every`-th order submission: alternately before the
+    order reaches execution (the connection fails) and after execution stored it (the answer is lost)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, every: int) -> None:
+        self.inner = inner
+        self.every = every
+        self.submissions = 0
+        self.lost_requests = 0
+        self.lost_answers = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "POST" and request.url.path == "/v1/orders":
+            self.submissions += 1
+            if self.submissions % self.every == 0:
+                if (self.submissions // self.every) % 2:
+                    self.lost_requests += 1
+                    raise httpx.ConnectError("execution is down", request=request)
+                response = await self.inner.handle_async_request(request)
+                await response.aread()
+                self.lost_answers += 1
+                raise httpx.ReadError("the answer was lost", request=request)
+        return await self.inner.handle_async_request(request)
+
+
+async def test_orders_the_path_drops_are_sent_again_and_placed_once(tmp_path: Path, demo: pd.DataFrame) -> None:
+    """Execution unreachable for some submissions, and its answer lost for others: the runner sends each such order
+    again with the same client_order_id until it is accepted, and execution ends with each order once; the fills are
+    still the backtest's."""
+    password = secrets.token_urlsafe(12)
+    settings = Settings(
+        mode=Mode.STANDALONE,
+        database_url=f"sqlite+aiosqlite:///{tmp_path}/{{service}}.db",
+        admin_password=password,
+        rate_limit_per_minute=1_000_000,
+        market_clock="replay",
+    )
+    host = build_app(settings)
+    transports = host.state.infra.services.transports
+    flaky = FlakyExecution(transports["execution"], every=7)
+    transports["execution"] = flaky
+    transport = httpx.ASGITransport(app=host)
+    async with (
+        host.router.lifespan_context(host),
+        httpx.AsyncClient(transport=transport, base_url=BASE, timeout=60) as client,
+    ):
+        admin = await login(client, BASE, "admin", password)
+        username, user_password = await create_user(client, admin, "trader")
+        trader = await login(client, BASE, username, user_password)
+        codes = sorted(demo["ts_code"].unique())
+        created = await client.post(
+            "/api/v1/strategy-instances",
+            json={"strategy": "momentum", "universe": {"ts_codes": codes}, "capital": str(CAPITAL)},
+            headers=trader.headers,
+        )
+        iid = created.json()["instance_id"]
+        path = f"/api/v1/strategy-instances/{iid}"
+        started = await client.post(
+            f"{path}/start", json={"replay": {"start": "2023-01-03", "end": "2024-12-31"}}, headers=trader.headers
+        )
+        assert started.status_code == 200, started.text
+        deadline = time.monotonic() + 600
+        while (state := (await client.get(path, headers=trader.headers)).json())["state"] == "running":
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.5)
+        assert state["state"] == "stopped", state["error"]
+        orders = await _all(client, "/api/v1/orders", "order_id", trader, strategy_instance_id=iid)
+        trades = await _all(client, "/api/v1/trades", "trade_id", trader, strategy_instance_id=iid)
+
+    assert flaky.lost_requests >= 5 and flaky.lost_answers >= 5
+    ids = [o["client_order_id"] for o in orders]
+    assert len(ids) == len(set(ids)), "an order was placed twice"
+    assert {o["status"] for o in orders} == {"filled"}, "an order was left in another state"
+    days = sorted(pd.to_datetime(demo["trade_date"]).dt.date.unique())
+    config = BacktestConfig(
+        initial_cash=CAPITAL, corporate_actions=False, calendar=tuple(sse_trading_days(days[0], days[-1]))
+    )
+    expected = run_backtest(discover_strategies()["momentum"](), demo, config)
+    assert len(orders) == len(trades) == len(expected.trades["qty"])
+    assert [(t["ts_code"], t["qty"], _fen(t["price"])) for t in trades] == [
+        (expected.codes[int(s)], int(q), int(p))
+        for s, q, p in zip(expected.trades["sym"], expected.trades["qty"], expected.trades["price"], strict=True)
+    ]
