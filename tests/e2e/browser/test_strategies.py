@@ -1,7 +1,8 @@
 """The Strategies page in a browser, against a standalone platform on the replay market clock: a trader creates a
 dual MA instance from the form and starts it with a replay; the page follows it to `stopped` and shows the equity
 curve and the fills the platform recorded (read back through the API as the second witness); a refused parameter is
-shown with the API's code and marks its field; a viewer sees the instances without a button to act on them."""
+shown with the API's code; a viewer sees the instances without a button to act on them; on a platform on the real
+clock a replay is refused with `not_replay` and the replay fields go."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import os
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -170,8 +170,7 @@ async def test_a_trader_replays_a_dual_ma_instance_from_the_strategies_page(
 
     shots = os.environ.get("LH_TEST_SCREENSHOTS")
     if shots:
-        Path(shots).mkdir(parents=True, exist_ok=True)
-        await page.screenshot(path=str(Path(shots) / "strategies.png"), full_page=True)
+        await page.screenshot(path=os.path.join(shots, "strategies.png"), full_page=True)  # playwright makes the dir
     assert not offline.blocked
     assert errors == []
 
@@ -214,3 +213,28 @@ async def test_a_viewer_sees_the_instances_without_actions(people: dict[str, Any
     await as_viewer.click(row)  # watching is allowed: the detail opens
     await as_viewer.wait_for_selector("#detail-body:not(.d-none)")
     assert errors == []
+
+
+async def test_a_replay_on_the_real_clock_is_refused_and_the_replay_fields_go(
+    standalone: tuple[str, str], offline: OfflineContext
+) -> None:
+    base, admin_password = standalone  # a platform on the real market clock
+    async with httpx.AsyncClient(timeout=30) as client:
+        admin = await login(client, base, "admin", admin_password)
+        name, password = await create_user(client, admin, "trader")
+        trader = await login(client, base, name, password)
+        codes = [s["ts_code"] for s in (await client.get(base + "/api/v1/securities", headers=admin.headers)).json()]
+        body = {"strategy": "buy_and_hold", "params": {}, "universe": {"ts_codes": codes[:2]}, "capital": "1000"}
+        made = await client.post(base + "/api/v1/strategy-instances", json=body, headers=trader.headers)
+        assert made.status_code == 201, made.text
+    instance_id = made.json()["instance_id"]
+
+    errors: list[str] = []
+    page = await _strategies_page(offline, base, (name, password), errors)
+    await page.fill("#instance-replay-start", REPLAY[0])
+    await page.fill("#instance-replay-end", REPLAY[1])
+    await page.click(f"#instance-row-{instance_id} button[data-action=start]")
+    await page.wait_for_selector("#instances-error:not(.d-none)")
+    assert (await page.inner_text("#instances-error")).startswith(f"start {instance_id}: not_replay: ")
+    assert await page.is_hidden("#instance-replay")
+    assert await page.get_attribute(f"#instance-row-{instance_id}", "data-state") == "created"
