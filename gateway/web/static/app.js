@@ -1353,7 +1353,13 @@
     if (!start || !end) {
       return { problem: { field: start ? "replay.end" : "replay.start", message: "a replay needs both its first and last day" } };
     }
-    return { replay: { start, end } };
+    const pace = $("instance-replay-pace").value.trim();
+    if (pace === "") return { replay: { start, end } };
+    const daysPerSecond = Number(pace);
+    if (!/^[0-9]*\.?[0-9]+$/.test(pace) || !(daysPerSecond > 0)) {
+      return { problem: { field: "replay.days_per_second", message: "a pace is a positive number of days per second" } };
+    }
+    return { replay: { start, end, days_per_second: daysPerSecond } };
   }
 
   async function actOnInstance(instanceId, action, button) {
@@ -1372,7 +1378,9 @@
     if (result.ok) {
       showInstancesError("");
       if (json) state.replayClock = true;
-      selectInstance(instanceId);
+      // Already selected: keep the curve, which the bar events of a fast replay may already be extending.
+      if (state.selectedInstance === instanceId) scheduleDetailRefresh();
+      else selectInstance(instanceId);
     } else {
       if (result.data && result.data.code === "not_replay") {
         // This platform trades the real clock: the replay days do not apply here. Start again to trade live bars.

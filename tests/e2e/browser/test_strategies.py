@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 import pytest_asyncio
-from playwright.async_api import ConsoleMessage, Page
+from playwright.async_api import ConsoleMessage, Page, Route
 
 from tests.e2e.browser.conftest import OfflineContext, log_in
 from tests.e2e.flow import Session, create_user, login
@@ -95,6 +95,13 @@ async def _fill_form(page: Page, codes: list[str], fast: str) -> None:
     await page.fill("#instance-replay-end", REPLAY[1])
 
 
+async def _chart_points(page: Page, points: int) -> None:
+    # A function, not an expression: polling an expression evals it, which the page's policy refuses.
+    await page.wait_for_function(
+        "(n) => document.getElementById('instance-chart').dataset.points === String(n)", arg=points
+    )
+
+
 async def _api(client: httpx.AsyncClient, s: Session, path: str, **params: str) -> Any:
     answer = await client.get(s.base_url + path, params=params, headers=s.headers)
     assert answer.status_code == 200, answer.text
@@ -137,7 +144,7 @@ async def test_a_trader_replays_a_dual_ma_instance_from_the_strategies_page(
 
     # The chart holds the whole curve (from /performance and the bar events), its last point the final equity.
     points = len(curve)
-    await page.wait_for_function(f"document.getElementById('instance-chart').dataset.points === '{points}'")
+    await _chart_points(page, points)
     drawn = await page.evaluate(
         """() => {
             const chart = echarts.getInstanceByDom(document.getElementById('instance-chart'));
@@ -157,7 +164,8 @@ async def test_a_trader_replays_a_dual_ma_instance_from_the_strategies_page(
 
     # The fills and orders tables: the platform's records of this instance, newest first.
     await page.wait_for_function(
-        f"document.querySelectorAll('#detail-fills tr[data-trade]').length === {min(len(trades), DETAIL_ROWS)}"
+        "(n) => document.querySelectorAll('#detail-fills tr[data-trade]').length === n",
+        arg=min(len(trades), DETAIL_ROWS),
     )
     newest = trades[0]
     first_fill = await page.locator("#detail-fills tr[data-trade]").first.all_inner_texts()
@@ -238,3 +246,50 @@ async def test_a_replay_on_the_real_clock_is_refused_and_the_replay_fields_go(
     assert (await page.inner_text("#instances-error")).startswith(f"start {instance_id}: not_replay: ")
     assert await page.is_hidden("#instance-replay")
     assert await page.get_attribute(f"#instance-row-{instance_id}", "data-state") == "created"
+
+
+async def test_the_chart_follows_a_paced_replay_over_the_websocket(
+    people: dict[str, Any], offline: OfflineContext
+) -> None:
+    errors: list[str] = []
+    page = await _strategies_page(offline, people["base"], people["trader"], errors)
+    await _fill_form(page, people["codes"], fast="5")
+    await page.fill("#instance-replay-pace", "20")
+    await page.click("#instance-submit")
+    await page.wait_for_selector("#instance-result .alert-success")
+    instance_id = (await page.inner_text("#instance-result .alert-success .mono")).strip()
+    row = f"#instance-row-{instance_id}"
+    await page.wait_for_selector(f"{row}[data-state=created]")
+    await _chart_points(page, 0)
+
+    # From here on the page cannot read /performance: every point the chart gains comes from a bar event.
+    refused: list[str] = []
+
+    async def cut(route: Route) -> None:
+        refused.append(route.request.url)
+        await route.abort()
+
+    await page.route("**/performance", cut)
+    async with page.expect_request(lambda r: r.url.endswith(f"{instance_id}/start")) as start:
+        await page.click(f"{row} button[data-action=start]")
+    assert (await start.value).post_data_json == {
+        "replay": {"start": REPLAY[0], "end": REPLAY[1], "days_per_second": 20}
+    }
+    await page.wait_for_selector(f"{row}[data-state=stopped]", timeout=REPLAY_TIMEOUT_MS)
+
+    trader: Session = people["trader_api"]
+    async with httpx.AsyncClient(timeout=30) as client:
+        performance = await _api(client, trader, f"/api/v1/strategy-instances/{instance_id}/performance")
+    curve = performance["equity_curve"]
+    await _chart_points(page, len(curve))
+    drawn = await page.evaluate(
+        """() => {
+            const option = echarts.getInstanceByDom(document.getElementById('instance-chart')).getOption();
+            return {x: option.xAxis[0].data, y: option.series[0].data};
+        }"""
+    )
+    assert drawn["x"] == [p["date"] for p in curve]
+    assert drawn["y"] == [float(p["equity"]) for p in curve]
+    assert refused, "the page asked for /performance and was refused: the chart grew from the events"
+    assert "performance: network error" in await page.inner_text("#detail-error")  # and said so
+    assert [e for e in errors if "Failed to load resource" not in e] == []
