@@ -156,7 +156,7 @@ def _list(platform: Platform, args: argparse.Namespace) -> int:
 
 
 def _create(platform: Platform, args: argparse.Namespace) -> int:
-    from lianghua.cli import parse_param
+    from lianghua.cli import CliError, parse_param  # here: lianghua.cli imports this module
 
     params: dict[str, Any] = json.loads(args.params) if args.params else {}
     if not isinstance(params, dict):
@@ -164,7 +164,7 @@ def _create(platform: Platform, args: argparse.Namespace) -> int:
     for text in args.param:
         try:
             name, value = parse_param(text)
-        except Exception as exc:  # CliError: one message style here
+        except CliError as exc:
             raise ApiError(str(exc), 2) from exc
         params[name] = value
     body: dict[str, Any] = {
@@ -247,15 +247,21 @@ COMMANDS: dict[str, Callable[[Platform, argparse.Namespace], int]] = {
 def add_parser(sub: Any) -> None:
     """`lianghua strategy ...` on the `lianghua` command's subparsers."""
     parser = sub.add_parser("strategy", help="strategy instances on a running platform (list, create, start, ...)")
-    parser.add_argument("--url", help=f"the platform's gateway (default $LH_URL or {DEFAULT_URL})")
+    url_help = f"the platform's gateway (default $LH_URL or {DEFAULT_URL})"
+    parser.add_argument("--url", help=url_help)
+    # --url before or after the action: SUPPRESS keeps an action's parser from overwriting the one given before.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--url", default=argparse.SUPPRESS, help=url_help)
     actions = parser.add_subparsers(dest="action", required=True)
 
-    listing = actions.add_parser("list", help="the instances you can see, with state and equity")
+    listing = actions.add_parser("list", parents=[common], help="the instances you can see, with state and equity")
     listing.add_argument("--state", choices=("created", "running", "paused", "stopped", "failed"))
     listing.add_argument("--strategy", help="only this strategy's instances")
     listing.add_argument("--json", action="store_true", help="the instances as JSON")
 
-    create = actions.add_parser("create", help="a new instance (state created: nothing trades until started)")
+    create = actions.add_parser(
+        "create", parents=[common], help="a new instance (state created: nothing trades until started)"
+    )
     create.add_argument("--strategy", required=True, help="strategy name (see `lianghua strategies`)")
     create.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="a strategy parameter")
     create.add_argument("--params", help="strategy parameters as a JSON object")
@@ -271,12 +277,14 @@ def add_parser(sub: Any) -> None:
         ("resume", "trade again, with the newest parameters"),
         ("stop", "stop for good (open orders are cancelled unless --keep-orders)"),
     ):
-        command = actions.add_parser(action, help=text)
+        command = actions.add_parser(action, parents=[common], help=text)
         command.add_argument("instance_id")
         if action == "stop":
             command.add_argument("--keep-orders", action="store_true", help="leave the instance's open orders")
 
-    replay = actions.add_parser("replay", help="start with a replay of stored history and follow it to the end")
+    replay = actions.add_parser(
+        "replay", parents=[common], help="start with a replay of stored history and follow it to the end"
+    )
     replay.add_argument("instance_id")
     replay.add_argument("--start", required=True, help="first replayed day (YYYY-MM-DD)")
     replay.add_argument("--end", required=True, help="last replayed day (YYYY-MM-DD)")

@@ -1285,6 +1285,9 @@
     }
     state.instances = new Map(instances.map((i) => [i.instance_id, i]));
     if (state.selectedInstance && !state.instances.has(state.selectedInstance)) selectInstance(null);
+    // A watcher who is not the owner gets no bar events: the selected instance's detail follows this poll instead.
+    const selected = state.instances.get(state.selectedInstance);
+    if (selected && selected.state === "running") scheduleDetailRefresh();
     $("instances-updated").textContent = `updated ${new Date().toLocaleTimeString("zh-CN", { hour12: false })}`;
     // Events are the fast path (and only the owner gets them); this poll keeps a watcher's table moving.
     if (instances.some((i) => i.state === "running")) {
@@ -1655,6 +1658,8 @@
     $("instances").replaceChildren();
     $("instance-result").replaceChildren();
     showInstancesError("");
+    state.replayClock = null; // the next login may be to the same platform, but it is asked again
+    show($("instance-replay"), true);
   }
 
   // --- wiring ----------------------------------------------------------------------------------------------

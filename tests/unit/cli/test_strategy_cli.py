@@ -139,6 +139,16 @@ def test_a_bad_parameter_exits_2_with_the_apis_message(
     assert "HTTP 422 invalid_request: params.fast: Input should be a valid integer" in err
 
 
+def test_a_malformed_param_exits_2_before_anything_is_sent(
+    gateway: FakeGateway, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [*CREATE]
+    argv[argv.index("fast=5")] = "fast"
+    assert main(argv) == EXIT_BAD_INPUT
+    assert "--param 'fast': expected name=value" in capsys.readouterr().err
+    assert not any(r.url.path == "/api/v1/strategy-instances" for r in gateway.requests)
+
+
 def test_an_unknown_strategy_or_instance_exits_1(gateway: FakeGateway, capsys: pytest.CaptureFixture[str]) -> None:
     argv = [*CREATE]
     argv[argv.index("dual_ma")] = "no_such"
@@ -226,3 +236,5 @@ def test_an_unreachable_platform_exits_1(monkeypatch: pytest.MonkeyPatch, capsys
     monkeypatch.setenv("LH_API_KEY", API_KEY)
     assert main(["strategy", "--url", "http://127.0.0.1:1", "list"]) == EXIT_FAILED
     assert "cannot reach the platform at http://127.0.0.1:1" in capsys.readouterr().err
+    assert main(["strategy", "list", "--url", "http://127.0.0.1:2"]) == EXIT_FAILED  # after the action too
+    assert "cannot reach the platform at http://127.0.0.1:2" in capsys.readouterr().err
