@@ -28,6 +28,10 @@ class RunMetrics:
         self.last_bar = Gauge("lh_strategy_instance_last_bar_timestamp_seconds",
                               "The trading day (00:00 UTC) of the last bar an instance processed; its lag is "
                               "time() minus this", ["instance_id"], registry=registry)  # fmt: skip
+        self.fills = Gauge("lh_strategy_instance_fills", "Fills an instance has booked", ["instance_id"],
+                           registry=registry)  # fmt: skip
+        self.pnl = Gauge("lh_strategy_instance_pnl_cny", "An instance's profit and loss (equity less capital)",
+                         ["instance_id"], registry=registry)  # fmt: skip
         self.bar_seconds = Histogram("lh_strategy_instance_bar_seconds", "Time to process one bar (orders included)",
                                      registry=registry)  # fmt: skip
 
@@ -52,6 +56,8 @@ class InstanceReports:
         labels: dict[str, Any] = {"instance_id": spec.instance_id}
         self.metrics.equity.labels(**labels).set(float(equity))
         self.metrics.orders.labels(**labels).set(self.sent[spec.instance_id])
+        self.metrics.fills.labels(**labels).set(report.fills)
+        self.metrics.pnl.labels(**labels).set(float(equity - Decimal(spec.capital_fen) / 100))
         day = report.bar_date
         self.metrics.last_bar.labels(**labels).set(
             (day.toordinal() - 719163) * 86400  # days since 1970-01-01, in seconds

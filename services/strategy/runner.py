@@ -67,6 +67,7 @@ class BarReport:
     orders_sent: int
     equity_fen: int
     seconds: float
+    fills: int = 0  # fills booked since the instance began
 
 
 def persisted_state(strategy: Strategy) -> dict[str, Any]:
@@ -208,7 +209,9 @@ class InstanceRun:
         await self.save()
         equity = book.cash_fen + book.market_value_fen()
         sent = self.orders_sent - (self.orders_sent if sent_before is None else sent_before)
-        return BarReport(self.instance_id, book.panel.dates[t], sent, equity, time.perf_counter() - started)
+        return BarReport(
+            self.instance_id, book.panel.dates[t], sent, equity, time.perf_counter() - started, len(book.applied_trades)
+        )
 
     async def finish(self) -> None:
         """The end of a replay: on_stop, and what is still pending is cancelled (end of data)."""

@@ -1,0 +1,190 @@
+"""A strategy instance on the real market clock, through the whole platform in one process (standalone): started, it
+loads its history (refused, naming the days, when there is less than its warm-up); a complete `bars.updated` gives
+it the day's bar; its orders go out in the next session's order window at the last close, through risk and execution,
+and its sleeve books the fills; a paused instance takes no bars. The runner's clock is set by the test (the demo
+market ends on 2024-12-31)."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from lianghua.standalone import build_app
+from services.data.demo import generate_demo_market
+from shared.platform.events import BarsUpdated, make_event
+from shared.platform.settings import Mode, Settings
+from tests.e2e.flow import Session, create_user, login
+
+pytestmark = pytest.mark.e2e
+BASE = "http://gateway.test"
+SH = ZoneInfo("Asia/Shanghai")
+
+
+@dataclass
+class Live:
+    host: Starlette
+    client: httpx.AsyncClient
+    admin: Session
+    now: list[datetime]
+
+    @property
+    def runner(self) -> Any:
+        return self.host.state.services["strategy"].state.runner
+
+    async def trader(self) -> Session:
+        username, password = await create_user(self.client, self.admin, "trader")
+        return await login(self.client, BASE, username, password)
+
+    async def bars_updated(self, day: date) -> None:
+        payload = BarsUpdated(trade_date=day, start_date=day, end_date=day, symbols=60, rows=60)
+        await self.host.state.infra.bus.publish(make_event("bars.updated", payload, source="data"))
+
+
+@pytest.fixture(scope="module")
+async def live(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Live]:
+    work: Path = tmp_path_factory.mktemp("live-runner")
+    password = secrets.token_urlsafe(12)
+    settings = Settings(
+        mode=Mode.STANDALONE,
+        database_url=f"sqlite+aiosqlite:///{work}/{{service}}.db",
+        admin_password=password,
+        rate_limit_per_minute=1_000_000,
+    )
+    host = build_app(settings)
+    now = [datetime(2024, 12, 30, 20, 0, tzinfo=SH).astimezone(UTC)]
+    host.state.services["strategy"].state.runner.now = lambda: now[0]
+    transport = httpx.ASGITransport(app=host)
+    async with (
+        host.router.lifespan_context(host),
+        httpx.AsyncClient(transport=transport, base_url=BASE, timeout=60) as client,
+    ):
+        yield Live(host, client, await login(client, BASE, "admin", password), now)
+
+
+def _codes(n: int) -> list[str]:
+    daily = generate_demo_market(Settings(_env_file=None)).daily  # type: ignore[call-arg]
+    last = daily[daily["trade_date"] == daily["trade_date"].max()]
+    return sorted(c for c in last["ts_code"] if c.endswith(".SH") and c.startswith("60"))[:n]
+
+
+async def _wait(check: Any, what: str) -> Any:
+    deadline = time.monotonic() + 60
+    while True:
+        value = await check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.2)
+
+
+async def test_a_real_clock_instance_trades_its_next_session(live: Live) -> None:
+    trader = await live.trader()
+    codes = _codes(3)
+    created = await live.client.post(
+        "/api/v1/strategy-instances",
+        json={"strategy": "buy_and_hold", "universe": {"ts_codes": codes}, "capital": "300000.00"},
+        headers=trader.headers,
+    )
+    assert created.status_code == 201, created.text
+    path = f"/api/v1/strategy-instances/{created.json()['instance_id']}"
+    iid = created.json()["instance_id"]
+    started = await live.client.post(f"{path}/start", headers=trader.headers)
+    assert started.status_code == 200 and started.json()["state"] == "running", started.text
+
+    # history through 2024-12-30 (the clock's day): the strategy has not traded a bar yet
+    perf = (await live.client.get(f"{path}/performance", headers=trader.headers)).json()
+    assert perf["days"] == 0 and perf["progress"]["bar_date"] == "2024-12-30"
+
+    # the 2024-12-31 bar arrives: the instance takes it (and only once, however often it is announced)
+    await live.bars_updated(date(2024, 12, 31))
+    await live.bars_updated(date(2024, 12, 31))
+
+    async def marked() -> Any:
+        p = (await live.client.get(f"{path}/performance", headers=trader.headers)).json()
+        return p if p["days"] == 1 else None
+
+    perf = await _wait(marked, "the 2024-12-31 bar")
+    assert perf["equity_curve"][0]["date"] == "2024-12-31" and perf["equity_curve"][0]["equity"] == "300000.00"
+
+    # before the next session's window nothing is sent; inside it (09:30, 2025-01-02) the orders go out
+    live.now[0] = datetime(2025, 1, 2, 9, 10, tzinfo=SH).astimezone(UTC)
+    await live.runner.send_due()
+    orders = (await live.client.get("/api/v1/orders", params={"strategy_instance_id": iid},
+                                    headers=trader.headers)).json()  # fmt: skip
+    assert orders == []
+    live.now[0] = datetime(2025, 1, 2, 9, 31, tzinfo=SH).astimezone(UTC)
+    await live.runner.send_due()
+    await live.runner.send_due()  # a second pass in the same window sends nothing more
+    orders = (await live.client.get("/api/v1/orders", params={"strategy_instance_id": iid, "oldest_first": "true"},
+                                    headers=trader.headers)).json()  # fmt: skip
+    assert [o["ts_code"] for o in orders] == codes
+    assert {o["status"] for o in orders} == {"filled"}
+    assert all(o["client_order_id"].startswith(f"{iid}-init-") for o in orders)
+
+    # the sleeve: each symbol a third of the capital at the last close, in whole lots, fees paid from its cash
+    sleeve = (await live.client.get(f"{path}/sleeve", headers=trader.headers)).json()
+    trades = (await live.client.get("/api/v1/trades", params={"strategy_instance_id": iid},
+                                    headers=trader.headers)).json()  # fmt: skip
+    spent = sum(Decimal(t["amount"]) + Decimal(t["fees"]) for t in trades)
+    assert Decimal(sleeve["cash"]) == Decimal("300000.00") - spent
+    assert sorted((p["ts_code"], p["qty"]) for p in sleeve["positions"]) == sorted(
+        (t["ts_code"], t["qty"]) for t in trades
+    )
+    # order_value(100,000 CNY) at the reference price (the 2024-12-31 close, which the paper broker fills at):
+    # the whole lots it buys; the last buy may be a lot short (the fees come out of the cash first)
+    lots = {t["ts_code"]: int(Decimal("100000") / Decimal(t["price"])) // 100 * 100 for t in trades}
+    by_code = {t["ts_code"]: t["qty"] for t in trades}
+    assert [by_code[c] for c in codes[:2]] == [lots[c] for c in codes[:2]]
+    assert by_code[codes[2]] in (lots[codes[2]], lots[codes[2]] - 100)
+
+
+async def test_a_paused_instance_takes_no_bar(live: Live) -> None:
+    live.now[0] = datetime(2024, 12, 30, 20, 0, tzinfo=SH).astimezone(UTC)
+    trader = await live.trader()
+    paths = []
+    for _ in range(2):
+        created = await live.client.post(
+            "/api/v1/strategy-instances",
+            json={"strategy": "buy_and_hold", "universe": {"ts_codes": _codes(2)}, "capital": "100000.00"},
+            headers=trader.headers,
+        )
+        path = f"/api/v1/strategy-instances/{created.json()['instance_id']}"
+        assert (await live.client.post(f"{path}/start", headers=trader.headers)).status_code == 200
+        paths.append(path)
+    running, paused = paths
+    assert (await live.client.post(f"{paused}/pause", headers=trader.headers)).json()["state"] == "paused"
+    await live.bars_updated(date(2024, 12, 31))
+
+    async def taken() -> Any:
+        return (await live.client.get(f"{running}/performance", headers=trader.headers)).json()["days"] == 1
+
+    await _wait(taken, "the running instance's bar")
+    assert (await live.client.get(f"{paused}/performance", headers=trader.headers)).json()["days"] == 0
+
+
+async def test_a_start_with_less_history_than_the_warmup_is_refused_naming_the_days(live: Live) -> None:
+    trader = await live.trader()
+    created = await live.client.post(
+        "/api/v1/strategy-instances",
+        json={"strategy": "dual_ma", "params": {"fast": 5, "slow": 500}, "universe": {"ts_codes": _codes(1)},
+              "capital": "100000.00"},
+        headers=trader.headers,
+    )  # fmt: skip
+    assert created.status_code == 201, created.text
+    path = f"/api/v1/strategy-instances/{created.json()['instance_id']}"
+    refused = await live.client.post(f"{path}/start", headers=trader.headers)
+    assert refused.status_code == 422 and refused.json()["code"] == "warmup_incomplete"
+    assert "500 trading days" in refused.json()["message"] and "2023-01-03" in refused.json()["message"]
+    assert (await live.client.get(path, headers=trader.headers)).json()["state"] == "created"

@@ -1,0 +1,192 @@
+"""The runner when the order path misbehaves: risk refuses an order (on_order hears `rejected` with risk's reasons and
+the instance carries on), the path stays down for the whole order window (the order is dropped and reported, never
+left unknown), the fill events never come (execution's listing has the fills), a strategy raises (that instance
+fails; nothing more is sent). And the service's stop cancels what execution still holds open for the instance."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from services.strategy.book import Plan, TradeFill
+from services.strategy.runner import InstanceFailed, InstanceRun
+from services.strategy.trading import PathUnavailable, Placed, Refused
+from shared.research.engine import load_bars
+from shared.research.strategy import CrossSection, Strategy, StrategyContext
+from shared.research.strategy.context import OrderEvent
+from tests.unit.strategy.test_runner_parity import INSTANCE, FillingPath, MemoryBooks, _config
+
+
+class BuyEveryDay(Strategy):
+    """Buys one lot of the first symbol on every bar and records what on_order tells it."""
+
+    name = "buy_every_day"
+
+    def on_init(self, ctx: StrategyContext) -> None:
+        self.heard: list[OrderEvent] = []
+
+    def on_bar(self, ctx: StrategyContext, bar: CrossSection) -> None:
+        ctx.buy(0, 100)
+
+    def on_order(self, ctx: StrategyContext, event: OrderEvent) -> None:
+        self.heard.append(event)
+
+
+class RaisesOnThirdBar(BuyEveryDay):
+    def on_bar(self, ctx: StrategyContext, bar: CrossSection) -> None:
+        if ctx.day_index == 2:
+            raise RuntimeError("bad data")
+        super().on_bar(ctx, bar)
+
+
+@pytest.fixture(scope="module")
+def bars() -> pd.DataFrame:
+    from services.data.demo import generate_demo_market
+    from shared.platform.settings import Settings
+
+    daily = generate_demo_market(Settings(_env_file=None)).daily  # type: ignore[call-arg]
+    first = sorted(daily["ts_code"].unique())[:2]
+    days = sorted(daily["trade_date"].unique())[:6]
+    return daily[daily["ts_code"].isin(first) & daily["trade_date"].isin(days)]
+
+
+def _run(strategy: Strategy, bars: pd.DataFrame, path: Any, **kw: Any) -> InstanceRun:
+    config = _config(bars)
+    return InstanceRun(INSTANCE, strategy, load_bars(bars, config), config, path, MemoryBooks(), **kw)
+
+
+class RefusingPath(FillingPath):
+    """Risk refuses every other order with its reasons."""
+
+    async def place(self, plan: Plan, instance_id: str) -> Placed | Refused:  # type: ignore[override]
+        self.calls = getattr(self, "calls", 0) + 1
+        if self.calls % 2 == 0:
+            return Refused(
+                "order_rejected", "insufficient_strategy_cash: the sleeve has 10.00, the order needs 1,005.10"
+            )
+        return await super().place(plan, instance_id)
+
+
+def test_an_order_risk_refuses_is_heard_as_rejected_and_the_instance_carries_on(bars: pd.DataFrame) -> None:
+    async def go() -> tuple[BuyEveryDay, FillingPath]:
+        path = RefusingPath()
+        strategy = BuyEveryDay()
+        run = _run(strategy, bars, path)
+        path.run = run
+        await run.begin()
+        for t in range(len(run.book.panel.dates)):
+            await path.open_session(run.book.panel.dates[t])
+            await run.session(t)
+        return strategy, path
+
+    strategy, path = asyncio.run(go())
+    statuses = [(e.status, e.reason.split(":")[0]) for e in strategy.heard]
+    # bars 0..4 place an order each, filled on the next day: 1 filled, 2 rejected by risk, 3 filled, ...
+    assert statuses == [("filled", ""), ("rejected", "order_rejected"), ("filled", ""), ("rejected", "order_rejected"),
+                        ("filled", "")]  # fmt: skip
+    assert "insufficient_strategy_cash" in strategy.heard[1].reason
+    assert len(path.fills) == 3
+
+
+class DownPath(FillingPath):
+    async def place(self, plan: Plan, instance_id: str) -> Placed | Refused:  # type: ignore[override]
+        self.tries = getattr(self, "tries", 0) + 1
+        raise PathUnavailable("execution_unavailable: the execution service did not answer")
+
+
+def test_an_order_the_path_never_takes_is_dropped_when_its_window_closes(bars: pd.DataFrame) -> None:
+    async def go() -> tuple[BuyEveryDay, DownPath, InstanceRun]:
+        path = DownPath()
+        strategy = BuyEveryDay()
+        run = _run(strategy, bars, path, order_window_s=0.3)
+        path.run = run
+        await run.begin()
+        await run.session(0)
+        await run.session(1)
+        return strategy, path, run
+
+    strategy, path, run = asyncio.run(go())
+    assert path.tries >= 3  # sent again (same client_order_id) while the window was open
+    assert [(e.status, e.reason.split(":")[0]) for e in strategy.heard] == [("rejected", "order_window_closed")]
+    # the dropped order is settled (nothing left unknown); only bar 1's order waits, for the next session
+    assert run.sent == {}
+    assert [i.bar for i in run.book.pending] == [run.book.panel.dates[1].strftime("%Y%m%d")]
+
+
+class SilentPath(FillingPath):
+    """Fills, but the trade.executed events never arrive (the bus is down): only execution's listing has them."""
+
+    async def place(self, plan: Plan, instance_id: str) -> Placed | Refused:  # type: ignore[override]
+        run, self.run = self.run, None
+        try:
+            self.run = _NoEvents()  # type: ignore[assignment]
+            return await super().place(plan, instance_id)
+        finally:
+            self.run = run
+
+
+class _NoEvents:
+    async def on_fill(self, fill: TradeFill) -> None:
+        return None
+
+
+def test_fills_whose_events_never_come_are_read_from_executions_listing(bars: pd.DataFrame) -> None:
+    async def go() -> InstanceRun:
+        path = SilentPath()
+        run = _run(BuyEveryDay(), bars, path, fill_wait_s=0.05)
+        path.run = run
+        await run.begin()
+        for t in range(3):
+            await run.session(t)
+        return run
+
+    run = asyncio.run(go())
+    assert int(run.book.positions[0]) == 200  # bars 0 and 1's buys, filled on days 1 and 2
+    assert len(run.book.applied_trades) == 2
+
+
+def test_a_strategy_that_raises_fails_its_instance_and_sends_nothing_more(bars: pd.DataFrame) -> None:
+    async def go() -> tuple[FillingPath, InstanceRun]:
+        path = FillingPath()
+        run = _run(RaisesOnThirdBar(), bars, path)
+        path.run = run
+        await run.begin()
+        with pytest.raises(InstanceFailed) as failed:
+            for t in range(len(run.book.panel.dates)):
+                await run.session(t)
+        assert "RuntimeError: bad data" in failed.value.trace
+        return path, run
+
+    path, run = asyncio.run(go())
+    assert path.placed == 2 and run.failed is not None
+
+
+async def test_stop_cancels_what_execution_holds_open_for_the_instance() -> None:
+    from services.strategy.live import Runner
+
+    class OpenOrders(FillingPath):
+        def __init__(self) -> None:
+            super().__init__()
+            self.cancelled: list[str] = []
+
+        async def orders(self, instance_id: str) -> list[dict[str, Any]]:
+            return [
+                {"order_id": "o1", "client_order_id": "a", "status": "submitted"},
+                {"order_id": "o2", "client_order_id": "b", "status": "filled"},
+                {"order_id": "o3", "client_order_id": "c", "status": "partially_filled"},
+                {"order_id": "o4", "client_order_id": "d", "status": "accepted"},
+            ]
+
+        async def cancel(self, order_id: str) -> None:
+            self.cancelled.append(order_id)
+
+    path = OpenOrders()
+    runner = Runner(strategies={}, market=lambda: None, path=path, books=MemoryBooks(), sessions=None,
+                    events=None)  # type: ignore[arg-type]  # fmt: skip
+    await runner.stop(INSTANCE, cancel_open_orders=False)
+    assert path.cancelled == []
+    await runner.stop(INSTANCE, cancel_open_orders=True)
+    assert path.cancelled == ["o1", "o3", "o4"]
