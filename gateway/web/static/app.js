@@ -1255,6 +1255,12 @@
     show($("instances-error"), !!message);
   }
 
+  // An action's refusal stays until the next action: the list refresh that follows it must not wipe it.
+  function showActionError(message) {
+    $("instance-action-error").textContent = message || "";
+    show($("instance-action-error"), !!message);
+  }
+
   function instancePath(instanceId, tail = "") {
     return `/api/v1/strategy-instances/${encodeURIComponent(instanceId)}${tail}`;
   }
@@ -1289,6 +1295,7 @@
     const selected = state.instances.get(state.selectedInstance);
     if (selected && selected.state === "running") scheduleDetailRefresh();
     $("instances-updated").textContent = `updated ${new Date().toLocaleTimeString("zh-CN", { hour12: false })}`;
+    $("instances").dataset.loads = String(Number($("instances").dataset.loads || 0) + 1); // for a watcher (or a test)
     // Events are the fast path (and only the owner gets them); this poll keeps a watcher's table moving.
     if (instances.some((i) => i.state === "running")) {
       state.instancesTimer = setTimeout(refreshInstances, INSTANCES_POLL_MS);
@@ -1370,7 +1377,7 @@
     if (action === "start" && state.replayClock !== false) {
       const { replay, problem } = readReplay();
       if (problem) {
-        showInstancesError(`start: ${problem.field}: ${problem.message}`);
+        showActionError(`start: ${problem.field}: ${problem.message}`);
         return;
       }
       if (replay) json = { replay };
@@ -1379,7 +1386,7 @@
     const result = await api(instancePath(instanceId, `/${action}`), { method: "POST", json });
     if (!state.session) return;
     if (result.ok) {
-      showInstancesError("");
+      showActionError("");
       if (json) state.replayClock = true;
       // Already selected: keep the curve, which the bar events of a fast replay may already be extending.
       if (state.selectedInstance === instanceId) scheduleDetailRefresh();
@@ -1390,7 +1397,7 @@
         state.replayClock = false;
         show($("instance-replay"), false);
       }
-      showInstancesError(`${action} ${instanceId}: ${errorText(result)}`);
+      showActionError(`${action} ${instanceId}: ${errorText(result)}`);
     }
     refreshInstances();
   }
@@ -1658,6 +1665,7 @@
     $("instances").replaceChildren();
     $("instance-result").replaceChildren();
     showInstancesError("");
+    showActionError("");
     state.replayClock = null; // the next login may be to the same platform, but it is asked again
     show($("instance-replay"), true);
   }

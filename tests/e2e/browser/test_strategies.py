@@ -242,8 +242,14 @@ async def test_a_replay_on_the_real_clock_is_refused_and_the_replay_fields_go(
     await page.fill("#instance-replay-start", REPLAY[0])
     await page.fill("#instance-replay-end", REPLAY[1])
     await page.click(f"#instance-row-{instance_id} button[data-action=start]")
-    await page.wait_for_selector("#instances-error:not(.d-none)")
-    assert (await page.inner_text("#instances-error")).startswith(f"start {instance_id}: not_replay: ")
+    await page.wait_for_selector("#instance-action-error:not(.d-none)")
+    refusal = await page.inner_text("#instance-action-error")
+    assert refusal.startswith(f"start {instance_id}: not_replay: ")
+    # the list reloads after the action (and on Refresh): the refusal stays on the page
+    loads = await page.get_attribute("#instances", "data-loads")
+    await page.click("#instances-refresh")
+    await page.wait_for_function("(n) => document.getElementById('instances').dataset.loads !== n", arg=loads)
+    assert await page.inner_text("#instance-action-error") == refusal
     assert await page.is_hidden("#instance-replay")
     assert await page.get_attribute(f"#instance-row-{instance_id}", "data-state") == "created"
 
