@@ -20,8 +20,12 @@ from shared.platform.db import Database
 from shared.platform.http import SERVICES
 from shared.platform.observability import CORRELATION_HEADER, REQUEST_ID_HEADER
 from shared.platform.settings import Settings
+from shared.research import report as report_package
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
+# The charting library the backtest reports inline (shared/research/report/vendor, with its licence there): the web
+# UI's equity charts use the same file, served from the same origin, so there is one copy of it to keep up to date.
+ECHARTS_FILE = Path(report_package.__file__).resolve().parent / "vendor" / "echarts.min.js"
 
 # The UI is plain files from this origin: no inline script, no third-party origin, not framable.
 CONTENT_SECURITY_POLICY = (
@@ -78,6 +82,11 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
             WEB_DIR / "index.html",
             headers={"Content-Security-Policy": CONTENT_SECURITY_POLICY, "Cache-Control": "no-cache"},
         )
+
+    # Before the /static mount, which would answer 404 for it.
+    @app.get("/static/vendor/echarts/echarts.min.js", include_in_schema=False)
+    async def echarts() -> FileResponse:
+        return FileResponse(ECHARTS_FILE, media_type="text/javascript", headers={"Cache-Control": "max-age=86400"})
 
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
     app.add_middleware(RequestIdMiddleware)

@@ -4,6 +4,8 @@
     lianghua strategies                the installed strategies and their parameters
     lianghua backtest BARS --strategy dual_ma --param fast=5 --param slow=20 [--out DIR] [--report FILE.html]
                                        a backtest of a CSV or Parquet file in Tushare's daily layout
+    lianghua strategy list|create|start|pause|resume|stop|replay
+                                       strategy instances on a running platform (lianghua/strategy_cli.py)
     lianghua data ...                  the data service's commands (backfill, update, import, import-adj-factors,
                                        import-calendar, import-securities, quality, runs)
 
@@ -183,6 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--format", choices=("parquet", "csv"), default="parquet", help="format of the tables")
     bt.add_argument("--report", metavar="FILE.html", help="write the run's self-contained HTML report there")
     bt.set_defaults(handler=_backtest)
+
+    from lianghua import strategy_cli
+
+    strategy_cli.add_parser(sub)
 
     data = sub.add_parser(
         "data",

@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def standalone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    work = tmp_path_factory.mktemp("standalone")
+    with standalone_process(tmp_path_factory.mktemp("standalone")) as platform:
+        yield platform
+
+
+@contextmanager
+def standalone_process(work: Path, **settings: str) -> Iterator[tuple[str, str]]:
+    """`lianghua.standalone` in a subprocess with its databases in `work` and the given LH_ settings
+    (e.g. LH_MARKET_CLOCK="replay"); yields its base URL and the admin's password once it is ready."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -36,6 +44,7 @@ def standalone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
         "LH_ADMIN_PASSWORD": password,
         "LH_DATABASE_URL": f"sqlite+aiosqlite:///{work}/{{service}}.db",
         "PYTHONPATH": str(ROOT),
+        **settings,
     }
     log = open(work / "standalone.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(

@@ -1,4 +1,5 @@
-// LiangHua web UI: log in, place orders, watch orders, cash, positions and live events, run backtests. Plain JS, no build step, no CDN.
+// LiangHua web UI: log in, place orders, watch orders, cash, positions and live events, run backtests, create and
+// run strategy instances and watch their equity. Plain JS, no build step, no CDN.
 // Everything the server sends is put on the page with textContent, never as HTML.
 "use strict";
 
@@ -25,8 +26,19 @@
     strategies: new Map(), // name -> {name, title, description, parameters}
     backtestProgress: new Map(), // backtest_id -> the latest backtest.progress payload
     backtestsTimer: null,
-    paramSpecs: [], // the selected strategy's parameters, as paramSpec() describes them
+    paramSpecs: { backtest: [], instance: [] }, // per form: the selected strategy's parameters, as paramSpec() gives
     accountSeq: 0, // the latest account refresh: an older answer arriving after it is dropped
+    instances: new Map(), // instance_id -> the instance, as the list last gave it
+    instancesSeq: 0,
+    instancesTimer: null,
+    selectedInstance: null,
+    detailSeq: 0, // the latest detail refresh: an answer for an instance no longer selected is dropped
+    detailTimer: null,
+    curve: [], // the selected instance's equity curve: [date, equity as the exact decimal string]
+    curveCapital: null,
+    chart: null,
+    echartsLoading: null,
+    replayClock: null, // unknown until a start with a replay answers (409 not_replay: the real clock)
   };
 
   // --- small helpers ---------------------------------------------------------------------------------------
@@ -172,6 +184,9 @@
     clearAccount();
     $("backtests").replaceChildren();
     $("backtest-result").replaceChildren();
+    clearStrategies();
+    show($("strategies-view"), false);
+    show($("pages"), false);
     if (message) {
       $("login-error").textContent = message;
       show($("login-error"), true);
@@ -182,7 +197,8 @@
     const session = state.session;
     show($("login-view"), false);
     show($("login-error"), false);
-    show($("desk-view"), true);
+    show($("pages"), true);
+    showPage(currentPage());
     show($("session"), true);
     $("whoami").textContent = `${session.username} · ${session.role}`;
     const canTrade = session.role === "trader" || session.role === "admin";
@@ -190,6 +206,8 @@
     show($("order-readonly"), !canTrade);
     $("backtest-fields").disabled = !canTrade;
     show($("backtest-readonly"), !canTrade);
+    $("instance-fields").disabled = !canTrade;
+    show($("instance-readonly"), !canTrade);
     state.expiryTimer = setTimeout(() => logout("Your session has expired: please log in again."),
       Math.max(0, session.expiresAt - Date.now()));
 
@@ -202,6 +220,8 @@
       const canRun = session.role === "trader" || session.role === "admin";
       $("backtest-fields").disabled = !canRun;
       show($("backtest-readonly"), !canRun);
+      $("instance-fields").disabled = !canRun;
+      show($("instance-readonly"), !canRun);
     }
     connectEvents();
     loadSecurities();
@@ -209,6 +229,7 @@
     refreshOrders();
     refreshAccount();
     refreshBacktests();
+    refreshInstances();
     state.ordersTimer = setInterval(refreshOrders, ORDERS_REFRESH_MS);
   }
 
@@ -230,6 +251,9 @@
       $("backtest-symbols").value = result.data.slice(0, DEFAULT_SYMBOLS).map((s) => s.ts_code).join(", ");
     }
     suggestSymbols();
+    if (!$("instance-codes").value.trim()) {
+      $("instance-codes").value = result.data.slice(0, DEFAULT_SYMBOLS).map((s) => s.ts_code).join(", ");
+    }
   }
 
   function describeSecurity() {
@@ -447,6 +471,7 @@
       refreshOrders(); // events missed while disconnected are in the orders table
       refreshAccount();
       refreshBacktests();
+      refreshInstances();
     });
   }
 
@@ -470,6 +495,12 @@
       summary = `backtest ${fmt(p.backtest_id)} ${fmt(p.status)}` +
         (p.total_return != null ? ` · return ${fmtPercent(p.total_return) ?? p.total_return}` : "") +
         (p.error ? ` · ${p.error}` : "");
+    } else if (event.type === "strategy.instance.bar") {
+      summary = `instance ${fmt(p.instance_id).slice(0, 8)} · bar ${fmt(p.bar_date)} · equity ${groupDigits(p.equity)} CNY` +
+        ` · ${fmt(p.orders_sent)} orders`;
+    } else if (event.type.startsWith("strategy.instance.")) {
+      summary = `instance ${fmt(p.instance_id).slice(0, 8)} (${fmt(p.strategy)}, ${fmt(p.mode)}) · ${fmt(p.state)}` +
+        (p.error ? ` · ${p.error}` : "");
     } else {
       summary = JSON.stringify(p);
     }
@@ -490,13 +521,20 @@
       document.getElementById(`progress-${p.backtest_id}`)?.remove();
       if (event.type === "backtest.progress") item.id = `progress-${p.backtest_id}`;
     }
+    // A replay sends a bar event per day: one line per instance, its latest bar.
+    if (event.type === "strategy.instance.bar") {
+      document.getElementById(`bar-${p.instance_id}`)?.remove();
+      item.id = `bar-${p.instance_id}`;
+    }
     list.prepend(item);
     while (list.children.length > MAX_EVENTS) list.lastElementChild.remove();
     if (event.type.startsWith("order.") || event.type.startsWith("trade.")) {
       scheduleOrdersRefresh();
       scheduleAccountRefresh();
+      if (p.strategy_instance_id && p.strategy_instance_id === state.selectedInstance) scheduleDetailRefresh();
     }
     if (event.type.startsWith("backtest.")) onBacktestEvent(event.type, p);
+    if (event.type.startsWith("strategy.instance.")) onInstanceEvent(event.type, p);
   }
 
   // The report is a self-contained HTML page whose charts are inline scripts. The desk's policy refuses those (and a
@@ -644,26 +682,33 @@
     show(box, !!message);
   }
 
+  // The backtest panel and the Strategies page build their parameter forms from the same catalogue and code: each
+  // form's elements are named by its prefix (backtest-strategy, backtest-params, backtest-param-fast; instance-...).
+  const PARAM_FORMS = ["backtest", "instance"];
+
   async function loadStrategies() {
     const result = await api("/api/v1/strategies");
     if (!state.session) return;
     if (!result.ok || !Array.isArray(result.data)) {
-      $("backtest-result").replaceChildren(
-        el("div", { class: "alert alert-danger mb-0", role: "alert", text: `Could not load strategies: ${errorText(result)}` }),
-      );
+      for (const prefix of PARAM_FORMS) {
+        $(`${prefix}-result`).replaceChildren(
+          el("div", { class: "alert alert-danger mb-0", role: "alert", text: `Could not load strategies: ${errorText(result)}` }),
+        );
+      }
       return;
     }
-    const select = $("backtest-strategy");
-    const previous = select.value;
     state.strategies.clear();
-    const options = result.data.map((s) => {
-      state.strategies.set(s.name, s);
-      return el("option", { value: s.name, text: s.title ? `${s.name} · ${s.title}` : s.name });
-    });
-    select.replaceChildren(...options);
-    if (state.strategies.has(previous)) select.value = previous;
-    else if (state.strategies.has("dual_ma")) select.value = "dual_ma";
-    renderParams();
+    for (const s of result.data) state.strategies.set(s.name, s);
+    for (const prefix of PARAM_FORMS) {
+      const select = $(`${prefix}-strategy`);
+      const previous = select.value;
+      select.replaceChildren(
+        ...result.data.map((s) => el("option", { value: s.name, text: s.title ? `${s.name} · ${s.title}` : s.name })),
+      );
+      if (state.strategies.has(previous)) select.value = previous;
+      else if (state.strategies.has("dual_ma")) select.value = "dual_ma";
+      renderParams(prefix);
+    }
   }
 
   // Pydantic writes enums as $ref into $defs and an Optional[X] as anyOf [X, null]: one level of each is resolved.
@@ -728,10 +773,10 @@
     return parts.join(", ");
   }
 
-  function renderParams() {
-    const container = $("backtest-params");
-    const strategy = state.strategies.get($("backtest-strategy").value);
-    $("backtest-strategy-description").textContent = strategy ? strategy.description || "" : "";
+  function renderParams(prefix) {
+    const container = $(`${prefix}-params`);
+    const strategy = state.strategies.get($(`${prefix}-strategy`).value);
+    $(`${prefix}-strategy-description`).textContent = strategy ? strategy.description || "" : "";
     if (!strategy) {
       container.replaceChildren();
       return;
@@ -742,8 +787,8 @@
     const specs = Object.entries(schema.properties || {}).map(([name, prop]) =>
       paramSpec(name, prop, defs, required.has(name)),
     );
-    state.paramSpecs = specs;
-    const fields = specs.map(paramField);
+    state.paramSpecs[prefix] = specs;
+    const fields = specs.map((spec) => paramField(spec, prefix));
     container.replaceChildren(
       el("div", { class: "form-label fw-semibold small text-body-secondary mb-1", text: "Parameters" }),
       fields.length
@@ -752,8 +797,8 @@
     );
   }
 
-  function paramField(spec) {
-    const id = `backtest-param-${spec.name}`;
+  function paramField(spec, prefix) {
+    const id = `${prefix}-param-${spec.name}`;
     const common = { id, class: "form-control form-control-sm", "data-field": `params.${spec.name}`, "data-param": spec.name };
     let input;
     if (spec.choices) {
@@ -802,11 +847,11 @@
   }
 
   // Values are read as typed; the service validates them against the schema and names the field when it refuses.
-  function readParams() {
+  function readParams(prefix) {
     const params = {};
     const problems = [];
-    for (const spec of state.paramSpecs || []) {
-      const input = $(`backtest-param-${spec.name}`);
+    for (const spec of state.paramSpecs[prefix] || []) {
+      const input = $(`${prefix}-param-${spec.name}`);
       if (!input) continue;
       if (spec.kind === "boolean" && !spec.choices) {
         params[spec.name] = input.checked;
@@ -860,15 +905,15 @@
       `${codes.length} symbol${codes.length === 1 ? "" : "s"}` + (unknown.length ? ` · not in the market: ${unknown.join(", ")}` : "");
   }
 
-  function clearBacktestErrors() {
-    for (const node of $("backtest-form").querySelectorAll(".is-invalid")) node.classList.remove("is-invalid");
-    for (const node of $("backtest-form").querySelectorAll(".invalid-feedback")) node.remove();
+  function clearFieldErrors(formId) {
+    for (const node of $(formId).querySelectorAll(".is-invalid")) node.classList.remove("is-invalid");
+    for (const node of $(formId).querySelectorAll(".invalid-feedback")) node.remove();
   }
 
   // details[].field is the request's path (params.fast, universe.ts_codes, initial_cash): the input carrying that
   // path in data-field (or a parent of it) is marked and gets the message under it.
-  function markBacktestErrors(details) {
-    const inputs = Array.from($("backtest-form").querySelectorAll("[data-field]"));
+  function markFieldErrors(formId, details) {
+    const inputs = Array.from($(formId).querySelectorAll("[data-field]"));
     for (const detail of details) {
       const field = String(detail.field || "");
       const input = inputs.find((node) =>
@@ -880,7 +925,7 @@
     }
   }
 
-  function renderBacktestRefusal(result, details) {
+  function renderRefusal(result, details) {
     const box = el("div", { class: "alert alert-danger mb-0", role: "alert" }, el("strong", { text: errorText(result) }));
     if (details.length) {
       box.append(el("ul", { class: "mb-0 mt-2" }, ...details.map((d) => el("li", { text: `${d.field}: ${d.message}` }))));
@@ -892,13 +937,13 @@
   async function submitBacktest(event) {
     event.preventDefault();
     const out = $("backtest-result");
-    clearBacktestErrors();
-    const { params, problems } = readParams();
+    clearFieldErrors("backtest-form");
+    const { params, problems } = readParams("backtest");
     suggestSymbols(); // the count under the field follows what is sent
     if (problems.length) {
-      markBacktestErrors(problems);
+      markFieldErrors("backtest-form", problems);
       const result = { status: 0, data: { code: "invalid_input", message: "fix the marked fields" } };
-      out.replaceChildren(renderBacktestRefusal(result, problems));
+      out.replaceChildren(renderRefusal(result, problems));
       return;
     }
     const request = {
@@ -929,8 +974,8 @@
         return;
       }
       const details = result.data && Array.isArray(result.data.details) ? result.data.details : [];
-      markBacktestErrors(details.length ? details : messageAsDetail(result.data));
-      out.replaceChildren(renderBacktestRefusal(result, details));
+      markFieldErrors("backtest-form", details.length ? details : messageAsDetail(result.data));
+      out.replaceChildren(renderRefusal(result, details));
     } finally {
       $("backtest-submit").disabled = false;
     }
@@ -1126,6 +1171,505 @@
     backtestsSoon = setTimeout(refreshBacktests, 300);
   }
 
+  // --- strategies: live strategy instances -------------------------------------------------------------------
+
+  // The reports' charting library (served from this origin by the gateway), loaded the first time a chart is drawn:
+  // the desk does not pay for a megabyte it does not use.
+  const ECHARTS_URL = "/static/vendor/echarts/echarts.min.js";
+  const INSTANCES_POLL_MS = 5000;
+  const DETAIL_REFRESH_MS = 1000;
+  const DETAIL_ROWS = 200;
+  // What the lifecycle allows from each state (services/strategy/lifecycle.py); the service still decides.
+  const INSTANCE_ACTIONS = {
+    created: ["start", "stop"],
+    running: ["pause", "stop"],
+    paused: ["resume", "stop"],
+    failed: ["stop"],
+    stopped: [],
+  };
+  const ACTION_STYLE = {
+    start: "btn-outline-success",
+    resume: "btn-outline-success",
+    pause: "btn-outline-warning",
+    stop: "btn-outline-danger",
+  };
+
+  function canTrade() {
+    return canRunBacktests();
+  }
+
+  function showPage(name) {
+    const strategies = name === "strategies";
+    show($("desk-view"), !strategies);
+    show($("strategies-view"), strategies);
+    for (const [id, active] of [["nav-desk", !strategies], ["nav-strategies", strategies]]) {
+      $(id).classList.toggle("active", active);
+      if (active) $(id).setAttribute("aria-current", "page");
+      else $(id).removeAttribute("aria-current");
+    }
+    if (strategies && state.session) {
+      refreshInstances();
+      if (state.chart) state.chart.resize(); // drawn while hidden, it had no size
+    }
+  }
+
+  function currentPage() {
+    return location.hash === "#strategies" ? "strategies" : "desk";
+  }
+
+  // Decimal strings ("100250.5", "-3.20") as scaled BigInts: a P&L is a difference of two equities, kept exact.
+  function parseDecimal(value) {
+    const match = /^([+-]?)(\d+)(?:\.(\d+))?$/.exec(String(value ?? ""));
+    if (!match) return null;
+    const fraction = match[3] || "";
+    const units = BigInt(match[2] + fraction);
+    return { units: match[1] === "-" ? -units : units, scale: fraction.length };
+  }
+
+  function decimalDiff(a, b) {
+    const x = parseDecimal(a);
+    const y = parseDecimal(b);
+    if (!x || !y) return null;
+    const scale = Math.max(x.scale, y.scale, 2);
+    const diff = x.units * 10n ** BigInt(scale - x.scale) - y.units * 10n ** BigInt(scale - y.scale);
+    const abs = diff < 0n ? -diff : diff;
+    const digits = abs.toString().padStart(scale + 1, "0");
+    const text = `${digits.slice(0, -scale)}.${digits.slice(-scale)}`;
+    return `${diff < 0n ? "-" : diff > 0n ? "+" : ""}${text}`;
+  }
+
+  function instanceStateClass(status) {
+    return (
+      {
+        running: "text-bg-primary",
+        paused: "text-bg-warning",
+        created: "text-bg-secondary",
+        stopped: "text-bg-light",
+        failed: "text-bg-danger",
+      }[status] || "text-bg-light"
+    );
+  }
+
+  function showInstancesError(message) {
+    $("instances-error").textContent = message || "";
+    show($("instances-error"), !!message);
+  }
+
+  // An action's refusal stays until the next action: the list refresh that follows it must not wipe it.
+  function showActionError(message) {
+    $("instance-action-error").textContent = message || "";
+    show($("instance-action-error"), !!message);
+  }
+
+  function instancePath(instanceId, tail = "") {
+    return `/api/v1/strategy-instances/${encodeURIComponent(instanceId)}${tail}`;
+  }
+
+  async function refreshInstances() {
+    if (!state.session) return;
+    clearTimeout(state.instancesTimer);
+    const seq = ++state.instancesSeq;
+    const result = await api("/api/v1/strategy-instances");
+    if (!state.session || seq !== state.instancesSeq) return;
+    if (!result.ok || !Array.isArray(result.data)) {
+      showInstancesError(`Could not load strategy instances: ${errorText(result)}`);
+      return;
+    }
+    const instances = result.data;
+    // Equity and today's P&L from each one's performance, its positions from its sleeve.
+    const figures = await Promise.all(
+      instances.map((i) => Promise.all([api(instancePath(i.instance_id, "/performance")), api(instancePath(i.instance_id, "/sleeve"))])),
+    );
+    if (!state.session || seq !== state.instancesSeq) return;
+    showInstancesError("");
+    const allowed = canTrade();
+    $("instances").replaceChildren(
+      ...instances.map((instance, n) => instanceRow(instance, figures[n][0], figures[n][1], allowed)),
+    );
+    if (!instances.length) {
+      $("instances").append(el("tr", {}, el("td", { colspan: "9", class: "text-body-secondary small", text: "No strategy instances yet." })));
+    }
+    state.instances = new Map(instances.map((i) => [i.instance_id, i]));
+    if (state.selectedInstance && !state.instances.has(state.selectedInstance)) selectInstance(null);
+    // A watcher who is not the owner gets no bar events: the selected instance's detail follows this poll instead.
+    const selected = state.instances.get(state.selectedInstance);
+    if (selected && selected.state === "running") scheduleDetailRefresh();
+    $("instances-updated").textContent = `updated ${new Date().toLocaleTimeString("zh-CN", { hour12: false })}`;
+    $("instances").dataset.loads = String(Number($("instances").dataset.loads || 0) + 1); // for a watcher (or a test)
+    // Events are the fast path (and only the owner gets them); this poll keeps a watcher's table moving.
+    if (instances.some((i) => i.state === "running")) {
+      state.instancesTimer = setTimeout(refreshInstances, INSTANCES_POLL_MS);
+    }
+  }
+
+  function instanceRow(instance, performance, sleeve, allowed) {
+    const id = instance.instance_id;
+    const curve = performance.ok && performance.data && Array.isArray(performance.data.equity_curve) ? performance.data.equity_curve : [];
+    const last = curve.length ? curve[curve.length - 1] : null;
+    const pnl = curve.length >= 2 ? decimalDiff(curve[curve.length - 1].equity, curve[curve.length - 2].equity) : null;
+    const pnlClass = pnl ? (pnl.startsWith("+") ? "return-up" : pnl.startsWith("-") ? "return-down" : "") : "";
+    const positions = sleeve.ok && sleeve.data && Array.isArray(sleeve.data.positions) ? sleeve.data.positions : null;
+    const held = positions ? positions.filter((p) => p.qty > 0) : [];
+    const positionsText = positions === null ? `— (${errorText(sleeve)})` : held.length
+      ? held.slice(0, 3).map((p) => `${p.ts_code} ${groupDigits(p.qty)}`).join(" · ") + (held.length > 3 ? ` · +${held.length - 3}` : "")
+      : "none";
+
+    const stateCell = el("td", {}, el("span", { class: `badge ${instanceStateClass(instance.state)}`, text: fmt(instance.state) }));
+    if (instance.error) {
+      const lines = String(instance.error).split("\n").map((line) => line.trim()).filter(Boolean);
+      stateCell.append(el("div", { class: "small text-danger text-truncate instance-error", title: String(instance.error).slice(-2000), text: lines[lines.length - 1] || "" }));
+    }
+    const actions = el("td", { class: "text-end text-nowrap" });
+    if (allowed) {
+      for (const action of INSTANCE_ACTIONS[instance.state] || []) {
+        actions.append(el("button", {
+          class: `btn btn-sm ms-1 ${ACTION_STYLE[action]}`,
+          type: "button",
+          "data-action": action,
+          text: action[0].toUpperCase() + action.slice(1),
+          onclick: (event) => {
+            event.stopPropagation(); // not a click on the row
+            actOnInstance(id, action, event.currentTarget);
+          },
+        }));
+      }
+    }
+    const row = el(
+      "tr",
+      { id: `instance-row-${id}`, "data-instance": id, "data-state": instance.state, class: id === state.selectedInstance ? "table-active" : undefined, onclick: () => selectInstance(id) },
+      el("td", { class: "mono", text: `${id.slice(0, 8)}…`, title: `${id} · owner ${instance.owner}` }),
+      el(
+        "td",
+        {},
+        el("div", { text: fmt(instance.strategy) }),
+        el("div", { class: "small text-body-secondary mono", text: paramsText(instance) }),
+      ),
+      stateCell,
+      el("td", { text: fmt(instance.mode) }),
+      el("td", { class: "text-end", text: groupDigits(instance.capital) }),
+      el("td", { class: "text-end", id: `instance-equity-${id}`, text: last ? groupDigits(last.equity) : "—", title: last ? `on ${last.date}` : undefined }),
+      el("td", { class: `text-end ${pnlClass}`, id: `instance-pnl-${id}`, text: pnl ? groupDigits(pnl) : "—" }),
+      el("td", { class: "small", text: positionsText }),
+      actions,
+    );
+    return row;
+  }
+
+  // The replay days of the create form, for Start: none given trades the platform's own clock.
+  function readReplay() {
+    const start = $("instance-replay-start").value;
+    const end = $("instance-replay-end").value;
+    if (!start && !end) return { replay: null };
+    if (!start || !end) {
+      return { problem: { field: start ? "replay.end" : "replay.start", message: "a replay needs both its first and last day" } };
+    }
+    const pace = $("instance-replay-pace").value.trim();
+    if (pace === "") return { replay: { start, end } };
+    const daysPerSecond = Number(pace);
+    if (!/^[0-9]*\.?[0-9]+$/.test(pace) || !(daysPerSecond > 0)) {
+      return { problem: { field: "replay.days_per_second", message: "a pace is a positive number of days per second" } };
+    }
+    return { replay: { start, end, days_per_second: daysPerSecond } };
+  }
+
+  async function actOnInstance(instanceId, action, button) {
+    let json;
+    if (action === "start" && state.replayClock !== false) {
+      const { replay, problem } = readReplay();
+      if (problem) {
+        showActionError(`start: ${problem.field}: ${problem.message}`);
+        return;
+      }
+      if (replay) json = { replay };
+    }
+    if (button) button.disabled = true;
+    const result = await api(instancePath(instanceId, `/${action}`), { method: "POST", json });
+    if (!state.session) return;
+    if (result.ok) {
+      showActionError("");
+      if (json) state.replayClock = true;
+      // Already selected: keep the curve, which the bar events of a fast replay may already be extending.
+      if (state.selectedInstance === instanceId) scheduleDetailRefresh();
+      else selectInstance(instanceId);
+    } else {
+      if (result.data && result.data.code === "not_replay") {
+        // This platform trades the real clock: the replay days do not apply here. Start again to trade live bars.
+        state.replayClock = false;
+        show($("instance-replay"), false);
+      }
+      showActionError(`${action} ${instanceId}: ${errorText(result)}`);
+    }
+    refreshInstances();
+  }
+
+  async function submitInstance(event) {
+    event.preventDefault();
+    const out = $("instance-result");
+    clearFieldErrors("instance-form");
+    const { params, problems } = readParams("instance");
+    const { problem } = readReplay();
+    if (problem) problems.push(problem);
+    if (problems.length) {
+      markFieldErrors("instance-form", problems);
+      out.replaceChildren(renderRefusal({ status: 0, data: { code: "invalid_input", message: "fix the marked fields" } }, problems));
+      return;
+    }
+    const request = {
+      strategy: $("instance-strategy").value,
+      params,
+      universe: { ts_codes: parseSymbols($("instance-codes").value) },
+      capital: $("instance-capital").value.trim(), // money as a decimal string, as for orders
+      mode: $("instance-mode").value,
+      order_timing: $("instance-order-timing").value,
+    };
+    $("instance-submit").disabled = true;
+    out.replaceChildren(el("div", { class: "text-body-secondary small", text: "Sending…" }));
+    try {
+      const result = await api("/api/v1/strategy-instances", { method: "POST", json: request });
+      if (!state.session) return;
+      if (result.ok && result.data) {
+        out.replaceChildren(
+          el(
+            "div",
+            { class: "alert alert-success mb-0", role: "status" },
+            el("strong", { text: "Instance created. " }),
+            el("span", { class: "mono", text: fmt(result.data.instance_id) }),
+            " · press Start in the table to run it.",
+          ),
+        );
+        selectInstance(result.data.instance_id);
+        refreshInstances();
+        return;
+      }
+      const details = result.data && Array.isArray(result.data.details) ? result.data.details : [];
+      markFieldErrors("instance-form", details.length ? details : messageAsDetail(result.data));
+      out.replaceChildren(renderRefusal(result, details));
+    } finally {
+      $("instance-submit").disabled = false;
+    }
+  }
+
+  function selectInstance(instanceId) {
+    state.selectedInstance = instanceId;
+    state.curve = [];
+    state.detailSeq += 1;
+    for (const row of $("instances").querySelectorAll("tr[data-instance]")) {
+      row.classList.toggle("table-active", row.dataset.instance === instanceId);
+    }
+    $("detail-title").textContent = instanceId || "—";
+    $("detail-progress").textContent = "";
+    show($("detail-empty"), !instanceId);
+    show($("detail-body"), !!instanceId);
+    show($("detail-error"), false);
+    for (const id of ["detail-positions", "detail-fills", "detail-orders"]) $(id).replaceChildren();
+    if (state.chart) state.chart.clear();
+    if (instanceId) refreshDetail();
+  }
+
+  async function refreshDetail() {
+    const instanceId = state.selectedInstance;
+    if (!state.session || !instanceId) return;
+    clearTimeout(state.detailTimer);
+    state.detailTimer = null;
+    const seq = ++state.detailSeq;
+    const query = `strategy_instance_id=${encodeURIComponent(instanceId)}&limit=${DETAIL_ROWS}`;
+    const [performance, sleeve, orders, trades] = await Promise.all([
+      api(instancePath(instanceId, "/performance")),
+      api(instancePath(instanceId, "/sleeve")),
+      api(`/api/v1/orders?${query}`),
+      api(`/api/v1/trades?${query}`),
+    ]);
+    if (!state.session || seq !== state.detailSeq) return; // another instance was selected meanwhile
+    const errors = [];
+    if (performance.ok && performance.data) {
+      const p = performance.data;
+      state.curve = (p.equity_curve || []).map((point) => [String(point.date), String(point.equity)]);
+      state.curveCapital = p.capital;
+      const progress = p.progress;
+      $("detail-progress").textContent = progress
+        ? `${fmt(p.state)} · replay ${fmt(progress.days_done)}/${fmt(progress.days)} days · ${fmt(progress.bar_date)} · ${fmt(progress.orders_sent)} orders`
+        : `${fmt(p.state)} · ${p.days ?? state.curve.length} days`;
+      drawChart();
+    } else {
+      errors.push(`performance: ${errorText(performance)}`);
+    }
+    if (sleeve.ok && sleeve.data) {
+      const rows = (sleeve.data.positions || []).filter((p) => p.qty > 0);
+      $("detail-positions").replaceChildren(...rows.map((p) => el(
+        "tr",
+        {},
+        el("td", { class: "mono", text: fmt(p.ts_code) }),
+        el("td", { class: "text-end", text: groupDigits(p.qty) }),
+        el("td", { class: "text-end", text: groupDigits(p.sellable_qty) }),
+        el("td", { class: "text-end", text: groupDigits(p.market_value) }),
+      )));
+      if (!rows.length) $("detail-positions").append(emptyRow(4, `No positions · cash ${groupDigits(sleeve.data.cash)} CNY`));
+    } else {
+      errors.push(`sleeve: ${errorText(sleeve)}`);
+    }
+    if (orders.ok && Array.isArray(orders.data)) {
+      $("detail-orders").replaceChildren(...orders.data.map((o) => orderRow(o, false)));
+      if (!orders.data.length) $("detail-orders").append(emptyRow(11, "No orders yet."));
+    } else {
+      errors.push(`orders: ${errorText(orders)}`);
+    }
+    if (trades.ok && Array.isArray(trades.data)) {
+      $("detail-fills").replaceChildren(...trades.data.map(fillRow));
+      if (!trades.data.length) $("detail-fills").append(emptyRow(6, "No fills yet."));
+    } else {
+      errors.push(`fills: ${errorText(trades)}`);
+    }
+    $("detail-error").textContent = errors.join(" · ");
+    show($("detail-error"), errors.length > 0);
+  }
+
+  // A fill's time on the exchange's clock (a replayed 09:30 open is 09:30 whatever the browser's zone), short: the
+  // table sits beside the positions.
+  const MARKET_TIME = new Intl.DateTimeFormat("sv-SE", {
+    timeZone: "Asia/Shanghai", year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit",
+  });
+  function fmtMarketTime(value) {
+    const date = new Date(value);
+    return Number.isNaN(date.getTime()) ? fmt(value) : MARKET_TIME.format(date);
+  }
+
+  function emptyRow(columns, text) {
+    return el("tr", {}, el("td", { colspan: String(columns), class: "text-body-secondary small", text }));
+  }
+
+  function fillRow(t) {
+    return el(
+      "tr",
+      { "data-trade": t.trade_id },
+      el("td", { class: "small text-nowrap", text: fmtMarketTime(t.traded_at), title: fmtTime(t.traded_at) }),
+      el("td", { class: "mono", text: fmt(t.ts_code) }),
+      el("td", { class: `side-${t.side}`, text: fmt(t.side) }),
+      el("td", { class: "text-end", text: groupDigits(t.qty) }),
+      el("td", { class: "text-end", text: fmt(t.price) }),
+      el("td", { class: "text-end", text: groupDigits(t.amount), title: `fees ${fmt(t.fees)} CNY` }),
+    );
+  }
+
+  // Bars arrive many a second in a replay: the tables are reloaded at most once a second, the chart per frame.
+  function scheduleDetailRefresh() {
+    if (state.detailTimer) return;
+    state.detailTimer = setTimeout(refreshDetail, DETAIL_REFRESH_MS);
+  }
+
+  function loadEcharts() {
+    if (window.echarts) return Promise.resolve(window.echarts);
+    if (!state.echartsLoading) {
+      state.echartsLoading = new Promise((resolve, reject) => {
+        const script = el("script", { src: ECHARTS_URL });
+        script.addEventListener("load", () => resolve(window.echarts));
+        script.addEventListener("error", () => {
+          state.echartsLoading = null;
+          reject(new Error(`${ECHARTS_URL} did not load`));
+        });
+        document.head.append(script);
+      });
+    }
+    return state.echartsLoading;
+  }
+
+  let chartFrame = null;
+  function drawChart() {
+    if (chartFrame) return;
+    chartFrame = requestAnimationFrame(async () => {
+      chartFrame = null;
+      let echarts;
+      try {
+        echarts = await loadEcharts();
+      } catch (err) {
+        $("chart-note").textContent = `The chart cannot be drawn: ${err.message}`;
+        show($("chart-note"), true);
+        return;
+      }
+      if (!state.selectedInstance) return;
+      const node = $("instance-chart");
+      if (!state.chart) state.chart = echarts.init(node, null, { renderer: "canvas" });
+      const points = state.curve;
+      node.dataset.points = String(points.length);
+      $("chart-note").textContent = points.length ? "" : "No equity yet: the curve starts with the instance's first bar.";
+      show($("chart-note"), !points.length);
+      // The chart draws floats: a pixel is far coarser than a fen. The tables keep the exact figures.
+      state.chart.setOption(
+        {
+          animation: false,
+          grid: { left: 86, right: 64, top: 28, bottom: 60 },
+          // Plain-text tooltips: the page's policy refuses the inline styles of HTML ones.
+          tooltip: { trigger: "axis", renderMode: "richText" },
+          xAxis: { type: "category", data: points.map((p) => p[0]), boundaryGap: false },
+          yAxis: { type: "value", scale: true, name: "equity (CNY)" },
+          dataZoom: [{ type: "inside" }, { type: "slider", height: 18, bottom: 12 }],
+          series: [
+            {
+              name: "equity",
+              type: "line",
+              data: points.map((p) => Number(p[1])),
+              showSymbol: points.length < 3,
+              lineStyle: { width: 1.4 },
+              areaStyle: { opacity: 0.12 },
+              markLine: state.curveCapital
+                ? { silent: true, symbol: "none", label: { formatter: "capital" }, data: [{ yAxis: Number(state.curveCapital) }] }
+                : undefined,
+            },
+          ],
+        },
+        { notMerge: true },
+      );
+    });
+  }
+
+  // A bar event: the selected instance's curve gains (or corrects) its point, the row its equity.
+  function onInstanceBar(p) {
+    const equity = $(`instance-equity-${p.instance_id}`);
+    if (equity) {
+      equity.textContent = groupDigits(p.equity);
+      equity.title = `on ${p.bar_date}`;
+    }
+    if (p.instance_id !== state.selectedInstance) return;
+    const point = [String(p.bar_date), String(p.equity)];
+    const last = state.curve[state.curve.length - 1];
+    if (!last || last[0] < point[0]) state.curve.push(point);
+    else if (last[0] === point[0]) state.curve[state.curve.length - 1] = point;
+    else return; // an old bar redelivered: the curve has it
+    drawChart();
+    scheduleDetailRefresh();
+  }
+
+  let instancesSoon = null;
+  function onInstanceEvent(type, p) {
+    if (!p || !p.instance_id) return;
+    if (type === "strategy.instance.bar") {
+      onInstanceBar(p);
+      return;
+    }
+    clearTimeout(instancesSoon);
+    instancesSoon = setTimeout(refreshInstances, 300);
+    if (p.instance_id === state.selectedInstance) scheduleDetailRefresh();
+  }
+
+  function clearStrategies() {
+    clearTimeout(state.instancesTimer);
+    clearTimeout(state.detailTimer);
+    clearTimeout(instancesSoon);
+    state.detailTimer = null;
+    state.instancesSeq += 1;
+    state.instances = new Map();
+    selectInstance(null);
+    if (state.chart) {
+      state.chart.dispose();
+      state.chart = null;
+    }
+    $("instances").replaceChildren();
+    $("instance-result").replaceChildren();
+    showInstancesError("");
+    showActionError("");
+    state.replayClock = null; // the next login may be to the same platform, but it is asked again
+    show($("instance-replay"), true);
+  }
+
   // --- wiring ----------------------------------------------------------------------------------------------
 
   document.addEventListener("DOMContentLoaded", () => {
@@ -1142,11 +1686,19 @@
     $("events-clear").addEventListener("click", () => $("events").replaceChildren());
     $("backtest-form").addEventListener("submit", submitBacktest);
     $("backtest-strategy").addEventListener("change", () => {
-      clearBacktestErrors();
-      renderParams();
+      clearFieldErrors("backtest-form");
+      renderParams("backtest");
     });
     $("backtest-symbols").addEventListener("input", suggestSymbols);
     $("backtests-refresh").addEventListener("click", refreshBacktests);
+    $("instance-form").addEventListener("submit", submitInstance);
+    $("instance-strategy").addEventListener("change", () => {
+      clearFieldErrors("instance-form");
+      renderParams("instance");
+    });
+    $("instances-refresh").addEventListener("click", refreshInstances);
+    window.addEventListener("hashchange", () => state.session && showPage(currentPage()));
+    window.addEventListener("resize", () => state.chart && state.chart.resize());
     state.session = loadSession();
     if (state.session) startDesk();
     else show($("login-view"), true);

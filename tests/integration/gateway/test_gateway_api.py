@@ -792,6 +792,10 @@ async def test_web_ui_and_local_bootstrap_are_served(gw: Any) -> None:
     assert "MIT" in (await gw.client.get("/static/vendor/bootstrap/LICENSE")).text
     app_js = await gw.client.get("/static/app.js")
     assert app_js.status_code == 200 and "/api/v1/orders" in app_js.text
+    # the Strategies page's charts: the reports' ECharts, from this origin
+    echarts = await gw.client.get("/static/vendor/echarts/echarts.min.js")
+    assert echarts.status_code == 200 and echarts.headers["content-type"].startswith("text/javascript")
+    assert "Apache" in echarts.text[:1000] and "/static/vendor/echarts/echarts.min.js" in app_js.text
 
 
 async def test_an_html_report_streams_through_the_gateway_and_errors_stay_json(gw: Any) -> None:
