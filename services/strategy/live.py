@@ -199,6 +199,7 @@ class Runner:
         self.unrecovered: dict[str, InstanceRecord] = {}  # running instances a peer's outage kept from resuming
         self.latest_bar: date | None = None  # the newest complete bar announced
         self.sent_orders: dict[str, int] = {}
+        self.stopped_runs: dict[str, InstanceRun] = {}  # stopped keeping open orders: their late fills still book
         self.locks: dict[str, asyncio.Lock] = {}
         self.replay_lock = asyncio.Lock()  # one replay clock: one replay at a time
 
@@ -210,7 +211,18 @@ class Runner:
             await self.replay(run_spec(instance), replay.start, replay.end, replay.days_per_second)
 
     async def resume(self, instance: InstanceRecord) -> None:
-        gate = self.resume_gates.get(instance.instance_id)
+        """Carry on; with the instance's newest parameters when they changed while it was paused (a new strategy
+        object takes over between bars, keeping the book and the `persist` variables, as a hot reload does)."""
+        instance_id = instance.instance_id
+        run = self.runs.get(instance_id)
+        if run is not None and run.strategy.params.model_dump(mode="json") != instance.params:
+            cls = type(run.strategy)
+            async with self.locks.setdefault(instance_id, asyncio.Lock()):
+                run.take_strategy(cls(dict(instance.params)))
+            spec = self.specs.get(instance_id)
+            if spec is not None:
+                self.specs[instance_id] = replace(spec, params=instance.params)
+        gate = self.resume_gates.get(instance_id)
         if gate is not None:
             gate.set()
 
@@ -290,6 +302,7 @@ class Runner:
             run.book.bar_done = True
             await run.save()
         self.runs[spec.instance_id] = run
+        await run.catch_up()  # fills reported between its restore and now reached no run: execution's listing has them
         self.specs[spec.instance_id] = spec
         self.live[spec.instance_id] = instance.order_timing
         self.locks.setdefault(spec.instance_id, asyncio.Lock())
@@ -431,6 +444,7 @@ class Runner:
         )
         await run.prepare()
         self.runs[spec.instance_id] = run
+        await run.catch_up()  # fills reported between its restore and now reached no run: execution's listing has them
         self.specs[spec.instance_id] = spec
         self.locks.setdefault(spec.instance_id, asyncio.Lock())
         gate = self.resume_gates.setdefault(spec.instance_id, asyncio.Event())
@@ -545,10 +559,14 @@ class Runner:
         if task is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(task), 30)
-        if cancel_open_orders:
-            await self.cancel_open_orders(instance_id)
-        self.runs.pop(instance_id, None)
-        self.live.pop(instance_id, None)
+        # the session in hand (if any) ends first: nothing is sent after the cancels below
+        async with self.locks.setdefault(instance_id, asyncio.Lock()):
+            self.live.pop(instance_id, None)
+            run = self.runs.pop(instance_id, None)
+            if run is not None and not cancel_open_orders:
+                self.stopped_runs[instance_id] = run  # its open orders may still fill: their fills are booked
+            if cancel_open_orders:
+                await self.cancel_open_orders(instance_id)
 
     async def cancel_open_orders(self, instance_id: str) -> int:
         """Cancel what execution holds open for the instance; returns how many were asked to cancel."""
@@ -584,12 +602,15 @@ class Runner:
                 await self.on_bars(parsed.trade_date or parsed.end_date)
             return
         instance_id = getattr(parsed, "strategy_instance_id", None)
-        run = self.runs.get(str(instance_id)) if instance_id else None
+        run = (self.runs.get(str(instance_id)) or self.stopped_runs.get(str(instance_id))) if instance_id else None
         if run is None:
             return
         try:
             if isinstance(parsed, TradeExecuted):
                 await run.on_fill(fill_of(parsed.model_dump()))
+                lock = self.locks.get(run.instance_id)
+                if lock is None or not lock.locked():
+                    await run.save()  # a fill outside a session (a resting order, a stopped run's): stored now
             elif isinstance(parsed, OrderUpdated):
                 run.on_order_final(parsed.client_order_id, parsed.status, parsed.filled_qty, parsed.reason)
         except InstanceFailed as exc:  # its on_trade / on_order raised: the fill is booked, the instance fails

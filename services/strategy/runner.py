@@ -27,9 +27,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from services.strategy.book import Plan, SessionRow, Settlement, SleeveBook, TradeFill, client_order_id
+from services.strategy.book import Intent, Plan, SessionRow, Settlement, SleeveBook, TradeFill, client_order_id
 from services.strategy.trading import PathUnavailable, Placed, Refused, TradingPath, fill_of
-from shared.core.market.matching import STATUS_NAMES, STATUS_REJECTED
+from shared.core.market.matching import KIND_SHARES, STATUS_NAMES, STATUS_REJECTED
 from shared.research.engine.config import BacktestConfig
 from shared.research.engine.context import BacktestContext, RunHistory
 from shared.research.engine.core import cross_section
@@ -40,6 +40,7 @@ from shared.research.strategy.context import OrderEvent, TradeEvent
 log = logging.getLogger(__name__)
 
 FINAL = frozenset({"filled", "cancelled", "rejected"})
+OPEN = frozenset({"accepted", "submitted", "partially_filled"})
 FILL_WAIT_S = 2.0  # how long a round waits for its fills' events before reading execution's listing instead
 
 
@@ -184,7 +185,21 @@ class InstanceRun:
         self.book.restore(saved["book"])
         restore_state(self.strategy, saved.get("strategy", {}))
         self.known_orders = {str(o["client_order_id"]): o for o in await self.path.orders(self.instance_id)}
+        self._reopen()
         await self.catch_up()
+
+    def _reopen(self) -> None:
+        """After a restart: the instance's orders still open at execution (sent before, their intents no longer
+        pending) are followed again, so the sleeve reserves what they may spend and their end reaches on_order."""
+        pending = {client_order_id(self.instance_id, i.bar, i.seq) for i in self.book.pending}
+        for cid, o in list(self.known_orders.items()):
+            if cid in pending or str(o["status"]) not in OPEN or str(o["ts_code"]) not in self.book.columns:
+                continue
+            _, bar, seq = cid.rsplit("-", 2)
+            price_fen = round(Decimal(str(o["price"])) * 100) if o.get("price") is not None else 0
+            intent = Intent(-1, self.book.columns[str(o["ts_code"])], KIND_SHARES, int(o["qty"]), bar, int(seq))
+            self.sent[cid] = Plan(intent, cid, str(o["ts_code"]), str(o["side"]), int(o["qty"]), int(price_fen), 0)
+            del self.known_orders[cid]
 
     async def catch_up(self) -> None:
         """Book every fill execution holds for the instance that the book has not (missed while down)."""
@@ -345,7 +360,7 @@ class InstanceRun:
                 self.strategy.on_trade,
                 self.ctx,
                 TradeEvent(
-                    order_id=-1,
+                    order_id=plan.intent.intent_id if (plan := self.sent.get(fill.client_order_id)) else -1,
                     ts_code=fill.ts_code,
                     trade_date=fill.trade_date,
                     side=fill.side,  # type: ignore[arg-type]
@@ -375,7 +390,7 @@ class InstanceRun:
                     OrderEvent(
                         order_id=s.intent.intent_id,
                         ts_code=self.book.panel.codes[s.intent.sym],
-                        trade_date=self.book.panel.dates[max(self.book.t, 0)],
+                        trade_date=self.book.session_day or self.book.panel.dates[max(self.book.t, 0)],
                         status=STATUS_NAMES[s.status],  # type: ignore[arg-type]
                         filled_qty=s.filled_qty,
                         reason=s.reason,

@@ -188,3 +188,26 @@ async def test_a_start_with_less_history_than_the_warmup_is_refused_naming_the_d
     assert refused.status_code == 422 and refused.json()["code"] == "warmup_incomplete"
     assert "500 trading days" in refused.json()["message"] and "2023-01-03" in refused.json()["message"]
     assert (await live.client.get(path, headers=trader.headers)).json()["state"] == "created"
+
+
+async def test_parameters_changed_while_paused_run_after_resume_keeping_the_book(live: Live) -> None:
+    live.now[0] = datetime(2024, 12, 30, 20, 0, tzinfo=SH).astimezone(UTC)
+    trader = await live.trader()
+    created = await live.client.post(
+        "/api/v1/strategy-instances",
+        json={"strategy": "buy_and_hold", "universe": {"ts_codes": _codes(2)}, "capital": "100000.00"},
+        headers=trader.headers,
+    )
+    iid = created.json()["instance_id"]
+    path = f"/api/v1/strategy-instances/{iid}"
+    assert (await live.client.post(f"{path}/start", headers=trader.headers)).status_code == 200
+    before = live.runner.runs[iid]
+    pending = [(i.sym, i.amount) for i in before.book.pending]  # on_init's buys, waiting for the next session
+    assert (await live.client.post(f"{path}/pause", headers=trader.headers)).json()["state"] == "paused"
+    patched = await live.client.patch(path, json={"params": {"cash_reserve": "0.5"}}, headers=trader.headers)
+    assert patched.status_code == 200, patched.text
+    assert (await live.client.post(f"{path}/resume", headers=trader.headers)).json()["state"] == "running"
+    run = live.runner.runs[iid]
+    assert run.strategy.params.cash_reserve == Decimal("0.5")
+    # the book is the one it had: the orders already placed stay as they were (the new on_init places none)
+    assert [(i.sym, i.amount) for i in run.book.pending] == pending
