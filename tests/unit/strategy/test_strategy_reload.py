@@ -292,7 +292,7 @@ async def start(runner: Runner, instance_id: str, cls: type[Strategy], panel: An
     path = path or FillingPath()
     run = InstanceRun(instance_id, cls({"lot": 100}), panel, config, path, MemoryBooks())
     path.run = run
-    await run.begin()
+    await run.prepare()
     runner.runs[instance_id], runner.specs[instance_id] = run, spec(instance_id, reload)
     runner.locks[instance_id] = asyncio.Lock()
     return run, path
