@@ -107,7 +107,7 @@ ROUTES: tuple[ProxyRoute, ...] = (
     # strategy instances: the strategy service scopes them (a trader's own; viewers read all; admins act on all)
     _r("POST", "/v1/strategy-instances", "strategy", TRADER, "strategy instances", body=True),
     _r("GET", "/v1/strategy-instances", "strategy", VIEWER, "strategy instances"),
-    _r("GET", "/v1/strategy-instances/allocation", "strategy", VIEWER, "strategy instances"),  # before {instance_id}
+    _r("GET", "/v1/strategy-allocation", "strategy", VIEWER, "strategy instances"),
     _r("GET", "/v1/strategy-instances/{instance_id}/versions", "strategy", VIEWER, "strategy instances"),
     _r("GET", "/v1/strategy-instances/{instance_id}/audit", "strategy", VIEWER, "strategy instances"),
     _r(

@@ -132,7 +132,7 @@ def create_app(
     app = create_service_app(
         SERVICE,
         infra,
-        routers=[router, instances_api.router, live_api.router],
+        routers=[router, instances_api.router, instances_api.allocation_router, live_api.router],
         lifespan=lifespan,
         readiness={"db": db.ping},
     )

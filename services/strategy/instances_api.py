@@ -24,6 +24,8 @@ from shared.core.domain import from_fen
 from shared.platform.request_model import AccountId
 
 router = APIRouter(prefix="/v1/strategy-instances", tags=["strategy instances"])
+# Not under /v1/strategy-instances: "allocation" would read as an instance id there (PATCH and DELETE included).
+allocation_router = APIRouter(prefix="/v1", tags=["strategy instances"])
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"description": "`instance_not_found` (also for an instance that is not yours)"}
@@ -90,8 +92,8 @@ async def list_instances(
     return [instance_out(i) for i in found]
 
 
-@router.get(
-    "/allocation",
+@allocation_router.get(
+    "/strategy-allocation",
     response_model=AllocationOut,
     responses={
         403: {"description": "`forbidden`: a trader or viewer naming another account"},

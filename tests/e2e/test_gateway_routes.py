@@ -226,7 +226,7 @@ async def test_an_instances_report_and_the_accounts_allocation_through_the_gatew
     assert (await platform.client.get(report)).status_code == 401
 
     account = (await platform.client.get("/api/v1/account", headers=alice.headers)).json()
-    allocation = await platform.client.get("/api/v1/strategy-instances/allocation", headers=alice.headers)
+    allocation = await platform.client.get("/api/v1/strategy-allocation", headers=alice.headers)
     assert allocation.status_code == 200, allocation.text
     balance = Decimal(account["balance"])
     assert allocation.json() == {
@@ -237,11 +237,11 @@ async def test_an_instances_report_and_the_accounts_allocation_through_the_gatew
         "instances": [{"instance_id": iid, "strategy": "dual_ma", "state": "created", "capital": "50000.00"}],
     }
     others = await platform.client.get(
-        "/api/v1/strategy-instances/allocation", params={"account_id": account["account_id"]}, headers=bob.headers
+        "/api/v1/strategy-allocation", params={"account_id": account["account_id"]}, headers=bob.headers
     )
     assert others.status_code == 403 and others.json()["code"] == "forbidden"
     by_admin = await platform.client.get(
-        "/api/v1/strategy-instances/allocation",
+        "/api/v1/strategy-allocation",
         params={"account_id": account["account_id"]},
         headers=platform.admin.headers,
     )

@@ -826,7 +826,7 @@ async def test_the_accounts_allocation_is_its_balance_less_the_instances_not_sto
         assert (await svc.act(ALICE, gone["instance_id"], "stop")).status_code == 200
         await svc.create(BOB, capital="50000.00")  # bob's own account: not alice's
 
-        answer = await svc.client.get("/v1/strategy-instances/allocation", headers=svc.as_(ALICE))
+        answer = await svc.client.get("/v1/strategy-allocation", headers=svc.as_(ALICE))
         assert answer.status_code == 200, answer.text
         allocation = answer.json()
         # 1,000,000.00 - (300,000.00 + 150,000.00) = 550,000.00; the stopped 100,000.00 is free again
@@ -845,21 +845,17 @@ async def test_the_accounts_allocation_is_its_balance_less_the_instances_not_sto
         assert over.json()["code"] == "insufficient_unallocated_cash"
         assert over.json()["details"]["unallocated"] == "550000.00"
         # carol's default is the account she trades; an admin names any
-        assert (await svc.client.get("/v1/strategy-instances/allocation", headers=svc.as_(CAROL))).json() == allocation
-        named = await svc.client.get(
-            "/v1/strategy-instances/allocation", params={"account_id": "alice"}, headers=svc.as_(ROOT)
-        )
+        assert (await svc.client.get("/v1/strategy-allocation", headers=svc.as_(CAROL))).json() == allocation
+        named = await svc.client.get("/v1/strategy-allocation", params={"account_id": "alice"}, headers=svc.as_(ROOT))
         assert named.json() == allocation
         # a trader or a viewer asking for another's account
         for who in (BOB, VERA):
             refused = await svc.client.get(
-                "/v1/strategy-instances/allocation", params={"account_id": "alice"}, headers=svc.as_(who)
+                "/v1/strategy-allocation", params={"account_id": "alice"}, headers=svc.as_(who)
             )
             assert refused.status_code == 403 and refused.json()["code"] == "forbidden", who
             assert refused.json()["message"].startswith("account_id: ")
-        bobs = (await svc.client.get("/v1/strategy-instances/allocation", headers=svc.as_(BOB))).json()
+        bobs = (await svc.client.get("/v1/strategy-allocation", headers=svc.as_(BOB))).json()
         assert (bobs["allocated"], bobs["unallocated"]) == ("50000.00", "950000.00")
-        bad = await svc.client.get(
-            "/v1/strategy-instances/allocation", params={"account_id": "a b"}, headers=svc.as_(ROOT)
-        )
+        bad = await svc.client.get("/v1/strategy-allocation", params={"account_id": "a b"}, headers=svc.as_(ROOT))
         assert bad.status_code == 422
