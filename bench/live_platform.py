@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import shutil
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -119,6 +121,9 @@ async def platform(
     finally:
         if db == "mariadb":
             await _drop(mysql, run)
+            # the data service's on-disk snapshot of the dropped database (services/data/bulk.py names it)
+            for directory in (Path(tempfile.gettempdir()) / "lianghua-data").glob(f"*-lhbench_{run}_data"):
+                shutil.rmtree(directory, ignore_errors=True)
 
 
 async def _drop(mysql: str, run: str) -> None:
