@@ -66,6 +66,8 @@ bench: $(STAMP)
 	$(PY) -m bench.bars_bulk
 	$(PY) -m bench.backtest_e2e
 	$(PY) -m bench.grid --points 1000 --workers 1,2
+	$(PY) -m bench.paper_replay
+	$(PY) -m bench.bar_to_orders
 
 up:
 	docker compose up -d --build

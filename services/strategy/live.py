@@ -92,6 +92,9 @@ class InstanceEvents(Protocol):
     async def finished(self, spec: RunSpec) -> None:
         """A replay played its last day: the instance stops."""
 
+    def forget(self, instance_id: str) -> None:
+        """The instance stopped: what is shown of it while it runs (its metrics) goes."""
+
 
 async def load_market(
     market: MarketData,
@@ -559,6 +562,7 @@ class Runner:
         if task is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(task), 30)
+        self.events.forget(instance_id)
         # the session in hand (if any) ends first: nothing is sent after the cancels below
         async with self.locks.setdefault(instance_id, asyncio.Lock()):
             self.live.pop(instance_id, None)

@@ -4,6 +4,7 @@ traceback, an event and a metric), and the end of a replay (the instance stops).
 
 from __future__ import annotations
 
+import contextlib
 from decimal import Decimal
 from typing import Any
 
@@ -66,8 +67,20 @@ class InstanceReports:
 
     async def failed(self, spec: RunSpec, trace: str) -> None:
         assert self.instances is not None
+        self.forget(spec.instance_id)
         await self.instances.fail(spec.instance_id, trace)
 
     async def finished(self, spec: RunSpec) -> None:
         assert self.instances is not None
+        self.forget(spec.instance_id)
         await self.instances.finished(spec.instance_id, "the replay played its last day")
+
+    def forget(self, instance_id: str) -> None:
+        """An instance stopped or failed: its series go (a dashboard would show it trading, an alert find it late)."""
+        self.sent.pop(instance_id, None)
+        if self.metrics is None:
+            return
+        for gauge in (self.metrics.equity, self.metrics.orders, self.metrics.last_bar, self.metrics.fills,
+                      self.metrics.pnl):  # fmt: skip
+            with contextlib.suppress(KeyError):
+                gauge.remove(instance_id)

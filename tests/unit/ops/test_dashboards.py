@@ -396,3 +396,45 @@ def test_every_http_process_exposes_the_per_service_request_metrics(process: str
     assert process in exposed.by_process, f"{process} could not be inspected: {exposed.errors.get(process)}"
     missing = HTTP_SERIES - exposed.by_process[process]
     assert not missing, f"{process}'s /metrics lacks {sorted(missing)} (the per-service panels and alerts use them)"
+
+
+# --- the strategy instances row -------------------------------------------------------------------------------
+
+# The strategy service's series (services/strategy/metrics.py and reports.py) and what the row shows of them.
+STRATEGY_SERIES = {
+    "lh_strategy_instances",  # by state
+    "lh_strategy_instance_failures_total",
+    "lh_strategy_instance_equity_cny",
+    "lh_strategy_instance_orders_sent",
+    "lh_strategy_instance_last_bar_timestamp_seconds",  # seconds behind the last bar = time() - this
+    "lh_strategy_instance_bar_seconds_bucket",
+}
+PER_INSTANCE = {
+    "lh_strategy_instance_equity_cny",
+    "lh_strategy_instance_orders_sent",
+    "lh_strategy_instance_last_bar_timestamp_seconds",
+}
+_AGGREGATIONS = {"sum", "max", "min", "avg", "count", "topk", "bottomk", "quantile", "group", "scalar"}
+
+
+def test_the_overview_has_a_strategy_instances_row_with_each_instances_figures() -> None:
+    panels = load_dashboard(ROOT / "grafana" / "dashboards" / "lianghua-overview.json")["panels"]
+    rows = [i for i, p in enumerate(panels) if p["type"] == "row"]
+    starts = [i for i in rows if panels[i]["title"] == "Strategy instances"]
+    assert len(starts) == 1, "one row titled 'Strategy instances'"
+    following = [i for i in rows if i > starts[0]]
+    row = panels[starts[0] + 1 : following[0] if following else len(panels)]
+    exprs = [t["expr"] for p in row for t in p.get("targets", [])]
+    used = set().union(*(metric_names(e) for e in exprs))
+    assert used >= STRATEGY_SERIES, f"the row does not show {sorted(STRATEGY_SERIES - used)}"
+    assert any("time()" in e and "lh_strategy_instance_last_bar_timestamp_seconds" in e for e in exprs), (
+        "seconds behind the last bar is time() minus the last bar's timestamp"
+    )
+    # Equity, orders and the lag are shown per instance: some query keeps instance_id (aggregates nothing).
+    for series in PER_INSTANCE:
+        unaggregated = [
+            e for e in exprs
+            if series in metric_names(e)
+            and not {text.lower() for _, text in promql_tokens(e)} & _AGGREGATIONS
+        ]  # fmt: skip
+        assert unaggregated, f"no query shows {series} per instance"

@@ -6,6 +6,7 @@ fails; nothing more is sent). And the service's stop cancels what execution stil
 from __future__ import annotations
 
 import asyncio
+from datetime import date
 from typing import Any
 
 import pandas as pd
@@ -184,9 +185,40 @@ async def test_stop_cancels_what_execution_holds_open_for_the_instance() -> None
             self.cancelled.append(order_id)
 
     path = OpenOrders()
+    forgotten: list[str] = []
+
+    class Events:
+        def forget(self, instance_id: str) -> None:
+            forgotten.append(instance_id)
+
     runner = Runner(strategies={}, market=lambda: None, path=path, books=MemoryBooks(), sessions=None,
-                    events=None)  # type: ignore[arg-type]  # fmt: skip
+                    events=Events())  # type: ignore[arg-type]  # fmt: skip
     await runner.stop(INSTANCE, cancel_open_orders=False)
     assert path.cancelled == []
     await runner.stop(INSTANCE, cancel_open_orders=True)
     assert path.cancelled == ["o1", "o3", "o4"]
+    assert forgotten == [INSTANCE, INSTANCE]  # its series leave the metrics
+
+
+def test_a_stopped_instances_series_leave_the_metrics() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from services.strategy.live import RunSpec
+    from services.strategy.reports import InstanceReports, RunMetrics
+    from services.strategy.runner import BarReport
+
+    class Store:
+        async def emit(self, event: Any) -> None:
+            return None
+
+    registry = CollectorRegistry()
+    reports = InstanceReports(Store(), RunMetrics(registry))  # type: ignore[arg-type]
+    spec = RunSpec(INSTANCE, "dual_ma", {}, "alice", "alice", 100_000_00, {}, {})
+    asyncio.run(reports.bar(spec, BarReport(INSTANCE, date(2024, 3, 4), 2, 100_123_45, 0.01, fills=2)))
+    labels = {"instance_id": INSTANCE}
+    assert registry.get_sample_value("lh_strategy_instance_equity_cny", labels) == 100_123.45
+    assert registry.get_sample_value("lh_strategy_instance_pnl_cny", labels) == 123.45
+    assert registry.get_sample_value("lh_strategy_instance_fills", labels) == 2
+    reports.forget(INSTANCE)
+    assert registry.get_sample_value("lh_strategy_instance_equity_cny", labels) is None
+    assert registry.get_sample_value("lh_strategy_instance_fills", labels) is None
