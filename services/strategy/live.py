@@ -40,6 +40,7 @@ from shared.research.strategy import Strategy
 log = logging.getLogger(__name__)
 LIVE_HISTORY_DAYS = 250  # trading days of history a real-clock instance keeps (more when its warm-up asks)
 LIVE_LOOKBACK_DAYS = 1100  # calendar days searched back for that history
+RECONCILE_S = 30.0  # how often an instance's open orders are checked against execution's record
 
 
 def next_session(day: date) -> date | None:
@@ -203,6 +204,7 @@ class Runner:
         self.latest_bar: date | None = None  # the newest complete bar announced
         self.sent_orders: dict[str, int] = {}
         self.stopped_runs: dict[str, InstanceRun] = {}  # stopped keeping open orders: their late fills still book
+        self.reconciled: dict[str, float] = {}  # when each instance's open orders were last checked (loop time)
         self.locks: dict[str, asyncio.Lock] = {}
         self.replay_lock = asyncio.Lock()  # one replay clock: one replay at a time
 
@@ -371,6 +373,21 @@ class Runner:
                 if run is not None and run.book.panel.dates[run.book.t] < self.latest_bar:
                     await self._guarded(instance_id, self._advance(instance_id, self.latest_bar), "catch up a bar")
         await self.send_due()
+        await self.reconcile_open_orders()
+
+    async def reconcile_open_orders(self) -> None:
+        """Orders an instance follows as open (they rested) whose end it has not heard of (a lost `order.*` event):
+        execution's own record settles them — their fills booked, on_order told — at most every RECONCILE_S per
+        instance, so the sleeve does not keep reserving cash for an order that has ended."""
+        now = asyncio.get_running_loop().time()
+        for instance_id, run in list(self.runs.items()):
+            lock = self.locks.get(instance_id)
+            if not run.sent or (lock is not None and lock.locked()):
+                continue
+            if now - self.reconciled.get(instance_id, 0.0) < RECONCILE_S:
+                continue
+            self.reconciled[instance_id] = now
+            await self._guarded(instance_id, run.reconcile(), "reconcile open orders")
 
     async def send_due(self) -> None:
         """Each real-clock instance whose next session's order window is open sends the orders due (once)."""

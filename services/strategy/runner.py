@@ -201,6 +201,19 @@ class InstanceRun:
             self.sent[cid] = Plan(intent, cid, str(o["ts_code"]), str(o["side"]), int(o["qty"]), int(price_fen), 0)
             del self.known_orders[cid]
 
+    async def reconcile(self) -> None:
+        """The open orders this run follows, against execution's record: the fills it lists are booked, and an order
+        that has ended is settled (its `order.*` event was lost or is late)."""
+        if not self.sent:
+            return
+        orders = {str(o["client_order_id"]): o for o in await self.path.orders(self.instance_id)}
+        await self.catch_up()
+        for cid in list(self.sent):
+            o = orders.get(cid)
+            if o is not None and str(o["status"]) in FINAL:
+                self.on_order_final(cid, str(o["status"]), int(o["filled_qty"]), o.get("reason"))
+        await self.save()
+
     async def catch_up(self) -> None:
         """Book every fill execution holds for the instance that the book has not (missed while down)."""
         for fill in await self.path.trades(self.instance_id):

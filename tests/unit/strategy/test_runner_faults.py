@@ -222,3 +222,58 @@ def test_a_stopped_instances_series_leave_the_metrics() -> None:
     reports.forget(INSTANCE)
     assert registry.get_sample_value("lh_strategy_instance_equity_cny", labels) is None
     assert registry.get_sample_value("lh_strategy_instance_fills", labels) is None
+
+
+class RestingPath(FillingPath):
+    """Takes orders without filling them (they rest); later the test fills and ends one at the broker without any
+    event reaching the runner."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: dict[str, dict[str, Any]] = {}
+
+    async def place(self, plan: Plan, instance_id: str) -> Placed | Refused:  # type: ignore[override]
+        self.held[plan.client_order_id] = {
+            "order_id": f"o{len(self.held)}", "client_order_id": plan.client_order_id, "ts_code": plan.ts_code,
+            "side": plan.side, "qty": plan.qty, "price": str(plan.price_fen / 100), "status": "submitted",
+            "filled_qty": 0, "reason": None,
+        }  # fmt: skip
+        return Placed(f"o{len(self.held) - 1}", "submitted", 0, None)
+
+    async def orders(self, instance_id: str) -> list[dict[str, Any]]:
+        self.reads = getattr(self, "reads", 0) + 1
+        return list(self.held.values())
+
+
+def test_an_order_whose_end_was_never_heard_is_settled_from_executions_record(bars: pd.DataFrame) -> None:
+    from services.strategy.live import Runner
+
+    async def go() -> tuple[BuyEveryDay, InstanceRun, int, int]:
+        path = RestingPath()
+        strategy = BuyEveryDay()
+        run = _run(strategy, bars, path, fill_wait_s=0.01)
+        path.run = run
+        await run.prepare()
+        await run.session(0)
+        await run.session(1)  # bar 0's buy is sent on day 1 and rests
+        [(cid, plan)] = run.sent.items()
+        reserved = run.sleeve()["cash_fen"] - run.sleeve()["cash_available_fen"]
+        # at the broker it fills and ends; neither the trade.executed nor the order.filled event arrives
+        order = path.held[cid]
+        order.update(status="filled", filled_qty=plan.qty)
+        path.fills.append(TradeFill("t-late", cid, plan.ts_code, "buy", plan.qty, plan.price_fen, 500, 0, 1,
+                                    run.book.panel.dates[1]))  # fmt: skip
+        runner = Runner(strategies={}, market=lambda: None, path=path, books=MemoryBooks(), sessions=None,
+                        events=None)  # type: ignore[arg-type]  # fmt: skip
+        runner.runs[INSTANCE] = run
+        await runner.tick()
+        await runner.tick()  # within RECONCILE_S: no second read
+        return strategy, run, reserved, path.reads
+
+    strategy, run, reserved, reads = asyncio.run(go())
+    assert reads == 1
+    assert reserved > 0  # while it rested, its cash was reserved in the sleeve
+    assert run.sent == {}
+    assert [(e.status, e.filled_qty) for e in strategy.heard] == [("filled", 100)]
+    assert int(run.book.positions[0]) == 100
+    assert run.sleeve()["cash_available_fen"] == run.sleeve()["cash_fen"]
