@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, Table, func, select
+from sqlalchemy import BigInteger, Column, Integer, Select, Table, and_, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.platform.db import Database, new_metadata
 from shared.platform.outbox import outbox_table
@@ -37,3 +38,16 @@ class StoreBase:
             async with attempt as s:
                 count = int((await s.execute(query)).scalar_one())
         return count
+
+
+async def listed_after(
+    session: AsyncConnection, query: Select[Any], table: Table, key: Column[Any], after: str, account_id: str | None
+) -> Select[Any]:
+    """`query` narrowed to the rows recorded after row `after` (by `created_at`, then `key`): the cursor of a listing
+    in creation order. Raises LookupError when `after` names no row of the listing (another account's is none)."""
+    cursor = (await session.execute(select(table.c.created_at, table.c.account_id).where(key == after))).first()
+    if cursor is None or (account_id is not None and cursor.account_id != account_id):
+        raise LookupError(after)
+    return query.where(
+        or_(table.c.created_at > cursor.created_at, and_(table.c.created_at == cursor.created_at, key > after))
+    )

@@ -23,7 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Row
 
 from services.execution.lifecycle import OrderProgress, average_price
-from services.execution.store.base import AutoId, StoreBase, metadata
+from services.execution.store.base import AutoId, StoreBase, listed_after, metadata
 from shared.core.domain import Order, OrderSide, OrderStatus, OrderType
 from shared.platform.approval import OrderTerms
 from shared.platform.clock import UtcDateTime
@@ -222,19 +222,7 @@ class OrderReads(StoreBase):
         async for attempt in self.db.transaction():
             async with attempt as s:
                 if after is not None:
-                    cursor = (
-                        await s.execute(
-                            select(orders.c.created_at, orders.c.account_id).where(orders.c.order_id == after)
-                        )
-                    ).first()
-                    if cursor is None or (account_id is not None and cursor.account_id != account_id):
-                        raise LookupError(after)
-                    query = query.where(
-                        or_(
-                            orders.c.created_at > cursor.created_at,
-                            and_(orders.c.created_at == cursor.created_at, orders.c.order_id > after),
-                        )
-                    )
+                    query = await listed_after(s, query, orders, orders.c.order_id, after, account_id)
                 rows = (await s.execute(query)).all()
         return [stored_order(r) for r in rows]
 

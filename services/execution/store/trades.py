@@ -7,11 +7,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, ForeignKey, Index, String, Table, and_, or_, select
+from sqlalchemy import BigInteger, Column, ForeignKey, Index, String, Table, select
 from sqlalchemy.engine import Row
 
 from services.execution.positions import OpenSell, TradeLot
-from services.execution.store.base import StoreBase, metadata
+from services.execution.store.base import StoreBase, listed_after, metadata
 from services.execution.store.orders import orders
 from shared.core.domain import OrderSide, OrderStatus
 from shared.platform.clock import UtcDateTime
@@ -110,19 +110,7 @@ class TradeReads(StoreBase):
         async for attempt in self.db.transaction():
             async with attempt as s:
                 if after is not None:
-                    cursor = (
-                        await s.execute(
-                            select(trades.c.created_at, trades.c.account_id).where(trades.c.trade_id == after)
-                        )
-                    ).first()
-                    if cursor is None or (account_id is not None and cursor.account_id != account_id):
-                        raise LookupError(after)
-                    query = query.where(
-                        or_(
-                            trades.c.created_at > cursor.created_at,
-                            and_(trades.c.created_at == cursor.created_at, trades.c.trade_id > after),
-                        )
-                    )
+                    query = await listed_after(s, query, trades, trades.c.trade_id, after, account_id)
                 rows = (await s.execute(query)).all()
         return [_trade(r) for r in rows]
 
