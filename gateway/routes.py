@@ -60,6 +60,8 @@ ROUTES: tuple[ProxyRoute, ...] = (
     _r("GET", "/v1/positions", "execution", VIEWER, "orders"),
     _r("GET", "/v1/account", "execution", VIEWER, "orders"),
     _r("POST", "/v1/account/cash", "execution", ADMIN, "orders", body=True),
+    _r("GET", "/v1/account/paper-settings", "execution", VIEWER, "orders"),
+    _r("POST", "/v1/account/paper-settings", "execution", ADMIN, "orders", body=True),
     # market data
     _r("GET", "/v1/securities", "data", VIEWER, "market data"),
     _r("GET", "/v1/bars", "data", VIEWER, "market data"),

@@ -17,6 +17,7 @@ from starlette.applications import Starlette
 from shared.platform.app import Infra, market_clock
 from shared.platform.bus import MemoryBus
 from shared.platform.cache import MemoryCache
+from shared.platform.clock import MarketClock
 from shared.platform.http import SERVICES, ServiceDirectory
 from shared.platform.observability import configure_logging
 from shared.platform.settings import Mode, Settings
@@ -27,8 +28,9 @@ log = logging.getLogger("lianghua.standalone")
 START_ORDER = ("data", "strategy", "backtest", "execution", "risk")
 
 
-def build_app(settings: Settings) -> Starlette:
-    """The whole platform as one ASGI app: the gateway at `/`, the services reachable only through it."""
+def build_app(settings: Settings, *, clock: MarketClock | None = None) -> Starlette:
+    """The whole platform as one ASGI app: the gateway at `/`, the services reachable only through it. `clock`: the
+    market clock every service follows (default: the one LH_MARKET_CLOCK names); tests set their own."""
     if settings.mode is not Mode.STANDALONE:
         raise ValueError("standalone mode needs LH_MODE=standalone")
     transports: dict[str, httpx.AsyncBaseTransport] = {}
@@ -38,7 +40,7 @@ def build_app(settings: Settings) -> Starlette:
         cache=MemoryCache(),
         services=ServiceDirectory(settings, transports),
         shared=True,
-        clock=market_clock(settings),  # one object: every service follows the same (replay) clock
+        clock=clock or market_clock(settings),  # one object: every service follows the same (replay) clock
     )
     services: dict[str, FastAPI] = {}
     for name in SERVICES:

@@ -34,6 +34,12 @@ from shared.platform.settings import Mode, Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# The paper broker's fills on the real clock (LH_PAPER_FILLS): the order-path tests are about the path (admission,
+# idempotency, cash, events, faults), so their paper broker fills at once at the latest close, in this process and in
+# the fleets it starts. The paper broker on the market clock (the default, "session") is tested by the tests that ask
+# for it: tests/integration/execution/test_paper_sessions.py and tests/e2e/test_live_runner.py.
+os.environ.setdefault("LH_PAPER_FILLS", "immediate")
+
 
 @dataclass
 class Backing:

@@ -19,6 +19,8 @@ from services.execution.schemas import (
     OrderSubmission,
     PaperSessionIn,
     PaperSessionOut,
+    PaperSettingsIn,
+    PaperSettingsOut,
     PositionOut,
     TradeOut,
 )
@@ -213,6 +215,33 @@ async def move_cash(
         account=_account_out(result.account),
     )
     return JSONResponse(body.model_dump(mode="json"), status_code=201 if result.created else 200)
+
+
+@router.get(
+    "/account/paper-settings",
+    response_model=PaperSettingsOut,
+    responses={409: {"description": "`not_paper`: execution trades through a real broker"}},
+)
+async def get_paper_settings(
+    principal: CurrentPrincipal,
+    desk: Desk,
+    account_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+) -> PaperSettingsOut:
+    """The caller's paper account settings (services and admins name the account): how an order placed while the
+    market is closed is treated on the real clock, `rest` until its session (the default) or `refuse`."""
+    account, closed_market = await desk.paper_settings(principal, account_id)
+    return PaperSettingsOut(account_id=account, closed_market=closed_market)  # type: ignore[arg-type]
+
+
+@router.post(
+    "/account/paper-settings",
+    response_model=PaperSettingsOut,
+    responses={403: {"description": "`forbidden`: admins and services"}, 409: {"description": "`not_paper`"}},
+)
+async def put_paper_settings(body: PaperSettingsIn, principal: CurrentPrincipal, desk: Desk) -> PaperSettingsOut:
+    """Set a paper account's settings (admins and services)."""
+    account, closed_market = await desk.set_paper_settings(principal, body.account_id, body.closed_market)
+    return PaperSettingsOut(account_id=account, closed_market=closed_market)  # type: ignore[arg-type]
 
 
 @router.post(

@@ -19,10 +19,12 @@ from shared.core.domain import to_fen
 from shared.core.market.matching import FillRules
 from shared.platform.app import Infra, create_service_app
 from shared.platform.db import Database
+from shared.platform.events import BarsUpdated, Envelope
 from shared.platform.outbox import OutboxRelay
 from shared.platform.settings import Settings
 
 NAME = "execution"
+BARS_CONSUMER = "execution-paper-sessions"
 # How long shutdown waits for background work to reach a safe point (the broker call in hand has its own timeout).
 STOP_GRACE_S = 15.0
 log = logging.getLogger(__name__)
@@ -36,9 +38,20 @@ def create_app(settings: Settings, infra: Infra | None = None, *, broker: Broker
     relay = OutboxRelay(db, outbox, infra.bus)
     quotes = PaperQuotes(infra.services, settings.internal_secret)
     clock = infra.clock  # shared with risk (and every service) in standalone mode
+    calendar = DataServiceCalendar(infra.services, settings.internal_secret)
     adapter: BrokerAdapter = broker or PaperBroker(
-        db, quotes, clock=clock.now, market_session=clock.session, sessions=quotes, rules=paper_fill_rules(settings)
+        db,
+        quotes,
+        clock=clock.now,
+        market_session=clock.session,
+        sessions=quotes,
+        rules=paper_fill_rules(settings),
+        calendar=calendar,
+        fills=settings.paper_fills,
     )
+    # The paper broker matching on the real clock: a complete `bars.updated` brings the bars that resting orders wait
+    # for, so the day-order pass runs at once rather than at its next turn.
+    matches_on_bars = isinstance(adapter, PaperBroker) and adapter.fills == "session"
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -48,6 +61,14 @@ def create_app(settings: Settings, infra: Infra | None = None, *, broker: Broker
             relay.start()
             reconciler = app.state.desk.reconciler(stop_grace_s=STOP_GRACE_S)
             reconciler.start()
+            if matches_on_bars:
+
+                async def on_bars(event: Envelope) -> None:
+                    parsed = event.parsed()
+                    if isinstance(parsed, BarsUpdated) and parsed.complete:
+                        reconciler.wake()
+
+                await infra.bus.subscribe(BARS_CONSUMER, ["bars.updated"], on_bars)
             try:
                 yield
             finally:
@@ -70,7 +91,7 @@ def create_app(settings: Settings, infra: Infra | None = None, *, broker: Broker
         metrics=ExecutionMetrics(app.state.metrics_registry),
         notify=relay.notify,
         quotes=quotes,
-        calendar=DataServiceCalendar(infra.services, settings.internal_secret),
+        calendar=calendar,
         clock=clock.now,
         market_session=clock.session,
     )

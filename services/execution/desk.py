@@ -22,7 +22,7 @@ from services.execution.brokers.base import (
     ExpiringBroker,
     ResumingBroker,
 )
-from services.execution.brokers.paper import PaperQuoteSource
+from services.execution.brokers.paper import PaperBroker, PaperQuoteSource
 from services.execution.lifecycle import InconsistentReport
 from services.execution.metrics import ExecutionMetrics
 from services.execution.positions import Holding, holdings
@@ -283,6 +283,27 @@ class OrderDesk:
         sessions that have closed, and match the orders waiting for a suspended symbol on the new session, rather
         than at the background pass's next turn."""
         await self.expire_day_orders()
+
+    # --- a paper account's settings -------------------------------------------------------------------
+
+    def _paper(self) -> PaperBroker:
+        if not isinstance(self.broker, PaperBroker):
+            raise Conflict("not_paper", f"execution trades through the {self.broker.name} broker: no paper settings")
+        return self.broker
+
+    async def paper_settings(self, principal: Principal, account_id: str | None) -> tuple[str, str]:
+        """How the caller's account (or, for services and admins, `account_id`) treats an order placed while the
+        market is closed: `rest` or `refuse`."""
+        account = self._named_account(principal, account_id, "paper settings")
+        return account, await self._paper().closed_market(account)
+
+    async def set_paper_settings(self, principal: Principal, account_id: str, closed_market: str) -> tuple[str, str]:
+        if not principal.acts_for_everyone:
+            raise Forbidden("forbidden", f"role {principal.role} may not change an account's paper settings")
+        await self._paper().set_closed_market(account_id, closed_market, by=principal.subject)
+        log.info("paper account settings changed", extra={"account_id": account_id, "closed_market": closed_market,
+                                                          "by": principal.subject})  # fmt: skip
+        return account_id, closed_market
 
     # --- reading --------------------------------------------------------------------------------------
 

@@ -35,10 +35,11 @@ class ReportPlan:
     filled_amount: Decimal
     reason: str | None
     final_status: OrderStatus
+    reason_changed: bool = False  # a resting order's reason moved on (the paper broker: what it waits for)
 
     @property
     def changed(self) -> bool:
-        return bool(self.steps or self.new_fills)
+        return bool(self.steps or self.new_fills or self.reason_changed)
 
 
 def average_price(filled_amount: Decimal, filled_qty: int) -> Decimal | None:
@@ -101,5 +102,13 @@ def plan_report(progress: OrderProgress, report: BrokerReport, recorded_fill_ids
     if target in (OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.REJECTED):
         enter(target)
 
-    reason = report.reason if target in (OrderStatus.CANCELLED, OrderStatus.REJECTED) else progress.reason
-    return ReportPlan(tuple(steps), tuple(new_fills), filled_qty, filled_amount, reason, state)
+    if target in (OrderStatus.CANCELLED, OrderStatus.REJECTED):
+        reason = report.reason
+    elif target is OrderStatus.SUBMITTED and not new_fills:
+        reason = report.reason  # why it rests, when the broker says (the paper broker: what it waits for)
+    elif target is OrderStatus.FILLED:
+        reason = None  # what it waited for is over
+    else:
+        reason = progress.reason
+    changed_reason = reason != progress.reason
+    return ReportPlan(tuple(steps), tuple(new_fills), filled_qty, filled_amount, reason, state, changed_reason)

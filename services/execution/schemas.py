@@ -199,6 +199,20 @@ class PaperSessionIn(RequestModel):
     )
 
 
+class PaperSettingsIn(RequestModel):
+    """A paper account's settings (admins and services): how it treats an order placed while the market is closed
+    (outside 09:15-15:00 of a trading day), on the real market clock: `rest` until the next session (the default) or
+    `refuse` it (the order is rejected with `market_closed`)."""
+
+    account_id: AccountId
+    closed_market: Literal["rest", "refuse"]
+
+
+class PaperSettingsOut(BaseModel):
+    account_id: str
+    closed_market: Literal["rest", "refuse"]
+
+
 class PaperSessionOut(BaseModel):
     session: date  # the replayed session now
     now: datetime  # the market clock's time (the session's 09:30 Asia/Shanghai and on), UTC

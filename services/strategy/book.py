@@ -436,6 +436,8 @@ class SleeveBook:
             "realised_fen": self.realised_fen,
             "sell_pnl": self.sell_pnl,
             "fees_paid_fen": self.fees_paid_fen,
+            # the session's own counters (its fills may be booked before its bar arrives: kept across a rebind)
+            "today": [self.traded_today_fen, self.fees_today_fen, self.realised_today_fen],
             "history": [
                 [r.day.isoformat(), r.cash_fen, r.market_value_fen, r.traded_fen, r.fees_fen, r.realised_fen]
                 for r in self.history
@@ -463,6 +465,9 @@ class SleeveBook:
         self.seq_by_bar = {str(k): int(v) for k, v in data["seq_by_bar"].items()}
         self.applied_trades = set(data["applied_trades"])
         self.filled_by_order = {str(k): int(v) for k, v in data["filled_by_order"].items()}
+        self.traded_today_fen, self.fees_today_fen, self.realised_today_fen = (
+            int(x) for x in data.get("today", (0, 0, 0))
+        )
         self.realised_fen = int(data["realised_fen"])
         self.sell_pnl = [int(v) for v in data["sell_pnl"]]
         self.fees_paid_fen = int(data["fees_paid_fen"])

@@ -344,6 +344,15 @@ class Runner:
             last = book.panel.dates[book.t]
             if trade_date <= last:
                 return  # a bar it has (a redelivered event)
+            if run.sent:
+                # the fills of its sessions before this bar come first: once the paper broker has matched every order
+                # it follows, execution's record books their fills (the events may be late) before the bar is marked
+                waiting = await run.unmatched()
+                if waiting:
+                    log.info("a bar waits for the paper broker to match the instance's orders of its session",
+                             extra={"instance_id": instance_id, "orders": waiting, "bar": str(trade_date)})  # fmt: skip
+                    return  # the next tick tries again (the bar is still ahead of the instance)
+                await run.reconcile()
             cls = type(run.strategy)
             # from the same first day on: the panel grows by a row a day, so day indices keep counting
             panel, config = await load_market(self.market(), spec, cls, book.panel.dates[0], trade_date)

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 FINAL = frozenset({"filled", "cancelled", "rejected"})
 OPEN = frozenset({"accepted", "submitted", "partially_filled"})
+AWAITING = "awaiting: "  # the paper broker's reason for an order resting until its session's bar is in
 FILL_WAIT_S = 2.0  # how long a round waits for its fills' events before reading execution's listing instead
 
 
@@ -213,6 +214,20 @@ class InstanceRun:
             if o is not None and str(o["status"]) in FINAL:
                 self.on_order_final(cid, str(o["status"]), int(o["filled_qty"]), o.get("reason"))
         await self.save()
+
+    async def unmatched(self) -> int:
+        """The orders this run follows as open that the paper broker has not matched yet: they rest until the bar of
+        their session is in (reason `awaiting: `, docs/order-path.md). Their fills belong before the next on_bar, as
+        the backtest engine's fills of a session come before that session's bar."""
+        if not self.sent:
+            return 0
+        reasons = {str(o["client_order_id"]): (str(o["status"]), str(o.get("reason") or ""))
+                   for o in await self.path.orders(self.instance_id)}  # fmt: skip
+        return sum(
+            1
+            for cid in self.sent
+            if (got := reasons.get(cid)) is not None and got[0] in OPEN and got[1].startswith(AWAITING)
+        )
 
     async def catch_up(self) -> None:
         """Book every fill execution holds for the instance that the book has not (missed while down)."""
@@ -387,9 +402,12 @@ class InstanceRun:
             self.fills.notify_all()
 
     def on_order_final(self, client_order_id: str, status: str, filled_qty: int, reason: str | None) -> None:
-        """An order that rested (not final when placed) ended."""
+        """An order that rested (not final when placed) ended. An `order.*` event of a status that is not final
+        (`order.submitted`, `order.partially_filled`) changes nothing: the order is still followed as open."""
+        if status not in FINAL:
+            return
         plan = self.sent.pop(client_order_id, None)
-        if plan is not None and status in FINAL:
+        if plan is not None:
             self._settle([self.book.settle_sent(plan, filled_qty, status, reason)])
 
     def _settle(self, settlements: list[Settlement]) -> None:

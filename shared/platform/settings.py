@@ -82,10 +82,14 @@ class Settings(BaseSettings):
     # for paper trading on a replayed market). A replay clock is one process's object, so "replay" needs standalone
     # mode (every service in one process, sharing it); fleet mode refuses it at start.
     market_clock: Literal["real", "replay"] = "real"
-    # How the paper broker matches an order on a replayed session's own bar (shared.core.market.matching), the
-    # backtest engine's rules of the same names (BacktestConfig): the fill price, slippage (basis points or ticks of
-    # 0.01 CNY) and the most of the bar's volume one fill may take (a fraction in (0, 1]; empty: no cap). Not used on
-    # the real clock, where the paper broker fills at the latest close.
+    # How the paper broker matches an order on its session's own bar (shared.core.market.matching), the backtest
+    # engine's rules of the same names (BacktestConfig): the fill price, slippage (basis points or ticks of 0.01 CNY)
+    # and the most of the bar's volume one fill may take (a fraction in (0, 1]; empty: no cap).
+    # When the paper broker matches on the real clock (docs/order-path.md, "The paper broker"): "session" (an order
+    # rests until the bar of the session it was placed for is in, and is matched on it by the rules above, as on a
+    # replayed session), or "immediate" (matched at once at the latest close, whatever the time: for tests and
+    # benchmarks of the order path, never a simulation of a market). A replay clock matches at the replayed session.
+    paper_fills: Literal["session", "immediate"] = "session"
     paper_fill_price: Literal["open", "close", "vwap"] = "open"
     paper_slippage: Literal["none", "bps", "ticks"] = "none"
     paper_slippage_amount: Decimal = Field(default=Decimal(0), ge=0, allow_inf_nan=False)

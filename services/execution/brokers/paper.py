@@ -1,23 +1,31 @@
 """The paper broker: fills orders on paper, keeping its own book (paper_orders, paper_fills in execution's schema) so
-that it is idempotent by order_id across restarts.
-
-On the real clock it fills against the latest close from the data service: a market order fills in full at the
-latest close; a limit buy fills (at the latest close) when its limit is at or above it, a limit sell when its limit
-is at or below it; any other limit order rests until execution expires it at the close of its trading day (`expire`,
-docs/order-path.md).
+that it is idempotent by order_id across restarts. It follows the market clock (docs/order-path.md, "The paper
+broker"):
 
 On a replay clock (a session is set) it matches an order at that session's own bar with the backtest engine's rules
 (`shared.core.market.matching.match_order`, the fill rules from the settings): filled in full; partly (the volume
 cap) with the rest cancelled at once; not at all because the limit price was not reached (rests, a day order) or the
 symbol has no bar that session (rests and is matched again on the next session it trades, `resume`); or cancelled
 at the limit-up (a buy) or limit-down (a sell). Its fills are stamped with the session's time (09:30 for open fills,
-15:00 for close and VWAP fills, Asia/Shanghai), so fees by date and T+1 follow the replayed day."""
+15:00 for close and VWAP fills, Asia/Shanghai), so fees by date and T+1 follow the replayed day.
+
+On the real clock (`LH_PAPER_FILLS=session`, the default) an order belongs to a session: the day it was placed on,
+if that is a trading day and its 15:00 close has not passed, else the next trading day. It rests (`awaiting: ...`)
+until that session has closed and its bar is in the data service, and is then matched on that bar by the same rules
+(`resume`, called by execution's day-order pass, which runs again as soon as a `bars.updated` arrives): an order
+placed before the continuous session (09:30) at the rule's price (the open by default); one placed during it at the
+close (the open had passed when it arrived; VWAP stays VWAP). What a session's bar does not fill is a day order that
+expired with it. A paper account may instead refuse orders placed while the market is closed (`paper_accounts`).
+
+With `LH_PAPER_FILLS=immediate` (tests and benchmarks of the order path only) it fills at once at the latest close
+from the data service, whatever the time: a market order in full; a limit buy when its limit is at or above it, a
+limit sell when its limit is at or below it; any other limit order rests until execution expires it."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import date, datetime, time
+from dataclasses import dataclass, replace
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -26,8 +34,9 @@ from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
 from services.execution.brokers.base import BrokerReport, BrokerUnavailable, Fill
-from services.execution.brokers.paper_tables import paper_fills, paper_orders
+from services.execution.brokers.paper_tables import paper_accounts, paper_fills, paper_orders
 from services.execution.events import EXCHANGE_TZ
+from services.execution.sessions import CalendarUnavailable, TradingCalendar, expiry_reason, session_close
 from shared.core.domain import Order, OrderSide, OrderStatus, OrderType, from_fen, price, to_fen
 from shared.core.domain.codes import Board
 from shared.core.market.matching import REASON_CODES, REASONS, FillRules, SessionBar, match_order
@@ -48,6 +57,8 @@ class PaperQuote:
     last_close: Decimal | None  # None only for a security that never traded (then it is suspended)
     suspended: bool
     limit_up: Decimal | None = None  # the next session's limit-up price; None on sessions without limits
+    last_trade_date: date | None = None  # the session of `last_close`
+    next_trade_date: date | None = None  # the session after the newest in the data service's store
 
 
 @dataclass(frozen=True)
@@ -138,7 +149,13 @@ class PaperQuotes:
             raise BrokerUnavailable(f"malformed market data for {ts_code}: {exc}") from exc
         if last_close is None and not quote.suspended:
             raise BrokerUnavailable(f"market data for {ts_code} has no usable last close")
-        return PaperQuote(last_close=last_close, suspended=quote.suspended, limit_up=limit_up)
+        return PaperQuote(
+            last_close=last_close,
+            suspended=quote.suspended,
+            limit_up=limit_up,
+            last_trade_date=quote.last_trade_date,
+            next_trade_date=quote.next_trade_date,
+        )
 
 
 def paper_fill_price(
@@ -169,8 +186,36 @@ def cap_refusal(order: Order, fill_price: Decimal | None, price_cap: Decimal | N
 
 
 SESSION_CLOSE = time(15, 0)
+CONTINUOUS_OPEN = time(9, 30)  # an order placed from here on missed the session's open
+ORDERS_FROM = time(9, 15)  # the exchanges take orders from the call auction's start (09:15) to the close (15:00)
 # A resting order whose symbol had no bar on the session it was matched on: matched again on the next (`resume`).
 WAITING = "waiting: "
+# On the real clock: an order resting until its session has closed and that session's bar is in.
+AWAITING = "awaiting: "
+CLOSED_MARKET = ("rest", "refuse")  # how a paper account treats an order placed while the market is closed
+
+
+def awaiting_reason(day: date) -> str:
+    return f"{AWAITING}matched on the bar of session {day.isoformat()} once that session has closed and its bar is in"
+
+
+def market_open(now: datetime, trading_days: Sequence[date]) -> bool:
+    """The exchanges take orders now: a trading day, from 09:15 to the 15:00 close (Asia/Shanghai)."""
+    local = now.astimezone(EXCHANGE_TZ)
+    return local.date() in trading_days and ORDERS_FROM <= local.time() < SESSION_CLOSE
+
+
+def order_session(now: datetime, trading_days: Sequence[date]) -> date | None:
+    """The session an order placed at `now` belongs to: the first trading day whose close has not passed."""
+    return next((d for d in sorted(trading_days) if session_close(d) > now), None)
+
+
+def data_in(quote: PaperQuote, day: date) -> bool:
+    """The data service holds the bars of trading day `day`: the symbol traded on it or later, or its newest stored
+    session is `day` or later (its next session is after it)."""
+    return (quote.last_trade_date is not None and quote.last_trade_date >= day) or (
+        quote.next_trade_date is not None and quote.next_trade_date > day
+    )
 
 
 def waiting_reason(ts_code: str, day: date) -> str:
@@ -208,15 +253,25 @@ class PaperBroker:
         market_session: Callable[[], date | None] = no_session,
         sessions: PaperSessionSource | None = None,
         rules: FillRules | None = None,
+        calendar: TradingCalendar | None = None,
+        fills: str = "immediate",
     ) -> None:
         """`market_session`: the market clock's replayed session (None on the real clock). On a replay clock the broker
-        matches at the session's bar from `sessions` with `rules` (both needed then)."""
+        matches at the session's bar from `sessions` with `rules` (both needed then). `fills` (LH_PAPER_FILLS): on the
+        real clock, "session" (match at the bar of the order's session, with `sessions`, `rules` and the trade
+        `calendar`) or "immediate" (at once at the latest close)."""
+        if fills not in ("session", "immediate"):
+            raise ValueError(f"fills: {fills!r} is neither 'session' nor 'immediate'")
+        if fills == "session" and (sessions is None or calendar is None):
+            raise ValueError("matching at the session's bar needs a source of session bars and a trade calendar")
         self.db = db
         self.quotes = quotes
         self.clock = clock
         self.market_session = market_session
         self.sessions = sessions
         self.rules = rules or FillRules()
+        self.calendar = calendar
+        self.fills = fills
 
     async def submit(self, order: Order, *, price_cap: Decimal | None = None) -> BrokerReport:
         known = await self.report(order.order_id)
@@ -224,10 +279,13 @@ class PaperBroker:
             return known  # idempotent: what we did with this order the first time
         session = self.market_session()
         now = self.clock()
+        resting_for: date | None = None
         if session is not None:
             outcome = await self._match_on_session(order, price_cap, session)
-        else:
+        elif self.fills == "immediate":
             outcome = await self._match_on_latest_close(order, price_cap, now)
+        else:
+            outcome, resting_for = await self._rest_for_session(order, price_cap, now)
         try:
             async for attempt in self.db.transaction():
                 async with attempt as s:
@@ -243,6 +301,7 @@ class PaperBroker:
                             reason=None if outcome.reason is None else outcome.reason[:255],
                             created_at=now,
                             updated_at=now,
+                            session=resting_for,
                         )
                     )
                     await _insert_fills(s, order.order_id, outcome.fills)
@@ -268,8 +327,49 @@ class PaperBroker:
             return Outcome(OrderStatus.SUBMITTED)  # rests
         return Outcome(OrderStatus.FILLED, (Fill(f"paper-{order.order_id}-1", order.qty, fill_price, now),))
 
-    async def _match_on_session(self, order: Order, price_cap: Decimal | None, day: date) -> Outcome:
-        """The order on replayed session `day`'s own bar, by the engine's rules (`match_order`)."""
+    async def _rest_for_session(
+        self, order: Order, price_cap: Decimal | None, now: datetime
+    ) -> tuple[Outcome, date | None]:
+        """On the real clock: the order rests until its session's bar is in (`resume` matches it then), or is refused
+        now: an unknown security, a market buy without a price cap, no session ahead in the trade calendar, or a
+        closed market on an account that refuses orders then."""
+        quote = await self.quotes.latest(order.ts_code)
+        if quote is None:
+            return Outcome(OrderStatus.REJECTED, reason=f"unknown security {order.ts_code}"), None
+        uncapped = cap_refusal(order, None, price_cap)
+        if uncapped is not None:
+            return Outcome(OrderStatus.REJECTED, reason=uncapped), None
+        assert self.calendar is not None  # checked in __init__
+        today = now.astimezone(EXCHANGE_TZ).date()
+        try:
+            days = await self.calendar.trading_days(today, today + timedelta(days=30))
+        except CalendarUnavailable as exc:
+            raise BrokerUnavailable(f"no trade calendar to place the order in a session: {exc}") from exc
+        day = order_session(now, days)
+        if day is None:
+            local = now.astimezone(EXCHANGE_TZ).strftime("%Y-%m-%d %H:%M")
+            reason = f"no_session: the trade calendar has no trading day after {local} (Asia/Shanghai) to match it on"
+            return Outcome(OrderStatus.REJECTED, reason=reason), None
+        if not market_open(now, days) and await self.closed_market(order.account_id) == "refuse":
+            reason = (
+                f"market_closed: orders are taken 09:15-15:00 on trading days and account {order.account_id} "
+                f"refuses them while the market is closed; the next session is {day.isoformat()}"
+            )
+            return Outcome(OrderStatus.REJECTED, reason=reason), None
+        return Outcome(OrderStatus.SUBMITTED, reason=awaiting_reason(day)), day
+
+    def _rules_for(self, placed_at: datetime, day: date) -> FillRules:
+        """The rules an order of session `day` placed at `placed_at` is matched by: an order that arrived after the
+        session's open (09:30) cannot have traded at it, so an open fill becomes a close fill."""
+        if self.rules.fill_price == "open" and placed_at >= datetime.combine(day, CONTINUOUS_OPEN, tzinfo=EXCHANGE_TZ):
+            return replace(self.rules, fill_price="close")
+        return self.rules
+
+    async def _match_on_session(
+        self, order: Order, price_cap: Decimal | None, day: date, rules: FillRules | None = None
+    ) -> Outcome:
+        """The order on session `day`'s own bar, by the engine's rules (`match_order`)."""
+        rules = rules or self.rules
         if self.sessions is None:
             raise BrokerUnavailable("the paper broker has no source of session bars to replay on")
         market = await self.sessions.session(order.ts_code, day)
@@ -277,7 +377,7 @@ class PaperBroker:
             return Outcome(OrderStatus.REJECTED, reason=f"unknown security {order.ts_code}")
         lot_min, lot_step = board_lots(market.board)
         match = match_order(
-            self.rules,
+            rules,
             market.bar,
             side=order.side.value,
             qty=order.qty,
@@ -295,27 +395,53 @@ class PaperBroker:
         over_cap = cap_refusal(order, fill_price, price_cap)
         if over_cap is not None:
             return Outcome(OrderStatus.REJECTED, reason=over_cap)
-        fills = (Fill(f"paper-{order.order_id}-1", match.qty, fill_price, fill_time(day, self.rules.fill_price)),)
+        fills = (Fill(f"paper-{order.order_id}-1", match.qty, fill_price, fill_time(day, rules.fill_price)),)
         if match.qty == order.qty:
             return Outcome(OrderStatus.FILLED, fills)
         # Part of it traded (the volume cap): the rest is cancelled at once, as the engine does.
         return Outcome(OrderStatus.CANCELLED, fills, match_reason(match.reason or "volume_cap", day))
 
     async def resume(self, order: Order, *, price_cap: Decimal | None = None) -> BrokerReport | None:
-        """On a replay clock, match again an order that rests because its symbol had no bar on an earlier session
-        (`waiting_reason`), now on the current session: it fills, is cancelled, rests as a day order, or keeps
-        waiting. None for an order that does not wait (the caller expires it as a day order) or on the real clock."""
-        day = self.market_session()
-        if day is None:
+        """Match again an order that rests for a session's bar: on a replay clock, one whose symbol had no bar on an
+        earlier session (`waiting_reason`), now on the current session; on the real clock, one whose session has
+        closed (`awaiting_reason`, or waiting for its suspended symbol), once that session's bar is in. It fills, is
+        cancelled, rests as a day order (a replay), expires with its session (the real clock), or keeps waiting.
+        An order whose session's bar is not in yet is answered as it stands (it must not expire meanwhile). None
+        for an order that does not wait: the caller expires it as a day order."""
+        replayed = self.market_session()
+        if replayed is None and self.fills == "immediate":
             return None
         async for attempt in self.db.transaction():
             async with attempt as s:
                 row = (await s.execute(select(paper_orders).where(paper_orders.c.order_id == order.order_id))).first()
-        if row is None or row.status != OrderStatus.SUBMITTED.value or not (row.reason or "").startswith(WAITING):
+        if row is None or row.status != OrderStatus.SUBMITTED.value:
             return None
-        if row.reason == waiting_reason(order.ts_code, day):
-            return await self.report(order.order_id)  # matched on this session already
-        outcome = await self._match_on_session(order, price_cap, day)
+        reason = row.reason or ""
+        waits = reason.startswith(WAITING)
+        next_session: date | None = None
+        if replayed is not None:
+            if not waits:
+                return None
+            if reason == waiting_reason(order.ts_code, replayed):
+                return await self.report(order.order_id)  # matched on this session already
+            outcome = await self._match_on_session(order, price_cap, replayed)
+        else:
+            day = row.session
+            if day is None or not (waits or reason.startswith(AWAITING)):
+                return None
+            if session_close(day) > self.clock():
+                return await self.report(order.order_id)  # its session is still to close
+            quote = await self.quotes.latest(order.ts_code)
+            if quote is None or not data_in(quote, day):
+                return await self.report(order.order_id)  # the session's bar is not in yet
+            # an order waiting for its suspended symbol was placed before this session opened
+            rules = self.rules if waits else self._rules_for(row.created_at, day)
+            outcome = await self._match_on_session(order, price_cap, day, rules)
+            if outcome.status is OrderStatus.SUBMITTED:
+                if (outcome.reason or "").startswith(WAITING):
+                    next_session = await self._session_after(day)  # None: no later session known, it expires
+                else:  # its limit was not reached: a day order that expired with its session
+                    outcome = Outcome(OrderStatus.CANCELLED, reason=expiry_reason(day))
         now = self.clock()
         async for attempt in self.db.transaction():
             async with attempt as s:
@@ -330,11 +456,51 @@ class PaperBroker:
                         status=outcome.status.value,
                         reason=None if outcome.reason is None else outcome.reason[:255],
                         updated_at=now,
+                        session=next_session,
                     )
                 )
                 if changed.rowcount == 1:  # else cancelled (or resumed) meanwhile: the book says what happened
                     await _insert_fills(s, order.order_id, outcome.fills)
         return await self.report(order.order_id)
+
+    async def _session_after(self, day: date) -> date | None:
+        assert self.calendar is not None
+        try:
+            days = await self.calendar.trading_days(day + timedelta(days=1), day + timedelta(days=30))
+        except CalendarUnavailable as exc:
+            raise BrokerUnavailable(f"no trade calendar for the session after {day.isoformat()}: {exc}") from exc
+        return days[0] if days else None
+
+    # --- a paper account's settings --------------------------------------------------------------------------------
+
+    async def closed_market(self, account_id: str) -> str:
+        """How `account_id` treats an order placed while the market is closed: `rest` (the default) or `refuse`."""
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                value = (
+                    await s.execute(
+                        select(paper_accounts.c.closed_market).where(paper_accounts.c.account_id == account_id)
+                    )
+                ).scalar_one_or_none()
+        return str(value) if value is not None else "rest"
+
+    async def set_closed_market(self, account_id: str, closed_market: str, *, by: str) -> None:
+        if closed_market not in CLOSED_MARKET:
+            raise ValueError(f"closed_market: {closed_market!r} is not one of {', '.join(CLOSED_MARKET)}")
+        now = self.clock()
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                changed = await s.execute(
+                    update(paper_accounts)
+                    .where(paper_accounts.c.account_id == account_id)
+                    .values(closed_market=closed_market, updated_by=by, updated_at=now)
+                )
+                if changed.rowcount == 0:
+                    await s.execute(
+                        paper_accounts.insert().values(
+                            account_id=account_id, closed_market=closed_market, updated_by=by, updated_at=now
+                        )
+                    )
 
     async def cancel(self, order_id: str) -> BrokerReport:
         return await self._withdraw(order_id, CLIENT_CANCEL, tombstone_reason=NEVER_REACHED_BROKER)

@@ -3,7 +3,7 @@ system: no foreign keys into execution's orders."""
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, ForeignKey, Index, String, Table
+from sqlalchemy import BigInteger, Column, Date, ForeignKey, Index, String, Table
 
 from services.execution.store.base import metadata
 from shared.platform.clock import UtcDateTime
@@ -22,6 +22,19 @@ paper_orders = Table(
     Column("status", String(20), nullable=False),
     Column("reason", String(255), nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    # On the real clock: the trading day whose bar the order is matched on (it rests until that bar is in); NULL for
+    # an order matched when it arrived (a replayed session's, or `LH_PAPER_FILLS=immediate`).
+    Column("session", Date, nullable=True),
+)
+
+# How a paper account treats an order placed while the market is closed (no account row: `rest`).
+paper_accounts = Table(
+    "paper_accounts",
+    metadata,
+    Column("account_id", String(64), primary_key=True),
+    Column("closed_market", String(8), nullable=False),  # rest | refuse
+    Column("updated_by", String(64), nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
 )
 

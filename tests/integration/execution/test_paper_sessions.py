@@ -1,0 +1,242 @@
+"""The paper broker on the real market clock (LH_PAPER_FILLS=session, the default): an order belongs to a session
+(the day it is placed on until that day's 15:00 close, else the next trading day), rests until that session has
+closed and its bar is in the data service, and is then matched on that bar by the backtest engine's rules: at the
+open when it was placed before 09:30, at the close when it arrived during the session; what the bar does not fill
+expires with the session. A paper account may refuse orders placed while the market is closed instead.
+
+Risk and execution run as standalone mode runs them (test_execution_replay's harness) on a clock the test moves;
+the data service is a fake whose latest quote says which sessions' bars are in. Amounts are worked out by hand."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from shared.platform.events import BarsUpdated, make_event
+from shared.platform.internal_auth import Principal
+from tests.integration.execution.order_path_harness import headers, quote, trader
+from tests.integration.execution.test_execution_replay import Replay, at, replay
+
+
+class MovableClock:
+    """The real clock (no replayed session), at a moment the test sets."""
+
+    def __init__(self, moment: str) -> None:
+        self.moment = datetime.fromisoformat(moment).astimezone(UTC)
+
+    def set(self, moment: str) -> None:
+        self.moment = datetime.fromisoformat(moment).astimezone(UTC)
+
+    def now(self) -> datetime:
+        return self.moment
+
+    def session(self) -> date | None:
+        return None
+
+
+# The latest quotes as the data stood after the close of 2024-03-01 (a Friday): the bars of 2024-03-04 are not in.
+BEFORE_0304 = {
+    "600000.SH": quote("600000.SH", "9.80", "10.78", "8.82", last_trade_date="2024-03-01", next_trade_date="2024-03-04"),
+    "000001.SZ": quote("000001.SZ", "12.00", "13.20", "10.80", last_trade_date="2024-03-01",
+                       next_trade_date="2024-03-04"),
+}  # fmt: skip
+# ... after the 2024-03-04 bars are in (000001.SZ had none: suspended that day)
+AFTER_0304 = {
+    "600000.SH": quote("600000.SH", "10.50", "11.55", "9.45", last_trade_date="2024-03-04", next_trade_date="2024-03-05"),
+    "000001.SZ": quote("000001.SZ", "12.00", "13.20", "10.80", last_trade_date="2024-03-01",
+                       next_trade_date="2024-03-05", suspended=True),
+}  # fmt: skip
+AFTER_0305 = {
+    **AFTER_0304,
+    "000001.SZ": quote("000001.SZ", "12.20", "13.42", "10.98", last_trade_date="2024-03-05",
+                       next_trade_date="2024-03-06"),
+}  # fmt: skip
+
+
+@asynccontextmanager
+async def market(tmp_path: Path, moment: str, **settings: Any) -> AsyncIterator[tuple[Replay, MovableClock]]:
+    clock = MovableClock(moment)
+    async with replay(tmp_path, clock, paper_fills="session", **settings) as r:  # type: ignore[arg-type]
+        bars_in(r, BEFORE_0304)
+        yield r, clock
+
+
+def bars_in(r: Replay, quotes: dict[str, dict[str, Any]]) -> None:
+    """The data service's latest quotes (what says which sessions' bars it holds)."""
+    from tests.integration.execution import order_path_harness
+
+    order_path_harness.QUOTES.clear()
+    order_path_harness.QUOTES.update(quotes)
+
+
+@pytest.fixture(autouse=True)
+def _restore_quotes() -> Any:
+    from tests.integration.execution import order_path_harness
+
+    saved = dict(order_path_harness.QUOTES)
+    yield
+    order_path_harness.QUOTES.clear()
+    order_path_harness.QUOTES.update(saved)
+
+
+async def announce(r: Replay, day: date) -> None:
+    """A complete `bars.updated` for `day`, as the data service publishes after an ingest."""
+    payload = BarsUpdated(trade_date=day, start_date=day, end_date=day, symbols=2, rows=2)
+    await r.bus.publish(make_event("bars.updated", payload, source="data"))
+
+
+async def order_of(r: Replay, who: Principal, order_id: str, until: str | None = None) -> dict[str, Any]:
+    """The order as execution holds it; with `until`, once it has that status (the day-order pass runs in the
+    background after a `bars.updated`), failing after 20 s."""
+    deadline = asyncio.get_running_loop().time() + 20
+    while True:
+        body: dict[str, Any] = await r.get(who, f"/v1/orders/{order_id}")
+        if until is None or body["status"] == until:
+            return body
+        assert asyncio.get_running_loop().time() < deadline, f"still {body['status']}: {body}"
+        await asyncio.sleep(0.05)
+
+
+async def place(r: Replay, who: Principal, **order: Any) -> dict[str, Any]:
+    placed = await r.place(who, **order)
+    assert placed.status_code == 201, placed.text
+    answer: dict[str, Any] = placed.json()["order"]
+    return answer
+
+
+LIMIT_BUY = {"ts_code": "600000.SH", "side": "buy", "order_type": "limit", "qty": 1000, "price": "10.50"}
+
+
+async def test_an_order_before_the_open_rests_until_its_sessions_bar_then_fills_at_the_open(tmp_path: Path) -> None:
+    ada = trader()
+    async with market(tmp_path, "2024-03-04T09:20:00+08:00") as (r, clock):
+        order = await place(r, ada, client_order_id="b-1", **LIMIT_BUY)
+        assert (order["status"], order["filled_qty"]) == ("submitted", 0)
+        assert order["reason"].startswith("awaiting: ") and "2024-03-04" in order["reason"]
+        # its cash is held meanwhile: 1,000 x 10.50 = 10,500.00 + commission 2.625 -> 5.00 + transfer 0.105 -> 0.11
+        assert (await r.get(ada, "/v1/account"))["reserved"] == "10505.11"
+
+        # after the close, before the day's bars are in: the day-order pass must not expire it
+        clock.set("2024-03-04T15:30:00+08:00")
+        desk = r.execution._transport.app.state.desk  # type: ignore[attr-defined]
+        await desk.expire_day_orders()
+        assert (await order_of(r, ada, order["order_id"]))["status"] == "submitted"
+
+        # the bars are in and announced: matched on 2024-03-04's bar at its open, 10.20 (placed before 09:30)
+        bars_in(r, AFTER_0304)
+        await announce(r, date(2024, 3, 4))
+        filled = await order_of(r, ada, order["order_id"], until="filled")
+        assert (filled["filled_qty"], filled["avg_fill_price"]) == (1000, "10.20")
+        [trade] = await r.get(ada, "/v1/trades")
+        # 10,200.00: commission 2.55 -> the 5.00 minimum; transfer fee 0.102 -> 0.10; no stamp duty on a buy
+        assert (trade["amount"], trade["commission"], trade["transfer_fee"], trade["fees"]) == (
+            "10200.00", "5.00", "0.10", "5.10"
+        )  # fmt: skip
+        assert trade["traded_at"] == at("2024-03-04", 9, 30)
+        account = await r.get(ada, "/v1/account")
+        assert (account["balance"], account["reserved"]) == ("9989794.90", "0.00")  # 10,000,000 - 10,205.10
+        # T+1 by the session's date: sellable on 2024-03-05
+        clock.set("2024-03-05T09:20:00+08:00")
+        assert await r.get(ada, "/v1/positions") == [{"ts_code": "600000.SH", "qty": 1000, "sellable_qty": 1000}]
+
+
+async def test_an_order_placed_during_the_session_fills_at_its_close(tmp_path: Path) -> None:
+    bo = trader()
+    async with market(tmp_path, "2024-03-04T10:00:00+08:00") as (r, clock):
+        order = await place(r, bo, client_order_id="b-2", **LIMIT_BUY)
+        clock.set("2024-03-04T16:00:00+08:00")
+        bars_in(r, AFTER_0304)
+        await announce(r, date(2024, 3, 4))
+        # the open (10.20) had passed when it arrived: it trades at the close, 10.50, stamped 15:00
+        filled = await order_of(r, bo, order["order_id"], until="filled")
+        assert filled["avg_fill_price"] == "10.50"
+        [trade] = await r.get(bo, "/v1/trades")
+        assert trade["traded_at"] == at("2024-03-04", 15, 0)
+
+
+async def test_a_limit_the_sessions_bar_does_not_reach_expires_with_the_session(tmp_path: Path) -> None:
+    cy = trader()
+    async with market(tmp_path, "2024-03-04T09:20:00+08:00") as (r, clock):
+        # a buy at 10.00 where 2024-03-04 opens at 10.20
+        order = await place(r, cy, client_order_id="b-3", **{**LIMIT_BUY, "price": "10.00"})
+        clock.set("2024-03-04T15:30:00+08:00")
+        bars_in(r, AFTER_0304)
+        await announce(r, date(2024, 3, 4))
+        after = await order_of(r, cy, order["order_id"], until="cancelled")
+        assert after["filled_qty"] == 0
+        assert after["reason"] == "expired: a day order still open at the close of 2024-03-04 (15:00 Asia/Shanghai)"
+        assert (await r.get(cy, "/v1/account"))["reserved"] == "0.00"
+        assert await r.get(cy, "/v1/trades") == []
+
+
+async def test_an_order_after_the_close_belongs_to_the_next_session(tmp_path: Path) -> None:
+    di = trader()
+    async with market(tmp_path, "2024-03-04T15:10:00+08:00") as (r, clock):
+        order = await place(r, di, client_order_id="b-4", **LIMIT_BUY)
+        assert "2024-03-05" in order["reason"]
+        # 2024-03-04's bars arriving do not touch it
+        clock.set("2024-03-04T16:00:00+08:00")
+        bars_in(r, AFTER_0304)
+        await announce(r, date(2024, 3, 4))
+        desk = r.execution._transport.app.state.desk  # type: ignore[attr-defined]
+        await desk.expire_day_orders()
+        assert (await order_of(r, di, order["order_id"]))["status"] == "submitted"
+
+
+async def test_a_suspended_symbols_order_waits_for_the_next_session_it_trades(tmp_path: Path) -> None:
+    ed = trader()
+    async with market(tmp_path, "2024-03-04T09:00:00+08:00") as (r, clock):
+        order = await place(r, ed, client_order_id="b-5", ts_code="000001.SZ", side="buy", order_type="limit",
+                            qty=100, price="12.50")  # fmt: skip
+        clock.set("2024-03-04T15:30:00+08:00")
+        bars_in(r, AFTER_0304)
+        await announce(r, date(2024, 3, 4))
+        desk = r.execution._transport.app.state.desk  # type: ignore[attr-defined]
+        await desk.expire_day_orders()
+        waiting = await order_of(r, ed, order["order_id"])
+        assert waiting["status"] == "submitted" and waiting["reason"].startswith("waiting: ")
+        # 2024-03-05: it trades again, at its open 12.10 (it waited from before that session opened)
+        clock.set("2024-03-05T15:30:00+08:00")
+        bars_in(r, AFTER_0305)
+        await announce(r, date(2024, 3, 5))
+        filled = await order_of(r, ed, order["order_id"], until="filled")
+        assert filled["avg_fill_price"] == "12.10"
+        [trade] = await r.get(ed, "/v1/trades")
+        assert trade["traded_at"] == at("2024-03-05", 9, 30)
+
+
+async def test_an_account_may_refuse_orders_while_the_market_is_closed(tmp_path: Path) -> None:
+    flo = trader()
+    admin = Principal("root", "admin", "acct-root")
+    # Saturday 2024-03-02: the market is closed; the next session is Monday 2024-03-04
+    async with market(tmp_path, "2024-03-02T11:00:00+08:00") as (r, clock):
+        rests = await place(r, flo, client_order_id="b-6", **LIMIT_BUY)
+        assert rests["status"] == "submitted" and "2024-03-04" in rests["reason"]
+
+        path = "/v1/account/paper-settings"
+        assert await r.get(flo, path) == {"account_id": flo.account_id, "closed_market": "rest"}
+        body = {"account_id": flo.account_id, "closed_market": "refuse"}
+        # a trader may not change it; bad values and unknown fields are refused, changing nothing
+        own: httpx.Response = await r.execution.post(path, json=body, headers=headers(r.settings, flo))
+        assert own.status_code == 403, own.text
+        for bad in ({**body, "closed_market": "sometimes"}, {**body, "extra": 1}):
+            refused = await r.execution.post(path, json=bad, headers=headers(r.settings, admin))
+            assert refused.status_code == 422, refused.text
+        assert (await r.get(flo, path))["closed_market"] == "rest"
+        changed = await r.execution.post(path, json=body, headers=headers(r.settings, admin))
+        assert changed.status_code == 200 and changed.json() == body, changed.text
+
+        refused_order = await place(r, flo, client_order_id="b-7", **LIMIT_BUY)
+        assert refused_order["status"] == "rejected"
+        assert refused_order["reason"].startswith("market_closed: ") and "2024-03-04" in refused_order["reason"]
+        # during the session it is taken (and rests for the session's bar)
+        clock.set("2024-03-04T09:20:00+08:00")
+        taken = await place(r, flo, client_order_id="b-8", **LIMIT_BUY)
+        assert taken["status"] == "submitted"
