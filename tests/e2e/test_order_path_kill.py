@@ -190,6 +190,14 @@ async def test_execution_killed_mid_bar_every_order_reaches_it_once_and_none_is_
         created_at = [datetime.fromisoformat(o["created_at"]) for o in listed]
         assert any(at < killed_at for at in created_at) and any(at > killed_at for at in created_at)
         assert fleet.restarts == {"execution": 1} and fleet.processes["strategy"].pid == strategy_pid
+        # risk decided on the same shifted clock (the session's day, minutes after CLOCK_AT), approving each order
+        resp = await client.get(f"{fleet.url('risk')}/v1/decisions", params={"limit": "500"},
+                                headers=_headers(TRADER, fleet))  # fmt: skip
+        assert resp.status_code == 200, resp.text
+        decisions = [d for d in resp.json() if d["strategy_instance_id"] == iid]
+        decided_at = [datetime.fromisoformat(d["created_at"]) for d in decisions]
+        assert all(CLOCK_AT <= at < CLOCK_AT + timedelta(minutes=10) for at in decided_at), decided_at
+        assert {d["client_order_id"] for d in decisions if d["approved"]} == set(intended)
 
         # the instance runs on, and its sleeve agrees with execution's trades
         instance = (await client.get(f"{strategy}/v1/strategy-instances/{iid}", headers=_headers(TRADER, fleet))).json()
