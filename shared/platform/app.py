@@ -64,19 +64,23 @@ def market_clock(settings: Settings) -> MarketClock:
         return RealClock()
     if settings.market_clock == "shifted":
         assert settings.market_clock_at is not None  # the settings refuse "shifted" without it
-        clock = ShiftedClock(settings.market_clock_at, settings.market_clock_anchor)
-        log.warning(
-            "the market clock is shifted: for rehearsals and tests, never in production",
-            extra={"market_clock_at": clock.at.isoformat(), "market_clock_anchor": clock.anchor,
-                   "market_now": clock.now().isoformat()},
-        )  # fmt: skip
-        return clock
+        return ShiftedClock(settings.market_clock_at, settings.market_clock_anchor)
     if not settings.standalone:
         raise ValueError(
             "LH_MARKET_CLOCK=replay needs standalone mode (LH_MODE=standalone): a replay clock is one process's, "
             "and in fleet mode every service would follow its own. Use LH_MARKET_CLOCK=real in fleet mode."
         )
     return ReplayClock()
+
+
+def warn_if_shifted(clock: MarketClock) -> None:
+    """Say at start, once logging is set up, that the market clock is shifted (rehearsals and tests only)."""
+    if isinstance(clock, ShiftedClock):
+        log.warning(
+            "the market clock is shifted: for rehearsals and tests, never in production",
+            extra={"market_clock_at": clock.at.isoformat(), "market_clock_anchor": clock.anchor,
+                   "market_now": clock.now().isoformat()},
+        )  # fmt: skip
 
 
 @dataclass
@@ -307,4 +311,7 @@ def serve(app: FastAPI, host: str, port: int, service: str, settings: Settings) 
     import uvicorn
 
     configure_logging(service, settings.log_level, settings.log_json)
+    infra = getattr(app.state, "infra", None)
+    if isinstance(infra, Infra):
+        warn_if_shifted(infra.clock)
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, loop="uvloop", http="httptools")

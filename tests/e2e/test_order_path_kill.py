@@ -190,6 +190,8 @@ async def test_execution_killed_mid_bar_every_order_reaches_it_once_and_none_is_
         created_at = [datetime.fromisoformat(o["created_at"]) for o in listed]
         assert any(at < killed_at for at in created_at) and any(at > killed_at for at in created_at)
         assert fleet.restarts == {"execution": 1} and fleet.processes["strategy"].pid == strategy_pid
+        for name in PROCESSES:  # each process says at start that its clock is shifted
+            assert "the market clock is shifted" in (fleet.log_dir / f"{name}.log").read_text(), name
         # risk decided on the same shifted clock (the session's day, minutes after CLOCK_AT), approving each order
         resp = await client.get(f"{fleet.url('risk')}/v1/decisions", params={"limit": "500"},
                                 headers=_headers(TRADER, fleet))  # fmt: skip

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 import shared.platform.clock as clock_module
 from lianghua.fleet import Fleet, refuse_replay_clock
-from shared.platform.app import Infra, market_clock
+from shared.platform.app import Infra, market_clock, warn_if_shifted
 from shared.platform.clock import RealClock, ReplayClock, ShiftedClock, market_today
 from shared.platform.settings import Mode, Settings
 
@@ -174,7 +174,7 @@ def test_the_shifted_clock_is_the_real_clock_moved_to_another_moment(monkeypatch
 
 
 def test_settings_build_a_shifted_clock_in_any_mode_and_refuse_an_incomplete_one(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     wall = Seconds(1_800_000_000.0)
     monkeypatch.setattr(clock_module, "unix_time", wall)
@@ -188,6 +188,11 @@ def test_settings_build_a_shifted_clock_in_any_mode_and_refuse_an_incomplete_one
     assert isinstance(clock, ShiftedClock) and clock.session() is None
     assert clock.now() == datetime(2024, 12, 31, 1, 31, 9, 500000, tzinfo=UTC)
     assert isinstance(Infra.from_settings(s, "execution").clock, ShiftedClock)
+    warn_if_shifted(clock)  # what each process says at start
+    warn_if_shifted(RealClock())
+    [warned] = [r for r in caplog.records if r.name == "shared.platform.app"]
+    assert warned.levelname == "WARNING" and "never in production" in warned.getMessage()
+    assert warned.market_now == "2024-12-31T01:31:09.500000+00:00"  # type: ignore[attr-defined]
 
     # no anchor (or an empty one): when the settings were read
     monkeypatch.setenv("LH_MARKET_CLOCK_ANCHOR", "")
