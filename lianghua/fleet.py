@@ -62,6 +62,8 @@ class Fleet:
     ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
     log_dir: Path = ROOT / "var" / "log"
     backoff: Backoff = field(default_factory=Backoff)
+    # The processes started (in START_ORDER): a test may start only those it needs.
+    names: tuple[str, ...] = START_ORDER
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     restarts: dict[str, int] = field(default_factory=dict)  # per process, since the fleet started
     _started_at: dict[str, float] = field(default_factory=dict)
@@ -95,18 +97,28 @@ class Fleet:
 
     def start(self, timeout_s: float = 90.0) -> None:
         refuse_replay_clock(self.process_env("gateway"))
+        self.pin_clock_anchor()
         self.log_dir.mkdir(parents=True, exist_ok=True)
         try:
-            for name in START_ORDER:
+            names = [name for name in START_ORDER if name in self.names]
+            for name in names:
                 self._spawn(name)
                 # Data loads the demo market on its first start; the others wait for it through readiness only.
                 if name == "data":
                     self._wait_healthy(name, timeout_s)
-            for name in START_ORDER:
+            for name in names:
                 self._wait_healthy(name, timeout_s)
         except BaseException:
             self.stop()
             raise
+
+    def pin_clock_anchor(self) -> None:
+        """A shifted market clock (LH_MARKET_CLOCK=shifted) reads LH_MARKET_CLOCK_AT at its anchor. Each process
+        would take the moment it read its settings: the fleet gives them all one, now (unless the environment sets
+        it), kept for the processes the supervisor restarts, so every process reads the same time."""
+        env = {**os.environ, **self.env}
+        if env.get("LH_MARKET_CLOCK", "").strip() == "shifted" and not env.get("LH_MARKET_CLOCK_ANCHOR", "").strip():
+            self.env["LH_MARKET_CLOCK_ANCHOR"] = repr(time.time())
 
     def _spawn(self, name: str) -> None:
         out = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - the child process owns it
@@ -201,7 +213,8 @@ class Fleet:
 
 def refuse_replay_clock(env: dict[str, str]) -> None:
     """A replay clock is one process's object (shared/platform/clock.py): processes of a fleet would each follow
-    their own. Refused here before any process starts, as each service refuses it itself (`market_clock`)."""
+    their own. Refused here before any process starts, as each service refuses it itself (`market_clock`). A shifted
+    clock is not: the processes share its moment and anchor through their environment (`Fleet.pin_clock_anchor`)."""
     if env.get("LH_MARKET_CLOCK", "real").strip() == "replay":
         raise ValueError(
             "LH_MARKET_CLOCK=replay is not supported in fleet mode: a replay clock is one process's, so run the "

@@ -14,7 +14,7 @@ import httpx
 from fastapi import FastAPI
 from starlette.applications import Starlette
 
-from shared.platform.app import Infra, market_clock
+from shared.platform.app import Infra, market_clock, warn_if_shifted
 from shared.platform.bus import MemoryBus
 from shared.platform.cache import MemoryCache
 from shared.platform.clock import MarketClock
@@ -69,6 +69,7 @@ def build_app(settings: Settings, *, clock: MarketClock | None = None) -> Starle
             stack.push_async_callback(optimiser.stop)
             await stack.enter_async_context(gateway.router.lifespan_context(gateway))
             log.info("LiangHua standalone is up", extra={"services": list(START_ORDER)})
+            warn_if_shifted(infra.clock)
             yield
 
     host = Starlette(lifespan=lifespan)

@@ -39,7 +39,7 @@ from services.execution.store import (
 )
 from shared.core.domain import IllegalTransition, OrderSide, OrderStatus, OrderType, to_fen
 from shared.platform.approval import OrderTerms
-from shared.platform.clock import MarketClock, ReplayClock, market_today, no_session, utcnow
+from shared.platform.clock import MarketClock, ReplayClock, ShiftedClock, market_today, no_session, utcnow
 from shared.platform.errors import Conflict, Forbidden, NotFound, ServiceError, Unavailable
 from shared.platform.internal_auth import Principal
 from shared.platform.periodic import PeriodicTask
@@ -254,8 +254,10 @@ class OrderDesk:
         if not principal.is_service:
             raise Forbidden("forbidden", f"{principal.subject} may not move the market clock: services only")
         if not isinstance(clock, ReplayClock):
+            name = "shifted" if isinstance(clock, ShiftedClock) else "real"
             raise Conflict(
-                "not_replay", "the market clock is the real clock (LH_MARKET_CLOCK=real): there is no session to set"
+                "not_replay",
+                f"the market clock is not a replay clock (LH_MARKET_CLOCK={name}): there is no session to set",
             )
         current = self.market_session()
         if current is not None and day < current and not rewind:

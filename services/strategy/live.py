@@ -418,8 +418,12 @@ class Runner:
         async with self.locks[instance_id]:
             run.order_window_s = (closes - self.now()).total_seconds()
             sent_before = run.orders_sent
-            await run.trade(reference_row(run.book, session))
-            self.sent_orders[instance_id] = self.sent_orders.get(instance_id, 0) + run.orders_sent - sent_before
+            try:
+                await run.trade(reference_row(run.book, session))
+            finally:
+                # also when the session stopped part-way (a peer went down: the next tick sends the rest): the
+                # orders execution took before it count in the bar's report
+                self.sent_orders[instance_id] = self.sent_orders.get(instance_id, 0) + run.orders_sent - sent_before
 
     async def next_session(self, day: date) -> date | None:
         """The trading day after `day`: the data service's calendar, or the built-in one when it cannot answer."""

@@ -28,7 +28,7 @@ from shared.platform.body_limit import BodyLimitMiddleware
 from shared.platform.bus import EventBus, create_bus
 from shared.platform.bus.metrics import register_bus_metrics
 from shared.platform.cache import Cache, create_cache
-from shared.platform.clock import MarketClock, RealClock, ReplayClock
+from shared.platform.clock import MarketClock, RealClock, ReplayClock, ShiftedClock
 from shared.platform.errors import DEPENDENCY_NAMES, ServiceError, dependency_failure
 from shared.platform.http import ServiceDirectory
 from shared.platform.internal_auth import internal_principal
@@ -57,15 +57,30 @@ LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.
 
 def market_clock(settings: Settings) -> MarketClock:
     """The market clock `LH_MARKET_CLOCK` asks for. A replay clock is an object in one process that the services
-    following it must share, so it is refused outside standalone mode (where every service runs in one process)."""
+    following it must share, so it is refused outside standalone mode (where every service runs in one process). A
+    shifted clock (LH_MARKET_CLOCK_AT, LH_MARKET_CLOCK_ANCHOR) is computed from the settings alone, so processes given
+    the same settings agree on it: any mode."""
     if settings.market_clock == "real":
         return RealClock()
+    if settings.market_clock == "shifted":
+        assert settings.market_clock_at is not None  # the settings refuse "shifted" without it
+        return ShiftedClock(settings.market_clock_at, settings.market_clock_anchor)
     if not settings.standalone:
         raise ValueError(
             "LH_MARKET_CLOCK=replay needs standalone mode (LH_MODE=standalone): a replay clock is one process's, "
             "and in fleet mode every service would follow its own. Use LH_MARKET_CLOCK=real in fleet mode."
         )
     return ReplayClock()
+
+
+def warn_if_shifted(clock: MarketClock) -> None:
+    """Say at start, once logging is set up, that the market clock is shifted (rehearsals and tests only)."""
+    if isinstance(clock, ShiftedClock):
+        log.warning(
+            "the market clock is shifted: for rehearsals and tests, never in production",
+            extra={"market_clock_at": clock.at.isoformat(), "market_clock_anchor": clock.anchor,
+                   "market_now": clock.now().isoformat()},
+        )  # fmt: skip
 
 
 @dataclass
@@ -296,4 +311,7 @@ def serve(app: FastAPI, host: str, port: int, service: str, settings: Settings) 
     import uvicorn
 
     configure_logging(service, settings.log_level, settings.log_json)
+    infra = getattr(app.state, "infra", None)
+    if isinstance(infra, Infra):
+        warn_if_shifted(infra.clock)
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, loop="uvloop", http="httptools")

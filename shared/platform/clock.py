@@ -2,13 +2,15 @@
 a timestamp as naive UTC (MySQL/MariaDB DATETIME(6) and SQLite keep no zone) and reads it back as aware UTC, so code
 never meets a naive time from a table. An aware value of any zone is converted to UTC on the way in; a naive one is
 taken as UTC already (what every table held before this type). The column type in the database is unchanged
-(`PreciseDateTime`), so migrations are unaffected. `MarketClock` is what time it is for the market: `RealClock`, or a
-`ReplayClock` set to a historical trading day (paper trading on a replayed market)."""
+(`PreciseDateTime`), so migrations are unaffected. `MarketClock` is what time it is for the market: `RealClock`, a
+`ReplayClock` set to a historical trading day (paper trading on a replayed market), or a `ShiftedClock`: the real clock
+moved to another moment, which the processes of a fleet can share (rehearsals and tests, never production)."""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 from time import monotonic
+from time import time as unix_time
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
@@ -70,6 +72,26 @@ class RealClock:
 
     def now(self) -> datetime:
         return utcnow()
+
+    def session(self) -> date | None:
+        return None
+
+
+class ShiftedClock:
+    """The real clock moved to another moment, for rehearsals and tests (never production): `now()` is `at` plus the
+    wall seconds since `anchor` (unix seconds), so it runs at the wall clock's pace from `at` on. No replayed session:
+    to every consumer it is a real clock ("today" is the exchange date of `now()`). Unlike a replay clock it is no
+    one process's object: processes given the same `at` and `anchor` (LH_MARKET_CLOCK_AT, LH_MARKET_CLOCK_ANCHOR)
+    agree on the time, so a fleet may run on it (`python -m lianghua.fleet` gives its processes one anchor)."""
+
+    def __init__(self, at: datetime, anchor: float | None = None) -> None:
+        if at.tzinfo is None or at.utcoffset() is None:
+            raise ValueError(f"a shifted clock's moment needs a UTC offset: {at.isoformat()}")
+        self.at = at.astimezone(UTC)
+        self.anchor = unix_time() if anchor is None else float(anchor)
+
+    def now(self) -> datetime:
+        return self.at + timedelta(seconds=unix_time() - self.anchor)
 
     def session(self) -> date | None:
         return None

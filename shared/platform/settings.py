@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
@@ -78,10 +80,51 @@ class Settings(BaseSettings):
 
     approval_ttl_s: int = 60  # execution refuses approvals older than this
 
-    # The market clock (shared/platform/clock.py): "real", or "replay" (a settable clock over historical trading days,
-    # for paper trading on a replayed market). A replay clock is one process's object, so "replay" needs standalone
-    # mode (every service in one process, sharing it); fleet mode refuses it at start.
-    market_clock: Literal["real", "replay"] = "real"
+    # The market clock (shared/platform/clock.py): "real", "replay" (a settable clock over historical trading days,
+    # for paper trading on a replayed market) or "shifted" (the real clock moved to another moment, for rehearsals and
+    # tests, never production). A replay clock is one process's object, so "replay" needs standalone mode (every
+    # service in one process, sharing it); fleet mode refuses it at start. A shifted clock reads
+    # `market_clock_at + (now - market_clock_anchor)`: processes given the same two values agree, in any mode.
+    market_clock: Literal["real", "replay", "shifted"] = "real"
+    # LH_MARKET_CLOCK_AT: the moment a shifted clock reads at its anchor, ISO 8601 with a UTC offset
+    # (e.g. 2024-12-31T09:31:00+08:00); required with LH_MARKET_CLOCK=shifted, refused otherwise.
+    market_clock_at: datetime | None = None
+    # LH_MARKET_CLOCK_ANCHOR: the unix time (seconds) at which a shifted clock reads `market_clock_at`; default: when
+    # the settings were read (the fleet launcher sets one for all its processes).
+    market_clock_anchor: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+
+    @field_validator("market_clock_at", "market_clock_anchor", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("market_clock_at")
+    @classmethod
+    def _at_has_an_offset(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.utcoffset() is None:
+            raise ValueError(
+                f"LH_MARKET_CLOCK_AT must give a UTC offset (e.g. {value.isoformat()}+08:00): a time without one "
+                "means a different moment on every machine"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _shifted_clock_is_complete(self) -> Settings:
+        if self.market_clock == "shifted":
+            if self.market_clock_at is None:
+                raise ValueError(
+                    "LH_MARKET_CLOCK=shifted needs LH_MARKET_CLOCK_AT: the moment the clock reads at its anchor, ISO "
+                    "8601 with a UTC offset (e.g. 2024-12-31T09:31:00+08:00)"
+                )
+            if self.market_clock_anchor is None:
+                object.__setattr__(self, "market_clock_anchor", time.time())  # when the settings were read
+        elif self.market_clock_at is not None or self.market_clock_anchor is not None:
+            raise ValueError(
+                f"LH_MARKET_CLOCK_AT and LH_MARKET_CLOCK_ANCHOR set a shifted clock, but LH_MARKET_CLOCK is "
+                f"{self.market_clock}: set LH_MARKET_CLOCK=shifted, or unset them"
+            )
+        return self
+
     # How the paper broker matches an order on its session's own bar (shared.core.market.matching), the backtest
     # engine's rules of the same names (BacktestConfig): the fill price, slippage (basis points or ticks of 0.01 CNY)
     # and the most of the bar's volume one fill may take (a fraction in (0, 1]; empty: no cap).

@@ -9,11 +9,12 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -23,7 +24,7 @@ from shared.core.market.calendar import is_trading_day
 from shared.platform.app import Infra
 from shared.platform.bus import MemoryBus
 from shared.platform.cache import MemoryCache
-from shared.platform.clock import MarketClock, RealClock, ReplayClock
+from shared.platform.clock import MarketClock, RealClock, ReplayClock, ShiftedClock
 from shared.platform.http import ServiceDirectory
 from shared.platform.internal_auth import INTERNAL_HEADER, Principal, service_headers, verify_internal_token
 from shared.platform.settings import Settings
@@ -368,10 +369,18 @@ async def test_moving_the_replay_clock_is_for_services_on_trading_days_forward_o
         assert clock.session() == date(2024, 3, 4)  # none of these moved it
 
 
-async def test_the_real_clock_has_no_session_to_set(tmp_path: Path) -> None:
-    async with replay(tmp_path, RealClock()) as r:
+@pytest.mark.parametrize(
+    ("clock", "name"),
+    [
+        (RealClock(), "real"),
+        (ShiftedClock(datetime(2024, 3, 4, 9, 31, tzinfo=timezone(timedelta(hours=8)))), "shifted"),
+    ],
+)
+async def test_the_real_clock_has_no_session_to_set(tmp_path: Path, clock: MarketClock, name: str) -> None:
+    async with replay(tmp_path, clock) as r:
         answer = await r.next_session("2024-03-05")
         assert (answer.status_code, answer.json()["code"]) == (409, "not_replay")
+        assert f"(LH_MARKET_CLOCK={name})" in answer.json()["message"]
 
 
 async def test_a_waiting_order_cancelled_by_its_trader_stays_cancelled_when_its_symbol_trades(tmp_path: Path) -> None:

@@ -11,8 +11,8 @@ from pydantic import ValidationError
 
 import shared.platform.clock as clock_module
 from lianghua.fleet import Fleet, refuse_replay_clock
-from shared.platform.app import Infra, market_clock
-from shared.platform.clock import RealClock, ReplayClock, market_today
+from shared.platform.app import Infra, market_clock, warn_if_shifted
+from shared.platform.clock import RealClock, ReplayClock, ShiftedClock, market_today
 from shared.platform.settings import Mode, Settings
 
 
@@ -141,3 +141,96 @@ def test_the_paper_fill_rules_are_checked_like_a_backtests(monkeypatch: pytest.M
         Settings(paper_slippage="ticks", paper_slippage_amount=Decimal("1.5"))
     with pytest.raises(ValidationError, match="LH_PAPER_SLIPPAGE is none"):
         Settings(paper_slippage_amount=Decimal(5))
+
+
+class Seconds:
+    """A stand-in for time.time: unix seconds that the test moves on."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_shifted_clock_is_the_real_clock_moved_to_another_moment(monkeypatch: pytest.MonkeyPatch) -> None:
+    wall = Seconds(1_800_000_000.0)
+    monkeypatch.setattr(clock_module, "unix_time", wall)
+    at = datetime.fromisoformat("2024-12-31T09:31:00+08:00")
+    clock = ShiftedClock(at, anchor=1_800_000_000.0 - 30)  # anchored 30 s ago
+    # 09:31:30 in Shanghai is 01:31:30 UTC, aware UTC
+    assert clock.now() == datetime(2024, 12, 31, 1, 31, 30, tzinfo=UTC)
+    assert clock.now().utcoffset() == timedelta(0)
+    assert clock.session() is None  # no replayed session: "today" is the exchange date of now()
+    assert market_today(clock.now(), clock.session()) == date(2024, 12, 31)
+    wall.now += 3600.25  # it runs at the wall clock's pace
+    assert clock.now() == datetime(2024, 12, 31, 2, 31, 30, 250000, tzinfo=UTC)
+    # two clocks given the same moment and anchor (two processes of a fleet) read the same time
+    assert ShiftedClock(at, anchor=1_800_000_000.0 - 30).now() == clock.now()
+    # without an anchor: anchored when it was made
+    assert ShiftedClock(at).now() == datetime(2024, 12, 31, 1, 31, tzinfo=UTC)
+    with pytest.raises(ValueError, match="needs a UTC offset"):
+        ShiftedClock(datetime(2024, 12, 31, 9, 31))
+
+
+def test_settings_build_a_shifted_clock_in_any_mode_and_refuse_an_incomplete_one(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    wall = Seconds(1_800_000_000.0)
+    monkeypatch.setattr(clock_module, "unix_time", wall)
+    monkeypatch.setenv("LH_MARKET_CLOCK", "shifted")
+    monkeypatch.setenv("LH_MARKET_CLOCK_AT", "2024-12-31T09:31:00+08:00")
+    monkeypatch.setenv("LH_MARKET_CLOCK_ANCHOR", "1799999990.5")
+    s = Settings(mode=Mode.FLEET, internal_secret="x" * 32)
+    assert s.market_clock_at == datetime(2024, 12, 31, 1, 31, tzinfo=UTC)
+    assert s.market_clock_anchor == 1_799_999_990.5
+    clock = market_clock(s)  # fleet mode allows it: the processes share it through their settings
+    assert isinstance(clock, ShiftedClock) and clock.session() is None
+    assert clock.now() == datetime(2024, 12, 31, 1, 31, 9, 500000, tzinfo=UTC)
+    assert isinstance(Infra.from_settings(s, "execution").clock, ShiftedClock)
+    warn_if_shifted(clock)  # what each process says at start
+    warn_if_shifted(RealClock())
+    [warned] = [r for r in caplog.records if r.name == "shared.platform.app"]
+    assert warned.levelname == "WARNING" and "never in production" in warned.getMessage()
+    assert warned.market_now == "2024-12-31T01:31:09.500000+00:00"  # type: ignore[attr-defined]
+
+    # no anchor (or an empty one): when the settings were read
+    monkeypatch.setenv("LH_MARKET_CLOCK_ANCHOR", "")
+    monkeypatch.setattr("shared.platform.settings.time.time", lambda: 1_800_000_100.0)
+    assert Settings().market_clock_anchor == 1_800_000_100.0
+
+    for env, message in [
+        ({"LH_MARKET_CLOCK_AT": ""}, "LH_MARKET_CLOCK=shifted needs LH_MARKET_CLOCK_AT"),
+        ({"LH_MARKET_CLOCK_AT": "2024-12-31T09:31:00"}, "must give a UTC offset"),
+        ({"LH_MARKET_CLOCK_AT": "the last day of 2024"}, "market_clock_at"),
+        ({"LH_MARKET_CLOCK_ANCHOR": "-1"}, "market_clock_anchor"),
+        ({"LH_MARKET_CLOCK": "real"}, "LH_MARKET_CLOCK is real: set LH_MARKET_CLOCK=shifted, or unset them"),
+        ({"LH_MARKET_CLOCK": "replay"}, "LH_MARKET_CLOCK is replay"),
+    ]:
+        with monkeypatch.context() as m:
+            for key, value in env.items():
+                m.setenv(key, value)
+            with pytest.raises(ValidationError, match=message):
+                Settings()
+
+
+def test_the_fleet_gives_its_processes_one_anchor_for_a_shifted_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in ("LH_MARKET_CLOCK", "LH_MARKET_CLOCK_AT", "LH_MARKET_CLOCK_ANCHOR"):
+        monkeypatch.delenv(key, raising=False)
+    shifted = {"LH_MARKET_CLOCK": "shifted", "LH_MARKET_CLOCK_AT": "2024-12-31T09:31:00+08:00"}
+    refuse_replay_clock(shifted)  # only a replay clock is refused in fleet mode
+    fleet = Fleet(env=dict(shifted))
+    monkeypatch.setattr("lianghua.fleet.time.time", lambda: 1_800_000_000.25)
+    fleet.pin_clock_anchor()
+    anchors = {fleet.process_env(name)["LH_MARKET_CLOCK_ANCHOR"] for name in ("data", "risk", "execution", "strategy")}
+    assert anchors == {"1800000000.25"}
+    monkeypatch.setattr("lianghua.fleet.time.time", lambda: 1_800_000_999.0)
+    fleet.pin_clock_anchor()  # a second call (a restart) keeps the anchor the processes started with
+    assert fleet.process_env("execution")["LH_MARKET_CLOCK_ANCHOR"] == "1800000000.25"
+
+    given = Fleet(env={**shifted, "LH_MARKET_CLOCK_ANCHOR": "1700000000"})
+    given.pin_clock_anchor()
+    assert given.process_env("risk")["LH_MARKET_CLOCK_ANCHOR"] == "1700000000"  # the environment's own is kept
+    real = Fleet(env={"LH_MARKET_CLOCK": "real"})
+    real.pin_clock_anchor()
+    assert "LH_MARKET_CLOCK_ANCHOR" not in real.process_env("risk")

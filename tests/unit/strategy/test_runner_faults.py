@@ -1,7 +1,9 @@
 """The runner when the order path misbehaves: risk refuses an order (on_order hears `rejected` with risk's reasons and
 the instance carries on), the path stays down for the whole order window (the order is dropped and reported, never
 left unknown), the fill events never come (execution's listing has the fills), a strategy raises (that instance
-fails; nothing more is sent). And the service's stop cancels what execution still holds open for the instance."""
+fails; nothing more is sent), execution dies part-way through a real-clock session (the next tick sends the rest, each
+order once, and the bar report counts them all). And the service's stop cancels what execution still holds open for
+the instance."""
 
 from __future__ import annotations
 
@@ -277,3 +279,86 @@ def test_an_order_whose_end_was_never_heard_is_settled_from_executions_record(ba
     assert [(e.status, e.filled_qty) for e in strategy.heard] == [("filled", 100)]
     assert int(run.book.positions[0]) == 100
     assert run.sleeve()["cash_available_fen"] == run.sleeve()["cash_fen"]
+
+
+class BuysBothAtTheStart(BuyEveryDay):
+    """Buys a lot of each of its two symbols at its first session, nothing after."""
+
+    def on_init(self, ctx: StrategyContext) -> None:
+        super().on_init(ctx)
+        ctx.buy(0, 100)
+        ctx.buy(1, 100)
+
+    def on_bar(self, ctx: StrategyContext, bar: CrossSection) -> None:
+        return None
+
+
+class DiesAfterItsFirstAnswer(FillingPath):
+    """Execution takes the first order (filled) and is killed before its trade event goes out: from then on, until it
+    is `back`, nothing reaches it, nor its listings."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+        self.died = False
+
+    async def place(self, plan: Plan, instance_id: str) -> Placed | Refused:  # type: ignore[override]
+        if self.died:
+            return await super().place(plan, instance_id)
+        if self.down:
+            raise PathUnavailable("execution_unavailable: the execution service did not answer")
+        run, self.run = self.run, _NoEvents()  # type: ignore[assignment]
+        try:
+            answer = await super().place(plan, instance_id)
+        finally:
+            self.run = run
+        self.down = self.died = True
+        return answer
+
+    async def trades(self, instance_id: str) -> list[TradeFill]:
+        if self.down:
+            raise PathUnavailable("execution did not answer")
+        return await super().trades(instance_id)
+
+    async def orders(self, instance_id: str) -> list[dict[str, Any]]:
+        if self.down:
+            raise PathUnavailable("execution did not answer")
+        return await super().orders(instance_id)
+
+
+def test_execution_dying_mid_session_each_order_is_sent_once_and_counted_once(bars: pd.DataFrame) -> None:
+    """Real clock: the session's orders stop at an order whose fill cannot be read (execution died after answering);
+    the next tick sends the rest, the same ids. The orders sent before the failure still count in the bar report."""
+    from datetime import UTC, datetime, timedelta
+
+    from services.strategy.live import Runner
+
+    async def go() -> tuple[DiesAfterItsFirstAnswer, InstanceRun, list[int]]:
+        path = DiesAfterItsFirstAnswer()
+        run = _run(BuysBothAtTheStart(), bars, path, fill_wait_s=0.01)
+        path.run = run
+        await run.prepare()
+        book = run.book  # a real-clock start (go_live): the history is the warm-up
+        book.t = len(book.panel.dates) - 1
+        book.open_session(book.panel.dates[-1])
+        book.bar_done = True
+        runner = Runner(strategies={}, market=lambda: None, path=path, books=MemoryBooks(), sessions=None,
+                        events=None)  # type: ignore[arg-type]  # fmt: skip
+        runner.runs[INSTANCE] = run
+        runner.locks[INSTANCE] = asyncio.Lock()
+        session, closes = date(2030, 1, 2), datetime.now(UTC) + timedelta(hours=1)
+        counted = []
+        await runner._guarded(INSTANCE, runner._send_session(INSTANCE, run, session, closes), "send orders")
+        counted.append(runner.sent_orders.get(INSTANCE, 0))
+        path.down = False  # execution is back: the next tick sends what was not sent
+        await runner._guarded(INSTANCE, runner._send_session(INSTANCE, run, session, closes), "send orders")
+        counted.append(runner.sent_orders.get(INSTANCE, 0))
+        await run.reconcile()  # the first order's fill, from execution's listing
+        return path, run, counted
+
+    path, run, counted = asyncio.run(go())
+    assert sorted(path.by_cid) == [f"{INSTANCE}-init-0", f"{INSTANCE}-init-1"]
+    assert path.placed == 2  # each once
+    assert counted == [1, 2]  # the bar report counts the order sent before the failure
+    assert run.book.sent_session == date(2030, 1, 2) and run.book.pending == []
+    assert [int(q) for q in run.book.positions] == [100, 100] and run.sent == {}
