@@ -151,7 +151,9 @@ class SleeveBook:
     bar_done: bool = True  # day t's on_bar ran (False while its orders are being sent: a restart runs it again)
     next_intent: int = 0
     pending: list[Intent] = field(default_factory=list)
-    fresh: list[Intent] = field(default_factory=list)  # queued during the current hook
+    # queued by a hook and not yet pending: on_bar's, and those on_trade / on_order place while a session is open
+    # (they join on that day's on_bar's, as in the engine); stored with the book, so a new panel or a restart keeps them
+    fresh: list[Intent] = field(default_factory=list)
     seq_by_bar: dict[str, int] = field(default_factory=dict)
     applied_trades: set[str] = field(default_factory=set)
     filled_by_order: dict[str, int] = field(default_factory=dict)
@@ -429,6 +431,7 @@ class SleeveBook:
             "buys_by_day": self.buys_by_day,
             "next_intent": self.next_intent,
             "pending": [i.as_json(self.panel.codes) for i in self.pending],
+            "fresh": [i.as_json(self.panel.codes) for i in self.fresh],
             "sent_session": self.sent_session.isoformat() if self.sent_session else None,
             "seq_by_bar": self.seq_by_bar,
             "applied_trades": sorted(self.applied_trades),
@@ -459,6 +462,8 @@ class SleeveBook:
                 self.bought_today[self.columns[code]] = qty
         self.next_intent = int(data["next_intent"])
         self.pending = [Intent(i, self.columns[code], k, a, b, q) for i, code, k, a, b, q in data["pending"]]
+        # a book stored before "fresh" was kept has none
+        self.fresh = [Intent(i, self.columns[code], k, a, b, q) for i, code, k, a, b, q in data.get("fresh", [])]
         self.sent_session = date.fromisoformat(data["sent_session"]) if data.get("sent_session") else None
         self.seq_by_bar = {str(k): int(v) for k, v in data["seq_by_bar"].items()}
         self.applied_trades = set(data["applied_trades"])

@@ -267,10 +267,12 @@ class InstanceRun:
         )
 
     async def finish(self) -> None:
-        """The end of a replay: on_stop, and what is still pending is cancelled (end of data)."""
+        """The end of a replay: on_stop, and what is still pending (on_stop's orders too) is cancelled (end of data),
+        on_order told, as the engine does; what on_order places then has no session left."""
         self._hook(self.strategy.on_stop, self.ctx)
-        self.book.fresh = []
+        self.book.take_new()
         self._settle(self.book.end_of_data())
+        self.book.fresh, self.book.pending = [], []
         await self.save()
 
     async def _known(self, intents: list[Any]) -> list[Any]:
@@ -300,6 +302,15 @@ class InstanceRun:
         except Exception as exc:
             self.failed = InstanceFailed(self.instance_id, traceback.format_exc())
             raise self.failed from exc
+
+    def _heard(self, hook: Callable[..., None], *args: Any) -> None:
+        """on_trade / on_order. The orders they place go out when the engine would fill them: placed while a session
+        is open (its fills coming in), they join that day's on_bar orders (close_bar takes them), for the next
+        session; placed once the day's bar is processed (an event that came later), they are due at once, in the next
+        order window. Until then they are stored with the book (`fresh`)."""
+        self._hook(hook, *args)
+        if self.book.bar_done:
+            self.book.take_new()
 
     async def _send(self, plans: list[Plan]) -> None:
         """Send each order (one at a time: each is checked against the sleeve its predecessors left) and wait for its
@@ -369,7 +380,7 @@ class InstanceRun:
         if not self.book.apply(fill):
             return
         if self.listens_trades:
-            self._hook(
+            self._heard(
                 self.strategy.on_trade,
                 self.ctx,
                 TradeEvent(
@@ -397,7 +408,7 @@ class InstanceRun:
             self.book.done(s.intent)
             self.settlements.append(s)
             if self.listens_orders:
-                self._hook(
+                self._heard(
                     self.strategy.on_order,
                     self.ctx,
                     OrderEvent(
