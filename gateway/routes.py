@@ -122,6 +122,8 @@ ROUTES: tuple[ProxyRoute, ...] = (
     ),
     _r("GET", "/v1/strategy-instances/{instance_id}/sleeve", "strategy", VIEWER, "strategy instances"),
     _r("GET", "/v1/strategy-instances/{instance_id}/performance", "strategy", VIEWER, "strategy instances"),
+    _r("GET", "/v1/strategy-instances/{instance_id}/days", "strategy", VIEWER, "strategy instances"),
+    _r("GET", "/v1/strategy-instances/{instance_id}/days/{trade_date}", "strategy", VIEWER, "strategy instances"),
     _r(
         "GET",
         "/v1/strategy-instances/{instance_id}/report.html",

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 
 from services.strategy import instances_api, live_api
 from services.strategy.api import router
+from services.strategy.book import DayClose
 from services.strategy.instances import InstanceService
 from services.strategy.lifecycle import State
 from services.strategy.live import Runner
@@ -174,8 +175,10 @@ class StoredBooks:
         saved = await self.store.load_book(instance_id)
         return None if saved is None else saved.book
 
-    async def save_book(self, instance_id: str, bar_date: date | None, book: dict[str, Any]) -> None:
-        await self.store.save_book(instance_id, bar_date, book)
+    async def save_book(
+        self, instance_id: str, bar_date: date | None, book: dict[str, Any], day: DayClose | None = None
+    ) -> None:
+        await self.store.save_book(instance_id, bar_date, book, day)
 
 
 def market_data(infra: Infra, settings: Settings) -> MarketData:

@@ -133,6 +133,26 @@ class DayRecord:
     realised_fen: int
 
 
+@dataclass(frozen=True)
+class DayClose:
+    """The sleeve at a day's close, as the instance's daily record keeps it (the strategy_instance_days table)."""
+
+    trade_date: date
+    cash_fen: int
+    market_value_fen: int  # the positions at the day's close
+    realised_pnl_fen: int  # since the instance began: sells' proceeds less fees less the cost they took
+    day_realised_pnl_fen: int  # of that day's sells
+    unrealised_pnl_fen: int  # market value less the cost of what is held (fees included)
+    fees_fen: int  # that day's
+    total_fees_fen: int  # since the instance began
+    turnover_fen: int  # that day's traded amount, buys and sells
+    positions: list[dict[str, Any]]  # ts_code, qty, sellable_qty, cost_fen, close_fen, market_value_fen
+
+    @property
+    def equity_fen(self) -> int:
+        return self.cash_fen + self.market_value_fen
+
+
 @dataclass
 class SleeveBook:
     """Implements shared.research.engine.context.Book for one instance over `panel` (its universe's days)."""
@@ -151,7 +171,9 @@ class SleeveBook:
     bar_done: bool = True  # day t's on_bar ran (False while its orders are being sent: a restart runs it again)
     next_intent: int = 0
     pending: list[Intent] = field(default_factory=list)
-    fresh: list[Intent] = field(default_factory=list)  # queued during the current hook
+    # queued by a hook and not yet pending: on_bar's, and those on_trade / on_order place while a session is open
+    # (they join on that day's on_bar's, as in the engine); stored with the book, so a new panel or a restart keeps them
+    fresh: list[Intent] = field(default_factory=list)
     seq_by_bar: dict[str, int] = field(default_factory=dict)
     applied_trades: set[str] = field(default_factory=set)
     filled_by_order: dict[str, int] = field(default_factory=dict)
@@ -398,6 +420,22 @@ class SleeveBook:
             self.history.append(record)
         return record
 
+    def day_close(self) -> DayClose:
+        """Day t's close as stored per day: call after `close_day` (the day's fills booked, its session open)."""
+        positions = [{**p, "market_value_fen": p["qty"] * p["close_fen"]} for p in self.holdings()]
+        return DayClose(
+            trade_date=self.panel.dates[self.t],
+            cash_fen=self.cash_fen,
+            market_value_fen=self.market_value_fen(),
+            realised_pnl_fen=self.realised_fen,
+            day_realised_pnl_fen=self.realised_today_fen,
+            unrealised_pnl_fen=self.unrealised_fen(),
+            fees_fen=self.fees_today_fen,
+            total_fees_fen=self.fees_paid_fen,
+            turnover_fen=self.traded_today_fen,
+            positions=positions,
+        )
+
     # --- the sleeve as risk and people see it ------------------------------------------------------------------------
     def unrealised_fen(self) -> int:
         return self.market_value_fen() - int(self.cost_fen[self.positions > 0].sum())
@@ -429,6 +467,7 @@ class SleeveBook:
             "buys_by_day": self.buys_by_day,
             "next_intent": self.next_intent,
             "pending": [i.as_json(self.panel.codes) for i in self.pending],
+            "fresh": [i.as_json(self.panel.codes) for i in self.fresh],
             "sent_session": self.sent_session.isoformat() if self.sent_session else None,
             "seq_by_bar": self.seq_by_bar,
             "applied_trades": sorted(self.applied_trades),
@@ -436,7 +475,7 @@ class SleeveBook:
             "realised_fen": self.realised_fen,
             "sell_pnl": self.sell_pnl,
             "fees_paid_fen": self.fees_paid_fen,
-            # the session's own counters (its fills may be booked before its bar arrives: kept across a rebind)
+            # the session's own figures so far (on the real clock its fills come before its bar, in another panel)
             "today": [self.traded_today_fen, self.fees_today_fen, self.realised_today_fen],
             "history": [
                 [r.day.isoformat(), r.cash_fen, r.market_value_fen, r.traded_fen, r.fees_fen, r.realised_fen]
@@ -461,14 +500,16 @@ class SleeveBook:
                 self.bought_today[self.columns[code]] = qty
         self.next_intent = int(data["next_intent"])
         self.pending = [Intent(i, self.columns[code], k, a, b, q) for i, code, k, a, b, q in data["pending"]]
+        # a book stored before "fresh" was kept has none
+        self.fresh = [Intent(i, self.columns[code], k, a, b, q) for i, code, k, a, b, q in data.get("fresh", [])]
         self.sent_session = date.fromisoformat(data["sent_session"]) if data.get("sent_session") else None
         self.seq_by_bar = {str(k): int(v) for k, v in data["seq_by_bar"].items()}
         self.applied_trades = set(data["applied_trades"])
         self.filled_by_order = {str(k): int(v) for k, v in data["filled_by_order"].items()}
-        self.traded_today_fen, self.fees_today_fen, self.realised_today_fen = (
-            int(x) for x in data.get("today", (0, 0, 0))
-        )
         self.realised_fen = int(data["realised_fen"])
         self.sell_pnl = [int(v) for v in data["sell_pnl"]]
         self.fees_paid_fen = int(data["fees_paid_fen"])
+        self.traded_today_fen, self.fees_today_fen, self.realised_today_fen = (
+            int(v) for v in data.get("today", (0, 0, 0))
+        )
         self.history = [DayRecord(date.fromisoformat(d), c, mv, tr, fe, re) for d, c, mv, tr, fe, re in data["history"]]

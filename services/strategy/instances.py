@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from fastapi.exceptions import RequestValidationError
@@ -33,7 +34,7 @@ from services.strategy.lifecycle import (
 from services.strategy.metrics import InstanceMetrics
 from services.strategy.ports import AccountCash, InstanceRunner, UniverseSource
 from services.strategy.schemas import InstanceCreate, ReplaySpec
-from services.strategy.store import Audit, AuditEntry, InstanceRecord, InstanceStore, ParamsVersion
+from services.strategy.store import Audit, AuditEntry, InstanceDay, InstanceRecord, InstanceStore, ParamsVersion
 from shared.core.domain import from_fen, to_fen
 from shared.platform.clock import utcnow
 from shared.platform.errors import Conflict, Forbidden, NotFound, ServiceError
@@ -152,6 +153,22 @@ class InstanceService:
     async def audit(self, principal: Principal, instance_id: str) -> list[AuditEntry]:
         await self.visible(principal, instance_id)
         return await self.store.audit(instance_id)
+
+    async def days(
+        self, principal: Principal, instance_id: str, start: date | None, end: date | None
+    ) -> list[InstanceDay]:
+        """The instance's recorded days from `start` to `end` (both included), oldest first."""
+        if start is not None and end is not None and start > end:
+            raise ServiceError("invalid_range", f"start {start} is after end {end}", status_code=422)
+        await self.visible(principal, instance_id)
+        return await self.store.days(instance_id, start, end)
+
+    async def day(self, principal: Principal, instance_id: str, trade_date: date) -> InstanceDay:
+        await self.visible(principal, instance_id)
+        day = await self.store.day(instance_id, trade_date)
+        if day is None:
+            raise NotFound("day_not_found", f"strategy instance {instance_id} has no record of {trade_date}")
+        return day
 
     # --- creating -----------------------------------------------------------------------------------------------
     def _strategy(self, name: str) -> type[Strategy]:
@@ -411,8 +428,13 @@ class InstanceService:
         )
 
     async def refresh_metrics(self) -> None:
-        """`lh_strategy_instances{state}` from the table. A failure only leaves the gauge as it was."""
+        """`lh_strategy_instances{state}` and `lh_strategy_instance_state{instance_id,state}` from the table (after
+        every change this process makes, and every minute for the others'). A failure only leaves the gauges as they
+        were."""
         try:
-            self.metrics.counted(await self.store.count_by_state())
+            states = await self.store.states()
         except Exception:
-            log.warning("could not count the strategy instances for the metrics", exc_info=True)
+            log.warning("could not read the strategy instances' states for the metrics", exc_info=True)
+            return
+        self.metrics.counted(dict(Counter(states.values())))
+        self.metrics.states(states)

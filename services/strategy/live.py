@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from pydantic import ValidationError
 
-from services.strategy.book import SessionRow, SleeveBook
+from services.strategy.book import DayClose, SessionRow, SleeveBook
 from services.strategy.runner import BarReport, BookStore, InstanceFailed, InstanceRun, cny, replay
 from services.strategy.schemas import ReplaySpec
 from services.strategy.store import InstanceRecord
@@ -757,8 +757,10 @@ class _WithMeta:
     async def load_book(self, instance_id: str) -> dict[str, Any] | None:
         return await self.books.load_book(instance_id)
 
-    async def save_book(self, instance_id: str, bar_date: date | None, book: dict[str, Any]) -> None:
-        await self.books.save_book(instance_id, bar_date, {**book, self.key: self.meta})
+    async def save_book(
+        self, instance_id: str, bar_date: date | None, book: dict[str, Any], day: DayClose | None = None
+    ) -> None:
+        await self.books.save_book(instance_id, bar_date, {**book, self.key: self.meta}, day)
 
 
 __all__ = ["InstanceEvents", "RunSpec", "Runner", "load_market", "run_spec"]

@@ -1,5 +1,5 @@
 """Routes of a strategy instance's trading (all require the internal token): its sleeve — what risk checks its
-orders against — and its performance so far."""
+orders against —, its record of each day it closed, and its performance so far."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from services.strategy.deps import Caller, Instances
 from services.strategy.live import Runner
 from services.strategy.report import gather, render_instance_report
 from services.strategy.runner import cny
-from services.strategy.schemas import SleeveOut
+from services.strategy.schemas import InstanceDayDetailOut, InstanceDayOut, SleeveOut
+from services.strategy.store import InstanceDay
 from shared.platform.errors import Unavailable
+from shared.platform.request_model import TradeDate
 
 router = APIRouter(prefix="/v1/strategy-instances", tags=["strategy instances"])
 
@@ -61,6 +63,70 @@ async def get_sleeve(instance_id: str, principal: Caller, instances: Instances, 
         "bar_date": sleeve["bar_date"],
         "positions": positions,
     }
+
+
+def day_out(day: InstanceDay, *, positions: bool) -> dict[str, Any]:
+    c = day.close
+    out: dict[str, Any] = {
+        "trade_date": c.trade_date.isoformat(),
+        "cash": cny(c.cash_fen),
+        "market_value": cny(c.market_value_fen),
+        "equity": cny(c.equity_fen),
+        "realised_pnl": cny(c.realised_pnl_fen),
+        "day_realised_pnl": cny(c.day_realised_pnl_fen),
+        "unrealised_pnl": cny(c.unrealised_pnl_fen),
+        "fees": cny(c.fees_fen),
+        "total_fees": cny(c.total_fees_fen),
+        "turnover": cny(c.turnover_fen),
+    }
+    if positions:
+        out["positions"] = [
+            {
+                "ts_code": p["ts_code"],
+                "qty": int(p["qty"]),
+                "sellable_qty": int(p["sellable_qty"]),
+                "cost": cny(int(p["cost_fen"])),
+                "close": cny(int(p["close_fen"])),
+                "market_value": cny(int(p["market_value_fen"])),
+            }
+            for p in c.positions
+        ]
+    return out
+
+
+@router.get(
+    "/{instance_id}/days",
+    response_model=list[InstanceDayOut],
+    responses={
+        404: {"description": "`instance_not_found`"},
+        422: {"description": "`invalid_request` (a date that is not YYYY-MM-DD or YYYYMMDD), `invalid_range`"},
+    },
+)
+async def list_days(
+    instance_id: str,
+    principal: Caller,
+    instances: Instances,
+    start: Annotated[TradeDate | None, Query(description="the first trading day, YYYY-MM-DD or YYYYMMDD")] = None,
+    end: Annotated[TradeDate | None, Query(description="the last trading day (included)")] = None,
+) -> list[dict[str, Any]]:
+    """The instance's record of each trading day it closed, oldest first: cash, market value, equity, realised and
+    unrealised P&L, fees and turnover at the day's close (the runner writes it when it marks the day, on the real
+    clock and in a replay). `/days/{date}` has the day's positions."""
+    return [day_out(d, positions=False) for d in await instances.days(principal, instance_id, start, end)]
+
+
+@router.get(
+    "/{instance_id}/days/{trade_date}",
+    response_model=InstanceDayDetailOut,
+    responses={
+        404: {"description": "`instance_not_found`, or `day_not_found`: no record of that day (not traded then)"},
+        422: {"description": "`invalid_request`: not a date like 2024-01-02 or 20240102"},
+    },
+)
+async def get_day(instance_id: str, trade_date: TradeDate, principal: Caller, instances: Instances) -> dict[str, Any]:
+    """The instance's record of one trading day, with its positions at the close (qty, sellable, cost, close,
+    market value)."""
+    return day_out(await instances.day(principal, instance_id, trade_date), positions=True)
 
 
 @router.get("/{instance_id}/performance", responses={404: {"description": "`instance_not_found`"}})

@@ -19,7 +19,8 @@ from shared.platform.events import StrategyInstanceBar, make_event
 
 
 class RunMetrics:
-    """Per instance: equity, orders sent, the bar last processed and how long a bar took."""
+    """Per running instance: equity, P&L (total, realised, unrealised), orders sent, fills, the bar last processed and
+    how long a bar took."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.equity = Gauge("lh_strategy_instance_equity_cny", "An instance's equity after its last bar",
@@ -33,6 +34,12 @@ class RunMetrics:
                            registry=registry)  # fmt: skip
         self.pnl = Gauge("lh_strategy_instance_pnl_cny", "An instance's profit and loss (equity less capital)",
                          ["instance_id"], registry=registry)  # fmt: skip
+        self.realised = Gauge("lh_strategy_instance_realised_pnl_cny",
+                              "An instance's realised P&L since it began (sells less fees less their cost)",
+                              ["instance_id"], registry=registry)  # fmt: skip
+        self.unrealised = Gauge("lh_strategy_instance_unrealised_pnl_cny",
+                                "An instance's unrealised P&L at its last bar's close (market value less cost)",
+                                ["instance_id"], registry=registry)  # fmt: skip
         self.bar_seconds = Histogram("lh_strategy_instance_bar_seconds", "Time to process one bar (orders included)",
                                      registry=registry)  # fmt: skip
 
@@ -59,6 +66,8 @@ class InstanceReports:
         self.metrics.orders.labels(**labels).set(self.sent[spec.instance_id])
         self.metrics.fills.labels(**labels).set(report.fills)
         self.metrics.pnl.labels(**labels).set(float(equity - Decimal(spec.capital_fen) / 100))
+        self.metrics.realised.labels(**labels).set(float(Decimal(report.realised_pnl_fen) / 100))
+        self.metrics.unrealised.labels(**labels).set(float(Decimal(report.unrealised_pnl_fen) / 100))
         day = report.bar_date
         self.metrics.last_bar.labels(**labels).set(
             (day.toordinal() - 719163) * 86400  # days since 1970-01-01, in seconds
@@ -81,6 +90,6 @@ class InstanceReports:
         if self.metrics is None:
             return
         for gauge in (self.metrics.equity, self.metrics.orders, self.metrics.last_bar, self.metrics.fills,
-                      self.metrics.pnl):  # fmt: skip
+                      self.metrics.pnl, self.metrics.realised, self.metrics.unrealised):  # fmt: skip
             with contextlib.suppress(KeyError):
                 gauge.remove(instance_id)

@@ -10,7 +10,8 @@ strategy's `on_bar` — so a paper replay and a backtest of the same days make t
 Restart safety: an order's client_order_id is derived from (instance, bar, sequence within the bar), so a bar run
 again after a crash finds execution's existing orders (risk answers 200 with them) and never makes new ones; the
 book (and the strategy's declared `persist` variables) is stored after every round of fills and every bar, and
-fills are booked once by trade id whichever way they arrive (the trade.executed event or execution's listing)."""
+fills are booked once by trade id whichever way they arrive (the trade.executed event or execution's listing). A
+day's record (cash, value, P&L, fees, turnover, positions at its close) is stored with the book that marked it."""
 
 from __future__ import annotations
 
@@ -27,7 +28,16 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from services.strategy.book import Intent, Plan, SessionRow, Settlement, SleeveBook, TradeFill, client_order_id
+from services.strategy.book import (
+    DayClose,
+    Intent,
+    Plan,
+    SessionRow,
+    Settlement,
+    SleeveBook,
+    TradeFill,
+    client_order_id,
+)
 from services.strategy.trading import PathUnavailable, Placed, Refused, TradingPath, fill_of
 from shared.core.market.matching import KIND_SHARES, STATUS_NAMES, STATUS_REJECTED
 from shared.research.engine.config import BacktestConfig
@@ -57,7 +67,11 @@ class InstanceFailed(Exception):
 class BookStore(Protocol):
     async def load_book(self, instance_id: str) -> dict[str, Any] | None: ...
 
-    async def save_book(self, instance_id: str, bar_date: date | None, book: dict[str, Any]) -> None: ...
+    async def save_book(
+        self, instance_id: str, bar_date: date | None, book: dict[str, Any], day: DayClose | None = None
+    ) -> None:
+        """Store the book; with `day`, that day's record too (the same transaction; a day written again replaces
+        its record)."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +84,8 @@ class BarReport:
     equity_fen: int
     seconds: float
     fills: int = 0  # fills booked since the instance began
+    realised_pnl_fen: int = 0  # since the instance began
+    unrealised_pnl_fen: int = 0  # at the bar's close
 
 
 def persisted_state(strategy: Strategy) -> dict[str, Any]:
@@ -271,21 +287,24 @@ class InstanceRun:
         book.t = t
         book.open_session(book.panel.dates[t])
         book.close_day()
+        close = book.day_close()
         self._hook(self.strategy.on_bar, self.ctx, cross_section(book.panel, t))
         book.take_new()
         book.bar_done = True
-        await self.save()
-        equity = book.cash_fen + book.market_value_fen()
+        await self.save(day=close)  # the day's record with the book that has marked it
         sent = self.orders_sent - (self.orders_sent if sent_before is None else sent_before)
         return BarReport(
-            self.instance_id, book.panel.dates[t], sent, equity, time.perf_counter() - started, len(book.applied_trades)
-        )
+            self.instance_id, book.panel.dates[t], sent, close.equity_fen, time.perf_counter() - started,
+            len(book.applied_trades), close.realised_pnl_fen, close.unrealised_pnl_fen,
+        )  # fmt: skip
 
     async def finish(self) -> None:
-        """The end of a replay: on_stop, and what is still pending is cancelled (end of data)."""
+        """The end of a replay: on_stop, and what is still pending (on_stop's orders too) is cancelled (end of data),
+        on_order told, as the engine does; what on_order places then has no session left."""
         self._hook(self.strategy.on_stop, self.ctx)
-        self.book.fresh = []
+        self.book.take_new()
         self._settle(self.book.end_of_data())
+        self.book.fresh, self.book.pending = [], []
         await self.save()
 
     async def _known(self, intents: list[Any]) -> list[Any]:
@@ -315,6 +334,15 @@ class InstanceRun:
         except Exception as exc:
             self.failed = InstanceFailed(self.instance_id, traceback.format_exc())
             raise self.failed from exc
+
+    def _heard(self, hook: Callable[..., None], *args: Any) -> None:
+        """on_trade / on_order. The orders they place go out when the engine would fill them: placed while a session
+        is open (its fills coming in), they join that day's on_bar orders (close_bar takes them), for the next
+        session; placed once the day's bar is processed (an event that came later), they are due at once, in the next
+        order window. Until then they are stored with the book (`fresh`)."""
+        self._hook(hook, *args)
+        if self.book.bar_done:
+            self.book.take_new()
 
     async def _send(self, plans: list[Plan]) -> None:
         """Send each order (one at a time: each is checked against the sleeve its predecessors left) and wait for its
@@ -384,7 +412,7 @@ class InstanceRun:
         if not self.book.apply(fill):
             return
         if self.listens_trades:
-            self._hook(
+            self._heard(
                 self.strategy.on_trade,
                 self.ctx,
                 TradeEvent(
@@ -415,7 +443,7 @@ class InstanceRun:
             self.book.done(s.intent)
             self.settlements.append(s)
             if self.listens_orders:
-                self._hook(
+                self._heard(
                     self.strategy.on_order,
                     self.ctx,
                     OrderEvent(
@@ -428,11 +456,13 @@ class InstanceRun:
                     ),
                 )
 
-    async def save(self) -> None:
-        day = self.book.panel.dates[self.book.t] if self.book.t >= 0 else None
-        await self.books.save_book(
-            self.instance_id, day, {"book": self.book.to_json(), "strategy": persisted_state(self.strategy)}
-        )
+    async def save(self, day: DayClose | None = None) -> None:
+        bar_date = self.book.panel.dates[self.book.t] if self.book.t >= 0 else None
+        book = {"book": self.book.to_json(), "strategy": persisted_state(self.strategy)}
+        if day is None:
+            await self.books.save_book(self.instance_id, bar_date, book)
+        else:
+            await self.books.save_book(self.instance_id, bar_date, book, day)
 
     # --- the sleeve, as risk reads it -------------------------------------------------------------------------------
     def sleeve(self) -> dict[str, Any]:

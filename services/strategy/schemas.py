@@ -118,6 +118,34 @@ class SleeveOut(BaseModel):
     positions: list[SleevePosition]
 
 
+class DayPosition(BaseModel):
+    ts_code: str
+    qty: int
+    sellable_qty: int = Field(description="sellable that day (T+1: not the shares bought that day)")
+    cost: str = Field(description="CNY: what the shares held cost, fees included")
+    close: str = Field(description="CNY: the day's close")
+    market_value: str = Field(description="CNY: qty x close")
+
+
+class InstanceDayOut(BaseModel):
+    """An instance's sleeve at a day's close, as the runner recorded it when it marked the day."""
+
+    trade_date: str
+    cash: str = Field(description="CNY: capital + sells - buys - fees, at the close")
+    market_value: str = Field(description="CNY: the positions at the day's close")
+    equity: str = Field(description="CNY: cash + market value")
+    realised_pnl: str = Field(description="CNY, since the instance began: sells' proceeds less fees less their cost")
+    day_realised_pnl: str = Field(description="CNY: the realised P&L of that day's sells")
+    unrealised_pnl: str = Field(description="CNY: market value less the cost of what is held")
+    fees: str = Field(description="CNY: that day's fees")
+    total_fees: str = Field(description="CNY: fees since the instance began")
+    turnover: str = Field(description="CNY: that day's traded amount, buys and sells")
+
+
+class InstanceDayDetailOut(InstanceDayOut):
+    positions: list[DayPosition]
+
+
 class AllocatedInstance(BaseModel):
     instance_id: str
     strategy: str

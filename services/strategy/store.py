@@ -1,5 +1,6 @@
 """The strategy service's tables: its strategy instances, every version of their parameters, the audit trail of every
-change, the runner's persisted book per instance, and the outbox of its events. Each change of an instance is one
+change, the runner's persisted book per instance, each instance's record of every day it closed, and the outbox of its
+events. Each change of an instance is one
 transaction with its audit row and its event."""
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Row
 
+from services.strategy.book import DayClose
 from services.strategy.lifecycle import State
 from shared.platform.clock import UtcDateTime, utcnow
 from shared.platform.db import Database, DbSession, new_metadata
@@ -98,6 +100,26 @@ strategy_instance_books = Table(
     Column("instance_id", String(32), primary_key=True),
     Column("bar_date", Date, nullable=True),
     Column("book", JSON, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# An instance's sleeve at each day's close (the runner writes it with the book when it marks the day, in one
+# transaction; a day marked again after a crash replaces its row). Deleted with the instance, as its book is.
+strategy_instance_days = Table(
+    "strategy_instance_days",
+    metadata,
+    Column("instance_id", String(32), primary_key=True),
+    Column("trade_date", Date, primary_key=True),
+    Column("cash_fen", BigInteger, nullable=False),
+    Column("market_value_fen", BigInteger, nullable=False),
+    Column("equity_fen", BigInteger, nullable=False),
+    Column("realised_pnl_fen", BigInteger, nullable=False),  # since the instance began
+    Column("day_realised_pnl_fen", BigInteger, nullable=False),
+    Column("unrealised_pnl_fen", BigInteger, nullable=False),
+    Column("fees_fen", BigInteger, nullable=False),  # that day's
+    Column("total_fees_fen", BigInteger, nullable=False),
+    Column("turnover_fen", BigInteger, nullable=False),  # that day's
+    Column("positions", JSON, nullable=False),  # [{ts_code, qty, sellable_qty, cost_fen, close_fen, market_value_fen}]
     Column("updated_at", UtcDateTime, nullable=False),
 )
 
@@ -172,6 +194,15 @@ class InstanceBook:
     instance_id: str
     bar_date: date | None
     book: dict[str, Any]
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class InstanceDay:
+    """One stored day of an instance: its close and when it was written."""
+
+    instance_id: str
+    close: DayClose
     updated_at: datetime
 
 
@@ -324,12 +355,13 @@ class InstanceStore:
                 total = (await s.execute(query)).scalar_one()
         return int(total)
 
-    async def count_by_state(self) -> dict[State, int]:
-        query = select(strategy_instances.c.state, func.count()).group_by(strategy_instances.c.state)
+    async def states(self) -> dict[str, State]:
+        """Every instance's state, by instance id."""
+        query = select(strategy_instances.c.id, strategy_instances.c.state)
         async for attempt in self.db.transaction():
             async with attempt as s:
                 rows = (await s.execute(query)).all()
-        return {State(state): int(n) for state, n in rows}
+        return {str(instance_id): State(state) for instance_id, state in rows}
 
     async def transition(
         self,
@@ -412,7 +444,8 @@ class InstanceStore:
         return _record(row)
 
     async def delete(self, instance_id: str, *, from_state: State, audit: Audit, event: Envelope) -> bool:
-        """Delete the instance and its book (its versions and audit stay); False when it is not in `from_state`."""
+        """Delete the instance, its book and its days (its versions and audit stay); False when it is not in
+        `from_state`."""
         now = self.clock()
         async for attempt in self.db.transaction():
             async with attempt as s:
@@ -423,8 +456,8 @@ class InstanceStore:
                 )
                 if result.rowcount != 1:
                     return False
-                books = strategy_instance_books
-                await s.execute(delete(books).where(books.c.instance_id == instance_id))
+                for table in (strategy_instance_books, strategy_instance_days):
+                    await s.execute(delete(table).where(table.c.instance_id == instance_id))
                 await _audit(s, instance_id, audit, now)
                 await add_to_outbox(s, outbox, event)
         self._published()
@@ -477,8 +510,11 @@ class InstanceStore:
             return None
         return InstanceBook(row.instance_id, row.bar_date, _json_value(row.book), row.updated_at)
 
-    async def save_book(self, instance_id: str, bar_date: date | None, book: dict[str, Any]) -> None:
-        """Replace the instance's book (the first save inserts it)."""
+    async def save_book(
+        self, instance_id: str, bar_date: date | None, book: dict[str, Any], day: DayClose | None = None
+    ) -> None:
+        """Replace the instance's book (the first save inserts it); with `day`, that day's record as well, in the same
+        transaction (a day written again, e.g. its bar run again after a crash, replaces its row)."""
         now = self.clock()
         values = {"bar_date": bar_date, "book": book, "updated_at": now}
         table = strategy_instance_books
@@ -488,3 +524,65 @@ class InstanceStore:
                 if result.rowcount != 1:
                     # The runner is the one writer of an instance's book: no other insert can come in between.
                     await s.execute(table.insert().values(instance_id=instance_id, **values))
+                if day is not None:
+                    await _write_day(s, instance_id, day, now)
+
+    async def days(self, instance_id: str, start: date | None = None, end: date | None = None) -> list[InstanceDay]:
+        """The instance's stored days from `start` to `end` (both included; None: unbounded), oldest first."""
+        days = strategy_instance_days
+        query = select(days).where(days.c.instance_id == instance_id).order_by(days.c.trade_date)
+        if start is not None:
+            query = query.where(days.c.trade_date >= start)
+        if end is not None:
+            query = query.where(days.c.trade_date <= end)
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                rows = (await s.execute(query)).all()
+        return [_day(r) for r in rows]
+
+    async def day(self, instance_id: str, trade_date: date) -> InstanceDay | None:
+        days = strategy_instance_days
+        query = select(days).where(days.c.instance_id == instance_id, days.c.trade_date == trade_date)
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                row = (await s.execute(query)).first()
+        return None if row is None else _day(row)
+
+
+async def _write_day(session: DbSession, instance_id: str, day: DayClose, now: datetime) -> None:
+    days = strategy_instance_days
+    # delete + insert: an upsert on any dialect; the runner is the one writer of an instance's days
+    await session.execute(delete(days).where(days.c.instance_id == instance_id, days.c.trade_date == day.trade_date))
+    await session.execute(
+        days.insert().values(
+            instance_id=instance_id,
+            trade_date=day.trade_date,
+            cash_fen=day.cash_fen,
+            market_value_fen=day.market_value_fen,
+            equity_fen=day.equity_fen,
+            realised_pnl_fen=day.realised_pnl_fen,
+            day_realised_pnl_fen=day.day_realised_pnl_fen,
+            unrealised_pnl_fen=day.unrealised_pnl_fen,
+            fees_fen=day.fees_fen,
+            total_fees_fen=day.total_fees_fen,
+            turnover_fen=day.turnover_fen,
+            positions=day.positions,
+            updated_at=now,
+        )
+    )
+
+
+def _day(row: Row[Any]) -> InstanceDay:
+    close = DayClose(
+        trade_date=row.trade_date,
+        cash_fen=int(row.cash_fen),
+        market_value_fen=int(row.market_value_fen),
+        realised_pnl_fen=int(row.realised_pnl_fen),
+        day_realised_pnl_fen=int(row.day_realised_pnl_fen),
+        unrealised_pnl_fen=int(row.unrealised_pnl_fen),
+        fees_fen=int(row.fees_fen),
+        total_fees_fen=int(row.total_fees_fen),
+        turnover_fen=int(row.turnover_fen),
+        positions=list(_json_value(row.positions)),
+    )
+    return InstanceDay(row.instance_id, close, row.updated_at)

@@ -246,3 +246,30 @@ async def test_an_instances_report_and_the_accounts_allocation_through_the_gatew
         headers=platform.admin.headers,
     )
     assert by_admin.json() == allocation.json()
+
+
+async def test_an_instances_days_through_the_gateway(platform: Platform) -> None:
+    alice, bob, viewer = (
+        await platform.user("trader"),
+        await platform.user("trader"),
+        await platform.user("viewer"),
+    )
+    stock: dict[str, Any] = await tradable_main_board_stock(platform.client, alice)
+    body = {"strategy": "buy_and_hold", "universe": {"ts_codes": [stock["ts_code"]]}, "capital": "1000.00"}
+    created = await platform.client.post("/api/v1/strategy-instances", json=body, headers=alice.headers)
+    assert created.status_code == 201, created.text
+    days = f"/api/v1/strategy-instances/{created.json()['instance_id']}/days"
+
+    for who in (alice, viewer):  # not started: no day closed yet
+        listed = await platform.client.get(days, params={"start": "2024-01-02"}, headers=who.headers)
+        assert listed.status_code == 200 and listed.json() == [], listed.text
+    hidden = await platform.client.get(days, headers=bob.headers)
+    assert hidden.status_code == 404 and hidden.json()["code"] == "instance_not_found"
+    assert (await platform.client.get(days)).status_code == 401
+    missing = await platform.client.get(f"{days}/2024-01-02", headers=alice.headers)
+    assert missing.status_code == 404 and missing.json()["code"] == "day_not_found"
+    bad = await platform.client.get(f"{days}/2024-02-30", headers=alice.headers)
+    assert bad.status_code == 422 and bad.json()["code"] == "invalid_request"
+    backwards = await platform.client.get(days, params={"start": "2024-02-01", "end": "2024-01-31"},
+                                          headers=alice.headers)  # fmt: skip
+    assert backwards.status_code == 422 and backwards.json()["code"] == "invalid_range"

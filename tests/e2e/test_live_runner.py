@@ -117,6 +117,12 @@ async def test_a_real_clock_instance_trades_its_next_session(live: Live) -> None
 
     perf = await _wait(marked, "the 2024-12-31 bar")
     assert perf["equity_curve"][0]["date"] == "2024-12-31" and perf["equity_curve"][0]["equity"] == "300000.00"
+    # the day's record, stored when the day was marked: nothing traded yet
+    [day] = (await live.client.get(f"{path}/days", headers=trader.headers)).json()
+    assert (day["trade_date"], day["cash"], day["equity"], day["turnover"]) == (
+        "2024-12-31", "300000.00", "300000.00", "0.00"
+    )  # fmt: skip
+    assert (await live.client.get(f"{path}/days/20241231", headers=trader.headers)).json()["positions"] == []
 
     # before the next session's window nothing is sent; inside it (09:30, 2025-01-02) the orders go out
     live.now[0] = datetime(2025, 1, 2, 9, 10, tzinfo=SH).astimezone(UTC)

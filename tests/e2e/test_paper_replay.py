@@ -147,6 +147,12 @@ async def test_a_paper_replay_fills_exactly_as_the_backtest(
     assert performance["days"] == len(expected.dates)
     sleeve = (await client.get(f"{path}/sleeve", headers=trader.headers)).json()
     assert _fen(sleeve["cash"]) == int(expected.cash_fen[-1])
+    # each day's stored record: the engine's cash and equity of that day, to the fen
+    recorded = (await client.get(f"{path}/days", headers=trader.headers)).json()
+    assert [(d["trade_date"], _fen(d["cash"]), _fen(d["equity"])) for d in recorded] == [
+        (str(day), int(cash), int(cash + mv))
+        for day, cash, mv in zip(expected.dates, expected.cash_fen, expected.market_value_fen, strict=True)
+    ]
 
 
 class FlakyExecution(httpx.AsyncBaseTransport):

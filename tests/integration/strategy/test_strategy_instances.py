@@ -213,6 +213,16 @@ class Service:
         [line] = [line for line in text.splitlines() if line.startswith(sample + " ")]
         return float(line.split()[-1])
 
+    async def states(self, instance_id: str) -> dict[str, float]:
+        """lh_strategy_instance_state of one instance: state -> value."""
+        text = (await self.client.get("/metrics")).text
+        prefix = f'lh_strategy_instance_state{{instance_id="{instance_id}",state="'
+        return {
+            line[len(prefix) :].split('"', 1)[0]: float(line.split()[-1])
+            for line in text.splitlines()
+            if line.startswith(prefix)
+        }
+
 
 def body(**overrides: Any) -> dict[str, Any]:
     request: dict[str, Any] = {
@@ -306,12 +316,16 @@ async def test_an_instance_from_creation_to_deletion(backing: Backing) -> None:
         listed = await svc.client.get("/v1/strategy-instances", headers=svc.as_(ALICE))
         assert listed.json() == [instance]
         assert await svc.metric('lh_strategy_instances{state="created"}') == 1.0
+        # the instance's own state series: 1 for its state, 0 for the others
+        assert await svc.states(iid) == {"created": 1.0, "running": 0.0, "paused": 0.0, "stopped": 0.0, "failed": 0.0}
 
         started = await svc.act(ALICE, iid, "start")
         assert started.status_code == 200 and started.json()["state"] == "running"
         assert await svc.metric('lh_strategy_instances{state="running"}') == 1.0
         assert await svc.metric('lh_strategy_instances{state="created"}') == 0.0
+        assert await svc.states(iid) == {"created": 0.0, "running": 1.0, "paused": 0.0, "stopped": 0.0, "failed": 0.0}
         assert (await svc.act(ALICE, iid, "pause")).json()["state"] == "paused"
+        assert (await svc.states(iid))["paused"] == 1.0 and sum((await svc.states(iid)).values()) == 1.0
 
         patched = await svc.client.patch(
             f"/v1/strategy-instances/{iid}", json={"params": {"fast": 10, "slow": 30}}, headers=svc.as_(ALICE)
@@ -361,6 +375,7 @@ async def test_an_instance_from_creation_to_deletion(backing: Backing) -> None:
         gone = await svc.client.get(f"/v1/strategy-instances/{iid}", headers=svc.as_(ALICE))
         assert gone.status_code == 404 and gone.json()["code"] == "instance_not_found"
         assert await svc.metric('lh_strategy_instances{state="stopped"}') == 0.0
+        assert await svc.states(iid) == {}  # a deleted instance's series are gone
 
         events = await svc.outbox_events()
         assert [e.type for e in events] == [
@@ -482,6 +497,7 @@ async def test_a_failure_reported_by_the_runner(backing: Backing) -> None:
         assert (one["state"], one["error"]) == ("failed", traceback)
         assert await svc.metric("lh_strategy_instance_failures_total") == 1.0
         assert await svc.metric('lh_strategy_instances{state="failed"}') == 1.0
+        assert await svc.states(iid) == {"created": 0.0, "running": 0.0, "paused": 0.0, "stopped": 0.0, "failed": 1.0}
         event = (await svc.outbox_events())[-1]
         payload = event.parsed()
         assert event.type == "strategy.instance.failed" and isinstance(payload, StrategyInstanceChanged)
@@ -859,3 +875,85 @@ async def test_the_accounts_allocation_is_its_balance_less_the_instances_not_sto
         assert (bobs["allocated"], bobs["unallocated"]) == ("50000.00", "950000.00")
         bad = await svc.client.get("/v1/strategy-allocation", params={"account_id": "a b"}, headers=svc.as_(ROOT))
         assert bad.status_code == 422
+
+
+async def test_an_instances_daily_records_are_served_by_day_and_by_range(backing: Backing) -> None:
+    from services.strategy.book import DayClose
+
+    async with strategy_service(backing) as svc:
+        iid = (await svc.create(ALICE)).json()["instance_id"]
+        store = svc.app.state.store
+        lot = {"ts_code": "600000.SH", "qty": 1000, "sellable_qty": 0, "cost_fen": 1_000_510, "close_fen": 1_020,
+               "market_value_fen": 1_020_000}  # fmt: skip
+        # capital 200,000.00. 01-02: bought 1,000 600000.SH at 10.00 = 10,000.00, fees 5.00 + 0.10 = 5.10: cash
+        # 189,994.90, close 10.20: market value 10,200.00, unrealised 10,200.00 - 10,005.10 = 194.90
+        first = DayClose(date(2025, 1, 2), 18_999_490, 1_020_000, 0, 0, 19_490, 510, 510, 1_000_000, [lot])
+        # 01-03: close 10.50, the lot sellable now: market value 10,500.00, unrealised 494.90
+        second = DayClose(date(2025, 1, 3), 18_999_490, 1_050_000, 0, 0, 49_490, 0, 510, 0,
+                          [{**lot, "sellable_qty": 1000, "close_fen": 1_050, "market_value_fen": 1_050_000}])  # fmt: skip
+        # 01-06: sold 500 at 10.40 = 5,200.00, fees 5.00 + 2.60 stamp + 0.05 = 7.65; the half sold cost 5,002.55:
+        # realised 5,200.00 - 7.65 - 5,002.55 = 189.80; cash 195,187.25; close 10.40: 5,200.00, unrealised 197.45
+        third = DayClose(date(2025, 1, 6), 19_518_725, 520_000, 18_980, 18_980, 19_745, 765, 1_275, 520_000,
+                         [{**lot, "qty": 500, "sellable_qty": 500, "cost_fen": 500_255, "close_fen": 1_040,
+                           "market_value_fen": 520_000}])  # fmt: skip
+        for day in (first, second, third):  # as the runner writes them: with the book that marked the day
+            await store.save_book(iid, day.trade_date, {"book": {}}, day)
+        # the bar of 01-06 run again after a crash: its record is replaced, not added
+        await store.save_book(iid, third.trade_date, {"book": {}}, third)
+
+        days = f"/v1/strategy-instances/{iid}/days"
+        listed = await svc.client.get(days, headers=svc.as_(ALICE))
+        assert listed.status_code == 200, listed.text
+        assert [d["trade_date"] for d in listed.json()] == ["2025-01-02", "2025-01-03", "2025-01-06"]
+        assert listed.json()[2] == {
+            "trade_date": "2025-01-06",
+            "cash": "195187.25",
+            "market_value": "5200.00",
+            "equity": "200387.25",
+            "realised_pnl": "189.80",
+            "day_realised_pnl": "189.80",
+            "unrealised_pnl": "197.45",
+            "fees": "7.65",
+            "total_fees": "12.75",
+            "turnover": "5200.00",
+        }
+        assert listed.json()[0]["equity"] == "200194.90" and listed.json()[0]["unrealised_pnl"] == "194.90"
+        ranged = await svc.client.get(days, params={"start": "20250103", "end": "2025-01-03"}, headers=svc.as_(ALICE))
+        assert [d["trade_date"] for d in ranged.json()] == ["2025-01-03"]
+        since = await svc.client.get(days, params={"start": "2025-01-03"}, headers=svc.as_(ALICE))
+        assert [d["trade_date"] for d in since.json()] == ["2025-01-03", "2025-01-06"]
+
+        one = await svc.client.get(f"{days}/2025-01-06", headers=svc.as_(ALICE))
+        assert one.status_code == 200, one.text
+        assert one.json()["positions"] == [
+            {"ts_code": "600000.SH", "qty": 500, "sellable_qty": 500, "cost": "5002.55", "close": "10.40",
+             "market_value": "5200.00"}
+        ]  # fmt: skip
+        assert {k: v for k, v in one.json().items() if k != "positions"} == listed.json()[2]
+        assert (await svc.client.get(f"{days}/20250102", headers=svc.as_(ALICE))).json()["positions"][0][
+            "sellable_qty"
+        ] == 0  # bought that day (T+1)
+
+        # a day without a record, bad dates, a range backwards
+        missing = await svc.client.get(f"{days}/2025-01-07", headers=svc.as_(ALICE))
+        assert missing.status_code == 404 and missing.json()["code"] == "day_not_found"
+        for bad in (f"{days}/2025-13-01", f"{days}/yesterday"):
+            answer = await svc.client.get(bad, headers=svc.as_(ALICE))
+            assert answer.status_code == 422 and answer.json()["code"] == "invalid_request", answer.text
+        bad_start = await svc.client.get(days, params={"start": "2025-02-30"}, headers=svc.as_(ALICE))
+        assert bad_start.status_code == 422 and bad_start.json()["code"] == "invalid_request"
+        backwards = await svc.client.get(days, params={"start": "2025-01-06", "end": "2025-01-02"},
+                                         headers=svc.as_(ALICE))  # fmt: skip
+        assert backwards.status_code == 422 and backwards.json()["code"] == "invalid_range"
+
+        # who sees them: the owner and the users of its account, viewers and admins; another trader: no such instance
+        for who in (CAROL, VERA, ROOT):
+            assert (await svc.client.get(days, headers=svc.as_(who))).json() == listed.json(), who
+        for path in (days, f"{days}/2025-01-06"):
+            hidden = await svc.client.get(path, headers=svc.as_(BOB))
+            assert hidden.status_code == 404 and hidden.json()["code"] == "instance_not_found"
+
+        # deleted with the instance
+        await svc.act(ALICE, iid, "stop")
+        assert (await svc.client.delete(f"/v1/strategy-instances/{iid}", headers=svc.as_(ALICE))).status_code == 204
+        assert await store.days(iid) == []

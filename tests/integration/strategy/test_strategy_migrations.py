@@ -3,7 +3,8 @@ SQLite, and JSON columns give back what was stored (Chinese text, exact decimal 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
+from services.strategy.book import DayClose
 from services.strategy.events import instance_event
 from services.strategy.lifecycle import State
 from services.strategy.store import MIGRATIONS, Audit, InstanceRecord, InstanceStore, metadata
@@ -27,6 +29,7 @@ TABLES = {
     "strategy_instance_versions",
     "strategy_instance_audit",
     "strategy_instance_books",
+    "strategy_instance_days",
     "outbox",
 }
 
@@ -74,6 +77,17 @@ async def _check(db: Database) -> None:
         assert await store.committed_capital_fen("alice") == 12_345_678_901
         [entry] = await store.audit(record.instance_id)
         assert (entry.before, entry.after) == (None, record.snapshot())
+
+        # a day's record: written with the book; written again (the bar run again), replaced; positions as stored
+        held = [{"ts_code": "600000.SH", "qty": 100, "sellable_qty": 0, "cost_fen": 1_000_510, "close_fen": 10_020,
+                 "market_value_fen": 1_002_000}]  # fmt: skip
+        day = DayClose(date(2025, 1, 2), 12_344_678_391, 1_002_000, 0, 0, 1_490, 510, 510, 1_000_000, held)
+        await store.save_book(record.instance_id, day.trade_date, {"t": 0}, day)
+        await store.save_book(record.instance_id, day.trade_date, {"t": 0}, replace(day, cash_fen=1))
+        [stored] = await store.days(record.instance_id)
+        assert stored.close == replace(day, cash_fen=1)
+        assert (await store.day(record.instance_id, day.trade_date)) == stored
+        assert await store.day(record.instance_id, date(2025, 1, 3)) is None
     finally:
         await db.dispose()
 

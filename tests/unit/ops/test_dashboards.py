@@ -408,11 +408,21 @@ STRATEGY_SERIES = {
     "lh_strategy_instance_orders_sent",
     "lh_strategy_instance_last_bar_timestamp_seconds",  # seconds behind the last bar = time() - this
     "lh_strategy_instance_bar_seconds_bucket",
+    "lh_strategy_instance_fills",
+    "lh_strategy_instance_pnl_cny",  # equity less capital
+    "lh_strategy_instance_realised_pnl_cny",
+    "lh_strategy_instance_unrealised_pnl_cny",
+    "lh_strategy_instance_state",  # 1 for each instance's state
 }
 PER_INSTANCE = {
     "lh_strategy_instance_equity_cny",
     "lh_strategy_instance_orders_sent",
     "lh_strategy_instance_last_bar_timestamp_seconds",
+    "lh_strategy_instance_fills",
+    "lh_strategy_instance_pnl_cny",
+    "lh_strategy_instance_realised_pnl_cny",
+    "lh_strategy_instance_unrealised_pnl_cny",
+    "lh_strategy_instance_state",
 }
 _AGGREGATIONS = {"sum", "max", "min", "avg", "count", "topk", "bottomk", "quantile", "group", "scalar"}
 
@@ -438,3 +448,10 @@ def test_the_overview_has_a_strategy_instances_row_with_each_instances_figures()
             and not {text.lower() for _, text in promql_tokens(e)} & _AGGREGATIONS
         ]  # fmt: skip
         assert unaggregated, f"no query shows {series} per instance"
+
+
+def test_the_strategy_row_shows_each_instances_state_as_the_state_series_at_1() -> None:
+    panels = dashboard_panels(load_dashboard(ROOT / "grafana" / "dashboards" / "lianghua-overview.json"))
+    exprs = [t["expr"] for p in panels for t in p.get("targets", [])]
+    # one series per instance and state, 1 for the state it is in: "== 1" keeps one row per instance
+    assert any(re.fullmatch(r"lh_strategy_instance_state\s*==\s*1", e) for e in exprs), exprs

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from services.data.demo import generate_demo_market
-from services.strategy.book import Plan, TradeFill
+from services.strategy.book import DayClose, Plan, TradeFill
 from services.strategy.runner import InstanceRun, replay
 from services.strategy.trading import Placed
 from shared.core.domain import from_fen
@@ -30,14 +30,21 @@ INSTANCE = "0" * 31 + "1"
 class MemoryBooks:
     def __init__(self) -> None:
         self.saved: dict[str, dict[str, Any]] = {}
+        self.days: dict[tuple[str, date], DayClose] = {}  # the days' table: one record per instance and day
+        self.day_writes = 0
 
     async def load_book(self, instance_id: str) -> dict[str, Any] | None:
         return self.saved.get(instance_id)
 
-    async def save_book(self, instance_id: str, bar_date: date | None, book: dict[str, Any]) -> None:
+    async def save_book(
+        self, instance_id: str, bar_date: date | None, book: dict[str, Any], day: DayClose | None = None
+    ) -> None:
         import json
 
         self.saved[instance_id] = json.loads(json.dumps(book))  # what a JSON column would give back
+        if day is not None:
+            self.days[(instance_id, day.trade_date)] = day
+            self.day_writes += 1
 
 
 class Crash(BaseException):
