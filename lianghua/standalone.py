@@ -7,13 +7,15 @@ import argparse
 import importlib
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import date, timedelta
 
 import httpx
 from fastapi import FastAPI
 from starlette.applications import Starlette
 
+from shared.core.market.calendar import is_trading_day
 from shared.platform.app import Infra, market_clock, warn_if_shifted
 from shared.platform.bus import MemoryBus
 from shared.platform.cache import MemoryCache
@@ -82,16 +84,32 @@ def build_app(settings: Settings, *, clock: MarketClock | None = None) -> Starle
     return host
 
 
+def demo_clock(settings: Settings, env: Mapping[str, str]) -> Settings:
+    """`make run` on the demo market: the demo is history (it ends on `demo_end`), so unless LH_MARKET_CLOCK says
+    otherwise the market clock replays it, parked at its last session: an order placed at the desk is matched on that
+    session's bar, and strategy instances replay the demo's days (docs/order-path.md). On the wall clock there would be
+    no session ahead to match an order on."""
+    if settings.data_provider != "demo" or "LH_MARKET_CLOCK" in env:
+        return settings
+    day = date.fromisoformat(settings.demo_end)
+    while not is_trading_day(day):
+        day -= timedelta(days=1)
+    return Settings.model_validate({**settings.model_dump(), "market_clock": "replay", "replay_session": day})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default=os.environ.get("LH_HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("LH_PORT", "8000")))
     args = parser.parse_args()
-    settings = Settings()
+    settings = demo_clock(Settings(), os.environ)
     configure_logging("standalone", settings.log_level, settings.log_json)
     import uvicorn
 
     print(f"LiangHua standalone: http://{args.host}:{args.port}  (data in ./var/)", flush=True)
+    if settings.replay_session is not None:
+        print(f"Market clock: a replay, at the session of {settings.replay_session.isoformat()} "
+              "(LH_MARKET_CLOCK=real follows the wall clock)", flush=True)  # fmt: skip
     uvicorn.run(build_app(settings), host=args.host, port=args.port, log_config=None, access_log=False)
 
 

@@ -70,7 +70,7 @@ def market_clock(settings: Settings) -> MarketClock:
             "LH_MARKET_CLOCK=replay needs standalone mode (LH_MODE=standalone): a replay clock is one process's, "
             "and in fleet mode every service would follow its own. Use LH_MARKET_CLOCK=real in fleet mode."
         )
-    return ReplayClock()
+    return ReplayClock(settings.replay_session)
 
 
 def warn_if_shifted(clock: MarketClock) -> None:

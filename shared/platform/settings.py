@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
@@ -93,7 +93,11 @@ class Settings(BaseSettings):
     # the settings were read (the fleet launcher sets one for all its processes).
     market_clock_anchor: float | None = Field(default=None, ge=0, allow_inf_nan=False)
 
-    @field_validator("market_clock_at", "market_clock_anchor", mode="before")
+    # LH_REPLAY_SESSION: the trading day a replay clock starts at (empty: no session until a replay sets one). `make
+    # run` on the demo market sets it to the demo's last session unless LH_MARKET_CLOCK is given (lianghua/standalone).
+    replay_session: date | None = None
+
+    @field_validator("market_clock_at", "market_clock_anchor", "replay_session", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -118,7 +122,14 @@ class Settings(BaseSettings):
                 )
             if self.market_clock_anchor is None:
                 object.__setattr__(self, "market_clock_anchor", time.time())  # when the settings were read
-        elif self.market_clock_at is not None or self.market_clock_anchor is not None:
+        if self.replay_session is not None and self.market_clock != "replay":
+            raise ValueError(
+                f"LH_REPLAY_SESSION sets where a replay clock starts, but LH_MARKET_CLOCK is {self.market_clock}: set "
+                "LH_MARKET_CLOCK=replay, or unset it"
+            )
+        if self.market_clock != "shifted" and (
+            self.market_clock_at is not None or self.market_clock_anchor is not None
+        ):
             raise ValueError(
                 f"LH_MARKET_CLOCK_AT and LH_MARKET_CLOCK_ANCHOR set a shifted clock, but LH_MARKET_CLOCK is "
                 f"{self.market_clock}: set LH_MARKET_CLOCK=shifted, or unset them"

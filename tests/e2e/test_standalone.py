@@ -90,9 +90,19 @@ async def test_standalone_order_flow_and_web_page(standalone: tuple[str, str]) -
         name, pw = await create_user(client, admin, "trader")
         trader = await login(client, base, name, pw)
         seen = await place_order_and_see_the_fill(client, trader)
+        # `make run` replays the demo market, parked at its last session (2024-12-31): a market buy fills at that
+        # session's open (the paper broker's default fill price), read here from the bars the data service serves
+        bars = await client.get(
+            f"{base}/api/v1/bars",
+            params={"ts_code": seen["quote"]["ts_code"], "start": "2024-12-31", "end": "2024-12-31"},
+            headers=trader.headers,
+        )
+        assert bars.status_code == 200, bars.text
     order = seen["placed"]["order"]
     assert order["status"] == "filled"
-    assert Decimal(seen["fill"]["payload"]["price"]) == Decimal(seen["quote"]["last_close"])
+    [bar] = bars.json()["bars"]
+    assert Decimal(seen["fill"]["payload"]["price"]) == Decimal(str(bar["open"]))
+    assert seen["fill"]["payload"]["traded_at"] == "2024-12-31T09:30:00+08:00"
     assert seen["read_back"]["status"] == "filled"
 
 

@@ -234,3 +234,31 @@ def test_the_fleet_gives_its_processes_one_anchor_for_a_shifted_clock(monkeypatc
     real = Fleet(env={"LH_MARKET_CLOCK": "real"})
     real.pin_clock_anchor()
     assert "LH_MARKET_CLOCK_ANCHOR" not in real.process_env("risk")
+
+
+def test_a_replay_clock_may_start_at_a_session_and_only_a_replay_clock_takes_one() -> None:
+    clock = market_clock(
+        Settings(_env_file=None, mode=Mode.STANDALONE, market_clock="replay", replay_session="2024-12-31")  # type: ignore[call-arg, arg-type]
+    )
+    assert isinstance(clock, ReplayClock) and clock.session() == date(2024, 12, 31)
+    # 09:30 Shanghai = 01:30 UTC, and on from there
+    assert datetime(2024, 12, 31, 1, 30, tzinfo=UTC) <= clock.now() < datetime(2024, 12, 31, 7, 0, tzinfo=UTC)
+    with pytest.raises(ValidationError, match="LH_REPLAY_SESSION"):
+        Settings(_env_file=None, replay_session="2024-12-31")  # type: ignore[call-arg, arg-type]
+    # empty means none set
+    assert Settings(_env_file=None, market_clock="replay", replay_session="").replay_session is None  # type: ignore[call-arg, arg-type]
+
+
+def test_make_run_replays_the_demo_market_at_its_last_session_unless_told_otherwise() -> None:
+    from lianghua.standalone import demo_clock
+
+    settings = Settings(_env_file=None, mode=Mode.STANDALONE)  # type: ignore[call-arg]
+    demo = demo_clock(settings, {})
+    assert (demo.market_clock, demo.replay_session) == ("replay", date(2024, 12, 31))
+    assert demo.internal_secret == settings.internal_secret  # the same settings otherwise
+    # a demo ending on a Sunday parks at the Friday before; an explicit clock or Tushare data is left alone
+    sunday = Settings(_env_file=None, mode=Mode.STANDALONE, demo_end="2024-12-29")  # type: ignore[call-arg]
+    assert demo_clock(sunday, {}).replay_session == date(2024, 12, 27)
+    assert demo_clock(settings, {"LH_MARKET_CLOCK": "real"}).market_clock == "real"
+    tushare = Settings(_env_file=None, mode=Mode.STANDALONE, data_provider="tushare", tushare_token="t" * 40)  # type: ignore[call-arg]
+    assert demo_clock(tushare, {}).market_clock == "real"
