@@ -22,6 +22,7 @@ from shared.platform.settings import Settings
 PASSED_THROUGH = {
     "/api/v1/orders",
     "/api/v1/account/cash",
+    "/api/v1/account/paper-settings",
     "/api/v1/ingest/backfill",
     "/api/v1/quality/run",
     "/api/v1/backtests",
