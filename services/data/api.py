@@ -387,4 +387,10 @@ async def get_calendar(
 ) -> CalendarOut:
     _check_range(start, end)
     days = await store.open_days(start, end)
-    return CalendarOut(exchange=CALENDAR_EXCHANGE, start=start, end=end, trading_days=days)
+    return CalendarOut(
+        exchange=CALENDAR_EXCHANGE,
+        start=start,
+        end=end,
+        trading_days=days,
+        complete_through=await store.complete_through(),
+    )

@@ -117,6 +117,10 @@ async def load_demo_market(store: DataStore, settings: Settings) -> LoadCounts:
     market = generate_demo_market(settings)
     generated = time.perf_counter()
     counts = await load_market(store, market)
+    if not market.daily.empty:
+        # every table of the demo's days is stored in full (what the paper broker waits for before matching a session)
+        last = str(market.daily["trade_date"].max())
+        await store.mark_complete_through(date(int(last[:4]), int(last[4:6]), int(last[6:])))
     log.info(
         "demo market loaded",
         extra={

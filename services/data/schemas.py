@@ -51,6 +51,8 @@ class CalendarOut(BaseModel):
     start: date
     end: date
     trading_days: list[date]
+    # the newest trading day whose bars (every table of it) are stored in full; None: never recorded
+    complete_through: date | None = None
 
 
 class ConstituentOut(BaseModel):

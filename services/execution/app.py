@@ -61,15 +61,15 @@ def create_app(settings: Settings, infra: Infra | None = None, *, broker: Broker
             relay.start()
             reconciler = app.state.desk.reconciler(stop_grace_s=STOP_GRACE_S)
             reconciler.start()
-            if matches_on_bars:
-
-                async def on_bars(event: Envelope) -> None:
-                    parsed = event.parsed()
-                    if isinstance(parsed, BarsUpdated) and parsed.complete:
-                        reconciler.wake()
-
-                await infra.bus.subscribe(BARS_CONSUMER, ["bars.updated"], on_bars)
             try:
+                if matches_on_bars:
+
+                    async def on_bars(event: Envelope) -> None:
+                        parsed = event.parsed()
+                        if isinstance(parsed, BarsUpdated) and parsed.complete:
+                            reconciler.wake()
+
+                    await infra.bus.subscribe(BARS_CONSUMER, ["bars.updated"], on_bars)
                 yield
             finally:
                 await reconciler.stop()

@@ -19,7 +19,9 @@ from services.execution.brokers.base import (
     BrokerAdapter,
     BrokerReport,
     BrokerUnavailable,
+    CancelTooLate,
     ExpiringBroker,
+    MarketDataError,
     ResumingBroker,
 )
 from services.execution.brokers.paper import PaperBroker, PaperQuoteSource
@@ -445,6 +447,8 @@ class OrderDesk:
             raise Conflict("order_not_cancellable", f"the order is already {stored.order.status.value}")
         try:
             report = await self.broker.cancel(order_id)
+        except CancelTooLate as exc:
+            raise Conflict("order_not_cancellable", f"too late to cancel: {exc}") from exc
         except BrokerUnavailable as exc:
             raise Unavailable("broker_unavailable", f"the broker could not take the cancel now ({exc})") from exc
         after = await self._record(order_id, report)
@@ -537,6 +541,11 @@ class OrderDesk:
                     report = await self.broker.resume(stored.order, price_cap=stored.price_cap)
                 if report is None:
                     report = await self.broker.expire(order_id, reason)
+            except MarketDataError as exc:
+                # this symbol's data cannot be used now: its order waits for the next pass, the others go on
+                log.warning("a day order waits: its market data cannot be used",
+                            extra={"order_id": order_id, "error": str(exc)})  # fmt: skip
+                continue
             except BrokerUnavailable as exc:
                 log.warning("day-order expiry paused: broker unavailable", extra={"error": str(exc)})
                 break

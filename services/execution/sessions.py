@@ -39,6 +39,12 @@ def expiry_reason(day: date) -> str:
     return f"expired: a day order still open at the close of {day.isoformat()} (15:00 Asia/Shanghai)"
 
 
+class BarsCalendar(TradingCalendar, Protocol):
+    async def complete_through(self) -> date | None:
+        """The newest trading day whose bars the data service holds in full (None: never recorded). Raises
+        CalendarUnavailable."""
+
+
 class DataServiceCalendar:
     """Trading days from the data service's `GET /v1/calendar?start=&end=`, as execution itself."""
 
@@ -61,4 +67,23 @@ class DataServiceCalendar:
         try:
             return sorted(date.fromisoformat(str(d)) for d in body["trading_days"])
         except (KeyError, TypeError, ValueError) as exc:
+            raise CalendarUnavailable(f"the data service's calendar is malformed: {exc!r}") from exc
+
+    async def complete_through(self) -> date | None:
+        today = date.today()
+        client = self.services.client("data")
+        try:
+            body = await client.get_json(
+                "/v1/calendar",
+                params={"start": today.isoformat(), "end": today.isoformat()},
+                headers=service_headers(self.internal_secret, "execution"),
+            )
+        except ServiceError as exc:
+            raise CalendarUnavailable(f"the data service answered {exc.code}: {exc.message}") from exc
+        except ValueError as exc:
+            raise CalendarUnavailable("the data service answered the calendar without JSON") from exc
+        try:
+            value = body.get("complete_through")
+            return None if value is None else date.fromisoformat(str(value))
+        except (AttributeError, TypeError, ValueError) as exc:
             raise CalendarUnavailable(f"the data service's calendar is malformed: {exc!r}") from exc

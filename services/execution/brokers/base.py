@@ -18,6 +18,16 @@ class BrokerUnavailable(Exception):
     untouched, and execution will retry it. Never means "rejected"."""
 
 
+class MarketDataError(BrokerUnavailable):
+    """The market data of one symbol could not be used (malformed, off the tick): that order waits, the others go
+    on (not an outage of the data service)."""
+
+
+class CancelTooLate(Exception):
+    """The broker cannot withdraw the order any more: its price is set already (an auction has run, the closing call
+    has begun), though its outcome is not reported yet."""
+
+
 @dataclass(frozen=True)
 class Fill:
     fill_id: str  # the broker's id of the fill: becomes the trade_id, unique

@@ -33,10 +33,10 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
-from services.execution.brokers.base import BrokerReport, BrokerUnavailable, Fill
+from services.execution.brokers.base import BrokerReport, BrokerUnavailable, CancelTooLate, Fill, MarketDataError
 from services.execution.brokers.paper_tables import paper_accounts, paper_fills, paper_orders
 from services.execution.events import EXCHANGE_TZ
-from services.execution.sessions import CalendarUnavailable, TradingCalendar, expiry_reason, session_close
+from services.execution.sessions import BarsCalendar, CalendarUnavailable, expiry_reason, session_close
 from shared.core.domain import Order, OrderSide, OrderStatus, OrderType, from_fen, price, to_fen
 from shared.core.domain.codes import Board
 from shared.core.market.matching import REASON_CODES, REASONS, FillRules, SessionBar, match_order
@@ -135,7 +135,7 @@ class PaperQuotes:
                 down_limit=None if quote.limit_down is None else to_fen(price(quote.limit_down)),
             )
         except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
-            raise BrokerUnavailable(f"malformed market data for {ts_code} on {day}: {exc!r}") from exc
+            raise MarketDataError(f"malformed market data for {ts_code} on {day}: {exc!r}") from exc
         return PaperSession(quote.board, bar)
 
     async def latest(self, ts_code: str, session: date | None = None) -> PaperQuote | None:
@@ -146,9 +146,9 @@ class PaperQuotes:
             last_close = None if quote.last_close is None else price(quote.last_close)
             limit_up = None if quote.limit_up is None else price(quote.limit_up)
         except ValueError as exc:  # a price off the tick
-            raise BrokerUnavailable(f"malformed market data for {ts_code}: {exc}") from exc
+            raise MarketDataError(f"malformed market data for {ts_code}: {exc}") from exc
         if last_close is None and not quote.suspended:
-            raise BrokerUnavailable(f"market data for {ts_code} has no usable last close")
+            raise MarketDataError(f"market data for {ts_code} has no usable last close")
         return PaperQuote(
             last_close=last_close,
             suspended=quote.suspended,
@@ -186,7 +186,8 @@ def cap_refusal(order: Order, fill_price: Decimal | None, price_cap: Decimal | N
 
 
 SESSION_CLOSE = time(15, 0)
-CONTINUOUS_OPEN = time(9, 30)  # an order placed from here on missed the session's open
+AUCTION_END = time(9, 25)  # the opening call auction has run: an order placed from here on missed the open
+CANCELS_UNTIL = (time(9, 20), time(14, 57))  # no cancels in the opening call's last minutes, nor in the closing call
 ORDERS_FROM = time(9, 15)  # the exchanges take orders from the call auction's start (09:15) to the close (15:00)
 # A resting order whose symbol had no bar on the session it was matched on: matched again on the next (`resume`).
 WAITING = "waiting: "
@@ -208,14 +209,6 @@ def market_open(now: datetime, trading_days: Sequence[date]) -> bool:
 def order_session(now: datetime, trading_days: Sequence[date]) -> date | None:
     """The session an order placed at `now` belongs to: the first trading day whose close has not passed."""
     return next((d for d in sorted(trading_days) if session_close(d) > now), None)
-
-
-def data_in(quote: PaperQuote, day: date) -> bool:
-    """The data service holds the bars of trading day `day`: the symbol traded on it or later, or its newest stored
-    session is `day` or later (its next session is after it)."""
-    return (quote.last_trade_date is not None and quote.last_trade_date >= day) or (
-        quote.next_trade_date is not None and quote.next_trade_date > day
-    )
 
 
 def waiting_reason(ts_code: str, day: date) -> str:
@@ -253,7 +246,7 @@ class PaperBroker:
         market_session: Callable[[], date | None] = no_session,
         sessions: PaperSessionSource | None = None,
         rules: FillRules | None = None,
-        calendar: TradingCalendar | None = None,
+        calendar: BarsCalendar | None = None,
         fills: str = "immediate",
     ) -> None:
         """`market_session`: the market clock's replayed session (None on the real clock). On a replay clock the broker
@@ -330,6 +323,8 @@ class PaperBroker:
     async def _rest_for_session(
         self, order: Order, price_cap: Decimal | None, now: datetime
     ) -> tuple[Outcome, date | None]:
+        # the order's own time decides its session (a resubmission after a restart keeps its session)
+        now = min(order.created_at, now)
         """On the real clock: the order rests until its session's bar is in (`resume` matches it then), or is refused
         now: an unknown security, a market buy without a price cap, no session ahead in the trade calendar, or a
         closed market on an account that refuses orders then."""
@@ -360,10 +355,27 @@ class PaperBroker:
 
     def _rules_for(self, placed_at: datetime, day: date) -> FillRules:
         """The rules an order of session `day` placed at `placed_at` is matched by: an order that arrived after the
-        session's open (09:30) cannot have traded at it, so an open fill becomes a close fill."""
-        if self.rules.fill_price == "open" and placed_at >= datetime.combine(day, CONTINUOUS_OPEN, tzinfo=EXCHANGE_TZ):
+        opening call auction (09:25) cannot have traded at the open, so an open fill becomes a close fill."""
+        if self.rules.fill_price == "open" and placed_at >= datetime.combine(day, AUCTION_END, tzinfo=EXCHANGE_TZ):
             return replace(self.rules, fill_price="close")
         return self.rules
+
+    def _cancels_until(self, order_created_at: datetime, day: date, waits: bool) -> datetime:
+        """Until when an order resting for session `day`'s bar may be withdrawn: its price is set by the opening call
+        (an open fill: cancels end at 09:20, as on the exchanges) or by the close (cancels end at 14:57, when the
+        closing call begins); after that its outcome is only waiting to be reported."""
+        rules = self.rules if waits else self._rules_for(order_created_at, day)
+        until = CANCELS_UNTIL[0] if rules.fill_price == "open" else CANCELS_UNTIL[1]
+        return datetime.combine(day, until, tzinfo=EXCHANGE_TZ)
+
+    async def _bars_in(self, day: date) -> bool:
+        """The data service holds session `day`'s bars in full (not while an ingest is still writing them)."""
+        assert self.calendar is not None
+        try:
+            through = await self.calendar.complete_through()
+        except CalendarUnavailable as exc:
+            raise BrokerUnavailable(f"cannot tell whether the bars of {day.isoformat()} are in: {exc}") from exc
+        return through is not None and through >= day
 
     async def _match_on_session(
         self, order: Order, price_cap: Decimal | None, day: date, rules: FillRules | None = None
@@ -431,11 +443,10 @@ class PaperBroker:
                 return None
             if session_close(day) > self.clock():
                 return await self.report(order.order_id)  # its session is still to close
-            quote = await self.quotes.latest(order.ts_code)
-            if quote is None or not data_in(quote, day):
-                return await self.report(order.order_id)  # the session's bar is not in yet
+            if not await self._bars_in(day):
+                return await self.report(order.order_id)  # the session's bars are not in (in full) yet
             # an order waiting for its suspended symbol was placed before this session opened
-            rules = self.rules if waits else self._rules_for(row.created_at, day)
+            rules = self.rules if waits else self._rules_for(order.created_at, day)
             outcome = await self._match_on_session(order, price_cap, day, rules)
             if outcome.status is OrderStatus.SUBMITTED:
                 if (outcome.reason or "").startswith(WAITING):
@@ -503,6 +514,26 @@ class PaperBroker:
                     )
 
     async def cancel(self, order_id: str) -> BrokerReport:
+        """Withdraw what rests of the order. On the real clock an order resting for its session's bar can no longer
+        be withdrawn once its price is set (`_cancels_until`): CancelTooLate, since a paper account must not be
+        able to cancel a fill it can already see (the exchange would have filled or expired it)."""
+        if self.market_session() is None and self.fills == "session":
+            async for attempt in self.db.transaction():
+                async with attempt as s:
+                    row = (await s.execute(select(paper_orders).where(paper_orders.c.order_id == order_id))).first()
+            reason = (row.reason or "") if row is not None else ""
+            if (
+                row is not None
+                and row.session is not None
+                and row.status == OrderStatus.SUBMITTED.value
+                and (reason.startswith(AWAITING) or reason.startswith(WAITING))
+            ):
+                until = self._cancels_until(row.created_at, row.session, reason.startswith(WAITING))
+                if self.clock() >= until:
+                    raise CancelTooLate(
+                        f"its price on the session of {row.session.isoformat()} was set at "
+                        f"{until.strftime('%H:%M')} (Asia/Shanghai): it is matched when that session's bar is in"
+                    )
         return await self._withdraw(order_id, CLIENT_CANCEL, tombstone_reason=NEVER_REACHED_BROKER)
 
     async def expire(self, order_id: str, reason: str) -> BrokerReport:

@@ -66,12 +66,21 @@ SESSION_QUOTES = {
 }
 
 
+def _open(day: date) -> bool:
+    """A trading day of the built-in calendar; a day beyond what it covers is none (a calendar not loaded yet)."""
+    try:
+        return is_trading_day(day)
+    except ValueError:
+        return False
+
+
 class ReplayData:
     """The data service's quotes (latest and `?session=`), one-symbol bars and calendar, from the tables above."""
 
     def __init__(self, internal_secret: str) -> None:
         self.app = FastAPI()
         self.session_quotes_asked: list[tuple[str, str]] = []
+        self.complete_through: str | None = None  # the newest day whose bars are in, in full (the calendar says)
 
         def caller(request: Request) -> None:
             verify_internal_token(internal_secret, request.headers.get(INTERNAL_HEADER, ""))
@@ -102,8 +111,9 @@ class ReplayData:
         async def get_calendar(start: date, end: date, request: Request) -> JSONResponse:
             caller(request)
             days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
-            open_days = [str(d) for d in days if is_trading_day(d)]
-            return JSONResponse({"exchange": "SSE", "start": str(start), "end": str(end), "trading_days": open_days})
+            open_days = [str(d) for d in days if _open(d)]
+            return JSONResponse({"exchange": "SSE", "start": str(start), "end": str(end), "trading_days": open_days,
+                                 "complete_through": self.complete_through})  # fmt: skip
 
 
 @dataclass

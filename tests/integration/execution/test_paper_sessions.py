@@ -68,12 +68,17 @@ async def market(tmp_path: Path, moment: str, **settings: Any) -> AsyncIterator[
         yield r, clock
 
 
-def bars_in(r: Replay, quotes: dict[str, dict[str, Any]]) -> None:
-    """The data service's latest quotes (what says which sessions' bars it holds)."""
+COMPLETE = {id(BEFORE_0304): "2024-03-01", id(AFTER_0304): "2024-03-04", id(AFTER_0305): "2024-03-05"}
+
+
+def bars_in(r: Replay, quotes: dict[str, dict[str, Any]], *, complete_through: str | None = None) -> None:
+    """The data service after an ingest: its latest quotes, and the newest day whose bars it holds in full (what its
+    calendar says; by default that of the quotes)."""
     from tests.integration.execution import order_path_harness
 
     order_path_harness.QUOTES.clear()
     order_path_harness.QUOTES.update(quotes)
+    r.data.complete_through = complete_through or COMPLETE[id(quotes)]
 
 
 @pytest.fixture(autouse=True)
@@ -181,13 +186,57 @@ async def test_an_order_after_the_close_belongs_to_the_next_session(tmp_path: Pa
     async with market(tmp_path, "2024-03-04T15:10:00+08:00") as (r, clock):
         order = await place(r, di, client_order_id="b-4", **LIMIT_BUY)
         assert "2024-03-05" in order["reason"]
-        # 2024-03-04's bars arriving do not touch it
-        clock.set("2024-03-04T16:00:00+08:00")
-        bars_in(r, AFTER_0304)
-        await announce(r, date(2024, 3, 4))
         desk = r.execution._transport.app.state.desk  # type: ignore[attr-defined]
+        # after 2024-03-05's close with only 2024-03-04's bars in, the pass sees it and leaves it resting
+        clock.set("2024-03-05T15:30:00+08:00")
+        bars_in(r, AFTER_0304)
         await desk.expire_day_orders()
         assert (await order_of(r, di, order["order_id"]))["status"] == "submitted"
+        # with 2024-03-05's bars in it is matched on them, at that session's open 10.40 (placed before it opened)
+        bars_in(r, AFTER_0305)
+        await desk.expire_day_orders()
+        filled = await order_of(r, di, order["order_id"], until="filled")
+        assert filled["avg_fill_price"] == "10.40"
+
+
+async def test_a_session_still_being_ingested_is_not_matched(tmp_path: Path) -> None:
+    ingest = trader()
+    async with market(tmp_path, "2024-03-04T09:20:00+08:00") as (r, clock):
+        order = await place(r, ingest, client_order_id="b-9", **LIMIT_BUY)
+        clock.set("2024-03-04T16:00:00+08:00")
+        # the ingest has written some of 2024-03-04's bars (the quotes see the day) but has not finished it
+        bars_in(r, AFTER_0304, complete_through="2024-03-01")
+        desk = r.execution._transport.app.state.desk  # type: ignore[attr-defined]
+        await desk.expire_day_orders()
+        assert (await order_of(r, ingest, order["order_id"]))["status"] == "submitted"
+        bars_in(r, AFTER_0304)
+        await desk.expire_day_orders()
+        assert (await order_of(r, ingest, order["order_id"], until="filled"))["avg_fill_price"] == "10.20"
+
+
+async def test_an_order_cannot_be_cancelled_once_its_price_is_set(tmp_path: Path) -> None:
+    gus = trader()
+    async with market(tmp_path, "2024-03-04T09:10:00+08:00") as (r, clock):
+        early = await place(r, gus, client_order_id="b-10", **LIMIT_BUY)
+        late = await place(r, gus, client_order_id="b-11", **LIMIT_BUY)
+        # before 09:20 a cancel is taken
+        cancel = await r.execution.post(f"/v1/orders/{early['order_id']}/cancel", headers=headers(r.settings, gus))
+        assert cancel.status_code == 200 and cancel.json()["status"] == "cancelled", cancel.text
+        # from 09:20 the opening call's price is being set: the open fill it waits for cannot be withdrawn
+        clock.set("2024-03-04T09:21:00+08:00")
+        refused = await r.execution.post(f"/v1/orders/{late['order_id']}/cancel", headers=headers(r.settings, gus))
+        assert refused.status_code == 409 and refused.json()["code"] == "order_not_cancellable", refused.text
+        assert "09:20" in refused.json()["message"]
+        assert (await order_of(r, gus, late["order_id"]))["status"] == "submitted"
+
+
+async def test_an_order_is_refused_when_the_calendar_has_no_session_ahead(tmp_path: Path) -> None:
+    hal = trader()
+    # the fake calendar knows only days up to the built-in calendar; far beyond it there is no trading day
+    async with market(tmp_path, "2099-12-31T10:00:00+08:00") as (r, _):
+        order = await place(r, hal, client_order_id="b-12", **LIMIT_BUY)
+        assert order["status"] == "rejected" and order["reason"].startswith("no_session: ")
+        assert (await r.get(hal, "/v1/account"))["reserved"] == "0.00"
 
 
 async def test_a_suspended_symbols_order_waits_for_the_next_session_it_trades(tmp_path: Path) -> None:
@@ -240,3 +289,29 @@ async def test_an_account_may_refuse_orders_while_the_market_is_closed(tmp_path:
         clock.set("2024-03-04T09:20:00+08:00")
         taken = await place(r, flo, client_order_id="b-8", **LIMIT_BUY)
         assert taken["status"] == "submitted"
+
+
+async def test_one_symbols_unusable_bar_does_not_hold_back_the_other_orders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.integration.execution import test_execution_replay as harness
+
+    # 601398.SH's bar of 2024-03-04 comes with an open off the 0.01 tick: that one order cannot be matched
+    monkeypatch.setitem(
+        harness.BARS, ("601398.SH", "2024-03-04"), ("5.105", "5.20", "5.05", "5.15", 100_000, "513000.00")
+    )
+    icbc = quote("601398.SH", "5.00", "5.50", "4.50", last_trade_date="2024-03-01", next_trade_date="2024-03-04")
+    ivy = trader()
+    async with market(tmp_path, "2024-03-04T09:20:00+08:00") as (r, clock):
+        bars_in(r, {**BEFORE_0304, "601398.SH": icbc}, complete_through="2024-03-01")
+        bad = await place(r, ivy, client_order_id="b-13", ts_code="601398.SH", side="buy", order_type="limit",
+                          qty=100, price="5.20")  # fmt: skip
+        clock.set("2024-03-04T09:21:00+08:00")  # placed after it: the pass meets the bad one first
+        good = await place(r, ivy, client_order_id="b-14", **LIMIT_BUY)
+        clock.set("2024-03-04T16:00:00+08:00")
+        bars_in(r, {**AFTER_0304, "601398.SH": icbc}, complete_through="2024-03-04")
+        desk = r.execution._transport.app.state.desk  # type: ignore[attr-defined]
+        await desk.expire_day_orders()
+        # the order placed first waits for usable data; the one after it is matched all the same
+        assert (await order_of(r, ivy, good["order_id"]))["status"] == "filled"
+        assert (await order_of(r, ivy, bad["order_id"]))["status"] == "submitted"
