@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 # Reconciliation: a first pass at start-up over every ACCEPTED order, then a pass every interval over those
 # untouched for the grace period (younger ones are most likely still on their way to the broker).
 RECONCILE_INTERVAL_S = 15.0
+OPEN_ORDERS_PAGE = 500  # the store's page of open orders (open_orders_created_before's limit)
 RECONCILE_GRACE_S = 10.0
 
 
@@ -530,7 +531,7 @@ class OrderDesk:
             return 0
         reason = expiry_reason(day)
         expired = 0
-        for stored in await self.store.open_orders_created_before(session_close(day)):
+        async for stored in self._open_orders_before(session_close(day)):
             if stop is not None and stop.is_set():
                 break
             order_id = stored.order.order_id
@@ -559,6 +560,19 @@ class OrderDesk:
         if expired:
             log.info("expired day orders", extra={"expired": expired, "session": day.isoformat()})
         return expired
+
+    async def _open_orders_before(self, cutoff: datetime) -> AsyncIterator[StoredOrder]:
+        """Every order not final created before `cutoff`, page by page: orders that keep resting (waiting for a
+        suspended symbol, or for their session's bars) never hold back the ones behind them."""
+        after: tuple[datetime, str] | None = None
+        while True:
+            page = await self.store.open_orders_created_before(cutoff, limit=OPEN_ORDERS_PAGE, after=after)
+            for stored in page:
+                yield stored
+            if len(page) < OPEN_ORDERS_PAGE:
+                return
+            last = page[-1]
+            after = (last.order.created_at, last.order.order_id)
 
     def reconciler(self, interval_s: float = RECONCILE_INTERVAL_S, *, stop_grace_s: float = 10.0) -> PeriodicTask:
         """The loop that expires day orders whose session has closed, then reconciles, at start-up and then every

@@ -246,17 +246,21 @@ class OrderReads(StoreBase):
                 rows = (await s.execute(query)).all()
         return [stored_order(r) for r in rows]
 
-    async def open_orders_created_before(self, cutoff: datetime, *, limit: int = 500) -> list[StoredOrder]:
-        """Orders not final that were created before `cutoff`: the day orders whose session has closed."""
-        query = (
-            select(orders)
-            .where(
-                orders.c.status.in_([status.value for status in OrderStatus if not status.is_final]),
-                orders.c.created_at < cutoff,
+    async def open_orders_created_before(
+        self, cutoff: datetime, *, limit: int = 500, after: tuple[datetime, str] | None = None
+    ) -> list[StoredOrder]:
+        """Orders not final that were created before `cutoff`: the day orders whose session has closed. Oldest
+        first, `limit` at a time; `after` = (created_at, order_id) of the last one of the page before."""
+        conditions = [
+            orders.c.status.in_([status.value for status in OrderStatus if not status.is_final]),
+            orders.c.created_at < cutoff,
+        ]
+        if after is not None:
+            at, order_id = after
+            conditions.append(
+                or_(orders.c.created_at > at, and_(orders.c.created_at == at, orders.c.order_id > order_id))
             )
-            .order_by(orders.c.created_at, orders.c.order_id)
-            .limit(limit)
-        )
+        query = select(orders).where(*conditions).order_by(orders.c.created_at, orders.c.order_id).limit(limit)
         async for attempt in self.db.transaction():
             async with attempt as s:
                 rows = (await s.execute(query)).all()

@@ -291,10 +291,15 @@ async def test_an_account_may_refuse_orders_while_the_market_is_closed(tmp_path:
         assert taken["status"] == "submitted"
 
 
+@pytest.mark.parametrize("page", [500, 1], ids=["one-page", "page-by-page"])
 async def test_one_symbols_unusable_bar_does_not_hold_back_the_other_orders(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, page: int
 ) -> None:
+    from services.execution import desk as desk_module
     from tests.integration.execution import test_execution_replay as harness
+
+    # page by page: the order that keeps waiting fills the first page, and the pass still reaches the next
+    monkeypatch.setattr(desk_module, "OPEN_ORDERS_PAGE", page)
 
     # 601398.SH's bar of 2024-03-04 comes with an open off the 0.01 tick: that one order cannot be matched
     monkeypatch.setitem(
