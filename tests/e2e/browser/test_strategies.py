@@ -10,6 +10,7 @@ import os
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -34,6 +35,13 @@ DETAIL_ROWS = 200  # the page lists an instance's latest 200 orders and fills (a
 @pytest.fixture(scope="module")
 def replay_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     with standalone_process(tmp_path_factory.mktemp("strategies-ui"), LH_MARKET_CLOCK="replay") as platform:
+        yield platform
+
+
+@pytest.fixture
+def real_clock_platform(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """A platform on the wall clock (`make run` replays the demo market unless LH_MARKET_CLOCK says otherwise)."""
+    with standalone_process(tmp_path, LH_MARKET_CLOCK="real") as platform:
         yield platform
 
 
@@ -224,9 +232,9 @@ async def test_a_viewer_sees_the_instances_without_actions(people: dict[str, Any
 
 
 async def test_a_replay_on_the_real_clock_is_refused_and_the_replay_fields_go(
-    standalone: tuple[str, str], offline: OfflineContext
+    real_clock_platform: tuple[str, str], offline: OfflineContext
 ) -> None:
-    base, admin_password = standalone  # a platform on the real market clock
+    base, admin_password = real_clock_platform  # a platform on the real market clock
     async with httpx.AsyncClient(timeout=30) as client:
         admin = await login(client, base, "admin", admin_password)
         name, password = await create_user(client, admin, "trader")

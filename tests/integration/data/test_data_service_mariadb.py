@@ -270,6 +270,7 @@ async def test_calendar(service: Service) -> None:
         "start": "2024-09-28",
         "end": "2024-10-09",
         "trading_days": ["2024-09-30", "2024-10-08", "2024-10-09"],  # National Day week closed
+        "complete_through": "2024-12-31",  # the demo market's last day: its bars are all stored
     }
     r = await service.client.get("/v1/calendar", params={"start": "2024-10-09", "end": "2024-10-01"})
     assert r.status_code == 422 and r.json()["code"] == "invalid_range"

@@ -125,6 +125,7 @@ def test_every_request_body_of_every_app_is_a_strict_request_model() -> None:
         "strategy /v1/strategy-instances/{instance_id}/start": "StartRequest",
         "strategy /v1/strategy-instances/{instance_id}/stop": "StopRequest",
         "execution /v1/paper/session": "PaperSessionIn",
+        "execution /v1/account/paper-settings": "PaperSettingsIn",
     }
     seen: set[type[BaseModel]] = set()
     assert [p for body in bodies.values() for p in _problems(body, seen)] == []
