@@ -60,7 +60,9 @@ async def _buy_filled_in_two_parts(store: ExecutionStore, account_id: str) -> No
     second = Fill(fill_id=f"f2-{order_id}", qty=40, price=Decimal("10.00"), traded_at=now)
     await store.apply_report(order_id, BrokerReport(status=OrderStatus.PARTIALLY_FILLED, fills=(first,)))
     report = BrokerReport(status=OrderStatus.FILLED, fills=(first, second))
-    await asyncio.gather(store.apply_report(order_id, report), store.apply_report(order_id, report))  # same report twice
+    await asyncio.gather(
+        store.apply_report(order_id, report), store.apply_report(order_id, report)
+    )  # same report twice
 
 
 async def _move(store: ExecutionStore, account_id: str, kind: str, amount_fen: int, key: str) -> None:
