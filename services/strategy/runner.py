@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 FINAL = frozenset({"filled", "cancelled", "rejected"})
 OPEN = frozenset({"accepted", "submitted", "partially_filled"})
 FILL_WAIT_S = 2.0  # how long a round waits for its fills' events before reading execution's listing instead
-ORDERS_IN_FLIGHT = 4  # a round's orders at risk and execution at once (LH_STRATEGY_ORDERS_IN_FLIGHT)
+ORDERS_IN_FLIGHT = 1  # a round's orders at risk and execution at once (LH_STRATEGY_ORDERS_IN_FLIGHT)
 
 
 class InstanceFailed(Exception):
