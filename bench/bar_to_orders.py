@@ -16,6 +16,8 @@ SSE calendar) is started on its history (the warm-up, from the data service); th
    runner -> risk -> execution -> paper broker, each answered (accepted, and filled at the last close) before the
    next (timed: "orders"; it returns when the last order is accepted and its fills booked).
 
+The orders' line also gives the process CPU time they took (all its threads): on a machine other jobs share it
+varies less than the wall time (with --db sqlite it is all the platform's work; with mariadb, less the server's).
 bar + orders is the processing from `bars.updated` to the last order accepted; on the real clock the hours between
 the evening and the next morning's window are waiting, not work, and are not counted. Two strategies: dual_ma (5, 20)
 (a typical day: the crosses of that day), and buy_and_hold (its first bar buys every symbol: the worst day).
@@ -112,9 +114,9 @@ async def one_strategy(strategy: str, symbols: int, db: str, profile: str | None
                     await runner.on_bars(day)
                     t_bar = time.perf_counter() - t0
                     clock.set(NEXT_SESSION[day], clock_time(9, 30, 1))
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), time.process_time()
                     await runner.send_due()
-                    t_orders = time.perf_counter() - t0
+                    t_orders, c_orders = time.perf_counter() - t0, time.process_time() - c0
                     if profiler is not None:
                         profiler.stop()
                         write_profile(profiler, f"{profile}-{strategy}-{day}.txt")
@@ -129,7 +131,8 @@ async def one_strategy(strategy: str, symbols: int, db: str, profile: str | None
                           f"= {t_bar + t_orders:6.2f} s to the last of {sent} orders accepted "
                           f"({sent / t_orders if sent and t_orders else 0:,.0f} orders/s; execution holds "
                           f"{len(orders)} for the session, "
-                          f"{sum(1 for o in orders if o['status'] == 'filled')} filled)")  # fmt: skip
+                          f"{sum(1 for o in orders if o['status'] == 'filled')} filled; the orders took "
+                          f"{c_orders:.2f} s of this process's CPU)")  # fmt: skip
     finally:
         lianghua.standalone.market_clock = real_market_clock
         services.strategy.app.ORDER_TIMING_S = real_timing

@@ -83,8 +83,10 @@ class SleeveUnavailable(Exception):
 
 
 class SleeveSource(Protocol):
-    async def sleeve(self, instance_id: str) -> Sleeve | None:
-        """The instance's sleeve, None when the strategy service knows no such instance. Raises SleeveUnavailable."""
+    async def sleeve(self, instance_id: str, *, client_order_id: str, ts_code: str) -> Sleeve | None:
+        """The instance's sleeve as the order `client_order_id` of `ts_code` is checked against it: its cash less
+        every other open (or being sent) order's reservation, and that symbol's position. None when the strategy
+        service knows no such instance. Raises SleeveUnavailable."""
 
 
 # Codes with which execution refuses an approved order the account cannot afford (checked atomically there):
@@ -194,11 +196,13 @@ class StrategySleeves:
         self.services = services
         self.internal_secret = internal_secret
 
-    async def sleeve(self, instance_id: str) -> Sleeve | None:
+    async def sleeve(self, instance_id: str, *, client_order_id: str, ts_code: str) -> Sleeve | None:
         client = self.services.client("strategy")
         try:
             body = await client.get_json(
-                f"/v1/strategy-instances/{instance_id}/sleeve", headers=service_headers(self.internal_secret, "risk")
+                f"/v1/strategy-instances/{instance_id}/sleeve",
+                params={"client_order_id": client_order_id, "ts_code": ts_code},
+                headers=service_headers(self.internal_secret, "risk"),
             )
         except ServiceError as exc:
             if exc.status_code == 404 and exc.code in INSTANCE_NOT_FOUND_CODES:
@@ -293,7 +297,7 @@ class RiskDesk:
 
         sleeve: Sleeve | None = None
         if instance_id is not None:
-            sleeve = await self._sleeve(instance_id)
+            sleeve = await self._sleeve(instance_id, request.client_order_id, _canonical_code(request.ts_code))
             account_id = sleeve.account_id  # the instance trades in its owner's account
         assert account_id is not None
 
@@ -378,11 +382,12 @@ class RiskDesk:
         self.metrics.decided(Outcome.APPROVED)
         return await self._forward(decision, principal)
 
-    async def _sleeve(self, instance_id: str) -> Sleeve:
-        """The instance's sleeve. Fails closed: unreadable is 503 risk_unavailable, unknown is 422 order_rejected
-        (no decision is recorded for either: without the sleeve there is no account to record it for)."""
+    async def _sleeve(self, instance_id: str, client_order_id: str, ts_code: str) -> Sleeve:
+        """The instance's sleeve as this order is checked against it. Fails closed: unreadable is 503
+        risk_unavailable, unknown is 422 order_rejected (no decision is recorded for either: without the sleeve there
+        is no account to record it for)."""
         try:
-            sleeve = await self.sleeves.sleeve(instance_id)
+            sleeve = await self.sleeves.sleeve(instance_id, client_order_id=client_order_id, ts_code=ts_code)
         except SleeveUnavailable as exc:
             self.metrics.decided(Outcome.ERROR)
             log.warning(

@@ -440,7 +440,13 @@ class SleeveBook:
     def unrealised_fen(self) -> int:
         return self.market_value_fen() - int(self.cost_fen[self.positions > 0].sum())
 
-    def holdings(self) -> list[dict[str, Any]]:
+    def holdings(self, ts_code: str | None = None) -> list[dict[str, Any]]:
+        """Every position held, or only `ts_code`'s (none when it is not held or not in the universe)."""
+        if ts_code is None:
+            held = np.flatnonzero(self.positions).tolist()
+        else:
+            j = self.columns.get(ts_code)
+            held = [] if j is None or not self.positions[j] else [j]
         sellable = self.sellable()
         return [
             {
@@ -450,7 +456,7 @@ class SleeveBook:
                 "cost_fen": int(self.cost_fen[j]),
                 "close_fen": int(self.panel.close[self.t, j]) if self.t >= 0 else 0,
             }
-            for j in np.flatnonzero(self.positions).tolist()
+            for j in held
         ]
 
     # --- persistence ----------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from services.strategy.book import DayClose, SessionRow, SleeveBook
-from services.strategy.runner import BarReport, BookStore, InstanceFailed, InstanceRun, cny, replay
+from services.strategy.runner import ORDERS_IN_FLIGHT, BarReport, BookStore, InstanceFailed, InstanceRun, cny, replay
 from services.strategy.schemas import ReplaySpec
 from services.strategy.store import InstanceRecord
 from services.strategy.trading import PathUnavailable, ReplaySessions, TradingPath, fill_of
@@ -185,8 +185,10 @@ class Runner:
         sessions: ReplaySessions | None,
         events: InstanceEvents,
         now: Callable[[], datetime] = utcnow,
+        orders_in_flight: int = ORDERS_IN_FLIGHT,
     ) -> None:
         self.strategies = strategies
+        self.orders_in_flight = orders_in_flight  # a round's orders at risk and execution at once, per instance
         self.market = market
         self.path = path
         self.books = books
@@ -298,7 +300,10 @@ class Runner:
             )  # fmt: skip
             _same_universe(meta["codes"], panel.codes)
         spec = replace(spec, universe={"ts_codes": meta["codes"]})
-        run = InstanceRun(spec.instance_id, strategy, panel, config, self.path, _WithMeta(self.books, "live", meta))
+        run = InstanceRun(
+            spec.instance_id, strategy, panel, config, self.path, _WithMeta(self.books, "live", meta),
+            orders_in_flight=self.orders_in_flight,
+        )  # fmt: skip
         await run.prepare()
         if run.book.t < 0:
             # a first start: the history is the warm-up; the first bar the strategy trades on is the next one
@@ -473,8 +478,9 @@ class Runner:
         panel, config = await load_market(self.market(), spec, cls, start, end)
         meta = {"start": start.isoformat(), "end": end.isoformat(), "days_per_second": days_per_second}
         run = InstanceRun(
-            spec.instance_id, cls(dict(spec.params)), panel, config, self.path, _WithMeta(self.books, "replay", meta)
-        )
+            spec.instance_id, cls(dict(spec.params)), panel, config, self.path, _WithMeta(self.books, "replay", meta),
+            orders_in_flight=self.orders_in_flight,
+        )  # fmt: skip
         await run.prepare()
         self.runs[spec.instance_id] = run
         await run.catch_up()  # fills reported between its restore and now reached no run: execution's listing has them
@@ -651,11 +657,14 @@ class Runner:
             await self._fail(run.instance_id, exc.trace)
 
     # --- the sleeve and the performance ----------------------------------------------------------------------------
-    async def sleeve(self, instance: InstanceRecord) -> dict[str, Any]:
-        """The running instance's sleeve from its book in memory; another's from its stored book (nothing open)."""
+    async def sleeve(
+        self, instance: InstanceRecord, *, client_order_id: str | None = None, ts_code: str | None = None
+    ) -> dict[str, Any]:
+        """The running instance's sleeve from its book in memory; another's from its stored book (nothing open).
+        As risk checks one order (`client_order_id`: not counted against itself; `ts_code`: only that position)."""
         run = self.runs.get(instance.instance_id)
         if run is not None:
-            return run.sleeve()
+            return run.sleeve(client_order_id=client_order_id, ts_code=ts_code)
         saved = await self.books.load_book(instance.instance_id)
         book = (saved or {}).get("book")
         if book is None:
@@ -677,7 +686,7 @@ class Runner:
             "positions": [
                 {"ts_code": code, "qty": int(qty), "sellable_qty": 0, "cost_fen": int(c), "close_fen": 0}
                 for code, (qty, c) in book["positions"].items()
-                if qty
+                if qty and (ts_code is None or code == ts_code)
             ],
         }
 

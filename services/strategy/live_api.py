@@ -32,11 +32,29 @@ def _runner(request: Request) -> Runner:
     response_model=SleeveOut,
     responses={404: {"description": "`instance_not_found`"}},
 )
-async def get_sleeve(instance_id: str, principal: Caller, instances: Instances, request: Request) -> dict[str, Any]:
-    """The instance's cash and positions as its own trades made them (T+1 sellable), and what its open buys may still
-    spend. Risk reads it for every order the instance sends; a stopped instance shows its last stored state."""
+async def get_sleeve(
+    instance_id: str,
+    principal: Caller,
+    instances: Instances,
+    request: Request,
+    client_order_id: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=64,
+            description="as risk checks this order: its own reservation is not counted in cash_available (the "
+            "reservations of every other open order, and of the orders being sent with it, are)",
+        ),
+    ] = None,
+    ts_code: Annotated[
+        str | None, Query(min_length=1, max_length=32, description="only this symbol's position in `positions`")
+    ] = None,
+) -> dict[str, Any]:
+    """The instance's cash and positions as its own trades made them (T+1 sellable), and what its open buys (and the
+    buys being sent) may still spend. Risk reads it for every order the instance sends, naming the order and its
+    symbol; a stopped instance shows its last stored state."""
     instance = await instances.visible(principal, instance_id)
-    sleeve = await _runner(request).sleeve(instance)
+    sleeve = await _runner(request).sleeve(instance, client_order_id=client_order_id, ts_code=ts_code)
     positions = [
         {
             "ts_code": p["ts_code"],

@@ -53,6 +53,7 @@ FINAL = frozenset({"filled", "cancelled", "rejected"})
 OPEN = frozenset({"accepted", "submitted", "partially_filled"})
 AWAITING = "awaiting: "  # the paper broker's reason for an order resting until its session's bar is in
 FILL_WAIT_S = 2.0  # how long a round waits for its fills' events before reading execution's listing instead
+ORDERS_IN_FLIGHT = 1  # a round's orders at risk and execution at once (LH_STRATEGY_ORDERS_IN_FLIGHT)
 
 
 class InstanceFailed(Exception):
@@ -138,6 +139,7 @@ class InstanceRun:
         *,
         fill_wait_s: float = FILL_WAIT_S,
         order_window_s: float = 60.0,
+        orders_in_flight: int = ORDERS_IN_FLIGHT,
     ) -> None:
         self.instance_id = instance_id
         self.strategy = strategy
@@ -147,11 +149,13 @@ class InstanceRun:
         self.books = books
         self.fill_wait_s = fill_wait_s
         self.order_window_s = order_window_s
+        self.orders_in_flight = max(1, orders_in_flight)
         cls = type(strategy)
         self.listens_orders = cls.on_order is not Strategy.on_order
         self.listens_trades = cls.on_trade is not Strategy.on_trade
         self.fills = asyncio.Condition()
         self.sent: dict[str, Plan] = {}  # client_order_id -> the plan, for orders not yet settled
+        self.in_flight: dict[str, Plan] = {}  # orders of the round being sent, not answered yet (reserved too)
         self.settlements: list[Settlement] = []  # every settlement, in order (what on_order heard)
         self.orders_sent = 0
         self.window_ends = 0.0
@@ -345,39 +349,85 @@ class InstanceRun:
             self.book.take_new()
 
     async def _send(self, plans: list[Plan]) -> None:
-        """Send each order (one at a time: each is checked against the sleeve its predecessors left) and wait for its
-        fills. An order the path cannot take now is sent again with the same client_order_id until the order
-        window closes; then it is dropped and reported (it was never accepted)."""
+        """Send a round's orders (one per symbol: `SleeveBook.rounds`) and wait for their fills. Up to
+        `orders_in_flight` are at risk and execution at once; each is reserved in the sleeve from before the round
+        is sent (`in_flight`) until it is refused or followed as sent, and risk checks each against the sleeve its
+        predecessors in the round leave (`sleeve`), as if they had been sent one after another; execution's
+        admission under the account's lock stays the last word. The
+        answers are then taken in the round's order, so the book, the settlements and on_order come out as they
+        would one at a time. An order the path cannot take now is sent again with the same client_order_id until
+        the order window closes; then it is dropped and reported (it was never accepted). When one order fails
+        (anything but the path being unavailable), no new one is sent; the answers already in are taken, then the
+        error is raised (the orders not taken are sent again with their client_order_ids, which finds those
+        execution holds)."""
+        if not plans:
+            return
         for plan in plans:
-            deadline = self.window_ends
-            delay = 0.05
-            tried = False
-            while True:
+            self.in_flight[plan.client_order_id] = plan
+        answers: list[Placed | Refused | BaseException | None] = [None] * len(plans)
+        queue = iter(range(len(plans)))
+        failed = asyncio.Event()
+
+        async def worker() -> None:
+            for k in queue:
+                if failed.is_set():
+                    return
                 try:
-                    answer = await self.path.place(plan, self.instance_id)
+                    answer = await self._place(plans[k])
+                except Exception as exc:
+                    answers[k] = exc
+                    failed.set()
+                    return
+                answers[k] = answer
+                if isinstance(answer, Refused):
+                    self.in_flight.pop(plans[k].client_order_id, None)  # no order: it reserves nothing
+
+        try:
+            await asyncio.gather(*(worker() for _ in range(min(self.orders_in_flight, len(plans)))))
+            error: BaseException | None = None
+            for plan, answer in zip(plans, answers, strict=True):
+                if answer is None or isinstance(answer, BaseException):
+                    error = error or answer
+                    continue
+                self.in_flight.pop(plan.client_order_id, None)
+                if isinstance(answer, Refused):
+                    self._settle([Settlement(plan.intent, STATUS_REJECTED, 0, f"{answer.code}: {answer.reason}")])
+                    continue
+                self.book.done(plan.intent)
+                self.orders_sent += 1
+                self.sent[plan.client_order_id] = plan
+                await self._await_fills(plan, answer)
+            if error is not None:
+                raise error
+        finally:
+            for plan in plans:
+                self.in_flight.pop(plan.client_order_id, None)
+
+    async def _place(self, plan: Plan) -> Placed | Refused:
+        """One order through the path, sent again while the path is unavailable and the order window open."""
+        deadline = self.window_ends
+        delay = 0.05
+        tried = False
+        while True:
+            try:
+                answer = await self.path.place(plan, self.instance_id)
+                break
+            except PathUnavailable as exc:
+                tried = True
+                if time.monotonic() + delay > deadline:
+                    log.error(
+                        "order dropped: the order path stayed unavailable for the order window",
+                        extra={"client_order_id": plan.client_order_id, "error": str(exc)},
+                    )
+                    answer = Refused("order_window_closed", f"not accepted within the order window: {exc}")
                     break
-                except PathUnavailable as exc:
-                    tried = True
-                    if time.monotonic() + delay > deadline:
-                        log.error(
-                            "order dropped: the order path stayed unavailable for the order window",
-                            extra={"client_order_id": plan.client_order_id, "error": str(exc)},
-                        )
-                        answer = Refused("order_window_closed", f"not accepted within the order window: {exc}")
-                        break
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 2.0)
-            if isinstance(answer, Refused) and tried:
-                # refused on a retry: the first attempt may have reached execution after all (its answer lost, and
-                # risk decided afresh once the approval expired). Execution's own record decides.
-                answer = await self._held(plan) or answer
-            if isinstance(answer, Refused):
-                self._settle([Settlement(plan.intent, STATUS_REJECTED, 0, f"{answer.code}: {answer.reason}")])
-                continue
-            self.book.done(plan.intent)
-            self.orders_sent += 1
-            self.sent[plan.client_order_id] = plan
-            await self._await_fills(plan, answer)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        if isinstance(answer, Refused) and tried:
+            # refused on a retry: the first attempt may have reached execution after all (its answer lost, and
+            # risk decided afresh once the approval expired). Execution's own record decides.
+            answer = await self._held(plan) or answer
+        return answer
 
     async def _held(self, plan: Plan) -> Placed | None:
         try:
@@ -465,13 +515,28 @@ class InstanceRun:
             await self.books.save_book(self.instance_id, bar_date, book, day)
 
     # --- the sleeve, as risk reads it -------------------------------------------------------------------------------
-    def sleeve(self) -> dict[str, Any]:
-        """Cash available to new orders (the book's cash less what its open buys may still spend) and positions."""
+    def sleeve(self, *, client_order_id: str | None = None, ts_code: str | None = None) -> dict[str, Any]:
+        """Cash available to new orders (the book's cash less what its open buys and the buys being sent may still
+        spend) and positions. Risk asks for one order (`client_order_id`): for an order of the round being sent, the
+        orders before it in the round are reserved (answered or not; a refused one no longer), itself and those
+        after it are not — as if they were sent one after another: each sees what its predecessors may spend, so
+        no two can spend the same cash (the one later in the round saw the earlier one). Without it (or for an
+        order not of the round), every order being sent is reserved. `ts_code`: only that symbol's position (what
+        an order's check reads)."""
         book = self.book
+        ahead: list[tuple[str, Plan]] = []  # the orders of the round being sent that come before this one
+        for cid, plan in self.in_flight.items():
+            if cid == client_order_id:
+                break
+            ahead.append((cid, plan))
+        else:
+            ahead = list(self.in_flight.items())  # not an order of the round: every one is counted
         reserved = 0
-        for cid, plan in self.sent.items():
-            if plan.side == "buy":
+        for cid, plan in (*self.sent.items(), *ahead):
+            if plan.side == "buy" and cid != client_order_id:
                 left = plan.qty - book.filled_by_order.get(cid, 0)
+                if left <= 0:
+                    continue  # filled: its cash is spent (no minimum commission on nothing left)
                 amount = np.array([left * plan.price_fen], dtype=np.int64)
                 reserved += int(amount[0] + book.fees.commission(amount)[0] + book.fees.transfer(amount)[0])
         return {
@@ -482,7 +547,7 @@ class InstanceRun:
             "unrealised_fen": book.unrealised_fen(),
             "fees_fen": book.fees_paid_fen,
             "bar_date": book.panel.dates[book.t].isoformat() if book.t >= 0 else None,
-            "positions": book.holdings(),
+            "positions": book.holdings(ts_code),
         }
 
 

@@ -23,12 +23,16 @@ from shared.platform.observability import current_correlation_id
 
 # One row per account: admission locks it (an UPDATE, in the transaction that checks and inserts an order), so
 # that two orders of one account are admitted one after the other and cannot both spend the same shares or cash.
+# `balance` is the sum of the account's cash ledger, kept by every transaction that adds an entry (in that
+# transaction, by an UPDATE that adds the entry's amount), so that a cash read is one row, not a SUM over every fill
+# the account ever had. The ledger stays the record; migration 0004 filled the balance from it.
 accounts = Table(
     "accounts",
     metadata,
     Column("account_id", String(64), primary_key=True),
     Column("admissions", BigInteger, nullable=False),  # bumped by every admission attempt: the lock
     Column("created_at", UtcDateTime, nullable=False),
+    Column("balance_fen", CnyFen, key="balance", nullable=False, server_default="0"),
 )
 
 # The account's cash, append-only: balance = sum(amount). One entry per idempotency key and account: the
@@ -121,7 +125,14 @@ class AccountStore(StoreBase):
         try:
             async for attempt in self.db.transaction():
                 async with attempt as s:
-                    await s.execute(accounts.insert().values(account_id=account_id, admissions=0, created_at=now))
+                    await s.execute(
+                        accounts.insert().values(
+                            account_id=account_id,
+                            admissions=0,
+                            created_at=now,
+                            balance=from_fen(self.opening_cash_fen),
+                        )
+                    )
                     await s.execute(
                         cash_ledger.insert().values(
                             account_id=account_id,
@@ -137,10 +148,11 @@ class AccountStore(StoreBase):
         except IntegrityError:
             pass  # created at the same moment by another request
 
-    async def _cash(self, s: DbSession, account_id: str, today: date) -> Cash:
-        ledger_sum = (
-            await s.execute(select(func.sum(cash_ledger.c.amount)).where(cash_ledger.c.account_id == account_id))
-        ).scalar_one()
+    async def _cash(self, s: DbSession, account_id: str, today: date) -> Cash | None:
+        """The account's cash, None when it has no row yet."""
+        balance = (await s.execute(select(accounts.c.balance).where(accounts.c.account_id == account_id))).scalar()
+        if balance is None:
+            return None
         open_statuses = [status.value for status in OrderStatus if not status.is_final]
         buy_rows = (
             await s.execute(
@@ -154,7 +166,34 @@ class AccountStore(StoreBase):
         # A buy without a cap (an open market buy admitted before caps were recorded, migration 0002) reserves
         # nothing: there is no price to reserve at.
         open_buys = [OpenBuy(r.qty - r.filled_qty, to_fen(r.price_cap)) for r in buy_rows if r.price_cap]
-        return account_cash(0 if ledger_sum is None else to_fen(ledger_sum), open_buys, today=today)
+        return account_cash(to_fen(balance), open_buys, today=today)
+
+    async def _locked_cash(self, s: DbSession, account_id: str, today: date) -> Cash:
+        """The cash of an account whose row this transaction has locked (so it exists)."""
+        cash = await self._cash(s, account_id, today)
+        if cash is None:
+            raise AssertionError(f"account {account_id} vanished")
+        return cash
+
+    async def _add_entry(self, s: DbSession, account_id: str, amount_fen: int, **entry: Any) -> None:
+        """A ledger entry and, in the same transaction, the account's balance moved by its amount (the UPDATE takes
+        the account's row lock until the commit, so concurrent entries add up one after the other)."""
+        amount = from_fen(amount_fen)
+        await s.execute(cash_ledger.insert().values(account_id=account_id, amount=amount, **entry))
+        await s.execute(
+            update(accounts).where(accounts.c.account_id == account_id).values(balance=accounts.c.balance + amount)
+        )
+
+    async def ledger_sum(self, account_id: str) -> int:
+        """The sum of the account's cash ledger, in fen (what its balance must equal; a check, not a hot path)."""
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                total = (
+                    await s.execute(
+                        select(func.sum(cash_ledger.c.amount)).where(cash_ledger.c.account_id == account_id)
+                    )
+                ).scalar_one()
+        return 0 if total is None else to_fen(total)
 
     async def known_account(self, account_id: str) -> bool:
         """Whether the account has been seen: it has its row (an order, a cash movement, its owner looked at it)
@@ -171,11 +210,15 @@ class AccountStore(StoreBase):
         return row is not None
 
     async def cash(self, account_id: str, today: date) -> Cash:
-        await self.ensure_account(account_id)
-        async for attempt in self.db.transaction():
-            async with attempt as s:
-                cash = await self._cash(s, account_id, today)
-        return cash
+        """The account's cash (opened with the paper opening cash the first time it is seen)."""
+        for _ in range(2):
+            async for attempt in self.db.transaction():
+                async with attempt as s:
+                    cash = await self._cash(s, account_id, today)
+            if cash is not None:
+                return cash
+            await self.ensure_account(account_id)
+        raise AssertionError(f"account {account_id} could not be created")
 
     async def find_entry(self, account_id: str, idempotency_key: str) -> LedgerEntry | None:
         async for attempt in self.db.transaction():
@@ -212,20 +255,19 @@ class AccountStore(StoreBase):
                 if used is not None:
                     raise EntryExists(ledger_entry(used))
                 if amount_fen < 0:
-                    refusal = withdrawal_refusal(-amount_fen, await self._cash(s, account_id, today))
+                    refusal = withdrawal_refusal(-amount_fen, await self._locked_cash(s, account_id, today))
                     if refusal is not None:
                         raise AdmissionRefused.of(refusal)
-                await s.execute(
-                    cash_ledger.insert().values(
-                        account_id=account_id,
-                        kind=kind,
-                        amount=from_fen(amount_fen),
-                        idempotency_key=idempotency_key,
-                        trade_id=None,
-                        created_by=created_by[:128],
-                        correlation_id=current_correlation_id(),
-                        created_at=utcnow(),
-                    )
+                await self._add_entry(
+                    s,
+                    account_id,
+                    amount_fen,
+                    kind=kind,
+                    idempotency_key=idempotency_key,
+                    trade_id=None,
+                    created_by=created_by[:128],
+                    correlation_id=current_correlation_id(),
+                    created_at=utcnow(),
                 )
         entry = await self.find_entry(account_id, idempotency_key)
         assert entry is not None

@@ -17,7 +17,7 @@ from services.execution.brokers.base import BrokerReport
 from services.execution.cash import buy_refusal
 from services.execution.lifecycle import ReportPlan, average_price, plan_report
 from services.execution.positions import sell_refusal
-from services.execution.store.accounts import AccountStore, AdmissionRefused, cash_ledger
+from services.execution.store.accounts import AccountStore, AdmissionRefused
 from services.execution.store.base import outbox
 from services.execution.store.orders import (
     AlreadyPlaced,
@@ -112,7 +112,7 @@ class OrderTransitions(OrderReads, TradeReads, AccountStore):
                             refusal = sell_refusal(lots, sells, order.ts_code, order.qty, today=today)
                         else:
                             assert cap_fen is not None
-                            cash = await self._cash(s, order.account_id, today)
+                            cash = await self._locked_cash(s, order.account_id, today)
                             refusal = buy_refusal(order.ts_code, order.qty, cap_fen, cash, today=today)
                         if refusal is not None:
                             raise AdmissionRefused.of(refusal)
@@ -235,17 +235,16 @@ class OrderTransitions(OrderReads, TradeReads, AccountStore):
                         )
                     )
                     side = current.order.side
-                    await s.execute(
-                        cash_ledger.insert().values(
-                            account_id=current.order.account_id,
-                            kind=cashbook.BUY_FILL if side is OrderSide.BUY else cashbook.SELL_FILL,
-                            amount=from_fen(cashbook.fill_cash_fen(side, to_fen(amount), to_fen(fees.total))),
-                            idempotency_key=cashbook.trade_key(fill.fill_id),
-                            trade_id=fill.fill_id,
-                            created_by=self.source,
-                            correlation_id=current_correlation_id(),
-                            created_at=now,
-                        )
+                    await self._add_entry(
+                        s,
+                        current.order.account_id,
+                        cashbook.fill_cash_fen(side, to_fen(amount), to_fen(fees.total)),
+                        kind=cashbook.BUY_FILL if side is OrderSide.BUY else cashbook.SELL_FILL,
+                        idempotency_key=cashbook.trade_key(fill.fill_id),
+                        trade_id=fill.fill_id,
+                        created_by=self.source,
+                        correlation_id=current_correlation_id(),
+                        created_at=now,
                     )
         return AppliedReport(after, plan.steps, len(plan.new_fills))
 

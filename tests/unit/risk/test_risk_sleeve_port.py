@@ -27,7 +27,7 @@ def _port(status: int, body: Any, seen: list[tuple[str, str]] | None = None) -> 
     def answer(request: httpx.Request) -> httpx.Response:
         if seen is not None:
             principal = verify_internal_token(SECRET, request.headers[INTERNAL_HEADER])
-            seen.append((request.url.path, principal.subject))
+            seen.append((str(request.url.copy_with(scheme=None, netloc=None)), principal.subject))
         if isinstance(body, str):
             return httpx.Response(status, text=body)
         return httpx.Response(status, json=body)
@@ -38,8 +38,9 @@ def _port(status: int, body: Any, seen: list[tuple[str, str]] | None = None) -> 
 
 async def test_the_sleeve_is_read_as_risk() -> None:
     seen: list[tuple[str, str]] = []
-    sleeve = await _port(200, SLEEVE, seen).sleeve(INSTANCE)
-    assert seen == [(f"/v1/strategy-instances/{INSTANCE}/sleeve", "svc:risk")]
+    sleeve = await _port(200, SLEEVE, seen).sleeve(INSTANCE, client_order_id="c-1", ts_code="600000.SH")
+    # as this order is checked: its own reservation not counted, only its symbol's position
+    assert seen == [(f"/v1/strategy-instances/{INSTANCE}/sleeve?client_order_id=c-1&ts_code=600000.SH", "svc:risk")]
     assert sleeve is not None
     assert (sleeve.account_id, sleeve.state, str(sleeve.cash_available)) == ("acct-alice", "running", "10000.00")
     assert sleeve.holding("600000.SH") is not None and sleeve.holding("600000.SH").sellable_qty == 200  # type: ignore[union-attr]
@@ -48,7 +49,7 @@ async def test_the_sleeve_is_read_as_risk() -> None:
 
 async def test_an_instance_the_strategy_service_does_not_know_is_none() -> None:
     answer = {"code": "instance_not_found", "message": "no such instance"}
-    assert await _port(404, answer).sleeve(INSTANCE) is None
+    assert await _port(404, answer).sleeve(INSTANCE, client_order_id="c-1", ts_code="600000.SH") is None
 
 
 @pytest.mark.parametrize(
@@ -66,4 +67,4 @@ async def test_an_instance_the_strategy_service_does_not_know_is_none() -> None:
 )
 async def test_anything_else_is_unavailable(status: int, body: Any) -> None:
     with pytest.raises(SleeveUnavailable):
-        await _port(status, body).sleeve(INSTANCE)
+        await _port(status, body).sleeve(INSTANCE, client_order_id="c-1", ts_code="600000.SH")
