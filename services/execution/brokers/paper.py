@@ -9,6 +9,10 @@ symbol has no bar that session (rests and is matched again on the next session i
 at the limit-up (a buy) or limit-down (a sell). Its fills are stamped with the session's time (09:30 for open fills,
 15:00 for close and VWAP fills, Asia/Shanghai), so fees by date and T+1 follow the replayed day.
 
+A strategy instance's order carries its own fill rules (`paper_fill`: fill price, slippage, volume cap, suspended
+orders), which it is matched by instead of the platform's, on a replayed session and on the real clock; fees are the
+account's either way (execution charges them).
+
 On the real clock (`LH_PAPER_FILLS=session`, the default) an order belongs to a session: the day it was placed on,
 if that is a trading day and its 15:00 close has not passed, else the next trading day. It rests (`awaiting: ...`)
 until that session has closed and its bar is in the data service, and is then matched on that bar by the same rules
