@@ -69,4 +69,7 @@ def refusal_reason(
         return f"{principal.subject} may not place orders for strategy instance {terms.strategy_instance_id}"
     if terms.strategy_instance_id is None and principal.is_service and principal.subject == STRATEGY_SUBJECT:
         return f"{principal.subject} places orders only for a strategy instance"
+    if terms.paper_fill is not None and terms.strategy_instance_id is None:
+        # risk never signs this: own fill rules are a strategy instance's (the platform's rules are everyone else's)
+        return "only an order of a strategy instance carries its own fill rules (paper_fill)"
     return None

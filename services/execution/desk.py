@@ -219,7 +219,7 @@ class OrderDesk:
     async def _send(self, stored: StoredOrder) -> StoredOrder:
         order_id = stored.order.order_id
         try:
-            report = await self.broker.submit(stored.order, price_cap=stored.price_cap)
+            report = await self.broker.submit(stored.order, price_cap=stored.price_cap, paper_fill=stored.paper_fill)
         except BrokerUnavailable as exc:
             log.warning("broker unavailable; order stays accepted", extra={"order_id": order_id, "error": str(exc)})
             raise Unavailable(
@@ -447,7 +447,7 @@ class OrderDesk:
         if stored.order.status.is_final:
             raise Conflict("order_not_cancellable", f"the order is already {stored.order.status.value}")
         try:
-            report = await self.broker.cancel(order_id)
+            report = await self.broker.cancel(order_id, paper_fill=stored.paper_fill)
         except CancelTooLate as exc:
             raise Conflict("order_not_cancellable", f"too late to cancel: {exc}") from exc
         except BrokerUnavailable as exc:
@@ -475,7 +475,9 @@ class OrderDesk:
                 break
             order_id = stored.order.order_id
             try:
-                report = await self.broker.submit(stored.order, price_cap=stored.price_cap)
+                report = await self.broker.submit(
+                    stored.order, price_cap=stored.price_cap, paper_fill=stored.paper_fill
+                )
             except BrokerUnavailable as exc:
                 log.warning("reconciliation paused: broker unavailable", extra={"error": str(exc)})
                 break  # the others would meet the same wall
@@ -539,7 +541,9 @@ class OrderDesk:
                 report = None
                 if isinstance(self.broker, ResumingBroker):
                     # An order waiting for its suspended symbol to trade is matched on this session instead.
-                    report = await self.broker.resume(stored.order, price_cap=stored.price_cap)
+                    report = await self.broker.resume(
+                        stored.order, price_cap=stored.price_cap, paper_fill=stored.paper_fill
+                    )
                 if report is None:
                     report = await self.broker.expire(order_id, reason)
             except MarketDataError as exc:

@@ -12,7 +12,7 @@ from services.execution.store import StoredOrder, TradeRecord
 from shared.core.domain import InvalidTsCode, OrderSide, OrderStatus, OrderType, parse_ts_code
 from shared.core.market.orders import price_shape_error
 from shared.core.market.rules import on_tick
-from shared.platform.approval import OrderTerms
+from shared.platform.approval import OrderTerms, PaperFill
 from shared.platform.request_model import (
     AccountId,
     ClientOrderId,
@@ -42,6 +42,8 @@ class OrderSubmission(RequestModel):
     price: JsonDecimal | None = Field(default=None, gt=0, max_digits=16, allow_inf_nan=False)
     # Only in orders risk forwards for a strategy instance (covered by the approval); a person's order has none.
     strategy_instance_id: StrategyInstanceId | None = None
+    # Only with strategy_instance_id (covered by the approval): the instance's own fill rules for the paper broker.
+    paper_fill: PaperFill | None = None
     approval: dict[str, Any] | None = None
 
     @field_validator("ts_code")
@@ -74,6 +76,7 @@ class OrderSubmission(RequestModel):
             qty=self.qty,
             price=self.price,
             strategy_instance_id=self.strategy_instance_id,
+            paper_fill=self.paper_fill,
         )
 
 
@@ -91,12 +94,17 @@ class OrderOut(BaseModel):
     avg_fill_price: Decimal | None
     reason: str | None
     strategy_instance_id: str | None = Field(description="the strategy instance that placed it; null: a person's")
+    paper_fill: PaperFill | None = Field(
+        default=None,
+        description="a strategy instance's own fill rules, which the paper broker matched it with; null: the "
+        "platform's (LH_PAPER_FILL_PRICE, ...)",
+    )
     created_at: datetime
     updated_at: datetime
 
     @classmethod
     def of(cls, stored: StoredOrder) -> OrderOut:
-        return cls.model_validate(stored.order.model_dump())
+        return cls.model_validate({**stored.order.model_dump(), "paper_fill": stored.paper_fill})
 
 
 class PositionOut(BaseModel):

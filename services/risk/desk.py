@@ -281,6 +281,13 @@ class RiskDesk:
     async def place(self, request: OrderRequest, principal: Principal) -> Placement:
         instance_id = request.strategy_instance_id
         _check_placer(principal, instance_id)
+        if request.paper_fill is not None and instance_id is None:
+            # (a person's order naming an instance is refused above; the strategy service always names one)
+            raise Forbidden(
+                "forbidden",
+                f"{principal.subject} may not send paper_fill: only a strategy instance's orders "
+                "(strategy_instance_id, from the strategy service) carry their own fill rules",
+            )
 
         # A retry after a lost answer: the order was approved (and may be filled) already. Checking it again could
         # answer "rejected" or "unavailable" for an order execution holds, e.g. a sell whose shares it sold. Only
@@ -364,6 +371,7 @@ class RiskDesk:
             created_at=self.clock(),
             correlation_id=current_correlation_id(),
             strategy_instance_id=instance_id,
+            paper_fill=request.paper_fill,
         )
         try:
             # Before anything leaves risk; a refusal is also a fact on the bus (order.denied, through the outbox).
@@ -407,7 +415,11 @@ class RiskDesk:
         decision_id (execution then finds the order by client_order_id and answers 200 with it, or creates it if
         the first attempt never reached it); other terms are a conflict. Nothing new is recorded."""
         asked = (_canonical_code(request.ts_code), request.side.value, request.order_type.value, request.qty)
-        if asked != (earlier.ts_code, earlier.side, earlier.order_type, earlier.qty) or request.price != earlier.price:
+        if (
+            asked != (earlier.ts_code, earlier.side, earlier.order_type, earlier.qty)
+            or request.price != earlier.price
+            or request.paper_fill != earlier.paper_fill
+        ):
             return _refused(
                 409,
                 "client_order_id_conflict",
@@ -431,6 +443,7 @@ class RiskDesk:
             qty=decision.qty,
             price=None if decision.price is None else decision.price.quantize(PRICE_TICK),  # exact: on the tick
             strategy_instance_id=decision.strategy_instance_id,
+            paper_fill=decision.paper_fill,
         )
         approval = sign_approval(self.approval_secret, terms, decision.decision_id)
         body = {**terms.model_dump(mode="json"), "approval": approval.model_dump(mode="json")}

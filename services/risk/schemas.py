@@ -6,6 +6,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from shared.core.domain import OrderSide, OrderType
 from shared.core.market.orders import price_shape_error
+from shared.platform.approval import PaperFill
 from shared.platform.request_model import ClientOrderId, JsonDecimal, RequestModel, StrategyInstanceId, StrictInt
 
 
@@ -27,6 +28,12 @@ class OrderRequest(RequestModel):
         default=None,
         description="the strategy instance the order is for: only the strategy service names one (a person's order "
         "naming one is 403 forbidden); its sleeve's account is the order's account",
+    )
+    paper_fill: PaperFill | None = Field(
+        default=None,
+        description="the strategy instance's own fill rules, which the paper broker matches this order with instead "
+        "of the platform's: only with strategy_instance_id, from the strategy service (anyone else: 403 forbidden); "
+        "signed into the approval. Fees stay the account's",
     )
 
     @model_validator(mode="after")
@@ -81,3 +88,6 @@ class DecisionOut(BaseModel):
     created_at: str = Field(description="ISO 8601 with its UTC offset")
     correlation_id: str | None
     strategy_instance_id: str | None = Field(description="the strategy instance the order was for; null: a person's")
+    paper_fill: PaperFill | None = Field(
+        default=None, description="the instance's own fill rules the order carried; null: the platform's"
+    )

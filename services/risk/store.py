@@ -15,6 +15,7 @@ from sqlalchemy import BigInteger, Boolean, Column, Dialect, Index, String, Tabl
 from sqlalchemy.engine import Row
 from sqlalchemy.types import TypeDecorator
 
+from shared.platform.approval import PaperFill
 from shared.platform.clock import UtcDateTime
 from shared.platform.db import Database, new_metadata
 from shared.platform.events.envelope import Envelope
@@ -60,6 +61,9 @@ risk_decisions = Table(
     Column("execution_outcome", String(16), nullable=True),
     # The strategy instance the order was for (its sleeve was checked); NULL: a person's order.
     Column("strategy_instance_id", String(32), nullable=True),
+    # The instance's own fill rules the order carried (shared.platform.approval.PaperFill as JSON), signed into the
+    # approval with the rest; NULL: none (the platform's rules).
+    Column("paper_fill", Text, nullable=True),
     Index("ix_risk_decisions_created", "created_at"),
     Index("ix_risk_decisions_account_created", "account_id", "created_at"),
     Index("ix_risk_decisions_client_order", "account_id", "client_order_id"),
@@ -93,6 +97,7 @@ class Decision:
     created_at: datetime
     correlation_id: str | None
     strategy_instance_id: str | None = None
+    paper_fill: PaperFill | None = None
 
     def summary(self) -> dict[str, Any]:
         """The decision as the order endpoint returns it."""
@@ -113,6 +118,7 @@ class Decision:
             "created_at": self.created_at.isoformat(),
             "correlation_id": self.correlation_id,
             "strategy_instance_id": self.strategy_instance_id,
+            "paper_fill": None if self.paper_fill is None else self.paper_fill.model_dump(mode="json"),
         }
 
 
@@ -131,6 +137,7 @@ def _decision(row: Row[Any]) -> Decision:
         created_at=row.created_at,
         correlation_id=row.correlation_id,
         strategy_instance_id=row.strategy_instance_id,
+        paper_fill=None if row.paper_fill is None else PaperFill.model_validate_json(row.paper_fill),
     )
 
 
@@ -160,6 +167,7 @@ class RiskStore:
                         correlation_id=decision.correlation_id,
                         created_at=decision.created_at,
                         strategy_instance_id=decision.strategy_instance_id,
+                        paper_fill=None if decision.paper_fill is None else decision.paper_fill.model_dump_json(),
                     )
                 )
         if event is not None and self.on_event is not None:

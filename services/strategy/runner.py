@@ -38,7 +38,7 @@ from services.strategy.book import (
     TradeFill,
     client_order_id,
 )
-from services.strategy.trading import PathUnavailable, Placed, Refused, TradingPath, fill_of
+from services.strategy.trading import PathUnavailable, Placed, Refused, TradingPath, fill_of, paper_fill_of
 from shared.core.market.matching import KIND_SHARES, STATUS_NAMES, STATUS_REJECTED
 from shared.research.engine.config import BacktestConfig
 from shared.research.engine.context import BacktestContext, RunHistory
@@ -410,7 +410,7 @@ class InstanceRun:
         tried = False
         while True:
             try:
-                answer = await self.path.place(plan, self.instance_id)
+                answer = await self.path.place(plan, self.instance_id, paper_fill=paper_fill_of(self.book.config))
                 break
             except PathUnavailable as exc:
                 tried = True

@@ -5,6 +5,7 @@ orders are read back from execution, bars from the data service. Over REST as th
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -16,6 +17,7 @@ from shared.platform.clock import EXCHANGE_TZ
 from shared.platform.errors import ServiceError, Unavailable
 from shared.platform.http import ServiceDirectory
 from shared.platform.internal_auth import service_headers
+from shared.research.engine.config import BacktestConfig
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +46,11 @@ class PathUnavailable(Exception):
 
 
 class TradingPath(Protocol):
-    async def place(self, plan: Plan, instance_id: str) -> Placed | Refused:
-        """Send one order through risk. Raises PathUnavailable when the answer says to try again."""
+    async def place(
+        self, plan: Plan, instance_id: str, paper_fill: Mapping[str, Any] | None = None
+    ) -> Placed | Refused:
+        """Send one order through risk, with the instance's own fill rules (`paper_fill_of`) for the paper broker.
+        Raises PathUnavailable when the answer says to try again."""
 
     async def orders(self, instance_id: str) -> list[dict[str, Any]]:
         """Every order execution holds for the instance (oldest first). Raises PathUnavailable."""
@@ -55,6 +60,19 @@ class TradingPath(Protocol):
 
     async def cancel(self, order_id: str) -> None:
         """Cancel one open order. Raises PathUnavailable."""
+
+
+def paper_fill_of(config: BacktestConfig) -> dict[str, Any]:
+    """An instance's fill rules as its orders carry them to the paper broker (`paper_fill`): the fill fields of its
+    run's config, i.e. its cost model with the engine's defaults filled in, so the broker never guesses. Its fees are
+    not among them: the account's broker charges its own."""
+    return {
+        "fill_price": config.fill_price,
+        "slippage": config.slippage,
+        "slippage_amount": format(config.slippage_amount, "f"),
+        "volume_cap": None if config.volume_cap is None else format(config.volume_cap, "f"),
+        "suspended_orders": config.suspended_orders,
+    }
 
 
 def fill_of(row: dict[str, Any]) -> TradeFill:
@@ -92,8 +110,10 @@ class RestTradingPath:
     def _headers(self) -> dict[str, str]:
         return service_headers(self.secret, "strategy")
 
-    async def place(self, plan: Plan, instance_id: str) -> Placed | Refused:
-        body = {
+    async def place(
+        self, plan: Plan, instance_id: str, paper_fill: Mapping[str, Any] | None = None
+    ) -> Placed | Refused:
+        body: dict[str, Any] = {
             "client_order_id": plan.client_order_id,
             "ts_code": plan.ts_code,
             "side": plan.side,
@@ -102,6 +122,8 @@ class RestTradingPath:
             "price": format(Decimal(plan.price_fen) / 100, ".2f"),
             "strategy_instance_id": instance_id,
         }
+        if paper_fill is not None:
+            body["paper_fill"] = dict(paper_fill)
         try:
             response = await self.services.client("risk").request(
                 "POST", "/v1/orders", json=body, headers=self._headers()

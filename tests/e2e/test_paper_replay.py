@@ -21,6 +21,7 @@ import pytest
 from lianghua.standalone import build_app
 from services.data.demo import generate_demo_market
 from shared.core.market.calendar import sse_trading_days
+from shared.core.market.matching import R_VOLUME_CAP
 from shared.platform.settings import Mode, Settings
 from shared.research.engine import BacktestConfig, run_backtest
 from shared.research.strategy import discover_strategies
@@ -153,6 +154,74 @@ async def test_a_paper_replay_fills_exactly_as_the_backtest(
         (str(day), int(cash), int(cash + mv))
         for day, cash, mv in zip(expected.dates, expected.cash_fen, expected.market_value_fen, strict=True)
     ]
+
+
+# An instance's own fill rules (its cost model) reach the paper broker with each of its orders: with rules other than
+# the platform's (the close, a volume cap), the replay still fills as run_backtest does with the same config.
+OWN_RULES = {"fill_price": "close", "volume_cap": "0.0005"}
+
+
+async def test_an_instance_with_its_own_fill_rules_fills_exactly_as_the_backtest_with_them(
+    platform: tuple[httpx.AsyncClient, Session], demo: pd.DataFrame
+) -> None:
+    client, admin = platform
+    username, password = await create_user(client, admin, "trader")
+    trader = await login(client, BASE, username, password)
+    codes = sorted(demo["ts_code"].unique())[:4]  # a few symbols: cheap enough for `make test`
+    created = await client.post(
+        "/api/v1/strategy-instances",
+        json={"strategy": "momentum", "universe": {"ts_codes": codes}, "capital": str(CAPITAL), "costs": OWN_RULES},
+        headers=trader.headers,
+    )
+    assert created.status_code == 201, created.text
+    iid = created.json()["instance_id"]
+    path = f"/api/v1/strategy-instances/{iid}"
+    started = await client.post(
+        f"{path}/start", json={"replay": {"start": "2023-01-03", "end": "2024-12-31"}}, headers=trader.headers
+    )
+    assert started.status_code == 200, started.text
+    deadline = time.monotonic() + 600
+    while (state := (await client.get(path, headers=trader.headers)).json())["state"] == "running":
+        assert time.monotonic() < deadline, "the replay did not finish in 10 minutes"
+        await asyncio.sleep(0.5)
+    assert state["state"] == "stopped", state
+
+    orders = await _all(client, "/api/v1/orders", "order_id", trader, strategy_instance_id=iid)
+    assert {o["paper_fill"]["fill_price"] for o in orders} == {"close"}
+    trades = await _all(client, "/api/v1/trades", "trade_id", trader, strategy_instance_id=iid)
+    seen = [
+        (t["traded_at"][:10], t["traded_at"][11:16], t["ts_code"], t["side"], t["qty"], _fen(t["price"]),
+         _fen(t["commission"]), _fen(t["stamp_duty"]), _fen(t["transfer_fee"]))
+        for t in trades
+    ]  # fmt: skip
+
+    bars = demo[demo["ts_code"].isin(codes)]
+    days = sorted(pd.to_datetime(demo["trade_date"]).dt.date.unique())
+    config = BacktestConfig(
+        initial_cash=CAPITAL,
+        corporate_actions=False,
+        calendar=tuple(sse_trading_days(days[0], days[-1])),
+        fill_price="close",
+        volume_cap=Decimal(OWN_RULES["volume_cap"]),
+    )
+    expected = run_backtest(discover_strategies()["momentum"](), bars, config)
+    t = expected.trades
+    want = [
+        (expected.dates[int(t["day"][k])], "07:00", expected.codes[int(t["sym"][k])],  # 15:00 Asia/Shanghai: a close
+         "buy" if t["side"][k] > 0 else "sell", int(t["qty"][k]), int(t["price"][k]), int(t["commission"][k]),
+         int(t["stamp_duty"][k]), int(t["transfer_fee"][k]))
+        for k in range(len(t["qty"]))
+    ]  # fmt: skip
+    assert len(want) >= 10
+    assert seen == want
+    # the cap bound: the backtest cut orders to their share of the bar's volume (28 of them), and the replay's fills
+    # are those cut ones (the runner sizes an order within the cap as the engine does; the broker's cap, the same,
+    # then leaves it whole)
+    assert int((expected.orders["reason"] == R_VOLUME_CAP).sum()) >= 10
+    assert {o["status"] for o in orders} == {"filled"}
+    performance = (await client.get(f"{path}/performance", headers=trader.headers)).json()
+    final = performance["equity_curve"][-1]
+    assert _fen(final["equity"]) == int(expected.cash_fen[-1] + expected.market_value_fen[-1])
 
 
 class FlakyExecution(httpx.AsyncBaseTransport):

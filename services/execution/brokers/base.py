@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Protocol, runtime_checkable
 
 from shared.core.domain import Order, OrderStatus
+from shared.platform.approval import PaperFill
 
 
 class BrokerUnavailable(Exception):
@@ -48,14 +49,19 @@ class BrokerReport:
 class BrokerAdapter(Protocol):
     name: str
 
-    async def submit(self, order: Order, *, price_cap: Decimal | None = None) -> BrokerReport:
+    async def submit(
+        self, order: Order, *, price_cap: Decimal | None = None, paper_fill: PaperFill | None = None
+    ) -> BrokerReport:
         """Send the order (or look it up, if the broker has it already). A buy never fills above `price_cap`, the
         price its cash was reserved at (a market buy: the limit-up price when it was admitted); one that would is
-        rejected, and a market buy without a cap is rejected. Raises BrokerUnavailable."""
+        rejected, and a market buy without a cap is rejected. `paper_fill`: a strategy instance's own fill rules,
+        which a paper broker matches the order with instead of its own (a real broker's market fills it). Raises
+        BrokerUnavailable."""
 
-    async def cancel(self, order_id: str) -> BrokerReport:
+    async def cancel(self, order_id: str, *, paper_fill: PaperFill | None = None) -> BrokerReport:
         """Cancel what rests of the order. The report says what happened: `cancelled`, or the final status the
-        order reached first (e.g. `filled`). Raises BrokerUnavailable."""
+        order reached first (e.g. `filled`). `paper_fill`: the order's own fill rules (a paper broker's cut-off for
+        cancels follows the price they set). Raises BrokerUnavailable."""
 
 
 @runtime_checkable
@@ -72,6 +78,8 @@ class ResumingBroker(Protocol):
     """A broker with orders that wait across sessions (the paper broker on a replay clock: an order whose symbol had
     no bar on its session waits for the next session it trades, as the backtest engine's orders do)."""
 
-    async def resume(self, order: Order, *, price_cap: Decimal | None = None) -> BrokerReport | None:
+    async def resume(
+        self, order: Order, *, price_cap: Decimal | None = None, paper_fill: PaperFill | None = None
+    ) -> BrokerReport | None:
         """Match a waiting order on the current session; its report, or None when the order does not wait (it is
         then a day order like any other). Raises BrokerUnavailable."""

@@ -9,6 +9,10 @@ symbol has no bar that session (rests and is matched again on the next session i
 at the limit-up (a buy) or limit-down (a sell). Its fills are stamped with the session's time (09:30 for open fills,
 15:00 for close and VWAP fills, Asia/Shanghai), so fees by date and T+1 follow the replayed day.
 
+A strategy instance's order carries its own fill rules (`paper_fill`: fill price, slippage, volume cap, suspended
+orders), which it is matched by instead of the platform's, on a replayed session and on the real clock; fees are the
+account's either way (execution charges them).
+
 On the real clock (`LH_PAPER_FILLS=session`, the default) an order belongs to a session: the day it was placed on,
 if that is a trading day and its 15:00 close has not passed, else the next trading day. It rests (`awaiting: ...`)
 until that session has closed and its bar is in the data service, and is then matched on that bar by the same rules
@@ -41,6 +45,7 @@ from shared.core.domain import Order, OrderSide, OrderStatus, OrderType, from_fe
 from shared.core.domain.codes import Board
 from shared.core.market.matching import REASON_CODES, REASONS, FillRules, SessionBar, match_order
 from shared.core.market.rules import board_lots
+from shared.platform.approval import PaperFill
 from shared.platform.clock import no_session, utcnow
 from shared.platform.db import Database, DbSession
 from shared.platform.errors import ServiceError
@@ -266,7 +271,14 @@ class PaperBroker:
         self.calendar = calendar
         self.fills = fills
 
-    async def submit(self, order: Order, *, price_cap: Decimal | None = None) -> BrokerReport:
+    def order_rules(self, paper_fill: PaperFill | None) -> FillRules:
+        """The rules an order is matched by: a strategy instance's own (`paper_fill`, which its order carries) on top
+        of the platform's (which A-share rules apply), else the platform's (LH_PAPER_*)."""
+        return self.rules if paper_fill is None else paper_fill.rules(self.rules)
+
+    async def submit(
+        self, order: Order, *, price_cap: Decimal | None = None, paper_fill: PaperFill | None = None
+    ) -> BrokerReport:
         known = await self.report(order.order_id)
         if known is not None:
             return known  # idempotent: what we did with this order the first time
@@ -274,7 +286,7 @@ class PaperBroker:
         now = self.clock()
         resting_for: date | None = None
         if session is not None:
-            outcome = await self._match_on_session(order, price_cap, session)
+            outcome = await self._match_on_session(order, price_cap, session, self.order_rules(paper_fill))
         elif self.fills == "immediate":
             outcome = await self._match_on_latest_close(order, price_cap, now)
         else:
@@ -353,18 +365,24 @@ class PaperBroker:
             return Outcome(OrderStatus.REJECTED, reason=reason), None
         return Outcome(OrderStatus.SUBMITTED, reason=awaiting_reason(day)), day
 
-    def _rules_for(self, placed_at: datetime, day: date) -> FillRules:
-        """The rules an order of session `day` placed at `placed_at` is matched by: an order that arrived after the
-        opening call auction (09:25) cannot have traded at the open, so an open fill becomes a close fill."""
-        if self.rules.fill_price == "open" and placed_at >= datetime.combine(day, AUCTION_END, tzinfo=EXCHANGE_TZ):
-            return replace(self.rules, fill_price="close")
-        return self.rules
+    def _rules_for(self, placed_at: datetime, day: date, rules: FillRules | None = None) -> FillRules:
+        """The rules (`rules`: the order's own, default the platform's) an order of session `day` placed at
+        `placed_at` is matched by: an order that arrived after the opening call auction (09:25) cannot have traded
+        at the open, so an open fill becomes a close fill."""
+        rules = rules or self.rules
+        if rules.fill_price == "open" and placed_at >= datetime.combine(day, AUCTION_END, tzinfo=EXCHANGE_TZ):
+            return replace(rules, fill_price="close")
+        return rules
 
-    def _cancels_until(self, order_created_at: datetime, day: date, waits: bool) -> datetime:
+    def _cancels_until(
+        self, order_created_at: datetime, day: date, waits: bool, own: FillRules | None = None
+    ) -> datetime:
         """Until when an order resting for session `day`'s bar may be withdrawn: its price is set by the opening call
         (an open fill: cancels end at 09:20, as on the exchanges) or by the close (cancels end at 14:57, when the
-        closing call begins); after that its outcome is only waiting to be reported."""
-        rules = self.rules if waits else self._rules_for(order_created_at, day)
+        closing call begins); after that its outcome is only waiting to be reported. `own`: the order's own rules
+        (a strategy instance's), default the platform's."""
+        own = own or self.rules
+        rules = own if waits else self._rules_for(order_created_at, day, own)
         until = CANCELS_UNTIL[0] if rules.fill_price == "open" else CANCELS_UNTIL[1]
         return datetime.combine(day, until, tzinfo=EXCHANGE_TZ)
 
@@ -380,7 +398,9 @@ class PaperBroker:
     async def _match_on_session(
         self, order: Order, price_cap: Decimal | None, day: date, rules: FillRules | None = None
     ) -> Outcome:
-        """The order on session `day`'s own bar, by the engine's rules (`match_order`)."""
+        """The order on session `day`'s own bar, by the engine's rules (`match_order`): `rules`, default the
+        platform's. A symbol without a bar that day: the order waits for the next session it trades, or (the rules'
+        `suspended_orders` "cancel", as the engine does then) is cancelled."""
         rules = rules or self.rules
         if self.sessions is None:
             raise BrokerUnavailable("the paper broker has no source of session bars to replay on")
@@ -398,7 +418,7 @@ class PaperBroker:
             lot_step=lot_step,
         )
         if match.qty == 0:
-            if match.reason == "suspended":
+            if match.reason == "suspended" and rules.suspended_orders == "wait":
                 return Outcome(OrderStatus.SUBMITTED, reason=waiting_reason(order.ts_code, day))
             if match.reason == "limit_not_reached":
                 return Outcome(OrderStatus.SUBMITTED)  # rests: a day order, expired at the session's close
@@ -413,13 +433,16 @@ class PaperBroker:
         # Part of it traded (the volume cap): the rest is cancelled at once, as the engine does.
         return Outcome(OrderStatus.CANCELLED, fills, match_reason(match.reason or "volume_cap", day))
 
-    async def resume(self, order: Order, *, price_cap: Decimal | None = None) -> BrokerReport | None:
+    async def resume(
+        self, order: Order, *, price_cap: Decimal | None = None, paper_fill: PaperFill | None = None
+    ) -> BrokerReport | None:
         """Match again an order that rests for a session's bar: on a replay clock, one whose symbol had no bar on an
         earlier session (`waiting_reason`), now on the current session; on the real clock, one whose session has
         closed (`awaiting_reason`, or waiting for its suspended symbol), once that session's bar is in. It fills, is
         cancelled, rests as a day order (a replay), expires with its session (the real clock), or keeps waiting.
         An order whose session's bar is not in yet is answered as it stands (it must not expire meanwhile). None
-        for an order that does not wait: the caller expires it as a day order."""
+        for an order that does not wait: the caller expires it as a day order. `paper_fill`: the order's own fill
+        rules (a strategy instance's), else the platform's."""
         replayed = self.market_session()
         if replayed is None and self.fills == "immediate":
             return None
@@ -436,7 +459,7 @@ class PaperBroker:
                 return None
             if reason == waiting_reason(order.ts_code, replayed):
                 return await self.report(order.order_id)  # matched on this session already
-            outcome = await self._match_on_session(order, price_cap, replayed)
+            outcome = await self._match_on_session(order, price_cap, replayed, self.order_rules(paper_fill))
         else:
             day = row.session
             if day is None or not (waits or reason.startswith(AWAITING)):
@@ -446,7 +469,8 @@ class PaperBroker:
             if not await self._bars_in(day):
                 return await self.report(order.order_id)  # the session's bars are not in (in full) yet
             # an order waiting for its suspended symbol was placed before this session opened
-            rules = self.rules if waits else self._rules_for(order.created_at, day)
+            own = self.order_rules(paper_fill)
+            rules = own if waits else self._rules_for(order.created_at, day, own)
             outcome = await self._match_on_session(order, price_cap, day, rules)
             if outcome.status is OrderStatus.SUBMITTED:
                 if (outcome.reason or "").startswith(WAITING):
@@ -513,10 +537,11 @@ class PaperBroker:
                         )
                     )
 
-    async def cancel(self, order_id: str) -> BrokerReport:
+    async def cancel(self, order_id: str, *, paper_fill: PaperFill | None = None) -> BrokerReport:
         """Withdraw what rests of the order. On the real clock an order resting for its session's bar can no longer
-        be withdrawn once its price is set (`_cancels_until`): CancelTooLate, since a paper account must not be
-        able to cancel a fill it can already see (the exchange would have filled or expired it)."""
+        be withdrawn once its price is set (`_cancels_until`, by the order's own rules `paper_fill` if it has them):
+        CancelTooLate, since a paper account must not be able to cancel a fill it can already see (the exchange
+        would have filled or expired it)."""
         if self.market_session() is None and self.fills == "session":
             async for attempt in self.db.transaction():
                 async with attempt as s:
@@ -528,7 +553,9 @@ class PaperBroker:
                 and row.status == OrderStatus.SUBMITTED.value
                 and (reason.startswith(AWAITING) or reason.startswith(WAITING))
             ):
-                until = self._cancels_until(row.created_at, row.session, reason.startswith(WAITING))
+                until = self._cancels_until(
+                    row.created_at, row.session, reason.startswith(WAITING), self.order_rules(paper_fill)
+                )
                 if self.clock() >= until:
                     raise CancelTooLate(
                         f"its price on the session of {row.session.isoformat()} was set at "

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Integer,
     String,
     Table,
+    Text,
     UniqueConstraint,
     and_,
     or_,
@@ -25,7 +26,7 @@ from sqlalchemy.engine import Row
 from services.execution.lifecycle import OrderProgress, average_price
 from services.execution.store.base import AutoId, StoreBase, listed_after, metadata
 from shared.core.domain import Order, OrderSide, OrderStatus, OrderType
-from shared.platform.approval import OrderTerms
+from shared.platform.approval import OrderTerms, PaperFill
 from shared.platform.clock import UtcDateTime
 from shared.platform.columns import CnyFen
 from shared.platform.db import DbSession
@@ -57,6 +58,9 @@ orders = Table(
     Column("updated_at", UtcDateTime, nullable=False),
     # The strategy instance that placed it (risk verified it and signed it into the approval); NULL: a person's.
     Column("strategy_instance_id", String(32), nullable=True),
+    # A strategy instance's own fill rules for the paper broker (shared.platform.approval.PaperFill as JSON, signed
+    # into the approval); NULL: the platform's (LH_PAPER_*), as for every person's order.
+    Column("paper_fill", Text, nullable=True),
     UniqueConstraint("account_id", "client_order_id", name="uq_orders_account_client_order"),
     UniqueConstraint("decision_id", name="uq_orders_decision_id"),
     Index("ix_orders_status_updated", "status", "updated_at"),
@@ -86,6 +90,7 @@ class StoredOrder:
     filled_amount: Decimal
     version: int
     price_cap: Decimal | None = None  # buys: the most a share may cost, which its cash is reserved at
+    paper_fill: PaperFill | None = None  # a strategy instance's own fill rules (None: the platform's)
 
     @property
     def progress(self) -> OrderProgress:
@@ -103,7 +108,13 @@ class StoredOrder:
             qty=o.qty,
             price=o.price,
             strategy_instance_id=o.strategy_instance_id,
+            paper_fill=self.paper_fill,
         )
+
+
+def paper_fill_json(paper_fill: PaperFill | None) -> str | None:
+    """The orders.paper_fill column's text (decimals as strings)."""
+    return None if paper_fill is None else paper_fill.model_dump_json()
 
 
 def stored_order(row: Row[Any]) -> StoredOrder:
@@ -131,6 +142,7 @@ def stored_order(row: Row[Any]) -> StoredOrder:
         filled_amount=filled_amount,
         version=row.version,
         price_cap=row.price_cap,
+        paper_fill=None if row.paper_fill is None else PaperFill.model_validate_json(row.paper_fill),
     )
 
 

@@ -25,6 +25,7 @@ from services.execution.store.orders import (
     OrderReads,
     StoredOrder,
     orders,
+    paper_fill_json,
     stored_order,
 )
 from services.execution.store.trades import TradeReads, trades
@@ -94,6 +95,7 @@ class OrderTransitions(OrderReads, TradeReads, AccountStore):
             filled_amount=Decimal("0.00"),
             version=1,
             price_cap=None if cap_fen is None else from_fen(cap_fen),
+            paper_fill=terms.paper_fill,
         )
         for _ in range(2):
             async for attempt in self.db.transaction():
@@ -137,6 +139,7 @@ class OrderTransitions(OrderReads, TradeReads, AccountStore):
                                 created_at=now,
                                 updated_at=now,
                                 strategy_instance_id=order.strategy_instance_id,
+                                paper_fill=paper_fill_json(terms.paper_fill),
                             )
                         )
                         await self._transition(s, order.order_id, None, OrderStatus.ACCEPTED, None, now)
@@ -282,4 +285,5 @@ def _advance(current: StoredOrder, plan: ReportPlan, now: datetime) -> StoredOrd
         filled_amount=plan.filled_amount.quantize(FEN),
         version=current.version + 1,
         price_cap=current.price_cap,
+        paper_fill=current.paper_fill,
     )

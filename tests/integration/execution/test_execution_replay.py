@@ -28,7 +28,15 @@ from shared.platform.clock import MarketClock, RealClock, ReplayClock, ShiftedCl
 from shared.platform.http import ServiceDirectory
 from shared.platform.internal_auth import INTERNAL_HEADER, Principal, service_headers, verify_internal_token
 from shared.platform.settings import Settings
-from tests.integration.execution.order_path_harness import QUOTES, headers, limit_buy, quote, signed_order, trader
+from tests.integration.execution.order_path_harness import (
+    QUOTES,
+    FakeStrategyService,
+    headers,
+    limit_buy,
+    quote,
+    signed_order,
+    trader,
+)
 
 # (ts_code, day) -> open, high, low, close, vol (shares), amount (CNY). 000001.SZ has no bar on 2024-03-04
 # (suspended); 600036.SH opens 2024-03-04 at its limit-up (11.00 = 10.00 x 1.1).
@@ -124,6 +132,7 @@ class Replay:
     data: ReplayData
     risk: httpx.AsyncClient
     execution: httpx.AsyncClient
+    strategy: FakeStrategyService  # the sleeves of strategy instances, which risk reads
 
     async def place(self, principal: Principal, **order: Any) -> httpx.Response:
         """Through risk, as the trader does."""
@@ -170,7 +179,15 @@ async def replay(tmp_path: Path, clock: MarketClock, **settings: Any) -> AsyncIt
     execution_app = create_execution_app(
         config, Infra(config, bus, cache, ServiceDirectory(config, {"data": to_data}), shared=True, clock=clock)
     )
-    directory = ServiceDirectory(config, {"data": to_data, "execution": httpx.ASGITransport(app=execution_app)})
+    strategy = FakeStrategyService(config.internal_secret)
+    directory = ServiceDirectory(
+        config,
+        {
+            "data": to_data,
+            "execution": httpx.ASGITransport(app=execution_app),
+            "strategy": httpx.ASGITransport(app=strategy.app),
+        },
+    )
     risk_app = create_risk_app(config, Infra(config, bus, cache, directory, shared=True, clock=clock))
     async with (
         execution_app.router.lifespan_context(execution_app),
@@ -179,7 +196,7 @@ async def replay(tmp_path: Path, clock: MarketClock, **settings: Any) -> AsyncIt
         httpx.AsyncClient(transport=httpx.ASGITransport(app=execution_app), base_url="http://execution") as ex,
     ):
         await execution_app.state.desk.first_reconcile_done.wait()
-        yield Replay(config, clock, bus, data, risk, ex)
+        yield Replay(config, clock, bus, data, risk, ex, strategy)
 
 
 def at(day: str, hh: int, mm: int) -> str:
@@ -405,3 +422,160 @@ async def test_a_waiting_order_cancelled_by_its_trader_stays_cancelled_when_its_
         after = await r.get(jo, f"/v1/orders/{order['order_id']}")
         assert (after["status"], after["filled_qty"], after["reason"]) == ("cancelled", 0, "cancelled by the client")
         assert await r.get(jo, "/v1/trades") == []
+
+
+# --- a strategy instance's own fill rules (paper_fill) ---------------------------------------------------------------
+
+STRATEGY = Principal("svc:strategy", "service")
+CLOSE_FILLS = {
+    "fill_price": "close",
+    "slippage": "none",
+    "slippage_amount": "0",
+    "volume_cap": None,
+    "suspended_orders": "wait",
+}
+
+
+def instance_order(instance_id: str, **kw: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "client_order_id": f"{instance_id}-20240304-{len(kw)}",
+        "ts_code": "600000.SH",
+        "side": "buy",
+        "order_type": "limit",
+        "qty": 100,
+        "price": "10.60",
+        "strategy_instance_id": instance_id,
+        "paper_fill": CLOSE_FILLS,
+    }
+    body.update(kw)
+    return body
+
+
+async def test_an_instance_order_fills_by_its_own_rules_while_a_persons_fills_by_the_platforms(tmp_path: Path) -> None:
+    clock = ReplayClock(date(2024, 3, 4))
+    ida = trader()
+    async with replay(tmp_path, clock) as r:  # the platform's rules: the open (LH_PAPER_FILL_PRICE default)
+        # Ida's own market buy: 2024-03-04's open, 10.20, at 09:30 (it also opens her account).
+        mine = await r.place(ida, **MARKET_BUY)
+        assert mine.status_code == 201, mine.text
+        assert (mine.json()["order"]["avg_fill_price"], mine.json()["order"]["paper_fill"]) == ("10.20", None)
+
+        # Her strategy instance's limit buy at 10.60, at the same moment, with its own rules (fill at the close):
+        # 2024-03-04's close, 10.50, at 15:00. The open (10.20) would have filled it too: the rules decided.
+        instance = r.strategy.add(ida.account_id)
+        placed = await r.risk.post("/v1/orders", json=instance_order(instance), headers=headers(r.settings, STRATEGY))
+        assert placed.status_code == 201, placed.text
+        order = placed.json()["order"]
+        assert (order["status"], order["filled_qty"], order["avg_fill_price"]) == ("filled", 100, "10.50")
+        assert order["paper_fill"] == CLOSE_FILLS  # served with the order, as sent
+        listed = await r.get(ida, f"/v1/orders/{order['order_id']}")
+        assert listed["paper_fill"] == CLOSE_FILLS
+
+        trades = {t["order_id"]: t for t in await r.get(ida, "/v1/trades")}
+        own, person = trades[order["order_id"]], trades[mine.json()["order"]["order_id"]]
+        assert (person["price"], person["traded_at"]) == ("10.20", at("2024-03-04", 9, 30))
+        # Fees stay the account's: 1,050.00, commission 0.2625 -> the 5.00 minimum, transfer fee 0.0105 -> 0.01.
+        assert (own["price"], own["traded_at"], own["amount"], own["fees"]) == (
+            "10.50", at("2024-03-04", 15, 0), "1050.00", "5.01"
+        )  # fmt: skip
+
+        # Risk recorded the rules with its decision (a retry re-signs exactly them).
+        [decision] = [
+            d for d in (await r.risk.get("/v1/decisions", headers=headers(r.settings, STRATEGY))).json()
+            if d["strategy_instance_id"] == instance
+        ]  # fmt: skip
+        assert decision["paper_fill"] == CLOSE_FILLS
+        # The same order again: the same order back (200). With other fill rules: a conflict, nothing new.
+        again = await r.risk.post("/v1/orders", json=instance_order(instance), headers=headers(r.settings, STRATEGY))
+        assert (again.status_code, again.json()["order"]["order_id"]) == (200, order["order_id"])
+        other = instance_order(instance, paper_fill={**CLOSE_FILLS, "fill_price": "open"})
+        other["client_order_id"] = instance_order(instance)["client_order_id"]
+        conflict = await r.risk.post("/v1/orders", json=other, headers=headers(r.settings, STRATEGY))
+        assert (conflict.status_code, conflict.json()["code"]) == (409, "client_order_id_conflict")
+
+
+async def test_an_instances_volume_cap_and_slippage_are_its_own(tmp_path: Path) -> None:
+    clock = ReplayClock(date(2024, 3, 4))
+    jo = trader()
+    async with replay(tmp_path, clock) as r:  # the platform has no volume cap and no slippage
+        assert (await r.get(jo, "/v1/account"))["available"] == "10000000.00"  # opens the account
+        instance = r.strategy.add(jo.account_id)
+        rules = {**CLOSE_FILLS, "slippage": "ticks", "slippage_amount": "2", "volume_cap": "0.001"}
+        body = instance_order(instance, ts_code="601398.SH", qty=300, price="5.20", paper_fill=rules)
+        placed = await r.risk.post("/v1/orders", json=body, headers=headers(r.settings, STRATEGY))
+        assert placed.status_code == 201, placed.text
+        order = placed.json()["order"]
+        # 0.1% of the bar's 100,000 shares = 100 of the 300 asked, at the close 5.15 + 2 ticks = 5.17; the rest is
+        # cancelled at once.
+        assert (order["status"], order["filled_qty"], order["avg_fill_price"]) == ("cancelled", 100, "5.17")
+        assert order["reason"].startswith("volume_cap: ")
+        assert order["paper_fill"] == rules
+
+
+async def test_an_instance_that_cancels_orders_of_suspended_symbols(tmp_path: Path) -> None:
+    clock = ReplayClock(date(2024, 3, 4))
+    kai = trader()
+    async with replay(tmp_path, clock) as r:
+        assert (await r.get(kai, "/v1/account"))["available"] == "10000000.00"
+        # Straight to execution (risk refuses orders for a suspended symbol): 000001.SZ has no bar on 2024-03-04.
+        # With the platform's rules it would wait for the next session it trades; this instance's say cancel.
+        terms = limit_buy(
+            kai,
+            ts_code="000001.SZ",
+            qty=100,
+            price="13.00",
+            strategy_instance_id="0123456789abcdef0123456789abcdef",
+            paper_fill={**CLOSE_FILLS, "suspended_orders": "cancel"},
+        )
+        response = await r.execution.post(
+            "/v1/orders", json=signed_order(r.settings, terms), headers=headers(r.settings, STRATEGY)
+        )
+        assert response.status_code == 201, response.text
+        order = response.json()
+        assert (order["status"], order["filled_qty"]) == ("cancelled", 0)
+        assert order["reason"].startswith("suspended: ")
+        assert (await r.get(kai, "/v1/account"))["reserved"] == "0.00"
+
+
+async def test_only_an_instances_order_carries_fill_rules_and_they_are_checked(tmp_path: Path) -> None:
+    clock = ReplayClock(date(2024, 3, 4))
+    lu = trader()
+    async with replay(tmp_path, clock) as r:
+        # A person sending fill rules, through risk: 403, nothing decided.
+        mine = {**MARKET_BUY, "paper_fill": CLOSE_FILLS}
+        refused = await r.place(lu, **mine)
+        assert (refused.status_code, refused.json()["code"]) == (403, "forbidden"), refused.text
+        assert "paper_fill" in refused.json()["message"]
+        # Straight to execution with an approval of them (risk never signs one): refused, recorded.
+        terms = limit_buy(lu, qty=100, price="10.60", paper_fill=CLOSE_FILLS)
+        response = await r.execution.post(
+            "/v1/orders", json=signed_order(r.settings, terms), headers=headers(r.settings, lu)
+        )
+        assert (response.status_code, response.json()["code"]) == (403, "approval_invalid"), response.text
+        assert (
+            response.json()["message"] == "only an order of a strategy instance carries its own fill rules (paper_fill)"
+        )
+        assert await r.get(lu, "/v1/orders") == []
+
+        # The strategy service's bad values: 422 invalid_request naming the field; nothing reaches execution.
+        instance = r.strategy.add(lu.account_id)
+        bad: list[tuple[dict[str, Any], str]] = [
+            ({**CLOSE_FILLS, "fill_price": "mid"}, "paper_fill.fill_price"),
+            ({**CLOSE_FILLS, "volume_cap": "0"}, "paper_fill.volume_cap"),
+            ({**CLOSE_FILLS, "volume_cap": "1.5"}, "paper_fill.volume_cap"),
+            ({**CLOSE_FILLS, "volume_cap": True}, "paper_fill.volume_cap"),
+            ({**CLOSE_FILLS, "slippage_amount": "-1"}, "paper_fill.slippage_amount"),
+            ({**CLOSE_FILLS, "slippage_amount": "1e1"}, "paper_fill.slippage_amount"),
+            ({**CLOSE_FILLS, "suspended_orders": "drop"}, "paper_fill.suspended_orders"),
+            ({**CLOSE_FILLS, "commission_rate": "0.001"}, "paper_fill.commission_rate"),  # fees are the account's
+            ({k: v for k, v in CLOSE_FILLS.items() if k != "suspended_orders"}, "paper_fill.suspended_orders"),
+            ({**CLOSE_FILLS, "slippage_amount": "3"}, "paper_fill"),  # slippage none with an amount
+            ({**CLOSE_FILLS, "slippage": "ticks", "slippage_amount": "1.5"}, "paper_fill"),  # not a whole tick
+        ]
+        for rules, field in bad:
+            body = instance_order(instance, paper_fill=rules)
+            response = await r.risk.post("/v1/orders", json=body, headers=headers(r.settings, STRATEGY))
+            assert response.status_code == 422, (rules, response.text)
+            assert response.json()["code"] == "invalid_request"
+            assert response.json()["message"].startswith(f"{field}: "), (rules, response.text)
+        assert await r.get(lu, "/v1/orders") == []

@@ -39,10 +39,12 @@ class Clock:
 class DownBroker:
     name = "down"
 
-    async def submit(self, order: Order, *, price_cap: Decimal | None = None) -> BrokerReport:
+    async def submit(
+        self, order: Order, *, price_cap: Decimal | None = None, paper_fill: object = None
+    ) -> BrokerReport:
         raise BrokerUnavailable("the broker is down (test)")
 
-    async def cancel(self, order_id: str) -> BrokerReport:
+    async def cancel(self, order_id: str, *, paper_fill: object = None) -> BrokerReport:
         raise BrokerUnavailable("the broker is down (test)")
 
 

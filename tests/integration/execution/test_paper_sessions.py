@@ -320,3 +320,49 @@ async def test_one_symbols_unusable_bar_does_not_hold_back_the_other_orders(
         # the order placed first waits for usable data; the one after it is matched all the same
         assert (await order_of(r, ivy, good["order_id"]))["status"] == "filled"
         assert (await order_of(r, ivy, bad["order_id"]))["status"] == "submitted"
+
+
+async def test_an_instances_orders_are_matched_by_its_own_rules_on_their_sessions_bar(tmp_path: Path) -> None:
+    eli = trader()
+    strategy = Principal("svc:strategy", "service")
+    own = {"fill_price": "close", "slippage": "none", "slippage_amount": "0", "volume_cap": None,
+           "suspended_orders": "wait"}  # fmt: skip
+    # The platform's rules here: VWAP (LH_PAPER_FILL_PRICE=vwap).
+    async with market(tmp_path, "2024-03-04T09:20:00+08:00", paper_fill_price="vwap") as (r, clock):
+        mine = await place(r, eli, client_order_id="p-1", **{**LIMIT_BUY, "qty": 100, "price": "10.60"})
+        instance = r.strategy.add(eli.account_id)
+        body = {**LIMIT_BUY, "qty": 100, "price": "10.60", "strategy_instance_id": instance}
+
+        async def place_for_instance(cid: str, rules: dict[str, Any]) -> dict[str, Any]:
+            sent = {**body, "client_order_id": f"{instance}-{cid}", "paper_fill": rules}
+            placed = await r.risk.post("/v1/orders", json=sent, headers=headers(r.settings, strategy))
+            assert placed.status_code == 201, placed.text
+            answer: dict[str, Any] = placed.json()["order"]
+            assert answer["status"] == "submitted" and answer["reason"].startswith("awaiting: ")
+            return answer
+
+        at_close = await place_for_instance("1", own)  # before the open, by rules that say the close
+        at_open = await place_for_instance("3", {**own, "fill_price": "open"})
+        withdrawn = await place_for_instance("4", own)
+        # 09:21: the opening call is setting the open, so the order its own rules fill at the open can no longer be
+        # withdrawn; one its rules fill at the close can, until 14:57
+        clock.set("2024-03-04T09:21:00+08:00")
+        cancel = await r.execution.post(f"/v1/orders/{at_open['order_id']}/cancel", headers=headers(r.settings, eli))
+        assert (cancel.status_code, cancel.json()["code"]) == (409, "order_not_cancellable"), cancel.text
+        cancel = await r.execution.post(f"/v1/orders/{withdrawn['order_id']}/cancel", headers=headers(r.settings, eli))
+        assert (cancel.status_code, cancel.json()["status"]) == (200, "cancelled"), cancel.text
+        # during the session, by rules that say the open and one tick of slippage: the open had been set, so the close
+        clock.set("2024-03-04T10:00:00+08:00")
+        late = await place_for_instance("2", {**own, "fill_price": "open", "slippage": "ticks", "slippage_amount": "1"})
+
+        clock.set("2024-03-04T16:00:00+08:00")
+        bars_in(r, AFTER_0304)
+        await announce(r, date(2024, 3, 4))
+        # 2024-03-04: open 10.20, close 10.50, VWAP 20,800,000.00 / 2,000,000 = 10.40
+        person = await order_of(r, eli, mine["order_id"], until="filled")
+        assert person["avg_fill_price"] == "10.40"
+        assert (await order_of(r, eli, at_close["order_id"], until="filled"))["avg_fill_price"] == "10.50"
+        assert (await order_of(r, eli, at_open["order_id"], until="filled"))["avg_fill_price"] == "10.20"
+        assert (await order_of(r, eli, late["order_id"], until="filled"))["avg_fill_price"] == "10.51"  # 10.50 + 0.01
+        times = {t["order_id"]: t["traded_at"] for t in await r.get(eli, "/v1/trades")}
+        assert times[at_close["order_id"]] == times[late["order_id"]] == at("2024-03-04", 15, 0)

@@ -8,7 +8,7 @@ import pytest
 
 from services.execution.admission import refusal_reason
 from services.execution.schemas import OrderSubmission
-from shared.platform.approval import OrderTerms, sign_approval
+from shared.platform.approval import OrderTerms, PaperFill, sign_approval
 from shared.platform.internal_auth import Principal
 
 SECRET = "unit-approval-secret-0123456789"
@@ -23,6 +23,21 @@ TERMS = OrderTerms(
     qty=300,
     price=Decimal("10.50"),
 )
+
+OWN_RULES: dict[str, Any] = {
+    "fill_price": "close",
+    "slippage": "bps",
+    "slippage_amount": "5",
+    "volume_cap": "0.1",
+    "suspended_orders": "wait",
+}
+OWN_RULES_TERMS = TERMS.model_copy(
+    update={
+        "strategy_instance_id": "0123456789abcdef0123456789abcdef",
+        "paper_fill": PaperFill.model_validate(OWN_RULES),
+    }
+)
+STRATEGY = Principal("svc:strategy", "service")
 
 
 def _approval(terms: OrderTerms = TERMS, secret: str = SECRET, issued: datetime = NOW) -> dict[str, Any]:
@@ -48,6 +63,7 @@ def test_the_signed_terms_are_admitted() -> None:
         {"client_order_id": "c-2"},
         {"order_type": "market", "price": None},
         {"strategy_instance_id": "0123456789abcdef0123456789abcdef"},
+        {"paper_fill": PaperFill.model_validate(OWN_RULES)},
     ],
 )
 def test_any_change_to_the_terms_breaks_the_signature(tampered: dict[str, Any]) -> None:
@@ -161,4 +177,40 @@ def test_no_term_can_forge_a_field_boundary_of_the_signed_message() -> None:
         sign_approval(SECRET, forged, "d-1", issued_at=NOW)
     assert _reason(forged, _approval(), Principal("svc:strategy", "service")) == (
         "the order cannot be approved: an order term contains the unit separator"
+    )
+
+
+@pytest.mark.parametrize(
+    "tampered",
+    [
+        {"fill_price": "open"},
+        {"slippage": "ticks", "slippage_amount": "5"},
+        {"slippage_amount": "6"},
+        {"volume_cap": "0.2"},
+        {"volume_cap": None},
+        {"suspended_orders": "cancel"},
+    ],
+)
+def test_an_instances_approval_cannot_be_replayed_with_other_fill_rules(tampered: dict[str, Any]) -> None:
+    approval = _approval(OWN_RULES_TERMS)
+    assert _reason(OWN_RULES_TERMS, approval, STRATEGY) is None
+    other = OWN_RULES_TERMS.model_copy(update={"paper_fill": PaperFill.model_validate({**OWN_RULES, **tampered})})
+    assert _reason(other, approval, STRATEGY) == "approval signature does not match the order"
+    # nor without them (the platform's rules), nor a person's approval with them
+    assert _reason(OWN_RULES_TERMS.model_copy(update={"paper_fill": None}), approval, STRATEGY) == (
+        "approval signature does not match the order"
+    )
+
+
+def test_the_same_fill_rules_written_otherwise_sign_the_same() -> None:
+    # 5 bps and "5.00" bps, 0.1 and "0.10" of the volume: the same rules, one canonical text
+    same = PaperFill.model_validate({**OWN_RULES, "slippage_amount": "5.00", "volume_cap": 0.10})
+    terms = OWN_RULES_TERMS.model_copy(update={"paper_fill": same})
+    assert _reason(terms, _approval(OWN_RULES_TERMS), STRATEGY) is None
+
+
+def test_fill_rules_on_a_persons_order_are_refused_even_with_a_valid_approval() -> None:
+    terms = TERMS.model_copy(update={"paper_fill": PaperFill.model_validate(OWN_RULES)})
+    assert _reason(terms, _approval(terms)) == (
+        "only an order of a strategy instance carries its own fill rules (paper_fill)"
     )

@@ -138,7 +138,7 @@ class RestingPath(FillingPath):
     """Takes every order and fills it, but reports it as resting (submitted, nothing filled yet): the fill's event
     is the test's to deliver."""
 
-    async def place(self, plan: Plan, instance_id: str) -> Placed:
+    async def place(self, plan: Plan, instance_id: str, paper_fill: object = None) -> Placed:
         run, self.run = self.run, None
         self.run = _Deaf()  # type: ignore[assignment]
         try:

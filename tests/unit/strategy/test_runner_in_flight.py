@@ -53,7 +53,7 @@ class SleeveCheckingPath(FillingPath):
         self.seen_available: dict[str, int] = {}
         self.costs: dict[str, int] = {}  # what each buy costs at its limit, with fees
 
-    async def place(self, plan: Plan, instance_id: str) -> Placed | Refused:  # type: ignore[override]
+    async def place(self, plan: Plan, instance_id: str, paper_fill: object = None) -> Placed | Refused:  # type: ignore[override]
         assert self.run is not None
         self.inside += 1
         self.most_inside = max(self.most_inside, self.inside)

@@ -65,7 +65,7 @@ class FillingPath:
     async def open_session(self, day: date, *, rewind: bool = False) -> None:
         self.session = day
 
-    async def place(self, plan: Plan, instance_id: str) -> Placed:
+    async def place(self, plan: Plan, instance_id: str, paper_fill: object = None) -> Placed:
         if plan.client_order_id in self.by_cid:  # a retried client_order_id: the same order, never a new one
             o = self.by_cid[plan.client_order_id]
             return Placed(o["order_id"], o["status"], o["filled_qty"], None)

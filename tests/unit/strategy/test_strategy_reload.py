@@ -410,7 +410,7 @@ async def test_a_swap_waits_for_the_bar_in_progress(
             self.inside = asyncio.Event()
             self.go = asyncio.Event()
 
-        async def place(self, plan: Plan, instance_id: str) -> Placed:
+        async def place(self, plan: Plan, instance_id: str, paper_fill: object = None) -> Placed:
             if self.session == panel.dates[2] and not self.go.is_set():
                 self.inside.set()
                 await self.go.wait()
