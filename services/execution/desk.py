@@ -380,8 +380,9 @@ class OrderDesk:
     async def positions(self, principal: Principal, account_id: str | None) -> list[Holding]:
         """The positions of `account_id` (services and admins only) or else of the caller's own account."""
         account = self._named_account(principal, account_id, "positions")
-        lots, open_sells = await self.store.position_inputs(account)
-        return holdings(lots, open_sells, today=self.today())
+        today = self.today()
+        lots, open_sells = await self.store.position_inputs(account, today)
+        return holdings(lots, open_sells, today=today)
 
     # --- cash -----------------------------------------------------------------------------------------
 
