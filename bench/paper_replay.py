@@ -5,6 +5,7 @@ orders/s, and the ratio of the replay's wall time to `run_backtest` of the same 
 in the same run (the floor).
 
     python -m bench.paper_replay [--symbols 500] [--start 2023-01-03] [--end 2024-12-31] [--db sqlite|mariadb]
+        [--capital 10000000]
 
 `--db mariadb`: the services' databases on the test MariaDB (the fleet's storage) instead of SQLite files; the bus
 and cache stay in memory (a replay clock needs every service in one process)."""
@@ -35,12 +36,12 @@ PARAMS = {"fast": 5, "slow": 20}
 CAPITAL = Decimal("10000000.00")  # a paper account's opening cash: 20,000 CNY a symbol for 500
 
 
-def backtest_floor(market, days: list[date]):  # type: ignore[no-untyped-def]
+def backtest_floor(market, days: list[date], capital: Decimal):  # type: ignore[no-untyped-def]
     from shared.research.engine import BacktestConfig, run_backtest
     from strategies.dual_ma import DualMA
 
     bars = engine_bars(market)
-    config = BacktestConfig(initial_cash=CAPITAL, corporate_actions=False, calendar=tuple(days))
+    config = BacktestConfig(initial_cash=capital, corporate_actions=False, calendar=tuple(days))
     t0 = time.perf_counter()
     result = run_backtest(DualMA(PARAMS), bars, config)
     return time.perf_counter() - t0, result
@@ -50,13 +51,15 @@ def write_profile(profiler: Any, path: str) -> None:
     Path(path).write_text(profiler.output_text() if path.endswith(".txt") else profiler.output_html(), encoding="utf-8")
 
 
-async def measure(symbols: int, start: date, end: date, db: str, profile: str | None) -> None:
+async def measure(
+    symbols: int, start: date, end: date, db: str, profile: str | None, capital: Decimal = CAPITAL
+) -> None:
     market = sse_market(symbols, start, end)
     days = market.trade_days
     n_bars = len(market.daily)
     print(f"paper replay benchmark: dual_ma(5, 20), {symbols} symbols x {len(days)} SSE days ({start} to {end}), "
           f"{n_bars:,} bars; services' databases: {db}")  # fmt: skip
-    floor_s, expected = backtest_floor(market, days)
+    floor_s, expected = backtest_floor(market, days, capital)
     bt_trades = len(expected.trades["qty"])
     print(f"  floor: run_backtest (load, run, metrics)   {floor_s:8.2f} s  ({bt_trades:,} fills, "
           f"final equity {expected.final_equity})")  # fmt: skip
@@ -69,7 +72,7 @@ async def measure(symbols: int, start: date, end: date, db: str, profile: str | 
             codes = sorted(market.securities["ts_code"])
             iid = await create_instance(
                 p, headers,
-                {"strategy": "dual_ma", "params": PARAMS, "universe": {"ts_codes": codes}, "capital": str(CAPITAL)},
+                {"strategy": "dual_ma", "params": PARAMS, "universe": {"ts_codes": codes}, "capital": str(capital)},
             )  # fmt: skip
             profiler = None
             if profile:
@@ -116,8 +119,12 @@ def main() -> None:
     parser.add_argument("--end", type=date.fromisoformat, default=date(2024, 12, 31))
     parser.add_argument("--db", choices=("sqlite", "mariadb"), default="sqlite")
     parser.add_argument("--profile", help="a pyinstrument profile of the replay (.txt: text, else HTML)")
+    parser.add_argument(
+        "--capital", type=Decimal, default=CAPITAL,
+        help="the instance's capital in CNY (e.g. 1000: no lot is affordable, no order is sent: the sessions alone)",
+    )  # fmt: skip
     args = parser.parse_args()
-    asyncio.run(measure(args.symbols, args.start, args.end, args.db, args.profile))
+    asyncio.run(measure(args.symbols, args.start, args.end, args.db, args.profile, args.capital))
 
 
 if __name__ == "__main__":

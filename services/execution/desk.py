@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 RECONCILE_INTERVAL_S = 15.0
 OPEN_ORDERS_PAGE = 500  # the store's page of open orders (open_orders_created_before's limit)
 RECONCILE_GRACE_S = 10.0
+CALENDAR_LOOKBACK = timedelta(days=30)  # the trading days read back from today to find the last closed session
 
 
 @dataclass(frozen=True)
@@ -271,23 +272,25 @@ class OrderDesk:
         if self.calendar is None:
             raise Unavailable("calendar_unavailable", "no trade calendar here to check the session against")
         try:
-            open_day = await self.calendar.trading_days(day, day)
+            # the days expiry needs once the clock is on `day` too: one read of the calendar a session
+            days = await self.calendar.trading_days(day - CALENDAR_LOOKBACK, day)
         except CalendarUnavailable as exc:
             raise Unavailable("calendar_unavailable", f"cannot check the session against the calendar: {exc}") from exc
-        if day not in open_day:
+        if day not in days:
             raise ServiceError(
                 "not_a_trading_day", f"session: {day.isoformat()} is not a trading day in the calendar", status_code=422
             )
         if day != current:
             clock.set_session(day)
-        await self.on_session()
+        await self.on_session(days)
         return day
 
-    async def on_session(self) -> None:
+    async def on_session(self, days: list[date] | None = None) -> None:
         """The market clock moved to a new session (a replay): expire now what rests of the day orders of the
         sessions that have closed, and match the orders waiting for a suspended symbol on the new session, rather
-        than at the background pass's next turn."""
-        await self.expire_day_orders()
+        than at the background pass's next turn. `days`: the trading days of the calendar from CALENDAR_LOOKBACK
+        before the session to it, when the caller has them (else they are read)."""
+        await self.expire_day_orders(days=days)
 
     # --- a paper account's settings -------------------------------------------------------------------
 
@@ -380,8 +383,9 @@ class OrderDesk:
     async def positions(self, principal: Principal, account_id: str | None) -> list[Holding]:
         """The positions of `account_id` (services and admins only) or else of the caller's own account."""
         account = self._named_account(principal, account_id, "positions")
-        lots, open_sells = await self.store.position_inputs(account)
-        return holdings(lots, open_sells, today=self.today())
+        today = self.today()
+        lots, open_sells = await self.store.position_inputs(account, today)
+        return holdings(lots, open_sells, today=today)
 
     # --- cash -----------------------------------------------------------------------------------------
 
@@ -500,7 +504,7 @@ class OrderDesk:
         today = self.today()
         if self.calendar is not None:
             try:
-                days = await self.calendar.trading_days(today - timedelta(days=30), today)
+                days = await self.calendar.trading_days(today - CALENDAR_LOOKBACK, today)
             except CalendarUnavailable as exc:
                 log.warning(
                     "reconciliation without a trade calendar: holding back older orders", extra={"error": str(exc)}
@@ -514,20 +518,22 @@ class OrderDesk:
 
     # --- day orders ------------------------------------------------------------------------------------
 
-    async def expire_day_orders(self, *, stop: asyncio.Event | None = None) -> int:
+    async def expire_day_orders(self, *, stop: asyncio.Event | None = None, days: list[date] | None = None) -> int:
         """Expire what rests of every order whose trading day has closed (A-share orders are day orders): the
         broker cancels it with the reason, and it is recorded `cancelled` with its `order.cancelled` event, which
         releases the shares or cash it reserved. Only for a broker that is told (the paper broker); a real broker's
-        exchange expires them and reports so. Returns how many orders were expired."""
+        exchange expires them and reports so. `days`: the calendar's trading days from CALENDAR_LOOKBACK before
+        today to today, when the caller has read them. Returns how many orders were expired."""
         if self.calendar is None or not isinstance(self.broker, ExpiringBroker):
             return 0
         now = self.clock()
         today = self.today()
-        try:
-            days = await self.calendar.trading_days(today - timedelta(days=30), today)
-        except CalendarUnavailable as exc:
-            log.warning("day orders not expired: no trade calendar", extra={"error": str(exc)})
-            return 0
+        if days is None:
+            try:
+                days = await self.calendar.trading_days(today - CALENDAR_LOOKBACK, today)
+            except CalendarUnavailable as exc:
+                log.warning("day orders not expired: no trade calendar", extra={"error": str(exc)})
+                return 0
         day = last_close(days, now)
         if day is None:
             return 0

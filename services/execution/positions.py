@@ -16,7 +16,8 @@ from shared.core.market.orders import Holding, oversell_error
 
 @dataclass(frozen=True)
 class TradeLot:
-    """One trade as positions need it."""
+    """Trades as positions need them: one trade, or the sum of several of one code and side that fall on the same
+    side of T+1 (the store sums them)."""
 
     ts_code: str
     side: OrderSide

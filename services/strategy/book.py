@@ -175,7 +175,7 @@ class SleeveBook:
     # (they join on that day's on_bar's, as in the engine); stored with the book, so a new panel or a restart keeps them
     fresh: list[Intent] = field(default_factory=list)
     seq_by_bar: dict[str, int] = field(default_factory=dict)
-    applied_trades: set[str] = field(default_factory=set)
+    applied_trades: dict[str, None] = field(default_factory=dict)  # trade ids booked, in booking order
     filled_by_order: dict[str, int] = field(default_factory=dict)
     buys_by_day: dict[str, dict[str, int]] = field(default_factory=dict)  # ISO day -> code -> shares bought
     history: list[DayRecord] = field(default_factory=list)
@@ -376,7 +376,7 @@ class SleeveBook:
         j = self.columns.get(fill.ts_code)
         if j is None:
             raise ValueError(f"fill {fill.trade_id} of {fill.ts_code}, outside the instance's universe")
-        self.applied_trades.add(fill.trade_id)
+        self.applied_trades[fill.trade_id] = None
         self.filled_by_order[fill.client_order_id] = self.filled_by_order.get(fill.client_order_id, 0) + fill.qty
         amount = fill.qty * fill.price_fen
         fees = fill.fees_fen
@@ -476,7 +476,7 @@ class SleeveBook:
             "fresh": [i.as_json(self.panel.codes) for i in self.fresh],
             "sent_session": self.sent_session.isoformat() if self.sent_session else None,
             "seq_by_bar": self.seq_by_bar,
-            "applied_trades": sorted(self.applied_trades),
+            "applied_trades": list(self.applied_trades),
             "filled_by_order": self.filled_by_order,
             "realised_fen": self.realised_fen,
             "sell_pnl": self.sell_pnl,
@@ -510,7 +510,7 @@ class SleeveBook:
         self.fresh = [Intent(i, self.columns[code], k, a, b, q) for i, code, k, a, b, q in data.get("fresh", [])]
         self.sent_session = date.fromisoformat(data["sent_session"]) if data.get("sent_session") else None
         self.seq_by_bar = {str(k): int(v) for k, v in data["seq_by_bar"].items()}
-        self.applied_trades = set(data["applied_trades"])
+        self.applied_trades = dict.fromkeys(str(t) for t in data["applied_trades"])
         self.filled_by_order = {str(k): int(v) for k, v in data["filled_by_order"].items()}
         self.realised_fen = int(data["realised_fen"])
         self.sell_pnl = [int(v) for v in data["sell_pnl"]]

@@ -260,12 +260,15 @@ class InstanceRun:
         started = time.perf_counter()
         sent_before = self.orders_sent
         self.book.begin_day(t)
-        await self.trade(self.book.panel_row(t))
+        # close_bar stores the book at once: the store after the last round is that one (a crash in between runs
+        # the day again, as one after the last round's store does: its orders are found by id)
+        await self.trade(self.book.panel_row(t), store_after=False)
         return await self.close_bar(t, sent_before, started)
 
-    async def trade(self, row: SessionRow) -> None:
+    async def trade(self, row: SessionRow, *, store_after: bool = True) -> None:
         """The session's orders due, sized at `row`'s prices and sent round by round: the sells, then the buys the
-        cash pays once the sells filled (the engine's order of a day's fills)."""
+        cash pays once the sells filled (the engine's order of a day's fills). The book is stored after each round
+        and, unless `store_after` is False (the caller stores it next), once the session is sent."""
         book = self.book
         book.open_session(row.day)
         self.window_ends = time.monotonic() + self.order_window_s  # one window for the session's orders
@@ -281,7 +284,8 @@ class InstanceRun:
             await self._send(kept)
             await self.save()
         book.sent_session = row.day
-        await self.save()
+        if store_after:
+            await self.save()
 
     async def close_bar(self, t: int, sent_before: int | None = None, started: float | None = None) -> BarReport:
         """Day t's bar is in: the day is marked at its close, then the strategy's on_bar, whose orders wait for the

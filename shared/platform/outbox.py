@@ -69,7 +69,9 @@ class OutboxRelay:
         self._loop.wake()
 
     async def flush(self) -> int:
-        """Publish every pending event in creation order; return how many were published."""
+        """Publish every pending event in creation order; return how many were published. A batch shorter than
+        `batch` was all there was: no further read for nothing (a row committed since then came with its own
+        `notify()`, which runs the flush again; one left without, e.g. by a crash, waits for the poll)."""
         published = 0
         async with self._lock:
             while True:
@@ -100,3 +102,5 @@ class OutboxRelay:
                                     update(self.table).where(self.table.c.id.in_(sent)).values(published_at=utcnow())
                                 )
                 published += len(sent)
+                if len(rows) < self.batch:
+                    return published

@@ -110,7 +110,7 @@ class OrderTransitions(OrderReads, TradeReads, AccountStore):
                         if same_key is not None or by_decision is not None:
                             raise AlreadyPlaced(same_key, by_decision)
                         if side is OrderSide.SELL:
-                            lots, sells = await self._position_inputs(s, order.account_id)
+                            lots, sells = await self._position_inputs(s, order.account_id, today)
                             refusal = sell_refusal(lots, sells, order.ts_code, order.qty, today=today)
                         else:
                             assert cap_fen is not None

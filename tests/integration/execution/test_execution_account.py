@@ -5,12 +5,13 @@ deposits and withdrawals, and every fill's amount and fees (stamp duty by date).
 
 import asyncio
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
-from services.execution.store import cash_ledger, orders, refused_submissions
+from services.execution.store import cash_ledger, orders, refused_submissions, trades
 from shared.platform.approval import OrderTerms
 from shared.platform.internal_auth import Principal
 from tests.conftest import Backing
@@ -246,4 +247,37 @@ async def test_deposits_and_withdrawals_are_idempotent_and_for_admins_and_servic
         assert other.status_code == 403
         named = await f.execution.get(f"/v1/account?account_id={sam.account_id}", headers=f.headers(RISK))
         assert named.status_code == 200 and named.json()["available"] == "2000.00"
+        await settle(f)
+
+
+async def test_positions_split_the_summed_trades_at_the_exchange_midnight_for_t_plus_one(backing: Backing) -> None:
+    """The store sums an account's trades by code and side, split at the exchange day's first moment (00:00 in
+    Shanghai): shares bought a microsecond before it are sellable today, shares bought at it are not."""
+    settings = backing.settings()
+    olga = trader()
+    midnight = datetime(2024, 3, 4, 16, 0, tzinfo=UTC)  # 2024-03-05 00:00 in Shanghai
+    async with fleet(settings) as f:
+        _set_clock(f, datetime(2024, 3, 5, 2, 0, tzinfo=UTC))  # 10:00 in Shanghai on 2024-03-05
+        bought = {}
+        for qty, at in ((1000, midnight - timedelta(days=2)), (500, midnight - timedelta(microseconds=1)),
+                        (300, midnight)):  # fmt: skip
+            answer = (await _submit(f, olga, limit_buy(olga, qty=qty))).json()
+            assert answer["status"] == "filled"
+            bought[answer["order_id"]] = at
+        async with f.store.db.session() as s:
+            for order_id, at in bought.items():
+                await s.execute(update(trades).where(trades.c.order_id == order_id).values(traded_at=at))
+
+        # Sellable: 1,000 + 500 bought before today; held: 1,800. A sell of 400 fills (at the close, 10.00), one of
+        # 200 at 10.50 rests and reserves its shares: held 1,400, sellable 1,500 - 400 - 200 = 900.
+        sell = limit_buy(olga, side="sell", qty=400)
+        assert (await _submit(f, olga, sell)).json()["status"] == "filled"
+        rest = limit_buy(olga, side="sell", qty=200, price="10.50")
+        assert (await _submit(f, olga, rest)).json()["status"] == "submitted"
+        positions = (await f.execution.get("/v1/positions", headers=f.headers(olga))).json()
+        assert positions == [{"ts_code": "600000.SH", "qty": 1400, "sellable_qty": 900}]
+
+        refused = await _submit(f, olga, limit_buy(olga, side="sell", qty=1000))
+        assert refused.status_code == 422
+        assert refused.json()["details"] == {"held_qty": 1400, "sellable_qty": 900}
         await settle(f)
