@@ -81,7 +81,9 @@ async def one_strategy(strategy: str, symbols: int, db: str, profile: str | None
     services.strategy.app.ORDER_TIMING_S = 24 * 3600.0
     try:
         with tempfile.TemporaryDirectory(prefix="lh-bench-bars-") as work:
-            async with platform(Path(work), db, "real") as p:
+            # the paper broker fills at the last close as the orders arrive (LH_PAPER_FILLS=immediate), as in the
+            # figures before it followed the clock: what is timed is the path to the last order accepted and booked
+            async with platform(Path(work), db, "real", paper_fills="immediate") as p:
                 await load_into_data_service(p.data_url(), market, bars=history)
                 headers = await trader(p)
                 codes = sorted(market.securities["ts_code"])
