@@ -470,7 +470,9 @@ class InstanceRun:
                 self.strategy.on_trade,
                 self.ctx,
                 TradeEvent(
-                    order_id=plan.intent.intent_id if (plan := self.sent.get(fill.client_order_id)) else -1,
+                    order_id=plan.intent.intent_id
+                    if (plan := self.sent.get(fill.client_order_id) or self.in_flight.get(fill.client_order_id))
+                    else -1,
                     ts_code=fill.ts_code,
                     trade_date=fill.trade_date,
                     side=fill.side,  # type: ignore[arg-type]
@@ -536,13 +538,22 @@ class InstanceRun:
         else:
             ahead = list(self.in_flight.items())  # not an order of the round: every one is counted
         reserved = 0
+        selling: dict[str, int] = {}  # shares its open sells may still sell, by code
         for cid, plan in (*self.sent.items(), *ahead):
-            if plan.side == "buy" and cid != client_order_id:
-                left = plan.qty - book.filled_by_order.get(cid, 0)
-                if left <= 0:
-                    continue  # filled: its cash is spent (no minimum commission on nothing left)
-                amount = np.array([left * plan.price_fen], dtype=np.int64)
-                reserved += int(amount[0] + book.fees.commission(amount)[0] + book.fees.transfer(amount)[0])
+            if cid == client_order_id:
+                continue
+            left = plan.qty - book.filled_by_order.get(cid, 0)
+            if left <= 0:
+                continue  # filled: its cash is spent, its shares sold (no minimum commission on nothing left)
+            if plan.side == "sell":
+                selling[plan.ts_code] = selling.get(plan.ts_code, 0) + left
+                continue
+            amount = np.array([left * plan.price_fen], dtype=np.int64)
+            reserved += int(amount[0] + book.fees.commission(amount)[0] + book.fees.transfer(amount)[0])
+        positions = book.holdings(ts_code)
+        for p in positions:
+            # shares a resting sell of the sleeve already sells are not offered to another sell
+            p["sellable_qty"] = max(int(p["sellable_qty"]) - selling.get(str(p["ts_code"]), 0), 0)
         return {
             "cash_fen": book.cash_fen,
             "cash_available_fen": book.cash_fen - reserved,
@@ -551,7 +562,7 @@ class InstanceRun:
             "unrealised_fen": book.unrealised_fen(),
             "fees_fen": book.fees_paid_fen,
             "bar_date": book.panel.dates[book.t].isoformat() if book.t >= 0 else None,
-            "positions": book.holdings(ts_code),
+            "positions": positions,
         }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import BigInteger, Column, String, Table, UniqueConstraint, func, select, update
@@ -125,26 +126,7 @@ class AccountStore(StoreBase):
         try:
             async for attempt in self.db.transaction():
                 async with attempt as s:
-                    await s.execute(
-                        accounts.insert().values(
-                            account_id=account_id,
-                            admissions=0,
-                            created_at=now,
-                            balance=from_fen(self.opening_cash_fen),
-                        )
-                    )
-                    await s.execute(
-                        cash_ledger.insert().values(
-                            account_id=account_id,
-                            kind=cashbook.OPENING,
-                            amount=from_fen(self.opening_cash_fen),
-                            idempotency_key=cashbook.OPENING,
-                            trade_id=None,
-                            created_by=self.source,
-                            correlation_id=current_correlation_id(),
-                            created_at=now,
-                        )
-                    )
+                    await self._create_row(s, account_id, now)
         except IntegrityError:
             pass  # created at the same moment by another request
 
@@ -175,14 +157,43 @@ class AccountStore(StoreBase):
             raise AssertionError(f"account {account_id} vanished")
         return cash
 
+    async def _create_row(self, s: DbSession, account_id: str, now: datetime) -> None:
+        """The account's row and its opening cash entry. Its balance is the opening cash plus what the ledger already
+        holds for it (an account whose orders predate the accounts table, migration 0002, can have fills booked
+        before its row exists)."""
+        earlier = (
+            await s.execute(select(func.coalesce(func.sum(cash_ledger.c.amount), 0)).where(
+                cash_ledger.c.account_id == account_id))
+        ).scalar_one()  # fmt: skip
+        opening = from_fen(self.opening_cash_fen)
+        await s.execute(
+            accounts.insert().values(account_id=account_id, admissions=0, created_at=now,
+                                     balance=opening + Decimal(earlier))
+        )  # fmt: skip
+        await s.execute(
+            cash_ledger.insert().values(
+                account_id=account_id,
+                kind=cashbook.OPENING,
+                amount=opening,
+                idempotency_key=cashbook.OPENING,
+                trade_id=None,
+                created_by=self.source,
+                correlation_id=current_correlation_id(),
+                created_at=now,
+            )
+        )
+
     async def _add_entry(self, s: DbSession, account_id: str, amount_fen: int, **entry: Any) -> None:
         """A ledger entry and, in the same transaction, the account's balance moved by its amount (the UPDATE takes
-        the account's row lock until the commit, so concurrent entries add up one after the other)."""
+        the account's row lock until the commit, so concurrent entries add up one after the other). An account
+        without a row yet (its orders predate the accounts table) gets it here, its balance counting this entry."""
         amount = from_fen(amount_fen)
         await s.execute(cash_ledger.insert().values(account_id=account_id, amount=amount, **entry))
-        await s.execute(
+        moved = await s.execute(
             update(accounts).where(accounts.c.account_id == account_id).values(balance=accounts.c.balance + amount)
         )
+        if moved.rowcount != 1:
+            await self._create_row(s, account_id, utcnow())
 
     async def ledger_sum(self, account_id: str) -> int:
         """The sum of the account's cash ledger, in fen (what its balance must equal; a check, not a hot path)."""

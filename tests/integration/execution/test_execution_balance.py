@@ -147,3 +147,26 @@ async def test_the_migration_fills_the_balance_from_the_ledger_on_mariadb(backin
 
 async def test_the_migration_fills_the_balance_from_the_ledger_on_sqlite(tmp_path: Path) -> None:
     await _check_backfill(Database(f"sqlite+aiosqlite:///{tmp_path}/execution.db"))
+
+
+async def test_a_fill_of_an_account_without_a_row_keeps_its_balance_equal_to_its_ledger(store: ExecutionStore) -> None:
+    account_id = f"acct-legacy-{new_id()[:6]}"
+    terms = OrderTerms(client_order_id=f"c-{new_id()[:12]}", account_id=account_id, ts_code="600000.SH", side="buy",
+                       order_type="limit", qty=100, price=Decimal("10.00"))  # fmt: skip
+    stored = await store.create_order(terms, new_id(), today=exchange_date(datetime.now(UTC)))
+    # as an account whose orders predate the accounts table (migration 0002): no row, no opening entry
+    async with store.db.session() as s:
+        await s.execute(text("DELETE FROM cash_ledger WHERE account_id = :a"), {"a": account_id})
+        await s.execute(text("DELETE FROM accounts WHERE account_id = :a"), {"a": account_id})
+    now = datetime.now(UTC)
+    fills = (
+        Fill(fill_id=f"f1-{stored.order.order_id}", qty=60, price=Decimal("10.00"), traded_at=now),
+        Fill(fill_id=f"f2-{stored.order.order_id}", qty=40, price=Decimal("10.00"), traded_at=now),
+    )
+    await store.apply_report(stored.order.order_id, BrokerReport(status=OrderStatus.FILLED, fills=fills))
+    # the fill gave the account its row: the opening cash, less what the buy cost (1,010.01 CNY)
+    async with store.db.session() as s:
+        row = (await s.execute(text("SELECT balance_fen FROM accounts WHERE account_id = :a"), {"a": account_id})).one()
+    assert row.balance_fen == OPENING_FEN - BUY_COST_FEN
+    cash = await store.cash(account_id, date.today())
+    assert cash.balance_fen == OPENING_FEN - BUY_COST_FEN == await store.ledger_sum(account_id)

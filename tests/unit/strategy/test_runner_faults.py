@@ -14,9 +14,10 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from services.strategy.book import Plan, TradeFill
+from services.strategy.book import Intent, Plan, TradeFill
 from services.strategy.runner import InstanceFailed, InstanceRun
 from services.strategy.trading import PathUnavailable, Placed, Refused
+from shared.core.market.matching import KIND_SHARES
 from shared.research.engine import load_bars
 from shared.research.strategy import CrossSection, Strategy, StrategyContext
 from shared.research.strategy.context import OrderEvent
@@ -362,3 +363,27 @@ def test_execution_dying_mid_session_each_order_is_sent_once_and_counted_once(ba
     assert counted == [1, 2]  # the bar report counts the order sent before the failure
     assert run.book.sent_session == date(2030, 1, 2) and run.book.pending == []
     assert [int(q) for q in run.book.positions] == [100, 100] and run.sent == {}
+
+
+def test_the_sleeve_does_not_offer_the_shares_its_resting_sells_already_sell(bars: pd.DataFrame) -> None:
+    async def go() -> tuple[InstanceRun, str]:
+        strategy = BuyEveryDay()
+        run = _run(strategy, bars, FillingPath(), fill_wait_s=0.01)
+        run.path.run = run  # type: ignore[attr-defined]
+        await run.prepare()
+        for t in range(4):  # a lot bought on each of days 1-3 (each bar's buy fills at the next session)
+            await run.session(t)
+        code = run.book.panel.codes[0]
+        # a sell of 200 of them rests at the broker (sent, not filled)
+        sell = Plan(Intent(-1, 0, KIND_SHARES, 200, "x", 0), f"{INSTANCE}-x-0", code, "sell", 200, 1000, 0)
+        run.sent[sell.client_order_id] = sell
+        return run, code
+
+    run, code = asyncio.run(go())
+    [held] = run.book.holdings(code)
+    assert held["sellable_qty"] == 300  # three lots, the newest bought on an earlier session than today's
+    [offered] = run.sleeve(ts_code=code)["positions"]
+    assert (offered["qty"], offered["sellable_qty"]) == (300, 100)  # 300 sellable less the 200 the sell rests for
+    # the resting sell itself, asked about, still sees them (its own check)
+    [own] = run.sleeve(client_order_id=f"{INSTANCE}-x-0", ts_code=code)["positions"]
+    assert own["sellable_qty"] == 300

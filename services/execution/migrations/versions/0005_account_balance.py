@@ -35,6 +35,6 @@ def downgrade() -> None:
         version = tuple(int(part) for part in bind.exec_driver_sql("SELECT sqlite_version()").scalar_one().split("."))
         if version < (3, 35, 0):
             raise RuntimeError(
-                f"downgrading execution below 0004 needs SQLite 3.35 or newer (DROP COLUMN), not {version}"
+                f"downgrading execution below 0005 needs SQLite 3.35 or newer (DROP COLUMN), not {version}"
             )
     op.drop_column("accounts", "balance_fen")
