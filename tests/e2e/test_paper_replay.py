@@ -161,6 +161,7 @@ async def test_a_paper_replay_fills_exactly_as_the_backtest(
 OWN_RULES = {"fill_price": "close", "volume_cap": "0.0005"}
 
 
+@SLOW
 async def test_an_instance_with_its_own_fill_rules_fills_exactly_as_the_backtest_with_them(
     platform: tuple[httpx.AsyncClient, Session], demo: pd.DataFrame
 ) -> None:
