@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import date, datetime, time
-from typing import Protocol
+from typing import Any, Protocol
 
 from services.execution.events import EXCHANGE_TZ
 from shared.platform.errors import ServiceError
@@ -52,7 +52,8 @@ class DataServiceCalendar:
         self.services = services
         self.internal_secret = internal_secret
 
-    async def trading_days(self, start: date, end: date) -> list[date]:
+    async def _calendar(self, start: date, end: date) -> dict[str, Any]:
+        """The data service's calendar answer for [start, end]. Raises CalendarUnavailable."""
         client = self.services.client("data")
         try:
             body = await client.get_json(
@@ -64,6 +65,12 @@ class DataServiceCalendar:
             raise CalendarUnavailable(f"the data service answered {exc.code}: {exc.message}") from exc
         except ValueError as exc:
             raise CalendarUnavailable("the data service answered the calendar without JSON") from exc
+        if not isinstance(body, dict):
+            raise CalendarUnavailable("the data service's calendar is not an object")
+        return body
+
+    async def trading_days(self, start: date, end: date) -> list[date]:
+        body = await self._calendar(start, end)
         try:
             return sorted(date.fromisoformat(str(d)) for d in body["trading_days"])
         except (KeyError, TypeError, ValueError) as exc:
@@ -71,19 +78,8 @@ class DataServiceCalendar:
 
     async def complete_through(self) -> date | None:
         today = date.today()
-        client = self.services.client("data")
+        value = (await self._calendar(today, today)).get("complete_through")
         try:
-            body = await client.get_json(
-                "/v1/calendar",
-                params={"start": today.isoformat(), "end": today.isoformat()},
-                headers=service_headers(self.internal_secret, "execution"),
-            )
-        except ServiceError as exc:
-            raise CalendarUnavailable(f"the data service answered {exc.code}: {exc.message}") from exc
-        except ValueError as exc:
-            raise CalendarUnavailable("the data service answered the calendar without JSON") from exc
-        try:
-            value = body.get("complete_through")
             return None if value is None else date.fromisoformat(str(value))
-        except (AttributeError, TypeError, ValueError) as exc:
+        except ValueError as exc:
             raise CalendarUnavailable(f"the data service's calendar is malformed: {exc!r}") from exc
