@@ -6,12 +6,10 @@ clock the test moves over the demo market's last days (it ends on 2024-12-31).""
 
 from __future__ import annotations
 
-import asyncio
 import secrets
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -26,23 +24,12 @@ from services.data.demo import generate_demo_market
 from shared.platform.events import BarsUpdated, make_event
 from shared.platform.settings import Mode, Settings
 from tests.e2e.flow import Session, create_user, login
+from tests.e2e.test_live_runner import _wait
+from tests.integration.execution.test_paper_sessions import MovableClock
 
 pytestmark = pytest.mark.e2e
 BASE = "http://gateway.test"
 SH = ZoneInfo("Asia/Shanghai")
-
-
-class MovableClock:
-    """The real clock (no replayed session) at a moment the test sets: every service follows it."""
-
-    def __init__(self, moment: datetime) -> None:
-        self.moment = moment
-
-    def now(self) -> datetime:
-        return self.moment.astimezone(UTC)
-
-    def session(self) -> date | None:
-        return None
 
 
 @dataclass
@@ -71,23 +58,13 @@ async def platform(tmp_path: Path) -> AsyncIterator[Platform]:
         rate_limit_per_minute=1_000_000,
         paper_fills="session",
     )
-    clock = MovableClock(datetime(2024, 12, 27, 20, 0, tzinfo=SH))
+    clock = MovableClock("2024-12-27T20:00:00+08:00")
     host = build_app(settings, clock=clock)
     async with (
         host.router.lifespan_context(host),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=host), base_url=BASE, timeout=60) as client,
     ):
         yield Platform(host, client, await login(client, BASE, "admin", password), clock)
-
-
-async def _wait(check: Any, what: str) -> Any:
-    deadline = time.monotonic() + 60
-    while True:
-        value = await check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.2)
 
 
 def _demo_bars(codes: list[str], day: str) -> dict[str, Any]:

@@ -35,7 +35,7 @@ class MovableClock:
         self.moment = datetime.fromisoformat(moment).astimezone(UTC)
 
     def now(self) -> datetime:
-        return self.moment
+        return self.moment.astimezone(UTC)
 
     def session(self) -> date | None:
         return None
