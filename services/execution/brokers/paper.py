@@ -62,8 +62,6 @@ class PaperQuote:
     last_close: Decimal | None  # None only for a security that never traded (then it is suspended)
     suspended: bool
     limit_up: Decimal | None = None  # the next session's limit-up price; None on sessions without limits
-    last_trade_date: date | None = None  # the session of `last_close`
-    next_trade_date: date | None = None  # the session after the newest in the data service's store
 
 
 @dataclass(frozen=True)
@@ -154,13 +152,7 @@ class PaperQuotes:
             raise MarketDataError(f"malformed market data for {ts_code}: {exc}") from exc
         if last_close is None and not quote.suspended:
             raise MarketDataError(f"market data for {ts_code} has no usable last close")
-        return PaperQuote(
-            last_close=last_close,
-            suspended=quote.suspended,
-            limit_up=limit_up,
-            last_trade_date=quote.last_trade_date,
-            next_trade_date=quote.next_trade_date,
-        )
+        return PaperQuote(last_close=last_close, suspended=quote.suspended, limit_up=limit_up)
 
 
 def paper_fill_price(
