@@ -37,7 +37,7 @@ test: $(STAMP)
 chaos: $(STAMP)
 	$(PY) -m pytest -q -m chaos tests/chaos
 
-# Paper replays of every example strategy through the whole platform, fill for fill against run_backtest (and one instance with its own fill rules); ~8 minutes.
+# Paper replays of every example strategy through the whole platform, fill for fill against run_backtest (and one instance with its own fill rules); ~9 minutes.
 parity: $(STAMP)
 	$(PY) -m pytest -q -m "parity or not parity" tests/e2e/test_paper_replay.py
 

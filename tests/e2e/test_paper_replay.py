@@ -82,7 +82,7 @@ SLOW = pytest.mark.parity  # a thousand orders and more: `make parity`
     "strategy",
     [
         "buy_and_hold",
-        "momentum",
+        pytest.param("momentum", marks=SLOW),
         pytest.param("dual_ma", marks=SLOW),
         pytest.param("bollinger", marks=SLOW),
         pytest.param("factor", marks=SLOW),
