@@ -75,7 +75,7 @@ def main() -> None:
             asyncio.run(measure(fleet, args.symbols, args.days))
         finally:
             name = make_url(fleet.env["LH_DATABASE_URL"].replace("{service}", "data")).database
-            for directory in (Path(tempfile.gettempdir()) / "lianghua-data").glob(f"*-{name}"):
+            for directory in (Path(tempfile.gettempdir()) / "lianghua-data").glob(f"*-{name}-*"):
                 shutil.rmtree(directory, ignore_errors=True)
 
 

@@ -70,7 +70,7 @@ def main() -> None:
         finally:
             # The data service's snapshot directory of this throwaway database (about 1 GB per version).
             name = make_url(fleet.env["LH_DATABASE_URL"].replace("{service}", "data")).database
-            for directory in (Path(tempfile.gettempdir()) / "lianghua-data").glob(f"*-{name}"):
+            for directory in (Path(tempfile.gettempdir()) / "lianghua-data").glob(f"*-{name}-*"):
                 shutil.rmtree(directory, ignore_errors=True)
 
 

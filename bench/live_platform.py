@@ -122,7 +122,7 @@ async def platform(
         if db == "mariadb":
             await _drop(mysql, run)
             # the data service's on-disk snapshot of the dropped database (services/data/bulk.py names it)
-            for directory in (Path(tempfile.gettempdir()) / "lianghua-data").glob(f"*-lhbench_{run}_data"):
+            for directory in (Path(tempfile.gettempdir()) / "lianghua-data").glob(f"*-lhbench_{run}_data-*"):
                 shutil.rmtree(directory, ignore_errors=True)
 
 

@@ -350,4 +350,10 @@ def bulk_directory(settings: object) -> Path:
         return Path(str(configured))
     url = make_url(settings.database_url_for("data"))  # type: ignore[attr-defined]
     name = Path(url.database or "memory").name.replace(".", "_") if url.database else "memory"
-    return Path(tempfile.gettempdir()) / "lianghua-data" / f"{url.get_backend_name()}-{url.host or 'local'}-{name}"
+    # Two SQLite files of one name in two folders (two platforms, two test runs) are two databases: the folder of
+    # the file, or the server's host and port, is in the directory's name too.
+    where = str(Path(url.database).resolve().parent) if url.get_backend_name() == "sqlite" and url.database else ""
+    place = f"{url.host or 'local'}:{url.port or ''}:{where}"
+    digest = hashlib.sha256(place.encode()).hexdigest()[:12]
+    folder = f"{url.get_backend_name()}-{url.host or 'local'}-{name}-{digest}"
+    return Path(tempfile.gettempdir()) / "lianghua-data" / folder

@@ -3,6 +3,7 @@ and the data version every write of market data bumps (cached reads and bulk sna
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -34,6 +35,14 @@ def upsert_statement(dialect_name: str, table: Table) -> Insert:
             index_elements=sorted(keys), set_={name: lite.excluded[name] for name in others}
         )
     raise NotImplementedError(f"no upsert for the {dialect_name} dialect")
+
+
+def first_version() -> int:
+    """The data version of a database's first write: random, not 1, so that two databases (two platforms on one
+    machine, or a database deleted and made again at the same path) never share a version, and what caches keyed
+    by the version alone (bulk snapshots, the strategy service's and the backtest workers' bar caches) cannot serve
+    one database's data for another's. Below 2**50, so a JavaScript number holds it exactly."""
+    return (secrets.randbits(40) << 10) + 1
 
 
 class StoreBase:
@@ -88,7 +97,7 @@ class StoreBase:
         if changed.rowcount == 0:
             await session.execute(
                 upsert_statement(self.db.engine.dialect.name, data_versions),
-                [{"name": MARKET_VERSION, "version": 1, "updated_at": now}],
+                [{"name": MARKET_VERSION, "version": first_version(), "updated_at": now}],
             )
 
     async def mark_complete_through(self, day: date) -> None:

@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 
 import services.data.store.bulk as store_module
 from services.data.app import create_app
+from services.data.bulk import bulk_directory
 from services.data.cache import ReadCache
 from services.data.demo import generate_demo_market
 from services.data.loader import load_demo_market
@@ -223,3 +224,32 @@ async def test_sqlite_bulk_writes_commit_per_batch_so_other_writers_get_in(
         assert pragmas[0] == "wal" and pragmas[1] >= 10_000  # readers beside the writer; writes wait, not fail
     finally:
         await db.dispose()
+
+
+async def test_two_databases_of_one_name_never_share_a_data_version_or_a_snapshot_folder(tmp_path: Path) -> None:
+    # Two platforms on one machine, each with its data.db (or one deleted and made again): caches keyed by the data
+    # version (bulk snapshots, bar caches) must not serve one's bars for the other's.
+    frame = pd.DataFrame({"ts_code": "600000.SH", "trade_date": ["20240603"], "open": 10.0, "high": 10.1, "low": 9.9,
+                          "close": 10.0, "pre_close": 10.0, "vol": 10.0, "amount": 10.0, "adj_factor": 1.0})  # fmt: skip
+    versions, folders = [], []
+    for name in ("a", "b", "a-again"):
+        folder = tmp_path / name.removesuffix("-again")
+        folder.mkdir(exist_ok=True)
+        (folder / "data.db").unlink(missing_ok=True)  # "a-again": the same file, deleted and made again
+        settings = Settings(database_url=f"sqlite+aiosqlite:///{folder}/{{service}}.db", load_demo_data=False)
+        db = Database(settings.database_url_for("data"))
+        await db.connect()
+        try:
+            await db.migrate(MIGRATIONS_DIR)
+            store = DataStore(db)
+            assert await store.data_version() == 0  # nothing written yet
+            await store.upsert_daily_bars(frame)
+            first = await store.data_version()
+            await store.upsert_daily_bars(frame)
+            assert await store.data_version() == first + 1  # then one more per write, as before
+            versions.append(first)
+            folders.append(bulk_directory(settings))
+        finally:
+            await db.dispose()
+    assert len(set(versions)) == 3 and all(0 < v < 2**50 for v in versions)
+    assert folders[0] != folders[1] and folders[0] == folders[2]  # a folder per file; the versions tell them apart
