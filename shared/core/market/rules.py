@@ -133,6 +133,31 @@ def sell_qty_error(board: Board, qty: int, position_qty: int | None = None) -> s
     return None if qty % 100 == 0 else "odd lots can only be sold as the whole position"
 
 
+# Largest order the exchanges accept, in shares, by board and order type, with the day each figure took effect.
+# Main board: 1,000,000 a limit or market order (SSE 交易规则 3.4.10 / SZSE 交易规则 3.3.6 of 2006, unchanged by the
+# 2023 registration reform). ChiNext after its registration reform (SZSE 创业板交易特别规定 of 2020-06-12, from
+# 2020-08-24): 300,000 a limit order, 150,000 a market order. STAR (SSE 科创板交易特别规定 of 2019-03-01, trading
+# from 2019-07-22): 100,000 a limit order, 50,000 a market order. BSE (北京证券交易所交易规则, 2021-11-15):
+# 1,000,000. Before ChiNext's reform its orders followed the main board's.
+MAX_ORDER_QTY: dict[Board, tuple[tuple[date, int, int], ...]] = {
+    # (from, limit order, market order), newest last
+    Board.MAIN: ((date(2006, 7, 1), 1_000_000, 1_000_000),),
+    Board.CHINEXT: ((date(2009, 10, 30), 1_000_000, 1_000_000), (CHINEXT_REFORM, 300_000, 150_000)),
+    Board.STAR: ((date(2019, 7, 22), 100_000, 50_000),),
+    Board.BSE: ((date(2021, 11, 15), 1_000_000, 1_000_000),),
+}
+
+
+def max_order_qty(board: Board, *, market: bool, trade_date: date) -> int | None:
+    """The most shares one order may ask for on `trade_date` (a limit order, or a market order with `market`), or
+    None before the first dated figure of the board (nothing is known to check)."""
+    figure: int | None = None
+    for since, limit_qty, market_qty in MAX_ORDER_QTY[board]:
+        if trade_date >= since:
+            figure = market_qty if market else limit_qty
+    return figure
+
+
 def stamp_duty_rate(trade_date: date) -> Decimal:
     """Sell-side stamp duty: 0.1% until 2023-08-27, 0.05% from 2023-08-28 (MOF/SAT announcement 2023 No. 39)."""
     return Decimal("0.0005") if trade_date >= STAMP_DUTY_CUT else Decimal("0.001")

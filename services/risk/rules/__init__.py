@@ -1,0 +1,122 @@
+"""Risk rules: each a small pure function in its own module, configured per level (global default, account, strategy
+instance) with the strictest applying. `evaluate` runs every enabled rule and keeps every finding."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from services.risk.rules import (
+    activity,
+    codes,
+    drawdown,
+    duplicates,
+    exchange,
+    exposure,
+    industry,
+    limits,
+    liquidity,
+    position,
+    self_trade,
+)
+from services.risk.rules.activity import ActivityConfig
+from services.risk.rules.base import Finding, Level, RiskState, RuleConfig, RuleOrder, stricter
+from services.risk.rules.codes import CodesConfig
+from services.risk.rules.drawdown import LossConfig
+from services.risk.rules.duplicates import DuplicatesConfig
+from services.risk.rules.exchange import ExchangeConfig
+from services.risk.rules.exposure import ExposureConfig
+from services.risk.rules.industry import IndustryConfig
+from services.risk.rules.limits import OrderLimitsConfig
+from services.risk.rules.liquidity import LiquidityConfig
+from services.risk.rules.position import PositionLimitConfig
+from services.risk.rules.self_trade import SelfTradeConfig
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    config: type[RuleConfig]
+    check: Callable[[RuleOrder, RiskState, Any], list[Finding]]
+
+
+def _order_only(fn: Callable[[RuleOrder, Any], list[Finding]]) -> Callable[[RuleOrder, RiskState, Any], list[Finding]]:
+    return lambda order, _state, config: fn(order, config)
+
+
+def _state_only(fn: Callable[[RiskState, Any], list[Finding]]) -> Callable[[RuleOrder, RiskState, Any], list[Finding]]:
+    return lambda _order, state, config: fn(state, config)
+
+
+RULES: tuple[Rule, ...] = (
+    Rule(exchange.RULE, ExchangeConfig, _order_only(exchange.check)),
+    Rule(drawdown.RULE, LossConfig, drawdown.check),
+    Rule(limits.RULE, OrderLimitsConfig, _order_only(limits.check)),
+    Rule(position.RULE, PositionLimitConfig, position.check),
+    Rule(industry.RULE, IndustryConfig, industry.check),
+    Rule(exposure.RULE, ExposureConfig, exposure.check),
+    Rule(liquidity.RULE, LiquidityConfig, _order_only(liquidity.check)),
+    Rule(activity.RULE, ActivityConfig, _state_only(activity.check)),
+    Rule(duplicates.RULE, DuplicatesConfig, duplicates.check),
+    Rule(self_trade.RULE, SelfTradeConfig, self_trade.check),
+    Rule(codes.RULE, CodesConfig, _order_only(codes.check)),
+)
+BY_NAME: Mapping[str, Rule] = {rule.name: rule for rule in RULES}
+
+
+class RuleSet(BaseModel):
+    """One level's settings: rule name -> its settings (a rule not named takes its defaults). Unknown rules and
+    unknown settings are refused (422 naming the field)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    exchange: ExchangeConfig | None = None
+    losses: LossConfig | None = None
+    order_limits: OrderLimitsConfig | None = None
+    position_limit: PositionLimitConfig | None = None
+    industry_concentration: IndustryConfig | None = None
+    total_exposure: ExposureConfig | None = None
+    liquidity: LiquidityConfig | None = None
+    order_activity: ActivityConfig | None = None
+    duplicates: DuplicatesConfig | None = None
+    self_trade: SelfTradeConfig | None = None
+    codes: CodesConfig | None = None
+
+    def config(self, name: str) -> RuleConfig | None:
+        value: RuleConfig | None = getattr(self, name)
+        return value
+
+
+def effective(*levels: RuleSet | None) -> dict[str, RuleConfig]:
+    """Each rule's settings as the strictest of the levels that set it (global default, account, instance); a rule
+    no level sets runs with its defaults."""
+    out: dict[str, RuleConfig] = {}
+    for rule in RULES:
+        configs = [c for level in levels if level is not None and (c := level.config(rule.name)) is not None]
+        merged: RuleConfig = rule.config()
+        if configs:
+            merged = configs[0]
+            for other in configs[1:]:
+                merged = stricter(merged, other)
+        out[rule.name] = merged
+    return out
+
+
+def evaluate(order: RuleOrder, state: RiskState, configs: Mapping[str, RuleConfig]) -> list[Finding]:
+    """Every enabled rule's findings, in the rules' order; the order is refused if any is a DENY."""
+    findings: list[Finding] = []
+    for rule in RULES:
+        config = configs.get(rule.name) or rule.config()
+        if config.enabled:
+            findings.extend(rule.check(order, state, config))
+    return findings
+
+
+def denied(findings: list[Finding]) -> bool:
+    return any(f.level is Level.DENY for f in findings)
+
+
+__all__ = ["BY_NAME", "RULES", "Finding", "Level", "Rule", "RuleSet", "denied", "effective", "evaluate"]
