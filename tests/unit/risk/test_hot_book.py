@@ -1,0 +1,153 @@
+"""Risk's hot book against execution's own arithmetic (a second method): for random histories of decisions, orders,
+fills and cash delivered in a random order, the book ends with execution's balance, available cash, holdings and
+sellable shares; and before the last event, it never offers more cash or shares than it does at the end (every gap
+errs on risk's side)."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+
+import pytest
+
+from services.execution.cash import OpenBuy, account_cash, fees_fen, fill_cash_fen
+from services.execution.positions import OpenSell, TradeLot, holdings
+from services.risk.state.book import DECIDED, AccountBook
+from shared.core.domain import OrderSide
+from shared.platform.clock import EXCHANGE_TZ
+
+DAY1, TODAY = date(2026, 12, 4), date(2026, 12, 7)
+CODES = ("600000.SH", "000001.SZ", "600519.SH")
+
+
+@dataclass
+class Order:
+    cid: str
+    code: str
+    side: OrderSide
+    qty: int
+    cap_fen: int
+    fills: list[tuple[str, int, int, datetime]]  # trade id, qty, price fen, traded at
+    final: str | None  # None: still open at the end
+
+
+def history(rng: random.Random) -> tuple[int, list[Order]]:
+    opening = rng.randrange(1_000_000, 50_000_000)
+    orders = []
+    for i in range(rng.randrange(1, 25)):
+        side = rng.choice((OrderSide.BUY, OrderSide.SELL))
+        qty = 100 * rng.randrange(1, 30)
+        cap = rng.randrange(500, 5000)
+        fills, left = [], qty
+        day = rng.choice((DAY1, TODAY))
+        for k in range(rng.randrange(0, 4)):
+            if left == 0:
+                break
+            q = min(left, 100 * rng.randrange(1, 10))
+            left -= q
+            at = datetime.combine(day, time(10, k), tzinfo=EXCHANGE_TZ)
+            fills.append((f"t{i}-{k}", q, cap - rng.randrange(0, 50), at))
+        final = "filled" if left == 0 else rng.choice((None, "cancelled", "expired"))
+        if not fills and final == "filled":
+            final = "rejected"
+        orders.append(Order(f"c{i}", rng.choice(CODES), side, qty, cap, fills, final))
+    return opening, orders
+
+
+def events(opening: int, orders: list[Order], rng: random.Random) -> tuple[list, list]:
+    """(risk's own decisions, applied first; execution's events, to deliver in any order)."""
+    decided = [("order", o, DECIDED, 0) for o in orders]
+    stream: list = [("cash", "opening", opening)]
+    for o in orders:
+        stream.append(("order", o, "accepted", 0))
+        filled = 0
+        for trade_id, q, price, at in o.fills:
+            filled += q
+            stream.append(("trade", o, trade_id, q, price, at))
+            stream.append(("order", o, "partially_filled" if filled < o.qty else "filled", filled))
+        if o.final is not None and o.final != "filled":
+            stream.append(("order", o, o.final, filled))
+    rng.shuffle(stream)
+    return decided, stream
+
+
+def apply(book: AccountBook, event: tuple) -> None:
+    kind = event[0]
+    if kind == "cash":
+        book.on_cash(event[1], event[2])
+    elif kind == "order":
+        o, status, filled = event[1], event[2], event[3]
+        book.on_order(
+            o.cid, ts_code=o.code, side=o.side, qty=o.qty, cap_fen=o.cap_fen, status=status, filled_qty=filled
+        )
+    else:
+        o, trade_id, q, price, at = event[1:]
+        fee, _ = fees_fen(q * price, side=o.side, trade_date=at.astimezone(EXCHANGE_TZ).date())
+        book.on_trade(trade_id, client_order_id=o.cid, ts_code=o.code, side=o.side, qty=q,
+                      cash_fen=fill_cash_fen(o.side, q * price, fee), traded_at=at)  # fmt: skip
+
+
+def executions_view(opening: int, orders: list[Order]) -> tuple[int, int, list]:
+    """What execution computes from its rows: (balance, available, holdings)."""
+    balance, lots, open_buys, open_sells = opening, [], [], []
+    for o in orders:
+        for _, q, price, at in o.fills:
+            fee, _ = fees_fen(q * price, side=o.side, trade_date=at.astimezone(EXCHANGE_TZ).date())
+            balance += fill_cash_fen(o.side, q * price, fee)
+            lots.append(TradeLot(o.code, o.side, q, at))
+        remaining = o.qty - sum(f[1] for f in o.fills)
+        if o.final is None and remaining:
+            if o.side is OrderSide.BUY:
+                open_buys.append(OpenBuy(remaining, o.cap_fen))
+            else:
+                open_sells.append(OpenSell(o.code, remaining))
+    cash = account_cash(balance, open_buys, today=TODAY)
+    return balance, cash.available_fen, holdings(lots, open_sells, today=TODAY)
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_the_book_ends_as_execution_computes_and_errs_on_risks_side_before(seed: int) -> None:
+    rng = random.Random(seed)
+    opening, orders = history(rng)
+    decided, stream = events(opening, orders, rng)
+    book = AccountBook("acct")
+    for event in decided:
+        apply(book, event)
+    prefixes = []
+    for event in stream:
+        apply(book, event)
+        prefixes.append((book.available_fen(TODAY), {h.ts_code: h.sellable_qty for h in book.holdings(TODAY)}))
+    for event in stream[: len(stream) // 2]:  # redelivered: nothing changes
+        apply(book, event)
+    balance, available, held = executions_view(opening, orders)
+    assert book.balance_fen == balance
+    assert book.available_fen(TODAY) == available
+    assert book.holdings(TODAY) == held
+    final_sellable = {h.ts_code: h.sellable_qty for h in held}
+    for cash, sellable in prefixes:
+        assert cash <= available
+        assert all(q <= final_sellable.get(code, 0) for code, q in sellable.items())
+
+
+def test_a_fill_announced_before_its_trade_is_still_paid_for() -> None:
+    # 1,000 shares at a cap of 10.00: reserved 10,000 + commission 5.00 (the minimum) + transfer fee 0.10 = 10,005.10
+    book = AccountBook("acct")
+    book.on_cash("opening", 2_000_000)
+    book.on_order("c1", ts_code="600000.SH", side=OrderSide.BUY, qty=1000, cap_fen=1000, status=DECIDED, filled_qty=0)
+    assert book.available_fen(TODAY) == 2_000_000 - 1_000_510
+    book.on_order(
+        "c1", ts_code="600000.SH", side=OrderSide.BUY, qty=1000, cap_fen=1000, status="filled", filled_qty=1000
+    )
+    assert book.available_fen(TODAY) == 2_000_000 - 1_000_510  # final, but its trade has not come: still reserved
+    at = datetime.combine(TODAY, time(10), tzinfo=EXCHANGE_TZ)
+    # the trade at 9.98: 9,980 + 5.00 + 0.0998 -> 0.10 = 9,985.10
+    assert book.on_trade("t1", client_order_id="c1", ts_code="600000.SH", side=OrderSide.BUY, qty=1000,
+                         cash_fen=-998_510, traded_at=at)  # fmt: skip
+    assert book.available_fen(TODAY) == 2_000_000 - 998_510
+    assert book.holdings(TODAY)[0].sellable_qty == 0  # bought today: T+1
+    assert book.holdings(TODAY + timedelta(days=1))[0].sellable_qty == 1000
+    assert not book.on_trade("t1", client_order_id="c1", ts_code="600000.SH", side=OrderSide.BUY, qty=1000,
+                             cash_fen=-998_510, traded_at=at)  # fmt: skip
+    assert book.balance_fen == 2_000_000 - 998_510 and Decimal(book.balance_fen) / 100 == Decimal("10014.90")
