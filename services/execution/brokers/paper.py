@@ -46,7 +46,7 @@ from shared.core.domain.codes import Board
 from shared.core.market.matching import REASON_CODES, REASONS, FillRules, SessionBar, match_order
 from shared.core.market.rules import board_lots
 from shared.platform.approval import PaperFill
-from shared.platform.clock import no_session, utcnow
+from shared.platform.clock import no_session, order_session, utcnow
 from shared.platform.db import Database, DbSession
 from shared.platform.errors import ServiceError
 from shared.platform.http import ServiceDirectory
@@ -62,6 +62,7 @@ class PaperQuote:
     last_close: Decimal | None  # None only for a security that never traded (then it is suspended)
     suspended: bool
     limit_up: Decimal | None = None  # the next session's limit-up price; None on sessions without limits
+    limits_for: date | None = None  # the session limit_up is for (the quote's next_trade_date)
 
 
 @dataclass(frozen=True)
@@ -152,7 +153,9 @@ class PaperQuotes:
             raise MarketDataError(f"malformed market data for {ts_code}: {exc}") from exc
         if last_close is None and not quote.suspended:
             raise MarketDataError(f"market data for {ts_code} has no usable last close")
-        return PaperQuote(last_close=last_close, suspended=quote.suspended, limit_up=limit_up)
+        return PaperQuote(
+            last_close=last_close, suspended=quote.suspended, limit_up=limit_up, limits_for=quote.next_trade_date
+        )
 
 
 def paper_fill_price(
@@ -201,11 +204,6 @@ def market_open(now: datetime, trading_days: Sequence[date]) -> bool:
     """The exchanges take orders now: a trading day, from 09:15 to the 15:00 close (Asia/Shanghai)."""
     local = now.astimezone(EXCHANGE_TZ)
     return local.date() in trading_days and ORDERS_FROM <= local.time() < SESSION_CLOSE
-
-
-def order_session(now: datetime, trading_days: Sequence[date]) -> date | None:
-    """The session an order placed at `now` belongs to: the first trading day whose close has not passed."""
-    return next((d for d in sorted(trading_days) if session_close(d) > now), None)
 
 
 def waiting_reason(ts_code: str, day: date) -> str:
@@ -327,11 +325,12 @@ class PaperBroker:
     async def _rest_for_session(
         self, order: Order, price_cap: Decimal | None, now: datetime
     ) -> tuple[Outcome, date | None]:
-        # the order's own time decides its session (a resubmission after a restart keeps its session)
-        now = min(order.created_at, now)
         """On the real clock: the order rests until its session's bar is in (`resume` matches it then), or is refused
         now: an unknown security, a market buy without a price cap, no session ahead in the trade calendar, or a
-        closed market on an account that refuses orders then."""
+        closed market on an account that refuses orders then. The order's own time decides its session (a
+        resubmission after a restart keeps its session), by the rule admission and risk place it by
+        (`shared.platform.clock.order_session`)."""
+        now = min(order.created_at, now)
         quote = await self.quotes.latest(order.ts_code)
         if quote is None:
             return Outcome(OrderStatus.REJECTED, reason=f"unknown security {order.ts_code}"), None
