@@ -85,10 +85,13 @@ class SleeveUnavailable(Exception):
 
 
 class SleeveSource(Protocol):
-    async def sleeve(self, instance_id: str, *, client_order_id: str, ts_code: str) -> Sleeve | None:
+    async def sleeve(
+        self, instance_id: str, *, client_order_id: str, ts_code: str, session: date | None = None
+    ) -> Sleeve | None:
         """The instance's sleeve as the order `client_order_id` of `ts_code` is checked against it: its cash less
-        every other open (or being sent) order's reservation, and that symbol's position. None when the strategy
-        service knows no such instance. Raises SleeveUnavailable."""
+        every other open (or being sent) order's reservation, and that symbol's position, its sellable shares those
+        of `session` (the session the order is for, on the real clock; None: the instance's current session). None
+        when the strategy service knows no such instance. Raises SleeveUnavailable."""
 
 
 # Codes with which execution refuses an approved order the account cannot afford (checked atomically there):
@@ -200,12 +203,17 @@ class StrategySleeves:
         self.services = services
         self.internal_secret = internal_secret
 
-    async def sleeve(self, instance_id: str, *, client_order_id: str, ts_code: str) -> Sleeve | None:
+    async def sleeve(
+        self, instance_id: str, *, client_order_id: str, ts_code: str, session: date | None = None
+    ) -> Sleeve | None:
         client = self.services.client("strategy")
+        params = {"client_order_id": client_order_id, "ts_code": ts_code}
+        if session is not None:
+            params["session"] = session.isoformat()
         try:
             body = await client.get_json(
                 f"/v1/strategy-instances/{instance_id}/sleeve",
-                params={"client_order_id": client_order_id, "ts_code": ts_code},
+                params=params,
                 headers=service_headers(self.internal_secret, "risk"),
             )
         except ServiceError as exc:
@@ -310,26 +318,33 @@ class RiskDesk:
         if earlier is not None:
             return await self._replay(earlier, request, principal)
 
+        # The session the order is for: its T+1, fee date and price limits (on a replay clock, the replayed one).
+        unavailable: list[str] = []
+        session = self.market_session()
+        order_session, session_reason = await self._order_session(session, unavailable)
+        trade_date = order_session.day if order_session is not None else market_today(self.clock(), session)
+
         sleeve: Sleeve | None = None
         if instance_id is not None:
-            sleeve = await self._sleeve(instance_id, request.client_order_id, _canonical_code(request.ts_code))
+            sleeve = await self._sleeve(
+                instance_id,
+                request.client_order_id,
+                _canonical_code(request.ts_code),
+                None if order_session is None else order_session.day,
+            )
             account_id = sleeve.account_id  # the instance trades in its owner's account
         assert account_id is not None
 
         intent = OrderIntent(request.ts_code, request.side, request.order_type, request.qty, request.price)
         security, reasons = static_checks(intent, max_order_value=self.max_order_value)
+        if session_reason is not None:
+            reasons.append(session_reason)
         if sleeve is not None:
             reasons.extend(sleeve_state_checks(sleeve))
-        unavailable: list[str] = []
         if security is not None:
             intent = OrderIntent(security.ts_code, request.side, request.order_type, request.qty, request.price)
             quote: Quote | None = None
             quote_known = False
-            session = self.market_session()
-            order_session, session_reason = await self._order_session(session, unavailable)
-            if session_reason is not None:
-                reasons.append(session_reason)
-            trade_date = order_session.day if order_session is not None else market_today(self.clock(), session)
             try:
                 code = security.ts_code
                 quote = await (self.quotes.quote(code) if session is None else self.quotes.quote(code, session))
@@ -430,12 +445,14 @@ class RiskDesk:
             return None, Reason(ReasonCode.NO_SESSION, message)
         return found, None
 
-    async def _sleeve(self, instance_id: str, client_order_id: str, ts_code: str) -> Sleeve:
+    async def _sleeve(self, instance_id: str, client_order_id: str, ts_code: str, session: date | None) -> Sleeve:
         """The instance's sleeve as this order is checked against it. Fails closed: unreadable is 503
         risk_unavailable, unknown is 422 order_rejected (no decision is recorded for either: without the sleeve there
         is no account to record it for)."""
         try:
-            sleeve = await self.sleeves.sleeve(instance_id, client_order_id=client_order_id, ts_code=ts_code)
+            sleeve = await self.sleeves.sleeve(
+                instance_id, client_order_id=client_order_id, ts_code=ts_code, session=session
+            )
         except SleeveUnavailable as exc:
             self.metrics.decided(Outcome.ERROR)
             log.warning(

@@ -131,6 +131,7 @@ class FakeStrategyService:
     def __init__(self, internal_secret: str) -> None:
         self.sleeves: dict[str, dict[str, Any]] = {}
         self.callers: list[str] = []
+        self.sessions_asked: list[str | None] = []  # the `session` each sleeve was asked for (risk names the order's)
         self.app = FastAPI()
 
         @self.app.get("/v1/strategy-instances/{instance_id}/sleeve")
@@ -140,6 +141,7 @@ class FakeStrategyService:
             except ServiceError as exc:
                 return JSONResponse(exc.body(), status_code=401)
             self.callers.append(principal.subject)
+            self.sessions_asked.append(request.query_params.get("session"))
             body = self.sleeves.get(instance_id)
             if body is None:
                 return JSONResponse(

@@ -411,6 +411,13 @@ async def test_shares_bought_in_a_session_are_sellable_in_a_sell_placed_after_it
         sold = await place(r, jo, client_order_id="t-4", **SELL, price="11.00")  # above 10.50: rests
         assert (sold["status"], sold["qty"]) == ("submitted", 1000)
         assert await r.get(jo, "/v1/positions") == [{"ts_code": "600000.SH", "qty": 1000, "sellable_qty": 0}]
+        # a strategy instance's order: its sleeve is asked for the shares sellable in 2024-03-05
+        instance = r.strategy.add(jo.account_id)
+        strategy = Principal("svc:strategy", "service")
+        body = {**SELL, "qty": 100, "price": "11.00", "client_order_id": f"{instance}-1",
+                "strategy_instance_id": instance}  # fmt: skip
+        await r.risk.post("/v1/orders", json=body, headers=headers(r.settings, strategy))
+        assert r.strategy.sessions_asked == ["2024-03-05"]
 
 
 async def test_the_limits_of_the_next_session_are_known_once_the_closed_sessions_bars_are_in(tmp_path: Path) -> None:
