@@ -106,6 +106,7 @@ class OrderDesk:
         calendar: TradingCalendar | None = None,
         clock: Callable[[], datetime] = utcnow,
         market_session: Callable[[], date | None] = no_session,
+        order_sessions: OrderSessions | None = None,
     ) -> None:
         self.approval_secret = approval_secret
         self.approval_ttl_s = approval_ttl_s
@@ -115,9 +116,11 @@ class OrderDesk:
         self.notify = notify  # wakes the outbox relay after a commit
         self.quotes = quotes  # the limit-up price a market buy reserves cash at (None: market buys are refused)
         self.calendar = calendar  # trading days, for expiring day orders (None: orders never expire here)
-        # The session an order placed now is for, from the calendar's trading days kept in memory (None: no calendar
-        # here, the exchange date of now is "today").
-        self.sessions = OrderSessions(calendar) if calendar is not None else None
+        # The session an order placed now is for, from the calendar's trading days kept in memory (`order_sessions`:
+        # shared with the paper broker; default kept here. None: no calendar here, the exchange date of now is today).
+        self.order_sessions = (
+            order_sessions if order_sessions is not None or calendar is None else OrderSessions(calendar)
+        )
         self.clock = clock  # decides "today" for T+1 and which sessions have closed, and stamps orders
         # The market clock's replayed session (None on the real clock): "today" when set.
         self.market_session = market_session
@@ -278,7 +281,7 @@ class OrderDesk:
 
     def _real_sessions(self) -> bool:
         """Sessions come from the trade calendar: the real clock (no replayed session) with a calendar here."""
-        return self.sessions is not None and self.market_session() is None
+        return self.order_sessions is not None and self.market_session() is None
 
     async def order_session(self, now: datetime, *, placing: bool = False) -> OrderSession:
         """The session of T+1, fee dates and cash reservations: that of an order placed at `now` (on the real
@@ -288,10 +291,10 @@ class OrderDesk:
         `calendar_unavailable` when the calendar cannot be read and the days kept do not answer; `placing`, 422
         `no_session` when the calendar has no trading day ahead (else, for a listing, the exchange date of now)."""
         replayed = self.market_session()
-        if replayed is not None or self.sessions is None:
+        if replayed is not None or self.order_sessions is None:
             return OrderSession.of_date(market_today(now, replayed))
         try:
-            found = await self.sessions.session_of(now)
+            found = await self.order_sessions.session_of(now)
         except CalendarUnavailable as exc:
             raise Unavailable(
                 "calendar_unavailable", f"cannot tell which trading session an order placed now is for: {exc}"
@@ -638,9 +641,9 @@ class OrderDesk:
         in their session through a short outage of the data service). On the real clock with a calendar only."""
         if not self._real_sessions():
             return
-        assert self.sessions is not None
+        assert self.order_sessions is not None
         try:
-            await self.sessions.session_of(self.clock())
+            await self.order_sessions.session_of(self.clock())
         except CalendarUnavailable as exc:
             log.warning("the trade calendar's days could not be read", extra={"error": str(exc)})
 

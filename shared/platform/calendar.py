@@ -76,8 +76,8 @@ SESSIONS_AHEAD = timedelta(days=30)  # ... and after it (the longest closure, Sp
 
 class OrderSessions:
     """The session an order placed at a moment belongs to, from the trading days around today (Asia/Shanghai) kept in
-    memory: read once a day (when the exchange date of the moment asked about changes) and again when the moment
-    falls beyond them (a miss). A read that fails is answered from the days kept when they answer the question;
+    memory: read once a day (when a moment of a later exchange date is asked about) and again when the moment falls
+    beyond them (a miss). A read that fails is answered from the days kept when they answer the question;
     else CalendarUnavailable (nothing is decided on a guess)."""
 
     def __init__(self, calendar: TradingCalendar) -> None:
@@ -103,11 +103,12 @@ class OrderSessions:
         the days kept do not answer."""
         today = at.astimezone(EXCHANGE_TZ).date()
         kept = self._days
-        if kept is not None and self._read_for == today:
+        if kept is not None and self._read_for is not None and today <= self._read_for:
+            # read today (or an earlier moment: a resubmitted order's own time): answered from the days kept
             found = order_session_after(at, kept)
-            if found is not None:
+            if found is not None and found.previous is not None:
                 return found
-            # a miss on today's days: read again (the calendar may have been imported since)
+            # a miss: read again (the calendar may have been imported since)
         try:
             days = await self._read(today, kept)
         except CalendarUnavailable:

@@ -40,13 +40,13 @@ from sqlalchemy.exc import IntegrityError
 from services.execution.brokers.base import BrokerReport, BrokerUnavailable, CancelTooLate, Fill, MarketDataError
 from services.execution.brokers.paper_tables import paper_accounts, paper_fills, paper_orders
 from services.execution.events import EXCHANGE_TZ
-from services.execution.sessions import BarsCalendar, CalendarUnavailable, expiry_reason, session_close
+from services.execution.sessions import BarsCalendar, CalendarUnavailable, OrderSessions, expiry_reason, session_close
 from shared.core.domain import Order, OrderSide, OrderStatus, OrderType, from_fen, price, to_fen
 from shared.core.domain.codes import Board
 from shared.core.market.matching import REASON_CODES, REASONS, FillRules, SessionBar, match_order
 from shared.core.market.rules import board_lots
 from shared.platform.approval import PaperFill
-from shared.platform.clock import no_session, order_session, utcnow
+from shared.platform.clock import no_session, utcnow
 from shared.platform.db import Database, DbSession
 from shared.platform.errors import ServiceError
 from shared.platform.http import ServiceDirectory
@@ -200,10 +200,11 @@ def awaiting_reason(day: date) -> str:
     return f"{AWAITING}matched on the bar of session {day.isoformat()} once that session has closed and its bar is in"
 
 
-def market_open(now: datetime, trading_days: Sequence[date]) -> bool:
-    """The exchanges take orders now: a trading day, from 09:15 to the 15:00 close (Asia/Shanghai)."""
+def market_open(now: datetime, session: date) -> bool:
+    """The exchanges take orders now, `session` being the session of an order placed now (`order_session`): a
+    trading day (the session is today's: its close has not passed), from 09:15 to the 15:00 close (Asia/Shanghai)."""
     local = now.astimezone(EXCHANGE_TZ)
-    return local.date() in trading_days and ORDERS_FROM <= local.time() < SESSION_CLOSE
+    return local.date() == session and ORDERS_FROM <= local.time() < SESSION_CLOSE
 
 
 def waiting_reason(ts_code: str, day: date) -> str:
@@ -243,11 +244,14 @@ class PaperBroker:
         rules: FillRules | None = None,
         calendar: BarsCalendar | None = None,
         fills: str = "immediate",
+        order_sessions: OrderSessions | None = None,
     ) -> None:
         """`market_session`: the market clock's replayed session (None on the real clock). On a replay clock the broker
         matches at the session's bar from `sessions` with `rules` (both needed then). `fills` (LH_PAPER_FILLS): on the
         real clock, "session" (match at the bar of the order's session, with `sessions`, `rules` and the trade
-        `calendar`) or "immediate" (at once at the latest close)."""
+        `calendar`) or "immediate" (at once at the latest close). `order_sessions`: the calendar's trading days kept
+        in memory that an order's session is found in (default: kept here, from `calendar`; execution's app gives
+        the desk's)."""
         if fills not in ("session", "immediate"):
             raise ValueError(f"fills: {fills!r} is neither 'session' nor 'immediate'")
         if fills == "session" and (sessions is None or calendar is None):
@@ -259,6 +263,9 @@ class PaperBroker:
         self.sessions = sessions
         self.rules = rules or FillRules()
         self.calendar = calendar
+        self.order_sessions = (
+            order_sessions if order_sessions is not None or calendar is None else OrderSessions(calendar)
+        )
         self.fills = fills
 
     def order_rules(self, paper_fill: PaperFill | None) -> FillRules:
@@ -337,18 +344,17 @@ class PaperBroker:
         uncapped = cap_refusal(order, None, price_cap)
         if uncapped is not None:
             return Outcome(OrderStatus.REJECTED, reason=uncapped), None
-        assert self.calendar is not None  # checked in __init__
-        today = now.astimezone(EXCHANGE_TZ).date()
+        assert self.order_sessions is not None  # a calendar is checked in __init__
         try:
-            days = await self.calendar.trading_days(today, today + timedelta(days=30))
+            found = await self.order_sessions.session_of(now)
         except CalendarUnavailable as exc:
             raise BrokerUnavailable(f"no trade calendar to place the order in a session: {exc}") from exc
-        day = order_session(now, days)
+        day = None if found is None else found.day
         if day is None:
             local = now.astimezone(EXCHANGE_TZ).strftime("%Y-%m-%d %H:%M")
             reason = f"no_session: the trade calendar has no trading day after {local} (Asia/Shanghai) to match it on"
             return Outcome(OrderStatus.REJECTED, reason=reason), None
-        if not market_open(now, days) and await self.closed_market(order.account_id) == "refuse":
+        if not market_open(now, day) and await self.closed_market(order.account_id) == "refuse":
             reason = (
                 f"market_closed: orders are taken 09:15-15:00 on trading days and account {order.account_id} "
                 f"refuses them while the market is closed; the next session is {day.isoformat()}"
