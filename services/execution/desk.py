@@ -61,7 +61,7 @@ from shared.platform.clock import (
 from shared.platform.errors import Conflict, Forbidden, NotFound, ServiceError, Unavailable
 from shared.platform.internal_auth import Principal
 from shared.platform.periodic import PeriodicTask
-from shared.platform.quotes import LIMITS_UNKNOWN, limits_unknown
+from shared.platform.quotes import LIMITS_UNKNOWN, limits_unknown, quote_ahead_of
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +188,13 @@ class OrderDesk:
             quote = await (
                 self.quotes.latest(terms.ts_code) if replayed is None else self.quotes.latest(terms.ts_code, replayed)
             )
+            if (
+                quote is not None
+                and self._real_sessions()
+                and quote_ahead_of(quote.limits_for, quote.last_trade_date, session.day)
+            ):
+                # the store is past the order's session (a shifted clock over history): that session's limit-up
+                quote = await self.quotes.latest(terms.ts_code, session.day)
         except BrokerUnavailable as exc:
             raise Unavailable(
                 "market_data_unavailable", f"cannot price a market buy of {terms.ts_code} now: {exc}"

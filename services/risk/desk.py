@@ -52,7 +52,7 @@ from shared.platform.internal_auth import (
     service_headers,
 )
 from shared.platform.observability import current_correlation_id, new_id
-from shared.platform.quotes import Quote, QuoteSource, QuoteUnavailable
+from shared.platform.quotes import Quote, QuoteSource, QuoteUnavailable, quote_ahead_of
 from shared.platform.roles import Role
 
 log = logging.getLogger(__name__)
@@ -348,6 +348,13 @@ class RiskDesk:
             try:
                 code = security.ts_code
                 quote = await (self.quotes.quote(code) if session is None else self.quotes.quote(code, session))
+                if (
+                    quote is not None
+                    and order_session is not None
+                    and quote_ahead_of(quote.next_trade_date, quote.last_trade_date, order_session.day)
+                ):
+                    # the store is past the order's session (a shifted clock over history): that session's quote
+                    quote = await self.quotes.quote(code, order_session.day)
                 quote_known = True
             except QuoteUnavailable as exc:
                 unavailable.append(str(exc))

@@ -56,6 +56,15 @@ def limits_unknown(ts_code: str, limits_for: date | None, session: date, previou
     )
 
 
+def quote_ahead_of(limits_for: date | None, last_trade_date: date | None, session: date) -> bool:
+    """The data service's store already holds `session`'s bars (or later ones): its latest quote is past the session
+    an order is for — a shifted clock over stored history (a rehearsal), never the live market. The quote of that
+    session (`QuoteSource.quote(ts_code, session)`: as the data stood before it, with its limits) is the one to use."""
+    if limits_for is not None:
+        return limits_for > session
+    return last_trade_date is not None and last_trade_date >= session
+
+
 class QuoteUnavailable(Exception):
     """The data service could not say what the caller needs (down, refusing, or answering something that is not a
     quote): the caller cannot decide and fails closed."""

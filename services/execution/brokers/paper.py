@@ -63,6 +63,7 @@ class PaperQuote:
     suspended: bool
     limit_up: Decimal | None = None  # the next session's limit-up price; None on sessions without limits
     limits_for: date | None = None  # the session limit_up is for (the quote's next_trade_date)
+    last_trade_date: date | None = None  # the symbol's newest stored session
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,11 @@ class PaperQuotes:
         if last_close is None and not quote.suspended:
             raise MarketDataError(f"market data for {ts_code} has no usable last close")
         return PaperQuote(
-            last_close=last_close, suspended=quote.suspended, limit_up=limit_up, limits_for=quote.next_trade_date
+            last_close=last_close,
+            suspended=quote.suspended,
+            limit_up=limit_up,
+            limits_for=quote.next_trade_date,
+            last_trade_date=quote.last_trade_date,
         )
 
 

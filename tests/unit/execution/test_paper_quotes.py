@@ -61,7 +61,11 @@ def _answer(**changes: Any) -> dict[str, Any]:
 
 async def test_the_data_services_answer_is_read_through_the_schema() -> None:
     assert await _quotes(_answer()).latest("600000.SH") == PaperQuote(
-        last_close=Decimal("10.00"), suspended=False, limit_up=Decimal("11.00"), limits_for=date(2025, 1, 2)
+        last_close=Decimal("10.00"),
+        suspended=False,
+        limit_up=Decimal("11.00"),
+        limits_for=date(2025, 1, 2),
+        last_trade_date=date(2024, 12, 31),
     )
     halted_never_traded = _answer(last_close=None, last_trade_date=None, suspended=True, limit_up=None)
     assert await _quotes(halted_never_traded).latest("600000.SH") == PaperQuote(None, True, None, date(2025, 1, 2))
