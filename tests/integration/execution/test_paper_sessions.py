@@ -461,3 +461,7 @@ async def test_the_limits_of_the_next_session_are_known_once_the_closed_sessions
         capped = await place(r, kay, client_order_id="l-7", **market_buy)
         assert capped["status"] == "submitted"
         assert (await r.get(kay, "/v1/account"))["reserved"] == "12165.12"
+        # seven orders on one day: the calendar's days were read once by execution (its desk and paper broker share
+        # them) and once by risk, not once an order
+        assert r.execution._transport.app.state.desk.order_sessions.reads == 1  # type: ignore[attr-defined]
+        assert r.risk._transport.app.state.desk.sessions.reads == 1  # type: ignore[attr-defined]
