@@ -13,7 +13,7 @@ from services.execution.brokers.base import BrokerAdapter
 from services.execution.brokers.paper import PaperBroker, PaperQuotes
 from services.execution.desk import OrderDesk
 from services.execution.metrics import ExecutionMetrics
-from services.execution.sessions import DataServiceCalendar
+from services.execution.sessions import DataServiceCalendar, OrderSessions
 from services.execution.store import MIGRATIONS, ExecutionStore, outbox
 from shared.core.domain import to_fen
 from shared.core.market.matching import FillRules
@@ -39,6 +39,7 @@ def create_app(settings: Settings, infra: Infra | None = None, *, broker: Broker
     quotes = PaperQuotes(infra.services, settings.internal_secret)
     clock = infra.clock  # shared with risk (and every service) in standalone mode
     calendar = DataServiceCalendar(infra.services, settings.internal_secret)
+    order_sessions = OrderSessions(calendar)  # the calendar's days in memory, for the desk and the paper broker alike
     adapter: BrokerAdapter = broker or PaperBroker(
         db,
         quotes,
@@ -48,6 +49,7 @@ def create_app(settings: Settings, infra: Infra | None = None, *, broker: Broker
         rules=paper_fill_rules(settings),
         calendar=calendar,
         fills=settings.paper_fills,
+        order_sessions=order_sessions,
     )
     # The paper broker matching on the real clock: a complete `bars.updated` brings the bars that resting orders wait
     # for, so the day-order pass runs at once rather than at its next turn.
@@ -94,6 +96,7 @@ def create_app(settings: Settings, infra: Infra | None = None, *, broker: Broker
         calendar=calendar,
         clock=clock.now,
         market_session=clock.session,
+        order_sessions=order_sessions,
     )
     return app
 

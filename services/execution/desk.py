@@ -29,7 +29,14 @@ from services.execution.lifecycle import InconsistentReport
 from services.execution.metrics import ExecutionMetrics
 from services.execution.positions import Holding, holdings
 from services.execution.schemas import OrderSubmission
-from services.execution.sessions import CalendarUnavailable, TradingCalendar, expiry_reason, last_close, session_close
+from services.execution.sessions import (
+    CalendarUnavailable,
+    OrderSessions,
+    TradingCalendar,
+    expiry_reason,
+    last_close,
+    session_close,
+)
 from services.execution.store import (
     AdmissionRefused,
     AlreadyPlaced,
@@ -41,10 +48,20 @@ from services.execution.store import (
 )
 from shared.core.domain import IllegalTransition, OrderSide, OrderStatus, OrderType, to_fen
 from shared.platform.approval import OrderTerms
-from shared.platform.clock import MarketClock, ReplayClock, ShiftedClock, market_today, no_session, utcnow
+from shared.platform.clock import (
+    EXCHANGE_TZ,
+    MarketClock,
+    OrderSession,
+    ReplayClock,
+    ShiftedClock,
+    market_today,
+    no_session,
+    utcnow,
+)
 from shared.platform.errors import Conflict, Forbidden, NotFound, ServiceError, Unavailable
 from shared.platform.internal_auth import Principal
 from shared.platform.periodic import PeriodicTask
+from shared.platform.quotes import LIMITS_UNKNOWN, limits_unknown, quote_ahead_of
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +106,7 @@ class OrderDesk:
         calendar: TradingCalendar | None = None,
         clock: Callable[[], datetime] = utcnow,
         market_session: Callable[[], date | None] = no_session,
+        order_sessions: OrderSessions | None = None,
     ) -> None:
         self.approval_secret = approval_secret
         self.approval_ttl_s = approval_ttl_s
@@ -98,6 +116,11 @@ class OrderDesk:
         self.notify = notify  # wakes the outbox relay after a commit
         self.quotes = quotes  # the limit-up price a market buy reserves cash at (None: market buys are refused)
         self.calendar = calendar  # trading days, for expiring day orders (None: orders never expire here)
+        # The session an order placed now is for, from the calendar's trading days kept in memory (`order_sessions`:
+        # shared with the paper broker; default kept here. None: no calendar here, the exchange date of now is today).
+        self.order_sessions = (
+            order_sessions if order_sessions is not None or calendar is None else OrderSessions(calendar)
+        )
         self.clock = clock  # decides "today" for T+1 and which sessions have closed, and stamps orders
         # The market clock's replayed session (None on the real clock): "today" when set.
         self.market_session = market_session
@@ -119,10 +142,12 @@ class OrderDesk:
         existing = await self._existing(terms, decision_id, principal)
         if existing is not None:
             return Submission(existing, created=False)
-        price_cap = await self._price_cap(terms)
+        now = self.clock()
+        session = await self.order_session(now, placing=True)
+        price_cap = await self._price_cap(terms, session)
         try:
             stored = await self.store.create_order(
-                terms, decision_id, today=self.today(), price_cap=price_cap, now=self.clock()
+                terms, decision_id, today=session.day, opens_after=session.opens_after, price_cap=price_cap, now=now
             )
         except AlreadyPlaced as exc:
             # A duplicate that waited for the lock behind the first copy: the same answer as a later retry.
@@ -144,10 +169,11 @@ class OrderDesk:
         self.notify()
         return Submission(await self._send(stored), created=True)
 
-    async def _price_cap(self, terms: OrderTerms) -> Decimal | None:
+    async def _price_cap(self, terms: OrderTerms, session: OrderSession) -> Decimal | None:
         """The most a buy may pay a share, which its cash is reserved at: the limit price, or for a market buy
-        the next session's limit-up price from the data service. A market buy without one (no data, no price
-        limits that session) is refused: there is no bound to reserve cash for."""
+        the limit-up price of the order's session from the data service. A market buy without one (no data, no
+        price limits that session, or on the real clock a latest quote whose limits are another session's: the
+        bars of the session before the order's are not in yet) is refused: there is no bound to reserve cash for."""
         if terms.side != OrderSide.BUY.value:
             return None
         if terms.order_type == OrderType.LIMIT.value:
@@ -157,15 +183,27 @@ class OrderDesk:
                 "price_cap_unknown", "market buys are not accepted here: place a limit order", status_code=422
             )
         try:
-            session = self.market_session()
+            replayed = self.market_session()
             # On a replay clock, the limit-up of the replayed session; else of the next session.
             quote = await (
-                self.quotes.latest(terms.ts_code) if session is None else self.quotes.latest(terms.ts_code, session)
+                self.quotes.latest(terms.ts_code) if replayed is None else self.quotes.latest(terms.ts_code, replayed)
             )
+            if (
+                quote is not None
+                and self._real_sessions()
+                and quote_ahead_of(quote.limits_for, quote.last_trade_date, session.day)
+            ):
+                # the store is past the order's session (a shifted clock over history): that session's limit-up
+                quote = await self.quotes.latest(terms.ts_code, session.day)
         except BrokerUnavailable as exc:
             raise Unavailable(
                 "market_data_unavailable", f"cannot price a market buy of {terms.ts_code} now: {exc}"
             ) from exc
+        if quote is not None and self._real_sessions():
+            unknown = limits_unknown(terms.ts_code, quote.limits_for, session.day, session.previous)
+            if unknown is not None:
+                raise ServiceError(LIMITS_UNKNOWN, f"a market buy reserves cash at the limit-up price: {unknown}",
+                                   status_code=422)  # fmt: skip
         if quote is None or quote.limit_up is None:
             why = "it is not a known security" if quote is None else "its next session has no price limit"
             raise ServiceError(
@@ -243,9 +281,41 @@ class OrderDesk:
         return applied.stored
 
     def today(self) -> date:
-        """The trading day of T+1, fee dates and cash reservations: the replayed session on a replay clock, else
-        the exchange date (Asia/Shanghai) of now."""
+        """The exchange date of now (Asia/Shanghai), or the replayed session on a replay clock: where day-order
+        expiry and reconciliation read the calendar from. T+1, fee dates and cash reservations are by the session
+        an order placed now is for (`order_session`)."""
         return market_today(self.clock(), self.market_session())
+
+    def _real_sessions(self) -> bool:
+        """Sessions come from the trade calendar: the real clock (no replayed session) with a calendar here."""
+        return self.order_sessions is not None and self.market_session() is None
+
+    async def order_session(self, now: datetime, *, placing: bool = False) -> OrderSession:
+        """The session of T+1, fee dates and cash reservations: that of an order placed at `now` (on the real
+        clock, the next trading day once today's 15:00 close has passed or on a closed day:
+        `shared.platform.clock.order_session`, from the calendar's trading days kept in memory); the replayed
+        session on a replay clock; without a calendar here, the exchange date of now. Fails closed: 503
+        `calendar_unavailable` when the calendar cannot be read and the days kept do not answer; `placing`, 422
+        `no_session` when the calendar has no trading day ahead (else, for a listing, the exchange date of now)."""
+        replayed = self.market_session()
+        if replayed is not None or self.order_sessions is None:
+            return OrderSession.of_date(market_today(now, replayed))
+        try:
+            found = await self.order_sessions.session_of(now)
+        except CalendarUnavailable as exc:
+            raise Unavailable(
+                "calendar_unavailable", f"cannot tell which trading session an order placed now is for: {exc}"
+            ) from exc
+        if found is not None:
+            return found
+        if placing:
+            local = now.astimezone(EXCHANGE_TZ).strftime("%Y-%m-%d %H:%M")
+            raise ServiceError(
+                "no_session",
+                f"the trade calendar has no trading day after {local} (Asia/Shanghai) for the order to trade on",
+                status_code=422,
+            )
+        return OrderSession.of_date(market_today(now, None))
 
     async def replay_session(
         self, principal: Principal, clock: MarketClock, day: date, *, rewind: bool = False
@@ -383,9 +453,9 @@ class OrderDesk:
     async def positions(self, principal: Principal, account_id: str | None) -> list[Holding]:
         """The positions of `account_id` (services and admins only) or else of the caller's own account."""
         account = self._named_account(principal, account_id, "positions")
-        today = self.today()
-        lots, open_sells = await self.store.position_inputs(account, today)
-        return holdings(lots, open_sells, today=today)
+        session = await self.order_session(self.clock())  # sellable: in the session of a sell placed now
+        lots, open_sells = await self.store.position_inputs(account, session.day, session.opens_after)
+        return holdings(lots, open_sells, today=session.day, opens_after=session.opens_after)
 
     # --- cash -----------------------------------------------------------------------------------------
 
@@ -402,7 +472,8 @@ class OrderDesk:
         account = self._named_account(principal, account_id, "cash")
         if account != principal_account(principal) and not await self.store.known_account(account):
             raise NotFound("account_not_found", f"no account {account}: it has no orders and no cash movements")
-        return AccountCash(account, await self.store.cash(account, self.today()))
+        # reservations' fees by the date of the session an order placed now is for, as admission reckons them
+        return AccountCash(account, await self.store.cash(account, (await self.order_session(self.clock())).day))
 
     async def move_cash(
         self, principal: Principal, account_id: str, kind: str, amount: Decimal, idempotency_key: str
@@ -418,7 +489,7 @@ class OrderDesk:
                 status_code=422,
             )
         signed = to_fen(amount) if kind == cashbook.DEPOSIT else -to_fen(amount)
-        today = self.today()
+        today = (await self.order_session(self.clock())).day
         existing = await self.store.find_entry(account_id, idempotency_key)
         if existing is None:
             try:
@@ -571,6 +642,18 @@ class OrderDesk:
             log.info("expired day orders", extra={"expired": expired, "session": day.isoformat()})
         return expired
 
+    async def keep_sessions(self) -> None:
+        """Read the trade calendar's days around today into memory if a new day has begun (the background pass
+        does it, so that an order's admission finds them and needs no read of its own, and can still place orders
+        in their session through a short outage of the data service). On the real clock with a calendar only."""
+        if not self._real_sessions():
+            return
+        assert self.order_sessions is not None
+        try:
+            await self.order_sessions.session_of(self.clock())
+        except CalendarUnavailable as exc:
+            log.warning("the trade calendar's days could not be read", extra={"error": str(exc)})
+
     async def _open_orders_before(self, cutoff: datetime) -> AsyncIterator[StoredOrder]:
         """Every order not final created before `cutoff`, page by page: orders that keep resting (waiting for a
         suspended symbol, or for their session's bars) never hold back the ones behind them."""
@@ -595,6 +678,7 @@ class OrderDesk:
         async def one_pass() -> None:
             nonlocal first
             try:
+                await self.keep_sessions()
                 try:
                     await self.expire_day_orders(stop=loop.stopping)
                 except Exception:

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from services.execution.admission import Refusal
-from services.execution.events import exchange_date
 from shared.core.domain import OrderSide
 from shared.core.market.orders import Holding, oversell_error
+from shared.platform.clock import OrderSession
 
 
 @dataclass(frozen=True)
@@ -33,13 +33,24 @@ class OpenSell:
     remaining_qty: int
 
 
-def holdings(trades: Iterable[TradeLot], open_sells: Iterable[OpenSell], *, today: date) -> list[Holding]:
+def session_start(today: date, opens_after: datetime | None) -> datetime:
+    """The moment after which a trade is one of session `today`'s (T+1): `opens_after` (the close of the trading day
+    before it, on the real clock: an order placed after a close is for the next session, and so are the shares
+    bought then), else the session's midnight (Asia/Shanghai), by calendar date."""
+    return opens_after if opens_after is not None else OrderSession.of_date(today).opens_after
+
+
+def holdings(
+    trades: Iterable[TradeLot], open_sells: Iterable[OpenSell], *, today: date, opens_after: datetime | None = None
+) -> list[Holding]:
     """Positions by ts_code (sorted), leaving out codes with nothing held.
 
-    qty = all buys - all sells. Shares bought on `today` (the exchange date) may be sold from the next trading
-    day only (T+1, SSE/SZSE trading rules), so what can be sold today is what was bought before today, less
-    every sell so far (a sell can only have used shares sellable on its day, so sells come out of those first),
-    less what open sell orders have reserved (so two resting sells cannot sell the same shares twice)."""
+    qty = all buys - all sells. Shares bought in session `today` (traded after `opens_after`, by default on its
+    exchange date: `session_start`) may be sold from the next trading day only (T+1, SSE/SZSE trading rules), so
+    what can be sold in it is what was bought before it, less every sell so far (a sell can only have used shares
+    sellable on its day, so sells come out of those first), less what open sell orders have reserved (so two
+    resting sells cannot sell the same shares twice)."""
+    starts = session_start(today, opens_after)
     bought_before: dict[str, int] = {}
     bought_today: dict[str, int] = {}
     sold: dict[str, int] = {}
@@ -47,7 +58,7 @@ def holdings(trades: Iterable[TradeLot], open_sells: Iterable[OpenSell], *, toda
     for trade in trades:
         if trade.side is OrderSide.SELL:
             book = sold
-        elif exchange_date(trade.traded_at) >= today:
+        elif trade.traded_at > starts:
             book = bought_today
         else:
             book = bought_before
@@ -73,10 +84,17 @@ def sellable(positions: Iterable[Holding], ts_code: str) -> tuple[int, int]:
 
 
 def sell_refusal(
-    trades: Iterable[TradeLot], open_sells: Iterable[OpenSell], ts_code: str, qty: int, *, today: date
+    trades: Iterable[TradeLot],
+    open_sells: Iterable[OpenSell],
+    ts_code: str,
+    qty: int,
+    *,
+    today: date,
+    opens_after: datetime | None = None,
 ) -> Refusal | None:
-    """Why a sell of `qty` shares of `ts_code` cannot be admitted (more than the sellable shares), or None."""
-    held, can_sell = sellable(holdings(trades, open_sells, today=today), ts_code)
+    """Why a sell of `qty` shares of `ts_code` in session `today` cannot be admitted (more than the sellable shares),
+    or None."""
+    held, can_sell = sellable(holdings(trades, open_sells, today=today, opens_after=opens_after), ts_code)
     message = oversell_error(ts_code, qty, Holding(ts_code=ts_code, qty=held, sellable_qty=can_sell))
     if message is None:
         return None

@@ -12,6 +12,7 @@ from services.risk.desk import ExecutionCash, ExecutionPositions, ExecutionServi
 from services.risk.metrics import RiskMetrics
 from services.risk.store import MIGRATIONS, RiskStore, outbox
 from shared.platform.app import Infra, create_service_app
+from shared.platform.calendar import DataServiceCalendar
 from shared.platform.db import Database
 from shared.platform.outbox import OutboxRelay
 from shared.platform.quotes import DataServiceQuotes
@@ -57,5 +58,6 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
         metrics=RiskMetrics(app.state.metrics_registry),
         clock=infra.clock.now,
         market_session=infra.clock.session,
+        calendar=DataServiceCalendar(infra.services, settings.internal_secret, "risk"),
     )
     return app

@@ -13,7 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from shared.core.domain import InvalidTsCode, OrderSide, OrderType, SecurityCode, money, parse_ts_code
 from shared.core.market.orders import Holding, buy_cost, oversell_error
 from shared.core.market.rules import buy_qty_error, on_tick, sell_qty_error
-from shared.platform.quotes import Quote
+from shared.platform.clock import OrderSession
+from shared.platform.quotes import Quote, limits_unknown
 from shared.platform.request_model import AccountId
 
 
@@ -28,6 +29,10 @@ class ReasonCode(StrEnum):
     INSUFFICIENT_POSITION = "insufficient_position"
     INSUFFICIENT_CASH = "insufficient_cash"
     PRICE_CAP_UNKNOWN = "price_cap_unknown"  # a market buy with no limit-up to reserve cash at
+    # On the real clock: the latest quote's limits are not those of the order's session (its previous session's bars
+    # are not in yet), and no trading day ahead in the calendar.
+    LIMITS_UNKNOWN = "limits_unknown"  # shared.platform.quotes.LIMITS_UNKNOWN
+    NO_SESSION = "no_session"
     RISK_UNAVAILABLE = "risk_unavailable"
     # Orders for a strategy instance: checked against its sleeve (its share of the account) as well as the account.
     STRATEGY_INSTANCE_NOT_FOUND = "strategy_instance_not_found"
@@ -109,6 +114,17 @@ def quote_checks(order: OrderIntent, quote: Quote | None, *, max_order_value: De
         else:
             reasons.extend(_value_check(order.qty, quote.last_close, "last close", max_order_value))
     return reasons
+
+
+def session_limits_checks(order: OrderIntent, quote: Quote | None, session: OrderSession) -> list[Reason]:
+    """On the real clock: the quote's price limits (and a market buy's limit-up) must be those of the session the
+    order is for (`session`). Between a session's close and its bars being stored, an order is for the next session
+    while the latest quote still carries the limits of the one that closed: refused (`limits_unknown`) rather than
+    checked against another session's limits. `quote` None (an unknown security): nothing to check here."""
+    if quote is None:
+        return []
+    unknown = limits_unknown(quote.ts_code, quote.next_trade_date, session.day, session.previous)
+    return [] if unknown is None else [Reason(ReasonCode.LIMITS_UNKNOWN, unknown)]
 
 
 def position_checks(order: OrderIntent, security: SecurityCode, holding: Holding | None) -> list[Reason]:

@@ -28,6 +28,7 @@ from services.risk.checks import (
     cash_checks,
     position_checks,
     quote_checks,
+    session_limits_checks,
     sleeve_checks,
     sleeve_state_checks,
     static_checks,
@@ -38,7 +39,8 @@ from services.risk.schemas import OrderRequest
 from services.risk.store import Decision, ExecutionOutcome
 from shared.core.domain import PRICE_TICK, InvalidTsCode, OrderSide, OrderType, money, parse_ts_code
 from shared.platform.approval import OrderTerms, sign_approval
-from shared.platform.clock import market_today, no_session, utcnow
+from shared.platform.calendar import CalendarUnavailable, OrderSessions, TradingCalendar
+from shared.platform.clock import EXCHANGE_TZ, OrderSession, market_today, no_session, utcnow
 from shared.platform.errors import Forbidden, ServiceError, Unavailable
 from shared.platform.events import Envelope
 from shared.platform.http import ServiceDirectory
@@ -50,7 +52,7 @@ from shared.platform.internal_auth import (
     service_headers,
 )
 from shared.platform.observability import current_correlation_id, new_id
-from shared.platform.quotes import Quote, QuoteSource, QuoteUnavailable
+from shared.platform.quotes import Quote, QuoteSource, QuoteUnavailable, quote_ahead_of
 from shared.platform.roles import Role
 
 log = logging.getLogger(__name__)
@@ -83,17 +85,22 @@ class SleeveUnavailable(Exception):
 
 
 class SleeveSource(Protocol):
-    async def sleeve(self, instance_id: str, *, client_order_id: str, ts_code: str) -> Sleeve | None:
+    async def sleeve(
+        self, instance_id: str, *, client_order_id: str, ts_code: str, session: date | None = None
+    ) -> Sleeve | None:
         """The instance's sleeve as the order `client_order_id` of `ts_code` is checked against it: its cash less
-        every other open (or being sent) order's reservation, and that symbol's position. None when the strategy
-        service knows no such instance. Raises SleeveUnavailable."""
+        every other open (or being sent) order's reservation, and that symbol's position, its sellable shares those
+        of `session` (the session the order is for, on the real clock; None: the instance's current session). None
+        when the strategy service knows no such instance. Raises SleeveUnavailable."""
 
 
 # Codes with which execution refuses an approved order the account cannot afford (checked atomically there):
 # passed to the caller as they are, with execution's status (422).
-EXECUTION_REFUSALS = frozenset({"insufficient_position", "insufficient_cash", "price_cap_unknown"})
+EXECUTION_REFUSALS = frozenset(
+    {"insufficient_position", "insufficient_cash", "price_cap_unknown", "limits_unknown", "no_session"}
+)
 # Codes of execution's 503s that say why it cannot take the order now: relayed as they are.
-EXECUTION_UNAVAILABLE_CODES = frozenset({"market_data_unavailable"})
+EXECUTION_UNAVAILABLE_CODES = frozenset({"market_data_unavailable", "calendar_unavailable"})
 # Execution's own dependency down (shared.platform.errors.dependency_failure): relayed with its code. The order may
 # or may
 # not be stored (a COMMIT whose answer was lost may have landed): the client sends it again with the same
@@ -196,12 +203,17 @@ class StrategySleeves:
         self.services = services
         self.internal_secret = internal_secret
 
-    async def sleeve(self, instance_id: str, *, client_order_id: str, ts_code: str) -> Sleeve | None:
+    async def sleeve(
+        self, instance_id: str, *, client_order_id: str, ts_code: str, session: date | None = None
+    ) -> Sleeve | None:
         client = self.services.client("strategy")
+        params = {"client_order_id": client_order_id, "ts_code": ts_code}
+        if session is not None:
+            params["session"] = session.isoformat()
         try:
             body = await client.get_json(
                 f"/v1/strategy-instances/{instance_id}/sleeve",
-                params={"client_order_id": client_order_id, "ts_code": ts_code},
+                params=params,
                 headers=service_headers(self.internal_secret, "risk"),
             )
         except ServiceError as exc:
@@ -262,6 +274,7 @@ class RiskDesk:
         metrics: RiskMetrics,
         clock: Callable[[], datetime] = utcnow,
         market_session: Callable[[], date | None] = no_session,
+        calendar: TradingCalendar | None = None,
     ) -> None:
         self.approval_secret = approval_secret
         self.approval_ttl_s = approval_ttl_s  # how long an approval whose forwarding outcome is unknown is replayed
@@ -277,6 +290,9 @@ class RiskDesk:
         # The market clock's replayed session (None on the real clock): quotes are asked as of it, and it is the
         # trading day fees are reckoned for.
         self.market_session = market_session
+        # On the real clock, the session an order placed now is for (its T+1, fee date and price limits), from the
+        # data service's trade calendar kept in memory. None: the exchange date of now (tests of the checks only).
+        self.sessions = OrderSessions(calendar) if calendar is not None else None
 
     async def place(self, request: OrderRequest, principal: Principal) -> Placement:
         instance_id = request.strategy_instance_id
@@ -302,31 +318,58 @@ class RiskDesk:
         if earlier is not None:
             return await self._replay(earlier, request, principal)
 
+        # The session the order is for: its T+1, fee date and price limits (on a replay clock, the replayed one).
+        unavailable: list[str] = []
+        session = self.market_session()
+        order_session, session_reason = await self._order_session(session, unavailable)
+        trade_date = order_session.day if order_session is not None else market_today(self.clock(), session)
+
         sleeve: Sleeve | None = None
         if instance_id is not None:
-            sleeve = await self._sleeve(instance_id, request.client_order_id, _canonical_code(request.ts_code))
+            sleeve = await self._sleeve(
+                instance_id,
+                request.client_order_id,
+                _canonical_code(request.ts_code),
+                None if order_session is None else order_session.day,
+            )
             account_id = sleeve.account_id  # the instance trades in its owner's account
         assert account_id is not None
 
         intent = OrderIntent(request.ts_code, request.side, request.order_type, request.qty, request.price)
         security, reasons = static_checks(intent, max_order_value=self.max_order_value)
+        if session_reason is not None:
+            reasons.append(session_reason)
         if sleeve is not None:
             reasons.extend(sleeve_state_checks(sleeve))
-        unavailable: list[str] = []
         if security is not None:
             intent = OrderIntent(security.ts_code, request.side, request.order_type, request.qty, request.price)
             quote: Quote | None = None
             quote_known = False
-            session = self.market_session()
             try:
                 code = security.ts_code
                 quote = await (self.quotes.quote(code) if session is None else self.quotes.quote(code, session))
+                if (
+                    quote is not None
+                    and order_session is not None
+                    and quote_ahead_of(quote.next_trade_date, quote.last_trade_date, order_session.day)
+                ):
+                    # the store is past the order's session (a shifted clock over history): that session's quote
+                    quote = await self.quotes.quote(code, order_session.day)
                 quote_known = True
             except QuoteUnavailable as exc:
                 unavailable.append(str(exc))
                 log.warning("risk cannot check an order", extra={"ts_code": security.ts_code, "error": str(exc)})
             else:
-                reasons.extend(quote_checks(intent, quote, max_order_value=self.max_order_value))
+                limits = [] if order_session is None else session_limits_checks(intent, quote, order_session)
+                reasons.extend(limits)
+                if limits:
+                    # not against another session's limits, nor a market buy's cash at another session's limit-up
+                    quote_known = False
+                    checked = None if quote is None else quote.model_copy(update={"limit_up": None, "limit_down": None})
+                    reasons.extend(quote_checks(intent, checked, max_order_value=self.max_order_value))
+                    quote = None
+                else:
+                    reasons.extend(quote_checks(intent, quote, max_order_value=self.max_order_value))
             # Buys: the available cash must cover the order at its price cap, with fees. Execution checks again
             # atomically when it admits the order; this answers early with the reason.
             priced = quote_known or request.order_type is OrderType.LIMIT
@@ -337,7 +380,6 @@ class RiskDesk:
                     unavailable.append(str(exc))
                     log.warning("risk cannot check a buy", extra={"ts_code": security.ts_code, "error": str(exc)})
                 else:
-                    trade_date = market_today(self.clock(), session)
                     reasons.extend(cash_checks(intent, quote, available, trade_date=trade_date))
             # Sells: no short selling, T+1 (execution checks again atomically when it admits the order).
             if request.side is OrderSide.SELL:
@@ -350,7 +392,6 @@ class RiskDesk:
                     reasons.extend(position_checks(intent, security, holding))
             # An instance's order: its sleeve's cash or shares too, with the same arithmetic as the account's.
             if sleeve is not None:
-                trade_date = market_today(self.clock(), session)
                 reasons.extend(sleeve_checks(intent, quote, sleeve, trade_date=trade_date))
         if unavailable:
             reasons.append(
@@ -390,12 +431,35 @@ class RiskDesk:
         self.metrics.decided(Outcome.APPROVED)
         return await self._forward(decision, principal)
 
-    async def _sleeve(self, instance_id: str, client_order_id: str, ts_code: str) -> Sleeve:
+    async def _order_session(
+        self, replayed: date | None, unavailable: list[str]
+    ) -> tuple[OrderSession | None, Reason | None]:
+        """On the real clock, the session an order placed now is for (`shared.platform.clock.order_session`), or a
+        reason when the calendar has no trading day ahead; when the calendar cannot be read (and is not kept), why is
+        added to `unavailable`. (None, None) on a replay clock, whose session is given, and without a calendar."""
+        if replayed is not None or self.sessions is None:
+            return None, None
+        now = self.clock()
+        try:
+            found = await self.sessions.session_of(now)
+        except CalendarUnavailable as exc:
+            unavailable.append(f"no trade calendar to tell which session the order is for: {exc}")
+            log.warning("risk cannot read the trade calendar", extra={"error": str(exc)})
+            return None, None
+        if found is None:
+            local = now.astimezone(EXCHANGE_TZ).strftime("%Y-%m-%d %H:%M")
+            message = f"the trade calendar has no trading day after {local} (Asia/Shanghai) for the order to trade on"
+            return None, Reason(ReasonCode.NO_SESSION, message)
+        return found, None
+
+    async def _sleeve(self, instance_id: str, client_order_id: str, ts_code: str, session: date | None) -> Sleeve:
         """The instance's sleeve as this order is checked against it. Fails closed: unreadable is 503
         risk_unavailable, unknown is 422 order_rejected (no decision is recorded for either: without the sleeve there
         is no account to record it for)."""
         try:
-            sleeve = await self.sleeves.sleeve(instance_id, client_order_id=client_order_id, ts_code=ts_code)
+            sleeve = await self.sleeves.sleeve(
+                instance_id, client_order_id=client_order_id, ts_code=ts_code, session=session
+            )
         except SleeveUnavailable as exc:
             self.metrics.decided(Outcome.ERROR)
             log.warning(

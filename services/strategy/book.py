@@ -440,14 +440,28 @@ class SleeveBook:
     def unrealised_fen(self) -> int:
         return self.market_value_fen() - int(self.cost_fen[self.positions > 0].sum())
 
-    def holdings(self, ts_code: str | None = None) -> list[dict[str, Any]]:
-        """Every position held, or only `ts_code`'s (none when it is not held or not in the universe)."""
+    def sellable_in(self, session: date | None) -> IntArray:
+        """The shares that may be sold in `session` (T+1): those bought before it. A session after the book's own
+        (on the real clock, an order placed after the close is for the next session) may also sell what was bought
+        in the book's session; None, or a session not after the book's: the book's session (`sellable`)."""
+        if session is None or self.session_day is None or session <= self.session_day or not self.config.t_plus_one:
+            return self.sellable()
+        sellable = self.positions.copy()
+        for day, bought in self.buys_by_day.items():
+            if day >= session.isoformat():
+                for code, qty in bought.items():
+                    sellable[self.columns[code]] -= qty
+        return np.maximum(sellable, 0)
+
+    def holdings(self, ts_code: str | None = None, session: date | None = None) -> list[dict[str, Any]]:
+        """Every position held, or only `ts_code`'s (none when it is not held or not in the universe); sellable in
+        `session` (`sellable_in`: default the book's session)."""
         if ts_code is None:
             held = np.flatnonzero(self.positions).tolist()
         else:
             j = self.columns.get(ts_code)
             held = [] if j is None or not self.positions[j] else [j]
-        sellable = self.sellable()
+        sellable = self.sellable_in(session)
         return [
             {
                 "ts_code": self.panel.codes[j],

@@ -658,13 +658,19 @@ class Runner:
 
     # --- the sleeve and the performance ----------------------------------------------------------------------------
     async def sleeve(
-        self, instance: InstanceRecord, *, client_order_id: str | None = None, ts_code: str | None = None
+        self,
+        instance: InstanceRecord,
+        *,
+        client_order_id: str | None = None,
+        ts_code: str | None = None,
+        session: date | None = None,
     ) -> dict[str, Any]:
         """The running instance's sleeve from its book in memory; another's from its stored book (nothing open).
-        As risk checks one order (`client_order_id`: not counted against itself; `ts_code`: only that position)."""
+        As risk checks one order (`client_order_id`: not counted against itself; `ts_code`: only that position;
+        `session`: the session it is for, whose sellable shares are answered)."""
         run = self.runs.get(instance.instance_id)
         if run is not None:
-            return run.sleeve(client_order_id=client_order_id, ts_code=ts_code)
+            return run.sleeve(client_order_id=client_order_id, ts_code=ts_code, session=session)
         saved = await self.books.load_book(instance.instance_id)
         book = (saved or {}).get("book")
         if book is None:

@@ -49,12 +49,19 @@ async def get_sleeve(
     ts_code: Annotated[
         str | None, Query(min_length=1, max_length=32, description="only this symbol's position in `positions`")
     ] = None,
+    session: Annotated[
+        TradeDate | None,
+        Query(
+            description="the trading session the order is for (risk names it on the real clock): `sellable_qty` is "
+            "what may be sold in it (T+1: shares bought before it), default the instance's current session"
+        ),
+    ] = None,
 ) -> dict[str, Any]:
     """The instance's cash and positions as its own trades made them (T+1 sellable), and what its open buys (and the
     buys being sent) may still spend. Risk reads it for every order the instance sends, naming the order and its
     symbol; a stopped instance shows its last stored state."""
     instance = await instances.visible(principal, instance_id)
-    sleeve = await _runner(request).sleeve(instance, client_order_id=client_order_id, ts_code=ts_code)
+    sleeve = await _runner(request).sleeve(instance, client_order_id=client_order_id, ts_code=ts_code, session=session)
     positions = [
         {
             "ts_code": p["ts_code"],

@@ -521,14 +521,18 @@ class InstanceRun:
             await self.books.save_book(self.instance_id, bar_date, book, day)
 
     # --- the sleeve, as risk reads it -------------------------------------------------------------------------------
-    def sleeve(self, *, client_order_id: str | None = None, ts_code: str | None = None) -> dict[str, Any]:
+    def sleeve(
+        self, *, client_order_id: str | None = None, ts_code: str | None = None, session: date | None = None
+    ) -> dict[str, Any]:
         """Cash available to new orders (the book's cash less what its open buys and the buys being sent may still
         spend) and positions. Risk asks for one order (`client_order_id`): for an order of the round being sent, the
         orders before it in the round are reserved (answered or not; a refused one no longer), itself and those
         after it are not — as if they were sent one after another: each sees what its predecessors may spend, so
         no two can spend the same cash (the one later in the round saw the earlier one). Without it (or for an
         order not of the round), every order being sent is reserved. `ts_code`: only that symbol's position (what
-        an order's check reads)."""
+        an order's check reads). `session`: the session the order is for, whose sellable shares are answered (on the
+        real clock an order placed after the close is for the next session, in which the shares bought in the book's
+        session may be sold); default the book's session."""
         book = self.book
         ahead: list[tuple[str, Plan]] = []  # the orders of the round being sent that come before this one
         for cid, plan in self.in_flight.items():
@@ -550,7 +554,7 @@ class InstanceRun:
                 continue
             amount = np.array([left * plan.price_fen], dtype=np.int64)
             reserved += int(amount[0] + book.fees.commission(amount)[0] + book.fees.transfer(amount)[0])
-        positions = book.holdings(ts_code)
+        positions = book.holdings(ts_code, session)
         for p in positions:
             # shares a resting sell of the sleeve already sells are not offered to another sell
             p["sellable_qty"] = max(int(p["sellable_qty"]) - selling.get(str(p["ts_code"]), 0), 0)

@@ -8,6 +8,8 @@ moved to another moment, which the processes of a fleet can share (rehearsals an
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from time import monotonic
 from time import time as unix_time
@@ -131,6 +133,48 @@ class ReplayClock:
 def session_open(day: date) -> datetime:
     """09:30 Asia/Shanghai on `day`, as aware UTC."""
     return datetime.combine(day, SESSION_OPEN, tzinfo=EXCHANGE_TZ).astimezone(UTC)
+
+
+def session_close(day: date) -> datetime:
+    """The 15:00 close of trading day `day` (Asia/Shanghai), aware."""
+    return datetime.combine(day, SESSION_CLOSE, tzinfo=EXCHANGE_TZ)
+
+
+def order_session(at: datetime, trading_days: Iterable[date]) -> date | None:
+    """The session an order placed at `at` (aware) belongs to: the first trading day whose 15:00 close (Asia/Shanghai)
+    is after `at`. During a trading day until 14:59:59.999999 that day; from its close on, and on a closed day, the
+    next trading day. None when `trading_days` has no such day (the calendar does not reach that far). Pure: the
+    one rule the paper broker, execution's admission and risk place an order in its session by."""
+    return next((d for d in sorted(trading_days) if session_close(d) > at), None)
+
+
+@dataclass(frozen=True)
+class OrderSession:
+    """The session an order placed now belongs to, and the moment after which trades count as that session's for
+    T+1 (`opens_after`: the close of the trading day before it; shares bought after it are sellable from the next
+    session on). On a replay clock the replayed session, whose trades are those of its calendar date."""
+
+    day: date
+    opens_after: datetime
+    previous: date | None = None  # the trading day before it (None: not known, or a replayed session)
+
+    @classmethod
+    def of_date(cls, day: date) -> OrderSession:
+        """The session `day` with T+1 by calendar date: trades from its midnight (Asia/Shanghai) on are its own."""
+        return cls(day, datetime.combine(day, time.min, tzinfo=EXCHANGE_TZ) - _TICK)
+
+
+def order_session_after(at: datetime, trading_days: Sequence[date]) -> OrderSession | None:
+    """`order_session` with its T+1 boundary: the close of the trading day before it in `trading_days` (a trade at
+    that close, 15:00:00, is that day's), or the session's midnight when the days reach no further back."""
+    day = order_session(at, trading_days)
+    if day is None:
+        return None
+    before = [d for d in trading_days if d < day]
+    if not before:
+        return OrderSession.of_date(day)
+    previous = max(before)
+    return OrderSession(day, session_close(previous), previous)
 
 
 def market_today(now: datetime, session: date | None) -> date:

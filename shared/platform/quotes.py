@@ -35,6 +35,36 @@ class Quote(BaseModel):
     limit_down: Decimal | None
 
 
+LIMITS_UNKNOWN = "limits_unknown"
+
+
+def limits_unknown(ts_code: str, limits_for: date | None, session: date, previous: date | None = None) -> str | None:
+    """Why (the message of code LIMITS_UNKNOWN) a quote's price limits, those of `limits_for` (its
+    `next_trade_date`), cannot be used for an order of `session`, or None when they are that session's. Between a
+    session's close and its bars being stored, an order is for the next session while the latest quote still has
+    the limits of the one that closed (computed from the close before it): checking against those would check
+    against another session's limits. `previous`: the trading day before `session`, whose close the limits of
+    `session` are computed from, when known."""
+    if limits_for == session:
+        return None
+    known = "no session" if limits_for is None else limits_for.isoformat()
+    close = f"the close of {previous.isoformat()}" if previous is not None else "the close before it"
+    return (
+        f"the price limits of {ts_code} on session {session.isoformat()}, which the order is for, "
+        f"are not known until {close} is stored (the data service's latest quote has the limits of {known}); "
+        "place it again once those bars are in"
+    )
+
+
+def quote_ahead_of(limits_for: date | None, last_trade_date: date | None, session: date) -> bool:
+    """The data service's store already holds `session`'s bars (or later ones): its latest quote is past the session
+    an order is for — a shifted clock over stored history (a rehearsal), never the live market. The quote of that
+    session (`QuoteSource.quote(ts_code, session)`: as the data stood before it, with its limits) is the one to use."""
+    if limits_for is not None:
+        return limits_for > session
+    return last_trade_date is not None and last_trade_date >= session
+
+
 class QuoteUnavailable(Exception):
     """The data service could not say what the caller needs (down, refusing, or answering something that is not a
     quote): the caller cannot decide and fails closed."""

@@ -44,6 +44,10 @@ def fleet(backing: Backing, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         "LH_ADMIN_USERNAME": "admin",
         "LH_ADMIN_PASSWORD": secrets.token_urlsafe(12),
         "LH_LOG_JSON": "true",
+        # The demo market ends on 2024-12-31: the fleet trades its next session, 2025-01-02 (on the wall clock an
+        # order would be for a session whose price limits the demo data cannot know: refused, limits_unknown)
+        "LH_MARKET_CLOCK": "shifted",
+        "LH_MARKET_CLOCK_AT": "2025-01-02T10:00:00+08:00",
     }
     fleet = Fleet(
         env=env, ports={name: _free_port() for name in DEFAULT_PORTS}, log_dir=tmp_path_factory.mktemp("fleet")

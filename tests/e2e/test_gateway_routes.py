@@ -6,14 +6,17 @@ from __future__ import annotations
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 
 from lianghua.standalone import build_app
+from shared.platform.clock import ShiftedClock
 from shared.platform.settings import Mode, Settings
 from tests.e2e.flow import Session, create_user, login, tradable_main_board_stock
 
@@ -42,7 +45,9 @@ async def platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Pl
         admin_password=password,
         rate_limit_per_minute=100_000,
     )
-    host = build_app(settings)
+    # the demo market's next session (it ends on 2024-12-31): on the wall clock no session of the demo calendar is
+    # ahead, and every order would also be refused for that (no_session)
+    host = build_app(settings, clock=ShiftedClock(datetime(2025, 1, 2, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))))
     async with host.router.lifespan_context(host):
         transport = httpx.ASGITransport(app=host)
         async with httpx.AsyncClient(transport=transport, base_url=BASE, timeout=30) as client:

@@ -40,7 +40,7 @@ from sqlalchemy.exc import IntegrityError
 from services.execution.brokers.base import BrokerReport, BrokerUnavailable, CancelTooLate, Fill, MarketDataError
 from services.execution.brokers.paper_tables import paper_accounts, paper_fills, paper_orders
 from services.execution.events import EXCHANGE_TZ
-from services.execution.sessions import BarsCalendar, CalendarUnavailable, expiry_reason, session_close
+from services.execution.sessions import BarsCalendar, CalendarUnavailable, OrderSessions, expiry_reason, session_close
 from shared.core.domain import Order, OrderSide, OrderStatus, OrderType, from_fen, price, to_fen
 from shared.core.domain.codes import Board
 from shared.core.market.matching import REASON_CODES, REASONS, FillRules, SessionBar, match_order
@@ -62,6 +62,8 @@ class PaperQuote:
     last_close: Decimal | None  # None only for a security that never traded (then it is suspended)
     suspended: bool
     limit_up: Decimal | None = None  # the next session's limit-up price; None on sessions without limits
+    limits_for: date | None = None  # the session limit_up is for (the quote's next_trade_date)
+    last_trade_date: date | None = None  # the symbol's newest stored session
 
 
 @dataclass(frozen=True)
@@ -152,7 +154,13 @@ class PaperQuotes:
             raise MarketDataError(f"malformed market data for {ts_code}: {exc}") from exc
         if last_close is None and not quote.suspended:
             raise MarketDataError(f"market data for {ts_code} has no usable last close")
-        return PaperQuote(last_close=last_close, suspended=quote.suspended, limit_up=limit_up)
+        return PaperQuote(
+            last_close=last_close,
+            suspended=quote.suspended,
+            limit_up=limit_up,
+            limits_for=quote.next_trade_date,
+            last_trade_date=quote.last_trade_date,
+        )
 
 
 def paper_fill_price(
@@ -197,15 +205,11 @@ def awaiting_reason(day: date) -> str:
     return f"{AWAITING}matched on the bar of session {day.isoformat()} once that session has closed and its bar is in"
 
 
-def market_open(now: datetime, trading_days: Sequence[date]) -> bool:
-    """The exchanges take orders now: a trading day, from 09:15 to the 15:00 close (Asia/Shanghai)."""
+def market_open(now: datetime, session: date) -> bool:
+    """The exchanges take orders now, `session` being the session of an order placed now (`order_session`): a
+    trading day (the session is today's: its close has not passed), from 09:15 to the 15:00 close (Asia/Shanghai)."""
     local = now.astimezone(EXCHANGE_TZ)
-    return local.date() in trading_days and ORDERS_FROM <= local.time() < SESSION_CLOSE
-
-
-def order_session(now: datetime, trading_days: Sequence[date]) -> date | None:
-    """The session an order placed at `now` belongs to: the first trading day whose close has not passed."""
-    return next((d for d in sorted(trading_days) if session_close(d) > now), None)
+    return local.date() == session and ORDERS_FROM <= local.time() < SESSION_CLOSE
 
 
 def waiting_reason(ts_code: str, day: date) -> str:
@@ -245,11 +249,14 @@ class PaperBroker:
         rules: FillRules | None = None,
         calendar: BarsCalendar | None = None,
         fills: str = "immediate",
+        order_sessions: OrderSessions | None = None,
     ) -> None:
         """`market_session`: the market clock's replayed session (None on the real clock). On a replay clock the broker
         matches at the session's bar from `sessions` with `rules` (both needed then). `fills` (LH_PAPER_FILLS): on the
         real clock, "session" (match at the bar of the order's session, with `sessions`, `rules` and the trade
-        `calendar`) or "immediate" (at once at the latest close)."""
+        `calendar`) or "immediate" (at once at the latest close). `order_sessions`: the calendar's trading days kept
+        in memory that an order's session is found in (default: kept here, from `calendar`; execution's app gives
+        the desk's)."""
         if fills not in ("session", "immediate"):
             raise ValueError(f"fills: {fills!r} is neither 'session' nor 'immediate'")
         if fills == "session" and (sessions is None or calendar is None):
@@ -261,6 +268,9 @@ class PaperBroker:
         self.sessions = sessions
         self.rules = rules or FillRules()
         self.calendar = calendar
+        self.order_sessions = (
+            order_sessions if order_sessions is not None or calendar is None else OrderSessions(calendar)
+        )
         self.fills = fills
 
     def order_rules(self, paper_fill: PaperFill | None) -> FillRules:
@@ -327,29 +337,29 @@ class PaperBroker:
     async def _rest_for_session(
         self, order: Order, price_cap: Decimal | None, now: datetime
     ) -> tuple[Outcome, date | None]:
-        # the order's own time decides its session (a resubmission after a restart keeps its session)
-        now = min(order.created_at, now)
         """On the real clock: the order rests until its session's bar is in (`resume` matches it then), or is refused
         now: an unknown security, a market buy without a price cap, no session ahead in the trade calendar, or a
-        closed market on an account that refuses orders then."""
+        closed market on an account that refuses orders then. The order's own time decides its session (a
+        resubmission after a restart keeps its session), by the rule admission and risk place it by
+        (`shared.platform.clock.order_session`)."""
+        now = min(order.created_at, now)
         quote = await self.quotes.latest(order.ts_code)
         if quote is None:
             return Outcome(OrderStatus.REJECTED, reason=f"unknown security {order.ts_code}"), None
         uncapped = cap_refusal(order, None, price_cap)
         if uncapped is not None:
             return Outcome(OrderStatus.REJECTED, reason=uncapped), None
-        assert self.calendar is not None  # checked in __init__
-        today = now.astimezone(EXCHANGE_TZ).date()
+        assert self.order_sessions is not None  # a calendar is checked in __init__
         try:
-            days = await self.calendar.trading_days(today, today + timedelta(days=30))
+            found = await self.order_sessions.session_of(now)
         except CalendarUnavailable as exc:
             raise BrokerUnavailable(f"no trade calendar to place the order in a session: {exc}") from exc
-        day = order_session(now, days)
+        day = None if found is None else found.day
         if day is None:
             local = now.astimezone(EXCHANGE_TZ).strftime("%Y-%m-%d %H:%M")
             reason = f"no_session: the trade calendar has no trading day after {local} (Asia/Shanghai) to match it on"
             return Outcome(OrderStatus.REJECTED, reason=reason), None
-        if not market_open(now, days) and await self.closed_market(order.account_id) == "refuse":
+        if not market_open(now, day) and await self.closed_market(order.account_id) == "refuse":
             reason = (
                 f"market_closed: orders are taken 09:15-15:00 on trading days and account {order.account_id} "
                 f"refuses them while the market is closed; the next session is {day.isoformat()}"

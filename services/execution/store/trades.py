@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import BigInteger, Column, ForeignKey, Index, String, Table, case, func, select
 from sqlalchemy.engine import Row
 
-from services.execution.positions import OpenSell, TradeLot
+from services.execution.positions import OpenSell, TradeLot, session_start
 from services.execution.store.base import StoreBase, listed_after, metadata
 from services.execution.store.orders import orders
 from shared.core.domain import OrderSide, OrderStatus
-from shared.platform.clock import EXCHANGE_TZ, UtcDateTime
+from shared.platform.clock import UtcDateTime
 from shared.platform.columns import CnyFen
 from shared.platform.db import DbSession
 
@@ -114,25 +114,27 @@ class TradeReads(StoreBase):
                 rows = (await s.execute(query)).all()
         return [_trade(r) for r in rows]
 
-    async def position_inputs(self, account_id: str, today: date) -> tuple[list[TradeLot], list[OpenSell]]:
-        """Everything an account's positions on `today` (the exchange date: T+1) are computed from: its trades, and
-        the unfilled remainder of its sell orders that are not final. One transaction, so the two agree with each
-        other."""
+    async def position_inputs(
+        self, account_id: str, today: date, opens_after: datetime | None = None
+    ) -> tuple[list[TradeLot], list[OpenSell]]:
+        """Everything an account's positions in session `today` (T+1: `positions.session_start`) are computed from:
+        its trades, and the unfilled remainder of its sell orders that are not final. One transaction, so the two
+        agree with each other."""
         async for attempt in self.db.transaction():
             async with attempt as s:
-                inputs = await self._position_inputs(s, account_id, today)
+                inputs = await self._position_inputs(s, account_id, today, opens_after)
         return inputs
 
     async def _position_inputs(
-        self, s: DbSession, account_id: str, today: date
+        self, s: DbSession, account_id: str, today: date, opens_after: datetime | None = None
     ) -> tuple[list[TradeLot], list[OpenSell]]:
-        """The trades come summed by the database, one lot per (ts_code, side, bought before `today` or on it), each
-        stamped with the latest trade time of its group (so its exchange date falls on the same side of `today`):
+        """The trades come summed by the database, one lot per (ts_code, side, bought before session `today` or in
+        it), each stamped with the latest trade time of its group (so it falls on the same side of the session's start):
         `holdings` gives what it gives for the single trades, and the rows read stay as many as the codes traded,
         not the trades (an account that trades every day would otherwise read its whole history on every sell and
         every positions listing)."""
         open_statuses = [status.value for status in OrderStatus if not status.is_final]
-        on_today = case((trades.c.traded_at >= datetime.combine(today, time.min, EXCHANGE_TZ), 1), else_=0)
+        on_today = case((trades.c.traded_at > session_start(today, opens_after), 1), else_=0)
         trade_rows = (
             await s.execute(
                 select(

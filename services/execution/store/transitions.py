@@ -55,11 +55,13 @@ class OrderTransitions(OrderReads, TradeReads, AccountStore):
         decision_id: str,
         *,
         today: date,
+        opens_after: datetime | None = None,
         price_cap: Decimal | None = None,
         now: datetime | None = None,
     ) -> StoredOrder:
         """Admit a new order: in one transaction, lock the account, check that a sell has the sellable shares
-        (trades, T+1 as of `today`, open sells' reservations) and a buy the available cash (at `price_cap` a
+        (trades, T+1 in session `today`, which began after `opens_after`: `positions.session_start`; open sells'
+        reservations) and a buy the available cash (at `price_cap` a
         share: the limit price, or the limit-up price of a market buy), then record it ACCEPTED with its
         `order.accepted` event. Under the lock and before any check, an order with the same (account_id,
         client_order_id) or decision_id raises AlreadyPlaced (nothing stored). Raises AdmissionRefused (nothing
@@ -110,8 +112,10 @@ class OrderTransitions(OrderReads, TradeReads, AccountStore):
                         if same_key is not None or by_decision is not None:
                             raise AlreadyPlaced(same_key, by_decision)
                         if side is OrderSide.SELL:
-                            lots, sells = await self._position_inputs(s, order.account_id, today)
-                            refusal = sell_refusal(lots, sells, order.ts_code, order.qty, today=today)
+                            lots, sells = await self._position_inputs(s, order.account_id, today, opens_after)
+                            refusal = sell_refusal(
+                                lots, sells, order.ts_code, order.qty, today=today, opens_after=opens_after
+                            )
                         else:
                             assert cap_fen is not None
                             cash = await self._locked_cash(s, order.account_id, today)

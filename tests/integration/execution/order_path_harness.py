@@ -9,7 +9,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 import httpx
@@ -26,13 +26,31 @@ from shared.platform.approval import OrderTerms, sign_approval
 from shared.platform.bus import EventBus, EventHandler, JobHandler, create_bus
 from shared.platform.bus.amqp import AmqpBus
 from shared.platform.cache import create_cache
-from shared.platform.clock import utcnow
+from shared.platform.clock import EXCHANGE_TZ, order_session, utcnow
 from shared.platform.errors import ServiceError
 from shared.platform.events import Envelope
 from shared.platform.http import ServiceDirectory
 from shared.platform.internal_auth import INTERNAL_HEADER, Principal, mint_internal_token, verify_internal_token
 from shared.platform.observability import new_id
 from shared.platform.settings import Settings
+
+# A quote's default next_trade_date: the fake data service answers the session an order placed now is for (on the
+# real clock its limits are that session's only when the data service's newest session is the one before it).
+NOW_SESSION = "the session of an order placed now"
+
+
+def open_day(d: date) -> bool:
+    """The fake data service's calendar: the built-in SSE calendar where it has the year, else weekdays."""
+    return is_trading_day(d) if FIRST_YEAR <= d.year <= LAST_YEAR else d.weekday() < 5
+
+
+def now_session(clock: Callable[[], datetime] = utcnow) -> str:
+    """The session an order placed now (by `clock`, default the wall clock) is for, by the fake calendar."""
+    now = clock()
+    start = now.astimezone(EXCHANGE_TZ).date()
+    day = order_session(now, [start + timedelta(days=i) for i in range(15) if open_day(start + timedelta(days=i))])
+    assert day is not None
+    return day.isoformat()
 
 
 def quote(ts_code: str, last_close: str, limit_up: str, limit_down: str, **kw: Any) -> dict[str, Any]:
@@ -44,7 +62,7 @@ def quote(ts_code: str, last_close: str, limit_up: str, limit_down: str, **kw: A
         "last_trade_date": "2024-12-31",
         "last_close": last_close,
         "suspended": False,
-        "next_trade_date": "2025-01-02",
+        "next_trade_date": NOW_SESSION,
         "limit_up": limit_up,
         "limit_down": limit_down,
     }
@@ -68,6 +86,9 @@ class FakeDataService:
         self.quotes: dict[str, dict[str, Any]] = {k: dict(v) for k, v in QUOTES.items()}
         self.callers: list[str] = []
         self.fail_with: int | None = None  # answer every quote with this HTTP status
+        # the clock whose order session a quote's default next_trade_date is (a test that moves execution's clock
+        # moves this one with it)
+        self.clock: Callable[[], datetime] = utcnow
         self.app = FastAPI()
 
         @self.app.get("/v1/quotes/{ts_code}")
@@ -82,6 +103,8 @@ class FakeDataService:
             body = self.quotes.get(ts_code)
             if body is None:
                 return JSONResponse({"code": "not_found", "message": f"no security {ts_code}"}, status_code=404)
+            if body.get("next_trade_date") == NOW_SESSION:
+                body = {**body, "next_trade_date": now_session(self.clock)}
             return JSONResponse(body)
 
         @self.app.get("/v1/calendar")
@@ -95,9 +118,7 @@ class FakeDataService:
             if self.fail_with is not None:
                 return JSONResponse({"code": "internal_error", "message": "boom"}, status_code=self.fail_with)
             days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
-            open_days = [
-                d for d in days if (is_trading_day(d) if FIRST_YEAR <= d.year <= LAST_YEAR else d.weekday() < 5)
-            ]
+            open_days = [d for d in days if open_day(d)]
             return JSONResponse(
                 {"exchange": "SSE", "start": str(start), "end": str(end), "trading_days": [str(d) for d in open_days]}
             )
@@ -110,6 +131,7 @@ class FakeStrategyService:
     def __init__(self, internal_secret: str) -> None:
         self.sleeves: dict[str, dict[str, Any]] = {}
         self.callers: list[str] = []
+        self.sessions_asked: list[str | None] = []  # the `session` each sleeve was asked for (risk names the order's)
         self.app = FastAPI()
 
         @self.app.get("/v1/strategy-instances/{instance_id}/sleeve")
@@ -119,6 +141,7 @@ class FakeStrategyService:
             except ServiceError as exc:
                 return JSONResponse(exc.body(), status_code=401)
             self.callers.append(principal.subject)
+            self.sessions_asked.append(request.query_params.get("session"))
             body = self.sleeves.get(instance_id)
             if body is None:
                 return JSONResponse(
@@ -269,11 +292,21 @@ def signed_order(settings: Settings, terms: OrderTerms) -> dict[str, Any]:
     return {**terms.model_dump(mode="json"), "approval": approval}
 
 
+def previous_session_moment() -> datetime:
+    """10:00 (Asia/Shanghai) on the trading day before the session of an order placed now, by the fake calendar:
+    shares bought then are sellable in that session (T+1)."""
+    day = date.fromisoformat(now_session()) - timedelta(days=1)
+    while not open_day(day):
+        day -= timedelta(days=1)
+    return datetime.combine(day, time(10, 0), tzinfo=EXCHANGE_TZ)
+
+
 async def trades_were_yesterday(f: Fleet, account_id: str) -> None:
-    """Move the account's trades back one day (T+1: yesterday's buys are sellable today)."""
+    """Move the account's trades back to the session before the one an order placed now is for (T+1: that
+    session's buys are sellable now)."""
     async with f.store.db.session() as s:
         await s.execute(
-            update(trades).where(trades.c.account_id == account_id).values(traded_at=utcnow() - timedelta(days=1))
+            update(trades).where(trades.c.account_id == account_id).values(traded_at=previous_session_moment())
         )
 
 

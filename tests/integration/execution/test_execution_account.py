@@ -46,6 +46,7 @@ def _set_clock(f: Fleet, at: datetime) -> None:
     """The exchange day execution sees: for T+1 (the desk) and for the fills' dates (the paper broker)."""
     f.execution_app.state.desk.clock = lambda: at
     f.execution_app.state.broker.clock = lambda: at
+    f.data.clock = lambda: at  # the latest quote's limits: for the session of an order placed at `at`
 
 
 async def test_concurrent_sells_are_admitted_only_up_to_the_sellable_shares(backing: Backing) -> None:
@@ -250,17 +251,20 @@ async def test_deposits_and_withdrawals_are_idempotent_and_for_admins_and_servic
         await settle(f)
 
 
-async def test_positions_split_the_summed_trades_at_the_exchange_midnight_for_t_plus_one(backing: Backing) -> None:
-    """The store sums an account's trades by code and side, split at the exchange day's first moment (00:00 in
-    Shanghai): shares bought a microsecond before it are sellable today, shares bought at it are not."""
+async def test_positions_split_the_summed_trades_at_the_previous_sessions_close_for_t_plus_one(
+    backing: Backing,
+) -> None:
+    """The store sums an account's trades by code and side, split where the session of an order placed now begins:
+    after the close of the trading day before it (15:00 in Shanghai; a trade at that close is that day's). Shares
+    bought at that close are sellable now, shares bought a microsecond after it (an order placed after the close is
+    for the next session, and so is what it buys) are not."""
     settings = backing.settings()
     olga = trader()
-    midnight = datetime(2024, 3, 4, 16, 0, tzinfo=UTC)  # 2024-03-05 00:00 in Shanghai
+    close = datetime(2024, 3, 4, 7, 0, tzinfo=UTC)  # 2024-03-04 15:00 in Shanghai, a Monday
     async with fleet(settings) as f:
-        _set_clock(f, datetime(2024, 3, 5, 2, 0, tzinfo=UTC))  # 10:00 in Shanghai on 2024-03-05
+        _set_clock(f, datetime(2024, 3, 5, 2, 0, tzinfo=UTC))  # 10:00 in Shanghai on 2024-03-05: its session
         bought = {}
-        for qty, at in ((1000, midnight - timedelta(days=2)), (500, midnight - timedelta(microseconds=1)),
-                        (300, midnight)):  # fmt: skip
+        for qty, at in ((1000, close - timedelta(days=2)), (500, close), (300, close + timedelta(microseconds=1))):
             answer = (await _submit(f, olga, limit_buy(olga, qty=qty))).json()
             assert answer["status"] == "filled"
             bought[answer["order_id"]] = at
@@ -268,7 +272,7 @@ async def test_positions_split_the_summed_trades_at_the_exchange_midnight_for_t_
             for order_id, at in bought.items():
                 await s.execute(update(trades).where(trades.c.order_id == order_id).values(traded_at=at))
 
-        # Sellable: 1,000 + 500 bought before today; held: 1,800. A sell of 400 fills (at the close, 10.00), one of
+        # Sellable: 1,000 + 500 bought before the session; held: 1,800. A sell of 400 fills (at the close, 10.00), one of
         # 200 at 10.50 rests and reserves its shares: held 1,400, sellable 1,500 - 400 - 200 = 900.
         sell = limit_buy(olga, side="sell", qty=400)
         assert (await _submit(f, olga, sell)).json()["status"] == "filled"

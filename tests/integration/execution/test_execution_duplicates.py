@@ -6,18 +6,23 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import update
 
-from services.execution.store import cash_ledger, orders, trades
-from shared.platform.clock import utcnow
+from services.execution.store import cash_ledger, orders
 from shared.platform.internal_auth import Principal
 from shared.platform.observability import new_id
 from tests.conftest import Backing
-from tests.integration.execution.order_path_harness import Fleet, fleet, limit_buy, settle, signed_order, trader
+from tests.integration.execution.order_path_harness import (
+    Fleet,
+    fleet,
+    limit_buy,
+    settle,
+    signed_order,
+    trader,
+    trades_were_yesterday,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -41,12 +46,7 @@ async def test_identical_sells_at_once_are_placed_once(backing: Backing) -> None
             "/v1/orders", json=signed_order(f.settings, limit_buy(olga)), headers=f.headers(olga)
         )
         assert bought.json()["status"] == "filled"
-        async with f.store.db.session() as s:  # bought yesterday: all 1,000 sellable today (T+1)
-            await s.execute(
-                update(trades)
-                .where(trades.c.account_id == olga.account_id)
-                .values(traded_at=utcnow() - timedelta(days=1))
-            )
+        await trades_were_yesterday(f, olga.account_id)  # all 1,000 sellable in the session of a sell now (T+1)
         sell = limit_buy(olga, side="sell", qty=1000, price="10.50")  # above the market: rests, holding all 1,000
         answers = await _at_once(f, olga, signed_order(f.settings, sell))
 

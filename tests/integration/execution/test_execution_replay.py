@@ -29,10 +29,12 @@ from shared.platform.http import ServiceDirectory
 from shared.platform.internal_auth import INTERNAL_HEADER, Principal, service_headers, verify_internal_token
 from shared.platform.settings import Settings
 from tests.integration.execution.order_path_harness import (
+    NOW_SESSION,
     QUOTES,
     FakeStrategyService,
     headers,
     limit_buy,
+    now_session,
     quote,
     signed_order,
     trader,
@@ -98,6 +100,8 @@ class ReplayData:
             caller(request)
             if session is None:
                 body = QUOTES.get(ts_code)
+                if body is not None and body.get("next_trade_date") == NOW_SESSION:
+                    body = {**body, "next_trade_date": now_session()}
             else:
                 self.session_quotes_asked.append((ts_code, session))
                 body = SESSION_QUOTES.get((ts_code, session))

@@ -88,6 +88,7 @@ async def _started(f: Fleet, clock: Clock) -> OrderDesk:
     await desk.first_reconcile_done.wait()
     desk.clock = clock
     f.execution_app.state.broker.clock = clock
+    f.data.clock = clock  # the latest quote's limits are for the session of an order placed at `clock`
     return desk
 
 

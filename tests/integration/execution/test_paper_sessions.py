@@ -21,7 +21,7 @@ import pytest
 
 from shared.platform.events import BarsUpdated, make_event
 from shared.platform.internal_auth import Principal
-from tests.integration.execution.order_path_harness import headers, quote, trader
+from tests.integration.execution.order_path_harness import headers, limit_buy, quote, signed_order, trader
 from tests.integration.execution.test_execution_replay import Replay, at, replay
 
 
@@ -184,12 +184,13 @@ async def test_a_limit_the_sessions_bar_does_not_reach_expires_with_the_session(
 async def test_an_order_after_the_close_belongs_to_the_next_session(tmp_path: Path) -> None:
     di = trader()
     async with market(tmp_path, "2024-03-04T15:10:00+08:00") as (r, clock):
+        # with the bars of 2024-03-04 in (the limits of 2024-03-05 are known: test_limits_of_the_next_session_...)
+        bars_in(r, AFTER_0304)
         order = await place(r, di, client_order_id="b-4", **LIMIT_BUY)
         assert "2024-03-05" in order["reason"]
         desk = r.execution._transport.app.state.desk  # type: ignore[attr-defined]
         # after 2024-03-05's close with only 2024-03-04's bars in, the pass sees it and leaves it resting
         clock.set("2024-03-05T15:30:00+08:00")
-        bars_in(r, AFTER_0304)
         await desk.expire_day_orders()
         assert (await order_of(r, di, order["order_id"]))["status"] == "submitted"
         # with 2024-03-05's bars in it is matched on them, at that session's open 10.40 (placed before it opened)
@@ -234,8 +235,16 @@ async def test_an_order_is_refused_when_the_calendar_has_no_session_ahead(tmp_pa
     hal = trader()
     # the fake calendar knows only days up to the built-in calendar; far beyond it there is no trading day
     async with market(tmp_path, "2099-12-31T10:00:00+08:00") as (r, _):
-        order = await place(r, hal, client_order_id="b-12", **LIMIT_BUY)
-        assert order["status"] == "rejected" and order["reason"].startswith("no_session: ")
+        refused = await r.place(hal, client_order_id="b-12", **LIMIT_BUY)
+        assert refused.status_code == 422, refused.text
+        [reason] = refused.json()["decision"]["reasons"]
+        assert reason["code"] == "no_session"
+        assert "no trading day after 2099-12-31 10:00 (Asia/Shanghai)" in reason["message"]
+        # execution refuses it too (an approval of it, as risk would have signed), storing nothing
+        body = signed_order(r.settings, limit_buy(hal, client_order_id="b-12", price="10.50"))
+        direct = await r.execution.post("/v1/orders", json=body, headers=headers(r.settings, hal))
+        assert (direct.status_code, direct.json()["code"]) == (422, "no_session"), direct.text
+        assert await r.get(hal, "/v1/orders") == []
         assert (await r.get(hal, "/v1/account"))["reserved"] == "0.00"
 
 
@@ -366,3 +375,93 @@ async def test_an_instances_orders_are_matched_by_its_own_rules_on_their_session
         assert (await order_of(r, eli, late["order_id"], until="filled"))["avg_fill_price"] == "10.51"  # 10.50 + 0.01
         times = {t["order_id"]: t["traded_at"] for t in await r.get(eli, "/v1/trades")}
         assert times[at_close["order_id"]] == times[late["order_id"]] == at("2024-03-04", 15, 0)
+
+
+# --- orders placed while the market is closed: for the next session, in every check ---------------------------------
+
+SELL = {"ts_code": "600000.SH", "side": "sell", "order_type": "limit", "qty": 1000}
+
+
+async def test_shares_bought_in_a_session_are_sellable_in_a_sell_placed_after_its_close(tmp_path: Path) -> None:
+    """T+1 by the order's session: a sell placed at 14:00 on 2024-03-04 is for that session, in which the shares
+    bought that morning cannot be sold; one placed at 20:00 is for 2024-03-05, in which they can (risk's check,
+    execution's admission and the positions listing agree)."""
+    jo = trader()
+    clock = MovableClock("2024-03-04T10:00:00+08:00")
+    # Fills at once at the latest close: the buy is a trade of 2024-03-04 10:00 (before its close).
+    async with replay(tmp_path, clock, paper_fills="immediate") as r:  # type: ignore[arg-type]
+        bars_in(r, BEFORE_0304)
+        bought = await place(r, jo, client_order_id="t-1", **LIMIT_BUY)
+        assert (bought["status"], bought["avg_fill_price"]) == ("filled", "9.80")  # 2024-03-01's close
+
+        clock.set("2024-03-04T14:00:00+08:00")
+        assert await r.get(jo, "/v1/positions") == [{"ts_code": "600000.SH", "qty": 1000, "sellable_qty": 0}]
+        refused = await r.place(jo, client_order_id="t-2", **SELL, price="10.50")
+        assert refused.status_code == 422, refused.text
+        assert [x["code"] for x in refused.json()["decision"]["reasons"]] == ["insufficient_position"]
+        body = signed_order(r.settings, limit_buy(jo, client_order_id="t-3", side="sell", price="10.50"))
+        direct = await r.execution.post("/v1/orders", json=body, headers=headers(r.settings, jo))
+        assert (direct.status_code, direct.json()["code"]) == (422, "insufficient_position"), direct.text
+        assert direct.json()["details"] == {"held_qty": 1000, "sellable_qty": 0}
+
+        # 20:00, with 2024-03-04's bars in (600000.SH closed at 10.50: 2024-03-05's limits 11.55 / 9.45)
+        clock.set("2024-03-04T20:00:00+08:00")
+        bars_in(r, AFTER_0304)
+        assert await r.get(jo, "/v1/positions") == [{"ts_code": "600000.SH", "qty": 1000, "sellable_qty": 1000}]
+        sold = await place(r, jo, client_order_id="t-4", **SELL, price="11.00")  # above 10.50: rests
+        assert (sold["status"], sold["qty"]) == ("submitted", 1000)
+        assert await r.get(jo, "/v1/positions") == [{"ts_code": "600000.SH", "qty": 1000, "sellable_qty": 0}]
+        # a strategy instance's order: its sleeve is asked for the shares sellable in 2024-03-05
+        instance = r.strategy.add(jo.account_id)
+        strategy = Principal("svc:strategy", "service")
+        body = {**SELL, "qty": 100, "price": "11.00", "client_order_id": f"{instance}-1",
+                "strategy_instance_id": instance}  # fmt: skip
+        await r.risk.post("/v1/orders", json=body, headers=headers(r.settings, strategy))
+        assert r.strategy.sessions_asked == ["2024-03-05"]
+
+
+async def test_the_limits_of_the_next_session_are_known_once_the_closed_sessions_bars_are_in(tmp_path: Path) -> None:
+    """At 15:30 on 2024-03-04 an order is for 2024-03-05, whose price limits come from 2024-03-04's close: until
+    that is stored, the latest quote carries 2024-03-04's own limits (from 2024-03-01's close, 9.80: 10.78 / 8.82),
+    and risk refuses the order (`limits_unknown`) rather than check it against them; a market buy too, which
+    execution refuses as well (it would reserve cash at another session's limit-up). Once they are in, the order is
+    checked against 2024-03-05's limits."""
+    kay = trader()
+    async with market(tmp_path, "2024-03-04T15:30:00+08:00") as (r, _):
+        refused = await r.place(kay, client_order_id="l-1", **LIMIT_BUY)
+        assert refused.status_code == 422, refused.text
+        [reason] = refused.json()["decision"]["reasons"]
+        assert reason["code"] == "limits_unknown"
+        assert "session 2024-03-05" in reason["message"] and "the close of 2024-03-04" in reason["message"]
+        market_buy = {"ts_code": "600000.SH", "side": "buy", "order_type": "market", "qty": 100}
+        refused = await r.place(kay, client_order_id="l-2", **market_buy)
+        assert [x["code"] for x in refused.json()["decision"]["reasons"]] == ["limits_unknown"], refused.text
+        terms = limit_buy(kay, client_order_id="l-3", order_type="market", qty=100, price=None)
+        direct = await r.execution.post("/v1/orders", json=signed_order(r.settings, terms),
+                                        headers=headers(r.settings, kay))  # fmt: skip
+        assert (direct.status_code, direct.json()["code"]) == (422, "limits_unknown"), direct.text
+        assert await r.get(kay, "/v1/orders") == []
+
+        bars_in(r, AFTER_0304)
+        # 2024-03-04 closed at 10.50: 2024-03-05's limits are 10.50 x 1.10 = 11.55 and 10.50 x 0.90 = 9.45 (main
+        # board, 10%), not 2024-03-04's 10.78 / 8.82: a buy at 11.00 (above 10.78) is taken, one at 11.56 is not
+        taken = await place(r, kay, client_order_id="l-4", **{**LIMIT_BUY, "price": "11.00"})
+        assert taken["status"] == "submitted" and "2024-03-05" in taken["reason"]
+        above = await r.place(kay, client_order_id="l-5", **{**LIMIT_BUY, "price": "11.56"})
+        [reason] = above.json()["decision"]["reasons"]
+        assert reason == {
+            "code": "price_limit",
+            "message": "price 11.56 is above the limit-up price 11.55 of the session on 2024-03-05",
+        }
+        below = await r.place(kay, client_order_id="l-6", **{**LIMIT_BUY, "price": "9.44"})
+        assert [x["code"] for x in below.json()["decision"]["reasons"]] == ["price_limit"]
+        assert "below the limit-down price 9.45" in below.json()["decision"]["reasons"][0]["message"]
+        # a market buy reserves at 2024-03-05's limit-up: 100 x 11.55 = 1,155.00 + commission 5.00 (minimum) +
+        # transfer fee 0.01155 -> 0.01 = 1,160.01, on top of the limit buy's 11,000.00 + 5.00 + 0.11 = 11,005.11
+        capped = await place(r, kay, client_order_id="l-7", **market_buy)
+        assert capped["status"] == "submitted"
+        assert (await r.get(kay, "/v1/account"))["reserved"] == "12165.12"
+        # seven orders on one day: the calendar's days were read once by execution (its desk and paper broker share
+        # them) and once by risk, not once an order
+        assert r.execution._transport.app.state.desk.order_sessions.reads == 1  # type: ignore[attr-defined]
+        assert r.risk._transport.app.state.desk.sessions.reads == 1  # type: ignore[attr-defined]

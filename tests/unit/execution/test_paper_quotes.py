@@ -61,10 +61,14 @@ def _answer(**changes: Any) -> dict[str, Any]:
 
 async def test_the_data_services_answer_is_read_through_the_schema() -> None:
     assert await _quotes(_answer()).latest("600000.SH") == PaperQuote(
-        last_close=Decimal("10.00"), suspended=False, limit_up=Decimal("11.00")
+        last_close=Decimal("10.00"),
+        suspended=False,
+        limit_up=Decimal("11.00"),
+        limits_for=date(2025, 1, 2),
+        last_trade_date=date(2024, 12, 31),
     )
     halted_never_traded = _answer(last_close=None, last_trade_date=None, suspended=True, limit_up=None)
-    assert await _quotes(halted_never_traded).latest("600000.SH") == PaperQuote(None, True, None)
+    assert await _quotes(halted_never_traded).latest("600000.SH") == PaperQuote(None, True, None, date(2025, 1, 2))
 
 
 async def test_a_quote_without_its_limit_up_is_refused_not_read_as_a_session_without_limits() -> None:

@@ -1,4 +1,5 @@
-"""Positions from trades and open sells, T+1 by the exchange date (Asia/Shanghai), worked by hand."""
+"""Positions from trades and open sells, T+1 by the session (its start: the exchange date in Shanghai, or on the real
+clock the close of the trading day before it), worked by hand."""
 
 from datetime import UTC, date, datetime
 
@@ -68,3 +69,16 @@ def test_closed_positions_are_left_out_and_codes_are_sorted() -> None:
 
 def test_no_trades_no_positions() -> None:
     assert holdings([], [], today=TODAY) == []
+
+
+def test_on_the_real_clock_a_session_begins_after_the_close_before_it() -> None:
+    # The session of an order placed after Thursday 2025-01-02's close is Friday's: it began at 15:00 Shanghai on
+    # Thursday (07:00 UTC). Bought at that close (a close fill, 15:00:00): Thursday's, sellable on Friday; bought
+    # after it (20:00 Thursday: an order of Friday's session, filled at once): Friday's, not sellable until Monday.
+    close = datetime(2025, 1, 2, 7, 0, tzinfo=UTC)
+    lots = [_lot(BUY, 100, close), _lot(BUY, 200, _at(2, 12))]
+    assert holdings(lots, [], today=TODAY, opens_after=close) == [
+        Holding(ts_code="600000.SH", qty=300, sellable_qty=100)
+    ]
+    # by calendar date (a replayed session, or no calendar), both are Thursday's
+    assert holdings(lots, [], today=TODAY) == [Holding(ts_code="600000.SH", qty=300, sellable_qty=300)]

@@ -13,6 +13,7 @@ from services.risk.checks import (
     cash_checks,
     position_checks,
     quote_checks,
+    session_limits_checks,
     static_checks,
 )
 from shared.core.domain import OrderSide, OrderType, parse_ts_code
@@ -232,3 +233,30 @@ def test_a_market_buy_without_a_limit_up_has_no_price_cap() -> None:
         "a market buy of 688999.SH reserves cash at the limit-up price and its next session has no price limit: "
         "place a limit order"
     )
+
+
+def test_the_limits_of_another_session_are_not_checked_against() -> None:
+    """On the real clock: an order of 2024-03-05 placed while the latest quote still carries 2024-03-04's limits
+    (2024-03-04's bars are not in) is refused with limits_unknown; with 2024-03-05's limits it passes this check."""
+    from shared.platform.clock import OrderSession, session_close
+
+    session = OrderSession(date(2024, 3, 5), session_close(date(2024, 3, 4)), date(2024, 3, 4))
+    order = OrderIntent("600000.SH", OrderSide.BUY, OrderType.LIMIT, 100, Decimal("10.50"))
+    stale = _limits_quote(date(2024, 3, 4))
+    [reason] = session_limits_checks(order, stale, session)
+    assert reason.code is ReasonCode.LIMITS_UNKNOWN
+    assert reason.message == (
+        "the price limits of 600000.SH on session 2024-03-05, which the order is for, are not known until the close "
+        "of 2024-03-04 is stored (the data service's latest quote has the limits of 2024-03-04); place it again once "
+        "those bars are in"
+    )
+    assert session_limits_checks(order, _limits_quote(date(2024, 3, 5)), session) == []
+    assert session_limits_checks(order, None, session) == []  # an unknown security: refused for that elsewhere
+
+
+def _limits_quote(next_trade_date: date) -> Quote:
+    return Quote(
+        ts_code="600000.SH", name="x", board=Board.MAIN, is_st=False, last_trade_date=next_trade_date,
+        last_close=Decimal("10.00"), next_trade_date=next_trade_date, suspended=False,
+        limit_up=Decimal("11.00"), limit_down=Decimal("9.00"),
+    )  # fmt: skip

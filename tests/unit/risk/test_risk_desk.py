@@ -85,7 +85,9 @@ class FakeSleeves:
         self.down = down
         self.asked: list[str] = []
 
-    async def sleeve(self, instance_id: str, *, client_order_id: str, ts_code: str) -> Sleeve | None:
+    async def sleeve(
+        self, instance_id: str, *, client_order_id: str, ts_code: str, session: date | None = None
+    ) -> Sleeve | None:
         self.asked.append(instance_id)
         if self.down:
             raise SleeveUnavailable("the strategy service did not answer: ConnectError")

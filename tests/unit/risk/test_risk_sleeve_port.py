@@ -1,6 +1,7 @@
 """Risk's port to the strategy service's sleeve (K2), against a fake answering over httpx.MockTransport: what counts as
 "no such instance" (422 for the order) and what as "cannot tell" (503, fail closed)."""
 
+from datetime import date
 from typing import Any
 
 import httpx
@@ -45,6 +46,16 @@ async def test_the_sleeve_is_read_as_risk() -> None:
     assert (sleeve.account_id, sleeve.state, str(sleeve.cash_available)) == ("acct-alice", "running", "10000.00")
     assert sleeve.holding("600000.SH") is not None and sleeve.holding("600000.SH").sellable_qty == 200  # type: ignore[union-attr]
     assert sleeve.holding("600036.SH") is None
+
+
+async def test_the_session_the_order_is_for_is_named() -> None:
+    """On the real clock risk names the order's session: the sleeve answers the shares sellable in it (T+1)."""
+    seen: list[tuple[str, str]] = []
+    await _port(200, SLEEVE, seen).sleeve(
+        INSTANCE, client_order_id="c-1", ts_code="600000.SH", session=date(2024, 3, 5)
+    )
+    query = "client_order_id=c-1&ts_code=600000.SH&session=2024-03-05"
+    assert seen == [(f"/v1/strategy-instances/{INSTANCE}/sleeve?{query}", "svc:risk")]
 
 
 async def test_an_instance_the_strategy_service_does_not_know_is_none() -> None:

@@ -387,3 +387,29 @@ def test_the_sleeve_does_not_offer_the_shares_its_resting_sells_already_sell(bar
     # the resting sell itself, asked about, still sees them (its own check)
     [own] = run.sleeve(client_order_id=f"{INSTANCE}-x-0", ts_code=code)["positions"]
     assert own["sellable_qty"] == 300
+
+
+def test_the_sleeve_answers_the_sellable_shares_of_the_session_the_order_is_for(bars: pd.DataFrame) -> None:
+    """On the real clock an order placed after a session's close is for the next session: the shares the sleeve
+    bought in its own session are sellable in that one (T+1), not in its own."""
+
+    async def go() -> InstanceRun:
+        run = _run(BuyEveryDay(), bars, FillingPath(), fill_wait_s=0.01)
+        await run.prepare()
+        run.book.begin_day(2)
+        return run
+
+    run = asyncio.run(go())
+    book = run.book
+    code = book.panel.codes[1]
+    day, before, after = book.panel.dates[2], book.panel.dates[1], book.panel.dates[3]
+    # 300 bought on the session before the book's, 200 in the book's own session
+    for trade_id, qty, on in (("t-1", 300, before), ("t-2", 200, day)):
+        assert book.apply(TradeFill(trade_id, f"{INSTANCE}-b-{trade_id}", code, "buy", qty, 1000, 500, 0, 2, on))
+    assert book.session_day == day
+    [own] = run.sleeve(ts_code=code)["positions"]
+    assert (own["qty"], own["sellable_qty"]) == (500, 300)  # in the book's session: the 200 bought in it are not
+    [same] = run.sleeve(ts_code=code, session=day)["positions"]
+    assert same["sellable_qty"] == 300
+    [next_session] = run.sleeve(ts_code=code, session=after)["positions"]
+    assert (next_session["qty"], next_session["sellable_qty"]) == (500, 500)  # all of them, the next session
