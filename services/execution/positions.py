@@ -26,6 +26,15 @@ class TradeLot:
 
 
 @dataclass(frozen=True)
+class ShareAdjustment:
+    """What corporate actions (bonus shares, splits) added to a position, summed over its ex-dates so far
+    (services/execution/corporate.py): held and sellable from the ex-date on, as in the backtest engine."""
+
+    ts_code: str
+    qty: int
+
+
+@dataclass(frozen=True)
 class OpenSell:
     """The unfilled remainder of a sell order that is not final: shares promised to the broker already."""
 
@@ -33,19 +42,25 @@ class OpenSell:
     remaining_qty: int
 
 
-def holdings(trades: Iterable[TradeLot], open_sells: Iterable[OpenSell], *, today: date) -> list[Holding]:
+def holdings(
+    trades: Iterable[TradeLot | ShareAdjustment], open_sells: Iterable[OpenSell], *, today: date
+) -> list[Holding]:
     """Positions by ts_code (sorted), leaving out codes with nothing held.
 
-    qty = all buys - all sells. Shares bought on `today` (the exchange date) may be sold from the next trading
-    day only (T+1, SSE/SZSE trading rules), so what can be sold today is what was bought before today, less
-    every sell so far (a sell can only have used shares sellable on its day, so sells come out of those first),
-    less what open sell orders have reserved (so two resting sells cannot sell the same shares twice)."""
+    qty = all buys - all sells + what corporate actions added (`ShareAdjustment`). Shares bought on `today` (the
+    exchange date) may be sold from the next trading day only (T+1, SSE/SZSE trading rules), so what can be sold
+    today is what was bought before today (and what corporate actions added: sellable on their ex-date, as in the
+    backtest engine), less every sell so far (a sell can only have used shares sellable on its day, so sells come
+    out of those first), less what open sell orders have reserved (so two resting sells cannot sell the same shares
+    twice)."""
     bought_before: dict[str, int] = {}
     bought_today: dict[str, int] = {}
     sold: dict[str, int] = {}
     reserved: dict[str, int] = {}
     for trade in trades:
-        if trade.side is OrderSide.SELL:
+        if isinstance(trade, ShareAdjustment):
+            book = bought_before
+        elif trade.side is OrderSide.SELL:
             book = sold
         elif exchange_date(trade.traded_at) >= today:
             book = bought_today
@@ -73,7 +88,7 @@ def sellable(positions: Iterable[Holding], ts_code: str) -> tuple[int, int]:
 
 
 def sell_refusal(
-    trades: Iterable[TradeLot], open_sells: Iterable[OpenSell], ts_code: str, qty: int, *, today: date
+    trades: Iterable[TradeLot | ShareAdjustment], open_sells: Iterable[OpenSell], ts_code: str, qty: int, *, today: date
 ) -> Refusal | None:
     """Why a sell of `qty` shares of `ts_code` cannot be admitted (more than the sellable shares), or None."""
     held, can_sell = sellable(holdings(trades, open_sells, today=today), ts_code)

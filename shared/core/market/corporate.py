@@ -32,9 +32,9 @@ def adjusted_holding(old_qty: int, ratio: float, pre_close_fen: int) -> tuple[in
     """(new quantity, cash in lieu of the fractional share in fen) of `old_qty` shares going ex with `ratio`, the
     fraction paid at `pre_close_fen` (the ex-date's reference price), half-up to the fen."""
     exact = old_qty * float(ratio)
-    new = int(math.floor(exact + SHARE_TOLERANCE))
+    new = math.floor(exact + SHARE_TOLERANCE)
     fraction = max(exact - new, 0.0)
-    return new, int(math.floor(fraction * int(pre_close_fen) + 0.5))
+    return new, math.floor(fraction * int(pre_close_fen) + 0.5)
 
 
 def adjusted_holdings(old_qty: IntArray, ratio: FloatArray, pre_close_fen: IntArray) -> tuple[IntArray, IntArray]:
