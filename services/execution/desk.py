@@ -32,6 +32,7 @@ from services.execution.positions import Holding, holdings
 from services.execution.schemas import OrderSubmission
 from services.execution.sessions import CalendarUnavailable, TradingCalendar, expiry_reason, last_close, session_close
 from services.execution.store import (
+    AdjustmentRecord,
     AdmissionRefused,
     AlreadyPlaced,
     EntryExists,
@@ -448,6 +449,17 @@ class OrderDesk:
             )
         except LookupError:
             raise NotFound("trade_not_found", f"no trade {after} to list the trades after (after)") from None
+
+    async def adjustments(
+        self, principal: Principal, account_id: str | None, strategy_instance_id: str | None, limit: int
+    ) -> list[AdjustmentRecord]:
+        """The corporate actions applied to the positions of the caller's account (services and admins: of
+        `account_id`, or everyone's), oldest first."""
+        return await self.store.list_adjustments(
+            account_id=self._listed_account(principal, account_id, "positions"),
+            strategy_instance_id=strategy_instance_id,
+            limit=limit,
+        )
 
     async def positions(self, principal: Principal, account_id: str | None) -> list[Holding]:
         """The positions of `account_id` (services and admins only) or else of the caller's own account."""
