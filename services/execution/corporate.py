@@ -124,13 +124,16 @@ def ex_dates_of(day: date, series: Mapping[str, Sequence[dict[str, Any]]]) -> tu
 
 
 class ExDateSource(Protocol):
-    async def ex_dates(self, day: date, codes: Sequence[str]) -> dict[str, ExDate]:
-        """The codes among `codes` going ex on trading day `day`. Raises RatiosUnavailable."""
+    async def ex_dates(self, day: date, codes: Sequence[str], previous: date | None = None) -> dict[str, ExDate]:
+        """The codes among `codes` going ex on trading day `day` (`previous`: the trading day before it, when the
+        caller knows it). Raises RatiosUnavailable."""
 
 
 class DataServiceExDates:
     """A session's ex-dates from the data service's `GET /v1/bars/many` (unadjusted bars with their adj_factor and
-    pre_close): one read per session for up to 200 held codes, from a few weeks back to the session."""
+    pre_close): one read per session for up to 200 held codes, of the session and the trading day before it (a few
+    weeks back when that day is not known); the few codes without a bar that day (suspended) are read again further
+    back."""
 
     def __init__(self, services: ServiceDirectory, internal_secret: str) -> None:
         self.services = services
@@ -155,11 +158,12 @@ class DataServiceExDates:
                 raise RatiosUnavailable(f"the data service's bars are malformed: {exc!r}") from exc
         return out
 
-    async def ex_dates(self, day: date, codes: Sequence[str]) -> dict[str, ExDate]:
+    async def ex_dates(self, day: date, codes: Sequence[str], previous: date | None = None) -> dict[str, ExDate]:
         if not codes:
             return {}
         try:
-            found, short = ex_dates_of(day, await self._series(sorted(codes), day - RATIO_LOOKBACK, day))
+            start = previous if previous is not None and previous < day else day - RATIO_LOOKBACK
+            found, short = ex_dates_of(day, await self._series(sorted(codes), start, day))
             if short:
                 more, _ = ex_dates_of(day, await self._series(short, day - LONG_LOOKBACK, day))
                 found.update(more)

@@ -300,7 +300,7 @@ class OrderDesk:
         session = self.market_session()
         if session is not None:
             try:
-                await self.corporate_actions(session)
+                await self.corporate_actions(session, days)
             except RatiosUnavailable as exc:
                 raise Unavailable(
                     "market_data_unavailable",
@@ -310,21 +310,23 @@ class OrderDesk:
 
     # --- corporate actions -------------------------------------------------------------------------------------
 
-    async def corporate_actions(self, day: date) -> int:
+    async def corporate_actions(self, day: date, days: list[date] | None = None) -> int:
         """Apply session `day`'s corporate actions (docs/order-path.md, "Corporate actions"): every holder's shares
         at the start of the session — each account's own part and each strategy instance's part, floored apart —
         of a code whose bar on `day` has another adj_factor than its previous bar become what the backtest engine's
         rule gives (shared.core.market.corporate), the fraction paid to the account in cash (ledger) with a
         `position.adjusted` event each. Idempotent: an adjustment already recorded is left as it is. Returns how
         many were recorded now. Raises RatiosUnavailable (nothing half-applied: each adjustment is one transaction
-        and the next call completes the rest)."""
+        and the next call completes the rest). `days`: trading days up to `day` when the caller has them (the
+        factors are then read from the session before it only)."""
         if self.ex_dates is None:
             return 0
         holders = await self.store.holders_before(day)
         codes = sorted({h.ts_code for h in holders if h.qty > 0})
         if not codes:
             return 0
-        ex_dates = await self.ex_dates.ex_dates(day, codes)
+        earlier = [d for d in days or () if d < day]
+        ex_dates = await self.ex_dates.ex_dates(day, codes, max(earlier) if earlier else None)
         recorded = 0
         for adjustment in plan_adjustments(holders, ex_dates):
             if await self.store.record_adjustment(adjustment):
@@ -358,7 +360,7 @@ class OrderDesk:
                 break
             if self.adjusted_through is not None and day <= self.adjusted_through:
                 continue
-            recorded += await self.corporate_actions(day)
+            recorded += await self.corporate_actions(day, days)
             self.adjusted_through = day
         return recorded
 

@@ -651,8 +651,8 @@ async def test_a_holding_through_an_ex_date_gets_its_bonus_shares_and_cash_in_li
             (e.idempotency_key, e.amount_fen) for e in await store.ledger(ada.account_id) if e.kind == "cash_in_lieu"
         )
         assert cash == [("adjust:-:600030.SH:2024-03-05", 275), (f"adjust:{instance}:600030.SH:2024-03-05", 250)]
-        # one read of the held codes' bars for the session (45 days back to it)
-        assert r.data.many_bars_asked == [("600030.SH", "2024-01-20", "2024-03-05")]
+        # one read of the held codes' bars for the session: its own and the trading day's before it
+        assert r.data.many_bars_asked == [("600030.SH", "2024-03-04", "2024-03-05")]
 
         # 600 shares sell on the ex-date (more than the 400 held before it): at the open, 4.80
         sold = await r.submit(ada, ts_code="600030.SH", side="sell", qty=600, price="4.70")
