@@ -142,7 +142,9 @@ async def test_a_paper_replay_fills_exactly_as_the_backtest(
     ]  # fmt: skip
     assert len(want) >= 10  # the strategy trades, so the comparison means something
     assert seen == want
-    # execution adjusted the instance's part of the account on the ex-dates as the engine adjusted its portfolio
+    # execution adjusted the instance's part of the account on the ex-dates as the engine adjusted its portfolio (every
+    # example strategy holds a stock through one of the demo market's ex-dates: 1 for pairs to 24 for buy_and_hold)
+    assert expected.corporate_actions
     adjusted = (await client.get("/api/v1/positions/adjustments", params={"strategy_instance_id": iid},
                                  headers=trader.headers)).json()  # fmt: skip
     assert [(a["ex_date"], a["ts_code"], a["qty_before"], a["qty_after"], a["cash_in_lieu"]) for a in adjusted] == [
