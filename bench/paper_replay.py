@@ -41,7 +41,7 @@ def backtest_floor(market, days: list[date], capital: Decimal):  # type: ignore[
     from strategies.dual_ma import DualMA
 
     bars = engine_bars(market)
-    config = BacktestConfig(initial_cash=capital, corporate_actions=False, calendar=tuple(days))
+    config = BacktestConfig(initial_cash=capital, calendar=tuple(days))
     t0 = time.perf_counter()
     result = run_backtest(DualMA(PARAMS), bars, config)
     return time.perf_counter() - t0, result

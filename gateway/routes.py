@@ -58,6 +58,7 @@ ROUTES: tuple[ProxyRoute, ...] = (
     _r("POST", "/v1/orders/{order_id}/cancel", "execution", TRADER, "orders"),
     _r("GET", "/v1/trades", "execution", VIEWER, "orders"),
     _r("GET", "/v1/positions", "execution", VIEWER, "orders"),
+    _r("GET", "/v1/positions/adjustments", "execution", VIEWER, "orders"),  # corporate actions applied
     _r("GET", "/v1/account", "execution", VIEWER, "orders"),
     _r("POST", "/v1/account/cash", "execution", ADMIN, "orders", body=True),
     _r("GET", "/v1/account/paper-settings", "execution", VIEWER, "orders"),

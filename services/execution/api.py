@@ -12,6 +12,7 @@ from services.execution.deps import CurrentPrincipal, Desk
 from services.execution.desk import AccountCash
 from services.execution.schemas import (
     AccountOut,
+    AdjustmentOut,
     CashMovementIn,
     CashMovementOut,
     LedgerEntryOut,
@@ -162,6 +163,23 @@ async def list_positions(
         PositionOut(ts_code=h.ts_code, qty=h.qty, sellable_qty=h.sellable_qty)
         for h in await desk.positions(principal, account_id)
     ]
+
+
+@router.get("/positions/adjustments", response_model=list[AdjustmentOut])
+async def list_adjustments(
+    principal: CurrentPrincipal,
+    desk: Desk,
+    account_id: AccountFilter = None,
+    strategy_instance_id: Annotated[
+        str | None, Query(pattern=STRATEGY_INSTANCE_ID_PATTERN, description="only this strategy instance's part")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 500,
+) -> list[AdjustmentOut]:
+    """The corporate actions (bonus shares, splits, dividends as the adj_factor shows them) applied to the caller's
+    positions on their ex-dates, oldest first; services and admins name the account with `account_id` (or see
+    everyone's)."""
+    listed = await desk.adjustments(principal, account_id, strategy_instance_id, limit)
+    return [AdjustmentOut.of(a) for a in listed]
 
 
 def _account_out(account: AccountCash) -> AccountOut:

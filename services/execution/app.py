@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from services.execution import api
 from services.execution.brokers.base import BrokerAdapter
 from services.execution.brokers.paper import PaperBroker, PaperQuotes
+from services.execution.corporate import DataServiceExDates
 from services.execution.desk import OrderDesk
 from services.execution.metrics import ExecutionMetrics
 from services.execution.sessions import DataServiceCalendar, OrderSessions
@@ -97,6 +98,7 @@ def create_app(settings: Settings, infra: Infra | None = None, *, broker: Broker
         clock=clock.now,
         market_session=clock.session,
         order_sessions=order_sessions,
+        ex_dates=DataServiceExDates(infra.services, settings.internal_secret),
     )
     return app
 

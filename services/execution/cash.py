@@ -27,9 +27,13 @@ WITHDRAWAL = "withdrawal"
 BUY_FILL = "buy_fill"
 SELL_FILL = "sell_fill"
 
-# Idempotency keys of execution's own entries: "opening", and "trade:<trade_id>" for each fill. A deposit or
-# withdrawal may not use them (it would collide with, or pre-empt, one of these).
+CASH_IN_LIEU = "cash_in_lieu"  # a corporate action's fraction of a share, paid in cash (execution/corporate.py)
+
+# Idempotency keys of execution's own entries: "opening", "trade:<trade_id>" for each fill and
+# "adjust:<instance or ->:<ts_code>:<ex_date>" for each corporate action's cash. A deposit or withdrawal may not use
+# them (it would collide with, or pre-empt, one of these).
 TRADE_KEY_PREFIX = "trade:"
+ADJUSTMENT_KEY_PREFIX = "adjust:"
 
 
 def trade_key(trade_id: str) -> str:
@@ -39,7 +43,7 @@ def trade_key(trade_id: str) -> str:
 def reserved_key(idempotency_key: str) -> bool:
     """Whether a caller's idempotency key is one execution keeps for itself (compared without case)."""
     key = idempotency_key.lower()
-    return key == OPENING or key.startswith(TRADE_KEY_PREFIX)
+    return key == OPENING or key.startswith(TRADE_KEY_PREFIX) or key.startswith(ADJUSTMENT_KEY_PREFIX)
 
 
 def fees_fen(amount_fen: int, *, side: OrderSide, trade_date: date) -> tuple[int, Fees]:

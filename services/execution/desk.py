@@ -25,6 +25,7 @@ from services.execution.brokers.base import (
     ResumingBroker,
 )
 from services.execution.brokers.paper import PaperBroker, PaperQuoteSource
+from services.execution.corporate import ExDateSource, RatiosUnavailable, plan_adjustments
 from services.execution.lifecycle import InconsistentReport
 from services.execution.metrics import ExecutionMetrics
 from services.execution.positions import Holding, holdings
@@ -38,6 +39,7 @@ from services.execution.sessions import (
     session_close,
 )
 from services.execution.store import (
+    AdjustmentRecord,
     AdmissionRefused,
     AlreadyPlaced,
     EntryExists,
@@ -107,6 +109,7 @@ class OrderDesk:
         clock: Callable[[], datetime] = utcnow,
         market_session: Callable[[], date | None] = no_session,
         order_sessions: OrderSessions | None = None,
+        ex_dates: ExDateSource | None = None,
     ) -> None:
         self.approval_secret = approval_secret
         self.approval_ttl_s = approval_ttl_s
@@ -124,6 +127,9 @@ class OrderDesk:
         self.clock = clock  # decides "today" for T+1 and which sessions have closed, and stamps orders
         # The market clock's replayed session (None on the real clock): "today" when set.
         self.market_session = market_session
+        # where a session's ex-dates come from (None: corporate actions are not applied here)
+        self.ex_dates = ex_dates
+        self.adjusted_through: date | None = None  # the real clock: the last session whose corporate actions ran
         self.first_reconcile_done = asyncio.Event()
 
     # --- placing --------------------------------------------------------------------------------------
@@ -356,11 +362,77 @@ class OrderDesk:
         return day
 
     async def on_session(self, days: list[date] | None = None) -> None:
-        """The market clock moved to a new session (a replay): expire now what rests of the day orders of the
-        sessions that have closed, and match the orders waiting for a suspended symbol on the new session, rather
-        than at the background pass's next turn. `days`: the trading days of the calendar from CALENDAR_LOOKBACK
-        before the session to it, when the caller has them (else they are read)."""
+        """The market clock moved to a new session (a replay): first the session's corporate actions (before any of
+        its orders is matched, as the backtest engine applies them at the start of its day), then expire now what
+        rests of the day orders of the sessions that have closed, and match the orders waiting for a suspended
+        symbol on the new session, rather than at the background pass's next turn. `days`: the trading days of the
+        calendar from CALENDAR_LOOKBACK before the session to it, when the caller has them (else they are read)."""
+        session = self.market_session()
+        if session is not None:
+            try:
+                await self.corporate_actions(session, days)
+            except RatiosUnavailable as exc:
+                raise Unavailable(
+                    "market_data_unavailable",
+                    f"cannot apply the corporate actions of {session.isoformat()} before its orders: {exc}",
+                ) from exc
         await self.expire_day_orders(days=days)
+
+    # --- corporate actions -------------------------------------------------------------------------------------
+
+    async def corporate_actions(self, day: date, days: list[date] | None = None) -> int:
+        """Apply session `day`'s corporate actions (docs/order-path.md, "Corporate actions"): every holder's shares
+        at the start of the session — each account's own part and each strategy instance's part, floored apart —
+        of a code whose bar on `day` has another adj_factor than its previous bar become what the backtest engine's
+        rule gives (shared.core.market.corporate), the fraction paid to the account in cash (ledger) with a
+        `position.adjusted` event each. Idempotent: an adjustment already recorded is left as it is. Returns how
+        many were recorded now. Raises RatiosUnavailable (nothing half-applied: each adjustment is one transaction
+        and the next call completes the rest). `days`: trading days up to `day` when the caller has them (the
+        factors are then read from the session before it only)."""
+        if self.ex_dates is None:
+            return 0
+        holders = await self.store.holders_before(day)
+        codes = sorted({h.ts_code for h in holders if h.qty > 0})
+        if not codes:
+            return 0
+        earlier = [d for d in days or () if d < day]
+        ex_dates = await self.ex_dates.ex_dates(day, codes, max(earlier) if earlier else None)
+        recorded = 0
+        for adjustment in plan_adjustments(holders, ex_dates):
+            if await self.store.record_adjustment(adjustment):
+                recorded += 1
+        if recorded:
+            self.notify()
+            log.info("corporate actions applied", extra={"session": day.isoformat(), "adjustments": recorded})
+        return recorded
+
+    async def corporate_actions_due(self, *, stop: asyncio.Event | None = None) -> int:
+        """The real clock: the corporate actions of every session that has closed and whose bars are in (the paper
+        broker matches a session's orders only then, after this pass), oldest first, from CALENDAR_LOOKBACK back at
+        the first pass. A replay clock moves them with its sessions (`on_session`). Returns how many were recorded."""
+        complete_through = getattr(self.calendar, "complete_through", None)
+        if self.ex_dates is None or self.calendar is None or complete_through is None:
+            return 0
+        if self.market_session() is not None:
+            return 0
+        now, today = self.clock(), self.today()
+        try:
+            days = await self.calendar.trading_days(today - CALENDAR_LOOKBACK, today)
+            through = await complete_through()
+        except CalendarUnavailable as exc:
+            log.warning("corporate actions wait: no trade calendar", extra={"error": str(exc)})
+            return 0
+        recorded = 0
+        for day in days:
+            if stop is not None and stop.is_set():
+                break
+            if through is None or day > through or session_close(day) > now:
+                break
+            if self.adjusted_through is not None and day <= self.adjusted_through:
+                continue
+            recorded += await self.corporate_actions(day, days)
+            self.adjusted_through = day
+        return recorded
 
     # --- a paper account's settings -------------------------------------------------------------------
 
@@ -450,6 +522,17 @@ class OrderDesk:
         except LookupError:
             raise NotFound("trade_not_found", f"no trade {after} to list the trades after (after)") from None
 
+    async def adjustments(
+        self, principal: Principal, account_id: str | None, strategy_instance_id: str | None, limit: int
+    ) -> list[AdjustmentRecord]:
+        """The corporate actions applied to the positions of the caller's account (services and admins: of
+        `account_id`, or everyone's), oldest first."""
+        return await self.store.list_adjustments(
+            account_id=self._listed_account(principal, account_id, "positions"),
+            strategy_instance_id=strategy_instance_id,
+            limit=limit,
+        )
+
     async def positions(self, principal: Principal, account_id: str | None) -> list[Holding]:
         """The positions of `account_id` (services and admins only) or else of the caller's own account."""
         account = self._named_account(principal, account_id, "positions")
@@ -485,7 +568,8 @@ class OrderDesk:
             raise ServiceError(
                 "idempotency_key_reserved",
                 f"idempotency_key {idempotency_key!r} is reserved for execution's own ledger entries (the opening "
-                f"cash, {cashbook.TRADE_KEY_PREFIX}<trade_id> for fills): choose another",
+                f"cash, {cashbook.TRADE_KEY_PREFIX}<trade_id> for fills, {cashbook.ADJUSTMENT_KEY_PREFIX}... for "
+                "corporate actions): choose another",
                 status_code=422,
             )
         signed = to_fen(amount) if kind == cashbook.DEPOSIT else -to_fen(amount)
@@ -680,9 +764,15 @@ class OrderDesk:
             try:
                 await self.keep_sessions()
                 try:
-                    await self.expire_day_orders(stop=loop.stopping)
+                    # a session's corporate actions before its orders are matched (the expiry pass matches them)
+                    await self.corporate_actions_due(stop=loop.stopping)
                 except Exception:
-                    log.exception("day-order expiry pass failed; reconciling anyway")
+                    log.exception("corporate-action pass failed; its sessions' orders wait for the next pass")
+                else:
+                    try:
+                        await self.expire_day_orders(stop=loop.stopping)
+                    except Exception:
+                        log.exception("day-order expiry pass failed; reconciling anyway")
                 await self.reconcile(grace_s=0.0 if first else RECONCILE_GRACE_S, stop=loop.stopping)
             finally:
                 if first:

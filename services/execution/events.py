@@ -1,5 +1,6 @@
-"""What execution publishes (through its outbox): `order.<status>` for every status an order enters and
-`trade.executed` for every fill. It consumes nothing."""
+"""What execution publishes (through its outbox): `order.<status>` for every status an order enters,
+`trade.executed` for every fill and `position.adjusted` for every corporate action applied to a holder's position
+(store/adjustments.py). It consumes nothing."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ PUBLISHED = (
     "order.rejected",
     "order.cancelled",
     "trade.executed",
+    "position.adjusted",
 )
 
 

@@ -26,6 +26,15 @@ class TradeLot:
 
 
 @dataclass(frozen=True)
+class ShareAdjustment:
+    """What corporate actions (bonus shares, splits) added to a position, summed over its ex-dates so far
+    (services/execution/corporate.py): held and sellable from the ex-date on, as in the backtest engine."""
+
+    ts_code: str
+    qty: int
+
+
+@dataclass(frozen=True)
 class OpenSell:
     """The unfilled remainder of a sell order that is not final: shares promised to the broker already."""
 
@@ -41,22 +50,29 @@ def session_start(today: date, opens_after: datetime | None) -> datetime:
 
 
 def holdings(
-    trades: Iterable[TradeLot], open_sells: Iterable[OpenSell], *, today: date, opens_after: datetime | None = None
+    trades: Iterable[TradeLot | ShareAdjustment],
+    open_sells: Iterable[OpenSell],
+    *,
+    today: date,
+    opens_after: datetime | None = None,
 ) -> list[Holding]:
     """Positions by ts_code (sorted), leaving out codes with nothing held.
 
-    qty = all buys - all sells. Shares bought in session `today` (traded after `opens_after`, by default on its
-    exchange date: `session_start`) may be sold from the next trading day only (T+1, SSE/SZSE trading rules), so
-    what can be sold in it is what was bought before it, less every sell so far (a sell can only have used shares
-    sellable on its day, so sells come out of those first), less what open sell orders have reserved (so two
-    resting sells cannot sell the same shares twice)."""
+    qty = all buys - all sells + what corporate actions added (`ShareAdjustment`). Shares bought in session `today`
+    (traded after `opens_after`, by default on its exchange date: `session_start`) may be sold from the next trading
+    day only (T+1, SSE/SZSE trading rules), so what can be sold in it is what was bought before it (and what
+    corporate actions added: sellable on their ex-date, as in the backtest engine), less every sell so far (a sell
+    can only have used shares sellable on its day, so sells come out of those first), less what open sell orders
+    have reserved (so two resting sells cannot sell the same shares twice)."""
     starts = session_start(today, opens_after)
     bought_before: dict[str, int] = {}
     bought_today: dict[str, int] = {}
     sold: dict[str, int] = {}
     reserved: dict[str, int] = {}
     for trade in trades:
-        if trade.side is OrderSide.SELL:
+        if isinstance(trade, ShareAdjustment):
+            book = bought_before
+        elif trade.side is OrderSide.SELL:
             book = sold
         elif trade.traded_at > starts:
             book = bought_today
@@ -84,7 +100,7 @@ def sellable(positions: Iterable[Holding], ts_code: str) -> tuple[int, int]:
 
 
 def sell_refusal(
-    trades: Iterable[TradeLot],
+    trades: Iterable[TradeLot | ShareAdjustment],
     open_sells: Iterable[OpenSell],
     ts_code: str,
     qty: int,

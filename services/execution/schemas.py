@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from services.execution.store import StoredOrder, TradeRecord
+from services.execution.store import AdjustmentRecord, StoredOrder, TradeRecord
 from shared.core.domain import InvalidTsCode, OrderSide, OrderStatus, OrderType, parse_ts_code
 from shared.core.market.orders import price_shape_error
 from shared.core.market.rules import on_tick
@@ -113,6 +113,33 @@ class PositionOut(BaseModel):
     ts_code: str
     qty: int
     sellable_qty: int
+
+
+class AdjustmentOut(BaseModel):
+    """A corporate action applied to one holder's position on its ex-date (docs/order-path.md, "Corporate actions"):
+    the account's own part (`strategy_instance_id` null) or a strategy instance's, floored apart. Prices and cash in
+    CNY."""
+
+    account_id: str
+    strategy_instance_id: str | None
+    ts_code: str
+    ex_date: date
+    qty_before: int
+    qty_after: int
+    adj_factor: Decimal = Field(description="the ex-date's adj_factor")
+    previous_adj_factor: Decimal = Field(description="the symbol's previous bar's adj_factor")
+    pre_close: Decimal = Field(description="the ex-date's reference price the fraction of a share was paid at")
+    cash_in_lieu: Decimal = Field(description="credited to the account's cash")
+    created_at: datetime
+
+    @classmethod
+    def of(cls, a: AdjustmentRecord) -> AdjustmentOut:
+        return cls(
+            account_id=a.account_id, strategy_instance_id=a.strategy_instance_id, ts_code=a.ts_code,
+            ex_date=a.ex_date, qty_before=a.qty_before, qty_after=a.qty_after, adj_factor=a.adj_factor,
+            previous_adj_factor=a.previous_adj_factor, pre_close=a.pre_close, cash_in_lieu=a.cash_in_lieu,
+            created_at=a.created_at,
+        )  # fmt: skip
 
 
 class TradeOut(BaseModel):

@@ -5,19 +5,22 @@
 with. Where the engine fills its queued orders itself, the book only *plans* them: each day it sizes the orders due
 with the engine's own matching functions (the same quantity, price and refusals), and the runner sends the plans
 through risk to execution. The book's cash and positions change only by the fills execution reports (idempotent by
-trade id), so the sleeve is what the account really did for this instance.
+trade id), so the sleeve is what the account really did for this instance, and by the corporate actions of its
+ex-dates (`corporate_actions`: the engine's rule, shared.core.market.corporate, from the panel's adj_factor), which
+execution applies to the instance's part of the account alike.
 
 Pure: no I/O. The book round-trips through JSON (`to_json` / `from_json`) so that a restarted runner carries on."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from shared.core.market.corporate import adjusted_holdings
 from shared.core.market.fees import FenFees
 from shared.core.market.matching import (
     R_CASH,
@@ -38,9 +41,13 @@ from shared.core.market.matching import (
 from shared.research.engine.config import BacktestConfig
 from shared.research.engine.core import Sizing
 from shared.research.engine.data import Panel
+from shared.research.engine.result import yuan
 
 IntArray = npt.NDArray[np.int64]
 INIT_BAR = "init"  # the bar key of orders placed in on_init
+# how long the shares bought and sold each day are kept (a day's corporate actions apply to the shares held before
+# its fills, which on the real clock are booked before its bar arrives)
+DAYS_KEPT = timedelta(days=14)
 
 
 def client_order_id(instance_id: str, bar_key: str, seq: int) -> str:
@@ -178,6 +185,9 @@ class SleeveBook:
     applied_trades: dict[str, None] = field(default_factory=dict)  # trade ids booked, in booking order
     filled_by_order: dict[str, int] = field(default_factory=dict)
     buys_by_day: dict[str, dict[str, int]] = field(default_factory=dict)  # ISO day -> code -> shares bought
+    sells_by_day: dict[str, dict[str, int]] = field(default_factory=dict)  # ISO day -> code -> shares sold
+    actions_day: date | None = None  # the last day whose corporate actions were applied
+    actions: list[dict[str, Any]] = field(default_factory=list)  # as the engine's result.corporate_actions
     history: list[DayRecord] = field(default_factory=list)
     realised_fen: int = 0
     sell_pnl: list[int] = field(default_factory=list)  # realised P&L of each sell, after fees (the metrics' trades)
@@ -225,9 +235,52 @@ class SleeveBook:
 
     # --- a session ------------------------------------------------------------------------------------------------
     def begin_day(self, t: int) -> None:
-        """Day t of the panel is the session (a replay: its bar is known when it opens)."""
+        """Day t of the panel is the session (a replay: its bar is known when it opens): its corporate actions
+        first, as the engine applies them before the day's fills."""
         self.t = t
         self.open_session(self.panel.dates[t])
+        self.corporate_actions(t)
+
+    def corporate_actions(self, t: int) -> list[dict[str, Any]]:
+        """Day t's corporate actions, once: each position held at the start of the session (before the day's fills,
+        which on the real clock are booked before its bar) of a symbol with a bar on t whose adj_factor moved
+        becomes what the engine's rule gives (shared.core.market.corporate), the fraction paid in cash at the day's
+        pre_close, which lowers the position's cost. The same rule and numbers as execution's adjustment of the
+        instance's part of the account. Returns what it applied (the engine's `corporate_actions` rows)."""
+        day = self.panel.dates[t]
+        if self.actions_day is not None and day <= self.actions_day:
+            return []
+        self.actions_day = day
+        adj = self.panel.adj_factor
+        if adj is None or t == 0 or not self.config.corporate_actions:
+            return []
+        ratio = adj[t] / adj[t - 1]
+        start = self.positions.copy()
+        for code, qty in self.buys_by_day.get(day.isoformat(), {}).items():
+            start[self.columns[code]] -= qty
+        for code, qty in self.sells_by_day.get(day.isoformat(), {}).items():
+            start[self.columns[code]] += qty
+        held = np.flatnonzero((ratio != 1.0) & (start > 0) & self.panel.has_bar[t])
+        if len(held) == 0:
+            return []
+        before = start[held]
+        after, cash = adjusted_holdings(before, ratio[held], self.panel.pre_close[t, held])
+        self.positions[held] += after - before
+        self.cash_fen += int(cash.sum())
+        self.cost_fen[held] = np.maximum(self.cost_fen[held] - cash, 0)
+        applied = [
+            {
+                "trade_date": day.isoformat(),
+                "ts_code": self.panel.codes[j],
+                "ratio": float(ratio[j]),
+                "qty_before": int(before[k]),
+                "qty_after": int(after[k]),
+                "cash_in_lieu": yuan(int(cash[k])),
+            }
+            for k, j in enumerate(held.tolist())
+        ]
+        self.actions.extend(applied)
+        return applied
 
     def open_session(self, day: date) -> None:
         """`day`'s session opens: T+1 counts the shares bought on it (fills booked before its bar arrived too)."""
@@ -239,7 +292,9 @@ class SleeveBook:
         today = day.isoformat()
         for code, qty in self.buys_by_day.get(today, {}).items():
             self.bought_today[self.columns[code]] = qty
-        self.buys_by_day = {d: b for d, b in self.buys_by_day.items() if d >= today}
+        kept = (day - DAYS_KEPT).isoformat()
+        self.buys_by_day = {d: b for d, b in self.buys_by_day.items() if d >= kept}
+        self.sells_by_day = {d: b for d, b in self.sells_by_day.items() if d >= kept}
         self.traded_today_fen = self.fees_today_fen = self.realised_today_fen = 0
 
     def panel_row(self, t: int) -> SessionRow:
@@ -395,6 +450,8 @@ class SleeveBook:
             removed = cost if fill.qty >= pos else (2 * cost * fill.qty + pos) // (2 * max(pos, 1))
             self.cost_fen[j] = cost - removed
             self.positions[j] = pos - fill.qty
+            day = self.sells_by_day.setdefault(fill.trade_date.isoformat(), {})
+            day[fill.ts_code] = day.get(fill.ts_code, 0) + fill.qty
             self.cash_fen += amount - fees
             self.realised_fen += amount - fees - removed
             self.sell_pnl.append(amount - fees - removed)
@@ -485,6 +542,9 @@ class SleeveBook:
             "initial_cash_fen": self.initial_cash_fen,
             "positions": {self.panel.codes[j]: [int(self.positions[j]), int(self.cost_fen[j])] for j in held},
             "buys_by_day": self.buys_by_day,
+            "sells_by_day": self.sells_by_day,
+            "actions_day": self.actions_day.isoformat() if self.actions_day else None,
+            "actions": self.actions,
             "next_intent": self.next_intent,
             "pending": [i.as_json(self.panel.codes) for i in self.pending],
             "fresh": [i.as_json(self.panel.codes) for i in self.fresh],
@@ -515,6 +575,12 @@ class SleeveBook:
             j = self.columns[code]
             self.positions[j], self.cost_fen[j] = qty, cost
         self.buys_by_day = {str(d): {str(c): int(q) for c, q in b.items()} for d, b in data["buys_by_day"].items()}
+        # a book stored before corporate actions were applied has none of these
+        self.sells_by_day = {
+            str(d): {str(c): int(q) for c, q in b.items()} for d, b in data.get("sells_by_day", {}).items()
+        }
+        self.actions_day = date.fromisoformat(data["actions_day"]) if data.get("actions_day") else None
+        self.actions = list(data.get("actions", []))
         if self.session_day is not None:
             for code, qty in self.buys_by_day.get(self.session_day.isoformat(), {}).items():
                 self.bought_today[self.columns[code]] = qty

@@ -200,6 +200,13 @@ class InstanceService:
             )
         params = self._params(strategy, request.params)
         costs = request.costs.config_fields()
+        if costs.get("corporate_actions") is False:
+            # the account's positions follow them (execution applies them to every holder), so the sleeve does too
+            raise RequestValidationError([{
+                "loc": ("body", "costs", "corporate_actions"), "type": "value_error", "input": False,
+                "msg": "an instance's sleeve always follows corporate actions, as its account's positions do "
+                       "(leave it out, or true)",
+            }])  # fmt: skip
         try:
             BacktestConfig(initial_cash=request.capital, **costs)  # the engine's own checks of the cost model
         except ValidationError as exc:

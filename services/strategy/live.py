@@ -143,7 +143,9 @@ async def load_market(
         start=start,
         end=end,
         calendar=tuple(calendar) or None,
-        **{**dict(spec.costs), "corporate_actions": False},  # execution does not apply them (yet): nor the book
+        # corporate actions always: execution applies them to the account's and every instance's positions (an
+        # instance stored before they were applied may say false)
+        **{**dict(spec.costs), "corporate_actions": True},
     )
     panel = await asyncio.to_thread(load_bars, frame, config)
     return panel, config

@@ -288,12 +288,14 @@ class InstanceRun:
             await self.save()
 
     async def close_bar(self, t: int, sent_before: int | None = None, started: float | None = None) -> BarReport:
-        """Day t's bar is in: the day is marked at its close, then the strategy's on_bar, whose orders wait for the
-        next session."""
+        """Day t's bar is in: its corporate actions (on the real clock they become known with the bar, after the
+        session's fills; a replay applied them when the session began), the day is marked at its close, then the
+        strategy's on_bar, whose orders wait for the next session."""
         started = time.perf_counter() if started is None else started
         book = self.book
         book.t = t
         book.open_session(book.panel.dates[t])
+        book.corporate_actions(t)
         book.close_day()
         close = book.day_close()
         self._hook(self.strategy.on_bar, self.ctx, cross_section(book.panel, t))

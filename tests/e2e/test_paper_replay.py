@@ -1,8 +1,9 @@
 """Paper trading on a replayed market, through the whole platform in one process (standalone, replay market clock):
 a trader creates a strategy instance through the gateway and starts it with a replay of the demo market; every order
 goes runner -> risk -> execution -> paper broker -> events -> runner. The fills execution records are, to the fen,
-the fills `run_backtest` makes of the same strategy on the same bars (with the engine's corporate actions off, as
-execution does not apply them to positions), and so is the final equity."""
+the fills `run_backtest` makes of the same strategy on the same bars (with the engine's corporate actions on:
+execution and the sleeve book apply them to positions on the demo market's ex-dates as the engine does), and so is
+the final equity."""
 
 from __future__ import annotations
 
@@ -129,7 +130,7 @@ async def test_a_paper_replay_fills_exactly_as_the_backtest(
 
     days = sorted(pd.to_datetime(demo["trade_date"]).dt.date.unique())
     config = BacktestConfig(
-        initial_cash=CAPITAL, corporate_actions=False, calendar=tuple(sse_trading_days(days[0], days[-1]))
+        initial_cash=CAPITAL, corporate_actions=True, calendar=tuple(sse_trading_days(days[0], days[-1]))
     )
     expected = run_backtest(discover_strategies()[strategy](params), demo, config)
     t = expected.trades
@@ -141,6 +142,15 @@ async def test_a_paper_replay_fills_exactly_as_the_backtest(
     ]  # fmt: skip
     assert len(want) >= 10  # the strategy trades, so the comparison means something
     assert seen == want
+    # execution adjusted the instance's part of the account on the ex-dates as the engine adjusted its portfolio (every
+    # example strategy holds a stock through one of the demo market's ex-dates: 1 for pairs to 24 for buy_and_hold)
+    assert expected.corporate_actions
+    adjusted = (await client.get("/api/v1/positions/adjustments", params={"strategy_instance_id": iid},
+                                 headers=trader.headers)).json()  # fmt: skip
+    assert [(a["ex_date"], a["ts_code"], a["qty_before"], a["qty_after"], a["cash_in_lieu"]) for a in adjusted] == [
+        (c["trade_date"], c["ts_code"], c["qty_before"], c["qty_after"], c["cash_in_lieu"])
+        for c in expected.corporate_actions
+    ]
 
     performance = (await client.get(f"{path}/performance", headers=trader.headers)).json()
     final = performance["equity_curve"][-1]
@@ -200,7 +210,7 @@ async def test_an_instance_with_its_own_fill_rules_fills_exactly_as_the_backtest
     days = sorted(pd.to_datetime(demo["trade_date"]).dt.date.unique())
     config = BacktestConfig(
         initial_cash=CAPITAL,
-        corporate_actions=False,
+        corporate_actions=True,
         calendar=tuple(sse_trading_days(days[0], days[-1])),
         fill_price="close",
         volume_cap=Decimal(OWN_RULES["volume_cap"]),
@@ -301,7 +311,7 @@ async def test_orders_the_path_drops_are_sent_again_and_placed_once(tmp_path: Pa
     assert {o["status"] for o in orders} == {"filled"}, "an order was left in another state"
     days = sorted(pd.to_datetime(demo["trade_date"]).dt.date.unique())
     config = BacktestConfig(
-        initial_cash=CAPITAL, corporate_actions=False, calendar=tuple(sse_trading_days(days[0], days[-1]))
+        initial_cash=CAPITAL, corporate_actions=True, calendar=tuple(sse_trading_days(days[0], days[-1]))
     )
     expected = run_backtest(discover_strategies()["momentum"](), demo, config)
     assert len(orders) == len(trades) == len(expected.trades["qty"])

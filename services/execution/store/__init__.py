@@ -1,12 +1,14 @@
 """Execution's own tables and the transactions that change them, by aggregate: orders and their transitions
 (orders.py, transitions.py), trades (trades.py), accounts and their cash ledger (accounts.py), refused submissions
-(refusals.py); the schema's metadata and the outbox in base.py. The paper broker's book is the broker's own
-(services/execution/brokers/paper_tables.py), in the same schema. Money is stored in integer fen: exact on MySQL and
+(refusals.py), corporate actions applied to positions (adjustments.py); the schema's metadata and the outbox in
+base.py. The paper broker's book is the broker's own (services/execution/brokers/paper_tables.py), in the same
+schema. Money is stored in integer fen: exact on MySQL and
 SQLite alike."""
 
 from __future__ import annotations
 
 from services.execution.store.accounts import AdmissionRefused, EntryExists, LedgerEntry, accounts, cash_ledger
+from services.execution.store.adjustments import AdjustmentRecord, AdjustmentStore, position_adjustments
 from services.execution.store.base import MIGRATIONS, metadata, outbox
 from services.execution.store.orders import AlreadyPlaced, ConcurrentUpdate, StoredOrder, order_transitions, orders
 from services.execution.store.refusals import RefusalStore, refused_submissions
@@ -15,6 +17,7 @@ from services.execution.store.transitions import AppliedReport, OrderTransitions
 
 __all__ = [
     "MIGRATIONS",
+    "AdjustmentRecord",
     "AdmissionRefused",
     "AlreadyPlaced",
     "AppliedReport",
@@ -30,10 +33,11 @@ __all__ = [
     "order_transitions",
     "orders",
     "outbox",
+    "position_adjustments",
     "refused_submissions",
     "trades",
 ]
 
 
-class ExecutionStore(OrderTransitions, RefusalStore):
+class ExecutionStore(OrderTransitions, AdjustmentStore, RefusalStore):
     """Execution's store: every aggregate's queries and transactions on one database."""

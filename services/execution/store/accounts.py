@@ -43,7 +43,7 @@ cash_ledger = Table(
     metadata,
     Column("id", AutoId, primary_key=True, autoincrement=True),
     Column("account_id", String(64), nullable=False),
-    Column("kind", String(16), nullable=False),  # opening | deposit | withdrawal | buy_fill | sell_fill
+    Column("kind", String(16), nullable=False),  # opening | deposit | withdrawal | buy_fill | sell_fill | cash_in_lieu
     Column("amount_fen", CnyFen, key="amount", nullable=False),  # signed: + money in, - money out
     Column("idempotency_key", String(80), nullable=False),
     Column("trade_id", String(64), nullable=True),

@@ -3,18 +3,33 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, ForeignKey, Index, String, Table, case, func, select
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    String,
+    Table,
+    case,
+    func,
+    literal,
+    null,
+    select,
+    union_all,
+)
 from sqlalchemy.engine import Row
 
-from services.execution.positions import OpenSell, TradeLot, session_start
+from services.execution.corporate import HolderPosition
+from services.execution.positions import OpenSell, ShareAdjustment, TradeLot, session_start
+from services.execution.store.adjustments import position_adjustments
 from services.execution.store.base import StoreBase, listed_after, metadata
 from services.execution.store.orders import orders
 from shared.core.domain import OrderSide, OrderStatus
-from shared.platform.clock import UtcDateTime
+from shared.platform.clock import EXCHANGE_TZ, UtcDateTime
 from shared.platform.columns import CnyFen
 from shared.platform.db import DbSession
 
@@ -83,6 +98,9 @@ def _trade(row: Row[Any]) -> TradeRecord:
     )
 
 
+ADJUSTED = "adjusted"  # the side of the corporate actions' row in the positions read (not an order side)
+
+
 class TradeReads(StoreBase):
     async def list_trades(
         self,
@@ -116,10 +134,10 @@ class TradeReads(StoreBase):
 
     async def position_inputs(
         self, account_id: str, today: date, opens_after: datetime | None = None
-    ) -> tuple[list[TradeLot], list[OpenSell]]:
+    ) -> tuple[list[TradeLot | ShareAdjustment], list[OpenSell]]:
         """Everything an account's positions in session `today` (T+1: `positions.session_start`) are computed from:
-        its trades, and the unfilled remainder of its sell orders that are not final. One transaction, so the two
-        agree with each other."""
+        its trades, its corporate actions, and the unfilled remainder of its sell orders that are not final. One
+        transaction, so they agree with each other."""
         async for attempt in self.db.transaction():
             async with attempt as s:
                 inputs = await self._position_inputs(s, account_id, today, opens_after)
@@ -127,26 +145,36 @@ class TradeReads(StoreBase):
 
     async def _position_inputs(
         self, s: DbSession, account_id: str, today: date, opens_after: datetime | None = None
-    ) -> tuple[list[TradeLot], list[OpenSell]]:
+    ) -> tuple[list[TradeLot | ShareAdjustment], list[OpenSell]]:
         """The trades come summed by the database, one lot per (ts_code, side, bought before session `today` or in
         it), each stamped with the latest trade time of its group (so it falls on the same side of the session's start):
         `holdings` gives what it gives for the single trades, and the rows read stay as many as the codes traded,
         not the trades (an account that trades every day would otherwise read its whole history on every sell and
-        every positions listing)."""
+        every positions listing). The corporate actions recorded (`position_adjustments`) come in the same
+        statement, one row per code, as `ShareAdjustment`s."""
         open_statuses = [status.value for status in OrderStatus if not status.is_final]
         on_today = case((trades.c.traded_at > session_start(today, opens_after), 1), else_=0)
-        trade_rows = (
-            await s.execute(
-                select(
-                    trades.c.ts_code,
-                    trades.c.side,
-                    func.sum(trades.c.qty).label("qty"),
-                    func.max(trades.c.traded_at).label("traded_at"),
-                )
-                .where(trades.c.account_id == account_id)
-                .group_by(trades.c.ts_code, trades.c.side, on_today)
+        traded = (
+            select(
+                trades.c.ts_code,
+                trades.c.side,
+                func.sum(trades.c.qty).label("qty"),
+                func.max(trades.c.traded_at).label("traded_at"),
             )
-        ).all()
+            .where(trades.c.account_id == account_id)
+            .group_by(trades.c.ts_code, trades.c.side, on_today)
+        )
+        adjusted = (
+            select(
+                position_adjustments.c.ts_code,
+                literal(ADJUSTED).label("side"),
+                func.sum(position_adjustments.c.qty_after - position_adjustments.c.qty_before).label("qty"),
+                null().label("traded_at"),
+            )
+            .where(position_adjustments.c.account_id == account_id)
+            .group_by(position_adjustments.c.ts_code)
+        )
+        trade_rows = (await s.execute(union_all(traded, adjusted))).all()
         sell_rows = (
             await s.execute(
                 select(orders.c.ts_code, orders.c.qty, orders.c.filled_qty).where(
@@ -156,6 +184,41 @@ class TradeReads(StoreBase):
                 )
             )
         ).all()
-        lots = [TradeLot(r.ts_code, OrderSide(r.side), int(r.qty), r.traded_at) for r in trade_rows]
+        lots: list[TradeLot | ShareAdjustment] = [
+            ShareAdjustment(r.ts_code, int(r.qty))
+            if r.side == ADJUSTED
+            else TradeLot(r.ts_code, OrderSide(r.side), int(r.qty), r.traded_at)
+            for r in trade_rows
+        ]
         sells = [OpenSell(r.ts_code, r.qty - r.filled_qty) for r in sell_rows]
         return lots, sells
+
+    async def holders_before(self, day: date) -> list[HolderPosition]:
+        """Every holder's shares at the start of session `day`, across accounts: the trades before that exchange date
+        and the corporate actions of earlier ex-dates, by (account, strategy instance or the account's own part,
+        code); only positions that are not zero. What a session's corporate actions apply to, whenever they are
+        applied (the session's own fills are not counted, as in the engine, where they come after)."""
+        start = datetime.combine(day, time.min, EXCHANGE_TZ)
+        signed = case((trades.c.side == OrderSide.SELL.value, -trades.c.qty), else_=trades.c.qty)
+        traded = (
+            select(trades.c.account_id, trades.c.strategy_instance_id, trades.c.ts_code,
+                   func.sum(signed).label("qty"))
+            .where(trades.c.traded_at < start)
+            .group_by(trades.c.account_id, trades.c.strategy_instance_id, trades.c.ts_code)
+        )  # fmt: skip
+        pa = position_adjustments.c
+        added = func.sum(pa.qty_after - pa.qty_before).label("qty")
+        adjusted = (
+            select(pa.account_id, pa.strategy_instance_id, pa.ts_code, added)
+            .where(pa.ex_date < day)
+            .group_by(pa.account_id, pa.strategy_instance_id, pa.ts_code)
+        )
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                rows = (await s.execute(union_all(traded, adjusted))).all()
+        held: dict[tuple[str, str | None, str], int] = {}
+        for r in rows:
+            key = (r.account_id, r.strategy_instance_id, r.ts_code)
+            held[key] = held.get(key, 0) + int(r.qty)
+        ordered = sorted(held.items(), key=lambda kv: (kv[0][0], kv[0][1] or "", kv[0][2]))
+        return [HolderPosition(a, i, c, q) for (a, i, c), q in ordered if q]

@@ -80,6 +80,24 @@ class TradeExecuted(EventPayload):
     strategy_instance_id: str | None = None  # as OrderUpdated's
 
 
+class PositionAdjusted(EventPayload):
+    """Execution applied a corporate action (bonus shares, a split, a dividend as the adj_factor shows it) to one
+    holder's position on its ex-date: the account's own part (`strategy_instance_id` None) or one strategy instance's,
+    each floored on its own (shared.core.market.corporate). `cash_in_lieu` (CNY) was credited to the account."""
+
+    account_id: str
+    strategy_instance_id: str | None = None
+    ts_code: str
+    ex_date: date
+    qty_before: int
+    qty_after: int
+    adj_factor: PlainDecimal  # the ex-date's
+    previous_adj_factor: PlainDecimal  # the symbol's previous bar's
+    pre_close: PlainDecimal  # the ex-date's reference price the fraction was paid at
+    cash_in_lieu: PlainDecimal
+    adjusted_at: datetime
+
+
 class BarsUpdated(EventPayload):
     trade_date: date | None
     start_date: date
@@ -177,6 +195,7 @@ EVENT_SCHEMAS: dict[str, type[EventPayload]] = {
     "order.cancelled": OrderUpdated,
     "order.denied": OrderDenied,
     "trade.executed": TradeExecuted,
+    "position.adjusted": PositionAdjusted,
     "bars.updated": BarsUpdated,
     "backtest.finished": BacktestFinished,
     "backtest.progress": BacktestProgress,

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from shared.core.market.corporate import adjusted_holdings
 from shared.core.market.fees import FenFees
 from shared.core.market.matching import buys_paid_for, fill_rounds, fillable, sells_paid_for
 from shared.research.engine.config import BacktestConfig
@@ -170,16 +171,17 @@ class BatchEngine:
             return
         ratio = adj[t] / adj[t - 1]
         for j in np.flatnonzero((ratio != 1.0) & self.panel.has_bar[t]).tolist():
-            for p in np.flatnonzero(self.positions[:, j] > 0).tolist():
-                # the same arithmetic as Engine._corporate_actions, one portfolio at a time
-                old = int(self.positions[p, j])
-                exact = old * float(ratio[j])
-                new = int(np.floor(exact + 1e-9))
-                fraction = max(exact - new, 0.0)
-                cash = int(np.floor(fraction * int(self.panel.pre_close[t, j]) + 0.5))
-                self.positions[p, j] = new
-                self.cash[p] += cash
-                self.cost_fen[p, j] = max(int(self.cost_fen[p, j]) - cash, 0)
+            held = np.flatnonzero(self.positions[:, j] > 0)
+            if len(held) == 0:
+                continue
+            # the same rule as Engine._corporate_actions (shared.core.market.corporate), over the portfolios
+            after, cash = adjusted_holdings(
+                self.positions[held, j], np.full(len(held), ratio[j]),
+                np.full(len(held), int(self.panel.pre_close[t, j]), dtype=np.int64),
+            )  # fmt: skip
+            self.positions[held, j] = after
+            self.cash[held] += cash
+            self.cost_fen[held, j] = np.maximum(self.cost_fen[held, j] - cash, 0)
 
     def _fill(self, t: int) -> None:
         if len(self.pend_pf) == 0:

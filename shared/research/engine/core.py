@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from shared.core.market.corporate import adjusted_holdings
 from shared.core.market.fees import FenFees
 from shared.core.market.matching import (
     R_CASH,
@@ -300,24 +301,23 @@ class Engine:
             return
         ratio = adj[t] / adj[t - 1]
         held = np.flatnonzero((ratio != 1.0) & (self.positions > 0) & self.panel.has_bar[t])
-        for j in held.tolist():
-            old = int(self.positions[j])
-            exact = old * float(ratio[j])
-            # tolerance: af_t / af_{t-1} of a 2-for-1 split may come out as 1.9999999999999998
-            new = int(np.floor(exact + 1e-9))
-            fraction = max(exact - new, 0.0)
-            cash = int(np.floor(fraction * int(self.panel.pre_close[t, j]) + 0.5))
-            self.positions[j] = new
-            self.cash_fen += cash
-            self.cost_fen[j] = max(int(self.cost_fen[j]) - cash, 0)
+        if len(held) == 0:
+            return
+        before = self.positions[held].copy()
+        # the platform's one rule (execution and the strategy service's sleeve book apply it too)
+        after, cash = adjusted_holdings(before, ratio[held], self.panel.pre_close[t, held])
+        self.positions[held] = after
+        self.cash_fen += int(cash.sum())
+        self.cost_fen[held] = np.maximum(self.cost_fen[held] - cash, 0)
+        for k, j in enumerate(held.tolist()):
             self.actions.append(
                 {
                     "trade_date": self.panel.dates[t].isoformat(),
                     "ts_code": self.panel.codes[j],
                     "ratio": float(ratio[j]),
-                    "qty_before": old,
-                    "qty_after": new,
-                    "cash_in_lieu": yuan(cash),
+                    "qty_before": int(before[k]),
+                    "qty_after": int(after[k]),
+                    "cash_in_lieu": yuan(int(cash[k])),
                 }
             )
 

@@ -26,6 +26,7 @@ TABLES = {
     "outbox",
     "accounts",
     "cash_ledger",
+    "position_adjustments",
 }
 
 

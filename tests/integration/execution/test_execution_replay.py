@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,15 @@ BARS: dict[tuple[str, str], tuple[str, str, str, str, int, str]] = {
     ("600036.SH", "2024-03-04"): ("11.00", "11.00", "10.80", "10.95", 500_000, "5450000.00"),
     ("000001.SZ", "2024-03-05"): ("12.10", "12.30", "12.00", "12.20", 800_000, "9720000.00"),
     ("601398.SH", "2024-03-04"): ("5.10", "5.20", "5.05", "5.15", 100_000, "513000.00"),
+    ("600030.SH", "2024-03-04"): ("10.00", "10.10", "9.90", "10.00", 1_000_000, "10000000.00"),
+    ("600030.SH", "2024-03-05"): ("4.80", "4.90", "4.70", "4.85", 2_000_000, "9700000.00"),
+}
+# (ts_code, day) -> adj_factor, pre_close where not 1 and 0.00. 600030.SH goes ex on 2024-03-05: 10 bonus shares per
+# 10 held and 0.50 CNY a share in cash, so its reference price is (10.00 - 0.50) / 2 = 4.75 and Tushare's backward
+# factor rises by 10.00 / 4.75 = 2.105263 (6 places).
+FACTORS: dict[tuple[str, str], tuple[str, str]] = {
+    ("600030.SH", "2024-03-04"): ("1.000000", "10.00"),
+    ("600030.SH", "2024-03-05"): ("2.105263", "4.75"),
 }
 
 
@@ -73,6 +83,9 @@ SESSION_QUOTES = {
     ),
     ("000001.SZ", "2024-03-05"): _session_quote("000001.SZ", "2024-03-05", "2024-03-01", "12.00", "13.20", "10.80"),
     ("601398.SH", "2024-03-04"): _session_quote("601398.SH", "2024-03-04", "2024-03-01", "5.00", "5.50", "4.50"),
+    ("600030.SH", "2024-03-04"): _session_quote("600030.SH", "2024-03-04", "2024-03-01", "10.00", "11.00", "9.00"),
+    # limits from the ex-date's reference price 4.75: x 1.1 = 5.225 -> 5.23, x 0.9 = 4.275 -> 4.28
+    ("600030.SH", "2024-03-05"): _session_quote("600030.SH", "2024-03-05", "2024-03-04", "10.00", "5.23", "4.28"),
 }
 
 
@@ -90,6 +103,7 @@ class ReplayData:
     def __init__(self, internal_secret: str) -> None:
         self.app = FastAPI()
         self.session_quotes_asked: list[tuple[str, str]] = []
+        self.many_bars_asked: list[tuple[str, str, str]] = []  # (ts_codes, start, end) of each /v1/bars/many
         self.complete_through: str | None = None  # the newest day whose bars are in, in full (the calendar says)
 
         def caller(request: Request) -> None:
@@ -109,15 +123,26 @@ class ReplayData:
                 return JSONResponse({"code": "unknown_security", "message": ts_code}, status_code=404)
             return JSONResponse(body)
 
-        @self.app.get("/v1/bars")
-        async def get_bars(ts_code: str, start: date, end: date, request: Request) -> JSONResponse:
-            caller(request)
+        def bars(ts_code: str, start: date, end: date) -> list[dict[str, Any]]:
             rows = []
             for (code, day), (o, h, low, c, vol, amount) in sorted(BARS.items()):
                 if code == ts_code and start <= date.fromisoformat(day) <= end:
-                    rows.append({"trade_date": day, "open": o, "high": h, "low": low, "close": c, "pre_close": "0.00",
-                                 "vol": vol, "amount": amount, "adj_factor": "1"})  # fmt: skip
-            return JSONResponse({"ts_code": ts_code, "bars": rows})
+                    factor, pre_close = FACTORS.get((code, day), ("1", "0.00"))
+                    rows.append({"trade_date": day, "open": o, "high": h, "low": low, "close": c,
+                                 "pre_close": pre_close, "vol": vol, "amount": amount, "adj_factor": factor})  # fmt: skip
+            return rows
+
+        @self.app.get("/v1/bars")
+        async def get_bars(ts_code: str, start: date, end: date, request: Request) -> JSONResponse:
+            caller(request)
+            return JSONResponse({"ts_code": ts_code, "bars": bars(ts_code, start, end)})
+
+        @self.app.get("/v1/bars/many")
+        async def get_many_bars(ts_codes: str, start: date, end: date, request: Request) -> JSONResponse:
+            caller(request)
+            self.many_bars_asked.append((ts_codes, str(start), str(end)))
+            series = [{"ts_code": code, "bars": bars(code, start, end)} for code in sorted(ts_codes.split(","))]
+            return JSONResponse({"start": str(start), "end": str(end), "adjust": "none", "series": series})
 
         @self.app.get("/v1/calendar")
         async def get_calendar(start: date, end: date, request: Request) -> JSONResponse:
@@ -137,6 +162,7 @@ class Replay:
     risk: httpx.AsyncClient
     execution: httpx.AsyncClient
     strategy: FakeStrategyService  # the sleeves of strategy instances, which risk reads
+    execution_app: FastAPI | None = None
 
     async def place(self, principal: Principal, **order: Any) -> httpx.Response:
         """Through risk, as the trader does."""
@@ -200,7 +226,7 @@ async def replay(tmp_path: Path, clock: MarketClock, **settings: Any) -> AsyncIt
         httpx.AsyncClient(transport=httpx.ASGITransport(app=execution_app), base_url="http://execution") as ex,
     ):
         await execution_app.state.desk.first_reconcile_done.wait()
-        yield Replay(config, clock, bus, data, risk, ex, strategy)
+        yield Replay(config, clock, bus, data, risk, ex, strategy, execution_app)
 
 
 def at(day: str, hh: int, mm: int) -> str:
@@ -583,3 +609,72 @@ async def test_only_an_instances_order_carries_fill_rules_and_they_are_checked(t
             assert response.json()["code"] == "invalid_request"
             assert response.json()["message"].startswith(f"{field}: "), (rules, response.text)
         assert await r.get(lu, "/v1/orders") == []
+
+
+async def test_a_holding_through_an_ex_date_gets_its_bonus_shares_and_cash_in_lieu_once(tmp_path: Path) -> None:
+    """600030.SH goes ex on 2024-03-05 (10 bonus shares per 10 and 0.50 CNY a share: ratio 2.105263, reference price
+    4.75). The account holds 300 shares of its own and 100 of a strategy instance, each adjusted and floored apart:
+    300 x 2.105263 = 631.5789 -> 631 shares and 0.5789 x 4.75 = 2.749775 -> 2.75 CNY; 100 x 2.105263 = 210.5263 -> 210
+    and 0.5263 x 4.75 = 2.499925 -> 2.50 CNY. Together 841 shares (one share less than 400 x 2.105263 = 842.1 floored
+    at once would give) and 5.25 CNY."""
+    clock = ReplayClock(date(2024, 3, 4))
+    ada = trader()
+    async with replay(tmp_path, clock) as r:
+        instance = r.strategy.add(ada.account_id)
+        assert r.execution_app is not None
+        store = r.execution_app.state.store
+        # 2024-03-04: both buy at the open, 10.00
+        mine = await r.submit(ada, ts_code="600030.SH", qty=300, price="10.50")
+        # the instance's through risk, as the strategy service sends it (its own rules fill at the close, 10.00)
+        order = instance_order(instance, ts_code="600030.SH", price="10.50")
+        placed = await r.risk.post("/v1/orders", json=order, headers=headers(r.settings, STRATEGY))
+        assert placed.status_code == 201, placed.text
+        assert [o["status"] for o in (mine, placed.json()["order"])] == ["filled", "filled"]
+        assert await r.get(ada, "/v1/positions") == [{"ts_code": "600030.SH", "qty": 400, "sellable_qty": 0}]
+        before = (await r.get(ada, "/v1/account"))["balance"]
+
+        # The replay moves to the ex-date: the shares are adjusted before any order of the session is matched, and
+        # the bonus shares are sellable at once (as the backtest engine has them).
+        moved = await r.next_session("2024-03-05")
+        assert moved.status_code == 200, moved.text
+        assert await r.get(ada, "/v1/positions") == [{"ts_code": "600030.SH", "qty": 841, "sellable_qty": 841}]
+        after = (await r.get(ada, "/v1/account"))["balance"]
+        assert Decimal(after) - Decimal(before) == Decimal("5.25")
+        listed = await r.get(ada, "/v1/positions/adjustments")
+        assert [
+            (a["strategy_instance_id"], a["ex_date"], a["qty_before"], a["qty_after"], a["cash_in_lieu"],
+             a["adj_factor"], a["previous_adj_factor"], a["pre_close"])
+            for a in listed
+        ] == [
+            (None, "2024-03-05", 300, 631, "2.75", "2.105263", "1.000000", "4.75"),
+            (instance, "2024-03-05", 100, 210, "2.50", "2.105263", "1.000000", "4.75"),
+        ]  # fmt: skip
+        mine_only = await r.get(ada, f"/v1/positions/adjustments?strategy_instance_id={instance}")
+        assert [a["qty_after"] for a in mine_only] == [210]
+        cash = sorted(
+            (e.idempotency_key, e.amount_fen) for e in await store.ledger(ada.account_id) if e.kind == "cash_in_lieu"
+        )
+        assert cash == [("adjust:-:600030.SH:2024-03-05", 275), (f"adjust:{instance}:600030.SH:2024-03-05", 250)]
+        # one read of the held codes' bars for the session: its own and the trading day's before it
+        assert r.data.many_bars_asked == [("600030.SH", "2024-03-04", "2024-03-05")]
+
+        # 600 shares sell on the ex-date (more than the 400 held before it): at the open, 4.80
+        sold = await r.submit(ada, ts_code="600030.SH", side="sell", qty=600, price="4.70")
+        assert (sold["status"], sold["avg_fill_price"]) == ("filled", "4.80")
+        assert await r.get(ada, "/v1/positions") == [{"ts_code": "600030.SH", "qty": 241, "sellable_qty": 241}]
+
+        # The same session again: nothing is applied twice (the adjustments are of the shares held before the
+        # session, whatever it has traded since).
+        again = await r.next_session("2024-03-05")
+        assert again.status_code == 200, again.text
+        assert await r.get(ada, "/v1/positions") == [{"ts_code": "600030.SH", "qty": 241, "sellable_qty": 241}]
+        assert len(await r.get(ada, "/v1/positions/adjustments")) == 2
+        assert len([e for e in await store.ledger(ada.account_id) if e.kind == "cash_in_lieu"]) == 2
+        deadline = asyncio.get_running_loop().time() + 10
+        while True:
+            events = [e for e in r.bus.published if e.type == "position.adjusted"]
+            if len(events) >= 2 or asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.02)
+        assert sorted((e.payload["strategy_instance_id"] or "", e.payload["qty_after"], e.payload["cash_in_lieu"])
+                      for e in events) == [("", 631, "2.75"), (instance, 210, "2.50")]  # fmt: skip

@@ -465,3 +465,50 @@ async def test_the_limits_of_the_next_session_are_known_once_the_closed_sessions
         # them) and once by risk, not once an order
         assert r.execution._transport.app.state.desk.order_sessions.reads == 1  # type: ignore[attr-defined]
         assert r.risk._transport.app.state.desk.sessions.reads == 1  # type: ignore[attr-defined]
+
+
+# 600030.SH (test_execution_replay's bars): 10.00 on 2024-03-04; ex on 2024-03-05, 10 bonus shares per 10 held and
+# 0.50 CNY a share, reference price 4.75, adj_factor 1 -> 2.105263; opens at 4.80.
+CITIC_0304 = {"600030.SH": quote("600030.SH", "10.00", "11.00", "9.00", last_trade_date="2024-03-01",
+                                 next_trade_date="2024-03-04")}  # fmt: skip
+CITIC_0305 = {"600030.SH": quote("600030.SH", "10.00", "5.23", "4.28", last_trade_date="2024-03-04",
+                                 next_trade_date="2024-03-05")}  # fmt: skip
+
+
+async def test_an_ex_dates_shares_are_adjusted_once_its_bars_are_in_before_its_orders_are_matched(
+    tmp_path: Path,
+) -> None:
+    cy = trader()
+    async with market(tmp_path, "2024-03-04T09:20:00+08:00") as (r, clock):
+        bars_in(r, CITIC_0304, complete_through="2024-03-01")
+        bought = await r.submit(cy, ts_code="600030.SH", qty=400, price="10.50")
+        clock.set("2024-03-04T16:00:00+08:00")
+        bars_in(r, CITIC_0304, complete_through="2024-03-04")
+        await announce(r, date(2024, 3, 4))
+        assert (await order_of(r, cy, bought["order_id"], until="filled"))["avg_fill_price"] == "10.00"
+
+        # the ex-date: before its bars are in, nothing is known of it (the 400 shares are what may be sold)
+        clock.set("2024-03-05T09:20:00+08:00")
+        sold = await r.submit(cy, ts_code="600030.SH", side="sell", qty=400, price="4.70")
+        assert sold["status"] == "submitted"
+        assert await r.get(cy, "/v1/positions") == [{"ts_code": "600030.SH", "qty": 400, "sellable_qty": 0}]
+        clock.set("2024-03-05T16:00:00+08:00")
+        desk = r.execution._transport.app.state.desk  # type: ignore[attr-defined]
+        await desk.corporate_actions_due()
+        assert await r.get(cy, "/v1/positions/adjustments") == []  # the session's bars are not in yet
+
+        # its bars are in: 400 x 2.105263 = 842.1052 -> 842 shares, 0.1052 x 4.75 = 0.4997 -> 0.50 CNY; then the
+        # sell is matched at the open, 4.80, leaving 442
+        bars_in(r, CITIC_0305, complete_through="2024-03-05")
+        await announce(r, date(2024, 3, 5))
+        assert (await order_of(r, cy, sold["order_id"], until="filled"))["avg_fill_price"] == "4.80"
+        [adjusted] = await r.get(cy, "/v1/positions/adjustments")
+        assert (adjusted["ex_date"], adjusted["qty_before"], adjusted["qty_after"], adjusted["cash_in_lieu"]) == (
+            "2024-03-05", 400, 842, "0.50"
+        )  # fmt: skip
+        clock.set("2024-03-06T09:20:00+08:00")
+        assert await r.get(cy, "/v1/positions") == [{"ts_code": "600030.SH", "qty": 442, "sellable_qty": 442}]
+        # another pass (and a restarted one, which looks back over the last weeks) adds nothing
+        desk.adjusted_through = None
+        assert await desk.corporate_actions_due() == 0
+        assert len(await r.get(cy, "/v1/positions/adjustments")) == 1

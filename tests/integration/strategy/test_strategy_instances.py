@@ -556,6 +556,10 @@ async def test_bad_parameters_strategy_and_fields_are_refused_naming_them(backin
         assert fraction.status_code == 422 and fraction.json()["details"][0]["field"] == "capital"
         cap = await svc.create(ALICE, costs={"volume_cap": "1.5"})
         assert cap.status_code == 422 and cap.json()["details"][0]["field"] == "costs.volume_cap"
+        # the account's positions follow corporate actions (execution applies them): an instance's sleeve must too
+        ignoring = await svc.create(ALICE, costs={"corporate_actions": False})
+        assert ignoring.status_code == 422 and ignoring.json()["details"][0]["field"] == "costs.corporate_actions"
+        assert "always follows corporate actions" in ignoring.json()["message"]
         extra = await svc.create(ALICE, leverage=2)
         assert extra.status_code == 422 and extra.json()["details"][0]["field"] == "leverage"
 

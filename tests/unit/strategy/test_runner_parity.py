@@ -1,7 +1,8 @@
 """The runner against a fake order path that fills every order at its limit price with fees from
 shared.core.market.rules.trade_fees (the Decimal route execution uses, not the engine's integer one): a paper replay
 of each example strategy over the demo market makes the same fills, to the fen, as run_backtest of the same days;
-a redelivered fill changes nothing; a run restarted mid-replay from its stored book carries on to the same end."""
+a redelivered fill changes nothing; a run restarted mid-replay from its stored book carries on to the same end. The
+engine's corporate actions are on: the book applies the same ones on the demo market's ex-dates."""
 
 from __future__ import annotations
 
@@ -128,7 +129,8 @@ def _params(name: str, frame: pd.DataFrame) -> dict[str, Any]:
 
 def _config(frame: pd.DataFrame) -> BacktestConfig:
     days = sorted(pd.to_datetime(frame["trade_date"]).dt.date.unique())
-    return BacktestConfig(initial_cash=Decimal("1000000"), corporate_actions=False, calendar=tuple(days))
+    # corporate actions on (the engine's default): the demo market's ex-dates adjust held positions in both
+    return BacktestConfig(initial_cash=Decimal("1000000"), corporate_actions=True, calendar=tuple(days))
 
 
 def _engine_fills(result: Any) -> list[tuple[Any, ...]]:
@@ -200,6 +202,9 @@ def test_paper_replay_fills_as_the_backtest(market: pd.DataFrame, name: str) -> 
     final_equity = run.book.cash_fen + run.book.market_value_fen()
     assert final_equity == int(expected.cash_fen[-1] + expected.market_value_fen[-1])
     assert [r.cash_fen for r in run.book.history] == expected.cash_fen.tolist()
+    # the book applied the engine's corporate actions, share for share and fen for fen
+    assert run.book.actions == expected.corporate_actions
+    assert expected.corporate_actions, "an ex-date must meet a held position for that to mean something"
 
 
 def test_restart_mid_replay_ends_as_an_uninterrupted_run(market: pd.DataFrame) -> None:
@@ -211,6 +216,10 @@ def test_restart_mid_replay_ends_as_an_uninterrupted_run(market: pd.DataFrame) -
     assert _runner_fills(path.fills) == _runner_fills(whole_path.fills)
     assert restarted.book.cash_fen == whole.book.cash_fen
     assert np.array_equal(restarted.book.positions, whole.book.positions)
+    # the corporate actions on both sides of the restart, each once
+    assert restarted.book.actions == whole.book.actions
+    assert {a["trade_date"] for a in whole.book.actions} & {d.isoformat() for d in restarted.book.panel.dates[:200]}
+    assert {a["trade_date"] for a in whole.book.actions} & {d.isoformat() for d in restarted.book.panel.dates[200:]}
 
 
 @pytest.mark.parametrize("crash_at", [1, 25, 26])
