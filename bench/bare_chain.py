@@ -62,14 +62,10 @@ def bare_chain(ports: list[int]) -> Iterator[tuple[str, dict[str, int]]]:
     try:
         for i in reversed(range(len(HOPS))):  # the last hop first
             env = dict(os.environ, BARE_NEXT=f"http://127.0.0.1:{ports[i + 1]}" if i + 1 < len(HOPS) else "")
-            procs.append(
-                subprocess.Popen(  # noqa: S603 - fixed argv, our own module
-                    [sys.executable, "-m", "uvicorn", "--factory", "bench.bare_chain:create_app", "--host", "127.0.0.1",
-                     "--port", str(ports[i]), "--loop", "uvloop", "--http", "httptools", "--log-level", "warning",
-                     "--no-access-log"],
-                    env=env,
-                )  # fmt: skip
-            )
+            argv = [sys.executable, "-m", "uvicorn", "--factory", "bench.bare_chain:create_app", "--host", "127.0.0.1",
+                    "--port", str(ports[i]), "--loop", "uvloop", "--http", "httptools", "--log-level", "warning",
+                    "--no-access-log"]  # fmt: skip
+            procs.append(subprocess.Popen(argv, env=env))
         deadline = time.monotonic() + 30
         for port in ports:
             while True:

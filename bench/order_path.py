@@ -92,8 +92,7 @@ async def run(fleet, chain_url: str, chain_pids: dict[str, int], orders: int) ->
                 floor.append(bare)
         await asyncio.sleep(1.0)  # the outbox relays publish the last orders' events (their CPU counts too)
         cpu = {
-            name: (cpu_s(pid) - cpu0[name]) * 1000 / orders
-            for name, pid in {**pids, **prefixed(chain_pids)}.items()
+            name: (cpu_s(pid) - cpu0[name]) * 1000 / orders for name, pid in {**pids, **prefixed(chain_pids)}.items()
         }
     latencies.sort()
     floor.sort()

@@ -68,9 +68,7 @@ async def run(fleet, orders: int, settle_s: float) -> Counts:  # type: ignore[no
         await asyncio.sleep(settle_s)  # the outbox relays publish the last orders' events
         busy = minus(await snapshot(client, fleet), start)
         busy_s = time.monotonic() - t0
-    return {
-        name: {op: (busy[name][op] - idle[name][op] * busy_s / idle_s) / orders for op in OPS} for name in SERVICES
-    }
+    return {name: {op: (busy[name][op] - idle[name][op] * busy_s / idle_s) / orders for op in OPS} for name in SERVICES}
 
 
 def report(per_order: Counts, orders: int) -> str:
