@@ -43,7 +43,9 @@ def reads(store: GatewayStore) -> int:
     return store.db.operation_counts()["statements"]
 
 
-async def test_the_user_is_read_once_per_bound_not_per_request(stores: tuple[GatewayStore, GatewayStore, Clock]) -> None:
+async def test_the_user_is_read_once_per_bound_not_per_request(
+    stores: tuple[GatewayStore, GatewayStore, Clock],
+) -> None:
     one, _, clock = stores
     before = reads(one)
     seen = [await one.current_user("alice") for _ in range(5)]
