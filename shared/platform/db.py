@@ -98,10 +98,10 @@ def _checked_in(_dbapi_connection: Any, record: Any) -> None:
 
 def _mark(connection: Any, in_transaction: bool) -> None:
     """Note on the pooled connection under SQLAlchemy's `connection` whether it may be inside a transaction."""
-    try:
-        record = connection.connection._connection_record if connection is not None else None
-    except Exception:  # an invalidated or closed connection: nothing to note, the pool discards it
-        return
+    # The pooled connection as it is (not `connection.connection`, which would reconnect an invalidated one); None
+    # once invalidated or closed: nothing to note, the pool discards it.
+    fairy = getattr(connection, "_dbapi_connection", None)
+    record = getattr(fairy, "_connection_record", None)
     if record is not None:
         record.info[IN_TRANSACTION] = in_transaction
 
