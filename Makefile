@@ -57,6 +57,7 @@ fmt: $(STAMP)
 bench: $(STAMP)
 	bash scripts/backing-services.sh
 	$(PY) -m bench.order_path
+	$(PY) -m bench.sql_count
 	$(PY) -m bench.bars_read
 	$(PY) -m bench.engine
 	$(PY) -m bench.engine --symbols 5000

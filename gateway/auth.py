@@ -114,8 +114,9 @@ async def authenticate(
 
 async def _user_from_jwt(store: GatewayStore, claims: TokenClaims) -> CurrentUser:
     # The role and account come from the table, not the token: a disabled user or a changed role takes effect at
-    # the next request instead of when the token expires. One indexed lookup (~0.5 ms) is worth that on this path.
-    user = await store.get_user(claims.username)
+    # the next request in this process (at most USER_CACHE_TTL_S later in another gateway process) instead of when
+    # the token expires. Remembered that long, not read per request (a transaction on every call).
+    user = await store.current_user(claims.username)
     if user is None or user.disabled:
         raise unauthenticated("the user of this token is disabled or no longer exists")
     return CurrentUser(user.username, user.role, user.account_id, "jwt", claims.expires_at)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -122,9 +124,45 @@ def _key(m: RowMapping) -> ApiKeyRecord:
     )
 
 
+# How long a gateway process answers a signed-in user's role, account and `disabled` from memory (`current_user`)
+# before it reads the users table again: the per-request lookup was a transaction on every call. The process that
+# changes a user (PATCH /users, a password rehash at log-in) forgets its entry at once, so there a disabled user is
+# refused, and a new role applies, from the next request; another gateway process sees the change within this bound.
+USER_CACHE_TTL_S = 2.0
+USER_CACHE_MAX = 10_000  # users remembered at most (then forgotten all at once: a bound, not an eviction policy)
+
+
 class GatewayStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(
+        self, db: Database, *, user_cache_ttl_s: float = USER_CACHE_TTL_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.db = db
+        self.user_cache_ttl_s = user_cache_ttl_s
+        self.clock = clock
+        self._users: dict[str, tuple[float, UserRecord]] = {}
+        # Bumped by every change of a user in this process: a lookup that began before it does not store its answer.
+        self._users_changed = 0
+
+    async def current_user(self, username: str) -> UserRecord | None:
+        """The user as the table said at most `user_cache_ttl_s` ago (see USER_CACHE_TTL_S); None when unknown (not
+        remembered: a user created since is found at the next request)."""
+        now = self.clock()
+        hit = self._users.get(username)
+        if hit is not None and now - hit[0] < self.user_cache_ttl_s:
+            return hit[1]
+        changed = self._users_changed
+        user = await self.get_user(username)
+        if user is None:
+            self._users.pop(username, None)
+        elif changed == self._users_changed:
+            if len(self._users) >= USER_CACHE_MAX:
+                self._users.clear()
+            self._users[username] = (now, user)
+        return user
+
+    def _forget_user(self, username: str) -> None:
+        self._users_changed += 1
+        self._users.pop(username, None)
 
     async def start(self) -> None:
         await self.db.connect()
@@ -158,6 +196,7 @@ class GatewayStore:
                     )
         except IntegrityError as exc:
             raise Conflict("user_exists", f"a user named {username!r} already exists") from exc
+        self._forget_user(username)
         return UserRecord(username, password_hash, role, account_id, as_utc(created), False)
 
     async def get_user(self, username: str) -> UserRecord | None:
@@ -192,6 +231,7 @@ class GatewayStore:
                 if values:
                     await s.execute(update(users).where(users.c.username == username).values(**values))
                 row = (await s.execute(select(users).where(users.c.username == username))).first()
+        self._forget_user(username)
         return None if row is None else _user(row._mapping)
 
     # --- API keys ---

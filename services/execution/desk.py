@@ -143,14 +143,19 @@ class OrderDesk:
         if reason is not None or decision_id is None:
             raise await self._refuse(reason or "approval has no decision id", terms, decision_id, principal)
 
-        # A first look without the lock answers most retries cheaply (and a market buy's retry without asking the
-        # data service); the look that decides is the one create_order makes under the account's lock.
-        existing = await self._existing(terms, decision_id, principal)
-        if existing is not None:
-            return Submission(existing, created=False)
+        # The look for an order already placed under this client_order_id or decision is the one create_order makes
+        # under the account's lock (a first look before it cost every new order a transaction). A retry of a market
+        # buy asks the data service for its cap again, and any retry the calendar for its session; if either fails,
+        # the retry is still answered with its order.
         now = self.clock()
-        session = await self.order_session(now, placing=True)
-        price_cap = await self._price_cap(terms, session)
+        try:
+            session = await self.order_session(now, placing=True)
+            price_cap = await self._price_cap(terms, session)
+        except ServiceError:
+            existing = await self._existing(terms, decision_id, principal)
+            if existing is not None:
+                return Submission(existing, created=False)
+            raise
         try:
             stored = await self.store.create_order(
                 terms, decision_id, today=session.day, opens_after=session.opens_after, price_cap=price_cap, now=now
@@ -172,8 +177,13 @@ class OrderDesk:
                 raise
             return Submission(existing, created=False)
         self.metrics.entered(OrderStatus.ACCEPTED)
-        self.notify()
-        return Submission(await self._send(stored), created=True)
+        try:
+            sent = await self._send(stored, fresh=True)
+        finally:
+            # The relay publishes `order.accepted` with the report's events, in one flush (its read and its mark)
+            # rather than one flush for it and one for them; at once whether or not the report was recorded.
+            self.notify()
+        return Submission(sent, created=True)
 
     async def _price_cap(self, terms: OrderTerms, session: OrderSession) -> Decimal | None:
         """The most a buy may pay a share, which its cash is reserved at: the limit price, or for a market buy
@@ -261,7 +271,9 @@ class OrderDesk:
         )
         return Forbidden("approval_invalid", reason)
 
-    async def _send(self, stored: StoredOrder) -> StoredOrder:
+    async def _send(self, stored: StoredOrder, *, fresh: bool = False) -> StoredOrder:
+        """Send the order to the broker and record its report. `fresh`: `stored` is the order as this request has
+        just recorded it (its report is then applied without reading the order back first)."""
         order_id = stored.order.order_id
         try:
             report = await self.broker.submit(stored.order, price_cap=stored.price_cap, paper_fill=stored.paper_fill)
@@ -272,11 +284,11 @@ class OrderDesk:
                 f"the broker could not take the order now ({exc}); it stays accepted and will be resubmitted",
                 order_id=order_id,
             ) from exc
-        return await self._record(order_id, report)
+        return await self._record(order_id, report, known=stored if fresh else None)
 
-    async def _record(self, order_id: str, report: BrokerReport) -> StoredOrder:
+    async def _record(self, order_id: str, report: BrokerReport, *, known: StoredOrder | None = None) -> StoredOrder:
         try:
-            applied = await self.store.apply_report(order_id, report, now=self.clock())
+            applied = await self.store.apply_report(order_id, report, now=self.clock(), known=known)
         except (InconsistentReport, IllegalTransition) as exc:
             log.error("broker report contradicts the order", extra={"order_id": order_id, "error": str(exc)})
             raise ServiceError("broker_report_inconsistent", str(exc), status_code=502, order_id=order_id) from exc

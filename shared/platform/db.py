@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -28,7 +29,7 @@ from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import DateTime, MetaData, event, make_url, text
 from sqlalchemy.dialects.mysql import DATETIME as MYSQL_DATETIME
 from sqlalchemy.engine import URL, Connection
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from tenacity import AsyncRetrying, AttemptManager, RetryCallState, retry_if_exception, wait_random_exponential
 
@@ -66,6 +67,43 @@ DEFAULT_LOCK_WAIT_S = 10
 def attempts_for(reason: str) -> int:
     """How many attempts in all a unit of work gets when it keeps failing for `reason`."""
     return ATTEMPTS_BY_REASON.get(reason, TRANSACTION_ATTEMPTS)
+
+
+# The kinds of `Database.operations` (one Prometheus counter, `lh_db_operations_total{op=...}`).
+OPERATIONS = ("statements", "transactions", "commits", "rollbacks", "pings", "resets", "connects")
+
+# A pooled MariaDB connection that sat unused this long is pinged when it is checked out (and replaced if the server
+# dropped it: wait_timeout, a restart, a proxy). One reused sooner is not: under load that is every checkout, and a
+# ping per unit of work was a round trip per transaction (the pool's pre-ping). A connection dropped within this
+# window (a server restart) fails its unit's first statement with 2006/2013 before the COMMIT, which
+# `transaction()` runs again on a new connection; SQLAlchemy then invalidates the pool's older connections, so each
+# process pays one failed attempt per restart. Reads outside `transaction()` (`session()`, one attempt) get the error.
+IDLE_PING_S = 10.0
+_CHECKED_IN = "lh_checked_in_at"
+
+
+# Whether a pooled connection may be inside a transaction, in its record's info: True from the checkout (unknown: a
+# raw driver connection, say) and from SQLAlchemy's BEGIN (or an error) until its COMMIT or ROLLBACK. The pool rolls
+# back on return only a connection marked True (`Database._reset`): one whose unit committed costs no ROLLBACK round
+# trip, where the pool's own reset (pool_reset_on_return="rollback") sent one for every unit of work. Caveat: raw
+# driver statements after a SQLAlchemy COMMIT on the same checkout are not seen; no code does that (the raw paths,
+# `run_raw` and the data store's bulk reads and loads, start on a fresh checkout and are rolled back on return).
+IN_TRANSACTION = "lh_in_transaction"
+
+
+def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+    if record is not None:
+        record.info[_CHECKED_IN] = time.monotonic()
+
+
+def _mark(connection: Any, in_transaction: bool) -> None:
+    """Note on the pooled connection under SQLAlchemy's `connection` whether it may be inside a transaction."""
+    # The pooled connection as it is (not `connection.connection`, which would reconnect an invalidated one); None
+    # once invalidated or closed: nothing to note, the pool discards it.
+    fairy = getattr(connection, "_dbapi_connection", None)
+    record = getattr(fairy, "_connection_record", None)
+    if record is not None:
+        record.info[IN_TRANSACTION] = in_transaction
 
 
 RETRY_BASE_S = 0.01
@@ -124,9 +162,25 @@ class Database:
             ["reason"],
             registry=None,
         )
+        # What a service asks of its database, by kind (OPERATIONS): `bench/sql_count.py` divides them by the orders
+        # placed to give the statements, transactions and pings an order costs each service.
+        self.operations = Counter(
+            "lh_db_operations",
+            "Database round trips by kind: statements, transactions begun, commits, rollbacks, pings (idle "
+            "connections checked at checkout), resets (a rollback when a connection returns to the pool) and "
+            "connections opened",
+            ["op"],
+            registry=None,
+        )
+        self._counted = {op: self.operations.labels(op) for op in OPERATIONS}
 
     def register_metrics(self, registry: CollectorRegistry) -> None:
         registry.register(self.retries)
+        registry.register(self.operations)
+
+    def operation_counts(self) -> dict[str, int]:
+        """The operations counted since this Database was made, by kind (tests and benchmarks)."""
+        return {op: int(child._value.get()) for op, child in self._counted.items()}
 
     @property
     def is_sqlite(self) -> bool:
@@ -147,12 +201,58 @@ class Database:
                 Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
         else:
             await self._create_mysql_database()
-            kwargs.update(pool_pre_ping=True, pool_recycle=1800, pool_size=10, max_overflow=10)
+            # No pool_pre_ping (a ping round trip at every checkout, i.e. every unit of work): a connection idle for
+            # IDLE_PING_S or longer is pinged at checkout instead (`_checkout`), and one the server dropped sooner
+            # fails its unit's first statement, which `transaction()` runs again (see IDLE_PING_S).
+            # Nor the pool's rollback when a connection comes back (pool_reset_on_return): `_reset` rolls back only a
+            # connection that may still be inside a transaction (see IN_TRANSACTION).
+            kwargs.update(pool_recycle=1800, pool_size=10, max_overflow=10, pool_reset_on_return=None)
         self._engine = create_async_engine(self.url, **kwargs)
+        sync_engine = self._engine.sync_engine
         if self.is_sqlite:
-            event.listen(self._engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(sync_engine, "connect", _sqlite_pragmas)
         else:
-            event.listen(self._engine.sync_engine, "connect", self._mysql_session)
+            event.listen(sync_engine, "connect", self._mysql_session)
+            event.listen(sync_engine, "checkin", _checked_in)
+            event.listen(sync_engine, "checkout", self._checkout)
+            event.listen(sync_engine, "begin", lambda c: _mark(c, True))
+            event.listen(sync_engine, "commit", lambda c: _mark(c, False))
+            event.listen(sync_engine, "rollback", lambda c: _mark(c, False))
+            event.listen(sync_engine, "handle_error", lambda ctx: _mark(ctx.connection, True))
+            event.listen(sync_engine, "reset", self._reset)
+        counted = self._counted
+        event.listen(sync_engine, "before_cursor_execute", lambda *_: counted["statements"].inc())
+        event.listen(sync_engine, "begin", lambda *_: counted["transactions"].inc())
+        event.listen(sync_engine, "commit", lambda *_: counted["commits"].inc())
+        event.listen(sync_engine, "rollback", lambda *_: counted["rollbacks"].inc())
+        event.listen(sync_engine, "connect", lambda *_: counted["connects"].inc())
+
+    def _checkout(self, dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        """Ping a connection that sat in the pool IDLE_PING_S or longer; one the server dropped is replaced (the
+        pool connects anew on DisconnectionError) before the unit of work gets it."""
+        record.info[IN_TRANSACTION] = True  # until SQLAlchemy says otherwise (see IN_TRANSACTION)
+        checked_in = record.info.get(_CHECKED_IN)
+        if checked_in is None or time.monotonic() - checked_in < IDLE_PING_S:
+            return
+        self._counted["pings"].inc()
+        try:
+            self.engine.sync_engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            log.info("an idle database connection was dropped by the server; connecting again",
+                     extra={"error": type(exc).__name__})  # fmt: skip
+            raise DisconnectionError(str(exc)) from exc
+
+    def _reset(self, dbapi_connection: Any, record: Any, state: Any) -> None:
+        """A connection given back to the pool: rolled back unless its last word was a COMMIT or ROLLBACK through
+        SQLAlchemy (see IN_TRANSACTION). A unit of work of `transaction()` or `session()` always ends so; a raw driver
+        connection, a read on `engine.connect()` without a commit, or an error leaves it marked and it is rolled
+        back, so the next unit never inherits an open transaction (its snapshot, its locks)."""
+        if state.terminate_only or not state.asyncio_safe or state.transaction_was_reset:
+            return
+        if record is not None and record.info.get(IN_TRANSACTION) is False:
+            return
+        self._counted["resets"].inc()
+        self.engine.sync_engine.dialect.do_rollback(dbapi_connection)
 
     def _mysql_session(self, dbapi_connection: Any, _record: Any) -> None:
         """Every new MariaDB connection waits at most `lock_wait_s` for a row lock (then 1205)."""

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
+from datetime import timedelta
 
 from sqlalchemy import Column, Index, MetaData, String, Table, Text, select, update
 
@@ -39,6 +41,22 @@ async def add_to_outbox(session: DbSession, table: Table, event: Envelope) -> No
             body=event.model_dump_json(),
             created_at=utcnow(),
         )
+    )
+
+
+async def add_many_to_outbox(session: DbSession, table: Table, events: Sequence[Envelope]) -> None:
+    """Several events of one transaction, in their order, in one statement (an executemany: one multi-row INSERT on
+    MariaDB). The relay publishes in created_at order (then by id, which is random): the events are a microsecond
+    apart, in their order, as one `add_to_outbox` after another would stamp them."""
+    if not events:
+        return
+    now = utcnow()
+    await session.execute(
+        table.insert(),
+        [
+            {"id": e.id, "type": e.type, "body": e.model_dump_json(), "created_at": now + timedelta(microseconds=i)}
+            for i, e in enumerate(events)
+        ],
     )
 
 

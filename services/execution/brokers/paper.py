@@ -281,9 +281,10 @@ class PaperBroker:
     async def submit(
         self, order: Order, *, price_cap: Decimal | None = None, paper_fill: PaperFill | None = None
     ) -> BrokerReport:
-        known = await self.report(order.order_id)
-        if known is not None:
-            return known  # idempotent: what we did with this order the first time
+        # Idempotent: an order the book has already (a resubmission after a crash, or a cancel's tombstone) makes the
+        # insert below fail on its primary key, and is answered with what the book says. No read first: every order
+        # is new here but for those, and a read per order cost a transaction; a resubmission is matched again for
+        # nothing (its market data asked once more), and an outage of that data leaves it for the next pass.
         session = self.market_session()
         now = self.clock()
         resting_for: date | None = None
@@ -617,11 +618,13 @@ class PaperBroker:
 
 
 async def _insert_fills(s: DbSession, order_id: str, fills: Sequence[Fill]) -> None:
-    for fill in fills:
+    if fills:
         await s.execute(
-            paper_fills.insert().values(
-                fill_id=fill.fill_id, order_id=order_id, qty=fill.qty, price=fill.price, traded_at=fill.traded_at
-            )
+            paper_fills.insert(),
+            [
+                {"fill_id": f.fill_id, "order_id": order_id, "qty": f.qty, "price": f.price, "traded_at": f.traded_at}
+                for f in fills
+            ],
         )
 
 

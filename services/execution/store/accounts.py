@@ -7,7 +7,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, String, Table, UniqueConstraint, func, select, update
+from sqlalchemy import BigInteger, Column, String, Table, UniqueConstraint, and_, func, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
@@ -132,23 +132,27 @@ class AccountStore(StoreBase):
 
     async def _cash(self, s: DbSession, account_id: str, today: date) -> Cash | None:
         """The account's cash, None when it has no row yet."""
-        balance = (await s.execute(select(accounts.c.balance).where(accounts.c.account_id == account_id))).scalar()
-        if balance is None:
-            return None
         open_statuses = [status.value for status in OrderStatus if not status.is_final]
-        buy_rows = (
+        # One statement for the balance and the open buys: the account's row joined to each of its open buys (one
+        # row with the order's columns NULL when it has none).
+        open_buy = and_(
+            orders.c.account_id == accounts.c.account_id,
+            orders.c.side == OrderSide.BUY.value,
+            orders.c.status.in_(open_statuses),
+        )
+        rows = (
             await s.execute(
-                select(orders.c.qty, orders.c.filled_qty, orders.c.price_cap).where(
-                    orders.c.account_id == account_id,
-                    orders.c.side == OrderSide.BUY.value,
-                    orders.c.status.in_(open_statuses),
-                )
+                select(accounts.c.balance, orders.c.qty, orders.c.filled_qty, orders.c.price_cap)
+                .select_from(accounts.outerjoin(orders, open_buy))
+                .where(accounts.c.account_id == account_id)
             )
         ).all()
+        if not rows:
+            return None
         # A buy without a cap (an open market buy admitted before caps were recorded, migration 0002) reserves
-        # nothing: there is no price to reserve at.
-        open_buys = [OpenBuy(r.qty - r.filled_qty, to_fen(r.price_cap)) for r in buy_rows if r.price_cap]
-        return account_cash(to_fen(balance), open_buys, today=today)
+        # nothing: there is no price to reserve at (nor does the row of an account without open buys).
+        open_buys = [OpenBuy(r.qty - r.filled_qty, to_fen(r.price_cap)) for r in rows if r.price_cap]
+        return account_cash(to_fen(rows[0].balance), open_buys, today=today)
 
     async def _locked_cash(self, s: DbSession, account_id: str, today: date) -> Cash:
         """The cash of an account whose row this transaction has locked (so it exists)."""

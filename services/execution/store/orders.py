@@ -290,6 +290,31 @@ class OrderReads(StoreBase):
                 ).all()
         return [(r.from_status, r.to_status) for r in rows]
 
+    async def _transitions(
+        self,
+        s: DbSession,
+        order_id: str,
+        steps: list[tuple[OrderStatus | None, OrderStatus, str | None]],
+        at: datetime,
+    ) -> None:
+        """The order's transitions (from, to, reason), in their order, in one statement (an executemany: one
+        multi-row INSERT on MariaDB)."""
+        if not steps:
+            return
+        await s.execute(
+            order_transitions.insert(),
+            [
+                {
+                    "order_id": order_id,
+                    "from_status": None if before is None else before.value,
+                    "to_status": after.value,
+                    "reason": None if reason is None else reason[:255],
+                    "at": at,
+                }
+                for before, after, reason in steps
+            ],
+        )
+
     async def _transition(
         self,
         s: DbSession,

@@ -36,7 +36,7 @@ from shared.platform.approval import OrderTerms
 from shared.platform.clock import utcnow
 from shared.platform.events import Envelope
 from shared.platform.observability import current_correlation_id, new_id
-from shared.platform.outbox import add_to_outbox
+from shared.platform.outbox import add_many_to_outbox, add_to_outbox
 
 
 @dataclass(frozen=True)
@@ -154,13 +154,24 @@ class OrderTransitions(OrderReads, TradeReads, AccountStore):
         raise AssertionError(f"account {order.account_id} could not be created")
 
     async def apply_report(
-        self, order_id: str, report: BrokerReport, *, attempts: int = 3, now: datetime | None = None
+        self,
+        order_id: str,
+        report: BrokerReport,
+        *,
+        attempts: int = 3,
+        now: datetime | None = None,
+        known: StoredOrder | None = None,
     ) -> AppliedReport:
         """Record what the broker reported: status changes, new trades and their events, in one transaction,
         stamped `now` (the market clock's time; default the wall clock).
 
         Safe to call again with the same report (fills already recorded are skipped) and from two places at
-        once (the version check makes the loser re-read and find nothing left to do)."""
+        once (the version check makes the loser re-read and find nothing left to do).
+
+        `known`: the order as the caller recorded it, used instead of reading it back when nothing of it is filled
+        (nor are its trades read: an order gets trades only in a transaction that moves its version on, so at that
+        version it has none). The version-checked update proves it still current; when it is not, the next attempt
+        reads the order as usual."""
         # A lost race (the version moved, or the other applier inserted the trade first) is run again at once: the
         # next attempt re-reads the order and finds less, or nothing, left to do.
         retrying = AsyncRetrying(
@@ -168,24 +179,35 @@ class OrderTransitions(OrderReads, TradeReads, AccountStore):
             retry=retry_if_exception_type((ConcurrentUpdate, IntegrityError)),
             reraise=True,
         )
+        trusted = known if known is not None and known.order.order_id == order_id else None
         async for attempt in retrying:
             with attempt:
-                return await self._apply_once(order_id, report, now)
+                given, trusted = trusted, None  # only the first attempt: a lost race re-reads
+                return await self._apply_once(order_id, report, now, given)
         raise AssertionError("unreachable")
 
-    async def _apply_once(self, order_id: str, report: BrokerReport, at: datetime | None) -> AppliedReport:
+    async def _apply_once(
+        self, order_id: str, report: BrokerReport, at: datetime | None, known: StoredOrder | None = None
+    ) -> AppliedReport:
         async for attempt in self.db.transaction():
             async with attempt as s:
-                row = (await s.execute(select(orders).where(orders.c.order_id == order_id))).first()
-                if row is None:
-                    raise LookupError(f"order {order_id} does not exist")
-                current = stored_order(row)
-                recorded = set(
-                    (await s.execute(select(trades.c.trade_id).where(trades.c.order_id == order_id))).scalars()
-                )
-                plan = plan_report(current.progress, report, recorded)
-                if not plan.changed:
-                    return AppliedReport(current, (), 0)
+                guess = None
+                if known is not None and known.order.filled_qty == 0:
+                    # The order as the caller recorded it, nothing filled: no trades at this version (see apply_report).
+                    guess = plan_report(known.progress, report, set())
+                if known is not None and guess is not None and guess.changed:
+                    current, plan = known, guess
+                else:  # read what the database says (also when what we know leaves nothing to write)
+                    row = (await s.execute(select(orders).where(orders.c.order_id == order_id))).first()
+                    if row is None:
+                        raise LookupError(f"order {order_id} does not exist")
+                    current = stored_order(row)
+                    recorded = set(
+                        (await s.execute(select(trades.c.trade_id).where(trades.c.order_id == order_id))).scalars()
+                    )
+                    plan = plan_report(current.progress, report, recorded)
+                    if not plan.changed:
+                        return AppliedReport(current, (), 0)
                 now = at or utcnow()
                 after = _advance(current, plan, now)
                 # The version-checked update comes first: it takes the row lock, so a concurrent applier waits here
@@ -205,9 +227,11 @@ class OrderTransitions(OrderReads, TradeReads, AccountStore):
                 if result.rowcount != 1:
                     raise ConcurrentUpdate(order_id)
                 previous = current.order.status
+                steps: list[tuple[OrderStatus | None, OrderStatus, str | None]] = []
                 for status in plan.steps:
-                    await self._transition(s, order_id, previous, status, plan.reason if status.is_final else None, now)
+                    steps.append((previous, status, plan.reason if status.is_final else None))
                     previous = status
+                await self._transitions(s, order_id, steps, now)
                 # Each fill's fees once: the trade row, its cash and its event carry the same figures.
                 fees_of = {
                     fill.fill_id: trade_fees(
@@ -217,8 +241,7 @@ class OrderTransitions(OrderReads, TradeReads, AccountStore):
                     )
                     for fill in plan.new_fills
                 }
-                for envelope in self._events(current, after, plan, now, fees_of):
-                    await add_to_outbox(s, outbox, envelope)
+                await add_many_to_outbox(s, outbox, self._events(current, after, plan, now, fees_of))
                 for fill in plan.new_fills:
                     amount = fill.price * fill.qty
                     fees = fees_of[fill.fill_id]

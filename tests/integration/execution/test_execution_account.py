@@ -285,3 +285,24 @@ async def test_positions_split_the_summed_trades_at_the_previous_sessions_close_
         assert refused.status_code == 422
         assert refused.json()["details"] == {"held_qty": 1400, "sellable_qty": 900}
         await settle(f)
+
+
+async def test_a_retry_of_a_market_buy_is_answered_with_its_order_when_its_cap_cannot_be_priced_any_more(
+    backing: Backing,
+) -> None:
+    """The look for the order a retry repeats is made under the account's lock, after the market buy's cap is priced;
+    when the cap can no longer be priced (here: the next session has lost its limits), the retry is still answered
+    with the order placed, not with the 422 a new market buy gets."""
+    settings = backing.settings()
+    sam = trader()
+    async with fleet(settings) as f:
+        terms = limit_buy(sam, qty=100, order_type="market", price=None)
+        placed = await _submit(f, sam, terms)
+        assert placed.status_code == 201 and placed.json()["status"] == "filled"
+        f.data.quotes["600000.SH"] = {**f.data.quotes["600000.SH"], "limit_up": None, "limit_down": None}
+        again = await _submit(f, sam, terms)  # a new approval for the same client_order_id: a client's retry
+        assert again.status_code == 200 and again.json() == placed.json()
+        other = await _submit(f, sam, limit_buy(sam, qty=100, order_type="market", price=None))
+        assert other.status_code == 422 and other.json()["code"] == "price_cap_unknown"
+        assert await f.store.count(orders, account_id=sam.account_id) == 1
+        await settle(f)

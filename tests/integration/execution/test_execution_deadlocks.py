@@ -70,16 +70,16 @@ async def test_a_deadlock_on_the_outbox_insert_of_a_fill_is_retried_and_the_fill
 ) -> None:
     order_id = await _place(store, _buy(f"acct-{new_id()[:8]}"))
     holds_order, holds_outbox = asyncio.Event(), asyncio.Event()
-    real_add_to_outbox = execution_store.add_to_outbox
+    real_add_many_to_outbox = execution_store.add_many_to_outbox
     calls = 0
 
-    async def add_to_outbox(session: Any, table: Table, event: Envelope) -> None:
+    async def add_many_to_outbox(session: Any, table: Table, events: list[Envelope]) -> None:
         nonlocal calls
         calls += 1
         if calls == 1:
             holds_order.set()  # apply_report has updated (locked) the order row
             await holds_outbox.wait()
-        await real_add_to_outbox(session, table, event)
+        await real_add_many_to_outbox(session, table, events)
 
     async def other_writer() -> None:
         """A larger transaction that locks the outbox, then asks for the order row: the two wait for each other,
@@ -91,7 +91,7 @@ async def test_a_deadlock_on_the_outbox_insert_of_a_fill_is_retried_and_the_fill
             holds_outbox.set()
             await conn.execute(update(orders).where(orders.c.order_id == order_id).values(reason=orders.c.reason))
 
-    monkeypatch.setattr(execution_store, "add_to_outbox", add_to_outbox)
+    monkeypatch.setattr(execution_store, "add_many_to_outbox", add_many_to_outbox)
     applied, _ = await asyncio.gather(store.apply_report(order_id, _filled(order_id)), other_writer())
 
     assert store.db.retries.labels("deadlock")._value.get() == 1  # it was a real deadlock, retried once

@@ -160,15 +160,16 @@ async def test_a_database_error_between_fill_and_recording_neither_loses_nor_dou
 ) -> None:
     settings = backing.settings()
     hank = trader()
-    real_add_to_outbox = execution_store.add_to_outbox
+    real_add_many_to_outbox = execution_store.add_many_to_outbox
     broken = {"on": True}
 
-    async def failing_add_to_outbox(session: Any, table: Any, event: Envelope) -> None:
-        if broken["on"] and event.type == "order.filled":
+    async def failing_add_many_to_outbox(session: Any, table: Any, events: list[Envelope]) -> None:
+        # the report's events are written together (submitted, the trade, filled): the write fails
+        if broken["on"] and any(event.type == "order.filled" for event in events):
             raise OperationalError("INSERT INTO outbox ...", {}, ConnectionError("Lost connection to server"))
-        await real_add_to_outbox(session, table, event)
+        await real_add_many_to_outbox(session, table, events)
 
-    monkeypatch.setattr(execution_store, "add_to_outbox", failing_add_to_outbox)
+    monkeypatch.setattr(execution_store, "add_many_to_outbox", failing_add_many_to_outbox)
     terms = _terms(hank, qty=700)
     async with event_log(settings) as events:
         async with fleet(settings) as f:

@@ -70,6 +70,9 @@ class CountingStore:
         self.lookups += 1
         return UserRecord(username, "hash", Role.TRADER, username, datetime(2026, 1, 1, tzinfo=UTC), False)
 
+    async def current_user(self, username: str) -> UserRecord:
+        return await self.get_user(username)  # not remembered: every served request is a lookup here
+
     async def api_key_with_user(self, key_id: str) -> None:
         self.lookups += 1
         return None
