@@ -82,14 +82,18 @@ def adjustment_key(strategy_instance_id: str | None, ts_code: str, ex_date: date
 
 def plan_adjustments(holders: Iterable[HolderPosition], ex_dates: dict[str, ExDate]) -> list[Adjustment]:
     """The adjustments of a session: every holder with shares of a code going ex, each part floored on its own (the
-    sum of the floors, not the floor of the sum). Holders of codes not going ex, and empty or short positions, are
-    left alone."""
+    sum of the floors, not the floor of the sum). A part below zero (the account's people sold shares one of its
+    instances bought: admission checks the account's total) is adjusted as the mirror of a holding of its size, so
+    that parts which cancel out stay cancelled: +1,000 and -1,000 become +2,105 and -2,105, with +1.25 and -1.25 CNY,
+    and the account gains nothing it does not hold. Holders of codes not going ex, and empty parts, are left alone."""
     out: list[Adjustment] = []
     for h in holders:
         ex = ex_dates.get(h.ts_code)
-        if ex is None or h.qty <= 0 or ex.ratio == 1.0:
+        if ex is None or h.qty == 0 or ex.ratio == 1.0:
             continue
-        new, cash = adjusted_holding(h.qty, ex.ratio, ex.pre_close_fen)
+        new, cash = adjusted_holding(abs(h.qty), ex.ratio, ex.pre_close_fen)
+        if h.qty < 0:
+            new, cash = -new, -cash
         out.append(
             Adjustment(
                 account_id=h.account_id, strategy_instance_id=h.strategy_instance_id, ts_code=h.ts_code,

@@ -73,6 +73,7 @@ RECONCILE_INTERVAL_S = 15.0
 OPEN_ORDERS_PAGE = 500  # the store's page of open orders (open_orders_created_before's limit)
 RECONCILE_GRACE_S = 10.0
 CALENDAR_LOOKBACK = timedelta(days=30)  # the trading days read back from today to find the last closed session
+CATCH_UP_ROUNDS = 31  # corporate actions then matching, a session at a time, over at most the lookback's sessions
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,7 @@ class OrderDesk:
         # where a session's ex-dates come from (None: corporate actions are not applied here)
         self.ex_dates = ex_dates
         self.adjusted_through: date | None = None  # the real clock: the last session whose corporate actions ran
+        self.corporate_actions_gated = False  # the last pass stopped at a session an earlier one's orders hold up
         self.first_reconcile_done = asyncio.Event()
 
     # --- placing --------------------------------------------------------------------------------------
@@ -403,11 +405,12 @@ class OrderDesk:
         factors are then read from the session before it only)."""
         if self.ex_dates is None:
             return 0
-        holders = await self.store.holders_before(day)
+        earlier = [d for d in days or () if d < day]
+        # the session's trades are those after the previous session's close (`positions.session_start`)
+        holders = await self.store.holders_before(day, session_close(max(earlier)) if earlier else None)
         codes = sorted({h.ts_code for h in holders if h.qty > 0})
         if not codes:
             return 0
-        earlier = [d for d in days or () if d < day]
         ex_dates = await self.ex_dates.ex_dates(day, codes, max(earlier) if earlier else None)
         recorded = 0
         for adjustment in plan_adjustments(holders, ex_dates):
@@ -435,6 +438,11 @@ class OrderDesk:
             log.warning("corporate actions wait: no trade calendar", extra={"error": str(exc)})
             return 0
         recorded = 0
+        self.corporate_actions_gated = False
+        # A session's actions count the shares held at its start, so every order of an earlier session must have been
+        # matched first: when several sessions' bars arrive together (a catch-up), this stops at the first session
+        # with an earlier one's order still to match, the expiry pass matches those, and the next round goes on.
+        unmatched = await self._earliest_unmatched_session()
         for day in days:
             if stop is not None and stop.is_set():
                 break
@@ -442,9 +450,18 @@ class OrderDesk:
                 break
             if self.adjusted_through is not None and day <= self.adjusted_through:
                 continue
+            if unmatched is not None and unmatched < day:
+                self.corporate_actions_gated = True
+                break
             recorded += await self.corporate_actions(day, days)
             self.adjusted_through = day
         return recorded
+
+    async def _earliest_unmatched_session(self) -> date | None:
+        """The earliest session an order still rests for at the paper broker (None: none, or not the paper broker)."""
+        if not isinstance(self.broker, PaperBroker):
+            return None
+        return await self.broker.earliest_resting_session()
 
     # --- a paper account's settings -------------------------------------------------------------------
 
@@ -775,16 +792,21 @@ class OrderDesk:
             nonlocal first
             try:
                 await self.keep_sessions()
-                try:
-                    # a session's corporate actions before its orders are matched (the expiry pass matches them)
-                    await self.corporate_actions_due(stop=loop.stopping)
-                except Exception:
-                    log.exception("corporate-action pass failed; its sessions' orders wait for the next pass")
-                else:
+                # a session's corporate actions before its orders are matched (the expiry pass matches them); a
+                # catch-up over several sessions goes a session at a time (`corporate_actions_gated`)
+                for _ in range(CATCH_UP_ROUNDS):
+                    try:
+                        await self.corporate_actions_due(stop=loop.stopping)
+                    except Exception:
+                        log.exception("corporate-action pass failed; its sessions' orders wait for the next pass")
+                        break
                     try:
                         await self.expire_day_orders(stop=loop.stopping)
                     except Exception:
                         log.exception("day-order expiry pass failed; reconciling anyway")
+                        break
+                    if not self.corporate_actions_gated or loop.stopping.is_set():
+                        break
                 await self.reconcile(grace_s=0.0 if first else RECONCILE_GRACE_S, stop=loop.stopping)
             finally:
                 if first:

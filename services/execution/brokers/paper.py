@@ -33,7 +33,7 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
@@ -510,6 +510,17 @@ class PaperBroker:
         return days[0] if days else None
 
     # --- a paper account's settings --------------------------------------------------------------------------------
+
+    async def earliest_resting_session(self) -> date | None:
+        """The earliest session an order rests for (`submitted`, awaiting or waiting for its session's bar), or None."""
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                earliest = await s.scalar(
+                    select(func.min(paper_orders.c.session)).where(
+                        paper_orders.c.status == OrderStatus.SUBMITTED.value, paper_orders.c.session.is_not(None)
+                    )
+                )
+        return earliest if isinstance(earliest, date) or earliest is None else date.fromisoformat(str(earliest))
 
     async def closed_market(self, account_id: str) -> str:
         """How `account_id` treats an order placed while the market is closed: `rest` (the default) or `refuse`."""

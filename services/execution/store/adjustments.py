@@ -4,6 +4,7 @@ outbox). Positions read them with the trades (trades.py)."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -47,6 +48,8 @@ position_adjustments = Table(
     UniqueConstraint("account_id", "adjustment_key", name="uq_position_adjustments_account_key"),
     Index("ix_position_adjustments_ex_date", "ex_date"),
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -110,7 +113,20 @@ class AdjustmentStore(AccountStore):
                         )  # fmt: skip
                     await add_to_outbox(s, outbox, adjusted_event(a, now, source=self.source))
         except IntegrityError:
-            return False  # recorded at the same moment by another pass
+            # recorded at the same moment by another pass; else the ledger key was taken by an entry made before
+            # `adjust:` keys were execution's own (a deposit's): say so, the adjustment cannot be recorded
+            async for attempt in self.db.transaction():
+                async with attempt as s:
+                    recorded = await s.scalar(
+                        select(position_adjustments.c.id).where(
+                            position_adjustments.c.account_id == a.account_id,
+                            position_adjustments.c.adjustment_key == key,
+                        )
+                    )
+            if recorded is None:
+                log.error("a corporate action could not be recorded: its ledger key is taken",
+                          extra={"account_id": a.account_id, "key": key})  # fmt: skip
+            return False
         return True
 
     async def list_adjustments(

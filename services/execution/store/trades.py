@@ -193,17 +193,23 @@ class TradeReads(StoreBase):
         sells = [OpenSell(r.ts_code, r.qty - r.filled_qty) for r in sell_rows]
         return lots, sells
 
-    async def holders_before(self, day: date) -> list[HolderPosition]:
-        """Every holder's shares at the start of session `day`, across accounts: the trades before that exchange date
-        and the corporate actions of earlier ex-dates, by (account, strategy instance or the account's own part,
-        code); only positions that are not zero. What a session's corporate actions apply to, whenever they are
-        applied (the session's own fills are not counted, as in the engine, where they come after)."""
-        start = datetime.combine(day, time.min, EXCHANGE_TZ)
+    async def holders_before(self, day: date, opens_after: datetime | None = None) -> list[HolderPosition]:
+        """Every holder's shares at the start of session `day`, across accounts: the trades before the session (up to
+        and including `opens_after`, the previous trading day's close, as positions and admission split sessions:
+        `positions.session_start`; else before the session's midnight) and the corporate actions of earlier
+        ex-dates, by (account, strategy instance or the account's own part, code); only positions that are not zero.
+        What a session's corporate actions apply to, whenever they are applied (the session's own fills are not
+        counted, as in the engine, where they come after)."""
+        before_session = (
+            trades.c.traded_at <= opens_after
+            if opens_after is not None
+            else trades.c.traded_at < datetime.combine(day, time.min, EXCHANGE_TZ)
+        )
         signed = case((trades.c.side == OrderSide.SELL.value, -trades.c.qty), else_=trades.c.qty)
         traded = (
             select(trades.c.account_id, trades.c.strategy_instance_id, trades.c.ts_code,
                    func.sum(signed).label("qty"))
-            .where(trades.c.traded_at < start)
+            .where(before_session)
             .group_by(trades.c.account_id, trades.c.strategy_instance_id, trades.c.ts_code)
         )  # fmt: skip
         pa = position_adjustments.c

@@ -512,3 +512,26 @@ async def test_an_ex_dates_shares_are_adjusted_once_its_bars_are_in_before_its_o
         desk.adjusted_through = None
         assert await desk.corporate_actions_due() == 0
         assert len(await r.get(cy, "/v1/positions/adjustments")) == 1
+
+
+async def test_a_catch_up_over_two_sessions_matches_the_first_before_the_second_goes_ex(tmp_path: Path) -> None:
+    """Both sessions' bars arrive together (a late import): 2024-03-04's buy must be matched before 2024-03-05's
+    corporate action counts the shares held at its start, or the bought shares would miss their bonus."""
+    cy = trader()
+    async with market(tmp_path, "2024-03-04T09:20:00+08:00") as (r, clock):
+        bars_in(r, CITIC_0304, complete_through="2024-03-01")
+        bought = await r.submit(cy, ts_code="600030.SH", qty=400, price="10.50")
+        clock.set("2024-03-05T16:00:00+08:00")
+        bars_in(r, CITIC_0305, complete_through="2024-03-05")
+        await announce(r, date(2024, 3, 5))
+        assert (await order_of(r, cy, bought["order_id"], until="filled"))["avg_fill_price"] == "10.00"
+        # 400 x 2.105263 = 842.1052 -> 842 shares and 0.1052 x 4.75 -> 0.50 CNY, as when the sessions come one by one
+        deadline = asyncio.get_running_loop().time() + 20
+        while not (adjusted := await r.get(cy, "/v1/positions/adjustments")):
+            assert asyncio.get_running_loop().time() < deadline, "the ex-date was never applied"
+            await asyncio.sleep(0.05)
+        assert [(a["ex_date"], a["qty_before"], a["qty_after"], a["cash_in_lieu"]) for a in adjusted] == [
+            ("2024-03-05", 400, 842, "0.50")
+        ]
+        clock.set("2024-03-06T09:20:00+08:00")
+        assert await r.get(cy, "/v1/positions") == [{"ts_code": "600030.SH", "qty": 842, "sellable_qty": 842}]

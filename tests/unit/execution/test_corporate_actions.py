@@ -37,7 +37,7 @@ def test_each_holder_is_floored_apart() -> None:
         HolderPosition("acct", None, "600030.SH", 300),  # 631.5789 -> 631, 0.5789 x 4.75 -> 2.75
         HolderPosition("acct", "i" * 32, "600030.SH", 100),  # 210.5263 -> 210, 0.5263 x 4.75 -> 2.50
         HolderPosition("acct", None, "600000.SH", 500),  # not going ex
-        HolderPosition("acct", "j" * 32, "600030.SH", -100),  # short (sold more than it holds): left alone
+        HolderPosition("acct", "j" * 32, "600000.SH", 0),  # nothing held: nothing to adjust
     ]
     planned = plan_adjustments(holders, ex)
     assert [(a.strategy_instance_id, a.qty_before, a.qty_after, a.cash_in_lieu_fen) for a in planned] == [
@@ -45,6 +45,20 @@ def test_each_holder_is_floored_apart() -> None:
         ("i" * 32, 100, 210, 250),
     ]
     assert [a.key for a in planned] == ["adjust:-:600030.SH:2024-03-05", f"adjust:{'i' * 32}:600030.SH:2024-03-05"]
+
+
+def test_parts_that_cancel_out_stay_cancelled() -> None:
+    # The account's people sold the 1,000 shares an instance bought (admission checks the account's total): the
+    # account holds none, so it must gain neither shares nor cash. 1,000 x 2.105263 = 2,105.263 -> 2,105 and
+    # 0.263 x 4.75 = 1.249 -> 1.25 CNY, once up for the instance and once down for the account's own part.
+    ex = {"600030.SH": ExDate("600030.SH", DAY, Decimal("2.105263"), Decimal("1"), 475)}
+    holders = [HolderPosition("acct", "i" * 32, "600030.SH", 1000), HolderPosition("acct", None, "600030.SH", -1000)]
+    planned = plan_adjustments(holders, ex)
+    assert [(a.qty_before, a.qty_after, a.cash_in_lieu_fen) for a in planned] == [
+        (1000, 2105, 125),
+        (-1000, -2105, -125),
+    ]
+    assert sum(a.qty_after for a in planned) == 0 and sum(a.cash_in_lieu_fen for a in planned) == 0
 
 
 def test_adjusted_shares_are_held_and_sellable_on_the_ex_date() -> None:
