@@ -5,7 +5,9 @@ give the same answers for the same events.
 Every event applies idempotently and in any order, and every gap errs on risk's side (it may refuse what execution
 would accept, never the reverse):
 - `trade.executed` (by trade id, once): moves the cash balance by the fill's cash and the shares (a buy counts as
-  bought on its exchange date: sellable from the next trading day, T+1);
+  bought in its session — the caller names it by `shared.platform.clock.order_session` of the trade's time, as
+  execution's T+1 does: a fill after a close belongs to the next session — and is sellable from the next one);
+- `position.adjusted` (by its key, once): a corporate action's shares (sellable at once) and cash in lieu;
 - `order.<status>`: an order's state only moves forward (more filled, or final); an order reserves, while open, what
   its trades seen so far have not used (a buy: its remaining shares at its price cap plus fees; a sell: its remaining
   shares) and, once final, what its announced fills have that their trades have not brought yet — so a fill whose
@@ -20,11 +22,10 @@ history gives the same balance, reservation, holdings and sellable shares."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 
 from shared.core.domain import OrderSide, from_fen, to_fen
 from shared.core.market.orders import Holding, buy_cost
-from shared.platform.clock import EXCHANGE_TZ
 
 FINAL = frozenset({"filled", "cancelled", "rejected", "expired"})
 DECIDED = "decided"  # risk approved it; execution has not answered yet
@@ -49,8 +50,9 @@ class OrderState:
 
 @dataclass
 class Lots:
-    bought_by_day: dict[date, int] = field(default_factory=dict)
+    bought_by_day: dict[date, int] = field(default_factory=dict)  # by session
     sold: int = 0
+    adjusted: int = 0  # corporate actions: sellable at once
 
 
 @dataclass
@@ -89,18 +91,17 @@ class AccountBook:
 
     def on_trade(
         self, trade_id: str, *, client_order_id: str, ts_code: str, side: OrderSide, qty: int, cash_fen: int,
-        traded_at: datetime,
+        session: date,
     ) -> bool:  # fmt: skip
         """`cash_fen`: what the fill did to the balance (a buy's amount plus fees, negative; a sell's amount less
-        fees). False when this trade was applied before."""
+        fees); `session`: the trading session the fill belongs to (T+1). False when this trade was applied before."""
         if trade_id in self.seen_trades:
             return False
         self.seen_trades.add(trade_id)
         self.balance_fen += cash_fen
         lots = self.lots.setdefault(ts_code, Lots())
         if side is OrderSide.BUY:
-            day = traded_at.astimezone(EXCHANGE_TZ).date()
-            lots.bought_by_day[day] = lots.bought_by_day.get(day, 0) + qty
+            lots.bought_by_day[session] = lots.bought_by_day.get(session, 0) + qty
         else:
             lots.sold += qty
         state = self.orders.get(client_order_id)
@@ -108,6 +109,16 @@ class AccountBook:
             self._early[client_order_id] = self._early.get(client_order_id, 0) + qty
         else:
             state.traded_qty += qty
+        return True
+
+    def on_adjustment(self, key: str, *, ts_code: str, qty_delta: int, cash_fen: int) -> bool:
+        """A corporate action on the account's shares of `ts_code` (sellable at once, as execution has it) and its
+        cash in lieu. False when applied before."""
+        if key in self.seen_entries:
+            return False
+        self.seen_entries.add(key)
+        self.balance_fen += cash_fen
+        self.lots.setdefault(ts_code, Lots()).adjusted += qty_delta
         return True
 
     def on_cash(self, entry_id: str, amount_fen: int) -> bool:
@@ -130,8 +141,8 @@ class AccountBook:
         return self.balance_fen - self.reserved_fen(today)
 
     def holdings(self, today: date) -> list[Holding]:
-        """As execution's `GET /v1/positions`: qty = bought - sold; sellable = bought before `today` - sold - what
-        open sells reserve (never below 0, never above qty)."""
+        """As execution's `GET /v1/positions` for session `today`: qty = bought + adjusted - sold; sellable = bought
+        in sessions before `today` + adjusted - sold - what open sells reserve (never below 0, never above qty)."""
         selling: dict[str, int] = {}
         for o in self.orders.values():
             if o.side is OrderSide.SELL and o.committed_qty:
@@ -139,8 +150,8 @@ class AccountBook:
         out = []
         for code in sorted(self.lots):
             lots = self.lots[code]
-            before = sum(q for d, q in lots.bought_by_day.items() if d < today)
-            qty = sum(lots.bought_by_day.values()) - lots.sold
+            before = sum(q for d, q in lots.bought_by_day.items() if d < today) + lots.adjusted
+            qty = sum(lots.bought_by_day.values()) + lots.adjusted - lots.sold
             if qty == 0:
                 continue
             sellable = max(before - lots.sold - selling.get(code, 0), 0)

@@ -13,9 +13,10 @@ from decimal import Decimal
 import pytest
 
 from services.execution.cash import OpenBuy, account_cash, fees_fen, fill_cash_fen
-from services.execution.positions import OpenSell, TradeLot, holdings
+from services.execution.positions import OpenSell, ShareAdjustment, TradeLot, holdings
 from services.risk.state.book import DECIDED, AccountBook
 from shared.core.domain import OrderSide
+from shared.core.market.orders import Holding
 from shared.platform.clock import EXCHANGE_TZ
 
 DAY1, TODAY = date(2026, 12, 4), date(2026, 12, 7)
@@ -86,7 +87,7 @@ def apply(book: AccountBook, event: tuple) -> None:
         o, trade_id, q, price, at = event[1:]
         fee, _ = fees_fen(q * price, side=o.side, trade_date=at.astimezone(EXCHANGE_TZ).date())
         book.on_trade(trade_id, client_order_id=o.cid, ts_code=o.code, side=o.side, qty=q,
-                      cash_fen=fill_cash_fen(o.side, q * price, fee), traded_at=at)  # fmt: skip
+                      cash_fen=fill_cash_fen(o.side, q * price, fee), session=at.date())  # fmt: skip
 
 
 def executions_view(opening: int, orders: list[Order]) -> tuple[int, int, list]:
@@ -144,10 +145,29 @@ def test_a_fill_announced_before_its_trade_is_still_paid_for() -> None:
     at = datetime.combine(TODAY, time(10), tzinfo=EXCHANGE_TZ)
     # the trade at 9.98: 9,980 + 5.00 + 0.0998 -> 0.10 = 9,985.10
     assert book.on_trade("t1", client_order_id="c1", ts_code="600000.SH", side=OrderSide.BUY, qty=1000,
-                         cash_fen=-998_510, traded_at=at)  # fmt: skip
+                         cash_fen=-998_510, session=at.date())  # fmt: skip
     assert book.available_fen(TODAY) == 2_000_000 - 998_510
     assert book.holdings(TODAY)[0].sellable_qty == 0  # bought today: T+1
     assert book.holdings(TODAY + timedelta(days=1))[0].sellable_qty == 1000
     assert not book.on_trade("t1", client_order_id="c1", ts_code="600000.SH", side=OrderSide.BUY, qty=1000,
-                             cash_fen=-998_510, traded_at=at)  # fmt: skip
+                             cash_fen=-998_510, session=at.date())  # fmt: skip
     assert book.balance_fen == 2_000_000 - 998_510 and Decimal(book.balance_fen) / 100 == Decimal("10014.90")
+
+
+def test_a_corporate_action_adds_sellable_shares_and_cash_once() -> None:
+    # 400 bought in the session before, 10-for-10 bonus plus a dividend: 400 -> 842 and 0.50 CNY (execution's
+    # position.adjusted), sellable at once; as execution's holdings of a ShareAdjustment
+    book = AccountBook("acct")
+    book.on_cash("opening", 1_000_000)
+    book.on_trade("t1", client_order_id="c1", ts_code="600030.SH", side=OrderSide.BUY, qty=400, cash_fen=-400_510,
+                  session=DAY1)  # fmt: skip
+    assert book.on_adjustment("adjust:-:600030.SH:2026-12-07", ts_code="600030.SH", qty_delta=442, cash_fen=50)
+    assert not book.on_adjustment("adjust:-:600030.SH:2026-12-07", ts_code="600030.SH", qty_delta=442, cash_fen=50)
+    lots = [TradeLot("600030.SH", OrderSide.BUY, 400, datetime.combine(DAY1, time(10), tzinfo=EXCHANGE_TZ)),
+            ShareAdjustment("600030.SH", 442)]  # fmt: skip
+    assert (
+        book.holdings(TODAY)
+        == holdings(lots, [], today=TODAY)
+        == [Holding(ts_code="600030.SH", qty=842, sellable_qty=842)]
+    )
+    assert book.balance_fen == 1_000_000 - 400_510 + 50
