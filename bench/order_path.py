@@ -4,15 +4,31 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import statistics
 import time
+from pathlib import Path
 
 import httpx
 
 from bench.common import bench_fleet, percentile, trader_session
 
 ORDERS = 1000
+_TICK_S = 1 / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc), 0 when it cannot be read."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) * _TICK_S
+
+
+def cpu_by_process(fleet) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    return {name: cpu_seconds(proc.pid) for name, proc in fleet.processes.items()}
 
 
 async def run(fleet) -> None:  # type: ignore[no-untyped-def]
@@ -27,7 +43,10 @@ async def run(fleet) -> None:  # type: ignore[no-untyped-def]
             await client.get(f"{base}/healthz")
             ping.append((time.perf_counter() - t0) * 1000)
         latencies: list[float] = []
+        cpu_before: dict[str, float] = {}
         for i in range(ORDERS + 20):
+            if i == 20:
+                cpu_before = cpu_by_process(fleet)
             body = {
                 "client_order_id": f"bench-{secrets.token_hex(6)}",
                 "ts_code": code,
@@ -45,6 +64,7 @@ async def run(fleet) -> None:  # type: ignore[no-untyped-def]
                 raise SystemExit(f"order {i} was {status}, not filled: {resp.text}")
             if i >= 20:  # warm-up excluded
                 latencies.append(elapsed)
+    cpu_after = cpu_by_process(fleet)
     latencies.sort()
     ping.sort()
     print(f"order path, {ORDERS} sequential market orders through the gateway (fleet mode):")
@@ -55,6 +75,12 @@ async def run(fleet) -> None:  # type: ignore[no-untyped-def]
     print(
         f"  floor: gateway /healthz p50 {percentile(ping, 0.5):.2f} ms p99 {percentile(ping, 0.99):.2f} ms; "
         f"order p50 / floor p50 = {percentile(latencies, 0.5) / percentile(ping, 0.5):.1f}x"
+    )
+    per_order = {name: (cpu_after[name] - cpu_before.get(name, 0.0)) * 1000 / ORDERS for name in cpu_after}
+    print(
+        f"  CPU per order: {sum(per_order.values()):.1f} ms in the fleet's processes ("
+        + ", ".join(f"{name} {ms:.1f}" for name, ms in sorted(per_order.items(), key=lambda kv: -kv[1]) if ms >= 0.05)
+        + ")"
     )
 
 

@@ -37,8 +37,8 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
         try:
             await db.migrate(MIGRATIONS)
             relay.start()
-            await infra.bus.subscribe(REFERENCE_CONSUMER, ["bars.updated"], quotes.announced, durable=False)
             try:
+                await infra.bus.subscribe(REFERENCE_CONSUMER, ["bars.updated"], quotes.announced, durable=False)
                 yield
             finally:
                 await relay.stop()
