@@ -12,14 +12,14 @@ from datetime import date
 from typing import Annotated, BinaryIO
 
 from anyio import to_thread
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import StreamingResponse
 
 from services.data.adjust import Adjust, factor_micro
 from services.data.bars_json import adjusted_bars_body, bars_body, cross_section_body, many_bars_body
 from services.data.bulk import FORMATS, BulkQuery, bulk_fields
 from services.data.deps import Bulk, Cache, Store
-from services.data.quotes import next_session_quote, session_quote
+from services.data.quotes import next_session_quote, reference_data, session_quote
 from services.data.schemas import (
     BarsOut,
     CalendarOut,
@@ -33,7 +33,7 @@ from services.data.store import CALENDAR_EXCHANGE, BarRecord, DataStore, Securit
 from shared.core.domain.codes import Board, InvalidTsCode, SecurityCode, parse_ts_code
 from shared.core.domain.money import from_fen
 from shared.platform.errors import NotFound, ServiceError
-from shared.platform.quotes import Quote
+from shared.platform.quotes import Quote, ReferenceData
 from shared.platform.request_model import TradeDate
 
 router = APIRouter(prefix="/v1", tags=["data"])
@@ -377,6 +377,64 @@ async def get_quote(
     body = quote.model_dump_json()
     await read_cache.put("quote", key, body, seen=seen)
     return Response(body, media_type="application/json")
+
+
+def _version_tag(version: int) -> str:
+    return f'"v{version}"'
+
+
+@router.get(
+    "/reference",
+    response_model=ReferenceData,
+    responses={
+        304: {"description": "`If-None-Match` names the current data version: what the caller holds is current"},
+        422: {"description": "`not_a_trading_day` (`session` is not one in the stored calendar)"},
+    },
+)
+async def get_reference(
+    store: Store,
+    read_cache: Cache,
+    session: Annotated[
+        TradeDate | None,
+        Query(
+            description="a trading day: every security as the data stood before it opened (as "
+            "`/v1/quotes/{ts_code}?session=`). Default: the latest (the session after the newest stored one)"
+        ),
+    ] = None,
+    if_none_match: Annotated[str | None, Header(description="an ETag this endpoint gave (the data version)")] = None,
+) -> Response:
+    """Every security's reference data for a session in one answer, for risk and the paper broker to hold in memory:
+    per security the fields of `/v1/quotes/{ts_code}` (equal to its answer for the same session), its industry and
+    its 20-day average volume, with the data version read (`data_version`, header `ETag`). Asked again with
+    `If-None-Match: <ETag>`, it answers 304 while the data version is unchanged (one small read)."""
+    if if_none_match is not None and if_none_match == _version_tag(await store.data_version()):
+        return Response(status_code=304, headers={"ETag": if_none_match})
+    key = "latest" if session is None else session.isoformat()
+    cached = await read_cache.get("reference", key)
+    cached_version = _leading_version(cached) if cached is not None else None
+    if cached is not None and cached_version is not None:
+        return Response(cached, media_type="application/json", headers=_reference_headers(cached_version))
+    async with store.snapshot() as reads:
+        if session is not None and not await reads.open_days(session, session):
+            raise ServiceError(
+                "not_a_trading_day",
+                f"session: {session.isoformat()} is not a trading day in the stored calendar",
+                status_code=422,
+            )
+        data = await reference_data(reads, session)
+    body = data.model_dump_json()
+    await read_cache.put("reference", key, body, seen=data.data_version)
+    return Response(body, media_type="application/json", headers=_reference_headers(data.data_version))
+
+
+def _leading_version(body: bytes) -> int | None:
+    """The data version a cached answer was read at: its first field (not the whole answer parsed for it)."""
+    found = re.match(rb'\{"data_version":(\d+),', body)
+    return int(found.group(1)) if found else None
+
+
+def _reference_headers(version: int) -> dict[str, str]:
+    return {"ETag": _version_tag(version), "X-LH-Data-Version": str(version)}
 
 
 @router.get("/calendar", response_model=CalendarOut)

@@ -1,9 +1,11 @@
 """The quote of a security for the next session (`shared.platform.quotes.Quote`): its reference price and limits,
-as risk and the paper broker need them. The rules are plain functions; `next_session_quote` gathers the stored
+as risk and the paper broker need them, one security at a time or the whole market's reference data at once. The
+rules are plain functions (`quote_of`); `next_session_quote`, `session_quote` and `reference_data` gather the stored
 facts they need."""
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
@@ -12,13 +14,15 @@ from services.data.store import DataStore, SecurityRecord
 from shared.core.domain.codes import Board
 from shared.core.domain.money import from_fen
 from shared.core.market import limit_prices, price_limit_ratio
-from shared.platform.quotes import Quote
+from shared.platform.quotes import Quote, Reference, ReferenceData
 
 # New listings have special limit regimes for at most their first five sessions (STAR/ChiNext/main board after
 # the registration reforms); from the sixth on a stock is "seasoned" and the rules take listing_day=None.
 NEW_LISTING_SESSIONS = 5
 # Five sessions never span more than a month, even across the Spring Festival: older listings are seasoned.
 RECENT_LISTING = timedelta(days=31)
+# The reference data's average volume: over the trading days before the session (risk's liquidity rule, issue 13).
+AVERAGE_VOLUME_SESSIONS = 20
 
 
 @dataclass(frozen=True)
@@ -47,21 +51,61 @@ def next_session_limits(
     return NextSessionLimits(limit_up=limits[0], limit_down=limits[1])
 
 
-async def _limits(
-    store: DataStore, security: SecurityRecord, reference_fen: int, session: date
-) -> NextSessionLimits | None:
-    open_days = None
-    if session - security.list_date <= RECENT_LISTING:
-        span = await store.calendar_span()
-        if span is not None and span[0] <= security.list_date:
-            open_days = await store.count_open_days(security.list_date, session)
-    return next_session_limits(
-        Board(security.board),
-        is_st=security.is_st,
-        reference_fen=reference_fen,
-        session=session,
-        listing_day=listing_day_of(open_days),
+def counts_listing_days(security: SecurityRecord, session: date, calendar_start: date | None) -> bool:
+    """Whether `session`'s rule regime needs the security's session number since listing: a listing recent enough
+    to be in its first sessions, and a stored calendar reaching back to it (otherwise it is taken as seasoned)."""
+    return (
+        session - security.list_date <= RECENT_LISTING
+        and calendar_start is not None
+        and calendar_start <= security.list_date
     )
+
+
+def quote_of(
+    security: SecurityRecord,
+    *,
+    last_trade_date: date | None,
+    last_close_fen: int | None,
+    next_trade_date: date | None,
+    suspended: bool,
+    reference_fen: int | None,
+    limits_session: date | None,
+    open_days_since_listing: int | None,
+) -> Quote:
+    """The quote from the facts its rules read, gathered one security at a time (`next_session_quote`,
+    `session_quote`) or for the whole market at once (`reference_data`): the same function, so the two agree.
+    `reference_fen` / `limits_session`: the price the limits are around and the session they are for (either None:
+    no limits)."""
+    limits = None
+    if reference_fen is not None and limits_session is not None:
+        limits = next_session_limits(
+            Board(security.board),
+            is_st=security.is_st,
+            reference_fen=reference_fen,
+            session=limits_session,
+            listing_day=listing_day_of(open_days_since_listing),
+        )
+    return Quote(
+        ts_code=security.ts_code,
+        name=security.name,
+        board=Board(security.board),
+        is_st=security.is_st,
+        last_trade_date=last_trade_date,
+        last_close=from_fen(last_close_fen) if last_close_fen is not None else None,
+        next_trade_date=next_trade_date,
+        suspended=suspended,
+        limit_up=limits.limit_up if limits else None,
+        limit_down=limits.limit_down if limits else None,
+    )
+
+
+async def _open_days_since_listing(store: DataStore, security: SecurityRecord, session: date) -> int | None:
+    if session - security.list_date > RECENT_LISTING:  # (asked first: most quotes need no calendar read)
+        return None
+    span = await store.calendar_span()
+    if not counts_listing_days(security, session, span[0] if span else None):
+        return None
+    return await store.count_open_days(security.list_date, session)
 
 
 async def session_quote(store: DataStore, security: SecurityRecord, session: date) -> Quote:
@@ -76,21 +120,20 @@ async def session_quote(store: DataStore, security: SecurityRecord, session: dat
     last = await store.last_bar_before(security.ts_code, session)
     on_session = await store.bars(security.ts_code, session, session)
     delisted = security.delist_date is not None and security.delist_date <= session
-    limits = None
+    reference = None
     if last is not None and not delisted:
         reference = on_session[0].pre_close if on_session else last.close
-        limits = await _limits(store, security, reference, session)
-    return Quote(
-        ts_code=security.ts_code,
-        name=security.name,
-        board=Board(security.board),
-        is_st=security.is_st,
+    return quote_of(
+        security,
         last_trade_date=last.trade_date if last else None,
-        last_close=from_fen(last.close) if last else None,
+        last_close_fen=last.close if last else None,
         next_trade_date=session,
         suspended=not on_session,
-        limit_up=limits.limit_up if limits else None,
-        limit_down=limits.limit_down if limits else None,
+        reference_fen=reference,
+        limits_session=session,
+        open_days_since_listing=(
+            await _open_days_since_listing(store, security, session) if reference is not None else None
+        ),
     )
 
 
@@ -100,21 +143,92 @@ async def next_session_quote(store: DataStore, security: SecurityRecord) -> Quot
     last = await store.last_bar(security.ts_code)
     as_of = await store.latest_session()
     next_day = await store.next_open_day(as_of) if as_of is not None else None
-    limits = None
     delisted = security.delist_date is not None and (as_of is None or security.delist_date <= as_of)
+    session = reference = None
     if last is not None and as_of is not None and not delisted:
         # Beyond the stored calendar the session date is unknown; the day after suffices to pick the rule regime.
         session = next_day or as_of + timedelta(days=1)
-        limits = await _limits(store, security, last.close, session)
-    return Quote(
-        ts_code=security.ts_code,
-        name=security.name,
-        board=Board(security.board),
-        is_st=security.is_st,
+        reference = last.close
+    return quote_of(
+        security,
         last_trade_date=last.trade_date if last else None,
-        last_close=from_fen(last.close) if last else None,
+        last_close_fen=last.close if last else None,
         next_trade_date=next_day,
         suspended=last is None or last.trade_date != as_of,
-        limit_up=limits.limit_up if limits else None,
-        limit_down=limits.limit_down if limits else None,
+        reference_fen=reference,
+        limits_session=session,
+        open_days_since_listing=await _open_days_since_listing(store, security, session) if session else None,
     )
+
+
+async def reference_data(store: DataStore, session: date | None = None) -> ReferenceData:
+    """Every security's reference data (`/v1/reference`): its quote as `next_session_quote` (session None) or
+    `session_quote(session)` would give it, by the same rules over facts read for the whole market in a few
+    set-based queries, its industry, and its 20-day average volume. Read it inside `store.snapshot()` (one consistent
+    view); the caller checks that `session` is a trading day."""
+    version = await store.data_version()
+    securities = await store.list_securities()
+    if session is None:
+        as_of = await store.latest_session()
+        next_day = await store.next_open_day(as_of) if as_of is not None else None
+        last = await store.last_bars()
+        on_session: dict[str, int] = {}
+        # Beyond the stored calendar the session date is unknown; the day after suffices to pick the rule regime.
+        limits_session = (next_day or as_of + timedelta(days=1)) if as_of is not None else None
+    else:
+        as_of, next_day = None, session
+        last = await store.last_bars(before=session)
+        on_session = await store.session_pre_closes(session)
+        limits_session = session
+    calendar_start: date | None = None
+    listing_days: list[date] = []
+    if limits_session is not None and any(limits_session - s.list_date <= RECENT_LISTING for s in securities):
+        span = await store.calendar_span()
+        calendar_start = span[0] if span else None
+        counted = [s.list_date for s in securities if counts_listing_days(s, limits_session, calendar_start)]
+        if counted:
+            listing_days = await store.open_days(min(counted), limits_session)
+    volumes: dict[str, tuple[int, int]] = {}
+    if limits_session is not None:
+        window = await store.open_days_before(limits_session, AVERAGE_VOLUME_SESSIONS)
+        if window:
+            volumes = await store.volume_totals(window[0], window[-1])
+
+    references = []
+    for security in securities:
+        bar = last.get(security.ts_code)
+        if session is None:
+            delisted = security.delist_date is not None and (as_of is None or security.delist_date <= as_of)
+            suspended = bar is None or bar[0] != as_of
+            reference = bar[1] if bar is not None and as_of is not None and not delisted else None
+        else:
+            delisted = security.delist_date is not None and security.delist_date <= session
+            suspended = security.ts_code not in on_session
+            reference = None
+            if bar is not None and not delisted:
+                reference = on_session.get(security.ts_code, bar[1])
+        open_days = None
+        in_first_sessions = limits_session is not None and counts_listing_days(security, limits_session, calendar_start)
+        if reference is not None and limits_session is not None and in_first_sessions:
+            # count_open_days(list_date, session) of the single quote, from the days read once
+            since = bisect_right(listing_days, limits_session) - bisect_left(listing_days, security.list_date)
+            open_days = max(since, 0)
+        quote = quote_of(
+            security,
+            last_trade_date=bar[0] if bar else None,
+            last_close_fen=bar[1] if bar else None,
+            next_trade_date=next_day,
+            suspended=suspended,
+            reference_fen=reference,
+            limits_session=limits_session,
+            open_days_since_listing=open_days,
+        )
+        total = volumes.get(security.ts_code)
+        references.append(
+            Reference(
+                **quote.model_dump(),
+                industry=security.industry,
+                avg_vol_20d=total[0] // total[1] if total else None,
+            )
+        )
+    return ReferenceData(session=session, next_trade_date=next_day, data_version=version, securities=tuple(references))

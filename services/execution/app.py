@@ -22,10 +22,14 @@ from shared.platform.app import Infra, create_service_app
 from shared.platform.db import Database
 from shared.platform.events import BarsUpdated, Envelope
 from shared.platform.outbox import OutboxRelay
+from shared.platform.quotes import exchange_today
 from shared.platform.settings import Settings
 
 NAME = "execution"
 BARS_CONSUMER = "execution-paper-sessions"
+# The paper broker's reference data held in memory is dropped by the data service's announcements: a queue of each
+# process's own (not durable: a process that starts loads afresh).
+REFERENCE_CONSUMER = "execution-reference-data"
 # How long shutdown waits for background work to reach a safe point (the broker call in hand has its own timeout).
 STOP_GRACE_S = 15.0
 log = logging.getLogger(__name__)
@@ -37,8 +41,8 @@ def create_app(settings: Settings, infra: Infra | None = None, *, broker: Broker
     db = Database(settings.database_url_for(NAME), lock_wait_s=settings.db_lock_wait_s)
     store = ExecutionStore(db, source=NAME, opening_cash_fen=to_fen(settings.paper_opening_cash))
     relay = OutboxRelay(db, outbox, infra.bus)
-    quotes = PaperQuotes(infra.services, settings.internal_secret)
     clock = infra.clock  # shared with risk (and every service) in standalone mode
+    quotes = PaperQuotes(infra.services, settings.internal_secret, today=exchange_today(clock.now))
     calendar = DataServiceCalendar(infra.services, settings.internal_secret)
     order_sessions = OrderSessions(calendar)  # the calendar's days in memory, for the desk and the paper broker alike
     adapter: BrokerAdapter = broker or PaperBroker(
@@ -65,6 +69,7 @@ def create_app(settings: Settings, infra: Infra | None = None, *, broker: Broker
             reconciler = app.state.desk.reconciler(stop_grace_s=STOP_GRACE_S)
             reconciler.start()
             try:
+                await infra.bus.subscribe(REFERENCE_CONSUMER, ["bars.updated"], quotes.announced, durable=False)
                 if matches_on_bars:
 
                     async def on_bars(event: Envelope) -> None:

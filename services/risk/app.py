@@ -15,10 +15,13 @@ from shared.platform.app import Infra, create_service_app
 from shared.platform.calendar import DataServiceCalendar
 from shared.platform.db import Database
 from shared.platform.outbox import OutboxRelay
-from shared.platform.quotes import DataServiceQuotes
+from shared.platform.quotes import ReferenceQuotes, exchange_today
 from shared.platform.settings import Settings
 
 NAME = "risk"
+# The data service's announcements of new data, which drop the reference data risk holds: a queue of each process's
+# own (not durable: a process that starts loads afresh), so every risk process of a fleet hears them.
+REFERENCE_CONSUMER = "risk-reference-data"
 
 
 def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
@@ -26,6 +29,8 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
     db = Database(settings.database_url_for(NAME), lock_wait_s=settings.db_lock_wait_s)
     relay = OutboxRelay(db, outbox, infra.bus)  # publishes the denials risk records (order.denied)
     store = RiskStore(db, on_event=relay.notify)
+    # The whole market's reference data (limits, suspension, ...) held in memory per session: no quote read per order.
+    quotes = ReferenceQuotes(infra.services, settings.internal_secret, NAME, today=exchange_today(infra.clock.now))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -34,6 +39,7 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
             await db.migrate(MIGRATIONS)
             relay.start()
             try:
+                await infra.bus.subscribe(REFERENCE_CONSUMER, ["bars.updated"], quotes.announced, durable=False)
                 yield
             finally:
                 await relay.stop()
@@ -45,11 +51,12 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
     db.register_metrics(app.state.metrics_registry)
     app.state.store = store
     app.state.relay = relay
+    app.state.quotes = quotes
     app.state.desk = RiskDesk(
         approval_secret=settings.require_approval_secret(),  # refuses to start without a real one
         approval_ttl_s=settings.approval_ttl_s,
         max_order_value=settings.max_order_value,
-        quotes=DataServiceQuotes(infra.services, settings.internal_secret, "risk"),
+        quotes=quotes,
         positions=ExecutionPositions(infra.services, settings.internal_secret),
         cash=ExecutionCash(infra.services, settings.internal_secret),
         sleeves=StrategySleeves(infra.services, settings.internal_secret),

@@ -149,6 +149,39 @@ class BarStore(BulkWriter, ColumnReader):
             row = (await session.execute(query)).mappings().first()
         return None if row is None else BarRecord(**row)
 
+    async def last_bars(self, before: date | None = None) -> dict[str, tuple[date, int]]:
+        """Every symbol's newest bar (strictly before `before` if given) as (trade_date, close in fen), by code: the
+        whole market's `last_bar` / `last_bar_before` in one query (the reference data's)."""
+        newest = select(daily_bars.c.ts_code, func.max(daily_bars.c.trade_date).label("day"))
+        if before is not None:
+            newest = newest.where(daily_bars.c.trade_date < before)
+        sub = newest.group_by(daily_bars.c.ts_code).subquery()
+        query = select(daily_bars.c.ts_code, daily_bars.c.trade_date, daily_bars.c.close).join(
+            sub, and_(sub.c.ts_code == daily_bars.c.ts_code, sub.c.day == daily_bars.c.trade_date)
+        )
+        async with self._session() as session:
+            rows = (await session.execute(query)).all()
+        return {code: (day, int(close)) for code, day, close in rows}
+
+    async def session_pre_closes(self, day: date) -> dict[str, int]:
+        """The pre_close (fen) of every symbol with a bar on `day`, by code: who trades that session, and the
+        exchange's reference price its limits are around."""
+        query = select(daily_bars.c.ts_code, daily_bars.c.pre_close).where(daily_bars.c.trade_date == day)
+        async with self._session() as session:
+            rows = (await session.execute(query)).all()
+        return {code: int(pre_close) for code, pre_close in rows}
+
+    async def volume_totals(self, start: date, end: date) -> dict[str, tuple[int, int]]:
+        """Per symbol with bars in [start, end]: (total volume in shares, number of bars)."""
+        query = (
+            select(daily_bars.c.ts_code, func.sum(daily_bars.c.vol), func.count())
+            .where(daily_bars.c.trade_date.between(start, end))
+            .group_by(daily_bars.c.ts_code)
+        )
+        async with self._session() as session:
+            rows = (await session.execute(query)).all()
+        return {code: (int(total), int(count)) for code, total, count in rows}
+
     async def latest_session(self) -> date | None:
         """The newest trading day the store has bars for: the market 'as of' date of quotes."""
         async with self._session() as session:

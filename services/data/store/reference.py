@@ -152,6 +152,21 @@ class ReferenceStore(BulkWriter, ColumnReader):
         async with self._session() as session:
             return int(await session.scalar(query) or 0)
 
+    async def open_days_before(self, before: date, count: int, exchange: str = CALENDAR_EXCHANGE) -> list[date]:
+        """The last `count` open days strictly before `before`, oldest first (fewer where the calendar ends)."""
+        query = (
+            select(trade_calendar.c.cal_date)
+            .where(
+                trade_calendar.c.exchange == exchange,
+                trade_calendar.c.is_open.is_(True),
+                trade_calendar.c.cal_date < before,
+            )
+            .order_by(trade_calendar.c.cal_date.desc())
+            .limit(count)
+        )
+        async with self._session() as session:
+            return sorted((await session.scalars(query)).all())
+
     async def next_open_day(self, after: date, exchange: str = CALENDAR_EXCHANGE) -> date | None:
         query = select(func.min(trade_calendar.c.cal_date)).where(
             trade_calendar.c.exchange == exchange,

@@ -49,11 +49,13 @@ from shared.platform.approval import PaperFill
 from shared.platform.clock import no_session, utcnow
 from shared.platform.db import Database, DbSession
 from shared.platform.errors import ServiceError
+from shared.platform.events.envelope import Envelope
 from shared.platform.http import ServiceDirectory
 from shared.platform.internal_auth import service_headers
-from shared.platform.quotes import DataServiceQuotes, Quote, QuoteSource, QuoteUnavailable
+from shared.platform.quotes import Quote, QuoteSource, QuoteUnavailable, ReferenceData, ReferenceQuotes
 
 NEVER_REACHED_BROKER = "cancelled before it reached the broker"
+DAYS_OF_BARS_KEPT = 2  # sessions whose bars the paper broker holds (a replay's current one and the one before)
 CLIENT_CANCEL = "cancelled by the client"
 
 
@@ -92,13 +94,23 @@ class PaperSessionSource(Protocol):
 
 
 class PaperQuotes:
-    """The latest closes the paper broker fills at, from the data service's quotes (`shared.platform.quotes`), and a
-    replayed session's bars (`GET /v1/bars`) with that session's limits (`GET /v1/quotes/{ts_code}?session=`)."""
+    """The latest closes the paper broker fills at, from the data service's reference data held in memory
+    (`shared.platform.quotes.ReferenceQuotes`: no quote read per order), and a session's bars (every bar of the day
+    in one request, `GET /v1/cross-section`, held like the reference data) with that session's limits (the reference
+    data of that session)."""
 
-    def __init__(self, services: ServiceDirectory, internal_secret: str) -> None:
+    def __init__(
+        self, services: ServiceDirectory, internal_secret: str, *, today: Callable[[], date] | None = None
+    ) -> None:
         self.services = services
         self.internal_secret = internal_secret
-        self.quotes: QuoteSource = DataServiceQuotes(services, internal_secret, "execution")
+        self.reference = ReferenceQuotes(services, internal_secret, "execution", today=today)
+        self.quotes: QuoteSource = self.reference
+        self._day_bars: dict[date, tuple[int, dict[str, dict[str, Any]]]] = {}  # day -> (data version, bar by code)
+
+    async def announced(self, event: Envelope) -> None:
+        """The data service's `bars.updated`: what is held is confirmed or loaded again before its next use."""
+        await self.reference.announced(event)
 
     async def _quote(self, ts_code: str, session: date | None) -> Quote | None:
         try:
@@ -113,21 +125,10 @@ class PaperQuotes:
             return None
         if quote.suspended:
             return PaperSession(quote.board, None)
+        row = await self._day_bar(ts_code, day)
+        if row is None:
+            return PaperSession(quote.board, None)
         try:
-            body = await self.services.client("data").get_json(
-                "/v1/bars",
-                params={"ts_code": ts_code, "start": day.isoformat(), "end": day.isoformat()},
-                headers=service_headers(self.internal_secret, "execution"),
-            )
-        except ServiceError as exc:
-            raise BrokerUnavailable(f"no bar of {ts_code} on {day}: the data service answered {exc.code}") from exc
-        except ValueError as exc:
-            raise BrokerUnavailable(f"no bar of {ts_code} on {day}: the data service answered without JSON") from exc
-        try:
-            rows = [r for r in body["bars"] if r["trade_date"] == day.isoformat()]
-            if not rows:
-                return PaperSession(quote.board, None)
-            row = rows[0]
             bar = SessionBar(
                 trade_date=day,
                 open=to_fen(price(row["open"])),
@@ -142,6 +143,42 @@ class PaperQuotes:
         except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
             raise MarketDataError(f"malformed market data for {ts_code} on {day}: {exc!r}") from exc
         return PaperSession(quote.board, bar)
+
+    async def _day_bar(self, ts_code: str, day: date) -> dict[str, Any] | None:
+        """The symbol's bar on `day` (the cross-section's row: CNY strings), None without one. Every bar of the day
+        is read in one request (`GET /v1/cross-section`) and held while the reference data of `day` keeps its
+        data version (`session`'s quote has just confirmed it current)."""
+        version = (await self._reference_data(day)).data_version
+        held = self._day_bars.get(day)
+        if held is None or held[0] != version:
+            try:
+                body = await self.services.client("data").get_json(
+                    "/v1/cross-section",
+                    params={"trade_date": day.isoformat()},
+                    headers=service_headers(self.internal_secret, "execution"),
+                )
+            except ServiceError as exc:
+                raise BrokerUnavailable(f"no bar of {ts_code} on {day}: the data service answered {exc.code}") from exc
+            except ValueError as exc:
+                raise BrokerUnavailable(
+                    f"no bar of {ts_code} on {day}: the data service answered without JSON"
+                ) from exc
+            try:
+                rows = {str(r["ts_code"]): r for r in body["bars"]}
+            except (KeyError, TypeError) as exc:
+                raise MarketDataError(f"malformed market data for {ts_code} on {day}: {exc!r}") from exc
+            # Labelled with the version read before asking: a write in between makes it read again, not kept.
+            held = (version, rows)
+            self._day_bars[day] = held
+            for old in sorted(self._day_bars)[:-DAYS_OF_BARS_KEPT]:
+                del self._day_bars[old]
+        return held[1].get(ts_code)
+
+    async def _reference_data(self, day: date) -> ReferenceData:
+        try:
+            return await self.reference.reference_data(day)
+        except QuoteUnavailable as exc:
+            raise BrokerUnavailable(f"no market data for {day}: {exc}") from exc
 
     async def latest(self, ts_code: str, session: date | None = None) -> PaperQuote | None:
         quote = await self._quote(ts_code, session)

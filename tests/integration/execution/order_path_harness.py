@@ -1,11 +1,14 @@
 """An in-process fleet for the order-path tests: the risk and execution apps with their lifespans (real MariaDB,
-RabbitMQ and Redis from `backing.settings()`), a fake data service implementing `GET /v1/quotes/{ts_code}` as
-docs/architecture.md describes it, a fake strategy service answering a strategy instance's sleeve (K2), switchable
+RabbitMQ and Redis from `backing.settings()`), a fake data service implementing `GET /v1/quotes/{ts_code}` and
+`GET /v1/reference` (the quotes of every security, with the data version as an ETag) as docs/architecture.md
+describes them, and announcing a change of its quotes as the real one announces new bars (`bars.updated`), a fake strategy service answering a strategy instance's sleeve (K2), switchable
 transports and bus to simulate outages, and a RabbitMQ consumer."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -14,7 +17,7 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import update
 
 from services.execution.app import create_app as create_execution_app
@@ -28,7 +31,8 @@ from shared.platform.bus.amqp import AmqpBus
 from shared.platform.cache import create_cache
 from shared.platform.clock import EXCHANGE_TZ, order_session, utcnow
 from shared.platform.errors import ServiceError
-from shared.platform.events import Envelope
+from shared.platform.events import BarsUpdated, Envelope
+from shared.platform.events.envelope import make_event
 from shared.platform.http import ServiceDirectory
 from shared.platform.internal_auth import INTERNAL_HEADER, Principal, mint_internal_token, verify_internal_token
 from shared.platform.observability import new_id
@@ -80,7 +84,8 @@ QUOTES = {
 
 
 class FakeDataService:
-    """The data service's quote contract, nothing more. Checks the internal token like the real one."""
+    """The data service's quote and reference-data contract, nothing more. Checks the internal token like the real
+    one. Its data version is a digest of its quotes: a test that changes them announces it (`Fleet.data_changed`)."""
 
     def __init__(self, internal_secret: str) -> None:
         self.quotes: dict[str, dict[str, Any]] = {k: dict(v) for k, v in QUOTES.items()}
@@ -106,6 +111,33 @@ class FakeDataService:
             if body.get("next_trade_date") == NOW_SESSION:
                 body = {**body, "next_trade_date": now_session(self.clock)}
             return JSONResponse(body)
+
+        @self.app.get("/v1/reference")
+        async def get_reference(request: Request, session: date | None = None) -> Response:
+            try:
+                principal = verify_internal_token(internal_secret, request.headers.get(INTERNAL_HEADER, ""))
+            except ServiceError as exc:
+                return JSONResponse(exc.body(), status_code=401)
+            self.callers.append(principal.subject)
+            if self.fail_with is not None:
+                return JSONResponse({"code": "internal_error", "message": "boom"}, status_code=self.fail_with)
+            # the session an order placed now is for stands in for "the session after the newest stored one" (the
+            # data is current): the version covers it, so a copy held from before the clock moved is not served
+            now = now_session(self.clock)
+            quotes = {
+                code: {**q, "next_trade_date": now} if q.get("next_trade_date") == NOW_SESSION else q
+                for code, q in self.quotes.items()
+            }
+            text = json.dumps(quotes, sort_keys=True)
+            version = int(hashlib.sha256(text.encode()).hexdigest()[:12], 16)
+            tag = f'"v{version}"'
+            if request.headers.get("If-None-Match") == tag:
+                return Response(status_code=304, headers={"ETag": tag})
+            rows = [{**q, "industry": None, "avg_vol_20d": None} for q in quotes.values()]
+            next_day = str(session) if session is not None else now
+            body = {"data_version": version, "session": None if session is None else str(session),
+                    "next_trade_date": next_day, "securities": rows}  # fmt: skip
+            return JSONResponse(body, headers={"ETag": tag})
 
         @self.app.get("/v1/calendar")
         async def get_calendar(start: date, end: date, request: Request) -> JSONResponse:
@@ -327,6 +359,20 @@ class Fleet:
     execution: httpx.AsyncClient
     strategy: FakeStrategyService
     strategy_transport: SwitchableTransport
+
+    async def data_changed(self) -> None:
+        """The data service announces new data (`bars.updated` on RabbitMQ, as after an ingest run), and risk and
+        execution have heard it: what they hold of the data service's reference data is confirmed before its next
+        use. Call it after changing `data.quotes`, as the real data service stores bars before announcing them."""
+        holders = [self.risk_app.state.quotes, self.execution_app.state.broker.quotes.reference]
+        before = [h.announcements for h in holders]
+        day = date(2025, 1, 2)
+        payload = BarsUpdated(trade_date=day, start_date=day, end_date=day, symbols=len(self.data.quotes), rows=1)
+        await self.execution_bus.publish(make_event("bars.updated", payload, source="data"))
+        await until(
+            lambda: all(h.announcements > b for h, b in zip(holders, before, strict=True)),
+            what="risk and execution hear bars.updated",
+        )
 
     @property
     def store(self) -> ExecutionStore:

@@ -145,6 +145,7 @@ async def test_a_buy_beyond_the_available_cash_is_refused_and_stores_nothing(
         assert "at up to 11.00: it needs 1105.01 CNY with fees, 994.81 available" in market.json()["message"]
         # A security whose next session has no price limit: a market buy has no cap to reserve cash at.
         f.data.quotes["600000.SH"] = {**f.data.quotes["600000.SH"], "limit_up": None, "limit_down": None}
+        await f.data_changed()
         uncapped = await _submit(f, quinn, limit_buy(quinn, qty=100, order_type="market", price=None))
         assert uncapped.status_code == 422 and uncapped.json()["code"] == "price_cap_unknown"
         assert await f.store.count(orders, account_id=quinn.account_id) == 1
@@ -300,6 +301,7 @@ async def test_a_retry_of_a_market_buy_is_answered_with_its_order_when_its_cap_c
         placed = await _submit(f, sam, terms)
         assert placed.status_code == 201 and placed.json()["status"] == "filled"
         f.data.quotes["600000.SH"] = {**f.data.quotes["600000.SH"], "limit_up": None, "limit_down": None}
+        await f.data_changed()
         again = await _submit(f, sam, terms)  # a new approval for the same client_order_id: a client's retry
         assert again.status_code == 200 and again.json() == placed.json()
         other = await _submit(f, sam, limit_buy(sam, qty=100, order_type="market", price=None))

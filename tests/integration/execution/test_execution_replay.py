@@ -6,6 +6,8 @@ bars and the session quotes worked out from them by hand; every amount below is 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -28,6 +30,7 @@ from shared.platform.cache import MemoryCache
 from shared.platform.clock import MarketClock, RealClock, ReplayClock, ShiftedClock
 from shared.platform.http import ServiceDirectory
 from shared.platform.internal_auth import INTERNAL_HEADER, Principal, service_headers, verify_internal_token
+from shared.platform.quotes import ReferenceQuotes
 from shared.platform.settings import Settings
 from tests.integration.execution.order_path_harness import (
     NOW_SESSION,
@@ -98,12 +101,15 @@ def _open(day: date) -> bool:
 
 
 class ReplayData:
-    """The data service's quotes (latest and `?session=`), one-symbol bars and calendar, from the tables above."""
+    """The data service's quotes and reference data (latest and `?session=`), bars (one symbol's, a day's
+    cross-section) and calendar, from the tables above. The latest reference data's version is a digest of the
+    latest quotes (tests change them: `test_paper_sessions.bars_in`); a session's never changes."""
 
     def __init__(self, internal_secret: str) -> None:
         self.app = FastAPI()
         self.session_quotes_asked: list[tuple[str, str]] = []
         self.many_bars_asked: list[tuple[str, str, str]] = []  # (ts_codes, start, end) of each /v1/bars/many
+        self.reference_sessions_asked: list[str | None] = []
         self.complete_through: str | None = None  # the newest day whose bars are in, in full (the calendar says)
 
         def caller(request: Request) -> None:
@@ -122,6 +128,32 @@ class ReplayData:
             if body is None:
                 return JSONResponse({"code": "unknown_security", "message": ts_code}, status_code=404)
             return JSONResponse(body)
+
+        @self.app.get("/v1/reference")
+        async def get_reference(request: Request, session: str | None = None) -> JSONResponse:
+            caller(request)
+            self.reference_sessions_asked.append(session)
+            if session is None:
+                rows = list(QUOTES.values())
+                version = int(hashlib.sha256(json.dumps(QUOTES, sort_keys=True).encode()).hexdigest()[:12], 16)
+            else:
+                rows = [q for (_, day), q in sorted(SESSION_QUOTES.items()) if day == session]
+                version = 1
+            body = {"data_version": version, "session": session, "next_trade_date": session or "2024-03-04",
+                    "securities": [{**row, "industry": None, "avg_vol_20d": None} for row in rows]}  # fmt: skip
+            return JSONResponse(body, headers={"ETag": f'"v{version}"'})
+
+        @self.app.get("/v1/cross-section")
+        async def get_cross_section(trade_date: date, request: Request) -> JSONResponse:
+            caller(request)
+            rows = []
+            for (code, day), (o, h, low, c, vol, amount) in sorted(BARS.items()):
+                if day == trade_date.isoformat():
+                    factor, pre_close = FACTORS.get((code, day), ("1", "0.00"))
+                    rows.append({"ts_code": code, "open": o, "high": h, "low": low, "close": c, "pre_close": pre_close,
+                                 "vol": vol, "amount": amount, "adj_factor": factor, "up_limit": None,
+                                 "down_limit": None})  # fmt: skip
+            return JSONResponse({"trade_date": trade_date.isoformat(), "bars": rows})
 
         def bars(ts_code: str, start: date, end: date) -> list[dict[str, Any]]:
             rows = []
@@ -162,6 +194,7 @@ class Replay:
     risk: httpx.AsyncClient
     execution: httpx.AsyncClient
     strategy: FakeStrategyService  # the sleeves of strategy instances, which risk reads
+    reference: list[ReferenceQuotes]  # risk's and execution's copies of the data service's reference data
     execution_app: FastAPI | None = None
 
     async def place(self, principal: Principal, **order: Any) -> httpx.Response:
@@ -226,7 +259,8 @@ async def replay(tmp_path: Path, clock: MarketClock, **settings: Any) -> AsyncIt
         httpx.AsyncClient(transport=httpx.ASGITransport(app=execution_app), base_url="http://execution") as ex,
     ):
         await execution_app.state.desk.first_reconcile_done.wait()
-        yield Replay(config, clock, bus, data, risk, ex, strategy, execution_app)
+        held = [risk_app.state.quotes, execution_app.state.broker.quotes.reference]
+        yield Replay(config, clock, bus, data, risk, ex, strategy, held, execution_app)
 
 
 def at(day: str, hh: int, mm: int) -> str:
@@ -254,8 +288,9 @@ async def test_a_replayed_sessions_buy_fills_at_its_open_and_is_sellable_the_nex
             "10.20", "1020.00", "5.00", "0.00", "0.01"
         )  # fmt: skip
         assert buy["traded_at"] == at("2024-03-04", 9, 30) == "2024-03-04T01:30:00Z"
-        # Risk and the broker asked for the replayed session's quote (limits and the market buy's price cap).
-        assert ("600000.SH", "2024-03-04") in r.data.session_quotes_asked
+        # Risk and the broker asked for the replayed session's reference data (limits and the market buy's price
+        # cap): once each for the session, not per order.
+        assert r.data.reference_sessions_asked.count("2024-03-04") == 2
 
         # T+1 on the replayed day: not sellable on 2024-03-04; risk refuses the sell for it.
         assert await r.get(ada, "/v1/positions") == [{"ts_code": "600000.SH", "qty": 100, "sellable_qty": 0}]

@@ -290,8 +290,10 @@ async def test_cancels_and_who_sees_what(backing: Backing) -> None:
         late = await f.execution.post(f"/v1/orders/{filled.json()['order_id']}/cancel", headers=f.headers(judy))
         assert late.status_code == 409 and late.json()["code"] == "order_not_cancellable"
 
-        # An order cancelled before it reached the broker can never be filled by a later resubmission.
+        # An order cancelled before it reached the broker can never be filled by a later resubmission. (The data
+        # service is down, and new data was announced: the paper broker cannot confirm what it holds, so cannot price.)
         f.data_transport.down = True
+        await f.data_changed()
         stuck_terms = _terms(judy, order_type="limit", price="10.05")  # a market buy would need a quote to admit
         stuck = await f.execution.post(
             "/v1/orders", json=_body(stuck_terms, _signed(settings, stuck_terms)), headers=f.headers(judy)

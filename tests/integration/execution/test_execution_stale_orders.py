@@ -110,6 +110,7 @@ async def test_an_order_of_a_closed_session_is_not_resubmitted_without_the_calen
         # at. The calendar cannot be read, so the expiry pass cannot run.
         clock.now = datetime(2025, 1, 3, 2, 0, tzinfo=UTC)
         f.data.quotes["600000.SH"] = quote("600000.SH", "11.50", "12.65", "10.35", last_trade_date="2025-01-02")
+        await f.data_changed()
         f.data_transport.down_for.add(CALENDAR)
         assert await desk.expire_day_orders() == 0
         assert await desk.reconcile() == 0  # Thursday's order is not sent to fill on Friday
@@ -160,6 +161,7 @@ async def test_the_paper_broker_refuses_a_buy_above_its_price_cap(
         # Within the session the paper broker's price moves above the cap (it cannot on an exchange: 11.00 is the
         # limit-up). Resubmitted, the order is rejected rather than filled at 11.50.
         f.data.quotes["600000.SH"] = quote("600000.SH", "11.50", "12.65", "10.35")
+        await f.data_changed()
         assert await desk.reconcile() == 1
         order = await _status(f, wu, order_id)
         assert (order["status"], order["filled_qty"]) == ("rejected", 0)

@@ -79,6 +79,10 @@ def bars_in(r: Replay, quotes: dict[str, dict[str, Any]], *, complete_through: s
     order_path_harness.QUOTES.clear()
     order_path_harness.QUOTES.update(quotes)
     r.data.complete_through = complete_through or COMPLETE[id(quotes)]
+    # What risk and execution hold of the data service's reference data is confirmed before its next use, as after
+    # the ingest's `bars.updated` (`announce`, which some tests send later or not at all, also wakes the day-order pass).
+    for held in r.reference:
+        held.invalidate()
 
 
 @pytest.fixture(autouse=True)

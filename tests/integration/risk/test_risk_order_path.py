@@ -94,9 +94,9 @@ async def test_approved_order_is_filled_and_its_events_arrive_on_rabbitmq(backin
         assert [(d["decision_id"], d["approved"], d["correlation_id"]) for d in decisions] == [
             (decision["decision_id"], True, cid)
         ]
-        # Each asked the data service as itself: risk once; execution for the market buy's limit-up price (the cash
-        # it reserves) and the paper broker for the fill.
-        assert f.data.callers == ["svc:risk", "svc:execution", "svc:execution"]
+        # Each asked the data service as itself, once: risk for its reference data, execution for its own (the
+        # market buy's limit-up price, the cash it reserves at, and the paper broker's fill price come from it).
+        assert f.data.callers == ["svc:risk", "svc:execution"]
 
         risk_metrics = (await f.risk.get("/metrics")).text
         assert metric(risk_metrics, "lh_risk_decisions_total", 'outcome="approved"') == 1.0
@@ -201,6 +201,7 @@ async def test_data_service_down_fails_closed(backing: Backing) -> None:
         assert response.status_code == 503 and response.json()["code"] == "risk_unavailable"
         f.data.fail_with = None
         f.data.quotes["600000.SH"] = {"ts_code": "600000.SH", "last_close": "10.00"}
+        await f.data_changed()
         response = await f.risk.post("/v1/orders", json=_order(), headers=f.headers(dave))
         assert response.status_code == 503 and response.json()["code"] == "risk_unavailable"
         assert await _execution_rows(f, dave.account_id) == (0, 0)
@@ -413,6 +414,7 @@ async def test_a_retry_after_a_lost_answer_gets_the_order_without_new_checks(bac
         # A sell retried after it sold the shares is not told they are gone.
         f.data.fail_with = None
         f.data.quotes["600000.SH"]["suspended"] = False
+        await f.data_changed()
         await trades_were_yesterday(f, leo.account_id)
         sell = _order(side="sell", qty=400)
         sold = await f.risk.post("/v1/orders", json=sell, headers=f.headers(leo))

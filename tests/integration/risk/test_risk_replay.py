@@ -50,6 +50,7 @@ async def test_a_retry_after_executions_refusal_is_checked_again(
 
         # Later: the stock fell; 10.00 is above the next session's limit-up (9.35). Cash is no longer short.
         f.data.quotes["600000.SH"] = quote("600000.SH", "8.50", "9.35", "7.65")
+        await f.data_changed()
         deposit = {"account_id": tom.account_id, "kind": "deposit", "amount": "20000.00", "idempotency_key": new_id()}
         assert (await f.execution.post("/v1/account/cash", json=deposit, headers=f.headers(ADMIN))).status_code == 201
 

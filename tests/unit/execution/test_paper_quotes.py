@@ -1,5 +1,5 @@
-"""The paper broker reads the data service's quote through the one quote schema (shared.platform.quotes) and fails
-closed on an answer that does not fit it."""
+"""The paper broker reads the data service's reference data (every security's quote for a session, held in memory)
+through the one quote schema (shared.platform.quotes) and fails closed on an answer that does not fit it."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any, cast
 
+import httpx
 import pytest
 
 from services.execution.brokers.base import BrokerUnavailable
@@ -31,13 +32,20 @@ QUOTE = Quote(
 )
 
 
+def _reference(quote: Any, session: str | None = None) -> httpx.Response:
+    """The data service's `/v1/reference` answer holding `quote` (a quote's JSON, or None: no such security)."""
+    rows = [] if quote is None else [{**quote, "industry": "银行", "avg_vol_20d": 1_000_000}]
+    body = {"data_version": 7, "session": session, "next_trade_date": "2025-01-02", "securities": rows}
+    return httpx.Response(200, json=body)
+
+
 class _Client:
     def __init__(self, body: Any) -> None:
         self.body = body
 
-    async def get_json(self, path: str, headers: dict[str, str]) -> Any:
-        assert path == "/v1/quotes/600000.SH"
-        return self.body
+    async def request(self, method: str, path: str, headers: dict[str, str], params: dict[str, str]) -> Any:
+        assert (method, path, params) == ("GET", "/v1/reference", {})
+        return _reference(self.body)
 
 
 class _Directory:
@@ -74,7 +82,7 @@ async def test_the_data_services_answer_is_read_through_the_schema() -> None:
 async def test_a_quote_without_its_limit_up_is_refused_not_read_as_a_session_without_limits() -> None:
     body = _answer()
     del body["limit_up"]
-    with pytest.raises(BrokerUnavailable, match=r"quote for 600000\.SH is malformed"):
+    with pytest.raises(BrokerUnavailable, match=r"no market data for 600000\.SH: .*reference data is malformed"):
         await _quotes(body).latest("600000.SH")
 
 
@@ -100,22 +108,27 @@ async def test_a_traded_security_without_a_last_close_fails_closed() -> None:
 # --- a replayed session's bar (the paper broker on a replay clock) ---------------------------------------------------
 
 SESSION = date(2024, 3, 4)
-BAR = {"trade_date": "2024-03-04", "open": "10.20", "high": "10.60", "low": "10.05", "close": "10.50",
+BAR = {"ts_code": "600000.SH", "open": "10.20", "high": "10.60", "low": "10.05", "close": "10.50",
        "pre_close": "9.80", "vol": 2000000, "amount": "20800000.00", "adj_factor": "1.000000"}  # fmt: skip
 
 
 class _SessionClient:
-    """The data service's session quote and one-day bars, recording what was asked."""
+    """The data service's reference data of a session and its cross-section (every bar of the day), recording
+    what was asked."""
 
     def __init__(self, quote: Any, bars: Any) -> None:
         self.quote, self.bars = quote, bars
         self.asked: list[tuple[str, dict[str, str]]] = []
 
+    async def request(self, method: str, path: str, headers: dict[str, str], params: dict[str, str]) -> Any:
+        self.asked.append((path, params))
+        return _reference(self.quote, params.get("session"))
+
     async def get_json(self, path: str, headers: dict[str, str], params: dict[str, str]) -> Any:
         self.asked.append((path, params))
-        if isinstance(self.bars, ServiceError) and path == "/v1/bars":
+        if isinstance(self.bars, ServiceError) and path == "/v1/cross-section":
             raise self.bars
-        return self.quote if path.startswith("/v1/quotes/") else self.bars
+        return self.bars
 
 
 class _SessionDirectory:
@@ -135,7 +148,7 @@ def _session_quotes(quote: Any, bars: Any) -> tuple[PaperQuotes, _SessionClient]
 async def test_a_sessions_bar_is_read_in_fen_with_that_sessions_limits() -> None:
     quote = _answer(last_trade_date="2024-03-01", last_close="9.80", next_trade_date="2024-03-04",
                     limit_up="10.78", limit_down="8.82")  # fmt: skip
-    quotes, client = _session_quotes(quote, {"ts_code": "600000.SH", "bars": [BAR]})
+    quotes, client = _session_quotes(quote, {"trade_date": "2024-03-04", "bars": [BAR]})
     session = await quotes.session("600000.SH", SESSION)
     assert session == PaperSession(
         board=Board.MAIN,
@@ -152,9 +165,12 @@ async def test_a_sessions_bar_is_read_in_fen_with_that_sessions_limits() -> None
         ),
     )
     assert client.asked == [
-        ("/v1/quotes/600000.SH", {"session": "2024-03-04"}),
-        ("/v1/bars", {"ts_code": "600000.SH", "start": "2024-03-04", "end": "2024-03-04"}),
+        ("/v1/reference", {"session": "2024-03-04"}),
+        ("/v1/cross-section", {"trade_date": "2024-03-04"}),
     ]
+    # The day's bars are held with the reference data: the next order of that session asks for nothing.
+    assert await quotes.session("600000.SH", SESSION) == session
+    assert len(client.asked) == 2
     # A session without limits (a new listing's first days) has none on the bar.
     quotes, _ = _session_quotes({**quote, "limit_up": None, "limit_down": None}, {"bars": [BAR]})
     unlimited = await quotes.session("600000.SH", SESSION)
@@ -165,17 +181,11 @@ async def test_a_sessions_bar_is_read_in_fen_with_that_sessions_limits() -> None
 async def test_a_suspended_session_has_no_bar_and_an_unknown_security_no_session() -> None:
     quotes, client = _session_quotes(_answer(suspended=True), {"bars": [BAR]})
     assert await quotes.session("600000.SH", SESSION) == PaperSession(Board.MAIN, None)
-    assert [path for path, _ in client.asked] == ["/v1/quotes/600000.SH"]  # no bar asked for
+    assert [path for path, _ in client.asked] == ["/v1/reference"]  # no bar asked for
     quotes, _ = _session_quotes(_answer(), {"bars": []})  # the quote and the bars disagree: no bar, no fill
     assert await quotes.session("600000.SH", SESSION) == PaperSession(Board.MAIN, None)
-    quotes, _ = _session_quotes(None, None)
-    quotes.quotes = _NotFound()  # the data service's 404, as DataServiceQuotes reads it
+    quotes, _ = _session_quotes(None, None)  # not in the reference data: a security the data service does not know
     assert await quotes.session("600000.SH", SESSION) is None
-
-
-class _NotFound:
-    async def quote(self, ts_code: str, session: date | None = None) -> None:
-        return None
 
 
 @pytest.mark.parametrize(
