@@ -53,6 +53,9 @@ ROUTES: tuple[ProxyRoute, ...] = (
     # orders and trades: risk places, execution reads and cancels
     _r("POST", "/v1/orders", "risk", TRADER, "orders", body=True),
     _r("GET", "/v1/decisions", "risk", VIEWER, "orders"),  # risk's decisions: one's own account's, an admin's all
+    # the kill switch: admins set a trading state; everyone reads global's and their own account's (admins all)
+    _r("POST", "/v1/risk/halt", "risk", ADMIN, "risk", body=True),
+    _r("GET", "/v1/risk/trading-states", "risk", VIEWER, "risk"),
     _r("GET", "/v1/orders", "execution", VIEWER, "orders"),
     _r("GET", "/v1/orders/{order_id}", "execution", VIEWER, "orders"),
     _r("POST", "/v1/orders/{order_id}/cancel", "execution", TRADER, "orders"),

@@ -7,8 +7,18 @@ from typing import Any
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from services.risk.deps import Caller, Desk, Store
-from services.risk.schemas import DecisionOut, OrderRefused, OrderRequest, PlacedOrder
+from services.risk.deps import Caller, Desk, Killswitch, Store
+from services.risk.schemas import (
+    DecisionOut,
+    HaltAnswer,
+    HaltRequest,
+    OrderRefused,
+    OrderRequest,
+    PlacedOrder,
+    TradingStates,
+)
+from services.risk.store import Scope
+from shared.platform.errors import Forbidden
 
 router = APIRouter(prefix="/v1", tags=["risk"])
 
@@ -36,3 +46,35 @@ async def list_decisions(
 ) -> list[dict[str, Any]]:
     account = None if principal.acts_for_everyone else (principal.account_id or principal.subject)
     return [d.as_json() for d in await store.recent(account_id=account, limit=limit)]
+
+
+@router.post(
+    "/risk/halt",
+    response_model=HaltAnswer,
+    responses={403: {"description": "`forbidden`: not an admin"}, 422: {"description": "`invalid_request`"}},
+)
+async def set_trading_state(body: HaltRequest, principal: Caller, switch: Killswitch) -> dict[str, Any]:
+    """The kill switch (admins): set a scope's trading state (halted, reducing, or active to resume), recorded with
+    who and why and published as `risk.trading_state.changed`; with `cancel_open_orders` every open order of the
+    scope is cancelled too. Setting the state a scope has already changes nothing (`changed` false)."""
+    return await switch.set(body, principal)
+
+
+@router.get("/risk/trading-states", response_model=TradingStates)
+async def list_trading_states(
+    principal: Caller,
+    store: Store,
+    scope: Scope | None = None,
+    key: str = Query(default="", max_length=64, description="with scope: the account_id or instance_id"),
+    limit: int = Query(default=50, ge=1, le=500),
+) -> dict[str, Any]:
+    """The scopes not active (admins and services: all; anyone else: global's and their own account's), and with
+    `scope` (and `key`) that scope's changes, newest first."""
+    own = None if principal.acts_for_everyone else {principal.account_id or principal.subject}
+    answer: dict[str, Any] = {"states": [s.as_json() for s in await store.trading_states(visible_accounts=own)]}
+    if scope is not None:
+        key = "" if scope is Scope.GLOBAL else key
+        if own is not None and not (scope is Scope.GLOBAL or (scope is Scope.ACCOUNT and key in own)):
+            raise Forbidden("forbidden", f"{principal.subject} may see only global's and their own account's history")
+        answer["history"] = [c.as_json() for c in await store.trading_state_history(scope, key, limit=limit)]
+    return answer

@@ -11,8 +11,10 @@ from services.risk import api
 from services.risk.desk import ExecutionCash, ExecutionPositions, ExecutionService, RiskDesk, StrategySleeves
 from services.risk.metrics import RiskMetrics
 from services.risk.store import MIGRATIONS, RiskStore, outbox
+from services.risk.trading_states import ExecutionCancels, KillSwitch
 from shared.platform.app import Infra, create_service_app
 from shared.platform.calendar import DataServiceCalendar
+from shared.platform.clock import utcnow
 from shared.platform.db import Database
 from shared.platform.outbox import OutboxRelay
 from shared.platform.quotes import ReferenceQuotes, exchange_today
@@ -62,9 +64,11 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
         sleeves=StrategySleeves(infra.services, settings.internal_secret),
         execution=ExecutionService(infra.services, settings.internal_secret),
         decisions=store,
+        trading_states=store,
         metrics=RiskMetrics(app.state.metrics_registry),
         clock=infra.clock.now,
         market_session=infra.clock.session,
         calendar=DataServiceCalendar(infra.services, settings.internal_secret, "risk"),
     )
+    app.state.kill_switch = KillSwitch(store, ExecutionCancels(infra.services, settings.internal_secret), utcnow)
     return app

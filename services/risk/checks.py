@@ -39,6 +39,9 @@ class ReasonCode(StrEnum):
     STRATEGY_INSTANCE_NOT_RUNNING = "strategy_instance_not_running"
     INSUFFICIENT_STRATEGY_CASH = "insufficient_strategy_cash"
     INSUFFICIENT_STRATEGY_POSITION = "insufficient_strategy_position"
+    # The kill switch (services/risk/trading_states.py): the strictest state of global, the account, the instance.
+    TRADING_HALTED = "trading_halted"
+    TRADING_REDUCING = "trading_reducing"
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,10 @@ from fastapi import Depends, Request
 
 from services.risk.desk import RiskDesk
 from services.risk.store import RiskStore
+from services.risk.trading_states import KillSwitch
 from shared.platform.internal_auth import Caller
 
-__all__ = ["Caller", "Desk", "Store", "get_desk", "get_store"]
+__all__ = ["Caller", "Desk", "Killswitch", "Store", "get_desk", "get_kill_switch", "get_store"]
 
 
 def get_desk(request: Request) -> RiskDesk:
@@ -23,5 +24,11 @@ def get_store(request: Request) -> RiskStore:
     return store
 
 
+def get_kill_switch(request: Request) -> KillSwitch:
+    switch: KillSwitch = request.app.state.kill_switch
+    return switch
+
+
 Desk = Annotated[RiskDesk, Depends(get_desk)]
 Store = Annotated[RiskStore, Depends(get_store)]
+Killswitch = Annotated[KillSwitch, Depends(get_kill_switch)]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
@@ -35,8 +35,10 @@ from services.risk.checks import (
 )
 from services.risk.events import order_denied
 from services.risk.metrics import Outcome, RiskMetrics
+from services.risk.rules.base import TradingState
 from services.risk.schemas import OrderRequest
 from services.risk.store import Decision, ExecutionOutcome
+from services.risk.trading_states import TradingStateSource, strictest, trading_state_reasons
 from shared.core.domain import PRICE_TICK, InvalidTsCode, OrderSide, OrderType, money, parse_ts_code
 from shared.platform.approval import OrderTerms, sign_approval
 from shared.platform.calendar import CalendarUnavailable, OrderSessions, TradingCalendar
@@ -274,6 +276,7 @@ class RiskDesk:
         metrics: RiskMetrics,
         clock: Callable[[], datetime] = utcnow,
         market_session: Callable[[], date | None] = no_session,
+        trading_states: TradingStateSource,
         calendar: TradingCalendar | None = None,
     ) -> None:
         self.approval_secret = approval_secret
@@ -285,6 +288,7 @@ class RiskDesk:
         self.sleeves = sleeves
         self.execution = execution
         self.decisions = decisions
+        self.trading_states = trading_states  # the kill switch's states (services/risk/trading_states.py)
         self.metrics = metrics
         self.clock = clock
         # The market clock's replayed session (None on the real clock): quotes are asked as of it, and it is the
@@ -341,6 +345,7 @@ class RiskDesk:
             reasons.append(session_reason)
         if sleeve is not None:
             reasons.extend(sleeve_state_checks(sleeve))
+        reasons.extend(await self._trading_state(intent, account_id, instance_id, sleeve, unavailable))
         if security is not None:
             intent = OrderIntent(security.ts_code, request.side, request.order_type, request.qty, request.price)
             quote: Quote | None = None
@@ -430,6 +435,36 @@ class RiskDesk:
             return _refused(422, "order_rejected", "; ".join(r.message for r in reasons), decision)
         self.metrics.decided(Outcome.APPROVED)
         return await self._forward(decision, principal)
+
+    async def _trading_state(
+        self,
+        intent: OrderIntent,
+        account_id: str,
+        instance_id: str | None,
+        sleeve: Sleeve | None,
+        unavailable: list[str],
+    ) -> list[Reason]:
+        """The kill switch: the strictest trading state of global, the account and the instance, read per order from
+        the database every risk process shares (one query by primary key), so a change holds at once everywhere.
+        Reducing reads the position of a sell (the account's, and the sleeve's if less). Unreadable: fail closed."""
+        code = _canonical_code(intent.ts_code)
+        try:
+            governing = strictest(await self.trading_states.trading_states_of(account_id, instance_id))
+            held: int | None = None
+            if governing is not None and governing.state == TradingState.REDUCING and intent.side is OrderSide.SELL:
+                holding = await self.positions.holding(account_id, code)
+                held = 0 if holding is None else holding.qty
+                if sleeve is not None:
+                    own = sleeve.holding(code)
+                    held = min(held, 0 if own is None else own.qty)
+        except PositionsUnavailable as exc:
+            unavailable.append(str(exc))
+            return []
+        except Exception as exc:  # the database: without the state there is no approval
+            log.warning("risk cannot read the trading states", extra={"account": account_id, "error": repr(exc)})
+            unavailable.append(f"the trading states cannot be read ({type(exc).__name__})")
+            return []
+        return trading_state_reasons(replace(intent, ts_code=code), governing, held)
 
     async def _order_session(
         self, replayed: date | None, unavailable: list[str]

@@ -1,10 +1,11 @@
-"""What the risk service publishes: `order.denied` when it refuses an order, written to its outbox in the same
+"""What the risk service publishes: `order.denied` when it refuses an order, and
+`risk.trading_state.changed` when a trading state changes (the kill switch), each written to its outbox in the same
 transaction as the decision and published by its relay."""
 
 from __future__ import annotations
 
-from services.risk.store import Decision
-from shared.platform.events import Envelope, OrderDenied, make_event
+from services.risk.store import Decision, ScopedState
+from shared.platform.events import Envelope, OrderDenied, TradingStateChanged, make_event
 from shared.platform.events.schemas import DenialReason
 
 SOURCE = "risk"
@@ -25,3 +26,16 @@ def order_denied(decision: Decision) -> Envelope:
         strategy_instance_id=decision.strategy_instance_id,
     )
     return make_event("order.denied", payload, source=SOURCE)
+
+
+def trading_state_changed(change: ScopedState) -> Envelope:
+    payload = TradingStateChanged(
+        scope=change.scope,
+        key=change.key,
+        from_state=change.from_state or "active",
+        to_state=change.state,
+        reason=change.reason,
+        by=change.set_by,
+        at=change.set_at,
+    )
+    return make_event("risk.trading_state.changed", payload, source=SOURCE)

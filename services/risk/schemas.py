@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, model_validator
+from typing import Literal
+
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from shared.core.domain import OrderSide, OrderType
 from shared.core.market.orders import price_shape_error
 from shared.platform.approval import PaperFill
-from shared.platform.request_model import ClientOrderId, JsonDecimal, RequestModel, StrategyInstanceId, StrictInt
+from shared.platform.request_model import (
+    AccountId,
+    ClientOrderId,
+    JsonDecimal,
+    RequestModel,
+    StrategyInstanceId,
+    StrictBool,
+    StrictInt,
+)
 
 
 class OrderRequest(RequestModel):
@@ -91,3 +101,76 @@ class DecisionOut(BaseModel):
     paper_fill: PaperFill | None = Field(
         default=None, description="the instance's own fill rules the order carried; null: the platform's"
     )
+
+
+class HaltRequest(RequestModel):
+    """The kill switch (`POST /v1/risk/halt`, admins only): set a scope's trading state. `scope` global names no id,
+    account names `account_id`, instance names `instance_id` (the other id is refused). `state` halted (nothing new
+    passes), reducing (only sells within the position) or active (resume). Cancels always pass."""
+
+    scope: Literal["global", "account", "instance"]
+    account_id: AccountId | None = Field(default=None, validate_default=True, description="with scope account")
+    instance_id: StrategyInstanceId | None = Field(
+        default=None, validate_default=True, description="with scope instance"
+    )
+    state: Literal["halted", "reducing", "active"]
+    reason: str = Field(min_length=1, max_length=500, description="why: required, recorded with the change")
+    cancel_open_orders: StrictBool = Field(
+        default=False, description="also cancel every open order in the scope through execution (repeatable)"
+    )
+
+    @field_validator("account_id", "instance_id")
+    @classmethod
+    def _id_matches_scope(cls, value: str | None, info: ValidationInfo) -> str | None:
+        scope = info.data.get("scope")
+        if scope is None:
+            return value  # the scope's own error says what is wrong
+        wanted = {"account": "account_id", "instance": "instance_id"}.get(scope)
+        if info.field_name == wanted and value is None:
+            raise ValueError(f"{wanted} is required with scope {scope}")
+        if info.field_name != wanted and value is not None:
+            raise ValueError(f"{info.field_name} does not go with scope {scope}")
+        return value
+
+    @field_validator("reason")
+    @classmethod
+    def _reason_said(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("reason must say why (not only blanks)")
+        return value.strip()
+
+    @property
+    def key(self) -> str:
+        return self.account_id or self.instance_id or ""
+
+
+class TradingStateOut(BaseModel):
+    scope: str
+    key: str = Field(description="the account_id or instance_id; empty for global")
+    state: str
+    reason: str
+    set_by: str
+    set_at: str = Field(description="ISO 8601 with its UTC offset")
+    from_state: str | None = Field(default=None, description="in a history: the state before the change")
+
+
+class CancelReport(BaseModel):
+    cancelled: int
+    failed: int
+    failures: list[dict[str, str]] = Field(description="order_id, code and message of each cancel that failed")
+
+
+class HaltAnswer(BaseModel):
+    """The scope's state after the call; `changed` false when it had that state already (nothing recorded)."""
+
+    scope: str
+    key: str
+    from_state: str
+    state: str
+    changed: bool
+    cancels: CancelReport | None = Field(default=None, description="with cancel_open_orders")
+
+
+class TradingStates(BaseModel):
+    states: list[TradingStateOut] = Field(description="the scopes not active (no row: active)")
+    history: list[TradingStateOut] | None = Field(default=None, description="with scope: its changes, newest first")

@@ -1,4 +1,5 @@
-"""Risk's own tables: every decision it made (approved or not), and the outbox of its events (`order.denied`)."""
+"""Risk's own tables: every decision it made (approved or not), the trading states of the kill switch with the audit
+of their changes, and the outbox of its events (`order.denied`, `risk.trading_state.changed`)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from shared.platform.approval import PaperFill
 from shared.platform.clock import UtcDateTime
 from shared.platform.db import Database, new_metadata
 from shared.platform.events.envelope import Envelope
+from shared.platform.observability import new_id
 from shared.platform.outbox import add_to_outbox, outbox_table
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -70,7 +72,68 @@ risk_decisions = Table(
     Index("ix_risk_decisions_instance_client_order", "strategy_instance_id", "client_order_id"),
 )
 
+# The kill switch (docs/risk-rules.md "Trading states and the kill switch"): a scope's current trading state; no row
+# is active. Scope global (key ''), account (key: account_id) or instance (key: strategy instance id). Every order
+# decision reads its (at most three) rows by primary key: one indexed query, on the database every risk process shares.
+trading_states = Table(
+    "trading_states",
+    metadata,
+    Column("scope", String(16), primary_key=True),
+    Column("key", String(64), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("set_by", String(128), nullable=False),
+    Column("set_at", UtcDateTime, nullable=False),
+)
+
+# Every change of a trading state: from, to, who, why, when (written with the state and its event).
+trading_state_changes = Table(
+    "trading_state_changes",
+    metadata,
+    Column("change_id", String(32), primary_key=True),
+    Column("scope", String(16), nullable=False),
+    Column("key", String(64), nullable=False),
+    Column("from_state", String(16), nullable=False),
+    Column("to_state", String(16), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("set_by", String(128), nullable=False),
+    Column("set_at", UtcDateTime, nullable=False),
+    Index("ix_trading_state_changes_scope_key_at", "scope", "key", "set_at"),
+)
+
 outbox = outbox_table(metadata)
+
+
+class Scope(StrEnum):
+    GLOBAL = "global"
+    ACCOUNT = "account"
+    INSTANCE = "instance"
+
+
+@dataclass(frozen=True)
+class ScopedState:
+    """A scope's trading state as stored (or as a change recorded it: `from_state` set)."""
+
+    scope: str
+    key: str
+    state: str
+    reason: str
+    set_by: str
+    set_at: datetime
+    from_state: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "scope": self.scope,
+            "key": self.key,
+            "state": self.state,
+            "reason": self.reason,
+            "set_by": self.set_by,
+            "set_at": self.set_at.isoformat(),
+        }
+        if self.from_state is not None:
+            body["from_state"] = self.from_state
+        return body
 
 
 class ExecutionOutcome(StrEnum):
@@ -139,6 +202,10 @@ def _decision(row: Row[Any]) -> Decision:
         strategy_instance_id=row.strategy_instance_id,
         paper_fill=None if row.paper_fill is None else PaperFill.model_validate_json(row.paper_fill),
     )
+
+
+def _scoped(row: Row[Any]) -> ScopedState:
+    return ScopedState(row.scope, row.key, row.state, row.reason, row.set_by, row.set_at)
 
 
 class RiskStore:
@@ -257,6 +324,98 @@ class RiskStore:
                     )
                     .values(execution_outcome=outcome.value)
                 )
+
+    # --- trading states (the kill switch) ---------------------------------------------------------------------------
+
+    async def trading_states_of(self, account_id: str, instance_id: str | None) -> list[ScopedState]:
+        """The stored states that apply to an order of `account_id` (and of `instance_id`): global, the account's,
+        the instance's. One query by primary key; a scope without a row is active."""
+        t = trading_states.c
+        wanted = [
+            and_(t.scope == Scope.GLOBAL.value, t.key == ""),
+            and_(t.scope == Scope.ACCOUNT.value, t.key == account_id),
+        ]
+        if instance_id is not None:
+            wanted.append(and_(t.scope == Scope.INSTANCE.value, t.key == instance_id))
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                rows = (await s.execute(select(trading_states).where(or_(*wanted)))).all()
+        return [_scoped(r) for r in rows]
+
+    async def set_trading_state(
+        self,
+        scope: Scope,
+        key: str,
+        state: str,
+        *,
+        reason: str,
+        by: str,
+        at: datetime,
+        make_event: Callable[[ScopedState], Envelope],
+    ) -> tuple[str, bool]:
+        """Set a scope's state; (the state before, whether it changed). A change writes the state, its audit row and
+        its event (`make_event` of the change) in one transaction; setting the state a scope has already changes
+        nothing (no audit row, no event: a repeated kill switch is idempotent)."""
+        t = trading_states.c
+        where = and_(t.scope == scope.value, t.key == key)
+        changed = False
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                row = (await s.execute(select(trading_states).where(where).with_for_update())).first()
+                before = "active" if row is None else row.state
+                changed = before != state
+                if changed:
+                    values = {"state": state, "reason": reason, "set_by": by, "set_at": at}
+                    if row is None:
+                        await s.execute(trading_states.insert().values(scope=scope.value, key=key, **values))
+                    else:
+                        await s.execute(update(trading_states).where(where).values(**values))
+                    change = ScopedState(scope.value, key, state, reason, by, at, from_state=before)
+                    await s.execute(
+                        trading_state_changes.insert().values(
+                            change_id=new_id(),
+                            scope=scope.value,
+                            key=key,
+                            from_state=before,
+                            to_state=state,
+                            reason=reason,
+                            set_by=by,
+                            set_at=at,
+                        )
+                    )
+                    await add_to_outbox(s, outbox, make_event(change))
+        if changed and self.on_event is not None:
+            self.on_event()
+        return before, changed
+
+    async def trading_states(self, *, visible_accounts: set[str] | None) -> list[ScopedState]:
+        """Every stored state (`visible_accounts` None), or only global's and those accounts'."""
+        query = select(trading_states).order_by(trading_states.c.scope, trading_states.c.key)
+        if visible_accounts is not None:
+            t = trading_states.c
+            query = query.where(
+                or_(t.scope == Scope.GLOBAL.value, and_(t.scope == Scope.ACCOUNT.value, t.key.in_(visible_accounts)))
+            )
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                rows = (await s.execute(query)).all()
+        return [_scoped(r) for r in rows]
+
+    async def trading_state_history(self, scope: Scope, key: str, *, limit: int) -> list[ScopedState]:
+        """A scope's changes, newest first."""
+        c = trading_state_changes.c
+        query = (
+            select(trading_state_changes)
+            .where(c.scope == scope.value, c.key == key)
+            .order_by(c.set_at.desc(), c.change_id)
+            .limit(limit)
+        )
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                rows = (await s.execute(query)).all()
+        return [
+            ScopedState(r.scope, r.key, r.to_state, r.reason, r.set_by, r.set_at, from_state=r.from_state) for r in rows
+        ]
 
     async def outcome(self, decision_id: str) -> ExecutionOutcome | None:
         async for attempt in self.db.transaction():

@@ -12,6 +12,7 @@ from shared.platform.events.schemas import (
     StrategyInstanceBar,
     StrategyInstanceChanged,
     TradeExecuted,
+    TradingStateChanged,
 )
 
 __all__ = [
@@ -26,5 +27,6 @@ __all__ = [
     "StrategyInstanceBar",
     "StrategyInstanceChanged",
     "TradeExecuted",
+    "TradingStateChanged",
     "make_event",
 ]

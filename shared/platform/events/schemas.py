@@ -186,6 +186,22 @@ STRATEGY_INSTANCE_EVENTS = (
     "strategy.instance.deleted",
 )
 
+
+class TradingStateChanged(EventPayload):
+    """A scope's trading state changed (risk's kill switch, docs/risk-rules.md "Trading states and the kill switch"):
+    `scope` global (key ""), account (key: the account_id) or instance (key: the strategy instance id); `from_state`
+    and `to_state` active | reducing | halted; who set it (`by`), why and when. Written to risk's outbox with the
+    state and its audit row, in one transaction."""
+
+    scope: str
+    key: str
+    from_state: str
+    to_state: str
+    reason: str
+    by: str
+    at: datetime
+
+
 EVENT_SCHEMAS: dict[str, type[EventPayload]] = {
     "order.accepted": OrderUpdated,
     "order.submitted": OrderUpdated,
@@ -194,6 +210,7 @@ EVENT_SCHEMAS: dict[str, type[EventPayload]] = {
     "order.rejected": OrderUpdated,
     "order.cancelled": OrderUpdated,
     "order.denied": OrderDenied,
+    "risk.trading_state.changed": TradingStateChanged,
     "trade.executed": TradeExecuted,
     "position.adjusted": PositionAdjusted,
     "bars.updated": BarsUpdated,

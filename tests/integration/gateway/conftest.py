@@ -131,6 +131,15 @@ def build_downstream(secret: str) -> Downstream:
         }
         return JSONResponse({"decision": {"decision_id": "dec-1", "approved": True}, "order": order}, status_code=201)
 
+    @risk.post("/v1/risk/halt")
+    async def halt(request: Request) -> dict[str, Any]:
+        body = await request.json()
+        return {"scope": body["scope"], "key": "", "from_state": "active", "state": body["state"], "changed": True}
+
+    @risk.get("/v1/risk/trading-states")
+    async def trading_states(request: Request) -> dict[str, Any]:
+        return {"states": [], "history": None}
+
     execution = service_app("execution")
 
     @execution.get("/v1/orders")

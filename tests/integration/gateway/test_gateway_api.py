@@ -328,6 +328,29 @@ async def test_ingestion_needs_admin_and_the_data_service_never_hears_of_a_trade
     assert (call.path, call.principal.role) == ("/v1/ingest/backfill", "admin")
 
 
+async def test_only_admins_reach_the_kill_switch_and_everyone_reads_trading_states(gw: Any) -> None:
+    body = {"scope": "global", "state": "halted", "reason": "drill"}
+    before = len(gw.downstream.calls_to("risk"))
+    for role in ("trader", "viewer"):
+        user = await gw.new_user(role)
+        refused = await gw.client.post("/api/v1/risk/halt", json=body, headers=user.headers)
+        assert refused.status_code == 403 and refused.json()["code"] == "forbidden", role
+        assert "admin" in refused.json()["message"]
+        read = await gw.client.get("/api/v1/risk/trading-states", headers=user.headers)
+        assert read.status_code == 200 and read.json() == {"states": [], "history": None}
+    assert [c.path for c in gw.downstream.calls_to("risk")[before:]] == ["/v1/risk/trading-states"] * 2
+
+    halted = await gw.client.post("/api/v1/risk/halt", json=body, headers=await gw.admin_headers())
+    assert halted.status_code == 200 and halted.json()["state"] == "halted"
+    call = gw.downstream.calls_to("risk")[-1]
+    assert (call.method, call.path, call.principal.role, json.loads(call.body)) == (
+        "POST",
+        "/v1/risk/halt",
+        "admin",
+        body,
+    )
+
+
 async def test_user_administration_needs_admin(gw: Any) -> None:
     trader = await gw.new_user("trader")
     body = {"username": "mallory", "password": "password123", "role": "admin"}

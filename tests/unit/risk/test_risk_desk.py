@@ -12,7 +12,7 @@ from services.risk.checks import Holding, Sleeve
 from services.risk.desk import CashUnavailable, PositionsUnavailable, QuoteUnavailable, RiskDesk, SleeveUnavailable
 from services.risk.metrics import RiskMetrics
 from services.risk.schemas import OrderRequest
-from services.risk.store import Decision, ExecutionOutcome
+from services.risk.store import Decision, ExecutionOutcome, ScopedState
 from shared.core.domain.codes import Board
 from shared.platform.approval import Approval, OrderTerms, approval_error
 from shared.platform.errors import ServiceError, Unavailable
@@ -148,6 +148,23 @@ class FakeLog:
             self.outcomes[decision_id] = outcome
 
 
+class FakeTradingStates:
+    """The kill switch's stored states: {(scope, key): state}; `down`: the store cannot be read."""
+
+    def __init__(self, states: dict[tuple[str, str], str] | None = None, down: bool = False) -> None:
+        self.states = states or {}
+        self.down = down
+        self.asked: list[tuple[str, str | None]] = []
+
+    async def trading_states_of(self, account_id: str, instance_id: str | None) -> list[ScopedState]:
+        self.asked.append((account_id, instance_id))
+        if self.down:
+            raise ConnectionError("the database is gone")
+        wanted = {("global", ""), ("account", account_id), ("instance", instance_id or "")}
+        at = datetime(2026, 12, 7, 1, 0, tzinfo=UTC)
+        return [ScopedState(sc, k, st, "drill", "root", at) for (sc, k), st in self.states.items() if (sc, k) in wanted]
+
+
 def _desk(
     quotes: FakeQuotes,
     execution: FakeExecution,
@@ -156,6 +173,7 @@ def _desk(
     cash: FakeCash | None = None,
     clock: Callable[[], datetime] | None = None,
     sleeves: "FakeSleeves | None" = None,
+    trading_states: FakeTradingStates | None = None,
 ) -> tuple[RiskDesk, CollectorRegistry]:
     registry = CollectorRegistry()
     desk = RiskDesk(
@@ -170,6 +188,7 @@ def _desk(
         execution=execution,
         decisions=log,
         metrics=RiskMetrics(registry),
+        trading_states=trading_states or FakeTradingStates(),
     )
     return desk, registry
 
@@ -776,3 +795,56 @@ async def test_a_person_s_order_is_not_answered_with_an_instance_decision_of_the
     await desk.place(_order(), ALICE)  # alice's account, the same client_order_id: a decision of its own
     assert [d.strategy_instance_id for d in log.decisions] == [INSTANCE, None]
     assert execution.calls[1][0]["strategy_instance_id"] is None
+
+
+# --- the kill switch's trading states ------------------------------------------------------------------------------
+
+
+async def test_a_halted_account_has_buys_and_sells_refused_and_others_pass() -> None:
+    execution, log = FakeExecution(), FakeLog()
+    positions = FakePositions(Holding(ts_code="600000.SH", qty=1000, sellable_qty=1000))
+    states = FakeTradingStates({("account", "acct-alice"): "halted"})
+    desk, registry = _desk(FakeQuotes(), execution, log, positions, trading_states=states)
+    for order in (_order(client_order_id="c-b"), _sell(client_order_id="c-s", qty=100)):
+        placement = await desk.place(order, ALICE)
+        assert placement.status_code == 422
+        [reason] = placement.body["decision"]["reasons"]
+        assert reason["code"] == "trading_halted"
+        assert reason["message"].startswith("trading is halted for account acct-alice (set by root at ")
+    assert execution.calls == [] and _count(registry, "rejected") == 2
+    bob = Principal("bob", "trader", "acct-bob")
+    assert (await desk.place(_order(client_order_id="c-bob"), bob)).status_code == 201
+    assert states.asked == [("acct-alice", None), ("acct-alice", None), ("acct-bob", None)]
+
+
+@pytest.mark.parametrize(
+    ("order", "codes"),
+    [
+        ({"side": "sell", "qty": 300}, []),  # within the 300 held: reduces
+        ({"side": "sell", "qty": 400}, ["trading_reducing", "insufficient_position"]),  # more than held
+        ({"side": "buy", "qty": 100}, ["trading_reducing"]),  # adds
+    ],
+)
+async def test_reducing_passes_only_sells_within_the_position(order: dict[str, Any], codes: list[str]) -> None:
+    positions = FakePositions(Holding(ts_code="600000.SH", qty=300, sellable_qty=300))
+    states = FakeTradingStates({("global", ""): "reducing", ("account", "acct-alice"): "active"})
+    desk, _ = _desk(FakeQuotes(), FakeExecution(), FakeLog(), positions, trading_states=states)
+    placement = await desk.place(_order(**order), ALICE)
+    reasons = [] if placement.status_code == 201 else [r["code"] for r in placement.body["decision"]["reasons"]]
+    assert reasons == codes
+
+
+async def test_the_strictest_state_applies() -> None:
+    states = FakeTradingStates({("global", ""): "reducing", ("account", "acct-alice"): "halted"})
+    desk, _ = _desk(FakeQuotes(), FakeExecution(), FakeLog(), trading_states=states)
+    placement = await desk.place(_sell(qty=100), ALICE)
+    assert [r["code"] for r in placement.body["decision"]["reasons"]] == ["trading_halted", "insufficient_position"]
+
+
+async def test_fails_closed_when_the_trading_states_cannot_be_read() -> None:
+    execution, log = FakeExecution(), FakeLog()
+    desk, _ = _desk(FakeQuotes(), execution, log, trading_states=FakeTradingStates(down=True))
+    placement = await desk.place(_order(), ALICE)
+    assert placement.status_code == 503 and placement.body["code"] == "risk_unavailable"
+    assert "the trading states cannot be read (ConnectionError)" in placement.body["message"]
+    assert execution.calls == []
