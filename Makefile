@@ -29,9 +29,12 @@ fleet: $(STAMP)
 	bash scripts/backing-services.sh
 	$(PY) -m lianghua.fleet
 
+# Unit and integration tests on both cores (pytest-xdist, a file per worker at a time: each test keeps to its own
+# databases, vhost and Redis keys), then the end-to-end tests one at a time (they start fleets of processes).
 test: $(STAMP)
 	bash scripts/backing-services.sh
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile tests/unit tests/integration
+	$(PY) -m pytest -q tests/e2e
 
 # Fault tests (tests/chaos/): their own MariaDB, Redis and RabbitMQ node, never the machine's; about 3 minutes.
 chaos: $(STAMP)
@@ -42,7 +45,7 @@ parity: $(STAMP)
 	$(PY) -m pytest -q -m "parity or not parity" tests/e2e/test_paper_replay.py
 
 test-unit: $(STAMP)
-	$(PY) -m pytest -q tests/unit
+	$(PY) -m pytest -q -n 2 tests/unit
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

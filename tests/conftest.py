@@ -188,7 +188,9 @@ def open_backing(env: dict[str, str]) -> Iterator[Backing]:
     """This run's databases, vhost and Redis database on the servers `env`'s LH_TEST_* URLs name; removed after."""
     run_id = secrets.token_hex(4)
     vhost = create_run_vhost(env["LH_TEST_AMQP_URL"], f"lhtest-{run_id}", env)
-    redis_db = 1 + secrets.randbelow(15)
+    # pytest-xdist's workers (make test runs two) each take a database of their own: a run flushes its database
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    redis_db = 1 + (int(worker[2:]) % 15 if worker[2:].isdigit() else secrets.randbelow(15))
     backing = Backing(
         run_id=run_id,
         mysql_url=env["LH_TEST_MYSQL_URL"].rstrip("/"),

@@ -106,7 +106,7 @@ def test_the_gateway_answers_as_its_openapi_document_says(
             "--exclude-path-regex",
             EXCLUDED,
             "--max-examples",
-            "15",
+            "10",
             "--generation-deterministic",
             "--no-color",
             # One worker: with two threads, hypothesis describes lambdas with ast.parse concurrently, which CPython

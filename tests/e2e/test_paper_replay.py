@@ -260,6 +260,7 @@ class FlakyExecution(httpx.AsyncBaseTransport):
         return await self.inner.handle_async_request(request)
 
 
+@SLOW  # two years of replay with failures injected: `make parity` (CI runs it)
 async def test_orders_the_path_drops_are_sent_again_and_placed_once(tmp_path: Path, demo: pd.DataFrame) -> None:
     """Execution unreachable for some submissions, and its answer lost for others: the runner sends each such order
     again with the same client_order_id until it is accepted, and execution ends with each order once; the fills are
