@@ -13,6 +13,7 @@ runs by its bus namespace alone, and says so in a warning."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import re
 import secrets
@@ -188,9 +189,15 @@ def open_backing(env: dict[str, str]) -> Iterator[Backing]:
     """This run's databases, vhost and Redis database on the servers `env`'s LH_TEST_* URLs name; removed after."""
     run_id = secrets.token_hex(4)
     vhost = create_run_vhost(env["LH_TEST_AMQP_URL"], f"lhtest-{run_id}", env)
-    # pytest-xdist's workers (make test runs two) each take a database of their own: a run flushes its database
+    # A Redis database of the run's own, 1-15 at random; pytest-xdist's workers (make test runs two) take
+    # neighbouring ones from a start their run shares, so that the two never share one (a run flushes its database)
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-    redis_db = 1 + (int(worker[2:]) % 15 if worker[2:].isdigit() else secrets.randbelow(15))
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID", "")
+    if worker[2:].isdigit() and run:
+        start = int(hashlib.sha256(run.encode()).hexdigest(), 16) % 15
+        redis_db = 1 + (start + int(worker[2:])) % 15
+    else:
+        redis_db = 1 + secrets.randbelow(15)
     backing = Backing(
         run_id=run_id,
         mysql_url=env["LH_TEST_MYSQL_URL"].rstrip("/"),

@@ -407,12 +407,15 @@ async def get_reference(
     per security the fields of `/v1/quotes/{ts_code}` (equal to its answer for the same session), its industry and
     its 20-day average volume, with the data version read (`data_version`, header `ETag`). Asked again with
     `If-None-Match: <ETag>`, it answers 304 while the data version is unchanged (one small read)."""
-    if if_none_match is not None and if_none_match == _version_tag(await store.data_version()):
+    current = await store.data_version()
+    if if_none_match is not None and if_none_match == _version_tag(current):
         return Response(status_code=304, headers={"ETag": if_none_match})
     key = "latest" if session is None else session.isoformat()
     cached = await read_cache.get("reference", key)
     cached_version = _leading_version(cached) if cached is not None else None
-    if cached is not None and cached_version is not None:
+    # A cached answer of an older version is never served: an invalidation that raced the answer's caching (or
+    # failed) must not hand risk the data it just heard was replaced.
+    if cached is not None and cached_version is not None and cached_version == current:
         return Response(cached, media_type="application/json", headers=_reference_headers(cached_version))
     async with store.snapshot() as reads:
         if session is not None and not await reads.open_days(session, session):

@@ -166,6 +166,7 @@ class ReferenceQuotes:
         self.monotonic = monotonic
         self._held: dict[date | None, _Held] = {}
         self._locks: dict[date | None, asyncio.Lock] = {}
+        self._failures: dict[date | None, tuple[float, QuoteUnavailable]] = {}  # the last failed load, by session
         self._announcements = 0  # bars.updated events heard: a reference validated before the last one is stale
         self.loads = 0  # answers read in full (200), for tests and metrics
         self.confirmations = 0  # answers confirmed unchanged (304)
@@ -212,15 +213,26 @@ class ReferenceQuotes:
     async def _refresh(self, session: date | None) -> _Held:
         # One request at a time per session: a burst of orders after an announcement waits for one answer.
         lock = self._locks.setdefault(session, asyncio.Lock())
+        waited_since = self.monotonic()
         async with lock:
             held = self._current(session)
             if held is not None:
                 return held
+            # A load that failed while this order waited for it fails this order too: an outage answers a burst
+            # of orders at once rather than one request timeout after another.
+            failed = self._failures.get(session)
+            if failed is not None and failed[0] > waited_since:
+                raise QuoteUnavailable(str(failed[1]))
             announcements = self._announcements  # one heard while this request runs makes its answer stale
             checked_at = self.monotonic()
             day = self.today() if session is None else None
             previous = self._held.get(session)
-            data = await self._load(session, previous.tag if previous is not None else None)
+            try:
+                data = await self._load(session, previous.tag if previous is not None else None)
+            except QuoteUnavailable as exc:
+                self._failures[session] = (self.monotonic(), exc)
+                raise
+            self._failures.pop(session, None)
             if data is None:
                 assert previous is not None
                 self.confirmations += 1
@@ -244,6 +256,7 @@ class ReferenceQuotes:
             if old != current:
                 del self._held[old]
                 self._locks.pop(old, None)
+                self._failures.pop(old, None)
 
     async def _load(self, session: date | None, tag: str | None) -> ReferenceData | None:
         """The reference data of `session`, or None when `tag` is still current (304)."""

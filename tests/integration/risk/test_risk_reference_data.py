@@ -193,3 +193,30 @@ async def test_a_data_service_that_cannot_answer_fails_orders_closed(backing: Ba
         back = await p.risk.post("/v1/orders", json=_limit_buy(row.ts_code, row.last_close),
                                  headers=headers(p.settings, bob))  # fmt: skip
         assert back.status_code == 201, back.text
+
+
+async def test_a_correction_of_the_stored_bars_is_used_once_announced_and_not_before(backing: Backing) -> None:
+    # The clock stays put (no new exchange day, no new session) and the backstop is an hour: only the announcement
+    # can move what risk holds.
+    async with platform(backing) as p:
+        before = await p.reference()
+        row = next(r for r in before.securities if r.board == "main" and not r.is_st and not r.suspended)
+        assert row.last_close is not None and row.limit_up is not None and row.last_trade_date is not None
+        # 2024-12-31's close corrected 5% up: the session's limit-up becomes 1.1 x the new close, worked out here.
+        corrected = _tick(row.last_close * Decimal("1.05"))
+        new_up = _tick(corrected * Decimal("1.1"))
+        price = row.limit_up + CENT
+        assert price <= new_up
+        dana = trader()
+        first = await p.risk.post("/v1/orders", json=_limit_buy(row.ts_code, price), headers=headers(p.settings, dana))
+        assert first.status_code == 422, first.text  # above today's limit-up: refused (and risk now holds the data)
+        fen = int(corrected * 100)
+        bar = {"ts_code": row.ts_code, "trade_date": row.last_trade_date, "open": fen, "high": fen, "low": fen,
+               "close": fen, "pre_close": fen, "vol": 10_000, "amount": fen * 10_000, "adj_factor": Decimal(1)}  # fmt: skip
+        await p.data_app.state.store.load([], [], [bar])
+        held = await p.risk.post("/v1/orders", json=_limit_buy(row.ts_code, price), headers=headers(p.settings, dana))
+        assert held.status_code == 422, held.text  # stored, not announced: the copy held still says the old limit
+        assert [r["code"] for r in held.json()["decision"]["reasons"]] == ["price_limit"]
+        await p.announce(start=row.last_trade_date, end=row.last_trade_date, symbols=1, rows=1)
+        placed = await p.risk.post("/v1/orders", json=_limit_buy(row.ts_code, price), headers=headers(p.settings, dana))
+        assert placed.status_code == 201, placed.text

@@ -227,3 +227,21 @@ async def test_an_answer_for_another_session_is_refused() -> None:
     data.request = wrong_session  # type: ignore[method-assign]
     with pytest.raises(QuoteUnavailable, match="2024-03-05"):
         await quotes.quote("600000.SH", date(2024, 3, 4))
+
+
+async def test_a_burst_of_orders_during_an_outage_fails_at_once_on_one_request() -> None:
+    # The data service hangs, then fails: the 20 orders that waited for that one load all fail with it, rather than
+    # each trying again in turn (20 request timeouts one after another). The next order after it tries again.
+    data, clock = _DataService(), _Clock()
+    quotes = _held(data, clock)
+    data.gate, data.fail = asyncio.Event(), 500
+    burst = [asyncio.create_task(quotes.quote("600000.SH")) for _ in range(20)]
+    await asyncio.sleep(0.01)
+    clock.seconds += 10  # the request's timeout passes
+    data.gate.set()
+    answers = await asyncio.gather(*burst, return_exceptions=True)
+    assert all(isinstance(a, QuoteUnavailable) for a in answers) and len(data.asked) == 1
+    data.gate, data.fail = None, None
+    clock.seconds += 1
+    assert (await quotes.quote("600000.SH")).limit_up == Decimal("11.00")  # type: ignore[union-attr]
+    assert len(data.asked) == 2
