@@ -64,6 +64,10 @@ def chaos_fleet(servers: Servers) -> Iterator[tuple[Servers, Backing, Fleet]]:
             "LH_ADMIN_PASSWORD": secrets.token_urlsafe(12),
             "LH_RATE_LIMIT_PER_MINUTE": "100000",
             "LH_LOG_JSON": "true",
+            # The demo market ends on 2024-12-31: the fleet trades its next session (on the wall clock an order is
+            # for a session the demo data has no limits for, and is refused: limits_unknown / no_session)
+            "LH_MARKET_CLOCK": "shifted",
+            "LH_MARKET_CLOCK_AT": "2025-01-02T10:00:00+08:00",
         }
         fleet = Fleet(env=fleet_env, ports={n: free_port() for n in DEFAULT_PORTS}, log_dir=servers.base / "fleet")
         fleet.start()
