@@ -53,6 +53,10 @@ def bench_fleet() -> Iterator[Fleet]:
         # the path measured is the whole one, to the paper broker's fill: at once at the latest close (the demo market
         # has no session left on today's clock for the paper broker following it to match on)
         "LH_PAPER_FILLS": "immediate",
+        # ... and in the demo market's next session: on the wall clock an order is for a session the demo data has no
+        # price limits for, and is refused (limits_unknown / no_session)
+        "LH_MARKET_CLOCK": "shifted",
+        "LH_MARKET_CLOCK_AT": "2025-01-02T10:00:00+08:00",
     }
     fleet = Fleet(env=fleet_env, ports={n: _free_port() for n in DEFAULT_PORTS}, log_dir=ROOT / "var" / "bench-logs")
     fleet.start()
