@@ -14,11 +14,11 @@ from services.execution.brokers.paper import PaperBroker, PaperQuotes
 from services.execution.corporate import DataServiceExDates
 from services.execution.desk import OrderDesk
 from services.execution.metrics import ExecutionMetrics
-from services.execution.sessions import DataServiceCalendar, OrderSessions
 from services.execution.store import MIGRATIONS, ExecutionStore, outbox
 from shared.core.domain import to_fen
 from shared.core.market.matching import FillRules
 from shared.platform.app import Infra, create_service_app
+from shared.platform.calendar import DataServiceCalendar, OrderSessions
 from shared.platform.db import Database
 from shared.platform.events import BarsUpdated, Envelope
 from shared.platform.outbox import OutboxRelay

@@ -30,14 +30,7 @@ from services.execution.lifecycle import InconsistentReport
 from services.execution.metrics import ExecutionMetrics
 from services.execution.positions import Holding, holdings
 from services.execution.schemas import OrderSubmission
-from services.execution.sessions import (
-    CalendarUnavailable,
-    OrderSessions,
-    TradingCalendar,
-    expiry_reason,
-    last_close,
-    session_close,
-)
+from services.execution.sessions import expiry_reason, last_close
 from services.execution.store import (
     AdjustmentRecord,
     AdmissionRefused,
@@ -50,6 +43,7 @@ from services.execution.store import (
 )
 from shared.core.domain import IllegalTransition, OrderSide, OrderStatus, OrderType, to_fen
 from shared.platform.approval import OrderTerms
+from shared.platform.calendar import CalendarUnavailable, OrderSessions, TradingCalendar
 from shared.platform.clock import (
     EXCHANGE_TZ,
     MarketClock,
@@ -58,6 +52,7 @@ from shared.platform.clock import (
     ShiftedClock,
     market_today,
     no_session,
+    session_close,
     utcnow,
 )
 from shared.platform.errors import Conflict, Forbidden, NotFound, ServiceError, Unavailable

@@ -7,27 +7,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import date, datetime
 
-# The calendar client lives in the shared platform (risk reads it too); named here as execution always has.
-from shared.platform.calendar import (
-    BarsCalendar,
-    CalendarUnavailable,
-    DataServiceCalendar,
-    OrderSessions,
-    TradingCalendar,
-)
-from shared.platform.clock import SESSION_CLOSE, session_close
+from shared.platform.clock import session_close
 
-__all__ = [
-    "SESSION_CLOSE",
-    "BarsCalendar",
-    "CalendarUnavailable",
-    "DataServiceCalendar",
-    "OrderSessions",
-    "TradingCalendar",
-    "expiry_reason",
-    "last_close",
-    "session_close",
-]
+__all__ = ["expiry_reason", "last_close"]
 
 
 def last_close(trading_days: Iterable[date], now: datetime) -> date | None:

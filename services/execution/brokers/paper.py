@@ -40,13 +40,14 @@ from sqlalchemy.exc import IntegrityError
 from services.execution.brokers.base import BrokerReport, BrokerUnavailable, CancelTooLate, Fill, MarketDataError
 from services.execution.brokers.paper_tables import paper_accounts, paper_fills, paper_orders
 from services.execution.events import EXCHANGE_TZ
-from services.execution.sessions import BarsCalendar, CalendarUnavailable, OrderSessions, expiry_reason, session_close
+from services.execution.sessions import expiry_reason
 from shared.core.domain import Order, OrderSide, OrderStatus, OrderType, from_fen, price, to_fen
 from shared.core.domain.codes import Board
 from shared.core.market.matching import REASON_CODES, REASONS, FillRules, SessionBar, match_order
 from shared.core.market.rules import board_lots
 from shared.platform.approval import PaperFill
-from shared.platform.clock import no_session, utcnow
+from shared.platform.calendar import BarsCalendar, CalendarUnavailable, OrderSessions
+from shared.platform.clock import no_session, session_close, utcnow
 from shared.platform.db import Database, DbSession
 from shared.platform.errors import ServiceError
 from shared.platform.events.envelope import Envelope

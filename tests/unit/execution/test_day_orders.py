@@ -2,8 +2,9 @@
 
 from datetime import UTC, date, datetime
 
-from services.execution.sessions import expiry_reason, last_close, session_close
+from services.execution.sessions import expiry_reason, last_close
 from shared.core.market.calendar import sse_trading_days
+from shared.platform.clock import session_close
 
 # 2024-12-30 (Mon), 2024-12-31 (Tue); 2025-01-01 is a holiday; 2025-01-02 (Thu), 2025-01-03 (Fri).
 DAYS = sse_trading_days(date(2024, 12, 30), date(2025, 1, 3))
