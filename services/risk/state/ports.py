@@ -180,7 +180,9 @@ class HotBook(Protocol):
 
     async def apply(self, event: BookEvent) -> bool:
         """Apply one event, idempotently (trades by id, adjustments and cash by key; orders only move forward).
-        Events of an account not seeded are ignored (the seed will count them). False when nothing changed."""
+        Every event is also kept a while in the account's recent events (seeded or not), which `seed` applies again
+        over the snapshot: an event that arrives while a seed's snapshot is being read is not lost. Events of an
+        account not seeded change nothing else. False when nothing changed."""
 
     async def view(self, account_id: str, session: date) -> BookView | None:
         """The account's book for an order of `session` (T+1 and fee dates). None: not seeded."""
@@ -209,3 +211,6 @@ class HotBook(Protocol):
 
     async def drop(self, account_id: str) -> None:
         """Forget the account (it is seeded again before its next decision)."""
+
+    async def accounts(self) -> list[str]:
+        """The accounts seeded (reconciliation's round)."""

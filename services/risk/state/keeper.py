@@ -1,0 +1,187 @@
+"""Keeps risk's hot books true: seeds an account's book from execution's snapshot the first time a decision needs it
+(and after the store lost it), applies execution's events as they come, drops decisions execution never answered,
+and reconciles the books against execution's snapshots on a period — a difference seen on two passes in a row is
+drift: counted (`lh_risk_state_drift_total`), logged, and repaired by seeding the book again.
+
+A seed is safe while events flow: the stores keep each account's recent events and apply them again over a seed
+(every event is idempotent with respect to the snapshot: trades and cash by id, orders only forward)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from services.risk.state.ports import BookEvent, BookSnapshot, BookUnavailable, BookView, HotBook
+from shared.platform.events import Envelope
+
+log = logging.getLogger(__name__)
+
+
+class SnapshotUnavailable(Exception):
+    """Execution could not give an account's snapshot."""
+
+
+class SnapshotSource(Protocol):
+    async def snapshot(self, account_id: str) -> BookSnapshot | None:
+        """Execution's snapshot of the account; None when execution has no such account. Raises
+        SnapshotUnavailable."""
+
+
+@dataclass(frozen=True)
+class Drift:
+    account_id: str
+    what: str  # balance, holding, order
+
+
+class BookKeeper:
+    def __init__(
+        self,
+        book: HotBook,
+        snapshots: SnapshotSource,
+        *,
+        to_event: Callable[[Envelope], Awaitable[BookEvent | None]],
+        clock: Callable[[], datetime],
+        decided_ttl_s: int,
+        reference_book: Callable[[], HotBook],
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.book = book
+        self.snapshots = snapshots
+        self.to_event = to_event
+        self.clock = clock
+        self.decided_ttl_s = decided_ttl_s  # a decided order execution never reported is dropped after this
+        self.reference_book = reference_book  # a fresh memory book: the second reading of a snapshot
+        self._seeding: dict[str, asyncio.Lock] = {}
+        self._suspect: dict[str, str] = {}  # account -> the difference seen on the last pass
+        self.drift = Counter(
+            "lh_risk_state_drift_total",
+            "Differences between risk's hot books and execution's records found (and repaired) by reconciliation",
+            ["what"],
+            registry=registry,
+        )
+        for what in ("balance", "holding", "order"):
+            self.drift.labels(what=what)
+        self.reconciled = Gauge(
+            "lh_risk_state_reconciled_timestamp_seconds",
+            "When risk last reconciled its hot books against execution (unix time)",
+            registry=registry,
+        )
+
+    async def view(self, account_id: str, session: date, *, opener: Callable[[], Awaitable[None]] | None = None) -> (
+        BookView | None
+    ):  # fmt: skip
+        """The account's book for an order of `session`, seeded first if the store has none. None when execution
+        knows no such account (after `opener`, when given, has had the chance to open it). Raises BookUnavailable."""
+        found = await self.book.view(account_id, session)
+        if found is not None:
+            return found
+        if not await self.seed(account_id, opener=opener):
+            return None
+        found = await self.book.view(account_id, session)
+        if found is None:
+            raise BookUnavailable(f"the book of {account_id} was seeded but cannot be read")
+        return found
+
+    async def seed(self, account_id: str, *, opener: Callable[[], Awaitable[None]] | None = None) -> bool:
+        """Seed the account's book from execution's snapshot (once at a time per account in this process). False
+        when execution knows no such account. Raises BookUnavailable."""
+        lock = self._seeding.setdefault(account_id, asyncio.Lock())
+        async with lock:
+            if await self.book.seeded(account_id):
+                return True  # another request seeded it while this one waited
+            snapshot = await self._snapshot(account_id)
+            if snapshot is None and opener is not None:
+                await opener()
+                snapshot = await self._snapshot(account_id)
+            if snapshot is None:
+                return False
+            await self.book.seed(snapshot, keep_decided_since=self._decided_since())
+            log.info("risk seeded an account's book", extra={"account": account_id, "as_of": str(snapshot.as_of)})
+            return True
+
+    async def _snapshot(self, account_id: str) -> BookSnapshot | None:
+        try:
+            return await self.snapshots.snapshot(account_id)
+        except SnapshotUnavailable as exc:
+            raise BookUnavailable(f"no snapshot of {account_id} from execution: {exc}") from exc
+
+    def _decided_since(self) -> datetime:
+        return self.clock() - timedelta(seconds=self.decided_ttl_s)
+
+    async def on_event(self, envelope: Envelope) -> None:
+        """An execution event (the bus handler): applied to its account's book. A store that cannot be written
+        raises, so the bus delivers the event again."""
+        event = await self.to_event(envelope)
+        if event is not None:
+            await self.book.apply(event)
+
+    async def reconcile(self, session: date) -> list[Drift]:
+        """One pass over every seeded account: its book against execution's snapshot read a second way (a fresh
+        reference book seeded from it), for `session`. Orders risk decided that execution has not reported are not
+        differences. A difference seen on two passes in a row is drift: counted, logged and repaired (seeded again).
+        Decided orders older than the approval's TTL are dropped first."""
+        await self.book.expire_decided(self._decided_since())
+        drifts: list[Drift] = []
+        for account_id in await self.book.accounts():
+            try:
+                snapshot = await self.snapshots.snapshot(account_id)
+            except SnapshotUnavailable as exc:
+                log.warning("risk cannot reconcile an account", extra={"account": account_id, "error": str(exc)})
+                continue
+            if snapshot is None:
+                await self.book.drop(account_id)
+                continue
+            ours = await self.book.view(account_id, session)
+            if ours is None:
+                continue
+            reference = self.reference_book()
+            await reference.seed(snapshot, keep_decided_since=self.clock())
+            theirs = await reference.view(account_id, session)
+            assert theirs is not None
+            difference = _difference(ours, theirs)
+            if difference is None:
+                self._suspect.pop(account_id, None)
+                continue
+            if self._suspect.get(account_id) != difference:
+                self._suspect[account_id] = difference  # events in flight: look again on the next pass
+                continue
+            self._suspect.pop(account_id, None)
+            what = difference.split(":", 1)[0]
+            drift = Drift(account_id, what)
+            drifts.append(drift)
+            self.drift.labels(what=what).inc()
+            log.error(
+                "risk's book of an account differed from execution's: seeded again",
+                extra={"account": account_id, "difference": difference},
+            )
+            await self.book.drop(account_id)
+            await self.seed(account_id)
+        self.reconciled.set(self.clock().timestamp())
+        return drifts
+
+
+def _difference(ours: BookView, theirs: BookView) -> str | None:
+    """The first difference between risk's book and execution's, ignoring what only risk knows yet (orders it
+    decided that execution has not reported, and their reservations)."""
+    if ours.balance_fen != theirs.balance_fen:
+        return f"balance: {ours.balance_fen} fen here, {theirs.balance_fen} at execution"
+    for code in sorted(set(ours.holdings) | set(theirs.holdings)):
+        a, b = ours.holdings.get(code), theirs.holdings.get(code)
+        qty_a, qty_b = (0 if a is None else a.qty), (0 if b is None else b.qty)
+        if qty_a != qty_b:
+            return f"holding: {code} {qty_a} shares here, {qty_b} at execution"
+    reported = {o.client_order_id: o for o in ours.open_orders if not o.decided}
+    open_there = {o.client_order_id: o for o in theirs.open_orders}
+    for coid in sorted(set(reported) | set(open_there)):
+        a_order, b_order = reported.get(coid), open_there.get(coid)
+        left_a = 0 if a_order is None else a_order.remaining_qty
+        left_b = 0 if b_order is None else b_order.remaining_qty
+        if left_a != left_b:
+            return f"order: {coid} commits {left_a} shares here, {left_b} at execution"
+    return None
