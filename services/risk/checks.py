@@ -146,7 +146,7 @@ def position_checks(order: OrderIntent, security: SecurityCode, holding: Holding
     return []
 
 
-def _buy_cap(order: OrderIntent, quote: Quote | None) -> tuple[Decimal, str] | Reason | None:
+def buy_cap(order: OrderIntent, quote: Quote | None) -> tuple[Decimal, str] | Reason | None:
     """The most a buy may pay a share and what that is (the limit price, or for a market buy the next session's
     limit-up price), a reason when a market buy has none, or None when there is nothing to check (not a buy, no
     price, or an unknown security, rejected for that already)."""
@@ -168,7 +168,7 @@ def _buy_cap(order: OrderIntent, quote: Quote | None) -> tuple[Decimal, str] | R
 def cash_checks(order: OrderIntent, quote: Quote | None, available: Decimal, *, trade_date: date) -> list[Reason]:
     """A buy against the account's available cash (execution's `GET /v1/account`): it must cover qty x the
     limit price, or for a market buy the next session's limit-up price, plus fees. Sells: nothing here."""
-    cap = _buy_cap(order, quote)
+    cap = buy_cap(order, quote)
     if cap is None:
         return []
     if isinstance(cap, Reason):
@@ -228,7 +228,7 @@ def sleeve_checks(order: OrderIntent, quote: Quote | None, sleeve: Sleeve, *, tr
     """An order of a strategy instance against its sleeve: a buy's cost (the same arithmetic as the account's cash
     check: qty x price cap + fees) must fit the sleeve's cash, a sell its sellable shares. The account's own checks
     run as well (a market buy without a price cap is refused by those); the state by sleeve_state_checks."""
-    cap = _buy_cap(order, quote)
+    cap = buy_cap(order, quote)
     if isinstance(cap, tuple):
         whose = f" to strategy instance {sleeve.instance_id}"
         return _cash_reason(order, cap, sleeve.cash_available, trade_date, ReasonCode.INSUFFICIENT_STRATEGY_CASH, whose)

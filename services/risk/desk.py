@@ -25,6 +25,7 @@ from services.risk.checks import (
     Reason,
     ReasonCode,
     Sleeve,
+    buy_cap,
     cash_checks,
     position_checks,
     quote_checks,
@@ -37,9 +38,12 @@ from services.risk.events import order_denied
 from services.risk.metrics import Outcome, RiskMetrics
 from services.risk.rules.base import TradingState
 from services.risk.schemas import OrderRequest
+from services.risk.state.keeper import BookKeeper
+from services.risk.state.ports import BookUnavailable, BookView, Reservation, Verdict
 from services.risk.store import Decision, ExecutionOutcome
 from services.risk.trading_states import TradingStateSource, strictest, trading_state_reasons
-from shared.core.domain import PRICE_TICK, InvalidTsCode, OrderSide, OrderType, money, parse_ts_code
+from shared.core.domain import PRICE_TICK, InvalidTsCode, OrderSide, OrderType, from_fen, parse_ts_code, to_fen
+from shared.core.market.orders import buy_cost
 from shared.platform.approval import OrderTerms, sign_approval
 from shared.platform.calendar import CalendarUnavailable, OrderSessions, TradingCalendar
 from shared.platform.clock import EXCHANGE_TZ, OrderSession, market_today, no_session, utcnow
@@ -63,23 +67,31 @@ log = logging.getLogger(__name__)
 # Who may place orders: people with a trading role. Viewers watch; a service acting as itself has no account.
 
 
-class PositionsUnavailable(Exception):
-    """Execution could not say what the account holds: risk cannot decide a sell."""
+class AccountBooks(Protocol):
+    """Risk's hot books of accounts (services/risk/state): what an account holds and has reserved, read from memory
+    or Redis, never asked of execution per order; and the atomic reservation of an approved order."""
 
+    async def view(self, account_id: str, session: date, principal: Principal) -> BookView | None:
+        """The account's book for an order of `session` placed by `principal`; None when execution has no such
+        account. Raises BookUnavailable."""
 
-class PositionSource(Protocol):
-    async def holding(self, account_id: str, ts_code: str) -> Holding | None:
-        """The account's position in `ts_code`, None when it holds none. Raises PositionsUnavailable."""
+    async def reserve(
+        self,
+        account_id: str,
+        client_order_id: str,
+        *,
+        ts_code: str,
+        side: OrderSide,
+        qty: int,
+        cap_fen: int,
+        need_fen: int,
+        session: date,
+        decided_at: datetime,
+    ) -> Reservation:
+        """Re-check the cash (a buy) or sellable shares (a sell) and reserve them, in one atomic step."""
 
-
-class CashUnavailable(Exception):
-    """Execution could not say what cash the account has: risk cannot decide a buy."""
-
-
-class CashSource(Protocol):
-    async def available(self, account_id: str, principal: Principal) -> Decimal:
-        """The available cash (balance less open buys' reservations), CNY, of `account_id`, the account of
-        `principal`, who places the order. Raises CashUnavailable."""
+    async def release(self, account_id: str, client_order_id: str) -> None:
+        """Drop the reservation of an order execution refused."""
 
 
 class SleeveUnavailable(Exception):
@@ -137,64 +149,59 @@ class DecisionLog(Protocol):
         """What execution answered for a forwarded decision (PLACED and REFUSED are final)."""
 
 
-class ExecutionPositions:
-    """Positions from execution's `GET /v1/positions?account_id=`, as risk itself (service token)."""
+class ExecutionAccounts:
+    """Opens a trader's account at execution the first time they trade: execution's `GET /v1/account`, asked as
+    the caller, opens the account of a trader seen for the first time (with the paper opening cash) only when it is
+    the caller's own. An account a service names (a strategy instance's) must exist already."""
 
     def __init__(self, services: ServiceDirectory, internal_secret: str) -> None:
         self.services = services
         self.internal_secret = internal_secret
 
-    async def holding(self, account_id: str, ts_code: str) -> Holding | None:
-        client = self.services.client("execution")
+    async def open(self, account_id: str, principal: Principal) -> None:
+        if principal.is_service or account_id != (principal.account_id or principal.subject):
+            return
+        headers = {INTERNAL_HEADER: mint_internal_token(self.internal_secret, principal)}
         try:
-            body = await client.get_json(
-                "/v1/positions",
-                params={"account_id": account_id},
-                headers=service_headers(self.internal_secret, "risk"),
-            )
+            await self.services.client("execution").get_json("/v1/account", headers=headers)
         except ServiceError as exc:
-            raise PositionsUnavailable(f"the execution service answered {exc.code}: {exc.message}") from exc
-        except ValueError as exc:
-            raise PositionsUnavailable("the execution service answered positions without JSON") from exc
-        if not isinstance(body, list):
-            raise PositionsUnavailable("the execution service's positions are not a list")
-        try:
-            positions = [Holding.model_validate(p) for p in body]
-        except ValidationError as exc:
-            raise PositionsUnavailable(f"the execution service's positions are malformed: {exc.errors()[0]}") from exc
-        return next((p for p in positions if p.ts_code == ts_code), None)
+            raise BookUnavailable(f"execution could not open account {account_id}: {exc.code}: {exc.message}") from exc
 
 
-class ExecutionCash:
-    """Available cash from execution's `GET /v1/account`, asked as the caller (their own account): execution opens
-    the account of a trader seen for the first time (with the paper opening cash) only when it is the caller's own;
-    an account named by a service must exist already. A service's order (a strategy instance's) is for another
-    account: asked as risk itself, naming it."""
+class HotBooks:
+    """The desk's books: the keeper's (seeded from execution's snapshot on first use, kept by its events), opening
+    a trader's account at execution first when it has none."""
 
-    def __init__(self, services: ServiceDirectory, internal_secret: str) -> None:
-        self.services = services
-        self.internal_secret = internal_secret
+    def __init__(self, keeper: BookKeeper, accounts: ExecutionAccounts) -> None:
+        self.keeper = keeper
+        self.accounts = accounts
 
-    async def available(self, account_id: str, principal: Principal) -> Decimal:
-        client = self.services.client("execution")
-        if principal.is_service:
-            params: dict[str, str] = {"account_id": account_id}
-            headers = service_headers(self.internal_secret, "risk")
-        else:
-            params = {}
-            headers = {INTERNAL_HEADER: mint_internal_token(self.internal_secret, principal)}
-        try:
-            body = await client.get_json("/v1/account", params=params, headers=headers)
-        except ServiceError as exc:
-            raise CashUnavailable(f"the execution service answered {exc.code}: {exc.message}") from exc
-        except ValueError as exc:
-            raise CashUnavailable("the execution service answered the account without JSON") from exc
-        try:
-            if body["account_id"] != account_id:
-                raise ValueError(f"the account of {principal.subject} is {body['account_id']}, not {account_id}")
-            return money(body["available"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise CashUnavailable(f"the execution service's account is malformed: {exc!r}") from exc
+    async def view(self, account_id: str, session: date, principal: Principal) -> BookView | None:
+        async def opener() -> None:
+            await self.accounts.open(account_id, principal)
+
+        return await self.keeper.view(account_id, session, opener=opener)
+
+    async def reserve(
+        self,
+        account_id: str,
+        client_order_id: str,
+        *,
+        ts_code: str,
+        side: OrderSide,
+        qty: int,
+        cap_fen: int,
+        need_fen: int,
+        session: date,
+        decided_at: datetime,
+    ) -> Reservation:
+        return await self.keeper.book.reserve(
+            account_id, client_order_id, ts_code=ts_code, side=side, qty=qty, cap_fen=cap_fen, need_fen=need_fen,
+            session=session, decided_at=decided_at,
+        )  # fmt: skip
+
+    async def release(self, account_id: str, client_order_id: str) -> None:
+        await self.keeper.book.release(account_id, client_order_id)
 
 
 class StrategySleeves:
@@ -268,8 +275,7 @@ class RiskDesk:
         approval_ttl_s: int,
         max_order_value: Decimal,
         quotes: QuoteSource,
-        positions: PositionSource,
-        cash: CashSource,
+        books: AccountBooks,
         sleeves: SleeveSource,
         execution: ExecutionPort,
         decisions: DecisionLog,
@@ -283,8 +289,7 @@ class RiskDesk:
         self.approval_ttl_s = approval_ttl_s  # how long an approval whose forwarding outcome is unknown is replayed
         self.max_order_value = max_order_value
         self.quotes = quotes
-        self.positions = positions
-        self.cash = cash
+        self.books = books
         self.sleeves = sleeves
         self.execution = execution
         self.decisions = decisions
@@ -339,13 +344,15 @@ class RiskDesk:
             account_id = sleeve.account_id  # the instance trades in its owner's account
         assert account_id is not None
 
+        book = _OrderBook(self.books, account_id, trade_date, principal)
+        reservation: tuple[int, int] | None = None  # (cap_fen, need_fen) of an order that reserves if approved
         intent = OrderIntent(request.ts_code, request.side, request.order_type, request.qty, request.price)
         security, reasons = static_checks(intent, max_order_value=self.max_order_value)
         if session_reason is not None:
             reasons.append(session_reason)
         if sleeve is not None:
             reasons.extend(sleeve_state_checks(sleeve))
-        reasons.extend(await self._trading_state(intent, account_id, instance_id, sleeve, unavailable))
+        reasons.extend(await self._trading_state(intent, account_id, instance_id, sleeve, book, unavailable))
         if security is not None:
             intent = OrderIntent(security.ts_code, request.side, request.order_type, request.qty, request.price)
             quote: Quote | None = None
@@ -375,29 +382,34 @@ class RiskDesk:
                     quote = None
                 else:
                     reasons.extend(quote_checks(intent, quote, max_order_value=self.max_order_value))
-            # Buys: the available cash must cover the order at its price cap, with fees. Execution checks again
-            # atomically when it admits the order; this answers early with the reason.
+            # Buys: the available cash must cover the order at its price cap, with fees; sells: no short selling,
+            # T+1. Both from the account's hot book (no read of execution per order); reserved atomically below.
+            # Execution checks again under its account lock when it admits the order.
             priced = quote_known or request.order_type is OrderType.LIMIT
-            if request.side is OrderSide.BUY and priced:
-                try:
-                    available = await self.cash.available(account_id, principal)
-                except CashUnavailable as exc:
-                    unavailable.append(str(exc))
-                    log.warning("risk cannot check a buy", extra={"ts_code": security.ts_code, "error": str(exc)})
-                else:
+            if (request.side is OrderSide.BUY and priced) or request.side is OrderSide.SELL:
+                view = await book.get(unavailable)
+                if view is not None and request.side is OrderSide.BUY:
+                    available = from_fen(view.available_fen)
                     reasons.extend(cash_checks(intent, quote, available, trade_date=trade_date))
-            # Sells: no short selling, T+1 (execution checks again atomically when it admits the order).
-            if request.side is OrderSide.SELL:
-                try:
-                    holding = await self.positions.holding(account_id, security.ts_code)
-                except PositionsUnavailable as exc:
-                    unavailable.append(str(exc))
-                    log.warning("risk cannot check a sell", extra={"ts_code": security.ts_code, "error": str(exc)})
-                else:
-                    reasons.extend(position_checks(intent, security, holding))
+                    cap = buy_cap(intent, quote)
+                    if isinstance(cap, tuple):
+                        reservation = (to_fen(cap[0]), to_fen(buy_cost(intent.qty, cap[0], trade_date)))
+                elif view is not None:
+                    holding = view.holdings.get(security.ts_code)
+                    held = None if holding is None else Holding(
+                        ts_code=holding.ts_code, qty=holding.qty, sellable_qty=holding.sellable_qty
+                    )  # fmt: skip
+                    reasons.extend(position_checks(intent, security, held))
+                    reservation = (0, 0)
             # An instance's order: its sleeve's cash or shares too, with the same arithmetic as the account's.
             if sleeve is not None:
                 reasons.extend(sleeve_checks(intent, quote, sleeve, trade_date=trade_date))
+        if not reasons and not unavailable and reservation is not None:
+            # The decision and its reservation are one atomic step: concurrent orders never spend the same cash or
+            # shares twice (the store re-checks them as it reserves).
+            reasons.extend(
+                await self._reserve(account_id, request.client_order_id, intent, reservation, trade_date, unavailable)
+            )
         if unavailable:
             reasons.append(
                 Reason(ReasonCode.RISK_UNAVAILABLE, f"risk cannot check the order: {'; '.join(unavailable)}")
@@ -424,6 +436,8 @@ class RiskDesk:
             await self.decisions.record(decision, None if decision.approved else order_denied(decision))
         except Exception:
             self.metrics.decided(Outcome.ERROR)
+            if decision.approved:
+                await self._release(account_id, request.client_order_id)
             raise
 
         if unavailable and len(reasons) == 1:
@@ -442,6 +456,7 @@ class RiskDesk:
         account_id: str,
         instance_id: str | None,
         sleeve: Sleeve | None,
+        book: _OrderBook,
         unavailable: list[str],
     ) -> list[Reason]:
         """The kill switch: the strictest trading state of global, the account and the instance, read per order from
@@ -450,21 +465,65 @@ class RiskDesk:
         code = _canonical_code(intent.ts_code)
         try:
             governing = strictest(await self.trading_states.trading_states_of(account_id, instance_id))
-            held: int | None = None
-            if governing is not None and governing.state == TradingState.REDUCING and intent.side is OrderSide.SELL:
-                holding = await self.positions.holding(account_id, code)
-                held = 0 if holding is None else holding.qty
-                if sleeve is not None:
-                    own = sleeve.holding(code)
-                    held = min(held, 0 if own is None else own.qty)
-        except PositionsUnavailable as exc:
-            unavailable.append(str(exc))
-            return []
         except Exception as exc:  # the database: without the state there is no approval
             log.warning("risk cannot read the trading states", extra={"account": account_id, "error": repr(exc)})
             unavailable.append(f"the trading states cannot be read ({type(exc).__name__})")
             return []
+        held: int | None = None
+        if governing is not None and governing.state == TradingState.REDUCING and intent.side is OrderSide.SELL:
+            view = await book.get(unavailable)
+            if view is None:
+                return []
+            holding = view.holdings.get(code)
+            held = 0 if holding is None else holding.qty
+            if sleeve is not None:
+                own = sleeve.holding(code)
+                held = min(held, 0 if own is None else own.qty)
         return trading_state_reasons(replace(intent, ts_code=code), governing, held)
+
+    async def _reserve(
+        self,
+        account_id: str,
+        client_order_id: str,
+        intent: OrderIntent,
+        reservation: tuple[int, int],
+        session: date,
+        unavailable: list[str],
+    ) -> list[Reason]:
+        """Reserve an approved order's cash or shares in the account's book, re-checking them atomically: the
+        reasons when another order took them first (or why the book cannot say, in `unavailable`)."""
+        cap_fen, need_fen = reservation
+        try:
+            reserved = await self.books.reserve(
+                account_id, client_order_id, ts_code=intent.ts_code, side=intent.side, qty=intent.qty,
+                cap_fen=cap_fen, need_fen=need_fen, session=session, decided_at=self.clock(),
+            )  # fmt: skip
+        except BookUnavailable as exc:
+            unavailable.append(f"the account's book cannot be written: {exc}")
+            log.warning("risk cannot reserve an order", extra={"account": account_id, "error": str(exc)})
+            return []
+        if reserved.verdict in (Verdict.RESERVED, Verdict.ALREADY):
+            return []
+        if reserved.verdict is Verdict.INSUFFICIENT_CASH:
+            message = (
+                f"buying {intent.qty} shares of {intent.ts_code} needs {cny(need_fen)} CNY with fees; "
+                f"{cny(reserved.available)} available (other orders reserved the rest)"
+            )
+            return [Reason(ReasonCode.INSUFFICIENT_CASH, message)]
+        if reserved.verdict is Verdict.INSUFFICIENT_POSITION:
+            message = (
+                f"cannot sell {intent.qty} shares of {intent.ts_code}: {reserved.available} sellable "
+                "(other orders reserved the rest)"
+            )
+            return [Reason(ReasonCode.INSUFFICIENT_POSITION, message)]
+        unavailable.append(f"the book of {account_id} was dropped while the order was checked")
+        return []
+
+    async def _release(self, account_id: str, client_order_id: str) -> None:
+        try:
+            await self.books.release(account_id, client_order_id)
+        except BookUnavailable as exc:  # it expires with the approval's TTL
+            log.warning("risk could not release a reservation", extra={"account": account_id, "error": str(exc)})
 
     async def _order_session(
         self, replayed: date | None, unavailable: list[str]
@@ -587,6 +646,7 @@ class RiskDesk:
             )
         # Any 4xx: execution holds no order under this decision and never will. Spent: a retry is decided afresh.
         await self._outcome(decision, ExecutionOutcome.REFUSED)
+        await self._release(decision.account_id, decision.client_order_id)
         if status == 409:
             return _refused(409, code, message, decision)
         if status == 422 and code in EXECUTION_REFUSALS:
@@ -610,6 +670,38 @@ class RiskDesk:
             )
             if outcome is ExecutionOutcome.REFUSED:
                 raise
+
+
+class _OrderBook:
+    """The account's book as one order reads it: read once, on first need."""
+
+    def __init__(self, books: AccountBooks, account_id: str, session: date, principal: Principal) -> None:
+        self.books = books
+        self.account_id = account_id
+        self.session = session
+        self.principal = principal
+        self._read = False
+        self._view: BookView | None = None
+        self._error: str | None = None
+
+    async def get(self, unavailable: list[str]) -> BookView | None:
+        """The view, or None with why added to `unavailable` (once per order)."""
+        if not self._read:
+            self._read = True
+            try:
+                self._view = await self.books.view(self.account_id, self.session, self.principal)
+                if self._view is None:
+                    self._error = f"execution has no account {self.account_id}"
+            except BookUnavailable as exc:
+                self._error = f"the account's book cannot be read: {exc}"
+                log.warning("risk cannot read an account's book", extra={"account": self.account_id, "error": str(exc)})
+            if self._error is not None:
+                unavailable.append(self._error)
+        return self._view
+
+
+def cny(fen: int) -> str:
+    return str(from_fen(fen))
 
 
 def _check_placer(principal: Principal, instance_id: str | None) -> None:

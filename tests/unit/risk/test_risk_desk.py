@@ -9,10 +9,12 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from services.risk.checks import Holding, Sleeve
-from services.risk.desk import CashUnavailable, PositionsUnavailable, QuoteUnavailable, RiskDesk, SleeveUnavailable
+from services.risk.desk import QuoteUnavailable, RiskDesk, SleeveUnavailable
 from services.risk.metrics import RiskMetrics
 from services.risk.schemas import OrderRequest
+from services.risk.state.ports import BookUnavailable, BookView, HoldingView, Reservation, Verdict
 from services.risk.store import Decision, ExecutionOutcome, ScopedState
+from shared.core.domain import OrderSide, to_fen
 from shared.core.domain.codes import Board
 from shared.platform.approval import Approval, OrderTerms, approval_error
 from shared.platform.errors import ServiceError, Unavailable
@@ -49,32 +51,59 @@ class FakeQuotes:
         return QUOTE if ts_code == "600000.SH" else None
 
 
-class FakePositions:
-    def __init__(self, *holdings: Holding, down: bool = False) -> None:
+class FakeBooks:
+    """The account's hot book: its holdings and available cash; `reserve` re-checks and reserves as the stores do
+    (cash for buys, sellable shares for sells). `down`: the store cannot be read."""
+
+    def __init__(self, *holdings: Holding, available: str = "10000000.00", down: bool = False) -> None:
         self.holdings = {h.ts_code: h for h in holdings}
-        self.down = down
-        self.asked: list[tuple[str, str]] = []
-
-    async def holding(self, account_id: str, ts_code: str) -> Holding | None:
-        self.asked.append((account_id, ts_code))
-        if self.down:
-            raise PositionsUnavailable("the execution service did not answer: ConnectError")
-        return self.holdings.get(ts_code)
-
-
-class FakeCash:
-    def __init__(self, available: str = "10000000.00", down: bool = False) -> None:
         self.value = Decimal(available)
         self.down = down
         self.asked: list[str] = []
+        self.reserved: dict[str, tuple[str, int, int]] = {}  # client_order_id -> (side, qty, need_fen)
+        self.released: list[str] = []
 
-    async def available(self, account_id: str, principal: Principal) -> Decimal:
+    def _available_fen(self) -> int:
+        return to_fen(self.value) - sum(need for side, _, need in self.reserved.values() if side == "buy")
+
+    def _sellable(self, ts_code: str) -> int:
+        held = self.holdings.get(ts_code)
+        selling = sum(qty for side, qty, _ in self.reserved.values() if side == "sell")
+        return max((0 if held is None else held.sellable_qty) - selling, 0)
+
+    async def view(self, account_id: str, session: date, principal: Principal) -> BookView | None:
         # Asked as the account's owner; a strategy instance's order (a service's) names its sleeve's account.
         assert principal.is_service or account_id == (principal.account_id or principal.subject)
         self.asked.append(account_id)
         if self.down:
-            raise CashUnavailable("the execution service did not answer: ConnectError")
-        return self.value
+            raise BookUnavailable("Redis did not answer: ConnectionError")
+        holdings = {c: HoldingView(c, h.qty, min(self._sellable(c), h.qty)) for c, h in self.holdings.items()}
+        reserved = to_fen(self.value) - self._available_fen()
+        return BookView(account_id, to_fen(self.value), reserved, holdings, ())
+
+    async def reserve(
+        self, account_id: str, client_order_id: str, *, ts_code: str, side: OrderSide, qty: int, cap_fen: int,
+        need_fen: int, session: date, decided_at: datetime,
+    ) -> Reservation:  # fmt: skip
+        if client_order_id in self.reserved:
+            return Reservation(Verdict.ALREADY)
+        if side is OrderSide.BUY and need_fen > self._available_fen():
+            return Reservation(Verdict.INSUFFICIENT_CASH, self._available_fen())
+        if side is OrderSide.SELL and qty > self._sellable(ts_code):
+            return Reservation(Verdict.INSUFFICIENT_POSITION, self._sellable(ts_code))
+        self.reserved[client_order_id] = (side.value, qty, need_fen)
+        return Reservation(Verdict.RESERVED)
+
+    async def release(self, account_id: str, client_order_id: str) -> None:
+        self.released.append(client_order_id)
+        self.reserved.pop(client_order_id, None)
+
+
+FakePositions = FakeBooks
+
+
+def FakeCash(available: str = "10000000.00", down: bool = False) -> FakeBooks:
+    return FakeBooks(available=available, down=down)
 
 
 class FakeSleeves:
@@ -169,8 +198,8 @@ def _desk(
     quotes: FakeQuotes,
     execution: FakeExecution,
     log: FakeLog,
-    positions: FakePositions | None = None,
-    cash: FakeCash | None = None,
+    positions: FakeBooks | None = None,
+    cash: FakeBooks | None = None,
     clock: Callable[[], datetime] | None = None,
     sleeves: "FakeSleeves | None" = None,
     trading_states: FakeTradingStates | None = None,
@@ -182,8 +211,7 @@ def _desk(
         clock=clock or (lambda: datetime.now(UTC)),
         max_order_value=Decimal("1000000"),
         quotes=quotes,
-        positions=positions or FakePositions(),
-        cash=cash or FakeCash(),
+        books=positions or cash or FakeBooks(),
         sleeves=sleeves or FakeSleeves(),
         execution=execution,
         decisions=log,
@@ -379,7 +407,7 @@ async def test_a_sell_without_the_shares_is_rejected_and_never_forwarded() -> No
     [reason] = placement.body["decision"]["reasons"]
     assert reason["code"] == "insufficient_position"
     assert "cannot sell 1000 shares of 600000.SH: 0 sellable now (held 0;" in reason["message"]
-    assert positions.asked == [("acct-alice", "600000.SH")]
+    assert positions.asked == ["acct-alice"]
     assert execution.calls == [] and _count(registry, "rejected") == 1
 
 
@@ -388,17 +416,54 @@ async def test_a_sell_within_the_sellable_shares_is_approved_odd_lot_closing_inc
     positions = FakePositions(Holding(ts_code="600000.SH", qty=150, sellable_qty=150))
     desk, _ = _desk(FakeQuotes(), execution, log, positions)
     assert (await desk.place(_sell(client_order_id="c-all", qty=150), ALICE)).status_code == 201
+    positions.reserved.clear()  # (c-all reserved the 150: as if it had been cancelled)
     part = await desk.place(_sell(client_order_id="c-part", qty=50), ALICE)
     assert part.status_code == 422
     assert [r["code"] for r in part.body["decision"]["reasons"]] == ["lot_size"]
     assert len(execution.calls) == 1
 
 
-async def test_buys_do_not_ask_for_positions() -> None:
-    positions = FakePositions(down=True)
-    desk, _ = _desk(FakeQuotes(), FakeExecution(), FakeLog(), positions)
+async def test_an_order_reads_the_book_once_and_an_approval_reserves_what_it_needs() -> None:
+    # 300 x 10.50 = 3,150.00 + commission 5.00 (minimum) + transfer fee 0.03 = 3,155.03 = 315,503 fen.
+    books = FakeBooks(Holding(ts_code="600000.SH", qty=300, sellable_qty=300))
+    desk, _ = _desk(FakeQuotes(), FakeExecution(), FakeLog(), books)
     assert (await desk.place(_order(), ALICE)).status_code == 201
-    assert positions.asked == []
+    assert (await desk.place(_sell(client_order_id="c-s", qty=300), ALICE)).status_code == 201
+    assert books.asked == ["acct-alice", "acct-alice"]
+    assert books.reserved == {"c-1": ("buy", 300, 315_503), "c-s": ("sell", 300, 0)}
+    # the 300 shares are reserved by the first sell: a second is refused by the book's atomic re-check... or by
+    # the view, which already counts the reservation
+    again = await desk.place(_sell(client_order_id="c-s2", qty=300), ALICE)
+    assert [r["code"] for r in again.body["decision"]["reasons"]] == ["insufficient_position"]
+
+
+async def test_the_reservation_re_check_refuses_what_another_order_took_meanwhile() -> None:
+    class Racing(FakeBooks):
+        async def view(self, account_id: str, session: date, principal: Principal) -> BookView | None:
+            seen = await super().view(account_id, session, principal)
+            self.reserved["other"] = ("buy", 100, 300_000)  # another order reserved 3,000.00 after the read
+            return seen
+
+    books = Racing(available="5000.00")
+    execution, log = FakeExecution(), FakeLog()
+    desk, registry = _desk(FakeQuotes(), execution, log, books)
+    placement = await desk.place(_order(), ALICE)  # needs 3,155.03; 2,000.00 left
+    assert placement.status_code == 422
+    [reason] = placement.body["decision"]["reasons"]
+    assert reason["code"] == "insufficient_cash"
+    assert reason["message"] == (
+        "buying 300 shares of 600000.SH needs 3155.03 CNY with fees; 2000.00 available (other orders reserved the rest)"
+    )
+    assert execution.calls == [] and [d.approved for d in log.decisions] == [False]
+    assert _count(registry, "rejected") == 1
+
+
+async def test_an_order_execution_refuses_gives_its_reservation_back() -> None:
+    books = FakeBooks()
+    answer = (422, {"code": "insufficient_cash", "message": "0.00 available"})
+    desk, _ = _desk(FakeQuotes(), FakeExecution(answer=answer), FakeLog(), books)
+    assert (await desk.place(_order(), ALICE)).status_code == 422
+    assert books.released == ["c-1"] and books.reserved == {}
 
 
 async def test_fails_closed_when_positions_are_unavailable_for_a_sell() -> None:
@@ -408,7 +473,7 @@ async def test_fails_closed_when_positions_are_unavailable_for_a_sell() -> None:
     assert placement.status_code == 503
     assert placement.body["code"] == "risk_unavailable"
     [reason] = placement.body["decision"]["reasons"]
-    assert reason["code"] == "risk_unavailable" and "execution service did not answer" in reason["message"]
+    assert reason["code"] == "risk_unavailable" and "book cannot be read: Redis did not answer" in reason["message"]
     assert execution.calls == [] and [d.approved for d in log.decisions] == [False]
     assert _count(registry, "error") == 1
 
@@ -503,17 +568,9 @@ async def test_fails_closed_when_the_cash_is_unavailable_for_a_buy() -> None:
     desk, registry = _desk(FakeQuotes(), execution, log, cash=FakeCash(down=True))
     placement = await desk.place(_order(), ALICE)
     assert placement.status_code == 503 and placement.body["code"] == "risk_unavailable"
-    assert "the execution service did not answer" in placement.body["message"]
+    assert "the account's book cannot be read: Redis did not answer" in placement.body["message"]
     assert [d.approved for d in log.decisions] == [False] and execution.calls == []
     assert _count(registry, "error") == 1
-
-
-async def test_sells_do_not_ask_for_cash() -> None:
-    cash = FakeCash(down=True)
-    positions = FakePositions(Holding(ts_code="600000.SH", qty=300, sellable_qty=300))
-    desk, _ = _desk(FakeQuotes(), FakeExecution(), FakeLog(), positions, cash=cash)
-    assert (await desk.place(_sell(qty=300), ALICE)).status_code == 201
-    assert cash.asked == []
 
 
 # --- replays: only of a decision execution placed, or whose answer was lost within the approval TTL ------------
