@@ -29,7 +29,7 @@ REFERENCE_CONSUMER = "risk-reference-data"
 def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
     infra = infra or Infra.from_settings(settings, NAME)
     db = Database(settings.database_url_for(NAME), lock_wait_s=settings.db_lock_wait_s)
-    relay = OutboxRelay(db, outbox, infra.bus)  # publishes the denials risk records (order.denied)
+    relay = OutboxRelay(db, outbox, infra.bus)  # publishes the denials risk records (risk.order.denied)
     store = RiskStore(db, on_event=relay.notify)
     # The whole market's reference data (limits, suspension, ...) held in memory per session: no quote read per order.
     quotes = ReferenceQuotes(infra.services, settings.internal_secret, NAME, today=exchange_today(infra.clock.now))

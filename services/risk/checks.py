@@ -46,11 +46,11 @@ class ReasonCode(StrEnum):
 
 @dataclass(frozen=True)
 class Reason:
-    code: ReasonCode
+    code: str  # a ReasonCode, or a rule's finding code (services/risk/rules)
     message: str
 
     def as_dict(self) -> dict[str, str]:
-        return {"code": self.code.value, "message": self.message}
+        return {"code": str(self.code), "message": self.message}
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ small adapters."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from services.risk.assess import equity_of, recent_order, risk_state, rule_order
 from services.risk.checks import (
     Holding,
     OrderIntent,
@@ -34,15 +35,26 @@ from services.risk.checks import (
     sleeve_state_checks,
     static_checks,
 )
-from services.risk.events import order_denied
+from services.risk.events import order_denied, risk_alert
 from services.risk.metrics import Outcome, RiskMetrics
-from services.risk.rules.base import TradingState
+from services.risk.rules import drawdown, effective, evaluate
+from services.risk.rules.base import Finding, Level, RuleConfig, TradingState
 from services.risk.schemas import OrderRequest
+from services.risk.state.activity import ActivityLog, MemoryActivity, fingerprint
 from services.risk.state.keeper import BookKeeper
 from services.risk.state.ports import BookUnavailable, BookView, Reservation, Verdict
-from services.risk.store import Decision, ExecutionOutcome
+from services.risk.store import Decision, ExecutionOutcome, ScopedState
 from services.risk.trading_states import TradingStateSource, strictest, trading_state_reasons
-from shared.core.domain import PRICE_TICK, InvalidTsCode, OrderSide, OrderType, from_fen, parse_ts_code, to_fen
+from shared.core.domain import (
+    PRICE_TICK,
+    InvalidTsCode,
+    OrderSide,
+    OrderType,
+    SecurityCode,
+    from_fen,
+    parse_ts_code,
+    to_fen,
+)
 from shared.core.market.orders import buy_cost
 from shared.platform.approval import OrderTerms, sign_approval
 from shared.platform.calendar import CalendarUnavailable, OrderSessions, TradingCalendar
@@ -124,14 +136,46 @@ EXECUTION_DEPENDENCY_CODES = frozenset({"database_unavailable", "cache_unavailab
 INSTANCE_NOT_FOUND_CODES = frozenset({"instance_not_found", "strategy_instance_not_found"})
 
 
+class EffectiveRules(Protocol):
+    @property
+    def configs(self) -> Mapping[str, RuleConfig]: ...
+
+    @property
+    def versions(self) -> Mapping[str, int | None]: ...
+
+
+class RuleSource(Protocol):
+    async def effective_for(self, account_id: str, instance_id: str | None) -> EffectiveRules:
+        """The rules' settings for an order of the account (and instance): the strictest of the global, account and
+        instance rule sets, with the versions they came from. Raises when they cannot be read."""
+
+
+@dataclass(frozen=True)
+class _Defaults:
+    configs: Mapping[str, RuleConfig]
+    versions: Mapping[str, int | None]
+
+
+class DefaultRules:
+    """Every rule with its defaults (no rule set stored): tests of the desk, and a risk without rule sets."""
+
+    def __init__(self) -> None:
+        self._defaults = _Defaults(effective(), {"global": None, "account": None, "instance": None})
+
+    async def effective_for(self, account_id: str, instance_id: str | None) -> EffectiveRules:
+        return self._defaults
+
+
 class ExecutionPort(Protocol):
     async def submit(self, body: dict[str, Any], principal: Principal) -> tuple[int, dict[str, Any]]:
         """POST the approved order to execution as `principal`; (status, JSON body). Raises Unavailable."""
 
 
 class DecisionLog(Protocol):
-    async def record(self, decision: Decision, event: Envelope | None = None) -> None:
-        """The decision and, in the same transaction, the event that reports it (a denial's)."""
+    async def record(self, decision: Decision, event: Envelope | None = None, *, alerts: Sequence[Envelope] = ()) -> (
+        None
+    ):  # fmt: skip
+        """The decision and, in the same transaction, the events that report it (a denial's, the rules' alerts)."""
 
     async def replayable_for(
         self,
@@ -284,12 +328,18 @@ class RiskDesk:
         market_session: Callable[[], date | None] = no_session,
         trading_states: TradingStateSource,
         calendar: TradingCalendar | None = None,
+        rules: RuleSource | None = None,
+        activity: ActivityLog | None = None,
+        on_breach: Callable[[str, TradingState, str], Awaitable[None]] | None = None,
     ) -> None:
         self.approval_secret = approval_secret
         self.approval_ttl_s = approval_ttl_s  # how long an approval whose forwarding outcome is unknown is replayed
         self.max_order_value = max_order_value
         self.quotes = quotes
         self.books = books
+        self.rules: RuleSource = rules or DefaultRules()  # the rule sets (global, account, instance), versioned
+        self.activity: ActivityLog = activity or MemoryActivity()  # counters, recent orders, equity marks
+        self.on_breach = on_breach  # records a trading state a loss limit calls for (the kill switch's store)
         self.sleeves = sleeves
         self.execution = execution
         self.decisions = decisions
@@ -352,7 +402,8 @@ class RiskDesk:
             reasons.append(session_reason)
         if sleeve is not None:
             reasons.extend(sleeve_state_checks(sleeve))
-        reasons.extend(await self._trading_state(intent, account_id, instance_id, sleeve, book, unavailable))
+        state_reasons, governing = await self._trading_state(intent, account_id, instance_id, sleeve, book, unavailable)
+        reasons.extend(state_reasons)
         if security is not None:
             intent = OrderIntent(security.ts_code, request.side, request.order_type, request.qty, request.price)
             quote: Quote | None = None
@@ -404,12 +455,35 @@ class RiskDesk:
             # An instance's order: its sleeve's cash or shares too, with the same arithmetic as the account's.
             if sleeve is not None:
                 reasons.extend(sleeve_checks(intent, quote, sleeve, trade_date=trade_date))
+        judged: _Judged | None = None
+        if security is not None and quote is not None and not unavailable:
+            view = await book.get(unavailable)
+            if view is not None:
+                judged = await self._rules(
+                    intent, security, quote, view, account_id, instance_id, trade_date, session,
+                    request.client_order_id, unavailable,
+                )  # fmt: skip
+        if judged is not None:
+            known = {r.code for r in reasons}
+            reasons.extend(r for r in judged.reasons if r.code not in known)
+            if judged.breach is not None and (governing is None or _stricter(judged.breach, governing.state)):
+                # The losses rule moved the account's trading state: the order is judged by the new state too.
+                moved = await self._breach(account_id, judged)
+                reasons.extend(await self._state_reasons(intent, moved, sleeve, book, unavailable))
+        claimed: str | None = None
+        if not reasons and not unavailable and judged is not None and judged.duplicate_window_s:
+            # Of identical orders sent at once, one passes: its fingerprint is claimed atomically for the window.
+            claimed = await self._claim(
+                account_id, request.client_order_id, intent, judged.duplicate_window_s, reasons, unavailable
+            )
         if not reasons and not unavailable and reservation is not None:
             # The decision and its reservation are one atomic step: concurrent orders never spend the same cash or
             # shares twice (the store re-checks them as it reserves).
             reasons.extend(
                 await self._reserve(account_id, request.client_order_id, intent, reservation, trade_date, unavailable)
             )
+        if claimed is not None and (reasons or unavailable):
+            await self._unclaim(account_id, claimed)
         if unavailable:
             reasons.append(
                 Reason(ReasonCode.RISK_UNAVAILABLE, f"risk cannot check the order: {'; '.join(unavailable)}")
@@ -430,10 +504,14 @@ class RiskDesk:
             correlation_id=current_correlation_id(),
             strategy_instance_id=instance_id,
             paper_fill=request.paper_fill,
+            rule_check=None if judged is None else judged.record,
         )
+        alerts = [] if judged is None else judged.alerts(decision)
         try:
-            # Before anything leaves risk; a refusal is also a fact on the bus (order.denied, through the outbox).
-            await self.decisions.record(decision, None if decision.approved else order_denied(decision))
+            # Before anything leaves risk; a refusal is also a fact on the bus (risk.order.denied, through the outbox),
+            # and so is every rule's warning and breach (risk.alert).
+            denial = None if decision.approved else order_denied(decision)
+            await self.decisions.record(decision, denial, alerts=alerts)
         except Exception:
             self.metrics.decided(Outcome.ERROR)
             if decision.approved:
@@ -448,7 +526,12 @@ class RiskDesk:
             self.metrics.decided(Outcome.REJECTED)
             return _refused(422, "order_rejected", "; ".join(r.message for r in reasons), decision)
         self.metrics.decided(Outcome.APPROVED)
-        return await self._forward(decision, principal)
+        placement = await self._forward(decision, principal)
+        if placement.status_code in (200, 201):
+            await self._note(account_id, request.client_order_id, intent, trade_date)
+        elif 400 <= placement.status_code < 500 and claimed is not None:
+            await self._unclaim(account_id, claimed)  # execution refused it: it is no order to be a duplicate of
+        return placement
 
     async def _trading_state(
         self,
@@ -458,17 +541,29 @@ class RiskDesk:
         sleeve: Sleeve | None,
         book: _OrderBook,
         unavailable: list[str],
-    ) -> list[Reason]:
+    ) -> tuple[list[Reason], ScopedState | None]:
         """The kill switch: the strictest trading state of global, the account and the instance, read per order from
         the database every risk process shares (one query by primary key), so a change holds at once everywhere.
         Reducing reads the position of a sell (the account's, and the sleeve's if less). Unreadable: fail closed."""
-        code = _canonical_code(intent.ts_code)
         try:
             governing = strictest(await self.trading_states.trading_states_of(account_id, instance_id))
         except Exception as exc:  # the database: without the state there is no approval
             log.warning("risk cannot read the trading states", extra={"account": account_id, "error": repr(exc)})
             unavailable.append(f"the trading states cannot be read ({type(exc).__name__})")
-            return []
+            return [], None
+        return await self._state_reasons(intent, governing, sleeve, book, unavailable), governing
+
+    async def _state_reasons(
+        self,
+        intent: OrderIntent,
+        governing: ScopedState | None,
+        sleeve: Sleeve | None,
+        book: _OrderBook,
+        unavailable: list[str],
+    ) -> list[Reason]:
+        """Why the governing trading state refuses the order: reducing reads the position of a sell (the
+        account's, and the sleeve's if less)."""
+        code = _canonical_code(intent.ts_code)
         held: int | None = None
         if governing is not None and governing.state == TradingState.REDUCING and intent.side is OrderSide.SELL:
             view = await book.get(unavailable)
@@ -480,6 +575,121 @@ class RiskDesk:
                 own = sleeve.holding(code)
                 held = min(held, 0 if own is None else own.qty)
         return trading_state_reasons(replace(intent, ts_code=code), governing, held)
+
+    async def _rules(
+        self,
+        intent: OrderIntent,
+        security: SecurityCode,
+        quote: Quote,
+        view: BookView,
+        account_id: str,
+        instance_id: str | None,
+        trade_date: date,
+        replayed: date | None,
+        client_order_id: str,
+        unavailable: list[str],
+    ) -> _Judged | None:
+        """The configured rules (services/risk/rules) over the order and the account's hot state: every finding
+        kept; the denials as reasons, the warnings as alerts; a loss limit breached moves the trading state."""
+        try:
+            effective = await self.rules.effective_for(account_id, instance_id)
+        except Exception as exc:  # without the rule sets there is no approval
+            log.warning("risk cannot read its rule sets", extra={"account": account_id, "error": repr(exc)})
+            unavailable.append(f"the rule sets cannot be read ({type(exc).__name__})")
+            return None
+        quotes: dict[str, Quote | None] = {}
+        for code in sorted(set(view.holdings) | {o.ts_code for o in view.open_orders}):
+            try:
+                quotes[code] = await (
+                    self.quotes.quote(code) if replayed is None else self.quotes.quote(code, replayed)
+                )
+            except QuoteUnavailable:
+                quotes[code] = None  # valued at 0: the smaller equity is the stricter
+        equity = equity_of(view, quotes)
+        now = self.clock()
+        try:
+            activity = await self.activity.read(account_id, now=now, day=trade_date, equity=equity)
+        except BookUnavailable as exc:
+            unavailable.append(f"the account's activity cannot be read: {exc}")
+            return None
+        state = risk_state(view, quotes, activity, equity=equity, client_order_id=client_order_id)
+        order = rule_order(
+            ts_code=security.ts_code, board=security.board, side=intent.side, order_type=intent.order_type,
+            qty=intent.qty, price=intent.price, quote=quote, at=now, session=trade_date,
+        )  # fmt: skip
+        findings = evaluate(order, state, effective.configs)
+        losses = effective.configs.get(drawdown.RULE)
+        breach: TradingState | None = None
+        if isinstance(losses, drawdown.LossConfig) and losses.enabled:
+            wanted, loss_findings = drawdown.breach_state(state, losses)
+            findings.extend(loss_findings)
+            if wanted is not TradingState.ACTIVE and any(f.level is Level.DENY for f in loss_findings):
+                breach = wanted
+        duplicates_config = effective.configs.get("duplicates")
+        window = getattr(duplicates_config, "window_s", None) if getattr(duplicates_config, "enabled", False) else None
+        return _Judged(
+            findings=findings,
+            versions=dict(effective.versions),
+            equity=equity,
+            breach=breach,
+            duplicate_window_s=window or 0,
+            account_id=account_id,
+            instance_id=instance_id,
+            at=now,
+        )
+
+    async def _breach(self, account_id: str, judged: _Judged) -> ScopedState:
+        """Move the account to the trading state its losses call for (recorded and published like an admin's)."""
+        assert judged.breach is not None
+        why = "; ".join(f.message for f in judged.findings if f.rule == drawdown.RULE and f.level is Level.DENY)
+        at = self.clock()
+        if self.on_breach is not None:
+            try:
+                await self.on_breach(account_id, judged.breach, why)
+            except Exception:
+                log.exception("risk could not record a breach's trading state", extra={"account": account_id})
+        log.warning("a loss limit moved an account's trading state", extra={"account": account_id, "to": judged.breach})
+        return ScopedState("account", account_id, judged.breach.value, why, BREACH_SETTER, at)
+
+    async def _claim(
+        self,
+        account_id: str,
+        client_order_id: str,
+        intent: OrderIntent,
+        window_s: int,
+        reasons: list[Reason],
+        unavailable: list[str],
+    ) -> str | None:
+        now = self.clock()
+        print_ = fingerprint(recent_order(intent.ts_code, intent.side, intent.price, intent.qty, now, client_order_id))
+        try:
+            if await self.activity.claim(account_id, print_, window_s, client_order_id):
+                return print_
+        except BookUnavailable as exc:
+            unavailable.append(f"the account's activity cannot be written: {exc}")
+            return None
+        reasons.append(
+            Reason(
+                "duplicate_order",
+                f"the same order ({intent.side} {intent.qty:,} {intent.ts_code} at {intent.price or 'market'}) "
+                f"is being placed or was placed in the last {window_s} s",
+            )
+        )
+        return None
+
+    async def _unclaim(self, account_id: str, claimed: str) -> None:
+        try:
+            await self.activity.unclaim(account_id, claimed)
+        except BookUnavailable as exc:  # it expires with its window
+            log.warning("risk could not give a duplicate claim back", extra={"account": account_id, "error": str(exc)})
+
+    async def _note(self, account_id: str, client_order_id: str, intent: OrderIntent, day: date) -> None:
+        """Count an order execution took (the rate rule) and keep it as a recent one (the duplicate rule)."""
+        recent = recent_order(intent.ts_code, intent.side, intent.price, intent.qty, self.clock(), client_order_id)
+        try:
+            await self.activity.note_order(account_id, recent, day=day)
+        except BookUnavailable as exc:
+            log.warning("risk could not count an order", extra={"account": account_id, "error": str(exc)})
 
     async def _reserve(
         self,
@@ -670,6 +880,68 @@ class RiskDesk:
             )
             if outcome is ExecutionOutcome.REFUSED:
                 raise
+
+
+BREACH_SETTER = "risk:losses"  # who moved a trading state for a loss limit breached
+
+
+@dataclass(frozen=True)
+class _Judged:
+    """What the rules found for one order."""
+
+    findings: list[Finding]
+    versions: dict[str, int | None]
+    equity: Decimal
+    breach: TradingState | None  # the trading state a loss limit breached calls for
+    duplicate_window_s: int
+    account_id: str
+    instance_id: str | None
+    at: datetime
+
+    @property
+    def reasons(self) -> list[Reason]:
+        return [
+            Reason(f.code, f.message)
+            for f in self.findings
+            if f.level is Level.DENY and f.rule != drawdown.RULE  # a breach moves the state; the state refuses
+        ]
+
+    @property
+    def record(self) -> dict[str, Any]:
+        return {
+            "rule_versions": self.versions,
+            "equity": str(self.equity),
+            "findings": [
+                {"rule": f.rule, "code": f.code, "level": f.level.value, "message": f.message, "values": dict(f.values)}
+                for f in self.findings
+            ],
+        }
+
+    def alerts(self, decision: Decision) -> list[Envelope]:
+        """A warning for each finding near a limit; a critical alert for a loss limit breached."""
+        out = []
+        for f in self.findings:
+            breach = f.rule == drawdown.RULE and f.level is Level.DENY
+            if f.level is Level.WARN or breach:
+                out.append(
+                    risk_alert(
+                        severity="critical" if breach else "warning",
+                        account_id=self.account_id,
+                        instance_id=self.instance_id,
+                        rule=f.rule,
+                        code=f.code,
+                        message=f.message,
+                        values=dict(f.values),
+                        decision_id=decision.decision_id,
+                        at=self.at,
+                    )
+                )
+        return out
+
+
+def _stricter(wanted: TradingState, current: str) -> bool:
+    order = [TradingState.ACTIVE, TradingState.REDUCING, TradingState.HALTED]
+    return order.index(wanted) > order.index(TradingState(current))
 
 
 class _OrderBook:

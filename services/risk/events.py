@@ -1,11 +1,13 @@
-"""What the risk service publishes: `order.denied` when it refuses an order, and
+"""What the risk service publishes: `risk.order.denied` when it refuses an order, and
 `risk.trading_state.changed` when a trading state changes (the kill switch), each written to its outbox in the same
 transaction as the decision and published by its relay."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from services.risk.store import Decision, ScopedState
-from shared.platform.events import Envelope, OrderDenied, TradingStateChanged, make_event
+from shared.platform.events import Envelope, OrderDenied, RiskAlert, TradingStateChanged, make_event
 from shared.platform.events.schemas import DenialReason
 
 SOURCE = "risk"
@@ -25,7 +27,7 @@ def order_denied(decision: Decision) -> Envelope:
         denied_at=decision.created_at,
         strategy_instance_id=decision.strategy_instance_id,
     )
-    return make_event("order.denied", payload, source=SOURCE)
+    return make_event("risk.order.denied", payload, source=SOURCE)
 
 
 def trading_state_changed(change: ScopedState) -> Envelope:
@@ -39,3 +41,29 @@ def trading_state_changed(change: ScopedState) -> Envelope:
         at=change.set_at,
     )
     return make_event("risk.trading_state.changed", payload, source=SOURCE)
+
+
+def risk_alert(
+    *,
+    severity: str,
+    account_id: str,
+    instance_id: str | None,
+    rule: str,
+    code: str,
+    message: str,
+    values: dict[str, str],
+    decision_id: str | None,
+    at: datetime,
+) -> Envelope:
+    payload = RiskAlert(
+        severity=severity,
+        account_id=account_id,
+        strategy_instance_id=instance_id,
+        rule=rule,
+        code=code,
+        message=message,
+        values=values,
+        decision_id=decision_id,
+        at=at,
+    )
+    return make_event("risk.alert", payload, source=SOURCE)

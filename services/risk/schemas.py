@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
@@ -100,6 +100,11 @@ class DecisionOut(BaseModel):
     strategy_instance_id: str | None = Field(description="the strategy instance the order was for; null: a person's")
     paper_fill: PaperFill | None = Field(
         default=None, description="the instance's own fill rules the order carried; null: the platform's"
+    )
+    rule_check: dict[str, Any] | None = Field(
+        default=None,
+        description="the rule-set versions that decided it ({global, account, instance}) and every rule finding "
+        "(rule, code, level deny|warn, message, the values it read); null when the rules did not run",
     )
 
 

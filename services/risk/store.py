@@ -1,10 +1,10 @@
 """Risk's own tables: every decision it made (approved or not), the trading states of the kill switch with the audit
-of their changes, and the outbox of its events (`order.denied`, `risk.trading_state.changed`)."""
+of their changes, and the outbox of its events (`risk.order.denied`, `risk.trading_state.changed`)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -66,6 +66,8 @@ risk_decisions = Table(
     # The instance's own fill rules the order carried (shared.platform.approval.PaperFill as JSON), signed into the
     # approval with the rest; NULL: none (the platform's rules).
     Column("paper_fill", Text, nullable=True),
+    # What the rules read: {"rule_versions": {...}, "findings": [...]} (JSON); NULL: the rules did not run.
+    Column("rule_check", Text, nullable=True),
     Index("ix_risk_decisions_created", "created_at"),
     Index("ix_risk_decisions_account_created", "account_id", "created_at"),
     Index("ix_risk_decisions_client_order", "account_id", "client_order_id"),
@@ -161,6 +163,8 @@ class Decision:
     correlation_id: str | None
     strategy_instance_id: str | None = None
     paper_fill: PaperFill | None = None
+    # The rule-set versions that decided it and every finding with the values it read (None: the rules did not run)
+    rule_check: dict[str, Any] | None = None
 
     def summary(self) -> dict[str, Any]:
         """The decision as the order endpoint returns it."""
@@ -182,6 +186,7 @@ class Decision:
             "correlation_id": self.correlation_id,
             "strategy_instance_id": self.strategy_instance_id,
             "paper_fill": None if self.paper_fill is None else self.paper_fill.model_dump(mode="json"),
+            "rule_check": self.rule_check,
         }
 
 
@@ -201,6 +206,7 @@ def _decision(row: Row[Any]) -> Decision:
         correlation_id=row.correlation_id,
         strategy_instance_id=row.strategy_instance_id,
         paper_fill=None if row.paper_fill is None else PaperFill.model_validate_json(row.paper_fill),
+        rule_check=None if row.rule_check is None else json.loads(row.rule_check),
     )
 
 
@@ -213,12 +219,16 @@ class RiskStore:
         self.db = db
         self.on_event = on_event  # told after a commit that wrote an outbox event (the relay publishes it at once)
 
-    async def record(self, decision: Decision, event: Envelope | None = None) -> None:
-        """The decision, and the event reporting it (a denial's `order.denied`) in the same transaction."""
+    async def record(self, decision: Decision, event: Envelope | None = None, *, alerts: Sequence[Envelope] = ()) -> (
+        None
+    ):  # fmt: skip
+        """The decision, and the events reporting it (a denial's `risk.order.denied`, the rules' `risk.alert`s) in
+        the same transaction."""
+        events = ([] if event is None else [event]) + list(alerts)
         async for attempt in self.db.transaction():
             async with attempt as s:
-                if event is not None:
-                    await add_to_outbox(s, outbox, event)
+                for each in events:
+                    await add_to_outbox(s, outbox, each)
                 await s.execute(
                     risk_decisions.insert().values(
                         decision_id=decision.decision_id,
@@ -235,9 +245,12 @@ class RiskStore:
                         created_at=decision.created_at,
                         strategy_instance_id=decision.strategy_instance_id,
                         paper_fill=None if decision.paper_fill is None else decision.paper_fill.model_dump_json(),
+                        rule_check=None
+                        if decision.rule_check is None
+                        else json.dumps(decision.rule_check, ensure_ascii=False),
                     )
                 )
-        if event is not None and self.on_event is not None:
+        if events and self.on_event is not None:
             self.on_event()
 
     async def recent(self, *, account_id: str | None, limit: int) -> list[Decision]:

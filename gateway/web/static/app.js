@@ -480,7 +480,7 @@
     $("events-empty")?.remove();
     const p = event.payload || {};
     let summary;
-    if (event.type === "order.denied") {
+    if (event.type === "risk.order.denied") {
       summary = `${fmt(p.ts_code)} ${fmt(p.side)} ${fmt(p.qty)} @ ${p.price ?? "market"} · denied: ` +
         (p.reasons || []).map((r) => r.message).join("; ");
     } else if (event.type.startsWith("order.")) {

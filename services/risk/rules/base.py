@@ -93,6 +93,7 @@ class RecentOrder:
     price: Decimal | None
     qty: int
     at: datetime
+    client_order_id: str | None = None  # a retry of the same order is not a duplicate of itself
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,22 @@ class OrderDenied(EventPayload):
     strategy_instance_id: str | None = None  # the strategy instance the order was for; None: a person's
 
 
+class RiskAlert(EventPayload):
+    """A rule found an order near a limit (`severity` warning: the order passed) or an account in breach (`critical`:
+    e.g. the day's loss over its limit, which moves its trading state). For people: the operations issue routes these
+    to them. Written to risk's outbox with the decision that found it."""
+
+    severity: str  # warning | critical
+    account_id: str
+    strategy_instance_id: str | None = None
+    rule: str
+    code: str
+    message: str
+    values: dict[str, str] = {}
+    decision_id: str | None = None
+    at: datetime
+
+
 class TradeExecuted(EventPayload):
     trade_id: str
     order_id: str
@@ -209,8 +225,9 @@ EVENT_SCHEMAS: dict[str, type[EventPayload]] = {
     "order.filled": OrderUpdated,
     "order.rejected": OrderUpdated,
     "order.cancelled": OrderUpdated,
-    "order.denied": OrderDenied,
+    "risk.order.denied": OrderDenied,
     "risk.trading_state.changed": TradingStateChanged,
+    "risk.alert": RiskAlert,
     "trade.executed": TradeExecuted,
     "position.adjusted": PositionAdjusted,
     "bars.updated": BarsUpdated,

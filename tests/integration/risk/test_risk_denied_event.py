@@ -1,4 +1,4 @@
-"""A risk denial is an event as well as a 422: `order.denied`, written to risk's outbox with the decision and
+"""A risk denial is an event as well as a 422: `risk.order.denied`, written to risk's outbox with the decision and
 published by its relay, on the real RabbitMQ and on standalone's in-memory bus."""
 
 from pathlib import Path
@@ -79,13 +79,13 @@ async def test_a_denial_is_published_on_rabbitmq_with_its_decision(backing: Back
         assert response.status_code == 422 and response.json()["code"] == "order_rejected"
 
         def denials() -> list[Envelope]:
-            return [e for e in log.events if e.type == "order.denied"]
+            return [e for e in log.events if e.type == "risk.order.denied"]
 
         await until(denials, what="the denial on RabbitMQ")
         [event] = denials()
         _assert_reports(event, response.json(), alice.account_id, order)
         await until(lambda: _published(f.risk_app, event), what="risk's outbox row marked published")
-        assert await _risk_rows(f.risk_app, event) == (True, ["order.denied"], True)
+        assert await _risk_rows(f.risk_app, event) == (True, ["risk.order.denied"], True)
         await settle(f)
 
 
@@ -113,8 +113,8 @@ async def test_a_denial_reaches_the_memory_bus_in_standalone_mode(tmp_path: Path
         order = _odd_lot_buy()
         response = await risk.post("/v1/orders", json=order, headers=headers(settings, nina))
         assert response.status_code == 422 and response.json()["code"] == "order_rejected"
-        await until(lambda: [e for e in bus.published if e.type == "order.denied"], what="the denial published")
+        await until(lambda: [e for e in bus.published if e.type == "risk.order.denied"], what="the denial published")
         [event] = bus.published
         _assert_reports(event, response.json(), nina.account_id, order)
         await until(lambda: _published(risk_app, event), what="risk's outbox row marked published")
-        assert await _risk_rows(risk_app, event) == (True, ["order.denied"], True)
+        assert await _risk_rows(risk_app, event) == (True, ["risk.order.denied"], True)

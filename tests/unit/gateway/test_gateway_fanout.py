@@ -63,7 +63,7 @@ def test_risk_denials_go_to_the_account_owner_and_admins() -> None:
         order_type="limit", qty=150, price=Decimal("10.00"), reasons=(reason,),
         denied_at=datetime(2024, 3, 1, 2, 0, tzinfo=UTC),
     )  # fmt: skip
-    event = make_event("order.denied", denial, source="risk")
+    event = make_event("risk.order.denied", denial, source="risk")
     assert visible_to(BOB, event)
     assert not visible_to(ALICE, event)
     assert visible_to(ROOT, event)

@@ -1,6 +1,6 @@
 """The risk desk with fake ports: what is recorded, signed, forwarded and answered. No I/O."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -142,10 +142,13 @@ class FakeLog:
         self.events: list[Envelope] = []  # written with the decision, in its transaction
         self.outcomes: dict[str, ExecutionOutcome] = {}
 
-    async def record(self, decision: Decision, event: Envelope | None = None) -> None:
+    async def record(self, decision: Decision, event: Envelope | None = None, *, alerts: Sequence[Envelope] = ()) -> (
+        None
+    ):  # fmt: skip
         self.decisions.append(decision)
         if event is not None:
             self.events.append(event)
+        self.events.extend(alerts)
 
     async def replayable_for(
         self,
@@ -289,7 +292,7 @@ async def test_a_denial_is_recorded_with_its_order_denied_event_and_an_approval_
     assert (denied.status_code, approved.status_code) == (422, 201)
     [event] = log.events  # the approval wrote none
     denial = event.parsed()
-    assert event.type == "order.denied" and isinstance(denial, OrderDenied)
+    assert event.type == "risk.order.denied" and isinstance(denial, OrderDenied)
     assert denial.decision_id == denied.body["decision"]["decision_id"] == log.decisions[0].decision_id
     assert (denial.account_id, denial.client_order_id, denial.ts_code, denial.side, denial.qty, denial.price) == (
         "acct-alice",
@@ -434,7 +437,7 @@ async def test_an_order_reads_the_book_once_and_an_approval_reserves_what_it_nee
     # the 300 shares are reserved by the first sell: a second is refused by the book's atomic re-check... or by
     # the view, which already counts the reservation
     again = await desk.place(_sell(client_order_id="c-s2", qty=300), ALICE)
-    assert [r["code"] for r in again.body["decision"]["reasons"]] == ["insufficient_position"]
+    assert [r["code"] for r in again.body["decision"]["reasons"]] == ["insufficient_position", "duplicate_order"]
 
 
 async def test_the_reservation_re_check_refuses_what_another_order_took_meanwhile() -> None:

@@ -1,0 +1,151 @@
+"""The rules' inputs, built from what risk holds hot: the order as the rules see it (`RuleOrder`: its value, its
+security's reference data of the session), and the account's state (`RiskState`: equity marked at the last prices,
+positions and open orders with their values and industries, the recent orders, the counters, the losses' marks).
+No I/O here: the desk reads the book, the reference data and the activity, then calls these."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date, datetime
+from decimal import Decimal
+
+from services.risk.rules.base import (
+    Counters,
+    HeldPosition,
+    OpenOrder,
+    RecentOrder,
+    Reference,
+    RiskState,
+    RuleOrder,
+    TradingState,
+)
+from services.risk.state.activity import Activity
+from services.risk.state.ports import BookView
+from shared.core.domain import OrderSide, OrderType, from_fen
+from shared.core.domain.codes import Board
+from shared.platform.quotes import Quote
+from shared.platform.quotes import Reference as ReferenceQuote
+
+
+def reference_of(quote: Quote | None) -> Reference:
+    """The rules' reference data of a security from its quote (a `Reference` from the data service's reference data
+    carries the industry and the 20-day average volume; a plain quote does not)."""
+    if quote is None:
+        return Reference(last_price=None)
+    industry = quote.industry if isinstance(quote, ReferenceQuote) else None
+    avg = quote.avg_vol_20d if isinstance(quote, ReferenceQuote) else None
+    return Reference(
+        last_price=quote.last_close,
+        is_st=quote.is_st,
+        suspended=quote.suspended,
+        industry=industry,
+        avg_volume_20d=avg,
+    )
+
+
+def order_value(side: OrderSide, order_type: OrderType, qty: int, price: Decimal | None, quote: Quote | None) -> (
+    Decimal
+):  # fmt: skip
+    """What an order commits: qty x its limit price; a market buy at the session's limit-up, a market sell at the
+    last price (0 when neither is known: the checks before have refused such an order)."""
+    if order_type is OrderType.LIMIT and price is not None:
+        return qty * price
+    if quote is None:
+        return Decimal(0)
+    unit = quote.limit_up if side is OrderSide.BUY else quote.last_close
+    return Decimal(0) if unit is None else qty * unit
+
+
+def rule_order(
+    *,
+    ts_code: str,
+    board: Board,
+    side: OrderSide,
+    order_type: OrderType,
+    qty: int,
+    price: Decimal | None,
+    quote: Quote | None,
+    at: datetime,
+    session: date,
+) -> RuleOrder:
+    return RuleOrder(
+        ts_code=ts_code,
+        board=board,
+        side=side,
+        order_type=order_type,
+        qty=qty,
+        price=price,
+        value=order_value(side, order_type, qty, price, quote),
+        at=at,
+        session=session,
+        reference=reference_of(quote),
+    )
+
+
+def equity_of(view: BookView, quotes: Mapping[str, Quote | None]) -> Decimal:
+    """Cash (the balance) plus the holdings at their last prices (a holding without a known price counts 0: the
+    smaller equity is the stricter)."""
+    held = Decimal(0)
+    for code, holding in view.holdings.items():
+        quote = quotes.get(code)
+        if quote is not None and quote.last_close is not None:
+            held += holding.qty * quote.last_close
+    return from_fen(view.balance_fen) + held
+
+
+def risk_state(
+    view: BookView,
+    quotes: Mapping[str, Quote | None],
+    activity: Activity,
+    *,
+    equity: Decimal,
+    client_order_id: str,
+    trading_state: TradingState = TradingState.ACTIVE,
+) -> RiskState:
+    """The account's state for the rules: `quotes` holds the quote of every security held or with an open order;
+    the recent orders are the others (not an earlier attempt of this client_order_id)."""
+    positions: dict[str, HeldPosition] = {}
+    for code, holding in view.holdings.items():
+        quote = quotes.get(code)
+        last = None if quote is None else quote.last_close
+        positions[code] = HeldPosition(
+            qty=holding.qty,
+            market_value=Decimal(0) if last is None else holding.qty * last,
+            industry=reference_of(quote).industry,
+        )
+    open_orders = []
+    for o in view.open_orders:
+        quote = quotes.get(o.ts_code)
+        if o.side is OrderSide.BUY:
+            unit = from_fen(o.cap_fen)
+        else:
+            unit = Decimal(0) if quote is None or quote.last_close is None else quote.last_close
+        open_orders.append(
+            OpenOrder(
+                ts_code=o.ts_code,
+                side=o.side,
+                price=from_fen(o.cap_fen) if o.side is OrderSide.BUY else None,
+                remaining_qty=o.remaining_qty,
+                value=o.remaining_qty * unit,
+                industry=reference_of(quote).industry,
+            )
+        )
+    return RiskState(
+        equity=equity,
+        positions=positions,
+        open_orders=tuple(open_orders),
+        recent_orders=tuple(r for r in activity.recent if r.client_order_id != client_order_id),
+        counters=activity.counters,
+        trading_state=trading_state,
+        pnl_today=equity - activity.opening_equity,
+        equity_high_water=activity.high_water,
+    )
+
+
+def recent_order(
+    ts_code: str, side: OrderSide, price: Decimal | None, qty: int, at: datetime, client_order_id: str
+) -> RecentOrder:
+    return RecentOrder(ts_code=ts_code, side=side, price=price, qty=qty, at=at, client_order_id=client_order_id)
+
+
+__all__ = ["Counters", "equity_of", "order_value", "recent_order", "reference_of", "risk_state", "rule_order"]
