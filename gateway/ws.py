@@ -20,6 +20,7 @@ from shared.platform.events.schemas import (
     BacktestProgress,
     OrderDenied,
     OrderUpdated,
+    StopTriggered,
     StrategyCodeRejected,
     StrategyInstanceBar,
     StrategyInstanceChanged,
@@ -29,7 +30,7 @@ from shared.platform.roles import Role
 
 log = logging.getLogger(__name__)
 
-EVENT_PATTERNS = ["order.*", "trade.*", "backtest.*", "strategy.instance.*", "strategy.code.*"]
+EVENT_PATTERNS = ["order.*", "trade.*", "backtest.*", "strategy.instance.*", "strategy.code.*", "risk.stop.*"]
 CONSUMER = "gateway-ws"
 # Events waiting for one socket. A client this far behind is not reading: it is dropped rather than let its backlog
 # grow without bound (it reconnects and reloads the orders table, which is the source of truth anyway).
@@ -51,14 +52,14 @@ router = APIRouter()
 
 
 def visible_to(user: CurrentUser, event: Envelope) -> bool:
-    """Order events (risk's denials too) and trade events name their `account_id`; backtest events their `owner`
-    (a username); a strategy instance's events its `owner` (and its lifecycle events its `account_id`, whose user
-    sees the instance too); a refused hot reload (`strategy.code.rejected`) the owner of the instance it names.
-    Read from the payload as its schema: the bus dead-letters one that does not parse, before this."""
+    """Order events (risk's denials and stop triggers too) and trade events name their `account_id`; backtest events
+    their `owner` (a username); a strategy instance's events its `owner` (and its lifecycle events its `account_id`,
+    whose user sees the instance too); a refused hot reload (`strategy.code.rejected`) the owner of the instance it
+    names. Read from the payload as its schema: the bus dead-letters one that does not parse, before this."""
     if user.role is Role.ADMIN:
         return True
     payload = event.parsed()
-    if isinstance(payload, OrderUpdated | OrderDenied | TradeExecuted):
+    if isinstance(payload, OrderUpdated | OrderDenied | TradeExecuted | StopTriggered):
         return payload.account_id == user.account_id
     if isinstance(payload, BacktestFinished | BacktestProgress):
         return payload.owner is not None and payload.owner == user.username
