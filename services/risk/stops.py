@@ -19,8 +19,8 @@ desk answers is recorded (`stop_triggers`), and the stop ends triggered (the exi
 A crash between the claim and the answer leaves a stop triggered without an outcome. Its claim is a lease
 (`claimed_at`): once LEASE_S has passed, the next pass of any process claims it again (a conditional UPDATE on the old
 `claimed_at`) and places the same exit with the same client_order_id — whatever happened to the first attempt,
-execution holds at most one order for it. An answer that says "try again" (503: risk or execution unavailable) is
-recorded and retried the same way.
+execution holds at most one order for it. An answer that says "not now" (503: risk or execution unavailable; 422
+whose only reasons are the session's price limits not known yet) is recorded and retried the same way.
 """
 
 from __future__ import annotations
@@ -55,6 +55,10 @@ log = logging.getLogger(__name__)
 STOP_PASS_S = 5.0  # a pass at least this often, besides the one each bars.updated wakes
 LEASE_S = 30.0  # a triggered stop whose exit has no answer this long after its last attempt is attempted again
 CENT = Decimal("0.01")
+# Refusals that say "not now" rather than "no": the exit is attempted again after the lease. Risk's reasons (all of
+# a 422 order_rejected's reasons must be among them) and execution's codes.
+RETRY_REASONS = frozenset({"limits_unknown", "no_session", "risk_unavailable"})
+RETRY_CODES = frozenset({"limits_unknown", "price_cap_unknown", "no_session"})
 HUNDRED = Decimal(100)
 
 
@@ -569,7 +573,7 @@ class StopWatcher:
                            order_id=order_id, decision_id=decision_id)  # fmt: skip
             await self.store.finish(done, StopStatus.TRIGGERED, done.message,
                                     stop_triggered(stop, done, StopStatus.TRIGGERED))  # fmt: skip
-        elif status >= 500 and status != 502:
+        elif (status >= 500 and status != 502) or _not_now(status, code, decision):
             await self._record_retry(attempt("retry", message, http_status=status, code=code, decision_id=decision_id))
         else:
             done = attempt("failed", message, http_status=status, code=code, decision_id=decision_id)
@@ -582,6 +586,19 @@ class StopWatcher:
             await self.store.record(attempt)
         except Exception:
             log.exception("could not record a stop's attempt", extra={"stop": attempt.stop_id})
+
+
+def _not_now(status: int, code: str | None, decision: Any) -> bool:
+    """A 422 that says "not now": the session's price limits are not known yet (between a close and its bars being
+    stored), or no session is ahead in the calendar. The exit is attempted again after the lease."""
+    if status != 422:
+        return False
+    if code in RETRY_CODES:
+        return True
+    reasons = decision.get("reasons") if isinstance(decision, dict) else None
+    if code != "order_rejected" or not isinstance(reasons, list) or not reasons:
+        return False
+    return all(isinstance(r, dict) and r.get("code") in RETRY_REASONS for r in reasons)
 
 
 def _level_at_trigger(stop: Stop) -> Decimal:

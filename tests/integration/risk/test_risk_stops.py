@@ -17,7 +17,15 @@ from services.risk.store import outbox
 from shared.platform.clock import utcnow
 from shared.platform.internal_auth import Principal
 from tests.conftest import Backing
-from tests.integration.execution.order_path_harness import Fleet, fleet, settle, trader, trades_were_yesterday, until
+from tests.integration.execution.order_path_harness import (
+    NOW_SESSION,
+    Fleet,
+    fleet,
+    settle,
+    trader,
+    trades_were_yesterday,
+    until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -304,4 +312,44 @@ async def test_setting_listing_and_cancelling_stops(backing: Backing) -> None:
         await _watcher(f).run_pass()
         assert (await _stop(f, gil, loss["stop_id"]))["status"] == StopStatus.CANCELLED
         assert await _orders(f, gil, exit_client_order_id(loss["stop_id"])) == []
+        await settle(f)
+
+
+async def test_an_exit_refused_for_now_is_retried_with_the_same_order_id(backing: Backing) -> None:
+    settings = backing.settings()
+    jo = trader()
+    async with fleet(settings) as f:
+        await _quiet(f)
+        await _holding(f, jo)
+        stop_id = (await _set(f, jo, kind="stop_loss", trigger_price="9.50", qty=500))["stop_id"]
+        # New bars crossed it, but the limits the data service has are another session's (between a close and the
+        # next bars being stored): risk refuses every order with limits_unknown, which is "not now".
+        f.data.quotes[CODE]["next_trade_date"] = "2025-01-02"
+        await _price(f, "9.40")
+        watcher = _watcher(f)
+        await watcher.run_pass()
+        waiting = await _stop(f, jo, stop_id)
+        assert (waiting["status"], waiting["outcome"], waiting["order_id"]) == ("triggered", None, None)
+        assert [(t["result"], t["http_status"], t["code"]) for t in waiting["triggers"]] == [
+            ("retry", 422, "order_rejected")
+        ]
+        await watcher.run_pass()  # within the lease: left alone
+        assert len((await _stop(f, jo, stop_id))["triggers"]) == 1
+
+        f.data.quotes[CODE]["next_trade_date"] = NOW_SESSION  # the session's bars are in
+        await _price(f, "9.40")
+        later = StopWatcher(
+            watcher.store,
+            f.risk_app.state.desk,
+            watcher.quotes,
+            watcher.positions,
+            market_session=watcher.market_session,
+            lease_s=0,
+        )  # the lease has run out
+        await later.run_pass()
+        done = await _stop(f, jo, stop_id)
+        [order] = await _orders(f, jo, exit_client_order_id(stop_id))
+        assert (done["status"], done["order_id"], order["qty"]) == ("triggered", order["order_id"], 500)
+        assert [t["result"] for t in done["triggers"]] == ["retry", "placed"]
+        assert [e["status"] for e in await _events(f, stop_id)] == ["triggered"]
         await settle(f)

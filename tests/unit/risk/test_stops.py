@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from services.risk.stops import Crossing, Stop, evaluate, exit_client_order_id, trailing_level
+from services.risk.stops import Crossing, Stop, _not_now, evaluate, exit_client_order_id, trailing_level
 from services.risk.stops_api import StopRequest
 
 D = Decimal
@@ -108,3 +108,16 @@ def test_a_stop_request_refuses_what_does_not_fit(body: dict[str, Any], field: s
 def test_a_stop_request_reads_the_code_canonically() -> None:
     body = StopRequest.model_validate({"ts_code": "600000.sh", "kind": "trailing", "trail_pct": "50"})
     assert (body.ts_code, body.trail_pct, body.trigger_price, body.qty) == ("600000.SH", D("50"), None, None)
+
+
+def test_only_refusals_that_say_not_now_are_retried() -> None:
+    def decision(*codes: str) -> dict[str, Any]:
+        return {"decision_id": "d", "approved": False, "reasons": [{"code": c, "message": c} for c in codes]}
+
+    assert _not_now(422, "order_rejected", decision("limits_unknown"))  # between a close and its bars
+    assert _not_now(422, "limits_unknown", {})  # execution's own refusal
+    assert not _not_now(422, "order_rejected", decision("limits_unknown", "trading_halted"))  # a real "no" with it
+    assert not _not_now(422, "order_rejected", decision("trading_halted"))
+    assert not _not_now(422, "order_rejected", decision())
+    assert not _not_now(422, "insufficient_position", {})
+    assert not _not_now(409, "limits_unknown", {})
