@@ -14,7 +14,7 @@ from alembic import op
 from shared.platform.db import PreciseDateTime
 
 revision: str = "0007"
-down_revision: str | None = "0005"  # LEAD: "0006" at merge (rule sets)
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
