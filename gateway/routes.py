@@ -56,6 +56,11 @@ ROUTES: tuple[ProxyRoute, ...] = (
     # the kill switch: admins set a trading state; everyone reads global's and their own account's (admins all)
     _r("POST", "/v1/risk/halt", "risk", ADMIN, "risk", body=True),
     _r("GET", "/v1/risk/trading-states", "risk", VIEWER, "risk"),
+    # stops (docs/risk-stops.md): traders set and cancel their own account's, everyone reads their own (admins all)
+    _r("POST", "/v1/risk/stops", "risk", TRADER, "risk", body=True),
+    _r("GET", "/v1/risk/stops", "risk", VIEWER, "risk"),
+    _r("GET", "/v1/risk/stops/{stop_id}", "risk", VIEWER, "risk"),
+    _r("DELETE", "/v1/risk/stops/{stop_id}", "risk", TRADER, "risk"),
     _r("GET", "/v1/orders", "execution", VIEWER, "orders"),
     _r("GET", "/v1/orders/{order_id}", "execution", VIEWER, "orders"),
     _r("POST", "/v1/orders/{order_id}/cancel", "execution", TRADER, "orders"),

@@ -20,9 +20,10 @@ from shared.platform.events.schemas import (
     BacktestProgress,
     OrderDenied,
     OrderUpdated,
+    RiskAlert,
+    StopTriggered,
     StrategyCodeRejected,
     StrategyInstanceBar,
-    RiskAlert,
     StrategyInstanceChanged,
     TradeExecuted,
 )
@@ -35,6 +36,7 @@ EVENT_PATTERNS = [
     "trade.*",
     "risk.order.denied",
     "risk.alert",
+    "risk.stop.*",
     "backtest.*",
     "strategy.instance.*",
     "strategy.code.*",
@@ -60,14 +62,15 @@ router = APIRouter()
 
 
 def visible_to(user: CurrentUser, event: Envelope) -> bool:
-    """Order events (risk's denials and alerts too) and trade events name their `account_id`; backtest events their `owner`
-    (a username); a strategy instance's events its `owner` (and its lifecycle events its `account_id`, whose user
-    sees the instance too); a refused hot reload (`strategy.code.rejected`) the owner of the instance it names.
-    Read from the payload as its schema: the bus dead-letters one that does not parse, before this."""
+    """Order events (risk's denials, alerts and stop triggers too) and trade events name their `account_id`; backtest
+    events their `owner` (a username); a strategy instance's events its `owner` (and its lifecycle events its
+    `account_id`, whose user sees the instance too); a refused hot reload (`strategy.code.rejected`) the owner of the
+    instance it names. Read from the payload as its schema: the bus dead-letters one that does not parse, before
+    this."""
     if user.role is Role.ADMIN:
         return True
     payload = event.parsed()
-    if isinstance(payload, OrderUpdated | OrderDenied | TradeExecuted | RiskAlert):
+    if isinstance(payload, OrderUpdated | OrderDenied | TradeExecuted | RiskAlert | StopTriggered):
         return payload.account_id == user.account_id
     if isinstance(payload, BacktestFinished | BacktestProgress):
         return payload.owner is not None and payload.owner == user.username

@@ -7,16 +7,19 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.risk import api
+from services.risk import api, stops_api
 from services.risk.desk import ExecutionCash, ExecutionPositions, ExecutionService, RiskDesk, StrategySleeves
 from services.risk.metrics import RiskMetrics
+from services.risk.stops import STOP_PASS_S, StopStore, StopWatcher
 from services.risk.store import MIGRATIONS, RiskStore, outbox
 from services.risk.trading_states import ExecutionCancels, KillSwitch
 from shared.platform.app import Infra, create_service_app
 from shared.platform.calendar import DataServiceCalendar
 from shared.platform.clock import utcnow
 from shared.platform.db import Database
+from shared.platform.events import Envelope
 from shared.platform.outbox import OutboxRelay
+from shared.platform.periodic import PeriodicTask
 from shared.platform.quotes import ReferenceQuotes, exchange_today
 from shared.platform.settings import Settings
 
@@ -34,6 +37,14 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
     # The whole market's reference data (limits, suspension, ...) held in memory per session: no quote read per order.
     quotes = ReferenceQuotes(infra.services, settings.internal_secret, NAME, today=exchange_today(infra.clock.now))
 
+    stop_store = StopStore(db, on_event=relay.notify)
+    stop_loop: PeriodicTask | None = None  # the stops' watcher (services/risk/stops.py), built with the desk below
+
+    async def bars_updated(event: Envelope) -> None:
+        await quotes.announced(event)
+        if stop_loop is not None:
+            stop_loop.wake()  # the stops see the new prices now
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await db.connect()
@@ -41,14 +52,21 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
             await db.migrate(MIGRATIONS)
             relay.start()
             try:
-                await infra.bus.subscribe(REFERENCE_CONSUMER, ["bars.updated"], quotes.announced, durable=False)
-                yield
+                await infra.bus.subscribe(REFERENCE_CONSUMER, ["bars.updated"], bars_updated, durable=False)
+                assert stop_loop is not None
+                stop_loop.start()
+                try:
+                    yield
+                finally:
+                    await stop_loop.stop()
             finally:
                 await relay.stop()
         finally:
             await db.dispose()
 
-    app = create_service_app(NAME, infra, routers=[api.router], lifespan=lifespan, readiness={"db": db.ping})
+    app = create_service_app(
+        NAME, infra, routers=[api.router, stops_api.router], lifespan=lifespan, readiness={"db": db.ping}
+    )
     app.state.db = db
     db.register_metrics(app.state.metrics_registry)
     app.state.store = store
@@ -70,5 +88,15 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
         market_session=infra.clock.session,
         calendar=DataServiceCalendar(infra.services, settings.internal_secret, "risk"),
     )
+    app.state.stop_store = stop_store
+    app.state.stop_watcher = StopWatcher(
+        stop_store,
+        app.state.desk,
+        quotes,
+        ExecutionPositions(infra.services, settings.internal_secret),
+        market_session=infra.clock.session,
+    )
+    stop_loop = PeriodicTask("risk-stops", STOP_PASS_S, app.state.stop_watcher.run_pass)
+    app.state.stop_loop = stop_loop
     app.state.kill_switch = KillSwitch(store, ExecutionCancels(infra.services, settings.internal_secret), utcnow)
     return app

@@ -105,6 +105,59 @@ trading_state_changes = Table(
 
 outbox = outbox_table(metadata)
 
+# Stops (docs/risk-stops.md, services/risk/stops.py): a stop-loss, take-profit or trailing stop on a position of an
+# account, armed until the watcher sees its price cross (then triggered, its exit a market sell placed through the
+# desk as the owner with client_order_id `stop-<stop_id>`), cancelled by its owner, or failed (the exit was refused).
+# Prices as exact text (DecimalText): a SQL comparison of them would compare text, so the watcher compares in Python.
+stops = Table(
+    "stops",
+    metadata,
+    Column("stop_id", String(32), primary_key=True),
+    Column("account_id", String(64), nullable=False),
+    Column("owner", String(128), nullable=False),  # who set it: the exit is placed as them
+    Column("owner_role", String(16), nullable=False),
+    Column("strategy_instance_id", String(32), nullable=True),  # reserved: stops of an instance (not yet offered)
+    Column("ts_code", String(32), nullable=False),
+    Column("kind", String(16), nullable=False),  # stop_loss | take_profit | trailing
+    Column("trigger_price", DecimalText, nullable=True),  # stop_loss, take_profit
+    Column("trail_pct", DecimalText, nullable=True),  # trailing: percent below the high-water mark
+    Column("high_water", DecimalText, nullable=True),  # trailing: the highest price seen since it was armed
+    Column("qty", BigInteger, nullable=True),  # shares to sell; NULL: the whole position at the trigger
+    Column("status", String(16), nullable=False),  # armed | triggered | cancelled | failed
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("triggered_at", UtcDateTime, nullable=True),
+    Column("trigger_seen", DecimalText, nullable=True),  # the price that triggered it
+    Column("exit_qty", BigInteger, nullable=True),  # the shares its exit sells, fixed when it triggered
+    Column("claimed_at", UtcDateTime, nullable=True),  # the last attempt at its exit (a lease: see stops.py)
+    Column("client_order_id", String(64), nullable=True),  # of the exit
+    Column("order_id", String(64), nullable=True),  # execution's order of the exit, once placed
+    Column("outcome", Text, nullable=True),  # NULL while triggered and the exit not yet answered; then what became
+    Column("cancelled_at", UtcDateTime, nullable=True),
+    Index("ix_stops_status", "status"),
+    Index("ix_stops_account_created", "account_id", "created_at"),
+)
+
+# Every trigger of a stop and every attempt at its exit: the price seen, when, and what the desk answered.
+stop_triggers = Table(
+    "stop_triggers",
+    metadata,
+    Column("trigger_id", String(32), primary_key=True),
+    Column("stop_id", String(32), nullable=False),
+    Column("price", DecimalText, nullable=False),
+    Column("stop_level", DecimalText, nullable=False),
+    Column("high_water", DecimalText, nullable=True),
+    Column("at", UtcDateTime, nullable=False),
+    Column("qty", BigInteger, nullable=False),
+    Column("client_order_id", String(64), nullable=False),
+    Column("result", String(16), nullable=False),  # placed | failed | retry
+    Column("http_status", BigInteger, nullable=True),
+    Column("code", String(64), nullable=True),
+    Column("message", Text, nullable=False),
+    Column("order_id", String(64), nullable=True),
+    Column("decision_id", String(32), nullable=True),
+    Index("ix_stop_triggers_stop_at", "stop_id", "at"),
+)
+
 
 class Scope(StrEnum):
     GLOBAL = "global"

@@ -218,6 +218,28 @@ class TradingStateChanged(EventPayload):
     at: datetime
 
 
+class StopTriggered(EventPayload):
+    """A stop's price was crossed and its exit was answered (risk's stops, docs/risk-stops.md): `status` triggered
+    (the exit, a market sell of `qty` with `client_order_id` stop-<stop_id>, was placed: `order_id`) or failed (it was
+    refused: `code` and `message` say why, e.g. trading_halted). Written to risk's outbox with the stop's outcome."""
+
+    stop_id: str
+    account_id: str
+    owner: str
+    ts_code: str
+    kind: str  # stop_loss | take_profit | trailing
+    price: PlainDecimal  # the price that triggered it
+    stop_level: PlainDecimal  # the level it was crossed at (a trailing stop's: from its high-water mark)
+    high_water: PlainDecimal | None = None  # a trailing stop's
+    qty: int  # shares the exit sells (0: nothing could be sold)
+    client_order_id: str
+    status: str  # triggered | failed
+    order_id: str | None = None
+    code: str | None = None
+    message: str
+    at: datetime
+
+
 EVENT_SCHEMAS: dict[str, type[EventPayload]] = {
     "order.accepted": OrderUpdated,
     "order.submitted": OrderUpdated,
@@ -228,6 +250,7 @@ EVENT_SCHEMAS: dict[str, type[EventPayload]] = {
     "risk.order.denied": OrderDenied,
     "risk.trading_state.changed": TradingStateChanged,
     "risk.alert": RiskAlert,
+    "risk.stop.triggered": StopTriggered,
     "trade.executed": TradeExecuted,
     "position.adjusted": PositionAdjusted,
     "bars.updated": BarsUpdated,

@@ -15,6 +15,7 @@ from shared.platform.events.schemas import (
     DenialReason,
     OrderDenied,
     OrderUpdated,
+    StopTriggered,
     StrategyCodeRejected,
     StrategyInstanceBar,
     StrategyInstanceChanged,
@@ -54,6 +55,18 @@ def test_order_events_go_to_the_account_owner_and_admins() -> None:
 def test_account_is_matched_not_username() -> None:
     # alice's account is "acct-alice": an event for an account named like her username is not hers.
     assert not visible_to(ALICE, order_filled("alice"))
+
+
+def test_stop_triggers_go_to_the_account_owner_and_admins() -> None:
+    payload = StopTriggered(stop_id="s-1", account_id="acct-alice", owner="alice", ts_code="600000.SH",
+                            kind="stop_loss", price=Decimal("9.50"), stop_level=Decimal("9.50"), qty=100,
+                            client_order_id="stop-s-1", status="triggered", order_id="o-1", message="placed",
+                            at=datetime(2024, 3, 1, 2, 0, tzinfo=UTC))  # fmt: skip
+    event = make_event("risk.stop.triggered", payload, source="risk")
+    assert any(topic_matches(pattern, event.type) for pattern in EVENT_PATTERNS)
+    assert visible_to(ALICE, event)
+    assert not visible_to(BOB, event)
+    assert visible_to(ROOT, event)
 
 
 def test_risk_denials_go_to_the_account_owner_and_admins() -> None:
