@@ -36,11 +36,13 @@ from typing import Any, Protocol
 from sqlalchemy import and_, select, update
 from sqlalchemy.engine import Row
 
-from services.risk.desk import Placement, PositionSource, PositionsUnavailable
+from services.risk.desk import AccountBooks, Placement
 from services.risk.events import SOURCE
 from services.risk.schemas import OrderRequest
+from services.risk.state.ports import BookUnavailable
 from services.risk.store import outbox, stop_triggers, stops
 from shared.core.domain import OrderSide, OrderType
+from shared.core.market.orders import Holding
 from shared.platform.clock import utcnow
 from shared.platform.db import Database
 from shared.platform.errors import ServiceError
@@ -422,6 +424,36 @@ def stop_triggered(stop: Stop, attempt: Attempt, status: StopStatus) -> Envelope
         at=attempt.at,
     )
     return make_event("risk.stop.triggered", payload, source=SOURCE)
+
+
+class PositionsUnavailable(Exception):
+    """The account's position cannot be read: the stop stays armed for the next pass."""
+
+
+class PositionSource(Protocol):
+    async def holding(self, account_id: str, ts_code: str) -> Holding | None:
+        """The account's position in `ts_code` (None: none held). Raises PositionsUnavailable."""
+
+
+class BookPositions:
+    """Positions from risk's hot books (services/risk/state), as risk itself: sellable shares of `session()`."""
+
+    def __init__(self, books: AccountBooks, session: Callable[[], date]) -> None:
+        self.books = books
+        self.session = session
+
+    async def holding(self, account_id: str, ts_code: str) -> Holding | None:
+        try:
+            view = await self.books.view(account_id, self.session(), RISK_PRINCIPAL)
+        except BookUnavailable as exc:
+            raise PositionsUnavailable(str(exc)) from exc
+        if view is None:
+            return None
+        held = view.holdings.get(ts_code)
+        return None if held is None else Holding(ts_code=ts_code, qty=held.qty, sellable_qty=held.sellable_qty)
+
+
+RISK_PRINCIPAL = Principal("risk", "service")
 
 
 class StopWatcher:
