@@ -1,8 +1,8 @@
 """Orders under load through the gateway in fleet mode (issue 13, section 4): N concurrent clients, each a trader on
 its own paper account (so the platform's per-account lock is not what is measured), send market buys for a fixed
 time, each to the paper broker's fill; the bare 3-hop chain (bench/bare_chain.py) is driven by the same load
-generator with the same concurrency in the same run, before and after, so the ratio of sustained orders/s to the
-chain's requests/s is measured in one run. Then every client sends a few orders on ONE shared account whose cash
+generator with the same concurrency in the same run, before and after each platform phase, so the ratio of sustained
+orders/s to the chain's requests/s is measured in one run. Then every client sends a few orders on ONE shared account whose cash
 covers only some of them (buys and sells alike, competing for its cash and its shares) to look for oversells.
 
 Counted per request: filled (2xx, the order filled), refused (a business refusal: 422 `order_rejected` with its
@@ -13,7 +13,9 @@ more than those bought (the accounts start empty) and the position equal to boug
 lists equal to the fills the clients were answered. Any of these failing is an oversell.
 
 Aims: orders/s at least 60% of the bare chain's requests/s, 0 errors, 0 oversells. The bench reports, it does not
-assert. Run: `make bench` or `python -m bench.order_load [--clients 50] [--duration 20] [--shared-orders 4]`."""
+assert. Run: `make bench` or
+`python -m bench.order_load [--clients 50] [--duration 20] [--shared-orders 4] [--rounds 1]` (`--rounds`: platform
+phases, each between two chain phases; orders/s over all of them against the mean of the chain's)."""
 
 from __future__ import annotations
 
@@ -199,8 +201,28 @@ async def measured(pids: dict[str, int], phase: Callable[[], Awaitable[Tally]]) 
     return tally
 
 
+def merged(tallies: list[Tally]) -> Tally:
+    """Phases as one: their counts, latencies, wall time and CPU added up."""
+    out = Tally()
+    for t in tallies:
+        out.filled += t.filled
+        out.refused += t.refused
+        out.errors += t.errors
+        out.latencies_ms += t.latencies_ms
+        out.elapsed_s += t.elapsed_s
+        for name, ms in t.cpu_ms.items():
+            out.cpu_ms[name] = out.cpu_ms.get(name, 0.0) + ms
+    return out
+
+
 async def run(  # type: ignore[no-untyped-def]
-    fleet, chain_url: str, chain_pids: dict[str, int], clients: int, duration_s: float, shared_orders: int
+    fleet,
+    chain_url: str,
+    chain_pids: dict[str, int],
+    clients: int,
+    duration_s: float,
+    shared_orders: int,
+    rounds: int = 1,
 ) -> None:
     base = fleet.url("gateway")
     run_id = secrets.token_hex(3)
@@ -241,11 +263,19 @@ async def run(  # type: ignore[no-untyped-def]
 
         warm_platform = await drive(clients, platform_send, duration_s=600, per_client=1)
         warm_bare = await drive(clients, bare_send, duration_s=600, per_client=5)
+        # the chain, then the platform and the chain again, `rounds` times: chain phases on either side of each
+        # platform phase
         bare = [await measured(chain_pids, lambda: drive(clients, bare_send, duration_s=duration_s))]
-        platform = await measured(
-            pids, lambda: drive(clients, lambda c, n: platform_send(c, n + 1), duration_s=duration_s)
-        )
-        bare.append(await measured(chain_pids, lambda: drive(clients, bare_send, duration_s=duration_s)))
+        phases: list[Tally] = []
+        for r in range(rounds):
+            first = 1 + r * 1_000_000  # the client_order_ids of the round
+
+            async def platform_phase(first: int = first) -> Tally:
+                return await drive(clients, lambda c, n: platform_send(c, first + n), duration_s=duration_s)
+
+            phases.append(await measured(pids, platform_phase))
+            bare.append(await measured(chain_pids, lambda: drive(clients, bare_send, duration_s=duration_s)))
+        platform = merged(phases)
 
         # one account for every client, every order of another size (none a duplicate of another): buys and sells
         # in turn, the account's cash left at what half of the buys would reserve (at the limit-up, fees included)
@@ -303,11 +333,15 @@ async def run(  # type: ignore[no-untyped-def]
     print(
         f"order load, {clients} concurrent clients for {duration_s:.0f} s each phase: market buys through the gateway "
         f"(fleet mode) to the paper fill, each client its own trader account; the bare 3-hop chain driven the same "
-        f"way before and after (warm-up: {warm_platform.filled} orders, {warm_bare.filled} chain requests)"
+        f"way before and after each platform phase (warm-up: {warm_platform.filled} orders, {warm_bare.filled} chain "
+        "requests)"
     )
-    print(f"  bare chain, before: {bare[0].line('requests')}")
-    print(f"  platform:           {platform.line('orders')}")
-    print(f"  bare chain, after:  {bare[1].line('requests')}")
+    print(f"  bare chain:         {bare[0].line('requests')}")
+    for phase, after in zip(phases, bare[1:], strict=True):
+        print(f"  platform:           {phase.line('orders')}")
+        print(f"  bare chain:         {after.line('requests')}")
+    if rounds > 1:
+        print(f"  platform, all {rounds} phases: {platform.line('orders')}")
     print(
         f"  ratio: {ratio:.2f} of the bare chain's requests/s   aim: >= {AIM_RATIO:.0%} "
         f"({'met' if ratio >= AIM_RATIO else 'missed'})"
@@ -342,9 +376,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=CLIENTS)
     parser.add_argument("--duration", type=float, default=DURATION_S, help="seconds per phase")
     parser.add_argument("--shared-orders", type=int, default=SHARED_ORDERS, help="orders per client, shared account")
+    parser.add_argument("--rounds", type=int, default=1, help="platform phases, each followed by a chain phase")
     args = parser.parse_args()
     with bench_fleet() as fleet, bare_chain(free_ports(3)) as (chain_url, chain_pids):
-        asyncio.run(run(fleet, chain_url, chain_pids, args.clients, args.duration, args.shared_orders))
+        asyncio.run(
+            run(fleet, chain_url, chain_pids, args.clients, args.duration, args.shared_orders, rounds=args.rounds)
+        )
 
 
 if __name__ == "__main__":
