@@ -2,8 +2,9 @@
 its own paper account (so the platform's per-account lock is not what is measured), send market buys for a fixed
 time, each to the paper broker's fill; the bare 3-hop chain (bench/bare_chain.py) is driven by the same load
 generator with the same concurrency in the same run, before and after each platform phase, so the ratio of sustained
-orders/s to the chain's requests/s is measured in one run. Then every client sends a few orders on ONE shared account whose cash
-covers only some of them (buys and sells alike, competing for its cash and its shares) to look for oversells.
+orders/s to the chain's requests/s is measured in one run. Then every client sends a few orders on ONE shared
+account whose cash covers half of its buys (buys racing for its cash, sells for its shares, none of which is sellable
+on the day they were bought: T+1) to look for oversells.
 
 Counted per request: filled (2xx, the order filled), refused (a business refusal: 422 `order_rejected` with its
 reasons, or an order execution rejected; reported by reason), errors (anything else: another status, an order not
