@@ -60,6 +60,8 @@ fmt: $(STAMP)
 bench: $(STAMP)
 	bash scripts/backing-services.sh
 	$(PY) -m bench.order_path
+	$(PY) -m bench.order_load --clients 50
+	$(PY) -m bench.risk_rules
 	$(PY) -m bench.sql_count
 	$(PY) -m bench.bars_read
 	$(PY) -m bench.engine
