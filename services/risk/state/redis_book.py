@@ -186,6 +186,7 @@ class RedisHotBook:
         self._redis = redis
         self._prefix = prefix
         self._reserve = redis.register_script(RESERVE)
+        self.conflicts = 0  # updates started over because another writer changed the account first
 
     def _keys(self, account_id: str) -> _Keys:
         tag = "{" + f"{self._prefix}:book:{account_id}" + "}"
@@ -315,6 +316,7 @@ class RedisHotBook:
                         await pipe.execute()
                         return result
                     except WatchError:
+                        self.conflicts += 1
                         continue
             raise BookUnavailable(f"the hot book of {account_id} changed under {MAX_ATTEMPTS} attempts in a row")
 
@@ -353,6 +355,7 @@ class RedisHotBook:
                         await pipe.execute()
                         return
                     except WatchError:
+                        self.conflicts += 1
                         continue
             raise BookUnavailable(f"the hot book of {account_id} changed under {MAX_ATTEMPTS} attempts in a row")
 
