@@ -42,7 +42,7 @@ from shared.core.domain import OrderSide
 
 T = TypeVar("T")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-MAX_ATTEMPTS = 200  # optimistic retries of one update before the store is declared unavailable (a livelock)
+MAX_ATTEMPTS = 1000  # optimistic retries of one update before the store is declared unavailable (a livelock guard)
 
 # KEYS: main, orders, lots, selling, early
 # ARGV: client_order_id, ts_code, side, qty, cap_fen, need_fen, session (ISO), decided_at (epoch microseconds)

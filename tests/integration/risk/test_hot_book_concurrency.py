@@ -139,7 +139,8 @@ async def do(store: MemoryHotBook | RedisHotBook, op: tuple) -> object:
     if op[0] == "event":
         return await store.apply(op[1])
     if op[0] == "release":
-        return await store.release(A, op[1])
+        await store.release(A, op[1])
+        return None
     side = op[2]
     return await store.reserve(A, op[1], ts_code="600000.SH", side=side, qty=1000,
                                cap_fen=1000 if side is OrderSide.BUY else 0,

@@ -132,13 +132,15 @@ async def run(store: MemoryHotBook | RedisHotBook, op: tuple) -> object:
         return await store.reserve(account, cid, ts_code=code, side=side, qty=qty, cap_fen=cap, need_fen=need,
                                    session=session, decided_at=at)  # fmt: skip
     if kind == "release":
-        return await store.release(op[1], op[2])
+        await store.release(op[1], op[2])
+        return None
     if kind == "view":
         return await store.view(op[1], op[2])
     if kind == "expire":
         return await store.expire_decided(op[1])
     assert kind == "seed"
-    return await store.seed(op[1], keep_decided_since=op[2])
+    await store.seed(op[1], keep_decided_since=op[2])
+    return None
 
 
 @pytest.mark.parametrize("seed", range(6))
