@@ -35,17 +35,22 @@ A = "acct-race"
 NEED = 1_000_510
 
 
+OTHER_CLIENTS: list[Redis] = []
+
+
 async def stores(redis_client: Redis, backing: Backing, prefix: str, clients: int) -> list[RedisHotBook]:
-    """`clients` stores on the same keys, each with its own Redis client (its own connections)."""
+    """`clients` stores on the same keys, each with its own Redis client (its own connections): as many risk
+    processes."""
     out = [RedisHotBook(redis_client, prefix)]
     for _ in range(clients - 1):
-        out.append(RedisHotBook(Redis.from_url(backing.redis_url), prefix))
+        OTHER_CLIENTS.append(Redis.from_url(backing.redis_url))
+        out.append(RedisHotBook(OTHER_CLIENTS[-1], prefix))
     return out
 
 
 async def close(books: list[RedisHotBook]) -> None:
-    for book in books[1:]:
-        await book._redis.aclose()
+    while OTHER_CLIENTS:
+        await OTHER_CLIENTS.pop().aclose()
 
 
 @pytest.mark.parametrize("clients", [1, 2])
