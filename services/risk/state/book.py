@@ -1,6 +1,7 @@
-"""An account's book as risk keeps it hot, built from execution's events — the reference model of the risk engine's
-state (docs/risk-rules.md, "Hot state"): the memory store of standalone mode uses it as is, and a shared store must
-give the same answers for the same events.
+"""An account's book as risk keeps it hot, built from execution's events: the one implementation of the hot state's
+arithmetic (docs/risk-rules.md, "Hot state"). The memory store (`memory_book.py`) keeps whole `AccountBook`s; the
+Redis store (`redis_book.py`) loads the part of one an event touches, applies the same methods, and writes back what
+changed — so both give the same answers for the same history.
 
 Every event applies idempotently and in any order, and every gap errs on risk's side (it may refuse what execution
 would accept, never the reverse):
@@ -8,27 +9,50 @@ would accept, never the reverse):
   bought in its session — the caller names it by `shared.platform.clock.order_session` of the trade's time, as
   execution's T+1 does: a fill after a close belongs to the next session — and is sellable from the next one);
 - `position.adjusted` (by its key, once): a corporate action's shares (sellable at once) and cash in lieu;
-- `order.<status>`: an order's state only moves forward (more filled, or final); an order reserves, while open, what
+- `order.<status>`: an order's state only moves forward (more filled, or final); an order commits, while open, what
   its trades seen so far have not used (a buy: its remaining shares at its price cap plus fees; a sell: its remaining
   shares) and, once final, what its announced fills have that their trades have not brought yet — so a fill whose
   order event arrives before its trade is still counted against the account;
 - cash movements (by entry id, once).
 Orders are keyed by client_order_id (unique per account), so that risk records an order it approves before execution
-has it (`decided`, reserving its whole quantity): an order is reserved from risk's decision on, and released when
-execution refuses it (`rejected`) or it ends.
-The arithmetic is execution's (`services/execution/cash.py`, `positions.py`, shared/core/market/orders.py): the same
-history gives the same balance, reservation, holdings and sellable shares."""
+has it (`decided`, reserving its whole quantity at the `need_fen` its decision checked): an order is reserved from
+risk's decision on, and released when execution refuses it (`rejected`), it ends, or its decision expires unanswered.
+
+The running totals (`reserved_fen`, `selling`) always equal the sum over the orders: each buy order keeps the
+reservation (fen) computed when its committed quantity or cap last changed, with the fee date of its own session (from
+its decision or an order event that names one), else the event's (a trade's session), else the account's
+`fee_session` (the session of its last reservation, or the seed's date). The arithmetic is execution's
+(`services/execution/cash.py` `buy_reservation_fen`, `positions.py`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 
+from services.risk.state.ports import (
+    AdjustmentEvent,
+    BookEvent,
+    BookSnapshot,
+    BookView,
+    CashEvent,
+    HoldingView,
+    OpenOrderView,
+    OrderEvent,
+    Reservation,
+    TradeEvent,
+    Verdict,
+)
 from shared.core.domain import OrderSide, from_fen, to_fen
-from shared.core.market.orders import Holding, buy_cost
+from shared.core.market.orders import buy_cost
+from shared.platform.clock import EXCHANGE_TZ
 
 FINAL = frozenset({"filled", "cancelled", "rejected", "expired"})
 DECIDED = "decided"  # risk approved it; execution has not answered yet
+
+
+def buy_reservation_fen(qty: int, cap_fen: int, fee_date: date) -> int:
+    """execution's `buy_reservation_fen` (services/execution/cash.py): the amount plus fees, to the fen."""
+    return to_fen(buy_cost(qty, from_fen(cap_fen), fee_date))
 
 
 @dataclass
@@ -40,6 +64,10 @@ class OrderState:
     filled_qty: int = 0  # as the order's events announce it
     final: bool = False
     traded_qty: int = 0  # as its trades brought it
+    reserved_fen: int = 0  # a buy's reservation for its committed qty, as computed when that last changed
+    decided: bool = False  # risk approved it; execution has not reported it yet
+    decided_at: datetime | None = None
+    session: date | None = None  # the session the order is for: its reservation's fee date
 
     @property
     def committed_qty(self) -> int:
@@ -50,25 +78,166 @@ class OrderState:
 
 @dataclass
 class Lots:
-    bought_by_day: dict[date, int] = field(default_factory=dict)  # by session
+    """One security's shares: `base` sellable in any session (seeded base, corporate actions), buys by session (T+1),
+    sells."""
+
+    base: int = 0
+    bought_by_session: dict[date, int] = field(default_factory=dict)
     sold: int = 0
-    adjusted: int = 0  # corporate actions: sellable at once
+
+    @property
+    def qty(self) -> int:
+        return self.base + sum(self.bought_by_session.values()) - self.sold
+
+    def sellable_before_sells(self, session: date) -> int:
+        """Shares sellable in `session` before open sells take theirs: bought before it + base - sold."""
+        return self.base + sum(q for d, q in self.bought_by_session.items() if d < session) - self.sold
 
 
 @dataclass
 class AccountBook:
     account_id: str
     balance_fen: int = 0
+    reserved_fen: int = 0  # running total: the sum of the buy orders' `reserved_fen`
+    fee_session: date | None = None
     orders: dict[str, OrderState] = field(default_factory=dict)
     lots: dict[str, Lots] = field(default_factory=dict)
+    selling: dict[str, int] = field(default_factory=dict)  # running total by code: the sells' committed shares
     seen_trades: set[str] = field(default_factory=set)
     seen_entries: set[str] = field(default_factory=set)
-    # trades whose order has not been seen yet: applied to the order when it arrives
-    _early: dict[str, int] = field(default_factory=dict)
+    early: dict[str, int] = field(default_factory=dict)  # traded qty of orders not seen yet, by client_order_id
+
+    # -- the running totals ------------------------------------------------------------------------------------------
+
+    def _settle(self, state: OrderState, before_qty: int, before_cap: int | None, fee_date: date | None) -> None:
+        """Bring the running totals and the order's reservation up to date after a change of `state` (whose
+        committed qty and cap were `before_qty`, `before_cap`: None for a new order)."""
+        after = state.committed_qty
+        if state.side is OrderSide.BUY:
+            if after != before_qty or state.cap_fen != before_cap:
+                when = state.session or fee_date or self.fee_session or date.min
+                new = buy_reservation_fen(after, state.cap_fen, when)
+                self.reserved_fen += new - state.reserved_fen
+                state.reserved_fen = new
+        elif after != before_qty:
+            total = self.selling.get(state.ts_code, 0) + after - before_qty
+            if total:
+                self.selling[state.ts_code] = total
+            else:
+                self.selling.pop(state.ts_code, None)
+
+    def _drop_order(self, client_order_id: str) -> None:
+        state = self.orders.pop(client_order_id)
+        if state.side is OrderSide.BUY:
+            self.reserved_fen -= state.reserved_fen
+        else:
+            committed = state.committed_qty
+            total = self.selling.get(state.ts_code, 0) - committed
+            if total:
+                self.selling[state.ts_code] = total
+            else:
+                self.selling.pop(state.ts_code, None)
+
+    def totals_consistent(self) -> bool:
+        """The running totals equal the sums over the orders (what every store must keep true)."""
+        selling: dict[str, int] = {}
+        for o in self.orders.values():
+            if o.side is OrderSide.SELL and o.committed_qty:
+                selling[o.ts_code] = selling.get(o.ts_code, 0) + o.committed_qty
+        reserved = sum(o.reserved_fen for o in self.orders.values() if o.side is OrderSide.BUY)
+        return reserved == self.reserved_fen and selling == self.selling
 
     # -- events ------------------------------------------------------------------------------------------------------
 
-    def on_order(
+    def apply(self, event: BookEvent) -> bool:
+        if isinstance(event, OrderEvent):
+            return self.on_order(event)
+        if isinstance(event, TradeEvent):
+            return self.on_trade(event)
+        if isinstance(event, AdjustmentEvent):
+            return self.on_adjustment(event)
+        return self.on_cash(event)
+
+    def on_order(self, event: OrderEvent) -> bool:
+        cid = event.client_order_id
+        state = self.orders.get(cid)
+        cap = event.cap_fen or 0
+        if state is None:
+            state = OrderState(event.ts_code, event.side, event.qty, cap if event.side is OrderSide.BUY else 0)
+            state.traded_qty = self.early.pop(cid, 0)
+            state.session = event.session
+            state.decided = event.status == DECIDED
+            self.orders[cid] = state
+            before: tuple[int, int | None, tuple[object, ...]] = (0, None, ())
+        else:
+            before = (state.committed_qty, state.cap_fen, _order_key(state))
+        if event.status != DECIDED:  # (risk's own decisions come through `reserve`)
+            state.decided = False  # reported by execution: no longer released nor expired
+        state.filled_qty = max(state.filled_qty, event.filled_qty)
+        state.final = state.final or event.status in FINAL
+        if state.side is OrderSide.BUY and cap > state.cap_fen:
+            state.cap_fen = cap  # the larger reservation: risk's side
+        if event.session is not None:
+            state.session = event.session
+        self._settle(state, before[0], before[1], event.session)
+        return before[2] != _order_key(state)
+
+    def on_trade(self, event: TradeEvent) -> bool:
+        """False when this trade was applied before."""
+        if event.trade_id in self.seen_trades:
+            return False
+        self.seen_trades.add(event.trade_id)
+        self.balance_fen += event.cash_fen
+        lots = self.lots.setdefault(event.ts_code, Lots())
+        if event.side is OrderSide.BUY:
+            lots.bought_by_session[event.session] = lots.bought_by_session.get(event.session, 0) + event.qty
+        else:
+            lots.sold += event.qty
+        self._drop_empty_lots(event.ts_code)
+        state = self.orders.get(event.client_order_id)
+        if state is None:
+            self.early[event.client_order_id] = self.early.get(event.client_order_id, 0) + event.qty
+        else:
+            before_qty, before_cap = state.committed_qty, state.cap_fen
+            state.traded_qty += event.qty
+            self._settle(state, before_qty, before_cap, event.session)
+        return True
+
+    def on_adjustment(self, event: AdjustmentEvent) -> bool:
+        """A corporate action on the account's shares of `ts_code` (sellable at once, as execution has it) and its
+        cash in lieu. False when applied before."""
+        if event.key in self.seen_entries:
+            return False
+        self.seen_entries.add(event.key)
+        self.balance_fen += event.cash_fen
+        self.lots.setdefault(event.ts_code, Lots()).base += event.qty_delta
+        self._drop_empty_lots(event.ts_code)
+        return True
+
+    def on_cash(self, event: CashEvent) -> bool:
+        if event.entry_id in self.seen_entries:
+            return False
+        self.seen_entries.add(event.entry_id)
+        self.balance_fen += event.amount_fen
+        return True
+
+    def _drop_empty_lots(self, ts_code: str) -> None:
+        lots = self.lots[ts_code]
+        if not lots.base and not lots.sold and not any(lots.bought_by_session.values()):
+            del self.lots[ts_code]
+
+    # -- decisions ---------------------------------------------------------------------------------------------------
+
+    def sellable(self, ts_code: str, session: date) -> int:
+        """Shares of `ts_code` a sell of `session` may still take: bought before it + base - sold - open sells' shares,
+        never below 0 nor above the shares held."""
+        lots = self.lots.get(ts_code)
+        if lots is None:
+            return 0
+        free = lots.sellable_before_sells(session) - self.selling.get(ts_code, 0)
+        return max(min(free, lots.qty), 0)
+
+    def reserve(
         self,
         client_order_id: str,
         *,
@@ -76,84 +245,112 @@ class AccountBook:
         side: OrderSide,
         qty: int,
         cap_fen: int,
-        status: str,
-        filled_qty: int,
-    ) -> None:
-        state = self.orders.get(client_order_id)
-        if state is None:
-            state = OrderState(ts_code, side, qty, cap_fen if side is OrderSide.BUY else 0)
-            state.traded_qty = self._early.pop(client_order_id, 0)
-            self.orders[client_order_id] = state
-        state.filled_qty = max(state.filled_qty, filled_qty)
-        state.final = state.final or status in FINAL
-        if state.side is OrderSide.BUY and cap_fen > state.cap_fen:
-            state.cap_fen = cap_fen  # the larger reservation: risk's side
-
-    def on_trade(
-        self, trade_id: str, *, client_order_id: str, ts_code: str, side: OrderSide, qty: int, cash_fen: int,
+        need_fen: int,
         session: date,
-    ) -> bool:  # fmt: skip
-        """`cash_fen`: what the fill did to the balance (a buy's amount plus fees, negative; a sell's amount less
-        fees); `session`: the trading session the fill belongs to (T+1). False when this trade was applied before."""
-        if trade_id in self.seen_trades:
-            return False
-        self.seen_trades.add(trade_id)
-        self.balance_fen += cash_fen
-        lots = self.lots.setdefault(ts_code, Lots())
+        decided_at: datetime,
+    ) -> Reservation:
+        """Check the binding limit and, if it passes, record the order `decided` with its whole reservation: a buy
+        reserves `need_fen` (its qty at `cap_fen` plus fees, as the decision computed it), a sell its qty."""
+        if client_order_id in self.orders:
+            return Reservation(Verdict.ALREADY)
         if side is OrderSide.BUY:
-            lots.bought_by_day[session] = lots.bought_by_day.get(session, 0) + qty
+            available = self.balance_fen - self.reserved_fen
+            if available < need_fen:
+                return Reservation(Verdict.INSUFFICIENT_CASH, available)
         else:
-            lots.sold += qty
+            available = self.sellable(ts_code, session)
+            if available < qty:
+                return Reservation(Verdict.INSUFFICIENT_POSITION, available)
+        is_buy = side is OrderSide.BUY
+        state = OrderState(ts_code, side, qty, cap_fen if is_buy else 0, decided=True, decided_at=decided_at)
+        state.session = session
+        state.traded_qty = self.early.pop(client_order_id, 0)
+        self.orders[client_order_id] = state
+        if is_buy:
+            state.reserved_fen = need_fen
+            self.reserved_fen += need_fen
+        else:
+            self._settle(state, 0, None, session)
+        self.fee_session = session
+        return Reservation(Verdict.RESERVED, available)
+
+    def release(self, client_order_id: str) -> bool:
+        """Drop a `decided` order execution refused; never one execution has reported. False: nothing dropped."""
         state = self.orders.get(client_order_id)
-        if state is None:
-            self._early[client_order_id] = self._early.get(client_order_id, 0) + qty
-        else:
-            state.traded_qty += qty
+        if state is None or not state.decided:
+            return False
+        self._drop_order(client_order_id)
         return True
 
-    def on_adjustment(self, key: str, *, ts_code: str, qty_delta: int, cash_fen: int) -> bool:
-        """A corporate action on the account's shares of `ts_code` (sellable at once, as execution has it) and its
-        cash in lieu. False when applied before."""
-        if key in self.seen_entries:
-            return False
-        self.seen_entries.add(key)
-        self.balance_fen += cash_fen
-        self.lots.setdefault(ts_code, Lots()).adjusted += qty_delta
-        return True
-
-    def on_cash(self, entry_id: str, amount_fen: int) -> bool:
-        if entry_id in self.seen_entries:
-            return False
-        self.seen_entries.add(entry_id)
-        self.balance_fen += amount_fen
-        return True
+    def expire_decided(self, before: datetime) -> int:
+        stale = [
+            cid for cid, o in self.orders.items() if o.decided and o.decided_at is not None and o.decided_at < before
+        ]
+        for cid in stale:
+            self._drop_order(cid)
+        return len(stale)
 
     # -- reads -------------------------------------------------------------------------------------------------------
 
-    def reserved_fen(self, today: date) -> int:
-        total = 0
-        for o in self.orders.values():
-            if o.side is OrderSide.BUY and o.committed_qty:
-                total += to_fen(buy_cost(o.committed_qty, from_fen(o.cap_fen), today))
-        return total
-
-    def available_fen(self, today: date) -> int:
-        return self.balance_fen - self.reserved_fen(today)
-
-    def holdings(self, today: date) -> list[Holding]:
-        """As execution's `GET /v1/positions` for session `today`: qty = bought + adjusted - sold; sellable = bought
-        in sessions before `today` + adjusted - sold - what open sells reserve (never below 0, never above qty)."""
-        selling: dict[str, int] = {}
-        for o in self.orders.values():
-            if o.side is OrderSide.SELL and o.committed_qty:
-                selling[o.ts_code] = selling.get(o.ts_code, 0) + o.committed_qty
-        out = []
+    def view(self, session: date) -> BookView:
+        holdings = {}
         for code in sorted(self.lots):
-            lots = self.lots[code]
-            before = sum(q for d, q in lots.bought_by_day.items() if d < today) + lots.adjusted
-            qty = sum(lots.bought_by_day.values()) + lots.adjusted - lots.sold
-            if qty == 0:
-                continue
-            sellable = max(before - lots.sold - selling.get(code, 0), 0)
-            out.append(Holding(ts_code=code, qty=qty, sellable_qty=min(sellable, max(qty, 0))))
-        return out
+            qty = self.lots[code].qty
+            if qty:
+                holdings[code] = HoldingView(code, qty, self.sellable(code, session))
+        open_orders = tuple(
+            OpenOrderView(cid, o.ts_code, o.side, o.cap_fen, o.committed_qty, o.decided)
+            for cid, o in sorted(self.orders.items())
+            if not o.final and o.committed_qty > 0
+        )
+        return BookView(self.account_id, self.balance_fen, self.reserved_fen, holdings, open_orders)
+
+    # -- seeding -----------------------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_snapshot(
+        cls, snapshot: BookSnapshot, *, previous: AccountBook | None, keep_decided_since: datetime
+    ) -> AccountBook:
+        """The book of execution's snapshot, plus `previous`'s decided orders the snapshot lacks that were decided at
+        or after `keep_decided_since` (their execution answer may still come). Fee date of the snapshot's orders: the
+        snapshot's date in exchange time."""
+        book = cls(
+            snapshot.account_id,
+            balance_fen=snapshot.balance_fen,
+            fee_session=snapshot.as_of.astimezone(EXCHANGE_TZ).date(),
+            seen_trades=set(snapshot.trade_ids),
+            seen_entries=set(snapshot.entry_keys),
+        )
+        for lot in snapshot.lots:
+            book.lots[lot.ts_code] = Lots(lot.base, {d: q for d, q in lot.bought_by_session.items() if q})
+            book._drop_empty_lots(lot.ts_code)
+        for o in snapshot.orders:
+            state = OrderState(
+                o.ts_code,
+                o.side,
+                o.qty,
+                o.cap_fen if o.side is OrderSide.BUY else 0,
+                filled_qty=o.filled_qty,
+                final=o.status in FINAL,
+                traded_qty=o.traded_qty,
+            )
+            book.orders[o.client_order_id] = state
+            book._settle(state, 0, None, None)
+        if previous is not None:
+            for cid, prev in previous.orders.items():
+                kept = prev.decided and prev.decided_at is not None and prev.decided_at >= keep_decided_since
+                if kept and cid not in book.orders:
+                    state = OrderState(
+                        prev.ts_code, prev.side, prev.qty, prev.cap_fen, decided=True, decided_at=prev.decided_at,
+                        session=prev.session, reserved_fen=prev.reserved_fen,
+                    )  # fmt: skip
+                    book.orders[cid] = state
+                    if state.side is OrderSide.BUY:
+                        book.reserved_fen += state.reserved_fen
+                    else:
+                        book._settle(state, 0, None, None)
+        return book
+
+
+def _order_key(state: OrderState) -> tuple[object, ...]:
+    return (state.filled_qty, state.final, state.cap_fen, state.decided, state.session, state.traded_qty)

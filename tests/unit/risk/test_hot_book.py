@@ -15,6 +15,7 @@ import pytest
 from services.execution.cash import OpenBuy, account_cash, fees_fen, fill_cash_fen
 from services.execution.positions import OpenSell, ShareAdjustment, TradeLot, holdings
 from services.risk.state.book import DECIDED, AccountBook
+from services.risk.state.ports import AdjustmentEvent, CashEvent, OrderEvent, TradeEvent
 from shared.core.domain import OrderSide
 from shared.core.market.orders import Holding
 from shared.platform.clock import EXCHANGE_TZ
@@ -77,17 +78,25 @@ def events(opening: int, orders: list[Order], rng: random.Random) -> tuple[list,
 def apply(book: AccountBook, event: tuple) -> None:
     kind = event[0]
     if kind == "cash":
-        book.on_cash(event[1], event[2])
+        book.apply(CashEvent("acct", event[1], event[2]))
     elif kind == "order":
         o, status, filled = event[1], event[2], event[3]
-        book.on_order(
-            o.cid, ts_code=o.code, side=o.side, qty=o.qty, cap_fen=o.cap_fen, status=status, filled_qty=filled
-        )
+        book.apply(OrderEvent("acct", o.cid, o.code, o.side, o.qty, status, filled, cap_fen=o.cap_fen))
     else:
         o, trade_id, q, price, at = event[1:]
         fee, _ = fees_fen(q * price, side=o.side, trade_date=at.astimezone(EXCHANGE_TZ).date())
-        book.on_trade(trade_id, client_order_id=o.cid, ts_code=o.code, side=o.side, qty=q,
-                      cash_fen=fill_cash_fen(o.side, q * price, fee), session=at.date())  # fmt: skip
+        cash = fill_cash_fen(o.side, q * price, fee)
+        book.apply(TradeEvent("acct", trade_id, o.cid, o.code, o.side, q, cash, session=at.date()))
+
+
+def available_fen(book: AccountBook, session: date) -> int:
+    return book.view(session).available_fen
+
+
+def holdings_of(book: AccountBook, session: date) -> list[Holding]:
+    return [
+        Holding(ts_code=h.ts_code, qty=h.qty, sellable_qty=h.sellable_qty) for h in book.view(session).holdings.values()
+    ]
 
 
 def executions_view(opening: int, orders: list[Order]) -> tuple[int, int, list]:
@@ -119,13 +128,14 @@ def test_the_book_ends_as_execution_computes_and_errs_on_risks_side_before(seed:
     prefixes = []
     for event in stream:
         apply(book, event)
-        prefixes.append((book.available_fen(TODAY), {h.ts_code: h.sellable_qty for h in book.holdings(TODAY)}))
+        prefixes.append((available_fen(book, TODAY), {h.ts_code: h.sellable_qty for h in holdings_of(book, TODAY)}))
+        assert book.totals_consistent()
     for event in stream[: len(stream) // 2]:  # redelivered: nothing changes
         apply(book, event)
     balance, available, held = executions_view(opening, orders)
     assert book.balance_fen == balance
-    assert book.available_fen(TODAY) == available
-    assert book.holdings(TODAY) == held
+    assert available_fen(book, TODAY) == available
+    assert holdings_of(book, TODAY) == held
     final_sellable = {h.ts_code: h.sellable_qty for h in held}
     for cash, sellable in prefixes:
         assert cash <= available
@@ -135,22 +145,19 @@ def test_the_book_ends_as_execution_computes_and_errs_on_risks_side_before(seed:
 def test_a_fill_announced_before_its_trade_is_still_paid_for() -> None:
     # 1,000 shares at a cap of 10.00: reserved 10,000 + commission 5.00 (the minimum) + transfer fee 0.10 = 10,005.10
     book = AccountBook("acct")
-    book.on_cash("opening", 2_000_000)
-    book.on_order("c1", ts_code="600000.SH", side=OrderSide.BUY, qty=1000, cap_fen=1000, status=DECIDED, filled_qty=0)
-    assert book.available_fen(TODAY) == 2_000_000 - 1_000_510
-    book.on_order(
-        "c1", ts_code="600000.SH", side=OrderSide.BUY, qty=1000, cap_fen=1000, status="filled", filled_qty=1000
-    )
-    assert book.available_fen(TODAY) == 2_000_000 - 1_000_510  # final, but its trade has not come: still reserved
+    book.apply(CashEvent("acct", "opening", 2_000_000))
+    book.apply(OrderEvent("acct", "c1", "600000.SH", OrderSide.BUY, 1000, DECIDED, 0, cap_fen=1000))
+    assert available_fen(book, TODAY) == 2_000_000 - 1_000_510
+    book.apply(OrderEvent("acct", "c1", "600000.SH", OrderSide.BUY, 1000, "filled", 1000, cap_fen=1000))
+    assert available_fen(book, TODAY) == 2_000_000 - 1_000_510  # final, but its trade has not come: still reserved
     at = datetime.combine(TODAY, time(10), tzinfo=EXCHANGE_TZ)
     # the trade at 9.98: 9,980 + 5.00 + 0.0998 -> 0.10 = 9,985.10
-    assert book.on_trade("t1", client_order_id="c1", ts_code="600000.SH", side=OrderSide.BUY, qty=1000,
-                         cash_fen=-998_510, session=at.date())  # fmt: skip
-    assert book.available_fen(TODAY) == 2_000_000 - 998_510
-    assert book.holdings(TODAY)[0].sellable_qty == 0  # bought today: T+1
-    assert book.holdings(TODAY + timedelta(days=1))[0].sellable_qty == 1000
-    assert not book.on_trade("t1", client_order_id="c1", ts_code="600000.SH", side=OrderSide.BUY, qty=1000,
-                             cash_fen=-998_510, session=at.date())  # fmt: skip
+    trade = TradeEvent("acct", "t1", "c1", "600000.SH", OrderSide.BUY, 1000, -998_510, session=at.date())
+    assert book.apply(trade)
+    assert available_fen(book, TODAY) == 2_000_000 - 998_510
+    assert holdings_of(book, TODAY)[0].sellable_qty == 0  # bought today: T+1
+    assert holdings_of(book, TODAY + timedelta(days=1))[0].sellable_qty == 1000
+    assert not book.apply(trade)
     assert book.balance_fen == 2_000_000 - 998_510 and Decimal(book.balance_fen) / 100 == Decimal("10014.90")
 
 
@@ -158,15 +165,16 @@ def test_a_corporate_action_adds_sellable_shares_and_cash_once() -> None:
     # 400 bought in the session before, 10-for-10 bonus plus a dividend: 400 -> 842 and 0.50 CNY (execution's
     # position.adjusted), sellable at once; as execution's holdings of a ShareAdjustment
     book = AccountBook("acct")
-    book.on_cash("opening", 1_000_000)
-    book.on_trade("t1", client_order_id="c1", ts_code="600030.SH", side=OrderSide.BUY, qty=400, cash_fen=-400_510,
-                  session=DAY1)  # fmt: skip
-    assert book.on_adjustment("adjust:-:600030.SH:2026-12-07", ts_code="600030.SH", qty_delta=442, cash_fen=50)
-    assert not book.on_adjustment("adjust:-:600030.SH:2026-12-07", ts_code="600030.SH", qty_delta=442, cash_fen=50)
-    lots = [TradeLot("600030.SH", OrderSide.BUY, 400, datetime.combine(DAY1, time(10), tzinfo=EXCHANGE_TZ)),
-            ShareAdjustment("600030.SH", 442)]  # fmt: skip
+    book.apply(CashEvent("acct", "opening", 1_000_000))
+    book.apply(TradeEvent("acct", "t1", "c1", "600030.SH", OrderSide.BUY, 400, -400_510, session=DAY1))
+    adjustment = AdjustmentEvent("acct", "adjust:-:600030.SH:2026-12-07", "600030.SH", qty_delta=442, cash_fen=50)
+    assert book.apply(adjustment)
+    assert not book.apply(adjustment)
+    bought = datetime.combine(DAY1, time(10), tzinfo=EXCHANGE_TZ)
+    lots: list[TradeLot | ShareAdjustment] = [TradeLot("600030.SH", OrderSide.BUY, 400, bought)]
+    lots.append(ShareAdjustment("600030.SH", 442))
     assert (
-        book.holdings(TODAY)
+        holdings_of(book, TODAY)
         == holdings(lots, [], today=TODAY)
         == [Holding(ts_code="600030.SH", qty=842, sellable_qty=842)]
     )

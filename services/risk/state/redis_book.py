@@ -1,0 +1,444 @@
+"""The hot state of fleet mode: every account's book in Redis, shared by all risk processes (docs/risk-rules.md,
+"Hot state stores").
+
+An account's keys share one hash tag, `{<prefix>:book:<account>}` (one cluster slot, so that a script or transaction
+may touch them all): the tag itself is a hash of the balance, the running reservation total, the fee session and a
+version; `:orders` (client_order_id -> the order as JSON), `:lots` (code -> base, sold, bought by session as JSON),
+`:selling` (code -> shares open sells commit: a running total), `:early` (client_order_id -> traded qty of an order
+not seen yet), `:trades` and `:entries` (ids already counted). `<prefix>:book:accounts` lists the seeded accounts
+(for `expire_decided`).
+
+`reserve` is one Lua script: it re-checks the binding limit on the current totals and records the decided order in
+the same step. Everything else (events, release, expiry, seed) runs book.py's own arithmetic in Python on the part of
+the book it touches, inside a WATCH/MULTI transaction on the account's main key, retried when another writer got
+there first: every writer (the script included) changes that key, so no update is ever lost or half-made."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, TypeVar
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, WatchError
+
+from services.risk.state.book import AccountBook, Lots, OrderState
+from services.risk.state.ports import (
+    AdjustmentEvent,
+    BookEvent,
+    BookSnapshot,
+    BookUnavailable,
+    BookView,
+    CashEvent,
+    OrderEvent,
+    Reservation,
+    TradeEvent,
+    Verdict,
+)
+from shared.core.domain import OrderSide
+
+T = TypeVar("T")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_ATTEMPTS = 1000  # optimistic retries of one update before the store is declared unavailable (a livelock guard)
+
+# KEYS: main, orders, lots, selling, early
+# ARGV: client_order_id, ts_code, side, qty, cap_fen, need_fen, session (ISO), decided_at (epoch microseconds)
+RESERVE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'not_seeded', '0'} end
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return {'already', '0'} end
+local code, side, qty, need, session = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[6]), ARGV[7]
+local traded = tonumber(redis.call('HGET', KEYS[5], ARGV[1]) or '0')
+local available
+if side == 'buy' then
+  local m = redis.call('HMGET', KEYS[1], 'balance', 'reserved')
+  available = tonumber(m[1]) - tonumber(m[2])
+  if available < need then return {'insufficient_cash', string.format('%d', available)} end
+  redis.call('HINCRBY', KEYS[1], 'reserved', ARGV[6])
+else
+  local held, free = 0, 0
+  local raw = redis.call('HGET', KEYS[3], code)
+  if raw then
+    local lots = cjson.decode(raw)
+    held = lots.b - lots.s
+    free = lots.b - lots.s
+    for day, q in pairs(lots.d) do
+      held = held + q
+      if day < session then free = free + q end
+    end
+  end
+  free = free - tonumber(redis.call('HGET', KEYS[4], code) or '0')
+  if free > held then free = held end
+  if free < 0 then free = 0 end
+  available = free
+  if available < qty then return {'insufficient_position', string.format('%d', available)} end
+  if qty - traded > 0 then redis.call('HINCRBY', KEYS[4], code, qty - traded) end
+  need = 0
+end
+redis.call('HDEL', KEYS[5], ARGV[1])
+local cap = 0
+if side == 'buy' then cap = tonumber(ARGV[5]) end
+redis.call('HSET', KEYS[2], ARGV[1], cjson.encode({c = code, s = side, q = qty, cap = cap, f = 0, fin = 0,
+  t = traded, r = need, d = 1, at = ARGV[8], ses = session}))
+redis.call('HSET', KEYS[1], 'fee_session', session)
+redis.call('HINCRBY', KEYS[1], 'ver', 1)
+return {'reserved', string.format('%d', available)}
+"""
+
+
+@dataclass(frozen=True)
+class _Keys:
+    main: str
+    orders: str
+    lots: str
+    selling: str
+    early: str
+    trades: str
+    entries: str
+
+    @property
+    def hashes(self) -> dict[str, str]:
+        return {"orders": self.orders, "lots": self.lots, "selling": self.selling, "early": self.early}
+
+    @property
+    def all(self) -> tuple[str, ...]:
+        return (self.main, self.orders, self.lots, self.selling, self.early, self.trades, self.entries)
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+@contextmanager
+def _unavailable() -> Iterator[None]:
+    try:
+        yield
+    except (RedisError, OSError) as exc:  # connection refused or lost, timeouts, a read-only replica, ...
+        raise BookUnavailable(f"the hot book's Redis failed: {exc!r}") from exc
+
+
+# -- the book's pieces as Redis stores them -------------------------------------------------------------------------
+
+
+def _micros(at: datetime) -> int:
+    return (at - EPOCH) // timedelta(microseconds=1)
+
+
+def encode_order(o: OrderState) -> str:
+    return json.dumps(
+        {
+            "c": o.ts_code, "s": o.side.value, "q": o.qty, "cap": o.cap_fen, "f": o.filled_qty, "fin": int(o.final),
+            "t": o.traded_qty, "r": o.reserved_fen, "d": int(o.decided),
+            "at": "" if o.decided_at is None else str(_micros(o.decided_at)),
+            "ses": "" if o.session is None else o.session.isoformat(),
+        },
+        separators=(",", ":"),
+        sort_keys=True,
+    )  # fmt: skip
+
+
+def decode_order(raw: str) -> OrderState:
+    d = json.loads(raw)
+    return OrderState(
+        ts_code=d["c"],
+        side=OrderSide(d["s"]),
+        qty=int(d["q"]),
+        cap_fen=int(d["cap"]),
+        filled_qty=int(d["f"]),
+        final=bool(int(d["fin"])),
+        traded_qty=int(d["t"]),
+        reserved_fen=int(d["r"]),
+        decided=bool(int(d["d"])),
+        decided_at=EPOCH + timedelta(microseconds=int(d["at"])) if d["at"] else None,
+        session=date.fromisoformat(d["ses"]) if d["ses"] else None,
+    )
+
+
+def encode_lots(lots: Lots) -> str:
+    days = {d.isoformat(): q for d, q in sorted(lots.bought_by_session.items())}
+    return json.dumps({"b": lots.base, "s": lots.sold, "d": days}, separators=(",", ":"), sort_keys=True)
+
+
+def decode_lots(raw: str) -> Lots:
+    d = json.loads(raw)
+    days = d["d"] if isinstance(d["d"], dict) else {}  # (an empty object may come back from Lua as an empty array)
+    return Lots(int(d["b"]), {date.fromisoformat(k): int(q) for k, q in days.items()}, int(d["s"]))
+
+
+def _main(book: AccountBook) -> dict[Any, Any]:
+    session = "" if book.fee_session is None else book.fee_session.isoformat()
+    return {"balance": str(book.balance_fen), "reserved": str(book.reserved_fen), "fee_session": session}
+
+
+def _hashes(book: AccountBook) -> dict[str, dict[Any, Any]]:
+    return {
+        "orders": {cid: encode_order(o) for cid, o in book.orders.items()},
+        "lots": {code: encode_lots(lots) for code, lots in book.lots.items()},
+        "selling": {code: str(q) for code, q in book.selling.items()},
+        "early": {cid: str(q) for cid, q in book.early.items()},
+    }
+
+
+class RedisHotBook:
+    def __init__(self, redis: Redis, prefix: str) -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self._reserve = redis.register_script(RESERVE)
+        self.conflicts = 0  # updates started over because another writer changed the account first
+
+    def _keys(self, account_id: str) -> _Keys:
+        tag = "{" + f"{self._prefix}:book:{account_id}" + "}"
+        return _Keys(tag, f"{tag}:orders", f"{tag}:lots", f"{tag}:selling", f"{tag}:early", f"{tag}:trades",
+                     f"{tag}:entries")  # fmt: skip
+
+    @property
+    def _index(self) -> str:
+        return f"{self._prefix}:book:accounts"
+
+    # -- reading a book ----------------------------------------------------------------------------------------------
+
+    @staticmethod
+    async def _partial(
+        conn: Any,  # a connection, a watching pipeline, or `_Snapshot` (replies already read)
+        keys: _Keys,
+        account_id: str,
+        main: Mapping[Any, Any],
+        *,
+        cids: list[str] | None,
+        codes: list[str] | None,
+        trade_id: str | None = None,
+        entry_key: str | None = None,
+    ) -> AccountBook:
+        """The account's book with the orders `cids` and the lots `codes` (None: all of them), the running totals,
+        and the given trade id / entry key if already counted: what an update reads."""
+        m = {_s(k): _s(v) for k, v in main.items()}
+        book = AccountBook(
+            account_id,
+            balance_fen=int(m["balance"]),
+            reserved_fen=int(m["reserved"]),
+            fee_session=date.fromisoformat(m["fee_session"]) if m.get("fee_session") else None,
+        )
+
+        async def fields(key: str, names: list[str] | None) -> dict[str, str]:
+            if names is None:
+                return {_s(k): _s(v) for k, v in (await conn.hgetall(key)).items()}
+            if not names:
+                return {}
+            values = await conn.hmget(key, names)
+            return {n: _s(v) for n, v in zip(names, values, strict=True) if v is not None}
+
+        book.orders = {cid: decode_order(raw) for cid, raw in (await fields(keys.orders, cids)).items()}
+        book.early = {cid: int(q) for cid, q in (await fields(keys.early, cids)).items()}
+        book.lots = {code: decode_lots(raw) for code, raw in (await fields(keys.lots, codes)).items()}
+        book.selling = {code: int(q) for code, q in (await fields(keys.selling, None)).items()}
+        if trade_id is not None and await conn.sismember(keys.trades, trade_id):
+            book.seen_trades.add(trade_id)
+        if entry_key is not None and await conn.sismember(keys.entries, entry_key):
+            book.seen_entries.add(entry_key)
+        return book
+
+    async def load(self, account_id: str) -> AccountBook | None:
+        """The whole book as stored (tests, diagnostics), or None if not seeded; read in one transaction."""
+        keys = self._keys(account_id)
+        with _unavailable():
+            async with self._redis.pipeline(transaction=True) as pipe:
+                for key in (keys.main, keys.orders, keys.lots, keys.selling, keys.early):
+                    pipe.hgetall(key)
+                pipe.smembers(keys.trades)
+                pipe.smembers(keys.entries)
+                main, orders, lots, selling, early, trades, entries = await pipe.execute()
+        if not main:
+            return None
+        book = await self._partial(_Snapshot(orders, lots, selling, early), keys, account_id, main, cids=None,
+                                   codes=None)  # fmt: skip
+        book.seen_trades = {_s(t) for t in trades}
+        book.seen_entries = {_s(e) for e in entries}
+        return book
+
+    # -- updating a book ---------------------------------------------------------------------------------------------
+
+    async def _update(
+        self,
+        account_id: str,
+        change: Callable[[AccountBook], T],
+        missing: T,
+        *,
+        cids: list[str] | None,
+        codes: list[str] | None,
+        trade_id: str | None = None,
+        entry_key: str | None = None,
+    ) -> T:
+        """Read the part of the book `change` needs, run it (book.py's arithmetic), and write back what it changed,
+        all under WATCH of the account's main key: if any other writer touched the account meanwhile, start over.
+        `missing`: the answer for an account not seeded (nothing written)."""
+        keys = self._keys(account_id)
+        with _unavailable():
+            for _ in range(MAX_ATTEMPTS):
+                async with self._redis.pipeline(transaction=True) as pipe:
+                    try:
+                        await pipe.watch(keys.main)
+                        main = await pipe.hgetall(keys.main)
+                        if not main:
+                            return missing
+                        book = await self._partial(pipe, keys, account_id, main, cids=cids, codes=codes,
+                                                   trade_id=trade_id, entry_key=entry_key)  # fmt: skip
+                        before_main, before = _main(book), _hashes(book)
+                        seen_before = (set(book.seen_trades), set(book.seen_entries))
+                        result = change(book)
+                        after_main, after = _main(book), _hashes(book)
+                        pipe.multi()
+                        writes = 0
+                        if after_main != before_main:
+                            pipe.hset(keys.main, mapping=after_main)
+                            writes += 1
+                        for name, key in keys.hashes.items():
+                            old, new = before[name], after[name]
+                            put = {f: v for f, v in new.items() if old.get(f) != v}
+                            gone = [f for f in old if f not in new]
+                            if put:
+                                pipe.hset(key, mapping=put)
+                            if gone:
+                                pipe.hdel(key, *gone)
+                            writes += bool(put) + bool(gone)
+                        for key, now, then in (
+                            (keys.trades, book.seen_trades, seen_before[0]),
+                            (keys.entries, book.seen_entries, seen_before[1]),
+                        ):
+                            if now - then:
+                                pipe.sadd(key, *sorted(now - then))
+                                writes += 1
+                        if not writes:
+                            await pipe.reset()
+                            return result
+                        pipe.hincrby(keys.main, "ver", 1)
+                        await pipe.execute()
+                        return result
+                    except WatchError:
+                        self.conflicts += 1
+                        continue
+            raise BookUnavailable(f"the hot book of {account_id} changed under {MAX_ATTEMPTS} attempts in a row")
+
+    # -- the port ----------------------------------------------------------------------------------------------------
+
+    async def seeded(self, account_id: str) -> bool:
+        with _unavailable():
+            return bool(await self._redis.exists(self._keys(account_id).main))
+
+    async def seed(self, snapshot: BookSnapshot, *, keep_decided_since: datetime) -> None:
+        account_id = snapshot.account_id
+        keys = self._keys(account_id)
+        with _unavailable():
+            await self._redis.sadd(self._index, account_id)  # (another slot: first, harmless)
+            for _ in range(MAX_ATTEMPTS):
+                async with self._redis.pipeline(transaction=True) as pipe:
+                    try:
+                        await pipe.watch(keys.main)
+                        main = await pipe.hgetall(keys.main)
+                        previous = None
+                        if main:
+                            previous = await self._partial(pipe, keys, account_id, main, cids=None, codes=[])
+                        book = AccountBook.from_snapshot(
+                            snapshot, previous=previous, keep_decided_since=keep_decided_since
+                        )
+                        pipe.multi()
+                        pipe.delete(*keys.all)
+                        pipe.hset(keys.main, mapping={**_main(book), "ver": "1"})
+                        for name, key in keys.hashes.items():
+                            if fields := _hashes(book)[name]:
+                                pipe.hset(key, mapping=fields)
+                        if book.seen_trades:
+                            pipe.sadd(keys.trades, *sorted(book.seen_trades))
+                        if book.seen_entries:
+                            pipe.sadd(keys.entries, *sorted(book.seen_entries))
+                        await pipe.execute()
+                        return
+                    except WatchError:
+                        self.conflicts += 1
+                        continue
+            raise BookUnavailable(f"the hot book of {account_id} changed under {MAX_ATTEMPTS} attempts in a row")
+
+    async def apply(self, event: BookEvent) -> bool:
+        if isinstance(event, OrderEvent):
+            scope: dict[str, Any] = {"cids": [event.client_order_id], "codes": []}
+        elif isinstance(event, TradeEvent):
+            scope = {"cids": [event.client_order_id], "codes": [event.ts_code], "trade_id": event.trade_id}
+        elif isinstance(event, AdjustmentEvent):
+            scope = {"cids": [], "codes": [event.ts_code], "entry_key": event.key}
+        elif isinstance(event, CashEvent):
+            scope = {"cids": [], "codes": [], "entry_key": event.entry_id}
+        return await self._update(event.account_id, lambda book: book.apply(event), False, **scope)
+
+    async def view(self, account_id: str, session: date) -> BookView | None:
+        keys = self._keys(account_id)
+        with _unavailable():
+            async with self._redis.pipeline(transaction=True) as pipe:
+                for key in (keys.main, keys.orders, keys.lots, keys.selling):
+                    pipe.hgetall(key)
+                main, orders, lots, selling = await pipe.execute()
+        if not main:
+            return None
+        book = await self._partial(_Snapshot(orders, lots, selling, {}), keys, account_id, main, cids=None,
+                                   codes=None)  # fmt: skip
+        return book.view(session)
+
+    async def reserve(
+        self,
+        account_id: str,
+        client_order_id: str,
+        *,
+        ts_code: str,
+        side: OrderSide,
+        qty: int,
+        cap_fen: int,
+        need_fen: int,
+        session: date,
+        decided_at: datetime,
+    ) -> Reservation:
+        keys = self._keys(account_id)
+        args = [client_order_id, ts_code, side.value, qty, cap_fen, need_fen, session.isoformat(), _micros(decided_at)]
+        with _unavailable():
+            verdict, available = await self._reserve(
+                keys=[keys.main, keys.orders, keys.lots, keys.selling, keys.early], args=args
+            )
+        return Reservation(Verdict(_s(verdict)), int(_s(available)))
+
+    async def release(self, account_id: str, client_order_id: str) -> None:
+        await self._update(account_id, lambda book: book.release(client_order_id), False, cids=[client_order_id],
+                           codes=[])  # fmt: skip
+
+    async def expire_decided(self, before: datetime) -> int:
+        with _unavailable():
+            accounts = sorted(_s(a) for a in await self._redis.smembers(self._index))
+        dropped = 0
+        for account_id in accounts:
+            dropped += await self._update(account_id, lambda book: book.expire_decided(before), 0, cids=None,
+                                          codes=[])  # fmt: skip
+        return dropped
+
+    async def drop(self, account_id: str) -> None:
+        with _unavailable():
+            await self._redis.delete(*self._keys(account_id).all)
+            await self._redis.srem(self._index, account_id)
+
+
+class _Snapshot:
+    """Hashes already read (a transaction's replies), answering `_partial`'s reads as the connection would."""
+
+    def __init__(self, orders: Mapping[Any, Any], lots: Mapping[Any, Any], selling: Mapping[Any, Any],
+                 early: Mapping[Any, Any]) -> None:  # fmt: skip
+        self._by_suffix = {":orders": orders, ":lots": lots, ":selling": selling, ":early": early}
+
+    def _hash(self, key: str) -> Mapping[Any, Any]:
+        return next(v for suffix, v in self._by_suffix.items() if key.endswith(suffix))
+
+    async def hgetall(self, key: str) -> Mapping[Any, Any]:
+        return self._hash(key)
+
+    async def hmget(self, key: str, names: list[str]) -> list[Any]:
+        h = {_s(k): v for k, v in self._hash(key).items()}
+        return [h.get(n) for n in names]
+
+    async def sismember(self, key: str, member: str) -> bool:
+        return False
