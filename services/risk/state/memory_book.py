@@ -4,11 +4,20 @@ asyncio lock per account so that a reservation's check and record are one step e
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
+import time
+from collections import defaultdict, deque
 from datetime import date, datetime
 
 from services.risk.state.book import AccountBook
-from services.risk.state.ports import BookEvent, BookSnapshot, BookView, Reservation, Verdict
+from services.risk.state.ports import (
+    RECENT_EVENTS_MAX,
+    RECENT_EVENTS_S,
+    BookEvent,
+    BookSnapshot,
+    BookView,
+    Reservation,
+    Verdict,
+)
 from shared.core.domain import OrderSide
 
 
@@ -16,6 +25,10 @@ class MemoryHotBook:
     def __init__(self) -> None:
         self._books: dict[str, AccountBook] = {}
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        # every account's recent events (seeded or not), applied again over a seed
+        self._recent: defaultdict[str, deque[tuple[float, BookEvent]]] = defaultdict(
+            lambda: deque(maxlen=RECENT_EVENTS_MAX)
+        )
 
     async def seeded(self, account_id: str) -> bool:
         return account_id in self._books
@@ -23,12 +36,16 @@ class MemoryHotBook:
     async def seed(self, snapshot: BookSnapshot, *, keep_decided_since: datetime) -> None:
         async with self._locks[snapshot.account_id]:
             previous = self._books.get(snapshot.account_id)
-            self._books[snapshot.account_id] = AccountBook.from_snapshot(
-                snapshot, previous=previous, keep_decided_since=keep_decided_since
-            )
+            book = AccountBook.from_snapshot(snapshot, previous=previous, keep_decided_since=keep_decided_since)
+            since = time.monotonic() - RECENT_EVENTS_S
+            for at, event in self._recent.get(snapshot.account_id, ()):
+                if at >= since:
+                    book.apply(event)
+            self._books[snapshot.account_id] = book
 
     async def apply(self, event: BookEvent) -> bool:
         async with self._locks[event.account_id]:
+            self._recent[event.account_id].append((time.monotonic(), event))
             book = self._books.get(event.account_id)
             return False if book is None else book.apply(event)
 
@@ -76,6 +93,13 @@ class MemoryHotBook:
     async def drop(self, account_id: str) -> None:
         async with self._locks[account_id]:
             self._books.pop(account_id, None)
+
+    async def accounts(self) -> list[str]:
+        return sorted(self._books)
+
+    async def drop_all(self) -> None:
+        for account_id in list(self._books):
+            await self.drop(account_id)
 
     def book(self, account_id: str) -> AccountBook | None:
         """The account's whole book (tests: the running totals against the orders)."""

@@ -12,6 +12,7 @@ Amounts are integer fen."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -214,3 +215,36 @@ class HotBook(Protocol):
 
     async def accounts(self) -> list[str]:
         """The accounts seeded (reconciliation's round)."""
+
+    async def drop_all(self) -> None:
+        """Forget every account (a risk process starting: each is seeded again from execution on first use)."""
+
+
+# -- an account's recent events, kept a while so that a seed can apply them again (see HotBook.apply) ---------------
+
+RECENT_EVENTS_S = 120  # longer than any seed takes (one snapshot request); shorter than the snapshot's id window
+RECENT_EVENTS_MAX = 2000  # per account
+
+
+def encode_event(event: BookEvent) -> str:
+    """The event as JSON (the Redis store keeps the recent ones)."""
+    body: dict[str, object] = {"kind": type(event).__name__}
+    for name, value in vars(event).items():
+        if isinstance(value, OrderSide):
+            body[name] = value.value
+        elif isinstance(value, date):
+            body[name] = value.isoformat()
+        else:
+            body[name] = value
+    return json.dumps(body, separators=(",", ":"))
+
+
+def decode_event(raw: str | bytes) -> BookEvent:
+    body = json.loads(raw)
+    kind = body.pop("kind")
+    if "side" in body:
+        body["side"] = OrderSide(body["side"])
+    if body.get("session") is not None:
+        body["session"] = date.fromisoformat(body["session"])
+    cls = {c.__name__: c for c in (OrderEvent, TradeEvent, AdjustmentEvent, CashEvent)}[kind]
+    return cls(**body)  # type: ignore[no-any-return]

@@ -27,6 +27,8 @@ from redis.exceptions import RedisError, WatchError
 
 from services.risk.state.book import AccountBook, Lots, OrderState
 from services.risk.state.ports import (
+    RECENT_EVENTS_MAX,
+    RECENT_EVENTS_S,
     AdjustmentEvent,
     BookEvent,
     BookSnapshot,
@@ -37,6 +39,8 @@ from services.risk.state.ports import (
     Reservation,
     TradeEvent,
     Verdict,
+    decode_event,
+    encode_event,
 )
 from shared.core.domain import OrderSide
 
@@ -188,6 +192,10 @@ class RedisHotBook:
         self._reserve = redis.register_script(RESERVE)
         self.conflicts = 0  # updates started over because another writer changed the account first
 
+    def _recent(self, account_id: str) -> str:
+        """The account's recent events (JSON, oldest first; not part of the book: a seed keeps them)."""
+        return "{" + f"{self._prefix}:book:{account_id}" + "}:recent"
+
     def _keys(self, account_id: str) -> _Keys:
         tag = "{" + f"{self._prefix}:book:{account_id}" + "}"
         return _Keys(tag, f"{tag}:orders", f"{tag}:lots", f"{tag}:selling", f"{tag}:early", f"{tag}:trades",
@@ -334,7 +342,7 @@ class RedisHotBook:
             for _ in range(MAX_ATTEMPTS):
                 async with self._redis.pipeline(transaction=True) as pipe:
                     try:
-                        await pipe.watch(keys.main)
+                        await pipe.watch(keys.main, self._recent(account_id))  # an event arriving meanwhile: again
                         main = await pipe.hgetall(keys.main)
                         previous = None
                         if main:
@@ -342,6 +350,9 @@ class RedisHotBook:
                         book = AccountBook.from_snapshot(
                             snapshot, previous=previous, keep_decided_since=keep_decided_since
                         )
+                        for raw in await pipe.lrange(self._recent(account_id), 0, -1):
+                            event = decode_event(raw)
+                            book.apply(event)
                         pipe.multi()
                         pipe.delete(*keys.all)
                         pipe.hset(keys.main, mapping={**_main(book), "ver": "1"})
@@ -360,6 +371,13 @@ class RedisHotBook:
             raise BookUnavailable(f"the hot book of {account_id} changed under {MAX_ATTEMPTS} attempts in a row")
 
     async def apply(self, event: BookEvent) -> bool:
+        recent = self._recent(event.account_id)
+        with _unavailable():
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.rpush(recent, encode_event(event))
+                pipe.ltrim(recent, -RECENT_EVENTS_MAX, -1)
+                pipe.expire(recent, RECENT_EVENTS_S)
+                await pipe.execute()
         if isinstance(event, OrderEvent):
             scope: dict[str, Any] = {"cids": [event.client_order_id], "codes": []}
         elif isinstance(event, TradeEvent):
@@ -421,6 +439,14 @@ class RedisHotBook:
         with _unavailable():
             await self._redis.delete(*self._keys(account_id).all)
             await self._redis.srem(self._index, account_id)
+
+    async def accounts(self) -> list[str]:
+        with _unavailable():
+            return sorted(_s(a) for a in await self._redis.smembers(self._index))
+
+    async def drop_all(self) -> None:
+        for account_id in await self.accounts():
+            await self.drop(account_id)
 
 
 class _Snapshot:
