@@ -11,11 +11,12 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from shared.core.domain import OrderSide, OrderType
 from shared.core.domain.codes import Board
 from shared.core.domain.money import money
+from shared.platform.request_model import JsonDecimal, RequestModel, StrictBool, StrictInt
 
 
 class Level(StrEnum):
@@ -120,18 +121,21 @@ class RiskState:
 
 # -- configuration ----------------------------------------------------------------------------------------------------
 
-Percent = Annotated[Decimal, Field(ge=0, le=100, allow_inf_nan=False)]
-NonNegative = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
-Count = Annotated[int, Field(ge=0)]
+# Read strictly, as every request body is (shared/platform/request_model.py): a decimal as "10.50" or a number (never
+# true), a count and a switch only as a JSON integer and boolean ("100" and 1 are refused). A rule set is a request body
+# of `PUT /v1/risk/rules/{scope}`.
+Percent = Annotated[JsonDecimal, Field(ge=0, le=100, allow_inf_nan=False)]
+NonNegative = Annotated[JsonDecimal, Field(ge=0, allow_inf_nan=False)]
+Count = Annotated[StrictInt, Field(ge=0)]
 
 
-class RuleConfig(BaseModel):
+class RuleConfig(RequestModel):
     """A rule's settings: unknown fields refused; limits non-negative, percentages 0-100. `warn_at_pct`: a finding
     at this share of a limit warns (None: never). A field left None has no limit at that level."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    enabled: bool = True
+    enabled: StrictBool = True
     warn_at_pct: Percent | None = Decimal(80)
 
     # numbers where the larger value is the stricter (a longer window, say); for every other number the smaller is
