@@ -142,11 +142,14 @@ class RuleConfig(RequestModel):
     stricter_larger: ClassVar[frozenset[str]] = frozenset()
     # sets combined by intersection (a whitelist: only what every level allows); other sets by union (a blacklist)
     intersect: ClassVar[frozenset[str]] = frozenset()
+    # choices ranked from the loosest to the strictest (the losses rule's `on_breach`: reducing, then halted)
+    ranked: ClassVar[Mapping[str, tuple[str, ...]]] = {}
 
 
 def stricter(a: RuleConfig, b: RuleConfig) -> RuleConfig:
     """The strictest of two levels' settings of one rule: enabled if either is; for each limit the tighter one (the
-    smaller, or the larger for the rule's `stricter_larger` fields); a limit set at one level only applies."""
+    smaller, or the larger for the rule's `stricter_larger` fields; of ranked choices the stricter); a limit set at one
+    level only applies."""
     if type(a) is not type(b):
         raise TypeError(f"cannot combine {type(a).__name__} with {type(b).__name__}")
     larger, intersect = type(a).stricter_larger, type(a).intersect
@@ -163,6 +166,8 @@ def stricter(a: RuleConfig, b: RuleConfig) -> RuleConfig:
             merged[name] = (x & y) if name in intersect else (x | y)
         elif isinstance(x, int | Decimal):
             merged[name] = max(x, y) if name in larger else min(x, y)
+        elif name in type(a).ranked:
+            merged[name] = max(x, y, key=type(a).ranked[name].index)
         else:
             merged[name] = y
     return type(a).model_validate(merged)
