@@ -91,10 +91,12 @@ class EffectiveRules:
     versions: Mapping[str, int | None]
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "rules": {name: config.model_dump(mode="json") for name, config in self.configs.items()},
-            "versions": dict(self.versions),
-        }
+        rules = {name: config.model_dump(mode="json") for name, config in self.configs.items()}
+        for settings in rules.values():
+            for name, value in settings.items():
+                if isinstance(value, list):
+                    settings[name] = sorted(value)  # a set's members (a blacklist) in one order
+        return {"rules": rules, "versions": dict(self.versions)}
 
 
 def _body(rules: RuleSet) -> dict[str, Any]:
