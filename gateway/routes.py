@@ -15,7 +15,7 @@ ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
 
 @dataclass(frozen=True)
 class ProxyRoute:
-    method: str  # GET | POST | PATCH | DELETE
+    method: str  # GET | POST | PUT | PATCH | DELETE
     path: str  # the service's path, e.g. /v1/orders/{order_id}
     service: str  # data | strategy | backtest | risk | execution
     role: Role  # the lowest role allowed; what a role sees within the route is the service's to decide
@@ -61,6 +61,11 @@ ROUTES: tuple[ProxyRoute, ...] = (
     _r("GET", "/v1/risk/stops", "risk", VIEWER, "risk"),
     _r("GET", "/v1/risk/stops/{stop_id}", "risk", VIEWER, "risk"),
     _r("DELETE", "/v1/risk/stops/{stop_id}", "risk", TRADER, "risk"),
+    # risk rule sets: admins change a level (a new version); everyone reads global's and their own (admins all)
+    _r("GET", "/v1/risk/rules", "risk", VIEWER, "risk"),
+    _r("PUT", "/v1/risk/rules/{scope}", "risk", ADMIN, "risk", body=True),
+    _r("DELETE", "/v1/risk/rules/{scope}", "risk", ADMIN, "risk", body=True),
+    _r("GET", "/v1/risk/rules/{scope}/history", "risk", VIEWER, "risk"),
     _r("GET", "/v1/orders", "execution", VIEWER, "orders"),
     _r("GET", "/v1/orders/{order_id}", "execution", VIEWER, "orders"),
     _r("POST", "/v1/orders/{order_id}/cancel", "execution", TRADER, "orders"),

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from services.risk.deps import Caller, Desk, Killswitch, Store
+from services.risk.deps import Caller, Desk, Killswitch, RuleSetsDep, Store
 from services.risk.schemas import (
     DecisionOut,
     HaltAnswer,
@@ -15,6 +15,11 @@ from services.risk.schemas import (
     OrderRefused,
     OrderRequest,
     PlacedOrder,
+    RuleSetAnswer,
+    RuleSetChange,
+    RuleSetClear,
+    RuleSetOut,
+    RuleSets,
     TradingStates,
 )
 from services.risk.store import Scope
@@ -78,3 +83,72 @@ async def list_trading_states(
             raise Forbidden("forbidden", f"{principal.subject} may see only global's and their own account's history")
         answer["history"] = [c.as_json() for c in await store.trading_state_history(scope, key, limit=limit)]
     return answer
+
+
+# --- rule sets (docs/risk-rules.md "Managing rule sets") -------------------------------------------------------------
+
+RULE_CHANGE_ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: {"model": RuleSetAnswer, "description": "the body was the level's current one: nothing recorded"},
+    403: {"description": "`forbidden`: not an admin"},
+    422: {"description": "`invalid_request`: the field named (e.g. `rules.position_limit.max_pct_of_equity`)"},
+}
+
+
+@router.get(
+    "/risk/rules",
+    response_model=RuleSets,
+    responses={403: {"description": "`forbidden`: another's account or instance"}},
+)
+async def list_rule_sets(
+    principal: Caller,
+    rule_sets: RuleSetsDep,
+    account_id: str | None = Query(default=None, min_length=1, max_length=64, description="effective for it"),
+    instance_id: str | None = Query(default=None, min_length=1, max_length=64, description="effective for it"),
+) -> dict[str, Any]:
+    """Every level's current rule set the caller may see (admins and services: all; anyone else: global's, their own
+    account's and its strategy instances' that risk knows), and `effective`: the settings every rule runs with for
+    `account_id` (anyone but an admin: their own by default) and `instance_id`, the strictest of the levels, with
+    the version of each level they came from."""
+    return await rule_sets.visible(principal, account_id, instance_id)
+
+
+@router.put(
+    "/risk/rules/{scope}",
+    status_code=201,
+    response_model=RuleSetAnswer,
+    responses=RULE_CHANGE_ANSWERS,
+)
+async def put_rule_set(scope: Scope, body: RuleSetChange, principal: Caller, rule_sets: RuleSetsDep) -> JSONResponse:
+    """Set a level's rule set (admins): a new version (201), recorded with who and why and published as
+    `risk.rules.changed`. The same rules as the current version record nothing (200, `changed` false)."""
+    answer = await rule_sets.put(scope, body.key, body.rules, body.reason, principal)
+    return JSONResponse(answer, status_code=201 if answer["changed"] else 200)
+
+
+@router.delete(
+    "/risk/rules/{scope}",
+    status_code=201,
+    response_model=RuleSetAnswer,
+    responses={**RULE_CHANGE_ANSWERS, 404: {"description": "`rule_set_not_found`: the level never had one"}},
+)
+async def clear_rule_set(scope: Scope, body: RuleSetClear, principal: Caller, rule_sets: RuleSetsDep) -> JSONResponse:
+    """Clear a level (admins): a new version with a null body (201), so that only the other levels apply; recorded
+    and published like a change. A level cleared already records nothing (200, `changed` false)."""
+    answer = await rule_sets.clear(scope, body.key, body.reason, principal)
+    return JSONResponse(answer, status_code=201 if answer["changed"] else 200)
+
+
+@router.get(
+    "/risk/rules/{scope}/history",
+    response_model=list[RuleSetOut],
+    responses={403: {"description": "`forbidden`: another's account or instance"}},
+)
+async def rule_set_history(
+    scope: Scope,
+    principal: Caller,
+    rule_sets: RuleSetsDep,
+    key: str = Query(default="", max_length=64, description="the account_id or instance_id; none for global"),
+    limit: int = Query(default=50, ge=1, le=500),
+) -> list[dict[str, Any]]:
+    """A level's versions, newest first."""
+    return await rule_sets.history(principal, scope, key, limit)

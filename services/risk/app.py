@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from services.risk import api, stops_api
 from services.risk.desk import ExecutionCash, ExecutionPositions, ExecutionService, RiskDesk, StrategySleeves
 from services.risk.metrics import RiskMetrics
+from services.risk.rule_sets import RuleBook, RuleSets, RuleSetStore
 from services.risk.stops import STOP_PASS_S, StopStore, StopWatcher
 from services.risk.store import MIGRATIONS, RiskStore, outbox
 from services.risk.trading_states import ExecutionCancels, KillSwitch
@@ -36,6 +37,8 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
     store = RiskStore(db, on_event=relay.notify)
     # The whole market's reference data (limits, suspension, ...) held in memory per session: no quote read per order.
     quotes = ReferenceQuotes(infra.services, settings.internal_secret, NAME, today=exchange_today(infra.clock.now))
+    rule_set_store = RuleSetStore(db, on_event=relay.notify)
+    rule_book = RuleBook(rule_set_store)  # the rule sets decisions read, in memory (docs/risk-rules.md)
 
     stop_store = StopStore(db, on_event=relay.notify)
     stop_loop: PeriodicTask | None = None  # the stops' watcher (services/risk/stops.py), built with the desk below
@@ -50,6 +53,7 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
         await db.connect()
         try:
             await db.migrate(MIGRATIONS)
+            await rule_book.start()
             relay.start()
             try:
                 await infra.bus.subscribe(REFERENCE_CONSUMER, ["bars.updated"], bars_updated, durable=False)
@@ -98,5 +102,7 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
     )
     stop_loop = PeriodicTask("risk-stops", STOP_PASS_S, app.state.stop_watcher.run_pass)
     app.state.stop_loop = stop_loop
+    app.state.rule_book = rule_book
+    app.state.rule_sets = RuleSets(rule_set_store, utcnow, on_change=rule_book.invalidate)
     app.state.kill_switch = KillSwitch(store, ExecutionCancels(infra.services, settings.internal_secret), utcnow)
     return app

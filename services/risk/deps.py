@@ -1,4 +1,5 @@
-"""Risk's dependency aliases for its routes: the caller (`Caller`), the risk desk (`Desk`) and its store (`Store`)."""
+"""Risk's dependency aliases for its routes: the caller (`Caller`), the risk desk (`Desk`), its store (`Store`), the
+kill switch (`Killswitch`) and the rule sets (`RuleSetsDep`)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,22 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from services.risk.desk import RiskDesk
+from services.risk.rule_sets import RuleSets
 from services.risk.store import RiskStore
 from services.risk.trading_states import KillSwitch
 from shared.platform.internal_auth import Caller
 
-__all__ = ["Caller", "Desk", "Killswitch", "Store", "get_desk", "get_kill_switch", "get_store"]
+__all__ = [
+    "Caller",
+    "Desk",
+    "Killswitch",
+    "RuleSetsDep",
+    "Store",
+    "get_desk",
+    "get_kill_switch",
+    "get_rule_sets",
+    "get_store",
+]
 
 
 def get_desk(request: Request) -> RiskDesk:
@@ -29,6 +41,12 @@ def get_kill_switch(request: Request) -> KillSwitch:
     return switch
 
 
+def get_rule_sets(request: Request) -> RuleSets:
+    rule_sets: RuleSets = request.app.state.rule_sets
+    return rule_sets
+
+
 Desk = Annotated[RiskDesk, Depends(get_desk)]
 Store = Annotated[RiskStore, Depends(get_store)]
 Killswitch = Annotated[KillSwitch, Depends(get_kill_switch)]
+RuleSetsDep = Annotated[RuleSets, Depends(get_rule_sets)]

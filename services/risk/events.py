@@ -1,13 +1,14 @@
-"""What the risk service publishes: `risk.order.denied` when it refuses an order, and
-`risk.trading_state.changed` when a trading state changes (the kill switch), each written to its outbox in the same
-transaction as the decision and published by its relay."""
+"""What the risk service publishes: `risk.order.denied` when it refuses an order, `risk.trading_state.changed`
+when a trading state changes (the kill switch) and `risk.rules.changed` when a level's rule set gets a new
+version, each written to its outbox in the same transaction as what it reports and published by its relay."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from services.risk.store import Decision, ScopedState
-from shared.platform.events import Envelope, OrderDenied, RiskAlert, TradingStateChanged, make_event
+from shared.platform.events import Envelope, OrderDenied, RiskAlert, RuleSetChanged, TradingStateChanged, make_event
 from shared.platform.events.schemas import DenialReason
 
 SOURCE = "risk"
@@ -67,3 +68,9 @@ def risk_alert(
         at=at,
     )
     return make_event("risk.alert", payload, source=SOURCE)
+
+
+def rule_set_changed(scope: str, key: str, version: int, body: dict[str, Any] | None, reason: str, by: str,
+                     at: datetime) -> Envelope:  # fmt: skip
+    payload = RuleSetChanged(scope=scope, key=key, version=version, body=body, reason=reason, by=by, at=at)
+    return make_event("risk.rules.changed", payload, source=SOURCE)

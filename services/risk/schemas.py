@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
+from services.risk.rules import RuleSet
 from shared.core.domain import OrderSide, OrderType
 from shared.core.market.orders import price_shape_error
 from shared.platform.approval import PaperFill
@@ -179,3 +180,72 @@ class HaltAnswer(BaseModel):
 class TradingStates(BaseModel):
     states: list[TradingStateOut] = Field(description="the scopes not active (no row: active)")
     history: list[TradingStateOut] | None = Field(default=None, description="with scope: its changes, newest first")
+
+
+# --- rule sets (docs/risk-rules.md "Managing rule sets") --------------------------------------------------------------
+
+
+def _reason_said(value: str) -> str:
+    if not value.strip():
+        raise ValueError("reason must say why (not only blanks)")
+    return value.strip()
+
+
+RULE_SET_KEY = Field(
+    default="",
+    max_length=64,
+    description="global: empty (or left out); account: the account_id; instance: the strategy instance id (32 hex)",
+)
+RULE_SET_REASON = Field(min_length=1, max_length=500, description="why: required, recorded with the version")
+
+
+class RuleSetChange(RequestModel):
+    """`PUT /v1/risk/rules/{scope}` (admins only): the level's whole new rule set. Unknown rules and settings, a
+    negative limit and a percentage over 100 are 422 `invalid_request` naming the field (e.g.
+    `rules.position_limit.max_pct_of_equity`); nothing is stored."""
+
+    key: str = RULE_SET_KEY
+    rules: RuleSet = Field(description="the level's settings, rule by rule; a rule not named takes its defaults")
+    reason: str = RULE_SET_REASON
+
+    _reason = field_validator("reason")(_reason_said)
+
+
+class RuleSetClear(RequestModel):
+    """`DELETE /v1/risk/rules/{scope}` (admins only): clear the level (a new version with a null body)."""
+
+    key: str = RULE_SET_KEY
+    reason: str = RULE_SET_REASON
+
+    _reason = field_validator("reason")(_reason_said)
+
+
+class RuleSetOut(BaseModel):
+    scope: str = Field(description="global | account | instance")
+    key: str = Field(description="the account_id or instance_id; empty for global")
+    version: int = Field(description="1, 2, ... per scope and key; the latest is the level's current rule set")
+    body: dict[str, Any] | None = Field(description="the level's RuleSet as set; null: the level was cleared")
+    reason: str
+    set_by: str
+    set_at: str = Field(description="ISO 8601 with its UTC offset")
+
+
+class RuleSetAnswer(RuleSetOut):
+    """The level's current version after the call; `changed` false when the body was the current one already
+    (no version recorded, no event)."""
+
+    changed: bool
+
+
+class EffectiveRulesOut(BaseModel):
+    account_id: str | None
+    instance_id: str | None
+    rules: dict[str, dict[str, Any]] = Field(description="every rule's settings as the strictest of the levels")
+    versions: dict[str, int | None] = Field(
+        description="the version of each level the settings came from (global, account, instance); null: none set"
+    )
+
+
+class RuleSets(BaseModel):
+    rule_sets: list[RuleSetOut] = Field(description="the current version of every level the caller may see")
+    effective: EffectiveRulesOut

@@ -1,5 +1,6 @@
 """Risk's own tables: every decision it made (approved or not), the trading states of the kill switch with the audit
-of their changes, and the outbox of its events (`risk.order.denied`, `risk.trading_state.changed`)."""
+of their changes, the versions of the risk rule sets, and the outbox of its events (`risk.order.denied`,
+`risk.trading_state.changed`, `risk.rules.changed`)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,21 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Column, Dialect, Index, String, Table, Text, and_, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Dialect,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    and_,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.engine import Row
 from sqlalchemy.types import TypeDecorator
 
@@ -101,6 +116,22 @@ trading_state_changes = Table(
     Column("set_by", String(128), nullable=False),
     Column("set_at", UtcDateTime, nullable=False),
     Index("ix_trading_state_changes_scope_key_at", "scope", "key", "set_at"),
+)
+
+# Every version of every level's risk rule set (docs/risk-rules.md "Managing rule sets"; read and written by
+# services/risk/rule_sets.py): scope global (key ''), account or instance; version 1, 2, ... per scope and key (the
+# primary key: no two changes of a level share one); `body` the RuleSet as JSON, NULL when the level was cleared. A
+# level's current rule set is its latest version; rows are never changed or removed.
+risk_rule_sets = Table(
+    "risk_rule_sets",
+    metadata,
+    Column("scope", String(16), primary_key=True),
+    Column("key", String(64), primary_key=True),
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("body", Text, nullable=True),
+    Column("reason", Text, nullable=False),
+    Column("set_by", String(128), nullable=False),
+    Column("set_at", UtcDateTime, nullable=False),
 )
 
 outbox = outbox_table(metadata)

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 from services.risk.rules import (
     activity,
@@ -34,6 +34,7 @@ from services.risk.rules.limits import OrderLimitsConfig
 from services.risk.rules.liquidity import LiquidityConfig
 from services.risk.rules.position import PositionLimitConfig
 from services.risk.rules.self_trade import SelfTradeConfig
+from shared.platform.request_model import RequestModel
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ RULES: tuple[Rule, ...] = (
 BY_NAME: Mapping[str, Rule] = {rule.name: rule for rule in RULES}
 
 
-class RuleSet(BaseModel):
+class RuleSet(RequestModel):
     """One level's settings: rule name -> its settings (a rule not named takes its defaults). Unknown rules and
     unknown settings are refused (422 naming the field)."""
 

@@ -11,11 +11,12 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from shared.core.domain import OrderSide, OrderType
 from shared.core.domain.codes import Board
 from shared.core.domain.money import money
+from shared.platform.request_model import JsonDecimal, RequestModel, StrictBool, StrictInt
 
 
 class Level(StrEnum):
@@ -120,29 +121,35 @@ class RiskState:
 
 # -- configuration ----------------------------------------------------------------------------------------------------
 
-Percent = Annotated[Decimal, Field(ge=0, le=100, allow_inf_nan=False)]
-NonNegative = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
-Count = Annotated[int, Field(ge=0)]
+# Read strictly, as every request body is (shared/platform/request_model.py): a decimal as "10.50" or a number (never
+# true), a count and a switch only as a JSON integer and boolean ("100" and 1 are refused). A rule set is a request body
+# of `PUT /v1/risk/rules/{scope}`.
+Percent = Annotated[JsonDecimal, Field(ge=0, le=100, allow_inf_nan=False)]
+NonNegative = Annotated[JsonDecimal, Field(ge=0, allow_inf_nan=False)]
+Count = Annotated[StrictInt, Field(ge=0)]
 
 
-class RuleConfig(BaseModel):
+class RuleConfig(RequestModel):
     """A rule's settings: unknown fields refused; limits non-negative, percentages 0-100. `warn_at_pct`: a finding
     at this share of a limit warns (None: never). A field left None has no limit at that level."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    enabled: bool = True
+    enabled: StrictBool = True
     warn_at_pct: Percent | None = Decimal(80)
 
     # numbers where the larger value is the stricter (a longer window, say); for every other number the smaller is
     stricter_larger: ClassVar[frozenset[str]] = frozenset()
     # sets combined by intersection (a whitelist: only what every level allows); other sets by union (a blacklist)
     intersect: ClassVar[frozenset[str]] = frozenset()
+    # choices ranked from the loosest to the strictest (the losses rule's `on_breach`: reducing, then halted)
+    ranked: ClassVar[Mapping[str, tuple[str, ...]]] = {}
 
 
 def stricter(a: RuleConfig, b: RuleConfig) -> RuleConfig:
     """The strictest of two levels' settings of one rule: enabled if either is; for each limit the tighter one (the
-    smaller, or the larger for the rule's `stricter_larger` fields); a limit set at one level only applies."""
+    smaller, or the larger for the rule's `stricter_larger` fields; of ranked choices the stricter); a limit set at one
+    level only applies."""
     if type(a) is not type(b):
         raise TypeError(f"cannot combine {type(a).__name__} with {type(b).__name__}")
     larger, intersect = type(a).stricter_larger, type(a).intersect
@@ -159,6 +166,8 @@ def stricter(a: RuleConfig, b: RuleConfig) -> RuleConfig:
             merged[name] = (x & y) if name in intersect else (x | y)
         elif isinstance(x, int | Decimal):
             merged[name] = max(x, y) if name in larger else min(x, y)
+        elif name in type(a).ranked:
+            merged[name] = max(x, y, key=type(a).ranked[name].index)
         else:
             merged[name] = y
     return type(a).model_validate(merged)

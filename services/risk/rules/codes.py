@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from services.risk.rules.base import Finding, Level, RuleConfig, RuleOrder
 from shared.core.domain import OrderSide
+from shared.platform.request_model import StrictBool
 
 RULE = "codes"
 
@@ -13,8 +14,8 @@ class CodesConfig(RuleConfig):
     intersect = frozenset({"whitelist"})
     blacklist: frozenset[str] = frozenset()
     whitelist: frozenset[str] | None = None  # None: every code
-    refuse_st: bool = False
-    refuse_suspended: bool = True
+    refuse_st: StrictBool = False
+    refuse_suspended: StrictBool = True
 
 
 def check(order: RuleOrder, config: CodesConfig) -> list[Finding]:

@@ -4,8 +4,9 @@ instance) to `reducing` or `halted` (`breach_state`); orders are then checked ag
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
-from typing import Literal
+from typing import ClassVar, Literal
 
 from services.risk.rules.base import (
     Finding,
@@ -29,6 +30,9 @@ class LossConfig(RuleConfig):
     max_daily_loss_pct: Percent | None = None  # of the day's opening equity
     max_drawdown_pct: Percent | None = None  # from the all-time high-water mark
     on_breach: Literal["reducing", "halted"] = "reducing"
+
+    # halted is the stricter, whichever level says it
+    ranked: ClassVar[Mapping[str, tuple[str, ...]]] = {"on_breach": ("reducing", "halted")}
 
 
 def breach_state(state: RiskState, config: LossConfig) -> tuple[TradingState, list[Finding]]:

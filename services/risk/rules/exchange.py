@@ -12,6 +12,7 @@ from shared.core.domain import OrderSide, OrderType
 from shared.core.domain.codes import Board
 from shared.core.market.rules import max_order_qty
 from shared.platform.clock import EXCHANGE_TZ
+from shared.platform.request_model import StrictBool
 
 RULE = "exchange"
 
@@ -31,7 +32,7 @@ class ExchangeConfig(RuleConfig):
     # The cage's benchmark is the best opposite quote, else the best same-side quote, else the last trade: risk has
     # none of them until the real-time feed (the QMT issue) and only the last close, which intraday moves can leave
     # far behind; so the cage is off by default and, turned on, checks against the last close.
-    price_cage: bool = False
+    price_cage: StrictBool = False
 
 
 def _within(at: time, windows: tuple[tuple[time, time], ...]) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from services.risk.rules.base import (
+    Count,
     Finding,
     Level,
     NonNegative,
@@ -22,7 +23,7 @@ RULE = "order_limits"
 
 class OrderLimitsConfig(RuleConfig):
     max_order_value: NonNegative | None = None  # CNY
-    max_order_qty: int | None = None  # shares
+    max_order_qty: Count | None = None  # shares
     max_price_deviation_pct: Percent | None = None  # |limit price - last price| / last price, percent
 
 

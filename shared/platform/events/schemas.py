@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, PlainSerializer
 
@@ -240,6 +240,21 @@ class StopTriggered(EventPayload):
     at: datetime
 
 
+class RuleSetChanged(EventPayload):
+    """A level's risk rule set changed (docs/risk-rules.md "Managing rule sets"): `scope` global (key ""), account
+    (key: the account_id) or instance (key: the strategy instance id); its new `version` (1, 2, ... per scope and key);
+    `body` the level's settings (a RuleSet as JSON; None: the level was cleared); who (`by`), why and when. Written to
+    risk's outbox with the version, in one transaction; every risk process reloads its rule book when it hears one."""
+
+    scope: str
+    key: str
+    version: int
+    body: dict[str, Any] | None
+    reason: str
+    by: str
+    at: datetime
+
+
 EVENT_SCHEMAS: dict[str, type[EventPayload]] = {
     "order.accepted": OrderUpdated,
     "order.submitted": OrderUpdated,
@@ -251,6 +266,7 @@ EVENT_SCHEMAS: dict[str, type[EventPayload]] = {
     "risk.trading_state.changed": TradingStateChanged,
     "risk.alert": RiskAlert,
     "risk.stop.triggered": StopTriggered,
+    "risk.rules.changed": RuleSetChanged,
     "trade.executed": TradeExecuted,
     "position.adjusted": PositionAdjusted,
     "bars.updated": BarsUpdated,

@@ -140,6 +140,26 @@ def build_downstream(secret: str) -> Downstream:
     async def trading_states(request: Request) -> dict[str, Any]:
         return {"states": [], "history": None}
 
+    @risk.get("/v1/risk/rules")
+    async def rule_sets(request: Request) -> dict[str, Any]:
+        return {"rule_sets": [], "effective": {"account_id": request.state.principal.account_id}}
+
+    @risk.put("/v1/risk/rules/{scope}")
+    async def put_rule_set(scope: str, request: Request) -> JSONResponse:
+        body = await request.json()
+        return JSONResponse(
+            {"scope": scope, "key": body.get("key", ""), "version": 1, "changed": True}, status_code=201
+        )
+
+    @risk.delete("/v1/risk/rules/{scope}")
+    async def clear_rule_set(scope: str, request: Request) -> JSONResponse:
+        body = await request.json()
+        return JSONResponse({"scope": scope, "key": body.get("key", ""), "version": 2, "body": None}, status_code=201)
+
+    @risk.get("/v1/risk/rules/{scope}/history")
+    async def rule_set_history(scope: str, request: Request) -> list[dict[str, Any]]:
+        return [{"scope": scope, "key": request.query_params.get("key", ""), "version": 1}]
+
     execution = service_app("execution")
 
     @execution.get("/v1/orders")

@@ -351,6 +351,42 @@ async def test_only_admins_reach_the_kill_switch_and_everyone_reads_trading_stat
     )
 
 
+async def test_only_admins_change_rule_sets_and_everyone_reads_them(gw: Any) -> None:
+    body = {"key": "acct-x", "rules": {"order_limits": {"max_order_value": "100000"}}, "reason": "tighten"}
+    before = len(gw.downstream.calls_to("risk"))
+    for role in ("trader", "viewer"):
+        user = await gw.new_user(role)
+        for method in ("PUT", "DELETE"):
+            refused = await gw.client.request(method, "/api/v1/risk/rules/account", json=body, headers=user.headers)
+            assert refused.status_code == 403 and refused.json()["code"] == "forbidden", (role, method)
+            assert "admin" in refused.json()["message"]
+        read = await gw.client.get("/api/v1/risk/rules", headers=user.headers)
+        assert read.status_code == 200 and read.json()["rule_sets"] == []
+        history = await gw.client.get("/api/v1/risk/rules/account/history?key=acct-x", headers=user.headers)
+        assert history.status_code == 200 and history.json() == [{"scope": "account", "key": "acct-x", "version": 1}]
+    assert [c.path for c in gw.downstream.calls_to("risk")[before:]] == [
+        "/v1/risk/rules",
+        "/v1/risk/rules/account/history",
+    ] * 2
+
+    admin = await gw.admin_headers()
+    changed = await gw.client.put("/api/v1/risk/rules/account", json=body, headers=admin)
+    assert changed.status_code == 201 and changed.json() == {"scope": "account", "key": "acct-x", "version": 1,
+                                                             "changed": True}  # fmt: skip
+    call = gw.downstream.calls_to("risk")[-1]
+    assert (call.method, call.path, call.principal.role, json.loads(call.body)) == (
+        "PUT",
+        "/v1/risk/rules/account",
+        "admin",
+        body,
+    )
+    clear = {"key": "acct-x", "reason": "done"}
+    cleared = await gw.client.request("DELETE", "/api/v1/risk/rules/account", json=clear, headers=admin)
+    assert cleared.status_code == 201 and cleared.json()["body"] is None
+    call = gw.downstream.calls_to("risk")[-1]
+    assert (call.method, call.path, json.loads(call.body)) == ("DELETE", "/v1/risk/rules/account", clear)
+
+
 async def test_user_administration_needs_admin(gw: Any) -> None:
     trader = await gw.new_user("trader")
     body = {"username": "mallory", "password": "password123", "role": "admin"}
