@@ -23,7 +23,7 @@ from services.risk.rules import (
     self_trade,
 )
 from services.risk.rules.activity import ActivityConfig
-from services.risk.rules.base import Finding, Level, RiskState, RuleConfig, RuleOrder, stricter
+from services.risk.rules.base import Finding, Level, RiskState, RuleConfig, RuleOrder, stricter_value
 from services.risk.rules.codes import CodesConfig
 from services.risk.rules.drawdown import LossConfig
 from services.risk.rules.duplicates import DuplicatesConfig
@@ -92,17 +92,24 @@ class RuleSet(RequestModel):
 
 
 def effective(*levels: RuleSet | None) -> dict[str, RuleConfig]:
-    """Each rule's settings as the strictest of the levels that set it (global default, account, instance); a rule
-    no level sets runs with its defaults."""
+    """Each rule's settings, setting by setting: the strictest of the values the levels (global default, account,
+    instance) set explicitly; a setting no level sets keeps its default. (A level that names a rule does not bring
+    that rule's defaults for the settings it leaves out: global `max_per_second: 300` and an instance's
+    `max_per_day` alone give the instance 300 a second, not the default 100.)"""
     out: dict[str, RuleConfig] = {}
     for rule in RULES:
         configs = [c for level in levels if level is not None and (c := level.config(rule.name)) is not None]
-        merged: RuleConfig = rule.config()
-        if configs:
-            merged = configs[0]
-            for other in configs[1:]:
-                merged = stricter(merged, other)
-        out[rule.name] = merged
+        default = rule.config()
+        merged: dict[str, Any] = {}
+        for name in rule.config.model_fields:
+            # a level that names a rule turns it on unless it says otherwise
+            explicit = [getattr(c, name) for c in configs if name in c.model_fields_set or name == "enabled"]
+            if explicit:
+                value = explicit[0]
+                for other in explicit[1:]:
+                    value = stricter_value(rule.config, name, value, other)
+                merged[name] = value
+        out[rule.name] = default.model_copy(update=merged)
     return out
 
 

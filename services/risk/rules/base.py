@@ -147,30 +147,31 @@ class RuleConfig(RequestModel):
 
 
 def stricter(a: RuleConfig, b: RuleConfig) -> RuleConfig:
-    """The strictest of two levels' settings of one rule: enabled if either is; for each limit the tighter one (the
-    smaller, or the larger for the rule's `stricter_larger` fields; of ranked choices the stricter); a limit set at one
-    level only applies."""
+    """The strictest of two levels' settings of one rule, field by field (`stricter_value`)."""
     if type(a) is not type(b):
         raise TypeError(f"cannot combine {type(a).__name__} with {type(b).__name__}")
-    larger, intersect = type(a).stricter_larger, type(a).intersect
-    merged: dict[str, Any] = {}
-    for name in type(a).model_fields:
-        x, y = getattr(a, name), getattr(b, name)
-        if name == "enabled":
-            merged[name] = x or y
-        elif x is None or y is None:
-            merged[name] = y if x is None else x
-        elif isinstance(x, bool):
-            merged[name] = x or y  # a switch that refuses something: on if either level turns it on
-        elif isinstance(x, frozenset):
-            merged[name] = (x & y) if name in intersect else (x | y)
-        elif isinstance(x, int | Decimal):
-            merged[name] = max(x, y) if name in larger else min(x, y)
-        elif name in type(a).ranked:
-            merged[name] = max(x, y, key=type(a).ranked[name].index)
-        else:
-            merged[name] = y
-    return type(a).model_validate(merged)
+    merged = {name: stricter_value(type(a), name, getattr(a, name), getattr(b, name)) for name in type(a).model_fields}
+    return a.model_copy(update=merged)
+
+
+def stricter_value(config: type[RuleConfig], name: str, x: Any, y: Any) -> Any:
+    """The stricter of two levels' values of one setting: enabled if either is; for each limit the tighter one (the
+    smaller, or the larger for the rule's `stricter_larger` fields; of ranked choices the stricter); a limit set at
+    one level only (the other None) applies; a switch that refuses something is on if either turns it on; blacklists
+    add up and whitelists intersect."""
+    if name == "enabled":
+        return x or y
+    if x is None or y is None:
+        return y if x is None else x
+    if isinstance(x, bool):
+        return x or y
+    if isinstance(x, frozenset):
+        return (x & y) if name in config.intersect else (x | y)
+    if isinstance(x, int | Decimal):
+        return max(x, y) if name in config.stricter_larger else min(x, y)
+    if name in config.ranked:
+        return max(x, y, key=config.ranked[name].index)
+    return y
 
 
 def against_limit(

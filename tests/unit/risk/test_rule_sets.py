@@ -178,9 +178,9 @@ async def test_the_strictest_of_the_three_levels_rule_by_rule_and_field_by_field
     assert rules.versions == {"global": 1, "account": 2, "instance": 1}
     c = {name: config.model_dump() for name, config in rules.configs.items()}
     # order_limits: value min(200000, 100000, 150000); qty min(50000, 20000) (the account sets none); on if any level
-    # is (the instance's "enabled": false does not turn off what global and the account turn on); warn at min(80, 80,
-    # 90) percent: the earlier warning is the stricter.
-    assert c["order_limits"] == {"enabled": True, "warn_at_pct": Decimal(80), "max_order_value": Decimal(100000),
+    # is (the instance's "enabled": false does not turn off what global and the account turn on); warn at 90 percent:
+    # only the instance sets it (a setting no other level sets is not merged with its default).
+    assert c["order_limits"] == {"enabled": True, "warn_at_pct": Decimal(90), "max_order_value": Decimal(100000),
                                  "max_order_qty": 20000, "max_price_deviation_pct": None}  # fmt: skip
     # position_limit: min(20, 30) percent; the value only the account sets.
     assert c["position_limit"]["max_pct_of_equity"] == Decimal(20)
