@@ -8,15 +8,31 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from services.risk import api, stops_api
-from services.risk.desk import ExecutionCash, ExecutionPositions, ExecutionService, RiskDesk, StrategySleeves
+from services.risk.desk import (
+    BREACH_SETTER,
+    ExecutionAccounts,
+    ExecutionService,
+    HotBooks,
+    RiskDesk,
+    StrategySleeves,
+)
+from services.risk.events import trading_state_changed
 from services.risk.metrics import RiskMetrics
+from services.risk.rules.base import TradingState
 from services.risk.rule_sets import RuleBook, RuleSets, RuleSetStore
-from services.risk.stops import STOP_PASS_S, StopStore, StopWatcher
-from services.risk.store import MIGRATIONS, RiskStore, outbox
+from services.risk.state.activity import ActivityLog, MemoryActivity, RedisActivity
+from services.risk.state.keeper import BookKeeper
+from services.risk.state.memory_book import MemoryHotBook
+from services.risk.state.ports import HotBook
+from services.risk.state.redis_book import RedisHotBook
+from services.risk.state.snapshots import BookEvents, ExecutionSnapshots
+from services.risk.stops import STOP_PASS_S, BookPositions, StopStore, StopWatcher
+from services.risk.store import MIGRATIONS, RiskStore, Scope, outbox
 from services.risk.trading_states import ExecutionCancels, KillSwitch
 from shared.platform.app import Infra, create_service_app
 from shared.platform.calendar import DataServiceCalendar
-from shared.platform.clock import utcnow
+from shared.platform.cache import RedisCache
+from shared.platform.clock import market_today, utcnow
 from shared.platform.db import Database
 from shared.platform.events import Envelope
 from shared.platform.outbox import OutboxRelay
@@ -28,6 +44,14 @@ NAME = "risk"
 # The data service's announcements of new data, which drop the reference data risk holds: a queue of each process's
 # own (not durable: a process that starts loads afresh), so every risk process of a fleet hears them.
 REFERENCE_CONSUMER = "risk-reference-data"
+# A rule set changed (by any risk process): each process's own queue, so every process reloads its rule book.
+RULES_CONSUMER = "risk-rule-sets"
+# Execution's events that keep risk's hot books: one durable queue the risk processes of a fleet share (each event is
+# applied once by one of them, to the books in Redis they all read; none is lost while they are all down).
+BOOK_CONSUMER = "risk-books"
+BOOK_EVENTS = ["order.*", "trade.executed", "position.adjusted", "cash.moved"]
+# Risk's books against execution's snapshots (docs/risk-rules.md "Hot state"): every this many seconds.
+RECONCILE_S = 30.0
 
 
 def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
@@ -40,6 +64,16 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
     rule_set_store = RuleSetStore(db, on_event=relay.notify)
     rule_book = RuleBook(rule_set_store)  # the rule sets decisions read, in memory (docs/risk-rules.md)
 
+    # The hot state: every account's book (cash, reservations, holdings, open orders) and its activity (counters,
+    # recent orders, equity marks): in Redis in fleet mode, shared by every risk process; in memory standalone.
+    hot: HotBook
+    activity: ActivityLog
+    if isinstance(infra.cache, RedisCache):
+        prefix = f"{settings.bus_namespace}:risk"
+        hot, activity = RedisHotBook(infra.cache.client, prefix), RedisActivity(infra.cache.client, prefix)
+    else:
+        hot, activity = MemoryHotBook(), MemoryActivity()
+
     stop_store = StopStore(db, on_event=relay.notify)
     stop_loop: PeriodicTask | None = None  # the stops' watcher (services/risk/stops.py), built with the desk below
 
@@ -48,20 +82,39 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
         if stop_loop is not None:
             stop_loop.wake()  # the stops see the new prices now
 
+    async def book_event(event: Envelope) -> None:
+        await keeper.on_event(event)
+        if event.type == "order.cancelled":
+            payload = event.parsed()
+            at = getattr(payload, "updated_at", None) or utcnow()
+            await activity.note_cancel(payload.account_id, at=at, day=market_today(at, infra.clock.session()))  # type: ignore[attr-defined]
+
+    async def reconcile() -> None:
+        await keeper.reconcile(market_today(infra.clock.now(), infra.clock.session()))
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await db.connect()
         try:
             await db.migrate(MIGRATIONS)
             await rule_book.start()
+            # Every book is seeded again from execution on first use: what a process that was not running missed
+            # (or a Redis that lost keys) is never decided on.
+            await hot.drop_all()
             relay.start()
             try:
                 await infra.bus.subscribe(REFERENCE_CONSUMER, ["bars.updated"], bars_updated, durable=False)
+                await infra.bus.subscribe(
+                    RULES_CONSUMER, ["risk.rules.changed"], rule_book.on_rules_changed, durable=False
+                )
+                await infra.bus.subscribe(BOOK_CONSUMER, BOOK_EVENTS, book_event)
                 assert stop_loop is not None
                 stop_loop.start()
+                reconcile_loop.start()
                 try:
                     yield
                 finally:
+                    await reconcile_loop.stop()
                     await stop_loop.stop()
             finally:
                 await relay.stop()
@@ -76,13 +129,30 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
     app.state.store = store
     app.state.relay = relay
     app.state.quotes = quotes
+    calendar = DataServiceCalendar(infra.services, settings.internal_secret, "risk")
+    keeper = BookKeeper(
+        hot,
+        ExecutionSnapshots(infra.services, settings.internal_secret),
+        to_event=lambda envelope: events(envelope),
+        clock=utcnow,
+        decided_ttl_s=settings.approval_ttl_s,
+        reference_book=MemoryHotBook,
+        registry=app.state.metrics_registry,
+    )
+    books = HotBooks(keeper, ExecutionAccounts(infra.services, settings.internal_secret))
+
+    async def on_breach(account_id: str, state: TradingState, why: str) -> None:
+        await store.set_trading_state(
+            Scope.ACCOUNT, account_id, state.value, reason=why, by=BREACH_SETTER, at=utcnow(),
+            make_event=trading_state_changed,
+        )  # fmt: skip
+
     app.state.desk = RiskDesk(
         approval_secret=settings.require_approval_secret(),  # refuses to start without a real one
         approval_ttl_s=settings.approval_ttl_s,
         max_order_value=settings.max_order_value,
         quotes=quotes,
-        positions=ExecutionPositions(infra.services, settings.internal_secret),
-        cash=ExecutionCash(infra.services, settings.internal_secret),
+        books=books,
         sleeves=StrategySleeves(infra.services, settings.internal_secret),
         execution=ExecutionService(infra.services, settings.internal_secret),
         decisions=store,
@@ -90,14 +160,24 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
         metrics=RiskMetrics(app.state.metrics_registry),
         clock=infra.clock.now,
         market_session=infra.clock.session,
-        calendar=DataServiceCalendar(infra.services, settings.internal_secret, "risk"),
+        calendar=calendar,
+        rules=rule_book,
+        activity=activity,
+        on_breach=on_breach,
     )
+    # execution's events as the books' (a trade's T+1 session from the calendar the desk keeps)
+    events = BookEvents(app.state.desk.sessions, infra.clock.session)
+    reconcile_loop = PeriodicTask("risk-reconcile", RECONCILE_S, reconcile, run_at_start=False)
+    app.state.keeper = keeper
+    app.state.hot_book = hot
+    app.state.activity = activity
+    app.state.reconcile_loop = reconcile_loop
     app.state.stop_store = stop_store
     app.state.stop_watcher = StopWatcher(
         stop_store,
         app.state.desk,
         quotes,
-        ExecutionPositions(infra.services, settings.internal_secret),
+        BookPositions(books, lambda: market_today(infra.clock.now(), infra.clock.session())),
         market_session=infra.clock.session,
     )
     stop_loop = PeriodicTask("risk-stops", STOP_PASS_S, app.state.stop_watcher.run_pass)
