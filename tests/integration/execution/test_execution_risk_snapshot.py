@@ -10,18 +10,24 @@ from __future__ import annotations
 import json
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select, update
 
+from services.execution.brokers.base import BrokerReport, Fill
 from services.execution.brokers.paper_tables import paper_fills, paper_orders
 from services.execution.corporate import ExDate, HolderPosition, plan_adjustments
-from services.execution.store import cash_ledger, orders, outbox, trades
+from services.execution.snapshot import WINDOW, risk_snapshot
+from services.execution.store import MIGRATIONS, ExecutionStore, cash_ledger, orders, outbox, trades
 from shared.core.domain import OrderStatus, from_fen, to_fen
 from shared.core.market.orders import buy_cost
 from shared.platform.approval import OrderTerms
+from shared.platform.clock import fill_session
+from shared.platform.db import Database
 from shared.platform.internal_auth import Principal
+from shared.platform.observability import new_id
 from tests.conftest import Backing
 from tests.integration.execution.order_path_harness import Fleet, fleet, limit_buy, settle, signed_order, trader
 
@@ -246,3 +252,32 @@ async def test_only_risk_reads_the_snapshot_of_an_account_it_has_seen(backing: B
         as_of = datetime.fromisoformat(fresh["as_of"])
         assert as_of - datetime.fromisoformat(fresh["since"]) == timedelta(days=7)
         await settle(f)
+
+
+async def test_the_snapshot_reads_on_sqlite_as_standalone_mode_has_them(tmp_path: Path) -> None:
+    """The store's reads on SQLite (standalone mode: no REPEATABLE READ statement there, one writer): a buy of 100
+    long ago in `base`, a buy of 200 in the window by its session (by calendar date: no calendar), a deposit's id."""
+    db = Database(f"sqlite+aiosqlite:///{tmp_path}/execution.db")
+    await db.connect()
+    await db.migrate(MIGRATIONS)
+    store = ExecutionStore(db, source="execution", opening_cash_fen=1_000_000)
+    try:
+        for qty, at in ((100, LONG_AGO), (200, NOW)):
+            terms = OrderTerms(client_order_id=f"c-{qty}", account_id="acct-solo", ts_code=CODE, side="buy",
+                               order_type="limit", qty=qty, price=Decimal("10.00"))  # fmt: skip
+            stored = await store.create_order(terms, new_id(), today=at.date(), now=at)
+            fill = Fill(fill_id=f"f-{qty}", qty=qty, price=Decimal("10.00"), traded_at=at)
+            await store.apply_report(stored.order.order_id, BrokerReport(status=OrderStatus.FILLED, fills=(fill,)),
+                                     now=at)  # fmt: skip
+        entry, _ = await store.move_cash("acct-solo", "deposit", 500_00, "d1", created_by="root", today=SESSION)
+        rows = await store.snapshot_rows("acct-solo", NOW - WINDOW)
+        assert rows is not None
+        snap = risk_snapshot("acct-solo", NOW, NOW - WINDOW, rows, lambda at: fill_session(at, None))
+        # 10,000.00 - (1,000.00 + 5.00 + 0.01) - (2,000.00 + 5.00 + 0.02) + 500.00 = 7,489.97
+        assert snap.balance_fen == 7_489_97
+        assert [(lot.base, lot.bought_by_session) for lot in snap.lots] == [(100, {SESSION: 200})]
+        assert [(o.qty, o.traded_qty) for o in snap.orders] == [(200, 200)]
+        assert (snap.trade_ids, snap.entry_keys) == (["f-200"], [str(entry.entry_id)])
+        assert await store.snapshot_rows("acct-nobody", NOW - WINDOW) is None
+    finally:
+        await db.dispose()
