@@ -153,11 +153,14 @@ def fill_session(at: datetime, trading_days: Iterable[date] | None) -> date:
     (`services/execution/positions.session_start`): the first trading day whose 15:00 close is at or after `at` — a
     fill at a close (a paper fill at the close price is stamped 15:00:00) is that day's, a fill after it (an evening
     fill) the next trading day's; `order_session` but for that one instant. Without trading days (a replay clock, or
-    no calendar: execution splits sessions by calendar date then), or past the last one, the exchange date of `at`."""
+    no calendar: execution splits sessions by calendar date then), past the last one, or before the second one (the
+    days given may not reach back to the session's own: the day before it must be among them), the exchange date of
+    `at`."""
     if trading_days is not None:
-        found = next((d for d in sorted(trading_days) if session_close(d) >= at), None)
-        if found is not None:
-            return found
+        days = sorted(trading_days)
+        i = next((k for k, d in enumerate(days) if session_close(d) >= at), None)
+        if i is not None and i > 0:
+            return days[i]
     return at.astimezone(EXCHANGE_TZ).date()
 
 

@@ -7,6 +7,7 @@ too. Who may read it, and the `cash.moved` events and the `order.*` events' cap 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -281,3 +282,44 @@ async def test_the_snapshot_reads_on_sqlite_as_standalone_mode_has_them(tmp_path
         assert await store.snapshot_rows("acct-nobody", NOW - WINDOW) is None
     finally:
         await db.dispose()
+
+
+async def test_each_snapshot_taken_while_orders_fill_agrees_with_itself(
+    backing: Backing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Snapshots read while buys fill: each one's balance, shares and orders are of one moment (one transaction), so
+    that the balance is the opening cash less 1,005.01 (100 x 10.00 + 5.00 + 0.01) for each buy its orders and lots
+    count as traded, and its lots hold exactly its orders' traded shares."""
+    monkeypatch.setenv("LH_PAPER_OPENING_CASH", "100000")
+    settings = backing.settings()
+    vic = trader()
+    async with fleet(settings) as f:
+        f.execution_app.state.desk.clock = lambda: NOW
+        f.execution_app.state.broker.clock = lambda: NOW
+        f.data.clock = lambda: NOW
+        url = f"/v1/risk-snapshot?account_id={vic.account_id}"
+        await _submit(f, vic, limit_buy(vic, qty=100))  # the account exists before the first read
+        done = asyncio.Event()
+        taken: list[dict[str, Any]] = []
+
+        async def read() -> None:
+            while not done.is_set():
+                answer = await f.execution.get(url, headers=f.headers(RISK))
+                assert answer.status_code == 200, answer.text
+                taken.append(answer.json())
+
+        async def buy() -> None:
+            try:
+                await asyncio.gather(*(_submit(f, vic, limit_buy(vic, qty=100)) for _ in range(12)))
+            finally:
+                done.set()
+
+        await asyncio.gather(read(), read(), buy())
+        taken.append((await f.execution.get(url, headers=f.headers(RISK))).json())
+        for snap in taken:
+            traded = sum(o["traded_qty"] for o in snap["orders"])
+            assert sum(sum(lot["bought_by_session"].values()) + lot["base"] for lot in snap["lots"]) == traded
+            assert snap["balance_fen"] == 100_000_00 - traded // 100 * 1005_01
+            assert len(snap["trade_ids"]) == traded // 100
+        assert sum(o["traded_qty"] for o in taken[-1]["orders"]) == 1300
+        await settle(f)

@@ -99,8 +99,11 @@ def test_a_fill_counts_in_the_session_whose_close_is_at_or_after_it() -> None:
     # without a calendar (a replay clock): by the calendar date of the fill, as execution splits sessions then
     assert fill_session(datetime(2024, 3, 2, 10, 0, tzinfo=EXCHANGE_TZ), None) == date(2024, 3, 2)
     assert fill_session(CLOSE_0304 + timedelta(hours=1), None) == date(2024, 3, 4)
-    # past the calendar's last day: the calendar date too
+    # past the calendar's last day, or before its second (the day before the fill's session is not known): the
+    # calendar date too
     assert fill_session(datetime(2024, 3, 6, 10, 0, tzinfo=EXCHANGE_TZ), DAYS) == date(2024, 3, 6)
+    assert fill_session(datetime(2024, 2, 29, 16, 0, tzinfo=EXCHANGE_TZ), DAYS) == date(2024, 2, 29)
+    assert fill_session(datetime(2024, 3, 1, 10, 0, tzinfo=EXCHANGE_TZ), DAYS) == date(2024, 3, 1)
 
 
 def test_an_order_event_names_a_buys_cap_and_the_session_it_is_for() -> None:
