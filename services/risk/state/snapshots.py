@@ -16,16 +16,18 @@ Anything else is no book's business (None)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import date, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from services.risk.state.keeper import SnapshotUnavailable
 from services.risk.state.ports import (
     AdjustmentEvent,
     BookEvent,
     BookSnapshot,
+    BookUnavailable,
     CashEvent,
     OrderEvent,
     SnapshotLots,
@@ -34,19 +36,17 @@ from services.risk.state.ports import (
 )
 from shared.core.domain import OrderSide, to_fen
 from shared.core.market.rules import trade_fees
-from shared.platform.clock import EXCHANGE_TZ, fill_session
+from shared.platform.calendar import CalendarUnavailable, OrderSessions
+from shared.platform.clock import EXCHANGE_TZ, fill_session, no_session
 from shared.platform.errors import ServiceError
 from shared.platform.events import CashMoved, Envelope, OrderUpdated, PositionAdjusted, TradeExecuted
 from shared.platform.http import ServiceDirectory
 from shared.platform.internal_auth import service_headers
 
+__all__ = ["BookEvents", "ExecutionSnapshots", "SnapshotUnavailable", "book_event", "parse_snapshot"]
+
 ACCOUNT_NOT_FOUND = "account_not_found"
 BOOK_EVENT_TYPES = frozenset({"trade.executed", "position.adjusted", "cash.moved"})  # and `order.<status>`
-
-
-class SnapshotUnavailable(Exception):
-    """Execution's snapshot of an account could not be had (execution down or failing, or its answer malformed):
-    the account's book cannot be seeded now."""
 
 
 # -- the snapshot ------------------------------------------------------------------------------------------------------
@@ -164,7 +164,30 @@ def book_event(envelope: Envelope, trading_days: Iterable[date] | None = None) -
         )
     if isinstance(payload, CashMoved):
         return CashEvent(account_id=payload.account_id, entry_id=payload.entry_id, amount_fen=to_fen(payload.amount))
-    return None  # order.denied: risk's own, nothing reached execution
+    return None  # (every type let through above has one of these payloads)
+
+
+class BookEvents:
+    """`book_event` as the keeper's `to_event` (services/risk/state/keeper.py): a trade's session from the calendar's
+    trading days kept in memory (`sessions`, as risk's desk keeps them; read when a fill's day is beyond them), or by
+    calendar date on a replay clock (`replayed` gives its session) or without a calendar (`sessions` None), as
+    execution splits sessions. A calendar that cannot be read raises BookUnavailable (the bus delivers the event
+    again)."""
+
+    def __init__(self, sessions: OrderSessions | None, replayed: Callable[[], date | None] = no_session) -> None:
+        self.sessions = sessions
+        self.replayed = replayed
+
+    async def __call__(self, envelope: Envelope) -> BookEvent | None:
+        days: list[date] | None = None
+        if envelope.type == "trade.executed" and self.sessions is not None and self.replayed() is None:
+            payload = envelope.parsed()
+            assert isinstance(payload, TradeExecuted)
+            try:
+                days = await self.sessions.days_around(payload.traded_at)
+            except CalendarUnavailable as exc:
+                raise BookUnavailable(f"cannot tell the session of trade {payload.trade_id}: {exc}") from exc
+        return book_event(envelope, days)
 
 
 def order_event(p: OrderUpdated) -> OrderEvent:

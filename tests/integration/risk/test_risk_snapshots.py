@@ -14,11 +14,11 @@ import pytest
 from sqlalchemy import select, update
 
 from services.execution.store import outbox, trades
-from services.risk.state.book import FINAL, AccountBook, Lots, OrderState
-from services.risk.state.ports import BookSnapshot, CashEvent, TradeEvent
-from services.risk.state.snapshots import ExecutionSnapshots, SnapshotUnavailable, book_event
+from services.risk.state.memory_book import MemoryHotBook
+from services.risk.state.ports import CashEvent, HoldingView, TradeEvent
+from services.risk.state.snapshots import BookEvents, ExecutionSnapshots, SnapshotUnavailable
 from shared.core.domain import OrderSide, from_fen
-from shared.core.market.orders import Holding
+from shared.platform.calendar import OrderSessions
 from shared.platform.events import Envelope
 from shared.platform.http import ServiceDirectory
 from shared.platform.internal_auth import Principal
@@ -30,22 +30,6 @@ pytestmark = pytest.mark.integration
 ADMIN = Principal("root", "admin", "acct-root")
 SESSION = date(2024, 3, 5)
 NOW = datetime(2024, 3, 5, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai on 2024-03-05, a Tuesday
-DAYS = [date(2024, 3, 1), date(2024, 3, 4), date(2024, 3, 5), date(2024, 3, 6)]
-
-
-def _seeded(snapshot: BookSnapshot) -> AccountBook:
-    """The reference book seeded from a snapshot (what the stores' `seed` does)."""
-    book = AccountBook(snapshot.account_id, balance_fen=snapshot.balance_fen)
-    for o in snapshot.orders:
-        book.orders[o.client_order_id] = OrderState(
-            o.ts_code, o.side, o.qty, o.cap_fen, filled_qty=o.filled_qty, final=o.status in FINAL,
-            traded_qty=o.traded_qty,
-        )  # fmt: skip
-    for lot in snapshot.lots:
-        book.lots[lot.ts_code] = Lots(bought_by_day=dict(lot.bought_by_session), adjusted=lot.base)
-    book.seen_trades |= snapshot.trade_ids
-    book.seen_entries |= snapshot.entry_keys
-    return book
 
 
 async def _submit(f: Fleet, who: Principal, **kw: Any) -> dict[str, Any]:
@@ -101,32 +85,32 @@ async def test_risks_client_reads_executions_snapshot_and_a_book_seeded_from_it_
         ]
         assert len(snapshot.orders) == 4 and len(snapshot.trade_ids) == 2 and len(snapshot.entry_keys) == 1
 
-        book = _seeded(snapshot)
+        book = MemoryHotBook()
+        await book.seed(snapshot, keep_decided_since=NOW)
+        view = await book.view(ivy.account_id, SESSION)
+        assert view is not None
         positions = (await f.execution.get("/v1/positions", headers=f.headers(ivy))).json()
         account = (await f.execution.get("/v1/account", headers=f.headers(ivy))).json()
         # held 1,200; sellable 1,000 - 300 resting = 700; available 38,989.88 - 955.01 = 38,034.87
         assert positions == [{"ts_code": "600000.SH", "qty": 1200, "sellable_qty": 700}]
-        assert book.holdings(SESSION) == [Holding(ts_code="600000.SH", qty=1200, sellable_qty=700)]
-        assert account["available"] == "38034.87" == str(from_fen(book.available_fen(SESSION)))
+        assert dict(view.holdings) == {"600000.SH": HoldingView("600000.SH", 1200, 700)}
+        assert account["available"] == "38034.87" == str(from_fen(view.available_fen))
 
-        # Their events, arriving after the seed, change nothing: the snapshot counted them.
-        converted = [book_event(e, DAYS) for e in await _events(f, ivy.account_id)]
+        # Their events, arriving after the seed, change nothing: the snapshot counted them. The trades' sessions come
+        # from the calendar risk reads (the fake data service's), as the desk keeps it.
+        to_event = BookEvents(OrderSessions(f.execution_app.state.desk.calendar))
+        converted = [await to_event(e) for e in await _events(f, ivy.account_id)]
         trades_and_cash = [e for e in converted if isinstance(e, TradeEvent | CashEvent)]
         assert sorted(type(e).__name__ for e in trades_and_cash) == ["CashEvent", "TradeEvent", "TradeEvent"]
         assert {e.trade_id for e in trades_and_cash if isinstance(e, TradeEvent)} == snapshot.trade_ids
         for event in trades_and_cash:
-            applied = (
-                book.on_trade(event.trade_id, client_order_id=event.client_order_id, ts_code=event.ts_code,
-                              side=event.side, qty=event.qty, cash_fen=event.cash_fen, session=event.session)
-                if isinstance(event, TradeEvent)
-                else book.on_cash(event.entry_id, event.amount_fen)
-            )  # fmt: skip
-            assert applied is False
+            assert await book.apply(event) is False
         # today's buy counts in the session the snapshot grouped it under (the other trade was moved back in the table
         # after its event was made)
         today = [e for e in trades_and_cash if isinstance(e, TradeEvent) and e.qty == 200]
         assert [(e.side, e.session) for e in today] == [(OrderSide.BUY, SESSION)]
-        assert book.available_fen(SESSION) == 38_034_87
+        after = await book.view(ivy.account_id, SESSION)
+        assert after is not None and (after.available_fen, after.balance_fen) == (38_034_87, 38_989_88)
 
         # Execution out of reach, or answering an error: unavailable, not "no account".
         f.execution_transport.down = True

@@ -152,7 +152,7 @@ def test_a_cash_movement_by_its_entry_id_and_other_events_are_no_books() -> None
     denied = OrderDenied(decision_id="d", account_id=ACCOUNT, client_order_id="c", ts_code="600000.SH", side="buy",
                          order_type="limit", qty=100, price=Decimal("10"), reasons=(),
                          denied_at=datetime(2024, 3, 5, tzinfo=UTC))  # fmt: skip
-    assert book_event(make_event("order.denied", denied, source="risk")) is None
+    assert book_event(make_event("risk.order.denied", denied, source="risk")) is None
     bars = BarsUpdated(trade_date=None, start_date=date(2024, 3, 5), end_date=date(2024, 3, 5), symbols=1, rows=1)
     assert book_event(make_event("bars.updated", bars, source="data")) is None
 
