@@ -17,14 +17,16 @@ from services.execution.corporate import adjustment_key
 from services.risk.state.ports import (
     AdjustmentEvent,
     BookSnapshot,
+    BookUnavailable,
     CashEvent,
     OrderEvent,
     SnapshotLots,
     SnapshotOrder,
     TradeEvent,
 )
-from services.risk.state.snapshots import SnapshotUnavailable, book_event, parse_snapshot
+from services.risk.state.snapshots import BookEvents, SnapshotUnavailable, book_event, parse_snapshot
 from shared.core.domain import OrderSide
+from shared.platform.calendar import CalendarUnavailable, OrderSessions
 from shared.platform.clock import EXCHANGE_TZ, fill_session
 from shared.platform.events import (
     BarsUpdated,
@@ -226,3 +228,31 @@ def test_a_malformed_snapshot_or_another_accounts_is_refused(change: dict[str, A
         parse_snapshot(_snapshot_body(**change), ACCOUNT)
     with pytest.raises(SnapshotUnavailable, match="malformed"):
         parse_snapshot(["not", "a", "snapshot"], ACCOUNT)
+
+
+class _Calendar:
+    def __init__(self) -> None:
+        self.down = False
+
+    async def trading_days(self, start: date, end: date) -> list[date]:
+        if self.down:
+            raise CalendarUnavailable("the data service is down")
+        return [d for d in DAYS if start <= d <= end]
+
+
+async def test_the_keepers_converter_reads_the_sessions_from_the_calendar_it_keeps() -> None:
+    calendar = _Calendar()
+    evening = make_event("trade.executed", _trade(traded_at=CLOSE_0304 + timedelta(hours=2)), source="execution")
+    converted = await BookEvents(OrderSessions(calendar))(evening)
+    assert isinstance(converted, TradeEvent) and converted.session == date(2024, 3, 5)  # after the close: Tuesday's
+    # a replay clock, or no calendar: by calendar date, as execution splits them then
+    replayed = await BookEvents(OrderSessions(calendar), replayed=lambda: date(2024, 3, 4))(evening)
+    assert isinstance(replayed, TradeEvent) and replayed.session == date(2024, 3, 4)
+    assert (await BookEvents(None)(evening)).session == date(2024, 3, 4)  # type: ignore[union-attr]
+    # the calendar cannot be read (and none is kept): the event is not applied on a guess
+    calendar.down = True
+    with pytest.raises(BookUnavailable, match="the data service is down"):
+        await BookEvents(OrderSessions(calendar))(evening)
+    moved = make_event("cash.moved", CashMoved(entry_id="7", account_id=ACCOUNT, amount=Decimal("1.00"), kind="deposit",
+                                               moved_at=datetime(2024, 3, 5, tzinfo=UTC)), source="execution")  # fmt: skip
+    assert await BookEvents(OrderSessions(calendar))(moved) == CashEvent(ACCOUNT, "7", 100)  # no calendar needed
