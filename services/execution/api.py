@@ -23,6 +23,7 @@ from services.execution.schemas import (
     PaperSettingsIn,
     PaperSettingsOut,
     PositionOut,
+    RiskSnapshotOut,
     TradeOut,
 )
 from shared.core.domain import OrderStatus
@@ -233,6 +234,27 @@ async def move_cash(
         account=_account_out(result.account),
     )
     return JSONResponse(body.model_dump(mode="json"), status_code=201 if result.created else 200)
+
+
+@router.get(
+    "/risk-snapshot",
+    response_model=RiskSnapshotOut,
+    responses={
+        403: {"description": "`forbidden`: the risk service only"},
+        404: {"description": "`account_not_found`"},
+        503: {"description": "`calendar_unavailable`: the sessions of the recent buys cannot be told"},
+    },
+)
+async def get_risk_snapshot(
+    principal: CurrentPrincipal,
+    desk: Desk,
+    account_id: Annotated[str, Query(min_length=1, max_length=64)],
+) -> RiskSnapshotOut:
+    """The account as risk's hot book is seeded from, read in one transaction: its balance (the ledger's sum), its
+    open orders and those that became final in the last 7 days, its shares (the last 7 days' buys by the session
+    they count in for T+1, the rest as `base`) and the ids of the trades, adjustments and cash movements of the last
+    7 days it counts (so that their events, arriving after the seed, are not counted twice). The risk service only."""
+    return await desk.risk_snapshot(principal, account_id)
 
 
 @router.get(

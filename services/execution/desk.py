@@ -14,6 +14,7 @@ from decimal import Decimal
 from sqlalchemy.exc import IntegrityError
 
 from services.execution import cash as cashbook
+from services.execution import snapshot as snapshots
 from services.execution.admission import principal_account, refusal_reason
 from services.execution.brokers.base import (
     BrokerAdapter,
@@ -29,7 +30,7 @@ from services.execution.corporate import ExDateSource, RatiosUnavailable, plan_a
 from services.execution.lifecycle import InconsistentReport
 from services.execution.metrics import ExecutionMetrics
 from services.execution.positions import Holding, holdings
-from services.execution.schemas import OrderSubmission
+from services.execution.schemas import OrderSubmission, RiskSnapshotOut
 from services.execution.sessions import expiry_reason, last_close
 from services.execution.store import (
     AdjustmentRecord,
@@ -50,13 +51,14 @@ from shared.platform.clock import (
     OrderSession,
     ReplayClock,
     ShiftedClock,
+    fill_session,
     market_today,
     no_session,
     session_close,
     utcnow,
 )
 from shared.platform.errors import Conflict, Forbidden, NotFound, ServiceError, Unavailable
-from shared.platform.internal_auth import Principal
+from shared.platform.internal_auth import RISK_SUBJECT, Principal
 from shared.platform.periodic import PeriodicTask
 from shared.platform.quotes import LIMITS_UNKNOWN, limits_unknown, quote_ahead_of
 
@@ -564,6 +566,35 @@ class OrderDesk:
         lots, open_sells = await self.store.position_inputs(account, session.day, session.opens_after)
         return holdings(lots, open_sells, today=session.day, opens_after=session.opens_after)
 
+    # --- risk's snapshot ------------------------------------------------------------------------------
+
+    async def risk_snapshot(self, principal: Principal, account_id: str) -> RiskSnapshotOut:
+        """The account as risk seeds its hot book from (services/execution/snapshot.py: what it holds, and its 7-day
+        window). Risk only (403 otherwise); 404 `account_not_found` for an account never seen."""
+        if not (principal.is_service and principal.subject == RISK_SUBJECT):
+            raise Forbidden("forbidden", f"{principal.subject} may not read risk's snapshot: the risk service only")
+        now = self.clock()
+        days: list[date] | None = None
+        if self._real_sessions():
+            assert self.order_sessions is not None
+            try:
+                days = await self.order_sessions.days_around(now)
+            except CalendarUnavailable as exc:
+                raise Unavailable(
+                    "calendar_unavailable", f"cannot tell which session each recent buy counts in: {exc}"
+                ) from exc
+        since = now - snapshots.WINDOW
+        rows = await self.store.snapshot_rows(account_id, since)
+        if rows is None:
+            # an account whose orders predate the accounts table has no row yet: opened as its cash read opens it
+            if not await self.store.known_account(account_id):
+                raise NotFound("account_not_found", f"no account {account_id}: it has no orders and no cash movements")
+            await self.store.ensure_account(account_id)
+            rows = await self.store.snapshot_rows(account_id, since)
+            if rows is None:
+                raise AssertionError(f"account {account_id} could not be created")
+        return snapshots.risk_snapshot(account_id, now, since, rows, lambda at: fill_session(at, days))
+
     # --- cash -----------------------------------------------------------------------------------------
 
     def _named_account(self, principal: Principal, account_id: str | None, what: str) -> str:
@@ -604,6 +635,7 @@ class OrderDesk:
                 entry, created = await self.store.move_cash(
                     account_id, kind, signed, idempotency_key, created_by=principal.subject, today=today
                 )
+                self.notify()  # its `cash.moved` event
             except EntryExists as exc:
                 # A duplicate that waited for the lock behind the first copy: answered with the first copy.
                 existing = exc.entry

@@ -1,16 +1,17 @@
 """What execution publishes (through its outbox): `order.<status>` for every status an order enters,
-`trade.executed` for every fill and `position.adjusted` for every corporate action applied to a holder's position
-(store/adjustments.py). It consumes nothing."""
+`trade.executed` for every fill, `position.adjusted` for every corporate action applied to a holder's position
+(store/adjustments.py) and `cash.moved` for every deposit and withdrawal (store/accounts.py). It consumes nothing."""
 
 from __future__ import annotations
 
 from datetime import date, datetime
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from services.execution.brokers.base import Fill
-from shared.core.domain import Order
+from shared.core.domain import Order, from_fen
 from shared.core.market.rules import Fees
-from shared.platform.events import Envelope, OrderUpdated, TradeExecuted, make_event
+from shared.platform.events import CashMoved, Envelope, OrderUpdated, TradeExecuted, make_event
 
 EXCHANGE_TZ = ZoneInfo("Asia/Shanghai")
 PUBLISHED = (
@@ -22,6 +23,7 @@ PUBLISHED = (
     "order.cancelled",
     "trade.executed",
     "position.adjusted",
+    "cash.moved",
 )
 
 
@@ -30,7 +32,11 @@ def exchange_date(at: datetime) -> date:
     return at.astimezone(EXCHANGE_TZ).date()
 
 
-def order_event(order: Order, *, source: str) -> Envelope:
+def order_event(
+    order: Order, *, source: str, price_cap: Decimal | None = None, session: date | None = None
+) -> Envelope:
+    """`price_cap`: a buy's cap (None for a sell); `session`: the session the order is for, where it is known (its
+    admission: `order.accepted`)."""
     payload = OrderUpdated(
         order_id=order.order_id,
         client_order_id=order.client_order_id,
@@ -46,6 +52,8 @@ def order_event(order: Order, *, source: str) -> Envelope:
         reason=order.reason,
         updated_at=order.updated_at,
         strategy_instance_id=order.strategy_instance_id,
+        price_cap=price_cap,
+        session=session,
     )
     return make_event(f"order.{order.status.value}", payload, source=source)
 
@@ -68,3 +76,10 @@ def trade_event(order: Order, fill: Fill, fees: Fees, *, source: str) -> Envelop
         strategy_instance_id=order.strategy_instance_id,
     )
     return make_event("trade.executed", payload, source=source)
+
+
+def cash_event(entry_id: int, account_id: str, kind: str, amount_fen: int, at: datetime, *, source: str) -> Envelope:
+    """`cash.moved`: a deposit or withdrawal's ledger entry (`amount_fen` signed)."""
+    payload = CashMoved(entry_id=str(entry_id), account_id=account_id, amount=from_fen(amount_fen), kind=kind,
+                        moved_at=at)  # fmt: skip
+    return make_event("cash.moved", payload, source=source)

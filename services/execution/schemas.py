@@ -191,6 +191,44 @@ class AccountOut(BaseModel):
     available: str
 
 
+class SnapshotOrderOut(BaseModel):
+    """An order in risk's snapshot: every open order, and every order that became final within the window."""
+
+    client_order_id: str
+    ts_code: str
+    side: OrderSide
+    qty: int
+    cap_fen: int = Field(description="a buy's price cap in fen (its cash is reserved at it); 0 for a sell")
+    status: OrderStatus
+    filled_qty: int
+    traded_qty: int = Field(description="the sum of its trades' qty (counted in the snapshot's balance and lots)")
+
+
+class SnapshotLotsOut(BaseModel):
+    """One security's shares: `bought_by_session` the window's buys by the session they count in for T+1 (sellable
+    from the next one), `base` every other share (older buys + corporate adjustments - sells), sellable at once."""
+
+    ts_code: str
+    base: int
+    bought_by_session: dict[date, int]
+
+
+class RiskSnapshotOut(BaseModel):
+    """An account as of `as_of`, read in one transaction, for risk's hot book (docs/risk-rules.md, "Hot state")."""
+
+    account_id: str
+    as_of: datetime
+    since: datetime = Field(description="the window's start (as_of - 7 days): what was recorded since is listed")
+    balance_fen: int = Field(description="the cash ledger's sum, in fen")
+    orders: list[SnapshotOrderOut]
+    lots: list[SnapshotLotsOut]
+    trade_ids: list[str] = Field(description="the trades recorded or traded within the window")
+    entry_keys: list[str] = Field(
+        description="the keys of the corporate adjustments and the ledger entry ids of the deposits and withdrawals "
+        "recorded within the window"
+    )
+
+
 class CashMovementIn(RequestModel):
     """A deposit or withdrawal (admins and services). `idempotency_key` makes a retry safe."""
 

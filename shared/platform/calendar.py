@@ -97,6 +97,12 @@ class OrderSessions:
             self._days, self._read_for = days, today
             return days
 
+    async def days_around(self, at: datetime) -> list[date]:
+        """The trading days kept around `at`'s exchange date (SESSIONS_BEHIND before it to SESSIONS_AHEAD after it),
+        read as `session_of` reads them. Raises CalendarUnavailable."""
+        await self.session_of(at)
+        return list(self._days or ())
+
     async def session_of(self, at: datetime) -> OrderSession | None:
         """The session of an order placed at `at` (`order_session`) and its T+1 boundary; None when the calendar has
         no trading day within SESSIONS_AHEAD of it. Raises CalendarUnavailable when the calendar cannot be read and

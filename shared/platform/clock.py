@@ -148,6 +148,22 @@ def order_session(at: datetime, trading_days: Iterable[date]) -> date | None:
     return next((d for d in sorted(trading_days) if session_close(d) > at), None)
 
 
+def fill_session(at: datetime, trading_days: Iterable[date] | None) -> date:
+    """The session a fill at `at` (aware) counts in for T+1, as execution's positions split sessions
+    (`services/execution/positions.session_start`): the first trading day whose 15:00 close is at or after `at` — a
+    fill at a close (a paper fill at the close price is stamped 15:00:00) is that day's, a fill after it (an evening
+    fill) the next trading day's; `order_session` but for that one instant. Without trading days (a replay clock, or
+    no calendar: execution splits sessions by calendar date then), past the last one, or before the second one (the
+    days given may not reach back to the session's own: the day before it must be among them), the exchange date of
+    `at`."""
+    if trading_days is not None:
+        days = sorted(trading_days)
+        i = next((k for k, d in enumerate(days) if session_close(d) >= at), None)
+        if i is not None and i > 0:
+            return days[i]
+    return at.astimezone(EXCHANGE_TZ).date()
+
+
 @dataclass(frozen=True)
 class OrderSession:
     """The session an order placed now belongs to, and the moment after which trades count as that session's for

@@ -1,8 +1,8 @@
 """Execution's own tables and the transactions that change them, by aggregate: orders and their transitions
 (orders.py, transitions.py), trades (trades.py), accounts and their cash ledger (accounts.py), refused submissions
-(refusals.py), corporate actions applied to positions (adjustments.py); the schema's metadata and the outbox in
-base.py. The paper broker's book is the broker's own (services/execution/brokers/paper_tables.py), in the same
-schema. Money is stored in integer fen: exact on MySQL and
+(refusals.py), corporate actions applied to positions (adjustments.py), the reads of risk's snapshot of an account
+(snapshot.py); the schema's metadata and the outbox in base.py. The paper broker's book is the broker's own
+(services/execution/brokers/paper_tables.py), in the same schema. Money is stored in integer fen: exact on MySQL and
 SQLite alike."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from services.execution.store.adjustments import AdjustmentRecord, AdjustmentSto
 from services.execution.store.base import MIGRATIONS, metadata, outbox
 from services.execution.store.orders import AlreadyPlaced, ConcurrentUpdate, StoredOrder, order_transitions, orders
 from services.execution.store.refusals import RefusalStore, refused_submissions
+from services.execution.store.snapshot import SnapshotReads, SnapshotRows
 from services.execution.store.trades import TradeRecord, trades
 from services.execution.store.transitions import AppliedReport, OrderTransitions
 
@@ -25,6 +26,7 @@ __all__ = [
     "EntryExists",
     "ExecutionStore",
     "LedgerEntry",
+    "SnapshotRows",
     "StoredOrder",
     "TradeRecord",
     "accounts",
@@ -39,5 +41,5 @@ __all__ = [
 ]
 
 
-class ExecutionStore(OrderTransitions, AdjustmentStore, RefusalStore):
+class ExecutionStore(OrderTransitions, AdjustmentStore, RefusalStore, SnapshotReads):
     """Execution's store: every aggregate's queries and transactions on one database."""

@@ -14,13 +14,15 @@ from sqlalchemy.exc import IntegrityError
 from services.execution import cash as cashbook
 from services.execution.admission import Refusal
 from services.execution.cash import Cash, OpenBuy, account_cash, withdrawal_refusal
-from services.execution.store.base import AutoId, StoreBase, metadata
+from services.execution.events import cash_event
+from services.execution.store.base import AutoId, StoreBase, metadata, outbox
 from services.execution.store.orders import orders
 from shared.core.domain import OrderSide, OrderStatus, from_fen, to_fen
 from shared.platform.clock import UtcDateTime, utcnow
 from shared.platform.columns import CnyFen
 from shared.platform.db import DbSession
 from shared.platform.observability import current_correlation_id
+from shared.platform.outbox import add_to_outbox
 
 # One row per account: admission locks it (an UPDATE, in the transaction that checks and inserts an order), so
 # that two orders of one account are admitted one after the other and cannot both spend the same shares or cash.
@@ -187,17 +189,21 @@ class AccountStore(StoreBase):
             )
         )
 
-    async def _add_entry(self, s: DbSession, account_id: str, amount_fen: int, **entry: Any) -> None:
+    async def _add_entry(self, s: DbSession, account_id: str, amount_fen: int, **entry: Any) -> int:
         """A ledger entry and, in the same transaction, the account's balance moved by its amount (the UPDATE takes
         the account's row lock until the commit, so concurrent entries add up one after the other). An account
-        without a row yet (its orders predate the accounts table) gets it here, its balance counting this entry."""
+        without a row yet (its orders predate the accounts table) gets it here, its balance counting this entry. Returns
+        the entry's id."""
         amount = from_fen(amount_fen)
-        await s.execute(cash_ledger.insert().values(account_id=account_id, amount=amount, **entry))
+        inserted = await s.execute(cash_ledger.insert().values(account_id=account_id, amount=amount, **entry))
         moved = await s.execute(
             update(accounts).where(accounts.c.account_id == account_id).values(balance=accounts.c.balance + amount)
         )
         if moved.rowcount != 1:
             await self._create_row(s, account_id, utcnow())
+        key = inserted.inserted_primary_key
+        assert key is not None
+        return int(key[0])
 
     async def ledger_sum(self, account_id: str) -> int:
         """The sum of the account's cash ledger, in fen (what its balance must equal; a check, not a hot path)."""
@@ -254,7 +260,7 @@ class AccountStore(StoreBase):
         whether it is new). Under the account's lock and before anything else, a used key raises EntryExists
         with the entry it made (a duplicate waiting behind the first copy is answered with it, not checked against
         the cash the copy took). A withdrawal may not take more than the available cash (AdmissionRefused), checked
-        under the lock like an order's admission."""
+        under the lock like an order's admission. Its `cash.moved` event goes to the outbox in the same transaction."""
         await self.ensure_account(account_id)
         async for attempt in self.db.transaction():
             async with attempt as s:
@@ -273,7 +279,8 @@ class AccountStore(StoreBase):
                     refusal = withdrawal_refusal(-amount_fen, await self._locked_cash(s, account_id, today))
                     if refusal is not None:
                         raise AdmissionRefused.of(refusal)
-                await self._add_entry(
+                now = utcnow()
+                entry_id = await self._add_entry(
                     s,
                     account_id,
                     amount_fen,
@@ -282,8 +289,10 @@ class AccountStore(StoreBase):
                     trade_id=None,
                     created_by=created_by[:128],
                     correlation_id=current_correlation_id(),
-                    created_at=utcnow(),
+                    created_at=now,
                 )
+                moved = cash_event(entry_id, account_id, kind, amount_fen, now, source=self.source)
+                await add_to_outbox(s, outbox, moved)
         entry = await self.find_entry(account_id, idempotency_key)
         assert entry is not None
         return entry, True

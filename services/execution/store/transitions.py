@@ -147,7 +147,10 @@ class OrderTransitions(OrderReads, TradeReads, AccountStore):
                             )
                         )
                         await self._transition(s, order.order_id, None, OrderStatus.ACCEPTED, None, now)
-                        await add_to_outbox(s, outbox, events.order_event(order, source=self.source))
+                        accepted = events.order_event(
+                            order, source=self.source, price_cap=stored.price_cap, session=today
+                        )
+                        await add_to_outbox(s, outbox, accepted)
             if locked:
                 return stored
             await self.ensure_account(order.account_id)
@@ -287,12 +290,13 @@ class OrderTransitions(OrderReads, TradeReads, AccountStore):
         steps = list(plan.steps)
         if steps and steps[0] is OrderStatus.SUBMITTED:
             submitted = before.order.model_copy(update={"status": OrderStatus.SUBMITTED, "updated_at": now})
-            out.append(events.order_event(submitted, source=self.source))
+            out.append(events.order_event(submitted, source=self.source, price_cap=before.price_cap))
             steps = steps[1:]
         for fill in plan.new_fills:
             out.append(events.trade_event(after.order, fill, fees_of[fill.fill_id], source=self.source))
         for status in steps:
-            out.append(events.order_event(after.order.model_copy(update={"status": status}), source=self.source))
+            changed = after.order.model_copy(update={"status": status})
+            out.append(events.order_event(changed, source=self.source, price_cap=after.price_cap))
         return out
 
 

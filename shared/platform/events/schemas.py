@@ -37,6 +37,12 @@ class OrderUpdated(EventPayload):
     updated_at: datetime
     # The strategy instance that placed the order; None for a person's order (and in events made before it existed).
     strategy_instance_id: str | None = None
+    # A buy's price cap, which its cash is reserved at (its limit price, or the limit-up a market buy was admitted
+    # at); None for a sell, and in events made before it was added.
+    price_cap: PlainDecimal | None = None
+    # The trading session the order is for (its fee date and T+1 session): on `order.accepted`, where execution
+    # decides it; None on later events (execution does not keep it) and in events made before it was added.
+    session: date | None = None
 
 
 class DenialReason(EventPayload):
@@ -112,6 +118,23 @@ class PositionAdjusted(EventPayload):
     pre_close: PlainDecimal  # the ex-date's reference price the fraction was paid at
     cash_in_lieu: PlainDecimal
     adjusted_at: datetime
+
+    @property
+    def key(self) -> str:
+        """The adjustment's key, unique per account (holder, code, ex-date): `adjust:<instance or ->:<ts_code>:
+        <ex_date>`, as execution records it (position_adjustments.adjustment_key, and its cash-in-lieu entry's key)."""
+        return f"adjust:{self.strategy_instance_id or '-'}:{self.ts_code}:{self.ex_date.isoformat()}"
+
+
+class CashMoved(EventPayload):
+    """A deposit or withdrawal on an account's cash ledger (execution, through its outbox, in the transaction that
+    records the entry): `amount` in CNY, signed (+ in, - out); `entry_id` the ledger entry's id."""
+
+    entry_id: str
+    account_id: str
+    amount: PlainDecimal
+    kind: str  # deposit | withdrawal
+    moved_at: datetime
 
 
 class BarsUpdated(EventPayload):
@@ -269,6 +292,7 @@ EVENT_SCHEMAS: dict[str, type[EventPayload]] = {
     "risk.rules.changed": RuleSetChanged,
     "trade.executed": TradeExecuted,
     "position.adjusted": PositionAdjusted,
+    "cash.moved": CashMoved,
     "bars.updated": BarsUpdated,
     "backtest.finished": BacktestFinished,
     "backtest.progress": BacktestProgress,
