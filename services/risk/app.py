@@ -18,8 +18,8 @@ from services.risk.desk import (
 )
 from services.risk.events import trading_state_changed
 from services.risk.metrics import RiskMetrics
-from services.risk.rules.base import TradingState
 from services.risk.rule_sets import RuleBook, RuleSets, RuleSetStore
+from services.risk.rules.base import TradingState
 from services.risk.state.activity import ActivityLog, MemoryActivity, RedisActivity
 from services.risk.state.keeper import BookKeeper
 from services.risk.state.memory_book import MemoryHotBook
@@ -30,8 +30,8 @@ from services.risk.stops import STOP_PASS_S, BookPositions, StopStore, StopWatch
 from services.risk.store import MIGRATIONS, RiskStore, Scope, outbox
 from services.risk.trading_states import ExecutionCancels, KillSwitch
 from shared.platform.app import Infra, create_service_app
-from shared.platform.calendar import DataServiceCalendar
 from shared.platform.cache import RedisCache
+from shared.platform.calendar import DataServiceCalendar
 from shared.platform.clock import market_today, utcnow
 from shared.platform.db import Database
 from shared.platform.events import Envelope
@@ -82,15 +82,18 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
         if stop_loop is not None:
             stop_loop.wake()  # the stops see the new prices now
 
+    replayed_session = infra.clock.session  # the replay clock's session (None on the real clock)
+
     async def book_event(event: Envelope) -> None:
         await keeper.on_event(event)
         if event.type == "order.cancelled":
             payload = event.parsed()
             at = getattr(payload, "updated_at", None) or utcnow()
-            await activity.note_cancel(payload.account_id, at=at, day=market_today(at, infra.clock.session()))  # type: ignore[attr-defined]
+            day = market_today(at, replayed_session())
+            await activity.note_cancel(payload.account_id, at=at, day=day)  # type: ignore[attr-defined]
 
     async def reconcile() -> None:
-        await keeper.reconcile(market_today(infra.clock.now(), infra.clock.session()))
+        await keeper.reconcile(market_today(infra.clock.now(), replayed_session()))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -177,7 +180,7 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
         stop_store,
         app.state.desk,
         quotes,
-        BookPositions(books, lambda: market_today(infra.clock.now(), infra.clock.session())),
+        BookPositions(books, lambda: market_today(infra.clock.now(), replayed_session())),
         market_session=infra.clock.session,
     )
     stop_loop = PeriodicTask("risk-stops", STOP_PASS_S, app.state.stop_watcher.run_pass)

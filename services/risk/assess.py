@@ -79,7 +79,18 @@ def rule_order(
         at=at,
         session=session,
         reference=reference_of(quote),
+        protection_price=protection_price(board, side, order_type, quote),
     )
+
+
+def protection_price(board: Board, side: OrderSide, order_type: OrderType, quote: Quote | None) -> Decimal | None:
+    """A STAR market order's protection price (保护限价): an order request cannot name one yet (the order-management
+    issue adds it), so it is the session's price limit the order may not cross — the limit-up a buy's cash is
+    reserved at, the limit-down for a sell — which execution's adapters send with it. None: not a STAR market order,
+    or no limit known (then the exchange rule refuses it)."""
+    if board is not Board.STAR or order_type is not OrderType.MARKET or quote is None:
+        return None
+    return quote.limit_up if side is OrderSide.BUY else quote.limit_down
 
 
 def equity_of(view: BookView, quotes: Mapping[str, Quote | None]) -> Decimal:
@@ -100,10 +111,11 @@ def risk_state(
     *,
     equity: Decimal,
     client_order_id: str,
+    session: date,
     trading_state: TradingState = TradingState.ACTIVE,
 ) -> RiskState:
     """The account's state for the rules: `quotes` holds the quote of every security held or with an open order;
-    the recent orders are the others (not an earlier attempt of this client_order_id)."""
+    the recent orders are the others (not an earlier attempt of this client_order_id) for the same `session`."""
     positions: dict[str, HeldPosition] = {}
     for code, holding in view.holdings.items():
         quote = quotes.get(code)
@@ -134,7 +146,9 @@ def risk_state(
         equity=equity,
         positions=positions,
         open_orders=tuple(open_orders),
-        recent_orders=tuple(r for r in activity.recent if r.client_order_id != client_order_id),
+        recent_orders=tuple(
+            r for r in activity.recent if r.client_order_id != client_order_id and r.session in (None, session)
+        ),
         counters=activity.counters,
         trading_state=trading_state,
         pnl_today=equity - activity.opening_equity,
@@ -143,9 +157,11 @@ def risk_state(
 
 
 def recent_order(
-    ts_code: str, side: OrderSide, price: Decimal | None, qty: int, at: datetime, client_order_id: str
+    ts_code: str, side: OrderSide, price: Decimal | None, qty: int, at: datetime, client_order_id: str, session: date
 ) -> RecentOrder:
-    return RecentOrder(ts_code=ts_code, side=side, price=price, qty=qty, at=at, client_order_id=client_order_id)
+    return RecentOrder(
+        ts_code=ts_code, side=side, price=price, qty=qty, at=at, client_order_id=client_order_id, session=session
+    )
 
 
 __all__ = ["Counters", "equity_of", "order_value", "recent_order", "reference_of", "risk_state", "rule_order"]

@@ -56,6 +56,7 @@ from shared.core.domain import (
     to_fen,
 )
 from shared.core.market.orders import buy_cost
+from shared.core.market.rules import on_tick
 from shared.platform.approval import OrderTerms, sign_approval
 from shared.platform.calendar import CalendarUnavailable, OrderSessions, TradingCalendar
 from shared.platform.clock import EXCHANGE_TZ, OrderSession, market_today, no_session, utcnow
@@ -443,7 +444,7 @@ class RiskDesk:
                     available = from_fen(view.available_fen)
                     reasons.extend(cash_checks(intent, quote, available, trade_date=trade_date))
                     cap = buy_cap(intent, quote)
-                    if isinstance(cap, tuple):
+                    if isinstance(cap, tuple) and on_tick(cap[0]):  # (off the tick: refused for it already)
                         reservation = (to_fen(cap[0]), to_fen(buy_cost(intent.qty, cap[0], trade_date)))
                 elif view is not None:
                     holding = view.holdings.get(security.ts_code)
@@ -474,7 +475,7 @@ class RiskDesk:
         if not reasons and not unavailable and judged is not None and judged.duplicate_window_s:
             # Of identical orders sent at once, one passes: its fingerprint is claimed atomically for the window.
             claimed = await self._claim(
-                account_id, request.client_order_id, intent, judged.duplicate_window_s, reasons, unavailable
+                account_id, request.client_order_id, intent, trade_date, judged.duplicate_window_s, reasons, unavailable
             )
         if not reasons and not unavailable and reservation is not None:
             # The decision and its reservation are one atomic step: concurrent orders never spend the same cash or
@@ -612,12 +613,16 @@ class RiskDesk:
         except BookUnavailable as exc:
             unavailable.append(f"the account's activity cannot be read: {exc}")
             return None
-        state = risk_state(view, quotes, activity, equity=equity, client_order_id=client_order_id)
+        state = risk_state(view, quotes, activity, equity=equity, client_order_id=client_order_id, session=trade_date)
         order = rule_order(
             ts_code=security.ts_code, board=security.board, side=intent.side, order_type=intent.order_type,
             qty=intent.qty, price=intent.price, quote=quote, at=now, session=trade_date,
         )  # fmt: skip
         findings = evaluate(order, state, effective.configs)
+        if instance_id is not None:
+            # A strategy instance's orders are deterministic per (instance, bar, sequence): the same order twice is
+            # its strategy's intent (a replayed market moves faster than the window), never a double click.
+            findings = [f for f in findings if f.rule != "duplicates"]
         losses = effective.configs.get(drawdown.RULE)
         breach: TradingState | None = None
         if isinstance(losses, drawdown.LossConfig) and losses.enabled:
@@ -627,6 +632,8 @@ class RiskDesk:
                 breach = wanted
         duplicates_config = effective.configs.get("duplicates")
         window = getattr(duplicates_config, "window_s", None) if getattr(duplicates_config, "enabled", False) else None
+        if instance_id is not None:
+            window = None
         return _Judged(
             findings=findings,
             versions=dict(effective.versions),
@@ -656,12 +663,14 @@ class RiskDesk:
         account_id: str,
         client_order_id: str,
         intent: OrderIntent,
+        session: date,
         window_s: int,
         reasons: list[Reason],
         unavailable: list[str],
     ) -> str | None:
         now = self.clock()
-        print_ = fingerprint(recent_order(intent.ts_code, intent.side, intent.price, intent.qty, now, client_order_id))
+        recent = recent_order(intent.ts_code, intent.side, intent.price, intent.qty, now, client_order_id, session)
+        print_ = fingerprint(recent)
         try:
             if await self.activity.claim(account_id, print_, window_s, client_order_id):
                 return print_
@@ -685,7 +694,7 @@ class RiskDesk:
 
     async def _note(self, account_id: str, client_order_id: str, intent: OrderIntent, day: date) -> None:
         """Count an order execution took (the rate rule) and keep it as a recent one (the duplicate rule)."""
-        recent = recent_order(intent.ts_code, intent.side, intent.price, intent.qty, self.clock(), client_order_id)
+        recent = recent_order(intent.ts_code, intent.side, intent.price, intent.qty, self.clock(), client_order_id, day)
         try:
             await self.activity.note_order(account_id, recent, day=day)
         except BookUnavailable as exc:

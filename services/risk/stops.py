@@ -438,13 +438,13 @@ class PositionSource(Protocol):
 class BookPositions:
     """Positions from risk's hot books (services/risk/state), as risk itself: sellable shares of `session()`."""
 
-    def __init__(self, books: AccountBooks, session: Callable[[], date]) -> None:
+    def __init__(self, books: AccountBooks, day: Callable[[], date]) -> None:
         self.books = books
-        self.session = session
+        self.day = day  # the session whose sellable shares count
 
     async def holding(self, account_id: str, ts_code: str) -> Holding | None:
         try:
-            view = await self.books.view(account_id, self.session(), RISK_PRINCIPAL)
+            view = await self.books.view(account_id, self.day(), RISK_PRINCIPAL)
         except BookUnavailable as exc:
             raise PositionsUnavailable(str(exc)) from exc
         if view is None:

@@ -102,8 +102,10 @@ def effective(*levels: RuleSet | None) -> dict[str, RuleConfig]:
         default = rule.config()
         merged: dict[str, Any] = {}
         for name in rule.config.model_fields:
-            # a level that names a rule turns it on unless it says otherwise
-            explicit = [getattr(c, name) for c in configs if name in c.model_fields_set or name == "enabled"]
+            if name == "enabled":  # a level that names a rule turns it on unless it says otherwise
+                explicit = [c.enabled if "enabled" in c.model_fields_set else True for c in configs]
+            else:
+                explicit = [getattr(c, name) for c in configs if name in c.model_fields_set]
             if explicit:
                 value = explicit[0]
                 for other in explicit[1:]:

@@ -95,6 +95,7 @@ class RecentOrder:
     qty: int
     at: datetime
     client_order_id: str | None = None  # a retry of the same order is not a duplicate of itself
+    session: date | None = None  # the session it was for (an order for another session is not a duplicate)
 
 
 @dataclass(frozen=True)

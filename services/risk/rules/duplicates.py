@@ -12,6 +12,9 @@ RULE = "duplicates"
 
 class DuplicatesConfig(RuleConfig):
     stricter_larger = frozenset({"window_s"})
+    # Off unless a rule set turns it on (e.g. global `{"duplicates": {"window_s": 5}}`): the same order twice is
+    # often meant (a ladder of equal slices, a test, a second lot), and a rule that refuses it by default surprises.
+    enabled: bool = False
     window_s: Count | None = 5
 
 

@@ -10,7 +10,10 @@ RULE = "self_trade"
 
 
 class SelfTradeConfig(RuleConfig):
-    pass
+    # Off unless a rule set turns it on: it refuses a market order whenever the account rests any order on the other
+    # side of the stock (risk has no order book to tell whether that order is the best), which surprises a trader
+    # who did not ask for it.
+    enabled: bool = False
 
 
 def check(order: RuleOrder, state: RiskState, config: SelfTradeConfig) -> list[Finding]:

@@ -55,7 +55,8 @@ class ActivityLog(Protocol):
 
 
 def fingerprint(order: RecentOrder) -> str:
-    return f"{order.ts_code}|{order.side.value}|{order.price if order.price is not None else 'market'}|{order.qty}"
+    price = order.price if order.price is not None else "market"
+    return f"{order.session}|{order.ts_code}|{order.side.value}|{price}|{order.qty}"
 
 
 def _second(at: datetime) -> int:
@@ -197,6 +198,7 @@ return {opening, high}
                 "q": order.qty,
                 "t": order.at.isoformat(),
                 "o": order.client_order_id,
+                "d": None if order.session is None else order.session.isoformat(),
             },
             separators=(",", ":"),
         )
@@ -235,4 +237,5 @@ def _recent(raw: bytes) -> RecentOrder:
         qty=int(d["q"]),
         at=datetime.fromisoformat(d["t"]),
         client_order_id=d.get("o"),
+        session=date.fromisoformat(d["d"]) if d.get("d") else None,
     )

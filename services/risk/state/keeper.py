@@ -121,6 +121,22 @@ class BookKeeper:
         if event is not None:
             await self.book.apply(event)
 
+    async def difference(self, account_id: str, session: date) -> str | None:
+        """The first difference between the account's book and execution's snapshot of it read a second way (a
+        fresh reference book seeded from it), for `session`; None when they agree (orders risk decided that execution
+        has not reported are not differences) or the account is not seeded here. Raises SnapshotUnavailable."""
+        ours = await self.book.view(account_id, session)
+        if ours is None:
+            return None
+        snapshot = await self.snapshots.snapshot(account_id)
+        if snapshot is None:
+            return "account: execution has no such account"
+        reference = self.reference_book()
+        await reference.seed(snapshot, keep_decided_since=self.clock())
+        theirs = await reference.view(account_id, session)
+        assert theirs is not None
+        return _difference(ours, theirs)
+
     async def reconcile(self, session: date) -> list[Drift]:
         """One pass over every seeded account: its book against execution's snapshot read a second way (a fresh
         reference book seeded from it), for `session`. Orders risk decided that execution has not reported are not
@@ -130,23 +146,15 @@ class BookKeeper:
         drifts: list[Drift] = []
         for account_id in await self.book.accounts():
             try:
-                snapshot = await self.snapshots.snapshot(account_id)
+                difference = await self.difference(account_id, session)
             except SnapshotUnavailable as exc:
                 log.warning("risk cannot reconcile an account", extra={"account": account_id, "error": str(exc)})
                 continue
-            if snapshot is None:
-                await self.book.drop(account_id)
-                continue
-            ours = await self.book.view(account_id, session)
-            if ours is None:
-                continue
-            reference = self.reference_book()
-            await reference.seed(snapshot, keep_decided_since=self.clock())
-            theirs = await reference.view(account_id, session)
-            assert theirs is not None
-            difference = _difference(ours, theirs)
             if difference is None:
                 self._suspect.pop(account_id, None)
+                continue
+            if difference.startswith("account:"):
+                await self.book.drop(account_id)  # execution no longer has it (a test's database dropped)
                 continue
             if self._suspect.get(account_id) != difference:
                 self._suspect[account_id] = difference  # events in flight: look again on the next pass

@@ -247,4 +247,4 @@ def decode_event(raw: str | bytes) -> BookEvent:
     if body.get("session") is not None:
         body["session"] = date.fromisoformat(body["session"])
     cls = {c.__name__: c for c in (OrderEvent, TradeEvent, AdjustmentEvent, CashEvent)}[kind]
-    return cls(**body)  # type: ignore[no-any-return]
+    return cls(**body)

@@ -12,7 +12,7 @@ import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import httpx
@@ -279,7 +279,7 @@ async def event_log(settings: Settings) -> AsyncIterator[EventLog]:
     log = EventLog()
     await bus.start()
     try:
-        await bus.subscribe(f"test-{new_id()[:8]}", ["order.*", "trade.*"], log.handle, durable=False)
+        await bus.subscribe(f"test-{new_id()[:8]}", ["order.*", "trade.*", "risk.order.denied"], log.handle, durable=False)
         yield log
     finally:
         await bus.close()
@@ -340,6 +340,9 @@ async def trades_were_yesterday(f: Fleet, account_id: str) -> None:
         await s.execute(
             update(trades).where(trades.c.account_id == account_id).values(traded_at=previous_session_moment())
         )
+    # Rewritten behind execution's back (no event says so): risk's book of the account is seeded again from
+    # execution's snapshot, as its reconciliation would repair it.
+    await f.risk_app.state.hot_book.drop(account_id)
 
 
 def headers(settings: Settings, principal: Principal) -> dict[str, str]:
@@ -460,3 +463,25 @@ def metric(text: str, name: str, labels: str = "") -> float:
         if line.startswith(wanted + " "):
             return float(line.split()[-1])
     raise AssertionError(f"no sample {wanted}")
+
+
+async def set_global_rules(f: Fleet, rules: dict[str, Any], reason: str = "test") -> None:
+    """Set the global rule set through risk's API as an admin (e.g. turn the duplicate rule off for a test that
+    sends identical orders on purpose)."""
+    admin = Principal("root", "admin", "acct-root")
+    answer = await f.risk.put(
+        "/v1/risk/rules/global", json={"key": "", "rules": rules, "reason": reason}, headers=f.headers(admin)
+    )
+    assert answer.status_code in (200, 201), answer.text
+
+
+async def risk_caught_up(f: Fleet, account_id: str) -> None:
+    """Wait until risk's hot book of the account agrees with execution (its events delivered): risk learns of a fill
+    from execution's events, a few milliseconds after execution answered."""
+    keeper = f.risk_app.state.keeper
+    session = datetime.now(UTC).date()
+
+    async def agrees() -> bool:
+        return await keeper.difference(account_id, session) is None
+
+    await until(agrees, what=f"risk's book of {account_id} agreeing with execution")

@@ -3,15 +3,23 @@ the same moment all pass risk's early checks, and execution's admission lets thr
 holds; its refusal comes back through risk with its code. Risk's own buying-power check. Amounts by hand."""
 
 import asyncio
+from dataclasses import replace
+from datetime import date
 from typing import Any
 
 import pytest
 
 from services.execution.store import orders
-from services.risk.checks import Holding
+from services.risk.state.ports import BookView, HoldingView, Reservation, Verdict
 from shared.platform.observability import new_id
 from tests.conftest import Backing
-from tests.integration.execution.order_path_harness import fleet, settle, trader, trades_were_yesterday
+from tests.integration.execution.order_path_harness import (
+    fleet,
+    set_global_rules,
+    settle,
+    trader,
+    trades_were_yesterday,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -38,14 +46,23 @@ def _refusal_code(answer: Any) -> str:
     return str(body["code"])
 
 
-class StalePositions:
-    """Risk's view of the position as it was before other sells took the shares (the race window)."""
+class StaleBooks:
+    """Risk's book of the account as it was before other sells took the shares (events not arrived yet): all 1,000
+    shares sellable, and every reservation granted."""
 
-    def __init__(self, holding: Holding) -> None:
-        self.holding_ = holding
+    def __init__(self, books: Any) -> None:
+        self.books = books
 
-    async def holding(self, account_id: str, ts_code: str) -> Holding | None:
-        return self.holding_
+    async def view(self, account_id: str, session: date, principal: Any) -> BookView | None:
+        seen = await self.books.view(account_id, session, principal)
+        assert seen is not None
+        return replace(seen, holdings={"600000.SH": HoldingView("600000.SH", 1000, 1000)})
+
+    async def reserve(self, account_id: str, client_order_id: str, **kw: Any) -> Reservation:
+        return Reservation(Verdict.RESERVED)
+
+    async def release(self, account_id: str, client_order_id: str) -> None:
+        await self.books.release(account_id, client_order_id)
 
 
 async def test_concurrent_sells_through_risk_sell_only_the_sellable_shares(backing: Backing) -> None:
@@ -55,6 +72,7 @@ async def test_concurrent_sells_through_risk_sell_only_the_sellable_shares(backi
         bought = await f.risk.post("/v1/orders", json=_order(), headers=f.headers(tom))
         assert bought.status_code == 201 and bought.json()["order"]["status"] == "filled"
         await trades_were_yesterday(f, tom.account_id)
+        await set_global_rules(f, {"duplicates": {"enabled": False}})  # eight identical sells, on purpose
 
         sells = [_order(side="sell", qty=200, price="10.50") for _ in range(8)]  # rest above the close
         answers = await asyncio.gather(*(f.risk.post("/v1/orders", json=s, headers=f.headers(tom)) for s in sells))
@@ -77,7 +95,7 @@ async def test_executions_refusal_comes_back_through_risk_with_its_code(backing:
             "/v1/orders", json=_order(side="sell", qty=700, price="10.50"), headers=f.headers(uma)
         )
         assert resting.status_code == 201
-        f.risk_app.state.desk.positions = StalePositions(Holding(ts_code="600000.SH", qty=1000, sellable_qty=1000))
+        f.risk_app.state.desk.books = StaleBooks(f.risk_app.state.desk.books)
 
         late = await f.risk.post("/v1/orders", json=_order(side="sell", qty=400, price="10.50"), headers=f.headers(uma))
         assert late.status_code == 422
@@ -129,6 +147,7 @@ async def test_concurrent_buys_through_risk_spend_only_the_available_cash(
     settings = backing.settings()
     walt = trader()
     async with fleet(settings) as f:
+        await set_global_rules(f, {"duplicates": {"enabled": False}})  # eight identical buys, on purpose
         # Each resting buy reserves 1,000 x 9.50 + 5.00 + 0.10 = 9,505.10: five fit in 50,000.00.
         buys = [_order(price="9.50") for _ in range(8)]
         answers = await asyncio.gather(*(f.risk.post("/v1/orders", json=b, headers=f.headers(walt)) for b in buys))

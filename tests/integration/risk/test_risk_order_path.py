@@ -20,6 +20,8 @@ from tests.integration.execution.order_path_harness import (
     limit_buy,
     metric,
     settle,
+    risk_caught_up,
+    set_global_rules,
     signed_order,
     trader,
     trades_were_yesterday,
@@ -263,6 +265,10 @@ async def test_limit_orders_rest_or_fill_by_the_latest_close(backing: Backing) -
         bought = await f.risk.post("/v1/orders", json=_order(qty=1000), headers=f.headers(frank))
         assert bought.status_code == 201 and bought.json()["order"]["status"] == "filled"
         await trades_were_yesterday(f, frank.account_id)
+        # (a sell at 9.90 would cross frank's own resting buy at 9.99 at an exchange: that buy is cancelled first)
+        resting_id = resting.json()["order"]["order_id"]
+        assert (await f.execution.post(f"/v1/orders/{resting_id}/cancel", headers=f.headers(frank))).status_code == 200
+        await risk_caught_up(f, frank.account_id)
         sell = await f.risk.post(
             "/v1/orders",
             json=_order(side="sell", order_type="limit", qty=1000, price="9.90"),
@@ -294,6 +300,7 @@ async def test_t_plus_1_shares_bought_today_are_sold_tomorrow(backing: Backing) 
         bought = await f.risk.post("/v1/orders", json=_order(qty=1000), headers=f.headers(grace))
         assert bought.status_code == 201 and bought.json()["order"]["status"] == "filled"
         assert await _positions(f, grace) == [{"ts_code": "600000.SH", "qty": 1000, "sellable_qty": 0}]
+        await risk_caught_up(f, grace.account_id)
 
         same_day = await f.risk.post("/v1/orders", json=_order(side="sell", qty=1000), headers=f.headers(grace))
         assert same_day.status_code == 422, same_day.text
@@ -503,7 +510,9 @@ async def test_orders_with_unknown_fields_loose_numbers_or_unprintable_ids_are_r
             assert response.status_code == 422 and response.json()["code"] == "invalid_request", response.text
         assert await _execution_rows(f, carol.account_id) == (0, 0)
 
-        # Prices as a decimal string, a JSON number with a fraction, or an integer are all read exactly.
+        # Prices as a decimal string, a JSON number with a fraction, or an integer are all read exactly (the same
+        # order twice: the duplicate rule is turned off for it).
+        await set_global_rules(f, {"duplicates": {"enabled": False}})
         placed = []
         for price in ("10.50", 10.5, 10):
             body = _order(order_type="limit", qty=100, price=price)

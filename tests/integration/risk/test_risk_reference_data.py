@@ -190,8 +190,8 @@ async def test_a_data_service_that_cannot_answer_fails_orders_closed(backing: Ba
                                   headers=headers(p.settings, bob))  # fmt: skip
         assert (stale.status_code, stale.json()["code"]) == (503, "risk_unavailable")
         p.data_transport.down = False
-        back = await p.risk.post("/v1/orders", json=_limit_buy(row.ts_code, row.last_close),
-                                 headers=headers(p.settings, bob))  # fmt: skip
+        again = {**_limit_buy(row.ts_code, row.last_close), "qty": 200}  # (the same 100 again: a duplicate)
+        back = await p.risk.post("/v1/orders", json=again, headers=headers(p.settings, bob))
         assert back.status_code == 201, back.text
 
 

@@ -21,7 +21,14 @@ from shared.platform.http import ServiceDirectory
 from shared.platform.internal_auth import Principal
 from shared.platform.observability import new_id
 from tests.conftest import Backing
-from tests.integration.execution.order_path_harness import Fleet, fleet, settle, trader, trades_were_yesterday
+from tests.integration.execution.order_path_harness import (
+    Fleet,
+    fleet,
+    risk_caught_up,
+    settle,
+    trader,
+    trades_were_yesterday,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -151,6 +158,7 @@ async def test_reducing_passes_only_sells_within_the_position(backing: Backing) 
         await _halt(f, scope="account", account_id=carl.account_id, state="reducing", reason="drawdown review")
 
         assert await _place(f, carl, side="sell", qty=300) == (201, [])  # 1,000 held: reduces it to 700
+        await risk_caught_up(f, carl.account_id)  # (risk learns of the fill from execution's events)
         assert await _place(f, carl) == (422, ["trading_reducing"])  # a buy adds
         # 700 held now: selling 800 is more than the position (and than the sellable shares)
         assert await _place(f, carl, side="sell", qty=800) == (422, ["trading_reducing", "insufficient_position"])

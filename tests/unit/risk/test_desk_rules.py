@@ -124,7 +124,7 @@ async def test_a_position_limit_counts_what_is_held_at_the_last_price() -> None:
     # A buy of 300 at 10.50 (3,150.00) brings it to 13,150.00 = 43.8% > 40%: refused. 200 (2,100.00): 12,100.00 =
     # 40.3%: refused too; 100 at 10.50 (1,050.00): 11,050.00 = 36.8%: passes (with a warning at 80% of 40% = 32%).
     books = FakeBooks(Holding(ts_code="600000.SH", qty=1000, sellable_qty=1000), available="20000.00")
-    desk, execution, log, _ = _desk(FakeRules({"position_limit": {"max_pct_of_equity": "40"}}), books)
+    desk, _execution, log, _ = _desk(FakeRules({"position_limit": {"max_pct_of_equity": "40"}}), books)
     refused = await desk.place(_order(client_order_id="c-300", qty=300), ALICE)
     assert [r["code"] for r in refused.body["decision"]["reasons"]] == ["position_pct"]
     assert (await desk.place(_order(client_order_id="c-200", qty=200), ALICE)).status_code == 422
@@ -137,7 +137,7 @@ async def test_a_loss_limit_breached_moves_the_account_to_reducing_and_a_sell_st
     # The day opened (first seen) at equity 30,000.00; the book then shows 27,000.00 (a loss of 3,000.00 = 10%)
     books = FakeBooks(Holding(ts_code="600000.SH", qty=1000, sellable_qty=1000), available="20000.00")
     rules = FakeRules({"losses": {"max_daily_loss": "2000", "on_breach": "reducing"}, "duplicates": {"enabled": False}})
-    desk, execution, log, breaches = _desk(rules, books)
+    desk, _execution, log, breaches = _desk(rules, books)
     assert (await desk.place(_order(client_order_id="c-1", qty=100), ALICE)).status_code == 201
     books.reserved.clear()
     books.value = Decimal("17000.00")  # 3,000.00 lost (cash moved out of the book, say)
