@@ -279,7 +279,9 @@ async def event_log(settings: Settings) -> AsyncIterator[EventLog]:
     log = EventLog()
     await bus.start()
     try:
-        await bus.subscribe(f"test-{new_id()[:8]}", ["order.*", "trade.*", "risk.order.denied"], log.handle, durable=False)
+        await bus.subscribe(
+            f"test-{new_id()[:8]}", ["order.*", "trade.*", "risk.order.denied"], log.handle, durable=False
+        )
         yield log
     finally:
         await bus.close()
