@@ -101,7 +101,7 @@ class EffectiveRules:
 
 def _body(rules: RuleSet) -> dict[str, Any]:
     """The rule set as stored: what the admin set (rules not named and settings not given are left out), as JSON."""
-    body: dict[str, Any] = rules.model_dump(mode="json", exclude_unset=True)
+    body: dict[str, Any] = rules.model_dump(mode="json", exclude_unset=True, exclude_none=True)  # null: not named
     for settings in body.values():
         for name, value in settings.items():
             if isinstance(value, list):

@@ -287,3 +287,11 @@ async def test_fails_closed_when_never_loaded_and_serves_what_it_holds_after() -
     store.down = False
     clock.now += 5  # ...but check_every_s later
     assert (await book.effective_for("acct-a", None)).versions["account"] == 3
+
+
+def test_a_rule_named_null_is_a_rule_not_named() -> None:
+    # (schemathesis sent every rule as null: a 500 before)
+    from services.risk.rule_sets import _body
+
+    rules = RuleSet.model_validate({"codes": None, "order_limits": {"max_order_qty": 100}, "losses": None})
+    assert _body(rules) == {"order_limits": {"max_order_qty": 100}}
