@@ -168,7 +168,8 @@ class BookKeeper:
                 "risk's book of an account differed from execution's: seeded again",
                 extra={"account": account_id, "difference": difference},
             )
-            await self.book.drop(account_id)
+            # its recent events forgotten too: applied again over the new seed, a wrong one would make it wrong again
+            await self.book.drop(account_id, forget_events=True)
             await self.seed(account_id)
         self.reconciled.set(self.clock().timestamp())
         return drifts

@@ -90,9 +90,11 @@ class MemoryHotBook:
                     dropped += book.expire_decided(before)
         return dropped
 
-    async def drop(self, account_id: str) -> None:
+    async def drop(self, account_id: str, *, forget_events: bool = False) -> None:
         async with self._locks[account_id]:
             self._books.pop(account_id, None)
+            if forget_events:
+                self._recent.pop(account_id, None)
 
     async def accounts(self) -> list[str]:
         return sorted(self._books)

@@ -210,8 +210,10 @@ class HotBook(Protocol):
     async def expire_decided(self, before: datetime) -> int:
         """Drop `decided` orders decided before `before` that execution never reported; how many."""
 
-    async def drop(self, account_id: str) -> None:
-        """Forget the account (it is seeded again before its next decision)."""
+    async def drop(self, account_id: str, *, forget_events: bool = False) -> None:
+        """Forget the account (it is seeded again before its next decision). `forget_events`: its recent events too,
+        so that the next seed does not apply them again (reconciliation repairing drift: an event that made the book
+        wrong must not make the new one wrong; every event heard so far is in a snapshot read after this)."""
 
     async def accounts(self) -> list[str]:
         """The accounts seeded (reconciliation's round)."""

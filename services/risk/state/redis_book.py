@@ -435,9 +435,10 @@ class RedisHotBook:
                                           codes=[])  # fmt: skip
         return dropped
 
-    async def drop(self, account_id: str) -> None:
+    async def drop(self, account_id: str, *, forget_events: bool = False) -> None:
+        keys = [*self._keys(account_id).all, *([self._recent(account_id)] if forget_events else [])]
         with _unavailable():
-            await self._redis.delete(*self._keys(account_id).all)
+            await self._redis.delete(*keys)
             await self._redis.srem(self._index, account_id)
 
     async def accounts(self) -> list[str]:

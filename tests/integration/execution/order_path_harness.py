@@ -256,6 +256,9 @@ class SwitchableBus:
     async def consume_jobs(self, queue: str, handler: JobHandler, *, prefetch: int = 1) -> None:
         await self.inner.consume_jobs(queue, handler, prefetch=prefetch)
 
+    async def waiting_jobs(self, queue: str) -> int:
+        return await self.inner.waiting_jobs(queue)
+
 
 @dataclass
 class EventLog:
@@ -389,7 +392,11 @@ class Fleet:
 
 
 @asynccontextmanager
-async def fleet(settings: Settings, *, stoppable_bus: bool = False) -> AsyncIterator[Fleet]:
+async def fleet(
+    settings: Settings, *, stoppable_bus: bool = False, risk_redis_url: str | None = None
+) -> AsyncIterator[Fleet]:
+    """`risk_redis_url`: a Redis of the test's own for risk (its hot books and activity), e.g. one the test stops;
+    execution keeps `settings.redis_url`."""
     data = FakeDataService(settings.internal_secret)
     data_transport = SwitchableTransport(data.app)
 
@@ -411,7 +418,7 @@ async def fleet(settings: Settings, *, stoppable_bus: bool = False) -> AsyncIter
     risk_infra = Infra(
         settings,
         create_bus(settings.amqp_url, namespace=settings.bus_namespace, source="risk"),
-        create_cache(settings.redis_url),
+        create_cache(risk_redis_url or settings.redis_url),
         ServiceDirectory(
             settings,
             transports={"execution": execution_transport, "data": data_transport, "strategy": strategy_transport},

@@ -234,3 +234,18 @@ async def test_an_account_not_seeded_is_neither_read_nor_fed() -> None:
     assert await store.seeded(A)
     await store.drop(A)
     assert not await store.seeded(A)
+
+
+async def test_a_drop_that_forgets_events_seeds_from_the_snapshot_alone() -> None:
+    # A spurious deposit of 1.23 is kept among the recent events: a plain drop's next seed applies it again over the
+    # snapshot (an event that came while the snapshot was read), one that forgets the events does not.
+    store = await seeded(10_000)
+    assert await store.apply(CashEvent(A, "spurious", 123))
+    await store.drop(A)
+    await store.seed(snapshot(10_000), keep_decided_since=AT)
+    view = await store.view(A, TODAY)
+    assert view is not None and view.balance_fen == 10_123
+    await store.drop(A, forget_events=True)
+    await store.seed(snapshot(10_000), keep_decided_since=AT)
+    view = await store.view(A, TODAY)
+    assert view is not None and view.balance_fen == 10_000

@@ -1,0 +1,162 @@
+"""Risk fails closed when its Redis is down (docs/risk-rules.md, "Hot state"): risk runs on a redis-server of this
+test's own (never the shared one), execution on the run's Redis. With risk's Redis stopped every new order is 503
+`risk_unavailable` and nothing reaches execution; a cancel (which never passes through risk) still works; with Redis
+back, orders pass again from a book seeded afresh."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from services.execution.store import orders
+from shared.platform.observability import new_id
+from tests.conftest import Backing
+from tests.integration.execution.order_path_harness import fleet, now_session, settle, trader
+
+pytestmark = pytest.mark.integration
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class PrivateRedis:
+    """A redis-server on a free port in a directory of the test's own, without persistence: stopped, it loses
+    everything, as a Redis that restarts empty."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = _free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        assert self.process is None
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.directory),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(host="127.0.0.1", port=self.port)
+        try:
+            for _ in range(200):  # up to ~10 s for it to accept connections
+                try:
+                    if client.ping():
+                        return
+                except redis.ConnectionError:
+                    if self.process.poll() is not None:
+                        raise RuntimeError("redis-server exited at start") from None
+                    time.sleep(0.05)  # polling for the server to listen
+            raise RuntimeError("redis-server did not start")
+        finally:
+            client.close()
+
+    def keys(self, pattern: str) -> list[bytes]:
+        client = redis.Redis(host="127.0.0.1", port=self.port)
+        try:
+            return [k for k in client.keys(pattern) if isinstance(k, bytes)]
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.kill()  # as a crash: no shutdown handshake
+        self.process.wait(timeout=10)
+        self.process = None
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    server = PrivateRedis(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _order(**kw: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "client_order_id": f"c-{new_id()[:10]}",
+        "ts_code": "600000.SH",
+        "side": "buy",
+        "order_type": "limit",
+        "qty": 1000,
+        "price": "9.50",  # below the last close 10.00: rests
+    }
+    body.update(kw)
+    return body
+
+
+async def test_risk_fails_closed_without_its_redis_and_cancels_still_work(
+    backing: Backing, private_redis: PrivateRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LH_PAPER_OPENING_CASH", "100000")
+    settings = backing.settings()
+    cal = trader()
+    async with fleet(settings, risk_redis_url=private_redis.url) as f:
+        first = await f.risk.post("/v1/orders", json=_order(), headers=f.headers(cal))
+        assert first.status_code == 201, first.text
+        order_id = first.json()["order"]["order_id"]
+        assert first.json()["order"]["status"] in ("accepted", "submitted")
+        assert private_redis.keys(f"*:book:{cal.account_id}}}*")  # risk's book is in the test's own Redis
+
+        private_redis.stop()
+        refused = await f.risk.post("/v1/orders", json=_order(), headers=f.headers(cal))
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["code"] == "risk_unavailable"
+        assert await f.store.count(orders, account_id=cal.account_id) == 1  # nothing reached execution
+        # a sell is refused the same way (no book to read sellable shares from)
+        sell = await f.risk.post("/v1/orders", json=_order(side="sell", qty=100), headers=f.headers(cal))
+        assert (sell.status_code, sell.json()["code"]) == (503, "risk_unavailable")
+
+        # Cancels go straight to execution: they work without risk's Redis.
+        cancelled = await f.execution.post(f"/v1/orders/{order_id}/cancel", headers=f.headers(cal))
+        assert cancelled.status_code == 200, cancelled.text
+        assert cancelled.json()["status"] == "cancelled"
+        account = (await f.execution.get("/v1/account", headers=f.headers(cal))).json()
+        assert (account["balance"], account["reserved"], account["available"]) == (
+            "100000.00",
+            "0.00",
+            "100000.00",
+        )
+
+        # Redis back, empty: the book is seeded again from execution (the cancel is in it: nothing reserved).
+        private_redis.start()
+        again = await f.risk.post("/v1/orders", json=_order(qty=10000), headers=f.headers(cal))
+        # 10,000 x 9.50 = 95,000.00 + commission 23.75 (0.025%) + transfer fee 0.95 = 95,024.70 <= 100,000.00:
+        # it fits only because the cancelled order's 9,505.10 is no longer reserved.
+        assert again.status_code == 201, again.text
+        assert await f.store.count(orders, account_id=cal.account_id) == 2
+        view = await f.risk_app.state.keeper.view(cal.account_id, date.fromisoformat(now_session()))
+        assert view is not None
+        assert (view.balance_fen, view.reserved_fen) == (10_000_000, 9_502_470)
+        account = (await f.execution.get("/v1/account", headers=f.headers(cal))).json()
+        assert (account["reserved"], account["available"]) == ("95024.70", "4975.30")
+        await settle(f)
