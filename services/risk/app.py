@@ -101,9 +101,8 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
         try:
             await db.migrate(MIGRATIONS)
             await rule_book.start()
-            # Every book is seeded again from execution on first use: what a process that was not running missed
-            # (or a Redis that lost keys) is never decided on.
-            await hot.drop_all()
+            # The books are kept as they are (in Redis, other processes' orders in flight are reserved there); what
+            # arrived while no risk process ran waits in the durable queue; a book Redis lost is seeded on first use.
             relay.start()
             try:
                 await infra.bus.subscribe(REFERENCE_CONSUMER, ["bars.updated"], bars_updated, durable=False)

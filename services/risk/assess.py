@@ -93,9 +93,14 @@ def protection_price(board: Board, side: OrderSide, order_type: OrderType, quote
     return quote.limit_up if side is OrderSide.BUY else quote.limit_down
 
 
+def priced(view: BookView, quotes: Mapping[str, Quote | None]) -> bool:
+    """Whether every holding has a last price (else the equity is not known: the losses rule cannot judge it)."""
+    return all((q := quotes.get(code)) is not None and q.last_close is not None for code in view.holdings)
+
+
 def equity_of(view: BookView, quotes: Mapping[str, Quote | None]) -> Decimal:
     """Cash (the balance) plus the holdings at their last prices (a holding without a known price counts 0: the
-    smaller equity is the stricter)."""
+    smaller equity is the stricter for the limits against equity; the losses rule does not run then, see `priced`)."""
     held = Decimal(0)
     for code, holding in view.holdings.items():
         quote = quotes.get(code)
@@ -151,7 +156,7 @@ def risk_state(
         ),
         counters=activity.counters,
         trading_state=trading_state,
-        pnl_today=equity - activity.opening_equity,
+        pnl_today=Decimal(0) if activity.opening_equity is None else equity - activity.opening_equity,
         equity_high_water=activity.high_water,
     )
 

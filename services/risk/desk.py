@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from services.risk.assess import equity_of, recent_order, risk_state, rule_order
+from services.risk.assess import equity_of, priced, recent_order, risk_state, rule_order
 from services.risk.checks import (
     Holding,
     OrderIntent,
@@ -607,9 +607,10 @@ class RiskDesk:
             except QuoteUnavailable:
                 quotes[code] = None  # valued at 0: the smaller equity is the stricter
         equity = equity_of(view, quotes)
+        known = priced(view, quotes)  # a holding without a price: its equity, its P&L and its marks are not known
         now = self.clock()
         try:
-            activity = await self.activity.read(account_id, now=now, day=trade_date, equity=equity)
+            activity = await self.activity.read(account_id, now=now, day=trade_date, equity=equity if known else None)
         except BookUnavailable as exc:
             unavailable.append(f"the account's activity cannot be read: {exc}")
             return None
@@ -625,7 +626,7 @@ class RiskDesk:
             findings = [f for f in findings if f.rule != "duplicates"]
         losses = effective.configs.get(drawdown.RULE)
         breach: TradingState | None = None
-        if isinstance(losses, drawdown.LossConfig) and losses.enabled:
+        if isinstance(losses, drawdown.LossConfig) and losses.enabled and known:
             wanted, loss_findings = drawdown.breach_state(state, losses)
             findings.extend(loss_findings)
             if wanted is not TradingState.ACTIVE and any(f.level is Level.DENY for f in loss_findings):
@@ -715,7 +716,7 @@ class RiskDesk:
         try:
             reserved = await self.books.reserve(
                 account_id, client_order_id, ts_code=intent.ts_code, side=intent.side, qty=intent.qty,
-                cap_fen=cap_fen, need_fen=need_fen, session=session, decided_at=self.clock(),
+                cap_fen=cap_fen, need_fen=need_fen, session=session, decided_at=utcnow(),  # wall time: its expiry's
             )  # fmt: skip
         except BookUnavailable as exc:
             unavailable.append(f"the account's book cannot be written: {exc}")

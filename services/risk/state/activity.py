@@ -31,14 +31,15 @@ RECENT_S = 60  # recent orders are kept this long (the duplicate rule's window i
 class Activity:
     counters: Counters
     recent: tuple[RecentOrder, ...]
-    opening_equity: Decimal  # the day's
-    high_water: Decimal  # all time
+    opening_equity: Decimal | None  # the day's (None: not marked, see `read`)
+    high_water: Decimal | None  # all time
 
 
 class ActivityLog(Protocol):
-    async def read(self, account_id: str, *, now: datetime, day: date, equity: Decimal) -> Activity:
+    async def read(self, account_id: str, *, now: datetime, day: date, equity: Decimal | None) -> Activity:
         """The account's activity before this order, marking `equity` (the day's opening if first seen today; the
-        high-water mark if higher). Raises BookUnavailable."""
+        high-water mark if higher). `equity` None (a holding without a price: the equity is not known): the marks are
+        neither read nor moved (None). Raises BookUnavailable."""
 
     async def claim(self, account_id: str, fingerprint: str, window_s: int, client_order_id: str) -> bool:
         """Atomically: False if another order (another client_order_id) with this fingerprint was claimed in the
@@ -71,7 +72,7 @@ class MemoryActivity:
         self._claims: dict[tuple[str, str], tuple[float, str]] = {}
         self._marks: dict[str, tuple[date, Decimal, Decimal]] = {}
 
-    async def read(self, account_id: str, *, now: datetime, day: date, equity: Decimal) -> Activity:
+    async def read(self, account_id: str, *, now: datetime, day: date, equity: Decimal | None) -> Activity:
         second = _second(now)
         counters = Counters(
             orders_last_second=self._per_second.get((account_id, "o", second), 0),
@@ -81,6 +82,8 @@ class MemoryActivity:
         )
         recent = tuple(r for r in self._recent.get(account_id, ()) if (now - r.at).total_seconds() <= RECENT_S)
         self._recent[account_id] = list(recent)
+        if equity is None:
+            return Activity(counters, recent, None, None)
         marked = self._marks.get(account_id)
         if marked is None:
             opening, high = equity, equity
@@ -148,8 +151,10 @@ return {opening, high}
     def _key(self, account_id: str, rest: str) -> str:
         return f"{self.prefix}:act:{{{account_id}}}:{rest}"
 
-    async def read(self, account_id: str, *, now: datetime, day: date, equity: Decimal) -> Activity:
+    async def read(self, account_id: str, *, now: datetime, day: date, equity: Decimal | None) -> Activity:
         second = _second(now)
+        opening: Decimal | None = None
+        high: Decimal | None = None
         try:
             async with self.client.pipeline(transaction=False) as pipe:
                 pipe.get(self._key(account_id, f"s:o:{second}"))
@@ -159,9 +164,11 @@ return {opening, high}
                 pipe.zremrangebyscore(self._key(account_id, "recent"), "-inf", now.timestamp() - RECENT_S)
                 pipe.zrange(self._key(account_id, "recent"), 0, -1)
                 so, sc, do, dc, _, recent = await pipe.execute()
-            # equity marks: Lua on the hash alone (its own call: a script in a pipeline is sent as EVALSHA blindly)
-            opening, high = await self._mark(keys=[self._key(account_id, "marks")], args=[day.isoformat(), str(equity)])
-        except RedisError as exc:
+            if equity is not None:
+                # equity marks: Lua on the hash alone (its own call: a script in a pipeline is sent as EVALSHA blindly)
+                marked = await self._mark(keys=[self._key(account_id, "marks")], args=[day.isoformat(), str(equity)])
+                opening, high = Decimal(_text(marked[0])), Decimal(_text(marked[1]))
+        except (RedisError, OSError) as exc:
             raise BookUnavailable(f"Redis: {type(exc).__name__}: {exc}") from exc
         counters = Counters(
             orders_last_second=int(so or 0),
@@ -169,7 +176,7 @@ return {opening, high}
             orders_today=int(do or 0),
             cancels_today=int(dc or 0),
         )
-        return Activity(counters, tuple(_recent(r) for r in recent), Decimal(opening.decode()), Decimal(high.decode()))
+        return Activity(counters, tuple(_recent(r) for r in recent), opening, high)
 
     async def claim(self, account_id: str, fingerprint: str, window_s: int, client_order_id: str) -> bool:
         key = self._key(account_id, f"dup:{fingerprint}")
@@ -177,7 +184,7 @@ return {opening, high}
             if await self.client.set(key, client_order_id, nx=True, ex=window_s):
                 return True
             holder = await self.client.get(key)
-        except RedisError as exc:
+        except (RedisError, OSError) as exc:
             raise BookUnavailable(f"Redis: {type(exc).__name__}: {exc}") from exc
         if isinstance(holder, bytes):
             holder = holder.decode()
@@ -186,7 +193,7 @@ return {opening, high}
     async def unclaim(self, account_id: str, fingerprint: str) -> None:
         try:
             await self.client.delete(self._key(account_id, f"dup:{fingerprint}"))
-        except RedisError as exc:
+        except (RedisError, OSError) as exc:
             raise BookUnavailable(f"Redis: {type(exc).__name__}: {exc}") from exc
 
     async def note_order(self, account_id: str, order: RecentOrder, *, day: date) -> None:
@@ -208,7 +215,7 @@ return {opening, high}
                 pipe.zadd(self._key(account_id, "recent"), {member: order.at.timestamp()})
                 pipe.expire(self._key(account_id, "recent"), RECENT_S * 2)
                 await pipe.execute()
-        except RedisError as exc:
+        except (RedisError, OSError) as exc:
             raise BookUnavailable(f"Redis: {type(exc).__name__}: {exc}") from exc
 
     async def note_cancel(self, account_id: str, *, at: datetime, day: date) -> None:
@@ -216,7 +223,7 @@ return {opening, high}
             async with self.client.pipeline(transaction=True) as pipe:
                 self._count(pipe, account_id, "c", at, day)
                 await pipe.execute()
-        except RedisError as exc:
+        except (RedisError, OSError) as exc:
             raise BookUnavailable(f"Redis: {type(exc).__name__}: {exc}") from exc
 
     def _count(self, pipe: aioredis.client.Pipeline, account_id: str, kind: str, at: datetime, day: date) -> None:
@@ -226,6 +233,10 @@ return {opening, high}
         pipe.expire(per_second, 2)
         pipe.incr(per_day)
         pipe.expire(per_day, 2 * 86_400)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _recent(raw: bytes) -> RecentOrder:

@@ -59,6 +59,8 @@ class BookKeeper:
         self.reference_book = reference_book  # a fresh memory book: the second reading of a snapshot
         self._seeding: dict[str, asyncio.Lock] = {}
         self._suspect: dict[str, str] = {}  # account -> the difference seen on the last pass
+        # accounts an event could not be applied to (the store failed): seeded again before their next decision
+        self._stale: set[str] = set()
         self.drift = Counter(
             "lh_risk_state_drift_total",
             "Differences between risk's hot books and execution's records found (and repaired) by reconciliation",
@@ -78,6 +80,8 @@ class BookKeeper:
     ):  # fmt: skip
         """The account's book for an order of `session`, seeded first if the store has none. None when execution
         knows no such account (after `opener`, when given, has had the chance to open it). Raises BookUnavailable."""
+        if account_id in self._stale:
+            await self.reseed(account_id)  # an event it missed: not decided on without it
         found = await self.book.view(account_id, session)
         if found is not None:
             return found
@@ -105,6 +109,19 @@ class BookKeeper:
             log.info("risk seeded an account's book", extra={"account": account_id, "as_of": str(snapshot.as_of)})
             return True
 
+    async def reseed(self, account_id: str) -> None:
+        """Seed the account's book again over the one it has (a repair): its orders decided but not reported yet
+        keep their reservations; its recent events are dropped (the snapshot counts every real one). An account
+        execution no longer has is dropped. Raises BookUnavailable."""
+        lock = self._seeding.setdefault(account_id, asyncio.Lock())
+        async with lock:
+            snapshot = await self._snapshot(account_id)
+            if snapshot is None:
+                await self.book.drop(account_id, forget_events=True)
+            else:
+                await self.book.seed(snapshot, keep_decided_since=self._decided_since(), forget_events=True)
+            self._stale.discard(account_id)
+
     async def _snapshot(self, account_id: str) -> BookSnapshot | None:
         try:
             return await self.snapshots.snapshot(account_id)
@@ -119,7 +136,13 @@ class BookKeeper:
         raises, so the bus delivers the event again."""
         event = await self.to_event(envelope)
         if event is not None:
-            await self.book.apply(event)
+            try:
+                await self.book.apply(event)
+            except BookUnavailable:
+                # The bus tries once more, then dead-letters it: the book would miss it for good. This process
+                # seeds the account again before deciding on it (execution's snapshot counts the event).
+                self._stale.add(event.account_id)
+                raise
 
     async def difference(self, account_id: str, session: date) -> str | None:
         """The first difference between the account's book and execution's snapshot of it read a second way (a
@@ -178,13 +201,14 @@ class BookKeeper:
 def _difference(ours: BookView, theirs: BookView) -> str | None:
     """The first difference between risk's book and execution's, ignoring what only risk knows yet (orders it
     decided that execution has not reported, and their reservations)."""
+    # (each as the difference ours - theirs: the same fault seen on two passes reads the same while the account trades)
     if ours.balance_fen != theirs.balance_fen:
-        return f"balance: {ours.balance_fen} fen here, {theirs.balance_fen} at execution"
+        return f"balance: {ours.balance_fen - theirs.balance_fen:+d} fen here against execution"
     for code in sorted(set(ours.holdings) | set(theirs.holdings)):
         a, b = ours.holdings.get(code), theirs.holdings.get(code)
         qty_a, qty_b = (0 if a is None else a.qty), (0 if b is None else b.qty)
         if qty_a != qty_b:
-            return f"holding: {code} {qty_a} shares here, {qty_b} at execution"
+            return f"holding: {code} {qty_a - qty_b:+d} shares here against execution"
     reported = {o.client_order_id: o for o in ours.open_orders if not o.decided}
     open_there = {o.client_order_id: o for o in theirs.open_orders}
     for coid in sorted(set(reported) | set(open_there)):
@@ -192,5 +216,5 @@ def _difference(ours: BookView, theirs: BookView) -> str | None:
         left_a = 0 if a_order is None else a_order.remaining_qty
         left_b = 0 if b_order is None else b_order.remaining_qty
         if left_a != left_b:
-            return f"order: {coid} commits {left_a} shares here, {left_b} at execution"
+            return f"order: {coid} commits {left_a - left_b:+d} shares here against execution"
     return None

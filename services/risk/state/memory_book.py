@@ -33,8 +33,10 @@ class MemoryHotBook:
     async def seeded(self, account_id: str) -> bool:
         return account_id in self._books
 
-    async def seed(self, snapshot: BookSnapshot, *, keep_decided_since: datetime) -> None:
+    async def seed(self, snapshot: BookSnapshot, *, keep_decided_since: datetime, forget_events: bool = False) -> None:
         async with self._locks[snapshot.account_id]:
+            if forget_events:
+                self._recent.pop(snapshot.account_id, None)
             previous = self._books.get(snapshot.account_id)
             book = AccountBook.from_snapshot(snapshot, previous=previous, keep_decided_since=keep_decided_since)
             since = time.monotonic() - RECENT_EVENTS_S

@@ -175,9 +175,11 @@ class HotBook(Protocol):
     async def seeded(self, account_id: str) -> bool:
         """Whether the account's book has been seeded (and not dropped since)."""
 
-    async def seed(self, snapshot: BookSnapshot, *, keep_decided_since: datetime) -> None:
+    async def seed(self, snapshot: BookSnapshot, *, keep_decided_since: datetime, forget_events: bool = False) -> None:
         """Replace the account's book with the snapshot, atomically; `decided` orders not in the snapshot and decided
-        at or after `keep_decided_since` are kept (their execution answer may still come)."""
+        at or after `keep_decided_since` are kept (their execution answer may still come). The account's recent events
+        are applied again over it — or, with `forget_events` (a drift repair: one of them may be the wrong one),
+        dropped: the snapshot, read after they were applied, counts every real one."""
 
     async def apply(self, event: BookEvent) -> bool:
         """Apply one event, idempotently (trades by id, adjustments and cash by key; orders only move forward).

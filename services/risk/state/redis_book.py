@@ -334,11 +334,10 @@ class RedisHotBook:
         with _unavailable():
             return bool(await self._redis.exists(self._keys(account_id).main))
 
-    async def seed(self, snapshot: BookSnapshot, *, keep_decided_since: datetime) -> None:
+    async def seed(self, snapshot: BookSnapshot, *, keep_decided_since: datetime, forget_events: bool = False) -> None:
         account_id = snapshot.account_id
         keys = self._keys(account_id)
         with _unavailable():
-            await self._redis.sadd(self._index, account_id)  # (another slot: first, harmless)
             for _ in range(MAX_ATTEMPTS):
                 async with self._redis.pipeline(transaction=True) as pipe:
                     try:
@@ -350,11 +349,13 @@ class RedisHotBook:
                         book = AccountBook.from_snapshot(
                             snapshot, previous=previous, keep_decided_since=keep_decided_since
                         )
-                        for raw in await pipe.lrange(self._recent(account_id), 0, -1):
-                            event = decode_event(raw)
-                            book.apply(event)
+                        if not forget_events:
+                            for raw in await pipe.lrange(self._recent(account_id), 0, -1):
+                                book.apply(decode_event(raw))
                         pipe.multi()
                         pipe.delete(*keys.all)
+                        if forget_events:
+                            pipe.delete(self._recent(account_id))
                         pipe.hset(keys.main, mapping={**_main(book), "ver": "1"})
                         for name, key in keys.hashes.items():
                             if fields := _hashes(book)[name]:
@@ -364,6 +365,9 @@ class RedisHotBook:
                         if book.seen_entries:
                             pipe.sadd(keys.entries, *sorted(book.seen_entries))
                         await pipe.execute()
+                        # (the index is another slot: after the book exists, so a concurrent drop, which leaves the
+                        # index first, can never leave a book outside it)
+                        await self._redis.sadd(self._index, account_id)
                         return
                     except WatchError:
                         self.conflicts += 1
@@ -438,8 +442,8 @@ class RedisHotBook:
     async def drop(self, account_id: str, *, forget_events: bool = False) -> None:
         keys = [*self._keys(account_id).all, *([self._recent(account_id)] if forget_events else [])]
         with _unavailable():
+            await self._redis.srem(self._index, account_id)  # first: see seed
             await self._redis.delete(*keys)
-            await self._redis.srem(self._index, account_id)
 
     async def accounts(self) -> list[str]:
         with _unavailable():

@@ -170,3 +170,18 @@ async def test_rule_sets_unreadable_fail_closed() -> None:
     assert placement.status_code == 503 and placement.body["code"] == "risk_unavailable"
     assert "the rule sets cannot be read (ConnectionError)" in placement.body["message"]
     assert execution.calls == []
+
+
+async def test_a_holding_without_a_price_leaves_the_losses_rule_out() -> None:
+    # 000001.SZ has no quote: the equity is not known, so neither a loss nor a mark is judged from it (valued at 0,
+    # 1,000 shares would look like a loss of their whole value and halt the account).
+    books = FakeBooks(
+        Holding(ts_code="000001.SZ", qty=1000, sellable_qty=1000), available="20000.00"
+    )  # fmt: skip
+    rules = FakeRules({"losses": {"max_daily_loss": "1", "on_breach": "halted"}})
+    desk, execution, log, breaches = _desk(rules, books)
+    assert (await desk.place(_order(client_order_id="c-1", qty=100), ALICE)).status_code == 201
+    books.value = Decimal("10000.00")  # 10,000.00 of cash gone: a loss, were the equity known
+    assert (await desk.place(_order(client_order_id="c-2", qty=100), ALICE)).status_code == 201
+    assert breaches == [] and len(execution.calls) == 2
+    assert not [f for d in log.decisions for f in (d.rule_check or {}).get("findings", []) if f["rule"] == "losses"]
