@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from services.risk.rules.base import Count, Finding, Level, RiskState, RuleConfig, RuleOrder
+from shared.platform.request_model import StrictBool
 
 RULE = "duplicates"
 
@@ -14,7 +15,7 @@ class DuplicatesConfig(RuleConfig):
     stricter_larger = frozenset({"window_s"})
     # Off unless a rule set turns it on (e.g. global `{"duplicates": {"window_s": 5}}`): the same order twice is
     # often meant (a ladder of equal slices, a test, a second lot), and a rule that refuses it by default surprises.
-    enabled: bool = False
+    enabled: StrictBool = False
     window_s: Count | None = 5
 
 

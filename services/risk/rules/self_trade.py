@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from services.risk.rules.base import Finding, Level, RiskState, RuleConfig, RuleOrder
 from shared.core.domain import OrderSide
+from shared.platform.request_model import StrictBool
 
 RULE = "self_trade"
 
@@ -13,7 +14,7 @@ class SelfTradeConfig(RuleConfig):
     # Off unless a rule set turns it on: it refuses a market order whenever the account rests any order on the other
     # side of the stock (risk has no order book to tell whether that order is the best), which surprises a trader
     # who did not ask for it.
-    enabled: bool = False
+    enabled: StrictBool = False
 
 
 def check(order: RuleOrder, state: RiskState, config: SelfTradeConfig) -> list[Finding]:
