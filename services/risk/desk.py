@@ -610,7 +610,10 @@ class RiskDesk:
         known = priced(view, quotes)  # a holding without a price: its equity, its P&L and its marks are not known
         now = self.clock()
         try:
-            activity = await self.activity.read(account_id, now=now, day=trade_date, equity=equity if known else None)
+            duplicates_on = getattr(effective.configs.get("duplicates"), "enabled", False) and instance_id is None
+            activity = await self.activity.read(
+                account_id, now=now, day=trade_date, equity=equity if known else None, recent=duplicates_on
+            )
         except BookUnavailable as exc:
             unavailable.append(f"the account's activity cannot be read: {exc}")
             return None

@@ -36,10 +36,13 @@ class Activity:
 
 
 class ActivityLog(Protocol):
-    async def read(self, account_id: str, *, now: datetime, day: date, equity: Decimal | None) -> Activity:
-        """The account's activity before this order, marking `equity` (the day's opening if first seen today; the
-        high-water mark if higher). `equity` None (a holding without a price: the equity is not known): the marks are
-        neither read nor moved (None). Raises BookUnavailable."""
+    async def read(
+        self, account_id: str, *, now: datetime, day: date, equity: Decimal | None, recent: bool = True
+    ) -> Activity:
+        """The account's activity before this order (the recent orders only with `recent`: the duplicate rule's),
+        marking `equity` (the day's opening if first seen today; the high-water mark if higher). `equity` None (a
+        holding without a price: the equity is not known): the marks are neither read nor moved (None). Raises
+        BookUnavailable."""
 
     async def claim(self, account_id: str, fingerprint: str, window_s: int, client_order_id: str) -> bool:
         """Atomically: False if another order (another client_order_id) with this fingerprint was claimed in the
@@ -72,7 +75,9 @@ class MemoryActivity:
         self._claims: dict[tuple[str, str], tuple[float, str]] = {}
         self._marks: dict[str, tuple[date, Decimal, Decimal]] = {}
 
-    async def read(self, account_id: str, *, now: datetime, day: date, equity: Decimal | None) -> Activity:
+    async def read(
+        self, account_id: str, *, now: datetime, day: date, equity: Decimal | None, recent: bool = True
+    ) -> Activity:
         second = _second(now)
         counters = Counters(
             orders_last_second=self._per_second.get((account_id, "o", second), 0),
@@ -80,10 +85,11 @@ class MemoryActivity:
             orders_today=self._per_day.get((account_id, "o", day), 0),
             cancels_today=self._per_day.get((account_id, "c", day), 0),
         )
-        recent = tuple(r for r in self._recent.get(account_id, ()) if (now - r.at).total_seconds() <= RECENT_S)
-        self._recent[account_id] = list(recent)
+        kept = tuple(r for r in self._recent.get(account_id, ()) if (now - r.at).total_seconds() <= RECENT_S)
+        self._recent[account_id] = list(kept)
+        found = kept if recent else ()
         if equity is None:
-            return Activity(counters, recent, None, None)
+            return Activity(counters, found, None, None)
         marked = self._marks.get(account_id)
         if marked is None:
             opening, high = equity, equity
@@ -91,7 +97,7 @@ class MemoryActivity:
             opening = marked[1] if marked[0] == day else equity
             high = max(marked[2], equity)
         self._marks[account_id] = (day, opening, high)
-        return Activity(counters, recent, opening, high)
+        return Activity(counters, found, opening, high)
 
     async def claim(self, account_id: str, fingerprint: str, window_s: int, client_order_id: str) -> bool:
         now = time.monotonic()
@@ -151,7 +157,9 @@ return {opening, high}
     def _key(self, account_id: str, rest: str) -> str:
         return f"{self.prefix}:act:{{{account_id}}}:{rest}"
 
-    async def read(self, account_id: str, *, now: datetime, day: date, equity: Decimal | None) -> Activity:
+    async def read(
+        self, account_id: str, *, now: datetime, day: date, equity: Decimal | None, recent: bool = True
+    ) -> Activity:
         second = _second(now)
         opening: Decimal | None = None
         high: Decimal | None = None
@@ -162,8 +170,9 @@ return {opening, high}
                 pipe.get(self._key(account_id, f"d:o:{day.isoformat()}"))
                 pipe.get(self._key(account_id, f"d:c:{day.isoformat()}"))
                 pipe.zremrangebyscore(self._key(account_id, "recent"), "-inf", now.timestamp() - RECENT_S)
-                pipe.zrange(self._key(account_id, "recent"), 0, -1)
-                so, sc, do, dc, _, recent = await pipe.execute()
+                if recent:
+                    pipe.zrange(self._key(account_id, "recent"), 0, -1)
+                so, sc, do, dc, _, *listed = await pipe.execute()
             if equity is not None:
                 # equity marks: Lua on the hash alone (its own call: a script in a pipeline is sent as EVALSHA blindly)
                 marked = await self._mark(keys=[self._key(account_id, "marks")], args=[day.isoformat(), str(equity)])
@@ -176,7 +185,7 @@ return {opening, high}
             orders_today=int(do or 0),
             cancels_today=int(dc or 0),
         )
-        return Activity(counters, tuple(_recent(r) for r in recent), opening, high)
+        return Activity(counters, tuple(_recent(r) for r in (listed[0] if listed else ())), opening, high)
 
     async def claim(self, account_id: str, fingerprint: str, window_s: int, client_order_id: str) -> bool:
         key = self._key(account_id, f"dup:{fingerprint}")

@@ -106,6 +106,16 @@ class AccountBook:
     seen_trades: set[str] = field(default_factory=set)
     seen_entries: set[str] = field(default_factory=set)
     early: dict[str, int] = field(default_factory=dict)  # traded qty of orders not seen yet, by client_order_id
+    # Orders that are over — final, every announced fill traded, reported by execution — kept only as their ids: a
+    # late event of one changes nothing, and the book a decision reads holds only the orders that still matter.
+    done: set[str] = field(default_factory=set)
+
+    def _retire(self, client_order_id: str) -> None:
+        """Move an order that is over out of `orders` (its reservation is already nothing)."""
+        state = self.orders.get(client_order_id)
+        if state is not None and state.final and not state.decided and state.committed_qty == 0:
+            del self.orders[client_order_id]
+            self.done.add(client_order_id)
 
     # -- the running totals ------------------------------------------------------------------------------------------
 
@@ -160,6 +170,8 @@ class AccountBook:
 
     def on_order(self, event: OrderEvent) -> bool:
         cid = event.client_order_id
+        if cid in self.done:
+            return False
         state = self.orders.get(cid)
         cap = event.cap_fen or 0
         if state is None:
@@ -180,7 +192,9 @@ class AccountBook:
         if event.session is not None:
             state.session = event.session
         self._settle(state, before[0], before[1], event.session)
-        return before[2] != _order_key(state)
+        changed = before[2] != _order_key(state)
+        self._retire(cid)
+        return changed
 
     def on_trade(self, event: TradeEvent) -> bool:
         """False when this trade was applied before."""
@@ -196,11 +210,13 @@ class AccountBook:
         self._drop_empty_lots(event.ts_code)
         state = self.orders.get(event.client_order_id)
         if state is None:
-            self.early[event.client_order_id] = self.early.get(event.client_order_id, 0) + event.qty
+            if event.client_order_id not in self.done:
+                self.early[event.client_order_id] = self.early.get(event.client_order_id, 0) + event.qty
         else:
             before_qty, before_cap = state.committed_qty, state.cap_fen
             state.traded_qty += event.qty
             self._settle(state, before_qty, before_cap, event.session)
+            self._retire(event.client_order_id)
         return True
 
     def on_adjustment(self, event: AdjustmentEvent) -> bool:
@@ -251,7 +267,7 @@ class AccountBook:
     ) -> Reservation:
         """Check the binding limit and, if it passes, record the order `decided` with its whole reservation: a buy
         reserves `need_fen` (its qty at `cap_fen` plus fees, as the decision computed it), a sell its qty."""
-        if client_order_id in self.orders:
+        if client_order_id in self.orders or client_order_id in self.done:
             return Reservation(Verdict.ALREADY)
         if side is OrderSide.BUY:
             available = self.balance_fen - self.reserved_fen
@@ -336,10 +352,11 @@ class AccountBook:
             )
             book.orders[o.client_order_id] = state
             book._settle(state, 0, None, None)
+            book._retire(o.client_order_id)
         if previous is not None:
             for cid, prev in previous.orders.items():
                 kept = prev.decided and prev.decided_at is not None and prev.decided_at >= keep_decided_since
-                if kept and cid not in book.orders:
+                if kept and cid not in book.orders and cid not in book.done:
                     state = OrderState(
                         prev.ts_code, prev.side, prev.qty, prev.cap_fen, decided=True, decided_at=prev.decided_at,
                         session=prev.session, reserved_fen=prev.reserved_fen,

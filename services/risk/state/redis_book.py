@@ -48,11 +48,12 @@ T = TypeVar("T")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_ATTEMPTS = 1000  # optimistic retries of one update before the store is declared unavailable (a livelock guard)
 
-# KEYS: main, orders, lots, selling, early
+# KEYS: main, orders, lots, selling, early, done
 # ARGV: client_order_id, ts_code, side, qty, cap_fen, need_fen, session (ISO), decided_at (epoch microseconds)
 RESERVE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'not_seeded', '0'} end
 if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return {'already', '0'} end
+if redis.call('SISMEMBER', KEYS[6], ARGV[1]) == 1 then return {'already', '0'} end
 local code, side, qty, need, session = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[6]), ARGV[7]
 local traded = tonumber(redis.call('HGET', KEYS[5], ARGV[1]) or '0')
 local available
@@ -101,6 +102,7 @@ class _Keys:
     early: str
     trades: str
     entries: str
+    done: str
 
     @property
     def hashes(self) -> dict[str, str]:
@@ -108,7 +110,7 @@ class _Keys:
 
     @property
     def all(self) -> tuple[str, ...]:
-        return (self.main, self.orders, self.lots, self.selling, self.early, self.trades, self.entries)
+        return (self.main, self.orders, self.lots, self.selling, self.early, self.trades, self.entries, self.done)
 
 
 def _s(value: Any) -> str:
@@ -199,7 +201,7 @@ class RedisHotBook:
     def _keys(self, account_id: str) -> _Keys:
         tag = "{" + f"{self._prefix}:book:{account_id}" + "}"
         return _Keys(tag, f"{tag}:orders", f"{tag}:lots", f"{tag}:selling", f"{tag}:early", f"{tag}:trades",
-                     f"{tag}:entries")  # fmt: skip
+                     f"{tag}:entries", f"{tag}:done")  # fmt: skip
 
     @property
     def _index(self) -> str:
@@ -241,6 +243,9 @@ class RedisHotBook:
         book.early = {cid: int(q) for cid, q in (await fields(keys.early, cids)).items()}
         book.lots = {code: decode_lots(raw) for code, raw in (await fields(keys.lots, codes)).items()}
         book.selling = {code: int(q) for code, q in (await fields(keys.selling, None)).items()}
+        for cid in cids or ():
+            if await conn.sismember(keys.done, cid):
+                book.done.add(cid)
         if trade_id is not None and await conn.sismember(keys.trades, trade_id):
             book.seen_trades.add(trade_id)
         if entry_key is not None and await conn.sismember(keys.entries, entry_key):
@@ -256,13 +261,15 @@ class RedisHotBook:
                     pipe.hgetall(key)
                 pipe.smembers(keys.trades)
                 pipe.smembers(keys.entries)
-                main, orders, lots, selling, early, trades, entries = await pipe.execute()
+                pipe.smembers(keys.done)
+                main, orders, lots, selling, early, trades, entries, done = await pipe.execute()
         if not main:
             return None
         book = await self._partial(_Snapshot(orders, lots, selling, early), keys, account_id, main, cids=None,
                                    codes=None)  # fmt: skip
         book.seen_trades = {_s(t) for t in trades}
         book.seen_entries = {_s(e) for e in entries}
+        book.done = {_s(d) for d in done}
         return book
 
     # -- updating a book ---------------------------------------------------------------------------------------------
@@ -293,7 +300,7 @@ class RedisHotBook:
                         book = await self._partial(pipe, keys, account_id, main, cids=cids, codes=codes,
                                                    trade_id=trade_id, entry_key=entry_key)  # fmt: skip
                         before_main, before = _main(book), _hashes(book)
-                        seen_before = (set(book.seen_trades), set(book.seen_entries))
+                        seen_before = (set(book.seen_trades), set(book.seen_entries), set(book.done))
                         result = change(book)
                         after_main, after = _main(book), _hashes(book)
                         pipe.multi()
@@ -313,6 +320,7 @@ class RedisHotBook:
                         for key, now, then in (
                             (keys.trades, book.seen_trades, seen_before[0]),
                             (keys.entries, book.seen_entries, seen_before[1]),
+                            (keys.done, book.done, seen_before[2]),
                         ):
                             if now - then:
                                 pipe.sadd(key, *sorted(now - then))
@@ -364,6 +372,8 @@ class RedisHotBook:
                             pipe.sadd(keys.trades, *sorted(book.seen_trades))
                         if book.seen_entries:
                             pipe.sadd(keys.entries, *sorted(book.seen_entries))
+                        if book.done:
+                            pipe.sadd(keys.done, *sorted(book.done))
                         await pipe.execute()
                         # (the index is another slot: after the book exists, so a concurrent drop, which leaves the
                         # index first, can never leave a book outside it)
@@ -422,7 +432,7 @@ class RedisHotBook:
         args = [client_order_id, ts_code, side.value, qty, cap_fen, need_fen, session.isoformat(), _micros(decided_at)]
         with _unavailable():
             verdict, available = await self._reserve(
-                keys=[keys.main, keys.orders, keys.lots, keys.selling, keys.early], args=args
+                keys=[keys.main, keys.orders, keys.lots, keys.selling, keys.early, keys.done], args=args
             )
         return Reservation(Verdict(_s(verdict)), int(_s(available)))
 
