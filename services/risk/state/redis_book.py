@@ -92,6 +92,56 @@ redis.call('HINCRBY', KEYS[1], 'ver', 1)
 return {'reserved', string.format('%d', available)}
 """
 
+# The part of a book an update reads, in one round trip (under the caller's WATCH of the main key).
+# KEYS: main, orders, early, lots, selling, done, trades, entries
+# ARGV: n (-1: every order), n client_order_ids, m (-1: every code), m codes, trade id ('' none), entry key ('' none)
+# Returns {} for a book not seeded, else {main, orders, early, lots, selling, done, trade seen, entry seen}: the hashes
+# as flat field/value lists, `done` the given ids that are over.
+READ = """
+local main = redis.call('HGETALL', KEYS[1])
+if #main == 0 then return {} end
+local i = 1
+local n = tonumber(ARGV[i]); i = i + 1
+local orders, early, done = {}, {}, {}
+if n < 0 then
+  orders = redis.call('HGETALL', KEYS[2])
+  early = redis.call('HGETALL', KEYS[3])
+elseif n > 0 then
+  local ids = {}
+  for k = 1, n do ids[k] = ARGV[i]; i = i + 1 end
+  local o = redis.call('HMGET', KEYS[2], unpack(ids))
+  local e = redis.call('HMGET', KEYS[3], unpack(ids))
+  for k = 1, n do
+    if o[k] then orders[#orders + 1] = ids[k]; orders[#orders + 1] = o[k] end
+    if e[k] then early[#early + 1] = ids[k]; early[#early + 1] = e[k] end
+    if redis.call('SISMEMBER', KEYS[6], ids[k]) == 1 then done[#done + 1] = ids[k] end
+  end
+end
+local m = tonumber(ARGV[i]); i = i + 1
+local lots = {}
+if m < 0 then
+  lots = redis.call('HGETALL', KEYS[4])
+elseif m > 0 then
+  local codes = {}
+  for k = 1, m do codes[k] = ARGV[i]; i = i + 1 end
+  local l = redis.call('HMGET', KEYS[4], unpack(codes))
+  for k = 1, m do if l[k] then lots[#lots + 1] = codes[k]; lots[#lots + 1] = l[k] end end
+end
+local selling = redis.call('HGETALL', KEYS[5])
+local trade, entry = 0, 0
+if ARGV[i] ~= '' then trade = redis.call('SISMEMBER', KEYS[7], ARGV[i]) end
+if ARGV[i + 1] ~= '' then entry = redis.call('SISMEMBER', KEYS[8], ARGV[i + 1]) end
+return {main, orders, early, lots, selling, done, trade, entry}
+"""
+
+
+def _pairs(flat: Any) -> dict[str, str]:
+    """A hash as Lua returns it (a flat field/value list), or as HGETALL does (a dict)."""
+    if isinstance(flat, dict):
+        return {_s(k): _s(v) for k, v in flat.items()}
+    items = [_s(x) for x in flat]
+    return dict(zip(items[::2], items[1::2], strict=True))
+
 
 @dataclass(frozen=True)
 class _Keys:
@@ -185,6 +235,28 @@ def _hashes(book: AccountBook) -> dict[str, dict[Any, Any]]:
         "selling": {code: str(q) for code, q in book.selling.items()},
         "early": {cid: str(q) for cid, q in book.early.items()},
     }
+
+
+def _book_of(account_id: str, read: list[Any], *, trade_id: str | None, entry_key: str | None) -> AccountBook:
+    """The part of a book READ returned."""
+    main, orders, early, lots, selling, done, trade_seen, entry_seen = read
+    m = _pairs(main)
+    book = AccountBook(
+        account_id,
+        balance_fen=int(m["balance"]),
+        reserved_fen=int(m["reserved"]),
+        fee_session=date.fromisoformat(m["fee_session"]) if m.get("fee_session") else None,
+    )
+    book.orders = {cid: decode_order(raw) for cid, raw in _pairs(orders).items()}
+    book.early = {cid: int(q) for cid, q in _pairs(early).items()}
+    book.lots = {code: decode_lots(raw) for code, raw in _pairs(lots).items()}
+    book.selling = {code: int(q) for code, q in _pairs(selling).items()}
+    book.done = {_s(d) for d in done}
+    if trade_id is not None and int(trade_seen):
+        book.seen_trades.add(trade_id)
+    if entry_key is not None and int(entry_seen):
+        book.seen_entries.add(entry_key)
+    return book
 
 
 class RedisHotBook:
@@ -294,11 +366,16 @@ class RedisHotBook:
                 async with self._redis.pipeline(transaction=True) as pipe:
                     try:
                         await pipe.watch(keys.main)
-                        main = await pipe.hgetall(keys.main)
-                        if not main:
+                        args: list[Any] = [-1] if cids is None else [len(cids), *cids]
+                        args += [-1] if codes is None else [len(codes), *codes]
+                        args += [trade_id or "", entry_key or ""]
+                        read = await pipe.eval(
+                            READ, 8, keys.main, keys.orders, keys.early, keys.lots, keys.selling, keys.done,
+                            keys.trades, keys.entries, *args,
+                        )  # fmt: skip
+                        if not read:
                             return missing
-                        book = await self._partial(pipe, keys, account_id, main, cids=cids, codes=codes,
-                                                   trade_id=trade_id, entry_key=entry_key)  # fmt: skip
+                        book = _book_of(account_id, read, trade_id=trade_id, entry_key=entry_key)
                         before_main, before = _main(book), _hashes(book)
                         seen_before = (set(book.seen_trades), set(book.seen_entries), set(book.done))
                         result = change(book)
