@@ -295,3 +295,16 @@ def test_a_rule_named_null_is_a_rule_not_named() -> None:
 
     rules = RuleSet.model_validate({"codes": None, "order_limits": {"max_order_qty": 100}, "losses": None})
     assert _body(rules) == {"order_limits": {"max_order_qty": 100}}
+
+
+def test_a_list_of_codes_names_real_codes_once_each() -> None:
+    # (schemathesis sent ["", ""] as a whitelist: accepted and merged before)
+    import pytest
+    from pydantic import ValidationError
+
+    ok = RuleSet.model_validate({"codes": {"whitelist": ["600000.SH", "000001.SZ"], "blacklist": []}})
+    assert ok.codes is not None and ok.codes.whitelist == frozenset({"600000.SH", "000001.SZ"})
+    for bad in (["600000.SH", "600000.SH"], [""], ["600000.sh"], ["600000"], [{}], [{}, {}]):
+        with pytest.raises(ValidationError) as raised:
+            RuleSet.model_validate({"codes": {"whitelist": bad}})
+        assert raised.value.errors()[0]["loc"][:2] == ("codes", "whitelist")
