@@ -6,6 +6,7 @@ No I/O here: the desk reads the book, the reference data and the activity, then 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import date, datetime
 from decimal import Decimal
 
@@ -118,6 +119,7 @@ def risk_state(
     client_order_id: str,
     session: date,
     trading_state: TradingState = TradingState.ACTIVE,
+    ages_to: tuple[datetime, datetime] | None = None,
 ) -> RiskState:
     """The account's state for the rules: `quotes` holds the quote of every security held or with an open order;
     the recent orders are the others (not an earlier attempt of this client_order_id) for the same `session`."""
@@ -152,13 +154,25 @@ def risk_state(
         positions=positions,
         open_orders=tuple(open_orders),
         recent_orders=tuple(
-            r for r in activity.recent if r.client_order_id != client_order_id and r.session in (None, session)
+            _aged(r, ages_to)
+            for r in activity.recent
+            if r.client_order_id != client_order_id and r.session in (None, session)
         ),
         counters=activity.counters,
         trading_state=trading_state,
         pnl_today=Decimal(0) if activity.opening_equity is None else equity - activity.opening_equity,
         equity_high_water=activity.high_water,
     )
+
+
+def _aged(order: RecentOrder, ages_to: tuple[datetime, datetime] | None) -> RecentOrder:
+    """A recent order (kept by the wall clock's time it was sent) at the same age on the order's clock: `ages_to` is
+    (now on the wall, now on the order's clock, the market's), so the duplicate rule measures real seconds whatever
+    clock the market runs on (a replayed market's time stands still or jumps)."""
+    if ages_to is None:
+        return order
+    wall_now, market_now = ages_to
+    return replace(order, at=market_now - (wall_now - order.at))
 
 
 def recent_order(

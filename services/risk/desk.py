@@ -608,16 +608,20 @@ class RiskDesk:
                 quotes[code] = None  # valued at 0: the smaller equity is the stricter
         equity = equity_of(view, quotes)
         known = priced(view, quotes)  # a holding without a price: its equity, its P&L and its marks are not known
-        now = self.clock()
+        now = self.clock()  # the market's time: the exchange's windows
+        sent = utcnow()  # the wall's: order rates and duplicates count what is sent per real second
         try:
             duplicates_on = getattr(effective.configs.get("duplicates"), "enabled", False) and instance_id is None
             activity = await self.activity.read(
-                account_id, now=now, day=trade_date, equity=equity if known else None, recent=duplicates_on
+                account_id, now=sent, day=trade_date, equity=equity if known else None, recent=duplicates_on
             )
         except BookUnavailable as exc:
             unavailable.append(f"the account's activity cannot be read: {exc}")
             return None
-        state = risk_state(view, quotes, activity, equity=equity, client_order_id=client_order_id, session=trade_date)
+        state = risk_state(
+            view, quotes, activity, equity=equity, client_order_id=client_order_id, session=trade_date,
+            ages_to=(sent, now),
+        )  # fmt: skip
         order = rule_order(
             ts_code=security.ts_code, board=security.board, side=intent.side, order_type=intent.order_type,
             qty=intent.qty, price=intent.price, quote=quote, at=now, session=trade_date,
@@ -672,8 +676,7 @@ class RiskDesk:
         reasons: list[Reason],
         unavailable: list[str],
     ) -> str | None:
-        now = self.clock()
-        recent = recent_order(intent.ts_code, intent.side, intent.price, intent.qty, now, client_order_id, session)
+        recent = recent_order(intent.ts_code, intent.side, intent.price, intent.qty, utcnow(), client_order_id, session)
         print_ = fingerprint(recent)
         try:
             if await self.activity.claim(account_id, print_, window_s, client_order_id):
@@ -698,7 +701,7 @@ class RiskDesk:
 
     async def _note(self, account_id: str, client_order_id: str, intent: OrderIntent, day: date) -> None:
         """Count an order execution took (the rate rule) and keep it as a recent one (the duplicate rule)."""
-        recent = recent_order(intent.ts_code, intent.side, intent.price, intent.qty, self.clock(), client_order_id, day)
+        recent = recent_order(intent.ts_code, intent.side, intent.price, intent.qty, utcnow(), client_order_id, day)
         try:
             await self.activity.note_order(account_id, recent, day=day)
         except BookUnavailable as exc:

@@ -4,7 +4,7 @@ atomically. The rules themselves are tested one by one in tests/unit/risk/rules/
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -185,3 +185,19 @@ async def test_a_holding_without_a_price_leaves_the_losses_rule_out() -> None:
     assert (await desk.place(_order(client_order_id="c-2", qty=100), ALICE)).status_code == 201
     assert breaches == [] and len(execution.calls) == 2
     assert not [f for d in log.decisions for f in (d.rule_check or {}).get("findings", []) if f["rule"] == "losses"]
+
+
+async def test_order_rates_count_real_seconds_whatever_the_markets_clock(monkeypatch: Any) -> None:
+    # The market's clock stands still (a replayed session), the wall's moves: 2 orders a second at most. Orders 1 and
+    # 2 in wall second 0, order 3 in it too (refused: 3 > 2), order 4 one wall second later (passes).
+    import services.risk.desk as desk_module
+
+    wall = [datetime(2026, 12, 7, 1, 0, 0, 100_000, tzinfo=UTC)]
+    monkeypatch.setattr(desk_module, "utcnow", lambda: wall[0])
+    desk, _execution, _log, _ = _desk(FakeRules({"order_activity": {"max_per_second": 2, "warn_at_pct": None}}))
+    answers = []
+    for i, qty in enumerate((100, 200, 300)):
+        answers.append((await desk.place(_order(client_order_id=f"c-{i}", qty=qty), ALICE)).status_code)
+    assert answers == [201, 201, 422]
+    wall[0] += timedelta(seconds=1)
+    assert (await desk.place(_order(client_order_id="c-4", qty=400), ALICE)).status_code == 201
