@@ -88,9 +88,10 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
         await keeper.on_event(event)
         if event.type == "order.cancelled":
             payload = event.parsed()
-            at = getattr(payload, "updated_at", None) or utcnow()
-            day = market_today(at, replayed_session())
-            await activity.note_cancel(payload.account_id, at=at, day=day)  # type: ignore[attr-defined]
+            # counted in the wall's second it is heard (as orders are: order rates are real seconds), on the
+            # market's day of the cancel
+            day = market_today(getattr(payload, "updated_at", None) or infra.clock.now(), replayed_session())
+            await activity.note_cancel(payload.account_id, at=utcnow(), day=day)  # type: ignore[attr-defined]
 
     async def reconcile() -> None:
         await keeper.reconcile(market_today(infra.clock.now(), replayed_session()))

@@ -114,8 +114,8 @@ class AccountBook:
         """Move an order that is over out of `orders` (its reservation is already nothing)."""
         state = self.orders.get(client_order_id)
         if state is not None and state.final and not state.decided and state.committed_qty == 0:
-            del self.orders[client_order_id]
-            self.done.add(client_order_id)
+            self._drop_order(client_order_id)  # (its reservation off the totals: e.g. a decided buy whose trades came
+            self.done.add(client_order_id)  # first reserved its whole need and still holds it)
 
     # -- the running totals ------------------------------------------------------------------------------------------
 

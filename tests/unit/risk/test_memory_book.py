@@ -249,3 +249,16 @@ async def test_a_drop_that_forgets_events_seeds_from_the_snapshot_alone() -> Non
     await store.seed(snapshot(10_000), keep_decided_since=AT)
     view = await store.view(A, TODAY)
     assert view is not None and view.balance_fen == 10_000
+
+
+async def test_an_order_that_is_over_gives_back_what_it_still_reserved() -> None:
+    # Its trade arrives before risk decides it again (a retry after the decision expired): the decided buy reserves
+    # its whole need, owes nothing; execution's final event then retires it, and nothing stays reserved.
+    store = await seeded(10_000_000)
+    await store.apply(TradeEvent(A, "t-1", "c-9", "600000.SH", BUY, 1000, -1_000_510, TODAY))
+    assert (await buy(store, "c-9", 1000, 1000)).verdict is Verdict.RESERVED
+    await store.apply(OrderEvent(A, "c-9", "600000.SH", BUY, 1000, "filled", 1000, cap_fen=1000))
+    view = await store.view(A, TODAY)
+    assert view is not None and view.reserved_fen == 0 and view.open_orders == ()
+    book = store.book(A)
+    assert book is not None and book.totals_consistent() and "c-9" in book.done
