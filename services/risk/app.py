@@ -91,7 +91,12 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
             # counted in the wall's second it is heard (as orders are: order rates are real seconds), on the
             # market's day of the cancel
             day = market_today(getattr(payload, "updated_at", None) or infra.clock.now(), replayed_session())
-            await activity.note_cancel(payload.account_id, at=utcnow(), day=day)  # type: ignore[attr-defined]
+            await activity.note_cancel(
+                payload.account_id,  # type: ignore[attr-defined]
+                at=utcnow(),
+                day=day,
+                key=payload.client_order_id,  # type: ignore[attr-defined]
+            )
 
     async def reconcile() -> None:
         await keeper.reconcile(market_today(infra.clock.now(), replayed_session()))

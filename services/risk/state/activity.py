@@ -54,8 +54,8 @@ class ActivityLog(Protocol):
     async def note_order(self, account_id: str, order: RecentOrder, *, day: date) -> None:
         """Count an order execution took and keep it among the recent ones."""
 
-    async def note_cancel(self, account_id: str, *, at: datetime, day: date) -> None:
-        """Count a cancel."""
+    async def note_cancel(self, account_id: str, *, at: datetime, day: date, key: str) -> None:
+        """Count a cancel, once per `key` (the cancelled order's client_order_id: its event may be delivered twice)."""
 
 
 def fingerprint(order: RecentOrder) -> str:
@@ -74,6 +74,7 @@ class MemoryActivity:
         self._recent: dict[str, list[RecentOrder]] = {}
         self._claims: dict[tuple[str, str], tuple[float, str]] = {}
         self._marks: dict[str, tuple[date, Decimal, Decimal]] = {}
+        self._cancelled: set[tuple[str, str]] = set()
 
     async def read(
         self, account_id: str, *, now: datetime, day: date, equity: Decimal | None, recent: bool = True
@@ -116,7 +117,12 @@ class MemoryActivity:
         self._count(account_id, "o", order.at, day)
         self._recent.setdefault(account_id, []).append(order)
 
-    async def note_cancel(self, account_id: str, *, at: datetime, day: date) -> None:
+    async def note_cancel(self, account_id: str, *, at: datetime, day: date, key: str) -> None:
+        if (account_id, key) in self._cancelled:
+            return
+        self._cancelled.add((account_id, key))
+        if len(self._cancelled) > 100_000:
+            self._cancelled.clear()  # (a redelivery that late counts once more: the counters only err on risk's side)
         self._count(account_id, "c", at, day)
 
     def _count(self, account_id: str, kind: str, at: datetime, day: date) -> None:
@@ -227,8 +233,10 @@ return {opening, high}
         except (RedisError, OSError) as exc:
             raise BookUnavailable(f"Redis: {type(exc).__name__}: {exc}") from exc
 
-    async def note_cancel(self, account_id: str, *, at: datetime, day: date) -> None:
+    async def note_cancel(self, account_id: str, *, at: datetime, day: date, key: str) -> None:
         try:
+            if not await self.client.set(self._key(account_id, f"cx:{key}"), "1", nx=True, ex=2 * 86_400):
+                return  # counted already (a redelivered event)
             async with self.client.pipeline(transaction=True) as pipe:
                 self._count(pipe, account_id, "c", at, day)
                 await pipe.execute()

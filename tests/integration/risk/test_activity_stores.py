@@ -40,7 +40,8 @@ async def _story(log: ActivityLog) -> list[object]:
     seen.append((first.counters, first.recent, first.opening_equity, first.high_water))
     await log.note_order("a", _order(T0, "c1"), day=DAY1)
     await log.note_order("a", _order(T0 + timedelta(milliseconds=300), "c2"), day=DAY1)
-    await log.note_cancel("a", at=T0 + timedelta(milliseconds=500), day=DAY1)
+    await log.note_cancel("a", at=T0 + timedelta(milliseconds=500), day=DAY1, key="c1")
+    await log.note_cancel("a", at=T0 + timedelta(milliseconds=600), day=DAY1, key="c1")  # redelivered: once
     same_second = await log.read("a", now=T0 + timedelta(milliseconds=800), day=DAY1, equity=Decimal("1200.00"))
     seen.append((same_second.counters, len(same_second.recent), same_second.opening_equity, same_second.high_water))
     next_second = await log.read("a", now=T0 + timedelta(seconds=1), day=DAY1, equity=Decimal("900.00"))
