@@ -6,9 +6,6 @@ back, orders pass again from a book seeded afresh."""
 from __future__ import annotations
 
 import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -19,86 +16,33 @@ import redis
 
 from services.execution.store import orders
 from shared.platform.observability import new_id
+from tests.chaos.servers import Redis
 from tests.conftest import Backing
 from tests.integration.execution.order_path_harness import fleet, now_session, settle, trader
 
 pytestmark = pytest.mark.integration
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class PrivateRedis:
-    """A redis-server on a free port in a directory of the test's own, without persistence: stopped, it loses
-    everything, as a Redis that restarts empty."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.port = _free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        assert self.process is None
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.directory),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(host="127.0.0.1", port=self.port)
-        try:
-            for _ in range(200):  # up to ~10 s for it to accept connections
-                try:
-                    if client.ping():
-                        return
-                except redis.ConnectionError:
-                    if self.process.poll() is not None:
-                        raise RuntimeError("redis-server exited at start") from None
-                    time.sleep(0.05)  # polling for the server to listen
-            raise RuntimeError("redis-server did not start")
-        finally:
-            client.close()
-
-    def keys(self, pattern: str) -> list[bytes]:
-        client = redis.Redis(host="127.0.0.1", port=self.port)
-        try:
-            return [k for k in client.keys(pattern) if isinstance(k, bytes)]
-        finally:
-            client.close()
-
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        self.process.kill()  # as a crash: no shutdown handshake
-        self.process.wait(timeout=10)
-        self.process = None
-
-
 @pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
-    server = PrivateRedis(tmp_path)
+def private_redis(tmp_path: Path) -> Iterator[Redis]:
+    """A redis-server of the test's own (the fault suite's: a free port, a directory of its own, no persistence, so
+    stopped and started it comes back empty); the machine's Redis is never touched. Every machine has the binary
+    (the project's backing services); without it the test fails, it is not skipped."""
+    assert shutil.which("redis-server"), "redis-server is not installed (scripts/backing-services.sh installs it)"
+    server = Redis(tmp_path)
     server.start()
     try:
         yield server
     finally:
         server.stop()
+
+
+def _keys(server: Redis, pattern: str) -> list[bytes]:
+    client = redis.Redis.from_url(server.url)
+    try:
+        return [k for k in client.keys(pattern) if isinstance(k, bytes)]
+    finally:
+        client.close()
 
 
 def _order(**kw: Any) -> dict[str, Any]:
@@ -115,7 +59,7 @@ def _order(**kw: Any) -> dict[str, Any]:
 
 
 async def test_risk_fails_closed_without_its_redis_and_cancels_still_work(
-    backing: Backing, private_redis: PrivateRedis, monkeypatch: pytest.MonkeyPatch
+    backing: Backing, private_redis: Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("LH_PAPER_OPENING_CASH", "100000")
     settings = backing.settings()
@@ -125,7 +69,7 @@ async def test_risk_fails_closed_without_its_redis_and_cancels_still_work(
         assert first.status_code == 201, first.text
         order_id = first.json()["order"]["order_id"]
         assert first.json()["order"]["status"] in ("accepted", "submitted")
-        assert private_redis.keys(f"*:book:{cal.account_id}}}*")  # risk's book is in the test's own Redis
+        assert _keys(private_redis, f"*:book:{cal.account_id}}}*")  # risk's book is in the test's own Redis
 
         private_redis.stop()
         refused = await f.risk.post("/v1/orders", json=_order(), headers=f.headers(cal))
