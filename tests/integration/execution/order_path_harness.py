@@ -308,6 +308,21 @@ def trader(name: str | None = None) -> Principal:
     return Principal(name, "trader", f"acct-{name}")
 
 
+def order_body(**kw: Any) -> dict[str, Any]:
+    """The body of an order sent to risk (`POST /v1/orders`): a limit buy of 1,000 600000.SH at 10.00 under a new
+    client_order_id unless `kw` says otherwise."""
+    body: dict[str, Any] = {
+        "client_order_id": f"c-{new_id()[:10]}",
+        "ts_code": "600000.SH",
+        "side": "buy",
+        "order_type": "limit",
+        "qty": 1000,
+        "price": "10.00",
+    }
+    body.update(kw)
+    return body
+
+
 def limit_buy(principal: Principal, **kw: Any) -> OrderTerms:
     """An order's terms for `principal`: a limit buy of 1,000 600000.SH at 10.00 unless `kw` says otherwise."""
     values: dict[str, Any] = {

@@ -11,10 +11,10 @@ import pytest
 
 from services.execution.store import orders
 from services.risk.state.ports import BookView, HoldingView, Reservation, Verdict
-from shared.platform.observability import new_id
 from tests.conftest import Backing
 from tests.integration.execution.order_path_harness import (
     fleet,
+    order_body,
     set_global_rules,
     settle,
     trader,
@@ -24,17 +24,7 @@ from tests.integration.execution.order_path_harness import (
 pytestmark = pytest.mark.integration
 
 
-def _order(**kw: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "client_order_id": f"c-{new_id()[:10]}",
-        "ts_code": "600000.SH",
-        "side": "buy",
-        "order_type": "limit",
-        "qty": 1000,
-        "price": "10.00",
-    }
-    body.update(kw)
-    return body
+_order = order_body
 
 
 def _refusal_code(answer: Any) -> str:

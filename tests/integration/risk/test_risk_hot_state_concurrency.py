@@ -4,14 +4,21 @@ itself, and execution ends with exactly what the N reserve. Amounts by hand."""
 
 import asyncio
 from datetime import date
+from functools import partial
 from typing import Any
 
 import pytest
 
 from services.execution.store import orders
-from shared.platform.observability import new_id
 from tests.conftest import Backing
-from tests.integration.execution.order_path_harness import fleet, now_session, settle, trader, trades_were_yesterday
+from tests.integration.execution.order_path_harness import (
+    fleet,
+    now_session,
+    order_body,
+    settle,
+    trader,
+    trades_were_yesterday,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -19,17 +26,8 @@ N = 37  # the orders the account covers
 SENT = 100
 
 
-def _order(**kw: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "client_order_id": f"c-{new_id()[:10]}",
-        "ts_code": "600000.SH",
-        "side": "buy",
-        "order_type": "limit",
-        "qty": 1000,
-        "price": "9.50",  # below the last close 10.00: the buy rests and keeps its reservation
-    }
-    body.update(kw)
-    return body
+# below the last close 10.00: a buy rests and keeps its reservation
+_order = partial(order_body, price="9.50")
 
 
 def _risk_refusal(answer: Any) -> str:

@@ -8,17 +8,16 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from datetime import date
+from functools import partial
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
 
 from services.execution.store import orders
-from shared.platform.observability import new_id
 from tests.chaos.servers import Redis
 from tests.conftest import Backing
-from tests.integration.execution.order_path_harness import fleet, now_session, settle, trader
+from tests.integration.execution.order_path_harness import fleet, now_session, order_body, settle, trader
 
 pytestmark = pytest.mark.integration
 
@@ -45,17 +44,8 @@ def _keys(server: Redis, pattern: str) -> list[bytes]:
         client.close()
 
 
-def _order(**kw: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "client_order_id": f"c-{new_id()[:10]}",
-        "ts_code": "600000.SH",
-        "side": "buy",
-        "order_type": "limit",
-        "qty": 1000,
-        "price": "9.50",  # below the last close 10.00: rests
-    }
-    body.update(kw)
-    return body
+# below the last close 10.00: a buy rests and keeps its reservation
+_order = partial(order_body, price="9.50")
 
 
 async def test_risk_fails_closed_without_its_redis_and_cancels_still_work(

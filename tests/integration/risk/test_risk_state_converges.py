@@ -21,6 +21,7 @@ from tests.integration.execution.order_path_harness import (
     Fleet,
     fleet,
     now_session,
+    order_body,
     risk_caught_up,
     settle,
     trader,
@@ -30,17 +31,7 @@ from tests.integration.execution.order_path_harness import (
 pytestmark = pytest.mark.integration
 
 
-def _order(**kw: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "client_order_id": f"c-{new_id()[:10]}",
-        "ts_code": "600000.SH",
-        "side": "buy",
-        "order_type": "limit",
-        "qty": 1000,
-        "price": "10.00",
-    }
-    body.update(kw)
-    return body
+_order = order_body
 
 
 # 100,000.00 opening cash; a buy of 1,000 at 10.00 filled: 10,000.00 + 5.00 + 0.10 = 10,005.10; a buy of 500 at 10.00
