@@ -732,8 +732,8 @@ class RiskDesk:
             return []
         if reserved.verdict is Verdict.INSUFFICIENT_CASH:
             message = (
-                f"buying {intent.qty} shares of {intent.ts_code} needs {cny(need_fen)} CNY with fees; "
-                f"{cny(reserved.available)} available (other orders reserved the rest)"
+                f"buying {intent.qty} shares of {intent.ts_code} needs {from_fen(need_fen)} CNY with fees; "
+                f"{from_fen(reserved.available)} available (other orders reserved the rest)"
             )
             return [Reason(ReasonCode.INSUFFICIENT_CASH, message)]
         if reserved.verdict is Verdict.INSUFFICIENT_POSITION:
@@ -986,10 +986,6 @@ class _OrderBook:
             if self._error is not None:
                 unavailable.append(self._error)
         return self._view
-
-
-def cny(fen: int) -> str:
-    return str(from_fen(fen))
 
 
 def _check_placer(principal: Principal, instance_id: str | None) -> None:

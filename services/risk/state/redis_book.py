@@ -16,7 +16,7 @@ there first: every writer (the script included) changes that key, so no update i
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -238,7 +238,8 @@ def _hashes(book: AccountBook) -> dict[str, dict[Any, Any]]:
 
 
 def _book_of(account_id: str, read: list[Any], *, trade_id: str | None, entry_key: str | None) -> AccountBook:
-    """The part of a book READ returned."""
+    """The part of a book READ returned ({main, orders, early, lots, selling, done, trade seen, entry seen}; the hashes
+    as flat lists, or as HGETALL's dicts where a caller read them itself)."""
     main, orders, early, lots, selling, done, trade_seen, entry_seen = read
     m = _pairs(main)
     book = AccountBook(
@@ -281,49 +282,6 @@ class RedisHotBook:
 
     # -- reading a book ----------------------------------------------------------------------------------------------
 
-    @staticmethod
-    async def _partial(
-        conn: Any,  # a connection, a watching pipeline, or `_Snapshot` (replies already read)
-        keys: _Keys,
-        account_id: str,
-        main: Mapping[Any, Any],
-        *,
-        cids: list[str] | None,
-        codes: list[str] | None,
-        trade_id: str | None = None,
-        entry_key: str | None = None,
-    ) -> AccountBook:
-        """The account's book with the orders `cids` and the lots `codes` (None: all of them), the running totals,
-        and the given trade id / entry key if already counted: what an update reads."""
-        m = {_s(k): _s(v) for k, v in main.items()}
-        book = AccountBook(
-            account_id,
-            balance_fen=int(m["balance"]),
-            reserved_fen=int(m["reserved"]),
-            fee_session=date.fromisoformat(m["fee_session"]) if m.get("fee_session") else None,
-        )
-
-        async def fields(key: str, names: list[str] | None) -> dict[str, str]:
-            if names is None:
-                return {_s(k): _s(v) for k, v in (await conn.hgetall(key)).items()}
-            if not names:
-                return {}
-            values = await conn.hmget(key, names)
-            return {n: _s(v) for n, v in zip(names, values, strict=True) if v is not None}
-
-        book.orders = {cid: decode_order(raw) for cid, raw in (await fields(keys.orders, cids)).items()}
-        book.early = {cid: int(q) for cid, q in (await fields(keys.early, cids)).items()}
-        book.lots = {code: decode_lots(raw) for code, raw in (await fields(keys.lots, codes)).items()}
-        book.selling = {code: int(q) for code, q in (await fields(keys.selling, None)).items()}
-        for cid in cids or ():
-            if await conn.sismember(keys.done, cid):
-                book.done.add(cid)
-        if trade_id is not None and await conn.sismember(keys.trades, trade_id):
-            book.seen_trades.add(trade_id)
-        if entry_key is not None and await conn.sismember(keys.entries, entry_key):
-            book.seen_entries.add(entry_key)
-        return book
-
     async def load(self, account_id: str) -> AccountBook | None:
         """The whole book as stored (tests, diagnostics), or None if not seeded; read in one transaction."""
         keys = self._keys(account_id)
@@ -337,11 +295,9 @@ class RedisHotBook:
                 main, orders, lots, selling, early, trades, entries, done = await pipe.execute()
         if not main:
             return None
-        book = await self._partial(_Snapshot(orders, lots, selling, early), keys, account_id, main, cids=None,
-                                   codes=None)  # fmt: skip
+        book = _book_of(account_id, [main, orders, early, lots, selling, done, 0, 0], trade_id=None, entry_key=None)
         book.seen_trades = {_s(t) for t in trades}
         book.seen_entries = {_s(e) for e in entries}
-        book.done = {_s(d) for d in done}
         return book
 
     # -- updating a book ---------------------------------------------------------------------------------------------
@@ -429,8 +385,10 @@ class RedisHotBook:
                         await pipe.watch(keys.main, self._recent(account_id))  # an event arriving meanwhile: again
                         main = await pipe.hgetall(keys.main)
                         previous = None
-                        if main:
-                            previous = await self._partial(pipe, keys, account_id, main, cids=None, codes=[])
+                        if main:  # (its orders: the decided ones a seed keeps)
+                            orders = await pipe.hgetall(keys.orders)
+                            previous = _book_of(account_id, [main, orders, {}, {}, {}, [], 0, 0], trade_id=None,
+                                                entry_key=None)  # fmt: skip
                         book = AccountBook.from_snapshot(
                             snapshot, previous=previous, keep_decided_since=keep_decided_since
                         )
@@ -488,9 +446,9 @@ class RedisHotBook:
                 main, orders, lots, selling = await pipe.execute()
         if not main:
             return None
-        book = await self._partial(_Snapshot(orders, lots, selling, {}), keys, account_id, main, cids=None,
-                                   codes=None)  # fmt: skip
-        return book.view(session)
+        return _book_of(account_id, [main, orders, {}, lots, selling, [], 0, 0], trade_id=None, entry_key=None).view(
+            session
+        )
 
     async def reserve(
         self,
@@ -539,24 +497,3 @@ class RedisHotBook:
     async def drop_all(self) -> None:
         for account_id in await self.accounts():
             await self.drop(account_id)
-
-
-class _Snapshot:
-    """Hashes already read (a transaction's replies), answering `_partial`'s reads as the connection would."""
-
-    def __init__(self, orders: Mapping[Any, Any], lots: Mapping[Any, Any], selling: Mapping[Any, Any],
-                 early: Mapping[Any, Any]) -> None:  # fmt: skip
-        self._by_suffix = {":orders": orders, ":lots": lots, ":selling": selling, ":early": early}
-
-    def _hash(self, key: str) -> Mapping[Any, Any]:
-        return next(v for suffix, v in self._by_suffix.items() if key.endswith(suffix))
-
-    async def hgetall(self, key: str) -> Mapping[Any, Any]:
-        return self._hash(key)
-
-    async def hmget(self, key: str, names: list[str]) -> list[Any]:
-        h = {_s(k): v for k, v in self._hash(key).items()}
-        return [h.get(n) for n in names]
-
-    async def sismember(self, key: str, member: str) -> bool:
-        return False
