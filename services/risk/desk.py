@@ -39,6 +39,7 @@ from services.risk.events import order_denied, risk_alert
 from services.risk.metrics import Outcome, RiskMetrics
 from services.risk.rules import drawdown, effective, evaluate
 from services.risk.rules.base import Finding, Level, RuleConfig, TradingState
+from services.risk.rules.duplicates import DuplicatesConfig
 from services.risk.schemas import OrderRequest
 from services.risk.state.activity import ActivityLog, MemoryActivity, fingerprint
 from services.risk.state.keeper import BookKeeper
@@ -598,6 +599,13 @@ class RiskDesk:
             log.warning("risk cannot read its rule sets", extra={"account": account_id, "error": repr(exc)})
             unavailable.append(f"the rule sets cannot be read ({type(exc).__name__})")
             return None
+        configs = dict(effective.configs)
+        if instance_id is not None:
+            # A strategy instance's orders are deterministic per (instance, bar, sequence): the same order twice is
+            # its strategy's intent (a replayed market moves faster than the window), never a double click.
+            configs["duplicates"] = DuplicatesConfig(enabled=False)
+        duplicates = configs.get("duplicates")
+        window = duplicates.window_s if isinstance(duplicates, DuplicatesConfig) and duplicates.enabled else None
         quotes: dict[str, Quote | None] = {}
         for code in sorted(set(view.holdings) | {o.ts_code for o in view.open_orders}):
             try:
@@ -611,9 +619,8 @@ class RiskDesk:
         now = self.clock()  # the market's time: the exchange's windows
         sent = utcnow()  # the wall's: order rates and duplicates count what is sent per real second
         try:
-            duplicates_on = getattr(effective.configs.get("duplicates"), "enabled", False) and instance_id is None
             activity = await self.activity.read(
-                account_id, now=sent, day=trade_date, equity=equity if known else None, recent=duplicates_on
+                account_id, now=sent, day=trade_date, equity=equity if known else None, recent=window is not None
             )
         except BookUnavailable as exc:
             unavailable.append(f"the account's activity cannot be read: {exc}")
@@ -626,22 +633,14 @@ class RiskDesk:
             ts_code=security.ts_code, board=security.board, side=intent.side, order_type=intent.order_type,
             qty=intent.qty, price=intent.price, quote=quote, at=now, session=trade_date,
         )  # fmt: skip
-        findings = evaluate(order, state, effective.configs)
-        if instance_id is not None:
-            # A strategy instance's orders are deterministic per (instance, bar, sequence): the same order twice is
-            # its strategy's intent (a replayed market moves faster than the window), never a double click.
-            findings = [f for f in findings if f.rule != "duplicates"]
-        losses = effective.configs.get(drawdown.RULE)
+        findings = evaluate(order, state, configs)
+        losses = configs.get(drawdown.RULE)
         breach: TradingState | None = None
         if isinstance(losses, drawdown.LossConfig) and losses.enabled and known:
             wanted, loss_findings = drawdown.breach_state(state, losses)
             findings.extend(loss_findings)
             if wanted is not TradingState.ACTIVE and any(f.level is Level.DENY for f in loss_findings):
                 breach = wanted
-        duplicates_config = effective.configs.get("duplicates")
-        window = getattr(duplicates_config, "window_s", None) if getattr(duplicates_config, "enabled", False) else None
-        if instance_id is not None:
-            window = None
         return _Judged(
             findings=findings,
             versions=dict(effective.versions),

@@ -19,7 +19,9 @@ from services.risk.state.activity import MemoryActivity
 from shared.platform.events import RiskAlert
 from tests.unit.risk.test_risk_desk import (
     ALICE,
+    INSTANCE,
     SECRET,
+    STRATEGY,
     FakeBooks,
     FakeExecution,
     FakeLog,
@@ -28,6 +30,7 @@ from tests.unit.risk.test_risk_desk import (
     FakeTradingStates,
     _order,
     _sell,
+    _sleeve,
 )
 
 NOW = datetime(2025, 1, 2, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai: continuous trading
@@ -52,7 +55,11 @@ class FakeRules:
 
 
 def _desk(
-    rules: FakeRules, books: FakeBooks | None = None, *, states: FakeTradingStates | None = None
+    rules: FakeRules,
+    books: FakeBooks | None = None,
+    *,
+    states: FakeTradingStates | None = None,
+    sleeves: FakeSleeves | None = None,
 ) -> tuple[RiskDesk, FakeExecution, FakeLog, list[tuple[str, TradingState, str]]]:
     execution, log = FakeExecution(), FakeLog()
     breaches: list[tuple[str, TradingState, str]] = []
@@ -67,7 +74,7 @@ def _desk(
         max_order_value=Decimal("10000000"),
         quotes=FakeQuotes(),
         books=books or FakeBooks(),
-        sleeves=FakeSleeves(),
+        sleeves=sleeves or FakeSleeves(),
         execution=execution,
         decisions=log,
         metrics=RiskMetrics(CollectorRegistry()),
@@ -201,3 +208,12 @@ async def test_order_rates_count_real_seconds_whatever_the_markets_clock(monkeyp
     assert answers == [201, 201, 422]
     wall[0] += timedelta(seconds=1)
     assert (await desk.place(_order(client_order_id="c-4", qty=400), ALICE)).status_code == 201
+
+
+async def test_a_strategy_instances_identical_orders_are_not_duplicates() -> None:
+    # The same rule set refuses a person's second identical order; an instance's orders are its strategy's intent.
+    desk, execution, _, _ = _desk(FakeRules({"duplicates": {"window_s": 5}}), sleeves=FakeSleeves(_sleeve()))
+    for cid in ("i-1", "i-2"):
+        placed = await desk.place(_order(client_order_id=cid, strategy_instance_id=INSTANCE), STRATEGY)
+        assert placed.status_code == 201, placed.body
+    assert len(execution.calls) == 2
