@@ -17,7 +17,7 @@ from datetime import date
 
 from services.execution.admission import Refusal
 from shared.core.domain import OrderSide, from_fen, to_fen
-from shared.core.market.orders import buy_cost
+from shared.core.market.orders import buy_reservation_fen  # (execution's names for them too)
 from shared.core.market.rules import Fees, trade_fees
 
 # Ledger entry kinds.
@@ -50,19 +50,6 @@ def fees_fen(amount_fen: int, *, side: OrderSide, trade_date: date) -> tuple[int
     """The fees of one trade of `amount_fen`, in fen, and their parts."""
     fees = trade_fees(from_fen(amount_fen), is_sell=side is OrderSide.SELL, trade_date=trade_date)
     return to_fen(fees.total), fees
-
-
-def fill_cash_fen(side: OrderSide, amount_fen: int, fees_total_fen: int) -> int:
-    """What a fill does to the cash balance: a buy pays amount + fees, a sell receives amount - fees."""
-    if side is OrderSide.BUY:
-        return -(amount_fen + fees_total_fen)
-    return amount_fen - fees_total_fen
-
-
-def buy_reservation_fen(qty: int, cap_fen: int, trade_date: date) -> int:
-    """The most a buy of `qty` at no more than `cap_fen` a share can cost, in fen: shared/core/market's `buy_cost`
-    (the amount plus its fees; nothing for no shares or no known cap), the figure risk checks too."""
-    return to_fen(buy_cost(qty, from_fen(cap_fen), trade_date))
 
 
 @dataclass(frozen=True)

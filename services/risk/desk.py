@@ -56,7 +56,7 @@ from shared.core.domain import (
     parse_ts_code,
     to_fen,
 )
-from shared.core.market.orders import buy_cost
+from shared.core.market.orders import buy_reservation_fen
 from shared.core.market.rules import on_tick
 from shared.platform.approval import OrderTerms, sign_approval
 from shared.platform.calendar import CalendarUnavailable, OrderSessions, TradingCalendar
@@ -446,7 +446,8 @@ class RiskDesk:
                     reasons.extend(cash_checks(intent, quote, available, trade_date=trade_date))
                     cap = buy_cap(intent, quote)
                     if isinstance(cap, tuple) and on_tick(cap[0]):  # (off the tick: refused for it already)
-                        reservation = (to_fen(cap[0]), to_fen(buy_cost(intent.qty, cap[0], trade_date)))
+                        cap_fen = to_fen(cap[0])
+                        reservation = (cap_fen, buy_reservation_fen(intent.qty, cap_fen, trade_date))
                 elif view is not None:
                     holding = view.holdings.get(security.ts_code)
                     held = None if holding is None else Holding(

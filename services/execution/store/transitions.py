@@ -31,6 +31,7 @@ from services.execution.store.orders import (
 from services.execution.store.trades import TradeReads, trades
 from shared.core.domain import Order, OrderSide, OrderStatus, OrderType, from_fen, to_fen
 from shared.core.domain.money import FEN
+from shared.core.market.orders import fill_cash_fen
 from shared.core.market.rules import Fees, trade_fees
 from shared.platform.approval import OrderTerms
 from shared.platform.clock import utcnow
@@ -271,7 +272,7 @@ class OrderTransitions(OrderReads, TradeReads, AccountStore):
                     await self._add_entry(
                         s,
                         current.order.account_id,
-                        cashbook.fill_cash_fen(side, to_fen(amount), to_fen(fees.total)),
+                        fill_cash_fen(side, to_fen(amount), to_fen(fees.total)),
                         kind=cashbook.BUY_FILL if side is OrderSide.BUY else cashbook.SELL_FILL,
                         idempotency_key=cashbook.trade_key(fill.fill_id),
                         trade_id=fill.fill_id,

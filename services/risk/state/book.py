@@ -22,7 +22,7 @@ The running totals (`reserved_fen`, `selling`) always equal the sum over the ord
 reservation (fen) computed when its committed quantity or cap last changed, with the fee date of its own session (from
 its decision or an order event that names one), else the event's (a trade's session), else the account's
 `fee_session` (the session of its last reservation, or the seed's date). The arithmetic is execution's
-(`services/execution/cash.py` `buy_reservation_fen`, `positions.py`)."""
+(`shared.core.market.orders.buy_reservation_fen`, as execution's `services/execution/cash.py`; `positions.py`)."""
 
 from __future__ import annotations
 
@@ -42,17 +42,12 @@ from services.risk.state.ports import (
     TradeEvent,
     Verdict,
 )
-from shared.core.domain import OrderSide, from_fen, to_fen
-from shared.core.market.orders import buy_cost
+from shared.core.domain import OrderSide
+from shared.core.market.orders import buy_reservation_fen
 from shared.platform.clock import EXCHANGE_TZ
 
 FINAL = frozenset({"filled", "cancelled", "rejected", "expired"})
 DECIDED = "decided"  # risk approved it; execution has not answered yet
-
-
-def buy_reservation_fen(qty: int, cap_fen: int, fee_date: date) -> int:
-    """execution's `buy_reservation_fen` (services/execution/cash.py): the amount plus fees, to the fen."""
-    return to_fen(buy_cost(qty, from_fen(cap_fen), fee_date))
 
 
 @dataclass

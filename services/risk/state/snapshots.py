@@ -35,6 +35,7 @@ from services.risk.state.ports import (
     TradeEvent,
 )
 from shared.core.domain import OrderSide, to_fen
+from shared.core.market.orders import fill_cash_fen
 from shared.core.market.rules import trade_fees
 from shared.platform.calendar import CalendarUnavailable, OrderSessions
 from shared.platform.clock import EXCHANGE_TZ, fill_session, no_session
@@ -216,7 +217,7 @@ def trade_event(p: TradeExecuted, trading_days: Iterable[date] | None = None) ->
     else:  # an event made before the fees were added: the same fees as execution booked
         traded_on = p.traded_at.astimezone(EXCHANGE_TZ).date()
         fees_fen = to_fen(trade_fees(p.amount, is_sell=side is OrderSide.SELL, trade_date=traded_on).total)
-    cash_fen = -(amount_fen + fees_fen) if side is OrderSide.BUY else amount_fen - fees_fen
+    cash_fen = fill_cash_fen(side, amount_fen, fees_fen)
     return TradeEvent(
         account_id=p.account_id,
         trade_id=p.trade_id,

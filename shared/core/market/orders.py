@@ -10,8 +10,8 @@ from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict
 
-from shared.core.domain.models import OrderType
-from shared.core.domain.money import money
+from shared.core.domain.models import OrderSide, OrderType
+from shared.core.domain.money import from_fen, money, to_fen
 from shared.core.market.rules import trade_fees
 
 
@@ -45,6 +45,18 @@ def buy_cost(qty: int, price_cap: Decimal, trade_date: date) -> Decimal:
         return money(0)
     amount = qty * price_cap
     return money(amount + trade_fees(amount, is_sell=False, trade_date=trade_date).total)
+
+
+def buy_reservation_fen(qty: int, cap_fen: int, trade_date: date) -> int:
+    """`buy_cost` in fen: what execution reserves for an open buy and risk's book holds for it."""
+    return to_fen(buy_cost(qty, from_fen(cap_fen), trade_date))
+
+
+def fill_cash_fen(side: OrderSide, amount_fen: int, fees_total_fen: int) -> int:
+    """What a fill does to the cash balance: a buy pays amount + fees, a sell receives amount - fees."""
+    if side is OrderSide.BUY:
+        return -(amount_fen + fees_total_fen)
+    return amount_fen - fees_total_fen
 
 
 def oversell_error(ts_code: str, qty: int, holding: Holding | None) -> str | None:

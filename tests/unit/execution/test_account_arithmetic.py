@@ -13,14 +13,13 @@ from services.execution.cash import (
     OpenBuy,
     account_cash,
     buy_refusal,
-    buy_reservation_fen,
     cny,
     fees_fen,
-    fill_cash_fen,
     withdrawal_refusal,
 )
 from services.execution.positions import OpenSell, TradeLot, holdings, sell_refusal, sellable
 from shared.core.domain import OrderSide, to_fen
+from shared.core.market.orders import buy_reservation_fen, fill_cash_fen
 from shared.platform.settings import Settings
 
 BUY, SELL = OrderSide.BUY, OrderSide.SELL

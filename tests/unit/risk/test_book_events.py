@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from services.execution.cash import fees_fen, fill_cash_fen
+from services.execution.cash import fees_fen
 from services.execution.corporate import adjustment_key
 from services.risk.state.ports import (
     AdjustmentEvent,
@@ -26,6 +26,7 @@ from services.risk.state.ports import (
 )
 from services.risk.state.snapshots import BookEvents, SnapshotUnavailable, book_event, parse_snapshot
 from shared.core.domain import OrderSide
+from shared.core.market.orders import fill_cash_fen
 from shared.platform.calendar import CalendarUnavailable, OrderSessions
 from shared.platform.clock import EXCHANGE_TZ, fill_session
 from shared.platform.events import (

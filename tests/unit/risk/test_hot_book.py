@@ -12,12 +12,12 @@ from decimal import Decimal
 
 import pytest
 
-from services.execution.cash import OpenBuy, account_cash, fees_fen, fill_cash_fen
+from services.execution.cash import OpenBuy, account_cash, fees_fen
 from services.execution.positions import OpenSell, ShareAdjustment, TradeLot, holdings
 from services.risk.state.book import DECIDED, AccountBook
 from services.risk.state.ports import AdjustmentEvent, CashEvent, OrderEvent, TradeEvent
 from shared.core.domain import OrderSide
-from shared.core.market.orders import Holding
+from shared.core.market.orders import Holding, fill_cash_fen
 from shared.platform.clock import EXCHANGE_TZ
 
 DAY1, TODAY = date(2026, 12, 4), date(2026, 12, 7)

@@ -4,12 +4,11 @@ and both services' use of them agreeing."""
 from datetime import date
 from decimal import Decimal
 
-from services.execution.cash import buy_reservation_fen
 from services.execution.schemas import OrderSubmission
 from services.risk.checks import Holding as RiskHolding
 from services.risk.schemas import OrderRequest
 from shared.core.domain import OrderType
-from shared.core.market.orders import Holding, buy_cost, oversell_error, price_shape_error
+from shared.core.market.orders import Holding, buy_cost, buy_reservation_fen, oversell_error, price_shape_error
 
 TODAY = date(2025, 1, 3)
 
