@@ -4,9 +4,10 @@ risk itself) to seed it, and execution's events, converted here to the port's `B
 The conversions are execution's own arithmetic (risk cannot import execution; the rules live in shared/):
 - `order.<status>` -> OrderEvent: a buy's cap is the event's `price_cap`, else (events made before it was added) a
   limit buy's limit price, else unknown (None: the book keeps the cap it has);
-- `trade.executed` -> TradeEvent: its cash is what execution's ledger entry holds (`shared.core.market.orders.`
-  fill_cash_fen: a buy -(amount + fees), a sell amount - fees, each to the fen; the fees the event carries, or for an
-  event made before they were added the same `trade_fees` of its amount and exchange date); its session, the one it
+- `trade.executed` -> TradeEvent: its cash is what execution's ledger entry holds
+  (`shared.core.market.orders.fill_cash_fen`: a buy -(amount + fees), a sell amount - fees, each to the fen; the
+  fees the event carries, or for an event made before they were added the same `trade_fees` of its amount and
+  exchange date); its session, the one it
   counts in for T+1 (`shared.platform.clock.fill_session`, as execution's positions split sessions);
 - `position.adjusted` -> AdjustmentEvent, every holder's part of the account (its own and each strategy instance's,
   each with its own key): execution's positions of the account, and its cash, add them all
