@@ -101,10 +101,6 @@ class MemoryHotBook:
     async def accounts(self) -> list[str]:
         return sorted(self._books)
 
-    async def drop_all(self) -> None:
-        for account_id in list(self._books):
-            await self.drop(account_id)
-
     def book(self, account_id: str) -> AccountBook | None:
         """The account's whole book (tests: the running totals against the orders)."""
         return self._books.get(account_id)

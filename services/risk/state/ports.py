@@ -220,9 +220,6 @@ class HotBook(Protocol):
     async def accounts(self) -> list[str]:
         """The accounts seeded (reconciliation's round)."""
 
-    async def drop_all(self) -> None:
-        """Forget every account (a risk process starting: each is seeded again from execution on first use)."""
-
 
 # -- an account's recent events, kept a while so that a seed can apply them again (see HotBook.apply) ---------------
 

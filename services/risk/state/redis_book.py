@@ -493,7 +493,3 @@ class RedisHotBook:
     async def accounts(self) -> list[str]:
         with _unavailable():
             return sorted(_s(a) for a in await self._redis.smembers(self._index))
-
-    async def drop_all(self) -> None:
-        for account_id in await self.accounts():
-            await self.drop(account_id)

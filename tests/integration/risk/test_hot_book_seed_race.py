@@ -1,6 +1,6 @@
 """A seed is safe while events flow: an event that arrives while the seed's snapshot is being read (after execution
 took the snapshot, before the book is written) is not lost — both stores keep an account's recent events and apply
-them again over the seed, which counts each once (trades by id, orders only forward). Also `accounts`/`drop_all`."""
+them again over the seed, which counts each once (trades by id, orders only forward). Also `accounts`/`drop`."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ async def _check(store: HotBook) -> None:
     assert await store.accounts() == [A]
     # applying them again changes nothing
     assert not await store.apply(later) and not await store.apply(deposit)
-    await store.drop_all()
+    await store.drop(A)
     assert await store.accounts() == [] and await store.view(A, TODAY) is None
 
 
