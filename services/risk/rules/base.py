@@ -147,14 +147,6 @@ class RuleConfig(RequestModel):
     ranked: ClassVar[Mapping[str, tuple[str, ...]]] = {}
 
 
-def stricter(a: RuleConfig, b: RuleConfig) -> RuleConfig:
-    """The strictest of two levels' settings of one rule, field by field (`stricter_value`)."""
-    if type(a) is not type(b):
-        raise TypeError(f"cannot combine {type(a).__name__} with {type(b).__name__}")
-    merged = {name: stricter_value(type(a), name, getattr(a, name), getattr(b, name)) for name in type(a).model_fields}
-    return a.model_copy(update=merged)
-
-
 def stricter_value(config: type[RuleConfig], name: str, x: Any, y: Any) -> Any:
     """The stricter of two levels' values of one setting: enabled if either is; for each limit the tighter one (the
     smaller, or the larger for the rule's `stricter_larger` fields; of ranked choices the stricter); a limit set at
