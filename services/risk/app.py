@@ -185,7 +185,7 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
         stop_store,
         app.state.desk,
         quotes,
-        BookPositions(books, lambda: market_today(infra.clock.now(), replayed_session())),
+        BookPositions(books, app.state.desk.order_day),
         market_session=infra.clock.session,
     )
     stop_loop = PeriodicTask("risk-stops", STOP_PASS_S, app.state.stop_watcher.run_pass)

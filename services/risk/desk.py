@@ -751,6 +751,16 @@ class RiskDesk:
         except BookUnavailable as exc:  # it expires with the approval's TTL
             log.warning("risk could not release a reservation", extra={"account": account_id, "error": str(exc)})
 
+    async def order_day(self) -> date:
+        """The trading day an order placed now is for (its T+1 and fees): the replayed session, or on the real clock
+        the calendar's next session to close (after 15:00, tomorrow's). Raises CalendarUnavailable."""
+        replayed = self.market_session()
+        if replayed is None and self.sessions is not None:
+            found = await self.sessions.session_of(self.clock())
+            if found is not None:
+                return found.day
+        return market_today(self.clock(), replayed)
+
     async def _order_session(
         self, replayed: date | None, unavailable: list[str]
     ) -> tuple[OrderSession | None, Reason | None]:

@@ -26,7 +26,7 @@ whose only reasons are the session's price limits not known yet) is recorded and
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
@@ -43,6 +43,7 @@ from services.risk.state.ports import BookUnavailable
 from services.risk.store import outbox, stop_triggers, stops
 from shared.core.domain import OrderSide, OrderType
 from shared.core.market.orders import Holding
+from shared.platform.calendar import CalendarUnavailable
 from shared.platform.clock import utcnow
 from shared.platform.db import Database
 from shared.platform.errors import ServiceError
@@ -438,14 +439,14 @@ class PositionSource(Protocol):
 class BookPositions:
     """Positions from risk's hot books (services/risk/state), as risk itself: sellable shares of `session()`."""
 
-    def __init__(self, books: AccountBooks, day: Callable[[], date]) -> None:
+    def __init__(self, books: AccountBooks, day: Callable[[], Awaitable[date]]) -> None:
         self.books = books
-        self.day = day  # the session whose sellable shares count
+        self.day = day  # the session an exit placed now is for: whose sellable shares count
 
     async def holding(self, account_id: str, ts_code: str) -> Holding | None:
         try:
-            view = await self.books.view(account_id, self.day(), RISK_PRINCIPAL)
-        except BookUnavailable as exc:
+            view = await self.books.view(account_id, await self.day(), RISK_PRINCIPAL)
+        except (BookUnavailable, CalendarUnavailable) as exc:
             raise PositionsUnavailable(str(exc)) from exc
         if view is None:
             return None
