@@ -60,7 +60,7 @@ ORDER_ERROR = "order_error"  # on_order_error: the order was refused (body: orde
 CANCEL_ERROR = "cancel_error"  # on_cancel_error
 POSITION = "position"
 ASSET = "asset"
-ACCOUNT_STATUS = "account_status"  # body: {"status": int} (ACCOUNT_STATUS codes)
+ACCOUNT_STATUS = "account_status"  # body: {"status": int} (ACCOUNT_STATUSES codes)
 CONNECTION = "connection"  # body: {"qmt": "connected" | "disconnected"}: the bridge's link to MiniQMT
 QUOTES = "quotes"  # quotes channel: body {"quotes": [snapshot]}
 
@@ -85,7 +85,7 @@ MARKET_PRICE_TYPES: dict[int, frozenset[str]] = {
     47: frozenset({"SZ"}),  # best five then cancel
     48: frozenset({"SZ"}),  # fill or kill
 }
-ORDER_STATUS = {
+ORDER_STATUSES = {
     48: "unreported",  # 未报
     49: "pending_report",  # 待报
     50: "reported",  # 已报
@@ -99,7 +99,7 @@ ORDER_STATUS = {
     255: "unknown",
 }
 FINAL_ORDER_STATUS = frozenset({53, 54, 56, 57})
-ACCOUNT_STATUS = {
+ACCOUNT_STATUSES = {
     -1: "invalid",
     0: "ok",
     1: "waiting_login",
