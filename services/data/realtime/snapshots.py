@@ -1,0 +1,160 @@
+"""A real-time feed's snapshot (docs/qmt-bridge.md, "snapshot"; the QMT bridge forwards xtdata's full-market
+snapshots in this shape and the replay feed makes the same) read into exact units, or refused with a reason.
+
+A snapshot as it travels: `ts_code`, `time` (ISO 8601, +08:00), `last`, `open`, `high`, `low`, `pre_close` (decimal
+strings, 0.001 precision on the wire; A-share stocks trade on the 0.01 tick), `amount` (CNY, decimal string),
+`volume_lots` (xtdata's cumulative volume in lots of 100 shares for stocks), `bid` and `ask` (five `[price,
+volume_lots]` pairs, best first; an empty level is `["0", 0]`). Read here into `Tick`: prices and amount in integer
+fen, volumes in shares. Bad ones are refused with a reason (the label of `lh_quotes_rejected_total`), never stored."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from shared.core.domain.codes import InvalidTsCode, parse_ts_code
+
+SHARES_PER_LOT = 100  # xtdata gives A-share stock volumes in lots (手) of 100 shares, every board alike
+LEVELS = 5
+
+# Reasons a snapshot is refused (the `reason` label of lh_quotes_rejected_total).
+MALFORMED = "malformed"  # not the snapshot's shape: a field missing, not a number, a time without an offset
+BAD_CODE = "bad_code"  # not an A-share stock code
+UNKNOWN_CODE = "unknown_code"  # a stock code the data service does not know
+NEGATIVE = "negative_price"  # a price, volume or amount below zero (or a last price of zero)
+OFF_TICK = "off_tick"  # a price off the 0.01 tick
+INCONSISTENT = "inconsistent"  # high below low, or the last price outside them
+STALE = "stale"  # not newer than the code's latest quote (a reordered or repeated snapshot)
+VOLUME_DECREASED = "volume_decreased"  # the day's cumulative volume or amount went down
+REASONS = (MALFORMED, BAD_CODE, UNKNOWN_CODE, NEGATIVE, OFF_TICK, INCONSISTENT, STALE, VOLUME_DECREASED)
+
+_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")
+
+
+class Refused(ValueError):
+    """A snapshot that is not stored: `reason` is one of REASONS."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Tick:
+    """One security's snapshot in exact units: prices and amount in fen, volumes in shares. `open`/`high`/`low`
+    are None before the day's first trade (xtdata sends 0 then)."""
+
+    ts_code: str
+    time: datetime
+    last: int
+    open: int | None
+    high: int | None
+    low: int | None
+    pre_close: int
+    volume: int  # shares, cumulative for the day
+    amount: int  # fen, cumulative for the day
+    bid: tuple[tuple[int, int], ...]  # (price fen, shares), best first, empty levels left out
+    ask: tuple[tuple[int, int], ...]
+
+
+def shares_of_lots(lots: int) -> int:
+    """xtdata's stock volume (lots) in shares."""
+    return lots * SHARES_PER_LOT
+
+
+def _fen(value: Any, name: str) -> int:
+    """A price or amount in fen: a decimal string (or an integer) on the 0.01 tick, not negative."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise Refused(MALFORMED, f"{name}: {value!r} is not a decimal string")
+    if isinstance(value, int):
+        number = Decimal(value)
+    else:
+        text = value.strip()
+        negative = text.startswith("-")
+        if not _DECIMAL.fullmatch(text.removeprefix("-")):
+            raise Refused(MALFORMED, f"{name}: {value[:40]!r} is not a decimal string")
+        try:
+            number = Decimal(text)
+        except InvalidOperation as exc:  # pragma: no cover - the pattern admits only decimals
+            raise Refused(MALFORMED, f"{name}: {value[:40]!r} is not a decimal") from exc
+        if negative and number != 0:
+            raise Refused(NEGATIVE, f"{name}: {value} is negative")
+    if number < 0:
+        raise Refused(NEGATIVE, f"{name}: {number} is negative")
+    fen = number * 100
+    if fen != fen.to_integral_value():
+        raise Refused(OFF_TICK, f"{name}: {number} is not on the 0.01 tick")
+    return int(fen)
+
+
+def _count(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise Refused(MALFORMED, f"{name}: {value!r} is not an integer")
+    if value < 0:
+        raise Refused(NEGATIVE, f"{name}: {value} is negative")
+    return value
+
+
+def _levels(value: Any, name: str) -> tuple[tuple[int, int], ...]:
+    if not isinstance(value, list | tuple) or len(value) > LEVELS:
+        raise Refused(MALFORMED, f"{name}: not a list of at most {LEVELS} [price, volume_lots] pairs")
+    levels = []
+    for i, pair in enumerate(value):
+        if not isinstance(pair, list | tuple) or len(pair) != 2:
+            raise Refused(MALFORMED, f"{name}[{i}]: not a [price, volume_lots] pair")
+        fen = _fen(pair[0], f"{name}[{i}].price")
+        lots = _count(pair[1], f"{name}[{i}].volume_lots")
+        if fen > 0 and lots > 0:  # ["0", 0]: nobody at that level
+            levels.append((fen, shares_of_lots(lots)))
+    return tuple(levels)
+
+
+def _optional(fen: int) -> int | None:
+    return fen if fen > 0 else None
+
+
+def read_snapshot(raw: Any) -> Tick:
+    """The snapshot as a Tick, or Refused. Checks the shape, the code's form, signs, the tick and that high >= low
+    with the last price between them; whether the code is known and the snapshot newer is the provider's to check."""
+    if not isinstance(raw, dict):
+        raise Refused(MALFORMED, "a snapshot is a JSON object")
+    try:
+        code, text = raw["ts_code"], raw["time"]
+        fields = {name: raw[name] for name in ("last", "open", "high", "low", "pre_close", "amount")}
+        lots, bid, ask = raw["volume_lots"], raw["bid"], raw["ask"]
+    except KeyError as exc:
+        raise Refused(MALFORMED, f"{exc.args[0]}: missing") from exc
+    try:
+        ts_code = parse_ts_code(code).ts_code if isinstance(code, str) else None
+    except InvalidTsCode as exc:
+        raise Refused(BAD_CODE, f"ts_code: {exc}") from exc
+    if ts_code is None:
+        raise Refused(MALFORMED, "ts_code: not a string")
+    try:
+        time = datetime.fromisoformat(text) if isinstance(text, str) else None
+    except ValueError:
+        time = None
+    if time is None or time.utcoffset() is None:
+        raise Refused(MALFORMED, f"time: {str(text)[:40]!r} is not an ISO 8601 time with its UTC offset")
+    fen = {name: _fen(value, name) for name, value in fields.items()}
+    if fen["last"] == 0 or fen["pre_close"] == 0:
+        raise Refused(NEGATIVE, "last and pre_close must be above zero")
+    high, low = _optional(fen["high"]), _optional(fen["low"])
+    if high is not None and low is not None and (high < low or not low <= fen["last"] <= high):
+        raise Refused(INCONSISTENT, f"last {fen['last']} fen is not within low {low} .. high {high}")
+    return Tick(
+        ts_code=ts_code,
+        time=time,
+        last=fen["last"],
+        open=_optional(fen["open"]),
+        high=high,
+        low=low,
+        pre_close=fen["pre_close"],
+        volume=shares_of_lots(_count(lots, "volume_lots")),
+        amount=fen["amount"],
+        bid=_levels(bid, "bid"),
+        ask=_levels(ask, "ask"),
+    )
