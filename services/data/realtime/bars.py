@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from functools import lru_cache
 
 from services.data.realtime.snapshots import Tick
 from shared.platform.clock import EXCHANGE_TZ
@@ -25,6 +26,7 @@ AFTERNOON_OPEN, AFTERNOON_CLOSE = time(13, 0), time(15, 0)
 MINUTE = timedelta(minutes=1)
 
 
+@lru_cache(maxsize=4096)  # a round's snapshots mostly share their time
 def bar_minute(at: datetime) -> datetime | None:
     """The start of the minute bar a snapshot taken at `at` belongs to (+08:00), or None before 09:15."""
     local = at.astimezone(EXCHANGE_TZ)

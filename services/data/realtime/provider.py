@@ -30,16 +30,15 @@ from services.data.realtime.snapshots import (
     VOLUME_DECREASED,
     Refused,
     Tick,
+    fen_text,
     read_snapshot,
 )
 from services.data.realtime.store import LiveStore
 from services.data.store import DataStore, SecurityRecord
 from shared.core.domain.codes import Board
-from shared.core.domain.money import from_fen
 from shared.platform.bus import EventBus
 from shared.platform.clock import EXCHANGE_TZ
-from shared.platform.events.envelope import make_event
-from shared.platform.events.schemas import BarsMinute, LiveQuote, MinuteBar, QuoteLevel, QuotesSnapshot
+from shared.platform.events.envelope import make_json_event
 
 log = logging.getLogger(__name__)
 
@@ -90,12 +89,11 @@ class RoundResult:
     seconds: float = 0.0  # from arrival to published
 
 
-def quote_json(quote: LiveQuote) -> str:
-    return quote.model_dump_json()
+_encode = json.JSONEncoder(separators=(",", ":")).encode  # one encoder: json.dumps(..., separators) makes one a call
 
 
-def _price(fen: int | None) -> Any:
-    return from_fen(fen) if fen is not None else None
+def _text(fen: int | None) -> str | None:
+    return fen_text(fen) if fen is not None else None
 
 
 class RealtimeQuotes:
@@ -180,7 +178,8 @@ class RealtimeQuotes:
                 except Refused as exc:
                     result.rejected[exc.reason] += 1
             await self._known({t.ts_code for t in ticks})
-            quotes: list[LiveQuote] = []
+            quotes: list[dict[str, Any]] = []
+            newest: datetime | None = None
             for tick in ticks:
                 reason = self._check(tick)
                 if reason is not None:
@@ -191,6 +190,8 @@ class RealtimeQuotes:
                 up, down = await self.limits(security, day, tick.pre_close)
                 self._latest[tick.ts_code] = tick
                 quotes.append(self._quote(tick, up, down, source))
+                if newest is None or tick.time > newest:
+                    newest = tick.time
                 bar = self.bars.add(tick)
                 if bar is not None:
                     result.bars.append(bar)
@@ -199,12 +200,12 @@ class RealtimeQuotes:
             if result.rejected:
                 log.warning("snapshots dropped", extra={"source": source, "reasons": dict(result.rejected)})
             result.accepted = len(quotes)
-            if quotes:
-                as_of = max(q.time for q in quotes)
+            if quotes and newest is not None:
+                as_of = newest.astimezone(EXCHANGE_TZ)
                 if self.metrics.latest is None or as_of > self.metrics.latest:
                     self.metrics.latest = as_of
                 await self._store_quotes(quotes, source, as_of)
-                payload = QuotesSnapshot.model_construct(as_of=as_of, source=source, quotes=tuple(quotes))
+                payload = {"as_of": as_of.isoformat(), "source": source, "quotes": quotes}  # QuotesSnapshot
                 await self._publish(QUOTES_SNAPSHOT, payload)
                 await self._publish_bars(result.bars, as_of)
         result.seconds = time.perf_counter() - started
@@ -223,29 +224,29 @@ class RealtimeQuotes:
         return None
 
     @staticmethod
-    def _quote(tick: Tick, up: int | None, down: int | None, source: str) -> LiveQuote:
-        # Built without re-validation (model_construct): every value was checked reading the snapshot.
-        return LiveQuote.model_construct(
-            ts_code=tick.ts_code,
-            time=tick.time.astimezone(EXCHANGE_TZ),
-            last=from_fen(tick.last),
-            open=_price(tick.open),
-            high=_price(tick.high),
-            low=_price(tick.low),
-            pre_close=from_fen(tick.pre_close),
-            volume=tick.volume,
-            amount=from_fen(tick.amount),
-            bid=tuple(QuoteLevel.model_construct(price=from_fen(p), volume=v) for p, v in tick.bid),
-            ask=tuple(QuoteLevel.model_construct(price=from_fen(p), volume=v) for p, v in tick.ask),
-            limit_up=_price(up),
-            limit_down=_price(down),
-            source=source,
-        )
+    def _quote(tick: Tick, up: int | None, down: int | None, source: str) -> dict[str, Any]:
+        """The quote as `LiveQuote`'s JSON, built directly (every value was checked reading the snapshot)."""
+        return {
+            "ts_code": tick.ts_code,
+            "time": tick.time.astimezone(EXCHANGE_TZ).isoformat(),
+            "last": fen_text(tick.last),
+            "open": _text(tick.open),
+            "high": _text(tick.high),
+            "low": _text(tick.low),
+            "pre_close": fen_text(tick.pre_close),
+            "volume": tick.volume,
+            "amount": fen_text(tick.amount),
+            "bid": [{"price": fen_text(p), "volume": v} for p, v in tick.bid],
+            "ask": [{"price": fen_text(p), "volume": v} for p, v in tick.ask],
+            "limit_up": _text(up),
+            "limit_down": _text(down),
+            "source": source,
+        }
 
-    async def _store_quotes(self, quotes: list[LiveQuote], source: str, as_of: datetime) -> None:
+    async def _store_quotes(self, quotes: list[dict[str, Any]], source: str, as_of: datetime) -> None:
         feed = json.dumps({"source": source, "as_of": as_of.isoformat()})
         try:
-            await self.live.put_quotes([(q.ts_code, quote_json(q)) for q in quotes], feed)
+            await self.live.put_quotes([(q["ts_code"], _encode(q)) for q in quotes], feed)
         except Exception:
             # Published all the same (the event is true); the reads answer 503 while the store is down.
             log.error("could not store the latest quotes", exc_info=True, extra={"quotes": len(quotes)})
@@ -257,9 +258,9 @@ class RealtimeQuotes:
             await self._publish_bars(bars, now)
         return bars
 
-    async def _publish(self, event_type: str, payload: QuotesSnapshot | BarsMinute) -> None:
+    async def _publish(self, event_type: str, payload: dict[str, Any]) -> None:
         try:
-            await self.bus.publish(make_event(event_type, payload, source=SOURCE))
+            await self.bus.publish(make_json_event(event_type, payload, source=SOURCE))
         except Exception:
             # Ephemeral events: the next round supersedes this one; the stored quotes and bars stand.
             log.error("could not publish %s", event_type, exc_info=True)
@@ -267,20 +268,26 @@ class RealtimeQuotes:
     async def _publish_bars(self, bars: list[Bar], closed_at: datetime) -> None:
         if not bars:
             return
-        minute_bars = tuple(
-            MinuteBar.model_construct(
-                ts_code=b.ts_code, minute=b.minute, open=from_fen(b.open), high=from_fen(b.high), low=from_fen(b.low),
-                close=from_fen(b.close), volume=b.volume, amount=from_fen(b.amount),
-            )
+        minute_bars = [
+            {
+                "ts_code": b.ts_code,
+                "minute": b.minute.isoformat(),
+                "open": fen_text(b.open),
+                "high": fen_text(b.high),
+                "low": fen_text(b.low),
+                "close": fen_text(b.close),
+                "volume": b.volume,
+                "amount": fen_text(b.amount),
+            }
             for b in bars
-        )  # fmt: skip
+        ]  # MinuteBar's JSON
         by_day: dict[date, list[tuple[str, str]]] = {}
-        for bar in minute_bars:
-            by_day.setdefault(bar.minute.date(), []).append((bar.ts_code, bar.model_dump_json()))
+        for bar, row in zip(bars, minute_bars, strict=True):
+            by_day.setdefault(bar.minute.date(), []).append((bar.ts_code, _encode(row)))
         try:
             for day, rows in by_day.items():
                 await self.live.add_bars(day, rows)
         except Exception:
             log.error("could not store minute bars", exc_info=True, extra={"bars": len(bars)})
-        payload = BarsMinute.model_construct(bars=minute_bars, closed_at=closed_at.astimezone(EXCHANGE_TZ))
+        payload = {"bars": minute_bars, "closed_at": closed_at.astimezone(EXCHANGE_TZ).isoformat()}  # BarsMinute
         await self._publish(BARS_1M, payload)

@@ -9,10 +9,8 @@ fen, volumes in shares. Bad ones are refused with a reason (the label of `lh_quo
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from shared.core.domain.codes import InvalidTsCode, parse_ts_code
@@ -30,8 +28,6 @@ INCONSISTENT = "inconsistent"  # high below low, or the last price outside them
 STALE = "stale"  # not newer than the code's latest quote (a reordered or repeated snapshot)
 VOLUME_DECREASED = "volume_decreased"  # the day's cumulative volume or amount went down
 REASONS = (MALFORMED, BAD_CODE, UNKNOWN_CODE, NEGATIVE, OFF_TICK, INCONSISTENT, STALE, VOLUME_DECREASED)
-
-_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")
 
 
 class Refused(ValueError):
@@ -60,34 +56,65 @@ class Tick:
     ask: tuple[tuple[int, int], ...]
 
 
+def fen_text(fen: int) -> str:
+    """Fen as the decimal string of CNY the events and the API carry ("10.05", "0.50"): what
+    `format(from_fen(fen), "f")` writes, without a Decimal."""
+    text = _TEXT.get(fen)
+    if text is None:
+        sign = "-" if fen < 0 else ""
+        whole, cents = divmod(abs(fen), 100)
+        text = f"{sign}{whole}.{cents:02d}"
+        if len(_TEXT) >= _FEN_KEPT:
+            _TEXT.clear()
+        _TEXT[fen] = text
+    return text
+
+
 def shares_of_lots(lots: int) -> int:
     """xtdata's stock volume (lots) in shares."""
     return lots * SHARES_PER_LOT
 
 
+# Prices read before, by their text: a whole market's round repeats a few thousand distinct prices many times.
+_FEN: dict[str, int] = {}
+_FEN_KEPT = 200_000
+_TEXT: dict[int, str] = {}  # and the other way
+_CODES: dict[str, str] = {}  # ts_codes read before (the same few thousand every round)
+
+
 def _fen(value: Any, name: str) -> int:
     """A price or amount in fen: a decimal string (or an integer) on the 0.01 tick, not negative."""
+    if type(value) is str:
+        found = _FEN.get(value)
+        if found is not None:
+            return found
+        fen = _read_fen(value, name)
+        if len(_FEN) >= _FEN_KEPT:
+            _FEN.clear()
+        _FEN[value] = fen
+        return fen
+    return _read_fen(value, name)
+
+
+def _read_fen(value: Any, name: str) -> int:
+    """`_fen` without the memory: integer arithmetic on the text, no Decimal on the way."""
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise Refused(MALFORMED, f"{name}: {value!r} is not a decimal string")
     if isinstance(value, int):
-        number = Decimal(value)
-    else:
-        text = value.strip()
-        negative = text.startswith("-")
-        if not _DECIMAL.fullmatch(text.removeprefix("-")):
-            raise Refused(MALFORMED, f"{name}: {value[:40]!r} is not a decimal string")
-        try:
-            number = Decimal(text)
-        except InvalidOperation as exc:  # pragma: no cover - the pattern admits only decimals
-            raise Refused(MALFORMED, f"{name}: {value[:40]!r} is not a decimal") from exc
-        if negative and number != 0:
+        if value < 0:
             raise Refused(NEGATIVE, f"{name}: {value} is negative")
-    if number < 0:
-        raise Refused(NEGATIVE, f"{name}: {number} is negative")
-    fen = number * 100
-    if fen != fen.to_integral_value():
-        raise Refused(OFF_TICK, f"{name}: {number} is not on the 0.01 tick")
-    return int(fen)
+        return value * 100
+    text = value
+    negative = text.startswith("-")
+    whole, dot, fraction = text.removeprefix("-").partition(".")
+    if not (whole.isascii() and whole.isdigit()) or (dot and not (fraction.isascii() and fraction.isdigit())):
+        raise Refused(MALFORMED, f"{name}: {value[:40]!r} is not a decimal string")
+    fen = int(whole) * 100 + int((fraction + "00")[:2])
+    if negative and (fen or fraction.strip("0")):
+        raise Refused(NEGATIVE, f"{name}: {value} is negative")
+    if fraction[2:].strip("0"):
+        raise Refused(OFF_TICK, f"{name}: {value} is not on the 0.01 tick")
+    return fen
 
 
 def _count(value: Any, name: str) -> int:
@@ -102,18 +129,43 @@ def _levels(value: Any, name: str) -> tuple[tuple[int, int], ...]:
     if not isinstance(value, list | tuple) or len(value) > LEVELS:
         raise Refused(MALFORMED, f"{name}: not a list of at most {LEVELS} [price, volume_lots] pairs")
     levels = []
+    known = _FEN
     for i, pair in enumerate(value):
-        if not isinstance(pair, list | tuple) or len(pair) != 2:
+        if (type(pair) is not list and type(pair) is not tuple) or len(pair) != 2:
             raise Refused(MALFORMED, f"{name}[{i}]: not a [price, volume_lots] pair")
-        fen = _fen(pair[0], f"{name}[{i}].price")
-        lots = _count(pair[1], f"{name}[{i}].volume_lots")
+        text, lots = pair
+        fen = known.get(text) if type(text) is str else None
+        if fen is None or type(lots) is not int or lots < 0:
+            try:  # the slow path, which names what is wrong
+                fen = _fen(text, "price")
+                lots = _count(lots, "volume_lots")
+            except Refused as exc:
+                raise Refused(exc.reason, f"{name}[{i}].{exc}") from exc
         if fen > 0 and lots > 0:  # ["0", 0]: nobody at that level
-            levels.append((fen, shares_of_lots(lots)))
+            levels.append((fen, lots * SHARES_PER_LOT))
     return tuple(levels)
 
 
 def _optional(fen: int) -> int | None:
     return fen if fen > 0 else None
+
+
+_last_time: tuple[str, datetime | None] = ("", None)
+
+
+def _time(text: Any) -> datetime | None:
+    """The snapshot's time (a round's snapshots mostly share one: the last one read is kept)."""
+    global _last_time
+    if not isinstance(text, str):
+        return None
+    if _last_time[0] == text:
+        return _last_time[1]
+    try:
+        found: datetime | None = datetime.fromisoformat(text)
+    except ValueError:
+        found = None
+    _last_time = (text, found)
+    return found
 
 
 def read_snapshot(raw: Any) -> Tick:
@@ -127,16 +179,17 @@ def read_snapshot(raw: Any) -> Tick:
         lots, bid, ask = raw["volume_lots"], raw["bid"], raw["ask"]
     except KeyError as exc:
         raise Refused(MALFORMED, f"{exc.args[0]}: missing") from exc
-    try:
-        ts_code = parse_ts_code(code).ts_code if isinstance(code, str) else None
-    except InvalidTsCode as exc:
-        raise Refused(BAD_CODE, f"ts_code: {exc}") from exc
-    if ts_code is None:
+    if not isinstance(code, str):
         raise Refused(MALFORMED, "ts_code: not a string")
-    try:
-        time = datetime.fromisoformat(text) if isinstance(text, str) else None
-    except ValueError:
-        time = None
+    ts_code = _CODES.get(code)
+    if ts_code is None:
+        try:
+            ts_code = parse_ts_code(code).ts_code
+        except InvalidTsCode as exc:
+            raise Refused(BAD_CODE, f"ts_code: {exc}") from exc
+        if len(_CODES) < _FEN_KEPT:
+            _CODES[code] = ts_code
+    time = _time(text)
     if time is None or time.utcoffset() is None:
         raise Refused(MALFORMED, f"time: {str(text)[:40]!r} is not an ISO 8601 time with its UTC offset")
     fen = {name: _fen(value, name) for name, value in fields.items()}
