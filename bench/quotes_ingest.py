@@ -63,25 +63,29 @@ def market_round(ts_codes: list[str], k: int) -> list[dict[str, Any]]:
     return out
 
 
-async def run(live: LiveStore, ts_codes: list[str], rounds: int) -> list[float]:
+async def run(live: LiveStore, ts_codes: list[str], rounds: int) -> tuple[list[float], list[float]]:
     bus = MemoryBus()
     provider = RealtimeQuotes(Securities(ts_codes), live, bus, QuoteMetrics(CollectorRegistry(), lambda: START))  # type: ignore[arg-type]
-    bodies = [market_round(ts_codes, k) for k in range(rounds + 2)]
-    await provider.ingest(bodies[0], "bridge")  # warm up: the securities are loaded
-    timings = []
-    for body in bodies[1:]:
-        started = time.perf_counter()
+    await provider.ingest(market_round(ts_codes, 0), "bridge")  # warm up: the securities are loaded
+    timings, cpu = [], []
+    for k in range(1, rounds + 1):
+        body = market_round(ts_codes, k)  # as the endpoint has it: a frame's body just read
+        started, cpu_started = time.perf_counter(), time.thread_time()
         result = await provider.ingest(body, "bridge")
         timings.append((time.perf_counter() - started) * 1000)
+        cpu.append((time.thread_time() - cpu_started) * 1000)
         assert result.accepted == len(ts_codes), result.rejected
-    return timings
+    return timings, cpu
 
 
-def report(name: str, timings: list[float]) -> None:
-    timings = sorted(timings)
+def report(name: str, measured: tuple[list[float], list[float]]) -> None:
+    """Wall time (what a consumer waits; on a busy machine it includes other processes' turns) and this thread's
+    CPU time (the provider's own work)."""
+    timings, cpu = sorted(measured[0]), sorted(measured[1])
     print(
         f"{name:>28}: p50 {statistics.median(timings):7.1f} ms  p99 {percentile(timings, 99):7.1f} ms  "
-        f"max {max(timings):7.1f} ms  ({'within' if percentile(timings, 99) <= AIM_MS else 'OVER'} {AIM_MS:.0f} ms)"
+        f"max {max(timings):7.1f} ms  ({'within' if percentile(timings, 99) <= AIM_MS else 'OVER'} {AIM_MS:.0f} ms);"
+        f"  CPU p50 {statistics.median(cpu):6.1f} ms  p99 {percentile(cpu, 99):6.1f} ms"
     )
 
 
@@ -90,9 +94,9 @@ def signature_check(ts_codes: list[str]) -> float:
     sender = protocol.Channel(secret=secret, session="s", outgoing=protocol.TO_PLATFORM)
     receiver = protocol.Channel(secret=secret, session="s", outgoing=protocol.TO_BRIDGE)
     frame = sender.seal(protocol.QUOTES, {"quotes": market_round(ts_codes, 0)})
-    started = time.perf_counter()
+    started = time.thread_time()
     receiver.open(frame)
-    return (time.perf_counter() - started) * 1000
+    return (time.thread_time() - started) * 1000
 
 
 async def main() -> None:
@@ -103,7 +107,9 @@ async def main() -> None:
     args = parser.parse_args()
     ts_codes = codes(args.codes)
     print(f"quotes: {args.codes} codes a round, {args.rounds} rounds (one every 3 market seconds)")
-    print(f"{'frame signature check':>28}: {signature_check(ts_codes):7.1f} ms (the bridge endpoint, before ingest)")
+    print(
+        f"{'frame signature check':>28}: {signature_check(ts_codes):7.1f} ms CPU (the bridge endpoint, before ingest)"
+    )
     report("ingest + publish (memory)", await run(MemoryLiveStore(), ts_codes, args.rounds))
     url = args.redis
     if url is None:
