@@ -306,3 +306,24 @@ async def test_bars_close_publish_and_are_stored(provider: Any) -> None:
 async def test_the_snapshot_age_metric_is_nan_before_any_quote(provider: Any) -> None:
     _, _, _, metrics = provider
     assert metrics._age() != metrics._age()  # NaN
+
+
+# --- settings -----------------------------------------------------------------------------------------------------
+
+
+def test_bridge_secrets_are_read_by_id_and_never_shown() -> None:
+    from shared.platform.settings import Mode, Settings
+
+    settings = Settings(qmt_bridge_secrets=" desk-1=s3cret-one , desk-2=s3cret=two,")  # type: ignore[arg-type]
+    assert settings.bridge_secrets() == {"desk-1": "s3cret-one", "desk-2": "s3cret=two"}
+    assert "s3cret" not in repr(settings) and "s3cret" not in str(settings.model_dump())
+    with pytest.raises(ValueError, match="entry 2 is not bridge_id=secret") as bad:
+        Settings(qmt_bridge_secrets="desk-1=s3cret-one,just-a-secret-value").bridge_secrets()  # type: ignore[arg-type]
+    assert "just-a-secret-value" not in str(bad.value)
+    assert Settings().bridge_secrets() == {}
+    # The feed: replay standalone, bridge in fleet, unless LH_QUOTES_FEED says
+    assert Settings(mode=Mode.STANDALONE).quotes_feed_mode() == "replay"
+    fleet = {"mode": Mode.FLEET, "internal_secret": "x" * 32}
+    assert Settings(**fleet).quotes_feed_mode() == "bridge"  # type: ignore[arg-type]
+    assert Settings(**fleet, quotes_feed="off").quotes_feed_mode() == "off"  # type: ignore[arg-type]
+    assert Settings(quotes_feed="").quotes_feed_mode() == "replay"  # type: ignore[arg-type]
