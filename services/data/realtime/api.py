@@ -123,7 +123,8 @@ async def get_minute_bars(
             day = datetime.fromisoformat(json.loads(raw)["time"]).astimezone(EXCHANGE_TZ).date()
         else:
             clock = request.app.state.infra.clock
-            day = market_today(clock.now(), clock.session())
+            replayed = clock.session
+            day = market_today(clock.now(), replayed())
     rows = await _read(live.bars(day, security.ts_code))
     bars = [MinuteBar.model_validate_json(row) for row in rows]
     return MinuteBarsOut(ts_code=security.ts_code, freq=freq, day=day, bars=bars)

@@ -161,6 +161,7 @@ class ReplayFeed:
         self.store = store
         self.provider = provider
         self.clock = clock
+        self.replayed_session = clock.session  # the replay clock's session (None on the real clock)
         self.interval = timedelta(seconds=interval_s)
         self.speed = speed
         self.grace = timedelta(seconds=grace_s)
@@ -180,10 +181,10 @@ class ReplayFeed:
     async def _market_now(self) -> tuple[date, datetime] | None:
         if self.speed is None:
             now = self.clock.now()
-            day = self.clock.session() or now.astimezone(EXCHANGE_TZ).date()
+            day = self.replayed_session() or now.astimezone(EXCHANGE_TZ).date()
             return day, now
         if self._speed_day is None:
-            self._speed_day = self.clock.session() or await self.store.latest_session()
+            self._speed_day = self.replayed_session() or await self.store.latest_session()
             self._started = self.monotonic()
         if self._speed_day is None or self._started is None:
             return None
