@@ -84,6 +84,7 @@ class RoundResult:
     """What one round did: how many quotes were stored, how many dropped by reason, which bars closed."""
 
     accepted: int = 0
+    unchanged: int = 0  # snapshots repeating a code's latest (its time unchanged): skipped, not refused
     rejected: Counter[str] = field(default_factory=Counter)
     bars: list[Bar] = field(default_factory=list)
     seconds: float = 0.0  # from arrival to published
@@ -116,6 +117,7 @@ class RealtimeQuotes:
         self._securities: dict[str, SecurityRecord] = {}
         self._loaded_at: float | None = None
         self._latest: dict[str, Tick] = {}
+        self._seen_times: dict[str, str] = {}  # each code's latest snapshot's time, as the feed wrote it
         self._limits: dict[tuple[str, date, int], tuple[int | None, int | None]] = {}
         self._listing_days: dict[tuple[str, date], int | None] = {}
         self._lock = asyncio.Lock()  # one round at a time: bars and "newer than the latest" need the order
@@ -172,7 +174,13 @@ class RealtimeQuotes:
         self.metrics.received.labels(source=source).inc(len(raws))
         async with self._lock:
             ticks: list[Tick] = []
+            seen = self._seen_times
             for raw in raws:
+                # A full-market snapshot repeats the codes that did not trade since the last one, with their time
+                # unchanged: the same quote again, skipped before it is read.
+                if type(raw) is dict and (code := raw.get("ts_code")) in seen and seen[code] == raw.get("time"):
+                    result.unchanged += 1
+                    continue
                 try:
                     ticks.append(read_snapshot(raw))
                 except Refused as exc:
@@ -189,6 +197,7 @@ class RealtimeQuotes:
                 day = tick.time.astimezone(EXCHANGE_TZ).date()
                 up, down = await self.limits(security, day, tick.pre_close)
                 self._latest[tick.ts_code] = tick
+                self._seen_times[tick.ts_code] = tick.time_text
                 quotes.append(self._quote(tick, up, down, source))
                 if newest is None or tick.time > newest:
                     newest = tick.time

@@ -25,7 +25,7 @@ UNKNOWN_CODE = "unknown_code"  # a stock code the data service does not know
 NEGATIVE = "negative_price"  # a price, volume or amount below zero (or a last price of zero)
 OFF_TICK = "off_tick"  # a price off the 0.01 tick
 INCONSISTENT = "inconsistent"  # high below low, or the last price outside them
-STALE = "stale"  # not newer than the code's latest quote (a reordered or repeated snapshot)
+STALE = "stale"  # older than the code's latest quote (reordered; one of the same time is a repeat, skipped)
 VOLUME_DECREASED = "volume_decreased"  # the day's cumulative volume or amount went down
 REASONS = (MALFORMED, BAD_CODE, UNKNOWN_CODE, NEGATIVE, OFF_TICK, INCONSISTENT, STALE, VOLUME_DECREASED)
 
@@ -54,6 +54,7 @@ class Tick:
     amount: int  # fen, cumulative for the day
     bid: tuple[tuple[int, int], ...]  # (price fen, shares), best first, empty levels left out
     ask: tuple[tuple[int, int], ...]
+    time_text: str = ""  # `time` as the feed wrote it (a repeat of the same snapshot is known by it)
 
 
 def fen_text(fen: int) -> str:
@@ -210,4 +211,5 @@ def read_snapshot(raw: Any) -> Tick:
         amount=fen["amount"],
         bid=_levels(bid, "bid"),
         ask=_levels(ask, "ask"),
+        time_text=text,
     )
