@@ -107,7 +107,11 @@ async def bridge_quotes(websocket: WebSocket) -> None:
                 quotes = body.get("quotes")
                 if not isinstance(quotes, list):
                     raise protocol.ProtocolError('a quotes frame\'s body is {"quotes": [snapshot]}')
-                await provider.ingest(quotes, "bridge")
+                try:
+                    await provider.ingest(quotes, "bridge")
+                except Exception:
+                    # The store cannot be read (the database): the round is lost, the connection kept.
+                    log.exception("a quotes round could not be taken", extra={"bridge_id": bridge_id})
             elif type_ == protocol.REPLY:
                 if body.get("ok") is not True:
                     log.warning("the bridge refused the subscription", extra={"bridge_id": bridge_id,

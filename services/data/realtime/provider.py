@@ -130,7 +130,12 @@ class RealtimeQuotes:
         now = self.monotonic()
         stale = self._loaded_at is None or now - self._loaded_at >= SECURITIES_RELOAD_S
         if self._loaded_at is None or (stale and not codes <= self._securities.keys()):
-            self._securities = {s.ts_code: s for s in await self.store.list_securities()}
+            try:
+                self._securities = {s.ts_code: s for s in await self.store.list_securities()}
+            except Exception:
+                if self._loaded_at is None:
+                    raise  # nothing known yet: the round cannot be checked
+                log.warning("could not re-read the securities; the ones read before are used", exc_info=True)
             self._loaded_at = now
 
     async def load_securities(self) -> None:

@@ -324,3 +324,57 @@ def test_bridge_secrets_are_read_by_id_and_never_shown() -> None:
     assert Settings(**fleet).quotes_feed_mode() == "bridge"  # type: ignore[arg-type]
     assert Settings(**fleet, quotes_feed="off").quotes_feed_mode() == "off"  # type: ignore[arg-type]
     assert Settings(quotes_feed="").quotes_feed_mode() == "replay"  # type: ignore[arg-type]
+
+
+# --- failures -----------------------------------------------------------------------------------------------------
+
+
+class BrokenLiveStore(MemoryLiveStore):
+    async def put_quotes(self, quotes: Any, feed: str) -> None:
+        raise ConnectionError("redis is down")
+
+
+async def test_a_store_that_fails_keeps_nothing_and_the_round_is_still_published() -> None:
+    bus, live = MemoryBus(), BrokenLiveStore()
+    recorder = Recorder()
+    await bus.subscribe("t", ["quotes.snapshot"], recorder)
+    realtime = RealtimeQuotes(FakeStore(), live, bus, QuoteMetrics(CollectorRegistry(), lambda: at("09:31:00")))  # type: ignore[arg-type]
+    result = await realtime.ingest([raw()], "bridge")
+    assert result.accepted == 1
+    assert await live.quote("600000.SH") is None  # nothing kept: the reads answer 503, never a made-up quote
+    for _ in range(20):
+        if recorder.seen:
+            break
+        await asyncio.sleep(0.01)
+    assert [e.type for e in recorder.seen] == ["quotes.snapshot"]
+
+
+class FlakyStore(FakeStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+        self.fail = True
+
+    async def list_securities(self) -> list[SecurityRecord]:
+        self.calls += 1
+        if self.fail:
+            raise ConnectionError("the database is down")
+        return await super().list_securities()
+
+
+async def test_securities_that_cannot_be_read_fail_the_round_until_read_once() -> None:
+    store = FlakyStore()
+    clock = [0.0]
+    realtime = RealtimeQuotes(
+        store, MemoryLiveStore(), MemoryBus(), QuoteMetrics(CollectorRegistry(), lambda: at("09:31:00")),  # type: ignore[arg-type]
+        monotonic=lambda: clock[0],
+    )  # fmt: skip
+    with pytest.raises(ConnectionError):
+        await realtime.ingest([raw()], "bridge")  # nothing known: nothing is taken on trust
+    store.fail = False
+    assert (await realtime.ingest([raw(t="09:30:04")], "bridge")).accepted == 1
+    # Later the database goes down again; a round naming a new code a minute on makes a re-read, which fails:
+    # the securities read before are used, the unknown code dropped.
+    store.fail, clock[0] = True, 61.0
+    result = await realtime.ingest([raw(t="09:30:05"), raw(code="600001.SH", t="09:30:05")], "bridge")
+    assert (result.accepted, dict(result.rejected), store.calls) == (1, {"unknown_code": 1}, 3)
