@@ -193,17 +193,21 @@ class RealtimeQuotes:
             await self._known({t.ts_code for t in ticks})
             quotes: list[dict[str, Any]] = []
             newest: datetime | None = None
+            time_text, day, local_text = "", date.min, ""  # a round's snapshots mostly share their time
             for tick in ticks:
                 reason = self._check(tick)
                 if reason is not None:
                     result.rejected[reason] += 1
                     continue
-                security = self._securities[tick.ts_code]
-                day = tick.time.astimezone(EXCHANGE_TZ).date()
-                up, down = await self.limits(security, day, tick.pre_close)
+                if tick.time_text != time_text or not time_text:
+                    local = tick.time.astimezone(EXCHANGE_TZ)
+                    time_text, day, local_text = tick.time_text, local.date(), local.isoformat()
+                limits = self._limits.get((tick.ts_code, day, tick.pre_close))
+                if limits is None:
+                    limits = await self.limits(self._securities[tick.ts_code], day, tick.pre_close)
                 self._latest[tick.ts_code] = tick
                 self._seen_times[tick.ts_code] = tick.time_text
-                quotes.append(self._quote(tick, up, down, source))
+                quotes.append(self._quote(tick, limits[0], limits[1], source, local_text))
                 if newest is None or tick.time > newest:
                     newest = tick.time
                 bar = self.bars.add(tick)
@@ -238,11 +242,12 @@ class RealtimeQuotes:
         return None
 
     @staticmethod
-    def _quote(tick: Tick, up: int | None, down: int | None, source: str) -> dict[str, Any]:
-        """The quote as `LiveQuote`'s JSON, built directly (every value was checked reading the snapshot)."""
+    def _quote(tick: Tick, up: int | None, down: int | None, source: str, local_time: str) -> dict[str, Any]:
+        """The quote as `LiveQuote`'s JSON, built directly (every value was checked reading the snapshot);
+        `local_time`: its time at +08:00, ISO 8601."""
         return {
             "ts_code": tick.ts_code,
-            "time": tick.time.astimezone(EXCHANGE_TZ).isoformat(),
+            "time": local_time,
             "last": fen_text(tick.last),
             "open": _text(tick.open),
             "high": _text(tick.high),
