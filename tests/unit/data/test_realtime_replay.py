@@ -145,3 +145,23 @@ async def test_on_a_replay_clock_the_feed_follows_the_clock() -> None:
     quote = LiveQuote.model_validate_json(await live.quote("600000.SH") or b"")
     assert quote.time == datetime(2024, 12, 31, 9, 30, tzinfo=EXCHANGE_TZ)  # on the 3 s grid at the clock's now
     assert quote.last == Decimal("10.00")  # the open
+
+
+async def test_at_a_speed_the_feed_replays_the_newest_session_and_stops_after_the_close() -> None:
+    wall = [0.0]
+    live = MemoryLiveStore()
+    provider = RealtimeQuotes(FakeStore(), live, MemoryBus(), QuoteMetrics(CollectorRegistry(), lambda: grid()[0]))  # type: ignore[arg-type]
+    clock = ReplayClock()  # no session set: the feed takes the store's newest, 2024-12-31
+    feed = ReplayFeed(FakeStore(), provider, clock, interval_s=3, speed=60, monotonic=lambda: wall[0])  # type: ignore[arg-type]
+    assert await feed.step() is True  # 09:25:00: the opening auction
+    auction = LiveQuote.model_validate_json(await live.quote("600000.SH") or b"")
+    assert auction.time == datetime(2024, 12, 31, 9, 25, tzinfo=EXCHANGE_TZ) and auction.last == Decimal("10.00")
+    wall[0] = 65.0  # 65 wall seconds at 60x: 10:30:00 of the session
+    assert await feed.step() is True
+    assert LiveQuote.model_validate_json(await live.quote("600000.SH") or b"").time == datetime(
+        2024, 12, 31, 10, 30, tzinfo=EXCHANGE_TZ
+    )
+    wall[0] = 600.0  # long after 15:00: the last round closes the day, then the feed is done
+    assert await feed.step() is False
+    last = LiveQuote.model_validate_json(await live.quote("600000.SH") or b"")
+    assert last.last == Decimal("10.20") and last.volume == UP.vol  # the close, the day's whole volume
