@@ -91,7 +91,7 @@ async def test_a_trade_before_the_async_response_is_mapped_by_remark_and_kept(
     trade = await harness.wait_for("trade")
     order = await harness.wait_for("order", lambda b: b["status"] == 56)
     # the trade came first, yet it names the platform's order
-    first = [t for t, _ in harness.pushes if t in ("trade", "order")][0]
+    first = next(t for t, _ in harness.pushes if t in ("trade", "order"))
     assert first == "trade"
     qmt_id = xt.broker.find(remark=REMARK)["order_id"]
     assert trade["order_id"] == OID and trade["qmt_order_id"] == qmt_id
@@ -243,9 +243,7 @@ async def test_a_miniqmt_disconnect_reconnects_with_a_new_trader_and_reconciles(
     assert (position["ts_code"], position["volume"], position["avg_price"]) == ("600000.SH", 200, "10.500")
 
 
-async def test_a_restarted_bridge_knows_its_orders_by_the_journal(
-    xt: SimpleNamespace, tmp_path: Path
-) -> None:
+async def test_a_restarted_bridge_knows_its_orders_by_the_journal(xt: SimpleNamespace, tmp_path: Path) -> None:
     first = Harness(xt, tmp_path / "j.sqlite3")
     await first.start()
     first.link.place(place_body(OID))
