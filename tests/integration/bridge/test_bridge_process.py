@@ -32,10 +32,14 @@ async def control(port: int, action: str, body: dict[str, Any] | None = None) ->
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/{action}", data=json.dumps(body or {}).encode(), method="POST"
         )
-        with urllib.request.urlopen(request, timeout=WAIT_S) as response:
+        with urllib.request.urlopen(request, timeout=WAIT_S) as response:  # noqa: S310 (http to the fake on loopback)
             return json.loads(response.read())["result"]
 
     return await asyncio.to_thread(call)
+
+
+def _log_file(path: Path) -> Any:
+    return open(path, "wb")
 
 
 async def start_bridge(tmp_path: Path, platform: FakePlatform, port: int, run: int) -> asyncio.subprocess.Process:
@@ -61,10 +65,13 @@ reconnect_max_s = 0.2
         "FAKE_XTQUANT_CONTROL": f"127.0.0.1:{port}",
         "FAKE_XTQUANT_STATE": str(tmp_path / "miniqmt.json"),
     }
-    log = open(tmp_path / f"bridge-{run}.log", "wb")  # noqa: SIM115 (the process writes it; closed with the test)
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bridge.qmt", "--config", str(config), env=env, stdout=log, stderr=log, cwd=tmp_path
-    )
+    log = _log_file(tmp_path / f"bridge-{run}.log")
+    try:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bridge.qmt", "--config", str(config), env=env, stdout=log, stderr=log, cwd=tmp_path
+        )
+    finally:
+        log.close()  # the process has its own copy
 
 
 async def stop_bridge(process: asyncio.subprocess.Process) -> int:
@@ -130,10 +137,15 @@ async def test_a_bad_config_exits_2_naming_the_setting(tmp_path: Path) -> None:
     config = tmp_path / "bridge.toml"
     config.write_text('session_id = "x"\n')
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bridge.qmt", "--config", str(config),
+        sys.executable,
+        "-m",
+        "bridge.qmt",
+        "--config",
+        str(config),
         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "LH_BRIDGE_SECRET": SECRET},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     out, _ = await asyncio.wait_for(process.communicate(), WAIT_S)
     assert process.returncode == 2
     assert b"session_id: must be an integer" in out and SECRET.encode() not in out

@@ -47,14 +47,17 @@ def test_the_environment_overrides_the_file_and_can_stand_alone(tmp_path: Path) 
     }
     config = load_config(write(tmp_path, GOOD), env)
     assert (config.session_id, config.quotes, config.quote_codes) == (42, False, ("600000.SH", "SZ"))
-    alone = load_config(None, {
-        **env,
-        "LH_BRIDGE_USERDATA": "/u",
-        "LH_BRIDGE_ACCOUNT": "a1",
-        "LH_BRIDGE_ID": "b1",
-        "LH_BRIDGE_PLATFORM_URL": "ws://127.0.0.1:8000/",
-        "LH_BRIDGE_JOURNAL": "j.db",
-    })  # fmt: skip
+    alone = load_config(
+        None,
+        {
+            **env,
+            "LH_BRIDGE_USERDATA": "/u",
+            "LH_BRIDGE_ACCOUNT": "a1",
+            "LH_BRIDGE_ID": "b1",
+            "LH_BRIDGE_PLATFORM_URL": "ws://127.0.0.1:8000/",
+            "LH_BRIDGE_JOURNAL": "j.db",
+        },
+    )
     assert alone.url("/bridge/v1/quotes") == "ws://127.0.0.1:8000/bridge/v1/quotes"
 
 

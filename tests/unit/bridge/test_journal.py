@@ -47,8 +47,15 @@ def test_the_mapping_survives_a_reopen(tmp_path: Path) -> None:
     journal.begin(**ORDER)
     journal.sent("o-1", 3)
     journal.acknowledged("o-1", 1001, "S1001")
-    journal.observed("o-1", status=55, status_msg="", traded_qty=100, traded_price="10.500", order_sysid=None,
-                     order_time="2026-12-07T09:31:00+08:00")  # fmt: skip
+    journal.observed(
+        "o-1",
+        status=55,
+        status_msg="",
+        traded_qty=100,
+        traded_price="10.500",
+        order_sysid=None,
+        order_time="2026-12-07T09:31:00+08:00",
+    )
     journal.begin(**{**ORDER, "order_id": "o-2", "remark": "o-2"})
     journal.refused("o-2", "refused")
     journal.close()

@@ -273,8 +273,16 @@ async def test_journalled_but_unanswered_orders_are_found_by_remark_or_reported_
     xt.broker.set_behaviour(silent=False)
     # an order journalled just before a crash, never sent
     crashed = Journal(path)
-    crashed.begin(order_id="lost-1", remark="lost-1", ts_code="000001.SZ", side="sell", qty=100, price_type=11,
-                  price="9.000", strategy_name="")  # fmt: skip
+    crashed.begin(
+        order_id="lost-1",
+        remark="lost-1",
+        ts_code="000001.SZ",
+        side="sell",
+        qty=100,
+        price_type=11,
+        price="9.000",
+        strategy_name="",
+    )
     crashed.close()
 
     second = Harness(xt, path)

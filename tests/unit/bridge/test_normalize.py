@@ -25,10 +25,20 @@ def test_times_are_china_time_iso() -> None:
 
 def test_an_order() -> None:
     xt = SimpleNamespace(
-        order_id=1001, order_sysid="S1", stock_code="000001.SZ", order_type=24, order_volume=300, price_type=11,
-        price=12.34, order_status=55, status_msg="", traded_volume=100, traded_price=12.35, order_time=T,
+        order_id=1001,
+        order_sysid="S1",
+        stock_code="000001.SZ",
+        order_type=24,
+        order_volume=300,
+        price_type=11,
+        price=12.34,
+        order_status=55,
+        status_msg="",
+        traded_volume=100,
+        traded_price=12.35,
+        order_time=T,
         order_remark="r-1",
-    )  # fmt: skip
+    )
     assert normalize.order(xt, "o-1") == {
         "order_id": "o-1",
         "remark": "r-1",
@@ -49,9 +59,18 @@ def test_an_order() -> None:
 
 def test_a_trade_position_and_asset() -> None:
     trade = SimpleNamespace(
-        order_id=1001, order_sysid="", traded_id="T9", stock_code="600000.SH", order_type=23, traded_volume=200,
-        traded_price=10.1, traded_amount=2020.0, traded_time=T, commission=5.0, order_remark="",
-    )  # fmt: skip
+        order_id=1001,
+        order_sysid="",
+        traded_id="T9",
+        stock_code="600000.SH",
+        order_type=23,
+        traded_volume=200,
+        traded_price=10.1,
+        traded_amount=2020.0,
+        traded_time=T,
+        commission=5.0,
+        order_remark="",
+    )
     assert normalize.trade(trade, None) == {
         "order_id": None,
         "remark": "",
@@ -67,9 +86,17 @@ def test_a_trade_position_and_asset() -> None:
         "commission": "5.00",
     }
     position = SimpleNamespace(
-        stock_code="600000.SH", volume=500, can_use_volume=300, frozen_volume=0, on_road_volume=200,
-        yesterday_volume=300, open_price=9.8, avg_price=9.9, market_value=5050.0, last_price=10.1,
-    )  # fmt: skip
+        stock_code="600000.SH",
+        volume=500,
+        can_use_volume=300,
+        frozen_volume=0,
+        on_road_volume=200,
+        yesterday_volume=300,
+        open_price=9.8,
+        avg_price=9.9,
+        market_value=5050.0,
+        last_price=10.1,
+    )
     assert normalize.position(position) == {
         "ts_code": "600000.SH",
         "volume": 500,
@@ -93,10 +120,19 @@ def test_a_trade_position_and_asset() -> None:
 
 def test_a_snapshot_keeps_lots_and_five_levels() -> None:
     tick = {
-        "time": T * 1000, "lastPrice": 10.12, "open": 10.0, "high": 10.2, "low": 9.95, "lastClose": 10.01,
-        "amount": 123456789.5, "volume": 120345, "bidPrice": [10.11, 10.1, 10.09], "bidVol": [12, 30, 7],
-        "askPrice": [10.12, 10.13, 10.14, 10.15, 10.16], "askVol": [5, 6, 7, 8, 9],
-    }  # fmt: skip
+        "time": T * 1000,
+        "lastPrice": 10.12,
+        "open": 10.0,
+        "high": 10.2,
+        "low": 9.95,
+        "lastClose": 10.01,
+        "amount": 123456789.5,
+        "volume": 120345,
+        "bidPrice": [10.11, 10.1, 10.09],
+        "bidVol": [12, 30, 7],
+        "askPrice": [10.12, 10.13, 10.14, 10.15, 10.16],
+        "askVol": [5, 6, 7, 8, 9],
+    }
     assert normalize.snapshot("600000.SH", tick) == {
         "ts_code": "600000.SH",
         "time": "2025-12-07T09:30:00+08:00",
