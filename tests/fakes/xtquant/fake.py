@@ -10,7 +10,9 @@ Behaviours (`set_behaviour`): refuse (order_stock_async returns -1), reject (a m
 with it, their on_order_error after the async response as the library holds it), trade_before_response (the order
 fills at once and the trade is pushed before the async response), duplicate (every order/trade push comes twice),
 silent (an order is placed at the broker but no callback at all comes for it), auto_fill, cancel_unknown_ok
-(default True: a cancel of an order the broker never had is answered as a success, as the real one can)."""
+(default True: a cancel of an order the broker never had is answered as a success, as the real one can),
+strip_remark (order/trade/error pushes come without order_remark, as some brokers' do; the async response keeps
+it)."""
 
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ DEFAULT_BEHAVIOURS: dict[str, Any] = {
     "silent": False,
     "auto_fill": False,
     "cancel_unknown_ok": True,
+    "strip_remark": False,
 }
 
 
@@ -107,6 +110,8 @@ class Broker:
                 self.sessions.remove(trader)
 
     def _push(self, account_id: str, method: str, obj: Any) -> None:
+        if self.behaviours["strip_remark"] and hasattr(obj, "order_remark"):
+            obj = type(obj)(**{**obj.as_dict(), "order_remark": ""})
         times = 2 if self.behaviours["duplicate"] and method in ("on_stock_order", "on_stock_trade") else 1
         for trader in list(self.sessions):
             if account_id in trader.subscribed:

@@ -116,6 +116,15 @@ async def test_the_bridge_process_places_fills_forwards_quotes_and_restarts(tmp_
         await control(port, "quotes", {"data": {"600519.SH": tick, "000001.SZ": tick}})
         quotes = await platform.push("quotes")
         assert [(q["ts_code"], q["volume_lots"]) for q in quotes["quotes"]] == [("600519.SH", 321)]
+        # MiniQMT goes away and comes back: the platform hears of both, the bridge builds a new trader and
+        # subscribes the quotes again (one subscription, not two)
+        connected = len(platform.pushes("connection", lambda b: b["qmt"] == "connected"))
+        await control(port, "disconnect", {"down": True})
+        await platform.push("connection", lambda b: b["qmt"] == "disconnected")
+        await control(port, "up")
+        await platform.until(lambda: len(platform.pushes("connection", lambda b: b["qmt"] == "connected")) > connected)
+        state = await control(port, "state")
+        assert (state["sessions"], state["traders_created"] >= 2, state["quote_subs"]) == (1, True, 1)
         assert await stop_bridge(process) == 0
         log = (tmp_path / "bridge-1.log").read_text()
         assert "bridge stopped" in log and SECRET not in log

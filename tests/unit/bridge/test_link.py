@@ -324,3 +324,30 @@ async def test_queries_answer_in_the_protocol_shapes(harness: Harness, xt: Simpl
         "market_value": "888.00",
         "total_asset": "1000000.00",
     }
+
+
+async def test_a_trade_without_a_remark_before_the_response_is_held_until_the_response_names_its_order(
+    harness: Harness, xt: SimpleNamespace
+) -> None:
+    xt.broker.set_behaviour(trade_before_response=True, strip_remark=True)
+    harness.link.place(place_body(OID, price="10.100"))
+    trade = await harness.wait_for("trade")
+    # it could not be mapped when it came (no remark, MiniQMT's id not yet known): held, then pushed, not dropped
+    assert trade["order_id"] == OID and trade["remark"] == ""
+    order = await harness.wait_for("order", lambda b: b["status"] == 56)
+    assert order["order_id"] == OID
+    pushed = [t for t, _ in harness.pushes if t in ("trade", "order")]
+    assert pushed[0] == "trade"
+    await harness.barrier()
+    assert len(harness.of("trade")) == 1
+
+
+async def test_an_order_error_without_a_remark_maps_by_miniqmt_id_after_the_response(
+    harness: Harness, xt: SimpleNamespace
+) -> None:
+    xt.broker.set_behaviour(reject="超出涨跌停", strip_remark=True)
+    harness.link.place(place_body(OID))
+    error = await harness.wait_for("order_error")
+    assert (error["order_id"], error["error_msg"]) == (OID, "超出涨跌停")
+    entry = harness.journal.get(OID)
+    assert entry is not None and entry.status == 57 and entry.status_msg == "超出涨跌停"
