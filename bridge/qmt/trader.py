@@ -23,13 +23,14 @@ import importlib
 import logging
 import re
 from collections.abc import Callable
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from types import SimpleNamespace
 from typing import Any
 
 from bridge.qmt import normalize, protocol
 from bridge.qmt.backoff import Backoff
-from bridge.qmt.journal import SENDING, SENT, UNCONFIRMED, Entry, Journal
+from bridge.qmt.journal import CST, SENDING, SENT, UNCONFIRMED, Entry, Journal
 
 log = logging.getLogger("bridge.qmt.trader")
 
@@ -169,12 +170,12 @@ class QmtLink:
                 self._report("connected")
                 for hook in self.on_connected:
                     hook()
-                self.reconcile()
+                self._reconcile_safely()
                 while self.connected:
                     try:
                         await asyncio.wait_for(self._lost.wait(), self.reconcile_interval_s)
                     except TimeoutError:
-                        self.reconcile()
+                        self._reconcile_safely()
                         continue
                     self._lost.clear()
                     log.warning("MiniQMT disconnected: reconnecting with a new trader")
@@ -192,7 +193,22 @@ class QmtLink:
     def connection_state(self) -> str:
         return "connected" if self.connected else "disconnected"
 
+    def _reconcile_safely(self) -> None:
+        try:
+            self.reconcile()
+        except Exception:  # a failing query must not end the link: the next reconnect or poll tries again
+            log.exception("reconciling with MiniQMT failed")
+
     def _connect_once(self) -> bool:
+        try:
+            return self._connect()
+        except ValueError:
+            raise
+        except Exception:
+            log.exception("connecting to MiniQMT raised")
+            return False
+
+    def _connect(self) -> bool:
         self.generation += 1
         xt = self._xt
         trader = xt.xttrader.XtQuantTrader(self.userdata_path, self.session_id)
@@ -509,16 +525,23 @@ class QmtLink:
         if not created:
             return protocol.ok({"state": "known", "order": self.current_order(entry)})
         self._inflight.add(entry.order_id)
-        seq = self._trader.order_stock_async(
-            self._account,
-            req["ts_code"],
-            normalize.ORDER_TYPES[req["side"]],
-            req["qty"],
-            req["price_type"],
-            float(req["price"]),
-            req["strategy_name"],
-            req["remark"],
-        )
+        try:
+            seq = self._trader.order_stock_async(
+                self._account,
+                req["ts_code"],
+                normalize.ORDER_TYPES[req["side"]],
+                req["qty"],
+                req["price_type"],
+                float(req["price"]),
+                req["strategy_name"],
+                req["remark"],
+            )
+        except Exception:
+            # Whether MiniQMT took it is unknown: reported as such (255) and resolved by its remark at the next
+            # reconciliation; never sent again.
+            log.exception("order_stock_async raised for order %s: its outcome is unknown", entry.order_id)
+            self._inflight.discard(entry.order_id)
+            return protocol.ok({"state": "known", "order": normalize.entry_order(entry)})
         if seq is None or int(seq) < 0:
             self._inflight.discard(entry.order_id)
             message = "MiniQMT refused the order (order_stock_async returned -1): nothing was placed"
@@ -588,8 +611,9 @@ class QmtLink:
                 entry = self._acknowledge(entry, int(xt_order.order_id), _field(xt_order, "order_sysid"))
             orders.append(normalize.order(xt_order, entry.order_id if entry else None))
         known = {o["remark"] for o in orders}
+        today = datetime.now(CST).date().isoformat()
         for entry in self.journal.in_state(UNCONFIRMED, SENDING, SENT):
-            if entry.remark not in known:
+            if entry.remark not in known and entry.created_at.startswith(today):
                 orders.append(normalize.entry_order(entry))
         return protocol.ok({"orders": orders})
 

@@ -351,3 +351,40 @@ async def test_an_order_error_without_a_remark_maps_by_miniqmt_id_after_the_resp
     assert (error["order_id"], error["error_msg"]) == (OID, "超出涨跌停")
     entry = harness.journal.get(OID)
     assert entry is not None and entry.status == 57 and entry.status_msg == "超出涨跌停"
+
+
+async def test_order_stock_async_raising_leaves_the_order_unknown_and_never_resent(
+    harness: Harness, xt: SimpleNamespace
+) -> None:
+    def broken(*args: object) -> int:
+        raise OSError("pipe to MiniQMT broke")
+
+    harness.link._trader.order_stock_async = broken
+    reply = harness.link.place(place_body(OID))
+    assert reply["ok"] is True and reply["body"]["state"] == "known"
+    assert (reply["body"]["order"]["status"], reply["body"]["order"]["qmt_order_id"]) == (255, None)
+    harness.link.reconcile()  # MiniQMT has no order with its remark: unconfirmed, reported 255
+    pushed = await harness.wait_for("order", lambda b: b["order_id"] == OID)
+    assert pushed["status"] == 255 and harness.journal.get(OID).state == UNCONFIRMED
+    again = harness.link.place(place_body(OID))
+    assert again["body"]["state"] == "known" and again["body"]["order"]["status"] == 255
+    assert xt.broker.order_calls == []
+
+
+async def test_a_failing_reconciliation_does_not_end_the_link(harness: Harness, xt: SimpleNamespace) -> None:
+    real = xt.broker.query_orders
+    calls = {"n": 0}
+
+    def flaky(account_id: str) -> list[object]:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("MiniQMT answered garbage")
+        return real(account_id)
+
+    xt.broker.query_orders = flaky
+    xt.broker.disconnect(down=False)  # MiniQMT restarts: the reconnect's reconciliation fails once
+    await harness.wait_for("connection", lambda b: b["qmt"] == "connected", count=2)
+    assert calls["n"] >= 1
+    assert harness.link.place(place_body(OID))["body"]["state"] == "placed"
+    order = await harness.wait_for("order", lambda b: b["order_id"] == OID)
+    assert order["status"] == 50
