@@ -6,7 +6,8 @@ States:
   sending     journalled; order_stock_async not yet answered (or the bridge stopped before it was)
   sent        order_stock_async returned a seq; MiniQMT's order id not yet known
   acknowledged MiniQMT's order id is known (async response, a push or a query by remark)
-  refused     order_stock_async returned -1: nothing was placed
+  refused     order_stock_async returned -1, or MiniQMT refused the order before giving it an id: nothing was
+              placed (should MiniQMT show it after all, it becomes acknowledged)
   unconfirmed journalled by an earlier run, never answered and not found in MiniQMT's orders by its remark:
               reported with status 255 (unknown); never placed again
 The last order state seen at MiniQMT (status, fills) is kept too, to answer a repeated place or a query."""

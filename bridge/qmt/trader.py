@@ -332,7 +332,11 @@ class QmtLink:
             return
         if entry is not None:
             entry = self._acknowledge(entry, int(error.order_id or 0), None)
-            if entry.status not in protocol.FINAL_ORDER_STATUS:
+            if entry.qmt_order_id is None:  # refused before MiniQMT gave it an id: nothing was placed
+                self._inflight.discard(entry.order_id)
+                if entry.state != "refused":
+                    self.journal.refused(entry.order_id, str(error.error_msg))
+            elif entry.status not in protocol.FINAL_ORDER_STATUS:
                 self.journal.observed(
                     entry.order_id,
                     status=57,
@@ -378,15 +382,7 @@ class QmtLink:
         if qmt_order_id <= 0:
             self._inflight.discard(entry.order_id)
             message = str(_field(response, "error_msg", "") or "MiniQMT did not accept the order")
-            self.journal.observed(
-                entry.order_id,
-                status=57,
-                status_msg=message,
-                traded_qty=0,
-                traded_price=None,
-                order_sysid=None,
-                order_time=None,
-            )
+            self.journal.refused(entry.order_id, message)
             self.push(
                 protocol.ORDER_ERROR,
                 {"order_id": entry.order_id, "qmt_order_id": None, "error_id": -1, "error_msg": message},

@@ -12,7 +12,8 @@ fills at once and the trade is pushed before the async response), duplicate (eve
 silent (an order is placed at the broker but no callback at all comes for it), auto_fill, cancel_unknown_ok
 (default True: a cancel of an order the broker never had is answered as a success, as the real one can),
 strip_remark (order/trade/error pushes come without order_remark, as some brokers' do; the async response keeps
-it)."""
+it), fail_async (a message: the async call returns a seq, but the response has order_id -1 and the message, and an
+on_order_error with order_id -1 follows; nothing is placed)."""
 
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ DEFAULT_BEHAVIOURS: dict[str, Any] = {
     "auto_fill": False,
     "cancel_unknown_ok": True,
     "strip_remark": False,
+    "fail_async": "",
 }
 
 
@@ -140,6 +142,34 @@ class Broker:
             if self.behaviours["refuse"]:
                 self._save()
                 return -1
+            if self.behaviours["fail_async"] and seq is not None:
+                message = self.behaviours["fail_async"]
+                trader.post(
+                    "on_order_stock_async_response",
+                    xttype.XtOrderResponse(
+                        account_type=2,
+                        account_id=account_id,
+                        order_id=-1,
+                        strategy_name=strategy_name,
+                        order_remark=remark,
+                        error_msg=message,
+                        seq=seq,
+                    ),
+                )
+                self._push(
+                    account_id,
+                    "on_order_error",
+                    xttype.XtOrderError(
+                        account_type=2,
+                        account_id=account_id,
+                        order_id=-1,
+                        error_id=-1,
+                        error_msg=message,
+                        strategy_name=strategy_name,
+                        order_remark=remark,
+                    ),
+                )
+                return seq
             order_id = self.next_order_id
             self.next_order_id += 1
             order = {

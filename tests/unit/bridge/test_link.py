@@ -388,3 +388,23 @@ async def test_a_failing_reconciliation_does_not_end_the_link(harness: Harness, 
     assert harness.link.place(place_body(OID))["body"]["state"] == "placed"
     order = await harness.wait_for("order", lambda b: b["order_id"] == OID)
     assert order["status"] == 50
+
+
+async def test_an_order_miniqmt_refuses_before_giving_it_an_id_stays_rejected(
+    harness: Harness, xt: SimpleNamespace
+) -> None:
+    xt.broker.set_behaviour(fail_async="账户状态异常")
+    assert harness.link.place(place_body(OID))["body"]["state"] == "placed"
+    await harness.wait_for("order_error", count=2)  # from the failed response, and the library's on_order_error
+    errors = harness.of("order_error")
+    assert {(e["order_id"], e["qmt_order_id"], e["error_msg"]) for e in errors} == {(OID, None, "账户状态异常")}
+    entry = harness.journal.get(OID)
+    assert entry is not None and entry.state == REFUSED
+    # a reconnect's reconciliation does not turn it into an unknown (255): it was never placed
+    xt.broker.disconnect(down=False)
+    await harness.wait_for("connection", lambda b: b["qmt"] == "connected", count=2)
+    await harness.barrier()
+    assert harness.of("order", lambda b: b["order_id"] == OID) == []
+    again = harness.link.place(place_body(OID))
+    assert again["body"]["order"]["status"] == 57 and again["body"]["order"]["status_msg"] == "账户状态异常"
+    assert xt.broker.orders == {}
