@@ -162,7 +162,8 @@ class QmtLink:
             self._xt = load_xtquant()
         try:
             while True:
-                if not self._connect_once():
+                # connect() blocks until MiniQMT answers: off the loop, so the platform link stays alive meanwhile
+                if not await asyncio.to_thread(self._connect_once):
                     self._report("disconnected")
                     await asyncio.sleep(self._backoff.next())
                     continue

@@ -108,6 +108,7 @@ async def test_a_platform_disconnect_says_hello_again_and_keeps_the_orders(
     running = Running(Bridge(config(tmp_path, platform.url), xt=xt))
     try:
         first = await platform.session()
+        await platform.push("connection", lambda b: b["qmt"] == "connected")
         assert (await platform.request(first, protocol.PLACE, place(OID)))["body"]["state"] == "placed"
         await first.ws.close()
         second = await platform.session(number=2)
