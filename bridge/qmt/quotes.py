@@ -45,7 +45,11 @@ class QuoteFeed:
                 log.exception("unsubscribing the old quote subscription failed")
             self._sub = None
         wanted = list(WHOLE_MARKET) if self.codes == ["*"] else list(self.codes)
-        sub = self._xtdata.subscribe_whole_quote(wanted, self._on_data)
+        try:
+            sub = self._xtdata.subscribe_whole_quote(wanted, self._on_data)
+        except Exception:  # xtdata cannot reach MiniQMT's data service now
+            log.exception("subscribe_whole_quote(%s) raised: no quotes until the next reconnect", wanted)
+            return
         if sub is None or int(sub) < 0:
             log.warning("subscribe_whole_quote(%s) failed (%s): no quotes until the next reconnect", wanted, sub)
             return

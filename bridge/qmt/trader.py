@@ -170,7 +170,10 @@ class QmtLink:
                 self._backoff.reset()
                 self._report("connected")
                 for hook in self.on_connected:
-                    hook()
+                    try:
+                        hook()
+                    except Exception:
+                        log.exception("a hook after connecting to MiniQMT failed")
                 self._reconcile_safely()
                 while self.connected:
                     try:

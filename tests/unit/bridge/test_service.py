@@ -96,3 +96,24 @@ async def test_the_quote_feed_forwards_the_subscribed_codes(xt: SimpleNamespace)
     assert [s["ts_code"] for s in pushes[1][1]["quotes"]] == ["000001.SZ"]
     bad = await feed.handle(protocol.SUBSCRIBE, {"codes": ["600000"]})
     assert bad["error"]["code"] == protocol.BAD_REQUEST
+
+
+async def test_a_quote_subscription_that_raises_is_logged_and_tried_again(xt: SimpleNamespace) -> None:
+    class Down:
+        calls = 0
+
+        def subscribe_whole_quote(self, codes: list[str], callback: Any) -> int:
+            self.calls += 1
+            if self.calls == 1:
+                raise ConnectionError("xtdata cannot reach MiniQMT")
+            return xt.xtdata.subscribe_whole_quote(codes, callback)
+
+        def unsubscribe_quote(self, seq: int) -> None:
+            xt.xtdata.unsubscribe_quote(seq)
+
+    feed = QuoteFeed(("SH",), lambda t, b: None, Down())
+    feed.attach(asyncio.get_running_loop())
+    feed.resubscribe()
+    assert xt.broker.quote_subs == {}
+    feed.resubscribe()  # the next reconnect
+    assert [codes for codes, _ in xt.broker.quote_subs.values()] == [["SH"]]
