@@ -408,3 +408,11 @@ async def test_an_order_miniqmt_refuses_before_giving_it_an_id_stays_rejected(
     again = harness.link.place(place_body(OID))
     assert again["body"]["order"]["status"] == 57 and again["body"]["order"]["status_msg"] == "账户状态异常"
     assert xt.broker.orders == {}
+
+
+async def test_account_status_changes_are_pushed_once_each(harness: Harness, xt: SimpleNamespace) -> None:
+    await harness.wait_for("account_status", lambda b: b["status"] == 0)  # from the reconciliation at connect
+    xt.broker.set_account_status(6)  # closed, after hours
+    xt.broker.set_account_status(6)
+    await harness.barrier()
+    assert [b["status"] for b in harness.of("account_status")] == [0, 6]
