@@ -4,7 +4,8 @@ sessions, and the quirks a test can switch on. One per process (`broker()`; `res
 Environment (for a bridge run as a subprocess):
   FAKE_XTQUANT_STATE=<file>            the broker's orders/trades/positions/cash persist there (a restarted bridge
                                        sees the same "MiniQMT" orders)
-  FAKE_XTQUANT_CONTROL=127.0.0.1:<port> a small HTTP control server (POST /<action> with a JSON body; see `control`)
+  FAKE_XTQUANT_CONTROL=127.0.0.1:<port> a small HTTP control server (POST /<action> with a JSON body; see `control`);
+                                       port 0 takes a free port, written as host:port to FAKE_XTQUANT_CONTROL_FILE
 
 Behaviours (`set_behaviour`): refuse (order_stock_async returns -1), reject (a message: the next orders are junked
 with it, their on_order_error after the async response as the library holds it), trade_before_response (the order
@@ -551,3 +552,8 @@ def _start_control(address: str) -> None:
     host, port = address.rsplit(":", 1)
     _server = ThreadingHTTPServer((host, int(port)), _Handler)
     threading.Thread(target=_server.serve_forever, name="fake-xtquant-control", daemon=True).start()
+    announce = os.environ.get("FAKE_XTQUANT_CONTROL_FILE")
+    if announce:  # port 0 picks a free one: say which
+        tmp = Path(announce).with_suffix(".tmp")
+        tmp.write_text(f"{host}:{_server.server_address[1]}")
+        os.replace(tmp, announce)
