@@ -68,7 +68,7 @@ reconnect_max_s = 0.2
     )
     env = {
         "PATH": "/usr/bin:/bin",
-        "PYTHONPATH": f"{ROOT}:{ROOT / 'tests' / 'fakes'}",
+        "PYTHONPATH": f"{ROOT}:{ROOT / 'tests' / 'support' / 'qmt'}",
         "LH_BRIDGE_SECRET": SECRET,
         "FAKE_XTQUANT_CONTROL": "127.0.0.1:0",
         "FAKE_XTQUANT_CONTROL_FILE": str(tmp_path / f"control-{run}.txt"),

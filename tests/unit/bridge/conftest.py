@@ -1,4 +1,4 @@
-"""The bridge's MiniQMT link run in this process against the fake xtquant (tests/fakes), and what it pushes."""
+"""The bridge's MiniQMT link run in this process against the fake xtquant (tests/support/qmt), and what it pushes."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 from bridge.qmt.journal import Journal
 from bridge.qmt.trader import QmtLink
-from tests.fakes.loader import fake_xtquant
+from tests.support.qmt.loader import fake_xtquant
 
 ACCOUNT = "8881234567"
 WAIT_S = 10.0  # a bound on waiting for a push, not a timing assertion
