@@ -15,8 +15,8 @@ from bridge.qmt import protocol
 from bridge.qmt.app import Bridge
 from bridge.qmt.config import BridgeConfig
 from bridge.qmt.platform import ForgedWelcome
-from tests.support.qmt.loader import fake_xtquant
 from tests.integration.bridge.fake_platform import WAIT_S, FakePlatform
+from tests.support.qmt.loader import fake_xtquant
 
 SECRET = "bridge-secret-0123456789"
 ACCOUNT = "8881234567"
