@@ -60,6 +60,7 @@ class BridgeLink:
     qmt: str | None = None  # the bridge's link to MiniQMT, from its `connection` pushes
     account_status: int | None = None  # MiniQMT's account status code, from `account_status` pushes
     closed: bool = False
+    timeout_s: float = REQUEST_TIMEOUT_S  # how long a request waits for its reply
     pending: dict[str, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)
     send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -68,9 +69,7 @@ class BridgeLink:
             text = self.channel.seal(type_, body, id_=id_)
             await self.websocket.send_text(text)
 
-    async def request(
-        self, type_: str, body: dict[str, Any], *, timeout_s: float = REQUEST_TIMEOUT_S
-    ) -> dict[str, Any]:
+    async def request(self, type_: str, body: dict[str, Any], *, timeout_s: float | None = None) -> dict[str, Any]:
         """The reply's body. Raises BridgeNotConnected (nothing sent), BridgeError (sent, no answer) or
         BridgeRefused (the bridge's error)."""
         if self.closed:
@@ -84,9 +83,9 @@ class BridgeLink:
             except Exception as exc:  # the socket is gone: the frame may or may not have left
                 raise BridgeError(f"bridge {self.bridge_id}: sending {type_} failed: {exc}") from exc
             try:
-                reply = await asyncio.wait_for(future, timeout_s)
+                reply = await asyncio.wait_for(future, timeout_s or self.timeout_s)
             except TimeoutError as exc:
-                raise BridgeError(f"bridge {self.bridge_id}: no reply to {type_} within {timeout_s}s") from exc
+                raise BridgeError(f"bridge {self.bridge_id}: no reply to {type_} in time") from exc
         finally:
             self.pending.pop(id_, None)
         if reply.get("ok") is True and isinstance(reply.get("body"), dict):
@@ -159,6 +158,7 @@ class BridgeRegistry:
         self.on_push: PushHandler | None = None
         self.on_hello: HelloHandler | None = None
         self.last_seen: dict[str, datetime] = {}
+        self.request_timeout_s = REQUEST_TIMEOUT_S
         for bridge_id in secrets:
             self.metrics.connected.labels(bridge_id=bridge_id).set(0)
 
@@ -220,6 +220,7 @@ class BridgeRegistry:
             websocket=websocket,
             channel=protocol.Channel(secret=secret, session=welcome["session"], outgoing=protocol.TO_BRIDGE),
             connected_at=self.clock(),
+            timeout_s=self.request_timeout_s,
         )
         previous = self.links.get(bridge_id)
         self.links[bridge_id] = link

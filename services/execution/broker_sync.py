@@ -104,6 +104,8 @@ class QmtSync:
             stored = await self.store.get_order(mapping.order_id)
             if stored is None:
                 continue
+            if stored.order.status is OrderStatus.UNKNOWN:
+                continue  # an unknown order is settled by its own query (below), as on every pass
             seen.add(mapping.order_id)
             checked += 1
             report = await self.qmt._report_of(stored.order, mapping.remark, body, trades_of.get(mapping.remark, []))
