@@ -119,7 +119,7 @@ async def test_place_reply_and_fill_push_record_the_trade_with_its_event(backing
         placed = await q.place(who)
         assert (placed["_http"], placed["status"]) == (201, "submitted")
         order_id = placed["order_id"]
-        [(kind, body)] = [(t, b) for t, b in bridge.requests if t == protocol.PLACE]
+        [body] = [b for t, b in bridge.requests if t == protocol.PLACE]
         assert body == {"order_id": order_id, "remark": order_id[:24], "ts_code": "600000.SH", "side": "buy",
                         "qty": 1000, "price_type": 11, "price": "10.00", "strategy_name": ""}  # fmt: skip
 
