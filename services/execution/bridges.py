@@ -117,6 +117,12 @@ class BridgeMetrics:
             ["bridge_id"],
             registry=registry,
         )
+        self.bound = Gauge(
+            "lh_broker_bridge_bound",
+            "1 while an account is bound to the QMT bridge (an admin chose it as the account's broker)",
+            ["bridge_id"],
+            registry=registry,
+        )
         self.unknown = Gauge(
             "lh_broker_orders_unknown",
             "Orders sent to a QMT bridge whose outcome is unknown (waiting for a query to settle them)",
@@ -161,6 +167,7 @@ class BridgeRegistry:
         self.request_timeout_s = REQUEST_TIMEOUT_S
         for bridge_id in secrets:
             self.metrics.connected.labels(bridge_id=bridge_id).set(0)
+            self.metrics.bound.labels(bridge_id=bridge_id).set(0)
 
     def link(self, bridge_id: str) -> BridgeLink:
         found = self.links.get(bridge_id)

@@ -78,6 +78,9 @@ class QmtSync:
             except (BrokerUnavailable, BridgeError, BridgeNotConnected, BridgeRefused) as exc:
                 log.warning("reconciliation with a bridge failed", extra={"bridge_id": bridge_id, "error": str(exc)})
         self.metrics.unknown.set(await self.store.count_unknown())
+        bound = await self.store.bound_bridges()
+        for bridge_id in self.registry.secrets:
+            self.metrics.bound.labels(bridge_id=bridge_id).set(1 if bridge_id in bound else 0)
 
     async def reconcile(self, bridge_id: str) -> ReconciliationResult:
         lock = self._locks.setdefault(bridge_id, asyncio.Lock())
