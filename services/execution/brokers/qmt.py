@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 UNKNOWN_GRACE_S = 60.0  # an order the broker does not know this long after it was sent never reached it
 NEVER_REACHED = "never reached the broker"
 NO_LONGER_LISTED = "the broker no longer lists it (a day order of a closed session)"
+WITHDRAWN = "cancelled before it was sent to the broker"
 
 # MiniQMT's order states as execution reads them (docs/qmt-bridge.md, "MiniQMT's order states").
 STATUS_MAP: dict[int, OrderStatus] = {
@@ -174,15 +176,28 @@ class QmtBroker:
         self.clock = clock
         self.grace_s = grace_s
         self.record: Recorder | None = None  # the desk's recording of a report (set by the desk)
+        # One order's sending and a cancel of it before it was sent are taken one at a time (in this process).
+        self._order_locks: dict[str, asyncio.Lock] = {}
+
+    def _lock(self, order_id: str) -> asyncio.Lock:
+        if len(self._order_locks) > 10_000:  # forget the idle ones
+            self._order_locks = {k: v for k, v in self._order_locks.items() if v.locked()}
+        return self._order_locks.setdefault(order_id, asyncio.Lock())
 
     # --- the port ----------------------------------------------------------------------------------------------
 
     async def submit(
         self, order: Order, *, price_cap: Decimal | None = None, paper_fill: PaperFill | None = None
     ) -> BrokerReport:
+        async with self._lock(order.order_id):
+            return await self._submit(order, price_cap)
+
+    async def _submit(self, order: Order, price_cap: Decimal | None) -> BrokerReport:
         bridge_id = await self._bridge_of(order.account_id)
         link = self._link(bridge_id)
         mapping = await self.store.broker_order(order.order_id)
+        if mapping is not None and mapping.status_msg == WITHDRAWN and mapping.sent_at is None:
+            return BrokerReport(OrderStatus.CANCELLED, reason=WITHDRAWN)  # cancelled while it waited to be sent
         if mapping is not None and mapping.sent_at is not None:
             # sent before (a crash or a timeout since): never sent again, only looked up
             return await self.look_up(order, mapping)
@@ -200,9 +215,13 @@ class QmtBroker:
             )
             return BrokerReport(OrderStatus.UNKNOWN)
         except BridgeRefused as exc:
-            if exc.code in (protocol.TRADING_DISABLED, protocol.QMT_DISCONNECTED):
+            if exc.code == protocol.QMT_DISCONNECTED:
                 await self.store.record_not_sent(order.order_id, self.clock())
                 raise BrokerUnavailable(f"the bridge placed nothing: {exc}") from exc
+            if exc.code == protocol.TRADING_DISABLED:
+                # an admin's decision, not an outage: the order is not kept to be sent whenever trading comes back
+                await self.store.record_not_sent(order.order_id, self.clock())
+                return BrokerReport(OrderStatus.REJECTED, reason=f"trading is disabled on QMT bridge {bridge_id}")
             if exc.code in (protocol.QMT_REFUSED, protocol.BAD_REQUEST):
                 await self.store.record_not_sent(order.order_id, self.clock())
                 return BrokerReport(OrderStatus.REJECTED, reason=f"QMT refused the order: {exc.message or exc.code}")
@@ -217,6 +236,15 @@ class QmtBroker:
         if stored is None:
             raise LookupError(order_id)
         order = stored.order
+        if order.status is OrderStatus.ACCEPTED:
+            async with self._lock(order_id):
+                mapping = await self.store.broker_order(order_id)
+                if mapping is None or mapping.sent_at is None:
+                    # never sent: withdrawn here, and marked so that no later pass sends it
+                    bridge_id = await self._bridge_of(order.account_id)
+                    await self.store.record_withdrawn(order_id, bridge_id, protocol.remark_for(order_id), WITHDRAWN,
+                                                      self.clock())  # fmt: skip
+                    return BrokerReport(OrderStatus.CANCELLED, reason=WITHDRAWN)
         link = self._link(await self._bridge_of(order.account_id))
         try:
             body = await link.request(protocol.CANCEL, {"order_id": order_id})

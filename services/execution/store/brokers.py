@@ -275,6 +275,32 @@ class BrokerStore(AccountStore):
                         .values(bridge_id=bridge_id, sent_at=now, updated_at=now)
                     )
 
+    async def record_withdrawn(self, order_id: str, bridge_id: str, remark: str, why: str, now: datetime) -> None:
+        """An order cancelled before it was ever sent: marked (`status_msg` = why, `sent_at` NULL) so that no later
+        pass sends it."""
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                exists = (
+                    await s.execute(select(broker_orders.c.order_id).where(broker_orders.c.order_id == order_id))
+                ).first()
+                if exists is None:
+                    await s.execute(
+                        broker_orders.insert().values(
+                            order_id=order_id,
+                            bridge_id=bridge_id,
+                            remark=remark,
+                            sent_at=None,
+                            status_msg=why,
+                            updated_at=now,
+                        )
+                    )
+                else:
+                    await s.execute(
+                        update(broker_orders)
+                        .where(broker_orders.c.order_id == order_id, broker_orders.c.sent_at.is_(None))
+                        .values(status_msg=why, updated_at=now)
+                    )
+
     async def record_not_sent(self, order_id: str, now: datetime) -> None:
         """The bridge answered that nothing was placed: the order may be sent again."""
         async for attempt in self.db.transaction():

@@ -400,3 +400,29 @@ async def test_a_paper_account_and_a_qmt_account_side_by_side(backing: Backing) 
                                           json={"broker": "qmt", "bridge_id": "b-none"}, headers=q.f.headers(ADMIN))  # fmt: skip
         assert (unknown.status_code, unknown.json()["code"]) == (422, "unknown_bridge")
         await bridge.close()
+
+
+async def test_an_order_waiting_for_its_bridge_can_be_withdrawn_and_disabled_trading_rejects(backing: Backing) -> None:
+    async with qmt_fleet(backing, bridges=1) as q:
+        [bridge_id] = q.secrets
+        who = trader()
+        await q.bind(who.account_id, bridge_id)
+        waiting = await q.place(who)
+        assert (waiting["_http"], waiting["code"]) == (503, "broker_unavailable")
+        order_id = waiting["details"]["order_id"]
+        # nothing was sent: the cancel withdraws it here, at once
+        answer = await q.f.execution.post(f"/v1/orders/{order_id}/cancel", headers=q.f.headers(who))
+        assert (answer.status_code, answer.json()["status"]) == (200, "cancelled")
+        assert answer.json()["reason"] == "cancelled before it was sent to the broker"
+
+        bridge = q.bridge(bridge_id, who.account_id)
+        bridge.handlers[protocol.PLACE] = lambda body: protocol.failed(protocol.TRADING_DISABLED, "trading is off")
+        assert (await bridge.connect())["type"] == "welcome"
+        await q.desk.reconcile()
+        assert bridge.placed(order_id) == 0  # a withdrawn order is never sent
+
+        # the bridge refuses to trade (an admin's switch): the order is rejected, not kept for later
+        refused = await q.place(who)
+        assert (refused["_http"], refused["status"]) == (201, "rejected")
+        assert refused["reason"] == f"trading is disabled on QMT bridge {bridge_id}"
+        await bridge.close()
