@@ -426,3 +426,37 @@ async def test_an_order_waiting_for_its_bridge_can_be_withdrawn_and_disabled_tra
         assert (refused["_http"], refused["status"]) == (201, "rejected")
         assert refused["reason"] == f"trading is disabled on QMT bridge {bridge_id}"
         await bridge.close()
+
+
+async def test_a_new_hello_replaces_the_link_and_settles_unknown_orders(backing: Backing) -> None:
+    async with qmt_fleet(backing, bridges=1) as q:
+        [bridge_id] = q.secrets
+        who = trader()
+        first = await q.connected(bridge_id, who.account_id)
+        first.silent.add(protocol.PLACE)
+        order_id = (await q.place(who))["order_id"]
+        assert (await q.order(order_id))["status"] == "unknown"
+        await q.sync.reconcile_all()
+        assert "lh_broker_orders_unknown 1.0" in (await q.f.execution.get("/metrics")).text
+
+        # the bridge restarts (it had placed the order, and it was partly filled meanwhile) and says hello again
+        second = q.bridge(bridge_id, who.account_id)
+        body = next(b for t, b in first.requests if t == protocol.PLACE)
+        second.on_place(body)
+        order = second.orders[order_id]
+        order.update(status=55, traded_qty=300)
+        second.trades.append(broker_trade(order, "T3", 300, "10.00"))
+        assert (await second.connect())["type"] == "welcome"
+        await until(lambda: first.close_code is not None, what="the first link closed")
+        assert first.close_code == 4409  # replaced
+
+        async def settled() -> bool:
+            return (await q.order(order_id))["status"] == "partially_filled"
+
+        await until(settled, what="the unknown order settled by the hello's reconciliation")
+        assert (await q.order(order_id))["filled_qty"] == 300
+        assert second.placed(order_id) == 0 and first.placed(order_id) == 1
+        assert (protocol.QUERY_ORDER, {"order_id": order_id}) in second.requests
+        await q.sync.reconcile_all()
+        assert "lh_broker_orders_unknown 0.0" in (await q.f.execution.get("/metrics")).text
+        await second.close()
