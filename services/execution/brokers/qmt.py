@@ -22,6 +22,7 @@ from typing import Any
 from bridge.qmt import protocol
 from services.execution.bridges import BridgeError, BridgeNotConnected, BridgeRefused, BridgeRegistry
 from services.execution.brokers.base import BrokerReport, BrokerUnavailable, CancelTooLate, Fill
+from services.execution.events import exchange_date
 from services.execution.store import ExecutionStore
 from services.execution.store.brokers import BrokerOrder
 from shared.core.domain import Order, OrderSide, OrderStatus, OrderType
@@ -302,7 +303,16 @@ class QmtBroker:
         if sent_at is not None and self.clock() - sent_at < timedelta(seconds=self.grace_s):
             return BrokerReport(OrderStatus.UNKNOWN)
         if order.status in (OrderStatus.SUBMITTED, OrderStatus.PARTIALLY_FILLED):
-            return BrokerReport(OrderStatus.CANCELLED, reason=NO_LONGER_LISTED)
+            # The broker acknowledged it. MiniQMT lists only today's orders: one of an earlier day it no longer lists
+            # has expired with its session. One of today's it does not know contradicts what it said: left as it
+            # is (a failed query must not cancel a live order), and logged.
+            if exchange_date(order.created_at) < exchange_date(self.clock()):
+                return BrokerReport(OrderStatus.CANCELLED, reason=NO_LONGER_LISTED)
+            log.warning("the broker does not know an order it acknowledged today; left open",
+                        extra={"order_id": order.order_id, "status": order.status.value})  # fmt: skip
+            return BrokerReport(OrderStatus.UNKNOWN)  # changes nothing for an acknowledged order
+        # The bridge journals every order before MiniQMT sees it and reports one it cannot confirm as 255: an order
+        # it does not know at all past the grace was never sent on.
         return BrokerReport(OrderStatus.REJECTED, reason=NEVER_REACHED)
 
     async def _report_of(

@@ -121,3 +121,30 @@ def test_unknown_goes_only_forward_and_is_never_a_downgrade() -> None:
     # unknown, then never reached the broker
     plan = plan_report(OrderProgress(U, 1000, 0, Decimal(0)), BrokerReport(R, reason="never reached the broker"), [])
     assert (plan.steps, plan.reason) == ((R,), "never reached the broker")
+
+
+def test_an_order_the_broker_does_not_know_is_resolved_by_its_age_and_state() -> None:
+    from datetime import timedelta
+    from typing import Any, cast
+
+    from services.execution.brokers.qmt import NEVER_REACHED, NO_LONGER_LISTED, QmtBroker
+    from services.execution.store.brokers import BrokerOrder
+
+    now = datetime(2026, 12, 7, 3, 0, tzinfo=UTC)  # 11:00 in Shanghai
+    broker = QmtBroker(cast(Any, None), cast(Any, None), clock=lambda: now, grace_s=60)
+
+    def mapping(sent_ago_s: float) -> BrokerOrder:
+        return BrokerOrder("o1", "b1", "o1", None, None, now - timedelta(seconds=sent_ago_s), None, None, None)
+
+    def order(status: OrderStatus, created: datetime) -> Order:
+        return _order(OrderType.LIMIT, OrderSide.BUY, "10.00").model_copy(update={"status": status,
+                                                                                   "created_at": created})  # fmt: skip
+
+    # sent 30 s ago: still on its way (unknown); 61 s: it never reached the broker
+    assert broker._not_known(order(U, now), mapping(30)) == BrokerReport(U)
+    assert broker._not_known(order(U, now), mapping(61)) == BrokerReport(R, reason=NEVER_REACHED)
+    # acknowledged yesterday (created 2026-12-06 14:00 Shanghai) and no longer listed: expired with its session
+    yesterday = datetime(2026, 12, 6, 6, 0, tzinfo=UTC)
+    assert broker._not_known(order(S, yesterday), mapping(3600)) == BrokerReport(C, reason=NO_LONGER_LISTED)
+    # acknowledged today and not known: a contradiction, left as it is (an unknown report changes nothing)
+    assert broker._not_known(order(P, now - timedelta(hours=1)), mapping(3600)) == BrokerReport(U)
