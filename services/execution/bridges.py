@@ -258,10 +258,15 @@ class BridgeRegistry:
     async def _receive(self, link: BridgeLink, pushes: asyncio.Queue[tuple[str, dict[str, Any]] | None]) -> None:
         while True:
             try:
-                text = await link.websocket.receive_text()
+                message = await link.websocket.receive()
             except (WebSocketDisconnect, RuntimeError):
                 return
+            if message.get("type") == "websocket.disconnect":
+                return
             try:
+                text = message.get("text")
+                if text is None:
+                    raise protocol.ProtocolError("a binary frame: the protocol's frames are text")
                 type_, id_, body = link.channel.open(text)
             except protocol.ProtocolError as exc:
                 # a forged, replayed or malformed frame: never acted on, and the link is closed
