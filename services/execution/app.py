@@ -69,6 +69,8 @@ def create_app(settings: Settings, infra: Infra | None = None, *, broker: Broker
         await db.connect()
         try:
             await db.migrate(MIGRATIONS)
+            # no bridge configured and no account bound to one: every order is the paper broker's, without a read
+            app.state.desk.qmt_possible = bool(bridges.secrets) or bool(await store.bound_bridges())
             relay.start()
             reconciler = app.state.desk.reconciler(stop_grace_s=STOP_GRACE_S)
             reconciler.start()

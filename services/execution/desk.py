@@ -119,6 +119,7 @@ class OrderDesk:
         # The QMT adapter of the accounts an admin bound to a QMT bridge (None: every account is paper). Its pushes
         # and reconciliation record reports through this desk.
         self.qmt = qmt
+        self.qmt_possible = qmt is not None  # the app's start-up narrows it (broker_for)
         if qmt is not None:
             qmt.record = self._record
         self.metrics = metrics
@@ -280,8 +281,9 @@ class OrderDesk:
 
     async def broker_for(self, account_id: str) -> BrokerAdapter:
         """The broker an account trades through: the QMT adapter when an admin bound it to a QMT bridge, else the
-        paper broker."""
-        if self.qmt is None:
+        paper broker. With no bridge configured and no account bound to one (`qmt_possible` False, found at start;
+        an account can only be bound to a configured bridge), every account is paper: no read."""
+        if self.qmt is None or not self.qmt_possible:
             return self.broker
         bound = await self.store.account_broker(account_id)
         return self.qmt if bound.broker == QMT else self.broker

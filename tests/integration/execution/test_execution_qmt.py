@@ -460,3 +460,20 @@ async def test_a_new_hello_replaces_the_link_and_settles_unknown_orders(backing:
         await q.sync.reconcile_all()
         assert "lh_broker_orders_unknown 0.0" in (await q.f.execution.get("/metrics")).text
         await second.close()
+
+
+async def test_a_bound_account_never_falls_back_to_paper_when_its_bridge_is_no_longer_configured(
+    backing: Backing,
+) -> None:
+    who = trader()
+    async with qmt_fleet(backing, bridges=1) as q:
+        [bridge_id] = q.secrets
+        await q.bind(who.account_id, bridge_id)
+    # execution restarts without LH_QMT_BRIDGE_SECRETS: the account is still bound to QMT, so its orders wait (503)
+    async with fleet(backing.settings(paper_fills="immediate")) as f:
+        answer = await f.execution.post("/v1/orders", json=signed_order(f.settings, limit_buy(who)),
+                                        headers=f.headers(who))  # fmt: skip
+        assert (answer.status_code, answer.json()["code"]) == (503, "broker_unavailable")
+        order_id = answer.json()["details"]["order_id"]
+        got = await f.execution.get(f"/v1/orders/{order_id}", headers=f.headers(who))
+        assert (got.json()["status"], got.json()["filled_qty"]) == ("accepted", 0)
