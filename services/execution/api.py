@@ -273,7 +273,7 @@ async def get_risk_snapshot(
 @router.get(
     "/account/paper-settings",
     response_model=PaperSettingsOut,
-    responses={409: {"description": "`not_paper`: execution trades through a real broker"}},
+    responses={409: {"description": "`not_paper`: the account trades through a real broker (QMT)"}},
 )
 async def get_paper_settings(
     principal: CurrentPrincipal,

@@ -490,11 +490,18 @@ class OrderDesk:
         """How the caller's account (or, for services and admins, `account_id`) treats an order placed while the
         market is closed: `rest` or `refuse`."""
         account = self._named_account(principal, account_id, "paper settings")
+        await self._paper_account(account)
         return account, await self._paper().closed_market(account)
+
+    async def _paper_account(self, account_id: str) -> None:
+        """409 `not_paper` for an account that trades through a real broker (QMT): paper settings are not its."""
+        if await self.broker_for(account_id) is not self.broker:
+            raise Conflict("not_paper", f"account {account_id} trades through a QMT bridge: it has no paper settings")
 
     async def set_paper_settings(self, principal: Principal, account_id: str, closed_market: str) -> tuple[str, str]:
         if not principal.acts_for_everyone:
             raise Forbidden("forbidden", f"role {principal.role} may not change an account's paper settings")
+        await self._paper_account(account_id)
         await self._paper().set_closed_market(account_id, closed_market, by=principal.subject)
         log.info("paper account settings changed", extra={"account_id": account_id, "closed_market": closed_market,
                                                           "by": principal.subject})  # fmt: skip

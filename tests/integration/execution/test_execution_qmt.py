@@ -389,6 +389,12 @@ async def test_a_paper_account_and_a_qmt_account_side_by_side(backing: Backing) 
         peek = await q.f.execution.get(f"/v1/accounts/{real.account_id}/broker", headers=q.f.headers(paper))
         assert peek.status_code == 403
 
+        # paper settings are a paper account's only
+        settings = await q.f.execution.get("/v1/account/paper-settings", headers=q.f.headers(real))
+        assert (settings.status_code, settings.json()["code"]) == (409, "not_paper")
+        settings = await q.f.execution.get("/v1/account/paper-settings", headers=q.f.headers(paper))
+        assert settings.status_code == 200
+
         # the broker of an account with an open order does not change
         moved = await q.f.execution.put(f"/v1/accounts/{real.account_id}/broker", json={"broker": "paper"},
                                         headers=q.f.headers(ADMIN))  # fmt: skip
