@@ -614,7 +614,7 @@ class Runner:
         """Cancel what execution holds open for the instance; returns how many were asked to cancel."""
         cancelled = 0
         for order in await self.path.orders(instance_id):
-            if order.get("status") in ("accepted", "submitted", "partially_filled"):
+            if order.get("status") in ("accepted", "submitted", "partially_filled", "unknown"):
                 try:
                     await self.path.cancel(str(order["order_id"]))
                     cancelled += 1

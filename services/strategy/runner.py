@@ -50,7 +50,7 @@ from shared.research.strategy.context import OrderEvent, TradeEvent
 log = logging.getLogger(__name__)
 
 FINAL = frozenset({"filled", "cancelled", "rejected"})
-OPEN = frozenset({"accepted", "submitted", "partially_filled"})
+OPEN = frozenset({"accepted", "submitted", "partially_filled", "unknown"})
 AWAITING = "awaiting: "  # the paper broker's reason for an order resting until its session's bar is in
 FILL_WAIT_S = 2.0  # how long a round waits for its fills' events before reading execution's listing instead
 ORDERS_IN_FLIGHT = 1  # a round's orders at risk and execution at once (LH_STRATEGY_ORDERS_IN_FLIGHT)

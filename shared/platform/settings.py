@@ -159,6 +159,24 @@ class Settings(BaseSettings):
     def _empty_is_zero(cls, value: object) -> object:
         return Decimal(0) if isinstance(value, str) and not value.strip() else value
 
+    # QMT bridges (docs/qmt-bridge.md): each bridge's shared secret, "bridge_id=secret,other=secret2" (SecretStr: never
+    # shown by repr(Settings) nor logged; read with qmt_bridge_secret_map()), and how often (seconds) execution
+    # reconciles its orders, trades, positions and cash with each connected bridge's broker.
+    qmt_bridge_secrets: SecretStr = SecretStr("")
+    qmt_reconcile_s: float = Field(default=30.0, gt=0, allow_inf_nan=False)
+
+    def qmt_bridge_secret_map(self) -> dict[str, str]:
+        """{bridge_id: secret} from LH_QMT_BRIDGE_SECRETS; raises ValueError on an entry that is not `id=secret`."""
+        found: dict[str, str] = {}
+        for part in self.qmt_bridge_secrets.get_secret_value().split(","):
+            if not part.strip():
+                continue
+            bridge_id, sep, secret = part.partition("=")
+            if not sep or not bridge_id.strip() or not secret.strip():
+                raise ValueError("LH_QMT_BRIDGE_SECRETS: each entry is bridge_id=secret")
+            found[bridge_id.strip()] = secret.strip()
+        return found
+
     # Strategy service: strategy folders besides the `strategies` package (their own `*.py` files; several folders
     # separated by os.pathsep, ":" on Linux), and how often (seconds) the strategy files are checked for changes
     # that hot reload takes (docs/strategy-instances.md); 0: never (no file is watched).
