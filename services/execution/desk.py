@@ -159,6 +159,7 @@ class OrderDesk:
         try:
             session = await self.order_session(now, placing=True)
             price_cap = await self._price_cap(terms, session)
+            await self._broker_ready(terms.account_id)
         except ServiceError:
             existing = await self._existing(terms, decision_id, principal)
             if existing is not None:
@@ -278,6 +279,21 @@ class OrderDesk:
             extra={"reason": reason, "client_order_id": terms.client_order_id, "subject": principal.subject},
         )
         return Forbidden("approval_invalid", reason)
+
+    async def _broker_ready(self, account_id: str) -> None:
+        """A new order of an account trading through QMT is taken only while its bridge (and the bridge's MiniQMT) is
+        there: otherwise 503 `broker_unavailable` with nothing stored and nothing sent — a trader told "unavailable"
+        must not find the order sent later when the bridge comes back. (An order stored just before the link dropped
+        stays `accepted` and is sent when it is back, within its session: docs/qmt-bridge.md.)"""
+        broker = await self.broker_for(account_id)
+        if not isinstance(broker, QmtBroker):
+            return
+        try:
+            await broker.ready(account_id)
+        except BrokerUnavailable as exc:
+            raise Unavailable(
+                "broker_unavailable", f"the broker cannot take orders now ({exc}); nothing was sent"
+            ) from exc
 
     async def broker_for(self, account_id: str) -> BrokerAdapter:
         """The broker an account trades through: the QMT adapter when an admin bound it to a QMT bridge, else the

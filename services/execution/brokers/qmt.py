@@ -187,6 +187,15 @@ class QmtBroker:
 
     # --- the port ----------------------------------------------------------------------------------------------
 
+    async def ready(self, account_id: str) -> None:
+        """Raises BrokerUnavailable when an order of the account could not be sent now: no bridge bound, the bridge
+        not connected, or its link to MiniQMT reported down. Asked before a new order is stored, so that an order
+        placed while the broker is away is refused with nothing stored and nothing sent (not kept to be sent later)."""
+        bridge_id = await self._bridge_of(account_id)
+        link = self._link(bridge_id)
+        if link.qmt == "disconnected":
+            raise BrokerUnavailable(f"the QMT bridge {bridge_id} has no link to MiniQMT")
+
     async def submit(
         self, order: Order, *, price_cap: Decimal | None = None, paper_fill: PaperFill | None = None
     ) -> BrokerReport:

@@ -63,6 +63,10 @@ class Qmt:
         broker: QmtBroker = self.f.execution_app.state.qmt
         return broker
 
+    @property
+    def registry(self) -> Any:
+        return self.f.execution_app.state.bridges
+
     async def bind(self, account_id: str, bridge_id: str) -> None:
         answer = await self.f.execution.put(f"/v1/accounts/{account_id}/broker", json={"broker": "qmt",
                                             "bridge_id": bridge_id}, headers=self.f.headers(ADMIN))  # fmt: skip
@@ -98,6 +102,13 @@ class Qmt:
         async with self.f.store.db.session() as s:
             rows = (await s.execute(select(trades.c.trade_id).where(trades.c.order_id == order_id))).all()
         return sorted(r.trade_id for r in rows)
+
+
+async def orders_of(q: Qmt, principal: Principal) -> list[dict[str, Any]]:
+    answer = await q.f.execution.get("/v1/orders", headers=q.f.headers(principal))
+    assert answer.status_code == 200, answer.text
+    items: list[dict[str, Any]] = answer.json()
+    return items
 
 
 @asynccontextmanager
@@ -367,17 +378,28 @@ async def test_a_paper_account_and_a_qmt_account_side_by_side(backing: Backing) 
         paper, real = trader(), trader()
         await q.bind(real.account_id, bridge_id)
 
-        # the bridge is not connected: 503, nothing sent, the order stays accepted
+        # the bridge is not connected: 503, nothing stored, nothing sent (never sent later either)
         waiting = await q.place(real)
         assert (waiting["_http"], waiting["code"]) == (503, "broker_unavailable")
-        order_id = waiting["details"]["order_id"]
-        assert (await q.order(order_id))["status"] == "accepted"
+        assert "order_id" not in waiting.get("details", {})
+        assert await orders_of(q, real) == []
 
         bridge = q.bridge(bridge_id, real.account_id)
         assert (await bridge.connect())["type"] == "welcome"
-        await q.desk.reconcile()  # the desk's pass sends what stayed accepted, once
+        await q.desk.reconcile()
+        assert [b for t, b in bridge.requests if t == protocol.PLACE] == []
+        # the bridge's MiniQMT is down (its `connection` push): refused the same way
+        await bridge.push(protocol.CONNECTION, {"qmt": "disconnected"})
+        await until(lambda: q.registry.link(bridge_id).qmt == "disconnected", what="the push taken")
+        down = await q.place(real)
+        assert (down["_http"], down["code"]) == (503, "broker_unavailable")
+        await bridge.push(protocol.CONNECTION, {"qmt": "connected"})
+        await until(lambda: q.registry.link(bridge_id).qmt == "connected", what="the push taken")
+        placed = await q.place(real)
+        order_id = placed["order_id"]
         assert (await q.order(order_id))["status"] == "submitted"
         assert bridge.placed(order_id) == 1
+        assert [o["order_id"] for o in await orders_of(q, real)] == [order_id]
 
         on_paper = await q.place(paper)
         assert on_paper["status"] == "filled"  # the paper broker, at once (LH_PAPER_FILLS=immediate)
@@ -413,19 +435,23 @@ async def test_an_order_waiting_for_its_bridge_can_be_withdrawn_and_disabled_tra
         [bridge_id] = q.secrets
         who = trader()
         await q.bind(who.account_id, bridge_id)
+        bridge = q.bridge(bridge_id, who.account_id)
+        assert (await bridge.connect())["type"] == "welcome"
+        # MiniQMT went away before the bridge could say so: the bridge answers the place with qmt_disconnected
+        bridge.handlers[protocol.PLACE] = lambda body: protocol.failed(protocol.QMT_DISCONNECTED, "MiniQMT is down")
         waiting = await q.place(who)
         assert (waiting["_http"], waiting["code"]) == (503, "broker_unavailable")
         order_id = waiting["details"]["order_id"]
+        assert (await q.order(order_id))["status"] == "accepted"
         # nothing was sent: the cancel withdraws it here, at once
         answer = await q.f.execution.post(f"/v1/orders/{order_id}/cancel", headers=q.f.headers(who))
         assert (answer.status_code, answer.json()["status"]) == (200, "cancelled")
         assert answer.json()["reason"] == "cancelled before it was sent to the broker"
 
-        bridge = q.bridge(bridge_id, who.account_id)
         bridge.handlers[protocol.PLACE] = lambda body: protocol.failed(protocol.TRADING_DISABLED, "trading is off")
-        assert (await bridge.connect())["type"] == "welcome"
+        places = bridge.placed(order_id)
         await q.desk.reconcile()
-        assert bridge.placed(order_id) == 0  # a withdrawn order is never sent
+        assert bridge.placed(order_id) == places == 1  # a withdrawn order is never sent again
 
         # the bridge refuses to trade (an admin's switch): the order is rejected, not kept for later
         refused = await q.place(who)
@@ -480,6 +506,6 @@ async def test_a_bound_account_never_falls_back_to_paper_when_its_bridge_is_no_l
         answer = await f.execution.post("/v1/orders", json=signed_order(f.settings, limit_buy(who)),
                                         headers=f.headers(who))  # fmt: skip
         assert (answer.status_code, answer.json()["code"]) == (503, "broker_unavailable")
-        order_id = answer.json()["details"]["order_id"]
-        got = await f.execution.get(f"/v1/orders/{order_id}", headers=f.headers(who))
-        assert (got.json()["status"], got.json()["filled_qty"]) == ("accepted", 0)
+        assert "order_id" not in answer.json().get("details", {})  # nothing stored, nothing sent
+        listed = await f.execution.get("/v1/orders", headers=f.headers(who))
+        assert listed.json() == []
