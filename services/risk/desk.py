@@ -315,7 +315,7 @@ class RiskDesk:
         # answer "rejected" or "unavailable" for an order execution holds, e.g. a sell whose shares it sold. Only
         # while the approval could have been admitted (its TTL) when execution's answer is unknown; never once
         # execution refused it (then the retry is a new order, checked afresh). An instance's retry is found by its
-        # instance, before its sleeve is read: a sleeve stopped since then does not undo an order placed.
+        # instance, before its sleeve is checked: a sleeve stopped since then does not undo an order placed.
         unknown_since = self.clock() - timedelta(seconds=self.approval_ttl_s)
         account_id: str | None = None if instance_id else (principal.account_id or principal.subject)
         earlier = await self.decisions.replayable_for(

@@ -156,7 +156,8 @@ class DecisionOut(BaseModel):
     rule_check: dict[str, Any] | None = Field(
         default=None,
         description="the rule-set versions that decided it ({global, account, instance}) and every rule finding "
-        "(rule, code, level deny|warn, message, the values it read); null when the rules did not run",
+        "(rule, code, level deny|warn, message, the values it read), when the rules ran; for a strategy instance's "
+        "order also `sleeve`, the sleeve it carried and was checked against; null when neither",
     )
 
 
