@@ -183,7 +183,8 @@ class Settings(BaseSettings):
     strategy_dirs: str = ""
     strategy_reload_s: float = Field(default=2.0, ge=0, allow_inf_nan=False)
     # How many of a round's orders one instance has at risk and execution at once (the runner reserves each in the
-    # sleeve before it is sent, so risk checks each against what the orders before it may spend); 1: one at a time,
+    # sleeve before it is sent, and each carries the sleeve its predecessors leave, so risk checks each against what
+    # the orders before it may spend); 1: one at a time,
     # the default: in one process (standalone) more was measured slower (docs/benchmarks.md, issue 12).
     strategy_orders_in_flight: int = Field(default=1, ge=1, le=32)
 
