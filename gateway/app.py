@@ -11,7 +11,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway import api, openapi, proxy, reports, ws
+from gateway import api, bridges, openapi, proxy, reports, ws
 from gateway.auth import HeaderError, LoginThrottle
 from gateway.bootstrap import ensure_admin
 from gateway.store import GatewayStore
@@ -59,7 +59,7 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
     app = create_service_app(
         "gateway",
         infra,
-        public_routers=[api.router, proxy.router, reports.router, ws.router],
+        public_routers=[api.router, proxy.router, reports.router, ws.router, bridges.router],
         lifespan=lifespan,
         readiness=readiness,
     )

@@ -76,6 +76,13 @@ ROUTES: tuple[ProxyRoute, ...] = (
     _r("POST", "/v1/account/cash", "execution", ADMIN, "orders", body=True),
     _r("GET", "/v1/account/paper-settings", "execution", VIEWER, "orders"),
     _r("POST", "/v1/account/paper-settings", "execution", ADMIN, "orders", body=True),
+    # brokers (docs/qmt-bridge.md, "Execution"): admins choose an account's broker and run the QMT bridges; everyone
+    # reads their own account's broker (admins any)
+    _r("GET", "/v1/accounts/{account_id}/broker", "execution", VIEWER, "brokers"),
+    _r("PUT", "/v1/accounts/{account_id}/broker", "execution", ADMIN, "brokers", body=True),
+    _r("GET", "/v1/bridges", "execution", ADMIN, "brokers"),
+    _r("GET", "/v1/bridges/{bridge_id}/reconciliations", "execution", ADMIN, "brokers"),
+    _r("POST", "/v1/bridges/{bridge_id}/trading", "execution", ADMIN, "brokers", body=True),
     # market data
     _r("GET", "/v1/securities", "data", VIEWER, "market data"),
     _r("GET", "/v1/bars", "data", VIEWER, "market data"),

@@ -14,7 +14,10 @@ from datetime import date, timedelta
 import httpx
 from fastapi import FastAPI
 from starlette.applications import Starlette
+from starlette.routing import WebSocketRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gateway.bridges import BRIDGE_ROUTES
 from shared.core.market.calendar import is_trading_day
 from shared.platform.app import Infra, market_clock, warn_if_shifted
 from shared.platform.bus import MemoryBus
@@ -75,6 +78,9 @@ def build_app(settings: Settings, *, clock: MarketClock | None = None) -> Starle
             yield
 
     host = Starlette(lifespan=lifespan)
+    # A broker bridge's WebSockets reach their services directly here (in the fleet the gateway relays them).
+    for public, (service, path) in BRIDGE_ROUTES.items():
+        host.router.routes.append(WebSocketRoute(public, AtPath(services[service], path)))
     # Every request to the gateway, whatever its path (a Mount's pattern does not match a path with a newline in it,
     # which the host would then answer itself in plain text instead of the gateway's JSON 404).
     host.router.default = gateway
@@ -82,6 +88,17 @@ def build_app(settings: Settings, *, clock: MarketClock | None = None) -> Starle
     host.state.services = services
     host.state.infra = infra
     return host
+
+
+class AtPath:
+    """`app` answering a connection as if it had come to `path` (a bridge's public path -> the service's own). A class:
+    Starlette takes a plain function as a WebSocket handler, not as an ASGI app."""
+
+    def __init__(self, app: ASGIApp, path: str) -> None:
+        self.app, self.path = app, path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app({**scope, "path": self.path, "raw_path": self.path.encode(), "root_path": ""}, receive, send)
 
 
 def demo_clock(settings: Settings, env: Mapping[str, str]) -> Settings:

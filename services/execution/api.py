@@ -107,10 +107,23 @@ async def get_order(order_id: str, principal: CurrentPrincipal, desk: Desk) -> O
 @router.post(
     "/orders/{order_id}/cancel",
     response_model=OrderOut,
-    responses={404: {"description": "`order_not_found`"}, 409: {"description": "`order_not_cancellable`"}},
+    responses={
+        202: {
+            "description": "a QMT account: the cancel was asked of the broker, the order is still open "
+            "(`cancel_requested`); its outcome comes with the broker's report (`order.cancelled`, or fills)",
+            "model": OrderOut,
+        },
+        404: {"description": "`order_not_found`"},
+        409: {"description": "`order_not_cancellable`"},
+        503: {"description": "`broker_unavailable`: nothing was cancelled"},
+    },
 )
-async def cancel_order(order_id: str, principal: CurrentPrincipal, desk: Desk) -> OrderOut:
-    return OrderOut.of(await desk.cancel(order_id, principal))
+async def cancel_order(order_id: str, principal: CurrentPrincipal, desk: Desk) -> JSONResponse:
+    """Cancel what rests of an order. 200: the order as the cancel left it (`cancelled`). 202: a broker that cancels
+    asynchronously (QMT) took the request; the order is still open, with `cancel_requested` true."""
+    stored, requested = await desk.cancel_order(order_id, principal)
+    body = OrderOut.of(stored, cancel_requested=requested).model_dump(mode="json")
+    return JSONResponse(body, status_code=202 if requested else 200)
 
 
 @router.get(
@@ -260,7 +273,7 @@ async def get_risk_snapshot(
 @router.get(
     "/account/paper-settings",
     response_model=PaperSettingsOut,
-    responses={409: {"description": "`not_paper`: execution trades through a real broker"}},
+    responses={409: {"description": "`not_paper`: the account trades through a real broker (QMT)"}},
 )
 async def get_paper_settings(
     principal: CurrentPrincipal,

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
-from services.execution import api
+from services.execution import api, bridge_api
+from services.execution.bridges import BridgeMetrics, BridgeRegistry
+from services.execution.broker_sync import QmtSync
 from services.execution.brokers.base import BrokerAdapter
 from services.execution.brokers.paper import PaperBroker, PaperQuotes
+from services.execution.brokers.qmt import QmtBroker
 from services.execution.corporate import DataServiceExDates
 from services.execution.desk import OrderDesk
 from services.execution.metrics import ExecutionMetrics
@@ -65,9 +69,12 @@ def create_app(settings: Settings, infra: Infra | None = None, *, broker: Broker
         await db.connect()
         try:
             await db.migrate(MIGRATIONS)
+            # no bridge configured and no account bound to one: every order is the paper broker's, without a read
+            app.state.desk.qmt_possible = bool(bridges.secrets) or bool(await store.bound_bridges())
             relay.start()
             reconciler = app.state.desk.reconciler(stop_grace_s=STOP_GRACE_S)
             reconciler.start()
+            qmt_sync.loop.start()
             try:
                 await infra.bus.subscribe(REFERENCE_CONSUMER, ["bars.updated"], quotes.announced, durable=False)
                 if matches_on_bars:
@@ -80,12 +87,29 @@ def create_app(settings: Settings, infra: Infra | None = None, *, broker: Broker
                     await infra.bus.subscribe(BARS_CONSUMER, ["bars.updated"], on_bars)
                 yield
             finally:
+                await qmt_sync.loop.stop(grace_s=STOP_GRACE_S)
                 await reconciler.stop()
                 await relay.stop(grace_s=STOP_GRACE_S)
         finally:
             await db.dispose()
 
-    app = create_service_app(NAME, infra, routers=[api.router], lifespan=lifespan, readiness={"db": db.ping})
+    app = create_service_app(
+        NAME,
+        infra,
+        routers=[api.router, bridge_api.router],
+        public_routers=[bridge_api.bridge_socket],  # a bridge authenticates by the protocol's handshake
+        lifespan=lifespan,
+        readiness={"db": db.ping},
+    )
+    # QMT bridges (docs/qmt-bridge.md, "Execution"): the accounts an admin bound to one trade through it.
+    bridge_metrics = BridgeMetrics(app.state.metrics_registry)
+    bridges = BridgeRegistry(
+        settings.qmt_bridge_secret_map(),
+        bound_account=store.account_of_bridge,
+        switches=_switches(store),
+        metrics=bridge_metrics,
+    )  # the wall clock (a hello's timestamp is checked against it), not the market clock
+    qmt = QmtBroker(store, bridges)
     app.state.db = db
     db.register_metrics(app.state.metrics_registry)
     app.state.store = store
@@ -104,8 +128,28 @@ def create_app(settings: Settings, infra: Infra | None = None, *, broker: Broker
         market_session=clock.session,
         order_sessions=order_sessions,
         ex_dates=DataServiceExDates(infra.services, settings.internal_secret),
+        qmt=qmt,
     )
+    app.state.bridges = bridges
+    app.state.qmt = qmt
+    desk = app.state.desk
+
+    async def positions_session() -> Any:
+        return await desk.order_session(clock.now())
+
+    qmt_sync = QmtSync(store, qmt, bridges, bridge_metrics, sessions=positions_session, notify=relay.notify,
+                       interval_s=settings.qmt_reconcile_s)  # fmt: skip
+    bridges.on_push = qmt.on_push
+    bridges.on_hello = qmt_sync.wake
+    app.state.qmt_sync = qmt_sync
     return app
+
+
+def _switches(store: ExecutionStore) -> Callable[[str], Awaitable[dict[str, bool]]]:
+    async def switches(bridge_id: str) -> dict[str, bool]:
+        return (await store.trading_switch(bridge_id)).wire()
+
+    return switches
 
 
 def paper_fill_rules(settings: Settings) -> FillRules:

@@ -26,6 +26,7 @@ from services.execution.brokers.base import (
     ResumingBroker,
 )
 from services.execution.brokers.paper import PaperBroker, PaperQuoteSource
+from services.execution.brokers.qmt import QmtBroker
 from services.execution.corporate import ExDateSource, RatiosUnavailable, plan_adjustments
 from services.execution.lifecycle import InconsistentReport
 from services.execution.metrics import ExecutionMetrics
@@ -42,6 +43,7 @@ from services.execution.store import (
     StoredOrder,
     TradeRecord,
 )
+from services.execution.store.brokers import QMT
 from shared.core.domain import IllegalTransition, OrderSide, OrderStatus, OrderType, to_fen
 from shared.platform.approval import OrderTerms
 from shared.platform.calendar import CalendarUnavailable, OrderSessions, TradingCalendar
@@ -108,11 +110,18 @@ class OrderDesk:
         market_session: Callable[[], date | None] = no_session,
         order_sessions: OrderSessions | None = None,
         ex_dates: ExDateSource | None = None,
+        qmt: QmtBroker | None = None,
     ) -> None:
         self.approval_secret = approval_secret
         self.approval_ttl_s = approval_ttl_s
         self.store = store
-        self.broker = broker
+        self.broker = broker  # the paper broker (or a test's): the broker of every account not bound to QMT
+        # The QMT adapter of the accounts an admin bound to a QMT bridge (None: every account is paper). Its pushes
+        # and reconciliation record reports through this desk.
+        self.qmt = qmt
+        self.qmt_possible = qmt is not None  # the app's start-up narrows it (broker_for)
+        if qmt is not None:
+            qmt.record = self._record
         self.metrics = metrics
         self.notify = notify  # wakes the outbox relay after a commit
         self.quotes = quotes  # the limit-up price a market buy reserves cash at (None: market buys are refused)
@@ -150,6 +159,7 @@ class OrderDesk:
         try:
             session = await self.order_session(now, placing=True)
             price_cap = await self._price_cap(terms, session)
+            await self._broker_ready(terms.account_id)
         except ServiceError:
             existing = await self._existing(terms, decision_id, principal)
             if existing is not None:
@@ -270,12 +280,37 @@ class OrderDesk:
         )
         return Forbidden("approval_invalid", reason)
 
+    async def _broker_ready(self, account_id: str) -> None:
+        """A new order of an account trading through QMT is taken only while its bridge (and the bridge's MiniQMT) is
+        there: otherwise 503 `broker_unavailable` with nothing stored and nothing sent — a trader told "unavailable"
+        must not find the order sent later when the bridge comes back. (An order stored just before the link dropped
+        stays `accepted` and is sent when it is back, within its session: docs/qmt-bridge.md.)"""
+        broker = await self.broker_for(account_id)
+        if not isinstance(broker, QmtBroker):
+            return
+        try:
+            await broker.ready(account_id)
+        except BrokerUnavailable as exc:
+            raise Unavailable(
+                "broker_unavailable", f"the broker cannot take orders now ({exc}); nothing was sent"
+            ) from exc
+
+    async def broker_for(self, account_id: str) -> BrokerAdapter:
+        """The broker an account trades through: the QMT adapter when an admin bound it to a QMT bridge, else the
+        paper broker. With no bridge configured and no account bound to one (`qmt_possible` False, found at start;
+        an account can only be bound to a configured bridge), every account is paper: no read."""
+        if self.qmt is None or not self.qmt_possible:
+            return self.broker
+        bound = await self.store.account_broker(account_id)
+        return self.qmt if bound.broker == QMT else self.broker
+
     async def _send(self, stored: StoredOrder, *, fresh: bool = False) -> StoredOrder:
         """Send the order to the broker and record its report. `fresh`: `stored` is the order as this request has
         just recorded it (its report is then applied without reading the order back first)."""
         order_id = stored.order.order_id
         try:
-            report = await self.broker.submit(stored.order, price_cap=stored.price_cap, paper_fill=stored.paper_fill)
+            broker = await self.broker_for(stored.order.account_id)
+            report = await broker.submit(stored.order, price_cap=stored.price_cap, paper_fill=stored.paper_fill)
         except BrokerUnavailable as exc:
             log.warning("broker unavailable; order stays accepted", extra={"order_id": order_id, "error": str(exc)})
             raise Unavailable(
@@ -471,11 +506,18 @@ class OrderDesk:
         """How the caller's account (or, for services and admins, `account_id`) treats an order placed while the
         market is closed: `rest` or `refuse`."""
         account = self._named_account(principal, account_id, "paper settings")
+        await self._paper_account(account)
         return account, await self._paper().closed_market(account)
+
+    async def _paper_account(self, account_id: str) -> None:
+        """409 `not_paper` for an account that trades through a real broker (QMT): paper settings are not its."""
+        if await self.broker_for(account_id) is not self.broker:
+            raise Conflict("not_paper", f"account {account_id} trades through a QMT bridge: it has no paper settings")
 
     async def set_paper_settings(self, principal: Principal, account_id: str, closed_market: str) -> tuple[str, str]:
         if not principal.acts_for_everyone:
             raise Forbidden("forbidden", f"role {principal.role} may not change an account's paper settings")
+        await self._paper_account(account_id)
         await self._paper().set_closed_market(account_id, closed_market, by=principal.subject)
         log.info("paper account settings changed", extra={"account_id": account_id, "closed_market": closed_market,
                                                           "by": principal.subject})  # fmt: skip
@@ -658,21 +700,30 @@ class OrderDesk:
     # --- cancelling -----------------------------------------------------------------------------------
 
     async def cancel(self, order_id: str, principal: Principal) -> StoredOrder:
+        return (await self.cancel_order(order_id, principal))[0]
+
+    async def cancel_order(self, order_id: str, principal: Principal) -> tuple[StoredOrder, bool]:
+        """Cancel what rests of the order: (the order after, whether the cancel was only requested). A broker that
+        cancels asynchronously (QMT) takes the request and reports the outcome later: the order is still open and
+        the second value is True (the API answers 202)."""
         stored = await self.get(order_id, principal)
         if stored.order.status.is_final:
             raise Conflict("order_not_cancellable", f"the order is already {stored.order.status.value}")
         try:
-            report = await self.broker.cancel(order_id, paper_fill=stored.paper_fill)
+            broker = await self.broker_for(stored.order.account_id)
+            report = await broker.cancel(order_id, paper_fill=stored.paper_fill)
         except CancelTooLate as exc:
             raise Conflict("order_not_cancellable", f"too late to cancel: {exc}") from exc
         except BrokerUnavailable as exc:
             raise Unavailable("broker_unavailable", f"the broker could not take the cancel now ({exc})") from exc
         after = await self._record(order_id, report)
+        if report.cancel_requested and not after.order.status.is_final:
+            return after, True
         if after.order.status is not OrderStatus.CANCELLED:
             raise Conflict(
                 "order_not_cancellable", f"the order was {after.order.status.value} before the cancel reached it"
             )
-        return after
+        return after, False
 
     # --- reconciliation -------------------------------------------------------------------------------
 
@@ -689,11 +740,13 @@ class OrderDesk:
             if stop is not None and stop.is_set():
                 break
             order_id = stored.order.order_id
+            broker = await self.broker_for(stored.order.account_id)
             try:
-                report = await self.broker.submit(
-                    stored.order, price_cap=stored.price_cap, paper_fill=stored.paper_fill
-                )
+                report = await broker.submit(stored.order, price_cap=stored.price_cap, paper_fill=stored.paper_fill)
             except BrokerUnavailable as exc:
+                if broker is not self.broker:  # one QMT bridge down: the orders of the other accounts go on
+                    log.warning("an order waits for its QMT bridge", extra={"order_id": order_id, "error": str(exc)})
+                    continue
                 log.warning("reconciliation paused: broker unavailable", extra={"error": str(exc)})
                 break  # the others would meet the same wall
             try:
@@ -754,6 +807,8 @@ class OrderDesk:
             if stop is not None and stop.is_set():
                 break
             order_id = stored.order.order_id
+            if await self.broker_for(stored.order.account_id) is not self.broker:
+                continue  # a real broker's exchange expires it; the QMT reconciliation's query records that
             try:
                 report = None
                 if isinstance(self.broker, ResumingBroker):

@@ -21,6 +21,8 @@ PUBLISHED = (
     "order.filled",
     "order.rejected",
     "order.cancelled",
+    "order.unknown",
+    "broker.reconciliation.difference",
     "trade.executed",
     "position.adjusted",
     "cash.moved",

@@ -72,7 +72,8 @@ def plan_report(progress: OrderProgress, report: BrokerReport, recorded_fill_ids
         raise InconsistentReport(f"{filled_qty} shares filled of an order for {progress.qty}")
 
     target = report.status
-    if target in (OrderStatus.ACCEPTED, OrderStatus.SUBMITTED, OrderStatus.PARTIALLY_FILLED) and filled_qty > 0:
+    open_targets = (OrderStatus.ACCEPTED, OrderStatus.SUBMITTED, OrderStatus.PARTIALLY_FILLED, OrderStatus.UNKNOWN)
+    if target in open_targets and filled_qty > 0:
         # What the fills say wins over a status the broker has not caught up with.
         target = OrderStatus.FILLED if filled_qty == progress.qty else OrderStatus.PARTIALLY_FILLED
     if target is OrderStatus.ACCEPTED:
@@ -81,7 +82,7 @@ def plan_report(progress: OrderProgress, report: BrokerReport, recorded_fill_ids
         raise InconsistentReport(f"reported filled with {filled_qty} of {progress.qty} shares")
 
     if progress.status.is_final:
-        if target is progress.status and not new_fills:
+        if (target is progress.status or target is OrderStatus.UNKNOWN) and not new_fills:
             return ReportPlan((), (), progress.filled_qty, progress.filled_amount, progress.reason, progress.status)
         raise InconsistentReport(f"the order is {progress.status.value} here but {target.value} at the broker")
 
@@ -94,8 +95,15 @@ def plan_report(progress: OrderProgress, report: BrokerReport, recorded_fill_ids
         steps.append(status)
         state = status
 
+    if target is OrderStatus.UNKNOWN:
+        # Sent with no answer: an order not yet known at the broker becomes unknown; one the broker has acknowledged
+        # already is not put back (an unknown report says nothing new about it).
+        if state is OrderStatus.ACCEPTED:
+            enter(OrderStatus.UNKNOWN)
+        return ReportPlan(tuple(steps), (), filled_qty, filled_amount, progress.reason, state)
+
     reached_broker = target is not OrderStatus.REJECTED and (target is not OrderStatus.CANCELLED or new_fills)
-    if state is OrderStatus.ACCEPTED and reached_broker:
+    if state in (OrderStatus.ACCEPTED, OrderStatus.UNKNOWN) and reached_broker:
         enter(OrderStatus.SUBMITTED)
     if new_fills and target is not OrderStatus.FILLED:
         enter(OrderStatus.PARTIALLY_FILLED)

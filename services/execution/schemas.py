@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
@@ -101,10 +101,16 @@ class OrderOut(BaseModel):
     )
     created_at: datetime
     updated_at: datetime
+    cancel_requested: bool = Field(
+        default=False,
+        description="a cancel was asked of a broker that cancels asynchronously (QMT) and its outcome is not in yet",
+    )
 
     @classmethod
-    def of(cls, stored: StoredOrder) -> OrderOut:
-        return cls.model_validate({**stored.order.model_dump(), "paper_fill": stored.paper_fill})
+    def of(cls, stored: StoredOrder, *, cancel_requested: bool = False) -> OrderOut:
+        return cls.model_validate(
+            {**stored.order.model_dump(), "paper_fill": stored.paper_fill, "cancel_requested": cancel_requested}
+        )
 
 
 class PositionOut(BaseModel):
@@ -289,3 +295,70 @@ class PaperSettingsOut(BaseModel):
 class PaperSessionOut(BaseModel):
     session: date  # the replayed session now
     now: datetime  # the market clock's time (the session's 09:30 Asia/Shanghai and on), UTC
+
+
+BRIDGE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+
+
+class AccountBrokerIn(RequestModel):
+    """Which broker an account trades through (admins): `paper`, or `qmt` through the QMT bridge `bridge_id` (one of
+    LH_QMT_BRIDGE_SECRETS; a bridge serves one account). Refused (409 `account_has_open_orders`) while the account has
+    orders not final."""
+
+    broker: Literal["paper", "qmt"]
+    bridge_id: Annotated[str, Field(pattern=BRIDGE_ID_PATTERN)] | None = None
+
+
+class AccountBrokerOut(BaseModel):
+    account_id: str
+    broker: Literal["paper", "qmt"]
+    bridge_id: str | None
+    updated_by: str | None = Field(description="who set it (null: never set, the default paper broker)")
+    updated_at: datetime | None
+
+
+class TradingSwitchIn(RequestModel):
+    """A QMT bridge's trading switches (admins): `enabled` false refuses every order at the bridge; `read_only`
+    serves queries only. Audited with `reason`."""
+
+    enabled: StrictBool
+    read_only: StrictBool
+    reason: Annotated[str, Field(min_length=1, max_length=255)]
+
+
+class TradingSwitchOut(BaseModel):
+    bridge_id: str
+    enabled: bool
+    read_only: bool
+    updated_by: str | None
+    updated_at: datetime | None
+    sent: bool = Field(description="the bridge is connected and took the switches now (else: at its next hello)")
+
+
+class DifferenceOut(BaseModel):
+    kind: Literal["position", "cash"]
+    ts_code: str | None
+    platform: str = Field(description="execution's shares (positions) or cash balance in CNY")
+    broker: str = Field(description="the broker's")
+
+
+class ReconciliationOut(BaseModel):
+    reconciliation_id: int | None = Field(description="null: the last run, not stored (nothing changed)")
+    bridge_id: str
+    account_id: str
+    at: datetime
+    orders_checked: int
+    orders_updated: int
+    differences: list[DifferenceOut]
+
+
+class BridgeOut(BaseModel):
+    bridge_id: str
+    account_id: str | None = Field(description="the account an admin bound it to (null: none)")
+    connected: bool
+    connected_at: datetime | None
+    last_seen: datetime | None = Field(description="when it last connected or disconnected")
+    qmt: str | None = Field(description="the bridge's link to MiniQMT: connected | disconnected (null: not said)")
+    account_status: int | None = Field(description="MiniQMT's account status code (0 ok, 6 closed, ...)")
+    trading: TradingSwitchOut
+    last_reconciliation: ReconciliationOut | None

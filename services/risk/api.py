@@ -34,8 +34,16 @@ router = APIRouter(prefix="/v1", tags=["risk"])
     response_model=PlacedOrder,
     responses={
         200: {"model": PlacedOrder, "description": "repeated client_order_id: the existing order"},
+        403: {
+            "description": "forbidden: a role that may not trade, or strategy_instance_id / paper_fill from anyone but "
+            "the strategy service; sleeve_not_allowed: a sleeve on any order but the strategy service's of an instance"
+        },
         409: {"model": OrderRefused, "description": "client_order_id already used with different terms"},
-        422: {"model": OrderRefused, "description": "order_rejected (or invalid_request for a malformed body)"},
+        422: {
+            "model": OrderRefused,
+            "description": "order_rejected (or invalid_request for a malformed body; sleeve_required: an instance's "
+            "order without its sleeve; sleeve_mismatch: a sleeve of another instance or symbol)",
+        },
         502: {"model": OrderRefused, "description": "execution_refused: execution did not accept the approval"},
         503: {"model": OrderRefused, "description": "risk_unavailable or execution_unavailable (retry)"},
     },

@@ -14,7 +14,6 @@ from services.risk.desk import (
     ExecutionService,
     HotBooks,
     RiskDesk,
-    StrategySleeves,
 )
 from services.risk.events import trading_state_changed
 from services.risk.metrics import RiskMetrics
@@ -161,7 +160,6 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
         max_order_value=settings.max_order_value,
         quotes=quotes,
         books=books,
-        sleeves=StrategySleeves(infra.services, settings.internal_secret),
         execution=ExecutionService(infra.services, settings.internal_secret),
         decisions=store,
         trading_states=store,

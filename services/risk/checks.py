@@ -34,8 +34,8 @@ class ReasonCode(StrEnum):
     LIMITS_UNKNOWN = "limits_unknown"  # shared.platform.quotes.LIMITS_UNKNOWN
     NO_SESSION = "no_session"
     RISK_UNAVAILABLE = "risk_unavailable"
-    # Orders for a strategy instance: checked against its sleeve (its share of the account) as well as the account.
-    STRATEGY_INSTANCE_NOT_FOUND = "strategy_instance_not_found"
+    # Orders for a strategy instance: checked against its sleeve (its share of the account, carried in the order) as
+    # well as the account.
     STRATEGY_INSTANCE_NOT_RUNNING = "strategy_instance_not_running"
     INSUFFICIENT_STRATEGY_CASH = "insufficient_strategy_cash"
     INSUFFICIENT_STRATEGY_POSITION = "insufficient_strategy_position"
@@ -193,8 +193,8 @@ def _cash_reason(
 
 
 class Sleeve(BaseModel):
-    """A strategy instance's share of its account, as the strategy service serves it
-    (`GET /v1/strategy-instances/{id}/sleeve`): its state, the cash it may spend and the shares it holds."""
+    """A strategy instance's share of its account as an order of it is checked against it (from the sleeve the order
+    carries, services/risk/schemas.py CarriedSleeve): its state, the cash it may spend and the shares it holds."""
 
     model_config = ConfigDict(frozen=True)
 

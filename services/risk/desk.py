@@ -4,9 +4,10 @@ execution. Fails closed: without market data (or the position of a sell, the cas
 A retry of an approved client_order_id is not checked again while it is the same decision: execution placed it
 (whatever its age), or its answer was lost and the approval TTL has not run out; it is re-signed. A decision
 execution refused is spent: a retry is decided afresh, every check again. An order of a strategy instance (only the
-strategy service places one) is for its sleeve's account and is checked against the sleeve as well (docs/order-path.md
-"Orders of a strategy instance"). No HTTP server code here; the ports to the data, strategy and execution services are
-small adapters."""
+strategy service places one) is for its sleeve's account and is checked against the sleeve as well, the sleeve the
+strategy service carries in the order (it is the authority on its instances' sleeves; risk reads nothing of it per
+order: docs/order-path.md "Orders of a strategy instance"). No HTTP server code here; the ports to the data and
+execution services are small adapters."""
 
 from __future__ import annotations
 
@@ -16,8 +17,6 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
-
-from pydantic import ValidationError
 
 from services.risk.assess import equity_of, priced, recent_order, risk_state, rule_order
 from services.risk.checks import (
@@ -40,7 +39,7 @@ from services.risk.metrics import Outcome, RiskMetrics
 from services.risk.rules import drawdown, effective, evaluate
 from services.risk.rules.base import Finding, Level, RuleConfig, TradingState
 from services.risk.rules.duplicates import DuplicatesConfig
-from services.risk.schemas import OrderRequest
+from services.risk.schemas import CarriedSleeve, OrderRequest
 from services.risk.state.activity import ActivityLog, MemoryActivity, fingerprint
 from services.risk.state.keeper import BookKeeper
 from services.risk.state.ports import BookUnavailable, BookView, Reservation, Verdict
@@ -69,7 +68,6 @@ from shared.platform.internal_auth import (
     STRATEGY_SUBJECT,
     Principal,
     mint_internal_token,
-    service_headers,
 )
 from shared.platform.observability import current_correlation_id, new_id
 from shared.platform.quotes import Quote, QuoteSource, QuoteUnavailable, quote_ahead_of
@@ -108,20 +106,6 @@ class AccountBooks(Protocol):
         """Drop the reservation of an order execution refused."""
 
 
-class SleeveUnavailable(Exception):
-    """The strategy service could not say what a strategy instance's sleeve holds: risk cannot decide its order."""
-
-
-class SleeveSource(Protocol):
-    async def sleeve(
-        self, instance_id: str, *, client_order_id: str, ts_code: str, session: date | None = None
-    ) -> Sleeve | None:
-        """The instance's sleeve as the order `client_order_id` of `ts_code` is checked against it: its cash less
-        every other open (or being sent) order's reservation, and that symbol's position, its sellable shares those
-        of `session` (the session the order is for, on the real clock; None: the instance's current session). None
-        when the strategy service knows no such instance. Raises SleeveUnavailable."""
-
-
 # Codes with which execution refuses an approved order the account cannot afford (checked atomically there):
 # passed to the caller as they are, with execution's status (422).
 EXECUTION_REFUSALS = frozenset(
@@ -134,8 +118,6 @@ EXECUTION_UNAVAILABLE_CODES = frozenset({"market_data_unavailable", "calendar_un
 # not be stored (a COMMIT whose answer was lost may have landed): the client sends it again with the same
 # client_order_id, which either finds it or places it once.
 EXECUTION_DEPENDENCY_CODES = frozenset({"database_unavailable", "cache_unavailable", "bus_unavailable"})
-# The strategy service's 404 codes for an instance it does not know (K2 names the first).
-INSTANCE_NOT_FOUND_CODES = frozenset({"instance_not_found", "strategy_instance_not_found"})
 
 
 class EffectiveRules(Protocol):
@@ -250,44 +232,6 @@ class HotBooks:
         await self.keeper.book.release(account_id, client_order_id)
 
 
-class StrategySleeves:
-    """A strategy instance's sleeve from the strategy service's `GET /v1/strategy-instances/{id}/sleeve`, as risk
-    itself (service token)."""
-
-    def __init__(self, services: ServiceDirectory, internal_secret: str) -> None:
-        self.services = services
-        self.internal_secret = internal_secret
-
-    async def sleeve(
-        self, instance_id: str, *, client_order_id: str, ts_code: str, session: date | None = None
-    ) -> Sleeve | None:
-        client = self.services.client("strategy")
-        params = {"client_order_id": client_order_id, "ts_code": ts_code}
-        if session is not None:
-            params["session"] = session.isoformat()
-        try:
-            body = await client.get_json(
-                f"/v1/strategy-instances/{instance_id}/sleeve",
-                params=params,
-                headers=service_headers(self.internal_secret, "risk"),
-            )
-        except ServiceError as exc:
-            if exc.status_code == 404 and exc.code in INSTANCE_NOT_FOUND_CODES:
-                return None  # any other 404 (no such route: an older strategy service) is not an answer
-            raise SleeveUnavailable(f"the strategy service answered {exc.code}: {exc.message}") from exc
-        except ValueError as exc:
-            raise SleeveUnavailable("the strategy service answered the sleeve without JSON") from exc
-        try:
-            sleeve = Sleeve.model_validate(body)
-        except ValidationError as exc:
-            raise SleeveUnavailable(f"the strategy service's sleeve is malformed: {exc.errors()[0]}") from exc
-        if sleeve.instance_id != instance_id:
-            raise SleeveUnavailable(
-                f"the strategy service answered the sleeve of {sleeve.instance_id}, not {instance_id}"
-            )
-        return sleeve
-
-
 class ExecutionService:
     """Execution's `POST /v1/orders`, called with the caller's identity (the approval binds the account)."""
 
@@ -322,7 +266,6 @@ class RiskDesk:
         max_order_value: Decimal,
         quotes: QuoteSource,
         books: AccountBooks,
-        sleeves: SleeveSource,
         execution: ExecutionPort,
         decisions: DecisionLog,
         metrics: RiskMetrics,
@@ -342,7 +285,6 @@ class RiskDesk:
         self.rules: RuleSource = rules or DefaultRules()  # the rule sets (global, account, instance), versioned
         self.activity: ActivityLog = activity or MemoryActivity()  # counters, recent orders, equity marks
         self.on_breach = on_breach  # records a trading state a loss limit calls for (the kill switch's store)
-        self.sleeves = sleeves
         self.execution = execution
         self.decisions = decisions
         self.trading_states = trading_states  # the kill switch's states (services/risk/trading_states.py)
@@ -365,12 +307,15 @@ class RiskDesk:
                 f"{principal.subject} may not send paper_fill: only a strategy instance's orders "
                 "(strategy_instance_id, from the strategy service) carry their own fill rules",
             )
+        # An instance's sleeve comes with its order, from the strategy service (checked above to be the sender of
+        # every order naming an instance): it is checked here, before anything is read or recorded.
+        sleeve = _carried_sleeve(request, principal)
 
         # A retry after a lost answer: the order was approved (and may be filled) already. Checking it again could
         # answer "rejected" or "unavailable" for an order execution holds, e.g. a sell whose shares it sold. Only
         # while the approval could have been admitted (its TTL) when execution's answer is unknown; never once
         # execution refused it (then the retry is a new order, checked afresh). An instance's retry is found by its
-        # instance, before its sleeve is read: a sleeve stopped since then does not undo an order placed.
+        # instance, before its sleeve is checked: a sleeve stopped since then does not undo an order placed.
         unknown_since = self.clock() - timedelta(seconds=self.approval_ttl_s)
         account_id: str | None = None if instance_id else (principal.account_id or principal.subject)
         earlier = await self.decisions.replayable_for(
@@ -385,14 +330,7 @@ class RiskDesk:
         order_session, session_reason = await self._order_session(session, unavailable)
         trade_date = order_session.day if order_session is not None else market_today(self.clock(), session)
 
-        sleeve: Sleeve | None = None
-        if instance_id is not None:
-            sleeve = await self._sleeve(
-                instance_id,
-                request.client_order_id,
-                _canonical_code(request.ts_code),
-                None if order_session is None else order_session.day,
-            )
+        if sleeve is not None:
             account_id = sleeve.account_id  # the instance trades in its owner's account
         assert account_id is not None
 
@@ -507,7 +445,7 @@ class RiskDesk:
             correlation_id=current_correlation_id(),
             strategy_instance_id=instance_id,
             paper_fill=request.paper_fill,
-            rule_check=None if judged is None else judged.record,
+            rule_check=_record(judged, request.sleeve),
         )
         alerts = [] if judged is None else judged.alerts(decision)
         try:
@@ -782,28 +720,6 @@ class RiskDesk:
             return None, Reason(ReasonCode.NO_SESSION, message)
         return found, None
 
-    async def _sleeve(self, instance_id: str, client_order_id: str, ts_code: str, session: date | None) -> Sleeve:
-        """The instance's sleeve as this order is checked against it. Fails closed: unreadable is 503
-        risk_unavailable, unknown is 422 order_rejected (no decision is recorded for either: without the sleeve there
-        is no account to record it for)."""
-        try:
-            sleeve = await self.sleeves.sleeve(
-                instance_id, client_order_id=client_order_id, ts_code=ts_code, session=session
-            )
-        except SleeveUnavailable as exc:
-            self.metrics.decided(Outcome.ERROR)
-            log.warning(
-                "risk cannot read a strategy instance's sleeve", extra={"instance": instance_id, "error": str(exc)}
-            )
-            raise Unavailable("risk_unavailable", f"risk cannot check the order: {exc}") from exc
-        if sleeve is None:
-            self.metrics.decided(Outcome.REJECTED)
-            reason = Reason(
-                ReasonCode.STRATEGY_INSTANCE_NOT_FOUND, f"the strategy service knows no strategy instance {instance_id}"
-            )
-            raise ServiceError("order_rejected", reason.message, status_code=422, reasons=[reason.as_dict()])
-        return sleeve
-
     async def _replay(self, earlier: Decision, request: OrderRequest, principal: Principal) -> Placement:
         """Answer a repeated client_order_id with the approved decision: the same terms are re-signed for the same
         decision_id (execution then finds the order by client_order_id and answers 200 with it, or creates it if
@@ -1017,6 +933,66 @@ def _check_placer(principal: Principal, instance_id: str | None) -> None:
         )
     if not principal.at_least(Role.TRADER):
         raise Forbidden("forbidden", f"role {principal.role} may not place orders")
+
+
+def _carried_sleeve(request: OrderRequest, principal: Principal) -> Sleeve | None:
+    """The sleeve an instance's order carries, as the checks read it; None for a person's order. Refused (nothing
+    read, nothing recorded): a sleeve on an order that names no instance (only the strategy service's orders of an
+    instance carry one: 403 sleeve_not_allowed), an instance's order without one (422 sleeve_required), and one that
+    is not for the order's instance or security (422 sleeve_mismatch)."""
+    carried, instance_id = request.sleeve, request.strategy_instance_id
+    if instance_id is None:
+        if carried is not None:
+            raise Forbidden(
+                "sleeve_not_allowed",
+                f"{principal.subject} may not send a sleeve: only the strategy service's orders of a strategy instance "
+                "(strategy_instance_id) carry one",
+                field="sleeve",
+            )
+        return None
+    if carried is None:
+        raise ServiceError(
+            "sleeve_required",
+            f"sleeve: an order of strategy instance {instance_id} carries the instance's sleeve (its state, cash and "
+            "position, as the strategy service's runner computed them when it sent the order)",
+            status_code=422,
+            field="sleeve",
+        )
+    if carried.instance_id != instance_id:
+        raise ServiceError(
+            "sleeve_mismatch",
+            f"sleeve.instance_id: the sleeve is strategy instance {carried.instance_id}'s, the order is for "
+            f"{instance_id}",
+            status_code=422,
+            field="sleeve.instance_id",
+        )
+    code = _canonical_code(request.ts_code)
+    position = carried.position
+    if position is not None and _canonical_code(position.ts_code) != code:
+        raise ServiceError(
+            "sleeve_mismatch",
+            f"sleeve.position.ts_code: the sleeve gives the position in {position.ts_code}, the order is for {code}",
+            status_code=422,
+            field="sleeve.position.ts_code",
+        )
+    return Sleeve(
+        instance_id=carried.instance_id,
+        account_id=carried.account_id,
+        state=carried.state,
+        cash_available=carried.cash_available,
+        positions=[]
+        if position is None
+        else [Holding(ts_code=code, qty=position.qty, sellable_qty=position.sellable_qty)],
+    )
+
+
+def _record(judged: _Judged | None, sleeve: CarriedSleeve | None) -> dict[str, Any] | None:
+    """What the decision read, for its record: the rules' versions, equity and findings (when they ran), and the
+    sleeve the order carried (an instance's order)."""
+    record: dict[str, Any] = {} if judged is None else judged.record
+    if sleeve is not None:
+        record = {**record, "sleeve": sleeve.model_dump(mode="json")}
+    return record or None
 
 
 def _canonical_code(ts_code: str) -> str:

@@ -18,7 +18,52 @@ from shared.platform.request_model import (
     StrategyInstanceId,
     StrictBool,
     StrictInt,
+    TradeDate,
 )
+
+
+class CarriedPosition(RequestModel):
+    """The instance's position in the order's security, as its sleeve holds it."""
+
+    ts_code: str = Field(min_length=1, max_length=32, description="the order's ts_code")
+    qty: StrictInt = Field(ge=0, le=10**12, description="shares the instance holds")
+    sellable_qty: StrictInt = Field(
+        ge=0,
+        le=10**12,
+        description="of those, the shares it may sell in `session` (T+1), less what its own resting sells already sell",
+    )
+
+    @model_validator(mode="after")
+    def _sellable_within_held(self) -> CarriedPosition:
+        if self.sellable_qty > self.qty:
+            raise ValueError(f"sellable_qty {self.sellable_qty} is more than qty {self.qty}")
+        return self
+
+
+class CarriedSleeve(RequestModel):
+    """A strategy instance's sleeve as the strategy service's runner computed it from its book the moment it sent the
+    order (docs/order-path.md "Orders of a strategy instance"): what risk checks the order against for the instance
+    (its state, its cash, its shares) besides the account. Only the strategy service sends one, with every order of
+    an instance; anyone else's is refused (403 `sleeve_not_allowed`)."""
+
+    instance_id: StrategyInstanceId = Field(description="the order's strategy_instance_id")
+    account_id: AccountId = Field(description="the instance's account: the account the order is decided for")
+    state: Literal["created", "running", "paused", "stopped", "failed"] = Field(
+        description="the instance's state as the runner holds it: only a running instance's orders pass"
+    )
+    cash_available: JsonDecimal = Field(
+        max_digits=20,
+        decimal_places=2,
+        allow_inf_nan=False,
+        description="CNY: the sleeve's cash less what its open buys, and the buys sent before this one in its round, "
+        "may still spend (this order's own not counted); may be negative",
+    )
+    position: CarriedPosition | None = Field(
+        default=None, description="the instance's position in the order's security; null: it holds none"
+    )
+    session: TradeDate | None = Field(
+        default=None, description="the trading session the runner sends the order for (its sellable shares' T+1)"
+    )
 
 
 class OrderRequest(RequestModel):
@@ -45,6 +90,12 @@ class OrderRequest(RequestModel):
         description="the strategy instance's own fill rules, which the paper broker matches this order with instead "
         "of the platform's: only with strategy_instance_id, from the strategy service (anyone else: 403 forbidden); "
         "signed into the approval. Fees stay the account's",
+    )
+    sleeve: CarriedSleeve | None = Field(
+        default=None,
+        description="the strategy instance's sleeve the order is checked against: required with "
+        "strategy_instance_id (422 sleeve_required), from the strategy service only (anyone else: 403 "
+        "sleeve_not_allowed)",
     )
 
     @model_validator(mode="after")
@@ -105,7 +156,8 @@ class DecisionOut(BaseModel):
     rule_check: dict[str, Any] | None = Field(
         default=None,
         description="the rule-set versions that decided it ({global, account, instance}) and every rule finding "
-        "(rule, code, level deny|warn, message, the values it read); null when the rules did not run",
+        "(rule, code, level deny|warn, message, the values it read), when the rules ran; for a strategy instance's "
+        "order also `sleeve`, the sleeve it carried and was checked against; null when neither",
     )
 
 

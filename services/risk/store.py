@@ -81,7 +81,8 @@ risk_decisions = Table(
     # The instance's own fill rules the order carried (shared.platform.approval.PaperFill as JSON), signed into the
     # approval with the rest; NULL: none (the platform's rules).
     Column("paper_fill", Text, nullable=True),
-    # What the rules read: {"rule_versions": {...}, "findings": [...]} (JSON); NULL: the rules did not run.
+    # What the rules read: {"rule_versions": {...}, "findings": [...]} (JSON), and an instance's order's carried
+    # {"sleeve": {...}}; NULL: the rules did not run on a person's order.
     Column("rule_check", Text, nullable=True),
     Index("ix_risk_decisions_created", "created_at"),
     Index("ix_risk_decisions_account_created", "account_id", "created_at"),

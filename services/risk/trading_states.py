@@ -30,7 +30,7 @@ from shared.platform.roles import Role
 log = logging.getLogger(__name__)
 
 STRICTNESS = [TradingState.ACTIVE, TradingState.REDUCING, TradingState.HALTED]
-OPEN_STATUSES = ("accepted", "submitted", "partially_filled")
+OPEN_STATUSES = ("accepted", "submitted", "partially_filled", "unknown")
 PAGE = 500
 
 

@@ -1,7 +1,7 @@
 """The strategy service's runner of instances: it builds each instance's run (its strategy, the market it trades
 and its stored book), plays replays on a replay market clock, books the fills and order outcomes execution reports
-(the `trade.executed` / `order.*` events, by strategy_instance_id), serves each instance's sleeve to risk, and fails
-one instance — never the service — when its strategy raises."""
+(the `trade.executed` / `order.*` events, by strategy_instance_id), sends each order with its instance's sleeve,
+and fails one instance — never the service — when its strategy raises."""
 
 from __future__ import annotations
 
@@ -231,11 +231,16 @@ class Runner:
             spec = self.specs.get(instance_id)
             if spec is not None:
                 self.specs[instance_id] = replace(spec, params=instance.params)
+        if run is not None:
+            run.state = "running"
         gate = self.resume_gates.get(instance_id)
         if gate is not None:
             gate.set()
 
     async def started(self, instance_id: str) -> None:
+        run = self.runs.get(instance_id)
+        if run is not None and run.state == "created":
+            run.state = "running"  # the start is recorded: its orders carry it in their sleeve
         recorded = self.recorded.get(instance_id)
         if recorded is not None:
             recorded.set()
@@ -304,7 +309,7 @@ class Runner:
         spec = replace(spec, universe={"ts_codes": meta["codes"]})
         run = InstanceRun(
             spec.instance_id, strategy, panel, config, self.path, _WithMeta(self.books, "live", meta),
-            orders_in_flight=self.orders_in_flight,
+            account_id=spec.account_id, state=instance.state.value, orders_in_flight=self.orders_in_flight,
         )  # fmt: skip
         await run.prepare()
         if run.book.t < 0:
@@ -448,7 +453,9 @@ class Runner:
     async def _fail(self, instance_id: str, trace: str) -> None:
         spec = self.specs.get(instance_id)
         self.live.pop(instance_id, None)
-        self.runs.pop(instance_id, None)
+        run = self.runs.pop(instance_id, None)
+        if run is not None:
+            run.state = "failed"
         stop = self.stopping.get(instance_id)
         if stop is not None:
             stop.set()  # a replay stops before its next day
@@ -479,9 +486,11 @@ class Runner:
         cls = self._class(spec.strategy)
         panel, config = await load_market(self.market(), spec, cls, start, end)
         meta = {"start": start.isoformat(), "end": end.isoformat(), "days_per_second": days_per_second}
+        # its state until the start is recorded (`started`): created; a recovered one is as it was recorded
+        state = ("paused" if paused else "running") if recovered else "created"
         run = InstanceRun(
             spec.instance_id, cls(dict(spec.params)), panel, config, self.path, _WithMeta(self.books, "replay", meta),
-            orders_in_flight=self.orders_in_flight,
+            account_id=spec.account_id, state=state, orders_in_flight=self.orders_in_flight,
         )  # fmt: skip
         await run.prepare()
         self.runs[spec.instance_id] = run
@@ -585,6 +594,9 @@ class Runner:
             return
         async with self.locks.setdefault(instance_id, asyncio.Lock()):
             gate.clear()
+            run = self.runs.get(instance_id)
+            if run is not None:
+                run.state = "paused"
 
     async def stop(self, instance_id: str, *, cancel_open_orders: bool) -> None:
         stop = self.stopping.get(instance_id)
@@ -605,6 +617,8 @@ class Runner:
         async with self.locks.setdefault(instance_id, asyncio.Lock()):
             self.live.pop(instance_id, None)
             run = self.runs.pop(instance_id, None)
+            if run is not None:
+                run.state = "stopped"
             if run is not None and not cancel_open_orders:
                 self.stopped_runs[instance_id] = run  # its open orders may still fill: their fills are booked
             if cancel_open_orders:
@@ -614,7 +628,7 @@ class Runner:
         """Cancel what execution holds open for the instance; returns how many were asked to cancel."""
         cancelled = 0
         for order in await self.path.orders(instance_id):
-            if order.get("status") in ("accepted", "submitted", "partially_filled"):
+            if order.get("status") in ("accepted", "submitted", "partially_filled", "unknown"):
                 try:
                     await self.path.cancel(str(order["order_id"]))
                     cancelled += 1

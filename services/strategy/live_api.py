@@ -1,5 +1,5 @@
-"""Routes of a strategy instance's trading (all require the internal token): its sleeve — what risk checks its
-orders against —, its record of each day it closed, and its performance so far."""
+"""Routes of a strategy instance's trading (all require the internal token): its sleeve — what its orders are checked
+against —, its record of each day it closed, and its performance so far."""
 
 from __future__ import annotations
 
@@ -42,8 +42,8 @@ async def get_sleeve(
         Query(
             min_length=1,
             max_length=64,
-            description="as risk checks this order: its own reservation is not counted in cash_available (the "
-            "reservations of every other open order, and of the orders being sent with it, are)",
+            description="as this order is checked: its own reservation is not counted in cash_available (the "
+            "reservations of every other open order, and of the orders before it in the round being sent, are)",
         ),
     ] = None,
     ts_code: Annotated[
@@ -52,14 +52,15 @@ async def get_sleeve(
     session: Annotated[
         TradeDate | None,
         Query(
-            description="the trading session the order is for (risk names it on the real clock): `sellable_qty` is "
-            "what may be sold in it (T+1: shares bought before it), default the instance's current session"
+            description="the trading session the order is for: `sellable_qty` is what may be sold in it (T+1: shares "
+            "bought before it), default the instance's current session"
         ),
     ] = None,
 ) -> dict[str, Any]:
     """The instance's cash and positions as its own trades made them (T+1 sellable), and what its open buys (and the
-    buys being sent) may still spend. Risk reads it for every order the instance sends, naming the order and its
-    symbol; a stopped instance shows its last stored state."""
+    buys being sent) may still spend; a stopped instance shows its last stored state. For people and tools: risk does
+    not read it (each order of the instance carries its sleeve, computed by the runner as it sends the order, the same
+    figures as this answers for that order's client_order_id and ts_code)."""
     instance = await instances.visible(principal, instance_id)
     sleeve = await _runner(request).sleeve(instance, client_order_id=client_order_id, ts_code=ts_code, session=session)
     positions = [

@@ -50,7 +50,7 @@ from shared.research.strategy.context import OrderEvent, TradeEvent
 log = logging.getLogger(__name__)
 
 FINAL = frozenset({"filled", "cancelled", "rejected"})
-OPEN = frozenset({"accepted", "submitted", "partially_filled"})
+OPEN = frozenset({"accepted", "submitted", "partially_filled", "unknown"})
 AWAITING = "awaiting: "  # the paper broker's reason for an order resting until its session's bar is in
 FILL_WAIT_S = 2.0  # how long a round waits for its fills' events before reading execution's listing instead
 ORDERS_IN_FLIGHT = 1  # a round's orders at risk and execution at once (LH_STRATEGY_ORDERS_IN_FLIGHT)
@@ -137,11 +137,17 @@ class InstanceRun:
         path: TradingPath,
         books: BookStore,
         *,
+        account_id: str,
+        state: str = "running",
         fill_wait_s: float = FILL_WAIT_S,
         order_window_s: float = 60.0,
         orders_in_flight: int = ORDERS_IN_FLIGHT,
     ) -> None:
         self.instance_id = instance_id
+        self.account_id = account_id  # the instance's account: its orders carry it in their sleeve
+        # The instance's state as the runner holds it (the service's Runner moves it with pause, resume, stop and a
+        # failure): every order carries it in its sleeve, and risk passes only a running instance's orders.
+        self.state = state
         self.strategy = strategy
         self.book = SleeveBook(panel, config, instance_id)
         self.ctx = BacktestContext(self.book, RunHistory(panel, config))
@@ -357,8 +363,8 @@ class InstanceRun:
     async def _send(self, plans: list[Plan]) -> None:
         """Send a round's orders (one per symbol: `SleeveBook.rounds`) and wait for their fills. Up to
         `orders_in_flight` are at risk and execution at once; each is reserved in the sleeve from before the round
-        is sent (`in_flight`) until it is refused or followed as sent, and risk checks each against the sleeve its
-        predecessors in the round leave (`sleeve`), as if they had been sent one after another; execution's
+        is sent (`in_flight`) until it is refused or followed as sent, and each carries to risk the sleeve its
+        predecessors in the round leave (`carried_sleeve`), as if they had been sent one after another; execution's
         admission under the account's lock stays the last word. The
         answers are then taken in the round's order, so the book, the settlements and on_order come out as they
         would one at a time. An order the path cannot take now is sent again with the same client_order_id until
@@ -416,7 +422,10 @@ class InstanceRun:
         tried = False
         while True:
             try:
-                answer = await self.path.place(plan, self.instance_id, paper_fill=paper_fill_of(self.book.config))
+                # the sleeve risk checks it against, as the book stands the moment it is sent (each attempt)
+                answer = await self.path.place(
+                    plan, self.instance_id, paper_fill=paper_fill_of(self.book.config), sleeve=self.carried_sleeve(plan)
+                )
                 break
             except PathUnavailable as exc:
                 tried = True
@@ -522,20 +531,86 @@ class InstanceRun:
         else:
             await self.books.save_book(self.instance_id, bar_date, book, day)
 
-    # --- the sleeve, as risk reads it -------------------------------------------------------------------------------
+    # --- the sleeve, as risk checks an order against it -------------------------------------------------------------
     def sleeve(
         self, *, client_order_id: str | None = None, ts_code: str | None = None, session: date | None = None
     ) -> dict[str, Any]:
-        """Cash available to new orders (the book's cash less what its open buys and the buys being sent may still
-        spend) and positions. Risk asks for one order (`client_order_id`): for an order of the round being sent, the
-        orders before it in the round are reserved (answered or not; a refused one no longer), itself and those
-        after it are not — as if they were sent one after another: each sees what its predecessors may spend, so
-        no two can spend the same cash (the one later in the round saw the earlier one). Without it (or for an
-        order not of the round), every order being sent is reserved. `ts_code`: only that symbol's position (what
-        an order's check reads). `session`: the session the order is for, whose sellable shares are answered (on the
-        real clock an order placed after the close is for the next session, in which the shares bought in the book's
-        session may be sold); default the book's session."""
+        """Cash available to new orders (`cash_available_fen`: the book's cash less what its open buys and the buys
+        being sent may still spend, see `available_fen`), positions (`ts_code`: only that symbol's; sellable in
+        `session`, default the book's session, less what its resting sells already sell) and the book's figures."""
         book = self.book
+        return {
+            "cash_fen": book.cash_fen,
+            "cash_available_fen": self.available_fen(client_order_id),
+            "market_value_fen": book.market_value_fen(),
+            "realised_fen": book.realised_fen,
+            "unrealised_fen": book.unrealised_fen(),
+            "fees_fen": book.fees_paid_fen,
+            "bar_date": book.panel.dates[book.t].isoformat() if book.t >= 0 else None,
+            "positions": self.positions(ts_code, session, client_order_id),
+        }
+
+    def carried_sleeve(self, plan: Plan) -> dict[str, Any]:
+        """The sleeve the order `plan` carries to risk (`OrderRequest.sleeve`), computed as it is sent: the instance,
+        its account and state, the cash available to this order (`available_fen`) and its position in the order's
+        symbol, sellable in the session being sent for. Risk checks the order against exactly this."""
+        book = self.book
+        held = self.positions(plan.ts_code, None, plan.client_order_id)  # that symbol's, if held: one at most
+        position = held[0] if held else None
+        return {
+            "instance_id": self.instance_id,
+            "account_id": self.account_id,
+            "state": self.state,
+            "cash_available": cny(self.available_fen(plan.client_order_id)),
+            "position": None
+            if position is None
+            else {"ts_code": position["ts_code"], "qty": position["qty"], "sellable_qty": position["sellable_qty"]},
+            "session": None if book.session_day is None else book.session_day.isoformat(),
+        }
+
+    def available_fen(self, client_order_id: str | None = None) -> int:
+        """The book's cash less what its open buys and the buys being sent may still spend. For one order
+        (`client_order_id`): for an order of the round being sent, the orders before it in the round are reserved
+        (answered or not; a refused one no longer), itself and those after it are not — as if they were sent one
+        after another: each sees what its predecessors may spend, so no two can spend the same cash (the one later in
+        the round saw the earlier one). Without it (or for an order not of the round), every order being sent is
+        reserved."""
+        book = self.book
+        reserved = 0
+        for cid, plan in self._reserving(client_order_id):
+            if plan.side == "sell":
+                continue
+            left = plan.qty - book.filled_by_order.get(cid, 0)
+            if left <= 0:
+                continue  # filled: its cash is spent (no minimum commission on nothing left)
+            amount = np.array([left * plan.price_fen], dtype=np.int64)
+            reserved += int(amount[0] + book.fees.commission(amount)[0] + book.fees.transfer(amount)[0])
+        return book.cash_fen - reserved
+
+    def positions(
+        self, ts_code: str | None = None, session: date | None = None, client_order_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Every position held, or only `ts_code`'s: its shares, and those sellable in `session` (on the real clock an
+        order placed after the close is for the next session, in which the shares bought in the book's session may be
+        sold; default the book's session) less what the sleeve's open sells still sell, and of the round being sent
+        the sells before `client_order_id` (as `available_fen` counts the buys)."""
+        book = self.book
+        selling: dict[str, int] = {}  # shares its open sells may still sell, by code
+        for cid, plan in self._reserving(client_order_id):
+            if plan.side != "sell":
+                continue
+            left = plan.qty - book.filled_by_order.get(cid, 0)
+            if left > 0:
+                selling[plan.ts_code] = selling.get(plan.ts_code, 0) + left
+        positions = book.holdings(ts_code, session)
+        for p in positions:
+            # shares a resting sell of the sleeve already sells are not offered to another sell
+            p["sellable_qty"] = max(int(p["sellable_qty"]) - selling.get(str(p["ts_code"]), 0), 0)
+        return positions
+
+    def _reserving(self, client_order_id: str | None) -> list[tuple[str, Plan]]:
+        """The orders whose cash or shares the sleeve holds back from `client_order_id`: every open one, and of the
+        round being sent those before it (all of them when it is not of the round); never itself."""
         ahead: list[tuple[str, Plan]] = []  # the orders of the round being sent that come before this one
         for cid, plan in self.in_flight.items():
             if cid == client_order_id:
@@ -543,33 +618,7 @@ class InstanceRun:
             ahead.append((cid, plan))
         else:
             ahead = list(self.in_flight.items())  # not an order of the round: every one is counted
-        reserved = 0
-        selling: dict[str, int] = {}  # shares its open sells may still sell, by code
-        for cid, plan in (*self.sent.items(), *ahead):
-            if cid == client_order_id:
-                continue
-            left = plan.qty - book.filled_by_order.get(cid, 0)
-            if left <= 0:
-                continue  # filled: its cash is spent, its shares sold (no minimum commission on nothing left)
-            if plan.side == "sell":
-                selling[plan.ts_code] = selling.get(plan.ts_code, 0) + left
-                continue
-            amount = np.array([left * plan.price_fen], dtype=np.int64)
-            reserved += int(amount[0] + book.fees.commission(amount)[0] + book.fees.transfer(amount)[0])
-        positions = book.holdings(ts_code, session)
-        for p in positions:
-            # shares a resting sell of the sleeve already sells are not offered to another sell
-            p["sellable_qty"] = max(int(p["sellable_qty"]) - selling.get(str(p["ts_code"]), 0), 0)
-        return {
-            "cash_fen": book.cash_fen,
-            "cash_available_fen": book.cash_fen - reserved,
-            "market_value_fen": book.market_value_fen(),
-            "realised_fen": book.realised_fen,
-            "unrealised_fen": book.unrealised_fen(),
-            "fees_fen": book.fees_paid_fen,
-            "bar_date": book.panel.dates[book.t].isoformat() if book.t >= 0 else None,
-            "positions": positions,
-        }
+        return [(cid, plan) for cid, plan in (*self.sent.items(), *ahead) if cid != client_order_id]
 
 
 def cny(fen: int) -> str:

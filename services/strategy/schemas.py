@@ -100,7 +100,8 @@ class SleevePosition(BaseModel):
 
 
 class SleeveOut(BaseModel):
-    """The instance's part of its account: what risk checks the instance's orders against."""
+    """The instance's part of its account: what the instance's orders are checked against (each order carries its
+    own copy to risk, computed as it is sent)."""
 
     instance_id: str
     account_id: str

@@ -1,6 +1,6 @@
 """The runner's ports to the order path and the market: orders go to risk (the path every order takes), fills and
 orders are read back from execution, bars from the data service. Over REST as the strategy service itself
-(`svc:strategy`); risk verifies the instance each order names."""
+(`svc:strategy`); each order of an instance carries the instance's sleeve, which risk checks it against."""
 
 from __future__ import annotations
 
@@ -47,10 +47,15 @@ class PathUnavailable(Exception):
 
 class TradingPath(Protocol):
     async def place(
-        self, plan: Plan, instance_id: str, paper_fill: Mapping[str, Any] | None = None
+        self,
+        plan: Plan,
+        instance_id: str,
+        paper_fill: Mapping[str, Any] | None = None,
+        sleeve: Mapping[str, Any] | None = None,
     ) -> Placed | Refused:
-        """Send one order through risk, with the instance's own fill rules (`paper_fill_of`) for the paper broker.
-        Raises PathUnavailable when the answer says to try again."""
+        """Send one order through risk, with the instance's own fill rules (`paper_fill_of`) for the paper broker and
+        the instance's sleeve risk checks it against (`InstanceRun.carried_sleeve`). Raises PathUnavailable when the
+        answer says to try again."""
 
     async def orders(self, instance_id: str) -> list[dict[str, Any]]:
         """Every order execution holds for the instance (oldest first). Raises PathUnavailable."""
@@ -111,7 +116,11 @@ class RestTradingPath:
         return service_headers(self.secret, "strategy")
 
     async def place(
-        self, plan: Plan, instance_id: str, paper_fill: Mapping[str, Any] | None = None
+        self,
+        plan: Plan,
+        instance_id: str,
+        paper_fill: Mapping[str, Any] | None = None,
+        sleeve: Mapping[str, Any] | None = None,
     ) -> Placed | Refused:
         body: dict[str, Any] = {
             "client_order_id": plan.client_order_id,
@@ -124,6 +133,8 @@ class RestTradingPath:
         }
         if paper_fill is not None:
             body["paper_fill"] = dict(paper_fill)
+        if sleeve is not None:
+            body["sleeve"] = dict(sleeve)
         try:
             response = await self.services.client("risk").request(
                 "POST", "/v1/orders", json=body, headers=self._headers()

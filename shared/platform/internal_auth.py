@@ -17,7 +17,7 @@ INTERNAL_HEADER = "X-LH-Internal-Token"
 AUDIENCE = "lianghua-internal"
 TOKEN_TTL_S = 300
 # The subjects of two services that the order path names: the strategy service places orders for its instances
-# (through risk), and risk reads their sleeves and positions as itself.
+# (through risk, each carrying its instance's sleeve), and risk acts as itself (e.g. reading execution's snapshots).
 STRATEGY_SUBJECT = "svc:strategy"
 RISK_SUBJECT = "svc:risk"
 

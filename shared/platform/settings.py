@@ -159,13 +159,32 @@ class Settings(BaseSettings):
     def _empty_is_zero(cls, value: object) -> object:
         return Decimal(0) if isinstance(value, str) and not value.strip() else value
 
+    # QMT bridges (docs/qmt-bridge.md): each bridge's shared secret, "bridge_id=secret,other=secret2" (SecretStr: never
+    # shown by repr(Settings) nor logged; read with qmt_bridge_secret_map()), and how often (seconds) execution
+    # reconciles its orders, trades, positions and cash with each connected bridge's broker.
+    qmt_bridge_secrets: SecretStr = SecretStr("")
+    qmt_reconcile_s: float = Field(default=30.0, gt=0, allow_inf_nan=False)
+
+    def qmt_bridge_secret_map(self) -> dict[str, str]:
+        """{bridge_id: secret} from LH_QMT_BRIDGE_SECRETS; raises ValueError on an entry that is not `id=secret`."""
+        found: dict[str, str] = {}
+        for part in self.qmt_bridge_secrets.get_secret_value().split(","):
+            if not part.strip():
+                continue
+            bridge_id, sep, secret = part.partition("=")
+            if not sep or not bridge_id.strip() or not secret.strip():
+                raise ValueError("LH_QMT_BRIDGE_SECRETS: each entry is bridge_id=secret")
+            found[bridge_id.strip()] = secret.strip()
+        return found
+
     # Strategy service: strategy folders besides the `strategies` package (their own `*.py` files; several folders
     # separated by os.pathsep, ":" on Linux), and how often (seconds) the strategy files are checked for changes
     # that hot reload takes (docs/strategy-instances.md); 0: never (no file is watched).
     strategy_dirs: str = ""
     strategy_reload_s: float = Field(default=2.0, ge=0, allow_inf_nan=False)
     # How many of a round's orders one instance has at risk and execution at once (the runner reserves each in the
-    # sleeve before it is sent, so risk checks each against what the orders before it may spend); 1: one at a time,
+    # sleeve before it is sent, and each carries the sleeve its predecessors leave, so risk checks each against what
+    # the orders before it may spend); 1: one at a time,
     # the default: in one process (standalone) more was measured slower (docs/benchmarks.md, issue 12).
     strategy_orders_in_flight: int = Field(default=1, ge=1, le=32)
 
@@ -190,23 +209,6 @@ class Settings(BaseSettings):
     data_update_at: str = "17:30"
     # Where the bulk Arrow/Parquet snapshots of the bars go (one per data version); default: <tmp>/lianghua-data/<db>
     data_snapshot_dir: str | None = None
-
-    # The QMT bridges allowed to connect (docs/qmt-bridge.md): LH_QMT_BRIDGE_SECRETS="bridge_id=secret,other=secret2".
-    # A secret: SecretStr, so repr(Settings) and logs never show it; read it through `bridge_secrets()`.
-    qmt_bridge_secrets: SecretStr = SecretStr("")
-
-    def bridge_secrets(self) -> dict[str, str]:
-        """The bridges' secrets by bridge id, from LH_QMT_BRIDGE_SECRETS (empty: no bridge may connect). Raises
-        ValueError naming the entry (never its secret) when one is not `id=secret`."""
-        found: dict[str, str] = {}
-        for number, entry in enumerate(self.qmt_bridge_secrets.get_secret_value().split(","), start=1):
-            if not entry.strip():
-                continue
-            bridge_id, sep, secret = entry.strip().partition("=")
-            if not sep or not bridge_id.strip() or not secret.strip():
-                raise ValueError(f"LH_QMT_BRIDGE_SECRETS: entry {number} is not bridge_id=secret")
-            found[bridge_id.strip()] = secret.strip()
-        return found
 
     # Real-time quotes (docs/quotes.md). The feed: "replay" (snapshots made from the stored daily bars on the market
     # clock: standalone's default), "bridge" (a QMT bridge's xtdata snapshots over /v1/bridge/quotes: fleet's

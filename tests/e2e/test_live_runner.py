@@ -23,6 +23,7 @@ from starlette.applications import Starlette
 
 from lianghua.standalone import build_app
 from services.data.demo import generate_demo_market
+from shared.platform.errors import Unavailable
 from shared.platform.events import BarsUpdated, make_event
 from shared.platform.settings import Mode, Settings
 from tests.e2e.flow import Session, create_user, login
@@ -182,6 +183,7 @@ async def test_a_paused_instance_takes_no_bar(live: Live) -> None:
         paths.append(path)
     running, paused = paths
     assert (await live.client.post(f"{paused}/pause", headers=trader.headers)).json()["state"] == "paused"
+    assert live.runner.runs[paused.rsplit("/", 1)[1]].state == "paused"  # what its orders would carry
     await live.bars_updated(date(2024, 12, 31))
 
     async def taken() -> Any:
@@ -225,6 +227,69 @@ async def test_parameters_changed_while_paused_run_after_resume_keeping_the_book
     assert patched.status_code == 200, patched.text
     assert (await live.client.post(f"{path}/resume", headers=trader.headers)).json()["state"] == "running"
     run = live.runner.runs[iid]
+    assert run.state == "running"
     assert run.strategy.params.cash_reserve == Decimal("0.5")
     # the book is the one it had: the orders already placed stay as they were (the new on_init places none)
     assert [(i.sym, i.amount) for i in run.book.pending] == pending
+
+
+async def test_an_instances_orders_carry_their_sleeve_and_risk_never_asks_the_strategy_service(live: Live) -> None:
+    """The sleeve comes with each order (the runner computes it as it sends): with the strategy service's sleeve
+    endpoint broken the instance's orders still go through risk, and the decisions record the sleeves they carried.
+    A person sending a sleeve through the gateway is refused."""
+    live.now[0] = datetime(2024, 12, 30, 20, 0, tzinfo=SH).astimezone(UTC)
+    trader = await live.trader()
+    account_id = (await live.client.get("/api/v1/account", headers=trader.headers)).json()["account_id"]
+    codes = _codes(2)
+    created = await live.client.post(
+        "/api/v1/strategy-instances",
+        json={"strategy": "buy_and_hold", "universe": {"ts_codes": codes}, "capital": "200000.00"},
+        headers=trader.headers,
+    )
+    iid = created.json()["instance_id"]
+    path = f"/api/v1/strategy-instances/{iid}"
+    assert (await live.client.post(f"{path}/start", headers=trader.headers)).status_code == 200
+    assert live.runner.runs[iid].state == "running"  # the start is recorded: its orders carry it
+
+    # a person's order with a sleeve (a generous one of their own instance), through the gateway: refused
+    sleeve = {"instance_id": iid, "account_id": account_id, "state": "running", "cash_available": "99999999.00",
+              "position": None}  # fmt: skip
+    order = {"client_order_id": f"own-{secrets.token_hex(4)}", "ts_code": codes[0], "side": "buy",
+             "order_type": "limit", "qty": 100, "price": "10.00"}  # fmt: skip
+    refused = await live.client.post("/api/v1/orders", json={**order, "sleeve": sleeve}, headers=trader.headers)
+    assert (refused.status_code, refused.json()["code"]) == (403, "sleeve_not_allowed"), refused.text
+    named = {**order, "sleeve": sleeve, "strategy_instance_id": iid}
+    refused = await live.client.post("/api/v1/orders", json=named, headers=trader.headers)
+    assert (refused.status_code, refused.json()["code"]) == (403, "forbidden"), refused.text
+
+    await live.bars_updated(date(2024, 12, 31))
+
+    async def marked() -> Any:
+        return (await live.client.get(f"{path}/performance", headers=trader.headers)).json()["days"] == 1
+
+    await _wait(marked, "the 2024-12-31 bar")
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise Unavailable("sleeve_unavailable", "the sleeve endpoint is down (test)")
+
+    live.runner.sleeve = broken  # the strategy service cannot answer a sleeve now
+    try:
+        down = await live.client.get(f"{path}/sleeve", headers=trader.headers)
+        assert (down.status_code, down.json()["code"]) == (503, "sleeve_unavailable"), down.text
+        live.now[0] = datetime(2025, 1, 2, 9, 31, tzinfo=SH).astimezone(UTC)
+        await live.runner.send_due()
+    finally:
+        del live.runner.sleeve
+    orders = (await live.client.get("/api/v1/orders", params={"strategy_instance_id": iid},
+                                    headers=trader.headers)).json()  # fmt: skip
+    assert sorted(o["ts_code"] for o in orders) == codes and {o["status"] for o in orders} == {"filled"}
+    decisions = [d for d in (await live.client.get("/api/v1/decisions", headers=trader.headers)).json()
+                 if d["strategy_instance_id"] == iid]  # fmt: skip
+    assert len(decisions) == 2 and all(d["approved"] for d in decisions)
+    carried = [d["rule_check"]["sleeve"] for d in decisions]
+    assert {(s["instance_id"], s["account_id"], s["state"], s["position"]) for s in carried} == {
+        (iid, account_id, "running", None)
+    }
+    assert {s["session"] for s in carried} == {"2025-01-02"}
+    # each buy saw the capital less what the other buy reserved before it (one at a time: the first sees it all)
+    assert max(Decimal(s["cash_available"]) for s in carried) == Decimal("200000.00")

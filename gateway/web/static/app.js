@@ -8,7 +8,7 @@
   const SESSION_KEY = "lianghua.session";
   const ORDERS_REFRESH_MS = 5000;
   const MAX_EVENTS = 200;
-  const OPEN_STATUSES = new Set(["accepted", "submitted", "partially_filled"]);
+  const OPEN_STATUSES = new Set(["accepted", "submitted", "partially_filled", "unknown"]);
   const BACKTEST_ACTIVE = new Set(["queued", "running"]);
   const BACKTESTS_LIMIT = 20;
   const BACKTESTS_POLL_MS = 5000;
@@ -445,6 +445,7 @@
         accepted: "text-bg-secondary",
         cancelled: "text-bg-light",
         rejected: "text-bg-danger",
+        unknown: "text-bg-warning",
       }[status] || "text-bg-light"
     );
   }

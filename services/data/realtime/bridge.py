@@ -75,7 +75,7 @@ async def bridge_quotes(websocket: WebSocket) -> None:
         return
     bridge_id = str(hello.get("bridge_id", ""))[:64]
     try:
-        secrets = state.settings.bridge_secrets()
+        secrets = state.settings.qmt_bridge_secret_map()
     except ValueError as exc:
         log.error("LH_QMT_BRIDGE_SECRETS is malformed: %s", exc)
         secrets = {}

@@ -24,6 +24,7 @@ from prometheus_client import Counter as PromCounter
 from services.data.quotes import listing_day_of, next_session_limits
 from services.data.realtime.bars import Bar, MinuteBars
 from services.data.realtime.snapshots import (
+    NOT_A_STOCK,
     REASONS,
     STALE,
     UNKNOWN_CODE,
@@ -85,6 +86,7 @@ class RoundResult:
 
     accepted: int = 0
     unchanged: int = 0  # snapshots repeating a code's latest (its time unchanged): skipped, not refused
+    not_stocks: int = 0  # an index's, a fund's, a bond's (xtdata's whole market has them): not quoted, not refused
     rejected: Counter[str] = field(default_factory=Counter)
     bars: list[Bar] = field(default_factory=list)
     seconds: float = 0.0  # from arrival to published
@@ -118,6 +120,7 @@ class RealtimeQuotes:
         self._loaded_at: float | None = None
         self._latest: dict[str, Tick] = {}
         self._seen_times: dict[str, str] = {}  # each code's latest snapshot's time, as the feed wrote it
+        self._not_stocks: set[str] = set()  # the feed's codes that are no A-share stock: skipped unread
         self._limits: dict[tuple[str, date, int], tuple[int | None, int | None]] = {}
         self._listing_days: dict[tuple[str, date], int | None] = {}
         self._lock = asyncio.Lock()  # one round at a time: bars and "newer than the latest" need the order
@@ -183,13 +186,23 @@ class RealtimeQuotes:
             for raw in raws:
                 # A full-market snapshot repeats the codes that did not trade since the last one, with their time
                 # unchanged: the same quote again, skipped before it is read.
-                if type(raw) is dict and (code := raw.get("ts_code")) in seen and seen[code] == raw.get("time"):
-                    result.unchanged += 1
-                    continue
+                if type(raw) is dict:
+                    code = raw.get("ts_code")
+                    if code in seen and seen[code] == raw.get("time"):
+                        result.unchanged += 1
+                        continue
+                    if code in self._not_stocks:
+                        result.not_stocks += 1
+                        continue
                 try:
                     ticks.append(read_snapshot(raw))
                 except Refused as exc:
-                    result.rejected[exc.reason] += 1
+                    if exc.reason == NOT_A_STOCK:
+                        result.not_stocks += 1
+                        if len(self._not_stocks) < 100_000:
+                            self._not_stocks.add(raw["ts_code"])
+                    else:
+                        result.rejected[exc.reason] += 1
             await self._known({t.ts_code for t in ticks})
             quotes: list[dict[str, Any]] = []
             newest: datetime | None = None

@@ -9,6 +9,7 @@ fen, volumes in shares. Bad ones are refused with a reason (the label of `lh_quo
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,7 +21,8 @@ LEVELS = 5
 
 # Reasons a snapshot is refused (the `reason` label of lh_quotes_rejected_total).
 MALFORMED = "malformed"  # not the snapshot's shape: a field missing, not a number, a time without an offset
-BAD_CODE = "bad_code"  # not an A-share stock code
+BAD_CODE = "bad_code"  # not a code like 600000.SH
+NOT_A_STOCK = "not_a_stock"  # a code of the exchanges' that is no A-share stock (an index, a fund, a bond): not quoted
 UNKNOWN_CODE = "unknown_code"  # a stock code the data service does not know
 NEGATIVE = "negative_price"  # a price, volume or amount below zero (or a last price of zero)
 OFF_TICK = "off_tick"  # a price off the 0.01 tick
@@ -75,6 +77,9 @@ def shares_of_lots(lots: int) -> int:
     """xtdata's stock volume (lots) in shares."""
     return lots * SHARES_PER_LOT
 
+
+_OPTIONAL = frozenset({"open", "high", "low"})
+_EXCHANGE_CODE = re.compile(r"[0-9]{6}\.(SH|SZ|BJ)")
 
 # Prices read before, by their text: a whole market's round repeats a few thousand distinct prices many times.
 _FEN: dict[str, int] = {}
@@ -135,6 +140,8 @@ def _levels(value: Any, name: str) -> tuple[tuple[int, int], ...]:
         if (type(pair) is not list and type(pair) is not tuple) or len(pair) != 2:
             raise Refused(MALFORMED, f"{name}[{i}]: not a [price, volume_lots] pair")
         text, lots = pair
+        if text is None:  # no price at that level (null from the bridge)
+            continue
         fen = known.get(text) if type(text) is str else None
         if fen is None or type(lots) is not int or lots < 0:
             try:  # the slow path, which names what is wrong
@@ -187,13 +194,16 @@ def read_snapshot(raw: Any) -> Tick:
         try:
             ts_code = parse_ts_code(code).ts_code
         except InvalidTsCode as exc:
-            raise Refused(BAD_CODE, f"ts_code: {exc}") from exc
+            # xtdata's whole market holds indices, funds and bonds beside the stocks: those are left alone
+            reason = NOT_A_STOCK if _EXCHANGE_CODE.fullmatch(code) else BAD_CODE
+            raise Refused(reason, f"ts_code: {exc}") from exc
         if len(_CODES) < _FEN_KEPT:
             _CODES[code] = ts_code
     time = _time(text)
     if time is None or time.utcoffset() is None:
         raise Refused(MALFORMED, f"time: {str(text)[:40]!r} is not an ISO 8601 time with its UTC offset")
-    fen = {name: _fen(value, name) for name, value in fields.items()}
+    # The bridge sends null for what xtdata has no number for (NaN): no open, high or low yet is no trade yet.
+    fen = {name: 0 if value is None and name in _OPTIONAL else _fen(value, name) for name, value in fields.items()}
     if fen["last"] == 0 or fen["pre_close"] == 0:
         raise Refused(NEGATIVE, "last and pre_close must be above zero")
     high, low = _optional(fen["high"]), _optional(fen["low"])

@@ -1,4 +1,4 @@
-"""The port every broker adapter implements (paper now, the QMT bridge later).
+"""The port every broker adapter implements (the paper broker, and the QMT bridge: brokers/qmt.py).
 
 Adapters must be idempotent by order_id: submitting an order the broker already has returns what the broker
 already did with it (the same fills, with the same fill ids), so execution can resubmit after a crash."""
@@ -41,9 +41,11 @@ class Fill:
 class BrokerReport:
     """What the broker says about an order: its status there and every fill so far (cumulative)."""
 
-    status: OrderStatus  # submitted | partially_filled | filled | rejected | cancelled
+    status: OrderStatus  # submitted | partially_filled | filled | rejected | cancelled | unknown (sent, no answer)
     fills: tuple[Fill, ...] = field(default_factory=tuple)
     reason: str | None = None
+    # A cancel a broker takes asynchronously (QMT): asked for, its outcome comes later (the order is still open).
+    cancel_requested: bool = False
 
 
 class BrokerAdapter(Protocol):

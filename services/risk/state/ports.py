@@ -39,7 +39,7 @@ class OrderEvent:
     ts_code: str
     side: OrderSide
     qty: int
-    status: str  # accepted, submitted, partially_filled, filled, rejected, cancelled, expired
+    status: str  # accepted, submitted, partially_filled, unknown (open), filled, rejected, cancelled, expired
     filled_qty: int
     cap_fen: int | None = None
     session: date | None = None  # the session the order is for (fee date of its reservation); None: the book's

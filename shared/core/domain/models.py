@@ -26,6 +26,9 @@ class OrderStatus(StrEnum):
     FILLED = "filled"
     CANCELLED = "cancelled"
     REJECTED = "rejected"  # refused by the broker (risk rejections never become orders)
+    # Sent to a real broker (QMT) with no answer (a timeout, a disconnect): it may be there or not. Still open (it
+    # keeps its reservation); resolved only by asking the broker, never sent again.
+    UNKNOWN = "unknown"
 
     @property
     def is_final(self) -> bool:
@@ -33,7 +36,18 @@ class OrderStatus(StrEnum):
 
 
 ORDER_TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
-    OrderStatus.ACCEPTED: frozenset({OrderStatus.SUBMITTED, OrderStatus.REJECTED, OrderStatus.CANCELLED}),
+    OrderStatus.ACCEPTED: frozenset(
+        {OrderStatus.SUBMITTED, OrderStatus.REJECTED, OrderStatus.CANCELLED, OrderStatus.UNKNOWN}
+    ),
+    OrderStatus.UNKNOWN: frozenset(
+        {
+            OrderStatus.SUBMITTED,
+            OrderStatus.PARTIALLY_FILLED,
+            OrderStatus.FILLED,
+            OrderStatus.CANCELLED,
+            OrderStatus.REJECTED,
+        }
+    ),
     OrderStatus.SUBMITTED: frozenset(
         {OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.REJECTED}
     ),

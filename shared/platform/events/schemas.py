@@ -137,6 +137,18 @@ class CashMoved(EventPayload):
     moved_at: datetime
 
 
+class BrokerReconciliationDifference(EventPayload):
+    """Execution's reconciliation with a QMT bridge's broker found positions or cash that differ from its own records
+    (reported, never overwritten: docs/qmt-bridge.md, "Execution"). Each difference: `kind` (position | cash),
+    `ts_code` (positions), `platform` and `broker` (shares, or cash in CNY, as strings)."""
+
+    reconciliation_id: str
+    bridge_id: str
+    account_id: str
+    differences: list[dict[str, str | None]]
+    at: datetime
+
+
 class BarsUpdated(EventPayload):
     trade_date: date | None
     start_date: date
@@ -347,6 +359,7 @@ EVENT_SCHEMAS: dict[str, type[EventPayload]] = {
     "order.filled": OrderUpdated,
     "order.rejected": OrderUpdated,
     "order.cancelled": OrderUpdated,
+    "order.unknown": OrderUpdated,
     "risk.order.denied": OrderDenied,
     "risk.trading_state.changed": TradingStateChanged,
     "risk.alert": RiskAlert,
@@ -355,6 +368,7 @@ EVENT_SCHEMAS: dict[str, type[EventPayload]] = {
     "trade.executed": TradeExecuted,
     "position.adjusted": PositionAdjusted,
     "cash.moved": CashMoved,
+    "broker.reconciliation.difference": BrokerReconciliationDifference,
     "bars.updated": BarsUpdated,
     "backtest.finished": BacktestFinished,
     "backtest.progress": BacktestProgress,

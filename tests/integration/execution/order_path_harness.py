@@ -1,8 +1,9 @@
 """An in-process fleet for the order-path tests: the risk and execution apps with their lifespans (real MariaDB,
 RabbitMQ and Redis from `backing.settings()`), a fake data service implementing `GET /v1/quotes/{ts_code}` and
 `GET /v1/reference` (the quotes of every security, with the data version as an ETag) as docs/architecture.md
-describes them, and announcing a change of its quotes as the real one announces new bars (`bars.updated`), a fake strategy service answering a strategy instance's sleeve (K2), switchable
-transports and bus to simulate outages, and a RabbitMQ consumer."""
+describes them, and announcing a change of its quotes as the real one announces new bars (`bars.updated`), a fake
+strategy service holding its instances' sleeves (which their orders carry; risk never asks it), switchable transports
+and bus to simulate outages, and a RabbitMQ consumer."""
 
 from __future__ import annotations
 
@@ -157,13 +158,14 @@ class FakeDataService:
 
 
 class FakeStrategyService:
-    """The strategy service's sleeve contract (K2: `GET /v1/strategy-instances/{id}/sleeve`), nothing more. Checks
-    the internal token like the real one; answers 404 `instance_not_found` for an instance it does not hold."""
+    """The strategy service's side of an instance's order: the sleeves of its instances, which each of their orders
+    carries to risk (`carried`, as the runner computes it when it sends the order). It also serves
+    `GET /v1/strategy-instances/{id}/sleeve` (checking the internal token like the real one; 404
+    `instance_not_found` for an instance it does not hold) and records every caller: risk must never ask it."""
 
     def __init__(self, internal_secret: str) -> None:
         self.sleeves: dict[str, dict[str, Any]] = {}
         self.callers: list[str] = []
-        self.sessions_asked: list[str | None] = []  # the `session` each sleeve was asked for (risk names the order's)
         self.app = FastAPI()
 
         @self.app.get("/v1/strategy-instances/{instance_id}/sleeve")
@@ -173,7 +175,6 @@ class FakeStrategyService:
             except ServiceError as exc:
                 return JSONResponse(exc.body(), status_code=401)
             self.callers.append(principal.subject)
-            self.sessions_asked.append(request.query_params.get("session"))
             body = self.sleeves.get(instance_id)
             if body is None:
                 return JSONResponse(
@@ -197,6 +198,23 @@ class FakeStrategyService:
         }
         return instance_id
 
+    def carried(self, instance_id: str, ts_code: str = "600000.SH") -> dict[str, Any]:
+        """The sleeve an order of the instance in `ts_code` carries (risk's OrderRequest.sleeve): its state, cash
+        available and its position in that symbol (none: null)."""
+        sleeve = self.sleeves[instance_id]
+        position = next((p for p in sleeve["positions"] if p["ts_code"] == ts_code), None)
+        return {
+            "instance_id": instance_id,
+            "account_id": sleeve["account_id"],
+            "state": sleeve["state"],
+            "cash_available": sleeve["cash_available"],
+            "position": None if position is None else dict(position),
+        }
+
+    def order(self, body: dict[str, Any]) -> dict[str, Any]:
+        """`body` (an order naming its strategy_instance_id) with the sleeve it carries."""
+        return {**body, "sleeve": self.carried(body["strategy_instance_id"], body["ts_code"])}
+
 
 class SwitchableTransport(httpx.AsyncBaseTransport):
     """An ASGI transport that can be 'unplugged': then every request fails to connect."""
@@ -205,8 +223,10 @@ class SwitchableTransport(httpx.AsyncBaseTransport):
         self.inner = httpx.ASGITransport(app=app)
         self.down = False
         self.down_for: set[tuple[str, str]] = set()  # (method, path) pairs that fail while others go through
+        self.attempts = 0  # every request tried through it, up or down
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.attempts += 1
         if self.down or (request.method, request.url.path) in self.down_for:
             raise httpx.ConnectError("connection refused (test)", request=request)
         return await self.inner.handle_async_request(request)

@@ -193,7 +193,7 @@ class Replay:
     data: ReplayData
     risk: httpx.AsyncClient
     execution: httpx.AsyncClient
-    strategy: FakeStrategyService  # the sleeves of strategy instances, which risk reads
+    strategy: FakeStrategyService  # the sleeves of strategy instances, which their orders carry
     reference: list[ReferenceQuotes]  # risk's and execution's copies of the data service's reference data
     execution_app: FastAPI | None = None
 
@@ -528,7 +528,9 @@ async def test_an_instance_order_fills_by_its_own_rules_while_a_persons_fills_by
         # Her strategy instance's limit buy at 10.60, at the same moment, with its own rules (fill at the close):
         # 2024-03-04's close, 10.50, at 15:00. The open (10.20) would have filled it too: the rules decided.
         instance = r.strategy.add(ida.account_id)
-        placed = await r.risk.post("/v1/orders", json=instance_order(instance), headers=headers(r.settings, STRATEGY))
+        placed = await r.risk.post(
+            "/v1/orders", json=r.strategy.order(instance_order(instance)), headers=headers(r.settings, STRATEGY)
+        )
         assert placed.status_code == 201, placed.text
         order = placed.json()["order"]
         assert (order["status"], order["filled_qty"], order["avg_fill_price"]) == ("filled", 100, "10.50")
@@ -551,11 +553,13 @@ async def test_an_instance_order_fills_by_its_own_rules_while_a_persons_fills_by
         ]  # fmt: skip
         assert decision["paper_fill"] == CLOSE_FILLS
         # The same order again: the same order back (200). With other fill rules: a conflict, nothing new.
-        again = await r.risk.post("/v1/orders", json=instance_order(instance), headers=headers(r.settings, STRATEGY))
+        again = await r.risk.post(
+            "/v1/orders", json=r.strategy.order(instance_order(instance)), headers=headers(r.settings, STRATEGY)
+        )
         assert (again.status_code, again.json()["order"]["order_id"]) == (200, order["order_id"])
         other = instance_order(instance, paper_fill={**CLOSE_FILLS, "fill_price": "open"})
         other["client_order_id"] = instance_order(instance)["client_order_id"]
-        conflict = await r.risk.post("/v1/orders", json=other, headers=headers(r.settings, STRATEGY))
+        conflict = await r.risk.post("/v1/orders", json=r.strategy.order(other), headers=headers(r.settings, STRATEGY))
         assert (conflict.status_code, conflict.json()["code"]) == (409, "client_order_id_conflict")
 
 
@@ -567,7 +571,7 @@ async def test_an_instances_volume_cap_and_slippage_are_its_own(tmp_path: Path) 
         instance = r.strategy.add(jo.account_id)
         rules = {**CLOSE_FILLS, "slippage": "ticks", "slippage_amount": "2", "volume_cap": "0.001"}
         body = instance_order(instance, ts_code="601398.SH", qty=300, price="5.20", paper_fill=rules)
-        placed = await r.risk.post("/v1/orders", json=body, headers=headers(r.settings, STRATEGY))
+        placed = await r.risk.post("/v1/orders", json=r.strategy.order(body), headers=headers(r.settings, STRATEGY))
         assert placed.status_code == 201, placed.text
         order = placed.json()["order"]
         # 0.1% of the bar's 100,000 shares = 100 of the 300 asked, at the close 5.15 + 2 ticks = 5.17; the rest is
@@ -639,7 +643,9 @@ async def test_only_an_instances_order_carries_fill_rules_and_they_are_checked(t
         ]
         for rules, field in bad:
             body = instance_order(instance, paper_fill=rules)
-            response = await r.risk.post("/v1/orders", json=body, headers=headers(r.settings, STRATEGY))
+            response = await r.risk.post(
+                "/v1/orders", json=r.strategy.order(body), headers=headers(r.settings, STRATEGY)
+            )
             assert response.status_code == 422, (rules, response.text)
             assert response.json()["code"] == "invalid_request"
             assert response.json()["message"].startswith(f"{field}: "), (rules, response.text)
@@ -662,7 +668,7 @@ async def test_a_holding_through_an_ex_date_gets_its_bonus_shares_and_cash_in_li
         mine = await r.submit(ada, ts_code="600030.SH", qty=300, price="10.50")
         # the instance's through risk, as the strategy service sends it (its own rules fill at the close, 10.00)
         order = instance_order(instance, ts_code="600030.SH", price="10.50")
-        placed = await r.risk.post("/v1/orders", json=order, headers=headers(r.settings, STRATEGY))
+        placed = await r.risk.post("/v1/orders", json=r.strategy.order(order), headers=headers(r.settings, STRATEGY))
         assert placed.status_code == 201, placed.text
         assert [o["status"] for o in (mine, placed.json()["order"])] == ["filled", "filled"]
         assert await r.get(ada, "/v1/positions") == [{"ts_code": "600030.SH", "qty": 400, "sellable_qty": 0}]

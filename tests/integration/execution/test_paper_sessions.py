@@ -348,7 +348,7 @@ async def test_an_instances_orders_are_matched_by_its_own_rules_on_their_session
 
         async def place_for_instance(cid: str, rules: dict[str, Any]) -> dict[str, Any]:
             sent = {**body, "client_order_id": f"{instance}-{cid}", "paper_fill": rules}
-            placed = await r.risk.post("/v1/orders", json=sent, headers=headers(r.settings, strategy))
+            placed = await r.risk.post("/v1/orders", json=r.strategy.order(sent), headers=headers(r.settings, strategy))
             assert placed.status_code == 201, placed.text
             answer: dict[str, Any] = placed.json()["order"]
             assert answer["status"] == "submitted" and answer["reason"].startswith("awaiting: ")
@@ -415,13 +415,21 @@ async def test_shares_bought_in_a_session_are_sellable_in_a_sell_placed_after_it
         sold = await place(r, jo, client_order_id="t-4", **SELL, price="11.00")  # above 10.50: rests
         assert (sold["status"], sold["qty"]) == ("submitted", 1000)
         assert await r.get(jo, "/v1/positions") == [{"ts_code": "600000.SH", "qty": 1000, "sellable_qty": 0}]
-        # a strategy instance's order: its sleeve is asked for the shares sellable in 2024-03-05
-        instance = r.strategy.add(jo.account_id)
+        # a strategy instance's order carries its sleeve as of the session it is sent for (the runner's book; here
+        # 100 sellable in 2024-03-05); risk checks the account's shares sellable in that session too: the resting
+        # sell holds all 1,000, so the account's check refuses it, the sleeve's passes (and risk asked nothing)
+        instance = r.strategy.add(jo.account_id, positions=[{"ts_code": "600000.SH", "qty": 100, "sellable_qty": 100}])
         strategy = Principal("svc:strategy", "service")
-        body = {**SELL, "qty": 100, "price": "11.00", "client_order_id": f"{instance}-1",
-                "strategy_instance_id": instance}  # fmt: skip
-        await r.risk.post("/v1/orders", json=body, headers=headers(r.settings, strategy))
-        assert r.strategy.sessions_asked == ["2024-03-05"]
+        body = r.strategy.order({**SELL, "qty": 100, "price": "11.00", "client_order_id": f"{instance}-1",
+                                 "strategy_instance_id": instance})  # fmt: skip
+        body["sleeve"]["session"] = "2024-03-05"
+        refused = await r.risk.post("/v1/orders", json=body, headers=headers(r.settings, strategy))
+        assert refused.status_code == 422, refused.text
+        assert [x["code"] for x in refused.json()["decision"]["reasons"]] == ["insufficient_position"]
+        [decision] = [d for d in (await r.risk.get("/v1/decisions", headers=headers(r.settings, strategy))).json()
+                      if d["strategy_instance_id"] == instance]  # fmt: skip
+        assert decision["rule_check"]["sleeve"]["session"] == "2024-03-05"
+        assert r.strategy.callers == []
 
 
 async def test_the_limits_of_the_next_session_are_known_once_the_closed_sessions_bars_are_in(tmp_path: Path) -> None:

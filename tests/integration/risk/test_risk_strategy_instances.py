@@ -1,7 +1,8 @@
-"""Orders of a strategy instance through risk into execution (K2), against the real MariaDB and RabbitMQ, with a fake
-strategy service answering the sleeve: only the strategy service names an instance; risk checks the instance's sleeve
-and its account, and forwards the instance inside the approval; execution stores it on the order and its trades,
-serves it and publishes it, with the trade's fees."""
+"""Orders of a strategy instance through risk into execution (K2), against the real MariaDB and RabbitMQ: only the
+strategy service names an instance, and each of its orders carries the instance's sleeve (only its orders may); risk
+checks the order against that sleeve and the sleeve's account without asking the strategy service anything, and
+forwards the instance inside the approval; execution stores it on the order and its trades, serves it and publishes
+it, with the trade's fees."""
 
 from typing import Any
 
@@ -43,6 +44,11 @@ def _order(instance_id: str | None, **kw: Any) -> dict[str, Any]:
     return body
 
 
+def _instance_order(f: Fleet, instance_id: str, **kw: Any) -> dict[str, Any]:
+    """An order of the instance with the sleeve it carries (as the strategy service's runner sends it)."""
+    return f.strategy.order(_order(instance_id, **kw))
+
+
 async def _open_account(f: Fleet, owner: Principal) -> None:
     """The owner's first look opens the account (with the paper opening cash): a service may name it after that."""
     assert (await f.execution.get("/v1/account", headers=f.headers(owner))).status_code == 200
@@ -60,14 +66,14 @@ async def test_an_instance_order_is_placed_and_its_order_trades_and_events_carry
         # 200 x 10.50 (the limit price) = 2,100.00 + commission 5.00 (0.525 -> minimum) + transfer 0.02 (0.021):
         # exactly the sleeve's cash.
         instance = f.strategy.add(alice.account_id, cash="2105.02")
-        response = await f.risk.post("/v1/orders", json=_order(instance), headers=f.headers(STRATEGY))
+        response = await f.risk.post("/v1/orders", json=_instance_order(f, instance), headers=f.headers(STRATEGY))
         assert response.status_code == 201, response.text
         order = response.json()["order"]
         assert (order["account_id"], order["strategy_instance_id"]) == (alice.account_id, instance)
         # The paper broker fills a limit buy at the last close, 10.00: 200 x 10.00 = 2,000.00; commission 0.50 ->
         # the 5.00 minimum; transfer 0.02; no stamp duty on a buy.
         assert (order["status"], order["filled_qty"], order["avg_fill_price"]) == ("filled", 200, "10.00")
-        assert f.strategy.callers == ["svc:risk"]  # risk read the sleeve as itself
+        assert f.strategy.callers == []  # the sleeve came with the order: risk asked the strategy service nothing
 
         listed = await f.execution.get(
             "/v1/trades", params={"strategy_instance_id": instance}, headers=f.headers(STRATEGY)
@@ -99,6 +105,11 @@ async def test_an_instance_order_is_placed_and_its_order_trades_and_events_carry
 
         decisions = (await f.risk.get("/v1/decisions", headers=f.headers(alice))).json()
         assert [(d["approved"], d["strategy_instance_id"]) for d in decisions] == [(True, instance)]
+        # the sleeve it was checked against, in the decision's record
+        assert decisions[0]["rule_check"]["sleeve"] == {
+            "instance_id": instance, "account_id": alice.account_id, "state": "running", "cash_available": "2105.02",
+            "position": None, "session": None,
+        }  # fmt: skip
         await settle(f)
 
 
@@ -108,13 +119,25 @@ async def test_a_person_s_orders_carry_no_instance_and_a_person_naming_one_is_re
     async with fleet(settings) as f:
         instance = f.strategy.add(bob.account_id)
         for principal in (bob, Principal("root", "admin", "acct-root"), Principal("svc:backtest", "service")):
-            response = await f.risk.post("/v1/orders", json=_order(instance), headers=f.headers(principal))
+            response = await f.risk.post("/v1/orders", json=_instance_order(f, instance), headers=f.headers(principal))
             assert response.status_code == 403, response.text
             assert response.json()["code"] == "forbidden"
         # The strategy service without an instance: refused too.
         response = await f.risk.post("/v1/orders", json=_order(None), headers=f.headers(STRATEGY))
         assert (response.status_code, response.json()["code"]) == (403, "forbidden")
         assert f.strategy.callers == [] and await _rows(f, bob.account_id) == (0, 0)
+
+        # Nor may a person send a sleeve with an order of their own (a sleeve of theirs, or one of a rich instance)
+        rich = f.strategy.add(bob.account_id, cash="99999999.00")
+        for sleeve in (f.strategy.carried(instance), f.strategy.carried(rich)):
+            for principal in (bob, Principal("root", "admin", "acct-root")):
+                response = await f.risk.post(
+                    "/v1/orders", json={**_order(None), "sleeve": sleeve}, headers=f.headers(principal)
+                )
+                assert (response.status_code, response.json()["code"]) == (403, "sleeve_not_allowed"), response.text
+                assert response.json()["details"] == {"field": "sleeve"}
+        assert await _rows(f, bob.account_id) == (0, 0)
+        assert (await f.risk.get("/v1/decisions", headers=f.headers(bob))).json() == []  # nothing decided
 
         placed = await f.risk.post("/v1/orders", json=_order(None), headers=f.headers(bob))
         assert placed.status_code == 201, placed.text
@@ -185,7 +208,9 @@ async def test_an_instance_order_its_sleeve_cannot_take_is_rejected_with_the_rea
             assert own.status_code == 201, own.text
             await trades_were_yesterday(f, dora.account_id)
         before = await _rows(f, dora.account_id)
-        response = await f.risk.post("/v1/orders", json=_order(instance, **order), headers=f.headers(STRATEGY))
+        response = await f.risk.post(
+            "/v1/orders", json=_instance_order(f, instance, **order), headers=f.headers(STRATEGY)
+        )
         assert response.status_code == 422, response.text
         body = response.json()
         assert body["code"] == "order_rejected"
@@ -194,27 +219,41 @@ async def test_an_instance_order_its_sleeve_cannot_take_is_rejected_with_the_rea
         await settle(f)
 
 
-async def test_an_unknown_instance_is_rejected_and_an_unreadable_sleeve_fails_closed(backing: Backing) -> None:
+async def test_an_instance_order_carries_its_sleeve_and_risk_never_asks_the_strategy_service(
+    backing: Backing,
+) -> None:
     settings = backing.settings()
     erin = trader()
     async with fleet(settings) as f:
         await _open_account(f, erin)
-        response = await f.risk.post("/v1/orders", json=_order(new_id()), headers=f.headers(STRATEGY))
-        assert response.status_code == 422, response.text
-        assert response.json()["code"] == "order_rejected"
-        assert [r["code"] for r in response.json()["details"]["reasons"]] == ["strategy_instance_not_found"]
-
-        instance = f.strategy.add(erin.account_id)
-        f.strategy_transport.down = True
+        instance, other = f.strategy.add(erin.account_id), f.strategy.add(erin.account_id)
+        # Without its sleeve: 422 sleeve_required; with another instance's: 422 sleeve_mismatch. Nothing decided.
         response = await f.risk.post("/v1/orders", json=_order(instance), headers=f.headers(STRATEGY))
-        assert response.status_code == 503, response.text
-        assert response.json()["code"] == "risk_unavailable"
-        assert "strategy service did not answer" in response.json()["message"]
+        assert (response.status_code, response.json()["code"]) == (422, "sleeve_required"), response.text
+        assert response.json()["details"] == {"field": "sleeve"}
+        wrong = {**_order(instance), "sleeve": f.strategy.carried(other)}
+        response = await f.risk.post("/v1/orders", json=wrong, headers=f.headers(STRATEGY))
+        assert (response.status_code, response.json()["code"]) == (422, "sleeve_mismatch"), response.text
+        assert response.json()["details"] == {"field": "sleeve.instance_id"}
+        # A sleeve that is not one (a field risk does not know, a cash that is not exact): 422 naming the field.
+        for bad, field in (({"owner": "erin"}, "sleeve.owner"), ({"cash_available": "1e6"}, "sleeve.cash_available")):
+            body = {**_order(instance), "sleeve": {**f.strategy.carried(instance), **bad}}
+            response = await f.risk.post("/v1/orders", json=body, headers=f.headers(STRATEGY))
+            assert (response.status_code, response.json()["code"]) == (422, "invalid_request"), response.text
+            assert response.json()["message"].startswith(f"{field}: "), response.text
         assert await _rows(f, erin.account_id) == (0, 0)
 
-        f.strategy_transport.down = False  # back: the same order goes through
-        response = await f.risk.post("/v1/orders", json=_order(instance), headers=f.headers(STRATEGY))
-        assert response.status_code == 201, response.text
+        # The strategy service unreachable (and its sleeve endpoint gone): instance orders still decide, both ways.
+        f.strategy_transport.down = True
+        placed = await f.risk.post("/v1/orders", json=_instance_order(f, instance), headers=f.headers(STRATEGY))
+        assert placed.status_code == 201, placed.text
+        f.strategy.sleeves[instance]["cash_available"] = "2105.01"  # one fen short of 200 x 10.50 with fees
+        refused = await f.risk.post("/v1/orders", json=_instance_order(f, instance), headers=f.headers(STRATEGY))
+        assert refused.status_code == 422, refused.text
+        assert [r["code"] for r in refused.json()["decision"]["reasons"]] == ["insufficient_strategy_cash"]
+        assert f.strategy.callers == []  # no request reached it (none was even tried: the transport counts none)
+        assert f.strategy_transport.attempts == 0
+        assert await _rows(f, erin.account_id) == (1, 1)
         await settle(f)
 
 
@@ -224,14 +263,14 @@ async def test_a_retry_of_an_instance_order_is_the_same_order(backing: Backing) 
     async with fleet(settings) as f:
         await _open_account(f, fay)
         instance = f.strategy.add(fay.account_id)
-        body = _order(instance)
+        body = _instance_order(f, instance)
         first = await f.risk.post("/v1/orders", json=body, headers=f.headers(STRATEGY))
         f.strategy.sleeves[instance]["state"] = "stopped"  # stopped since: the order placed stays the answer
-        again = await f.risk.post("/v1/orders", json=body, headers=f.headers(STRATEGY))
+        again = await f.risk.post("/v1/orders", json=f.strategy.order(body), headers=f.headers(STRATEGY))
         assert (first.status_code, again.status_code) == (201, 200), again.text
         assert first.json()["order"]["order_id"] == again.json()["order"]["order_id"]
         assert first.json()["decision"] == again.json()["decision"]
-        assert f.strategy.callers == ["svc:risk"]  # the retry did not read the sleeve
+        assert f.strategy.callers == []
         assert await _rows(f, fay.account_id) == (1, 1)
         await settle(f)
 
@@ -246,11 +285,13 @@ async def test_a_runner_reads_back_all_of_its_orders_and_trades_page_by_page(bac
         placed: list[str] = []
         for i in range(5):
             response = await f.risk.post(
-                "/v1/orders", json=_order(mine, qty=100 * (i + 1)), headers=f.headers(STRATEGY)
+                "/v1/orders", json=_instance_order(f, mine, qty=100 * (i + 1)), headers=f.headers(STRATEGY)
             )
             assert response.status_code == 201, response.text
             placed.append(response.json()["order"]["order_id"])
-        assert (await f.risk.post("/v1/orders", json=_order(other), headers=f.headers(STRATEGY))).status_code == 201
+        assert (
+            await f.risk.post("/v1/orders", json=_instance_order(f, other), headers=f.headers(STRATEGY))
+        ).status_code == 201
         assert (await f.risk.post("/v1/orders", json=_order(None), headers=f.headers(gus))).status_code == 201
 
         async def pages(path: str, cursor: str) -> list[list[str]]:

@@ -302,8 +302,8 @@ async def test_a_halted_instance_stops_its_orders_only_and_its_open_orders_are_c
         halted, running = f.strategy.add(kim.account_id), f.strategy.add(kim.account_id)
 
         def instance_order(instance_id: str) -> dict[str, Any]:
-            return {**_resting_buy(), "client_order_id": f"{instance_id}-{new_id()[:6]}", "strategy_instance_id":
-                    instance_id}  # fmt: skip
+            return f.strategy.order({**_resting_buy(), "client_order_id": f"{instance_id}-{new_id()[:6]}",
+                                     "strategy_instance_id": instance_id})  # fmt: skip
 
         placed = {}
         for instance_id in (halted, running):

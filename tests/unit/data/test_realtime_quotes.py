@@ -76,6 +76,9 @@ def test_wire_prices_with_three_decimals_on_the_tick_are_read() -> None:
 def test_before_the_first_trade_open_high_low_are_none() -> None:
     tick = read_snapshot(raw(open="0", high="0", low="0", last="10.00", lots=0, amount="0"))
     assert (tick.open, tick.high, tick.low, tick.volume) == (None, None, None, 0)
+    # as the bridge sends what xtdata has no number for (NaN): null
+    tick = read_snapshot(raw(open=None, high=None, low=None, last="10.00", bid=[[None, 0], ["9.99", 3]]))
+    assert (tick.open, tick.high, tick.low, tick.bid) == (None, None, None, ((999, 300),))
 
 
 @pytest.mark.parametrize(
@@ -88,7 +91,9 @@ def test_before_the_first_trade_open_high_low_are_none() -> None:
         ({"last": "10.055"}, "off_tick"),
         ({"ask": [["10.061", 3]]}, "off_tick"),
         ({"amount": "1.001"}, "off_tick"),
-        ({"ts_code": "510300.SH"}, "bad_code"),  # a fund, not a stock
+        ({"ts_code": "510300.SH"}, "not_a_stock"),  # a fund (xtdata's whole market has them): left alone
+        ({"ts_code": "000001.SH"}, "not_a_stock"),  # the SSE composite index
+        ({"ts_code": "600000"}, "bad_code"),
         ({"ts_code": "60000X.SH"}, "bad_code"),
         ({"time": "2024-12-31T09:30:03"}, "malformed"),  # no offset
         ({"last": 10.05}, "malformed"),  # a float: not exact
@@ -234,10 +239,12 @@ async def test_the_provider_keeps_the_latest_quote_with_the_days_limits(provider
             raw(code="000004.SZ", last="5.10", open="5.00", high="5.12", low="4.99", pre_close="5.00", lots=7),
             raw(code="600001.SH"),  # a main-board code the store does not know
             raw(last="-1.00"),
+            raw(code="510300.SH"),  # a fund: not quoted, not refused either
         ],
         "bridge",
     )
     assert result.accepted == 2 and dict(result.rejected) == {"unknown_code": 1, "negative_price": 1}
+    assert result.not_stocks == 1
     quote = LiveQuote.model_validate_json(await live.quote("600000.SH"))
     assert (quote.last, quote.volume, quote.amount) == (Decimal("10.05"), 15_000, Decimal("150450.00"))
     assert (quote.limit_up, quote.limit_down) == (Decimal("11.00"), Decimal("9.00"))  # main board: pre_close +-10%
@@ -246,7 +253,7 @@ async def test_the_provider_keeps_the_latest_quote_with_the_days_limits(provider
     assert (st.limit_up, st.limit_down, st.volume) == (Decimal("5.25"), Decimal("4.75"), 700)  # ST: +-5%
     assert await live.quote("600001.SH") is None
     assert metrics.rejected.labels(reason="unknown_code")._value.get() == 1
-    assert metrics.received.labels(source="bridge")._value.get() == 4
+    assert metrics.received.labels(source="bridge")._value.get() == 5
     assert metrics._age() == pytest.approx(67.0)  # 09:31:10 - 09:30:03
 
     # One event for the round, with the two quotes that passed.
@@ -308,16 +315,9 @@ async def test_the_snapshot_age_metric_is_nan_before_any_quote(provider: Any) ->
 # --- settings -----------------------------------------------------------------------------------------------------
 
 
-def test_bridge_secrets_are_read_by_id_and_never_shown() -> None:
+def test_the_feed_defaults_to_replay_standalone_and_bridge_in_fleet() -> None:
     from shared.platform.settings import Mode, Settings
 
-    settings = Settings(qmt_bridge_secrets=" desk-1=s3cret-one , desk-2=s3cret=two,")  # type: ignore[arg-type]
-    assert settings.bridge_secrets() == {"desk-1": "s3cret-one", "desk-2": "s3cret=two"}
-    assert "s3cret" not in repr(settings) and "s3cret" not in str(settings.model_dump())
-    with pytest.raises(ValueError, match="entry 2 is not bridge_id=secret") as bad:
-        Settings(qmt_bridge_secrets="desk-1=s3cret-one,just-a-secret-value").bridge_secrets()  # type: ignore[arg-type]
-    assert "just-a-secret-value" not in str(bad.value)
-    assert Settings().bridge_secrets() == {}
     # The feed: replay standalone, bridge in fleet, unless LH_QUOTES_FEED says
     assert Settings(mode=Mode.STANDALONE).quotes_feed_mode() == "replay"
     fleet = {"mode": Mode.FLEET, "internal_secret": "x" * 32}
@@ -378,3 +378,24 @@ async def test_securities_that_cannot_be_read_fail_the_round_until_read_once() -
     store.fail, clock[0] = True, 61.0
     result = await realtime.ingest([raw(t="09:30:05"), raw(code="600001.SH", t="09:30:05")], "bridge")
     assert (result.accepted, dict(result.rejected), store.calls) == (1, {"unknown_code": 1}, 3)
+
+
+def test_what_the_bridge_program_sends_is_read_as_meant() -> None:
+    """The bridge's own normalisation of an xtdata tick (bridge/qmt/normalize.py) read by the data service."""
+    from bridge.qmt import normalize
+
+    xt_tick = {
+        "time": int(at("10:15:03").timestamp() * 1000),  # xtdata: milliseconds
+        "lastPrice": 10.1, "open": 10.0, "high": 10.12, "low": 9.95, "lastClose": 10.03,
+        "amount": 123456789.5, "volume": 122_345,  # lots
+        "bidPrice": [10.09, 10.08, 0.0, 0.0, 0.0], "bidVol": [12, 30, 0, 0, 0],
+        "askPrice": [10.1, 10.11, 10.12, 10.13, 10.14], "askVol": [5, 6, 7, 8, 9],
+    }  # fmt: skip
+    tick = read_snapshot(normalize.snapshot("600000.SH", xt_tick))
+    assert tick.time == at("10:15:03")
+    assert (tick.last, tick.open, tick.high, tick.low, tick.pre_close) == (1010, 1000, 1012, 995, 1003)
+    assert (tick.volume, tick.amount) == (12_234_500, 12_345_678_950)
+    assert tick.bid == ((1009, 1_200), (1008, 3_000))
+    assert tick.ask[0] == (1010, 500) and len(tick.ask) == 5
+    # a NaN open before the first trade comes as null
+    assert read_snapshot(normalize.snapshot("600000.SH", {**xt_tick, "open": float("nan")})).open is None

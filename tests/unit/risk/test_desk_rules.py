@@ -19,18 +19,16 @@ from services.risk.state.activity import MemoryActivity
 from shared.platform.events import RiskAlert
 from tests.unit.risk.test_risk_desk import (
     ALICE,
-    INSTANCE,
     SECRET,
     STRATEGY,
     FakeBooks,
     FakeExecution,
     FakeLog,
     FakeQuotes,
-    FakeSleeves,
     FakeTradingStates,
+    _instance_order,
     _order,
     _sell,
-    _sleeve,
 )
 
 NOW = datetime(2025, 1, 2, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai: continuous trading
@@ -59,7 +57,6 @@ def _desk(
     books: FakeBooks | None = None,
     *,
     states: FakeTradingStates | None = None,
-    sleeves: FakeSleeves | None = None,
 ) -> tuple[RiskDesk, FakeExecution, FakeLog, list[tuple[str, TradingState, str]]]:
     execution, log = FakeExecution(), FakeLog()
     breaches: list[tuple[str, TradingState, str]] = []
@@ -74,7 +71,6 @@ def _desk(
         max_order_value=Decimal("10000000"),
         quotes=FakeQuotes(),
         books=books or FakeBooks(),
-        sleeves=sleeves or FakeSleeves(),
         execution=execution,
         decisions=log,
         metrics=RiskMetrics(CollectorRegistry()),
@@ -212,8 +208,8 @@ async def test_order_rates_count_real_seconds_whatever_the_markets_clock(monkeyp
 
 async def test_a_strategy_instances_identical_orders_are_not_duplicates() -> None:
     # The same rule set refuses a person's second identical order; an instance's orders are its strategy's intent.
-    desk, execution, _, _ = _desk(FakeRules({"duplicates": {"window_s": 5}}), sleeves=FakeSleeves(_sleeve()))
+    desk, execution, _, _ = _desk(FakeRules({"duplicates": {"window_s": 5}}))
     for cid in ("i-1", "i-2"):
-        placed = await desk.place(_order(client_order_id=cid, strategy_instance_id=INSTANCE), STRATEGY)
+        placed = await desk.place(_instance_order(client_order_id=cid), STRATEGY)
         assert placed.status_code == 201, placed.body
     assert len(execution.calls) == 2

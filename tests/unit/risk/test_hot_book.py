@@ -179,3 +179,17 @@ def test_a_corporate_action_adds_sellable_shares_and_cash_once() -> None:
         == [Holding(ts_code="600030.SH", qty=842, sellable_qty=842)]
     )
     assert book.balance_fen == 1_000_000 - 400_510 + 50
+
+
+def test_an_order_whose_outcome_is_unknown_stays_open_and_reserved() -> None:
+    # a QMT order sent without an answer (`unknown`) may be at the broker: its cash stays reserved until settled.
+    # 1,000 at a cap of 10.00: 10,000 + 5.00 commission + 0.10 transfer fee = 10,005.10 reserved
+    book = AccountBook("acct")
+    book.apply(CashEvent("acct", "opening", 2_000_000))
+    book.apply(OrderEvent("acct", "c1", "600000.SH", OrderSide.BUY, 1000, "accepted", 0, cap_fen=1000))
+    book.apply(OrderEvent("acct", "c1", "600000.SH", OrderSide.BUY, 1000, "unknown", 0, cap_fen=1000))
+    assert available_fen(book, TODAY) == 2_000_000 - 1_000_510
+    assert [o.client_order_id for o in book.view(TODAY).open_orders] == ["c1"]
+    # settled: it never reached the broker
+    book.apply(OrderEvent("acct", "c1", "600000.SH", OrderSide.BUY, 1000, "rejected", 0, cap_fen=1000))
+    assert available_fen(book, TODAY) == 2_000_000

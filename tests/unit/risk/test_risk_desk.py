@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from services.risk.checks import Holding, Sleeve
-from services.risk.desk import QuoteUnavailable, RiskDesk, SleeveUnavailable
+from services.risk.checks import Holding
+from services.risk.desk import QuoteUnavailable, RiskDesk
 from services.risk.metrics import RiskMetrics
 from services.risk.schemas import OrderRequest
 from services.risk.state.ports import BookUnavailable, BookView, HoldingView, Reservation, Verdict
@@ -106,23 +106,6 @@ def FakeCash(available: str = "10000000.00", down: bool = False) -> FakeBooks:
     return FakeBooks(available=available, down=down)
 
 
-class FakeSleeves:
-    """The strategy service's sleeve endpoint: None for an instance it does not know."""
-
-    def __init__(self, *sleeves: Sleeve, down: bool = False) -> None:
-        self.sleeves = {s.instance_id: s for s in sleeves}
-        self.down = down
-        self.asked: list[str] = []
-
-    async def sleeve(
-        self, instance_id: str, *, client_order_id: str, ts_code: str, session: date | None = None
-    ) -> Sleeve | None:
-        self.asked.append(instance_id)
-        if self.down:
-            raise SleeveUnavailable("the strategy service did not answer: ConnectError")
-        return self.sleeves.get(instance_id)
-
-
 class FakeExecution:
     def __init__(self, answer: tuple[int, dict[str, Any]] | None = None, down: bool = False) -> None:
         self.answer = answer or (201, {"order_id": "o1", "status": "filled"})
@@ -204,7 +187,6 @@ def _desk(
     positions: FakeBooks | None = None,
     cash: FakeBooks | None = None,
     clock: Callable[[], datetime] | None = None,
-    sleeves: "FakeSleeves | None" = None,
     trading_states: FakeTradingStates | None = None,
 ) -> tuple[RiskDesk, CollectorRegistry]:
     registry = CollectorRegistry()
@@ -215,7 +197,6 @@ def _desk(
         max_order_value=Decimal("1000000"),
         quotes=quotes,
         books=positions or cash or FakeBooks(),
-        sleeves=sleeves or FakeSleeves(),
         execution=execution,
         decisions=log,
         metrics=RiskMetrics(registry),
@@ -709,28 +690,36 @@ INSTANCE = "0123456789abcdef0123456789abcdef"
 STRATEGY = Principal("svc:strategy", "service")
 
 
-def _sleeve(state: str = "running", cash: str = "100000.00", *positions: Holding) -> Sleeve:
-    return Sleeve(
-        instance_id=INSTANCE,
-        account_id="acct-alice",
-        owner="alice",
-        state=state,
-        cash_available=Decimal(cash),
-        positions=list(positions),
-    )
+def _sleeve(
+    state: str = "running", cash: str = "100000.00", position: dict[str, object] | None = None, **kw: object
+) -> dict[str, object]:
+    """The sleeve an instance's order carries (OrderRequest.sleeve), as the strategy service's runner sends it."""
+    return {"instance_id": INSTANCE, "account_id": "acct-alice", "state": state, "cash_available": cash,
+            "position": position, **kw}  # fmt: skip
+
+
+def _instance_order(sleeve: dict[str, object] | None = None, **kw: object) -> OrderRequest:
+    return _order(strategy_instance_id=INSTANCE, sleeve=_sleeve() if sleeve is None else sleeve, **kw)
 
 
 async def test_an_instance_order_is_checked_for_the_sleeve_account_and_forwarded_with_its_instance() -> None:
-    execution, log, cash, sleeves = FakeExecution(), FakeLog(), FakeCash(), FakeSleeves(_sleeve())
-    desk, registry = _desk(FakeQuotes(), execution, log, cash=cash, sleeves=sleeves)
-    placement = await desk.place(_order(strategy_instance_id=INSTANCE), STRATEGY)
+    execution, log, cash = FakeExecution(), FakeLog(), FakeCash()
+    desk, registry = _desk(FakeQuotes(), execution, log, cash=cash)
+    placement = await desk.place(_instance_order(_sleeve(session="2025-01-02")), STRATEGY)
 
     assert placement.status_code == 201, placement.body
     [decision] = log.decisions
     assert (decision.account_id, decision.strategy_instance_id) == ("acct-alice", INSTANCE)
-    assert sleeves.asked == [INSTANCE] and cash.asked == ["acct-alice"]  # the account's cash checked too
+    assert cash.asked == ["acct-alice"]  # the account's cash checked too: the sleeve's account
+    # the sleeve it was checked against, recorded with the decision's other values
+    assert decision.rule_check is not None
+    assert decision.rule_check["sleeve"] == {
+        "instance_id": INSTANCE, "account_id": "acct-alice", "state": "running", "cash_available": "100000.00",
+        "position": None, "session": "2025-01-02",
+    }  # fmt: skip
     [(body, principal)] = execution.calls
     assert principal == STRATEGY
+    assert "sleeve" not in body  # the approval's terms only: execution admits the account, not the sleeve
     terms = OrderTerms.model_validate({k: v for k, v in body.items() if k != "approval"})
     assert (terms.account_id, terms.strategy_instance_id) == ("acct-alice", INSTANCE)
     assert approval_error(SECRET, terms, Approval.model_validate(body["approval"]), max_age_s=60) is None
@@ -743,6 +732,15 @@ async def test_an_instance_order_is_checked_for_the_sleeve_account_and_forwarded
     assert _count(registry, "approved") == 1
 
 
+async def test_the_sleeve_s_account_is_the_order_s_account() -> None:
+    execution, log, books = FakeExecution(), FakeLog(), FakeBooks()
+    desk, _ = _desk(FakeQuotes(), execution, log, cash=books)
+    placement = await desk.place(_instance_order(_sleeve(account_id="acct-bob")), STRATEGY)
+    assert placement.status_code == 201, placement.body
+    assert books.asked == ["acct-bob"] and log.decisions[0].account_id == "acct-bob"
+    assert execution.calls[0][0]["account_id"] == "acct-bob"
+
+
 @pytest.mark.parametrize(
     "principal",
     [
@@ -753,49 +751,103 @@ async def test_an_instance_order_is_checked_for_the_sleeve_account_and_forwarded
     ],
 )
 async def test_only_the_strategy_service_names_a_strategy_instance(principal: Principal) -> None:
-    execution, log, sleeves = FakeExecution(), FakeLog(), FakeSleeves(_sleeve())
-    desk, _ = _desk(FakeQuotes(), execution, log, sleeves=sleeves)
+    execution, log, books = FakeExecution(), FakeLog(), FakeBooks()
+    desk, _ = _desk(FakeQuotes(), execution, log, cash=books)
     with pytest.raises(ServiceError) as err:
-        await desk.place(_order(strategy_instance_id=INSTANCE), principal)
+        await desk.place(_instance_order(), principal)
     assert (err.value.status_code, err.value.code) == (403, "forbidden")
     assert "strategy_instance_id" in err.value.message
-    assert log.decisions == [] and execution.calls == [] and sleeves.asked == []
+    assert log.decisions == [] and execution.calls == [] and books.asked == []
+
+
+@pytest.mark.parametrize(
+    "principal", [ALICE, Principal("root", "admin", "acct-root"), Principal("svc:strategy", "trader")]
+)
+async def test_a_person_cannot_send_a_sleeve(principal: Principal) -> None:
+    """A sleeve says what an instance may spend: on a person's order it would be a way round nothing, and is refused
+    whatever it says, before anything is read or recorded."""
+    execution, log, books = FakeExecution(), FakeLog(), FakeBooks()
+    desk, registry = _desk(FakeQuotes(), execution, log, cash=books)
+    for sleeve in (_sleeve(), _sleeve(account_id="acct-root", cash="99999999.00")):
+        with pytest.raises(ServiceError) as err:
+            await desk.place(_order(sleeve=sleeve), principal)
+        assert (err.value.status_code, err.value.code) == (403, "sleeve_not_allowed")
+        assert err.value.details == {"field": "sleeve"}
+        assert err.value.message.startswith(f"{principal.subject} may not send a sleeve")
+    assert log.decisions == [] and execution.calls == [] and books.asked == []
+    assert _count(registry, "approved") == _count(registry, "rejected") == 0
+
+
+async def test_an_instance_order_without_its_sleeve_is_refused() -> None:
+    execution, log, books = FakeExecution(), FakeLog(), FakeBooks()
+    desk, _ = _desk(FakeQuotes(), execution, log, cash=books)
+    with pytest.raises(ServiceError) as err:
+        await desk.place(_order(strategy_instance_id=INSTANCE), STRATEGY)
+    assert (err.value.status_code, err.value.code) == (422, "sleeve_required")
+    assert err.value.details == {"field": "sleeve"}
+    assert log.decisions == [] and execution.calls == [] and books.asked == []
+
+
+@pytest.mark.parametrize(
+    ("sleeve", "field"),
+    [
+        (_sleeve(instance_id="f" * 32), "sleeve.instance_id"),  # another instance's
+        (_sleeve(position={"ts_code": "600036.SH", "qty": 300, "sellable_qty": 300}), "sleeve.position.ts_code"),
+    ],
+)
+async def test_a_sleeve_that_is_not_for_the_order_is_refused(sleeve: dict[str, object], field: str) -> None:
+    execution, log, books = FakeExecution(), FakeLog(), FakeBooks()
+    desk, _ = _desk(FakeQuotes(), execution, log, cash=books)
+    with pytest.raises(ServiceError) as err:
+        await desk.place(_instance_order(sleeve), STRATEGY)
+    assert (err.value.status_code, err.value.code) == (422, "sleeve_mismatch")
+    assert err.value.details == {"field": field} and err.value.message.startswith(f"{field}: ")
+    assert log.decisions == [] and execution.calls == [] and books.asked == []
 
 
 async def test_the_strategy_service_places_only_orders_of_an_instance() -> None:
     execution, log = FakeExecution(), FakeLog()
     desk, _ = _desk(FakeQuotes(), execution, log)
-    with pytest.raises(ServiceError) as err:
-        await desk.place(_order(), STRATEGY)
-    assert (err.value.status_code, err.value.code) == (403, "forbidden")
+    for order in (_order(), _order(sleeve=_sleeve())):
+        with pytest.raises(ServiceError) as err:
+            await desk.place(order, STRATEGY)
+        assert (err.value.status_code, err.value.code) == (403, "forbidden")
     assert log.decisions == [] and execution.calls == []
+
+
+HELD_300 = {"ts_code": "600000.SH", "qty": 300, "sellable_qty": 200}
 
 
 @pytest.mark.parametrize(
     ("sleeve", "order", "codes"),
     [
         (_sleeve(state="stopped"), {}, ["strategy_instance_not_running"]),
+        (_sleeve(state="created"), {}, ["strategy_instance_not_running"]),
         # 300 x 10.50 = 3,150.00 + 5.00 (0.7875 -> minimum) + 0.03 (0.0315) = 3,155.03 > 3,155.02.
         (_sleeve(cash="3155.02"), {}, ["insufficient_strategy_cash"]),
         (_sleeve(cash="3155.03"), {}, []),
+        (_sleeve(cash="-1.00"), {}, ["insufficient_strategy_cash"]),  # its open buys reserve more than its cash
         (_sleeve(state="stopped", cash="0.00"), {}, ["strategy_instance_not_running", "insufficient_strategy_cash"]),
-        (
-            _sleeve("running", "0.00", Holding(ts_code="600000.SH", qty=300, sellable_qty=200)),
-            {"side": "sell"},
-            ["insufficient_strategy_position"],
-        ),
+        (_sleeve("running", "0.00", HELD_300), {"side": "sell"}, ["insufficient_strategy_position"]),
+        (_sleeve("running", "0.00", HELD_300), {"side": "sell", "qty": 200}, []),
+        (_sleeve("running", "0.00", {**HELD_300, "ts_code": "600000.sh"}), {"side": "sell", "qty": 200}, []),
+        (_sleeve("running", "0.00"), {"side": "sell", "qty": 100}, ["insufficient_strategy_position"]),  # none held
     ],
 )
 async def test_an_instance_order_is_checked_against_its_sleeve(
-    sleeve: Sleeve, order: dict[str, object], codes: list[str]
+    sleeve: dict[str, object], order: dict[str, object], codes: list[str]
 ) -> None:
     execution, log = FakeExecution(), FakeLog()
     # The account holds plenty: only the sleeve can refuse.
     positions = FakePositions(Holding(ts_code="600000.SH", qty=10_000, sellable_qty=10_000))
-    desk, _ = _desk(FakeQuotes(), execution, log, positions=positions, sleeves=FakeSleeves(sleeve))
-    placement = await desk.place(_order(strategy_instance_id=INSTANCE, **order), STRATEGY)
+    desk, _ = _desk(FakeQuotes(), execution, log, positions=positions)
+    placement = await desk.place(_instance_order(sleeve, **order), STRATEGY)
     [decision] = log.decisions
     assert [r["code"] for r in decision.reasons] == codes
+    assert decision.rule_check is not None
+    recorded = decision.rule_check["sleeve"]
+    assert (recorded["state"], recorded["cash_available"]) == (sleeve["state"], sleeve["cash_available"])
+    assert recorded["position"] == sleeve["position"]
     if codes:
         assert (placement.status_code, placement.body["code"]) == (422, "order_rejected")
         assert execution.calls == []
@@ -807,42 +859,40 @@ async def test_an_instance_order_is_checked_against_its_sleeve(
 
 async def test_the_account_checks_run_for_an_instance_order_too() -> None:
     execution, log = FakeExecution(), FakeLog()
-    desk, _ = _desk(FakeQuotes(), execution, log, cash=FakeCash("100.00"), sleeves=FakeSleeves(_sleeve()))
-    placement = await desk.place(_order(strategy_instance_id=INSTANCE), STRATEGY)
+    desk, _ = _desk(FakeQuotes(), execution, log, cash=FakeCash("100.00"))
+    placement = await desk.place(_instance_order(), STRATEGY)
     assert placement.status_code == 422
     assert [r["code"] for r in placement.body["decision"]["reasons"]] == ["insufficient_cash"]
 
 
-async def test_an_unknown_instance_is_rejected_without_a_decision() -> None:
+async def test_an_instance_order_fails_closed_when_its_account_cannot_be_read() -> None:
+    """The sleeve comes with the order; the account's book does not: without it, no approval (503, recorded)."""
     execution, log = FakeExecution(), FakeLog()
-    desk, registry = _desk(FakeQuotes(), execution, log, sleeves=FakeSleeves())
-    with pytest.raises(ServiceError) as err:
-        await desk.place(_order(strategy_instance_id=INSTANCE), STRATEGY)
-    assert (err.value.status_code, err.value.code) == (422, "order_rejected")
-    assert [r["code"] for r in err.value.details["reasons"]] == ["strategy_instance_not_found"]
-    assert log.decisions == [] and execution.calls == []
-    assert _count(registry, "rejected") == 1
+    desk, registry = _desk(FakeQuotes(), execution, log, cash=FakeCash(down=True))
+    placement = await desk.place(_instance_order(), STRATEGY)
+    assert (placement.status_code, placement.body["code"]) == (503, "risk_unavailable")
+    [decision] = log.decisions
+    assert not decision.approved and decision.strategy_instance_id == INSTANCE
+    assert execution.calls == [] and _count(registry, "error") == 1
 
 
-async def test_fails_closed_when_the_sleeve_cannot_be_read() -> None:
+async def test_a_rejected_instance_order_records_the_sleeve_even_when_the_rules_did_not_run() -> None:
     execution, log = FakeExecution(), FakeLog()
-    desk, registry = _desk(FakeQuotes(), execution, log, sleeves=FakeSleeves(_sleeve(), down=True))
-    with pytest.raises(ServiceError) as err:
-        await desk.place(_order(strategy_instance_id=INSTANCE), STRATEGY)
-    assert (err.value.status_code, err.value.code) == (503, "risk_unavailable")
-    assert "the strategy service did not answer" in err.value.message
-    assert log.decisions == [] and execution.calls == []
-    assert _count(registry, "error") == 1
+    desk, _ = _desk(FakeQuotes(), execution, log)
+    placement = await desk.place(_instance_order(_sleeve(cash="1.00"), ts_code="600036.SH"), STRATEGY)  # unknown
+    assert placement.status_code == 422
+    [decision] = log.decisions
+    assert decision.rule_check == {"sleeve": {**_sleeve(cash="1.00"), "session": None}}
 
 
-async def test_a_retry_of_an_instance_order_is_replayed_without_reading_the_sleeve_again() -> None:
-    execution, log, sleeves = FakeExecution(), FakeLog(), FakeSleeves(_sleeve())
-    desk, _ = _desk(FakeQuotes(), execution, log, sleeves=sleeves)
-    first = await desk.place(_order(strategy_instance_id=INSTANCE), STRATEGY)
-    sleeves.sleeves[INSTANCE] = _sleeve(state="stopped")  # stopped since: the placed order stays placed
-    again = await desk.place(_order(strategy_instance_id=INSTANCE), STRATEGY)
+async def test_a_retry_of_an_instance_order_is_replayed_without_checking_its_sleeve_again() -> None:
+    execution, log = FakeExecution(), FakeLog()
+    desk, _ = _desk(FakeQuotes(), execution, log)
+    first = await desk.place(_instance_order(), STRATEGY)
+    # stopped since (the retry carries the sleeve as it is now): the placed order stays placed
+    again = await desk.place(_instance_order(_sleeve(state="stopped", cash="0.00")), STRATEGY)
     assert (first.status_code, again.status_code) == (201, 201)
-    assert len(log.decisions) == 1 and sleeves.asked == [INSTANCE]
+    assert len(log.decisions) == 1
     [(body1, _), (body2, _)] = execution.calls
     assert body1["approval"]["decision_id"] == body2["approval"]["decision_id"]
     assert body2["strategy_instance_id"] == INSTANCE
@@ -850,11 +900,12 @@ async def test_a_retry_of_an_instance_order_is_replayed_without_reading_the_slee
 
 async def test_a_person_s_order_is_not_answered_with_an_instance_decision_of_the_same_client_order_id() -> None:
     execution, log = FakeExecution(), FakeLog()
-    desk, _ = _desk(FakeQuotes(), execution, log, sleeves=FakeSleeves(_sleeve()))
-    await desk.place(_order(strategy_instance_id=INSTANCE), STRATEGY)
+    desk, _ = _desk(FakeQuotes(), execution, log)
+    await desk.place(_instance_order(), STRATEGY)
     await desk.place(_order(), ALICE)  # alice's account, the same client_order_id: a decision of its own
     assert [d.strategy_instance_id for d in log.decisions] == [INSTANCE, None]
     assert execution.calls[1][0]["strategy_instance_id"] is None
+    assert log.decisions[1].rule_check is None or "sleeve" not in log.decisions[1].rule_check
 
 
 # --- the kill switch's trading states ------------------------------------------------------------------------------

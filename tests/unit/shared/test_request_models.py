@@ -23,6 +23,8 @@ PASSED_THROUGH = {
     "/api/v1/orders",
     "/api/v1/account/cash",
     "/api/v1/account/paper-settings",
+    "/api/v1/accounts/{account_id}/broker",
+    "/api/v1/bridges/{bridge_id}/trading",
     "/api/v1/risk/halt",
     "/api/v1/risk/stops",
     "/api/v1/risk/rules/{scope}",
@@ -136,11 +138,14 @@ def test_every_request_body_of_every_app_is_a_strict_request_model() -> None:
         "strategy /v1/strategy-instances/{instance_id}/stop": "StopRequest",
         "execution /v1/paper/session": "PaperSessionIn",
         "execution /v1/account/paper-settings": "PaperSettingsIn",
+        "execution /v1/accounts/{account_id}/broker": "AccountBrokerIn",
+        "execution /v1/bridges/{bridge_id}/trading": "TradingSwitchIn",
     }
     seen: set[type[BaseModel]] = set()
     assert [p for body in bodies.values() for p in _problems(body, seen)] == []
     assert {m.__name__ for m in seen} >= {"Universe", "UniverseFilter", "CostModel", "SleeveRequest", "WalkForwardSpec",
-                                         "GeneticSpec", "OptimisationConfig"}  # fmt: skip
+                                         "GeneticSpec", "OptimisationConfig", "CarriedSleeve",
+                                         "CarriedPosition"}  # fmt: skip
 
 
 # --- the types themselves --------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from services.strategy.metrics import InstanceMetrics
 from services.strategy.runner import InstanceRun
 from shared.research.engine import load_bars
 from shared.research.strategy import CrossSection, Strategy, StrategyContext
-from tests.unit.strategy.test_runner_parity import INSTANCE, FillingPath, MemoryBooks, _config
+from tests.unit.strategy.test_runner_parity import ACCOUNT, INSTANCE, FillingPath, MemoryBooks, _config
 
 
 class OneRoundTrip(Strategy):
@@ -59,7 +59,7 @@ def _replay(bars: pd.DataFrame, books: MemoryBooks, *, again: int | None = None)
     async def go() -> None:
         config = _config(bars)
         path = FillingPath()
-        run = InstanceRun(INSTANCE, OneRoundTrip(), load_bars(bars, config), config, path, books)
+        run = InstanceRun(INSTANCE, OneRoundTrip(), load_bars(bars, config), config, path, books, account_id=ACCOUNT)
         path.run = run
         await run.prepare()
         for t in range(len(run.book.panel.dates)):
@@ -115,7 +115,7 @@ def test_the_real_clock_records_each_bar_it_is_given(bars: pd.DataFrame) -> None
         panel = load_bars(bars, config)
         books = MemoryBooks()
         path = FillingPath()
-        run = InstanceRun(INSTANCE, OneRoundTrip(), panel, config, path, books)
+        run = InstanceRun(INSTANCE, OneRoundTrip(), panel, config, path, books, account_id=ACCOUNT)
         path.run = run
         await run.prepare()
         await run.close_bar(0)

@@ -18,6 +18,7 @@ from shared.research.engine import load_bars, run_backtest
 from shared.research.strategy import CrossSection, Strategy, StrategyContext
 from shared.research.strategy.context import OrderEvent, TradeEvent
 from tests.unit.strategy.test_runner_parity import (
+    ACCOUNT,
     INSTANCE,
     FillingPath,
     MemoryBooks,
@@ -88,7 +89,7 @@ def test_orders_placed_between_bars_survive_the_next_bar_on_the_real_clock(bars:
         config = _config(bars)
         panel = load_bars(bars, config)
         path = FillingPath()
-        run = InstanceRun(INSTANCE, FollowsUp(), panel, config, path, MemoryBooks())
+        run = InstanceRun(INSTANCE, FollowsUp(), panel, config, path, MemoryBooks(), account_id=ACCOUNT)
         path.run = run
         await run.prepare()
         await run.close_bar(0)
@@ -112,13 +113,13 @@ def test_orders_placed_between_bars_survive_a_restart(bars: pd.DataFrame) -> Non
         panel = load_bars(bars, config)
         books = MemoryBooks()
         path = FillingPath()
-        run = InstanceRun(INSTANCE, FollowsUp(), panel, config, path, books)
+        run = InstanceRun(INSTANCE, FollowsUp(), panel, config, path, books, account_id=ACCOUNT)
         path.run = run
         await run.prepare()
         await run.close_bar(0)
         await path.open_session(panel.dates[1])
         await run.trade(run.book.panel_row(1))  # the buy fills; on_trade places the follow-up; the book is stored
-        again = InstanceRun(INSTANCE, FollowsUp(), panel, config, path, books)
+        again = InstanceRun(INSTANCE, FollowsUp(), panel, config, path, books, account_id=ACCOUNT)
         path.run = again
         await again.prepare()
         assert isinstance(again.strategy, FollowsUp)
@@ -138,7 +139,7 @@ class RestingPath(FillingPath):
     """Takes every order and fills it, but reports it as resting (submitted, nothing filled yet): the fill's event
     is the test's to deliver."""
 
-    async def place(self, plan: Plan, instance_id: str, paper_fill: object = None) -> Placed:
+    async def place(self, plan: Plan, instance_id: str, paper_fill: object = None, sleeve: Any = None) -> Placed:
         run, self.run = self.run, None
         self.run = _Deaf()  # type: ignore[assignment]
         try:
@@ -166,7 +167,7 @@ def test_an_order_placed_after_the_bar_goes_out_in_the_next_window(bars: pd.Data
         config = _config(bars)
         panel = load_bars(bars, config)
         path = RestingPath()
-        run = InstanceRun(INSTANCE, FollowsUp(), panel, config, path, MemoryBooks())
+        run = InstanceRun(INSTANCE, FollowsUp(), panel, config, path, MemoryBooks(), account_id=ACCOUNT)
         path.run = run
         await run.prepare()
         await run.close_bar(0)

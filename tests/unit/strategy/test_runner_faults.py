@@ -21,7 +21,7 @@ from shared.core.market.matching import KIND_SHARES
 from shared.research.engine import load_bars
 from shared.research.strategy import CrossSection, Strategy, StrategyContext
 from shared.research.strategy.context import OrderEvent
-from tests.unit.strategy.test_runner_parity import INSTANCE, FillingPath, MemoryBooks, _config
+from tests.unit.strategy.test_runner_parity import ACCOUNT, INSTANCE, FillingPath, MemoryBooks, _config
 
 
 class BuyEveryDay(Strategy):
@@ -59,13 +59,17 @@ def bars() -> pd.DataFrame:
 
 def _run(strategy: Strategy, bars: pd.DataFrame, path: Any, **kw: Any) -> InstanceRun:
     config = _config(bars)
-    return InstanceRun(INSTANCE, strategy, load_bars(bars, config), config, path, MemoryBooks(), **kw)
+    return InstanceRun(
+        INSTANCE, strategy, load_bars(bars, config), config, path, MemoryBooks(), account_id=ACCOUNT, **kw
+    )
 
 
 class RefusingPath(FillingPath):
     """Risk refuses every other order with its reasons."""
 
-    async def place(self, plan: Plan, instance_id: str, paper_fill: object = None) -> Placed | Refused:  # type: ignore[override]
+    async def place(
+        self, plan: Plan, instance_id: str, paper_fill: object = None, sleeve: Any = None
+    ) -> Placed | Refused:  # type: ignore[override]
         self.calls = getattr(self, "calls", 0) + 1
         if self.calls % 2 == 0:
             return Refused(
@@ -96,7 +100,9 @@ def test_an_order_risk_refuses_is_heard_as_rejected_and_the_instance_carries_on(
 
 
 class DownPath(FillingPath):
-    async def place(self, plan: Plan, instance_id: str, paper_fill: object = None) -> Placed | Refused:  # type: ignore[override]
+    async def place(
+        self, plan: Plan, instance_id: str, paper_fill: object = None, sleeve: Any = None
+    ) -> Placed | Refused:  # type: ignore[override]
         self.tries = getattr(self, "tries", 0) + 1
         raise PathUnavailable("execution_unavailable: the execution service did not answer")
 
@@ -123,7 +129,9 @@ def test_an_order_the_path_never_takes_is_dropped_when_its_window_closes(bars: p
 class SilentPath(FillingPath):
     """Fills, but the trade.executed events never arrive (the bus is down): only execution's listing has them."""
 
-    async def place(self, plan: Plan, instance_id: str, paper_fill: object = None) -> Placed | Refused:  # type: ignore[override]
+    async def place(
+        self, plan: Plan, instance_id: str, paper_fill: object = None, sleeve: Any = None
+    ) -> Placed | Refused:  # type: ignore[override]
         run, self.run = self.run, None
         try:
             self.run = _NoEvents()  # type: ignore[assignment]
@@ -235,7 +243,9 @@ class RestingPath(FillingPath):
         super().__init__()
         self.held: dict[str, dict[str, Any]] = {}
 
-    async def place(self, plan: Plan, instance_id: str, paper_fill: object = None) -> Placed | Refused:  # type: ignore[override]
+    async def place(
+        self, plan: Plan, instance_id: str, paper_fill: object = None, sleeve: Any = None
+    ) -> Placed | Refused:  # type: ignore[override]
         self.held[plan.client_order_id] = {
             "order_id": f"o{len(self.held)}", "client_order_id": plan.client_order_id, "ts_code": plan.ts_code,
             "side": plan.side, "qty": plan.qty, "price": str(plan.price_fen / 100), "status": "submitted",
@@ -303,7 +313,9 @@ class DiesAfterItsFirstAnswer(FillingPath):
         self.down = False
         self.died = False
 
-    async def place(self, plan: Plan, instance_id: str, paper_fill: object = None) -> Placed | Refused:  # type: ignore[override]
+    async def place(
+        self, plan: Plan, instance_id: str, paper_fill: object = None, sleeve: Any = None
+    ) -> Placed | Refused:  # type: ignore[override]
         if self.died:
             return await super().place(plan, instance_id)
         if self.down:

@@ -1,24 +1,29 @@
-"""A round's orders sent several at a time (`orders_in_flight`): risk checks each against the sleeve as the orders
-before it in the round left it — they are reserved from before they are sent, and the order itself is not — so a
-round the sleeve cannot pay in full gets exactly the answers it gets one order at a time, and no two orders spend
-the same cash. Here a path plays risk's sleeve check (the cost of a buy against `cash_available` of the sleeve read
-for that order), with a resting buy from the day before holding most of the cash."""
+"""A round's orders sent several at a time (`orders_in_flight`): each carries to risk the sleeve the orders before it
+in the round left — they are reserved from before they are sent, and the order itself is not — so a round the sleeve
+cannot pay in full gets exactly the answers it gets one order at a time, and no two orders spend the same cash. Here
+a path plays risk: it reads the sleeve each order carries with risk's request model and runs risk's own sleeve check
+on it (services.risk.checks.sleeve_checks: the cost of a buy against its `cash_available`), with a resting buy from
+the day before holding most of the cash."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from services.risk.checks import OrderIntent, Sleeve, sleeve_checks
+from services.risk.schemas import CarriedSleeve
 from services.strategy.book import Plan
 from services.strategy.runner import InstanceRun
 from services.strategy.trading import Placed, Refused
+from shared.core.domain import OrderSide, OrderType, from_fen, to_fen
 from shared.research.engine import load_bars
 from shared.research.strategy import CrossSection, Strategy, StrategyContext
 from shared.research.strategy.context import OrderEvent
-from tests.unit.strategy.test_runner_parity import INSTANCE, FillingPath, MemoryBooks, _config
+from tests.unit.strategy.test_runner_parity import ACCOUNT, INSTANCE, FillingPath, MemoryBooks, _config
 
 
 class RestThenBuySix(Strategy):
@@ -43,8 +48,8 @@ class RestThenBuySix(Strategy):
 
 
 class SleeveCheckingPath(FillingPath):
-    """Symbol 0's order rests; every other buy is checked as risk does against the sleeve read for it, after
-    letting the other orders in flight reach the same point, then filled."""
+    """Symbol 0's order rests; every other buy is checked as risk does against the sleeve it carries, after letting
+    the other orders in flight reach the same point, then filled."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -53,8 +58,11 @@ class SleeveCheckingPath(FillingPath):
         self.seen_available: dict[str, int] = {}
         self.costs: dict[str, int] = {}  # what each buy costs at its limit, with fees
 
-    async def place(self, plan: Plan, instance_id: str, paper_fill: object = None) -> Placed | Refused:  # type: ignore[override]
+    async def place(
+        self, plan: Plan, instance_id: str, paper_fill: object = None, sleeve: Any = None
+    ) -> Placed | Refused:  # type: ignore[override]
         assert self.run is not None
+        carried = CarriedSleeve.model_validate(sleeve)  # as risk reads it: computed when the order was sent
         self.inside += 1
         self.most_inside = max(self.most_inside, self.inside)
         try:
@@ -67,12 +75,17 @@ class SleeveCheckingPath(FillingPath):
             if plan.ts_code == self.run.book.panel.codes[0]:
                 self.by_cid[plan.client_order_id] = {"order_id": "rest", "status": "submitted", "filled_qty": 0}
                 return Placed("rest", "submitted", 0, None)
-            sleeve = self.run.sleeve(client_order_id=plan.client_order_id, ts_code=plan.ts_code)
-            assert [p["ts_code"] for p in sleeve["positions"]] in ([], [plan.ts_code])
-            self.seen_available[plan.ts_code] = sleeve["cash_available_fen"]
-            if cost > sleeve["cash_available_fen"]:
-                return Refused("order_rejected", "insufficient_strategy_cash")
-            return await super().place(plan, instance_id)
+            assert (carried.instance_id, carried.account_id, carried.state) == (INSTANCE, ACCOUNT, "running")
+            assert carried.position is None  # nothing of these symbols held yet
+            self.seen_available[plan.ts_code] = to_fen(carried.cash_available)
+            intent = OrderIntent(plan.ts_code, OrderSide.BUY, OrderType.LIMIT, plan.qty, from_fen(plan.price_fen))
+            checked = Sleeve(instance_id=carried.instance_id, account_id=carried.account_id, state=carried.state,
+                             cash_available=carried.cash_available)  # fmt: skip
+            reasons = sleeve_checks(intent, None, checked, trade_date=self.session)
+            assert bool(reasons) == (cost > to_fen(carried.cash_available))  # the path's arithmetic is risk's
+            if reasons:
+                return Refused("order_rejected", "; ".join(f"{r.code}: {r.message}" for r in reasons))
+            return await super().place(plan, instance_id, sleeve=sleeve)
         finally:
             self.inside -= 1
 
@@ -93,7 +106,7 @@ def _play(bars: pd.DataFrame, orders_in_flight: int) -> tuple[RestThenBuySix, Sl
         path = SleeveCheckingPath()
         strategy = RestThenBuySix()
         config = _config(bars)
-        run = InstanceRun(INSTANCE, strategy, load_bars(bars, config), config, path, MemoryBooks(),
+        run = InstanceRun(INSTANCE, strategy, load_bars(bars, config), config, path, MemoryBooks(), account_id=ACCOUNT,
                           orders_in_flight=orders_in_flight)  # fmt: skip
         path.run = run
         await run.prepare()

@@ -16,16 +16,20 @@ import pandas as pd
 import pytest
 
 from services.data.demo import generate_demo_market
+from services.risk.checks import OrderIntent, Sleeve, sleeve_checks, sleeve_state_checks
+from services.risk.schemas import CarriedSleeve
 from services.strategy.book import DayClose, Plan, TradeFill
 from services.strategy.runner import InstanceRun, replay
 from services.strategy.trading import Placed
-from shared.core.domain import from_fen
+from shared.core.domain import OrderSide, OrderType, from_fen
+from shared.core.market.orders import Holding
 from shared.core.market.rules import trade_fees
 from shared.platform.settings import Settings
 from shared.research.engine import BacktestConfig, load_bars, run_backtest
 from shared.research.strategy import discover_strategies
 
 INSTANCE = "0" * 31 + "1"
+ACCOUNT = "acct-runner"
 
 
 class MemoryBooks:
@@ -62,11 +66,19 @@ class FillingPath:
         self.by_cid: dict[str, dict[str, Any]] = {}
         self.fills: list[TradeFill] = []
         self.placed = 0
+        self.sleeves: list[CarriedSleeve] = []  # the sleeve each order carried, as risk reads it
+        self.carried: list[tuple[Plan, CarriedSleeve, date]] = []  # with its order and the session it was sent in
 
     async def open_session(self, day: date, *, rewind: bool = False) -> None:
         self.session = day
 
-    async def place(self, plan: Plan, instance_id: str, paper_fill: object = None) -> Placed:
+    async def place(self, plan: Plan, instance_id: str, paper_fill: object = None, sleeve: Any = None) -> Placed:
+        if sleeve is not None:  # what risk would get: its request model reads it, and it is for this order
+            carried = CarriedSleeve.model_validate(sleeve)
+            assert (carried.instance_id, carried.account_id) == (instance_id, ACCOUNT)
+            assert carried.position is None or carried.position.ts_code == plan.ts_code
+            self.sleeves.append(carried)
+            self.carried.append((plan, carried, self.session))
         if plan.client_order_id in self.by_cid:  # a retried client_order_id: the same order, never a new one
             o = self.by_cid[plan.client_order_id]
             return Placed(o["order_id"], o["status"], o["filled_qty"], None)
@@ -143,6 +155,19 @@ def _engine_fills(result: Any) -> list[tuple[Any, ...]]:
     ]  # fmt: skip
 
 
+def _sleeve_reasons(plan: Plan, carried: CarriedSleeve, session: date) -> list[str]:
+    """Risk's checks of an instance's order against the sleeve it carried (services/risk/checks.py)."""
+    position = carried.position
+    held = [] if position is None else [Holding(ts_code=position.ts_code, qty=position.qty,
+                                                sellable_qty=position.sellable_qty)]  # fmt: skip
+    sleeve = Sleeve(instance_id=carried.instance_id, account_id=carried.account_id, state=carried.state,
+                    cash_available=carried.cash_available, positions=held)  # fmt: skip
+    side = OrderSide.BUY if plan.side == "buy" else OrderSide.SELL
+    intent = OrderIntent(plan.ts_code, side, OrderType.LIMIT, plan.qty, from_fen(plan.price_fen))
+    reasons = sleeve_state_checks(sleeve) + sleeve_checks(intent, None, sleeve, trade_date=session)
+    return [f"{plan.client_order_id}: {r.code}: {r.message}" for r in reasons]
+
+
 def _runner_fills(fills: list[TradeFill]) -> list[tuple[Any, ...]]:
     return [
         (f.trade_date.isoformat(), f.ts_code, f.side, f.qty, f.price_fen, f.commission_fen, f.stamp_duty_fen,
@@ -162,7 +187,7 @@ async def _replay(
     panel = load_bars(frame, config)
     books = MemoryBooks()
     path = FillingPath()
-    run = InstanceRun(INSTANCE, strategy_cls(params or {}), panel, config, path, books)
+    run = InstanceRun(INSTANCE, strategy_cls(params or {}), panel, config, path, books, account_id=ACCOUNT)
     path.run = run
     await run.prepare()
     if stop_after is None:
@@ -179,7 +204,7 @@ async def _replay(
 
     await replay(run, path.open_session, on_bar=count, stop=stop)
     # a restart: a new process, a new strategy object, the stored book, the same broker
-    again = InstanceRun(INSTANCE, strategy_cls(params or {}), panel, config, path, books)
+    again = InstanceRun(INSTANCE, strategy_cls(params or {}), panel, config, path, books, account_id=ACCOUNT)
     path.run = again
     await again.prepare()
     await replay(again, path.open_session)
@@ -199,6 +224,9 @@ def test_paper_replay_fills_as_the_backtest(market: pd.DataFrame, name: str) -> 
 
     assert _runner_fills(path.fills) == _engine_fills(expected)
     assert len(path.fills) >= 10, "the strategy must trade for the comparison to mean something"
+    # every order carried its sleeve, and risk's sleeve checks pass every one of them (the backtest fills them all)
+    assert len(path.carried) == path.placed
+    assert [_sleeve_reasons(*sent) for sent in path.carried] == [[] for _ in path.carried]
     final_equity = run.book.cash_fen + run.book.market_value_fen()
     assert final_equity == int(expected.cash_fen[-1] + expected.market_value_fen[-1])
     assert [r.cash_fen for r in run.book.history] == expected.cash_fen.tolist()
@@ -235,13 +263,13 @@ def test_a_crash_between_an_order_and_its_answer_sends_nothing_twice(market: pd.
         panel = load_bars(market, config)
         books = MemoryBooks()
         path = FillingPath(crash_at=crash_at)
-        run = InstanceRun(INSTANCE, cls(), panel, config, path, books)
+        run = InstanceRun(INSTANCE, cls(), panel, config, path, books, account_id=ACCOUNT)
         path.run = run
         await run.prepare()
         with pytest.raises(Crash):
             await replay(run, path.open_session)
         crashed_on = path.session
-        again = InstanceRun(INSTANCE, cls(), panel, config, path, books)
+        again = InstanceRun(INSTANCE, cls(), panel, config, path, books, account_id=ACCOUNT)
         path.run = again
         await again.prepare()
         await replay(again, path.open_session)

@@ -37,7 +37,7 @@ from shared.research.strategy.registry import (
     import_fresh,
     strategy_classes,
 )
-from tests.unit.strategy.test_runner_parity import FillingPath, MemoryBooks
+from tests.unit.strategy.test_runner_parity import ACCOUNT, FillingPath, MemoryBooks
 
 HEADER = """
 from pydantic import Field
@@ -290,7 +290,7 @@ def spec(instance_id: str, reload: str) -> RunSpec:
 async def start(runner: Runner, instance_id: str, cls: type[Strategy], panel: Any, config: BacktestConfig,
                 reload: str, path: FillingPath | None = None) -> tuple[InstanceRun, FillingPath]:  # fmt: skip
     path = path or FillingPath()
-    run = InstanceRun(instance_id, cls({"lot": 100}), panel, config, path, MemoryBooks())
+    run = InstanceRun(instance_id, cls({"lot": 100}), panel, config, path, MemoryBooks(), account_id=ACCOUNT)
     path.run = run
     await run.prepare()
     runner.runs[instance_id], runner.specs[instance_id] = run, spec(instance_id, reload)
@@ -410,7 +410,7 @@ async def test_a_swap_waits_for_the_bar_in_progress(
             self.inside = asyncio.Event()
             self.go = asyncio.Event()
 
-        async def place(self, plan: Plan, instance_id: str, paper_fill: object = None) -> Placed:
+        async def place(self, plan: Plan, instance_id: str, paper_fill: object = None, sleeve: Any = None) -> Placed:
             if self.session == panel.dates[2] and not self.go.is_set():
                 self.inside.set()
                 await self.go.wait()

@@ -1,0 +1,221 @@
+"""The bridge's order journal: an sqlite3 file on the Windows box with one row per order the platform asked to
+place. The row is written (and committed, synchronous=FULL) BEFORE `order_stock_async` is called, so a crash never
+loses which orders may have been sent, and a second `place` of the same order id finds it and is never sent again.
+
+States:
+  sending     journalled; order_stock_async not yet answered (or the bridge stopped before it was)
+  sent        order_stock_async returned a seq; MiniQMT's order id not yet known
+  acknowledged MiniQMT's order id is known (async response, a push or a query by remark)
+  refused     order_stock_async returned -1, or MiniQMT refused the order before giving it an id: nothing was
+              placed (should MiniQMT show it after all, it becomes acknowledged)
+  unconfirmed journalled by an earlier run, never answered and not found in MiniQMT's orders by its remark:
+              reported with status 255 (unknown); never placed again
+The last order state seen at MiniQMT (status, fills) is kept too, to answer a repeated place or a query."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+CST = timezone(timedelta(hours=8))
+
+SENDING = "sending"
+SENT = "sent"
+ACKNOWLEDGED = "acknowledged"
+REFUSED = "refused"
+UNCONFIRMED = "unconfirmed"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS orders (
+    order_id TEXT PRIMARY KEY,
+    remark TEXT NOT NULL UNIQUE,
+    ts_code TEXT NOT NULL,
+    side TEXT NOT NULL,
+    qty INTEGER NOT NULL,
+    price_type INTEGER NOT NULL,
+    price TEXT NOT NULL,
+    strategy_name TEXT NOT NULL,
+    state TEXT NOT NULL,
+    seq INTEGER,
+    qmt_order_id INTEGER UNIQUE,
+    order_sysid TEXT,
+    status INTEGER,
+    status_msg TEXT NOT NULL DEFAULT '',
+    traded_qty INTEGER NOT NULL DEFAULT 0,
+    traded_price TEXT,
+    order_time TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS orders_state ON orders (state);
+"""
+
+_COLUMNS = (
+    "order_id",
+    "remark",
+    "ts_code",
+    "side",
+    "qty",
+    "price_type",
+    "price",
+    "strategy_name",
+    "state",
+    "seq",
+    "qmt_order_id",
+    "order_sysid",
+    "status",
+    "status_msg",
+    "traded_qty",
+    "traded_price",
+    "order_time",
+    "created_at",
+    "updated_at",
+)
+
+
+@dataclass(frozen=True)
+class Entry:
+    order_id: str
+    remark: str
+    ts_code: str
+    side: str
+    qty: int
+    price_type: int
+    price: str
+    strategy_name: str
+    state: str
+    seq: int | None
+    qmt_order_id: int | None
+    order_sysid: str | None
+    status: int | None
+    status_msg: str
+    traded_qty: int
+    traded_price: str | None
+    order_time: str | None
+    created_at: str
+    updated_at: str
+
+
+def now() -> str:
+    return datetime.now(CST).isoformat(timespec="milliseconds")
+
+
+class Journal:
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _one(self, where: str, arg: Any) -> Entry | None:
+        row = self._db.execute(f"SELECT {', '.join(_COLUMNS)} FROM orders WHERE {where} = ?", (arg,)).fetchone()  # noqa: S608 (column names are constants)
+        return Entry(*row) if row else None
+
+    def get(self, order_id: str) -> Entry | None:
+        return self._one("order_id", order_id)
+
+    def by_remark(self, remark: str) -> Entry | None:
+        return self._one("remark", remark)
+
+    def by_qmt_order_id(self, qmt_order_id: int) -> Entry | None:
+        return self._one("qmt_order_id", qmt_order_id)
+
+    def in_state(self, *states: str) -> list[Entry]:
+        marks = ", ".join("?" for _ in states)
+        rows = self._db.execute(
+            f"SELECT {', '.join(_COLUMNS)} FROM orders WHERE state IN ({marks}) ORDER BY created_at",  # noqa: S608
+            states,
+        ).fetchall()
+        return [Entry(*r) for r in rows]
+
+    def begin(
+        self,
+        *,
+        order_id: str,
+        remark: str,
+        ts_code: str,
+        side: str,
+        qty: int,
+        price_type: int,
+        price: str,
+        strategy_name: str,
+    ) -> tuple[bool, Entry]:
+        """Journal an order about to be sent: (True, entry) when it is new, (False, the existing entry) when an
+        order with this id (or remark) is already journalled: it must not be sent again."""
+        stamp = now()
+        with self._tx() as db:
+            existing = self.get(order_id) or self.by_remark(remark)
+            if existing is not None:
+                return False, existing
+            db.execute(
+                "INSERT INTO orders (order_id, remark, ts_code, side, qty, price_type, price, strategy_name, state,"
+                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (order_id, remark, ts_code, side, qty, price_type, price, strategy_name, SENDING, stamp, stamp),
+            )
+        entry = self.get(order_id)
+        assert entry is not None
+        return True, entry
+
+    def _update(self, order_id: str, **values: Any) -> None:
+        values["updated_at"] = now()
+        sets = ", ".join(f"{k} = ?" for k in values)  # keys are this module's own column names
+        with self._tx() as db:
+            db.execute(f"UPDATE orders SET {sets} WHERE order_id = ?", (*values.values(), order_id))  # noqa: S608
+
+    def sent(self, order_id: str, seq: int) -> None:
+        self._update(order_id, state=SENT, seq=seq)
+
+    def refused(self, order_id: str, message: str) -> None:
+        self._update(order_id, state=REFUSED, status_msg=message)
+
+    def unconfirmed(self, order_id: str) -> None:
+        self._update(order_id, state=UNCONFIRMED, status=255)
+
+    def acknowledged(self, order_id: str, qmt_order_id: int, order_sysid: str | None = None) -> None:
+        values: dict[str, Any] = {"state": ACKNOWLEDGED, "qmt_order_id": qmt_order_id}
+        if order_sysid:
+            values["order_sysid"] = order_sysid
+        self._update(order_id, **values)
+
+    def observed(
+        self,
+        order_id: str,
+        *,
+        status: int,
+        status_msg: str,
+        traded_qty: int,
+        traded_price: str | None,
+        order_sysid: str | None,
+        order_time: str | None,
+    ) -> None:
+        """The order's latest state at MiniQMT."""
+        values: dict[str, Any] = {
+            "status": status,
+            "status_msg": status_msg,
+            "traded_qty": traded_qty,
+            "traded_price": traded_price,
+        }
+        if order_sysid:
+            values["order_sysid"] = order_sysid
+        if order_time:
+            values["order_time"] = order_time
+        self._update(order_id, **values)

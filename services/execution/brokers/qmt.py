@@ -1,0 +1,434 @@
+"""The QMT adapter: the BrokerAdapter port through a QMT bridge (docs/qmt-bridge.md, "Execution").
+
+- submit: the (order <-> bridge, remark) mapping is written with the moment `place` is sent BEFORE it is sent; an
+  order sent once is never sent again, only looked up (`query_order`). No link to the bridge: BrokerUnavailable,
+  nothing sent. Sent with no reply (a timeout, a disconnect): the report is `unknown`, settled by a query later.
+- the bridge's pushes (`order`, `trade`, `order_error`) become cumulative reports (every fill recorded so far plus
+  the new one) recorded through the desk; a report never downgrades a final state (it is skipped and logged).
+- reconcile: on every hello and every LH_QMT_RECONCILE_S, the broker's orders and trades settle execution's, and its
+  positions and cash are compared with execution's: differences are stored and reported, never overwritten.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from bridge.qmt import protocol
+from services.execution.bridges import BridgeError, BridgeNotConnected, BridgeRefused, BridgeRegistry
+from services.execution.brokers.base import BrokerReport, BrokerUnavailable, CancelTooLate, Fill
+from services.execution.events import exchange_date
+from services.execution.store import ExecutionStore
+from services.execution.store.brokers import BrokerOrder
+from shared.core.domain import Order, OrderSide, OrderStatus, OrderType
+from shared.platform.approval import PaperFill
+from shared.platform.clock import utcnow
+
+log = logging.getLogger(__name__)
+
+UNKNOWN_GRACE_S = 60.0  # an order the broker does not know this long after it was sent never reached it
+NEVER_REACHED = "never reached the broker"
+NO_LONGER_LISTED = "the broker no longer lists it (a day order of a closed session)"
+WITHDRAWN = "cancelled before it was sent to the broker"
+
+# MiniQMT's order states as execution reads them (docs/qmt-bridge.md, "MiniQMT's order states").
+STATUS_MAP: dict[int, OrderStatus] = {
+    48: OrderStatus.SUBMITTED,
+    49: OrderStatus.SUBMITTED,
+    50: OrderStatus.SUBMITTED,
+    51: OrderStatus.SUBMITTED,
+    52: OrderStatus.PARTIALLY_FILLED,
+    55: OrderStatus.PARTIALLY_FILLED,
+    53: OrderStatus.CANCELLED,
+    54: OrderStatus.CANCELLED,
+    56: OrderStatus.FILLED,
+    57: OrderStatus.REJECTED,
+    255: OrderStatus.UNKNOWN,
+}
+
+
+def fill_id(remark: str, trade_id: str) -> str:
+    """A QMT trade's fill id: MiniQMT's `traded_id` is the exchange's trade number, unique within a day and an
+    exchange only, so it is qualified by the order's remark (unique per order): `q<remark>-<traded_id>`."""
+    return f"q{remark}-{trade_id}"[:64]
+
+
+def fill_of(remark: str, trade: dict[str, Any]) -> Fill:
+    """A `trade` object (push or query) as a fill. Raises ValueError when it is malformed."""
+    try:
+        qty = int(trade["qty"])
+        price = Decimal(str(trade["price"]))
+        at = datetime.fromisoformat(str(trade["traded_at"]))
+        trade_id = str(trade["trade_id"])
+    except (KeyError, ValueError, TypeError, InvalidOperation) as exc:
+        raise ValueError(f"a malformed trade: {exc}") from exc
+    if at.tzinfo is None or not trade_id:
+        raise ValueError("a trade without a timezone or a trade_id")
+    return Fill(fill_id(remark, trade_id), qty, price, at)
+
+
+def merged(recorded: Iterable[Fill], new: Iterable[Fill]) -> tuple[Fill, ...]:
+    """Every fill so far, each once (by fill id), the recorded ones first."""
+    out: dict[str, Fill] = {}
+    for fill in (*recorded, *new):
+        out.setdefault(fill.fill_id, fill)
+    return tuple(out.values())
+
+
+def build_report(
+    qty: int, qmt_status: int | None, traded_qty: int | None, fills: tuple[Fill, ...], status_msg: str | None = None
+) -> BrokerReport:
+    """The cumulative report of an order of `qty` shares from MiniQMT's last status code and traded volume for it and
+    every fill known. A final status whose fills are not all in yet (MiniQMT says 300 traded, 200 are recorded) is
+    held back as the open status the fills give, until the trades come (a push, or the reconciliation's query): an
+    order made final could take no more fills."""
+    filled = sum(f.qty for f in fills)
+    status = STATUS_MAP.get(qmt_status, OrderStatus.SUBMITTED) if qmt_status is not None else OrderStatus.SUBMITTED
+    missing = traded_qty is not None and traded_qty > filled
+    if (status is OrderStatus.FILLED and (filled < qty or missing)) or (status is OrderStatus.CANCELLED and missing):
+        status = OrderStatus.PARTIALLY_FILLED if filled else OrderStatus.SUBMITTED
+    elif status is OrderStatus.REJECTED and filled:
+        status = OrderStatus.CANCELLED  # a junk order with fills cannot be: what filled stands, the rest is off
+    elif status is OrderStatus.PARTIALLY_FILLED and not filled:
+        status = OrderStatus.SUBMITTED  # the fills are on their way
+    reason = None
+    if status is OrderStatus.REJECTED:
+        reason = status_msg or "rejected by the broker"
+    elif status is OrderStatus.CANCELLED:
+        reason = status_msg or "cancelled at the broker"
+    return BrokerReport(status=status, fills=fills, reason=reason)
+
+
+def place_body(order: Order, remark: str, price_cap: Decimal | None) -> dict[str, Any]:
+    """The `place` request of an order. A limit order at its price; a market order as MiniQMT's counterparty-best
+    type (44, valid on SH, SZ and BJ) with the buy's cap as its protection price (a sell's: none, "0")."""
+    if order.order_type is OrderType.LIMIT:
+        assert order.price is not None
+        price_type, price = protocol.FIX_PRICE, order.price
+    else:
+        price_type, price = 44, price_cap if price_cap is not None else Decimal(0)
+    return {
+        "order_id": order.order_id,
+        "remark": remark,
+        "ts_code": order.ts_code,
+        "side": "buy" if order.side is OrderSide.BUY else "sell",
+        "qty": order.qty,
+        "price_type": price_type,
+        "price": str(price),
+        "strategy_name": (order.strategy_instance_id or "")[:24],
+    }
+
+
+@dataclass(frozen=True)
+class Difference:
+    kind: str  # position | cash
+    ts_code: str | None
+    platform: str
+    broker: str
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {"kind": self.kind, "ts_code": self.ts_code, "platform": self.platform, "broker": self.broker}
+
+
+def differences(
+    platform_positions: dict[str, int],
+    broker_positions: dict[str, int],
+    platform_cash_fen: int | None,
+    broker_cash_fen: int | None,
+) -> list[Difference]:
+    """Where the broker's positions (shares by code) and cash differ from execution's, by code then cash."""
+    out: list[Difference] = []
+    for code in sorted(set(platform_positions) | set(broker_positions)):
+        mine, theirs = platform_positions.get(code, 0), broker_positions.get(code, 0)
+        if mine != theirs:
+            out.append(Difference("position", code, str(mine), str(theirs)))
+    if platform_cash_fen is not None and broker_cash_fen is not None and platform_cash_fen != broker_cash_fen:
+        out.append(Difference("cash", None, _cny(platform_cash_fen), _cny(broker_cash_fen)))
+    return out
+
+
+def _cny(fen: int) -> str:
+    return str((Decimal(fen) / 100).quantize(Decimal("0.01")))
+
+
+Recorder = Callable[[str, BrokerReport], Awaitable[Any]]  # (order_id, report): the desk's _record
+
+
+class QmtBroker:
+    """The BrokerAdapter of the accounts an admin bound to a QMT bridge."""
+
+    name = "qmt"
+
+    def __init__(
+        self,
+        store: ExecutionStore,
+        registry: BridgeRegistry,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        grace_s: float = UNKNOWN_GRACE_S,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.clock = clock
+        self.grace_s = grace_s
+        self.record: Recorder | None = None  # the desk's recording of a report (set by the desk)
+        # One order's sending and a cancel of it before it was sent are taken one at a time (in this process).
+        self._order_locks: dict[str, asyncio.Lock] = {}
+
+    def _lock(self, order_id: str) -> asyncio.Lock:
+        if len(self._order_locks) > 10_000:  # forget the idle ones
+            self._order_locks = {k: v for k, v in self._order_locks.items() if v.locked()}
+        return self._order_locks.setdefault(order_id, asyncio.Lock())
+
+    # --- the port ----------------------------------------------------------------------------------------------
+
+    async def ready(self, account_id: str) -> None:
+        """Raises BrokerUnavailable when an order of the account could not be sent now: no bridge bound, the bridge
+        not connected, or its link to MiniQMT reported down. Asked before a new order is stored, so that an order
+        placed while the broker is away is refused with nothing stored and nothing sent (not kept to be sent later)."""
+        bridge_id = await self._bridge_of(account_id)
+        link = self._link(bridge_id)
+        if link.qmt == "disconnected":
+            raise BrokerUnavailable(f"the QMT bridge {bridge_id} has no link to MiniQMT")
+
+    async def submit(
+        self, order: Order, *, price_cap: Decimal | None = None, paper_fill: PaperFill | None = None
+    ) -> BrokerReport:
+        async with self._lock(order.order_id):
+            return await self._submit(order, price_cap)
+
+    async def _submit(self, order: Order, price_cap: Decimal | None) -> BrokerReport:
+        bridge_id = await self._bridge_of(order.account_id)
+        link = self._link(bridge_id)
+        mapping = await self.store.broker_order(order.order_id)
+        if mapping is not None and mapping.status_msg == WITHDRAWN and mapping.sent_at is None:
+            return BrokerReport(OrderStatus.CANCELLED, reason=WITHDRAWN)  # cancelled while it waited to be sent
+        if mapping is not None and mapping.sent_at is not None:
+            # sent before (a crash or a timeout since): never sent again, only looked up
+            return await self.look_up(order, mapping)
+        remark = protocol.remark_for(order.order_id)
+        now = self.clock()
+        await self.store.record_sending(order.order_id, bridge_id, remark, now)
+        try:
+            body = await link.request(protocol.PLACE, place_body(order, remark, price_cap))
+        except BridgeNotConnected as exc:
+            await self.store.record_not_sent(order.order_id, self.clock())
+            raise BrokerUnavailable(str(exc)) from exc
+        except BridgeError as exc:
+            log.warning(
+                "an order sent to QMT has no answer: unknown", extra={"order_id": order.order_id, "error": str(exc)}
+            )
+            return BrokerReport(OrderStatus.UNKNOWN)
+        except BridgeRefused as exc:
+            if exc.code == protocol.QMT_DISCONNECTED:
+                await self.store.record_not_sent(order.order_id, self.clock())
+                raise BrokerUnavailable(f"the bridge placed nothing: {exc}") from exc
+            if exc.code == protocol.TRADING_DISABLED:
+                # an admin's decision, not an outage: the order is not kept to be sent whenever trading comes back
+                await self.store.record_not_sent(order.order_id, self.clock())
+                return BrokerReport(OrderStatus.REJECTED, reason=f"trading is disabled on QMT bridge {bridge_id}")
+            if exc.code in (protocol.QMT_REFUSED, protocol.BAD_REQUEST):
+                await self.store.record_not_sent(order.order_id, self.clock())
+                return BrokerReport(OrderStatus.REJECTED, reason=f"QMT refused the order: {exc.message or exc.code}")
+            return BrokerReport(OrderStatus.UNKNOWN)
+        broker_order = body.get("order")
+        if not isinstance(broker_order, dict):
+            return BrokerReport(OrderStatus.SUBMITTED, fills=tuple(await self.store.recorded_fills(order.order_id)))
+        return await self._report_of(order, remark, broker_order, [])
+
+    async def cancel(self, order_id: str, *, paper_fill: PaperFill | None = None) -> BrokerReport:
+        stored = await self.store.get_order(order_id)
+        if stored is None:
+            raise LookupError(order_id)
+        order = stored.order
+        if order.status is OrderStatus.ACCEPTED:
+            async with self._lock(order_id):
+                mapping = await self.store.broker_order(order_id)
+                if mapping is None or mapping.sent_at is None:
+                    # never sent: withdrawn here, and marked so that no later pass sends it
+                    bridge_id = await self._bridge_of(order.account_id)
+                    await self.store.record_withdrawn(order_id, bridge_id, protocol.remark_for(order_id), WITHDRAWN,
+                                                      self.clock())  # fmt: skip
+                    return BrokerReport(OrderStatus.CANCELLED, reason=WITHDRAWN)
+        link = self._link(await self._bridge_of(order.account_id))
+        try:
+            body = await link.request(protocol.CANCEL, {"order_id": order_id})
+        except BridgeNotConnected as exc:
+            raise BrokerUnavailable(str(exc)) from exc
+        except BridgeError as exc:
+            raise BrokerUnavailable(
+                f"the cancel got no answer; its outcome comes with the order's reports: {exc}"
+            ) from exc
+        except BridgeRefused as exc:
+            if exc.code in (protocol.TRADING_DISABLED, protocol.QMT_DISCONNECTED):
+                raise BrokerUnavailable(f"the bridge sent no cancel: {exc}") from exc
+            raise CancelTooLate(f"QMT refused the cancel: {exc.message or exc.code}") from exc
+        broker_order = body.get("order")
+        mapping = await self.store.broker_order(order_id)
+        remark = mapping.remark if mapping is not None else protocol.remark_for(order_id)
+        if isinstance(broker_order, dict):
+            report = await self._report_of(order, remark, broker_order, [])
+        else:
+            report = BrokerReport(
+                order.status if order.status is not OrderStatus.ACCEPTED else OrderStatus.SUBMITTED,
+                fills=tuple(await self.store.recorded_fills(order_id)),
+            )
+        if body.get("state") == "requested" and not report.status.is_final:
+            # asynchronous at MiniQMT: the cancel is asked for; the push of its final state (53/54) records it
+            return BrokerReport(report.status, report.fills, report.reason, cancel_requested=True)
+        return report
+
+    # --- looking an order up -----------------------------------------------------------------------------------
+
+    async def look_up(self, order: Order, mapping: BrokerOrder | None = None) -> BrokerReport:
+        """What the broker has of an order sent before (`query_order`): its report; not known there within the grace
+        after it was sent: still unknown; after it: rejected (it never reached the broker), or, for one the broker had
+        acknowledged and no longer lists, cancelled. Raises BrokerUnavailable without a link."""
+        mapping = mapping or await self.store.broker_order(order.order_id)
+        link = self._link(mapping.bridge_id if mapping is not None else await self._bridge_of(order.account_id))
+        try:
+            body = await link.request(protocol.QUERY_ORDER, {"order_id": order.order_id})
+        except BridgeNotConnected as exc:
+            raise BrokerUnavailable(str(exc)) from exc
+        except BridgeError as exc:
+            raise BrokerUnavailable(f"the query got no answer: {exc}") from exc
+        except BridgeRefused as exc:
+            if exc.code != protocol.UNKNOWN_ORDER:
+                raise BrokerUnavailable(f"the bridge could not look the order up: {exc}") from exc
+            body = {"known": False, "order": None, "trades": []}
+        remark = mapping.remark if mapping is not None else protocol.remark_for(order.order_id)
+        if body.get("known") and isinstance(body.get("order"), dict):
+            trades = body.get("trades") if isinstance(body.get("trades"), list) else []
+            return await self._report_of(order, remark, body["order"], trades)
+        return self._not_known(order, mapping)
+
+    def _not_known(self, order: Order, mapping: BrokerOrder | None) -> BrokerReport:
+        sent_at = mapping.sent_at if mapping is not None else None
+        if sent_at is not None and self.clock() - sent_at < timedelta(seconds=self.grace_s):
+            return BrokerReport(OrderStatus.UNKNOWN)
+        if order.status in (OrderStatus.SUBMITTED, OrderStatus.PARTIALLY_FILLED):
+            # The broker acknowledged it. MiniQMT lists only today's orders: one of an earlier day it no longer lists
+            # has expired with its session. One of today's it does not know contradicts what it said: left as it
+            # is (a failed query must not cancel a live order), and logged.
+            if exchange_date(order.created_at) < exchange_date(self.clock()):
+                return BrokerReport(OrderStatus.CANCELLED, reason=NO_LONGER_LISTED)
+            log.warning("the broker does not know an order it acknowledged today; left open",
+                        extra={"order_id": order.order_id, "status": order.status.value})  # fmt: skip
+            return BrokerReport(OrderStatus.UNKNOWN)  # changes nothing for an acknowledged order
+        # The bridge journals every order before MiniQMT sees it and reports one it cannot confirm as 255: an order
+        # it does not know at all past the grace was never sent on.
+        return BrokerReport(OrderStatus.REJECTED, reason=NEVER_REACHED)
+
+    async def _report_of(
+        self, order: Order, remark: str, broker_order: dict[str, Any], trades: list[Any]
+    ) -> BrokerReport:
+        """The cumulative report from a broker `order` object and `trades` (plus every fill recorded), with what
+        MiniQMT said of it kept in the mapping."""
+        status = broker_order.get("status")
+        traded = broker_order.get("traded_qty")
+        msg = broker_order.get("status_msg")
+        await self.store.record_broker_state(
+            order.order_id,
+            qmt_order_id=_text(broker_order.get("qmt_order_id")),
+            order_sysid=_text(broker_order.get("order_sysid")),
+            qmt_status=status if isinstance(status, int) else None,
+            traded_qty=traded if isinstance(traded, int) else None,
+            status_msg=msg if isinstance(msg, str) else None,
+            now=self.clock(),
+        )
+        new = [fill_of(remark, t) for t in trades if isinstance(t, dict)]
+        fills = merged(await self.store.recorded_fills(order.order_id), new)
+        return build_report(
+            order.qty,
+            status if isinstance(status, int) else None,
+            traded if isinstance(traded, int) else None,
+            fills,
+            msg if isinstance(msg, str) and msg else None,
+        )
+
+    # --- pushes ------------------------------------------------------------------------------------------------
+
+    async def on_push(self, bridge_id: str, type_: str, body: dict[str, Any]) -> None:
+        """A push from a bridge: `order`, `trade` and `order_error` settle the platform's order they name (by the
+        remark it was placed with); the rest only inform (the registry keeps the link's status)."""
+        if type_ not in (protocol.ORDER, protocol.TRADE, protocol.ORDER_ERROR):
+            if type_ == protocol.CANCEL_ERROR:
+                log.warning("QMT refused a cancel", extra={"bridge_id": bridge_id, "body": body})
+            return
+        mapping = await self._mapping_of(bridge_id, body)
+        if mapping is None:
+            log.info("a QMT push for no order of the platform", extra={"bridge_id": bridge_id, "type": type_})
+            return
+        stored = await self.store.get_order(mapping.order_id)
+        if stored is None:
+            return
+        order = stored.order
+        if type_ == protocol.ORDER:
+            report = await self._report_of(order, mapping.remark, body, [])
+        elif type_ == protocol.TRADE:
+            try:
+                fill = fill_of(mapping.remark, body)
+            except ValueError as exc:
+                log.warning("a malformed trade push", extra={"bridge_id": bridge_id, "error": str(exc)})
+                return
+            fills = merged(await self.store.recorded_fills(order.order_id), [fill])
+            report = build_report(order.qty, mapping.qmt_status, mapping.traded_qty, fills, mapping.status_msg)
+        else:
+            message = str(body.get("error_msg") or "refused by the broker")
+            fills = tuple(await self.store.recorded_fills(order.order_id))
+            report = BrokerReport(OrderStatus.CANCELLED if fills else OrderStatus.REJECTED, fills, message)
+        await self.apply(order, report)
+
+    async def apply(self, order: Order, report: BrokerReport) -> bool:
+        """Record a report through the desk, unless it would move a final order (a late report: skipped, logged).
+        Whether it was recorded."""
+        current = await self.store.get_order(order.order_id)
+        if current is None or self.record is None:
+            return False
+        status = current.order.status
+        if status.is_final:
+            known = {f.fill_id for f in await self.store.recorded_fills(order.order_id)}
+            if report.status is not status or any(f.fill_id not in known for f in report.fills):
+                log.warning(
+                    "a late broker report for a final order skipped",
+                    extra={"order_id": order.order_id, "status": status.value, "reported": report.status.value},
+                )
+            return False
+        await self.record(order.order_id, report)
+        return True
+
+    async def _mapping_of(self, bridge_id: str, body: dict[str, Any]) -> BrokerOrder | None:
+        order_id = body.get("order_id")
+        mapping = await self.store.broker_order(order_id) if isinstance(order_id, str) and order_id else None
+        if mapping is None and isinstance(body.get("remark"), str):
+            mapping = await self.store.broker_order_by_remark(body["remark"])
+        if mapping is not None and mapping.bridge_id != bridge_id:
+            log.warning(
+                "a push names an order of another bridge: ignored",
+                extra={"bridge_id": bridge_id, "order_id": mapping.order_id},
+            )
+            return None
+        return mapping
+
+    # --- helpers -----------------------------------------------------------------------------------------------
+
+    async def _bridge_of(self, account_id: str) -> str:
+        bound = await self.store.account_broker(account_id)
+        if bound.bridge_id is None:
+            raise BrokerUnavailable(f"account {account_id} has no QMT bridge bound")
+        return bound.bridge_id
+
+    def _link(self, bridge_id: str) -> Any:
+        try:
+            return self.registry.link(bridge_id)
+        except BridgeNotConnected as exc:
+            raise BrokerUnavailable(f"the QMT bridge {bridge_id} is not connected") from exc
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)

@@ -1,0 +1,511 @@
+"""Execution's QMT adapter against the real MariaDB and RabbitMQ, with a fake bridge connecting to its
+`/v1/bridge/trading` over a real WebSocket (uvicorn): orders placed through the bridge, fills pushed, outcomes lost
+in a timeout settled by a query and never sent twice, late and duplicate reports, reconciliation with the broker,
+the handshake's refusals, the trading switches, and a paper account beside a QMT one."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import select
+
+from bridge.qmt import protocol
+from services.execution.broker_sync import QmtSync
+from services.execution.brokers.qmt import QmtBroker, fill_id
+from services.execution.desk import OrderDesk
+from services.execution.store import bridge_trading_audit, outbox, trades
+from shared.platform.internal_auth import Principal
+from shared.platform.observability import new_id
+from tests.conftest import Backing
+from tests.integration.execution.order_path_harness import (
+    Fleet,
+    event_log,
+    fleet,
+    limit_buy,
+    signed_order,
+    trader,
+    until,
+)
+from tests.integration.execution.qmt_bridge_fake import FakeBridge, broker_trade, served
+
+pytestmark = pytest.mark.integration
+
+ADMIN = Principal("root", "admin", "acct-root")
+OPENING = Decimal("10000000")  # LH_PAPER_OPENING_CASH's default: every account's ledger opens with it
+
+
+@dataclass
+class Qmt:
+    f: Fleet
+    url: str
+    secrets: dict[str, str]
+
+    @property
+    def desk(self) -> OrderDesk:
+        desk: OrderDesk = self.f.execution_app.state.desk
+        return desk
+
+    @property
+    def sync(self) -> QmtSync:
+        sync: QmtSync = self.f.execution_app.state.qmt_sync
+        return sync
+
+    @property
+    def broker(self) -> QmtBroker:
+        broker: QmtBroker = self.f.execution_app.state.qmt
+        return broker
+
+    @property
+    def registry(self) -> Any:
+        return self.f.execution_app.state.bridges
+
+    async def bind(self, account_id: str, bridge_id: str) -> None:
+        answer = await self.f.execution.put(f"/v1/accounts/{account_id}/broker", json={"broker": "qmt",
+                                            "bridge_id": bridge_id}, headers=self.f.headers(ADMIN))  # fmt: skip
+        assert answer.status_code == 200, answer.text
+
+    def bridge(self, bridge_id: str, account_id: str) -> FakeBridge:
+        return FakeBridge(self.url, bridge_id, account_id, self.secrets[bridge_id])
+
+    async def connected(self, bridge_id: str, account_id: str) -> FakeBridge:
+        """A bridge bound to the account, connected, and through the reconciliation its hello starts."""
+        await self.bind(account_id, bridge_id)
+        bridge = self.bridge(bridge_id, account_id)
+        bridge.asset = {"cash": str(OPENING), "frozen_cash": "0.00", "market_value": "0.00", "total_asset": "0"}
+        answer = await bridge.connect()
+        assert answer["type"] == "welcome", answer
+        await until(lambda: bridge_id in self.sync.last, what="the hello's reconciliation")
+        return bridge
+
+    async def place(self, principal: Principal, **kw: Any) -> dict[str, Any]:
+        terms = limit_buy(principal, **kw)
+        answer = await self.f.execution.post("/v1/orders", json=signed_order(self.f.settings, terms),
+                                             headers=self.f.headers(principal))  # fmt: skip
+        body: dict[str, Any] = answer.json()
+        body["_http"] = answer.status_code
+        return body
+
+    async def order(self, order_id: str) -> dict[str, Any]:
+        answer = await self.f.execution.get(f"/v1/orders/{order_id}", headers=self.f.headers(ADMIN))
+        body: dict[str, Any] = answer.json()
+        return body
+
+    async def trade_ids(self, order_id: str) -> list[str]:
+        async with self.f.store.db.session() as s:
+            rows = (await s.execute(select(trades.c.trade_id).where(trades.c.order_id == order_id))).all()
+        return sorted(r.trade_id for r in rows)
+
+
+async def orders_of(q: Qmt, principal: Principal) -> list[dict[str, Any]]:
+    answer = await q.f.execution.get("/v1/orders", headers=q.f.headers(principal))
+    assert answer.status_code == 200, answer.text
+    items: list[dict[str, Any]] = answer.json()
+    return items
+
+
+@asynccontextmanager
+async def qmt_fleet(backing: Backing, bridges: int = 2, **overrides: Any) -> AsyncIterator[Qmt]:
+    secrets = {f"b-{new_id()[:10]}": "bridge-secret-" + new_id() for _ in range(bridges)}
+    text = ",".join(f"{k}={v}" for k, v in secrets.items())
+    settings = backing.settings(qmt_bridge_secrets=SecretStr(text), qmt_reconcile_s=3600.0, **overrides)
+    async with fleet(settings) as f, served(f.execution_app) as hostport:
+        f.execution_app.state.bridges.request_timeout_s = 1.0
+        yield Qmt(f, f"ws://{hostport}/v1/bridge/trading", secrets)
+
+
+async def test_place_reply_and_fill_push_record_the_trade_with_its_event(backing: Backing) -> None:
+    async with qmt_fleet(backing, bridges=1) as q, event_log(q.f.settings) as events:
+        [bridge_id] = q.secrets
+        who = trader()
+        bridge = await q.connected(bridge_id, who.account_id)
+
+        placed = await q.place(who)
+        assert (placed["_http"], placed["status"]) == (201, "submitted")
+        order_id = placed["order_id"]
+        [body] = [b for t, b in bridge.requests if t == protocol.PLACE]
+        assert body == {"order_id": order_id, "remark": order_id[:24], "ts_code": "600000.SH", "side": "buy",
+                        "qty": 1000, "price_type": 11, "price": "10.00", "strategy_name": ""}  # fmt: skip
+
+        order = bridge.orders[order_id]
+        await bridge.push("trade", broker_trade(order, "T1", 400, "9.98"))
+        await until(lambda: q.trade_ids(order_id), what="the first fill recorded")
+        order.update(status=56, traded_qty=1000)
+        await bridge.push("trade", broker_trade(order, "T2", 600, "10.00"))
+        await bridge.push("order", dict(order))
+
+        async def filled() -> bool:
+            return (await q.order(order_id))["status"] == "filled"
+
+        await until(filled, what="the order filled")
+        after = await q.order(order_id)
+        # 400 x 9.98 + 600 x 10.00 = 3992 + 6000 = 9992 over 1000 shares
+        assert (after["filled_qty"], after["avg_fill_price"]) == (1000, "9.9920")
+        assert await q.trade_ids(order_id) == sorted([fill_id(order_id[:24], "T1"), fill_id(order_id[:24], "T2")])
+        await until(lambda: events.types_of(order_id).count("trade.executed") == 2, what="the trades' events")
+        assert [t for t in events.types_of(order_id) if t.startswith("order.")] == [
+            "order.accepted", "order.submitted", "order.partially_filled", "order.filled"]  # fmt: skip
+        await bridge.close()
+
+
+async def test_a_timeout_makes_the_order_unknown_and_only_queries_settle_it(backing: Backing) -> None:
+    async with qmt_fleet(backing, bridges=1) as q:
+        [bridge_id] = q.secrets
+        who = trader()
+        bridge = await q.connected(bridge_id, who.account_id)
+
+        # 1. the bridge takes the order but its reply never comes: unknown
+        bridge.silent.add(protocol.PLACE)
+        placed = await q.place(who)
+        assert (placed["_http"], placed["status"]) == (201, "unknown")
+        order_id = placed["order_id"]
+        metrics = (await q.f.execution.get("/metrics")).text
+        assert 'lh_orders_total{status="unknown"} 1.0' in metrics
+
+        # 2. the broker had it and filled it: the reconciliation's query finds it filled
+        bridge.silent.clear()
+        bridge.on_place({**bridge.requests[-1][1]})
+        order = bridge.orders[order_id]
+        order.update(status=56, traded_qty=1000)
+        bridge.trades.append(broker_trade(order, "T9", 1000, "10.00"))
+        await q.desk.reconcile()  # the desk's pass resends only what is `accepted`: nothing here
+        await q.sync.reconcile(bridge_id)
+        after = await q.order(order_id)
+        assert (after["status"], after["filled_qty"]) == ("filled", 1000)
+        assert q.f.store and await q.trade_ids(order_id) == [fill_id(order_id[:24], "T9")]
+        assert bridge.placed(order_id) == 1  # never sent a second time
+        assert (protocol.QUERY_ORDER, {"order_id": order_id}) in bridge.requests
+
+        # 3. another one the broker never got: unknown within the grace, rejected after it
+        bridge.silent.add(protocol.PLACE)
+        lost = (await q.place(who))["order_id"]
+        bridge.silent.clear()
+        await q.sync.reconcile(bridge_id)
+        assert (await q.order(lost))["status"] == "unknown"
+        q.broker.grace_s = 0.0
+        await q.sync.reconcile(bridge_id)
+        gone = await q.order(lost)
+        assert (gone["status"], gone["reason"]) == ("rejected", "never reached the broker")
+        assert bridge.placed(lost) == 1
+        await bridge.close()
+
+
+async def test_trade_before_reply_duplicates_and_late_reports(backing: Backing) -> None:
+    async with qmt_fleet(backing, bridges=1) as q:
+        [bridge_id] = q.secrets
+        who = trader()
+        bridge = await q.connected(bridge_id, who.account_id)
+
+        async def trade_first(body: dict[str, Any]) -> dict[str, Any]:
+            reply = bridge.on_place(body)
+            order = bridge.orders[body["order_id"]]
+            await bridge.push("trade", broker_trade(order, "T1", 1000, "10.00"))
+            await bridge.push("trade", broker_trade(order, "T1", 1000, "10.00"))  # the same fill again
+            await asyncio.sleep(0.2)
+            return reply
+
+        bridge.handlers[protocol.PLACE] = trade_first
+        placed = await q.place(who)
+        order_id = placed["order_id"]
+
+        async def filled() -> bool:
+            return (await q.order(order_id))["status"] == "filled"
+
+        await until(filled, what="filled from the trade pushed before the reply")
+        assert await q.trade_ids(order_id) == [fill_id(order_id[:24], "T1")]
+
+        # a late "reported" (50) after the fill: skipped, the order stays filled
+        order = dict(bridge.orders[order_id], status=50, traded_qty=0)
+        await bridge.push("order", order)
+        await bridge.push("trade", broker_trade(order, "T1", 1000, "10.00"))
+        await asyncio.sleep(0.5)
+        assert (await q.order(order_id))["status"] == "filled"
+        assert await q.trade_ids(order_id) == [fill_id(order_id[:24], "T1")]
+        assert await q.f.store.transitions(order_id) == [
+            (None, "accepted"), ("accepted", "submitted"), ("submitted", "filled")]  # fmt: skip
+
+        # an order_error: rejected with the broker's message
+        rejected = (await q.place(who, qty=500))["order_id"]
+        await bridge.push("order_error", {"order_id": rejected, "remark": rejected[:24], "qmt_order_id": None,
+                                          "error_id": -61, "error_msg": "可用资金不足"})  # fmt: skip
+
+        async def refused() -> bool:
+            return (await q.order(rejected))["status"] == "rejected"
+
+        await until(refused, what="the order_error recorded")
+        assert (await q.order(rejected))["reason"] == "可用资金不足"
+        await bridge.close()
+
+
+async def test_cancel_is_asynchronous_and_the_push_records_it(backing: Backing) -> None:
+    async with qmt_fleet(backing, bridges=1) as q:
+        [bridge_id] = q.secrets
+        who = trader()
+        bridge = await q.connected(bridge_id, who.account_id)
+        order_id = (await q.place(who))["order_id"]
+        answer = await q.f.execution.post(f"/v1/orders/{order_id}/cancel", headers=q.f.headers(who))
+        assert answer.status_code == 202, answer.text
+        assert (answer.json()["status"], answer.json()["cancel_requested"]) == ("submitted", True)
+        await bridge.push("order", dict(bridge.orders[order_id], status=54, status_msg="撤单成功"))
+
+        async def cancelled() -> bool:
+            return (await q.order(order_id))["status"] == "cancelled"
+
+        await until(cancelled, what="the cancel recorded from the push")
+        await bridge.close()
+
+
+async def test_reconciliation_records_a_missed_fill_and_reports_a_position_difference(backing: Backing) -> None:
+    async with qmt_fleet(backing, bridges=1) as q, event_log(q.f.settings) as events:
+        [bridge_id] = q.secrets
+        who = trader()
+        bridge = await q.connected(bridge_id, who.account_id)
+        order_id = (await q.place(who, qty=1000, price="10.00"))["order_id"]
+        # the fill's push was lost: only the queries carry it
+        order = bridge.orders[order_id]
+        order.update(status=56, traded_qty=1000)
+        bridge.trades.append(broker_trade(order, "T5", 1000, "10.00"))
+        # the broker also holds 500 000001.SZ the platform never bought; its cash is the platform's after the buy:
+        # 10,000,000 - 10,000 - fees (commission 5.00 minimum; transfer fee 0.10 on SH: 10,000 x 0.001%)
+        bridge.positions = [{"ts_code": "600000.SH", "volume": 1000}, {"ts_code": "000001.SZ", "volume": 500}]
+        bridge.asset = {"cash": "9989994.90", "frozen_cash": "0.00", "market_value": "0", "total_asset": "0"}
+
+        result = await q.sync.reconcile(bridge_id)
+        assert (await q.order(order_id))["status"] == "filled"
+        await until(lambda: "trade.executed" in events.types_of(order_id), what="the missed fill's event")
+        assert [d.as_dict() for d in result.differences] == [
+            {"kind": "position", "ts_code": "000001.SZ", "platform": "0", "broker": "500"}]  # fmt: skip
+
+        # reported, not overwritten: execution's positions are its own
+        positions = (await q.f.execution.get("/v1/positions", headers=q.f.headers(who))).json()
+        assert [(p["ts_code"], p["qty"]) for p in positions] == [("600000.SH", 1000)]
+        listed = (await q.f.execution.get(f"/v1/bridges/{bridge_id}/reconciliations",
+                                          headers=q.f.headers(ADMIN))).json()  # fmt: skip
+        assert listed[0]["differences"] == [{"kind": "position", "ts_code": "000001.SZ", "platform": "0",
+                                             "broker": "500"}]  # fmt: skip
+        async with q.f.store.db.session() as s:
+            rows = (
+                await s.execute(select(outbox.c.body).where(outbox.c.type == "broker.reconciliation.difference"))
+            ).all()
+        reported = [json.loads(r.body)["payload"] for r in rows]
+        assert any(p["bridge_id"] == bridge_id and p["differences"] == listed[0]["differences"] for p in reported)
+        metrics = (await q.f.execution.get("/metrics")).text
+        assert f'lh_broker_reconciliation_differences_total{{bridge_id="{bridge_id}"}}' in metrics
+        await bridge.close()
+
+
+async def test_the_handshake_refuses_a_wrong_account_an_unknown_bridge_and_forged_frames(backing: Backing) -> None:
+    async with qmt_fleet(backing, bridges=2) as q:
+        first, second = q.secrets
+        who, other = trader(), trader()
+        await q.bind(who.account_id, first)
+
+        wrong = q.bridge(first, other.account_id)
+        answer = await wrong.connect()
+        assert (answer["type"], answer["code"], wrong.close_code) == ("refused", "account_mismatch", 4403)
+        unbound = q.bridge(second, other.account_id)
+        answer = await unbound.connect()
+        assert (answer["type"], answer["code"]) == ("refused", "account_mismatch")
+        stranger = FakeBridge(q.url, "b-nobody", who.account_id, "whatever-secret")
+        answer = await stranger.connect()
+        assert (answer["type"], answer["code"]) == ("refused", "unknown_bridge")
+        bad_secret = q.bridge(first, who.account_id)
+        answer = await bad_secret.connect(secret="not-the-secret")
+        assert (answer["type"], answer["code"]) == ("refused", "bad_hello")
+
+        bridge = q.bridge(first, who.account_id)
+        assert (await bridge.connect())["type"] == "welcome"
+        order_id = (await q.place(who))["order_id"]
+        # a trade frame signed with another key: never acted on, and the link is closed (4400)
+        forger = protocol.Channel(secret="forged", session=bridge.welcome["session"] if bridge.welcome else "",
+                                  outgoing=protocol.TO_PLATFORM, sent_seq=50)  # fmt: skip
+        fake = broker_trade(bridge.orders[order_id], "TX", 1000, "10.00")
+        await bridge.send_raw(forger.seal("trade", fake))
+        await until(lambda: bridge.close_code is not None, what="the link closed")
+        assert bridge.close_code == protocol.PROTOCOL_CLOSE_CODE
+        assert await q.trade_ids(order_id) == []
+        await until(lambda: first not in q.f.execution_app.state.bridges.links, what="the link dropped")
+        metrics = (await q.f.execution.get("/metrics")).text
+        assert f'lh_broker_bridge_connected{{bridge_id="{first}"}} 0.0' in metrics
+
+
+async def test_trading_switches_are_admin_only_stored_audited_and_sent(backing: Backing) -> None:
+    async with qmt_fleet(backing, bridges=1) as q:
+        [bridge_id] = q.secrets
+        who = trader()
+        bridge = await q.connected(bridge_id, who.account_id)
+        assert bridge.welcome is not None and bridge.welcome["trading"] == {"enabled": False, "read_only": False}
+
+        body = {"enabled": True, "read_only": False, "reason": "go live"}
+        refused = await q.f.execution.post(f"/v1/bridges/{bridge_id}/trading", json=body, headers=q.f.headers(who))
+        assert refused.status_code == 403
+        answer = await q.f.execution.post(f"/v1/bridges/{bridge_id}/trading", json=body, headers=q.f.headers(ADMIN))
+        assert answer.status_code == 200, answer.text
+        assert (answer.json()["enabled"], answer.json()["sent"], answer.json()["updated_by"]) == (True, True, "root")
+        assert (protocol.SET_TRADING, {"enabled": True, "read_only": False}) in bridge.requests
+        unknown = await q.f.execution.post("/v1/bridges/b-none/trading", json=body, headers=q.f.headers(ADMIN))
+        assert unknown.status_code == 404
+        extra = await q.f.execution.post(f"/v1/bridges/{bridge_id}/trading", json={**body, "force": True},
+                                         headers=q.f.headers(ADMIN))  # fmt: skip
+        assert extra.status_code == 422
+
+        async with q.f.store.db.session() as s:
+            rows = (
+                await s.execute(select(bridge_trading_audit).where(bridge_trading_audit.c.bridge_id == bridge_id))
+            ).all()
+        assert [(r.old_enabled, r.enabled, r.by, r.reason) for r in rows] == [(False, True, "root", "go live")]
+
+        await bridge.close()
+        again = q.bridge(bridge_id, who.account_id)
+        welcome = await again.connect()
+        assert welcome["trading"] == {"enabled": True, "read_only": False}
+        listed = (await q.f.execution.get("/v1/bridges", headers=q.f.headers(ADMIN))).json()
+        [mine] = [b for b in listed if b["bridge_id"] == bridge_id]
+        assert (mine["connected"], mine["account_id"], mine["trading"]["enabled"]) == (True, who.account_id, True)
+        await again.close()
+
+
+async def test_a_paper_account_and_a_qmt_account_side_by_side(backing: Backing) -> None:
+    async with qmt_fleet(backing, bridges=1, paper_fills="immediate") as q:
+        [bridge_id] = q.secrets
+        paper, real = trader(), trader()
+        await q.bind(real.account_id, bridge_id)
+
+        # the bridge is not connected: 503, nothing stored, nothing sent (never sent later either)
+        waiting = await q.place(real)
+        assert (waiting["_http"], waiting["code"]) == (503, "broker_unavailable")
+        assert "order_id" not in waiting.get("details", {})
+        assert await orders_of(q, real) == []
+
+        bridge = q.bridge(bridge_id, real.account_id)
+        assert (await bridge.connect())["type"] == "welcome"
+        await q.desk.reconcile()
+        assert [b for t, b in bridge.requests if t == protocol.PLACE] == []
+        # the bridge's MiniQMT is down (its `connection` push): refused the same way
+        await bridge.push(protocol.CONNECTION, {"qmt": "disconnected"})
+        await until(lambda: q.registry.link(bridge_id).qmt == "disconnected", what="the push taken")
+        down = await q.place(real)
+        assert (down["_http"], down["code"]) == (503, "broker_unavailable")
+        await bridge.push(protocol.CONNECTION, {"qmt": "connected"})
+        await until(lambda: q.registry.link(bridge_id).qmt == "connected", what="the push taken")
+        placed = await q.place(real)
+        order_id = placed["order_id"]
+        assert (await q.order(order_id))["status"] == "submitted"
+        assert bridge.placed(order_id) == 1
+        assert [o["order_id"] for o in await orders_of(q, real)] == [order_id]
+
+        on_paper = await q.place(paper)
+        assert on_paper["status"] == "filled"  # the paper broker, at once (LH_PAPER_FILLS=immediate)
+        assert all(b.get("order_id") != on_paper["order_id"] for _, b in bridge.requests)
+        got = (await q.f.execution.get(f"/v1/accounts/{paper.account_id}/broker", headers=q.f.headers(paper))).json()
+        assert (got["broker"], got["bridge_id"]) == ("paper", None)
+        got = (await q.f.execution.get(f"/v1/accounts/{real.account_id}/broker", headers=q.f.headers(real))).json()
+        assert (got["broker"], got["bridge_id"]) == ("qmt", bridge_id)
+        peek = await q.f.execution.get(f"/v1/accounts/{real.account_id}/broker", headers=q.f.headers(paper))
+        assert peek.status_code == 403
+
+        # paper settings are a paper account's only
+        settings = await q.f.execution.get("/v1/account/paper-settings", headers=q.f.headers(real))
+        assert (settings.status_code, settings.json()["code"]) == (409, "not_paper")
+        settings = await q.f.execution.get("/v1/account/paper-settings", headers=q.f.headers(paper))
+        assert settings.status_code == 200
+
+        # the broker of an account with an open order does not change
+        moved = await q.f.execution.put(f"/v1/accounts/{real.account_id}/broker", json={"broker": "paper"},
+                                        headers=q.f.headers(ADMIN))  # fmt: skip
+        assert (moved.status_code, moved.json()["code"]) == (409, "account_has_open_orders")
+        by_trader = await q.f.execution.put(f"/v1/accounts/{paper.account_id}/broker", json={"broker": "paper"},
+                                            headers=q.f.headers(paper))  # fmt: skip
+        assert by_trader.status_code == 403
+        unknown = await q.f.execution.put(f"/v1/accounts/{paper.account_id}/broker",
+                                          json={"broker": "qmt", "bridge_id": "b-none"}, headers=q.f.headers(ADMIN))  # fmt: skip
+        assert (unknown.status_code, unknown.json()["code"]) == (422, "unknown_bridge")
+        await bridge.close()
+
+
+async def test_an_order_waiting_for_its_bridge_can_be_withdrawn_and_disabled_trading_rejects(backing: Backing) -> None:
+    async with qmt_fleet(backing, bridges=1) as q:
+        [bridge_id] = q.secrets
+        who = trader()
+        await q.bind(who.account_id, bridge_id)
+        bridge = q.bridge(bridge_id, who.account_id)
+        assert (await bridge.connect())["type"] == "welcome"
+        # MiniQMT went away before the bridge could say so: the bridge answers the place with qmt_disconnected
+        bridge.handlers[protocol.PLACE] = lambda body: protocol.failed(protocol.QMT_DISCONNECTED, "MiniQMT is down")
+        waiting = await q.place(who)
+        assert (waiting["_http"], waiting["code"]) == (503, "broker_unavailable")
+        order_id = waiting["details"]["order_id"]
+        assert (await q.order(order_id))["status"] == "accepted"
+        # nothing was sent: the cancel withdraws it here, at once
+        answer = await q.f.execution.post(f"/v1/orders/{order_id}/cancel", headers=q.f.headers(who))
+        assert (answer.status_code, answer.json()["status"]) == (200, "cancelled")
+        assert answer.json()["reason"] == "cancelled before it was sent to the broker"
+
+        bridge.handlers[protocol.PLACE] = lambda body: protocol.failed(protocol.TRADING_DISABLED, "trading is off")
+        places = bridge.placed(order_id)
+        await q.desk.reconcile()
+        assert bridge.placed(order_id) == places == 1  # a withdrawn order is never sent again
+
+        # the bridge refuses to trade (an admin's switch): the order is rejected, not kept for later
+        refused = await q.place(who)
+        assert (refused["_http"], refused["status"]) == (201, "rejected")
+        assert refused["reason"] == f"trading is disabled on QMT bridge {bridge_id}"
+        await bridge.close()
+
+
+async def test_a_new_hello_replaces_the_link_and_settles_unknown_orders(backing: Backing) -> None:
+    async with qmt_fleet(backing, bridges=1) as q:
+        [bridge_id] = q.secrets
+        who = trader()
+        first = await q.connected(bridge_id, who.account_id)
+        first.silent.add(protocol.PLACE)
+        order_id = (await q.place(who))["order_id"]
+        assert (await q.order(order_id))["status"] == "unknown"
+        await q.sync.reconcile_all()
+        assert "lh_broker_orders_unknown 1.0" in (await q.f.execution.get("/metrics")).text
+
+        # the bridge restarts (it had placed the order, and it was partly filled meanwhile) and says hello again
+        second = q.bridge(bridge_id, who.account_id)
+        body = next(b for t, b in first.requests if t == protocol.PLACE)
+        second.on_place(body)
+        order = second.orders[order_id]
+        order.update(status=55, traded_qty=300)
+        second.trades.append(broker_trade(order, "T3", 300, "10.00"))
+        assert (await second.connect())["type"] == "welcome"
+        await until(lambda: first.close_code is not None, what="the first link closed")
+        assert first.close_code == 4409  # replaced
+
+        async def settled() -> bool:
+            return (await q.order(order_id))["status"] == "partially_filled"
+
+        await until(settled, what="the unknown order settled by the hello's reconciliation")
+        assert (await q.order(order_id))["filled_qty"] == 300
+        assert second.placed(order_id) == 0 and first.placed(order_id) == 1
+        assert (protocol.QUERY_ORDER, {"order_id": order_id}) in second.requests
+        await q.sync.reconcile_all()
+        assert "lh_broker_orders_unknown 0.0" in (await q.f.execution.get("/metrics")).text
+        await second.close()
+
+
+async def test_a_bound_account_never_falls_back_to_paper_when_its_bridge_is_no_longer_configured(
+    backing: Backing,
+) -> None:
+    who = trader()
+    async with qmt_fleet(backing, bridges=1) as q:
+        [bridge_id] = q.secrets
+        await q.bind(who.account_id, bridge_id)
+    # execution restarts without LH_QMT_BRIDGE_SECRETS: the account is still bound to QMT, so its orders wait (503)
+    async with fleet(backing.settings(paper_fills="immediate")) as f:
+        answer = await f.execution.post("/v1/orders", json=signed_order(f.settings, limit_buy(who)),
+                                        headers=f.headers(who))  # fmt: skip
+        assert (answer.status_code, answer.json()["code"]) == (503, "broker_unavailable")
+        assert "order_id" not in answer.json().get("details", {})  # nothing stored, nothing sent
+        listed = await f.execution.get("/v1/orders", headers=f.headers(who))
+        assert listed.json() == []

@@ -1,0 +1,76 @@
+"""The order journal: written before sending, idempotent by order id, kept across restarts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bridge.qmt.journal import ACKNOWLEDGED, REFUSED, SENDING, SENT, Journal
+
+ORDER = {
+    "order_id": "o-1",
+    "remark": "o-1",
+    "ts_code": "600000.SH",
+    "side": "buy",
+    "qty": 200,
+    "price_type": 11,
+    "price": "10.500",
+    "strategy_name": "s",
+}
+
+
+def test_an_order_begun_is_on_disk_at_once(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.db")
+    created, entry = journal.begin(**ORDER)
+    assert created and entry.state == SENDING and entry.qmt_order_id is None
+    # another connection (what a crash would leave) sees it without any close or flush
+    other = Journal(tmp_path / "j.db")
+    seen = other.get("o-1")
+    assert seen is not None and (seen.state, seen.qty, seen.price) == (SENDING, 200, "10.500")
+    other.close()
+    journal.close()
+
+
+def test_a_second_begin_of_the_same_order_is_not_new(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.db")
+    journal.begin(**ORDER)
+    journal.sent("o-1", 5)
+    created, entry = journal.begin(**ORDER)
+    assert created is False and (entry.order_id, entry.state, entry.seq) == ("o-1", SENT, 5)
+    # another id with the same remark is the same order too (the remark is what MiniQMT keeps)
+    created, entry = journal.begin(**{**ORDER, "order_id": "o-1-other"})
+    assert created is False and entry.order_id == "o-1"
+    journal.close()
+
+
+def test_the_mapping_survives_a_reopen(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.db")
+    journal.begin(**ORDER)
+    journal.sent("o-1", 3)
+    journal.acknowledged("o-1", 1001, "S1001")
+    journal.observed(
+        "o-1",
+        status=55,
+        status_msg="",
+        traded_qty=100,
+        traded_price="10.500",
+        order_sysid=None,
+        order_time="2026-12-07T09:31:00+08:00",
+    )
+    journal.begin(**{**ORDER, "order_id": "o-2", "remark": "o-2"})
+    journal.refused("o-2", "refused")
+    journal.close()
+
+    reopened = Journal(tmp_path / "j.db")
+    entry = reopened.by_qmt_order_id(1001)
+    assert entry is not None
+    assert (entry.order_id, entry.state, entry.order_sysid, entry.status, entry.traded_qty) == (
+        "o-1",
+        ACKNOWLEDGED,
+        "S1001",
+        55,
+        100,
+    )
+    assert reopened.by_remark("o-1") == entry
+    assert [e.order_id for e in reopened.in_state(REFUSED)] == ["o-2"]
+    assert reopened.in_state(SENDING, SENT) == []
+    reopened.close()

@@ -1,0 +1,20 @@
+"""LH_QMT_BRIDGE_SECRETS: read as `bridge_id=secret,...`, never shown by the settings' repr."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.platform.settings import Settings
+
+
+def test_bridge_secrets_are_parsed_and_hidden() -> None:
+    settings = Settings(qmt_bridge_secrets=" qmt-a=s3cret-one , qmt-b=s3cret=two,")  # type: ignore[arg-type]
+    assert settings.qmt_bridge_secret_map() == {"qmt-a": "s3cret-one", "qmt-b": "s3cret=two"}
+    assert "s3cret" not in repr(settings) and "s3cret" not in str(settings.model_dump())
+    assert Settings().qmt_bridge_secret_map() == {}
+
+
+@pytest.mark.parametrize("text", ["qmt-a", "=secret", "qmt-a=", "qmt-a=x,broken"])
+def test_a_malformed_entry_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="bridge_id=secret"):
+        Settings(qmt_bridge_secrets=text).qmt_bridge_secret_map()  # type: ignore[arg-type]
