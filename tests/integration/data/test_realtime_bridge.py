@@ -254,3 +254,51 @@ async def test_with_redis_down_the_reads_fail_closed(backing: Any) -> None:
         bars = await client.get(f"/v1/quotes/{code}/bars")
     assert live.status_code == 503 and live.json()["code"] == "quotes_unavailable"
     assert bars.status_code == 503 and bars.json()["code"] == "quotes_unavailable"
+
+
+async def test_the_bridge_programs_quote_feed_reaches_the_live_quote(service: dict[str, Any]) -> None:
+    """The bridge program's own pieces (bridge/qmt: its platform link and quote feed, on the fake xtdata of
+    tests/support/qmt) against the data service: the subscription the data service sends reaches xtdata, and a
+    whole-market push (a stock, an index, a fund) becomes the stock's live quote."""
+    from bridge.qmt.platform import PlatformLink
+    from bridge.qmt.quotes import QuoteFeed
+    from tests.support.qmt.loader import fake_xtquant
+
+    client: httpx.AsyncClient = service["client"]
+    code = service["codes"][4]
+    with fake_xtquant() as xt:
+        link = PlatformLink(
+            url=f"ws://{service['host']}/v1/bridge/quotes", channel="quotes", bridge_id=BRIDGE_ID,
+            account_id="acct-1", secret=SECRET, handler=None,  # type: ignore[arg-type]
+            reconnect_initial_s=0.05, reconnect_max_s=0.2,
+        )  # fmt: skip
+        feed = QuoteFeed((), link.push, xt.xtdata)
+        link.handler = feed.handle
+        feed.attach(asyncio.get_running_loop())
+        task = asyncio.create_task(link.run())
+        try:
+            await until(lambda: bool(xt.broker.quote_subs))  # the data service's subscribe ["*"]: the whole market
+            assert feed.codes == ["*"]
+            tick = {
+                "time": int(datetime.fromisoformat(at("09:45:00")).timestamp() * 1000), "lastPrice": 10.12,
+                "open": 10.0, "high": 10.2, "low": 9.9, "lastClose": 10.0, "amount": 1012000.0, "volume": 1000,
+                "bidPrice": [10.11, 10.1, 0.0, 0.0, 0.0], "bidVol": [3, 4, 0, 0, 0],
+                "askPrice": [10.12, 10.13, 10.14, 0.0, 0.0], "askVol": [5, 6, 7, 0, 0],
+            }  # fmt: skip
+            xt.broker.feed_quotes({code: tick, "000001.SH": tick, "510300.SH": tick})
+            got: dict[str, Any] = {}
+            async with asyncio.timeout(10):
+                while got.get("time") != at("09:45:00"):
+                    got = (await client.get(f"/v1/quotes/{code}/live")).json()
+                    await asyncio.sleep(0.05)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    assert (got["last"], got["open"], got["high"], got["low"], got["pre_close"]) == (
+        "10.12", "10.00", "10.20", "9.90", "10.00",
+    )  # fmt: skip
+    assert (got["volume"], got["amount"]) == (100_000, "1012000.00")  # 1,000 lots
+    assert got["bid"] == [{"price": "10.11", "volume": 300}, {"price": "10.10", "volume": 400}]
+    assert [a["price"] for a in got["ask"]] == ["10.12", "10.13", "10.14"]
+    metrics = (await client.get("/metrics")).text
+    assert 'lh_quotes_rejected_total{reason="not_a_stock"}' not in metrics  # the index and the fund: left alone
