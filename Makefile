@@ -62,6 +62,7 @@ bench: $(STAMP)
 	$(PY) -m bench.order_path
 	$(PY) -m bench.order_load --clients 50
 	$(PY) -m bench.risk_rules
+	$(PY) -m bench.quotes_ingest
 	$(PY) -m bench.sql_count
 	$(PY) -m bench.bars_read
 	$(PY) -m bench.engine

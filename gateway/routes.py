@@ -93,6 +93,8 @@ ROUTES: tuple[ProxyRoute, ...] = (
     _r("GET", "/v1/indexes/{ts_code}/constituents", "data", VIEWER, "market data"),
     _r("GET", "/v1/indexes/{ts_code}/bars", "data", VIEWER, "market data"),
     _r("GET", "/v1/quotes/{ts_code}", "data", VIEWER, "market data"),
+    _r("GET", "/v1/quotes/{ts_code}/live", "data", VIEWER, "market data"),  # real-time (docs/quotes.md)
+    _r("GET", "/v1/quotes/{ts_code}/bars", "data", VIEWER, "market data"),
     # ingestion and data quality
     _r("POST", "/v1/ingest/backfill", "data", ADMIN, "ingest", body=True),
     _r("POST", "/v1/ingest/update", "data", ADMIN, "ingest"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
@@ -102,3 +103,11 @@ class ApiKeyCreated(BaseModel):
     created_at: datetime
     expires_at: datetime | None
     api_key: str = Field(description="shown only in this response: store it now")
+
+
+class QuoteSubscription(RequestModel):
+    """A browser's command on `/ws` (docs/quotes.md): subscribe to (or unsubscribe from) real-time quotes of some
+    codes. The socket then receives `quotes.snapshot` and `bars.1m` events holding only its codes."""
+
+    op: Literal["subscribe", "unsubscribe"]
+    codes: list[Annotated[str, Field(max_length=16)]] = Field(min_length=1, max_length=1000)

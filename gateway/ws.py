@@ -1,19 +1,26 @@
 """`/ws`: order, trade, backtest and strategy-instance events pushed to the browser. One bus subscription per
-gateway process fans out to every socket; each socket sees only its own account's events (an admin sees all)."""
+gateway process fans out to every socket; each socket sees only its own account's events (an admin sees all).
+Real-time quotes (`quotes.snapshot`, `bars.1m`) go only to sockets that subscribed to codes, each receiving only its
+codes' items (docs/quotes.md): `{"op": "subscribe" | "unsubscribe", "codes": [...]}`."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Any
 
 from fastapi import APIRouter, Query, WebSocket
+from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from gateway.auth import CurrentUser, HeaderError, authenticate, client_group, enforce_rate_limit
+from gateway.schemas import QuoteSubscription
+from shared.core.domain.codes import InvalidTsCode, parse_ts_code
 from shared.platform.events.envelope import Envelope
 from shared.platform.events.schemas import (
     BacktestFinished,
@@ -40,7 +47,12 @@ EVENT_PATTERNS = [
     "backtest.*",
     "strategy.instance.*",
     "strategy.code.*",
+    "quotes.snapshot",
+    "bars.1m",
 ]
+# Market data for the sockets subscribed to codes, by the payload's list of items (each with its ts_code).
+QUOTE_EVENTS = {"quotes.snapshot": "quotes", "bars.1m": "bars"}
+MAX_CODES = 50  # the default of LH_QUOTES_WS_MAX_CODES
 CONSUMER = "gateway-ws"
 # Events waiting for one socket. A client this far behind is not reading: it is dropped rather than let its backlog
 # grow without bound (it reconnects and reloads the orders table, which is the source of truth anyway).
@@ -89,6 +101,7 @@ class Subscriber:
     user: CurrentUser
     queue: asyncio.Queue[str]
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    codes: set[str] = field(default_factory=set)  # real-time quotes subscribed to
     stop_code: int = CLOSE_GOING_AWAY
     stop_reason: str = ""
 
@@ -128,20 +141,42 @@ class EventHub:
     async def dispatch(self, event: Envelope) -> None:
         if self._seen(event.id):
             return  # a redelivery or a second publish of the same fact: the browser has it already
+        if event.type in QUOTE_EVENTS:
+            self._dispatch_quotes(event, QUOTE_EVENTS[event.type])
+            return
         text: str | None = None
         for subscriber in list(self._subscribers):
             if not visible_to(subscriber.user, event):
                 continue
             text = text or event.model_dump_json()
-            try:
-                subscriber.queue.put_nowait(text)
-            except asyncio.QueueFull:
-                log.warning(
-                    "websocket client too slow; dropped",
-                    extra={"username": subscriber.user.username, "queued": subscriber.queue.qsize()},
-                )
-                self.remove(subscriber)
-                subscriber.stop(CLOSE_TOO_SLOW, f"too slow: more than {self.queue_size} events waiting")
+            self._queue(subscriber, text)
+
+    def _queue(self, subscriber: Subscriber, text: str) -> None:
+        try:
+            subscriber.queue.put_nowait(text)
+        except asyncio.QueueFull:
+            log.warning(
+                "websocket client too slow; dropped",
+                extra={"username": subscriber.user.username, "queued": subscriber.queue.qsize()},
+            )
+            self.remove(subscriber)
+            subscriber.stop(CLOSE_TOO_SLOW, f"too slow: more than {self.queue_size} events waiting")
+
+    def _dispatch_quotes(self, event: Envelope, items_key: str) -> None:
+        """Each subscribed socket gets the event with only its codes' items (none of them: nothing). Market data is
+        every role's to read; no socket gets the whole market (an admin's neither: a full-market round is MBs)."""
+        watching = [s for s in self._subscribers if s.codes]
+        if not watching:
+            return
+        by_code: dict[str, list[Any]] = {}
+        for item in event.payload.get(items_key, ()):
+            by_code.setdefault(item["ts_code"], []).append(item)
+        head = event.model_dump(mode="json", exclude={"payload"})
+        rest = {k: v for k, v in event.payload.items() if k != items_key}
+        for subscriber in watching:
+            items = [item for code in sorted(subscriber.codes) for item in by_code.get(code, ())]
+            if items:
+                self._queue(subscriber, json.dumps({**head, "payload": {**rest, items_key: items}}))
 
     def close_all(self) -> None:
         for subscriber in list(self._subscribers):
@@ -158,7 +193,10 @@ async def event_stream(
     """Authenticate with `?token=` or `?api_key=`; bad credentials close the socket with code 4401, more handshakes
     from one client address in a minute than the rate limit allows with 4429. The first
     message is `{"type": "ws.connected", ...}`; then each event is its envelope JSON
-    (`{id, type, version, occurred_at, source, correlation_id, payload}`)."""
+    (`{id, type, version, occurred_at, source, correlation_id, payload}`). Send `{"op": "subscribe", "codes":
+    ["600000.SH", ...]}` (or `"unsubscribe"`) for real-time quotes: answered `{"type": "ws.subscribed", "payload":
+    {"codes"}}` or `{"type": "ws.error", "payload": {"code", "message"}}`; then `quotes.snapshot` and `bars.1m`
+    events carry only the socket's codes (at most LH_QUOTES_WS_MAX_CODES)."""
     state = websocket.app.state
     client = client_group(websocket.client.host if websocket.client else "unknown")
     try:
@@ -181,9 +219,10 @@ async def event_stream(
         await websocket.send_json(
             {"type": "ws.connected", "payload": {"username": user.username, "role": user.role.value}}
         )
+        max_codes: int = getattr(state.settings, "quotes_ws_max_codes", MAX_CODES)
         tasks = [
             asyncio.create_task(_send_events(websocket, subscriber.queue)),
-            asyncio.create_task(_until_disconnected(websocket)),
+            asyncio.create_task(_until_disconnected(websocket, subscriber, max_codes)),
             asyncio.create_task(_wait(subscriber.stopped)),
         ]
         if user.token_expires_at is not None:
@@ -206,12 +245,52 @@ async def _send_events(websocket: WebSocket, queue: asyncio.Queue[str]) -> None:
         await websocket.send_text(await queue.get())
 
 
-async def _until_disconnected(websocket: WebSocket) -> None:
+async def _until_disconnected(websocket: WebSocket, subscriber: Subscriber, max_codes: int = MAX_CODES) -> None:
     while True:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
             return
-        # Anything the client sends is ignored: the stream is one-way (clients may send keep-alive pings).
+        # A JSON object with an "op" is a command (quote subscriptions); anything else the client sends is ignored
+        # (clients may send keep-alive pings).
+        text = message.get("text")
+        if not text or not text.lstrip().startswith("{"):
+            continue
+        try:
+            command = json.loads(text)
+        except ValueError:
+            continue
+        if isinstance(command, dict) and "op" in command:
+            answer = subscription_answer(subscriber, command, max_codes)
+            with contextlib.suppress(asyncio.QueueFull):
+                subscriber.queue.put_nowait(json.dumps(answer))
+
+
+def subscription_answer(subscriber: Subscriber, command: dict[str, Any], max_codes: int) -> dict[str, Any]:
+    """Apply a quote subscription command to the socket's codes; the message to send back: `ws.subscribed` with the
+    codes now subscribed, or `ws.error` (`invalid_request` naming the field, `too_many_codes`) changing nothing."""
+    try:
+        request = QuoteSubscription.model_validate(command)
+        codes = set()
+        for i, code in enumerate(request.codes):
+            try:
+                codes.add(parse_ts_code(code).ts_code)
+            except InvalidTsCode as exc:
+                return _ws_error("invalid_request", f"codes[{i}]: {exc}")
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "message"
+        return _ws_error("invalid_request", f"{where}: {first['msg']}")
+    wanted = subscriber.codes | codes if request.op == "subscribe" else subscriber.codes - codes
+    if len(wanted) > max_codes:
+        return _ws_error(
+            "too_many_codes", f"codes: at most {max_codes} codes per socket ({len(wanted)} asked); nothing changed"
+        )
+    subscriber.codes = wanted
+    return {"type": "ws.subscribed", "payload": {"codes": sorted(wanted)}}
+
+
+def _ws_error(code: str, message: str) -> dict[str, Any]:
+    return {"type": "ws.error", "payload": {"code": code, "message": message}}
 
 
 async def _wait(event: asyncio.Event) -> None:

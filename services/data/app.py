@@ -28,10 +28,16 @@ from services.data.ingest_api import ingest_router
 from services.data.loader import load_demo_market
 from services.data.metrics import DataMetrics, StoredThrough
 from services.data.providers import DemoProvider, MarketDataProvider, TushareConfig, TushareProvider
+from services.data.realtime.api import live_router
+from services.data.realtime.bridge import bridge_router
+from services.data.realtime.provider import QuoteMetrics, RealtimeQuotes
+from services.data.realtime.replay import ReplayFeed
+from services.data.realtime.store import LiveStore, MemoryLiveStore, RedisLiveStore
 from services.data.scheduler import DailyScheduler, parse_run_time
 from services.data.store import MIGRATIONS_DIR, DataStore
 from shared.core.market.calendar import is_trading_day as builtin_is_trading_day
 from shared.platform.app import Infra, create_service_app
+from shared.platform.cache import RedisCache
 from shared.platform.db import Database
 from shared.platform.outbox import OutboxRelay
 from shared.platform.periodic import PeriodicTask
@@ -94,6 +100,29 @@ def _scheduler_wanted(settings: Settings, asked: bool | None) -> bool:
     return settings.data_provider == "tushare" and "PYTEST_CURRENT_TEST" not in os.environ
 
 
+def _start_feed(
+    realtime: RealtimeQuotes | None, mode: str, settings: Settings, store: DataStore, infra: Infra
+) -> ReplayFeed | PeriodicTask | None:
+    """The real-time feed LH_QUOTES_FEED asks for: the replay feed, or (bridge) the minute bars' timer for the
+    snapshots a bridge delivers over /v1/bridge/quotes; nothing when off."""
+    if realtime is None or mode == "off":
+        return None
+    if mode == "replay":
+        replay = ReplayFeed(
+            store, realtime, infra.clock, interval_s=settings.quotes_replay_interval_s,
+            speed=settings.quotes_replay_speed, grace_s=settings.quotes_bar_grace_s,
+        )  # fmt: skip
+        replay.start()
+        return replay
+
+    async def close_due_bars() -> None:
+        await realtime.expire(infra.clock.now())
+
+    timer = PeriodicTask("quotes-bar-timer", 1.0, close_due_bars)
+    timer.start()
+    return timer
+
+
 def create_app(
     settings: Settings,
     infra: Infra | None = None,
@@ -121,6 +150,8 @@ def create_app(
     trading_days = TradingDays(store)
 
     stored_through: StoredThrough | None = None
+    realtime: RealtimeQuotes | None = None
+    feed_mode = settings.quotes_feed_mode()
 
     async def daily_update(day: date) -> None:
         result = await ingestor.update()
@@ -154,6 +185,8 @@ def create_app(
             if run_scheduler and stored_through is not None:
                 watching = stored_through.watcher()
                 watching.start()
+            feed = _start_feed(realtime, feed_mode, settings, store, infra)
+            app.state.feed = feed
             if run_scheduler:
                 daily = DailyScheduler(
                     daily_update,
@@ -166,6 +199,8 @@ def create_app(
             try:
                 yield
             finally:
+                if feed is not None:
+                    await feed.stop()
                 if watching is not None:
                     await watching.stop()
                 if task is not None:
@@ -180,10 +215,22 @@ def create_app(
     app = create_service_app(
         "data",
         infra,
-        routers=[router, ingest_router],
+        routers=[router, ingest_router, live_router],
+        public_routers=[bridge_router],  # the bridge authenticates by the protocol's signed hello
         lifespan=lifespan,
         readiness={"db": db.ping},
     )
+    quote_metrics = QuoteMetrics(app.state.metrics_registry, infra.clock.now)
+    live_store: LiveStore = (
+        RedisLiveStore(infra.cache.client, settings.bus_namespace)
+        if isinstance(infra.cache, RedisCache)
+        else MemoryLiveStore()
+    )
+    realtime = RealtimeQuotes(store, live_store, infra.bus, quote_metrics, grace_s=settings.quotes_bar_grace_s)
+    app.state.quote_metrics = quote_metrics
+    app.state.live_store = live_store
+    app.state.realtime = realtime
+    app.state.feed = None
     stored_through = StoredThrough(
         DataMetrics(app.state.metrics_registry), ingestor, trading_days,
         settings.data_update_at if run_scheduler else None,

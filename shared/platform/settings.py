@@ -210,6 +210,33 @@ class Settings(BaseSettings):
     # Where the bulk Arrow/Parquet snapshots of the bars go (one per data version); default: <tmp>/lianghua-data/<db>
     data_snapshot_dir: str | None = None
 
+    # Real-time quotes (docs/quotes.md). The feed: "replay" (snapshots made from the stored daily bars on the market
+    # clock: standalone's default), "bridge" (a QMT bridge's xtdata snapshots over /v1/bridge/quotes: fleet's
+    # default) or "off".
+    quotes_feed: Literal["replay", "bridge", "off"] | None = None
+    # What the data service asks a bridge for after the welcome: "*" (the whole market) or comma-separated ts_codes.
+    quotes_subscribe: str = "*"
+    # The replay feed: seconds between snapshot rounds (of the market clock), and its speed: empty follows the
+    # market clock (a replay clock's session, or the real clock's today); a number replays the clock's session (or
+    # the newest stored one) from its opening auction at that many market seconds per wall second.
+    quotes_replay_interval_s: float = Field(default=3.0, gt=0, allow_inf_nan=False)
+    quotes_replay_speed: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    # A minute's bar closes when a snapshot of a later minute arrives, or this long after the minute's end.
+    quotes_bar_grace_s: float = Field(default=5.0, ge=0, allow_inf_nan=False)
+    # The most codes one browser socket on the gateway's /ws may subscribe to.
+    quotes_ws_max_codes: int = Field(default=50, ge=1, le=1000)
+
+    @field_validator("quotes_feed", "quotes_replay_speed", mode="before")
+    @classmethod
+    def _empty_is_default_feed(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    def quotes_feed_mode(self) -> str:
+        """The real-time feed the data service runs: LH_QUOTES_FEED, else replay standalone and bridge in fleet."""
+        if self.quotes_feed is not None:
+            return self.quotes_feed
+        return "replay" if self.mode is Mode.STANDALONE else "bridge"
+
     log_level: str = "INFO"
     log_json: bool = True
 

@@ -38,6 +38,7 @@
     curveCapital: null,
     chart: null,
     echartsLoading: null,
+    liveCode: null, // the security whose real-time quote the order form shows (subscribed on the socket)
     replayClock: null, // unknown until a start with a replay answers (409 not_replay: the real clock)
   };
 
@@ -262,6 +263,35 @@
       ? `${security.name} · ${security.exchange || ""} ${security.board || ""}${security.is_st ? " · ST" : ""}`
       : "";
     $("order-qty-hint").textContent = lotHint(security ? security.board : null, $("order-side").value);
+    watchQuote(security ? security.ts_code : null);
+  }
+
+  // --- the order form's live quote (docs/quotes.md): subscribed on /ws, first read over REST ----------------------
+
+  function sendOnSocket(message) {
+    if (state.socket && state.socket.readyState === WebSocket.OPEN) state.socket.send(JSON.stringify(message));
+  }
+
+  async function watchQuote(code) {
+    if (code === state.liveCode) return;
+    if (state.liveCode) sendOnSocket({ op: "unsubscribe", codes: [state.liveCode] });
+    state.liveCode = code;
+    $("order-live-quote").textContent = "";
+    if (!code) return;
+    sendOnSocket({ op: "subscribe", codes: [code] });
+    const result = await api(`/api/v1/quotes/${encodeURIComponent(code)}/live`);
+    if (state.liveCode !== code) return;
+    if (result.ok) showQuote(result.data);
+    else if (result.data && result.data.code === "no_live_quote") $("order-live-quote").textContent = "no live quote yet";
+  }
+
+  function showQuote(q) {
+    if (!q || q.ts_code !== state.liveCode) return;
+    const bid = q.bid && q.bid.length ? `${q.bid[0].price} × ${q.bid[0].volume}` : "—";
+    const ask = q.ask && q.ask.length ? `${q.ask[0].price} × ${q.ask[0].volume}` : "—";
+    const time = new Date(q.time).toLocaleTimeString("zh-CN", { hour12: false });
+    $("order-live-quote").textContent =
+      `live ${q.last} (pre ${q.pre_close}) · bid ${bid} · ask ${ask} · vol ${groupDigits(String(q.volume))} · ${time}`;
   }
 
   // The lot rules risk applies (shared/core/market/rules.py), as a hint: risk still decides.
@@ -455,8 +485,14 @@
       if (event.type === "ws.connected") {
         state.socketRetryMs = 1000;
         setSocketStatus("live", "success");
+        if (state.liveCode) sendOnSocket({ op: "subscribe", codes: [state.liveCode] }); // a new socket has none
         return;
       }
+      if (event.type === "quotes.snapshot") {
+        (event.payload.quotes || []).forEach(showQuote); // the order form's quote, not the events list
+        return;
+      }
+      if (event.type === "bars.1m" || event.type === "ws.subscribed" || event.type === "ws.error") return;
       addEvent(event);
     });
     socket.addEventListener("close", (closed) => {

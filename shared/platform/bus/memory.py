@@ -14,6 +14,10 @@ from shared.platform.observability import correlation_id_var
 
 log = logging.getLogger(__name__)
 
+# Event types published many times a second (real-time quotes, docs/quotes.md) are delivered but not kept in
+# `published`, which would otherwise grow by megabytes an hour in a standalone process.
+UNKEPT_TYPES = frozenset({"quotes.snapshot", "bars.1m"})
+
 
 @dataclass
 class _Subscription:
@@ -45,7 +49,8 @@ class MemoryBus:
         return True
 
     async def publish(self, event: Envelope) -> None:
-        self.published.append(event)
+        if event.type not in UNKEPT_TYPES:
+            self.published.append(event)
         for sub in self._subscriptions:
             if any(topic_matches(p, event.type) for p in sub.patterns):
                 sub.queue.put_nowait(event)

@@ -290,6 +290,68 @@ class RuleSetChanged(EventPayload):
     at: datetime
 
 
+class QuoteLevel(EventPayload):
+    """One level of a quote's order book: its price (CNY) and the shares resting there. An empty level (no order at
+    it) is not listed."""
+
+    price: PlainDecimal
+    volume: int  # shares
+
+
+class LiveQuote(EventPayload):
+    """A security's latest real-time quote (the data service's real-time provider, docs/quotes.md): what the feed
+    (the QMT bridge's xtdata snapshots, or the replay feed) last said of it, in exact units. `volume` and `amount`
+    are the day's cumulative totals so far; the limits are those of the quote's trading day."""
+
+    ts_code: str
+    time: datetime  # the snapshot's exchange time, +08:00
+    last: PlainDecimal
+    open: PlainDecimal | None  # None: no trade yet today
+    high: PlainDecimal | None
+    low: PlainDecimal | None
+    pre_close: PlainDecimal
+    volume: int  # shares traded today so far (xtdata's lots x 100 for stocks)
+    amount: PlainDecimal  # CNY traded today so far
+    bid: tuple[QuoteLevel, ...]  # best first, at most five
+    ask: tuple[QuoteLevel, ...]
+    limit_up: PlainDecimal | None  # None: no limits that day (a new listing's first sessions)
+    limit_down: PlainDecimal | None
+    source: str  # bridge | replay
+
+
+class QuotesSnapshot(EventPayload):
+    """`quotes.snapshot`: one round of a real-time feed (a full-market snapshot of xtdata, about every 3 s, or a
+    replay step), the quotes that passed validation in it. Ephemeral: published straight on the bus (not through an
+    outbox); a lost one is superseded by the next round."""
+
+    as_of: datetime  # the newest quote time in the round
+    source: str  # bridge | replay
+    quotes: tuple[LiveQuote, ...]
+
+
+class MinuteBar(EventPayload):
+    """A closed 1-minute bar built from successive snapshots: OHLC of the last prices seen in the minute, volume and
+    amount the differences of the day's cumulative totals since the bar before. `minute` is the minute's start
+    (09:30 is the bar of 09:30:00-09:30:59, the opening auction folded in; 14:59 takes the closing auction)."""
+
+    ts_code: str
+    minute: datetime  # +08:00
+    open: PlainDecimal
+    high: PlainDecimal
+    low: PlainDecimal
+    close: PlainDecimal
+    volume: int  # shares
+    amount: PlainDecimal  # CNY
+
+
+class BarsMinute(EventPayload):
+    """`bars.1m`: the minute bars that closed together (a later minute's snapshot arrived, or the minute's timer ran
+    out). Ephemeral, like `quotes.snapshot`."""
+
+    bars: tuple[MinuteBar, ...]
+    closed_at: datetime
+
+
 EVENT_SCHEMAS: dict[str, type[EventPayload]] = {
     "order.accepted": OrderUpdated,
     "order.submitted": OrderUpdated,
@@ -313,4 +375,6 @@ EVENT_SCHEMAS: dict[str, type[EventPayload]] = {
     **dict.fromkeys(STRATEGY_INSTANCE_EVENTS, StrategyInstanceChanged),
     "strategy.instance.bar": StrategyInstanceBar,
     "strategy.code.rejected": StrategyCodeRejected,
+    "quotes.snapshot": QuotesSnapshot,
+    "bars.1m": BarsMinute,
 }

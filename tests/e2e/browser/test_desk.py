@@ -5,6 +5,7 @@ codes of the demo market, the events print returns as percentages, and the API d
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -249,3 +250,24 @@ async def test_swagger_ui_and_redoc_render_the_operations_offline(
     assert offline.blocked == [], f"the docs pages tried to reach: {offline.blocked}"
     # Nothing refused either: the vendored ReDoc no longer draws its CDN-hosted footer logo.
     assert problems == []
+
+
+async def test_the_order_form_shows_the_live_quote_moving(
+    desk: tuple[Session, str, list[dict[str, Any]]], offline: OfflineContext
+) -> None:
+    """`make run`'s replay feed quotes the demo's last session from 09:30 on; the order form subscribes to the chosen
+    code on /ws and shows its quote as each round arrives (docs/quotes.md)."""
+    admin, password, _ = desk
+    page = await _desk_page(offline, admin.base_url, password)
+    await page.fill("#order-ts-code", "600405.SH")
+    line = page.locator("#order-live-quote")
+    await line.filter(has_text="live ").wait_for(timeout=15_000)
+    first = await line.inner_text()
+    assert re.match(r"^live \d+\.\d{2} \(pre \d+\.\d{2}\) · bid \d+\.\d{2} × \d+ · ask \d+\.\d{2} × \d+ · vol ", first)
+    # The next round (every 3 s of the replay clock) moves the volume and the time: pushed, not polled.
+    deadline = time.monotonic() + 15
+    while await line.inner_text() == first:
+        assert time.monotonic() < deadline, first
+        await page.wait_for_timeout(200)
+    await page.fill("#order-ts-code", "")
+    assert await line.inner_text() == ""

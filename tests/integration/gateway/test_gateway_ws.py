@@ -21,7 +21,14 @@ from shared.platform.app import Infra
 from shared.platform.bus import EventBus, create_bus
 from shared.platform.cache import create_cache
 from shared.platform.events.envelope import Envelope, make_event
-from shared.platform.events.schemas import BacktestFinished, BacktestProgress, OrderUpdated
+from shared.platform.events.schemas import (
+    BacktestFinished,
+    BacktestProgress,
+    LiveQuote,
+    OrderUpdated,
+    QuoteLevel,
+    QuotesSnapshot,
+)
 from shared.platform.http import ServiceDirectory
 from shared.platform.roles import Role
 
@@ -277,3 +284,62 @@ async def test_handshakes_from_one_address_are_rate_limited_before_any_lookup(
             codes.append(closed.value.rcvd.code)
         assert codes == [4401] * 3 + [4429] * 2
         assert lookups == 3  # the refused handshakes cost no lookup
+
+
+def quotes_round(*codes: str) -> Envelope:
+    at = datetime(2025, 1, 2, 1, 30, 3, tzinfo=UTC)
+    quotes = tuple(
+        LiveQuote(
+            ts_code=code, time=at, last=Decimal("10.05"), open=Decimal("10.02"), high=Decimal("10.05"),
+            low=Decimal("9.98"), pre_close=Decimal("10.00"), volume=15_000, amount=Decimal("150450.00"),
+            bid=(QuoteLevel(price=Decimal("10.04"), volume=1_200),), ask=(), limit_up=Decimal("11.00"),
+            limit_down=Decimal("9.00"), source="bridge",
+        )
+        for code in codes
+    )  # fmt: skip
+    return make_event("quotes.snapshot", QuotesSnapshot(as_of=at, source="bridge", quotes=quotes), source="data")
+
+
+async def test_a_socket_subscribes_to_codes_and_receives_only_their_quotes(live: dict[str, Any]) -> None:
+    suffix = datetime.now(UTC).strftime("%H%M%S%f")
+    erin_token = await token_for(live, "viewer", f"erin-{suffix}")
+    frank_token = await token_for(live, "trader", f"frank-{suffix}")
+    erin = await open_socket(live, f"token={erin_token}")
+    frank = await open_socket(live, f"token={frank_token}")
+    try:
+        await erin.send(json.dumps({"op": "subscribe", "codes": ["600000.SH", "000001.SZ"]}))
+        assert json.loads(await erin.recv()) == {
+            "type": "ws.subscribed",
+            "payload": {"codes": ["000001.SZ", "600000.SH"]},
+        }
+        await frank.send(json.dumps({"op": "subscribe", "codes": ["60000X.SH"]}))
+        refused = json.loads(await frank.recv())
+        assert refused["type"] == "ws.error" and refused["payload"]["code"] == "invalid_request"
+        await frank.send(json.dumps({"op": "subscribe", "codes": [f"{600000 + i}.SH" for i in range(51)]}))
+        assert json.loads(await frank.recv())["payload"]["code"] == "too_many_codes"  # LH_QUOTES_WS_MAX_CODES 50
+        await frank.send(json.dumps({"op": "subscribe", "codes": ["300750.SZ"]}))
+        assert json.loads(await frank.recv())["payload"]["codes"] == ["300750.SZ"]
+
+        market = quotes_round("600000.SH", "300750.SZ", "688001.SH")
+        await live["bus"].publish(market)
+        got = json.loads(await erin.recv())
+        assert (got["id"], got["type"]) == (market.id, "quotes.snapshot")
+        assert [(q["ts_code"], q["last"], q["volume"]) for q in got["payload"]["quotes"]] == [
+            ("600000.SH", "10.05", 15_000)
+        ]
+        got = json.loads(await frank.recv())
+        assert [q["ts_code"] for q in got["payload"]["quotes"]] == ["300750.SZ"]
+
+        # The order fan-out still works beside it: frank's fill reaches frank, not erin.
+        fill = order_filled(f"frank-{suffix}", "o-frank")
+        await live["bus"].publish(fill)
+        assert json.loads(await frank.recv())["id"] == fill.id
+        await erin.send(json.dumps({"op": "unsubscribe", "codes": ["600000.SH", "000001.SZ"]}))
+        assert json.loads(await erin.recv())["payload"]["codes"] == []
+        await live["bus"].publish(quotes_round("600000.SH"))
+        other = order_filled(f"erin-{suffix}", "o-erin")
+        await live["bus"].publish(other)
+        assert json.loads(await erin.recv())["id"] == other.id  # the quote after unsubscribing never came
+    finally:
+        for ws in (erin, frank):
+            await ws.close()

@@ -45,7 +45,7 @@ REQUIRED_LH_ENV = (
 )
 SECRET_KEY = re.compile(r"PASSWORD|SECRET|_PASS$|TOKEN")
 # Secrets of optional features (Tushare as the market-data source): never written, empty by default.
-OPTIONAL_SECRETS = {"LH_TUSHARE_TOKEN"}
+OPTIONAL_SECRETS = {"LH_TUSHARE_TOKEN", "LH_QMT_BRIDGE_SECRETS"}  # Tushare; QMT bridges (none: none connects)
 NOT_SECRETS = {"MARIADB_RANDOM_ROOT_PASSWORD"}  # a switch: the image generates a root password nobody uses
 
 # Compose interpolation: ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR?error}, $VAR; $$ is a `$`.

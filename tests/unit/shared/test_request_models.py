@@ -273,3 +273,13 @@ def test_aware_datetimes_are_iso_text_not_timestamps() -> None:
     for bad in (1782835200, 1782835200.5, "2026-07-01T00:00:00", True):
         with pytest.raises(ValidationError):
             times.validate_python(bad)
+
+
+def test_the_websocket_quote_subscription_is_a_strict_request_model() -> None:
+    """A browser's `{"op", "codes"}` on the gateway's /ws (docs/quotes.md) is read by the same rules as a body."""
+    from gateway.schemas import QuoteSubscription
+
+    assert _problems(QuoteSubscription, set()) == []
+    with pytest.raises(ValidationError) as caught:
+        QuoteSubscription.model_validate({"op": "subscribe", "codes": ["600000.SH"], "levels": 5})
+    assert [(e["loc"], e["type"]) for e in caught.value.errors()] == [(("levels",), "extra_forbidden")]

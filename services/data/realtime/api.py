@@ -1,0 +1,130 @@
+"""The real-time reads (internal token required, like every data route): `GET /v1/quotes/{ts_code}/live` (the
+latest quote a real-time feed delivered, and how old it is) and `GET /v1/quotes/{ts_code}/bars?freq=1m` (a day's
+closed minute bars). They fail closed: no quote yet, the feed off or the store (Redis) down is a 503 with its own
+code, never a quote made up from something else."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable
+from datetime import date, datetime
+from typing import Annotated, Literal, TypeVar
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, ConfigDict
+
+from services.data.api import _security
+from services.data.deps import Store
+from services.data.realtime.store import LiveStore
+from shared.platform.clock import EXCHANGE_TZ, market_today
+from shared.platform.errors import Unavailable
+from shared.platform.events.schemas import LiveQuote, MinuteBar
+from shared.platform.request_model import TradeDate
+
+T = TypeVar("T")
+
+live_router = APIRouter(prefix="/v1", tags=["quotes"])
+
+NO_LIVE_QUOTE = "no_live_quote"
+QUOTES_UNAVAILABLE = "quotes_unavailable"
+QUOTES_FEED_OFF = "quotes_feed_off"
+
+
+class LiveQuoteOut(LiveQuote):
+    """The latest real-time quote, with its age: `as_of` is the snapshot's exchange time (= `time`), `age_s` the
+    seconds from it to the market clock's now when answered."""
+
+    as_of: datetime
+    age_s: float
+
+
+class MinuteBarsOut(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    ts_code: str
+    freq: Literal["1m"]
+    day: date
+    bars: list[MinuteBar]
+
+
+def _live(request: Request) -> LiveStore:
+    if request.app.state.settings.quotes_feed_mode() == "off":
+        raise Unavailable(QUOTES_FEED_OFF, "the real-time quotes feed is off here (LH_QUOTES_FEED=off)")
+    live: LiveStore = request.app.state.live_store
+    return live
+
+
+async def _read(call: Awaitable[T]) -> T:
+    try:
+        return await call
+    except Exception as exc:
+        raise Unavailable(
+            QUOTES_UNAVAILABLE, "the real-time quotes store cannot be read now; no quote is given without it"
+        ) from exc
+
+
+@live_router.get(
+    "/quotes/{ts_code}/live",
+    response_model=LiveQuoteOut,
+    responses={
+        404: {"description": "`unknown_security`"},
+        422: {"description": "`invalid_ts_code`"},
+        503: {
+            "description": "`no_live_quote` (no feed has quoted it yet), `quotes_unavailable` (the store is down), "
+            "`quotes_feed_off`"
+        },
+    },
+)
+async def get_live_quote(request: Request, store: Store, ts_code: str) -> LiveQuoteOut:
+    """The security's latest real-time quote: last, open/high/low, pre_close, the day's volume (shares) and amount,
+    five bid and ask levels, the day's limit prices, and its age (`as_of`, `age_s`)."""
+    live = _live(request)
+    security = await _security(store, ts_code)
+    raw = await _read(live.quote(security.ts_code))
+    if raw is None:
+        raise Unavailable(
+            NO_LIVE_QUOTE,
+            f"no real-time feed has quoted {security.ts_code} yet (the feed: "
+            f"{request.app.state.settings.quotes_feed_mode()}); the last close is at /v1/quotes/{security.ts_code}",
+        )
+    quote = LiveQuote.model_validate_json(raw)
+    now = request.app.state.infra.clock.now()
+    age = max((now - quote.time).total_seconds(), 0.0)
+    return LiveQuoteOut(**quote.model_dump(), as_of=quote.time, age_s=round(age, 3))
+
+
+@live_router.get(
+    "/quotes/{ts_code}/bars",
+    response_model=MinuteBarsOut,
+    responses={
+        404: {"description": "`unknown_security`"},
+        422: {"description": "`invalid_ts_code`, `invalid_request` (freq other than 1m)"},
+        503: {"description": "`quotes_unavailable` (the store is down), `quotes_feed_off`"},
+    },
+)
+async def get_minute_bars(
+    request: Request,
+    store: Store,
+    ts_code: str,
+    freq: Annotated[Literal["1m"], Query(description="the bar length: 1m (one minute) only")] = "1m",
+    day: Annotated[
+        TradeDate | None,
+        Query(description="the trading day; default the day of the security's latest quote, else the market's today"),
+    ] = None,
+) -> MinuteBarsOut:
+    """The day's closed 1-minute bars built from the real-time feed, oldest first. `minute` is each bar's start
+    (+08:00): 09:30 holds the opening auction, 14:59 the closing one; volume in shares, amount in CNY. The bar being
+    built is not among them until its minute closes."""
+    live = _live(request)
+    security = await _security(store, ts_code)
+    if day is None:
+        raw = await _read(live.quote(security.ts_code))
+        if raw is not None:
+            day = datetime.fromisoformat(json.loads(raw)["time"]).astimezone(EXCHANGE_TZ).date()
+        else:
+            clock = request.app.state.infra.clock
+            replayed = clock.session
+            day = market_today(clock.now(), replayed())
+    rows = await _read(live.bars(day, security.ts_code))
+    bars = [MinuteBar.model_validate_json(row) for row in rows]
+    return MinuteBarsOut(ts_code=security.ts_code, freq=freq, day=day, bars=bars)

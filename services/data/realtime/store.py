@@ -1,0 +1,96 @@
+"""Where the real-time provider keeps the latest quote per code, today's closed minute bars and the feed's state:
+Redis in fleet mode (every data process reads what the one holding the feed wrote), this process's memory in
+standalone mode. Values are JSON (the event schemas' `LiveQuote` and `MinuteBar`). A Redis that does not answer
+raises (redis' errors): the API answers 503 and never makes a quote up."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from typing import Protocol
+
+import redis.asyncio as aioredis
+
+BARS_KEPT_S = 3 * 24 * 3600  # a day's minute bars stay readable this long
+
+
+class LiveStore(Protocol):
+    async def put_quotes(self, quotes: Sequence[tuple[str, str]], feed: str) -> None:
+        """Store each (ts_code, LiveQuote JSON) as the code's latest, and the feed's state (JSON)."""
+
+    async def quote(self, ts_code: str) -> bytes | None: ...
+
+    async def feed(self) -> bytes | None: ...
+
+    async def add_bars(self, day: date, bars: Sequence[tuple[str, str]]) -> None:
+        """Append each (ts_code, MinuteBar JSON) to the code's bars of `day`."""
+
+    async def bars(self, day: date, ts_code: str) -> list[bytes]: ...
+
+
+class MemoryLiveStore:
+    def __init__(self) -> None:
+        self._quotes: dict[str, bytes] = {}
+        self._feed: bytes | None = None
+        self._bars: dict[date, dict[str, list[bytes]]] = {}
+
+    async def put_quotes(self, quotes: Sequence[tuple[str, str]], feed: str) -> None:
+        for code, text in quotes:
+            self._quotes[code] = text.encode()
+        self._feed = feed.encode()
+
+    async def quote(self, ts_code: str) -> bytes | None:
+        return self._quotes.get(ts_code)
+
+    async def feed(self) -> bytes | None:
+        return self._feed
+
+    async def add_bars(self, day: date, bars: Sequence[tuple[str, str]]) -> None:
+        for old in [d for d in self._bars if d < day]:
+            del self._bars[old]  # one process's memory: yesterday's bars go when today's start
+        today = self._bars.setdefault(day, {})
+        for code, text in bars:
+            today.setdefault(code, []).append(text.encode())
+
+    async def bars(self, day: date, ts_code: str) -> list[bytes]:
+        return list(self._bars.get(day, {}).get(ts_code, ()))
+
+
+class RedisLiveStore:
+    """Keys under `{namespace}:quotes:`: `latest` (a hash by ts_code), `feed`, `bars:{day}:{ts_code}` (a list)."""
+
+    def __init__(self, client: aioredis.Redis, namespace: str) -> None:
+        self.client = client
+        self.prefix = f"{namespace}:quotes:"
+
+    async def put_quotes(self, quotes: Sequence[tuple[str, str]], feed: str) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        if quotes:
+            pipe.hset(self.prefix + "latest", mapping=dict(quotes))
+        pipe.set(self.prefix + "feed", feed)
+        await pipe.execute()
+
+    async def quote(self, ts_code: str) -> bytes | None:
+        value = await self.client.hget(self.prefix + "latest", ts_code)
+        return value.encode() if isinstance(value, str) else value
+
+    async def feed(self) -> bytes | None:
+        value = await self.client.get(self.prefix + "feed")
+        return value.encode() if isinstance(value, str) else value
+
+    def _bars_key(self, day: date, ts_code: str) -> str:
+        return f"{self.prefix}bars:{day.isoformat()}:{ts_code}"
+
+    async def add_bars(self, day: date, bars: Sequence[tuple[str, str]]) -> None:
+        if not bars:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for code, text in bars:
+            key = self._bars_key(day, code)
+            pipe.rpush(key, text)
+            pipe.expire(key, BARS_KEPT_S)
+        await pipe.execute()
+
+    async def bars(self, day: date, ts_code: str) -> list[bytes]:
+        values = await self.client.lrange(self._bars_key(day, ts_code), 0, -1)
+        return [v.encode() if isinstance(v, str) else v for v in values]

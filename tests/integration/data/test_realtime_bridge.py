@@ -1,0 +1,304 @@
+"""The data service's real-time quotes through its bridge endpoint, under uvicorn on the real Redis and RabbitMQ: a
+fake QMT bridge (websockets + bridge.qmt.protocol, as the bridge program speaks it) connects to /v1/bridge/quotes,
+sends snapshots, and GET /v1/quotes/{code}/live answers them; bars.1m events carry the hand-worked bars; a forged
+frame closes the socket, an unknown bridge is refused, and with Redis down the reads fail closed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from collections.abc import AsyncIterator
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from bridge.qmt import protocol
+from services.data.app import create_app
+from shared.platform.bus import create_bus
+from shared.platform.clock import EXCHANGE_TZ, utcnow
+from shared.platform.events.envelope import Envelope
+from shared.platform.events.schemas import BarsMinute, QuotesSnapshot
+from shared.platform.internal_auth import service_headers
+from tests.integration.gateway.conftest import served
+
+pytestmark = pytest.mark.integration
+
+DAY = date(2025, 1, 2)  # the session after the demo market's last: the feed's "today"
+BRIDGE_ID = "bridge-test"
+SECRET = "bridge-secret-" + secrets.token_hex(8)
+
+
+def at(hms: str) -> str:
+    h, m, s = (int(x) for x in hms.split(":"))
+    return datetime(DAY.year, DAY.month, DAY.day, h, m, s, tzinfo=EXCHANGE_TZ).isoformat()
+
+
+def snapshot(code: str, t: str, last: str, lots: int, amount: str, **kw: Any) -> dict[str, Any]:
+    raw: dict[str, Any] = {
+        "ts_code": code, "time": at(t), "last": last, "open": "10.02", "high": "10.05", "low": "9.98",
+        "pre_close": "10.00", "amount": amount, "volume_lots": lots,
+        "bid": [["9.99", 10], ["9.98", 20], ["9.97", 0], ["0", 0], ["0", 0]],
+        "ask": [["10.00", 3], ["10.01", 4], ["0", 0], ["0", 0], ["0", 0]],
+    }  # fmt: skip
+    raw.update(kw)
+    return raw
+
+
+@pytest.fixture(scope="module")
+async def service(backing: Any) -> AsyncIterator[dict[str, Any]]:
+    settings = backing.settings(
+        scope="rtquotes",
+        demo_symbols=20,
+        quotes_feed="bridge",
+        qmt_bridge_secrets=f"{BRIDGE_ID}={SECRET},other-bridge=another-secret-value",
+        # The market clock just before the session opens: the bar timer closes no minute of the test's own.
+        market_clock="shifted",
+        market_clock_at=datetime(DAY.year, DAY.month, DAY.day, 9, 29, tzinfo=EXCHANGE_TZ),
+    )
+    heard: list[Envelope] = []
+
+    async def hear(event: Envelope) -> None:
+        heard.append(event)
+
+    listener = create_bus(settings.amqp_url, namespace=settings.bus_namespace, source="test")
+    await listener.start()
+    await listener.subscribe("rt-test", ["quotes.snapshot", "bars.1m"], hear, durable=False)
+    app = create_app(settings)
+    try:
+        async with (
+            served(app) as hostport,
+            httpx.AsyncClient(
+                base_url=f"http://{hostport}", headers=service_headers(settings.internal_secret, "test")
+            ) as client,
+        ):
+            securities = (await client.get("/v1/securities", params={"board": "main", "is_st": "false"})).json()
+            yield {"host": hostport, "client": client, "heard": heard, "codes": [s["ts_code"] for s in securities]}
+    finally:
+        await listener.close()
+
+
+async def open_bridge(host: str, bridge_id: str = BRIDGE_ID, secret: str = SECRET) -> tuple[ClientConnection, Any]:
+    """Connect as the bridge program does; the socket and the first message after the hello."""
+    ws = await connect(f"ws://{host}/v1/bridge/quotes", open_timeout=10, max_size=None)
+    challenge = json.loads(await ws.recv())
+    assert challenge["type"] == "challenge"
+    hello = protocol.hello(
+        secret, bridge_id=bridge_id, account_id="acct-1", channel="quotes", server_nonce=challenge["nonce"],
+        now=utcnow(),
+    )  # fmt: skip
+    await ws.send(json.dumps(hello))
+    answer = json.loads(await ws.recv())
+    return ws, (hello, answer)
+
+
+async def authenticated(host: str) -> tuple[ClientConnection, protocol.Channel]:
+    ws, (hello, welcome) = await open_bridge(host)
+    assert welcome["type"] == "welcome"
+    assert protocol.check_welcome(SECRET, welcome, bridge_id=BRIDGE_ID, nonce=hello["nonce"])
+    channel = protocol.Channel(secret=SECRET, session=welcome["session"], outgoing=protocol.TO_PLATFORM)
+    type_, id_, body = channel.open(await ws.recv())
+    assert (type_, body) == (protocol.SUBSCRIBE, {"codes": ["*"]})  # the whole market, by default
+    await ws.send(channel.seal(protocol.REPLY, protocol.ok({"codes": ["*"]}), id_=id_))
+    return ws, channel
+
+
+async def until(condition: Any, timeout_s: float = 10.0) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not condition():  # noqa: ASYNC110 - polling what another connection delivers
+            await asyncio.sleep(0.05)
+
+
+async def test_snapshots_from_a_bridge_are_served_live_and_build_bars(service: dict[str, Any]) -> None:
+    client: httpx.AsyncClient = service["client"]
+    code, other = service["codes"][:2]
+    before = await client.get(f"/v1/quotes/{code}/live")
+    assert before.status_code == 503 and before.json()["code"] == "no_live_quote"
+
+    ws, channel = await authenticated(service["host"])
+    try:
+        rounds = [
+            [snapshot(code, "09:30:03", "10.05", 150, "150450.00"), snapshot(other, "09:30:03", "10.00", 5, "5000.00")],
+            [snapshot(code, "09:30:50", "9.98", 180, "180390.00"), snapshot("600001.SH", "09:30:50", "10.00", 1, "1000.00")],
+            [snapshot(code, "09:31:01", "10.00", 200, "200390.00", ask=[["10.001", 1]])],  # off the tick: dropped
+            [snapshot(code, "09:31:02", "10.00", 200, "200390.00")],
+        ]  # fmt: skip
+        for quotes in rounds:
+            await ws.send(channel.seal(protocol.QUOTES, {"quotes": quotes}))
+
+        async def latest() -> dict[str, Any]:
+            return dict((await client.get(f"/v1/quotes/{code}/live")).json())
+
+        got: dict[str, Any] = {}
+
+        async def arrived() -> None:
+            for _ in range(200):
+                got.update(await latest())
+                if got.get("time") == at("09:31:02"):
+                    return
+                await asyncio.sleep(0.05)
+            raise AssertionError(f"the last snapshot never arrived: {got}")
+
+        await arrived()
+    finally:
+        await ws.close()
+    # The snapshot of 09:31:02 as it was sent, in exact units: 200 lots are 20,000 shares.
+    assert (got["last"], got["volume"], got["amount"], got["pre_close"]) == ("10.00", 20_000, "200390.00", "10.00")
+    assert got["bid"] == [{"price": "9.99", "volume": 1000}, {"price": "9.98", "volume": 2000}]
+    assert got["ask"] == [{"price": "10.00", "volume": 300}, {"price": "10.01", "volume": 400}]
+    assert (got["limit_up"], got["limit_down"]) == ("11.00", "9.00")  # main board, pre_close 10.00: +-10%
+    assert got["as_of"] == got["time"] and got["age_s"] >= 0 and got["source"] == "bridge"
+
+    heard: list[Envelope] = service["heard"]
+    await until(lambda: any(e.type == "bars.1m" for e in heard))
+    [bars_event] = [e for e in heard if e.type == "bars.1m"]
+    payload = bars_event.parsed()
+    assert isinstance(payload, BarsMinute)
+    [bar] = [b for b in payload.bars if b.ts_code == code]
+    # The 09:30 bar, closed by the 09:31:02 snapshot: O 10.05 H 10.05 L 9.98 C 9.98; 18,000 shares; 180,390.00 CNY.
+    assert (bar.minute.isoformat(), bar.open, bar.high, bar.low, bar.close, bar.volume, bar.amount) == (
+        at("09:30:00"), Decimal("10.05"), Decimal("10.05"), Decimal("9.98"), Decimal("9.98"), 18_000,
+        Decimal("180390.00"),
+    )  # fmt: skip
+    snapshots = [e.parsed() for e in heard if e.type == "quotes.snapshot"]
+    assert all(isinstance(s, QuotesSnapshot) for s in snapshots)
+    # One event per round that had a good quote: the round of the off-tick snapshot alone published nothing.
+    assert [[q.ts_code for q in s.quotes] for s in snapshots] == [[code, other], [code], [code]]  # type: ignore[attr-defined]
+
+    bars = (await client.get(f"/v1/quotes/{code}/bars", params={"freq": "1m"})).json()
+    assert bars["day"] == DAY.isoformat() and [b["minute"] for b in bars["bars"]] == [at("09:30:00")]
+    assert (bars["bars"][0]["volume"], bars["bars"][0]["amount"]) == (18_000, "180390.00")
+    assert (await client.get(f"/v1/quotes/{code}/bars", params={"freq": "5m"})).status_code == 422
+
+    metrics = (await client.get("/metrics")).text
+    assert 'lh_quotes_rejected_total{reason="unknown_code"} 1.0' in metrics
+    assert 'lh_quotes_rejected_total{reason="off_tick"} 1.0' in metrics
+    assert 'lh_quotes_received_total{source="bridge"} 6.0' in metrics
+    assert "lh_quotes_snapshot_age_seconds" in metrics
+
+
+async def test_unknown_and_malformed_codes_on_the_read(service: dict[str, Any]) -> None:
+    client: httpx.AsyncClient = service["client"]
+    unknown = await client.get("/v1/quotes/600001.SH/live")
+    assert unknown.status_code == 404 and unknown.json()["code"] == "unknown_security"
+    bad = await client.get("/v1/quotes/60000X.SH/live")
+    assert bad.status_code == 422 and bad.json()["code"] == "invalid_ts_code"
+
+
+async def test_a_forged_frame_closes_the_connection(service: dict[str, Any]) -> None:
+    client: httpx.AsyncClient = service["client"]
+    code = service["codes"][2]
+    ws, channel = await authenticated(service["host"])
+    text = channel.seal(protocol.QUOTES, {"quotes": [snapshot(code, "09:30:10", "10.01", 1, "1001.00")]})
+    forged = json.loads(text)
+    forged["body"]["quotes"][0]["last"] = "10.02"  # changed after signing
+    await ws.send(json.dumps(forged))
+    with pytest.raises(ConnectionClosed):
+        async with asyncio.timeout(10):
+            while True:
+                await ws.recv()
+    assert ws.close_code == protocol.PROTOCOL_CLOSE_CODE
+    # Nothing of it was stored.
+    assert (await client.get(f"/v1/quotes/{code}/live")).json()["code"] == "no_live_quote"
+
+
+async def test_a_replayed_frame_closes_the_connection(service: dict[str, Any]) -> None:
+    code = service["codes"][3]
+    ws, channel = await authenticated(service["host"])
+    text = channel.seal(protocol.QUOTES, {"quotes": [snapshot(code, "09:30:10", "10.01", 1, "1001.00")]})
+    await ws.send(text)
+    await ws.send(text)  # the same seq again
+    with pytest.raises(ConnectionClosed):
+        async with asyncio.timeout(10):
+            while True:
+                await ws.recv()
+    assert ws.close_code == protocol.PROTOCOL_CLOSE_CODE
+
+
+@pytest.mark.parametrize(
+    ("bridge_id", "secret", "code"),
+    [("nobody", SECRET, "unknown_bridge"), (BRIDGE_ID, "not-the-secret-at-all", "bad_hello")],
+)
+async def test_an_unknown_bridge_or_a_wrong_secret_is_refused(
+    service: dict[str, Any], bridge_id: str, secret: str, code: str
+) -> None:
+    ws, (_, answer) = await open_bridge(service["host"], bridge_id, secret)
+    assert answer == {"type": "refused", "code": code, "message": answer["message"]}
+    with pytest.raises(ConnectionClosed):
+        await asyncio.wait_for(ws.recv(), 10)
+    assert ws.close_code == protocol.REFUSED_CLOSE_CODE
+    metrics = (await service["client"].get("/metrics")).text
+    assert f'lh_quotes_bridge_refused_total{{code="{code}"}} 1.0' in metrics
+
+
+async def test_with_redis_down_the_reads_fail_closed(backing: Any) -> None:
+    settings = backing.settings(
+        scope="rtquotes", redis_url="redis://127.0.0.1:1/0", demo_symbols=20, quotes_feed="bridge"
+    )
+    app = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://data",
+            headers=service_headers(settings.internal_secret, "test"),
+        ) as client,
+    ):
+        code = (await client.get("/v1/securities", params={"board": "main"})).json()[0]["ts_code"]
+        live = await client.get(f"/v1/quotes/{code}/live")
+        bars = await client.get(f"/v1/quotes/{code}/bars")
+    assert live.status_code == 503 and live.json()["code"] == "quotes_unavailable"
+    assert bars.status_code == 503 and bars.json()["code"] == "quotes_unavailable"
+
+
+async def test_the_bridge_programs_quote_feed_reaches_the_live_quote(service: dict[str, Any]) -> None:
+    """The bridge program's own pieces (bridge/qmt: its platform link and quote feed, on the fake xtdata of
+    tests/support/qmt) against the data service: the subscription the data service sends reaches xtdata, and a
+    whole-market push (a stock, an index, a fund) becomes the stock's live quote."""
+    from bridge.qmt.platform import PlatformLink
+    from bridge.qmt.quotes import QuoteFeed
+    from tests.support.qmt.loader import fake_xtquant
+
+    client: httpx.AsyncClient = service["client"]
+    code = service["codes"][4]
+    with fake_xtquant() as xt:
+        link = PlatformLink(
+            url=f"ws://{service['host']}/v1/bridge/quotes", channel="quotes", bridge_id=BRIDGE_ID,
+            account_id="acct-1", secret=SECRET, handler=None,  # type: ignore[arg-type]
+            reconnect_initial_s=0.05, reconnect_max_s=0.2,
+        )  # fmt: skip
+        feed = QuoteFeed((), link.push, xt.xtdata)
+        link.handler = feed.handle
+        feed.attach(asyncio.get_running_loop())
+        task = asyncio.create_task(link.run())
+        try:
+            await until(lambda: bool(xt.broker.quote_subs))  # the data service's subscribe ["*"]: the whole market
+            assert feed.codes == ["*"]
+            tick = {
+                "time": int(datetime.fromisoformat(at("09:45:00")).timestamp() * 1000), "lastPrice": 10.12,
+                "open": 10.0, "high": 10.2, "low": 9.9, "lastClose": 10.0, "amount": 1012000.0, "volume": 1000,
+                "bidPrice": [10.11, 10.1, 0.0, 0.0, 0.0], "bidVol": [3, 4, 0, 0, 0],
+                "askPrice": [10.12, 10.13, 10.14, 0.0, 0.0], "askVol": [5, 6, 7, 0, 0],
+            }  # fmt: skip
+            xt.broker.feed_quotes({code: tick, "000001.SH": tick, "510300.SH": tick})
+            got: dict[str, Any] = {}
+            async with asyncio.timeout(10):
+                while got.get("time") != at("09:45:00"):
+                    got = (await client.get(f"/v1/quotes/{code}/live")).json()
+                    await asyncio.sleep(0.05)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    assert (got["last"], got["open"], got["high"], got["low"], got["pre_close"]) == (
+        "10.12", "10.00", "10.20", "9.90", "10.00",
+    )  # fmt: skip
+    assert (got["volume"], got["amount"]) == (100_000, "1012000.00")  # 1,000 lots
+    assert got["bid"] == [{"price": "10.11", "volume": 300}, {"price": "10.10", "volume": 400}]
+    assert [a["price"] for a in got["ask"]] == ["10.12", "10.13", "10.14"]
+    metrics = (await client.get("/metrics")).text
+    assert 'lh_quotes_rejected_total{reason="not_a_stock"}' not in metrics  # the index and the fund: left alone

@@ -1,0 +1,401 @@
+"""The real-time provider's pieces, worked by hand: snapshots read into exact units (lots -> shares, fen), bad ones
+refused with their reason, minute bars from cumulative totals (boundaries, the timer, a late snapshot), and the
+provider's latest quotes, limits and events."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from services.data.realtime.bars import Bar, MinuteBars, bar_minute
+from services.data.realtime.provider import QuoteMetrics, RealtimeQuotes
+from services.data.realtime.snapshots import Refused, Tick, read_snapshot
+from services.data.realtime.store import MemoryLiveStore
+from services.data.store import SecurityRecord
+from shared.platform.bus import MemoryBus
+from shared.platform.clock import EXCHANGE_TZ
+from shared.platform.events.envelope import Envelope
+from shared.platform.events.schemas import BarsMinute, LiveQuote, QuotesSnapshot
+
+DAY = date(2024, 12, 31)
+
+
+def at(hms: str, day: date = DAY) -> datetime:
+    h, m, s = (int(x) for x in hms.split(":"))
+    return datetime(day.year, day.month, day.day, h, m, s, tzinfo=EXCHANGE_TZ)
+
+
+def raw(
+    code: str = "600000.SH",
+    t: str = "09:30:03",
+    last: str = "10.05",
+    lots: int = 150,
+    amount: str = "150450.00",
+    **kw: Any,
+) -> dict[str, Any]:
+    snapshot: dict[str, Any] = {
+        "ts_code": code,
+        "time": at(t).isoformat(),
+        "last": last,
+        "open": "10.02",
+        "high": "10.05",
+        "low": "9.98",
+        "pre_close": "10.00",
+        "amount": amount,
+        "volume_lots": lots,
+        "bid": [["10.04", 12], ["10.03", 5], ["0", 0], ["0", 0], ["0", 0]],
+        "ask": [["10.05", 7], ["10.06", 30], ["10.07", 1], ["0", 0], ["0", 0]],
+    }
+    snapshot.update(kw)
+    return snapshot
+
+
+# --- reading a snapshot ---------------------------------------------------------------------------------------
+
+
+def test_a_snapshot_is_read_in_fen_and_shares() -> None:
+    tick = read_snapshot(raw(lots=123, amount="123456.78"))
+    assert tick.ts_code == "600000.SH"
+    assert tick.time == at("09:30:03")
+    assert (tick.last, tick.open, tick.high, tick.low, tick.pre_close) == (1005, 1002, 1005, 998, 1000)
+    assert tick.volume == 12_300  # 123 lots of 100 shares
+    assert tick.amount == 12_345_678  # fen
+    assert tick.bid == ((1004, 1_200), (1003, 500))  # empty levels left out
+    assert tick.ask == ((1005, 700), (1006, 3_000), (1007, 100))
+
+
+def test_wire_prices_with_three_decimals_on_the_tick_are_read() -> None:
+    assert read_snapshot(raw(last="10.050", high="10.050")).last == 1005
+
+
+def test_before_the_first_trade_open_high_low_are_none() -> None:
+    tick = read_snapshot(raw(open="0", high="0", low="0", last="10.00", lots=0, amount="0"))
+    assert (tick.open, tick.high, tick.low, tick.volume) == (None, None, None, 0)
+    # as the bridge sends what xtdata has no number for (NaN): null
+    tick = read_snapshot(raw(open=None, high=None, low=None, last="10.00", bid=[[None, 0], ["9.99", 3]]))
+    assert (tick.open, tick.high, tick.low, tick.bid) == (None, None, None, ((999, 300),))
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"last": "-10.05"}, "negative_price"),
+        ({"bid": [["-1.00", 5]]}, "negative_price"),
+        ({"volume_lots": -1}, "negative_price"),
+        ({"last": "0"}, "negative_price"),
+        ({"last": "10.055"}, "off_tick"),
+        ({"ask": [["10.061", 3]]}, "off_tick"),
+        ({"amount": "1.001"}, "off_tick"),
+        ({"ts_code": "510300.SH"}, "not_a_stock"),  # a fund (xtdata's whole market has them): left alone
+        ({"ts_code": "000001.SH"}, "not_a_stock"),  # the SSE composite index
+        ({"ts_code": "600000"}, "bad_code"),
+        ({"ts_code": "60000X.SH"}, "bad_code"),
+        ({"time": "2024-12-31T09:30:03"}, "malformed"),  # no offset
+        ({"last": 10.05}, "malformed"),  # a float: not exact
+        ({"last": "1e3"}, "malformed"),
+        ({"volume_lots": "150"}, "malformed"),
+        ({"volume_lots": True}, "malformed"),
+        ({"bid": [["10.04"]]}, "malformed"),
+        ({"high": "9.99"}, "inconsistent"),  # high below low
+        ({"last": "10.06"}, "inconsistent"),  # above the high
+    ],
+)
+def test_bad_snapshots_are_refused_with_their_reason(change: dict[str, Any], reason: str) -> None:
+    with pytest.raises(Refused) as refused:
+        read_snapshot(raw(**change))
+    assert refused.value.reason == reason
+
+
+def test_a_snapshot_missing_a_field_is_malformed() -> None:
+    snapshot = raw()
+    del snapshot["pre_close"]
+    with pytest.raises(Refused) as refused:
+        read_snapshot(snapshot)
+    assert refused.value.reason == "malformed" and "pre_close" in str(refused.value)
+
+
+# --- minute bars -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("taken", "minute"),
+    [
+        ("09:14:59", None),
+        ("09:15:00", "09:30:00"),  # the opening auction folds into 09:30
+        ("09:25:00", "09:30:00"),
+        ("09:30:00", "09:30:00"),
+        ("09:30:59", "09:30:00"),
+        ("11:29:59", "11:29:00"),
+        ("11:30:00", "11:29:00"),  # the lunch break's snapshots: 11:29
+        ("12:59:59", "11:29:00"),
+        ("13:00:00", "13:00:00"),
+        ("14:59:59", "14:59:00"),
+        ("15:00:03", "14:59:00"),  # the closing auction: 14:59
+    ],
+)
+def test_the_minute_a_snapshot_belongs_to(taken: str, minute: str | None) -> None:
+    assert bar_minute(at(taken)) == (at(minute) if minute else None)
+
+
+def tick(t: str, last: int, volume: int, amount: int, code: str = "600000.SH") -> Tick:
+    return Tick(code, at(t), last, 1002, None, None, 1000, volume, amount, (), ())
+
+
+def test_minute_bars_from_cumulative_totals_worked_by_hand() -> None:
+    bars = MinuteBars(grace_s=5)
+    # 09:25 auction, then two snapshots in 09:30: the bar of 09:30 holds the auction too.
+    assert bars.add(tick("09:25:00", 1002, 10_000, 10_020_000)) is None
+    assert bars.add(tick("09:30:03", 1005, 15_000, 15_045_000)) is None
+    assert bars.add(tick("09:30:57", 998, 18_000, 18_039_000)) is None
+    # A snapshot of 09:31 closes 09:30: O 10.02 H 10.05 L 9.98 C 9.98, 18,000 shares, 180,390.00 CNY.
+    closed = bars.add(tick("09:31:02", 1000, 20_000, 20_039_000))
+    assert closed == Bar("600000.SH", at("09:30:00"), 1002, 1005, 998, 998, 18_000, 18_039_000)
+    assert bars.add(tick("09:31:40", 1001, 23_000, 23_042_000)) is None
+    # Nothing of a later minute comes: the timer closes 09:31 at 09:32:05, not a second before.
+    assert bars.expire(at("09:32:04")) == []
+    [timed] = bars.expire(at("09:32:05"))
+    # 23,000 - 18,000 shares; 230,420.00 - 180,390.00 CNY
+    assert timed == Bar("600000.SH", at("09:31:00"), 1000, 1001, 1000, 1001, 5_000, 5_003_000)
+    # A snapshot of 09:31 arrives late (after the timer closed its minute): no price of it in any bar...
+    assert bars.add(tick("09:31:59", 1003, 24_000, 24_045_000)) is None
+    assert bars.add(tick("09:32:10", 1004, 25_000, 25_049_000)) is None
+    closed = bars.add(tick("09:33:00", 1002, 26_000, 26_051_000))
+    # ...but its 1,000 shares are in the next bar's: 25,000 - 23,000.
+    assert closed == Bar("600000.SH", at("09:32:00"), 1004, 1004, 1004, 1004, 2_000, 2_007_000)
+
+
+def test_bars_are_kept_per_code_and_a_new_day_starts_from_zero() -> None:
+    bars = MinuteBars(grace_s=5)
+    bars.add(tick("09:30:10", 1000, 1_000, 1_000_000))
+    bars.add(tick("09:30:20", 2000, 500, 1_000_000, code="000001.SZ"))
+    first = bars.add(tick("09:31:00", 1001, 1_500, 1_500_000))
+    assert first is not None and first.volume == 1_000  # the other code's totals do not mix in
+    [other] = [b for b in bars.expire(at("09:31:05")) if b.ts_code == "000001.SZ"]
+    assert other.volume == 500
+    next_day = date(2025, 1, 2)
+    bars.add(Tick("600000.SH", at("09:30:10", next_day), 1010, 1010, None, None, 1001, 300, 303_000, (), ()))
+    [bar] = bars.expire(at("09:32:00", next_day))
+    assert bar.minute == at("09:30:00", next_day) and bar.volume == 300
+
+
+def test_a_code_first_seen_mid_session_counts_from_its_first_snapshot() -> None:
+    bars = MinuteBars(grace_s=5)
+    bars.add(tick("10:00:10", 1000, 500_000, 500_000_000))  # what traded before the start is no bar's
+    bars.add(tick("10:00:40", 1001, 501_000, 501_001_000))
+    closed = bars.add(tick("10:01:00", 1002, 502_000, 502_003_000))
+    assert closed is not None and (closed.volume, closed.amount) == (1_000, 1_001_000)
+
+
+# --- the provider ---------------------------------------------------------------------------------------------
+
+
+class FakeStore:
+    def __init__(self) -> None:
+        self.securities = [
+            SecurityRecord("600000.SH", "600000", "浦发银行", "SH", "main", False, date(1999, 11, 10), None),
+            SecurityRecord("000004.SZ", "000004", "*ST国华", "SZ", "main", True, date(1991, 1, 14), None),
+        ]
+
+    async def list_securities(self) -> list[SecurityRecord]:
+        return list(self.securities)
+
+    async def count_open_days(self, start: date, end: date) -> int:  # pragma: no cover - no recent listing here
+        raise AssertionError("not a recent listing")
+
+
+@pytest.fixture
+def provider() -> tuple[RealtimeQuotes, MemoryBus, MemoryLiveStore, QuoteMetrics]:
+    bus = MemoryBus()
+    live = MemoryLiveStore()
+    metrics = QuoteMetrics(CollectorRegistry(), lambda: at("09:31:10"))
+    realtime = RealtimeQuotes(FakeStore(), live, bus, metrics, grace_s=5)  # type: ignore[arg-type]
+    return realtime, bus, live, metrics
+
+
+def events(bus: MemoryBus, event_type: str) -> list[Envelope]:
+    return [e for e in bus.published if e.type == event_type]
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.seen: list[Envelope] = []
+
+    async def __call__(self, event: Envelope) -> None:
+        self.seen.append(event)
+
+
+async def test_the_provider_keeps_the_latest_quote_with_the_days_limits(provider: Any) -> None:
+    realtime, bus, live, metrics = provider
+    recorder = Recorder()
+    await bus.subscribe("t", ["quotes.snapshot", "bars.1m"], recorder)
+    result = await realtime.ingest(
+        [
+            raw(),
+            raw(code="000004.SZ", last="5.10", open="5.00", high="5.12", low="4.99", pre_close="5.00", lots=7),
+            raw(code="600001.SH"),  # a main-board code the store does not know
+            raw(last="-1.00"),
+            raw(code="510300.SH"),  # a fund: not quoted, not refused either
+        ],
+        "bridge",
+    )
+    assert result.accepted == 2 and dict(result.rejected) == {"unknown_code": 1, "negative_price": 1}
+    assert result.not_stocks == 1
+    quote = LiveQuote.model_validate_json(await live.quote("600000.SH"))
+    assert (quote.last, quote.volume, quote.amount) == (Decimal("10.05"), 15_000, Decimal("150450.00"))
+    assert (quote.limit_up, quote.limit_down) == (Decimal("11.00"), Decimal("9.00"))  # main board: pre_close +-10%
+    assert [(lv.price, lv.volume) for lv in quote.bid] == [(Decimal("10.04"), 1_200), (Decimal("10.03"), 500)]
+    st = LiveQuote.model_validate_json(await live.quote("000004.SZ"))
+    assert (st.limit_up, st.limit_down, st.volume) == (Decimal("5.25"), Decimal("4.75"), 700)  # ST: +-5%
+    assert await live.quote("600001.SH") is None
+    assert metrics.rejected.labels(reason="unknown_code")._value.get() == 1
+    assert metrics.received.labels(source="bridge")._value.get() == 5
+    assert metrics._age() == pytest.approx(67.0)  # 09:31:10 - 09:30:03
+
+    # One event for the round, with the two quotes that passed.
+    for _ in range(20):
+        if recorder.seen:
+            break
+        await asyncio.sleep(0.01)
+    [snapshot] = recorder.seen
+    payload = snapshot.parsed()
+    assert isinstance(payload, QuotesSnapshot)
+    assert sorted(q.ts_code for q in payload.quotes) == ["000004.SZ", "600000.SH"]
+    assert snapshot.payload["quotes"][0]["last"] in ("10.05", "5.10")
+
+
+async def test_stale_and_shrinking_snapshots_are_dropped(provider: Any) -> None:
+    realtime, _, live, _ = provider
+    await realtime.ingest([raw(t="09:30:30", lots=150)], "bridge")
+    again = await realtime.ingest([raw(t="09:30:30", lots=151)], "bridge")  # the same time: a repeat, skipped
+    older = await realtime.ingest([raw(t="09:30:10", lots=149)], "bridge")
+    shrunk = await realtime.ingest([raw(t="09:30:40", lots=140)], "bridge")
+    assert (again.unchanged, again.accepted, dict(again.rejected)) == (1, 0, {})
+    assert [dict(r.rejected) for r in (older, shrunk)] == [{"stale": 1}, {"volume_decreased": 1}]
+    assert LiveQuote.model_validate_json(await live.quote("600000.SH")).volume == 15_000
+
+
+async def test_bars_close_publish_and_are_stored(provider: Any) -> None:
+    realtime, bus, live, _ = provider
+    recorder = Recorder()
+    await bus.subscribe("t", ["bars.1m"], recorder)
+    await realtime.ingest([raw(t="09:30:03", last="10.05", lots=150, amount="150450.00")], "bridge")
+    await realtime.ingest([raw(t="09:30:50", last="9.98", lots=180, amount="180390.00")], "bridge")
+    await realtime.ingest([raw(t="09:31:01", last="10.00", lots=200, amount="200390.00")], "bridge")
+    assert await realtime.expire(at("09:32:04")) == []
+    await realtime.expire(at("09:32:05"))
+    stored = [b.decode() for b in await live.bars(DAY, "600000.SH")]
+    assert len(stored) == 2
+    for _ in range(20):
+        if len(recorder.seen) == 2:
+            break
+        await asyncio.sleep(0.01)
+    first, second = (e.parsed() for e in recorder.seen)
+    assert isinstance(first, BarsMinute) and isinstance(second, BarsMinute)
+    [bar] = first.bars
+    # from the day's start: 18,000 shares, 180,390.00 CNY; O 10.05 H 10.05 L 9.98 C 9.98
+    assert (bar.minute, bar.open, bar.high, bar.low, bar.close, bar.volume, bar.amount) == (
+        at("09:30:00"), Decimal("10.05"), Decimal("10.05"), Decimal("9.98"), Decimal("9.98"), 18_000,
+        Decimal("180390.00"),
+    )  # fmt: skip
+    [bar] = second.bars
+    assert (bar.minute, bar.volume, bar.amount) == (at("09:31:00"), 2_000, Decimal("20000.00"))
+    assert first.closed_at == at("09:31:01") and second.closed_at == at("09:32:05")
+
+
+async def test_the_snapshot_age_metric_is_nan_before_any_quote(provider: Any) -> None:
+    _, _, _, metrics = provider
+    assert metrics._age() != metrics._age()  # NaN
+
+
+# --- settings -----------------------------------------------------------------------------------------------------
+
+
+def test_the_feed_defaults_to_replay_standalone_and_bridge_in_fleet() -> None:
+    from shared.platform.settings import Mode, Settings
+
+    # The feed: replay standalone, bridge in fleet, unless LH_QUOTES_FEED says
+    assert Settings(mode=Mode.STANDALONE).quotes_feed_mode() == "replay"
+    fleet = {"mode": Mode.FLEET, "internal_secret": "x" * 32}
+    assert Settings(**fleet).quotes_feed_mode() == "bridge"  # type: ignore[arg-type]
+    assert Settings(**fleet, quotes_feed="off").quotes_feed_mode() == "off"  # type: ignore[arg-type]
+    assert Settings(quotes_feed="").quotes_feed_mode() == "replay"  # type: ignore[arg-type]
+
+
+# --- failures -----------------------------------------------------------------------------------------------------
+
+
+class BrokenLiveStore(MemoryLiveStore):
+    async def put_quotes(self, quotes: Any, feed: str) -> None:
+        raise ConnectionError("redis is down")
+
+
+async def test_a_store_that_fails_keeps_nothing_and_the_round_is_still_published() -> None:
+    bus, live = MemoryBus(), BrokenLiveStore()
+    recorder = Recorder()
+    await bus.subscribe("t", ["quotes.snapshot"], recorder)
+    realtime = RealtimeQuotes(FakeStore(), live, bus, QuoteMetrics(CollectorRegistry(), lambda: at("09:31:00")))  # type: ignore[arg-type]
+    result = await realtime.ingest([raw()], "bridge")
+    assert result.accepted == 1
+    assert await live.quote("600000.SH") is None  # nothing kept: the reads answer 503, never a made-up quote
+    for _ in range(20):
+        if recorder.seen:
+            break
+        await asyncio.sleep(0.01)
+    assert [e.type for e in recorder.seen] == ["quotes.snapshot"]
+
+
+class FlakyStore(FakeStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+        self.fail = True
+
+    async def list_securities(self) -> list[SecurityRecord]:
+        self.calls += 1
+        if self.fail:
+            raise ConnectionError("the database is down")
+        return await super().list_securities()
+
+
+async def test_securities_that_cannot_be_read_fail_the_round_until_read_once() -> None:
+    store = FlakyStore()
+    clock = [0.0]
+    realtime = RealtimeQuotes(
+        store, MemoryLiveStore(), MemoryBus(), QuoteMetrics(CollectorRegistry(), lambda: at("09:31:00")),  # type: ignore[arg-type]
+        monotonic=lambda: clock[0],
+    )  # fmt: skip
+    with pytest.raises(ConnectionError):
+        await realtime.ingest([raw()], "bridge")  # nothing known: nothing is taken on trust
+    store.fail = False
+    assert (await realtime.ingest([raw(t="09:30:04")], "bridge")).accepted == 1
+    # Later the database goes down again; a round naming a new code a minute on makes a re-read, which fails:
+    # the securities read before are used, the unknown code dropped.
+    store.fail, clock[0] = True, 61.0
+    result = await realtime.ingest([raw(t="09:30:05"), raw(code="600001.SH", t="09:30:05")], "bridge")
+    assert (result.accepted, dict(result.rejected), store.calls) == (1, {"unknown_code": 1}, 3)
+
+
+def test_what_the_bridge_program_sends_is_read_as_meant() -> None:
+    """The bridge's own normalisation of an xtdata tick (bridge/qmt/normalize.py) read by the data service."""
+    from bridge.qmt import normalize
+
+    xt_tick = {
+        "time": int(at("10:15:03").timestamp() * 1000),  # xtdata: milliseconds
+        "lastPrice": 10.1, "open": 10.0, "high": 10.12, "low": 9.95, "lastClose": 10.03,
+        "amount": 123456789.5, "volume": 122_345,  # lots
+        "bidPrice": [10.09, 10.08, 0.0, 0.0, 0.0], "bidVol": [12, 30, 0, 0, 0],
+        "askPrice": [10.1, 10.11, 10.12, 10.13, 10.14], "askVol": [5, 6, 7, 8, 9],
+    }  # fmt: skip
+    tick = read_snapshot(normalize.snapshot("600000.SH", xt_tick))
+    assert tick.time == at("10:15:03")
+    assert (tick.last, tick.open, tick.high, tick.low, tick.pre_close) == (1010, 1000, 1012, 995, 1003)
+    assert (tick.volume, tick.amount) == (12_234_500, 12_345_678_950)
+    assert tick.bid == ((1009, 1_200), (1008, 3_000))
+    assert tick.ask[0] == (1010, 500) and len(tick.ask) == 5
+    # a NaN open before the first trade comes as null
+    assert read_snapshot(normalize.snapshot("600000.SH", {**xt_tick, "open": float("nan")})).open is None
