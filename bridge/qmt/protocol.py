@@ -13,9 +13,10 @@ Handshake (both directions authenticated with the bridge's shared secret):
   platform -> bridge  {"type": "welcome", "session", "trading": {...}, "sig"}   sig = HMAC(secret, welcome_text(...))
                   or  {"type": "refused", "code", "message"} and the socket closes (REFUSED_CLOSE_CODE)
 
-Then every frame is a signed envelope (`Frame`): {"seq", "type", "id", "body", "sig"}; `seq` counts up from 1 in
-each direction, and `sig` = HMAC(secret, session | direction | seq | type | id | canonical(body)). A frame with a bad
-signature or a seq that does not go up closes the connection (a replayed or forged frame is never acted on)."""
+Then every frame is a header line and a body: `{"id", "seq", "sig", "type"}` (canonical JSON), a newline, and the
+body's JSON text; `seq` counts up from 1 in each direction, and `sig` = HMAC(secret, session | direction | seq | type
+| id | the body's text as sent). A frame with a bad signature or a seq that does not go up closes the connection (a
+replayed or forged frame is never acted on)."""
 
 from __future__ import annotations
 
@@ -237,34 +238,51 @@ class Channel:
     def incoming(self) -> str:
         return TO_PLATFORM if self.outgoing == TO_BRIDGE else TO_BRIDGE
 
-    def _text(self, direction: str, seq: int, type_: str, id_: str | None, body: Any) -> str:
-        return "|".join((self.session, direction, str(seq), type_, id_ or "", canonical(body)))
+    def _text(self, direction: str, seq: int, type_: str, id_: str | None, body_text: str) -> str:
+        return "|".join((self.session, direction, str(seq), type_, id_ or "", body_text))
 
     def new_id(self) -> str:
         self._next_id += 1
         return f"{self.outgoing}-{self._next_id}"
 
     def seal(self, type_: str, body: dict[str, Any], *, id_: str | None = None) -> str:
-        """The frame to send, as text."""
+        """The frame to send, as text: its header (seq, type, id, sig) as one line of JSON, a newline, then the
+        body's JSON exactly as it was signed. The receiver checks the signature over the body's text as it came,
+        so a full-market snapshot (megabytes) is hashed once and parsed once, never serialised again to check it."""
         self.sent_seq += 1
-        sig = sign(self.secret, self._text(self.outgoing, self.sent_seq, type_, id_, body))
-        return canonical({"seq": self.sent_seq, "type": type_, "id": id_, "body": body, "sig": sig})
+        body_text = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        sig = sign(self.secret, self._text(self.outgoing, self.sent_seq, type_, id_, body_text))
+        return canonical({"seq": self.sent_seq, "type": type_, "id": id_, "sig": sig}) + "\n" + body_text
 
     def open(self, text: str | bytes) -> tuple[str, str | None, dict[str, Any]]:
         """(type, id, body) of a received frame; raises ProtocolError when it is not authentic or out of order."""
+        if isinstance(text, bytes):
+            try:
+                text = text.decode()
+            except UnicodeDecodeError as exc:
+                raise ProtocolError(f"malformed frame: {exc}") from exc
+        head_text, newline, body_text = text.partition("\n")
+        if not newline:
+            raise ProtocolError("malformed frame: no header line")
         try:
-            frame = json.loads(text)
-            seq, type_, id_, body, sig = frame["seq"], frame["type"], frame["id"], frame["body"], frame["sig"]
+            head = json.loads(head_text)
+            seq, type_, id_, sig = head["seq"], head["type"], head["id"], head["sig"]
         except (ValueError, KeyError, TypeError) as exc:
             raise ProtocolError(f"malformed frame: {exc}") from exc
-        if not isinstance(seq, int) or not isinstance(type_, str) or not isinstance(body, dict):
-            raise ProtocolError("malformed frame: seq, type or body has the wrong type")
+        if not isinstance(seq, int) or isinstance(seq, bool) or not isinstance(type_, str):
+            raise ProtocolError("malformed frame: seq or type has the wrong type")
         if id_ is not None and not isinstance(id_, str):
             raise ProtocolError("malformed frame: id is not a string")
-        if not verify(self.secret, self._text(self.incoming, seq, type_, id_, body), sig):
+        if not verify(self.secret, self._text(self.incoming, seq, type_, id_, body_text), sig):
             raise ProtocolError(f"frame {seq} ({type_}) has a wrong signature")
         if seq <= self.received_seq:
             raise ProtocolError(f"frame {seq} ({type_}) is not after frame {self.received_seq}: replayed or reordered")
+        try:
+            body = json.loads(body_text)
+        except ValueError as exc:
+            raise ProtocolError(f"malformed frame {seq} ({type_}): its body is not JSON: {exc}") from exc
+        if not isinstance(body, dict):
+            raise ProtocolError(f"malformed frame {seq} ({type_}): its body is not an object")
         self.received_seq = seq
         return type_, id_, body
 
