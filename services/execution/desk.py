@@ -60,6 +60,7 @@ from shared.platform.clock import (
     utcnow,
 )
 from shared.platform.errors import Conflict, Forbidden, NotFound, ServiceError, Unavailable
+from shared.platform.events import Envelope, QuotesSnapshot
 from shared.platform.internal_auth import RISK_SUBJECT, Principal
 from shared.platform.periodic import PeriodicTask
 from shared.platform.quotes import LIMITS_UNKNOWN, limits_unknown, quote_ahead_of
@@ -406,6 +407,27 @@ class OrderDesk:
             clock.set_session(day)
         await self.on_session(days)
         return day
+
+    async def on_quotes(self, event: Envelope) -> None:
+        """A round of the real-time feed (`quotes.snapshot`) with the paper broker on quotes (LH_PAPER_FILLS=quotes):
+        the broker matches the orders resting on its codes' quotes and each order it filled is recorded here (its
+        trades and events, once: trades are unique by fill id). A report that could not be recorded makes the
+        handler fail, so the round is delivered again and reported again (the broker fills nothing twice)."""
+        snapshot = event.parsed()
+        if not isinstance(snapshot, QuotesSnapshot) or not isinstance(self.broker, PaperBroker):
+            return
+        failed: list[str] = []
+        for order_id in await self.broker.match_snapshot(snapshot):
+            report = await self.broker.report(order_id)
+            if report is None:
+                continue
+            try:
+                await self._record(order_id, report)
+            except Exception:
+                log.exception("could not record a fill on quotes", extra={"order_id": order_id})
+                failed.append(order_id)
+        if failed:
+            raise RuntimeError(f"fills on quotes not recorded for {len(failed)} orders: {', '.join(failed)}")
 
     async def on_session(self, days: list[date] | None = None) -> None:
         """The market clock moved to a new session (a replay): first the session's corporate actions (before any of
