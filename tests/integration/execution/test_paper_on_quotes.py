@@ -1,0 +1,148 @@
+"""The paper broker on live quotes (LH_PAPER_FILLS=quotes) with the real MariaDB and RabbitMQ: execution hears
+`quotes.snapshot` on a queue of its own and matches a resting limit order against each round (partly, then fully);
+an order arriving when a quote is held is matched against it at once; a round delivered twice fills nothing twice
+(trades and events recorded once). Expected fills are worked out by hand from the quoted levels."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from services.execution.store import trades
+from shared.platform.bus.amqp import AmqpBus
+from shared.platform.clock import EXCHANGE_TZ, utcnow
+from shared.platform.events import Envelope, LiveQuote, QuoteLevel, QuotesSnapshot, make_event
+from shared.platform.settings import Settings
+from tests.conftest import Backing
+from tests.integration.execution.order_path_harness import (
+    Fleet,
+    event_log,
+    fleet,
+    limit_buy,
+    signed_order,
+    trader,
+    until,
+)
+
+
+def live(at: datetime, asks: list[tuple[str, int]], bids: list[tuple[str, int]] | None = None) -> LiveQuote:
+    """600000.SH quoted at `at` (pre_close 10.00: limits 11.00 / 9.00) with these asks (and bids)."""
+    return LiveQuote(
+        ts_code="600000.SH",
+        time=at.astimezone(EXCHANGE_TZ),
+        last=Decimal("10.00"),
+        open=Decimal("10.00"),
+        high=Decimal("10.05"),
+        low=Decimal("9.95"),
+        pre_close=Decimal("10.00"),
+        volume=100_000,
+        amount=Decimal("1000000.00"),
+        bid=tuple(QuoteLevel(price=Decimal(p), volume=v) for p, v in (bids or [("9.98", 1000)])),
+        ask=tuple(QuoteLevel(price=Decimal(p), volume=v) for p, v in asks),
+        limit_up=Decimal("11.00"),
+        limit_down=Decimal("9.00"),
+        source="replay",
+    )
+
+
+def snapshot(quote: LiveQuote) -> Envelope:
+    return make_event("quotes.snapshot", QuotesSnapshot(as_of=quote.time, source="replay", quotes=(quote,)),
+                      source="data")  # fmt: skip
+
+
+@asynccontextmanager
+async def feed(settings: Settings) -> AsyncIterator[AmqpBus]:
+    bus = AmqpBus(settings.amqp_url, namespace=settings.bus_namespace, source="data")
+    await bus.start()
+    try:
+        yield bus
+    finally:
+        await bus.close()
+
+
+async def order(f: Fleet, who: Any, order_id: str) -> dict[str, Any]:
+    answer = await f.execution.get(f"/v1/orders/{order_id}", headers=f.headers(who))
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+async def test_a_resting_limit_buy_fills_partly_then_fully_on_quotes_and_a_redelivered_round_fills_nothing_twice(
+    backing: Backing,
+) -> None:
+    settings = backing.settings(paper_fills="quotes")
+    who = trader()
+    async with fleet(settings) as f, event_log(settings) as events, feed(settings) as bus:
+        placed = await f.execution.post("/v1/orders", json=signed_order(settings, limit_buy(who, qty=1000)),
+                                        headers=f.headers(who))  # fmt: skip
+        assert placed.status_code == 201, placed.text
+        order_id = placed.json()["order_id"]
+        assert placed.json()["status"] == "submitted"  # no quote yet: it rests
+
+        # round 1: 300 offered at 10.00 (its limit), 5,000 at 10.01 (above it): 300 fill, 700 rest
+        t1 = utcnow() + timedelta(seconds=1)
+        first = snapshot(live(t1, [("10.00", 300), ("10.01", 5000)]))
+        await bus.publish(first)
+        await until(lambda: _status(f, who, order_id, "partially_filled"), what="the first partial fill")
+        await bus.publish(first)  # delivered again
+
+        # round 2: 200 at 9.99 and 1,000 at 10.00: the 700 left take 200 at 9.99 and 500 at 10.00
+        t2 = t1 + timedelta(seconds=3)
+        second = snapshot(live(t2, [("9.99", 200), ("10.00", 1000), ("10.01", 900)]))
+        await bus.publish(second)
+        await until(lambda: _status(f, who, order_id, "filled"), what="the order filled")
+        await bus.publish(second)
+        await bus.publish(first)
+        await asyncio.sleep(1.0)  # the redeliveries handled (nothing to wait for: they change nothing)
+
+        body = await order(f, who, order_id)
+        assert (body["status"], body["filled_qty"]) == ("filled", 1000)
+        # 300 x 10.00 + 200 x 9.99 + 500 x 10.00 = 9,998.00 over 1,000 shares
+        assert Decimal(body["avg_fill_price"]) == Decimal("9.998")
+        listed = await f.store.list_trades(account_id=who.account_id, order_id=order_id, limit=10)
+        assert sorted((t.qty, t.price) for t in listed) == [(200, Decimal("9.99")), (300, Decimal("10.00")),
+                                                            (500, Decimal("10.00"))]  # fmt: skip
+        assert await f.store.count(trades, order_id=order_id) == 3
+        await until(lambda: events.types_of(order_id).count("trade.executed") == 3, what="three trade events")
+        await asyncio.sleep(0.5)
+        kinds = events.types_of(order_id)
+        assert kinds.count("trade.executed") == 3
+        assert kinds.count("order.filled") == 1
+        assert kinds.count("order.partially_filled") >= 1
+
+
+async def test_an_order_arriving_takes_what_the_latest_quote_left_and_a_market_buys_rest_is_cancelled(
+    backing: Backing,
+) -> None:
+    settings = backing.settings(paper_fills="quotes")
+    who = trader()
+    async with fleet(settings) as f, feed(settings) as bus:
+        # a resting order takes 400 of the 600 offered at 10.00 on this round
+        resting = await f.execution.post("/v1/orders", json=signed_order(settings, limit_buy(who, qty=400)),
+                                         headers=f.headers(who))  # fmt: skip
+        resting_id = resting.json()["order_id"]
+        quote = live(utcnow() + timedelta(seconds=1), [("10.00", 600), ("10.02", 300)])
+        await bus.publish(snapshot(quote))
+        await until(lambda: _status(f, who, resting_id, "filled"), what="the resting order filled")
+        # a limit buy of 1,000 at 10.00 arriving now: only the 200 left at 10.00 (10.02 is above it); 800 rest
+        arriving = await f.execution.post("/v1/orders", json=signed_order(settings, limit_buy(who, qty=1000)),
+                                          headers=f.headers(who))  # fmt: skip
+        body = arriving.json()
+        assert (body["status"], body["filled_qty"]) == ("partially_filled", 200)
+        # a market buy of 500 capped at the limit-up (11.00): 200 left at 10.02 ... none at 10.00 (taken), so 300
+        # at 10.02 and its other 200 cancelled (no more levels)
+        market = limit_buy(who, qty=500, order_type="market", price=None)
+        answer = await f.execution.post("/v1/orders", json=signed_order(settings, market), headers=f.headers(who))
+        assert answer.status_code == 201, answer.text
+        body = answer.json()
+        assert (body["status"], body["filled_qty"]) == ("cancelled", 300)
+        assert Decimal(body["avg_fill_price"]) == Decimal("10.02")
+        assert body["reason"].startswith("no_liquidity")
+
+
+async def _status(f: Fleet, who: Any, order_id: str, status: str) -> bool:
+    return bool((await order(f, who, order_id))["status"] == status)
