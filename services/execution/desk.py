@@ -137,6 +137,8 @@ class OrderDesk:
         self.market_session = market_session
         # where a session's ex-dates come from (None: corporate actions are not applied here)
         self.ex_dates = ex_dates
+        # fills on quotes the paper broker booked but this desk could not record yet (tried again next round)
+        self.unrecorded_quote_fills: dict[str, None] = {}
         self.adjusted_through: date | None = None  # the real clock: the last session whose corporate actions ran
         self.corporate_actions_gated = False  # the last pass stopped at a session an earlier one's orders hold up
         self.first_reconcile_done = asyncio.Event()
@@ -411,23 +413,24 @@ class OrderDesk:
     async def on_quotes(self, event: Envelope) -> None:
         """A round of the real-time feed (`quotes.snapshot`) with the paper broker on quotes (LH_PAPER_FILLS=quotes):
         the broker matches the orders resting on its codes' quotes and each order it filled is recorded here (its
-        trades and events, once: trades are unique by fill id). A report that could not be recorded makes the
-        handler fail, so the round is delivered again and reported again (the broker fills nothing twice)."""
+        trades and events, once: trades are unique by fill id). A report that could not be recorded (the database
+        failed between the broker's book and execution's) is tried again with the next round, and at the latest by
+        the day-order pass, which reads the broker's book at the close."""
         snapshot = event.parsed()
         if not isinstance(snapshot, QuotesSnapshot) or not isinstance(self.broker, PaperBroker):
             return
-        failed: list[str] = []
-        for order_id in await self.broker.match_snapshot(snapshot):
+        touched = await self.broker.match_snapshot(snapshot)
+        for order_id in [*self.unrecorded_quote_fills, *touched]:
             report = await self.broker.report(order_id)
             if report is None:
                 continue
             try:
                 await self._record(order_id, report)
             except Exception:
-                log.exception("could not record a fill on quotes", extra={"order_id": order_id})
-                failed.append(order_id)
-        if failed:
-            raise RuntimeError(f"fills on quotes not recorded for {len(failed)} orders: {', '.join(failed)}")
+                log.exception("could not record a fill on quotes; tried again next round", extra={"order_id": order_id})
+                self.unrecorded_quote_fills[order_id] = None
+            else:
+                self.unrecorded_quote_fills.pop(order_id, None)
 
     async def on_session(self, days: list[date] | None = None) -> None:
         """The market clock moved to a new session (a replay): first the session's corporate actions (before any of

@@ -545,25 +545,26 @@ class PaperBroker:
             return []
         async for attempt in self.db.transaction():
             async with attempt as s:
-                codes = set(
-                    (
-                        await s.execute(
-                            select(paper_orders.c.ts_code).where(
-                                paper_orders.c.status.in_(OPEN_STATUSES),
-                                paper_orders.c.reason.like(f"{ON_QUOTES}%"),
-                            )
+                resting = (
+                    await s.execute(
+                        select(paper_orders.c.order_id, paper_orders.c.ts_code).where(
+                            paper_orders.c.status.in_(OPEN_STATUSES),
+                            paper_orders.c.reason.like(f"{ON_QUOTES}%"),
                         )
                     )
-                    .scalars()
-                    .all()
-                )
+                ).all()
+        by_code: dict[str, list[str]] = {}
+        for order_id, ts_code in resting:
+            if ts_code in quotes:
+                by_code.setdefault(ts_code, []).append(order_id)
         touched: list[str] = []
-        for code in sorted(codes & quotes.keys()):
-            touched.extend(await self._match_code(quotes[code]))
+        for code in sorted(by_code):
+            touched.extend(await self._match_code(quotes[code], by_code[code]))
         return touched
 
-    async def _match_code(self, quote: LiveQuote) -> list[str]:
-        """The orders resting on quotes of `quote`'s code against it, in one transaction holding their rows."""
+    async def _match_code(self, quote: LiveQuote, order_ids: list[str]) -> list[str]:
+        """The orders `order_ids` resting on quotes of `quote`'s code against it, in one transaction holding their
+        rows (locked by primary key: another process matching the same round waits, and then finds them matched)."""
         touched: list[str] = []
         key = f"-q{quote_key(quote)}-"
         async for attempt in self.db.transaction():
@@ -572,15 +573,13 @@ class PaperBroker:
                 rows = (
                     await s.execute(
                         select(paper_orders)
-                        .where(
-                            paper_orders.c.ts_code == quote.ts_code,
-                            paper_orders.c.status.in_(OPEN_STATUSES),
-                            paper_orders.c.reason.like(f"{ON_QUOTES}%"),
-                        )
+                        .where(paper_orders.c.order_id.in_(order_ids))
                         .order_by(paper_orders.c.created_at, paper_orders.c.order_id)
                         .with_for_update()
                     )
                 ).all()
+                # still resting (cancelled, expired or filled meanwhile: left alone)
+                rows = [r for r in rows if r.status in OPEN_STATUSES and (r.reason or "").startswith(ON_QUOTES)]
                 if not rows:
                     continue
                 own = (
