@@ -63,6 +63,7 @@ def create_app(settings: Settings, infra: Infra | None = None, *, broker: Broker
         calendar=calendar,
         fills=settings.paper_fills,
         order_sessions=order_sessions,
+        live_quotes=quotes,
     )
     # The paper broker matching on the real clock: a complete `bars.updated` brings the bars that resting orders wait
     # for, so the day-order pass runs at once rather than at its next turn.

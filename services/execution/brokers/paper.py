@@ -75,6 +75,8 @@ from shared.platform.quotes import Quote, QuoteSource, QuoteUnavailable, Referen
 NEVER_REACHED_BROKER = "cancelled before it reached the broker"
 DAYS_OF_BARS_KEPT = 2  # sessions whose bars the paper broker holds (a replay's current one and the one before)
 CLIENT_CANCEL = "cancelled by the client"
+# the data service's answers to a live quote read that mean "no quote" rather than "no data service"
+LIVE_QUOTE_MISSING = ("no_live_quote", "quotes_feed_off", "unknown_security")
 FILL_MODES = ("session", "immediate", "quotes")  # LH_PAPER_FILLS
 # LH_PAPER_FILLS=quotes: a limit order resting until the live quotes reach its price (matched on each snapshot).
 ON_QUOTES = "quotes: "
@@ -141,6 +143,14 @@ class PaperQuoteSource(Protocol):
     async def latest(self, ts_code: str, session: date | None = None) -> PaperQuote | None:
         """The latest close, or None for a security the data service does not know; with `session`, as the data
         stood before that trading day (its limit-up is that day's). Raises BrokerUnavailable."""
+
+
+class LiveQuoteSource(Protocol):
+    """The data service's latest real-time quote of a code: read by the paper broker on quotes only for an order
+    whose code it holds no quote of today from the events yet (a process just started, a round not heard yet)."""
+
+    async def live(self, ts_code: str) -> LiveQuote | None:
+        """None when no feed has quoted it. Raises BrokerUnavailable."""
 
 
 class PaperSessionSource(Protocol):
@@ -237,6 +247,30 @@ class PaperQuotes:
             return await self.reference.reference_data(day)
         except QuoteUnavailable as exc:
             raise BrokerUnavailable(f"no market data for {day}: {exc}") from exc
+
+    async def live(self, ts_code: str) -> LiveQuote | None:
+        """The data service's latest real-time quote of `ts_code` (`GET /v1/quotes/{ts_code}/live`), None when no
+        feed has quoted it (or the feed is off, or the code is unknown). Raises BrokerUnavailable."""
+        try:
+            answer = await self.services.client("data").request(
+                "GET", f"/v1/quotes/{ts_code}/live", headers=service_headers(self.internal_secret, "execution")
+            )
+        except ServiceError as exc:  # the data service did not answer
+            raise BrokerUnavailable(f"no live quote of {ts_code}: {exc.code}") from exc
+        try:
+            body = answer.json()
+        except ValueError as exc:
+            raise BrokerUnavailable(f"no live quote of {ts_code}: the data service answered without JSON") from exc
+        if answer.status_code != 200:
+            code = body.get("code") if isinstance(body, dict) else None
+            if answer.status_code in (404, 503) and code in LIVE_QUOTE_MISSING:
+                return None
+            raise BrokerUnavailable(f"no live quote of {ts_code}: the data service answered {answer.status_code}")
+        try:
+            fields = {k: v for k, v in body.items() if k not in ("as_of", "age_s")}
+            return LiveQuote.model_validate(fields)
+        except (AttributeError, ValueError) as exc:
+            raise MarketDataError(f"malformed live quote of {ts_code}: {exc}") from exc
 
     async def latest(self, ts_code: str, session: date | None = None) -> PaperQuote | None:
         quote = await self._quote(ts_code, session)
@@ -345,6 +379,7 @@ class PaperBroker:
         calendar: BarsCalendar | None = None,
         fills: str = "immediate",
         order_sessions: OrderSessions | None = None,
+        live_quotes: LiveQuoteSource | None = None,
     ) -> None:
         """`market_session`: the market clock's replayed session (None on the real clock). On a replay clock the broker
         matches at the session's bar from `sessions` with `rules` (both needed then). `fills` (LH_PAPER_FILLS): on the
@@ -368,6 +403,7 @@ class PaperBroker:
         )
         self.fills = fills
         self.live = LiveQuotes()  # LH_PAPER_FILLS=quotes: the latest quote of every code, from `quotes.snapshot`
+        self.live_quotes = live_quotes  # ... and the data service's, read only when none of today is held
 
     def order_rules(self, paper_fill: PaperFill | None) -> FillRules:
         """The rules an order is matched by: a strategy instance's own (`paper_fill`, which its order carries) on top
@@ -443,6 +479,24 @@ class PaperBroker:
         today = market_today(now, self.market_session())
         return quote if quote.time.astimezone(EXCHANGE_TZ).date() == today else None
 
+    async def _arrival_quote(self, order: Order, now: datetime) -> LiveQuote | None:
+        """The quote an arriving order is matched against: the latest of today held from the events, else (none
+        held yet: a process just started, or the round not heard yet) the data service's, read once. A market order
+        whose quote cannot be read waits (BrokerUnavailable: it stays accepted and is sent again); a limit order
+        rests and meets the next round."""
+        quote = self._quote_of_today(order.ts_code, now)
+        if quote is not None or self.live_quotes is None:
+            return quote
+        try:
+            read = await self.live_quotes.live(order.ts_code)
+        except BrokerUnavailable:
+            if order.order_type is OrderType.MARKET:
+                raise
+            return None
+        if read is not None:
+            self.live.put(read)
+        return self._quote_of_today(order.ts_code, now)
+
     async def _submit_on_quotes(self, order: Order, price_cap: Decimal | None, now: datetime) -> BrokerReport:
         """An order arriving with LH_PAPER_FILLS=quotes: matched at once against its code's latest quote of today (in
         memory, from the events), in the transaction that books it. A limit order rests with what is not filled; a
@@ -456,7 +510,7 @@ class PaperBroker:
             else Outcome(OrderStatus.SUBMITTED, reason=RESTING_ON_QUOTES)
         )
         outcome = booked
-        quote = None if refusal is not None else self._quote_of_today(order.ts_code, now)
+        quote = None if refusal is not None else await self._arrival_quote(order, now)
         try:
             async for attempt in self.db.transaction():
                 async with attempt as s:
