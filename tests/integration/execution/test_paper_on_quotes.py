@@ -1,7 +1,8 @@
 """The paper broker on live quotes (LH_PAPER_FILLS=quotes) with the real MariaDB and RabbitMQ: execution hears
 `quotes.snapshot` on a queue of its own and matches a resting limit order against each round (partly, then fully);
 an order arriving when a quote is held is matched against it at once; a round delivered twice fills nothing twice
-(trades and events recorded once). Expected fills are worked out by hand from the quoted levels."""
+(trades and events recorded once). Expected fills are worked out by hand from the quoted levels. Each test has
+databases of its own: a resting order of another test would take its place in the book's time priority."""
 
 from __future__ import annotations
 
@@ -74,7 +75,7 @@ async def order(f: Fleet, who: Any, order_id: str) -> dict[str, Any]:
 async def test_a_resting_limit_buy_fills_partly_then_fully_on_quotes_and_a_redelivered_round_fills_nothing_twice(
     backing: Backing,
 ) -> None:
-    settings = backing.settings(paper_fills="quotes")
+    settings = backing.settings(scope="paperquotes1", paper_fills="quotes")
     who = trader()
     async with fleet(settings) as f, event_log(settings) as events, feed(settings) as bus:
         placed = await f.execution.post("/v1/orders", json=signed_order(settings, limit_buy(who, qty=1000)),
@@ -118,7 +119,7 @@ async def test_a_resting_limit_buy_fills_partly_then_fully_on_quotes_and_a_redel
 async def test_an_order_arriving_takes_what_the_latest_quote_left_and_a_market_buys_rest_is_cancelled(
     backing: Backing,
 ) -> None:
-    settings = backing.settings(paper_fills="quotes")
+    settings = backing.settings(scope="paperquotes2", paper_fills="quotes")
     who = trader()
     async with fleet(settings) as f, feed(settings) as bus:
         # a resting order takes 400 of the 600 offered at 10.00 on this round
@@ -146,3 +147,57 @@ async def test_an_order_arriving_takes_what_the_latest_quote_left_and_a_market_b
 
 async def _status(f: Fleet, who: Any, order_id: str, status: str) -> bool:
     return bool((await order(f, who, order_id))["status"] == status)
+
+
+async def test_a_fill_execution_could_not_record_is_recorded_with_the_next_round_and_a_cancel_ends_the_rest(
+    backing: Backing,
+) -> None:
+    settings = backing.settings(scope="paperquotes3", paper_fills="quotes")
+    who = trader()
+    async with fleet(settings) as f, feed(settings) as bus:
+        placed = await f.execution.post("/v1/orders", json=signed_order(settings, limit_buy(who, qty=1000)),
+                                        headers=f.headers(who))  # fmt: skip
+        order_id = placed.json()["order_id"]
+        desk = f.execution_app.state.desk
+        broker = f.execution_app.state.broker
+        real_apply = desk.store.apply_report
+        failures = {"left": 1}
+
+        async def apply_once_failing(*args: Any, **kwargs: Any) -> Any:
+            if failures["left"]:
+                failures["left"] -= 1
+                raise ConnectionError("injected: the database went away while recording")
+            return await real_apply(*args, **kwargs)
+
+        desk.store.apply_report = apply_once_failing
+        t1 = utcnow() + timedelta(seconds=1)
+        await bus.publish(snapshot(live(t1, [("10.00", 300)])))
+
+        async def booked(n: int) -> bool:
+            report = await broker.report(order_id)
+            return report is not None and len(report.fills) == n
+
+        await until(lambda: booked(1), what="the paper book's first fill")
+        await until(lambda: failures["left"] == 0, what="the injected failure")
+        # the broker's book has it, execution not yet
+        assert (await order(f, who, order_id))["filled_qty"] == 0
+        assert await f.store.count(trades, order_id=order_id) == 0
+
+        # the next round: 200 more at 9.99; both fills are recorded now (300 + 200)
+        await bus.publish(snapshot(live(t1 + timedelta(seconds=3), [("9.99", 200)])))
+        await until(lambda: _filled(f, who, order_id, 500), what="both fills recorded")
+        assert await f.store.count(trades, order_id=order_id) == 2
+
+        # the trader cancels the 500 still resting: a later round that offers plenty fills nothing of it
+        cancelled = await f.execution.post(f"/v1/orders/{order_id}/cancel", headers=f.headers(who))
+        assert cancelled.status_code == 200, cancelled.text
+        assert (cancelled.json()["status"], cancelled.json()["filled_qty"]) == ("cancelled", 500)
+        await bus.publish(snapshot(live(t1 + timedelta(seconds=6), [("9.90", 100_000)])))
+        await asyncio.sleep(1.0)
+        assert await f.store.count(trades, order_id=order_id) == 2
+        report = await broker.report(order_id)
+        assert report is not None and len(report.fills) == 2
+
+
+async def _filled(f: Fleet, who: Any, order_id: str, qty: int) -> bool:
+    return bool((await order(f, who, order_id))["filled_qty"] == qty)
