@@ -92,15 +92,20 @@ class LiveQuotes:
         self._latest: dict[str, LiveQuote] = {}
 
     def put(self, quote: LiveQuote) -> bool:
-        """Keep `quote` if it is newer than the code's held one; whether it was."""
+        """Keep `quote` if it is newer than the code's held one of the same day, or of another day (a replay moved
+        to an earlier session); whether it was."""
         held = self._latest.get(quote.ts_code)
-        if held is not None and held.time >= quote.time:
+        if held is not None and held.time >= quote.time and _exchange_day(held.time) == _exchange_day(quote.time):
             return False
         self._latest[quote.ts_code] = quote
         return True
 
     def get(self, ts_code: str) -> LiveQuote | None:
         return self._latest.get(ts_code)
+
+
+def _exchange_day(at: datetime) -> date:
+    return at.astimezone(EXCHANGE_TZ).date()
 
 
 def quote_key(quote: LiveQuote) -> str:

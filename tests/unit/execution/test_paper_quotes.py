@@ -260,3 +260,21 @@ async def test_the_live_quote_read_on_a_miss_is_the_data_services_and_fails_clos
             await _live(status, {"code": code, "message": "m"}).live("600000.SH")
     with pytest.raises(BrokerUnavailable):
         await _live(200, {**LIVE, "ask": "not levels"}).live("600000.SH")
+
+
+def test_the_latest_live_quote_held_is_the_newest_of_its_day_and_a_replay_may_go_back_a_day() -> None:
+    from services.execution.brokers.paper import LiveQuotes
+    from shared.platform.events import LiveQuote
+
+    def at(moment: str) -> LiveQuote:
+        fields = {k: v for k, v in LIVE.items() if k not in ("as_of", "age_s")}
+        return LiveQuote.model_validate({**fields, "time": moment})
+
+    held = LiveQuotes()
+    assert held.put(at("2024-12-31T10:00:03+08:00"))
+    assert not held.put(at("2024-12-31T10:00:00+08:00"))  # an older round of the day (reordered): not kept
+    assert not held.put(at("2024-12-31T10:00:03+08:00"))  # the same again
+    assert held.put(at("2024-12-31T10:00:06+08:00"))
+    assert held.put(at("2024-12-30T09:31:00+08:00"))  # a replay moved back to an earlier session
+    got = held.get("600000.SH")
+    assert got is not None and got.time.isoformat() == "2024-12-30T09:31:00+08:00"
