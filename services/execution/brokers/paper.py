@@ -507,7 +507,11 @@ class PaperBroker:
         memory, from the events), in the transaction that books it. A limit order rests with what is not filled; a
         market order's rest is cancelled (as the exchanges' best-five-levels-then-cancel market orders: SH 42, SZ 47),
         as is a market order with no quote of today to fill against."""
-        known = await self.quotes.latest(order.ts_code)  # the reference data held in memory: a known security?
+        # the reference data held in memory (of the replayed session on a replay clock): a known security?
+        session = self.market_session()
+        known = await (
+            self.quotes.latest(order.ts_code) if session is None else self.quotes.latest(order.ts_code, session)
+        )
         refusal = f"unknown security {order.ts_code}" if known is None else cap_refusal(order, None, price_cap)
         booked = (
             Outcome(OrderStatus.REJECTED, reason=refusal)

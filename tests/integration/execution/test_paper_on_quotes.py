@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from services.execution.store import trades
 from shared.platform.bus.amqp import AmqpBus
-from shared.platform.clock import EXCHANGE_TZ, utcnow
+from shared.platform.clock import EXCHANGE_TZ, ReplayClock, utcnow
 from shared.platform.events import Envelope, LiveQuote, QuoteLevel, QuotesSnapshot, make_event
 from shared.platform.settings import Settings
 from tests.conftest import Backing
@@ -201,3 +202,47 @@ async def test_a_fill_execution_could_not_record_is_recorded_with_the_next_round
 
 async def _filled(f: Fleet, who: Any, order_id: str, qty: int) -> bool:
     return bool((await order(f, who, order_id))["filled_qty"] == qty)
+
+
+async def test_on_a_replay_clock_an_instance_order_still_fills_on_its_bar_while_a_persons_fills_on_the_quotes(
+    tmp_path: Path,
+) -> None:
+    """Standalone's `make run` mode (a replay clock, LH_PAPER_FILLS=quotes): a strategy instance's order is matched
+    on the session's bar by its own rules as before (2024-03-04's close, 10.50), a person's limit order on quotes."""
+    from tests.integration.execution.order_path_harness import headers
+    from tests.integration.execution.test_execution_replay import (
+        CLOSE_FILLS,
+        STRATEGY,
+        instance_order,
+        replay,
+    )
+
+    clock = ReplayClock(date(2024, 3, 4))
+    ida = trader()
+    async with replay(tmp_path, clock, paper_fills="quotes") as r:
+        mine = await r.place(ida, client_order_id="q-1", ts_code="600000.SH", side="buy", order_type="limit",
+                             qty=200, price="10.30")  # fmt: skip
+        assert mine.status_code == 201, mine.text
+        order_id = mine.json()["order"]["order_id"]
+        assert mine.json()["order"]["status"] == "submitted"  # no quote yet: it rests (no bar fill at the open)
+
+        instance = r.strategy.add(ida.account_id)
+        placed = await r.risk.post(
+            "/v1/orders", json=r.strategy.order(instance_order(instance)), headers=headers(r.settings, STRATEGY)
+        )
+        assert placed.status_code == 201, placed.text
+        theirs = placed.json()["order"]
+        assert (theirs["status"], theirs["filled_qty"], theirs["avg_fill_price"]) == ("filled", 100, "10.50")
+        assert theirs["paper_fill"] == CLOSE_FILLS
+
+        # a round quoting 100 at 10.30 and 500 at 10.31: Ida's order takes the 100 at 10.30; 100 rest
+        quote = live(clock.now() + timedelta(seconds=1), [("10.30", 100), ("10.31", 500)])
+        await r.bus.publish(snapshot(quote.model_copy(update={"limit_up": Decimal("11.00")})))
+
+        async def partly() -> bool:
+            body = await r.get(ida, f"/v1/orders/{order_id}")
+            return bool(body["status"] == "partially_filled" and body["filled_qty"] == 100)
+
+        await until(partly, what="Ida's order partly filled on the quote")
+        body = await r.get(ida, f"/v1/orders/{order_id}")
+        assert body["avg_fill_price"] == "10.30"
