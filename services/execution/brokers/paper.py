@@ -592,9 +592,9 @@ class PaperBroker:
     async def match_snapshot(self, snapshot: QuotesSnapshot) -> list[str]:
         """A round of the real-time feed (`quotes.snapshot`): its quotes become the codes' latest, and the limit
         orders resting on quotes of its codes are matched against them, oldest first (time priority), each taking
-        what the ones before it left of a level. Idempotent: an order is matched against a quote only if the quote
-        is newer than the order and than its last fill, and a fill's id names the order, the quote's time and the
-        level, so a redelivered round fills nothing twice. Returns the orders with fills from this round's quotes
+        what the ones before it left of a level. Idempotent: an order takes from a quote at most once (a fill's id
+        names the order, the quote's time and the level) and never from one older than its arrival or its last
+        fill, so a redelivered round fills nothing twice. Returns the orders with fills from this round's quotes
         (also those filled by an earlier delivery of it), whose reports the caller records."""
         for quote in snapshot.quotes:
             self.live.put(quote)
@@ -661,7 +661,7 @@ class PaperBroker:
                         touched.append(row.order_id)  # matched on this quote already (a redelivery)
                         continue
                     last = max([row.created_at, *(f.traded_at for f in fills_of)])
-                    if quote.time <= last:
+                    if quote.time < last:
                         continue  # a quote from before the order arrived (or before its last fill)
                     side = OrderSide(row.side)
                     filled = sum(int(f.qty) for f in fills_of)
