@@ -246,3 +246,10 @@ async def test_on_a_replay_clock_an_instance_order_still_fills_on_its_bar_while_
         await until(partly, what="Ida's order partly filled on the quote")
         body = await r.get(ida, f"/v1/orders/{order_id}")
         assert body["avg_fill_price"] == "10.30"
+
+        # the replay moves on: the rest of the day order expires with its session, its fill stays
+        moved = await r.next_session("2024-03-05")
+        assert moved.status_code == 200, moved.text
+        after = await r.get(ida, f"/v1/orders/{order_id}")
+        assert (after["status"], after["filled_qty"]) == ("cancelled", 100)
+        assert after["reason"] == "expired: a day order still open at the close of 2024-03-04 (15:00 Asia/Shanghai)"
