@@ -105,13 +105,18 @@ def demo_clock(settings: Settings, env: Mapping[str, str]) -> Settings:
     """`make run` on the demo market: the demo is history (it ends on `demo_end`), so unless LH_MARKET_CLOCK says
     otherwise the market clock replays it, parked at its last session: an order placed at the desk is matched on that
     session's bar, and strategy instances replay the demo's days (docs/order-path.md). On the wall clock there would be
-    no session ahead to match an order on."""
+    no session ahead to match an order on. Unless LH_PAPER_FILLS says otherwise, the paper broker matches the desk's
+    orders against the replay feed's quotes (`quotes`), so a resting limit order fills when the replayed market
+    reaches it; a strategy instance's orders are matched on bars as before."""
     if settings.data_provider != "demo" or "LH_MARKET_CLOCK" in env:
         return settings
     day = date.fromisoformat(settings.demo_end)
     while not is_trading_day(day):
         day -= timedelta(days=1)
-    return Settings.model_validate({**settings.model_dump(), "market_clock": "replay", "replay_session": day})
+    changes: dict[str, object] = {"market_clock": "replay", "replay_session": day}
+    if "LH_PAPER_FILLS" not in env and settings.quotes_feed_mode() == "replay":
+        changes["paper_fills"] = "quotes"
+    return Settings.model_validate({**settings.model_dump(), **changes})
 
 
 def main() -> None:

@@ -34,6 +34,10 @@ BARS_CONSUMER = "execution-paper-sessions"
 # The paper broker's reference data held in memory is dropped by the data service's announcements: a queue of each
 # process's own (not durable: a process that starts loads afresh).
 REFERENCE_CONSUMER = "execution-reference-data"
+# LH_PAPER_FILLS=quotes: the real-time feed's rounds, which resting paper orders are matched against and whose quotes
+# each process keeps as the latest (an order arriving is matched against them at once). A queue of each process's own,
+# not durable: a round is superseded by the next, and a process that was down must not match old rounds on start.
+QUOTES_CONSUMER = "execution-paper-quotes"
 # How long shutdown waits for background work to reach a safe point (the broker call in hand has its own timeout).
 STOP_GRACE_S = 15.0
 log = logging.getLogger(__name__)
@@ -59,10 +63,12 @@ def create_app(settings: Settings, infra: Infra | None = None, *, broker: Broker
         calendar=calendar,
         fills=settings.paper_fills,
         order_sessions=order_sessions,
+        live_quotes=quotes,
     )
     # The paper broker matching on the real clock: a complete `bars.updated` brings the bars that resting orders wait
     # for, so the day-order pass runs at once rather than at its next turn.
-    matches_on_bars = isinstance(adapter, PaperBroker) and adapter.fills == "session"
+    matches_on_bars = isinstance(adapter, PaperBroker) and adapter.fills in ("session", "quotes")
+    matches_on_quotes = isinstance(adapter, PaperBroker) and adapter.fills == "quotes"
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -85,6 +91,10 @@ def create_app(settings: Settings, infra: Infra | None = None, *, broker: Broker
                             reconciler.wake()
 
                     await infra.bus.subscribe(BARS_CONSUMER, ["bars.updated"], on_bars)
+                if matches_on_quotes:
+                    await infra.bus.subscribe(
+                        QUOTES_CONSUMER, ["quotes.snapshot"], app.state.desk.on_quotes, durable=False
+                    )
                 yield
             finally:
                 await qmt_sync.loop.stop(grace_s=STOP_GRACE_S)

@@ -60,6 +60,7 @@ from shared.platform.clock import (
     utcnow,
 )
 from shared.platform.errors import Conflict, Forbidden, NotFound, ServiceError, Unavailable
+from shared.platform.events import Envelope, QuotesSnapshot
 from shared.platform.internal_auth import RISK_SUBJECT, Principal
 from shared.platform.periodic import PeriodicTask
 from shared.platform.quotes import LIMITS_UNKNOWN, limits_unknown, quote_ahead_of
@@ -136,6 +137,8 @@ class OrderDesk:
         self.market_session = market_session
         # where a session's ex-dates come from (None: corporate actions are not applied here)
         self.ex_dates = ex_dates
+        # fills on quotes the paper broker booked but this desk could not record yet (tried again next round)
+        self.unrecorded_quote_fills: dict[str, None] = {}
         self.adjusted_through: date | None = None  # the real clock: the last session whose corporate actions ran
         self.corporate_actions_gated = False  # the last pass stopped at a session an earlier one's orders hold up
         self.first_reconcile_done = asyncio.Event()
@@ -406,6 +409,28 @@ class OrderDesk:
             clock.set_session(day)
         await self.on_session(days)
         return day
+
+    async def on_quotes(self, event: Envelope) -> None:
+        """A round of the real-time feed (`quotes.snapshot`) with the paper broker on quotes (LH_PAPER_FILLS=quotes):
+        the broker matches the orders resting on its codes' quotes and each order it filled is recorded here (its
+        trades and events, once: trades are unique by fill id). A report that could not be recorded (the database
+        failed between the broker's book and execution's) is tried again with the next round, and at the latest by
+        the day-order pass, which reads the broker's book at the close."""
+        snapshot = event.parsed()
+        if not isinstance(snapshot, QuotesSnapshot) or not isinstance(self.broker, PaperBroker):
+            return
+        touched = await self.broker.match_snapshot(snapshot)
+        for order_id in [*self.unrecorded_quote_fills, *touched]:
+            report = await self.broker.report(order_id)
+            if report is None:
+                continue
+            try:
+                await self._record(order_id, report)
+            except Exception:
+                log.exception("could not record a fill on quotes; tried again next round", extra={"order_id": order_id})
+                self.unrecorded_quote_fills[order_id] = None
+            else:
+                self.unrecorded_quote_fills.pop(order_id, None)
 
     async def on_session(self, days: list[date] | None = None) -> None:
         """The market clock moved to a new session (a replay): first the session's corporate actions (before any of

@@ -142,8 +142,11 @@ class Settings(BaseSettings):
     # When the paper broker matches on the real clock (docs/order-path.md, "The paper broker"): "session" (an order
     # rests until the bar of the session it was placed for is in, and is matched on it by the rules above, as on a
     # replayed session), or "immediate" (matched at once at the latest close, whatever the time: for tests and
-    # benchmarks of the order path, never a simulation of a market). A replay clock matches at the replayed session.
-    paper_fills: Literal["session", "immediate"] = "session"
+    # benchmarks of the order path, never a simulation of a market), or "quotes" (matched against the real-time quotes,
+    # docs/quotes.md: at once against the latest when it arrives, then a limit order against each `quotes.snapshot`;
+    # standalone's `make run` on the demo market uses it). Otherwise a replay clock matches at the replayed session;
+    # a strategy instance's order (its own fill rules) is matched on bars in every mode.
+    paper_fills: Literal["session", "immediate", "quotes"] = "session"
     paper_fill_price: Literal["open", "close", "vwap"] = "open"
     paper_slippage: Literal["none", "bps", "ticks"] = "none"
     paper_slippage_amount: Decimal = Field(default=Decimal(0), ge=0, allow_inf_nan=False)

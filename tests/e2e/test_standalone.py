@@ -12,6 +12,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.flow import create_user, login, place_order_and_see_the_fill
+from shared.platform.clock import EXCHANGE_TZ
+from tests.e2e.flow import create_user, login, place_order_and_see_the_fill, tradable_main_board_stock
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,20 +91,32 @@ async def test_standalone_order_flow_and_web_page(standalone: tuple[str, str]) -
         admin = await login(client, base, "admin", password)
         name, pw = await create_user(client, admin, "trader")
         trader = await login(client, base, name, pw)
+        # `make run` replays the demo market, parked at its last session (2024-12-31), and the paper broker matches
+        # the desk's orders against the replay feed's quotes (LH_PAPER_FILLS=quotes): a market buy fills against the
+        # latest quote's asks, so the test waits for the stock's first quote (the feed starts at the 09:30 open)
+        stock = (await tradable_main_board_stock(client, trader))["ts_code"]
+        deadline = time.monotonic() + 30
+        while (await client.get(f"{base}/api/v1/quotes/{stock}/live", headers=trader.headers)).status_code != 200:
+            assert time.monotonic() < deadline, "no live quote from the replay feed"
+            await asyncio.sleep(0.2)
         seen = await place_order_and_see_the_fill(client, trader)
-        # `make run` replays the demo market, parked at its last session (2024-12-31): a market buy fills at that
-        # session's open (the paper broker's default fill price), read here from the bars the data service serves
+        assert seen["quote"]["ts_code"] == stock
         bars = await client.get(
             f"{base}/api/v1/bars",
-            params={"ts_code": seen["quote"]["ts_code"], "start": "2024-12-31", "end": "2024-12-31"},
+            params={"ts_code": stock, "start": "2024-12-31", "end": "2024-12-31"},
             headers=trader.headers,
         )
         assert bars.status_code == 200, bars.text
     order = seen["placed"]["order"]
     assert order["status"] == "filled"
     [bar] = bars.json()["bars"]
-    assert Decimal(seen["fill"]["payload"]["price"]) == Decimal(str(bar["open"]))
-    assert seen["fill"]["payload"]["traded_at"] == "2024-12-31T09:30:00+08:00"
+    # 100 shares take the best ask, a fen above the replayed last price, which stays within the day's low and high
+    price = Decimal(seen["fill"]["payload"]["price"])
+    assert Decimal(str(bar["low"])) + Decimal("0.01") <= price <= Decimal(str(bar["high"])) + Decimal("0.01")
+    traded_at = datetime.fromisoformat(seen["fill"]["payload"]["traded_at"])
+    assert (
+        datetime(2024, 12, 31, 9, 30, tzinfo=EXCHANGE_TZ) <= traded_at < datetime(2024, 12, 31, 15, tzinfo=EXCHANGE_TZ)
+    )
     assert seen["read_back"]["status"] == "filled"
 
 

@@ -21,6 +21,14 @@ placed before the continuous session (09:30) at the rule's price (the open by de
 close (the open had passed when it arrived; VWAP stays VWAP). What a session's bar does not fill is a day order that
 expired with it. A paper account may instead refuse orders placed while the market is closed (`paper_accounts`).
 
+With `LH_PAPER_FILLS=quotes` (standalone's `make run`) an order is matched against the real-time quotes (docs/quotes.md)
+on either clock: at once against the latest quote of its code when it arrives, and then a limit order rests and is
+matched against each `quotes.snapshot` of its code that execution hears (`match_snapshot`), taking the other side's
+levels at prices that reach its limit, at most the volume quoted at each (`shared.core.market.matching.match_on_book`):
+partial fills, the rest resting until it fills, is cancelled or expires at the close. A market order fills on arrival
+against the latest quote's levels and what they do not fill is cancelled. A strategy instance's order (`paper_fill`)
+is still matched on bars by its own rules, as in `session` mode (or on the replayed session).
+
 With `LH_PAPER_FILLS=immediate` (tests and benchmarks of the order path only) it fills at once at the latest close
 from the data service, whatever the time: a market order in full; a limit buy when its limit is at or above it, a
 limit sell when its limit is at or below it; any other limit order rests until execution expires it."""
@@ -29,7 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -43,14 +51,23 @@ from services.execution.events import EXCHANGE_TZ
 from services.execution.sessions import expiry_reason
 from shared.core.domain import Order, OrderSide, OrderStatus, OrderType, from_fen, price, to_fen
 from shared.core.domain.codes import Board
-from shared.core.market.matching import REASON_CODES, REASONS, FillRules, SessionBar, match_order
-from shared.core.market.rules import board_lots
+from shared.core.market.matching import (
+    REASON_CODES,
+    REASONS,
+    BookFill,
+    FillRules,
+    SessionBar,
+    match_on_book,
+    match_order,
+)
+from shared.core.market.rules import board_lots, lot_sizes
 from shared.platform.approval import PaperFill
 from shared.platform.calendar import BarsCalendar, CalendarUnavailable, OrderSessions
-from shared.platform.clock import no_session, session_close, utcnow
+from shared.platform.clock import market_today, no_session, session_close, utcnow
 from shared.platform.db import Database, DbSession
 from shared.platform.errors import ServiceError
 from shared.platform.events.envelope import Envelope
+from shared.platform.events.schemas import LiveQuote, QuotesSnapshot
 from shared.platform.http import ServiceDirectory
 from shared.platform.internal_auth import service_headers
 from shared.platform.quotes import Quote, QuoteSource, QuoteUnavailable, ReferenceData, ReferenceQuotes
@@ -58,6 +75,53 @@ from shared.platform.quotes import Quote, QuoteSource, QuoteUnavailable, Referen
 NEVER_REACHED_BROKER = "cancelled before it reached the broker"
 DAYS_OF_BARS_KEPT = 2  # sessions whose bars the paper broker holds (a replay's current one and the one before)
 CLIENT_CANCEL = "cancelled by the client"
+# the data service's answers to a live quote read that mean "no quote" rather than "no data service"
+LIVE_QUOTE_MISSING = ("no_live_quote", "quotes_feed_off", "unknown_security")
+FILL_MODES = ("session", "immediate", "quotes")  # LH_PAPER_FILLS
+# LH_PAPER_FILLS=quotes: a limit order resting until the live quotes reach its price (matched on each snapshot).
+ON_QUOTES = "quotes: "
+RESTING_ON_QUOTES = f"{ON_QUOTES}resting until the live quotes reach its price"
+OPEN_STATUSES = (OrderStatus.SUBMITTED.value, OrderStatus.PARTIALLY_FILLED.value)
+
+
+class LiveQuotes:
+    """The latest real-time quote of each code as the `quotes.snapshot` events brought it (docs/quotes.md), in this
+    process's memory: what an order arriving is matched against at once, with no read of the data service."""
+
+    def __init__(self) -> None:
+        self._latest: dict[str, LiveQuote] = {}
+
+    def put(self, quote: LiveQuote) -> bool:
+        """Keep `quote` if it is newer than the code's held one of the same day, or of another day (a replay moved
+        to an earlier session); whether it was."""
+        held = self._latest.get(quote.ts_code)
+        if held is not None and held.time >= quote.time and _exchange_day(held.time) == _exchange_day(quote.time):
+            return False
+        self._latest[quote.ts_code] = quote
+        return True
+
+    def get(self, ts_code: str) -> LiveQuote | None:
+        return self._latest.get(ts_code)
+
+
+def _exchange_day(at: datetime) -> date:
+    return at.astimezone(EXCHANGE_TZ).date()
+
+
+def quote_key(quote: LiveQuote) -> str:
+    """A snapshot of one code, as a fill id names it: its time (UTC, to the microsecond). A feed sends a code's quote
+    once per time (a repeat is skipped by the data service), so (order, quote time, level) names one fill."""
+    return quote.time.astimezone(UTC).strftime("%Y%m%d%H%M%S%f")
+
+
+def quote_fill_id(order_id: str, quote: LiveQuote, level: int) -> str:
+    return f"paper-{order_id}-q{quote_key(quote)}-{level}"
+
+
+def book_of(quote: LiveQuote, side: OrderSide) -> list[tuple[int, int]]:
+    """The levels an order of `side` takes from: the asks for a buy, the bids for a sell, (price fen, shares)."""
+    levels = quote.ask if side is OrderSide.BUY else quote.bid
+    return [(to_fen(level.price), level.volume) for level in levels]
 
 
 @dataclass(frozen=True)
@@ -84,6 +148,14 @@ class PaperQuoteSource(Protocol):
     async def latest(self, ts_code: str, session: date | None = None) -> PaperQuote | None:
         """The latest close, or None for a security the data service does not know; with `session`, as the data
         stood before that trading day (its limit-up is that day's). Raises BrokerUnavailable."""
+
+
+class LiveQuoteSource(Protocol):
+    """The data service's latest real-time quote of a code: read by the paper broker on quotes only for an order
+    whose code it holds no quote of today from the events yet (a process just started, a round not heard yet)."""
+
+    async def live(self, ts_code: str) -> LiveQuote | None:
+        """None when no feed has quoted it. Raises BrokerUnavailable."""
 
 
 class PaperSessionSource(Protocol):
@@ -180,6 +252,30 @@ class PaperQuotes:
             return await self.reference.reference_data(day)
         except QuoteUnavailable as exc:
             raise BrokerUnavailable(f"no market data for {day}: {exc}") from exc
+
+    async def live(self, ts_code: str) -> LiveQuote | None:
+        """The data service's latest real-time quote of `ts_code` (`GET /v1/quotes/{ts_code}/live`), None when no
+        feed has quoted it (or the feed is off, or the code is unknown). Raises BrokerUnavailable."""
+        try:
+            answer = await self.services.client("data").request(
+                "GET", f"/v1/quotes/{ts_code}/live", headers=service_headers(self.internal_secret, "execution")
+            )
+        except ServiceError as exc:  # the data service did not answer
+            raise BrokerUnavailable(f"no live quote of {ts_code}: {exc.code}") from exc
+        try:
+            body = answer.json()
+        except ValueError as exc:
+            raise BrokerUnavailable(f"no live quote of {ts_code}: the data service answered without JSON") from exc
+        if answer.status_code != 200:
+            code = body.get("code") if isinstance(body, dict) else None
+            if answer.status_code in (404, 503) and code in LIVE_QUOTE_MISSING:
+                return None
+            raise BrokerUnavailable(f"no live quote of {ts_code}: the data service answered {answer.status_code}")
+        try:
+            fields = {k: v for k, v in body.items() if k not in ("as_of", "age_s")}
+            return LiveQuote.model_validate(fields)
+        except (AttributeError, ValueError) as exc:
+            raise MarketDataError(f"malformed live quote of {ts_code}: {exc}") from exc
 
     async def latest(self, ts_code: str, session: date | None = None) -> PaperQuote | None:
         quote = await self._quote(ts_code, session)
@@ -288,6 +384,7 @@ class PaperBroker:
         calendar: BarsCalendar | None = None,
         fills: str = "immediate",
         order_sessions: OrderSessions | None = None,
+        live_quotes: LiveQuoteSource | None = None,
     ) -> None:
         """`market_session`: the market clock's replayed session (None on the real clock). On a replay clock the broker
         matches at the session's bar from `sessions` with `rules` (both needed then). `fills` (LH_PAPER_FILLS): on the
@@ -295,9 +392,9 @@ class PaperBroker:
         `calendar`) or "immediate" (at once at the latest close). `order_sessions`: the calendar's trading days kept
         in memory that an order's session is found in (default: kept here, from `calendar`; execution's app gives
         the desk's)."""
-        if fills not in ("session", "immediate"):
-            raise ValueError(f"fills: {fills!r} is neither 'session' nor 'immediate'")
-        if fills == "session" and (sessions is None or calendar is None):
+        if fills not in FILL_MODES:
+            raise ValueError(f"fills: {fills!r} is not one of {', '.join(FILL_MODES)}")
+        if fills in ("session", "quotes") and (sessions is None or calendar is None):
             raise ValueError("matching at the session's bar needs a source of session bars and a trade calendar")
         self.db = db
         self.quotes = quotes
@@ -310,6 +407,8 @@ class PaperBroker:
             order_sessions if order_sessions is not None or calendar is None else OrderSessions(calendar)
         )
         self.fills = fills
+        self.live = LiveQuotes()  # LH_PAPER_FILLS=quotes: the latest quote of every code, from `quotes.snapshot`
+        self.live_quotes = live_quotes  # ... and the data service's, read only when none of today is held
 
     def order_rules(self, paper_fill: PaperFill | None) -> FillRules:
         """The rules an order is matched by: a strategy instance's own (`paper_fill`, which its order carries) on top
@@ -326,6 +425,8 @@ class PaperBroker:
         session = self.market_session()
         now = self.clock()
         resting_for: date | None = None
+        if self.fills == "quotes" and paper_fill is None:
+            return await self._submit_on_quotes(order, price_cap, now)
         if session is not None:
             outcome = await self._match_on_session(order, price_cap, session, self.order_rules(paper_fill))
         elif self.fills == "immediate":
@@ -372,6 +473,217 @@ class PaperBroker:
         if fill_price is None:
             return Outcome(OrderStatus.SUBMITTED)  # rests
         return Outcome(OrderStatus.FILLED, (Fill(f"paper-{order.order_id}-1", order.qty, fill_price, now),))
+
+    # --- LH_PAPER_FILLS=quotes -------------------------------------------------------------------------------------
+
+    def _quote_of_today(self, ts_code: str, now: datetime) -> LiveQuote | None:
+        """The code's latest live quote if it is of today's session (a quote of an earlier day is no market now)."""
+        quote = self.live.get(ts_code)
+        if quote is None:
+            return None
+        today = market_today(now, self.market_session())
+        return quote if quote.time.astimezone(EXCHANGE_TZ).date() == today else None
+
+    async def _arrival_quote(self, order: Order, now: datetime) -> LiveQuote | None:
+        """The quote an arriving order is matched against: the latest of today held from the events, else (none
+        held yet: a process just started, or the round not heard yet) the data service's, read once. A market order
+        whose quote cannot be read waits (BrokerUnavailable: it stays accepted and is sent again); a limit order
+        rests and meets the next round."""
+        quote = self._quote_of_today(order.ts_code, now)
+        if quote is not None or self.live_quotes is None:
+            return quote
+        try:
+            read = await self.live_quotes.live(order.ts_code)
+        except BrokerUnavailable:
+            if order.order_type is OrderType.MARKET:
+                raise
+            return None
+        if read is not None:
+            self.live.put(read)
+        return self._quote_of_today(order.ts_code, now)
+
+    async def _submit_on_quotes(self, order: Order, price_cap: Decimal | None, now: datetime) -> BrokerReport:
+        """An order arriving with LH_PAPER_FILLS=quotes: matched at once against its code's latest quote of today (in
+        memory, from the events), in the transaction that books it. A limit order rests with what is not filled; a
+        market order's rest is cancelled (as the exchanges' best-five-levels-then-cancel market orders: SH 42, SZ 47),
+        as is a market order with no quote of today to fill against."""
+        # the reference data held in memory (of the replayed session on a replay clock): a known security?
+        session = self.market_session()
+        known = await (
+            self.quotes.latest(order.ts_code) if session is None else self.quotes.latest(order.ts_code, session)
+        )
+        refusal = f"unknown security {order.ts_code}" if known is None else cap_refusal(order, None, price_cap)
+        booked = (
+            Outcome(OrderStatus.REJECTED, reason=refusal)
+            if refusal is not None
+            else Outcome(OrderStatus.SUBMITTED, reason=RESTING_ON_QUOTES)
+        )
+        outcome = booked
+        quote = None if refusal is not None else await self._arrival_quote(order, now)
+        try:
+            async for attempt in self.db.transaction():
+                async with attempt as s:
+                    outcome = booked
+                    await s.execute(
+                        paper_orders.insert().values(
+                            order_id=order.order_id,
+                            ts_code=order.ts_code,
+                            side=order.side.value,
+                            order_type=order.order_type.value,
+                            qty=order.qty,
+                            price=order.price,
+                            status=booked.status.value,
+                            reason=None if booked.reason is None else booked.reason[:255],
+                            created_at=now,
+                            updated_at=now,
+                        )
+                    )
+                    if refusal is not None:
+                        continue
+                    fills: tuple[Fill, ...] = ()
+                    if quote is not None:
+                        consumed = await _consumed(s, order.ts_code, order.side, quote)
+                        book = self._book_fills(order.side, order.qty, order.price, quote, consumed, price_cap)
+                        fills = tuple(
+                            Fill(quote_fill_id(order.order_id, quote, f.level), f.qty, from_fen(f.price_fen), now)
+                            for f in book
+                        )
+                    outcome = _quotes_outcome(order, fills, quote)
+                    await _insert_fills(s, order.order_id, fills)
+                    if outcome.status is not OrderStatus.SUBMITTED:
+                        await s.execute(
+                            update(paper_orders)
+                            .where(paper_orders.c.order_id == order.order_id)
+                            .values(
+                                status=outcome.status.value,
+                                reason=None if outcome.reason is None else outcome.reason[:255],
+                            )
+                        )
+        except IntegrityError:
+            known_report = await self.report(order.order_id)
+            if known_report is None:
+                raise
+            return known_report
+        return BrokerReport(status=outcome.status, fills=outcome.fills, reason=outcome.reason)
+
+    def _book_fills(
+        self,
+        side: OrderSide,
+        qty: int,
+        limit_price: Decimal | None,
+        quote: LiveQuote,
+        consumed: dict[int, int],
+        price_cap: Decimal | None = None,
+    ) -> tuple[BookFill, ...]:
+        _, lot_step = lot_sizes(quote.ts_code)
+        return match_on_book(
+            side=side.value,
+            qty=qty,
+            limit_price_fen=None if limit_price is None else to_fen(limit_price),
+            levels=book_of(quote, side),
+            consumed=consumed,
+            price_cap_fen=None if price_cap is None else to_fen(price_cap),
+            up_limit=None if quote.limit_up is None else to_fen(quote.limit_up),
+            down_limit=None if quote.limit_down is None else to_fen(quote.limit_down),
+            lot_step=lot_step,
+            rules=self.rules,
+        )
+
+    async def match_snapshot(self, snapshot: QuotesSnapshot) -> list[str]:
+        """A round of the real-time feed (`quotes.snapshot`): its quotes become the codes' latest, and the limit
+        orders resting on quotes of its codes are matched against them, oldest first (time priority), each taking
+        what the ones before it left of a level. Idempotent: an order takes from a quote at most once (a fill's id
+        names the order, the quote's time and the level) and never from one older than its arrival or its last
+        fill, so a redelivered round fills nothing twice. Returns the orders with fills from this round's quotes
+        (also those filled by an earlier delivery of it), whose reports the caller records."""
+        for quote in snapshot.quotes:
+            self.live.put(quote)
+        if self.fills != "quotes" or not snapshot.quotes:
+            return []
+        now = self.clock()
+        today = market_today(now, self.market_session())
+        # redelivered quotes (not newer than the held ones) are matched again: what they filled is reported once more
+        quotes = {q.ts_code: q for q in snapshot.quotes if q.time.astimezone(EXCHANGE_TZ).date() == today}
+        if not quotes:
+            return []
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                resting = (
+                    await s.execute(
+                        select(paper_orders.c.order_id, paper_orders.c.ts_code).where(
+                            paper_orders.c.status.in_(OPEN_STATUSES),
+                            paper_orders.c.reason.like(f"{ON_QUOTES}%"),
+                        )
+                    )
+                ).all()
+        by_code: dict[str, list[str]] = {}
+        for order_id, ts_code in resting:
+            if ts_code in quotes:
+                by_code.setdefault(ts_code, []).append(order_id)
+        touched: list[str] = []
+        for code in sorted(by_code):
+            touched.extend(await self._match_code(quotes[code], by_code[code]))
+        return touched
+
+    async def _match_code(self, quote: LiveQuote, order_ids: list[str]) -> list[str]:
+        """The orders `order_ids` resting on quotes of `quote`'s code against it, in one transaction holding their
+        rows (locked by primary key: another process matching the same round waits, and then finds them matched)."""
+        touched: list[str] = []
+        key = f"-q{quote_key(quote)}-"
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                touched = []
+                rows = (
+                    await s.execute(
+                        select(paper_orders)
+                        .where(paper_orders.c.order_id.in_(order_ids))
+                        .order_by(paper_orders.c.created_at, paper_orders.c.order_id)
+                        .with_for_update()
+                    )
+                ).all()
+                # still resting (cancelled, expired or filled meanwhile: left alone)
+                rows = [r for r in rows if r.status in OPEN_STATUSES and (r.reason or "").startswith(ON_QUOTES)]
+                if not rows:
+                    continue
+                own = (
+                    await s.execute(
+                        select(paper_fills.c.order_id, paper_fills.c.fill_id, paper_fills.c.qty,
+                               paper_fills.c.traded_at)
+                        .where(paper_fills.c.order_id.in_([r.order_id for r in rows]))
+                    )
+                ).all()  # fmt: skip
+                consumed = {
+                    side: await _consumed(s, quote.ts_code, side, quote) for side in (OrderSide.BUY, OrderSide.SELL)
+                }
+                for row in rows:
+                    fills_of = [f for f in own if f.order_id == row.order_id]
+                    if any(key in f.fill_id for f in fills_of):
+                        touched.append(row.order_id)  # matched on this quote already (a redelivery)
+                        continue
+                    last = max([row.created_at, *(f.traded_at for f in fills_of)])
+                    if quote.time < last:
+                        continue  # a quote from before the order arrived (or before its last fill)
+                    side = OrderSide(row.side)
+                    filled = sum(int(f.qty) for f in fills_of)
+                    book = self._book_fills(side, int(row.qty) - filled, row.price, quote, consumed[side])
+                    if not book:
+                        continue
+                    for f in book:
+                        consumed[side][f.price_fen] = consumed[side].get(f.price_fen, 0) + f.qty
+                    fills = [
+                        Fill(quote_fill_id(row.order_id, quote, f.level), f.qty, from_fen(f.price_fen), quote.time)
+                        for f in book
+                    ]
+                    await _insert_fills(s, row.order_id, fills)
+                    done = filled + sum(f.qty for f in book) == row.qty
+                    status = OrderStatus.FILLED if done else OrderStatus.PARTIALLY_FILLED
+                    await s.execute(
+                        update(paper_orders)
+                        .where(paper_orders.c.order_id == row.order_id)
+                        .values(status=status.value, updated_at=self.clock())
+                    )
+                    touched.append(row.order_id)
+        return touched
 
     async def _rest_for_session(
         self, order: Order, price_cap: Decimal | None, now: datetime
@@ -594,7 +906,7 @@ class PaperBroker:
         be withdrawn once its price is set (`_cancels_until`, by the order's own rules `paper_fill` if it has them):
         CancelTooLate, since a paper account must not be able to cancel a fill it can already see (the exchange
         would have filled or expired it)."""
-        if self.market_session() is None and self.fills == "session":
+        if self.market_session() is None and self.fills in ("session", "quotes"):
             async for attempt in self.db.transaction():
                 async with attempt as s:
                     row = (await s.execute(select(paper_orders).where(paper_orders.c.order_id == order_id))).first()
@@ -664,6 +976,44 @@ class PaperBroker:
                 ).all()
                 report = _report(row, fill_rows)
         return report
+
+
+async def _consumed(s: DbSession, ts_code: str, side: OrderSide, quote: LiveQuote) -> dict[int, int]:
+    """The shares per price (fen) that fills of `side` orders of `ts_code` have taken from `quote` already (its fills
+    are named by the quote's time: `quote_fill_id`), so that a level is not offered twice."""
+    rows = (
+        await s.execute(
+            select(paper_fills.c.price, func.sum(paper_fills.c.qty))
+            .join(paper_orders, paper_orders.c.order_id == paper_fills.c.order_id)
+            .where(
+                paper_orders.c.ts_code == ts_code,
+                paper_orders.c.side == side.value,
+                paper_fills.c.fill_id.like(f"%-q{quote_key(quote)}-%"),
+            )
+            .group_by(paper_fills.c.price)
+        )
+    ).all()
+    return {to_fen(Decimal(str(px))): int(total) for px, total in rows}
+
+
+def _quotes_outcome(order: Order, fills: tuple[Fill, ...], quote: LiveQuote | None) -> Outcome:
+    """What an order arriving on quotes is after its fills on arrival: filled, or (a limit order) resting with or
+    without a part filled, or (a market order) its rest cancelled."""
+    filled = sum(f.qty for f in fills)
+    if filled == order.qty:
+        return Outcome(OrderStatus.FILLED, fills)
+    if order.order_type is OrderType.LIMIT:
+        status = OrderStatus.PARTIALLY_FILLED if fills else OrderStatus.SUBMITTED
+        return Outcome(status, fills, RESTING_ON_QUOTES)
+    if quote is None:
+        reason = f"no_quote: no live quote of {order.ts_code} today for a market order to fill against; cancelled"
+    else:
+        reason = (
+            f"no_liquidity: the quote of {quote.time.astimezone(EXCHANGE_TZ).strftime('%H:%M:%S')} offered "
+            f"{filled} of {order.qty} shares within the order's bounds (its five levels, the price limits, the "
+            "price cap); the rest of a market order is cancelled"
+        )
+    return Outcome(OrderStatus.CANCELLED, fills, reason)
 
 
 async def _insert_fills(s: DbSession, order_id: str, fills: Sequence[Fill]) -> None:

@@ -7,6 +7,7 @@ Money is integer fen; a price is on the 0.01 tick. Pure numpy/int code: no I/O, 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -28,6 +29,7 @@ __all__ = [
     "REASONS",
     "REASON_CODES",
     "STATUS_NAMES",
+    "BookFill",
     "FillRules",
     "Match",
     "SessionBar",
@@ -39,6 +41,7 @@ __all__ = [
     "fillable",
     "lot_sizes",
     "lots_down",
+    "match_on_book",
     "match_order",
     "sells_paid_for",
     "size_orders",
@@ -425,3 +428,77 @@ def match_order(
     if shares == 0:
         return Match(0, 0, REASON_CODES[why])
     return Match(shares, fen, REASON_CODES[why])
+
+
+# --- one order against a quote's book (the paper broker on live or replayed quotes) -----------------------------------
+@dataclass(frozen=True)
+class BookFill:
+    """Part of an order traded at one level of a quote's book: `qty` shares at `price_fen`, the level's index (0:
+    the best)."""
+
+    level: int
+    price_fen: int
+    qty: int
+
+
+def match_on_book(
+    *,
+    side: str,
+    qty: int,
+    limit_price_fen: int | None,
+    levels: Sequence[tuple[int, int]],
+    consumed: Mapping[int, int] | None = None,
+    price_cap_fen: int | None = None,
+    up_limit: int | None = None,
+    down_limit: int | None = None,
+    lot_step: int = 100,
+    rules: FillRules | None = None,
+) -> tuple[BookFill, ...]:
+    """What `qty` shares still open of an order (`side` "buy" or "sell") take from the other side of a quote's book:
+    `levels` are its (price fen, shares) best first (the asks for a buy, the bids for a sell), `consumed` the shares
+    per price that earlier fills on the same quote have taken already (not offered again).
+
+    A buy takes the levels priced at or below its limit (`limit_price_fen`; None: a market order), its `price_cap_fen`
+    (the price its cash was reserved at) and the day's `up_limit`; a sell those at or above its limit and the day's
+    `down_limit` (with `rules.price_limits`; a level outside the band is one the exchange would not show, never
+    taken). At each level it takes at most what is left there. A fill is in whole lots of `lot_step` (the board's,
+    `board_lots`; 1 without `rules.lots`) unless it completes the order: the odd shares of a sell (a whole position's
+    odd lot, `sell_qty_error`) trade only with its last part, never alone before it. What is not filled is the
+    caller's: a limit order rests, a market order's rest is cancelled. Position, T+1 and cash are checked before
+    (execution's admission), as `match_order` leaves them to its caller."""
+    if side not in ("buy", "sell"):
+        raise ValueError(f"side must be 'buy' or 'sell', got {side!r}")
+    if qty <= 0:
+        raise ValueError(f"qty must be positive, got {qty}")
+    rules = rules or FillRules()
+    step = lot_step if rules.lots else 1
+    if step <= 0:
+        raise ValueError(f"lot_step must be positive, got {lot_step}")
+    taken = dict(consumed or {})
+    buy = side == "buy"
+    bounds = [limit_price_fen, price_cap_fen if buy else None]
+    if rules.price_limits:
+        bounds.append(up_limit if buy else down_limit)
+    known = [b for b in bounds if b is not None]
+    bound = (min(known) if buy else max(known)) if known else None
+    odd = 0 if buy else qty % step
+    remaining = qty
+    fills: list[BookFill] = []
+    for i, (px, volume) in enumerate(levels):
+        if remaining == 0:
+            break
+        if px <= 0 or volume <= 0:
+            continue
+        if bound is not None and (px > bound if buy else px < bound):
+            break  # best first: every level after it is further away
+        left = volume - taken.get(px, 0)
+        if left <= 0:
+            continue
+        # all that is left of the order, or whole lots of it keeping back the odd shares of a sell for its last part
+        got = remaining if left >= remaining else (min(left, remaining - odd) // step) * step
+        if got <= 0:
+            continue
+        fills.append(BookFill(i, px, got))
+        taken[px] = taken.get(px, 0) + got
+        remaining -= got
+    return tuple(fills)

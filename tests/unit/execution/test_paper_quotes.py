@@ -202,3 +202,79 @@ async def test_a_malformed_or_missing_bar_fails_closed(bars: Any) -> None:
     quotes, _ = _session_quotes(_answer(), bars)
     with pytest.raises(BrokerUnavailable, match="2024-03-04"):
         await quotes.session("600000.SH", SESSION)
+
+
+LIVE = {
+    "ts_code": "600000.SH",
+    "time": "2024-12-31T10:00:03+08:00",
+    "last": "10.00",
+    "open": "9.90",
+    "high": "10.05",
+    "low": "9.88",
+    "pre_close": "9.95",
+    "volume": 120000,
+    "amount": "1200000.00",
+    "bid": [{"price": "9.99", "volume": 300}],
+    "ask": [{"price": "10.01", "volume": 500}, {"price": "10.02", "volume": 800}],
+    "limit_up": "10.95",
+    "limit_down": "8.96",
+    "source": "replay",
+    "as_of": "2024-12-31T10:00:03+08:00",
+    "age_s": 1.5,
+}
+
+
+class _LiveClient:
+    def __init__(self, status: int, body: Any) -> None:
+        self.status, self.body = status, body
+
+    async def request(self, method: str, path: str, headers: dict[str, str]) -> httpx.Response:
+        assert (method, path) == ("GET", "/v1/quotes/600000.SH/live")
+        return httpx.Response(self.status, json=self.body)
+
+
+class _LiveDirectory:
+    def __init__(self, status: int, body: Any) -> None:
+        self.status, self.body = status, body
+
+    def client(self, name: str) -> _LiveClient:
+        assert name == "data"
+        return _LiveClient(self.status, self.body)
+
+
+def _live(status: int, body: Any) -> PaperQuotes:
+    return PaperQuotes(cast(ServiceDirectory, _LiveDirectory(status, body)), "unit-secret-0123456789abcdef0123")
+
+
+async def test_the_live_quote_read_on_a_miss_is_the_data_services_and_fails_closed() -> None:
+    quote = await _live(200, LIVE).live("600000.SH")
+    assert quote is not None
+    assert [(lv.price, lv.volume) for lv in quote.ask] == [(Decimal("10.01"), 500), (Decimal("10.02"), 800)]
+    assert quote.limit_up == Decimal("10.95")
+    # no feed has quoted it, or the feed is off: no quote (the order rests, a market order is cancelled)
+    for code in ("no_live_quote", "quotes_feed_off"):
+        assert await _live(503, {"code": code, "message": "m"}).live("600000.SH") is None
+    # the quotes store down, or a data service failing: unavailable, never a made-up quote
+    for status, code in ((503, "quotes_unavailable"), (500, "internal_error")):
+        with pytest.raises(BrokerUnavailable):
+            await _live(status, {"code": code, "message": "m"}).live("600000.SH")
+    with pytest.raises(BrokerUnavailable):
+        await _live(200, {**LIVE, "ask": "not levels"}).live("600000.SH")
+
+
+def test_the_latest_live_quote_held_is_the_newest_of_its_day_and_a_replay_may_go_back_a_day() -> None:
+    from services.execution.brokers.paper import LiveQuotes
+    from shared.platform.events import LiveQuote
+
+    def at(moment: str) -> LiveQuote:
+        fields = {k: v for k, v in LIVE.items() if k not in ("as_of", "age_s")}
+        return LiveQuote.model_validate({**fields, "time": moment})
+
+    held = LiveQuotes()
+    assert held.put(at("2024-12-31T10:00:03+08:00"))
+    assert not held.put(at("2024-12-31T10:00:00+08:00"))  # an older round of the day (reordered): not kept
+    assert not held.put(at("2024-12-31T10:00:03+08:00"))  # the same again
+    assert held.put(at("2024-12-31T10:00:06+08:00"))
+    assert held.put(at("2024-12-30T09:31:00+08:00"))  # a replay moved back to an earlier session
+    got = held.get("600000.SH")
+    assert got is not None and got.time.isoformat() == "2024-12-30T09:31:00+08:00"

@@ -256,6 +256,11 @@ def test_make_run_replays_the_demo_market_at_its_last_session_unless_told_otherw
     demo = demo_clock(settings, {})
     assert (demo.market_clock, demo.replay_session) == ("replay", date(2024, 12, 31))
     assert demo.internal_secret == settings.internal_secret  # the same settings otherwise
+    # the desk's orders are matched against the replay feed's quotes, unless LH_PAPER_FILLS or the feed say otherwise
+    assert demo.paper_fills == "quotes" != settings.paper_fills
+    assert demo_clock(settings, {"LH_PAPER_FILLS": "session"}).paper_fills == settings.paper_fills
+    bridged = Settings(_env_file=None, mode=Mode.STANDALONE, quotes_feed="bridge")  # type: ignore[call-arg]
+    assert demo_clock(bridged, {}).paper_fills == bridged.paper_fills
     # a demo ending on a Sunday parks at the Friday before; an explicit clock or Tushare data is left alone
     sunday = Settings(_env_file=None, mode=Mode.STANDALONE, demo_end="2024-12-29")  # type: ignore[call-arg]
     assert demo_clock(sunday, {}).replay_session == date(2024, 12, 27)

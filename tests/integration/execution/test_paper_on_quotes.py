@@ -1,0 +1,255 @@
+"""The paper broker on live quotes (LH_PAPER_FILLS=quotes) with the real MariaDB and RabbitMQ: execution hears
+`quotes.snapshot` on a queue of its own and matches a resting limit order against each round (partly, then fully);
+an order arriving when a quote is held is matched against it at once; a round delivered twice fills nothing twice
+(trades and events recorded once). Expected fills are worked out by hand from the quoted levels. Each test has
+databases of its own: a resting order of another test would take its place in the book's time priority."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from services.execution.store import trades
+from shared.platform.bus.amqp import AmqpBus
+from shared.platform.clock import EXCHANGE_TZ, ReplayClock, utcnow
+from shared.platform.events import Envelope, LiveQuote, QuoteLevel, QuotesSnapshot, make_event
+from shared.platform.settings import Settings
+from tests.conftest import Backing
+from tests.integration.execution.order_path_harness import (
+    Fleet,
+    event_log,
+    fleet,
+    limit_buy,
+    signed_order,
+    trader,
+    until,
+)
+
+
+def live(at: datetime, asks: list[tuple[str, int]], bids: list[tuple[str, int]] | None = None) -> LiveQuote:
+    """600000.SH quoted at `at` (pre_close 10.00: limits 11.00 / 9.00) with these asks (and bids)."""
+    return LiveQuote(
+        ts_code="600000.SH",
+        time=at.astimezone(EXCHANGE_TZ),
+        last=Decimal("10.00"),
+        open=Decimal("10.00"),
+        high=Decimal("10.05"),
+        low=Decimal("9.95"),
+        pre_close=Decimal("10.00"),
+        volume=100_000,
+        amount=Decimal("1000000.00"),
+        bid=tuple(QuoteLevel(price=Decimal(p), volume=v) for p, v in (bids or [("9.98", 1000)])),
+        ask=tuple(QuoteLevel(price=Decimal(p), volume=v) for p, v in asks),
+        limit_up=Decimal("11.00"),
+        limit_down=Decimal("9.00"),
+        source="replay",
+    )
+
+
+def snapshot(quote: LiveQuote) -> Envelope:
+    return make_event("quotes.snapshot", QuotesSnapshot(as_of=quote.time, source="replay", quotes=(quote,)),
+                      source="data")  # fmt: skip
+
+
+@asynccontextmanager
+async def feed(settings: Settings) -> AsyncIterator[AmqpBus]:
+    bus = AmqpBus(settings.amqp_url, namespace=settings.bus_namespace, source="data")
+    await bus.start()
+    try:
+        yield bus
+    finally:
+        await bus.close()
+
+
+async def order(f: Fleet, who: Any, order_id: str) -> dict[str, Any]:
+    answer = await f.execution.get(f"/v1/orders/{order_id}", headers=f.headers(who))
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+async def test_a_resting_limit_buy_fills_partly_then_fully_on_quotes_and_a_redelivered_round_fills_nothing_twice(
+    backing: Backing,
+) -> None:
+    settings = backing.settings(scope="paperquotes1", paper_fills="quotes")
+    who = trader()
+    async with fleet(settings) as f, event_log(settings) as events, feed(settings) as bus:
+        placed = await f.execution.post("/v1/orders", json=signed_order(settings, limit_buy(who, qty=1000)),
+                                        headers=f.headers(who))  # fmt: skip
+        assert placed.status_code == 201, placed.text
+        order_id = placed.json()["order_id"]
+        assert placed.json()["status"] == "submitted"  # no quote yet: it rests
+
+        # round 1: 300 offered at 10.00 (its limit), 5,000 at 10.01 (above it): 300 fill, 700 rest
+        t1 = utcnow() + timedelta(seconds=1)
+        first = snapshot(live(t1, [("10.00", 300), ("10.01", 5000)]))
+        await bus.publish(first)
+        await until(lambda: _status(f, who, order_id, "partially_filled"), what="the first partial fill")
+        await bus.publish(first)  # delivered again
+
+        # round 2: 200 at 9.99 and 1,000 at 10.00: the 700 left take 200 at 9.99 and 500 at 10.00
+        t2 = t1 + timedelta(seconds=3)
+        second = snapshot(live(t2, [("9.99", 200), ("10.00", 1000), ("10.01", 900)]))
+        await bus.publish(second)
+        await until(lambda: _status(f, who, order_id, "filled"), what="the order filled")
+        await bus.publish(second)
+        await bus.publish(first)
+        await asyncio.sleep(1.0)  # the redeliveries handled (nothing to wait for: they change nothing)
+
+        body = await order(f, who, order_id)
+        assert (body["status"], body["filled_qty"]) == ("filled", 1000)
+        # 300 x 10.00 + 200 x 9.99 + 500 x 10.00 = 9,998.00 over 1,000 shares
+        assert Decimal(body["avg_fill_price"]) == Decimal("9.998")
+        listed = await f.store.list_trades(account_id=who.account_id, order_id=order_id, limit=10)
+        assert sorted((t.qty, t.price) for t in listed) == [(200, Decimal("9.99")), (300, Decimal("10.00")),
+                                                            (500, Decimal("10.00"))]  # fmt: skip
+        assert await f.store.count(trades, order_id=order_id) == 3
+        await until(lambda: events.types_of(order_id).count("trade.executed") == 3, what="three trade events")
+        await asyncio.sleep(0.5)
+        kinds = events.types_of(order_id)
+        assert kinds.count("trade.executed") == 3
+        assert kinds.count("order.filled") == 1
+        assert kinds.count("order.partially_filled") >= 1
+
+
+async def test_an_order_arriving_takes_what_the_latest_quote_left_and_a_market_buys_rest_is_cancelled(
+    backing: Backing,
+) -> None:
+    settings = backing.settings(scope="paperquotes2", paper_fills="quotes")
+    who = trader()
+    async with fleet(settings) as f, feed(settings) as bus:
+        # a resting order takes 400 of the 600 offered at 10.00 on this round
+        resting = await f.execution.post("/v1/orders", json=signed_order(settings, limit_buy(who, qty=400)),
+                                         headers=f.headers(who))  # fmt: skip
+        resting_id = resting.json()["order_id"]
+        quote = live(utcnow() + timedelta(seconds=1), [("10.00", 600), ("10.02", 300)])
+        await bus.publish(snapshot(quote))
+        await until(lambda: _status(f, who, resting_id, "filled"), what="the resting order filled")
+        # a limit buy of 1,000 at 10.00 arriving now: only the 200 left at 10.00 (10.02 is above it); 800 rest
+        arriving = await f.execution.post("/v1/orders", json=signed_order(settings, limit_buy(who, qty=1000)),
+                                          headers=f.headers(who))  # fmt: skip
+        body = arriving.json()
+        assert (body["status"], body["filled_qty"]) == ("partially_filled", 200)
+        # a market buy of 500 capped at the limit-up (11.00): 200 left at 10.02 ... none at 10.00 (taken), so 300
+        # at 10.02 and its other 200 cancelled (no more levels)
+        market = limit_buy(who, qty=500, order_type="market", price=None)
+        answer = await f.execution.post("/v1/orders", json=signed_order(settings, market), headers=f.headers(who))
+        assert answer.status_code == 201, answer.text
+        body = answer.json()
+        assert (body["status"], body["filled_qty"]) == ("cancelled", 300)
+        assert Decimal(body["avg_fill_price"]) == Decimal("10.02")
+        assert body["reason"].startswith("no_liquidity")
+
+
+async def _status(f: Fleet, who: Any, order_id: str, status: str) -> bool:
+    return bool((await order(f, who, order_id))["status"] == status)
+
+
+async def test_a_fill_execution_could_not_record_is_recorded_with_the_next_round_and_a_cancel_ends_the_rest(
+    backing: Backing,
+) -> None:
+    settings = backing.settings(scope="paperquotes3", paper_fills="quotes")
+    who = trader()
+    async with fleet(settings) as f, feed(settings) as bus:
+        placed = await f.execution.post("/v1/orders", json=signed_order(settings, limit_buy(who, qty=1000)),
+                                        headers=f.headers(who))  # fmt: skip
+        order_id = placed.json()["order_id"]
+        desk = f.execution_app.state.desk
+        broker = f.execution_app.state.broker
+        real_apply = desk.store.apply_report
+        failures = {"left": 1}
+
+        async def apply_once_failing(*args: Any, **kwargs: Any) -> Any:
+            if failures["left"]:
+                failures["left"] -= 1
+                raise ConnectionError("injected: the database went away while recording")
+            return await real_apply(*args, **kwargs)
+
+        desk.store.apply_report = apply_once_failing
+        t1 = utcnow() + timedelta(seconds=1)
+        await bus.publish(snapshot(live(t1, [("10.00", 300)])))
+
+        async def booked(n: int) -> bool:
+            report = await broker.report(order_id)
+            return report is not None and len(report.fills) == n
+
+        await until(lambda: booked(1), what="the paper book's first fill")
+        await until(lambda: failures["left"] == 0, what="the injected failure")
+        # the broker's book has it, execution not yet
+        assert (await order(f, who, order_id))["filled_qty"] == 0
+        assert await f.store.count(trades, order_id=order_id) == 0
+
+        # the next round: 200 more at 9.99; both fills are recorded now (300 + 200)
+        await bus.publish(snapshot(live(t1 + timedelta(seconds=3), [("9.99", 200)])))
+        await until(lambda: _filled(f, who, order_id, 500), what="both fills recorded")
+        assert await f.store.count(trades, order_id=order_id) == 2
+
+        # the trader cancels the 500 still resting: a later round that offers plenty fills nothing of it
+        cancelled = await f.execution.post(f"/v1/orders/{order_id}/cancel", headers=f.headers(who))
+        assert cancelled.status_code == 200, cancelled.text
+        assert (cancelled.json()["status"], cancelled.json()["filled_qty"]) == ("cancelled", 500)
+        await bus.publish(snapshot(live(t1 + timedelta(seconds=6), [("9.90", 100_000)])))
+        await asyncio.sleep(1.0)
+        assert await f.store.count(trades, order_id=order_id) == 2
+        report = await broker.report(order_id)
+        assert report is not None and len(report.fills) == 2
+
+
+async def _filled(f: Fleet, who: Any, order_id: str, qty: int) -> bool:
+    return bool((await order(f, who, order_id))["filled_qty"] == qty)
+
+
+async def test_on_a_replay_clock_an_instance_order_still_fills_on_its_bar_while_a_persons_fills_on_the_quotes(
+    tmp_path: Path,
+) -> None:
+    """Standalone's `make run` mode (a replay clock, LH_PAPER_FILLS=quotes): a strategy instance's order is matched
+    on the session's bar by its own rules as before (2024-03-04's close, 10.50), a person's limit order on quotes."""
+    from tests.integration.execution.order_path_harness import headers
+    from tests.integration.execution.test_execution_replay import (
+        CLOSE_FILLS,
+        STRATEGY,
+        instance_order,
+        replay,
+    )
+
+    clock = ReplayClock(date(2024, 3, 4))
+    ida = trader()
+    async with replay(tmp_path, clock, paper_fills="quotes") as r:
+        mine = await r.place(ida, client_order_id="q-1", ts_code="600000.SH", side="buy", order_type="limit",
+                             qty=200, price="10.30")  # fmt: skip
+        assert mine.status_code == 201, mine.text
+        order_id = mine.json()["order"]["order_id"]
+        assert mine.json()["order"]["status"] == "submitted"  # no quote yet: it rests (no bar fill at the open)
+
+        instance = r.strategy.add(ida.account_id)
+        placed = await r.risk.post(
+            "/v1/orders", json=r.strategy.order(instance_order(instance)), headers=headers(r.settings, STRATEGY)
+        )
+        assert placed.status_code == 201, placed.text
+        theirs = placed.json()["order"]
+        assert (theirs["status"], theirs["filled_qty"], theirs["avg_fill_price"]) == ("filled", 100, "10.50")
+        assert theirs["paper_fill"] == CLOSE_FILLS
+
+        # a round quoting 100 at 10.30 and 500 at 10.31: Ida's order takes the 100 at 10.30; 100 rest
+        quote = live(clock.now() + timedelta(seconds=1), [("10.30", 100), ("10.31", 500)])
+        await r.bus.publish(snapshot(quote.model_copy(update={"limit_up": Decimal("11.00")})))
+
+        async def partly() -> bool:
+            body = await r.get(ida, f"/v1/orders/{order_id}")
+            return bool(body["status"] == "partially_filled" and body["filled_qty"] == 100)
+
+        await until(partly, what="Ida's order partly filled on the quote")
+        body = await r.get(ida, f"/v1/orders/{order_id}")
+        assert body["avg_fill_price"] == "10.30"
+
+        # the replay moves on: the rest of the day order expires with its session, its fill stays
+        moved = await r.next_session("2024-03-05")
+        assert moved.status_code == 200, moved.text
+        after = await r.get(ida, f"/v1/orders/{order_id}")
+        assert (after["status"], after["filled_qty"]) == ("cancelled", 100)
+        assert after["reason"] == "expired: a day order still open at the close of 2024-03-04 (15:00 Asia/Shanghai)"
