@@ -86,7 +86,7 @@ async def get_live_quotes(
     request: Request,
     codes: Annotated[
         str,
-        Query(max_length=LIVE_BULK_MAX * 10, description="comma-separated ts_codes, up to 500 (repeats counted once)"),
+        Query(max_length=LIVE_BULK_MAX * 12, description="comma-separated ts_codes, up to 500 (repeats counted once)"),
     ],
 ) -> LiveQuotesOut:
     """The latest real-time quote of each code, in one read (positions are valued this way: not a request a code).
