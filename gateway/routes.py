@@ -112,6 +112,7 @@ ROUTES: tuple[ProxyRoute, ...] = (
     _r("GET", "/v1/backtests", "backtest", VIEWER, "backtests"),
     _r("POST", "/v1/backtests/{backtest_id}/cancel", "backtest", TRADER, "backtests"),
     _r("GET", "/v1/backtests/{backtest_id}/trades", "backtest", VIEWER, "backtests"),
+    _r("GET", "/v1/backtests/{backtest_id}/tca", "backtest", VIEWER, "backtests"),  # cost analysis (docs/tca.md)
     _r("GET", "/v1/backtests/{backtest_id}/report", "backtest", VIEWER, "backtests"),
     _r("GET", "/v1/backtests/{backtest_id}/report.html", "backtest", VIEWER, "backtests", streamed=True),
     _r("GET", "/v1/backtests/{backtest_id}", "backtest", VIEWER, "backtests"),
