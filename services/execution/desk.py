@@ -33,7 +33,7 @@ from services.execution.corporate import ExDateSource, RatiosUnavailable, plan_a
 from services.execution.lifecycle import InconsistentReport
 from services.execution.live_quotes import DataServiceQuotes, HeldQuotes, LiveQuote, LiveQuotesUnavailable
 from services.execution.metrics import ExecutionMetrics
-from services.execution.positions import Holding, holdings
+from services.execution.positions import holdings
 from services.execution.schemas import OrderSubmission, RiskSnapshotOut
 from services.execution.sessions import expiry_reason, last_close
 from services.execution.store import (
@@ -636,13 +636,6 @@ class OrderDesk:
             strategy_instance_id=strategy_instance_id,
             limit=limit,
         )
-
-    async def positions(self, principal: Principal, account_id: str | None) -> list[Holding]:
-        """The positions of `account_id` (services and admins only) or else of the caller's own account."""
-        account = self._named_account(principal, account_id, "positions")
-        session = await self.order_session(self.clock())  # sellable: in the session of a sell placed now
-        lots, open_sells = await self.store.position_inputs(account, session.day, session.opens_after)
-        return holdings(lots, open_sells, today=session.day, opens_after=session.opens_after)
 
     # --- positions valued, the account summed up, cost analysis ---------------------------------------
 
