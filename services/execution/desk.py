@@ -76,6 +76,7 @@ RECONCILE_INTERVAL_S = 15.0
 OPEN_ORDERS_PAGE = 500  # the store's page of open orders (open_orders_created_before's limit)
 RECONCILE_GRACE_S = 10.0
 CALENDAR_LOOKBACK = timedelta(days=30)  # the trading days read back from today to find the last closed session
+ARRIVAL_WAIT_S = 1.0  # the longest an order's creation waits for the last close it arrives at (docs/tca.md)
 CATCH_UP_ROUNDS = 31  # corporate actions then matching, a session at a time, over at most the lookback's sessions
 
 
@@ -266,9 +267,14 @@ class OrderDesk:
         if self.quotes is None:
             return None
         try:
-            quote = await (self.quotes.latest(ts_code) if replayed is None else self.quotes.latest(ts_code, replayed))
-        except (BrokerUnavailable, MarketDataError) as exc:
-            log.warning("an order has no arrival price", extra={"ts_code": ts_code, "error": str(exc)})
+            # held in memory; a reload of the reference data (one request per data version) is waited for briefly:
+            # the order is not held up for a benchmark
+            async with asyncio.timeout(ARRIVAL_WAIT_S):
+                quote = await (
+                    self.quotes.latest(ts_code) if replayed is None else self.quotes.latest(ts_code, replayed)
+                )
+        except (BrokerUnavailable, MarketDataError, TimeoutError) as exc:
+            log.warning("an order has no arrival price", extra={"ts_code": ts_code, "error": repr(exc)})
             return None
         if quote is None or quote.last_close is None or quote.last_trade_date is None:
             return None

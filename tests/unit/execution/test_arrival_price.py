@@ -4,12 +4,15 @@ neither can be had."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from prometheus_client import CollectorRegistry
 
+from services.execution import desk as desk_module
 from services.execution.brokers.base import BrokerUnavailable
 from services.execution.brokers.paper import PaperQuote
 from services.execution.desk import OrderDesk
@@ -25,10 +28,13 @@ NOW = datetime(2026, 12, 7, 10, 30, tzinfo=EXCHANGE_TZ)
 
 
 class Closes:
-    def __init__(self, fail: bool = False) -> None:
+    def __init__(self, fail: bool = False, hang: bool = False) -> None:
         self.fail = fail
+        self.hang = hang
 
     async def latest(self, ts_code: str, session: date | None = None) -> PaperQuote | None:
+        if self.hang:
+            await asyncio.Event().wait()  # a data service that never answers
         if self.fail:
             raise BrokerUnavailable("the data service is down (test)")
         return PaperQuote(last_close=Decimal("9.90"), suspended=False, last_trade_date=date(2026, 12, 4))
@@ -72,6 +78,9 @@ async def test_without_a_live_quote_of_today_the_last_close() -> None:
     assert await _desk(Closes(), HeldQuotes())._arrival("000001.SZ", NOW) is not None  # another code: its close
 
 
-async def test_with_neither_there_is_no_arrival_and_nothing_fails() -> None:
+async def test_with_neither_there_is_no_arrival_and_nothing_fails(monkeypatch: pytest.MonkeyPatch) -> None:
     assert await _desk(Closes(fail=True), HeldQuotes())._arrival(CODE, NOW) is None
     assert await _desk(None, HeldQuotes())._arrival(CODE, NOW) is None
+    # a data service that hangs holds the order up no longer than the wait
+    monkeypatch.setattr(desk_module, "ARRIVAL_WAIT_S", 0.05)
+    assert await _desk(Closes(hang=True), HeldQuotes())._arrival(CODE, NOW) is None
