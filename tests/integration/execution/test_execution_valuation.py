@@ -72,9 +72,14 @@ class LiveReads:
                              "as_of": at.isoformat(), "age_s": 0.0}  # fmt: skip
 
 
-async def _submit(f: Fleet, principal: Principal, **terms: Any) -> dict[str, Any]:
+RISK = Principal("svc:risk", "service")  # forwards a strategy instance's orders
+
+
+async def _submit(f: Fleet, principal: Principal, *, sender: Principal | None = None, **terms: Any) -> dict[str, Any]:
     answer = await f.execution.post(
-        "/v1/orders", json=signed_order(f.settings, limit_buy(principal, **terms)), headers=f.headers(principal)
+        "/v1/orders",
+        json=signed_order(f.settings, limit_buy(principal, **terms)),
+        headers=f.headers(sender or principal),
     )
     assert answer.status_code == 201, answer.text
     body: dict[str, Any] = answer.json()
@@ -219,8 +224,23 @@ async def test_cost_analysis_of_filled_orders(backing: Backing) -> None:
         assert (group["interval_orders"], group["slippage_vs_interval_bps"]) == (1, "-99.01")
         assert (group["filled_amount"], group["fees"], group["fees_bps"]) == ("11000.00", "10.11", "9.19")
         assert summary["total"]["slippage_vs_arrival_bps"] == "-18.15" and summary["truncated"] is False
+        # a strategy instance's order: sold 100 of the first buy's at the close, 10.00, arriving at the live 10.02:
+        # 10.02 x 100 - 1,000.00 = +2.00 (got less), 200 / 100,200 x 10,000 = 19.96
+        instance = "0123456789abcdef0123456789abcdef"
+        await _traded_a_week_ago(f, bo.account_id)
+        third = await _submit(f, bo, side="sell", qty=100, price="10.00", strategy_instance_id=instance, sender=RISK)
+        assert third["status"] == "filled"
         by_instance = await _get(f, bo, "/v1/tca/summary", by="instance")
-        assert [(g["key"], g["orders"]) for g in by_instance["groups"]] == [(None, 2)]  # a person's orders
+        assert [(g["key"], g["orders"], g["slippage_vs_arrival_bps"]) for g in by_instance["groups"]] == [
+            (None, 2, "-18.15"),  # people's orders
+            (instance, 1, "19.96"),
+        ]
+        mine = await _get(f, bo, "/v1/tca/orders", strategy_instance_id=instance)
+        assert [a["order_id"] for a in mine] == [third["order_id"]]
+        # the days: all of them today; none from tomorrow
+        today = datetime.now(UTC).astimezone(EXCHANGE_TZ).date()
+        assert len(await _get(f, bo, "/v1/tca/orders", start=today.isoformat(), end=today.isoformat())) == 3
+        assert await _get(f, bo, "/v1/tca/orders", start=(today + timedelta(days=1)).isoformat()) == []
 
         # one order, and another trader sees none of these
         assert [a["order_id"] for a in await _get(f, bo, "/v1/tca/orders", order_id=second["order_id"])] == [
