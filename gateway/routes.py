@@ -72,7 +72,10 @@ ROUTES: tuple[ProxyRoute, ...] = (
     _r("GET", "/v1/trades", "execution", VIEWER, "orders"),
     _r("GET", "/v1/positions", "execution", VIEWER, "orders"),
     _r("GET", "/v1/positions/adjustments", "execution", VIEWER, "orders"),  # corporate actions applied
-    _r("GET", "/v1/account", "execution", VIEWER, "orders"),
+    _r("GET", "/v1/account", "execution", VIEWER, "orders"),  # cash and the summary: value, P&L
+    # transaction cost analysis (docs/tca.md): one's own account's orders, an admin's all
+    _r("GET", "/v1/tca/orders", "execution", VIEWER, "orders"),
+    _r("GET", "/v1/tca/summary", "execution", VIEWER, "orders"),
     _r("POST", "/v1/account/cash", "execution", ADMIN, "orders", body=True),
     _r("GET", "/v1/account/paper-settings", "execution", VIEWER, "orders"),
     _r("POST", "/v1/account/paper-settings", "execution", ADMIN, "orders", body=True),
@@ -92,6 +95,7 @@ ROUTES: tuple[ProxyRoute, ...] = (
     _r("GET", "/v1/calendar", "data", VIEWER, "market data"),
     _r("GET", "/v1/indexes/{ts_code}/constituents", "data", VIEWER, "market data"),
     _r("GET", "/v1/indexes/{ts_code}/bars", "data", VIEWER, "market data"),
+    _r("GET", "/v1/quotes/live", "data", VIEWER, "market data"),  # several codes' live quotes in one read
     _r("GET", "/v1/quotes/{ts_code}", "data", VIEWER, "market data"),
     _r("GET", "/v1/quotes/{ts_code}/live", "data", VIEWER, "market data"),  # real-time (docs/quotes.md)
     _r("GET", "/v1/quotes/{ts_code}/bars", "data", VIEWER, "market data"),
@@ -108,6 +112,7 @@ ROUTES: tuple[ProxyRoute, ...] = (
     _r("GET", "/v1/backtests", "backtest", VIEWER, "backtests"),
     _r("POST", "/v1/backtests/{backtest_id}/cancel", "backtest", TRADER, "backtests"),
     _r("GET", "/v1/backtests/{backtest_id}/trades", "backtest", VIEWER, "backtests"),
+    _r("GET", "/v1/backtests/{backtest_id}/tca", "backtest", VIEWER, "backtests"),  # cost analysis (docs/tca.md)
     _r("GET", "/v1/backtests/{backtest_id}/report", "backtest", VIEWER, "backtests"),
     _r("GET", "/v1/backtests/{backtest_id}/report.html", "backtest", VIEWER, "backtests", streamed=True),
     _r("GET", "/v1/backtests/{backtest_id}", "backtest", VIEWER, "backtests"),

@@ -9,7 +9,14 @@ from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse, Response
 
 from services.backtest.deps import Backtests, Caller
-from services.backtest.schemas import BacktestAccepted, BacktestBrief, BacktestDetail, BacktestRequest, TradesPage
+from services.backtest.schemas import (
+    BacktestAccepted,
+    BacktestBrief,
+    BacktestDetail,
+    BacktestRequest,
+    BacktestTca,
+    TradesPage,
+)
 from services.backtest.store import BacktestStatus
 from shared.research.report import render_html
 
@@ -86,6 +93,26 @@ async def get_trades(
 ) -> TradesPage:
     """The trades of a succeeded backtest in execution order (sells first within a day), a page at a time."""
     return await backtests.trades(principal, backtest_id, limit=limit, offset=offset)
+
+
+@router.get(
+    "/{backtest_id}/tca",
+    response_model=BacktestTca,
+    responses={404: {"description": "`backtest_not_found`; `no_tca_data` (run before decisions were stored)"},
+               409: NOT_SUCCEEDED},
+)  # fmt: skip
+async def get_tca(
+    backtest_id: str,
+    principal: Caller,
+    backtests: Backtests,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+) -> BacktestTca:
+    """The backtest's transaction cost analysis (docs/tca.md, "Backtests"), as execution's for live orders: each
+    order's fills against its arrival price, here the close of the day the strategy decided on (a page of orders),
+    and every order by the decision's day and in all. Set beside `GET /api/v1/tca/summary` of the strategy instance
+    running it live: the gap between the backtest's modelled costs and the market's."""
+    return await backtests.tca(principal, backtest_id, limit=limit, offset=offset)
 
 
 @router.get("/{backtest_id}/report", responses={404: NOT_FOUND, 409: NOT_SUCCEEDED})

@@ -19,6 +19,7 @@ from services.backtest.store import frame_to_parquet
 from shared.platform.provenance import code_version
 from shared.research.engine import BacktestConfig, BacktestResult, run_backtest
 from shared.research.engine.portfolio import PortfolioResult, Sleeve, run_portfolio
+from shared.research.engine.result import yuan
 from shared.research.strategy import Strategy
 
 RATIO_QUANTUM = Decimal("0.00000001")
@@ -166,7 +167,42 @@ def artifacts(result: AnyResult, benchmark: pd.DataFrame | None) -> dict[str, by
         "daily": frame_to_parquet(daily_frame(result, benchmark)),
         "trades": frame_to_parquet(result.trades_frame()),
         "unfilled": frame_to_parquet(orders[orders["status"] != "filled"].reset_index(drop=True)),
+        "decisions": frame_to_parquet(decisions_frame(result)),
     }
+
+
+def _decisions(result: BacktestResult) -> pd.DataFrame:
+    """One row per order that traded: its id, code, the day it was decided on (its `created` day: the strategy's
+    turn after that day's close) and that day's close of its symbol, the price the decision saw (exact CNY string;
+    None for an order placed before the first day)."""
+    o, t = result.orders, result.trades
+    traded = set(t["order_id"].tolist())
+    rows = []
+    for order_id, sym, created in zip(o["id"].tolist(), o["sym"].tolist(), o["created"].tolist(), strict=True):
+        if order_id not in traded:
+            continue
+        rows.append(
+            {
+                "order_id": order_id,
+                "ts_code": result.codes[sym],
+                "decision_date": result.dates[created] if created >= 0 else None,
+                "decision_close": yuan(int(result.close_fen[created, sym])) if created >= 0 else None,
+            }
+        )
+    return pd.DataFrame(rows, columns=["order_id", "ts_code", "decision_date", "decision_close"])
+
+
+def decisions_frame(result: AnyResult) -> pd.DataFrame:
+    """The backtest's decisions for cost analysis (services/backtest/tca.py): `_decisions` of each sleeve, with a
+    `sleeve` column in a run of several strategies (order ids are per sleeve)."""
+    if isinstance(result, BacktestResult):
+        return _decisions(result)
+    frames = []
+    for sleeve in result.sleeves:
+        frame = _decisions(sleeve.result)
+        frame.insert(0, "sleeve", sleeve.label)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
 
 
 def equity_curve(result: AnyResult) -> list[tuple[date, Decimal]]:

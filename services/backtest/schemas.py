@@ -155,6 +155,51 @@ class TradeRow(BaseModel):
     sleeve: str | None = None  # the sleeve's label, in a run with several strategies
 
 
+class TcaGroup(BaseModel):
+    """Orders' costs added up in fen and divided once (notional-weighted bps, 2 places half-up), as execution's
+    `GET /v1/tca/summary` groups them."""
+
+    key: str | None = Field(description="the decision's day (YYYY-MM-DD); null: over every order")
+    orders: int
+    filled_amount: Decimal
+    fees: Decimal
+    fees_bps: Decimal | None
+    arrival_orders: int
+    slippage_vs_arrival: Decimal
+    slippage_vs_arrival_bps: Decimal | None
+
+
+class BacktestOrderTca(BaseModel):
+    """One order of a backtest against its decision's close (docs/tca.md, "Backtests"): slippage is a cost, positive
+    when the fills were worse (a buy paid more, a sell got less); VWAP to 4 places, bps to 2, half-up."""
+
+    sleeve: str | None = None
+    order_id: int
+    ts_code: str
+    side: str
+    decision_date: date | None = Field(description="the day the strategy decided on (null: before the first day)")
+    arrival_price: Decimal | None = Field(description="the decision day's close of the symbol")
+    first_fill_date: date
+    last_fill_date: date
+    filled_qty: int
+    filled_amount: Decimal
+    fill_vwap: Decimal
+    fees: Decimal
+    fees_bps: Decimal | None
+    slippage_vs_arrival: Decimal | None
+    slippage_vs_arrival_bps: Decimal | None
+
+
+class BacktestTca(BaseModel):
+    backtest_id: str
+    total_orders: int
+    limit: int
+    offset: int
+    orders: list[BacktestOrderTca] = Field(description="the page of orders, in the order of their first trade")
+    by_day: list[TcaGroup] = Field(description="every order, by the decision's day")
+    total: TcaGroup
+
+
 class TradesPage(BaseModel):
     backtest_id: str
     total: int

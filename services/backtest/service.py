@@ -14,18 +14,24 @@ import pandas as pd
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
+from services.backtest import tca as backtest_tca
 from services.backtest.events import JOB_QUEUE, backtest_finished
 from services.backtest.runner import PORTFOLIO_STRATEGY
 from services.backtest.schemas import (
     BacktestBrief,
     BacktestDetail,
+    BacktestOrderTca,
     BacktestRequest,
+    BacktestTca,
     EquityPoint,
+    TcaGroup,
     TradeRow,
     TradesPage,
     Universe,
 )
 from services.backtest.store import BacktestKind, BacktestRecord, BacktestStatus, BacktestStore
+from shared.core.domain import from_fen
+from shared.core.market.tca import CostSummary, cny_of_fen
 from shared.platform.bus import EventBus
 from shared.platform.errors import NotFound, ServiceError, Unavailable
 from shared.platform.internal_auth import Principal
@@ -236,6 +242,32 @@ class BacktestService:
         ]
         return TradesPage(backtest_id=backtest_id, total=len(frame), limit=limit, offset=offset, trades=rows)
 
+    async def tca(self, principal: Principal, backtest_id: str, *, limit: int, offset: int) -> BacktestTca:
+        """The backtest's transaction cost analysis (services/backtest/tca.py): its orders against their decisions'
+        closes, by the decision's day and in all."""
+        record = await self.store.get(backtest_id)
+        if record is None or not self._visible(principal, record):
+            raise NotFound("backtest_not_found", f"there is no backtest {backtest_id!r}")
+        if record.status is not BacktestStatus.SUCCEEDED:
+            raise ServiceError(
+                "backtest_not_succeeded", f"backtest {backtest_id} is {record.status.value}: it has no trades",
+                status_code=409,
+            )  # fmt: skip
+        trades = await self.store.trades_frame(backtest_id)
+        decisions = await self.store.decisions_frame(backtest_id)
+        if trades is None or decisions is None:
+            raise NotFound(
+                "no_tca_data", f"backtest {backtest_id} finished before its decisions were stored: run it again"
+            )
+        costs = await asyncio.to_thread(backtest_tca.order_costs, trades, decisions)
+        page = costs[offset : offset + limit]
+        return BacktestTca(
+            backtest_id=backtest_id, total_orders=len(costs), limit=limit, offset=offset,
+            orders=[_order_tca(c) for c in page],
+            by_day=[_tca_group(k, g) for k, g in backtest_tca.by_day(costs).items()],
+            total=_tca_group(None, backtest_tca.total(costs)),
+        )  # fmt: skip
+
     async def report(self, principal: Principal, backtest_id: str) -> ReportData:
         """The report of a succeeded backtest, built from its stored artifacts (shared.research.report)."""
         record = await self.store.get(backtest_id)
@@ -254,6 +286,27 @@ class BacktestService:
         summary = dict(record.summary)
         title = f"{record.name or record.strategy} {record.start.isoformat()} to {record.end.isoformat()}"
         return await asyncio.to_thread(_build_report, daily, trades, summary, title)
+
+
+def _tca_group(key: str | None, g: CostSummary) -> TcaGroup:
+    return TcaGroup(
+        key=key, orders=g.orders, filled_amount=from_fen(g.filled_amount_fen), fees=from_fen(g.fees_fen),
+        fees_bps=g.fees_bps, arrival_orders=g.arrival_orders,
+        slippage_vs_arrival=cny_of_fen(g.arrival_cost_fen, 2), slippage_vs_arrival_bps=g.arrival_bps,
+    )  # fmt: skip
+
+
+def _order_tca(c: backtest_tca.BacktestOrderCost) -> BacktestOrderTca:
+    cost, arrival, vwap = c.cost, c.cost.arrival, c.cost.fill_vwap_fen
+    assert vwap is not None  # a traded order
+    return BacktestOrderTca(
+        sleeve=c.sleeve, order_id=c.order_id, ts_code=c.ts_code, side=c.side, decision_date=c.decision_date,
+        arrival_price=c.decision_close, first_fill_date=c.first_fill, last_fill_date=c.last_fill,
+        filled_qty=cost.filled_qty, filled_amount=from_fen(cost.filled_amount_fen), fill_vwap=cny_of_fen(vwap),
+        fees=from_fen(cost.fees_fen), fees_bps=cost.fees_bps,
+        slippage_vs_arrival=None if arrival is None else cny_of_fen(arrival[0], 2),
+        slippage_vs_arrival_bps=cost.arrival_bps,
+    )  # fmt: skip
 
 
 def _build_report(daily: pd.DataFrame, trades: pd.DataFrame | None, summary: dict[str, Any], title: str) -> ReportData:

@@ -215,7 +215,7 @@ def create_app(
     app = create_service_app(
         "data",
         infra,
-        routers=[router, ingest_router, live_router],
+        routers=[live_router, router, ingest_router],  # /v1/quotes/live before /v1/quotes/{ts_code}
         public_routers=[bridge_router],  # the bridge authenticates by the protocol's signed hello
         lifespan=lifespan,
         readiness={"db": db.ping},

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
@@ -18,16 +18,22 @@ from services.execution.schemas import (
     LedgerEntryOut,
     OrderOut,
     OrderSubmission,
+    OrderTcaOut,
     PaperSessionIn,
     PaperSessionOut,
     PaperSettingsIn,
     PaperSettingsOut,
     PositionOut,
     RiskSnapshotOut,
+    TcaGroupOut,
+    TcaSummaryOut,
     TradeOut,
 )
+from services.execution.tca import OrderTca
+from services.execution.valuation import AccountSummary
 from shared.core.domain import OrderStatus
-from shared.platform.request_model import STRATEGY_INSTANCE_ID_PATTERN
+from shared.core.market import tca as market_tca
+from shared.platform.request_model import STRATEGY_INSTANCE_ID_PATTERN, TradeDate
 
 router = APIRouter(prefix="/v1", tags=["execution"])
 
@@ -166,17 +172,18 @@ async def list_trades(
     return [TradeOut.of(t) for t in listed]
 
 
-@router.get("/positions", response_model=list[PositionOut])
+@router.get("/positions", response_model=list[PositionOut], responses={403: {"description": "`forbidden`"}})
 async def list_positions(
     principal: CurrentPrincipal,
     desk: Desk,
     account_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
 ) -> list[PositionOut]:
-    """The caller's positions; services and admins name the account with `account_id`."""
-    return [
-        PositionOut(ts_code=h.ts_code, qty=h.qty, sellable_qty=h.sellable_qty)
-        for h in await desk.positions(principal, account_id)
-    ]
+    """The caller's positions; services and admins name the account with `account_id`. Each with its shares (held,
+    sellable, frozen by open sells, bought and sold today), its average cost, its value at the latest price (the
+    live quote when the feed has one, else the last close: `price_source`, `price_as_of`) and its P&L (realised,
+    unrealised, today). The prices are read in one request; without any, the values are null."""
+    positions, _ = await desk.valued_positions(principal, account_id)
+    return [PositionOut.of(p) for p in positions]
 
 
 @router.get("/positions/adjustments", response_model=list[AdjustmentOut])
@@ -196,14 +203,26 @@ async def list_adjustments(
     return [AdjustmentOut.of(a) for a in listed]
 
 
-def _account_out(account: AccountCash) -> AccountOut:
+def _account_out(account: AccountCash, summary: AccountSummary | None = None) -> AccountOut:
     c = account.cash
-    return AccountOut(
+    out = AccountOut(
         account_id=account.account_id,
         balance=cny(c.balance_fen),
         reserved=cny(c.reserved_fen),
         available=cny(c.available_fen),
     )
+    if summary is None:
+        return out
+    out.realised_pnl = cny(summary.realised_fen)
+    out.unpriced = summary.unpriced
+    mv, unrealised, today = summary.market_value_fen, summary.unrealised_fen, summary.pnl_today_fen
+    if mv is not None and unrealised is not None and today is not None:
+        out.market_value = cny(mv)
+        out.total_assets = cny(c.balance_fen + mv)
+        out.unrealised_pnl = cny(unrealised)
+        out.pnl_total = cny(summary.realised_fen + unrealised)
+        out.pnl_today = cny(today)
+    return out
 
 
 @router.get("/account", response_model=AccountOut, responses={404: {"description": "`account_not_found`"}})
@@ -212,9 +231,11 @@ async def get_account(
     desk: Desk,
     account_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
 ) -> AccountOut:
-    """The caller's cash; services and admins name the account with `account_id`. An account seen for the first
-    time starts with the paper opening cash (LH_PAPER_OPENING_CASH, shared settings)."""
-    return _account_out(await desk.account(principal, account_id))
+    """The caller's cash and summary (market value, total assets, P&L realised, unrealised, in total and today);
+    services and admins name the account with `account_id`. An account seen for the first time starts with the
+    paper opening cash (LH_PAPER_OPENING_CASH, shared settings)."""
+    account = await desk.account(principal, account_id)
+    return _account_out(account, await desk.account_valuation(account.account_id))
 
 
 @router.post(
@@ -316,3 +337,81 @@ async def set_paper_session(
     clock = request.app.state.infra.clock
     day = await desk.replay_session(principal, clock, body.session, rewind=body.rewind)
     return PaperSessionOut(session=day, now=clock.now())
+
+
+TcaDay = Annotated[TradeDate | None, Query(description="YYYY-MM-DD: orders created from this day (Asia/Shanghai)")]
+TcaEnd = Annotated[TradeDate | None, Query(description="YYYY-MM-DD: orders created up to this day, included")]
+SUMMARY_ROWS = 5000  # filled orders one summary reads at most (`truncated` says when more matched)
+
+
+@router.get(
+    "/tca/orders",
+    response_model=list[OrderTcaOut],
+    responses={
+        403: {"description": "`forbidden`: another account named by a person"},
+        422: {"description": "`invalid_range` (start after end), a malformed parameter"},
+    },
+)
+async def tca_orders(
+    principal: CurrentPrincipal,
+    desk: Desk,
+    start: TcaDay = None,
+    end: TcaEnd = None,
+    strategy_instance_id: InstanceFilter = None,
+    account_id: AccountFilter = None,
+    order_id: Annotated[str | None, Query(min_length=1, max_length=32, description="one order only")] = None,
+    filled_only: Annotated[bool, Query(description="only orders with fills")] = False,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> list[OrderTcaOut]:
+    """Each order's transaction cost analysis (docs/tca.md), oldest first: its arrival price (recorded when it was
+    created: the live quote, else the last close), its fills' VWAP and fees, and its slippage against the arrival
+    price and against the market's VWAP over its life (the data service's 1-minute bars), in CNY and in bps."""
+    analysed = await desk.tca_orders(
+        principal, account_id=account_id, strategy_instance_id=strategy_instance_id, start=start, end=end,
+        order_id=order_id, filled_only=filled_only, limit=limit,
+    )  # fmt: skip
+    return [OrderTcaOut.of(t) for t in analysed]
+
+
+@router.get(
+    "/tca/summary",
+    response_model=TcaSummaryOut,
+    responses={
+        403: {"description": "`forbidden`: another account named by a person"},
+        422: {"description": "`invalid_range` (start after end), `by` not day or instance"},
+    },
+)
+async def tca_summary(
+    principal: CurrentPrincipal,
+    desk: Desk,
+    by: Annotated[Literal["day", "instance"], Query(description="group by the orders' day or strategy instance")],
+    start: TcaDay = None,
+    end: TcaEnd = None,
+    strategy_instance_id: InstanceFilter = None,
+    account_id: AccountFilter = None,
+) -> TcaSummaryOut:
+    """The filled orders' costs by day or by strategy instance, and over all of them: fills, fees and slippage
+    against arrival and against the market's interval VWAP, added in fen and divided once (notional-weighted bps,
+    2 places half-up)."""
+    analysed = await desk.tca_orders(
+        principal, account_id=account_id, strategy_instance_id=strategy_instance_id, start=start, end=end,
+        filled_only=True, limit=SUMMARY_ROWS + 1,
+    )  # fmt: skip
+    truncated = len(analysed) > SUMMARY_ROWS
+    analysed = analysed[:SUMMARY_ROWS]
+
+    def key(t: OrderTca) -> str:
+        return t.day.isoformat() if by == "day" else (t.row.strategy_instance_id or "")
+
+    groups = market_tca.summarise((key(t), t.cost) for t in analysed)
+    total = market_tca.CostSummary()
+    for t in analysed:
+        total = total.add(t.cost)
+    return TcaSummaryOut(
+        by=by,
+        start=start,
+        end=end,
+        truncated=truncated,
+        groups=[TcaGroupOut.of(k or None, g) for k, g in groups.items()],
+        total=TcaGroupOut.of(None, total),
+    )

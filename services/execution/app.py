@@ -17,6 +17,7 @@ from services.execution.brokers.paper import PaperBroker, PaperQuotes
 from services.execution.brokers.qmt import QmtBroker
 from services.execution.corporate import DataServiceExDates
 from services.execution.desk import OrderDesk
+from services.execution.live_quotes import QUOTES_CONSUMER, DataServiceQuotes, HeldQuotes
 from services.execution.metrics import ExecutionMetrics
 from services.execution.store import MIGRATIONS, ExecutionStore, outbox
 from shared.core.domain import to_fen
@@ -83,6 +84,8 @@ def create_app(settings: Settings, infra: Infra | None = None, *, broker: Broker
             qmt_sync.loop.start()
             try:
                 await infra.bus.subscribe(REFERENCE_CONSUMER, ["bars.updated"], quotes.announced, durable=False)
+                # the feed's rounds: the latest price of each code, an order's arrival price (docs/tca.md)
+                await infra.bus.subscribe(QUOTES_CONSUMER, ["quotes.snapshot"], held_quotes.on_snapshot, durable=False)
                 if matches_on_bars:
 
                     async def on_bars(event: Envelope) -> None:
@@ -120,6 +123,7 @@ def create_app(settings: Settings, infra: Infra | None = None, *, broker: Broker
         metrics=bridge_metrics,
     )  # the wall clock (a hello's timestamp is checked against it), not the market clock
     qmt = QmtBroker(store, bridges)
+    held_quotes = HeldQuotes()
     app.state.db = db
     db.register_metrics(app.state.metrics_registry)
     app.state.store = store
@@ -139,6 +143,8 @@ def create_app(settings: Settings, infra: Infra | None = None, *, broker: Broker
         order_sessions=order_sessions,
         ex_dates=DataServiceExDates(infra.services, settings.internal_secret),
         qmt=qmt,
+        held_quotes=held_quotes,
+        live_quotes=DataServiceQuotes(infra.services, settings.internal_secret),
     )
     app.state.bridges = bridges
     app.state.qmt = qmt

@@ -8,13 +8,15 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
 from sqlalchemy.exc import IntegrityError
 
 from services.execution import cash as cashbook
 from services.execution import snapshot as snapshots
+from services.execution import tca
+from services.execution import valuation as valuations
 from services.execution.admission import principal_account, refusal_reason
 from services.execution.brokers.base import (
     BrokerAdapter,
@@ -29,8 +31,9 @@ from services.execution.brokers.paper import PaperBroker, PaperQuoteSource
 from services.execution.brokers.qmt import QmtBroker
 from services.execution.corporate import ExDateSource, RatiosUnavailable, plan_adjustments
 from services.execution.lifecycle import InconsistentReport
+from services.execution.live_quotes import DataServiceQuotes, HeldQuotes, LiveQuote, LiveQuotesUnavailable
 from services.execution.metrics import ExecutionMetrics
-from services.execution.positions import Holding, holdings
+from services.execution.positions import holdings
 from services.execution.schemas import OrderSubmission, RiskSnapshotOut
 from services.execution.sessions import expiry_reason, last_close
 from services.execution.store import (
@@ -44,6 +47,7 @@ from services.execution.store import (
     TradeRecord,
 )
 from services.execution.store.brokers import QMT
+from services.execution.tca import Arrival
 from shared.core.domain import IllegalTransition, OrderSide, OrderStatus, OrderType, to_fen
 from shared.platform.approval import OrderTerms
 from shared.platform.calendar import CalendarUnavailable, OrderSessions, TradingCalendar
@@ -73,6 +77,7 @@ RECONCILE_INTERVAL_S = 15.0
 OPEN_ORDERS_PAGE = 500  # the store's page of open orders (open_orders_created_before's limit)
 RECONCILE_GRACE_S = 10.0
 CALENDAR_LOOKBACK = timedelta(days=30)  # the trading days read back from today to find the last closed session
+ARRIVAL_WAIT_S = 1.0  # the longest an order's creation waits for the last close it arrives at (docs/tca.md)
 CATCH_UP_ROUNDS = 31  # corporate actions then matching, a session at a time, over at most the lookback's sessions
 
 
@@ -112,6 +117,8 @@ class OrderDesk:
         order_sessions: OrderSessions | None = None,
         ex_dates: ExDateSource | None = None,
         qmt: QmtBroker | None = None,
+        held_quotes: HeldQuotes | None = None,
+        live_quotes: DataServiceQuotes | None = None,
     ) -> None:
         self.approval_secret = approval_secret
         self.approval_ttl_s = approval_ttl_s
@@ -142,6 +149,10 @@ class OrderDesk:
         self.adjusted_through: date | None = None  # the real clock: the last session whose corporate actions ran
         self.corporate_actions_gated = False  # the last pass stopped at a session an earlier one's orders hold up
         self.first_reconcile_done = asyncio.Event()
+        # Real-time quotes: those held from the feed's events (an order's arrival price), and the data service's
+        # reads (positions' prices, the minute bars of cost analysis). None: not here (last closes only).
+        self.held_quotes = held_quotes
+        self.live_quotes = live_quotes
 
     # --- placing --------------------------------------------------------------------------------------
 
@@ -170,7 +181,13 @@ class OrderDesk:
             raise
         try:
             stored = await self.store.create_order(
-                terms, decision_id, today=session.day, opens_after=session.opens_after, price_cap=price_cap, now=now
+                terms,
+                decision_id,
+                today=session.day,
+                opens_after=session.opens_after,
+                price_cap=price_cap,
+                now=now,
+                arrival=await self._arrival(terms.ts_code, now),
             )
         except AlreadyPlaced as exc:
             # A duplicate that waited for the lock behind the first copy: the same answer as a later retry.
@@ -240,6 +257,31 @@ class OrderDesk:
                 status_code=422,
             )
         return quote.limit_up
+
+    async def _arrival(self, ts_code: str, now: datetime) -> Arrival | None:
+        """The price an order created at `now` arrives at, for cost analysis (docs/tca.md): the latest live quote
+        execution holds when it is of today's session (by the market clock), else the last close before the session
+        (the data service's reference data, held in memory). Never fails an order: None when neither is had."""
+        replayed = self.market_session()
+        today = market_today(now, replayed)
+        held = self.held_quotes.get(ts_code) if self.held_quotes is not None else None
+        if held is not None and held.time <= now and held.time.astimezone(EXCHANGE_TZ).date() == today:
+            return Arrival(held.last, tca.ARRIVAL_LIVE, held.time)
+        if self.quotes is None:
+            return None
+        try:
+            # held in memory; a reload of the reference data (one request per data version) is waited for briefly:
+            # the order is not held up for a benchmark
+            async with asyncio.timeout(ARRIVAL_WAIT_S):
+                quote = await (
+                    self.quotes.latest(ts_code) if replayed is None else self.quotes.latest(ts_code, replayed)
+                )
+        except (BrokerUnavailable, MarketDataError, TimeoutError) as exc:
+            log.warning("an order has no arrival price", extra={"ts_code": ts_code, "error": repr(exc)})
+            return None
+        if quote is None or quote.last_close is None or quote.last_trade_date is None:
+            return None
+        return tca.last_close_arrival(quote.last_close, quote.last_trade_date)
 
     async def _existing(self, terms: OrderTerms, decision_id: str, principal: Principal) -> StoredOrder | None:
         same_key, used = await self.store.find_by_key_or_decision(terms.account_id, terms.client_order_id, decision_id)
@@ -626,12 +668,105 @@ class OrderDesk:
             limit=limit,
         )
 
-    async def positions(self, principal: Principal, account_id: str | None) -> list[Holding]:
-        """The positions of `account_id` (services and admins only) or else of the caller's own account."""
+    # --- positions valued, the account summed up, cost analysis ---------------------------------------
+
+    async def _prices(self, codes: list[str], now: datetime) -> dict[str, valuations.Price]:
+        """Each code's price (docs/order-path.md, "Positions and the account"): its live quote from the data service
+        (one bulk read for all the codes) unless the last close in the store is newer, else that last close (the
+        reference data held in memory). A code with neither is left out (its value is not given)."""
+        replayed = self.market_session()
+        today = market_today(now, replayed)
+        live: dict[str, LiveQuote] = {}
+        if self.live_quotes is not None and codes:
+            try:
+                live = await self.live_quotes.live(codes)
+            except LiveQuotesUnavailable as exc:
+                log.warning("positions valued at the last close: no live quotes", extra={"error": str(exc)})
+        out: dict[str, valuations.Price] = {}
+        for code in codes:
+            close: valuations.Price | None = None
+            if self.quotes is not None:
+                try:
+                    quote = await (self.quotes.latest(code) if replayed is None else self.quotes.latest(code, replayed))
+                except (BrokerUnavailable, MarketDataError) as exc:
+                    log.warning("no last close to value a position at", extra={"ts_code": code, "error": str(exc)})
+                    quote = None
+                if quote is not None and quote.last_close is not None and quote.last_trade_date is not None:
+                    at = tca.last_close_arrival(quote.last_close, quote.last_trade_date).at
+                    close = valuations.Price(quote.last_close, valuations.LAST_CLOSE, at, quote.last_close)
+            got = live.get(code)
+            if got is not None and got.time <= now and (close is None or got.time >= close.as_of):
+                of_today = got.time.astimezone(EXCHANGE_TZ).date() == today
+                out[code] = valuations.Price(
+                    got.last, valuations.LIVE, got.time, got.pre_close if of_today else got.last
+                )
+            elif close is not None:
+                out[code] = close
+        return out
+
+    async def valued_positions(
+        self, principal: Principal, account_id: str | None
+    ) -> tuple[list[valuations.PositionValue], valuations.AccountSummary]:
+        """The positions of `account_id` (services and admins) or the caller's own, each valued, and the account's
+        market value and P&L over all its codes."""
         account = self._named_account(principal, account_id, "positions")
-        session = await self.order_session(self.clock())  # sellable: in the session of a sell placed now
-        lots, open_sells = await self.store.position_inputs(account, session.day, session.opens_after)
-        return holdings(lots, open_sells, today=session.day, opens_after=session.opens_after)
+        return await self._valuation(account)
+
+    async def _valuation(self, account: str) -> tuple[list[valuations.PositionValue], valuations.AccountSummary]:
+        now = self.clock()
+        session = await self.order_session(now)  # sellable: in the session of a sell placed now
+        lots, open_sells, costed, adjusted = await self.store.valuation_inputs(
+            account, session.day, session.opens_after
+        )
+        held = holdings(lots, open_sells, today=session.day, opens_after=session.opens_after)
+        books = valuations.books(costed, adjusted, today=self.today())
+        codes = sorted(set(valuations.codes_to_price(books)) | {h.ts_code for h in held})
+        prices = await self._prices(codes, now)
+        reserved: dict[str, int] = {}
+        for sell in open_sells:
+            reserved[sell.ts_code] = reserved.get(sell.ts_code, 0) + max(sell.remaining_qty, 0)
+        positions = [
+            valuations.value_position(
+                books.get(h.ts_code, valuations.Book(qty=h.qty, start_qty=h.qty)),
+                h,
+                reserved.get(h.ts_code, 0),
+                prices.get(h.ts_code),
+                h.ts_code,
+            )
+            for h in held
+        ]
+        return positions, valuations.summarise(books, prices)
+
+    async def account_valuation(self, account: str) -> valuations.AccountSummary:
+        """The market value and P&L of an account the caller may see (`account` as `account()` resolved it)."""
+        return (await self._valuation(account))[1]
+
+    async def tca_orders(
+        self,
+        principal: Principal,
+        *,
+        account_id: str | None,
+        strategy_instance_id: str | None,
+        start: date | None,
+        end: date | None,
+        order_id: str | None = None,
+        filled_only: bool = False,
+        limit: int,
+    ) -> list[tca.OrderTca]:
+        """Each order's cost analysis (docs/tca.md), oldest first: the caller's orders (services and admins:
+        `account_id`'s, or everyone's) created on the days from `start` to `end` (Asia/Shanghai, both included)."""
+        if start is not None and end is not None and start > end:
+            raise ServiceError("invalid_range", f"start {start} is after end {end}", status_code=422)
+        rows = await self.store.tca_rows(
+            account_id=self._listed_account(principal, account_id, "orders"),
+            strategy_instance_id=strategy_instance_id,
+            created_from=None if start is None else datetime.combine(start, time.min, EXCHANGE_TZ),
+            created_before=None if end is None else datetime.combine(end + timedelta(days=1), time.min, EXCHANGE_TZ),
+            order_id=order_id,
+            filled_only=filled_only,
+            limit=limit,
+        )
+        return await tca.analyse(rows, self.live_quotes)
 
     # --- risk's snapshot ------------------------------------------------------------------------------
 

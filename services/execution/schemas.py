@@ -9,7 +9,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from services.execution.store import AdjustmentRecord, StoredOrder, TradeRecord
-from shared.core.domain import InvalidTsCode, OrderSide, OrderStatus, OrderType, parse_ts_code
+from services.execution.tca import OrderTca
+from services.execution.valuation import PositionValue
+from shared.core.domain import InvalidTsCode, OrderSide, OrderStatus, OrderType, from_fen, parse_ts_code
+from shared.core.market import tca
 from shared.core.market.orders import price_shape_error
 from shared.core.market.rules import on_tick
 from shared.platform.approval import OrderTerms, PaperFill
@@ -114,11 +117,48 @@ class OrderOut(BaseModel):
 
 
 class PositionOut(BaseModel):
-    """A position: shares held, and how many may be sold now (T+1, less what open sell orders reserve)."""
+    """A position: shares held, and how many may be sold now (T+1, less what open sell orders reserve); its cost, its
+    value at the latest price and its P&L (docs/order-path.md, "Positions and the account"). Money in CNY; a value
+    that needs a price is null when no price could be had (`price_source` null)."""
 
     ts_code: str
     qty: int
     sellable_qty: int
+    frozen_qty: int = Field(description="shares open sell orders have reserved (promised to the broker)")
+    today_buy_qty: int = Field(description="shares bought today (not sellable before the next session: T+1)")
+    today_sell_qty: int = Field(description="shares sold today")
+    cost_basis: Decimal = Field(description="the held shares' average cost, fees in: what they cost in all")
+    avg_cost: Decimal | None = Field(description="cost_basis / qty, a share, 4 places half-up")
+    last_price: Decimal | None = Field(description="the price the position is valued at")
+    price_source: Literal["live", "last_close"] | None = Field(
+        description="`live`: the data service's latest real-time quote; `last_close`: the last close in its store "
+        "(no live quote, or an older one); null: neither could be had"
+    )
+    price_as_of: datetime | None = Field(description="the quote's time (a last close: 15:00 of its day)")
+    market_value: Decimal | None = Field(description="qty x last_price, to the fen half-up")
+    unrealised_pnl: Decimal | None = Field(description="market_value - cost_basis")
+    realised_pnl: Decimal = Field(description="what the sells realised (less their fees and the cost they took out)")
+    pnl_today: Decimal | None = Field(
+        description="market_value - the shares held at the session's start x the reference price (the live quote's "
+        "pre_close; else last_price) + the cash of today's trades"
+    )
+
+    @classmethod
+    def of(cls, p: PositionValue) -> PositionOut:
+        price = p.price
+        return cls(
+            ts_code=p.ts_code, qty=p.qty, sellable_qty=p.sellable_qty, frozen_qty=p.frozen_qty,
+            today_buy_qty=p.today_buy_qty, today_sell_qty=p.today_sell_qty, cost_basis=from_fen(p.cost_fen),
+            avg_cost=p.avg_cost, last_price=None if price is None else price.price,
+            price_source=None if price is None else price.source,  # type: ignore[arg-type]
+            price_as_of=None if price is None else price.as_of, market_value=_cny(p.market_value_fen),
+            unrealised_pnl=_cny(p.unrealised_fen), realised_pnl=from_fen(p.realised_fen),
+            pnl_today=_cny(p.pnl_today_fen),
+        )  # fmt: skip
+
+
+def _cny(fen: int | None) -> Decimal | None:
+    return None if fen is None else from_fen(fen)
 
 
 class AdjustmentOut(BaseModel):
@@ -188,13 +228,22 @@ class TradeOut(BaseModel):
 
 class AccountOut(BaseModel):
     """An account's cash in CNY (decimal strings): the ledger's balance, what open buys reserve (unfilled qty x
-    price cap, plus fees), and what is available for new buys and withdrawals."""
+    price cap, plus fees), and what is available for new buys and withdrawals; and its summary: the market value of
+    its positions (each at its latest price, as `GET /v1/positions` values them), total assets and P&L. The
+    figures that need prices are null when a position has none (`unpriced` names the codes)."""
 
     account_id: str
     currency: str = "CNY"
     balance: str
     reserved: str
     available: str
+    market_value: str | None = Field(default=None, description="the positions' value at their latest prices")
+    total_assets: str | None = Field(default=None, description="balance + market_value")
+    realised_pnl: str | None = Field(default=None, description="over every code, closed positions included")
+    unrealised_pnl: str | None = Field(default=None, description="market_value - the positions' cost basis")
+    pnl_total: str | None = Field(default=None, description="realised_pnl + unrealised_pnl")
+    pnl_today: str | None = Field(default=None, description="the sum of the positions' pnl_today (sold-out codes too)")
+    unpriced: list[str] = Field(default_factory=list, description="codes held that no price could be had for")
 
 
 class SnapshotOrderOut(BaseModel):
@@ -362,3 +411,97 @@ class BridgeOut(BaseModel):
     account_status: int | None = Field(description="MiniQMT's account status code (0 ok, 6 closed, ...)")
     trading: TradingSwitchOut
     last_reconciliation: ReconciliationOut | None
+
+
+class OrderTcaOut(BaseModel):
+    """One order's cost analysis (docs/tca.md). Prices and amounts in CNY; VWAPs to 4 places and bps to 2, half-up;
+    slippage is a cost: positive when the fills were worse than the benchmark (a buy paid more, a sell got less)."""
+
+    order_id: str
+    client_order_id: str
+    account_id: str
+    strategy_instance_id: str | None
+    ts_code: str
+    side: OrderSide
+    order_type: str
+    qty: int
+    status: str
+    created_at: datetime
+    day: date = Field(description="the exchange date of its creation: the day it counts in")
+    arrival_price: Decimal | None
+    arrival_source: Literal["live", "last_close"] | None = Field(
+        description="`live`: the latest real-time quote execution held at creation; `last_close`: the last close "
+        "(no live quote of the day); null: none recorded"
+    )
+    arrival_at: datetime | None = Field(description="the arrival quote's time (a last close: 15:00 of its day)")
+    filled_qty: int
+    filled_amount: Decimal
+    fill_vwap: Decimal | None
+    fees: Decimal
+    fees_bps: Decimal | None = Field(description="fees / filled_amount x 10,000")
+    slippage_vs_arrival: Decimal | None = Field(description="CNY, to the fen: (fill VWAP - arrival) x qty, signed")
+    slippage_vs_arrival_bps: Decimal | None
+    interval_start: datetime | None
+    interval_end: datetime | None = Field(description="its last fill")
+    interval_vwap: Decimal | None = Field(description="the market's VWAP over the interval's 1-minute bars")
+    slippage_vs_interval: Decimal | None
+    slippage_vs_interval_bps: Decimal | None
+    interval_note: str | None = Field(description="why there is no interval VWAP (null: there is one)")
+
+    @classmethod
+    def of(cls, t: OrderTca) -> OrderTcaOut:
+        r, c = t.row, t.cost
+        arrival, interval = c.arrival, c.interval
+        vwap = c.fill_vwap_fen
+        return cls(
+            order_id=r.order_id, client_order_id=r.client_order_id, account_id=r.account_id,
+            strategy_instance_id=r.strategy_instance_id, ts_code=r.ts_code, side=r.side, order_type=r.order_type,
+            qty=r.qty, status=r.status, created_at=r.created_at, day=t.day, arrival_price=r.arrival_price,
+            arrival_source=r.arrival_source,  # type: ignore[arg-type]
+            arrival_at=r.arrival_at, filled_qty=r.filled_qty, filled_amount=r.filled_amount,
+            fill_vwap=None if vwap is None else tca.cny_of_fen(vwap), fees=r.fees, fees_bps=c.fees_bps,
+            slippage_vs_arrival=None if arrival is None else tca.cny_of_fen(arrival[0], 2),
+            slippage_vs_arrival_bps=c.arrival_bps,
+            interval_start=None if t.interval is None else t.interval.start,
+            interval_end=None if t.interval is None else t.interval.end,
+            interval_vwap=None if c.interval_vwap_fen is None else tca.cny_of_fen(c.interval_vwap_fen),
+            slippage_vs_interval=None if interval is None else tca.cny_of_fen(interval[0], 2),
+            slippage_vs_interval_bps=c.interval_bps, interval_note=t.interval_note,
+        )  # fmt: skip
+
+
+class TcaGroupOut(BaseModel):
+    """Orders' costs added up in fen and divided once: bps are notional-weighted over the orders that have the
+    benchmark (`arrival_orders`, `interval_orders`), never a mean of rounded figures."""
+
+    key: str | None = Field(description="the day (YYYY-MM-DD) or the strategy instance (null: people's orders)")
+    orders: int
+    filled_orders: int
+    filled_amount: Decimal
+    fees: Decimal
+    fees_bps: Decimal | None
+    arrival_orders: int
+    slippage_vs_arrival: Decimal
+    slippage_vs_arrival_bps: Decimal | None
+    interval_orders: int
+    slippage_vs_interval: Decimal
+    slippage_vs_interval_bps: Decimal | None
+
+    @classmethod
+    def of(cls, key: str | None, g: tca.CostSummary) -> TcaGroupOut:
+        return cls(
+            key=key, orders=g.orders, filled_orders=g.filled_orders, filled_amount=from_fen(g.filled_amount_fen),
+            fees=from_fen(g.fees_fen), fees_bps=g.fees_bps, arrival_orders=g.arrival_orders,
+            slippage_vs_arrival=tca.cny_of_fen(g.arrival_cost_fen, 2), slippage_vs_arrival_bps=g.arrival_bps,
+            interval_orders=g.interval_orders, slippage_vs_interval=tca.cny_of_fen(g.interval_cost_fen, 2),
+            slippage_vs_interval_bps=g.interval_bps,
+        )  # fmt: skip
+
+
+class TcaSummaryOut(BaseModel):
+    by: Literal["day", "instance"]
+    start: date | None
+    end: date | None
+    truncated: bool = Field(description="more filled orders matched than one summary reads (5,000): narrow the days")
+    groups: list[TcaGroupOut]
+    total: TcaGroupOut

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from lianghua.standalone import build_app
+from services.execution.tca import NO_BARS
 from shared.platform.clock import ShiftedClock
 from shared.platform.settings import Mode, Settings
 from tests.e2e.flow import Session, create_user, login, tradable_main_board_stock
@@ -278,3 +279,49 @@ async def test_an_instances_days_through_the_gateway(platform: Platform) -> None
     backwards = await platform.client.get(days, params={"start": "2024-02-01", "end": "2024-01-31"},
                                           headers=alice.headers)  # fmt: skip
     assert backwards.status_code == 422 and backwards.json()["code"] == "invalid_range"
+
+
+async def test_positions_account_and_cost_analysis_through_the_gateway(platform: Platform) -> None:
+    ada, bob = await platform.user("trader"), await platform.user("trader")
+    stock: dict[str, Any] = await tradable_main_board_stock(platform.client, ada)
+    order = {
+        "client_order_id": f"tca-{secrets.token_hex(4)}",
+        "ts_code": stock["ts_code"],
+        "side": "buy",
+        "order_type": "limit",
+        "qty": 100,
+        "price": stock["last_close"],
+    }
+    placed = await platform.client.post("/api/v1/orders", json=order, headers=ada.headers)
+    assert placed.status_code == 201, placed.text
+    order_id = placed.json()["order"]["order_id"]
+    # no live quote of the day at the order's creation: it arrived at the last close
+    [analysed] = (await platform.client.get("/api/v1/tca/orders", headers=ada.headers)).json()
+    assert (analysed["order_id"], analysed["arrival_source"], analysed["arrival_price"]) == (
+        order_id, "last_close", stock["last_close"],
+    )  # fmt: skip
+    # filled at the last close: no slippage against it; no minute bars of the replayed day to set it against
+    close = Decimal(stock["last_close"])
+    assert (analysed["filled_qty"], analysed["fill_vwap"], analysed["slippage_vs_arrival_bps"]) == (
+        100, str(close.quantize(Decimal("0.0001"))), "0.00",
+    )  # fmt: skip
+    assert (analysed["interval_vwap"], analysed["interval_note"]) == (None, NO_BARS)
+    summary = (await platform.client.get("/api/v1/tca/summary?by=day", headers=ada.headers)).json()
+    assert [(g["key"], g["orders"], g["slippage_vs_arrival_bps"]) for g in summary["groups"]] == [
+        ("2025-01-02", 1, "0.00")
+    ]
+    assert (await platform.client.get("/api/v1/tca/orders", headers=bob.headers)).json() == []
+    assert (await platform.client.get("/api/v1/tca/summary?by=month", headers=ada.headers)).status_code == 422
+    assert (await platform.client.get("/api/v1/tca/orders")).status_code == 401
+    # the position at the last close: its value, its cost (the amount and the fees), bought today
+    [position] = (await platform.client.get("/api/v1/positions", headers=ada.headers)).json()
+    value = close * 100
+    fees = Decimal(analysed["fees"])
+    assert (position["qty"], position["today_buy_qty"], position["price_source"]) == (100, 100, "last_close")
+    assert (Decimal(position["market_value"]), Decimal(position["cost_basis"])) == (value, value + fees)
+    assert Decimal(position["unrealised_pnl"]) == -fees
+    account = (await platform.client.get("/api/v1/account", headers=ada.headers)).json()
+    assert Decimal(account["total_assets"]) == Decimal(account["balance"]) + value
+    assert Decimal(account["pnl_total"]) == -fees
+    bad = await platform.client.get("/api/v1/quotes/live?codes=60000X.SH", headers=ada.headers)
+    assert bad.status_code == 422 and "codes" in bad.json()["message"]

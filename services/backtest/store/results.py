@@ -25,7 +25,7 @@ from shared.platform.outbox import add_to_outbox
 # max_allowed_packet (16 MiB by default, 64 MiB on MariaDB 10.6+ / what `SELECT @@max_allowed_packet` says) whatever
 # the size of the run, and SQLite takes the same rows.
 ARTIFACT_CHUNK_BYTES = 1 << 20
-ARTIFACT_NAMES = ("daily", "trades", "unfilled")
+ARTIFACT_NAMES = ("daily", "trades", "unfilled", "decisions")
 
 
 class BacktestResults:
@@ -55,6 +55,11 @@ class BacktestResults:
     async def trades_frame(self, backtest_id: str) -> pd.DataFrame | None:
         """The engine's trades frame (money as exact CNY strings), in execution order."""
         return await self.artifact(backtest_id, "trades")
+
+    async def decisions_frame(self, backtest_id: str) -> pd.DataFrame | None:
+        """The traded orders' decisions (services/backtest/runner.py `decisions_frame`): None for a backtest that
+        finished before they were stored."""
+        return await self.artifact(backtest_id, "decisions")
 
     async def unfilled_frame(self, backtest_id: str) -> pd.DataFrame | None:
         """The orders that did not fill completely (cancelled, rejected, partially filled), with the reason."""

@@ -13,11 +13,11 @@ from typing import Annotated, Literal, TypeVar
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict
 
-from services.data.api import _security
+from services.data.api import _codes_param, _security
 from services.data.deps import Store
 from services.data.realtime.store import LiveStore
 from shared.platform.clock import EXCHANGE_TZ, market_today
-from shared.platform.errors import Unavailable
+from shared.platform.errors import ServiceError, Unavailable
 from shared.platform.events.schemas import LiveQuote, MinuteBar
 from shared.platform.request_model import TradeDate
 
@@ -47,6 +47,17 @@ class MinuteBarsOut(BaseModel):
     bars: list[MinuteBar]
 
 
+LIVE_BULK_MAX = 500  # codes one bulk read may name
+
+
+class LiveQuotesOut(BaseModel):
+    """The latest real-time quotes of several codes (`GET /v1/quotes/live?codes=`): those the feed has quoted, by code,
+    and the codes it has not quoted yet (or the data service does not know) in `missing`."""
+
+    quotes: list[LiveQuoteOut]
+    missing: list[str]
+
+
 def _live(request: Request) -> LiveStore:
     if request.app.state.settings.quotes_feed_mode() == "off":
         raise Unavailable(QUOTES_FEED_OFF, "the real-time quotes feed is off here (LH_QUOTES_FEED=off)")
@@ -61,6 +72,44 @@ async def _read(call: Awaitable[T]) -> T:
         raise Unavailable(
             QUOTES_UNAVAILABLE, "the real-time quotes store cannot be read now; no quote is given without it"
         ) from exc
+
+
+@live_router.get(
+    "/quotes/live",
+    response_model=LiveQuotesOut,
+    responses={
+        422: {"description": "`invalid_request`: `codes` empty, not stock codes, or more than 500"},
+        503: {"description": "`quotes_unavailable` (the store is down), `quotes_feed_off`"},
+    },
+)
+async def get_live_quotes(
+    request: Request,
+    codes: Annotated[
+        str,
+        Query(max_length=LIVE_BULK_MAX * 12, description="comma-separated ts_codes, up to 500 (repeats counted once)"),
+    ],
+) -> LiveQuotesOut:
+    """The latest real-time quote of each code, in one read (positions are valued this way: not a request a code).
+    A code with no live quote is listed in `missing` rather than failing the read; each quote as
+    `/v1/quotes/{ts_code}/live` answers it."""
+    live = _live(request)
+    wanted = list(dict.fromkeys(_codes_param(codes, "codes")))
+    if len(wanted) > LIVE_BULK_MAX:
+        raise ServiceError(
+            "invalid_request", f"codes: {len(wanted)} codes, at most {LIVE_BULK_MAX} in one read", status_code=422
+        )
+    raws = await _read(live.quotes(wanted))
+    now = request.app.state.infra.clock.now()
+    found: list[LiveQuoteOut] = []
+    missing: list[str] = []
+    for code, raw in zip(wanted, raws, strict=True):
+        if raw is None:
+            missing.append(code)
+            continue
+        quote = LiveQuote.model_validate_json(raw)
+        age = max((now - quote.time).total_seconds(), 0.0)
+        found.append(LiveQuoteOut(**quote.model_dump(), as_of=quote.time, age_s=round(age, 3)))
+    return LiveQuotesOut(quotes=found, missing=missing)
 
 
 @live_router.get(

@@ -20,6 +20,9 @@ class LiveStore(Protocol):
 
     async def quote(self, ts_code: str) -> bytes | None: ...
 
+    async def quotes(self, ts_codes: Sequence[str]) -> list[bytes | None]:
+        """The latest quote of each code, in order (None: none yet), in one read."""
+
     async def feed(self) -> bytes | None: ...
 
     async def add_bars(self, day: date, bars: Sequence[tuple[str, str]]) -> None:
@@ -41,6 +44,9 @@ class MemoryLiveStore:
 
     async def quote(self, ts_code: str) -> bytes | None:
         return self._quotes.get(ts_code)
+
+    async def quotes(self, ts_codes: Sequence[str]) -> list[bytes | None]:
+        return [self._quotes.get(code) for code in ts_codes]
 
     async def feed(self) -> bytes | None:
         return self._feed
@@ -73,6 +79,12 @@ class RedisLiveStore:
     async def quote(self, ts_code: str) -> bytes | None:
         value = await self.client.hget(self.prefix + "latest", ts_code)
         return value.encode() if isinstance(value, str) else value
+
+    async def quotes(self, ts_codes: Sequence[str]) -> list[bytes | None]:
+        if not ts_codes:
+            return []
+        values = await self.client.hmget(self.prefix + "latest", list(ts_codes))
+        return [v.encode() if isinstance(v, str) else v for v in values]
 
     async def feed(self) -> bytes | None:
         value = await self.client.get(self.prefix + "feed")

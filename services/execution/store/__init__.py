@@ -26,7 +26,7 @@ from services.execution.store.brokers import (
 from services.execution.store.orders import AlreadyPlaced, ConcurrentUpdate, StoredOrder, order_transitions, orders
 from services.execution.store.refusals import RefusalStore, refused_submissions
 from services.execution.store.snapshot import SnapshotReads, SnapshotRows
-from services.execution.store.trades import TradeRecord, trades
+from services.execution.store.trades import TcaRow, TradeRecord, trades
 from services.execution.store.transitions import AppliedReport, OrderTransitions
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "Reconciliation",
     "SnapshotRows",
     "StoredOrder",
+    "TcaRow",
     "TradeRecord",
     "TradingSwitch",
     "account_brokers",

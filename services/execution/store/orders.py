@@ -61,6 +61,12 @@ orders = Table(
     # A strategy instance's own fill rules for the paper broker (shared.platform.approval.PaperFill as JSON, signed
     # into the approval); NULL: the platform's (LH_PAPER_*), as for every person's order.
     Column("paper_fill", Text, nullable=True),
+    # The arrival price for cost analysis (docs/tca.md): the latest quote execution held when the order was created
+    # (`arrival_source` live) or else the last close (last_close), and that price's time. NULL: none could be had
+    # (or the order predates revision 0010).
+    Column("arrival_price_fen", CnyFen, key="arrival_price", nullable=True),
+    Column("arrival_source", String(16), nullable=True),
+    Column("arrival_at", UtcDateTime, nullable=True),
     UniqueConstraint("account_id", "client_order_id", name="uq_orders_account_client_order"),
     UniqueConstraint("decision_id", name="uq_orders_decision_id"),
     Index("ix_orders_status_updated", "status", "updated_at"),

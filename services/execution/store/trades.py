@@ -19,6 +19,7 @@ from sqlalchemy import (
     literal,
     null,
     select,
+    type_coerce,
     union_all,
 )
 from sqlalchemy.engine import Row
@@ -28,7 +29,8 @@ from services.execution.positions import OpenSell, ShareAdjustment, TradeLot, se
 from services.execution.store.adjustments import position_adjustments
 from services.execution.store.base import StoreBase, listed_after, metadata
 from services.execution.store.orders import orders
-from shared.core.domain import OrderSide, OrderStatus
+from services.execution.valuation import CostedAdjustment, CostedTrade
+from shared.core.domain import OrderSide, OrderStatus, from_fen, to_fen
 from shared.platform.clock import EXCHANGE_TZ, UtcDateTime
 from shared.platform.columns import CnyFen
 from shared.platform.db import DbSession
@@ -228,3 +230,137 @@ class TradeReads(StoreBase):
             held[key] = held.get(key, 0) + int(r.qty)
         ordered = sorted(held.items(), key=lambda kv: (kv[0][0], kv[0][1] or "", kv[0][2]))
         return [HolderPosition(a, i, c, q) for (a, i, c), q in ordered if q]
+
+
+@dataclass(frozen=True)
+class TcaRow:
+    """An order and its fills' sums, as cost analysis reads them."""
+
+    order_id: str
+    client_order_id: str
+    account_id: str
+    strategy_instance_id: str | None
+    ts_code: str
+    side: OrderSide
+    order_type: str
+    qty: int
+    status: str
+    created_at: datetime
+    updated_at: datetime
+    arrival_price: Decimal | None
+    arrival_source: str | None
+    arrival_at: datetime | None
+    filled_qty: int
+    filled_amount: Decimal
+    fees: Decimal
+    first_fill_at: datetime | None
+    last_fill_at: datetime | None
+
+
+class ValuationReads(TradeReads):
+    async def valuation_inputs(
+        self, account_id: str, today: date, opens_after: datetime | None = None
+    ) -> tuple[list[TradeLot | ShareAdjustment], list[OpenSell], list[CostedTrade], list[CostedAdjustment]]:
+        """What an account's positions are valued from, in one transaction: `position_inputs`'s lots and open sells
+        (qty, T+1, sellable), and every trade and corporate action with its money, for the average cost
+        (services/execution/valuation.py). The whole trade history is read: one narrow row a trade."""
+        t = trades.c
+        pa = position_adjustments.c
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                lots, sells = await self._position_inputs(s, account_id, today, opens_after)
+                trade_rows = (
+                    await s.execute(
+                        select(t.ts_code, t.side, t.qty, t.amount, t.commission, t.stamp_duty, t.transfer_fee,
+                               t.traded_at)
+                        .where(t.account_id == account_id)
+                        .order_by(t.traded_at, t.trade_id)
+                    )
+                ).all()  # fmt: skip
+                adjustment_rows = (
+                    await s.execute(
+                        select(pa.ts_code, pa.ex_date, pa.qty_before, pa.qty_after, pa.cash_in_lieu).where(
+                            pa.account_id == account_id
+                        )
+                    )
+                ).all()
+        costed = [
+            CostedTrade(r.ts_code, OrderSide(r.side), int(r.qty), to_fen(r.amount),
+                        to_fen(r.commission + r.stamp_duty + r.transfer_fee), r.traded_at)
+            for r in trade_rows
+        ]  # fmt: skip
+        adjusted = [
+            CostedAdjustment(r.ts_code, r.ex_date, int(r.qty_after - r.qty_before), to_fen(r.cash_in_lieu))
+            for r in adjustment_rows
+        ]
+        return lots, sells, costed, adjusted
+
+    async def tca_rows(
+        self,
+        *,
+        account_id: str | None,
+        strategy_instance_id: str | None,
+        created_from: datetime | None,
+        created_before: datetime | None,
+        order_id: str | None = None,
+        filled_only: bool = False,
+        limit: int,
+    ) -> list[TcaRow]:
+        """Orders (oldest first by creation) with their trades summed: qty, amount, fees, first and last fill time."""
+        t = trades.c
+        fills = (
+            select(
+                t.order_id,
+                type_coerce(func.sum(t.qty), BigInteger).label("qty"),
+                type_coerce(func.sum(_fen(t.amount)), BigInteger).label("amount"),
+                type_coerce(func.sum(_fen(t.commission) + _fen(t.stamp_duty) + _fen(t.transfer_fee)), BigInteger).label(
+                    "fees"
+                ),
+                type_coerce(func.min(t.traded_at), UtcDateTime).label("first_at"),
+                type_coerce(func.max(t.traded_at), UtcDateTime).label("last_at"),
+            )
+            .group_by(t.order_id)
+            .subquery()
+        )
+        o = orders.c
+        query = (
+            select(o.order_id, o.client_order_id, o.account_id, o.strategy_instance_id, o.ts_code, o.side,
+                   o.order_type, o.qty, o.status, o.created_at, o.updated_at, o.arrival_price, o.arrival_source,
+                   o.arrival_at, fills.c.qty.label("filled"), fills.c.amount.label("amount"),
+                   fills.c.fees.label("fees"), fills.c.first_at, fills.c.last_at)
+            .select_from(orders.outerjoin(fills, fills.c.order_id == o.order_id))
+            .order_by(o.created_at, o.order_id)
+            .limit(limit)
+        )  # fmt: skip
+        if account_id is not None:
+            query = query.where(o.account_id == account_id)
+        if strategy_instance_id is not None:
+            query = query.where(o.strategy_instance_id == strategy_instance_id)
+        if created_from is not None:
+            query = query.where(o.created_at >= created_from)
+        if created_before is not None:
+            query = query.where(o.created_at < created_before)
+        if order_id is not None:
+            query = query.where(o.order_id == order_id)
+        if filled_only:
+            query = query.where(fills.c.qty > 0)
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                rows = (await s.execute(query)).all()
+        return [
+            TcaRow(
+                order_id=r.order_id, client_order_id=r.client_order_id, account_id=r.account_id,
+                strategy_instance_id=r.strategy_instance_id, ts_code=r.ts_code, side=OrderSide(r.side),
+                order_type=r.order_type, qty=int(r.qty), status=r.status, created_at=r.created_at,
+                updated_at=r.updated_at, arrival_price=r.arrival_price, arrival_source=r.arrival_source,
+                arrival_at=r.arrival_at, filled_qty=int(r.filled or 0),
+                filled_amount=from_fen(int(r.amount or 0)), fees=from_fen(int(r.fees or 0)),
+                first_fill_at=r.first_at, last_fill_at=r.last_at,
+            )
+            for r in rows
+        ]  # fmt: skip
+
+
+def _fen(column: Any) -> Any:
+    """A money column as its stored integer fen (summed without the column type's conversion)."""
+    return type_coerce(column, BigInteger)

@@ -28,7 +28,8 @@ from services.execution.store.orders import (
     paper_fill_json,
     stored_order,
 )
-from services.execution.store.trades import TradeReads, trades
+from services.execution.store.trades import ValuationReads, trades
+from services.execution.tca import Arrival
 from shared.core.domain import Order, OrderSide, OrderStatus, OrderType, from_fen, to_fen
 from shared.core.domain.money import FEN
 from shared.core.market.orders import fill_cash_fen
@@ -49,7 +50,7 @@ class AppliedReport:
     new_trades: int
 
 
-class OrderTransitions(OrderReads, TradeReads, AccountStore):
+class OrderTransitions(OrderReads, ValuationReads, AccountStore):
     async def create_order(
         self,
         terms: OrderTerms,
@@ -59,6 +60,7 @@ class OrderTransitions(OrderReads, TradeReads, AccountStore):
         opens_after: datetime | None = None,
         price_cap: Decimal | None = None,
         now: datetime | None = None,
+        arrival: Arrival | None = None,
     ) -> StoredOrder:
         """Admit a new order: in one transaction, lock the account, check that a sell has the sellable shares
         (trades, T+1 in session `today`, which began after `opens_after`: `positions.session_start`; open sells'
@@ -69,7 +71,7 @@ class OrderTransitions(OrderReads, TradeReads, AccountStore):
         stored) when the account cannot afford it, and IntegrityError when a concurrent insert of the same keys
         was not serialised by the lock (cannot happen once the account row exists; kept as the last word).
         `now`: when it is created, by the market clock (a replayed session's time: day-order expiry reads it);
-        default the wall clock."""
+        default the wall clock. `arrival`: the price it arrived at, for cost analysis (docs/tca.md)."""
         side = OrderSide(terms.side)
         cap_fen: int | None = None
         if side is OrderSide.BUY:
@@ -145,6 +147,9 @@ class OrderTransitions(OrderReads, TradeReads, AccountStore):
                                 updated_at=now,
                                 strategy_instance_id=order.strategy_instance_id,
                                 paper_fill=paper_fill_json(terms.paper_fill),
+                                arrival_price=None if arrival is None else arrival.price,
+                                arrival_source=None if arrival is None else arrival.source,
+                                arrival_at=None if arrival is None else arrival.at,
                             )
                         )
                         await self._transition(s, order.order_id, None, OrderStatus.ACCEPTED, None, now)

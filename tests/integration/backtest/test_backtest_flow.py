@@ -170,6 +170,19 @@ async def test_buy_and_hold_runs_on_the_worker_and_matches_the_hand_computation(
         ("000001.SZ", "2024-03-04", "buy", 9500, "10.50", "25.94"),
         ("300750.SZ", "2024-03-04", "buy", 500, "180.00", "23.40"),
     ]
+    # Cost analysis: both orders were placed before the first day (buy and hold's), so there is no decision close
+    # to set them against; their fills and fees stand (fees 25.94 on 99,750.00: 2.6005 -> 2.60 bps).
+    tca = (await stack.client.get(f"/v1/backtests/{backtest_id}/tca", headers=stack.headers())).json()
+    assert tca["total_orders"] == 2
+    assert [(o["ts_code"], o["decision_date"], o["arrival_price"], o["fill_vwap"], o["fees"], o["fees_bps"],
+             o["slippage_vs_arrival_bps"]) for o in tca["orders"]] == [
+        ("000001.SZ", None, None, "10.5000", "25.94", "2.60", None),
+        ("300750.SZ", None, None, "180.0000", "23.40", "2.60", None),
+    ]  # fmt: skip
+    assert [(g["key"], g["orders"], g["fees"]) for g in tca["by_day"]] == [("2024-03-04", 2, "49.34")]
+    assert (tca["total"]["filled_amount"], tca["total"]["slippage_vs_arrival_bps"]) == ("189750.00", None)
+    missing = await stack.client.get("/v1/backtests/no-such-backtest/tca", headers=stack.headers())
+    assert (missing.status_code, missing.json()["code"]) == (404, "backtest_not_found")
     second = await stack.client.get(f"/v1/backtests/{backtest_id}/trades?limit=1&offset=1", headers=stack.headers())
     assert [t["ts_code"] for t in second.json()["trades"]] == ["300750.SZ"] and second.json()["total"] == 2
     # The daily series the report reads: equity in fen, the benchmark (000300.SH by default), exposure, holdings.

@@ -116,6 +116,15 @@ async def test_two_sleeves_run_as_one_job_and_add_up_to_the_hand_computation(sta
         ("half cash", "000001.SZ", 4700, "12.83"),
         ("half cash", "300750.SZ", 200, "9.36"),
     ]
+    # cost analysis per sleeve's order (order ids are per sleeve): the four orders, their fees 71.53 in all
+    tca = (await stack.client.get(f"/v1/backtests/{backtest_id}/tca", headers=stack.headers())).json()
+    assert [(o["sleeve"], o["ts_code"], o["filled_qty"], o["fees"]) for o in tca["orders"]] == [
+        ("all in", "000001.SZ", 9500, "25.94"),
+        ("all in", "300750.SZ", 500, "23.40"),
+        ("half cash", "000001.SZ", 4700, "12.83"),
+        ("half cash", "300750.SZ", 200, "9.36"),
+    ]
+    assert (tca["total_orders"], tca["total"]["orders"], tca["total"]["fees"]) == (4, 4, "71.53")
     event = await stack.event_for(backtest_id)
     assert event.payload["total_return"] == "0.01029618"
 

@@ -190,6 +190,53 @@ async def test_unknown_and_malformed_codes_on_the_read(service: dict[str, Any]) 
     assert bad.status_code == 422 and bad.json()["code"] == "invalid_ts_code"
 
 
+async def test_several_codes_live_in_one_read(service: dict[str, Any]) -> None:
+    client: httpx.AsyncClient = service["client"]
+    first, second, unquoted = service["codes"][4:7]
+    ws, channel = await authenticated(service["host"])
+    try:
+        quotes = [
+            snapshot(first, "09:35:00", "10.03", 10, "10030.00"),
+            snapshot(second, "09:35:00", "9.99", 2, "1998.00"),
+        ]
+        await ws.send(channel.seal(protocol.QUOTES, {"quotes": quotes}))
+        for _ in range(200):
+            if (await client.get(f"/v1/quotes/{second}/live")).status_code == 200:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await ws.close()
+    answer = await client.get("/v1/quotes/live", params={"codes": f"{second},{unquoted},{first},{first}"})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    # by code, each once, as the single read answers it; the code no feed quoted is listed as missing
+    assert [(q["ts_code"], q["last"], q["time"]) for q in body["quotes"]] == sorted(
+        [(first, "10.03", at("09:35:00")), (second, "9.99", at("09:35:00"))]
+    )
+    assert body["missing"] == [unquoted]
+    single = (await client.get(f"/v1/quotes/{first}/live")).json()
+    bulk_first = next(q for q in body["quotes"] if q["ts_code"] == first)
+    assert {k: v for k, v in bulk_first.items() if k != "age_s"} == {k: v for k, v in single.items() if k != "age_s"}
+
+
+@pytest.mark.parametrize(
+    ("codes", "says"),
+    [("", "codes: give at least one code"), ("600000.SH,60000X.SH", "codes: "), (None, "codes")],
+)
+async def test_a_bad_bulk_read_is_refused_naming_codes(service: dict[str, Any], codes: str | None, says: str) -> None:
+    params = {} if codes is None else {"codes": codes}
+    answer = await service["client"].get("/v1/quotes/live", params=params)
+    assert answer.status_code == 422 and answer.json()["code"] in ("invalid_request", "validation_error"), answer.text
+    assert says in answer.text
+
+
+async def test_a_bulk_read_of_over_500_codes_is_refused(service: dict[str, Any]) -> None:
+    codes = ",".join(f"{600000 + i:06d}.SH" for i in range(501))
+    answer = await service["client"].get("/v1/quotes/live", params={"codes": codes})
+    assert answer.status_code == 422 and answer.json()["code"] == "invalid_request", answer.text
+    assert "codes: 501 codes, at most 500" in answer.json()["message"]
+
+
 async def test_a_forged_frame_closes_the_connection(service: dict[str, Any]) -> None:
     client: httpx.AsyncClient = service["client"]
     code = service["codes"][2]
@@ -253,7 +300,9 @@ async def test_with_redis_down_the_reads_fail_closed(backing: Any) -> None:
         code = (await client.get("/v1/securities", params={"board": "main"})).json()[0]["ts_code"]
         live = await client.get(f"/v1/quotes/{code}/live")
         bars = await client.get(f"/v1/quotes/{code}/bars")
+        bulk = await client.get("/v1/quotes/live", params={"codes": code})
     assert live.status_code == 503 and live.json()["code"] == "quotes_unavailable"
+    assert bulk.status_code == 503 and bulk.json()["code"] == "quotes_unavailable"
     assert bars.status_code == 503 and bars.json()["code"] == "quotes_unavailable"
 
 

@@ -24,6 +24,7 @@ from tests.integration.execution.order_path_harness import (
     trader,
     trades_were_yesterday,
 )
+from tests.support.positions import held
 
 pytestmark = pytest.mark.integration
 
@@ -35,11 +36,15 @@ async def _submit(f: Fleet, principal: Principal, terms: OrderTerms) -> Any:
     return await f.execution.post("/v1/orders", json=signed_order(f.settings, terms), headers=f.headers(principal))
 
 
+CASH = ("account_id", "currency", "balance", "reserved", "available")
+
+
 async def _account(f: Fleet, principal: Principal) -> dict[str, Any]:
+    """The account's cash fields (its summary: tests/integration/execution/test_execution_valuation.py)."""
     response = await f.execution.get("/v1/account", headers=f.headers(principal))
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
-    return body
+    return {key: body[key] for key in CASH}
 
 
 def _set_clock(f: Fleet, at: datetime) -> None:
@@ -71,7 +76,7 @@ async def test_concurrent_sells_are_admitted_only_up_to_the_sellable_shares(back
         # Nothing was stored for the refused ones: one buy and five sells, no refusal records.
         assert await f.store.count(orders, account_id=olga.account_id) == 6
         assert await f.store.count(refused_submissions, account_id=olga.account_id) == 0
-        positions = (await f.execution.get("/v1/positions", headers=f.headers(olga))).json()
+        positions = held((await f.execution.get("/v1/positions", headers=f.headers(olga))).json())
         assert positions == [{"ts_code": "600000.SH", "qty": 1000, "sellable_qty": 0}]
         await settle(f)
 
@@ -279,7 +284,7 @@ async def test_positions_split_the_summed_trades_at_the_previous_sessions_close_
         assert (await _submit(f, olga, sell)).json()["status"] == "filled"
         rest = limit_buy(olga, side="sell", qty=200, price="10.50")
         assert (await _submit(f, olga, rest)).json()["status"] == "submitted"
-        positions = (await f.execution.get("/v1/positions", headers=f.headers(olga))).json()
+        positions = held((await f.execution.get("/v1/positions", headers=f.headers(olga))).json())
         assert positions == [{"ts_code": "600000.SH", "qty": 1400, "sellable_qty": 900}]
 
         refused = await _submit(f, olga, limit_buy(olga, side="sell", qty=1000))

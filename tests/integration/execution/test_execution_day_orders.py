@@ -27,6 +27,7 @@ from tests.integration.execution.order_path_harness import (
     trader,
     until,
 )
+from tests.support.positions import held
 
 pytestmark = pytest.mark.integration
 
@@ -107,7 +108,7 @@ async def test_resting_orders_expire_at_the_close_of_their_trading_day(
         # 14:59 in Shanghai: still open; the resting orders hold 400 shares and 9,505.10 CNY.
         clock.now = datetime(2025, 1, 2, 6, 59, tzinfo=UTC)
         await desk.expire_day_orders()
-        positions = (await f.execution.get("/v1/positions", headers=f.headers(xena))).json()
+        positions = held((await f.execution.get("/v1/positions", headers=f.headers(xena))).json())
         assert positions == [{"ts_code": "600000.SH", "qty": 700, "sellable_qty": 300}]
         account = (await f.execution.get("/v1/account", headers=f.headers(xena))).json()
         # 100,000.00 - 10,005.10 + 3,143.39 = 93,138.29.
@@ -130,7 +131,7 @@ async def test_resting_orders_expire_at_the_close_of_their_trading_day(
             ("partially_filled", "cancelled"),
         ]
         # What they reserved is free again.
-        positions = (await f.execution.get("/v1/positions", headers=f.headers(xena))).json()
+        positions = held((await f.execution.get("/v1/positions", headers=f.headers(xena))).json())
         assert positions == [{"ts_code": "600000.SH", "qty": 700, "sellable_qty": 700}]
         account = (await f.execution.get("/v1/account", headers=f.headers(xena))).json()
         assert (account["balance"], account["reserved"], account["available"]) == ("93138.29", "0.00", "93138.29")

@@ -43,6 +43,7 @@ from tests.integration.execution.order_path_harness import (
     signed_order,
     trader,
 )
+from tests.support.positions import held
 
 # (ts_code, day) -> open, high, low, close, vol (shares), amount (CNY). 000001.SZ has no bar on 2024-03-04
 # (suspended); 600036.SH opens 2024-03-04 at its limit-up (11.00 = 10.00 x 1.1).
@@ -293,7 +294,7 @@ async def test_a_replayed_sessions_buy_fills_at_its_open_and_is_sellable_the_nex
         assert r.data.reference_sessions_asked.count("2024-03-04") == 2
 
         # T+1 on the replayed day: not sellable on 2024-03-04; risk refuses the sell for it.
-        assert await r.get(ada, "/v1/positions") == [{"ts_code": "600000.SH", "qty": 100, "sellable_qty": 0}]
+        assert held(await r.get(ada, "/v1/positions")) == [{"ts_code": "600000.SH", "qty": 100, "sellable_qty": 0}]
         sell = {**MARKET_BUY, "client_order_id": "ms-1", "side": "sell"}
         refused = await r.place(ada, **sell)
         assert refused.status_code == 422, refused.text
@@ -305,7 +306,7 @@ async def test_a_replayed_sessions_buy_fills_at_its_open_and_is_sellable_the_nex
         assert moved.status_code == 200, moved.text
         assert moved.json() == {"session": "2024-03-05", "now": moved.json()["now"]}
         assert moved.json()["now"].startswith("2024-03-05T01:30:")
-        assert await r.get(ada, "/v1/positions") == [{"ts_code": "600000.SH", "qty": 100, "sellable_qty": 100}]
+        assert held(await r.get(ada, "/v1/positions")) == [{"ts_code": "600000.SH", "qty": 100, "sellable_qty": 100}]
         sold = await r.place(ada, **{**sell, "client_order_id": "ms-2"})
         assert sold.status_code == 201, sold.text
         assert (sold.json()["order"]["status"], sold.json()["order"]["avg_fill_price"]) == ("filled", "10.40")
@@ -671,14 +672,14 @@ async def test_a_holding_through_an_ex_date_gets_its_bonus_shares_and_cash_in_li
         placed = await r.risk.post("/v1/orders", json=r.strategy.order(order), headers=headers(r.settings, STRATEGY))
         assert placed.status_code == 201, placed.text
         assert [o["status"] for o in (mine, placed.json()["order"])] == ["filled", "filled"]
-        assert await r.get(ada, "/v1/positions") == [{"ts_code": "600030.SH", "qty": 400, "sellable_qty": 0}]
+        assert held(await r.get(ada, "/v1/positions")) == [{"ts_code": "600030.SH", "qty": 400, "sellable_qty": 0}]
         before = (await r.get(ada, "/v1/account"))["balance"]
 
         # The replay moves to the ex-date: the shares are adjusted before any order of the session is matched, and
         # the bonus shares are sellable at once (as the backtest engine has them).
         moved = await r.next_session("2024-03-05")
         assert moved.status_code == 200, moved.text
-        assert await r.get(ada, "/v1/positions") == [{"ts_code": "600030.SH", "qty": 841, "sellable_qty": 841}]
+        assert held(await r.get(ada, "/v1/positions")) == [{"ts_code": "600030.SH", "qty": 841, "sellable_qty": 841}]
         after = (await r.get(ada, "/v1/account"))["balance"]
         assert Decimal(after) - Decimal(before) == Decimal("5.25")
         listed = await r.get(ada, "/v1/positions/adjustments")
@@ -702,13 +703,13 @@ async def test_a_holding_through_an_ex_date_gets_its_bonus_shares_and_cash_in_li
         # 600 shares sell on the ex-date (more than the 400 held before it): at the open, 4.80
         sold = await r.submit(ada, ts_code="600030.SH", side="sell", qty=600, price="4.70")
         assert (sold["status"], sold["avg_fill_price"]) == ("filled", "4.80")
-        assert await r.get(ada, "/v1/positions") == [{"ts_code": "600030.SH", "qty": 241, "sellable_qty": 241}]
+        assert held(await r.get(ada, "/v1/positions")) == [{"ts_code": "600030.SH", "qty": 241, "sellable_qty": 241}]
 
         # The same session again: nothing is applied twice (the adjustments are of the shares held before the
         # session, whatever it has traded since).
         again = await r.next_session("2024-03-05")
         assert again.status_code == 200, again.text
-        assert await r.get(ada, "/v1/positions") == [{"ts_code": "600030.SH", "qty": 241, "sellable_qty": 241}]
+        assert held(await r.get(ada, "/v1/positions")) == [{"ts_code": "600030.SH", "qty": 241, "sellable_qty": 241}]
         assert len(await r.get(ada, "/v1/positions/adjustments")) == 2
         assert len([e for e in await store.ledger(ada.account_id) if e.kind == "cash_in_lieu"]) == 2
         deadline = asyncio.get_running_loop().time() + 10

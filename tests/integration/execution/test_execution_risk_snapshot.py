@@ -31,6 +31,7 @@ from shared.platform.internal_auth import Principal
 from shared.platform.observability import new_id
 from tests.conftest import Backing
 from tests.integration.execution.order_path_harness import Fleet, fleet, limit_buy, settle, signed_order, trader
+from tests.support.positions import held as shares_held
 
 pytestmark = pytest.mark.integration
 
@@ -138,7 +139,7 @@ async def test_the_snapshot_gives_executions_sellable_shares_and_available_cash(
         answer = await f.execution.get(f"/v1/risk-snapshot?account_id={tia.account_id}", headers=f.headers(RISK))
         assert answer.status_code == 200, answer.text
         snap = answer.json()
-        positions = (await f.execution.get("/v1/positions", headers=f.headers(tia))).json()
+        positions = shares_held((await f.execution.get("/v1/positions", headers=f.headers(tia))).json())
         account = (await f.execution.get("/v1/account", headers=f.headers(tia))).json()
 
         # By hand: 100,000.00 - 1,005.01 - 10,005.10 - 5,005.05 - 3,005.03 + 2.00 + 2.50 + 3,992.96 - 2,855.03

@@ -23,6 +23,7 @@ from shared.platform.events import BarsUpdated, make_event
 from shared.platform.internal_auth import Principal
 from tests.integration.execution.order_path_harness import headers, limit_buy, quote, signed_order, trader
 from tests.integration.execution.test_execution_replay import Replay, at, replay
+from tests.support.positions import held as shares_held
 
 
 class MovableClock:
@@ -153,7 +154,9 @@ async def test_an_order_before_the_open_rests_until_its_sessions_bar_then_fills_
         assert (account["balance"], account["reserved"]) == ("9989794.90", "0.00")  # 10,000,000 - 10,205.10
         # T+1 by the session's date: sellable on 2024-03-05
         clock.set("2024-03-05T09:20:00+08:00")
-        assert await r.get(ada, "/v1/positions") == [{"ts_code": "600000.SH", "qty": 1000, "sellable_qty": 1000}]
+        assert shares_held(await r.get(ada, "/v1/positions")) == [
+            {"ts_code": "600000.SH", "qty": 1000, "sellable_qty": 1000}
+        ]
 
 
 async def test_an_order_placed_during_the_session_fills_at_its_close(tmp_path: Path) -> None:
@@ -399,7 +402,9 @@ async def test_shares_bought_in_a_session_are_sellable_in_a_sell_placed_after_it
         assert (bought["status"], bought["avg_fill_price"]) == ("filled", "9.80")  # 2024-03-01's close
 
         clock.set("2024-03-04T14:00:00+08:00")
-        assert await r.get(jo, "/v1/positions") == [{"ts_code": "600000.SH", "qty": 1000, "sellable_qty": 0}]
+        assert shares_held(await r.get(jo, "/v1/positions")) == [
+            {"ts_code": "600000.SH", "qty": 1000, "sellable_qty": 0}
+        ]
         refused = await r.place(jo, client_order_id="t-2", **SELL, price="10.50")
         assert refused.status_code == 422, refused.text
         assert [x["code"] for x in refused.json()["decision"]["reasons"]] == ["insufficient_position"]
@@ -411,10 +416,14 @@ async def test_shares_bought_in_a_session_are_sellable_in_a_sell_placed_after_it
         # 20:00, with 2024-03-04's bars in (600000.SH closed at 10.50: 2024-03-05's limits 11.55 / 9.45)
         clock.set("2024-03-04T20:00:00+08:00")
         bars_in(r, AFTER_0304)
-        assert await r.get(jo, "/v1/positions") == [{"ts_code": "600000.SH", "qty": 1000, "sellable_qty": 1000}]
+        assert shares_held(await r.get(jo, "/v1/positions")) == [
+            {"ts_code": "600000.SH", "qty": 1000, "sellable_qty": 1000}
+        ]
         sold = await place(r, jo, client_order_id="t-4", **SELL, price="11.00")  # above 10.50: rests
         assert (sold["status"], sold["qty"]) == ("submitted", 1000)
-        assert await r.get(jo, "/v1/positions") == [{"ts_code": "600000.SH", "qty": 1000, "sellable_qty": 0}]
+        assert shares_held(await r.get(jo, "/v1/positions")) == [
+            {"ts_code": "600000.SH", "qty": 1000, "sellable_qty": 0}
+        ]
         # a strategy instance's order carries its sleeve as of the session it is sent for (the runner's book; here
         # 100 sellable in 2024-03-05); risk checks the account's shares sellable in that session too: the resting
         # sell holds all 1,000, so the account's check refuses it, the sleeve's passes (and risk asked nothing)
@@ -503,7 +512,9 @@ async def test_an_ex_dates_shares_are_adjusted_once_its_bars_are_in_before_its_o
         clock.set("2024-03-05T09:20:00+08:00")
         sold = await r.submit(cy, ts_code="600030.SH", side="sell", qty=400, price="4.70")
         assert sold["status"] == "submitted"
-        assert await r.get(cy, "/v1/positions") == [{"ts_code": "600030.SH", "qty": 400, "sellable_qty": 0}]
+        assert shares_held(await r.get(cy, "/v1/positions")) == [
+            {"ts_code": "600030.SH", "qty": 400, "sellable_qty": 0}
+        ]
         clock.set("2024-03-05T16:00:00+08:00")
         desk = r.execution._transport.app.state.desk  # type: ignore[attr-defined]
         await desk.corporate_actions_due()
@@ -519,7 +530,9 @@ async def test_an_ex_dates_shares_are_adjusted_once_its_bars_are_in_before_its_o
             "2024-03-05", 400, 842, "0.50"
         )  # fmt: skip
         clock.set("2024-03-06T09:20:00+08:00")
-        assert await r.get(cy, "/v1/positions") == [{"ts_code": "600030.SH", "qty": 442, "sellable_qty": 442}]
+        assert shares_held(await r.get(cy, "/v1/positions")) == [
+            {"ts_code": "600030.SH", "qty": 442, "sellable_qty": 442}
+        ]
         # another pass (and a restarted one, which looks back over the last weeks) adds nothing
         desk.adjusted_through = None
         assert await desk.corporate_actions_due() == 0
@@ -546,4 +559,6 @@ async def test_a_catch_up_over_two_sessions_matches_the_first_before_the_second_
             ("2024-03-05", 400, 842, "0.50")
         ]
         clock.set("2024-03-06T09:20:00+08:00")
-        assert await r.get(cy, "/v1/positions") == [{"ts_code": "600030.SH", "qty": 842, "sellable_qty": 842}]
+        assert shares_held(await r.get(cy, "/v1/positions")) == [
+            {"ts_code": "600030.SH", "qty": 842, "sellable_qty": 842}
+        ]

@@ -20,6 +20,7 @@ from tests.integration.execution.order_path_harness import (
     trader,
     trades_were_yesterday,
 )
+from tests.support.positions import held
 
 pytestmark = pytest.mark.integration
 
@@ -69,7 +70,7 @@ async def test_concurrent_sells_through_risk_sell_only_the_sellable_shares(backi
         assert sorted(a.status_code for a in answers) == [201] * 5 + [422] * 3
         assert [_refusal_code(a) for a in answers if a.status_code == 422] == ["insufficient_position"] * 3
         assert await f.store.count(orders, account_id=tom.account_id, side="sell") == 5
-        positions = (await f.execution.get("/v1/positions", headers=f.headers(tom))).json()
+        positions = held((await f.execution.get("/v1/positions", headers=f.headers(tom))).json())
         assert positions == [{"ts_code": "600000.SH", "qty": 1000, "sellable_qty": 0}]
         await settle(f)
 

@@ -19,6 +19,7 @@ from tests.integration.execution.order_path_harness import (
     trader,
     trades_were_yesterday,
 )
+from tests.support.positions import held
 
 pytestmark = pytest.mark.integration
 
@@ -88,7 +89,7 @@ async def test_100_concurrent_sells_sell_exactly_the_sellable_shares(backing: Ba
         assert [_risk_refusal(a) for a in answers if a.status_code == 422] == ["insufficient_position"] * (SENT - N)
 
         assert await f.store.count(orders, account_id=bob.account_id, side="sell") == N
-        positions = (await f.execution.get("/v1/positions", headers=f.headers(bob))).json()
+        positions = held((await f.execution.get("/v1/positions", headers=f.headers(bob))).json())
         assert positions == [{"ts_code": "600000.SH", "qty": 3700, "sellable_qty": 0}]
         assert all(p["qty"] >= 0 and p["sellable_qty"] >= 0 for p in positions)
         view = await f.risk_app.state.keeper.view(bob.account_id, date.fromisoformat(now_session()))

@@ -27,6 +27,7 @@ from tests.integration.execution.order_path_harness import (
     trades_were_yesterday,
     until,
 )
+from tests.support.positions import held
 
 pytestmark = pytest.mark.integration
 
@@ -50,8 +51,7 @@ async def _execution_rows(f: Fleet, account_id: str) -> tuple[int, int]:
 async def _positions(f: Fleet, principal: Principal, query: str = "") -> list[dict[str, Any]]:
     response = await f.execution.get(f"/v1/positions{query}", headers=f.headers(principal))
     assert response.status_code == 200, response.text
-    answer: list[dict[str, Any]] = response.json()
-    return answer
+    return held(response.json())
 
 
 async def test_approved_order_is_filled_and_its_events_arrive_on_rabbitmq(backing: Backing) -> None:

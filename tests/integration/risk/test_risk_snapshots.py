@@ -24,6 +24,7 @@ from shared.platform.http import ServiceDirectory
 from shared.platform.internal_auth import Principal
 from tests.conftest import Backing
 from tests.integration.execution.order_path_harness import Fleet, fleet, limit_buy, settle, signed_order, trader
+from tests.support.positions import held
 
 pytestmark = pytest.mark.integration
 
@@ -89,7 +90,7 @@ async def test_risks_client_reads_executions_snapshot_and_a_book_seeded_from_it_
         await book.seed(snapshot, keep_decided_since=NOW)
         view = await book.view(ivy.account_id, SESSION)
         assert view is not None
-        positions = (await f.execution.get("/v1/positions", headers=f.headers(ivy))).json()
+        positions = held((await f.execution.get("/v1/positions", headers=f.headers(ivy))).json())
         account = (await f.execution.get("/v1/account", headers=f.headers(ivy))).json()
         # held 1,200; sellable 1,000 - 300 resting = 700; available 38,989.88 - 955.01 = 38,034.87
         assert positions == [{"ts_code": "600000.SH", "qty": 1200, "sellable_qty": 700}]
