@@ -36,9 +36,9 @@ BARS_CONSUMER = "execution-paper-sessions"
 # process's own (not durable: a process that starts loads afresh).
 REFERENCE_CONSUMER = "execution-reference-data"
 # LH_PAPER_FILLS=quotes: the real-time feed's rounds, which resting paper orders are matched against and whose quotes
-# each process keeps as the latest (an order arriving is matched against them at once). A queue of each process's own,
-# not durable: a round is superseded by the next, and a process that was down must not match old rounds on start.
-QUOTES_CONSUMER = "execution-paper-quotes"
+# each process keeps as the latest (an order arriving is matched against them at once). It comes on the one queue of
+# the feed's rounds (live_quotes.QUOTES_CONSUMER: each process's own, not durable — a round is superseded by the next,
+# and a process that was down must not match old rounds on start).
 # How long shutdown waits for background work to reach a safe point (the broker call in hand has its own timeout).
 STOP_GRACE_S = 15.0
 log = logging.getLogger(__name__)
@@ -84,8 +84,15 @@ def create_app(settings: Settings, infra: Infra | None = None, *, broker: Broker
             qmt_sync.loop.start()
             try:
                 await infra.bus.subscribe(REFERENCE_CONSUMER, ["bars.updated"], quotes.announced, durable=False)
-                # the feed's rounds: the latest price of each code, an order's arrival price (docs/tca.md)
-                await infra.bus.subscribe(QUOTES_CONSUMER, ["quotes.snapshot"], held_quotes.on_snapshot, durable=False)
+
+                # The feed's rounds, on one queue: the latest price of each code (an order's arrival price,
+                # docs/tca.md) and, with the paper broker on quotes, its matching of the resting orders.
+                async def on_quotes(event: Envelope) -> None:
+                    await held_quotes.on_snapshot(event)
+                    if matches_on_quotes:
+                        await app.state.desk.on_quotes(event)
+
+                await infra.bus.subscribe(QUOTES_CONSUMER, ["quotes.snapshot"], on_quotes, durable=False)
                 if matches_on_bars:
 
                     async def on_bars(event: Envelope) -> None:
@@ -94,10 +101,6 @@ def create_app(settings: Settings, infra: Infra | None = None, *, broker: Broker
                             reconciler.wake()
 
                     await infra.bus.subscribe(BARS_CONSUMER, ["bars.updated"], on_bars)
-                if matches_on_quotes:
-                    await infra.bus.subscribe(
-                        QUOTES_CONSUMER, ["quotes.snapshot"], app.state.desk.on_quotes, durable=False
-                    )
                 yield
             finally:
                 await qmt_sync.loop.stop(grace_s=STOP_GRACE_S)
