@@ -266,9 +266,15 @@ class SwitchableBus:
         await self.inner.publish(event)
 
     async def subscribe(
-        self, consumer: str, patterns: list[str], handler: EventHandler, *, durable: bool = True
+        self,
+        consumer: str,
+        patterns: list[str],
+        handler: EventHandler,
+        *,
+        durable: bool = True,
+        max_bytes: int | None = None,
     ) -> None:
-        await self.inner.subscribe(consumer, patterns, handler, durable=durable)
+        await self.inner.subscribe(consumer, patterns, handler, durable=durable, max_bytes=max_bytes)
 
     async def enqueue(self, queue: str, body: dict[str, Any], *, message_id: str) -> None:
         await self.inner.enqueue(queue, body, message_id=message_id)

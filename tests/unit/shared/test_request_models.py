@@ -27,6 +27,8 @@ PASSED_THROUGH = {
     "/api/v1/bridges/{bridge_id}/trading",
     "/api/v1/risk/halt",
     "/api/v1/risk/stops",
+    "/api/v1/conditional-orders",
+    "/api/v1/conditional-orders/oco",
     "/api/v1/risk/rules/{scope}",
     "/api/v1/ingest/backfill",
     "/api/v1/quality/run",
