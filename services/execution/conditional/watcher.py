@@ -39,10 +39,12 @@ log = logging.getLogger(__name__)
 
 PASS_S = 1.0  # the watcher's pass: time conditions, waiting orders, resumed attempts, the armed index refreshed
 LEASE_S = 30.0  # a triggered order whose child has no final answer this long after its last attempt is tried again
+RETRY_S = 3.0  # an attempt answered "not now" (or not at all) is tried again this soon by the process that made it
 CONSUMER = "execution-conditional-orders"
 # The queue keeps at most this many bytes of rounds while execution is down (a full-market round is ~3 MB): the
 # oldest are dropped (they are superseded; the start-up catch-up reads the latest live quote of every armed code).
 QUEUE_MAX_BYTES = 256 * 1024 * 1024
+NO_LIVE_QUOTE = frozenset({"no_live_quote", "quotes_feed_off"})  # the data service's 503s that mean "none to read"
 
 
 @dataclass(frozen=True)
@@ -114,12 +116,18 @@ class DataLivePrices:
 
     async def live(self, ts_code: str) -> LivePrice | None:
         headers = service_headers(self.internal_secret, "execution")
+        response = await self.services.client("data").request("GET", f"/v1/quotes/{ts_code}/live", headers=headers)
         try:
-            body = await self.services.client("data").get_json(f"/v1/quotes/{ts_code}/live", headers=headers)
-        except ServiceError as exc:
-            if exc.code in ("no_live_quote", "quotes_feed_off"):
-                return None
-            raise
+            body = response.json()
+        except ValueError:
+            body = {}
+        if response.status_code == 503 and isinstance(body, dict) and body.get("code") in NO_LIVE_QUOTE:
+            return None  # no feed quotes it (yet): nothing to see
+        if response.status_code != 200 or not isinstance(body, dict):
+            code = body.get("code") if isinstance(body, dict) else None
+            status = 503 if response.status_code >= 500 else response.status_code
+            raise ServiceError(str(code or f"data_{response.status_code}"), f"live quote of {ts_code}: HTTP "
+                               f"{response.status_code}", status_code=status)  # fmt: skip
         return LivePrice(Decimal(str(body["last"])), datetime.fromisoformat(str(body["time"])))
 
     async def last_close(self, ts_code: str) -> Decimal | None:
@@ -155,6 +163,7 @@ class ConditionalWatcher:
         self.to_catch_up: set[str] | None = None  # codes whose latest live quote is still to be read after start
         self.passes = 0
         self.triggered = 0  # claims this process won
+        self.retry_at: dict[str, datetime] = {}  # conditional_id -> when this process tries its child again
 
     # --- the index of armed orders --------------------------------------------------------------------------------
 
@@ -239,8 +248,9 @@ class ConditionalWatcher:
         try:
             status, body = await self.risk.submit_child(c)
         except Exception as exc:  # no answer: the lease brings it back
-            log.warning("a conditional order's child got no answer", extra={"conditional_id": c.conditional_id,
-                        "error": repr(exc)})  # fmt: skip
+            log.warning(
+                "a conditional order's child got no answer: %r", exc, extra={"conditional_id": c.conditional_id}
+            )
             return await self._retry(c, f"no answer from risk: {type(exc).__name__}")
         decision = body.get("decision") if isinstance(body.get("decision"), dict) else {}
         decision_id = decision.get("decision_id") if isinstance(decision, dict) else None
@@ -273,6 +283,7 @@ class ConditionalWatcher:
             return c  # another process recorded the answer first
 
     async def _retry(self, c: Conditional, message: str) -> Conditional:
+        self.retry_at[c.conditional_id] = self.wall_now() + timedelta(seconds=RETRY_S)
         try:
             return await self.store.retry_later(c, self.wall_now(), message)
         except StaleMove:
@@ -297,9 +308,14 @@ class ConditionalWatcher:
             if time_reached(c.trigger, now):
                 assert c.at is not None
                 await self.fire(c, None, c.at)
-        stalled_before = self.wall_now() - timedelta(seconds=self.lease_s)
+        wall = self.wall_now()
+        stalled_before = wall - timedelta(seconds=self.lease_s)
         for c in await self.store.with_status(Status.TRIGGERED):
-            if c.claimed_at is not None and c.claimed_at <= stalled_before:
+            retry_at = self.retry_at.pop(c.conditional_id, None)
+            due = retry_at is not None and retry_at <= wall
+            if retry_at is not None and not due:
+                self.retry_at[c.conditional_id] = retry_at
+            if due or (c.claimed_at is not None and c.claimed_at <= stalled_before):
                 try:
                     again = await self.store.reclaim(c, self.wall_now())
                 except StaleMove:
@@ -315,7 +331,7 @@ class ConditionalWatcher:
             try:
                 live = await self.prices.live(code)
             except Exception as exc:
-                log.warning("the catch-up cannot read a live quote", extra={"ts_code": code, "error": repr(exc)})
+                log.warning("the catch-up cannot read a live quote of %s: %r", code, exc)
                 continue
             self.to_catch_up.discard(code)
             if live is None:
