@@ -247,11 +247,14 @@ async def test_risk_refusals_are_recorded_and_not_now_is_tried_again(db: Databas
     later = await rig.add()
     rig.risk.answers.append((503, {"code": "risk_unavailable", "message": "risk cannot check the order"}))
     await w.observe(later, D("9.40"), T0 + timedelta(seconds=2))
-    assert await rig.status(later) is Status.TRIGGERED  # not now: still triggered, its lease running
-    rig.clock.now = T0 + timedelta(seconds=10)
+    assert await rig.status(later) is Status.TRIGGERED  # not now: still triggered
+    rig.clock.now = T0 + timedelta(seconds=1)
     await w.run_pass()
-    assert await rig.status(later) is Status.TRIGGERED  # the lease (30 s) has not run out
-    rig.clock.now = T0 + timedelta(minutes=1)
+    assert await rig.status(later) is Status.TRIGGERED  # tried again RETRY_S (3 s) after the answer, not before
+    rig.clock.now = T0 + timedelta(seconds=10)
+    other = rig.watcher()  # another process: it knows of no retry, only the lease (30 s), not run out yet
+    await other.run_pass()
+    assert await rig.status(later) is Status.TRIGGERED
     await w.run_pass()
     assert await rig.status(later) is Status.PLACED
     assert [r.client_order_id for r in rig.risk.requests[1:]] == [f"cond-{later.conditional_id}"] * 2
