@@ -78,9 +78,9 @@ router = APIRouter()
 def visible_to(user: CurrentUser, event: Envelope) -> bool:
     """Order events (risk's denials, alerts and stop triggers, execution's conditional orders too) and trade events
     name their `account_id`; backtest events their `owner` (a username); a strategy instance's events its `owner`
-    (and its lifecycle events its `account_id`, whose user sees the instance too); a refused hot reload (`strategy.code.rejected`) the owner of the
-    instance it names. Read from the payload as its schema: the bus dead-letters one that does not parse, before
-    this."""
+    (and its lifecycle events its `account_id`, whose user sees the instance too); a refused hot reload
+    (`strategy.code.rejected`) the owner of the instance it names. Read from the payload as its schema: the bus
+    dead-letters one that does not parse, before this."""
     if user.role is Role.ADMIN:
         return True
     payload = event.parsed()
