@@ -425,6 +425,7 @@ class Fleet:
     execution: httpx.AsyncClient
     strategy: FakeStrategyService
     strategy_transport: SwitchableTransport
+    risk_transport: SwitchableTransport  # execution's way to risk (a conditional order's child)
 
     async def data_changed(self) -> None:
         """The data service announces new data (`bars.updated` on RabbitMQ, as after an ingest run), and risk and
@@ -485,7 +486,8 @@ async def fleet(
         ),
     )
     risk_app = create_risk_app(settings, risk_infra)
-    execution_transports["risk"] = SwitchableTransport(risk_app)
+    risk_transport = SwitchableTransport(risk_app)
+    execution_transports["risk"] = risk_transport
 
     async with (
         execution_app.router.lifespan_context(execution_app),
@@ -505,6 +507,7 @@ async def fleet(
             execution=execution,
             strategy=strategy,
             strategy_transport=strategy_transport,
+            risk_transport=risk_transport,
         )
 
 

@@ -114,6 +114,24 @@ async def test_a_risk_refusal_of_the_child_is_recorded_with_its_reasons(backing:
         assert refused["decision_id"] is not None and await _children(f, amy, cid) == []
 
 
+async def test_a_child_risk_could_not_answer_is_placed_once_when_risk_is_back(backing: Backing) -> None:
+    amy = trader()
+    async with fleet(backing.settings()) as f:
+        f.data.live[CODE] = ("10.00", utcnow())
+        stop = await _create(f, amy, ts_code=CODE, side="buy", qty=100, kind="stop", stop_price="10.50")
+        cid = stop["conditional_id"]
+        f.risk_transport.down = True  # execution cannot reach risk
+        await f.execution_bus.publish(snapshot("10.60", utcnow()))
+        await until(lambda: f.risk_transport.attempts >= 2, what="the child tried twice while risk was down")
+        waiting = await _get(f, amy, cid)
+        assert waiting["status"] == "triggered" and "no answer" in waiting["message"]
+        assert await _children(f, amy, cid) == []
+        f.risk_transport.down = False
+        await until(_status_is(f, amy, cid, "placed"), what="the child placed once risk answered")
+        assert len(await _children(f, amy, cid)) == 1
+        assert await _events(f, cid) == ["conditional.armed", "conditional.triggered", "conditional.placed"]
+
+
 async def test_a_trigger_that_came_while_execution_was_down_fires_once_on_start(backing: Backing) -> None:
     settings = backing.settings(scope="cond" + secrets.token_hex(3), paper_fills="immediate")
     amy = trader()
