@@ -4,6 +4,7 @@ by risk (a decision carrying the conditional order's id) and placed once, even w
 stop whose trigger came while execution was down fires once when it starts again (or expires, as it says), and never
 again after another restart; bad input is refused with the field named and nothing stored."""
 
+import asyncio
 import json
 import secrets
 from datetime import UTC, datetime, timedelta
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from services.execution.conditional.watcher import ConditionalWatcher
 from services.execution.store import outbox
 from shared.platform.bus.amqp import AmqpBus
 from shared.platform.clock import utcnow
@@ -130,6 +132,31 @@ async def test_a_child_risk_could_not_answer_is_placed_once_when_risk_is_back(ba
         await until(_status_is(f, amy, cid, "placed"), what="the child placed once risk answered")
         assert len(await _children(f, amy, cid)) == 1
         assert await _events(f, cid) == ["conditional.armed", "conditional.triggered", "conditional.placed"]
+
+
+async def test_oco_legs_triggered_at_once_by_two_processes_place_one_child(backing: Backing) -> None:
+    amy = trader()
+    async with fleet(backing.settings()) as f:
+        f.data.live[CODE] = ("10.00", utcnow())
+        legs = await _create(f, amy, path="/oco", legs=[
+            {"ts_code": CODE, "side": "buy", "qty": 100, "kind": "stop", "stop_price": "10.50"},
+            {"ts_code": CODE, "side": "buy", "qty": 100, "kind": "limit", "price": "9.40",
+             "condition": {"type": "price_below", "price": "9.40"}}])  # fmt: skip
+        await f.execution_app.state.conditional_loop.stop()  # the test runs the watchers itself
+        one: ConditionalWatcher = f.execution_app.state.conditional_watcher
+        other = ConditionalWatcher(one.store, one.risk, one.prices, one.orders, market_now=one.market_now)
+        await other.start()
+        rows = [await one.store.get(leg["conditional_id"]) for leg in legs]
+        assert rows[0] is not None and rows[1] is not None
+        # two processes, each seeing a quote that crosses a different leg, at the same moment
+        won = await asyncio.gather(
+            one.observe(rows[0], Decimal("10.60"), utcnow()), other.observe(rows[1], Decimal("9.30"), utcnow())
+        )
+        assert sorted(won) == [False, True]
+        statuses = sorted([(await _get(f, amy, leg["conditional_id"]))["status"] for leg in legs])
+        assert statuses == ["cancelled", "placed"]
+        children = [c for leg in legs for c in await _children(f, amy, leg["conditional_id"])]
+        assert len(children) == 1
 
 
 async def test_a_trigger_that_came_while_execution_was_down_fires_once_on_start(backing: Backing) -> None:
