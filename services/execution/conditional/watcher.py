@@ -174,9 +174,10 @@ class ConditionalWatcher:
         await self.refresh()
         self.to_catch_up = set(self.by_code)
 
-    async def refresh(self) -> None:
+    async def refresh(self, armed: list[Conditional] | None = None) -> None:
+        """Rebuild the index of armed price-triggered orders from the table (or from `armed`, just read from it)."""
         index: dict[str, dict[str, Conditional]] = {}
-        for c in await self.store.with_status(Status.ARMED):
+        for c in armed if armed is not None else await self.store.with_status(Status.ARMED):
             if c.trigger.type is not ConditionType.AT_TIME:
                 index.setdefault(c.ts_code, {})[c.conditional_id] = c
         self.by_code = index
@@ -300,11 +301,12 @@ class ConditionalWatcher:
         if self.watching_since is None:
             await self.start()
         self.passes += 1
-        await self.refresh()
-        await self._catch_up()
         await self._waiting()
+        armed = await self.store.with_status(Status.ARMED)
+        await self.refresh(armed)
+        await self._catch_up()
         now = self.market_now()
-        for c in await self.store.with_status(Status.ARMED):
+        for c in armed:
             if time_reached(c.trigger, now):
                 assert c.at is not None
                 await self.fire(c, None, c.at)
