@@ -347,7 +347,11 @@ def _visible(principal: Principal, c: Conditional | None, conditional_id: str) -
     return c
 
 
-@router.get("/conditional-orders", response_model=list[ConditionalOut])
+@router.get(
+    "/conditional-orders",
+    response_model=list[ConditionalOut],
+    responses={403: {"description": "`forbidden`: another account named by a person"}},
+)
 async def list_conditionals(
     principal: CurrentPrincipal,
     store: Store,
@@ -380,7 +384,10 @@ async def get_conditional(conditional_id: str, principal: CurrentPrincipal, stor
     responses={
         403: {"description": "`forbidden`: a viewer"},
         404: {"description": "`conditional_not_found`"},
-        409: {"description": "`conditional_not_cancellable`: it triggered already (or ended)"},
+        409: {
+            "description": "`conditional_not_cancellable`: it triggered already (or ended); `conditional_busy`: it "
+            "kept changing while being cancelled (try again)"
+        },
     },
 )
 async def cancel_conditional(

@@ -221,6 +221,14 @@ async def test_bad_input_is_refused_with_the_field_named_and_nothing_stored(back
 
         forbidden = await _create(f, viewer, 403, **stop)
         assert forbidden["code"] == "forbidden"
+        # risk decides a child only when execution asks: a person calling risk's route is refused, nothing decided
+        child = {"conditional_order_id": "0" * 32, "account_id": amy.account_id, "owner": amy.subject,
+                 "owner_role": "trader", "order": {"client_order_id": "cond-x", "ts_code": CODE, "side": "buy",
+                                                   "order_type": "market", "qty": 100}}  # fmt: skip
+        by_person = await f.risk.post("/v1/conditional-children", json=child, headers=f.headers(amy))
+        assert by_person.status_code == 403 and by_person.json()["code"] == "forbidden"
+        decisions = (await f.risk.get("/v1/decisions", headers=f.headers(amy))).json()
+        assert [d for d in decisions if d["client_order_id"] == "cond-x"] == []
 
         # what is accepted: an OCO pair (take-profit above, stop below), cancelled leg by leg
         legs = await _create(f, amy, path="/oco", legs=[
