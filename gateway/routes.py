@@ -58,7 +58,7 @@ ROUTES: tuple[ProxyRoute, ...] = (
     _r("GET", "/v1/risk/trading-states", "risk", VIEWER, "risk"),
     # conditional orders (docs/conditional-orders.md), held by execution: traders create and cancel their own
     # account's, everyone reads their own (admins all, and cancel any)
-    _r("POST", "/v1/conditional-orders/oco", "execution", TRADER, "orders", body=True),
+    _r("POST", "/v1/oco-orders", "execution", TRADER, "orders", body=True),
     _r("POST", "/v1/conditional-orders", "execution", TRADER, "orders", body=True),
     _r("GET", "/v1/conditional-orders", "execution", VIEWER, "orders"),
     _r("GET", "/v1/conditional-orders/{conditional_id}", "execution", VIEWER, "orders"),

@@ -318,7 +318,7 @@ async def create_conditional(
     return c.as_json()
 
 
-@router.post("/conditional-orders/oco", status_code=201, response_model=list[ConditionalOut], responses=ANSWERS)
+@router.post("/oco-orders", status_code=201, response_model=list[ConditionalOut], responses=ANSWERS)
 async def create_oco(
     body: OcoIn, principal: CurrentPrincipal, store: Store, watcher: Watcher, request: Request
 ) -> list[dict[str, Any]]:

@@ -26,6 +26,7 @@ from tests.integration.execution.order_path_harness import Fleet, fleet, trader,
 
 pytestmark = pytest.mark.integration
 
+OCO = "/v1/oco-orders"
 CODE = "600000.SH"  # the fake data service's: last close 10.00, limits 11.00 / 9.00
 
 
@@ -37,8 +38,10 @@ def snapshot(last: str, at: datetime) -> Envelope:
     return make_event("quotes.snapshot", QuotesSnapshot(as_of=at, source="replay", quotes=(quote,)), source="data")
 
 
-async def _create(f: Fleet, who: Principal, expected: int = 201, path: str = "", **body: Any) -> Any:
-    response = await f.execution.post(f"/v1/conditional-orders{path}", json=body, headers=f.headers(who))
+async def _create(
+    f: Fleet, who: Principal, expected: int = 201, path: str = "/v1/conditional-orders", **body: Any
+) -> Any:
+    response = await f.execution.post(path, json=body, headers=f.headers(who))
     assert response.status_code == expected, response.text
     return response.json()
 
@@ -138,7 +141,7 @@ async def test_oco_legs_triggered_at_once_by_two_processes_place_one_child(backi
     amy = trader()
     async with fleet(backing.settings()) as f:
         f.data.live[CODE] = ("10.00", utcnow())
-        legs = await _create(f, amy, path="/oco", legs=[
+        legs = await _create(f, amy, path=OCO, legs=[
             {"ts_code": CODE, "side": "buy", "qty": 100, "kind": "stop", "stop_price": "10.50"},
             {"ts_code": CODE, "side": "buy", "qty": 100, "kind": "limit", "price": "9.40",
              "condition": {"type": "price_below", "price": "9.40"}}])  # fmt: skip
@@ -213,9 +216,9 @@ async def test_bad_input_is_refused_with_the_field_named_and_nothing_stored(back
         assert (late["code"], late["details"]["field"]) == ("invalid_trigger_time", "condition.at")
         no_price = await _create(f, amy, 422, **{**stop, "kind": "stop_limit"})  # a stop-limit needs its price
         assert no_price["code"] == "invalid_request"
-        oco = await _create(f, amy, 422, path="/oco", legs=[stop, {**stop, "stop_price": "10.30"}])
+        oco = await _create(f, amy, 422, path=OCO, legs=[stop, {**stop, "stop_price": "10.30"}])
         assert (oco["code"], oco["details"]["field"]) == ("invalid_stop_price", "legs.1.stop_price")
-        entry = await _create(f, amy, 404, path="/oco", legs=[stop, stop], after_order_id="0" * 32)
+        entry = await _create(f, amy, 404, path=OCO, legs=[stop, stop], after_order_id="0" * 32)
         assert entry["code"] == "order_not_found"
         assert (await f.execution.get("/v1/conditional-orders", headers=f.headers(amy))).json() == []
 
@@ -231,7 +234,7 @@ async def test_bad_input_is_refused_with_the_field_named_and_nothing_stored(back
         assert [d for d in decisions if d["client_order_id"] == "cond-x"] == []
 
         # what is accepted: an OCO pair (take-profit above, stop below), cancelled leg by leg
-        legs = await _create(f, amy, path="/oco", legs=[
+        legs = await _create(f, amy, path=OCO, legs=[
             {"ts_code": CODE, "side": "sell", "qty": 100, "kind": "limit", "price": "10.80",
              "condition": {"type": "price_above", "price": "10.80"}}, stop])  # fmt: skip
         assert [leg["status"] for leg in legs] == ["armed", "armed"] and legs[0]["oco_group"] == legs[1]["oco_group"]

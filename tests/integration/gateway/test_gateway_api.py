@@ -959,7 +959,7 @@ async def test_conditional_orders_traders_create_and_cancel_viewers_read_and_ris
     before = len(gw.downstream.calls_to("execution"))
     for method, path in [
         ("POST", "/api/v1/conditional-orders"),
-        ("POST", "/api/v1/conditional-orders/oco"),
+        ("POST", "/api/v1/oco-orders"),
         ("POST", "/api/v1/conditional-orders/c1/cancel"),
     ]:
         refused = await gw.client.request(method, path, json=body, headers=viewer.headers)

@@ -28,7 +28,7 @@ PASSED_THROUGH = {
     "/api/v1/risk/halt",
     "/api/v1/risk/stops",
     "/api/v1/conditional-orders",
-    "/api/v1/conditional-orders/oco",
+    "/api/v1/oco-orders",
     "/api/v1/risk/rules/{scope}",
     "/api/v1/ingest/backfill",
     "/api/v1/quality/run",
@@ -144,7 +144,7 @@ def test_every_request_body_of_every_app_is_a_strict_request_model() -> None:
         "execution /v1/accounts/{account_id}/broker": "AccountBrokerIn",
         "execution /v1/bridges/{bridge_id}/trading": "TradingSwitchIn",
         "execution /v1/conditional-orders": "ConditionalOrderIn",
-        "execution /v1/conditional-orders/oco": "OcoIn",
+        "execution /v1/oco-orders": "OcoIn",
     }
     seen: set[type[BaseModel]] = set()
     assert [p for body in bodies.values() for p in _problems(body, seen)] == []
