@@ -170,6 +170,7 @@ async def test_a_trigger_that_came_while_execution_was_down_fires_once_on_start(
         fires = await _create(f, amy, ts_code=CODE, side="buy", qty=100, kind="stop", stop_price="10.50")
         expires = await _create(f, amy, ts_code=CODE, side="buy", qty=200, kind="stop", stop_price="10.50",
                                 on_missed="expire")  # fmt: skip
+        stays = await _create(f, amy, ts_code=CODE, side="buy", qty=300, kind="stop", stop_price="10.90")
     # execution is down: a round crossing the stops is published; its durable queue keeps it
     crossed_at = utcnow()
     bus = AmqpBus(settings.amqp_url, namespace=settings.bus_namespace, source="data")
@@ -178,7 +179,7 @@ async def test_a_trigger_that_came_while_execution_was_down_fires_once_on_start(
         await bus.publish(snapshot("10.60", crossed_at))
     finally:
         await bus.close()
-    for _ in range(2):  # started again, and once more: it fires once in all
+    for restart in range(2):  # started again, and once more: it fires once in all
         async with fleet(settings) as f:
             f.data.live[CODE] = ("10.60", crossed_at)  # the latest live quote is the one of the crossing
             await until(_status_is(f, amy, fires["conditional_id"], "placed"), what="the missed stop fired")
@@ -190,6 +191,13 @@ async def test_a_trigger_that_came_while_execution_was_down_fires_once_on_start(
             assert await _children(f, amy, expires["conditional_id"]) == []
             assert await _events(f, fires["conditional_id"]) == ["conditional.armed", "conditional.triggered",
                                                                  "conditional.placed"]  # fmt: skip
+            # the one whose level was not reached is still armed after each restart, and fires on a later round
+            assert (await _get(f, amy, stays["conditional_id"]))["status"] == "armed"
+            if restart == 1:
+                await f.execution_bus.publish(snapshot("10.95", utcnow()))
+                await until(_status_is(f, amy, stays["conditional_id"], "placed"), what="the armed one fired")
+                stayed = await _get(f, amy, stays["conditional_id"])
+                assert stayed["missed"] is False and len(await _children(f, amy, stays["conditional_id"])) == 1
 
 
 async def test_bad_input_is_refused_with_the_field_named_and_nothing_stored(backing: Backing) -> None:
