@@ -56,6 +56,13 @@ ROUTES: tuple[ProxyRoute, ...] = (
     # the kill switch: admins set a trading state; everyone reads global's and their own account's (admins all)
     _r("POST", "/v1/risk/halt", "risk", ADMIN, "risk", body=True),
     _r("GET", "/v1/risk/trading-states", "risk", VIEWER, "risk"),
+    # conditional orders (docs/conditional-orders.md), held by execution: traders create and cancel their own
+    # account's, everyone reads their own (admins all, and cancel any)
+    _r("POST", "/v1/oco-orders", "execution", TRADER, "orders", body=True),
+    _r("POST", "/v1/conditional-orders", "execution", TRADER, "orders", body=True),
+    _r("GET", "/v1/conditional-orders", "execution", VIEWER, "orders"),
+    _r("GET", "/v1/conditional-orders/{conditional_id}", "execution", VIEWER, "orders"),
+    _r("POST", "/v1/conditional-orders/{conditional_id}/cancel", "execution", TRADER, "orders"),
     # stops (docs/risk-stops.md): traders set and cancel their own account's, everyone reads their own (admins all)
     _r("POST", "/v1/risk/stops", "risk", TRADER, "risk", body=True),
     _r("GET", "/v1/risk/stops", "risk", VIEWER, "risk"),

@@ -25,6 +25,7 @@ from shared.platform.events.envelope import Envelope
 from shared.platform.events.schemas import (
     BacktestFinished,
     BacktestProgress,
+    ConditionalOrderChanged,
     OrderDenied,
     OrderUpdated,
     RiskAlert,
@@ -44,6 +45,7 @@ EVENT_PATTERNS = [
     "risk.order.denied",
     "risk.alert",
     "risk.stop.*",
+    "conditional.*",
     "backtest.*",
     "strategy.instance.*",
     "strategy.code.*",
@@ -74,15 +76,17 @@ router = APIRouter()
 
 
 def visible_to(user: CurrentUser, event: Envelope) -> bool:
-    """Order events (risk's denials, alerts and stop triggers too) and trade events name their `account_id`; backtest
-    events their `owner` (a username); a strategy instance's events its `owner` (and its lifecycle events its
-    `account_id`, whose user sees the instance too); a refused hot reload (`strategy.code.rejected`) the owner of the
-    instance it names. Read from the payload as its schema: the bus dead-letters one that does not parse, before
-    this."""
+    """Order events (risk's denials, alerts and stop triggers, execution's conditional orders too) and trade events
+    name their `account_id`; backtest events their `owner` (a username); a strategy instance's events its `owner`
+    (and its lifecycle events its `account_id`, whose user sees the instance too); a refused hot reload
+    (`strategy.code.rejected`) the owner of the instance it names. Read from the payload as its schema: the bus
+    dead-letters one that does not parse, before this."""
     if user.role is Role.ADMIN:
         return True
     payload = event.parsed()
-    if isinstance(payload, OrderUpdated | OrderDenied | TradeExecuted | RiskAlert | StopTriggered):
+    if isinstance(
+        payload, OrderUpdated | OrderDenied | TradeExecuted | RiskAlert | StopTriggered | ConditionalOrderChanged
+    ):
         return payload.account_id == user.account_id
     if isinstance(payload, BacktestFinished | BacktestProgress):
         return payload.owner is not None and payload.owner == user.username

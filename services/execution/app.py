@@ -15,18 +15,22 @@ from services.execution.broker_sync import QmtSync
 from services.execution.brokers.base import BrokerAdapter
 from services.execution.brokers.paper import PaperBroker, PaperQuotes
 from services.execution.brokers.qmt import QmtBroker
+from services.execution.conditional import api as conditional_api
+from services.execution.conditional import watcher as conditional
+from services.execution.conditional.store import ConditionalStore
 from services.execution.corporate import DataServiceExDates
 from services.execution.desk import OrderDesk
 from services.execution.live_quotes import QUOTES_CONSUMER, DataServiceQuotes, HeldQuotes
 from services.execution.metrics import ExecutionMetrics
 from services.execution.store import MIGRATIONS, ExecutionStore, outbox
-from shared.core.domain import to_fen
+from shared.core.domain import OrderStatus, to_fen
 from shared.core.market.matching import FillRules
 from shared.platform.app import Infra, create_service_app
 from shared.platform.calendar import DataServiceCalendar, OrderSessions
 from shared.platform.db import Database
 from shared.platform.events import BarsUpdated, Envelope
 from shared.platform.outbox import OutboxRelay
+from shared.platform.periodic import PeriodicTask
 from shared.platform.quotes import exchange_today
 from shared.platform.settings import Settings
 
@@ -83,6 +87,16 @@ def create_app(settings: Settings, infra: Infra | None = None, *, broker: Broker
             reconciler.start()
             qmt_sync.loop.start()
             try:
+                # Conditional orders: armed ones loaded and the start noted (a trigger seen from before it was missed
+                # while down) before the quotes' queue, which kept the rounds published meanwhile, is consumed.
+                await conditional_watcher.start()
+                conditional_loop.start()
+                await infra.bus.subscribe(
+                    conditional.CONSUMER,
+                    ["quotes.snapshot"],
+                    conditional_watcher.on_quotes,
+                    max_bytes=conditional.QUEUE_MAX_BYTES,
+                )
                 await infra.bus.subscribe(REFERENCE_CONSUMER, ["bars.updated"], quotes.announced, durable=False)
 
                 # The feed's rounds, on one queue: the latest price of each code (an order's arrival price,
@@ -103,6 +117,7 @@ def create_app(settings: Settings, infra: Infra | None = None, *, broker: Broker
                     await infra.bus.subscribe(BARS_CONSUMER, ["bars.updated"], on_bars)
                 yield
             finally:
+                await conditional_loop.stop(grace_s=STOP_GRACE_S)
                 await qmt_sync.loop.stop(grace_s=STOP_GRACE_S)
                 await reconciler.stop()
                 await relay.stop(grace_s=STOP_GRACE_S)
@@ -112,7 +127,7 @@ def create_app(settings: Settings, infra: Infra | None = None, *, broker: Broker
     app = create_service_app(
         NAME,
         infra,
-        routers=[api.router, bridge_api.router],
+        routers=[api.router, conditional_api.router, bridge_api.router],
         public_routers=[bridge_api.bridge_socket],  # a bridge authenticates by the protocol's handshake
         lifespan=lifespan,
         readiness={"db": db.ping},
@@ -151,6 +166,24 @@ def create_app(settings: Settings, infra: Infra | None = None, *, broker: Broker
     )
     app.state.bridges = bridges
     app.state.qmt = qmt
+    # Conditional orders (docs/conditional-orders.md): held here, triggered by the quotes and the market clock,
+    # their children decided by risk.
+    conditional_store = ConditionalStore(db, source=NAME, on_event=relay.notify)
+    conditional_prices = conditional.DataLivePrices(infra.services, settings.internal_secret)
+    conditional_watcher = conditional.ConditionalWatcher(
+        conditional_store,
+        conditional.RiskService(infra.services, settings.internal_secret),
+        conditional_prices,
+        _OrderStates(store),
+        market_now=clock.now,
+    )
+    conditional_loop = PeriodicTask("conditional-orders", conditional.PASS_S, conditional_watcher.run_pass,
+                                    stop_grace_s=STOP_GRACE_S)  # fmt: skip
+    app.state.conditional_store = conditional_store
+    app.state.conditional_prices = conditional_prices
+    app.state.conditional_watcher = conditional_watcher
+    app.state.conditional_loop = conditional_loop
+    app.state.conditional_clock = clock.now
     desk = app.state.desk
 
     async def positions_session() -> Any:
@@ -162,6 +195,17 @@ def create_app(settings: Settings, infra: Infra | None = None, *, broker: Broker
     bridges.on_hello = qmt_sync.wake
     app.state.qmt_sync = qmt_sync
     return app
+
+
+class _OrderStates:
+    """The status and filled quantity of an order execution holds (a bracket's entry)."""
+
+    def __init__(self, store: ExecutionStore) -> None:
+        self.store = store
+
+    async def order_status(self, order_id: str) -> tuple[OrderStatus, int] | None:
+        stored = await self.store.get_order(order_id)
+        return None if stored is None else (stored.order.status, stored.order.filled_qty)
 
 
 def _switches(store: ExecutionStore) -> Callable[[str], Awaitable[dict[str, bool]]]:

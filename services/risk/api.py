@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 
 from services.risk.deps import Caller, Desk, Killswitch, RuleSetsDep, Store
 from services.risk.schemas import (
+    ConditionalChild,
     DecisionOut,
     HaltAnswer,
     HaltRequest,
@@ -23,9 +24,11 @@ from services.risk.schemas import (
     TradingStates,
 )
 from services.risk.store import Scope
-from shared.platform.errors import Forbidden
+from shared.platform.errors import Forbidden, ServiceError
+from shared.platform.internal_auth import Principal
 
 router = APIRouter(prefix="/v1", tags=["risk"])
+EXECUTION_SUBJECT = "svc:execution"
 
 
 @router.post(
@@ -50,6 +53,35 @@ router = APIRouter(prefix="/v1", tags=["risk"])
 )
 async def place_order(order: OrderRequest, principal: Caller, desk: Desk) -> JSONResponse:
     placement = await desk.place(order, principal)
+    return JSONResponse(placement.body, status_code=placement.status_code)
+
+
+@router.post(
+    "/conditional-children",
+    status_code=201,
+    response_model=PlacedOrder,
+    responses={
+        200: {"model": PlacedOrder, "description": "the child was decided and placed before: the same order"},
+        403: {"description": "`forbidden`: anyone but execution"},
+        422: {"model": OrderRefused, "description": "order_rejected: risk's reasons (or invalid_request)"},
+        503: {"model": OrderRefused, "description": "risk_unavailable or execution_unavailable (retry)"},
+    },
+)
+async def place_conditional_child(body: ConditionalChild, principal: Caller, desk: Desk) -> JSONResponse:
+    """The child of a conditional order execution holds, which triggered (docs/conditional-orders.md): decided by
+    risk as the conditional order's owner, every check of their own order applying, recorded with the conditional
+    order's id, and (approved) signed and sent to execution as any order. Its client_order_id is derived from the
+    conditional order's id, so a trigger processed twice is one decision replayed and one order."""
+    if not (principal.is_service and principal.subject == EXECUTION_SUBJECT):
+        raise Forbidden("forbidden", f"{principal.subject} may not place a conditional order's child: execution does")
+    order = body.order
+    if order.strategy_instance_id is not None or order.sleeve is not None or order.paper_fill is not None:
+        raise ServiceError(
+            "invalid_request", "a conditional order's child is a person's order: no strategy_instance_id, sleeve or "
+            "paper_fill", status_code=422, field="order",
+        )  # fmt: skip
+    owner = Principal(body.owner, body.owner_role, body.account_id)
+    placement = await desk.place(order, owner, parent_id=body.conditional_order_id)
     return JSONResponse(placement.body, status_code=placement.status_code)
 
 

@@ -297,7 +297,8 @@ class RiskDesk:
         # data service's trade calendar kept in memory. None: the exchange date of now (tests of the checks only).
         self.sessions = OrderSessions(calendar) if calendar is not None else None
 
-    async def place(self, request: OrderRequest, principal: Principal) -> Placement:
+    async def place(self, request: OrderRequest, principal: Principal, *, parent_id: str | None = None) -> Placement:
+        """`parent_id`: the conditional order (held by execution) whose child this is, recorded with the decision."""
         instance_id = request.strategy_instance_id
         _check_placer(principal, instance_id)
         if request.paper_fill is not None and instance_id is None:
@@ -445,7 +446,7 @@ class RiskDesk:
             correlation_id=current_correlation_id(),
             strategy_instance_id=instance_id,
             paper_fill=request.paper_fill,
-            rule_check=_record(judged, request.sleeve),
+            rule_check=_record(judged, request.sleeve, parent_id),
         )
         alerts = [] if judged is None else judged.alerts(decision)
         try:
@@ -986,12 +987,16 @@ def _carried_sleeve(request: OrderRequest, principal: Principal) -> Sleeve | Non
     )
 
 
-def _record(judged: _Judged | None, sleeve: CarriedSleeve | None) -> dict[str, Any] | None:
-    """What the decision read, for its record: the rules' versions, equity and findings (when they ran), and the
-    sleeve the order carried (an instance's order)."""
+def _record(
+    judged: _Judged | None, sleeve: CarriedSleeve | None, parent_id: str | None = None
+) -> dict[str, Any] | None:
+    """What the decision read, for its record: the rules' versions, equity and findings (when they ran), the
+    sleeve the order carried (an instance's order), and the conditional order whose child it is (`parent_id`)."""
     record: dict[str, Any] = {} if judged is None else judged.record
     if sleeve is not None:
         record = {**record, "sleeve": sleeve.model_dump(mode="json")}
+    if parent_id is not None:
+        record = {**record, "parent_id": parent_id}
     return record or None
 
 

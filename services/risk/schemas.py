@@ -106,6 +106,18 @@ class OrderRequest(RequestModel):
         return self
 
 
+class ConditionalChild(RequestModel):
+    """Execution asks risk to decide the child of a conditional order that triggered (docs/conditional-orders.md):
+    the order as its owner would place it, decided as them (`owner`, `owner_role`, `account_id`, recorded when the
+    conditional order was created), carrying the conditional order's id. Only execution (`svc:execution`) sends it."""
+
+    conditional_order_id: str = Field(pattern=r"^[0-9a-f]{32}$")
+    account_id: str = Field(min_length=1, max_length=64)
+    owner: str = Field(min_length=1, max_length=128)
+    owner_role: str = Field(min_length=1, max_length=16)
+    order: OrderRequest
+
+
 class ReasonOut(BaseModel):
     code: str
     message: str
@@ -157,7 +169,8 @@ class DecisionOut(BaseModel):
         default=None,
         description="the rule-set versions that decided it ({global, account, instance}) and every rule finding "
         "(rule, code, level deny|warn, message, the values it read), when the rules ran; for a strategy instance's "
-        "order also `sleeve`, the sleeve it carried and was checked against; null when neither",
+        "order also `sleeve`, the sleeve it carried and was checked against; for a conditional order's child "
+        "`parent_id`, the conditional order's id (docs/conditional-orders.md); null when none of these",
     )
 
 

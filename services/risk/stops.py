@@ -51,6 +51,7 @@ from shared.platform.events import Envelope, StopTriggered, make_event
 from shared.platform.internal_auth import Principal
 from shared.platform.observability import new_id
 from shared.platform.outbox import add_to_outbox
+from shared.platform.placement import not_now
 from shared.platform.quotes import QuoteSource, QuoteUnavailable
 
 log = logging.getLogger(__name__)
@@ -58,10 +59,8 @@ log = logging.getLogger(__name__)
 STOP_PASS_S = 5.0  # a pass at least this often, besides the one each bars.updated wakes
 LEASE_S = 30.0  # a triggered stop whose exit has no answer this long after its last attempt is attempted again
 CENT = Decimal("0.01")
-# Refusals that say "not now" rather than "no": the exit is attempted again after the lease. Risk's reasons (all of
-# a 422 order_rejected's reasons must be among them) and execution's codes.
-RETRY_REASONS = frozenset({"limits_unknown", "no_session", "risk_unavailable"})
-RETRY_CODES = frozenset({"limits_unknown", "price_cap_unknown", "no_session"})
+# Refusals that say "not now" rather than "no" (shared.platform.placement): the exit is attempted again after the
+# lease.
 HUNDRED = Decimal(100)
 
 
@@ -606,7 +605,7 @@ class StopWatcher:
                            order_id=order_id, decision_id=decision_id)  # fmt: skip
             await self.store.finish(done, StopStatus.TRIGGERED, done.message,
                                     stop_triggered(stop, done, StopStatus.TRIGGERED))  # fmt: skip
-        elif (status >= 500 and status != 502) or _not_now(status, code, decision):
+        elif (status >= 500 and status != 502) or not_now(status, code, decision):
             await self._record_retry(attempt("retry", message, http_status=status, code=code, decision_id=decision_id))
         else:
             done = attempt("failed", message, http_status=status, code=code, decision_id=decision_id)
@@ -619,19 +618,6 @@ class StopWatcher:
             await self.store.record(attempt)
         except Exception:
             log.exception("could not record a stop's attempt", extra={"stop": attempt.stop_id})
-
-
-def _not_now(status: int, code: str | None, decision: Any) -> bool:
-    """A 422 that says "not now": the session's price limits are not known yet (between a close and its bars being
-    stored), or no session is ahead in the calendar. The exit is attempted again after the lease."""
-    if status != 422:
-        return False
-    if code in RETRY_CODES:
-        return True
-    reasons = decision.get("reasons") if isinstance(decision, dict) else None
-    if code != "order_rejected" or not isinstance(reasons, list) or not reasons:
-        return False
-    return all(isinstance(r, dict) and r.get("code") in RETRY_REASONS for r in reasons)
 
 
 def _level_at_trigger(stop: Stop) -> Decimal:

@@ -3,6 +3,7 @@ the routes the table adds (a strategy by name, risk's decisions) with their role
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import pytest
 from lianghua.standalone import build_app
 from services.execution.tca import NO_BARS
 from shared.platform.clock import ShiftedClock
+from shared.platform.events import LiveQuote, QuotesSnapshot, make_event
 from shared.platform.settings import Mode, Settings
 from tests.e2e.flow import Session, create_user, login, tradable_main_board_stock
 
@@ -30,6 +32,7 @@ class Platform:
     client: httpx.AsyncClient
     admin: Session
     sessions: dict[str, Session]
+    host: Any = None
 
     async def user(self, role: str) -> Session:
         username, password = await create_user(self.client, self.admin, role)
@@ -53,7 +56,7 @@ async def platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Pl
         transport = httpx.ASGITransport(app=host)
         async with httpx.AsyncClient(transport=transport, base_url=BASE, timeout=30) as client:
             admin = await login(client, BASE, "admin", password)
-            yield Platform(client, admin, {})
+            yield Platform(client, admin, {}, host)
 
 
 async def test_a_strategy_is_read_by_name_through_the_gateway(platform: Platform) -> None:
@@ -325,3 +328,47 @@ async def test_positions_account_and_cost_analysis_through_the_gateway(platform:
     assert Decimal(account["pnl_total"]) == -fees
     bad = await platform.client.get("/api/v1/quotes/live?codes=60000X.SH", headers=ada.headers)
     assert bad.status_code == 422 and "codes" in bad.json()["message"]
+
+
+async def test_a_stop_through_the_gateway_triggers_on_a_quote_and_its_child_is_decided_by_risk(
+    platform: Platform,
+) -> None:
+    alice, viewer = await platform.user("trader"), await platform.user("viewer")
+    stock: dict[str, Any] = await tradable_main_board_stock(platform.client, alice)
+    last = Decimal(stock["last_close"])
+    stop_price = (last * Decimal("1.02")).quantize(Decimal("0.01"))
+    body = {"ts_code": stock["ts_code"], "side": "buy", "qty": 100, "kind": "stop", "stop_price": str(stop_price)}
+    refused = await platform.client.post("/api/v1/conditional-orders", json=body, headers=viewer.headers)
+    assert refused.status_code == 403
+    wrong = {**body, "stop_price": str(last - Decimal("0.10"))}  # a buy stop below the market
+    below = await platform.client.post("/api/v1/conditional-orders", json=wrong, headers=alice.headers)
+    assert below.status_code == 422 and below.json()["code"] == "invalid_stop_price", below.text
+    created = await platform.client.post("/api/v1/conditional-orders", json=body, headers=alice.headers)
+    assert created.status_code == 201, created.text
+    cid = created.json()["conditional_id"]
+    assert (created.json()["status"], Decimal(created.json()["ref_price"])) == ("armed", last)
+
+    # a real-time round with the price through the stop, on the standalone bus
+    infra = platform.host.state.infra
+    now = infra.clock.now()
+    price = stop_price + Decimal("0.01")
+    quote = LiveQuote(ts_code=stock["ts_code"], time=now, last=price, open=last, high=price, low=last,
+                      pre_close=last, volume=100, amount=price * 100, bid=(), ask=(), limit_up=None,
+                      limit_down=None, source="replay")  # fmt: skip
+    await infra.bus.publish(
+        make_event("quotes.snapshot", QuotesSnapshot(as_of=now, source="replay", quotes=(quote,)), source="data")
+    )
+    for _ in range(100):
+        got = (await platform.client.get(f"/api/v1/conditional-orders/{cid}", headers=alice.headers)).json()
+        if got["status"] != "armed" and got["status"] != "triggered":
+            break
+        await asyncio.sleep(0.1)
+    assert got["status"] == "placed", got
+    child = (await platform.client.get(f"/api/v1/orders/{got['child_order_id']}", headers=alice.headers)).json()
+    assert (child["client_order_id"], child["side"], child["order_type"], child["qty"]) == (
+        f"cond-{cid}", "buy", "market", 100)  # fmt: skip
+    decisions = (await platform.client.get("/api/v1/decisions", headers=alice.headers)).json()
+    [decision] = [d for d in decisions if d["decision_id"] == got["decision_id"]]
+    assert decision["approved"] and decision["rule_check"]["parent_id"] == cid
+    hidden = await platform.client.get(f"/api/v1/conditional-orders/{cid}", headers=viewer.headers)
+    assert hidden.status_code == 404

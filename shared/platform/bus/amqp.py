@@ -113,18 +113,30 @@ class AmqpBus:
         await self._events.publish(message, routing_key=event.type, timeout=10)
 
     async def _declare_consumer_queue(
-        self, channel: AbstractChannel, name: str, *, durable: bool
+        self, channel: AbstractChannel, name: str, *, durable: bool, max_bytes: int | None = None
     ) -> aio_pika.abc.AbstractQueue:
+        # A bounded queue drops its oldest events when full; with a dead-letter exchange they would pile up there.
+        arguments: dict[str, Any] = (
+            {"x-dead-letter-exchange": self.dead_letter_exchange}
+            if max_bytes is None
+            else {"x-max-length-bytes": max_bytes, "x-overflow": "drop-head"}
+        )
         return await channel.declare_queue(
             name,
             durable=durable,
             exclusive=not durable,
             auto_delete=not durable,
-            arguments={"x-dead-letter-exchange": self.dead_letter_exchange},
+            arguments=arguments,
         )
 
     async def subscribe(
-        self, consumer: str, patterns: list[str], handler: EventHandler, *, durable: bool = True
+        self,
+        consumer: str,
+        patterns: list[str],
+        handler: EventHandler,
+        *,
+        durable: bool = True,
+        max_bytes: int | None = None,
     ) -> None:
         if self._connection is None:
             await self.start()
@@ -134,7 +146,7 @@ class AmqpBus:
         self._consumer_channels.append(channel)
         events = await channel.declare_exchange(self.events_exchange, aio_pika.ExchangeType.TOPIC, durable=True)
         name = self.queue_name(consumer) if durable else f"{self.queue_name(consumer)}.{new_id()[:12]}"
-        queue = await self._declare_consumer_queue(channel, name, durable=durable)
+        queue = await self._declare_consumer_queue(channel, name, durable=durable, max_bytes=max_bytes)
         for pattern in patterns:
             await queue.bind(events, routing_key=pattern)
 

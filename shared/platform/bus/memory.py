@@ -56,7 +56,13 @@ class MemoryBus:
                 sub.queue.put_nowait(event)
 
     async def subscribe(
-        self, consumer: str, patterns: list[str], handler: EventHandler, *, durable: bool = True
+        self,
+        consumer: str,
+        patterns: list[str],
+        handler: EventHandler,
+        *,
+        durable: bool = True,
+        max_bytes: int | None = None,
     ) -> None:
         sub = _Subscription(consumer, patterns, handler)
         self._subscriptions.append(sub)

@@ -27,7 +27,13 @@ class EventBus(Protocol):
         """Return only once the broker has the event (publisher confirm); raise otherwise."""
 
     async def subscribe(
-        self, consumer: str, patterns: list[str], handler: EventHandler, *, durable: bool = True
+        self,
+        consumer: str,
+        patterns: list[str],
+        handler: EventHandler,
+        *,
+        durable: bool = True,
+        max_bytes: int | None = None,
     ) -> None:
         """Deliver events whose type matches a topic pattern to `handler`, through the queue of `consumer`.
 
@@ -36,6 +42,8 @@ class EventBus(Protocol):
         A durable consumer gets a durable queue that keeps events while it is down; a non-durable one
         (e.g. a gateway's WebSocket fan-out) gets a private queue that goes away with it. A handler that
         raises has its event redelivered once, then dead-lettered.
+        `max_bytes`: a durable queue of superseded events (quotes) keeps at most this many bytes while its consumer
+        is down; the oldest are dropped (not dead-lettered), and so is an event whose handler fails twice.
         """
 
     async def enqueue(self, queue: str, body: dict[str, Any], *, message_id: str) -> None:

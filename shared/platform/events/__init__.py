@@ -2,12 +2,14 @@
 
 from shared.platform.events.envelope import Envelope, make_event
 from shared.platform.events.schemas import (
+    CONDITIONAL_EVENTS,
     EVENT_SCHEMAS,
     BacktestFinished,
     BarsMinute,
     BarsUpdated,
     BrokerReconciliationDifference,
     CashMoved,
+    ConditionalOrderChanged,
     LiveQuote,
     MinuteBar,
     OrderDenied,
@@ -26,12 +28,14 @@ from shared.platform.events.schemas import (
 )
 
 __all__ = [
+    "CONDITIONAL_EVENTS",
     "EVENT_SCHEMAS",
     "BacktestFinished",
     "BarsMinute",
     "BarsUpdated",
     "BrokerReconciliationDifference",
     "CashMoved",
+    "ConditionalOrderChanged",
     "Envelope",
     "LiveQuote",
     "MinuteBar",

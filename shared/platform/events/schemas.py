@@ -275,6 +275,39 @@ class StopTriggered(EventPayload):
     at: datetime
 
 
+class ConditionalReason(EventPayload):
+    code: str
+    message: str
+
+
+class ConditionalOrderChanged(EventPayload):
+    """`conditional.<status>`: a conditional order held by execution (docs/conditional-orders.md) was created
+    (`waiting` or `armed`) or moved: `triggered` (its trigger was seen: `trigger_seen` at `trigger_time`; `missed`:
+    while execution was down), `placed` (risk approved its child, `client_order_id` cond-<conditional_id>, and
+    execution holds it: `order_id`), `refused` (risk or execution refused the child: `reasons`), `expired` (missed,
+    with on_missed expire) or `cancelled`. Written to execution's outbox with the move, in one transaction."""
+
+    conditional_id: str
+    account_id: str
+    owner: str
+    ts_code: str
+    side: str
+    qty: int
+    kind: str  # stop | stop_limit | market | limit
+    status: str
+    oco_group: str | None = None
+    after_order_id: str | None = None
+    trigger_seen: PlainDecimal | None = None
+    trigger_time: datetime | None = None
+    missed: bool | None = None
+    client_order_id: str | None = None
+    order_id: str | None = None
+    decision_id: str | None = None
+    reasons: tuple[ConditionalReason, ...] = ()
+    message: str | None = None
+    at: datetime
+
+
 class RuleSetChanged(EventPayload):
     """A level's risk rule set changed (docs/risk-rules.md "Managing rule sets"): `scope` global (key ""), account
     (key: the account_id) or instance (key: the strategy instance id); its new `version` (1, 2, ... per scope and key);
@@ -352,6 +385,10 @@ class BarsMinute(EventPayload):
     closed_at: datetime
 
 
+CONDITIONAL_EVENTS = tuple(
+    f"conditional.{status}" for status in ("waiting", "armed", "triggered", "placed", "refused", "expired", "cancelled")
+)
+
 EVENT_SCHEMAS: dict[str, type[EventPayload]] = {
     "order.accepted": OrderUpdated,
     "order.submitted": OrderUpdated,
@@ -377,4 +414,5 @@ EVENT_SCHEMAS: dict[str, type[EventPayload]] = {
     "strategy.code.rejected": StrategyCodeRejected,
     "quotes.snapshot": QuotesSnapshot,
     "bars.1m": BarsMinute,
+    **dict.fromkeys(CONDITIONAL_EVENTS, ConditionalOrderChanged),
 }

@@ -92,10 +92,27 @@ class FakeDataService:
         self.quotes: dict[str, dict[str, Any]] = {k: dict(v) for k, v in QUOTES.items()}
         self.callers: list[str] = []
         self.fail_with: int | None = None  # answer every quote with this HTTP status
+        # the live quotes (`GET /v1/quotes/{ts_code}/live`, docs/quotes.md): ts_code -> (last, time); none: 503
+        # no_live_quote
+        self.live: dict[str, tuple[str, datetime]] = {}
         # the clock whose order session a quote's default next_trade_date is (a test that moves execution's clock
         # moves this one with it)
         self.clock: Callable[[], datetime] = utcnow
         self.app = FastAPI()
+
+        @self.app.get("/v1/quotes/{ts_code}/live")
+        async def get_live(ts_code: str, request: Request) -> JSONResponse:
+            try:
+                verify_internal_token(internal_secret, request.headers.get(INTERNAL_HEADER, ""))
+            except ServiceError as exc:
+                return JSONResponse(exc.body(), status_code=401)
+            if ts_code not in self.quotes:
+                return JSONResponse({"code": "unknown_security", "message": ts_code}, status_code=404)
+            if ts_code not in self.live:
+                return JSONResponse({"code": "no_live_quote", "message": f"no live quote of {ts_code}"},
+                                    status_code=503)  # fmt: skip
+            last, at = self.live[ts_code]
+            return JSONResponse({"ts_code": ts_code, "last": last, "time": at.isoformat()})
 
         @self.app.get("/v1/quotes/{ts_code}")
         async def get_quote(ts_code: str, request: Request) -> JSONResponse:
@@ -266,9 +283,15 @@ class SwitchableBus:
         await self.inner.publish(event)
 
     async def subscribe(
-        self, consumer: str, patterns: list[str], handler: EventHandler, *, durable: bool = True
+        self,
+        consumer: str,
+        patterns: list[str],
+        handler: EventHandler,
+        *,
+        durable: bool = True,
+        max_bytes: int | None = None,
     ) -> None:
-        await self.inner.subscribe(consumer, patterns, handler, durable=durable)
+        await self.inner.subscribe(consumer, patterns, handler, durable=durable, max_bytes=max_bytes)
 
     async def enqueue(self, queue: str, body: dict[str, Any], *, message_id: str) -> None:
         await self.inner.enqueue(queue, body, message_id=message_id)
@@ -402,6 +425,7 @@ class Fleet:
     execution: httpx.AsyncClient
     strategy: FakeStrategyService
     strategy_transport: SwitchableTransport
+    risk_transport: SwitchableTransport  # execution's way to risk (a conditional order's child)
 
     async def data_changed(self) -> None:
         """The data service announces new data (`bars.updated` on RabbitMQ, as after an ingest run), and risk and
@@ -439,11 +463,13 @@ async def fleet(
     if stoppable_bus:
         assert isinstance(execution_bus, AmqpBus)
         execution_bus = SwitchableBus(execution_bus)
+    # filled in once risk exists: execution asks risk to decide a conditional order's child
+    execution_transports: dict[str, httpx.AsyncBaseTransport] = {"data": data_transport}
     execution_infra = Infra(
         settings,
         execution_bus,
         create_cache(settings.redis_url),
-        ServiceDirectory(settings, transports={"data": data_transport}),
+        ServiceDirectory(settings, transports=execution_transports),
     )
     execution_app = create_execution_app(settings, execution_infra)
     execution_transport = SwitchableTransport(execution_app)
@@ -460,6 +486,8 @@ async def fleet(
         ),
     )
     risk_app = create_risk_app(settings, risk_infra)
+    risk_transport = SwitchableTransport(risk_app)
+    execution_transports["risk"] = risk_transport
 
     async with (
         execution_app.router.lifespan_context(execution_app),
@@ -479,6 +507,7 @@ async def fleet(
             execution=execution,
             strategy=strategy,
             strategy_transport=strategy_transport,
+            risk_transport=risk_transport,
         )
 
 

@@ -948,3 +948,34 @@ async def test_an_order_body_over_the_size_limit_is_413_over_http_and_never_reac
         placed = await client.post("/api/v1/orders", content=_padded_order(limit), headers=headers)
         assert placed.status_code == 201, placed.text
         assert [len(c.body) for c in downstream.calls_to("risk")] == [limit]
+
+
+async def test_conditional_orders_traders_create_and_cancel_viewers_read_and_risk_child_route_is_not_public(
+    gw: Any,
+) -> None:
+    viewer = await gw.new_user("viewer")
+    trader = await gw.new_user("trader")
+    body = {"ts_code": "600000.SH", "side": "sell", "qty": 100, "kind": "stop", "stop_price": "9.50"}
+    before = len(gw.downstream.calls_to("execution"))
+    for method, path in [
+        ("POST", "/api/v1/conditional-orders"),
+        ("POST", "/api/v1/oco-orders"),
+        ("POST", "/api/v1/conditional-orders/c1/cancel"),
+    ]:
+        refused = await gw.client.request(method, path, json=body, headers=viewer.headers)
+        assert refused.status_code == 403 and "trader" in refused.json()["message"], path
+    assert len(gw.downstream.calls_to("execution")) == before
+
+    await gw.client.get("/api/v1/conditional-orders", headers=viewer.headers)
+    await gw.client.post("/api/v1/conditional-orders", json=body, headers=trader.headers)
+    calls = gw.downstream.calls_to("execution")[before:]
+    assert [(c.method, c.path, c.principal.role) for c in calls] == [
+        ("GET", "/v1/conditional-orders", "viewer"),
+        ("POST", "/v1/conditional-orders", "trader"),
+    ]
+    assert json.loads(calls[1].body) == body  # passed on as sent: execution validates it
+
+    risk_before = len(gw.downstream.calls_to("risk"))
+    hidden = await gw.client.post("/api/v1/conditional-children", json={}, headers=await gw.admin_headers())
+    assert hidden.status_code in (404, 405)
+    assert len(gw.downstream.calls_to("risk")) == risk_before

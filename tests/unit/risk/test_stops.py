@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from services.risk.stops import Crossing, Stop, _not_now, evaluate, exit_client_order_id, trailing_level
+from services.risk.stops import Crossing, Stop, evaluate, exit_client_order_id, trailing_level
 from services.risk.stops_api import StopRequest
+from shared.platform.placement import not_now as _not_now
 
 D = Decimal
 

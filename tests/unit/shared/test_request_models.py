@@ -27,6 +27,8 @@ PASSED_THROUGH = {
     "/api/v1/bridges/{bridge_id}/trading",
     "/api/v1/risk/halt",
     "/api/v1/risk/stops",
+    "/api/v1/conditional-orders",
+    "/api/v1/oco-orders",
     "/api/v1/risk/rules/{scope}",
     "/api/v1/ingest/backfill",
     "/api/v1/quality/run",
@@ -128,6 +130,7 @@ def test_every_request_body_of_every_app_is_a_strict_request_model() -> None:
         "risk /v1/orders": "OrderRequest",
         "risk /v1/risk/halt": "HaltRequest",
         "risk /v1/risk/stops": "StopRequest",
+        "risk /v1/conditional-children": "ConditionalChild",
         "risk /v1/risk/rules/{scope}": "RuleSetChange",
         "risk /v1/risk/rules/{scope} DELETE": "RuleSetClear",
         "execution /v1/orders": "OrderSubmission",
@@ -140,12 +143,14 @@ def test_every_request_body_of_every_app_is_a_strict_request_model() -> None:
         "execution /v1/account/paper-settings": "PaperSettingsIn",
         "execution /v1/accounts/{account_id}/broker": "AccountBrokerIn",
         "execution /v1/bridges/{bridge_id}/trading": "TradingSwitchIn",
+        "execution /v1/conditional-orders": "ConditionalOrderIn",
+        "execution /v1/oco-orders": "OcoIn",
     }
     seen: set[type[BaseModel]] = set()
     assert [p for body in bodies.values() for p in _problems(body, seen)] == []
     assert {m.__name__ for m in seen} >= {"Universe", "UniverseFilter", "CostModel", "SleeveRequest", "WalkForwardSpec",
                                          "GeneticSpec", "OptimisationConfig", "CarriedSleeve",
-                                         "CarriedPosition"}  # fmt: skip
+                                         "CarriedPosition", "ConditionIn"}  # fmt: skip
 
 
 # --- the types themselves --------------------------------------------------------------------------------------

@@ -1,0 +1,170 @@
+"""Conditional orders' pure logic (docs/conditional-orders.md): what a conditional order is, when it triggers, and
+which moves its state may make. No I/O: the store (store.py) and the watcher (watcher.py) call these.
+
+A conditional order holds a **child order** (market or limit, `side` `qty` of `ts_code`) and a **trigger**:
+
+- `stop` / `stop_limit`: the price reaches `stop_price` against the position: a sell when the price falls to or below
+  it (crosses below), a buy when it rises to or above it (crosses above). `stop` places a market child, `stop_limit`
+  a limit child at `price`.
+- `market` / `limit` with a `condition`: `price_above` / `price_below` (the price crosses the level), or `at_time`
+  (the market clock reaches a moment).
+
+A crossing is judged against the previous price the order saw (at first, the last price when it was armed): it
+triggers on a price at or beyond the level coming from the other side, whatever the size of the step (a gap over the
+level triggers as a step onto it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+
+from shared.core.domain import OrderSide, OrderType
+
+
+class Kind(StrEnum):
+    STOP = "stop"  # market child when the stop price is reached
+    STOP_LIMIT = "stop_limit"  # limit child (at `price`) when the stop price is reached
+    MARKET = "market"  # market child when its condition holds
+    LIMIT = "limit"  # limit child when its condition holds
+
+
+class ConditionType(StrEnum):
+    PRICE_ABOVE = "price_above"
+    PRICE_BELOW = "price_below"
+    AT_TIME = "at_time"
+
+
+class Status(StrEnum):
+    WAITING = "waiting"  # for another order to fill (after_order_id: a bracket's legs)
+    ARMED = "armed"
+    TRIGGERED = "triggered"  # claimed: its child is being submitted through risk
+    PLACED = "placed"  # risk approved the child and execution holds it (child_order_id)
+    REFUSED = "refused"  # risk (or execution) refused the child: reasons recorded
+    EXPIRED = "expired"  # its trigger was missed while execution was down and on_missed is expire
+    CANCELLED = "cancelled"  # by its owner or an admin, by its OCO partner, or its parent order never filled
+
+
+class OnMissed(StrEnum):
+    FIRE = "fire"
+    EXPIRE = "expire"
+
+
+FINAL = frozenset({Status.PLACED, Status.REFUSED, Status.EXPIRED, Status.CANCELLED})
+# Every move a conditional order's state may make; each is a version-checked UPDATE (store.py).
+MOVES: dict[Status, frozenset[Status]] = {
+    Status.WAITING: frozenset({Status.ARMED, Status.CANCELLED}),
+    Status.ARMED: frozenset({Status.TRIGGERED, Status.EXPIRED, Status.CANCELLED}),
+    Status.TRIGGERED: frozenset({Status.PLACED, Status.REFUSED}),
+}
+
+
+def may_move(from_status: Status, to_status: Status) -> bool:
+    return to_status in MOVES.get(from_status, frozenset())
+
+
+# The exchanges' market order types (市价申报类型). SSE: best five then cancel, best five then limit, counterparty
+# best, own best; SZSE: counterparty best, own best, immediate-or-cancel, best five then cancel, fill-or-kill
+# (issue 15 section 1).
+MARKET_TYPES: dict[str, frozenset[str]] = {
+    "SH": frozenset({"best5_cancel", "best5_limit", "counterparty_best", "own_best"}),
+    "SZ": frozenset({"counterparty_best", "own_best", "ioc", "best5_cancel", "fok"}),
+    # BSE: the counterparty best the adapters place (the other BSE types are not offered).
+    "BJ": frozenset({"counterparty_best"}),
+}
+ALL_MARKET_TYPES = frozenset().union(*MARKET_TYPES.values())
+# What the order path places a market order as today (execution's adapters: counterparty best, which both exchanges
+# take). The other types are valid on their exchange but cannot be carried to the broker yet.
+PLACEABLE_MARKET_TYPES = frozenset({"counterparty_best"})
+DEFAULT_MARKET_TYPE = "counterparty_best"
+
+
+def child_client_order_id(conditional_id: str) -> str:
+    """The child's client_order_id, derived from the conditional order's id: every attempt at the child (a trigger
+    processed twice, a resumed attempt after a crash) is the same order at risk and execution."""
+    return f"cond-{conditional_id}"
+
+
+def child_type(kind: Kind) -> OrderType:
+    return OrderType.MARKET if kind in (Kind.STOP, Kind.MARKET) else OrderType.LIMIT
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """What a conditional order waits for: a price crossing `level` in `direction` (`price_above` / `price_below`),
+    or the market clock reaching `at`."""
+
+    type: ConditionType
+    level: Decimal | None = None
+    at: datetime | None = None
+
+
+def trigger_of(
+    kind: Kind, side: OrderSide, stop_price: Decimal | None, condition: ConditionType | None, level: Decimal | None,
+    at: datetime | None,
+) -> Trigger:  # fmt: skip
+    """A stop's trigger from its side (a sell stop waits for the price to fall to it, a buy stop to rise to it); a
+    conditional market/limit order's from its condition."""
+    if kind in (Kind.STOP, Kind.STOP_LIMIT):
+        assert stop_price is not None
+        direction = ConditionType.PRICE_BELOW if side is OrderSide.SELL else ConditionType.PRICE_ABOVE
+        return Trigger(direction, level=stop_price)
+    assert condition is not None
+    if condition is ConditionType.AT_TIME:
+        assert at is not None
+        return Trigger(condition, at=at)
+    assert level is not None
+    return Trigger(condition, level=level)
+
+
+def crossed(trigger: Trigger, previous: Decimal | None, price: Decimal) -> bool:
+    """Whether `price`, after `previous`, crosses the trigger's level: above — previous below the level (or none
+    seen) and price at or above it; below — previous above it (or none) and price at or below it. A price already
+    beyond the level before (previous at or beyond it) is no crossing."""
+    level = trigger.level
+    assert level is not None
+    if trigger.type is ConditionType.PRICE_ABOVE:
+        return price >= level and (previous is None or previous < level)
+    if trigger.type is ConditionType.PRICE_BELOW:
+        return price <= level and (previous is None or previous > level)
+    return False
+
+
+def time_reached(trigger: Trigger, now: datetime) -> bool:
+    return trigger.type is ConditionType.AT_TIME and trigger.at is not None and now >= trigger.at
+
+
+def wrong_side(trigger: Trigger, last: Decimal) -> str | None:
+    """Why a price trigger cannot be armed against the last price (None: it can): a crossing above needs a level
+    above the last price, below one below it. A level already reached would fire at once on the next quote, which
+    is not what a stop is for (a sell stop above the market is a limit sell)."""
+    if trigger.type is ConditionType.PRICE_ABOVE and not trigger.level > last:  # type: ignore[operator]
+        return f"must be above the last price {last} (a trigger crossing above; it is {trigger.level})"
+    if trigger.type is ConditionType.PRICE_BELOW and not trigger.level < last:  # type: ignore[operator]
+        return f"must be below the last price {last} (a trigger crossing below; it is {trigger.level})"
+    return None
+
+
+def market_type_error(exchange: str, market_type: str) -> tuple[str, str] | None:
+    """(code, message) when `market_type` is not valid on `exchange`, or cannot be placed yet; None: fine."""
+    valid = MARKET_TYPES.get(exchange, frozenset())
+    if market_type not in valid:
+        return (
+            "market_type_invalid",
+            f"{market_type} is not a market order type of the {exchange} exchange "
+            f"(it takes: {', '.join(sorted(valid))})",
+        )
+    if market_type not in PLACEABLE_MARKET_TYPES:
+        return (
+            "market_type_unsupported",
+            f"{market_type} is valid on {exchange} but the order path places market orders as counterparty_best only",
+        )
+    return None
+
+
+def missed(evidence_at: datetime, watching_since: datetime) -> bool:
+    """A trigger is missed when what it saw — the quote's time, or a time condition's moment — came before this
+    process was watching (execution was down then): the order's `on_missed` says whether it fires or expires."""
+    return evidence_at < watching_since

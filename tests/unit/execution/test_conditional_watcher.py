@@ -1,0 +1,260 @@
+"""The conditional orders' watcher (services/execution/conditional/watcher.py) on a SQLite store, with risk, the live
+prices and execution's orders faked: a quote crossing a stop fires it once (the same round delivered twice places one
+child), OCO legs cancel each other, a bracket's legs wait for the entry to fill, a time condition fires at its moment,
+a trigger missed while down fires or expires as the order says, and risk's refusals and "not now" are recorded."""
+
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from services.execution.conditional.rules import ConditionType, Kind, OnMissed, Status
+from services.execution.conditional.store import Conditional, ConditionalStore
+from services.execution.conditional.watcher import ConditionalWatcher, LivePrice
+from services.execution.store import metadata, outbox
+from shared.core.domain import OrderSide, OrderStatus
+from shared.platform.db import Database
+from shared.platform.events import LiveQuote, QuotesSnapshot, make_event
+from shared.platform.observability import new_id
+
+D = Decimal
+CST = timezone(timedelta(hours=8))
+T0 = datetime(2026, 12, 7, 10, 0, tzinfo=CST)
+CODE = "600000.SH"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class FakeRisk:
+    """Approves every child (201 with an order) unless told to answer otherwise; records every request."""
+
+    def __init__(self) -> None:
+        self.requests: list[Conditional] = []
+        self.answers: list[tuple[int, dict[str, Any]]] = []
+        self.orders: dict[str, str] = {}  # client_order_id -> order_id: the same id is one order
+
+    async def submit_child(self, c: Conditional) -> tuple[int, dict[str, Any]]:
+        self.requests.append(c)
+        if self.answers:
+            return self.answers.pop(0)
+        order_id = self.orders.setdefault(c.client_order_id, new_id())
+        return 201, {"order": {"order_id": order_id, "status": "accepted"}, "decision": {"decision_id": "d1"}}
+
+
+class FakePrices:
+    def __init__(self) -> None:
+        self.quotes: dict[str, LivePrice] = {}
+
+    async def live(self, ts_code: str) -> LivePrice | None:
+        return self.quotes.get(ts_code)
+
+
+class FakeOrders:
+    def __init__(self) -> None:
+        self.states: dict[str, tuple[OrderStatus, int]] = {}
+
+    async def order_status(self, order_id: str) -> tuple[OrderStatus, int] | None:
+        return self.states.get(order_id)
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = Database(f"sqlite+aiosqlite:///{tmp_path}/cond.db")
+    await database.connect()
+    async with database.session() as s:
+        await s.run_sync(metadata.create_all)
+    yield database
+    await database.dispose()
+
+
+class Rig:
+    def __init__(self, db: Database) -> None:
+        self.clock = Clock()
+        self.store = ConditionalStore(db)
+        self.risk = FakeRisk()
+        self.prices = FakePrices()
+        self.orders = FakeOrders()
+        self.db = db
+
+    def watcher(self) -> ConditionalWatcher:
+        return ConditionalWatcher(self.store, self.risk, self.prices, self.orders, market_now=self.clock,
+                                  wall_now=self.clock)  # fmt: skip
+
+    async def add(self, **kw: Any) -> Conditional:
+        values: dict[str, Any] = dict(
+            conditional_id=new_id(), account_id="acct-amy", owner="amy", owner_role="trader", ts_code=CODE,
+            side=OrderSide.SELL, qty=1000, kind=Kind.STOP, price=None, stop_price=D("9.50"), condition=None,
+            level=None, at=None, market_type="counterparty_best", on_missed=OnMissed.FIRE, after_order_id=None,
+            oco_group=None, status=Status.ARMED, version=1, ref_price=D("10.00"), created_at=self.clock(),
+            updated_at=self.clock(),
+        )  # fmt: skip
+        values.update(kw)
+        c = Conditional(**values)
+        await self.store.create([c], self.clock())
+        return c
+
+    async def status(self, c: Conditional) -> Status:
+        got = await self.store.get(c.conditional_id)
+        assert got is not None
+        return got.status
+
+    async def events(self, conditional_id: str) -> list[str]:
+        async with self.db.session() as s:
+            rows = (await s.execute(select(outbox.c.type, outbox.c.body).order_by(outbox.c.created_at))).all()
+        return [r.type for r in rows if conditional_id in r.body]
+
+
+def snapshot(price: str, at: datetime, code: str = CODE) -> Any:
+    quote = LiveQuote(ts_code=code, time=at, last=D(price), open=None, high=None, low=None, pre_close=D("10.00"),
+                      volume=0, amount=D(0), bid=(), ask=(), limit_up=D("11.00"), limit_down=D("9.00"),
+                      source="replay")  # fmt: skip
+    return make_event("quotes.snapshot", QuotesSnapshot(as_of=at, source="replay", quotes=(quote,)), source="data")
+
+
+async def test_a_stop_fires_once_on_the_crossing_even_when_the_round_comes_twice(db: Database) -> None:
+    rig = Rig(db)
+    stop = await rig.add()
+    w = rig.watcher()
+    await w.start()
+    rig.clock.now = T0 + timedelta(seconds=3)
+    await w.on_quotes(snapshot("9.51", rig.clock.now))  # just above: nothing
+    assert rig.risk.requests == [] and await rig.status(stop) is Status.ARMED
+    crossing = snapshot("9.20", rig.clock.now + timedelta(seconds=3))  # a gap through 9.50
+    await w.on_quotes(crossing)
+    await w.on_quotes(crossing)  # the same round delivered again
+    other = rig.watcher()  # a second process, which read the order while it was armed, sees the crossing too
+    await other.start()
+    assert not await other.observe(stop, D("9.20"), rig.clock.now + timedelta(seconds=3))
+    assert len(rig.risk.requests) == 1
+    [child] = rig.risk.requests
+    assert (child.client_order_id, child.side, child.qty, child.order_type.value) == (
+        f"cond-{stop.conditional_id}", OrderSide.SELL, 1000, "market")  # fmt: skip
+    placed = await rig.store.get(stop.conditional_id)
+    assert placed is not None
+    assert (placed.status, placed.trigger_seen, placed.missed, placed.decision_id) == (Status.PLACED, D("9.20"),
+                                                                                        False, "d1")  # fmt: skip
+    assert placed.child_order_id == rig.risk.orders[child.client_order_id]
+    assert await rig.events(stop.conditional_id) == ["conditional.armed", "conditional.triggered", "conditional.placed"]
+
+
+async def test_the_first_oco_leg_to_trigger_cancels_the_other(db: Database) -> None:
+    rig = Rig(db)
+    group = new_id()
+    take_profit = await rig.add(kind=Kind.LIMIT, stop_price=None, price=D("10.80"), condition=ConditionType.PRICE_ABOVE,
+                                level=D("10.80"), market_type=None, oco_group=group)  # fmt: skip
+    stop = await rig.add(oco_group=group)
+    w = rig.watcher()
+    await w.start()
+    await w.on_quotes(snapshot("10.85", T0 + timedelta(seconds=3)))
+    assert await rig.status(take_profit) is Status.PLACED
+    assert await rig.status(stop) is Status.CANCELLED
+    await w.on_quotes(snapshot("9.00", T0 + timedelta(seconds=6)))  # the stop's level now: nothing, it is cancelled
+    assert [r.conditional_id for r in rig.risk.requests] == [take_profit.conditional_id]
+    assert (rig.risk.requests[0].order_type.value, rig.risk.requests[0].price) == ("limit", D("10.80"))
+
+
+async def test_a_bracket_waits_for_its_entry_to_fill(db: Database) -> None:
+    rig = Rig(db)
+    entry = new_id()
+    group = new_id()
+    stop = await rig.add(status=Status.WAITING, after_order_id=entry, oco_group=group, ref_price=None)
+    w = rig.watcher()
+    await w.start()
+    await w.on_quotes(snapshot("9.00", T0 + timedelta(seconds=1)))  # below the stop, but the entry has not filled
+    assert await rig.status(stop) is Status.WAITING and rig.risk.requests == []
+    rig.orders.states[entry] = (OrderStatus.PARTIALLY_FILLED, 300)
+    await w.run_pass()
+    assert await rig.status(stop) is Status.WAITING
+    rig.orders.states[entry] = (OrderStatus.FILLED, 1000)
+    await w.run_pass()
+    assert await rig.status(stop) is Status.ARMED
+    await w.on_quotes(snapshot("9.40", T0 + timedelta(seconds=4)))  # at or below 9.50 once armed: fires
+    assert await rig.status(stop) is Status.PLACED
+
+    unfilled = await rig.add(status=Status.WAITING, after_order_id="e" * 32, ref_price=None)
+    rig.orders.states["e" * 32] = (OrderStatus.CANCELLED, 0)
+    await w.run_pass()
+    assert await rig.status(unfilled) is Status.CANCELLED
+
+
+async def test_a_time_condition_fires_at_its_moment_on_the_market_clock(db: Database) -> None:
+    rig = Rig(db)
+    at = T0 + timedelta(minutes=5)
+    timed = await rig.add(kind=Kind.MARKET, side=OrderSide.BUY, stop_price=None, condition=ConditionType.AT_TIME,
+                          at=at, ref_price=None)  # fmt: skip
+    w = rig.watcher()
+    await w.start()
+    rig.clock.now = at - timedelta(seconds=1)
+    await w.run_pass()
+    assert await rig.status(timed) is Status.ARMED
+    rig.clock.now = at
+    await w.run_pass()
+    await w.run_pass()
+    assert await rig.status(timed) is Status.PLACED and len(rig.risk.requests) == 1
+    got = await rig.store.get(timed.conditional_id)
+    assert got is not None and (got.missed, got.trigger_time) == (False, at)
+
+
+async def test_a_trigger_missed_while_down_fires_once_or_expires(db: Database) -> None:
+    rig = Rig(db)
+    fires = await rig.add()
+    expires = await rig.add(on_missed=OnMissed.EXPIRE)
+    timed = await rig.add(kind=Kind.MARKET, stop_price=None, condition=ConditionType.AT_TIME,
+                          at=T0 + timedelta(minutes=1), on_missed=OnMissed.EXPIRE, ref_price=None)  # fmt: skip
+    # execution was down from T0; the price fell through 9.50 at T0 + 2 min and the time passed
+    rig.prices.quotes[CODE] = LivePrice(D("9.30"), T0 + timedelta(minutes=2))
+    rig.clock.now = T0 + timedelta(minutes=10)
+    w = rig.watcher()
+    await w.start()
+    await w.run_pass()
+    await w.run_pass()
+    assert await rig.status(fires) is Status.PLACED
+    assert await rig.status(expires) is Status.EXPIRED
+    assert await rig.status(timed) is Status.EXPIRED
+    assert [r.conditional_id for r in rig.risk.requests] == [fires.conditional_id]
+    fired = await rig.store.get(fires.conditional_id)
+    assert fired is not None and fired.missed is True and fired.trigger_seen == D("9.30")
+    # the queue's backlog of the same moment, delivered after the catch-up: nothing more
+    await w.on_quotes(snapshot("9.30", T0 + timedelta(minutes=2)))
+    assert len(rig.risk.requests) == 1
+
+
+async def test_risk_refusals_are_recorded_and_not_now_is_tried_again(db: Database) -> None:
+    rig = Rig(db)
+    refused = await rig.add()
+    reasons = [{"code": "trading_halted", "message": "the account is halted"}]
+    rig.risk.answers.append((422, {"code": "order_rejected", "message": "the account is halted",
+                                   "decision": {"decision_id": "d9", "reasons": reasons}}))  # fmt: skip
+    w = rig.watcher()
+    await w.start()
+    await w.observe(refused, D("9.40"), T0 + timedelta(seconds=1))
+    got = await rig.store.get(refused.conditional_id)
+    assert got is not None
+    assert (got.status, got.reasons, got.decision_id) == (Status.REFUSED, reasons, "d9")
+    assert await rig.events(refused.conditional_id) == ["conditional.armed", "conditional.triggered",
+                                                        "conditional.refused"]  # fmt: skip
+
+    later = await rig.add()
+    rig.risk.answers.append((503, {"code": "risk_unavailable", "message": "risk cannot check the order"}))
+    await w.observe(later, D("9.40"), T0 + timedelta(seconds=2))
+    assert await rig.status(later) is Status.TRIGGERED  # not now: still triggered
+    rig.clock.now = T0 + timedelta(seconds=1)
+    await w.run_pass()
+    assert await rig.status(later) is Status.TRIGGERED  # tried again RETRY_S (3 s) after the answer, not before
+    rig.clock.now = T0 + timedelta(seconds=10)
+    other = rig.watcher()  # another process: it knows of no retry, only the lease (30 s), not run out yet
+    await other.run_pass()
+    assert await rig.status(later) is Status.TRIGGERED
+    await w.run_pass()
+    assert await rig.status(later) is Status.PLACED
+    assert [r.client_order_id for r in rig.risk.requests[1:]] == [f"cond-{later.conditional_id}"] * 2
