@@ -21,11 +21,13 @@ other e2e tests do, and reconciles with the bridge every LH_QMT_RECONCILE_S (1 s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import secrets
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -76,6 +78,7 @@ def fleet(backing: Backing, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         "LH_MARKET_CLOCK_AT": "2025-01-02T10:00:00+08:00",
         "LH_QMT_BRIDGE_SECRETS": f"{BRIDGE_ID}={SECRET}",
         "LH_QMT_RECONCILE_S": "1",
+        "LH_QMT_UNKNOWN_GRACE_S": "3",  # an order the broker never had is rejected 3 s after it was sent
     }
     fleet = Fleet(
         env=env,
@@ -183,6 +186,12 @@ class BridgeProcess:
                 return json.loads(response.read())["result"]
 
         return await asyncio.to_thread(call)
+
+    def journal(self, state: str) -> list[str]:
+        """The order ids the bridge's journal has in `state` (read beside the running bridge: sqlite in WAL mode)."""
+        with contextlib.closing(sqlite3.connect(self.dir / "journal.sqlite3", timeout=5)) as db:
+            rows = db.execute("SELECT order_id FROM orders WHERE state = ? ORDER BY created_at", (state,)).fetchall()
+        return [r[0] for r in rows]
 
     async def calls(self) -> list[str]:
         """The remark of every order_stock(_async) call that reached the fake MiniQMT."""
@@ -390,24 +399,13 @@ PLATFORM_OF = {48: "submitted", 49: "submitted", 50: "submitted", 51: "submitted
                55: "partially_filled", 53: "cancelled", 54: "cancelled", 56: "filled", 57: "rejected"}  # fmt: skip
 
 
-async def stream(desk: Desk, scenario: str, n: int, fault: Callable[[], Awaitable[None]], at: int) -> list[str]:
-    """Place `n` orders one after another, `fault` started after the `at`-th is sent (while the next ones are in
-    flight). The order ids placed (refusals without an order are in desk.refused)."""
+async def stream(desk: Desk, scenario: str, n: int) -> list[str]:
+    """Place `n` orders one after another; their order ids (each answered 201)."""
     placed: list[str] = []
-    task: asyncio.Task[None] | None = None
-    for i in range(n):
-        if i == at:
-            task = asyncio.create_task(fault())
-            await asyncio.sleep(0.05)
+    for _ in range(n):
         resp = await desk.place(100, scenario=scenario)
-        payload = resp.json()
-        order_id = (payload.get("order") or {}).get("order_id") or (payload.get("details") or {}).get("order_id")
-        if order_id:
-            placed.append(order_id)
-        else:
-            assert (resp.status_code, payload["code"]) == (503, "broker_unavailable"), resp.text
-    if task is not None:
-        await task
+        assert resp.status_code == 201, resp.text
+        placed.append(resp.json()["order"]["order_id"])
     return placed
 
 
@@ -419,9 +417,14 @@ async def settle(desk: Desk, bridge: BridgeProcess, order_ids: list[str]) -> dic
         if order["order_status"] in (48, 49, 50, 55) and any(o[:24] == remark for o in order_ids):
             await bridge.control("fill", {"remark": remark, "price": float(desk.price)})
 
+    seen: dict[str, Any] = {}
+
     async def agreed() -> dict[str, dict[str, Any]] | None:
         broker = await bridge.broker_orders()
         mine = {oid: await desk.order(oid) for oid in order_ids}
+        seen["now"] = {oid: (o["status"], o["filled_qty"], o.get("reason"),
+                             (broker.get(oid[:24]) or {}).get("order_status"),
+                             (broker.get(oid[:24]) or {}).get("traded_volume")) for oid, o in mine.items()}  # fmt: skip
         for oid, order in mine.items():
             at_broker = broker.get(oid[:24])
             if order["status"] not in FINAL:
@@ -433,7 +436,10 @@ async def settle(desk: Desk, bridge: BridgeProcess, order_ids: list[str]) -> dic
                 return None
         return mine
 
-    return await until(agreed, f"{len(order_ids)} orders final and agreeing with the broker", 60)
+    try:
+        return await until(agreed, f"{len(order_ids)} orders final and agreeing with the broker", 60)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: (platform status, filled, reason, broker status, traded) {seen}") from None
 
 
 async def audit(desk: Desk, bridge: BridgeProcess, order_ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -453,19 +459,47 @@ async def audit(desk: Desk, bridge: BridgeProcess, order_ids: list[str]) -> dict
     return mine
 
 
+async def in_flight(bridge: BridgeProcess, place: asyncio.Task[httpx.Response]) -> str:
+    """The order `place` is sending, once the bridge has journalled it and is inside MiniQMT's order_stock_async (the
+    fake's place_delay_s keeps it there)."""
+
+    async def sending() -> str | None:
+        assert not place.done(), place.result().text
+        return (bridge.journal("sending") or [None])[0]
+
+    return await until(sending, "an order in flight inside the bridge")
+
+
 async def test_fault_bridge_killed_and_restarted_while_orders_are_in_flight(desk: Desk, bridge: BridgeProcess) -> None:
-    await bridge.control("behave", {"place_delay_s": 0.3})  # each order is in flight at the bridge for 0.3 s
-
-    async def kill_and_restart() -> None:
-        await asyncio.sleep(0.15)
-        bridge.kill()
-        await asyncio.sleep(1.0)
-        bridge.start()  # the same journal and MiniQMT state; the fake's behaviours start afresh
-
-    placed = await stream(desk, "kill", 8, kill_and_restart, at=2)
+    placed = await stream(desk, "kill", 2)
+    # the third order is inside the bridge (journalled, MiniQMT's call not returned) when the bridge is killed
+    await bridge.control("behave", {"place_delay_s": 10})
+    place = asyncio.create_task(desk.place(100, scenario="kill"))
+    lost = await in_flight(bridge, place)
+    bridge.kill()
+    resp = await place
+    assert (resp.status_code, resp.json()["order"]["order_id"], resp.json()["order"]["status"]) == (201, lost, "unknown")
+    placed.append(lost)
+    # while the bridge is away, new orders are refused with nothing stored
+    await until(lambda: _bridge_gone(desk), "the bridge seen gone")
+    for _ in range(2):
+        refused = await desk.place(100, scenario="kill")
+        assert (refused.status_code, refused.json()["code"]) == (503, "broker_unavailable"), refused.text
+    # started again on the same journal (and the same MiniQMT state; the fake's behaviours start afresh)
+    bridge.start()
+    await until(desk.bridge_ready, "the bridge back", 60)
+    placed += await stream(desk, "kill", 3)
     mine = await audit(desk, bridge, placed)
-    assert any(o["status"] == "filled" for o in mine.values())
+    # the order killed in flight never reached MiniQMT: settled as such (not left unknown, never sent again)
+    assert (mine[lost]["status"], mine[lost]["reason"]) == ("rejected", "never reached the broker")
+    assert lost[:24] not in await bridge.calls()
+    assert bridge.journal("unconfirmed") == [lost]
+    assert [o["status"] for oid, o in mine.items() if oid != lost] == ["filled"] * 5
     assert "bridge stopped" not in (bridge.dir / "bridge-1.log").read_text()  # it was killed, not stopped
+
+
+async def _bridge_gone(desk: Desk) -> bool:
+    return not (await desk.bridge_state())["connected"]
 
 
 async def test_fault_miniqmt_disconnects_new_orders_get_503_with_nothing_sent(
@@ -473,7 +507,7 @@ async def test_fault_miniqmt_disconnects_new_orders_get_503_with_nothing_sent(
 ) -> None:
     before = len(await bridge.calls())
 
-    placed = await stream(desk, "disconnect", 2, _nothing, at=99)
+    placed = await stream(desk, "disconnect", 2)
     await bridge.control("disconnect", {"down": True})
     await until(lambda: _qmt_down(desk), "MiniQMT reported down")
     refused_before = len(desk.refused)
@@ -487,7 +521,7 @@ async def test_fault_miniqmt_disconnects_new_orders_get_503_with_nothing_sent(
     assert (state["connected"], state["qmt"]) == (True, "disconnected")
     await bridge.control("up")
     await until(desk.bridge_ready, "MiniQMT back", 30)
-    placed += await stream(desk, "disconnect", 2, _nothing, at=99)
+    placed += await stream(desk, "disconnect", 2)
     await audit(desk, bridge, placed)
 
 
@@ -495,16 +529,11 @@ async def _qmt_down(desk: Desk) -> bool:
     return (await desk.bridge_state())["qmt"] == "disconnected"
 
 
-async def _nothing() -> None:
-    return None
-
-
 async def test_fault_duplicated_callbacks(desk: Desk, bridge: BridgeProcess) -> None:
-    async def duplicate() -> None:
-        await bridge.control("behave", {"duplicate": True, "auto_fill": True})
-
+    placed = await stream(desk, "duplicate", 2)
+    await bridge.control("behave", {"duplicate": True, "auto_fill": True})
     try:
-        placed = await stream(desk, "duplicate", 6, duplicate, at=1)
+        placed += await stream(desk, "duplicate", 4)
     finally:
         await bridge.control("behave", {"duplicate": False, "auto_fill": False})
     mine = await audit(desk, bridge, placed)
@@ -513,11 +542,10 @@ async def test_fault_duplicated_callbacks(desk: Desk, bridge: BridgeProcess) -> 
 
 
 async def test_fault_trade_before_the_async_response(desk: Desk, bridge: BridgeProcess) -> None:
-    async def trade_first() -> None:
-        await bridge.control("behave", {"trade_before_response": True})
-
+    placed = await stream(desk, "trade_first", 2)
+    await bridge.control("behave", {"trade_before_response": True})
     try:
-        placed = await stream(desk, "trade_first", 6, trade_first, at=1)
+        placed += await stream(desk, "trade_first", 4)
     finally:
         await bridge.control("behave", {"trade_before_response": False})
     mine = await audit(desk, bridge, placed)
@@ -525,11 +553,10 @@ async def test_fault_trade_before_the_async_response(desk: Desk, bridge: BridgeP
 
 
 async def test_fault_silent_broker_settled_by_reconciliation(desk: Desk, bridge: BridgeProcess) -> None:
-    async def silence() -> None:
-        await bridge.control("behave", {"silent": True})
-
+    placed = await stream(desk, "silent", 2)
+    await bridge.control("behave", {"silent": True})
     try:
-        placed = await stream(desk, "silent", 6, silence, at=2)
+        placed += await stream(desk, "silent", 4)
     finally:
         await bridge.control("behave", {"silent": False})
     # the silent orders' fills come with no callback either: only the reconciliations' queries see them
@@ -538,17 +565,22 @@ async def test_fault_silent_broker_settled_by_reconciliation(desk: Desk, bridge:
 
 
 async def test_fault_the_gateway_relay_dropped(desk: Desk, bridge: BridgeProcess) -> None:
-    await bridge.control("behave", {"place_delay_s": 0.3})
-
-    async def drop_relay() -> None:
-        await asyncio.sleep(0.15)
-        os.kill(desk.fleet.processes["gateway"].pid, signal.SIGKILL)  # the supervisor starts it again
-
-    try:
-        placed = await stream(desk, "relay", 6, drop_relay, at=2)
-    finally:
-        await bridge.control("behave", {"place_delay_s": 0.0})
-    await audit(desk, bridge, placed)
+    placed = await stream(desk, "relay", 2)
+    # the third order is inside the bridge when the gateway (and with it the relay) goes away: the bridge's reply is
+    # lost; the trader's request too, and the trader sends it again (same client_order_id) once the gateway is back
+    await bridge.control("behave", {"place_delay_s": 3})
+    place = asyncio.create_task(desk.place(100, scenario="relay"))
+    pending = await in_flight(bridge, place)
+    await bridge.control("behave", {"place_delay_s": 0})
+    os.kill(desk.fleet.processes["gateway"].pid, signal.SIGKILL)  # the supervisor starts it again
+    resp = await place
+    assert (resp.status_code, resp.json()["order"]["order_id"]) == (200, pending), resp.text
+    await until(desk.bridge_ready, "the bridge back through the new gateway", 60)
+    placed += [pending, *await stream(desk, "relay", 3)]
+    mine = await audit(desk, bridge, placed)
+    # the order whose reply was lost is at MiniQMT once, and settled from there
+    assert (await bridge.calls()).count(pending[:24]) == 1
+    assert [o["status"] for o in mine.values()] == ["filled"] * 6
     assert desk.fleet.restarts.get("gateway") == 1
 
 

@@ -104,6 +104,13 @@ def build_report(
     return BrokerReport(status=status, fills=fills, reason=reason)
 
 
+def unconfirmed(broker_order: dict[str, Any]) -> bool:
+    """An `order` the bridge knows only from its journal: status 255 with no MiniQMT order id (journalled, then the
+    bridge stopped or MiniQMT never answered, and MiniQMT shows no order with its remark). It says nothing of the
+    order at the broker."""
+    return broker_order.get("status") == 255 and broker_order.get("qmt_order_id") is None
+
+
 def place_body(order: Order, remark: str, price_cap: Decimal | None) -> dict[str, Any]:
     """The `place` request of an order. A limit order at its price; a market order as MiniQMT's counterparty-best
     type (44, valid on SH, SZ and BJ) with the buy's cap as its protection price (a sell's: none, "0")."""
@@ -238,7 +245,13 @@ class QmtBroker:
             return BrokerReport(OrderStatus.UNKNOWN)
         broker_order = body.get("order")
         if not isinstance(broker_order, dict):
+            # "placed" (MiniQMT took the call; its state follows as pushes): at the broker, whatever the pushes that
+            # may already have been recorded say of it since
             return BrokerReport(OrderStatus.SUBMITTED, fills=tuple(await self.store.recorded_fills(order.order_id)))
+        if unconfirmed(broker_order):
+            # "known" to the bridge only as journalled (sent by an earlier attempt that got no answer): unknown, and
+            # settled by the queries (never placed again)
+            return self._not_known(order, await self.store.broker_order(order.order_id))
         return await self._report_of(order, remark, broker_order, [])
 
     async def cancel(self, order_id: str, *, paper_fill: PaperFill | None = None) -> BrokerReport:
@@ -302,9 +315,11 @@ class QmtBroker:
                 raise BrokerUnavailable(f"the bridge could not look the order up: {exc}") from exc
             body = {"known": False, "order": None, "trades": []}
         remark = mapping.remark if mapping is not None else protocol.remark_for(order.order_id)
-        if body.get("known") and isinstance(body.get("order"), dict):
+        if body.get("known") and isinstance(body.get("order"), dict) and not unconfirmed(body["order"]):
             trades = body.get("trades") if isinstance(body.get("trades"), list) else []
             return await self._report_of(order, remark, body["order"], trades)
+        # Not known, or known to the bridge only as journalled (status 255, no MiniQMT order id: it cannot say
+        # whether MiniQMT ever had it, and found no order with its remark): the grace decides, as for one not known.
         return self._not_known(order, mapping)
 
     def _not_known(self, order: Order, mapping: BrokerOrder | None) -> BrokerReport:
