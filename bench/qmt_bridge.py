@@ -109,7 +109,7 @@ def bridge_process(gateway_port: int, account_id: str, secret: str, workdir: Pat
         "FAKE_XTQUANT_STATE": str(workdir / "miniqmt.json"),
     }
     with open(workdir / "bridge.log", "wb") as log:
-        process = subprocess.Popen(  # noqa: S603 - our own module
+        process = subprocess.Popen(
             [sys.executable, "-m", "bridge.qmt", "--config", str(config), "--log-level", "WARNING"],
             env=env,
             stdout=log,
@@ -180,16 +180,16 @@ async def one(
 async def run(fleet: Any, secret: str, orders: int) -> None:
     base = fleet.url("gateway")
     async with httpx.AsyncClient(timeout=30) as client:
-        token = (await client.post(f"{base}/api/v1/auth/token",
-                                   data={"username": "admin", "password": fleet.env["LH_ADMIN_PASSWORD"]})).json()  # fmt: skip
+        login = {"username": "admin", "password": fleet.env["LH_ADMIN_PASSWORD"]}
+        token = (await client.post(f"{base}/api/v1/auth/token", data=login)).json()
         admin = {"Authorization": f"Bearer {token['access_token']}"}
         _, paper = await user(client, base, admin, "trader")
         qmt_account, qmt = await user(client, base, admin, "trader")
         bound = await client.put(f"{base}/api/v1/accounts/{qmt_account}/broker",
                                  json={"broker": "qmt", "bridge_id": BRIDGE_ID}, headers=admin)  # fmt: skip
         bound.raise_for_status()
-        switched = await client.post(f"{base}/api/v1/bridges/{BRIDGE_ID}/trading",
-                                     json={"enabled": True, "read_only": False, "reason": "benchmark"}, headers=admin)  # fmt: skip
+        switch = {"enabled": True, "read_only": False, "reason": "benchmark"}
+        switched = await client.post(f"{base}/api/v1/bridges/{BRIDGE_ID}/trading", json=switch, headers=admin)
         switched.raise_for_status()
         securities = (await client.get(f"{base}/api/v1/securities", headers=admin)).json()
         code = next(s["ts_code"] for s in securities if s["board"] == "main" and not s["is_st"])
@@ -200,8 +200,8 @@ async def run(fleet: Any, secret: str, orders: int) -> None:
             control(address, "behave", {"auto_fill": True})
             deadline = time.monotonic() + 60
             while True:
-                state = [b for b in (await client.get(f"{base}/api/v1/bridges", headers=admin)).json()
-                         if b["bridge_id"] == BRIDGE_ID][0]  # fmt: skip
+                listed = (await client.get(f"{base}/api/v1/bridges", headers=admin)).json()
+                state = next(b for b in listed if b["bridge_id"] == BRIDGE_ID)
                 if state["connected"] and state["qmt"] == "connected":
                     break
                 if time.monotonic() > deadline:

@@ -42,7 +42,6 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from bridge.qmt import protocol
 from lianghua.fleet import DEFAULT_PORTS, Fleet
 from tests.conftest import Backing
 from tests.e2e.flow import Session, create_user, login
@@ -152,7 +151,7 @@ class BridgeProcess:
             "FAKE_XTQUANT_STATE": str(self.dir / "miniqmt.json"),
         }
         with open(self.log, "wb") as out:
-            self.process = subprocess.Popen(  # noqa: S603 - our own module
+            self.process = subprocess.Popen(
                 [sys.executable, "-m", "bridge.qmt", "--config", str(config)],
                 env=env,
                 cwd=self.dir,
@@ -219,7 +218,9 @@ class Desk:
     def base(self) -> str:
         return self.fleet.url("gateway")
 
-    async def place(self, qty: int = 100, *, side: str = "buy", scenario: str = "", price: Decimal | None = None) -> httpx.Response:
+    async def place(
+        self, qty: int = 100, *, side: str = "buy", scenario: str = "", price: Decimal | None = None
+    ) -> httpx.Response:
         body = {
             "client_order_id": f"q-{secrets.token_hex(6)}",
             "ts_code": self.code,
@@ -478,7 +479,11 @@ async def test_fault_bridge_killed_and_restarted_while_orders_are_in_flight(desk
     lost = await in_flight(bridge, place)
     bridge.kill()
     resp = await place
-    assert (resp.status_code, resp.json()["order"]["order_id"], resp.json()["order"]["status"]) == (201, lost, "unknown")
+    assert (resp.status_code, resp.json()["order"]["order_id"], resp.json()["order"]["status"]) == (
+        201,
+        lost,
+        "unknown",
+    )
     placed.append(lost)
     # while the bridge is away, new orders are refused with nothing stored
     await until(lambda: _bridge_gone(desk), "the bridge seen gone")
@@ -587,7 +592,9 @@ async def test_fault_the_gateway_relay_dropped(desk: Desk, bridge: BridgeProcess
 async def test_no_order_is_left_unknown_or_sent_twice(desk: Desk, bridge: BridgeProcess) -> None:
     everything = [oid for oid, scenario in desk.placed.items() if scenario != "cancel"]
     await audit(desk, bridge, everything)
-    resp = await desk.client.get(f"{desk.base}/api/v1/orders", params={"status": "unknown"}, headers=desk.trader.headers)
+    resp = await desk.client.get(
+        f"{desk.base}/api/v1/orders", params={"status": "unknown"}, headers=desk.trader.headers
+    )
     assert resp.json() == []
 
 
@@ -615,4 +622,4 @@ async def test_a_wrong_secret_or_account_is_refused_logged_and_reports_nothing(
 
 
 async def _logged(path: Path, text: str) -> bool:
-    return path.exists() and text in path.read_text()
+    return await asyncio.to_thread(lambda: path.exists() and text in path.read_text())
