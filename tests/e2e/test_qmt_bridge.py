@@ -301,6 +301,8 @@ async def desk(fleet: Fleet) -> AsyncIterator[Desk]:
             quote = (await client.get(f"{base}/api/v1/quotes/{sec['ts_code']}", headers=trader.headers)).json()
             if not quote["suspended"] and Decimal(quote["last_close"]) < 50:
                 break
+        else:
+            raise AssertionError("no tradable SH main-board stock under 50 in the demo market")
         assert quote is not None
         yield Desk(client, fleet, admin, trader, account_id, quote["ts_code"], Decimal(quote["last_close"]))
 
@@ -358,8 +360,18 @@ async def test_cash_and_position_follow_the_fills(desk: Desk, bridge: BridgeProc
     assert Decimal(account["balance"]) == Decimal(10_000_000) - spent
     positions = (await desk.client.get(f"{desk.base}/api/v1/positions", headers=desk.trader.headers)).json()
     assert [(p["ts_code"], p["qty"]) for p in positions] == [(desk.code, bought)]
-    # the broker holds the same shares (MiniQMT's cash is its own: the difference is reported, never overwritten)
     assert bought == 300
+    # the reconciliation finds the broker's position the same; its cash (the fake MiniQMT's own 1,000,000 less what
+    # the fills cost there, no fees) differs from the ledger's and is reported, never overwritten
+    broker_cash = Decimal(1_000_000) - sum(Decimal(t["amount"]) for t in trades)
+    cash_only = [{"kind": "cash", "ts_code": None, "platform": f"{Decimal(account['balance']):.2f}",
+                  "broker": f"{broker_cash:.2f}"}]  # fmt: skip
+
+    async def reconciled() -> bool:
+        last = (await desk.bridge_state())["last_reconciliation"]
+        return last is not None and last["differences"] == cash_only
+
+    await until(reconciled, "a reconciliation finding only the cash difference")
 
 
 async def test_cancel_is_accepted_then_recorded(desk: Desk, bridge: BridgeProcess) -> None:

@@ -251,7 +251,7 @@ class QmtBroker:
         if unconfirmed(broker_order):
             # "known" to the bridge only as journalled (sent by an earlier attempt that got no answer): unknown, and
             # settled by the queries (never placed again)
-            return self._not_known(order, await self.store.broker_order(order.order_id))
+            return self._not_known(order, await self.store.broker_order(order.order_id), journalled=True)
         return await self._report_of(order, remark, broker_order, [])
 
     async def cancel(self, order_id: str, *, paper_fill: PaperFill | None = None) -> BrokerReport:
@@ -320,13 +320,20 @@ class QmtBroker:
             return await self._report_of(order, remark, body["order"], trades)
         # Not known, or known to the bridge only as journalled (status 255, no MiniQMT order id: it cannot say
         # whether MiniQMT ever had it, and found no order with its remark): the grace decides, as for one not known.
-        return self._not_known(order, mapping)
+        journalled = bool(body.get("known")) and isinstance(body.get("order"), dict)
+        return self._not_known(order, mapping, journalled=journalled)
 
-    def _not_known(self, order: Order, mapping: BrokerOrder | None) -> BrokerReport:
+    def _not_known(self, order: Order, mapping: BrokerOrder | None, *, journalled: bool = False) -> BrokerReport:
+        """`journalled`: the bridge has the order in its journal but MiniQMT shows none with its remark (255)."""
         sent_at = mapping.sent_at if mapping is not None else None
         if sent_at is not None and self.clock() - sent_at < timedelta(seconds=self.grace_s):
             return BrokerReport(OrderStatus.UNKNOWN)
-        if order.status in (OrderStatus.SUBMITTED, OrderStatus.PARTIALLY_FILLED):
+        # `submitted` from the bridge's "placed" only (no MiniQMT order id ever seen) is no acknowledgement by the
+        # broker: one the bridge holds as journalled and MiniQMT does not have never reached it either.
+        seen_at_broker = mapping is not None and mapping.qmt_order_id is not None
+        if order.status is OrderStatus.PARTIALLY_FILLED or (
+            order.status is OrderStatus.SUBMITTED and (seen_at_broker or not journalled)
+        ):
             # The broker acknowledged it. MiniQMT lists only today's orders: one of an earlier day it no longer lists
             # has expired with its session. One of today's it does not know contradicts what it said: left as it
             # is (a failed query must not cancel a live order), and logged.

@@ -290,7 +290,34 @@ async def test_an_order_the_bridge_knows_only_from_its_journal_is_settled_by_the
         after = await q.order(order_id)
         assert (after["status"], after["reason"]) == ("rejected", "never reached the broker")
         assert bridge.placed(order_id) == 1
+
+        # "placed" (submitted here), then the bridge stopped before MiniQMT's answer and MiniQMT has no such order:
+        # the bridge reports it journalled only (255) -- no acknowledgement by the broker ever came: rejected too,
+        # once the grace is over (within it, left as it is)
+        q.broker.grace_s = 3600.0
+        bridge.silent.clear()
+        placed = (await q.place(who))["order_id"]
+        assert (await q.order(placed))["status"] == "submitted"
+        bridge.orders[placed].update(status=255, qmt_order_id=None, order_sysid=None)
+        await q.sync.reconcile(bridge_id)
+        assert (await q.order(placed))["status"] == "submitted"
+        q.broker.grace_s = 0.0
+        await q.sync.reconcile(bridge_id)
+        after = await q.order(placed)
+        assert (after["status"], after["reason"]) == ("rejected", "never reached the broker")
+        # one the broker acknowledged (a MiniQMT order id seen) that it then does not list today stays open
+        acked = (await q.place(who))["order_id"]
+        await bridge.push("order", dict(bridge.orders[acked]))
+        await until(lambda: _qmt_id_recorded(q, acked), what="the MiniQMT id recorded")
+        bridge.orders[acked].update(status=255, qmt_order_id=None, order_sysid=None)
+        await q.sync.reconcile(bridge_id)
+        assert (await q.order(acked))["status"] == "submitted"
         await bridge.close()
+
+
+async def _qmt_id_recorded(q: Qmt, order_id: str) -> bool:
+    mapping = await q.f.store.broker_order(order_id)
+    return mapping is not None and mapping.qmt_order_id is not None
 
 
 async def test_cancel_is_asynchronous_and_the_push_records_it(backing: Backing) -> None:
