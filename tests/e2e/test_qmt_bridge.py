@@ -406,6 +406,29 @@ async def test_a_broker_reject_is_recorded_with_its_message(desk: Desk, bridge: 
     assert await desk.trades(order_id) == []
 
 
+async def test_switched_off_trading_refuses_new_orders_and_still_cancels(desk: Desk, bridge: BridgeProcess) -> None:
+    resting = (await desk.place(100, scenario="switch")).json()["order"]["order_id"]
+    calls = len(await bridge.calls())
+    off = await desk.client.post(f"{desk.base}/api/v1/bridges/{BRIDGE_ID}/trading",
+                                 json={"enabled": False, "read_only": False, "reason": "e2e: stop"},
+                                 headers=desk.admin.headers)  # fmt: skip
+    assert (off.status_code, off.json()["enabled"], off.json()["sent"]) == (200, False, True), off.text
+    try:
+        refused = await desk.place(100, scenario="switch")
+        assert (refused.status_code, refused.json()["order"]["status"]) == (201, "rejected"), refused.text
+        assert refused.json()["order"]["reason"] == f"trading is disabled on QMT bridge {BRIDGE_ID}"
+        assert len(await bridge.calls()) == calls  # nothing sent
+        # what rests at the broker can still be pulled
+        resp = await desk.client.post(f"{desk.base}/api/v1/orders/{resting}/cancel", headers=desk.trader.headers)
+        assert resp.status_code == 202, resp.text
+        await until(lambda: desk.status_is(resting, "cancelled"), "the cancel recorded while trading is off")
+    finally:
+        on = await desk.client.post(f"{desk.base}/api/v1/bridges/{BRIDGE_ID}/trading",
+                                    json={"enabled": True, "read_only": False, "reason": "e2e: go on"},
+                                    headers=desk.admin.headers)  # fmt: skip
+        assert on.status_code == 200, on.text
+
+
 # --- faults, one at a time, each in the middle of a stream of orders -------------------------------------------------
 
 PLATFORM_OF = {48: "submitted", 49: "submitted", 50: "submitted", 51: "submitted", 52: "partially_filled",
@@ -602,8 +625,9 @@ async def test_fault_the_gateway_relay_dropped(desk: Desk, bridge: BridgeProcess
 
 
 async def test_no_order_is_left_unknown_or_sent_twice(desk: Desk, bridge: BridgeProcess) -> None:
-    everything = [oid for oid, scenario in desk.placed.items() if scenario != "cancel"]
-    await audit(desk, bridge, everything)
+    everything = list(desk.placed)  # every order of every scenario above
+    mine = await audit(desk, bridge, everything)
+    assert len(mine) == len(everything) >= 40
     resp = await desk.client.get(
         f"{desk.base}/api/v1/orders", params={"status": "unknown"}, headers=desk.trader.headers
     )
