@@ -5,8 +5,9 @@ RabbitMQ) with execution holding a bridge's secret (LH_QMT_BRIDGE_SECRETS), the 
 and trading enabled by the admin through the gateway; every order goes gateway -> risk -> execution -> bridge ->
 fake MiniQMT, and the broker's callbacks come back the same way.
 
-Scenarios: place, part fill and fill (trades with their qty, price and the platform's fees, positions, cash);
-cancel (202, then cancelled); a reject (order_error: rejected with the broker's message); and, one at a time, each
+Scenarios: place, part fill and fill (trades with their qty, price and the platform's fees, positions, cash, and the
+reconciliation's view of them); cancel (202, then cancelled); a reject (rejected with the broker's message); trading
+switched off by the admin (new orders rejected, nothing sent; a resting order still cancelled); and, one at a time, each
 fault injected in the middle of a stream of orders: the bridge process killed (SIGKILL) and started again on the same
 journal, MiniQMT disconnecting and coming back, duplicated callbacks, trades before the async response, orders with no
 callback at all (settled by reconciliation), and the gateway's relay connection dropped. After each: no order lost
