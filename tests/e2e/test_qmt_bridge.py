@@ -405,6 +405,30 @@ async def test_a_broker_reject_is_recorded_with_its_message(desk: Desk, bridge: 
     done = await until(lambda: desk.status_is(order_id, "rejected"), "the reject recorded")
     assert done["reason"] == "可用资金不足"
     assert await desk.trades(order_id) == []
+    assert (await bridge.broker_orders())[order_id[:24]]["order_status"] == 57
+
+    # the async call fails (its response has no MiniQMT order id, and the library's order error follows): nothing was
+    # placed, the order is rejected with MiniQMT's message
+    await bridge.control("behave", {"fail_async": "柜台拒绝"})
+    try:
+        resp = await desk.place(100, scenario="reject")
+    finally:
+        await bridge.control("behave", {"fail_async": ""})
+    order_id = resp.json()["order"]["order_id"]
+    done = await until(lambda: desk.status_is(order_id, "rejected"), "the failed async call recorded")
+    assert done["reason"] == "柜台拒绝"
+    assert order_id[:24] not in await bridge.broker_orders()
+
+    # MiniQMT refuses the call at once (-1): rejected in the order's own answer
+    await bridge.control("behave", {"refuse": True})
+    try:
+        resp = await desk.place(100, scenario="reject")
+    finally:
+        await bridge.control("behave", {"refuse": False})
+    order = resp.json()["order"]
+    assert (resp.status_code, order["status"]) == (201, "rejected"), resp.text
+    assert order["reason"].startswith("QMT refused the order: MiniQMT refused the order"), order
+    assert order["order_id"][:24] not in await bridge.broker_orders()
 
 
 async def test_switched_off_trading_refuses_new_orders_and_still_cancels(desk: Desk, bridge: BridgeProcess) -> None:
@@ -488,9 +512,9 @@ async def audit(desk: Desk, bridge: BridgeProcess, order_ids: list[str]) -> dict
     assert set(calls) <= remarks, "MiniQMT has an order the platform never stored"
     broker = await bridge.broker_orders()
     for oid, order in mine.items():
-        if oid[:24] in calls:
+        if oid[:24] in broker:
             assert order["filled_qty"] == broker[oid[:24]]["traded_volume"], order
-        else:  # never reached MiniQMT: refused, with the reason
+        else:  # MiniQMT has no such order (never reached it, or refused the call): refused, with the reason
             assert order["status"] in ("rejected", "cancelled") and order["reason"], order
         assert sum(t["qty"] for t in await desk.trades(oid)) == order["filled_qty"], order
     return mine
