@@ -60,6 +60,7 @@ fmt: $(STAMP)
 bench: $(STAMP)
 	bash scripts/backing-services.sh
 	$(PY) -m bench.order_path
+	$(PY) -m bench.qmt_bridge
 	$(PY) -m bench.order_load --clients 50
 	$(PY) -m bench.risk_rules
 	$(PY) -m bench.quotes_ingest

@@ -33,7 +33,7 @@ def _free_port() -> int:
 
 
 @contextmanager
-def bench_fleet() -> Iterator[Fleet]:
+def bench_fleet(extra_env: dict[str, str] | None = None) -> Iterator[Fleet]:
     env = _test_env()
     run = secrets.token_hex(3)
     mysql = env["LH_TEST_MYSQL_URL"].rstrip("/")
@@ -57,6 +57,7 @@ def bench_fleet() -> Iterator[Fleet]:
         # price limits for, and is refused (limits_unknown / no_session)
         "LH_MARKET_CLOCK": "shifted",
         "LH_MARKET_CLOCK_AT": "2025-01-02T10:00:00+08:00",
+        **(extra_env or {}),
     }
     fleet = Fleet(env=fleet_env, ports={n: _free_port() for n in DEFAULT_PORTS}, log_dir=ROOT / "var" / "bench-logs")
     fleet.start()

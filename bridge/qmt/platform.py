@@ -7,7 +7,8 @@ queries after every reconnect bring back what they carried). A lost connection i
 
 `TradingService` dispatches the trading channel's requests to the MiniQMT link and keeps the trading switches:
 trading is DISABLED when the bridge starts, until the platform enables it (the welcome's `trading`, or
-set_trading); read-only refuses place and cancel and still serves the queries."""
+set_trading): disabled refuses place (a cancel still goes); read-only refuses place and cancel and still serves the
+queries."""
 
 from __future__ import annotations
 
@@ -201,7 +202,9 @@ class TradingService:
 
     async def handle(self, type_: str, body: dict[str, Any]) -> dict[str, Any]:
         if type_ in (protocol.PLACE, protocol.CANCEL):
-            if not self.switches.enabled:
+            # Disabled stops new orders; a cancel still goes (switching trading off must not pin the orders resting
+            # at the broker). Read-only stops both: the bridge only watches.
+            if not self.switches.enabled and type_ == protocol.PLACE:
                 return protocol.failed(protocol.TRADING_DISABLED, "trading is not enabled on this bridge")
             if self.switches.read_only:
                 return protocol.failed(protocol.TRADING_DISABLED, "this bridge is read-only: place and cancel refused")

@@ -17,7 +17,7 @@ from typing import Any
 from bridge.qmt import protocol
 from services.execution.bridges import BridgeError, BridgeMetrics, BridgeNotConnected, BridgeRefused, BridgeRegistry
 from services.execution.brokers.base import BrokerUnavailable
-from services.execution.brokers.qmt import Difference, QmtBroker, differences
+from services.execution.brokers.qmt import Difference, QmtBroker, differences, unconfirmed
 from services.execution.positions import holdings
 from services.execution.store import ExecutionStore
 from shared.core.domain import OrderStatus, to_fen
@@ -107,8 +107,10 @@ class QmtSync:
             stored = await self.store.get_order(mapping.order_id)
             if stored is None:
                 continue
-            if stored.order.status is OrderStatus.UNKNOWN:
-                continue  # an unknown order is settled by its own query (below), as on every pass
+            if stored.order.status is OrderStatus.UNKNOWN or unconfirmed(body):
+                # an unknown order, or one the bridge has only in its journal (255, no MiniQMT id), is settled by its
+                # own query (below), as on every pass
+                continue
             seen.add(mapping.order_id)
             checked += 1
             report = await self.qmt._report_of(stored.order, mapping.remark, body, trades_of.get(mapping.remark, []))

@@ -82,7 +82,13 @@ def plan_report(progress: OrderProgress, report: BrokerReport, recorded_fill_ids
         raise InconsistentReport(f"reported filled with {filled_qty} of {progress.qty} shares")
 
     if progress.status.is_final:
-        if (target is progress.status or target is OrderStatus.UNKNOWN) and not new_fills:
+        # The same final state again, or a late open one with nothing new (a broker's answer to the send that lost the
+        # race with its own push of the outcome: QMT's "placed" after a reject or a fill was recorded): a final state
+        # is never downgraded. A final state contradicting this one, or a new fill, is a contradiction.
+        late = target in (OrderStatus.SUBMITTED, OrderStatus.UNKNOWN) or (
+            target is OrderStatus.PARTIALLY_FILLED and filled_qty == progress.filled_qty
+        )
+        if (target is progress.status or late) and not new_fills:
             return ReportPlan((), (), progress.filled_qty, progress.filled_amount, progress.reason, progress.status)
         raise InconsistentReport(f"the order is {progress.status.value} here but {target.value} at the broker")
 

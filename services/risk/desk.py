@@ -111,8 +111,9 @@ class AccountBooks(Protocol):
 EXECUTION_REFUSALS = frozenset(
     {"insufficient_position", "insufficient_cash", "price_cap_unknown", "limits_unknown", "no_session"}
 )
-# Codes of execution's 503s that say why it cannot take the order now: relayed as they are.
-EXECUTION_UNAVAILABLE_CODES = frozenset({"market_data_unavailable", "calendar_unavailable"})
+# Codes of execution's 503s that say why it cannot take the order now: relayed as they are (broker_unavailable with
+# no order id: the account's QMT bridge, or its MiniQMT, is away and nothing was stored or sent).
+EXECUTION_UNAVAILABLE_CODES = frozenset({"market_data_unavailable", "calendar_unavailable", "broker_unavailable"})
 # Execution's own dependency down (shared.platform.errors.dependency_failure): relayed with its code. The order may
 # or may
 # not be stored (a COMMIT whose answer was lost may have landed): the client sends it again with the same

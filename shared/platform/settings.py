@@ -164,9 +164,12 @@ class Settings(BaseSettings):
 
     # QMT bridges (docs/qmt-bridge.md): each bridge's shared secret, "bridge_id=secret,other=secret2" (SecretStr: never
     # shown by repr(Settings) nor logged; read with qmt_bridge_secret_map()), and how often (seconds) execution
-    # reconciles its orders, trades, positions and cash with each connected bridge's broker.
+    # reconciles its orders, trades, positions and cash with each connected bridge's broker; how long after it was
+    # sent an order the broker does not know (or knows only as journalled, unconfirmed: status 255) stays `unknown`
+    # before it is recorded `rejected` as never having reached the broker.
     qmt_bridge_secrets: SecretStr = SecretStr("")
     qmt_reconcile_s: float = Field(default=30.0, gt=0, allow_inf_nan=False)
+    qmt_unknown_grace_s: float = Field(default=60.0, gt=0, allow_inf_nan=False)
 
     def qmt_bridge_secret_map(self) -> dict[str, str]:
         """{bridge_id: secret} from LH_QMT_BRIDGE_SECRETS; raises ValueError on an entry that is not `id=secret`."""

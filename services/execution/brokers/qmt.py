@@ -104,6 +104,13 @@ def build_report(
     return BrokerReport(status=status, fills=fills, reason=reason)
 
 
+def unconfirmed(broker_order: dict[str, Any]) -> bool:
+    """An `order` the bridge knows only from its journal: status 255 with no MiniQMT order id (journalled, then the
+    bridge stopped or MiniQMT never answered, and MiniQMT shows no order with its remark). It says nothing of the
+    order at the broker."""
+    return broker_order.get("status") == 255 and broker_order.get("qmt_order_id") is None
+
+
 def place_body(order: Order, remark: str, price_cap: Decimal | None) -> dict[str, Any]:
     """The `place` request of an order. A limit order at its price; a market order as MiniQMT's counterparty-best
     type (44, valid on SH, SZ and BJ) with the buy's cap as its protection price (a sell's: none, "0")."""
@@ -238,7 +245,13 @@ class QmtBroker:
             return BrokerReport(OrderStatus.UNKNOWN)
         broker_order = body.get("order")
         if not isinstance(broker_order, dict):
+            # "placed" (MiniQMT took the call; its state follows as pushes): at the broker, whatever the pushes that
+            # may already have been recorded say of it since
             return BrokerReport(OrderStatus.SUBMITTED, fills=tuple(await self.store.recorded_fills(order.order_id)))
+        if unconfirmed(broker_order):
+            # "known" to the bridge only as journalled (sent by an earlier attempt that got no answer): unknown, and
+            # settled by the queries (never placed again)
+            return self._not_known(order, await self.store.broker_order(order.order_id), journalled=True)
         return await self._report_of(order, remark, broker_order, [])
 
     async def cancel(self, order_id: str, *, paper_fill: PaperFill | None = None) -> BrokerReport:
@@ -302,16 +315,25 @@ class QmtBroker:
                 raise BrokerUnavailable(f"the bridge could not look the order up: {exc}") from exc
             body = {"known": False, "order": None, "trades": []}
         remark = mapping.remark if mapping is not None else protocol.remark_for(order.order_id)
-        if body.get("known") and isinstance(body.get("order"), dict):
+        if body.get("known") and isinstance(body.get("order"), dict) and not unconfirmed(body["order"]):
             trades = body.get("trades") if isinstance(body.get("trades"), list) else []
             return await self._report_of(order, remark, body["order"], trades)
-        return self._not_known(order, mapping)
+        # Not known, or known to the bridge only as journalled (status 255, no MiniQMT order id: it cannot say
+        # whether MiniQMT ever had it, and found no order with its remark): the grace decides, as for one not known.
+        journalled = bool(body.get("known")) and isinstance(body.get("order"), dict)
+        return self._not_known(order, mapping, journalled=journalled)
 
-    def _not_known(self, order: Order, mapping: BrokerOrder | None) -> BrokerReport:
+    def _not_known(self, order: Order, mapping: BrokerOrder | None, *, journalled: bool = False) -> BrokerReport:
+        """`journalled`: the bridge has the order in its journal but MiniQMT shows none with its remark (255)."""
         sent_at = mapping.sent_at if mapping is not None else None
         if sent_at is not None and self.clock() - sent_at < timedelta(seconds=self.grace_s):
             return BrokerReport(OrderStatus.UNKNOWN)
-        if order.status in (OrderStatus.SUBMITTED, OrderStatus.PARTIALLY_FILLED):
+        # `submitted` from the bridge's "placed" only (no MiniQMT order id ever seen) is no acknowledgement by the
+        # broker: one the bridge holds as journalled and MiniQMT does not have never reached it either.
+        seen_at_broker = mapping is not None and mapping.qmt_order_id is not None
+        if order.status is OrderStatus.PARTIALLY_FILLED or (
+            order.status is OrderStatus.SUBMITTED and (seen_at_broker or not journalled)
+        ):
             # The broker acknowledged it. MiniQMT lists only today's orders: one of an earlier day it no longer lists
             # has expired with its session. One of today's it does not know contradicts what it said: left as it
             # is (a failed query must not cancel a live order), and logged.

@@ -48,7 +48,7 @@ def broker_order(body: dict[str, Any], qmt_order_id: int, status: int = 50, trad
     return {
         "order_id": body["order_id"],
         "remark": body["remark"],
-        "qmt_order_id": str(qmt_order_id),
+        "qmt_order_id": qmt_order_id,
         "order_sysid": f"S{qmt_order_id}",
         "ts_code": body["ts_code"],
         "side": body["side"],
@@ -170,7 +170,9 @@ class FakeBridge:
         self.next_qmt_id += 1
         order = broker_order(body, self.next_qmt_id)
         self.orders[body["order_id"]] = order
-        return protocol.ok({"state": "placed", "order": order})
+        # as the real bridge answers: once MiniQMT took the call, before its async response (the state follows as
+        # pushes and queries)
+        return protocol.ok({"state": "placed", "order": None})
 
     def on_cancel(self, body: dict[str, Any]) -> dict[str, Any]:
         order = self.orders.get(body["order_id"])

@@ -34,7 +34,7 @@ from tests.integration.execution.order_path_harness import (
     trader,
     until,
 )
-from tests.integration.execution.qmt_bridge_fake import FakeBridge, broker_trade, served
+from tests.integration.execution.qmt_bridge_fake import FakeBridge, broker_order, broker_trade, served
 
 pytestmark = pytest.mark.integration
 
@@ -242,6 +242,82 @@ async def test_trade_before_reply_duplicates_and_late_reports(backing: Backing) 
         await until(refused, what="the order_error recorded")
         assert (await q.order(rejected))["reason"] == "可用资金不足"
         await bridge.close()
+
+
+async def test_a_reject_pushed_before_the_place_reply_is_the_answer_not_an_error(backing: Backing) -> None:
+    # MiniQMT junks the order at once; the bridge's push of it is recorded before its answer to the send ("placed"):
+    # the trader gets the rejected order (the late "placed" changes nothing), not a 502
+    async with qmt_fleet(backing, bridges=1) as q:
+        [bridge_id] = q.secrets
+        who = trader()
+        bridge = await q.connected(bridge_id, who.account_id)
+
+        async def reject_first(body: dict[str, Any]) -> dict[str, Any]:
+            reply = bridge.on_place(body)
+            order = dict(bridge.orders[body["order_id"]], status=57, status_msg="可用资金不足")
+            await bridge.push("order", order)
+
+            async def recorded() -> bool:
+                return (await q.order(body["order_id"]))["status"] == "rejected"
+
+            await until(recorded, what="the push recorded first")
+            return reply
+
+        bridge.handlers[protocol.PLACE] = reject_first
+        placed = await q.place(who)
+        assert (placed["_http"], placed["status"], placed["reason"]) == (201, "rejected", "可用资金不足")
+        assert await q.f.store.transitions(placed["order_id"]) == [(None, "accepted"), ("accepted", "rejected")]
+        await bridge.close()
+
+
+async def test_an_order_the_bridge_knows_only_from_its_journal_is_settled_by_the_grace(backing: Backing) -> None:
+    # The bridge journalled the order, then stopped before MiniQMT answered, and MiniQMT shows no order with its
+    # remark: the bridge reports it "known" with status 255 and no MiniQMT id. Execution treats it as not known: unknown
+    # within the grace, then rejected (never reached the broker) -- not left unknown for ever.
+    async with qmt_fleet(backing, bridges=1) as q:
+        [bridge_id] = q.secrets
+        who = trader()
+        bridge = await q.connected(bridge_id, who.account_id)
+        bridge.silent.add(protocol.PLACE)
+        order_id = (await q.place(who))["order_id"]
+        assert (await q.order(order_id))["status"] == "unknown"
+        body = next(b for t, b in bridge.requests if t == protocol.PLACE)
+        bridge.orders[order_id] = dict(broker_order(body, 0, status=255), qmt_order_id=None, order_sysid=None)
+        await q.sync.reconcile(bridge_id)
+        assert (await q.order(order_id))["status"] == "unknown"
+        q.broker.grace_s = 0.0
+        await q.sync.reconcile(bridge_id)
+        after = await q.order(order_id)
+        assert (after["status"], after["reason"]) == ("rejected", "never reached the broker")
+        assert bridge.placed(order_id) == 1
+
+        # "placed" (submitted here), then the bridge stopped before MiniQMT's answer and MiniQMT has no such order:
+        # the bridge reports it journalled only (255) -- no acknowledgement by the broker ever came: rejected too,
+        # once the grace is over (within it, left as it is)
+        q.broker.grace_s = 3600.0
+        bridge.silent.clear()
+        placed = (await q.place(who))["order_id"]
+        assert (await q.order(placed))["status"] == "submitted"
+        bridge.orders[placed].update(status=255, qmt_order_id=None, order_sysid=None)
+        await q.sync.reconcile(bridge_id)
+        assert (await q.order(placed))["status"] == "submitted"
+        q.broker.grace_s = 0.0
+        await q.sync.reconcile(bridge_id)
+        after = await q.order(placed)
+        assert (after["status"], after["reason"]) == ("rejected", "never reached the broker")
+        # one the broker acknowledged (a MiniQMT order id seen) that it then does not list today stays open
+        acked = (await q.place(who))["order_id"]
+        await bridge.push("order", dict(bridge.orders[acked]))
+        await until(lambda: _qmt_id_recorded(q, acked), what="the MiniQMT id recorded")
+        bridge.orders[acked].update(status=255, qmt_order_id=None, order_sysid=None)
+        await q.sync.reconcile(bridge_id)
+        assert (await q.order(acked))["status"] == "submitted"
+        await bridge.close()
+
+
+async def _qmt_id_recorded(q: Qmt, order_id: str) -> bool:
+    mapping = await q.f.store.broker_order(order_id)
+    return mapping is not None and mapping.qmt_order_id is not None
 
 
 async def test_cancel_is_asynchronous_and_the_push_records_it(backing: Backing) -> None:

@@ -25,6 +25,21 @@ async def test_trading_is_disabled_until_the_platform_enables_it(harness: Harnes
     assert placed["body"]["state"] == "placed" and len(xt.broker.order_calls) == 1
 
 
+async def test_disabled_trading_refuses_new_orders_but_still_cancels(harness: Harness, xt: SimpleNamespace) -> None:
+    # an admin switches trading off: nothing new is placed, and what rests at the broker can still be pulled
+    service = TradingService(harness.link)
+    service.on_welcome({"trading": {"enabled": True, "read_only": False}})
+    await service.handle(protocol.PLACE, place_body("o-1"))
+    await harness.wait_for("order", lambda b: b["order_id"] == "o-1" and b["status"] == 50)
+    await service.handle(protocol.SET_TRADING, {"enabled": False, "read_only": False})
+    refused = await service.handle(protocol.PLACE, place_body("o-2"))
+    assert refused["error"]["code"] == protocol.TRADING_DISABLED and len(xt.broker.order_calls) == 1
+    cancel = await service.handle(protocol.CANCEL, {"order_id": "o-1"})
+    assert cancel["body"]["state"] == "requested"
+    await harness.wait_for("order", lambda b: b["order_id"] == "o-1" and b["status"] == 54)
+    assert [o["order_status"] for o in xt.broker.orders.values()] == [54]
+
+
 async def test_read_only_refuses_place_and_cancel_and_serves_queries(harness: Harness, xt: SimpleNamespace) -> None:
     service = TradingService(harness.link)
     service.on_welcome({"trading": {"enabled": True, "read_only": False}})

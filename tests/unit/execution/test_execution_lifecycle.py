@@ -76,6 +76,18 @@ def test_rejections_and_cancels() -> None:
     assert partly.steps == (PF, C) and partly.filled_qty == 100
 
 
+def test_a_late_open_report_leaves_a_final_order_as_it_is() -> None:
+    # QMT's answer to the send ("placed": submitted) recorded after the broker's push of the reject won the race
+    late = plan_report(_progress(R), BrokerReport(S), set())
+    assert (late.steps, late.new_fills, late.final_status) == ((), (), R)
+    # ... or after the push of its fills: the fills it carries are known already
+    done = _progress(F, 300, "3000.00")
+    late = plan_report(done, BrokerReport(S, (_fill(1, 300, "10.00"),)), {"f1"})
+    assert (late.steps, late.new_fills, late.final_status) == ((), (), F)
+    with pytest.raises(InconsistentReport):  # a new fill for an order rejected here is no late report
+        plan_report(_progress(R), BrokerReport(S, (_fill(1, 100, "10.00"),)), set())
+
+
 def test_contradictions_are_refused() -> None:
     with pytest.raises(InconsistentReport):  # more than ordered
         plan_report(_progress(), BrokerReport(F, (_fill(1, 400, "10.00"),)), set())

@@ -1,4 +1,4 @@
-"""LH_QMT_BRIDGE_SECRETS: read as `bridge_id=secret,...`, never shown by the settings' repr."""
+"""LH_QMT_BRIDGE_SECRETS: read as `bridge_id=secret,...`, never shown by the settings' repr; LH_QMT_UNKNOWN_GRACE_S."""
 
 from __future__ import annotations
 
@@ -18,3 +18,13 @@ def test_bridge_secrets_are_parsed_and_hidden() -> None:
 def test_a_malformed_entry_is_refused(text: str) -> None:
     with pytest.raises(ValueError, match="bridge_id=secret"):
         Settings(qmt_bridge_secrets=text).qmt_bridge_secret_map()  # type: ignore[arg-type]
+
+
+def test_the_unknown_grace_defaults_to_a_minute_and_must_be_positive(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().qmt_unknown_grace_s == 60.0
+    monkeypatch.setenv("LH_QMT_UNKNOWN_GRACE_S", "3")
+    assert Settings().qmt_unknown_grace_s == 3.0
+    for bad in ("0", "-1", "nan"):
+        monkeypatch.setenv("LH_QMT_UNKNOWN_GRACE_S", bad)
+        with pytest.raises(ValueError, match="qmt_unknown_grace_s"):
+            Settings()

@@ -338,7 +338,8 @@ async def test_execution_unavailable_keeps_the_approved_decision() -> None:
         ((200, {"order_id": "o1"}), 200, None),
         ((409, {"code": "client_order_id_conflict", "message": "used"}), 409, "client_order_id_conflict"),
         ((403, {"code": "approval_invalid", "message": "signature"}), 502, "execution_refused"),
-        ((503, {"code": "broker_unavailable", "message": "later"}), 503, "execution_unavailable"),
+        # the account's QMT bridge away, nothing stored: execution's code, as the issue names it
+        ((503, {"code": "broker_unavailable", "message": "later"}), 503, "broker_unavailable"),
         # Execution's database down: its code passed on (risk's own database is up: it is not risk's).
         ((503, {"code": "database_unavailable", "message": "down"}), 503, "database_unavailable"),
         ((500, {"code": "database_error", "message": "bug"}), 503, "execution_unavailable"),
@@ -649,6 +650,17 @@ async def test_execution_refusal_details_and_named_unavailability_are_relayed() 
     assert (placement.status_code, placement.body["code"]) == (503, "market_data_unavailable")
     assert placement.body["message"] == "cannot price a market buy"
     assert log.outcomes == {log.decisions[0].decision_id: ExecutionOutcome.UNKNOWN}  # retried within the TTL
+
+    # a QMT account whose bridge is away: nothing stored, nothing sent; the trader sees execution's own code
+    message = "the broker cannot take orders now (the QMT bridge b1 is not connected); nothing was sent"
+    log = FakeLog()
+    desk, _ = _desk(FakeQuotes(), FakeExecution(answer=(503, {"code": "broker_unavailable", "message": message})), log)
+    placement = await desk.place(_order(), ALICE)
+    assert (placement.status_code, placement.body["code"], placement.body["message"]) == (
+        503,
+        "broker_unavailable",
+        message,
+    )
 
 
 async def test_an_order_execution_stored_but_could_not_send_is_placed_and_its_retry_replayed() -> None:

@@ -10,11 +10,13 @@ Environment (for a bridge run as a subprocess):
 Behaviours (`set_behaviour`): refuse (order_stock_async returns -1), reject (a message: the next orders are junked
 with it, their on_order_error after the async response as the library holds it), trade_before_response (the order
 fills at once and the trade is pushed before the async response), duplicate (every order/trade push comes twice),
-silent (an order is placed at the broker but no callback at all comes for it), auto_fill, cancel_unknown_ok
+silent (an order is placed at the broker but no callback at all comes for it, nor for its fills or cancel: only
+queries show them), auto_fill, cancel_unknown_ok
 (default True: a cancel of an order the broker never had is answered as a success, as the real one can),
 strip_remark (order/trade/error pushes come without order_remark, as some brokers' do; the async response keeps
 it), fail_async (a message: the async call returns a seq, but the response has order_id -1 and the message, and an
-on_order_error with order_id -1 follows; nothing is placed)."""
+on_order_error with order_id -1 follows; nothing is placed), place_delay_s (seconds order_stock(_async) takes
+before the order reaches the broker: a bridge killed meanwhile never placed it)."""
 
 from __future__ import annotations
 
@@ -41,6 +43,7 @@ DEFAULT_BEHAVIOURS: dict[str, Any] = {
     "cancel_unknown_ok": True,
     "strip_remark": False,
     "fail_async": "",
+    "place_delay_s": 0.0,
 }
 
 
@@ -56,6 +59,7 @@ class Broker:
         self.next_order_id = 1001
         self.next_trade_id = 1
         self.order_calls: list[dict[str, Any]] = []  # every order_stock(_async) call that reached the broker
+        self.silent_orders: set[int] = set()  # placed while `silent`: no callback ever comes for them
         self.account_status = c.ACCOUNT_STATUS_OK
         self.down = False
         self.sessions: list[Any] = []  # connected XtQuantTrader objects
@@ -77,6 +81,7 @@ class Broker:
         self.next_order_id = state["next_order_id"]
         self.next_trade_id = state["next_trade_id"]
         self.order_calls = state["order_calls"]
+        self.silent_orders = set(state.get("silent_orders", []))
 
     def _save(self) -> None:
         if self.state_file is None:
@@ -89,6 +94,7 @@ class Broker:
             "next_order_id": self.next_order_id,
             "next_trade_id": self.next_trade_id,
             "order_calls": self.order_calls,
+            "silent_orders": sorted(self.silent_orders),
         }
         tmp = self.state_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(state))
@@ -113,6 +119,8 @@ class Broker:
                 self.sessions.remove(trader)
 
     def _push(self, account_id: str, method: str, obj: Any) -> None:
+        if getattr(obj, "order_id", None) in self.silent_orders:
+            return  # placed while silent: nothing is ever pushed of it
         if self.behaviours["strip_remark"] and hasattr(obj, "order_remark"):
             obj = type(obj)(**{**obj.as_dict(), "order_remark": ""})
         times = 2 if self.behaviours["duplicate"] and method in ("on_stock_order", "on_stock_trade") else 1
@@ -136,6 +144,9 @@ class Broker:
         *,
         seq: int | None,
     ) -> int:
+        delay = float(self.behaviours["place_delay_s"] or 0)
+        if delay > 0:
+            time.sleep(delay)
         with self.lock:
             if trader not in self.sessions:
                 return -1
@@ -195,6 +206,8 @@ class Broker:
                 "secu_account": "A000001",
                 "instrument_name": code,
             }
+            if self.behaviours["silent"]:
+                self.silent_orders.add(order_id)
             self.orders[order_id] = order
             self._save()
             if self.behaviours["silent"]:
