@@ -17,6 +17,7 @@ from the environment only (LH_BRIDGE_SECRET): a `secret` in the file is refused,
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -30,6 +31,15 @@ SECRET_ENV = "LH_BRIDGE_SECRET"  # noqa: S105 (the variable's name, not a secret
 MIN_SECRET_LENGTH = 16
 _ID = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 _CODE = re.compile(r"^(\d{6}\.(SH|SZ|BJ)|SH|SZ|BJ)$")
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class ConfigError(ValueError):
@@ -153,6 +163,11 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
         raise ConfigError(f"platform_url: {values['platform_url']!r} must be a ws:// or wss:// URL with a host")
     if url.query or url.fragment:
         raise ConfigError("platform_url: must have no query or fragment")
+    if url.scheme == "ws" and not _loopback(url.hostname):
+        # orders, trades, positions and cash would cross the network in clear text
+        raise ConfigError(
+            f"platform_url: {values['platform_url']!r} must be wss:// (TLS) unless the platform is on this machine"
+        )
     if values.get("reconnect_max_s", 60.0) < values.get("reconnect_initial_s", 1.0):
         raise ConfigError("reconnect_max_s: must not be less than reconnect_initial_s")
     secret = env.get(SECRET_ENV, "")

@@ -69,6 +69,13 @@ def test_the_environment_overrides_the_file_and_can_stand_alone(tmp_path: Path) 
         (GOOD, {"LH_BRIDGE_SECRET": "short"}, "at least 16"),
         (GOOD.replace("session_id = 123456", 'session_id = "abc"'), {"LH_BRIDGE_SECRET": SECRET}, "session_id"),
         (GOOD.replace("wss://quant.example.com", "https://q"), {"LH_BRIDGE_SECRET": SECRET}, "platform_url"),
+        # clear text across a network: refused (ws:// is for a platform on the same machine)
+        (
+            GOOD.replace("wss://quant.example.com", "ws://quant.example.com"),
+            {"LH_BRIDGE_SECRET": SECRET},
+            "must be wss://",
+        ),
+        (GOOD.replace("wss://quant.example.com", "ws://10.0.0.5:8000"), {"LH_BRIDGE_SECRET": SECRET}, "must be wss://"),
         (GOOD.replace('account_id = "8881234567"\n', ""), {"LH_BRIDGE_SECRET": SECRET}, "account_id: missing"),
         (GOOD + "colour = 1\n", {"LH_BRIDGE_SECRET": SECRET}, "unknown setting 'colour'"),
         (GOOD.replace('"000001.SZ"', '"000001"'), {"LH_BRIDGE_SECRET": SECRET}, "quote_codes"),
