@@ -25,6 +25,9 @@ _INSECURE_SECRETS = {"", "change-me", "changeme", "secret", "dev", "lianghua"}
 _MIN_SECRET_LENGTH = 16
 
 
+MIN_BRIDGE_SECRET_LENGTH = 16  # as the bridge requires of its own copy
+
+
 class Settings(BaseSettings):
     """All configuration. Backing services are chosen by URL scheme (design invariant 6)."""
 
@@ -180,6 +183,12 @@ class Settings(BaseSettings):
             bridge_id, sep, secret = part.partition("=")
             if not sep or not bridge_id.strip() or not secret.strip():
                 raise ValueError("LH_QMT_BRIDGE_SECRETS: each entry is bridge_id=secret")
+            if len(secret.strip()) < MIN_BRIDGE_SECRET_LENGTH:
+                # the bridge refuses a shorter one too (bridge/qmt/config.py): a guessable secret signs fills
+                raise ValueError(
+                    f"LH_QMT_BRIDGE_SECRETS: the secret of {bridge_id.strip()} must be at least "
+                    f"{MIN_BRIDGE_SECRET_LENGTH} characters"
+                )
             found[bridge_id.strip()] = secret.strip()
         return found
 

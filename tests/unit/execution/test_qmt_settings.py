@@ -8,16 +8,24 @@ from shared.platform.settings import Settings
 
 
 def test_bridge_secrets_are_parsed_and_hidden() -> None:
-    settings = Settings(qmt_bridge_secrets=" qmt-a=s3cret-one , qmt-b=s3cret=two,")  # type: ignore[arg-type]
-    assert settings.qmt_bridge_secret_map() == {"qmt-a": "s3cret-one", "qmt-b": "s3cret=two"}
+    settings = Settings(qmt_bridge_secrets=" qmt-a=s3cret-one-0123456 , qmt-b=s3cret=two-0123456,")  # type: ignore[arg-type]
+    assert settings.qmt_bridge_secret_map() == {"qmt-a": "s3cret-one-0123456", "qmt-b": "s3cret=two-0123456"}
     assert "s3cret" not in repr(settings) and "s3cret" not in str(settings.model_dump())
     assert Settings().qmt_bridge_secret_map() == {}
 
 
-@pytest.mark.parametrize("text", ["qmt-a", "=secret", "qmt-a=", "qmt-a=x,broken"])
+@pytest.mark.parametrize("text", ["qmt-a", "=secret", "qmt-a=", "qmt-a=0123456789abcdef,broken"])
 def test_a_malformed_entry_is_refused(text: str) -> None:
     with pytest.raises(ValueError, match="bridge_id=secret"):
         Settings(qmt_bridge_secrets=text).qmt_bridge_secret_map()  # type: ignore[arg-type]
+
+
+def test_a_short_secret_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least 16 characters"):
+        Settings(qmt_bridge_secrets="qmt-a=0123456789abcde").qmt_bridge_secret_map()  # type: ignore[arg-type]
+    assert Settings(qmt_bridge_secrets="qmt-a=0123456789abcdef").qmt_bridge_secret_map() == {  # type: ignore[arg-type]
+        "qmt-a": "0123456789abcdef"
+    }
 
 
 def test_the_unknown_grace_defaults_to_a_minute_and_must_be_positive(monkeypatch: pytest.MonkeyPatch) -> None:
