@@ -149,7 +149,9 @@ async def test_place_reply_and_fill_push_record_the_trade_with_its_event(backing
         # 400 x 9.98 + 600 x 10.00 = 3992 + 6000 = 9992 over 1000 shares
         assert (after["filled_qty"], after["avg_fill_price"]) == (1000, "9.9920")
         assert await q.trade_ids(order_id) == sorted([fill_id(order_id[:24], "T1"), fill_id(order_id[:24], "T2")])
+        # the relay publishes as it goes: wait for the last of each kind, then check the whole sequence
         await until(lambda: events.types_of(order_id).count("trade.executed") == 2, what="the trades' events")
+        await until(lambda: "order.filled" in events.types_of(order_id), what="the order's filled event")
         assert [t for t in events.types_of(order_id) if t.startswith("order.")] == [
             "order.accepted", "order.submitted", "order.partially_filled", "order.filled"]  # fmt: skip
         await bridge.close()
