@@ -22,10 +22,13 @@ close (the open had passed when it arrived; VWAP stays VWAP). What a session's b
 expired with it. A paper account may instead refuse orders placed while the market is closed (`paper_accounts`).
 
 With `LH_PAPER_FILLS=quotes` (standalone's `make run`) an order is matched against the real-time quotes (docs/quotes.md)
-on either clock: at once against the latest quote of its code when it arrives, and then a limit order rests and is
-matched against each `quotes.snapshot` of its code that execution hears (`match_snapshot`), taking the other side's
-levels at prices that reach its limit, at most the volume quoted at each (`shared.core.market.matching.match_on_book`):
-partial fills, the rest resting until it fills, is cancelled or expires at the close. A market order fills on arrival
+on either clock, only in continuous trading (09:30-11:30, 13:00-14:57) of its own session (placed after the close:
+the next one; an account refusing orders on a closed market refuses it) and only on quotes of that session: at once
+against the latest quote of its code when it arrives, taking the other side's levels at prices that reach its
+limit, at most the volume quoted at each (`shared.core.market.matching.match_on_book`); then a limit order rests and
+is matched against each `quotes.snapshot` of its code that execution hears (`match_snapshot`), but only up to the
+volume that traded since the round before (shared among the resting orders oldest first): partial fills, the rest
+resting until it fills, is cancelled or expires at the close. A market order fills on arrival
 against the latest quote's levels and what they do not fill is cancelled. A strategy instance's order (`paper_fill`)
 is still matched on bars by its own rules, as in `session` mode (or on the replayed session).
 

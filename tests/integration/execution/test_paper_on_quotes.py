@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from services.execution.store import trades
+from shared.core.domain import OrderSide
 from shared.platform.bus.amqp import AmqpBus
 from shared.platform.clock import EXCHANGE_TZ, ReplayClock
 from shared.platform.events import Envelope, LiveQuote, QuoteLevel, QuotesSnapshot, make_event
@@ -398,3 +399,52 @@ async def test_a_resting_order_fills_only_against_volume_traded_between_rounds_a
         await asyncio.sleep(0.5)
         assert (await order(f, who, big_id))["filled_qty"] == 1900
         assert (await order(f, who, later_id))["filled_qty"] == 0
+
+
+async def test_an_arriving_order_and_a_rounds_matching_of_the_same_code_take_turns_on_a_level(
+    backing: Backing, monkeypatch: Any
+) -> None:
+    """A round's matching and an order arriving at the same moment both want the 500 shares shown at 10.00: they take
+    turns (the per-code lock), so 500 trade in all, not 500 each. The read of the consumed volume is held back until
+    both have come to it (or 2 s), so that without the turns both would read it before either wrote its fills."""
+    import services.execution.brokers.paper as paper
+
+    settings = backing.settings(scope="paperquotes6", paper_fills="quotes")
+    who = trader()
+    async with fleet(settings) as f, feed(settings) as bus:
+        clock = on_clock(f, MORNING - timedelta(seconds=10))
+        broker = f.execution_app.state.broker
+        resting = await f.execution.post("/v1/orders", json=signed_order(settings, limit_buy(who, qty=500)),
+                                         headers=f.headers(who))  # fmt: skip
+        resting_id = resting.json()["order_id"]
+        await bus.publish(snapshot(live(clock() - timedelta(seconds=6), [("10.05", 500)], volume=100_000)))
+        await until(lambda: broker.live.get("600000.SH") is not None, what="the first round")
+        assert (await order(f, who, resting_id))["filled_qty"] == 0
+        clock.set(MORNING)
+
+        real_consumed = paper._consumed
+        readers = {"buy": 0}
+
+        async def slow_consumed(*args: Any) -> dict[int, int]:
+            # each reader of the buys' consumed volume waits (at most 2 s) until the other has come to read it too
+            if args[2] is OrderSide.BUY:
+                readers["buy"] += 1
+                for _ in range(40):
+                    if readers["buy"] >= 2:
+                        break
+                    await asyncio.sleep(0.05)
+            return await real_consumed(*args)
+
+        monkeypatch.setattr(paper, "_consumed", slow_consumed)
+        # 1,000 traded since, 500 shown at 10.00: the resting order and the arriving one both reach it
+        round_ = QuotesSnapshot(as_of=clock(), source="replay",
+                                quotes=(live(clock() - timedelta(seconds=3), [("10.00", 500)], volume=101_000),))  # fmt: skip
+        arriving = signed_order(settings, limit_buy(who, qty=500))
+        _, answer = await asyncio.gather(
+            broker.match_snapshot(round_),
+            f.execution.post("/v1/orders", json=arriving, headers=f.headers(who)),
+        )
+        assert answer.status_code == 201, answer.text
+        arrived = (await broker.report(answer.json()["order_id"])).fills
+        rested = (await broker.report(resting_id)).fills
+        assert sum(x.qty for x in arrived) + sum(x.qty for x in rested) == 500
