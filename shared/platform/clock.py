@@ -55,6 +55,9 @@ class UtcDateTime(TypeDecorator[datetime]):
 EXCHANGE_TZ = ZoneInfo("Asia/Shanghai")
 SESSION_OPEN = time(9, 30)  # continuous trading starts: the moment a replayed session begins
 SESSION_CLOSE = time(15, 0)
+# Continuous trading (SSE/SZSE): 09:30-11:30 and 13:00-14:57, Asia/Shanghai; the opening call auction (09:15-09:25)
+# and the closing call auction (14:57-15:00) are not continuous, nor is the lunch break.
+CONTINUOUS_TRADING = ((time(9, 30), time(11, 30)), (time(13, 0), time(14, 57)))
 _TICK = timedelta(microseconds=1)
 
 
@@ -133,6 +136,15 @@ class ReplayClock:
 def session_open(day: date) -> datetime:
     """09:30 Asia/Shanghai on `day`, as aware UTC."""
     return datetime.combine(day, SESSION_OPEN, tzinfo=EXCHANGE_TZ).astimezone(UTC)
+
+
+def continuous_trading(at: datetime, day: date | None = None) -> bool:
+    """`at` (aware) is within continuous trading (`CONTINUOUS_TRADING`, Asia/Shanghai), and on trading day `day` when
+    one is given. Whether `at`'s date is a trading day at all is the caller's (the calendar's) to say."""
+    local = at.astimezone(EXCHANGE_TZ)
+    if day is not None and local.date() != day:
+        return False
+    return any(start <= local.time() < end for start, end in CONTINUOUS_TRADING)
 
 
 def session_close(day: date) -> datetime:

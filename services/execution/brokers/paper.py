@@ -22,10 +22,13 @@ close (the open had passed when it arrived; VWAP stays VWAP). What a session's b
 expired with it. A paper account may instead refuse orders placed while the market is closed (`paper_accounts`).
 
 With `LH_PAPER_FILLS=quotes` (standalone's `make run`) an order is matched against the real-time quotes (docs/quotes.md)
-on either clock: at once against the latest quote of its code when it arrives, and then a limit order rests and is
-matched against each `quotes.snapshot` of its code that execution hears (`match_snapshot`), taking the other side's
-levels at prices that reach its limit, at most the volume quoted at each (`shared.core.market.matching.match_on_book`):
-partial fills, the rest resting until it fills, is cancelled or expires at the close. A market order fills on arrival
+on either clock, only in continuous trading (09:30-11:30, 13:00-14:57) of its own session (placed after the close:
+the next one; an account refusing orders on a closed market refuses it) and only on quotes of that session: at once
+against the latest quote of its code when it arrives, taking the other side's levels at prices that reach its
+limit, at most the volume quoted at each (`shared.core.market.matching.match_on_book`); then a limit order rests and
+is matched against each `quotes.snapshot` of its code that execution hears (`match_snapshot`), but only up to the
+volume that traded since the round before (shared among the resting orders oldest first): partial fills, the rest
+resting until it fills, is cancelled or expires at the close. A market order fills on arrival
 against the latest quote's levels and what they do not fill is cancelled. A strategy instance's order (`paper_fill`)
 is still matched on bars by its own rules, as in `session` mode (or on the replayed session).
 
@@ -35,6 +38,7 @@ limit sell when its limit is at or below it; any other limit order rests until e
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
@@ -63,7 +67,7 @@ from shared.core.market.matching import (
 from shared.core.market.rules import board_lots, lot_sizes
 from shared.platform.approval import PaperFill
 from shared.platform.calendar import BarsCalendar, CalendarUnavailable, OrderSessions
-from shared.platform.clock import market_today, no_session, session_close, utcnow
+from shared.platform.clock import continuous_trading, market_today, no_session, session_close, utcnow
 from shared.platform.db import Database, DbSession
 from shared.platform.errors import ServiceError
 from shared.platform.events.envelope import Envelope
@@ -82,6 +86,7 @@ FILL_MODES = ("session", "immediate", "quotes")  # LH_PAPER_FILLS
 ON_QUOTES = "quotes: "
 RESTING_ON_QUOTES = f"{ON_QUOTES}resting until the live quotes reach its price"
 OPEN_STATUSES = (OrderStatus.SUBMITTED.value, OrderStatus.PARTIALLY_FILLED.value)
+TRADED_KEPT = 8  # rounds per code whose traded volume is kept (a redelivered round is matched by what it traded)
 
 
 class LiveQuotes:
@@ -90,15 +95,30 @@ class LiveQuotes:
 
     def __init__(self) -> None:
         self._latest: dict[str, LiveQuote] = {}
+        # code -> {quote time: shares traded since the quote before it}, the last TRADED_KEPT rounds of each code
+        self._traded: dict[str, dict[datetime, int]] = {}
 
     def put(self, quote: LiveQuote) -> bool:
         """Keep `quote` if it is newer than the code's held one of the same day, or of another day (a replay moved
-        to an earlier session); whether it was."""
+        to an earlier session); whether it was. What traded since the held quote (the increase of the day's
+        cumulative volume; all of it when the held one is of another day) is noted for `traded`."""
         held = self._latest.get(quote.ts_code)
         if held is not None and held.time >= quote.time and _exchange_day(held.time) == _exchange_day(quote.time):
             return False
         self._latest[quote.ts_code] = quote
+        if held is not None:
+            same_day = _exchange_day(held.time) == _exchange_day(quote.time) and held.time < quote.time
+            since = quote.volume - held.volume if same_day else quote.volume
+            rounds = self._traded.setdefault(quote.ts_code, {})
+            rounds[quote.time] = max(0, since)
+            for old in sorted(rounds)[:-TRADED_KEPT]:
+                del rounds[old]
         return True
+
+    def traded(self, quote: LiveQuote) -> int:
+        """The shares of `quote`'s code that traded between the round before it and it, as this process heard the
+        rounds; 0 when it did not hear the one before (just started: the next round has a baseline)."""
+        return self._traded.get(quote.ts_code, {}).get(quote.time, 0)
 
     def get(self, ts_code: str) -> LiveQuote | None:
         return self._latest.get(ts_code)
@@ -409,6 +429,14 @@ class PaperBroker:
         self.fills = fills
         self.live = LiveQuotes()  # LH_PAPER_FILLS=quotes: the latest quote of every code, from `quotes.snapshot`
         self.live_quotes = live_quotes  # ... and the data service's, read only when none of today is held
+        # one match at a time per code in this process: an arriving order and a round must not take the same level
+        self._code_locks: dict[str, asyncio.Lock] = {}
+
+    def _matching(self, ts_code: str) -> asyncio.Lock:
+        lock = self._code_locks.get(ts_code)
+        if lock is None:
+            lock = self._code_locks[ts_code] = asyncio.Lock()
+        return lock
 
     def order_rules(self, paper_fill: PaperFill | None) -> FillRules:
         """The rules an order is matched by: a strategy instance's own (`paper_fill`, which its order carries) on top
@@ -513,52 +541,62 @@ class PaperBroker:
             self.quotes.latest(order.ts_code) if session is None else self.quotes.latest(order.ts_code, session)
         )
         refusal = f"unknown security {order.ts_code}" if known is None else cap_refusal(order, None, price_cap)
+        day = session
+        if refusal is None and session is None:
+            # the order's own session (after the close: the next one), refused on a closed market if the account says
+            day, refusal = await self._order_session(order, now)
         booked = (
             Outcome(OrderStatus.REJECTED, reason=refusal)
             if refusal is not None
             else Outcome(OrderStatus.SUBMITTED, reason=RESTING_ON_QUOTES)
         )
         outcome = booked
-        quote = None if refusal is not None else await self._arrival_quote(order, now)
+        # matched on arrival only in its own session's continuous trading, against a quote of it
+        trading = refusal is None and day is not None and continuous_trading(now, day)
+        quote = await self._arrival_quote(order, now) if trading else None
+        if quote is not None and not continuous_trading(quote.time, day):
+            quote = None  # the opening call's quote (09:25), or the morning's last before the lunch break
         try:
-            async for attempt in self.db.transaction():
-                async with attempt as s:
-                    outcome = booked
-                    await s.execute(
-                        paper_orders.insert().values(
-                            order_id=order.order_id,
-                            ts_code=order.ts_code,
-                            side=order.side.value,
-                            order_type=order.order_type.value,
-                            qty=order.qty,
-                            price=order.price,
-                            status=booked.status.value,
-                            reason=None if booked.reason is None else booked.reason[:255],
-                            created_at=now,
-                            updated_at=now,
-                        )
-                    )
-                    if refusal is not None:
-                        continue
-                    fills: tuple[Fill, ...] = ()
-                    if quote is not None:
-                        consumed = await _consumed(s, order.ts_code, order.side, quote)
-                        book = self._book_fills(order.side, order.qty, order.price, quote, consumed, price_cap)
-                        fills = tuple(
-                            Fill(quote_fill_id(order.order_id, quote, f.level), f.qty, from_fen(f.price_fen), now)
-                            for f in book
-                        )
-                    outcome = _quotes_outcome(order, fills, quote)
-                    await _insert_fills(s, order.order_id, fills)
-                    if outcome.status is not OrderStatus.SUBMITTED:
+            async with self._matching(order.ts_code):
+                async for attempt in self.db.transaction():
+                    async with attempt as s:
+                        outcome = booked
                         await s.execute(
-                            update(paper_orders)
-                            .where(paper_orders.c.order_id == order.order_id)
-                            .values(
-                                status=outcome.status.value,
-                                reason=None if outcome.reason is None else outcome.reason[:255],
+                            paper_orders.insert().values(
+                                order_id=order.order_id,
+                                ts_code=order.ts_code,
+                                side=order.side.value,
+                                order_type=order.order_type.value,
+                                qty=order.qty,
+                                price=order.price,
+                                status=booked.status.value,
+                                reason=None if booked.reason is None else booked.reason[:255],
+                                created_at=now,
+                                updated_at=now,
+                                session=None if refusal is not None else day,
                             )
                         )
+                        if refusal is not None:
+                            continue
+                        fills: tuple[Fill, ...] = ()
+                        if quote is not None:
+                            consumed = await _consumed(s, order.ts_code, order.side, quote)
+                            book = self._book_fills(order.side, order.qty, order.price, quote, consumed, price_cap)
+                            fills = tuple(
+                                Fill(quote_fill_id(order.order_id, quote, f.level), f.qty, from_fen(f.price_fen), now)
+                                for f in book
+                            )
+                        outcome = _quotes_outcome(order, fills, quote, trading=trading, day=day)
+                        await _insert_fills(s, order.order_id, fills)
+                        if outcome.status is not OrderStatus.SUBMITTED:
+                            await s.execute(
+                                update(paper_orders)
+                                .where(paper_orders.c.order_id == order.order_id)
+                                .values(
+                                    status=outcome.status.value,
+                                    reason=None if outcome.reason is None else outcome.reason[:255],
+                                )
+                            )
         except IntegrityError:
             known_report = await self.report(order.order_id)
             if known_report is None:
@@ -574,6 +612,7 @@ class PaperBroker:
         quote: LiveQuote,
         consumed: dict[int, int],
         price_cap: Decimal | None = None,
+        most: int | None = None,
     ) -> tuple[BookFill, ...]:
         _, lot_step = lot_sizes(quote.ts_code)
         return match_on_book(
@@ -587,6 +626,7 @@ class PaperBroker:
             down_limit=None if quote.limit_down is None else to_fen(quote.limit_down),
             lot_step=lot_step,
             rules=self.rules,
+            most=most,
         )
 
     async def match_snapshot(self, snapshot: QuotesSnapshot) -> list[str]:
@@ -603,33 +643,40 @@ class PaperBroker:
         now = self.clock()
         today = market_today(now, self.market_session())
         # redelivered quotes (not newer than the held ones) are matched again: what they filled is reported once more
-        quotes = {q.ts_code: q for q in snapshot.quotes if q.time.astimezone(EXCHANGE_TZ).date() == today}
+        # only quotes of continuous trading today: not the opening call's (09:25), the lunch break's or the closing
+        # call's (14:57-15:00)
+        quotes = {q.ts_code: q for q in snapshot.quotes if continuous_trading(q.time, today)}
         if not quotes:
             return []
         async for attempt in self.db.transaction():
             async with attempt as s:
                 resting = (
                     await s.execute(
-                        select(paper_orders.c.order_id, paper_orders.c.ts_code).where(
+                        select(paper_orders.c.order_id, paper_orders.c.ts_code, paper_orders.c.session).where(
                             paper_orders.c.status.in_(OPEN_STATUSES),
                             paper_orders.c.reason.like(f"{ON_QUOTES}%"),
                         )
                     )
                 ).all()
         by_code: dict[str, list[str]] = {}
-        for order_id, ts_code in resting:
-            if ts_code in quotes:
+        for order_id, ts_code, session in resting:
+            # an order of a later session (placed after today's close) waits for that session's quotes
+            if ts_code in quotes and (session is None or session == today):
                 by_code.setdefault(ts_code, []).append(order_id)
         touched: list[str] = []
         for code in sorted(by_code):
-            touched.extend(await self._match_code(quotes[code], by_code[code]))
+            async with self._matching(code):
+                touched.extend(await self._match_code(quotes[code], by_code[code]))
         return touched
 
     async def _match_code(self, quote: LiveQuote, order_ids: list[str]) -> list[str]:
         """The orders `order_ids` resting on quotes of `quote`'s code against it, in one transaction holding their
-        rows (locked by primary key: another process matching the same round waits, and then finds them matched)."""
+        rows (locked by primary key: another process matching the same round waits, and then finds them matched).
+        Resting orders take only what traded since the round before (`LiveQuotes.traded`), oldest first, each side
+        at most that much in all, at the levels that reach their limits."""
         touched: list[str] = []
         key = f"-q{quote_key(quote)}-"
+        traded = self.live.traded(quote)
         async for attempt in self.db.transaction():
             async with attempt as s:
                 touched = []
@@ -655,6 +702,11 @@ class PaperBroker:
                 consumed = {
                     side: await _consumed(s, quote.ts_code, side, quote) for side in (OrderSide.BUY, OrderSide.SELL)
                 }
+                # what resting orders (placed before the quote) already took of this round's traded volume
+                left = {
+                    side: traded - await _taken_resting(s, quote.ts_code, side, quote)
+                    for side in (OrderSide.BUY, OrderSide.SELL)
+                }
                 for row in rows:
                     fills_of = [f for f in own if f.order_id == row.order_id]
                     if any(key in f.fill_id for f in fills_of):
@@ -665,9 +717,14 @@ class PaperBroker:
                         continue  # a quote from before the order arrived (or before its last fill)
                     side = OrderSide(row.side)
                     filled = sum(int(f.qty) for f in fills_of)
-                    book = self._book_fills(side, int(row.qty) - filled, row.price, quote, consumed[side])
+                    if left[side] <= 0:
+                        continue  # nothing (more) traded since the round before
+                    book = self._book_fills(
+                        side, int(row.qty) - filled, row.price, quote, consumed[side], most=left[side]
+                    )
                     if not book:
                         continue
+                    left[side] -= sum(f.qty for f in book)
                     for f in book:
                         consumed[side][f.price_fen] = consumed[side].get(f.price_fen, 0) + f.qty
                     fills = [
@@ -693,13 +750,22 @@ class PaperBroker:
         closed market on an account that refuses orders then. The order's own time decides its session (a
         resubmission after a restart keeps its session), by the rule admission and risk place it by
         (`shared.platform.clock.order_session`)."""
-        now = min(order.created_at, now)
         quote = await self.quotes.latest(order.ts_code)
         if quote is None:
             return Outcome(OrderStatus.REJECTED, reason=f"unknown security {order.ts_code}"), None
         uncapped = cap_refusal(order, None, price_cap)
         if uncapped is not None:
             return Outcome(OrderStatus.REJECTED, reason=uncapped), None
+        day, refusal = await self._order_session(order, now)
+        if day is None:
+            return Outcome(OrderStatus.REJECTED, reason=refusal), None
+        return Outcome(OrderStatus.SUBMITTED, reason=awaiting_reason(day)), day
+
+    async def _order_session(self, order: Order, now: datetime) -> tuple[date | None, str | None]:
+        """On the real clock: the session the order is for (`shared.platform.clock.order_session`, by its own time,
+        so a resubmission keeps it), or why it is refused: no session ahead in the trade calendar, or a closed
+        market on an account that refuses orders then (`paper_accounts`)."""
+        now = min(order.created_at, now)
         assert self.order_sessions is not None  # a calendar is checked in __init__
         try:
             found = await self.order_sessions.session_of(now)
@@ -709,14 +775,14 @@ class PaperBroker:
         if day is None:
             local = now.astimezone(EXCHANGE_TZ).strftime("%Y-%m-%d %H:%M")
             reason = f"no_session: the trade calendar has no trading day after {local} (Asia/Shanghai) to match it on"
-            return Outcome(OrderStatus.REJECTED, reason=reason), None
+            return None, reason
         if not market_open(now, day) and await self.closed_market(order.account_id) == "refuse":
             reason = (
                 f"market_closed: orders are taken 09:15-15:00 on trading days and account {order.account_id} "
                 f"refuses them while the market is closed; the next session is {day.isoformat()}"
             )
-            return Outcome(OrderStatus.REJECTED, reason=reason), None
-        return Outcome(OrderStatus.SUBMITTED, reason=awaiting_reason(day)), day
+            return None, reason
+        return day, None
 
     def _rules_for(self, placed_at: datetime, day: date, rules: FillRules | None = None) -> FillRules:
         """The rules (`rules`: the order's own, default the platform's) an order of session `day` placed at
@@ -867,7 +933,9 @@ class PaperBroker:
             async with attempt as s:
                 earliest = await s.scalar(
                     select(func.min(paper_orders.c.session)).where(
-                        paper_orders.c.status == OrderStatus.SUBMITTED.value, paper_orders.c.session.is_not(None)
+                        paper_orders.c.status == OrderStatus.SUBMITTED.value,
+                        paper_orders.c.session.is_not(None),
+                        paper_orders.c.reason.not_like(f"{ON_QUOTES}%"),  # on quotes: no bar awaited
                     )
                 )
         return earliest if isinstance(earliest, date) or earliest is None else date.fromisoformat(str(earliest))
@@ -996,16 +1064,42 @@ async def _consumed(s: DbSession, ts_code: str, side: OrderSide, quote: LiveQuot
     return {to_fen(Decimal(str(px))): int(total) for px, total in rows}
 
 
-def _quotes_outcome(order: Order, fills: tuple[Fill, ...], quote: LiveQuote | None) -> Outcome:
+async def _taken_resting(s: DbSession, ts_code: str, side: OrderSide, quote: LiveQuote) -> int:
+    """The shares that resting orders (placed before `quote`'s time, unlike one arriving after it, which takes the
+    displayed depth) of `side` in `ts_code` have filled from `quote` already: a part of what traded since the round
+    before, which is not offered again."""
+    total = await s.scalar(
+        select(func.sum(paper_fills.c.qty))
+        .join(paper_orders, paper_orders.c.order_id == paper_fills.c.order_id)
+        .where(
+            paper_orders.c.ts_code == ts_code,
+            paper_orders.c.side == side.value,
+            paper_orders.c.created_at <= quote.time,
+            paper_fills.c.fill_id.like(f"%-q{quote_key(quote)}-%"),
+        )
+    )
+    return int(total or 0)
+
+
+def _quotes_outcome(
+    order: Order, fills: tuple[Fill, ...], quote: LiveQuote | None, *, trading: bool = True, day: date | None = None
+) -> Outcome:
     """What an order arriving on quotes is after its fills on arrival: filled, or (a limit order) resting with or
-    without a part filled, or (a market order) its rest cancelled."""
+    without a part filled, or (a market order) its rest cancelled. `trading`: it arrived in continuous trading of
+    its session `day` (else a market order is cancelled unmatched)."""
     filled = sum(f.qty for f in fills)
     if filled == order.qty:
         return Outcome(OrderStatus.FILLED, fills)
     if order.order_type is OrderType.LIMIT:
         status = OrderStatus.PARTIALLY_FILLED if fills else OrderStatus.SUBMITTED
         return Outcome(status, fills, RESTING_ON_QUOTES)
-    if quote is None:
+    if not trading:
+        session = "" if day is None else f" of session {day.isoformat()}"
+        reason = (
+            f"not_trading: a market order is matched on quotes only in continuous trading{session} "
+            "(09:30-11:30, 13:00-14:57 Asia/Shanghai); cancelled"
+        )
+    elif quote is None:
         reason = f"no_quote: no live quote of {order.ts_code} today for a market order to fill against; cancelled"
     else:
         reason = (

@@ -453,6 +453,7 @@ def match_on_book(
     down_limit: int | None = None,
     lot_step: int = 100,
     rules: FillRules | None = None,
+    most: int | None = None,
 ) -> tuple[BookFill, ...]:
     """What `qty` shares still open of an order (`side` "buy" or "sell") take from the other side of a quote's book:
     `levels` are its (price fen, shares) best first (the asks for a buy, the bids for a sell), `consumed` the shares
@@ -465,7 +466,11 @@ def match_on_book(
     `board_lots`; 1 without `rules.lots`) unless it completes the order: the odd shares of a sell (a whole position's
     odd lot, `sell_qty_error`) trade only with its last part, never alone before it. What is not filled is the
     caller's: a limit order rests, a market order's rest is cancelled. Position, T+1 and cash are checked before
-    (execution's admission), as `match_order` leaves them to its caller."""
+    (execution's admission), as `match_order` leaves them to its caller.
+
+    `most`: the most shares it may take in all (a resting order on live quotes: the volume that traded since the
+    previous round and is left of it; None: no bound but the levels'). Under it the fills stay in whole lots unless
+    they complete the order."""
     if side not in ("buy", "sell"):
         raise ValueError(f"side must be 'buy' or 'sell', got {side!r}")
     if qty <= 0:
@@ -483,15 +488,16 @@ def match_on_book(
     bound = (min(known) if buy else max(known)) if known else None
     odd = 0 if buy else qty % step
     remaining = qty
+    room = qty if most is None else max(0, min(qty, most))
     fills: list[BookFill] = []
     for i, (px, volume) in enumerate(levels):
-        if remaining == 0:
+        if remaining == 0 or room == 0:
             break
         if px <= 0 or volume <= 0:
             continue
         if bound is not None and (px > bound if buy else px < bound):
             break  # best first: every level after it is further away
-        left = volume - taken.get(px, 0)
+        left = min(volume - taken.get(px, 0), room)
         if left <= 0:
             continue
         # all that is left of the order, or whole lots of it keeping back the odd shares of a sell for its last part
@@ -501,4 +507,5 @@ def match_on_book(
         fills.append(BookFill(i, px, got))
         taken[px] = taken.get(px, 0) + got
         remaining -= got
+        room -= got
     return tuple(fills)

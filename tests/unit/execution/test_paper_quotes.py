@@ -278,3 +278,29 @@ def test_the_latest_live_quote_held_is_the_newest_of_its_day_and_a_replay_may_go
     assert held.put(at("2024-12-30T09:31:00+08:00"))  # a replay moved back to an earlier session
     got = held.get("600000.SH")
     assert got is not None and got.time.isoformat() == "2024-12-30T09:31:00+08:00"
+
+
+def test_what_traded_between_rounds_is_the_increase_of_the_days_volume_and_nothing_without_a_round_before() -> None:
+    from services.execution.brokers.paper import LiveQuotes
+    from shared.platform.events import LiveQuote
+
+    def at(moment: str, volume: int) -> LiveQuote:
+        fields = {k: v for k, v in LIVE.items() if k not in ("as_of", "age_s")}
+        return LiveQuote.model_validate({**fields, "time": moment, "volume": volume})
+
+    held = LiveQuotes()
+    first = at("2024-12-31T10:00:00+08:00", 100_000)
+    held.put(first)
+    assert held.traded(first) == 0  # no round before it was heard
+    second = at("2024-12-31T10:00:03+08:00", 100_700)
+    held.put(second)
+    assert held.traded(second) == 700
+    held.put(second)  # redelivered: still what it traded
+    assert held.traded(second) == 700
+    third = at("2024-12-31T10:00:06+08:00", 100_700)
+    held.put(third)
+    assert held.traded(third) == 0  # the same depth shown again, nothing traded
+    # the next day's first round: all the day's volume so far traded since the last round of the day before
+    morning = at("2025-01-02T09:31:00+08:00", 2_500)
+    held.put(morning)
+    assert held.traded(morning) == 2_500

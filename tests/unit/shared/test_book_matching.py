@@ -86,6 +86,20 @@ def test_the_odd_shares_of_a_sell_go_only_with_its_last_part() -> None:
     assert match_on_book(side="sell", qty=50, limit_price_fen=None, levels=[(1000, 60)]) == (BookFill(0, 1000, 50),)
 
 
+def test_a_resting_order_takes_at_most_the_volume_traded_since_the_last_round_in_whole_lots() -> None:
+    # a buy of 10,000 at 10.03 resting: the book shows 300 + 500 + 1,000 within its limit, but only 650 traded
+    # since the previous round: 300 at 10.01, then 350 of 10.02's 500 rounded down to lots: 300
+    fills = match_on_book(side="buy", qty=10_000, limit_price_fen=1003, levels=ASKS, most=650)
+    assert fills == (BookFill(0, 1001, 300), BookFill(1, 1002, 300))
+    # nothing traded: nothing fills, however deep the book
+    assert match_on_book(side="buy", qty=10_000, limit_price_fen=1005, levels=ASKS, most=0) == ()
+    # enough traded to complete the order: its last part fills in full
+    assert match_on_book(side="buy", qty=200, limit_price_fen=1001, levels=ASKS, most=5000) == (BookFill(0, 1001, 200),)
+    # a sell of a whole position of 250 with 200 traded: two lots, the odd 50 wait for a round that completes it
+    assert match_on_book(side="sell", qty=250, limit_price_fen=999, levels=BIDS, most=200) == (BookFill(0, 1000, 200),)
+    assert match_on_book(side="sell", qty=50, limit_price_fen=999, levels=BIDS, most=50) == (BookFill(0, 1000, 50),)
+
+
 @pytest.mark.parametrize(("side", "qty"), [("hold", 100), ("buy", 0)])
 def test_bad_orders_are_refused(side: str, qty: int) -> None:
     with pytest.raises(ValueError):

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 import shared.platform.clock as clock_module
 from lianghua.fleet import Fleet, refuse_replay_clock
 from shared.platform.app import Infra, market_clock, warn_if_shifted
-from shared.platform.clock import RealClock, ReplayClock, ShiftedClock, market_today
+from shared.platform.clock import EXCHANGE_TZ, RealClock, ReplayClock, ShiftedClock, continuous_trading, market_today
 from shared.platform.settings import Mode, Settings
 
 
@@ -24,6 +24,33 @@ class Ticks:
 
     def __call__(self) -> float:
         return self.now
+
+
+@pytest.mark.parametrize(
+    ("hour", "minute", "second", "trading"),
+    [
+        (9, 25, 0, False),  # the opening call auction's result
+        (9, 29, 59, False),
+        (9, 30, 0, True),
+        (11, 29, 59, True),
+        (11, 30, 0, False),  # the lunch break
+        (12, 59, 59, False),
+        (13, 0, 0, True),
+        (14, 56, 59, True),
+        (14, 57, 0, False),  # the closing call auction
+        (15, 0, 0, False),
+        (20, 0, 0, False),
+    ],
+)
+def test_continuous_trading_is_0930_to_1130_and_1300_to_1457_in_shanghai(
+    hour: int, minute: int, second: int, trading: bool
+) -> None:
+    at = datetime(2024, 12, 30, hour, minute, second, tzinfo=EXCHANGE_TZ)
+    assert continuous_trading(at) is trading
+    assert continuous_trading(at.astimezone(UTC)) is trading  # the zone of the moment given does not matter
+    # on another trading day than the one asked about: never
+    assert continuous_trading(at, date(2024, 12, 31)) is False
+    assert continuous_trading(at, date(2024, 12, 30)) is trading
 
 
 def test_the_real_clock_is_the_wall_clock_without_a_session() -> None:
