@@ -199,7 +199,7 @@ class QmtBroker:
         not connected, or its link to MiniQMT reported down. Asked before a new order is stored, so that an order
         placed while the broker is away is refused with nothing stored and nothing sent (not kept to be sent later)."""
         bridge_id = await self._bridge_of(account_id)
-        link = self._link(bridge_id)
+        link = self._link(bridge_id, account_id)
         if link.qmt == "disconnected":
             raise BrokerUnavailable(f"the QMT bridge {bridge_id} has no link to MiniQMT")
 
@@ -211,7 +211,7 @@ class QmtBroker:
 
     async def _submit(self, order: Order, price_cap: Decimal | None) -> BrokerReport:
         bridge_id = await self._bridge_of(order.account_id)
-        link = self._link(bridge_id)
+        link = self._link(bridge_id, order.account_id)
         mapping = await self.store.broker_order(order.order_id)
         if mapping is not None and mapping.status_msg == WITHDRAWN and mapping.sent_at is None:
             return BrokerReport(OrderStatus.CANCELLED, reason=WITHDRAWN)  # cancelled while it waited to be sent
@@ -268,7 +268,7 @@ class QmtBroker:
                     await self.store.record_withdrawn(order_id, bridge_id, protocol.remark_for(order_id), WITHDRAWN,
                                                       self.clock())  # fmt: skip
                     return BrokerReport(OrderStatus.CANCELLED, reason=WITHDRAWN)
-        link = self._link(await self._bridge_of(order.account_id))
+        link = self._link(await self._bridge_of(order.account_id), order.account_id)
         try:
             body = await link.request(protocol.CANCEL, {"order_id": order_id})
         except BridgeNotConnected as exc:
@@ -303,7 +303,9 @@ class QmtBroker:
         after it was sent: still unknown; after it: rejected (it never reached the broker), or, for one the broker had
         acknowledged and no longer lists, cancelled. Raises BrokerUnavailable without a link."""
         mapping = mapping or await self.store.broker_order(order.order_id)
-        link = self._link(mapping.bridge_id if mapping is not None else await self._bridge_of(order.account_id))
+        link = self._link(
+            mapping.bridge_id if mapping is not None else await self._bridge_of(order.account_id), order.account_id
+        )
         try:
             body = await link.request(protocol.QUERY_ORDER, {"order_id": order.order_id})
         except BridgeNotConnected as exc:
@@ -445,11 +447,21 @@ class QmtBroker:
             raise BrokerUnavailable(f"account {account_id} has no QMT bridge bound")
         return bound.bridge_id
 
-    def _link(self, bridge_id: str) -> Any:
+    def _link(self, bridge_id: str, account_id: str) -> Any:
+        """The bridge's live link, for a request about an order of `account_id`. Raises BrokerUnavailable (nothing
+        sent) when it is not connected, or when its link names another account (its hello was checked against a
+        binding an admin has changed since: the link is being closed and must say hello again)."""
         try:
-            return self.registry.link(bridge_id)
+            link = self.registry.link(bridge_id)
         except BridgeNotConnected as exc:
             raise BrokerUnavailable(f"the QMT bridge {bridge_id} is not connected") from exc
+        if link.account_id != account_id:
+            log.warning(
+                "a bridge's link names another account than the order's: nothing sent",
+                extra={"bridge_id": bridge_id, "link_account_id": link.account_id, "account_id": account_id},
+            )
+            raise BrokerUnavailable(f"the QMT bridge {bridge_id} is connected for another account than {account_id}")
+        return link
 
 
 def _text(value: Any) -> str | None:

@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from bridge.qmt import protocol
 from services.execution.broker_sync import QmtSync
+from services.execution.brokers.base import BrokerUnavailable
 from services.execution.brokers.qmt import QmtBroker, fill_id
 from services.execution.desk import OrderDesk
 from services.execution.store import bridge_trading_audit, outbox, trades
@@ -585,3 +586,61 @@ async def test_a_bound_account_never_falls_back_to_paper_when_its_bridge_is_no_l
         assert "order_id" not in answer.json().get("details", {})  # nothing stored, nothing sent
         listed = await f.execution.get("/v1/orders", headers=f.headers(who))
         assert listed.json() == []
+
+
+async def test_rebinding_a_connected_bridge_closes_its_link_and_no_order_goes_to_the_old_account(
+    backing: Backing,
+) -> None:
+    # Bridge X is connected for account A. An admin moves X to account B: X's live link (checked against A at its
+    # hello) is closed at once; B's orders are refused (503, nothing sent) until X says hello for B; a hello still
+    # naming A is refused.
+    async with qmt_fleet(backing, bridges=1) as q:
+        [bridge_id] = q.secrets
+        a, b = trader(), trader()
+        bridge = await q.connected(bridge_id, a.account_id)
+        unbind = await q.f.execution.put(f"/v1/accounts/{a.account_id}/broker", json={"broker": "paper"},
+                                         headers=q.f.headers(ADMIN))  # fmt: skip
+        assert unbind.status_code == 200, unbind.text
+        await until(lambda: bridge.close_code is not None, what="the link closed when A's binding changed")
+        assert bridge.close_code == 4410
+        await q.bind(b.account_id, bridge_id)
+        refused = await q.place(b)
+        assert (refused["_http"], refused["code"]) == (503, "broker_unavailable")
+        assert [t for t, _ in bridge.requests if t == protocol.PLACE] == []
+        assert await orders_of(q, b) == []
+
+        stale = q.bridge(bridge_id, a.account_id)  # the bridge still configured for A: refused
+        answer = await stale.connect()
+        assert (answer["type"], answer["code"]) == ("refused", "account_mismatch")
+        fresh = q.bridge(bridge_id, b.account_id)
+        assert (await fresh.connect())["type"] == "welcome"
+        await until(lambda: bridge_id in q.registry.links, what="B's link")
+        placed = await q.place(b)
+        assert (placed["_http"], placed["status"]) == (201, "submitted")
+        assert fresh.placed(placed["order_id"]) == 1
+        await fresh.close()
+
+
+async def test_a_link_naming_another_account_sends_nothing_for_an_order(backing: Backing) -> None:
+    # Should a link outlive its binding (the rebinding's close raced with a request), the adapter itself refuses to
+    # send an order's place, cancel or query over a link whose account is not the order's.
+    async with qmt_fleet(backing, bridges=1) as q:
+        [bridge_id] = q.secrets
+        who = trader()
+        bridge = await q.connected(bridge_id, who.account_id)
+        placed = await q.place(who)
+        assert placed["status"] == "submitted"
+        stored = await q.f.store.get_order(placed["order_id"])
+        assert stored is not None
+        q.registry.links[bridge_id].account_id = "acct-someone-else"
+        sent_before = list(bridge.requests)
+        with pytest.raises(BrokerUnavailable):
+            await q.broker.look_up(stored.order)
+        with pytest.raises(BrokerUnavailable):
+            await q.broker.cancel(stored.order.order_id)
+        with pytest.raises(BrokerUnavailable):
+            await q.broker.submit(stored.order)
+        refused = await q.place(who)
+        assert (refused["_http"], refused["code"]) == (503, "broker_unavailable")
+        assert bridge.requests == sent_before  # nothing sent
+        await bridge.close()
