@@ -98,19 +98,22 @@ class QmtSync:
                 trades_of.setdefault(trade["remark"], []).append(trade)
         checked = updated = 0
         seen: set[str] = set()
+        listed: dict[str, dict[str, Any]] = {}
         for body in broker_orders:
             if not isinstance(body, dict):
                 continue
+            if isinstance(body.get("remark"), str):
+                listed[body["remark"]] = body
             mapping = await self.qmt._mapping_of(bridge_id, body)
             if mapping is None:
                 continue  # an order placed outside the platform
             stored = await self.store.get_order(mapping.order_id)
             if stored is None:
                 continue
-            if stored.order.status is OrderStatus.UNKNOWN or unconfirmed(body):
-                # an unknown order, or one the bridge has only in its journal (255, no MiniQMT id), is settled by its
-                # own query (below), as on every pass
+            if unconfirmed(body):
+                # one the bridge has only in its journal (255, no MiniQMT id) is settled by its own query (below)
                 continue
+            # an order MiniQMT lists by its remark (an `unknown` one too) is settled from what MiniQMT says of it
             seen.add(mapping.order_id)
             checked += 1
             report = await self.qmt._report_of(stored.order, mapping.remark, body, trades_of.get(mapping.remark, []))
@@ -122,7 +125,7 @@ class QmtSync:
             if stored.order.order_id in seen or stored.order.status is OrderStatus.ACCEPTED:
                 continue
             checked += 1
-            report = await self.qmt.look_up(stored.order)
+            report = await self.qmt.look_up(stored.order, listed=listed)
             if await self._applied(stored.order.order_id, report):
                 updated += 1
         found = await self._compare(link, account_id)

@@ -298,10 +298,16 @@ class QmtBroker:
 
     # --- looking an order up -----------------------------------------------------------------------------------
 
-    async def look_up(self, order: Order, mapping: BrokerOrder | None = None) -> BrokerReport:
+    async def look_up(
+        self, order: Order, mapping: BrokerOrder | None = None, *, listed: dict[str, dict[str, Any]] | None = None
+    ) -> BrokerReport:
         """What the broker has of an order sent before (`query_order`): its report; not known there within the grace
         after it was sent: still unknown; after it: rejected (it never reached the broker), or, for one the broker had
-        acknowledged and no longer lists, cancelled. Raises BrokerUnavailable without a link."""
+        acknowledged and no longer lists, cancelled. Raises BrokerUnavailable without a link.
+
+        An order is made final as not at the broker only on MiniQMT's full list of the day's orders, had while it was
+        connected, that does not have it: `listed` ({remark: order}, from a reconciliation's `query_orders`), or a
+        `query_orders` made here. A bridge that cannot list them (MiniQMT down, no answer) leaves the order as it is."""
         mapping = mapping or await self.store.broker_order(order.order_id)
         link = self._link(
             mapping.bridge_id if mapping is not None else await self._bridge_of(order.account_id), order.account_id
@@ -323,7 +329,25 @@ class QmtBroker:
         # Not known, or known to the bridge only as journalled (status 255, no MiniQMT order id: it cannot say
         # whether MiniQMT ever had it, and found no order with its remark): the grace decides, as for one not known.
         journalled = bool(body.get("known")) and isinstance(body.get("order"), dict)
-        return self._not_known(order, mapping, journalled=journalled)
+        report = self._not_known(order, mapping, journalled=journalled)
+        if report.status is OrderStatus.UNKNOWN or not report.status.is_final:
+            return report
+        # about to be made final as absent from the broker: only on MiniQMT's full list, which must not have it
+        if listed is None:
+            try:
+                orders = (await link.request(protocol.QUERY_ORDERS, {})).get("orders")
+            except (BridgeNotConnected, BridgeError, BridgeRefused) as exc:
+                log.warning("the broker's orders could not be listed: the order is left as it is",
+                            extra={"order_id": order.order_id, "error": str(exc)})  # fmt: skip
+                return BrokerReport(OrderStatus.UNKNOWN)
+            if not isinstance(orders, list):
+                return BrokerReport(OrderStatus.UNKNOWN)
+            listed = {o["remark"]: o for o in orders if isinstance(o, dict) and isinstance(o.get("remark"), str)}
+        found = listed.get(remark)
+        if found is not None and not unconfirmed(found):
+            # MiniQMT has it after all (the bridge's journal lost it): its state there settles it
+            return await self._report_of(order, remark, found, [])
+        return report
 
     def _not_known(self, order: Order, mapping: BrokerOrder | None, *, journalled: bool = False) -> BrokerReport:
         """`journalled`: the bridge has the order in its journal but MiniQMT shows none with its remark (255)."""

@@ -182,7 +182,8 @@ async def test_a_timeout_makes_the_order_unknown_and_only_queries_settle_it(back
         assert (after["status"], after["filled_qty"]) == ("filled", 1000)
         assert q.f.store and await q.trade_ids(order_id) == [fill_id(order_id[:24], "T9")]
         assert bridge.placed(order_id) == 1  # never sent a second time
-        assert (protocol.QUERY_ORDER, {"order_id": order_id}) in bridge.requests
+        # settled from MiniQMT's list of the day's orders, where it is by its remark
+        assert (protocol.QUERY_ORDERS, {}) in bridge.requests
 
         # 3. another one the broker never got: unknown within the grace, rejected after it
         bridge.silent.add(protocol.PLACE)
@@ -565,7 +566,7 @@ async def test_a_new_hello_replaces_the_link_and_settles_unknown_orders(backing:
         await until(settled, what="the unknown order settled by the hello's reconciliation")
         assert (await q.order(order_id))["filled_qty"] == 300
         assert second.placed(order_id) == 0 and first.placed(order_id) == 1
-        assert (protocol.QUERY_ORDER, {"order_id": order_id}) in second.requests
+        assert (protocol.QUERY_ORDERS, {}) in second.requests  # listed by MiniQMT: settled from its list
         await q.sync.reconcile_all()
         assert "lh_broker_orders_unknown 0.0" in (await q.f.execution.get("/metrics")).text
         await second.close()
@@ -643,4 +644,57 @@ async def test_a_link_naming_another_account_sends_nothing_for_an_order(backing:
         refused = await q.place(who)
         assert (refused["_http"], refused["code"]) == (503, "broker_unavailable")
         assert bridge.requests == sent_before  # nothing sent
+        await bridge.close()
+
+
+async def test_an_unknown_order_miniqmt_lists_is_settled_from_the_list_not_rejected(backing: Backing) -> None:
+    # The place's answer was lost (unknown) and the bridge then lost its journal: its query_order says "not known",
+    # but MiniQMT lists the order by its remark, filled. The reconciliation settles it from that list: filled with
+    # its trade -- not `rejected` (never reached the broker) once the grace is over.
+    async with qmt_fleet(backing, bridges=1) as q:
+        [bridge_id] = q.secrets
+        who = trader()
+        bridge = await q.connected(bridge_id, who.account_id)
+        bridge.silent.add(protocol.PLACE)
+        order_id = (await q.place(who))["order_id"]
+        assert (await q.order(order_id))["status"] == "unknown"
+        bridge.silent.clear()
+        bridge.on_place(next(b for t, b in bridge.requests if t == protocol.PLACE))
+        order = bridge.orders[order_id]
+        order.update(status=56, traded_qty=1000)
+        bridge.trades.append(broker_trade(order, "T7", 1000, "10.00"))
+        bridge.handlers[protocol.QUERY_ORDER] = lambda body: protocol.ok({"known": False, "order": None, "trades": []})
+        q.broker.grace_s = 0.0
+        await q.sync.reconcile(bridge_id)
+        after = await q.order(order_id)
+        assert (after["status"], after["filled_qty"], after["avg_fill_price"]) == ("filled", 1000, "10.00")
+        assert await q.trade_ids(order_id) == [fill_id(order_id[:24], "T7")]
+        assert bridge.placed(order_id) == 1
+        await bridge.close()
+
+
+async def test_an_order_is_never_rejected_as_absent_without_miniqmts_full_list(backing: Backing) -> None:
+    # An unknown order the bridge does not know, past the grace: while MiniQMT cannot list its orders (disconnected)
+    # it stays unknown; once MiniQMT's full list is had and does not have it, it is rejected (never reached the
+    # broker); had the list had it, its state there would have settled it.
+    async with qmt_fleet(backing, bridges=1) as q:
+        [bridge_id] = q.secrets
+        who = trader()
+        bridge = await q.connected(bridge_id, who.account_id)
+        bridge.silent.add(protocol.PLACE)
+        lost = (await q.place(who))["order_id"]
+        bridge.silent.clear()
+        q.broker.grace_s = 0.0
+        bridge.handlers[protocol.QUERY_ORDERS] = lambda body: protocol.failed(protocol.QMT_DISCONNECTED, "down")
+        stored = await q.f.store.get_order(lost)
+        assert stored is not None
+        report = await q.broker.look_up(stored.order)
+        assert report.status.value == "unknown"
+        await q.desk.reconcile()
+        assert (await q.order(lost))["status"] == "unknown"
+        del bridge.handlers[protocol.QUERY_ORDERS]
+        await q.sync.reconcile(bridge_id)
+        gone = await q.order(lost)
+        assert (gone["status"], gone["reason"]) == ("rejected", "never reached the broker")
+        assert bridge.placed(lost) == 1
         await bridge.close()
