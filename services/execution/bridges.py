@@ -135,6 +135,13 @@ class BridgeMetrics:
             ["bridge_id"],
             registry=registry,
         )
+        self.after_final = Counter(
+            "lh_broker_reports_after_final",
+            "Broker reports (a fill, or another final state) for an order already final with another outcome: the "
+            "platform's record and the broker disagree (reported, never applied)",
+            ["bridge_id"],
+            registry=registry,
+        )
         self.refused = Counter(
             "lh_broker_bridge_refused",
             "Bridge connections refused (unknown bridge, bad signature, account mismatch) or closed for a bad frame",

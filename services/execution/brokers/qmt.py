@@ -28,6 +28,7 @@ from services.execution.store.brokers import BrokerOrder
 from shared.core.domain import Order, OrderSide, OrderStatus, OrderType
 from shared.platform.approval import PaperFill
 from shared.platform.clock import utcnow
+from shared.platform.events import BrokerReconciliationDifference, Envelope, make_event
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +185,9 @@ class QmtBroker:
         self.clock = clock
         self.grace_s = grace_s
         self.record: Recorder | None = None  # the desk's recording of a report (set by the desk)
+        self.notify: Callable[[], None] = lambda: None  # wakes the outbox relay (set by the app)
+        self.source = "execution"
+        self._after_final_seen: set[tuple[str, str, frozenset[str]]] = set()  # each disagreement alerted once
         # One order's sending and a cancel of it before it was sent are taken one at a time (in this process).
         self._order_locks: dict[str, asyncio.Lock] = {}
 
@@ -441,14 +445,61 @@ class QmtBroker:
         status = current.order.status
         if status.is_final:
             known = {f.fill_id for f in await self.store.recorded_fills(order.order_id)}
-            if report.status is not status or any(f.fill_id not in known for f in report.fills):
+            new_fills = [f for f in report.fills if f.fill_id not in known]
+            if report.status is not status or new_fills:
                 log.warning(
                     "a late broker report for a final order skipped",
                     extra={"order_id": order.order_id, "status": status.value, "reported": report.status.value},
                 )
+            if new_fills or (report.status.is_final and report.status is not status):
+                # another outcome than the one recorded (a fill on a rejected order, filled at the broker but
+                # cancelled here): never applied over a final state, never dropped silently either
+                await self._after_final(current.order, report, new_fills)
             return False
         await self.record(order.order_id, report)
         return True
+
+    async def _after_final(self, order: Order, report: BrokerReport, new_fills: list[Fill]) -> None:
+        """Alert on a broker report that disagrees with an order's final state: counted
+        (`lh_broker_reports_after_final_total`), stored as a reconciliation and published as
+        `broker.reconciliation.difference` (kind `order`), once per disagreement."""
+        mapping = await self.store.broker_order(order.order_id)
+        bridge_id = mapping.bridge_id if mapping is not None else "unbound"
+        key = (order.order_id, report.status.value, frozenset(f.fill_id for f in new_fills))
+        if key in self._after_final_seen:
+            return
+        if len(self._after_final_seen) > 10_000:
+            self._after_final_seen.clear()
+        self._after_final_seen.add(key)
+        self.registry.metrics.after_final.labels(bridge_id=bridge_id).inc()
+        said = report.status.value
+        if new_fills:
+            ids = ", ".join(f.fill_id for f in new_fills)
+            said += f" with {sum(f.qty for f in new_fills)} more shares filled ({ids})"
+        difference: dict[str, str | None] = {
+            "kind": "order",
+            "ts_code": order.ts_code,
+            "platform": f"{order.order_id} {order.status.value}",
+            "broker": said,
+        }
+        now = self.clock()
+        log.error(
+            "a broker report after the order was final disagrees with it",
+            extra={"order_id": order.order_id, "bridge_id": bridge_id, "status": order.status.value, "reported": said},
+        )
+
+        def event_of(reconciliation_id: int) -> Envelope:
+            payload = BrokerReconciliationDifference(
+                reconciliation_id=str(reconciliation_id),
+                bridge_id=bridge_id,
+                account_id=order.account_id,
+                differences=[difference],
+                at=now,
+            )
+            return make_event("broker.reconciliation.difference", payload, source=self.source)
+
+        await self.store.record_reconciliation(bridge_id, order.account_id, now, 1, 0, [difference], event_of)
+        self.notify()
 
     async def _mapping_of(self, bridge_id: str, body: dict[str, Any]) -> BrokerOrder | None:
         order_id = body.get("order_id")

@@ -698,3 +698,50 @@ async def test_an_order_is_never_rejected_as_absent_without_miniqmts_full_list(b
         assert (gone["status"], gone["reason"]) == ("rejected", "never reached the broker")
         assert bridge.placed(lost) == 1
         await bridge.close()
+
+
+async def test_a_fill_for_an_order_already_final_otherwise_raises_an_alert_and_changes_nothing(
+    backing: Backing,
+) -> None:
+    # The order was rejected here (MiniQMT's order_error), then MiniQMT reports a fill for it: the final state is not
+    # moved, but the disagreement is counted, stored as a reconciliation and published -- once, however often the
+    # fill is reported again. A late non-final report that adds nothing (50 after filled) raises nothing.
+    async with qmt_fleet(backing, bridges=1) as q:
+        [bridge_id] = q.secrets
+        who = trader()
+        bridge = await q.connected(bridge_id, who.account_id)
+        order_id = (await q.place(who, qty=500))["order_id"]
+        await bridge.push("order_error", {"order_id": order_id, "remark": order_id[:24], "qmt_order_id": None,
+                                          "error_id": -61, "error_msg": "可用资金不足"})  # fmt: skip
+
+        async def refused() -> bool:
+            return (await q.order(order_id))["status"] == "rejected"
+
+        await until(refused, what="the order_error recorded")
+        order = bridge.orders[order_id]
+        for _ in range(2):
+            await bridge.push("trade", broker_trade(order, "T5", 500, "10.00"))
+        expected = {"kind": "order", "ts_code": "600000.SH", "platform": f"{order_id} rejected",
+                    "broker": f"submitted with 500 more shares filled ({fill_id(order_id[:24], 'T5')})"}  # fmt: skip
+
+        async def listed() -> list[dict[str, Any]]:
+            answer = await q.f.execution.get(f"/v1/bridges/{bridge_id}/reconciliations", headers=q.f.headers(ADMIN))
+            assert answer.status_code == 200, answer.text
+            return [d for r in answer.json() for d in r["differences"] if d["kind"] == "order"]
+
+        await until(listed, what="the disagreement stored")
+        await bridge.push("order", dict(order, status=50))  # a late "reported": adds nothing, no alert
+        await asyncio.sleep(0.5)
+        assert await listed() == [expected]
+        after = await q.order(order_id)
+        assert (after["status"], after["filled_qty"]) == ("rejected", 0)
+        assert await q.trade_ids(order_id) == []
+        metrics = (await q.f.execution.get("/metrics")).text
+        assert f'lh_broker_reports_after_final_total{{bridge_id="{bridge_id}"}} 1.0' in metrics
+        async with q.f.store.db.session() as s:
+            rows = (
+                await s.execute(select(outbox.c.body).where(outbox.c.type == "broker.reconciliation.difference"))
+            ).all()
+        reported = [json.loads(r.body)["payload"] for r in rows]
+        assert [p["differences"] for p in reported if p["account_id"] == who.account_id] == [[expected]]
+        await bridge.close()
