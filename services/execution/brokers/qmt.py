@@ -24,7 +24,7 @@ from services.execution.bridges import BridgeError, BridgeNotConnected, BridgeRe
 from services.execution.brokers.base import BrokerReport, BrokerUnavailable, CancelTooLate, Fill
 from services.execution.events import exchange_date
 from services.execution.store import ExecutionStore
-from services.execution.store.brokers import BrokerOrder
+from services.execution.store.brokers import WITHDRAWN, BrokerOrder
 from shared.core.domain import Order, OrderSide, OrderStatus, OrderType
 from shared.platform.approval import PaperFill
 from shared.platform.clock import utcnow
@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 UNKNOWN_GRACE_S = 60.0  # an order the broker does not know this long after it was sent never reached it
 NEVER_REACHED = "never reached the broker"
 NO_LONGER_LISTED = "the broker no longer lists it (a day order of a closed session)"
-WITHDRAWN = "cancelled before it was sent to the broker"
+SESSION_CLOSED = f"{WITHDRAWN}: its session closed (a day order is never sent on another day)"
 
 # MiniQMT's order states as execution reads them (docs/qmt-bridge.md, "MiniQMT's order states").
 STATUS_MAP: dict[int, OrderStatus] = {
@@ -217,14 +217,25 @@ class QmtBroker:
         bridge_id = await self._bridge_of(order.account_id)
         link = self._link(bridge_id, order.account_id)
         mapping = await self.store.broker_order(order.order_id)
-        if mapping is not None and mapping.status_msg == WITHDRAWN and mapping.sent_at is None:
-            return BrokerReport(OrderStatus.CANCELLED, reason=WITHDRAWN)  # cancelled while it waited to be sent
+        if _withdrawn(mapping):
+            assert mapping is not None
+            # cancelled while it waited to be sent
+            return BrokerReport(OrderStatus.CANCELLED, reason=mapping.status_msg or WITHDRAWN)
         if mapping is not None and mapping.sent_at is not None:
             # sent before (a crash or a timeout since): never sent again, only looked up
             return await self.look_up(order, mapping)
         remark = protocol.remark_for(order.order_id)
         now = self.clock()
-        await self.store.record_sending(order.order_id, bridge_id, remark, now)
+        if not await self.store.record_sending(order.order_id, bridge_id, remark, now):
+            # another pass recorded a send, or withdrew it, since it was read: nothing is sent here
+            mapping = await self.store.broker_order(order.order_id)
+            log.warning("an order's send was taken by another pass: not sent", extra={"order_id": order.order_id})
+            if _withdrawn(mapping):
+                assert mapping is not None
+                return BrokerReport(OrderStatus.CANCELLED, reason=mapping.status_msg or WITHDRAWN)
+            if mapping is not None and mapping.sent_at is not None:
+                return await self.look_up(order, mapping)
+            raise BrokerUnavailable(f"order {order.order_id} could not be marked as being sent: nothing was sent")
         try:
             body = await link.request(protocol.PLACE, place_body(order, remark, price_cap))
         except BridgeNotConnected as exc:
@@ -299,6 +310,22 @@ class QmtBroker:
             # asynchronous at MiniQMT: the cancel is asked for; the push of its final state (53/54) records it
             return BrokerReport(report.status, report.fills, report.reason, cancel_requested=True)
         return report
+
+    async def withdraw(self, order: Order, why: str) -> BrokerReport | None:
+        """Withdraw an order never sent (marked so that no pass sends it after): its `cancelled` report; None when a
+        send of it is recorded (it is the broker's now: looked up, never withdrawn here)."""
+        async with self._lock(order.order_id):
+            mapping = await self.store.broker_order(order.order_id)
+            if mapping is not None and mapping.sent_at is not None:
+                return None
+            bridge_id = mapping.bridge_id if mapping is not None else await self._bridge_of(order.account_id)
+            remark = mapping.remark if mapping is not None else protocol.remark_for(order.order_id)
+            await self.store.record_withdrawn(order.order_id, bridge_id, remark, why, self.clock())
+            mapping = await self.store.broker_order(order.order_id)
+            if not _withdrawn(mapping):
+                return None
+            assert mapping is not None
+            return BrokerReport(OrderStatus.CANCELLED, reason=mapping.status_msg or why)
 
     # --- looking an order up -----------------------------------------------------------------------------------
 
@@ -537,6 +564,16 @@ class QmtBroker:
             )
             raise BrokerUnavailable(f"the QMT bridge {bridge_id} is connected for another account than {account_id}")
         return link
+
+
+def _withdrawn(mapping: BrokerOrder | None) -> bool:
+    """The order was cancelled before it was ever sent (by a trader, or its session closed): never sent after."""
+    return (
+        mapping is not None
+        and mapping.sent_at is None
+        and mapping.status_msg is not None
+        and mapping.status_msg.startswith(WITHDRAWN)
+    )
 
 
 def _text(value: Any) -> str | None:

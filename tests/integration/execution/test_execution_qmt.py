@@ -10,19 +10,21 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from bridge.qmt import protocol
 from services.execution.broker_sync import QmtSync
 from services.execution.brokers.base import BrokerUnavailable
 from services.execution.brokers.qmt import QmtBroker, fill_id
 from services.execution.desk import OrderDesk
-from services.execution.store import bridge_trading_audit, outbox, trades
+from services.execution.store import bridge_trading_audit, orders, outbox, trades
+from services.execution.store.brokers import WITHDRAWN
 from shared.platform.internal_auth import Principal
 from shared.platform.observability import new_id
 from tests.conftest import Backing
@@ -744,4 +746,80 @@ async def test_a_fill_for_an_order_already_final_otherwise_raises_an_alert_and_c
             ).all()
         reported = [json.loads(r.body)["payload"] for r in rows]
         assert [p["differences"] for p in reported if p["account_id"] == who.account_id] == [[expected]]
+        await bridge.close()
+
+
+async def _age(q: Qmt, order_id: str, days: int) -> None:
+    """Move the order's creation `days` back: an order of a session that has closed."""
+    async with q.f.store.db.session() as s:
+        row = (await s.execute(select(orders.c.created_at).where(orders.c.order_id == order_id))).one()
+        await s.execute(
+            update(orders).where(orders.c.order_id == order_id).values(created_at=row.created_at - timedelta(days=days))
+        )
+        await s.commit()
+
+
+async def test_accepted_orders_of_a_closed_session_are_withdrawn_or_looked_up_never_sent(backing: Backing) -> None:
+    # Two QMT orders left `accepted` from a session that has closed: one never sent (the bridge placed nothing) is
+    # withdrawn with its reason; one whose mapping records a send (a crash between the send and its answer) is looked
+    # up -- MiniQMT's full list does not have it, so past the grace it is rejected. Neither is sent (again).
+    async with qmt_fleet(backing, bridges=1) as q:
+        [bridge_id] = q.secrets
+        who = trader()
+        bridge = await q.connected(bridge_id, who.account_id)
+        bridge.handlers[protocol.PLACE] = lambda body: protocol.failed(protocol.QMT_DISCONNECTED, "MiniQMT is down")
+        unsent = (await q.place(who))["details"]["order_id"]
+        crashed = (await q.place(who, qty=200))["details"]["order_id"]
+        assert [(await q.order(o))["status"] for o in (unsent, crashed)] == ["accepted", "accepted"]
+        assert await q.f.store.record_sending(crashed, bridge_id, crashed[:24], datetime.now(UTC) - timedelta(days=10))
+        for order_id in (unsent, crashed):
+            await _age(q, order_id, 10)
+        del bridge.handlers[protocol.PLACE]
+        places = [bridge.placed(unsent), bridge.placed(crashed)]
+        q.broker.grace_s = 0.0
+
+        await q.sync.reconcile(bridge_id)
+        await q.desk.reconcile()
+        withdrawn, gone = await q.order(unsent), await q.order(crashed)
+        assert (withdrawn["status"], withdrawn["reason"]) == (
+            "cancelled", "cancelled before it was sent to the broker: its session closed (a day order is never sent "
+            "on another day)")  # fmt: skip
+        assert (gone["status"], gone["reason"]) == ("rejected", "never reached the broker")
+        assert (protocol.QUERY_ORDER, {"order_id": crashed}) in bridge.requests
+        assert [bridge.placed(unsent), bridge.placed(crashed)] == places == [1, 1]  # the first, refused, attempt
+        await bridge.close()
+
+
+async def test_a_send_that_loses_to_a_withdrawal_sends_nothing(backing: Backing) -> None:
+    # The mapping is read (not sent, not withdrawn), then a cancel withdraws the order before the send is recorded:
+    # the send's compare-and-set loses, and nothing goes to the bridge. A second send of an order already marked
+    # sent loses too.
+    async with qmt_fleet(backing, bridges=1) as q:
+        [bridge_id] = q.secrets
+        who = trader()
+        bridge = await q.connected(bridge_id, who.account_id)
+        bridge.handlers[protocol.PLACE] = lambda body: protocol.failed(protocol.QMT_DISCONNECTED, "MiniQMT is down")
+        order_id = (await q.place(who))["details"]["order_id"]
+        del bridge.handlers[protocol.PLACE]
+        stored = await q.f.store.get_order(order_id)
+        assert stored is not None and stored.order.status.value == "accepted"
+        store = q.f.store
+        real = store.record_sending
+
+        async def withdrawn_first(*args: Any) -> bool:
+            await store.record_withdrawn(order_id, bridge_id, order_id[:24], WITHDRAWN, datetime.now(UTC))
+            return await real(*args)
+
+        store.record_sending = withdrawn_first  # type: ignore[method-assign]
+        try:
+            report = await q.broker.submit(stored.order)
+        finally:
+            del store.record_sending
+        assert (report.status.value, report.reason) == ("cancelled", WITHDRAWN)
+        assert bridge.placed(order_id) == 1  # only the first attempt, which MiniQMT never got
+        mapping = await store.broker_order(order_id)
+        assert mapping is not None and mapping.sent_at is None
+
+        other = (await q.place(who, qty=300))["order_id"]
+        assert await store.record_sending(other, bridge_id, other[:24], datetime.now(UTC)) is False
         await bridge.close()
