@@ -589,7 +589,9 @@ class QmtLink:
             return protocol.failed(protocol.BAD_REQUEST, "order_id: query_order takes exactly one string order_id")
         entry = self.journal.get(body["order_id"])
         if entry is None:
-            return protocol.ok({"known": False, "order": None, "trades": []})
+            # not in the journal (lost with its file, or another bridge's): MiniQMT may have it all the same, by the
+            # order's remark -- an order MiniQMT has is never reported as not known
+            return protocol.ok(self._unjournalled(body["order_id"]))
         order = self.current_order(entry)
         trades: list[dict[str, Any]] = []
         if order["qmt_order_id"] is not None and self.connected:
@@ -599,6 +601,21 @@ class QmtLink:
                 if int(t.order_id) == order["qmt_order_id"]
             ]
         return protocol.ok({"known": True, "order": order, "trades": trades})
+
+    def _unjournalled(self, order_id: str) -> dict[str, Any]:
+        """`query_order`'s answer for an order the journal does not have: MiniQMT's order with its remark, if any."""
+        if not self.connected:
+            return {"known": False, "order": None, "trades": []}
+        remark = protocol.remark_for(order_id)
+        for xt_order in self._trader.query_stock_orders(self._account, False) or []:
+            if _field(xt_order, "order_remark") == remark:
+                trades = [
+                    normalize.trade(t, order_id)
+                    for t in self._trader.query_stock_trades(self._account) or []
+                    if int(t.order_id) == int(xt_order.order_id)
+                ]
+                return {"known": True, "order": normalize.order(xt_order, order_id), "trades": trades}
+        return {"known": False, "order": None, "trades": []}
 
     def query_orders(self, body: dict[str, Any]) -> dict[str, Any]:
         if (failed := self._require()) is not None:

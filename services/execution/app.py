@@ -141,6 +141,7 @@ def create_app(settings: Settings, infra: Infra | None = None, *, broker: Broker
         metrics=bridge_metrics,
     )  # the wall clock (a hello's timestamp is checked against it), not the market clock
     qmt = QmtBroker(store, bridges, grace_s=settings.qmt_unknown_grace_s)
+    qmt.notify, qmt.source = relay.notify, NAME
     held_quotes = HeldQuotes()
     app.state.db = db
     db.register_metrics(app.state.metrics_registry)

@@ -92,6 +92,7 @@ async def put_account_broker(
     broker that has them."""
     _admin(principal, "choose an account's broker")
     registry: BridgeRegistry = request.app.state.bridges
+    before = await desk.store.account_broker(account_id)
     if body.broker == QMT:
         if body.bridge_id is None:
             raise ServiceError("bridge_id_required", "bridge_id: a qmt account names its bridge", status_code=422)
@@ -115,6 +116,12 @@ async def put_account_broker(
         "account broker set",
         extra={"account_id": account_id, "broker": body.broker, "bridge_id": body.bridge_id, "by": principal.subject},
     )
+    # A bridge whose binding changed is checked only at its hello: its live link (naming the old account) is closed,
+    # so that it says hello again and is checked against the binding as it is now.
+    for bridge_id in {before.bridge_id, bound.bridge_id} - {None}:
+        link = registry.links.get(str(bridge_id))
+        if link is not None and link.account_id != (account_id if bridge_id == bound.bridge_id else None):
+            await registry.drop(str(bridge_id), f"account {account_id}'s broker changed")
     return _broker_out(bound)
 
 

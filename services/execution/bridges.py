@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 HELLO_TIMEOUT_S = 10.0  # a bridge that says nothing this long after the challenge is closed
 REQUEST_TIMEOUT_S = 10.0  # a request without a reply this long: its outcome is unknown
 REPLACED_CLOSE_CODE = 4409  # a newer hello of the same bridge took over the link
+REBOUND_CLOSE_CODE = 4410  # an admin changed the bridge's account binding: it says hello again, checked anew
 
 
 class BridgeError(Exception):
@@ -131,6 +132,13 @@ class BridgeMetrics:
         self.differences = Counter(
             "lh_broker_reconciliation_differences",
             "Position and cash differences found by reconciliations with a QMT bridge's broker",
+            ["bridge_id"],
+            registry=registry,
+        )
+        self.after_final = Counter(
+            "lh_broker_reports_after_final",
+            "Broker reports (a fill, or another final state) for an order already final with another outcome: the "
+            "platform's record and the broker disagree (reported, never applied)",
             ["bridge_id"],
             registry=registry,
         )
@@ -303,6 +311,20 @@ class BridgeRegistry:
         with contextlib.suppress(Exception):
             await websocket.send_text(json.dumps(protocol.refused(code, message)))
             await websocket.close(code=protocol.REFUSED_CLOSE_CODE)
+
+    async def drop(self, bridge_id: str, why: str) -> bool:
+        """Close the bridge's live link (its binding changed): its pending requests fail, nothing more is sent on it,
+        and the bridge must say hello again, checked against the binding as it is now. Whether a link was closed."""
+        link = self.links.pop(bridge_id, None)
+        if link is None:
+            return False
+        link.fail_pending()
+        self.metrics.connected.labels(bridge_id=bridge_id).set(0)
+        self.last_seen[bridge_id] = self.clock()
+        log.warning("bridge link closed", extra={"bridge_id": bridge_id, "account_id": link.account_id, "why": why})
+        with contextlib.suppress(Exception):
+            await link.websocket.close(code=REBOUND_CLOSE_CODE)
+        return True
 
     async def set_trading(self, bridge_id: str, trading: dict[str, bool]) -> bool:
         """Send the switches to the bridge if it is connected; whether it took them."""

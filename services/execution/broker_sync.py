@@ -17,8 +17,8 @@ from typing import Any
 from bridge.qmt import protocol
 from services.execution.bridges import BridgeError, BridgeMetrics, BridgeNotConnected, BridgeRefused, BridgeRegistry
 from services.execution.brokers.base import BrokerUnavailable
-from services.execution.brokers.qmt import Difference, QmtBroker, differences, unconfirmed
-from services.execution.positions import holdings
+from services.execution.brokers.qmt import SESSION_CLOSED, Difference, QmtBroker, differences, unconfirmed
+from services.execution.positions import holdings, session_start
 from services.execution.store import ExecutionStore
 from shared.core.domain import OrderStatus, to_fen
 from shared.platform.clock import utcnow
@@ -98,31 +98,49 @@ class QmtSync:
                 trades_of.setdefault(trade["remark"], []).append(trade)
         checked = updated = 0
         seen: set[str] = set()
+        listed: dict[str, dict[str, Any]] = {}
         for body in broker_orders:
             if not isinstance(body, dict):
                 continue
+            if isinstance(body.get("remark"), str):
+                listed[body["remark"]] = body
             mapping = await self.qmt._mapping_of(bridge_id, body)
             if mapping is None:
                 continue  # an order placed outside the platform
             stored = await self.store.get_order(mapping.order_id)
             if stored is None:
                 continue
-            if stored.order.status is OrderStatus.UNKNOWN or unconfirmed(body):
-                # an unknown order, or one the bridge has only in its journal (255, no MiniQMT id), is settled by its
-                # own query (below), as on every pass
+            if unconfirmed(body):
+                # one the bridge has only in its journal (255, no MiniQMT id) is settled by its own query (below)
                 continue
+            # an order MiniQMT lists by its remark (an `unknown` one too) is settled from what MiniQMT says of it
             seen.add(mapping.order_id)
             checked += 1
             report = await self.qmt._report_of(stored.order, mapping.remark, body, trades_of.get(mapping.remark, []))
             if await self._applied(stored.order.order_id, report):
                 updated += 1
-        # the account's open orders the broker did not list: looked up one by one (an order left `accepted` is the
-        # desk's to resend: nothing of it was sent, or the desk's resubmission looks it up)
+        # the account's open orders the broker did not list: looked up one by one. One left `accepted` whose mapping
+        # records a send is looked up too (never sent again); one never sent is the desk's to send within its
+        # session, and withdrawn once that session has closed (a day order is never sent on another day).
+        session = await self.sessions()
+        opened = session_start(session.day, session.opens_after)
         for stored in await self.store.open_orders_of(account_id):
-            if stored.order.order_id in seen or stored.order.status is OrderStatus.ACCEPTED:
+            if stored.order.order_id in seen:
                 continue
+            if stored.order.status is OrderStatus.ACCEPTED:
+                mapping = await self.store.broker_order(stored.order.order_id)
+                if mapping is None or mapping.sent_at is None:
+                    if stored.order.created_at >= opened:
+                        continue
+                    withdrawn = await self.qmt.withdraw(stored.order, SESSION_CLOSED)
+                    if withdrawn is None:
+                        continue
+                    checked += 1
+                    if await self._applied(stored.order.order_id, withdrawn):
+                        updated += 1
+                    continue
             checked += 1
-            report = await self.qmt.look_up(stored.order)
+            report = await self.qmt.look_up(stored.order, listed=listed)
             if await self._applied(stored.order.order_id, report):
                 updated += 1
         found = await self._compare(link, account_id)

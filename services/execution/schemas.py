@@ -385,7 +385,10 @@ class TradingSwitchOut(BaseModel):
 
 
 class DifferenceOut(BaseModel):
-    kind: Literal["position", "cash"]
+    kind: Literal["position", "cash", "order"] = Field(
+        description="position, cash, or order: a broker report (a fill, a final state) for an order already final "
+        "with another outcome (`ts_code`; `platform`: the order id and its status here; `broker`: what the broker said)"
+    )
     ts_code: str | None
     platform: str = Field(description="execution's shares (positions) or cash balance in CNY")
     broker: str = Field(description="the broker's")

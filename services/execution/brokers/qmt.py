@@ -24,17 +24,18 @@ from services.execution.bridges import BridgeError, BridgeNotConnected, BridgeRe
 from services.execution.brokers.base import BrokerReport, BrokerUnavailable, CancelTooLate, Fill
 from services.execution.events import exchange_date
 from services.execution.store import ExecutionStore
-from services.execution.store.brokers import BrokerOrder
+from services.execution.store.brokers import WITHDRAWN, BrokerOrder
 from shared.core.domain import Order, OrderSide, OrderStatus, OrderType
 from shared.platform.approval import PaperFill
 from shared.platform.clock import utcnow
+from shared.platform.events import BrokerReconciliationDifference, Envelope, make_event
 
 log = logging.getLogger(__name__)
 
 UNKNOWN_GRACE_S = 60.0  # an order the broker does not know this long after it was sent never reached it
 NEVER_REACHED = "never reached the broker"
 NO_LONGER_LISTED = "the broker no longer lists it (a day order of a closed session)"
-WITHDRAWN = "cancelled before it was sent to the broker"
+SESSION_CLOSED = f"{WITHDRAWN}: its session closed (a day order is never sent on another day)"
 
 # MiniQMT's order states as execution reads them (docs/qmt-bridge.md, "MiniQMT's order states").
 STATUS_MAP: dict[int, OrderStatus] = {
@@ -184,6 +185,9 @@ class QmtBroker:
         self.clock = clock
         self.grace_s = grace_s
         self.record: Recorder | None = None  # the desk's recording of a report (set by the desk)
+        self.notify: Callable[[], None] = lambda: None  # wakes the outbox relay (set by the app)
+        self.source = "execution"
+        self._after_final_seen: set[tuple[str, str, frozenset[str]]] = set()  # each disagreement alerted once
         # One order's sending and a cancel of it before it was sent are taken one at a time (in this process).
         self._order_locks: dict[str, asyncio.Lock] = {}
 
@@ -199,7 +203,7 @@ class QmtBroker:
         not connected, or its link to MiniQMT reported down. Asked before a new order is stored, so that an order
         placed while the broker is away is refused with nothing stored and nothing sent (not kept to be sent later)."""
         bridge_id = await self._bridge_of(account_id)
-        link = self._link(bridge_id)
+        link = self._link(bridge_id, account_id)
         if link.qmt == "disconnected":
             raise BrokerUnavailable(f"the QMT bridge {bridge_id} has no link to MiniQMT")
 
@@ -211,16 +215,27 @@ class QmtBroker:
 
     async def _submit(self, order: Order, price_cap: Decimal | None) -> BrokerReport:
         bridge_id = await self._bridge_of(order.account_id)
-        link = self._link(bridge_id)
+        link = self._link(bridge_id, order.account_id)
         mapping = await self.store.broker_order(order.order_id)
-        if mapping is not None and mapping.status_msg == WITHDRAWN and mapping.sent_at is None:
-            return BrokerReport(OrderStatus.CANCELLED, reason=WITHDRAWN)  # cancelled while it waited to be sent
+        if _withdrawn(mapping):
+            assert mapping is not None
+            # cancelled while it waited to be sent
+            return BrokerReport(OrderStatus.CANCELLED, reason=mapping.status_msg or WITHDRAWN)
         if mapping is not None and mapping.sent_at is not None:
             # sent before (a crash or a timeout since): never sent again, only looked up
             return await self.look_up(order, mapping)
         remark = protocol.remark_for(order.order_id)
         now = self.clock()
-        await self.store.record_sending(order.order_id, bridge_id, remark, now)
+        if not await self.store.record_sending(order.order_id, bridge_id, remark, now):
+            # another pass recorded a send, or withdrew it, since it was read: nothing is sent here
+            mapping = await self.store.broker_order(order.order_id)
+            log.warning("an order's send was taken by another pass: not sent", extra={"order_id": order.order_id})
+            if _withdrawn(mapping):
+                assert mapping is not None
+                return BrokerReport(OrderStatus.CANCELLED, reason=mapping.status_msg or WITHDRAWN)
+            if mapping is not None and mapping.sent_at is not None:
+                return await self.look_up(order, mapping)
+            raise BrokerUnavailable(f"order {order.order_id} could not be marked as being sent: nothing was sent")
         try:
             body = await link.request(protocol.PLACE, place_body(order, remark, price_cap))
         except BridgeNotConnected as exc:
@@ -268,7 +283,7 @@ class QmtBroker:
                     await self.store.record_withdrawn(order_id, bridge_id, protocol.remark_for(order_id), WITHDRAWN,
                                                       self.clock())  # fmt: skip
                     return BrokerReport(OrderStatus.CANCELLED, reason=WITHDRAWN)
-        link = self._link(await self._bridge_of(order.account_id))
+        link = self._link(await self._bridge_of(order.account_id), order.account_id)
         try:
             body = await link.request(protocol.CANCEL, {"order_id": order_id})
         except BridgeNotConnected as exc:
@@ -296,14 +311,38 @@ class QmtBroker:
             return BrokerReport(report.status, report.fills, report.reason, cancel_requested=True)
         return report
 
+    async def withdraw(self, order: Order, why: str) -> BrokerReport | None:
+        """Withdraw an order never sent (marked so that no pass sends it after): its `cancelled` report; None when a
+        send of it is recorded (it is the broker's now: looked up, never withdrawn here)."""
+        async with self._lock(order.order_id):
+            mapping = await self.store.broker_order(order.order_id)
+            if mapping is not None and mapping.sent_at is not None:
+                return None
+            bridge_id = mapping.bridge_id if mapping is not None else await self._bridge_of(order.account_id)
+            remark = mapping.remark if mapping is not None else protocol.remark_for(order.order_id)
+            await self.store.record_withdrawn(order.order_id, bridge_id, remark, why, self.clock())
+            mapping = await self.store.broker_order(order.order_id)
+            if not _withdrawn(mapping):
+                return None
+            assert mapping is not None
+            return BrokerReport(OrderStatus.CANCELLED, reason=mapping.status_msg or why)
+
     # --- looking an order up -----------------------------------------------------------------------------------
 
-    async def look_up(self, order: Order, mapping: BrokerOrder | None = None) -> BrokerReport:
+    async def look_up(
+        self, order: Order, mapping: BrokerOrder | None = None, *, listed: dict[str, dict[str, Any]] | None = None
+    ) -> BrokerReport:
         """What the broker has of an order sent before (`query_order`): its report; not known there within the grace
         after it was sent: still unknown; after it: rejected (it never reached the broker), or, for one the broker had
-        acknowledged and no longer lists, cancelled. Raises BrokerUnavailable without a link."""
+        acknowledged and no longer lists, cancelled. Raises BrokerUnavailable without a link.
+
+        An order is made final as not at the broker only on MiniQMT's full list of the day's orders, had while it was
+        connected, that does not have it: `listed` ({remark: order}, from a reconciliation's `query_orders`), or a
+        `query_orders` made here. A bridge that cannot list them (MiniQMT down, no answer) leaves the order as it is."""
         mapping = mapping or await self.store.broker_order(order.order_id)
-        link = self._link(mapping.bridge_id if mapping is not None else await self._bridge_of(order.account_id))
+        link = self._link(
+            mapping.bridge_id if mapping is not None else await self._bridge_of(order.account_id), order.account_id
+        )
         try:
             body = await link.request(protocol.QUERY_ORDER, {"order_id": order.order_id})
         except BridgeNotConnected as exc:
@@ -321,7 +360,25 @@ class QmtBroker:
         # Not known, or known to the bridge only as journalled (status 255, no MiniQMT order id: it cannot say
         # whether MiniQMT ever had it, and found no order with its remark): the grace decides, as for one not known.
         journalled = bool(body.get("known")) and isinstance(body.get("order"), dict)
-        return self._not_known(order, mapping, journalled=journalled)
+        report = self._not_known(order, mapping, journalled=journalled)
+        if report.status is OrderStatus.UNKNOWN or not report.status.is_final:
+            return report
+        # about to be made final as absent from the broker: only on MiniQMT's full list, which must not have it
+        if listed is None:
+            try:
+                orders = (await link.request(protocol.QUERY_ORDERS, {})).get("orders")
+            except (BridgeNotConnected, BridgeError, BridgeRefused) as exc:
+                log.warning("the broker's orders could not be listed: the order is left as it is",
+                            extra={"order_id": order.order_id, "error": str(exc)})  # fmt: skip
+                return BrokerReport(OrderStatus.UNKNOWN)
+            if not isinstance(orders, list):
+                return BrokerReport(OrderStatus.UNKNOWN)
+            listed = {o["remark"]: o for o in orders if isinstance(o, dict) and isinstance(o.get("remark"), str)}
+        found = listed.get(remark)
+        if found is not None and not unconfirmed(found):
+            # MiniQMT has it after all (the bridge's journal lost it): its state there settles it
+            return await self._report_of(order, remark, found, [])
+        return report
 
     def _not_known(self, order: Order, mapping: BrokerOrder | None, *, journalled: bool = False) -> BrokerReport:
         """`journalled`: the bridge has the order in its journal but MiniQMT shows none with its remark (255)."""
@@ -415,14 +472,61 @@ class QmtBroker:
         status = current.order.status
         if status.is_final:
             known = {f.fill_id for f in await self.store.recorded_fills(order.order_id)}
-            if report.status is not status or any(f.fill_id not in known for f in report.fills):
+            new_fills = [f for f in report.fills if f.fill_id not in known]
+            if report.status is not status or new_fills:
                 log.warning(
                     "a late broker report for a final order skipped",
                     extra={"order_id": order.order_id, "status": status.value, "reported": report.status.value},
                 )
+            if new_fills or (report.status.is_final and report.status is not status):
+                # another outcome than the one recorded (a fill on a rejected order, filled at the broker but
+                # cancelled here): never applied over a final state, never dropped silently either
+                await self._after_final(current.order, report, new_fills)
             return False
         await self.record(order.order_id, report)
         return True
+
+    async def _after_final(self, order: Order, report: BrokerReport, new_fills: list[Fill]) -> None:
+        """Alert on a broker report that disagrees with an order's final state: counted
+        (`lh_broker_reports_after_final_total`), stored as a reconciliation and published as
+        `broker.reconciliation.difference` (kind `order`), once per disagreement."""
+        mapping = await self.store.broker_order(order.order_id)
+        bridge_id = mapping.bridge_id if mapping is not None else "unbound"
+        key = (order.order_id, report.status.value, frozenset(f.fill_id for f in new_fills))
+        if key in self._after_final_seen:
+            return
+        if len(self._after_final_seen) > 10_000:
+            self._after_final_seen.clear()
+        self._after_final_seen.add(key)
+        self.registry.metrics.after_final.labels(bridge_id=bridge_id).inc()
+        said = report.status.value
+        if new_fills:
+            ids = ", ".join(f.fill_id for f in new_fills)
+            said += f" with {sum(f.qty for f in new_fills)} more shares filled ({ids})"
+        difference: dict[str, str | None] = {
+            "kind": "order",
+            "ts_code": order.ts_code,
+            "platform": f"{order.order_id} {order.status.value}",
+            "broker": said,
+        }
+        now = self.clock()
+        log.error(
+            "a broker report after the order was final disagrees with it",
+            extra={"order_id": order.order_id, "bridge_id": bridge_id, "status": order.status.value, "reported": said},
+        )
+
+        def event_of(reconciliation_id: int) -> Envelope:
+            payload = BrokerReconciliationDifference(
+                reconciliation_id=str(reconciliation_id),
+                bridge_id=bridge_id,
+                account_id=order.account_id,
+                differences=[difference],
+                at=now,
+            )
+            return make_event("broker.reconciliation.difference", payload, source=self.source)
+
+        await self.store.record_reconciliation(bridge_id, order.account_id, now, 1, 0, [difference], event_of)
+        self.notify()
 
     async def _mapping_of(self, bridge_id: str, body: dict[str, Any]) -> BrokerOrder | None:
         order_id = body.get("order_id")
@@ -445,11 +549,31 @@ class QmtBroker:
             raise BrokerUnavailable(f"account {account_id} has no QMT bridge bound")
         return bound.bridge_id
 
-    def _link(self, bridge_id: str) -> Any:
+    def _link(self, bridge_id: str, account_id: str) -> Any:
+        """The bridge's live link, for a request about an order of `account_id`. Raises BrokerUnavailable (nothing
+        sent) when it is not connected, or when its link names another account (its hello was checked against a
+        binding an admin has changed since: the link is being closed and must say hello again)."""
         try:
-            return self.registry.link(bridge_id)
+            link = self.registry.link(bridge_id)
         except BridgeNotConnected as exc:
             raise BrokerUnavailable(f"the QMT bridge {bridge_id} is not connected") from exc
+        if link.account_id != account_id:
+            log.warning(
+                "a bridge's link names another account than the order's: nothing sent",
+                extra={"bridge_id": bridge_id, "link_account_id": link.account_id, "account_id": account_id},
+            )
+            raise BrokerUnavailable(f"the QMT bridge {bridge_id} is connected for another account than {account_id}")
+        return link
+
+
+def _withdrawn(mapping: BrokerOrder | None) -> bool:
+    """The order was cancelled before it was ever sent (by a trader, or its session closed): never sent after."""
+    return (
+        mapping is not None
+        and mapping.sent_at is None
+        and mapping.status_msg is not None
+        and mapping.status_msg.startswith(WITHDRAWN)
+    )
 
 
 def _text(value: Any) -> str | None:

@@ -11,8 +11,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Final
 
-from sqlalchemy import Boolean, Column, Index, Integer, String, Table, Text, UniqueConstraint, select, update
+from sqlalchemy import Boolean, Column, Index, Integer, String, Table, Text, UniqueConstraint, or_, select, update
 from sqlalchemy.engine import Row
+from sqlalchemy.exc import IntegrityError
 
 from services.execution.brokers.base import Fill
 from services.execution.store.accounts import AccountStore
@@ -38,6 +39,9 @@ account_brokers = Table(
     Column("updated_at", UtcDateTime, nullable=False),
     UniqueConstraint("bridge_id", name="uq_account_brokers_bridge"),
 )
+
+# An order cancelled before it was ever sent has a mapping whose `status_msg` starts with this: never sent after.
+WITHDRAWN: Final = "cancelled before it was sent to the broker"
 
 broker_orders = Table(
     "broker_orders",
@@ -255,25 +259,41 @@ class BrokerStore(AccountStore):
                 row = (await s.execute(select(broker_orders).where(broker_orders.c.remark == remark))).first()
         return None if row is None else _broker_order(row)
 
-    async def record_sending(self, order_id: str, bridge_id: str, remark: str, now: datetime) -> None:
-        """Persist the mapping and the moment `place` is sent, before it is sent."""
+    async def record_sending(self, order_id: str, bridge_id: str, remark: str, now: datetime) -> bool:
+        """Persist the mapping and the moment `place` is sent, before it is sent: a compare-and-set, won only when no
+        send is recorded yet and the order was not withdrawn. Whether it was won: when not, nothing may be sent."""
+        won = False
         async for attempt in self.db.transaction():
             async with attempt as s:
                 exists = (
                     await s.execute(select(broker_orders.c.order_id).where(broker_orders.c.order_id == order_id))
                 ).first()
                 if exists is None:
-                    await s.execute(
-                        broker_orders.insert().values(
-                            order_id=order_id, bridge_id=bridge_id, remark=remark, sent_at=now, updated_at=now
+                    try:
+                        await s.execute(
+                            broker_orders.insert().values(
+                                order_id=order_id, bridge_id=bridge_id, remark=remark, sent_at=now, updated_at=now
+                            )
                         )
-                    )
+                    except IntegrityError:
+                        won = False  # another writer's row came first: it is theirs
+                    else:
+                        won = True
                 else:
-                    await s.execute(
+                    result = await s.execute(
                         update(broker_orders)
-                        .where(broker_orders.c.order_id == order_id)
+                        .where(
+                            broker_orders.c.order_id == order_id,
+                            broker_orders.c.sent_at.is_(None),
+                            or_(
+                                broker_orders.c.status_msg.is_(None),
+                                ~broker_orders.c.status_msg.startswith(WITHDRAWN, autoescape=True),
+                            ),
+                        )
                         .values(bridge_id=bridge_id, sent_at=now, updated_at=now)
                     )
+                    won = result.rowcount == 1
+        return won
 
     async def record_withdrawn(self, order_id: str, bridge_id: str, remark: str, why: str, now: datetime) -> None:
         """An order cancelled before it was ever sent: marked (`status_msg` = why, `sent_at` NULL) so that no later

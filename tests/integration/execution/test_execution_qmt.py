@@ -10,18 +10,21 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from bridge.qmt import protocol
 from services.execution.broker_sync import QmtSync
+from services.execution.brokers.base import BrokerUnavailable
 from services.execution.brokers.qmt import QmtBroker, fill_id
 from services.execution.desk import OrderDesk
-from services.execution.store import bridge_trading_audit, outbox, trades
+from services.execution.store import bridge_trading_audit, orders, outbox, trades
+from services.execution.store.brokers import WITHDRAWN
 from shared.platform.internal_auth import Principal
 from shared.platform.observability import new_id
 from tests.conftest import Backing
@@ -183,7 +186,8 @@ async def test_a_timeout_makes_the_order_unknown_and_only_queries_settle_it(back
         assert (after["status"], after["filled_qty"]) == ("filled", 1000)
         assert q.f.store and await q.trade_ids(order_id) == [fill_id(order_id[:24], "T9")]
         assert bridge.placed(order_id) == 1  # never sent a second time
-        assert (protocol.QUERY_ORDER, {"order_id": order_id}) in bridge.requests
+        # settled from MiniQMT's list of the day's orders, where it is by its remark
+        assert (protocol.QUERY_ORDERS, {}) in bridge.requests
 
         # 3. another one the broker never got: unknown within the grace, rejected after it
         bridge.silent.add(protocol.PLACE)
@@ -566,7 +570,7 @@ async def test_a_new_hello_replaces_the_link_and_settles_unknown_orders(backing:
         await until(settled, what="the unknown order settled by the hello's reconciliation")
         assert (await q.order(order_id))["filled_qty"] == 300
         assert second.placed(order_id) == 0 and first.placed(order_id) == 1
-        assert (protocol.QUERY_ORDER, {"order_id": order_id}) in second.requests
+        assert (protocol.QUERY_ORDERS, {}) in second.requests  # listed by MiniQMT: settled from its list
         await q.sync.reconcile_all()
         assert "lh_broker_orders_unknown 0.0" in (await q.f.execution.get("/metrics")).text
         await second.close()
@@ -587,3 +591,237 @@ async def test_a_bound_account_never_falls_back_to_paper_when_its_bridge_is_no_l
         assert "order_id" not in answer.json().get("details", {})  # nothing stored, nothing sent
         listed = await f.execution.get("/v1/orders", headers=f.headers(who))
         assert listed.json() == []
+
+
+async def test_rebinding_a_connected_bridge_closes_its_link_and_no_order_goes_to_the_old_account(
+    backing: Backing,
+) -> None:
+    # Bridge X is connected for account A. An admin moves X to account B: X's live link (checked against A at its
+    # hello) is closed at once; B's orders are refused (503, nothing sent) until X says hello for B; a hello still
+    # naming A is refused.
+    async with qmt_fleet(backing, bridges=1) as q:
+        [bridge_id] = q.secrets
+        a, b = trader(), trader()
+        bridge = await q.connected(bridge_id, a.account_id)
+        unbind = await q.f.execution.put(f"/v1/accounts/{a.account_id}/broker", json={"broker": "paper"},
+                                         headers=q.f.headers(ADMIN))  # fmt: skip
+        assert unbind.status_code == 200, unbind.text
+        await until(lambda: bridge.close_code is not None, what="the link closed when A's binding changed")
+        assert bridge.close_code == 4410
+        await q.bind(b.account_id, bridge_id)
+        refused = await q.place(b)
+        assert (refused["_http"], refused["code"]) == (503, "broker_unavailable")
+        assert [t for t, _ in bridge.requests if t == protocol.PLACE] == []
+        assert await orders_of(q, b) == []
+
+        stale = q.bridge(bridge_id, a.account_id)  # the bridge still configured for A: refused
+        answer = await stale.connect()
+        assert (answer["type"], answer["code"]) == ("refused", "account_mismatch")
+        fresh = q.bridge(bridge_id, b.account_id)
+        assert (await fresh.connect())["type"] == "welcome"
+        await until(lambda: bridge_id in q.registry.links, what="B's link")
+        placed = await q.place(b)
+        assert (placed["_http"], placed["status"]) == (201, "submitted")
+        assert fresh.placed(placed["order_id"]) == 1
+        await fresh.close()
+
+
+async def test_a_link_naming_another_account_sends_nothing_for_an_order(backing: Backing) -> None:
+    # Should a link outlive its binding (the rebinding's close raced with a request), the adapter itself refuses to
+    # send an order's place, cancel or query over a link whose account is not the order's.
+    async with qmt_fleet(backing, bridges=1) as q:
+        [bridge_id] = q.secrets
+        who = trader()
+        bridge = await q.connected(bridge_id, who.account_id)
+        placed = await q.place(who)
+        assert placed["status"] == "submitted"
+        stored = await q.f.store.get_order(placed["order_id"])
+        assert stored is not None
+        q.registry.links[bridge_id].account_id = "acct-someone-else"
+        sent_before = list(bridge.requests)
+        with pytest.raises(BrokerUnavailable):
+            await q.broker.look_up(stored.order)
+        with pytest.raises(BrokerUnavailable):
+            await q.broker.cancel(stored.order.order_id)
+        with pytest.raises(BrokerUnavailable):
+            await q.broker.submit(stored.order)
+        refused = await q.place(who)
+        assert (refused["_http"], refused["code"]) == (503, "broker_unavailable")
+        assert bridge.requests == sent_before  # nothing sent
+        await bridge.close()
+
+
+async def test_an_unknown_order_miniqmt_lists_is_settled_from_the_list_not_rejected(backing: Backing) -> None:
+    # The place's answer was lost (unknown) and the bridge then lost its journal: its query_order says "not known",
+    # but MiniQMT lists the order by its remark, filled. The reconciliation settles it from that list: filled with
+    # its trade -- not `rejected` (never reached the broker) once the grace is over.
+    async with qmt_fleet(backing, bridges=1) as q:
+        [bridge_id] = q.secrets
+        who = trader()
+        bridge = await q.connected(bridge_id, who.account_id)
+        bridge.silent.add(protocol.PLACE)
+        order_id = (await q.place(who))["order_id"]
+        assert (await q.order(order_id))["status"] == "unknown"
+        bridge.silent.clear()
+        bridge.on_place(next(b for t, b in bridge.requests if t == protocol.PLACE))
+        order = bridge.orders[order_id]
+        order.update(status=56, traded_qty=1000)
+        bridge.trades.append(broker_trade(order, "T7", 1000, "10.00"))
+        bridge.handlers[protocol.QUERY_ORDER] = lambda body: protocol.ok({"known": False, "order": None, "trades": []})
+        q.broker.grace_s = 0.0
+        await q.sync.reconcile(bridge_id)
+        after = await q.order(order_id)
+        assert (after["status"], after["filled_qty"], after["avg_fill_price"]) == ("filled", 1000, "10.00")
+        assert await q.trade_ids(order_id) == [fill_id(order_id[:24], "T7")]
+        assert bridge.placed(order_id) == 1
+        await bridge.close()
+
+
+async def test_an_order_is_never_rejected_as_absent_without_miniqmts_full_list(backing: Backing) -> None:
+    # An unknown order the bridge does not know, past the grace: while MiniQMT cannot list its orders (disconnected)
+    # it stays unknown; once MiniQMT's full list is had and does not have it, it is rejected (never reached the
+    # broker); had the list had it, its state there would have settled it.
+    async with qmt_fleet(backing, bridges=1) as q:
+        [bridge_id] = q.secrets
+        who = trader()
+        bridge = await q.connected(bridge_id, who.account_id)
+        bridge.silent.add(protocol.PLACE)
+        lost = (await q.place(who))["order_id"]
+        bridge.silent.clear()
+        q.broker.grace_s = 0.0
+        bridge.handlers[protocol.QUERY_ORDERS] = lambda body: protocol.failed(protocol.QMT_DISCONNECTED, "down")
+        stored = await q.f.store.get_order(lost)
+        assert stored is not None
+        report = await q.broker.look_up(stored.order)
+        assert report.status.value == "unknown"
+        await q.desk.reconcile()
+        assert (await q.order(lost))["status"] == "unknown"
+        del bridge.handlers[protocol.QUERY_ORDERS]
+        await q.sync.reconcile(bridge_id)
+        gone = await q.order(lost)
+        assert (gone["status"], gone["reason"]) == ("rejected", "never reached the broker")
+        assert bridge.placed(lost) == 1
+        await bridge.close()
+
+
+async def test_a_fill_for_an_order_already_final_otherwise_raises_an_alert_and_changes_nothing(
+    backing: Backing,
+) -> None:
+    # The order was rejected here (MiniQMT's order_error), then MiniQMT reports a fill for it: the final state is not
+    # moved, but the disagreement is counted, stored as a reconciliation and published -- once, however often the
+    # fill is reported again. A late non-final report that adds nothing (50 after filled) raises nothing.
+    async with qmt_fleet(backing, bridges=1) as q:
+        [bridge_id] = q.secrets
+        who = trader()
+        bridge = await q.connected(bridge_id, who.account_id)
+        order_id = (await q.place(who, qty=500))["order_id"]
+        await bridge.push("order_error", {"order_id": order_id, "remark": order_id[:24], "qmt_order_id": None,
+                                          "error_id": -61, "error_msg": "可用资金不足"})  # fmt: skip
+
+        async def refused() -> bool:
+            return (await q.order(order_id))["status"] == "rejected"
+
+        await until(refused, what="the order_error recorded")
+        order = bridge.orders[order_id]
+        for _ in range(2):
+            await bridge.push("trade", broker_trade(order, "T5", 500, "10.00"))
+        expected = {"kind": "order", "ts_code": "600000.SH", "platform": f"{order_id} rejected",
+                    "broker": f"submitted with 500 more shares filled ({fill_id(order_id[:24], 'T5')})"}  # fmt: skip
+
+        async def listed() -> list[dict[str, Any]]:
+            answer = await q.f.execution.get(f"/v1/bridges/{bridge_id}/reconciliations", headers=q.f.headers(ADMIN))
+            assert answer.status_code == 200, answer.text
+            return [d for r in answer.json() for d in r["differences"] if d["kind"] == "order"]
+
+        await until(listed, what="the disagreement stored")
+        await bridge.push("order", dict(order, status=50))  # a late "reported": adds nothing, no alert
+        await asyncio.sleep(0.5)
+        assert await listed() == [expected]
+        after = await q.order(order_id)
+        assert (after["status"], after["filled_qty"]) == ("rejected", 0)
+        assert await q.trade_ids(order_id) == []
+        metrics = (await q.f.execution.get("/metrics")).text
+        assert f'lh_broker_reports_after_final_total{{bridge_id="{bridge_id}"}} 1.0' in metrics
+        async with q.f.store.db.session() as s:
+            rows = (
+                await s.execute(select(outbox.c.body).where(outbox.c.type == "broker.reconciliation.difference"))
+            ).all()
+        reported = [json.loads(r.body)["payload"] for r in rows]
+        assert [p["differences"] for p in reported if p["account_id"] == who.account_id] == [[expected]]
+        await bridge.close()
+
+
+async def _age(q: Qmt, order_id: str, days: int) -> None:
+    """Move the order's creation `days` back: an order of a session that has closed."""
+    async with q.f.store.db.session() as s:
+        row = (await s.execute(select(orders.c.created_at).where(orders.c.order_id == order_id))).one()
+        await s.execute(
+            update(orders).where(orders.c.order_id == order_id).values(created_at=row.created_at - timedelta(days=days))
+        )
+        await s.commit()
+
+
+async def test_accepted_orders_of_a_closed_session_are_withdrawn_or_looked_up_never_sent(backing: Backing) -> None:
+    # Two QMT orders left `accepted` from a session that has closed: one never sent (the bridge placed nothing) is
+    # withdrawn with its reason; one whose mapping records a send (a crash between the send and its answer) is looked
+    # up -- MiniQMT's full list does not have it, so past the grace it is rejected. Neither is sent (again).
+    async with qmt_fleet(backing, bridges=1) as q:
+        [bridge_id] = q.secrets
+        who = trader()
+        bridge = await q.connected(bridge_id, who.account_id)
+        bridge.handlers[protocol.PLACE] = lambda body: protocol.failed(protocol.QMT_DISCONNECTED, "MiniQMT is down")
+        unsent = (await q.place(who))["details"]["order_id"]
+        crashed = (await q.place(who, qty=200))["details"]["order_id"]
+        assert [(await q.order(o))["status"] for o in (unsent, crashed)] == ["accepted", "accepted"]
+        assert await q.f.store.record_sending(crashed, bridge_id, crashed[:24], datetime.now(UTC) - timedelta(days=10))
+        for order_id in (unsent, crashed):
+            await _age(q, order_id, 10)
+        del bridge.handlers[protocol.PLACE]
+        places = [bridge.placed(unsent), bridge.placed(crashed)]
+        q.broker.grace_s = 0.0
+
+        await q.sync.reconcile(bridge_id)
+        await q.desk.reconcile()
+        withdrawn, gone = await q.order(unsent), await q.order(crashed)
+        assert (withdrawn["status"], withdrawn["reason"]) == (
+            "cancelled", "cancelled before it was sent to the broker: its session closed (a day order is never sent "
+            "on another day)")  # fmt: skip
+        assert (gone["status"], gone["reason"]) == ("rejected", "never reached the broker")
+        assert (protocol.QUERY_ORDER, {"order_id": crashed}) in bridge.requests
+        assert [bridge.placed(unsent), bridge.placed(crashed)] == places == [1, 1]  # the first, refused, attempt
+        await bridge.close()
+
+
+async def test_a_send_that_loses_to_a_withdrawal_sends_nothing(backing: Backing) -> None:
+    # The mapping is read (not sent, not withdrawn), then a cancel withdraws the order before the send is recorded:
+    # the send's compare-and-set loses, and nothing goes to the bridge. A second send of an order already marked
+    # sent loses too.
+    async with qmt_fleet(backing, bridges=1) as q:
+        [bridge_id] = q.secrets
+        who = trader()
+        bridge = await q.connected(bridge_id, who.account_id)
+        bridge.handlers[protocol.PLACE] = lambda body: protocol.failed(protocol.QMT_DISCONNECTED, "MiniQMT is down")
+        order_id = (await q.place(who))["details"]["order_id"]
+        del bridge.handlers[protocol.PLACE]
+        stored = await q.f.store.get_order(order_id)
+        assert stored is not None and stored.order.status.value == "accepted"
+        store = q.f.store
+        real = store.record_sending
+
+        async def withdrawn_first(*args: Any) -> bool:
+            await store.record_withdrawn(order_id, bridge_id, order_id[:24], WITHDRAWN, datetime.now(UTC))
+            return await real(*args)
+
+        store.record_sending = withdrawn_first  # type: ignore[method-assign]
+        try:
+            report = await q.broker.submit(stored.order)
+        finally:
+            del store.record_sending
+        assert (report.status.value, report.reason) == ("cancelled", WITHDRAWN)
+        assert bridge.placed(order_id) == 1  # only the first attempt, which MiniQMT never got
+        mapping = await store.broker_order(order_id)
+        assert mapping is not None and mapping.sent_at is None
+
+        other = (await q.place(who, qty=300))["order_id"]
+        assert await store.record_sending(other, bridge_id, other[:24], datetime.now(UTC)) is False
+        await bridge.close()

@@ -416,3 +416,36 @@ async def test_account_status_changes_are_pushed_once_each(harness: Harness, xt:
     xt.broker.set_account_status(6)
     await harness.barrier()
     assert [b["status"] for b in harness.of("account_status")] == [0, 6]
+
+
+async def test_query_order_finds_an_order_its_lost_journal_had_at_miniqmt_by_its_remark(
+    xt: SimpleNamespace, tmp_path: Path
+) -> None:
+    # The bridge placed the order and it part filled; then the journal's file was lost and the bridge started on a
+    # new one. query_order of that order finds it at MiniQMT by its remark (status, traded volume, its trade) and
+    # never answers "not known" for an order MiniQMT has.
+    first = Harness(xt, tmp_path / "old.sqlite3")
+    await first.start()
+    first.link.place(place_body(OID, qty=300, price="8.880"))
+    await first.wait_for("order", lambda b: b["order_id"] == OID)
+    xt.broker.fill(remark=REMARK, qty=100, price=8.88)
+    await first.wait_for("trade")
+    await first.stop()
+
+    second = Harness(xt, tmp_path / "new.sqlite3")
+    await second.start()
+    try:
+        assert second.journal.get(OID) is None
+        found = second.link.query_order({"order_id": OID})["body"]
+        assert found["known"] is True
+        order = found["order"]
+        assert (order["order_id"], order["remark"], order["status"], order["traded_qty"]) == (OID, REMARK, 55, 100)
+        assert order["qmt_order_id"] == xt.broker.find(remark=REMARK)["order_id"]
+        # 100 * 8.88 = 888.00
+        assert [(t["trade_id"], t["qty"], t["amount"], t["order_id"]) for t in found["trades"]] == [
+            ("T1", 100, "888.00", OID)
+        ]
+        assert second.link.query_order({"order_id": "f" * 32})["body"] == {"known": False, "order": None, "trades": []}
+        assert [c["order_remark"] for c in xt.broker.order_calls] == [REMARK]  # nothing placed
+    finally:
+        await second.stop()
