@@ -23,6 +23,7 @@ from services.execution.conditional.rules import (
     OnMissed,
     Status,
     crossed,
+    leg_qty_after_partial_fill,
     missed,
     time_reached,
 )
@@ -342,8 +343,9 @@ class ConditionalWatcher:
                 await self.observe(c, live.price, live.time)
 
     async def _waiting(self) -> None:
-        """Orders waiting for another to fill (a bracket's legs): armed once it is filled, cancelled once it ended
-        otherwise (cancelled, rejected: the entry never filled in full)."""
+        """Orders waiting for another to fill (a bracket's legs): armed once it is filled; once it ended partly filled
+        (cancelled, or expired at the close), armed for what it filled (`leg_qty_after_partial_fill`); cancelled
+        once it ended with nothing filled (or too little for a buy leg's lot)."""
         for c in await self.store.with_status(Status.WAITING):
             assert c.after_order_id is not None
             state = await self.orders.order_status(c.after_order_id)
@@ -356,6 +358,14 @@ class ConditionalWatcher:
                     armed = await self.store.move(
                         c, Status.ARMED, now, ref_price=None, message=f"armed: order {c.after_order_id} filled"
                     )
+                    self.add(armed)
+                elif status.is_final and (qty := leg_qty_after_partial_fill(c.side, c.ts_code, c.qty, filled)) > 0:
+                    # The entry ended partly filled: the shares it bought are held, and protected.
+                    armed = await self.store.move(
+                        c, Status.ARMED, now, ref_price=None, qty=qty,
+                        message=f"armed for {qty} of {c.qty}: order {c.after_order_id} ended {status.value} with "
+                        f"{filled} filled",
+                    )  # fmt: skip
                     self.add(armed)
                 elif status.is_final:
                     await self.store.move(

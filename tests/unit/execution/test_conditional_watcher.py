@@ -187,6 +187,40 @@ async def test_a_bracket_waits_for_its_entry_to_fill(db: Database) -> None:
     assert await rig.status(unfilled) is Status.CANCELLED
 
 
+async def test_a_bracket_whose_entry_ends_partly_filled_protects_what_filled(db: Database) -> None:
+    rig = Rig(db)
+    entry = new_id()
+    group = new_id()
+    take_profit = await rig.add(kind=Kind.LIMIT, stop_price=None, price=D("10.80"), condition=ConditionType.PRICE_ABOVE,
+                                level=D("10.80"), market_type=None, status=Status.WAITING, after_order_id=entry,
+                                oco_group=group, ref_price=None, qty=10_000)  # fmt: skip
+    stop = await rig.add(status=Status.WAITING, after_order_id=entry, oco_group=group, ref_price=None, qty=10_000)
+    w = rig.watcher()
+    await w.start()
+    # 9,950 of 10,000 bought, the rest cancelled at the close: the legs are armed for the 9,950 held (odd lot too)
+    rig.orders.states[entry] = (OrderStatus.CANCELLED, 9_950)
+    await w.run_pass()
+    for leg in (take_profit, stop):
+        got = await rig.store.get(leg.conditional_id)
+        assert got is not None and (got.status, got.qty) == (Status.ARMED, 9_950)
+    assert await rig.events(stop.conditional_id) == ["conditional.waiting", "conditional.armed"]
+    await w.on_quotes(snapshot("9.45", T0 + timedelta(seconds=3)))
+    assert [(r.conditional_id, r.qty) for r in rig.risk.requests] == [(stop.conditional_id, 9_950)]
+    assert await rig.status(stop) is Status.PLACED and await rig.status(take_profit) is Status.CANCELLED
+
+    # a buy leg (covering a sell entry) in whole lots: 950 filled -> 900; one whose entry filled nothing is cancelled
+    sold = new_id()
+    buy_back = await rig.add(side=OrderSide.BUY, stop_price=D("10.50"), status=Status.WAITING, after_order_id=sold,
+                             ref_price=None, qty=1_000)  # fmt: skip
+    nothing = await rig.add(status=Status.WAITING, after_order_id="f" * 32, ref_price=None)
+    rig.orders.states[sold] = (OrderStatus.CANCELLED, 950)
+    rig.orders.states["f" * 32] = (OrderStatus.CANCELLED, 0)
+    await w.run_pass()
+    got = await rig.store.get(buy_back.conditional_id)
+    assert got is not None and (got.status, got.qty) == (Status.ARMED, 900)
+    assert await rig.status(nothing) is Status.CANCELLED
+
+
 async def test_a_time_condition_fires_at_its_moment_on_the_market_clock(db: Database) -> None:
     rig = Rig(db)
     at = T0 + timedelta(minutes=5)
