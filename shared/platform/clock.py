@@ -55,6 +55,10 @@ class UtcDateTime(TypeDecorator[datetime]):
 EXCHANGE_TZ = ZoneInfo("Asia/Shanghai")
 SESSION_OPEN = time(9, 30)  # continuous trading starts: the moment a replayed session begins
 SESSION_CLOSE = time(15, 0)
+# Continuous trading (连续竞价) on the SSE, SZSE and BSE, Asia/Shanghai, each [start, end): the morning, and the
+# afternoon until the closing call auction (14:57-15:00). Outside them: the opening call (09:15-09:25) and its pause,
+# the lunch break, the closing call, and after the close.
+CONTINUOUS_TRADING = ((time(9, 30), time(11, 30)), (time(13, 0), time(14, 57)))
 _TICK = timedelta(microseconds=1)
 
 
@@ -138,6 +142,14 @@ def session_open(day: date) -> datetime:
 def session_close(day: date) -> datetime:
     """The 15:00 close of trading day `day` (Asia/Shanghai), aware."""
     return datetime.combine(day, SESSION_CLOSE, tzinfo=EXCHANGE_TZ)
+
+
+def in_continuous_trading(at: datetime) -> bool:
+    """Whether `at` (aware) falls in continuous trading by the exchange's clock (`CONTINUOUS_TRADING`): a quote stamped
+    then is a trade price; one from an auction, the lunch break or after the close is not. The time of day only: a
+    quote is stamped on a trading day."""
+    local = at.astimezone(EXCHANGE_TZ).time()
+    return any(start <= local < end for start, end in CONTINUOUS_TRADING)
 
 
 def order_session(at: datetime, trading_days: Iterable[date]) -> date | None:

@@ -44,7 +44,9 @@ class Status(StrEnum):
     TRIGGERED = "triggered"  # claimed: its child is being submitted through risk
     PLACED = "placed"  # risk approved the child and execution holds it (child_order_id)
     REFUSED = "refused"  # risk (or execution) refused the child: reasons recorded
-    EXPIRED = "expired"  # its trigger was missed while execution was down and on_missed is expire
+    # its trigger was missed while execution was down and on_missed is expire; or, triggered, its child could not be
+    # placed by its session's close
+    EXPIRED = "expired"
     CANCELLED = "cancelled"  # by its owner or an admin, by its OCO partner, or its parent order never filled
 
 
@@ -58,7 +60,8 @@ FINAL = frozenset({Status.PLACED, Status.REFUSED, Status.EXPIRED, Status.CANCELL
 MOVES: dict[Status, frozenset[Status]] = {
     Status.WAITING: frozenset({Status.ARMED, Status.CANCELLED}),
     Status.ARMED: frozenset({Status.TRIGGERED, Status.EXPIRED, Status.CANCELLED}),
-    Status.TRIGGERED: frozenset({Status.PLACED, Status.REFUSED}),
+    # expired: its child could not be placed (answered "not now") by the close of its session
+    Status.TRIGGERED: frozenset({Status.PLACED, Status.REFUSED, Status.EXPIRED}),
 }
 
 

@@ -124,6 +124,7 @@ def test_the_state_machine_allows_only_its_moves() -> None:
     assert may_move(Status.ARMED, Status.TRIGGERED) and may_move(Status.ARMED, Status.EXPIRED)
     assert may_move(Status.ARMED, Status.CANCELLED)
     assert may_move(Status.TRIGGERED, Status.PLACED) and may_move(Status.TRIGGERED, Status.REFUSED)
+    assert may_move(Status.TRIGGERED, Status.EXPIRED)  # its child not placed by its session's close
     assert not may_move(Status.TRIGGERED, Status.CANCELLED)  # its child is an order by then: cancel that
     assert not may_move(Status.WAITING, Status.TRIGGERED)  # a bracket leg triggers only once armed
     for final in (Status.PLACED, Status.REFUSED, Status.EXPIRED, Status.CANCELLED):
