@@ -2,7 +2,9 @@
 fleet): a buy stop armed on execution is triggered by a `quotes.snapshot` round on RabbitMQ and its child is decided
 by risk (a decision carrying the conditional order's id) and placed once, even with the round delivered twice; a
 stop whose trigger came while execution was down fires once when it starts again (or expires, as it says), and never
-again after another restart; bad input is refused with the field named and nothing stored."""
+again after another restart; only quotes of continuous trading trigger, a child not placed by the session's close
+expires, a bracket whose entry ends partly filled arms its legs for what filled; bad input is refused with the field
+named and nothing stored. The fleet runs on a shifted clock at 10:00 of a trading day (`in_session`)."""
 
 import asyncio
 import json
@@ -16,13 +18,17 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from services.execution.brokers.base import BrokerReport, Fill
 from services.execution.conditional.watcher import ConditionalWatcher
 from services.execution.store import outbox
+from shared.core.domain import OrderStatus
+from shared.platform.approval import OrderTerms
 from shared.platform.bus.amqp import AmqpBus
 from shared.platform.clock import EXCHANGE_TZ, ShiftedClock, utcnow
 from shared.platform.events import LiveQuote, QuotesSnapshot, make_event
 from shared.platform.events.envelope import Envelope
 from shared.platform.internal_auth import Principal
+from shared.platform.observability import new_id
 from shared.platform.settings import Settings
 from tests.conftest import Backing
 from tests.integration.execution.order_path_harness import Fleet, fleet, open_day, trader, until
@@ -197,6 +203,33 @@ async def test_a_child_not_placed_by_the_close_expires_and_is_not_placed_the_nex
         await until(lambda: watcher.passes >= passes + 3, what="a few passes")
         assert await _children(f, amy, cid) == []
         assert await _events(f, cid) == ["conditional.armed", "conditional.triggered", "conditional.expired"]
+
+
+async def test_a_bracket_whose_entry_ends_partly_filled_arms_its_legs_for_the_filled_qty(backing: Backing) -> None:
+    amy = trader()
+    settings = in_session(backing)
+    async with fleet(settings) as f:
+        now = on_market_clock(f, settings)
+        f.data.live[CODE] = ("10.00", now())
+        # the entry: a buy of 10,000 at 10.00, held by execution
+        terms = OrderTerms(client_order_id=f"c-{new_id()[:12]}", account_id=amy.account_id, ts_code=CODE, side="buy",
+                           order_type="limit", qty=10_000, price=Decimal("10.00"))  # fmt: skip
+        entry = (await f.store.create_order(terms, new_id(), today=now().astimezone(EXCHANGE_TZ).date())).order
+        legs = await _create(f, amy, path=OCO, after_order_id=entry.order_id, legs=[
+            {"ts_code": CODE, "side": "sell", "qty": 10_000, "kind": "limit", "price": "10.80",
+             "condition": {"type": "price_above", "price": "10.80"}},
+            {"ts_code": CODE, "side": "sell", "qty": 10_000, "kind": "stop", "stop_price": "9.50"}])  # fmt: skip
+        assert [leg["status"] for leg in legs] == ["waiting", "waiting"]
+        # 9,950 bought, then the rest cancelled (as at the close)
+        fill = Fill(fill_id=f"f-{entry.order_id}", qty=9_950, price=Decimal("10.00"), traded_at=now())
+        await f.store.apply_report(entry.order_id, BrokerReport(status=OrderStatus.SUBMITTED))
+        await f.store.apply_report(entry.order_id, BrokerReport(status=OrderStatus.PARTIALLY_FILLED, fills=(fill,)))
+        await f.store.apply_report(entry.order_id, BrokerReport(status=OrderStatus.CANCELLED, fills=(fill,)))
+        for leg in legs:
+            await until(_status_is(f, amy, leg["conditional_id"], "armed"), what="the leg armed")
+            armed = await _get(f, amy, leg["conditional_id"])
+            assert armed["qty"] == 9_950 and "9950 filled" in armed["message"]
+            assert await _events(f, leg["conditional_id"]) == ["conditional.waiting", "conditional.armed"]
 
 
 async def test_oco_legs_triggered_at_once_by_two_processes_place_one_child(backing: Backing) -> None:
