@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import date, datetime
 from typing import Any
 
 from fastapi import FastAPI
@@ -171,12 +172,20 @@ def create_app(settings: Settings, infra: Infra | None = None, *, broker: Broker
     # their children decided by risk.
     conditional_store = ConditionalStore(db, source=NAME, on_event=relay.notify)
     conditional_prices = conditional.DataLivePrices(infra.services, settings.internal_secret)
+    desk = app.state.desk
+
+    async def conditional_session(at: datetime) -> date:
+        """The session of a conditional order triggered at `at`: that of an order placed then (the trade calendar's,
+        or the replayed one); its child not placed by that session's close, it expires."""
+        return (await desk.order_session(at)).day
+
     conditional_watcher = conditional.ConditionalWatcher(
         conditional_store,
         conditional.RiskService(infra.services, settings.internal_secret),
         conditional_prices,
         _OrderStates(store),
         market_now=clock.now,
+        session_of=conditional_session,
     )
     conditional_loop = PeriodicTask("conditional-orders", conditional.PASS_S, conditional_watcher.run_pass,
                                     stop_grace_s=STOP_GRACE_S)  # fmt: skip
@@ -185,7 +194,6 @@ def create_app(settings: Settings, infra: Infra | None = None, *, broker: Broker
     app.state.conditional_watcher = conditional_watcher
     app.state.conditional_loop = conditional_loop
     app.state.conditional_clock = clock.now
-    desk = app.state.desk
 
     async def positions_session() -> Any:
         return await desk.order_session(clock.now())

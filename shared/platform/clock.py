@@ -55,8 +55,9 @@ class UtcDateTime(TypeDecorator[datetime]):
 EXCHANGE_TZ = ZoneInfo("Asia/Shanghai")
 SESSION_OPEN = time(9, 30)  # continuous trading starts: the moment a replayed session begins
 SESSION_CLOSE = time(15, 0)
-# Continuous trading (SSE/SZSE): 09:30-11:30 and 13:00-14:57, Asia/Shanghai; the opening call auction (09:15-09:25)
-# and the closing call auction (14:57-15:00) are not continuous, nor is the lunch break.
+# Continuous trading (连续竞价) on the SSE, SZSE and BSE, Asia/Shanghai, each [start, end): the morning, and the
+# afternoon until the closing call auction (14:57-15:00). Outside them: the opening call (09:15-09:25) and its pause,
+# the lunch break, the closing call, and after the close.
 CONTINUOUS_TRADING = ((time(9, 30), time(11, 30)), (time(13, 0), time(14, 57)))
 _TICK = timedelta(microseconds=1)
 

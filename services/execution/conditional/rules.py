@@ -22,6 +22,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 from shared.core.domain import OrderSide, OrderType
+from shared.core.market.rules import lot_sizes
 
 
 class Kind(StrEnum):
@@ -43,7 +44,9 @@ class Status(StrEnum):
     TRIGGERED = "triggered"  # claimed: its child is being submitted through risk
     PLACED = "placed"  # risk approved the child and execution holds it (child_order_id)
     REFUSED = "refused"  # risk (or execution) refused the child: reasons recorded
-    EXPIRED = "expired"  # its trigger was missed while execution was down and on_missed is expire
+    # its trigger was missed while execution was down and on_missed is expire; or, triggered, its child could not be
+    # placed by its session's close
+    EXPIRED = "expired"
     CANCELLED = "cancelled"  # by its owner or an admin, by its OCO partner, or its parent order never filled
 
 
@@ -57,7 +60,8 @@ FINAL = frozenset({Status.PLACED, Status.REFUSED, Status.EXPIRED, Status.CANCELL
 MOVES: dict[Status, frozenset[Status]] = {
     Status.WAITING: frozenset({Status.ARMED, Status.CANCELLED}),
     Status.ARMED: frozenset({Status.TRIGGERED, Status.EXPIRED, Status.CANCELLED}),
-    Status.TRIGGERED: frozenset({Status.PLACED, Status.REFUSED}),
+    # expired: its child could not be placed (answered "not now") by the close of its session
+    Status.TRIGGERED: frozenset({Status.PLACED, Status.REFUSED, Status.EXPIRED}),
 }
 
 
@@ -168,3 +172,17 @@ def missed(evidence_at: datetime, watching_since: datetime) -> bool:
     """A trigger is missed when what it saw — the quote's time, or a time condition's moment — came before this
     process was watching (execution was down then): the order's `on_missed` says whether it fires or expires."""
     return evidence_at < watching_since
+
+
+def leg_qty_after_partial_fill(side: OrderSide, ts_code: str, leg_qty: int, filled: int) -> int:
+    """The qty a bracket's leg is armed with when its entry ended partly filled (cancelled, expired at the close):
+    what the entry filled, at most the leg's own qty. A sell may include the odd lot (it closes what was bought); a
+    buy is cut down to what the exchange takes (`lot_sizes`: main board and ChiNext whole lots of 100, STAR at least
+    200, BSE at least 100). 0: nothing to protect (the leg is cancelled)."""
+    qty = min(leg_qty, max(filled, 0))
+    if side is OrderSide.SELL or qty <= 0:
+        return qty
+    lot_min, lot_step = lot_sizes(ts_code)
+    if qty < lot_min:
+        return 0
+    return lot_min + (qty - lot_min) // lot_step * lot_step

@@ -11,10 +11,11 @@ the same order at risk (which replays its approved decision) and at execution (w
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -23,12 +24,13 @@ from services.execution.conditional.rules import (
     OnMissed,
     Status,
     crossed,
+    leg_qty_after_partial_fill,
     missed,
     time_reached,
 )
 from services.execution.conditional.store import Conditional, ConditionalStore, StaleMove
 from shared.core.domain import OrderStatus
-from shared.platform.clock import utcnow
+from shared.platform.clock import continuous_trading, market_today, session_close, utcnow
 from shared.platform.errors import ServiceError
 from shared.platform.events import Envelope, QuotesSnapshot
 from shared.platform.http import ServiceDirectory
@@ -138,6 +140,11 @@ class DataLivePrices:
         return None if close is None else Decimal(str(close))
 
 
+async def exchange_day(at: datetime) -> date:
+    """The session of a trigger at `at` without a calendar: its exchange date (Asia/Shanghai)."""
+    return market_today(at, None)
+
+
 class ConditionalWatcher:
     def __init__(
         self,
@@ -149,6 +156,7 @@ class ConditionalWatcher:
         market_now: Callable[[], datetime],
         wall_now: Callable[[], datetime] = utcnow,
         lease_s: float = LEASE_S,
+        session_of: Callable[[datetime], Awaitable[date]] = exchange_day,
     ) -> None:
         self.store = store
         self.risk = risk
@@ -157,6 +165,9 @@ class ConditionalWatcher:
         self.market_now = market_now  # the market clock: time conditions, and what "missed" is judged against
         self.wall_now = wall_now  # leases
         self.lease_s = lease_s
+        # the trading session of an order placed at a moment (execution's desk: by the trade calendar): a triggered
+        # order whose child is not placed by that session's close expires
+        self.session_of = session_of
         self.previous: dict[str, Decimal] = {}  # conditional_id -> the last price it saw (in this process)
         self.by_code: dict[str, dict[str, Conditional]] = {}  # the armed price-triggered orders, by ts_code
         self.watching_since: datetime | None = None  # market time this process started watching
@@ -205,7 +216,11 @@ class ConditionalWatcher:
                     await self.observe(c, quote.last, quote.time)
 
     async def observe(self, c: Conditional, price: Decimal, at: datetime) -> bool:
-        """`price` quoted at `at` for an armed order: triggers it if it crosses. True: this call claimed it."""
+        """`price` quoted at `at` for an armed order: triggers it if it crosses. True: this call claimed it. A quote
+        from outside continuous trading (the call auctions, the lunch break, after the close) is not a trade price:
+        it neither triggers nor counts as the previous price."""
+        if not continuous_trading(at):
+            return False
         previous = self.previous.get(c.conditional_id, c.ref_price)
         if not crossed(c.trigger, previous, price):
             self.previous[c.conditional_id] = price
@@ -318,11 +333,43 @@ class ConditionalWatcher:
             if retry_at is not None and not due:
                 self.retry_at[c.conditional_id] = retry_at
             if due or (c.claimed_at is not None and c.claimed_at <= stalled_before):
+                if await self._expired(c):
+                    continue
                 try:
                     again = await self.store.reclaim(c, self.wall_now())
                 except StaleMove:
                     continue
                 await self.submit(again)
+
+    async def _expired(self, c: Conditional) -> bool:
+        """A triggered order about to be attempted again whose session has closed is expired instead (its child
+        could not be placed by the close: a stop does not carry over to another day). True: it is no longer to be
+        attempted now (expired here, moved by another process, or its session cannot be told this pass)."""
+        if c.triggered_at is None:
+            return False
+        try:
+            day = await self.session_of(c.triggered_at)
+        except Exception as exc:  # the calendar cannot say: not attempted on a guess (it could be the next day's
+            # order), nor expired; judged again at the next pass
+            log.warning("cannot tell a triggered conditional order's session: %r", exc,
+                        extra={"conditional_id": c.conditional_id})  # fmt: skip
+            self.retry_at[c.conditional_id] = self.wall_now()  # due again at the next pass
+            return True
+        close = session_close(day)
+        now = self.market_now()
+        if now < close:
+            return False
+        self.retry_at.pop(c.conditional_id, None)
+        reason = (
+            f"its child could not be placed by the close of its session {day.isoformat()} "
+            f"(last answer: {c.message or 'none'})"
+        )
+        with contextlib.suppress(StaleMove):  # another process moved it first
+            await self.store.move(
+                c, Status.EXPIRED, now, reasons=[{"code": "session_closed", "message": reason}],
+                message=f"expired: {reason}",
+            )  # fmt: skip
+        return True
 
     async def _catch_up(self) -> None:
         """After start: the latest live quote of each armed code, checked as a quote (one from before start is a
@@ -342,8 +389,9 @@ class ConditionalWatcher:
                 await self.observe(c, live.price, live.time)
 
     async def _waiting(self) -> None:
-        """Orders waiting for another to fill (a bracket's legs): armed once it is filled, cancelled once it ended
-        otherwise (cancelled, rejected: the entry never filled in full)."""
+        """Orders waiting for another to fill (a bracket's legs): armed once it is filled; once it ended partly filled
+        (cancelled, or expired at the close), armed for what it filled (`leg_qty_after_partial_fill`); cancelled
+        once it ended with nothing filled (or too little for a buy leg's lot)."""
         for c in await self.store.with_status(Status.WAITING):
             assert c.after_order_id is not None
             state = await self.orders.order_status(c.after_order_id)
@@ -356,6 +404,14 @@ class ConditionalWatcher:
                     armed = await self.store.move(
                         c, Status.ARMED, now, ref_price=None, message=f"armed: order {c.after_order_id} filled"
                     )
+                    self.add(armed)
+                elif status.is_final and (qty := leg_qty_after_partial_fill(c.side, c.ts_code, c.qty, filled)) > 0:
+                    # The entry ended partly filled: the shares it bought are held, and protected.
+                    armed = await self.store.move(
+                        c, Status.ARMED, now, ref_price=None, qty=qty,
+                        message=f"armed for {qty} of {c.qty}: order {c.after_order_id} ended {status.value} with "
+                        f"{filled} filled",
+                    )  # fmt: skip
                     self.add(armed)
                 elif status.is_final:
                     await self.store.move(

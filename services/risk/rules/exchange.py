@@ -11,7 +11,7 @@ from services.risk.rules.base import Finding, Level, RuleConfig, RuleOrder
 from shared.core.domain import OrderSide, OrderType
 from shared.core.domain.codes import Board
 from shared.core.market.rules import max_order_qty
-from shared.platform.clock import EXCHANGE_TZ
+from shared.platform.clock import CONTINUOUS_TRADING, EXCHANGE_TZ
 from shared.platform.request_model import StrictBool
 
 RULE = "exchange"
@@ -20,7 +20,7 @@ RULE = "exchange"
 # takes nothing; the closing call auction 14:57-15:00 takes no cancels. Continuous trading 9:30-11:30, 13:00-14:57.
 NO_CANCELS = ((time(9, 20), time(9, 25)), (time(14, 57), time(15, 0)))
 NO_ORDERS = ((time(9, 25), time(9, 30)),)
-CONTINUOUS = ((time(9, 30), time(11, 30)), (time(13, 0), time(14, 57)))
+CONTINUOUS = CONTINUOUS_TRADING  # the one statement of it (shared/platform/clock.py)
 # Price cage (有效申报价格范围) of limit orders in continuous trading: main board and ChiNext a buy at most the larger
 # of 102% of the benchmark and the benchmark + 10 ticks, a sell at least the smaller of 98% and benchmark - 10 ticks
 # (SZSE from 2020-08-24 for ChiNext, SSE/SZSE main board from 2023-04-10); STAR 102% / 98% only (SSE 2019).

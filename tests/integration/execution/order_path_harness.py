@@ -25,7 +25,7 @@ from services.execution.app import create_app as create_execution_app
 from services.execution.store import ExecutionStore, trades
 from services.risk.app import create_app as create_risk_app
 from shared.core.market.calendar import FIRST_YEAR, LAST_YEAR, is_trading_day
-from shared.platform.app import Infra
+from shared.platform.app import Infra, market_clock
 from shared.platform.approval import OrderTerms, sign_approval
 from shared.platform.bus import EventBus, EventHandler, JobHandler, create_bus
 from shared.platform.bus.amqp import AmqpBus
@@ -470,6 +470,7 @@ async def fleet(
         execution_bus,
         create_cache(settings.redis_url),
         ServiceDirectory(settings, transports=execution_transports),
+        clock=market_clock(settings),  # LH_MARKET_CLOCK: real unless a test shifts it
     )
     execution_app = create_execution_app(settings, execution_infra)
     execution_transport = SwitchableTransport(execution_app)
@@ -484,6 +485,7 @@ async def fleet(
             settings,
             transports={"execution": execution_transport, "data": data_transport, "strategy": strategy_transport},
         ),
+        clock=market_clock(settings),
     )
     risk_app = create_risk_app(settings, risk_infra)
     risk_transport = SwitchableTransport(risk_app)

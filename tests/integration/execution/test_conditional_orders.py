@@ -2,11 +2,15 @@
 fleet): a buy stop armed on execution is triggered by a `quotes.snapshot` round on RabbitMQ and its child is decided
 by risk (a decision carrying the conditional order's id) and placed once, even with the round delivered twice; a
 stop whose trigger came while execution was down fires once when it starts again (or expires, as it says), and never
-again after another restart; bad input is refused with the field named and nothing stored."""
+again after another restart; only quotes of continuous trading trigger, a child not placed by the session's close
+expires, a bracket whose entry ends partly filled arms its legs for what filled; bad input is refused with the field
+named and nothing stored. The fleet runs on a shifted clock at 10:00 of a trading day (`in_session`)."""
 
 import asyncio
 import json
 import secrets
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -14,20 +18,48 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from services.execution.brokers.base import BrokerReport, Fill
 from services.execution.conditional.watcher import ConditionalWatcher
 from services.execution.store import outbox
+from shared.core.domain import OrderStatus
+from shared.platform.approval import OrderTerms
 from shared.platform.bus.amqp import AmqpBus
-from shared.platform.clock import utcnow
+from shared.platform.clock import EXCHANGE_TZ, ShiftedClock, utcnow
 from shared.platform.events import LiveQuote, QuotesSnapshot, make_event
 from shared.platform.events.envelope import Envelope
 from shared.platform.internal_auth import Principal
+from shared.platform.observability import new_id
+from shared.platform.settings import Settings
 from tests.conftest import Backing
-from tests.integration.execution.order_path_harness import Fleet, fleet, trader, until
+from tests.integration.execution.order_path_harness import Fleet, fleet, open_day, trader, until
 
 pytestmark = pytest.mark.integration
 
 OCO = "/v1/oco-orders"
 CODE = "600000.SH"  # the fake data service's: last close 10.00, limits 11.00 / 9.00
+
+
+def in_session(backing: Backing, **overrides: Any) -> Settings:
+    """The fleet on a shifted market clock at 10:00 (Asia/Shanghai) of the latest trading day up to today: only
+    quotes of continuous trading trigger, and the tests run at any hour. One anchor: fleets started again from these
+    settings (a restart) read the same clock."""
+    day = datetime.now(EXCHANGE_TZ).date()
+    while not open_day(day):
+        day -= timedelta(days=1)
+    at = datetime(day.year, day.month, day.day, 10, 0, tzinfo=EXCHANGE_TZ)
+    return backing.settings(market_clock="shifted", market_clock_at=at, market_clock_anchor=time.time(), **overrides)
+
+
+def market_clock(settings: Settings) -> Callable[[], datetime]:
+    assert settings.market_clock_at is not None
+    return ShiftedClock(settings.market_clock_at, settings.market_clock_anchor).now
+
+
+def on_market_clock(f: Fleet, settings: Settings) -> Callable[[], datetime]:
+    """The fake data service's sessions follow the fleet's market clock; the clock, for the tests' quotes."""
+    clock = market_clock(settings)
+    f.data.clock = clock
+    return clock
 
 
 def snapshot(last: str, at: datetime) -> Envelope:
@@ -76,24 +108,29 @@ async def test_a_stop_triggered_by_the_quotes_places_one_child_through_risk_even
     backing: Backing,
 ) -> None:
     amy = trader()
-    async with fleet(backing.settings()) as f:
-        f.data.live[CODE] = ("10.00", utcnow())
+    settings = in_session(backing)
+    async with fleet(settings) as f:
+        now = on_market_clock(f, settings)
+        f.data.live[CODE] = ("10.00", now())
         stop = await _create(f, amy, ts_code=CODE, side="buy", qty=100, kind="stop", stop_price="10.50")
         assert (stop["status"], stop["ref_price"], stop["order_type"], stop["market_type"]) == (
             "armed", "10.00", "market", "counterparty_best")  # fmt: skip
         cid = stop["conditional_id"]
 
-        await f.execution_bus.publish(snapshot("10.40", utcnow()))  # below the stop: nothing
-        crossing = snapshot("10.60", utcnow())
+        lunch = now().astimezone(EXCHANGE_TZ).replace(hour=12, minute=0)
+        await f.execution_bus.publish(snapshot("10.65", lunch))  # beyond the stop, but in the lunch break: nothing
+        await f.execution_bus.publish(snapshot("10.40", now()))  # below the stop: nothing
+        crossing = snapshot("10.60", now())
         await f.execution_bus.publish(crossing)
         await f.execution_bus.publish(crossing)  # the same round delivered twice
         await until(_status_is(f, amy, cid, "placed"), what="the stop placed its child")
-        await f.execution_bus.publish(snapshot("10.70", utcnow()))  # later rounds beyond the level: nothing more
+        await f.execution_bus.publish(snapshot("10.70", now()))  # later rounds beyond the level: nothing more
         await until(lambda: f.execution_app.state.conditional_watcher.previous.get(cid) is None, what="forgotten")
 
         placed = await _get(f, amy, cid)
         [child] = await _children(f, amy, cid)
         assert (child["side"], child["order_type"], child["qty"], child["ts_code"]) == ("buy", "market", 100, CODE)
+        # triggered by the round of continuous trading (10.60), not the lunch break's 10.65
         assert (placed["child_order_id"], placed["trigger_seen"], placed["missed"]) == (child["order_id"], "10.60",
                                                                                         False)  # fmt: skip
         # risk's decision on the child, as amy, carrying the conditional order's id
@@ -107,11 +144,13 @@ async def test_a_stop_triggered_by_the_quotes_places_one_child_through_risk_even
 
 async def test_a_risk_refusal_of_the_child_is_recorded_with_its_reasons(backing: Backing) -> None:
     amy = trader()
-    async with fleet(backing.settings()) as f:
-        f.data.live[CODE] = ("10.00", utcnow())
+    settings = in_session(backing)
+    async with fleet(settings) as f:
+        now = on_market_clock(f, settings)
+        f.data.live[CODE] = ("10.00", now())
         # a sell stop with no shares to sell: risk refuses the child (insufficient_position)
         stop = await _create(f, amy, ts_code=CODE, side="sell", qty=100, kind="stop", stop_price="9.50")
-        await f.execution_bus.publish(snapshot("9.40", utcnow()))
+        await f.execution_bus.publish(snapshot("9.40", now()))
         cid = stop["conditional_id"]
         await until(_status_is(f, amy, cid, "refused"), what="the child refused")
         refused = await _get(f, amy, cid)
@@ -121,12 +160,14 @@ async def test_a_risk_refusal_of_the_child_is_recorded_with_its_reasons(backing:
 
 async def test_a_child_risk_could_not_answer_is_placed_once_when_risk_is_back(backing: Backing) -> None:
     amy = trader()
-    async with fleet(backing.settings()) as f:
-        f.data.live[CODE] = ("10.00", utcnow())
+    settings = in_session(backing)
+    async with fleet(settings) as f:
+        now = on_market_clock(f, settings)
+        f.data.live[CODE] = ("10.00", now())
         stop = await _create(f, amy, ts_code=CODE, side="buy", qty=100, kind="stop", stop_price="10.50")
         cid = stop["conditional_id"]
         f.risk_transport.down = True  # execution cannot reach risk
-        await f.execution_bus.publish(snapshot("10.60", utcnow()))
+        await f.execution_bus.publish(snapshot("10.60", now()))
         await until(lambda: f.risk_transport.attempts >= 2, what="the child tried twice while risk was down")
         waiting = await _get(f, amy, cid)
         assert waiting["status"] == "triggered" and "no answer" in waiting["message"]
@@ -137,10 +178,66 @@ async def test_a_child_risk_could_not_answer_is_placed_once_when_risk_is_back(ba
         assert await _events(f, cid) == ["conditional.armed", "conditional.triggered", "conditional.placed"]
 
 
+async def test_a_child_not_placed_by_the_close_expires_and_is_not_placed_the_next_day(backing: Backing) -> None:
+    amy = trader()
+    settings = in_session(backing)
+    async with fleet(settings) as f:
+        now = on_market_clock(f, settings)
+        f.data.live[CODE] = ("10.00", now())
+        stop = await _create(f, amy, ts_code=CODE, side="buy", qty=100, kind="stop", stop_price="10.50")
+        cid = stop["conditional_id"]
+        f.risk_transport.down = True
+        await f.execution_bus.publish(snapshot("10.60", now()))
+        await until(lambda: f.risk_transport.attempts >= 2, what="the child tried while risk was down")
+        # the session (by execution's trade calendar) closes with risk still down: the order expires
+        watcher: ConditionalWatcher = f.execution_app.state.conditional_watcher
+        day = now().astimezone(EXCHANGE_TZ).date()
+        after_close = datetime(day.year, day.month, day.day, 15, 0, 1, tzinfo=EXCHANGE_TZ)
+        watcher.market_now = lambda: after_close
+        await until(_status_is(f, amy, cid, "expired"), timeout=45.0, what="expired at the close")
+        expired = await _get(f, amy, cid)
+        assert [r["code"] for r in expired["reasons"]] == ["session_closed"]
+        assert day.isoformat() in expired["message"] and "no answer from risk" in expired["message"]
+        f.risk_transport.down = False  # risk back: nothing is placed for the next session
+        passes = watcher.passes
+        await until(lambda: watcher.passes >= passes + 3, what="a few passes")
+        assert await _children(f, amy, cid) == []
+        assert await _events(f, cid) == ["conditional.armed", "conditional.triggered", "conditional.expired"]
+
+
+async def test_a_bracket_whose_entry_ends_partly_filled_arms_its_legs_for_the_filled_qty(backing: Backing) -> None:
+    amy = trader()
+    settings = in_session(backing)
+    async with fleet(settings) as f:
+        now = on_market_clock(f, settings)
+        f.data.live[CODE] = ("10.00", now())
+        # the entry: a buy of 10,000 at 10.00, held by execution
+        terms = OrderTerms(client_order_id=f"c-{new_id()[:12]}", account_id=amy.account_id, ts_code=CODE, side="buy",
+                           order_type="limit", qty=10_000, price=Decimal("10.00"))  # fmt: skip
+        entry = (await f.store.create_order(terms, new_id(), today=now().astimezone(EXCHANGE_TZ).date())).order
+        legs = await _create(f, amy, path=OCO, after_order_id=entry.order_id, legs=[
+            {"ts_code": CODE, "side": "sell", "qty": 10_000, "kind": "limit", "price": "10.80",
+             "condition": {"type": "price_above", "price": "10.80"}},
+            {"ts_code": CODE, "side": "sell", "qty": 10_000, "kind": "stop", "stop_price": "9.50"}])  # fmt: skip
+        assert [leg["status"] for leg in legs] == ["waiting", "waiting"]
+        # 9,950 bought, then the rest cancelled (as at the close)
+        fill = Fill(fill_id=f"f-{entry.order_id}", qty=9_950, price=Decimal("10.00"), traded_at=now())
+        await f.store.apply_report(entry.order_id, BrokerReport(status=OrderStatus.SUBMITTED))
+        await f.store.apply_report(entry.order_id, BrokerReport(status=OrderStatus.PARTIALLY_FILLED, fills=(fill,)))
+        await f.store.apply_report(entry.order_id, BrokerReport(status=OrderStatus.CANCELLED, fills=(fill,)))
+        for leg in legs:
+            await until(_status_is(f, amy, leg["conditional_id"], "armed"), what="the leg armed")
+            armed = await _get(f, amy, leg["conditional_id"])
+            assert armed["qty"] == 9_950 and "9950 filled" in armed["message"]
+            assert await _events(f, leg["conditional_id"]) == ["conditional.waiting", "conditional.armed"]
+
+
 async def test_oco_legs_triggered_at_once_by_two_processes_place_one_child(backing: Backing) -> None:
     amy = trader()
-    async with fleet(backing.settings()) as f:
-        f.data.live[CODE] = ("10.00", utcnow())
+    settings = in_session(backing)
+    async with fleet(settings) as f:
+        now = on_market_clock(f, settings)
+        f.data.live[CODE] = ("10.00", now())
         legs = await _create(f, amy, path=OCO, legs=[
             {"ts_code": CODE, "side": "buy", "qty": 100, "kind": "stop", "stop_price": "10.50"},
             {"ts_code": CODE, "side": "buy", "qty": 100, "kind": "limit", "price": "9.40",
@@ -153,7 +250,7 @@ async def test_oco_legs_triggered_at_once_by_two_processes_place_one_child(backi
         assert rows[0] is not None and rows[1] is not None
         # two processes, each seeing a quote that crosses a different leg, at the same moment
         won = await asyncio.gather(
-            one.observe(rows[0], Decimal("10.60"), utcnow()), other.observe(rows[1], Decimal("9.30"), utcnow())
+            one.observe(rows[0], Decimal("10.60"), now()), other.observe(rows[1], Decimal("9.30"), now())
         )
         assert sorted(won) == [False, True]
         statuses = sorted([(await _get(f, amy, leg["conditional_id"]))["status"] for leg in legs])
@@ -163,16 +260,18 @@ async def test_oco_legs_triggered_at_once_by_two_processes_place_one_child(backi
 
 
 async def test_a_trigger_that_came_while_execution_was_down_fires_once_on_start(backing: Backing) -> None:
-    settings = backing.settings(scope="cond" + secrets.token_hex(3), paper_fills="immediate")
+    settings = in_session(backing, scope="cond" + secrets.token_hex(3), paper_fills="immediate")
     amy = trader()
+    now = market_clock(settings)
     async with fleet(settings) as f:
-        f.data.live[CODE] = ("10.00", utcnow())
+        on_market_clock(f, settings)
+        f.data.live[CODE] = ("10.00", now())
         fires = await _create(f, amy, ts_code=CODE, side="buy", qty=100, kind="stop", stop_price="10.50")
         expires = await _create(f, amy, ts_code=CODE, side="buy", qty=200, kind="stop", stop_price="10.50",
                                 on_missed="expire")  # fmt: skip
         stays = await _create(f, amy, ts_code=CODE, side="buy", qty=300, kind="stop", stop_price="10.90")
     # execution is down: a round crossing the stops is published; its durable queue keeps it
-    crossed_at = utcnow()
+    crossed_at = now()
     bus = AmqpBus(settings.amqp_url, namespace=settings.bus_namespace, source="data")
     await bus.start()
     try:
@@ -181,6 +280,7 @@ async def test_a_trigger_that_came_while_execution_was_down_fires_once_on_start(
         await bus.close()
     for restart in range(2):  # started again, and once more: it fires once in all
         async with fleet(settings) as f:
+            on_market_clock(f, settings)
             f.data.live[CODE] = ("10.60", crossed_at)  # the latest live quote is the one of the crossing
             await until(_status_is(f, amy, fires["conditional_id"], "placed"), what="the missed stop fired")
             await until(_status_is(f, amy, expires["conditional_id"], "expired"), what="the other expired")
@@ -194,7 +294,7 @@ async def test_a_trigger_that_came_while_execution_was_down_fires_once_on_start(
             # the one whose level was not reached is still armed after each restart, and fires on a later round
             assert (await _get(f, amy, stays["conditional_id"]))["status"] == "armed"
             if restart == 1:
-                await f.execution_bus.publish(snapshot("10.95", utcnow()))
+                await f.execution_bus.publish(snapshot("10.95", now()))
                 await until(_status_is(f, amy, stays["conditional_id"], "placed"), what="the armed one fired")
                 stayed = await _get(f, amy, stays["conditional_id"])
                 assert stayed["missed"] is False and len(await _children(f, amy, stays["conditional_id"])) == 1

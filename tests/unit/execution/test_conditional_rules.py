@@ -15,6 +15,7 @@ from services.execution.conditional.rules import (
     child_client_order_id,
     child_type,
     crossed,
+    leg_qty_after_partial_fill,
     market_type_error,
     may_move,
     missed,
@@ -123,6 +124,7 @@ def test_the_state_machine_allows_only_its_moves() -> None:
     assert may_move(Status.ARMED, Status.TRIGGERED) and may_move(Status.ARMED, Status.EXPIRED)
     assert may_move(Status.ARMED, Status.CANCELLED)
     assert may_move(Status.TRIGGERED, Status.PLACED) and may_move(Status.TRIGGERED, Status.REFUSED)
+    assert may_move(Status.TRIGGERED, Status.EXPIRED)  # its child not placed by its session's close
     assert not may_move(Status.TRIGGERED, Status.CANCELLED)  # its child is an order by then: cancel that
     assert not may_move(Status.WAITING, Status.TRIGGERED)  # a bracket leg triggers only once armed
     for final in (Status.PLACED, Status.REFUSED, Status.EXPIRED, Status.CANCELLED):
@@ -131,3 +133,23 @@ def test_the_state_machine_allows_only_its_moves() -> None:
 
 def test_the_child_client_order_id_is_derived_from_the_conditional_id() -> None:
     assert child_client_order_id("0123456789abcdef0123456789abcdef") == "cond-0123456789abcdef0123456789abcdef"
+
+
+@pytest.mark.parametrize(
+    ("side", "code", "leg_qty", "filled", "armed"),
+    [
+        ("sell", "600000.SH", 10_000, 9_900, 9_900),  # the shares bought: all of them protected
+        ("sell", "600000.SH", 10_000, 9_950, 9_950),  # a sell may include the odd 50 (it closes the position)
+        ("sell", "600000.SH", 5_000, 9_950, 5_000),  # never more than the leg's own qty
+        ("sell", "600000.SH", 10_000, 0, 0),  # nothing bought: nothing to protect
+        ("buy", "600000.SH", 10_000, 9_950, 9_900),  # a buy in whole lots of 100: 9,950 -> 9,900
+        ("buy", "300750.SZ", 1_000, 99, 0),  # less than a lot
+        ("buy", "688981.SH", 1_000, 150, 0),  # STAR: at least 200
+        ("buy", "688981.SH", 1_000, 257, 257),  # STAR: 200, then any number of shares
+        ("buy", "830799.BJ", 1_000, 101, 101),  # BSE: 100, then any number
+    ],
+)
+def test_a_leg_after_a_partly_filled_entry_is_sized_by_what_filled(
+    side: str, code: str, leg_qty: int, filled: int, armed: int
+) -> None:
+    assert leg_qty_after_partial_fill(OrderSide(side), code, leg_qty, filled) == armed

@@ -4,7 +4,7 @@ child), OCO legs cancel each other, a bracket's legs wait for the entry to fill,
 a trigger missed while down fires or expires as the order says, and risk's refusals and "not now" are recorded."""
 
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -187,6 +187,40 @@ async def test_a_bracket_waits_for_its_entry_to_fill(db: Database) -> None:
     assert await rig.status(unfilled) is Status.CANCELLED
 
 
+async def test_a_bracket_whose_entry_ends_partly_filled_protects_what_filled(db: Database) -> None:
+    rig = Rig(db)
+    entry = new_id()
+    group = new_id()
+    take_profit = await rig.add(kind=Kind.LIMIT, stop_price=None, price=D("10.80"), condition=ConditionType.PRICE_ABOVE,
+                                level=D("10.80"), market_type=None, status=Status.WAITING, after_order_id=entry,
+                                oco_group=group, ref_price=None, qty=10_000)  # fmt: skip
+    stop = await rig.add(status=Status.WAITING, after_order_id=entry, oco_group=group, ref_price=None, qty=10_000)
+    w = rig.watcher()
+    await w.start()
+    # 9,950 of 10,000 bought, the rest cancelled at the close: the legs are armed for the 9,950 held (odd lot too)
+    rig.orders.states[entry] = (OrderStatus.CANCELLED, 9_950)
+    await w.run_pass()
+    for leg in (take_profit, stop):
+        got = await rig.store.get(leg.conditional_id)
+        assert got is not None and (got.status, got.qty) == (Status.ARMED, 9_950)
+    assert await rig.events(stop.conditional_id) == ["conditional.waiting", "conditional.armed"]
+    await w.on_quotes(snapshot("9.45", T0 + timedelta(seconds=3)))
+    assert [(r.conditional_id, r.qty) for r in rig.risk.requests] == [(stop.conditional_id, 9_950)]
+    assert await rig.status(stop) is Status.PLACED and await rig.status(take_profit) is Status.CANCELLED
+
+    # a buy leg (covering a sell entry) in whole lots: 950 filled -> 900; one whose entry filled nothing is cancelled
+    sold = new_id()
+    buy_back = await rig.add(side=OrderSide.BUY, stop_price=D("10.50"), status=Status.WAITING, after_order_id=sold,
+                             ref_price=None, qty=1_000)  # fmt: skip
+    nothing = await rig.add(status=Status.WAITING, after_order_id="f" * 32, ref_price=None)
+    rig.orders.states[sold] = (OrderStatus.CANCELLED, 950)
+    rig.orders.states["f" * 32] = (OrderStatus.CANCELLED, 0)
+    await w.run_pass()
+    got = await rig.store.get(buy_back.conditional_id)
+    assert got is not None and (got.status, got.qty) == (Status.ARMED, 900)
+    assert await rig.status(nothing) is Status.CANCELLED
+
+
 async def test_a_time_condition_fires_at_its_moment_on_the_market_clock(db: Database) -> None:
     rig = Rig(db)
     at = T0 + timedelta(minutes=5)
@@ -258,3 +292,79 @@ async def test_risk_refusals_are_recorded_and_not_now_is_tried_again(db: Databas
     await w.run_pass()
     assert await rig.status(later) is Status.PLACED
     assert [r.client_order_id for r in rig.risk.requests[1:]] == [f"cond-{later.conditional_id}"] * 2
+
+
+async def test_only_quotes_of_continuous_trading_trigger(db: Database) -> None:
+    rig = Rig(db)
+    stop = await rig.add()  # sell stop at 9.50, armed at 10.00
+    w = rig.watcher()
+    await w.start()
+    day = T0.date()
+    for hh, mm in ((9, 26), (11, 30), (12, 15), (14, 57), (15, 1)):  # the opening call, lunch, the closing call, after
+        await w.on_quotes(snapshot("9.40", datetime(day.year, day.month, day.day, hh, mm, tzinfo=CST)))
+    assert rig.risk.requests == [] and await rig.status(stop) is Status.ARMED
+    # nor are they the previous price: 9.45 at 13:00:03, after the lunch's 9.40, is the crossing from 10.00
+    await w.on_quotes(snapshot("9.45", datetime(day.year, day.month, day.day, 13, 0, 3, tzinfo=CST)))
+    got = await rig.store.get(stop.conditional_id)
+    assert got is not None and (got.status, got.trigger_seen) == (Status.PLACED, D("9.45"))
+
+
+async def test_a_child_not_placed_by_the_close_expires_with_the_reason(db: Database) -> None:
+    rig = Rig(db)
+    stop = await rig.add()
+    w = rig.watcher()
+    await w.start()
+    unavailable = (503, {"code": "risk_unavailable", "message": "risk cannot check the order"})
+    rig.risk.answers.extend([unavailable] * 3)
+    rig.clock.now = datetime(2026, 12, 7, 14, 56, 50, tzinfo=CST)
+    await w.on_quotes(snapshot("9.40", rig.clock.now))  # triggers; risk: not now
+    rig.clock.now += timedelta(seconds=5)
+    await w.run_pass()  # before the close: tried again (not now again)
+    assert (await rig.status(stop), len(rig.risk.requests)) == (Status.TRIGGERED, 2)
+    rig.clock.now = datetime(2026, 12, 7, 15, 0, 0, tzinfo=CST)
+    await w.run_pass()  # the close: expired, not tried a third time (it would be the next day's order)
+    got = await rig.store.get(stop.conditional_id)
+    assert got is not None and got.status is Status.EXPIRED and len(rig.risk.requests) == 2
+    [reason] = got.reasons
+    assert reason["code"] == "session_closed" and "2026-12-07" in reason["message"]
+    assert "risk_unavailable" in reason["message"]
+    assert await rig.events(stop.conditional_id) == ["conditional.armed", "conditional.triggered",
+                                                     "conditional.expired"]  # fmt: skip
+    rig.clock.now = datetime(2026, 12, 8, 10, 0, tzinfo=CST)  # the next day: nothing more
+    await w.run_pass()
+    await rig.watcher().run_pass()
+    assert len(rig.risk.requests) == 2
+
+
+async def test_the_session_a_triggered_order_is_for_comes_from_the_calendar(db: Database) -> None:
+    rig = Rig(db)
+    # an at_time order firing after the close is for the next session (as an order placed then): not expired at once
+    timed = await rig.add(kind=Kind.MARKET, side=OrderSide.BUY, stop_price=None, condition=ConditionType.AT_TIME,
+                          at=datetime(2026, 12, 7, 16, 0, tzinfo=CST), ref_price=None)  # fmt: skip
+
+    async def next_session(at: datetime) -> date:
+        return date(2026, 12, 8)
+
+    broken = False
+
+    async def calendar(at: datetime) -> date:
+        if broken:
+            raise RuntimeError("calendar unavailable")
+        return await next_session(at)
+
+    w = ConditionalWatcher(rig.store, rig.risk, rig.prices, rig.orders, market_now=rig.clock, wall_now=rig.clock,
+                           session_of=calendar)  # fmt: skip
+    rig.risk.answers.extend([(503, {"code": "risk_unavailable", "message": "down"})] * 3)
+    rig.clock.now = datetime(2026, 12, 7, 16, 0, tzinfo=CST)
+    await w.run_pass()  # fires; not now
+    rig.clock.now += timedelta(seconds=5)
+    await w.run_pass()  # tried again: its session (12-08) has not closed
+    assert (await rig.status(timed), len(rig.risk.requests)) == (Status.TRIGGERED, 2)
+    broken = True
+    rig.clock.now = datetime(2026, 12, 8, 15, 0, 1, tzinfo=CST)
+    await w.run_pass()  # the calendar cannot say: neither expired nor tried again on a guess
+    assert (await rig.status(timed), len(rig.risk.requests)) == (Status.TRIGGERED, 2)
+    broken = False
+    rig.clock.now += timedelta(seconds=5)
+    await w.run_pass()
+    assert (await rig.status(timed), len(rig.risk.requests)) == (Status.EXPIRED, 2)

@@ -294,3 +294,25 @@ def test_make_run_replays_the_demo_market_at_its_last_session_unless_told_otherw
     assert demo_clock(settings, {"LH_MARKET_CLOCK": "real"}).market_clock == "real"
     tushare = Settings(_env_file=None, mode=Mode.STANDALONE, data_provider="tushare", tushare_token="t" * 40)  # type: ignore[call-arg]
     assert demo_clock(tushare, {}).market_clock == "real"
+
+
+@pytest.mark.parametrize(
+    ("local", "continuous"),
+    [
+        ("09:15:00", False),  # the opening call auction
+        ("09:25:00", False),  # its result, then the pause
+        ("09:29:59", False),
+        ("09:30:00", True),
+        ("11:29:59", True),
+        ("11:30:00", False),  # the lunch break
+        ("12:59:59", False),
+        ("13:00:00", True),
+        ("14:56:59", True),
+        ("14:57:00", False),  # the closing call auction
+        ("15:00:00", False),
+    ],
+)
+def test_continuous_trading_is_told_by_the_exchange_clock(local: str, continuous: bool) -> None:
+    cst = datetime.fromisoformat(f"2026-12-07T{local}+08:00")
+    assert continuous_trading(cst) is continuous
+    assert continuous_trading(cst.astimezone(UTC)) is continuous  # the same moment in UTC
