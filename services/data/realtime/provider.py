@@ -158,7 +158,9 @@ class RealtimeQuotes:
         self.monotonic = monotonic
         self._securities: dict[str, SecurityRecord] = {}
         self._loaded_at: float | None = None
-        self._latest: dict[str, tuple[Tick, date]] = {}  # each code's latest snapshot, with its trading day
+        # Each code's latest snapshot as the checks of the next one need it: its time, trading day, cumulative volume
+        # and amount. One flat tuple a code: what a round leaves alive is few objects for the garbage collector.
+        self._latest: dict[str, tuple[datetime, date, int, int]] = {}
         self._seen_times: dict[str, str] = {}  # each code's latest snapshot's time, as the feed wrote it
         self._not_stocks: set[str] = set()  # the feed's codes that are no A-share stock: skipped unread
         self._limits: dict[tuple[str, date, int], tuple[int | None, int | None]] = {}
@@ -273,7 +275,7 @@ class RealtimeQuotes:
             limits = limits_known.get((code, day, tick.pre_close))
             if limits is None:
                 limits = await self.limits(securities[code], day, tick.pre_close)
-            latest_quotes[code] = (tick, day)
+            latest_quotes[code] = (tick.time, day, tick.volume, tick.amount)
             seen[code] = tick.time_text
             texts.append((code, _quote_json(tick, limits[0], limits[1], quoted_source, local_text)))
             if newest is None or tick.time > newest:
@@ -301,12 +303,12 @@ class RealtimeQuotes:
             await self._publish_bars(result.bars, as_of)
 
     @staticmethod
-    def _check(tick: Tick, day: date, latest: tuple[Tick, date]) -> str | None:
+    def _check(tick: Tick, day: date, latest: tuple[datetime, date, int, int]) -> str | None:
         """Why a snapshot of a code quoted before is refused (None: it is newer); `day`: its trading day."""
-        before, before_day = latest
-        if tick.time <= before.time:
+        before, before_day, volume, amount = latest
+        if tick.time <= before:
             return STALE
-        if day == before_day and (tick.volume < before.volume or tick.amount < before.amount):
+        if day == before_day and (tick.volume < volume or tick.amount < amount):
             return VOLUME_DECREASED
         return None
 
