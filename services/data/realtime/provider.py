@@ -40,7 +40,7 @@ from services.data.store import DataStore, SecurityRecord
 from shared.core.domain.codes import Board
 from shared.platform.bus import EventBus
 from shared.platform.clock import EXCHANGE_TZ
-from shared.platform.events.envelope import make_json_event, make_raw_json_event
+from shared.platform.events.envelope import make_raw_json_event
 
 log = logging.getLogger(__name__)
 
@@ -327,42 +327,37 @@ class RealtimeQuotes:
             await self._publish_bars(bars, now)
         return bars
 
-    async def _publish(self, event_type: str, payload: dict[str, Any]) -> None:
-        try:
-            await self.bus.publish(make_json_event(event_type, payload, source=SOURCE))
-        except Exception:
-            # Ephemeral events: the next round supersedes this one; the stored quotes and bars stand.
-            log.error("could not publish %s", event_type, exc_info=True)
-
     async def _publish_json(self, event_type: str, payload_json: str) -> None:
         try:
             await self.bus.publish(make_raw_json_event(event_type, payload_json, source=SOURCE))
         except Exception:
+            # Ephemeral events: the next round supersedes this one; the stored quotes and bars stand.
             log.error("could not publish %s", event_type, exc_info=True)
 
     async def _publish_bars(self, bars: list[Bar], closed_at: datetime) -> None:
+        """Store and publish bars that closed: each written once as `MinuteBar`'s JSON (as the quotes are), the
+        store keeping the texts and the `bars.1m` event carrying them (a minute's end closes every code's bar)."""
         if not bars:
             return
-        minute_bars = [
-            {
-                "ts_code": b.ts_code,
-                "minute": b.minute.isoformat(),
-                "open": fen_text(b.open),
-                "high": fen_text(b.high),
-                "low": fen_text(b.low),
-                "close": fen_text(b.close),
-                "volume": b.volume,
-                "amount": fen_text(b.amount),
-            }
-            for b in bars
-        ]  # MinuteBar's JSON
         by_day: dict[date, list[tuple[str, str]]] = {}
-        for bar, row in zip(bars, minute_bars, strict=True):
-            by_day.setdefault(bar.minute.date(), []).append((bar.ts_code, _encode(row)))
+        texts: list[str] = []
+        minute: datetime | None = None
+        minute_text, rows = "", []  # rows: the bars of `minute`'s day
+        for b in bars:
+            if b.minute != minute:  # the bars of one close mostly share their minute
+                minute, minute_text = b.minute, b.minute.isoformat()
+                rows = by_day.setdefault(minute.date(), [])
+            text = (
+                f'{{"ts_code":"{b.ts_code}","minute":"{minute_text}","open":{_json_price(b.open)},'
+                f'"high":{_json_price(b.high)},"low":{_json_price(b.low)},"close":{_json_price(b.close)},'
+                f'"volume":{b.volume},"amount":"{fen_text(b.amount)}"}}'
+            )
+            rows.append((b.ts_code, text))
+            texts.append(text)
         try:
-            for day, rows in by_day.items():
-                await self.live.add_bars(day, rows)
+            for day, day_rows in by_day.items():
+                await self.live.add_bars(day, day_rows)
         except Exception:
             log.error("could not store minute bars", exc_info=True, extra={"bars": len(bars)})
-        payload = {"bars": minute_bars, "closed_at": closed_at.astimezone(EXCHANGE_TZ).isoformat()}  # BarsMinute
-        await self._publish(BARS_1M, payload)
+        closed = closed_at.astimezone(EXCHANGE_TZ).isoformat()
+        await self._publish_json(BARS_1M, f'{{"bars":[{",".join(texts)}],"closed_at":"{closed}"}}')  # BarsMinute

@@ -132,8 +132,8 @@ def _count(value: Any, name: str) -> int:
 def _levels(value: Any, name: str) -> tuple[tuple[int, int], ...]:
     """Bid or ask: (price fen, shares) of each level with a price and a volume, best first."""
     if type(value) is list and len(value) <= LEVELS:
-        # The common case, prices read before: one dict lookup a level. Anything else (a price not seen yet, a null
-        # or empty level, a malformed pair) takes the checked path below, which names what is wrong.
+        # The common case, prices read before: one dict lookup a level. Anything else (a price not seen yet, a
+        # volume that is no count, a malformed pair, a tuple) takes the checked path below, which names what is wrong.
         known, levels = _FEN, []
         try:
             for text, lots in value:

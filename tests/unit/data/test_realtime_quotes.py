@@ -336,6 +336,12 @@ async def test_bars_close_publish_and_are_stored(provider: Any) -> None:
     [bar] = second.bars
     assert (bar.minute, bar.volume, bar.amount) == (at("09:31:00"), 2_000, Decimal("20000.00"))
     assert first.closed_at == at("09:31:01") and second.closed_at == at("09:32:05")
+    # what is stored is the bar's MinuteBar JSON, as the event carries it
+    assert json.loads(stored[0]) == {
+        "ts_code": "600000.SH", "minute": "2024-12-31T09:30:00+08:00", "open": "10.05", "high": "10.05",
+        "low": "9.98", "close": "9.98", "volume": 18_000, "amount": "180390.00",
+    }  # fmt: skip
+    assert [json.loads(text) for text in stored] == [e.payload["bars"][0] for e in recorder.seen]
 
 
 async def test_the_snapshot_age_metric_is_nan_before_any_quote(provider: Any) -> None:
