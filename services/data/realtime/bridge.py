@@ -13,13 +13,14 @@ import asyncio
 import contextlib
 import json
 import logging
-from typing import Any
+from typing import Any, NamedTuple
 
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
 from bridge.qmt import protocol
-from services.data.realtime.provider import QuoteMetrics, RealtimeQuotes
+from services.data.realtime.gc_pause import collection_paused
+from services.data.realtime.provider import QuoteMetrics, RealtimeQuotes, RoundResult
 from shared.platform.clock import utcnow
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,40 @@ async def _receive(websocket: WebSocket) -> str | bytes:
         raise WebSocketDisconnect(message.get("code", 1000))
     text: str | bytes | None = message.get("text") if message.get("text") is not None else message.get("bytes")
     return text or ""
+
+
+class Frame(NamedTuple):
+    type: str
+    body: dict[str, Any]  # ({} for a quotes frame: its round is taken, and its snapshots let go)
+    round: RoundResult | None  # a quotes frame's round (None: another frame, or a round that could not be taken)
+
+
+async def take_frame(
+    channel: protocol.Channel, provider: RealtimeQuotes, text: str | bytes, *, bridge_id: str = ""
+) -> Frame:
+    """Check a frame the bridge sent (its size, signature and sequence: `protocol.Channel.open`) and, for a `quotes`
+    frame, take its round. Raises ProtocolError for a frame to close the connection on. From the frame's arrival to
+    its round published, cyclic garbage collection is held off (gc_pause.py): parsing a whole market's frame is
+    where a full collection would otherwise fall."""
+    with collection_paused():
+        if len(text) > MAX_FRAME_BYTES:
+            raise protocol.ProtocolError(f"a frame of {len(text)} bytes is more than {MAX_FRAME_BYTES}")
+        type_, _, body = channel.open(text)
+        if type_ != protocol.QUOTES:
+            return Frame(type_, body, None)
+        quotes = body.get("quotes")
+        if not isinstance(quotes, list):
+            raise protocol.ProtocolError('a quotes frame\'s body is {"quotes": [snapshot]}')
+        taken = None
+        try:
+            taken = await provider.ingest(quotes, "bridge")
+        except Exception:
+            # The store cannot be read (the database): the round is lost, the connection kept.
+            log.exception("a quotes round could not be taken", extra={"bridge_id": bridge_id})
+        # The round's objects go now, by their reference counts, before the collector is back on: left to it, they
+        # would be walked and promoted by the first collections after the round (some 70,000 containers).
+        del body, quotes
+        return Frame(type_, {}, taken)
 
 
 @bridge_router.websocket(PATH)
@@ -99,20 +134,10 @@ async def bridge_quotes(websocket: WebSocket) -> None:
     try:
         await websocket.send_text(channel.seal(protocol.SUBSCRIBE, {"codes": codes}, id_=channel.new_id()))
         while True:
-            text = await _receive(websocket)
-            if len(text) > MAX_FRAME_BYTES:
-                raise protocol.ProtocolError(f"a frame of {len(text)} bytes is more than {MAX_FRAME_BYTES}")
-            type_, _, body = channel.open(text)
+            type_, body, _ = await take_frame(channel, provider, await _receive(websocket), bridge_id=bridge_id)
             if type_ == protocol.QUOTES:
-                quotes = body.get("quotes")
-                if not isinstance(quotes, list):
-                    raise protocol.ProtocolError('a quotes frame\'s body is {"quotes": [snapshot]}')
-                try:
-                    await provider.ingest(quotes, "bridge")
-                except Exception:
-                    # The store cannot be read (the database): the round is lost, the connection kept.
-                    log.exception("a quotes round could not be taken", extra={"bridge_id": bridge_id})
-            elif type_ == protocol.REPLY:
+                continue  # taken
+            if type_ == protocol.REPLY:
                 if body.get("ok") is not True:
                     log.warning("the bridge refused the subscription", extra={"bridge_id": bridge_id,
                                                                              "error": body.get("error")})  # fmt: skip

@@ -23,6 +23,7 @@ from prometheus_client import Counter as PromCounter
 
 from services.data.quotes import listing_day_of, next_session_limits
 from services.data.realtime.bars import Bar, MinuteBars
+from services.data.realtime.gc_pause import collection_paused
 from services.data.realtime.snapshots import (
     NOT_A_STOCK,
     REASONS,
@@ -39,7 +40,7 @@ from services.data.store import DataStore, SecurityRecord
 from shared.core.domain.codes import Board
 from shared.platform.bus import EventBus
 from shared.platform.clock import EXCHANGE_TZ
-from shared.platform.events.envelope import make_json_event
+from shared.platform.events.envelope import make_raw_json_event
 
 log = logging.getLogger(__name__)
 
@@ -89,14 +90,53 @@ class RoundResult:
     not_stocks: int = 0  # an index's, a fund's, a bond's (xtdata's whole market has them): not quoted, not refused
     rejected: Counter[str] = field(default_factory=Counter)
     bars: list[Bar] = field(default_factory=list)
-    seconds: float = 0.0  # from arrival to published
+    seconds: float = 0.0  # from the round handed over to published (wall time)
+    cpu_seconds: float = 0.0  # this thread's CPU time over the same
 
 
 _encode = json.JSONEncoder(separators=(",", ":")).encode  # one encoder: json.dumps(..., separators) makes one a call
 
 
-def _text(fen: int | None) -> str | None:
-    return fen_text(fen) if fen is not None else None
+_JSON_KEPT = 200_000
+_PRICES: dict[int | None, str] = {None: "null"}  # a price in a quote's JSON by its fen: '"10.05"' (None: null)
+_LEVEL_HEADS: dict[int, str] = {}  # a book level's JSON up to its volume by its price: '{"price":"10.05","volume":'
+
+
+def _json_price(fen: int | None) -> str:
+    """A price in a quote's JSON: its decimal string in quotes, or null."""
+    text = _PRICES.get(fen)
+    if text is None:
+        assert fen is not None  # null is always kept
+        if len(_PRICES) >= _JSON_KEPT:
+            _PRICES.clear()
+            _PRICES[None] = "null"
+        text = _PRICES[fen] = f'"{fen_text(fen)}"'
+    return text
+
+
+def _level_head(fen: int) -> str:
+    if len(_LEVEL_HEADS) >= _JSON_KEPT:
+        _LEVEL_HEADS.clear()
+    text = _LEVEL_HEADS[fen] = f'{{"price":"{fen_text(fen)}","volume":'
+    return text
+
+
+def _json_levels(levels: tuple[tuple[int, int], ...]) -> str:
+    heads = _LEVEL_HEADS
+    return ",".join([f"{heads.get(p) or _level_head(p)}{v}}}" for p, v in levels])
+
+
+def _quote_json(tick: Tick, up: int | None, down: int | None, quoted_source: str, local_time: str) -> str:
+    """The quote as `LiveQuote`'s JSON, written directly (every value was checked reading the snapshot: the code is
+    a checked ts_code, the time ISO 8601, the prices decimal strings, the volumes integers; `quoted_source` is
+    the source as a JSON string); `local_time`: its time at +08:00. The store keeps it and the event carries it."""
+    return (
+        f'{{"ts_code":"{tick.ts_code}","time":"{local_time}","last":{_json_price(tick.last)},'
+        f'"open":{_json_price(tick.open)},"high":{_json_price(tick.high)},"low":{_json_price(tick.low)},'
+        f'"pre_close":{_json_price(tick.pre_close)},"volume":{tick.volume},"amount":"{fen_text(tick.amount)}",'
+        f'"bid":[{_json_levels(tick.bid)}],"ask":[{_json_levels(tick.ask)}],'
+        f'"limit_up":{_json_price(up)},"limit_down":{_json_price(down)},"source":{quoted_source}}}'
+    )
 
 
 class RealtimeQuotes:
@@ -118,7 +158,9 @@ class RealtimeQuotes:
         self.monotonic = monotonic
         self._securities: dict[str, SecurityRecord] = {}
         self._loaded_at: float | None = None
-        self._latest: dict[str, Tick] = {}
+        # Each code's latest snapshot as the checks of the next one need it: its time, trading day, cumulative volume
+        # and amount. One flat tuple a code: what a round leaves alive is few objects for the garbage collector.
+        self._latest: dict[str, tuple[datetime, date, int, int]] = {}
         self._seen_times: dict[str, str] = {}  # each code's latest snapshot's time, as the feed wrote it
         self._not_stocks: set[str] = set()  # the feed's codes that are no A-share stock: skipped unread
         self._limits: dict[tuple[str, date, int], tuple[int | None, int | None]] = {}
@@ -177,108 +219,103 @@ class RealtimeQuotes:
     async def ingest(self, raws: Sequence[Any], source: str) -> RoundResult:
         """Take one round of snapshots from a feed: validate, store the good ones as the latest quotes, build bars,
         publish `quotes.snapshot` (and `bars.1m` for bars it closed)."""
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.thread_time()
         result = RoundResult()
         self.metrics.received.labels(source=source).inc(len(raws))
         async with self._lock:
-            ticks: list[Tick] = []
-            seen = self._seen_times
-            for raw in raws:
-                # A full-market snapshot repeats the codes that did not trade since the last one, with their time
-                # unchanged: the same quote again, skipped before it is read.
-                if type(raw) is dict:
-                    code = raw.get("ts_code")
-                    if code in seen and seen[code] == raw.get("time"):
-                        result.unchanged += 1
-                        continue
-                    if code in self._not_stocks:
-                        result.not_stocks += 1
-                        continue
-                try:
-                    ticks.append(read_snapshot(raw))
-                except Refused as exc:
-                    if exc.reason == NOT_A_STOCK:
-                        result.not_stocks += 1
-                        if len(self._not_stocks) < 100_000:
-                            self._not_stocks.add(raw["ts_code"])
-                    else:
-                        result.rejected[exc.reason] += 1
-            await self._known({t.ts_code for t in ticks})
-            quotes: list[dict[str, Any]] = []
-            newest: datetime | None = None
-            time_text, day, local_text = "", date.min, ""  # a round's snapshots mostly share their time
-            for tick in ticks:
-                reason = self._check(tick)
+            with collection_paused():
+                await self._take(raws, source, result)
+        result.seconds, result.cpu_seconds = time.perf_counter() - started, time.thread_time() - cpu_started
+        return result
+
+    async def _take(self, raws: Sequence[Any], source: str, result: RoundResult) -> None:
+        """`ingest`'s work, under its lock and with cyclic garbage collection held off (gc_pause.py)."""
+        ticks: list[Tick] = []
+        seen = self._seen_times
+        for raw in raws:
+            # A full-market snapshot repeats the codes that did not trade since the last one, with their time
+            # unchanged: the same quote again, skipped before it is read.
+            if type(raw) is dict:
+                code = raw.get("ts_code")
+                if code in seen and seen[code] == raw.get("time"):
+                    result.unchanged += 1
+                    continue
+                if code in self._not_stocks:
+                    result.not_stocks += 1
+                    continue
+            try:
+                ticks.append(read_snapshot(raw))
+            except Refused as exc:
+                if exc.reason == NOT_A_STOCK:
+                    result.not_stocks += 1
+                    if len(self._not_stocks) < 100_000:
+                        self._not_stocks.add(raw["ts_code"])
+                else:
+                    result.rejected[exc.reason] += 1
+        await self._known({t.ts_code for t in ticks})
+        texts: list[tuple[str, str]] = []  # (ts_code, the quote's LiveQuote JSON)
+        newest: datetime | None = None
+        quoted_source = _encode(source)
+        time_text, day, local_text = "", date.min, ""  # a round's snapshots mostly share their time
+        securities, latest_quotes, limits_known = self._securities, self._latest, self._limits
+        for tick in ticks:
+            code = tick.ts_code
+            if code not in securities:
+                result.rejected[UNKNOWN_CODE] += 1
+                continue
+            if tick.time_text != time_text or not time_text:
+                local = tick.time.astimezone(EXCHANGE_TZ)
+                time_text, day, local_text = tick.time_text, local.date(), local.isoformat()
+            latest = latest_quotes.get(code)
+            if latest is not None:
+                reason = self._check(tick, day, latest)
                 if reason is not None:
                     result.rejected[reason] += 1
                     continue
-                if tick.time_text != time_text or not time_text:
-                    local = tick.time.astimezone(EXCHANGE_TZ)
-                    time_text, day, local_text = tick.time_text, local.date(), local.isoformat()
-                limits = self._limits.get((tick.ts_code, day, tick.pre_close))
-                if limits is None:
-                    limits = await self.limits(self._securities[tick.ts_code], day, tick.pre_close)
-                self._latest[tick.ts_code] = tick
-                self._seen_times[tick.ts_code] = tick.time_text
-                quotes.append(self._quote(tick, limits[0], limits[1], source, local_text))
-                if newest is None or tick.time > newest:
-                    newest = tick.time
-                bar = self.bars.add(tick)
-                if bar is not None:
-                    result.bars.append(bar)
-            for reason, count in result.rejected.items():
-                self.metrics.rejected.labels(reason=reason).inc(count)
-            if result.rejected:
-                log.warning("snapshots dropped", extra={"source": source, "reasons": dict(result.rejected)})
-            result.accepted = len(quotes)
-            if quotes and newest is not None:
-                as_of = newest.astimezone(EXCHANGE_TZ)
-                if self.metrics.latest is None or as_of > self.metrics.latest:
-                    self.metrics.latest = as_of
-                await self._store_quotes(quotes, source, as_of)
-                payload = {"as_of": as_of.isoformat(), "source": source, "quotes": quotes}  # QuotesSnapshot
-                await self._publish(QUOTES_SNAPSHOT, payload)
-                await self._publish_bars(result.bars, as_of)
-        result.seconds = time.perf_counter() - started
-        return result
-
-    def _check(self, tick: Tick) -> str | None:
-        if tick.ts_code not in self._securities:
-            return UNKNOWN_CODE
-        latest = self._latest.get(tick.ts_code)
-        if latest is not None:
-            if tick.time <= latest.time:
-                return STALE
-            same_day = tick.time.astimezone(EXCHANGE_TZ).date() == latest.time.astimezone(EXCHANGE_TZ).date()
-            if same_day and (tick.volume < latest.volume or tick.amount < latest.amount):
-                return VOLUME_DECREASED
-        return None
+            limits = limits_known.get((code, day, tick.pre_close))
+            if limits is None:
+                limits = await self.limits(securities[code], day, tick.pre_close)
+            latest_quotes[code] = (tick.time, day, tick.volume, tick.amount)
+            seen[code] = tick.time_text
+            texts.append((code, _quote_json(tick, limits[0], limits[1], quoted_source, local_text)))
+            if newest is None or tick.time > newest:
+                newest = tick.time
+            bar = self.bars.add(tick)
+            if bar is not None:
+                result.bars.append(bar)
+        for reason, count in result.rejected.items():
+            self.metrics.rejected.labels(reason=reason).inc(count)
+        if result.rejected:
+            log.warning("snapshots dropped", extra={"source": source, "reasons": dict(result.rejected)})
+        result.accepted = len(texts)
+        if texts and newest is not None:
+            as_of = newest.astimezone(EXCHANGE_TZ)
+            if self.metrics.latest is None or as_of > self.metrics.latest:
+                self.metrics.latest = as_of
+            await self._store_quotes(texts, source, as_of)
+            # QuotesSnapshot's JSON, written once from the quotes' own: the bus sends it as it is.
+            payload = (
+                f'{{"as_of":"{as_of.isoformat()}","source":{quoted_source},"quotes":['
+                + ",".join([text for _, text in texts])
+                + "]}"
+            )
+            await self._publish_json(QUOTES_SNAPSHOT, payload)
+            await self._publish_bars(result.bars, as_of)
 
     @staticmethod
-    def _quote(tick: Tick, up: int | None, down: int | None, source: str, local_time: str) -> dict[str, Any]:
-        """The quote as `LiveQuote`'s JSON, built directly (every value was checked reading the snapshot);
-        `local_time`: its time at +08:00, ISO 8601."""
-        return {
-            "ts_code": tick.ts_code,
-            "time": local_time,
-            "last": fen_text(tick.last),
-            "open": _text(tick.open),
-            "high": _text(tick.high),
-            "low": _text(tick.low),
-            "pre_close": fen_text(tick.pre_close),
-            "volume": tick.volume,
-            "amount": fen_text(tick.amount),
-            "bid": [{"price": fen_text(p), "volume": v} for p, v in tick.bid],
-            "ask": [{"price": fen_text(p), "volume": v} for p, v in tick.ask],
-            "limit_up": _text(up),
-            "limit_down": _text(down),
-            "source": source,
-        }
+    def _check(tick: Tick, day: date, latest: tuple[datetime, date, int, int]) -> str | None:
+        """Why a snapshot of a code quoted before is refused (None: it is newer); `day`: its trading day."""
+        before, before_day, volume, amount = latest
+        if tick.time <= before:
+            return STALE
+        if day == before_day and (tick.volume < volume or tick.amount < amount):
+            return VOLUME_DECREASED
+        return None
 
-    async def _store_quotes(self, quotes: list[dict[str, Any]], source: str, as_of: datetime) -> None:
+    async def _store_quotes(self, quotes: list[tuple[str, str]], source: str, as_of: datetime) -> None:
         feed = json.dumps({"source": source, "as_of": as_of.isoformat()})
         try:
-            await self.live.put_quotes([(q["ts_code"], _encode(q)) for q in quotes], feed)
+            await self.live.put_quotes(quotes, feed)
         except Exception:
             # Published all the same (the event is true); the reads answer 503 while the store is down.
             log.error("could not store the latest quotes", exc_info=True, extra={"quotes": len(quotes)})
@@ -290,36 +327,37 @@ class RealtimeQuotes:
             await self._publish_bars(bars, now)
         return bars
 
-    async def _publish(self, event_type: str, payload: dict[str, Any]) -> None:
+    async def _publish_json(self, event_type: str, payload_json: str) -> None:
         try:
-            await self.bus.publish(make_json_event(event_type, payload, source=SOURCE))
+            await self.bus.publish(make_raw_json_event(event_type, payload_json, source=SOURCE))
         except Exception:
             # Ephemeral events: the next round supersedes this one; the stored quotes and bars stand.
             log.error("could not publish %s", event_type, exc_info=True)
 
     async def _publish_bars(self, bars: list[Bar], closed_at: datetime) -> None:
+        """Store and publish bars that closed: each written once as `MinuteBar`'s JSON (as the quotes are), the
+        store keeping the texts and the `bars.1m` event carrying them (a minute's end closes every code's bar)."""
         if not bars:
             return
-        minute_bars = [
-            {
-                "ts_code": b.ts_code,
-                "minute": b.minute.isoformat(),
-                "open": fen_text(b.open),
-                "high": fen_text(b.high),
-                "low": fen_text(b.low),
-                "close": fen_text(b.close),
-                "volume": b.volume,
-                "amount": fen_text(b.amount),
-            }
-            for b in bars
-        ]  # MinuteBar's JSON
         by_day: dict[date, list[tuple[str, str]]] = {}
-        for bar, row in zip(bars, minute_bars, strict=True):
-            by_day.setdefault(bar.minute.date(), []).append((bar.ts_code, _encode(row)))
+        texts: list[str] = []
+        minute: datetime | None = None
+        minute_text, rows = "", []  # rows: the bars of `minute`'s day
+        for b in bars:
+            if b.minute != minute:  # the bars of one close mostly share their minute
+                minute, minute_text = b.minute, b.minute.isoformat()
+                rows = by_day.setdefault(minute.date(), [])
+            text = (
+                f'{{"ts_code":"{b.ts_code}","minute":"{minute_text}","open":{_json_price(b.open)},'
+                f'"high":{_json_price(b.high)},"low":{_json_price(b.low)},"close":{_json_price(b.close)},'
+                f'"volume":{b.volume},"amount":"{fen_text(b.amount)}"}}'
+            )
+            rows.append((b.ts_code, text))
+            texts.append(text)
         try:
-            for day, rows in by_day.items():
-                await self.live.add_bars(day, rows)
+            for day, day_rows in by_day.items():
+                await self.live.add_bars(day, day_rows)
         except Exception:
             log.error("could not store minute bars", exc_info=True, extra={"bars": len(bars)})
-        payload = {"bars": minute_bars, "closed_at": closed_at.astimezone(EXCHANGE_TZ).isoformat()}  # BarsMinute
-        await self._publish(BARS_1M, payload)
+        closed = closed_at.astimezone(EXCHANGE_TZ).isoformat()
+        await self._publish_json(BARS_1M, f'{{"bars":[{",".join(texts)}],"closed_at":"{closed}"}}')  # BarsMinute

@@ -10,9 +10,8 @@ fen, volumes in shares. Bad ones are refused with a reason (the label of `lh_quo
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from shared.core.domain.codes import InvalidTsCode, parse_ts_code
 
@@ -40,10 +39,10 @@ class Refused(ValueError):
         self.reason = reason
 
 
-@dataclass(frozen=True)
-class Tick:
+class Tick(NamedTuple):
     """One security's snapshot in exact units: prices and amount in fen, volumes in shares. `open`/`high`/`low`
-    are None before the day's first trade (xtdata sends 0 then)."""
+    are None before the day's first trade (xtdata sends 0 then). A NamedTuple: a whole market's round makes
+    thousands of them, and a tuple is made in half the time of a frozen dataclass."""
 
     ts_code: str
     time: datetime
@@ -78,7 +77,6 @@ def shares_of_lots(lots: int) -> int:
     return lots * SHARES_PER_LOT
 
 
-_OPTIONAL = frozenset({"open", "high", "low"})
 _EXCHANGE_CODE = re.compile(r"[0-9]{6}\.(SH|SZ|BJ)")
 
 # Prices read before, by their text: a whole market's round repeats a few thousand distinct prices many times.
@@ -132,6 +130,27 @@ def _count(value: Any, name: str) -> int:
 
 
 def _levels(value: Any, name: str) -> tuple[tuple[int, int], ...]:
+    """Bid or ask: (price fen, shares) of each level with a price and a volume, best first."""
+    if type(value) is list and len(value) <= LEVELS:
+        # The common case, prices read before: one dict lookup a level. Anything else (a price not seen yet, a
+        # volume that is no count, a malformed pair, a tuple) takes the checked path below, which names what is wrong.
+        known, levels = _FEN, []
+        try:
+            for text, lots in value:
+                if text is None:  # no price at that level (null from the bridge)
+                    continue
+                fen = known[text]
+                if type(lots) is not int or lots < 0:
+                    raise KeyError(text)
+                if fen and lots:  # ["0", 0]: nobody at that level
+                    levels.append((fen, lots * SHARES_PER_LOT))
+            return tuple(levels)
+        except (KeyError, TypeError, ValueError):
+            pass
+    return _checked_levels(value, name)
+
+
+def _checked_levels(value: Any, name: str) -> tuple[tuple[int, int], ...]:
     if not isinstance(value, list | tuple) or len(value) > LEVELS:
         raise Refused(MALFORMED, f"{name}: not a list of at most {LEVELS} [price, volume_lots] pairs")
     levels = []
@@ -154,10 +173,6 @@ def _levels(value: Any, name: str) -> tuple[tuple[int, int], ...]:
     return tuple(levels)
 
 
-def _optional(fen: int) -> int | None:
-    return fen if fen > 0 else None
-
-
 _last_time: tuple[str, datetime | None] = ("", None)
 
 
@@ -176,6 +191,22 @@ def _time(text: Any) -> datetime | None:
     return found
 
 
+def _price(value: Any, name: str) -> int:
+    """A price or amount in fen (`_fen`), a text read before found by one dict lookup."""
+    found = _FEN.get(value) if type(value) is str else None
+    return found if found is not None else _fen(value, name)
+
+
+def _optional_price(value: Any, name: str) -> int | None:
+    """`open`, `high` or `low`: None for no trade yet (null from the bridge, or zero)."""
+    if value is None:
+        return None
+    found = _FEN.get(value) if type(value) is str else None
+    if found is None:
+        found = _fen(value, name)
+    return found if found > 0 else None
+
+
 def read_snapshot(raw: Any) -> Tick:
     """The snapshot as a Tick, or Refused. Checks the shape, the code's form, signs, the tick and that high >= low
     with the last price between them; whether the code is known and the snapshot newer is the provider's to check."""
@@ -183,43 +214,52 @@ def read_snapshot(raw: Any) -> Tick:
         raise Refused(MALFORMED, "a snapshot is a JSON object")
     try:
         code, text = raw["ts_code"], raw["time"]
-        fields = {name: raw[name] for name in ("last", "open", "high", "low", "pre_close", "amount")}
+        last, open_, high_, low_ = raw["last"], raw["open"], raw["high"], raw["low"]
+        pre_close, amount = raw["pre_close"], raw["amount"]
         lots, bid, ask = raw["volume_lots"], raw["bid"], raw["ask"]
     except KeyError as exc:
         raise Refused(MALFORMED, f"{exc.args[0]}: missing") from exc
-    if not isinstance(code, str):
-        raise Refused(MALFORMED, "ts_code: not a string")
-    ts_code = _CODES.get(code)
+    ts_code = _CODES.get(code) if type(code) is str else None
     if ts_code is None:
-        try:
-            ts_code = parse_ts_code(code).ts_code
-        except InvalidTsCode as exc:
-            # xtdata's whole market holds indices, funds and bonds beside the stocks: those are left alone
-            reason = NOT_A_STOCK if _EXCHANGE_CODE.fullmatch(code) else BAD_CODE
-            raise Refused(reason, f"ts_code: {exc}") from exc
-        if len(_CODES) < _FEN_KEPT:
-            _CODES[code] = ts_code
+        ts_code = _read_code(code)
     time = _time(text)
     if time is None or time.utcoffset() is None:
         raise Refused(MALFORMED, f"time: {str(text)[:40]!r} is not an ISO 8601 time with its UTC offset")
     # The bridge sends null for what xtdata has no number for (NaN): no open, high or low yet is no trade yet.
-    fen = {name: 0 if value is None and name in _OPTIONAL else _fen(value, name) for name, value in fields.items()}
-    if fen["last"] == 0 or fen["pre_close"] == 0:
+    last_fen = _price(last, "last")
+    open_fen, high, low = _optional_price(open_, "open"), _optional_price(high_, "high"), _optional_price(low_, "low")
+    pre_close_fen, amount_fen = _price(pre_close, "pre_close"), _price(amount, "amount")
+    if last_fen == 0 or pre_close_fen == 0:
         raise Refused(NEGATIVE, "last and pre_close must be above zero")
-    high, low = _optional(fen["high"]), _optional(fen["low"])
-    if high is not None and low is not None and (high < low or not low <= fen["last"] <= high):
-        raise Refused(INCONSISTENT, f"last {fen['last']} fen is not within low {low} .. high {high}")
+    if high is not None and low is not None and (high < low or not low <= last_fen <= high):
+        raise Refused(INCONSISTENT, f"last {last_fen} fen is not within low {low} .. high {high}")
+    if type(lots) is not int or lots < 0:
+        lots = _count(lots, "volume_lots")
     return Tick(
-        ts_code=ts_code,
-        time=time,
-        last=fen["last"],
-        open=_optional(fen["open"]),
-        high=high,
-        low=low,
-        pre_close=fen["pre_close"],
-        volume=shares_of_lots(_count(lots, "volume_lots")),
-        amount=fen["amount"],
-        bid=_levels(bid, "bid"),
-        ask=_levels(ask, "ask"),
-        time_text=text,
+        ts_code,
+        time,
+        last_fen,
+        open_fen,
+        high,
+        low,
+        pre_close_fen,
+        lots * SHARES_PER_LOT,
+        amount_fen,
+        _levels(bid, "bid"),
+        _levels(ask, "ask"),
+        text,
     )
+
+
+def _read_code(code: Any) -> str:
+    if not isinstance(code, str):
+        raise Refused(MALFORMED, "ts_code: not a string")
+    try:
+        ts_code = parse_ts_code(code).ts_code
+    except InvalidTsCode as exc:
+        # xtdata's whole market holds indices, funds and bonds beside the stocks: those are left alone
+        reason = NOT_A_STOCK if _EXCHANGE_CODE.fullmatch(code) else BAD_CODE
+        raise Refused(reason, f"ts_code: {exc}") from exc
+    if len(_CODES) < _FEN_KEPT:
+        _CODES[code] = ts_code
+    return ts_code

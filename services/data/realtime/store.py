@@ -68,6 +68,9 @@ class RedisLiveStore:
     def __init__(self, client: aioredis.Redis, namespace: str) -> None:
         self.client = client
         self.prefix = f"{namespace}:quotes:"
+        # The bar lists of the newest day this process has given their expiry: a minute's end appends to every
+        # code's list, and one EXPIRE a list (at its first append here) keeps it three days as well as one an append.
+        self._expiring: tuple[date, set[str]] = (date.min, set())
 
     async def put_quotes(self, quotes: Sequence[tuple[str, str]], feed: str) -> None:
         pipe = self.client.pipeline(transaction=False)
@@ -96,12 +99,19 @@ class RedisLiveStore:
     async def add_bars(self, day: date, bars: Sequence[tuple[str, str]]) -> None:
         if not bars:
             return
+        if self._expiring[0] != day:
+            self._expiring = (day, set())
+        expiring = self._expiring[1]
+        new: list[str] = []
         pipe = self.client.pipeline(transaction=False)
         for code, text in bars:
             key = self._bars_key(day, code)
             pipe.rpush(key, text)
-            pipe.expire(key, BARS_KEPT_S)
+            if key not in expiring:
+                pipe.expire(key, BARS_KEPT_S)
+                new.append(key)
         await pipe.execute()
+        expiring.update(new)  # only once Redis has them: a failed pipeline sets them again next time
 
     async def bars(self, day: date, ts_code: str) -> list[bytes]:
         values = await self.client.lrange(self._bars_key(day, ts_code), 0, -1)

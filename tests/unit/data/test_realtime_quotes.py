@@ -5,6 +5,8 @@ provider's latest quotes, limits and events."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import json
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -109,6 +111,35 @@ def test_bad_snapshots_are_refused_with_their_reason(change: dict[str, Any], rea
     with pytest.raises(Refused) as refused:
         read_snapshot(raw(**change))
     assert refused.value.reason == reason
+
+
+@pytest.mark.parametrize(
+    ("side", "levels", "reason"),
+    [
+        ("bid", [["10.04", 12, 1]], "malformed"),  # not a pair
+        ("bid", [["10.04"]], "malformed"),
+        ("bid", ["10"], "malformed"),  # a string of two characters is no pair either
+        ("bid", [{"10.04": 1, "10.03": 2}], "malformed"),
+        ("ask", [["10.05", "7"]], "malformed"),  # a volume as text
+        ("ask", [["10.05", 7.0]], "malformed"),
+        ("ask", [["10.05", True]], "malformed"),
+        ("ask", [["10.05", -7]], "negative_price"),
+        ("ask", [[["10.05"], 7]], "malformed"),
+        ("ask", {"10.05": 7}, "malformed"),  # not a list
+        ("ask", [["10.05", 1]] * 6, "malformed"),  # six levels
+    ],
+)
+def test_bad_book_levels_are_refused_even_with_prices_read_before(side: str, levels: Any, reason: str) -> None:
+    read_snapshot(raw())  # 10.04 and 10.05 read once: a level of a price known takes the short path
+    with pytest.raises(Refused) as refused:
+        read_snapshot(raw(**{side: levels}))
+    assert refused.value.reason == reason and side in str(refused.value)
+
+
+def test_book_levels_read_before_and_new_ones_read_alike() -> None:
+    levels = [["10.04", 12], [None, 0], ["0.000", 0], ["10.020", 0], ["9.87", 3]]  # 9.87: never read before here
+    first, again = read_snapshot(raw(bid=levels)), read_snapshot(raw(bid=levels))
+    assert first.bid == again.bid == ((1004, 1_200), (987, 300))  # no price, nobody, no volume: left out
 
 
 def test_a_snapshot_missing_a_field_is_malformed() -> None:
@@ -305,6 +336,12 @@ async def test_bars_close_publish_and_are_stored(provider: Any) -> None:
     [bar] = second.bars
     assert (bar.minute, bar.volume, bar.amount) == (at("09:31:00"), 2_000, Decimal("20000.00"))
     assert first.closed_at == at("09:31:01") and second.closed_at == at("09:32:05")
+    # what is stored is the bar's MinuteBar JSON, as the event carries it
+    assert json.loads(stored[0]) == {
+        "ts_code": "600000.SH", "minute": "2024-12-31T09:30:00+08:00", "open": "10.05", "high": "10.05",
+        "low": "9.98", "close": "9.98", "volume": 18_000, "amount": "180390.00",
+    }  # fmt: skip
+    assert [json.loads(text) for text in stored] == [e.payload["bars"][0] for e in recorder.seen]
 
 
 async def test_the_snapshot_age_metric_is_nan_before_any_quote(provider: Any) -> None:
@@ -327,6 +364,67 @@ def test_the_feed_defaults_to_replay_standalone_and_bridge_in_fleet() -> None:
 
 
 # --- failures -----------------------------------------------------------------------------------------------------
+
+
+async def test_the_stored_quotes_and_the_event_sent_are_the_schemas_json(provider: Any) -> None:
+    """What is stored and sent is written directly (not through the schema): it is what LiveQuote and QuotesSnapshot
+    read, field for field, and the event as the bus sends it carries the stored quotes."""
+    realtime, _, live, _ = provider
+    sent: list[str] = []
+
+    class Wire(MemoryBus):  # what a broker would get: the event's JSON
+        async def publish(self, event: Envelope) -> None:
+            sent.append(event.model_dump_json())
+
+    realtime.bus = Wire()
+    before_trade = raw(
+        code="000004.SZ", t="09:25:00", last="5.00", open=None, high="0", low=None, pre_close="5.00", lots=0,
+        amount="0", bid=[["4.99", 3]], ask=[],
+    )  # fmt: skip
+    await realtime.ingest([raw(), before_trade], "replay")
+    stored = {code: json.loads(await live.quote(code)) for code in ("600000.SH", "000004.SZ")}
+    assert stored["600000.SH"] == {
+        "ts_code": "600000.SH", "time": "2024-12-31T09:30:03+08:00", "last": "10.05", "open": "10.02",
+        "high": "10.05", "low": "9.98", "pre_close": "10.00", "volume": 15_000, "amount": "150450.00",
+        "bid": [{"price": "10.04", "volume": 1_200}, {"price": "10.03", "volume": 500}],
+        "ask": [{"price": "10.05", "volume": 700}, {"price": "10.06", "volume": 3_000}, {"price": "10.07", "volume": 100}],
+        "limit_up": "11.00", "limit_down": "9.00", "source": "replay",
+    }  # fmt: skip
+    assert stored["000004.SZ"] == {
+        "ts_code": "000004.SZ", "time": "2024-12-31T09:25:00+08:00", "last": "5.00", "open": None, "high": None,
+        "low": None, "pre_close": "5.00", "volume": 0, "amount": "0.00", "bid": [{"price": "4.99", "volume": 300}],
+        "ask": [], "limit_up": "5.25", "limit_down": "4.75", "source": "replay",
+    }  # fmt: skip
+    for quote in stored.values():  # the schema reads it and writes it back the same
+        assert json.loads(LiveQuote.model_validate(quote).model_dump_json()) == quote
+    [message] = [json.loads(text) for text in sent]
+    assert message["type"] == "quotes.snapshot" and message["source"] == "data"
+    assert message["payload"] == {"as_of": "2024-12-31T09:30:03+08:00", "source": "replay",
+                                  "quotes": [stored["600000.SH"], stored["000004.SZ"]]}  # fmt: skip
+    assert isinstance(Envelope.model_validate(message).parsed(), QuotesSnapshot)
+
+
+async def test_garbage_collection_is_held_off_during_a_round_only(provider: Any) -> None:
+    realtime, _, _, _ = provider
+    during: list[bool] = []
+
+    class Watching(MemoryLiveStore):
+        async def put_quotes(self, quotes: Any, feed: str) -> None:
+            during.append(gc.isenabled())
+
+    realtime.live = Watching()
+    assert gc.isenabled()
+    await realtime.ingest([raw()], "bridge")
+    assert during == [False] and gc.isenabled()
+    failing = RealtimeQuotes(
+        FlakyStore(),
+        MemoryLiveStore(),
+        MemoryBus(),
+        QuoteMetrics(CollectorRegistry(), lambda: at("09:31:00")),  # type: ignore[arg-type]
+    )
+    with pytest.raises(ConnectionError):
+        await failing.ingest([raw()], "bridge")  # the securities cannot be read: the round fails
+    assert gc.isenabled()  # back on after it
 
 
 class BrokenLiveStore(MemoryLiveStore):
