@@ -3,6 +3,7 @@ checks) and the application of a broker's report (status changes, trades, their 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -35,6 +36,7 @@ from shared.core.market.orders import fill_cash_fen
 from shared.core.market.rules import Fees, trade_fees
 from shared.platform.approval import OrderTerms
 from shared.platform.clock import utcnow
+from shared.platform.db import DbSession
 from shared.platform.events import Envelope
 from shared.platform.observability import current_correlation_id, new_id
 from shared.platform.outbox import add_many_to_outbox, add_to_outbox
@@ -165,6 +167,7 @@ class OrderTransitions(OrderReads, TradeReads, AccountStore):
         attempts: int = 3,
         now: datetime | None = None,
         known: StoredOrder | None = None,
+        within: Callable[[DbSession], Awaitable[None]] | None = None,
     ) -> AppliedReport:
         """Record what the broker reported: status changes, new trades and their events, in one transaction,
         stamped `now` (the market clock's time; default the wall clock).
@@ -175,7 +178,11 @@ class OrderTransitions(OrderReads, TradeReads, AccountStore):
         `known`: the order as the caller recorded it, used instead of reading it back when nothing of it is filled
         (nor are its trades read: an order gets trades only in a transaction that moves its version on, so at that
         version it has none). The version-checked update proves it still current; when it is not, the next attempt
-        reads the order as usual."""
+        reads the order as usual.
+
+        `within`: a write run first in the same transaction (the paper broker's book of a new order: `Booking`), so
+        that the report and what it reports are committed together; what it raises (e.g. AlreadyBooked) is raised
+        with nothing written."""
         # A lost race (the version moved, or the other applier inserted the trade first) is run again at once: the
         # next attempt re-reads the order and finds less, or nothing, left to do.
         retrying = AsyncRetrying(
@@ -187,14 +194,21 @@ class OrderTransitions(OrderReads, TradeReads, AccountStore):
         async for attempt in retrying:
             with attempt:
                 given, trusted = trusted, None  # only the first attempt: a lost race re-reads
-                return await self._apply_once(order_id, report, now, given)
+                return await self._apply_once(order_id, report, now, given, within)
         raise AssertionError("unreachable")
 
     async def _apply_once(
-        self, order_id: str, report: BrokerReport, at: datetime | None, known: StoredOrder | None = None
+        self,
+        order_id: str,
+        report: BrokerReport,
+        at: datetime | None,
+        known: StoredOrder | None = None,
+        within: Callable[[DbSession], Awaitable[None]] | None = None,
     ) -> AppliedReport:
         async for attempt in self.db.transaction():
             async with attempt as s:
+                if within is not None:
+                    await within(s)
                 guess = None
                 if known is not None and known.order.filled_qty == 0:
                     # The order as the caller recorded it, nothing filled: no trades at this version (see apply_report).
