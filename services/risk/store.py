@@ -316,7 +316,8 @@ class RiskStore:
                 for each in events:
                     await add_to_outbox(s, outbox, each)
                 await s.execute(
-                    risk_decisions.insert().values(
+                    risk_decisions.insert(),
+                    dict(
                         decision_id=decision.decision_id,
                         client_order_id=decision.client_order_id,
                         account_id=decision.account_id,
@@ -334,7 +335,7 @@ class RiskStore:
                         rule_check=None
                         if decision.rule_check is None
                         else json.dumps(decision.rule_check, ensure_ascii=False),
-                    )
+                    ),
                 )
         if events and self.on_event is not None:
             self.on_event()

@@ -362,7 +362,8 @@ class PaperBroker:
         async def write(s: DbSession) -> None:
             try:
                 await s.execute(
-                    paper_orders.insert().values(
+                    paper_orders.insert(),
+                    dict(
                         order_id=order.order_id,
                         ts_code=order.ts_code,
                         side=order.side.value,
@@ -374,7 +375,7 @@ class PaperBroker:
                         created_at=now,
                         updated_at=now,
                         session=resting_for,
-                    )
+                    ),
                 )
             except IntegrityError as exc:  # the order's primary key: the book has it already
                 raise AlreadyBooked(order.order_id) from exc

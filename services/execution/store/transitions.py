@@ -126,7 +126,8 @@ class OrderTransitions(OrderReads, TradeReads, AccountStore):
                         if refusal is not None:
                             raise AdmissionRefused.of(refusal)
                         await s.execute(
-                            orders.insert().values(
+                            orders.insert(),
+                            dict(
                                 order_id=order.order_id,
                                 client_order_id=order.client_order_id,
                                 account_id=order.account_id,
@@ -147,7 +148,7 @@ class OrderTransitions(OrderReads, TradeReads, AccountStore):
                                 updated_at=now,
                                 strategy_instance_id=order.strategy_instance_id,
                                 paper_fill=paper_fill_json(terms.paper_fill),
-                            )
+                            ),
                         )
                         await self._transition(s, order.order_id, None, OrderStatus.ACCEPTED, None, now)
                         accepted = events.order_event(
@@ -264,7 +265,8 @@ class OrderTransitions(OrderReads, TradeReads, AccountStore):
                     amount = fill.price * fill.qty
                     fees = fees_of[fill.fill_id]
                     await s.execute(
-                        trades.insert().values(
+                        trades.insert(),
+                        dict(
                             trade_id=fill.fill_id,
                             order_id=order_id,
                             client_order_id=current.order.client_order_id,
@@ -280,7 +282,7 @@ class OrderTransitions(OrderReads, TradeReads, AccountStore):
                             traded_at=fill.traded_at,
                             created_at=now,
                             strategy_instance_id=current.order.strategy_instance_id,
-                        )
+                        ),
                     )
                     side = current.order.side
                     await self._add_entry(
