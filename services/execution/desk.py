@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -19,6 +19,8 @@ from services.execution import tca
 from services.execution import valuation as valuations
 from services.execution.admission import principal_account, refusal_reason
 from services.execution.brokers.base import (
+    AlreadyBooked,
+    BookingBroker,
     BrokerAdapter,
     BrokerReport,
     BrokerUnavailable,
@@ -63,6 +65,7 @@ from shared.platform.clock import (
     session_close,
     utcnow,
 )
+from shared.platform.db import DbSession
 from shared.platform.errors import Conflict, Forbidden, NotFound, ServiceError, Unavailable
 from shared.platform.events import Envelope, QuotesSnapshot
 from shared.platform.internal_auth import RISK_SUBJECT, Principal
@@ -351,23 +354,37 @@ class OrderDesk:
 
     async def _send(self, stored: StoredOrder, *, fresh: bool = False) -> StoredOrder:
         """Send the order to the broker and record its report. `fresh`: `stored` is the order as this request has
-        just recorded it (its report is then applied without reading the order back first)."""
+        just recorded it (its report is then applied without reading the order back first; a broker whose book is in
+        this database, the paper broker, has its book written in the report's transaction: `BookingBroker`)."""
         order_id = stored.order.order_id
         try:
             broker = await self.broker_for(stored.order.account_id)
-            report = await broker.submit(stored.order, price_cap=stored.price_cap, paper_fill=stored.paper_fill)
+            if fresh and isinstance(broker, BookingBroker):
+                booking = await broker.book(stored.order, price_cap=stored.price_cap, paper_fill=stored.paper_fill)
+            else:
+                report = await broker.submit(stored.order, price_cap=stored.price_cap, paper_fill=stored.paper_fill)
+                return await self._record(order_id, report, known=stored if fresh else None)
         except BrokerUnavailable as exc:
-            log.warning("broker unavailable; order stays accepted", extra={"order_id": order_id, "error": str(exc)})
-            raise Unavailable(
-                "broker_unavailable",
-                f"the broker could not take the order now ({exc}); it stays accepted and will be resubmitted",
-                order_id=order_id,
-            ) from exc
-        return await self._record(order_id, report, known=stored if fresh else None)
-
-    async def _record(self, order_id: str, report: BrokerReport, *, known: StoredOrder | None = None) -> StoredOrder:
+            raise _stays_accepted(order_id, exc) from exc
         try:
-            applied = await self.store.apply_report(order_id, report, now=self.clock(), known=known)
+            return await self._record(order_id, booking.report, known=stored, within=booking.write)
+        except AlreadyBooked:
+            # The book had it already (a cancel's tombstone written first): what the book says is the report.
+            booked = await broker.report(order_id)
+            if booked is None:
+                raise _stays_accepted(order_id, BrokerUnavailable(f"paper order {order_id} vanished")) from None
+            return await self._record(order_id, booked)
+
+    async def _record(
+        self,
+        order_id: str,
+        report: BrokerReport,
+        *,
+        known: StoredOrder | None = None,
+        within: Callable[[DbSession], Awaitable[None]] | None = None,
+    ) -> StoredOrder:
+        try:
+            applied = await self.store.apply_report(order_id, report, now=self.clock(), known=known, within=within)
         except (InconsistentReport, IllegalTransition) as exc:
             log.error("broker report contradicts the order", extra={"order_id": order_id, "error": str(exc)})
             raise ServiceError("broker_report_inconsistent", str(exc), status_code=502, order_id=order_id) from exc
@@ -1057,3 +1074,13 @@ class OrderDesk:
 
         loop = PeriodicTask("execution-reconciler", interval_s, one_pass, stop_grace_s=stop_grace_s)
         return loop
+
+
+def _stays_accepted(order_id: str, exc: BrokerUnavailable) -> Unavailable:
+    """The 503 of an order the broker could not take now: it stays accepted and is sent again (reconciliation)."""
+    log.warning("broker unavailable; order stays accepted", extra={"order_id": order_id, "error": str(exc)})
+    return Unavailable(
+        "broker_unavailable",
+        f"the broker could not take the order now ({exc}); it stays accepted and will be resubmitted",
+        order_id=order_id,
+    )

@@ -163,6 +163,7 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
         execution=ExecutionService(infra.services, settings.internal_secret),
         decisions=store,
         trading_states=store,
+        preflight=store,
         metrics=RiskMetrics(app.state.metrics_registry),
         clock=infra.clock.now,
         market_session=infra.clock.session,

@@ -178,6 +178,20 @@ class DecisionLog(Protocol):
         """What execution answered for a forwarded decision (PLACED and REFUSED are final)."""
 
 
+class Preflight(Protocol):
+    async def replayable_and_states(
+        self,
+        account_id: str | None,
+        client_order_id: str,
+        *,
+        unknown_since: datetime,
+        strategy_instance_id: str | None = None,
+        state_account_id: str,
+    ) -> tuple[Decision | None, list[ScopedState]]:
+        """`DecisionLog.replayable_for` and `TradingStateSource.trading_states_of(state_account_id,
+        strategy_instance_id)` in one read (one transaction of the store both are in). Raises when it cannot read."""
+
+
 class ExecutionAccounts:
     """Opens a trader's account at execution the first time they trade: execution's `GET /v1/account`, asked as
     the caller, opens the account of a trader seen for the first time (with the paper opening cash) only when it is
@@ -277,6 +291,7 @@ class RiskDesk:
         rules: RuleSource | None = None,
         activity: ActivityLog | None = None,
         on_breach: Callable[[str, TradingState, str], Awaitable[None]] | None = None,
+        preflight: Preflight | None = None,
     ) -> None:
         self.approval_secret = approval_secret
         self.approval_ttl_s = approval_ttl_s  # how long an approval whose forwarding outcome is unknown is replayed
@@ -289,6 +304,9 @@ class RiskDesk:
         self.execution = execution
         self.decisions = decisions
         self.trading_states = trading_states  # the kill switch's states (services/risk/trading_states.py)
+        # The replay lookup and the trading states in one read, when `decisions` and `trading_states` are one store
+        # (the app's RiskStore): one transaction per order fewer. None: each read on its own.
+        self.preflight = preflight
         self.metrics = metrics
         self.clock = clock
         # The market clock's replayed session (None on the real clock): quotes are asked as of it, and it is the
@@ -320,9 +338,18 @@ class RiskDesk:
         # instance, before its sleeve is checked: a sleeve stopped since then does not undo an order placed.
         unknown_since = self.clock() - timedelta(seconds=self.approval_ttl_s)
         account_id: str | None = None if instance_id else (principal.account_id or principal.subject)
-        earlier = await self.decisions.replayable_for(
-            account_id, request.client_order_id, unknown_since=unknown_since, strategy_instance_id=instance_id
-        )
+        states: list[ScopedState] | None = None  # the trading states, when read with the replay lookup
+        if self.preflight is not None:
+            state_account = sleeve.account_id if sleeve is not None else account_id
+            assert state_account is not None
+            earlier, states = await self.preflight.replayable_and_states(
+                account_id, request.client_order_id, unknown_since=unknown_since, strategy_instance_id=instance_id,
+                state_account_id=state_account,
+            )  # fmt: skip
+        else:
+            earlier = await self.decisions.replayable_for(
+                account_id, request.client_order_id, unknown_since=unknown_since, strategy_instance_id=instance_id
+            )
         if earlier is not None:
             return await self._replay(earlier, request, principal)
 
@@ -344,7 +371,9 @@ class RiskDesk:
             reasons.append(session_reason)
         if sleeve is not None:
             reasons.extend(sleeve_state_checks(sleeve))
-        state_reasons, governing = await self._trading_state(intent, account_id, instance_id, sleeve, book, unavailable)
+        state_reasons, governing = await self._trading_state(
+            intent, account_id, instance_id, sleeve, book, unavailable, states
+        )
         reasons.extend(state_reasons)
         if security is not None:
             intent = OrderIntent(security.ts_code, request.side, request.order_type, request.qty, request.price)
@@ -484,12 +513,16 @@ class RiskDesk:
         sleeve: Sleeve | None,
         book: _OrderBook,
         unavailable: list[str],
+        states: list[ScopedState] | None = None,
     ) -> tuple[list[Reason], ScopedState | None]:
         """The kill switch: the strictest trading state of global, the account and the instance, read per order from
-        the database every risk process shares (one query by primary key), so a change holds at once everywhere.
-        Reducing reads the position of a sell (the account's, and the sleeve's if less). Unreadable: fail closed."""
+        the database every risk process shares (one query by primary key), so a change holds at once everywhere
+        (`states`: as read with the replay lookup). Reducing reads the position of a sell (the account's, and the
+        sleeve's if less). Unreadable: fail closed."""
         try:
-            governing = strictest(await self.trading_states.trading_states_of(account_id, instance_id))
+            if states is None:
+                states = await self.trading_states.trading_states_of(account_id, instance_id)
+            governing = strictest(states)
         except Exception as exc:  # the database: without the state there is no approval
             log.warning("risk cannot read the trading states", extra={"account": account_id, "error": repr(exc)})
             unavailable.append(f"the trading states cannot be read ({type(exc).__name__})")

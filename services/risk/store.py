@@ -29,6 +29,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Row
+from sqlalchemy.sql import Select
 from sqlalchemy.types import TypeDecorator
 
 from shared.platform.approval import PaperFill
@@ -315,7 +316,8 @@ class RiskStore:
                 for each in events:
                     await add_to_outbox(s, outbox, each)
                 await s.execute(
-                    risk_decisions.insert().values(
+                    risk_decisions.insert(),
+                    dict(
                         decision_id=decision.decision_id,
                         client_order_id=decision.client_order_id,
                         account_id=decision.account_id,
@@ -333,7 +335,7 @@ class RiskStore:
                         rule_check=None
                         if decision.rule_check is None
                         else json.dumps(decision.rule_check, ensure_ascii=False),
-                    )
+                    ),
                 )
         if events and self.on_event is not None:
             self.on_event()
@@ -372,39 +374,29 @@ class RiskStore:
         TTL ago). A decision execution refused is never replayed. A strategy instance's client_order_id is its own
         (`strategy_instance_id`, ix_risk_decisions_instance_client_order); a person's is their account's, among the
         account's people's orders (ix_risk_decisions_client_order)."""
-        if strategy_instance_id is not None:
-            whose = risk_decisions.c.strategy_instance_id == strategy_instance_id
-        else:
-            whose = and_(risk_decisions.c.account_id == account_id, risk_decisions.c.strategy_instance_id.is_(None))
-        query = (
-            select(risk_decisions)
-            .where(
-                whose,
-                risk_decisions.c.client_order_id == client_order_id,
-                risk_decisions.c.approved.is_(True),
-                or_(
-                    risk_decisions.c.execution_outcome == ExecutionOutcome.PLACED.value,
-                    and_(
-                        or_(
-                            risk_decisions.c.execution_outcome.is_(None),
-                            risk_decisions.c.execution_outcome == ExecutionOutcome.UNKNOWN.value,
-                        ),
-                        risk_decisions.c.created_at >= unknown_since,
-                    ),
-                ),
-            )
-            # A placed decision first: it is the one execution answers with.
-            .order_by(
-                (risk_decisions.c.execution_outcome == ExecutionOutcome.PLACED.value).desc(),
-                risk_decisions.c.created_at,
-                risk_decisions.c.decision_id,
-            )
-            .limit(1)
-        )
+        query = _replayable(account_id, client_order_id, unknown_since, strategy_instance_id)
         async for attempt in self.db.transaction():
             async with attempt as s:
                 row = (await s.execute(query)).first()
         return None if row is None else _decision(row)
+
+    async def replayable_and_states(
+        self,
+        account_id: str | None,
+        client_order_id: str,
+        *,
+        unknown_since: datetime,
+        strategy_instance_id: str | None = None,
+        state_account_id: str,
+    ) -> tuple[Decision | None, list[ScopedState]]:
+        """What a new order reads first, in one transaction: `replayable_for` and `trading_states_of(state_account_id,
+        strategy_instance_id)` (the kill switch's states, read per order so that a change holds at once)."""
+        query = _replayable(account_id, client_order_id, unknown_since, strategy_instance_id)
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                row = (await s.execute(query)).first()
+                states = (await s.execute(_states_query(state_account_id, strategy_instance_id))).all()
+        return (None if row is None else _decision(row)), [_scoped(r) for r in states]
 
     async def record_outcome(self, decision_id: str, outcome: ExecutionOutcome) -> None:
         """Record what execution answered for a forwarded decision. PLACED and REFUSED are final: only a decision
@@ -428,16 +420,9 @@ class RiskStore:
     async def trading_states_of(self, account_id: str, instance_id: str | None) -> list[ScopedState]:
         """The stored states that apply to an order of `account_id` (and of `instance_id`): global, the account's,
         the instance's. One query by primary key; a scope without a row is active."""
-        t = trading_states.c
-        wanted = [
-            and_(t.scope == Scope.GLOBAL.value, t.key == ""),
-            and_(t.scope == Scope.ACCOUNT.value, t.key == account_id),
-        ]
-        if instance_id is not None:
-            wanted.append(and_(t.scope == Scope.INSTANCE.value, t.key == instance_id))
         async for attempt in self.db.transaction():
             async with attempt as s:
-                rows = (await s.execute(select(trading_states).where(or_(*wanted)))).all()
+                rows = (await s.execute(_states_query(account_id, instance_id))).all()
         return [_scoped(r) for r in rows]
 
     async def set_trading_state(
@@ -524,3 +509,50 @@ class RiskStore:
                     )
                 ).scalar_one_or_none()
         return None if value is None else ExecutionOutcome(value)
+
+
+def _replayable(
+    account_id: str | None, client_order_id: str, unknown_since: datetime, strategy_instance_id: str | None
+) -> Select[Any]:
+    """The query of `RiskStore.replayable_for`."""
+    if strategy_instance_id is not None:
+        whose = risk_decisions.c.strategy_instance_id == strategy_instance_id
+    else:
+        whose = and_(risk_decisions.c.account_id == account_id, risk_decisions.c.strategy_instance_id.is_(None))
+    return (
+        select(risk_decisions)
+        .where(
+            whose,
+            risk_decisions.c.client_order_id == client_order_id,
+            risk_decisions.c.approved.is_(True),
+            or_(
+                risk_decisions.c.execution_outcome == ExecutionOutcome.PLACED.value,
+                and_(
+                    or_(
+                        risk_decisions.c.execution_outcome.is_(None),
+                        risk_decisions.c.execution_outcome == ExecutionOutcome.UNKNOWN.value,
+                    ),
+                    risk_decisions.c.created_at >= unknown_since,
+                ),
+            ),
+        )
+        # A placed decision first: it is the one execution answers with.
+        .order_by(
+            (risk_decisions.c.execution_outcome == ExecutionOutcome.PLACED.value).desc(),
+            risk_decisions.c.created_at,
+            risk_decisions.c.decision_id,
+        )
+        .limit(1)
+    )
+
+
+def _states_query(account_id: str, instance_id: str | None) -> Select[Any]:
+    """The query of `RiskStore.trading_states_of`: global's, the account's and the instance's rows, by primary key."""
+    t = trading_states.c
+    wanted = [
+        and_(t.scope == Scope.GLOBAL.value, t.key == ""),
+        and_(t.scope == Scope.ACCOUNT.value, t.key == account_id),
+    ]
+    if instance_id is not None:
+        wanted.append(and_(t.scope == Scope.INSTANCE.value, t.key == instance_id))
+    return select(trading_states).where(or_(*wanted))

@@ -5,6 +5,7 @@ already did with it (the same fills, with the same fill ids), so execution can r
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -12,6 +13,7 @@ from typing import Protocol, runtime_checkable
 
 from shared.core.domain import Order, OrderStatus
 from shared.platform.approval import PaperFill
+from shared.platform.db import DbSession
 
 
 class BrokerUnavailable(Exception):
@@ -85,3 +87,34 @@ class ResumingBroker(Protocol):
     ) -> BrokerReport | None:
         """Match a waiting order on the current session; its report, or None when the order does not wait (it is
         then a day order like any other). Raises BrokerUnavailable."""
+
+
+class AlreadyBooked(Exception):
+    """The broker's book has the order already (a resubmission, or a cancel's tombstone written first): nothing was
+    written; its `report` says what the book holds."""
+
+
+@dataclass(frozen=True)
+class Booking:
+    """A broker's answer to an order whose book lives in execution's own database (the paper broker): the report,
+    and `write`, which records the order in the broker's book inside a transaction execution gives it (the one that
+    applies the report: both are stored, or neither is). `write` raises AlreadyBooked when the book has the order."""
+
+    report: BrokerReport
+    write: Callable[[DbSession], Awaitable[None]]
+
+
+@runtime_checkable
+class BookingBroker(Protocol):
+    """A broker whose book is in execution's database (the paper broker): a new order's match and its book write are
+    split, so that execution writes the book in the transaction that records the report (one transaction a new order
+    fewer than `submit` and then the report). Crash safety is kept: the order is recorded `accepted` before it is
+    matched; a crash before the joint commit leaves it `accepted` with nothing in the book, and it is matched again."""
+
+    async def book(
+        self, order: Order, *, price_cap: Decimal | None = None, paper_fill: PaperFill | None = None
+    ) -> Booking:
+        """Match the order (as `submit` does) without writing anything. Raises BrokerUnavailable."""
+
+    async def report(self, order_id: str) -> BrokerReport | None:
+        """What the book holds for the order (None: nothing)."""

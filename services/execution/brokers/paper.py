@@ -49,7 +49,15 @@ from sqlalchemy import func, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
-from services.execution.brokers.base import BrokerReport, BrokerUnavailable, CancelTooLate, Fill, MarketDataError
+from services.execution.brokers.base import (
+    AlreadyBooked,
+    Booking,
+    BrokerReport,
+    BrokerUnavailable,
+    CancelTooLate,
+    Fill,
+    MarketDataError,
+)
 from services.execution.brokers.paper_tables import paper_accounts, paper_fills, paper_orders
 from services.execution.events import EXCHANGE_TZ
 from services.execution.sessions import expiry_reason
@@ -122,6 +130,10 @@ class LiveQuotes:
 
     def get(self, ts_code: str) -> LiveQuote | None:
         return self._latest.get(ts_code)
+
+
+async def _written(_: DbSession) -> None:
+    """The book write of an order whose book rows are written already (matched on quotes)."""
 
 
 def _exchange_day(at: datetime) -> date:
@@ -447,46 +459,64 @@ class PaperBroker:
         self, order: Order, *, price_cap: Decimal | None = None, paper_fill: PaperFill | None = None
     ) -> BrokerReport:
         # Idempotent: an order the book has already (a resubmission after a crash, or a cancel's tombstone) makes the
-        # insert below fail on its primary key, and is answered with what the book says. No read first: every order
+        # insert fail on its primary key, and is answered with what the book says. No read first: every order
         # is new here but for those, and a read per order cost a transaction; a resubmission is matched again for
         # nothing (its market data asked once more), and an outage of that data leaves it for the next pass.
+        booking = await self.book(order, price_cap=price_cap, paper_fill=paper_fill)
+        try:
+            async for attempt in self.db.transaction():
+                async with attempt as s:
+                    await booking.write(s)
+        except AlreadyBooked:
+            # Submitted concurrently (or cancelled first): the book already has the answer.
+            known = await self.report(order.order_id)
+            if known is None:
+                raise BrokerUnavailable(f"paper order {order.order_id} vanished from the book") from None
+            return known
+        return booking.report
+
+    async def book(
+        self, order: Order, *, price_cap: Decimal | None = None, paper_fill: PaperFill | None = None
+    ) -> Booking:
+        """The order matched (as `submit` matches it), and the write of the book's rows for it, which the caller runs
+        in a transaction of its own (execution's desk: the one that applies the report, `BookingBroker`)."""
         session = self.market_session()
         now = self.clock()
         resting_for: date | None = None
         if self.fills == "quotes" and paper_fill is None:
-            return await self._submit_on_quotes(order, price_cap, now)
+            # Matched on the live quotes under the code's lock, which also writes the book (its fills take volume
+            # from a round another order may be matched against): nothing is left for the caller's transaction.
+            return Booking(await self._submit_on_quotes(order, price_cap, now), _written)
         if session is not None:
             outcome = await self._match_on_session(order, price_cap, session, self.order_rules(paper_fill))
         elif self.fills == "immediate":
             outcome = await self._match_on_latest_close(order, price_cap, now)
         else:
             outcome, resting_for = await self._rest_for_session(order, price_cap, now)
-        try:
-            async for attempt in self.db.transaction():
-                async with attempt as s:
-                    await s.execute(
-                        paper_orders.insert().values(
-                            order_id=order.order_id,
-                            ts_code=order.ts_code,
-                            side=order.side.value,
-                            order_type=order.order_type.value,
-                            qty=order.qty,
-                            price=order.price,
-                            status=outcome.status.value,
-                            reason=None if outcome.reason is None else outcome.reason[:255],
-                            created_at=now,
-                            updated_at=now,
-                            session=resting_for,
-                        )
-                    )
-                    await _insert_fills(s, order.order_id, outcome.fills)
-        except IntegrityError:
-            # Submitted concurrently (or cancelled first): the book already has the answer.
-            known = await self.report(order.order_id)
-            if known is None:
-                raise
-            return known
-        return BrokerReport(status=outcome.status, fills=outcome.fills, reason=outcome.reason)
+
+        async def write(s: DbSession) -> None:
+            try:
+                await s.execute(
+                    paper_orders.insert(),
+                    dict(
+                        order_id=order.order_id,
+                        ts_code=order.ts_code,
+                        side=order.side.value,
+                        order_type=order.order_type.value,
+                        qty=order.qty,
+                        price=order.price,
+                        status=outcome.status.value,
+                        reason=None if outcome.reason is None else outcome.reason[:255],
+                        created_at=now,
+                        updated_at=now,
+                        session=resting_for,
+                    ),
+                )
+            except IntegrityError as exc:  # the order's primary key: the book has it already
+                raise AlreadyBooked(order.order_id) from exc
+            await _insert_fills(s, order.order_id, outcome.fills)
+
+        return Booking(BrokerReport(status=outcome.status, fills=outcome.fills, reason=outcome.reason), write)
 
     async def _match_on_latest_close(self, order: Order, price_cap: Decimal | None, now: datetime) -> Outcome:
         quote = await self.quotes.latest(order.ts_code)

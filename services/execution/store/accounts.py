@@ -195,7 +195,7 @@ class AccountStore(StoreBase):
         without a row yet (its orders predate the accounts table) gets it here, its balance counting this entry. Returns
         the entry's id."""
         amount = from_fen(amount_fen)
-        inserted = await s.execute(cash_ledger.insert().values(account_id=account_id, amount=amount, **entry))
+        inserted = await s.execute(cash_ledger.insert(), {"account_id": account_id, "amount": amount, **entry})
         moved = await s.execute(
             update(accounts).where(accounts.c.account_id == account_id).values(balance=accounts.c.balance + amount)
         )

@@ -331,11 +331,12 @@ class OrderReads(StoreBase):
         at: datetime,
     ) -> None:
         await s.execute(
-            order_transitions.insert().values(
-                order_id=order_id,
-                from_status=None if from_status is None else from_status.value,
-                to_status=to_status.value,
-                reason=None if reason is None else reason[:255],
-                at=at,
-            )
+            order_transitions.insert(),
+            {
+                "order_id": order_id,
+                "from_status": None if from_status is None else from_status.value,
+                "to_status": to_status.value,
+                "reason": None if reason is None else reason[:255],
+                "at": at,
+            },
         )

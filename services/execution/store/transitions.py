@@ -3,6 +3,7 @@ checks) and the application of a broker's report (status changes, trades, their 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -36,6 +37,7 @@ from shared.core.market.orders import fill_cash_fen
 from shared.core.market.rules import Fees, trade_fees
 from shared.platform.approval import OrderTerms
 from shared.platform.clock import utcnow
+from shared.platform.db import DbSession
 from shared.platform.events import Envelope
 from shared.platform.observability import current_correlation_id, new_id
 from shared.platform.outbox import add_many_to_outbox, add_to_outbox
@@ -126,7 +128,8 @@ class OrderTransitions(OrderReads, ValuationReads, AccountStore):
                         if refusal is not None:
                             raise AdmissionRefused.of(refusal)
                         await s.execute(
-                            orders.insert().values(
+                            orders.insert(),
+                            dict(
                                 order_id=order.order_id,
                                 client_order_id=order.client_order_id,
                                 account_id=order.account_id,
@@ -150,7 +153,7 @@ class OrderTransitions(OrderReads, ValuationReads, AccountStore):
                                 arrival_price=None if arrival is None else arrival.price,
                                 arrival_source=None if arrival is None else arrival.source,
                                 arrival_at=None if arrival is None else arrival.at,
-                            )
+                            ),
                         )
                         await self._transition(s, order.order_id, None, OrderStatus.ACCEPTED, None, now)
                         accepted = events.order_event(
@@ -170,6 +173,7 @@ class OrderTransitions(OrderReads, ValuationReads, AccountStore):
         attempts: int = 3,
         now: datetime | None = None,
         known: StoredOrder | None = None,
+        within: Callable[[DbSession], Awaitable[None]] | None = None,
     ) -> AppliedReport:
         """Record what the broker reported: status changes, new trades and their events, in one transaction,
         stamped `now` (the market clock's time; default the wall clock).
@@ -180,7 +184,11 @@ class OrderTransitions(OrderReads, ValuationReads, AccountStore):
         `known`: the order as the caller recorded it, used instead of reading it back when nothing of it is filled
         (nor are its trades read: an order gets trades only in a transaction that moves its version on, so at that
         version it has none). The version-checked update proves it still current; when it is not, the next attempt
-        reads the order as usual."""
+        reads the order as usual.
+
+        `within`: a write run first in the same transaction (the paper broker's book of a new order: `Booking`), so
+        that the report and what it reports are committed together; what it raises (e.g. AlreadyBooked) is raised
+        with nothing written."""
         # A lost race (the version moved, or the other applier inserted the trade first) is run again at once: the
         # next attempt re-reads the order and finds less, or nothing, left to do.
         retrying = AsyncRetrying(
@@ -192,14 +200,21 @@ class OrderTransitions(OrderReads, ValuationReads, AccountStore):
         async for attempt in retrying:
             with attempt:
                 given, trusted = trusted, None  # only the first attempt: a lost race re-reads
-                return await self._apply_once(order_id, report, now, given)
+                return await self._apply_once(order_id, report, now, given, within)
         raise AssertionError("unreachable")
 
     async def _apply_once(
-        self, order_id: str, report: BrokerReport, at: datetime | None, known: StoredOrder | None = None
+        self,
+        order_id: str,
+        report: BrokerReport,
+        at: datetime | None,
+        known: StoredOrder | None = None,
+        within: Callable[[DbSession], Awaitable[None]] | None = None,
     ) -> AppliedReport:
         async for attempt in self.db.transaction():
             async with attempt as s:
+                if within is not None:
+                    await within(s)
                 guess = None
                 if known is not None and known.order.filled_qty == 0:
                     # The order as the caller recorded it, nothing filled: no trades at this version (see apply_report).
@@ -255,7 +270,8 @@ class OrderTransitions(OrderReads, ValuationReads, AccountStore):
                     amount = fill.price * fill.qty
                     fees = fees_of[fill.fill_id]
                     await s.execute(
-                        trades.insert().values(
+                        trades.insert(),
+                        dict(
                             trade_id=fill.fill_id,
                             order_id=order_id,
                             client_order_id=current.order.client_order_id,
@@ -271,7 +287,7 @@ class OrderTransitions(OrderReads, ValuationReads, AccountStore):
                             traded_at=fill.traded_at,
                             created_at=now,
                             strategy_instance_id=current.order.strategy_instance_id,
-                        )
+                        ),
                     )
                     side = current.order.side
                     await self._add_entry(

@@ -312,11 +312,14 @@ class RedisHotBook:
         codes: list[str] | None,
         trade_id: str | None = None,
         entry_key: str | None = None,
+        event: str | None = None,
     ) -> T:
         """Read the part of the book `change` needs, run it (book.py's arithmetic), and write back what it changed,
         all under WATCH of the account's main key: if any other writer touched the account meanwhile, start over.
-        `missing`: the answer for an account not seeded (nothing written)."""
+        `missing`: the answer for an account not seeded (nothing written). `event`: an encoded event appended to the
+        account's recent events in the same MULTI as the change (`apply`)."""
         keys = self._keys(account_id)
+        recent = self._recent(account_id)
         with _unavailable():
             for _ in range(MAX_ATTEMPTS):
                 async with self._redis.pipeline(transaction=True) as pipe:
@@ -337,6 +340,8 @@ class RedisHotBook:
                         result = change(book)
                         after_main, after = _main(book), _hashes(book)
                         pipe.multi()
+                        if event is not None:
+                            _push_recent(pipe, recent, event)
                         writes = 0
                         if after_main != before_main:
                             pipe.hset(keys.main, mapping=after_main)
@@ -359,7 +364,10 @@ class RedisHotBook:
                                 pipe.sadd(key, *sorted(now - then))
                                 writes += 1
                         if not writes:
-                            await pipe.reset()
+                            if event is not None:
+                                await pipe.execute()  # the event kept as a recent one, the book unchanged
+                            else:
+                                await pipe.reset()
                             return result
                         pipe.hincrby(keys.main, "ver", 1)
                         await pipe.execute()
@@ -420,13 +428,11 @@ class RedisHotBook:
             raise BookUnavailable(f"the hot book of {account_id} changed under {MAX_ATTEMPTS} attempts in a row")
 
     async def apply(self, event: BookEvent) -> bool:
-        recent = self._recent(event.account_id)
-        with _unavailable():
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.rpush(recent, encode_event(event))
-                pipe.ltrim(recent, -RECENT_EVENTS_MAX, -1)
-                pipe.expire(recent, RECENT_EVENTS_S)
-                await pipe.execute()
+        """The event applied to a seeded book and kept among the account's recent events (which a seed applies to
+        the snapshot it starts from) in one MULTI under the book's WATCH; for an account not seeded, kept first and
+        then applied if a seed made the book meanwhile (so that an event is always either in the recent events a seed
+        reads, or applied to the book the seed made: the seed WATCHes the recent events too)."""
+        raw = encode_event(event)
         if isinstance(event, OrderEvent):
             scope: dict[str, Any] = {"cids": [event.client_order_id], "codes": []}
         elif isinstance(event, TradeEvent):
@@ -435,6 +441,14 @@ class RedisHotBook:
             scope = {"cids": [], "codes": [event.ts_code], "entry_key": event.key}
         elif isinstance(event, CashEvent):
             scope = {"cids": [], "codes": [], "entry_key": event.entry_id}
+        applied = await self._update(event.account_id, lambda book: book.apply(event), None, event=raw, **scope)
+        if applied is not None:
+            return applied
+        recent = self._recent(event.account_id)
+        with _unavailable():
+            async with self._redis.pipeline(transaction=True) as pipe:
+                _push_recent(pipe, recent, raw)
+                await pipe.execute()
         return await self._update(event.account_id, lambda book: book.apply(event), False, **scope)
 
     async def view(self, account_id: str, session: date) -> BookView | None:
@@ -493,3 +507,10 @@ class RedisHotBook:
     async def accounts(self) -> list[str]:
         with _unavailable():
             return sorted(_s(a) for a in await self._redis.smembers(self._index))
+
+
+def _push_recent(pipe: Any, recent: str, raw: str) -> None:
+    """Queue an encoded event onto the account's recent events (the newest RECENT_EVENTS_MAX, for RECENT_EVENTS_S)."""
+    pipe.rpush(recent, raw)
+    pipe.ltrim(recent, -RECENT_EVENTS_MAX, -1)
+    pipe.expire(recent, RECENT_EVENTS_S)

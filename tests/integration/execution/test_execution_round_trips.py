@@ -12,7 +12,9 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select
 
-from services.execution.brokers.base import BrokerReport, Fill
+from services.execution.brokers.base import AlreadyBooked, BrokerReport, Fill
+from services.execution.brokers.paper import PaperBroker, PaperQuote
+from services.execution.brokers.paper_tables import paper_fills, paper_orders
 from services.execution.events import exchange_date
 from services.execution.store import MIGRATIONS, ExecutionStore, cash_ledger, outbox, trades
 from shared.core.domain import OrderStatus, to_fen
@@ -86,6 +88,62 @@ async def test_admitting_and_filling_an_order_is_two_transactions_of_six_stateme
         )
     # the relay's order (created_at, then id) is the order they happened in
     assert published_in == ["order.accepted", "order.submitted", "trade.executed", "order.filled"]
+
+
+class Quotes:
+    """The paper broker's latest close: 10.00 for every code (limit-up 11.00)."""
+
+    async def latest(self, ts_code: str, session: object = None) -> PaperQuote:
+        return PaperQuote(last_close=Decimal("10.00"), suspended=False, limit_up=Decimal("11.00"))
+
+
+async def test_the_paper_brokers_book_and_its_report_are_one_transaction(store: ExecutionStore) -> None:
+    account = f"acct-{new_id()[:8]}"
+    today = exchange_date(datetime.now(UTC))
+    await store.create_order(_buy(account), new_id(), today=today)
+    stored = await store.create_order(_buy(account), new_id(), today=today)
+    order_id = stored.order.order_id
+    broker = PaperBroker(store.db, Quotes(), fills="immediate")
+
+    before = store.db.operation_counts()
+    booking = await broker.book(stored.order, price_cap=Decimal("10.00"))
+    assert _spent(store, before) == {}  # matching writes nothing
+    applied = await store.apply_report(order_id, booking.report, known=stored, within=booking.write)
+    # the report's 6 statements (as above) and the book's 2 (the paper order, its fill) in one transaction: one COMMIT
+    # where the broker's own transaction made two (2 + 6 statements, 2 transactions)
+    assert _spent(store, before) == {"statements": 8, "transactions": 1, "commits": 1}
+
+    assert applied.stored.order.status is OrderStatus.FILLED and applied.new_trades == 1
+    async with store.db.session() as s:
+        [book] = (await s.execute(select(paper_orders).where(paper_orders.c.order_id == order_id))).all()
+        [fill] = (await s.execute(select(paper_fills).where(paper_fills.c.order_id == order_id))).all()
+        [trade] = (await s.execute(select(trades).where(trades.c.order_id == order_id))).all()
+    assert book.status == "filled" and (fill.qty, fill.price) == (1000, Decimal("10.00"))
+    assert (trade.trade_id, trade.qty, trade.price) == (fill.fill_id, 1000, Decimal("10.00"))
+
+
+async def test_an_order_the_paper_book_has_already_is_not_booked_again_and_its_report_not_applied(
+    store: ExecutionStore,
+) -> None:
+    account = f"acct-{new_id()[:8]}"
+    stored = await store.create_order(_buy(account), new_id(), today=exchange_date(datetime.now(UTC)))
+    order_id = stored.order.order_id
+    broker = PaperBroker(store.db, Quotes(), fills="immediate")
+    booking = await broker.book(stored.order, price_cap=Decimal("10.00"))
+    cancelled = await broker.cancel(order_id)  # a cancel's tombstone reaches the book first
+    assert cancelled.status is OrderStatus.CANCELLED
+
+    with pytest.raises(AlreadyBooked):
+        await store.apply_report(order_id, booking.report, known=stored, within=booking.write)
+
+    # nothing of the report was written: the order as admitted, no fill, no trade; the book holds the tombstone
+    assert await store.transitions(order_id) == [(None, "accepted")]
+    assert (await store.get_order(order_id)).order.status is OrderStatus.ACCEPTED  # type: ignore[union-attr]
+    async with store.db.session() as s:
+        assert (await s.execute(select(func.count()).where(trades.c.order_id == order_id))).scalar_one() == 0
+        assert (await s.execute(select(func.count()).where(paper_fills.c.order_id == order_id))).scalar_one() == 0
+        [book] = (await s.execute(select(paper_orders).where(paper_orders.c.order_id == order_id))).all()
+    assert book.status == "cancelled"
 
 
 async def test_a_report_applied_to_a_stale_copy_of_the_order_is_applied_to_the_order_as_it_stands(

@@ -180,14 +180,14 @@ async def test_a_database_error_between_fill_and_recording_neither_loses_nor_dou
             assert response.status_code == 503, response.text
             assert response.json()["code"] == "database_unavailable"
 
-            # The broker filled it ...
+            # The paper broker's book is written in the transaction that records its report: nothing of the failed
+            # transaction remains, in the book or the order: still ACCEPTED, no fill, no trade, no half the events.
             stored = await f.store.find_order(hank.account_id, terms.client_order_id)
             assert stored is not None
             order_id = stored.order.order_id
             async with f.store.db.session() as s:
-                [fill] = (await s.execute(select(paper_fills).where(paper_fills.c.order_id == order_id))).all()
-            assert (fill.fill_id, fill.qty, fill.price) == (f"paper-{order_id}-1", 700, Decimal("10.00"))
-            # ... but nothing of the failed transaction remains: still ACCEPTED, no trade, no half the events.
+                assert (await s.execute(select(paper_fills).where(paper_fills.c.order_id == order_id))).all() == []
+                assert (await s.execute(select(paper_orders).where(paper_orders.c.order_id == order_id))).all() == []
             assert stored.order.status.value == "accepted" and stored.order.filled_qty == 0
             assert await f.store.transitions(order_id) == [(None, "accepted")]
             assert await f.store.count(trades, order_id=order_id) == 0
@@ -199,15 +199,18 @@ async def test_a_database_error_between_fill_and_recording_neither_loses_nor_dou
             assert repeat.status_code == 200 and repeat.json()["status"] == "accepted"
 
         # "Crash" and restart with the database healthy: start-up reconciliation resubmits the order, the broker
-        # answers with the same fill, and it is recorded once.
+        # matches it (at the same latest close), and its fill is recorded once, in the book and as the trade.
         broken["on"] = False
         async with fleet(settings) as f:
             await _started(f)
             after = await f.store.get_order(order_id)
             assert after is not None and after.order.status.value == "filled"
+            async with f.store.db.session() as s:
+                [fill] = (await s.execute(select(paper_fills).where(paper_fills.c.order_id == order_id))).all()
+            assert (fill.fill_id, fill.qty, fill.price) == (f"paper-{order_id}-1", 700, Decimal("10.00"))
             [trade] = await f.store.list_trades(account_id=hank.account_id, order_id=None, limit=10)
             assert trade.trade_id == fill.fill_id and trade.qty == 700
-            assert trade.traded_at == fill.traded_at.replace(tzinfo=UTC)  # the broker's fill, not a new one
+            assert trade.traded_at == fill.traded_at.replace(tzinfo=UTC)  # the book's fill, recorded once
             assert await f.store.transitions(order_id) == [
                 (None, "accepted"),
                 ("accepted", "submitted"),
@@ -249,6 +252,34 @@ async def test_with_the_broker_unavailable_the_order_stays_accepted_until_reconc
         order = (await f.execution.get(f"/v1/orders/{order_id}", headers=f.headers(ivy))).json()
         assert (order["status"], order["filled_qty"], order["avg_fill_price"]) == ("filled", 300, "10.00")
         assert await f.store.count(trades, order_id=order_id) == 1
+
+
+async def test_an_order_cancelled_in_the_book_before_it_is_booked_is_answered_with_the_books_cancel(
+    backing: Backing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = backing.settings()
+    lee = trader()
+    async with fleet(settings) as f:
+        await _started(f)
+        broker = _desk(f).broker
+        real_book = broker.book  # type: ignore[attr-defined]
+
+        async def book_after_a_cancel(order: Any, **kw: Any) -> Any:
+            booking = await real_book(order, **kw)
+            await broker.cancel(order.order_id)  # its tombstone is written between the match and the book's write
+            return booking
+
+        monkeypatch.setattr(broker, "book", book_after_a_cancel)
+        terms = _terms(lee, qty=500)
+        response = await f.execution.post(
+            "/v1/orders", json=_body(terms, _signed(settings, terms)), headers=f.headers(lee)
+        )
+        assert response.status_code == 201, response.text
+        order = response.json()
+        assert (order["status"], order["filled_qty"]) == ("cancelled", 0)
+        assert await f.store.transitions(order["order_id"]) == [(None, "accepted"), ("accepted", "cancelled")]
+        assert await f.store.count(trades, order_id=order["order_id"]) == 0
+        assert await f.store.count(paper_fills, order_id=order["order_id"]) == 0
 
 
 async def test_cancels_and_who_sees_what(backing: Backing) -> None:

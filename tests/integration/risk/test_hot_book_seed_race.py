@@ -5,11 +5,14 @@ them again over the seed, which counts each once (trades by id, orders only forw
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from typing import Any
 
+import pytest
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from services.risk.state.memory_book import MemoryHotBook
-from services.risk.state.ports import BookSnapshot, CashEvent, HotBook, SnapshotOrder, TradeEvent
+from services.risk.state.ports import BookSnapshot, CashEvent, HotBook, SnapshotOrder, TradeEvent, decode_event
 from services.risk.state.redis_book import RedisHotBook
 from shared.core.domain import OrderSide
 
@@ -52,3 +55,40 @@ async def test_memory_store_counts_events_that_arrive_during_a_seed() -> None:
 
 async def test_redis_store_counts_events_that_arrive_during_a_seed(redis_client: Redis, book_prefix: str) -> None:
     await _check(RedisHotBook(redis_client, book_prefix))
+
+
+async def test_an_event_on_a_seeded_redis_book_is_kept_and_applied_in_one_multi(
+    redis_client: Redis, book_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = RedisHotBook(redis_client, book_prefix)
+    await store.seed(_snapshot(trade_ids=frozenset({"t-1"})), keep_decided_since=AT)
+    trips: list[str] = []
+    real_execute, real_immediate = Pipeline.execute, Pipeline.immediate_execute_command
+
+    async def execute(self: Pipeline, raise_on_error: bool = True) -> Any:
+        trips.append("EXEC" if self.command_stack else "(empty)")
+        return await real_execute(self, raise_on_error)
+
+    async def immediate(self: Pipeline, *args: Any, **options: Any) -> Any:
+        trips.append(str(args[0]))
+        return await real_immediate(self, *args, **options)
+
+    monkeypatch.setattr(Pipeline, "execute", execute)
+    monkeypatch.setattr(Pipeline, "immediate_execute_command", immediate)
+    later = TradeEvent(A, "t-2", "c-1", "600000.SH", OrderSide.BUY, 600, -600_300, TODAY)
+    assert await store.apply(later)
+    # WATCH, the Lua read, and one MULTI/EXEC with the change and the event kept (it was a pipeline of its own first)
+    assert trips == ["WATCH", "EVAL", "EXEC"]
+    trips.clear()
+    assert not await store.apply(later)  # again: nothing changes in the book, the event is still kept
+    assert trips == ["WATCH", "EVAL", "EXEC"]
+    monkeypatch.undo()
+
+    kept = await redis_client.lrange("{" + f"{book_prefix}:book:{A}" + "}:recent", 0, -1)
+    assert [decode_event(raw) for raw in kept] == [later, later]
+    view = await store.view(A, TODAY)
+    assert view is not None and view.balance_fen == 100_000_000 - 600_300  # t-2 counted once
+    # a seed from a snapshot that does not count t-2 yet applies it again from the recent events
+    await store.seed(_snapshot(trade_ids=frozenset({"t-1"})), keep_decided_since=AT)
+    view = await store.view(A, TODAY)
+    assert view is not None and view.balance_fen == 100_000_000 - 600_300

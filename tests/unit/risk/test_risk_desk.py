@@ -971,3 +971,46 @@ async def test_fails_closed_when_the_trading_states_cannot_be_read() -> None:
     assert placement.status_code == 503 and placement.body["code"] == "risk_unavailable"
     assert "the trading states cannot be read (ConnectionError)" in placement.body["message"]
     assert execution.calls == []
+
+
+class FakePreflight:
+    """The replay lookup and the trading states in one read (the app's RiskStore: `replayable_and_states`)."""
+
+    def __init__(self, log: FakeLog, states: FakeTradingStates) -> None:
+        self.log, self.states = log, states
+        self.asked: list[tuple[str | None, str, str | None, str]] = []
+
+    async def replayable_and_states(
+        self,
+        account_id: str | None,
+        client_order_id: str,
+        *,
+        unknown_since: datetime,
+        strategy_instance_id: str | None = None,
+        state_account_id: str,
+    ) -> tuple[Decision | None, list[ScopedState]]:
+        self.asked.append((account_id, client_order_id, strategy_instance_id, state_account_id))
+        earlier = await self.log.replayable_for(
+            account_id, client_order_id, unknown_since=unknown_since, strategy_instance_id=strategy_instance_id
+        )
+        return earlier, await self.states.trading_states_of(state_account_id, strategy_instance_id)
+
+
+async def test_with_a_preflight_the_replay_and_the_trading_states_are_read_once_together() -> None:
+    execution, log = FakeExecution(), FakeLog()
+    stored = FakeTradingStates({("account", "acct-alice"): "halted"})
+    desk, _ = _desk(FakeQuotes(), execution, log, trading_states=FakeTradingStates())
+    desk.preflight = preflight = FakePreflight(log, stored)
+
+    halted = await desk.place(_order(), ALICE)
+    # the halted state read with the replay lookup refuses the order; the separate read is not made
+    assert halted.status_code == 422 and [r["code"] for r in halted.body["decision"]["reasons"]] == ["trading_halted"]
+    assert preflight.asked == [("acct-alice", "c-1", None, "acct-alice")]
+    assert desk.trading_states.asked == []  # type: ignore[attr-defined]
+    assert execution.calls == []
+
+    stored.states = {}
+    approved = await desk.place(_order(client_order_id="c-2"), ALICE)
+    assert approved.status_code == 201
+    again = await desk.place(_order(client_order_id="c-2"), ALICE)  # a retry: the approved decision replayed
+    assert again.status_code == 201 and len(log.decisions) == 2 and len(execution.calls) == 2
