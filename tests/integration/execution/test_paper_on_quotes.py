@@ -376,6 +376,8 @@ async def test_a_resting_order_fills_only_against_volume_traded_between_rounds_a
                                      headers=f.headers(who))  # fmt: skip
         big_id = big.json()["order_id"]
         assert (big.json()["status"], big.json()["filled_qty"]) == ("partially_filled", 500)
+        # a second later (the test's clock stands still: "oldest first" needs the two orders a moment apart)
+        clock.set(clock() + timedelta(seconds=1))
         later = await f.execution.post("/v1/orders", json=signed_order(settings, limit_buy(who, qty=1000)),
                                        headers=f.headers(who))  # fmt: skip
         later_id = later.json()["order_id"]
