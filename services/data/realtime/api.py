@@ -17,7 +17,7 @@ from services.data.api import _codes_param, _security
 from services.data.deps import Store
 from services.data.realtime.store import LiveStore
 from shared.platform.clock import EXCHANGE_TZ, market_today
-from shared.platform.errors import ServiceError, Unavailable
+from shared.platform.errors import NotFound, ServiceError, Unavailable
 from shared.platform.events.schemas import LiveQuote, MinuteBar
 from shared.platform.request_model import TradeDate
 
@@ -116,12 +116,9 @@ async def get_live_quotes(
     "/quotes/{ts_code}/live",
     response_model=LiveQuoteOut,
     responses={
-        404: {"description": "`unknown_security`"},
+        404: {"description": "`unknown_security`, `no_live_quote` (no feed has quoted it yet)"},
         422: {"description": "`invalid_ts_code`"},
-        503: {
-            "description": "`no_live_quote` (no feed has quoted it yet), `quotes_unavailable` (the store is down), "
-            "`quotes_feed_off`"
-        },
+        503: {"description": "`quotes_unavailable` (the store is down), `quotes_feed_off`"},
     },
 )
 async def get_live_quote(request: Request, store: Store, ts_code: str) -> LiveQuoteOut:
@@ -131,7 +128,8 @@ async def get_live_quote(request: Request, store: Store, ts_code: str) -> LiveQu
     security = await _security(store, ts_code)
     raw = await _read(live.quote(security.ts_code))
     if raw is None:
-        raise Unavailable(
+        # 404, not 503: nothing is wrong with the service, there is no quote of it yet to give
+        raise NotFound(
             NO_LIVE_QUOTE,
             f"no real-time feed has quoted {security.ts_code} yet (the feed: "
             f"{request.app.state.settings.quotes_feed_mode()}); the last close is at /v1/quotes/{security.ts_code}",

@@ -46,7 +46,7 @@ CONSUMER = "execution-conditional-orders"
 # The queue keeps at most this many bytes of rounds while execution is down (a full-market round is ~3 MB): the
 # oldest are dropped (they are superseded; the start-up catch-up reads the latest live quote of every armed code).
 QUEUE_MAX_BYTES = 256 * 1024 * 1024
-NO_LIVE_QUOTE = frozenset({"no_live_quote", "quotes_feed_off"})  # the data service's 503s that mean "none to read"
+NO_LIVE_QUOTE = frozenset({"no_live_quote", "quotes_feed_off"})  # the data service's 404/503 that mean "none to read"
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ class DataLivePrices:
             body = response.json()
         except ValueError:
             body = {}
-        if response.status_code == 503 and isinstance(body, dict) and body.get("code") in NO_LIVE_QUOTE:
+        if response.status_code in (404, 503) and isinstance(body, dict) and body.get("code") in NO_LIVE_QUOTE:
             return None  # no feed quotes it (yet): nothing to see
         if response.status_code != 200 or not isinstance(body, dict):
             code = body.get("code") if isinstance(body, dict) else None

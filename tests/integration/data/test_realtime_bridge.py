@@ -118,7 +118,7 @@ async def test_snapshots_from_a_bridge_are_served_live_and_build_bars(service: d
     client: httpx.AsyncClient = service["client"]
     code, other = service["codes"][:2]
     before = await client.get(f"/v1/quotes/{code}/live")
-    assert before.status_code == 503 and before.json()["code"] == "no_live_quote"
+    assert before.status_code == 404 and before.json()["code"] == "no_live_quote"
 
     ws, channel = await authenticated(service["host"])
     try:

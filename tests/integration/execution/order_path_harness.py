@@ -110,7 +110,7 @@ class FakeDataService:
                 return JSONResponse({"code": "unknown_security", "message": ts_code}, status_code=404)
             if ts_code not in self.live:
                 return JSONResponse({"code": "no_live_quote", "message": f"no live quote of {ts_code}"},
-                                    status_code=503)  # fmt: skip
+                                    status_code=404)  # fmt: skip
             last, at = self.live[ts_code]
             return JSONResponse({"ts_code": ts_code, "last": last, "time": at.isoformat()})
 

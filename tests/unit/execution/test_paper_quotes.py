@@ -252,8 +252,8 @@ async def test_the_live_quote_read_on_a_miss_is_the_data_services_and_fails_clos
     assert [(lv.price, lv.volume) for lv in quote.ask] == [(Decimal("10.01"), 500), (Decimal("10.02"), 800)]
     assert quote.limit_up == Decimal("10.95")
     # no feed has quoted it, or the feed is off: no quote (the order rests, a market order is cancelled)
-    for code in ("no_live_quote", "quotes_feed_off"):
-        assert await _live(503, {"code": code, "message": "m"}).live("600000.SH") is None
+    for status, code in ((404, "no_live_quote"), (503, "quotes_feed_off")):
+        assert await _live(status, {"code": code, "message": "m"}).live("600000.SH") is None
     # the quotes store down, or a data service failing: unavailable, never a made-up quote
     for status, code in ((503, "quotes_unavailable"), (500, "internal_error")):
         with pytest.raises(BrokerUnavailable):
