@@ -176,7 +176,7 @@ class OrderDesk:
         try:
             session = await self.order_session(now, placing=True)
             price_cap = await self._price_cap(terms, session)
-            await self._broker_ready(terms.account_id)
+            broker = await self._broker_ready(terms.account_id)
         except ServiceError:
             existing = await self._existing(terms, decision_id, principal)
             if existing is not None:
@@ -210,7 +210,7 @@ class OrderDesk:
             return Submission(existing, created=False)
         self.metrics.entered(OrderStatus.ACCEPTED)
         try:
-            sent = await self._send(stored, fresh=True)
+            sent = await self._send(stored, fresh=True, broker=broker)
         finally:
             # The relay publishes `order.accepted` with the report's events, in one flush (its read and its mark)
             # rather than one flush for it and one for them; at once whether or not the report was recorded.
@@ -328,20 +328,22 @@ class OrderDesk:
         )
         return Forbidden("approval_invalid", reason)
 
-    async def _broker_ready(self, account_id: str) -> None:
+    async def _broker_ready(self, account_id: str) -> BrokerAdapter:
         """A new order of an account trading through QMT is taken only while its bridge (and the bridge's MiniQMT) is
         there: otherwise 503 `broker_unavailable` with nothing stored and nothing sent — a trader told "unavailable"
         must not find the order sent later when the bridge comes back. (An order stored just before the link dropped
-        stays `accepted` and is sent when it is back, within its session: docs/qmt-bridge.md.)"""
+        stays `accepted` and is sent when it is back, within its session: docs/qmt-bridge.md.) The account's broker,
+        which the new order is then sent to (read once an order)."""
         broker = await self.broker_for(account_id)
         if not isinstance(broker, QmtBroker):
-            return
+            return broker
         try:
             await broker.ready(account_id)
         except BrokerUnavailable as exc:
             raise Unavailable(
                 "broker_unavailable", f"the broker cannot take orders now ({exc}); nothing was sent"
             ) from exc
+        return broker
 
     async def broker_for(self, account_id: str) -> BrokerAdapter:
         """The broker an account trades through: the QMT adapter when an admin bound it to a QMT bridge, else the
@@ -352,13 +354,17 @@ class OrderDesk:
         bound = await self.store.account_broker(account_id)
         return self.qmt if bound.broker == QMT else self.broker
 
-    async def _send(self, stored: StoredOrder, *, fresh: bool = False) -> StoredOrder:
+    async def _send(
+        self, stored: StoredOrder, *, fresh: bool = False, broker: BrokerAdapter | None = None
+    ) -> StoredOrder:
         """Send the order to the broker and record its report. `fresh`: `stored` is the order as this request has
         just recorded it (its report is then applied without reading the order back first; a broker whose book is in
-        this database, the paper broker, has its book written in the report's transaction: `BookingBroker`)."""
+        this database, the paper broker, has its book written in the report's transaction: `BookingBroker`). `broker`:
+        the account's broker when the caller has read it already."""
         order_id = stored.order.order_id
         try:
-            broker = await self.broker_for(stored.order.account_id)
+            if broker is None:
+                broker = await self.broker_for(stored.order.account_id)
             if fresh and isinstance(broker, BookingBroker):
                 booking = await broker.book(stored.order, price_cap=stored.price_cap, paper_fill=stored.paper_fill)
             else:
