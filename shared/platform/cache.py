@@ -6,6 +6,24 @@ import time
 from typing import Protocol
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+# A pooled connection to a Redis that restarted fails once when next used ("connection closed by server"); redis-py's
+# connections built by from_url retry nothing, so without this every such connection in the pool cost a caller one
+# failed request (an order refused 503 right after Redis came back). Only connection errors are retried (a retried
+# timeout could hold an order for 4 x socket_timeout); every write through this client is idempotent or conservative
+# when repeated (risk's reserve script by order id, its book events by event id, counters only ever over-count).
+REDIS_RETRY_ATTEMPTS = 3
+
+
+def redis_retry() -> Retry:
+    return Retry(
+        ExponentialWithJitterBackoff(base=0.02, cap=0.25),
+        REDIS_RETRY_ATTEMPTS,
+        supported_errors=(RedisConnectionError,),
+    )
 
 
 class Cache(Protocol):
@@ -35,7 +53,7 @@ return n
 """
 
     def __init__(self, url: str) -> None:
-        self.client = aioredis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        self.client = aioredis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5, retry=redis_retry())
         self._incr_window = self.client.register_script(self._INCR_WINDOW)
 
     async def get(self, key: str) -> bytes | None:
