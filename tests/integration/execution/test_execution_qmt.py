@@ -502,7 +502,11 @@ async def test_a_paper_account_and_a_qmt_account_side_by_side(backing: Backing) 
         got = (await q.f.execution.get(f"/v1/accounts/{real.account_id}/broker", headers=q.f.headers(real))).json()
         assert (got["broker"], got["bridge_id"]) == ("qmt", bridge_id)
         # connected, its MiniQMT up, but the trading switch still at its default (off): the bridge rejects orders
-        assert (got["bridge_connected"], got["trading_enabled"], got["orders_refused"]) == (True, False, "trading_disabled")
+        assert (got["bridge_connected"], got["trading_enabled"], got["orders_refused"]) == (
+            True,
+            False,
+            "trading_disabled",
+        )
         switched = await q.f.execution.post(f"/v1/bridges/{bridge_id}/trading", headers=q.f.headers(ADMIN),
                                             json={"enabled": True, "read_only": False, "reason": "go live"})  # fmt: skip
         assert switched.status_code == 200, switched.text
