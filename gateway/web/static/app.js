@@ -39,7 +39,6 @@
     curveCapital: null,
     chart: null,
     echartsLoading: null,
-    liveCode: null, // the security whose real-time quote the order form shows (subscribed on the socket)
     replayClock: null, // unknown until a start with a replay answers (409 not_replay: the real clock)
   };
 
@@ -388,11 +387,11 @@
       if (event.type === "ws.connected") {
         state.socketRetryMs = 1000;
         setSocketStatus("live", "success");
-        if (state.liveCode) sendOnSocket({ op: "subscribe", codes: [state.liveCode] }); // a new socket has none
+        window.LHDesk.onSocketOpen(); // a new socket has no subscriptions: the desk's codes again
         return;
       }
       if (event.type === "quotes.snapshot") {
-        (event.payload.quotes || []).forEach(window.LHDesk.onQuote); // the ticket's quote, not the events list
+        (event.payload.quotes || []).forEach(window.LHDesk.onQuote); // the desk's quotes, not the events list
         return;
       }
       if (event.type === "bars.1m" || event.type === "ws.subscribed" || event.type === "ws.error") return;

@@ -13,6 +13,8 @@ window.LHDesk = (() => {
   const BROKER_POLL_MS = 10000;
   const TCA_ROWS = 50;
   const CANCEL_ALL_ARM_MS = 5000;
+  const HELD_CODES = 40; // held codes whose quotes revalue the positions (the socket takes 50 codes: one is the ticket's)
+  const REVALUE_MS = 3000; // at most one positions read per this, however many quotes arrive
   // The exchanges' market order types (services/execution/conditional/rules.py MARKET_TYPES, issue 15 §1), offered
   // for a code by its exchange; the order path says which it places (422 market_type_invalid / _unsupported).
   const MARKET_TYPES = {
@@ -37,6 +39,8 @@ window.LHDesk = (() => {
     brokerTimer: null,
     broker: null, // GET /accounts/{id}/broker: {broker, bridge_id, bridge_connected, orders_refused, ...}
     tcaSeq: 0,
+    subscribed: new Set(), // codes this socket is subscribed to: the ticket's and the held ones
+    revalueTimer: null,
     attempted: false, // an order was asked for and refused here: empty fields are errors too until one is sent
   };
 
@@ -119,15 +123,13 @@ window.LHDesk = (() => {
 
   async function watchQuote(code) {
     if (code === desk.code) return;
-    if (desk.code) window.LH.sendOnSocket({ op: "unsubscribe", codes: [desk.code] });
     desk.code = code;
-    state.liveCode = code;
     desk.live = null;
     desk.reference = null;
     $("order-live-quote").textContent = "";
     renderLadder();
+    syncSubscriptions();
     if (!code) return;
-    window.LH.sendOnSocket({ op: "subscribe", codes: [code] });
     const [live, reference] = await Promise.all([
       api(`/api/v1/quotes/${encodeURIComponent(code)}/live`),
       api(`/api/v1/quotes/${encodeURIComponent(code)}`),
@@ -140,7 +142,34 @@ window.LHDesk = (() => {
     validateTicket(false);
   }
 
+  // The socket follows the ticket's code and the held ones (their quotes revalue the positions).
+  function wantedCodes() {
+    const held = [...desk.positions.values()].filter((p) => Number(p.qty) > 0).map((p) => p.ts_code).slice(0, HELD_CODES);
+    return new Set([...(desk.code ? [desk.code] : []), ...held]);
+  }
+
+  function syncSubscriptions() {
+    const wanted = wantedCodes();
+    const drop = [...desk.subscribed].filter((c) => !wanted.has(c));
+    const add = [...wanted].filter((c) => !desk.subscribed.has(c));
+    if (drop.length) window.LH.sendOnSocket({ op: "unsubscribe", codes: drop });
+    if (add.length) window.LH.sendOnSocket({ op: "subscribe", codes: add });
+    desk.subscribed = wanted;
+  }
+
+  function onSocketOpen() {
+    desk.subscribed = new Set();
+    syncSubscriptions();
+  }
+
   function onQuote(q) {
+    if (q && desk.positions.has(q.ts_code) && !desk.revalueTimer) {
+      // A held code moved: the positions' value and P&L are the service's, read again (not computed here).
+      desk.revalueTimer = setTimeout(() => {
+        desk.revalueTimer = null;
+        window.LH.refreshAccount();
+      }, REVALUE_MS);
+    }
     if (!q || q.ts_code !== desk.code) return;
     if (desk.live && desk.live.time && q.time && new Date(q.time) < new Date(desk.live.time)) return; // reordered
     desk.live = q;
@@ -691,6 +720,7 @@ window.LHDesk = (() => {
       const rows = Array.isArray(data) ? data : (data && (data.positions || data.items)) || [];
       rows.sort((a, b) => String(a.ts_code || "").localeCompare(String(b.ts_code || "")));
       desk.positions = new Map(rows.map((p) => [p.ts_code, p]));
+      syncSubscriptions();
       $("positions").replaceChildren(...rows.map(positionRow));
       if (!rows.length) {
         $("positions").append(el("tr", {}, el("td", { colspan: "12", class: "text-body-secondary small", text: "No positions." })));
@@ -860,6 +890,9 @@ window.LHDesk = (() => {
 
   function stop() {
     clearTimeout(desk.brokerTimer);
+    clearTimeout(desk.revalueTimer);
+    desk.revalueTimer = null;
+    desk.subscribed = new Set();
     disarmCancelAll();
     desk.openOrders = [];
     desk.conditionals = [];
@@ -896,5 +929,5 @@ window.LHDesk = (() => {
     $("tca-refresh").addEventListener("click", refreshTca);
   });
 
-  return { start, stop, onQuote, onOrders, renderAccount, clearAccount, describeSecurity, onEvent, refreshTca };
+  return { start, stop, onSocketOpen, onQuote, onOrders, renderAccount, clearAccount, describeSecurity, onEvent, refreshTca };
 })();

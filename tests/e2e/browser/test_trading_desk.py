@@ -173,11 +173,20 @@ async def test_a_limit_order_from_a_ladder_price_fills_into_the_position_and_the
 
     row = page.locator(f"[id='position-{CODE}']")
     await row.wait_for(timeout=15_000)
-    assert await row.locator(".pos-qty").inner_text() == "100"
-    assert await row.locator(".pos-sellable").inner_text() == "0"  # T+1: bought today, sellable tomorrow
-    assert await row.locator(".pos-today").inner_text() == "100 / 0"
-    assert Decimal((await row.locator(".pos-cost").inner_text()).replace(",", "")) == cost
-    assert Decimal(await row.locator(".pos-avg-cost").inner_text()) == cost / 100
+    # One read of the row's cells: the row is drawn again as quotes revalue it, and its figures go together.
+    cells = await row.evaluate(
+        "r => Object.fromEntries([...r.querySelectorAll('td[class*=pos-]')].map(td => "
+        "[[...td.classList].find(c => c.startsWith('pos-')), td.textContent.replaceAll(',', '')]))"
+    )
+    assert cells["pos-qty"] == "100"
+    assert cells["pos-sellable"] == "0"  # T+1: bought today, sellable tomorrow
+    assert cells["pos-today"] == "100 / 0"
+    assert Decimal(cells["pos-cost"]) == cost
+    assert Decimal(cells["pos-avg-cost"]) == cost / 100
+    # Valued at the price shown beside it: market value = 100 x last; unrealised = market value - cost.
+    last = Decimal(cells["pos-last"])
+    assert Decimal(cells["pos-value"]) == last * 100, cells
+    assert Decimal(cells["pos-unrealised"]) == last * 100 - cost, cells
 
     # The cost analysis of the order: its fill VWAP is the fill price (one fill), its fees the fill's.
     await page.click("#tca-refresh")
