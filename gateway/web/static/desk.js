@@ -589,8 +589,17 @@ window.LHDesk = (() => {
     const result = await api(`/api/v1/orders/${encodeURIComponent(o.order_id)}/amend`, { method: "POST", json: body });
     if (result.ok) {
       desk.amending = null;
+      // 202 with the amend (docs/order-path.md, amending): `replaced` at once on the paper broker; on QMT it follows
+      // the broker's cancel report (the order's row changes as the events arrive).
       const a = result.data || {};
-      openResult(`Amend of ${o.order_id} accepted${a.amend_id ? ` · ${a.amend_id}` : ""}${a.status ? ` · ${a.status}` : ""}`, "ok");
+      const reasons = Array.isArray(a.reasons) && a.reasons.length ? ` · ${a.reasons.map((r) => `${r.code}: ${r.message}`).join("; ")}` : "";
+      const refused = a.status === "replacement_refused";
+      openResult(
+        `Amend ${fmt(a.amend_id)} of ${o.order_id}: ${fmt(a.status)}` +
+          (a.replacement_order_id ? ` · replacement ${a.replacement_order_id} for ${groupDigits(a.replacement_qty)} @ ${fmt(a.new_price)}` : "") +
+          (refused ? " · the original stays cancelled" : "") + reasons,
+        refused ? "error" : "ok",
+      );
     } else {
       draft.error = errorText(result);
       openResult(`Amend ${o.order_id}: ${errorText(result)}`, "error");
@@ -624,6 +633,7 @@ window.LHDesk = (() => {
       openResult(
         `Cancel-all: ${fmt(r.requested)} asked · ${(r.cancelled || []).length} cancelled · ` +
           `${(r.cancel_requested || []).length} cancel requested` +
+          ((r.conditional_cancelled || []).length ? ` · ${r.conditional_cancelled.length} conditional cancelled` : "") +
           (failed.length ? ` · failed: ${failed.map((f) => `${f.order_id} ${f.code}`).join(", ")}` : ""),
         failed.length ? "error" : "ok",
       );

@@ -288,3 +288,63 @@ async def test_a_viewer_sees_the_desk_without_a_button_to_act(people: dict[str, 
     assert await page.is_visible("#order-readonly")
     assert await page.is_disabled("#order-submit") and await page.is_disabled("#order-ts-code")
     assert errors == []
+
+
+async def test_an_order_amended_and_the_rest_cancelled_all_at_once_from_the_open_orders(
+    people: dict[str, Any], offline: OfflineContext
+) -> None:
+    base, admin = people["base"], people["admin"]
+    async with httpx.AsyncClient(timeout=30) as client:
+        quote = (await client.get(f"{base}/api/v1/quotes/{CODE}/live", headers=admin.headers)).json()
+        down = Decimal(quote["limit_down"])
+        ids = []
+        for n in range(2):  # two buys at the limit-down price: they rest (nobody sells that low in the session)
+            body = {"client_order_id": f"desk-rest-{n}-{secrets.token_hex(4)}", "ts_code": CODE, "side": "buy",
+                    "order_type": "limit", "qty": 100, "price": str(down)}  # fmt: skip
+            placed = await client.post(f"{base}/api/v1/orders", json=body, headers=admin.headers)
+            assert placed.status_code == 201, placed.text
+            ids.append(placed.json()["order"]["order_id"])
+    errors: list[str] = []
+    page = await _page(offline, base, "admin", people["admin_password"], errors)
+    first = page.locator(f"[id='open-order-{ids[0]}']")
+    await first.wait_for(timeout=10_000)
+
+    # Amend the first: one tick up, 200 shares in all. The paper broker confirms the cancel at once, so the amend is
+    # `replaced` in its answer, and the replacement rests in its place.
+    new_price = str(down + FEN)
+    await first.locator("button[data-action=amend]").click()
+    amend = page.locator(f"[id='amend-{ids[0]}']")
+    await amend.locator(".amend-price").fill(new_price)
+    await amend.locator(".amend-qty").fill("200")
+    async with page.expect_request(lambda r: r.url.endswith(f"/api/v1/orders/{ids[0]}/amend")) as sent:
+        await amend.get_by_role("button", name="Send amend").click()
+    assert (await sent.value).post_data_json == {"price": new_price, "qty": 200}
+    result = page.locator("#open-orders-result")
+    await result.filter(has_text="replaced").wait_for(timeout=10_000)
+    await first.wait_for(state="detached", timeout=10_000)
+    async with httpx.AsyncClient(timeout=30) as client:
+        original = (await client.get(f"{base}/api/v1/orders/{ids[0]}", headers=admin.headers)).json()
+    assert original["status"] == "cancelled"
+    replacement_id = original["replaced_by"]
+    replacement = page.locator(f"[id='open-order-{replacement_id}']")
+    await replacement.wait_for(timeout=10_000)
+    cells = await replacement.locator("td").all_inner_texts()
+    assert (cells[4], cells[5]) == ("200", new_price)
+
+    # Cancel all: the first click only arms the button; the second cancels both open orders.
+    await page.click("#cancel-all")
+    assert (await page.inner_text("#cancel-all")).startswith("Confirm: cancel 2")
+    async with page.expect_request(lambda r: r.url.endswith("/api/v1/orders/cancel-all")) as sent:
+        await page.click("#cancel-all")
+    assert (await sent.value).post_data_json == {}
+    await result.filter(has_text="2 cancelled").wait_for(timeout=10_000)
+    await page.locator("#open-orders", has_text="No open orders.").wait_for(timeout=10_000)
+    async with httpx.AsyncClient(timeout=30) as client:
+        statuses = {
+            i: (await client.get(f"{base}/api/v1/orders/{i}", headers=admin.headers)).json()["status"]
+            for i in (ids[1], replacement_id)
+        }
+    assert statuses == {ids[1]: "cancelled", replacement_id: "cancelled"}
+    # Nothing is reserved for open buys any more (the fill test's buy is filled, the rest cancelled).
+    await page.locator("#account-reserved", has_text="0.00 CNY").wait_for(timeout=10_000)
+    assert errors == []
