@@ -373,7 +373,7 @@ window.LHDesk = (() => {
     const blocked = Object.keys(errors).length > 0;
     // What is typed and wrong keeps the button off (and Enter from sending); at a submit the button stays as it was.
     if (!submitting) $("order-submit").disabled = blocked || !canTrade();
-    const amountFen = !qty.error && price !== null ? qty.qty * toFen(price) : null;
+    const amountFen = !errors.qty && !qty.error && price !== null ? qty.qty * toFen(price) : null;
     $("order-amount").textContent = amountFen !== null ? `amount 金额 ${fenText(amountFen)} CNY (fees extra)` : "";
     if (blocked) return null;
     const order = { ts_code: $("order-ts-code").value.trim().toUpperCase(), side, qty: qty.qty };
