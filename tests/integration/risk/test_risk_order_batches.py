@@ -3,13 +3,16 @@ real MariaDB, Redis and RabbitMQ: each item decided as a single order and placed
 the next is checked), the batch idempotent by its id, refused whole when malformed, and completed when sent again
 after execution failed mid-way."""
 
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from services.execution.store import orders
+from services.risk.batches import LEASE_S
 from services.risk.store import order_batch_items, order_batches, risk_decisions
 from shared.platform.internal_auth import Principal
 from shared.platform.observability import new_id
@@ -242,4 +245,70 @@ async def test_a_strategy_instances_batch_is_checked_against_its_sleeve_item_by_
             "sleeve_required", "orders.0.sleeve",
         )  # fmt: skip
         assert await f.store.count(orders, account_id=alice.account_id) == 1
+        await settle(f)
+
+
+async def test_a_batch_whose_request_died_after_placing_an_item_completes_it_once_when_sent_again(
+    backing: Backing,
+) -> None:
+    settings = backing.settings()
+    alice = trader()
+    async with fleet(settings) as f:
+        batches = f.risk_app.state.batches
+        store = batches.store
+        record, release = store.record, store.release
+
+        # Item 1 is placed at execution, then risk's database fails as its answer is recorded.
+        async def failing_on_item_one(account_id: str, batch_id: str, token: str, index: int, answer: Any) -> None:
+            if index == 1:
+                raise OperationalError("INSERT", {}, Exception("MariaDB went away (test)"))
+            await record(account_id, batch_id, token, index, answer)
+
+        store.record = failing_on_item_one
+        batch = _batch(_buy(100), _buy(200, price="9.50"), _buy(300, price="9.80"))
+        response = await f.risk.post("/v1/order-batches", json=batch, headers=f.headers(alice))
+        assert response.status_code == 503, response.text
+        assert response.json()["code"] == "database_unavailable"
+        assert await f.store.count(orders, account_id=alice.account_id) == 2  # items 0 and 1 reached execution
+        store.record = record
+
+        # Sent again: item 1 is found by its client_order_id (risk replays its decision, execution answers with the
+        # order it holds), item 2 is placed; three orders in all.
+        response = await f.risk.post("/v1/order-batches", json=batch, headers=f.headers(alice))
+        assert response.status_code == 200, response.text
+        answer = response.json()
+        assert (answer["placed"], answer["complete"]) == (3, True)
+        assert await f.store.count(orders, account_id=alice.account_id) == 3
+        assert await _decisions(f, alice.account_id) == 3  # item 1's decision replayed, not made again
+
+        # A request that dies without giving its lease up holds a batch for LEASE_S: a copy meanwhile is told so,
+        # and once the lease has run out the copy completes the batch.
+        async def dies(*args: Any, **kw: Any) -> None:
+            raise RuntimeError("the process died here (test)")
+
+        place = batches.desk.place
+        crashing = _batch(_buy(100), _buy(200, price="9.50"))
+
+        async def dies_on_second(order: Any, principal: Principal, **kw: Any) -> Any:
+            if order.client_order_id == crashing["orders"][1]["client_order_id"]:
+                raise RuntimeError("the process died here (test)")
+            return await place(order, principal, **kw)
+
+        batches.desk.place, store.release = dies_on_second, dies
+        with pytest.raises(RuntimeError):
+            await f.risk.post("/v1/order-batches", json=crashing, headers=f.headers(alice))
+        batches.desk.place, store.release = place, release
+        busy = await f.risk.post("/v1/order-batches", json=crashing, headers=f.headers(alice))
+        assert busy.status_code == 409, busy.text
+        assert busy.json()["code"] == "batch_in_progress"
+
+        clock = store.clock
+        store.clock = lambda: clock() + timedelta(seconds=LEASE_S + 1)
+        try:
+            done = await f.risk.post("/v1/order-batches", json=crashing, headers=f.headers(alice))
+        finally:
+            store.clock = clock
+        assert done.status_code == 200, done.text
+        assert [i["status"] for i in done.json()["items"]] == ["placed", "placed"]
+        assert await f.store.count(orders, account_id=alice.account_id) == 5
         await settle(f)
