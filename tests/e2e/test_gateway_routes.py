@@ -408,3 +408,6 @@ async def test_order_batches_and_cancel_all_through_the_gateway(platform: Platfo
     assert (cancelled.json()["cancelled"], cancelled.json()["failed"]) == ([order_id], [])
     account = await platform.client.get("/api/v1/account", headers=ada.headers)
     assert account.json()["reserved"] == "0.00"
+    # the path's own method, as the OpenAPI document gives it: not GET, which /orders/{order_id} would take
+    other = await platform.client.request("PUT", "/api/v1/orders/cancel-all", headers=ada.headers)
+    assert (other.status_code, other.headers["Allow"]) == (405, "POST")
