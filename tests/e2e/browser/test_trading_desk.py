@@ -290,61 +290,92 @@ async def test_a_viewer_sees_the_desk_without_a_button_to_act(people: dict[str, 
     assert errors == []
 
 
-async def test_an_order_amended_and_the_rest_cancelled_all_at_once_from_the_open_orders(
-    people: dict[str, Any], offline: OfflineContext
-) -> None:
+async def _resting_buys(people: dict[str, Any], count: int) -> tuple[Decimal, list[str]]:
+    """`count` buys of 100 at the limit-down price, placed through the API: they rest (nobody sells that low in the
+    replayed session). The limit-down price and the order ids."""
     base, admin = people["base"], people["admin"]
     async with httpx.AsyncClient(timeout=30) as client:
         quote = (await client.get(f"{base}/api/v1/quotes/{CODE}/live", headers=admin.headers)).json()
         down = Decimal(quote["limit_down"])
         ids = []
-        for n in range(2):  # two buys at the limit-down price: they rest (nobody sells that low in the session)
+        for n in range(count):
             body = {"client_order_id": f"desk-rest-{n}-{secrets.token_hex(4)}", "ts_code": CODE, "side": "buy",
                     "order_type": "limit", "qty": 100, "price": str(down)}  # fmt: skip
             placed = await client.post(f"{base}/api/v1/orders", json=body, headers=admin.headers)
             assert placed.status_code == 201, placed.text
             ids.append(placed.json()["order"]["order_id"])
+    return down, ids
+
+
+async def test_an_order_amended_from_the_open_orders(people: dict[str, Any], offline: OfflineContext) -> None:
+    base, admin = people["base"], people["admin"]
+    down, [order_id] = await _resting_buys(people, 1)
     errors: list[str] = []
     page = await _page(offline, base, "admin", people["admin_password"], errors)
-    first = page.locator(f"[id='open-order-{ids[0]}']")
-    await first.wait_for(timeout=10_000)
+    row = page.locator(f"[id='open-order-{order_id}']")
+    await row.wait_for(timeout=10_000)
 
-    # Amend the first: one tick up, 200 shares in all. The paper broker confirms the cancel at once, so the amend is
-    # `replaced` in its answer, and the replacement rests in its place.
+    # One tick up, 200 shares in all. The paper broker confirms the cancel at once, so the amend is `replaced` in its
+    # answer, and the replacement rests in the original's place.
     new_price = str(down + FEN)
-    await first.locator("button[data-action=amend]").click()
-    amend = page.locator(f"[id='amend-{ids[0]}']")
+    await row.locator("button[data-action=amend]").click()
+    amend = page.locator(f"[id='amend-{order_id}']")
     await amend.locator(".amend-price").fill(new_price)
     await amend.locator(".amend-qty").fill("200")
-    async with page.expect_request(lambda r: r.url.endswith(f"/api/v1/orders/{ids[0]}/amend")) as sent:
+    async with page.expect_request(lambda r: r.url.endswith(f"/api/v1/orders/{order_id}/amend")) as sent:
         await amend.get_by_role("button", name="Send amend").click()
     assert (await sent.value).post_data_json == {"price": new_price, "qty": 200}
     result = page.locator("#open-orders-result")
     await result.filter(has_text="replaced").wait_for(timeout=10_000)
-    await first.wait_for(state="detached", timeout=10_000)
+    await row.wait_for(state="detached", timeout=10_000)
     async with httpx.AsyncClient(timeout=30) as client:
-        original = (await client.get(f"{base}/api/v1/orders/{ids[0]}", headers=admin.headers)).json()
+        original = (await client.get(f"{base}/api/v1/orders/{order_id}", headers=admin.headers)).json()
     assert original["status"] == "cancelled"
-    replacement_id = original["replaced_by"]
-    replacement = page.locator(f"[id='open-order-{replacement_id}']")
+    replacement = page.locator(f"[id='open-order-{original['replaced_by']}']")
     await replacement.wait_for(timeout=10_000)
     cells = await replacement.locator("td").all_inner_texts()
     assert (cells[4], cells[5]) == ("200", new_price)
+    assert f"replacement {original['replaced_by']} for 200 @ {new_price}" in await result.inner_text()
+    await replacement.locator("button[data-action=cancel]").click()
+    await replacement.wait_for(state="detached", timeout=10_000)
+    assert errors == []
 
-    # Cancel all: the first click only arms the button; the second cancels both open orders.
+
+async def test_cancel_all_from_the_open_orders_takes_the_orders_and_the_stops(
+    people: dict[str, Any], offline: OfflineContext
+) -> None:
+    base, admin = people["base"], people["admin"]
+    _, ids = await _resting_buys(people, 2)
+    async with httpx.AsyncClient(timeout=30) as client:
+        quote = (await client.get(f"{base}/api/v1/quotes/{CODE}/live", headers=admin.headers)).json()
+        stop = {"ts_code": CODE, "side": "buy", "qty": 100, "kind": "stop", "stop_price": quote["limit_up"]}
+        armed = await client.post(f"{base}/api/v1/conditional-orders", json=stop, headers=admin.headers)
+        assert armed.status_code == 201, armed.text
+    errors: list[str] = []
+    page = await _page(offline, base, "admin", people["admin_password"], errors)
+    for order_id in ids:
+        await page.locator(f"[id='open-order-{order_id}']").wait_for(timeout=10_000)
+    await page.locator(f"[id='open-cond-{armed.json()['conditional_id']}']").wait_for(timeout=10_000)
+
+    # The first click only arms the button; the second cancels the two orders and the stop.
     await page.click("#cancel-all")
-    assert (await page.inner_text("#cancel-all")).startswith("Confirm: cancel 2")
+    assert (await page.inner_text("#cancel-all")).startswith("Confirm: cancel 3")
     async with page.expect_request(lambda r: r.url.endswith("/api/v1/orders/cancel-all")) as sent:
         await page.click("#cancel-all")
     assert (await sent.value).post_data_json == {}
+    result = page.locator("#open-orders-result")
     await result.filter(has_text="2 cancelled").wait_for(timeout=10_000)
+    assert "1 conditional cancelled" in await result.inner_text()
     await page.locator("#open-orders", has_text="No open orders.").wait_for(timeout=10_000)
     async with httpx.AsyncClient(timeout=30) as client:
-        statuses = {
-            i: (await client.get(f"{base}/api/v1/orders/{i}", headers=admin.headers)).json()["status"]
-            for i in (ids[1], replacement_id)
-        }
-    assert statuses == {ids[1]: "cancelled", replacement_id: "cancelled"}
-    # Nothing is reserved for open buys any more (the fill test's buy is filled, the rest cancelled).
+        statuses = [
+            (await client.get(f"{base}/api/v1/orders/{i}", headers=admin.headers)).json()["status"] for i in ids
+        ]
+        stop_now = await client.get(
+            f"{base}/api/v1/conditional-orders/{armed.json()['conditional_id']}", headers=admin.headers
+        )
+    assert statuses == ["cancelled", "cancelled"]
+    assert stop_now.json()["status"] == "cancelled"
+    # Nothing is reserved for open buys any more (the fill test's buy filled, everything else is cancelled).
     await page.locator("#account-reserved", has_text="0.00 CNY").wait_for(timeout=10_000)
     assert errors == []
