@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from services.execution.admission import principal_account
 from services.execution.amend.rules import FINAL, Original, Status, after_cancel, refusal
 from services.execution.amend.store import Amend, AmendExists, AmendStore, StaleMove
-from services.execution.brokers.base import BrokerUnavailable, CancelTooLate
+from services.execution.brokers.base import BrokerUnavailable, CancelOutcomeUnknown, CancelTooLate
 from services.execution.desk import OrderDesk
 from services.execution.store import StoredOrder
 from shared.platform.clock import session_close, utcnow
@@ -161,6 +161,12 @@ class Amender:
             return self._repeat(earlier, new_price, new_qty), False
         try:
             after, _requested = await self.desk.cancel_at_broker(stored)
+        except CancelOutcomeUnknown as exc:
+            # the cancel went out and its answer was lost: it may have taken, so the amend stays (the original's
+            # reports decide; the pass sends the cancel again after CANCEL_RESEND_S) and the answer says so
+            log.warning("amend: the cancel's answer was lost", extra={"amend_id": amend.amend_id, "error": str(exc)})
+            return await self._noted(amend, f"cancel sent, its answer lost ({exc}): waiting for the original's "
+                                     "report"), True  # fmt: skip
         except (CancelTooLate, BrokerUnavailable) as exc:
             await self.store.forget(amend)  # nothing was cancelled: nothing is kept, the order may be amended again
             if isinstance(exc, CancelTooLate):
@@ -171,6 +177,12 @@ class Amender:
         if after.order.status.is_final:
             amend = await self.confirmed(amend, after)
         return amend, True
+
+    async def _noted(self, amend: Amend, message: str) -> Amend:
+        try:
+            return await self.store.touch(replace(amend, message=message))
+        except StaleMove:
+            return await self.store.get(amend.amend_id) or amend
 
     @staticmethod
     def _repeat(earlier: Amend, price: Decimal | None, qty: int) -> Amend:

@@ -878,3 +878,42 @@ async def test_an_amend_waits_for_the_brokers_cancel_report_and_replaces_what_th
         assert (original["status"], original["filled_qty"], original["replaced_by"]) == (
             "cancelled", 500, done["replacement_order_id"])  # fmt: skip
         await bridge.close()
+
+
+async def test_an_amend_whose_cancel_answer_is_lost_waits_for_the_report_and_one_the_bridge_refuses_changes_nothing(
+    backing: Backing,
+) -> None:
+    async with qmt_fleet(backing, bridges=1) as q:
+        [bridge_id] = q.secrets
+        who = trader()
+        bridge = await q.connected(bridge_id, who.account_id)
+        refused_id = (await q.place(who, qty=1000))["order_id"]
+        lost_id = (await q.place(who, qty=1000))["order_id"]
+
+        # MiniQMT refuses the cancel at once: 409, and no amend is kept (the order may be amended again)
+        bridge.handlers[protocol.CANCEL] = lambda body: protocol.failed(protocol.QMT_REFUSED, "-1")
+        answer = await q.f.execution.post(f"/v1/orders/{refused_id}/amend", json={"price": "10.05"},
+                                          headers=q.f.headers(who))  # fmt: skip
+        assert (answer.status_code, answer.json()["code"]) == (409, "order_not_amendable")
+        assert await q.f.execution_app.state.amend_store.of_order(refused_id) is None
+        assert (await q.order(refused_id))["status"] == "submitted"
+
+        # the cancel goes out but its answer is lost (timeout): it may have taken, so the amend stays `cancelling`
+        del bridge.handlers[protocol.CANCEL]
+        bridge.silent.add(protocol.CANCEL)
+        answer = await q.f.execution.post(f"/v1/orders/{lost_id}/amend", json={"price": "10.05"},
+                                          headers=q.f.headers(who))  # fmt: skip
+        assert answer.status_code == 202, answer.text
+        assert answer.json()["status"] == "cancelling" and "answer lost" in answer.json()["message"]
+        # it had taken: the broker reports the original cancelled, and the replacement (1,000 - 0) goes out
+        order = bridge.orders[lost_id]
+        order.update(status=54)
+        await bridge.push("order", dict(order))
+
+        async def placed() -> bool:
+            return any(t == protocol.PLACE and b["price"] == "10.05" for t, b in bridge.requests)
+
+        await until(placed, what="the replacement sent after the report")
+        [sent] = [b for t, b in bridge.requests if t == protocol.PLACE and b["price"] == "10.05"]
+        assert sent["qty"] == 1000
+        await bridge.close()
