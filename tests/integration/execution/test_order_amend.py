@@ -26,7 +26,15 @@ from shared.platform.events import LiveQuote, QuoteLevel, QuotesSnapshot, make_e
 from shared.platform.internal_auth import Principal
 from shared.platform.settings import Settings
 from tests.conftest import Backing
-from tests.integration.execution.order_path_harness import Fleet, fleet, open_day, order_body, trader, until
+from tests.integration.execution.order_path_harness import (
+    Fleet,
+    SwitchableBus,
+    fleet,
+    open_day,
+    order_body,
+    trader,
+    until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -107,6 +115,15 @@ async def test_amending_a_resting_orders_price_cancels_it_and_places_the_replace
         # bob cannot amend amy's order: it is not his to see
         foreign = await amend(f, bob, done["replacement_order_id"], expected=404, price="9.70")
         assert foreign["code"] == "order_not_found"
+        # risk's replacement route is execution's alone: a trader asking it directly is refused, nothing decided
+        body = {"replaces_order_id": original["order_id"], "account_id": amy.account_id, "owner": amy.subject,
+                "owner_role": "trader", "original": {"client_order_id": original["client_order_id"], "ts_code": CODE,
+                "side": "buy", "qty": 1000, "status": "cancelled", "filled_qty": 0},
+                "order": order_body(client_order_id="amend-forged", price="9.70")}  # fmt: skip
+        direct = await f.risk.post("/v1/replacement-orders", json=body, headers=f.headers(amy))
+        assert (direct.status_code, direct.json()["code"]) == (403, "forbidden")
+        decisions = (await f.risk.get("/v1/decisions", headers=f.headers(amy))).json()
+        assert [d for d in decisions if d["client_order_id"] == "amend-forged"] == []
 
 
 async def test_a_filled_order_is_409_a_market_order_422_and_bad_input_422_with_nothing_changed(
@@ -158,6 +175,29 @@ async def test_a_replacement_risk_refuses_is_reported_with_its_reasons_and_the_o
         assert "stays cancelled" in done["message"]
         assert (await get_order(f, amy, original["order_id"]))["status"] == "cancelled"
         assert await orders_with_client_id(f, amy, f"amend-{original['order_id']}") == []
+
+
+async def test_the_replacement_is_not_checked_against_the_originals_reservation_too(backing: Backing) -> None:
+    """Risk learns of the original's cancel from execution's events, which may be a moment behind the amend: risk
+    counts the original ended (execution's record of it comes with the replacement) before deciding. Here the events
+    do not reach risk at all (execution's message broker stopped), so without that the replacement would be refused
+    for the cash the original no longer holds."""
+    amy = trader()
+    settings = backing.settings(paper_opening_cash=Decimal("20000"))
+    async with fleet(settings, stoppable_bus=True) as f:
+        # 1,000 at 9.50 rests, reserving 9,500.00 + commission 5.00 (the minimum: 9,500 x 0.025% = 2.375) + transfer
+        # fee 0.10 (9,500 x 0.001% = 0.095, half-up) = 9,505.10 of the 20,000.00
+        original = await place(f, amy, price="9.50")
+        assert original["status"] == "submitted"
+        bus = f.execution_bus
+        assert isinstance(bus, SwitchableBus)
+        await bus.stop()  # the original's order.cancelled never reaches risk during the amend
+        # 1,800 at 10.99 needs 19,782.00 + commission 5.00 (19,782 x 0.025% = 4.9455: the minimum) + transfer fee 0.20
+        # (0.19782) = 19,787.20: within 20,000.00 once the original's 9,505.10 is released, not within the
+        # 20,000.00 - 9,505.10 = 10,494.90 left beside it
+        done = await amend(f, amy, original["order_id"], price="10.99", qty=1800)
+        assert (done["status"], done["replacement_qty"]) == ("replaced", 1800), done
+        await bus.restart()
 
 
 class AnswerLost:
