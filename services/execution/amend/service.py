@@ -252,6 +252,15 @@ class Amender:
                 )  # fmt: skip
             if (status >= 500 and status != 502) or not_now(status, code, decision):
                 return await self._retry(amend, f"{code}: {message}")
+            placed, _ = await self.desk.store.find_by_key_or_decision(amend.account_id, amend.client_order_id, "")
+            if placed is not None:
+                # an earlier attempt placed it and its answer was lost; this attempt, decided afresh (its decision
+                # older than the approval's TTL), was refused — e.g. for the cash that very order holds: it stands
+                self.retry_at.pop(amend.amend_id, None)
+                return await self.store.move(
+                    amend, Status.REPLACED, now, replacement_order_id=placed.order.order_id,
+                    message=f"replaced by order {placed.order.order_id} (placed by an earlier attempt)",
+                )  # fmt: skip
             reasons = decision.get("reasons") if isinstance(decision, dict) else None
             if not isinstance(reasons, list) or not reasons:
                 reasons = [{"code": code, "message": message}]

@@ -328,3 +328,46 @@ async def test_an_original_that_partly_filled_first_is_replaced_for_the_new_tota
         # what the account holds: the original's 300 (its fills stay), with 500 working: 300 + 500 = the 800 asked
         positions = (await f.execution.get("/v1/positions", headers=f.headers(amy))).json()
         assert [(p["ts_code"], p["qty"]) for p in positions] == [(CODE, 300)]
+
+
+class PlacedThenRefused:
+    """The first attempt places the replacement and its answer is lost; the next is refused (as a decision made
+    afresh once the first one's approval has aged out can be, e.g. for the cash that very order holds)."""
+
+    def __init__(self, inner: RiskPort) -> None:
+        self.inner = inner
+        self.calls = 0
+
+    async def submit_replacement(self, amend: Amend, original: StoredOrder) -> tuple[int, dict[str, Any]]:
+        self.calls += 1
+        if self.calls == 1:
+            await self.inner.submit_replacement(amend, original)
+            raise ConnectionError("the answer was lost (test)")
+        reasons = [{"code": "insufficient_cash", "message": "needed 9,605.10, available 0.00"}]
+        return 422, {"code": "order_rejected", "message": "rejected",
+                     "decision": {"decision_id": "d-afresh", "approved": False, "reasons": reasons}}  # fmt: skip
+
+
+async def test_a_refusal_of_an_attempt_made_again_does_not_hide_the_replacement_an_earlier_attempt_placed(
+    backing: Backing,
+) -> None:
+    amy = trader()
+    async with fleet(backing.settings()) as f:
+        original = await place(f, amy, price="9.50")
+        amender: Amender = f.execution_app.state.amender
+        risk = PlacedThenRefused(amender.risk)
+        amender.risk = risk
+        first = await amend(f, amy, original["order_id"], price="9.60")
+        assert first["status"] == "replacing"
+        [placed] = await orders_with_client_id(f, amy, f"amend-{original['order_id']}")
+        amender.retry_at.clear()
+        amender.lease_s = 0.0  # attempted again at the next pass
+
+        async def settled() -> bool:
+            a = await f.execution_app.state.amend_store.get(first["amend_id"])
+            return a is not None and a.status.value != "replacing"
+
+        await until(settled, what="the attempt made again")
+        done = await f.execution_app.state.amend_store.get(first["amend_id"])
+        assert risk.calls >= 2
+        assert done is not None and (done.status.value, done.replacement_order_id) == ("replaced", placed["order_id"])
