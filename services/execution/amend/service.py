@@ -140,9 +140,9 @@ class Amender:
             return self._repeat(earlier, new_price, new_qty), False
         refused = refusal(_original(stored), price, qty)
         if refused is not None:
-            details = {"field": refused.field} if refused.field else {}
+            details: dict[str, Any] = {"field": refused.field} if refused.field else {}
             if refused.code == "qty_not_above_filled":
-                details["filled_qty"] = o.filled_qty  # type: ignore[assignment]
+                details["filled_qty"] = o.filled_qty
             raise ServiceError(refused.code, refused.message, status_code=refused.status_code, **details)
         assert new_price is not None  # (a limit order has its price)
         now, wall = self.market_now(), self.wall_now()
@@ -189,9 +189,10 @@ class Amender:
         if price is not None and earlier.same_terms(price, qty):
             return earlier  # the same request again (a lost answer): the same amend
         if earlier.status in FINAL:
+            then = (f"amend its replacement {earlier.replacement_order_id}" if earlier.replacement_order_id
+                    else "place a new order")  # fmt: skip
             raise Conflict("order_not_amendable", f"the order was amended already (amend {earlier.amend_id}, "
-                           f"{earlier.status.value}): amend its replacement {earlier.replacement_order_id}",
-                           amend_id=earlier.amend_id)  # fmt: skip
+                           f"{earlier.status.value}): {then}", amend_id=earlier.amend_id)  # fmt: skip
         raise Conflict("amend_in_progress", f"the order has an amend in progress (amend {earlier.amend_id}, "
                        f"{earlier.status.value}): wait for it", amend_id=earlier.amend_id)  # fmt: skip
 
