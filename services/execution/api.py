@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from services.execution.amend.store import AmendStore
 from services.execution.cash import cny
+from services.execution.conditional.api import cancel_all_held
 from services.execution.deps import CurrentPrincipal, Desk
 from services.execution.desk import AccountCash
 from services.execution.schemas import (
     AccountOut,
     AdjustmentOut,
+    CancelAllIn,
+    CancelAllOut,
     CashMovementIn,
     CashMovementOut,
     LedgerEntryOut,
@@ -124,6 +127,37 @@ async def get_order(order_id: str, principal: CurrentPrincipal, desk: Desk, requ
     """An order; an amended one names its replacement (`replaced_by`), a replacement the order it replaces."""
     [out] = await _linked(request, [await desk.get(order_id, principal)])
     return out
+
+
+@router.post(
+    "/orders/cancel-all",
+    response_model=CancelAllOut,
+    responses={
+        403: {"description": "`forbidden`: a viewer, or a trader naming another account"},
+        422: {"description": "`invalid_request`: an unknown field, a malformed filter; a service naming no account"},
+    },
+)
+async def cancel_all(body: CancelAllIn, principal: CurrentPrincipal, desk: Desk, request: Request) -> dict[str, Any]:
+    """Cancel every open order of the caller's account (an admin's or a service's: `account_id`'s) matching the
+    filters (`strategy_instance_id`, `ts_code`; none: all), each through the single cancel's path, and first its
+    waiting and armed conditional orders matching (`include_conditional`, default true), so that none triggers a
+    new order meanwhile. One that cannot be cancelled is listed in `failed` with the single cancel's code; the
+    others are cancelled all the same (docs/order-management.md)."""
+    account = desk.cancel_all_account(principal, body.account_id)
+    conditional: tuple[list[str], list[dict[str, str]]] = ([], [])
+    if body.include_conditional and body.strategy_instance_id is None:
+        conditional = await cancel_all_held(request, principal, account, body.ts_code)
+    done = await desk.cancel_all(
+        principal, account, strategy_instance_id=body.strategy_instance_id, ts_code=body.ts_code
+    )
+    return {
+        "account_id": account,
+        "requested": done.requested + len(conditional[0]) + len(conditional[1]),
+        "cancelled": done.cancelled,
+        "cancel_requested": done.cancel_requested,
+        "conditional_cancelled": conditional[0],
+        "failed": [*conditional[1], *done.failed],
+    }
 
 
 @router.post(

@@ -8,12 +8,14 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from services.risk.deps import Caller, Desk, Killswitch, RuleSetsDep, Store
+from services.risk.deps import Batches, Caller, Desk, Killswitch, RuleSetsDep, Store
 from services.risk.schemas import (
     ConditionalChild,
     DecisionOut,
     HaltAnswer,
     HaltRequest,
+    OrderBatchOut,
+    OrderBatchRequest,
     OrderRefused,
     OrderRequest,
     PlacedOrder,
@@ -59,6 +61,29 @@ log = logging.getLogger(__name__)
 async def place_order(order: OrderRequest, principal: Caller, desk: Desk) -> JSONResponse:
     placement = await desk.place(order, principal)
     return JSONResponse(placement.body, status_code=placement.status_code)
+
+
+@router.post(
+    "/order-batches",
+    response_model=OrderBatchOut,
+    responses={
+        403: {"description": "forbidden / sleeve_not_allowed for an item (as for a single order): nothing placed"},
+        409: {
+            "description": "`batch_id_reused`: the batch_id holds other orders; `batch_in_progress`: another request "
+            "is placing this batch (send it again in a moment)"
+        },
+        422: {
+            "description": "`batch_too_large` (more than LH_BATCH_MAX_ORDERS, field `orders`), "
+            "`duplicate_client_order_id` (field `orders.<i>.client_order_id`), `invalid_request`, an item's "
+            "`sleeve_required` / `sleeve_mismatch`: nothing placed"
+        },
+    },
+)
+async def place_order_batch(body: OrderBatchRequest, principal: Caller, batches: Batches) -> dict[str, Any]:
+    """Up to LH_BATCH_MAX_ORDERS orders, each decided as a single order (`POST /v1/orders`) and placed in the order
+    given; 200 with each item's answer (placed / refused with the reasons / failed: a dependency was down). The
+    same batch again is answered the same, placing only the items that failed (docs/order-management.md)."""
+    return await batches.place(body, principal)
 
 
 @router.post(

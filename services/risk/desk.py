@@ -327,17 +327,7 @@ class RiskDesk:
         """`parent_id`: the conditional order (held by execution) whose child this is; `replaces_order_id`: the
         amended order this one replaces (docs/order-path.md "Amending an order"); each recorded with the decision."""
         instance_id = request.strategy_instance_id
-        _check_placer(principal, instance_id)
-        if request.paper_fill is not None and instance_id is None:
-            # (a person's order naming an instance is refused above; the strategy service always names one)
-            raise Forbidden(
-                "forbidden",
-                f"{principal.subject} may not send paper_fill: only a strategy instance's orders "
-                "(strategy_instance_id, from the strategy service) carry their own fill rules",
-            )
-        # An instance's sleeve comes with its order, from the strategy service (checked above to be the sender of
-        # every order naming an instance): it is checked here, before anything is read or recorded.
-        sleeve = _carried_sleeve(request, principal)
+        sleeve = check_request(request, principal)
 
         # A retry after a lost answer: the order was approved (and may be filled) already. Checking it again could
         # answer "rejected" or "unavailable" for an order execution holds, e.g. a sell whose shares it sold. Only
@@ -955,6 +945,25 @@ class _OrderBook:
             if self._error is not None:
                 unavailable.append(self._error)
         return self._view
+
+
+def check_request(request: OrderRequest, principal: Principal) -> Sleeve | None:
+    """What is refused before anything is read or recorded: who may place it (403), paper_fill from anyone but the
+    strategy service for an instance (403), and an instance's sleeve (403 sleeve_not_allowed, 422 sleeve_required,
+    sleeve_mismatch). Returns the sleeve as the checks read it (None: a person's order). A batch runs it on every
+    item before placing any (services/risk/batches.py)."""
+    instance_id = request.strategy_instance_id
+    _check_placer(principal, instance_id)
+    if request.paper_fill is not None and instance_id is None:
+        # (a person's order naming an instance is refused above; the strategy service always names one)
+        raise Forbidden(
+            "forbidden",
+            f"{principal.subject} may not send paper_fill: only a strategy instance's orders "
+            "(strategy_instance_id, from the strategy service) carry their own fill rules",
+        )
+    # An instance's sleeve comes with its order, from the strategy service (checked above to be the sender of
+    # every order naming an instance): it is checked here, before anything is read or recorded.
+    return _carried_sleeve(request, principal)
 
 
 def _check_placer(principal: Principal, instance_id: str | None) -> None:

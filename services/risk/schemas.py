@@ -143,6 +143,16 @@ class ReplacementOrder(RequestModel):
     order: OrderRequest
 
 
+class OrderBatchRequest(RequestModel):
+    """`POST /v1/order-batches`: up to LH_BATCH_MAX_ORDERS orders (default 100; more is 422 `batch_too_large`,
+    nothing placed), each decided by risk as a single order and placed in the order given. Idempotent by `batch_id`
+    per account: the same batch again is answered the same (its items not yet placed are placed then); other orders
+    under the same id are 409 `batch_id_reused` (docs/order-management.md)."""
+
+    batch_id: ClientOrderId = Field(description="the client's id of the batch: the client_order_id alphabet, 1-64")
+    orders: list[OrderRequest] = Field(min_length=1, description="the orders, placed one after the other")
+
+
 class ReasonOut(BaseModel):
     code: str
     message: str
@@ -159,6 +169,35 @@ class PlacedOrder(BaseModel):
 
     decision: DecisionSummary
     order: dict[str, object]
+
+
+class BatchItemOut(BaseModel):
+    """One order of a batch: `placed` (its order), `refused` (risk's reasons, or execution's refusal: the code and
+    message; a final answer) or `failed` (a dependency could not answer: the code, e.g. execution_unavailable, and
+    http_status; send the batch again)."""
+
+    index: int = Field(description="its position in `orders`, from 0")
+    client_order_id: str
+    status: Literal["placed", "refused", "failed"]
+    order: dict[str, object] | None = Field(default=None, description="placed: execution's order")
+    decision_id: str | None = Field(default=None, description="risk's decision, when one was made")
+    reasons: list[ReasonOut] | None = Field(default=None, description="refused by risk: its reasons")
+    code: str | None = Field(default=None, description="refused or failed: the code the single order would have had")
+    message: str | None = None
+    http_status: int | None = Field(default=None, description="refused or failed: the single order's status")
+    details: dict[str, object] | None = Field(default=None, description="execution's details of a refusal")
+
+
+class OrderBatchOut(BaseModel):
+    """200: every item's answer, in order, and the counts; `complete` false while some item failed (send the same
+    batch again: only those are placed then)."""
+
+    batch_id: str
+    items: list[BatchItemOut]
+    placed: int
+    refused: int
+    failed: int
+    complete: bool
 
 
 class OrderRefused(BaseModel):

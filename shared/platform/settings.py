@@ -71,6 +71,8 @@ class Settings(BaseSettings):
 
     # Risk
     max_order_value: Decimal = Decimal("1000000")  # CNY per order
+    # The most orders one batch (`POST /v1/order-batches`) may carry; more is 422 batch_too_large, nothing placed.
+    batch_max_orders: int = Field(default=100, ge=1, le=1000)
 
     # Execution: a paper account's opening cash (CNY, whole fen), its first ledger entry when it is first seen.
     paper_opening_cash: Decimal = Field(default=Decimal("10000000"), ge=0, decimal_places=2, allow_inf_nan=False)

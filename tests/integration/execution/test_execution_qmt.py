@@ -344,6 +344,28 @@ async def test_cancel_is_asynchronous_and_the_push_records_it(backing: Backing) 
         await bridge.close()
 
 
+async def test_cancel_all_on_a_qmt_account_requests_each_cancel_of_the_broker(backing: Backing) -> None:
+    async with qmt_fleet(backing, bridges=1) as q:
+        [bridge_id] = q.secrets
+        who = trader()
+        bridge = await q.connected(bridge_id, who.account_id)
+        order_id = (await q.place(who))["order_id"]
+        answer = await q.f.execution.post("/v1/orders/cancel-all", json={}, headers=q.f.headers(who))
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert (body["requested"], body["cancelled"], body["cancel_requested"], body["failed"]) == (
+            1, [], [order_id], [],
+        )  # fmt: skip
+        assert (await q.order(order_id))["status"] == "submitted"  # open until the broker reports the cancel
+        await bridge.push("order", dict(bridge.orders[order_id], status=54, status_msg="撤单成功"))
+
+        async def cancelled() -> bool:
+            return (await q.order(order_id))["status"] == "cancelled"
+
+        await until(cancelled, what="the cancel recorded from the push")
+        await bridge.close()
+
+
 async def test_reconciliation_records_a_missed_fill_and_reports_a_position_difference(backing: Backing) -> None:
     async with qmt_fleet(backing, bridges=1) as q, event_log(q.f.settings) as events:
         [bridge_id] = q.secrets

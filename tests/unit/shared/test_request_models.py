@@ -21,6 +21,8 @@ from shared.platform.settings import Settings
 # The gateway's proxy routes take any JSON object and pass the bytes on unchanged: the service behind validates them.
 PASSED_THROUGH = {
     "/api/v1/orders",
+    "/api/v1/order-batches",
+    "/api/v1/orders/cancel-all",
     "/api/v1/account/cash",
     "/api/v1/account/paper-settings",
     "/api/v1/accounts/{account_id}/broker",
@@ -129,6 +131,7 @@ def test_every_request_body_of_every_app_is_a_strict_request_model() -> None:
         "backtest /v1/backtests": "BacktestRequest",
         "backtest /v1/optimisations": "OptimisationRequest",
         "risk /v1/orders": "OrderRequest",
+        "risk /v1/order-batches": "OrderBatchRequest",
         "risk /v1/risk/halt": "HaltRequest",
         "risk /v1/risk/stops": "StopRequest",
         "risk /v1/conditional-children": "ConditionalChild",
@@ -137,6 +140,7 @@ def test_every_request_body_of_every_app_is_a_strict_request_model() -> None:
         "risk /v1/risk/rules/{scope} DELETE": "RuleSetClear",
         "execution /v1/orders": "OrderSubmission",
         "execution /v1/account/cash": "CashMovementIn",
+        "execution /v1/orders/cancel-all": "CancelAllIn",
         "strategy /v1/strategy-instances": "InstanceCreate",
         "strategy /v1/strategy-instances/{instance_id}": "ParamsUpdate",
         "strategy /v1/strategy-instances/{instance_id}/start": "StartRequest",
