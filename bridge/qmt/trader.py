@@ -148,6 +148,7 @@ class QmtLink:
         self._reported: str | None = None
         self._last_order: dict[Any, tuple[Any, ...]] = {}  # by the platform's order id (MiniQMT's ids change)
         self._confirmed: set[str] = set()  # orders whose MiniQMT id was confirmed on the current connection
+        self._missing: set[str] = set()  # orders with a contract number MiniQMT's list lacks (logged once)
         self._seen_trades: set[str] = set()
         self._held_trades: dict[int, list[Any]] = {}
         self._held_errors: dict[int, list[Any]] = {}
@@ -199,6 +200,7 @@ class QmtLink:
         """A new trader: MiniQMT's ids are confirmed afresh (a restart may have renumbered them), and trades held for
         an answer the old trader will never give are let go (the reconciliation's query brings them back)."""
         self._confirmed.clear()
+        self._missing.clear()
         for held in self._held_trades.values():
             for trade in held:
                 self._seen_trades.discard(str(trade.traded_id))
@@ -296,13 +298,23 @@ class QmtLink:
             if entry is not None:
                 return entry
         if sysid:
-            entry = self.journal.by_sysid(sysid)
-            if entry is not None and (not stock_code or normalize.ts_code(stock_code) == entry.ts_code):
+            entry = self._by_sysid(sysid, stock_code)
+            if entry is not None:
                 return entry
         if qmt_order_id in (None, "", 0, -1):
             return None
         entry = self.journal.by_qmt_order_id(int(qmt_order_id))
         if entry is None or entry.order_id not in self._confirmed or _contradicts(entry, remark, sysid):
+            return None
+        return entry
+
+    def _by_sysid(self, sysid: str, stock_code: Any) -> Entry | None:
+        """Today's journalled order with this contract number, for the same code (the numbers are the counter's
+        and may repeat on another day)."""
+        entry = self.journal.by_sysid(sysid)
+        if entry is None or not entry.created_at.startswith(_today()):
+            return None
+        if stock_code and normalize.ts_code(stock_code) != entry.ts_code:
             return None
         return entry
 
@@ -565,9 +577,7 @@ class QmtLink:
             remark, sysid = str(_field(xt_order, "order_remark") or ""), str(_field(xt_order, "order_sysid") or "")
             entry = self.journal.by_remark(remark) if remark else None
             if entry is None and sysid:
-                entry = self.journal.by_sysid(sysid)
-                if entry is not None and normalize.ts_code(xt_order.stock_code) != entry.ts_code:
-                    entry = None
+                entry = self._by_sysid(sysid, xt_order.stock_code)
             if entry is not None and entry.order_id not in taken:
                 matched[i] = entry
                 taken.add(entry.order_id)
@@ -588,7 +598,7 @@ class QmtLink:
             for i, entry in by_id.items():
                 matched[i] = entry
                 taken.add(entry.order_id)
-        today = datetime.now(CST).date().isoformat()
+        today = _today()
         open_entries = [
             e
             for e in self.journal.in_state(SENT, ACKNOWLEDGED)
@@ -620,9 +630,11 @@ class QmtLink:
 
     def _report_lost(self, found: set[str]) -> None:
         """Today's orders MiniQMT acknowledged before the current connection, not final, that its full list no
-        longer has (by remark, sysid, id or terms): lost in a restart -- never reached the exchange, final, nothing
-        filled. Reported as junk (57) with LOST_MESSAGE; never placed again."""
-        today = datetime.now(CST).date().isoformat()
+        longer has (by remark, sysid, id or terms): lost in a restart. Only an order that never reached the exchange
+        (no contract number seen, nothing filled) is made final so -- reported as junk (57) with LOST_MESSAGE, never
+        placed again; one with a contract number or a fill is left as it is (logged once a connection): MiniQMT's
+        list missing it is no proof that the exchange does not have it."""
+        today = _today()
         for entry in self.journal.in_state(ACKNOWLEDGED):
             if (
                 entry.order_id in found
@@ -630,6 +642,16 @@ class QmtLink:
                 or entry.status in protocol.FINAL_ORDER_STATUS
                 or not entry.created_at.startswith(today)
             ):
+                continue
+            if entry.order_sysid or entry.traded_qty:
+                if entry.order_id not in self._missing:
+                    self._missing.add(entry.order_id)
+                    log.warning(
+                        "order %s (sysid %s, %s filled) is not in MiniQMT's orders: left as it is, check it in QMT",
+                        entry.order_id,
+                        entry.order_sysid,
+                        entry.traded_qty,
+                    )
                 continue
             log.warning(
                 "order %s (MiniQMT id %s, sysid %s) is gone from MiniQMT's orders after a reconnect: lost in a restart",
@@ -828,6 +850,10 @@ class QmtLink:
         if xt_asset is None:
             return protocol.failed(protocol.QMT_DISCONNECTED, "MiniQMT returned no asset for the account")
         return protocol.ok({"asset": normalize.asset(xt_asset)})
+
+
+def _today() -> str:
+    return datetime.now(CST).date().isoformat()
 
 
 def _contradicts(entry: Entry, remark: str, sysid: str) -> bool:

@@ -182,3 +182,18 @@ async def test_an_order_known_only_by_its_terms_is_found_after_a_restart_and_twi
         B: 255,
         C: 255,
     }
+
+
+async def test_an_order_with_a_contract_number_missing_after_a_restart_is_not_made_lost(
+    harness: Harness, xt: SimpleNamespace
+) -> None:
+    harness.link.place(place_body(A))
+    await harness.wait_for("order", lambda b: b["order_id"] == A and b["status"] == 50)
+    with xt.broker.lock:
+        del xt.broker.orders[1001]  # MiniQMT's list no longer has it, though it reached the exchange (sysid S1001)
+    xt.broker.restart(lose_session=False)
+    await reconnected(harness)
+    await harness.barrier()
+    entry = harness.journal.get(A)
+    assert entry is not None and (entry.state, entry.order_sysid, entry.status) == (ACKNOWLEDGED, "S1001", 50)
+    assert [o["status"] for o in harness.of("order", lambda b: b["order_id"] == A)] == [50]
