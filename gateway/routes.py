@@ -78,6 +78,9 @@ ROUTES: tuple[ProxyRoute, ...] = (
     _r("GET", "/v1/orders/{order_id}", "execution", VIEWER, "orders"),
     _r("POST", "/v1/orders/cancel-all", "execution", TRADER, "orders", body=True),  # before {order_id}
     _r("POST", "/v1/orders/{order_id}/cancel", "execution", TRADER, "orders"),
+    # amend as cancel-replace (docs/order-path.md "Amending an order"): traders amend their own open limit orders
+    _r("POST", "/v1/orders/{order_id}/amend", "execution", TRADER, "orders", body=True),
+    _r("GET", "/v1/amends/{amend_id}", "execution", VIEWER, "orders"),
     _r("GET", "/v1/trades", "execution", VIEWER, "orders"),
     _r("GET", "/v1/positions", "execution", VIEWER, "orders"),
     _r("GET", "/v1/positions/adjustments", "execution", VIEWER, "orders"),  # corporate actions applied

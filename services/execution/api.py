@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
+from services.execution.amend.store import AmendStore
 from services.execution.cash import cny
 from services.execution.conditional.api import cancel_all_held
 from services.execution.deps import CurrentPrincipal, Desk
@@ -32,6 +33,7 @@ from services.execution.schemas import (
     TcaSummaryOut,
     TradeOut,
 )
+from services.execution.store import StoredOrder
 from services.execution.tca import OrderTca
 from services.execution.valuation import AccountSummary
 from shared.core.domain import OrderStatus
@@ -79,6 +81,7 @@ OldestFirst = Annotated[bool, Query(description="in creation order, oldest first
 async def list_orders(
     principal: CurrentPrincipal,
     desk: Desk,
+    request: Request,
     status: OrderStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     strategy_instance_id: InstanceFilter = None,
@@ -105,12 +108,25 @@ async def list_orders(
         oldest_first=oldest_first,
         after=after,
     )
-    return [OrderOut.of(o) for o in listed]
+    return await _linked(request, listed)
+
+
+async def _linked(request: Request, listed: list[StoredOrder]) -> list[OrderOut]:
+    """The orders with their amends' links: `replaced_by` on an amended order, `replaces_order_id` on its
+    replacement (one read for the page)."""
+    amends: AmendStore = request.app.state.amend_store
+    replaced_by, replaces = await amends.links([o.order.order_id for o in listed])
+    return [
+        OrderOut.of(o, replaced_by=replaced_by.get(o.order.order_id), replaces_order_id=replaces.get(o.order.order_id))
+        for o in listed
+    ]
 
 
 @router.get("/orders/{order_id}", response_model=OrderOut, responses={404: {"description": "`order_not_found`"}})
-async def get_order(order_id: str, principal: CurrentPrincipal, desk: Desk) -> OrderOut:
-    return OrderOut.of(await desk.get(order_id, principal))
+async def get_order(order_id: str, principal: CurrentPrincipal, desk: Desk, request: Request) -> OrderOut:
+    """An order; an amended one names its replacement (`replaced_by`), a replacement the order it replaces."""
+    [out] = await _linked(request, [await desk.get(order_id, principal)])
+    return out
 
 
 @router.post(

@@ -904,20 +904,28 @@ class OrderDesk:
         if stored.order.status.is_final:
             raise Conflict("order_not_cancellable", f"the order is already {stored.order.status.value}")
         try:
-            broker = await self.broker_for(stored.order.account_id)
-            report = await broker.cancel(order_id, paper_fill=stored.paper_fill)
+            after, requested = await self.cancel_at_broker(stored)
         except CancelTooLate as exc:
             raise Conflict("order_not_cancellable", f"too late to cancel: {exc}") from exc
         except BrokerUnavailable as exc:
             raise Unavailable("broker_unavailable", f"the broker could not take the cancel now ({exc})") from exc
-        after = await self._record(order_id, report)
-        if report.cancel_requested and not after.order.status.is_final:
+        if requested:
             return after, True
         if after.order.status is not OrderStatus.CANCELLED:
             raise Conflict(
                 "order_not_cancellable", f"the order was {after.order.status.value} before the cancel reached it"
             )
         return after, False
+
+    async def cancel_at_broker(self, stored: StoredOrder) -> tuple[StoredOrder, bool]:
+        """Ask the order's broker to cancel what rests of it and record the report: (the order after, True when the
+        broker only took the request — QMT — and the order is still open). An amend's cancel too. Raises
+        CancelTooLate, BrokerUnavailable."""
+        order_id = stored.order.order_id
+        broker = await self.broker_for(stored.order.account_id)
+        report = await broker.cancel(order_id, paper_fill=stored.paper_fill)
+        after = await self._record(order_id, report)
+        return after, report.cancel_requested and not after.order.status.is_final
 
     def cancel_all_account(self, principal: Principal, account_id: str | None) -> str:
         """The account a cancel-all is for: the caller's own (a trader), or the one an admin or a service names

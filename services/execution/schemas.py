@@ -108,11 +108,28 @@ class OrderOut(BaseModel):
         default=False,
         description="a cancel was asked of a broker that cancels asynchronously (QMT) and its outcome is not in yet",
     )
+    replaced_by: str | None = Field(
+        default=None, description="an amended order: the order that replaced it (docs/order-path.md, amending)"
+    )
+    replaces_order_id: str | None = Field(default=None, description="a replacement: the amended order it replaces")
 
     @classmethod
-    def of(cls, stored: StoredOrder, *, cancel_requested: bool = False) -> OrderOut:
+    def of(
+        cls,
+        stored: StoredOrder,
+        *,
+        cancel_requested: bool = False,
+        replaced_by: str | None = None,
+        replaces_order_id: str | None = None,
+    ) -> OrderOut:
         return cls.model_validate(
-            {**stored.order.model_dump(), "paper_fill": stored.paper_fill, "cancel_requested": cancel_requested}
+            {
+                **stored.order.model_dump(),
+                "paper_fill": stored.paper_fill,
+                "cancel_requested": cancel_requested,
+                "replaced_by": replaced_by,
+                "replaces_order_id": replaces_order_id,
+            }
         )
 
 

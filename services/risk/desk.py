@@ -316,8 +316,16 @@ class RiskDesk:
         # data service's trade calendar kept in memory. None: the exchange date of now (tests of the checks only).
         self.sessions = OrderSessions(calendar) if calendar is not None else None
 
-    async def place(self, request: OrderRequest, principal: Principal, *, parent_id: str | None = None) -> Placement:
-        """`parent_id`: the conditional order (held by execution) whose child this is, recorded with the decision."""
+    async def place(
+        self,
+        request: OrderRequest,
+        principal: Principal,
+        *,
+        parent_id: str | None = None,
+        replaces_order_id: str | None = None,
+    ) -> Placement:
+        """`parent_id`: the conditional order (held by execution) whose child this is; `replaces_order_id`: the
+        amended order this one replaces (docs/order-path.md "Amending an order"); each recorded with the decision."""
         instance_id = request.strategy_instance_id
         sleeve = check_request(request, principal)
 
@@ -466,7 +474,7 @@ class RiskDesk:
             correlation_id=current_correlation_id(),
             strategy_instance_id=instance_id,
             paper_fill=request.paper_fill,
-            rule_check=_record(judged, request.sleeve, parent_id),
+            rule_check=_record(judged, request.sleeve, parent_id, replaces_order_id),
         )
         alerts = [] if judged is None else judged.alerts(decision)
         try:
@@ -1031,15 +1039,21 @@ def _carried_sleeve(request: OrderRequest, principal: Principal) -> Sleeve | Non
 
 
 def _record(
-    judged: _Judged | None, sleeve: CarriedSleeve | None, parent_id: str | None = None
+    judged: _Judged | None,
+    sleeve: CarriedSleeve | None,
+    parent_id: str | None = None,
+    replaces_order_id: str | None = None,
 ) -> dict[str, Any] | None:
     """What the decision read, for its record: the rules' versions, equity and findings (when they ran), the
-    sleeve the order carried (an instance's order), and the conditional order whose child it is (`parent_id`)."""
+    sleeve the order carried (an instance's order), the conditional order whose child it is (`parent_id`) and the
+    amended order it replaces (`replaces_order_id`)."""
     record: dict[str, Any] = {} if judged is None else judged.record
     if sleeve is not None:
         record = {**record, "sleeve": sleeve.model_dump(mode="json")}
     if parent_id is not None:
         record = {**record, "parent_id": parent_id}
+    if replaces_order_id is not None:
+        record = {**record, "replaces_order_id": replaces_order_id}
     return record or None
 
 

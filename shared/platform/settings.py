@@ -242,6 +242,15 @@ class Settings(BaseSettings):
     quotes_bar_grace_s: float = Field(default=5.0, ge=0, allow_inf_nan=False)
     # The most codes one browser socket on the gateway's /ws may subscribe to.
     quotes_ws_max_codes: int = Field(default=50, ge=1, le=1000)
+    # A snapshot whose time is more than this many seconds ahead of the market clock is refused (`future`).
+    quotes_max_skew_s: float = Field(default=5.0, ge=0, le=3600, allow_inf_nan=False)
+    # The bridge ids (of LH_QMT_BRIDGE_SECRETS) allowed to feed quotes on /v1/bridge/quotes, comma-separated:
+    # "" (the default) allows none, fail closed (docs/qmt-bridge.md, "The quotes channel").
+    quotes_bridges: str = ""
+
+    def quotes_bridge_ids(self) -> frozenset[str]:
+        """The bridge ids LH_QUOTES_BRIDGES allows to feed quotes (empty: none)."""
+        return frozenset(part.strip() for part in self.quotes_bridges.split(",") if part.strip())
 
     @field_validator("quotes_feed", "quotes_replay_speed", mode="before")
     @classmethod
