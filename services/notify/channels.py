@@ -99,8 +99,10 @@ class RobotChannel:
             batch, deferred = self.pending, self._deferred
             self.pending, self._deferred = [], 0
             self._arrived.clear()
-            self.limit.record()
             result = await self.sender(batch, deferred)
+            # Counted when the answer is back: the robot counted it at some moment before, so the window measured
+            # from here never ends before the robot's does.
+            self.limit.record()
             if result.ok:
                 self.metrics.messages.labels(robot=self.name, outcome="sent").inc()
                 self.metrics.pending.labels(robot=self.name).set(len(self.pending))
