@@ -17,6 +17,7 @@ class Outcome(StrEnum):
 
 class RiskMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
         self.decisions = Counter(
             "lh_risk_decisions_total", "Risk decisions on orders, by outcome", ["outcome"], registry=registry
         )
