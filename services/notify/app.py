@@ -7,6 +7,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 from fastapi import FastAPI
@@ -19,15 +20,30 @@ from services.notify.robots import SendResult, message_body, render_markdown, se
 from services.notify.schemas import WebhookNotification
 from services.notify.settings import NotifySettings, Robot
 from shared.platform.app import Infra, create_service_app
+from shared.platform.observability import register_secrets
 from shared.platform.settings import Settings
 
 NAME = "notify"
+
+
+def robot_secrets(notify: NotifySettings, token: str) -> list[str]:
+    """Every secret value the service holds: the token, each robot's URL, its query values (DingTalk's access_token,
+    WeCom's key) and its signing secret."""
+    values = [token]
+    for robot in notify.robots.values():
+        url = robot.url.get_secret_value()
+        values.append(url)
+        values += [value for _, value in parse_qsl(urlsplit(url).query)]
+        if robot.secret is not None:
+            values.append(robot.secret.get_secret_value())
+    return values
 
 
 def create_app(settings: Settings, infra: Infra | None = None, notify: NotifySettings | None = None) -> FastAPI:
     infra = infra or Infra.from_settings(settings, NAME)
     notify = notify or NotifySettings()
     token = notify.require_webhook_token()  # refuses to start without one: the webhook is never open
+    register_secrets(robot_secrets(notify, token))  # whatever logs them (httpx's request lines too) shows [REDACTED]
     state: dict[str, object] = {}
 
     @asynccontextmanager

@@ -10,6 +10,7 @@ import pytest
 
 from services.notify.app import create_app
 from services.notify.settings import NotifySettings
+from shared.platform.observability import redact
 from shared.platform.settings import Settings
 
 TOKEN = "notify-test-token-0123456789"
@@ -101,3 +102,20 @@ async def test_health_and_metrics_need_no_token(client: httpx.AsyncClient) -> No
     metrics = await client.get("/metrics")
     assert metrics.status_code == 200
     assert 'lh_notify_pending_notifications{robot="ops-chat"} 0.0' in metrics.text
+
+
+def test_the_robots_secrets_never_reach_a_log_line(tmp_path: Path) -> None:
+    robots = {
+        "trading": {"kind": "dingtalk", "url": "https://oapi.dingtalk.com/robot/send?access_token=ding-tok-8c1f2e",
+                    "secret": "SECsign-5d9a7b"},
+        "chat": {"kind": "wecom", "url": "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=wecom-key-71e3c0"},
+    }  # fmt: skip
+    create_app(settings(tmp_path), notify=NotifySettings(webhook_token=TOKEN, robots=robots))
+    # what httpx logs of a request, and what a careless line could carry
+    line = redact(
+        "HTTP Request: POST https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=wecom-key-71e3c0 "
+        "https://oapi.dingtalk.com/robot/send?access_token=ding-tok-8c1f2e&timestamp=1&sign=x "
+        f"secret SECsign-5d9a7b token {TOKEN}"
+    )
+    for secret in ("wecom-key-71e3c0", "ding-tok-8c1f2e", "SECsign-5d9a7b", TOKEN):
+        assert secret not in line

@@ -111,6 +111,8 @@ def test_every_notify_webhook_presents_the_bearer_token_from_its_file() -> None:
             "credentials_file": "/etc/alertmanager/secrets/notify_webhook_token"
         }, name
         assert hook.get("send_resolved") is True, name
+        # within what notify reads (1000 alerts, 1 MB): the rest are counted in truncatedAlerts
+        assert 0 < hook.get("max_alerts", 0) <= 1000, name
 
 
 def test_compose_writes_every_secret_file_the_configuration_reads(compose: dict[str, Any]) -> None:
