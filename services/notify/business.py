@@ -1,6 +1,7 @@
 """Business alerts: the events services raise about trading (risk warnings and breaches, halts, failed strategy
-instances, refused strategy code, failed stop exits, reconciliation differences) become Alertmanager alerts, posted
-to its API, so that dedup, grouping, silences, inhibition and routing are Alertmanager's, as for Prometheus's rules.
+instances, refused strategy code, failed stop exits, reconciliation differences, broker disconnects) become
+Alertmanager alerts, posted to its API, so that dedup, grouping, silences, inhibition and routing are Alertmanager's,
+as for Prometheus's rules.
 
 An alert's labels identify it (the same condition posted twice is one alert); a condition that clears (trading
 active again, the instance started or stopped) is posted again with `endsAt` now, which resolves it. An event is
@@ -19,6 +20,7 @@ import httpx
 
 from services.notify.metrics import NotifyMetrics
 from shared.platform.events import (
+    BrokerBridgeLink,
     BrokerReconciliationDifference,
     Envelope,
     RiskAlert,
@@ -42,6 +44,8 @@ EVENT_PATTERNS = [
     "strategy.instance.deleted",
     "strategy.code.rejected",
     "broker.reconciliation.difference",
+    "broker.bridge.connected",
+    "broker.bridge.disconnected",
 ]
 RUNBOOK = "docs/operations.md#{}"
 # A condition's alert holds until the event that clears it; Alertmanager needs an end, so a far one.
@@ -133,6 +137,17 @@ def alerts_for(event: Envelope, *, now: datetime, ttl_s: int) -> list[dict[str, 
             f"{len(payload.differences)} difference(s) between the platform and the broker of {payload.bridge_id}",
             f"Reconciliation {payload.reconciliation_id}: " + "; ".join(parts), payload.at, payload.at + ttl,
         )]  # fmt: skip
+    if isinstance(payload, BrokerBridgeLink):
+        summary = f"QMT bridge {payload.bridge_id} of account {payload.account_id} is disconnected"
+        description = (
+            f"Execution lost the trading link of bridge {payload.bridge_id} ({payload.why or 'closed'}) at "
+            f"{payload.at.isoformat()}: the account's orders are refused with broker_unavailable until it is back."
+        )
+        labels = {"account": payload.account_id, "bridge_id": payload.bridge_id}
+        if event.type == "broker.bridge.disconnected":
+            return [_alert("LianghuaBrokerDisconnected", "critical", labels, summary, description, payload.at,
+                           payload.at + timedelta(seconds=CONDITION_S))]  # fmt: skip
+        return [_alert("LianghuaBrokerDisconnected", "critical", labels, summary, description, payload.at, now)]
     return []
 
 

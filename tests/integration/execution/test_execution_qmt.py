@@ -825,3 +825,26 @@ async def test_a_send_that_loses_to_a_withdrawal_sends_nothing(backing: Backing)
         other = (await q.place(who, qty=300))["order_id"]
         assert await store.record_sending(other, bridge_id, other[:24], datetime.now(UTC)) is False
         await bridge.close()
+
+
+async def test_a_bridge_link_opening_and_closing_is_published_for_the_alerts(backing: Backing) -> None:
+    """broker.bridge.connected / broker.bridge.disconnected: what the notify service turns into (and out of) the
+    LianghuaBrokerDisconnected alert."""
+    async with qmt_fleet(backing, bridges=1) as q:
+        [bridge_id] = q.secrets
+        who = trader()
+        seen: list[Any] = []
+
+        async def on_event(event: Any) -> None:
+            seen.append(event)
+
+        bus = q.f.execution_app.state.infra.bus
+        await bus.subscribe(f"test-bridge-links-{new_id()[:8]}", ["broker.bridge.*"], on_event, durable=False)
+        bridge = await q.connected(bridge_id, who.account_id)
+        await until(lambda: len(seen) >= 1, what="the connected event")
+        await bridge.close()
+        await until(lambda: len(seen) >= 2, what="the disconnected event")
+        assert [e.type for e in seen] == ["broker.bridge.connected", "broker.bridge.disconnected"]
+        opened, closed = (e.parsed() for e in seen)
+        assert (opened.bridge_id, opened.account_id, opened.why) == (bridge_id, who.account_id, None)
+        assert (closed.bridge_id, closed.account_id, closed.why) == (bridge_id, who.account_id, "closed")

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 from services.notify.business import AlertmanagerPoster, alerts_for
 from services.notify.metrics import NotifyMetrics
 from shared.platform.events import (
+    BrokerBridgeLink,
     BrokerReconciliationDifference,
     RiskAlert,
     StopTriggered,
@@ -141,3 +142,17 @@ async def test_an_alert_alertmanager_refuses_as_bad_is_raised_not_retried_foreve
                                     ttl_s=TTL_S)  # fmt: skip
         with pytest.raises(ValueError, match="http_400"):
             await poster.handle(halt("active", "halted"))
+
+
+def test_a_bridge_disconnect_fires_until_the_bridge_is_connected_again() -> None:
+    def link(kind: str) -> Any:
+        return make_event(f"broker.bridge.{kind}", BrokerBridgeLink(
+            bridge_id="qmt-a", account_id="acct-7", why="closed" if kind == "disconnected" else None, at=AT),
+            source="execution")  # fmt: skip
+
+    (fired,) = alerts_for(link("disconnected"), now=NOW, ttl_s=TTL_S)
+    assert fired["labels"] == {"alertname": "LianghuaBrokerDisconnected", "severity": "critical", "team": "trading",
+                               "account": "acct-7", "bridge_id": "qmt-a"}  # fmt: skip
+    assert fired["annotations"]["summary"] == "QMT bridge qmt-a of account acct-7 is disconnected"
+    (resolved,) = alerts_for(link("connected"), now=NOW, ttl_s=TTL_S)
+    assert resolved["labels"] == fired["labels"] and resolved["endsAt"] == NOW.isoformat()

@@ -34,6 +34,7 @@ BUSINESS_ALERTS = {
     "LianghuaStrategyCodeRejected": ("warning", "trading"),
     "LianghuaStopExitFailed": ("critical", "trading"),
     "LianghuaReconciliationDifference": ("critical", "trading"),
+    "LianghuaBrokerDisconnected": ("critical", "trading"),
 }
 
 
