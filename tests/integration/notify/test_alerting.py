@@ -166,7 +166,6 @@ class Served:
         return f"http://127.0.0.1:{self.port}"
 
     async def start(self) -> None:
-        self.server.config.install_signal_handlers = False  # type: ignore[attr-defined]
         self.task = asyncio.create_task(self.server.serve())
         await until(lambda: self.server.started, "server started", timeout_s=20)
 
@@ -229,7 +228,7 @@ async def until(check: Callable[[], Any], what: str, timeout_s: float = 30.0) ->
         await asyncio.sleep(0.05)
 
 
-def test_config(repo_config: dict[str, Any], *, notify_url: str, robots_url: str, smtp_port: int,
+def alertmanager_test_config(repo_config: dict[str, Any], *, notify_url: str, robots_url: str, smtp_port: int,
                 secrets_dir: Path) -> dict[str, Any]:  # fmt: skip
     """The repository's alertmanager.yml with this test's addresses, secret files and short timings."""
     text = yaml.safe_dump(repo_config)
@@ -241,9 +240,6 @@ def test_config(repo_config: dict[str, Any], *, notify_url: str, robots_url: str
     config["global"]["smtp_require_tls"] = False
     config["route"].update({"group_wait": "1s", "group_interval": "2s", "repeat_interval": "1h"})
     return config
-
-
-test_config.__test__ = False  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -299,7 +295,7 @@ async def stack(backing: Backing, tmp_path_factory: pytest.TempPathFactory) -> A
 
     repo_config = yaml.safe_load((ROOT / "prometheus" / "alertmanager.yml").read_text(encoding="utf-8"))
     config_path = tmp / "alertmanager.yml"
-    config_path.write_text(yaml.safe_dump(test_config(repo_config, notify_url=notify_server.url,
+    config_path.write_text(yaml.safe_dump(alertmanager_test_config(repo_config, notify_url=notify_server.url,
                                                       robots_url=robots_server.url, smtp_port=smtp.port,
                                                       secrets_dir=secrets_dir)))  # fmt: skip
     amtool = shutil.which("amtool")
