@@ -316,20 +316,18 @@ class RiskDesk:
         # data service's trade calendar kept in memory. None: the exchange date of now (tests of the checks only).
         self.sessions = OrderSessions(calendar) if calendar is not None else None
 
-    async def place(self, request: OrderRequest, principal: Principal, *, parent_id: str | None = None) -> Placement:
-        """`parent_id`: the conditional order (held by execution) whose child this is, recorded with the decision."""
+    async def place(
+        self,
+        request: OrderRequest,
+        principal: Principal,
+        *,
+        parent_id: str | None = None,
+        replaces_order_id: str | None = None,
+    ) -> Placement:
+        """`parent_id`: the conditional order (held by execution) whose child this is; `replaces_order_id`: the
+        amended order this one replaces (docs/order-path.md "Amending an order"); each recorded with the decision."""
         instance_id = request.strategy_instance_id
-        _check_placer(principal, instance_id)
-        if request.paper_fill is not None and instance_id is None:
-            # (a person's order naming an instance is refused above; the strategy service always names one)
-            raise Forbidden(
-                "forbidden",
-                f"{principal.subject} may not send paper_fill: only a strategy instance's orders "
-                "(strategy_instance_id, from the strategy service) carry their own fill rules",
-            )
-        # An instance's sleeve comes with its order, from the strategy service (checked above to be the sender of
-        # every order naming an instance): it is checked here, before anything is read or recorded.
-        sleeve = _carried_sleeve(request, principal)
+        sleeve = check_request(request, principal)
 
         # A retry after a lost answer: the order was approved (and may be filled) already. Checking it again could
         # answer "rejected" or "unavailable" for an order execution holds, e.g. a sell whose shares it sold. Only
@@ -476,7 +474,7 @@ class RiskDesk:
             correlation_id=current_correlation_id(),
             strategy_instance_id=instance_id,
             paper_fill=request.paper_fill,
-            rule_check=_record(judged, request.sleeve, parent_id),
+            rule_check=_record(judged, request.sleeve, parent_id, replaces_order_id),
         )
         alerts = [] if judged is None else judged.alerts(decision)
         try:
@@ -950,6 +948,25 @@ class _OrderBook:
         return self._view
 
 
+def check_request(request: OrderRequest, principal: Principal) -> Sleeve | None:
+    """What is refused before anything is read or recorded: who may place it (403), paper_fill from anyone but the
+    strategy service for an instance (403), and an instance's sleeve (403 sleeve_not_allowed, 422 sleeve_required,
+    sleeve_mismatch). Returns the sleeve as the checks read it (None: a person's order). A batch runs it on every
+    item before placing any (services/risk/batches.py)."""
+    instance_id = request.strategy_instance_id
+    _check_placer(principal, instance_id)
+    if request.paper_fill is not None and instance_id is None:
+        # (a person's order naming an instance is refused above; the strategy service always names one)
+        raise Forbidden(
+            "forbidden",
+            f"{principal.subject} may not send paper_fill: only a strategy instance's orders "
+            "(strategy_instance_id, from the strategy service) carry their own fill rules",
+        )
+    # An instance's sleeve comes with its order, from the strategy service (checked above to be the sender of
+    # every order naming an instance): it is checked here, before anything is read or recorded.
+    return _carried_sleeve(request, principal)
+
+
 def _check_placer(principal: Principal, instance_id: str | None) -> None:
     """Who may place: people with a trading role, their own orders; the strategy service, only orders of a strategy
     instance (whose sleeve then says which account). Viewers watch; any other service has no account."""
@@ -1023,15 +1040,21 @@ def _carried_sleeve(request: OrderRequest, principal: Principal) -> Sleeve | Non
 
 
 def _record(
-    judged: _Judged | None, sleeve: CarriedSleeve | None, parent_id: str | None = None
+    judged: _Judged | None,
+    sleeve: CarriedSleeve | None,
+    parent_id: str | None = None,
+    replaces_order_id: str | None = None,
 ) -> dict[str, Any] | None:
     """What the decision read, for its record: the rules' versions, equity and findings (when they ran), the
-    sleeve the order carried (an instance's order), and the conditional order whose child it is (`parent_id`)."""
+    sleeve the order carried (an instance's order), the conditional order whose child it is (`parent_id`) and the
+    amended order it replaces (`replaces_order_id`)."""
     record: dict[str, Any] = {} if judged is None else judged.record
     if sleeve is not None:
         record = {**record, "sleeve": sleeve.model_dump(mode="json")}
     if parent_id is not None:
         record = {**record, "parent_id": parent_id}
+    if replaces_order_id is not None:
+        record = {**record, "replaces_order_id": replaces_order_id}
     return record or None
 
 
