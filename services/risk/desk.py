@@ -487,6 +487,7 @@ class RiskDesk:
             if decision.approved:
                 await self._release(account_id, request.client_order_id)
             raise
+        self.metrics.alerted(alerts)
 
         if unavailable and len(reasons) == 1:
             # Nothing else was wrong: the order might be fine, but risk cannot tell. Fail closed, retryable.

@@ -978,3 +978,26 @@ async def test_an_order_renumbered_by_a_miniqmt_restart_keeps_its_mapping_and_ea
         assert mapping is not None
         assert (mapping.remark, mapping.qmt_order_id, mapping.order_sysid) == (order_id[:24], "1003", "S1001")
         await bridge.close()
+
+
+async def test_a_bridge_link_opening_and_closing_is_published_for_the_alerts(backing: Backing) -> None:
+    """broker.bridge.connected / broker.bridge.disconnected: what the notify service turns into (and out of) the
+    LianghuaBrokerDisconnected alert."""
+    async with qmt_fleet(backing, bridges=1) as q:
+        [bridge_id] = q.secrets
+        who = trader()
+        seen: list[Any] = []
+
+        async def on_event(event: Any) -> None:
+            seen.append(event)
+
+        bus = q.f.execution_app.state.infra.bus
+        await bus.subscribe(f"test-bridge-links-{new_id()[:8]}", ["broker.bridge.*"], on_event, durable=False)
+        bridge = await q.connected(bridge_id, who.account_id)
+        await until(lambda: len(seen) >= 1, what="the connected event")
+        await bridge.close()
+        await until(lambda: len(seen) >= 2, what="the disconnected event")
+        assert [e.type for e in seen] == ["broker.bridge.connected", "broker.bridge.disconnected"]
+        opened, closed = (e.parsed() for e in seen)
+        assert (opened.bridge_id, opened.account_id, opened.why) == (bridge_id, who.account_id, None)
+        assert (closed.bridge_id, closed.account_id, closed.why) == (bridge_id, who.account_id, "closed")
