@@ -16,7 +16,6 @@ import pytest
 from sqlalchemy import select
 
 from services.execution.brokers.paper_tables import paper_orders
-
 from tests.conftest import Backing
 from tests.integration.execution.order_path_harness import (
     Fleet,
