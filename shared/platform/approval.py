@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, model_validator
 
 from shared.core.market.matching import FillRules
+from shared.core.market.order_types import DEFAULT_MARKET_TYPE
 from shared.platform.request_model import JsonDecimal, RequestModel
 
 
@@ -91,6 +92,14 @@ class OrderTerms(BaseModel):
     # so an approval of a best-five-then-cancel order cannot place one that rests, nor the reverse.
     market_type: str | None = None
     time_in_force: str = "day"
+
+    @model_validator(mode="after")
+    def _market_type_named(self) -> OrderTerms:
+        # A market order naming no type is counterparty best (what market orders were placed as before types): the
+        # same terms, signed and compared alike, whether the type is named or not.
+        if self.order_type == "market" and self.market_type is None:
+            self.market_type = DEFAULT_MARKET_TYPE
+        return self
 
 
 class Approval(BaseModel):
