@@ -311,7 +311,9 @@ async def test_a_stop_with_a_best5_market_type_arms_and_its_child_is_placed_with
                              market_type="best5_cancel")  # fmt: skip
         assert (stop["status"], stop["market_type"]) == ("armed", "best5_cancel")
         await f.execution_bus.publish(snapshot("10.60", now()))
-        await until(_status_is(f, amy, stop["conditional_id"], "placed"), what="the stop placed its child")
+        await until(
+            _status_is(f, amy, stop["conditional_id"], "placed"), timeout=45.0, what="the stop placed its child"
+        )
         [child] = await _children(f, amy, stop["conditional_id"])
         assert (child["order_type"], child["market_type"], child["qty"]) == ("market", "best5_cancel", 100)
         # a STAR market child needs its protection price (price), refused at creation without one
