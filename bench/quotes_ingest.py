@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import secrets
 import statistics
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -53,24 +55,48 @@ def codes(n: int) -> list[str]:
     return made[:n]
 
 
+def base_fen(i: int) -> int:
+    """Code number `i`'s close of the session before (fen): the band its quotes are checked against (+-10%)."""
+    return 1000 + (i % 400)
+
+
 class Securities:
+    """The stored facts the provider reads: the securities, and each one's close of the session before DAY."""
+
     def __init__(self, ts_codes: list[str]) -> None:
         self.records = [SecurityRecord(c, c[:6], c, c[-2:], "main", False, date(2000, 1, 4), None) for c in ts_codes]
 
     async def list_securities(self) -> list[SecurityRecord]:
         return self.records
 
+    @contextlib.asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[Securities]:
+        yield self
+
+    async def last_bars(self, before: date | None = None) -> dict[str, tuple[date, int]]:
+        return {r.ts_code: (DAY - timedelta(days=1), base_fen(i)) for i, r in enumerate(self.records)}
+
+    async def session_pre_closes(self, day: date) -> dict[str, int]:
+        return {}
+
 
 def xt_entry(i: int, k: int) -> dict[str, Any]:
-    """Code number `i`'s entry of xtdata's whole-market quote at round `k` (floats, volumes in lots, epoch ms)."""
-    last = 1000 + (i % 400) + (k % 7)
+    """Code number `i`'s entry of xtdata's whole-market quote at round `k` (floats, volumes in lots, epoch ms): every
+    price within the day's band around its close before (`base_fen`)."""
+    base = base_fen(i)
+    last = base + (k % 7)
     return {
-        "time": int((START + timedelta(seconds=3 * k)).timestamp() * 1000),
-        "lastPrice": last / 100, "open": 10.0, "high": (last + 10) / 100, "low": 9.5, "lastClose": 10.0,
+        "time": int(round_time(k).timestamp() * 1000),
+        "lastPrice": last / 100, "open": base / 100, "high": (last + 10) / 100, "low": (base - 50) / 100,
+        "lastClose": base / 100,
         "amount": (k + 1) * 1000 * last / 100, "volume": (k + 1) * 10,
         "bidPrice": [(last - j) / 100 for j in range(5)], "bidVol": [10 + j for j in range(5)],
         "askPrice": [(last + 1 + j) / 100 for j in range(5)], "askVol": [10 + j for j in range(5)],
     }  # fmt: skip
+
+
+def round_time(k: int) -> datetime:
+    return START + timedelta(seconds=3 * k)
 
 
 def market_round(ts_codes: list[str], k: int) -> list[dict[str, Any]]:
@@ -102,7 +128,8 @@ class Timings:
 
 
 async def run(live: LiveStore, bus: EventBus, ts_codes: list[str], rounds: int) -> Timings:
-    provider = RealtimeQuotes(Securities(ts_codes), live, bus, QuoteMetrics(CollectorRegistry(), lambda: START))  # type: ignore[arg-type]
+    now = [round_time(0)]  # the market clock: at each round's time (a snapshot ahead of it is refused)
+    provider = RealtimeQuotes(Securities(ts_codes), live, bus, QuoteMetrics(CollectorRegistry(), lambda: now[0]))  # type: ignore[arg-type]
     secret, session = secrets.token_hex(16), secrets.token_hex(16)
     bridge = protocol.Channel(secret=secret, session=session, outgoing=protocol.TO_PLATFORM)
     platform = protocol.Channel(secret=secret, session=session, outgoing=protocol.TO_BRIDGE)
@@ -114,6 +141,7 @@ async def run(live: LiveStore, bus: EventBus, ts_codes: list[str], rounds: int) 
     try:
         for k in range(1, rounds + 1):
             text = bridge.seal(protocol.QUOTES, {"quotes": market_round(ts_codes, k)})  # the bridge's work: untimed
+            now[0] = round_time(k)
             full.inside = True
             started, cpu_started = time.perf_counter(), time.thread_time()
             frame = await take_frame(platform, provider, text)

@@ -170,19 +170,25 @@ def _endpoint(route: ProxyRoute) -> Callable[..., Awaitable[Response]]:
 
 async def method_not_allowed(request: Request, exc: Exception) -> Response:
     """405 with every method the path takes in `Allow` (RFC 9110): where two routes share a path (GET /orders from
-    execution, POST /orders to risk), the route that refuses the method knows only its own."""
+    execution, POST /orders to risk), the route that refuses the method knows only its own. A path that is a route's
+    own literal path (POST /orders/cancel-all) names that path's methods only, not those of a route whose parameter
+    would also match it (GET /orders/{order_id}): the methods the OpenAPI document gives the path."""
     allowed: set[str] = set()
+    literal: set[str] = set()
     routes: list[Any] = list(request.app.router.routes)
     while routes:
         route = routes.pop()
         if (included := getattr(route, "original_router", None)) is not None:
             routes.extend(included.routes)  # an included router: its own routes carry the full paths
         elif isinstance(route, BaseRoute) and route.matches(request.scope)[0] is Match.PARTIAL:
-            allowed |= getattr(route, "methods", None) or set()
+            methods = getattr(route, "methods", None) or set()
+            allowed |= methods
+            if not getattr(route, "param_convertors", None):
+                literal |= methods
     return JSONResponse(
         {"code": "method_not_allowed", "message": f"{request.method} is not allowed here"},
         status_code=405,
-        headers={"Allow": ", ".join(sorted(allowed))},
+        headers={"Allow": ", ".join(sorted(literal or allowed))},
     )
 
 

@@ -52,6 +52,7 @@ def _r(
 ROUTES: tuple[ProxyRoute, ...] = (
     # orders and trades: risk places, execution reads and cancels
     _r("POST", "/v1/orders", "risk", TRADER, "orders", body=True),
+    _r("POST", "/v1/order-batches", "risk", TRADER, "orders", body=True),  # docs/order-management.md
     _r("GET", "/v1/decisions", "risk", VIEWER, "orders"),  # risk's decisions: one's own account's, an admin's all
     # the kill switch: admins set a trading state; everyone reads global's and their own account's (admins all)
     _r("POST", "/v1/risk/halt", "risk", ADMIN, "risk", body=True),
@@ -75,7 +76,11 @@ ROUTES: tuple[ProxyRoute, ...] = (
     _r("GET", "/v1/risk/rules/{scope}/history", "risk", VIEWER, "risk"),
     _r("GET", "/v1/orders", "execution", VIEWER, "orders"),
     _r("GET", "/v1/orders/{order_id}", "execution", VIEWER, "orders"),
+    _r("POST", "/v1/orders/cancel-all", "execution", TRADER, "orders", body=True),  # before {order_id}
     _r("POST", "/v1/orders/{order_id}/cancel", "execution", TRADER, "orders"),
+    # amend as cancel-replace (docs/order-path.md "Amending an order"): traders amend their own open limit orders
+    _r("POST", "/v1/orders/{order_id}/amend", "execution", TRADER, "orders", body=True),
+    _r("GET", "/v1/amends/{amend_id}", "execution", VIEWER, "orders"),
     _r("GET", "/v1/trades", "execution", VIEWER, "orders"),
     _r("GET", "/v1/positions", "execution", VIEWER, "orders"),
     _r("GET", "/v1/positions/adjustments", "execution", VIEWER, "orders"),  # corporate actions applied

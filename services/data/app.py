@@ -226,7 +226,10 @@ def create_app(
         if isinstance(infra.cache, RedisCache)
         else MemoryLiveStore()
     )
-    realtime = RealtimeQuotes(store, live_store, infra.bus, quote_metrics, grace_s=settings.quotes_bar_grace_s)
+    realtime = RealtimeQuotes(
+        store, live_store, infra.bus, quote_metrics,
+        grace_s=settings.quotes_bar_grace_s, max_skew_s=settings.quotes_max_skew_s,
+    )  # fmt: skip
     app.state.quote_metrics = quote_metrics
     app.state.live_store = live_store
     app.state.realtime = realtime

@@ -6,13 +6,15 @@ facts they need."""
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
+from typing import NamedTuple
 
 from services.data.store import DataStore, SecurityRecord
 from shared.core.domain.codes import Board
-from shared.core.domain.money import from_fen
+from shared.core.domain.money import from_fen, to_fen
 from shared.core.market import limit_prices, price_limit_ratio
 from shared.platform.quotes import Quote, Reference, ReferenceData
 
@@ -180,14 +182,9 @@ async def reference_data(store: DataStore, session: date | None = None) -> Refer
         last = await store.last_bars(before=session)
         on_session = await store.session_pre_closes(session)
         limits_session = session
-    calendar_start: date | None = None
-    listing_days: list[date] = []
-    if limits_session is not None and any(limits_session - s.list_date <= RECENT_LISTING for s in securities):
-        span = await store.calendar_span()
-        calendar_start = span[0] if span else None
-        counted = [s.list_date for s in securities if counts_listing_days(s, limits_session, calendar_start)]
-        if counted:
-            listing_days = await store.open_days(min(counted), limits_session)
+    open_days_of = (
+        await _listing_days_counter(store, securities, limits_session) if limits_session is not None else None
+    )
     volumes: dict[str, tuple[int, int]] = {}
     if limits_session is not None:
         window = await store.open_days_before(limits_session, AVERAGE_VOLUME_SESSIONS)
@@ -207,12 +204,7 @@ async def reference_data(store: DataStore, session: date | None = None) -> Refer
             reference = None
             if bar is not None and not delisted:
                 reference = on_session.get(security.ts_code, bar[1])
-        open_days = None
-        in_first_sessions = limits_session is not None and counts_listing_days(security, limits_session, calendar_start)
-        if reference is not None and limits_session is not None and in_first_sessions:
-            # count_open_days(list_date, session) of the single quote, from the days read once
-            since = bisect_right(listing_days, limits_session) - bisect_left(listing_days, security.list_date)
-            open_days = max(since, 0)
+        open_days = open_days_of(security) if reference is not None and open_days_of is not None else None
         quote = quote_of(
             security,
             last_trade_date=bar[0] if bar else None,
@@ -232,3 +224,75 @@ async def reference_data(store: DataStore, session: date | None = None) -> Refer
             )
         )
     return ReferenceData(session=session, next_trade_date=next_day, data_version=version, securities=tuple(references))
+
+
+async def _listing_days_counter(
+    store: DataStore, securities: Sequence[SecurityRecord], session: date
+) -> Callable[[SecurityRecord], int | None]:
+    """`count_open_days(list_date, session)` of each security whose listing is recent enough to be in its first
+    sessions (None for the others, as `_open_days_since_listing`), from the calendar read once for all of them."""
+    calendar_start: date | None = None
+    listing_days: list[date] = []
+    if any(session - s.list_date <= RECENT_LISTING for s in securities):
+        span = await store.calendar_span()
+        calendar_start = span[0] if span else None
+        counted = [s.list_date for s in securities if counts_listing_days(s, session, calendar_start)]
+        if counted:
+            listing_days = await store.open_days(min(counted), session)
+
+    def open_days(security: SecurityRecord) -> int | None:
+        if not counts_listing_days(security, session, calendar_start):
+            return None
+        since = bisect_right(listing_days, session) - bisect_left(listing_days, security.list_date)
+        return max(since, 0)
+
+    return open_days
+
+
+class SessionBand(NamedTuple):
+    """A security's price band of one trading day in fen, as the real-time quotes are checked against it:
+    `reference` the price its limits are around (None: no stored close to go by), `limit_down` / `limit_up` (None:
+    a day without limits, e.g. a new listing's first sessions)."""
+
+    reference: int | None
+    limit_down: int | None
+    limit_up: int | None
+
+
+async def session_bands(
+    store: DataStore, session: date, securities: Sequence[SecurityRecord] | None = None
+) -> dict[str, SessionBand]:
+    """Every security's band of trading day `session` from the stored facts, by code: the reference price and the
+    limits `session_quote(session)` gives (the session bar's pre_close where it has one, the exchange's reference;
+    else the last close before it; none for a delisted security), by the same rules (`quote_of`), over the whole
+    market in a few set-based queries (`securities`: those already read, else read here). Read it inside
+    `store.snapshot()`. Never the feed's own pre_close."""
+    if securities is None:
+        securities = await store.list_securities()
+    last = await store.last_bars(before=session)
+    on_session = await store.session_pre_closes(session)
+    open_days_of = await _listing_days_counter(store, securities, session)
+    bands: dict[str, SessionBand] = {}
+    for security in securities:
+        bar = last.get(security.ts_code)
+        delisted = security.delist_date is not None and security.delist_date <= session
+        if bar is None or delisted:
+            bands[security.ts_code] = SessionBand(None, None, None)
+            continue
+        reference = on_session.get(security.ts_code, bar[1])
+        quote = quote_of(
+            security,
+            last_trade_date=bar[0],
+            last_close_fen=bar[1],
+            next_trade_date=session,
+            suspended=security.ts_code not in on_session,
+            reference_fen=reference,
+            limits_session=session,
+            open_days_since_listing=open_days_of(security),
+        )
+        bands[security.ts_code] = SessionBand(
+            reference,
+            to_fen(quote.limit_down) if quote.limit_down is not None else None,
+            to_fen(quote.limit_up) if quote.limit_up is not None else None,
+        )
+    return bands

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
+from services.execution.amend.store import AmendStore
 from services.execution.cash import cny
+from services.execution.conditional.api import cancel_all_held
 from services.execution.deps import CurrentPrincipal, Desk
 from services.execution.desk import AccountCash
 from services.execution.schemas import (
     AccountOut,
     AdjustmentOut,
+    CancelAllIn,
+    CancelAllOut,
     CashMovementIn,
     CashMovementOut,
     LedgerEntryOut,
@@ -29,6 +33,7 @@ from services.execution.schemas import (
     TcaSummaryOut,
     TradeOut,
 )
+from services.execution.store import StoredOrder
 from services.execution.tca import OrderTca
 from services.execution.valuation import AccountSummary
 from shared.core.domain import OrderStatus
@@ -76,6 +81,7 @@ OldestFirst = Annotated[bool, Query(description="in creation order, oldest first
 async def list_orders(
     principal: CurrentPrincipal,
     desk: Desk,
+    request: Request,
     status: OrderStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     strategy_instance_id: InstanceFilter = None,
@@ -102,12 +108,56 @@ async def list_orders(
         oldest_first=oldest_first,
         after=after,
     )
-    return [OrderOut.of(o) for o in listed]
+    return await _linked(request, listed)
+
+
+async def _linked(request: Request, listed: list[StoredOrder]) -> list[OrderOut]:
+    """The orders with their amends' links: `replaced_by` on an amended order, `replaces_order_id` on its
+    replacement (one read for the page)."""
+    amends: AmendStore = request.app.state.amend_store
+    replaced_by, replaces = await amends.links([o.order.order_id for o in listed])
+    return [
+        OrderOut.of(o, replaced_by=replaced_by.get(o.order.order_id), replaces_order_id=replaces.get(o.order.order_id))
+        for o in listed
+    ]
 
 
 @router.get("/orders/{order_id}", response_model=OrderOut, responses={404: {"description": "`order_not_found`"}})
-async def get_order(order_id: str, principal: CurrentPrincipal, desk: Desk) -> OrderOut:
-    return OrderOut.of(await desk.get(order_id, principal))
+async def get_order(order_id: str, principal: CurrentPrincipal, desk: Desk, request: Request) -> OrderOut:
+    """An order; an amended one names its replacement (`replaced_by`), a replacement the order it replaces."""
+    [out] = await _linked(request, [await desk.get(order_id, principal)])
+    return out
+
+
+@router.post(
+    "/orders/cancel-all",
+    response_model=CancelAllOut,
+    responses={
+        403: {"description": "`forbidden`: a viewer, or a trader naming another account"},
+        422: {"description": "`invalid_request`: an unknown field, a malformed filter; a service naming no account"},
+    },
+)
+async def cancel_all(body: CancelAllIn, principal: CurrentPrincipal, desk: Desk, request: Request) -> dict[str, Any]:
+    """Cancel every open order of the caller's account (an admin's or a service's: `account_id`'s) matching the
+    filters (`strategy_instance_id`, `ts_code`; none: all), each through the single cancel's path, and first its
+    waiting and armed conditional orders matching (`include_conditional`, default true), so that none triggers a
+    new order meanwhile. One that cannot be cancelled is listed in `failed` with the single cancel's code; the
+    others are cancelled all the same (docs/order-management.md)."""
+    account = desk.cancel_all_account(principal, body.account_id)
+    conditional: tuple[list[str], list[dict[str, str]]] = ([], [])
+    if body.include_conditional and body.strategy_instance_id is None:
+        conditional = await cancel_all_held(request, principal, account, body.ts_code)
+    done = await desk.cancel_all(
+        principal, account, strategy_instance_id=body.strategy_instance_id, ts_code=body.ts_code
+    )
+    return {
+        "account_id": account,
+        "requested": done.requested + len(conditional[0]) + len(conditional[1]),
+        "cancelled": done.cancelled,
+        "cancel_requested": done.cancel_requested,
+        "conditional_cancelled": conditional[0],
+        "failed": [*conditional[1], *done.failed],
+    }
 
 
 @router.post(

@@ -11,6 +11,9 @@ from typing import Any
 from fastapi import FastAPI
 
 from services.execution import api, bridge_api
+from services.execution.amend import api as amend_api
+from services.execution.amend import service as amending
+from services.execution.amend.store import AmendStore
 from services.execution.bridges import BridgeMetrics, BridgeRegistry
 from services.execution.broker_sync import QmtSync
 from services.execution.brokers.base import BrokerAdapter
@@ -92,6 +95,7 @@ def create_app(settings: Settings, infra: Infra | None = None, *, broker: Broker
                 # while down) before the quotes' queue, which kept the rounds published meanwhile, is consumed.
                 await conditional_watcher.start()
                 conditional_loop.start()
+                amend_loop.start()  # amends a restart interrupted are completed (once) by its first pass
                 await infra.bus.subscribe(
                     conditional.CONSUMER,
                     ["quotes.snapshot"],
@@ -118,6 +122,7 @@ def create_app(settings: Settings, infra: Infra | None = None, *, broker: Broker
                     await infra.bus.subscribe(BARS_CONSUMER, ["bars.updated"], on_bars)
                 yield
             finally:
+                await amend_loop.stop(grace_s=STOP_GRACE_S)
                 await conditional_loop.stop(grace_s=STOP_GRACE_S)
                 await qmt_sync.loop.stop(grace_s=STOP_GRACE_S)
                 await reconciler.stop()
@@ -128,7 +133,7 @@ def create_app(settings: Settings, infra: Infra | None = None, *, broker: Broker
     app = create_service_app(
         NAME,
         infra,
-        routers=[api.router, conditional_api.router, bridge_api.router],
+        routers=[api.router, amend_api.router, conditional_api.router, bridge_api.router],
         public_routers=[bridge_api.bridge_socket],  # a bridge authenticates by the protocol's handshake
         lifespan=lifespan,
         readiness={"db": db.ping},
@@ -194,6 +199,20 @@ def create_app(settings: Settings, infra: Infra | None = None, *, broker: Broker
     app.state.conditional_watcher = conditional_watcher
     app.state.conditional_loop = conditional_loop
     app.state.conditional_clock = clock.now
+
+    # Amends (docs/order-path.md "Amending an order"): cancel, then the replacement through risk once confirmed.
+    amend_store = AmendStore(db)
+    amender = amending.Amender(
+        amend_store,
+        desk,
+        amending.RiskReplacements(infra.services, settings.internal_secret),
+        market_now=clock.now,
+        session_of=conditional_session,
+    )
+    amend_loop = PeriodicTask("order-amends", amending.PASS_S, amender.run_pass, stop_grace_s=STOP_GRACE_S)
+    app.state.amend_store = amend_store
+    app.state.amender = amender
+    app.state.amend_loop = amend_loop
 
     async def positions_session() -> Any:
         return await desk.order_session(clock.now())

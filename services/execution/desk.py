@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
@@ -71,6 +71,7 @@ from shared.platform.events import Envelope, QuotesSnapshot
 from shared.platform.internal_auth import RISK_SUBJECT, Principal
 from shared.platform.periodic import PeriodicTask
 from shared.platform.quotes import LIMITS_UNKNOWN, limits_unknown, quote_ahead_of
+from shared.platform.roles import Role
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,16 @@ class CashMovement:
     entry: LedgerEntry
     created: bool  # False: the idempotency key was used already (the same movement, answered again)
     account: AccountCash
+
+
+@dataclass
+class CancelAll:
+    """What a cancel-all did to the open orders it found (`requested` of them)."""
+
+    requested: int = 0
+    cancelled: list[str] = field(default_factory=list)
+    cancel_requested: list[str] = field(default_factory=list)  # a broker that cancels asynchronously (QMT)
+    failed: list[dict[str, str]] = field(default_factory=list)  # order_id, code, message
 
 
 @dataclass(frozen=True)
@@ -893,20 +904,78 @@ class OrderDesk:
         if stored.order.status.is_final:
             raise Conflict("order_not_cancellable", f"the order is already {stored.order.status.value}")
         try:
-            broker = await self.broker_for(stored.order.account_id)
-            report = await broker.cancel(order_id, paper_fill=stored.paper_fill)
+            after, requested = await self.cancel_at_broker(stored)
         except CancelTooLate as exc:
             raise Conflict("order_not_cancellable", f"too late to cancel: {exc}") from exc
         except BrokerUnavailable as exc:
             raise Unavailable("broker_unavailable", f"the broker could not take the cancel now ({exc})") from exc
-        after = await self._record(order_id, report)
-        if report.cancel_requested and not after.order.status.is_final:
+        if requested:
             return after, True
         if after.order.status is not OrderStatus.CANCELLED:
             raise Conflict(
                 "order_not_cancellable", f"the order was {after.order.status.value} before the cancel reached it"
             )
         return after, False
+
+    async def cancel_at_broker(self, stored: StoredOrder) -> tuple[StoredOrder, bool]:
+        """Ask the order's broker to cancel what rests of it and record the report: (the order after, True when the
+        broker only took the request — QMT — and the order is still open). An amend's cancel too. Raises
+        CancelTooLate, BrokerUnavailable."""
+        order_id = stored.order.order_id
+        broker = await self.broker_for(stored.order.account_id)
+        report = await broker.cancel(order_id, paper_fill=stored.paper_fill)
+        after = await self._record(order_id, report)
+        return after, report.cancel_requested and not after.order.status.is_final
+
+    def cancel_all_account(self, principal: Principal, account_id: str | None) -> str:
+        """The account a cancel-all is for: the caller's own (a trader), or the one an admin or a service names
+        (a service names one: it has no account of its own). Raises Forbidden / ServiceError (422)."""
+        if not principal.acts_for_everyone and not principal.at_least(Role.TRADER):
+            raise Forbidden("forbidden", f"role {principal.role} may not cancel orders")
+        own = principal_account(principal)
+        if account_id is not None and account_id != own and not principal.acts_for_everyone:
+            raise Forbidden(
+                "forbidden", f"{principal.subject} may cancel only their own account's orders, not {account_id}'s",
+                field="account_id",
+            )  # fmt: skip
+        if account_id is None and principal.is_service:
+            raise ServiceError(
+                "invalid_request", "account_id: a service names the account whose orders it cancels",
+                status_code=422, field="account_id",
+            )  # fmt: skip
+        return account_id or own
+
+    async def cancel_all(
+        self, principal: Principal, account_id: str, *, strategy_instance_id: str | None, ts_code: str | None
+    ) -> CancelAll:
+        """Cancel every open order of the account (of the instance, of the code, when named) through the single
+        cancel's path (`cancel_order`), oldest first: each is cancelled, or its cancel requested (QMT), or its
+        failure reported; one failing does not stop the others."""
+        outcome = CancelAll()
+        after: tuple[datetime, str] | None = None
+        while True:
+            page = await self.store.open_orders_created_before(
+                None, limit=OPEN_ORDERS_PAGE, after=after, account_id=account_id,
+                strategy_instance_id=strategy_instance_id, ts_code=ts_code,
+            )  # fmt: skip
+            for stored in page:
+                order_id = stored.order.order_id
+                outcome.requested += 1
+                try:
+                    _, requested = await self.cancel_order(order_id, principal)
+                except ServiceError as exc:
+                    outcome.failed.append({"order_id": order_id, "code": exc.code, "message": exc.message})
+                    continue
+                (outcome.cancel_requested if requested else outcome.cancelled).append(order_id)
+            if len(page) < OPEN_ORDERS_PAGE:
+                break
+            after = (page[-1].order.created_at, page[-1].order.order_id)
+        log.info(
+            "cancel-all",
+            extra={"account_id": account_id, "by": principal.subject, "requested": outcome.requested,
+                   "cancelled": len(outcome.cancelled), "failed": len(outcome.failed)},
+        )  # fmt: skip
+        return outcome
 
     # --- reconciliation -------------------------------------------------------------------------------
 

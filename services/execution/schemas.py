@@ -126,12 +126,75 @@ class OrderOut(BaseModel):
         default=False,
         description="a cancel was asked of a broker that cancels asynchronously (QMT) and its outcome is not in yet",
     )
+    replaced_by: str | None = Field(
+        default=None, description="an amended order: the order that replaced it (docs/order-path.md, amending)"
+    )
+    replaces_order_id: str | None = Field(default=None, description="a replacement: the amended order it replaces")
 
     @classmethod
-    def of(cls, stored: StoredOrder, *, cancel_requested: bool = False) -> OrderOut:
+    def of(
+        cls,
+        stored: StoredOrder,
+        *,
+        cancel_requested: bool = False,
+        replaced_by: str | None = None,
+        replaces_order_id: str | None = None,
+    ) -> OrderOut:
         return cls.model_validate(
-            {**stored.order.model_dump(), "paper_fill": stored.paper_fill, "cancel_requested": cancel_requested}
+            {
+                **stored.order.model_dump(),
+                "paper_fill": stored.paper_fill,
+                "cancel_requested": cancel_requested,
+                "replaced_by": replaced_by,
+                "replaces_order_id": replaces_order_id,
+            }
         )
+
+
+class CancelAllIn(RequestModel):
+    """`POST /v1/orders/cancel-all`: cancel every open order of an account matching the filters given (none: all of
+    them), and its armed and waiting conditional orders matching (`include_conditional`)."""
+
+    account_id: AccountId | None = Field(
+        default=None, description="another account's (admins; a service names one): a trader cancels only their own"
+    )
+    strategy_instance_id: StrategyInstanceId | None = Field(
+        default=None, description="only this strategy instance's orders (conditional orders belong to no instance)"
+    )
+    ts_code: str | None = Field(default=None, min_length=1, max_length=32, description="only this code's orders")
+    include_conditional: StrictBool = Field(
+        default=True, description="also cancel the account's waiting and armed conditional orders that match"
+    )
+
+    @field_validator("ts_code")
+    @classmethod
+    def _a_share(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return parse_ts_code(value).ts_code
+        except InvalidTsCode as exc:
+            raise ValueError(f"{value!r} is not an A-share code like 600000.SH: {exc}") from exc
+
+
+class CancelFailureOut(BaseModel):
+    order_id: str | None = Field(default=None, description="an order whose cancel failed")
+    conditional_id: str | None = Field(default=None, description="a conditional order whose cancel failed")
+    code: str = Field(description="what the single cancel answered, e.g. order_not_cancellable, broker_unavailable")
+    message: str
+
+
+class CancelAllOut(BaseModel):
+    """What cancel-all found and did: `requested` open orders and conditional orders matched; each is in
+    `cancelled` (orders), `cancel_requested` (QMT: asked of the broker, still open until it reports),
+    `conditional_cancelled` or `failed`."""
+
+    account_id: str
+    requested: int
+    cancelled: list[str]
+    cancel_requested: list[str]
+    conditional_cancelled: list[str]
+    failed: list[CancelFailureOut]
 
 
 class PositionOut(BaseModel):

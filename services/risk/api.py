@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from services.risk.deps import Caller, Desk, Killswitch, RuleSetsDep, Store
+from services.risk.deps import Batches, Caller, Desk, Killswitch, RuleSetsDep, Store
 from services.risk.schemas import (
     ConditionalChild,
     DecisionOut,
     HaltAnswer,
     HaltRequest,
+    OrderBatchOut,
+    OrderBatchRequest,
     OrderRefused,
     OrderRequest,
     PlacedOrder,
+    ReplacementOrder,
     RuleSetAnswer,
     RuleSetChange,
     RuleSetClear,
@@ -23,12 +27,15 @@ from services.risk.schemas import (
     RuleSets,
     TradingStates,
 )
+from services.risk.state.keeper import BookKeeper
+from services.risk.state.ports import BookUnavailable, OrderEvent
 from services.risk.store import Scope
 from shared.platform.errors import Forbidden, ServiceError
 from shared.platform.internal_auth import Principal
 
 router = APIRouter(prefix="/v1", tags=["risk"])
 EXECUTION_SUBJECT = "svc:execution"
+log = logging.getLogger(__name__)
 
 
 @router.post(
@@ -60,6 +67,29 @@ async def place_order(order: OrderRequest, principal: Caller, desk: Desk) -> JSO
 
 
 @router.post(
+    "/order-batches",
+    response_model=OrderBatchOut,
+    responses={
+        403: {"description": "forbidden / sleeve_not_allowed for an item (as for a single order): nothing placed"},
+        409: {
+            "description": "`batch_id_reused`: the batch_id holds other orders; `batch_in_progress`: another request "
+            "is placing this batch (send it again in a moment)"
+        },
+        422: {
+            "description": "`batch_too_large` (more than LH_BATCH_MAX_ORDERS, field `orders`), "
+            "`duplicate_client_order_id` (field `orders.<i>.client_order_id`), `invalid_request`, an item's "
+            "`sleeve_required` / `sleeve_mismatch`: nothing placed"
+        },
+    },
+)
+async def place_order_batch(body: OrderBatchRequest, principal: Caller, batches: Batches) -> dict[str, Any]:
+    """Up to LH_BATCH_MAX_ORDERS orders, each decided as a single order (`POST /v1/orders`) and placed in the order
+    given; 200 with each item's answer (placed / refused with the reasons / failed: a dependency was down). The
+    same batch again is answered the same, placing only the items that failed (docs/order-management.md)."""
+    return await batches.place(body, principal)
+
+
+@router.post(
     "/conditional-children",
     status_code=201,
     response_model=PlacedOrder,
@@ -85,6 +115,46 @@ async def place_conditional_child(body: ConditionalChild, principal: Caller, des
         )  # fmt: skip
     owner = Principal(body.owner, body.owner_role, body.account_id)
     placement = await desk.place(order, owner, parent_id=body.conditional_order_id)
+    return JSONResponse(placement.body, status_code=placement.status_code)
+
+
+@router.post(
+    "/replacement-orders",
+    status_code=201,
+    response_model=PlacedOrder,
+    responses={
+        200: {"model": PlacedOrder, "description": "the replacement was decided and placed before: the same order"},
+        403: {"description": "`forbidden`: anyone but execution"},
+        422: {"model": OrderRefused, "description": "order_rejected: risk's reasons (or invalid_request)"},
+        503: {"model": OrderRefused, "description": "risk_unavailable or execution_unavailable (retry)"},
+    },
+)
+async def place_replacement(body: ReplacementOrder, principal: Caller, desk: Desk, request: Request) -> JSONResponse:
+    """The replacement of an order amended as cancel-replace (docs/order-path.md "Amending an order"), asked by
+    execution once the original's cancel is confirmed: decided by risk as the amend's owner, every check of their
+    own order applying, recorded with `rule_check.replaces_order_id`, and (approved) signed and sent to execution as
+    any order. Its client_order_id is derived from the original's id: an attempt made again is one decision replayed
+    and one order. The original as it ended is counted final in the account's book first."""
+    if not (principal.is_service and principal.subject == EXECUTION_SUBJECT):
+        raise Forbidden("forbidden", f"{principal.subject} may not place an amend's replacement: execution does")
+    order = body.order
+    if order.strategy_instance_id is not None or order.sleeve is not None or order.paper_fill is not None:
+        raise ServiceError(
+            "invalid_request", "an amend's replacement is a person's order: no strategy_instance_id, sleeve or "
+            "paper_fill", status_code=422, field="order",
+        )  # fmt: skip
+    o = body.original
+    keeper: BookKeeper = request.app.state.keeper
+    try:
+        # execution's record of the original (final): applied as its order event would be (idempotent, only ever
+        # forward), so the book does not still hold its reservation if the event is a moment behind
+        await keeper.book.apply(OrderEvent(account_id=body.account_id, client_order_id=o.client_order_id,
+                                           ts_code=o.ts_code, side=o.side, qty=o.qty, status=o.status,
+                                           filled_qty=o.filled_qty))  # fmt: skip
+    except BookUnavailable as exc:  # the decision below reads the book and fails closed
+        log.warning("risk could not note an amended order's end", extra={"error": str(exc)})
+    owner = Principal(body.owner, body.owner_role, body.account_id)
+    placement = await desk.place(order, owner, replaces_order_id=body.replaces_order_id)
     return JSONResponse(placement.body, status_code=placement.status_code)
 
 

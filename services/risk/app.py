@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from services.risk import api, stops_api
+from services.risk.batches import BatchStore, OrderBatches
 from services.risk.desk import (
     BREACH_SETTER,
     ExecutionAccounts,
@@ -172,6 +173,8 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
         activity=activity,
         on_breach=on_breach,
     )
+    # batches of orders (POST /v1/order-batches): each item through the desk, the batch stored for its replays
+    app.state.batches = OrderBatches(app.state.desk, BatchStore(db), max_orders=settings.batch_max_orders)
     # execution's events as the books' (a trade's T+1 session from the calendar the desk keeps)
     events = BookEvents(app.state.desk.sessions, infra.clock.session)
     reconcile_loop = PeriodicTask("risk-reconcile", RECONCILE_S, reconcile, run_at_start=False)

@@ -1,5 +1,5 @@
-"""Risk's dependency aliases for its routes: the caller (`Caller`), the risk desk (`Desk`), its store (`Store`), the
-kill switch (`Killswitch`) and the rule sets (`RuleSetsDep`)."""
+"""Risk's dependency aliases for its routes: the caller (`Caller`), the risk desk (`Desk`), its batches of orders
+(`Batches`), its store (`Store`), the kill switch (`Killswitch`) and the rule sets (`RuleSetsDep`)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from services.risk.batches import OrderBatches
 from services.risk.desk import RiskDesk
 from services.risk.rule_sets import RuleSets
 from services.risk.store import RiskStore
@@ -14,11 +15,13 @@ from services.risk.trading_states import KillSwitch
 from shared.platform.internal_auth import Caller
 
 __all__ = [
+    "Batches",
     "Caller",
     "Desk",
     "Killswitch",
     "RuleSetsDep",
     "Store",
+    "get_batches",
     "get_desk",
     "get_kill_switch",
     "get_rule_sets",
@@ -29,6 +32,11 @@ __all__ = [
 def get_desk(request: Request) -> RiskDesk:
     desk: RiskDesk = request.app.state.desk
     return desk
+
+
+def get_batches(request: Request) -> OrderBatches:
+    batches: OrderBatches = request.app.state.batches
+    return batches
 
 
 def get_store(request: Request) -> RiskStore:
@@ -47,6 +55,7 @@ def get_rule_sets(request: Request) -> RuleSets:
 
 
 Desk = Annotated[RiskDesk, Depends(get_desk)]
+Batches = Annotated[OrderBatches, Depends(get_batches)]
 Store = Annotated[RiskStore, Depends(get_store)]
 Killswitch = Annotated[KillSwitch, Depends(get_kill_switch)]
 RuleSetsDep = Annotated[RuleSets, Depends(get_rule_sets)]

@@ -317,23 +317,19 @@ class RiskDesk:
         # data service's trade calendar kept in memory. None: the exchange date of now (tests of the checks only).
         self.sessions = OrderSessions(calendar) if calendar is not None else None
 
-    async def place(self, request: OrderRequest, principal: Principal, *, parent_id: str | None = None) -> Placement:
-        """`parent_id`: the conditional order (held by execution) whose child this is, recorded with the decision."""
+    async def place(
+        self,
+        request: OrderRequest,
+        principal: Principal,
+        *,
+        parent_id: str | None = None,
+        replaces_order_id: str | None = None,
+    ) -> Placement:
+        """`parent_id`: the conditional order (held by execution) whose child this is; `replaces_order_id`: the
+        amended order this one replaces (docs/order-path.md "Amending an order"); each recorded with the decision."""
         instance_id = request.strategy_instance_id
-        _check_placer(principal, instance_id)
-        if request.paper_fill is not None and instance_id is None:
-            # (a person's order naming an instance is refused above; the strategy service always names one)
-            raise Forbidden(
-                "forbidden",
-                f"{principal.subject} may not send paper_fill: only a strategy instance's orders "
-                "(strategy_instance_id, from the strategy service) carry their own fill rules",
-            )
-        # An instance's sleeve comes with its order, from the strategy service (checked above to be the sender of
-        # every order naming an instance): it is checked here, before anything is read or recorded.
-        sleeve = _carried_sleeve(request, principal)
-        # The market type on the code's exchange, a STAR market order's protection price, the time in force: a
-        # request the exchange could not take is refused here, nothing recorded or sent (422 naming the field).
-        request = _typed(request)
+        sleeve = check_request(request, principal)
+        request = _typed(request)  # a market order naming no type: counterparty best
 
         # A retry after a lost answer: the order was approved (and may be filled) already. Checking it again could
         # answer "rejected" or "unavailable" for an order execution holds, e.g. a sell whose shares it sold. Only
@@ -480,7 +476,7 @@ class RiskDesk:
             correlation_id=current_correlation_id(),
             strategy_instance_id=instance_id,
             paper_fill=request.paper_fill,
-            rule_check=_record(judged, request.sleeve, parent_id),
+            rule_check=_record(judged, request.sleeve, parent_id, replaces_order_id),
             market_type=request.market_type,
             time_in_force=request.time_in_force,
         )
@@ -958,6 +954,30 @@ class _OrderBook:
         return self._view
 
 
+def check_request(request: OrderRequest, principal: Principal) -> Sleeve | None:
+    """What is refused before anything is read or recorded: who may place it (403), paper_fill from anyone but the
+    strategy service for an instance (403), an instance's sleeve (403 sleeve_not_allowed, 422 sleeve_required,
+    sleeve_mismatch), and the order types (422 market_type_invalid, protection_price_required,
+    time_in_force_unsupported). Returns the sleeve as the checks read it (None: a person's order). A batch runs it on
+    every item before placing any (services/risk/batches.py)."""
+    instance_id = request.strategy_instance_id
+    _check_placer(principal, instance_id)
+    if request.paper_fill is not None and instance_id is None:
+        # (a person's order naming an instance is refused above; the strategy service always names one)
+        raise Forbidden(
+            "forbidden",
+            f"{principal.subject} may not send paper_fill: only a strategy instance's orders "
+            "(strategy_instance_id, from the strategy service) carry their own fill rules",
+        )
+    # An instance's sleeve comes with its order, from the strategy service (checked above to be the sender of
+    # every order naming an instance): it is checked here, before anything is read or recorded.
+    sleeve = _carried_sleeve(request, principal)
+    # The market type on the code's exchange, a STAR market order's protection price, the time in force: a request
+    # the exchange could not take is refused here (422 naming the field), nothing recorded or sent.
+    _typed(request)
+    return sleeve
+
+
 def _check_placer(principal: Principal, instance_id: str | None) -> None:
     """Who may place: people with a trading role, their own orders; the strategy service, only orders of a strategy
     instance (whose sleeve then says which account). Viewers watch; any other service has no account."""
@@ -1046,15 +1066,21 @@ def _carried_sleeve(request: OrderRequest, principal: Principal) -> Sleeve | Non
 
 
 def _record(
-    judged: _Judged | None, sleeve: CarriedSleeve | None, parent_id: str | None = None
+    judged: _Judged | None,
+    sleeve: CarriedSleeve | None,
+    parent_id: str | None = None,
+    replaces_order_id: str | None = None,
 ) -> dict[str, Any] | None:
     """What the decision read, for its record: the rules' versions, equity and findings (when they ran), the
-    sleeve the order carried (an instance's order), and the conditional order whose child it is (`parent_id`)."""
+    sleeve the order carried (an instance's order), the conditional order whose child it is (`parent_id`) and the
+    amended order it replaces (`replaces_order_id`)."""
     record: dict[str, Any] = {} if judged is None else judged.record
     if sleeve is not None:
         record = {**record, "sleeve": sleeve.model_dump(mode="json")}
     if parent_id is not None:
         record = {**record, "parent_id": parent_id}
+    if replaces_order_id is not None:
+        record = {**record, "replaces_order_id": replaces_order_id}
     return record or None
 
 

@@ -135,6 +135,41 @@ class ConditionalChild(RequestModel):
     order: OrderRequest
 
 
+class ReplacedOriginal(RequestModel):
+    """The amended order as it ended (execution's record): risk's book counts it final before the replacement is
+    decided, so the replacement is not checked against the original's reservation too."""
+
+    client_order_id: ClientOrderId
+    ts_code: str = Field(min_length=1, max_length=32)
+    side: OrderSide
+    qty: StrictInt = Field(gt=0)
+    status: Literal["cancelled", "filled", "rejected", "expired"]
+    filled_qty: StrictInt = Field(ge=0)
+
+
+class ReplacementOrder(RequestModel):
+    """Execution asks risk to decide the replacement of an amended order (docs/order-path.md "Amending an order"),
+    once the original's cancel is confirmed: the order as its owner would place it, decided as them (`owner`,
+    `owner_role`, `account_id`: who asked for the amend), carrying the original's id. Only execution sends it."""
+
+    replaces_order_id: str = Field(pattern=r"^[0-9a-f]{32}$")
+    account_id: str = Field(min_length=1, max_length=64)
+    owner: str = Field(min_length=1, max_length=128)
+    owner_role: str = Field(min_length=1, max_length=16)
+    original: ReplacedOriginal
+    order: OrderRequest
+
+
+class OrderBatchRequest(RequestModel):
+    """`POST /v1/order-batches`: up to LH_BATCH_MAX_ORDERS orders (default 100; more is 422 `batch_too_large`,
+    nothing placed), each decided by risk as a single order and placed in the order given. Idempotent by `batch_id`
+    per account: the same batch again is answered the same (its items not yet placed are placed then); other orders
+    under the same id are 409 `batch_id_reused` (docs/order-management.md)."""
+
+    batch_id: ClientOrderId = Field(description="the client's id of the batch: the client_order_id alphabet, 1-64")
+    orders: list[OrderRequest] = Field(min_length=1, description="the orders, placed one after the other")
+
+
 class ReasonOut(BaseModel):
     code: str
     message: str
@@ -151,6 +186,35 @@ class PlacedOrder(BaseModel):
 
     decision: DecisionSummary
     order: dict[str, object]
+
+
+class BatchItemOut(BaseModel):
+    """One order of a batch: `placed` (its order), `refused` (risk's reasons, or execution's refusal: the code and
+    message; a final answer) or `failed` (a dependency could not answer: the code, e.g. execution_unavailable, and
+    http_status; send the batch again)."""
+
+    index: int = Field(description="its position in `orders`, from 0")
+    client_order_id: str
+    status: Literal["placed", "refused", "failed"]
+    order: dict[str, object] | None = Field(default=None, description="placed: execution's order")
+    decision_id: str | None = Field(default=None, description="risk's decision, when one was made")
+    reasons: list[ReasonOut] | None = Field(default=None, description="refused by risk: its reasons")
+    code: str | None = Field(default=None, description="refused or failed: the code the single order would have had")
+    message: str | None = None
+    http_status: int | None = Field(default=None, description="refused or failed: the single order's status")
+    details: dict[str, object] | None = Field(default=None, description="execution's details of a refusal")
+
+
+class OrderBatchOut(BaseModel):
+    """200: every item's answer, in order, and the counts; `complete` false while some item failed (send the same
+    batch again: only those are placed then)."""
+
+    batch_id: str
+    items: list[BatchItemOut]
+    placed: int
+    refused: int
+    failed: int
+    complete: bool
 
 
 class OrderRefused(BaseModel):
@@ -191,7 +255,8 @@ class DecisionOut(BaseModel):
         description="the rule-set versions that decided it ({global, account, instance}) and every rule finding "
         "(rule, code, level deny|warn, message, the values it read), when the rules ran; for a strategy instance's "
         "order also `sleeve`, the sleeve it carried and was checked against; for a conditional order's child "
-        "`parent_id`, the conditional order's id (docs/conditional-orders.md); null when none of these",
+        "`parent_id`, the conditional order's id (docs/conditional-orders.md); for an amend's replacement "
+        "`replaces_order_id`, the amended order's id (docs/order-path.md); null when none of these",
     )
 
 

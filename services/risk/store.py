@@ -195,6 +195,39 @@ stop_triggers = Table(
     Index("ix_stop_triggers_stop_at", "stop_id", "at"),
 )
 
+# Batches of orders (`POST /v1/order-batches`, services/risk/batches.py): one row per (account, batch_id), with a
+# digest of what was asked (a different body under the same id is refused), open until every item has a final answer.
+# `claim_token` / `claimed_until`: the lease of the request placing its items (one at a time per batch; a crash's
+# lease runs out and the batch sent again completes it).
+order_batches = Table(
+    "order_batches",
+    metadata,
+    Column("account_id", String(64), primary_key=True),  # the placer's account (the strategy service: its subject)
+    Column("batch_id", String(64), primary_key=True),
+    Column("body_digest", String(64), nullable=False),  # sha256 of the items' canonical terms (services/risk/batches)
+    Column("size", Integer, nullable=False),
+    Column("status", String(16), nullable=False),  # open | complete
+    Column("created_by", String(128), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("claim_token", String(32), nullable=True),
+    Column("claimed_until", UtcDateTime, nullable=True),
+)
+
+# A batch's items with a final answer (placed or refused: the answer as JSON), written as each is decided; an item
+# that failed (a dependency down) has no row and is placed again when the batch is sent again.
+order_batch_items = Table(
+    "order_batch_items",
+    metadata,
+    Column("account_id", String(64), primary_key=True),
+    Column("batch_id", String(64), primary_key=True),
+    Column("item_index", Integer, primary_key=True, autoincrement=False),
+    Column("client_order_id", String(64), nullable=False),
+    Column("status", String(16), nullable=False),  # placed | refused
+    Column("answer", Text, nullable=False),
+    Column("decided_at", UtcDateTime, nullable=False),
+)
+
 
 class Scope(StrEnum):
     GLOBAL = "global"

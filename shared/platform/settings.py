@@ -71,6 +71,8 @@ class Settings(BaseSettings):
 
     # Risk
     max_order_value: Decimal = Decimal("1000000")  # CNY per order
+    # The most orders one batch (`POST /v1/order-batches`) may carry; more is 422 batch_too_large, nothing placed.
+    batch_max_orders: int = Field(default=100, ge=1, le=1000)
 
     # Execution: a paper account's opening cash (CNY, whole fen), its first ledger entry when it is first seen.
     paper_opening_cash: Decimal = Field(default=Decimal("10000000"), ge=0, decimal_places=2, allow_inf_nan=False)
@@ -240,6 +242,15 @@ class Settings(BaseSettings):
     quotes_bar_grace_s: float = Field(default=5.0, ge=0, allow_inf_nan=False)
     # The most codes one browser socket on the gateway's /ws may subscribe to.
     quotes_ws_max_codes: int = Field(default=50, ge=1, le=1000)
+    # A snapshot whose time is more than this many seconds ahead of the market clock is refused (`future`).
+    quotes_max_skew_s: float = Field(default=5.0, ge=0, le=3600, allow_inf_nan=False)
+    # The bridge ids (of LH_QMT_BRIDGE_SECRETS) allowed to feed quotes on /v1/bridge/quotes, comma-separated:
+    # "" (the default) allows none, fail closed (docs/qmt-bridge.md, "The quotes channel").
+    quotes_bridges: str = ""
+
+    def quotes_bridge_ids(self) -> frozenset[str]:
+        """The bridge ids LH_QUOTES_BRIDGES allows to feed quotes (empty: none)."""
+        return frozenset(part.strip() for part in self.quotes_bridges.split(",") if part.strip())
 
     @field_validator("quotes_feed", "quotes_replay_speed", mode="before")
     @classmethod

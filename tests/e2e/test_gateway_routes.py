@@ -372,3 +372,74 @@ async def test_a_stop_through_the_gateway_triggers_on_a_quote_and_its_child_is_d
     assert decision["approved"] and decision["rule_check"]["parent_id"] == cid
     hidden = await platform.client.get(f"/api/v1/conditional-orders/{cid}", headers=viewer.headers)
     assert hidden.status_code == 404
+
+
+async def test_order_batches_and_cancel_all_through_the_gateway(platform: Platform) -> None:
+    ada, viewer = await platform.user("trader"), await platform.user("viewer")
+    stock: dict[str, Any] = await tradable_main_board_stock(platform.client, ada)
+    # a limit 5% below the last close (within the day's 10% limits), on the fen: it rests until cancelled
+    below = (Decimal(stock["last_close"]) * Decimal("0.95")).quantize(Decimal("0.01"))
+    batch = {
+        "batch_id": f"gw-{secrets.token_hex(4)}",
+        "orders": [
+            {"client_order_id": f"gwb-{secrets.token_hex(4)}", "ts_code": stock["ts_code"], "side": "buy",
+             "order_type": "limit", "qty": 100, "price": str(below)},
+            {"client_order_id": f"gwb-{secrets.token_hex(4)}", "ts_code": stock["ts_code"], "side": "buy",
+             "order_type": "limit", "qty": 150, "price": str(below)},  # not a whole lot: refused
+        ],
+    }  # fmt: skip
+    by_viewer = await platform.client.post("/api/v1/order-batches", json=batch, headers=viewer.headers)
+    assert by_viewer.status_code == 403
+    placed = await platform.client.post("/api/v1/order-batches", json=batch, headers=ada.headers)
+    assert placed.status_code == 200, placed.text
+    answer = placed.json()
+    assert [i["status"] for i in answer["items"]] == ["placed", "refused"]
+    assert [r["code"] for r in answer["items"][1]["reasons"]] == ["lot_size"]
+    again = await platform.client.post("/api/v1/order-batches", json=batch, headers=ada.headers)
+    assert again.status_code == 200 and again.json() == answer
+
+    order_id = answer["items"][0]["order"]["order_id"]
+    refused = await platform.client.post("/api/v1/orders/cancel-all", json={}, headers=viewer.headers)
+    assert refused.status_code == 403
+    cancelled = await platform.client.post(
+        "/api/v1/orders/cancel-all", json={"ts_code": stock["ts_code"]}, headers=ada.headers
+    )
+    assert cancelled.status_code == 200, cancelled.text
+    assert (cancelled.json()["cancelled"], cancelled.json()["failed"]) == ([order_id], [])
+    account = await platform.client.get("/api/v1/account", headers=ada.headers)
+    assert account.json()["reserved"] == "0.00"
+    # the path's own method, as the OpenAPI document gives it: not GET, which /orders/{order_id} would take
+    other = await platform.client.request("PUT", "/api/v1/orders/cancel-all", headers=ada.headers)
+    assert (other.status_code, other.headers["Allow"]) == (405, "POST")
+
+
+async def test_an_amend_through_the_gateway_replaces_a_resting_order(platform: Platform) -> None:
+    """docs/order-path.md "Amending an order": a trader's resting limit order amended through the gateway is
+    cancelled and replaced at the new price (the paper broker confirms the cancel at once); a viewer may not amend."""
+    ada, viewer = await platform.user("trader"), await platform.user("viewer")
+    stock: dict[str, Any] = await tradable_main_board_stock(platform.client, ada)
+    # 5% and 4% below the last close (within the day's 10% limits), on the fen: both rest
+    below = (Decimal(stock["last_close"]) * Decimal("0.95")).quantize(Decimal("0.01"))
+    nearer = (Decimal(stock["last_close"]) * Decimal("0.96")).quantize(Decimal("0.01"))
+    body = {"client_order_id": f"gwa-{secrets.token_hex(4)}", "ts_code": stock["ts_code"], "side": "buy",
+            "order_type": "limit", "qty": 100, "price": str(below)}  # fmt: skip
+    placed = await platform.client.post("/api/v1/orders", json=body, headers=ada.headers)
+    assert placed.status_code == 201, placed.text
+    order_id = placed.json()["order"]["order_id"]
+
+    by_viewer = await platform.client.post(f"/api/v1/orders/{order_id}/amend", json={"price": str(nearer)},
+                                           headers=viewer.headers)  # fmt: skip
+    assert by_viewer.status_code == 403
+    amended = await platform.client.post(f"/api/v1/orders/{order_id}/amend", json={"price": str(nearer)},
+                                         headers=ada.headers)  # fmt: skip
+    assert amended.status_code == 202, amended.text
+    amend = amended.json()
+    assert (amend["status"], amend["replacement_qty"], amend["new_price"]) == ("replaced", 100, str(nearer))
+    original = (await platform.client.get(f"/api/v1/orders/{order_id}", headers=ada.headers)).json()
+    assert (original["status"], original["replaced_by"]) == ("cancelled", amend["replacement_order_id"])
+    read = await platform.client.get(f"/api/v1/amends/{amend['amend_id']}", headers=ada.headers)
+    assert read.status_code == 200 and read.json()["replacement_order_id"] == amend["replacement_order_id"]
+    # tidy: the replacement cancelled
+    cancelled = await platform.client.post(f"/api/v1/orders/{amend['replacement_order_id']}/cancel",
+                                           headers=ada.headers)  # fmt: skip
+    assert cancelled.status_code == 200, cancelled.text

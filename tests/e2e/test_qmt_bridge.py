@@ -395,6 +395,48 @@ async def test_cancel_is_accepted_then_recorded(desk: Desk, bridge: BridgeProces
     assert (await bridge.broker_orders())[order_id[:24]]["order_status"] == 53
 
 
+async def test_an_amend_is_the_brokers_cancel_then_a_place_of_what_the_fills_left(
+    desk: Desk, bridge: BridgeProcess
+) -> None:
+    """docs/order-path.md "Amending an order": MiniQMT has no modify; the replacement goes out only after the broker
+    reported the original part-cancelled (53), for the new total less its fill."""
+    order_id = (await desk.place(300, scenario="cancel")).json()["order"]["order_id"]
+    await bridge.control("fill", {"remark": order_id[:24], "qty": 100, "price": float(desk.price)})
+    await until(lambda: desk.status_is(order_id, "partially_filled"), "the part fill")
+    new_price = desk.price - Decimal("0.01")
+    resp = await desk.client.post(f"{desk.base}/api/v1/orders/{order_id}/amend",
+                                  json={"qty": 500, "price": str(new_price)}, headers=desk.trader.headers)  # fmt: skip
+    assert resp.status_code == 202, resp.text
+    amend_id = resp.json()["amend_id"]
+
+    async def replaced() -> dict[str, Any] | None:
+        got = await desk.client.get(f"{desk.base}/api/v1/amends/{amend_id}", headers=desk.trader.headers)
+        body: dict[str, Any] = got.json()
+        return body if body["status"] == "replaced" else None
+
+    done = await until(replaced, "the replacement placed after the broker's cancel report")
+    assert (done["filled_qty"], done["replacement_qty"]) == (100, 400)  # 500 - the 100 filled
+    original = await desk.order(order_id)
+    assert (original["status"], original["filled_qty"], original["replaced_by"]) == (
+        "cancelled", 100, done["replacement_order_id"])  # fmt: skip
+    remark = done["replacement_order_id"][:24]
+
+    async def at_broker() -> dict[str, dict[str, Any]] | None:
+        listed = await bridge.broker_orders()
+        return listed if remark in listed else None
+
+    orders = await until(at_broker, "the replacement at MiniQMT")
+    assert orders[order_id[:24]]["order_status"] == 53
+    assert (orders[remark]["order_volume"], Decimal(str(orders[remark]["price"]))) == (400, new_price)
+    assert (await bridge.calls()).count(remark) == 1
+    # tidy: the replacement cancelled (the audit at the end finds it final)
+    desk.placed[done["replacement_order_id"]] = "cancel"
+    resp = await desk.client.post(f"{desk.base}/api/v1/orders/{done['replacement_order_id']}/cancel",
+                                  headers=desk.trader.headers)  # fmt: skip
+    assert resp.status_code == 202, resp.text
+    await until(lambda: desk.status_is(done["replacement_order_id"], "cancelled"), "the replacement cancelled")
+
+
 async def test_a_broker_reject_is_recorded_with_its_message(desk: Desk, bridge: BridgeProcess) -> None:
     await bridge.control("behave", {"reject": "可用资金不足"})
     try:

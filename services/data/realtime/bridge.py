@@ -1,7 +1,8 @@
 """`/v1/bridge/quotes`: where a QMT bridge delivers xtdata's snapshots (docs/qmt-bridge.md, docs/quotes.md).
 
 The bridge authenticates with its shared secret (LH_QMT_BRIDGE_SECRETS) by the protocol's challenge / hello /
-welcome (bridge/qmt/protocol.py, channel "quotes"); every later frame is signed and sequenced (`protocol.Channel`).
+welcome (bridge/qmt/protocol.py, channel "quotes"), and must be one LH_QUOTES_BRIDGES allows to feed quotes (none by
+default); every later frame is signed and sequenced (`protocol.Channel`).
 After the welcome the data service sends `subscribe` (LH_QUOTES_SUBSCRIBE, default the whole market); each `quotes`
 frame then is one round for the real-time provider. A refused hello closes with 4403, a forged, replayed or
 malformed frame with 4400. The route is public (no internal token: the bridge holds none); the gateway relays
@@ -123,6 +124,13 @@ async def bridge_quotes(websocket: WebSocket) -> None:
         problem = f"this endpoint takes the quotes channel, not {hello.get('channel')!r}"
     if problem is not None:
         await _refuse(websocket, metrics, "bad_hello", problem, bridge_id=bridge_id)
+        return
+    if bridge_id not in state.settings.quotes_bridge_ids():
+        # Authenticated, but not one LH_QUOTES_BRIDGES lets feed quotes (none unless configured): no quote is taken.
+        await _refuse(
+            websocket, metrics, "quotes_not_allowed", "this bridge may not feed quotes here (LH_QUOTES_BRIDGES)",
+            bridge_id=bridge_id,
+        )  # fmt: skip
         return
     welcome = protocol.welcome(
         secret, bridge_id=bridge_id, nonce=str(hello["nonce"]), trading={"enabled": False, "read_only": True}

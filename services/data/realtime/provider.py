@@ -15,17 +15,21 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client import Counter as PromCounter
 
-from services.data.quotes import listing_day_of, next_session_limits
+from services.data.quotes import SessionBand, listing_day_of, next_session_limits, session_bands
 from services.data.realtime.bars import Bar, MinuteBars
 from services.data.realtime.gc_pause import collection_paused
 from services.data.realtime.snapshots import (
+    FUTURE,
     NOT_A_STOCK,
+    OTHER_DAY,
+    OUTSIDE_LIMITS,
+    PRE_CLOSE_MISMATCH,
     REASONS,
     STALE,
     UNKNOWN_CODE,
@@ -49,6 +53,7 @@ QUOTES_SNAPSHOT = "quotes.snapshot"
 BARS_1M = "bars.1m"
 SECURITIES_RELOAD_S = 60.0  # an unknown code makes the provider re-read the securities at most this often
 RECENT_LISTING_DAYS = 31  # as services/data/quotes.py: only a listing this recent can be in its first sessions
+REFUSED_LOG_EVERY_S = 60.0  # the warning naming refused snapshots: at most once a minute (the counter counts all)
 
 
 class QuoteMetrics:
@@ -67,7 +72,7 @@ class QuoteMetrics:
             registry=registry,
         )  # fmt: skip
         self.latest: datetime | None = None
-        self._now = now
+        self.now = now
         self.age = Gauge(
             "lh_quotes_snapshot_age_seconds",
             "Seconds since the time of the newest snapshot this process received (NaN: none yet): feed freshness",
@@ -78,7 +83,7 @@ class QuoteMetrics:
     def _age(self) -> float:
         if self.latest is None:
             return math.nan
-        return max((self._now() - self.latest).total_seconds(), 0.0)
+        return max((self.now() - self.latest).total_seconds(), 0.0)
 
 
 @dataclass
@@ -148,6 +153,7 @@ class RealtimeQuotes:
         metrics: QuoteMetrics,
         *,
         grace_s: float = 5.0,
+        max_skew_s: float = 5.0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
@@ -155,7 +161,9 @@ class RealtimeQuotes:
         self.bus = bus
         self.metrics = metrics
         self.bars = MinuteBars(grace_s)
+        self.max_skew = timedelta(seconds=max_skew_s)
         self.monotonic = monotonic
+        self.now = metrics.now  # the market clock: what "in the future" and "today" are measured by
         self._securities: dict[str, SecurityRecord] = {}
         self._loaded_at: float | None = None
         # Each code's latest snapshot as the checks of the next one need it: its time, trading day, cumulative volume
@@ -165,6 +173,11 @@ class RealtimeQuotes:
         self._not_stocks: set[str] = set()  # the feed's codes that are no A-share stock: skipped unread
         self._limits: dict[tuple[str, date, int], tuple[int | None, int | None]] = {}
         self._listing_days: dict[tuple[str, date], int | None] = {}
+        self._refused_times: dict[str, str] = {}  # each code's latest refused snapshot's time (a repeat: not recounted)
+        # The day's band of every security (services/data/quotes.py `session_bands`): read once a trading day, at its
+        # first round; every snapshot of the day is checked against it by a dict lookup.
+        self._bands: tuple[date, dict[str, SessionBand]] | None = None
+        self._logged_refusal_at: float | None = None
         self._lock = asyncio.Lock()  # one round at a time: bars and "newer than the latest" need the order
 
     # --- the securities the feed may quote ----------------------------------------------------------------------
@@ -206,6 +219,16 @@ class RealtimeQuotes:
         self._limits[key] = found
         return found
 
+    async def bands(self, day: date) -> dict[str, SessionBand]:
+        """The band of every security on trading day `day`, from the store (read once a day: a failed read raises,
+        and the round fails: nothing is taken unchecked; the next round reads again)."""
+        if self._bands is None or self._bands[0] != day:
+            async with self.store.snapshot():
+                found = await session_bands(self.store, day, list(self._securities.values()))
+            self._bands = (day, found)
+            log.info("quote bands of the day read", extra={"day": day.isoformat(), "codes": len(found)})
+        return self._bands[1]
+
     async def _listing_day(self, security: SecurityRecord, day: date) -> int | None:
         if (day - security.list_date).days > RECENT_LISTING_DAYS or day < security.list_date:
             return None
@@ -216,28 +239,32 @@ class RealtimeQuotes:
 
     # --- a round -------------------------------------------------------------------------------------------------
 
-    async def ingest(self, raws: Sequence[Any], source: str) -> RoundResult:
+    async def ingest(self, raws: Sequence[Any], source: str, *, now: datetime | None = None) -> RoundResult:
         """Take one round of snapshots from a feed: validate, store the good ones as the latest quotes, build bars,
-        publish `quotes.snapshot` (and `bars.1m` for bars it closed)."""
+        publish `quotes.snapshot` (and `bars.1m` for bars it closed). `now`: the feed's time (the replay feed's
+        replayed moment); default the market clock's now. A snapshot after it (beyond the skew allowed) or of another
+        day is refused."""
         started, cpu_started = time.perf_counter(), time.thread_time()
         result = RoundResult()
         self.metrics.received.labels(source=source).inc(len(raws))
         async with self._lock:
             with collection_paused():
-                await self._take(raws, source, result)
+                await self._take(raws, source, result, self.now() if now is None else now)
         result.seconds, result.cpu_seconds = time.perf_counter() - started, time.thread_time() - cpu_started
         return result
 
-    async def _take(self, raws: Sequence[Any], source: str, result: RoundResult) -> None:
+    async def _take(self, raws: Sequence[Any], source: str, result: RoundResult, now: datetime) -> None:
         """`ingest`'s work, under its lock and with cyclic garbage collection held off (gc_pause.py)."""
         ticks: list[Tick] = []
-        seen = self._seen_times
+        seen, refused = self._seen_times, self._refused_times
         for raw in raws:
             # A full-market snapshot repeats the codes that did not trade since the last one, with their time
-            # unchanged: the same quote again, skipped before it is read.
+            # unchanged: the same quote again, skipped before it is read (a refused one too: counted once).
             if type(raw) is dict:
                 code = raw.get("ts_code")
-                if code in seen and seen[code] == raw.get("time"):
+                if (code in seen and seen[code] == raw.get("time")) or (
+                    code in refused and refused[code] == raw.get("time")
+                ):
                     result.unchanged += 1
                     continue
                 if code in self._not_stocks:
@@ -253,11 +280,15 @@ class RealtimeQuotes:
                 else:
                     result.rejected[exc.reason] += 1
         await self._known({t.ts_code for t in ticks})
+        today = now.astimezone(EXCHANGE_TZ).date()
+        latest_allowed = now + self.max_skew
+        bands = await self.bands(today) if ticks else {}
         texts: list[tuple[str, str]] = []  # (ts_code, the quote's LiveQuote JSON)
         newest: datetime | None = None
         quoted_source = _encode(source)
         time_text, day, local_text = "", date.min, ""  # a round's snapshots mostly share their time
         securities, latest_quotes, limits_known = self._securities, self._latest, self._limits
+        examples: dict[str, str] = {}  # a refused code by reason, for the log line
         for tick in ticks:
             code = tick.ts_code
             if code not in securities:
@@ -266,15 +297,24 @@ class RealtimeQuotes:
             if tick.time_text != time_text or not time_text:
                 local = tick.time.astimezone(EXCHANGE_TZ)
                 time_text, day, local_text = tick.time_text, local.date(), local.isoformat()
-            latest = latest_quotes.get(code)
-            if latest is not None:
-                reason = self._check(tick, day, latest)
-                if reason is not None:
-                    result.rejected[reason] += 1
-                    continue
-            limits = limits_known.get((code, day, tick.pre_close))
-            if limits is None:
-                limits = await self.limits(securities[code], day, tick.pre_close)
+            reason = FUTURE if tick.time > latest_allowed else OTHER_DAY if day != today else None
+            if reason is None:
+                latest = latest_quotes.get(code)
+                if latest is not None:
+                    reason = self._check(tick, day, latest)
+            band = bands.get(code)
+            if reason is None and band is not None and band.reference is not None:
+                reason = self._check_band(tick, band)
+            if reason is not None:
+                result.rejected[reason] += 1
+                refused[code] = tick.time_text
+                examples.setdefault(reason, code)
+                continue
+            if band is not None and band.reference is not None:
+                limits = (band.limit_up, band.limit_down)  # the stored band, the tick's pre_close being the same
+            else:  # no stored close (a listing's first day): its limits around the feed's pre_close, as before
+                found = limits_known.get((code, day, tick.pre_close))
+                limits = found if found is not None else await self.limits(securities[code], day, tick.pre_close)
             latest_quotes[code] = (tick.time, day, tick.volume, tick.amount)
             seen[code] = tick.time_text
             texts.append((code, _quote_json(tick, limits[0], limits[1], quoted_source, local_text)))
@@ -286,7 +326,14 @@ class RealtimeQuotes:
         for reason, count in result.rejected.items():
             self.metrics.rejected.labels(reason=reason).inc(count)
         if result.rejected:
-            log.warning("snapshots dropped", extra={"source": source, "reasons": dict(result.rejected)})
+            moment = self.monotonic()
+            if self._logged_refusal_at is None or moment - self._logged_refusal_at >= REFUSED_LOG_EVERY_S:
+                # Rate-limited (a bad feed refuses every round): the counter has every one, by reason.
+                self._logged_refusal_at = moment
+                log.warning(
+                    "snapshots dropped",
+                    extra={"source": source, "reasons": dict(result.rejected), "codes": examples},
+                )
         result.accepted = len(texts)
         if texts and newest is not None:
             as_of = newest.astimezone(EXCHANGE_TZ)
@@ -301,6 +348,30 @@ class RealtimeQuotes:
             )
             await self._publish_json(QUOTES_SNAPSHOT, payload)
             await self._publish_bars(result.bars, as_of)
+
+    @staticmethod
+    def _check_band(tick: Tick, band: SessionBand) -> str | None:
+        """Why a snapshot is refused against the day's stored band (None: it passes): its pre_close is not the
+        stored reference, or a price of it (last, open, high, low, a book level) is outside the day's limits."""
+        if tick.pre_close != band.reference:
+            return PRE_CLOSE_MISMATCH
+        down, up = band.limit_down, band.limit_up
+        if down is None or up is None:
+            return None  # a day without limits: positive prices are all that is checked (when read)
+        if not down <= tick.last <= up:
+            return OUTSIDE_LIMITS
+        high, low, open_ = tick.high, tick.low, tick.open
+        if (high is not None and high > up) or (low is not None and low < down):
+            return OUTSIDE_LIMITS
+        if open_ is not None and not down <= open_ <= up:
+            return OUTSIDE_LIMITS
+        for price, _ in tick.bid:
+            if not down <= price <= up:
+                return OUTSIDE_LIMITS
+        for price, _ in tick.ask:
+            if not down <= price <= up:
+                return OUTSIDE_LIMITS
+        return None
 
     @staticmethod
     def _check(tick: Tick, day: date, latest: tuple[datetime, date, int, int]) -> str | None:

@@ -209,7 +209,7 @@ class ReplayFeed:
             if raw is not None:
                 raws.append(raw)
         if raws:
-            await self.provider.ingest(raws, "replay")
+            await self.provider.ingest(raws, "replay", now=at)  # checked against the replayed moment
         await self.provider.expire(at)
         self.last_round = at
         return len(raws)

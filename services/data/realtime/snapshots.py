@@ -28,7 +28,15 @@ OFF_TICK = "off_tick"  # a price off the 0.01 tick
 INCONSISTENT = "inconsistent"  # high below low, or the last price outside them
 STALE = "stale"  # older than the code's latest quote (reordered; one of the same time is a repeat, skipped)
 VOLUME_DECREASED = "volume_decreased"  # the day's cumulative volume or amount went down
-REASONS = (MALFORMED, BAD_CODE, UNKNOWN_CODE, NEGATIVE, OFF_TICK, INCONSISTENT, STALE, VOLUME_DECREASED)
+# The provider's checks against the data service's own facts (docs/quotes.md, "How quotes are kept and checked"):
+FUTURE = "future"  # a time ahead of the market clock by more than LH_QUOTES_MAX_SKEW_S
+OTHER_DAY = "other_day"  # a time on another day than the market clock's trading day
+PRE_CLOSE_MISMATCH = "pre_close_mismatch"  # pre_close is not the stored reference price of the day
+OUTSIDE_LIMITS = "outside_limits"  # a price (last, open, high, low, a book level) outside the day's stored band
+REASONS = (
+    MALFORMED, BAD_CODE, UNKNOWN_CODE, NEGATIVE, OFF_TICK, INCONSISTENT, STALE, VOLUME_DECREASED, FUTURE, OTHER_DAY,
+    PRE_CLOSE_MISMATCH, OUTSIDE_LIMITS,
+)  # fmt: skip
 
 
 class Refused(ValueError):

@@ -26,6 +26,11 @@ class MarketDataError(BrokerUnavailable):
     on (not an outage of the data service)."""
 
 
+class CancelOutcomeUnknown(BrokerUnavailable):
+    """A cancel was sent but its answer was lost (QMT: the bridge took the request and no reply came): whether it
+    took, the order's own reports will say. Not "nothing was sent"."""
+
+
 class CancelTooLate(Exception):
     """The broker cannot withdraw the order any more: its price is set already (an auction has run, the closing call
     has begun), though its outcome is not reported yet."""

@@ -21,7 +21,13 @@ from typing import Any
 
 from bridge.qmt import protocol
 from services.execution.bridges import BridgeError, BridgeNotConnected, BridgeRefused, BridgeRegistry
-from services.execution.brokers.base import BrokerReport, BrokerUnavailable, CancelTooLate, Fill
+from services.execution.brokers.base import (
+    BrokerReport,
+    BrokerUnavailable,
+    CancelOutcomeUnknown,
+    CancelTooLate,
+    Fill,
+)
 from services.execution.events import exchange_date
 from services.execution.store import ExecutionStore
 from services.execution.store.brokers import WITHDRAWN, BrokerOrder
@@ -296,7 +302,7 @@ class QmtBroker:
         except BridgeNotConnected as exc:
             raise BrokerUnavailable(str(exc)) from exc
         except BridgeError as exc:
-            raise BrokerUnavailable(
+            raise CancelOutcomeUnknown(
                 f"the cancel got no answer; its outcome comes with the order's reports: {exc}"
             ) from exc
         except BridgeRefused as exc:

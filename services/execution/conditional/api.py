@@ -412,22 +412,46 @@ async def cancel_conditional(
     c = _visible(principal, await store.get(conditional_id), conditional_id)
     if not (principal.acts_for_everyone or principal.at_least(Role.TRADER)):
         raise Forbidden("forbidden", f"role {principal.role} may not cancel conditional orders")
+    return (await cancel_held(request, store, c, principal)).as_json()
+
+
+async def cancel_held(request: Request, store: ConditionalStore, c: Conditional, principal: Principal) -> Conditional:
+    """Cancel a waiting or armed conditional order (the caller has been checked): cancelled, and the watcher forgets
+    it. 409 `conditional_not_cancellable` when it triggered or ended, `conditional_busy` when it kept changing."""
     clock = request.app.state.conditional_clock
     for _ in range(3):  # a concurrent move (e.g. armed on its entry's fill) changes the version: read again
         if c.status not in (Status.WAITING, Status.ARMED):
             raise Conflict(
                 "conditional_not_cancellable",
-                f"conditional order {conditional_id} is {c.status.value}: nothing to cancel",
+                f"conditional order {c.conditional_id} is {c.status.value}: nothing to cancel",
                 status=c.status.value,
                 child_order_id=c.child_order_id,
             )
         try:
             cancelled = await store.move(c, Status.CANCELLED, clock(), message=f"cancelled by {principal.subject}")
         except StaleMove:
-            again = await store.get(conditional_id)
+            again = await store.get(c.conditional_id)
             assert again is not None
             c = again
             continue
         request.app.state.conditional_watcher.forget(cancelled)
-        return cancelled.as_json()
-    raise Conflict("conditional_busy", f"conditional order {conditional_id} kept changing: try again")
+        return cancelled
+    raise Conflict("conditional_busy", f"conditional order {c.conditional_id} kept changing: try again")
+
+
+async def cancel_all_held(
+    request: Request, principal: Principal, account_id: str, ts_code: str | None
+) -> tuple[list[str], list[dict[str, str]]]:
+    """Cancel the account's waiting and armed conditional orders (of `ts_code`): (the ids cancelled, the failures:
+    conditional_id, code, message). Part of cancel-all (`POST /v1/orders/cancel-all`)."""
+    store = get_conditional_store(request)
+    cancelled: list[str] = []
+    failed: list[dict[str, str]] = []
+    for c in await store.open_of(account_id, ts_code):
+        try:
+            await cancel_held(request, store, c, principal)
+        except ServiceError as exc:
+            failed.append({"conditional_id": c.conditional_id, "code": exc.code, "message": exc.message})
+        else:
+            cancelled.append(c.conditional_id)
+    return cancelled, failed

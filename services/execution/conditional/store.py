@@ -263,6 +263,16 @@ class ConditionalStore:
     async def group(self, oco_group: str) -> list[Conditional]:
         return await self._select(conditional_orders.c.oco_group == oco_group)
 
+    async def open_of(self, account_id: str, ts_code: str | None = None) -> list[Conditional]:
+        """The account's conditional orders still waiting or armed (of `ts_code`, when named), oldest first."""
+        where = and_(
+            conditional_orders.c.account_id == account_id,
+            conditional_orders.c.status.in_([Status.WAITING.value, Status.ARMED.value]),
+        )
+        if ts_code is not None:
+            where = and_(where, conditional_orders.c.ts_code == ts_code)
+        return await self._select(where)
+
     async def listed(self, account_id: str | None, status: Status | None, limit: int) -> list[Conditional]:
         query = select(conditional_orders)
         if account_id is not None:

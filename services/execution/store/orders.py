@@ -22,6 +22,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import Row
+from sqlalchemy.sql.elements import ColumnElement
 
 from services.execution.lifecycle import OrderProgress, average_price
 from services.execution.store.base import AutoId, StoreBase, listed_after, metadata
@@ -274,14 +275,29 @@ class OrderReads(StoreBase):
         return [stored_order(r) for r in rows]
 
     async def open_orders_created_before(
-        self, cutoff: datetime, *, limit: int = 500, after: tuple[datetime, str] | None = None
+        self,
+        cutoff: datetime | None,
+        *,
+        limit: int = 500,
+        after: tuple[datetime, str] | None = None,
+        account_id: str | None = None,
+        strategy_instance_id: str | None = None,
+        ts_code: str | None = None,
     ) -> list[StoredOrder]:
-        """Orders not final that were created before `cutoff`: the day orders whose session has closed. Oldest
-        first, `limit` at a time; `after` = (created_at, order_id) of the last one of the page before."""
-        conditions = [
-            orders.c.status.in_([status.value for status in OrderStatus if not status.is_final]),
-            orders.c.created_at < cutoff,
+        """Orders not final that were created before `cutoff` (None: any time): the day orders whose session has
+        closed; with `account_id`, `strategy_instance_id`, `ts_code` only those (cancel-all). Oldest first, `limit`
+        at a time; `after` = (created_at, order_id) of the last one of the page before."""
+        conditions: list[ColumnElement[bool]] = [
+            orders.c.status.in_([status.value for status in OrderStatus if not status.is_final])
         ]
+        if cutoff is not None:
+            conditions.append(orders.c.created_at < cutoff)
+        if account_id is not None:
+            conditions.append(orders.c.account_id == account_id)
+        if strategy_instance_id is not None:
+            conditions.append(orders.c.strategy_instance_id == strategy_instance_id)
+        if ts_code is not None:
+            conditions.append(orders.c.ts_code == ts_code)
         if after is not None:
             at, order_id = after
             conditions.append(

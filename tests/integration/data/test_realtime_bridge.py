@@ -14,12 +14,14 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
+import pandas as pd
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from bridge.qmt import protocol
 from services.data.app import create_app
+from services.data.store import DataStore
 from shared.platform.bus import create_bus
 from shared.platform.clock import EXCHANGE_TZ, utcnow
 from shared.platform.events.envelope import Envelope
@@ -57,6 +59,9 @@ async def service(backing: Any) -> AsyncIterator[dict[str, Any]]:
         demo_symbols=20,
         quotes_feed="bridge",
         qmt_bridge_secrets=f"{BRIDGE_ID}={SECRET},other-bridge=another-secret-value",
+        quotes_bridges=BRIDGE_ID,  # other-bridge is known (its secret is) but may not feed quotes
+        # The test's snapshots run from 09:30 to 09:45 while the clock stands at 09:29 (below): none is "future".
+        quotes_max_skew_s=3600,
         # The market clock just before the session opens: the bar timer closes no minute of the test's own.
         market_clock="shifted",
         market_clock_at=datetime(DAY.year, DAY.month, DAY.day, 9, 29, tzinfo=EXCHANGE_TZ),
@@ -78,9 +83,25 @@ async def service(backing: Any) -> AsyncIterator[dict[str, Any]]:
             ) as client,
         ):
             securities = (await client.get("/v1/securities", params={"board": "main", "is_st": "false"})).json()
-            yield {"host": hostport, "client": client, "heard": heard, "codes": [s["ts_code"] for s in securities]}
+            codes = [s["ts_code"] for s in securities]
+            await closed_at_ten(app.state.store, codes)
+            yield {"host": hostport, "client": client, "heard": heard, "codes": codes}
     finally:
         await listener.close()
+
+
+async def closed_at_ten(store: DataStore, codes: list[str]) -> None:
+    """The demo market's last session (2024-12-31) with every code closing at 10.00: the day's band the snapshots
+    of DAY are checked against is 9.00 .. 11.00 (main board, +-10%), the prices of the tests below."""
+    frame = pd.DataFrame(
+        {
+            "ts_code": codes, "trade_date": ["20241231"] * len(codes), "open": [10.0] * len(codes),
+            "high": [10.0] * len(codes), "low": [10.0] * len(codes), "close": [10.0] * len(codes),
+            "pre_close": [10.0] * len(codes), "change": [0.0] * len(codes), "pct_chg": [0.0] * len(codes),
+            "vol": [1000.0] * len(codes), "amount": [1000.0] * len(codes), "adj_factor": [1.0] * len(codes),
+        }
+    )  # fmt: skip
+    await store.upsert_daily_bars(frame)
 
 
 async def open_bridge(host: str, bridge_id: str = BRIDGE_ID, secret: str = SECRET) -> tuple[ClientConnection, Any]:
@@ -352,3 +373,60 @@ async def test_the_bridge_programs_quote_feed_reaches_the_live_quote(service: di
     assert [a["price"] for a in got["ask"]] == ["10.12", "10.13", "10.14"]
     metrics = (await client.get("/metrics")).text
     assert 'lh_quotes_rejected_total{reason="not_a_stock"}' not in metrics  # the index and the fund: left alone
+
+
+async def test_a_tick_outside_the_days_band_is_dropped_and_the_next_good_one_taken(service: dict[str, Any]) -> None:
+    client: httpx.AsyncClient = service["client"]
+    code = service["codes"][7]  # stored close 10.00: the band is 9.00 .. 11.00
+    ws, channel = await authenticated(service["host"])
+    try:
+        bad = snapshot(code, "09:40:00", "11.01", 10, "11010.00", high="11.01")  # a fen above the limit-up
+        good = snapshot(code, "09:40:03", "10.50", 11, "11515.00", high="10.50")
+        await ws.send(channel.seal(protocol.QUOTES, {"quotes": [bad]}))
+        await ws.send(channel.seal(protocol.QUOTES, {"quotes": [good]}))
+        got: dict[str, Any] = {}
+        async with asyncio.timeout(10):
+            while got.get("time") != at("09:40:03"):
+                got = (await client.get(f"/v1/quotes/{code}/live")).json()
+                await asyncio.sleep(0.05)
+    finally:
+        await ws.close()
+    assert (got["last"], got["volume"], got["limit_up"], got["limit_down"]) == ("10.50", 1_100, "11.00", "9.00")
+    heard: list[Envelope] = service["heard"]
+    published = [q for e in heard if e.type == "quotes.snapshot" for q in e.payload["quotes"] if q["ts_code"] == code]
+    assert [q["last"] for q in published] == ["10.50"]  # the bad tick was never published
+    metrics = (await client.get("/metrics")).text
+    assert 'lh_quotes_rejected_total{reason="outside_limits"} 1.0' in metrics
+
+
+async def test_a_known_bridge_not_allowed_to_feed_quotes_is_refused(service: dict[str, Any]) -> None:
+    """other-bridge holds a secret here (LH_QMT_BRIDGE_SECRETS) and signs its hello right, but LH_QUOTES_BRIDGES
+    names only bridge-test: refused before any frame, 4403 `quotes_not_allowed`."""
+    ws, (_, answer) = await open_bridge(service["host"], "other-bridge", "another-secret-value")
+    assert answer == {"type": "refused", "code": "quotes_not_allowed", "message": answer["message"]}
+    assert "LH_QUOTES_BRIDGES" in answer["message"]
+    with pytest.raises(ConnectionClosed):
+        await asyncio.wait_for(ws.recv(), 10)
+    assert (ws.close_code, ws.close_reason) == (protocol.REFUSED_CLOSE_CODE, "quotes_not_allowed")
+    metrics = (await service["client"].get("/metrics")).text
+    assert 'lh_quotes_bridge_refused_total{code="quotes_not_allowed"} 1.0' in metrics
+
+
+async def test_without_lh_quotes_bridges_no_bridge_may_feed_quotes(
+    backing: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = backing.settings(
+        scope="rtquotes", demo_symbols=20, quotes_feed="bridge", qmt_bridge_secrets=f"{BRIDGE_ID}={SECRET}"
+    )  # quotes_bridges left at its default: none
+    assert settings.quotes_bridges == ""
+    app = create_app(settings)
+    with caplog.at_level("WARNING", logger="services.data.realtime.bridge"):
+        async with served(app) as hostport:
+            ws, (_, answer) = await open_bridge(hostport)
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 10)
+    assert answer["type"] == "refused" and answer["code"] == "quotes_not_allowed"
+    assert ws.close_code == protocol.REFUSED_CLOSE_CODE
+    [line] = [r for r in caplog.records if r.getMessage() == "quotes bridge refused"]
+    assert (line.code, line.bridge_id) == ("quotes_not_allowed", BRIDGE_ID)  # type: ignore[attr-defined]
+    assert SECRET not in caplog.text  # the secret is never logged

@@ -9,6 +9,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
+import services.execution.amend.store  # (the amends' table, migration 0012: in the metadata)
 import services.execution.brokers.paper_tables  # noqa: F401  (the paper broker's book is in the same schema)
 from services.execution.store import MIGRATIONS, metadata
 from shared.platform.db import Database
@@ -27,6 +28,7 @@ TABLES = {
     "accounts",
     "cash_ledger",
     "position_adjustments",
+    "order_amends",
 }
 
 

@@ -374,6 +374,28 @@ async def test_cancel_is_asynchronous_and_the_push_records_it(backing: Backing) 
         await bridge.close()
 
 
+async def test_cancel_all_on_a_qmt_account_requests_each_cancel_of_the_broker(backing: Backing) -> None:
+    async with qmt_fleet(backing, bridges=1) as q:
+        [bridge_id] = q.secrets
+        who = trader()
+        bridge = await q.connected(bridge_id, who.account_id)
+        order_id = (await q.place(who))["order_id"]
+        answer = await q.f.execution.post("/v1/orders/cancel-all", json={}, headers=q.f.headers(who))
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert (body["requested"], body["cancelled"], body["cancel_requested"], body["failed"]) == (
+            1, [], [order_id], [],
+        )  # fmt: skip
+        assert (await q.order(order_id))["status"] == "submitted"  # open until the broker reports the cancel
+        await bridge.push("order", dict(bridge.orders[order_id], status=54, status_msg="撤单成功"))
+
+        async def cancelled() -> bool:
+            return (await q.order(order_id))["status"] == "cancelled"
+
+        await until(cancelled, what="the cancel recorded from the push")
+        await bridge.close()
+
+
 async def test_reconciliation_records_a_missed_fill_and_reports_a_position_difference(backing: Backing) -> None:
     async with qmt_fleet(backing, bridges=1) as q, event_log(q.f.settings) as events:
         [bridge_id] = q.secrets
@@ -854,4 +876,96 @@ async def test_a_send_that_loses_to_a_withdrawal_sends_nothing(backing: Backing)
 
         other = (await q.place(who, qty=300))["order_id"]
         assert await store.record_sending(other, bridge_id, other[:24], datetime.now(UTC)) is False
+        await bridge.close()
+
+
+async def test_an_amend_waits_for_the_brokers_cancel_report_and_replaces_what_the_fills_left(backing: Backing) -> None:
+    """Amend on QMT (docs/order-path.md "Amending an order"): the cancel is asynchronous, so the replacement is placed
+    only once the broker reports the original final; a fill pushed between the amend and that report makes it
+    smaller."""
+    async with qmt_fleet(backing, bridges=1) as q:
+        [bridge_id] = q.secrets
+        who = trader()
+        bridge = await q.connected(bridge_id, who.account_id)
+        original_id = (await q.place(who, qty=1000))["order_id"]
+        order = bridge.orders[original_id]
+        order.update(status=55, traded_qty=400)
+        await bridge.push("trade", broker_trade(order, "T1", 400, "10.00"))
+        await bridge.push("order", dict(order))
+
+        async def filled(n: int) -> bool:
+            return (await q.order(original_id))["filled_qty"] == n
+
+        await until(lambda: filled(400), what="the first fill recorded")
+
+        # the new total: 800 at 10.05; the cancel is only requested at the broker
+        answer = await q.f.execution.post(f"/v1/orders/{original_id}/amend", json={"qty": 800, "price": "10.05"},
+                                          headers=q.f.headers(who))  # fmt: skip
+        assert answer.status_code == 202, answer.text
+        amend = answer.json()
+        assert (amend["status"], amend["replacement_order_id"]) == ("cancelling", None)
+        assert [b["order_id"] for t, b in bridge.requests if t == protocol.CANCEL] == [original_id]
+        await q.f.execution_app.state.amender.run_pass()  # not confirmed yet: nothing is placed
+        assert [b["order_id"] for t, b in bridge.requests if t == protocol.PLACE] == [original_id]
+
+        # 100 more fill before the cancel takes; then the broker reports it part-cancelled (53) with 500 filled
+        order.update(status=53, traded_qty=500)
+        await bridge.push("trade", broker_trade(order, "T2", 100, "10.00"))
+        await bridge.push("order", dict(order))
+
+        async def replaced() -> dict[str, Any] | None:
+            read = (await q.f.execution.get(f"/v1/amends/{amend['amend_id']}", headers=q.f.headers(who))).json()
+            return read if read["status"] == "replaced" else None
+
+        await until(replaced, what="the replacement placed after the cancel report")
+        done = await replaced()
+        assert done is not None
+        # 800 - 500 filled = 300 at the new price, sent to the broker as a limit order (price type 11)
+        assert (done["filled_qty"], done["replacement_qty"]) == (500, 300)
+        [sent] = [
+            b for t, b in bridge.requests if t == protocol.PLACE and b["order_id"] == done["replacement_order_id"]
+        ]
+        assert (sent["qty"], sent["price"], sent["price_type"], sent["side"]) == (300, "10.05", 11, "buy")
+        original = await q.order(original_id)
+        assert (original["status"], original["filled_qty"], original["replaced_by"]) == (
+            "cancelled", 500, done["replacement_order_id"])  # fmt: skip
+        await bridge.close()
+
+
+async def test_an_amend_whose_cancel_answer_is_lost_waits_for_the_report_and_one_the_bridge_refuses_changes_nothing(
+    backing: Backing,
+) -> None:
+    async with qmt_fleet(backing, bridges=1) as q:
+        [bridge_id] = q.secrets
+        who = trader()
+        bridge = await q.connected(bridge_id, who.account_id)
+        refused_id = (await q.place(who, qty=1000))["order_id"]
+        lost_id = (await q.place(who, qty=1000))["order_id"]
+
+        # MiniQMT refuses the cancel at once: 409, and no amend is kept (the order may be amended again)
+        bridge.handlers[protocol.CANCEL] = lambda body: protocol.failed(protocol.QMT_REFUSED, "-1")
+        answer = await q.f.execution.post(f"/v1/orders/{refused_id}/amend", json={"price": "10.05"},
+                                          headers=q.f.headers(who))  # fmt: skip
+        assert (answer.status_code, answer.json()["code"]) == (409, "order_not_amendable")
+        assert await q.f.execution_app.state.amend_store.of_order(refused_id) is None
+        assert (await q.order(refused_id))["status"] == "submitted"
+
+        # the cancel goes out but its answer is lost (timeout): it may have taken, so the amend stays `cancelling`
+        del bridge.handlers[protocol.CANCEL]
+        bridge.silent.add(protocol.CANCEL)
+        answer = await q.f.execution.post(f"/v1/orders/{lost_id}/amend", json={"price": "10.05"},
+                                          headers=q.f.headers(who))  # fmt: skip
+        assert answer.status_code == 202, answer.text
+        assert answer.json()["status"] == "cancelling" and "answer lost" in answer.json()["message"]
+        # it had taken: the broker reports the original cancelled, and the replacement (1,000 - 0) goes out
+        order = bridge.orders[lost_id]
+        order.update(status=54)
+        await bridge.push("order", dict(order))
+
+        async def placed() -> bool:
+            return any(t == protocol.PLACE and b["price"] == "10.05" for t, b in bridge.requests)
+
+        await until(placed, what="the replacement sent after the report")
+        [sent] = [b for t, b in bridge.requests if t == protocol.PLACE and b["price"] == "10.05"]
+        assert sent["qty"] == 1000
         await bridge.close()

@@ -5,9 +5,11 @@ provider's latest quotes, limits and events."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
-from datetime import date, datetime
+from collections.abc import AsyncIterator
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -226,14 +228,29 @@ def test_a_code_first_seen_mid_session_counts_from_its_first_snapshot() -> None:
 
 
 class FakeStore:
+    """The stored facts the provider reads: the securities, and the closes of the session before DAY (the day's band:
+    600000.SH closed at 10.00, the ST 000004.SZ at 5.00)."""
+
     def __init__(self) -> None:
         self.securities = [
             SecurityRecord("600000.SH", "600000", "浦发银行", "SH", "main", False, date(1999, 11, 10), None),
             SecurityRecord("000004.SZ", "000004", "*ST国华", "SZ", "main", True, date(1991, 1, 14), None),
         ]
+        self.closes: dict[str, int] = {"600000.SH": 1000, "000004.SZ": 500}  # fen, on the session before DAY
 
     async def list_securities(self) -> list[SecurityRecord]:
         return list(self.securities)
+
+    @contextlib.asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[FakeStore]:
+        yield self
+
+    async def last_bars(self, before: date | None = None) -> dict[str, tuple[date, int]]:
+        assert before is not None
+        return {code: (before - timedelta(days=1), close) for code, close in self.closes.items()}
+
+    async def session_pre_closes(self, day: date) -> dict[str, int]:
+        return {}  # the day's bars are stored after its close: the band is around the last close
 
     async def count_open_days(self, start: date, end: date) -> int:  # pragma: no cover - no recent listing here
         raise AssertionError("not a recent listing")
@@ -267,7 +284,17 @@ async def test_the_provider_keeps_the_latest_quote_with_the_days_limits(provider
     result = await realtime.ingest(
         [
             raw(),
-            raw(code="000004.SZ", last="5.10", open="5.00", high="5.12", low="4.99", pre_close="5.00", lots=7),
+            raw(
+                code="000004.SZ",
+                last="5.10",
+                open="5.00",
+                high="5.12",
+                low="4.99",
+                pre_close="5.00",
+                lots=7,
+                bid=[["5.09", 3]],
+                ask=[["5.10", 2]],
+            ),  # the ST's band: 4.75 .. 5.25
             raw(code="600001.SH"),  # a main-board code the store does not know
             raw(last="-1.00"),
             raw(code="510300.SH"),  # a fund: not quoted, not refused either

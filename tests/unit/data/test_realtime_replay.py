@@ -5,7 +5,9 @@ bars add up to the daily bar."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+from collections.abc import AsyncIterator
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -91,6 +93,17 @@ class FakeStore:
 
     async def latest_session(self) -> date:
         return DAY
+
+    @contextlib.asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[FakeStore]:
+        yield self
+
+    async def last_bars(self, before: date | None = None) -> dict[str, tuple[date, int]]:
+        # the closes before DAY; the session's own bars (stored: a replayed day) carry the reference, their pre_close
+        return {"600000.SH": (DAY - timedelta(days=1), 1000), "000001.SZ": (DAY - timedelta(days=1), 1210)}
+
+    async def session_pre_closes(self, day: date) -> dict[str, int]:
+        return {UP.ts_code: UP.pre_close, DOWN.ts_code: DOWN.pre_close} if day == DAY else {}
 
 
 async def replay_day() -> tuple[list[Any], MemoryLiveStore]:

@@ -21,6 +21,8 @@ from shared.platform.settings import Settings
 # The gateway's proxy routes take any JSON object and pass the bytes on unchanged: the service behind validates them.
 PASSED_THROUGH = {
     "/api/v1/orders",
+    "/api/v1/order-batches",
+    "/api/v1/orders/cancel-all",
     "/api/v1/account/cash",
     "/api/v1/account/paper-settings",
     "/api/v1/accounts/{account_id}/broker",
@@ -29,6 +31,7 @@ PASSED_THROUGH = {
     "/api/v1/risk/stops",
     "/api/v1/conditional-orders",
     "/api/v1/oco-orders",
+    "/api/v1/orders/{order_id}/amend",
     "/api/v1/risk/rules/{scope}",
     "/api/v1/ingest/backfill",
     "/api/v1/quality/run",
@@ -128,13 +131,16 @@ def test_every_request_body_of_every_app_is_a_strict_request_model() -> None:
         "backtest /v1/backtests": "BacktestRequest",
         "backtest /v1/optimisations": "OptimisationRequest",
         "risk /v1/orders": "OrderRequest",
+        "risk /v1/order-batches": "OrderBatchRequest",
         "risk /v1/risk/halt": "HaltRequest",
         "risk /v1/risk/stops": "StopRequest",
         "risk /v1/conditional-children": "ConditionalChild",
+        "risk /v1/replacement-orders": "ReplacementOrder",
         "risk /v1/risk/rules/{scope}": "RuleSetChange",
         "risk /v1/risk/rules/{scope} DELETE": "RuleSetClear",
         "execution /v1/orders": "OrderSubmission",
         "execution /v1/account/cash": "CashMovementIn",
+        "execution /v1/orders/cancel-all": "CancelAllIn",
         "strategy /v1/strategy-instances": "InstanceCreate",
         "strategy /v1/strategy-instances/{instance_id}": "ParamsUpdate",
         "strategy /v1/strategy-instances/{instance_id}/start": "StartRequest",
@@ -145,12 +151,13 @@ def test_every_request_body_of_every_app_is_a_strict_request_model() -> None:
         "execution /v1/bridges/{bridge_id}/trading": "TradingSwitchIn",
         "execution /v1/conditional-orders": "ConditionalOrderIn",
         "execution /v1/oco-orders": "OcoIn",
+        "execution /v1/orders/{order_id}/amend": "AmendIn",
     }
     seen: set[type[BaseModel]] = set()
     assert [p for body in bodies.values() for p in _problems(body, seen)] == []
     assert {m.__name__ for m in seen} >= {"Universe", "UniverseFilter", "CostModel", "SleeveRequest", "WalkForwardSpec",
                                          "GeneticSpec", "OptimisationConfig", "CarriedSleeve",
-                                         "CarriedPosition", "ConditionIn"}  # fmt: skip
+                                         "CarriedPosition", "ConditionIn", "ReplacedOriginal"}  # fmt: skip
 
 
 # --- the types themselves --------------------------------------------------------------------------------------

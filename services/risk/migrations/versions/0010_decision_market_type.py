@@ -3,7 +3,7 @@ risk_decisions.time_in_force: "day"), signed into the approval with the order's 
 decision with the same type. Earlier market decisions were placed as counterparty best (written into them).
 
 Revision ID: 0010
-Revises: 0008 (rechain onto 0009 when the batch branch that adds it is merged: the two must not both revise 0008)
+Revises: 0009 (the order batches)
 Create Date: 2026-12-07
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0010"
-down_revision: str | None = "0008"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,368 @@
+"""Amends as cancel-replace (docs/order-path.md "Amending an order"): the request cancels the original; only once its
+cancel is confirmed (the paper broker at once; QMT by the broker's report, which the pass waits for) is the
+replacement — the new total less what the original filled by then — asked of risk as a new decision carrying the
+original's id (`replaces_order_id`), and, approved, placed by risk through execution's `POST /v1/orders` as any order.
+
+Exactly once: every step is a version-checked move of the amend's row (store.py); the replacement's client_order_id
+is derived from the original's id (`amend-<order_id>`), so an attempt made again — after a crash between the cancel
+and the replacement, after a "not now" answer, or by another process — is the same order at risk (which replays its
+approved decision) and at execution (which finds the order by it). A pass every PASS_S seconds completes what a
+request left: a cancel confirmed later (QMT), a replacement not answered, an amend a restart interrupted.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Protocol
+
+from services.execution.admission import principal_account
+from services.execution.amend.rules import FINAL, Original, Status, after_cancel, refusal
+from services.execution.amend.store import Amend, AmendExists, AmendStore, StaleMove
+from services.execution.brokers.base import BrokerUnavailable, CancelOutcomeUnknown, CancelTooLate
+from services.execution.desk import OrderDesk
+from services.execution.store import StoredOrder
+from shared.platform.clock import session_close, utcnow
+from shared.platform.errors import Conflict, Forbidden, NotFound, ServiceError, Unavailable
+from shared.platform.http import ServiceDirectory
+from shared.platform.internal_auth import Principal, service_headers
+from shared.platform.observability import new_id
+from shared.platform.placement import not_now
+from shared.platform.roles import Role
+
+log = logging.getLogger(__name__)
+
+PASS_S = 1.0  # the pass: cancels confirmed since (QMT), replacements to attempt again
+LEASE_S = 30.0  # a replacement with no final answer this long after its last attempt is attempted again by any process
+RETRY_S = 3.0  # an attempt answered "not now" (or not at all) is tried again this soon by the process that made it
+CANCEL_RESEND_S = 30.0  # a cancel not confirmed this long after it was sent is sent again (idempotent at the broker)
+
+
+class RiskPort(Protocol):
+    async def submit_replacement(self, amend: Amend, original: StoredOrder) -> tuple[int, dict[str, Any]]:
+        """Ask risk to decide (and, approved, place) the replacement: (HTTP status, JSON body). Raises on no
+        answer."""
+
+
+class RiskReplacements:
+    """Risk's `POST /v1/replacement-orders`, asked by execution as itself (`svc:execution`): risk decides the
+    replacement as the amend's owner, and an approved one comes back to execution's `POST /v1/orders` signed."""
+
+    def __init__(self, services: ServiceDirectory, internal_secret: str) -> None:
+        self.services = services
+        self.internal_secret = internal_secret
+
+    async def submit_replacement(self, amend: Amend, original: StoredOrder) -> tuple[int, dict[str, Any]]:
+        assert amend.replacement_qty is not None
+        o = original.order
+        body = {
+            "replaces_order_id": amend.order_id,
+            "account_id": amend.account_id,
+            "owner": amend.owner,
+            "owner_role": amend.owner_role,
+            # the original as it ended: risk's book counts it final before deciding (its order.cancelled event may
+            # not have reached risk yet, and the replacement would otherwise be checked against its reservation too)
+            "original": {
+                "client_order_id": o.client_order_id,
+                "ts_code": o.ts_code,
+                "side": o.side.value,
+                "qty": o.qty,
+                "status": o.status.value,
+                "filled_qty": o.filled_qty,
+            },
+            "order": {
+                "client_order_id": amend.client_order_id,
+                "ts_code": amend.ts_code,
+                "side": amend.side.value,
+                "order_type": "limit",
+                "qty": amend.replacement_qty,
+                "price": format(amend.new_price, "f"),
+            },
+        }
+        headers = service_headers(self.internal_secret, "execution")
+        response = await self.services.client("risk").request(
+            "POST", "/v1/replacement-orders", json=body, headers=headers
+        )
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = {"message": response.text[:200]}
+        return response.status_code, payload if isinstance(payload, dict) else {"body": payload}
+
+
+def _original(stored: StoredOrder) -> Original:
+    o = stored.order
+    return Original(o.status, o.order_type, o.side, o.ts_code, o.qty, o.price, o.filled_qty, o.strategy_instance_id)
+
+
+class Amender:
+    def __init__(
+        self,
+        store: AmendStore,
+        desk: OrderDesk,
+        risk: RiskPort,
+        *,
+        market_now: Callable[[], datetime],
+        wall_now: Callable[[], datetime] = utcnow,
+        session_of: Callable[[datetime], Awaitable[date]] | None = None,
+        lease_s: float = LEASE_S,
+    ) -> None:
+        self.store = store
+        self.desk = desk
+        self.risk = risk
+        self.market_now = market_now
+        self.wall_now = wall_now
+        self.session_of = session_of  # the session of an order placed at a moment (None: the replacement never expires)
+        self.lease_s = lease_s
+        self.retry_at: dict[str, datetime] = {}  # amend_id -> when this process attempts its replacement again
+
+    # --- the request ---------------------------------------------------------------------------------------------
+
+    async def request(
+        self, order_id: str, price: Decimal | None, qty: int | None, principal: Principal
+    ) -> tuple[Amend, bool]:
+        """Amend the caller's own order: (the amend, True when it was created now; False: the same request made
+        before). Raises 403 / 404 / 409 / 422 with nothing stored or sent, or 503 when the broker cannot take the
+        cancel (nothing stored)."""
+        if principal.is_service or not principal.at_least(Role.TRADER):
+            raise Forbidden("forbidden", f"role {principal.role} may not amend orders: traders amend their own")
+        stored = await self.desk.get(order_id, principal)  # 404 for another account's (a person's view)
+        if stored.order.account_id != principal_account(principal):
+            raise Forbidden("forbidden", "an order is amended by its own account's trader: cancel it instead")
+        o = stored.order
+        new_price = price if price is not None else o.price
+        new_qty = qty if qty is not None else o.qty
+        earlier = await self.store.of_order(order_id)
+        if earlier is not None:
+            return self._repeat(earlier, new_price, new_qty), False
+        refused = refusal(_original(stored), price, qty)
+        if refused is not None:
+            details: dict[str, Any] = {"field": refused.field} if refused.field else {}
+            if refused.code == "qty_not_above_filled":
+                details["filled_qty"] = o.filled_qty
+            raise ServiceError(refused.code, refused.message, status_code=refused.status_code, **details)
+        assert new_price is not None  # (a limit order has its price)
+        now, wall = self.market_now(), self.wall_now()
+        amend = Amend(
+            amend_id=new_id(), order_id=order_id, account_id=o.account_id, owner=principal.subject,
+            owner_role=principal.role, ts_code=o.ts_code, side=o.side, old_qty=o.qty, old_price=o.price or new_price,
+            new_qty=new_qty, new_price=new_price, status=Status.CANCELLING, version=1, created_at=now,
+            updated_at=now, cancel_sent_at=wall, message="cancelling the original",
+        )  # fmt: skip
+        try:
+            await self.store.create(amend)
+        except AmendExists:
+            earlier = await self.store.of_order(order_id)
+            if earlier is None:
+                raise
+            return self._repeat(earlier, new_price, new_qty), False
+        try:
+            after, _requested = await self.desk.cancel_at_broker(stored)
+        except CancelOutcomeUnknown as exc:
+            # the cancel went out and its answer was lost: it may have taken, so the amend stays (the original's
+            # reports decide; the pass sends the cancel again after CANCEL_RESEND_S) and the answer says so
+            log.warning("amend: the cancel's answer was lost", extra={"amend_id": amend.amend_id, "error": str(exc)})
+            return await self._noted(amend, f"cancel sent, its answer lost ({exc}): waiting for the original's "
+                                     "report"), True  # fmt: skip
+        except (CancelTooLate, BrokerUnavailable) as exc:
+            await self.store.forget(amend)  # nothing was cancelled: nothing is kept, the order may be amended again
+            if isinstance(exc, CancelTooLate):
+                raise Conflict("order_not_amendable", f"too late to cancel the original: {exc}") from exc
+            raise Unavailable("broker_unavailable", f"the broker could not take the cancel now ({exc}); nothing "
+                              "was changed") from exc  # fmt: skip
+        log.info("amend: the original's cancel sent", extra={"amend_id": amend.amend_id, "order_id": order_id})
+        if after.order.status.is_final:
+            amend = await self.confirmed(amend, after)
+        return amend, True
+
+    async def _noted(self, amend: Amend, message: str) -> Amend:
+        try:
+            return await self.store.touch(replace(amend, message=message))
+        except StaleMove:
+            return await self.store.get(amend.amend_id) or amend
+
+    @staticmethod
+    def _repeat(earlier: Amend, price: Decimal | None, qty: int) -> Amend:
+        if price is not None and earlier.same_terms(price, qty):
+            return earlier  # the same request again (a lost answer): the same amend
+        if earlier.status in FINAL:
+            then = (f"amend its replacement {earlier.replacement_order_id}" if earlier.replacement_order_id
+                    else "place a new order")  # fmt: skip
+            raise Conflict("order_not_amendable", f"the order was amended already (amend {earlier.amend_id}, "
+                           f"{earlier.status.value}): {then}", amend_id=earlier.amend_id)  # fmt: skip
+        raise Conflict("amend_in_progress", f"the order has an amend in progress (amend {earlier.amend_id}, "
+                       f"{earlier.status.value}): wait for it", amend_id=earlier.amend_id)  # fmt: skip
+
+    # --- after the cancel ------------------------------------------------------------------------------------------
+
+    async def confirmed(self, amend: Amend, original: StoredOrder) -> Amend:
+        """The original is final (its cancel confirmed, or it filled first): the replacement for what the new total
+        still wants is submitted, or nothing is (it filled)."""
+        o = original.order
+        to, qty = after_cancel(o.status, amend.new_qty, o.filled_qty)
+        now = self.market_now()
+        try:
+            if to is Status.NOT_NEEDED:
+                return await self.store.move(
+                    amend, Status.NOT_NEEDED, now, filled_qty=o.filled_qty, replacement_qty=0,
+                    message=f"nothing placed: the original ended {o.status.value} with {o.filled_qty} of "
+                    f"{amend.new_qty} filled before its cancel took",
+                )  # fmt: skip
+            if await self._session_over(amend):
+                return await self._expire(amend, f"the original ended {o.status.value} after the close")
+            claimed = await self.store.move(
+                amend, Status.REPLACING, now, filled_qty=o.filled_qty, replacement_qty=qty,
+                claimed_at=self.wall_now(), attempts=amend.attempts + 1,
+                message=f"the original ended {o.status.value} with {o.filled_qty} filled: replacing with {qty}",
+            )  # fmt: skip
+        except StaleMove:
+            return await self.store.get(amend.amend_id) or amend  # another process moved it first
+        return await self.submit(claimed, original)
+
+    async def submit(self, amend: Amend, original: StoredOrder) -> Amend:
+        """Ask risk for the replacement and record its answer: replaced, replacement_refused (risk's reasons), or "not
+        now" (attempted again, with the same client_order_id)."""
+        try:
+            status, body = await self.risk.submit_replacement(amend, original)
+        except Exception as exc:  # no answer: attempted again (RETRY_S here, the lease anywhere)
+            log.warning("an amend's replacement got no answer: %r", exc, extra={"amend_id": amend.amend_id})
+            return await self._retry(amend, f"no answer from risk: {type(exc).__name__}")
+        decision = body.get("decision") if isinstance(body.get("decision"), dict) else {}
+        decision_id = decision.get("decision_id") if isinstance(decision, dict) else None
+        order = body.get("order") if isinstance(body.get("order"), dict) else None
+        details = body.get("details") if isinstance(body.get("details"), dict) else None
+        code = None if order is not None else str(body.get("code", f"http_{status}"))
+        message = str(body.get("message", ""))
+        now = self.market_now()
+        try:
+            if status in (200, 201) and order is not None:
+                self.retry_at.pop(amend.amend_id, None)
+                return await self.store.move(
+                    amend, Status.REPLACED, now, replacement_order_id=str(order.get("order_id")),
+                    decision_id=decision_id,
+                    message=f"replaced by order {order.get('order_id')} ({order.get('status')})",
+                )  # fmt: skip
+            if status >= 500 and details is not None and details.get("order_id"):
+                self.retry_at.pop(amend.amend_id, None)
+                return await self.store.move(
+                    amend, Status.REPLACED, now, replacement_order_id=str(details["order_id"]),
+                    decision_id=decision_id, message=f"replaced by order {details['order_id']} (accepted: {message})",
+                )  # fmt: skip
+            if (status >= 500 and status != 502) or not_now(status, code, decision):
+                return await self._retry(amend, f"{code}: {message}")
+            placed, _ = await self.desk.store.find_by_key_or_decision(amend.account_id, amend.client_order_id, "")
+            if placed is not None:
+                # an earlier attempt placed it and its answer was lost; this attempt, decided afresh (its decision
+                # older than the approval's TTL), was refused — e.g. for the cash that very order holds: it stands
+                self.retry_at.pop(amend.amend_id, None)
+                return await self.store.move(
+                    amend, Status.REPLACED, now, replacement_order_id=placed.order.order_id,
+                    message=f"replaced by order {placed.order.order_id} (placed by an earlier attempt)",
+                )  # fmt: skip
+            reasons = decision.get("reasons") if isinstance(decision, dict) else None
+            if not isinstance(reasons, list) or not reasons:
+                reasons = [{"code": code, "message": message}]
+            reasons = [{"code": str(r.get("code")), "message": str(r.get("message", ""))} for r in reasons]
+            self.retry_at.pop(amend.amend_id, None)
+            return await self.store.move(
+                amend, Status.REPLACEMENT_REFUSED, now, decision_id=decision_id, reasons=reasons,
+                message=f"the replacement was refused ({code}: {message}); the original stays cancelled",
+            )  # fmt: skip
+        except StaleMove:
+            return await self.store.get(amend.amend_id) or amend
+
+    async def _retry(self, amend: Amend, message: str) -> Amend:
+        self.retry_at[amend.amend_id] = self.wall_now() + timedelta(seconds=RETRY_S)
+        try:
+            return await self.store.touch(replace(amend, message=f"replacement to be attempted again: {message}",
+                                                  claimed_at=self.wall_now()))  # fmt: skip
+        except StaleMove:
+            return amend
+
+    async def _session_over(self, amend: Amend) -> bool:
+        """The amend's session (that of an order placed when it was asked) has closed: its replacement is not placed
+        on another day. False when it cannot be told (then it is attempted; risk checks the session anyway)."""
+        if self.session_of is None:
+            return False
+        try:
+            day = await self.session_of(amend.created_at)
+        except Exception as exc:
+            log.warning("cannot tell an amend's session: %r", exc, extra={"amend_id": amend.amend_id})
+            return False
+        return self.market_now() >= session_close(day)
+
+    async def _expire(self, amend: Amend, why: str) -> Amend:
+        reason = f"the replacement could not be placed by the close of the amend's session ({why})"
+        try:
+            return await self.store.move(amend, Status.EXPIRED, self.market_now(),
+                                         reasons=[{"code": "session_closed", "message": reason}],
+                                         message=f"expired: {reason}; the original stays cancelled")  # fmt: skip
+        except StaleMove:
+            return amend
+
+    # --- the pass --------------------------------------------------------------------------------------------------
+
+    async def run_pass(self) -> None:
+        """Amends whose original's cancel was confirmed since (QMT's report) go on to their replacement; a cancel not
+        confirmed for CANCEL_RESEND_S is sent again; replacements answered "not now", or left by a crash (their
+        lease run out), are attempted again."""
+        wall = self.wall_now()
+        for amend in await self.store.with_status(Status.CANCELLING, Status.REPLACING):
+            try:
+                if amend.status is Status.CANCELLING:
+                    await self._cancelling(amend, wall)
+                else:
+                    await self._replacing(amend, wall)
+            except Exception:
+                log.exception("an amend's pass failed; attempted again next pass", extra={"amend_id": amend.amend_id})
+
+    async def _cancelling(self, amend: Amend, wall: datetime) -> None:
+        stored = await self.desk.store.get_order(amend.order_id)
+        if stored is None:
+            return
+        if stored.order.status.is_final:
+            await self.confirmed(amend, stored)
+            return
+        if amend.cancel_sent_at is not None and amend.cancel_sent_at > wall - timedelta(seconds=CANCEL_RESEND_S):
+            return
+        try:
+            amend = await self.store.touch(replace(amend, cancel_sent_at=wall))
+        except StaleMove:
+            return
+        try:
+            after, _ = await self.desk.cancel_at_broker(stored)
+        except (CancelTooLate, BrokerUnavailable) as exc:
+            log.warning("an amend's cancel could not be sent again: %r", exc, extra={"amend_id": amend.amend_id})
+            return
+        if after.order.status.is_final:
+            await self.confirmed(amend, after)
+
+    async def _replacing(self, amend: Amend, wall: datetime) -> None:
+        retry_at = self.retry_at.get(amend.amend_id)
+        due = retry_at is not None and retry_at <= wall
+        stalled = amend.claimed_at is None or amend.claimed_at <= wall - timedelta(seconds=self.lease_s)
+        if not (due or stalled):
+            return
+        self.retry_at.pop(amend.amend_id, None)
+        if await self._session_over(amend):
+            await self._expire(amend, f"last answer: {amend.message or 'none'}")
+            return
+        try:
+            claimed = await self.store.touch(replace(amend, claimed_at=wall, attempts=amend.attempts + 1))
+        except StaleMove:
+            return
+        original = await self.desk.store.get_order(amend.order_id)
+        if original is None or not original.order.status.is_final:
+            return
+        await self.submit(claimed, original)
+
+    # --- reading -------------------------------------------------------------------------------------------------
+
+    async def get(self, amend_id: str, principal: Principal) -> Amend:
+        amend = await self.store.get(amend_id)
+        if amend is None or not (principal.acts_for_everyone or amend.account_id == principal_account(principal)):
+            raise NotFound("amend_not_found", f"no amend {amend_id}")
+        return amend

@@ -1,0 +1,323 @@
+"""Batches of orders (`POST /v1/order-batches`, docs/order-management.md) through risk into execution, against the
+real MariaDB, Redis and RabbitMQ: each item decided as a single order and placed in turn (a buy's cash reserved before
+the next is checked), the batch idempotent by its id, refused whole when malformed, and completed when sent again
+after execution failed mid-way."""
+
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.exc import OperationalError
+
+from services.execution.store import orders
+from services.risk.batches import LEASE_S
+from services.risk.store import order_batch_items, order_batches, risk_decisions
+from shared.platform.internal_auth import Principal
+from shared.platform.observability import new_id
+from tests.conftest import Backing
+from tests.integration.execution.order_path_harness import Fleet, fleet, settle, trader
+
+pytestmark = pytest.mark.integration
+
+STRATEGY = Principal("svc:strategy", "service")
+
+
+def _buy(qty: int, price: str = "10.00", **kw: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "client_order_id": f"b-{new_id()[:12]}",
+        "ts_code": "600000.SH",
+        "side": "buy",
+        "order_type": "limit",
+        "qty": qty,
+        "price": price,
+    }
+    body.update(kw)
+    return body
+
+
+def _batch(*items: dict[str, Any]) -> dict[str, Any]:
+    return {"batch_id": f"batch-{new_id()[:12]}", "orders": list(items)}
+
+
+async def _decisions(f: Fleet, account_id: str) -> int:
+    async with f.risk_app.state.db.session() as s:
+        rows = await s.execute(risk_decisions.select().where(risk_decisions.c.account_id == account_id))
+        return len(rows.all())
+
+
+async def _account(f: Fleet, principal: Principal) -> dict[str, Any]:
+    response = await f.execution.get("/v1/account", headers=f.headers(principal))
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def test_a_batch_places_its_orders_in_turn_and_refuses_the_one_the_cash_no_longer_covers(
+    backing: Backing,
+) -> None:
+    settings = backing.settings(paper_opening_cash=Decimal("25000"))
+    alice = trader()
+    async with fleet(settings) as f:
+        # The paper broker fills a limit buy at 10.00 (the last close) at once; each buy costs qty x 10.00 plus
+        # commission 0.025% (at least 5.00) plus transfer fee 0.001%:
+        #   1,000 -> 10,000.00 + 5.00 + 0.10 = 10,005.10; cash left 25,000.00 - 10,005.10 = 14,994.90
+        #     900 ->  9,000.00 + 5.00 + 0.09 =  9,005.09; cash left 14,994.90 -  9,005.09 =  5,989.81
+        #     600 ->  6,000.00 + 5.00 + 0.06 =  6,005.06 > 5,989.81: refused for cash (15.25 short)
+        batch = _batch(_buy(1000), _buy(900), _buy(600))
+        response = await f.risk.post("/v1/order-batches", json=batch, headers=f.headers(alice))
+        assert response.status_code == 200, response.text
+        answer = response.json()
+        assert (answer["batch_id"], answer["placed"], answer["refused"], answer["failed"], answer["complete"]) == (
+            batch["batch_id"], 2, 1, 0, True,
+        )  # fmt: skip
+        items = answer["items"]
+        assert [(i["index"], i["client_order_id"], i["status"]) for i in items] == [
+            (0, batch["orders"][0]["client_order_id"], "placed"),
+            (1, batch["orders"][1]["client_order_id"], "placed"),
+            (2, batch["orders"][2]["client_order_id"], "refused"),
+        ]
+        assert [(i["order"]["qty"], i["order"]["status"], i["order"]["avg_fill_price"]) for i in items[:2]] == [
+            (1000, "filled", "10.00"),
+            (900, "filled", "10.00"),
+        ]
+        refused = items[2]
+        assert (refused["code"], refused["http_status"], [r["code"] for r in refused["reasons"]]) == (
+            "order_rejected", 422, ["insufficient_cash"],
+        )  # fmt: skip
+        assert refused["decision_id"] and refused["order"] is None
+        cash = await _account(f, alice)
+        assert (cash["balance"], cash["reserved"], cash["available"]) == ("5989.81", "0.00", "5989.81")
+        assert await f.store.count(orders, account_id=alice.account_id) == 2
+        decided = await _decisions(f, alice.account_id)
+        assert decided == 3
+
+        # The same batch again: the same answer, nothing decided or placed again.
+        again = await f.risk.post("/v1/order-batches", json=batch, headers=f.headers(alice))
+        assert again.status_code == 200, again.text
+        assert again.json() == answer
+        assert await f.store.count(orders, account_id=alice.account_id) == 2
+        assert await _decisions(f, alice.account_id) == decided
+
+        # Other orders under the same batch_id: 409, nothing placed.
+        other = {**batch, "orders": [_buy(100)]}
+        reused = await f.risk.post("/v1/order-batches", json=other, headers=f.headers(alice))
+        assert reused.status_code == 409, reused.text
+        assert (reused.json()["code"], reused.json()["details"]["field"]) == ("batch_id_reused", "batch_id")
+        # ... but the same id is another batch in another account.
+        bob = trader()
+        theirs = await f.risk.post("/v1/order-batches", json=other, headers=f.headers(bob))
+        assert theirs.status_code == 200, theirs.text
+        assert theirs.json()["placed"] == 1
+        await settle(f)
+
+
+async def test_a_malformed_batch_is_refused_whole_and_places_nothing(backing: Backing) -> None:
+    settings = backing.settings(batch_max_orders=3)
+    alice = trader()
+    async with fleet(settings) as f:
+        too_many = _batch(_buy(100), _buy(200), _buy(300), _buy(400))
+        response = await f.risk.post("/v1/order-batches", json=too_many, headers=f.headers(alice))
+        assert response.status_code == 422, response.text
+        body = response.json()
+        assert (body["code"], body["details"]["field"], body["details"]["max_orders"]) == (
+            "batch_too_large", "orders", 3,
+        )  # fmt: skip
+
+        twice = _batch(_buy(100), _buy(200))
+        twice["orders"][1]["client_order_id"] = twice["orders"][0]["client_order_id"]
+        response = await f.risk.post("/v1/order-batches", json=twice, headers=f.headers(alice))
+        assert response.status_code == 422, response.text
+        assert (response.json()["code"], response.json()["details"]["field"]) == (
+            "duplicate_client_order_id", "orders.1.client_order_id",
+        )  # fmt: skip
+
+        unknown = _batch(_buy(100), _buy(200, good_till="2025-01-01"))
+        response = await f.risk.post("/v1/order-batches", json=unknown, headers=f.headers(alice))
+        assert response.status_code == 422, response.text
+        assert (response.json()["code"], response.json()["details"][0]["field"]) == (
+            "invalid_request", "orders.1.good_till",
+        )  # fmt: skip
+        # an item the exchange would not take (a limit IOC; an SH fill-or-kill): refused by name, nothing placed
+        for item, code, field in [
+            (_buy(200, time_in_force="ioc"), "time_in_force_unsupported", "orders.1.time_in_force"),
+            ({**_buy(200), "order_type": "market", "price": None, "market_type": "fok"}, "market_type_invalid",
+             "orders.1.market_type"),
+        ]:  # fmt: skip
+            response = await f.risk.post("/v1/order-batches", json=_batch(_buy(100), item), headers=f.headers(alice))
+            assert response.status_code == 422, response.text
+            assert (response.json()["code"], response.json()["details"]["field"]) == (code, field)
+
+        empty = await f.risk.post("/v1/order-batches", json=_batch(), headers=f.headers(alice))
+        assert (empty.status_code, empty.json()["details"][0]["field"]) == (422, "orders")
+
+        # A person naming a strategy instance in one item: 403 for the whole batch, as for that single order.
+        named = _batch(_buy(100), _buy(100, strategy_instance_id="a" * 32))
+        response = await f.risk.post("/v1/order-batches", json=named, headers=f.headers(alice))
+        assert response.status_code == 403, response.text
+        assert (response.json()["code"], response.json()["details"]["field"]) == ("forbidden", "orders.1")
+
+        viewer = Principal("vera", "viewer", "acct-vera")
+        response = await f.risk.post("/v1/order-batches", json=_batch(_buy(100)), headers=f.headers(viewer))
+        assert response.status_code == 403, response.text
+
+        assert await f.store.count(orders, account_id=alice.account_id) == 0
+        assert await _decisions(f, alice.account_id) == 0
+        async with f.risk_app.state.db.session() as s:
+            stored = await s.execute(order_batches.select().where(order_batches.c.account_id == alice.account_id))
+            assert stored.all() == []
+
+
+async def test_a_batch_execution_fails_in_places_only_the_rest_when_sent_again(backing: Backing) -> None:
+    settings = backing.settings()
+    alice = trader()
+    async with fleet(settings) as f:
+        # Execution stops answering after it took the first order of the batch.
+        transport = f.execution_transport
+        inner = transport.handle_async_request
+        submitted: list[str] = []
+
+        async def down_after_one(request: httpx.Request) -> httpx.Response:
+            if (request.method, request.url.path) == ("POST", "/v1/orders"):
+                submitted.append(request.url.path)
+                if len(submitted) > 1:
+                    raise httpx.ConnectError("execution is down (test)", request=request)
+            return await inner(request)
+
+        transport.handle_async_request = down_after_one  # type: ignore[method-assign]
+        batch = _batch(_buy(100), _buy(200, price="9.50"), _buy(300, price="9.80"))
+        response = await f.risk.post("/v1/order-batches", json=batch, headers=f.headers(alice))
+        assert response.status_code == 200, response.text
+        first = response.json()
+        assert (first["placed"], first["refused"], first["failed"], first["complete"]) == (1, 0, 2, False)
+        assert [(i["status"], i.get("code"), i.get("http_status")) for i in first["items"]] == [
+            ("placed", None, None),
+            ("failed", "execution_unavailable", 503),
+            ("failed", "execution_unavailable", 503),
+        ]
+        assert "not sent" in first["items"][2]["message"]
+        assert len(submitted) == 2  # the third was never sent
+        assert await f.store.count(orders, account_id=alice.account_id) == 1
+        async with f.risk_app.state.db.session() as s:
+            [row] = (await s.execute(order_batches.select().where(order_batches.c.batch_id == batch["batch_id"]))).all()
+            assert (row.status, row.claim_token) == ("open", None)
+            recorded = await s.execute(
+                order_batch_items.select().where(order_batch_items.c.batch_id == batch["batch_id"])
+            )
+            assert [(r.item_index, r.status) for r in recorded.all()] == [(0, "placed")]
+
+        # Execution is back: the batch sent again places the two that failed, and only those.
+        transport.handle_async_request = inner  # type: ignore[method-assign]
+        response = await f.risk.post("/v1/order-batches", json=batch, headers=f.headers(alice))
+        assert response.status_code == 200, response.text
+        second = response.json()
+        assert (second["placed"], second["refused"], second["failed"], second["complete"]) == (3, 0, 0, True)
+        assert second["items"][0] == first["items"][0]  # the first item's answer as recorded
+        placed = [i["order"] for i in second["items"]]
+        assert [(o["client_order_id"], o["qty"], o["price"]) for o in placed] == [
+            (batch["orders"][0]["client_order_id"], 100, "10.00"),
+            (batch["orders"][1]["client_order_id"], 200, "9.50"),
+            (batch["orders"][2]["client_order_id"], 300, "9.80"),
+        ]
+        assert await f.store.count(orders, account_id=alice.account_id) == 3
+        third = await f.risk.post("/v1/order-batches", json=batch, headers=f.headers(alice))
+        assert third.json() == second
+        assert await f.store.count(orders, account_id=alice.account_id) == 3
+        await settle(f)
+
+
+async def test_a_strategy_instances_batch_is_checked_against_its_sleeve_item_by_item(backing: Backing) -> None:
+    settings = backing.settings()
+    alice = trader()
+    async with fleet(settings) as f:
+        assert (await f.execution.get("/v1/account", headers=f.headers(alice))).status_code == 200
+        # The sleeve's cash: 3,000.00. 200 x 10.00 = 2,000.00 + 5.00 + 0.02 = 2,005.02 passes; 400 x 10.00 =
+        # 4,000.00 + 5.00 + 0.04 = 4,005.04 does not (each item carries the sleeve as the runner computed it).
+        instance = f.strategy.add(alice.account_id, cash="3000.00")
+        items = [
+            f.strategy.order(_buy(200, strategy_instance_id=instance)),
+            f.strategy.order(_buy(400, strategy_instance_id=instance)),
+        ]
+        response = await f.risk.post("/v1/order-batches", json=_batch(*items), headers=f.headers(STRATEGY))
+        assert response.status_code == 200, response.text
+        answer = response.json()
+        assert [i["status"] for i in answer["items"]] == ["placed", "refused"]
+        assert answer["items"][0]["order"]["strategy_instance_id"] == instance
+        assert [r["code"] for r in answer["items"][1]["reasons"]] == ["insufficient_strategy_cash"]
+
+        # An instance's item without its sleeve: the whole batch is refused, naming the item's field.
+        bare = _batch(_buy(100, strategy_instance_id=instance))
+        response = await f.risk.post("/v1/order-batches", json=bare, headers=f.headers(STRATEGY))
+        assert response.status_code == 422, response.text
+        assert (response.json()["code"], response.json()["details"]["field"]) == (
+            "sleeve_required", "orders.0.sleeve",
+        )  # fmt: skip
+        assert await f.store.count(orders, account_id=alice.account_id) == 1
+        await settle(f)
+
+
+async def test_a_batch_whose_request_died_after_placing_an_item_completes_it_once_when_sent_again(
+    backing: Backing,
+) -> None:
+    settings = backing.settings()
+    alice = trader()
+    async with fleet(settings) as f:
+        batches = f.risk_app.state.batches
+        store = batches.store
+        record, release = store.record, store.release
+
+        # Item 1 is placed at execution, then risk's database fails as its answer is recorded.
+        async def failing_on_item_one(account_id: str, batch_id: str, token: str, index: int, answer: Any) -> None:
+            if index == 1:
+                raise OperationalError("INSERT", {}, Exception("MariaDB went away (test)"))
+            await record(account_id, batch_id, token, index, answer)
+
+        store.record = failing_on_item_one
+        batch = _batch(_buy(100), _buy(200, price="9.50"), _buy(300, price="9.80"))
+        response = await f.risk.post("/v1/order-batches", json=batch, headers=f.headers(alice))
+        assert response.status_code == 503, response.text
+        assert response.json()["code"] == "database_unavailable"
+        assert await f.store.count(orders, account_id=alice.account_id) == 2  # items 0 and 1 reached execution
+        store.record = record
+
+        # Sent again: item 1 is found by its client_order_id (risk replays its decision, execution answers with the
+        # order it holds), item 2 is placed; three orders in all.
+        response = await f.risk.post("/v1/order-batches", json=batch, headers=f.headers(alice))
+        assert response.status_code == 200, response.text
+        answer = response.json()
+        assert (answer["placed"], answer["complete"]) == (3, True)
+        assert await f.store.count(orders, account_id=alice.account_id) == 3
+        assert await _decisions(f, alice.account_id) == 3  # item 1's decision replayed, not made again
+
+        # A request that dies without giving its lease up holds a batch for LEASE_S: a copy meanwhile is told so,
+        # and once the lease has run out the copy completes the batch.
+        async def dies(*args: Any, **kw: Any) -> None:
+            raise RuntimeError("the process died here (test)")
+
+        place = batches.desk.place
+        crashing = _batch(_buy(100), _buy(200, price="9.50"))
+
+        async def dies_on_second(order: Any, principal: Principal, **kw: Any) -> Any:
+            if order.client_order_id == crashing["orders"][1]["client_order_id"]:
+                raise RuntimeError("the process died here (test)")
+            return await place(order, principal, **kw)
+
+        batches.desk.place, store.release = dies_on_second, dies
+        with pytest.raises(RuntimeError):
+            await f.risk.post("/v1/order-batches", json=crashing, headers=f.headers(alice))
+        batches.desk.place, store.release = place, release
+        busy = await f.risk.post("/v1/order-batches", json=crashing, headers=f.headers(alice))
+        assert busy.status_code == 409, busy.text
+        assert busy.json()["code"] == "batch_in_progress"
+
+        clock = store.clock
+        store.clock = lambda: clock() + timedelta(seconds=LEASE_S + 1)
+        try:
+            done = await f.risk.post("/v1/order-batches", json=crashing, headers=f.headers(alice))
+        finally:
+            store.clock = clock
+        assert done.status_code == 200, done.text
+        assert [i["status"] for i in done.json()["items"]] == ["placed", "placed"]
+        assert await f.store.count(orders, account_id=alice.account_id) == 5
+        await settle(f)
