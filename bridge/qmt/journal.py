@@ -10,6 +10,12 @@ States:
               placed (should MiniQMT show it after all, it becomes acknowledged)
   unconfirmed journalled by an earlier run, never answered and not found in MiniQMT's orders by its remark:
               reported with status 255 (unknown); never placed again
+  lost        acknowledged by MiniQMT, then gone from its orders after a reconnect (MiniQMT restarted without its
+              session: an order it had not reported to the exchange yet is dropped): reported as junk (57, "MiniQMT
+              lost the order in a restart"), nothing filled; never placed again
+MiniQMT's order id (`qmt_order_id`, UNIQUE) is the one MiniQMT uses NOW: a restart that loses the session renumbers
+its orders, and the order is then found by its `order_sysid` (the counter's contract number) and its id updated; an
+id another entry held is taken from it (that entry is found again by its own sysid, or it is lost).
 The last order state seen at MiniQMT (status, fills) is kept too, to answer a repeated place or a query."""
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ SENT = "sent"
 ACKNOWLEDGED = "acknowledged"
 REFUSED = "refused"
 UNCONFIRMED = "unconfirmed"
+LOST = "lost"
+LOST_MESSAGE = "MiniQMT lost the order in a restart"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS orders (
@@ -53,6 +61,7 @@ CREATE TABLE IF NOT EXISTS orders (
     updated_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS orders_state ON orders (state);
+CREATE INDEX IF NOT EXISTS orders_sysid ON orders (order_sysid);
 """
 
 _COLUMNS = (
@@ -139,6 +148,14 @@ class Journal:
     def by_qmt_order_id(self, qmt_order_id: int) -> Entry | None:
         return self._one("qmt_order_id", qmt_order_id)
 
+    def by_sysid(self, order_sysid: str) -> Entry | None:
+        """The latest order journalled with this contract number (numbers can repeat on another day)."""
+        row = self._db.execute(
+            f"SELECT {', '.join(_COLUMNS)} FROM orders WHERE order_sysid = ? ORDER BY created_at DESC LIMIT 1",  # noqa: S608
+            (order_sysid,),
+        ).fetchone()
+        return Entry(*row) if row else None
+
     def in_state(self, *states: str) -> list[Entry]:
         marks = ", ".join("?" for _ in states)
         rows = self._db.execute(
@@ -190,11 +207,28 @@ class Journal:
     def unconfirmed(self, order_id: str) -> None:
         self._update(order_id, state=UNCONFIRMED, status=255)
 
-    def acknowledged(self, order_id: str, qmt_order_id: int, order_sysid: str | None = None) -> None:
-        values: dict[str, Any] = {"state": ACKNOWLEDGED, "qmt_order_id": qmt_order_id}
+    def acknowledged(self, order_id: str, qmt_order_id: int, order_sysid: str | None = None) -> str | None:
+        """MiniQMT has the order under `qmt_order_id` (now). Another entry holding that id (MiniQMT renumbered its
+        orders in a restart) loses it, in the same transaction: its order_id is returned (None: none did)."""
+        stamp = now()
+        values: dict[str, Any] = {"state": ACKNOWLEDGED, "qmt_order_id": qmt_order_id, "updated_at": stamp}
         if order_sysid:
             values["order_sysid"] = order_sysid
-        self._update(order_id, **values)
+        sets = ", ".join(f"{k} = ?" for k in values)  # keys are this module's own column names
+        with self._tx() as db:
+            holder = db.execute(
+                "SELECT order_id FROM orders WHERE qmt_order_id = ? AND order_id != ?", (qmt_order_id, order_id)
+            ).fetchone()
+            if holder is not None:
+                db.execute(
+                    "UPDATE orders SET qmt_order_id = NULL, updated_at = ? WHERE order_id = ?", (stamp, holder[0])
+                )
+            db.execute(f"UPDATE orders SET {sets} WHERE order_id = ?", (*values.values(), order_id))  # noqa: S608
+        return None if holder is None else str(holder[0])
+
+    def lost(self, order_id: str, message: str = LOST_MESSAGE) -> None:
+        """MiniQMT no longer has the order after a restart: final, nothing filled; its old MiniQMT id is let go."""
+        self._update(order_id, state=LOST, status=57, status_msg=message, qmt_order_id=None)
 
     def observed(
         self,

@@ -55,11 +55,12 @@ def side(order_type: Any) -> str | None:
     return SIDES.get(order_type)
 
 
-def order(xt: Any, order_id: str | None) -> dict[str, Any]:
+def order(xt: Any, order_id: str | None, remark: str = "") -> dict[str, Any]:
+    """`remark`: the journal's, for an order MiniQMT reports without one (a restart that lost its session)."""
     traded = int(getattr(xt, "traded_volume", 0) or 0)
     return {
         "order_id": order_id,
-        "remark": str(getattr(xt, "order_remark", "") or ""),
+        "remark": str(getattr(xt, "order_remark", "") or "") or remark,
         "qmt_order_id": int(xt.order_id),
         "order_sysid": str(getattr(xt, "order_sysid", "") or "") or None,
         "ts_code": ts_code(xt.stock_code),
@@ -75,10 +76,10 @@ def order(xt: Any, order_id: str | None) -> dict[str, Any]:
     }
 
 
-def trade(xt: Any, order_id: str | None) -> dict[str, Any]:
+def trade(xt: Any, order_id: str | None, remark: str = "") -> dict[str, Any]:
     return {
         "order_id": order_id,
-        "remark": str(getattr(xt, "order_remark", "") or ""),
+        "remark": str(getattr(xt, "order_remark", "") or "") or remark,
         "qmt_order_id": int(xt.order_id),
         "order_sysid": str(getattr(xt, "order_sysid", "") or "") or None,
         "trade_id": str(xt.traded_id),

@@ -7,7 +7,11 @@
 - Callbacks come on xtquant's thread; they are handed to the asyncio loop (call_soon_threadsafe) and handled there,
   one at a time, never inside xtquant's thread (a sync query there would deadlock).
 - Every order is journalled before order_stock_async is called, with order_remark = protocol.remark_for(order_id);
-  every broker event maps back to the platform's order by that remark (or by MiniQMT's order id once known).
+  every broker event maps back to the platform's order by that remark, else by its order_sysid (the counter's
+  contract number), else by MiniQMT's order id -- an id only when MiniQMT confirmed it for that order on the current
+  connection and nothing in the event contradicts it (another remark or sysid): a MiniQMT restart that loses its
+  session drops the remarks and renumbers the orders, so an old id may name another order (docs/qmt-bridge.md,
+  "MiniQMT restarts").
 - A trade pushed before the async response is mapped by its remark and pushed (never dropped); one without a remark
   is held until the response names its order. Duplicate callbacks: trades are pushed once per traded_id, an order
   state identical to the last one pushed is not pushed again, and a final state is never followed by an older one.
@@ -30,7 +34,7 @@ from typing import Any
 
 from bridge.qmt import normalize, protocol
 from bridge.qmt.backoff import Backoff
-from bridge.qmt.journal import CST, SENDING, SENT, UNCONFIRMED, Entry, Journal
+from bridge.qmt.journal import ACKNOWLEDGED, CST, LOST, SENDING, SENT, UNCONFIRMED, Entry, Journal
 
 log = logging.getLogger("bridge.qmt.trader")
 
@@ -142,7 +146,9 @@ class QmtLink:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lost = asyncio.Event()
         self._reported: str | None = None
-        self._last_order: dict[int, tuple[Any, ...]] = {}
+        self._last_order: dict[Any, tuple[Any, ...]] = {}  # by the platform's order id (MiniQMT's ids change)
+        self._confirmed: set[str] = set()  # orders whose MiniQMT id was confirmed on the current connection
+        self._missing: set[str] = set()  # orders with a contract number MiniQMT's list lacks (logged once)
         self._seen_trades: set[str] = set()
         self._held_trades: dict[int, list[Any]] = {}
         self._held_errors: dict[int, list[Any]] = {}
@@ -168,6 +174,7 @@ class QmtLink:
                     await asyncio.sleep(self._backoff.next())
                     continue
                 self._backoff.reset()
+                self._new_session()
                 self._report("connected")
                 for hook in self.on_connected:
                     try:
@@ -188,6 +195,17 @@ class QmtLink:
                 await asyncio.sleep(self._backoff.next())
         finally:
             self._drop_trader()
+
+    def _new_session(self) -> None:
+        """A new trader: MiniQMT's ids are confirmed afresh (a restart may have renumbered them), and trades held for
+        an answer the old trader will never give are let go (the reconciliation's query brings them back)."""
+        self._confirmed.clear()
+        self._missing.clear()
+        for held in self._held_trades.values():
+            for trade in held:
+                self._seen_trades.discard(str(trade.traded_id))
+        self._held_trades.clear()
+        self._held_errors.clear()
 
     def _report(self, state: str) -> None:
         if self._reported != state:
@@ -268,10 +286,36 @@ class QmtLink:
         self.connected = False
         self._lost.set()
 
-    def _entry_for(self, remark: Any, qmt_order_id: Any) -> Entry | None:
-        entry = self.journal.by_remark(str(remark)) if remark else None
-        if entry is None and qmt_order_id not in (None, 0, -1):
-            entry = self.journal.by_qmt_order_id(int(qmt_order_id))
+    def _entry_for(
+        self, remark: Any, qmt_order_id: Any, order_sysid: Any = None, stock_code: Any = None
+    ) -> Entry | None:
+        """The journalled order a broker event names: by its remark; else by its order_sysid (for the same code);
+        else by MiniQMT's id, when that id was confirmed for the order on this connection and the event's remark and
+        sysid (when it has them) do not say it is another order."""
+        remark, sysid = str(remark or ""), str(order_sysid or "")
+        if remark:
+            entry = self.journal.by_remark(remark)
+            if entry is not None:
+                return entry
+        if sysid:
+            entry = self._by_sysid(sysid, stock_code)
+            if entry is not None:
+                return entry
+        if qmt_order_id in (None, "", 0, -1):
+            return None
+        entry = self.journal.by_qmt_order_id(int(qmt_order_id))
+        if entry is None or entry.order_id not in self._confirmed or _contradicts(entry, remark, sysid):
+            return None
+        return entry
+
+    def _by_sysid(self, sysid: str, stock_code: Any) -> Entry | None:
+        """Today's journalled order with this contract number, for the same code (the numbers are the counter's
+        and may repeat on another day)."""
+        entry = self.journal.by_sysid(sysid)
+        if entry is None or not entry.created_at.startswith(_today()):
+            return None
+        if stock_code and normalize.ts_code(stock_code) != entry.ts_code:
+            return None
         return entry
 
     def _awaiting(self) -> bool:
@@ -279,20 +323,49 @@ class QmtLink:
         return any(e.order_id in self._inflight for e in self.journal.in_state(SENDING, SENT))
 
     def _acknowledge(self, entry: Entry, qmt_order_id: int, order_sysid: str | None) -> Entry:
-        if entry.qmt_order_id is None and qmt_order_id > 0:
-            self.journal.acknowledged(entry.order_id, qmt_order_id, order_sysid)
+        """MiniQMT has the entry's order under `qmt_order_id` now (an event matched to it by remark, sysid or a
+        confirmed id): journalled (a new id replaces an old one after a renumbering) and confirmed."""
+        if qmt_order_id <= 0:
+            return entry
+        if entry.qmt_order_id != qmt_order_id:
+            if entry.qmt_order_id is not None:
+                log.warning(
+                    "order %s: MiniQMT now numbers it %s (was %s): renumbered by a restart",
+                    entry.order_id,
+                    qmt_order_id,
+                    entry.qmt_order_id,
+                )
+            displaced = self.journal.acknowledged(entry.order_id, qmt_order_id, order_sysid or None)
+            if displaced is not None:
+                log.warning(
+                    "order %s: its old MiniQMT id %s now names order %s", displaced, qmt_order_id, entry.order_id
+                )
+                self._confirmed.discard(displaced)
+            self._confirmed.add(entry.order_id)
             self._inflight.discard(entry.order_id)
             self._release(qmt_order_id)
             return self.journal.get(entry.order_id) or entry
+        self._confirmed.add(entry.order_id)
         return entry
 
-    def on_order(self, xt_order: Any) -> None:
-        entry = self._entry_for(_field(xt_order, "order_remark"), xt_order.order_id)
+    def _order_data(self, xt_order: Any, entry: Entry | None) -> dict[str, Any]:
+        return normalize.order(xt_order, entry.order_id if entry else None, entry.remark if entry else "")
+
+    def _event_entry(self, xt: Any) -> Entry | None:
+        return self._entry_for(
+            _field(xt, "order_remark"), _field(xt, "order_id"), _field(xt, "order_sysid"), _field(xt, "stock_code")
+        )
+
+    def on_order(self, xt_order: Any, matched: Entry | bool | None = True) -> None:
+        """An order state from MiniQMT (a push, or a query); `matched`: the entry the caller matched it to (None: no
+        entry), True: look it up."""
+        entry = self._event_entry(xt_order) if matched is True else matched or None
         if entry is not None:
             entry = self._acknowledge(entry, int(xt_order.order_id), _field(xt_order, "order_sysid"))
-        data = normalize.order(xt_order, entry.order_id if entry else None)
+        data = self._order_data(xt_order, entry)
         key = (data["status"], data["traded_qty"], data["traded_price"], data["status_msg"], data["order_sysid"])
-        last = self._last_order.get(data["qmt_order_id"])
+        last_key: Any = entry.order_id if entry is not None else ("qmt", data["qmt_order_id"], data["order_sysid"])
+        last = self._last_order.get(last_key)
         if last == key:
             return  # a duplicate
         if last is not None and (
@@ -301,7 +374,7 @@ class QmtLink:
         ):
             log.info("order %s: a stale report (%s after %s) is not pushed", data["qmt_order_id"], key, last)
             return
-        self._last_order[data["qmt_order_id"]] = key
+        self._last_order[last_key] = key
         if entry is not None:
             self.journal.observed(
                 entry.order_id,
@@ -320,13 +393,13 @@ class QmtLink:
             return
         self._seen_trades.add(trade_id)
         remark = _field(xt_trade, "order_remark")
-        entry = self._entry_for(remark, xt_trade.order_id)
+        entry = self._event_entry(xt_trade)
         if entry is None and not remark and self._awaiting():
             self._held_trades.setdefault(int(xt_trade.order_id), []).append(xt_trade)
             return
         if entry is not None:
             entry = self._acknowledge(entry, int(xt_trade.order_id), _field(xt_trade, "order_sysid"))
-        self.push(protocol.TRADE, normalize.trade(xt_trade, entry.order_id if entry else None))
+        self.push(protocol.TRADE, _trade_data(xt_trade, entry))
 
     def on_order_error(self, error: Any) -> None:
         remark = _field(error, "order_remark")
@@ -361,7 +434,7 @@ class QmtLink:
         )
 
     def on_cancel_error(self, error: Any) -> None:
-        entry = self._entry_for(None, error.order_id)
+        entry = self._entry_for(None, error.order_id, _field(error, "order_sysid"))
         self.push(
             protocol.CANCEL_ERROR,
             {
@@ -399,7 +472,11 @@ class QmtLink:
 
     def on_cancel_response(self, response: Any) -> None:
         order_id = self._cancel_seqs.pop(int(response.seq), None)
-        entry = self.journal.get(order_id) if order_id else self._entry_for(None, response.order_id)
+        entry = (
+            self.journal.get(order_id)
+            if order_id
+            else self._entry_for(None, response.order_id, _field(response, "order_sysid"))
+        )
         if int(response.cancel_result) != 0:
             self.push(
                 protocol.CANCEL_ERROR,
@@ -416,7 +493,7 @@ class QmtLink:
         # the order's own state says whether it is cancelled.
         if self.connected:
             xt_order = self._trader.query_stock_order(self._account, int(response.order_id))
-            if xt_order is not None:
+            if xt_order is not None and (entry is None or self._same(entry, xt_order)):
                 self.on_order(xt_order)
 
     def on_account_status(self, status: Any) -> None:
@@ -439,8 +516,8 @@ class QmtLink:
 
     def _release(self, qmt_order_id: int) -> None:
         for trade in self._held_trades.pop(qmt_order_id, []):
-            entry = self._entry_for(None, qmt_order_id)
-            self.push(protocol.TRADE, normalize.trade(trade, entry.order_id if entry else None))
+            entry = self._event_entry(trade)
+            self.push(protocol.TRADE, _trade_data(trade, entry))
         for error in self._held_errors.pop(qmt_order_id, []):
             self.on_order_error(error)
 
@@ -448,12 +525,17 @@ class QmtLink:
     def reconcile(self) -> None:
         """Bring the platform up to date with MiniQMT after a (re)connect and periodically: every order's state,
         every trade (pushed once), positions, asset and account status; journalled orders that MiniQMT never
-        answered and does not have (by remark) are reported with status 255 and never placed again."""
+        answered and does not have (by remark) are reported with status 255 and never placed again; orders MiniQMT
+        had acknowledged and no longer has after a reconnect (a restart that lost its session) are reported lost."""
         if not self.connected:
             return
-        orders = self._trader.query_stock_orders(self._account, False) or []
-        for xt_order in orders:
-            self.on_order(xt_order)
+        listed = self._trader.query_stock_orders(self._account, False)
+        orders = listed or []
+        matched, ambiguous = self._match(orders)
+        for i, xt_order in enumerate(orders):
+            self.on_order(xt_order, matched.get(i))
+        if listed is not None:  # None is also MiniQMT's answer to a failed query: no evidence that an order is gone
+            self._report_lost({e.order_id for e in matched.values()} | ambiguous)
         for entry in self.journal.in_state(SENDING, SENT):
             if entry.order_id not in self._inflight:
                 log.warning(
@@ -479,25 +561,144 @@ class QmtLink:
             if str(_field(status, "account_id", "")) == self.account_id:
                 self.on_account_status(status)
 
+    def _match(self, xt_orders: list[Any]) -> tuple[dict[int, Entry], set[str]]:
+        """MiniQMT's full list of orders matched to the journal: {index in the list: entry}, and the entries that
+        may be one of the unmatched orders but cannot be told apart from another (never reported lost).
+
+        By remark, then by order_sysid; then by MiniQMT's id, unless the list shows the ids were renumbered (an
+        entry found by remark or sysid under another id, or an id whose order has another remark or sysid); then,
+        for an entry MiniQMT acknowledged before its sysid was seen and an order listed with no remark and a sysid
+        no entry has, by the order's terms (code, side, quantity, price type and price) when exactly one order and
+        one entry have them."""
+        matched: dict[int, Entry] = {}
+        taken: set[str] = set()
+        renumbered = False
+        for i, xt_order in enumerate(xt_orders):
+            remark, sysid = str(_field(xt_order, "order_remark") or ""), str(_field(xt_order, "order_sysid") or "")
+            entry = self.journal.by_remark(remark) if remark else None
+            if entry is None and sysid:
+                entry = self._by_sysid(sysid, xt_order.stock_code)
+            if entry is not None and entry.order_id not in taken:
+                matched[i] = entry
+                taken.add(entry.order_id)
+                renumbered |= entry.qmt_order_id is not None and entry.qmt_order_id != int(xt_order.order_id)
+        by_id: dict[int, Entry] = {}
+        for i, xt_order in enumerate(xt_orders):
+            if i in matched or int(xt_order.order_id or 0) <= 0:
+                continue
+            remark, sysid = str(_field(xt_order, "order_remark") or ""), str(_field(xt_order, "order_sysid") or "")
+            entry = self.journal.by_qmt_order_id(int(xt_order.order_id))
+            if entry is None or entry.order_id in taken:
+                continue
+            if _contradicts(entry, remark, sysid):
+                renumbered = True
+            elif not remark:
+                by_id[i] = entry
+        if not renumbered:
+            for i, entry in by_id.items():
+                matched[i] = entry
+                taken.add(entry.order_id)
+        today = _today()
+        open_entries = [
+            e
+            for e in self.journal.in_state(SENT, ACKNOWLEDGED)
+            if e.order_id not in taken
+            and e.order_id not in self._inflight
+            and not e.order_sysid
+            and e.status not in protocol.FINAL_ORDER_STATUS
+            and e.created_at.startswith(today)
+        ]
+        entries_by_terms: dict[tuple[Any, ...], list[Entry]] = {}
+        for e in open_entries:
+            entries_by_terms.setdefault(_entry_terms(e), []).append(e)
+        orders_by_terms: dict[tuple[Any, ...], list[int]] = {}
+        for i, xt_order in enumerate(xt_orders):
+            if i in matched or _field(xt_order, "order_remark"):
+                continue
+            orders_by_terms.setdefault(_order_terms(xt_order), []).append(i)
+        ambiguous: set[str] = set()
+        for terms, entries in entries_by_terms.items():
+            candidates = orders_by_terms.get(terms, [])
+            if len(entries) == 1 and len(candidates) == 1:
+                log.warning(
+                    "order %s found at MiniQMT by its terms alone (no remark, no sysid known)", entries[0].order_id
+                )
+                matched[candidates[0]] = entries[0]
+            elif candidates:
+                ambiguous.update(e.order_id for e in entries)
+        return matched, ambiguous
+
+    def _report_lost(self, found: set[str]) -> None:
+        """Today's orders MiniQMT acknowledged before the current connection, not final, that its full list no
+        longer has (by remark, sysid, id or terms): lost in a restart. Only an order that never reached the exchange
+        (no contract number seen, nothing filled) is made final so -- reported as junk (57) with LOST_MESSAGE, never
+        placed again; one with a contract number or a fill is left as it is (logged once a connection): MiniQMT's
+        list missing it is no proof that the exchange does not have it."""
+        today = _today()
+        for entry in self.journal.in_state(ACKNOWLEDGED):
+            if (
+                entry.order_id in found
+                or entry.order_id in self._confirmed
+                or entry.status in protocol.FINAL_ORDER_STATUS
+                or not entry.created_at.startswith(today)
+            ):
+                continue
+            if entry.order_sysid or entry.traded_qty:
+                if entry.order_id not in self._missing:
+                    self._missing.add(entry.order_id)
+                    log.warning(
+                        "order %s (sysid %s, %s filled) is not in MiniQMT's orders: left as it is, check it in QMT",
+                        entry.order_id,
+                        entry.order_sysid,
+                        entry.traded_qty,
+                    )
+                continue
+            log.warning(
+                "order %s (MiniQMT id %s, sysid %s) is gone from MiniQMT's orders after a reconnect: lost in a restart",
+                entry.order_id,
+                entry.qmt_order_id,
+                entry.order_sysid,
+            )
+            self.journal.lost(entry.order_id)
+            updated = self.journal.get(entry.order_id)
+            if updated is not None:
+                self._last_order.pop(entry.order_id, None)
+                self.push(protocol.ORDER, normalize.entry_order(updated))
+
     # --- requests ---------------------------------------------------------------------------------------------
-    def _find_by_remark(self, entry: Entry) -> Entry:
-        """An order journalled but not answered: look for it in MiniQMT's orders by its remark."""
-        if entry.qmt_order_id is not None or not self.connected or entry.state == "refused":
-            return entry
+    def _same(self, entry: Entry, xt_order: Any) -> bool:
+        """Whether MiniQMT's order (found by the entry's id) is the entry's order: by its remark, else its sysid,
+        else the id must have been confirmed on this connection."""
+        remark, sysid = str(_field(xt_order, "order_remark") or ""), str(_field(xt_order, "order_sysid") or "")
+        if remark:
+            return remark == entry.remark
+        if sysid and entry.order_sysid:
+            return sysid == entry.order_sysid
+        return entry.order_id in self._confirmed
+
+    def _search(self, entry: Entry) -> Any:
+        """The entry's order in MiniQMT's list, by its remark or its sysid (None: not there)."""
         for xt_order in self._trader.query_stock_orders(self._account, False) or []:
-            if _field(xt_order, "order_remark") == entry.remark:
-                self.on_order(xt_order)
-                return self.journal.get(entry.order_id) or entry
-        return entry
+            if _field(xt_order, "order_remark") == entry.remark or (
+                entry.order_sysid and _field(xt_order, "order_sysid") == entry.order_sysid
+            ):
+                return xt_order
+        return None
 
     def current_order(self, entry: Entry) -> dict[str, Any]:
-        """What the bridge knows of a journalled order now (MiniQMT's state when it can be had)."""
-        entry = self._find_by_remark(entry)
-        if entry.qmt_order_id is not None and self.connected:
-            xt_order = self._trader.query_stock_order(self._account, entry.qmt_order_id)
+        """What the bridge knows of a journalled order now (MiniQMT's state when it can be had): looked up by its
+        MiniQMT id when that still names it, else in MiniQMT's list by remark or sysid."""
+        if self.connected and entry.state != "refused":
+            xt_order = None
+            if entry.qmt_order_id is not None:
+                xt_order = self._trader.query_stock_order(self._account, entry.qmt_order_id)
+                if xt_order is not None and not self._same(entry, xt_order):
+                    xt_order = None
+            if xt_order is None:
+                xt_order = self._search(entry)
             if xt_order is not None:
-                self.on_order(xt_order)
-                return normalize.order(xt_order, entry.order_id)
+                self.on_order(xt_order, entry)
+                return self._order_data(xt_order, self.journal.get(entry.order_id) or entry)
         return normalize.entry_order(self.journal.get(entry.order_id) or entry)
 
     def place(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -580,10 +781,6 @@ class QmtLink:
             return protocol.failed(protocol.QMT_DISCONNECTED, "the bridge has no link to MiniQMT now")
         return None
 
-    def _order_id_of(self, remark: Any, qmt_order_id: Any) -> str | None:
-        entry = self._entry_for(remark, qmt_order_id)
-        return entry.order_id if entry else None
-
     def query_order(self, body: dict[str, Any]) -> dict[str, Any]:
         if set(body) != {"order_id"} or not isinstance(body.get("order_id"), str):
             return protocol.failed(protocol.BAD_REQUEST, "order_id: query_order takes exactly one string order_id")
@@ -596,9 +793,9 @@ class QmtLink:
         trades: list[dict[str, Any]] = []
         if order["qmt_order_id"] is not None and self.connected:
             trades = [
-                normalize.trade(t, entry.order_id)
+                _trade_data(t, entry)
                 for t in self._trader.query_stock_trades(self._account) or []
-                if int(t.order_id) == order["qmt_order_id"]
+                if (of := self._event_entry(t)) is not None and of.order_id == entry.order_id
             ]
         return protocol.ok({"known": True, "order": order, "trades": trades})
 
@@ -623,24 +820,21 @@ class QmtLink:
         xt_orders = self._trader.query_stock_orders(self._account, False) or []
         orders = []
         for xt_order in xt_orders:
-            entry = self._entry_for(_field(xt_order, "order_remark"), xt_order.order_id)
+            entry = self._event_entry(xt_order)
             if entry is not None:
                 entry = self._acknowledge(entry, int(xt_order.order_id), _field(xt_order, "order_sysid"))
-            orders.append(normalize.order(xt_order, entry.order_id if entry else None))
-        known = {o["remark"] for o in orders}
+            orders.append(self._order_data(xt_order, entry))
+        known = {o["order_id"] for o in orders}
         today = datetime.now(CST).date().isoformat()
-        for entry in self.journal.in_state(UNCONFIRMED, SENDING, SENT):
-            if entry.remark not in known and entry.created_at.startswith(today):
+        for entry in self.journal.in_state(UNCONFIRMED, SENDING, SENT, LOST):
+            if entry.order_id not in known and entry.created_at.startswith(today):
                 orders.append(normalize.entry_order(entry))
         return protocol.ok({"orders": orders})
 
     def query_trades(self, body: dict[str, Any]) -> dict[str, Any]:
         if (failed := self._require()) is not None:
             return failed
-        trades = [
-            normalize.trade(t, self._order_id_of(_field(t, "order_remark"), t.order_id))
-            for t in self._trader.query_stock_trades(self._account) or []
-        ]
+        trades = [_trade_data(t, self._event_entry(t)) for t in self._trader.query_stock_trades(self._account) or []]
         return protocol.ok({"trades": trades})
 
     def query_positions(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -656,6 +850,40 @@ class QmtLink:
         if xt_asset is None:
             return protocol.failed(protocol.QMT_DISCONNECTED, "MiniQMT returned no asset for the account")
         return protocol.ok({"asset": normalize.asset(xt_asset)})
+
+
+def _today() -> str:
+    return datetime.now(CST).date().isoformat()
+
+
+def _contradicts(entry: Entry, remark: str, sysid: str) -> bool:
+    """An event's remark or sysid that says it is not the entry's order."""
+    return bool(remark and remark != entry.remark) or bool(sysid and entry.order_sysid and sysid != entry.order_sysid)
+
+
+def _trade_data(xt_trade: Any, entry: Entry | None) -> dict[str, Any]:
+    return normalize.trade(xt_trade, entry.order_id if entry else None, entry.remark if entry else "")
+
+
+def _price_key(value: Any) -> str | None:
+    try:
+        return format(Decimal(str(value)).quantize(Decimal("0.001")), "f")
+    except (InvalidOperation, ValueError):
+        return None
+
+
+def _entry_terms(entry: Entry) -> tuple[Any, ...]:
+    return (entry.ts_code, entry.side, entry.qty, entry.price_type, _price_key(entry.price))
+
+
+def _order_terms(xt_order: Any) -> tuple[Any, ...]:
+    return (
+        normalize.ts_code(xt_order.stock_code),
+        normalize.side(xt_order.order_type),
+        int(xt_order.order_volume),
+        int(xt_order.price_type),
+        normalize.decimal_text(xt_order.price),
+    )
 
 
 def _stop(trader: Any) -> None:

@@ -94,16 +94,18 @@ class QmtSync:
         broker_trades = (await link.request(protocol.QUERY_TRADES, {})).get("trades") or []
         trades_of: dict[str, list[dict[str, Any]]] = {}
         for trade in broker_trades:
-            if isinstance(trade, dict) and isinstance(trade.get("remark"), str):
-                trades_of.setdefault(trade["remark"], []).append(trade)
+            remark = _remark_of(trade)
+            if remark is not None:
+                trades_of.setdefault(remark, []).append(trade)
         checked = updated = 0
         seen: set[str] = set()
         listed: dict[str, dict[str, Any]] = {}
         for body in broker_orders:
             if not isinstance(body, dict):
                 continue
-            if isinstance(body.get("remark"), str):
-                listed[body["remark"]] = body
+            remark = _remark_of(body)
+            if remark is not None:
+                listed[remark] = body
             mapping = await self.qmt._mapping_of(bridge_id, body)
             if mapping is None:
                 continue  # an order placed outside the platform
@@ -210,3 +212,18 @@ class QmtSync:
         result = ReconciliationResult(bridge_id, account_id, now, checked, updated, tuple(found), stored_id)
         self.last[bridge_id] = result
         return result
+
+
+def _remark_of(body: Any) -> str | None:
+    """The remark an `order` or `trade` object's order was placed with: its own, else the one of the platform's order
+    it names (MiniQMT reports an order without its remark after a restart that lost its session; the bridge names
+    the order from its journal)."""
+    if not isinstance(body, dict):
+        return None
+    remark = body.get("remark")
+    if isinstance(remark, str) and remark:
+        return remark
+    order_id = body.get("order_id")
+    if isinstance(order_id, str) and order_id and order_id.isascii():
+        return protocol.remark_for(order_id)
+    return None

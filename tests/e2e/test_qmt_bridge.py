@@ -198,7 +198,15 @@ class BridgeProcess:
         return [c["order_remark"] for c in await self.control("calls")]
 
     async def broker_orders(self) -> dict[str, dict[str, Any]]:
-        return {o["order_remark"]: o for o in await self.control("orders")}
+        """The fake MiniQMT's orders by the remark each was placed with (the fake keeps it as `_placed_remark` for
+        the tests: a restart that loses the session strips `order_remark`)."""
+        return {o.get("_placed_remark") or o["order_remark"]: o for o in await self.control("orders")}
+
+    def journal_rows(self) -> dict[str, tuple[str, int | None, str | None]]:
+        """order_id -> (state, qmt_order_id, order_sysid) in the bridge's journal."""
+        with contextlib.closing(sqlite3.connect(self.dir / "journal.sqlite3", timeout=5)) as db:
+            rows = db.execute("SELECT order_id, state, qmt_order_id, order_sysid FROM orders").fetchall()
+        return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
 
 @dataclass
@@ -518,7 +526,7 @@ async def settle(desk: Desk, bridge: BridgeProcess, order_ids: list[str]) -> dic
     await until(desk.bridge_ready, "the bridge back, with MiniQMT", 60)
     for remark, order in (await bridge.broker_orders()).items():
         if order["order_status"] in (48, 49, 50, 55) and any(o[:24] == remark for o in order_ids):
-            await bridge.control("fill", {"remark": remark, "price": float(desk.price)})
+            await bridge.control("fill", {"order_id": order["order_id"], "price": float(desk.price)})
 
     seen: dict[str, Any] = {}
 
@@ -689,6 +697,142 @@ async def test_fault_the_gateway_relay_dropped(desk: Desk, bridge: BridgeProcess
     assert (await bridge.calls()).count(pending[:24]) == 1
     assert [o["status"] for o in mine.values()] == ["filled"] * 6
     assert desk.fleet.restarts.get("gateway") == 1
+
+
+async def _account(desk: Desk) -> dict[str, Any]:
+    resp = await desk.client.get(f"{desk.base}/api/v1/account", headers=desk.trader.headers)
+    assert resp.status_code == 200, resp.text
+    return dict(resp.json())
+
+
+def cost(fills: list[tuple[int, Decimal]]) -> Decimal:
+    """What buys of (qty, price) cost the account: each fill's amount plus its fees (worked out by `fees`)."""
+    return sum((qty * price + fees(qty * price, "buy") for qty, price in fills), Decimal(0))
+
+
+async def sysids_known(bridge: BridgeProcess, order_ids: list[str]) -> bool:
+    """The bridge has journalled MiniQMT's id and contract number (sysid) of each order."""
+    rows = bridge.journal_rows()
+    return all(oid in rows and rows[oid][1] is not None and rows[oid][2] for oid in order_ids)
+
+
+async def part_filled(desk: Desk, bridge: BridgeProcess, scenario: str, price: Decimal) -> list[str]:
+    """Two buys of 300, each filled 100 at `price` at the broker; their order ids once the platform has the fills."""
+    big = []
+    for _ in range(2):
+        resp = await desk.place(300, scenario=scenario)
+        assert resp.status_code == 201, resp.text
+        big.append(resp.json()["order"]["order_id"])
+    await until(lambda: sysids_known(bridge, big), "the orders at the broker")
+    for oid in big:
+        await bridge.control("fill", {"remark": oid[:24], "qty": 100, "price": float(price)})
+    for oid in big:
+        part = await until(lambda oid=oid: desk.status_is(oid, "partially_filled"), "the part fill")
+        assert part["filled_qty"] == 100
+    return big
+
+
+async def test_fault_miniqmt_restarts_forgetting_nothing(desk: Desk, bridge: BridgeProcess) -> None:
+    before = await _account(desk)
+    traders = (await bridge.control("state"))["traders_created"]
+    price1, price2 = desk.price, desk.price - Decimal("0.01")
+    placed = await stream(desk, "restart", 2)
+    big = await part_filled(desk, bridge, "restart", price1)
+    placed += big
+    # an order just answered (its async response and pushes may still be queued: the restart drops them)
+    placed += await stream(desk, "restart", 1)
+    await bridge.control("restart", {"lose_session": False})
+    await until(lambda: _reconnected(bridge, traders), "the bridge on a new trader")
+    await until(desk.bridge_ready, "MiniQMT back", 30)
+    for oid in big:  # the rest, on the same MiniQMT ids and remarks
+        await bridge.control("fill", {"remark": oid[:24], "qty": 200, "price": float(price2)})
+    placed += await stream(desk, "restart", 1)
+    mine = await audit(desk, bridge, placed)
+    assert [o["status"] for o in mine.values()] == ["filled"] * 6
+    for oid in big:
+        got = sorted((t["qty"], Decimal(t["price"])) for t in await desk.trades(oid))
+        assert got == [(100, price1), (200, price2)], got
+    # 2 x (100 @ price1 + 200 @ price2) and 4 x 100 @ desk.price (price1), each with its fees
+    spent = cost([(100, price1), (200, price2)] * 2 + [(100, desk.price)] * 4)
+    after = await _account(desk)
+    assert Decimal(before["balance"]) - Decimal(after["balance"]) == spent
+    assert after["reserved"] == before["reserved"]
+
+
+async def _reconnected(bridge: BridgeProcess, traders: int) -> bool:
+    state = await bridge.control("state")
+    return bool(state["traders_created"] > traders and state["sessions"] == 1)
+
+
+async def test_fault_miniqmt_restarts_losing_the_session(desk: Desk, bridge: BridgeProcess) -> None:
+    before = await _account(desk)
+    price1, price2 = desk.price, desk.price - Decimal("0.01")
+    placed = await stream(desk, "lose_session", 2)
+    big = await part_filled(desk, bridge, "lose_session", price1)
+    placed += big
+    await until(lambda: sysids_known(bridge, placed), "every order's contract number journalled")
+    # one order MiniQMT has taken but not reported to the exchange (49, no contract number): the restart drops it
+    await bridge.control("behave", {"unreported": True})
+    try:
+        unreported = (await stream(desk, "lose_session", 1))[0]
+        await until(lambda: _acknowledged(bridge, unreported), "the unreported order acknowledged")
+    finally:
+        await bridge.control("behave", {"unreported": False})
+    placed.append(unreported)
+    sysid_of = {oid: bridge.journal_rows()[oid][2] for oid in big}
+    alerts = await _after_final_alerts(desk)
+    old_ids = {oid: row[1] for oid, row in bridge.journal_rows().items()}
+    # MiniQMT comes back without its session: remarks gone, every order renumbered from 1001 (ids the bridge's
+    # earlier orders had: an old id now names another order), the unreported order gone
+    await bridge.control("restart", {"lose_session": True})
+    await until(lambda: _lost(bridge, unreported), "the bridge reconnected and found the order lost")
+    await until(desk.bridge_ready, "MiniQMT back", 30)
+    at_broker = {o["order_sysid"]: o for o in await bridge.control("orders") if o["order_sysid"]}
+    for oid in big:
+        moved = at_broker[sysid_of[oid]]
+        assert moved["order_remark"] == "" and moved["order_id"] != old_ids[oid]
+        # the rest fills at the renumbered order, addressed by its contract number
+        await bridge.control("fill", {"order_sysid": sysid_of[oid], "qty": 200, "price": float(price2)})
+    placed += await stream(desk, "lose_session", 2)
+    mine = await audit(desk, bridge, placed)
+    # the order MiniQMT lost: final, nothing filled, never sent again, its reservation released
+    assert (mine[unreported]["status"], mine[unreported]["reason"], mine[unreported]["filled_qty"]) == (
+        "rejected",
+        "MiniQMT lost the order in a restart",
+        0,
+    )
+    assert await desk.trades(unreported) == []
+    assert (await bridge.calls()).count(unreported[:24]) == 1
+    assert [o["status"] for oid, o in mine.items() if oid != unreported] == ["filled"] * 6
+    for oid in big:  # each fill on its own order, once
+        got = sorted((t["qty"], Decimal(t["price"])) for t in await desk.trades(oid))
+        assert got == [(100, price1), (200, price2)], got
+        assert bridge.journal_rows()[oid][1] == at_broker[sysid_of[oid]]["order_id"]
+    # 2 x (100 @ price1 + 200 @ price2) and 4 x 100 @ desk.price, with fees; nothing for the lost order
+    spent = cost([(100, price1), (200, price2)] * 2 + [(100, desk.price)] * 4)
+    after = await _account(desk)
+    assert Decimal(before["balance"]) - Decimal(after["balance"]) == spent
+    assert after["reserved"] == before["reserved"]
+    # every order of the earlier scenarios came back renumbered too: none of their reports landed on another order
+    # (a report disagreeing with a final order would be counted as an alert)
+    assert await _after_final_alerts(desk) == alerts
+
+
+async def _after_final_alerts(desk: Desk) -> float:
+    """lh_broker_reports_after_final_total for the bridge (0 before the first)."""
+    metrics = (await desk.client.get(desk.fleet.url("execution") + "/metrics")).text
+    prefix = f'lh_broker_reports_after_final_total{{bridge_id="{BRIDGE_ID}"}} '
+    return sum(float(line[len(prefix) :]) for line in metrics.splitlines() if line.startswith(prefix))
+
+
+async def _acknowledged(bridge: BridgeProcess, order_id: str) -> bool:
+    row = bridge.journal_rows().get(order_id)
+    return row is not None and row[0] == "acknowledged" and row[1] is not None
+
+
+async def _lost(bridge: BridgeProcess, order_id: str) -> bool:
+    row = bridge.journal_rows().get(order_id)
+    return row is not None and row[0] == "lost"
 
 
 async def test_no_order_is_left_unknown_or_sent_twice(desk: Desk, bridge: BridgeProcess) -> None:

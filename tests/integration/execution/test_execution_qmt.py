@@ -969,3 +969,42 @@ async def test_an_amend_whose_cancel_answer_is_lost_waits_for_the_report_and_one
         [sent] = [b for t, b in bridge.requests if t == protocol.PLACE and b["price"] == "10.05"]
         assert sent["qty"] == 1000
         await bridge.close()
+
+
+async def test_an_order_renumbered_by_a_miniqmt_restart_keeps_its_mapping_and_each_fill_once(backing: Backing) -> None:
+    # MiniQMT restarted without its session: the bridge reports the same platform order under a new MiniQMT id, with
+    # its remark gone at MiniQMT (an older bridge's objects carry "" as the remark; this one's carry the journal's).
+    async with qmt_fleet(backing, bridges=1) as q:
+        [bridge_id] = q.secrets
+        who = trader()
+        bridge = await q.connected(bridge_id, who.account_id)
+        order_id = (await q.place(who, qty=1000, price="10.00"))["order_id"]
+        order = bridge.orders[order_id]  # MiniQMT id 1001, sysid S1001
+        await bridge.push("order", dict(order))
+        await bridge.push("trade", broker_trade(order, "T1", 400, "10.00"))
+        await until(lambda: q.trade_ids(order_id), what="the first fill recorded")
+
+        # after the restart: id 1003, no remark, same sysid and trade number T1; T1 comes again (the bridge's
+        # reconciliation after a reconnect), T2 is new
+        renumbered = dict(order, qmt_order_id=1003, remark="", status=55, traded_qty=400, traded_price="10.00")
+        bridge.orders[order_id] = renumbered
+        await bridge.push("order", renumbered)
+        await bridge.push("trade", broker_trade(renumbered, "T1", 400, "10.00"))
+
+        async def follows() -> bool:
+            mapping = await q.f.store.broker_order(order_id)
+            return mapping is not None and mapping.qmt_order_id == "1003"
+
+        await until(follows, what="the mapping following the new MiniQMT id")
+        # the rest filled, seen only through the reconciliation's queries (remark-less objects naming the order)
+        renumbered.update(status=56, traded_qty=1000)
+        bridge.trades[:] = [broker_trade(renumbered, "T1", 400, "10.00"), broker_trade(renumbered, "T2", 600, "10.00")]
+        await q.sync.reconcile(bridge_id)
+        after = await q.order(order_id)
+        # 400 + 600 = 1000 shares, each fill once: T1 recorded before the restart is not recorded again
+        assert (after["status"], after["filled_qty"]) == ("filled", 1000)
+        assert await q.trade_ids(order_id) == sorted([fill_id(order_id[:24], "T1"), fill_id(order_id[:24], "T2")])
+        mapping = await q.f.store.broker_order(order_id)
+        assert mapping is not None
+        assert (mapping.remark, mapping.qmt_order_id, mapping.order_sysid) == (order_id[:24], "1003", "S1001")
+        await bridge.close()

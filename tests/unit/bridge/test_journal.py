@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bridge.qmt.journal import ACKNOWLEDGED, REFUSED, SENDING, SENT, Journal
+from bridge.qmt.journal import ACKNOWLEDGED, LOST, LOST_MESSAGE, REFUSED, SENDING, SENT, Journal
 
 ORDER = {
     "order_id": "o-1",
@@ -74,3 +74,38 @@ def test_the_mapping_survives_a_reopen(tmp_path: Path) -> None:
     assert [e.order_id for e in reopened.in_state(REFUSED)] == ["o-2"]
     assert reopened.in_state(SENDING, SENT) == []
     reopened.close()
+
+
+def test_a_renumbered_id_moves_to_its_order_and_leaves_the_old_holder_without_one(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.db")
+    for n in (1, 2):
+        journal.begin(**{**ORDER, "order_id": f"o-{n}", "remark": f"o-{n}"})
+    assert journal.acknowledged("o-1", 1001, "S1001") is None
+    assert journal.acknowledged("o-2", 1002, "S1002") is None
+    # MiniQMT restarted and renumbered: o-2 is now 1001 (qmt_order_id is UNIQUE: o-1 gives it up)
+    assert journal.acknowledged("o-2", 1001, "S1002") == "o-1"
+    moved, displaced = journal.get("o-2"), journal.get("o-1")
+    assert moved is not None and displaced is not None
+    assert (moved.qmt_order_id, moved.order_sysid, moved.state) == (1001, "S1002", ACKNOWLEDGED)
+    assert (displaced.qmt_order_id, displaced.order_sysid, displaced.state) == (None, "S1001", ACKNOWLEDGED)
+    assert journal.by_qmt_order_id(1001) == moved and journal.by_qmt_order_id(1002) is None
+    assert journal.by_sysid("S1001") == displaced and journal.by_sysid("S9") is None
+    journal.close()
+
+
+def test_a_lost_order_is_final_junk_with_nothing_filled_and_no_miniqmt_id(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.db")
+    journal.begin(**ORDER)
+    journal.acknowledged("o-1", 1004)
+    journal.lost("o-1")
+    entry = journal.get("o-1")
+    assert entry is not None
+    assert (entry.state, entry.status, entry.status_msg, entry.traded_qty, entry.qmt_order_id) == (
+        LOST,
+        57,
+        LOST_MESSAGE,
+        0,
+        None,
+    )
+    assert LOST_MESSAGE == "MiniQMT lost the order in a restart"
+    journal.close()

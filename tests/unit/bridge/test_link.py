@@ -138,7 +138,7 @@ async def test_a_late_report_never_downgrades_a_final_state(harness: Harness, xt
     xt.broker.fill(remark=REMARK, price=10.5)
     await harness.wait_for("order", lambda b: b["status"] == 56)
     stale = dict(xt.broker.find(remark=REMARK), order_status=50, traded_volume=0, traded_price=0.0)
-    harness.link._trader.post("on_stock_order", xt.xttype.XtOrder(**stale))
+    harness.link._trader.post("on_stock_order", xt.fake.xt_order(stale))
     await harness.barrier()
     assert [o["status"] for o in harness.of("order")] == [50, 56]
 
@@ -353,8 +353,9 @@ async def test_a_trade_without_a_remark_before_the_response_is_held_until_the_re
     xt.broker.set_behaviour(trade_before_response=True, strip_remark=True)
     harness.link.place(place_body(OID, price="10.100"))
     trade = await harness.wait_for("trade")
-    # it could not be mapped when it came (no remark, MiniQMT's id not yet known): held, then pushed, not dropped
-    assert trade["order_id"] == OID and trade["remark"] == ""
+    # it could not be mapped when it came (no remark, MiniQMT's id not yet known): held, then pushed, not dropped --
+    # with the journal's remark, as MiniQMT did not give it
+    assert trade["order_id"] == OID and trade["remark"] == REMARK
     order = await harness.wait_for("order", lambda b: b["status"] == 56)
     assert order["order_id"] == OID
     pushed = [t for t, _ in harness.pushes if t in ("trade", "order")]

@@ -16,7 +16,16 @@ queries show them), auto_fill, cancel_unknown_ok
 strip_remark (order/trade/error pushes come without order_remark, as some brokers' do; the async response keeps
 it), fail_async (a message: the async call returns a seq, but the response has order_id -1 and the message, and an
 on_order_error with order_id -1 follows; nothing is placed), place_delay_s (seconds order_stock(_async) takes
-before the order reaches the broker: a bridge killed meanwhile never placed it)."""
+before the order reaches the broker: a bridge killed meanwhile never placed it), unreported (orders stay 49 待报 with
+no order_sysid until they fill: the counter has not numbered them yet).
+
+Restarts (`restart`): every connected trader gets on_disconnected and is gone, with the callbacks it had queued and
+not yet delivered (async responses too); connect() works again at once. With `lose_session` MiniQMT comes back
+without its session: orders 48/49 (never reported) are gone; every other order and its trades lose order_remark and
+strategy_name and are renumbered from `id_base`, newest first (an old order_id may now name another order);
+order_sysid (the counter's contract number) and traded_id (the counter's trade number) never change. Each order
+keeps, for the tests only, the remark it was placed with (`_placed_remark`, in the control server's `orders`; never
+in a push or a query)."""
 
 from __future__ import annotations
 
@@ -44,7 +53,14 @@ DEFAULT_BEHAVIOURS: dict[str, Any] = {
     "strip_remark": False,
     "fail_async": "",
     "place_delay_s": 0.0,
+    "unreported": False,
 }
+UNREPORTED = {c.ORDER_UNREPORTED, c.ORDER_WAIT_REPORTING}
+
+
+def xt_order(order: dict[str, Any]) -> xttype.XtOrder:
+    """An order as MiniQMT shows it (the fake's own bookkeeping, keys starting with `_`, left out)."""
+    return xttype.XtOrder(**{k: v for k, v in order.items() if not k.startswith("_")})
 
 
 class Broker:
@@ -58,6 +74,8 @@ class Broker:
         self.frozen_cash = 0.0
         self.next_order_id = 1001
         self.next_trade_id = 1
+        self.next_sysid = 1001  # the counter's contract numbers: never reused, not even by a restart
+        self.restarts = 0
         self.order_calls: list[dict[str, Any]] = []  # every order_stock(_async) call that reached the broker
         self.silent_orders: set[int] = set()  # placed while `silent`: no callback ever comes for them
         self.account_status = c.ACCOUNT_STATUS_OK
@@ -80,6 +98,8 @@ class Broker:
         self.cash = state["cash"]
         self.next_order_id = state["next_order_id"]
         self.next_trade_id = state["next_trade_id"]
+        self.next_sysid = state.get("next_sysid", self.next_order_id)
+        self.restarts = state.get("restarts", 0)
         self.order_calls = state["order_calls"]
         self.silent_orders = set(state.get("silent_orders", []))
 
@@ -93,6 +113,8 @@ class Broker:
             "cash": self.cash,
             "next_order_id": self.next_order_id,
             "next_trade_id": self.next_trade_id,
+            "next_sysid": self.next_sysid,
+            "restarts": self.restarts,
             "order_calls": self.order_calls,
             "silent_orders": sorted(self.silent_orders),
         }
@@ -186,12 +208,13 @@ class Broker:
                 return seq
             order_id = self.next_order_id
             self.next_order_id += 1
+            unreported = bool(self.behaviours["unreported"])
             order = {
                 "account_type": 2,
                 "account_id": account_id,
                 "stock_code": code,
                 "order_id": order_id,
-                "order_sysid": f"S{order_id}",
+                "order_sysid": "" if unreported else self._new_sysid(),
                 "order_time": int(time.time()),
                 "order_type": order_type,
                 "order_volume": volume,
@@ -199,7 +222,7 @@ class Broker:
                 "price": price,
                 "traded_volume": 0,
                 "traded_price": 0.0,
-                "order_status": c.ORDER_REPORTED,
+                "order_status": c.ORDER_WAIT_REPORTING if unreported else c.ORDER_REPORTED,
                 "status_msg": "",
                 "strategy_name": strategy_name,
                 "order_remark": remark,
@@ -207,6 +230,7 @@ class Broker:
                 "offset_flag": 0,
                 "secu_account": "A000001",
                 "instrument_name": code,
+                "_placed_remark": remark,
             }
             if self.behaviours["silent"]:
                 self.silent_orders.add(order_id)
@@ -227,7 +251,7 @@ class Broker:
                 self._fill(order, volume, price or 10.0, push_order=False)
                 if seq is not None:
                     trader.post("on_order_stock_async_response", response)
-                self._push(account_id, "on_stock_order", xttype.XtOrder(**order))
+                self._push(account_id, "on_stock_order", xt_order(order))
                 return order_id
             reject = self.behaviours["reject"]
             if reject:
@@ -236,7 +260,7 @@ class Broker:
                 self._save()
             if seq is not None:
                 trader.post("on_order_stock_async_response", response)
-            self._push(account_id, "on_stock_order", xttype.XtOrder(**order))
+            self._push(account_id, "on_stock_order", xt_order(order))
             if reject:
                 error = xttype.XtOrderError(
                     account_type=2,
@@ -252,7 +276,14 @@ class Broker:
                 self._fill(order, volume, price or 10.0)
             return order_id
 
+    def _new_sysid(self) -> str:
+        sysid = f"S{self.next_sysid}"
+        self.next_sysid += 1
+        return sysid
+
     def _fill(self, order: dict[str, Any], qty: int, price: float, *, push_order: bool = True) -> None:
+        if order["order_status"] in UNREPORTED:  # reported to the exchange on its way to a fill
+            order["order_sysid"] = self._new_sysid()
         qty = min(qty, order["order_volume"] - order["traded_volume"])
         if qty <= 0:
             raise ValueError(f"order {order['order_id']} has nothing left to fill")
@@ -297,29 +328,49 @@ class Broker:
         self._save()
         self._push(order["account_id"], "on_stock_trade", xttype.XtTrade(**trade))
         if push_order:
-            self._push(order["account_id"], "on_stock_order", xttype.XtOrder(**order))
+            self._push(order["account_id"], "on_stock_order", xt_order(order))
 
-    def find(self, *, order_id: int | None = None, remark: str | None = None) -> dict[str, Any]:
+    def find(
+        self, *, order_id: int | None = None, remark: str | None = None, order_sysid: str | None = None
+    ) -> dict[str, Any]:
+        """An order by its (current) order_id, its order_remark (as MiniQMT has it now) or its order_sysid."""
         with self.lock:
             for order in self.orders.values():
-                if order["order_id"] == order_id or (remark is not None and order["order_remark"] == remark):
+                if (
+                    order["order_id"] == order_id
+                    or (remark and order["order_remark"] == remark)
+                    or (order_sysid and order["order_sysid"] == order_sysid)
+                ):
                     return order
-        raise KeyError(f"no order {order_id or remark!r} at the fake broker")
+        raise KeyError(f"no order {order_id or remark or order_sysid!r} at the fake broker")
 
     def fill(
-        self, *, order_id: int | None = None, remark: str | None = None, qty: int | None = None, price: float = 10.0
+        self,
+        *,
+        order_id: int | None = None,
+        remark: str | None = None,
+        order_sysid: str | None = None,
+        qty: int | None = None,
+        price: float = 10.0,
     ) -> None:
         with self.lock:
-            order = self.find(order_id=order_id, remark=remark)
+            order = self.find(order_id=order_id, remark=remark, order_sysid=order_sysid)
             self._fill(order, qty if qty is not None else order["order_volume"] - order["traded_volume"], price)
 
-    def reject(self, *, order_id: int | None = None, remark: str | None = None, msg: str = "rejected") -> None:
+    def reject(
+        self,
+        *,
+        order_id: int | None = None,
+        remark: str | None = None,
+        order_sysid: str | None = None,
+        msg: str = "rejected",
+    ) -> None:
         with self.lock:
-            order = self.find(order_id=order_id, remark=remark)
+            order = self.find(order_id=order_id, remark=remark, order_sysid=order_sysid)
             order["order_status"] = c.ORDER_JUNK
             order["status_msg"] = msg
             self._save()
-            self._push(order["account_id"], "on_stock_order", xttype.XtOrder(**order))
+            self._push(order["account_id"], "on_stock_order", xt_order(order))
 
     def cancel(self, trader: Any, account_id: str, order_id: int, *, seq: int | None) -> int:
         with self.lock:
@@ -385,7 +436,7 @@ class Broker:
                 )
             order["order_status"] = c.ORDER_PART_CANCEL if order["traded_volume"] else c.ORDER_CANCELED
             self._save()
-            self._push(account_id, "on_stock_order", xttype.XtOrder(**order))
+            self._push(account_id, "on_stock_order", xt_order(order))
             return 0
 
     # --- faults -----------------------------------------------------------------------------------------------
@@ -396,6 +447,34 @@ class Broker:
             for trader in list(self.sessions):
                 trader.lost()
             self.sessions.clear()
+
+    def restart(self, *, lose_session: bool = False, id_base: int = 1001) -> None:
+        """MiniQMT restarts: every connected trader gets on_disconnected and is gone, the callbacks it had queued
+        and not yet delivered dropped (async responses too). `lose_session`: it comes back without its session --
+        orders never reported (48/49) are gone; the others and their trades lose order_remark and strategy_name and
+        are renumbered from `id_base`, newest first, so an old order_id may now name another order; order_sysid and
+        traded_id stay (the counter's numbers)."""
+        with self.lock:
+            for trader in list(self.sessions):
+                trader.lost(drop_queued=True)
+            self.sessions.clear()
+            self.down = False
+            self.restarts += 1
+            if lose_session:
+                kept = [o for o in self.orders.values() if o["order_status"] not in UNREPORTED]
+                kept.sort(key=lambda o: (o["order_time"], o["order_id"]), reverse=True)
+                renumbered = {o["order_id"]: id_base + i for i, o in enumerate(kept)}
+                for order in kept:
+                    order.update(order_id=renumbered[order["order_id"]], order_remark="", strategy_name="")
+                self.trades = [
+                    {**t, "order_id": renumbered[t["order_id"]], "order_remark": "", "strategy_name": ""}
+                    for t in self.trades
+                    if t["order_id"] in renumbered
+                ]
+                self.silent_orders = {renumbered[i] for i in self.silent_orders if i in renumbered}
+                self.orders = {o["order_id"]: o for o in kept}
+                self.next_order_id = id_base + len(kept)
+            self._save()
 
     def up(self) -> None:
         with self.lock:
@@ -421,7 +500,7 @@ class Broker:
     # --- queries ----------------------------------------------------------------------------------------------
     def query_orders(self, account_id: str) -> list[xttype.XtOrder]:
         with self.lock:
-            return [xttype.XtOrder(**o) for o in self.orders.values() if o["account_id"] == account_id]
+            return [xt_order(o) for o in self.orders.values() if o["account_id"] == account_id]
 
     def query_trades(self, account_id: str) -> list[xttype.XtTrade]:
         with self.lock:
@@ -509,10 +588,24 @@ def control(action: str, body: dict[str, Any]) -> Any:
     b = broker()
     if action == "fill":
         b.fill(
-            order_id=body.get("order_id"), remark=body.get("remark"), qty=body.get("qty"), price=body.get("price", 10.0)
+            order_id=body.get("order_id"),
+            remark=body.get("remark"),
+            order_sysid=body.get("order_sysid"),
+            qty=body.get("qty"),
+            price=body.get("price", 10.0),
         )
     elif action == "reject":
-        b.reject(order_id=body.get("order_id"), remark=body.get("remark"), msg=body.get("msg", "rejected"))
+        b.reject(
+            order_id=body.get("order_id"),
+            remark=body.get("remark"),
+            order_sysid=body.get("order_sysid"),
+            msg=body.get("msg", "rejected"),
+        )
+    elif action == "restart":
+        unknown = set(body) - {"lose_session", "id_base"}
+        if unknown or not isinstance(body.get("lose_session", False), bool):
+            raise ValueError(f"restart takes lose_session (bool) and id_base (int), not {sorted(unknown)}")
+        b.restart(lose_session=body.get("lose_session", False), id_base=int(body.get("id_base", 1001)))
     elif action == "disconnect":
         b.disconnect(down=body.get("down", True))
     elif action == "up":
@@ -536,6 +629,7 @@ def control(action: str, body: dict[str, Any]) -> Any:
                 "traders_created": b.traders_created,
                 "down": b.down,
                 "quote_subs": len(b.quote_subs),
+                "restarts": b.restarts,
             }
     else:
         raise KeyError(f"unknown action {action!r}")

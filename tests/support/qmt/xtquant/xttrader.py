@@ -97,9 +97,20 @@ class XtQuantTrader:
     def post(self, method: str, obj: Any) -> None:
         self._queue.put((method, obj))
 
-    def lost(self) -> None:
+    def lost(self, *, drop_queued: bool = False) -> None:
+        """MiniQMT went away. `drop_queued` (a restart): the callbacks queued and not yet delivered are dropped."""
         self.connected = False
+        stopping = False
+        if drop_queued:
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                stopping = stopping or item is None
         self._queue.put(("on_disconnected", None))
+        if stopping:
+            self._queue.put(None)
 
     def _run(self) -> None:
         while True:
