@@ -33,6 +33,7 @@ from tests.integration.execution.order_path_harness import (
     event_log,
     fleet,
     limit_buy,
+    quote,
     signed_order,
     trader,
     until,
@@ -157,6 +158,35 @@ async def test_place_reply_and_fill_push_record_the_trade_with_its_event(backing
         await until(lambda: "order.filled" in events.types_of(order_id), what="the order's filled event")
         assert [t for t in events.types_of(order_id) if t.startswith("order.")] == [
             "order.accepted", "order.submitted", "order.partially_filled", "order.filled"]  # fmt: skip
+        await bridge.close()
+
+
+async def test_each_market_type_is_sent_with_miniqmts_price_type_of_its_exchange(backing: Backing) -> None:
+    # qmt.md: 42 best-5 then cancel (SH), 43 best-5 then limit (SH), 44 counterparty best, 45 own best, 46 IOC (SZ),
+    # 47 best-5 then cancel (SZ), 48 FOK (SZ); the price is the protection price: a buy's cap (the limit-up 11.00),
+    # a STAR market order's own
+    async with qmt_fleet(backing, bridges=1) as q:
+        q.f.data.quotes["000001.SZ"] = quote("000001.SZ", "10.00", "11.00", "9.00")
+        [bridge_id] = q.secrets
+        who = trader()
+        bridge = await q.connected(bridge_id, who.account_id)
+        cases = [
+            ("600000.SH", "best5_cancel", None, 42, "11.00"),
+            ("600000.SH", "best5_limit", None, 43, "11.00"),
+            ("600000.SH", "own_best", None, 45, "11.00"),
+            ("000001.SZ", "ioc", None, 46, "11.00"),
+            ("000001.SZ", "best5_cancel", None, 47, "11.00"),
+            ("000001.SZ", "fok", None, 48, "11.00"),
+            ("000001.SZ", "counterparty_best", None, 44, "11.00"),
+            ("688981.SH", "best5_cancel", "55.00", 42, "55.00"),
+        ]
+        for ts_code, market_type, protection, price_type, price in cases:
+            qty = 200 if ts_code.startswith("688") else 100
+            placed = await q.place(who, ts_code=ts_code, order_type="market", price=protection,
+                                   market_type=market_type, qty=qty)  # fmt: skip
+            assert placed["_http"] == 201, placed
+            [body] = [b for t, b in bridge.requests if t == protocol.PLACE and b["order_id"] == placed["order_id"]]
+            assert (body["ts_code"], body["price_type"], body["price"]) == (ts_code, price_type, price), market_type
         await bridge.close()
 
 
