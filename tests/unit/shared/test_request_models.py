@@ -126,6 +126,7 @@ def test_every_request_body_of_every_app_is_a_strict_request_model() -> None:
         "gateway /api/v1/users/{username}": "UserUpdate",
         "gateway /api/v1/api-keys": "ApiKeyCreate",
         "data /v1/ingest/backfill": "RangeIn",
+        "data /v1/ingest/limits": "LimitsIn",
         "data /v1/quality/run": "RangeIn",
         "backtest /v1/backtests": "BacktestRequest",
         "backtest /v1/optimisations": "OptimisationRequest",
