@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import date, datetime, time, timedelta
@@ -114,6 +114,20 @@ SESSION_OPENS = time(9, 30)
 LIMITS_RETRY = RetryPolicy(max_attempts=1000, first_backoff=timedelta(seconds=30), max_backoff=timedelta(minutes=2))
 
 
+def preopen_limits_job(store: DataStore, ingestor: Ingestor) -> Callable[[date], Awaitable[None]]:
+    """The scheduler's job loading a trading day's exchange limits: nothing when a limits run of that day already
+    succeeded (in another data process, or by hand); a run that does not succeed raises, and the scheduler retries."""
+
+    async def load(day: date) -> None:
+        if await store.limits_loaded(LIMITS_RUN, day) is not None:
+            return
+        result = await ingestor.load_limits(day)
+        if result.status != SUCCEEDED:
+            raise IngestError(f"the exchange limits of {day} could not be loaded: {result.error}")
+
+    return load
+
+
 def _limits_job_wanted(settings: Settings, asked: bool | None) -> bool:
     """The pre-open limits load: with LH_PREOPEN_LIMITS_AT set, a quotes feed on and Tushare as the provider (the
     demo market's limits are stored with it); under pytest only when a test asks (scheduler=True)."""
@@ -196,12 +210,7 @@ def create_app(
         if result.status != SUCCEEDED:
             raise IngestError(f"daily update for {day} failed: {result.error}")
 
-    async def preopen_limits(day: date) -> None:
-        if await store.limits_loaded(LIMITS_RUN, day) is not None:
-            return  # loaded already (by another data process, or by hand)
-        result = await ingestor.load_limits(day)
-        if result.status != SUCCEEDED:
-            raise IngestError(f"the exchange limits of {day} could not be loaded: {result.error}")
+    preopen_limits = preopen_limits_job(store, ingestor)
 
     def limits_gave_up(day: date, error: str) -> None:
         data_metrics.preopen_limits_failed.set(1)

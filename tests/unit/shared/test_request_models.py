@@ -33,6 +33,7 @@ PASSED_THROUGH = {
     "/api/v1/oco-orders",
     "/api/v1/risk/rules/{scope}",
     "/api/v1/ingest/backfill",
+    "/api/v1/ingest/limits",
     "/api/v1/quality/run",
     "/api/v1/backtests",
     "/api/v1/optimisations",
