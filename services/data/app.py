@@ -130,7 +130,7 @@ def preopen_limits_job(store: DataStore, ingestor: Ingestor) -> Callable[[date],
 
 def _limits_job_wanted(settings: Settings, asked: bool | None) -> bool:
     """The pre-open limits load: with LH_PREOPEN_LIMITS_AT set, a quotes feed on and Tushare as the provider (the
-    demo market's limits are stored with it); under pytest only when a test asks (scheduler=True)."""
+    demo market's limits are stored with it); under pytest only when a test asks (preopen_limits=True)."""
     if not settings.preopen_limits_at or settings.quotes_feed_mode() == "off":
         return False
     if asked is not None:
@@ -177,9 +177,11 @@ def create_app(
     provider: MarketDataProvider | None = None,
     scheduler: bool | None = None,
     ingest_options: IngestOptions | None = None,
+    preopen_limits: bool | None = None,
 ) -> FastAPI:
     """`provider` overrides the configured one (tests); `scheduler` forces the daily update on or off (default: on
-    when LH_DATA_UPDATE_AT is set and the provider is Tushare, off under pytest)."""
+    when LH_DATA_UPDATE_AT is set and the provider is Tushare, off under pytest); `preopen_limits` the pre-open limits
+    job likewise (LH_PREOPEN_LIMITS_AT, and never with the quotes feed off)."""
     infra = infra or Infra.from_settings(settings, "data")
     db = Database(settings.database_url_for("data"), lock_wait_s=settings.db_lock_wait_s)
     read_cache = ReadCache(infra.cache, settings.bus_namespace)
@@ -194,7 +196,7 @@ def create_app(
         notify=relay.notify,
     )  # fmt: skip
     run_scheduler = _scheduler_wanted(settings, scheduler)
-    run_limits_job = _limits_job_wanted(settings, scheduler)
+    run_limits_job = _limits_job_wanted(settings, preopen_limits)
     limits_at = parse_run_time(settings.preopen_limits_at) if settings.preopen_limits_at else None
     trading_days = TradingDays(store)
 
@@ -210,7 +212,7 @@ def create_app(
         if result.status != SUCCEEDED:
             raise IngestError(f"daily update for {day} failed: {result.error}")
 
-    preopen_limits = preopen_limits_job(store, ingestor)
+    load_limits_of_day = preopen_limits_job(store, ingestor)
 
     def limits_gave_up(day: date, error: str) -> None:
         data_metrics.preopen_limits_failed.set(1)
@@ -253,7 +255,7 @@ def create_app(
             limits_task: asyncio.Task[None] | None = None
             if run_limits_job and limits_at is not None:
                 limits = DailyScheduler(
-                    preopen_limits, at=limits_at, is_trading_day=trading_days, run_log=LimitsRunLog(store),
+                    load_limits_of_day, at=limits_at, is_trading_day=trading_days, run_log=LimitsRunLog(store),
                     retry=LIMITS_RETRY, retry_until=SESSION_OPENS, on_give_up=limits_gave_up, name="pre-open limits",
                 )  # fmt: skip
                 app.state.limits_scheduler = limits
