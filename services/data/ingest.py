@@ -361,7 +361,7 @@ class Ingestor:
             frame = frame[keep].reset_index(drop=True) if not keep.all() else frame
             if frame.empty:
                 raise IngestError(f"stk_limit of {day} has no row of a stock the store holds (run a backfill first)")
-            units.stk_limit_columns(frame)  # converted (and so checked) before anything is written
+            # Converted (units.stk_limit_columns, so checked) as a whole before any row is written.
             progress.add("stk_limits", await self.store.upsert_stk_limits(frame))
             progress.steps_done, progress.current = 1, day.isoformat()
 
