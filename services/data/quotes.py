@@ -262,35 +262,48 @@ class SessionBand(NamedTuple):
 async def session_bands(
     store: DataStore, session: date, securities: Sequence[SecurityRecord] | None = None
 ) -> dict[str, SessionBand]:
-    """Every security's band of trading day `session` from the stored facts, by code: the reference price and the
-    limits `session_quote(session)` gives (the session bar's pre_close where it has one, the exchange's reference;
-    else the last close before it; none for a delisted security), by the same rules (`quote_of`), over the whole
-    market in a few set-based queries (`securities`: those already read, else read here). Read it inside
-    `store.snapshot()`. Never the feed's own pre_close."""
+    """Every security's band of trading day `session` from the stored facts, by code, over the whole market in a
+    few set-based queries (`securities`: those already read, else read here). Read it inside `store.snapshot()`.
+    Never the feed's own pre_close.
+
+    Where the day's stk_limit row is stored (the exchange's own limits, loaded before the open: exact on an ex-date,
+    for a new listing with limits, after an ST change), its limits and its pre_close are the band (a row stored
+    without pre_close takes the reference below). Else the limits `session_quote(session)` gives, by the same rules
+    (`quote_of`): around the session bar's pre_close where it has one, the exchange's reference; else the last close
+    before it. None for a delisted security, or one without a stored close nor a row."""
     if securities is None:
         securities = await store.list_securities()
     last = await store.last_bars(before=session)
     on_session = await store.session_pre_closes(session)
+    exchange_limits = await store.session_limits(session)
     open_days_of = await _listing_days_counter(store, securities, session)
     bands: dict[str, SessionBand] = {}
     for security in securities:
-        bar = last.get(security.ts_code)
+        code = security.ts_code
+        bar = last.get(code)
         delisted = security.delist_date is not None and security.delist_date <= session
+        row = exchange_limits.get(code)
+        if row is not None and not delisted:
+            pre_close, down, up = row
+            reference = pre_close if pre_close is not None else on_session.get(code, bar[1] if bar else None)
+            if reference is not None:
+                bands[code] = SessionBand(reference, down, up)
+                continue
         if bar is None or delisted:
-            bands[security.ts_code] = SessionBand(None, None, None)
+            bands[code] = SessionBand(None, None, None)
             continue
-        reference = on_session.get(security.ts_code, bar[1])
+        reference = on_session.get(code, bar[1])
         quote = quote_of(
             security,
             last_trade_date=bar[0],
             last_close_fen=bar[1],
             next_trade_date=session,
-            suspended=security.ts_code not in on_session,
+            suspended=code not in on_session,
             reference_fen=reference,
             limits_session=session,
             open_days_since_listing=open_days_of(security),
         )
-        bands[security.ts_code] = SessionBand(
+        bands[code] = SessionBand(
             reference,
             to_fen(quote.limit_down) if quote.limit_down is not None else None,
             to_fen(quote.limit_up) if quote.limit_up is not None else None,

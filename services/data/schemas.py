@@ -93,6 +93,12 @@ class RangeIn(RequestModel):
     end: TradeDate
 
 
+class LimitsIn(RequestModel):
+    """`POST /v1/ingest/limits`: the trading day whose exchange limits to load now."""
+
+    trade_date: TradeDate
+
+
 class RunStarted(BaseModel):
     run_id: str
     status: str = "running"

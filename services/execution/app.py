@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -24,6 +25,7 @@ from services.execution.conditional import watcher as conditional
 from services.execution.conditional.store import ConditionalStore
 from services.execution.corporate import DataServiceExDates
 from services.execution.desk import OrderDesk
+from services.execution.events import bridge_link_event
 from services.execution.live_quotes import QUOTES_CONSUMER, DataServiceQuotes, HeldQuotes
 from services.execution.metrics import ExecutionMetrics
 from services.execution.store import MIGRATIONS, ExecutionStore, outbox
@@ -221,8 +223,29 @@ def create_app(settings: Settings, infra: Infra | None = None, *, broker: Broker
                        interval_s=settings.qmt_reconcile_s)  # fmt: skip
     bridges.on_push = qmt.on_push
     bridges.on_hello = qmt_sync.wake
+    bridges.on_link = _link_publisher(infra, bridges.clock)
     app.state.qmt_sync = qmt_sync
     return app
+
+
+def _link_publisher(infra: Infra, clock: Callable[[], datetime]) -> Callable[[str, str, bool, str | None], None]:
+    """Publishes `broker.bridge.connected|disconnected` in the background: a bridge's link is never held up by the
+    bus, and a publish that fails is logged (Prometheus's bridge gauge still tells)."""
+    in_flight: set[asyncio.Task[None]] = set()
+
+    async def publish(bridge_id: str, account_id: str, connected: bool, why: str | None) -> None:
+        event = bridge_link_event(bridge_id, account_id, connected=connected, why=why, at=clock(), source=NAME)
+        try:
+            await infra.bus.publish(event)
+        except Exception:
+            log.exception("bridge link event not published", extra={"bridge_id": bridge_id, "type": event.type})
+
+    def on_link(bridge_id: str, account_id: str, connected: bool, why: str | None) -> None:
+        task = asyncio.create_task(publish(bridge_id, account_id, connected, why))
+        in_flight.add(task)
+        task.add_done_callback(in_flight.discard)
+
+    return on_link
 
 
 class _OrderStates:

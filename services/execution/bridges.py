@@ -171,6 +171,8 @@ class BridgeRegistry:
         self.links: dict[str, BridgeLink] = {}
         self.on_push: PushHandler | None = None
         self.on_hello: HelloHandler | None = None
+        # (bridge_id, account_id, connected, why): a link opened (why None) or closed; must not block or raise
+        self.on_link: Callable[[str, str, bool, str | None], None] | None = None
         self.last_seen: dict[str, datetime] = {}
         self.request_timeout_s = REQUEST_TIMEOUT_S
         for bridge_id in secrets:
@@ -246,6 +248,8 @@ class BridgeRegistry:
         self.metrics.connected.labels(bridge_id=bridge_id).set(1)
         self.last_seen[bridge_id] = link.connected_at
         log.info("bridge connected", extra={"bridge_id": bridge_id, "account_id": account_id})
+        if self.on_link is not None:
+            self.on_link(bridge_id, account_id, True, None)
         pushes: asyncio.Queue[tuple[str, dict[str, Any]] | None] = asyncio.Queue()
         worker = asyncio.create_task(self._pushes(link, pushes))
         if self.on_hello is not None:
@@ -260,6 +264,8 @@ class BridgeRegistry:
             if self.links.get(bridge_id) is link:
                 del self.links[bridge_id]
                 self.metrics.connected.labels(bridge_id=bridge_id).set(0)
+                if self.on_link is not None:
+                    self.on_link(bridge_id, link.account_id, False, "closed")
             self.last_seen[bridge_id] = self.clock()
             log.info("bridge disconnected", extra={"bridge_id": bridge_id})
 
@@ -322,6 +328,8 @@ class BridgeRegistry:
         self.metrics.connected.labels(bridge_id=bridge_id).set(0)
         self.last_seen[bridge_id] = self.clock()
         log.warning("bridge link closed", extra={"bridge_id": bridge_id, "account_id": link.account_id, "why": why})
+        if self.on_link is not None:
+            self.on_link(bridge_id, link.account_id, False, "rebound")
         with contextlib.suppress(Exception):
             await link.websocket.close(code=REBOUND_CLOSE_CODE)
         return True

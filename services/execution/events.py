@@ -1,6 +1,8 @@
 """What execution publishes (through its outbox): `order.<status>` for every status an order enters,
 `trade.executed` for every fill, `position.adjusted` for every corporate action applied to a holder's position
-(store/adjustments.py) and `cash.moved` for every deposit and withdrawal (store/accounts.py). It consumes nothing."""
+(store/adjustments.py) and `cash.moved` for every deposit and withdrawal (store/accounts.py); straight on the bus,
+`broker.bridge.connected` / `broker.bridge.disconnected` when a QMT bridge's link opens or closes. It consumes
+nothing."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from zoneinfo import ZoneInfo
 from services.execution.brokers.base import Fill
 from shared.core.domain import Order, from_fen
 from shared.core.market.rules import Fees
-from shared.platform.events import CashMoved, Envelope, OrderUpdated, TradeExecuted, make_event
+from shared.platform.events import BrokerBridgeLink, CashMoved, Envelope, OrderUpdated, TradeExecuted, make_event
 
 EXCHANGE_TZ = ZoneInfo("Asia/Shanghai")
 PUBLISHED = (
@@ -23,6 +25,8 @@ PUBLISHED = (
     "order.cancelled",
     "order.unknown",
     "broker.reconciliation.difference",
+    "broker.bridge.connected",
+    "broker.bridge.disconnected",
     "trade.executed",
     "position.adjusted",
     "cash.moved",
@@ -85,3 +89,10 @@ def cash_event(entry_id: int, account_id: str, kind: str, amount_fen: int, at: d
     payload = CashMoved(entry_id=str(entry_id), account_id=account_id, amount=from_fen(amount_fen), kind=kind,
                         moved_at=at)  # fmt: skip
     return make_event("cash.moved", payload, source=source)
+
+
+def bridge_link_event(bridge_id: str, account_id: str, *, connected: bool, why: str | None, at: datetime,
+                      source: str) -> Envelope:  # fmt: skip
+    payload = BrokerBridgeLink(bridge_id=bridge_id, account_id=account_id, why=why, at=at)
+    kind = "connected" if connected else "disconnected"
+    return make_event(f"broker.bridge.{kind}", payload, source=source)

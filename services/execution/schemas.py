@@ -13,6 +13,7 @@ from services.execution.tca import OrderTca
 from services.execution.valuation import PositionValue
 from shared.core.domain import InvalidTsCode, OrderSide, OrderStatus, OrderType, from_fen, parse_ts_code
 from shared.core.market import tca
+from shared.core.market.order_types import MarketType, TimeInForce, order_type_error
 from shared.core.market.orders import price_shape_error
 from shared.core.market.rules import on_tick
 from shared.platform.approval import OrderTerms, PaperFill
@@ -47,6 +48,10 @@ class OrderSubmission(RequestModel):
     strategy_instance_id: StrategyInstanceId | None = None
     # Only with strategy_instance_id (covered by the approval): the instance's own fill rules for the paper broker.
     paper_fill: PaperFill | None = None
+    # A market order's type (risk checked it against the exchange; covered by the approval); None: a limit order, or
+    # a market order placed as counterparty_best. Time in force: "day" only (order_types.time_in_force_error).
+    market_type: MarketType | None = None
+    time_in_force: TimeInForce = "day"
     approval: dict[str, Any] | None = None
 
     @field_validator("ts_code")
@@ -62,9 +67,12 @@ class OrderSubmission(RequestModel):
 
     @model_validator(mode="after")
     def _price_matches_type(self) -> OrderSubmission:
-        error = price_shape_error(self.order_type, self.price)
+        error = price_shape_error(self.order_type, self.price, self.ts_code)
         if error:
             raise ValueError(error)
+        typed = order_type_error(self.ts_code, self.order_type, self.price, self.market_type, self.time_in_force)
+        if typed is not None:
+            raise ValueError(typed.message)
         if self.price is not None and not on_tick(self.price):
             raise ValueError(f"price {self.price} is not on the 0.01 tick")
         return self
@@ -80,6 +88,8 @@ class OrderSubmission(RequestModel):
             price=self.price,
             strategy_instance_id=self.strategy_instance_id,
             paper_fill=self.paper_fill,
+            market_type=self.market_type,
+            time_in_force=self.time_in_force,
         )
 
 
@@ -91,7 +101,15 @@ class OrderOut(BaseModel):
     side: OrderSide
     order_type: OrderType
     qty: int
-    price: Decimal | None
+    price: Decimal | None = Field(
+        description="the limit price; on a STAR market order its protection price; null for other market orders"
+    )
+    market_type: str | None = Field(
+        default=None,
+        description="a market order's type (docs/order-path.md 'Market order types and time in force'); null: a "
+        "limit order",
+    )
+    time_in_force: str = Field(default="day", description="day: the only time in force the exchanges take")
     status: OrderStatus
     filled_qty: int
     avg_fill_price: Decimal | None

@@ -52,7 +52,10 @@ log = logging.getLogger(__name__)
         422: {
             "model": OrderRefused,
             "description": "order_rejected (or invalid_request for a malformed body; sleeve_required: an instance's "
-            "order without its sleeve; sleeve_mismatch: a sleeve of another instance or symbol)",
+            "order without its sleeve; sleeve_mismatch: a sleeve of another instance or symbol; market_type_invalid: "
+            "a market type the code's exchange does not take, or one on a limit order; protection_price_required: a "
+            "STAR market order without its protection price; time_in_force_unsupported: anything but day — these "
+            "three name the field in details.field, nothing recorded)",
         },
         502: {"model": OrderRefused, "description": "execution_refused: execution did not accept the approval"},
         503: {"model": OrderRefused, "description": "risk_unavailable or execution_unavailable (retry)"},

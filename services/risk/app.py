@@ -52,6 +52,7 @@ BOOK_CONSUMER = "risk-books"
 BOOK_EVENTS = ["order.*", "trade.executed", "position.adjusted", "cash.moved"]
 # Risk's books against execution's snapshots (docs/risk-rules.md "Hot state"): every this many seconds.
 RECONCILE_S = 30.0
+TRADING_STATES_GAUGE_S = 15.0  # how often lh_risk_trading_states is read from the table
 
 
 def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
@@ -119,9 +120,11 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
                 assert stop_loop is not None
                 stop_loop.start()
                 reconcile_loop.start()
+                states_loop.start()
                 try:
                     yield
                 finally:
+                    await states_loop.stop()
                     await reconcile_loop.stop()
                     await stop_loop.stop()
             finally:
@@ -155,6 +158,7 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
             make_event=trading_state_changed,
         )  # fmt: skip
 
+    risk_metrics = RiskMetrics(app.state.metrics_registry)
     app.state.desk = RiskDesk(
         approval_secret=settings.require_approval_secret(),  # refuses to start without a real one
         approval_ttl_s=settings.approval_ttl_s,
@@ -165,7 +169,7 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
         decisions=store,
         trading_states=store,
         preflight=store,
-        metrics=RiskMetrics(app.state.metrics_registry),
+        metrics=risk_metrics,
         clock=infra.clock.now,
         market_session=infra.clock.session,
         calendar=calendar,
@@ -178,6 +182,16 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
     # execution's events as the books' (a trade's T+1 session from the calendar the desk keeps)
     events = BookEvents(app.state.desk.sessions, infra.clock.session)
     reconcile_loop = PeriodicTask("risk-reconcile", RECONCILE_S, reconcile, run_at_start=False)
+
+    async def count_trading_states() -> None:
+        counts: dict[tuple[str, str], int] = {}
+        for scoped in await store.trading_states(visible_accounts=None):
+            counts[(scoped.scope, scoped.state)] = counts.get((scoped.scope, scoped.state), 0) + 1
+        risk_metrics.trading_states_are(counts)
+
+    # For Prometheus's LianghuaTradingHalted: what the table says, so every risk process reports the same.
+    states_loop = PeriodicTask("risk-trading-states", TRADING_STATES_GAUGE_S, count_trading_states)
+    app.state.states_loop = states_loop
     app.state.keeper = keeper
     app.state.hot_book = hot
     app.state.activity = activity

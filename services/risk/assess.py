@@ -80,16 +80,22 @@ def rule_order(
         at=at,
         session=session,
         reference=reference_of(quote),
-        protection_price=protection_price(board, side, order_type, quote),
+        protection_price=protection_price(board, side, order_type, quote, price),
     )
 
 
-def protection_price(board: Board, side: OrderSide, order_type: OrderType, quote: Quote | None) -> Decimal | None:
-    """A STAR market order's protection price (保护限价): an order request cannot name one yet (the order-management
-    issue adds it), so it is the session's price limit the order may not cross — the limit-up a buy's cash is
-    reserved at, the limit-down for a sell — which execution's adapters send with it. None: not a STAR market order,
-    or no limit known (then the exchange rule refuses it)."""
-    if board is not Board.STAR or order_type is not OrderType.MARKET or quote is None:
+def protection_price(
+    board: Board, side: OrderSide, order_type: OrderType, quote: Quote | None, price: Decimal | None = None
+) -> Decimal | None:
+    """A STAR market order's protection price (保护限价): the order's `price` (a STAR market order request must name
+    one: 422 protection_price_required before any check), else — an order built without a request — the session's
+    price limit the order may not cross (the limit-up for a buy, the limit-down for a sell). None: not a STAR market
+    order, or no price and no limit known (then the exchange rule refuses it)."""
+    if board is not Board.STAR or order_type is not OrderType.MARKET:
+        return None
+    if price is not None:
+        return price
+    if quote is None:
         return None
     return quote.limit_up if side is OrderSide.BUY else quote.limit_down
 

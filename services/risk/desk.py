@@ -55,6 +55,7 @@ from shared.core.domain import (
     parse_ts_code,
     to_fen,
 )
+from shared.core.market.order_types import DEFAULT_MARKET_TYPE, order_type_error
 from shared.core.market.orders import buy_reservation_fen
 from shared.core.market.rules import on_tick
 from shared.platform.approval import OrderTerms, sign_approval
@@ -328,6 +329,7 @@ class RiskDesk:
         amended order this one replaces (docs/order-path.md "Amending an order"); each recorded with the decision."""
         instance_id = request.strategy_instance_id
         sleeve = check_request(request, principal)
+        request = _typed(request)  # a market order naming no type: counterparty best
 
         # A retry after a lost answer: the order was approved (and may be filled) already. Checking it again could
         # answer "rejected" or "unavailable" for an order execution holds, e.g. a sell whose shares it sold. Only
@@ -475,6 +477,8 @@ class RiskDesk:
             strategy_instance_id=instance_id,
             paper_fill=request.paper_fill,
             rule_check=_record(judged, request.sleeve, parent_id, replaces_order_id),
+            market_type=request.market_type,
+            time_in_force=request.time_in_force,
         )
         alerts = [] if judged is None else judged.alerts(decision)
         try:
@@ -487,6 +491,7 @@ class RiskDesk:
             if decision.approved:
                 await self._release(account_id, request.client_order_id)
             raise
+        self.metrics.alerted(alerts)
 
         if unavailable and len(reasons) == 1:
             # Nothing else was wrong: the order might be fine, but risk cannot tell. Fail closed, retryable.
@@ -762,6 +767,7 @@ class RiskDesk:
             asked != (earlier.ts_code, earlier.side, earlier.order_type, earlier.qty)
             or request.price != earlier.price
             or request.paper_fill != earlier.paper_fill
+            or (request.market_type, request.time_in_force) != (earlier.market_type, earlier.time_in_force)
         ):
             return _refused(
                 409,
@@ -787,6 +793,8 @@ class RiskDesk:
             price=None if decision.price is None else decision.price.quantize(PRICE_TICK),  # exact: on the tick
             strategy_instance_id=decision.strategy_instance_id,
             paper_fill=decision.paper_fill,
+            market_type=decision.market_type,
+            time_in_force=decision.time_in_force,
         )
         approval = sign_approval(self.approval_secret, terms, decision.decision_id)
         body = {**terms.model_dump(mode="json"), "approval": approval.model_dump(mode="json")}
@@ -949,9 +957,10 @@ class _OrderBook:
 
 def check_request(request: OrderRequest, principal: Principal) -> Sleeve | None:
     """What is refused before anything is read or recorded: who may place it (403), paper_fill from anyone but the
-    strategy service for an instance (403), and an instance's sleeve (403 sleeve_not_allowed, 422 sleeve_required,
-    sleeve_mismatch). Returns the sleeve as the checks read it (None: a person's order). A batch runs it on every
-    item before placing any (services/risk/batches.py)."""
+    strategy service for an instance (403), an instance's sleeve (403 sleeve_not_allowed, 422 sleeve_required,
+    sleeve_mismatch), and the order types (422 market_type_invalid, protection_price_required,
+    time_in_force_unsupported). Returns the sleeve as the checks read it (None: a person's order). A batch runs it on
+    every item before placing any (services/risk/batches.py)."""
     instance_id = request.strategy_instance_id
     _check_placer(principal, instance_id)
     if request.paper_fill is not None and instance_id is None:
@@ -963,7 +972,11 @@ def check_request(request: OrderRequest, principal: Principal) -> Sleeve | None:
         )
     # An instance's sleeve comes with its order, from the strategy service (checked above to be the sender of
     # every order naming an instance): it is checked here, before anything is read or recorded.
-    return _carried_sleeve(request, principal)
+    sleeve = _carried_sleeve(request, principal)
+    # The market type on the code's exchange, a STAR market order's protection price, the time in force: a request
+    # the exchange could not take is refused here (422 naming the field), nothing recorded or sent.
+    _typed(request)
+    return sleeve
 
 
 def _check_placer(principal: Principal, instance_id: str | None) -> None:
@@ -985,6 +998,21 @@ def _check_placer(principal: Principal, instance_id: str | None) -> None:
         )
     if not principal.at_least(Role.TRADER):
         raise Forbidden("forbidden", f"role {principal.role} may not place orders")
+
+
+def _typed(request: OrderRequest) -> OrderRequest:
+    """The request with its market type named (a market order without one: counterparty_best, what market orders
+    were placed as before types existed), or 422 with the code and the field of the first thing the exchange would
+    not take (`shared.core.market.order_types.order_type_error`: market_type_invalid, protection_price_required,
+    time_in_force_unsupported)."""
+    error = order_type_error(
+        request.ts_code, request.order_type, request.price, request.market_type, request.time_in_force
+    )
+    if error is not None:
+        raise ServiceError(error.code, error.message, status_code=422, field=error.field)
+    if request.order_type is OrderType.MARKET and request.market_type is None:
+        return request.model_copy(update={"market_type": DEFAULT_MARKET_TYPE})
+    return request
 
 
 def _carried_sleeve(request: OrderRequest, principal: Principal) -> Sleeve | None:

@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_va
 
 from services.risk.rules import RuleSet
 from shared.core.domain import OrderSide, OrderType
+from shared.core.market.order_types import MarketType, TimeInForce
 from shared.core.market.orders import price_shape_error
 from shared.platform.approval import PaperFill
 from shared.platform.request_model import (
@@ -79,7 +80,23 @@ class OrderRequest(RequestModel):
     order_type: OrderType
     qty: StrictInt = Field(gt=0, le=10**12)
     # Up to 8 decimals so that an off-tick price gets the `price_tick` reason rather than a shape error.
-    price: JsonDecimal | None = Field(default=None, gt=0, max_digits=20, decimal_places=8, allow_inf_nan=False)
+    price: JsonDecimal | None = Field(
+        default=None, gt=0, max_digits=20, decimal_places=8, allow_inf_nan=False,
+        description="a limit order's price; a STAR market order's protection price (required there: 422 "
+        "protection_price_required); no other market order takes one",
+    )  # fmt: skip
+    market_type: MarketType | None = Field(
+        default=None,
+        description="a market order's type on its exchange (default counterparty_best): SH best5_cancel, "
+        "best5_limit, counterparty_best, own_best; SZ counterparty_best, own_best, ioc, best5_cancel, fok; BJ "
+        "best5_cancel, best5_limit, counterparty_best, own_best. Another, or any on a limit order: 422 "
+        "market_type_invalid (docs/order-path.md 'Market order types and time in force')",
+    )
+    time_in_force: TimeInForce = Field(
+        default="day",
+        description='"day", the only time in force A-share orders have; "ioc" / "fok": 422 '
+        "time_in_force_unsupported (on SZ they are market types)",
+    )
     strategy_instance_id: StrategyInstanceId | None = Field(
         default=None,
         description="the strategy instance the order is for: only the strategy service names one (a person's order "
@@ -100,7 +117,7 @@ class OrderRequest(RequestModel):
 
     @model_validator(mode="after")
     def _price_matches_type(self) -> OrderRequest:
-        error = price_shape_error(self.order_type, self.price)
+        error = price_shape_error(self.order_type, self.price, self.ts_code)
         if error:
             raise ValueError(error)
         return self
@@ -220,7 +237,11 @@ class DecisionOut(BaseModel):
     side: str
     order_type: str
     qty: int
-    price: str | None = Field(description="a decimal string; null for a market order")
+    price: str | None = Field(
+        description="a decimal string; a STAR market order's protection price; null for other market orders"
+    )
+    market_type: str | None = Field(default=None, description="a market order's type; null: a limit order")
+    time_in_force: str = Field(default="day", description="day")
     approved: bool
     reasons: list[ReasonOut]
     created_at: str = Field(description="ISO 8601 with its UTC offset")

@@ -42,6 +42,7 @@ from services.risk.schemas import OrderRequest
 from services.risk.state.ports import BookUnavailable
 from services.risk.store import outbox, stop_triggers, stops
 from shared.core.domain import OrderSide, OrderType
+from shared.core.market.order_types import needs_protection
 from shared.core.market.orders import Holding
 from shared.platform.calendar import CalendarUnavailable
 from shared.platform.clock import utcnow
@@ -488,6 +489,12 @@ class StopWatcher:
             return None
         return quote.last_close
 
+    async def _limit_down(self, ts_code: str) -> Decimal | None:
+        """The limit-down of the market clock's session for `ts_code` (None: unknown, or no limit that day)."""
+        session = self.market_session()
+        quote = await (self.quotes.quote(ts_code) if session is None else self.quotes.quote(ts_code, session))
+        return None if quote is None else quote.limit_down
+
     async def run_pass(self) -> int:
         """One pass: resume the stalled exits, then evaluate every armed stop. How many exits it attempted."""
         self.passes += 1
@@ -570,12 +577,22 @@ class StopWatcher:
             await self.store.finish(done, StopStatus.FAILED, done.message, stop_triggered(stop, done,
                                     StopStatus.FAILED))  # fmt: skip
             return
+        protection: Decimal | None = None
+        if needs_protection(stop.ts_code, OrderType.MARKET):
+            # a STAR market sell carries a protection price: the session's limit-down, the least the exit accepts
+            # (what the exit was bounded by before requests named one)
+            try:
+                protection = await self._limit_down(stop.ts_code)
+            except QuoteUnavailable as exc:
+                await self._record_retry(attempt("retry", f"no protection price for the STAR exit: {exc}"))
+                return
         request = OrderRequest(
             client_order_id=client_order_id,
             ts_code=stop.ts_code,
             side=OrderSide.SELL,
             order_type=OrderType.MARKET,
             qty=stop.exit_qty,
+            price=protection,
         )
         principal = Principal(stop.owner, stop.owner_role, stop.account_id)
         try:

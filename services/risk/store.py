@@ -85,6 +85,10 @@ risk_decisions = Table(
     # What the rules read: {"rule_versions": {...}, "findings": [...]} (JSON), and an instance's order's carried
     # {"sleeve": {...}}; NULL: the rules did not run on a person's order.
     Column("rule_check", Text, nullable=True),
+    # The order's market type (shared.core.market.order_types; NULL: a limit order, or a market order decided before
+    # revision 0010, placed as counterparty_best) and time in force, signed into the approval with the rest.
+    Column("market_type", String(24), nullable=True),
+    Column("time_in_force", String(8), nullable=False, server_default="day"),
     Index("ix_risk_decisions_created", "created_at"),
     Index("ix_risk_decisions_account_created", "account_id", "created_at"),
     Index("ix_risk_decisions_client_order", "account_id", "client_order_id"),
@@ -284,6 +288,8 @@ class Decision:
     paper_fill: PaperFill | None = None
     # The rule-set versions that decided it and every finding with the values it read (None: the rules did not run)
     rule_check: dict[str, Any] | None = None
+    market_type: str | None = None  # a market order's type; None: a limit order
+    time_in_force: str = "day"
 
     def summary(self) -> dict[str, Any]:
         """The decision as the order endpoint returns it."""
@@ -306,6 +312,8 @@ class Decision:
             "strategy_instance_id": self.strategy_instance_id,
             "paper_fill": None if self.paper_fill is None else self.paper_fill.model_dump(mode="json"),
             "rule_check": self.rule_check,
+            "market_type": self.market_type,
+            "time_in_force": self.time_in_force,
         }
 
 
@@ -326,6 +334,8 @@ def _decision(row: Row[Any]) -> Decision:
         strategy_instance_id=row.strategy_instance_id,
         paper_fill=None if row.paper_fill is None else PaperFill.model_validate_json(row.paper_fill),
         rule_check=None if row.rule_check is None else json.loads(row.rule_check),
+        market_type=row.market_type,
+        time_in_force=row.time_in_force,
     )
 
 
@@ -368,6 +378,8 @@ class RiskStore:
                         rule_check=None
                         if decision.rule_check is None
                         else json.dumps(decision.rule_check, ensure_ascii=False),
+                        market_type=decision.market_type,
+                        time_in_force=decision.time_in_force,
                     ),
                 )
         if events and self.on_event is not None:

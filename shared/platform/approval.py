@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, model_validator
 
 from shared.core.market.matching import FillRules
+from shared.core.market.order_types import DEFAULT_MARKET_TYPE
 from shared.platform.request_model import JsonDecimal, RequestModel
 
 
@@ -87,6 +88,18 @@ class OrderTerms(BaseModel):
     # The instance's own fill rules for the paper broker (None: the platform's). Covered too: an approval cannot be
     # replayed with other fill rules.
     paper_fill: PaperFill | None = None
+    # A market order's type (shared.core.market.order_types; None: a limit order) and the time in force: covered,
+    # so an approval of a best-five-then-cancel order cannot place one that rests, nor the reverse.
+    market_type: str | None = None
+    time_in_force: str = "day"
+
+    @model_validator(mode="after")
+    def _market_type_named(self) -> OrderTerms:
+        # A market order naming no type is counterparty best (what market orders were placed as before types): the
+        # same terms, signed and compared alike, whether the type is named or not.
+        if self.order_type == "market" and self.market_type is None:
+            self.market_type = DEFAULT_MARKET_TYPE
+        return self
 
 
 class Approval(BaseModel):
@@ -97,10 +110,10 @@ class Approval(BaseModel):
 
 def _message(terms: OrderTerms, decision_id: str, issued_at: datetime) -> bytes:
     price = "" if terms.price is None else format(terms.price.normalize(), "f")
-    # v2 added strategy_instance_id, v3 paper_fill (approvals signed by an earlier version no longer verify: they
-    # live seconds).
+    # v2 added strategy_instance_id, v3 paper_fill, v4 market_type and time_in_force (approvals signed by an earlier
+    # version no longer verify: they live seconds).
     parts = [
-        "v3",
+        "v4",
         decision_id,
         issued_at.astimezone(UTC).isoformat(timespec="microseconds"),
         terms.client_order_id,
@@ -112,6 +125,8 @@ def _message(terms: OrderTerms, decision_id: str, issued_at: datetime) -> bytes:
         price,
         terms.strategy_instance_id or "",
         "" if terms.paper_fill is None else terms.paper_fill.signed_text(),
+        terms.market_type or "",
+        terms.time_in_force,
     ]
     if any("\x1f" in part for part in parts):
         # The request models' patterns keep control characters out of every field; this is the last word.

@@ -68,10 +68,13 @@ from shared.core.market.matching import (
     REASONS,
     BookFill,
     FillRules,
+    MarketMatch,
     SessionBar,
+    match_market_on_book,
     match_on_book,
     match_order,
 )
+from shared.core.market.order_types import DEFAULT_MARKET_TYPE, REST_AS_LIMIT
 from shared.core.market.rules import board_lots, lot_sizes
 from shared.platform.approval import PaperFill
 from shared.platform.calendar import BarsCalendar, CalendarUnavailable, OrderSessions
@@ -332,14 +335,26 @@ class PaperQuotes:
 def paper_fill_price(
     order_type: OrderType, side: OrderSide, limit_price: Decimal | None, last_close: Decimal
 ) -> Decimal | None:
-    """The price a paper order fills at now, or None when it rests."""
+    """The price a paper order fills at now, or None when it does not (a limit order rests). A market order fills
+    at the last close, unless a STAR market order's protection price (`limit_price`) is below it (a buy; above: a
+    sell)."""
     if order_type is OrderType.MARKET:
+        if limit_price is not None and (
+            last_close > limit_price if side is OrderSide.BUY else last_close < limit_price
+        ):
+            return None
         return last_close
     if limit_price is None:
         raise ValueError("a limit order needs a limit price")
     if side is OrderSide.BUY:
         return last_close if limit_price >= last_close else None
     return last_close if limit_price <= last_close else None
+
+
+def _cancels_rest(order: Order) -> bool:
+    """A market order whose type cancels what it cannot fill at once (best5_cancel, ioc, fok); the others
+    (best5_limit, counterparty_best, own_best) rest it as a limit order (`order_types.REST_AS_LIMIT`)."""
+    return order.order_type is OrderType.MARKET and (order.market_type or DEFAULT_MARKET_TYPE) not in REST_AS_LIMIT
 
 
 def cap_refusal(order: Order, fill_price: Decimal | None, price_cap: Decimal | None) -> str | None:
@@ -529,6 +544,11 @@ class PaperBroker:
         if over_cap is not None:
             return Outcome(OrderStatus.REJECTED, reason=over_cap)
         if fill_price is None:
+            if _cancels_rest(order):
+                return Outcome(OrderStatus.CANCELLED, reason=(
+                    f"limit_not_reached: the latest close {quote.last_close} is beyond the protection price "
+                    f"{order.price} of a {order.market_type} market order; cancelled"
+                ))  # fmt: skip
             return Outcome(OrderStatus.SUBMITTED)  # rests
         return Outcome(OrderStatus.FILLED, (Fill(f"paper-{order.order_id}-1", order.qty, fill_price, now),))
 
@@ -609,23 +629,31 @@ class PaperBroker:
                         if refusal is not None:
                             continue
                         fills: tuple[Fill, ...] = ()
+                        market: MarketMatch | None = None
                         if quote is not None:
                             consumed = await _consumed(s, order.ts_code, order.side, quote)
-                            book = self._book_fills(order.side, order.qty, order.price, quote, consumed, price_cap)
+                            if order.order_type is OrderType.MARKET:
+                                market = self._market_fills(order, quote, consumed, price_cap)
+                                book = market.fills
+                            else:
+                                book = self._book_fills(order.side, order.qty, order.price, quote, consumed, price_cap)
                             fills = tuple(
                                 Fill(quote_fill_id(order.order_id, quote, f.level), f.qty, from_fen(f.price_fen), now)
                                 for f in book
                             )
-                        outcome = _quotes_outcome(order, fills, quote, trading=trading, day=day)
+                        outcome = _quotes_outcome(order, fills, quote, trading=trading, day=day, market=market)
                         await _insert_fills(s, order.order_id, fills)
-                        if outcome.status is not OrderStatus.SUBMITTED:
+                        resting_at = None if market is None else market.rest_price_fen
+                        if outcome.status is not OrderStatus.SUBMITTED or resting_at is not None:
+                            values: dict[str, Any] = {
+                                "status": outcome.status.value,
+                                "reason": None if outcome.reason is None else outcome.reason[:255],
+                            }
+                            if resting_at is not None and not outcome.status.is_final:
+                                # a market order whose rest became a limit order: later rounds match it at that price
+                                values["price"] = from_fen(resting_at)
                             await s.execute(
-                                update(paper_orders)
-                                .where(paper_orders.c.order_id == order.order_id)
-                                .values(
-                                    status=outcome.status.value,
-                                    reason=None if outcome.reason is None else outcome.reason[:255],
-                                )
+                                update(paper_orders).where(paper_orders.c.order_id == order.order_id).values(**values)
                             )
         except IntegrityError:
             known_report = await self.report(order.order_id)
@@ -657,6 +685,29 @@ class PaperBroker:
             lot_step=lot_step,
             rules=self.rules,
             most=most,
+        )
+
+    def _market_fills(
+        self, order: Order, quote: LiveQuote, consumed: dict[int, int], price_cap: Decimal | None
+    ) -> MarketMatch:
+        """A market order arriving on `quote`, by its market type (`match_market_on_book`): its fills and whether
+        its rest is cancelled or rests as a limit order (and at what price). A STAR market order's `price` is its
+        protection price."""
+        _, lot_step = lot_sizes(quote.ts_code)
+        own = OrderSide.SELL if order.side is OrderSide.BUY else OrderSide.BUY
+        return match_market_on_book(
+            order.market_type or DEFAULT_MARKET_TYPE,
+            side=order.side.value,
+            qty=order.qty,
+            levels=book_of(quote, order.side),
+            own_levels=book_of(quote, own),
+            protection_fen=None if order.price is None else to_fen(order.price),
+            consumed=consumed,
+            price_cap_fen=None if price_cap is None else to_fen(price_cap),
+            up_limit=None if quote.limit_up is None else to_fen(quote.limit_up),
+            down_limit=None if quote.limit_down is None else to_fen(quote.limit_down),
+            lot_step=lot_step,
+            rules=self.rules,
         )
 
     async def match_snapshot(self, snapshot: QuotesSnapshot) -> list[str]:
@@ -866,11 +917,14 @@ class PaperBroker:
             lot_min=lot_min,
             lot_step=lot_step,
         )
+        cancels_rest = _cancels_rest(order)
         if match.qty == 0:
             if match.reason == "suspended" and rules.suspended_orders == "wait":
                 return Outcome(OrderStatus.SUBMITTED, reason=waiting_reason(order.ts_code, day))
-            if match.reason == "limit_not_reached":
-                return Outcome(OrderStatus.SUBMITTED)  # rests: a day order, expired at the session's close
+            if match.reason == "limit_not_reached" and not cancels_rest:
+                # rests: a day order (a limit order; a STAR market order of a type whose rest becomes a limit order,
+                # at its protection price), expired at the session's close
+                return Outcome(OrderStatus.SUBMITTED)
             return Outcome(OrderStatus.CANCELLED, reason=match_reason(match.reason, day))
         fill_price = from_fen(match.price_fen)
         over_cap = cap_refusal(order, fill_price, price_cap)
@@ -879,6 +933,12 @@ class PaperBroker:
         fills = (Fill(f"paper-{order.order_id}-1", match.qty, fill_price, fill_time(day, rules.fill_price)),)
         if match.qty == order.qty:
             return Outcome(OrderStatus.FILLED, fills)
+        if order.order_type is OrderType.MARKET and order.market_type == "fok":
+            reason = (
+                f"fok_not_filled: {match.qty} of {order.qty} shares could trade on the bar (session "
+                f"{day.isoformat()}); a fill-or-kill order fills in full or not at all: cancelled, nothing filled"
+            )
+            return Outcome(OrderStatus.CANCELLED, reason=reason)
         # Part of it traded (the volume cap): the rest is cancelled at once, as the engine does.
         return Outcome(OrderStatus.CANCELLED, fills, match_reason(match.reason or "volume_cap", day))
 
@@ -1112,17 +1172,25 @@ async def _taken_resting(s: DbSession, ts_code: str, side: OrderSide, quote: Liv
 
 
 def _quotes_outcome(
-    order: Order, fills: tuple[Fill, ...], quote: LiveQuote | None, *, trading: bool = True, day: date | None = None
+    order: Order,
+    fills: tuple[Fill, ...],
+    quote: LiveQuote | None,
+    *,
+    trading: bool = True,
+    day: date | None = None,
+    market: MarketMatch | None = None,
 ) -> Outcome:
-    """What an order arriving on quotes is after its fills on arrival: filled, or (a limit order) resting with or
-    without a part filled, or (a market order) its rest cancelled. `trading`: it arrived in continuous trading of
-    its session `day` (else a market order is cancelled unmatched)."""
+    """What an order arriving on quotes is after its fills on arrival: filled, or (a limit order, or a market order
+    whose type rests its rest as a limit: `market.rest_price_fen`) resting with or without a part filled, or (a
+    market order) its rest cancelled. `trading`: it arrived in continuous trading of its session `day` (else a
+    market order is cancelled unmatched)."""
     filled = sum(f.qty for f in fills)
     if filled == order.qty:
         return Outcome(OrderStatus.FILLED, fills)
-    if order.order_type is OrderType.LIMIT:
+    if order.order_type is OrderType.LIMIT or (market is not None and market.rest_price_fen is not None):
         status = OrderStatus.PARTIALLY_FILLED if fills else OrderStatus.SUBMITTED
         return Outcome(status, fills, RESTING_ON_QUOTES)
+    market_type = order.market_type or DEFAULT_MARKET_TYPE
     if not trading:
         session = "" if day is None else f" of session {day.isoformat()}"
         reason = (
@@ -1132,11 +1200,26 @@ def _quotes_outcome(
     elif quote is None:
         reason = f"no_quote: no live quote of {order.ts_code} today for a market order to fill against; cancelled"
     else:
-        reason = (
-            f"no_liquidity: the quote of {quote.time.astimezone(EXCHANGE_TZ).strftime('%H:%M:%S')} offered "
-            f"{filled} of {order.qty} shares within the order's bounds (its five levels, the price limits, the "
-            "price cap); the rest of a market order is cancelled"
-        )
+        at = quote.time.astimezone(EXCHANGE_TZ).strftime("%H:%M:%S")
+        why = "no_liquidity" if market is None else market.why
+        if why == "fok_not_filled":
+            reason = (
+                f"fok_not_filled: the quote of {at} could not fill all {order.qty} shares at once within the order's "
+                "bounds (the levels shown, the price limits, the price cap); a fill-or-kill order fills in full or "
+                "not at all: cancelled, nothing filled"
+            )
+        elif why in ("no_counterparty", "no_own_side"):
+            book = "other" if why == "no_counterparty" else "its own"
+            reason = (
+                f"{why}: the quote of {at} shows no price on {book} side for a {market_type} market order to take "
+                "as its price; cancelled"
+            )
+        else:
+            reason = (
+                f"no_liquidity: the quote of {at} offered {filled} of {order.qty} shares within the order's bounds "
+                f"(a {market_type} market order's levels, the price limits, the price cap, a protection price); the "
+                "rest is cancelled"
+            )
     return Outcome(OrderStatus.CANCELLED, fills, reason)
 
 

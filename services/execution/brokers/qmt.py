@@ -32,6 +32,7 @@ from services.execution.events import exchange_date
 from services.execution.store import ExecutionStore
 from services.execution.store.brokers import WITHDRAWN, BrokerOrder
 from shared.core.domain import Order, OrderSide, OrderStatus, OrderType
+from shared.core.market.order_types import DEFAULT_MARKET_TYPE, qmt_price_type
 from shared.platform.approval import PaperFill
 from shared.platform.clock import utcnow
 from shared.platform.events import BrokerReconciliationDifference, Envelope, make_event
@@ -119,13 +120,19 @@ def unconfirmed(broker_order: dict[str, Any]) -> bool:
 
 
 def place_body(order: Order, remark: str, price_cap: Decimal | None) -> dict[str, Any]:
-    """The `place` request of an order. A limit order at its price; a market order as MiniQMT's counterparty-best
-    type (44, valid on SH, SZ and BJ) with the buy's cap as its protection price (a sell's: none, "0")."""
+    """The `place` request of an order. A limit order at its price (FIX_PRICE 11); a market order as MiniQMT's price
+    type for its market type on the code's exchange (`order_types.QMT_PRICE_TYPES`: SH/BJ 42-45, SZ 44-48), with its
+    protection price: a STAR market order's own (`price`), else a buy's cap (the limit-up its cash was reserved
+    at), a sell's none ("0")."""
     if order.order_type is OrderType.LIMIT:
         assert order.price is not None
         price_type, price = protocol.FIX_PRICE, order.price
     else:
-        price_type, price = 44, price_cap if price_cap is not None else Decimal(0)
+        price_type = qmt_price_type(order.ts_code, order.market_type or DEFAULT_MARKET_TYPE)
+        if order.price is not None:
+            price = order.price
+        else:
+            price = price_cap if price_cap is not None and order.side is OrderSide.BUY else Decimal(0)
     return {
         "order_id": order.order_id,
         "remark": remark,

@@ -13,7 +13,6 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from services.execution.admission import principal_account
 from services.execution.conditional.rules import (
-    DEFAULT_MARKET_TYPE,
     ConditionType,
     Kind,
     OnMissed,
@@ -28,6 +27,7 @@ from services.execution.conditional.watcher import ConditionalWatcher, DataLiveP
 from services.execution.deps import CurrentPrincipal
 from services.execution.store import ExecutionStore
 from shared.core.domain import InvalidTsCode, OrderSide, OrderType, parse_ts_code
+from shared.core.market.order_types import DEFAULT_MARKET_TYPE, needs_protection
 from shared.platform.errors import Conflict, Forbidden, NotFound, ServiceError, Unavailable
 from shared.platform.internal_auth import Principal
 from shared.platform.observability import new_id
@@ -70,14 +70,17 @@ class ConditionalOrderIn(RequestModel):
     kind: Kind
     stop_price: Annotated[JsonDecimal, Field(gt=0, max_digits=12, decimal_places=2, allow_inf_nan=False)] | None = None
     price: Annotated[JsonDecimal, Field(gt=0, max_digits=12, decimal_places=2, allow_inf_nan=False)] | None = Field(
-        default=None, description="the child's limit price (stop_limit, limit)"
+        default=None,
+        description="the child's limit price (stop_limit, limit); a STAR market child's protection price (stop, "
+        "market: required there, 422 protection_price_required)",
     )
     condition: ConditionIn | None = None
     market_type: str | None = Field(
         default=None,
         max_length=24,
-        description="a market child's exchange type (stop, market): default counterparty_best, the one the order path "
-        "places; a type the exchange does not have is 422 market_type_invalid",
+        description="a market child's exchange type (stop, market; default counterparty_best): SH best5_cancel, "
+        "best5_limit, counterparty_best, own_best; SZ counterparty_best, own_best, ioc, best5_cancel, fok; BJ as SH. "
+        "A type the exchange does not have is 422 market_type_invalid",
     )
     on_missed: OnMissed = Field(
         default=OnMissed.FIRE,
@@ -105,8 +108,11 @@ class ConditionalOrderIn(RequestModel):
         limit = child_type(self.kind) is OrderType.LIMIT
         if limit and self.price is None:
             raise ValueError(f"a {self.kind.value} order needs price (its child's limit)")
-        if not limit and self.price is not None:
-            raise ValueError(f"a {self.kind.value} order's child is a market order: it takes no price")
+        if not limit and self.price is not None and not needs_protection(self.ts_code, OrderType.MARKET):
+            raise ValueError(
+                f"a {self.kind.value} order's child is a market order: it takes no price (only on STAR, its "
+                "protection price)"
+            )
         if limit and self.market_type is not None:
             raise ValueError(f"a {self.kind.value} order's child is a limit order: it takes no market_type")
         return self
@@ -222,6 +228,13 @@ async def _checked(
         error = market_type_error(code.exchange.value, body.market_type or DEFAULT_MARKET_TYPE)
         if error is not None:
             raise _unprocessable(error[0], error[1], f"{field_prefix}market_type")
+        if body.price is None and needs_protection(body.ts_code, OrderType.MARKET):
+            raise _unprocessable(
+                "protection_price_required",
+                f"a STAR market child ({body.ts_code}) needs a protection price (price): the most a buy pays, the "
+                "least a sell takes",
+                f"{field_prefix}price",
+            )
     trigger = trigger_of(
         body.kind, body.side, body.stop_price, None if body.condition is None else body.condition.type,
         None if body.condition is None else body.condition.price, None if body.condition is None else body.condition.at,
@@ -295,7 +308,8 @@ ANSWERS: dict[int | str, dict[str, Any]] = {
     422: {
         "description": "`invalid_request` (the field named), `unknown_security`, `no_price`, `invalid_stop_price` / "
         "`invalid_trigger_price` (the trigger on the wrong side of the last price), `invalid_trigger_time` (not in "
-        "the future), `market_type_invalid` (not a type of that exchange), `market_type_unsupported`"
+        "the future), `market_type_invalid` (not a type of that exchange), "
+        "`protection_price_required` (a STAR market child without `price`)"
     },
     503: {"description": "`market_data_unavailable`: the last price cannot be read"},
 }

@@ -22,6 +22,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 from shared.core.domain import OrderSide, OrderType
+from shared.core.market.order_types import MARKET_TYPES
 from shared.core.market.rules import lot_sizes
 
 
@@ -69,20 +70,8 @@ def may_move(from_status: Status, to_status: Status) -> bool:
     return to_status in MOVES.get(from_status, frozenset())
 
 
-# The exchanges' market order types (市价申报类型). SSE: best five then cancel, best five then limit, counterparty
-# best, own best; SZSE: counterparty best, own best, immediate-or-cancel, best five then cancel, fill-or-kill
-# (issue 15 section 1).
-MARKET_TYPES: dict[str, frozenset[str]] = {
-    "SH": frozenset({"best5_cancel", "best5_limit", "counterparty_best", "own_best"}),
-    "SZ": frozenset({"counterparty_best", "own_best", "ioc", "best5_cancel", "fok"}),
-    # BSE: the counterparty best the adapters place (the other BSE types are not offered).
-    "BJ": frozenset({"counterparty_best"}),
-}
-ALL_MARKET_TYPES = frozenset().union(*MARKET_TYPES.values())
-# What the order path places a market order as today (execution's adapters: counterparty best, which both exchanges
-# take). The other types are valid on their exchange but cannot be carried to the broker yet.
-PLACEABLE_MARKET_TYPES = frozenset({"counterparty_best"})
-DEFAULT_MARKET_TYPE = "counterparty_best"
+# The exchanges' market order types (市价申报类型) are the order path's (shared.core.market.order_types): every type
+# valid on the child's exchange is placeable (issue 15 section 1).
 
 
 def child_client_order_id(conditional_id: str) -> str:
@@ -152,18 +141,13 @@ def wrong_side(trigger: Trigger, last: Decimal) -> str | None:
 
 
 def market_type_error(exchange: str, market_type: str) -> tuple[str, str] | None:
-    """(code, message) when `market_type` is not valid on `exchange`, or cannot be placed yet; None: fine."""
+    """(code, message) when `market_type` is not valid on `exchange`; None: fine (every valid type is placed)."""
     valid = MARKET_TYPES.get(exchange, frozenset())
     if market_type not in valid:
         return (
             "market_type_invalid",
             f"{market_type} is not a market order type of the {exchange} exchange "
             f"(it takes: {', '.join(sorted(valid))})",
-        )
-    if market_type not in PLACEABLE_MARKET_TYPES:
-        return (
-            "market_type_unsupported",
-            f"{market_type} is valid on {exchange} but the order path places market orders as counterparty_best only",
         )
     return None
 

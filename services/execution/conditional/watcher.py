@@ -90,7 +90,9 @@ class RiskService:
             "qty": c.qty,
         }
         if c.price is not None:
-            order["price"] = format(c.price, "f")
+            order["price"] = format(c.price, "f")  # a limit child's price; a STAR market child's protection price
+        if c.market_type is not None:
+            order["market_type"] = c.market_type
         body = {
             "conditional_order_id": c.conditional_id,
             "account_id": c.account_id,

@@ -68,6 +68,11 @@ orders = Table(
     Column("arrival_price_fen", CnyFen, key="arrival_price", nullable=True),
     Column("arrival_source", String(16), nullable=True),
     Column("arrival_at", UtcDateTime, nullable=True),
+    # A market order's type (shared.core.market.order_types; risk checked it against the exchange and signed it into
+    # the approval); NULL: a limit order. Market orders from before revision 0011 were placed as counterparty_best,
+    # which 0011 writes into them. Time in force: "day", the only one the exchanges take.
+    Column("market_type", String(24), nullable=True),
+    Column("time_in_force", String(8), nullable=False, server_default="day"),
     UniqueConstraint("account_id", "client_order_id", name="uq_orders_account_client_order"),
     UniqueConstraint("decision_id", name="uq_orders_decision_id"),
     Index("ix_orders_status_updated", "status", "updated_at"),
@@ -116,6 +121,8 @@ class StoredOrder:
             price=o.price,
             strategy_instance_id=o.strategy_instance_id,
             paper_fill=self.paper_fill,
+            market_type=o.market_type,
+            time_in_force=o.time_in_force,
         )
 
 
@@ -140,6 +147,8 @@ def stored_order(row: Row[Any]) -> StoredOrder:
         avg_fill_price=average_price(filled_amount, row.filled_qty),
         reason=row.reason,
         strategy_instance_id=row.strategy_instance_id,
+        market_type=row.market_type,
+        time_in_force=row.time_in_force,
         created_at=row.created_at,
         updated_at=row.updated_at,
     )

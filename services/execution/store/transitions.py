@@ -33,6 +33,7 @@ from services.execution.store.trades import ValuationReads, trades
 from services.execution.tca import Arrival
 from shared.core.domain import Order, OrderSide, OrderStatus, OrderType, from_fen, to_fen
 from shared.core.domain.money import FEN
+from shared.core.market.order_types import DEFAULT_MARKET_TYPE
 from shared.core.market.orders import fill_cash_fen
 from shared.core.market.rules import Fees, trade_fees
 from shared.platform.approval import OrderTerms
@@ -93,6 +94,11 @@ class OrderTransitions(OrderReads, ValuationReads, AccountStore):
             price=terms.price,
             status=OrderStatus.ACCEPTED,
             strategy_instance_id=terms.strategy_instance_id,
+            # a market order signed without one (risk names it for every market order) is counterparty best
+            market_type=(terms.market_type or DEFAULT_MARKET_TYPE)
+            if terms.order_type == OrderType.MARKET.value
+            else None,
+            time_in_force=terms.time_in_force,
             created_at=now,
             updated_at=now,
         )
@@ -153,6 +159,8 @@ class OrderTransitions(OrderReads, ValuationReads, AccountStore):
                                 arrival_price=None if arrival is None else arrival.price,
                                 arrival_source=None if arrival is None else arrival.source,
                                 arrival_at=None if arrival is None else arrival.at,
+                                market_type=order.market_type,
+                                time_in_force=order.time_in_force,
                             ),
                         )
                         await self._transition(s, order.order_id, None, OrderStatus.ACCEPTED, None, now)

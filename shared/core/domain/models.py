@@ -75,7 +75,11 @@ class Order(BaseModel):
     side: OrderSide
     order_type: OrderType
     qty: int = Field(gt=0)
-    price: Decimal | None = None  # limit price; None for market orders
+    # limit price; a STAR market order's protection price (保护限价); None for other market orders
+    price: Decimal | None = None
+    # a market order's type (shared.core.market.order_types: counterparty_best, best5_cancel, ...); None: a limit order
+    market_type: str | None = None
+    time_in_force: str = "day"  # the only one the exchanges take (order_types.time_in_force_error)
     status: OrderStatus = OrderStatus.ACCEPTED
     filled_qty: int = 0
     avg_fill_price: Decimal | None = None

@@ -31,6 +31,7 @@ __all__ = [
     "STATUS_NAMES",
     "BookFill",
     "FillRules",
+    "MarketMatch",
     "Match",
     "SessionBar",
     "affordable",
@@ -41,6 +42,7 @@ __all__ = [
     "fillable",
     "lot_sizes",
     "lots_down",
+    "match_market_on_book",
     "match_on_book",
     "match_order",
     "sells_paid_for",
@@ -509,3 +511,104 @@ def match_on_book(
         remaining -= got
         room -= got
     return tuple(fills)
+
+
+@dataclass(frozen=True)
+class MarketMatch:
+    """What a market order of a `market_type` gets on arrival against a quote's book (`match_market_on_book`):
+    its `fills`, then what becomes of the rest: `rest_price_fen` set — it rests as a limit (day) order at that
+    price; None — it is cancelled. `why` says, for a rest cancelled, which rule cancelled it ("" when nothing is
+    left)."""
+
+    fills: tuple[BookFill, ...]
+    rest_price_fen: int | None
+    why: str
+
+
+def _first_price(levels: Sequence[tuple[int, int]], consumed: Mapping[int, int] | None) -> int | None:
+    """The best price with shares left on it (after what earlier fills on the same quote took), or None."""
+    taken = consumed or {}
+    for px, volume in levels:
+        if px > 0 and volume - taken.get(px, 0) > 0:
+            return px
+    return None
+
+
+def match_market_on_book(
+    market_type: str,
+    *,
+    side: str,
+    qty: int,
+    levels: Sequence[tuple[int, int]],
+    own_levels: Sequence[tuple[int, int]] = (),
+    protection_fen: int | None = None,
+    consumed: Mapping[int, int] | None = None,
+    price_cap_fen: int | None = None,
+    up_limit: int | None = None,
+    down_limit: int | None = None,
+    lot_step: int = 100,
+    rules: FillRules | None = None,
+) -> MarketMatch:
+    """A market order of `market_type` (`shared.core.market.order_types`) arriving against a quote's book: `levels`
+    the other side best first (the asks for a buy), `own_levels` its own side (the bids for a buy), both the
+    displayed depth (five levels). `protection_fen`: a STAR market order's protection price (a buy fills and rests
+    at no more, a sell at no less). The other bounds, lots and `consumed` are `match_on_book`'s.
+
+    - `best5_cancel`: up to the best five levels, the rest cancelled.
+    - `ioc`: every level shown (the quote shows five: the same as best5_cancel on displayed depth), rest cancelled.
+    - `fok`: the whole qty from the levels shown, or nothing (cancelled).
+    - `best5_limit`: up to five levels; the rest rests as a limit at the last fill's price, or with no fill at the
+      best own-side price; cancelled when there is neither.
+    - `counterparty_best`: a limit at the best opposite price: it takes that level, the rest rests there;
+      cancelled when the other side is empty.
+    - `own_best`: a limit at the best own-side price (which does not cross: it rests whole); cancelled when its own
+      side is empty.
+
+    A resting price is bounded by the protection price (a buy never rests above it, a sell never below)."""
+    buy = side == "buy"
+    common = dict(
+        side=side, qty=qty, consumed=consumed, price_cap_fen=price_cap_fen, up_limit=up_limit,
+        down_limit=down_limit, lot_step=lot_step, rules=rules,
+    )  # fmt: skip
+
+    def take(depth: Sequence[tuple[int, int]], limit: int | None) -> tuple[BookFill, ...]:
+        return match_on_book(limit_price_fen=limit, levels=depth, **common)  # type: ignore[arg-type]
+
+    def bounded(px: int) -> int:
+        if protection_fen is None:
+            return px
+        return min(px, protection_fen) if buy else max(px, protection_fen)
+
+    def done(fills: tuple[BookFill, ...], rest_at: int | None, why: str) -> MarketMatch:
+        left = qty - sum(f.qty for f in fills)
+        if left == 0:
+            return MarketMatch(fills, None, "")
+        return MarketMatch(fills, rest_at, "" if rest_at is not None else why)
+
+    if market_type in ("best5_cancel", "ioc"):
+        depth = levels[:5] if market_type == "best5_cancel" else levels
+        return done(take(depth, protection_fen), None, "no_liquidity")
+    if market_type == "fok":
+        fills = take(levels, protection_fen)
+        if sum(f.qty for f in fills) < qty:
+            return MarketMatch((), None, "fok_not_filled")
+        return MarketMatch(fills, None, "")
+    if market_type == "best5_limit":
+        fills = take(levels[:5], protection_fen)
+        if fills:
+            return done(fills, bounded(fills[-1].price_fen), "")
+        own = _first_price(own_levels, None)
+        return done((), None if own is None else bounded(own), "no_liquidity")
+    if market_type == "counterparty_best":
+        best = _first_price(levels, consumed)
+        if best is None:
+            return MarketMatch((), None, "no_counterparty")
+        price = bounded(best)
+        return done(take(levels, price), price, "")
+    if market_type == "own_best":
+        own = _first_price(own_levels, None)
+        if own is None:
+            return MarketMatch((), None, "no_own_side")
+        price = bounded(own)
+        return done(take(levels, price), price, "")
+    raise ValueError(f"unknown market_type {market_type!r}")

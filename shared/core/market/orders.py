@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict
 
 from shared.core.domain.models import OrderSide, OrderType
 from shared.core.domain.money import from_fen, money, to_fen
+from shared.core.market.order_types import needs_protection
 from shared.core.market.rules import trade_fees
 
 
@@ -27,13 +28,15 @@ class Holding(BaseModel):
     sellable_qty: int
 
 
-def price_shape_error(order_type: OrderType, price: Decimal | None) -> str | None:
-    """Why the price does not fit the order type (a limit order needs one, a market order takes none), or None.
-    Whether a price is on the tick is `rules.on_tick`: risk reports it as a reason, execution refuses the shape."""
+def price_shape_error(order_type: OrderType, price: Decimal | None, ts_code: str | None = None) -> str | None:
+    """Why the price does not fit the order type (a limit order needs one, a market order takes none but on STAR,
+    where `price` is its protection price: `order_types.needs_protection`), or None. A STAR market order without
+    one is `order_types.order_type_error`'s (422 protection_price_required). Whether a price is on the tick is
+    `rules.on_tick`: risk reports it as a reason, execution refuses the shape."""
     if order_type is OrderType.LIMIT and price is None:
         return "a limit order needs a price"
-    if order_type is OrderType.MARKET and price is not None:
-        return "a market order takes no price"
+    if order_type is OrderType.MARKET and price is not None and not (ts_code and needs_protection(ts_code, order_type)):
+        return "a market order takes no price (only a STAR market order: its protection price)"
     return None
 
 

@@ -149,6 +149,19 @@ class BrokerReconciliationDifference(EventPayload):
     at: datetime
 
 
+class BrokerBridgeLink(EventPayload):
+    """`broker.bridge.connected` / `broker.bridge.disconnected`: a QMT bridge's authenticated trading link to execution
+    opened or closed (docs/qmt-bridge.md). `why` says how a link closed: `closed` (the bridge went away or the link
+    broke) or `rebound` (its account binding changed). Ephemeral: published straight on the bus when it happens (a
+    link is not stored state); one lost while RabbitMQ is down is covered by Prometheus's
+    LianghuaBrokerBridgeDisconnected. For people: the notify service turns a disconnect into an alert."""
+
+    bridge_id: str
+    account_id: str
+    why: str | None = None
+    at: datetime
+
+
 class BarsUpdated(EventPayload):
     trade_date: date | None
     start_date: date
@@ -406,6 +419,8 @@ EVENT_SCHEMAS: dict[str, type[EventPayload]] = {
     "position.adjusted": PositionAdjusted,
     "cash.moved": CashMoved,
     "broker.reconciliation.difference": BrokerReconciliationDifference,
+    "broker.bridge.connected": BrokerBridgeLink,
+    "broker.bridge.disconnected": BrokerBridgeLink,
     "bars.updated": BarsUpdated,
     "backtest.finished": BacktestFinished,
     "backtest.progress": BacktestProgress,

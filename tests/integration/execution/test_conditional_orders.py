@@ -300,6 +300,27 @@ async def test_a_trigger_that_came_while_execution_was_down_fires_once_on_start(
                 assert stayed["missed"] is False and len(await _children(f, amy, stays["conditional_id"])) == 1
 
 
+async def test_a_stop_with_a_best5_market_type_arms_and_its_child_is_placed_with_that_type(backing: Backing) -> None:
+    # best5_cancel used to be refused (market_type_unsupported): every type valid on the exchange is placed now
+    amy = trader()
+    settings = in_session(backing)
+    async with fleet(settings) as f:
+        now = on_market_clock(f, settings)
+        f.data.live[CODE] = ("10.00", now())
+        stop = await _create(f, amy, ts_code=CODE, side="buy", qty=100, kind="stop", stop_price="10.50",
+                             market_type="best5_cancel")  # fmt: skip
+        assert (stop["status"], stop["market_type"]) == ("armed", "best5_cancel")
+        await f.execution_bus.publish(snapshot("10.60", now()))
+        await until(
+            _status_is(f, amy, stop["conditional_id"], "placed"), timeout=45.0, what="the stop placed its child"
+        )
+        [child] = await _children(f, amy, stop["conditional_id"])
+        assert (child["order_type"], child["market_type"], child["qty"]) == ("market", "best5_cancel", 100)
+        # a STAR market child needs its protection price (price), refused at creation without one
+        star = await _create(f, amy, 422, ts_code="688981.SH", side="buy", qty=200, kind="stop", stop_price="55.00")
+        assert (star["code"], star["details"]["field"]) == ("protection_price_required", "price")
+
+
 async def test_bad_input_is_refused_with_the_field_named_and_nothing_stored(backing: Backing) -> None:
     amy = trader()
     viewer = Principal(f"viewer-{secrets.token_hex(4)}", "viewer", f"acct-v-{secrets.token_hex(4)}")

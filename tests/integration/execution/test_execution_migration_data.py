@@ -93,6 +93,16 @@ async def _check(db: Database) -> None:
             caps = dict((await s.execute(text("SELECT order_id, price_cap_fen FROM orders"))).all())
         # A limit buy is capped at its limit price; a market buy from before has no cap; sells have none.
         assert caps == {"o-limit-buy": 1000, "o-market-buy": None, "o-sell": None, "o-filled": 1000}
+        # 0011: the market order from before was placed as counterparty best (written into it); limits have no type;
+        # every order is a day order
+        async with db.session() as s:
+            typed = {r[0]: (r[1], r[2]) for r in await s.execute(
+                text("SELECT order_id, market_type, time_in_force FROM orders"))}  # fmt: skip
+        assert typed == {"o-limit-buy": (None, "day"), "o-market-buy": ("counterparty_best", "day"),
+                         "o-sell": (None, "day"), "o-filled": (None, "day")}  # fmt: skip
+        # read back as the domain order: its type and time in force
+        market = [o for o in await ExecutionStore(db).open_orders_of("acct-m") if o.order.order_id == "o-market-buy"]
+        assert [(o.order.market_type, o.order.time_in_force) for o in market] == [("counterparty_best", "day")]
         # Opening 100,000.00. Reserved: the resting limit buy only, 1,000 x 10.00 + 5.00 + 0.10 = 10,005.10;
         # the market buy without a cap reserves nothing (not even the 5.00 commission minimum); the filled one
         # is final. (0001 had no ledger: the fill before the upgrade is not in the balance.)

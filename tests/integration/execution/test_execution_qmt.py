@@ -33,6 +33,7 @@ from tests.integration.execution.order_path_harness import (
     event_log,
     fleet,
     limit_buy,
+    quote,
     signed_order,
     trader,
     until,
@@ -157,6 +158,35 @@ async def test_place_reply_and_fill_push_record_the_trade_with_its_event(backing
         await until(lambda: "order.filled" in events.types_of(order_id), what="the order's filled event")
         assert [t for t in events.types_of(order_id) if t.startswith("order.")] == [
             "order.accepted", "order.submitted", "order.partially_filled", "order.filled"]  # fmt: skip
+        await bridge.close()
+
+
+async def test_each_market_type_is_sent_with_miniqmts_price_type_of_its_exchange(backing: Backing) -> None:
+    # qmt.md: 42 best-5 then cancel (SH), 43 best-5 then limit (SH), 44 counterparty best, 45 own best, 46 IOC (SZ),
+    # 47 best-5 then cancel (SZ), 48 FOK (SZ); the price is the protection price: a buy's cap (the limit-up 11.00),
+    # a STAR market order's own
+    async with qmt_fleet(backing, bridges=1) as q:
+        q.f.data.quotes["000001.SZ"] = quote("000001.SZ", "10.00", "11.00", "9.00")
+        [bridge_id] = q.secrets
+        who = trader()
+        bridge = await q.connected(bridge_id, who.account_id)
+        cases = [
+            ("600000.SH", "best5_cancel", None, 42, "11.00"),
+            ("600000.SH", "best5_limit", None, 43, "11.00"),
+            ("600000.SH", "own_best", None, 45, "11.00"),
+            ("000001.SZ", "ioc", None, 46, "11.00"),
+            ("000001.SZ", "best5_cancel", None, 47, "11.00"),
+            ("000001.SZ", "fok", None, 48, "11.00"),
+            ("000001.SZ", "counterparty_best", None, 44, "11.00"),
+            ("688981.SH", "best5_cancel", "55.00", 42, "55.00"),
+        ]
+        for ts_code, market_type, protection, price_type, price in cases:
+            qty = 200 if ts_code.startswith("688") else 100
+            placed = await q.place(who, ts_code=ts_code, order_type="market", price=protection,
+                                   market_type=market_type, qty=qty)  # fmt: skip
+            assert placed["_http"] == 201, placed
+            [body] = [b for t, b in bridge.requests if t == protocol.PLACE and b["order_id"] == placed["order_id"]]
+            assert (body["ts_code"], body["price_type"], body["price"]) == (ts_code, price_type, price), market_type
         await bridge.close()
 
 
@@ -1000,3 +1030,26 @@ async def test_an_order_renumbered_by_a_miniqmt_restart_keeps_its_mapping_and_ea
         assert mapping is not None
         assert (mapping.remark, mapping.qmt_order_id, mapping.order_sysid) == (order_id[:24], "1003", "S1001")
         await bridge.close()
+
+
+async def test_a_bridge_link_opening_and_closing_is_published_for_the_alerts(backing: Backing) -> None:
+    """broker.bridge.connected / broker.bridge.disconnected: what the notify service turns into (and out of) the
+    LianghuaBrokerDisconnected alert."""
+    async with qmt_fleet(backing, bridges=1) as q:
+        [bridge_id] = q.secrets
+        who = trader()
+        seen: list[Any] = []
+
+        async def on_event(event: Any) -> None:
+            seen.append(event)
+
+        bus = q.f.execution_app.state.infra.bus
+        await bus.subscribe(f"test-bridge-links-{new_id()[:8]}", ["broker.bridge.*"], on_event, durable=False)
+        bridge = await q.connected(bridge_id, who.account_id)
+        await until(lambda: len(seen) >= 1, what="the connected event")
+        await bridge.close()
+        await until(lambda: len(seen) >= 2, what="the disconnected event")
+        assert [e.type for e in seen] == ["broker.bridge.connected", "broker.bridge.disconnected"]
+        opened, closed = (e.parsed() for e in seen)
+        assert (opened.bridge_id, opened.account_id, opened.why) == (bridge_id, who.account_id, None)
+        assert (closed.bridge_id, closed.account_id, closed.why) == (bridge_id, who.account_id, "closed")

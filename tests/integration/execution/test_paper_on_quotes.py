@@ -178,7 +178,7 @@ async def test_an_order_arriving_takes_what_the_latest_quote_left_and_a_market_b
         assert (body["status"], body["filled_qty"]) == ("partially_filled", 200)
         # a market buy of 500 capped at the limit-up (11.00): 200 left at 10.02 ... none at 10.00 (taken), so 300
         # at 10.02 and its other 200 cancelled (no more levels)
-        market = limit_buy(who, qty=500, order_type="market", price=None)
+        market = limit_buy(who, qty=500, order_type="market", price=None, market_type="best5_cancel")
         answer = await f.execution.post("/v1/orders", json=signed_order(settings, market), headers=f.headers(who))
         assert answer.status_code == 201, answer.text
         body = answer.json()

@@ -173,6 +173,32 @@ async def test_an_order_placed_during_the_session_fills_at_its_close(tmp_path: P
         assert trade["traded_at"] == at("2024-03-04", 15, 0)
 
 
+async def test_on_a_bar_a_fok_the_volume_cap_would_cut_fills_nothing_and_a_best5_cancel_fills_what_it_may(
+    tmp_path: Path,
+) -> None:
+    # A bar has no book: market types fill at its price, but fill-or-kill stays all or nothing. 000001.SZ has no bar
+    # on 2024-03-04 (the orders wait) and trades on 2024-03-05: 800,000 shares, of which the volume cap 0.0005 lets
+    # 800,000 x 0.0005 = 400 trade.
+    fay = trader()
+    async with market(tmp_path, "2024-03-04T09:00:00+08:00", paper_volume_cap="0.0005") as (r, clock):
+        market_buy = {"ts_code": "000001.SZ", "side": "buy", "order_type": "market", "qty": 1000}
+        fok = await place(r, fay, client_order_id="m-1", **market_buy, market_type="fok")
+        cut = await place(r, fay, client_order_id="m-2", **market_buy, market_type="best5_cancel")
+        assert (fok["market_type"], cut["market_type"]) == ("fok", "best5_cancel")
+        clock.set("2024-03-04T15:30:00+08:00")
+        bars_in(r, AFTER_0304)
+        await announce(r, date(2024, 3, 4))
+        clock.set("2024-03-05T15:30:00+08:00")
+        bars_in(r, AFTER_0305)
+        await announce(r, date(2024, 3, 5))
+        killed = await order_of(r, fay, fok["order_id"], until="cancelled")
+        assert killed["filled_qty"] == 0 and killed["reason"].startswith("fok_not_filled: 400 of 1000"), killed
+        partial = await order_of(r, fay, cut["order_id"], until="cancelled")
+        # 400 at the open 12.10 (it waited from before that session opened); the other 600 cancelled
+        assert (partial["filled_qty"], partial["avg_fill_price"]) == (400, "12.10"), partial
+        assert partial["reason"].startswith("volume_cap")
+
+
 async def test_a_limit_the_sessions_bar_does_not_reach_expires_with_the_session(tmp_path: Path) -> None:
     cy = trader()
     async with market(tmp_path, "2024-03-04T09:20:00+08:00") as (r, clock):

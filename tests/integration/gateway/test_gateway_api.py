@@ -316,10 +316,19 @@ async def test_ingestion_needs_admin_and_the_data_service_never_hears_of_a_trade
         ("POST", "/api/v1/ingest/backfill"),
         ("POST", "/api/v1/ingest/update"),
         ("POST", "/api/v1/quality/run"),
+        ("POST", "/api/v1/ingest/limits"),
     ]:
         refused = await gw.client.request(method, path, json=body, headers=trader.headers)
         assert refused.status_code == 403 and "admin" in refused.json()["message"], path
     assert len(gw.downstream.calls_to("data")) == before
+
+    # The day's exchange limits, loaded by hand: admins only, the body passed on as sent.
+    limits = await gw.client.post(
+        "/api/v1/ingest/limits", json={"trade_date": "2025-03-04"}, headers=await gw.admin_headers()
+    )
+    assert limits.status_code == 202 and limits.json() == {"run_id": "run-2", "body": {"trade_date": "2025-03-04"}}
+    call = gw.downstream.calls_to("data")[-1]
+    assert (call.path, call.principal.role) == ("/v1/ingest/limits", "admin")
 
     started = await gw.client.post("/api/v1/ingest/backfill", json=body, headers=await gw.admin_headers())
     assert started.status_code == 202

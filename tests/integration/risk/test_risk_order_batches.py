@@ -133,12 +133,21 @@ async def test_a_malformed_batch_is_refused_whole_and_places_nothing(backing: Ba
             "duplicate_client_order_id", "orders.1.client_order_id",
         )  # fmt: skip
 
-        unknown = _batch(_buy(100), _buy(200, time_in_force="ioc"))
+        unknown = _batch(_buy(100), _buy(200, good_till="2025-01-01"))
         response = await f.risk.post("/v1/order-batches", json=unknown, headers=f.headers(alice))
         assert response.status_code == 422, response.text
         assert (response.json()["code"], response.json()["details"][0]["field"]) == (
-            "invalid_request", "orders.1.time_in_force",
+            "invalid_request", "orders.1.good_till",
         )  # fmt: skip
+        # an item the exchange would not take (a limit IOC; an SH fill-or-kill): refused by name, nothing placed
+        for item, code, field in [
+            (_buy(200, time_in_force="ioc"), "time_in_force_unsupported", "orders.1.time_in_force"),
+            ({**_buy(200), "order_type": "market", "price": None, "market_type": "fok"}, "market_type_invalid",
+             "orders.1.market_type"),
+        ]:  # fmt: skip
+            response = await f.risk.post("/v1/order-batches", json=_batch(_buy(100), item), headers=f.headers(alice))
+            assert response.status_code == 422, response.text
+            assert (response.json()["code"], response.json()["details"]["field"]) == (code, field)
 
         empty = await f.risk.post("/v1/order-batches", json=_batch(), headers=f.headers(alice))
         assert (empty.status_code, empty.json()["details"][0]["field"]) == (422, "orders")

@@ -120,7 +120,7 @@ async def test_rejected_orders_create_nothing_at_execution(backing: Backing) -> 
             (_order(ts_code="000002.SZ"), ["suspended"]),
             (_order(ts_code="600999.SH"), ["unknown_security"]),
             (_order(ts_code="510300.SH"), ["invalid_ts_code"]),
-            (_order(ts_code="688981.SH", qty=199), ["lot_size"]),
+            (_order(ts_code="688981.SH", qty=199, price="60.00"), ["lot_size"]),  # (STAR: a protection price)
             (_order(qty=100100), ["max_order_value"]),  # 100,100 x last close 10.00 = 1,001,000.00 > 1,000,000
         ]
         for body, codes in cases:
@@ -353,17 +353,18 @@ async def test_an_odd_lot_may_only_be_sold_as_the_whole_position(backing: Backin
     ivan = trader()
     async with fleet(settings) as f:
         # STAR: buy at least 200, then any number: 250 shares; a sell below 200 must close the position.
-        bought = await f.risk.post("/v1/orders", json=_order(ts_code="688981.SH", qty=250), headers=f.headers(ivan))
+        star = _order(ts_code="688981.SH", qty=250, price="60.00")  # a STAR market order: its protection price
+        bought = await f.risk.post("/v1/orders", json=star, headers=f.headers(ivan))
         assert bought.status_code == 201, bought.text
         await trades_were_yesterday(f, ivan.account_id)
 
         part = await f.risk.post(
-            "/v1/orders", json=_order(ts_code="688981.SH", side="sell", qty=100), headers=f.headers(ivan)
+            "/v1/orders", json=_order(ts_code="688981.SH", side="sell", qty=100, price="40.00"), headers=f.headers(ivan)
         )
         assert part.status_code == 422
         assert [r["code"] for r in part.json()["decision"]["reasons"]] == ["lot_size"]
         whole = await f.risk.post(
-            "/v1/orders", json=_order(ts_code="688981.SH", side="sell", qty=250), headers=f.headers(ivan)
+            "/v1/orders", json=_order(ts_code="688981.SH", side="sell", qty=250, price="40.00"), headers=f.headers(ivan)
         )
         assert whole.status_code == 201 and whole.json()["order"]["status"] == "filled"
         assert await _positions(f, ivan) == []
@@ -475,7 +476,7 @@ async def test_orders_with_unknown_fields_loose_numbers_or_unprintable_ids_are_r
     async with fleet(settings) as f:
         # Unknown fields: refused, each named, instead of a plain limit order placed without them.
         response = await f.risk.post(
-            "/v1/orders", json=_order(**limit, stop_price="9.50", time_in_force="GTC"), headers=f.headers(carol)
+            "/v1/orders", json=_order(**limit, stop_price="9.50", good_till="2025-01-01"), headers=f.headers(carol)
         )
         assert response.status_code == 422, response.text
         answer = response.json()
@@ -483,7 +484,7 @@ async def test_orders_with_unknown_fields_loose_numbers_or_unprintable_ids_are_r
         assert answer["message"] == "stop_price: Extra inputs are not permitted"
         assert [(d["field"], d["type"]) for d in answer["details"]] == [
             ("stop_price", "extra_forbidden"),
-            ("time_in_force", "extra_forbidden"),
+            ("good_till", "extra_forbidden"),
         ]
 
         bad: list[tuple[dict[str, Any], str]] = [
@@ -504,7 +505,7 @@ async def test_orders_with_unknown_fields_loose_numbers_or_unprintable_ids_are_r
         assert await _execution_rows(f, carol.account_id) == (0, 0)
 
         # Execution reads its bodies as strictly: an approved order with an extra field or a loose qty is refused.
-        for extra in ({"time_in_force": "GTC"}, {"qty": "100"}):
+        for extra in ({"good_till": "2025-01-01"}, {"time_in_force": "GTC"}, {"qty": "100"}):
             body = {**signed_order(settings, limit_buy(carol, qty=100)), **extra}
             response = await f.execution.post("/v1/orders", json=body, headers=f.headers(carol))
             assert response.status_code == 422 and response.json()["code"] == "invalid_request", response.text

@@ -353,3 +353,30 @@ async def test_an_exit_refused_for_now_is_retried_with_the_same_order_id(backing
         assert [t["result"] for t in done["triggers"]] == ["retry", "placed"]
         assert [e["status"] for e in await _events(f, stop_id)] == ["triggered"]
         await settle(f)
+
+
+async def test_a_star_stops_exit_carries_the_session_limit_down_as_its_protection_price(backing: Backing) -> None:
+    # A STAR market order needs a protection price (docs/order-path.md): the exit of a stop on 688981.SH sells at no
+    # less than the session's limit-down
+    star = "688981.SH"  # the fake data service's: last close 50.00, limits 60.00 / 40.00
+    amy = trader()
+    async with fleet(backing.settings()) as f:
+        await _quiet(f)
+        body = {"client_order_id": f"buy-{amy.subject}", "ts_code": star, "side": "buy", "order_type": "market",
+                "qty": 200, "price": "60.00", "market_type": "best5_cancel"}  # fmt: skip
+        placed = await f.risk.post("/v1/orders", json=body, headers=f.headers(amy))
+        assert placed.status_code == 201, placed.text
+        assert placed.json()["order"]["price"] == "60.00"  # its protection price
+        await until(lambda: _filled(f, amy, placed.json()["order"]["order_id"]), what="the buy filled")
+        await trades_were_yesterday(f, amy.account_id or amy.subject)
+        response = await f.risk.post("/v1/risk/stops", json={"ts_code": star, "kind": "stop_loss",
+                                     "trigger_price": "45.00"}, headers=f.headers(amy))  # fmt: skip
+        assert response.status_code == 201, response.text
+        stop_id = response.json()["stop_id"]
+        # the price falls to 45.00: limits 45.00 x 1.2 = 54.00 / 45.00 x 0.8 = 36.00 (STAR: 20%)
+        f.data.quotes[star].update(last_close="45.00", limit_up="54.00", limit_down="36.00")
+        await f.data_changed()
+        await _watcher(f).run_pass()
+        [order] = await _orders(f, amy, exit_client_order_id(stop_id))
+        assert (order["side"], order["order_type"], order["qty"], order["price"], order["market_type"]) == (
+            "sell", "market", 200, "36.00", "counterparty_best")  # fmt: skip

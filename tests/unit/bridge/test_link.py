@@ -38,7 +38,9 @@ async def test_place_is_journalled_answered_and_its_state_pushed(harness: Harnes
     }
     assert order["order_time"].endswith("+08:00")
     # what MiniQMT was asked: the remark is the order id cut to 24 characters, side 23, the limit price
-    assert xt.broker.order_calls == [{"stock_code": "600000.SH", "order_remark": REMARK, "order_volume": 200}]
+    assert xt.broker.order_calls == [
+        {"stock_code": "600000.SH", "order_remark": REMARK, "order_volume": 200, "price_type": 11}
+    ]
     assert broker_order["order_type"] == 23 and broker_order["price"] == 10.5 and broker_order["price_type"] == 11
     entry = harness.journal.get(OID)
     assert entry is not None
@@ -170,6 +172,25 @@ async def test_an_invalid_market_type_for_the_exchange_is_refused_and_nothing_se
     assert harness.link.place(place_body("o-3", ts_code="000001.SZ", price_type=44, price="11.000"))["ok"]
     assert harness.link.place(place_body("o-4", ts_code="600000.SH", price_type=42, price="11.000"))["ok"]
     assert [c["order_remark"] for c in xt.broker.order_calls] == ["o-3", "o-4"]
+
+
+async def test_each_market_type_reaches_miniqmt_with_its_code_of_qmt_md(harness: Harness, xt: SimpleNamespace) -> None:
+    # the platform's table (what execution's QMT adapter sends) against qmt.md's codes: 42 best-5 then cancel (SH,
+    # BJ), 43 best-5 then limit (SH, BJ), 44 counterparty best, 45 own best, 46 IOC (SZ), 47 best-5 then cancel (SZ),
+    # 48 FOK (SZ)
+    from shared.core.market.order_types import QMT_PRICE_TYPES
+
+    qmt_md = {"SH": {42, 43, 44, 45}, "SZ": {44, 45, 46, 47, 48}, "BJ": {42, 43, 44, 45}}
+    codes = {"SH": "600000.SH", "SZ": "000001.SZ", "BJ": "830799.BJ"}
+    sent: list[tuple[str, int]] = []
+    for exchange, types in sorted(QMT_PRICE_TYPES.items()):
+        assert set(types.values()) == qmt_md[exchange]
+        for market_type, price_type in sorted(types.items()):
+            remark = f"{exchange}-{market_type}"[:24]
+            reply = harness.link.place(place_body(remark, ts_code=codes[exchange], price_type=price_type, price="0"))
+            assert reply["ok"], reply
+            sent.append((codes[exchange], price_type))
+    assert [(c["stock_code"], c["price_type"]) for c in xt.broker.order_calls] == sent
 
 
 async def test_bad_place_fields_are_refused_naming_the_field(harness: Harness, xt: SimpleNamespace) -> None:

@@ -110,8 +110,11 @@ def test_a_trigger_seen_from_before_the_watch_began_was_missed() -> None:
         ("SH", "ioc", "market_type_invalid"),
         ("SZ", "best5_limit", "market_type_invalid"),  # best five then limit is SSE's only
         ("SH", "bogus", "market_type_invalid"),
-        ("SH", "best5_cancel", "market_type_unsupported"),  # valid there, not placeable yet
-        ("SZ", "fok", "market_type_unsupported"),
+        ("SH", "best5_cancel", None),  # every type valid on the exchange is placed (issue 15: the order path's table)
+        ("SZ", "fok", None),
+        ("SH", "best5_limit", None),
+        ("BJ", "best5_limit", None),
+        ("BJ", "ioc", "market_type_invalid"),  # BSE: 42-45 only (qmt.md)
     ],
 )
 def test_market_types_are_checked_per_exchange(exchange: str, market_type: str, code: str | None) -> None:

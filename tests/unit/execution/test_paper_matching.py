@@ -1,13 +1,15 @@
 """The paper broker's matching rule: market orders fill at the latest close; marketable limits fill at it."""
 
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
 
-from services.execution.brokers.paper import paper_fill_price
-from shared.core.domain import OrderSide, OrderType
+from services.execution.brokers.paper import _cancels_rest, paper_fill_price
+from shared.core.domain import Order, OrderSide, OrderType
 
 CLOSE = Decimal("10.00")
+NOW = datetime(2024, 12, 30, 2, 0, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
@@ -21,6 +23,11 @@ CLOSE = Decimal("10.00")
         ("limit", "sell", "9.99", "10.00"),  # willing to take less: fills at the close
         ("limit", "sell", "10.00", "10.00"),
         ("limit", "sell", "10.01", None),  # above the close: rests
+        # a STAR market order's protection price: a buy at no more, a sell at no less
+        ("market", "buy", "10.00", "10.00"),
+        ("market", "buy", "9.99", None),  # the close is above what the buy pays at most
+        ("market", "sell", "10.00", "10.00"),
+        ("market", "sell", "10.01", None),  # the close is below what the sell takes at least
     ],
 )
 def test_marketability(order_type: str, side: str, limit: str | None, expected: str | None) -> None:
@@ -31,3 +38,19 @@ def test_marketability(order_type: str, side: str, limit: str | None, expected: 
 def test_a_limit_order_needs_its_limit() -> None:
     with pytest.raises(ValueError):
         paper_fill_price(OrderType.LIMIT, OrderSide.BUY, None, CLOSE)
+
+
+@pytest.mark.parametrize(
+    ("market_type", "cancels"),
+    [("best5_cancel", True), ("ioc", True), ("fok", True), ("best5_limit", False), ("counterparty_best", False),
+     ("own_best", False), (None, False)],
+    ids=str,
+)  # fmt: skip
+def test_which_market_types_cancel_what_they_cannot_fill(market_type: str | None, cancels: bool) -> None:
+    order = Order(order_id="o1", client_order_id="c1", account_id="a1", ts_code="688001.SH", side=OrderSide.BUY,
+                  order_type=OrderType.MARKET, qty=200, price=Decimal("50.00"), market_type=market_type,
+                  created_at=NOW, updated_at=NOW)  # fmt: skip
+    assert _cancels_rest(order) is cancels
+    # a limit order never
+    limit = order.model_copy(update={"order_type": OrderType.LIMIT, "market_type": None})
+    assert _cancels_rest(limit) is False

@@ -27,9 +27,12 @@ PROCESSES = {
     "risk": ("services.risk", 8104),
     "execution": ("services.execution", 8105),
     "backtest-worker": ("services.backtest.worker", 8106),
+    "notify": ("services.notify", 8107),
 }
 BACKING = ("mysql", "redis", "rabbitmq")
-PUBLISHED = {"gateway": 8000, "grafana": 3000, "prometheus": 9090}
+# Watching and alerting: not LiangHua processes (images of their own).
+MONITORING = ("prometheus", "grafana", "alertmanager", "mysqld-exporter", "redis-exporter")
+PUBLISHED = {"gateway": 8000, "grafana": 3000, "prometheus": 9090, "alertmanager": 9093}
 REQUIRED_LH_ENV = (
     "LH_MODE",
     "LH_DATABASE_URL",
@@ -45,7 +48,12 @@ REQUIRED_LH_ENV = (
 )
 SECRET_KEY = re.compile(r"PASSWORD|SECRET|_PASS$|TOKEN")
 # Secrets of optional features (Tushare as the market-data source): never written, empty by default.
-OPTIONAL_SECRETS = {"LH_TUSHARE_TOKEN", "LH_QMT_BRIDGE_SECRETS"}  # Tushare; QMT bridges (none: none connects)
+OPTIONAL_SECRETS = {
+    "LH_TUSHARE_TOKEN",  # Tushare
+    "LH_QMT_BRIDGE_SECRETS",  # QMT bridges (none: none connects)
+    "LH_SMTP_PASSWORD",  # Alertmanager's SMTP login (none: an SMTP server without one)
+    "LH_INCIDENT_WEBHOOK_TOKEN",  # the generic webhook's bearer token
+}
 NOT_SECRETS = {"MARIADB_RANDOM_ROOT_PASSWORD"}  # a switch: the image generates a root password nobody uses
 
 # Compose interpolation: ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR?error}, $VAR; $$ is a `$`.
@@ -105,7 +113,7 @@ def service_env(compose: dict[str, Any], service: str) -> dict[str, str]:
 
 
 def test_every_process_and_backing_service_is_defined(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == set(PROCESSES) | set(BACKING) | {"prometheus", "grafana"}
+    assert set(compose["services"]) == set(PROCESSES) | set(BACKING) | set(MONITORING)
 
 
 def test_backing_services_are_the_agreed_images(compose: dict[str, Any]) -> None:
@@ -242,7 +250,7 @@ def test_backing_services_have_their_own_health_checks(compose: dict[str, Any]) 
     assert services["rabbitmq"]["healthcheck"]["test"] == ["CMD", "rabbitmq-diagnostics", "-q", "ping"]
 
 
-def test_only_the_gateway_grafana_and_prometheus_are_published(compose: dict[str, Any]) -> None:
+def test_only_the_gateway_grafana_prometheus_and_alertmanager_are_published(compose: dict[str, Any]) -> None:
     published = {}
     for name, service in compose["services"].items():
         assert "network_mode" not in service, f"{name} must stay on the compose network"

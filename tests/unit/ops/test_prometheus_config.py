@@ -22,16 +22,31 @@ PORTS = {
     "risk": 8104,
     "execution": 8105,
     "backtest-worker": 8106,
+    "notify": 8107,
+}
+# What else Prometheus scrapes: Alertmanager and the backing services' standard exporters (RabbitMQ's own plugin,
+# per queue) -> (target, metrics path).
+MONITORING = {
+    "alertmanager": ("alertmanager:9093", "/metrics"),
+    "mysqld-exporter": ("mysqld-exporter:9104", "/metrics"),
+    "redis-exporter": ("redis-exporter:9121", "/metrics"),
+    "rabbitmq": ("rabbitmq:15692", "/metrics/per-object"),
 }
 
 
-def scrape_targets() -> dict[str, list[str]]:
+def scrape_targets(*, monitoring: bool = False) -> dict[str, list[str]]:
+    """Scrape targets by job: the LiangHua processes' (or, with `monitoring`, the others')."""
     config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text(encoding="utf-8"))
     jobs: dict[str, list[str]] = {}
     for job in config["scrape_configs"]:
         assert job["job_name"] not in jobs, f"job {job['job_name']} defined twice"
         jobs[job["job_name"]] = [t for static in job.get("static_configs", []) for t in static["targets"]]
-    return jobs
+    return {job: targets for job, targets in jobs.items() if (job in MONITORING) == monitoring}
+
+
+def metrics_paths() -> dict[str, str]:
+    config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text(encoding="utf-8"))
+    return {job["job_name"]: job.get("metrics_path", "/metrics") for job in config["scrape_configs"]}
 
 
 def test_promtool_accepts_the_configuration(promtool: Any) -> None:
@@ -52,6 +67,23 @@ def test_alert_rules_pass_their_unit_tests(promtool: Any) -> None:
 def test_the_configuration_loads_the_alert_rules() -> None:
     config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text(encoding="utf-8"))
     assert config["rule_files"] == ["alerts.yml"]
+
+
+def test_prometheus_sends_its_alerts_to_the_compose_alertmanager(compose: dict[str, Any]) -> None:
+    config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text(encoding="utf-8"))
+    (manager,) = config["alerting"]["alertmanagers"]
+    assert [t for static in manager["static_configs"] for t in static["targets"]] == ["alertmanager:9093"]
+    assert "alertmanager" in compose["services"]
+
+
+def test_alertmanager_and_the_backing_services_exporters_are_scraped(compose: dict[str, Any]) -> None:
+    jobs = scrape_targets(monitoring=True)
+    paths = metrics_paths()
+    assert set(jobs) == set(MONITORING), f"monitoring jobs {sorted(jobs)} != {sorted(MONITORING)}"
+    for job, (target, path) in MONITORING.items():
+        assert jobs[job] == [target], f"job {job} scrapes {jobs[job]}"
+        assert paths[job] == path, f"job {job} scrapes {paths[job]}, not {path}"
+        assert target.split(":")[0] in compose["services"], f"{target} is not a compose service"
 
 
 def test_every_process_is_scraped_on_its_port() -> None:

@@ -120,6 +120,9 @@ async def test_a_warning_passes_the_order_and_becomes_a_risk_alert() -> None:
     )  # fmt: skip
     assert payload.message.endswith("(90.0% of the limit)")
     assert payload.decision_id == log.decisions[0].decision_id
+    # counted for Prometheus (LianghuaRiskBreaches counts the critical ones)
+    assert desk.metrics.registry.get_sample_value("lh_risk_alerts_total", {"severity": "warning"}) == 1
+    assert desk.metrics.registry.get_sample_value("lh_risk_alerts_total", {"severity": "critical"}) == 0
 
 
 async def test_a_position_limit_counts_what_is_held_at_the_last_price() -> None:
@@ -152,6 +155,7 @@ async def test_a_loss_limit_breached_moves_the_account_to_reducing_and_a_sell_st
     assert why == "today's loss 3000.00 CNY (limit 2000.00 CNY)"
     critical = [e.parsed() for e in log.events if e.type == "risk.alert"]
     assert [(a.severity, a.code) for a in critical] == [("critical", "daily_loss")]  # type: ignore[attr-defined]
+    assert desk.metrics.registry.get_sample_value("lh_risk_alerts_total", {"severity": "critical"}) == 1
     sell = await desk.place(_sell(client_order_id="c-3", qty=100), ALICE)  # reduces the position: passes
     assert sell.status_code == 201
 
@@ -213,3 +217,15 @@ async def test_a_strategy_instances_identical_orders_are_not_duplicates() -> Non
         placed = await desk.place(_instance_order(client_order_id=cid), STRATEGY)
         assert placed.status_code == 201, placed.body
     assert len(execution.calls) == 2
+
+
+def test_the_trading_states_gauge_counts_scopes_by_state_and_clears_what_is_no_longer_so() -> None:
+    metrics = RiskMetrics(CollectorRegistry())
+    metrics.trading_states_are({("account", "halted"): 2, ("instance", "reducing"): 1})
+
+    def value(scope: str, state: str) -> float | None:
+        return metrics.registry.get_sample_value("lh_risk_trading_states", {"scope": scope, "state": state})
+
+    assert (value("account", "halted"), value("instance", "reducing"), value("global", "halted")) == (2, 1, 0)
+    metrics.trading_states_are({("global", "halted"): 1})  # the accounts resumed, global halted
+    assert (value("account", "halted"), value("instance", "reducing"), value("global", "halted")) == (0, 0, 1)

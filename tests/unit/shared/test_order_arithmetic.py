@@ -17,7 +17,12 @@ def test_a_limit_order_has_a_price_and_a_market_order_none() -> None:
     assert price_shape_error(OrderType.LIMIT, Decimal("10.00")) is None
     assert price_shape_error(OrderType.MARKET, None) is None
     assert price_shape_error(OrderType.LIMIT, None) == "a limit order needs a price"
-    assert price_shape_error(OrderType.MARKET, Decimal("10.00")) == "a market order takes no price"
+    assert price_shape_error(OrderType.MARKET, Decimal("10.00")) == (
+        "a market order takes no price (only a STAR market order: its protection price)"
+    )
+    assert price_shape_error(OrderType.MARKET, Decimal("10.00"), "600000.SH") is not None
+    # a STAR market order's price is its protection price
+    assert price_shape_error(OrderType.MARKET, Decimal("10.00"), "688001.SH") is None
 
 
 def test_both_services_refuse_a_price_that_does_not_match_the_type() -> None:

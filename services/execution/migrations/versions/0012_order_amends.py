@@ -3,7 +3,7 @@ order, its state moved by version-checked updates, so a restart between the canc
 completes it once.
 
 Revision ID: 0012
-Revises: 0010 (on merge after 0011, the market types and time in force: Revises 0011)
+Revises: 0011 (the market types and time in force)
 Create Date: 2026-12-07
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 from shared.platform.db import PreciseDateTime
 
 revision: str = "0012"
-down_revision: str | None = "0010"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

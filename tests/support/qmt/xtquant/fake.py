@@ -172,7 +172,9 @@ class Broker:
         with self.lock:
             if trader not in self.sessions:
                 return -1
-            self.order_calls.append({"stock_code": code, "order_remark": remark, "order_volume": volume})
+            self.order_calls.append(
+                {"stock_code": code, "order_remark": remark, "order_volume": volume, "price_type": price_type}
+            )
             if self.behaviours["refuse"]:
                 self._save()
                 return -1

@@ -1,0 +1,176 @@
+"""prometheus/alertmanager.yml: valid for amtool, each route sends to the receivers docs/operations.md promises, no
+secret is written in it, and compose gives Alertmanager every secret file it reads. Every alert rule names its team
+and severity as the routes expect, has a runbook section in docs/operations.md and a promtool test that fires it."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[3]
+CONFIG = ROOT / "prometheus" / "alertmanager.yml"
+RULES = ROOT / "prometheus" / "alerts.yml"
+RULE_TESTS = ROOT / "prometheus" / "tests" / "alerts_test.yml"
+OPERATIONS = ROOT / "docs" / "operations.md"
+AMTOOL_INSTALL = (
+    "amtool is not on PATH. It comes with Alertmanager; on Debian/Ubuntu install it with\n"
+    "    apt-get update && apt-get install -y --no-install-recommends prometheus-alertmanager"
+)
+TEAMS = {"trading", "data", "platform"}
+SEVERITIES = {"warning", "critical"}
+# The business alerts the notify service posts (services/notify/business.py): routed and documented like the rules.
+BUSINESS_ALERTS = {
+    "LianghuaRiskWarning": ("warning", "trading"),
+    "LianghuaRiskBreach": ("critical", "trading"),
+    "LianghuaTradingHalted": ("critical", "trading"),
+    "LianghuaTradingReducing": ("warning", "trading"),
+    "LianghuaStrategyFailed": ("critical", "trading"),
+    "LianghuaStrategyCodeRejected": ("warning", "trading"),
+    "LianghuaStopExitFailed": ("critical", "trading"),
+    "LianghuaReconciliationDifference": ("critical", "trading"),
+    "LianghuaBrokerDisconnected": ("critical", "trading"),
+}
+
+
+@pytest.fixture(scope="module")
+def amtool() -> str:
+    path = shutil.which("amtool")
+    if path is None:
+        pytest.fail(AMTOOL_INSTALL, pytrace=False)
+    return path
+
+
+def run(amtool: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([amtool, *args], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_amtool_accepts_the_configuration(amtool: str) -> None:
+    result = run(amtool, "check-config", str(CONFIG))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+# labels -> the receivers Alertmanager notifies, as the header of alertmanager.yml and docs/operations.md say
+ROUTES = [
+    ({"severity": "critical", "team": "trading"}, ["incident-webhook", "trading-page"]),
+    ({"severity": "warning", "team": "trading"}, ["trading-chat"]),
+    ({"severity": "critical", "team": "platform"}, ["incident-webhook", "ops-page"]),
+    ({"severity": "warning", "team": "platform"}, ["ops-chat"]),
+    ({"severity": "critical", "team": "data"}, ["incident-webhook", "ops-page"]),
+    ({"severity": "warning", "team": "data"}, ["ops-chat"]),
+    ({"alertname": "SomethingUnlabelled"}, ["ops-chat"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("labels", "receivers"), ROUTES, ids=[",".join(f"{k}={v}" for k, v in labels.items()) for labels, _ in ROUTES]
+)
+def test_each_route_reaches_its_receivers(amtool: str, labels: dict[str, str], receivers: list[str]) -> None:
+    args = [f"{k}={v}" for k, v in labels.items()]
+    result = run(amtool, "config", "routes", "test", f"--config.file={CONFIG}",
+                 f"--verify.receivers={','.join(receivers)}", *args)  # fmt: skip
+    assert result.returncode == 0, f"{labels}: {result.stdout}{result.stderr}"
+    assert result.stdout.strip() == ",".join(receivers)
+
+
+def test_a_route_test_can_fail(amtool: str) -> None:
+    """amtool's verification is what the tests above rely on: a wrong expectation fails."""
+    result = run(amtool, "config", "routes", "test", f"--config.file={CONFIG}", "--verify.receivers=ops-chat",
+                 "severity=critical", "team=trading")  # fmt: skip
+    assert result.returncode != 0
+
+
+def config() -> dict[str, Any]:
+    data = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
+    assert isinstance(data, dict)
+    return data
+
+
+def test_no_secret_is_written_in_the_configuration() -> None:
+    text = CONFIG.read_text(encoding="utf-8")
+    for key in ("smtp_auth_password:", "auth_password:", "credentials:", "password:", "bearer_token:"):
+        assert key not in text, f"alertmanager.yml writes {key} (use the *_file form)"
+    assert "access_token=" not in text and "key=" not in text, "robot URLs belong to the notify service's environment"
+
+
+def test_every_notify_webhook_presents_the_bearer_token_from_its_file() -> None:
+    receivers = config()["receivers"]
+    notify_hooks = [
+        (r["name"], hook) for r in receivers for hook in r.get("webhook_configs", [])
+        if hook["url"].startswith("http://notify:8107/")
+    ]  # fmt: skip
+    assert {name for name, _ in notify_hooks} == {"trading-page", "trading-chat", "ops-page", "ops-chat"}
+    for name, hook in notify_hooks:
+        assert re.fullmatch(r"http://notify:8107/v1/alertmanager/robots/[a-z0-9-]+", hook["url"]), name
+        assert hook["http_config"]["authorization"] == {
+            "credentials_file": "/etc/alertmanager/secrets/notify_webhook_token"
+        }, name
+        assert hook.get("send_resolved") is True, name
+        # within what notify reads (1000 alerts, 1 MB): the rest are counted in truncatedAlerts
+        assert 0 < hook.get("max_alerts", 0) <= 1000, name
+
+
+def test_compose_writes_every_secret_file_the_configuration_reads(compose: dict[str, Any]) -> None:
+    text = CONFIG.read_text(encoding="utf-8")
+    files = set(re.findall(r"/etc/alertmanager/secrets/([a-z_]+)", text))
+    assert files == {"notify_webhook_token", "smtp_password", "incident_webhook_token"}
+    service = compose["services"]["alertmanager"]
+    script = " ".join(service["entrypoint"])
+    for name in files:
+        assert f"> /etc/alertmanager/secrets/{name}" in script, f"compose does not write {name}"
+    # the token Alertmanager presents is the one the notify service checks: one variable for both
+    assert (
+        service["environment"]["LH_NOTIFY_WEBHOOK_TOKEN"]
+        == compose["services"]["notify"]["environment"]["LH_NOTIFY_WEBHOOK_TOKEN"]
+    )
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in service["volumes"]}
+    assert mounts["/etc/alertmanager/alertmanager.yml"] == "./prometheus/alertmanager.yml"
+    assert "--cluster.listen-address=" in script  # one Alertmanager: no gossip port
+
+
+def rules() -> list[dict[str, Any]]:
+    data = yaml.safe_load(RULES.read_text(encoding="utf-8"))
+    return [rule for group in data["groups"] for rule in group["rules"] if "alert" in rule]
+
+
+def runbook_anchors() -> set[str]:
+    """GitHub's anchors of docs/operations.md's headings: lowercased, spaces to '-', punctuation dropped."""
+    anchors = set()
+    for line in OPERATIONS.read_text(encoding="utf-8").splitlines():
+        if line.startswith("#"):
+            title = line.lstrip("#").strip().lower()
+            anchors.add(re.sub(r"[^\w\- ]", "", title).replace(" ", "-"))
+    return anchors
+
+
+@pytest.mark.parametrize("rule", rules(), ids=lambda r: r["alert"])
+def test_every_rule_has_team_severity_and_a_runbook_section(rule: dict[str, Any]) -> None:
+    assert rule["labels"].get("team") in TEAMS, f"{rule['alert']}: team {rule['labels'].get('team')!r}"
+    assert rule["labels"].get("severity") in SEVERITIES
+    url = rule["annotations"].get("runbook_url", "")
+    assert url == f"docs/operations.md#{rule['alert'].lower()}", url
+    assert rule["alert"].lower() in runbook_anchors(), f"docs/operations.md has no section {rule['alert']}"
+
+
+@pytest.mark.parametrize("name", sorted(BUSINESS_ALERTS))
+def test_every_business_alert_has_a_runbook_section(name: str) -> None:
+    assert name.lower() in runbook_anchors(), f"docs/operations.md has no section {name}"
+
+
+def test_every_rule_is_fired_by_a_promtool_test() -> None:
+    tests = yaml.safe_load(RULE_TESTS.read_text(encoding="utf-8"))["tests"]
+    fired = {case["alertname"] for test in tests for case in test.get("alert_rule_test", []) if case.get("exp_alerts")}
+    missing = sorted({rule["alert"] for rule in rules()} - fired)
+    assert not missing, f"rules no promtool test fires: {missing}"
+
+
+def test_business_alerts_are_the_ones_the_notify_service_raises() -> None:
+    source = (ROOT / "services" / "notify" / "business.py").read_text(encoding="utf-8")
+    raised = set(re.findall(r'"(Lianghua[A-Za-z]+)"', source))
+    assert raised == set(BUSINESS_ALERTS)
