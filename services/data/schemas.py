@@ -30,6 +30,11 @@ class SecurityOut(BaseModel):
         description="the step above lot_min a buy moves in (100 on the main board and ChiNext, 1 on STAR and the "
         "BSE); a sell may also be the whole position, odd lot included"
     )
+    market_types: list[str] = Field(
+        description="the market order types its exchange takes, the default (counterparty_best) first "
+        "(shared.core.market.order_types: SH best5_cancel, best5_limit, own_best; SZ own_best, ioc, best5_cancel, "
+        "fok; BJ as SH)"
+    )
 
 
 class BarOut(BaseModel):

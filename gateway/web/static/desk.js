@@ -15,14 +15,11 @@ window.LHDesk = (() => {
   const CANCEL_ALL_ARM_MS = 5000;
   const HELD_CODES = 40; // held codes whose quotes revalue the positions (the socket takes 50 codes: one is the ticket's)
   const REVALUE_MS = 3000; // at most one positions read per this, however many quotes arrive
-  // The exchanges' market order types (services/execution/conditional/rules.py MARKET_TYPES, issue 15 §1), offered
-  // for a code by its exchange; the order path says which it places (422 market_type_invalid / _unsupported).
-  const MARKET_TYPES = {
-    SH: [["counterparty_best", "对手方最优"], ["own_best", "本方最优"], ["best5_cancel", "最优五档即成剩撤"],
-      ["best5_limit", "最优五档即成剩转限"]],
-    SZ: [["counterparty_best", "对手方最优"], ["own_best", "本方最优"], ["ioc", "即时成交剩余撤销"],
-      ["best5_cancel", "最优五档即成剩撤"], ["fok", "全额成交或撤销"]],
-    BJ: [["counterparty_best", "对手方最优"]],
+  // The market order types are served with each security (`market_types`, from shared/core/market/order_types.py);
+  // these are only their names on the screen.
+  const MARKET_TYPE_NAMES = {
+    counterparty_best: "对手方最优", own_best: "本方最优", best5_cancel: "最优五档即成剩撤",
+    best5_limit: "最优五档即成剩转限", ioc: "即时成交剩余撤销", fok: "全额成交或撤销",
   };
   const DEFAULT_MARKET_TYPE = "counterparty_best";
   const BOARD_NAMES = { star: "STAR", bse: "BSE", chinext: "ChiNext", main: "main board" };
@@ -77,17 +74,13 @@ window.LHDesk = (() => {
     return state.securities.get($("order-ts-code").value.trim().toUpperCase()) || null;
   }
 
-  function exchangeOf(code) {
-    return String(code || "").split(".")[1] || "";
-  }
-
   function describeSecurity() {
     const s = security();
     $("order-security-name").textContent = s
       ? `${s.name} · ${s.exchange || ""} ${s.board || ""}${s.is_st ? " · ST" : ""}`
       : "";
     $("order-qty-hint").textContent = lotHint(s, $("order-side").value);
-    fillMarketTypes(s ? exchangeOf(s.ts_code) : "");
+    fillMarketTypes(s);
     watchQuote(s ? s.ts_code : null);
     validateTicket(false);
   }
@@ -113,12 +106,12 @@ window.LHDesk = (() => {
     return { min, step };
   }
 
-  function fillMarketTypes(exchange) {
+  function fillMarketTypes(s) {
     const select = $("order-market-type");
     const chosen = select.value || DEFAULT_MARKET_TYPE;
-    const types = MARKET_TYPES[exchange] || MARKET_TYPES.SH;
-    select.replaceChildren(...types.map(([value, label]) => el("option", { value, text: `${value} ${label}` })));
-    select.value = types.some(([value]) => value === chosen) ? chosen : DEFAULT_MARKET_TYPE;
+    const types = s && Array.isArray(s.market_types) && s.market_types.length ? s.market_types : [DEFAULT_MARKET_TYPE];
+    select.replaceChildren(...types.map((value) => el("option", { value, text: `${value} ${MARKET_TYPE_NAMES[value] || ""}`.trim() })));
+    select.value = types.includes(chosen) ? chosen : types[0];
   }
 
   async function watchQuote(code) {
@@ -350,6 +343,9 @@ window.LHDesk = (() => {
         if (checked.error) errors.price = checked.error;
         else price = priceText;
       }
+    }
+    if (type === "market" && s && s.board === "star" && priceText === "" && strict) {
+      errors.price = "price: a STAR market order needs its protection price (保护限价)";
     }
     const stopText = $("order-stop-price").value.trim();
     let stop = null;

@@ -125,7 +125,7 @@ async def test_the_ticket_checks_lots_tick_and_limits_as_you_type(
     await page.select_option("#order-type", "market")
     assert await page.is_disabled("#order-price")
     market_types = await page.locator("#order-market-type option").evaluate_all("os => os.map(o => o.value)")
-    assert market_types == ["counterparty_best", "own_best", "best5_cancel", "best5_limit"]  # the SSE's four
+    assert market_types == ["counterparty_best", "best5_cancel", "best5_limit", "own_best"]  # the SSE's four
     await page.click("#ladder-ask-1 .ladder-price")
     assert await page.input_value("#order-type") == "limit"
     assert errors == []
@@ -378,4 +378,26 @@ async def test_cancel_all_from_the_open_orders_takes_the_orders_and_the_stops(
     assert stop_now.json()["status"] == "cancelled"
     # Nothing is reserved for open buys any more (the fill test's buy filled, everything else is cancelled).
     await page.locator("#account-reserved", has_text="0.00 CNY").wait_for(timeout=10_000)
+    assert errors == []
+
+
+async def test_a_market_order_goes_with_the_market_type_chosen_on_the_ticket(
+    people: dict[str, Any], offline: OfflineContext
+) -> None:
+    base, admin = people["base"], people["admin"]
+    errors: list[str] = []
+    page = await _page(offline, base, "admin", people["admin_password"], errors)
+    await _ticket(page, CODE)
+    await page.select_option("#order-type", "market")
+    await page.select_option("#order-market-type", "best5_cancel")
+    await page.fill("#order-qty", "100")
+    async with page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/api/v1/orders")) as sent:
+        await page.click("#order-submit")
+    body = (await sent.value).post_data_json
+    assert (body["order_type"], body["market_type"], "price" in body) == ("market", "best5_cancel", False)
+    await page.wait_for_selector("#order-result .alert-success")
+    order_id = (await page.inner_text("#order-result")).split("Order accepted.")[1].split("·")[0].strip()
+    async with httpx.AsyncClient(timeout=30) as client:
+        order = (await client.get(f"{base}/api/v1/orders/{order_id}", headers=admin.headers)).json()
+    assert order["market_type"] == "best5_cancel"
     assert errors == []

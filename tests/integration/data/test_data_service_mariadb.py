@@ -116,6 +116,12 @@ async def test_securities(service: Service) -> None:
         # 200 then 1; BSE at least 100 then 1: the exchanges' rules, written out here independently of the code).
         "lot_min": {"main": 100, "chinext": 100, "star": 200, "bse": 100}[first.board.value],
         "lot_step": {"main": 100, "chinext": 100, "star": 1, "bse": 1}[first.board.value],
+        # The exchange's market order types (SSE/SZSE/BSE trading rules 3.3.4), counterparty best (the default) first.
+        "market_types": {
+            "SH": ["counterparty_best", "best5_cancel", "best5_limit", "own_best"],
+            "SZ": ["counterparty_best", "own_best", "ioc", "best5_cancel", "fok"],
+            "BJ": ["counterparty_best", "best5_cancel", "best5_limit", "own_best"],
+        }[first.exchange.value],
     }
     lots = {s["board"]: (s["lot_min"], s["lot_step"]) for s in listed}
     assert lots.get("main") in (None, (100, 100)) and lots.get("star") in (None, (200, 1)), lots
