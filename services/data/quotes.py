@@ -73,13 +73,18 @@ def quote_of(
     reference_fen: int | None,
     limits_session: date | None,
     open_days_since_listing: int | None,
+    exchange_limits: tuple[int | None, int, int] | None = None,
 ) -> Quote:
     """The quote from the facts its rules read, gathered one security at a time (`next_session_quote`,
     `session_quote`) or for the whole market at once (`reference_data`): the same function, so the two agree.
     `reference_fen` / `limits_session`: the price the limits are around and the session they are for (either None:
-    no limits)."""
+    no limits). `exchange_limits`: the session's stored stk_limit row (pre_close, limit_down, limit_up in fen), the
+    exchange's own limits, taken instead of the rule's (exact on an ex-date, where the exchange's reference price is
+    below the last close, before that day's bar is stored) unless the security has no reference (delisted)."""
     limits = None
-    if reference_fen is not None and limits_session is not None:
+    if exchange_limits is not None and reference_fen is not None and limits_session is not None:
+        limits = NextSessionLimits(limit_up=from_fen(exchange_limits[2]), limit_down=from_fen(exchange_limits[1]))
+    elif reference_fen is not None and limits_session is not None:
         limits = next_session_limits(
             Board(security.board),
             is_st=security.is_st,
@@ -125,6 +130,7 @@ async def session_quote(store: DataStore, security: SecurityRecord, session: dat
     reference = None
     if last is not None and not delisted:
         reference = on_session[0].pre_close if on_session else last.close
+    exchange = (await store.session_limits(session, security.ts_code)).get(security.ts_code)
     return quote_of(
         security,
         last_trade_date=last.trade_date if last else None,
@@ -136,6 +142,7 @@ async def session_quote(store: DataStore, security: SecurityRecord, session: dat
         open_days_since_listing=(
             await _open_days_since_listing(store, security, session) if reference is not None else None
         ),
+        exchange_limits=exchange,
     )
 
 
@@ -151,6 +158,9 @@ async def next_session_quote(store: DataStore, security: SecurityRecord) -> Quot
         # Beyond the stored calendar the session date is unknown; the day after suffices to pick the rule regime.
         session = next_day or as_of + timedelta(days=1)
         reference = last.close
+    exchange = None
+    if next_day is not None and reference is not None:  # the next session's limits, if loaded before its open
+        exchange = (await store.session_limits(next_day, security.ts_code)).get(security.ts_code)
     return quote_of(
         security,
         last_trade_date=last.trade_date if last else None,
@@ -160,6 +170,7 @@ async def next_session_quote(store: DataStore, security: SecurityRecord) -> Quot
         reference_fen=reference,
         limits_session=session,
         open_days_since_listing=await _open_days_since_listing(store, security, session) if session else None,
+        exchange_limits=exchange,
     )
 
 
@@ -185,6 +196,8 @@ async def reference_data(store: DataStore, session: date | None = None) -> Refer
     open_days_of = (
         await _listing_days_counter(store, securities, limits_session) if limits_session is not None else None
     )
+    # the session's limits as the exchange published them, where stored (before its open, by the pre-open load)
+    exchange_limits = await store.session_limits(next_day) if next_day is not None else {}
     volumes: dict[str, tuple[int, int]] = {}
     if limits_session is not None:
         window = await store.open_days_before(limits_session, AVERAGE_VOLUME_SESSIONS)
@@ -214,6 +227,7 @@ async def reference_data(store: DataStore, session: date | None = None) -> Refer
             reference_fen=reference,
             limits_session=limits_session,
             open_days_since_listing=open_days,
+            exchange_limits=exchange_limits.get(security.ts_code),
         )
         total = volumes.get(security.ts_code)
         references.append(

@@ -26,6 +26,7 @@ from services.data.app import (
     preopen_limits_job,
 )
 from services.data.ingest import Ingestor
+from services.data.quotes import next_session_quote, reference_data, session_quote
 from services.data.providers import RetryPolicy, TushareConfig, TushareProvider
 from services.data.providers.ratelimit import RateLimiter
 from services.data.realtime.provider import QuoteMetrics, RealtimeQuotes
@@ -161,6 +162,38 @@ async def test_an_ex_dividend_stock_is_refused_without_the_days_limits_and_taken
     # Outside the exchange's band is still refused: 10.46 is a fen above 10.45.
     above = await realtime.ingest([tick(EX, "09:30:09", 12, "10.46", "9.50")], "bridge")
     assert dict(above.rejected) == {"outside_limits": 1}
+
+
+async def test_risks_reference_data_and_the_sessions_quote_take_the_exchanges_limits_once_loaded(
+    store: DataStore, fake: FakeTushare
+) -> None:
+    """What risk checks an order's price against (`/v1/reference?session=`, `/v1/quotes/{code}?session=`, and the
+    next session's limits of the latest quote) agrees with the live quotes' band: on EX's ex-dividend day, before
+    the limits are loaded, they are the rule's around the stored close 10.00 (9.00 .. 11.00: an order at 8.60, which
+    the exchange takes, would be refused, one at 10.50, which it refuses, accepted); once loaded, the exchange's
+    8.55 .. 10.45 (9.50 x 0.9 / x 1.1)."""
+    await stored_market(store)
+    ex = next(s for s in await store.list_securities() if s.ts_code == EX)
+
+    def band(quote: Any) -> tuple[Decimal | None, Decimal | None]:
+        return (quote.limit_down, quote.limit_up)
+
+    async def references() -> dict[str, tuple[Decimal | None, Decimal | None]]:
+        data = await reference_data(store, D2)
+        return {r.ts_code: band(r) for r in data.securities}
+
+    rule, exchange = (Decimal("9.00"), Decimal("11.00")), (Decimal("8.55"), Decimal("10.45"))
+    assert (await references())[EX] == rule
+    assert band(await session_quote(store, ex, D2)) == rule
+    assert band(await next_session_quote(store, ex)) == rule  # the stored bars end on D1: the next session is D2
+
+    await Ingestor(store, provider_for(fake)).load_limits(D2)
+    assert (await references())[EX] == exchange
+    assert (await references())[PLAIN] == (Decimal("9.00"), Decimal("11.00"))  # no corporate action: the same
+    assert band(await session_quote(store, ex, D2)) == exchange
+    assert band(await next_session_quote(store, ex)) == exchange
+    latest = {r.ts_code: band(r) for r in (await reference_data(store)).securities}  # the next session's (D2)
+    assert latest[EX] == exchange
 
 
 class Horizon(Exception):
