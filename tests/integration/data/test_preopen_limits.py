@@ -26,9 +26,9 @@ from services.data.app import (
     preopen_limits_job,
 )
 from services.data.ingest import Ingestor
-from services.data.quotes import next_session_quote, reference_data, session_quote
 from services.data.providers import RetryPolicy, TushareConfig, TushareProvider
 from services.data.providers.ratelimit import RateLimiter
+from services.data.quotes import next_session_quote, reference_data, session_quote
 from services.data.realtime.provider import QuoteMetrics, RealtimeQuotes
 from services.data.realtime.store import MemoryLiveStore
 from services.data.scheduler import DailyScheduler

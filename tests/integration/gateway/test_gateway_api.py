@@ -860,6 +860,9 @@ async def test_web_ui_and_local_bootstrap_are_served(gw: Any) -> None:
     assert "MIT" in (await gw.client.get("/static/vendor/bootstrap/LICENSE")).text
     app_js = await gw.client.get("/static/app.js")
     assert app_js.status_code == 200 and "/api/v1/orders" in app_js.text
+    assert "/static/desk.js" in index.text  # the trader's desk: ticket, open orders, positions, TCA
+    desk_js = await gw.client.get("/static/desk.js")
+    assert desk_js.status_code == 200 and "/api/v1/conditional-orders" in desk_js.text
     # the Strategies page's charts: the reports' ECharts, from this origin
     echarts = await gw.client.get("/static/vendor/echarts/echarts.min.js")
     assert echarts.status_code == 200 and echarts.headers["content-type"].startswith("text/javascript")
