@@ -168,7 +168,8 @@ window.LHDesk = (() => {
     desk.live = q;
     const bid = q.bid && q.bid.length ? `${q.bid[0].price} × ${q.bid[0].volume}` : "—";
     const ask = q.ask && q.ask.length ? `${q.ask[0].price} × ${q.ask[0].volume}` : "—";
-    const time = new Date(q.time).toLocaleTimeString("zh-CN", { hour12: false });
+    // on the exchange's clock (Asia/Shanghai), whatever the browser's zone: 09:30:12 is the open
+    const time = new Date(q.time).toLocaleTimeString("zh-CN", { hour12: false, timeZone: "Asia/Shanghai" });
     $("order-live-quote").textContent =
       `live ${q.last} (pre ${q.pre_close}) · bid ${bid} · ask ${ask} · vol ${groupDigits(String(q.volume))} · ${time}`;
     renderLadder();
