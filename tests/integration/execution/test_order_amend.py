@@ -2,9 +2,11 @@
 risk and execution in process (the order-path fleet): a resting paper order's price amended (the original cancelled
 and `replaced_by` its replacement, which risk decided as a new decision carrying the original's id), the same
 request again answering the same amend; an amend below what filled refused with nothing changed; a filled order 409; a
-market order 422; an original that partly filled first replaced for the new total less its fills; a replacement risk
-refuses reported with risk's reasons (the original stays cancelled); a restart between the cancel and the
-replacement's recorded answer completing the amend once."""
+market order 422; new terms risk refuses (price limits, the exchange's maximum, a sell's shares) 422 before the
+cancel with the original untouched, and risk down 503; an original that partly filled first replaced for the new
+total less its fills; a replacement refused for cash after the cancel reported with risk's reasons (the original
+stays cancelled); a user's cancel or cancel-all stopping an amend (no replacement left open); a restart between the
+cancel and the replacement's recorded answer completing the amend once."""
 
 from __future__ import annotations
 
@@ -32,8 +34,8 @@ from tests.integration.execution.order_path_harness import (
     fleet,
     open_day,
     order_body,
-    trades_were_yesterday,
     trader,
+    trades_were_yesterday,
     until,
 )
 
