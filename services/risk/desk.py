@@ -1155,12 +1155,21 @@ def _canonical_code(ts_code: str) -> str:
         return ts_code  # never approved, so it matches no approved decision
 
 
-# the request's field each reason of a precheck concerns (a reason of both, e.g. the order's value: the quantity)
-_PRICE_REASONS = frozenset({ReasonCode.PRICE_TICK, ReasonCode.PRICE_LIMIT, "price_cage", ReasonCode.LIMITS_UNKNOWN})
+# the request's field each reason of a precheck concerns (a reason of both, the order's value: the quantity); None
+# for a reason of neither (the security suspended, a code not allowed, no session, the auction's pause)
+_PRICE_REASONS = frozenset(
+    {ReasonCode.PRICE_TICK, ReasonCode.PRICE_LIMIT, ReasonCode.LIMITS_UNKNOWN, "price_cage", "price_deviation"}
+)
+_QTY_REASONS = frozenset(
+    {ReasonCode.LOT_SIZE, ReasonCode.MAX_ORDER_VALUE, ReasonCode.INSUFFICIENT_POSITION, "exchange_max_qty",
+     "max_order_qty", "liquidity_pct"}
+)  # fmt: skip
 
 
-def _field(reason: Reason) -> str:
-    return "price" if reason.code in _PRICE_REASONS else "qty"
+def _field(reason: Reason) -> str | None:
+    if reason.code in _PRICE_REASONS:
+        return "price"
+    return "qty" if reason.code in _QTY_REASONS else None
 
 
 def _refused(status: int, code: str, message: str, decision: Decision, details: Any = None) -> Placement:

@@ -231,11 +231,14 @@ class Amender:
         reasons = body.get("reasons")
         if status == 422 and isinstance(reasons, list) and reasons and all(isinstance(r, dict) for r in reasons):
             listed = [{"code": str(r.get("code")), "message": str(r.get("message", "")),
-                       "field": str(r.get("field", "price"))} for r in reasons]  # fmt: skip
+                       "field": None if r.get("field") is None else str(r.get("field"))} for r in reasons]  # fmt: skip
             first = listed[0]
-            message = "; ".join(r["message"] for r in listed)
-            raise ServiceError(first["code"], f"{message}: the order was left as it is", status_code=422,
-                               field=first["field"], reasons=listed)  # fmt: skip
+            message = "; ".join(str(r["message"]) for r in listed)
+            details: dict[str, Any] = {"reasons": listed}
+            if first["field"] is not None:
+                details["field"] = first["field"]
+            raise ServiceError(str(first["code"]), f"{message}: the order was left as it is", status_code=422,
+                               **details)  # fmt: skip
         message = str(body.get("message", ""))
         log.warning("risk did not check an amend's terms", extra={"status": status, "code": body.get("code")})
         raise Unavailable("risk_unavailable", f"risk could not check the new terms (HTTP {status}: {message}); "
