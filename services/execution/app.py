@@ -211,6 +211,7 @@ def create_app(settings: Settings, infra: Infra | None = None, *, broker: Broker
         market_now=clock.now,
         session_of=conditional_session,
     )
+    desk.amends = amender  # a user's cancel (or cancel-all) stops an amend in progress first
     amend_loop = PeriodicTask("order-amends", amending.PASS_S, amender.run_pass, stop_grace_s=STOP_GRACE_S)
     app.state.amend_store = amend_store
     app.state.amender = amender

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from typing import Protocol
 
 from sqlalchemy.exc import IntegrityError
 
@@ -108,6 +109,18 @@ class CancelAll:
     failed: list[dict[str, str]] = field(default_factory=list)  # order_id, code, message
 
 
+class AmendGuard(Protocol):
+    """The amends (services/execution/amend/service.py) as a user's cancel meets them: an amend still cancelling or
+    replacing is stopped (`cancelled_by_user`) before the cancel goes on, so its replacement is never submitted."""
+
+    async def stop_for_cancel(self, order_id: str) -> bool:
+        """Stop the order's amend if it is cancelling or replacing: True when one was stopped now."""
+
+    async def stop_for_cancel_all(self, account_id: str, ts_code: str | None) -> list[str]:
+        """Stop the account's amends cancelling or replacing (of `ts_code` when named): the client_order_ids
+        (`amend-<order_id>`) of the replacements a cancel-all must cancel too, should one have been placed."""
+
+
 @dataclass(frozen=True)
 class Submission:
     stored: StoredOrder
@@ -167,6 +180,7 @@ class OrderDesk:
         # reads (positions' prices, the minute bars of cost analysis). None: not here (last closes only).
         self.held_quotes = held_quotes
         self.live_quotes = live_quotes
+        self.amends: AmendGuard | None = None  # set by the app: a user's cancel stops an amend in progress first
 
     # --- placing --------------------------------------------------------------------------------------
 
@@ -901,6 +915,12 @@ class OrderDesk:
         cancels asynchronously (QMT) takes the request and reports the outcome later: the order is still open and
         the second value is True (the API answers 202)."""
         stored = await self.get(order_id, principal)
+        # an amend of the order still cancelling or replacing stops first: its replacement is never submitted
+        stopped = self.amends is not None and await self.amends.stop_for_cancel(order_id)
+        if stopped:
+            stored = await self.get(order_id, principal)  # (its amend's cancel may have ended it meanwhile)
+            if stored.order.status is OrderStatus.CANCELLED:
+                return stored, False  # the amend had cancelled it: the user's cancel is done
         if stored.order.status.is_final:
             raise Conflict("order_not_cancellable", f"the order is already {stored.order.status.value}")
         try:
@@ -952,6 +972,11 @@ class OrderDesk:
         cancel's path (`cancel_order`), oldest first: each is cancelled, or its cancel requested (QMT), or its
         failure reported; one failing does not stop the others."""
         outcome = CancelAll()
+        # amends in progress stop first (an instance's orders are never amended: none with strategy_instance_id)
+        replacements: list[str] = []
+        if self.amends is not None and strategy_instance_id is None:
+            replacements = await self.amends.stop_for_cancel_all(account_id, ts_code)
+        seen: set[str] = set()
         after: tuple[datetime, str] | None = None
         while True:
             page = await self.store.open_orders_created_before(
@@ -959,23 +984,31 @@ class OrderDesk:
                 strategy_instance_id=strategy_instance_id, ts_code=ts_code,
             )  # fmt: skip
             for stored in page:
-                order_id = stored.order.order_id
-                outcome.requested += 1
-                try:
-                    _, requested = await self.cancel_order(order_id, principal)
-                except ServiceError as exc:
-                    outcome.failed.append({"order_id": order_id, "code": exc.code, "message": exc.message})
-                    continue
-                (outcome.cancel_requested if requested else outcome.cancelled).append(order_id)
+                seen.add(stored.order.order_id)
+                await self._cancel_one(stored.order.order_id, principal, outcome)
             if len(page) < OPEN_ORDERS_PAGE:
                 break
             after = (page[-1].order.created_at, page[-1].order.order_id)
+        # a replacement an amend's attempt placed after the listing above (the race with the stopped amend)
+        for client_order_id in replacements:
+            placed, _ = await self.store.find_by_key_or_decision(account_id, client_order_id, "")
+            if placed is not None and placed.order.order_id not in seen and not placed.order.status.is_final:
+                await self._cancel_one(placed.order.order_id, principal, outcome)
         log.info(
             "cancel-all",
             extra={"account_id": account_id, "by": principal.subject, "requested": outcome.requested,
                    "cancelled": len(outcome.cancelled), "failed": len(outcome.failed)},
         )  # fmt: skip
         return outcome
+
+    async def _cancel_one(self, order_id: str, principal: Principal, outcome: CancelAll) -> None:
+        outcome.requested += 1
+        try:
+            _, requested = await self.cancel_order(order_id, principal)
+        except ServiceError as exc:
+            outcome.failed.append({"order_id": order_id, "code": exc.code, "message": exc.message})
+            return
+        (outcome.cancel_requested if requested else outcome.cancelled).append(order_id)
 
     # --- reconciliation -------------------------------------------------------------------------------
 

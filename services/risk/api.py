@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 
 from services.risk.deps import Batches, Caller, Desk, Killswitch, RuleSetsDep, Store
 from services.risk.schemas import (
+    FINAL_ORIGINAL,
     ConditionalChild,
     DecisionOut,
     HaltAnswer,
@@ -123,9 +124,17 @@ async def place_conditional_child(body: ConditionalChild, principal: Caller, des
     status_code=201,
     response_model=PlacedOrder,
     responses={
-        200: {"model": PlacedOrder, "description": "the replacement was decided and placed before: the same order"},
+        200: {
+            "model": PlacedOrder,
+            "description": "the replacement was decided and placed before: the same order; with `check_only`: "
+            "`{checked: true, reasons: []}`, the new terms pass the checks that need no reservation",
+        },
         403: {"description": "`forbidden`: anyone but execution"},
-        422: {"model": OrderRefused, "description": "order_rejected: risk's reasons (or invalid_request)"},
+        422: {
+            "model": OrderRefused,
+            "description": "order_rejected: risk's reasons (or invalid_request); with `check_only` each reason "
+            "names its `field` (`price` or `qty`) and nothing was recorded",
+        },
         503: {"model": OrderRefused, "description": "risk_unavailable or execution_unavailable (retry)"},
     },
 )
@@ -134,7 +143,8 @@ async def place_replacement(body: ReplacementOrder, principal: Caller, desk: Des
     execution once the original's cancel is confirmed: decided by risk as the amend's owner, every check of their
     own order applying, recorded with `rule_check.replaces_order_id`, and (approved) signed and sent to execution as
     any order. Its client_order_id is derived from the original's id: an attempt made again is one decision replayed
-    and one order. The original as it ended is counted final in the account's book first."""
+    and one order. The original as it ended is counted final in the account's book first. With `check_only` (asked
+    before the original is cancelled) only the checks that need no reservation run and nothing is recorded."""
     if not (principal.is_service and principal.subject == EXECUTION_SUBJECT):
         raise Forbidden("forbidden", f"{principal.subject} may not place an amend's replacement: execution does")
     order = body.order
@@ -144,6 +154,13 @@ async def place_replacement(body: ReplacementOrder, principal: Caller, desk: Des
             "paper_fill", status_code=422, field="order",
         )  # fmt: skip
     o = body.original
+    owner = Principal(body.owner, body.owner_role, body.account_id)
+    if body.check_only:
+        # the amend's new terms, before the original is cancelled: nothing recorded, reserved or placed
+        unfilled = o.qty - o.filled_qty if o.status not in FINAL_ORIGINAL and o.side is order.side else 0
+        own = unfilled if o.ts_code == order.ts_code else 0
+        checked = await desk.precheck(order, owner, own_unfilled=own)
+        return JSONResponse(checked.body, status_code=checked.status_code)
     keeper: BookKeeper = request.app.state.keeper
     try:
         # execution's record of the original (final): applied as its order event would be (idempotent, only ever
@@ -153,7 +170,6 @@ async def place_replacement(body: ReplacementOrder, principal: Caller, desk: Des
                                            filled_qty=o.filled_qty))  # fmt: skip
     except BookUnavailable as exc:  # the decision below reads the book and fails closed
         log.warning("risk could not note an amended order's end", extra={"error": str(exc)})
-    owner = Principal(body.owner, body.owner_role, body.account_id)
     placement = await desk.place(order, owner, replaces_order_id=body.replaces_order_id)
     return JSONResponse(placement.body, status_code=placement.status_code)
 

@@ -36,7 +36,7 @@ from services.risk.checks import (
 )
 from services.risk.events import order_denied, risk_alert
 from services.risk.metrics import Outcome, RiskMetrics
-from services.risk.rules import drawdown, effective, evaluate
+from services.risk.rules import drawdown, effective, evaluate, evaluate_order
 from services.risk.rules.base import Finding, Level, RuleConfig, TradingState, measuring_utilisation
 from services.risk.rules.duplicates import DuplicatesConfig
 from services.risk.schemas import CarriedSleeve, OrderRequest
@@ -377,33 +377,7 @@ class RiskDesk:
         reasons.extend(state_reasons)
         if security is not None:
             intent = OrderIntent(security.ts_code, request.side, request.order_type, request.qty, request.price)
-            quote: Quote | None = None
-            quote_known = False
-            try:
-                code = security.ts_code
-                quote = await (self.quotes.quote(code) if session is None else self.quotes.quote(code, session))
-                if (
-                    quote is not None
-                    and order_session is not None
-                    and quote_ahead_of(quote.next_trade_date, quote.last_trade_date, order_session.day)
-                ):
-                    # the store is past the order's session (a shifted clock over history): that session's quote
-                    quote = await self.quotes.quote(code, order_session.day)
-                quote_known = True
-            except QuoteUnavailable as exc:
-                unavailable.append(str(exc))
-                log.warning("risk cannot check an order", extra={"ts_code": security.ts_code, "error": str(exc)})
-            else:
-                limits = [] if order_session is None else session_limits_checks(intent, quote, order_session)
-                reasons.extend(limits)
-                if limits:
-                    # not against another session's limits, nor a market buy's cash at another session's limit-up
-                    quote_known = False
-                    checked = None if quote is None else quote.model_copy(update={"limit_up": None, "limit_down": None})
-                    reasons.extend(quote_checks(intent, checked, max_order_value=self.max_order_value))
-                    quote = None
-                else:
-                    reasons.extend(quote_checks(intent, quote, max_order_value=self.max_order_value))
+            quote, quote_known = await self._quote_checks(intent, session, order_session, reasons, unavailable)
             # Buys: the available cash must cover the order at its price cap, with fees; sells: no short selling,
             # T+1. Both from the account's hot book (no read of execution per order); reserved atomically below.
             # Execution checks again under its account lock when it admits the order.
@@ -508,6 +482,95 @@ class RiskDesk:
         elif 400 <= placement.status_code < 500 and claimed is not None:
             await self._unclaim(account_id, claimed)  # execution refused it: it is no order to be a duplicate of
         return placement
+
+    async def _quote_checks(
+        self,
+        intent: OrderIntent,
+        session: date | None,
+        order_session: OrderSession | None,
+        reasons: list[Reason],
+        unavailable: list[str],
+    ) -> tuple[Quote | None, bool]:
+        """The order's quote (that of its session) and the checks against it (known, not suspended, the session's
+        price limits, a market order's value) added to `reasons`: (the quote, whether it is known and of the order's
+        session). A quote that cannot be read adds why to `unavailable`."""
+        code = intent.ts_code
+        try:
+            quote = await (self.quotes.quote(code) if session is None else self.quotes.quote(code, session))
+            if (
+                quote is not None
+                and order_session is not None
+                and quote_ahead_of(quote.next_trade_date, quote.last_trade_date, order_session.day)
+            ):
+                # the store is past the order's session (a shifted clock over history): that session's quote
+                quote = await self.quotes.quote(code, order_session.day)
+        except QuoteUnavailable as exc:
+            unavailable.append(str(exc))
+            log.warning("risk cannot check an order", extra={"ts_code": code, "error": str(exc)})
+            return None, False
+        limits = [] if order_session is None else session_limits_checks(intent, quote, order_session)
+        reasons.extend(limits)
+        if limits:
+            # not against another session's limits, nor a market buy's cash at another session's limit-up
+            checked = None if quote is None else quote.model_copy(update={"limit_up": None, "limit_down": None})
+            reasons.extend(quote_checks(intent, checked, max_order_value=self.max_order_value))
+            return None, False
+        reasons.extend(quote_checks(intent, quote, max_order_value=self.max_order_value))
+        return quote, True
+
+    async def precheck(self, request: OrderRequest, principal: Principal, *, own_unfilled: int = 0) -> Placement:
+        """An amend's new terms checked before its original is cancelled (`POST /v1/replacement-orders` with
+        `check_only`; docs/order-path.md "Amending an order"): the checks of an order that need no reservation — the
+        code, the tick, a buy's lots, the value, the session's price limits, the order-only rules (the exchange's
+        maximum qty and price cage, order limits, liquidity, codes), and a sell's sellable shares counting
+        `own_unfilled` (the original's unfilled shares, which its cancel frees) as the account's. Nothing is recorded
+        or reserved; cash is decided with the replacement itself. 200 `{"checked": true}`, 422 `order_rejected` with
+        the reasons (each naming its `field`), 503 `risk_unavailable`."""
+        request = _typed(request)
+        account_id = principal.account_id or principal.subject
+        unavailable: list[str] = []
+        session = self.market_session()
+        order_session, session_reason = await self._order_session(session, unavailable)
+        trade_date = order_session.day if order_session is not None else market_today(self.clock(), session)
+        intent = OrderIntent(request.ts_code, request.side, request.order_type, request.qty, request.price)
+        security, reasons = static_checks(intent, max_order_value=self.max_order_value)
+        if session_reason is not None:
+            reasons.append(session_reason)
+        if security is not None:
+            intent = OrderIntent(security.ts_code, request.side, request.order_type, request.qty, request.price)
+            quote, _known = await self._quote_checks(intent, session, order_session, reasons, unavailable)
+            if quote is not None:
+                try:
+                    effective = await self.rules.effective_for(account_id, None)
+                except Exception as exc:  # without the rule sets there is no answer
+                    log.warning("risk cannot read its rule sets", extra={"account": account_id, "error": repr(exc)})
+                    unavailable.append(f"the rule sets cannot be read ({type(exc).__name__})")
+                else:
+                    order = rule_order(
+                        ts_code=security.ts_code, board=security.board, side=intent.side, order_type=intent.order_type,
+                        qty=intent.qty, price=intent.price, quote=quote, at=self.clock(), session=trade_date,
+                    )  # fmt: skip
+                    known = {r.code for r in reasons}
+                    findings = evaluate_order(order, effective.configs)
+                    reasons.extend(
+                        Reason(f.code, f.message) for f in findings if f.level is Level.DENY and f.code not in known
+                    )
+            if request.side is OrderSide.SELL:
+                view = await _OrderBook(self.books, account_id, trade_date, principal).get(unavailable)
+                if view is not None:
+                    holding = view.holdings.get(security.ts_code)
+                    qty = 0 if holding is None else holding.qty
+                    sellable = (0 if holding is None else holding.sellable_qty) + own_unfilled
+                    held = Holding(ts_code=security.ts_code, qty=qty, sellable_qty=min(sellable, qty))
+                    reasons.extend(position_checks(intent, security, held))
+        answer: dict[str, Any] = {"checked": True, "reasons": [dict(r.as_dict(), field=_field(r)) for r in reasons]}
+        if reasons:
+            return Placement(422, {"code": "order_rejected", "message": "; ".join(r.message for r in reasons),
+                                   **answer})  # fmt: skip
+        if unavailable:
+            message = f"risk cannot check the order: {'; '.join(unavailable)}"
+            return Placement(503, {"code": ReasonCode.RISK_UNAVAILABLE.value, "message": message})
+        return Placement(200, answer)
 
     async def _trading_state(
         self,
@@ -1093,6 +1156,23 @@ def _canonical_code(ts_code: str) -> str:
         return parse_ts_code(ts_code).ts_code
     except InvalidTsCode:
         return ts_code  # never approved, so it matches no approved decision
+
+
+# the request's field each reason of a precheck concerns (a reason of both, the order's value: the quantity); None
+# for a reason of neither (the security suspended, a code not allowed, no session, the auction's pause)
+_PRICE_REASONS = frozenset(
+    {ReasonCode.PRICE_TICK, ReasonCode.PRICE_LIMIT, ReasonCode.LIMITS_UNKNOWN, "price_cage", "price_deviation"}
+)
+_QTY_REASONS = frozenset(
+    {ReasonCode.LOT_SIZE, ReasonCode.MAX_ORDER_VALUE, ReasonCode.INSUFFICIENT_POSITION, "exchange_max_qty",
+     "max_order_qty", "liquidity_pct"}
+)  # fmt: skip
+
+
+def _field(reason: Reason) -> str | None:
+    if reason.code in _PRICE_REASONS:
+        return "price"
+    return "qty" if reason.code in _QTY_REASONS else None
 
 
 def _refused(status: int, code: str, message: str, decision: Decision, details: Any = None) -> Placement:

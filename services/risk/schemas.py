@@ -135,15 +135,21 @@ class ConditionalChild(RequestModel):
     order: OrderRequest
 
 
+FINAL_ORIGINAL = ("cancelled", "filled", "rejected", "expired")
+
+
 class ReplacedOriginal(RequestModel):
     """The amended order as it ended (execution's record): risk's book counts it final before the replacement is
-    decided, so the replacement is not checked against the original's reservation too."""
+    decided, so the replacement is not checked against the original's reservation too. With `check_only` the
+    original as it is now, still open (its unfilled shares count as the account's for a sell's check)."""
 
     client_order_id: ClientOrderId
     ts_code: str = Field(min_length=1, max_length=32)
     side: OrderSide
     qty: StrictInt = Field(gt=0)
-    status: Literal["cancelled", "filled", "rejected", "expired"]
+    status: Literal[
+        "cancelled", "filled", "rejected", "expired", "accepted", "submitted", "partially_filled", "unknown"
+    ]  # fmt: skip
     filled_qty: StrictInt = Field(ge=0)
 
 
@@ -158,6 +164,18 @@ class ReplacementOrder(RequestModel):
     owner_role: str = Field(min_length=1, max_length=16)
     original: ReplacedOriginal
     order: OrderRequest
+    check_only: StrictBool = Field(
+        default=False,
+        description="check the new terms before the original is cancelled: the checks that need no reservation "
+        "(tick, lots, value, price limits, the exchange's maximum and price cage, a sell's sellable shares counting "
+        "the original's unfilled ones); nothing recorded, reserved or placed",
+    )
+
+    @model_validator(mode="after")
+    def _original_final(self) -> ReplacementOrder:
+        if not self.check_only and self.original.status not in FINAL_ORIGINAL:
+            raise ValueError("original.status: a replacement is decided once the original is final")
+        return self
 
 
 class OrderBatchRequest(RequestModel):

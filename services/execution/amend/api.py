@@ -54,7 +54,8 @@ class AmendOut(BaseModel):
     status: str = Field(
         description="cancelling (the original's cancel awaits its confirmation) | replacing (confirmed; the "
         "replacement is being decided by risk) | replaced | replacement_refused (the original stays cancelled) | "
-        "not_needed (the original filled before its cancel took) | expired (not placed by the session's close)"
+        "not_needed (the original filled before its cancel took) | expired (not placed by the session's close) | "
+        "cancelled_by_user (the user cancelled the order, or a cancel-all reached it, first: no replacement)"
     )
     filled_qty: int | None = Field(description="what the original had filled when it ended")
     replacement_qty: int | None = Field(description="new_qty - filled_qty: what the replacement is for")
@@ -89,13 +90,20 @@ AmenderDep = Annotated[Amender, Depends(get_amender)]
         },
         422: {
             "description": "`order_not_amendable` (a market order), `qty_not_above_filled`, `lot_size`, "
-            "`amend_changes_nothing`, `invalid_request`: the field is named; nothing was sent"
+            "`amend_changes_nothing`, `invalid_request`; or risk's refusal of the new terms before the cancel "
+            "(its first reason's code, e.g. `price_limit`, `price_tick`, `price_cage`, `exchange_max_qty`, "
+            "`insufficient_position`, all of them in `details.reasons`): the field is named; nothing was sent"
         },
-        503: {"description": "`broker_unavailable`: the broker could not take the cancel; nothing was changed"},
+        503: {
+            "description": "`broker_unavailable`: the broker could not take the cancel; `risk_unavailable`: risk "
+            "could not check the new terms; nothing was changed"
+        },
     },
 )
 async def amend_order(order_id: str, body: AmendIn, principal: CurrentPrincipal, amender: AmenderDep) -> JSONResponse:
-    """Amend an open limit order's price and/or total quantity as cancel-replace: the original is cancelled and,
+    """Amend an open limit order's price and/or total quantity as cancel-replace: risk checks the new terms first
+    (price limits, tick, price cage, the board's maximum, a sell's shares: 422, nothing cancelled); the original is
+    then cancelled and,
     once its cancel is confirmed, a replacement for the new total less what the original filled is decided by risk
     and placed (`replacement_order_id`; the original's `replaced_by`). 202 with the amend: `replaced` when it is done
     already (the paper broker), else follow it with `GET /v1/amends/{amend_id}`. The same request again answers

@@ -32,12 +32,20 @@ class Status(StrEnum):
     REPLACEMENT_REFUSED = "replacement_refused"  # risk (or execution) refused it: the original stays cancelled
     NOT_NEEDED = "not_needed"  # the original filled (all of it, or the new total) before the cancel took: none placed
     EXPIRED = "expired"  # the replacement could not be placed by the close of the amend's session
+    # the user cancelled the original (or a cancel-all reached it) while the amend was cancelling or replacing: the
+    # amend stops there, its replacement never submitted (one an attempt in flight placed is cancelled)
+    CANCELLED_BY_USER = "cancelled_by_user"
 
 
-FINAL = frozenset({Status.REPLACED, Status.REPLACEMENT_REFUSED, Status.NOT_NEEDED, Status.EXPIRED})
+FINAL = frozenset(
+    {Status.REPLACED, Status.REPLACEMENT_REFUSED, Status.NOT_NEEDED, Status.EXPIRED, Status.CANCELLED_BY_USER}
+)
+ACTIVE = (Status.CANCELLING, Status.REPLACING)  # what a user's cancel stops
 MOVES: dict[Status, frozenset[Status]] = {
-    Status.CANCELLING: frozenset({Status.REPLACING, Status.NOT_NEEDED, Status.EXPIRED}),
-    Status.REPLACING: frozenset({Status.REPLACED, Status.REPLACEMENT_REFUSED, Status.EXPIRED}),
+    Status.CANCELLING: frozenset({Status.REPLACING, Status.NOT_NEEDED, Status.EXPIRED, Status.CANCELLED_BY_USER}),
+    Status.REPLACING: frozenset(
+        {Status.REPLACED, Status.REPLACEMENT_REFUSED, Status.EXPIRED, Status.CANCELLED_BY_USER}
+    ),
 }
 
 

@@ -20,7 +20,15 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from services.execution.admission import principal_account
-from services.execution.amend.rules import FINAL, Original, Status, after_cancel, refusal
+from services.execution.amend.rules import (
+    ACTIVE,
+    FINAL,
+    Original,
+    Status,
+    after_cancel,
+    refusal,
+    replacement_client_order_id,
+)
 from services.execution.amend.store import Amend, AmendExists, AmendStore, StaleMove
 from services.execution.brokers.base import BrokerUnavailable, CancelOutcomeUnknown, CancelTooLate
 from services.execution.desk import OrderDesk
@@ -39,9 +47,17 @@ PASS_S = 1.0  # the pass: cancels confirmed since (QMT), replacements to attempt
 LEASE_S = 30.0  # a replacement with no final answer this long after its last attempt is attempted again by any process
 RETRY_S = 3.0  # an attempt answered "not now" (or not at all) is tried again this soon by the process that made it
 CANCEL_RESEND_S = 30.0  # a cancel not confirmed this long after it was sent is sent again (idempotent at the broker)
+STOP_ATTEMPTS = 5  # a user's cancel reads its amend again this often when the pass moves it meanwhile
 
 
 class RiskPort(Protocol):
+    async def check_replacement(
+        self, original: StoredOrder, principal: Principal, price: Decimal, qty: int
+    ) -> tuple[int, dict[str, Any]]:
+        """Ask risk whether a replacement of `original` for `qty` at `price` passes the checks that need no
+        reservation, before the original is cancelled (`check_only`): (HTTP status, JSON body). Raises on no
+        answer."""
+
     async def submit_replacement(self, amend: Amend, original: StoredOrder) -> tuple[int, dict[str, Any]]:
         """Ask risk to decide (and, approved, place) the replacement: (HTTP status, JSON body). Raises on no
         answer."""
@@ -49,39 +65,28 @@ class RiskPort(Protocol):
 
 class RiskReplacements:
     """Risk's `POST /v1/replacement-orders`, asked by execution as itself (`svc:execution`): risk decides the
-    replacement as the amend's owner, and an approved one comes back to execution's `POST /v1/orders` signed."""
+    replacement as the amend's owner, and an approved one comes back to execution's `POST /v1/orders` signed. With
+    `check_only` (before the original is cancelled) risk only checks the new terms."""
 
     def __init__(self, services: ServiceDirectory, internal_secret: str) -> None:
         self.services = services
         self.internal_secret = internal_secret
 
+    async def check_replacement(
+        self, original: StoredOrder, principal: Principal, price: Decimal, qty: int
+    ) -> tuple[int, dict[str, Any]]:
+        o = original.order
+        body = _body(original, account_id=o.account_id, owner=principal.subject, owner_role=principal.role,
+                     qty=qty, price=price)  # fmt: skip
+        return await self._post({**body, "check_only": True})
+
     async def submit_replacement(self, amend: Amend, original: StoredOrder) -> tuple[int, dict[str, Any]]:
         assert amend.replacement_qty is not None
-        o = original.order
-        body = {
-            "replaces_order_id": amend.order_id,
-            "account_id": amend.account_id,
-            "owner": amend.owner,
-            "owner_role": amend.owner_role,
-            # the original as it ended: risk's book counts it final before deciding (its order.cancelled event may
-            # not have reached risk yet, and the replacement would otherwise be checked against its reservation too)
-            "original": {
-                "client_order_id": o.client_order_id,
-                "ts_code": o.ts_code,
-                "side": o.side.value,
-                "qty": o.qty,
-                "status": o.status.value,
-                "filled_qty": o.filled_qty,
-            },
-            "order": {
-                "client_order_id": amend.client_order_id,
-                "ts_code": amend.ts_code,
-                "side": amend.side.value,
-                "order_type": "limit",
-                "qty": amend.replacement_qty,
-                "price": format(amend.new_price, "f"),
-            },
-        }
+        body = _body(original, account_id=amend.account_id, owner=amend.owner, owner_role=amend.owner_role,
+                     qty=amend.replacement_qty, price=amend.new_price)  # fmt: skip
+        return await self._post(body)
+
+    async def _post(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         headers = service_headers(self.internal_secret, "execution")
         response = await self.services.client("risk").request(
             "POST", "/v1/replacement-orders", json=body, headers=headers
@@ -91,6 +96,37 @@ class RiskReplacements:
         except ValueError:
             payload = {"message": response.text[:200]}
         return response.status_code, payload if isinstance(payload, dict) else {"body": payload}
+
+
+def _body(
+    original: StoredOrder, *, account_id: str, owner: str, owner_role: str, qty: int, price: Decimal
+) -> dict[str, Any]:
+    o = original.order
+    return {
+        "replaces_order_id": o.order_id,
+        "account_id": account_id,
+        "owner": owner,
+        "owner_role": owner_role,
+        # the original as it ended: risk's book counts it final before deciding (its order.cancelled event may
+        # not have reached risk yet, and the replacement would otherwise be checked against its reservation too);
+        # for a check before the cancel, as it is (its unfilled shares count as the account's for a sell)
+        "original": {
+            "client_order_id": o.client_order_id,
+            "ts_code": o.ts_code,
+            "side": o.side.value,
+            "qty": o.qty,
+            "status": o.status.value,
+            "filled_qty": o.filled_qty,
+        },
+        "order": {
+            "client_order_id": replacement_client_order_id(o.order_id),
+            "ts_code": o.ts_code,
+            "side": o.side.value,
+            "order_type": "limit",
+            "qty": qty,
+            "price": format(price, "f"),
+        },
+    }
 
 
 def _original(stored: StoredOrder) -> Original:
@@ -145,6 +181,7 @@ class Amender:
                 details["filled_qty"] = o.filled_qty
             raise ServiceError(refused.code, refused.message, status_code=refused.status_code, **details)
         assert new_price is not None  # (a limit order has its price)
+        await self._precheck(stored, principal, new_price, new_qty - o.filled_qty)
         now, wall = self.market_now(), self.wall_now()
         amend = Amend(
             amend_id=new_id(), order_id=order_id, account_id=o.account_id, owner=principal.subject,
@@ -177,6 +214,95 @@ class Amender:
         if after.order.status.is_final:
             amend = await self.confirmed(amend, after)
         return amend, True
+
+    async def _precheck(self, stored: StoredOrder, principal: Principal, price: Decimal, qty: int) -> None:
+        """Risk's checks of the new terms that need no reservation (price limits, tick, price cage, the board's
+        maximum, a sell's sellable shares), before anything is stored or cancelled: 422 with risk's reasons (the
+        first one's code, naming its field), or 503 when risk cannot answer (fail closed: nothing cancelled). Cash is
+        decided with the replacement itself, once the original's reservation is freed."""
+        try:
+            status, body = await self.risk.check_replacement(stored, principal, price, qty)
+        except Exception as exc:
+            log.warning("an amend's terms could not be checked: %r", exc, extra={"order_id": stored.order.order_id})
+            raise Unavailable("risk_unavailable", f"risk could not check the new terms ({type(exc).__name__}); "
+                              "nothing was changed") from exc  # fmt: skip
+        if status == 200:
+            return
+        reasons = body.get("reasons")
+        if status == 422 and isinstance(reasons, list) and reasons and all(isinstance(r, dict) for r in reasons):
+            listed = [{"code": str(r.get("code")), "message": str(r.get("message", "")),
+                       "field": None if r.get("field") is None else str(r.get("field"))} for r in reasons]  # fmt: skip
+            first = listed[0]
+            message = "; ".join(str(r["message"]) for r in listed)
+            details: dict[str, Any] = {"reasons": listed}
+            if first["field"] is not None:
+                details["field"] = first["field"]
+            raise ServiceError(str(first["code"]), f"{message}: the order was left as it is", status_code=422,
+                               **details)  # fmt: skip
+        message = str(body.get("message", ""))
+        log.warning("risk did not check an amend's terms", extra={"status": status, "code": body.get("code")})
+        raise Unavailable("risk_unavailable", f"risk could not check the new terms (HTTP {status}: {message}); "
+                          "nothing was changed")  # fmt: skip
+
+    # --- a user's cancel ------------------------------------------------------------------------------------------
+
+    async def stop_for_cancel(self, order_id: str) -> bool:
+        """The user cancels `order_id` (or a cancel-all reaches it): its amend, if still cancelling or replacing,
+        moves to cancelled_by_user first, so its replacement is never submitted. True when one was stopped now.
+        Raises 503 when the amend keeps moving under it (the cancel is then not made: fail closed)."""
+        for _ in range(STOP_ATTEMPTS):
+            amend = await self.store.of_order(order_id)
+            if amend is None or amend.status not in ACTIVE:
+                return False
+            try:
+                await self._stop(amend)
+            except StaleMove:
+                continue  # the pass or the request moved it meanwhile: read it again
+            return True
+        raise Unavailable("amend_busy", "the order's amend kept changing; the cancel was not made: send it again")
+
+    async def stop_for_cancel_all(self, account_id: str, ts_code: str | None) -> list[str]:
+        """A cancel-all of the account: every amend of it still cancelling or replacing (of `ts_code`) stops; the
+        client_order_ids of their replacements, which the cancel-all cancels too should one have been placed (an
+        attempt in flight)."""
+        replacements: list[str] = []
+        for amend in await self.store.active_of_account(account_id, ts_code):
+            try:
+                await self.stop_for_cancel(amend.order_id)
+            except Unavailable:
+                log.warning("cancel-all: an amend kept changing", extra={"amend_id": amend.amend_id})
+            replacements.append(amend.client_order_id)
+        return replacements
+
+    async def _stop(self, amend: Amend) -> Amend:
+        self.retry_at.pop(amend.amend_id, None)
+        stopped = await self.store.move(
+            amend, Status.CANCELLED_BY_USER, self.market_now(),
+            message=f"stopped while {amend.status.value}: the user cancelled the order; no replacement is placed",
+        )  # fmt: skip
+        log.info("amend stopped by the user's cancel", extra={"amend_id": amend.amend_id, "order_id": amend.order_id})
+        return stopped
+
+    async def _placed_after_stop(self, amend: Amend, order_id: str) -> Amend:
+        """An attempt in flight when the user cancelled placed the replacement: it is cancelled at once, and noted
+        on the amend (which stays cancelled_by_user)."""
+        latest = await self.store.get(amend.amend_id) or amend
+        if latest.status is not Status.CANCELLED_BY_USER:
+            return latest
+        placed = await self.desk.store.get_order(order_id)
+        note = f"the replacement {order_id} an attempt in flight placed was cancelled"
+        if placed is not None and not placed.order.status.is_final:
+            try:
+                await self.desk.cancel_at_broker(placed)
+            except Exception as exc:
+                log.warning("a replacement placed after the user's cancel could not be cancelled: %r", exc,
+                            extra={"amend_id": amend.amend_id, "order_id": order_id})  # fmt: skip
+                note = f"the replacement {order_id} an attempt in flight placed could not be cancelled ({exc})"
+        try:
+            return await self.store.touch(replace(latest, replacement_order_id=order_id,
+                                                  message=f"{latest.message}; {note}"))  # fmt: skip
+        except StaleMove:
+            return await self.store.get(amend.amend_id) or latest
 
     async def _noted(self, amend: Amend, message: str) -> Amend:
         try:
@@ -272,7 +398,7 @@ class Amender:
                 message=f"the replacement was refused ({code}: {message}); the original stays cancelled",
             )  # fmt: skip
         except StaleMove:
-            return await self.store.get(amend.amend_id) or amend
+            return await self._moved_meanwhile(amend)
 
     async def _retry(self, amend: Amend, message: str) -> Amend:
         self.retry_at[amend.amend_id] = self.wall_now() + timedelta(seconds=RETRY_S)
@@ -280,7 +406,19 @@ class Amender:
             return await self.store.touch(replace(amend, message=f"replacement to be attempted again: {message}",
                                                   claimed_at=self.wall_now()))  # fmt: skip
         except StaleMove:
-            return amend
+            return await self._moved_meanwhile(amend)
+
+    async def _moved_meanwhile(self, amend: Amend) -> Amend:
+        """An attempt's answer found the amend moved by another: as it is now. Stopped by the user's cancel while the
+        attempt was in flight: a replacement that attempt placed is cancelled (never left open after the cancel)."""
+        latest = await self.store.get(amend.amend_id) or amend
+        if latest.status is not Status.CANCELLED_BY_USER:
+            return latest
+        self.retry_at.pop(amend.amend_id, None)
+        placed, _ = await self.desk.store.find_by_key_or_decision(amend.account_id, amend.client_order_id, "")
+        if placed is None:
+            return latest
+        return await self._placed_after_stop(latest, placed.order.order_id)
 
     async def _session_over(self, amend: Amend) -> bool:
         """The amend's session (that of an order placed when it was asked) has closed: its replacement is not placed

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Column, Index, Integer, String, Table, Text, and_, delete, select, update
 from sqlalchemy.engine import Row
 
-from services.execution.amend.rules import Status, may_move, replacement_client_order_id
+from services.execution.amend.rules import ACTIVE, Status, may_move, replacement_client_order_id
 from services.execution.store import metadata
 from shared.core.domain import OrderSide
 from shared.platform.clock import UtcDateTime
@@ -196,6 +196,14 @@ class AmendStore:
                 replaced_by[original] = replacement
                 replaces[replacement] = original
         return replaced_by, replaces
+
+    async def active_of_account(self, account_id: str, ts_code: str | None = None) -> list[Amend]:
+        """The account's amends still cancelling or replacing (of `ts_code` when named): what a cancel-all stops."""
+        c = order_amends.c
+        where = and_(c.account_id == account_id, c.status.in_([s.value for s in ACTIVE]))
+        if ts_code is not None:
+            where = and_(where, c.ts_code == ts_code)
+        return await self._select(where)
 
     async def with_status(self, *statuses: Status) -> list[Amend]:
         return await self._select(order_amends.c.status.in_([s.value for s in statuses]))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from pydantic import ConfigDict
@@ -42,6 +43,7 @@ class Rule:
     name: str
     config: type[RuleConfig]
     check: Callable[[RuleOrder, RiskState, Any], list[Finding]]
+    order_only: bool = False  # reads the order (and its quote) alone: no account state (evaluate_order)
 
 
 def _order_only(fn: Callable[[RuleOrder, Any], list[Finding]]) -> Callable[[RuleOrder, RiskState, Any], list[Finding]]:
@@ -53,18 +55,19 @@ def _state_only(fn: Callable[[RiskState, Any], list[Finding]]) -> Callable[[Rule
 
 
 RULES: tuple[Rule, ...] = (
-    Rule(exchange.RULE, ExchangeConfig, _order_only(exchange.check)),
+    Rule(exchange.RULE, ExchangeConfig, _order_only(exchange.check), order_only=True),
     Rule(drawdown.RULE, LossConfig, drawdown.check),
-    Rule(limits.RULE, OrderLimitsConfig, _order_only(limits.check)),
+    Rule(limits.RULE, OrderLimitsConfig, _order_only(limits.check), order_only=True),
     Rule(position.RULE, PositionLimitConfig, position.check),
     Rule(industry.RULE, IndustryConfig, industry.check),
     Rule(exposure.RULE, ExposureConfig, exposure.check),
-    Rule(liquidity.RULE, LiquidityConfig, _order_only(liquidity.check)),
+    Rule(liquidity.RULE, LiquidityConfig, _order_only(liquidity.check), order_only=True),
     Rule(activity.RULE, ActivityConfig, _state_only(activity.check)),
     Rule(duplicates.RULE, DuplicatesConfig, duplicates.check),
     Rule(self_trade.RULE, SelfTradeConfig, self_trade.check),
-    Rule(codes.RULE, CodesConfig, _order_only(codes.check)),
+    Rule(codes.RULE, CodesConfig, _order_only(codes.check), order_only=True),
 )
+_NO_STATE = RiskState(equity=Decimal(0))  # what an order-only rule is given (it reads none of it)
 BY_NAME: Mapping[str, Rule] = {rule.name: rule for rule in RULES}
 
 
@@ -125,8 +128,21 @@ def evaluate(order: RuleOrder, state: RiskState, configs: Mapping[str, RuleConfi
     return findings
 
 
+def evaluate_order(order: RuleOrder, configs: Mapping[str, RuleConfig]) -> list[Finding]:
+    """The enabled rules that read the order alone (the exchange's limits and price cage, order limits, liquidity,
+    codes): what an amend's new terms are checked against before its original is cancelled (no account state)."""
+    findings: list[Finding] = []
+    for rule in RULES:
+        config = configs.get(rule.name) or rule.config()
+        if rule.order_only and config.enabled:
+            findings.extend(rule.check(order, _NO_STATE, config))
+    return findings
+
+
 def denied(findings: list[Finding]) -> bool:
     return any(f.level is Level.DENY for f in findings)
 
 
-__all__ = ["BY_NAME", "RULES", "Finding", "Level", "Rule", "RuleSet", "denied", "effective", "evaluate"]
+__all__ = [
+    "BY_NAME", "RULES", "Finding", "Level", "Rule", "RuleSet", "denied", "effective", "evaluate", "evaluate_order",
+]  # fmt: skip

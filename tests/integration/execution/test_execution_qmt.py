@@ -954,6 +954,46 @@ async def test_an_amend_waits_for_the_brokers_cancel_report_and_replaces_what_th
         await bridge.close()
 
 
+async def test_a_cancel_all_while_an_amend_waits_for_the_cancel_report_stops_it_and_places_no_replacement(
+    backing: Backing,
+) -> None:
+    """The user cancels everything while an amend waits in `cancelling` for the broker's report: the amend stops
+    (`cancelled_by_user`) before anything else, so the report of the original cancelled places no `amend-*` order."""
+    async with qmt_fleet(backing, bridges=1) as q:
+        [bridge_id] = q.secrets
+        who = trader()
+        bridge = await q.connected(bridge_id, who.account_id)
+        original_id = (await q.place(who, qty=1000))["order_id"]
+        answer = await q.f.execution.post(f"/v1/orders/{original_id}/amend", json={"price": "10.05"},
+                                          headers=q.f.headers(who))  # fmt: skip
+        assert answer.status_code == 202, answer.text
+        amend = answer.json()
+        assert amend["status"] == "cancelling"
+
+        everything = await q.f.execution.post("/v1/orders/cancel-all", json={}, headers=q.f.headers(who))
+        assert everything.status_code == 200, everything.text
+        assert everything.json()["cancel_requested"] == [original_id]  # the cancel asked of the broker again
+        read = (await q.f.execution.get(f"/v1/amends/{amend['amend_id']}", headers=q.f.headers(who))).json()
+        assert read["status"] == "cancelled_by_user", read
+
+        # the broker reports the original cancelled (54): the pass places nothing
+        order = bridge.orders[original_id]
+        order.update(status=54)
+        await bridge.push("order", dict(order))
+
+        async def cancelled() -> bool:
+            return (await q.order(original_id))["status"] == "cancelled"
+
+        await until(cancelled, what="the original's cancel report recorded")
+        await q.f.execution_app.state.amender.run_pass()
+        assert [b["order_id"] for t, b in bridge.requests if t == protocol.PLACE] == [original_id]
+        listed = (await q.f.execution.get("/v1/orders", params={"limit": 1000}, headers=q.f.headers(who))).json()
+        assert [o for o in listed if o["client_order_id"].startswith("amend-")] == []
+        read = (await q.f.execution.get(f"/v1/amends/{amend['amend_id']}", headers=q.f.headers(who))).json()
+        assert (read["status"], read["replacement_order_id"]) == ("cancelled_by_user", None)
+        await bridge.close()
+
+
 async def test_an_amend_whose_cancel_answer_is_lost_waits_for_the_report_and_one_the_bridge_refuses_changes_nothing(
     backing: Backing,
 ) -> None:

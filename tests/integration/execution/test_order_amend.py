@@ -2,9 +2,11 @@
 risk and execution in process (the order-path fleet): a resting paper order's price amended (the original cancelled
 and `replaced_by` its replacement, which risk decided as a new decision carrying the original's id), the same
 request again answering the same amend; an amend below what filled refused with nothing changed; a filled order 409; a
-market order 422; an original that partly filled first replaced for the new total less its fills; a replacement risk
-refuses reported with risk's reasons (the original stays cancelled); a restart between the cancel and the
-replacement's recorded answer completing the amend once."""
+market order 422; new terms risk refuses (price limits, the exchange's maximum, a sell's shares) 422 before the
+cancel with the original untouched, and risk down 503; an original that partly filled first replaced for the new
+total less its fills; a replacement refused for cash after the cancel reported with risk's reasons (the original
+stays cancelled); a user's cancel or cancel-all stopping an amend (no replacement left open); a restart between the
+cancel and the replacement's recorded answer completing the amend once."""
 
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ from tests.integration.execution.order_path_harness import (
     open_day,
     order_body,
     trader,
+    trades_were_yesterday,
     until,
 )
 
@@ -162,19 +165,193 @@ async def test_a_filled_order_is_409_a_market_order_422_and_bad_input_422_with_n
         assert forbidden["code"] == "forbidden"
 
 
-async def test_a_replacement_risk_refuses_is_reported_with_its_reasons_and_the_original_stays_cancelled(
+async def test_new_terms_risk_refuses_are_422_before_the_cancel_with_the_original_untouched(backing: Backing) -> None:
+    amy = trader()
+    async with fleet(backing.settings()) as f:
+        original = await place(f, amy, price="9.50")
+        paper = f.execution_app.state.broker
+        # 11.50 is above the session's limit-up: the fake data service's last close 10.00 x 1.10 = 11.00 (the
+        # band 9.00..11.00): refused by risk before anything is cancelled
+        refused = await amend(f, amy, original["order_id"], expected=422, price="11.50")
+        assert (refused["code"], refused["details"]["field"]) == ("price_limit", "price"), refused
+        assert [r["code"] for r in refused["details"]["reasons"]] == ["price_limit"]
+        assert "11.00" in refused["message"]
+        # 8.99 is below the limit-down 9.00: the same, naming price
+        below = await amend(f, amy, original["order_id"], expected=422, price="8.99")
+        assert (below["code"], below["details"]["field"]) == ("price_limit", "price"), below
+        # 1,000,100 shares: more than the 1,000,000 a main-board limit order may ask for (the exchange's maximum);
+        # (at 9.50 that is also above the order value limit, so the maximum is one of risk's reasons, naming qty)
+        huge = await amend(f, amy, original["order_id"], expected=422, qty=1_000_100)
+        assert "exchange_max_qty" in [r["code"] for r in huge["details"]["reasons"]], huge
+        assert {r["field"] for r in huge["details"]["reasons"]} == {"qty"}
+        # nothing changed: the original rests at the broker as placed, no amend, no decision, no replacement
+        after = await get_order(f, amy, original["order_id"])
+        assert (after["status"], after["price"], after["qty"], after["replaced_by"]) == ("submitted", "9.50", 1000,
+                                                                                        None)  # fmt: skip
+        assert await f.execution_app.state.amend_store.of_order(original["order_id"]) is None
+        at_broker = await paper.report(original["order_id"])  # the paper broker's own record: still resting
+        assert at_broker is not None and (at_broker.status.value, at_broker.fills) == ("submitted", ())
+        assert await orders_with_client_id(f, amy, f"amend-{original['order_id']}") == []
+        decisions = (await f.risk.get("/v1/decisions", headers=f.headers(amy))).json()
+        assert [d for d in decisions if d["client_order_id"] == f"amend-{original['order_id']}"] == []
+
+
+async def test_a_sells_new_qty_is_checked_against_the_shares_counting_the_originals_unfilled_as_its_own(
     backing: Backing,
 ) -> None:
     amy = trader()
     async with fleet(backing.settings()) as f:
+        bought = await place(f, amy, price="10.00")  # at the latest close: 1,000 filled at once
+        assert bought["status"] == "filled"
+        await trades_were_yesterday(f, amy.account_id)  # T+1: the 1,000 are sellable now
+        # a sell of 600 at 10.50 (above the close) rests, holding 600 of the 1,000: 400 sellable beside it
+        selling = await place(f, amy, side="sell", qty=600, price="10.50")
+        assert selling["status"] == "submitted"
+        # a new total of 1,100: more than the 400 sellable + the original's own 600 unfilled = 1,000: refused before
+        # the cancel, naming qty
+        refused = await amend(f, amy, selling["order_id"], expected=422, qty=1100)
+        assert (refused["code"], refused["details"]["field"]) == ("insufficient_position", "qty"), refused
+        assert (await get_order(f, amy, selling["order_id"]))["status"] == "submitted"
+        # 1,000 = 400 + 600: passes (not refused for the shares the original itself holds) and is placed
+        done = await amend(f, amy, selling["order_id"], qty=1000)
+        assert (done["status"], done["replacement_qty"]) == ("replaced", 1000), done
+
+
+class RiskDown:
+    """Risk cannot answer the check of the new terms (a connection refused), or answers 503."""
+
+    def __init__(self, inner: RiskPort, status: int | None = None) -> None:
+        self.inner = inner
+        self.status = status
+
+    async def check_replacement(
+        self, original: StoredOrder, principal: Principal, price: Decimal, qty: int
+    ) -> tuple[int, dict[str, Any]]:
+        if self.status is None:
+            raise ConnectionError("risk is down (test)")
+        return self.status, {"code": "risk_unavailable", "message": "risk cannot check the order (test)"}
+
+    async def submit_replacement(self, amend: Amend, original: StoredOrder) -> tuple[int, dict[str, Any]]:
+        return await self.inner.submit_replacement(amend, original)
+
+
+@pytest.mark.parametrize("status", [None, 503], ids=["no-answer", "risk-503"])
+async def test_an_amend_risk_cannot_check_is_503_with_nothing_cancelled(backing: Backing, status: int | None) -> None:
+    amy = trader()
+    async with fleet(backing.settings()) as f:
         original = await place(f, amy, price="9.50")
-        # 11.50 is above the session's limit-up (11.00): risk refuses the replacement
-        done = await amend(f, amy, original["order_id"], price="11.50")
+        amender: Amender = f.execution_app.state.amender
+        amender.risk = RiskDown(amender.risk, status)
+        down = await amend(f, amy, original["order_id"], expected=503, price="9.60")
+        assert down["code"] == "risk_unavailable" and "nothing was changed" in down["message"]
+        after = await get_order(f, amy, original["order_id"])
+        assert (after["status"], after["price"], after["replaced_by"]) == ("submitted", "9.50", None)
+        at_broker = await f.execution_app.state.broker.report(original["order_id"])
+        assert at_broker is not None and at_broker.status.value == "submitted"
+        assert await f.execution_app.state.amend_store.of_order(original["order_id"]) is None
+
+
+async def test_a_replacement_refused_for_cash_is_reported_with_its_reasons_and_the_original_stays_cancelled(
+    backing: Backing,
+) -> None:
+    """Cash is decided with the replacement itself, after the cancel (the original's reservation is freed then): a
+    replacement can still be refused for it."""
+    amy = trader()
+    async with fleet(backing.settings(paper_opening_cash=Decimal("20000"))) as f:
+        original = await place(f, amy, price="9.50")  # reserves 9,505.10 of the 20,000.00
+        # 2,500 at 9.50 = 23,750.00 (+ fees) > 20,000.00 even with the original's reservation freed: the terms pass
+        # the checks before the cancel (limits, tick, lots), and the replacement is refused for cash after it
+        done = await amend(f, amy, original["order_id"], qty=2500)
         assert done["status"] == "replacement_refused" and done["replacement_order_id"] is None
-        assert [r["code"] for r in done["reasons"]] == ["price_limit"], done
+        assert [r["code"] for r in done["reasons"]] == ["insufficient_cash"], done
         assert "stays cancelled" in done["message"]
         assert (await get_order(f, amy, original["order_id"]))["status"] == "cancelled"
         assert await orders_with_client_id(f, amy, f"amend-{original['order_id']}") == []
+
+
+class NotNow:
+    """Risk answers every replacement "not now" (503): the amend stays `replacing`, attempted again."""
+
+    def __init__(self, inner: RiskPort) -> None:
+        self.inner = inner
+        self.calls = 0
+
+    async def check_replacement(
+        self, original: StoredOrder, principal: Principal, price: Decimal, qty: int
+    ) -> tuple[int, dict[str, Any]]:
+        return await self.inner.check_replacement(original, principal, price, qty)
+
+    async def submit_replacement(self, amend: Amend, original: StoredOrder) -> tuple[int, dict[str, Any]]:
+        self.calls += 1
+        return 503, {"code": "risk_unavailable", "message": "not now (test)"}
+
+
+async def test_a_users_cancel_stops_an_amend_still_replacing_and_no_replacement_is_placed(backing: Backing) -> None:
+    amy = trader()
+    async with fleet(backing.settings()) as f:
+        original = await place(f, amy, price="9.50")
+        amender: Amender = f.execution_app.state.amender
+        not_now = NotNow(amender.risk)
+        amender.risk = not_now
+        waiting = await amend(f, amy, original["order_id"], price="9.60")
+        assert (waiting["status"], not_now.calls) == ("replacing", 1)  # the original cancelled, the replacement not yet
+        # the user cancels the order: the amend stops (the original is cancelled already: the cancel is done)
+        answer = await f.execution.post(f"/v1/orders/{original['order_id']}/cancel", headers=f.headers(amy))
+        assert (answer.status_code, answer.json()["status"]) == (200, "cancelled"), answer.text
+        stopped = await f.execution_app.state.amend_store.get(waiting["amend_id"])
+        assert stopped is not None and stopped.status.value == "cancelled_by_user"
+        # risk would now approve: the pass attempts nothing more
+        amender.risk = not_now.inner
+        amender.retry_at.clear()
+        amender.lease_s = 0.0
+        await amender.run_pass()
+        read = (await f.execution.get(f"/v1/amends/{waiting['amend_id']}", headers=f.headers(amy))).json()
+        assert (read["status"], read["replacement_order_id"]) == ("cancelled_by_user", None)
+        assert await orders_with_client_id(f, amy, f"amend-{original['order_id']}") == []
+        # a cancel of it again: 409, as for any cancelled order
+        again = await f.execution.post(f"/v1/orders/{original['order_id']}/cancel", headers=f.headers(amy))
+        assert (again.status_code, again.json()["code"]) == (409, "order_not_cancellable")
+
+
+class CancelledInFlight:
+    """The user's cancel lands while the replacement's attempt is in flight at risk, which then places it: the
+    attempt's answer finds the amend stopped."""
+
+    def __init__(self, inner: RiskPort, cancel: Any) -> None:
+        self.inner = inner
+        self.cancel = cancel
+
+    async def check_replacement(
+        self, original: StoredOrder, principal: Principal, price: Decimal, qty: int
+    ) -> tuple[int, dict[str, Any]]:
+        return await self.inner.check_replacement(original, principal, price, qty)
+
+    async def submit_replacement(self, amend: Amend, original: StoredOrder) -> tuple[int, dict[str, Any]]:
+        await self.cancel()
+        return await self.inner.submit_replacement(amend, original)
+
+
+async def test_a_replacement_placed_by_an_attempt_in_flight_at_the_users_cancel_is_cancelled(backing: Backing) -> None:
+    amy = trader()
+    async with fleet(backing.settings()) as f:
+        original = await place(f, amy, price="9.50")
+        amender: Amender = f.execution_app.state.amender
+
+        async def cancel_all() -> None:
+            answer = await f.execution.post("/v1/orders/cancel-all", json={}, headers=f.headers(amy))
+            assert answer.status_code == 200, answer.text
+
+        amender.risk = CancelledInFlight(amender.risk, cancel_all)
+        done = await amend(f, amy, original["order_id"], price="9.60")
+        assert done["status"] == "cancelled_by_user", done
+        # risk placed the replacement after the cancel-all: it was cancelled at once, and is named on the amend
+        [replacement] = await orders_with_client_id(f, amy, f"amend-{original['order_id']}")
+        assert replacement["status"] == "cancelled"
+        assert done["replacement_order_id"] == replacement["order_id"]
+        open_orders = [o for o in (await f.execution.get("/v1/orders", params={"limit": 1000},
+                                                         headers=f.headers(amy))).json()
+                       if o["status"] in ("accepted", "submitted", "partially_filled", "unknown")]  # fmt: skip
+        assert open_orders == []
 
 
 async def test_the_replacement_is_not_checked_against_the_originals_reservation_too(backing: Backing) -> None:
@@ -207,6 +384,11 @@ class AnswerLost:
     def __init__(self, inner: RiskPort) -> None:
         self.inner = inner
         self.calls = 0
+
+    async def check_replacement(
+        self, original: StoredOrder, principal: Principal, price: Decimal, qty: int
+    ) -> tuple[int, dict[str, Any]]:
+        return await self.inner.check_replacement(original, principal, price, qty)
 
     async def submit_replacement(self, amend: Amend, original: StoredOrder) -> tuple[int, dict[str, Any]]:
         self.calls += 1
@@ -337,6 +519,11 @@ class PlacedThenRefused:
     def __init__(self, inner: RiskPort) -> None:
         self.inner = inner
         self.calls = 0
+
+    async def check_replacement(
+        self, original: StoredOrder, principal: Principal, price: Decimal, qty: int
+    ) -> tuple[int, dict[str, Any]]:
+        return await self.inner.check_replacement(original, principal, price, qty)
 
     async def submit_replacement(self, amend: Amend, original: StoredOrder) -> tuple[int, dict[str, Any]]:
         self.calls += 1

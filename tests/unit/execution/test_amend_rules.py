@@ -7,6 +7,7 @@ from decimal import Decimal
 import pytest
 
 from services.execution.amend.rules import (
+    FINAL,
     Original,
     Status,
     after_cancel,
@@ -132,3 +133,13 @@ def test_moves() -> None:
     assert may_move(Status.REPLACING, Status.REPLACEMENT_REFUSED)
     assert not may_move(Status.REPLACED, Status.REPLACING)  # final: nothing moves it
     assert not may_move(Status.CANCELLING, Status.REPLACED)  # never a replacement before the cancel is confirmed
+
+
+def test_a_users_cancel_stops_an_amend_cancelling_or_replacing_and_nothing_moves_it_after() -> None:
+    assert may_move(Status.CANCELLING, Status.CANCELLED_BY_USER)
+    assert may_move(Status.REPLACING, Status.CANCELLED_BY_USER)
+    assert Status.CANCELLED_BY_USER in FINAL
+    for to in Status:
+        assert not may_move(Status.CANCELLED_BY_USER, to)  # no replacement after the user's cancel
+    for done in (Status.REPLACED, Status.REPLACEMENT_REFUSED, Status.NOT_NEEDED, Status.EXPIRED):
+        assert not may_move(done, Status.CANCELLED_BY_USER)  # an amend already over is not rewritten
