@@ -101,15 +101,15 @@ class QuoteFeed:
         if self._xtdata is None or self._loop is None:
             return {"added": added, "removed": removed, "failed": sorted(self.tick_codes - set(self._tick_subs))}
         for code in sorted(self.tick_codes - set(self._tick_subs)):
+            sub: Any = None
             try:
-                seq = self._xtdata.subscribe_quote(code, period="tick", count=0, callback=self._on_tick)
+                sub = self._xtdata.subscribe_quote(code, period="tick", count=0, callback=self._on_tick)
             except Exception:  # xtdata cannot reach MiniQMT's data service now
                 log.exception("subscribe_quote(%s, tick) raised", code)
-                seq = None
-            if seq is None or int(seq) < 0:
+            if sub is None or int(sub) < 0:
                 failed.append(code)
                 continue
-            self._tick_subs[code] = int(seq)
+            self._tick_subs[code] = int(sub)
             added.append(code)
         if added or removed or failed:
             log.info("tick subscriptions: %d codes (+%d -%d, %d failed)", len(self._tick_subs), len(added),
