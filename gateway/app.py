@@ -54,7 +54,7 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
             # One subscription per process, on a private queue (durable=False): every gateway process gets every
             # event, and an event nobody is connected for is not worth keeping.
             await infra.bus.subscribe(ws.CONSUMER, ws.EVENT_PATTERNS, hub.dispatch, durable=False)
-            if settings.quotes_feed_mode() == "bridge":
+            if settings.quotes_ticks and settings.quotes_feed_mode() == "bridge":
                 watch_loop.start()
             yield
         finally:

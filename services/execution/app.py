@@ -99,7 +99,7 @@ def create_app(settings: Settings, infra: Infra | None = None, *, broker: Broker
                 await conditional_watcher.start()
                 conditional_loop.start()
                 amend_loop.start()  # amends a restart interrupted are completed (once) by its first pass
-                if settings.quotes_feed_mode() == "bridge":
+                if settings.quotes_ticks and settings.quotes_feed_mode() == "bridge":
                     watch_loop.start()
                 await infra.bus.subscribe(
                     conditional.CONSUMER,

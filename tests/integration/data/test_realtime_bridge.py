@@ -450,6 +450,16 @@ async def live_time(client: httpx.AsyncClient, code: str) -> str | None:
     return answer.get("time")
 
 
+async def live_at(client: httpx.AsyncClient, code: str, hms: str) -> dict[str, Any]:
+    """The code's live quote once it is the one of `hms` (waited for, up to 10 s)."""
+    async with asyncio.timeout(10):
+        while True:
+            answer: dict[str, Any] = (await client.get(f"/v1/quotes/{code}/live")).json()
+            if answer.get("time") == at(hms):
+                return answer
+            await asyncio.sleep(0.05)
+
+
 async def test_watched_codes_ticks_go_live_stop_when_unwatched_and_resubscribe_after_a_reconnect(
     service: dict[str, Any],
 ) -> None:
@@ -467,44 +477,40 @@ async def test_watched_codes_ticks_go_live_stop_when_unwatched_and_resubscribe_a
     assert watched.status_code == 200, watched.text
     assert (watched.json()["codes"], watched.json()["ticked"]) == (sorted([a, b]), 2)
 
-    def start_link(feed: QuoteFeed) -> tuple[PlatformLink, asyncio.Task[None]]:
+    def start_link(feed: QuoteFeed) -> asyncio.Task[None]:
         link = PlatformLink(
             url=f"ws://{service['host']}/v1/bridge/quotes", channel="quotes", bridge_id=BRIDGE_ID,
             account_id="acct-1", secret=SECRET, handler=feed.handle,
             on_welcome=lambda welcome: feed.resubscribe(), reconnect_initial_s=0.05, reconnect_max_s=0.2,
         )  # fmt: skip
         feed.push = link.push
-        return link, asyncio.create_task(link.run())
+        return asyncio.create_task(link.run())
 
     with fake_xtquant() as xt:
         feed = QuoteFeed((), lambda t, body: None, xt.xtdata)
         feed.attach(asyncio.get_running_loop())
-        link, task = start_link(feed)
+        task = start_link(feed)
         try:
             await until(lambda: xt.broker.tick_codes() == sorted([a, b]) and bool(xt.broker.quote_subs))
             # a whole-market push of 09:50:00, then a tick of a at 09:50:03 and nothing else: live at once
             xt.broker.feed_quotes({a: xt_tick("09:50:00", 10.10, 100, 101000.0), b: xt_tick("09:50:00", 10.20, 50,
                                    51000.0)})  # fmt: skip
-            async with asyncio.timeout(10):
-                while await live_time(client, b) != at("09:50:00"):
-                    await asyncio.sleep(0.05)
+            await live_at(client, b, "09:50:00")
             xt.broker.feed_ticks({a: xt_tick("09:50:03", 10.12, 120, 121240.0)})
-            async with asyncio.timeout(10):
-                while (got := (await client.get(f"/v1/quotes/{a}/live")).json()).get("time") != at("09:50:03"):
-                    await asyncio.sleep(0.05)
+            got = await live_at(client, a, "09:50:03")
             # 120 lots = 12,000 shares; 101000 + 20 lots at 10.12 (20,240) = 121,240.00
             assert (got["last"], got["volume"], got["amount"]) == ("10.12", 12_000, "121240.00")
             # the whole-market push of 09:50:00 arriving again late changes nothing (and is not refused)
             xt.broker.feed_quotes({a: xt_tick("09:50:02", 10.11, 110, 111110.0)})
 
             # b no longer watched: unsubscribed at xtdata; its ticks stop while a's still come
-            assert (await client.put("/v1/quotes/watch", json={"owner": "execution:test:1", "codes": [a]})).status_code == 200
+            assert (
+                await client.put("/v1/quotes/watch", json={"owner": "execution:test:1", "codes": [a]})
+            ).status_code == 200
             await until(lambda: xt.broker.tick_codes() == [a])
             xt.broker.feed_ticks({a: xt_tick("09:50:06", 10.13, 130, 131370.0), b: xt_tick("09:50:06", 10.25, 60,
                                   61250.0)})  # fmt: skip
-            async with asyncio.timeout(10):
-                while await live_time(client, a) != at("09:50:06"):
-                    await asyncio.sleep(0.05)
+            await live_at(client, a, "09:50:06")
             assert await live_time(client, b) == at("09:50:00")
 
             # MiniQMT restarts (its subscriptions gone) and the bridge's platform link is re-made: subscribed again
@@ -512,12 +518,10 @@ async def test_watched_codes_ticks_go_live_stop_when_unwatched_and_resubscribe_a
             await asyncio.gather(task, return_exceptions=True)
             xt.broker.restart()
             assert xt.broker.tick_codes() == []
-            link, task = start_link(feed)
+            task = start_link(feed)
             await until(lambda: xt.broker.tick_codes() == [a])
             xt.broker.feed_ticks({a: xt_tick("09:50:09", 10.14, 140, 141510.0)})
-            async with asyncio.timeout(10):
-                while await live_time(client, a) != at("09:50:09"):
-                    await asyncio.sleep(0.05)
+            await live_at(client, a, "09:50:09")
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
