@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import time
 from collections.abc import AsyncIterator
 from datetime import date, datetime
 from decimal import Decimal
@@ -85,7 +86,7 @@ async def service(backing: Any) -> AsyncIterator[dict[str, Any]]:
             securities = (await client.get("/v1/securities", params={"board": "main", "is_st": "false"})).json()
             codes = [s["ts_code"] for s in securities]
             await closed_at_ten(app.state.store, codes)
-            yield {"host": hostport, "client": client, "heard": heard, "codes": codes}
+            yield {"host": hostport, "client": client, "heard": heard, "codes": codes, "app": app}
     finally:
         await listener.close()
 
@@ -546,5 +547,9 @@ async def test_the_watch_refuses_bad_input_and_lists_the_leases(service: dict[st
     await client.put("/v1/quotes/watch", json={"owner": "gw:1", "codes": [code], "ttl_s": 10})
     listed = (await client.get("/v1/quotes/watch")).json()
     assert listed["owners"]["gw:1"] == [code] and code in listed["codes"]
+    # 11 s on, the 10 s lease has lapsed (read in Redis as of then): dropped from the store
+    live = service["app"].state.live_store
+    assert "gw:1" not in await live.watches(time.time() + 11)
+    assert "gw:1" not in (await client.get("/v1/quotes/watch")).json()["owners"]
     await client.put("/v1/quotes/watch", json={"owner": "gw:1", "codes": []})
     assert code not in (await client.get("/v1/quotes/watch")).json()["codes"]

@@ -576,3 +576,54 @@ def test_the_watched_codes_put_execution_first_and_stop_at_300() -> None:
     assert set(execution) <= set(chosen)
     assert chosen == sorted(chosen)
     assert tick_codes({}) == ([], 0)
+
+
+async def test_the_bridge_endpoint_sends_the_watched_codes_on_change_and_again_after_a_failed_reply(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bridge.qmt import protocol
+    from services.data.realtime import bridge as endpoint
+
+    monkeypatch.setattr(endpoint, "WATCH_POLL_S", 0.01)
+    monkeypatch.setattr(endpoint, "TICKS_RETRY_S", 0.0)
+    live = MemoryLiveStore()
+    sent: list[dict[str, Any]] = []
+
+    class Socket:
+        async def send_text(self, text: str) -> None:
+            sent.append(json.loads(text.split("\n", 1)[1]))
+
+    far = 4_102_444_800.0  # 2100-01-01: a lease that does not lapse during the test
+    await live.put_watch("gateway:a", ["600000.SH"], far)
+    await live.put_watch("execution:b", ["000001.SZ"], far)
+    channel = protocol.Channel(secret="s" * 16, session="x", outgoing=protocol.TO_BRIDGE)
+    state = endpoint.TickSubscription()
+    task = asyncio.create_task(endpoint.watch_ticks(Socket(), channel, live, state, "b1"))  # type: ignore[arg-type]
+    try:
+
+        async def sent_count(n: int) -> None:
+            async with asyncio.timeout(10):
+                while len(sent) < n:  # noqa: ASYNC110 - the task sends on its own schedule
+                    await asyncio.sleep(0.01)
+
+        await sent_count(1)
+        assert sent == [{"codes": ["000001.SZ", "600000.SH"]}]
+        await asyncio.sleep(0.05)
+        assert len(sent) == 1  # unchanged: not sent again
+        await live.put_watch("gateway:a", [], far)
+        await sent_count(2)
+        assert sent[1] == {"codes": ["000001.SZ"]}
+        state.retry = True  # the bridge's reply had failed codes: the same set sent again
+        await sent_count(3)
+        assert sent[2] == {"codes": ["000001.SZ"]} and state.retry is False
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_watch_leases_lapse_in_memory() -> None:
+    live = MemoryLiveStore()
+    await live.put_watch("gateway:a", ["600000.SH"], 100.0)
+    await live.put_watch("execution:b", ["000001.SZ"], 200.0)
+    assert await live.watches(99.0) == {"gateway:a": (["600000.SH"], 100.0), "execution:b": (["000001.SZ"], 200.0)}
+    assert await live.watches(100.0) == {"execution:b": (["000001.SZ"], 200.0)}  # lapsed at its expiry
