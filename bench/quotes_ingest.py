@@ -79,6 +79,12 @@ class Securities:
     async def session_pre_closes(self, day: date) -> dict[str, int]:
         return {}
 
+    async def session_limits(self, day: date) -> dict[str, tuple[int | None, int, int]]:
+        return {}  # no exchange limits loaded: the bands are computed from the stored closes
+
+    async def limits_loaded(self, kind: str, day: date) -> datetime | None:
+        return None
+
 
 def xt_entry(i: int, k: int) -> dict[str, Any]:
     """Code number `i`'s entry of xtdata's whole-market quote at round `k` (floats, volumes in lots, epoch ms): every

@@ -114,6 +114,7 @@ ROUTES: tuple[ProxyRoute, ...] = (
     # ingestion and data quality
     _r("POST", "/v1/ingest/backfill", "data", ADMIN, "ingest", body=True),
     _r("POST", "/v1/ingest/update", "data", ADMIN, "ingest"),
+    _r("POST", "/v1/ingest/limits", "data", ADMIN, "ingest", body=True),
     _r("GET", "/v1/ingest/runs", "data", ADMIN, "ingest"),
     _r("GET", "/v1/ingest/runs/{run_id}", "data", ADMIN, "ingest"),
     _r("POST", "/v1/quality/run", "data", ADMIN, "ingest", body=True),

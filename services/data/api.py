@@ -32,6 +32,8 @@ from services.data.schemas import (
 from services.data.store import CALENDAR_EXCHANGE, BarRecord, DataStore, SecurityRecord
 from shared.core.domain.codes import Board, InvalidTsCode, SecurityCode, parse_ts_code
 from shared.core.domain.money import from_fen
+from shared.core.market.order_types import DEFAULT_MARKET_TYPE, QMT_PRICE_TYPES
+from shared.core.market.rules import board_lots
 from shared.platform.errors import NotFound, ServiceError
 from shared.platform.quotes import Quote, ReferenceData
 from shared.platform.request_model import TradeDate
@@ -63,6 +65,10 @@ def _check_range(start: date, end: date) -> None:
 
 
 def _security_out(s: SecurityRecord) -> SecurityOut:
+    lot_min, lot_step = board_lots(Board(s.board))
+    # The exchange's types in the table's order, the default first (what a ticket preselects).
+    takes = list(QMT_PRICE_TYPES.get(s.exchange, {}))
+    market_types = sorted(takes, key=lambda t: t != DEFAULT_MARKET_TYPE)
     return SecurityOut(
         ts_code=s.ts_code,
         symbol=s.symbol,
@@ -76,6 +82,9 @@ def _security_out(s: SecurityRecord) -> SecurityOut:
         area=s.area,
         market=s.market,
         list_status=s.list_status,
+        lot_min=lot_min,
+        lot_step=lot_step,
+        market_types=market_types,
     )
 
 

@@ -7,10 +7,10 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from datetime import date
+from datetime import date, datetime, time, timedelta
 
 from fastapi import FastAPI
 
@@ -22,6 +22,8 @@ from services.data.ingest import (
     IngestError,
     IngestOptions,
     Ingestor,
+    IngestResult,
+    Progress,
     stored_open_days,
 )
 from services.data.ingest_api import ingest_router
@@ -34,8 +36,8 @@ from services.data.realtime.provider import QuoteMetrics, RealtimeQuotes
 from services.data.realtime.replay import ReplayFeed
 from services.data.realtime.store import LiveStore, MemoryLiveStore, RedisLiveStore
 from services.data.realtime.watch import watch_router
-from services.data.scheduler import DailyScheduler, parse_run_time
-from services.data.store import MIGRATIONS_DIR, DataStore
+from services.data.scheduler import SHANGHAI, DailyScheduler, RetryPolicy, parse_run_time
+from services.data.store import LIMITS_RUN, MIGRATIONS_DIR, DataStore
 from shared.core.market.calendar import is_trading_day as builtin_is_trading_day
 from shared.platform.app import Infra, create_service_app
 from shared.platform.cache import RedisCache
@@ -92,6 +94,51 @@ class StoreRunLog:
         return None  # the stored bars are the record
 
 
+class LimitsRunLog:
+    """The pre-open limits job's run log: the newest trading day a limits run stored. With none yet, the day
+    before today (Shanghai) counts as done, so a first start after today's run time loads today's at once."""
+
+    def __init__(self, store: DataStore, clock: Callable[[], datetime] | None = None) -> None:
+        self._store = store
+        self._clock = clock or (lambda: datetime.now(SHANGHAI))
+
+    async def last_success(self) -> date | None:
+        last = await self._store.last_limits_day(LIMITS_RUN)
+        return last if last is not None else self._clock().astimezone(SHANGHAI).date() - timedelta(days=1)
+
+    async def record_success(self, day: date) -> None:
+        return None  # the succeeded run in ingest_runs is the record
+
+
+# The pre-open limits load retries until the session opens; the bands read after it use the limits.
+SESSION_OPENS = time(9, 30)
+LIMITS_RETRY = RetryPolicy(max_attempts=1000, first_backoff=timedelta(seconds=30), max_backoff=timedelta(minutes=2))
+
+
+def preopen_limits_job(store: DataStore, ingestor: Ingestor) -> Callable[[date], Awaitable[None]]:
+    """The scheduler's job loading a trading day's exchange limits: nothing when a limits run of that day already
+    succeeded (in another data process, or by hand); a run that does not succeed raises, and the scheduler retries."""
+
+    async def load(day: date) -> None:
+        if await store.limits_loaded(LIMITS_RUN, day) is not None:
+            return
+        result = await ingestor.load_limits(day)
+        if result.status != SUCCEEDED:
+            raise IngestError(f"the exchange limits of {day} could not be loaded: {result.error}")
+
+    return load
+
+
+def _limits_job_wanted(settings: Settings, asked: bool | None) -> bool:
+    """The pre-open limits load: with LH_PREOPEN_LIMITS_AT set, a quotes feed on and Tushare as the provider (the
+    demo market's limits are stored with it); under pytest only when a test asks (preopen_limits=True)."""
+    if not settings.preopen_limits_at or settings.quotes_feed_mode() == "off":
+        return False
+    if asked is not None:
+        return asked
+    return settings.data_provider == "tushare" and "PYTEST_CURRENT_TEST" not in os.environ
+
+
 def _scheduler_wanted(settings: Settings, asked: bool | None) -> bool:
     if asked is not None:
         return asked
@@ -131,9 +178,11 @@ def create_app(
     provider: MarketDataProvider | None = None,
     scheduler: bool | None = None,
     ingest_options: IngestOptions | None = None,
+    preopen_limits: bool | None = None,
 ) -> FastAPI:
     """`provider` overrides the configured one (tests); `scheduler` forces the daily update on or off (default: on
-    when LH_DATA_UPDATE_AT is set and the provider is Tushare, off under pytest)."""
+    when LH_DATA_UPDATE_AT is set and the provider is Tushare, off under pytest); `preopen_limits` the pre-open limits
+    job likewise (LH_PREOPEN_LIMITS_AT, and never with the quotes feed off)."""
     infra = infra or Infra.from_settings(settings, "data")
     db = Database(settings.database_url_for("data"), lock_wait_s=settings.db_lock_wait_s)
     read_cache = ReadCache(infra.cache, settings.bus_namespace)
@@ -148,6 +197,8 @@ def create_app(
         notify=relay.notify,
     )  # fmt: skip
     run_scheduler = _scheduler_wanted(settings, scheduler)
+    run_limits_job = _limits_job_wanted(settings, preopen_limits)
+    limits_at = parse_run_time(settings.preopen_limits_at) if settings.preopen_limits_at else None
     trading_days = TradingDays(store)
 
     stored_through: StoredThrough | None = None
@@ -161,6 +212,11 @@ def create_app(
             await stored_through.refresh()
         if result.status != SUCCEEDED:
             raise IngestError(f"daily update for {day} failed: {result.error}")
+
+    load_limits_of_day = preopen_limits_job(store, ingestor)
+
+    def limits_gave_up(day: date, error: str) -> None:
+        data_metrics.preopen_limits_failed.set(1)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -178,7 +234,7 @@ def create_app(
                 await load_demo_market(store, settings)
             relay.start()
             task: asyncio.Task[None] | None = None
-            if run_scheduler:
+            if run_scheduler or run_limits_job:
                 await trading_days.refresh()
             if stored_through is not None:
                 await stored_through.refresh()
@@ -197,6 +253,14 @@ def create_app(
                 )
                 app.state.scheduler = daily
                 task = asyncio.create_task(daily.run(), name="data-daily-update")
+            limits_task: asyncio.Task[None] | None = None
+            if run_limits_job and limits_at is not None:
+                limits = DailyScheduler(
+                    load_limits_of_day, at=limits_at, is_trading_day=trading_days, run_log=LimitsRunLog(store),
+                    retry=LIMITS_RETRY, retry_until=SESSION_OPENS, on_give_up=limits_gave_up, name="pre-open limits",
+                )  # fmt: skip
+                app.state.limits_scheduler = limits
+                limits_task = asyncio.create_task(limits.run(), name="data-preopen-limits")
             try:
                 yield
             finally:
@@ -204,10 +268,11 @@ def create_app(
                     await feed.stop()
                 if watching is not None:
                     await watching.stop()
-                if task is not None:
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+                for running in (task, limits_task):
+                    if running is not None:
+                        running.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await running
                 await ingestor.stop()
                 await relay.stop()
         finally:
@@ -236,11 +301,18 @@ def create_app(
     app.state.live_store = live_store
     app.state.realtime = realtime
     app.state.feed = None
+    data_metrics = DataMetrics(app.state.metrics_registry)
     stored_through = StoredThrough(
-        DataMetrics(app.state.metrics_registry), ingestor, trading_days,
-        settings.data_update_at if run_scheduler else None,
-    )  # fmt: skip
-    ingestor.on_finish = stored_through.run_finished
+        data_metrics, ingestor, trading_days, settings.data_update_at if run_scheduler else None
+    )
+
+    def run_finished(progress: Progress, status: str, result: IngestResult | None) -> None:
+        assert stored_through is not None
+        stored_through.run_finished(progress, status, result)
+        if progress.kind == LIMITS_RUN and status == SUCCEEDED and realtime is not None:
+            realtime.reload_bands()  # the day's next round uses the exchange's limits
+
+    ingestor.on_finish = run_finished
     app.state.stored_through = stored_through
     app.state.db = db
     db.register_metrics(app.state.metrics_registry)
@@ -249,4 +321,5 @@ def create_app(
     app.state.ingestor = ingestor
     app.state.relay = relay
     app.state.scheduler = None
+    app.state.limits_scheduler = None
     return app

@@ -33,6 +33,7 @@ from services.data.scheduler import SHANGHAI
 from services.data.store import (
     FAILED,
     INTERRUPTED,
+    LIMITS_RUN,
     SUCCEEDED,
     DataStore,
     IngestRun,
@@ -64,6 +65,10 @@ ProviderSource = MarketDataProvider | Callable[[], MarketDataProvider]
 
 class IngestError(Exception):
     """A run that cannot go on, for a reason to show the user (stored as the run's error)."""
+
+
+class NotATradingDay(IngestError):
+    """The day asked for is not an open day of the stored trade calendar (or outside it)."""
 
 
 class IngestBusy(IngestError):
@@ -245,6 +250,12 @@ class Ingestor:
     async def start_update(self, *, as_of: datetime | None = None) -> str:
         return await self._start("update", None, None, lambda run_id: self.update(as_of=as_of, run_id=run_id))
 
+    async def start_limits(self, day: date) -> str:
+        """Start loading `day`'s exchange limits (`load_limits`) in the background; returns its run id (raises
+        IngestBusy if a run is active, IngestError if `day` is not an open day of the stored calendar)."""
+        await self._check_open_day(day)
+        return await self._start(LIMITS_RUN, day, day, lambda run_id: self.load_limits(day, run_id=run_id))
+
     async def _start(
         self, kind: str, start: date | None, end: date | None, body: Callable[[str], Awaitable[IngestResult]]
     ) -> str:
@@ -329,6 +340,39 @@ class Ingestor:
             await self._store_indices(days[0], days[-1], progress)
 
         return await self._run("update", None, None, run_id, body, on_progress)
+
+    async def load_limits(
+        self, day: date, *, run_id: str | None = None, on_progress: ProgressCallback | None = None
+    ) -> IngestResult:
+        """Store trading day `day`'s limit prices and reference price (Tushare stk_limit, published around 08:40
+        before that day's open) into stk_limits: the pre-open load the quote bands prefer (docs/data-ingest.md).
+        Logged as an ingest run of kind "limits"; the same conversion and checks as the daily ingest (only the
+        A-share stocks the store holds; bad provider data writes nothing). No rows yet (not published) fails the
+        run with DataNotReady: the caller retries."""
+
+        async def body(progress: Progress, written: _Written) -> None:
+            await self._check_open_day(day)
+            progress.steps_total = 1
+            frame = await self.provider.stk_limit(day, expect_rows=True)
+            if frame.empty:  # a provider that does not honour expect_rows: still never "no limits that day"
+                raise DataNotReady(f"stk_limit returned no rows for open day {day}: not published yet", api="stk_limit")
+            stocks = await self.store.security_codes()
+            keep = _codes_in(frame["ts_code"], pa.array(sorted(stocks), pa.string()))
+            frame = frame[keep].reset_index(drop=True) if not keep.all() else frame
+            if frame.empty:
+                raise IngestError(f"stk_limit of {day} has no row of a stock the store holds (run a backfill first)")
+            # Converted (units.stk_limit_columns, so checked) as a whole before any row is written.
+            progress.add("stk_limits", await self.store.upsert_stk_limits(frame))
+            progress.steps_done, progress.current = 1, day.isoformat()
+
+        return await self._run(LIMITS_RUN, day, day, run_id, body, on_progress)
+
+    async def _check_open_day(self, day: date) -> None:
+        span = await self.store.calendar_span()
+        if span is None or not span[0] <= day <= span[1]:
+            raise NotATradingDay(f"{day} is outside the stored trade calendar: a backfill or update stores it")
+        if not await self.store.open_days(day, day):
+            raise NotATradingDay(f"{day} is not a trading day (stored trade calendar)")
 
     async def import_files(
         self,

@@ -9,9 +9,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from services.data.deps import IngestorDep, Store
-from services.data.ingest import IngestBusy, IngestError, quality_report_for_ingest
+from services.data.ingest import IngestBusy, IngestError, NotATradingDay, quality_report_for_ingest
 from services.data.quality import RULES, QualityInputError
-from services.data.schemas import FindingOut, RangeIn, ReportOut, RunOut, RunStarted
+from services.data.schemas import FindingOut, LimitsIn, RangeIn, ReportOut, RunOut, RunStarted
 from services.data.store import DataStore, IngestRun, StoredQualityReport
 from shared.platform.errors import Conflict, NotFound, ServiceError
 
@@ -71,6 +71,28 @@ async def start_update(ingestor: IngestorDep) -> RunStarted:
     """Fetch the trading days missing since the newest stored one, in the background."""
     try:
         run_id = await ingestor.start_update()
+    except IngestBusy as exc:
+        raise Conflict("ingest_running", str(exc)) from exc
+    return RunStarted(run_id=run_id)
+
+
+@ingest_router.post(
+    "/ingest/limits",
+    status_code=202,
+    response_model=RunStarted,
+    responses={
+        409: {"description": "`ingest_running`: another run is active"},
+        422: {"description": "`not_a_trading_day`: the day is not an open day of the stored calendar"},
+    },
+)
+async def start_limits(ingestor: IngestorDep, body: LimitsIn) -> RunStarted:
+    """Load the exchange limits of `trade_date` (Tushare stk_limit: limits and reference price) now, in the
+    background, as the pre-open job does: 202 with the run id (follow it at /v1/ingest/runs/{run_id}). The quote
+    bands of that day use them from the next round."""
+    try:
+        run_id = await ingestor.start_limits(body.trade_date)
+    except NotATradingDay as exc:
+        raise ServiceError("not_a_trading_day", f"trade_date: {exc}", status_code=422) from exc
     except IngestBusy as exc:
         raise Conflict("ingest_running", str(exc)) from exc
     return RunStarted(run_id=run_id)

@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from services.data.demo import DemoMarket, DemoSecurity, generate_demo_market
+from services.data.providers.demo import DemoProvider
 from services.data.store import CALENDAR_EXCHANGE, DataStore, LoadCounts
 from services.data.units import (
     ConversionError,
@@ -117,6 +118,13 @@ async def load_demo_market(store: DataStore, settings: Settings) -> LoadCounts:
     market = generate_demo_market(settings)
     generated = time.perf_counter()
     counts = await load_market(store, market)
+    if market.trade_days:
+        # The exchange limits of the demo's last session (the one `make run`'s replay clock shows), as the pre-open
+        # load stores a live day's: the replayed session's quote bands come from them, as a live day's do.
+        limits = await DemoProvider(settings, market=market).stk_limit(market.trade_days[-1])
+        limits = limits.dropna(subset=["up_limit", "down_limit"])  # a day without limits has no row
+        if not limits.empty:
+            await store.upsert_stk_limits(limits)
     if not market.daily.empty:
         # every table of the demo's days is stored in full (what the paper broker waits for before matching a session)
         last = str(market.daily["trade_date"].max())

@@ -19,7 +19,7 @@ from shared.platform.periodic import PeriodicTask
 log = logging.getLogger(__name__)
 
 REFRESH_EVERY_S = 300.0  # the stored-through / update-lag metrics, between runs
-KINDS = ("backfill", "update", "import")
+KINDS = ("backfill", "update", "import", "limits")
 STATUSES = ("succeeded", "failed", "interrupted")
 
 
@@ -60,6 +60,12 @@ class DataMetrics:
             "Ingest runs that did without an optional endpoint the provider token may not use, by endpoint",
             ["api"], registry=registry,
         )  # fmt: skip
+        self.preopen_limits_failed = Gauge(
+            "lh_data_preopen_limits_failed",
+            "1 when the pre-open load of a trading day's exchange limits gave up at the open (that day's quotes of "
+            "ex-dates are refused); 0 again once a limits load succeeds",
+            registry=registry,
+        )
         for kind in KINDS:
             for status in STATUSES:
                 self.runs.labels(kind=kind, status=status)
@@ -77,6 +83,8 @@ class DataMetrics:
         skipped_endpoints: Collection[str] = (),
     ) -> None:
         self.runs.labels(kind=kind, status=status).inc()
+        if kind == "limits" and status == "succeeded":
+            self.preopen_limits_failed.set(0)
         for api in skipped_endpoints:
             self.skipped_endpoints.labels(api=api).inc()
         self.last_finished.labels(kind=kind, status=status).set(finished_at.timestamp())

@@ -73,13 +73,18 @@ def quote_of(
     reference_fen: int | None,
     limits_session: date | None,
     open_days_since_listing: int | None,
+    exchange_limits: tuple[int | None, int, int] | None = None,
 ) -> Quote:
     """The quote from the facts its rules read, gathered one security at a time (`next_session_quote`,
     `session_quote`) or for the whole market at once (`reference_data`): the same function, so the two agree.
     `reference_fen` / `limits_session`: the price the limits are around and the session they are for (either None:
-    no limits)."""
+    no limits). `exchange_limits`: the session's stored stk_limit row (pre_close, limit_down, limit_up in fen), the
+    exchange's own limits, taken instead of the rule's (exact on an ex-date, where the exchange's reference price is
+    below the last close, before that day's bar is stored) unless the security has no reference (delisted)."""
     limits = None
-    if reference_fen is not None and limits_session is not None:
+    if exchange_limits is not None and reference_fen is not None and limits_session is not None:
+        limits = NextSessionLimits(limit_up=from_fen(exchange_limits[2]), limit_down=from_fen(exchange_limits[1]))
+    elif reference_fen is not None and limits_session is not None:
         limits = next_session_limits(
             Board(security.board),
             is_st=security.is_st,
@@ -125,6 +130,7 @@ async def session_quote(store: DataStore, security: SecurityRecord, session: dat
     reference = None
     if last is not None and not delisted:
         reference = on_session[0].pre_close if on_session else last.close
+    exchange = (await store.session_limits(session, security.ts_code)).get(security.ts_code)
     return quote_of(
         security,
         last_trade_date=last.trade_date if last else None,
@@ -136,6 +142,7 @@ async def session_quote(store: DataStore, security: SecurityRecord, session: dat
         open_days_since_listing=(
             await _open_days_since_listing(store, security, session) if reference is not None else None
         ),
+        exchange_limits=exchange,
     )
 
 
@@ -151,6 +158,9 @@ async def next_session_quote(store: DataStore, security: SecurityRecord) -> Quot
         # Beyond the stored calendar the session date is unknown; the day after suffices to pick the rule regime.
         session = next_day or as_of + timedelta(days=1)
         reference = last.close
+    exchange = None
+    if next_day is not None and reference is not None:  # the next session's limits, if loaded before its open
+        exchange = (await store.session_limits(next_day, security.ts_code)).get(security.ts_code)
     return quote_of(
         security,
         last_trade_date=last.trade_date if last else None,
@@ -160,6 +170,7 @@ async def next_session_quote(store: DataStore, security: SecurityRecord) -> Quot
         reference_fen=reference,
         limits_session=session,
         open_days_since_listing=await _open_days_since_listing(store, security, session) if session else None,
+        exchange_limits=exchange,
     )
 
 
@@ -185,6 +196,8 @@ async def reference_data(store: DataStore, session: date | None = None) -> Refer
     open_days_of = (
         await _listing_days_counter(store, securities, limits_session) if limits_session is not None else None
     )
+    # the session's limits as the exchange published them, where stored (before its open, by the pre-open load)
+    exchange_limits = await store.session_limits(next_day) if next_day is not None else {}
     volumes: dict[str, tuple[int, int]] = {}
     if limits_session is not None:
         window = await store.open_days_before(limits_session, AVERAGE_VOLUME_SESSIONS)
@@ -214,6 +227,7 @@ async def reference_data(store: DataStore, session: date | None = None) -> Refer
             reference_fen=reference,
             limits_session=limits_session,
             open_days_since_listing=open_days,
+            exchange_limits=exchange_limits.get(security.ts_code),
         )
         total = volumes.get(security.ts_code)
         references.append(
@@ -262,35 +276,48 @@ class SessionBand(NamedTuple):
 async def session_bands(
     store: DataStore, session: date, securities: Sequence[SecurityRecord] | None = None
 ) -> dict[str, SessionBand]:
-    """Every security's band of trading day `session` from the stored facts, by code: the reference price and the
-    limits `session_quote(session)` gives (the session bar's pre_close where it has one, the exchange's reference;
-    else the last close before it; none for a delisted security), by the same rules (`quote_of`), over the whole
-    market in a few set-based queries (`securities`: those already read, else read here). Read it inside
-    `store.snapshot()`. Never the feed's own pre_close."""
+    """Every security's band of trading day `session` from the stored facts, by code, over the whole market in a
+    few set-based queries (`securities`: those already read, else read here). Read it inside `store.snapshot()`.
+    Never the feed's own pre_close.
+
+    Where the day's stk_limit row is stored (the exchange's own limits, loaded before the open: exact on an ex-date,
+    for a new listing with limits, after an ST change), its limits and its pre_close are the band (a row stored
+    without pre_close takes the reference below). Else the limits `session_quote(session)` gives, by the same rules
+    (`quote_of`): around the session bar's pre_close where it has one, the exchange's reference; else the last close
+    before it. None for a delisted security, or one without a stored close nor a row."""
     if securities is None:
         securities = await store.list_securities()
     last = await store.last_bars(before=session)
     on_session = await store.session_pre_closes(session)
+    exchange_limits = await store.session_limits(session)
     open_days_of = await _listing_days_counter(store, securities, session)
     bands: dict[str, SessionBand] = {}
     for security in securities:
-        bar = last.get(security.ts_code)
+        code = security.ts_code
+        bar = last.get(code)
         delisted = security.delist_date is not None and security.delist_date <= session
+        row = exchange_limits.get(code)
+        if row is not None and not delisted:
+            pre_close, down, up = row
+            reference = pre_close if pre_close is not None else on_session.get(code, bar[1] if bar else None)
+            if reference is not None:
+                bands[code] = SessionBand(reference, down, up)
+                continue
         if bar is None or delisted:
-            bands[security.ts_code] = SessionBand(None, None, None)
+            bands[code] = SessionBand(None, None, None)
             continue
-        reference = on_session.get(security.ts_code, bar[1])
+        reference = on_session.get(code, bar[1])
         quote = quote_of(
             security,
             last_trade_date=bar[0],
             last_close_fen=bar[1],
             next_trade_date=session,
-            suspended=security.ts_code not in on_session,
+            suspended=code not in on_session,
             reference_fen=reference,
             limits_session=session,
             open_days_since_listing=open_days_of(security),
         )
-        bands[security.ts_code] = SessionBand(
+        bands[code] = SessionBand(
             reference,
             to_fen(quote.limit_down) if quote.limit_down is not None else None,
             to_fen(quote.limit_up) if quote.limit_up is not None else None,

@@ -158,6 +158,9 @@ class DailyScheduler:
         clock: Callable[[], datetime] = _real_now,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         max_sleep: timedelta = timedelta(minutes=5),
+        retry_until: time | None = None,
+        on_give_up: Callable[[date, str], object] | None = None,
+        name: str = "daily update",
     ) -> None:
         if at.tzinfo is not None:
             raise ValueError("`at` is a Shanghai wall-clock time and must be naive")
@@ -174,6 +177,10 @@ class DailyScheduler:
         # Long waits are cut into pieces and the clock re-read after each, so a suspended host or a corrected
         # system clock delays a run by at most one piece rather than by the whole drift.
         self.max_sleep = max_sleep
+        # Retries of a day stay before this time of that day (Asia/Shanghai; None: its midnight), e.g. the open.
+        self.retry_until = retry_until
+        self.on_give_up = on_give_up  # told (day, last error) when a day's attempts end without success
+        self.name = name
         self._next_run_at: datetime | None = None
         self._running_day: date | None = None
         self._last_success: date | None = None
@@ -247,7 +254,8 @@ class DailyScheduler:
 
         def announce(state: RetryCallState) -> None:
             log.warning(
-                "daily update for %s failed (attempt %d of %d), retrying in %s: %s",
+                "%s for %s failed (attempt %d of %d), retrying in %s: %s",
+                self.name,
                 day,
                 state.attempt_number,
                 self.retry.max_attempts,
@@ -268,7 +276,8 @@ class DailyScheduler:
         )
 
     async def _run_day(self, day: date) -> None:
-        deadline = _at(day + timedelta(days=1), time(0))  # retries stay within the trading day they are for
+        # Retries stay within the trading day they are for (before `retry_until` of it, if set).
+        deadline = _at(day, self.retry_until) if self.retry_until is not None else _at(day + timedelta(days=1), time(0))
         self._running_day = day
         try:
             try:
@@ -277,16 +286,19 @@ class DailyScheduler:
                         await self.job(day)
             except Exception as exc:  # out of attempts (or of the day); CancelledError is not an Exception
                 log.error(
-                    "daily update for %s failed %d time(s), giving up until the next run: %s",
+                    "%s for %s failed %d time(s), giving up until the next run: %s",
+                    self.name,
                     day,
                     self._failures,
                     self._last_error,
                     exc_info=exc,
                 )
+                if self.on_give_up is not None:
+                    self.on_give_up(day, self._last_error or "")
                 return
             await self.run_log.record_success(day)
             self._last_success = day
-            log.info("daily update for %s done", day)
+            log.info("%s for %s done", self.name, day)
         finally:
             self._attempted = day if self._attempted is None else max(self._attempted, day)
             self._running_day = None

@@ -6,7 +6,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from shared.core.domain.codes import Board
 from shared.platform.request_model import RequestModel, TradeDate
@@ -25,6 +25,16 @@ class SecurityOut(BaseModel):
     area: str | None
     market: str | None
     list_status: str
+    lot_min: int = Field(description="the smallest buy in shares (shared.core.market.rules.board_lots)")
+    lot_step: int = Field(
+        description="the step above lot_min a buy moves in (100 on the main board and ChiNext, 1 on STAR and the "
+        "BSE); a sell may also be the whole position, odd lot included"
+    )
+    market_types: list[str] = Field(
+        description="the market order types its exchange takes, the default (counterparty_best) first "
+        "(shared.core.market.order_types: SH best5_cancel, best5_limit, own_best; SZ own_best, ioc, best5_cancel, "
+        "fok; BJ as SH)"
+    )
 
 
 class BarOut(BaseModel):
@@ -86,6 +96,12 @@ class IndexBarsOut(BaseModel):
 class RangeIn(RequestModel):
     start: TradeDate
     end: TradeDate
+
+
+class LimitsIn(RequestModel):
+    """`POST /v1/ingest/limits`: the trading day whose exchange limits to load now."""
+
+    trade_date: TradeDate
 
 
 class RunStarted(BaseModel):

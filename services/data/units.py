@@ -294,15 +294,37 @@ def daily_basic_columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
 
 
 def stk_limit_columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Tushare `stk_limit` in fen. `pre_close` (the day's reference price) is kept where the frame has the column
+    (None where a row has no value); a frame without it leaves the stored pre_close as it is."""
     require_columns(frame, ("ts_code", "trade_date", "up_limit", "down_limit"), "stk_limit")
     codes = ts_code_column(frame)
     label = _labeller(codes, frame, "trade_date")
-    return {
+    out = {
         "ts_code": codes,
         "trade_date": date_column(frame, "trade_date"),
         "up_limit": scaled_column(frame, "up_limit", 100, price_to_fen, label("up_limit")),
         "down_limit": scaled_column(frame, "down_limit", 100, price_to_fen, label("down_limit")),
     }
+    if "pre_close" in frame.columns:
+        out["pre_close"] = nullable_price_column(frame, "pre_close", label("pre_close"))
+    return out
+
+
+def nullable_price_column(frame: pd.DataFrame, column: str, label: Callable[[int], str]) -> np.ndarray:
+    """A price column that may be empty, in fen: an object array of ints and None. A price off the 0.01 tick or not
+    positive is refused (never rounded: a reference price the limits are around is exact or it is wrong)."""
+    raw = frame[column].to_numpy()
+    missing = pd.isna(frame[column]).to_numpy()
+    values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    fast, ok = _exact_scaled_array(values, 100)
+    out = fast.astype(object)
+    out[missing] = None
+    for i in np.flatnonzero(~ok & ~missing).tolist():
+        out[i] = price_to_fen(raw[i], label(i))  # off the tick or not a number: refused with the row named
+    for i in np.flatnonzero(~missing).tolist():
+        if out[i] <= 0:
+            raise ConversionError(f"{label(i)}: {raw[i]!r} is not a positive price")
+    return out
 
 
 def _text_column(frame: pd.DataFrame, column: str, *, nullable: bool = True) -> np.ndarray:

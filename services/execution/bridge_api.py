@@ -6,7 +6,7 @@ trading switches (admins)."""
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request, WebSocket
 from sqlalchemy.exc import IntegrityError
@@ -15,6 +15,7 @@ from services.execution.admission import principal_account
 from services.execution.bridges import BridgeRegistry
 from services.execution.broker_sync import QmtSync, ReconciliationResult
 from services.execution.deps import CurrentPrincipal, Desk
+from services.execution.desk import OrderDesk
 from services.execution.schemas import (
     BRIDGE_ID_PATTERN,
     AccountBrokerIn,
@@ -53,14 +54,36 @@ def _admin(principal: Principal, what: str) -> None:
         raise Forbidden("forbidden", f"{principal.subject} may not {what}: admins only")
 
 
-def _broker_out(bound: AccountBroker) -> AccountBrokerOut:
-    return AccountBrokerOut(
+def orders_refused(
+    connected: bool, qmt: str | None, switch: TradingSwitch | None
+) -> Literal["broker_unavailable", "trading_disabled"] | None:
+    """What a new order of a QMT account gets now, as the order path decides it (`QmtBroker.ready`, then the bridge's
+    switches): refused with `broker_unavailable` while the bridge is not connected for the account or its MiniQMT is
+    reported down; rejected as `trading_disabled` while the trading switch is off or read-only."""
+    if not connected or qmt == "disconnected":
+        return "broker_unavailable"
+    if switch is None or not switch.enabled or switch.read_only:
+        return "trading_disabled"
+    return None
+
+
+async def _broker_out(bound: AccountBroker, desk: OrderDesk, registry: BridgeRegistry) -> AccountBrokerOut:
+    out = AccountBrokerOut(
         account_id=bound.account_id,
         broker=QMT if bound.broker == QMT else PAPER,
         bridge_id=bound.bridge_id,
         updated_by=bound.updated_by,
         updated_at=bound.updated_at,
     )
+    if out.broker != QMT or bound.bridge_id is None:
+        return out
+    link = registry.links.get(bound.bridge_id)
+    connected = link is not None and not link.closed and link.account_id == bound.account_id
+    switch = await desk.store.trading_switch(bound.bridge_id)
+    out.bridge_connected = connected and (link is None or link.qmt != "disconnected")
+    out.trading_enabled = switch.enabled and not switch.read_only
+    out.orders_refused = orders_refused(connected, None if link is None else link.qmt, switch)
+    return out
 
 
 @router.get(
@@ -68,12 +91,14 @@ def _broker_out(bound: AccountBroker) -> AccountBrokerOut:
     response_model=AccountBrokerOut,
     responses={403: {"description": "`forbidden`: another account's, read by a person"}},
 )
-async def get_account_broker(account_id: AccountIdPath, principal: CurrentPrincipal, desk: Desk) -> AccountBrokerOut:
+async def get_account_broker(
+    account_id: AccountIdPath, principal: CurrentPrincipal, desk: Desk, request: Request
+) -> AccountBrokerOut:
     """The broker the account trades through (`paper` unless an admin bound it to a QMT bridge). People read their
     own account's; services and admins any."""
     if not principal.acts_for_everyone and principal_account(principal) != account_id:
         raise Forbidden("forbidden", f"{principal.subject} may not see the broker of account {account_id}")
-    return _broker_out(await desk.store.account_broker(account_id))
+    return await _broker_out(await desk.store.account_broker(account_id), desk, request.app.state.bridges)
 
 
 @router.put(
@@ -122,7 +147,7 @@ async def put_account_broker(
         link = registry.links.get(str(bridge_id))
         if link is not None and link.account_id != (account_id if bridge_id == bound.bridge_id else None):
             await registry.drop(str(bridge_id), f"account {account_id}'s broker changed")
-    return _broker_out(bound)
+    return await _broker_out(bound, desk, registry)
 
 
 def _switch_out(switch: TradingSwitch, sent: bool = False) -> TradingSwitchOut:

@@ -445,6 +445,20 @@ class AccountBrokerOut(BaseModel):
     bridge_id: str | None
     updated_by: str | None = Field(description="who set it (null: never set, the default paper broker)")
     updated_at: datetime | None
+    bridge_connected: bool | None = Field(
+        default=None,
+        description="a qmt account: its bridge is connected for this account and its link to MiniQMT not reported "
+        "down (null: a paper account)",
+    )
+    trading_enabled: bool | None = Field(
+        default=None, description="a qmt account: its bridge's trading switch is on and not read-only (null: paper)"
+    )
+    orders_refused: Literal["broker_unavailable", "trading_disabled"] | None = Field(
+        default=None,
+        description="what a new order of the account gets now: `broker_unavailable` (503, nothing stored: the bridge "
+        "is away), `trading_disabled` (rejected at the bridge: its trading switch is off), null: nothing known "
+        "against it",
+    )
 
 
 class TradingSwitchIn(RequestModel):

@@ -203,6 +203,7 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
         quotes,
         BookPositions(books, app.state.desk.order_day),
         market_session=infra.clock.session,
+        on_trigger=lambda stop: risk_metrics.stop_triggered(stop.kind),
     )
     stop_loop = PeriodicTask("risk-stops", STOP_PASS_S, app.state.stop_watcher.run_pass)
     app.state.stop_loop = stop_loop

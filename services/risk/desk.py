@@ -37,7 +37,7 @@ from services.risk.checks import (
 from services.risk.events import order_denied, risk_alert
 from services.risk.metrics import Outcome, RiskMetrics
 from services.risk.rules import drawdown, effective, evaluate
-from services.risk.rules.base import Finding, Level, RuleConfig, TradingState
+from services.risk.rules.base import Finding, Level, RuleConfig, TradingState, measuring_utilisation
 from services.risk.rules.duplicates import DuplicatesConfig
 from services.risk.schemas import CarriedSleeve, OrderRequest
 from services.risk.state.activity import ActivityLog, MemoryActivity, fingerprint
@@ -499,6 +499,7 @@ class RiskDesk:
             return _refused(503, "risk_unavailable", reasons[0].message, decision)
         if reasons:
             self.metrics.decided(Outcome.REJECTED)
+            self.metrics.denied(r.code for r in reasons)
             return _refused(422, "order_rejected", "; ".join(r.message for r in reasons), decision)
         self.metrics.decided(Outcome.APPROVED)
         placement = await self._forward(decision, principal)
@@ -610,14 +611,16 @@ class RiskDesk:
             ts_code=security.ts_code, board=security.board, side=intent.side, order_type=intent.order_type,
             qty=intent.qty, price=intent.price, quote=quote, at=now, session=trade_date,
         )  # fmt: skip
-        findings = evaluate(order, state, configs)
-        losses = configs.get(drawdown.RULE)
-        breach: TradingState | None = None
-        if isinstance(losses, drawdown.LossConfig) and losses.enabled and known:
-            wanted, loss_findings = drawdown.breach_state(state, losses)
-            findings.extend(loss_findings)
-            if wanted is not TradingState.ACTIVE and any(f.level is Level.DENY for f in loss_findings):
-                breach = wanted
+        with measuring_utilisation() as shares:
+            findings = evaluate(order, state, configs)
+            losses = configs.get(drawdown.RULE)
+            breach: TradingState | None = None
+            if isinstance(losses, drawdown.LossConfig) and losses.enabled and known:
+                wanted, loss_findings = drawdown.breach_state(state, losses)
+                findings.extend(loss_findings)
+                if wanted is not TradingState.ACTIVE and any(f.level is Level.DENY for f in loss_findings):
+                    breach = wanted
+        self.metrics.utilised(account_id, shares)
         return _Judged(
             findings=findings,
             versions=dict(effective.versions),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
 from enum import StrEnum
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -38,6 +40,39 @@ class RiskMetrics:
         for scope in ("global", "account", "instance"):
             for state in ("reducing", "halted"):
                 self.trading_states.labels(scope=scope, state=state).set(0)
+        # Why orders were refused: one count per reason of a refused order (a ReasonCode, or a rule's finding code
+        # such as position_pct), so an order refused for two reasons counts once under each.
+        self.denials = Counter(
+            "lh_risk_denials_total", "Reasons risk refused orders for, by code (a check's or a rule's)", ["code"],
+            registry=registry,
+        )  # fmt: skip
+        # The limit rules' own arithmetic (services/risk/rules/base.py, against_limit): what the last order checked
+        # for an account would have brought each limit to, as a share of it (1.0: at the limit; above: refused).
+        self.limit_utilisation = Gauge(
+            "lh_risk_limit_utilisation_ratio",
+            "Share of each limit the last order checked for an account would have used (used / limit), by rule "
+            "and code",
+            ["account_id", "rule", "code"],
+            registry=registry,
+        )
+        self.stops_triggered = Counter(
+            "lh_risk_stops_triggered_total", "Stops that triggered (claimed, exit attempted), by kind", ["kind"],
+            registry=registry,
+        )  # fmt: skip
+        for kind in ("stop_loss", "take_profit", "trailing"):
+            self.stops_triggered.labels(kind=kind)
+
+    def denied(self, codes: Iterable[str]) -> None:
+        for code in codes:
+            self.denials.labels(code=code).inc()
+
+    def utilised(self, account_id: str, shares: Mapping[tuple[str, str], Decimal]) -> None:
+        """`shares`: (rule, code) -> used / limit, as the rules computed them for one order."""
+        for (rule, code), share in shares.items():
+            self.limit_utilisation.labels(account_id=account_id, rule=rule, code=code).set(float(share))
+
+    def stop_triggered(self, kind: str) -> None:
+        self.stops_triggered.labels(kind=kind).inc()
 
     def decided(self, outcome: Outcome) -> None:
         self.decisions.labels(outcome=outcome.value).inc()

@@ -470,8 +470,10 @@ class StopWatcher:
         market_session: Callable[[], date | None],
         now: Callable[[], datetime] = utcnow,
         lease_s: float = LEASE_S,
+        on_trigger: Callable[[Stop], None] | None = None,
     ) -> None:
         self.store = store
+        self.on_trigger = on_trigger  # told of each stop this process triggered (risk's lh_risk_stops_triggered)
         self.desk = desk
         self.quotes = quotes
         self.positions = positions
@@ -539,6 +541,8 @@ class StopWatcher:
         if not await self.store.claim(stop, crossing, exit_qty, at):
             return 0  # another process triggered (or the owner cancelled) it
         log.info("stop triggered", extra={"stop": stop.stop_id, "price": str(price), "level": str(crossing.level)})
+        if self.on_trigger is not None:
+            self.on_trigger(stop)
         claimed = replace(
             stop,
             status=StopStatus.TRIGGERED.value,

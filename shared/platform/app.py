@@ -32,6 +32,7 @@ from shared.platform.clock import MarketClock, RealClock, ReplayClock, ShiftedCl
 from shared.platform.errors import DEPENDENCY_NAMES, ServiceError, dependency_failure
 from shared.platform.http import ServiceDirectory
 from shared.platform.internal_auth import internal_principal
+from shared.platform.loop_lag import LoopLag
 from shared.platform.observability import (
     CORRELATION_HEADER,
     REQUEST_ID_HEADER,
@@ -232,11 +233,12 @@ def create_service_app(
     async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         await infra.start()
         try:
-            if lifespan is None:
-                yield
-            else:
-                async with lifespan(app):
+            async with app.state.loop_lag.running():
+                if lifespan is None:
                     yield
+                else:
+                    async with lifespan(app):
+                        yield
         finally:
             await infra.close()
 
@@ -249,6 +251,7 @@ def create_service_app(
     app.state.service_name = name
     app.state.metrics_registry = CollectorRegistry()
     register_bus_metrics(infra.bus, app.state.metrics_registry)
+    app.state.loop_lag = LoopLag(app.state.metrics_registry)  # lh_event_loop_lag_seconds, probed while it runs
     install_error_handlers(app)
 
     @app.get("/healthz", tags=["ops"])

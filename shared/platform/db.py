@@ -19,18 +19,21 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 from sqlalchemy import DateTime, MetaData, event, make_url, text
 from sqlalchemy.dialects.mysql import DATETIME as MYSQL_DATETIME
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import QueuePool
 from tenacity import AsyncRetrying, AttemptManager, RetryCallState, retry_if_exception, wait_random_exponential
 
 log = logging.getLogger(__name__)
@@ -147,6 +150,30 @@ def new_metadata() -> MetaData:
     )
 
 
+class _PoolCollector(Collector):
+    """The pool's state, read at each scrape (nothing kept between): lh_db_pool_connections by state and
+    lh_db_pool_size. No samples for SQLite or before the database is connected."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        status = self.db.pool_status()
+        connections = GaugeMetricFamily(
+            "lh_db_pool_connections",
+            "Database connections of the pool by state: checked_out (in use), idle (in the pool), overflow (opened "
+            "beyond the pool's size, at most max_overflow)",
+            labels=["state"],
+        )
+        size = GaugeMetricFamily("lh_db_pool_size", "Connections the pool keeps (pool_size)")
+        if status is not None:
+            for state in ("checked_out", "idle", "overflow"):
+                connections.add_metric([state], status[state])
+            size.add_metric([], status["size"])
+        yield connections
+        yield size
+
+
 class Database:
     def __init__(self, url: str, *, echo: bool = False, lock_wait_s: int = DEFAULT_LOCK_WAIT_S) -> None:
         if lock_wait_s < 1:
@@ -177,6 +204,20 @@ class Database:
     def register_metrics(self, registry: CollectorRegistry) -> None:
         registry.register(self.retries)
         registry.register(self.operations)
+        registry.register(_PoolCollector(self))
+
+    def pool_status(self) -> dict[str, int] | None:
+        """The connection pool now: its size, connections lent out, idle in the pool, and opened beyond the size
+        (overflow). None before connect() and for SQLite (no queue pool)."""
+        pool = None if self._engine is None else self._engine.sync_engine.pool
+        if not isinstance(pool, QueuePool):
+            return None
+        return {
+            "size": pool.size(),
+            "checked_out": pool.checkedout(),
+            "idle": pool.checkedin(),
+            "overflow": max(pool.overflow(), 0),  # negative while the pool has not opened `size` connections yet
+        }
 
     def operation_counts(self) -> dict[str, int]:
         """The operations counted since this Database was made, by kind (tests and benchmarks)."""

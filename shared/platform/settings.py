@@ -224,6 +224,9 @@ class Settings(BaseSettings):
     ingest_skip_denied_endpoints: bool = True
     # The daily update runs after the close on trading days, Asia/Shanghai time ("HH:MM"); "" disables it.
     data_update_at: str = "17:30"
+    # The pre-open load of the day's exchange limits (Tushare stk_limit, out ~08:40) on trading days, Asia/Shanghai
+    # ("HH:MM"; retried until the 09:30 open); "" disables it. Only with the Tushare provider and a quotes feed on.
+    preopen_limits_at: str = "08:45"
     # Where the bulk Arrow/Parquet snapshots of the bars go (one per data version); default: <tmp>/lianghua-data/<db>
     data_snapshot_dir: str | None = None
 

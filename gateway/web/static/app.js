@@ -1,5 +1,6 @@
-// LiangHua web UI: log in, place orders, watch orders, cash, positions and live events, run backtests, create and
-// run strategy instances and watch their equity. Plain JS, no build step, no CDN.
+// LiangHua web UI: log in, watch orders and live events, run backtests, create and run strategy instances and watch
+// their equity; the trading desk's ticket, open orders, positions, TCA and bridge state are desk.js's. Plain JS, no
+// build step, no CDN.
 // Everything the server sends is put on the page with textContent, never as HTML.
 "use strict";
 
@@ -38,7 +39,6 @@
     curveCapital: null,
     chart: null,
     echartsLoading: null,
-    liveCode: null, // the security whose real-time quote the order form shows (subscribed on the socket)
     replayClock: null, // unknown until a start with a replay answers (409 not_replay: the real clock)
   };
 
@@ -182,7 +182,7 @@
     $("orders").replaceChildren();
     clearTimeout(accountSoon);
     state.accountSeq += 1; // an answer still on its way belongs to the old session
-    clearAccount();
+    window.LHDesk.stop();
     $("backtests").replaceChildren();
     $("backtest-result").replaceChildren();
     clearStrategies();
@@ -231,6 +231,7 @@
     refreshAccount();
     refreshBacktests();
     refreshInstances();
+    window.LHDesk.start();
     state.ordersTimer = setInterval(refreshOrders, ORDERS_REFRESH_MS);
   }
 
@@ -246,7 +247,7 @@
       return el("option", { value: s.ts_code, label });
     });
     $("securities").replaceChildren(...options);
-    describeSecurity();
+    window.LHDesk.describeSecurity();
     // The demo market is small: its first few symbols make a backtest that runs at once.
     if (!$("backtest-symbols").value.trim()) {
       $("backtest-symbols").value = result.data.slice(0, DEFAULT_SYMBOLS).map((s) => s.ts_code).join(", ");
@@ -257,113 +258,13 @@
     }
   }
 
-  function describeSecurity() {
-    const security = state.securities.get($("order-ts-code").value.trim().toUpperCase());
-    $("order-security-name").textContent = security
-      ? `${security.name} · ${security.exchange || ""} ${security.board || ""}${security.is_st ? " · ST" : ""}`
-      : "";
-    $("order-qty-hint").textContent = lotHint(security ? security.board : null, $("order-side").value);
-    watchQuote(security ? security.ts_code : null);
-  }
-
-  // --- the order form's live quote (docs/quotes.md): subscribed on /ws, first read over REST ----------------------
+  // --- the order ticket's live quote (docs/quotes.md): subscribed on /ws; desk.js shows it -------------------------
 
   function sendOnSocket(message) {
     if (state.socket && state.socket.readyState === WebSocket.OPEN) state.socket.send(JSON.stringify(message));
   }
 
-  async function watchQuote(code) {
-    if (code === state.liveCode) return;
-    if (state.liveCode) sendOnSocket({ op: "unsubscribe", codes: [state.liveCode] });
-    state.liveCode = code;
-    $("order-live-quote").textContent = "";
-    if (!code) return;
-    sendOnSocket({ op: "subscribe", codes: [code] });
-    const result = await api(`/api/v1/quotes/${encodeURIComponent(code)}/live`);
-    if (state.liveCode !== code) return;
-    if (result.ok) showQuote(result.data);
-    else if (result.data && result.data.code === "no_live_quote") $("order-live-quote").textContent = "no live quote yet";
-  }
-
-  function showQuote(q) {
-    if (!q || q.ts_code !== state.liveCode) return;
-    const bid = q.bid && q.bid.length ? `${q.bid[0].price} × ${q.bid[0].volume}` : "—";
-    const ask = q.ask && q.ask.length ? `${q.ask[0].price} × ${q.ask[0].volume}` : "—";
-    const time = new Date(q.time).toLocaleTimeString("zh-CN", { hour12: false });
-    $("order-live-quote").textContent =
-      `live ${q.last} (pre ${q.pre_close}) · bid ${bid} · ask ${ask} · vol ${groupDigits(String(q.volume))} · ${time}`;
-  }
-
-  // The lot rules risk applies (shared/core/market/rules.py), as a hint: risk still decides.
-  const BUY_LOTS = {
-    main: "Buys in lots of 100 shares.",
-    chinext: "Buys in lots of 100 shares.",
-    star: "STAR buys: at least 200 shares, then any number.",
-    bse: "BSE buys: at least 100 shares, then any number.",
-  };
-
-  function lotHint(board, side) {
-    if (side === "sell") return "Whole shares. An odd lot can only be sold as the whole position.";
-    return `Whole shares. ${BUY_LOTS[board] || "Buys in lots of 100 shares (STAR: at least 200, BSE: at least 100, then any number)."}`;
-  }
-
-  // The quantity as typed, or why it is not one: digits only, so 100.5 or 1e3 is refused here instead of being
-  // sent as something else.
-  function readQty() {
-    const text = $("order-qty").value.trim();
-    if (!/^[0-9]+$/.test(text)) {
-      return { error: text === "" ? "Enter a quantity in shares." : "Whole shares only: digits 0-9, no decimal point, sign or exponent." };
-    }
-    const qty = Number(text);
-    if (!Number.isSafeInteger(qty) || qty <= 0) return { error: "The quantity must be a positive whole number of shares." };
-    return { qty };
-  }
-
-  function showQtyError(message) {
-    $("order-qty").classList.toggle("is-invalid", !!message);
-    $("order-qty-error").textContent = message || "";
-  }
-
   // --- orders ----------------------------------------------------------------------------------------------
-
-  function onTypeChange() {
-    const market = $("order-type").value === "market";
-    $("order-price").disabled = market;
-    if (market) $("order-price").value = "";
-  }
-
-  async function placeOrder(event) {
-    event.preventDefault();
-    const out = $("order-result");
-    const orderType = $("order-type").value;
-    const { qty, error } = readQty();
-    showQtyError(error);
-    if (error) {
-      out.replaceChildren();
-      $("order-qty").focus();
-      return;
-    }
-    const order = {
-      client_order_id: newClientOrderId(),
-      ts_code: $("order-ts-code").value.trim().toUpperCase(),
-      side: $("order-side").value,
-      order_type: orderType,
-      qty,
-    };
-    // The price travels as a decimal string: the services keep money exact, a float would not be.
-    const price = $("order-price").value.trim();
-    if (orderType === "limit" && price !== "") order.price = price;  // empty: let risk say a limit needs a price
-    $("order-submit").disabled = true;
-    out.replaceChildren(el("div", { class: "text-body-secondary small", text: "Sending…" }));
-    try {
-      const result = await api("/api/v1/orders", { method: "POST", json: order });
-      out.replaceChildren(renderOrderResult(result));
-      if (result.ok) refreshOrders();
-      refreshAccount(); // a new buy reserves cash, a new sell shares; a refusal shows what there is
-    } finally {
-      $("order-submit").disabled = false;
-    }
-  }
 
   function renderOrderResult(result) {
     if (result.ok) {
@@ -403,6 +304,7 @@
     orders.sort((a, b) => String(b.updated_at || b.created_at || "").localeCompare(String(a.updated_at || a.created_at || "")));
     const canTrade = state.session.role === "trader" || state.session.role === "admin";
     $("orders").replaceChildren(...orders.map((o) => orderRow(o, canTrade)));
+    window.LHDesk.onOrders(orders);
     if (!orders.length) {
       $("orders").append(el("tr", {}, el("td", { colspan: "11", class: "text-body-secondary small", text: "No orders yet." })));
     }
@@ -485,11 +387,11 @@
       if (event.type === "ws.connected") {
         state.socketRetryMs = 1000;
         setSocketStatus("live", "success");
-        if (state.liveCode) sendOnSocket({ op: "subscribe", codes: [state.liveCode] }); // a new socket has none
+        window.LHDesk.onSocketOpen(); // a new socket has no subscriptions: the desk's codes again
         return;
       }
       if (event.type === "quotes.snapshot") {
-        (event.payload.quotes || []).forEach(showQuote); // the order form's quote, not the events list
+        (event.payload.quotes || []).forEach(window.LHDesk.onQuote); // the desk's quotes, not the events list
         return;
       }
       if (event.type === "bars.1m" || event.type === "ws.subscribed" || event.type === "ws.error") return;
@@ -570,6 +472,7 @@
       scheduleAccountRefresh();
       if (p.strategy_instance_id && p.strategy_instance_id === state.selectedInstance) scheduleDetailRefresh();
     }
+    window.LHDesk.onEvent(event.type);
     if (event.type.startsWith("backtest.")) onBacktestEvent(event.type, p);
     if (event.type.startsWith("strategy.instance.")) onInstanceEvent(event.type, p);
   }
@@ -614,90 +517,12 @@
     return groupDigits(value) + (value === undefined || value === null || value === "" ? "" : ` ${currency || "CNY"}`);
   }
 
-  function clearAccount() {
-    $("account-id").textContent = "";
-    $("account-updated").textContent = "";
-    for (const id of ["account-balance", "account-reserved", "account-available"]) $(id).textContent = "—";
-    show($("account-cash"), false);
-    show($("account-note"), false);
-    show($("positions-note"), false);
-    show($("account-error"), false);
-    $("positions").replaceChildren();
-  }
-
-  // 403 / 404: this login has no account here (or the route is not offered): a short note, not an error.
-  function isQuietRefusal(result) {
-    return result.status === 403 || result.status === 404;
-  }
-
   async function refreshAccount() {
     if (!state.session) return;
     const seq = ++state.accountSeq;
     const [cash, positions] = await Promise.all([api("/api/v1/account"), api("/api/v1/positions")]);
     if (!state.session || seq !== state.accountSeq) return; // logged out, or a later refresh overtook this one
-    const errors = [];
-    renderCash(cash, errors);
-    renderPositions(positions, errors);
-    $("account-error").textContent = errors.join(" · ");
-    show($("account-error"), errors.length > 0);
-    $("account-updated").textContent = `updated ${new Date().toLocaleTimeString("zh-CN", { hour12: false })}`;
-  }
-
-  function renderCash(result, errors) {
-    const note = $("account-note");
-    const data = result.data;
-    if (result.ok && data && typeof data === "object") {
-      const currency = data.currency || "CNY";
-      $("account-id").textContent = data.account_id ? `· ${data.account_id}` : "";
-      $("account-balance").textContent = money(data.balance, currency);
-      $("account-reserved").textContent = money(data.reserved, currency);
-      $("account-available").textContent = money(data.available, currency);
-      show($("account-cash"), true);
-      show(note, false);
-    } else if (isQuietRefusal(result)) {
-      $("account-id").textContent = "";
-      show($("account-cash"), false);
-      note.textContent = `No cash account for this login (${errorText(result)}).`;
-      show(note, true);
-    } else {
-      errors.push(`Could not load cash: ${errorText(result)}`); // the last figures stay, marked stale by the error
-    }
-  }
-
-  function renderPositions(result, errors) {
-    const note = $("positions-note");
-    if (result.ok) {
-      const data = result.data;
-      const rows = Array.isArray(data) ? data : (data && (data.positions || data.items)) || [];
-      rows.sort((a, b) => String(a.ts_code || "").localeCompare(String(b.ts_code || "")));
-      $("positions").replaceChildren(...rows.map(positionRow));
-      if (!rows.length) {
-        $("positions").append(el("tr", {}, el("td", { colspan: "3", class: "text-body-secondary small", text: "No positions." })));
-      }
-      show(note, false);
-    } else if (isQuietRefusal(result)) {
-      $("positions").replaceChildren();
-      note.textContent = `Positions are not available for this login (${errorText(result)}).`;
-      show(note, true);
-    } else {
-      errors.push(`Could not load positions: ${errorText(result)}`);
-    }
-  }
-
-  function positionRow(p) {
-    const security = state.securities.get(p.ts_code);
-    return el(
-      "tr",
-      {},
-      el(
-        "td",
-        {},
-        el("span", { class: "mono", text: fmt(p.ts_code) }),
-        security && security.name ? el("span", { class: "small text-body-secondary ms-2", text: security.name }) : null,
-      ),
-      el("td", { class: "text-end", text: groupDigits(p.qty) }),
-      el("td", { class: "text-end", text: groupDigits(p.sellable_qty) }),
-    );
+    window.LHDesk.renderAccount(cash, positions);
   }
 
   // Fills arrive in bursts, as for the orders table: one reload per burst.
@@ -1707,17 +1532,18 @@
     show($("instance-replay"), true);
   }
 
+  // The core the trader's desk (desk.js, loaded after this file) builds on.
+  window.LH = {
+    $, api, el, show, fmt, fmtTime, groupDigits, money, errorText, state, sendOnSocket, newClientOrderId,
+    renderOrderResult, refreshOrders, refreshAccount, cancelOrder, OPEN_STATUSES,
+  };
+
   // --- wiring ----------------------------------------------------------------------------------------------
 
   document.addEventListener("DOMContentLoaded", () => {
     $("login-form").addEventListener("submit", login);
     $("logout").addEventListener("click", () => logout());
-    $("order-form").addEventListener("submit", placeOrder);
-    $("order-type").addEventListener("change", onTypeChange);
-    $("order-ts-code").addEventListener("input", describeSecurity);
-    $("order-side").addEventListener("change", describeSecurity);
-    $("order-qty").addEventListener("input", () => showQtyError(""));
-    describeSecurity();
+    window.LHDesk.describeSecurity();
     $("orders-refresh").addEventListener("click", refreshOrders);
     $("account-refresh").addEventListener("click", refreshAccount);
     $("events-clear").addEventListener("click", () => $("events").replaceChildren());

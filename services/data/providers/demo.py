@@ -126,7 +126,7 @@ class DemoProvider:
 
     async def stk_limit(self, trade_date: DateLike, *, expect_rows: bool = False) -> pd.DataFrame:
         """Limit prices from shared.core.market's rules on each traded stock's pre_close (every demo stock is seasoned,
-        so no IPO no-limit days)."""
+        so no IPO no-limit days), and that pre_close: the day's reference price, as Tushare gives it."""
         market = await self.market()
         rows = await self._day_rows(trade_date)
         day = _day(ymd(trade_date))
@@ -139,8 +139,11 @@ class DemoProvider:
             ups.append(float(limits[0]) if limits else float("nan"))
             downs.append(float(limits[1]) if limits else float("nan"))
         return pd.DataFrame(
-            {"trade_date": rows["trade_date"], "ts_code": rows["ts_code"], "up_limit": ups, "down_limit": downs}
-        )
+            {
+                "trade_date": rows["trade_date"], "ts_code": rows["ts_code"], "up_limit": ups, "down_limit": downs,
+                "pre_close": rows["pre_close"],
+            }
+        )  # fmt: skip
 
     async def suspend_d(self, trade_date: DateLike) -> pd.DataFrame:
         market = await self.market()

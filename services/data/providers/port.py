@@ -45,6 +45,9 @@ class ApiSchema:
     dates: frozenset[str]
     integers: frozenset[str] = frozenset()
     page_size: int | None = None
+    # Fields Tushare lists as not shown by default (默认显示 N): asked for explicitly, but a reply (or a source) that
+    # lacks them gets them as empty values instead of failing.
+    optional: frozenset[str] = frozenset()
 
     @property
     def numeric(self) -> tuple[str, ...]:
@@ -59,6 +62,7 @@ def _schema(
     dates: str = "",
     integers: str = "",
     page_size: int | None = None,
+    optional: str = "",
 ) -> ApiSchema:
     return ApiSchema(
         name,
@@ -67,6 +71,7 @@ def _schema(
         frozenset(dates.split()),
         frozenset(integers.split()),
         page_size,
+        frozenset(optional.split()),
     )
 
 
@@ -106,7 +111,14 @@ API_SCHEMAS: dict[str, ApiSchema] = {
             page_size=6000,
         ),
         _schema(
-            "stk_limit", "trade_date ts_code up_limit down_limit", text="ts_code", dates="trade_date", page_size=5800
+            # pre_close: the exchange's reference price of the day (the last close, ex-rights adjusted on an ex-date),
+            # published with the limits before the open (~08:40); not shown by default, empty for funds.
+            "stk_limit",
+            "trade_date ts_code up_limit down_limit pre_close",
+            text="ts_code",
+            dates="trade_date",
+            page_size=5800,
+            optional="pre_close",
         ),
         _schema(
             "suspend_d",
@@ -180,7 +192,8 @@ class MarketDataProvider(Protocol):
         ...
 
     async def stk_limit(self, trade_date: DateLike, *, expect_rows: bool = False) -> pd.DataFrame:
-        """Limit-up and limit-down prices of every security on `trade_date`."""
+        """Limit-up and limit-down prices of every security on `trade_date`, and the day's reference price
+        (`pre_close`, empty where the source has none); published before that day's open."""
         ...
 
     async def suspend_d(self, trade_date: DateLike) -> pd.DataFrame:

@@ -386,11 +386,14 @@ def _refusal(api: str, message: str) -> Exception:
 
 def _normalise(schema: ApiSchema, raw: pd.DataFrame) -> pd.DataFrame:
     """The requested columns in the documented order, numbers as float64 (or int64), dates checked."""
-    missing = [f for f in schema.fields if f not in raw.columns]
+    missing = [f for f in schema.fields if f not in raw.columns and f not in schema.optional]
     if missing:
         raise ProviderDataError(
             f"Tushare {schema.name} reply lacks requested columns {missing} (got {list(raw.columns)})", api=schema.name
         )
+    absent = [f for f in schema.fields if f not in raw.columns]  # optional ones only (checked above): empty values
+    if absent:
+        raw = raw.assign(**dict.fromkeys(absent, None))
     frame = raw.loc[:, list(schema.fields)].reset_index(drop=True)
     if frame.empty:
         return frame

@@ -40,7 +40,7 @@ from services.data.realtime.snapshots import (
     read_snapshot,
 )
 from services.data.realtime.store import LiveStore
-from services.data.store import DataStore, SecurityRecord
+from services.data.store import LIMITS_RUN, DataStore, SecurityRecord
 from shared.core.domain.codes import Board
 from shared.platform.bus import EventBus
 from shared.platform.clock import EXCHANGE_TZ
@@ -54,6 +54,9 @@ BARS_1M = "bars.1m"
 SECURITIES_RELOAD_S = 60.0  # an unknown code makes the provider re-read the securities at most this often
 RECENT_LISTING_DAYS = 31  # as services/data/quotes.py: only a listing this recent can be in its first sessions
 REFUSED_LOG_EVERY_S = 60.0  # the warning naming refused snapshots: at most once a minute (the counter counts all)
+# How often a round asks the store whether the day's exchange limits were loaded (or loaded again) since its bands
+# were read: limits loaded by another data process (or by hand) after the day's first round are used from then on.
+LIMITS_CHECK_EVERY_S = 60.0
 
 
 class QuoteMetrics:
@@ -183,6 +186,8 @@ class RealtimeQuotes:
         # The day's band of every security (services/data/quotes.py `session_bands`): read once a trading day, at its
         # first round; every snapshot of the day is checked against it by a dict lookup.
         self._bands: tuple[date, dict[str, SessionBand]] | None = None
+        self._limits_at: datetime | None = None  # when the day's limits load the bands were read with finished
+        self._limits_checked_at = 0.0  # monotonic time of the last such check
         self._logged_refusal_at: float | None = None
         self._lock = asyncio.Lock()  # one round at a time: bars and "newer than the latest" need the order
 
@@ -227,13 +232,36 @@ class RealtimeQuotes:
 
     async def bands(self, day: date) -> dict[str, SessionBand]:
         """The band of every security on trading day `day`, from the store (read once a day: a failed read raises,
-        and the round fails: nothing is taken unchecked; the next round reads again)."""
+        and the round fails: nothing is taken unchecked; the next round reads again). Read again when the day's
+        exchange limits were loaded since (`reload_bands` in this process; another process's load or a load by
+        hand is seen within LIMITS_CHECK_EVERY_S)."""
+        moment = self.monotonic()
+        due = moment - self._limits_checked_at >= LIMITS_CHECK_EVERY_S
+        if self._bands is not None and self._bands[0] == day and due:
+            self._limits_checked_at = moment
+            try:
+                loaded = await self.store.limits_loaded(LIMITS_RUN, day)
+            except Exception:
+                # The bands in hand stay valid: the check is tried again in a minute.
+                log.warning("could not check whether the day's limits were loaded", exc_info=True)
+                loaded = self._limits_at
+            if loaded != self._limits_at:
+                self._bands = None
         if self._bands is None or self._bands[0] != day:
             async with self.store.snapshot():
+                limits_at = await self.store.limits_loaded(LIMITS_RUN, day)
                 found = await session_bands(self.store, day, list(self._securities.values()))
-            self._bands = (day, found)
-            log.info("quote bands of the day read", extra={"day": day.isoformat(), "codes": len(found)})
+            self._bands, self._limits_at, self._limits_checked_at = (day, found), limits_at, moment
+            log.info(
+                "quote bands of the day read",
+                extra={"day": day.isoformat(), "codes": len(found), "exchange_limits": limits_at is not None},
+            )
         return self._bands[1]
+
+    def reload_bands(self) -> None:
+        """Exchange limits were just stored (the pre-open load, or one by hand): the next round reads the day's
+        bands again."""
+        self._bands = None
 
     async def _listing_day(self, security: SecurityRecord, day: date) -> int | None:
         if (day - security.list_date).days > RECENT_LISTING_DAYS or day < security.list_date:

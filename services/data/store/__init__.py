@@ -8,7 +8,15 @@ from pathlib import Path
 from services.data.store.bars import BAR_COLUMN_NAMES, BarRecord, BarStore, LoadCounts
 from services.data.store.base import BATCH_ROWS, upsert_statement
 from services.data.store.bulk import BULK_BATCH_ROWS, BULK_CONNECTIONS, BULK_STATEMENT_BYTES, driver_rows, key_order
-from services.data.store.ingest_runs import FAILED, INTERRUPTED, RUNNING, SUCCEEDED, IngestRun, IngestRunStore
+from services.data.store.ingest_runs import (
+    FAILED,
+    INTERRUPTED,
+    LIMITS_RUN,
+    RUNNING,
+    SUCCEEDED,
+    IngestRun,
+    IngestRunStore,
+)
 from services.data.store.quality_reports import QualityFinding, QualityReportStore, StoredQualityReport
 from services.data.store.reference import DAILY_BASIC_FIELDS, ReferenceStore, SecurityRecord
 from services.data.store.tables import (
@@ -50,6 +58,7 @@ __all__ = [
     "DAILY_BASIC_FIELDS",
     "FAILED",
     "INTERRUPTED",
+    "LIMITS_RUN",
     "MARKET_VERSION",
     "MIGRATIONS_DIR",
     "RUNNING",

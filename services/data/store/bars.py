@@ -171,6 +171,21 @@ class BarStore(BulkWriter, ColumnReader):
             rows = (await session.execute(query)).all()
         return {code: int(pre_close) for code, pre_close in rows}
 
+    async def session_limits(self, day: date, code: str | None = None) -> dict[str, tuple[int | None, int, int]]:
+        """The exchange's limits of trading day `day` as stored from Tushare's stk_limit (before the open by the
+        pre-open load, or with the day's bars after the close): (pre_close or None, limit_down, limit_up) in fen,
+        by code (`code`: that security's only)."""
+        query = select(stk_limits.c.ts_code, stk_limits.c.pre_close, stk_limits.c.down_limit, stk_limits.c.up_limit)
+        query = query.where(stk_limits.c.trade_date == day)
+        if code is not None:
+            query = query.where(stk_limits.c.ts_code == code)
+        async with self._session() as session:
+            rows = (await session.execute(query)).all()
+        return {
+            code: (None if pre_close is None else int(pre_close), int(down), int(up))
+            for code, pre_close, down, up in rows
+        }
+
     async def volume_totals(self, start: date, end: date) -> dict[str, tuple[int, int]]:
         """Per symbol with bars in [start, end]: (total volume in shares, number of bars)."""
         query = (

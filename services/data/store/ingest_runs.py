@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from services.data.store.base import StoreBase
 from services.data.store.tables import ingest_runs
@@ -18,6 +18,7 @@ from shared.platform.db import DbSession
 
 # A run's status: running until it finishes as one of the other three (interrupted: its process stopped first).
 RUNNING, SUCCEEDED, FAILED, INTERRUPTED = "running", "succeeded", "failed", "interrupted"
+LIMITS_RUN = "limits"  # the kind of a run loading one day's exchange limits (stk_limit) before the open
 
 
 @dataclass(frozen=True)
@@ -148,5 +149,30 @@ class IngestRunStore(StoreBase):
             async with attempt as session:
                 found: str | None = await session.scalar(
                     select(ingest_runs.c.run_id).where(ingest_runs.c.status == RUNNING).limit(1)
+                )
+        return found
+
+    async def limits_loaded(self, kind: str, day: date) -> datetime | None:
+        """When the newest succeeded run of `kind` (the pre-open limits load) for trading day `day` finished, or
+        None: whether (and since when) that day's exchange limits are stored. A small table: a cheap read."""
+        async for attempt in self.db.transaction():
+            async with attempt as session:
+                found: datetime | None = await session.scalar(
+                    select(func.max(ingest_runs.c.finished_at)).where(
+                        ingest_runs.c.kind == kind,
+                        ingest_runs.c.status == SUCCEEDED,
+                        ingest_runs.c.start_date == day,
+                    )
+                )
+        return found
+
+    async def last_limits_day(self, kind: str) -> date | None:
+        """The newest trading day a succeeded run of `kind` (the pre-open limits load) stored."""
+        async for attempt in self.db.transaction():
+            async with attempt as session:
+                found: date | None = await session.scalar(
+                    select(func.max(ingest_runs.c.start_date)).where(
+                        ingest_runs.c.kind == kind, ingest_runs.c.status == SUCCEEDED
+                    )
                 )
         return found

@@ -81,6 +81,11 @@ stk_limits = Table(
     Column("trade_date", Date, primary_key=True),
     Column("up_limit", BigInteger, nullable=False),
     Column("down_limit", BigInteger, nullable=False),
+    # The exchange's reference price of the day (fen): the last close, ex-rights adjusted on an ex-date. NULL for
+    # rows stored before migration 0005, or a source without it.
+    Column("pre_close", BigInteger, nullable=True),
+    # The pre-open load and the quote bands read one day of the whole market (services/data/quotes.py).
+    Index("ix_stk_limits_trade_date", "trade_date"),
 )
 
 suspensions = Table(

@@ -4,7 +4,9 @@ in its own module; all of them run and every finding is kept (docs/risk-rules.md
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -176,13 +178,33 @@ def against_limit(
     describe: Callable[[], str],
     values: Mapping[str, str],
 ) -> list[Finding]:
-    """DENY when `used` is over `limit`; WARN when it reaches `warn_at_pct` percent of it; else nothing."""
+    """DENY when `used` is over `limit`; WARN when it reaches `warn_at_pct` percent of it; else nothing. Inside
+    `measuring_utilisation()`, `used / limit` is also noted for the metrics (the rule's result is the same)."""
+    shares = _utilisation.get()
+    if shares is not None and limit > 0:
+        share = used / limit
+        shares[(rule, code)] = max(share, shares.get((rule, code), share))
     if used > limit:
         return [Finding(rule, code, Level.DENY, describe(), values)]
     if warn_at_pct is not None and limit > 0 and used * 100 >= limit * warn_at_pct:
         share = (used * 100 / limit).quantize(Decimal("0.1"))
         return [Finding(rule, code, Level.WARN, f"{describe()} ({share}% of the limit)", values)]
     return []
+
+
+_utilisation: ContextVar[dict[tuple[str, str], Decimal] | None] = ContextVar("risk_limit_utilisation", default=None)
+
+
+@contextmanager
+def measuring_utilisation() -> Iterator[dict[tuple[str, str], Decimal]]:
+    """Collects, for the rules run inside the block, each limit's `used / limit` by (rule, code): what risk's
+    lh_risk_limit_utilisation_ratio shows. A limit of 0 has no share (anything is over it)."""
+    shares: dict[tuple[str, str], Decimal] = {}
+    token = _utilisation.set(shares)
+    try:
+        yield shares
+    finally:
+        _utilisation.reset(token)
 
 
 def cny(value: Decimal) -> str:

@@ -112,7 +112,20 @@ async def test_securities(service: Service) -> None:
         "area": None,
         "market": None,
         "list_status": "L",
+        # The lot the order ticket enforces as the trader types (main board and ChiNext 100 then 100; STAR at least
+        # 200 then 1; BSE at least 100 then 1: the exchanges' rules, written out here independently of the code).
+        "lot_min": {"main": 100, "chinext": 100, "star": 200, "bse": 100}[first.board.value],
+        "lot_step": {"main": 100, "chinext": 100, "star": 1, "bse": 1}[first.board.value],
+        # The exchange's market order types (SSE/SZSE/BSE trading rules 3.3.4), counterparty best (the default) first.
+        "market_types": {
+            "SH": ["counterparty_best", "best5_cancel", "best5_limit", "own_best"],
+            "SZ": ["counterparty_best", "own_best", "ioc", "best5_cancel", "fok"],
+            "BJ": ["counterparty_best", "best5_cancel", "best5_limit", "own_best"],
+        }[first.exchange.value],
     }
+    lots = {s["board"]: (s["lot_min"], s["lot_step"]) for s in listed}
+    assert lots.get("main") in (None, (100, 100)) and lots.get("star") in (None, (200, 1)), lots
+    assert lots.get("chinext") in (None, (100, 100)) and lots.get("bse") in (None, (100, 1)), lots
     assert first.industry is not None and first.name.endswith(first.industry)
     assert {s["board"] for s in listed} == {"main", "chinext", "star", "bse"}
     star = (await service.client.get("/v1/securities", params={"board": "star"})).json()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from contextlib import closing
 from datetime import date
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from services.data.bulk import bulk_directory
 from services.data.cache import ReadCache
 from services.data.demo import generate_demo_market
 from services.data.loader import load_demo_market
+from services.data.quotes import session_bands
 from services.data.store import MIGRATIONS_DIR, DataStore, daily_bars, metadata
 from shared.core.domain.codes import Board
 from shared.platform.cache import MemoryCache
@@ -253,3 +254,38 @@ async def test_two_databases_of_one_name_never_share_a_data_version_or_a_snapsho
             await db.dispose()
     assert len(set(versions)) == 3 and all(0 < v < 2**50 for v in versions)
     assert folders[0] != folders[1] and folders[0] == folders[2]  # a folder per file; the versions tell them apart
+
+
+async def test_the_demo_stores_its_last_sessions_exchange_limits_for_the_replayed_bands(tmp_path: Path) -> None:
+    # Standalone behaves as a live day with the pre-open limits loaded: the demo's last session (the one `make run`'s
+    # replay clock shows) has its stk_limit rows, with the day's reference price, and the quote bands come from them.
+    settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/{{service}}.db", demo_symbols=12)
+    market = generate_demo_market(settings)
+    db = Database(settings.database_url_for("data"))
+    await db.connect()
+    try:
+        await db.migrate(MIGRATIONS_DIR)
+        store = DataStore(db)
+        await load_demo_market(store, settings)
+        last = market.trade_days[-1]
+        day = market.daily[market.daily["trade_date"] == last.strftime("%Y%m%d")]
+        limits = await store.session_limits(last)
+        assert sorted(limits) == sorted(day["ts_code"])  # a row for every stock trading that day
+        boards = {s.ts_code: (s.board, s.is_st) for s in market.securities}
+        async with store.snapshot():
+            bands = await session_bands(store, last)
+        for row in day.itertuples():
+            pre_close = int(Decimal(str(row.pre_close)) * 100)
+            board, is_st = boards[row.ts_code]
+            # by hand: main board 10% (ST 5%), ChiNext / STAR 20%, BSE 30% of the day's pre_close, half-up to the fen
+            ratio = Decimal("0.05") if is_st else {Board.MAIN: Decimal("0.10")}.get(board, Decimal("0.20"))
+            if board is Board.BSE:
+                ratio = Decimal("0.30")
+            up = int((pre_close * (1 + ratio)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+            down = int((pre_close * (1 - ratio)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+            assert limits[row.ts_code] == (pre_close, down, up), row.ts_code
+            assert (bands[row.ts_code].reference, bands[row.ts_code].limit_down, bands[row.ts_code].limit_up) == (
+                pre_close, down, up,
+            )  # fmt: skip
+    finally:
+        await db.dispose()

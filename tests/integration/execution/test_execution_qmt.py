@@ -506,6 +506,14 @@ async def test_trading_switches_are_admin_only_stored_audited_and_sent(backing: 
         await again.close()
 
 
+async def broker_state(q: Qmt, who: Principal) -> tuple[bool | None, bool | None, str | None]:
+    """(bridge_connected, trading_enabled, orders_refused) of the account's broker, as its trader reads it."""
+    got = await q.f.execution.get(f"/v1/accounts/{who.account_id}/broker", headers=q.f.headers(who))
+    assert got.status_code == 200, got.text
+    body = got.json()
+    return body["bridge_connected"], body["trading_enabled"], body["orders_refused"]
+
+
 async def test_a_paper_account_and_a_qmt_account_side_by_side(backing: Backing) -> None:
     async with qmt_fleet(backing, bridges=1, paper_fills="immediate") as q:
         [bridge_id] = q.secrets
@@ -517,6 +525,8 @@ async def test_a_paper_account_and_a_qmt_account_side_by_side(backing: Backing) 
         assert (waiting["_http"], waiting["code"]) == (503, "broker_unavailable")
         assert "order_id" not in waiting.get("details", {})
         assert await orders_of(q, real) == []
+        # ... and the account's broker says so to its trader (the desk's banner), before any order is tried
+        assert await broker_state(q, real) == (False, False, "broker_unavailable")
 
         bridge = q.bridge(bridge_id, real.account_id)
         assert (await bridge.connect())["type"] == "welcome"
@@ -527,6 +537,7 @@ async def test_a_paper_account_and_a_qmt_account_side_by_side(backing: Backing) 
         await until(lambda: q.registry.link(bridge_id).qmt == "disconnected", what="the push taken")
         down = await q.place(real)
         assert (down["_http"], down["code"]) == (503, "broker_unavailable")
+        assert await broker_state(q, real) == (False, False, "broker_unavailable")
         await bridge.push(protocol.CONNECTION, {"qmt": "connected"})
         await until(lambda: q.registry.link(bridge_id).qmt == "connected", what="the push taken")
         placed = await q.place(real)
@@ -542,6 +553,17 @@ async def test_a_paper_account_and_a_qmt_account_side_by_side(backing: Backing) 
         assert (got["broker"], got["bridge_id"]) == ("paper", None)
         got = (await q.f.execution.get(f"/v1/accounts/{real.account_id}/broker", headers=q.f.headers(real))).json()
         assert (got["broker"], got["bridge_id"]) == ("qmt", bridge_id)
+        # connected, its MiniQMT up, but the trading switch still at its default (off): the bridge rejects orders
+        assert (got["bridge_connected"], got["trading_enabled"], got["orders_refused"]) == (
+            True,
+            False,
+            "trading_disabled",
+        )
+        switched = await q.f.execution.post(f"/v1/bridges/{bridge_id}/trading", headers=q.f.headers(ADMIN),
+                                            json={"enabled": True, "read_only": False, "reason": "go live"})  # fmt: skip
+        assert switched.status_code == 200, switched.text
+        assert await broker_state(q, real) == (True, True, None)
+        assert await broker_state(q, paper) == (None, None, None)
         peek = await q.f.execution.get(f"/v1/accounts/{real.account_id}/broker", headers=q.f.headers(paper))
         assert peek.status_code == 403
 

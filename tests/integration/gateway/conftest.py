@@ -192,6 +192,10 @@ def build_downstream(secret: str) -> Downstream:
     async def backfill(request: Request) -> dict[str, Any]:
         return {"run_id": "run-1", "body": (await request.json())}
 
+    @data.post("/v1/ingest/limits", status_code=202)
+    async def limits(request: Request) -> dict[str, Any]:
+        return {"run_id": "run-2", "body": (await request.json())}
+
     @data.get("/v1/quotes/{ts_code}")
     async def quote(ts_code: str) -> dict[str, Any]:
         return {"ts_code": ts_code, "last_close": "10.00", "limit_up": "11.00", "limit_down": "9.00"}

@@ -316,10 +316,19 @@ async def test_ingestion_needs_admin_and_the_data_service_never_hears_of_a_trade
         ("POST", "/api/v1/ingest/backfill"),
         ("POST", "/api/v1/ingest/update"),
         ("POST", "/api/v1/quality/run"),
+        ("POST", "/api/v1/ingest/limits"),
     ]:
         refused = await gw.client.request(method, path, json=body, headers=trader.headers)
         assert refused.status_code == 403 and "admin" in refused.json()["message"], path
     assert len(gw.downstream.calls_to("data")) == before
+
+    # The day's exchange limits, loaded by hand: admins only, the body passed on as sent.
+    limits = await gw.client.post(
+        "/api/v1/ingest/limits", json={"trade_date": "2025-03-04"}, headers=await gw.admin_headers()
+    )
+    assert limits.status_code == 202 and limits.json() == {"run_id": "run-2", "body": {"trade_date": "2025-03-04"}}
+    call = gw.downstream.calls_to("data")[-1]
+    assert (call.path, call.principal.role) == ("/v1/ingest/limits", "admin")
 
     started = await gw.client.post("/api/v1/ingest/backfill", json=body, headers=await gw.admin_headers())
     assert started.status_code == 202
@@ -851,6 +860,9 @@ async def test_web_ui_and_local_bootstrap_are_served(gw: Any) -> None:
     assert "MIT" in (await gw.client.get("/static/vendor/bootstrap/LICENSE")).text
     app_js = await gw.client.get("/static/app.js")
     assert app_js.status_code == 200 and "/api/v1/orders" in app_js.text
+    assert "/static/desk.js" in index.text  # the trader's desk: ticket, open orders, positions, TCA
+    desk_js = await gw.client.get("/static/desk.js")
+    assert desk_js.status_code == 200 and "/api/v1/conditional-orders" in desk_js.text
     # the Strategies page's charts: the reports' ECharts, from this origin
     echarts = await gw.client.get("/static/vendor/echarts/echarts.min.js")
     assert echarts.status_code == 200 and echarts.headers["content-type"].startswith("text/javascript")

@@ -133,6 +133,10 @@ async def test_a_stop_loss_fires_once_and_its_exit_reaches_execution(backing: Ba
         assert not await watcher.store.claim(armed, Crossing(Decimal("9.40"), Decimal("9.50"), None), 1000, utcnow())
         assert len(await _orders(f, amy, cid)) == 1
         assert len((await _stop(f, amy, stop_id))["triggers"]) == 1
+        # counted once, by kind, for the Risk dashboard (the second pass and the other watcher claimed nothing)
+        registry = f.risk_app.state.metrics_registry
+        assert registry.get_sample_value("lh_risk_stops_triggered_total", {"kind": "stop_loss"}) == 1
+        assert registry.get_sample_value("lh_risk_stops_triggered_total", {"kind": "trailing"}) == 0
 
         [event] = await _events(f, stop_id)
         assert {k: event[k] for k in ("account_id", "owner", "ts_code", "kind", "price", "stop_level", "qty",

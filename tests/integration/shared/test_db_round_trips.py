@@ -10,6 +10,7 @@ import secrets
 from collections.abc import AsyncIterator
 
 import pytest
+from prometheus_client import CollectorRegistry
 from sqlalchemy import Column, Integer, String, Table, select, text
 
 from shared.platform import db as db_module
@@ -131,3 +132,33 @@ async def test_a_connection_dropped_between_units_fails_its_first_statement_and_
     assert sum(db.retries.labels(r)._value.get() for r in ("lost_connection", "server_gone_away")) == 1
     async with other.session() as s:
         assert (await s.execute(select(notes.c.id, notes.c.body))).all() == [(3, "once")]
+
+
+async def test_the_pool_metrics_show_connections_in_use_idle_and_the_size(db: Database) -> None:
+    registry = CollectorRegistry()
+    db.register_metrics(registry)
+
+    def pool(state: str) -> float | None:
+        return registry.get_sample_value("lh_db_pool_connections", {"state": state})
+
+    assert registry.get_sample_value("lh_db_pool_size") == 10  # pool_size in Database.connect
+    # the fixture's unit of work gave its connection back: one idle, none in use
+    assert (pool("checked_out"), pool("idle"), pool("overflow")) == (0, 1, 0)
+    async with db.session() as first, db.session() as second:
+        await first.execute(text("SELECT 1"))
+        await second.execute(text("SELECT 1"))
+        # two units at once: both connections lent out (the idle one and a new one), none left in the pool
+        assert (pool("checked_out"), pool("idle"), pool("overflow")) == (2, 0, 0)
+    assert (pool("checked_out"), pool("idle")) == (0, 2)
+
+
+async def test_the_pool_metrics_have_no_samples_before_connect_or_for_sqlite() -> None:
+    unconnected = Database("mysql+asyncmy://u:p@127.0.0.1:1/none")  # never connected: no engine, no pool
+    sqlite = Database("sqlite+aiosqlite:///:memory:")
+    await sqlite.connect()  # SQLite has no queue pool
+    for database in (unconnected, sqlite):
+        registry = CollectorRegistry()
+        database.register_metrics(registry)
+        assert registry.get_sample_value("lh_db_pool_size") is None
+        assert registry.get_sample_value("lh_db_pool_connections", {"state": "idle"}) is None
+    await sqlite.dispose()

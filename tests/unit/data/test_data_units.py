@@ -21,6 +21,7 @@ from services.data.loader import (
     thousand_cny_to_fen,
     tushare_date,
 )
+from services.data.units import stk_limit_columns
 from shared.platform.settings import Settings
 
 
@@ -177,3 +178,28 @@ def test_calendar_rows_mark_every_day() -> None:
     rows = calendar_rows(date(2024, 2, 8), date(2024, 2, 19))
     assert [r["cal_date"] for r in rows if r["is_open"]] == [date(2024, 2, 8), date(2024, 2, 19)]  # Spring Festival
     assert len(rows) == 12 and {r["exchange"] for r in rows} == {"SSE"}
+
+
+def test_stk_limit_keeps_the_days_reference_price_in_fen_where_given() -> None:
+    frame = pd.DataFrame(
+        {
+            "trade_date": ["20250304"] * 3, "ts_code": ["600000.SH", "000001.SZ", "300001.SZ"],
+            "up_limit": [10.45, 12.1, 24.0], "down_limit": [8.55, 9.9, 16.0], "pre_close": [9.5, 11.0, None],
+        }
+    )  # fmt: skip
+    columns = stk_limit_columns(frame)
+    # 9.50 CNY = 950 fen, 11.00 = 1100; an empty one stays empty (None), never 0
+    assert columns["pre_close"].tolist() == [950, 1100, None]
+    assert columns["up_limit"].tolist() == [1045, 1210, 2400]
+    # a frame without the column leaves the stored pre_close as it is: no column to write
+    assert "pre_close" not in stk_limit_columns(frame.drop(columns=["pre_close"]))
+
+
+@pytest.mark.parametrize(("pre_close", "why"), [(9.505, "tick"), (0.0, "positive"), (-1.0, "positive")])
+def test_stk_limit_refuses_a_reference_price_off_the_tick_or_not_positive(pre_close: float, why: str) -> None:
+    frame = pd.DataFrame(
+        {"trade_date": ["20250304"], "ts_code": ["600000.SH"], "up_limit": [10.45], "down_limit": [8.55],
+         "pre_close": [pre_close]}
+    )  # fmt: skip
+    with pytest.raises(ConversionError, match=why):
+        stk_limit_columns(frame)

@@ -252,6 +252,12 @@ class FakeStore:
     async def session_pre_closes(self, day: date) -> dict[str, int]:
         return {}  # the day's bars are stored after its close: the band is around the last close
 
+    async def session_limits(self, day: date) -> dict[str, tuple[int | None, int, int]]:
+        return {}  # no exchange limits loaded: the bands are computed from the stored closes
+
+    async def limits_loaded(self, kind: str, day: date) -> datetime | None:
+        return None
+
     async def count_open_days(self, start: date, end: date) -> int:  # pragma: no cover - no recent listing here
         raise AssertionError("not a recent listing")
 

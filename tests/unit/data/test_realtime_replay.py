@@ -105,6 +105,12 @@ class FakeStore:
     async def session_pre_closes(self, day: date) -> dict[str, int]:
         return {UP.ts_code: UP.pre_close, DOWN.ts_code: DOWN.pre_close} if day == DAY else {}
 
+    async def session_limits(self, day: date) -> dict[str, tuple[int | None, int, int]]:
+        return {}  # no exchange limits loaded: the bands are computed from the stored closes
+
+    async def limits_loaded(self, kind: str, day: date) -> datetime | None:
+        return None
+
 
 async def replay_day() -> tuple[list[Any], MemoryLiveStore]:
     bus = MemoryBus()

@@ -57,6 +57,11 @@ class Store:
         self.closes = {MAIN: 1000, STAR: 1000, CHINEXT: 1000, ST: 1000, NEW_STAR: 3000, DELISTED: 1000}
         self.reads: list[date] = []
         self.fail = False
+        # The exchange's limits of DAY as the pre-open load stores them: (pre_close or None, down, up) in fen.
+        self.limits: dict[str, tuple[int | None, int, int]] = {}
+        self.limits_at: datetime | None = None  # when the day's limits load finished (None: not loaded)
+        self.limits_checks = 0
+        self.check_fails = False
 
     async def list_securities(self) -> list[SecurityRecord]:
         return list(self.securities)
@@ -74,6 +79,16 @@ class Store:
 
     async def session_pre_closes(self, day: date) -> dict[str, int]:
         return {}  # the session's bars are stored after its close
+
+    async def session_limits(self, day: date) -> dict[str, tuple[int | None, int, int]]:
+        return dict(self.limits) if day == DAY else {}
+
+    async def limits_loaded(self, kind: str, day: date) -> datetime | None:
+        assert kind == "limits"
+        self.limits_checks += 1
+        if self.check_fails:
+            raise ConnectionError("the database is down")
+        return self.limits_at if day == DAY else None
 
     async def calendar_span(self) -> tuple[date, date]:
         return date(2024, 1, 2), date(2025, 12, 31)
@@ -310,3 +325,77 @@ def test_the_quotes_bridges_allowed_are_explicit_and_none_by_default() -> None:
     assert Settings().quotes_bridge_ids() == frozenset()
     allowed = Settings(quotes_bridges=" qmt-a , qmt-b,,")  # type: ignore[call-arg]
     assert allowed.quotes_bridge_ids() == frozenset({"qmt-a", "qmt-b"})
+
+
+# --- the exchange's own limits, loaded before the open (docs/data-ingest.md, "The pre-open limits") ----------------
+
+
+async def test_the_days_stored_exchange_limits_are_the_band_where_a_code_has_them() -> None:
+    store = Store()
+    store.limits = {
+        # going ex-dividend: the exchange's reference 9.50 (stored close 10.00); 9.50 x 0.9 = 8.55, x 1.1 = 10.45
+        MAIN: (950, 855, 1045),
+        # a listing of today with limits (no close stored): around its issue price 10.00, main board 44% / -36%
+        IPO: (1000, 640, 1440),
+        # a row without pre_close (stored before it was kept): the stored close 10.00 is the reference, the limits
+        # are the row's
+        CHINEXT: (None, 800, 1200),
+        # a delisted code has no band, whatever a row says
+        DELISTED: (1000, 900, 1100),
+    }
+    bands = await session_bands(store, DAY)  # type: ignore[arg-type]
+    assert bands[MAIN] == SessionBand(950, 855, 1045)
+    assert bands[IPO] == SessionBand(1000, 640, 1440)
+    assert bands[CHINEXT] == SessionBand(1000, 800, 1200)
+    assert bands[DELISTED] == SessionBand(None, None, None)
+    # the codes without a row: computed from the stored close as before (ST main board 5%: 9.50 .. 10.50)
+    assert bands[ST] == SessionBand(1000, 950, 1050)
+
+
+def ex_dividend_tick(t: str, lots: int) -> dict[str, Any]:
+    """A tick of MAIN on its ex-dividend day: the exchange's reference 9.50, trading at 9.60."""
+    return raw(t=t, last="9.60", lots=lots, open="9.55", high="9.62", low="9.52", pre_close="9.50",
+               bid=[["9.59", 10]], ask=[["9.60", 4]])  # fmt: skip
+
+
+async def test_limits_loaded_after_the_first_round_are_used_from_the_next_check() -> None:
+    store = Store()
+    moment = [0.0]
+    provider, live = make(store, monotonic=lambda: moment[0])
+    # Without the day's limits the band is around the stored close 10.00: the tick's pre_close 9.50 is refused.
+    first = await provider.ingest([ex_dividend_tick("09:30:03", 10)], "bridge")
+    assert dict(first.rejected) == {"pre_close_mismatch": 1}
+    # Another process loads them: seen at the first round a minute (LIMITS_CHECK_EVERY_S) after the bands were read.
+    store.limits, store.limits_at = {MAIN: (950, 855, 1045)}, at("09:30:05")
+    moment[0] = 59.0
+    assert dict((await provider.ingest([ex_dividend_tick("09:30:06", 11)], "bridge")).rejected) == {
+        "pre_close_mismatch": 1
+    }
+    moment[0] = 60.0
+    taken = await provider.ingest([ex_dividend_tick("09:30:09", 12)], "bridge")
+    assert (taken.accepted, dict(taken.rejected)) == (1, {})
+    assert store.reads == [DAY, DAY]
+    quote = LiveQuote.model_validate_json(await live.quote(MAIN) or b"")
+    assert (quote.last, quote.limit_down, quote.limit_up) == (Decimal("9.60"), Decimal("8.55"), Decimal("10.45"))
+
+
+async def test_a_load_in_this_process_rereads_the_bands_at_the_next_round() -> None:
+    store = Store()
+    provider, _ = make(store, monotonic=lambda: 0.0)
+    assert dict((await provider.ingest([ex_dividend_tick("09:30:03", 10)], "bridge")).rejected) == {
+        "pre_close_mismatch": 1
+    }
+    store.limits = {MAIN: (950, 855, 1045)}
+    provider.reload_bands()  # what the data service does when a limits run succeeds
+    assert (await provider.ingest([ex_dividend_tick("09:30:06", 11)], "bridge")).accepted == 1
+    assert store.reads == [DAY, DAY]
+
+
+async def test_a_failed_check_for_new_limits_keeps_the_bands_in_hand() -> None:
+    store = Store()
+    moment = [0.0]
+    provider, _ = make(store, monotonic=lambda: moment[0])
+    assert (await provider.ingest([raw(t="09:30:03")], "bridge")).accepted == 1
+    store.check_fails, moment[0] = True, 61.0
+    assert (await provider.ingest([raw(t="09:30:06", lots=151)], "bridge")).accepted == 1  # the round goes on
+    assert store.reads == [DAY] and store.limits_checks == 2  # the read with the bands, then the failed check

@@ -305,3 +305,42 @@ def test_bad_configuration_is_refused() -> None:
         )
     with pytest.raises(ValueError, match="max_attempts"):
         RetryPolicy(max_attempts=0)
+
+
+async def test_the_pre_open_limits_retry_until_the_open_and_say_when_they_give_up() -> None:
+    # The limits job at 08:45, retried every 30 s doubling to at most 2 min, only while the wait ends before 09:30.
+    clock = FakeClock(sh(2024, 2, 8, 8), sh(2024, 2, 8, 12))
+    job = Job(clock, failures=-1)
+    gave_up: list[tuple[date, str]] = []
+    scheduler = DailyScheduler(
+        job, at=time(8, 45), is_trading_day=is_trading_day, run_log=MemoryRunLog(date(2024, 2, 7)),
+        retry=RetryPolicy(max_attempts=1000, first_backoff=timedelta(seconds=30), max_backoff=timedelta(minutes=2)),
+        retry_until=time(9, 30), on_give_up=lambda day, error: gave_up.append((day, error)), clock=clock,
+        sleep=clock.sleep, name="pre-open limits",
+    )  # fmt: skip
+    with pytest.raises(Horizon):
+        await scheduler.run()
+    times = [t.strftime("%H:%M:%S") for _, t in job.calls]
+    # 08:45:00, +30 s, +1 min, +2 min capped from then on: 08:48:30, 08:50:30, ... 09:28:30; the next wait (2 min)
+    # would end at 09:30:30, after the open: given up then.
+    assert times[:4] == ["08:45:00", "08:45:30", "08:46:30", "08:48:30"]
+    # 08:48:30 .. 09:28:30 every 2 min is 40 / 2 + 1 = 21 tries, after the first three: 24 in all
+    assert times[-1] == "09:28:30" and len(times) == 24
+    assert gave_up == [(date(2024, 2, 8), "ConnectionError: tushare unreachable")]
+
+
+async def test_the_pre_open_limits_succeed_on_a_retry_without_giving_up() -> None:
+    clock = FakeClock(sh(2024, 2, 8, 8), sh(2024, 2, 8, 12))
+    job = Job(clock, failures=2)
+    gave_up: list[tuple[date, str]] = []
+    log = MemoryRunLog(date(2024, 2, 7))
+    scheduler = DailyScheduler(
+        job, at=time(8, 45), is_trading_day=is_trading_day, run_log=log,
+        retry=RetryPolicy(max_attempts=1000, first_backoff=timedelta(seconds=30), max_backoff=timedelta(minutes=2)),
+        retry_until=time(9, 30), on_give_up=lambda day, error: gave_up.append((day, error)), clock=clock,
+        sleep=clock.sleep,
+    )  # fmt: skip
+    with pytest.raises(Horizon):
+        await scheduler.run()
+    assert [t.strftime("%H:%M:%S") for _, t in job.calls] == ["08:45:00", "08:45:30", "08:46:30"]
+    assert log.last == date(2024, 2, 8) and gave_up == []

@@ -28,7 +28,7 @@ from services.data.providers import (
     TushareProvider,
 )
 from shared.platform.settings import Settings
-from tests.support.fake_tushare import FakeTushare
+from tests.support.fake_tushare import FakeTushare, fake_tushare
 
 TOKEN = "unit-test-token-0123456789"
 DAILY_FIELDS = "ts_code,trade_date,open,high,low,close,pre_close,change,pct_chg,vol,amount"
@@ -79,9 +79,9 @@ DATASET: dict[str, pd.DataFrame] = {
         ],
         columns=list(API_SCHEMAS["daily_basic"].fields),
     ),
-    "stk_limit": pd.DataFrame(
-        [("20240102", "600000.SH", 7.74, 6.34), ("20240102", "000001.SZ", 10.33, 8.45)],
-        columns=["trade_date", "ts_code", "up_limit", "down_limit"],
+    "stk_limit": pd.DataFrame(  # pre_close: asked for by name (Tushare does not send it by default)
+        [("20240102", "600000.SH", 7.74, 6.34, 7.04), ("20240102", "000001.SZ", 10.33, 8.45, 9.39)],
+        columns=["trade_date", "ts_code", "up_limit", "down_limit", "pre_close"],
     ),
     "suspend_d": pd.DataFrame([("600221.SH", "20240102", None, "S")], columns=list(API_SCHEMAS["suspend_d"].fields)),
     "trade_cal": pd.DataFrame(
@@ -190,6 +190,17 @@ async def test_whole_market_day_per_api(server: FakeTushare, api: str) -> None:
     assert call.path == f"/dataapi/{api}"  # the real client's protocol
     assert call.params["trade_date"] == "20240102"
     assert call.fields == ",".join(API_SCHEMAS[api].fields)
+
+
+async def test_a_reply_without_the_optional_pre_close_gives_it_empty() -> None:
+    # A source that does not send stk_limit's pre_close (a field not shown by default): the column is there, empty;
+    # the limits are read as they are.
+    data = {"stk_limit": DATASET["stk_limit"].drop(columns=["pre_close"])}
+    with fake_tushare(data, token=TOKEN) as server:
+        frame = await make_provider(server).stk_limit("20240102")
+    assert list(frame.columns) == ["trade_date", "ts_code", "up_limit", "down_limit", "pre_close"]
+    assert frame["pre_close"].isna().all()
+    assert sorted(frame["up_limit"].tolist()) == [7.74, 10.33]
 
 
 async def test_daily_values_and_units_are_tushares_own(server: FakeTushare) -> None:
@@ -456,6 +467,10 @@ async def test_demo_provider_serves_the_generated_market() -> None:
     assert halt.ts_code not in (await demo.daily(halt.first_day))["ts_code"].tolist()
     # Limits by hand: main board 10% (ST 5%), ChiNext/STAR 20%, BSE 30% of pre_close, half-up to the fen.
     limits = (await demo.stk_limit("20240103")).set_index("ts_code")
+    assert list(limits.reset_index().columns) == [
+        "ts_code",
+        *[c for c in API_SCHEMAS["stk_limit"].fields if c != "ts_code"],
+    ]
     boards = {s.ts_code: (s.board.value, s.is_st) for s in market.securities}
     for row in day.itertuples():
         board, is_st = boards[row.ts_code]
@@ -464,6 +479,7 @@ async def test_demo_provider_serves_the_generated_market() -> None:
         pre = Decimal(str(row.pre_close))
         up = (pre * (1 + ratio)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
         assert Decimal(str(limits.loc[row.ts_code, "up_limit"])) == up
+        assert limits.loc[row.ts_code, "pre_close"] == row.pre_close  # the day's reference, as Tushare gives it
     cal = await demo.trade_cal("20240101", "20240103")
     assert cal["is_open"].tolist() == [0, 1, 1]  # New Year's Day closed
 

@@ -1,14 +1,18 @@
 """The Grafana dashboards and the alert rules query only metrics that LiangHua's processes really expose.
 
-Every metric name used in a dashboard target or an alert rule must appear in the /metrics output of at least one
-LiangHua app (each built in standalone mode and given a few requests, so the http_* series exist) or in the backtest
-worker's registry; the queries must parse (promtool); the provisioning must point at the compose services."""
+Every metric name used in a dashboard target, a dashboard's template variable or an alert rule must appear in the
+/metrics output of at least one LiangHua app (each built in standalone mode and given a few requests, so the http_*
+series exist) or in the backtest worker's registry, or be one of the standard exporters' series listed below; the
+queries must parse (promtool); the provisioning must point at the compose services; each per-part dashboard shows
+what issue 16 asks of it and is what scripts/grafana_dashboards.py writes."""
 
 from __future__ import annotations
 
 import importlib
 import json
 import re
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,19 +48,28 @@ PROMETHEUS_SERIES = {
     "scrape_samples_post_metric_relabeling",
     "scrape_series_added",
 }
-# Series of the standard exporters of the backing services, and of Alertmanager, that the alert rules may use: not
-# LiangHua's to expose, so listed here by hand, each as the exporter documents it (docs/operations.md, "Metrics the
-# rules read"). A rule using any other name from them fails the test below until it is added here, from the
-# exporter's documentation.
+# Series of the standard exporters of the backing services, and of Alertmanager, that the alert rules and the
+# dashboards may use: not LiangHua's to expose, so listed here by hand, each as the exporter documents it
+# (docs/operations.md, "Metrics the rules read"). A rule or panel using any other name from them fails the tests
+# below until it is added here, from the exporter's documentation.
 EXPORTER_SERIES = {
     # prom/mysqld-exporter: 1 when it could query MariaDB at the scrape
     "mysql_up",
+    # prom/mysqld-exporter's global status and variables collectors (on by default; SHOW GLOBAL STATUS / VARIABLES
+    # need no grant): Threads_connected, Threads_running, max_connections
+    "mysql_global_status_threads_connected",
+    "mysql_global_status_threads_running",
+    "mysql_global_variables_max_connections",
     # oliver006/redis_exporter: 1 when it could reach Redis at the scrape
     "redis_up",
+    # oliver006/redis_exporter, from INFO clients / stats: connected_clients, rejected_connections
+    "redis_connected_clients",
+    "redis_rejected_connections_total",
     # RabbitMQ's rabbitmq_prometheus plugin, /metrics/per-object: per queue (vhost, queue labels)
     "rabbitmq_queue_messages_ready",
     "rabbitmq_queue_messages_unacked",
     "rabbitmq_queue_messages",
+    "rabbitmq_queue_consumers",
     # Alertmanager's own metrics (integration label: email, webhook, ...)
     "alertmanager_notifications_total",
     "alertmanager_notifications_failed_total",
@@ -156,6 +169,15 @@ def metric_names(expr: str) -> set[str]:
         ("max_over_time(a:recorded[1h:5m]) > Inf", {"a:recorded"}),
         ("topk by (job) (5, c)", {"c"}),
         ("sum(rate(lh_trades_total[${__rate_interval}])) * 60", {"lh_trades_total"}),
+        (
+            'sort_desc(sum by (code) (increase(lh_risk_denials_total{job=~"$job"}[$__range])) > 0)',
+            {"lh_risk_denials_total"},
+        ),
+        (
+            '(scalar(max(lh_data_complete_through_timestamp_seconds)) - x{instance_id=~"$instance_id"}) / 86400',
+            {"lh_data_complete_through_timestamp_seconds", "x"},
+        ),
+        ("time() - (max(a) > 0)", {"a"}),
     ],
 )
 def test_metric_names_finds_the_metrics_of_an_expression(expr: str, expected: set[str]) -> None:
@@ -189,6 +211,43 @@ def dashboard_exprs(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
                 out.append(
                     (f"panel {panel.get('id')} {panel.get('title')!r} target {target.get('refId')}", target["expr"])
                 )
+    return out
+
+
+# label_values(metric, label) or label_values(label): what a template variable of type query lists.
+_LABEL_VALUES = re.compile(
+    r"^\s*label_values\(\s*(?:(?P<metric>[^,]+?)\s*,\s*)?(?P<label>[A-Za-z_][A-Za-z0-9_]*)\s*\)\s*$"
+)
+
+
+def dashboard_variables(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
+    variables = dashboard.get("templating", {}).get("list", [])
+    assert isinstance(variables, list)
+    return variables
+
+
+def variable_query(variable: dict[str, Any]) -> str:
+    query = variable.get("query")
+    return str(query.get("query", "") if isinstance(query, dict) else query or "")
+
+
+def variable_exprs(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
+    """(where, series selector) of each template variable listing a label's values: its metric must exist too."""
+    out = []
+    for variable in dashboard_variables(dashboard):
+        match = _LABEL_VALUES.match(variable_query(variable))
+        assert match, f"variable {variable.get('name')}: only label_values(metric, label) queries are used"
+        assert match.group("metric"), f"variable {variable.get('name')}: name the metric in label_values"
+        out.append((f"variable {variable['name']}", match.group("metric")))
+    return out
+
+
+def concrete_expr(expr: str, variables: set[str]) -> str:
+    """The query Prometheus receives: Grafana's built-in variables as a dashboard would fill them, and each template
+    variable as its "All" value, `.*` (they are only used as regex matchers: `label=~"$var"`)."""
+    out = _GRAFANA_VARIABLES.sub(lambda m: "300" if m.group(1).endswith(("_s", "_ms")) else "5m", expr)
+    for name in variables:
+        out = re.sub(r"=~\"\$(?:\{" + name + r"\}|" + name + r"\b)\"", '=~".*"', out)
     return out
 
 
@@ -255,10 +314,12 @@ _GRAFANA_VARIABLES = re.compile(r"\$\{?(__range_ms|__range_s|__range|__rate_inte
 
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
 def test_dashboard_queries_are_valid_promql(path: Path, promtool: Any, tmp_path: Path) -> None:
+    dashboard = load_dashboard(path)
+    names = {v["name"] for v in dashboard_variables(dashboard)}
     rules = []
-    for n, (where, expr) in enumerate(dashboard_exprs(load_dashboard(path))):
-        concrete = _GRAFANA_VARIABLES.sub(lambda m: "300" if m.group(1).endswith(("_s", "_ms")) else "5m", expr)
-        assert "$" not in concrete, f"{where}: unknown Grafana variable in {expr!r}"
+    for n, (where, expr) in enumerate(dashboard_exprs(dashboard) + variable_exprs(dashboard)):
+        concrete = concrete_expr(expr, names)
+        assert "$" not in concrete, f'{where}: unknown Grafana variable, or one not used as =~"$var", in {expr!r}'
         rules.append({"record": f"lianghua:dashboard_query:{n}", "expr": concrete, "labels": {"where": where}})
     rule_file = tmp_path / "dashboard_queries.yml"
     rule_file.write_text(yaml.safe_dump({"groups": [{"name": path.stem, "rules": rules}]}), encoding="utf-8")
@@ -408,7 +469,8 @@ def _unexposed(exprs: list[tuple[str, str]], exposed: Exposed, *, exporters: boo
 
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
 def test_dashboard_metrics_are_exposed_by_the_apps(path: Path, exposed: Exposed) -> None:
-    missing = _unexposed(dashboard_exprs(load_dashboard(path)), exposed)
+    dashboard = load_dashboard(path)
+    missing = _unexposed(dashboard_exprs(dashboard) + variable_exprs(dashboard), exposed, exporters=True)
     assert not missing, "metrics no LiangHua process exposes:\n  " + "\n  ".join(missing) + exposed.explain()
 
 
@@ -481,3 +543,161 @@ def test_the_strategy_row_shows_each_instances_state_as_the_state_series_at_1() 
     exprs = [t["expr"] for p in panels for t in p.get("targets", [])]
     # one series per instance and state, 1 for the state it is in: "== 1" keeps one row per instance
     assert any(re.fullmatch(r"lh_strategy_instance_state\s*==\s*1", e) for e in exprs), exprs
+
+
+# --- the per-part dashboards (issue 16 §2) ------------------------------------------------------------------------
+
+DASHBOARD_DIR = ROOT / "grafana" / "dashboards"
+# What each part's dashboard must show, as the series its queries select: the brief's list, panel by panel.
+PARTS: dict[str, dict[str, set[str]]] = {
+    "lianghua-trading": {
+        "orders per minute by status": {"lh_orders_total"},
+        "fills": {"lh_trades_total"},
+        "rejects by reason": {"lh_risk_denials_total", "lh_execution_refused_total"},
+        "order-path latency": {"http_request_duration_seconds_bucket"},
+        "by strategy instance": {"lh_strategy_instance_orders_sent", "lh_strategy_instance_fills"},
+        "QMT bridge links": {"lh_broker_bridge_connected", "lh_broker_bridge_bound"},
+        "broker reconciliation differences": {"lh_broker_reconciliation_differences_total"},
+    },
+    "lianghua-risk": {
+        "decisions": {"lh_risk_decisions_total"},
+        "denials by rule": {"lh_risk_denials_total"},
+        "limit utilisation": {"lh_risk_limit_utilisation_ratio"},
+        "trading states": {"lh_risk_trading_states"},
+        "stops triggered": {"lh_risk_stops_triggered_total"},
+        "risk alerts": {"lh_risk_alerts_total"},
+    },
+    "lianghua-strategies": {
+        "equity": {"lh_strategy_instance_equity_cny"},
+        "P&L": {"lh_strategy_instance_pnl_cny", "lh_strategy_instance_realised_pnl_cny",
+                "lh_strategy_instance_unrealised_pnl_cny"},
+        "bar lag": {"lh_strategy_instance_last_bar_timestamp_seconds"},
+        "failures": {"lh_strategy_instance_failures_total", "lh_strategy_instances"},
+    },
+    "lianghua-data": {
+        "ingest runs": {"lh_data_ingest_runs_total"},
+        "rows": {"lh_data_ingest_rows_total"},
+        "update lag": {"lh_data_update_lag_days"},
+        "quality findings": {"lh_data_quality_findings"},
+        "feed freshness": {"lh_quotes_snapshot_age_seconds"},
+        "quotes refused by reason": {"lh_quotes_rejected_total"},
+    },
+    "lianghua-platform": {
+        "request rate and errors": {"http_requests_total"},
+        "latency": {"http_request_duration_seconds_bucket"},
+        "event-loop lag": {"lh_event_loop_lag_seconds_bucket"},
+        "DB pool": {"lh_db_pool_connections", "lh_db_pool_size"},
+        "RabbitMQ queue depth and dead letters": {"rabbitmq_queue_messages_ready"},
+        "MariaDB": {"mysql_up", "mysql_global_status_threads_connected"},
+        "Redis": {"redis_up", "redis_connected_clients"},
+        "notifications failed": {"alertmanager_notifications_failed_total", "lh_notify_robot_send_failures_total"},
+    },
+}  # fmt: skip
+
+
+def _by_uid() -> dict[str, dict[str, Any]]:
+    return {load_dashboard(path)["uid"]: load_dashboard(path) for path in DASHBOARDS}
+
+
+def test_dashboard_uids_are_unique_and_each_part_has_one() -> None:
+    uids = [load_dashboard(path)["uid"] for path in DASHBOARDS]
+    assert len(uids) == len(set(uids)), f"two dashboards share a uid: {sorted(uids)}"
+    assert set(uids) == {"lianghua-overview", *PARTS}
+    for path in DASHBOARDS:  # the file is named after the uid, so a link or a bookmark finds it
+        assert path.stem == load_dashboard(path)["uid"]
+
+
+@pytest.mark.parametrize("uid", sorted(PARTS))
+def test_each_part_dashboard_shows_what_the_issue_asks(uid: str) -> None:
+    dashboard = _by_uid()[uid]
+    selected = set().union(*(metric_names(expr) for _, expr in dashboard_exprs(dashboard)))
+    missing = {item: sorted(series - selected) for item, series in PARTS[uid].items() if series - selected}
+    assert not missing, f"{uid} does not show: {missing}"
+    assert dashboard["tags"] == ["lianghua"], "the tag the dashboards' link menu lists them by"
+
+
+def _quantiles_of(exprs: list[str], histogram: str, route: str) -> set[str]:
+    found = set()
+    for expr in exprs:
+        match = re.match(r"histogram_quantile\((0\.\d+),", expr)
+        if match and histogram in metric_names(expr) and route in expr and re.search(r"by \((\w+, )?le\)", expr):
+            found.add(match.group(1))
+    return found
+
+
+def test_trading_shows_order_path_latency_p50_and_p99_from_the_gateways_histogram() -> None:
+    exprs = [expr for _, expr in dashboard_exprs(_by_uid()["lianghua-trading"])]
+    route = 'job="gateway", handler="/api/v1/orders", method="POST"'  # the route a client places orders on
+    assert _quantiles_of(exprs, "http_request_duration_seconds_bucket", route) == {"0.5", "0.99"}
+    # and per hop behind it
+    hop = 'job=~"risk|execution", handler="/v1/orders", method="POST"'
+    assert _quantiles_of(exprs, "http_request_duration_seconds_bucket", hop) == {"0.5", "0.99"}
+
+
+def test_rejects_are_broken_down_by_reason_code() -> None:
+    exprs = [expr for _, expr in dashboard_exprs(_by_uid()["lianghua-trading"])]
+    assert any(re.search(r"sum by \(code\) \((rate|increase)\(lh_risk_denials_total\[", e) for e in exprs), exprs
+    risk_exprs = [expr for _, expr in dashboard_exprs(_by_uid()["lianghua-risk"])]
+    assert any(re.search(r"sum by \(code\) \(rate\(lh_risk_denials_total\[", e) for e in risk_exprs), risk_exprs
+
+
+@pytest.mark.parametrize("uid", sorted(PARTS))
+def test_template_variables_list_label_values_and_filter_as_regexes(uid: str) -> None:
+    dashboard = _by_uid()[uid]
+    variables = dashboard_variables(dashboard)
+    assert variables, f"{uid}: a variable to narrow it (by instance, account, job...)"
+    text = json.dumps([t["expr"] for _, t in _targets(dashboard)])
+    for variable in variables:
+        name = variable["name"]
+        assert variable["type"] == "query" and variable["datasource"] == {"type": "prometheus", "uid": DATASOURCE_UID}
+        assert variable["includeAll"] and variable["allValue"] == ".*" and variable["multi"], name
+        assert f'=~\\"${name}\\"' in text, f"{uid}: variable {name} is used by no query"
+        # a multi-value variable is written as a|b: only a regex matcher takes it
+        assert not re.search(rf'[^~]=\\"\${name}\b', text), f"{uid}: ${name} in an equality matcher"
+
+
+def _targets(dashboard: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    return [(panel, target) for panel in dashboard_panels(dashboard) for target in panel.get("targets", [])]
+
+
+def test_concrete_expr_fills_variables_as_grafana_does() -> None:
+    expr = 'sum by (code) (increase(x{instance=~"$instance", b=~"${bridge}"}[$__range])) > $__interval_ms'
+    assert (
+        concrete_expr(expr, {"instance", "bridge"}) == 'sum by (code) (increase(x{instance=~".*", b=~".*"}[5m])) > 300'
+    )
+    # a variable in an equality matcher is left in place, so the promtool test reports it
+    assert "$instance" in concrete_expr('x{instance="$instance"}', {"instance"})
+
+
+def test_variable_exprs_read_the_metric_of_label_values() -> None:
+    dashboard = {
+        "templating": {
+            "list": [{"name": "bridge", "query": {"query": "label_values(lh_broker_bridge_connected, bridge_id)"}}]
+        }
+    }
+    assert variable_exprs(dashboard) == [("variable bridge", "lh_broker_bridge_connected")]
+
+
+def test_grafana_puts_the_dashboards_in_the_lianghua_folder_from_files() -> None:
+    provisioning = yaml.safe_load((ROOT / "grafana/provisioning/dashboards/lianghua.yml").read_text())
+    (provider,) = provisioning["providers"]
+    assert provider["folder"] == "LiangHua"
+    assert provider["allowUiUpdates"] is False, "the JSON files are the source"
+    # every dashboard is a file in the folder the provider reads (compose mounts grafana/dashboards there)
+    assert {p.name for p in DASHBOARDS} == {f"{uid}.json" for uid in ("lianghua-overview", *PARTS)}
+
+
+def test_the_dashboard_files_are_what_the_generator_writes() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "grafana_dashboards.py"), "--check"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+
+
+def test_strategy_panels_show_each_instance_unaggregated() -> None:
+    exprs = [expr for _, expr in dashboard_exprs(_by_uid()["lianghua-strategies"])]
+    for series in ("lh_strategy_instance_equity_cny", "lh_strategy_instance_pnl_cny"):
+        assert f'{series}{{instance_id=~"$instance_id"}}' in exprs, f"{series} per instance"
+    # bar lag: time() minus the last bar's trading day, per instance
+    assert 'time() - lh_strategy_instance_last_bar_timestamp_seconds{instance_id=~"$instance_id"}' in exprs

@@ -20,6 +20,6 @@ def test_wheel_contains_migrations_and_web_assets(tmp_path: Path) -> None:
         assert f"{service}/migrations/env.py" in names
         assert f"{service}/migrations/script.py.mako" in names
         assert any(n.startswith(f"{service}/migrations/versions/0001") for n in names), service
-    for asset in ("index.html", "static/app.js", "static/vendor/bootstrap/bootstrap.min.css"):
+    for asset in ("index.html", "static/app.js", "static/desk.js", "static/vendor/bootstrap/bootstrap.min.css"):
         assert f"gateway/web/{asset}" in names
     assert "strategies/buy_and_hold.py" in names and "lianghua/standalone.py" in names

@@ -229,3 +229,49 @@ def test_the_trading_states_gauge_counts_scopes_by_state_and_clears_what_is_no_l
     assert (value("account", "halted"), value("instance", "reducing"), value("global", "halted")) == (2, 1, 0)
     metrics.trading_states_are({("global", "halted"): 1})  # the accounts resumed, global halted
     assert (value("account", "halted"), value("instance", "reducing"), value("global", "halted")) == (0, 0, 1)
+
+
+async def test_denials_are_counted_by_reason_code_for_the_dashboards() -> None:
+    # 300 x 10.50 = 3,150.00 > 3,000.00 (max_order_value) and 300 shares > 200 (max_order_qty): one order, two reasons
+    rules = FakeRules({"order_limits": {"max_order_value": "3000", "max_order_qty": 200}})
+    desk, _execution, _log, _ = _desk(rules)
+    assert (await desk.place(_order(client_order_id="c-1"), ALICE)).status_code == 422
+    assert (await desk.place(_order(client_order_id="c-2", qty=100), ALICE)).status_code == 201  # 1,050.00, 100
+    sample = desk.metrics.registry.get_sample_value
+    assert sample("lh_risk_denials_total", {"code": "max_order_value"}) == 1
+    assert sample("lh_risk_denials_total", {"code": "max_order_qty"}) == 1
+    assert sample("lh_risk_decisions_total", {"outcome": "rejected"}) == 1
+    assert sample("lh_risk_decisions_total", {"outcome": "approved"}) == 1
+
+
+async def test_limit_utilisation_is_what_the_last_order_checked_brings_each_limit_to() -> None:
+    rules = FakeRules({"order_limits": {"max_order_value": "4200", "max_order_qty": 400}})
+    desk, _execution, _log, _ = _desk(rules)
+    sample = desk.metrics.registry.get_sample_value
+
+    def share(code: str) -> float | None:
+        return sample("lh_risk_limit_utilisation_ratio", {"account_id": "acct-alice", "rule": "order_limits",
+                                                          "code": code})  # fmt: skip
+
+    assert (await desk.place(_order(client_order_id="c-1"), ALICE)).status_code == 201
+    # 300 x 10.50 = 3,150.00 of 4,200.00 = 0.75; 300 of 400 shares = 0.75
+    assert share("max_order_value") == 0.75
+    assert share("max_order_qty") == 0.75
+    # the next order replaces them: 500 x 10.50 = 5,250.00 of 4,200.00 = 1.25 (refused); 500 of 400 = 1.25
+    assert (await desk.place(_order(client_order_id="c-2", qty=500), ALICE)).status_code == 422
+    assert share("max_order_value") == 1.25
+    assert share("max_order_qty") == 1.25
+
+
+def test_measuring_utilisation_keeps_the_largest_share_of_a_limit_and_skips_a_zero_limit() -> None:
+    from services.risk.rules.base import against_limit, measuring_utilisation
+
+    with measuring_utilisation() as shares:
+        # 30 of 40 = 0.75, then 10 of 40 = 0.25: the larger stays; a limit of 0 has no share (anything is over it)
+        against_limit("r", "c", Decimal(30), Decimal(40), None, lambda: "", {})
+        against_limit("r", "c", Decimal(10), Decimal(40), None, lambda: "", {})
+        against_limit("r", "zero", Decimal(1), Decimal(0), None, lambda: "", {})
+    assert shares == {("r", "c"): Decimal("0.75")}
+    # outside the block nothing is noted, and the rule's result is the same
+    assert against_limit("r", "c", Decimal(50), Decimal(40), None, lambda: "over", {})[0].message == "over"
+    assert shares == {("r", "c"): Decimal("0.75")}
