@@ -19,6 +19,8 @@ from shared.platform.app import Infra, ReadinessCheck, create_service_app
 from shared.platform.db import Database
 from shared.platform.http import SERVICES
 from shared.platform.observability import CORRELATION_HEADER, REQUEST_ID_HEADER
+from shared.platform.periodic import PeriodicTask
+from shared.platform.quote_watch import CHECK_S, QuoteWatch, data_service_put, owner_name
 from shared.platform.settings import Settings
 from shared.research import report as report_package
 
@@ -38,6 +40,11 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
     infra = infra or Infra.from_settings(settings, source="gateway")
     store = GatewayStore(Database(settings.database_url_for("gateway"), lock_wait_s=settings.db_lock_wait_s))
     hub = ws.EventHub()
+    # The codes the browsers subscribed to on /ws, leased at the data service so the QMT bridge forwards their ticks
+    # (docs/quotes.md, "Ticks of the watched codes"); only with a bridge feeding the quotes.
+    quote_watch = QuoteWatch(owner_name("gateway"), hub.watched_codes, data_service_put(infra.services,
+                             settings.internal_secret, "gateway"))  # fmt: skip
+    watch_loop = PeriodicTask("quote-watch", CHECK_S, quote_watch.check, stop_grace_s=2.0)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -47,8 +54,11 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
             # One subscription per process, on a private queue (durable=False): every gateway process gets every
             # event, and an event nobody is connected for is not worth keeping.
             await infra.bus.subscribe(ws.CONSUMER, ws.EVENT_PATTERNS, hub.dispatch, durable=False)
+            if settings.quotes_ticks and settings.quotes_feed_mode() == "bridge":
+                watch_loop.start()
             yield
         finally:
+            await watch_loop.stop()
             hub.close_all()
             await store.close()
 
@@ -68,6 +78,7 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
     app.state.store = store
     store.db.register_metrics(app.state.metrics_registry)
     app.state.hub = hub
+    app.state.quote_watch = quote_watch
     app.state.login_throttle = LoginThrottle(infra.cache)
 
     app.add_exception_handler(405, proxy.method_not_allowed)

@@ -142,6 +142,10 @@ class EventHub:
     def remove(self, subscriber: Subscriber) -> None:
         self._subscribers.discard(subscriber)
 
+    async def watched_codes(self) -> set[str]:
+        """Every code a socket of this process subscribed to (the gateway's lease of watched codes)."""
+        return {code for subscriber in self._subscribers for code in subscriber.codes}
+
     async def dispatch(self, event: Envelope) -> None:
         if self._seen(event.id):
             return  # a redelivery or a second publish of the same fact: the browser has it already

@@ -51,6 +51,10 @@ QUERY_POSITIONS = "query_positions"  # body: {} -> {"positions": [position]}
 QUERY_ASSET = "query_asset"  # body: {} -> {"asset": asset}
 SET_TRADING = "set_trading"  # body: {"enabled": bool, "read_only": bool} -> the switches now
 SUBSCRIBE = "subscribe"  # quotes channel: body {"codes": [ts_code] | ["*"]} (whole market)
+# quotes channel: body {"codes": [ts_code]} (at most MAX_TICK_CODES; [] for none), REPLACING the set of codes whose
+# ticks the bridge forwards (xtdata.subscribe_quote(code, period="tick")) -> {"codes", "added", "removed", "failed"}
+SUBSCRIBE_TICKS = "subscribe_ticks"
+MAX_TICK_CODES = 300
 REPLY = "reply"  # bridge -> platform: {"ok": true, "body": {...}} or {"ok": false, "error": {"code", "message"}}
 
 # --- pushes, bridge -> platform (no id; never acknowledged: what a lost push carried comes back by the queries the
@@ -64,6 +68,7 @@ ASSET = "asset"
 ACCOUNT_STATUS = "account_status"  # body: {"status": int} (ACCOUNT_STATUSES codes)
 CONNECTION = "connection"  # body: {"qmt": "connected" | "disconnected"}: the bridge's link to MiniQMT
 QUOTES = "quotes"  # quotes channel: body {"quotes": [snapshot]}
+TICKS = "ticks"  # quotes channel: body {"ticks": [snapshot]}: the subscribed codes' ticks of a short window
 
 # --- error codes in a failed reply ---------------------------------------------------------------------------------
 TRADING_DISABLED = "trading_disabled"  # the platform has not enabled trading on this bridge (or it is read-only)
@@ -71,6 +76,7 @@ QMT_DISCONNECTED = "qmt_disconnected"  # the bridge has no live link to MiniQMT 
 QMT_REFUSED = "qmt_refused"  # MiniQMT answered the call with a failure (-1) at once: nothing was placed
 UNKNOWN_ORDER = "unknown_order"  # the bridge has no order with that order_id
 BAD_REQUEST = "bad_request"
+TOO_MANY_CODES = "too_many_codes"  # subscribe_ticks with more than MAX_TICK_CODES codes: nothing changed
 
 # --- MiniQMT's codes (xtconstant; ../shared/qmt.md) ----------------------------------------------------------------
 STOCK_BUY = 23

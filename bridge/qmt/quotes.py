@@ -1,6 +1,8 @@
 """Real-time quotes: xtdata.subscribe_whole_quote(codes or markets, callback) -> `quotes` frames on the quotes
-channel (snapshot shape in docs/qmt-bridge.md). The subscription is made again after every reconnect (to MiniQMT or
-to the platform) and when the platform subscribes other codes."""
+channel (snapshot shape in docs/qmt-bridge.md); and the ticks of the codes the platform names (`subscribe_ticks`):
+xtdata.subscribe_quote(code, period="tick", callback) per code -> `ticks` frames, each holding the ticks that arrived
+within TICK_WINDOW_S (the newest per code). The subscriptions are made again after every reconnect (to MiniQMT or to
+the platform) and when the platform subscribes other codes."""
 
 from __future__ import annotations
 
@@ -18,7 +20,9 @@ log = logging.getLogger("bridge.qmt.quotes")
 
 WHOLE_MARKET = ("SH", "SZ", "BJ")
 CHUNK = 500  # snapshots per frame
+TICK_WINDOW_S = 0.1  # ticks arriving within this window go out in one `ticks` frame
 _CODE = re.compile(r"^(\d{6}\.(SH|SZ|BJ)|SH|SZ|BJ)$")
+_TS_CODE = re.compile(r"^\d{6}\.(SH|SZ|BJ)$")
 
 
 class QuoteFeed:
@@ -29,6 +33,11 @@ class QuoteFeed:
         self._sub: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.forwarded = 0
+        self.tick_codes: set[str] = set()  # the codes the platform wants ticks of (subscribe_ticks)
+        self._tick_subs: dict[str, int] = {}  # code -> xtdata's subscription seq, for the codes subscribed now
+        self._pending_ticks: dict[str, dict[str, Any]] = {}  # the window's ticks, the newest per code
+        self._flush: asyncio.TimerHandle | None = None
+        self.ticks_forwarded = 0
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -36,8 +45,14 @@ class QuoteFeed:
             self._xtdata = importlib.import_module("xtquant.xtdata")
 
     def resubscribe(self) -> None:
+        """After a reconnect (to MiniQMT or to the platform): the whole-quote subscription and every tick one made
+        again."""
         if self._xtdata is None or self._loop is None:
             return
+        self._resubscribe_whole()
+        self._resubscribe_ticks()
+
+    def _resubscribe_whole(self) -> None:
         if self._sub is not None:
             try:
                 self._xtdata.unsubscribe_quote(self._sub)
@@ -55,6 +70,83 @@ class QuoteFeed:
             return
         self._sub = int(sub)
         log.info("subscribed whole quotes for %s", wanted)
+
+    # --- ticks of the subscribed codes ---------------------------------------------------------------------------
+
+    def _resubscribe_ticks(self) -> None:
+        """After a reconnect: every tick subscription made again (MiniQMT forgets them when it restarts)."""
+        for code, seq in list(self._tick_subs.items()):
+            try:
+                self._xtdata.unsubscribe_quote(seq)
+            except Exception:
+                log.exception("unsubscribing the ticks of %s failed", code)
+        self._tick_subs.clear()
+        self.apply_ticks()
+
+    def apply_ticks(self) -> dict[str, list[str]]:
+        """Bring xtdata's tick subscriptions to `tick_codes`: unsubscribe_quote the codes no longer wanted,
+        subscribe_quote(code, period='tick') the new ones. A code xtdata refuses (or with no link to MiniQMT yet) is
+        in `failed` and tried again at the next subscribe_ticks or reconnect."""
+        added: list[str] = []
+        removed: list[str] = []
+        failed: list[str] = []
+        for code in sorted(set(self._tick_subs) - self.tick_codes):
+            seq = self._tick_subs.pop(code)
+            self._pending_ticks.pop(code, None)
+            try:
+                self._xtdata.unsubscribe_quote(seq)
+            except Exception:
+                log.exception("unsubscribing the ticks of %s failed", code)
+            removed.append(code)
+        if self._xtdata is None or self._loop is None:
+            return {"added": added, "removed": removed, "failed": sorted(self.tick_codes - set(self._tick_subs))}
+        for code in sorted(self.tick_codes - set(self._tick_subs)):
+            sub: Any = None
+            try:
+                sub = self._xtdata.subscribe_quote(code, period="tick", count=0, callback=self._on_tick)
+            except Exception:  # xtdata cannot reach MiniQMT's data service now
+                log.exception("subscribe_quote(%s, tick) raised", code)
+            if sub is None or int(sub) < 0:
+                failed.append(code)
+                continue
+            self._tick_subs[code] = int(sub)
+            added.append(code)
+        if added or removed or failed:
+            log.info("tick subscriptions: %d codes (+%d -%d, %d failed)", len(self._tick_subs), len(added),
+                     len(removed), len(failed))  # fmt: skip
+        return {"added": added, "removed": removed, "failed": failed}
+
+    def _on_tick(self, data: dict[str, Any]) -> None:
+        """On xtdata's thread: `{code: [tick, ...]}` (subscribe_quote's callback) handed to the loop."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._buffer_ticks, data)
+
+    def _buffer_ticks(self, data: dict[str, Any]) -> None:
+        for code, records in data.items():
+            code = normalize.ts_code(code)
+            if code not in self._tick_subs:
+                continue  # unsubscribed meanwhile: its ticks stop here
+            tick = records[-1] if isinstance(records, list) and records else records
+            if not isinstance(tick, dict):
+                log.warning("a malformed tick for %s is skipped", code)
+                continue
+            try:
+                self._pending_ticks[code] = normalize.snapshot(code, tick)  # the newest of the window wins
+            except (TypeError, ValueError, AttributeError):
+                log.warning("a malformed tick for %s is skipped", code)
+        if self._pending_ticks and self._flush is None and self._loop is not None:
+            self._flush = self._loop.call_later(TICK_WINDOW_S, self.flush_ticks)
+
+    def flush_ticks(self) -> None:
+        """Send the window's ticks as one `ticks` frame."""
+        self._flush = None
+        ticks = list(self._pending_ticks.values())
+        self._pending_ticks.clear()
+        for start in range(0, len(ticks), CHUNK):
+            self.push(protocol.TICKS, {"ticks": ticks[start : start + CHUNK]})
+        self.ticks_forwarded += len(ticks)
 
     def _on_data(self, data: dict[str, Any]) -> None:
         """On xtdata's thread: hand the snapshot to the loop."""
@@ -74,7 +166,25 @@ class QuoteFeed:
             self.push(protocol.QUOTES, {"quotes": snapshots[start : start + CHUNK]})
         self.forwarded += len(snapshots)
 
+    def subscribe_ticks(self, body: dict[str, Any]) -> dict[str, Any]:
+        codes = body.get("codes")
+        if set(body) != {"codes"} or not isinstance(codes, list):
+            return protocol.failed(protocol.BAD_REQUEST, "codes: must be a list of ts_codes ([] for none)")
+        if not all(isinstance(c, str) and _TS_CODE.match(c) for c in codes):
+            return protocol.failed(protocol.BAD_REQUEST, "codes: each must be a ts_code like 600000.SH")
+        wanted = set(codes)
+        if len(wanted) > protocol.MAX_TICK_CODES:
+            return protocol.failed(
+                protocol.TOO_MANY_CODES,
+                f"codes: {len(wanted)} codes, at most {protocol.MAX_TICK_CODES} may have ticks; nothing changed",
+            )
+        self.tick_codes = wanted
+        changes = self.apply_ticks()
+        return protocol.ok({"codes": sorted(self._tick_subs), **changes})
+
     async def handle(self, type_: str, body: dict[str, Any]) -> dict[str, Any]:
+        if type_ == protocol.SUBSCRIBE_TICKS:
+            return self.subscribe_ticks(body)
         if type_ != protocol.SUBSCRIBE:
             return protocol.failed(protocol.BAD_REQUEST, f"type: {type_!r} is not a request of the quotes channel")
         codes = body.get("codes")
@@ -83,5 +193,6 @@ class QuoteFeed:
         if codes != ["*"] and not all(isinstance(c, str) and _CODE.match(c) for c in codes):
             return protocol.failed(protocol.BAD_REQUEST, "codes: each must be a ts_code like 600000.SH or a market")
         self.codes = list(codes)
-        self.resubscribe()
+        if self._xtdata is not None and self._loop is not None:
+            self._resubscribe_whole()
         return protocol.ok({"codes": self.codes})

@@ -35,6 +35,7 @@ from services.data.realtime.bridge import bridge_router
 from services.data.realtime.provider import QuoteMetrics, RealtimeQuotes
 from services.data.realtime.replay import ReplayFeed
 from services.data.realtime.store import LiveStore, MemoryLiveStore, RedisLiveStore
+from services.data.realtime.watch import watch_router
 from services.data.scheduler import SHANGHAI, DailyScheduler, RetryPolicy, parse_run_time
 from services.data.store import LIMITS_RUN, MIGRATIONS_DIR, DataStore
 from shared.core.market.calendar import is_trading_day as builtin_is_trading_day
@@ -280,7 +281,8 @@ def create_app(
     app = create_service_app(
         "data",
         infra,
-        routers=[live_router, router, ingest_router],  # /v1/quotes/live before /v1/quotes/{ts_code}
+        # /v1/quotes/live and /v1/quotes/watch before /v1/quotes/{ts_code}
+        routers=[live_router, watch_router, router, ingest_router],
         public_routers=[bridge_router],  # the bridge authenticates by the protocol's signed hello
         lifespan=lifespan,
         readiness={"db": db.ping},

@@ -37,6 +37,7 @@ from shared.platform.db import Database
 from shared.platform.events import BarsUpdated, Envelope
 from shared.platform.outbox import OutboxRelay
 from shared.platform.periodic import PeriodicTask
+from shared.platform.quote_watch import CHECK_S, QuoteWatch, data_service_put, owner_name
 from shared.platform.quotes import exchange_today
 from shared.platform.settings import Settings
 
@@ -98,6 +99,8 @@ def create_app(settings: Settings, infra: Infra | None = None, *, broker: Broker
                 await conditional_watcher.start()
                 conditional_loop.start()
                 amend_loop.start()  # amends a restart interrupted are completed (once) by its first pass
+                if settings.quotes_ticks and settings.quotes_feed_mode() == "bridge":
+                    watch_loop.start()
                 await infra.bus.subscribe(
                     conditional.CONSUMER,
                     ["quotes.snapshot"],
@@ -124,6 +127,7 @@ def create_app(settings: Settings, infra: Infra | None = None, *, broker: Broker
                     await infra.bus.subscribe(BARS_CONSUMER, ["bars.updated"], on_bars)
                 yield
             finally:
+                await watch_loop.stop(grace_s=STOP_GRACE_S)
                 await amend_loop.stop(grace_s=STOP_GRACE_S)
                 await conditional_loop.stop(grace_s=STOP_GRACE_S)
                 await qmt_sync.loop.stop(grace_s=STOP_GRACE_S)
@@ -201,6 +205,16 @@ def create_app(settings: Settings, infra: Infra | None = None, *, broker: Broker
     app.state.conditional_watcher = conditional_watcher
     app.state.conditional_loop = conditional_loop
     app.state.conditional_clock = clock.now
+
+    # The codes whose ticks the QMT bridge should forward (docs/quotes.md, "Ticks of the watched codes"): those of
+    # the open orders and of the armed price-triggered conditional orders, leased at the data service.
+    async def watched_codes() -> set[str]:
+        return await store.open_order_codes() | set(conditional_watcher.by_code)
+
+    quote_watch = QuoteWatch(owner_name(NAME), watched_codes, data_service_put(infra.services,
+                             settings.internal_secret, NAME))  # fmt: skip
+    watch_loop = PeriodicTask("quote-watch", CHECK_S, quote_watch.check, stop_grace_s=STOP_GRACE_S)
+    app.state.quote_watch = quote_watch
 
     # Amends (docs/order-path.md "Amending an order"): cancel, then the replacement through risk once confirmed.
     amend_store = AmendStore(db)

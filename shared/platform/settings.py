@@ -250,6 +250,10 @@ class Settings(BaseSettings):
     # The bridge ids (of LH_QMT_BRIDGE_SECRETS) allowed to feed quotes on /v1/bridge/quotes, comma-separated:
     # "" (the default) allows none, fail closed (docs/qmt-bridge.md, "The quotes channel").
     quotes_bridges: str = ""
+    # Ticks of the watched codes (docs/quotes.md): with the bridge feed, execution (open orders, armed conditional
+    # orders) and each gateway process (its /ws subscriptions) lease their codes at the data service
+    # (PUT /v1/quotes/watch), whose bridge endpoint asks the QMT bridge for those codes' ticks. Off: rounds only.
+    quotes_ticks: bool = False
 
     def quotes_bridge_ids(self) -> frozenset[str]:
         """The bridge ids LH_QUOTES_BRIDGES allows to feed quotes (empty: none)."""

@@ -3,8 +3,10 @@
 The bridge authenticates with its shared secret (LH_QMT_BRIDGE_SECRETS) by the protocol's challenge / hello /
 welcome (bridge/qmt/protocol.py, channel "quotes"), and must be one LH_QUOTES_BRIDGES allows to feed quotes (none by
 default); every later frame is signed and sequenced (`protocol.Channel`).
-After the welcome the data service sends `subscribe` (LH_QUOTES_SUBSCRIBE, default the whole market); each `quotes`
-frame then is one round for the real-time provider. A refused hello closes with 4403, a forged, replayed or
+After the welcome the data service sends `subscribe` (LH_QUOTES_SUBSCRIBE, default the whole market) and
+`subscribe_ticks` (the watched codes: watch.py), and `subscribe_ticks` again whenever the watched codes change; each
+`quotes` frame then is one round for the real-time provider, and each `ticks` frame one round of the subscribed
+codes' ticks (the same path). A refused hello closes with 4403, a forged, replayed or
 malformed frame with 4400. The route is public (no internal token: the bridge holds none); the gateway relays
 `/bridge/v1/quotes` here."""
 
@@ -14,6 +16,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from fastapi import APIRouter, WebSocket
@@ -22,6 +26,8 @@ from starlette.websockets import WebSocketDisconnect
 from bridge.qmt import protocol
 from services.data.realtime.gc_pause import collection_paused
 from services.data.realtime.provider import QuoteMetrics, RealtimeQuotes, RoundResult
+from services.data.realtime.store import LiveStore
+from services.data.realtime.watch import tick_codes
 from shared.platform.clock import utcnow
 
 log = logging.getLogger(__name__)
@@ -29,6 +35,8 @@ log = logging.getLogger(__name__)
 PATH = "/v1/bridge/quotes"
 HELLO_TIMEOUT_S = 10.0
 MAX_FRAME_BYTES = 16 * 1024 * 1024  # a whole market's snapshot is about 3 MB
+WATCH_POLL_S = 1.0  # how often the watched codes are read to see whether the bridge's tick set must change
+TICKS_RETRY_S = 30.0  # a subscribe_ticks the bridge answered with failed codes (or refused) is sent again after this
 
 bridge_router = APIRouter()
 
@@ -58,6 +66,7 @@ class Frame(NamedTuple):
     type: str
     body: dict[str, Any]  # ({} for a quotes frame: its round is taken, and its snapshots let go)
     round: RoundResult | None  # a quotes frame's round (None: another frame, or a round that could not be taken)
+    id: str | None = None  # the frame's id (a reply's: the request it answers)
 
 
 async def take_frame(
@@ -70,15 +79,15 @@ async def take_frame(
     with collection_paused():
         if len(text) > MAX_FRAME_BYTES:
             raise protocol.ProtocolError(f"a frame of {len(text)} bytes is more than {MAX_FRAME_BYTES}")
-        type_, _, body = channel.open(text)
-        if type_ != protocol.QUOTES:
-            return Frame(type_, body, None)
-        quotes = body.get("quotes")
+        type_, id_, body = channel.open(text)
+        if type_ not in (protocol.QUOTES, protocol.TICKS):
+            return Frame(type_, body, None, id_)
+        quotes = body.get(type_)  # {"quotes": [...]} or {"ticks": [...]}
         if not isinstance(quotes, list):
-            raise protocol.ProtocolError('a quotes frame\'s body is {"quotes": [snapshot]}')
+            raise protocol.ProtocolError(f'a {type_} frame\'s body is {{"{type_}": [snapshot]}}')
         taken = None
         try:
-            taken = await provider.ingest(quotes, "bridge")
+            taken = await provider.ingest(quotes, "bridge", ticks=type_ == protocol.TICKS)
         except Exception:
             # The store cannot be read (the database): the round is lost, the connection kept.
             log.exception("a quotes round could not be taken", extra={"bridge_id": bridge_id})
@@ -86,6 +95,44 @@ async def take_frame(
         # would be walked and promoted by the first collections after the round (some 70,000 containers).
         del body, quotes
         return Frame(type_, {}, taken)
+
+
+@dataclass
+class TickSubscription:
+    """What the connection asked the bridge ticks of, and whether to ask again (the answer had failures)."""
+
+    sent: list[str] | None = None
+    sent_at: float = 0.0
+    retry: bool = False
+    ids: set[str] = field(default_factory=set)
+
+
+async def watch_ticks(
+    websocket: WebSocket, channel: protocol.Channel, live: LiveStore, state: TickSubscription, bridge_id: str
+) -> None:
+    """Send `subscribe_ticks` with the watched codes at once and whenever they change (read every WATCH_POLL_S);
+    again after TICKS_RETRY_S when the bridge's answer had failures. The only sender after the welcome's subscribe:
+    the frames' seq goes up in the order they are sent."""
+    while True:
+        codes: list[str] | None
+        try:
+            codes, dropped = tick_codes(await live.watches(time.time()))
+        except Exception:
+            log.warning("the watched codes cannot be read; the bridge's tick set is left as it is", exc_info=True)
+            codes, dropped = state.sent, 0
+        moment = time.monotonic()
+        if codes is not None and (codes != state.sent or (state.retry and moment - state.sent_at >= TICKS_RETRY_S)):
+            if dropped:
+                log.warning(
+                    "watched codes over the tick limit left out",
+                    extra={"bridge_id": bridge_id, "dropped": dropped, "limit": protocol.MAX_TICK_CODES},
+                )
+            id_ = channel.new_id()
+            state.ids.add(id_)
+            state.sent, state.sent_at, state.retry = codes, moment, False
+            await websocket.send_text(channel.seal(protocol.SUBSCRIBE_TICKS, {"codes": codes}, id_=id_))
+            log.info("ticks subscribed", extra={"bridge_id": bridge_id, "codes": len(codes)})
+        await asyncio.sleep(WATCH_POLL_S)
 
 
 @bridge_router.websocket(PATH)
@@ -139,13 +186,23 @@ async def bridge_quotes(websocket: WebSocket) -> None:
     channel = protocol.Channel(secret=secret, session=welcome["session"], outgoing=protocol.TO_BRIDGE)
     codes = subscribed_codes(state.settings.quotes_subscribe)
     log.info("quotes bridge connected", extra={"bridge_id": bridge_id, "subscribe": codes[:10]})
+    ticks = TickSubscription()
+    watcher: asyncio.Task[None] | None = None
     try:
         await websocket.send_text(channel.seal(protocol.SUBSCRIBE, {"codes": codes}, id_=channel.new_id()))
+        watcher = asyncio.create_task(watch_ticks(websocket, channel, state.live_store, ticks, bridge_id))
         while True:
-            type_, body, _ = await take_frame(channel, provider, await _receive(websocket), bridge_id=bridge_id)
-            if type_ == protocol.QUOTES:
+            type_, body, _, id_ = await take_frame(channel, provider, await _receive(websocket), bridge_id=bridge_id)
+            if type_ in (protocol.QUOTES, protocol.TICKS):
                 continue  # taken
-            if type_ == protocol.REPLY:
+            if type_ == protocol.REPLY and id_ in ticks.ids:
+                ticks.ids.discard(id_)
+                failed = body.get("body", {}).get("failed") if body.get("ok") is True else None
+                if body.get("ok") is not True or failed:
+                    ticks.retry = True
+                    log.warning("the bridge did not subscribe every tick", extra={
+                        "bridge_id": bridge_id, "error": body.get("error"), "failed": (failed or [])[:10]})  # fmt: skip
+            elif type_ == protocol.REPLY:
                 if body.get("ok") is not True:
                     log.warning("the bridge refused the subscription", extra={"bridge_id": bridge_id,
                                                                              "error": body.get("error")})  # fmt: skip
@@ -159,3 +216,7 @@ async def bridge_quotes(websocket: WebSocket) -> None:
             await websocket.close(code=protocol.PROTOCOL_CLOSE_CODE, reason="bad frame")
     except WebSocketDisconnect:
         log.info("quotes bridge disconnected", extra={"bridge_id": bridge_id})
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)

@@ -95,6 +95,9 @@ class RoundResult:
 
     accepted: int = 0
     unchanged: int = 0  # snapshots repeating a code's latest (its time unchanged): skipped, not refused
+    # snapshots older than a code's latest that came by the other stream (a whole-market round's quote older than a
+    # tick already taken, or a tick older than a round's): skipped, not refused (never moves a quote back in time)
+    superseded: int = 0
     not_stocks: int = 0  # an index's, a fund's, a bond's (xtdata's whole market has them): not quoted, not refused
     rejected: Counter[str] = field(default_factory=Counter)
     bars: list[Bar] = field(default_factory=list)
@@ -177,6 +180,9 @@ class RealtimeQuotes:
         self._limits: dict[tuple[str, date, int], tuple[int | None, int | None]] = {}
         self._listing_days: dict[tuple[str, date], int | None] = {}
         self._refused_times: dict[str, str] = {}  # each code's latest refused snapshot's time (a repeat: not recounted)
+        # Each code's latest quote's time when that quote came from a `ticks` frame (the bridge's per-code ticks): a
+        # whole-market round's snapshot older than it is superseded (skipped), not refused as `stale`.
+        self._ticked: dict[str, datetime] = {}
         # The day's band of every security (services/data/quotes.py `session_bands`): read once a trading day, at its
         # first round; every snapshot of the day is checked against it by a dict lookup.
         self._bands: tuple[date, dict[str, SessionBand]] | None = None
@@ -267,21 +273,27 @@ class RealtimeQuotes:
 
     # --- a round -------------------------------------------------------------------------------------------------
 
-    async def ingest(self, raws: Sequence[Any], source: str, *, now: datetime | None = None) -> RoundResult:
+    async def ingest(
+        self, raws: Sequence[Any], source: str, *, now: datetime | None = None, ticks: bool = False
+    ) -> RoundResult:
         """Take one round of snapshots from a feed: validate, store the good ones as the latest quotes, build bars,
         publish `quotes.snapshot` (and `bars.1m` for bars it closed). `now`: the feed's time (the replay feed's
         replayed moment); default the market clock's now. A snapshot after it (beyond the skew allowed) or of another
-        day is refused."""
+        day is refused. `ticks`: the round is a bridge's `ticks` frame (the subscribed codes' ticks): the same path,
+        the same checks and the same event; a code's quote never goes back in time between the two streams (an older
+        snapshot of the other stream is superseded: skipped, not refused)."""
         started, cpu_started = time.perf_counter(), time.thread_time()
         result = RoundResult()
         self.metrics.received.labels(source=source).inc(len(raws))
         async with self._lock:
             with collection_paused():
-                await self._take(raws, source, result, self.now() if now is None else now)
+                await self._take(raws, source, result, self.now() if now is None else now, ticks)
         result.seconds, result.cpu_seconds = time.perf_counter() - started, time.thread_time() - cpu_started
         return result
 
-    async def _take(self, raws: Sequence[Any], source: str, result: RoundResult, now: datetime) -> None:
+    async def _take(
+        self, raws: Sequence[Any], source: str, result: RoundResult, now: datetime, ticks_round: bool = False
+    ) -> None:
         """`ingest`'s work, under its lock and with cyclic garbage collection held off (gc_pause.py)."""
         ticks: list[Tick] = []
         seen, refused = self._seen_times, self._refused_times
@@ -315,7 +327,7 @@ class RealtimeQuotes:
         newest: datetime | None = None
         quoted_source = _encode(source)
         time_text, day, local_text = "", date.min, ""  # a round's snapshots mostly share their time
-        securities, latest_quotes, limits_known = self._securities, self._latest, self._limits
+        securities, latest_quotes, limits_known, ticked = self._securities, self._latest, self._limits, self._ticked
         examples: dict[str, str] = {}  # a refused code by reason, for the log line
         for tick in ticks:
             code = tick.ts_code
@@ -330,6 +342,11 @@ class RealtimeQuotes:
                 latest = latest_quotes.get(code)
                 if latest is not None:
                     reason = self._check(tick, day, latest)
+                    # An older snapshot of the other stream (a round's behind a tick taken, a tick behind a round's):
+                    # superseded, not a refusal; the code's quote stays the newer one.
+                    if reason == STALE and (ticked.get(code) == latest[0]) != ticks_round:
+                        result.superseded += 1
+                        continue
             band = bands.get(code)
             if reason is None and band is not None and band.reference is not None:
                 reason = self._check_band(tick, band)
@@ -344,6 +361,8 @@ class RealtimeQuotes:
                 found = limits_known.get((code, day, tick.pre_close))
                 limits = found if found is not None else await self.limits(securities[code], day, tick.pre_close)
             latest_quotes[code] = (tick.time, day, tick.volume, tick.amount)
+            if ticks_round:
+                ticked[code] = tick.time
             seen[code] = tick.time_text
             texts.append((code, _quote_json(tick, limits[0], limits[1], quoted_source, local_text)))
             if newest is None or tick.time > newest:

@@ -1,10 +1,15 @@
 """Where the real-time provider keeps the latest quote per code, today's closed minute bars and the feed's state:
 Redis in fleet mode (every data process reads what the one holding the feed wrote), this process's memory in
 standalone mode. Values are JSON (the event schemas' `LiveQuote` and `MinuteBar`). A Redis that does not answer
-raises (redis' errors): the API answers 503 and never makes a quote up."""
+raises (redis' errors): the API answers 503 and never makes a quote up.
+
+It also keeps the **watch leases** (`PUT /v1/quotes/watch`): each owner's codes (a service process's open orders
+and armed stops, a gateway's browser subscriptions) and when they expire (epoch seconds); the process holding the
+bridge reads their union to choose the codes whose ticks the bridge forwards."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import date
 from typing import Protocol
@@ -30,12 +35,19 @@ class LiveStore(Protocol):
 
     async def bars(self, day: date, ts_code: str) -> list[bytes]: ...
 
+    async def put_watch(self, owner: str, codes: Sequence[str], expires: float) -> None:
+        """Replace `owner`'s watched codes, held until `expires` (epoch seconds)."""
+
+    async def watches(self, now: float) -> dict[str, tuple[list[str], float]]:
+        """Every owner's (codes, expires) not expired at `now` (the expired ones are dropped)."""
+
 
 class MemoryLiveStore:
     def __init__(self) -> None:
         self._quotes: dict[str, bytes] = {}
         self._feed: bytes | None = None
         self._bars: dict[date, dict[str, list[bytes]]] = {}
+        self._watch: dict[str, tuple[list[str], float]] = {}
 
     async def put_quotes(self, quotes: Sequence[tuple[str, str]], feed: str) -> None:
         for code, text in quotes:
@@ -61,9 +73,18 @@ class MemoryLiveStore:
     async def bars(self, day: date, ts_code: str) -> list[bytes]:
         return list(self._bars.get(day, {}).get(ts_code, ()))
 
+    async def put_watch(self, owner: str, codes: Sequence[str], expires: float) -> None:
+        self._watch[owner] = (list(codes), expires)
+
+    async def watches(self, now: float) -> dict[str, tuple[list[str], float]]:
+        for owner in [o for o, (_, expires) in self._watch.items() if expires <= now]:
+            del self._watch[owner]
+        return dict(self._watch)
+
 
 class RedisLiveStore:
-    """Keys under `{namespace}:quotes:`: `latest` (a hash by ts_code), `feed`, `bars:{day}:{ts_code}` (a list)."""
+    """Keys under `{namespace}:quotes:`: `latest` (a hash by ts_code), `feed`, `bars:{day}:{ts_code}` (a list),
+    `watch` (a hash by owner: `{"codes", "expires"}`)."""
 
     def __init__(self, client: aioredis.Redis, namespace: str) -> None:
         self.client = client
@@ -116,3 +137,25 @@ class RedisLiveStore:
     async def bars(self, day: date, ts_code: str) -> list[bytes]:
         values = await self.client.lrange(self._bars_key(day, ts_code), 0, -1)
         return [v.encode() if isinstance(v, str) else v for v in values]
+
+    async def put_watch(self, owner: str, codes: Sequence[str], expires: float) -> None:
+        await self.client.hset(self.prefix + "watch", owner, json.dumps({"codes": list(codes), "expires": expires}))
+
+    async def watches(self, now: float) -> dict[str, tuple[list[str], float]]:
+        found: dict[str, tuple[list[str], float]] = {}
+        expired: list[str] = []
+        for raw_owner, raw in (await self.client.hgetall(self.prefix + "watch")).items():
+            owner = raw_owner.decode() if isinstance(raw_owner, bytes) else str(raw_owner)
+            try:
+                lease = json.loads(raw)
+                codes, expires = [str(c) for c in lease["codes"]], float(lease["expires"])
+            except (ValueError, KeyError, TypeError):
+                expired.append(owner)  # not one this code wrote: dropped
+                continue
+            if expires <= now:
+                expired.append(owner)
+            else:
+                found[owner] = (codes, expires)
+        if expired:
+            await self.client.hdel(self.prefix + "watch", *expired)
+        return found

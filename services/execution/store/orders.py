@@ -274,6 +274,19 @@ class OrderReads(StoreBase):
                 rows = (await s.execute(query)).all()
         return [stored_order(r) for r in rows]
 
+    async def open_order_codes(self, limit: int = 1000) -> set[str]:
+        """The codes with an order not final (any account): what execution asks the data service ticks of."""
+        query = (
+            select(orders.c.ts_code)
+            .where(orders.c.status.in_([status.value for status in OrderStatus if not status.is_final]))
+            .distinct()
+            .limit(limit)
+        )
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                rows = (await s.execute(query)).all()
+        return {str(r.ts_code) for r in rows}
+
     async def open_orders_created_before(
         self,
         cutoff: datetime | None,

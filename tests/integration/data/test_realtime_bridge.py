@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import time
 from collections.abc import AsyncIterator
 from datetime import date, datetime
 from decimal import Decimal
@@ -85,7 +86,7 @@ async def service(backing: Any) -> AsyncIterator[dict[str, Any]]:
             securities = (await client.get("/v1/securities", params={"board": "main", "is_st": "false"})).json()
             codes = [s["ts_code"] for s in securities]
             await closed_at_ten(app.state.store, codes)
-            yield {"host": hostport, "client": client, "heard": heard, "codes": codes}
+            yield {"host": hostport, "client": client, "heard": heard, "codes": codes, "app": app}
     finally:
         await listener.close()
 
@@ -430,3 +431,125 @@ async def test_without_lh_quotes_bridges_no_bridge_may_feed_quotes(
     [line] = [r for r in caplog.records if r.getMessage() == "quotes bridge refused"]
     assert (line.code, line.bridge_id) == ("quotes_not_allowed", BRIDGE_ID)  # type: ignore[attr-defined]
     assert SECRET not in caplog.text  # the secret is never logged
+
+
+# --- ticks of the watched codes (subscribe_ticks) ------------------------------------------------------------------
+
+
+def xt_tick(hms: str, last: float, lots: int, amount: float) -> dict[str, Any]:
+    """An xtdata record (a tick, or one code of a whole-market push) at `hms` of DAY, within the 9.00 .. 11.00 band."""
+    return {
+        "time": int(datetime.fromisoformat(at(hms)).timestamp() * 1000), "lastPrice": last, "open": 10.0,
+        "high": 10.3, "low": 9.9, "lastClose": 10.0, "amount": amount, "volume": lots,
+        "bidPrice": [last - 0.01, 0.0, 0.0, 0.0, 0.0], "bidVol": [3, 0, 0, 0, 0],
+        "askPrice": [last, 0.0, 0.0, 0.0, 0.0], "askVol": [5, 0, 0, 0, 0],
+    }  # fmt: skip
+
+
+async def live_time(client: httpx.AsyncClient, code: str) -> str | None:
+    answer = (await client.get(f"/v1/quotes/{code}/live")).json()
+    return answer.get("time")
+
+
+async def live_at(client: httpx.AsyncClient, code: str, hms: str) -> dict[str, Any]:
+    """The code's live quote once it is the one of `hms` (waited for, up to 10 s)."""
+    async with asyncio.timeout(10):
+        while True:
+            answer: dict[str, Any] = (await client.get(f"/v1/quotes/{code}/live")).json()
+            if answer.get("time") == at(hms):
+                return answer
+            await asyncio.sleep(0.05)
+
+
+async def test_watched_codes_ticks_go_live_stop_when_unwatched_and_resubscribe_after_a_reconnect(
+    service: dict[str, Any],
+) -> None:
+    """The bridge program's quote feed on the fake xtdata against the data service: the codes a service watches
+    (PUT /v1/quotes/watch) are subscribed tick by tick at xtdata; a tick is live before the next whole-market push;
+    a code no longer watched is unsubscribed and its ticks stop; after the bridge reconnects (MiniQMT restarted and
+    the platform link re-made) the codes are subscribed again and their ticks flow."""
+    from bridge.qmt.platform import PlatformLink
+    from bridge.qmt.quotes import QuoteFeed
+    from tests.support.qmt.loader import fake_xtquant
+
+    client: httpx.AsyncClient = service["client"]
+    a, b = service["codes"][8:10]  # quoted by no other test here
+    watched = await client.put("/v1/quotes/watch", json={"owner": "execution:test:1", "codes": [b, a]})
+    assert watched.status_code == 200, watched.text
+    assert (watched.json()["codes"], watched.json()["ticked"]) == (sorted([a, b]), 2)
+
+    def start_link(feed: QuoteFeed) -> asyncio.Task[None]:
+        link = PlatformLink(
+            url=f"ws://{service['host']}/v1/bridge/quotes", channel="quotes", bridge_id=BRIDGE_ID,
+            account_id="acct-1", secret=SECRET, handler=feed.handle,
+            on_welcome=lambda welcome: feed.resubscribe(), reconnect_initial_s=0.05, reconnect_max_s=0.2,
+        )  # fmt: skip
+        feed.push = link.push
+        return asyncio.create_task(link.run())
+
+    with fake_xtquant() as xt:
+        feed = QuoteFeed((), lambda t, body: None, xt.xtdata)
+        feed.attach(asyncio.get_running_loop())
+        task = start_link(feed)
+        try:
+            await until(lambda: xt.broker.tick_codes() == sorted([a, b]) and bool(xt.broker.quote_subs))
+            # a whole-market push of 09:50:00, then a tick of a at 09:50:03 and nothing else: live at once
+            xt.broker.feed_quotes({a: xt_tick("09:50:00", 10.10, 100, 101000.0), b: xt_tick("09:50:00", 10.20, 50,
+                                   51000.0)})  # fmt: skip
+            await live_at(client, b, "09:50:00")
+            xt.broker.feed_ticks({a: xt_tick("09:50:03", 10.12, 120, 121240.0)})
+            got = await live_at(client, a, "09:50:03")
+            # 120 lots = 12,000 shares; 101000 + 20 lots at 10.12 (20,240) = 121,240.00
+            assert (got["last"], got["volume"], got["amount"]) == ("10.12", 12_000, "121240.00")
+            # the whole-market push of 09:50:00 arriving again late changes nothing (and is not refused)
+            xt.broker.feed_quotes({a: xt_tick("09:50:02", 10.11, 110, 111110.0)})
+
+            # b no longer watched: unsubscribed at xtdata; its ticks stop while a's still come
+            assert (
+                await client.put("/v1/quotes/watch", json={"owner": "execution:test:1", "codes": [a]})
+            ).status_code == 200
+            await until(lambda: xt.broker.tick_codes() == [a])
+            xt.broker.feed_ticks({a: xt_tick("09:50:06", 10.13, 130, 131370.0), b: xt_tick("09:50:06", 10.25, 60,
+                                  61250.0)})  # fmt: skip
+            await live_at(client, a, "09:50:06")
+            assert await live_time(client, b) == at("09:50:00")
+
+            # MiniQMT restarts (its subscriptions gone) and the bridge's platform link is re-made: subscribed again
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            xt.broker.restart()
+            assert xt.broker.tick_codes() == []
+            task = start_link(feed)
+            await until(lambda: xt.broker.tick_codes() == [a])
+            xt.broker.feed_ticks({a: xt_tick("09:50:09", 10.14, 140, 141510.0)})
+            await live_at(client, a, "09:50:09")
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await client.put("/v1/quotes/watch", json={"owner": "execution:test:1", "codes": []})
+    metrics = (await client.get("/metrics")).text
+    assert 'lh_quotes_rejected_total{reason="stale"} 0.0' in metrics  # the late push superseded, not refused
+
+
+async def test_the_watch_refuses_bad_input_and_lists_the_leases(service: dict[str, Any]) -> None:
+    client: httpx.AsyncClient = service["client"]
+    code = service["codes"][6]  # watched only, never quoted
+    for body, says in (
+        ({"owner": "gw:1", "codes": ["600000"]}, "codes"),
+        ({"owner": "gw:1", "codes": [code], "extra": True}, "extra"),
+        ({"owner": "gw 1", "codes": [code]}, "owner"),
+        ({"owner": "gw:1", "codes": [code] * 301}, "codes"),
+    ):
+        answer = await client.put("/v1/quotes/watch", json=body)
+        assert answer.status_code == 422 and answer.json()["code"] == "invalid_request", answer.text
+        assert says in answer.text
+    assert "gw:1" not in (await client.get("/v1/quotes/watch")).json()["owners"]  # nothing stored
+    await client.put("/v1/quotes/watch", json={"owner": "gw:1", "codes": [code], "ttl_s": 10})
+    listed = (await client.get("/v1/quotes/watch")).json()
+    assert listed["owners"]["gw:1"] == [code] and code in listed["codes"]
+    # 11 s on, the 10 s lease has lapsed (read in Redis as of then): dropped from the store
+    live = service["app"].state.live_store
+    assert "gw:1" not in await live.watches(time.time() + 11)
+    assert "gw:1" not in (await client.get("/v1/quotes/watch")).json()["owners"]
+    await client.put("/v1/quotes/watch", json={"owner": "gw:1", "codes": []})
+    assert code not in (await client.get("/v1/quotes/watch")).json()["codes"]

@@ -98,7 +98,19 @@ class FakeDataService:
         # the clock whose order session a quote's default next_trade_date is (a test that moves execution's clock
         # moves this one with it)
         self.clock: Callable[[], datetime] = utcnow
+        self.watches: list[dict[str, Any]] = []  # the bodies of PUT /v1/quotes/watch (the codes to have ticks of)
         self.app = FastAPI()
+
+        @self.app.put("/v1/quotes/watch")
+        async def put_watch(request: Request) -> JSONResponse:
+            try:
+                verify_internal_token(internal_secret, request.headers.get(INTERNAL_HEADER, ""))
+            except ServiceError as exc:
+                return JSONResponse(exc.body(), status_code=401)
+            body = await request.json()
+            self.watches.append(body)
+            return JSONResponse({**body, "expires_at": utcnow().isoformat(), "watched": len(body["codes"]),
+                                 "ticked": len(body["codes"])})  # fmt: skip
 
         @self.app.get("/v1/quotes/{ts_code}/live")
         async def get_live(ts_code: str, request: Request) -> JSONResponse:

@@ -105,3 +105,39 @@ async def test_standalone_concurrent_buys_spend_only_the_available_cash_on_sqlit
         assert {a.json()["code"] for a in answers if a.status_code == 422} == {"insufficient_cash"}
         account = (await ex.get("/v1/account", headers=headers(settings, olaf))).json()
         assert (account["balance"], account["reserved"], account["available"]) == ("30000.00", "28515.30", "1484.70")
+
+
+async def test_the_codes_of_open_orders_are_leased_for_ticks_and_released(tmp_path: Path) -> None:
+    """With LH_QUOTES_TICKS on a bridge feed, execution leases the codes of its open orders at the data service
+    (PUT /v1/quotes/watch, docs/quotes.md): a resting order's code is watched, and released when it is cancelled."""
+    settings = Settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path}/{{service}}.db", log_json=False, quotes_feed="bridge",
+        quotes_ticks=True,
+    )  # type: ignore[call-arg]  # fmt: skip
+    data = FakeDataService(settings.internal_secret)
+    data_transport = httpx.ASGITransport(app=data.app)
+    infra = Infra(
+        settings, MemoryBus(), MemoryCache(), ServiceDirectory(settings, {"data": data_transport}), shared=True
+    )
+    execution_app = create_execution_app(settings, infra)
+    olaf = trader()
+    async with (
+        execution_app.router.lifespan_context(execution_app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=execution_app), base_url="http://execution") as ex,
+    ):
+        await until(lambda: bool(data.watches), what="the first lease")
+        assert data.watches[0]["codes"] == [] and data.watches[0]["owner"].startswith("execution:")
+        terms = OrderTerms(
+            client_order_id=f"c-{new_id()[:10]}", account_id=olaf.account_id, ts_code="600000.SH", side="buy",
+            order_type="limit", qty=1000, price=Decimal("9.50"),
+        )  # fmt: skip  # below the 10.00 quote: it rests
+        approval = sign_approval(settings.require_approval_secret(), terms, new_id()).model_dump(mode="json")
+        placed = await ex.post("/v1/orders", json={**terms.model_dump(mode="json"), "approval": approval},
+                               headers=headers(settings, olaf))  # fmt: skip
+        assert placed.status_code == 201, placed.text
+        await until(lambda: data.watches[-1]["codes"] == ["600000.SH"], what="the order's code leased")
+        order_id = placed.json()["order_id"]
+        cancelled = await ex.post(f"/v1/orders/{order_id}/cancel", headers=headers(settings, olaf))
+        assert cancelled.status_code == 200, cancelled.text
+        await until(lambda: data.watches[-1]["codes"] == [], what="the code released")
+        assert {w["ttl_s"] for w in data.watches} == {90}

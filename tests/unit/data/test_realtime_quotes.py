@@ -530,3 +530,106 @@ def test_what_the_bridge_program_sends_is_read_as_meant() -> None:
     assert tick.ask[0] == (1010, 500) and len(tick.ask) == 5
     # a NaN open before the first trade comes as null
     assert read_snapshot(normalize.snapshot("600000.SH", {**xt_tick, "open": float("nan")})).open is None
+
+
+# --- ticks (the bridge's per-code stream) beside the whole-market rounds ------------------------------------------
+
+
+async def test_a_tick_is_taken_like_a_round_and_a_late_round_never_moves_the_quote_back(provider: Any) -> None:
+    realtime, bus, live, metrics = provider
+    recorder = Recorder()
+    await bus.subscribe("t", ["quotes.snapshot"], recorder)
+    await realtime.ingest([raw(t="09:30:03", lots=150, amount="150450.00")], "bridge")
+    # a tick of 09:30:06 (the ticks stream): the same path, stored and published as a round
+    tick = await realtime.ingest([raw(t="09:30:06", last="10.04", lots=160, amount="160500.00")], "bridge", ticks=True)
+    assert (tick.accepted, dict(tick.rejected)) == (1, {})
+    # the whole-market round sent before the tick but arriving after it, its snapshot of 09:30:05: superseded,
+    # neither taken nor refused (no `stale` counted: the two streams interleave normally)
+    late = await realtime.ingest([raw(t="09:30:05", last="10.05", lots=155, amount="155750.00")], "bridge")
+    assert (late.accepted, late.superseded, dict(late.rejected)) == (0, 1, {})
+    assert metrics.rejected.labels(reason="stale")._value.get() == 0
+    quote = LiveQuote.model_validate_json(await live.quote("600000.SH"))
+    assert (quote.time, quote.last, quote.volume) == (at("09:30:06"), Decimal("10.04"), 16_000)  # 160 lots
+    # the round's snapshot of the tick's own time: the same quote again, skipped
+    same = await realtime.ingest([raw(t="09:30:06", last="10.04", lots=160, amount="160500.00")], "bridge")
+    assert (same.unchanged, same.accepted) == (1, 0)
+    # a newer round's snapshot is taken, and then a tick older than it is superseded in turn
+    newer = await realtime.ingest([raw(t="09:30:09", last="10.03", lots=170, amount="170550.00")], "bridge")
+    old_tick = await realtime.ingest([raw(t="09:30:08", lots=165, amount="165600.00")], "bridge", ticks=True)
+    assert (newer.accepted, old_tick.superseded, dict(old_tick.rejected)) == (1, 1, {})
+    assert LiveQuote.model_validate_json(await live.quote("600000.SH")).time == at("09:30:09")
+    # within one stream an older snapshot is still a refusal (reordered): stale
+    reordered = await realtime.ingest([raw(t="09:30:07", lots=162, amount="161000.00")], "bridge")
+    assert dict(reordered.rejected) == {"stale": 1}
+    for _ in range(20):
+        if len(recorder.seen) >= 3:
+            break
+        await asyncio.sleep(0.01)
+    # three events: the first round, the tick, the newer round; each quote the consumers saw goes forward in time
+    assert [[q["time"] for q in e.payload["quotes"]] for e in recorder.seen] == [
+        [at("09:30:03").isoformat()], [at("09:30:06").isoformat()], [at("09:30:09").isoformat()],
+    ]  # fmt: skip
+
+
+def test_the_watched_codes_put_execution_first_and_stop_at_300() -> None:
+    from services.data.realtime.watch import tick_codes
+
+    gateway = [f"{600000 + i:06d}.SH" for i in range(290)]
+    execution = ["000001.SZ", "600000.SH", "300750.SZ"] + [f"{1000 + i:06d}.SZ" for i in range(20)]
+    chosen, dropped = tick_codes({"gateway:a": (gateway, 0.0), "execution:b": (execution, 0.0)})
+    # union: 290 + 23 - 1 shared (600000.SH) = 312; execution's 23 first, then 277 of the gateway's: 300
+    assert (len(chosen), dropped) == (300, 12)
+    assert set(execution) <= set(chosen)
+    assert chosen == sorted(chosen)
+    assert tick_codes({}) == ([], 0)
+
+
+async def test_the_bridge_endpoint_sends_the_watched_codes_on_change_and_again_after_a_failed_reply(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bridge.qmt import protocol
+    from services.data.realtime import bridge as endpoint
+
+    monkeypatch.setattr(endpoint, "WATCH_POLL_S", 0.01)
+    monkeypatch.setattr(endpoint, "TICKS_RETRY_S", 0.0)
+    live = MemoryLiveStore()
+    sent: list[dict[str, Any]] = []
+
+    class Socket:
+        async def send_text(self, text: str) -> None:
+            sent.append(json.loads(text.split("\n", 1)[1]))
+
+    far = 4_102_444_800.0  # 2100-01-01: a lease that does not lapse during the test
+    await live.put_watch("gateway:a", ["600000.SH"], far)
+    await live.put_watch("execution:b", ["000001.SZ"], far)
+    channel = protocol.Channel(secret="s" * 16, session="x", outgoing=protocol.TO_BRIDGE)
+    state = endpoint.TickSubscription()
+    task = asyncio.create_task(endpoint.watch_ticks(Socket(), channel, live, state, "b1"))  # type: ignore[arg-type]
+    try:
+
+        async def sent_count(n: int) -> None:
+            async with asyncio.timeout(10):
+                while len(sent) < n:  # noqa: ASYNC110 - the task sends on its own schedule
+                    await asyncio.sleep(0.01)
+
+        await sent_count(1)
+        assert sent == [{"codes": ["000001.SZ", "600000.SH"]}]
+        await asyncio.sleep(0.05)
+        assert len(sent) == 1  # unchanged: not sent again
+        await live.put_watch("gateway:a", [], far)
+        await sent_count(2)
+        assert sent[1] == {"codes": ["000001.SZ"]}
+        state.retry = True  # the bridge's reply had failed codes: the same set sent again
+        await sent_count(3)
+        assert sent[2] == {"codes": ["000001.SZ"]} and state.retry is False
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_watch_leases_lapse_in_memory() -> None:
+    live = MemoryLiveStore()
+    await live.put_watch("gateway:a", ["600000.SH"], 100.0)
+    await live.put_watch("execution:b", ["000001.SZ"], 200.0)
+    assert await live.watches(99.0) == {"gateway:a": (["600000.SH"], 100.0), "execution:b": (["000001.SZ"], 200.0)}
+    assert await live.watches(100.0) == {"execution:b": (["000001.SZ"], 200.0)}  # lapsed at its expiry

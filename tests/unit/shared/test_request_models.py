@@ -130,6 +130,7 @@ def test_every_request_body_of_every_app_is_a_strict_request_model() -> None:
         "data /v1/ingest/backfill": "RangeIn",
         "data /v1/ingest/limits": "LimitsIn",
         "data /v1/quality/run": "RangeIn",
+        "data /v1/quotes/watch": "WatchRequest",
         "backtest /v1/backtests": "BacktestRequest",
         "backtest /v1/optimisations": "OptimisationRequest",
         "risk /v1/orders": "OrderRequest",
@@ -297,3 +298,19 @@ def test_the_websocket_quote_subscription_is_a_strict_request_model() -> None:
     with pytest.raises(ValidationError) as caught:
         QuoteSubscription.model_validate({"op": "subscribe", "codes": ["600000.SH"], "levels": 5})
     assert [(e["loc"], e["type"]) for e in caught.value.errors()] == [(("levels",), "extra_forbidden")]
+
+
+def test_the_quote_watch_is_a_strict_request_model() -> None:
+    from services.data.realtime.watch import WatchRequest
+
+    ok = WatchRequest.model_validate({"owner": "execution:h:1", "codes": ["600000.SH"]})
+    assert (ok.owner, ok.codes, ok.ttl_s) == ("execution:h:1", ["600000.SH"], 90)
+    for bad in (
+        {"owner": "execution:h:1", "codes": [], "extra": 1},  # unknown field
+        {"owner": "a b", "codes": []},  # owner not [A-Za-z0-9_.:-]
+        {"owner": "x", "codes": ["600000.SH"] * 301},  # over 300
+        {"owner": "x", "codes": [], "ttl_s": "90"},  # a string for an integer
+        {"owner": "x", "codes": [], "ttl_s": 5},  # below 10 s
+    ):
+        with pytest.raises(ValidationError):
+            WatchRequest.model_validate(bad)

@@ -84,6 +84,8 @@ class Broker:
         self.traders_created = 0
         self.behaviours = dict(DEFAULT_BEHAVIOURS)
         self.quote_subs: dict[int, tuple[list[str], Callable[[dict[str, Any]], None]]] = {}
+        # subscribe_quote: seq -> (code, period, callback)
+        self.tick_subs: dict[int, tuple[str, str, Callable[[dict[str, Any]], None]]] = {}
         self._seq = 0
         self._load()
 
@@ -460,6 +462,8 @@ class Broker:
             self.sessions.clear()
             self.down = False
             self.restarts += 1
+            self.quote_subs.clear()  # MiniQMT's quote subscriptions are gone with it: the bridge makes them again
+            self.tick_subs.clear()
             if lose_session:
                 kept = [o for o in self.orders.values() if o["order_status"] not in UNREPORTED]
                 kept.sort(key=lambda o: (o["order_time"], o["order_id"]), reverse=True)
@@ -556,6 +560,21 @@ class Broker:
             if wanted:
                 xtdata.deliver(callback, wanted)
 
+    def feed_ticks(self, data: dict[str, dict[str, Any]]) -> None:
+        """Ticks (each a snapshot record, as subscribe_whole_quote's): each subscribe_quote(code, period='tick')
+        subscriber of a code gets `{code: [record]}`, as xtdata calls it."""
+        from . import xtdata
+
+        with self.lock:
+            subs = list(self.tick_subs.values())
+        for code, period, callback in subs:
+            if period == "tick" and code in data:
+                xtdata.deliver(callback, {code: [data[code]]})
+
+    def tick_codes(self) -> list[str]:
+        with self.lock:
+            return sorted(code for code, period, _ in self.tick_subs.values() if period == "tick")
+
 
 _broker: Broker | None = None
 _broker_lock = threading.Lock()
@@ -614,6 +633,8 @@ def control(action: str, body: dict[str, Any]) -> Any:
         b.set_behaviour(**body)
     elif action == "quotes":
         b.feed_quotes(body["data"])
+    elif action == "ticks":
+        b.feed_ticks(body["data"])
     elif action == "account_status":
         b.set_account_status(body["status"])
     elif action == "orders":
@@ -629,6 +650,7 @@ def control(action: str, body: dict[str, Any]) -> Any:
                 "traders_created": b.traders_created,
                 "down": b.down,
                 "quote_subs": len(b.quote_subs),
+                "tick_codes": sorted(code for code, period, _ in b.tick_subs.values() if period == "tick"),
                 "restarts": b.restarts,
             }
     else:

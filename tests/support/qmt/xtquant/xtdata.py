@@ -1,5 +1,8 @@
-"""The fake xtdata: whole-market quote subscriptions fed by the fake broker (`fake.Broker.feed_quotes`); callbacks
-come on xtdata's own thread. Volumes are in lots, as xtdata gives them for stocks."""
+"""The fake xtdata: whole-market quote subscriptions fed by the fake broker (`fake.Broker.feed_quotes`) and per-code
+subscriptions (`subscribe_quote`, fed by `fake.Broker.feed_ticks`); callbacks come on xtdata's own thread. Volumes
+are in lots, as xtdata gives them for stocks. Signatures as xtquant's: `subscribe_quote(stock_code, period='1d',
+start_time='', end_time='', count=0, callback=None) -> seq` (its callback gets `{stock_code: [record, ...]}`),
+`unsubscribe_quote(seq)` for either kind."""
 
 from __future__ import annotations
 
@@ -46,10 +49,28 @@ def subscribe_whole_quote(code_list: list[str], callback: Callable[[dict[str, An
     return seq
 
 
+def subscribe_quote(
+    stock_code: str,
+    period: str = "1d",
+    start_time: str = "",
+    end_time: str = "",
+    count: int = 0,
+    callback: Callable[[dict[str, Any]], None] | None = None,
+) -> int:
+    broker = fake.broker()
+    if broker.down or callback is None:
+        return -1
+    seq = next(_ids)
+    with broker.lock:
+        broker.tick_subs[seq] = (stock_code, period, callback)
+    return seq
+
+
 def unsubscribe_quote(seq: int) -> None:
     broker = fake.broker()
     with broker.lock:
         broker.quote_subs.pop(seq, None)
+        broker.tick_subs.pop(seq, None)
 
 
 def get_full_tick(code_list: list[str]) -> dict[str, Any]:
