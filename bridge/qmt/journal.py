@@ -16,8 +16,9 @@ States:
               session: an order it had not reported to the exchange yet is dropped): reported as junk (57, "MiniQMT
               lost the order in a restart"), nothing filled; never placed again
 MiniQMT's order id (`qmt_order_id`, UNIQUE) is the one MiniQMT uses NOW: a restart that loses the session renumbers
-its orders, and the order is then found by its `order_sysid` (the counter's contract number) and its id updated; an
-id another entry held is taken from it (that entry is found again by its own sysid, or it is lost).
+its orders, and the order is then found by its `order_sysid` and code (the counter's contract number, per exchange)
+and its id updated; an id another entry held is taken from it (that entry is found again by its own sysid, or it is
+lost or unknown); an order not found again lets its old id go (`forget_id`): it may name another order now.
 The last order state seen at MiniQMT (status, fills) is kept too, to answer a repeated place or a query."""
 
 from __future__ import annotations
