@@ -9,13 +9,16 @@ States:
   refused     order_stock_async returned -1, or MiniQMT refused the order before giving it an id: nothing was
               placed (should MiniQMT show it after all, it becomes acknowledged)
   unconfirmed journalled by an earlier run, never answered and not found in MiniQMT's orders by its remark:
-              reported with status 255 (unknown); never placed again
+              reported with status 255 (unknown); never placed again. Also an order MiniQMT had acknowledged with
+              no contract number seen that, after a restart, only an order with the same terms (and no remark)
+              could be: never guessed, 255 with UNIDENTIFIED_MESSAGE
   lost        acknowledged by MiniQMT, then gone from its orders after a reconnect (MiniQMT restarted without its
               session: an order it had not reported to the exchange yet is dropped): reported as junk (57, "MiniQMT
               lost the order in a restart"), nothing filled; never placed again
 MiniQMT's order id (`qmt_order_id`, UNIQUE) is the one MiniQMT uses NOW: a restart that loses the session renumbers
-its orders, and the order is then found by its `order_sysid` (the counter's contract number) and its id updated; an
-id another entry held is taken from it (that entry is found again by its own sysid, or it is lost).
+its orders, and the order is then found by its `order_sysid` and code (the counter's contract number, per exchange)
+and its id updated; an id another entry held is taken from it (that entry is found again by its own sysid, or it is
+lost or unknown); an order not found again lets its old id go (`forget_id`): it may name another order now.
 The last order state seen at MiniQMT (status, fills) is kept too, to answer a repeated place or a query."""
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ REFUSED = "refused"
 UNCONFIRMED = "unconfirmed"
 LOST = "lost"
 LOST_MESSAGE = "MiniQMT lost the order in a restart"
+UNIDENTIFIED_MESSAGE = (
+    "after a MiniQMT restart the bridge cannot tell which of MiniQMT's orders this is (if any): check it in QMT"
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS orders (
@@ -148,13 +154,24 @@ class Journal:
     def by_qmt_order_id(self, qmt_order_id: int) -> Entry | None:
         return self._one("qmt_order_id", qmt_order_id)
 
-    def by_sysid(self, order_sysid: str) -> Entry | None:
-        """The latest order journalled with this contract number (numbers can repeat on another day)."""
+    def by_sysid(self, order_sysid: str, ts_code: str) -> Entry | None:
+        """The latest order journalled with this contract number for this code. The numbers are the counter's, per
+        exchange (an SH and an SZ order can share one) and can repeat on another day: never looked up without the
+        code."""
         row = self._db.execute(
-            f"SELECT {', '.join(_COLUMNS)} FROM orders WHERE order_sysid = ? ORDER BY created_at DESC LIMIT 1",  # noqa: S608
-            (order_sysid,),
+            f"SELECT {', '.join(_COLUMNS)} FROM orders WHERE order_sysid = ? AND ts_code = ?"  # noqa: S608
+            " ORDER BY created_at DESC LIMIT 1",
+            (order_sysid, ts_code),
         ).fetchone()
         return Entry(*row) if row else None
+
+    def all_by_sysid(self, order_sysid: str) -> list[Entry]:
+        """Every order journalled with this contract number, newest first (for an event that names no code)."""
+        rows = self._db.execute(
+            f"SELECT {', '.join(_COLUMNS)} FROM orders WHERE order_sysid = ? ORDER BY created_at DESC",  # noqa: S608
+            (order_sysid,),
+        ).fetchall()
+        return [Entry(*r) for r in rows]
 
     def in_state(self, *states: str) -> list[Entry]:
         marks = ", ".join("?" for _ in states)
@@ -225,6 +242,16 @@ class Journal:
                 )
             db.execute(f"UPDATE orders SET {sets} WHERE order_id = ?", (*values.values(), order_id))  # noqa: S608
         return None if holder is None else str(holder[0])
+
+    def forget_id(self, order_id: str) -> None:
+        """The order's MiniQMT id no longer names it for sure (a restart may have renumbered MiniQMT's orders and the
+        order was not found again): let go, so that nothing is ever looked up or cancelled by it."""
+        self._update(order_id, qmt_order_id=None)
+
+    def unidentified(self, order_id: str, message: str = UNIDENTIFIED_MESSAGE) -> None:
+        """MiniQMT acknowledged the order, and after a restart its list has orders that may be this one but none
+        that can be told to be it: unknown (255), no MiniQMT id; never placed again."""
+        self._update(order_id, state=UNCONFIRMED, status=255, status_msg=message, qmt_order_id=None)
 
     def lost(self, order_id: str, message: str = LOST_MESSAGE) -> None:
         """MiniQMT no longer has the order after a restart: final, nothing filled; its old MiniQMT id is let go."""

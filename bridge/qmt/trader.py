@@ -15,6 +15,9 @@
 - A trade pushed before the async response is mapped by its remark and pushed (never dropped); one without a remark
   is held until the response names its order. Duplicate callbacks: trades are pushed once per traded_id, an order
   state identical to the last one pushed is not pushed again, and a final state is never followed by an older one.
+- A cancel goes by MiniQMT's id only when that id names the order for sure now (confirmed on this connection, or the
+  order just found by remark or sysid); else by the order's contract number (cancel_order_stock_sysid); else it is
+  refused with nothing sent. An id from before a restart is never acted on.
 - A cancel "success" is never reported as a cancel: only an order push/query with status 53/54 says an order is
   cancelled (MiniQMT can answer success for an order it never had).
 """
@@ -42,6 +45,8 @@ Push = Callable[[str, dict[str, Any]], None]
 _TS_CODE = re.compile(r"^\d{6}\.(SH|SZ|BJ)$")
 PLACE_FIELDS = frozenset({"order_id", "remark", "ts_code", "side", "qty", "price_type", "price", "strategy_name"})
 MAX_PRICE = Decimal("100000")
+# cancel_order_stock_sysid's market argument: xttrader documents SH 0 and SZ 1 only (no BJ)
+SYSID_MARKETS = {"SH": 0, "SZ": 1}
 
 
 class BadRequest(ValueError):
@@ -287,36 +292,43 @@ class QmtLink:
         self._lost.set()
 
     def _entry_for(
-        self, remark: Any, qmt_order_id: Any, order_sysid: Any = None, stock_code: Any = None
+        self, remark: Any, qmt_order_id: Any, order_sysid: Any = None, stock_code: Any = None, market: Any = None
     ) -> Entry | None:
-        """The journalled order a broker event names: by its remark; else by its order_sysid (for the same code);
-        else by MiniQMT's id, when that id was confirmed for the order on this connection and the event's remark and
-        sysid (when it has them) do not say it is another order."""
+        """The journalled order a broker event names: by its remark; else by its order_sysid (for the same code, or
+        the same exchange: the numbers are per exchange); else by MiniQMT's id, when that id was confirmed for the
+        order on this connection and the event's remark, sysid and code (when it has them) do not say it is another
+        order."""
         remark, sysid = str(remark or ""), str(order_sysid or "")
         if remark:
             entry = self.journal.by_remark(remark)
             if entry is not None:
                 return entry
         if sysid:
-            entry = self._by_sysid(sysid, stock_code)
+            entry = self._by_sysid(sysid, stock_code, market)
             if entry is not None:
                 return entry
         if qmt_order_id in (None, "", 0, -1):
             return None
         entry = self.journal.by_qmt_order_id(int(qmt_order_id))
-        if entry is None or entry.order_id not in self._confirmed or _contradicts(entry, remark, sysid):
+        if entry is None or entry.order_id not in self._confirmed or _contradicts(entry, remark, sysid, stock_code):
             return None
         return entry
 
-    def _by_sysid(self, sysid: str, stock_code: Any) -> Entry | None:
-        """Today's journalled order with this contract number, for the same code (the numbers are the counter's
-        and may repeat on another day)."""
-        entry = self.journal.by_sysid(sysid)
-        if entry is None or not entry.created_at.startswith(_today()):
-            return None
-        if stock_code and normalize.ts_code(stock_code) != entry.ts_code:
-            return None
-        return entry
+    def _by_sysid(self, sysid: str, stock_code: Any, market: Any = None) -> Entry | None:
+        """Today's journalled order with this contract number and this code (the numbers are the counter's, per
+        exchange, and may repeat on another day). An event with no code (a cancel's answer) names one only when a
+        single order of today's has the number on the event's exchange (`market`, when it says): never a guess."""
+        today = _today()
+        if stock_code:
+            entry = self.journal.by_sysid(sysid, normalize.ts_code(stock_code))
+            return entry if entry is not None and entry.created_at.startswith(today) else None
+        exchange = _exchange_of(market)
+        candidates = [
+            e
+            for e in self.journal.all_by_sysid(sysid)
+            if e.created_at.startswith(today) and (exchange is None or e.ts_code.endswith("." + exchange))
+        ]
+        return candidates[0] if len(candidates) == 1 else None
 
     def _awaiting(self) -> bool:
         """Orders sent on this trader with no MiniQMT id yet: an unmapped event may be theirs."""
@@ -434,7 +446,7 @@ class QmtLink:
         )
 
     def on_cancel_error(self, error: Any) -> None:
-        entry = self._entry_for(None, error.order_id, _field(error, "order_sysid"))
+        entry = self._entry_for(None, error.order_id, _field(error, "order_sysid"), market=_field(error, "market"))
         self.push(
             protocol.CANCEL_ERROR,
             {
@@ -535,7 +547,7 @@ class QmtLink:
         for i, xt_order in enumerate(orders):
             self.on_order(xt_order, matched.get(i))
         if listed is not None:  # None is also MiniQMT's answer to a failed query: no evidence that an order is gone
-            self._report_lost({e.order_id for e in matched.values()} | ambiguous)
+            self._report_lost({e.order_id for e in matched.values()}, ambiguous)
         for entry in self.journal.in_state(SENDING, SENT):
             if entry.order_id not in self._inflight:
                 log.warning(
@@ -562,17 +574,16 @@ class QmtLink:
                 self.on_account_status(status)
 
     def _match(self, xt_orders: list[Any]) -> tuple[dict[int, Entry], set[str]]:
-        """MiniQMT's full list of orders matched to the journal: {index in the list: entry}, and the entries that
-        may be one of the unmatched orders but cannot be told apart from another (never reported lost).
+        """MiniQMT's full list of orders matched to the journal: {index in the list: entry}, and the entries left
+        unmatched that one of the list's unmatched orders could be (no remark, the same terms): never guessed, and
+        never reported lost.
 
-        By remark, then by order_sysid; then by MiniQMT's id, unless the list shows the ids were renumbered (an
-        entry found by remark or sysid under another id, or an id whose order has another remark or sysid); then,
-        for an entry MiniQMT acknowledged before its sysid was seen and an order listed with no remark and a sysid
-        no entry has, by the order's terms (code, side, quantity, price type and price) when exactly one order and
-        one entry have them."""
+        By remark, then by order_sysid (with the code); then by MiniQMT's id only for an order whose id was confirmed
+        on the current connection, and only when the listed order's remark, sysid and code do not say it is another
+        (an id from before a reconnect may name another order now). Never by terms (code, side, quantity, price) alone:
+        a manual order in the QMT client can have the same ones (docs/qmt-bridge.md, "MiniQMT restarts")."""
         matched: dict[int, Entry] = {}
         taken: set[str] = set()
-        renumbered = False
         for i, xt_order in enumerate(xt_orders):
             remark, sysid = str(_field(xt_order, "order_remark") or ""), str(_field(xt_order, "order_sysid") or "")
             entry = self.journal.by_remark(remark) if remark else None
@@ -581,59 +592,49 @@ class QmtLink:
             if entry is not None and entry.order_id not in taken:
                 matched[i] = entry
                 taken.add(entry.order_id)
-                renumbered |= entry.qmt_order_id is not None and entry.qmt_order_id != int(xt_order.order_id)
-        by_id: dict[int, Entry] = {}
         for i, xt_order in enumerate(xt_orders):
             if i in matched or int(xt_order.order_id or 0) <= 0:
                 continue
             remark, sysid = str(_field(xt_order, "order_remark") or ""), str(_field(xt_order, "order_sysid") or "")
             entry = self.journal.by_qmt_order_id(int(xt_order.order_id))
-            if entry is None or entry.order_id in taken:
+            if (
+                entry is None
+                or entry.order_id in taken
+                or entry.order_id not in self._confirmed
+                or _contradicts(entry, remark, sysid, xt_order.stock_code)
+            ):
                 continue
-            if _contradicts(entry, remark, sysid):
-                renumbered = True
-            elif not remark:
-                by_id[i] = entry
-        if not renumbered:
-            for i, entry in by_id.items():
-                matched[i] = entry
-                taken.add(entry.order_id)
+            matched[i] = entry
+            taken.add(entry.order_id)
         today = _today()
-        open_entries = [
-            e
+        unmatched_terms = {
+            _order_terms(xt_order)
+            for i, xt_order in enumerate(xt_orders)
+            if i not in matched and not _field(xt_order, "order_remark")
+        }
+        ambiguous = {
+            e.order_id
             for e in self.journal.in_state(SENT, ACKNOWLEDGED)
             if e.order_id not in taken
             and e.order_id not in self._inflight
             and not e.order_sysid
             and e.status not in protocol.FINAL_ORDER_STATUS
             and e.created_at.startswith(today)
-        ]
-        entries_by_terms: dict[tuple[Any, ...], list[Entry]] = {}
-        for e in open_entries:
-            entries_by_terms.setdefault(_entry_terms(e), []).append(e)
-        orders_by_terms: dict[tuple[Any, ...], list[int]] = {}
-        for i, xt_order in enumerate(xt_orders):
-            if i in matched or _field(xt_order, "order_remark"):
-                continue
-            orders_by_terms.setdefault(_order_terms(xt_order), []).append(i)
-        ambiguous: set[str] = set()
-        for terms, entries in entries_by_terms.items():
-            candidates = orders_by_terms.get(terms, [])
-            if len(entries) == 1 and len(candidates) == 1:
-                log.warning(
-                    "order %s found at MiniQMT by its terms alone (no remark, no sysid known)", entries[0].order_id
-                )
-                matched[candidates[0]] = entries[0]
-            elif candidates:
-                ambiguous.update(e.order_id for e in entries)
+            and _entry_terms(e) in unmatched_terms
+        }
         return matched, ambiguous
 
-    def _report_lost(self, found: set[str]) -> None:
+    def _report_lost(self, found: set[str], ambiguous: set[str]) -> None:
         """Today's orders MiniQMT acknowledged before the current connection, not final, that its full list no
-        longer has (by remark, sysid, id or terms): lost in a restart. Only an order that never reached the exchange
-        (no contract number seen, nothing filled) is made final so -- reported as junk (57) with LOST_MESSAGE, never
-        placed again; one with a contract number or a fill is left as it is (logged once a connection): MiniQMT's
-        list missing it is no proof that the exchange does not have it."""
+        longer has (by remark, sysid or a confirmed id): lost in a restart, or not told apart.
+
+        - One with a contract number or a fill is left as it is (logged once a connection): MiniQMT's list missing it
+          is no proof that the exchange does not have it. Its old MiniQMT id is let go (it may name another order
+          now): a cancel of it goes by its contract number.
+        - One that an unmatched order with its terms and no remark could be (`ambiguous`) is not guessed: reported
+          unknown (255) with UNIDENTIFIED_MESSAGE, no MiniQMT id, never placed again; execution keeps it open as
+          unknown (alerted) until someone checks it in QMT.
+        - Any other never reached the exchange: made final as junk (57) with LOST_MESSAGE, never placed again."""
         today = _today()
         for entry in self.journal.in_state(ACKNOWLEDGED):
             if (
@@ -644,6 +645,8 @@ class QmtLink:
             ):
                 continue
             if entry.order_sysid or entry.traded_qty:
+                if entry.qmt_order_id is not None:
+                    self.journal.forget_id(entry.order_id)
                 if entry.order_id not in self._missing:
                     self._missing.add(entry.order_id)
                     log.warning(
@@ -653,13 +656,22 @@ class QmtLink:
                         entry.traded_qty,
                     )
                 continue
-            log.warning(
-                "order %s (MiniQMT id %s, sysid %s) is gone from MiniQMT's orders after a reconnect: lost in a restart",
-                entry.order_id,
-                entry.qmt_order_id,
-                entry.order_sysid,
-            )
-            self.journal.lost(entry.order_id)
+            if entry.order_id in ambiguous:
+                log.warning(
+                    "order %s (MiniQMT id %s before the reconnect, no contract number seen) is not found again, and "
+                    "MiniQMT lists an order with its terms and no remark (maybe it, maybe a manual one): not guessed, "
+                    "unknown (255); check it in QMT",
+                    entry.order_id,
+                    entry.qmt_order_id,
+                )
+                self.journal.unidentified(entry.order_id)
+            else:
+                log.warning(
+                    "order %s (MiniQMT id %s) is gone from MiniQMT's orders after a reconnect: lost in a restart",
+                    entry.order_id,
+                    entry.qmt_order_id,
+                )
+                self.journal.lost(entry.order_id)
             updated = self.journal.get(entry.order_id)
             if updated is not None:
                 self._last_order.pop(entry.order_id, None)
@@ -667,38 +679,46 @@ class QmtLink:
 
     # --- requests ---------------------------------------------------------------------------------------------
     def _same(self, entry: Entry, xt_order: Any) -> bool:
-        """Whether MiniQMT's order (found by the entry's id) is the entry's order: by its remark, else its sysid,
-        else the id must have been confirmed on this connection."""
+        """Whether MiniQMT's order (found by the entry's id) is the entry's order: by its remark, else its sysid
+        (and code), else the id must have been confirmed on this connection."""
         remark, sysid = str(_field(xt_order, "order_remark") or ""), str(_field(xt_order, "order_sysid") or "")
         if remark:
             return remark == entry.remark
         if sysid and entry.order_sysid:
-            return sysid == entry.order_sysid
+            return sysid == entry.order_sysid and normalize.ts_code(xt_order.stock_code) == entry.ts_code
         return entry.order_id in self._confirmed
 
     def _search(self, entry: Entry) -> Any:
-        """The entry's order in MiniQMT's list, by its remark or its sysid (None: not there)."""
+        """The entry's order in MiniQMT's list, by its remark or its sysid and code (None: not there, or the list
+        could not be had)."""
         for xt_order in self._trader.query_stock_orders(self._account, False) or []:
             if _field(xt_order, "order_remark") == entry.remark or (
-                entry.order_sysid and _field(xt_order, "order_sysid") == entry.order_sysid
+                entry.order_sysid
+                and _field(xt_order, "order_sysid") == entry.order_sysid
+                and normalize.ts_code(xt_order.stock_code) == entry.ts_code
             ):
                 return xt_order
         return None
 
+    def _locate(self, entry: Entry) -> Any:
+        """MiniQMT's order for a journalled one, when it can be told to be it now: under the entry's MiniQMT id when
+        that order's remark or sysid says so or the id was confirmed on this connection, else found in MiniQMT's list
+        by remark or sysid. None: not identified (an id from before a restart is never taken on its own)."""
+        if not self.connected or entry.state == "refused":
+            return None
+        if entry.qmt_order_id is not None:
+            xt_order = self._trader.query_stock_order(self._account, entry.qmt_order_id)
+            if xt_order is not None and self._same(entry, xt_order):
+                return xt_order
+        return self._search(entry)
+
     def current_order(self, entry: Entry) -> dict[str, Any]:
         """What the bridge knows of a journalled order now (MiniQMT's state when it can be had): looked up by its
         MiniQMT id when that still names it, else in MiniQMT's list by remark or sysid."""
-        if self.connected and entry.state != "refused":
-            xt_order = None
-            if entry.qmt_order_id is not None:
-                xt_order = self._trader.query_stock_order(self._account, entry.qmt_order_id)
-                if xt_order is not None and not self._same(entry, xt_order):
-                    xt_order = None
-            if xt_order is None:
-                xt_order = self._search(entry)
-            if xt_order is not None:
-                self.on_order(xt_order, entry)
-                return self._order_data(xt_order, self.journal.get(entry.order_id) or entry)
+        xt_order = self._locate(entry)
+        if xt_order is not None:
+            self.on_order(xt_order, entry)
+            return self._order_data(xt_order, self.journal.get(entry.order_id) or entry)
         return normalize.entry_order(self.journal.get(entry.order_id) or entry)
 
     def place(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -756,6 +776,10 @@ class QmtLink:
         return protocol.ok({"state": "placed", "order": None})
 
     def cancel(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A cancel goes by MiniQMT's order id only when that id names the order for sure now (confirmed on this
+        connection, or the order was just found by its remark or sysid); else by the order's contract number
+        (cancel_order_stock_sysid) when one was seen; else it is refused with nothing sent -- never by an id from
+        before a restart, which may name another order (a manual one in the QMT client) now."""
         if set(body) != {"order_id"} or not isinstance(body.get("order_id"), str):
             return protocol.failed(protocol.BAD_REQUEST, "order_id: a cancel takes exactly one string order_id")
         entry = self.journal.get(body["order_id"])
@@ -763,17 +787,53 @@ class QmtLink:
             return protocol.failed(protocol.UNKNOWN_ORDER, f"order_id: the bridge has no order {body['order_id']!r}")
         if not self.connected:
             return protocol.failed(protocol.QMT_DISCONNECTED, "the bridge has no link to MiniQMT now: nothing was sent")
-        order = self.current_order(entry)
+        xt_order = self._locate(entry)
+        if xt_order is not None:
+            self.on_order(xt_order, entry)
+            order = self._order_data(xt_order, self.journal.get(entry.order_id) or entry)
+        else:
+            entry = self.journal.get(entry.order_id) or entry
+            order = normalize.entry_order(entry)
         if order["status"] in protocol.FINAL_ORDER_STATUS:
             return protocol.ok({"state": "final", "order": order})
-        if order["qmt_order_id"] is None:
-            return protocol.failed(
-                protocol.QMT_REFUSED, "MiniQMT has no order with this order's remark (yet): nothing was sent"
+        if xt_order is not None:
+            seq = self._trader.cancel_order_stock_async(self._account, int(xt_order.order_id))
+            if seq is None or int(seq) < 0:
+                return protocol.failed(protocol.QMT_REFUSED, "MiniQMT refused the cancel (-1): nothing was sent")
+            self._cancel_seqs[int(seq)] = entry.order_id
+            return protocol.ok({"state": "requested", "order": order})
+        if entry.order_sysid:
+            return self._cancel_by_sysid(entry, order)
+        if entry.qmt_order_id is None and entry.state != ACKNOWLEDGED:
+            message = "MiniQMT has no order with this order's remark (yet): nothing was sent"
+        else:
+            message = (
+                "MiniQMT's order for this order cannot be told apart now (a MiniQMT restart renumbered its orders and "
+                "this one was not found again) and its contract number is unknown: nothing was sent; cancel it in QMT"
             )
-        seq = self._trader.cancel_order_stock_async(self._account, int(order["qmt_order_id"]))
-        if seq is None or int(seq) < 0:
-            return protocol.failed(protocol.QMT_REFUSED, "MiniQMT refused the cancel (-1): nothing was sent")
-        self._cancel_seqs[int(seq)] = entry.order_id
+        return protocol.failed(protocol.QMT_REFUSED, message)
+
+    def _cancel_by_sysid(self, entry: Entry, order: dict[str, Any]) -> dict[str, Any]:
+        """Cancel an order MiniQMT's list does not show by its id, by its contract number on its exchange."""
+        exchange = entry.ts_code.rsplit(".", 1)[-1]
+        market = SYSID_MARKETS.get(exchange)
+        if market is None or entry.order_sysid is None:
+            return protocol.failed(
+                protocol.QMT_REFUSED,
+                f"the order is not identified at MiniQMT now and a cancel by contract number is not available on "
+                f"{exchange}: nothing was sent; cancel it in QMT",
+            )
+        log.warning(
+            "order %s is not identified by a MiniQMT id now: cancelled by its contract number %s on %s",
+            entry.order_id,
+            entry.order_sysid,
+            exchange,
+        )
+        result = self._trader.cancel_order_stock_sysid(self._account, market, entry.order_sysid)
+        if result is None or int(result) != 0:
+            return protocol.failed(
+                protocol.QMT_REFUSED, "MiniQMT refused the cancel by contract number (-1): nothing was cancelled"
+            )
         return protocol.ok({"state": "requested", "order": order})
 
     def _require(self) -> dict[str, Any] | None:
@@ -856,9 +916,22 @@ def _today() -> str:
     return datetime.now(CST).date().isoformat()
 
 
-def _contradicts(entry: Entry, remark: str, sysid: str) -> bool:
-    """An event's remark or sysid that says it is not the entry's order."""
-    return bool(remark and remark != entry.remark) or bool(sysid and entry.order_sysid and sysid != entry.order_sysid)
+def _contradicts(entry: Entry, remark: str, sysid: str, stock_code: Any = None) -> bool:
+    """An event's remark, sysid or code that says it is not the entry's order."""
+    return (
+        bool(remark and remark != entry.remark)
+        or bool(sysid and entry.order_sysid and sysid != entry.order_sysid)
+        or bool(stock_code and normalize.ts_code(stock_code) != entry.ts_code)
+    )
+
+
+def _exchange_of(market: Any) -> str | None:
+    """The exchange an xtquant `market` names (0/'SH', 1/'SZ', 70/'BJ'); None when it names none of them."""
+    if isinstance(market, str):
+        return market.upper() if market.upper() in ("SH", "SZ", "BJ") else None
+    if isinstance(market, int) and not isinstance(market, bool):
+        return {0: "SH", 1: "SZ", 70: "BJ"}.get(market)
+    return None
 
 
 def _trade_data(xt_trade: Any, entry: Entry | None) -> dict[str, Any]:

@@ -142,6 +142,13 @@ class BridgeMetrics:
             ["bridge_id"],
             registry=registry,
         )
+        self.not_listed = Counter(
+            "lh_broker_orders_not_listed",
+            "Look-ups of an order the broker acknowledged today and no longer knows (left open): after a MiniQMT "
+            "restart the bridge could not tell which of MiniQMT's orders it is, or the bridge lost its journal",
+            ["bridge_id"],
+            registry=registry,
+        )
         self.refused = Counter(
             "lh_broker_bridge_refused",
             "Bridge connections refused (unknown bridge, bad signature, account mismatch) or closed for a bad frame",

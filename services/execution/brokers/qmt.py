@@ -411,6 +411,8 @@ class QmtBroker:
                 return BrokerReport(OrderStatus.CANCELLED, reason=NO_LONGER_LISTED)
             log.warning("the broker does not know an order it acknowledged today; left open",
                         extra={"order_id": order.order_id, "status": order.status.value})  # fmt: skip
+            # alerted (LianghuaBrokerOrderNotListed): someone must check it at the broker
+            self.registry.metrics.not_listed.labels(bridge_id=mapping.bridge_id if mapping else "unbound").inc()
             return BrokerReport(OrderStatus.UNKNOWN)  # changes nothing for an acknowledged order
         # The bridge journals every order before MiniQMT sees it and reports one it cannot confirm as 255: an order
         # it does not know at all past the grace was never sent on.

@@ -89,7 +89,20 @@ def test_a_renumbered_id_moves_to_its_order_and_leaves_the_old_holder_without_on
     assert (moved.qmt_order_id, moved.order_sysid, moved.state) == (1001, "S1002", ACKNOWLEDGED)
     assert (displaced.qmt_order_id, displaced.order_sysid, displaced.state) == (None, "S1001", ACKNOWLEDGED)
     assert journal.by_qmt_order_id(1001) == moved and journal.by_qmt_order_id(1002) is None
-    assert journal.by_sysid("S1001") == displaced and journal.by_sysid("S9") is None
+    assert journal.by_sysid("S1001", "600000.SH") == displaced and journal.by_sysid("S9", "600000.SH") is None
+    journal.close()
+
+
+def test_the_same_contract_number_on_sh_and_sz_names_each_exchange_s_own_order(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.db")
+    journal.begin(**ORDER)  # 600000.SH
+    journal.begin(**{**ORDER, "order_id": "o-2", "remark": "o-2", "ts_code": "000001.SZ"})
+    journal.acknowledged("o-1", 1001, "100")
+    journal.acknowledged("o-2", 1002, "100")  # the SZ counter numbers its orders apart from SH's
+    sh, sz = journal.by_sysid("100", "600000.SH"), journal.by_sysid("100", "000001.SZ")
+    assert (sh.order_id if sh else None, sz.order_id if sz else None) == ("o-1", "o-2")
+    assert journal.by_sysid("100", "600001.SH") is None
+    assert sorted(e.order_id for e in journal.all_by_sysid("100")) == ["o-1", "o-2"]
     journal.close()
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from bridge.qmt.journal import ACKNOWLEDGED, LOST, LOST_MESSAGE, UNCONFIRMED
-from tests.unit.bridge.conftest import Harness, place_body
+from bridge.qmt.journal import ACKNOWLEDGED, LOST, LOST_MESSAGE, UNCONFIRMED, UNIDENTIFIED_MESSAGE
+from tests.unit.bridge.conftest import ACCOUNT, Harness, place_body
 
 A, B, C, U, D = ("a" * 32, "b" * 32, "c" * 32, "e" * 32, "d" * 32)
 
@@ -159,7 +159,7 @@ async def test_a_restart_that_forgets_nothing_drops_queued_callbacks_and_the_que
     assert len(xt.broker.order_calls) == 2
 
 
-async def test_an_order_known_only_by_its_terms_is_found_after_a_restart_and_twins_are_not_guessed(
+async def test_orders_known_only_by_their_terms_are_never_guessed_after_a_restart(
     harness: Harness, xt: SimpleNamespace
 ) -> None:
     # no callback at all for these orders: the bridge never learns their MiniQMT id or sysid
@@ -170,18 +170,165 @@ async def test_an_order_known_only_by_its_terms_is_found_after_a_restart_and_twi
     xt.broker.set_behaviour(silent=False)
     xt.broker.restart(lose_session=True)  # remarks gone: A 1003, B 1002, C 1001
     await reconnected(harness)
-    found = await harness.wait_for("order", lambda b: b["order_id"] == A)
-    assert (found["qmt_order_id"], found["order_sysid"], found["qty"]) == (1001 + 2, "S1001", 300)
-    # B and C cannot be told apart: neither is given the other's order; both stay unknown (255)
-    for oid in (B, C):
+    await harness.barrier()
+    # even A, the only order with its terms, is not taken for MiniQMT's 1003: a manual order could have them too.
+    # All three stay unknown (255), settled by execution's grace; MiniQMT's orders are reported as no one's
+    for oid in (A, B, C):
         entry = harness.journal.get(oid)
         assert entry is not None and (entry.state, entry.qmt_order_id) == (UNCONFIRMED, None)
-    twins = harness.of("order", lambda b: b["qmt_order_id"] in (1001, 1002))
-    assert twins and all(o["order_id"] is None for o in twins)
-    assert {o["order_id"]: o["status"] for o in harness.of("order", lambda b: b["order_id"] in (B, C))} == {
+    listed = harness.of("order", lambda b: b["qmt_order_id"] in (1001, 1002, 1003))
+    assert sorted(o["qmt_order_id"] for o in listed) == [1001, 1002, 1003]
+    assert all(o["order_id"] is None for o in listed)
+    assert {o["order_id"]: o["status"] for o in harness.of("order", lambda b: b["order_id"] in (A, B, C))} == {
+        A: 255,
         B: 255,
         C: 255,
     }
+
+
+async def test_a_manual_order_with_the_same_terms_is_not_attached_after_a_restart(
+    harness: Harness, xt: SimpleNamespace
+) -> None:
+    # A: acknowledged by MiniQMT as 1001, not yet reported to the exchange (49, no contract number)
+    xt.broker.set_behaviour(unreported=True)
+    harness.link.place(place_body(A))
+    await harness.wait_for("order", lambda b: b["order_id"] == A and b["status"] == 49)
+    xt.broker.set_behaviour(unreported=False)
+    # M: typed into the QMT client by hand, the same terms as A (600000.SH buy 200 at 10.5, limit), no remark,
+    # and filled: 1002, S1001
+    xt.broker.place(harness.link._trader, ACCOUNT, "600000.SH", 23, 200, 11, 10.5, "", "", seq=None)
+    xt.broker.fill(order_id=1002, qty=200, price=10.5)
+    await harness.wait_for("order", lambda b: b["qmt_order_id"] == 1002 and b["status"] == 56)
+
+    # a restart that loses the session drops A (49) and renumbers M to 1001: A's old id, A's terms
+    xt.broker.restart(lose_session=True)
+    await reconnected(harness)
+    await harness.barrier()
+    assert [(o["order_id"], o["order_sysid"], o["order_status"]) for o in xt.broker.orders.values()] == [
+        (1001, "S1001", 56)
+    ]
+    entry = harness.journal.get(A)
+    assert entry is not None
+    assert (entry.state, entry.qmt_order_id, entry.status, entry.traded_qty) == (UNCONFIRMED, None, 255, 0)
+    # A is unknown (not M's fill, not lost either: the bridge cannot tell); M stays no one's
+    assert [(o["status"], o["qmt_order_id"]) for o in harness.of("order", lambda b: b["order_id"] == A)] == [
+        (49, 1001),
+        (255, None),
+    ]
+    assert harness.of("order", lambda b: b["order_id"] == A)[-1]["status_msg"] == UNIDENTIFIED_MESSAGE
+    assert all(o["order_id"] is None for o in harness.of("order", lambda b: b["order_sysid"] == "S1001"))
+    assert all(t["order_id"] is None for t in harness.of("trade"))
+    queried = harness.link.query_order({"order_id": A})["body"]
+    assert (queried["order"]["status"], queried["order"]["traded_qty"], queried["trades"]) == (255, 0, [])
+    # and a cancel of A sends nothing at all (M's id 1001 was A's)
+    refused = harness.link.cancel({"order_id": A})
+    assert (refused["ok"], refused["error"]["code"]) == (False, "qmt_refused")
+    assert xt.broker.cancel_calls == []
+
+
+async def _renumbered_before_the_bridge_finds_its_orders_again(harness: Harness, xt: SimpleNamespace) -> None:
+    """A restart that loses the session while MiniQMT's order list cannot be had (its query fails): C, placed
+    after A, takes A's old id 1001 (A is 1002 now) and the bridge has matched neither again."""
+    xt.broker.set_behaviour(orders_query_fails=True)
+    xt.broker.restart(lose_session=True)
+    await reconnected(harness)
+    await harness.barrier()
+    assert xt.broker.find(order_id=1001)["_placed_remark"] == remark(C)
+    assert xt.broker.find(order_id=1002)["_placed_remark"] == remark(A)
+    stale = harness.journal.get(A)
+    assert stale is not None and stale.qmt_order_id == 1001  # A's id from before the restart: C's now
+
+
+async def test_a_cancel_of_an_order_not_found_again_after_a_restart_goes_by_its_sysid_never_by_its_old_id(
+    harness: Harness, xt: SimpleNamespace
+) -> None:
+    for oid in (A, C):
+        harness.link.place(place_body(oid))
+        await harness.wait_for("order", lambda b, oid=oid: b["order_id"] == oid and b["status"] == 50)
+    await _renumbered_before_the_bridge_finds_its_orders_again(harness, xt)
+
+    cancel = harness.link.cancel({"order_id": A})
+    assert (cancel["ok"], cancel["body"]["state"]) == (True, "requested")
+    # by A's contract number on SH (market 0), never by id: C, under A's old id 1001, is untouched
+    assert xt.broker.cancel_calls == [{"market": 0, "order_sysid": "S1001"}]
+    assert xt.broker.find(order_sysid="S1002")["order_status"] == 50
+    done = await harness.wait_for("order", lambda b: b["order_id"] == A and b["status"] == 54)
+    assert (done["qmt_order_id"], done["order_sysid"]) == (1002, "S1001")
+    await harness.barrier()
+    assert [o["status"] for o in harness.of("order", lambda b: b["order_id"] == C)] == [50]
+
+
+async def test_a_cancel_of_an_order_not_found_again_with_no_sysid_is_refused_and_sends_nothing(
+    harness: Harness, xt: SimpleNamespace
+) -> None:
+    # A: acknowledged as 1001 with no contract number seen; the exchange numbers it and fills half of it, and no
+    # push of that reaches the bridge
+    xt.broker.set_behaviour(unreported=True)
+    harness.link.place(place_body(A))
+    await harness.wait_for("order", lambda b: b["order_id"] == A and b["status"] == 49)
+    xt.broker.set_behaviour(unreported=False)
+    xt.broker.silent_orders.add(1001)
+    xt.broker.fill(order_id=1001, qty=100, price=10.5)  # A gets S1001 at the broker
+    harness.link.place(place_body(C))
+    await harness.wait_for("order", lambda b: b["order_id"] == C and b["status"] == 50)  # 1002, S1002
+    await _renumbered_before_the_bridge_finds_its_orders_again(harness, xt)
+
+    refused = harness.link.cancel({"order_id": A})
+    assert (refused["ok"], refused["error"]["code"]) == (False, "qmt_refused")
+    assert "nothing was sent" in refused["error"]["message"]
+    assert xt.broker.cancel_calls == []
+    assert xt.broker.find(order_sysid="S1002")["order_status"] == 50
+
+    # the list answers again: C is found by its sysid under 1001 and its cancel goes there; A (its order now
+    # without remark, under a contract number the bridge never saw) is not guessed: unknown, still never cancelled
+    xt.broker.set_behaviour(orders_query_fails=False)
+    harness.link.reconcile()
+    c_entry, a_entry = harness.journal.get(C), harness.journal.get(A)
+    assert c_entry is not None and (c_entry.qmt_order_id, c_entry.order_sysid) == (1001, "S1002")
+    assert a_entry is not None and (a_entry.state, a_entry.qmt_order_id, a_entry.status) == (UNCONFIRMED, None, 255)
+    assert harness.link.cancel({"order_id": C})["body"]["state"] == "requested"
+    assert harness.link.cancel({"order_id": A})["error"]["code"] == "qmt_refused"
+    assert xt.broker.cancel_calls == [{"order_id": 1001}]
+    await harness.wait_for("order", lambda b: b["order_id"] == C and b["status"] == 54)
+    assert xt.broker.find(order_sysid="S1001")["order_status"] == 55  # A's half-filled order: untouched
+
+
+async def test_the_same_sysid_on_sh_and_sz_maps_each_to_its_own_order(harness: Harness, xt: SimpleNamespace) -> None:
+    xt.broker.set_behaviour(unreported=True)
+    harness.link.place(place_body(A))  # 600000.SH, 1001
+    harness.link.place(place_body(B, ts_code="000001.SZ"))  # 1002
+    for oid in (A, B):
+        await harness.wait_for("order", lambda b, oid=oid: b["order_id"] == oid and b["status"] == 49)
+    # each exchange numbers its orders on its own: both get contract number "100"
+    with xt.broker.lock:
+        for order in xt.broker.orders.values():
+            order.update(order_sysid="100", order_status=50)
+    harness.link.reconcile()  # by remark: the journal learns both numbers
+    sysids = {oid: e.order_sysid for oid in (A, B) if (e := harness.journal.get(oid))}
+    assert sysids == {A: "100", B: "100"}
+
+    xt.broker.restart(lose_session=True)  # B (newer) 1001, A 1002; no remarks
+    await reconnected(harness)
+    entries = {oid: harness.journal.get(oid) for oid in (A, B)}
+    assert {oid: (e.state, e.qmt_order_id) for oid, e in entries.items() if e} == {
+        A: (ACKNOWLEDGED, 1002),
+        B: (ACKNOWLEDGED, 1001),
+    }
+    # fills reported with the number only (no remark): each on its own exchange's order
+    xt.broker.fill(order_id=1002, qty=200, price=10.5)
+    xt.broker.fill(order_id=1001, qty=200, price=9.8)
+    sh = await harness.wait_for("trade", lambda b: b["ts_code"] == "600000.SH")
+    sz = await harness.wait_for("trade", lambda b: b["ts_code"] == "000001.SZ")
+    assert (sh["order_id"], sh["price"], sz["order_id"], sz["price"]) == (A, "10.500", B, "9.800")
+    # a cancel error naming only the number and SZ's market (1) is B's
+    harness.link._trader.post(
+        "on_cancel_error",
+        xt.xttype.XtCancelError(
+            account_type=2, account_id=ACCOUNT, order_id=0, market=1, order_sysid="100", error_id=-1, error_msg="x"
+        ),
+    )
+    error = await harness.wait_for("cancel_error")
+    assert error["order_id"] == B
 
 
 async def test_an_order_with_a_contract_number_missing_after_a_restart_is_not_made_lost(

@@ -125,13 +125,22 @@ def test_unknown_goes_only_forward_and_is_never_a_downgrade() -> None:
 
 def test_an_order_the_broker_does_not_know_is_resolved_by_its_age_and_state() -> None:
     from datetime import timedelta
+    from types import SimpleNamespace
     from typing import Any, cast
 
+    from prometheus_client import CollectorRegistry
+
+    from services.execution.bridges import BridgeMetrics
     from services.execution.brokers.qmt import NEVER_REACHED, NO_LONGER_LISTED, QmtBroker
     from services.execution.store.brokers import BrokerOrder
 
     now = datetime(2026, 12, 7, 3, 0, tzinfo=UTC)  # 11:00 in Shanghai
-    broker = QmtBroker(cast(Any, None), cast(Any, None), clock=lambda: now, grace_s=60)
+    metrics = CollectorRegistry()
+    registry = SimpleNamespace(metrics=BridgeMetrics(metrics))
+    broker = QmtBroker(cast(Any, None), cast(Any, registry), clock=lambda: now, grace_s=60)
+
+    def not_listed() -> float | None:
+        return metrics.get_sample_value("lh_broker_orders_not_listed_total", {"bridge_id": "b1"})
 
     def mapping(sent_ago_s: float) -> BrokerOrder:
         return BrokerOrder("o1", "b1", "o1", None, None, now - timedelta(seconds=sent_ago_s), None, None, None)
@@ -146,5 +155,7 @@ def test_an_order_the_broker_does_not_know_is_resolved_by_its_age_and_state() ->
     # acknowledged yesterday (created 2026-12-06 14:00 Shanghai) and no longer listed: expired with its session
     yesterday = datetime(2026, 12, 6, 6, 0, tzinfo=UTC)
     assert broker._not_known(order(S, yesterday), mapping(3600)) == BrokerReport(C, reason=NO_LONGER_LISTED)
-    # acknowledged today and not known: a contradiction, left as it is (an unknown report changes nothing)
+    assert not_listed() is None  # none of those is counted (no sample for b1 yet)
+    # acknowledged today and not known: a contradiction, left as it is (an unknown report changes nothing), alerted
     assert broker._not_known(order(P, now - timedelta(hours=1)), mapping(3600)) == BrokerReport(U)
+    assert not_listed() == 1

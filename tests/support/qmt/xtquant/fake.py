@@ -17,7 +17,12 @@ strip_remark (order/trade/error pushes come without order_remark, as some broker
 it), fail_async (a message: the async call returns a seq, but the response has order_id -1 and the message, and an
 on_order_error with order_id -1 follows; nothing is placed), place_delay_s (seconds order_stock(_async) takes
 before the order reaches the broker: a bridge killed meanwhile never placed it), unreported (orders stay 49 待报 with
-no order_sysid until they fill: the counter has not numbered them yet).
+no order_sysid until they fill: the counter has not numbered them yet), orders_query_fails (query_stock_orders
+answers None, MiniQMT's answer to a failed query; the single-order query still answers).
+
+Cancels: by order id (`cancel_order_stock(_async)`) or by contract number (`cancel_order_stock_sysid(acc, market,
+sysid)`, market 0/1 or 'SH'/'SZ' as xttrader documents it; anything else -1). Every cancel call that reaches the broker
+is recorded in `cancel_calls` ({"order_id"} or {"market", "order_sysid"}; not persisted).
 
 Restarts (`restart`): every connected trader gets on_disconnected and is gone, with the callbacks it had queued and
 not yet delivered (async responses too); connect() works again at once. With `lose_session` MiniQMT comes back
@@ -54,6 +59,7 @@ DEFAULT_BEHAVIOURS: dict[str, Any] = {
     "fail_async": "",
     "place_delay_s": 0.0,
     "unreported": False,
+    "orders_query_fails": False,
 }
 UNREPORTED = {c.ORDER_UNREPORTED, c.ORDER_WAIT_REPORTING}
 
@@ -78,6 +84,7 @@ class Broker:
         self.restarts = 0
         self.order_calls: list[dict[str, Any]] = []  # every order_stock(_async) call that reached the broker
         self.silent_orders: set[int] = set()  # placed while `silent`: no callback ever comes for them
+        self.cancel_calls: list[dict[str, Any]] = []  # every cancel call that reached the broker (by id or sysid)
         self.account_status = c.ACCOUNT_STATUS_OK
         self.down = False
         self.sessions: list[Any] = []  # connected XtQuantTrader objects
@@ -374,10 +381,29 @@ class Broker:
             self._save()
             self._push(order["account_id"], "on_stock_order", xt_order(order))
 
+    def cancel_sysid(self, trader: Any, account_id: str, market: Any, order_sysid: str) -> int:
+        """cancel_order_stock_sysid: the order with this contract number on the market's exchange (synchronous)."""
+        exchange = {0: "SH", 1: "SZ", "SH": "SH", "SZ": "SZ"}.get(market) if not isinstance(market, bool) else None
+        with self.lock:
+            if trader not in self.sessions:
+                return -1
+            self.cancel_calls.append({"market": market, "order_sysid": order_sysid})
+            if exchange is None:
+                return -1
+            for order in self.orders.values():
+                if order["order_sysid"] == order_sysid and order["stock_code"].endswith("." + exchange):
+                    return self._cancel(trader, account_id, order["order_id"], seq=None)
+            return 0 if self.behaviours["cancel_unknown_ok"] else -1
+
     def cancel(self, trader: Any, account_id: str, order_id: int, *, seq: int | None) -> int:
         with self.lock:
             if trader not in self.sessions:
                 return -1
+            self.cancel_calls.append({"order_id": order_id})
+            return self._cancel(trader, account_id, order_id, seq=seq)
+
+    def _cancel(self, trader: Any, account_id: str, order_id: int, *, seq: int | None) -> int:
+        with self.lock:
             order = self.orders.get(order_id)
             if order is None:
                 if seq is not None:
@@ -416,7 +442,7 @@ class Broker:
                         account_type=2,
                         account_id=account_id,
                         order_id=order_id,
-                        market=0,
+                        market=0 if order["stock_code"].endswith(".SH") else 1,
                         order_sysid=order["order_sysid"],
                         error_id=-1,
                         error_msg="order is final",
@@ -502,6 +528,12 @@ class Broker:
                     )
 
     # --- queries ----------------------------------------------------------------------------------------------
+    def list_orders(self, account_id: str) -> list[xttype.XtOrder] | None:
+        """query_stock_orders' list (None when `orders_query_fails`)."""
+        if self.behaviours["orders_query_fails"]:
+            return None
+        return self.query_orders(account_id)
+
     def query_orders(self, account_id: str) -> list[xttype.XtOrder]:
         with self.lock:
             return [xt_order(o) for o in self.orders.values() if o["account_id"] == account_id]

@@ -196,11 +196,19 @@ class XtQuantTrader:
         self._broker.cancel(self, account.account_id, order_id, seq=seq)
         return seq
 
+    def cancel_order_stock_sysid(self, account: Any, market: Any, order_sysid: str) -> int:
+        """By the order's contract number; market 0/1 or 'SH'/'SZ'. 0 / -1."""
+        if not self._ok(account):
+            return -1
+        return self._broker.cancel_sysid(self, account.account_id, market, str(order_sysid))
+
     # --- queries (None both on failure and when empty, as the real ones) --------------------------------------
     def query_stock_orders(self, account: Any, cancelable_only: bool = False) -> list[Any] | None:
         if not self._ok(account):
             return None
-        orders = self._broker.query_orders(account.account_id)
+        orders = self._broker.list_orders(account.account_id)
+        if orders is None:
+            return None
         if cancelable_only:
             orders = [o for o in orders if o.order_status not in fake.FINAL]
         return orders or None
