@@ -293,9 +293,7 @@ def test_a_star_market_orders_protection_price_is_checked_as_a_limit_price(
 def test_a_protection_price_outside_the_band_names_it() -> None:
     star = _quote("688981.SH", **STAR_50)
     [reason] = quote_checks(_star_market("sell", "0.01"), star, max_order_value=CAP)
-    assert reason.message == (
-        "protection price 0.01 is below the limit-down price 40.00 of the session on 2025-01-02"
-    )
+    assert reason.message == "protection price 0.01 is below the limit-down price 40.00 of the session on 2025-01-02"
     _, [tick] = static_checks(_star_market("buy", "50.005"), max_order_value=CAP)
     assert tick.message == "protection price 50.005 is not on the 0.01 tick"
 
