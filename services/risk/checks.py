@@ -11,8 +11,8 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.core.domain import InvalidTsCode, OrderSide, OrderType, SecurityCode, money, parse_ts_code
-from shared.core.market.orders import Holding, buy_cost, oversell_error
 from shared.core.market.order_types import needs_protection
+from shared.core.market.orders import Holding, buy_cost, oversell_error
 from shared.core.market.rules import band_error, buy_qty_error, on_tick, sell_qty_error
 from shared.platform.clock import OrderSession
 from shared.platform.quotes import Quote, limits_unknown
