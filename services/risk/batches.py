@@ -12,19 +12,22 @@ terms, and every item's final answer (placed or refused) as it is decided (`orde
   its client_order_id: risk replays its decision, execution answers with the order it holds);
 - other items: 409 `batch_id_reused`.
 
-One request at a time places a batch's items: it holds the batch's lease (`claim_token`, renewed with every item it
-records, LEASE_S long); a copy arriving meanwhile is 409 `batch_in_progress`. The lease of a request that died runs
-out, and the batch sent again then completes it.
+One request at a time places a batch's items: it holds the batch's lease (`claim_token`, LEASE_S long), renewed
+before each item is sent, every RENEW_S while an item is being placed (one place may wait on HTTP timeouts longer
+than the lease) and with every item it records; each renewal is conditional on the request's own token, so a request
+whose lease was taken over stops before its next item (409 `batch_in_progress`). A copy arriving meanwhile is 409
+`batch_in_progress`. The lease of a request that died runs out, and the batch sent again then completes it.
 
 The first item that fails (503: execution, risk's data or a dependency of risk is down) stops the batch: it and the
 items after it are answered `failed` and not sent, so a rebalance's later items never go ahead of an earlier one."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -46,7 +49,8 @@ from shared.platform.observability import new_id
 
 log = logging.getLogger(__name__)
 
-LEASE_S = 30.0  # a batch whose placing request recorded nothing for this long may be taken over by a copy
+LEASE_S = 30.0  # a batch whose placing request renewed nothing for this long may be taken over by a copy
+RENEW_S = LEASE_S / 3  # while an item is being placed, its lease is renewed this often
 
 
 class BatchStatus(StrEnum):
@@ -147,22 +151,34 @@ class BatchStore:
                 opened = await unit(s)
         return opened
 
+    async def _renew(self, s: DbSession, account_id: str, batch_id: str, token: str, now: datetime) -> None:
+        """The lease extended to LEASE_S from `now`, if `token` still holds it (else LeaseLost: a copy took it over
+        after this request's lease had run out)."""
+        renewed = await s.execute(
+            update(order_batches)
+            .where(
+                order_batches.c.account_id == account_id,
+                order_batches.c.batch_id == batch_id,
+                order_batches.c.claim_token == token,
+            )
+            .values(claimed_until=now + timedelta(seconds=LEASE_S), updated_at=now)
+        )
+        if renewed.rowcount != 1:
+            raise LeaseLost(batch_id)
+
+    async def renew(self, account_id: str, batch_id: str, token: str) -> None:
+        """The lease renewed by the request holding it (`token`). Raises LeaseLost."""
+        now = self.clock()
+        async for tx in self.db.transaction():
+            async with tx as s:
+                await self._renew(s, account_id, batch_id, token, now)
+
     async def record(self, account_id: str, batch_id: str, token: str, index: int, answer: dict[str, Any]) -> None:
         """An item's final answer, with the lease renewed in the same transaction. Raises LeaseLost."""
         now = self.clock()
         async for tx in self.db.transaction():
             async with tx as s:
-                renewed = await s.execute(
-                    update(order_batches)
-                    .where(
-                        order_batches.c.account_id == account_id,
-                        order_batches.c.batch_id == batch_id,
-                        order_batches.c.claim_token == token,
-                    )
-                    .values(claimed_until=now + timedelta(seconds=LEASE_S), updated_at=now)
-                )
-                if renewed.rowcount != 1:
-                    raise LeaseLost(batch_id)
+                await self._renew(s, account_id, batch_id, token, now)
                 await s.execute(
                     order_batch_items.insert().values(
                         account_id=account_id, batch_id=batch_id, item_index=index,
@@ -190,10 +206,11 @@ class BatchStore:
 
 
 class OrderBatches:
-    def __init__(self, desk: RiskDesk, store: BatchStore, *, max_orders: int) -> None:
+    def __init__(self, desk: RiskDesk, store: BatchStore, *, max_orders: int, renew_s: float = RENEW_S) -> None:
         self.desk = desk
         self.store = store
         self.max_orders = max_orders
+        self.renew_s = renew_s  # how often an item's lease is renewed while it is being placed
 
     async def place(self, request: OrderBatchRequest, principal: Principal) -> dict[str, Any]:
         orders = request.orders
@@ -272,7 +289,9 @@ class OrderBatches:
                 elif stopped is not None:
                     answers.append(_not_sent(index, order, stopped))
                 else:
-                    answer = await self._one(index, order, principal)
+                    # still ours? (else a copy places the rest: this request stops before sending another item)
+                    await self.store.renew(account_id, request.batch_id, token)
+                    answer = await self._leased(self._one(index, order, principal), account_id, request.batch_id, token)
                     if answer["status"] == "failed":
                         stopped = answer
                     else:
@@ -290,6 +309,34 @@ class OrderBatches:
             raise
         await self._release(account_id, request.batch_id, token, complete=stopped is None)
         return _answer(request.batch_id, answers)
+
+    async def _leased(
+        self, placing: Coroutine[Any, Any, dict[str, Any]], account_id: str, batch_id: str, token: str
+    ) -> dict[str, Any]:
+        """An item's placing, with the lease renewed every `renew_s` while it runs: a place that waits on HTTP
+        timeouts longer than LEASE_S does not let a copy of the batch send the same item meanwhile. A renewal that
+        fails (the database, or the lease lost) is logged and tried again on the next beat; the item's record after
+        it is the check that counts (LeaseLost there)."""
+
+        async def beat() -> None:
+            while True:
+                await asyncio.sleep(self.renew_s)
+                try:
+                    await self.store.renew(account_id, batch_id, token)
+                except LeaseLost:
+                    log.error("a batch's lease was taken over while an item was being placed",
+                              extra={"batch_id": batch_id})  # fmt: skip
+                    return
+                except Exception:
+                    log.exception("could not renew a batch's lease", extra={"batch_id": batch_id})
+
+        heart = asyncio.create_task(beat())
+        try:
+            return await placing
+        finally:
+            heart.cancel()
+            with suppress(asyncio.CancelledError):
+                await heart
 
     async def _release(self, account_id: str, batch_id: str, token: str, *, complete: bool) -> None:
         try:

@@ -11,8 +11,9 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.core.domain import InvalidTsCode, OrderSide, OrderType, SecurityCode, money, parse_ts_code
+from shared.core.market.order_types import needs_protection
 from shared.core.market.orders import Holding, buy_cost, oversell_error
-from shared.core.market.rules import buy_qty_error, on_tick, sell_qty_error
+from shared.core.market.rules import band_error, buy_qty_error, on_tick, sell_qty_error
 from shared.platform.clock import OrderSession
 from shared.platform.quotes import Quote, limits_unknown
 from shared.platform.request_model import AccountId
@@ -79,36 +80,32 @@ def static_checks(order: OrderIntent, *, max_order_value: Decimal) -> tuple[Secu
         if lot_error:
             reasons.append(Reason(ReasonCode.LOT_SIZE, f"{order.qty} shares of {security}: {lot_error}"))
     if order.price is not None and not on_tick(order.price):
-        reasons.append(Reason(ReasonCode.PRICE_TICK, f"price {order.price} is not on the 0.01 tick"))
+        what = "price" if order.order_type is OrderType.LIMIT else "protection price"
+        reasons.append(Reason(ReasonCode.PRICE_TICK, f"{what} {order.price} is not on the 0.01 tick"))
     if order.order_type is OrderType.LIMIT and order.price is not None:
         reasons.extend(_value_check(order.qty, order.price, "limit price", max_order_value))
     return security, reasons
 
 
 def quote_checks(order: OrderIntent, quote: Quote | None, *, max_order_value: Decimal) -> list[Reason]:
-    """The checks against the quote: known, not suspended, inside the next session's price limits, and the value
-    of a market order (at the last close). `quote` None: the data service does not know the security."""
+    """The checks against the quote: known, not suspended, a limit price or a STAR market order's protection price
+    inside the next session's price limits, and the value of a market order (at the last close). `quote` None: the
+    data service does not know the security."""
     if quote is None:
         return [Reason(ReasonCode.UNKNOWN_SECURITY, f"{order.ts_code} is not a known security")]
     reasons: list[Reason] = []
     if quote.suspended:
         reasons.append(Reason(ReasonCode.SUSPENDED, f"{quote.ts_code} is suspended"))
     session = f" of the session on {quote.next_trade_date}" if quote.next_trade_date else " of the next session"
-    if order.order_type is OrderType.LIMIT and order.price is not None:
-        if quote.limit_up is not None and order.price > quote.limit_up:
-            reasons.append(
-                Reason(
-                    ReasonCode.PRICE_LIMIT,
-                    f"price {order.price} is above the limit-up price {quote.limit_up}{session}",
-                )
-            )
-        if quote.limit_down is not None and order.price < quote.limit_down:
-            reasons.append(
-                Reason(
-                    ReasonCode.PRICE_LIMIT,
-                    f"price {order.price} is below the limit-down price {quote.limit_down}{session}",
-                )
-            )
+    # A limit price, and a STAR market order's protection price (保护限价), must lie within the session's price
+    # limits (the exchange rejects either outside them); the tick of both is a static check, the cage a rule.
+    what = "price" if order.order_type is OrderType.LIMIT else "protection price"
+    if order.price is not None and (
+        order.order_type is OrderType.LIMIT or needs_protection(order.ts_code, order.order_type)
+    ):
+        outside = band_error(order.price, quote.limit_up, quote.limit_down, what)
+        if outside is not None:
+            reasons.append(Reason(ReasonCode.PRICE_LIMIT, f"{outside}{session}"))
     if order.order_type is OrderType.MARKET:
         if quote.last_close is None:
             reasons.append(

@@ -42,8 +42,10 @@ from services.risk.schemas import OrderRequest
 from services.risk.state.ports import BookUnavailable
 from services.risk.store import outbox, stop_triggers, stops
 from shared.core.domain import OrderSide, OrderType
+from shared.core.domain.codes import Board
 from shared.core.market.order_types import needs_protection
 from shared.core.market.orders import Holding
+from shared.core.market.rules import price_cage
 from shared.platform.calendar import CalendarUnavailable
 from shared.platform.clock import utcnow
 from shared.platform.db import Database
@@ -491,11 +493,21 @@ class StopWatcher:
             return None
         return quote.last_close
 
-    async def _limit_down(self, ts_code: str) -> Decimal | None:
-        """The limit-down of the market clock's session for `ts_code` (None: unknown, or no limit that day)."""
+    async def _protection(self, stop: Stop) -> Decimal:
+        """A STAR exit's protection price (保护限价), the least the market sell takes: the price cage's lowest sell
+        against the price the stop triggered at (STAR: 98% of it, up to the tick), never below the session's
+        limit-down. The exchange refuses a protection price outside the cage (and risk does with `price_cage` on), so
+        the limit-down itself, 20% down, would be refused in continuous trading; and a listing's first five sessions
+        have no limit-down at all, the cage holds there too. From the trigger's price, not the latest: a resumed exit
+        is the same order (its client_order_id with other terms would be a conflict). Raises QuoteUnavailable (the
+        exit is attempted again)."""
+        assert stop.trigger_seen is not None
+        _, lowest_sell = price_cage(Board.STAR, stop.trigger_seen)
         session = self.market_session()
-        quote = await (self.quotes.quote(ts_code) if session is None else self.quotes.quote(ts_code, session))
-        return None if quote is None else quote.limit_down
+        code = stop.ts_code
+        quote = await (self.quotes.quote(code) if session is None else self.quotes.quote(code, session))
+        limit_down = None if quote is None else quote.limit_down
+        return lowest_sell if limit_down is None else max(lowest_sell, limit_down)
 
     async def run_pass(self) -> int:
         """One pass: resume the stalled exits, then evaluate every armed stop. How many exits it attempted."""
@@ -583,10 +595,9 @@ class StopWatcher:
             return
         protection: Decimal | None = None
         if needs_protection(stop.ts_code, OrderType.MARKET):
-            # a STAR market sell carries a protection price: the session's limit-down, the least the exit accepts
-            # (what the exit was bounded by before requests named one)
+            # a STAR market sell carries a protection price, the least the exit accepts (`_protection`)
             try:
-                protection = await self._limit_down(stop.ts_code)
+                protection = await self._protection(stop)
             except QuoteUnavailable as exc:
                 await self._record_retry(attempt("retry", f"no protection price for the STAR exit: {exc}"))
                 return

@@ -74,8 +74,8 @@ from shared.core.market.matching import (
     match_on_book,
     match_order,
 )
-from shared.core.market.order_types import DEFAULT_MARKET_TYPE, REST_AS_LIMIT
-from shared.core.market.rules import board_lots, lot_sizes
+from shared.core.market.order_types import DEFAULT_MARKET_TYPE, REST_AS_LIMIT, needs_protection
+from shared.core.market.rules import band_error, board_lots, lot_sizes
 from shared.platform.approval import PaperFill
 from shared.platform.calendar import BarsCalendar, CalendarUnavailable, OrderSessions
 from shared.platform.clock import continuous_trading, market_today, no_session, session_close, utcnow
@@ -166,6 +166,7 @@ class PaperQuote:
     limit_up: Decimal | None = None  # the next session's limit-up price; None on sessions without limits
     limits_for: date | None = None  # the session limit_up is for (the quote's next_trade_date)
     last_trade_date: date | None = None  # the symbol's newest stored session
+    limit_down: Decimal | None = None  # the next session's limit-down price; None on sessions without limits
 
 
 @dataclass(frozen=True)
@@ -319,6 +320,7 @@ class PaperQuotes:
         try:
             last_close = None if quote.last_close is None else price(quote.last_close)
             limit_up = None if quote.limit_up is None else price(quote.limit_up)
+            limit_down = None if quote.limit_down is None else price(quote.limit_down)
         except ValueError as exc:  # a price off the tick
             raise MarketDataError(f"malformed market data for {ts_code}: {exc}") from exc
         if last_close is None and not quote.suspended:
@@ -329,6 +331,7 @@ class PaperQuotes:
             limit_up=limit_up,
             limits_for=quote.next_trade_date,
             last_trade_date=quote.last_trade_date,
+            limit_down=limit_down,
         )
 
 
@@ -498,11 +501,15 @@ class PaperBroker:
         session = self.market_session()
         now = self.clock()
         resting_for: date | None = None
-        if self.fills == "quotes" and paper_fill is None:
+        outside = await self._protection_outside_band(order, session)
+        if outside is not None:
+            # as the exchange: an order whose protection price is outside the day's limits is invalid (rejected)
+            outcome = Outcome(OrderStatus.REJECTED, reason=f"price_limit: {outside}")
+        elif self.fills == "quotes" and paper_fill is None:
             # Matched on the live quotes under the code's lock, which also writes the book (its fills take volume
             # from a round another order may be matched against): nothing is left for the caller's transaction.
             return Booking(await self._submit_on_quotes(order, price_cap, now), _written)
-        if session is not None:
+        elif session is not None:
             outcome = await self._match_on_session(order, price_cap, session, self.order_rules(paper_fill))
         elif self.fills == "immediate":
             outcome = await self._match_on_latest_close(order, price_cap, now)
@@ -532,6 +539,20 @@ class PaperBroker:
             await _insert_fills(s, order.order_id, outcome.fills)
 
         return Booking(BrokerReport(status=outcome.status, fills=outcome.fills, reason=outcome.reason), write)
+
+    async def _protection_outside_band(self, order: Order, session: date | None) -> str | None:
+        """Why a STAR market order's protection price is outside the session's price limits (None: inside, not such
+        an order, or no limits known), by the statement risk checks it with (`shared.core.market.rules.band_error`).
+        Risk refuses such an order before it is signed: this holds the simulation to the exchange's rule whatever
+        reaches it. Raises BrokerUnavailable (the data service)."""
+        if order.price is None or not needs_protection(order.ts_code, order.order_type):
+            return None
+        quote = await (
+            self.quotes.latest(order.ts_code) if session is None else self.quotes.latest(order.ts_code, session)
+        )
+        if quote is None:
+            return None  # an unknown security: each way of matching rejects it as such
+        return band_error(order.price, quote.limit_up, quote.limit_down, "protection price")
 
     async def _match_on_latest_close(self, order: Order, price_cap: Decimal | None, now: datetime) -> Outcome:
         quote = await self.quotes.latest(order.ts_code)

@@ -10,7 +10,7 @@ from decimal import Decimal
 from services.risk.rules.base import Finding, Level, RuleConfig, RuleOrder
 from shared.core.domain import OrderSide, OrderType
 from shared.core.domain.codes import Board
-from shared.core.market.rules import max_order_qty
+from shared.core.market.rules import max_order_qty, price_cage
 from shared.platform.clock import CONTINUOUS_TRADING, EXCHANGE_TZ
 from shared.platform.request_model import StrictBool
 
@@ -21,11 +21,9 @@ RULE = "exchange"
 NO_CANCELS = ((time(9, 20), time(9, 25)), (time(14, 57), time(15, 0)))
 NO_ORDERS = ((time(9, 25), time(9, 30)),)
 CONTINUOUS = CONTINUOUS_TRADING  # the one statement of it (shared/platform/clock.py)
-# Price cage (有效申报价格范围) of limit orders in continuous trading: main board and ChiNext a buy at most the larger
-# of 102% of the benchmark and the benchmark + 10 ticks, a sell at least the smaller of 98% and benchmark - 10 ticks
-# (SZSE from 2020-08-24 for ChiNext, SSE/SZSE main board from 2023-04-10); STAR 102% / 98% only (SSE 2019).
-CAGE_PCT = Decimal("0.02")
-CAGE_TICKS = Decimal("0.10")
+# The price cage (有效申报价格范围) and its bounds: shared/core/market/rules.py (`price_cage`), one statement for risk
+# and execution.
+cage = price_cage
 
 
 class ExchangeConfig(RuleConfig):
@@ -71,20 +69,11 @@ def check(order: RuleOrder, config: ExchangeConfig) -> list[Finding]:
         )
     last = order.reference.last_price
     in_continuous = clock.date() == order.session and _within(clock.time(), CONTINUOUS)
-    if config.price_cage and not market and order.price is not None and last is not None and in_continuous:
-        findings.extend(_cage(order, order.price, last))
+    # the cage holds a limit order's price and a STAR market order's protection price (SSE 科创板交易特别规定) alike
+    caged = order.price if not market else order.protection_price if order.board is Board.STAR else None
+    if config.price_cage and caged is not None and last is not None and in_continuous:
+        findings.extend(_cage(order, caged, last))
     return findings
-
-
-def cage(board: Board, benchmark: Decimal) -> tuple[Decimal, Decimal]:
-    """(highest buy, lowest sell) a limit order may name in continuous trading, against the benchmark price."""
-    up, down = benchmark * (1 + CAGE_PCT), benchmark * (1 - CAGE_PCT)
-    if board is not Board.STAR:
-        up, down = max(up, benchmark + CAGE_TICKS), min(down, benchmark - CAGE_TICKS)
-    # prices are in ticks: a buy may go up to the tick at or below the bound, a sell down to the tick at or above
-    return up.quantize(Decimal("0.01"), rounding="ROUND_FLOOR"), down.quantize(
-        Decimal("0.01"), rounding="ROUND_CEILING"
-    )
 
 
 def _cage(order: RuleOrder, price: Decimal, benchmark: Decimal) -> list[Finding]:

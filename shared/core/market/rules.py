@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
 from shared.core.domain.codes import Board, parse_ts_code
 from shared.core.domain.money import FEN, PRICE_TICK, money
@@ -81,6 +81,35 @@ def limit_prices(pre_close: Decimal, ratio: tuple[Decimal, Decimal] | None) -> t
     limit_up = (pre_close * (1 + up)).quantize(PRICE_TICK, rounding=ROUND_HALF_UP)
     limit_down = (pre_close * (1 - down)).quantize(PRICE_TICK, rounding=ROUND_HALF_UP)
     return limit_up, max(limit_down, PRICE_TICK)
+
+
+# Price cage (有效申报价格范围) of limit orders in continuous trading, and of a STAR market order's protection price:
+# main board and ChiNext a buy at most the larger of 102% of the benchmark and the benchmark + 10 ticks, a sell at
+# least the smaller of 98% and benchmark - 10 ticks (SZSE from 2020-08-24 for ChiNext, SSE/SZSE main board from
+# 2023-04-10); STAR 102% / 98% only (SSE 科创板交易特别规定 2019; its market orders' 保护限价 are held to it as well).
+CAGE_PCT = Decimal("0.02")
+CAGE_TICKS = Decimal("0.10")
+
+
+def price_cage(board: Board, benchmark: Decimal) -> tuple[Decimal, Decimal]:
+    """(highest buy, lowest sell) a limit order (or a STAR market order's protection price) may name in continuous
+    trading, against the benchmark price. Prices are in ticks: a buy may go up to the tick at or below the bound, a
+    sell down to the tick at or above it."""
+    up, down = benchmark * (1 + CAGE_PCT), benchmark * (1 - CAGE_PCT)
+    if board is not Board.STAR:
+        up, down = max(up, benchmark + CAGE_TICKS), min(down, benchmark - CAGE_TICKS)
+    return up.quantize(PRICE_TICK, rounding=ROUND_FLOOR), down.quantize(PRICE_TICK, rounding=ROUND_CEILING)
+
+
+def band_error(px: Decimal, limit_up: Decimal | None, limit_down: Decimal | None, what: str = "price") -> str | None:
+    """Why `px` (a limit price, or a STAR market order's protection price, named by `what`) is outside the session's
+    price limits, or None (inside, or no limit known on that side: a session without limits). The exchanges reject
+    such an order (无效申报); one statement for risk and execution's paper broker."""
+    if limit_up is not None and px > limit_up:
+        return f"{what} {px} is above the limit-up price {limit_up}"
+    if limit_down is not None and px < limit_down:
+        return f"{what} {px} is below the limit-down price {limit_down}"
+    return None
 
 
 class LotError(ValueError):

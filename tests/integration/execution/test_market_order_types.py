@@ -3,8 +3,9 @@ process: the order-path fleet): the paper broker on live quotes simulates each a
 fill-or-kill that cannot fill in full is cancelled with nothing filled; an SH best-five-then-limit rests what five
 levels did not fill as a limit order at its last fill price, which a later round fills); a type the code's exchange
 does not take, a limit IOC and a STAR market order without a protection price are refused by risk with 422 naming
-the field, nothing recorded or stored; an accepted type is stored and shown on the order and the decision. Expected
-fills are worked out by hand from the quoted levels."""
+the field, nothing recorded or stored; a STAR protection price outside the session's limits is refused by risk
+(price_limit) and, signed anyway, rejected by the paper broker; an accepted type is stored and shown on the order
+and the decision. Expected fills are worked out by hand from the quoted levels."""
 
 from __future__ import annotations
 
@@ -147,3 +148,39 @@ async def test_an_accepted_market_type_is_decided_signed_stored_and_shown(backin
                                   headers=f.headers(who))  # fmt: skip
         assert plain.status_code == 201, plain.text
         assert plain.json()["order"]["market_type"] == "counterparty_best"
+
+
+async def test_a_star_protection_price_outside_the_limits_is_refused_by_risk_and_rejected_by_the_paper_broker(
+    backing: Backing,
+) -> None:
+    # 688981.SH last closed at 50.00: its session's limits are 50.00 x 1.2 = 60.00 and 50.00 x 0.8 = 40.00 (STAR 20%).
+    who = trader()
+    settings = backing.settings(scope="mtypeprotect")
+    async with fleet(settings) as f:
+        for side, protection, bound in (("buy", "99999", "above the limit-up price 60.00"),
+                                        ("sell", "0.01", "below the limit-down price 40.00")):  # fmt: skip
+            body = order_body(ts_code="688981.SH", order_type="market", side=side, price=protection, qty=200,
+                              market_type="best5_cancel")  # fmt: skip
+            answer = await f.risk.post("/v1/orders", json=body, headers=f.headers(who))
+            assert answer.status_code == 422, answer.text
+            refused = answer.json()
+            assert refused["code"] == "order_rejected"
+            # (with other reasons the order has: the sell holds no shares)
+            [reason] = [r for r in refused["decision"]["reasons"] if r["code"] == "price_limit"]
+            assert reason["message"].startswith(f"protection price {protection} is {bound} of the session on ")
+        # Signed all the same (a risk of another version, a hand-made approval): the paper broker rejects it as the
+        # exchange would, by the same statement of the band, and fills nothing.
+        terms = limit_buy(who, ts_code="688981.SH", order_type="market", price="99999", qty=200,
+                          market_type="best5_cancel")  # fmt: skip
+        sent = await f.execution.post("/v1/orders", json=signed_order(settings, terms), headers=f.headers(who))
+        assert sent.status_code == 201, sent.text
+        body = sent.json()
+        assert (body["status"], body["filled_qty"]) == ("rejected", 0)
+        assert body["reason"] == "price_limit: protection price 99999 is above the limit-up price 60.00"
+        # within the limits it is matched as before: a buy protected at 60.00 (the limit-up) is not rejected
+        inside = limit_buy(who, ts_code="688981.SH", order_type="market", price="60.00", qty=200,
+                           market_type="best5_cancel")  # fmt: skip
+        ok = await f.execution.post("/v1/orders", json=signed_order(settings, inside),
+                                    headers=f.headers(who))  # fmt: skip
+        assert ok.status_code == 201, ok.text
+        assert ok.json()["status"] != "rejected", ok.json()

@@ -17,7 +17,7 @@ from services.risk.store import order_batch_items, order_batches, risk_decisions
 from shared.platform.internal_auth import Principal
 from shared.platform.observability import new_id
 from tests.conftest import Backing
-from tests.integration.execution.order_path_harness import Fleet, fleet, settle, trader
+from tests.integration.execution.order_path_harness import Fleet, fleet, settle, trader, until
 
 pytestmark = pytest.mark.integration
 
@@ -320,4 +320,93 @@ async def test_a_batch_whose_request_died_after_placing_an_item_completes_it_onc
         assert done.status_code == 200, done.text
         assert [i["status"] for i in done.json()["items"]] == ["placed", "placed"]
         assert await f.store.count(orders, account_id=alice.account_id) == 5
+        await settle(f)
+
+
+async def _claimed_until(f: Fleet, account_id: str, batch_id: str) -> Any:
+    async with f.risk_app.state.db.session() as s:
+        row = (
+            await s.execute(
+                order_batches.select().where(
+                    order_batches.c.account_id == account_id, order_batches.c.batch_id == batch_id
+                )
+            )
+        ).first()
+    return None if row is None else row.claimed_until
+
+
+async def test_an_item_placed_for_longer_than_the_lease_keeps_a_copy_of_the_batch_out(backing: Backing) -> None:
+    """An item whose place waits past LEASE_S (HTTP timeouts): the lease is renewed while it is in flight, so a copy
+    of the batch sent meanwhile is 409 batch_in_progress instead of placing the same item alongside it."""
+    settings = backing.settings()
+    alice = trader()
+    async with fleet(settings) as f:
+        batches = f.risk_app.state.batches
+        store = batches.store
+        batches.renew_s = 0.05  # the heartbeat, made quick (its default is LEASE_S / 3)
+        place, clock = batches.desk.place, store.clock
+        slow = _batch(_buy(100), _buy(200, price="9.50"))
+        copies: list[httpx.Response] = []
+
+        async def slow_place(order: Any, principal: Principal, **kw: Any) -> Any:
+            if order.client_order_id == slow["orders"][1]["client_order_id"]:
+                # The place hangs for LEASE_S + 1 s on the store's clock: the lease item 0's record gave (now + 30 s)
+                # has run out, unless renewed meanwhile. Wait for the renewal against the moved clock (now + 31 + 30).
+                store.clock = lambda: clock() + timedelta(seconds=LEASE_S + 1)
+
+                async def renewed() -> bool:
+                    until_ = await _claimed_until(f, alice.account_id or "", slow["batch_id"])
+                    return until_ is not None and until_ > clock() + timedelta(seconds=LEASE_S + 1)
+
+                await until(renewed, what="the lease renewed while the item is placed")
+                copies.append(await f.risk.post("/v1/order-batches", json=slow, headers=f.headers(alice)))
+            return await place(order, principal, **kw)
+
+        batches.desk.place = slow_place
+        try:
+            response = await f.risk.post("/v1/order-batches", json=slow, headers=f.headers(alice))
+        finally:
+            batches.desk.place, store.clock = place, clock
+        assert response.status_code == 200, response.text
+        assert [i["status"] for i in response.json()["items"]] == ["placed", "placed"]
+        [copy] = copies
+        assert (copy.status_code, copy.json()["code"]) == (409, "batch_in_progress")
+        assert await f.store.count(orders, account_id=alice.account_id) == 2  # each item once
+        assert await _decisions(f, alice.account_id or "") == 2
+        await settle(f)
+
+
+async def test_a_request_whose_lease_was_taken_over_sends_no_further_item(backing: Backing) -> None:
+    """A copy took the batch over while item 0 was placed (this request's lease had run out): the renewal before the
+    next item finds another token, so this request stops (409 batch_in_progress) without sending item 1."""
+    settings = backing.settings()
+    alice = trader()
+    async with fleet(settings) as f:
+        batches = f.risk_app.state.batches
+        store = batches.store
+        place, record = batches.desk.place, store.record
+        batch = _batch(_buy(100), _buy(200, price="9.50"))
+        sent: list[str] = []
+
+        async def taken_over_after_recording(account_id: str, batch_id: str, token: str, index: int, a: Any) -> None:
+            await record(account_id, batch_id, token, index, a)
+            async with f.risk_app.state.db.session() as s:  # a copy's claim: its own token
+                await s.execute(
+                    order_batches.update()
+                    .where(order_batches.c.account_id == account_id, order_batches.c.batch_id == batch_id)
+                    .values(claim_token="copy-token")
+                )
+
+        async def counting(order: Any, principal: Principal, **kw: Any) -> Any:
+            sent.append(order.client_order_id)
+            return await place(order, principal, **kw)
+
+        batches.desk.place, store.record = counting, taken_over_after_recording
+        try:
+            response = await f.risk.post("/v1/order-batches", json=batch, headers=f.headers(alice))
+        finally:
+            batches.desk.place, store.record = place, record
+        assert (response.status_code, response.json()["code"]) == (409, "batch_in_progress")
+        assert sent == [batch["orders"][0]["client_order_id"]]  # item 1 never reached the desk
+        assert await f.store.count(orders, account_id=alice.account_id) == 1
         await settle(f)

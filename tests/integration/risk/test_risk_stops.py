@@ -12,9 +12,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from services.notify.business import alerts_for
 from services.risk.stops import Crossing, StopStatus, StopWatcher, exit_client_order_id
 from services.risk.store import outbox
 from shared.platform.clock import utcnow
+from shared.platform.events import Envelope
 from shared.platform.internal_auth import Principal
 from tests.conftest import Backing
 from tests.integration.execution.order_path_harness import (
@@ -359,9 +361,9 @@ async def test_an_exit_refused_for_now_is_retried_with_the_same_order_id(backing
         await settle(f)
 
 
-async def test_a_star_stops_exit_carries_the_session_limit_down_as_its_protection_price(backing: Backing) -> None:
-    # A STAR market order needs a protection price (docs/order-path.md): the exit of a stop on 688981.SH sells at no
-    # less than the session's limit-down
+async def test_a_star_stops_exit_carries_the_cages_lowest_sell_as_its_protection_price(backing: Backing) -> None:
+    # A STAR market order needs a protection price (docs/order-path.md), held by the exchange to the price cage: the
+    # exit of a stop on 688981.SH sells at no less than 98% of the price it triggered at (never below the limit-down)
     star = "688981.SH"  # the fake data service's: last close 50.00, limits 60.00 / 40.00
     amy = trader()
     async with fleet(backing.settings()) as f:
@@ -377,10 +379,63 @@ async def test_a_star_stops_exit_carries_the_session_limit_down_as_its_protectio
                                      "trigger_price": "45.00"}, headers=f.headers(amy))  # fmt: skip
         assert response.status_code == 201, response.text
         stop_id = response.json()["stop_id"]
-        # the price falls to 45.00: limits 45.00 x 1.2 = 54.00 / 45.00 x 0.8 = 36.00 (STAR: 20%)
+        # the price falls to 45.00: limits 45.00 x 1.2 = 54.00 / 45.00 x 0.8 = 36.00 (STAR: 20%); the cage's lowest
+        # sell 45.00 x 0.98 = 44.10, above the limit-down: the protection price is 44.10 (36.00 is outside the cage)
         f.data.quotes[star].update(last_close="45.00", limit_up="54.00", limit_down="36.00")
         await f.data_changed()
         await _watcher(f).run_pass()
         [order] = await _orders(f, amy, exit_client_order_id(stop_id))
         assert (order["side"], order["order_type"], order["qty"], order["price"], order["market_type"]) == (
-            "sell", "market", 200, "36.00", "counterparty_best")  # fmt: skip
+            "sell", "market", 200, "44.10", "counterparty_best")  # fmt: skip
+
+
+async def _star_holding(f: Fleet, who: Principal, star: str) -> str:
+    """`who` holds 200 shares of `star` bought the session before, and a stop-loss at 45.00 on them: its stop_id."""
+    body = {"client_order_id": f"buy-{who.subject}", "ts_code": star, "side": "buy", "order_type": "market",
+            "qty": 200, "price": "60.00", "market_type": "best5_cancel"}  # fmt: skip
+    placed = await f.risk.post("/v1/orders", json=body, headers=f.headers(who))
+    assert placed.status_code == 201, placed.text
+    await until(lambda: _filled(f, who, placed.json()["order"]["order_id"]), what="the buy filled")
+    await trades_were_yesterday(f, who.account_id or who.subject)
+    response = await f.risk.post("/v1/risk/stops", json={"ts_code": star, "kind": "stop_loss",
+                                 "trigger_price": "45.00"}, headers=f.headers(who))  # fmt: skip
+    assert response.status_code == 201, response.text
+    stop_id: str = response.json()["stop_id"]
+    return stop_id
+
+
+async def test_a_star_exit_in_a_session_without_price_limits_is_placed_and_a_refused_one_alerts(
+    backing: Backing,
+) -> None:
+    # A STAR listing's first five sessions have no price limits (no limit-down to protect the exit at): the exit's
+    # protection price is the cage's lowest sell below the trigger's price, 44.50 x 0.98 = 43.61 (exact). A refused
+    # exit fails the stop, and its event is one the notify service turns into LianghuaStopExitFailed.
+    star = "688981.SH"
+    gil, hal = trader(), trader()
+    async with fleet(backing.settings()) as f:
+        await _quiet(f)
+        gil_stop = await _star_holding(f, gil, star)
+        hal_stop = await _star_holding(f, hal, star)
+        halt = {"scope": "account", "account_id": hal.account_id, "state": "halted", "reason": "review"}
+        assert (await f.risk.post("/v1/risk/halt", json=halt, headers=f.headers(ROOT))).status_code == 200
+
+        f.data.quotes[star].update(last_close="44.50", limit_up=None, limit_down=None)
+        await f.data_changed()
+        await _watcher(f).run_pass()
+
+        [order] = await _orders(f, gil, exit_client_order_id(gil_stop))
+        assert (order["side"], order["order_type"], order["qty"], order["price"]) == ("sell", "market", 200, "43.61")
+        assert (await _stop(f, gil, gil_stop))["status"] == "triggered"
+
+        # hal's exit is refused (the account is halted): the stop fails, and its event raises the critical alert
+        failed = await _stop(f, hal, hal_stop)
+        assert (failed["status"], [t["code"] for t in failed["triggers"]]) == ("failed", ["order_rejected"])
+        assert await _orders(f, hal, exit_client_order_id(hal_stop)) == []
+        async with f.risk_app.state.db.engine.connect() as conn:
+            rows = (await conn.execute(select(outbox.c.body).where(outbox.c.type == "risk.stop.triggered"))).all()
+        [event] = [e for e in (Envelope.model_validate_json(r.body) for r in rows)
+                   if e.payload.get("stop_id") == hal_stop]  # fmt: skip
+        [alert] = alerts_for(event, now=utcnow(), ttl_s=3600)
+        assert (alert["labels"]["alertname"], alert["labels"]["stop_id"], alert["labels"]["severity"]) == (
+            "LianghuaStopExitFailed", hal_stop, "critical")  # fmt: skip
+        await settle(f)

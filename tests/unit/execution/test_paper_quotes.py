@@ -74,8 +74,9 @@ async def test_the_data_services_answer_is_read_through_the_schema() -> None:
         limit_up=Decimal("11.00"),
         limits_for=date(2025, 1, 2),
         last_trade_date=date(2024, 12, 31),
+        limit_down=Decimal("9.00"),
     )
-    halted_never_traded = _answer(last_close=None, last_trade_date=None, suspended=True, limit_up=None)
+    halted_never_traded = _answer(last_close=None, last_trade_date=None, suspended=True, limit_up=None, limit_down=None)
     assert await _quotes(halted_never_traded).latest("600000.SH") == PaperQuote(None, True, None, date(2025, 1, 2))
 
 

@@ -15,6 +15,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[3]
 CONFIG = ROOT / "prometheus" / "alertmanager.yml"
+START = ROOT / "prometheus" / "alertmanager-start.sh"
 RULES = ROOT / "prometheus" / "alerts.yml"
 RULE_TESTS = ROOT / "prometheus" / "tests" / "alerts_test.yml"
 OPERATIONS = ROOT / "docs" / "operations.md"
@@ -121,9 +122,10 @@ def test_compose_writes_every_secret_file_the_configuration_reads(compose: dict[
     files = set(re.findall(r"/etc/alertmanager/secrets/([a-z_]+)", text))
     assert files == {"notify_webhook_token", "smtp_password", "incident_webhook_token"}
     service = compose["services"]["alertmanager"]
-    script = " ".join(service["entrypoint"])
+    assert service["entrypoint"][:2] == ["/bin/sh", "/etc/alertmanager/alertmanager-start.sh"]
+    script = START.read_text(encoding="utf-8")
     for name in files:
-        assert f"> /etc/alertmanager/secrets/{name}" in script, f"compose does not write {name}"
+        assert f'> "$secrets/{name}"' in script, f"the start script does not write {name}"
     # the token Alertmanager presents is the one the notify service checks: one variable for both
     assert (
         service["environment"]["LH_NOTIFY_WEBHOOK_TOKEN"]
@@ -131,7 +133,74 @@ def test_compose_writes_every_secret_file_the_configuration_reads(compose: dict[
     )
     mounts = {v.split(":")[1]: v.split(":")[0] for v in service["volumes"]}
     assert mounts["/etc/alertmanager/alertmanager.yml"] == "./prometheus/alertmanager.yml"
-    assert "--cluster.listen-address=" in script  # one Alertmanager: no gossip port
+    assert mounts["/etc/alertmanager/alertmanager-start.sh"] == "./prometheus/alertmanager-start.sh"
+    assert "--cluster.listen-address=" in service["entrypoint"]  # one Alertmanager: no gossip port
+    assert service["ports"] == ["127.0.0.1:9093:9093"]  # its API has no authentication: the host only
+
+
+def start(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """The start script run as compose runs it, with the tmpfs a directory and Alertmanager a stand-in that prints
+    its arguments; (the run, the secrets directory)."""
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    fake = tmp_path / "alertmanager"
+    fake.write_text('#!/bin/sh\necho "started $*"\n', encoding="utf-8")
+    fake.chmod(0o755)
+    environment = {"PATH": "/usr/bin:/bin", "LH_AM_CONFIG": str(CONFIG), "LH_AM_SECRETS": str(secrets),
+                   "LH_AM_EXEC": str(fake), **env}  # fmt: skip
+    result = subprocess.run(["/bin/sh", str(START), "--storage.path=/x"], env=environment, capture_output=True,
+                            text=True, timeout=30, check=False)  # fmt: skip
+    return result, secrets
+
+
+def test_with_an_incident_token_critical_alerts_reach_the_incident_webhook(amtool: str, tmp_path: Path) -> None:
+    result, secrets = start(tmp_path, LH_NOTIFY_WEBHOOK_TOKEN="n" * 16, LH_INCIDENT_WEBHOOK_TOKEN="incident-token-1")
+    assert result.returncode == 0, result.stderr
+    effective = secrets / "alertmanager.yml"
+    assert result.stdout.strip() == f"started --config.file={effective} --storage.path=/x"
+    assert (secrets / "incident_webhook_token").read_text() == "incident-token-1"
+    assert (secrets / "notify_webhook_token").read_text() == "n" * 16
+    assert effective.read_text() == CONFIG.read_text()
+    assert "incident-token-1" not in result.stderr + result.stdout  # a secret is never printed
+    routed = run(amtool, "config", "routes", "test", f"--config.file={effective}", "severity=critical", "team=trading")
+    assert routed.stdout.strip() == "incident-webhook,trading-page"
+
+
+@pytest.mark.parametrize("token", ["", None], ids=["empty", "unset"])
+def test_without_an_incident_token_nothing_is_routed_to_the_incident_webhook(
+    amtool: str, tmp_path: Path, token: str | None
+) -> None:
+    env = {"LH_NOTIFY_WEBHOOK_TOKEN": "n" * 16} | ({} if token is None else {"LH_INCIDENT_WEBHOOK_TOKEN": token})
+    result, secrets = start(tmp_path, **env)
+    assert result.returncode == 0, result.stderr
+    assert "LH_INCIDENT_WEBHOOK_TOKEN is not set: the incident webhook receives nothing" in result.stderr
+    assert not (secrets / "incident_webhook_token").exists()  # never an empty bearer token
+    effective = secrets / "alertmanager.yml"
+    assert run(amtool, "check-config", str(effective)).returncode == 0
+    for labels, receivers in ROUTES:
+        expected = [r for r in receivers if r != "incident-webhook"]
+        args = [f"{k}={v}" for k, v in labels.items()]
+        routed = run(amtool, "config", "routes", "test", f"--config.file={effective}", *args)
+        assert routed.stdout.strip() == ",".join(expected), labels
+
+
+def test_without_the_notify_token_alertmanager_does_not_start(tmp_path: Path) -> None:
+    result, _ = start(tmp_path, LH_INCIDENT_WEBHOOK_TOKEN="incident-token-1")
+    assert result.returncode == 2
+    assert "LH_NOTIFY_WEBHOOK_TOKEN is not set" in result.stderr and "started" not in result.stdout
+
+
+def test_a_route_to_the_incident_webhook_outside_its_markers_stops_the_start(tmp_path: Path) -> None:
+    # someone adds a second route to incident-webhook without markers: starting would send it an empty token
+    text = CONFIG.read_text(encoding="utf-8").replace(
+        "    - receiver: ops-page\n",
+        "    - receiver: incident-webhook\n      matchers: ['team=\"data\"']\n    - receiver: ops-page\n",
+        1,
+    )
+    edited = tmp_path / "edited.yml"
+    edited.write_text(text, encoding="utf-8")
+    result, _ = start(tmp_path, LH_NOTIFY_WEBHOOK_TOKEN="n" * 16, LH_AM_CONFIG=str(edited))
+    assert result.returncode == 2 and "outside its BEGIN/END markers" in result.stderr
 
 
 def rules() -> list[dict[str, Any]]:

@@ -260,3 +260,46 @@ def _limits_quote(next_trade_date: date) -> Quote:
         last_close=Decimal("10.00"), next_trade_date=next_trade_date, suspended=False,
         limit_up=Decimal("11.00"), limit_down=Decimal("9.00"),
     )  # fmt: skip
+
+
+# A STAR stock that closed at 50.00: the next session's limits are 50.00 x 1.2 = 60.00 and 50.00 x 0.8 = 40.00.
+STAR_50 = dict(last_close=Decimal("50.00"), limit_up=Decimal("60.00"), limit_down=Decimal("40.00"), board=Board.STAR)
+
+
+def _star_market(side: str, protection: str) -> OrderIntent:
+    return OrderIntent("688981.SH", OrderSide(side), OrderType.MARKET, 200, Decimal(protection))
+
+
+@pytest.mark.parametrize(
+    ("side", "protection", "expected"),
+    [
+        ("buy", "60.00", []),  # at the limit-up: the band's top
+        ("buy", "60.01", ["price_limit"]),
+        ("buy", "99999", ["price_limit"]),
+        ("sell", "40.00", []),  # at the limit-down: the band's bottom
+        ("sell", "39.99", ["price_limit"]),
+        ("sell", "0.01", ["price_limit"]),
+        ("buy", "50.005", ["price_tick"]),  # off the 0.01 tick (inside the band)
+        ("sell", "55.123", ["price_tick"]),
+    ],
+)
+def test_a_star_market_orders_protection_price_is_checked_as_a_limit_price(
+    side: str, protection: str, expected: list[str]
+) -> None:
+    star = _quote("688981.SH", **STAR_50)
+    assert check(_star_market(side, protection), star) == expected
+
+
+def test_a_protection_price_outside_the_band_names_it() -> None:
+    star = _quote("688981.SH", **STAR_50)
+    [reason] = quote_checks(_star_market("sell", "0.01"), star, max_order_value=CAP)
+    assert reason.message == "protection price 0.01 is below the limit-down price 40.00 of the session on 2025-01-02"
+    _, [tick] = static_checks(_star_market("buy", "50.005"), max_order_value=CAP)
+    assert tick.message == "protection price 50.005 is not on the 0.01 tick"
+
+
+def test_a_star_protection_price_on_a_session_without_limits_is_only_tick_checked() -> None:
+    # The first five sessions of a STAR listing have no price limits: no band to check against.
+    ipo = _quote("688999.SH", last_close=Decimal("50.00"), limit_up=None, limit_down=None, board=Board.STAR)
+    order = OrderIntent("688999.SH", OrderSide.SELL, OrderType.MARKET, 200, Decimal("0.01"))
+    assert check(order, ipo) == []

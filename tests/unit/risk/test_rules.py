@@ -87,7 +87,8 @@ def codes_of(findings: list[Any]) -> list[tuple[str, str]]:
 )
 def test_the_most_shares_an_order_may_ask_for_by_board_and_type(board: Board, kind: OrderType, most: int) -> None:
     price = None if kind is OrderType.MARKET else Decimal("10.00")
-    extra = {"protection_price": Decimal("10.50")} if board is Board.STAR and kind is OrderType.MARKET else {}
+    # a STAR market order's protection price inside the cage (last price 10.00: a buy up to 10.20)
+    extra = {"protection_price": Decimal("10.20")} if board is Board.STAR and kind is OrderType.MARKET else {}
     at_limit = order(board=board, order_type=kind, price=price, qty=most, **extra)
     assert exchange(at_limit, ExchangeConfig(price_cage=True)) == []
     over = order(board=board, order_type=kind, price=price, qty=most + 1, **extra)
@@ -151,6 +152,33 @@ def test_the_price_cage() -> None:
     # not in the call auction, nor for an order placed for a later session
     assert exchange(order(price=Decimal("10.21"), at=at(9, 16)), ExchangeConfig(price_cage=True)) == []
     assert exchange(order(price=Decimal("10.21")), ExchangeConfig(price_cage=False)) == []
+
+
+def test_a_star_market_orders_protection_price_is_held_to_the_cage() -> None:
+    # STAR, last price 50.00: the cage is 2% only: a buy's protection at most 50.00 x 1.02 = 51.00, a sell's at
+    # least 50.00 x 0.98 = 49.00 (SSE: a protection price outside the cage is an invalid order).
+    ref = Reference(last_price=Decimal("50.00"))
+
+    def star(side: OrderSide, protection: str, **kw: Any) -> RuleOrder:
+        fields: dict[str, Any] = {
+            "ts_code": "688981.SH", "board": Board.STAR, "side": side, "order_type": OrderType.MARKET,
+            "price": Decimal(protection), "qty": 200, "reference": ref, "protection_price": Decimal(protection),
+        }  # fmt: skip
+        return order(**(fields | kw))
+
+    on = ExchangeConfig(price_cage=True)
+    assert exchange(star(BUY, "51.00"), on) == []
+    [finding] = exchange(star(BUY, "51.01"), on)
+    assert (finding.code, finding.values["price"], finding.values["highest_buy"]) == ("price_cage", "51.01", "51.00")
+    assert exchange(star(SELL, "49.00"), on) == []
+    [finding] = exchange(star(SELL, "48.99"), on)
+    assert (finding.code, finding.values["price"], finding.values["lowest_sell"]) == ("price_cage", "48.99", "49.00")
+    # as for a limit order: not in the call auction, not with the cage turned off, not without a reference
+    assert exchange(star(BUY, "51.01", at=at(9, 16)), on) == []
+    assert exchange(star(BUY, "51.01"), ExchangeConfig(price_cage=False)) == []
+    assert exchange(star(BUY, "51.01", reference=Reference(last_price=None)), on) == []
+    # a main-board market order has no protection price: nothing to cage
+    assert exchange(order(order_type=OrderType.MARKET, price=None), on) == []
 
 
 # -- per-order limits ---------------------------------------------------------------------------------------------
