@@ -213,10 +213,10 @@ OUTSIDE_ROUTES = {
 
 
 @pytest.mark.parametrize("route", list(OUTSIDE_ROUTES.values()), ids=list(OUTSIDE_ROUTES))
-def test_a_quoted_route_to_the_incident_webhook_outside_its_markers_stops_the_start(
-    tmp_path: Path, route: str
-) -> None:
-    text = CONFIG.read_text(encoding="utf-8").replace("    - receiver: ops-page\n", route + "    - receiver: ops-page\n", 1)
+def test_a_quoted_route_to_the_incident_webhook_outside_its_markers_stops_the_start(tmp_path: Path, route: str) -> None:
+    text = CONFIG.read_text(encoding="utf-8").replace(
+        "    - receiver: ops-page\n", route + "    - receiver: ops-page\n", 1
+    )
     assert yaml.safe_load(text)["route"]["routes"][-2]["receiver"] == "incident-webhook"  # the edit is a route
     edited = tmp_path / "edited.yml"
     edited.write_text(text, encoding="utf-8")
@@ -255,9 +255,7 @@ BROKEN_MARKERS = {
 
 
 @pytest.mark.parametrize(("edit", "message"), list(BROKEN_MARKERS.values()), ids=list(BROKEN_MARKERS))
-def test_broken_markers_stop_the_start_instead_of_cutting_other_routes(
-    tmp_path: Path, edit: Any, message: str
-) -> None:
+def test_broken_markers_stop_the_start_instead_of_cutting_other_routes(tmp_path: Path, edit: Any, message: str) -> None:
     # without its END marker, sed would have deleted every route after BEGIN (trading-page, ops-page, the chats)
     edited = tmp_path / "edited.yml"
     edited.write_text(edit(CONFIG.read_text(encoding="utf-8")), encoding="utf-8")
