@@ -552,7 +552,7 @@ def trading() -> Json:
 
 
 def risk() -> Json:
-    acct = 'account_id=~"$account"'
+    rule = 'rule=~"$rule"'
     p = Layout()
     p.row("Decisions")
     p.stat(
@@ -606,11 +606,12 @@ def risk() -> Json:
     )
     p.row("Limits")
     p.bargauge(
-        "Limit utilisation (last order checked)",
-        "For each account and limit rule: what the last order risk "
-        "checked for the account would have brought the limit to, as a share of it (100%: at the limit; "
-        "above: that order was refused). Warnings start at the rule's warn_at_pct.",
-        [(f"max by (account_id, rule, code) (lh_risk_limit_utilisation_ratio{{{acct}}})", "{{account_id}} {{code}}")],
+        "Limit utilisation (largest of the accounts' last orders)",
+        "For each limit rule and code: the largest share of the limit among "
+        "the last order risk checked for each account in the past 15 minutes (100%: at the limit; above: that order "
+        "was refused). A limit no order touched for 15 minutes is not shown. Which account: the risk alerts and "
+        "decisions. Warnings start at the rule's warn_at_pct.",
+        [(f"max by (rule, code) (lh_risk_limit_utilisation_ratio{{{rule}}})", "{{rule}} {{code}}")],
         unit="percentunit",
         maximum=1.0,
         thresholds=_steps(("green", None), ("orange", 0.8), ("red", 1)),
@@ -618,8 +619,8 @@ def risk() -> Json:
     )
     p.timeseries(
         "Limit utilisation over time",
-        "The same shares over time, per account and limit.",
-        [(f"max by (account_id, code) (lh_risk_limit_utilisation_ratio{{{acct}}})", "{{account_id}} {{code}}")],
+        "The same shares over time, per limit (gaps: no order touched it for 15 minutes).",
+        [(f"max by (rule, code) (lh_risk_limit_utilisation_ratio{{{rule}}})", "{{code}}")],
         unit="percentunit",
         thresholds=_steps(("green", None), ("red", 1)),
         h=10,
@@ -658,11 +659,11 @@ def risk() -> Json:
     )
     variables = [
         variable(
-            "account",
-            "account",
+            "rule",
+            "rule",
             "lh_risk_limit_utilisation_ratio",
-            "account_id",
-            "Accounts whose limit utilisation is shown.",
+            "rule",
+            "Limit rules whose utilisation is shown.",
         )
     ]
     return dashboard(

@@ -38,6 +38,8 @@ class QuoteFeed:
         self._pending_ticks: dict[str, dict[str, Any]] = {}  # the window's ticks, the newest per code
         self._flush: asyncio.TimerHandle | None = None
         self.ticks_forwarded = 0
+        self._xt_lock = asyncio.Lock()  # one change of xtdata's subscriptions at a time (each on a worker thread)
+        self._tasks: set[asyncio.Task[None]] = set()  # resubscriptions scheduled by resubscribe()
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -46,13 +48,37 @@ class QuoteFeed:
 
     def resubscribe(self) -> None:
         """After a reconnect (to MiniQMT or to the platform): the whole-quote subscription and every tick one made
-        again."""
+        again. xtdata's calls block (up to ~600 on a reconnect with 300 tick codes): they run on a worker thread,
+        serialised with every other change of the subscriptions, so the loop (and the trading channel it serves)
+        goes on meanwhile. This schedules that work and returns; `settled()` waits for it."""
         if self._xtdata is None or self._loop is None:
             return
-        self._resubscribe_whole()
-        self._resubscribe_ticks()
+        task = self._loop.create_task(self._resubscribe())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def settled(self) -> None:
+        """Every resubscription scheduled so far has finished."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _resubscribe(self) -> None:
+        async with self._xt_lock:
+            try:
+                await asyncio.to_thread(self._resubscribe_whole)
+            except Exception:
+                log.exception("resubscribing whole quotes failed")
+            # every tick subscription made again (MiniQMT forgets them when it restarts): the old ones dropped and
+            # the current set (`tick_codes`, whatever the platform asked last) subscribed, on the worker thread
+            old = dict(self._tick_subs)
+            self._tick_subs.clear()
+            try:
+                await self._apply_ticks_locked(list(old.items()))
+            except Exception:
+                log.exception("resubscribing ticks failed")
 
     def _resubscribe_whole(self) -> None:
+        """On the worker thread, under `_xt_lock`."""
         if self._sub is not None:
             try:
                 self._xtdata.unsubscribe_quote(self._sub)
@@ -73,48 +99,56 @@ class QuoteFeed:
 
     # --- ticks of the subscribed codes ---------------------------------------------------------------------------
 
-    def _resubscribe_ticks(self) -> None:
-        """After a reconnect: every tick subscription made again (MiniQMT forgets them when it restarts)."""
-        for code, seq in list(self._tick_subs.items()):
-            try:
-                self._xtdata.unsubscribe_quote(seq)
-            except Exception:
-                log.exception("unsubscribing the ticks of %s failed", code)
-        self._tick_subs.clear()
-        self.apply_ticks()
-
-    def apply_ticks(self) -> dict[str, list[str]]:
+    async def apply_ticks(self) -> dict[str, list[str]]:
         """Bring xtdata's tick subscriptions to `tick_codes`: unsubscribe_quote the codes no longer wanted,
-        subscribe_quote(code, period='tick') the new ones. A code xtdata refuses (or with no link to MiniQMT yet) is
-        in `failed` and tried again at the next subscribe_ticks or reconnect."""
-        added: list[str] = []
-        removed: list[str] = []
-        failed: list[str] = []
-        for code in sorted(set(self._tick_subs) - self.tick_codes):
-            seq = self._tick_subs.pop(code)
+        subscribe_quote(code, period='tick') the new ones, on a worker thread, one change at a time. A code xtdata
+        refuses (or with no link to MiniQMT yet) is in `failed` and tried again at the next subscribe_ticks or
+        reconnect."""
+        async with self._xt_lock:
+            return await self._apply_ticks_locked([])
+
+    async def _apply_ticks_locked(self, stale: list[tuple[str, int]]) -> dict[str, list[str]]:
+        """Under `_xt_lock`. `stale`: (code, seq) subscriptions to drop beside the unwanted ones (a reconnect's old
+        ones). The diff is taken and recorded here, on the loop (so `_buffer_ticks` sees one consistent map); only
+        xtdata's calls run on the thread. A removed code's ticks stop at once; a new code's ticks are forwarded from
+        when its subscribe_quote has returned."""
+        removed = sorted(set(self._tick_subs) - self.tick_codes)
+        drop = [seq for _, seq in stale]
+        for code in removed:
+            drop.append(self._tick_subs.pop(code))
             self._pending_ticks.pop(code, None)
+        if self._xtdata is None or self._loop is None:
+            return {"added": [], "removed": removed, "failed": sorted(self.tick_codes - set(self._tick_subs))}
+        wanted = sorted(self.tick_codes - set(self._tick_subs))
+        if not drop and not wanted:
+            return {"added": [], "removed": removed, "failed": []}
+        subscribed = await asyncio.to_thread(self._xt_ticks, drop, wanted)
+        self._tick_subs.update(subscribed)
+        added = sorted(subscribed)
+        failed = sorted(set(wanted) - set(subscribed))
+        if added or removed or failed:
+            log.info("tick subscriptions: %d codes (+%d -%d, %d failed)", len(self._tick_subs), len(added),
+                     len(removed), len(failed))  # fmt: skip
+        return {"added": added, "removed": removed, "failed": failed}
+
+    def _xt_ticks(self, drop: list[int], wanted: list[str]) -> dict[str, int]:
+        """On the worker thread: unsubscribe `drop`, subscribe `wanted`; code -> seq of those xtdata took."""
+        for seq in drop:
             try:
                 self._xtdata.unsubscribe_quote(seq)
             except Exception:
-                log.exception("unsubscribing the ticks of %s failed", code)
-            removed.append(code)
-        if self._xtdata is None or self._loop is None:
-            return {"added": added, "removed": removed, "failed": sorted(self.tick_codes - set(self._tick_subs))}
-        for code in sorted(self.tick_codes - set(self._tick_subs)):
+                log.exception("unsubscribing tick subscription %s failed", seq)
+        subscribed: dict[str, int] = {}
+        for code in wanted:
             sub: Any = None
             try:
                 sub = self._xtdata.subscribe_quote(code, period="tick", count=0, callback=self._on_tick)
             except Exception:  # xtdata cannot reach MiniQMT's data service now
                 log.exception("subscribe_quote(%s, tick) raised", code)
             if sub is None or int(sub) < 0:
-                failed.append(code)
                 continue
-            self._tick_subs[code] = int(sub)
-            added.append(code)
-        if added or removed or failed:
-            log.info("tick subscriptions: %d codes (+%d -%d, %d failed)", len(self._tick_subs), len(added),
-                     len(removed), len(failed))  # fmt: skip
-        return {"added": added, "removed": removed, "failed": failed}
+            subscribed[code] = int(sub)
+        return subscribed
 
     def _on_tick(self, data: dict[str, Any]) -> None:
         """On xtdata's thread: `{code: [tick, ...]}` (subscribe_quote's callback) handed to the loop."""
@@ -166,7 +200,7 @@ class QuoteFeed:
             self.push(protocol.QUOTES, {"quotes": snapshots[start : start + CHUNK]})
         self.forwarded += len(snapshots)
 
-    def subscribe_ticks(self, body: dict[str, Any]) -> dict[str, Any]:
+    async def subscribe_ticks(self, body: dict[str, Any]) -> dict[str, Any]:
         codes = body.get("codes")
         if set(body) != {"codes"} or not isinstance(codes, list):
             return protocol.failed(protocol.BAD_REQUEST, "codes: must be a list of ts_codes ([] for none)")
@@ -179,12 +213,12 @@ class QuoteFeed:
                 f"codes: {len(wanted)} codes, at most {protocol.MAX_TICK_CODES} may have ticks; nothing changed",
             )
         self.tick_codes = wanted
-        changes = self.apply_ticks()
+        changes = await self.apply_ticks()
         return protocol.ok({"codes": sorted(self._tick_subs), **changes})
 
     async def handle(self, type_: str, body: dict[str, Any]) -> dict[str, Any]:
         if type_ == protocol.SUBSCRIBE_TICKS:
-            return self.subscribe_ticks(body)
+            return await self.subscribe_ticks(body)
         if type_ != protocol.SUBSCRIBE:
             return protocol.failed(protocol.BAD_REQUEST, f"type: {type_!r} is not a request of the quotes channel")
         codes = body.get("codes")
@@ -194,5 +228,6 @@ class QuoteFeed:
             return protocol.failed(protocol.BAD_REQUEST, "codes: each must be a ts_code like 600000.SH or a market")
         self.codes = list(codes)
         if self._xtdata is not None and self._loop is not None:
-            self._resubscribe_whole()
+            async with self._xt_lock:
+                await asyncio.to_thread(self._resubscribe_whole)
         return protocol.ok({"codes": self.codes})

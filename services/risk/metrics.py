@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from decimal import Decimal
 from enum import StrEnum
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 from shared.platform.events import Envelope
 
@@ -17,8 +20,68 @@ class Outcome(StrEnum):
     ERROR = "error"  # risk could not decide (fails closed: the order is not forwarded)
 
 
+UTILISATION_WINDOW_S = 15 * 60  # an account's shares count this long after the order they were measured on
+
+
+class LimitUtilisation:
+    """`lh_risk_limit_utilisation_ratio{rule, code}`: for each limit (rule and finding code, a fixed set of literals in
+    services/risk/rules), the largest `used / limit` among the last order checked for each account, counting only the
+    accounts with an order checked in the past UTILISATION_WINDOW_S. No account label: the series are bounded by the
+    limits, and a limit no account's order touched for 15 minutes has no series (not a stale 1.25 forever). Which
+    account is near its limit is in the risk.alert events and the decisions (docs/operations.md)."""
+
+    NAME = "lh_risk_limit_utilisation_ratio"
+    HELP = (
+        "Largest share of each limit (used / limit) among the last order checked for each account in the past "
+        "15 minutes, by rule and code"
+    )
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        window_s: float = UTILISATION_WINDOW_S,
+    ) -> None:
+        self._clock = clock
+        self._window_s = window_s
+        self._lock = threading.Lock()  # the scrape may run on another thread than the checks
+        self._last: dict[tuple[str, str], dict[str, tuple[float, float]]] = {}  # (rule, code) -> account -> (share, at)
+        registry.register(self)
+
+    def note(self, account_id: str, shares: Mapping[tuple[str, str], Decimal]) -> None:
+        now = self._clock()
+        with self._lock:
+            for key, share in shares.items():
+                self._last.setdefault(key, {})[account_id] = (float(share), now)
+            self._expire(now)
+
+    def _expire(self, now: float) -> None:
+        for key in list(self._last):
+            recent = {a: v for a, v in self._last[key].items() if now - v[1] < self._window_s}
+            if recent:
+                self._last[key] = recent
+            else:
+                del self._last[key]
+
+    def shares(self) -> dict[tuple[str, str], float]:
+        """(rule, code) -> the value exported now."""
+        with self._lock:
+            self._expire(self._clock())
+            return {key: max(share for share, _ in by_account.values()) for key, by_account in self._last.items()}
+
+    def describe(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(self.NAME, self.HELP, labels=["rule", "code"])
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(self.NAME, self.HELP, labels=["rule", "code"])
+        for (rule, code), share in sorted(self.shares().items()):
+            family.add_metric([rule, code], share)
+        yield family
+
+
 class RiskMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.registry = registry
         self.decisions = Counter(
             "lh_risk_decisions_total", "Risk decisions on orders, by outcome", ["outcome"], registry=registry
@@ -46,15 +109,9 @@ class RiskMetrics:
             "lh_risk_denials_total", "Reasons risk refused orders for, by code (a check's or a rule's)", ["code"],
             registry=registry,
         )  # fmt: skip
-        # The limit rules' own arithmetic (services/risk/rules/base.py, against_limit): what the last order checked
-        # for an account would have brought each limit to, as a share of it (1.0: at the limit; above: refused).
-        self.limit_utilisation = Gauge(
-            "lh_risk_limit_utilisation_ratio",
-            "Share of each limit the last order checked for an account would have used (used / limit), by rule "
-            "and code",
-            ["account_id", "rule", "code"],
-            registry=registry,
-        )
+        # The limit rules' own arithmetic (services/risk/rules/base.py, against_limit): for each limit, the largest
+        # share among the last orders checked for each account in the past 15 minutes (no account label: bounded).
+        self.limit_utilisation = LimitUtilisation(registry, clock=clock)
         self.stops_triggered = Counter(
             "lh_risk_stops_triggered_total", "Stops that triggered (claimed, exit attempted), by kind", ["kind"],
             registry=registry,
@@ -67,9 +124,8 @@ class RiskMetrics:
             self.denials.labels(code=code).inc()
 
     def utilised(self, account_id: str, shares: Mapping[tuple[str, str], Decimal]) -> None:
-        """`shares`: (rule, code) -> used / limit, as the rules computed them for one order."""
-        for (rule, code), share in shares.items():
-            self.limit_utilisation.labels(account_id=account_id, rule=rule, code=code).set(float(share))
+        """`shares`: (rule, code) -> used / limit, as the rules computed them for one order of the account."""
+        self.limit_utilisation.note(account_id, shares)
 
     def stop_triggered(self, kind: str) -> None:
         self.stops_triggered.labels(kind=kind).inc()

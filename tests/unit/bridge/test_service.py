@@ -90,6 +90,7 @@ async def test_the_quote_feed_forwards_the_subscribed_codes(xt: SimpleNamespace)
     feed = QuoteFeed(("600000.SH",), push, xt.xtdata)
     feed.attach(asyncio.get_running_loop())
     feed.resubscribe()
+    await feed.settled()
     tick = {"time": 1765071000000, "lastPrice": 10.0, "volume": 50, "bidPrice": [9.99], "bidVol": [3]}
     xt.broker.feed_quotes({"600000.SH": tick, "000001.SZ": tick})
     await asyncio.wait_for(got.wait(), 10)
@@ -129,6 +130,8 @@ async def test_a_quote_subscription_that_raises_is_logged_and_tried_again(xt: Si
     feed = QuoteFeed(("SH",), lambda t, b: None, Down())
     feed.attach(asyncio.get_running_loop())
     feed.resubscribe()
+    await feed.settled()
     assert xt.broker.quote_subs == {}
     feed.resubscribe()  # the next reconnect
+    await feed.settled()
     assert [codes for codes, _ in xt.broker.quote_subs.values()] == [["SH"]]

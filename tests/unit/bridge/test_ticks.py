@@ -5,6 +5,7 @@ ticks stop, and a reconnect makes every subscription again."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from types import SimpleNamespace
 from typing import Any
 
@@ -38,16 +39,17 @@ class Pushes:
         return self.frames[count]
 
 
-def feed_on(xt: SimpleNamespace) -> tuple[QuoteFeed, Pushes]:
+async def feed_on(xt: SimpleNamespace) -> tuple[QuoteFeed, Pushes]:
     pushes = Pushes()
     feed = QuoteFeed(("*",), pushes, xt.xtdata)
     feed.attach(asyncio.get_running_loop())
     feed.resubscribe()
+    await feed.settled()
     return feed, pushes
 
 
 async def test_the_set_replaces_the_old_one_by_difference(xt: SimpleNamespace) -> None:
-    feed, _ = feed_on(xt)
+    feed, _ = await feed_on(xt)
     first = await feed.handle(protocol.SUBSCRIBE_TICKS, {"codes": ["600000.SH", "000001.SZ"]})
     assert first == {"ok": True, "body": {"codes": ["000001.SZ", "600000.SH"], "added": ["000001.SZ", "600000.SH"],
                                           "removed": [], "failed": []}}  # fmt: skip
@@ -65,7 +67,7 @@ async def test_the_set_replaces_the_old_one_by_difference(xt: SimpleNamespace) -
 
 
 async def test_more_than_300_codes_or_a_bad_code_is_refused_and_nothing_changes(xt: SimpleNamespace) -> None:
-    feed, _ = feed_on(xt)
+    feed, _ = await feed_on(xt)
     await feed.handle(protocol.SUBSCRIBE_TICKS, {"codes": ["600000.SH"]})
     many = [f"{600000 + i:06d}.SH" for i in range(301)]
     too_many = await feed.handle(protocol.SUBSCRIBE_TICKS, {"codes": many})
@@ -81,7 +83,7 @@ async def test_more_than_300_codes_or_a_bad_code_is_refused_and_nothing_changes(
 
 
 async def test_ticks_of_a_window_go_out_in_one_frame_the_newest_per_code(xt: SimpleNamespace) -> None:
-    feed, pushes = feed_on(xt)
+    feed, pushes = await feed_on(xt)
     await feed.handle(protocol.SUBSCRIBE_TICKS, {"codes": ["600000.SH", "000001.SZ"]})
     # three ticks delivered together on xtdata's thread (well within one 100 ms window): two of 600000.SH, one of
     # 000001.SZ, and one of a code not subscribed (ignored)
@@ -96,7 +98,7 @@ async def test_ticks_of_a_window_go_out_in_one_frame_the_newest_per_code(xt: Sim
 
 
 async def test_an_unsubscribed_codes_ticks_stop(xt: SimpleNamespace) -> None:
-    feed, pushes = feed_on(xt)
+    feed, pushes = await feed_on(xt)
     await feed.handle(protocol.SUBSCRIBE_TICKS, {"codes": ["600000.SH", "000001.SZ"]})
     callback = next(cb for code, _, cb in xt.broker.tick_subs.values() if code == "000001.SZ")
     await feed.handle(protocol.SUBSCRIBE_TICKS, {"codes": ["600000.SH"]})
@@ -108,11 +110,12 @@ async def test_an_unsubscribed_codes_ticks_stop(xt: SimpleNamespace) -> None:
 
 
 async def test_a_reconnect_subscribes_every_code_again(xt: SimpleNamespace) -> None:
-    feed, pushes = feed_on(xt)
+    feed, pushes = await feed_on(xt)
     await feed.handle(protocol.SUBSCRIBE_TICKS, {"codes": ["600000.SH", "000001.SZ"]})
     xt.broker.restart()  # MiniQMT restarts: its quote subscriptions are gone
     assert xt.broker.tick_subs == {} and xt.broker.quote_subs == {}
     feed.resubscribe()  # what the bridge does on the MiniQMT reconnect (and on a platform welcome)
+    await feed.settled()
     assert xt.broker.tick_codes() == ["000001.SZ", "600000.SH"] and len(xt.broker.quote_subs) == 1
     xt.broker.feed_ticks({"000001.SZ": tick(1765071003000, 12.1, 8)})
     _, body = await pushes.next()
@@ -120,10 +123,82 @@ async def test_a_reconnect_subscribes_every_code_again(xt: SimpleNamespace) -> N
 
 
 async def test_a_code_xtdata_refuses_is_reported_failed_and_tried_again(xt: SimpleNamespace) -> None:
-    feed, _ = feed_on(xt)
+    feed, _ = await feed_on(xt)
     xt.broker.down = True  # MiniQMT's data service unreachable: subscribe_quote answers -1
     answer = await feed.handle(protocol.SUBSCRIBE_TICKS, {"codes": ["600000.SH"]})
     assert answer["body"] == {"codes": [], "added": [], "removed": [], "failed": ["600000.SH"]}
     xt.broker.down = False
     feed.resubscribe()  # the next reconnect
+    await feed.settled()
     assert xt.broker.tick_codes() == ["600000.SH"]
+
+
+class BlockingXtdata:
+    """xtdata whose subscribe_quote blocks (as the real one does while MiniQMT answers) until the test releases it;
+    the other calls go to the fake."""
+
+    def __init__(self, xtdata: Any) -> None:
+        self.xtdata = xtdata
+        self.release = threading.Event()
+        self.order: list[str] = []
+
+    def subscribe_quote(self, code: str, **kwargs: Any) -> int:
+        # bounded so that a bridge that calls this on the loop fails the test instead of hanging it
+        released = self.release.wait(WAIT_S)
+        self.order.append(f"subscribed {code}" + ("" if released else " (never released)"))
+        return int(self.xtdata.subscribe_quote(code, **kwargs))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.xtdata, name)
+
+
+async def other_work(blocking: BlockingXtdata) -> None:
+    """A coroutine the loop serves meanwhile (the trading channel's): it can only run if the loop is free."""
+    await asyncio.sleep(0)
+    blocking.order.append("other coroutine done")
+    blocking.release.set()
+
+
+async def test_a_blocking_subscribe_quote_does_not_hold_up_the_loop(xt: SimpleNamespace) -> None:
+    blocking = BlockingXtdata(xt.xtdata)
+    feed = QuoteFeed(("*",), Pushes(), blocking)
+    feed.attach(asyncio.get_running_loop())
+    subscribing = asyncio.create_task(feed.handle(protocol.SUBSCRIBE_TICKS, {"codes": ["600000.SH"]}))
+    other = asyncio.create_task(other_work(blocking))
+    answer = await subscribing
+    await other
+    # the other coroutine ran while subscribe_quote was blocked on the worker thread, and released it
+    assert blocking.order == ["other coroutine done", "subscribed 600000.SH"]
+    assert answer["body"] == {"codes": ["600000.SH"], "added": ["600000.SH"], "removed": [], "failed": []}
+
+
+async def test_a_reconnects_resubscription_does_not_hold_up_the_loop(xt: SimpleNamespace) -> None:
+    feed, _ = await feed_on(xt)
+    await feed.handle(protocol.SUBSCRIBE_TICKS, {"codes": ["600000.SH", "000001.SZ"]})
+    blocking = BlockingXtdata(xt.xtdata)
+    feed._xtdata = blocking  # xtdata blocks from now on
+    xt.broker.restart()
+    feed.resubscribe()  # a hook of the reconnect: schedules the work and returns
+    other = asyncio.create_task(other_work(blocking))
+    await feed.settled()
+    await other
+    assert blocking.order == ["other coroutine done", "subscribed 000001.SZ", "subscribed 600000.SH"]
+    assert xt.broker.tick_codes() == ["000001.SZ", "600000.SH"]
+
+
+async def test_changes_of_the_subscriptions_are_applied_one_at_a_time_the_last_set_wins(xt: SimpleNamespace) -> None:
+    blocking = BlockingXtdata(xt.xtdata)
+    feed = QuoteFeed(("*",), Pushes(), blocking)
+    feed.attach(asyncio.get_running_loop())
+    feed.resubscribe()  # a reconnect, its subscriptions blocked on the worker thread ...
+    first = asyncio.create_task(feed.handle(protocol.SUBSCRIBE_TICKS, {"codes": ["600000.SH", "000001.SZ"]}))
+    second = asyncio.create_task(feed.handle(protocol.SUBSCRIBE_TICKS, {"codes": ["000001.SZ", "300750.SZ"]}))
+    await asyncio.sleep(0)
+    blocking.release.set()  # ... until now
+    await feed.settled()
+    answers = [(await first)["body"], (await second)["body"]]
+    # whichever ran first, xtdata ends with the last set asked for, each code subscribed once
+    assert xt.broker.tick_codes() == ["000001.SZ", "300750.SZ"]
+    assert answers[1]["codes"] == ["000001.SZ", "300750.SZ"]
+    assert sorted(feed._tick_subs) == ["000001.SZ", "300750.SZ"]
+    assert "(never released)" not in " ".join(blocking.order)

@@ -203,6 +203,89 @@ def test_a_route_to_the_incident_webhook_outside_its_markers_stops_the_start(tmp
     assert result.returncode == 2 and "outside its BEGIN/END markers" in result.stderr
 
 
+# a route to incident-webhook added outside the markers, in the forms YAML allows for it (quoted or flow style)
+OUTSIDE_ROUTES = {
+    "double-quoted": '    - receiver: "incident-webhook"\n      matchers: [\'team="data"\']\n',
+    "single-quoted": "    - receiver: 'incident-webhook'\n      matchers: ['team=\"data\"']\n",
+    "flow-mapping": "    - {receiver: incident-webhook, matchers: ['team=\"data\"']}\n",
+    "quoted-key": '    - "receiver": "incident-webhook"\n      "matchers": [\'team="data"\']\n',
+}
+
+
+@pytest.mark.parametrize("route", list(OUTSIDE_ROUTES.values()), ids=list(OUTSIDE_ROUTES))
+def test_a_quoted_route_to_the_incident_webhook_outside_its_markers_stops_the_start(tmp_path: Path, route: str) -> None:
+    text = CONFIG.read_text(encoding="utf-8").replace(
+        "    - receiver: ops-page\n", route + "    - receiver: ops-page\n", 1
+    )
+    assert yaml.safe_load(text)["route"]["routes"][-2]["receiver"] == "incident-webhook"  # the edit is a route
+    edited = tmp_path / "edited.yml"
+    edited.write_text(text, encoding="utf-8")
+    result, _ = start(tmp_path, LH_NOTIFY_WEBHOOK_TOKEN="n" * 16, LH_AM_CONFIG=str(edited))
+    assert result.returncode == 2 and "outside its BEGIN/END markers" in result.stderr
+    assert "started" not in result.stdout
+
+
+BEGIN = "    # BEGIN incident-webhook route"
+END = "    # END incident-webhook route"
+
+
+def without_line(text: str, prefix: str) -> str:
+    return "\n".join(line for line in text.splitlines() if not line.startswith(prefix)) + "\n"
+
+
+def twice(text: str, prefix: str) -> str:
+    [line] = [line for line in text.splitlines() if line.startswith(prefix)]
+    return text.replace(line + "\n", line + "\n" + line + "\n", 1)
+
+
+def swapped(text: str) -> str:
+    [begin] = [line for line in text.splitlines() if line.startswith(BEGIN)]
+    [end] = [line for line in text.splitlines() if line.startswith(END)]
+    return text.replace(begin, "@@", 1).replace(end, begin, 1).replace("@@", end, 1)
+
+
+# markers broken -> (the edit, what the refusal says)
+BROKEN_MARKERS = {
+    "no-end": (lambda t: without_line(t, END), "exactly once each (found 1 and 0)"),
+    "no-begin": (lambda t: without_line(t, BEGIN), "exactly once each (found 0 and 1)"),
+    "two-begins": (lambda t: twice(t, BEGIN), "exactly once each (found 2 and 1)"),
+    "two-ends": (lambda t: twice(t, END), "exactly once each (found 1 and 2)"),
+    "end-before-begin": (swapped, "END incident-webhook route' marker before its BEGIN"),
+}
+
+
+@pytest.mark.parametrize(("edit", "message"), list(BROKEN_MARKERS.values()), ids=list(BROKEN_MARKERS))
+def test_broken_markers_stop_the_start_instead_of_cutting_other_routes(tmp_path: Path, edit: Any, message: str) -> None:
+    # without its END marker, sed would have deleted every route after BEGIN (trading-page, ops-page, the chats)
+    edited = tmp_path / "edited.yml"
+    edited.write_text(edit(CONFIG.read_text(encoding="utf-8")), encoding="utf-8")
+    result, _ = start(tmp_path, LH_NOTIFY_WEBHOOK_TOKEN="n" * 16, LH_AM_CONFIG=str(edited))
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "not started" in result.stderr
+    assert "started --config.file" not in result.stdout
+
+
+def test_the_markers_are_not_checked_when_the_incident_route_is_kept(tmp_path: Path) -> None:
+    # with its token the configuration is used as it is: nothing is cut, so the markers do not matter
+    edited = tmp_path / "edited.yml"
+    edited.write_text(without_line(CONFIG.read_text(encoding="utf-8"), END), encoding="utf-8")
+    result, _ = start(tmp_path, LH_NOTIFY_WEBHOOK_TOKEN="n" * 16, LH_INCIDENT_WEBHOOK_TOKEN="incident-token-1",
+                      LH_AM_CONFIG=str(edited))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_notify_token_shorter_than_16_characters_stops_the_start(tmp_path: Path) -> None:
+    result, secrets = start(tmp_path, LH_NOTIFY_WEBHOOK_TOKEN="n" * 15)
+    assert result.returncode == 2
+    assert "LH_NOTIFY_WEBHOOK_TOKEN is shorter than 16 characters" in result.stderr and "started" not in result.stdout
+    assert "n" * 15 not in result.stderr  # a secret is never printed
+    assert not (secrets / "notify_webhook_token").exists()
+    # 16 characters is enough (the notify service's MIN_TOKEN_LENGTH)
+    (tmp_path / "ok").mkdir()
+    ok, _ = start(tmp_path / "ok", LH_NOTIFY_WEBHOOK_TOKEN="n" * 16)
+    assert ok.returncode == 0, ok.stderr
+
+
 def rules() -> list[dict[str, Any]]:
     data = yaml.safe_load(RULES.read_text(encoding="utf-8"))
     return [rule for group in data["groups"] for rule in group["rules"] if "alert" in rule]

@@ -701,3 +701,16 @@ def test_strategy_panels_show_each_instance_unaggregated() -> None:
         assert f'{series}{{instance_id=~"$instance_id"}}' in exprs, f"{series} per instance"
     # bar lag: time() minus the last bar's trading day, per instance
     assert 'time() - lh_strategy_instance_last_bar_timestamp_seconds{instance_id=~"$instance_id"}' in exprs
+
+
+def test_limit_utilisation_is_shown_per_limit_without_an_account_label() -> None:
+    # lh_risk_limit_utilisation_ratio has only rule and code (services/risk/metrics.py): an account_id in a query
+    # would select nothing, and the series stay bounded by the limits
+    risk = _by_uid()["lianghua-risk"]
+    exprs = [expr for _, expr in dashboard_exprs(risk) if "lh_risk_limit_utilisation_ratio" in expr]
+    assert exprs == [
+        'max by (rule, code) (lh_risk_limit_utilisation_ratio{rule=~"$rule"})',
+        'max by (rule, code) (lh_risk_limit_utilisation_ratio{rule=~"$rule"})',
+    ]
+    assert [v["name"] for v in dashboard_variables(risk)] == ["rule"]
+    assert "account_id" not in json.dumps(risk)

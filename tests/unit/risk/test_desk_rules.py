@@ -250,8 +250,7 @@ async def test_limit_utilisation_is_what_the_last_order_checked_brings_each_limi
     sample = desk.metrics.registry.get_sample_value
 
     def share(code: str) -> float | None:
-        return sample("lh_risk_limit_utilisation_ratio", {"account_id": "acct-alice", "rule": "order_limits",
-                                                          "code": code})  # fmt: skip
+        return sample("lh_risk_limit_utilisation_ratio", {"rule": "order_limits", "code": code})
 
     assert (await desk.place(_order(client_order_id="c-1"), ALICE)).status_code == 201
     # 300 x 10.50 = 3,150.00 of 4,200.00 = 0.75; 300 of 400 shares = 0.75
@@ -261,6 +260,39 @@ async def test_limit_utilisation_is_what_the_last_order_checked_brings_each_limi
     assert (await desk.place(_order(client_order_id="c-2", qty=500), ALICE)).status_code == 422
     assert share("max_order_value") == 1.25
     assert share("max_order_qty") == 1.25
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_limit_utilisation_is_the_largest_among_the_accounts_recent_orders_and_expires() -> None:
+    clock = Clock()
+    metrics = RiskMetrics(CollectorRegistry(), clock=clock)
+    value, qty = ("order_limits", "max_order_value"), ("order_limits", "max_order_qty")
+
+    def share(code: str) -> float | None:
+        return metrics.registry.get_sample_value("lh_risk_limit_utilisation_ratio",
+                                                 {"rule": "order_limits", "code": code})  # fmt: skip
+
+    metrics.utilised("acct-alice", {value: Decimal("1.25"), qty: Decimal("0.5")})
+    clock.now += 600  # 10 minutes later
+    metrics.utilised("acct-bob", {value: Decimal("0.75")})
+    # the largest of alice's 1.25 and bob's 0.75; qty only alice's 0.5
+    assert (share("max_order_value"), share("max_order_qty")) == (1.25, 0.5)
+    metrics.utilised("acct-alice", {value: Decimal("0.25")})  # alice's next order replaces her 1.25
+    assert share("max_order_value") == 0.75
+    clock.now += 900  # bob's order is now 25 minutes old, alice's last 15: both out of the window
+    assert share("max_order_value") is None and share("max_order_qty") is None
+    # no series carries an account: one per limit, whatever the number of accounts
+    for n in range(50):
+        metrics.utilised(f"acct-{n}", {value: Decimal(n) / 100})
+    samples = [s for m in metrics.registry.collect() if m.name == "lh_risk_limit_utilisation_ratio" for s in m.samples]
+    assert [(s.labels, s.value) for s in samples] == [({"rule": "order_limits", "code": "max_order_value"}, 0.49)]
 
 
 def test_measuring_utilisation_keeps_the_largest_share_of_a_limit_and_skips_a_zero_limit() -> None:
