@@ -1,21 +1,36 @@
 """The data service's ingestion and quality API (`/v1/ingest/...`, `/v1/quality/...`, internal token required):
 start a backfill or the daily update in the background, follow a run's progress, run and read quality reports.
-Routes are thin: the work is in services/data/ingest.py."""
+Routes are thin: the work is in services/data/ingest.py.
+
+The routes the gateway holds for admins (starting a run, reading runs, running the checks) check it here too
+(`AdminCaller`: a user principal with role admin, or a service on its own; 403 `forbidden` otherwise), so a
+token minted for a viewer or trader cannot start them by calling the service directly."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
 from services.data.deps import IngestorDep, Store
 from services.data.ingest import IngestBusy, IngestError, NotATradingDay, quality_report_for_ingest
 from services.data.quality import RULES, QualityInputError
 from services.data.schemas import FindingOut, LimitsIn, RangeIn, ReportOut, RunOut, RunStarted
 from services.data.store import DataStore, IngestRun, StoredQualityReport
-from shared.platform.errors import Conflict, NotFound, ServiceError
+from shared.platform.errors import Conflict, Forbidden, NotFound, ServiceError
+from shared.platform.internal_auth import Caller, Principal
 
 ingest_router = APIRouter(prefix="/v1", tags=["ingest"])
+
+
+def _admin(principal: Caller) -> Principal:
+    """An admin user, or a service acting on its own (the scheduler's jobs): 403 `forbidden` for anyone else."""
+    if not principal.acts_for_everyone:
+        raise Forbidden("forbidden", f"{principal.subject} may not run or read ingestion: admins only")
+    return principal
+
+
+AdminCaller = Annotated[Principal, Depends(_admin)]
 
 
 def _range(body: RangeIn) -> None:
@@ -51,7 +66,7 @@ def _run_out(run: IngestRun) -> RunOut:
     response_model=RunStarted,
     responses={409: {"description": "`ingest_running`: another run is active"}},
 )
-async def start_backfill(ingestor: IngestorDep, body: RangeIn) -> RunStarted:
+async def start_backfill(ingestor: IngestorDep, body: RangeIn, _caller: AdminCaller) -> RunStarted:
     """Backfill [start, end] by trade_date in the background: 202 with the run id; 409 while another run is active."""
     _range(body)
     try:
@@ -67,7 +82,7 @@ async def start_backfill(ingestor: IngestorDep, body: RangeIn) -> RunStarted:
     response_model=RunStarted,
     responses={409: {"description": "`ingest_running`: another run is active"}},
 )
-async def start_update(ingestor: IngestorDep) -> RunStarted:
+async def start_update(ingestor: IngestorDep, _caller: AdminCaller) -> RunStarted:
     """Fetch the trading days missing since the newest stored one, in the background."""
     try:
         run_id = await ingestor.start_update()
@@ -81,11 +96,12 @@ async def start_update(ingestor: IngestorDep) -> RunStarted:
     status_code=202,
     response_model=RunStarted,
     responses={
+        403: {"description": "`forbidden`: not an admin"},
         409: {"description": "`ingest_running`: another run is active"},
         422: {"description": "`not_a_trading_day`: the day is not an open day of the stored calendar"},
     },
 )
-async def start_limits(ingestor: IngestorDep, body: LimitsIn) -> RunStarted:
+async def start_limits(ingestor: IngestorDep, body: LimitsIn, _caller: AdminCaller) -> RunStarted:
     """Load the exchange limits of `trade_date` (Tushare stk_limit: limits and reference price) now, in the
     background, as the pre-open job does: 202 with the run id (follow it at /v1/ingest/runs/{run_id}). The quote
     bands of that day use them from the next round."""
@@ -99,12 +115,14 @@ async def start_limits(ingestor: IngestorDep, body: LimitsIn) -> RunStarted:
 
 
 @ingest_router.get("/ingest/runs", response_model=list[RunOut])
-async def list_runs(store: Store, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[RunOut]:
+async def list_runs(
+    store: Store, _caller: AdminCaller, limit: Annotated[int, Query(ge=1, le=500)] = 50
+) -> list[RunOut]:
     return [_run_out(r) for r in await store.list_ingest_runs(limit)]
 
 
 @ingest_router.get("/ingest/runs/{run_id}", response_model=RunOut, responses={404: {"description": "no such run"}})
-async def get_run(store: Store, run_id: str) -> RunOut:
+async def get_run(store: Store, run_id: str, _caller: AdminCaller) -> RunOut:
     run = await store.get_ingest_run(run_id)
     if run is None:
         raise NotFound("unknown_run", f"no ingest run {run_id}")
@@ -117,7 +135,11 @@ async def get_run(store: Store, run_id: str) -> RunOut:
     responses={409: {"description": "`quality_unavailable`: the checks cannot run now (e.g. no bars stored)"}},
 )
 async def run_quality(
-    ingestor: IngestorDep, store: Store, body: RangeIn, limit: Annotated[int, Query(ge=0, le=10_000)] = 1000
+    ingestor: IngestorDep,
+    store: Store,
+    body: RangeIn,
+    _caller: AdminCaller,
+    limit: Annotated[int, Query(ge=0, le=10_000)] = 1000,
 ) -> ReportOut:
     """Check the stored bars of [start, end] now; the report is stored and returned (findings up to `limit`)."""
     _range(body)

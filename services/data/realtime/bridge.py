@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -36,7 +37,8 @@ PATH = "/v1/bridge/quotes"
 HELLO_TIMEOUT_S = 10.0
 MAX_FRAME_BYTES = 16 * 1024 * 1024  # a whole market's snapshot is about 3 MB
 WATCH_POLL_S = 1.0  # how often the watched codes are read to see whether the bridge's tick set must change
-TICKS_RETRY_S = 30.0  # a subscribe_ticks the bridge answered with failed codes (or refused) is sent again after this
+TICKS_RETRY_S = 30.0  # a subscribe_ticks answered with failures (or refused, or not at all) is sent again after this
+TICK_IDS_KEPT = 16  # the ids of the newest subscribe_ticks whose replies are recognised (older ones are forgotten)
 
 bridge_router = APIRouter()
 
@@ -99,20 +101,61 @@ async def take_frame(
 
 @dataclass
 class TickSubscription:
-    """What the connection asked the bridge ticks of, and whether to ask again (the answer had failures)."""
+    """What the connection asked the bridge ticks of, and whether to ask again: the answer had failures, was not
+    one of the protocol's shape, or did not come within TICKS_RETRY_S."""
 
     sent: list[str] | None = None
     sent_at: float = 0.0
     retry: bool = False
-    ids: set[str] = field(default_factory=set)
+    pending: str | None = None  # the newest subscribe_ticks' id while it is unanswered
+    ids: deque[str] = field(default_factory=lambda: deque(maxlen=TICK_IDS_KEPT))  # the newest ids sent (bounded)
+
+    def due(self, codes: list[str], moment: float) -> bool:
+        """Whether to send `codes` now: they changed, or the last send failed or is unanswered for TICKS_RETRY_S."""
+        if codes != self.sent:
+            return True
+        return (self.retry or self.pending is not None) and moment - self.sent_at >= TICKS_RETRY_S
+
+    def sending(self, id_: str, codes: list[str], moment: float) -> None:
+        self.ids.append(id_)
+        self.sent, self.sent_at, self.retry, self.pending = codes, moment, False, id_
+
+    def answered(self, id_: str, body: Any) -> str | None:
+        """Take a reply to one of our subscribe_ticks: None when every code was subscribed, else what went wrong
+        (the newest request is then sent again after TICKS_RETRY_S). A reply to an older request only settles it."""
+        if id_ in self.ids:
+            self.ids.remove(id_)
+        newest = id_ == self.pending
+        if newest:
+            self.pending = None
+        problem = reply_problem(body)
+        if problem is not None and newest:
+            self.retry = True
+        return problem
+
+
+def reply_problem(body: Any) -> str | None:
+    """What is wrong with a subscribe_ticks reply (`{"ok": true, "body": {"failed": [codes]}}` when it worked), or
+    None: a refusal, failed codes, or a reply not of that shape (taken as a failure, never raised on)."""
+    if not isinstance(body, dict):
+        return f"a reply body that is not an object: {type(body).__name__}"
+    if body.get("ok") is not True:
+        return f"refused: {str(body.get('error'))[:200]}"
+    inner = body.get("body", {})
+    failed = inner.get("failed") if isinstance(inner, dict) else None
+    if not isinstance(inner, dict) or not isinstance(failed, list | None):
+        return "a reply not of the protocol's shape"
+    if failed:
+        return f"{len(failed)} codes failed: {', '.join(str(code) for code in failed[:10])}"
+    return None
 
 
 async def watch_ticks(
     websocket: WebSocket, channel: protocol.Channel, live: LiveStore, state: TickSubscription, bridge_id: str
 ) -> None:
     """Send `subscribe_ticks` with the watched codes at once and whenever they change (read every WATCH_POLL_S);
-    again after TICKS_RETRY_S when the bridge's answer had failures. The only sender after the welcome's subscribe:
-    the frames' seq goes up in the order they are sent."""
+    again after TICKS_RETRY_S when the bridge's answer had failures or did not come. The only sender after the
+    welcome's subscribe: the frames' seq goes up in the order they are sent."""
     while True:
         codes: list[str] | None
         try:
@@ -121,15 +164,16 @@ async def watch_ticks(
             log.warning("the watched codes cannot be read; the bridge's tick set is left as it is", exc_info=True)
             codes, dropped = state.sent, 0
         moment = time.monotonic()
-        if codes is not None and (codes != state.sent or (state.retry and moment - state.sent_at >= TICKS_RETRY_S)):
+        if codes is not None and state.due(codes, moment):
             if dropped:
                 log.warning(
                     "watched codes over the tick limit left out",
                     extra={"bridge_id": bridge_id, "dropped": dropped, "limit": protocol.MAX_TICK_CODES},
                 )
+            if codes == state.sent and state.pending is not None:
+                log.warning("subscribe_ticks unanswered; sending it again", extra={"bridge_id": bridge_id})
             id_ = channel.new_id()
-            state.ids.add(id_)
-            state.sent, state.sent_at, state.retry = codes, moment, False
+            state.sending(id_, codes, moment)
             await websocket.send_text(channel.seal(protocol.SUBSCRIBE_TICKS, {"codes": codes}, id_=id_))
             log.info("ticks subscribed", extra={"bridge_id": bridge_id, "codes": len(codes)})
         await asyncio.sleep(WATCH_POLL_S)
@@ -195,13 +239,11 @@ async def bridge_quotes(websocket: WebSocket) -> None:
             type_, body, _, id_ = await take_frame(channel, provider, await _receive(websocket), bridge_id=bridge_id)
             if type_ in (protocol.QUOTES, protocol.TICKS):
                 continue  # taken
-            if type_ == protocol.REPLY and id_ in ticks.ids:
-                ticks.ids.discard(id_)
-                failed = body.get("body", {}).get("failed") if body.get("ok") is True else None
-                if body.get("ok") is not True or failed:
-                    ticks.retry = True
-                    log.warning("the bridge did not subscribe every tick", extra={
-                        "bridge_id": bridge_id, "error": body.get("error"), "failed": (failed or [])[:10]})  # fmt: skip
+            if type_ == protocol.REPLY and id_ is not None and id_ in ticks.ids:
+                problem = ticks.answered(id_, body)
+                if problem is not None:
+                    log.warning("the bridge did not subscribe every tick", extra={"bridge_id": bridge_id,
+                                                                                "problem": problem})  # fmt: skip
             elif type_ == protocol.REPLY:
                 if body.get("ok") is not True:
                     log.warning("the bridge refused the subscription", extra={"bridge_id": bridge_id,
@@ -216,6 +258,11 @@ async def bridge_quotes(websocket: WebSocket) -> None:
             await websocket.close(code=protocol.PROTOCOL_CLOSE_CODE, reason="bad frame")
     except WebSocketDisconnect:
         log.info("quotes bridge disconnected", extra={"bridge_id": bridge_id})
+    except Exception:
+        # Not a frame's fault we know of: logged, and the connection closed cleanly (the bridge reconnects).
+        log.exception("quotes bridge connection failed; closing", extra={"bridge_id": bridge_id})
+        with contextlib.suppress(Exception):
+            await websocket.close(code=1011, reason="internal error")
     finally:
         if watcher is not None:
             watcher.cancel()

@@ -36,7 +36,7 @@ from services.data.store import DataStore, ingest_runs, stk_limits
 from shared.platform.bus import MemoryBus
 from shared.platform.clock import EXCHANGE_TZ
 from shared.platform.events.schemas import LiveQuote
-from shared.platform.internal_auth import service_headers
+from shared.platform.internal_auth import INTERNAL_HEADER, Principal, mint_internal_token, service_headers
 from tests.support.fake_tushare import FakeTushare
 
 pytestmark = pytest.mark.integration
@@ -252,6 +252,14 @@ async def test_the_admin_endpoint_loads_them_and_the_next_round_uses_them(backin
         first = await realtime.ingest([ex_tick("09:30:03", 10)], "bridge", now=at("09:30:10"))
         assert dict(first.rejected) == {"pre_close_mismatch": 1}
 
+        # At the service itself (not only the gateway): a viewer's or trader's token is 403, an admin's is taken.
+        for role, status in (("viewer", 403), ("trader", 403), ("admin", 422)):
+            user = {INTERNAL_HEADER: mint_internal_token(settings.internal_secret, Principal("alice", role))}
+            answer = await c.post("/v1/ingest/limits", json={"trade_date": "2025-03-01"}, headers=user)
+            assert answer.status_code == status, (role, answer.text)  # 422: a Saturday, past the authorisation
+            if status == 403:
+                assert answer.json()["code"] == "forbidden"
+                assert (await c.get("/v1/ingest/runs", headers=user)).status_code == 403
         for body, code, field in (
             ({"trade_date": "2025-02-30"}, "invalid_request", "trade_date"),  # no such date
             ({"trade_date": "2025-03-04", "force": True}, "invalid_request", "force"),  # unknown field

@@ -27,7 +27,7 @@ from shared.platform.bus import create_bus
 from shared.platform.clock import EXCHANGE_TZ, utcnow
 from shared.platform.events.envelope import Envelope
 from shared.platform.events.schemas import BarsMinute, QuotesSnapshot
-from shared.platform.internal_auth import service_headers
+from shared.platform.internal_auth import INTERNAL_HEADER, Principal, mint_internal_token, service_headers
 from tests.integration.gateway.conftest import served
 
 pytestmark = pytest.mark.integration
@@ -86,7 +86,10 @@ async def service(backing: Any) -> AsyncIterator[dict[str, Any]]:
             securities = (await client.get("/v1/securities", params={"board": "main", "is_st": "false"})).json()
             codes = [s["ts_code"] for s in securities]
             await closed_at_ten(app.state.store, codes)
-            yield {"host": hostport, "client": client, "heard": heard, "codes": codes, "app": app}
+            yield {
+                "host": hostport, "client": client, "heard": heard, "codes": codes, "app": app,
+                "as": lambda service: service_headers(settings.internal_secret, service),
+            }  # fmt: skip
     finally:
         await listener.close()
 
@@ -473,8 +476,11 @@ async def test_watched_codes_ticks_go_live_stop_when_unwatched_and_resubscribe_a
     from tests.support.qmt.loader import fake_xtquant
 
     client: httpx.AsyncClient = service["client"]
+    execution = service["as"]("execution")
     a, b = service["codes"][8:10]  # quoted by no other test here
-    watched = await client.put("/v1/quotes/watch", json={"owner": "execution:test:1", "codes": [b, a]})
+    watched = await client.put(
+        "/v1/quotes/watch", json={"owner": "execution:test:1", "codes": [b, a]}, headers=execution
+    )
     assert watched.status_code == 200, watched.text
     assert (watched.json()["codes"], watched.json()["ticked"]) == (sorted([a, b]), 2)
 
@@ -506,7 +512,9 @@ async def test_watched_codes_ticks_go_live_stop_when_unwatched_and_resubscribe_a
 
             # b no longer watched: unsubscribed at xtdata; its ticks stop while a's still come
             assert (
-                await client.put("/v1/quotes/watch", json={"owner": "execution:test:1", "codes": [a]})
+                await client.put(
+                    "/v1/quotes/watch", json={"owner": "execution:test:1", "codes": [a]}, headers=execution
+                )
             ).status_code == 200
             await until(lambda: xt.broker.tick_codes() == [a])
             xt.broker.feed_ticks({a: xt_tick("09:50:06", 10.13, 130, 131370.0), b: xt_tick("09:50:06", 10.25, 60,
@@ -526,13 +534,14 @@ async def test_watched_codes_ticks_go_live_stop_when_unwatched_and_resubscribe_a
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-            await client.put("/v1/quotes/watch", json={"owner": "execution:test:1", "codes": []})
+            await client.put("/v1/quotes/watch", json={"owner": "execution:test:1", "codes": []}, headers=execution)
     metrics = (await client.get("/metrics")).text
     assert 'lh_quotes_rejected_total{reason="stale"} 0.0' in metrics  # the late push superseded, not refused
 
 
 async def test_the_watch_refuses_bad_input_and_lists_the_leases(service: dict[str, Any]) -> None:
     client: httpx.AsyncClient = service["client"]
+    gateway = service["as"]("gateway")
     code = service["codes"][6]  # watched only, never quoted
     for body, says in (
         ({"owner": "gw:1", "codes": ["600000"]}, "codes"),
@@ -540,16 +549,84 @@ async def test_the_watch_refuses_bad_input_and_lists_the_leases(service: dict[st
         ({"owner": "gw 1", "codes": [code]}, "owner"),
         ({"owner": "gw:1", "codes": [code] * 301}, "codes"),
     ):
-        answer = await client.put("/v1/quotes/watch", json=body)
+        answer = await client.put("/v1/quotes/watch", json=body, headers=gateway)
         assert answer.status_code == 422 and answer.json()["code"] == "invalid_request", answer.text
         assert says in answer.text
-    assert "gw:1" not in (await client.get("/v1/quotes/watch")).json()["owners"]  # nothing stored
-    await client.put("/v1/quotes/watch", json={"owner": "gw:1", "codes": [code], "ttl_s": 10})
+    assert "gateway:gw:1" not in (await client.get("/v1/quotes/watch")).json()["owners"]  # nothing stored
+    put = await client.put("/v1/quotes/watch", json={"owner": "gw:1", "codes": [code], "ttl_s": 10}, headers=gateway)
+    assert put.json()["owner"] == "gateway:gw:1"  # under the caller's service name
     listed = (await client.get("/v1/quotes/watch")).json()
-    assert listed["owners"]["gw:1"] == [code] and code in listed["codes"]
+    assert listed["owners"]["gateway:gw:1"] == [code] and code in listed["codes"]
     # 11 s on, the 10 s lease has lapsed (read in Redis as of then): dropped from the store
     live = service["app"].state.live_store
-    assert "gw:1" not in await live.watches(time.time() + 11)
-    assert "gw:1" not in (await client.get("/v1/quotes/watch")).json()["owners"]
-    await client.put("/v1/quotes/watch", json={"owner": "gw:1", "codes": []})
+    assert "gateway:gw:1" not in await live.watches(time.time() + 11)
+    assert "gateway:gw:1" not in (await client.get("/v1/quotes/watch")).json()["owners"]
+    await client.put("/v1/quotes/watch", json={"owner": "gw:1", "codes": []}, headers=gateway)
     assert code not in (await client.get("/v1/quotes/watch")).json()["codes"]
+
+
+async def test_only_execution_and_the_gateway_lease_codes_each_under_its_own_name(service: dict[str, Any]) -> None:
+    """A user's token (even an admin's), another service or no token cannot PUT a lease; the owner a service sends
+    is stored under its own name, so the gateway cannot replace execution's lease nor take its priority."""
+    client: httpx.AsyncClient = service["client"]
+    secret = service["app"].state.settings.internal_secret
+    first = service["codes"][6]  # watched only, never quoted
+    admin = {INTERNAL_HEADER: mint_internal_token(secret, Principal("alice", "admin"))}
+    svc_named_user = {INTERNAL_HEADER: mint_internal_token(secret, Principal("svc:execution", "admin"))}
+    body = {"owner": "execution:auth:1", "codes": [first]}
+    for headers, status, code in (
+        (admin, 403, "forbidden"),
+        (svc_named_user, 403, "forbidden"),  # a user's role under a service's name is still a user
+        (service["as"]("strategy"), 403, "forbidden"),
+        (service["as"]("risk"), 403, "forbidden"),
+        ({INTERNAL_HEADER: ""}, 401, "unauthenticated"),
+    ):
+        refused = await client.put("/v1/quotes/watch", json=body, headers=headers)
+        assert (refused.status_code, refused.json()["code"]) == (status, code), headers
+    owners = (await client.get("/v1/quotes/watch")).json()["owners"]
+    assert not [owner for owner in owners if "auth:1" in owner]  # nothing stored
+
+    execution, gateway = service["as"]("execution"), service["as"]("gateway")
+    try:
+        held = await client.put("/v1/quotes/watch", json=body, headers=execution)
+        assert (held.status_code, held.json()["owner"]) == (200, "execution:auth:1")
+        # the gateway naming execution's owner to blank it gets a lease of its own; execution's stays as it was
+        claimed = await client.put("/v1/quotes/watch", json={"owner": "execution:auth:1", "codes": []}, headers=gateway)
+        assert (claimed.status_code, claimed.json()["owner"]) == (200, "gateway:execution:auth:1")
+        owners = (await client.get("/v1/quotes/watch")).json()["owners"]
+        assert owners["execution:auth:1"] == [first] and owners["gateway:execution:auth:1"] == []
+    finally:
+        await client.put("/v1/quotes/watch", json={"owner": "auth:1", "codes": []}, headers=execution)
+        await client.put("/v1/quotes/watch", json={"owner": "execution:auth:1", "codes": []}, headers=gateway)
+
+
+async def test_a_service_holds_a_bounded_number_of_leases(
+    service: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over MAX_OWNERS_PER_SERVICE (64; 2 more than the gateway holds now, here) a new owner is 409; renewing a
+    held one is not a new owner; the limit is per service."""
+    from services.data.realtime import watch
+
+    client: httpx.AsyncClient = service["client"]
+    gateway = service["as"]("gateway")
+    code = service["codes"][6]  # watched only, never quoted
+    leases = await client.get("/v1/quotes/watch")
+    held = len([o for o in leases.json()["owners"] if o.startswith("gateway:")])  # other tests' lapsing leases
+    monkeypatch.setattr(watch, "MAX_OWNERS_PER_SERVICE", held + 2)
+    try:
+        for owner in ("cap:1", "cap:2"):
+            assert (await client.put("/v1/quotes/watch", json={"owner": owner, "codes": [code]},
+                                     headers=gateway)).status_code == 200  # fmt: skip
+        third = await client.put("/v1/quotes/watch", json={"owner": "cap:3", "codes": [code]}, headers=gateway)
+        assert (third.status_code, third.json()["code"]) == (409, "too_many_watch_owners")
+        assert "gateway:cap:3" not in (await client.get("/v1/quotes/watch")).json()["owners"]
+        # renewing one held is not a new owner: still 200; execution's count is its own
+        assert (await client.put("/v1/quotes/watch", json={"owner": "cap:2", "codes": []},
+                                 headers=gateway)).status_code == 200  # fmt: skip
+        assert (await client.put("/v1/quotes/watch", json={"owner": "cap:1", "codes": [code]},
+                                 headers=service["as"]("execution"))).status_code == 200  # fmt: skip
+    finally:
+        for owner in ("cap:1", "cap:2"):
+            await client.put("/v1/quotes/watch", json={"owner": owner, "codes": [], "ttl_s": 10}, headers=gateway)
+        await client.put("/v1/quotes/watch", json={"owner": "cap:1", "codes": [], "ttl_s": 10},
+                         headers=service["as"]("execution"))  # fmt: skip

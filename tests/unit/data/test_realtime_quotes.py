@@ -591,7 +591,7 @@ async def test_the_bridge_endpoint_sends_the_watched_codes_on_change_and_again_a
     from services.data.realtime import bridge as endpoint
 
     monkeypatch.setattr(endpoint, "WATCH_POLL_S", 0.01)
-    monkeypatch.setattr(endpoint, "TICKS_RETRY_S", 0.0)
+    monkeypatch.setattr(endpoint, "TICKS_RETRY_S", 3600.0)
     live = MemoryLiveStore()
     sent: list[dict[str, Any]] = []
 
@@ -615,11 +615,13 @@ async def test_the_bridge_endpoint_sends_the_watched_codes_on_change_and_again_a
         await sent_count(1)
         assert sent == [{"codes": ["000001.SZ", "600000.SH"]}]
         await asyncio.sleep(0.05)
-        assert len(sent) == 1  # unchanged: not sent again
+        assert len(sent) == 1  # unchanged (and not unanswered for an hour): not sent again
         await live.put_watch("gateway:a", [], far)
         await sent_count(2)
         assert sent[1] == {"codes": ["000001.SZ"]}
-        state.retry = True  # the bridge's reply had failed codes: the same set sent again
+        assert state.pending is not None
+        assert state.answered(state.pending, {"ok": True, "body": {"failed": ["000001.SZ"]}}) is not None
+        state.sent_at -= 3600  # an hour on: the failed set is sent again
         await sent_count(3)
         assert sent[2] == {"codes": ["000001.SZ"]} and state.retry is False
     finally:
@@ -633,3 +635,63 @@ async def test_watch_leases_lapse_in_memory() -> None:
     await live.put_watch("execution:b", ["000001.SZ"], 200.0)
     assert await live.watches(99.0) == {"gateway:a": (["600000.SH"], 100.0), "execution:b": (["000001.SZ"], 200.0)}
     assert await live.watches(100.0) == {"execution:b": (["000001.SZ"], 200.0)}  # lapsed at its expiry
+
+
+def test_a_reply_not_of_the_protocols_shape_is_a_failure_never_an_error() -> None:
+    from services.data.realtime.bridge import reply_problem
+
+    assert reply_problem({"ok": True, "body": {"failed": []}}) is None
+    assert reply_problem({"ok": True}) is None  # no body: nothing failed
+    assert reply_problem({"ok": True, "body": {"failed": ["600000.SH"]}}) == "1 codes failed: 600000.SH"
+    assert reply_problem({"ok": False, "error": "xtdata down"}) == "refused: xtdata down"
+    for bad in ({"ok": True, "body": "oops"}, {"ok": True, "body": ["x"]}, {"ok": True, "body": {"failed": 3}}):
+        assert reply_problem(bad) == "a reply not of the protocol's shape", bad
+    assert reply_problem(["ok"]) == "a reply body that is not an object: list"
+
+
+def test_an_unanswered_or_bad_subscribe_ticks_is_sent_again_after_the_retry_time_and_ids_stay_bounded() -> None:
+    from services.data.realtime import bridge as endpoint
+
+    retry = endpoint.TICKS_RETRY_S  # 30 s
+    state = endpoint.TickSubscription()
+    codes = ["600000.SH"]
+    assert state.due(codes, 0.0)  # never sent
+    state.sending("t1", codes, 100.0)
+    assert not state.due(codes, 100.0 + retry - 1)  # unanswered, but not for 30 s yet
+    assert state.due(codes, 100.0 + retry)  # unanswered for 30 s: again
+    assert state.due(["000001.SZ"], 101.0)  # changed: at once
+    state.sending("t2", codes, 200.0)
+    assert state.answered("t1", {"ok": True, "body": {"failed": ["600000.SH"]}}) is not None
+    assert not state.retry and state.pending == "t2"  # an older request's failure: the newer one stands
+    assert state.answered("t2", {"ok": True, "body": "not an object"}) == "a reply not of the protocol's shape"
+    assert state.retry and state.pending is None and state.due(codes, 200.0 + retry)
+    state.sending("t3", codes, 300.0)
+    assert state.answered("t3", {"ok": True, "body": {"failed": []}}) is None
+    assert not state.due(codes, 300.0 + 10 * retry)  # answered in full: not sent again until changed
+    for n in range(100):  # a bridge that never answers: the ids kept stay bounded
+        state.sending(f"n{n}", codes, 400.0 + n)
+    assert len(state.ids) == endpoint.TICK_IDS_KEPT == 16 and state.ids[-1] == "n99"
+
+
+def test_execution_priority_follows_the_authenticated_service_not_the_owner_name() -> None:
+    from services.data.realtime.watch import stored_owner, tick_codes
+    from shared.platform.errors import ServiceError
+    from shared.platform.internal_auth import Principal
+    from shared.platform.roles import SERVICE
+
+    execution, gateway = Principal("svc:execution", SERVICE), Principal("svc:gateway", SERVICE)
+    assert stored_owner(execution, "execution:h:1") == "execution:h:1"
+    assert stored_owner(execution, "h:1") == "execution:h:1"
+    assert stored_owner(gateway, "execution:h:1") == "gateway:execution:h:1"
+    for caller in (Principal("alice", "admin"), Principal("svc:strategy", SERVICE), Principal("svc:gateway", "admin")):
+        with pytest.raises(ServiceError) as refused:
+            stored_owner(caller, "execution:h:1")
+        assert (refused.value.status_code, refused.value.code) == (403, "forbidden"), caller
+    # The gateway's 300 codes under a name of execution's: execution's own 3 codes still go first.
+    gateway_codes = [f"{600000 + i:06d}.SH" for i in range(300)]
+    mine = ["000001.SZ", "000002.SZ", "000003.SZ"]
+    chosen, dropped = tick_codes(
+        {stored_owner(gateway, "execution:a"): (gateway_codes, 0.0), stored_owner(execution, "z"): (mine, 0.0)}
+    )
+    # union 303, limit 300: execution's 3 in, 297 of the gateway's, 3 dropped
+    assert set(mine) <= set(chosen) and (len(chosen), dropped) == (300, 3)
