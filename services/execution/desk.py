@@ -120,6 +120,10 @@ class AmendGuard(Protocol):
         """Stop the account's amends cancelling or replacing (of `ts_code` when named): the client_order_ids
         (`amend-<order_id>`) of the replacements a cancel-all must cancel too, should one have been placed."""
 
+    async def admit(self, s: DbSession, terms: OrderTerms) -> None:
+        """In the admission's transaction: raise 409 `amend_stopped` for the replacement (`amend-<order_id>`) of an
+        amend a user's cancel stopped (nothing is stored or sent)."""
+
 
 @dataclass(frozen=True)
 class Submission:
@@ -216,6 +220,7 @@ class OrderDesk:
                 price_cap=price_cap,
                 now=now,
                 arrival=await self._arrival(terms.ts_code, now),
+                admit=None if self.amends is None else self.amends.admit,
             )
         except AlreadyPlaced as exc:
             # A duplicate that waited for the lock behind the first copy: the same answer as a later retry.

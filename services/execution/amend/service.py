@@ -33,7 +33,9 @@ from services.execution.amend.store import Amend, AmendExists, AmendStore, Stale
 from services.execution.brokers.base import BrokerUnavailable, CancelOutcomeUnknown, CancelTooLate
 from services.execution.desk import OrderDesk
 from services.execution.store import StoredOrder
+from shared.platform.approval import OrderTerms
 from shared.platform.clock import session_close, utcnow
+from shared.platform.db import DbSession
 from shared.platform.errors import Conflict, Forbidden, NotFound, ServiceError, Unavailable
 from shared.platform.http import ServiceDirectory
 from shared.platform.internal_auth import Principal, service_headers
@@ -48,6 +50,7 @@ LEASE_S = 30.0  # a replacement with no final answer this long after its last at
 RETRY_S = 3.0  # an attempt answered "not now" (or not at all) is tried again this soon by the process that made it
 CANCEL_RESEND_S = 30.0  # a cancel not confirmed this long after it was sent is sent again (idempotent at the broker)
 STOP_ATTEMPTS = 5  # a user's cancel reads its amend again this often when the pass moves it meanwhile
+NOTE_SEP = "; then: "  # a stopped amend's message: the stop's words, then what became of a replacement placed before
 
 
 class RiskPort(Protocol):
@@ -276,33 +279,71 @@ class Amender:
 
     async def _stop(self, amend: Amend) -> Amend:
         self.retry_at.pop(amend.amend_id, None)
+        # claimed_at set: the pass owes the stop a look for a replacement placed before it (execution admits none
+        # after it: `admit`); cancel_sent_at cleared: no replacement's cancel was sent yet
         stopped = await self.store.move(
-            amend, Status.CANCELLED_BY_USER, self.market_now(),
+            amend, Status.CANCELLED_BY_USER, self.market_now(), claimed_at=self.wall_now(), cancel_sent_at=None,
             message=f"stopped while {amend.status.value}: the user cancelled the order; no replacement is placed",
         )  # fmt: skip
         log.info("amend stopped by the user's cancel", extra={"amend_id": amend.amend_id, "order_id": amend.order_id})
         return stopped
 
-    async def _placed_after_stop(self, amend: Amend, order_id: str) -> Amend:
-        """An attempt in flight when the user cancelled placed the replacement: it is cancelled at once, and noted
-        on the amend (which stays cancelled_by_user)."""
-        latest = await self.store.get(amend.amend_id) or amend
-        if latest.status is not Status.CANCELLED_BY_USER:
-            return latest
-        placed = await self.desk.store.get_order(order_id)
-        note = f"the replacement {order_id} an attempt in flight placed was cancelled"
-        if placed is not None and not placed.order.status.is_final:
-            try:
-                await self.desk.cancel_at_broker(placed)
-            except Exception as exc:
-                log.warning("a replacement placed after the user's cancel could not be cancelled: %r", exc,
-                            extra={"amend_id": amend.amend_id, "order_id": order_id})  # fmt: skip
-                note = f"the replacement {order_id} an attempt in flight placed could not be cancelled ({exc})"
+    async def admit(self, s: DbSession, terms: OrderTerms) -> None:
+        """Execution's admission of an order (`POST /v1/orders`, in its transaction, under the account's lock): the
+        replacement of an amend the user's cancel stopped is refused — 409 `amend_stopped`, nothing stored or sent —
+        however late risk's forward of it arrives (an attempt timed out, a crash mid-attempt)."""
+        stopped = await self.store.stopped_for(s, terms.account_id, terms.client_order_id)
+        if stopped is not None:
+            log.info("a stopped amend's replacement refused", extra={"amend_id": stopped.amend_id})
+            raise Conflict("amend_stopped", f"the amend {stopped.amend_id} of order {stopped.order_id} was stopped by "
+                           "the user's cancel: its replacement is not placed", amend_id=stopped.amend_id)  # fmt: skip
+
+    async def _settle_stopped(self, amend: Amend) -> Amend:
+        """A stopped amend the pass still owes a look (claimed_at set): a replacement placed before the stop (an
+        attempt in flight, a crash, a cancel that failed) is cancelled — each pass until it is final (a cancel the
+        broker took but has not confirmed, QMT, is sent again after CANCEL_RESEND_S) — and named on the amend; with
+        none open, the amend is settled (claimed_at cleared: none can be placed after the stop)."""
+        placed, _ = await self.desk.store.find_by_key_or_decision(amend.account_id, amend.client_order_id, "")
+        if placed is None:
+            return await self._stopped_note(amend, None, None, settled=True)
+        order_id = placed.order.order_id
+        if placed.order.status.is_final:
+            return await self._stopped_note(amend, order_id, f"the replacement {order_id} placed before the stop "
+                                            f"ended {placed.order.status.value}", settled=True)  # fmt: skip
+        wall = self.wall_now()
+        if amend.cancel_sent_at is not None and amend.cancel_sent_at > wall - timedelta(seconds=CANCEL_RESEND_S):
+            return amend  # its cancel was taken: the broker's report is awaited
         try:
-            return await self.store.touch(replace(latest, replacement_order_id=order_id,
-                                                  message=f"{latest.message}; {note}"))  # fmt: skip
+            after, _ = await self.desk.cancel_at_broker(placed)
+        except Exception as exc:  # tried again next pass (the cancel is idempotent at the broker)
+            log.warning("a replacement placed before the user's cancel could not be cancelled: %r", exc,
+                        extra={"amend_id": amend.amend_id, "order_id": order_id})  # fmt: skip
+            note = f"the replacement {order_id} placed before the stop could not be cancelled yet ({exc}): tried again"
+            return await self._stopped_note(amend, order_id, note, settled=False)
+        if after.order.status.is_final:
+            return await self._stopped_note(amend, order_id, f"the replacement {order_id} placed before the stop "
+                                            "was cancelled", settled=True)  # fmt: skip
+        return await self._stopped_note(amend, order_id, f"the replacement {order_id} placed before the stop: its "
+                                        "cancel was sent", settled=False, cancel_sent_at=wall)  # fmt: skip
+
+    async def _stopped_note(
+        self, amend: Amend, order_id: str | None, note: str | None, *, settled: bool,
+        cancel_sent_at: datetime | None = None,
+    ) -> Amend:  # fmt: skip
+        base = (amend.message or "").split(NOTE_SEP, 1)[0]
+        moved = replace(
+            amend,
+            replacement_order_id=order_id or amend.replacement_order_id,
+            message=base if note is None else f"{base}{NOTE_SEP}{note}",
+            claimed_at=None if settled else amend.claimed_at,
+            cancel_sent_at=cancel_sent_at or amend.cancel_sent_at,
+        )
+        if moved == amend:
+            return amend
+        try:
+            return await self.store.touch(moved, amend)
         except StaleMove:
-            return await self.store.get(amend.amend_id) or latest
+            return await self.store.get(amend.amend_id) or amend
 
     async def _noted(self, amend: Amend, message: str) -> Amend:
         try:
@@ -410,15 +451,15 @@ class Amender:
 
     async def _moved_meanwhile(self, amend: Amend) -> Amend:
         """An attempt's answer found the amend moved by another: as it is now. Stopped by the user's cancel while the
-        attempt was in flight: a replacement that attempt placed is cancelled (never left open after the cancel)."""
+        attempt was in flight: a replacement that attempt placed is cancelled (never left open after the cancel; one
+        placed after the stop is refused by `admit`)."""
         latest = await self.store.get(amend.amend_id) or amend
         if latest.status is not Status.CANCELLED_BY_USER:
             return latest
         self.retry_at.pop(amend.amend_id, None)
-        placed, _ = await self.desk.store.find_by_key_or_decision(amend.account_id, amend.client_order_id, "")
-        if placed is None:
-            return latest
-        return await self._placed_after_stop(latest, placed.order.order_id)
+        if latest.claimed_at is None:
+            return latest  # settled already (by the pass)
+        return await self._settle_stopped(latest)
 
     async def _session_over(self, amend: Amend) -> bool:
         """The amend's session (that of an order placed when it was asked) has closed: its replacement is not placed
@@ -446,7 +487,8 @@ class Amender:
     async def run_pass(self) -> None:
         """Amends whose original's cancel was confirmed since (QMT's report) go on to their replacement; a cancel not
         confirmed for CANCEL_RESEND_S is sent again; replacements answered "not now", or left by a crash (their
-        lease run out), are attempted again."""
+        lease run out), are attempted again; a replacement placed before a user's cancel stopped its amend is
+        cancelled (each pass until it is final)."""
         wall = self.wall_now()
         for amend in await self.store.with_status(Status.CANCELLING, Status.REPLACING):
             try:
@@ -456,6 +498,12 @@ class Amender:
                     await self._replacing(amend, wall)
             except Exception:
                 log.exception("an amend's pass failed; attempted again next pass", extra={"amend_id": amend.amend_id})
+        for amend in await self.store.stopped_unsettled():
+            try:
+                await self._settle_stopped(amend)
+            except Exception:
+                log.exception("a stopped amend's pass failed; attempted again next pass",
+                              extra={"amend_id": amend.amend_id})  # fmt: skip
 
     async def _cancelling(self, amend: Amend, wall: datetime) -> None:
         stored = await self.desk.store.get_order(amend.order_id)

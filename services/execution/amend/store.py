@@ -13,12 +13,18 @@ from typing import Any
 from sqlalchemy import Column, Index, Integer, String, Table, Text, and_, delete, select, update
 from sqlalchemy.engine import Row
 
-from services.execution.amend.rules import ACTIVE, Status, may_move, replacement_client_order_id
+from services.execution.amend.rules import (
+    ACTIVE,
+    REPLACEMENT_PREFIX,
+    Status,
+    may_move,
+    replacement_client_order_id,
+)
 from services.execution.store import metadata
 from shared.core.domain import OrderSide
 from shared.platform.clock import UtcDateTime
 from shared.platform.columns import CnyFen
-from shared.platform.db import Database
+from shared.platform.db import Database, DbSession
 
 order_amends = Table(
     "order_amends",
@@ -38,8 +44,12 @@ order_amends = Table(
     Column("version", Integer, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),  # the market clock's time of the request
     Column("updated_at", UtcDateTime, nullable=False),
-    Column("cancel_sent_at", UtcDateTime, nullable=True),  # the last time the original's cancel was sent (wall)
-    Column("claimed_at", UtcDateTime, nullable=True),  # the last attempt at the replacement (wall time; a lease)
+    # the last time the original's cancel was sent (wall); once cancelled_by_user: the last time a replacement placed
+    # before the stop had its cancel taken by the broker (None: not yet)
+    Column("cancel_sent_at", UtcDateTime, nullable=True),
+    # the last attempt at the replacement (wall time; a lease); once cancelled_by_user: set while the pass still owes
+    # the stop a look for a replacement placed before it (to cancel), None once there is none open
+    Column("claimed_at", UtcDateTime, nullable=True),
     Column("attempts", Integer, nullable=False),
     Column("filled_qty", Integer, nullable=True),  # what the original had filled when it ended
     Column("replacement_qty", Integer, nullable=True),
@@ -204,6 +214,32 @@ class AmendStore:
         if ts_code is not None:
             where = and_(where, c.ts_code == ts_code)
         return await self._select(where)
+
+    async def stopped_unsettled(self) -> list[Amend]:
+        """The amends a user's cancel stopped whose replacement the pass still has to look for (and cancel, should
+        one placed before the stop be open)."""
+        c = order_amends.c
+        return await self._select(and_(c.status == Status.CANCELLED_BY_USER.value, c.claimed_at.is_not(None)))
+
+    @staticmethod
+    async def stopped_for(s: DbSession, account_id: str, client_order_id: str) -> Amend | None:
+        """In the caller's transaction (an order's admission): the amend `client_order_id` is the replacement of, if
+        that amend was stopped by the user's cancel. The row is read locked (FOR UPDATE), so a stop committing
+        meanwhile waits for the admission: either the admission sees the stop, or the stop comes after the order
+        is stored (and the pass cancels it)."""
+        if not client_order_id.startswith(REPLACEMENT_PREFIX):
+            return None
+        c = order_amends.c
+        query = (
+            select(order_amends)
+            .where(c.order_id == client_order_id[len(REPLACEMENT_PREFIX) :], c.account_id == account_id)
+            .with_for_update()
+        )
+        row = (await s.execute(query)).first()
+        if row is None:
+            return None
+        amend = _of(row)
+        return amend if amend.status is Status.CANCELLED_BY_USER else None
 
     async def with_status(self, *statuses: Status) -> list[Amend]:
         return await self._select(order_amends.c.status.in_([s.value for s in statuses]))

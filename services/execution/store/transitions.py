@@ -64,6 +64,7 @@ class OrderTransitions(OrderReads, ValuationReads, AccountStore):
         price_cap: Decimal | None = None,
         now: datetime | None = None,
         arrival: Arrival | None = None,
+        admit: Callable[[DbSession, OrderTerms], Awaitable[None]] | None = None,
     ) -> StoredOrder:
         """Admit a new order: in one transaction, lock the account, check that a sell has the sellable shares
         (trades, T+1 in session `today`, which began after `opens_after`: `positions.session_start`; open sells'
@@ -74,7 +75,9 @@ class OrderTransitions(OrderReads, ValuationReads, AccountStore):
         stored) when the account cannot afford it, and IntegrityError when a concurrent insert of the same keys
         was not serialised by the lock (cannot happen once the account row exists; kept as the last word).
         `now`: when it is created, by the market clock (a replayed session's time: day-order expiry reads it);
-        default the wall clock. `arrival`: the price it arrived at, for cost analysis (docs/tca.md)."""
+        default the wall clock. `arrival`: the price it arrived at, for cost analysis (docs/tca.md). `admit`: a
+        further check in this transaction, after the look for the same order and before the account's checks (an
+        amend's replacement whose amend the user stopped: it raises, nothing stored)."""
         side = OrderSide(terms.side)
         cap_fen: int | None = None
         if side is OrderSide.BUY:
@@ -122,6 +125,8 @@ class OrderTransitions(OrderReads, ValuationReads, AccountStore):
                         )
                         if same_key is not None or by_decision is not None:
                             raise AlreadyPlaced(same_key, by_decision)
+                        if admit is not None:
+                            await admit(s, terms)
                         if side is OrderSide.SELL:
                             lots, sells = await self._position_inputs(s, order.account_id, today, opens_after)
                             refusal = sell_refusal(

@@ -5,7 +5,8 @@ request again answering the same amend; an amend below what filled refused with 
 market order 422; new terms risk refuses (price limits, the exchange's maximum, a sell's shares) 422 before the
 cancel with the original untouched, and risk down 503; an original that partly filled first replaced for the new
 total less its fills; a replacement refused for cash after the cancel reported with risk's reasons (the original
-stays cancelled); a user's cancel or cancel-all stopping an amend (no replacement left open); a restart between the
+stays cancelled); a user's cancel or cancel-all stopping an amend (a replacement risk forwards after it refused 409
+`amend_stopped`, one placed before it cancelled by the pass even when its first cancel fails); a restart between the
 cancel and the replacement's recorded answer completing the amend once."""
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import pytest
 
 from services.execution.amend.service import Amender, RiskPort
 from services.execution.amend.store import Amend
+from services.execution.brokers.base import BrokerUnavailable
 from services.execution.store import StoredOrder
 from shared.platform.bus.amqp import AmqpBus
 from shared.platform.clock import EXCHANGE_TZ, ShiftedClock
@@ -331,7 +333,9 @@ class CancelledInFlight:
         return await self.inner.submit_replacement(amend, original)
 
 
-async def test_a_replacement_placed_by_an_attempt_in_flight_at_the_users_cancel_is_cancelled(backing: Backing) -> None:
+async def test_a_replacement_an_attempt_in_flight_at_a_cancel_all_forwards_after_it_is_never_placed(
+    backing: Backing,
+) -> None:
     amy = trader()
     async with fleet(backing.settings()) as f:
         original = await place(f, amy, price="9.50")
@@ -344,14 +348,130 @@ async def test_a_replacement_placed_by_an_attempt_in_flight_at_the_users_cancel_
         amender.risk = CancelledInFlight(amender.risk, cancel_all)
         done = await amend(f, amy, original["order_id"], price="9.60")
         assert done["status"] == "cancelled_by_user", done
-        # risk placed the replacement after the cancel-all: it was cancelled at once, and is named on the amend
-        [replacement] = await orders_with_client_id(f, amy, f"amend-{original['order_id']}")
-        assert replacement["status"] == "cancelled"
-        assert done["replacement_order_id"] == replacement["order_id"]
+        # risk decided the replacement after the cancel-all stopped the amend: execution refused it at admission
+        # (409 amend_stopped), so there is no order under its client_order_id, and none named on the amend
+        assert await orders_with_client_id(f, amy, f"amend-{original['order_id']}") == []
+        assert done["replacement_order_id"] is None
         open_orders = [o for o in (await f.execution.get("/v1/orders", params={"limit": 1000},
                                                          headers=f.headers(amy))).json()
                        if o["status"] in ("accepted", "submitted", "partially_filled", "unknown")]  # fmt: skip
         assert open_orders == []
+
+
+class TimedOut:
+    """Risk's answer to the replacement never comes in time (the amend's call times out) and its forward to execution
+    is still on its way: the first attempt places nothing; `late` delivers risk's forward later."""
+
+    def __init__(self, inner: RiskPort) -> None:
+        self.inner = inner
+        self.calls = 0
+
+    async def check_replacement(
+        self, original: StoredOrder, principal: Principal, price: Decimal, qty: int
+    ) -> tuple[int, dict[str, Any]]:
+        return await self.inner.check_replacement(original, principal, price, qty)
+
+    async def submit_replacement(self, amend: Amend, original: StoredOrder) -> tuple[int, dict[str, Any]]:
+        self.calls += 1
+        raise TimeoutError("risk did not answer in time (test)")
+
+    async def late(self, amend: Amend, original: StoredOrder) -> tuple[int, dict[str, Any]]:
+        return await self.inner.submit_replacement(amend, original)
+
+
+async def test_a_replacement_risk_forwards_after_the_users_cancel_is_refused_409_and_never_placed(
+    backing: Backing,
+) -> None:
+    amy = trader()
+    async with fleet(backing.settings()) as f:
+        original = await place(f, amy, price="9.50")
+        amender: Amender = f.execution_app.state.amender
+        store = f.execution_app.state.amend_store
+        timed_out = TimedOut(amender.risk)
+        amender.risk = timed_out
+        waiting = await amend(f, amy, original["order_id"], price="9.60")
+        assert (waiting["status"], timed_out.calls) == ("replacing", 1)  # no answer: attempted again later
+        answer = await f.execution.post(f"/v1/orders/{original['order_id']}/cancel", headers=f.headers(amy))
+        assert answer.status_code == 200, answer.text
+        stopped = await store.get(waiting["amend_id"])
+        assert stopped is not None and stopped.status.value == "cancelled_by_user"
+        # risk's forward of the timed-out attempt reaches execution only now: refused at admission, nothing stored
+        cancelled = await f.execution_app.state.desk.store.get_order(original["order_id"])
+        assert cancelled is not None
+        status, body = await timed_out.late(stopped, cancelled)
+        assert (status, body["code"]) == (409, "amend_stopped"), body
+        assert await orders_with_client_id(f, amy, f"amend-{original['order_id']}") == []
+        # the pass looks for a replacement once, finds none, and leaves the amend as the user's cancel left it
+        await amender.run_pass()
+        settled = await store.get(waiting["amend_id"])
+        assert settled is not None and (settled.status.value, settled.replacement_order_id, settled.claimed_at) == (
+            "cancelled_by_user", None, None)  # fmt: skip
+
+
+class PlacedThenCancelled:
+    """Risk places the replacement, and the user's cancel lands before the attempt's answer is recorded; the
+    replacement's cancel then fails at the broker while `failing` is set."""
+
+    def __init__(self, inner: RiskPort, cancel: Any) -> None:
+        self.inner = inner
+        self.cancel = cancel
+
+    async def check_replacement(
+        self, original: StoredOrder, principal: Principal, price: Decimal, qty: int
+    ) -> tuple[int, dict[str, Any]]:
+        return await self.inner.check_replacement(original, principal, price, qty)
+
+    async def submit_replacement(self, amend: Amend, original: StoredOrder) -> tuple[int, dict[str, Any]]:
+        answer = await self.inner.submit_replacement(amend, original)
+        await self.cancel()
+        return answer
+
+
+async def test_a_replacement_placed_before_the_stop_whose_cancel_fails_is_cancelled_by_the_next_pass(
+    backing: Backing,
+) -> None:
+    amy = trader()
+    async with fleet(backing.settings()) as f:
+        await f.execution_app.state.amend_loop.stop(grace_s=5.0)  # the test runs the passes itself
+        original = await place(f, amy, price="9.50")
+        amender: Amender = f.execution_app.state.amender
+        store = f.execution_app.state.amend_store
+        broker = amender.desk.broker
+        real_cancel = broker.cancel
+        failures: list[str] = []
+
+        async def cancel(order_id: str, **kw: Any) -> Any:
+            if order_id != original["order_id"] and len(failures) < 1:
+                failures.append(order_id)
+                raise BrokerUnavailable("the broker is down (test)")
+            return await real_cancel(order_id, **kw)
+
+        async def users_cancel() -> None:
+            answer = await f.execution.post(f"/v1/orders/{original['order_id']}/cancel", headers=f.headers(amy))
+            assert answer.status_code == 200, answer.text
+            broker.cancel = cancel  # from now on the replacement's first cancel fails
+
+        amender.risk = PlacedThenCancelled(amender.risk, users_cancel)
+        done = await amend(f, amy, original["order_id"], price="9.60")
+        [replacement] = await orders_with_client_id(f, amy, f"amend-{original['order_id']}")
+        # the attempt's answer found the amend stopped; the replacement's cancel failed once: it is still open
+        assert done["status"] == "cancelled_by_user", done
+        assert failures == [replacement["order_id"]]
+        assert (replacement["status"], done["replacement_order_id"]) == ("submitted", replacement["order_id"])
+        assert "could not be cancelled yet" in done["message"]
+        # the next pass cancels it
+        await amender.run_pass()
+        assert (await get_order(f, amy, replacement["order_id"]))["status"] == "cancelled"
+        settled = await store.get(done["amend_id"])
+        assert settled is not None and settled.status.value == "cancelled_by_user" and settled.claimed_at is None
+        assert settled.replacement_order_id == replacement["order_id"] and settled.message is not None
+        assert settled.message.endswith(f"the replacement {replacement['order_id']} placed before the stop was "
+                                        "cancelled")  # fmt: skip
+        # and the pass after it has nothing left to do
+        await amender.run_pass()
+        again = await store.get(done["amend_id"])
+        assert again is not None and again.version == settled.version
+        assert failures == [replacement["order_id"]]  # (one failure: no cancel was sent again)
 
 
 async def test_the_replacement_is_not_checked_against_the_originals_reservation_too(backing: Backing) -> None:
