@@ -186,7 +186,8 @@
     $("backtests").replaceChildren();
     $("backtest-result").replaceChildren();
     clearStrategies();
-    show($("strategies-view"), false);
+    eachPage("stop");
+    for (const page of PAGES) if ($(`${page}-view`)) show($(`${page}-view`), false);
     show($("pages"), false);
     if (message) {
       $("login-error").textContent = message;
@@ -232,6 +233,8 @@
     refreshBacktests();
     refreshInstances();
     window.LHDesk.start();
+    eachPage("start");
+    showPage(currentPage()); // the pages have started: the routed one shows what it loaded
     state.ordersTimer = setInterval(refreshOrders, ORDERS_REFRESH_MS);
   }
 
@@ -1060,23 +1063,56 @@
     return canRunBacktests();
   }
 
-  function showPage(name) {
-    const strategies = name === "strategies";
-    show($("desk-view"), !strategies);
-    show($("strategies-view"), strategies);
-    for (const [id, active] of [["nav-desk", !strategies], ["nav-strategies", strategies]]) {
-      $(id).classList.toggle("active", active);
-      if (active) $(id).setAttribute("aria-current", "page");
-      else $(id).removeAttribute("aria-current");
+  // The pages, in the nav's order: each is a section "<name>-view" and a nav link "#<name>". Desk and strategies are
+  // this file's and desk.js's; every other page is a file of its own in static/pages/, which registers itself as
+  // window.LHPages[name] = {start(), stop(), show(), hide()} (each optional): start after login, stop at logout,
+  // show/hide as the page is routed to and away from. A page whose file did not register has no nav link.
+  const PAGES = ["desk", "market", "strategies", "backtests", "risk", "data", "alerts", "admin"];
+  window.LHPages = window.LHPages || {};
+
+  function pageAvailable(name) {
+    return name === "desk" || name === "strategies" || Boolean(window.LHPages[name]);
+  }
+
+  function eachPage(method) {
+    for (const name of PAGES) {
+      const page = window.LHPages[name];
+      if (page && typeof page[method] === "function") {
+        try {
+          page[method]();
+        } catch (error) {
+          console.error(`page ${name}: ${method} failed`, error); // one page's fault leaves the others working
+        }
+      }
     }
-    if (strategies && state.session) {
+  }
+
+  function showPage(name) {
+    for (const page of PAGES) {
+      const active = page === name;
+      const view = $(`${page}-view`);
+      const link = $(`nav-${page}`);
+      if (view) show(view, active);
+      if (link) {
+        show(link.parentElement, pageAvailable(page));
+        link.classList.toggle("active", active);
+        if (active) link.setAttribute("aria-current", "page");
+        else link.removeAttribute("aria-current");
+      }
+      const module = window.LHPages[page];
+      const method = active ? "show" : "hide";
+      if (module && typeof module[method] === "function" && state.session) module[method]();
+    }
+    if (name === "strategies" && state.session) {
       refreshInstances();
       if (state.chart) state.chart.resize(); // drawn while hidden, it had no size
     }
   }
 
+  // The page the address names ("#market", or "#market/600000.SH": the part after "/" is the page's own), else the desk.
   function currentPage() {
-    return location.hash === "#strategies" ? "strategies" : "desk";
+    const name = location.hash.replace(/^#/, "").split("/")[0];
+    return PAGES.includes(name) && pageAvailable(name) ? name : "desk";
   }
 
   // Decimal strings ("100250.5", "-3.20") as scaled BigInts: a P&L is a difference of two equities, kept exact.
@@ -1535,7 +1571,7 @@
   // The core the trader's desk (desk.js, loaded after this file) builds on.
   window.LH = {
     $, api, el, show, fmt, fmtTime, groupDigits, money, errorText, state, sendOnSocket, newClientOrderId,
-    renderOrderResult, refreshOrders, refreshAccount, cancelOrder, OPEN_STATUSES,
+    renderOrderResult, refreshOrders, refreshAccount, cancelOrder, OPEN_STATUSES, currentPage,
   };
 
   // --- wiring ----------------------------------------------------------------------------------------------
@@ -1543,6 +1579,7 @@
   document.addEventListener("DOMContentLoaded", () => {
     $("login-form").addEventListener("submit", login);
     $("logout").addEventListener("click", () => logout());
+    $("lang-switch").addEventListener("click", () => window.LHI18n.setLang(window.LHI18n.lang === "zh" ? "en" : "zh"));
     window.LHDesk.describeSecurity();
     $("orders-refresh").addEventListener("click", refreshOrders);
     $("account-refresh").addEventListener("click", refreshAccount);

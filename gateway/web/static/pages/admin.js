@@ -1,0 +1,2 @@
+// The admin page: not built yet (its nav link stays hidden until this file registers window.LHPages.admin).
+"use strict";

@@ -1,0 +1,2 @@
+// The alerts page: not built yet (its nav link stays hidden until this file registers window.LHPages.alerts).
+"use strict";

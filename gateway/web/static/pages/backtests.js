@@ -1,0 +1,2 @@
+// The backtests page: not built yet (its nav link stays hidden until this file registers window.LHPages.backtests).
+"use strict";

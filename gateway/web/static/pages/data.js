@@ -1,0 +1,2 @@
+// The data page: not built yet (its nav link stays hidden until this file registers window.LHPages.data).
+"use strict";
