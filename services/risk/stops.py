@@ -54,7 +54,7 @@ from shared.platform.events import Envelope, StopTriggered, make_event
 from shared.platform.internal_auth import Principal
 from shared.platform.observability import new_id
 from shared.platform.outbox import add_to_outbox
-from shared.platform.placement import not_now
+from shared.platform.placement import Outcome, PlacementAnswer
 from shared.platform.quotes import QuoteSource, QuoteUnavailable
 
 log = logging.getLogger(__name__)
@@ -619,25 +619,19 @@ class StopWatcher:
             await self._record_retry(attempt("retry", f"no answer: {exc!r}"))
             return
         status, body = placement.status_code, placement.body
-        decision = body.get("decision") or {}
-        decision_id = decision.get("decision_id") if isinstance(decision, dict) else None
-        order = body.get("order") if isinstance(body.get("order"), dict) else None
-        details = body.get("details") if isinstance(body.get("details"), dict) else None
-        code = None if order is not None else str(body.get("code", f"http_{status}"))
-        message = str(body.get("message", ""))
-        if status in (200, 201) and order is not None:
-            order_id = str(order.get("order_id"))
-            done = attempt("placed", f"exit order {order_id} placed ({order.get('status')})", http_status=status,
-                           order_id=order_id, decision_id=decision_id)  # fmt: skip
+        answer = PlacementAnswer.read(status, body)
+        code, message, decision_id = answer.code, answer.message, answer.decision_id
+        if answer.outcome is Outcome.PLACED:
+            done = attempt("placed", f"exit order {answer.order_id} placed ({answer.order_status})", http_status=status,
+                           order_id=answer.order_id, decision_id=decision_id)  # fmt: skip
             await self.store.finish(done, StopStatus.TRIGGERED, done.message,
                                     stop_triggered(stop, done, StopStatus.TRIGGERED))  # fmt: skip
-        elif status >= 500 and details is not None and details.get("order_id"):
-            order_id = str(details["order_id"])  # execution holds the order and sends it itself
-            done = attempt("placed", f"exit order {order_id} accepted: {message}", http_status=status, code=code,
-                           order_id=order_id, decision_id=decision_id)  # fmt: skip
+        elif answer.outcome is Outcome.ACCEPTED:  # execution holds the order and sends it itself
+            done = attempt("placed", f"exit order {answer.order_id} accepted: {message}", http_status=status,
+                           code=code, order_id=answer.order_id, decision_id=decision_id)  # fmt: skip
             await self.store.finish(done, StopStatus.TRIGGERED, done.message,
                                     stop_triggered(stop, done, StopStatus.TRIGGERED))  # fmt: skip
-        elif (status >= 500 and status != 502) or not_now(status, code, decision):
+        elif answer.outcome is Outcome.RETRY:
             await self._record_retry(attempt("retry", message, http_status=status, code=code, decision_id=decision_id))
         else:
             done = attempt("failed", message, http_status=status, code=code, decision_id=decision_id)

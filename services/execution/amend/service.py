@@ -40,7 +40,7 @@ from shared.platform.errors import Conflict, Forbidden, NotFound, ServiceError, 
 from shared.platform.http import ServiceDirectory
 from shared.platform.internal_auth import Principal, service_headers
 from shared.platform.observability import new_id
-from shared.platform.placement import not_now
+from shared.platform.placement import Outcome, PlacementAnswer
 from shared.platform.roles import Role
 
 log = logging.getLogger(__name__)
@@ -397,28 +397,18 @@ class Amender:
         except Exception as exc:  # no answer: attempted again (RETRY_S here, the lease anywhere)
             log.warning("an amend's replacement got no answer: %r", exc, extra={"amend_id": amend.amend_id})
             return await self._retry(amend, f"no answer from risk: {type(exc).__name__}")
-        decision = body.get("decision") if isinstance(body.get("decision"), dict) else {}
-        decision_id = decision.get("decision_id") if isinstance(decision, dict) else None
-        order = body.get("order") if isinstance(body.get("order"), dict) else None
-        details = body.get("details") if isinstance(body.get("details"), dict) else None
-        code = None if order is not None else str(body.get("code", f"http_{status}"))
-        message = str(body.get("message", ""))
+        answer = PlacementAnswer.read(status, body)
+        code, message = answer.code, answer.message
         now = self.market_now()
         try:
-            if status in (200, 201) and order is not None:
+            if answer.outcome in (Outcome.PLACED, Outcome.ACCEPTED):
                 self.retry_at.pop(amend.amend_id, None)
+                how = f"({answer.order_status})" if answer.outcome is Outcome.PLACED else f"(accepted: {message})"
                 return await self.store.move(
-                    amend, Status.REPLACED, now, replacement_order_id=str(order.get("order_id")),
-                    decision_id=decision_id,
-                    message=f"replaced by order {order.get('order_id')} ({order.get('status')})",
+                    amend, Status.REPLACED, now, replacement_order_id=answer.order_id, decision_id=answer.decision_id,
+                    message=f"replaced by order {answer.order_id} {how}",
                 )  # fmt: skip
-            if status >= 500 and details is not None and details.get("order_id"):
-                self.retry_at.pop(amend.amend_id, None)
-                return await self.store.move(
-                    amend, Status.REPLACED, now, replacement_order_id=str(details["order_id"]),
-                    decision_id=decision_id, message=f"replaced by order {details['order_id']} (accepted: {message})",
-                )  # fmt: skip
-            if (status >= 500 and status != 502) or not_now(status, code, decision):
+            if answer.outcome is Outcome.RETRY:
                 return await self._retry(amend, f"{code}: {message}")
             placed, _ = await self.desk.store.find_by_key_or_decision(amend.account_id, amend.client_order_id, "")
             if placed is not None:
@@ -429,13 +419,9 @@ class Amender:
                     amend, Status.REPLACED, now, replacement_order_id=placed.order.order_id,
                     message=f"replaced by order {placed.order.order_id} (placed by an earlier attempt)",
                 )  # fmt: skip
-            reasons = decision.get("reasons") if isinstance(decision, dict) else None
-            if not isinstance(reasons, list) or not reasons:
-                reasons = [{"code": code, "message": message}]
-            reasons = [{"code": str(r.get("code")), "message": str(r.get("message", ""))} for r in reasons]
             self.retry_at.pop(amend.amend_id, None)
             return await self.store.move(
-                amend, Status.REPLACEMENT_REFUSED, now, decision_id=decision_id, reasons=reasons,
+                amend, Status.REPLACEMENT_REFUSED, now, decision_id=answer.decision_id, reasons=list(answer.reasons),
                 message=f"the replacement was refused ({code}: {message}); the original stays cancelled",
             )  # fmt: skip
         except StaleMove:

@@ -35,7 +35,7 @@ from shared.platform.errors import ServiceError
 from shared.platform.events import Envelope, QuotesSnapshot
 from shared.platform.http import ServiceDirectory
 from shared.platform.internal_auth import service_headers
-from shared.platform.placement import not_now
+from shared.platform.placement import Outcome, PlacementAnswer
 
 log = logging.getLogger(__name__)
 
@@ -270,33 +270,26 @@ class ConditionalWatcher:
                 "a conditional order's child got no answer: %r", exc, extra={"conditional_id": c.conditional_id}
             )
             return await self._retry(c, f"no answer from risk: {type(exc).__name__}")
-        decision = body.get("decision") if isinstance(body.get("decision"), dict) else {}
-        decision_id = decision.get("decision_id") if isinstance(decision, dict) else None
-        order = body.get("order") if isinstance(body.get("order"), dict) else None
-        details = body.get("details") if isinstance(body.get("details"), dict) else None
-        code = None if order is not None else str(body.get("code", f"http_{status}"))
-        message = str(body.get("message", ""))
+        answer = PlacementAnswer.read(status, body)
+        code, message = answer.code, answer.message
         now = self.market_now()
         try:
-            if status in (200, 201) and order is not None:
+            if answer.outcome is Outcome.PLACED:
                 return await self.store.move(
-                    c, Status.PLACED, now, child_order_id=str(order.get("order_id")), decision_id=decision_id,
-                    message=f"child order {order.get('order_id')} placed ({order.get('status')})",
+                    c, Status.PLACED, now, child_order_id=answer.order_id, decision_id=answer.decision_id,
+                    message=f"child order {answer.order_id} placed ({answer.order_status})",
                 )  # fmt: skip
-            if status >= 500 and details is not None and details.get("order_id"):
+            if answer.outcome is Outcome.ACCEPTED:
                 return await self.store.move(
-                    c, Status.PLACED, now, child_order_id=str(details["order_id"]), decision_id=decision_id,
-                    message=f"child order {details['order_id']} accepted: {message}",
+                    c, Status.PLACED, now, child_order_id=answer.order_id, decision_id=answer.decision_id,
+                    message=f"child order {answer.order_id} accepted: {message}",
                 )  # fmt: skip
-            if (status >= 500 and status != 502) or not_now(status, code, decision):
+            if answer.outcome is Outcome.RETRY:
                 return await self._retry(c, f"{code}: {message}")
-            reasons = decision.get("reasons") if isinstance(decision, dict) else None
-            if not isinstance(reasons, list) or not reasons:
-                reasons = [{"code": code, "message": message}]
-            reasons = [{"code": str(r.get("code")), "message": str(r.get("message", ""))} for r in reasons]
             return await self.store.move(
-                c, Status.REFUSED, now, decision_id=decision_id, reasons=reasons, message=f"{code}: {message}"
-            )
+                c, Status.REFUSED, now, decision_id=answer.decision_id, reasons=list(answer.reasons),
+                message=f"{code}: {message}",
+            )  # fmt: skip
         except StaleMove:
             return c  # another process recorded the answer first
 
