@@ -106,6 +106,12 @@
       "strat.action_pause": "暂停",
       "strat.action_resume": "恢复",
       "strat.action_stop": "停止",
+      "strat.catalogue_failed": "策略列表加载失败：{reason}",
+      "strat.parameters": "参数",
+      "strat.no_parameters": "此策略没有参数。",
+      "strat.required": "必填",
+      "strat.default": "默认 {value}",
+      "strat.owner": "所有者 {owner}",
     },
     en: {
       "login.title": "Log in",
@@ -193,6 +199,12 @@
       "strat.action_pause": "Pause",
       "strat.action_resume": "Resume",
       "strat.action_stop": "Stop",
+      "strat.catalogue_failed": "Could not load strategies: {reason}",
+      "strat.parameters": "Parameters",
+      "strat.no_parameters": "This strategy takes no parameters.",
+      "strat.required": "required",
+      "strat.default": "default {value}",
+      "strat.owner": "owner {owner}",
     },
   });
   const state = {
@@ -804,7 +816,7 @@
     if (!result.ok || !Array.isArray(result.data)) {
       for (const prefix of PARAM_FORMS) {
         $(`${prefix}-result`).replaceChildren(
-          el("div", { class: "alert alert-danger mb-0", role: "alert", text: `Could not load strategies: ${errorText(result)}` }),
+          el("div", { class: "alert alert-danger mb-0", role: "alert", text: t("strat.catalogue_failed", { reason: errorText(result) }) }),
         );
       }
       return;
@@ -902,10 +914,10 @@
     state.paramSpecs[prefix] = specs;
     const fields = specs.map((spec) => paramField(spec, prefix));
     container.replaceChildren(
-      el("div", { class: "form-label fw-semibold small text-body-secondary mb-1", text: "Parameters" }),
+      el("div", { class: "form-label fw-semibold small text-body-secondary mb-1", text: t("strat.parameters") }),
       fields.length
         ? el("div", { class: "row g-2 backtest-params" }, ...fields)
-        : el("p", { class: "small text-body-secondary", text: "This strategy takes no parameters." }),
+        : el("p", { class: "small text-body-secondary", text: t("strat.no_parameters") }),
     );
   }
 
@@ -941,14 +953,14 @@
       });
     }
     if (spec.required) input.required = true;
-    const helpText = [spec.description, boundsText(spec), spec.default !== undefined ? `default ${spec.default}` : ""]
+    const helpText = [spec.description, boundsText(spec), spec.default !== undefined ? t("strat.default", { value: spec.default }) : ""]
       .filter(Boolean)
       .join(" · ");
     const label = el(
       "label",
       { class: spec.kind === "boolean" ? "form-check-label small" : "form-label small mb-0", for: id, text: spec.title },
       el("span", { class: "mono text-body-secondary ms-1", text: spec.name }),
-      spec.required ? el("span", { class: "text-danger ms-1", title: "required", text: "*" }) : null,
+      spec.required ? el("span", { class: "text-danger ms-1", title: t("strat.required"), text: "*" }) : null,
     );
     const help = el("div", { class: "form-text small", id: `${id}-help`, text: helpText });
     input.setAttribute("aria-describedby", help.id);
@@ -1042,7 +1054,7 @@
     if (details.length) {
       box.append(el("ul", { class: "mb-0 mt-2" }, ...details.map((d) => el("li", { text: `${d.field}: ${d.message}` }))));
     }
-    if (result.requestId) box.append(el("div", { class: "small text-body-secondary mt-2 mono", text: `request ${result.requestId}` }));
+    if (result.requestId) box.append(el("div", { class: "small text-body-secondary mt-2 mono", text: t("order.request", { id: result.requestId }) }));
     return box;
   }
 
@@ -1482,7 +1494,7 @@
     const row = el(
       "tr",
       { id: `instance-row-${id}`, "data-instance": id, "data-state": instance.state, class: id === state.selectedInstance ? "table-active" : undefined, onclick: () => selectInstance(id) },
-      el("td", { class: "mono", text: `${id.slice(0, 8)}…`, title: `${id} · owner ${instance.owner}` }),
+      el("td", { class: "mono", text: `${id.slice(0, 8)}…`, title: `${id} · ${t("strat.owner", { owner: instance.owner })}` }),
       el(
         "td",
         {},
@@ -1843,6 +1855,13 @@
     $("logout").addEventListener("click", () => logout());
     $("lang-switch").addEventListener("click", () => window.LHI18n.setLang(window.LHI18n.lang === "zh" ? "en" : "zh"));
     window.addEventListener("lh:lang", relabel);
+    // Phone width: a page chosen in the folded nav folds it again.
+    $("pages").addEventListener("click", (event) => {
+      const open = $("nav-collapse").classList.contains("show");
+      if (open && event.target.closest("a.nav-link") && window.bootstrap) {
+        window.bootstrap.Collapse.getOrCreateInstance($("nav-collapse"), { toggle: false }).hide();
+      }
+    });
     setSocketStatus("offline", "secondary");
     window.LHDesk.describeSecurity();
     $("orders-refresh").addEventListener("click", refreshOrders);

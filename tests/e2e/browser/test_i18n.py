@@ -241,6 +241,7 @@ async def test_the_desk_at_phone_width(people: dict[str, Any], offline: OfflineC
     await page.screenshot(path=SHOTS / "i18n-desk-375.png", full_page=True)  # playwright makes the directory
     await page.click("#nav-strategies")
     await page.wait_for_selector("#strategies-view:not(.d-none)")
+    await page.locator("#nav-desk").wait_for(state="hidden")  # the page chosen, the nav folds again
     await page.locator("#instances tr").first.wait_for()
     assert await page.evaluate(overflow) <= 0
     await page.screenshot(path=SHOTS / "i18n-strategies-375.png", full_page=True)
