@@ -16,6 +16,197 @@
   const DEFAULT_SYMBOLS = 5;
 
   const $ = (id) => document.getElementById(id);
+  const { t, word } = window.LHI18n;
+
+  // The words of the login view, the top bar, the orders table and the Strategies page (the desk's are desk.js's).
+  window.LHI18n.add({
+    zh: {
+      "login.title": "登录",
+      "login.username": "用户名",
+      "login.password": "密码",
+      "login.submit": "登录",
+      "nav.menu": "菜单",
+      "session.logout": "退出",
+      "session.events": "实时事件推送",
+      "session.bridges": "QMT 通道（管理员）",
+      "session.ws": "推送：{state}",
+      "session.ws_offline": "离线",
+      "session.ws_connecting": "连接中",
+      "session.ws_live": "在线",
+      "session.ws_reconnecting": "重连中",
+      "session.ended": "会话已结束，请重新登录。",
+      "session.expired": "会话已过期，请重新登录。",
+      "common.sending": "发送中…",
+      "order.accepted": "委托已受理。",
+      "order.request": "请求号 {id}",
+      "orders.none": "暂无委托。",
+      "orders.failed": "委托刷新失败：{reason}",
+      "orders.refusals_failed": "风控拒单记录刷新失败：{reason}",
+      "orders.cancel": "撤单",
+      "orders.cancel_failed": "撤单 {id} 失败：{reason}",
+      "trades.none": "暂无成交。",
+      "events.filled": "成交 {qty} @ {price}",
+      "events.bar": "实例 {id} · K线 {date} · 权益 {equity} 元 · {orders} 笔委托",
+      "col.order": "委托号",
+      "col.security": "证券",
+      "col.side": "买卖",
+      "col.type": "类型",
+      "col.qty": "数量",
+      "col.price": "价格",
+      "col.status": "状态",
+      "col.filled": "成交",
+      "col.avg_price": "成交均价",
+      "col.updated": "更新时间",
+      "col.time": "成交时间",
+      "col.amount": "金额",
+      "col.fees": "费用",
+      "strat.instances": "策略实例",
+      "strat.instance": "实例",
+      "strat.strategy": "策略",
+      "strat.state": "状态",
+      "strat.mode": "模式",
+      "strat.capital": "资金",
+      "strat.capital_cny": "资金（元）",
+      "strat.equity": "权益",
+      "strat.pnl_today": "当日盈亏",
+      "strat.positions": "持仓",
+      "strat.fills": "成交",
+      "strat.new": "新建实例",
+      "strat.readonly": "您的角色是观察员：只能查看策略实例，不能运行。",
+      "strat.params": "策略参数",
+      "strat.universe": "股票池（代码，逗号分隔）",
+      "strat.timing": "下单时点",
+      "strat.timing_open": "开盘（09:30）",
+      "strat.timing_auction": "开盘集合竞价（09:15-09:20）",
+      "strat.replay": "回放",
+      "strat.replay_note": "（仅限回放时钟的平台；留空则按实时时钟交易）",
+      "strat.from": "开始",
+      "strat.to": "结束",
+      "strat.pace": "速度（每秒天数）",
+      "strat.pace_fast": "尽快",
+      "strat.replay_hint": "启动后按完整下单流程回放这些交易日，然后停止。",
+      "strat.replay_both": "回放需要开始和结束日期",
+      "strat.replay_pace": "速度须为正数（每秒天数）",
+      "strat.create": "创建实例",
+      "strat.created": "实例已创建。",
+      "strat.created_hint": "在表中点击“启动”运行。",
+      "strat.detail_empty": "在表中选择一个实例，查看其权益、持仓、委托和成交。",
+      "strat.chart": "权益曲线",
+      "strat.chart_axis": "权益（元）",
+      "strat.chart_failed": "无法绘制图表：{reason}",
+      "strat.no_equity": "暂无权益：曲线从实例的第一根K线开始。",
+      "strat.no_positions": "无持仓 · 现金 {cash} 元",
+      "strat.none": "暂无策略实例。",
+      "strat.load_failed": "策略实例刷新失败：{reason}",
+      "strat.err_performance": "绩效",
+      "strat.err_sleeve": "子账户",
+      "strat.progress": "{state} · {days} 天",
+      "strat.progress_replay": "{state} · 回放 {done}/{days} 天 · {date} · {orders} 笔委托",
+      "strat.action_start": "启动",
+      "strat.action_pause": "暂停",
+      "strat.action_resume": "恢复",
+      "strat.action_stop": "停止",
+      "strat.catalogue_failed": "策略列表加载失败：{reason}",
+      "strat.parameters": "参数",
+      "strat.no_parameters": "此策略没有参数。",
+      "strat.required": "必填",
+      "strat.default": "默认 {value}",
+      "strat.owner": "所有者 {owner}",
+    },
+    en: {
+      "login.title": "Log in",
+      "login.username": "Username",
+      "login.password": "Password",
+      "login.submit": "Log in",
+      "nav.menu": "Menu",
+      "session.logout": "Log out",
+      "session.events": "live events",
+      "session.bridges": "QMT bridges (admins)",
+      "session.ws": "events: {state}",
+      "session.ws_offline": "offline",
+      "session.ws_connecting": "connecting",
+      "session.ws_live": "live",
+      "session.ws_reconnecting": "reconnecting",
+      "session.ended": "Your session has ended: please log in again.",
+      "session.expired": "Your session has expired: please log in again.",
+      "common.sending": "Sending…",
+      "order.accepted": "Order accepted.",
+      "order.request": "request {id}",
+      "orders.none": "No orders yet.",
+      "orders.failed": "Could not load orders: {reason}",
+      "orders.refusals_failed": "Could not load risk's refusals: {reason}",
+      "orders.cancel": "Cancel",
+      "orders.cancel_failed": "Cancel {id}: {reason}",
+      "trades.none": "No fills yet.",
+      "events.filled": "filled {qty} @ {price}",
+      "events.bar": "instance {id} · bar {date} · equity {equity} CNY · {orders} orders",
+      "col.order": "Order",
+      "col.security": "Security",
+      "col.side": "Side",
+      "col.type": "Type",
+      "col.qty": "Qty",
+      "col.price": "Price",
+      "col.status": "Status",
+      "col.filled": "Filled",
+      "col.avg_price": "Avg price",
+      "col.updated": "Updated",
+      "col.time": "Time",
+      "col.amount": "Amount",
+      "col.fees": "Fees",
+      "strat.instances": "Strategy instances",
+      "strat.instance": "Instance",
+      "strat.strategy": "Strategy",
+      "strat.state": "State",
+      "strat.mode": "Mode",
+      "strat.capital": "Capital",
+      "strat.capital_cny": "Capital (CNY)",
+      "strat.equity": "Equity",
+      "strat.pnl_today": "Today's P&L",
+      "strat.positions": "Positions",
+      "strat.fills": "Fills",
+      "strat.new": "New instance",
+      "strat.readonly": "Your role is viewer: you can watch strategy instances, not run them.",
+      "strat.params": "strategy parameters",
+      "strat.universe": "Universe (ts_code, comma-separated)",
+      "strat.timing": "Orders go out",
+      "strat.timing_open": "at the open (09:30)",
+      "strat.timing_auction": "in the opening auction (09:15-09:20)",
+      "strat.replay": "Replay",
+      "strat.replay_note": "(a platform on the replay market clock only; leave empty to trade the live clock)",
+      "strat.from": "From",
+      "strat.to": "To",
+      "strat.pace": "Pace (days per second)",
+      "strat.pace_fast": "as fast as it goes",
+      "strat.replay_hint": "Start plays these days through the whole order path, then stops.",
+      "strat.replay_both": "a replay needs both its first and last day",
+      "strat.replay_pace": "a pace is a positive number of days per second",
+      "strat.create": "Create instance",
+      "strat.created": "Instance created.",
+      "strat.created_hint": "press Start in the table to run it.",
+      "strat.detail_empty": "Select an instance in the table to see its equity, positions, orders and fills.",
+      "strat.chart": "equity chart",
+      "strat.chart_axis": "equity (CNY)",
+      "strat.chart_failed": "The chart cannot be drawn: {reason}",
+      "strat.no_equity": "No equity yet: the curve starts with the instance's first bar.",
+      "strat.no_positions": "No positions · cash {cash} CNY",
+      "strat.none": "No strategy instances yet.",
+      "strat.load_failed": "Could not load strategy instances: {reason}",
+      "strat.err_performance": "performance",
+      "strat.err_sleeve": "sleeve",
+      "strat.progress": "{state} · {days} days",
+      "strat.progress_replay": "{state} · replay {done}/{days} days · {date} · {orders} orders",
+      "strat.action_start": "Start",
+      "strat.action_pause": "Pause",
+      "strat.action_resume": "Resume",
+      "strat.action_stop": "Stop",
+      "strat.catalogue_failed": "Could not load strategies: {reason}",
+      "strat.parameters": "Parameters",
+      "strat.no_parameters": "This strategy takes no parameters.",
+      "strat.required": "required",
+      "strat.default": "default {value}",
+      "strat.owner": "owner {owner}",
+    },
+  });
   const state = {
     session: null, // {token, username, role, accountId, expiresAt}
     socket: null,
@@ -81,13 +272,17 @@
     return "web-" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
   }
 
+  // A refusal in the page's language: the code's words (error.<code> in i18n.js) with the server's message, else the
+  // server's `code: message` as given.
   function errorText(result) {
     const data = result.data;
-    if (data && typeof data === "object" && data.code) {
-      return `${data.code}: ${data.message || ""}`.trim();
-    }
-    if (result.status === 0) return "network error: the gateway did not answer";
-    return `HTTP ${result.status}`;
+    if (data && typeof data === "object" && data.code) return window.LHI18n.errorMessage(data.code, data.message);
+    if (result.status === 0) return t("error.network");
+    return t("error.http", { status: result.status });
+  }
+
+  function clock() {
+    return new Date().toLocaleTimeString("zh-CN", { hour12: false });
   }
 
   // --- API -------------------------------------------------------------------------------------------------
@@ -120,7 +315,7 @@
     }
     const result = { ok: response.ok, status: response.status, data, requestId: response.headers.get("X-Request-ID") };
     if (response.status === 401 && path !== TOKEN_URL && state.session) {
-      logout("Your session has ended: please log in again.");
+      logout("session.ended");
     }
     return result;
   }
@@ -145,8 +340,9 @@
     show($("login-error"), false);
     const result = await api(TOKEN_URL, { method: "POST", form: { username, password } });
     if (!result.ok) {
-      $("login-error").textContent =
-        result.data && result.data.code === "invalid_credentials" ? "Wrong username or password." : errorText(result);
+      const wrong = result.data && result.data.code === "invalid_credentials";
+      $("login-error").textContent = wrong ? t("error.invalid_credentials") : errorText(result);
+      $("login-error").dataset.key = wrong ? "error.invalid_credentials" : "";
       show($("login-error"), true);
       return;
     }
@@ -190,7 +386,8 @@
     for (const page of PAGES) if ($(`${page}-view`)) show($(`${page}-view`), false);
     show($("pages"), false);
     if (message) {
-      $("login-error").textContent = message;
+      $("login-error").textContent = t(message); // an i18n key: said again in the other language on a switch
+      $("login-error").dataset.key = message;
       show($("login-error"), true);
     }
   }
@@ -202,7 +399,7 @@
     show($("pages"), true);
     showPage(currentPage());
     show($("session"), true);
-    $("whoami").textContent = `${session.username} · ${session.role}`;
+    renderWhoami();
     const canTrade = session.role === "trader" || session.role === "admin";
     $("order-fields").disabled = !canTrade;
     show($("order-readonly"), !canTrade);
@@ -210,7 +407,7 @@
     show($("backtest-readonly"), !canTrade);
     $("instance-fields").disabled = !canTrade;
     show($("instance-readonly"), !canTrade);
-    state.expiryTimer = setTimeout(() => logout("Your session has expired: please log in again."),
+    state.expiryTimer = setTimeout(() => logout("session.expired"),
       Math.max(0, session.expiresAt - Date.now()));
 
     const me = await api("/api/v1/auth/me");
@@ -219,6 +416,7 @@
       session.accountId = me.data.account_id;
       session.role = me.data.role;
       sessionStorage.setItem(SESSION_KEY, JSON.stringify(session));
+      renderWhoami();
       const canRun = session.role === "trader" || session.role === "admin";
       $("backtest-fields").disabled = !canRun;
       show($("backtest-readonly"), !canRun);
@@ -236,6 +434,11 @@
     eachPage("start");
     showPage(currentPage()); // the pages have started: the routed one shows what it loaded
     state.ordersTimer = setInterval(refreshOrders, ORDERS_REFRESH_MS);
+  }
+
+  function renderWhoami() {
+    const session = state.session;
+    $("whoami").textContent = session ? `${session.username} · ${word("role", session.role)}` : "";
   }
 
   // --- securities ------------------------------------------------------------------------------------------
@@ -275,67 +478,99 @@
       return el(
         "div",
         { class: "alert alert-success mb-0", role: "status" },
-        el("strong", { text: "Order accepted. " }),
-        `${fmt(placed.order_id)} · ${fmt(placed.status)}`,
+        el("strong", { text: `${t("order.accepted")} ` }),
+        `${fmt(placed.order_id)} · ${window.LHI18n.orderStatus(placed)}`,
       );
     }
     const box = el("div", { class: "alert alert-danger mb-0", role: "alert" }, el("strong", { text: errorText(result) }));
     const reasons = result.data && result.data.decision && result.data.decision.reasons;
     if (Array.isArray(reasons) && reasons.length) {
-      box.append(el("ul", { class: "mb-0 mt-2" }, ...reasons.map((r) => el("li", { text: `${r.code}: ${r.message}` }))));
+      box.append(el("ul", { class: "mb-0 mt-2" }, ...reasons.map((r) => el("li", { text: window.LHI18n.errorMessage(r.code, r.message) }))));
     }
     const details = result.data && result.data.details;
     if (Array.isArray(details) && details.length) {
       box.append(el("ul", { class: "mb-0 mt-2" }, ...details.map((d) => el("li", { text: `${d.field}: ${d.message}` }))));
     }
-    if (result.requestId) box.append(el("div", { class: "small text-body-secondary mt-2 mono", text: `request ${result.requestId}` }));
+    if (result.requestId) box.append(el("div", { class: "small text-body-secondary mt-2 mono", text: t("order.request", { id: result.requestId }) }));
     return box;
   }
 
+  // Orders with risk's refusals among them (GET /decisions, approved false: they never became orders), newest first.
   async function refreshOrders() {
     if (!state.session) return;
-    const result = await api("/api/v1/orders");
+    const [result, decisions] = await Promise.all([api("/api/v1/orders"), api("/api/v1/decisions?limit=100")]);
     if (!state.session) return;
     const errorBox = $("orders-error");
     if (!result.ok) {
-      errorBox.textContent = `Could not load orders: ${errorText(result)}`;
+      errorBox.textContent = t("orders.failed", { reason: errorText(result) });
       show(errorBox, true);
       return;
     }
-    show(errorBox, false);
     const orders = Array.isArray(result.data) ? result.data : (result.data && (result.data.orders || result.data.items)) || [];
-    orders.sort((a, b) => String(b.updated_at || b.created_at || "").localeCompare(String(a.updated_at || a.created_at || "")));
-    const canTrade = state.session.role === "trader" || state.session.role === "admin";
-    $("orders").replaceChildren(...orders.map((o) => orderRow(o, canTrade)));
+    const refused = decisions.ok && Array.isArray(decisions.data)
+      ? decisions.data.filter((d) => !d.approved && !d.strategy_instance_id && d.account_id === state.session.accountId).map((d) => ({ ...d, status: "risk_refused", refused: true }))
+      : [];
+    // The refusals are a part of the table: one that could not be read is said, not left out silently.
+    const refusalsFailed = !decisions.ok && decisions.status !== 403;
+    errorBox.textContent = refusalsFailed ? t("orders.refusals_failed", { reason: errorText(decisions) }) : "";
+    show(errorBox, refusalsFailed);
+    state.orders = orders;
+    state.refusals = refused;
+    renderOrders();
     window.LHDesk.onOrders(orders);
-    if (!orders.length) {
-      $("orders").append(el("tr", {}, el("td", { colspan: "11", class: "text-body-secondary small", text: "No orders yet." })));
+    state.ordersUpdated = clock();
+    $("orders-updated").textContent = t("common.updated", { time: state.ordersUpdated });
+  }
+
+  function renderOrders() {
+    if (!state.session) return;
+    const rows = [...(state.orders || []), ...(state.refusals || [])];
+    const when = (o) => String(o.updated_at || o.created_at || "");
+    rows.sort((a, b) => when(b).localeCompare(when(a)));
+    const canTrade = state.session.role === "trader" || state.session.role === "admin";
+    $("orders").replaceChildren(...rows.map((o) => orderRow(o, canTrade)));
+    if (!rows.length) {
+      $("orders").append(el("tr", {}, el("td", { colspan: "11", class: "text-body-secondary small", text: t("orders.none") })));
     }
-    $("orders-updated").textContent = `updated ${new Date().toLocaleTimeString("zh-CN", { hour12: false })}`;
+  }
+
+  // Why an order ended as it did, as the screen shows it under the status: risk's reasons, or the broker's.
+  function orderReason(o) {
+    if (Array.isArray(o.reasons) && o.reasons.length) {
+      return o.reasons.map((r) => window.LHI18n.errorMessage(r.code, r.message)).join("; ");
+    }
+    return o.reason ? String(o.reason) : "";
   }
 
   function orderRow(o, canTrade) {
     let action = null;
-    if (canTrade && OPEN_STATUSES.has(o.status)) {
+    if (canTrade && !o.refused && OPEN_STATUSES.has(o.status)) {
       action = el("button", {
         class: "btn btn-outline-danger btn-sm",
         type: "button",
-        text: "Cancel",
+        text: t("orders.cancel"),
         onclick: () => cancelOrder(o.order_id),
       });
     }
+    const reason = orderReason(o);
+    const statusKey = window.LHI18n.orderStatusKey(o);
     return el(
       "tr",
-      {},
-      el("td", { class: "mono", text: fmt(o.order_id), title: `client id ${fmt(o.client_order_id)}` }),
+      { "data-status": statusKey, id: o.refused ? `refusal-${o.decision_id}` : undefined },
+      el("td", { class: "mono", text: o.refused ? "—" : fmt(o.order_id), title: `client id ${fmt(o.client_order_id)}` }),
       el("td", { text: fmt(o.ts_code) }),
-      el("td", { class: `side-${o.side}`, text: fmt(o.side) }),
-      el("td", { text: fmt(o.order_type) }),
-      el("td", { class: "text-end", text: fmt(o.qty) }),
-      el("td", { class: "text-end", text: fmt(o.price) }),
-      el("td", {}, el("span", { class: `badge ${statusClass(o.status)}`, text: fmt(o.status), title: o.reason || undefined })),
-      el("td", { class: "text-end", text: fmt(o.filled_qty) }),
-      el("td", { class: "text-end", text: fmt(o.avg_fill_price) }),
+      el("td", { class: `side-${o.side}`, text: word("side", o.side) }),
+      el("td", { text: word("type", o.order_type) }),
+      el("td", { class: "text-end", text: groupDigits(o.qty) }),
+      el("td", { class: "text-end", text: groupDigits(o.price) }),
+      el(
+        "td",
+        { class: "order-status" },
+        el("span", { class: `badge ${statusClass(o.status)}`, text: word("status", statusKey), title: reason || undefined }),
+        reason ? el("div", { class: "small text-danger order-reason", text: reason }) : null,
+      ),
+      el("td", { class: "text-end", text: o.refused ? "—" : groupDigits(o.filled_qty) }),
+      el("td", { class: "text-end", text: groupDigits(o.avg_fill_price) }),
       el("td", { class: "small", text: fmtTime(o.updated_at || o.created_at) }),
       el("td", {}, action),
     );
@@ -350,6 +585,7 @@
         accepted: "text-bg-secondary",
         cancelled: "text-bg-light",
         rejected: "text-bg-danger",
+        risk_refused: "text-bg-danger",
         unknown: "text-bg-warning",
       }[status] || "text-bg-light"
     );
@@ -358,7 +594,7 @@
   async function cancelOrder(orderId) {
     const result = await api(`/api/v1/orders/${encodeURIComponent(orderId)}/cancel`, { method: "POST" });
     if (!result.ok) {
-      $("orders-error").textContent = `Cancel ${orderId}: ${errorText(result)}`;
+      $("orders-error").textContent = t("orders.cancel_failed", { id: orderId, reason: errorText(result) });
       show($("orders-error"), true);
     }
     refreshOrders();
@@ -369,7 +605,8 @@
 
   function setSocketStatus(text, color) {
     const badge = $("ws-status");
-    badge.textContent = `events: ${text}`;
+    badge.dataset.state = text;
+    badge.textContent = t("session.ws", { state: t(`session.ws_${text}`) });
     badge.className = `badge text-bg-${color}`;
   }
 
@@ -404,7 +641,7 @@
       if (state.socket !== socket) return; // replaced or logged out
       state.socket = null;
       if (closed.code === 4401) {
-        logout("Your session has ended: please log in again.");
+        logout("session.ended");
         return;
       }
       setSocketStatus("reconnecting", "secondary");
@@ -423,13 +660,13 @@
     const p = event.payload || {};
     let summary;
     if (event.type === "risk.order.denied") {
-      summary = `${fmt(p.ts_code)} ${fmt(p.side)} ${fmt(p.qty)} @ ${p.price ?? "market"} · denied: ` +
-        (p.reasons || []).map((r) => r.message).join("; ");
+      summary = `${fmt(p.ts_code)} ${word("side", p.side)} ${fmt(p.qty)} @ ${p.price ?? t("type.market")} · ${t("status.risk_refused")}: ` +
+        (p.reasons || []).map((r) => window.LHI18n.errorMessage(r.code, r.message)).join("; ");
     } else if (event.type.startsWith("order.")) {
-      summary = `${fmt(p.ts_code)} ${fmt(p.side)} ${fmt(p.qty)} @ ${p.price ?? "market"} · ${fmt(p.status)}` +
-        (p.filled_qty ? ` · filled ${p.filled_qty} @ ${fmt(p.avg_fill_price)}` : "") + (p.reason ? ` · ${p.reason}` : "");
+      summary = `${fmt(p.ts_code)} ${word("side", p.side)} ${fmt(p.qty)} @ ${p.price ?? t("type.market")} · ${window.LHI18n.orderStatus(p)}` +
+        (p.filled_qty ? ` · ${t("events.filled", { qty: p.filled_qty, price: fmt(p.avg_fill_price) })}` : "") + (p.reason ? ` · ${p.reason}` : "");
     } else if (event.type.startsWith("trade.")) {
-      summary = `${fmt(p.ts_code)} ${fmt(p.side)} ${fmt(p.qty)} @ ${fmt(p.price)} = ${fmt(p.amount)} CNY`;
+      summary = `${fmt(p.ts_code)} ${word("side", p.side)} ${fmt(p.qty)} @ ${fmt(p.price)} = ${groupDigits(p.amount)} ${t("common.cny")}`;
     } else if (event.type === "backtest.progress") {
       summary = `backtest ${fmt(p.backtest_id)} ${p.percent}% (${p.days_done}/${p.days} days)` +
         (p.eta_s != null ? ` · about ${Math.round(p.eta_s)} s left` : "");
@@ -438,10 +675,9 @@
         (p.total_return != null ? ` · return ${fmtPercent(p.total_return) ?? p.total_return}` : "") +
         (p.error ? ` · ${p.error}` : "");
     } else if (event.type === "strategy.instance.bar") {
-      summary = `instance ${fmt(p.instance_id).slice(0, 8)} · bar ${fmt(p.bar_date)} · equity ${groupDigits(p.equity)} CNY` +
-        ` · ${fmt(p.orders_sent)} orders`;
+      summary = t("events.bar", { id: fmt(p.instance_id).slice(0, 8), date: fmt(p.bar_date), equity: groupDigits(p.equity), orders: fmt(p.orders_sent) });
     } else if (event.type.startsWith("strategy.instance.")) {
-      summary = `instance ${fmt(p.instance_id).slice(0, 8)} (${fmt(p.strategy)}, ${fmt(p.mode)}) · ${fmt(p.state)}` +
+      summary = `${t("strat.instance")} ${fmt(p.instance_id).slice(0, 8)} (${fmt(p.strategy)}, ${word("mode", p.mode)}) · ${word("instance", p.state)}` +
         (p.error ? ` · ${p.error}` : "");
     } else {
       summary = JSON.stringify(p);
@@ -510,14 +746,37 @@
   // inserted into the integer part. No arithmetic: a float would not keep the fen.
   function groupDigits(value) {
     if (value === undefined || value === null || value === "") return "—";
-    const text = String(value);
+    const text = plainDecimal(String(value));
     const match = /^([+-]?)(\d+)(\.\d+)?$/.exec(text);
     if (!match) return text;
     return match[1] + match[2].replace(/\B(?=(\d{3})+(?!\d))/g, ",") + (match[3] || "");
   }
 
+  // A decimal in exponent notation, as Python's Decimal writes some values ("0E-8", "1.5E+3"), written out in plain
+  // digits by moving the point in the text, its zeros after the second decimal dropped (the value unchanged):
+  // "0E-8" -> "0.00", "1.5E+3" -> "1500", "1.2345E+1" -> "12.345". Anything else is left as given.
+  function plainDecimal(text) {
+    const match = /^([+-]?)(\d+)(?:\.(\d*))?[eE]([+-]?\d+)$/.exec(text);
+    if (!match) return text;
+    const [, sign, whole, fraction = "", exp] = match;
+    const shift = Number(exp);
+    if (!Number.isSafeInteger(shift) || Math.abs(shift) > 100) return text;
+    const digits = whole + fraction;
+    let point = whole.length + shift; // where the point falls in digits
+    let padded = digits;
+    if (point <= 0) {
+      padded = "0".repeat(1 - point) + digits;
+      point = 1;
+    } else if (point > digits.length) {
+      padded = digits + "0".repeat(point - digits.length);
+    }
+    const intPart = padded.slice(0, point).replace(/^0+(?=\d)/, "");
+    const fracPart = padded.slice(point).replace(/(?<=\d{2})0+$/, "");
+    return `${sign}${intPart}${fracPart ? `.${fracPart}` : ""}`;
+  }
+
   function money(value, currency) {
-    return groupDigits(value) + (value === undefined || value === null || value === "" ? "" : ` ${currency || "CNY"}`);
+    return groupDigits(value) + (value === undefined || value === null || value === "" ? "" : ` ${currency || t("common.cny")}`);
   }
 
   async function refreshAccount() {
@@ -557,7 +816,7 @@
     if (!result.ok || !Array.isArray(result.data)) {
       for (const prefix of PARAM_FORMS) {
         $(`${prefix}-result`).replaceChildren(
-          el("div", { class: "alert alert-danger mb-0", role: "alert", text: `Could not load strategies: ${errorText(result)}` }),
+          el("div", { class: "alert alert-danger mb-0", role: "alert", text: t("strat.catalogue_failed", { reason: errorText(result) }) }),
         );
       }
       return;
@@ -655,10 +914,10 @@
     state.paramSpecs[prefix] = specs;
     const fields = specs.map((spec) => paramField(spec, prefix));
     container.replaceChildren(
-      el("div", { class: "form-label fw-semibold small text-body-secondary mb-1", text: "Parameters" }),
+      el("div", { class: "form-label fw-semibold small text-body-secondary mb-1", text: t("strat.parameters") }),
       fields.length
         ? el("div", { class: "row g-2 backtest-params" }, ...fields)
-        : el("p", { class: "small text-body-secondary", text: "This strategy takes no parameters." }),
+        : el("p", { class: "small text-body-secondary", text: t("strat.no_parameters") }),
     );
   }
 
@@ -694,14 +953,14 @@
       });
     }
     if (spec.required) input.required = true;
-    const helpText = [spec.description, boundsText(spec), spec.default !== undefined ? `default ${spec.default}` : ""]
+    const helpText = [spec.description, boundsText(spec), spec.default !== undefined ? t("strat.default", { value: spec.default }) : ""]
       .filter(Boolean)
       .join(" · ");
     const label = el(
       "label",
       { class: spec.kind === "boolean" ? "form-check-label small" : "form-label small mb-0", for: id, text: spec.title },
       el("span", { class: "mono text-body-secondary ms-1", text: spec.name }),
-      spec.required ? el("span", { class: "text-danger ms-1", title: "required", text: "*" }) : null,
+      spec.required ? el("span", { class: "text-danger ms-1", title: t("strat.required"), text: "*" }) : null,
     );
     const help = el("div", { class: "form-text small", id: `${id}-help`, text: helpText });
     input.setAttribute("aria-describedby", help.id);
@@ -795,7 +1054,7 @@
     if (details.length) {
       box.append(el("ul", { class: "mb-0 mt-2" }, ...details.map((d) => el("li", { text: `${d.field}: ${d.message}` }))));
     }
-    if (result.requestId) box.append(el("div", { class: "small text-body-secondary mt-2 mono", text: `request ${result.requestId}` }));
+    if (result.requestId) box.append(el("div", { class: "small text-body-secondary mt-2 mono", text: t("order.request", { id: result.requestId }) }));
     return box;
   }
 
@@ -1170,7 +1429,7 @@
     const result = await api("/api/v1/strategy-instances");
     if (!state.session || seq !== state.instancesSeq) return;
     if (!result.ok || !Array.isArray(result.data)) {
-      showInstancesError(`Could not load strategy instances: ${errorText(result)}`);
+      showInstancesError(t("strat.load_failed", { reason: errorText(result) }));
       return;
     }
     const instances = result.data;
@@ -1185,14 +1444,14 @@
       ...instances.map((instance, n) => instanceRow(instance, figures[n][0], figures[n][1], allowed)),
     );
     if (!instances.length) {
-      $("instances").append(el("tr", {}, el("td", { colspan: "9", class: "text-body-secondary small", text: "No strategy instances yet." })));
+      $("instances").append(el("tr", {}, el("td", { colspan: "9", class: "text-body-secondary small", text: t("strat.none") })));
     }
     state.instances = new Map(instances.map((i) => [i.instance_id, i]));
     if (state.selectedInstance && !state.instances.has(state.selectedInstance)) selectInstance(null);
     // A watcher who is not the owner gets no bar events: the selected instance's detail follows this poll instead.
     const selected = state.instances.get(state.selectedInstance);
     if (selected && selected.state === "running") scheduleDetailRefresh();
-    $("instances-updated").textContent = `updated ${new Date().toLocaleTimeString("zh-CN", { hour12: false })}`;
+    $("instances-updated").textContent = t("common.updated", { time: clock() });
     $("instances").dataset.loads = String(Number($("instances").dataset.loads || 0) + 1); // for a watcher (or a test)
     // Events are the fast path (and only the owner gets them); this poll keeps a watcher's table moving.
     if (instances.some((i) => i.state === "running")) {
@@ -1210,9 +1469,9 @@
     const held = positions ? positions.filter((p) => p.qty > 0) : [];
     const positionsText = positions === null ? `— (${errorText(sleeve)})` : held.length
       ? held.slice(0, 3).map((p) => `${p.ts_code} ${groupDigits(p.qty)}`).join(" · ") + (held.length > 3 ? ` · +${held.length - 3}` : "")
-      : "none";
+      : t("common.none");
 
-    const stateCell = el("td", {}, el("span", { class: `badge ${instanceStateClass(instance.state)}`, text: fmt(instance.state) }));
+    const stateCell = el("td", {}, el("span", { class: `badge ${instanceStateClass(instance.state)}`, text: word("instance", instance.state) }));
     if (instance.error) {
       const lines = String(instance.error).split("\n").map((line) => line.trim()).filter(Boolean);
       stateCell.append(el("div", { class: "small text-danger text-truncate instance-error", title: String(instance.error).slice(-2000), text: lines[lines.length - 1] || "" }));
@@ -1224,7 +1483,7 @@
           class: `btn btn-sm ms-1 ${ACTION_STYLE[action]}`,
           type: "button",
           "data-action": action,
-          text: action[0].toUpperCase() + action.slice(1),
+          text: t(`strat.action_${action}`),
           onclick: (event) => {
             event.stopPropagation(); // not a click on the row
             actOnInstance(id, action, event.currentTarget);
@@ -1235,7 +1494,7 @@
     const row = el(
       "tr",
       { id: `instance-row-${id}`, "data-instance": id, "data-state": instance.state, class: id === state.selectedInstance ? "table-active" : undefined, onclick: () => selectInstance(id) },
-      el("td", { class: "mono", text: `${id.slice(0, 8)}…`, title: `${id} · owner ${instance.owner}` }),
+      el("td", { class: "mono", text: `${id.slice(0, 8)}…`, title: `${id} · ${t("strat.owner", { owner: instance.owner })}` }),
       el(
         "td",
         {},
@@ -1243,9 +1502,9 @@
         el("div", { class: "small text-body-secondary mono", text: paramsText(instance) }),
       ),
       stateCell,
-      el("td", { text: fmt(instance.mode) }),
+      el("td", { text: word("mode", instance.mode) }),
       el("td", { class: "text-end", text: groupDigits(instance.capital) }),
-      el("td", { class: "text-end", id: `instance-equity-${id}`, text: last ? groupDigits(last.equity) : "—", title: last ? `on ${last.date}` : undefined }),
+      el("td", { class: "text-end", id: `instance-equity-${id}`, text: last ? groupDigits(last.equity) : "—", title: last ? String(last.date) : undefined }),
       el("td", { class: `text-end ${pnlClass}`, id: `instance-pnl-${id}`, text: pnl ? groupDigits(pnl) : "—" }),
       el("td", { class: "small", text: positionsText }),
       actions,
@@ -1259,13 +1518,13 @@
     const end = $("instance-replay-end").value;
     if (!start && !end) return { replay: null };
     if (!start || !end) {
-      return { problem: { field: start ? "replay.end" : "replay.start", message: "a replay needs both its first and last day" } };
+      return { problem: { field: start ? "replay.end" : "replay.start", message: t("strat.replay_both") } };
     }
     const pace = $("instance-replay-pace").value.trim();
     if (pace === "") return { replay: { start, end } };
     const daysPerSecond = Number(pace);
     if (!/^[0-9]*\.?[0-9]+$/.test(pace) || !(daysPerSecond > 0)) {
-      return { problem: { field: "replay.days_per_second", message: "a pace is a positive number of days per second" } };
+      return { problem: { field: "replay.days_per_second", message: t("strat.replay_pace") } };
     }
     return { replay: { start, end, days_per_second: daysPerSecond } };
   }
@@ -1275,7 +1534,7 @@
     if (action === "start" && state.replayClock !== false) {
       const { replay, problem } = readReplay();
       if (problem) {
-        showActionError(`start: ${problem.field}: ${problem.message}`);
+        showActionError(`${t("strat.action_start")}: ${problem.field}: ${problem.message}`);
         return;
       }
       if (replay) json = { replay };
@@ -1295,7 +1554,7 @@
         state.replayClock = false;
         show($("instance-replay"), false);
       }
-      showActionError(`${action} ${instanceId}: ${errorText(result)}`);
+      showActionError(`${t(`strat.action_${action}`)} ${instanceId}: ${errorText(result)}`);
     }
     refreshInstances();
   }
@@ -1309,7 +1568,7 @@
     if (problem) problems.push(problem);
     if (problems.length) {
       markFieldErrors("instance-form", problems);
-      out.replaceChildren(renderRefusal({ status: 0, data: { code: "invalid_input", message: "fix the marked fields" } }, problems));
+      out.replaceChildren(renderRefusal({ status: 0, data: { code: "invalid_input", message: t("error.invalid_input") } }, problems));
       return;
     }
     const request = {
@@ -1321,7 +1580,7 @@
       order_timing: $("instance-order-timing").value,
     };
     $("instance-submit").disabled = true;
-    out.replaceChildren(el("div", { class: "text-body-secondary small", text: "Sending…" }));
+    out.replaceChildren(el("div", { class: "text-body-secondary small", text: t("common.sending") }));
     try {
       const result = await api("/api/v1/strategy-instances", { method: "POST", json: request });
       if (!state.session) return;
@@ -1330,9 +1589,9 @@
           el(
             "div",
             { class: "alert alert-success mb-0", role: "status" },
-            el("strong", { text: "Instance created. " }),
+            el("strong", { text: `${t("strat.created")} ` }),
             el("span", { class: "mono", text: fmt(result.data.instance_id) }),
-            " · press Start in the table to run it.",
+            ` · ${t("strat.created_hint")}`,
           ),
         );
         selectInstance(result.data.instance_id);
@@ -1385,11 +1644,11 @@
       state.curveCapital = p.capital;
       const progress = p.progress;
       $("detail-progress").textContent = progress
-        ? `${fmt(p.state)} · replay ${fmt(progress.days_done)}/${fmt(progress.days)} days · ${fmt(progress.bar_date)} · ${fmt(progress.orders_sent)} orders`
-        : `${fmt(p.state)} · ${p.days ?? state.curve.length} days`;
+        ? t("strat.progress_replay", { state: word("instance", p.state), done: fmt(progress.days_done), days: fmt(progress.days), date: fmt(progress.bar_date), orders: fmt(progress.orders_sent) })
+        : t("strat.progress", { state: word("instance", p.state), days: p.days ?? state.curve.length });
       drawChart();
     } else {
-      errors.push(`performance: ${errorText(performance)}`);
+      errors.push(`${t("strat.err_performance")}: ${errorText(performance)}`);
     }
     if (sleeve.ok && sleeve.data) {
       const rows = (sleeve.data.positions || []).filter((p) => p.qty > 0);
@@ -1401,21 +1660,21 @@
         el("td", { class: "text-end", text: groupDigits(p.sellable_qty) }),
         el("td", { class: "text-end", text: groupDigits(p.market_value) }),
       )));
-      if (!rows.length) $("detail-positions").append(emptyRow(4, `No positions · cash ${groupDigits(sleeve.data.cash)} CNY`));
+      if (!rows.length) $("detail-positions").append(emptyRow(4, t("strat.no_positions", { cash: groupDigits(sleeve.data.cash) })));
     } else {
-      errors.push(`sleeve: ${errorText(sleeve)}`);
+      errors.push(`${t("strat.err_sleeve")}: ${errorText(sleeve)}`);
     }
     if (orders.ok && Array.isArray(orders.data)) {
       $("detail-orders").replaceChildren(...orders.data.map((o) => orderRow(o, false)));
-      if (!orders.data.length) $("detail-orders").append(emptyRow(11, "No orders yet."));
+      if (!orders.data.length) $("detail-orders").append(emptyRow(11, t("orders.none")));
     } else {
-      errors.push(`orders: ${errorText(orders)}`);
+      errors.push(`${t("desk.orders")}: ${errorText(orders)}`);
     }
     if (trades.ok && Array.isArray(trades.data)) {
       $("detail-fills").replaceChildren(...trades.data.map(fillRow));
-      if (!trades.data.length) $("detail-fills").append(emptyRow(6, "No fills yet."));
+      if (!trades.data.length) $("detail-fills").append(emptyRow(6, t("trades.none")));
     } else {
-      errors.push(`fills: ${errorText(trades)}`);
+      errors.push(`${t("strat.fills")}: ${errorText(trades)}`);
     }
     $("detail-error").textContent = errors.join(" · ");
     show($("detail-error"), errors.length > 0);
@@ -1441,10 +1700,10 @@
       { "data-trade": t.trade_id },
       el("td", { class: "small text-nowrap", text: fmtMarketTime(t.traded_at), title: fmtTime(t.traded_at) }),
       el("td", { class: "mono", text: fmt(t.ts_code) }),
-      el("td", { class: `side-${t.side}`, text: fmt(t.side) }),
+      el("td", { class: `side-${t.side}`, text: word("side", t.side) }),
       el("td", { class: "text-end", text: groupDigits(t.qty) }),
       el("td", { class: "text-end", text: fmt(t.price) }),
-      el("td", { class: "text-end", text: groupDigits(t.amount), title: `fees ${fmt(t.fees)} CNY` }),
+      el("td", { class: "text-end", text: groupDigits(t.amount), title: `${window.LHI18n.t("col.fees")} ${groupDigits(t.fees)}` }),
     );
   }
 
@@ -1479,7 +1738,7 @@
       try {
         echarts = await loadEcharts();
       } catch (err) {
-        $("chart-note").textContent = `The chart cannot be drawn: ${err.message}`;
+        $("chart-note").textContent = t("strat.chart_failed", { reason: err.message });
         show($("chart-note"), true);
         return;
       }
@@ -1488,7 +1747,7 @@
       if (!state.chart) state.chart = echarts.init(node, null, { renderer: "canvas" });
       const points = state.curve;
       node.dataset.points = String(points.length);
-      $("chart-note").textContent = points.length ? "" : "No equity yet: the curve starts with the instance's first bar.";
+      $("chart-note").textContent = points.length ? "" : t("strat.no_equity");
       show($("chart-note"), !points.length);
       // The chart draws floats: a pixel is far coarser than a fen. The tables keep the exact figures.
       state.chart.setOption(
@@ -1498,18 +1757,18 @@
           // Plain-text tooltips: the page's policy refuses the inline styles of HTML ones.
           tooltip: { trigger: "axis", renderMode: "richText" },
           xAxis: { type: "category", data: points.map((p) => p[0]), boundaryGap: false },
-          yAxis: { type: "value", scale: true, name: "equity (CNY)" },
+          yAxis: { type: "value", scale: true, name: t("strat.chart_axis") },
           dataZoom: [{ type: "inside" }, { type: "slider", height: 18, bottom: 12 }],
           series: [
             {
-              name: "equity",
+              name: t("strat.equity"),
               type: "line",
               data: points.map((p) => Number(p[1])),
               showSymbol: points.length < 3,
               lineStyle: { width: 1.4 },
               areaStyle: { opacity: 0.12 },
               markLine: state.curveCapital
-                ? { silent: true, symbol: "none", label: { formatter: "capital" }, data: [{ yAxis: Number(state.curveCapital) }] }
+                ? { silent: true, symbol: "none", label: { formatter: t("strat.capital") }, data: [{ yAxis: Number(state.curveCapital) }] }
                 : undefined,
             },
           ],
@@ -1524,7 +1783,7 @@
     const equity = $(`instance-equity-${p.instance_id}`);
     if (equity) {
       equity.textContent = groupDigits(p.equity);
-      equity.title = `on ${p.bar_date}`;
+      equity.title = String(p.bar_date);
     }
     if (p.instance_id !== state.selectedInstance) return;
     const point = [String(p.bar_date), String(p.equity)];
@@ -1571,8 +1830,23 @@
   // The core the trader's desk (desk.js, loaded after this file) builds on.
   window.LH = {
     $, api, el, show, fmt, fmtTime, groupDigits, money, errorText, state, sendOnSocket, newClientOrderId,
-    renderOrderResult, refreshOrders, refreshAccount, cancelOrder, OPEN_STATUSES, currentPage,
+    renderOrderResult, refreshOrders, refreshAccount, cancelOrder, OPEN_STATUSES, currentPage, orderRow, fmtMarketTime, plainDecimal,
   };
+
+  // The language switched: what this file wrote is written again in it (the static text is i18n.js's apply()).
+  function relabel() {
+    renderWhoami();
+    setSocketStatus($("ws-status").dataset.state || "offline", ($("ws-status").className.match(/text-bg-(\w+)/) || [])[1] || "secondary");
+    if (state.ordersUpdated) $("orders-updated").textContent = t("common.updated", { time: state.ordersUpdated });
+    if (!state.session) {
+      const box = $("login-error");
+      if (box.dataset.key) box.textContent = t(box.dataset.key);
+      return;
+    }
+    renderOrders();
+    refreshInstances();
+    if (state.selectedInstance) refreshDetail();
+  }
 
   // --- wiring ----------------------------------------------------------------------------------------------
 
@@ -1580,6 +1854,15 @@
     $("login-form").addEventListener("submit", login);
     $("logout").addEventListener("click", () => logout());
     $("lang-switch").addEventListener("click", () => window.LHI18n.setLang(window.LHI18n.lang === "zh" ? "en" : "zh"));
+    window.addEventListener("lh:lang", relabel);
+    // Phone width: a page chosen in the folded nav folds it again.
+    $("pages").addEventListener("click", (event) => {
+      const open = $("nav-collapse").classList.contains("show");
+      if (open && event.target.closest("a.nav-link") && window.bootstrap) {
+        window.bootstrap.Collapse.getOrCreateInstance($("nav-collapse"), { toggle: false }).hide();
+      }
+    });
+    setSocketStatus("offline", "secondary");
     window.LHDesk.describeSecurity();
     $("orders-refresh").addEventListener("click", refreshOrders);
     $("account-refresh").addEventListener("click", refreshAccount);

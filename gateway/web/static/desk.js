@@ -8,6 +8,7 @@
 
 window.LHDesk = (() => {
   const { $, api, el, show, fmt, groupDigits, errorText, state } = window.LH;
+  const { t, word } = window.LHI18n;
 
   const OPEN_CONDITIONAL = new Set(["waiting", "armed"]);
   const BROKER_POLL_MS = 10000;
@@ -17,12 +18,11 @@ window.LHDesk = (() => {
   const REVALUE_MS = 3000; // at most one positions read per this, however many quotes arrive
   // The market order types are served with each security (`market_types`, from shared/core/market/order_types.py);
   // these are only their names on the screen.
-  const MARKET_TYPE_NAMES = {
-    counterparty_best: "对手方最优", own_best: "本方最优", best5_cancel: "最优五档即成剩撤",
-    best5_limit: "最优五档即成剩转限", ioc: "即时成交剩余撤销", fok: "全额成交或撤销",
-  };
   const DEFAULT_MARKET_TYPE = "counterparty_best";
-  const BOARD_NAMES = { star: "STAR", bse: "BSE", chinext: "ChiNext", main: "main board" };
+  // Estimated fees (CNY fen, integers): the platform's schedule, shared/core/market/rules.py FeeSchedule and
+  // stamp_duty_rate — commission 0.025% (at least 5.00), transfer fee 0.001% both sides, stamp duty 0.05% on sells
+  // (from 2023-08-28). An estimate shown before sending: the fill's fees are execution's, in the trades table.
+  const FEES = { commission: [25n, 100000n], minCommissionFen: 500n, transfer: [1n, 100000n], stamp: [5n, 10000n] };
 
   const desk = {
     code: null, // the ticket's security
@@ -39,7 +39,356 @@ window.LHDesk = (() => {
     subscribed: new Set(), // codes this socket is subscribed to: the ticket's and the held ones
     revalueTimer: null,
     attempted: false, // an order was asked for and refused here: empty fields are errors too until one is sent
+    prefilled: null, // the code whose price was put in the ticket from its quote (once: a cleared field stays clear)
+    pending: null, // the checked order awaiting its confirmation
+    cash: null, // GET /account as last read: `available` sizes the maximum buy
+    trades: [],
+    tradesSeq: 0,
+    tradesUpdated: null,
+    accountUpdated: null,
+    lastResult: null, // the ticket's last answer, drawn again on a language switch
+    openNote: null, // the open orders' last message: [key, vars, kind]
   };
+
+  // The desk's words (the shared ones — statuses, sides, types, errors — are i18n.js's).
+  window.LHI18n.add({
+    zh: {
+      "desk.ticket": "下单",
+      "desk.readonly": "您的角色是观察员：只能查看，不能交易。",
+      "desk.security": "证券代码",
+      "desk.ladder": "五档行情",
+      "desk.limit_up": "涨停",
+      "desk.limit_down": "跌停",
+      "desk.ladder_hint": "点击价格填入委托。",
+      "desk.ladder_pick": "填入此价格",
+      "desk.ask": "卖{n}",
+      "desk.bid": "买{n}",
+      "desk.last": "最新",
+      "desk.pre": "昨收 {price}",
+      "desk.side": "买卖",
+      "desk.type": "委托类型",
+      "desk.market_type": "市价类型",
+      "desk.stop_price": "触发价（元）",
+      "desk.qty": "数量（股）",
+      "desk.price": "价格（元）",
+      "desk.protection": "保护限价（元）",
+      "desk.tick_up": "价格升一档（0.01）",
+      "desk.tick_down": "价格降一档（0.01）",
+      "desk.submit": "下单",
+      "desk.confirm": "确认下单",
+      "desk.confirm_back": "返回修改",
+      "desk.confirm_text": "请确认：{side} {code} {name} · {type} · {qty} 股 @ {price}",
+      "desk.confirm_amount": "金额 {amount} 元，估算费用 {fees} 元",
+      "desk.open_orders": "当前委托",
+      "desk.events": "实时事件",
+      "desk.clear": "清空",
+      "desk.no_events": "暂无事件。",
+      "desk.account": "账户",
+      "desk.orders": "委托",
+      "desk.trades": "成交",
+      "desk.tca": "交易成本分析（TCA）",
+      "desk.tca_view": "TCA 视图",
+      "desk.sending": "发送中…",
+      "desk.live_none": "暂无实时行情",
+      "desk.live": "实时 {last}（昨收 {pre}）· 买一 {bid} · 卖一 {ask} · 量 {vol} · {time}",
+      "desk.amount": "金额 {amount} 元（另计费用）",
+      "desk.fees": "估算费用 {fees} 元（佣金 {commission}，过户费 {transfer}{stamp}）",
+      "desk.fees_stamp": "，印花税 {stamp}",
+      "desk.max_buy": "最大可买 {qty} 股（可用 {cash} 元）",
+      "desk.max_sell": "可卖 {qty} 股",
+      "desk.qty_lots": "= {lots} 手",
+      "desk.qty_odd": "（含零股 {odd} 股）",
+      "desk.stop_armed": "止损单已生效。",
+      "board.star": "科创板",
+      "board.bse": "北交所",
+      "board.chinext": "创业板",
+      "board.main": "主板",
+      "mtype.counterparty_best": "对手方最优",
+      "mtype.own_best": "本方最优",
+      "mtype.best5_cancel": "最优五档即成剩撤",
+      "mtype.best5_limit": "最优五档即成剩转限",
+      "mtype.ioc": "即时成交剩余撤销",
+      "mtype.fok": "全额成交或撤销",
+      "hint.any": "整股。买入以 100 股为一手（科创板至少 200 股，北交所至少 100 股，之后可按 1 股递增）。",
+      "hint.lots": "买入须为 {min} 股的整数倍。",
+      "hint.board": "{board}买入：至少 {min} 股，之后可按 1 股递增。",
+      "hint.sell": "整股。卖出同买入，或卖出全部可卖持仓（可含零股）。{sellable}",
+      "hint.sellable": "可卖 {qty} 股。",
+      "hint.buy": "整股。{rule}",
+      "err.qty_empty": "请输入数量（股）。",
+      "err.qty_digits": "只能输入整数股：数字 0-9，不能有小数点、符号或指数。",
+      "err.qty_positive": "数量必须是正整数股。",
+      "err.lot_buy": "lot_size：买入须为 {min} 股的整数倍",
+      "err.lot_board": "lot_size：{board}买入至少 {min} 股",
+      "err.lot_over": "lot_size：卖出不能超过持仓（可卖 {sellable} 股）",
+      "err.lot_odd": "lot_size：零股只能一次性全部卖出",
+      "err.lot_board_sell": "lot_size：{board}卖出不足 {min} 股时须全部卖出",
+      "err.price_format": "请输入价格（元），如 10.50",
+      "err.price_tick": "price_tick：价格 {price} 不符合 0.01 元的最小变动价位",
+      "err.price_zero": "价格必须大于零。",
+      "err.price_above": "price_limit：价格 {price} 高于涨停价 {limit}",
+      "err.price_below": "price_limit：价格 {price} 低于跌停价 {limit}",
+      "err.price_needed": "{type}委托需要价格。",
+      "err.protection": "price：科创板市价委托需要保护限价",
+      "err.stop_needed": "止损委托需要触发价。",
+      "err.stop_sell": "invalid_stop_price：卖出止损在价格跌到触发价时触发，须低于最新价 {last}",
+      "err.stop_buy": "invalid_stop_price：买入止损在价格涨到触发价时触发，须高于最新价 {last}",
+      "open.none": "暂无当前委托。",
+      "open.amend": "改单",
+      "open.cancel": "撤单",
+      "open.stop": "触发 {price}",
+      "open.at": "于 {level}",
+      "open.new_price": "新价格",
+      "open.new_qty": "新总数量",
+      "open.send_amend": "提交改单",
+      "open.close": "关闭",
+      "open.amend_note": "改单即撤单重下：撤单确认后按新总数量减去已成交（{filled}）下新单。",
+      "open.amend_result": "改单 {id}（原委托 {order}）：{status}",
+      "open.amend_replacement": " · 新委托 {id}，{qty} 股 @ {price}",
+      "open.amend_refused": " · 原委托保持已撤",
+      "open.amend_failed": "改单 {order}：{reason}",
+      "open.amend_tick": "price_tick：价格 {price} 不符合 0.01 元的最小变动价位",
+      "open.amend_qty": "qty：新总数量须为整数股，且大于已成交（{filled}）",
+      "open.amend_nothing": "请修改价格或数量。",
+      "open.cond_cancelled": "已撤 {id}",
+      "open.cond_cancel_failed": "撤单 {id}：{reason}",
+      "open.cancel_all": "全撤",
+      "open.cancel_all_confirm": "确认全撤 {count} 笔",
+      "open.cancel_all_result": "全撤：请求 {requested} 笔 · 已撤 {cancelled} 笔 · 撤单中 {requesting} 笔",
+      "open.cancel_all_cond": " · 条件单已撤 {count} 笔",
+      "open.cancel_all_failed": " · 失败：{list}",
+      "open.cancel_all_error": "全撤：{reason}",
+      "account.total": "总资产",
+      "account.cash": "现金",
+      "account.available": "可用",
+      "account.reserved": "冻结",
+      "account.market_value": "市值",
+      "account.pnl_today": "当日盈亏",
+      "account.pnl_total": "总盈亏",
+      "account.realised": "已实现盈亏",
+      "account.unpriced": "{codes} 没有价格：需要价格的合计未显示。",
+      "account.no_cash": "此登录没有资金账户（{reason}）。",
+      "account.cash_failed": "资金刷新失败：{reason}",
+      "account.no_positions": "无持仓。",
+      "account.positions_unavailable": "此登录无法查看持仓（{reason}）。",
+      "account.positions_failed": "持仓刷新失败：{reason}",
+      "pos.position": "持仓",
+      "pos.qty": "数量",
+      "pos.sellable": "可卖",
+      "pos.frozen": "冻结",
+      "pos.today": "今买/今卖",
+      "pos.avg_cost": "成本价",
+      "pos.cost": "成本",
+      "pos.last": "现价",
+      "pos.value": "市值",
+      "pos.unrealised": "浮动盈亏",
+      "pos.realised": "已实现",
+      "pos.pnl_today": "当日盈亏",
+      "trades.failed": "成交刷新失败：{reason}",
+      "tca.by_order": "按委托",
+      "tca.by_day": "按日",
+      "tca.by_instance": "按策略实例",
+      "tca.note": "滑点是成本：成交比基准差时为正（买入付得更多，卖出收得更少）。见 docs/tca.md",
+      "tca.none": "暂无可分析的委托。",
+      "tca.failed": "交易成本分析刷新失败：{reason}",
+      "tca.own": "（本人委托）",
+      "tca.total": "合计",
+      "tca.order": "委托号",
+      "tca.day": "日期",
+      "tca.security": "证券",
+      "tca.side": "买卖",
+      "tca.filled": "成交数量",
+      "tca.vwap": "成交均价",
+      "tca.arrival": "到达价",
+      "tca.vs_arrival": "相对到达价（元）",
+      "tca.vs_arrival_bps": "相对到达价（基点）",
+      "tca.interval_vwap": "区间均价",
+      "tca.vs_interval": "相对区间均价（元）",
+      "tca.vs_interval_bps": "相对区间均价（基点）",
+      "tca.fees": "费用",
+      "tca.fees_bps": "费用（基点）",
+      "tca.key": "分组",
+      "tca.orders": "委托数",
+      "tca.filled_amount": "成交金额",
+      "broker.qmt": "券商：QMT {id}",
+      "broker.paper": "券商：模拟",
+      "broker.unavailable": "委托被拒（broker_unavailable）：QMT 通道 {id} 未连接（或其 MiniQMT 未运行）。恢复前不会发送任何委托。",
+      "broker.disabled": "委托被拒：QMT 通道 {id} 的交易开关已关闭（管理员操作）。",
+      "broker.refused": "委托被拒：{reason}",
+      "bridge.disconnected": "{id} 未连接",
+      "bridge.off": "{id} 交易关闭",
+      "bridge.all": "QMT：{count} 个已连接",
+      "bridge.parts": "QMT：{parts}",
+    },
+    en: {
+      "desk.ticket": "Order ticket",
+      "desk.readonly": "Your role is viewer: you can watch, not trade.",
+      "desk.security": "Security (ts_code)",
+      "desk.ladder": "price ladder: five ask and five bid levels",
+      "desk.limit_up": "limit-up",
+      "desk.limit_down": "limit-down",
+      "desk.ladder_hint": "Click a price to put it in the ticket.",
+      "desk.ladder_pick": "put this price in the ticket",
+      "desk.ask": "ask {n}",
+      "desk.bid": "bid {n}",
+      "desk.last": "last",
+      "desk.pre": "pre {price}",
+      "desk.side": "Side",
+      "desk.type": "Type",
+      "desk.market_type": "Market order type",
+      "desk.stop_price": "Stop price (CNY)",
+      "desk.qty": "Quantity (shares)",
+      "desk.price": "Price (CNY)",
+      "desk.protection": "Protection price (CNY)",
+      "desk.tick_up": "price one tick up (0.01)",
+      "desk.tick_down": "price one tick down (0.01)",
+      "desk.submit": "Place order",
+      "desk.confirm": "Confirm order",
+      "desk.confirm_back": "Back",
+      "desk.confirm_text": "Please confirm: {side} {code} {name} · {type} · {qty} shares @ {price}",
+      "desk.confirm_amount": "amount {amount} CNY, estimated fees {fees} CNY",
+      "desk.open_orders": "Open orders",
+      "desk.events": "Live events",
+      "desk.clear": "Clear",
+      "desk.no_events": "No events yet.",
+      "desk.account": "Account",
+      "desk.orders": "Orders",
+      "desk.trades": "Trades",
+      "desk.tca": "Cost analysis (TCA)",
+      "desk.tca_view": "TCA view",
+      "desk.sending": "Sending…",
+      "desk.live_none": "no live quote yet",
+      "desk.live": "live {last} (pre {pre}) · bid {bid} · ask {ask} · vol {vol} · {time}",
+      "desk.amount": "amount {amount} CNY (fees extra)",
+      "desk.fees": "estimated fees {fees} CNY (commission {commission}, transfer {transfer}{stamp})",
+      "desk.fees_stamp": ", stamp duty {stamp}",
+      "desk.max_buy": "max buy {qty} shares (available {cash} CNY)",
+      "desk.max_sell": "sellable {qty} shares",
+      "desk.qty_lots": "= {lots} lots",
+      "desk.qty_odd": "(odd lot {odd} shares)",
+      "desk.stop_armed": "Stop order armed.",
+      "board.star": "STAR",
+      "board.bse": "BSE",
+      "board.chinext": "ChiNext",
+      "board.main": "main board",
+      "mtype.counterparty_best": "counterparty best",
+      "mtype.own_best": "own best",
+      "mtype.best5_cancel": "best five, rest cancelled",
+      "mtype.best5_limit": "best five, rest as limit",
+      "mtype.ioc": "immediate or cancel",
+      "mtype.fok": "fill or kill",
+      "hint.any": "Whole shares. Buys in lots of 100 shares (STAR: at least 200, BSE: at least 100, then any number).",
+      "hint.lots": "Buys in lots of {min} shares.",
+      "hint.board": "{board} buys: at least {min} shares, then any number.",
+      "hint.sell": "Whole shares. Sells as buys, or the whole sellable position (odd lot included).{sellable}",
+      "hint.sellable": " {qty} sellable.",
+      "hint.buy": "Whole shares. {rule}",
+      "err.qty_empty": "Enter a quantity in shares.",
+      "err.qty_digits": "Whole shares only: digits 0-9, no decimal point, sign or exponent.",
+      "err.qty_positive": "The quantity must be a positive whole number of shares.",
+      "err.lot_buy": "lot_size: buys must be in lots of {min} shares",
+      "err.lot_board": "lot_size: {board} buys need at least {min} shares",
+      "err.lot_over": "lot_size: cannot sell more than the position ({sellable} sellable)",
+      "err.lot_odd": "lot_size: odd lots can only be sold as the whole position",
+      "err.lot_board_sell": "lot_size: {board} sells below {min} shares must close the whole position",
+      "err.price_format": "Enter a price in CNY, digits and a point: 10.50",
+      "err.price_tick": "price_tick: price {price} is not on the 0.01 tick",
+      "err.price_zero": "The price must be above zero.",
+      "err.price_above": "price_limit: price {price} is above the limit-up price {limit}",
+      "err.price_below": "price_limit: price {price} is below the limit-down price {limit}",
+      "err.price_needed": "A {type} order needs a price.",
+      "err.protection": "price: a STAR market order needs its protection price",
+      "err.stop_needed": "A stop order needs its stop price.",
+      "err.stop_sell": "invalid_stop_price: a sell stop triggers when the price falls to it: below the last price {last}",
+      "err.stop_buy": "invalid_stop_price: a buy stop triggers when the price rises to it: above the last price {last}",
+      "open.none": "No open orders.",
+      "open.amend": "Amend",
+      "open.cancel": "Cancel",
+      "open.stop": "stop {price}",
+      "open.at": "at {level}",
+      "open.new_price": "New price",
+      "open.new_qty": "New total qty",
+      "open.send_amend": "Send amend",
+      "open.close": "Close",
+      "open.amend_note": "Cancel-replace: the replacement is placed once the cancel is confirmed, for the new total less what has filled ({filled}).",
+      "open.amend_result": "Amend {id} of {order}: {status}",
+      "open.amend_replacement": " · replacement {id} for {qty} @ {price}",
+      "open.amend_refused": " · the original stays cancelled",
+      "open.amend_failed": "Amend {order}: {reason}",
+      "open.amend_tick": "price_tick: price {price} is not on the 0.01 tick",
+      "open.amend_qty": "qty: the new total must be whole shares above what has filled ({filled})",
+      "open.amend_nothing": "Change the price or the quantity.",
+      "open.cond_cancelled": "Cancelled {id}",
+      "open.cond_cancel_failed": "Cancel {id}: {reason}",
+      "open.cancel_all": "Cancel all",
+      "open.cancel_all_confirm": "Confirm: cancel {count}",
+      "open.cancel_all_result": "Cancel-all: {requested} asked · {cancelled} cancelled · {requesting} cancel requested",
+      "open.cancel_all_cond": " · {count} conditional cancelled",
+      "open.cancel_all_failed": " · failed: {list}",
+      "open.cancel_all_error": "Cancel-all: {reason}",
+      "account.total": "Total assets",
+      "account.cash": "Cash",
+      "account.available": "Available",
+      "account.reserved": "Reserved",
+      "account.market_value": "Market value",
+      "account.pnl_today": "P&L today",
+      "account.pnl_total": "P&L total",
+      "account.realised": "Realised",
+      "account.unpriced": "No price for {codes}: the totals that need one are not shown.",
+      "account.no_cash": "No cash account for this login ({reason}).",
+      "account.cash_failed": "Could not load cash: {reason}",
+      "account.no_positions": "No positions.",
+      "account.positions_unavailable": "Positions are not available for this login ({reason}).",
+      "account.positions_failed": "Could not load positions: {reason}",
+      "pos.position": "Position",
+      "pos.qty": "Qty",
+      "pos.sellable": "Sellable",
+      "pos.frozen": "Frozen",
+      "pos.today": "Today buy/sell",
+      "pos.avg_cost": "Avg cost",
+      "pos.cost": "Cost basis",
+      "pos.last": "Last",
+      "pos.value": "Market value",
+      "pos.unrealised": "Unrealised",
+      "pos.realised": "Realised",
+      "pos.pnl_today": "Today",
+      "trades.failed": "Could not load trades: {reason}",
+      "tca.by_order": "by order",
+      "tca.by_day": "by day",
+      "tca.by_instance": "by strategy instance",
+      "tca.note": "Slippage is a cost: positive when the fills were worse than the benchmark (a buy paid more, a sell got less). docs/tca.md",
+      "tca.none": "No orders to analyse yet.",
+      "tca.failed": "Could not load the cost analysis: {reason}",
+      "tca.own": "(own orders)",
+      "tca.total": "total",
+      "tca.order": "Order",
+      "tca.day": "Day",
+      "tca.security": "Security",
+      "tca.side": "Side",
+      "tca.filled": "Filled",
+      "tca.vwap": "Fill VWAP",
+      "tca.arrival": "Arrival",
+      "tca.vs_arrival": "vs arrival CNY",
+      "tca.vs_arrival_bps": "vs arrival bps",
+      "tca.interval_vwap": "Interval VWAP",
+      "tca.vs_interval": "vs interval CNY",
+      "tca.vs_interval_bps": "vs interval bps",
+      "tca.fees": "Fees",
+      "tca.fees_bps": "Fees bps",
+      "tca.key": "Key",
+      "tca.orders": "Orders",
+      "tca.filled_amount": "Filled amount",
+      "broker.qmt": "broker: QMT {id}",
+      "broker.paper": "broker: paper",
+      "broker.unavailable": "Orders are refused: broker_unavailable — the QMT bridge {id} is not connected (or its MiniQMT is down). Nothing is sent until it is back.",
+      "broker.disabled": "Orders are rejected: trading is disabled on QMT bridge {id} (an admin's switch).",
+      "broker.refused": "Orders are refused: {reason}",
+      "bridge.disconnected": "{id} disconnected",
+      "bridge.off": "{id} trading off",
+      "bridge.all": "QMT: {count} connected",
+      "bridge.parts": "QMT: {parts}",
+    },
+  });
 
   // --- exact decimals: prices as integer fen, never floats ------------------------------------------------------
 
@@ -58,8 +407,39 @@ window.LHDesk = (() => {
     return `${sign}${groupDigits(String(Math.floor(abs / 100)))}.${String(abs % 100).padStart(2, "0")}`;
   }
 
+  // 1050 -> "10.50": a price as typed in a field (no separators).
+  function plainFen(fen) {
+    return `${Math.floor(fen / 100)}.${String(fen % 100).padStart(2, "0")}`;
+  }
+
+  // amount x num / den rounded half-up to the fen, in integers (BigInt): as shared/core/market/fees.py.
+  function halfUp(amountFen, [num, den]) {
+    return (2n * amountFen * num + den) / (2n * den);
+  }
+
+  // The estimated fees of an order of amountFen (an integer number of fen): {commission, transfer, stamp, total}.
+  function estimateFees(amountFen, side) {
+    const amount = BigInt(amountFen);
+    let commission = halfUp(amount, FEES.commission);
+    if (commission < FEES.minCommissionFen) commission = FEES.minCommissionFen;
+    const transfer = halfUp(amount, FEES.transfer);
+    const stamp = side === "sell" ? halfUp(amount, FEES.stamp) : 0n;
+    return { commission: Number(commission), transfer: Number(transfer), stamp: Number(stamp), total: Number(commission + transfer + stamp) };
+  }
+
+  // The most shares a buy at priceFen can take with availableFen, on the code's lot, fees in (0: none).
+  function maxBuyable(s, priceFen, availableFen) {
+    if (!(priceFen > 0) || !(availableFen > 0)) return 0;
+    const { min, step } = lotOf(s);
+    let qty = Math.floor(availableFen / priceFen);
+    if (qty < min) return 0;
+    qty = min + Math.floor((qty - min) / step) * step;
+    while (qty >= min && qty * priceFen + estimateFees(qty * priceFen, "buy").total > availableFen) qty -= step;
+    return qty >= min ? qty : 0;
+  }
+
   function signClass(value) {
-    const text = String(value ?? "");
+    const text = window.LH.plainDecimal(String(value ?? "")); // "0E-8" is zero: no colour
     if (!/^[+-]?\d/.test(text) || /^[+-]?0*(\.0*)?$/.test(text)) return "";
     return text.startsWith("-") ? "return-down" : "return-up";
   }
@@ -77,7 +457,7 @@ window.LHDesk = (() => {
   function describeSecurity() {
     const s = security();
     $("order-security-name").textContent = s
-      ? `${s.name} · ${s.exchange || ""} ${s.board || ""}${s.is_st ? " · ST" : ""}`
+      ? `${s.name} · ${s.exchange || ""} ${word("board", s.board)}${s.is_st ? " · ST" : ""}`
       : "";
     $("order-qty-hint").textContent = lotHint(s, $("order-side").value);
     fillMarketTypes(s);
@@ -86,17 +466,27 @@ window.LHDesk = (() => {
   }
 
   function lotHint(s, side) {
-    if (!s) return "Whole shares. Buys in lots of 100 shares (STAR: at least 200, BSE: at least 100, then any number).";
+    if (!s) return t("hint.any");
     const lots = lotOf(s);
     const buys = lots.step === lots.min
-      ? `Buys in lots of ${lots.min} shares.`
-      : `${BOARD_NAMES[s.board] || s.board} buys: at least ${lots.min} shares, then any number.`;
+      ? t("hint.lots", { min: lots.min })
+      : t("hint.board", { board: word("board", s.board), min: lots.min });
     if (side === "sell") {
       const held = desk.positions.get(s.ts_code);
-      const sellable = held ? ` ${groupDigits(held.sellable_qty)} sellable.` : "";
-      return `Whole shares. Sells as buys, or the whole sellable position (odd lot included).${sellable}`;
+      const sellable = held ? t("hint.sellable", { qty: groupDigits(held.sellable_qty) }) : "";
+      return t("hint.sell", { sellable });
     }
-    return `Whole shares. ${buys}`;
+    return t("hint.buy", { rule: buys });
+  }
+
+  // The quantity typed, in lots as it is typed (100 shares a lot): shown, never changed.
+  function qtyInLots() {
+    const text = $("order-qty").value.trim();
+    if (!/^[0-9]+$/.test(text) || Number(text) <= 0) return "";
+    const qty = Number(text);
+    const lots = Math.floor(qty / 100);
+    const odd = qty % 100;
+    return `${groupDigits(String(qty))} ${t("desk.qty_lots", { lots: groupDigits(String(lots)) })}${odd ? ` ${t("desk.qty_odd", { odd })}` : ""}`;
   }
 
   // The lot as the data service serves it with the security (shared/core/market/rules.py board_lots).
@@ -110,7 +500,7 @@ window.LHDesk = (() => {
     const select = $("order-market-type");
     const chosen = select.value || DEFAULT_MARKET_TYPE;
     const types = s && Array.isArray(s.market_types) && s.market_types.length ? s.market_types : [DEFAULT_MARKET_TYPE];
-    select.replaceChildren(...types.map((value) => el("option", { value, text: `${value} ${MARKET_TYPE_NAMES[value] || ""}`.trim() })));
+    select.replaceChildren(...types.map((value) => el("option", { value, text: word("mtype", value) })));
     select.value = types.includes(chosen) ? chosen : types[0];
   }
 
@@ -130,8 +520,34 @@ window.LHDesk = (() => {
     if (desk.code !== code) return;
     if (reference.ok && reference.data) desk.reference = reference.data;
     if (live.ok) onQuote(live.data);
-    else if (live.data && live.data.code === "no_live_quote") $("order-live-quote").textContent = "no live quote yet";
+    else if (live.data && live.data.code === "no_live_quote") $("order-live-quote").textContent = t("desk.live_none");
+    prefillPrice();
     renderLadder();
+    validateTicket(false);
+  }
+
+  // The ticket's price, once per code: its live last price, else its last close (a cleared field stays clear).
+  function prefillPrice() {
+    if (!desk.code || desk.prefilled === desk.code) return;
+    const type = $("order-type").value;
+    if (type !== "limit" && type !== "stop_limit") return;
+    const source = desk.live && desk.live.last != null ? desk.live.last : desk.reference && desk.reference.last_close;
+    const fen = toFen(source);
+    if (fen === null || fen <= 0) return;
+    desk.prefilled = desk.code;
+    if ($("order-price").value.trim() === "") $("order-price").value = plainFen(fen);
+  }
+
+  // The price up or down one tick (0.01): the field's own price, else the quote's.
+  function stepPrice(ticks) {
+    const input = $("order-price");
+    if (input.disabled) return;
+    let fen = toFen(input.value.trim());
+    if (fen === null) fen = toFen(desk.live ? desk.live.last : desk.reference && desk.reference.last_close);
+    if (fen === null) return;
+    fen = Math.max(1, fen + ticks);
+    input.value = plainFen(fen);
+    hideConfirm();
     validateTicket(false);
   }
 
@@ -170,8 +586,8 @@ window.LHDesk = (() => {
     const ask = q.ask && q.ask.length ? `${q.ask[0].price} × ${q.ask[0].volume}` : "—";
     // on the exchange's clock (Asia/Shanghai), whatever the browser's zone: 09:30:12 is the open
     const time = new Date(q.time).toLocaleTimeString("zh-CN", { hour12: false, timeZone: "Asia/Shanghai" });
-    $("order-live-quote").textContent =
-      `live ${q.last} (pre ${q.pre_close}) · bid ${bid} · ask ${ask} · vol ${groupDigits(String(q.volume))} · ${time}`;
+    $("order-live-quote").textContent = t("desk.live", { last: q.last, pre: q.pre_close, bid, ask, vol: groupDigits(String(q.volume)), time });
+    prefillPrice();
     renderLadder();
     validateTicket(false);
   }
@@ -195,7 +611,7 @@ window.LHDesk = (() => {
       class: `btn btn-link btn-sm p-0 mono ladder-price ${colour}`,
       "data-price": String(price),
       text: String(price),
-      title: "put this price in the ticket",
+      title: t("desk.ladder_pick"),
       onclick: () => pickPrice(String(price)),
     });
   }
@@ -223,15 +639,15 @@ window.LHDesk = (() => {
     const rows = [];
     const asks = q.ask || [];
     const bids = q.bid || [];
-    for (let i = 5; i >= 1; i -= 1) rows.push(ladderRow(`ladder-ask-${i}`, `卖${i} ask ${i}`, asks[i - 1], q.pre_close));
+    for (let i = 5; i >= 1; i -= 1) rows.push(ladderRow(`ladder-ask-${i}`, t("desk.ask", { n: i }), asks[i - 1], q.pre_close));
     rows.push(el(
       "tr",
       { id: "ladder-last", class: "table-light" },
-      el("th", { scope: "row", class: "small fw-normal", text: "last 最新" }),
+      el("th", { scope: "row", class: "small fw-normal", text: t("desk.last") }),
       el("td", { class: "text-end" }, ladderPrice(q.last, q.pre_close)),
-      el("td", { class: "text-end mono small", text: `pre ${fmt(q.pre_close)}` }),
+      el("td", { class: "text-end mono small", text: t("desk.pre", { price: fmt(q.pre_close) }) }),
     ));
-    for (let i = 1; i <= 5; i += 1) rows.push(ladderRow(`ladder-bid-${i}`, `买${i} bid ${i}`, bids[i - 1], q.pre_close));
+    for (let i = 1; i <= 5; i += 1) rows.push(ladderRow(`ladder-bid-${i}`, t("desk.bid", { n: i }), bids[i - 1], q.pre_close));
     $("ladder").replaceChildren(...rows);
   }
 
@@ -261,7 +677,9 @@ window.LHDesk = (() => {
     const protection = type === "market" && s && s.board === "star";
     $("order-price").disabled = !takesPrice && !protection;
     if (!takesPrice && !protection) $("order-price").value = "";
-    $("order-price-label").textContent = protection ? "Protection price 保护价" : "Price (CNY)";
+    $("order-price-label").textContent = t(protection ? "desk.protection" : "desk.price");
+    $("order-price-up").disabled = $("order-price").disabled;
+    $("order-price-down").disabled = $("order-price").disabled;
     show($("order-market-type-box"), type === "market" || type === "stop");
     show($("order-stop-box"), type === "stop" || type === "stop_limit");
     if (type !== "stop" && type !== "stop_limit") $("order-stop-price").value = "";
@@ -271,10 +689,10 @@ window.LHDesk = (() => {
   function readQty() {
     const text = $("order-qty").value.trim();
     if (!/^[0-9]+$/.test(text)) {
-      return { error: text === "" ? "Enter a quantity in shares." : "Whole shares only: digits 0-9, no decimal point, sign or exponent.", empty: text === "" };
+      return { error: t(text === "" ? "err.qty_empty" : "err.qty_digits"), empty: text === "" };
     }
     const qty = Number(text);
-    if (!Number.isSafeInteger(qty) || qty <= 0) return { error: "The quantity must be a positive whole number of shares." };
+    if (!Number.isSafeInteger(qty) || qty <= 0) return { error: t("err.qty_positive") };
     return { qty };
   }
 
@@ -283,32 +701,30 @@ window.LHDesk = (() => {
   function lotError(s, side, qty) {
     if (!s) return null;
     const { min, step } = lotOf(s);
-    const board = BOARD_NAMES[s.board] || s.board;
+    const board = word("board", s.board);
     const onLot = qty >= min && (qty - min) % step === 0;
     if (side === "buy") {
       if (onLot) return null;
-      return step === min ? `lot_size: buys must be in lots of ${min} shares` : `lot_size: ${board} buys need at least ${min} shares`;
+      return step === min ? t("err.lot_buy", { min }) : t("err.lot_board", { board, min });
     }
     const held = desk.positions.get(s.ts_code);
     const sellable = held ? Number(held.sellable_qty) : null;
-    if (sellable !== null && qty > sellable) return `lot_size: cannot sell more than the position (${sellable} sellable)`;
+    if (sellable !== null && qty > sellable) return t("err.lot_over", { sellable });
     if (sellable !== null && qty === sellable) return null;
     if (onLot) return null;
-    return step === min
-      ? "lot_size: odd lots can only be sold as the whole position"
-      : `lot_size: ${board} sells below ${min} shares must close the whole position`;
+    return step === min ? t("err.lot_odd") : t("err.lot_board_sell", { board, min });
   }
 
   // A price as typed: its fen, or why it is refused (risk's price_tick / price_limit messages).
   function priceCheck(text, { withinLimits = true } = {}) {
-    if (!/^\d+(\.\d+)?$/.test(text)) return { error: "Enter a price in CNY, digits and a point: 10.50" };
+    if (!/^\d+(\.\d+)?$/.test(text)) return { error: t("err.price_format") };
     const fen = toFen(text);
-    if (fen === null) return { error: `price_tick: price ${text} is not on the 0.01 tick` };
-    if (fen <= 0) return { error: "The price must be above zero." };
+    if (fen === null) return { error: t("err.price_tick", { price: text }) };
+    if (fen <= 0) return { error: t("err.price_zero") };
     if (withinLimits) {
       const { up, down } = limits();
-      if (up !== null && fen > toFen(up)) return { error: `price_limit: price ${text} is above the limit-up price ${up}` };
-      if (down !== null && fen < toFen(down)) return { error: `price_limit: price ${text} is below the limit-down price ${down}` };
+      if (up !== null && fen > toFen(up)) return { error: t("err.price_above", { price: text, limit: up }) };
+      if (down !== null && fen < toFen(down)) return { error: t("err.price_below", { price: text, limit: down }) };
     }
     return { fen };
   }
@@ -338,7 +754,7 @@ window.LHDesk = (() => {
     let price = null;
     if (type === "limit" || type === "stop_limit" || (type === "market" && priceText !== "")) {
       if (priceText === "") {
-        if (strict) errors.price = `A ${type.replace("_", "-")} order needs a price.`;
+        if (strict) errors.price = t("err.price_needed", { type: word("type", type) });
       } else {
         const checked = priceCheck(priceText, { withinLimits: type !== "market" });
         if (checked.error) errors.price = checked.error;
@@ -346,21 +762,21 @@ window.LHDesk = (() => {
       }
     }
     if (type === "market" && s && s.board === "star" && priceText === "" && strict) {
-      errors.price = "price: a STAR market order needs its protection price (保护限价)";
+      errors.price = t("err.protection");
     }
     const stopText = $("order-stop-price").value.trim();
     let stop = null;
     if (type === "stop" || type === "stop_limit") {
       if (stopText === "") {
-        if (strict) errors.stop = "A stop order needs its stop price.";
+        if (strict) errors.stop = t("err.stop_needed");
       } else {
         const checked = priceCheck(stopText);
         const last = desk.live ? toFen(desk.live.last) : null;
         if (checked.error) errors.stop = checked.error;
         else if (last !== null && side === "sell" && checked.fen >= last) {
-          errors.stop = `invalid_stop_price: a sell stop triggers when the price falls to it: below the last price ${desk.live.last}`;
+          errors.stop = t("err.stop_sell", { last: desk.live.last });
         } else if (last !== null && side === "buy" && checked.fen <= last) {
-          errors.stop = `invalid_stop_price: a buy stop triggers when the price rises to it: above the last price ${desk.live.last}`;
+          errors.stop = t("err.stop_buy", { last: desk.live.last });
         } else stop = stopText;
       }
     }
@@ -371,23 +787,82 @@ window.LHDesk = (() => {
     // What is typed and wrong keeps the button off (and Enter from sending); at a submit the button stays as it was.
     if (!submitting) $("order-submit").disabled = blocked || !canTrade();
     const amountFen = !errors.qty && !qty.error && price !== null ? qty.qty * toFen(price) : null;
-    $("order-amount").textContent = amountFen !== null ? `amount 金额 ${fenText(amountFen)} CNY (fees extra)` : "";
+    const fees = amountFen !== null ? estimateFees(amountFen, side) : null;
+    $("order-amount").textContent = amountFen !== null ? t("desk.amount", { amount: fenText(amountFen) }) : "";
+    $("order-fees").textContent = fees
+      ? t("desk.fees", {
+        fees: fenText(fees.total), commission: fenText(fees.commission), transfer: fenText(fees.transfer),
+        stamp: fees.stamp ? t("desk.fees_stamp", { stamp: fenText(fees.stamp) }) : "",
+      })
+      : "";
+    $("order-max").textContent = maxText(s, side, type, price);
+    $("order-qty-hint").textContent = [lotHint(s, side), qtyInLots()].filter(Boolean).join(" ");
     if (blocked) return null;
     const order = { ts_code: $("order-ts-code").value.trim().toUpperCase(), side, qty: qty.qty };
-    return { type, order, price, stop, marketType: $("order-market-type").value };
+    return { type, order, price, stop, marketType: $("order-market-type").value, amountFen, fees };
   }
 
-  async function placeTicket(event) {
+  // The most a buy can take at the ticket's price (a market buy: at the limit-up, the price risk reserves at), or
+  // what a sell can sell.
+  function maxText(s, side, type, price) {
+    if (!s) return "";
+    if (side === "sell") {
+      const held = desk.positions.get(s.ts_code);
+      return held ? t("desk.max_sell", { qty: groupDigits(held.sellable_qty) }) : "";
+    }
+    const available = desk.cash ? toFen(desk.cash.available) : null;
+    const at = price !== null ? toFen(price) : type === "market" || type === "stop" ? toFen(limits().up) : null;
+    if (available === null || at === null) return "";
+    return t("desk.max_buy", { qty: groupDigits(String(maxBuyable(s, at, available))), cash: fenText(available) });
+  }
+
+  // Place order: checked, then shown for confirmation (what, how many, at what, the amount and the fees); only the
+  // confirm button sends it. Any change to the ticket takes the confirmation away.
+  function placeTicket(event) {
     event.preventDefault();
     const out = $("order-result");
     const checked = validateTicket(true);
     desk.attempted = !checked;
     if (!checked) {
+      hideConfirm();
       out.replaceChildren();
       const first = document.querySelector("#order-form .is-invalid");
       if (first) first.focus();
       return;
     }
+    desk.pending = checked;
+    renderConfirm();
+    show($("order-confirm-box"), true);
+    $("order-confirm").focus();
+  }
+
+  function renderConfirm() {
+    const c = desk.pending;
+    if (!c) return;
+    const s = state.securities.get(c.order.ts_code);
+    const priceText = c.type === "stop"
+      ? `${t("open.stop", { price: c.stop })} → ${word("type", "market")}`
+      : c.type === "stop_limit" ? `${t("open.stop", { price: c.stop })} → ${c.price}` : c.price ?? word("type", "market");
+    const lines = [t("desk.confirm_text", {
+      side: word("side", c.order.side), code: c.order.ts_code, name: s ? s.name : "",
+      type: c.type === "market" ? `${word("type", "market")} · ${word("mtype", c.marketType)}` : word("type", c.type),
+      qty: groupDigits(String(c.order.qty)), price: priceText,
+    })];
+    if (c.amountFen !== null && c.fees) lines.push(t("desk.confirm_amount", { amount: fenText(c.amountFen), fees: fenText(c.fees.total) }));
+    $("order-confirm-text").replaceChildren(...lines.map((line) => el("div", { text: line })));
+    $("order-confirm-text").className = `small mb-2 side-${c.order.side}`;
+  }
+
+  function hideConfirm() {
+    desk.pending = null;
+    show($("order-confirm-box"), false);
+  }
+
+  async function sendTicket() {
+    const checked = desk.pending;
+    hideConfirm();
+    if (!checked) return;
+    const out = $("order-result");
     const { type, order, price, stop, marketType } = checked;
     let path = "/api/v1/orders";
     let body;
@@ -407,10 +882,11 @@ window.LHDesk = (() => {
         : { ...order, kind: "stop_limit", stop_price: stop, price };
     }
     $("order-submit").disabled = true;
-    out.replaceChildren(el("div", { class: "text-body-secondary small", text: "Sending…" }));
+    out.replaceChildren(el("div", { class: "text-body-secondary small", text: t("desk.sending") }));
     try {
       const result = await api(path, { method: "POST", json: body });
-      out.replaceChildren(type === "stop" || type === "stop_limit" ? conditionalResult(result) : window.LH.renderOrderResult(result));
+      desk.lastResult = { result, conditional: type === "stop" || type === "stop_limit" };
+      renderTicketResult();
       if (result.status === 503 && result.data && result.data.code === "broker_unavailable") refreshBroker();
       if (result.ok) {
         window.LH.refreshOrders();
@@ -422,14 +898,20 @@ window.LHDesk = (() => {
     }
   }
 
+  function renderTicketResult() {
+    const last = desk.lastResult;
+    if (!last) return;
+    $("order-result").replaceChildren(last.conditional ? conditionalResult(last.result) : window.LH.renderOrderResult(last.result));
+  }
+
   function conditionalResult(result) {
     if (!result.ok) return window.LH.renderOrderResult(result);
     const c = result.data || {};
     return el(
       "div",
       { class: "alert alert-success mb-0", role: "status" },
-      el("strong", { text: "Stop order armed. " }),
-      `${fmt(c.conditional_id)} · ${fmt(c.kind)} · ${fmt(c.status)}`,
+      el("strong", { text: `${t("desk.stop_armed")} ` }),
+      `${fmt(c.conditional_id)} · ${word("type", c.kind)} · ${word("cond", c.status)}`,
     );
   }
 
@@ -450,6 +932,12 @@ window.LHDesk = (() => {
     }
   }
 
+  // The open orders' message, kept as its parts so a language switch says it again.
+  function openNote(parts, kind) {
+    desk.openNote = parts ? [parts, kind] : null;
+    openResult(parts ? parts.map(([key, vars]) => t(key, vars)).join("") : "", kind);
+  }
+
   function openResult(message, kind) {
     const box = $("open-orders-result");
     box.className = `card-footer small ${kind === "ok" ? "text-success" : "text-danger"}`;
@@ -465,12 +953,12 @@ window.LHDesk = (() => {
       if (allowed) {
         if (o.order_type === "limit") {
           actions.append(el("button", {
-            class: "btn btn-outline-primary btn-sm me-1", type: "button", text: "Amend 改单", "data-action": "amend",
+            class: "btn btn-outline-primary btn-sm me-1", type: "button", text: t("open.amend"), "data-action": "amend",
             onclick: () => openAmend(o),
           }));
         }
         actions.append(el("button", {
-          class: "btn btn-outline-danger btn-sm", type: "button", text: "Cancel 撤单", "data-action": "cancel",
+          class: "btn btn-outline-danger btn-sm", type: "button", text: t("open.cancel"), "data-action": "cancel",
           onclick: (event) => {
             event.currentTarget.disabled = true;
             window.LH.cancelOrder(o.order_id);
@@ -482,11 +970,11 @@ window.LHDesk = (() => {
         { id: `open-order-${o.order_id}`, "data-order": o.order_id },
         el("td", { class: "mono small", text: o.order_id, title: `client id ${fmt(o.client_order_id)}` }),
         el("td", { class: "mono", text: fmt(o.ts_code) }),
-        el("td", { class: `side-${o.side}`, text: fmt(o.side) }),
-        el("td", { text: o.market_type && o.order_type === "market" ? `market · ${o.market_type}` : fmt(o.order_type) }),
+        el("td", { class: `side-${o.side}`, text: word("side", o.side) }),
+        el("td", { text: o.market_type && o.order_type === "market" ? `${word("type", "market")} · ${word("mtype", o.market_type)}` : word("type", o.order_type) }),
         el("td", { class: "text-end", text: groupDigits(o.qty) }),
         el("td", { class: "text-end mono", text: fmt(o.price) }),
-        el("td", {}, el("span", { class: "badge text-bg-primary", text: fmt(o.status) })),
+        el("td", {}, el("span", { class: "badge text-bg-primary", "data-status": o.status, text: window.LHI18n.orderStatus(o) })),
         el("td", { class: "text-end", text: groupDigits(o.filled_qty) }),
         actions,
       ));
@@ -496,30 +984,30 @@ window.LHDesk = (() => {
       const actions = el("td", { class: "text-end" });
       if (allowed) {
         actions.append(el("button", {
-          class: "btn btn-outline-danger btn-sm", type: "button", text: "Cancel 撤单", "data-action": "cancel",
+          class: "btn btn-outline-danger btn-sm", type: "button", text: t("open.cancel"), "data-action": "cancel",
           onclick: (event) => {
             event.currentTarget.disabled = true;
             cancelConditional(c.conditional_id);
           },
         }));
       }
-      const trigger = c.stop_price != null ? `stop ${c.stop_price}` : c.level != null ? `at ${c.level}` : fmt(c.at);
+      const trigger = c.stop_price != null ? t("open.stop", { price: c.stop_price }) : c.level != null ? t("open.at", { level: c.level }) : fmt(c.at);
       rows.push(el(
         "tr",
         { id: `open-cond-${c.conditional_id}` },
         el("td", { class: "mono small", text: c.conditional_id }),
         el("td", { class: "mono", text: fmt(c.ts_code) }),
-        el("td", { class: `side-${c.side}`, text: fmt(c.side) }),
-        el("td", { text: fmt(c.kind) }),
+        el("td", { class: `side-${c.side}`, text: word("side", c.side) }),
+        el("td", { text: word("type", c.kind) }),
         el("td", { class: "text-end", text: groupDigits(c.qty) }),
         el("td", { class: "text-end mono", text: `${trigger}${c.price != null ? ` → ${c.price}` : ""}` }),
-        el("td", {}, el("span", { class: "badge text-bg-warning", text: fmt(c.status) })),
+        el("td", {}, el("span", { class: "badge text-bg-warning", "data-status": c.status, text: word("cond", c.status) })),
         el("td", { class: "text-end", text: "—" }),
         actions,
       ));
     }
     if (desk.amending && !desk.openOrders.some((o) => o.order_id === desk.amending.orderId)) desk.amending = null;
-    if (!rows.length) rows.push(el("tr", {}, el("td", { colspan: "9", class: "text-body-secondary small", text: "No open orders." })));
+    if (!rows.length) rows.push(el("tr", {}, el("td", { colspan: "9", class: "text-body-secondary small", text: t("open.none") })));
     $("open-orders").replaceChildren(...rows);
     const count = desk.openOrders.length + desk.conditionals.length;
     $("cancel-all").disabled = !allowed || count === 0;
@@ -534,23 +1022,23 @@ window.LHDesk = (() => {
 
   function amendRow(o) {
     const draft = desk.amending;
-    const price = el("input", { class: "form-control form-control-sm amend-price", inputmode: "decimal", "aria-label": "new price", value: draft.price });
-    const qty = el("input", { class: "form-control form-control-sm amend-qty", inputmode: "numeric", "aria-label": "new total quantity", value: draft.qty });
+    const price = el("input", { class: "form-control form-control-sm amend-price", inputmode: "decimal", "aria-label": t("open.new_price"), value: draft.price });
+    const qty = el("input", { class: "form-control form-control-sm amend-qty", inputmode: "numeric", "aria-label": t("open.new_qty"), value: draft.qty });
     price.addEventListener("input", () => { draft.price = price.value; });
     qty.addEventListener("input", () => { draft.qty = qty.value; });
-    const send = el("button", { class: "btn btn-primary btn-sm", type: "button", text: "Send amend", onclick: () => sendAmend(o) });
+    const send = el("button", { class: "btn btn-primary btn-sm", type: "button", text: t("open.send_amend"), onclick: () => sendAmend(o) });
     return el(
       "tr",
       { id: `amend-${o.order_id}`, class: "table-light" },
       el("td", { colspan: "9" }, el(
         "div",
         { class: "d-flex flex-wrap gap-2 align-items-center" },
-        el("span", { class: "small", text: "New price 新价格" }), price,
-        el("span", { class: "small", text: "New total qty 新数量" }), qty,
+        el("span", { class: "small", text: t("open.new_price") }), price,
+        el("span", { class: "small", text: t("open.new_qty") }), qty,
         send,
-        el("button", { class: "btn btn-outline-secondary btn-sm", type: "button", text: "Close", onclick: () => openAmend(o) }),
+        el("button", { class: "btn btn-outline-secondary btn-sm", type: "button", text: t("open.close"), onclick: () => openAmend(o) }),
         el("span", { class: "small text-danger amend-error", text: draft.error || "" }),
-        el("span", { class: "small text-body-secondary w-100", text: `Cancel-replace: the replacement is placed once the cancel is confirmed, for the new total less what has filled (${groupDigits(o.filled_qty)}).` }),
+        el("span", { class: "small text-body-secondary w-100", text: t("open.amend_note", { filled: groupDigits(o.filled_qty) }) }),
       )),
     );
   }
@@ -564,7 +1052,7 @@ window.LHDesk = (() => {
     if (priceText !== "" && priceText !== String(o.price)) {
       const fen = toFen(priceText);
       if (!/^\d+(\.\d+)?$/.test(priceText) || fen === null) {
-        draft.error = `price_tick: price ${priceText} is not on the 0.01 tick`;
+        draft.error = t("open.amend_tick", { price: priceText });
         renderOpenOrders();
         return;
       }
@@ -572,14 +1060,14 @@ window.LHDesk = (() => {
     }
     if (qtyText !== "" && qtyText !== String(o.qty)) {
       if (!/^[0-9]+$/.test(qtyText) || Number(qtyText) <= Number(o.filled_qty || 0)) {
-        draft.error = `qty: the new total must be whole shares above what has filled (${o.filled_qty || 0})`;
+        draft.error = t("open.amend_qty", { filled: o.filled_qty || 0 });
         renderOpenOrders();
         return;
       }
       body.qty = Number(qtyText);
     }
     if (!Object.keys(body).length) {
-      draft.error = "Change the price or the quantity.";
+      draft.error = t("open.amend_nothing");
       renderOpenOrders();
       return;
     }
@@ -589,17 +1077,18 @@ window.LHDesk = (() => {
       // 202 with the amend (docs/order-path.md, amending): `replaced` at once on the paper broker; on QMT it follows
       // the broker's cancel report (the order's row changes as the events arrive).
       const a = result.data || {};
-      const reasons = Array.isArray(a.reasons) && a.reasons.length ? ` · ${a.reasons.map((r) => `${r.code}: ${r.message}`).join("; ")}` : "";
+      const reasons = Array.isArray(a.reasons) && a.reasons.length
+        ? ` · ${a.reasons.map((r) => window.LHI18n.errorMessage(r.code, r.message)).join("; ")}` : "";
       const refused = a.status === "replacement_refused";
-      openResult(
-        `Amend ${fmt(a.amend_id)} of ${o.order_id}: ${fmt(a.status)}` +
-          (a.replacement_order_id ? ` · replacement ${a.replacement_order_id} for ${groupDigits(a.replacement_qty)} @ ${fmt(a.new_price)}` : "") +
-          (refused ? " · the original stays cancelled" : "") + reasons,
-        refused ? "error" : "ok",
-      );
+      openNote([
+        ["open.amend_result", { id: fmt(a.amend_id), order: o.order_id, status: word("amend", a.status) }],
+        ...(a.replacement_order_id ? [["open.amend_replacement", { id: a.replacement_order_id, qty: groupDigits(a.replacement_qty), price: fmt(a.new_price) }]] : []),
+        ...(refused ? [["open.amend_refused", {}]] : []),
+        ...(reasons ? [["{text}", { text: reasons }]] : []),
+      ], refused ? "error" : "ok");
     } else {
       draft.error = errorText(result);
-      openResult(`Amend ${o.order_id}: ${errorText(result)}`, "error");
+      openNote([["open.amend_failed", { order: o.order_id, reason: errorText(result) }]], "error");
     }
     window.LH.refreshOrders();
     window.LH.refreshAccount();
@@ -607,7 +1096,7 @@ window.LHDesk = (() => {
 
   async function cancelConditional(conditionalId) {
     const result = await api(`/api/v1/conditional-orders/${encodeURIComponent(conditionalId)}/cancel`, { method: "POST" });
-    openResult(result.ok ? `Cancelled ${conditionalId}` : `Cancel ${conditionalId}: ${errorText(result)}`, result.ok ? "ok" : "error");
+    openNote([result.ok ? ["open.cond_cancelled", { id: conditionalId }] : ["open.cond_cancel_failed", { id: conditionalId, reason: errorText(result) }]], result.ok ? "ok" : "error");
     refreshConditionals();
   }
 
@@ -616,7 +1105,7 @@ window.LHDesk = (() => {
     const button = $("cancel-all");
     if (!desk.cancelAllTimer) {
       const count = desk.openOrders.length + desk.conditionals.length;
-      button.textContent = `Confirm: cancel ${count} 确认全撤`;
+      button.textContent = t("open.cancel_all_confirm", { count });
       button.classList.replace("btn-outline-danger", "btn-danger");
       desk.cancelAllTimer = setTimeout(disarmCancelAll, CANCEL_ALL_ARM_MS);
       return;
@@ -627,15 +1116,13 @@ window.LHDesk = (() => {
     if (result.ok) {
       const r = result.data || {};
       const failed = Array.isArray(r.failed) ? r.failed : [];
-      openResult(
-        `Cancel-all: ${fmt(r.requested)} asked · ${(r.cancelled || []).length} cancelled · ` +
-          `${(r.cancel_requested || []).length} cancel requested` +
-          ((r.conditional_cancelled || []).length ? ` · ${r.conditional_cancelled.length} conditional cancelled` : "") +
-          (failed.length ? ` · failed: ${failed.map((f) => `${f.order_id} ${f.code}`).join(", ")}` : ""),
-        failed.length ? "error" : "ok",
-      );
+      openNote([
+        ["open.cancel_all_result", { requested: fmt(r.requested), cancelled: (r.cancelled || []).length, requesting: (r.cancel_requested || []).length }],
+        ...((r.conditional_cancelled || []).length ? [["open.cancel_all_cond", { count: r.conditional_cancelled.length }]] : []),
+        ...(failed.length ? [["open.cancel_all_failed", { list: failed.map((f) => `${f.order_id} ${f.code}`).join(", ") }]] : []),
+      ], failed.length ? "error" : "ok");
     } else {
-      openResult(`Cancel-all: ${errorText(result)}`, "error");
+      openNote([["open.cancel_all_error", { reason: errorText(result) }]], "error");
     }
     window.LH.refreshOrders();
     window.LH.refreshAccount();
@@ -646,7 +1133,7 @@ window.LHDesk = (() => {
     clearTimeout(desk.cancelAllTimer);
     desk.cancelAllTimer = null;
     const button = $("cancel-all");
-    button.textContent = "Cancel all 全撤";
+    button.textContent = t("open.cancel_all");
     button.classList.replace("btn-danger", "btn-outline-danger");
   }
 
@@ -678,9 +1165,9 @@ window.LHDesk = (() => {
     renderPositions(positions, errors);
     $("account-error").textContent = errors.join(" · ");
     show($("account-error"), errors.length > 0);
-    $("account-updated").textContent = `updated ${new Date().toLocaleTimeString("zh-CN", { hour12: false })}`;
-    $("order-qty-hint").textContent = lotHint(security(), $("order-side").value);
-    validateTicket(false); // a sell's check reads the sellable quantity
+    desk.accountUpdated = new Date().toLocaleTimeString("zh-CN", { hour12: false });
+    $("account-updated").textContent = t("common.updated", { time: desk.accountUpdated });
+    validateTicket(false); // a sell's check reads the sellable quantity, a buy's maximum the available cash
   }
 
   function setFigure(id, value, signed) {
@@ -697,6 +1184,7 @@ window.LHDesk = (() => {
     const note = $("account-note");
     const data = result.data;
     if (result.ok && data && typeof data === "object") {
+      desk.cash = data;
       $("account-id").textContent = data.account_id ? `· ${data.account_id}` : "";
       setFigure("account-total", data.total_assets);
       setFigure("account-balance", data.balance);
@@ -708,15 +1196,16 @@ window.LHDesk = (() => {
       setFigure("account-realised", data.realised_pnl, true);
       show($("account-cash"), true);
       const unpriced = Array.isArray(data.unpriced) ? data.unpriced : [];
-      note.textContent = unpriced.length ? `No price for ${unpriced.join(", ")}: the totals that need one are not shown.` : "";
+      note.textContent = unpriced.length ? t("account.unpriced", { codes: unpriced.join(", ") }) : "";
       show(note, unpriced.length > 0);
     } else if (isQuietRefusal(result)) {
       $("account-id").textContent = "";
       show($("account-cash"), false);
-      note.textContent = `No cash account for this login (${errorText(result)}).`;
+      desk.cash = null;
+      note.textContent = t("account.no_cash", { reason: errorText(result) });
       show(note, true);
     } else {
-      errors.push(`Could not load cash: ${errorText(result)}`); // the last figures stay, marked stale by the error
+      errors.push(t("account.cash_failed", { reason: errorText(result) })); // the last figures stay, marked stale by the error
     }
   }
 
@@ -730,15 +1219,15 @@ window.LHDesk = (() => {
       syncSubscriptions();
       $("positions").replaceChildren(...rows.map(positionRow));
       if (!rows.length) {
-        $("positions").append(el("tr", {}, el("td", { colspan: "12", class: "text-body-secondary small", text: "No positions." })));
+        $("positions").append(el("tr", {}, el("td", { colspan: "12", class: "text-body-secondary small", text: t("account.no_positions") })));
       }
       show(note, false);
     } else if (isQuietRefusal(result)) {
       $("positions").replaceChildren();
-      note.textContent = `Positions are not available for this login (${errorText(result)}).`;
+      note.textContent = t("account.positions_unavailable", { reason: errorText(result) });
       show(note, true);
     } else {
-      errors.push(`Could not load positions: ${errorText(result)}`);
+      errors.push(t("account.positions_failed", { reason: errorText(result) }));
     }
   }
 
@@ -758,9 +1247,9 @@ window.LHDesk = (() => {
       cell("sellable", groupDigits(p.sellable_qty)),
       cell("frozen", groupDigits(p.frozen_qty)),
       cell("today", `${groupDigits(p.today_buy_qty ?? 0)} / ${groupDigits(p.today_sell_qty ?? 0)}`),
-      cell("avg-cost", fmt(p.avg_cost)),
+      cell("avg-cost", groupDigits(p.avg_cost)),
       cell("cost", groupDigits(p.cost_basis)),
-      el("td", { class: "text-end mono pos-last", text: fmt(p.last_price), title: p.price_source ? `${p.price_source} · ${fmt(p.price_as_of)}` : undefined }),
+      el("td", { class: "text-end mono pos-last", text: groupDigits(p.last_price), title: p.price_source ? `${p.price_source} · ${fmt(p.price_as_of)}` : undefined }),
       cell("value", groupDigits(p.market_value)),
       cell("unrealised", groupDigits(p.unrealised_pnl), signClass(p.unrealised_pnl)),
       cell("realised", groupDigits(p.realised_pnl), signClass(p.realised_pnl)),
@@ -770,42 +1259,43 @@ window.LHDesk = (() => {
 
   // --- transaction cost analysis (docs/tca.md) --------------------------------------------------------------------
 
+  // Column titles are i18n keys; a row is `r` (a TCA order) or `g` (a group).
   const TCA_ORDER_COLUMNS = [
-    ["Order", (t) => t.order_id, "mono small"],
-    ["Day", (t) => t.day, "small"],
-    ["Security", (t) => t.ts_code, "mono"],
-    ["Side", (t) => t.side, (t) => `side-${t.side}`],
-    ["Filled", (t) => groupDigits(t.filled_qty), "text-end"],
-    ["Fill VWAP", (t) => fmt(t.fill_vwap), "text-end mono tca-vwap"],
-    ["Arrival", (t) => (t.arrival_price == null ? "—" : `${t.arrival_price} (${t.arrival_source})`), "text-end mono tca-arrival"],
-    ["vs arrival CNY", (t) => fmt(t.slippage_vs_arrival), "text-end mono"],
-    ["vs arrival bps", (t) => fmt(t.slippage_vs_arrival_bps), "text-end mono"],
-    ["Interval VWAP", (t) => fmt(t.interval_vwap), "text-end mono"],
-    ["vs interval bps", (t) => fmt(t.slippage_vs_interval_bps), "text-end mono"],
-    ["Fees", (t) => fmt(t.fees), "text-end mono tca-fees"],
-    ["Fees bps", (t) => fmt(t.fees_bps), "text-end mono"],
+    ["tca.order", (r) => r.order_id, "mono small"],
+    ["tca.day", (r) => r.day, "small"],
+    ["tca.security", (r) => r.ts_code, "mono"],
+    ["tca.side", (r) => word("side", r.side), (r) => `side-${r.side}`],
+    ["tca.filled", (r) => groupDigits(r.filled_qty), "text-end"],
+    ["tca.vwap", (r) => fmt(r.fill_vwap), "text-end mono tca-vwap"],
+    ["tca.arrival", (r) => (r.arrival_price == null ? "—" : `${r.arrival_price} (${r.arrival_source})`), "text-end mono tca-arrival"],
+    ["tca.vs_arrival", (r) => fmt(r.slippage_vs_arrival), "text-end mono"],
+    ["tca.vs_arrival_bps", (r) => fmt(r.slippage_vs_arrival_bps), "text-end mono"],
+    ["tca.interval_vwap", (r) => fmt(r.interval_vwap), "text-end mono"],
+    ["tca.vs_interval_bps", (r) => fmt(r.slippage_vs_interval_bps), "text-end mono"],
+    ["tca.fees", (r) => fmt(r.fees), "text-end mono tca-fees"],
+    ["tca.fees_bps", (r) => fmt(r.fees_bps), "text-end mono"],
   ];
   const TCA_GROUP_COLUMNS = [
-    ["Key", (g) => (g.key == null ? "(own orders)" : g.key), "mono small"],
-    ["Orders", (g) => `${g.filled_orders} / ${g.orders}`, "text-end"],
-    ["Filled amount", (g) => groupDigits(g.filled_amount), "text-end mono"],
-    ["Fees", (g) => fmt(g.fees), "text-end mono"],
-    ["Fees bps", (g) => fmt(g.fees_bps), "text-end mono"],
-    ["vs arrival CNY", (g) => fmt(g.slippage_vs_arrival), "text-end mono"],
-    ["vs arrival bps", (g) => fmt(g.slippage_vs_arrival_bps), "text-end mono"],
-    ["vs interval CNY", (g) => fmt(g.slippage_vs_interval), "text-end mono"],
-    ["vs interval bps", (g) => fmt(g.slippage_vs_interval_bps), "text-end mono"],
+    ["tca.key", (g) => (g.key == null ? t("tca.own") : g.total ? t("tca.total") : g.key), "mono small"],
+    ["tca.orders", (g) => `${g.filled_orders} / ${g.orders}`, "text-end"],
+    ["tca.filled_amount", (g) => groupDigits(g.filled_amount), "text-end mono"],
+    ["tca.fees", (g) => fmt(g.fees), "text-end mono"],
+    ["tca.fees_bps", (g) => fmt(g.fees_bps), "text-end mono"],
+    ["tca.vs_arrival", (g) => fmt(g.slippage_vs_arrival), "text-end mono"],
+    ["tca.vs_arrival_bps", (g) => fmt(g.slippage_vs_arrival_bps), "text-end mono"],
+    ["tca.vs_interval", (g) => fmt(g.slippage_vs_interval), "text-end mono"],
+    ["tca.vs_interval_bps", (g) => fmt(g.slippage_vs_interval_bps), "text-end mono"],
   ];
 
   function tcaTable(columns, rows, idOf) {
     $("tca-head").replaceChildren(el("tr", {}, ...columns.map(([title, , cls]) =>
-      el("th", { class: typeof cls === "string" && cls.includes("text-end") ? "text-end" : undefined, text: title }))));
+      el("th", { class: typeof cls === "string" && cls.includes("text-end") ? "text-end" : undefined, text: t(title) }))));
     $("tca").replaceChildren(...rows.map((row) => el(
       "tr",
       { id: idOf(row) },
       ...columns.map(([, value, cls]) => el("td", { class: typeof cls === "function" ? cls(row) : cls, text: value(row) ?? "—" })),
     )));
-    if (!rows.length) $("tca").append(el("tr", {}, el("td", { colspan: String(columns.length), class: "text-body-secondary small", text: "No orders to analyse yet." })));
+    if (!rows.length) $("tca").append(el("tr", {}, el("td", { colspan: String(columns.length), class: "text-body-secondary small", text: t("tca.none") })));
   }
 
   async function refreshTca() {
@@ -817,7 +1307,7 @@ window.LHDesk = (() => {
       : await api(`/api/v1/tca/summary?by=${encodeURIComponent(by)}`);
     if (!state.session || seq !== desk.tcaSeq) return;
     if (!result.ok) {
-      $("tca-error").textContent = `Could not load the cost analysis: ${errorText(result)}`;
+      $("tca-error").textContent = t("tca.failed", { reason: errorText(result) });
       show($("tca-error"), true);
       return;
     }
@@ -827,7 +1317,7 @@ window.LHDesk = (() => {
       tcaTable(TCA_ORDER_COLUMNS, rows, (t) => `tca-${t.order_id}`);
     } else {
       const data = result.data || {};
-      const groups = [...(data.groups || []), ...(data.total ? [{ ...data.total, key: "total 合计" }] : [])];
+      const groups = [...(data.groups || []), ...(data.total ? [{ ...data.total, key: "total", total: true }] : [])];
       tcaTable(TCA_GROUP_COLUMNS, groups, (g) => `tca-group-${g.key ?? "own"}`);
     }
   }
@@ -841,8 +1331,8 @@ window.LHDesk = (() => {
   // --- the QMT bridge: a banner on the ticket, a badge for admins (docs/qmt-bridge.md) -----------------------------
 
   const REFUSALS = {
-    broker_unavailable: (b) => `Orders are refused: broker_unavailable — the QMT bridge ${fmt(b.bridge_id)} is not connected (or its MiniQMT is down). Nothing is sent until it is back.`,
-    trading_disabled: (b) => `Orders are rejected: trading is disabled on QMT bridge ${fmt(b.bridge_id)} (an admin's switch).`,
+    broker_unavailable: (b) => t("broker.unavailable", { id: fmt(b.bridge_id) }),
+    trading_disabled: (b) => t("broker.disabled", { id: fmt(b.bridge_id) }),
   };
 
   async function refreshBroker() {
@@ -858,8 +1348,8 @@ window.LHDesk = (() => {
     if (mine && mine.ok && mine.data) {
       desk.broker = mine.data;
       const b = mine.data;
-      $("ticket-broker").textContent = b.broker === "qmt" ? `broker: QMT ${fmt(b.bridge_id)}` : "broker: paper 模拟";
-      const message = b.orders_refused ? (REFUSALS[b.orders_refused] || (() => `Orders are refused: ${b.orders_refused}`))(b) : "";
+      $("ticket-broker").textContent = b.broker === "qmt" ? t("broker.qmt", { id: fmt(b.bridge_id) }) : t("broker.paper");
+      const message = b.orders_refused ? (REFUSALS[b.orders_refused] || (() => t("broker.refused", { reason: b.orders_refused })))(b) : "";
       banner.textContent = message;
       banner.dataset.refused = b.orders_refused || "";
       show(banner, !!message);
@@ -871,10 +1361,10 @@ window.LHDesk = (() => {
       const down = bridges.data.filter((b) => !b.connected || b.qmt === "disconnected");
       const off = bridges.data.filter((b) => b.connected && b.qmt !== "disconnected" && (!b.trading.enabled || b.trading.read_only));
       const parts = [
-        ...down.map((b) => `${b.bridge_id} disconnected`),
-        ...off.map((b) => `${b.bridge_id} trading off`),
+        ...down.map((b) => t("bridge.disconnected", { id: b.bridge_id })),
+        ...off.map((b) => t("bridge.off", { id: b.bridge_id })),
       ];
-      badge.textContent = parts.length ? `QMT: ${parts.join(" · ")}` : `QMT: ${bridges.data.length} connected`;
+      badge.textContent = parts.length ? t("bridge.parts", { parts: parts.join(" · ") }) : t("bridge.all", { count: bridges.data.length });
       badge.className = `badge ${down.length ? "text-bg-danger" : off.length ? "text-bg-warning" : "text-bg-success"}`;
       badge.title = bridges.data.map((b) => `${b.bridge_id} → ${fmt(b.account_id)}: ${b.connected ? "connected" : "not connected"}` +
         `${b.qmt ? `, MiniQMT ${b.qmt}` : ""}, trading ${b.trading.enabled ? (b.trading.read_only ? "read-only" : "on") : "off"}`).join("\n");
@@ -887,9 +1377,70 @@ window.LHDesk = (() => {
 
   // --- life cycle -------------------------------------------------------------------------------------------------
 
+  // --- trades (fills) of the account ---------------------------------------------------------------------------
+
+  async function refreshTrades() {
+    if (!state.session) return;
+    const seq = ++desk.tradesSeq;
+    const result = await api("/api/v1/trades?limit=200");
+    if (!state.session || seq !== desk.tradesSeq) return;
+    if (!result.ok || !Array.isArray(result.data)) {
+      $("trades-error").textContent = t("trades.failed", { reason: errorText(result) });
+      show($("trades-error"), true);
+      return;
+    }
+    show($("trades-error"), false);
+    desk.trades = result.data;
+    desk.tradesUpdated = new Date().toLocaleTimeString("zh-CN", { hour12: false });
+    renderTrades();
+  }
+
+  function renderTrades() {
+    const rows = [...desk.trades].sort((a, b) => String(b.traded_at || "").localeCompare(String(a.traded_at || "")));
+    $("trades").replaceChildren(...rows.map((tr) => el(
+      "tr",
+      { id: `trade-${tr.trade_id}`, "data-trade": tr.trade_id },
+      el("td", { class: "small text-nowrap", text: window.LH.fmtMarketTime(tr.traded_at) }),
+      el("td", { class: "mono", text: fmt(tr.ts_code) }),
+      el("td", { class: `side-${tr.side}`, text: word("side", tr.side) }),
+      el("td", { class: "text-end", text: groupDigits(tr.qty) }),
+      el("td", { class: "text-end mono", text: fmt(tr.price) }),
+      el("td", { class: "text-end mono trade-amount", text: groupDigits(tr.amount) }),
+      el("td", { class: "text-end mono trade-fees", text: groupDigits(tr.fees) }),
+      el("td", { class: "mono small", text: fmt(tr.order_id) }),
+    )));
+    if (!rows.length) $("trades").append(el("tr", {}, el("td", { colspan: "8", class: "text-body-secondary small", text: t("trades.none") })));
+    if (desk.tradesUpdated) $("trades-updated").textContent = t("common.updated", { time: desk.tradesUpdated });
+  }
+
+  let tradesSoon = null;
+  function scheduleTradesRefresh() {
+    clearTimeout(tradesSoon);
+    tradesSoon = setTimeout(refreshTrades, 300);
+  }
+
+  // The language switched: the desk's dynamic text is written again (figures are not re-read).
+  function relabel() {
+    describeSecurity();
+    onTypeChange();
+    renderLadder();
+    if (desk.live) onQuote(desk.live);
+    if (!state.session) return;
+    renderConfirm();
+    renderTicketResult();
+    renderOpenOrders();
+    if (desk.openNote) openNote(desk.openNote[0], desk.openNote[1]);
+    if (!desk.cancelAllTimer) disarmCancelAll();
+    renderTrades();
+    refreshTca();
+    refreshBroker();
+    window.LH.refreshAccount();
+  }
+
   function start() {
     disarmCancelAll();
     refreshConditionals();
+    refreshTrades();
     refreshTca();
     refreshBroker();
     onTypeChange();
@@ -906,6 +1457,16 @@ window.LHDesk = (() => {
     desk.amending = null;
     desk.broker = null;
     desk.tcaSeq += 1;
+    desk.tradesSeq += 1;
+    desk.trades = [];
+    desk.tradesUpdated = null;
+    desk.cash = null;
+    desk.prefilled = null;
+    desk.lastResult = null;
+    desk.openNote = null;
+    hideConfirm();
+    $("trades").replaceChildren();
+    $("trades-updated").textContent = "";
     $("open-orders").replaceChildren();
     show($("open-orders-result"), false);
     $("tca").replaceChildren();
@@ -918,19 +1479,45 @@ window.LHDesk = (() => {
   function onEvent(type) {
     if (type.startsWith("conditional.")) refreshConditionals();
     if (type.startsWith("trade.") || type === "order.filled") scheduleTcaRefresh();
+    if (type.startsWith("trade.")) scheduleTradesRefresh();
   }
 
   document.addEventListener("DOMContentLoaded", () => {
     $("order-form").addEventListener("submit", placeTicket);
-    $("order-type").addEventListener("change", onTypeChange);
+    $("order-confirm").addEventListener("click", sendTicket);
+    $("order-confirm-cancel").addEventListener("click", hideConfirm);
+    $("order-type").addEventListener("change", () => {
+      hideConfirm();
+      onTypeChange();
+      prefillPrice();
+      validateTicket(false);
+    });
     $("order-ts-code").addEventListener("input", () => {
+      hideConfirm();
       describeSecurity();
       onTypeChange();
     });
-    $("order-side").addEventListener("change", describeSecurity);
+    $("order-side").addEventListener("change", () => {
+      hideConfirm();
+      describeSecurity();
+    });
     for (const id of ["order-qty", "order-price", "order-stop-price", "order-market-type"]) {
-      $(id).addEventListener("input", () => validateTicket(false));
+      $(id).addEventListener("input", () => {
+        hideConfirm();
+        validateTicket(false);
+      });
     }
+    $("order-price-up").addEventListener("click", () => stepPrice(1));
+    $("order-price-down").addEventListener("click", () => stepPrice(-1));
+    // Arrow keys step the price by the tick, as on a broker's ticket.
+    $("order-price").addEventListener("keydown", (event) => {
+      if (event.key === "ArrowUp" || event.key === "ArrowDown") {
+        event.preventDefault();
+        stepPrice(event.key === "ArrowUp" ? 1 : -1);
+      }
+    });
+    $("trades-refresh").addEventListener("click", refreshTrades);
+    window.addEventListener("lh:lang", relabel);
     $("cancel-all").addEventListener("click", cancelAll);
     $("tca-by").addEventListener("change", refreshTca);
     $("tca-refresh").addEventListener("click", refreshTca);

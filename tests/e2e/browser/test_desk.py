@@ -66,6 +66,7 @@ async def desk(standalone: tuple[str, str]) -> AsyncIterator[tuple[Session, str,
 
 async def _desk_page(offline: OfflineContext, base: str, password: str) -> Page:
     page = await offline.context.new_page()
+    await page.add_init_script("localStorage.setItem('lianghua.lang', 'en')")  # these tests read the English words
     await log_in(page, base, "admin", password)
     return page
 
@@ -163,6 +164,7 @@ async def test_the_quantity_field_refuses_what_it_would_change(
     assert not await page.locator("#order-qty.is-invalid").count()  # typing clears the error
     async with page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/api/v1/orders")) as request:
         await page.click("#order-submit")
+        await page.click("#order-confirm")
     assert (await request.value).post_data_json["qty"] == 200
     await page.wait_for_selector("#order-result .alert-success")
 

@@ -85,6 +85,7 @@ async def _strategies_page(offline: OfflineContext, base: str, who: tuple[str, s
 
     page.on("console", console)
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    await page.add_init_script("localStorage.setItem('lianghua.lang', 'en')")  # these tests read the English words
     await log_in(page, base, *who)
     await page.click("#nav-strategies")
     await page.wait_for_selector("#strategies-view:not(.d-none)")
@@ -252,7 +253,7 @@ async def test_a_replay_on_the_real_clock_is_refused_and_the_replay_fields_go(
     await page.click(f"#instance-row-{instance_id} button[data-action=start]")
     await page.wait_for_selector("#instance-action-error:not(.d-none)")
     refusal = await page.inner_text("#instance-action-error")
-    assert refusal.startswith(f"start {instance_id}: not_replay: ")
+    assert refusal.startswith(f"Start {instance_id}: not_replay: ")
     # the list reloads after the action (and on Refresh): the refusal stays on the page
     loads = await page.get_attribute("#instances", "data-loads")
     await page.click("#instances-refresh")

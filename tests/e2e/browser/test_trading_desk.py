@@ -56,6 +56,7 @@ async def people(platform: tuple[str, str]) -> AsyncIterator[dict[str, Any]]:
 async def _page(offline: OfflineContext, base: str, username: str, password: str, errors: list[str]) -> Page:
     page = await offline.context.new_page()
     page.on("pageerror", lambda e: errors.append(str(e)))
+    await page.add_init_script("localStorage.setItem('lianghua.lang', 'en')")  # these tests read the English words
     await log_in(page, base, username, password)
     return page
 
@@ -147,6 +148,7 @@ async def test_a_limit_order_from_a_ladder_price_fills_into_the_position_and_the
     await page.fill("#order-qty", "100")
     async with page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/api/v1/orders")) as sent:
         await page.click("#order-submit")
+        await page.click("#order-confirm")
     request: Request = await sent.value
     body = request.post_data_json
     assert (body["ts_code"], body["side"], body["order_type"], body["qty"]) == (CODE, "buy", "limit", 100)
@@ -195,7 +197,7 @@ async def test_a_limit_order_from_a_ladder_price_fills_into_the_position_and_the
     assert Decimal(await tca.locator(".tca-vwap").inner_text()) == price
     assert Decimal(await tca.locator(".tca-fees").inner_text()) == commission + transfer
     await page.select_option("#tca-by", "day")
-    total = page.locator("[id='tca-group-total 合计']")
+    total = page.locator("[id='tca-group-total']")
     await total.wait_for()
     assert "1 / 1" in await total.inner_text()
     assert errors == []
@@ -213,6 +215,7 @@ async def test_a_resting_order_and_a_stop_are_cancelled_from_the_open_orders(
     await page.fill("#order-price", down)
     await page.fill("#order-qty", "100")
     await page.click("#order-submit")
+    await page.click("#order-confirm")
     await page.wait_for_selector("#order-result .alert-success")
     order_id = (await page.inner_text("#order-result")).split("Order accepted.")[1].split("·")[0].strip()
     row = page.locator(f"[id='open-order-{order_id}']")
@@ -225,6 +228,7 @@ async def test_a_resting_order_and_a_stop_are_cancelled_from_the_open_orders(
     await page.fill("#order-stop-price", up)
     async with page.expect_request(lambda r: r.url.endswith("/api/v1/conditional-orders") and r.method == "POST") as s:
         await page.click("#order-submit")
+        await page.click("#order-confirm")
     assert (await s.value).post_data_json == {"ts_code": CODE, "side": "buy", "qty": 100, "kind": "stop",
                                                "stop_price": up}  # fmt: skip
     await page.wait_for_selector("#order-result .alert-success")
@@ -262,6 +266,7 @@ async def test_an_account_on_a_disconnected_bridge_sees_the_banner_and_admins_th
     await _ticket(page, CODE)
     await page.fill("#order-price", await page.inner_text("#ladder-limit-down"))
     await page.click("#order-submit")
+    await page.click("#order-confirm")
     await page.wait_for_selector("#order-result .alert-danger")
     assert (await page.inner_text("#order-result")).startswith("broker_unavailable:")
 
@@ -393,6 +398,7 @@ async def test_a_market_order_goes_with_the_market_type_chosen_on_the_ticket(
     await page.fill("#order-qty", "100")
     async with page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/api/v1/orders")) as sent:
         await page.click("#order-submit")
+        await page.click("#order-confirm")
     body = (await sent.value).post_data_json
     assert (body["order_type"], body["market_type"], "price" in body) == ("market", "best5_cancel", False)
     await page.wait_for_selector("#order-result .alert-success")
