@@ -10,9 +10,11 @@ from __future__ import annotations
 import secrets
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -211,6 +213,10 @@ async def test_an_admin_runs_the_update_and_a_quality_check_and_reads_its_findin
     assert await page.inner_text("#data-latest") == status["latest_trading_day"]
     assert await page.get_attribute("#data-lag", "data-lag") == str(status["lag_days"])
     assert await page.inner_text("#data-feed-mode") == "回放"  # the standalone platform replays the demo market
+    # the snapshot's time on the exchange's clock: the replayed session's day, in Shanghai
+    replayed = datetime.fromisoformat(status["feed"]["latest_snapshot_at"]).astimezone(ZoneInfo("Asia/Shanghai"))
+    latest = await page.inner_text("#data-feed-latest")
+    assert latest.startswith(f"{replayed:%Y-%m-%d} ") and latest.endswith("(UTC+8)")
 
     # the daily update, started from the page, is listed and ends succeeded
     await page.click("#data-run-update")
@@ -238,6 +244,7 @@ async def test_an_admin_runs_the_update_and_a_quality_check_and_reads_its_findin
     count = await page.inner_text("#data-report-counts tr[data-rule='zero_volume']")
     assert count.split()[-1] == str(report["counts"]["zero_volume"])
     assert await page.locator(f"#data-reports tr[data-report='{report['run_id']}']").count() == 1
+    assert "null" not in await page.inner_text("#data-report")
 
     # refused at the field: an end before the start is never sent
     await page.fill("#data-quality-end", "2024-06-01")
@@ -254,8 +261,14 @@ async def test_a_viewer_reads_both_pages_without_controls_and_in_english(
     people: dict[str, Any], offline: OfflineContext
 ) -> None:
     errors: list[str] = []
+    admin = people["admin_api"]
+    async with httpx.AsyncClient(timeout=30) as client:
+        body = {"rules": {"codes": {"refuse_st": True}}, "reason": "no ST stocks"}
+        put = await client.put(admin.base_url + "/api/v1/risk/rules/global", json=body, headers=admin.headers)
+        assert put.status_code == 201, put.text
     page = await _page(offline, people["base"], people["viewer"], "risk", errors)
     await page.wait_for_selector("#risk-rule-sets tr[data-scope='global']")  # the admin's global set, read
+    assert "no ST stocks" in await page.inner_text("#risk-rule-sets tr[data-scope='global']")
     for hidden in ("#risk-rule-edit", "#risk-kill", "#risk-stop-form"):
         assert await page.is_hidden(hidden), hidden
     assert await page.is_visible("#risk-readonly")

@@ -334,13 +334,22 @@
     return el("tr", {}, el("td", { colspan: String(columns), class: "text-body-secondary small", text: t(key) }));
   }
 
+  const MARKET_TIME = new Intl.DateTimeFormat("sv-SE", {
+    timeZone: "Asia/Shanghai", year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit",
+    second: "2-digit",
+  });
+  function marketTime(value) {
+    const date = new Date(value);
+    return Number.isNaN(date.getTime()) ? String(value) : `${MARKET_TIME.format(date)} (UTC+8)`;
+  }
+
   function badge(node, text, cls) {
     const { el } = L();
     node.replaceChildren(el("span", { class: `badge ${cls}`, text }));
   }
 
   function renderStatus() {
-    const { fmt, fmtTime, groupDigits } = L();
+    const { fmt, groupDigits } = L();
     const s = data.status;
     const $ = (id) => document.getElementById(id);
     if (!s) return;
@@ -354,7 +363,8 @@
     $("data-update-at").textContent = fmt(s.update_at);
     const feed = s.feed;
     $("data-feed-mode").textContent = word("data.feed.mode", feed.mode);
-    $("data-feed-latest").textContent = feed.latest_snapshot_at ? fmtTime(feed.latest_snapshot_at) : t("data.feed.none");
+    // the exchange's time (a replayed 09:30 is 09:30 whatever the browser's zone)
+    $("data-feed-latest").textContent = feed.latest_snapshot_at ? marketTime(feed.latest_snapshot_at) : t("data.feed.none");
     const age = $("data-feed-age");
     if (feed.age_s === null || feed.age_s === undefined) age.textContent = "—";
     else {
@@ -471,7 +481,7 @@
       ? el("div", { class: "small text-warning", text: t("data.report.skipped", { rules: Object.keys(r.rules_skipped).join(", ") }) })
       : null;
     const head = (keys) => el("thead", {}, el("tr", {}, ...keys.map((k) => el("th", { text: t(k) }))));
-    box.replaceChildren(
+    const parts = [
       title,
       el("div", { class: "small text-body-secondary mb-2", id: "data-report-summary",
         text: t("data.report.summary", { start: fmt(r.start_date), end: fmt(r.end_date), total: groupDigits(r.findings), kept: groupDigits(r.kept) }) }),
@@ -489,7 +499,8 @@
             el("table", { class: "table table-sm mb-0", id: "data-report-findings" },
               head(["data.col.rule", "data.col.severity", "data.col.code", "data.col.date", "data.col.detail"]),
               el("tbody", {}, ...(findingRows.length ? findingRows : [emptyRow(5, "data.report.noFindings")])))))),
-    );
+    ];
+    box.replaceChildren(...parts.filter(Boolean));
   }
 
   // --- admin actions ----------------------------------------------------------------------------------------
