@@ -645,7 +645,7 @@ async def test_the_data_status_names_the_bridges_connected_now(service: dict[str
 
     async def until_bridges(wanted: list[str]) -> None:
         async with asyncio.timeout(10):
-            while await bridges() != wanted:
+            while await bridges() != wanted:  # noqa: ASYNC110 - polling what the service sees of another connection
                 await asyncio.sleep(0.05)
 
     await until_bridges([])  # an earlier test's connection is gone once the service has seen it close
