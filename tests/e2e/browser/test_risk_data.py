@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 import pytest_asyncio
-from playwright.async_api import ConsoleMessage, Page
+from playwright.async_api import ConsoleMessage, Page, Route
 
 from tests.e2e.browser.conftest import OfflineContext, log_in
 from tests.e2e.flow import Session, create_user, login, tradable_main_board_stock
@@ -60,8 +60,9 @@ async def _page(offline: OfflineContext, base: str, who: tuple[str, str], nav: s
     page = await offline.context.new_page()
 
     def console(message: ConsoleMessage) -> None:
-        # a refusal the test asks for (422) is logged by the browser as a failed load: not a fault of the page
-        if message.type == "error" and "status of 422" not in message.text:
+        # a refusal (422) or an outage (503) the test makes is logged by the browser as a failed load: not a fault
+        # of the page
+        if message.type == "error" and "status of 422" not in message.text and "status of 503" not in message.text:
             errors.append(message.text)
 
     page.on("console", console)
@@ -276,6 +277,7 @@ async def test_a_viewer_reads_both_pages_without_controls_and_in_english(
     assert await page.locator("#risk-stops button").count() == 0
     await page.click("#lang-switch")
     assert await page.inner_text("#risk-rules-card .card-header") == "Risk rule sets"
+    assert (await page.inner_text("#risk-updated")).startswith("Updated ")
     await page.set_viewport_size({"width": 390, "height": 844})  # a phone
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=SCREENSHOTS / "risk-viewer-phone.png", full_page=True)
@@ -286,5 +288,17 @@ async def test_a_viewer_reads_both_pages_without_controls_and_in_english(
     assert await page.is_hidden("#data-run-update") and await page.is_hidden("#data-quality-form")
     assert await page.inner_text("#data-runs-admin-only") == "Ingest runs are shown to admins only."
     assert await page.is_hidden("#data-error")  # a viewer's page does not ask for the admins' runs
+    shown = await page.inner_text("#data-complete")
+
+    # the status cannot be read: the refresh says it failed, and the figures it showed before stay
+    async def outage(route: Route) -> None:
+        await route.fulfill(status=503, json={"code": "database_unavailable", "message": "down for the test"})
+
+    await page.route("**/api/v1/data/status", outage)
+    await page.click("#data-refresh")
+    await page.wait_for_selector("#data-error:not(.d-none)")
+    assert "Refresh failed" in await page.inner_text("#data-error")
+    assert "database_unavailable" in await page.inner_text("#data-error")
+    assert await page.inner_text("#data-complete") == shown
     assert offline.blocked == []
     assert errors == []

@@ -176,6 +176,7 @@
   let timer = null;
   let visible = false;
   let seq = 0;
+  let updatedAt = null; // the last refresh that read everything
   let reportSeq = 0;
   const data = { status: null, runs: null, reports: null, report: null, reportRule: "" };
 
@@ -308,7 +309,7 @@
     const box = document.getElementById("data-error");
     box.textContent = errors.length ? t("common.failed", { reason: errors.join(" · ") }) : "";
     L().show(box, errors.length > 0);
-    if (!errors.length) document.getElementById("data-updated").textContent = t("data.updated", { time: L().fmtTime(new Date().toISOString()) });
+    if (!errors.length) updatedAt = new Date().toISOString();
     render();
     schedule();
   }
@@ -323,6 +324,7 @@
 
   function render() {
     if (!root) return;
+    document.getElementById("data-updated").textContent = updatedAt ? t("data.updated", { time: L().fmtTime(updatedAt) }) : "";
     renderStatus();
     renderRuns();
     renderReports();
@@ -574,6 +576,7 @@
       timer = null;
       visible = false;
       seq += 1;
+      updatedAt = null;
       reportSeq += 1;
       data.status = data.runs = data.reports = data.report = null;
       data.reportRule = "";

@@ -213,6 +213,7 @@
   let timer = null;
   let visible = false;
   let seq = 0;
+  let updatedAt = null; // the last refresh that read everything
   const data = { states: null, rules: null, utilisation: null, stops: null, history: null, stateHistory: null };
   let pendingHalt = null;
 
@@ -472,12 +473,13 @@
     const box = document.getElementById("risk-error");
     box.textContent = errors.length ? t("common.failed", { reason: errors.join(" · ") }) : "";
     L().show(box, errors.length > 0);
-    if (!errors.length) document.getElementById("risk-updated").textContent = t("risk.updated", { time: L().fmtTime(new Date().toISOString()) });
+    if (!errors.length) updatedAt = new Date().toISOString();
     render();
   }
 
   function render() {
     if (!root) return;
+    document.getElementById("risk-updated").textContent = updatedAt ? t("risk.updated", { time: L().fmtTime(updatedAt) }) : "";
     renderStates();
     renderRules();
     renderUtilisation();
@@ -553,7 +555,7 @@
       el("td", { text: word("risk.scope", r.scope) }),
       el("td", { class: "mono", text: fmt(r.key) }),
       el("td", { class: "text-end", text: `v${r.version}` }),
-      el("td", {}, el("code", { class: "small text-break", text: compact(r.body) })),
+      el("td", { class: "risk-rules-cell" }, el("code", { class: "small text-break", text: compact(r.body) })),
       el("td", { text: fmt(r.set_by) }),
       el("td", { class: "small text-nowrap", text: fmtTime(r.set_at) }),
       el("td", { class: "small", text: fmt(r.reason) }),
@@ -843,6 +845,7 @@
       timer = null;
       visible = false;
       seq += 1;
+      updatedAt = null;
       for (const key of Object.keys(data)) data[key] = null;
       pendingHalt = null;
       if (root) {
