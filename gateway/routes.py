@@ -57,6 +57,8 @@ ROUTES: tuple[ProxyRoute, ...] = (
     # the kill switch: admins set a trading state; everyone reads global's and their own account's (admins all)
     _r("POST", "/v1/risk/halt", "risk", ADMIN, "risk", body=True),
     _r("GET", "/v1/risk/trading-states", "risk", VIEWER, "risk"),
+    # limit utilisation at each account's last checked order (docs/risk-rules.md): one's own account's, an admin's all
+    _r("GET", "/v1/risk/utilisation", "risk", VIEWER, "risk"),
     # conditional orders (docs/conditional-orders.md), held by execution: traders create and cancel their own
     # account's, everyone reads their own (admins all, and cancel any)
     _r("POST", "/v1/oco-orders", "execution", TRADER, "orders", body=True),
@@ -118,6 +120,7 @@ ROUTES: tuple[ProxyRoute, ...] = (
     _r("GET", "/v1/ingest/runs", "data", ADMIN, "ingest"),
     _r("GET", "/v1/ingest/runs/{run_id}", "data", ADMIN, "ingest"),
     _r("POST", "/v1/quality/run", "data", ADMIN, "ingest", body=True),
+    _r("GET", "/v1/data/status", "data", VIEWER, "ingest"),  # update lag and the real-time feed (docs/data-ingest.md)
     _r("GET", "/v1/quality/reports", "data", VIEWER, "ingest"),
     _r("GET", "/v1/quality/reports/{run_id}", "data", VIEWER, "ingest"),
     # backtests

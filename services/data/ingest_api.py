@@ -8,14 +8,25 @@ token minted for a viewer or trader cannot start them by calling the service dir
 
 from __future__ import annotations
 
+from datetime import date, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 
 from services.data.deps import IngestorDep, Store
 from services.data.ingest import IngestBusy, IngestError, NotATradingDay, quality_report_for_ingest
 from services.data.quality import RULES, QualityInputError
-from services.data.schemas import FindingOut, LimitsIn, RangeIn, ReportOut, RunOut, RunStarted
+from services.data.scheduler import SHANGHAI, parse_run_time
+from services.data.schemas import (
+    DataStatusOut,
+    FeedStatusOut,
+    FindingOut,
+    LimitsIn,
+    RangeIn,
+    ReportOut,
+    RunOut,
+    RunStarted,
+)
 from services.data.store import DataStore, IngestRun, StoredQualityReport
 from shared.platform.errors import Conflict, Forbidden, NotFound, ServiceError
 from shared.platform.internal_auth import Caller, Principal
@@ -127,6 +138,51 @@ async def get_run(store: Store, run_id: str, _caller: AdminCaller) -> RunOut:
     if run is None:
         raise NotFound("unknown_run", f"no ingest run {run_id}")
     return _run_out(run)
+
+
+async def latest_out_day(store: DataStore, now: datetime, update_at: str) -> date | None:
+    """The stored calendar's newest trading day on or before `now` (Asia/Shanghai) whose update time has passed."""
+    local = now.astimezone(SHANGHAI)
+    run_time = parse_run_time(update_at)
+    last_two = await store.open_days_before(local.date() + timedelta(days=1), 2)
+    for day in reversed(last_two):
+        if day < local.date() or local.time() >= run_time:
+            return day
+    return None
+
+
+@ingest_router.get("/data/status", response_model=DataStatusOut)
+async def data_status(request: Request, store: Store, ingestor: IngestorDep) -> DataStatusOut:
+    """How far the store is (the newest trading day stored in full against the calendar's newest trading day whose
+    data is out, in trading days) and the real-time feed as this data process sees it (docs/data-ingest.md)."""
+    state = request.app.state
+    settings = state.settings
+    update_at = settings.data_update_at or "17:30"
+    now = state.infra.clock.now()
+    complete = await ingestor.last_update_day()
+    latest = await latest_out_day(store, now, update_at)
+    lag: int | None = None
+    if complete is not None:
+        lag = (
+            0
+            if latest is None or latest <= complete
+            else len(await store.open_days(complete + timedelta(days=1), latest))
+        )
+    metrics = state.quote_metrics
+    snapshot = metrics.latest
+    age = None if snapshot is None else round(max((now - snapshot).total_seconds(), 0.0), 3)
+    return DataStatusOut(
+        complete_through=complete,
+        latest_trading_day=latest,
+        lag_days=lag,
+        update_at=update_at,
+        feed=FeedStatusOut(
+            mode=settings.quotes_feed_mode(),
+            latest_snapshot_at=snapshot,
+            age_s=age,
+            bridges=sorted(b for b, n in metrics.bridges.items() if n > 0),
+        ),
+    )
 
 
 @ingest_router.post(

@@ -129,6 +129,21 @@ class RunOut(BaseModel):
     detail: dict[str, Any]
 
 
+class FeedStatusOut(BaseModel):
+    mode: str  # replay, bridge or off (LH_QUOTES_FEED)
+    latest_snapshot_at: datetime | None  # the newest snapshot this process received (None: none yet)
+    age_s: float | None  # seconds from it to the market clock's now
+    bridges: list[str]  # the quote bridges connected to this process now
+
+
+class DataStatusOut(BaseModel):
+    complete_through: date | None  # the newest trading day stored in full (None: nothing stored yet)
+    latest_trading_day: date | None  # the calendar's newest trading day whose data is out (its update time passed)
+    lag_days: int | None  # trading days after complete_through up to latest_trading_day (None: nothing stored)
+    update_at: str  # the daily update's time, Asia/Shanghai
+    feed: FeedStatusOut
+
+
 class FindingOut(BaseModel):
     rule: str
     severity: str

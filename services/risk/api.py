@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from decimal import Decimal
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from services.risk.deps import Batches, Caller, Desk, Killswitch, RuleSetsDep, Store
+from services.risk.metrics import UTILISATION_WINDOW_S
 from services.risk.schemas import (
     FINAL_ORIGINAL,
     ConditionalChild,
@@ -27,6 +29,7 @@ from services.risk.schemas import (
     RuleSetOut,
     RuleSets,
     TradingStates,
+    Utilisation,
 )
 from services.risk.state.keeper import BookKeeper
 from services.risk.state.ports import BookUnavailable, OrderEvent
@@ -212,6 +215,44 @@ async def list_trading_states(
             raise Forbidden("forbidden", f"{principal.subject} may see only global's and their own account's history")
         answer["history"] = [c.as_json() for c in await store.trading_state_history(scope, key, limit=limit)]
     return answer
+
+
+@router.get(
+    "/risk/utilisation",
+    response_model=Utilisation,
+    responses={403: {"description": "`forbidden`: another's account"}},
+)
+async def limit_utilisation(
+    principal: Caller,
+    desk: Desk,
+    account_id: str | None = Query(default=None, min_length=1, max_length=64, description="one account's only"),
+) -> dict[str, Any]:
+    """Each limit's share (used / limit, as a percentage) at the last order of the account this risk process checked
+    against it within the past 15 minutes: what `lh_risk_limit_utilisation_ratio` is the largest of, per account.
+    Admins and services: every account (or `account_id`'s); anyone else: their own account only."""
+    own = principal.account_id or principal.subject
+    if not principal.acts_for_everyone and account_id is not None and account_id != own:
+        raise Forbidden("forbidden", f"{principal.subject} may see only their own account's utilisation")
+    wanted = {account_id} if account_id is not None else (None if principal.acts_for_everyone else {own})
+    measured = desk.metrics.limit_utilisation.of_accounts(wanted)
+    return {
+        "window_s": int(UTILISATION_WINDOW_S),
+        "accounts": [
+            {
+                "account_id": account,
+                "limits": [
+                    {
+                        "rule": rule,
+                        "code": code,
+                        "pct": str((share * 100).quantize(Decimal("0.01"))),
+                        "measured_at": at.isoformat(),
+                    }
+                    for rule, code, share, at in limits
+                ],
+            }
+            for account, limits in sorted(measured.items())
+        ],
+    }
 
 
 # --- rule sets (docs/risk-rules.md "Managing rule sets") -------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 
@@ -41,28 +42,50 @@ class LimitUtilisation:
         registry: CollectorRegistry,
         *,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], datetime] = lambda: datetime.now(UTC),
         window_s: float = UTILISATION_WINDOW_S,
     ) -> None:
         self._clock = clock
+        self._wall = wall
         self._window_s = window_s
         self._lock = threading.Lock()  # the scrape may run on another thread than the checks
         self._last: dict[tuple[str, str], dict[str, tuple[float, float]]] = {}  # (rule, code) -> account -> (share, at)
+        # (rule, code) -> account -> the exact share and the wall-clock time it was measured: GET /v1/risk/utilisation
+        self._exact: dict[tuple[str, str], dict[str, tuple[Decimal, datetime]]] = {}
         registry.register(self)
 
     def note(self, account_id: str, shares: Mapping[tuple[str, str], Decimal]) -> None:
         now = self._clock()
+        wall = self._wall()
         with self._lock:
             for key, share in shares.items():
                 self._last.setdefault(key, {})[account_id] = (float(share), now)
+                self._exact.setdefault(key, {})[account_id] = (share, wall)
             self._expire(now)
+
+    def of_accounts(self, accounts: set[str] | None) -> dict[str, list[tuple[str, str, Decimal, datetime]]]:
+        """account -> [(rule, code, used / limit, measured at)] for the limits its last orders checked within the
+        window (`accounts` None: every account), sorted by rule and code."""
+        with self._lock:
+            self._expire(self._clock())
+            answer: dict[str, list[tuple[str, str, Decimal, datetime]]] = {}
+            for (rule, code), by_account in sorted(self._last.items()):
+                for account in by_account:
+                    if accounts is not None and account not in accounts:
+                        continue
+                    share, at = self._exact[(rule, code)][account]
+                    answer.setdefault(account, []).append((rule, code, share, at))
+            return answer
 
     def _expire(self, now: float) -> None:
         for key in list(self._last):
             recent = {a: v for a, v in self._last[key].items() if now - v[1] < self._window_s}
             if recent:
                 self._last[key] = recent
+                self._exact[key] = {a: v for a, v in self._exact[key].items() if a in recent}
             else:
                 del self._last[key]
+                self._exact.pop(key, None)
 
     def shares(self) -> dict[tuple[str, str], float]:
         """(rule, code) -> the value exported now."""
@@ -81,7 +104,13 @@ class LimitUtilisation:
 
 
 class RiskMetrics:
-    def __init__(self, registry: CollectorRegistry, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.registry = registry
         self.decisions = Counter(
             "lh_risk_decisions_total", "Risk decisions on orders, by outcome", ["outcome"], registry=registry
@@ -111,7 +140,7 @@ class RiskMetrics:
         )  # fmt: skip
         # The limit rules' own arithmetic (services/risk/rules/base.py, against_limit): for each limit, the largest
         # share among the last orders checked for each account in the past 15 minutes (no account label: bounded).
-        self.limit_utilisation = LimitUtilisation(registry, clock=clock)
+        self.limit_utilisation = LimitUtilisation(registry, clock=clock, wall=wall)
         self.stops_triggered = Counter(
             "lh_risk_stops_triggered_total", "Stops that triggered (claimed, exit attempted), by kind", ["kind"],
             registry=registry,

@@ -329,6 +329,23 @@ class TradingStateOut(BaseModel):
     from_state: str | None = Field(default=None, description="in a history: the state before the change")
 
 
+class LimitShare(BaseModel):
+    rule: str = Field(description="the rule, e.g. order_limits")
+    code: str = Field(description="the limit's finding code, e.g. max_order_value")
+    pct: str = Field(description="used as a percentage of the limit, 2 decimals (over 100: the order was refused)")
+    measured_at: str = Field(description="when the account's order it was measured on was checked (ISO 8601, UTC)")
+
+
+class AccountUtilisation(BaseModel):
+    account_id: str
+    limits: list[LimitShare]
+
+
+class Utilisation(BaseModel):
+    window_s: int = Field(description="how long a measure counts after the order it was measured on")
+    accounts: list[AccountUtilisation]
+
+
 class CancelReport(BaseModel):
     cancelled: int
     failed: int

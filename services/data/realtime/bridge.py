@@ -232,6 +232,7 @@ async def bridge_quotes(websocket: WebSocket) -> None:
     log.info("quotes bridge connected", extra={"bridge_id": bridge_id, "subscribe": codes[:10]})
     ticks = TickSubscription()
     watcher: asyncio.Task[None] | None = None
+    metrics.bridges[bridge_id] += 1
     try:
         await websocket.send_text(channel.seal(protocol.SUBSCRIBE, {"codes": codes}, id_=channel.new_id()))
         watcher = asyncio.create_task(watch_ticks(websocket, channel, state.live_store, ticks, bridge_id))
@@ -264,6 +265,9 @@ async def bridge_quotes(websocket: WebSocket) -> None:
         with contextlib.suppress(Exception):
             await websocket.close(code=1011, reason="internal error")
     finally:
+        metrics.bridges[bridge_id] -= 1
+        if metrics.bridges[bridge_id] <= 0:
+            del metrics.bridges[bridge_id]
         if watcher is not None:
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)

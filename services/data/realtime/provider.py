@@ -75,6 +75,7 @@ class QuoteMetrics:
             registry=registry,
         )  # fmt: skip
         self.latest: datetime | None = None
+        self.bridges: Counter[str] = Counter()  # the quote bridges connected now (GET /v1/data/status)
         self.now = now
         self.age = Gauge(
             "lh_quotes_snapshot_age_seconds",

@@ -630,3 +630,32 @@ async def test_a_service_holds_a_bounded_number_of_leases(
             await client.put("/v1/quotes/watch", json={"owner": owner, "codes": [], "ttl_s": 10}, headers=gateway)
         await client.put("/v1/quotes/watch", json={"owner": "cap:1", "codes": [], "ttl_s": 10},
                          headers=service["as"]("execution"))  # fmt: skip
+
+
+async def test_the_data_status_names_the_bridges_connected_now(service: dict[str, Any]) -> None:
+    # GET /v1/data/status (docs/data-ingest.md): the feed's mode and the quote bridges connected to this process
+    client: httpx.AsyncClient = service["client"]
+
+    async def bridges() -> list[str]:
+        answer = await client.get("/v1/data/status")
+        assert answer.status_code == 200, answer.text
+        feed = answer.json()["feed"]
+        assert feed["mode"] == "bridge"
+        return list(feed["bridges"])
+
+    async def until_bridges(wanted: list[str]) -> None:
+        async with asyncio.timeout(10):
+            while await bridges() != wanted:  # noqa: ASYNC110 - polling what the service sees of another connection
+                await asyncio.sleep(0.05)
+
+    await until_bridges([])  # an earlier test's connection is gone once the service has seen it close
+    ws, _channel = await authenticated(service["host"])
+    try:
+        await until_bridges([BRIDGE_ID])
+        # a bridge that may not feed quotes is refused and never listed
+        refused, (_, answer) = await open_bridge(service["host"], "other-bridge", "another-secret-value")
+        await refused.close()
+        assert answer["type"] == "refused" and await bridges() == [BRIDGE_ID]
+    finally:
+        await ws.close()
+    await until_bridges([])
