@@ -302,6 +302,9 @@ class Settings(BaseSettings):
                 continue  # held by some processes only: they call require_jwt_secret() / require_approval_secret()
             else:
                 self._check_secret(name, value)
+        if self.notify_webhook_token:
+            # set: as strong as the notify service requires of the same token (empty: no alert history)
+            self._check_secret("notify_webhook_token", self.notify_webhook_token)
         return self
 
     @staticmethod

@@ -301,3 +301,9 @@ async def test_history_keeps_each_transition_once_newest_first_in_pages(gw: Gate
     assert rest.json()["next_before_id"] is None
     bad = await gw.http.get("/api/v1/alerts/history?limit=201", headers=gw.auth("vera"))
     assert bad.status_code == 422
+
+
+@pytest.mark.parametrize("token", ["short-token", "changeme"])
+def test_a_weak_history_token_is_refused_at_start(tmp_path: Path, token: str) -> None:
+    with pytest.raises(ValueError, match="LH_NOTIFY_WEBHOOK_TOKEN must be set to a secret of at least 16"):
+        settings_for(tmp_path, notify_webhook_token=token)
