@@ -171,3 +171,34 @@ async def test_a_trader_silences_an_alert_from_the_page(
     assert await page.inner_text("#alerts-status") == ""
     assert offline.blocked == []
     assert errors == []
+
+
+async def test_without_alertmanager_the_page_says_so_and_a_viewer_only_reads(
+    standalone: tuple[str, str], offline: OfflineContext
+) -> None:
+    """`make run` as it comes: no LH_ALERTMANAGER_URL. The page says Alertmanager is not configured (not a failed
+    refresh), the history answers (empty), and a viewer is told they only read."""
+    base, password = standalone
+    async with httpx.AsyncClient(timeout=30) as client:
+        admin = await login(client, base, "admin", password)
+        viewer_name, viewer_password = await create_user(client, admin, "viewer")
+    page = await offline.context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    await log_in(page, base, viewer_name, viewer_password)
+    await page.click("#nav-alerts")
+    await page.wait_for_selector("#alerts-notice:not(.d-none)")
+    assert "未配置 Alertmanager" in await page.inner_text("#alerts-notice")
+    assert await page.locator("#alerts-error.d-none").count() == 1  # not configured is not a failure
+    assert "更新于" in await page.inner_text("#alerts-status")
+    assert await page.inner_text("#alerts-history") == "还没有告警记录"
+    assert await page.locator("#alerts-readonly:not(.d-none)").count() == 1
+    assert not await page.is_visible("#alerts-active")  # nothing to list without Alertmanager
+    assert not await page.is_visible("#alerts-silence-rows")
+    await page.click("#lang-switch")
+    assert "No Alertmanager is configured" in await page.inner_text("#alerts-notice")
+    assert await page.inner_text("#alerts-history") == "No alerts recorded yet"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SCREENSHOTS / "alerts-not-configured.png"), full_page=True)
+    assert offline.blocked == []
+    assert errors == []

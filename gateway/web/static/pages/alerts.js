@@ -194,7 +194,7 @@
     const { el } = LH();
     return el(
       "div",
-      { class: "card mb-3" },
+      { class: "card mb-3", id: `${bodyId}-card` },
       el("div", { class: "card-header d-flex align-items-center gap-2" }, el("span", { class: "fw-semibold", "data-i18n": title, text: t(title) }), extra || null),
       el("div", { class: "card-body p-0", id: bodyId }),
     );
@@ -352,6 +352,9 @@
     notice.textContent = page.amError ? t(`alerts.err.${page.amError}`) : "";
     LH().show(notice, Boolean(page.amError));
     LH().show(node("alerts-readonly"), !canSilence());
+    // without an Alertmanager there is nothing to list or silence: only the history
+    LH().show(node("alerts-active-body-card"), !page.amError);
+    LH().show(node("alerts-silences-body-card"), !page.amError);
     renderActive();
     renderSilences();
     renderHistory();
