@@ -11,7 +11,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway import api, bridges, openapi, proxy, reports, ws
+from gateway import alerts, api, bridges, openapi, proxy, reports, ws
 from gateway.auth import HeaderError, LoginThrottle
 from gateway.bootstrap import ensure_admin
 from gateway.store import GatewayStore
@@ -45,6 +45,7 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
     quote_watch = QuoteWatch(owner_name("gateway"), hub.watched_codes, data_service_put(infra.services,
                              settings.internal_secret, "gateway"))  # fmt: skip
     watch_loop = PeriodicTask("quote-watch", CHECK_S, quote_watch.check, stop_grace_s=2.0)
+    alertmanager = alerts.AlertmanagerApi(settings.alertmanager_url, timeout_s=settings.http_timeout_s)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -60,6 +61,7 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
         finally:
             await watch_loop.stop()
             hub.close_all()
+            await alertmanager.aclose()
             await store.close()
 
     readiness: dict[str, ReadinessCheck] = {"db": store.db.ping}
@@ -69,7 +71,7 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
     app = create_service_app(
         "gateway",
         infra,
-        public_routers=[api.router, proxy.router, reports.router, ws.router, bridges.router],
+        public_routers=[api.router, proxy.router, reports.router, ws.router, bridges.router, alerts.router],
         lifespan=lifespan,
         readiness=readiness,
     )
@@ -78,6 +80,7 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
     app.state.store = store
     store.db.register_metrics(app.state.metrics_registry)
     app.state.hub = hub
+    app.state.alertmanager = alertmanager
     app.state.quote_watch = quote_watch
     app.state.login_throttle = LoginThrottle(infra.cache)
 

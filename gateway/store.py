@@ -1,7 +1,9 @@
-"""The gateway's own tables (database `lh_gateway`): users and their API keys, and the queries on them."""
+"""The gateway's own tables (database `lh_gateway`): users and their API keys, the alert history (gateway/alerts.py),
+and the queries on them."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -9,13 +11,17 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     Column,
     ForeignKey,
     Index,
+    Integer,
     String,
     Table,
+    Text,
+    UniqueConstraint,
     and_,
     func,
     insert,
@@ -23,6 +29,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 
@@ -68,6 +75,26 @@ api_keys = Table(
     CheckConstraint("role IN ('viewer', 'trader', 'admin')", name="role"),
 )
 
+# Alertmanager's alerts as they fired and resolved (its webhook, gateway/alerts.py): Alertmanager keeps no history.
+# One row per transition: an alert (fingerprint) that fired at `starts_at`, and the same one resolved. Alertmanager
+# retries a delivery and repeats a firing group every repeat_interval: the unique key makes those add nothing.
+alert_events = Table(
+    "alert_events",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("status", String(8), nullable=False),
+    Column("alertname", String(200), nullable=False),
+    Column("severity", String(32), nullable=False),
+    Column("labels", Text, nullable=False),  # JSON object of the alert's labels
+    Column("summary", String(1000), nullable=False),
+    Column("starts_at", UtcDateTime, nullable=False),
+    Column("ends_at", UtcDateTime, nullable=True),  # resolved transitions only
+    Column("received_at", UtcDateTime, nullable=False),
+    UniqueConstraint("fingerprint", "starts_at", "status"),
+    CheckConstraint("status IN ('firing', 'resolved')", name="status"),
+)
+
 
 def as_utc_or_none(value: datetime | None) -> datetime | None:
     return None if value is None else as_utc(value)
@@ -97,6 +124,37 @@ class ApiKeyRecord:
 
     def expired(self, now: datetime) -> bool:
         return self.expires_at is not None and self.expires_at <= now
+
+
+@dataclass(frozen=True)
+class AlertTransition:
+    """One alert firing or resolved, as Alertmanager's webhook reported it."""
+
+    fingerprint: str
+    status: str  # firing | resolved
+    alertname: str
+    severity: str
+    labels: dict[str, str]
+    summary: str
+    starts_at: datetime
+    ends_at: datetime | None
+    received_at: datetime
+    id: int = 0
+
+
+def _transition(m: RowMapping) -> AlertTransition:
+    return AlertTransition(
+        fingerprint=m["fingerprint"],
+        status=m["status"],
+        alertname=m["alertname"],
+        severity=m["severity"],
+        labels=json.loads(m["labels"]),
+        summary=m["summary"],
+        starts_at=as_utc(m["starts_at"]),
+        ends_at=as_utc_or_none(m["ends_at"]),
+        received_at=as_utc(m["received_at"]),
+        id=int(m["id"]),
+    )
 
 
 def _user(m: RowMapping) -> UserRecord:
@@ -337,3 +395,59 @@ class GatewayStore:
                 )
                 row = (await s.execute(select(api_keys).where(api_keys.c.key_id == key_id))).first()
         return None if row is None else _key(row._mapping)
+
+    # --- alert history ---
+
+    async def record_alert_transitions(self, transitions: list[AlertTransition]) -> int:
+        """Keep each transition once: one already kept (a redelivery, a repeat of a firing group) changes nothing.
+        Returns how many were new."""
+        if not transitions:
+            return 0
+        rows = [
+            {
+                "fingerprint": t.fingerprint,
+                "status": t.status,
+                "alertname": t.alertname,
+                "severity": t.severity,
+                "labels": json.dumps(t.labels, ensure_ascii=False, sort_keys=True),
+                "summary": t.summary,
+                "starts_at": t.starts_at,
+                "ends_at": t.ends_at,
+                "received_at": t.received_at,
+            }
+            for t in transitions
+        ]
+        added = 0
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                added = 0
+                for row in rows:
+                    kept = await s.scalar(
+                        select(alert_events.c.id).where(
+                            alert_events.c.fingerprint == row["fingerprint"],
+                            alert_events.c.starts_at == row["starts_at"],
+                            alert_events.c.status == row["status"],
+                        )
+                    )
+                    if kept is not None:
+                        continue
+                    # Two deliveries at once both find none: the unique key keeps one, the other's insert is a no-op.
+                    if self.db.is_sqlite:
+                        await s.execute(sqlite.insert(alert_events).values(**row).on_conflict_do_nothing())
+                    else:
+                        # A no-op update on the duplicate key (not INSERT IGNORE, which would also hide other errors).
+                        await s.execute(
+                            mysql.insert(alert_events).values(**row).on_duplicate_key_update(id=alert_events.c.id)
+                        )
+                    added += 1
+        return added
+
+    async def alert_history(self, *, limit: int, before_id: int | None = None) -> list[AlertTransition]:
+        """The newest transitions first (by arrival), `limit` of them, older than `before_id` when given."""
+        query = select(alert_events).order_by(alert_events.c.id.desc()).limit(limit)
+        if before_id is not None:
+            query = query.where(alert_events.c.id < before_id)
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                rows = (await s.execute(query)).all()
+        return [_transition(r._mapping) for r in rows]

@@ -68,6 +68,14 @@ class Settings(BaseSettings):
     # Gateway
     jwt_ttl_s: int = 8 * 3600
     rate_limit_per_minute: int = Field(default=600, ge=1)
+    # The alerts page (gateway/alerts.py, docs/operations.md "The alerts page"): Alertmanager's base URL, whose API v2
+    # the gateway reads and silences through. Empty (standalone `make run`): the alert routes answer 503
+    # alertmanager_not_configured.
+    alertmanager_url: str = ""
+    # The bearer token Alertmanager presents to the alert-history webhook (POST /api/v1/alerts/webhook): the same
+    # LH_NOTIFY_WEBHOOK_TOKEN it presents to the notify service (one token for Alertmanager's webhooks). Empty: the
+    # webhook refuses every delivery (503 alert_history_not_configured).
+    notify_webhook_token: str = ""
 
     # Risk
     max_order_value: Decimal = Decimal("1000000")  # CNY per order
@@ -294,6 +302,9 @@ class Settings(BaseSettings):
                 continue  # held by some processes only: they call require_jwt_secret() / require_approval_secret()
             else:
                 self._check_secret(name, value)
+        if self.notify_webhook_token:
+            # set: as strong as the notify service requires of the same token (empty: no alert history)
+            self._check_secret("notify_webhook_token", self.notify_webhook_token)
         return self
 
     @staticmethod

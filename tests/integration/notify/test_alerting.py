@@ -39,6 +39,7 @@ from shared.platform.events import TradingStateChanged, make_event
 from shared.platform.settings import Settings
 from tests.chaos.servers import free_port
 from tests.conftest import Backing
+from tests.support.alertmanager import ALERTMANAGER_INSTALL, Alertmanager
 from tests.support.fake_smtp import FakeSmtp
 
 pytestmark = pytest.mark.integration
@@ -50,10 +51,6 @@ SMTP_USER, SMTP_PASSWORD = "lianghua-alerts@example.com", "smtp-password-from-a-
 DINGTALK = {"trading": "SECtrading-0123456789", "ops": "SECops-0123456789", "rate": "SECrate-0123456789"}
 WECOM = ("trading-chat", "ops-chat")
 RATE_WINDOW_S = 3.0  # the fake "rate" robot's (and its notify's) window: 20 messages in any 3 s
-ALERTMANAGER_INSTALL = (
-    "alertmanager is not on PATH. On Debian/Ubuntu: apt-get install -y --no-install-recommends prometheus-alertmanager "
-    "(its binary is /usr/bin/prometheus-alertmanager; amtool comes with it)."
-)
 
 
 # --- the fake robots ------------------------------------------------------------------------------------------------
@@ -80,6 +77,7 @@ class FakeRobots:
 
     messages: list[RobotMessage] = field(default_factory=list)
     incident: list[dict[str, Any]] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
     def of(self, robot: str, containing: str = "") -> list[RobotMessage]:
@@ -141,11 +139,20 @@ class FakeRobots:
         self.incident.append(await request.json())
         return JSONResponse({})
 
+    async def history_hook(self, request: Request) -> JSONResponse:
+        """Stands in for the gateway's alert history (tests/integration/gateway/test_gateway_alerts.py tests it)."""
+        if request.headers.get("authorization") != f"Bearer {TOKEN}":
+            self.problems.append("alert history: wrong bearer token")
+            return JSONResponse({}, status_code=401)
+        self.history.append(await request.json())
+        return JSONResponse({})
+
     def app(self) -> Starlette:
         return Starlette(routes=[
             Route("/dingtalk/{robot}/robot/send", self.dingtalk, methods=["POST"]),
             Route("/wecom/{robot}/cgi-bin/webhook/send", self.wecom, methods=["POST"]),
             Route("/incident", self.incident_hook, methods=["POST"]),
+            Route("/history", self.history_hook, methods=["POST"]),
         ])  # fmt: skip
 
 
@@ -175,51 +182,6 @@ class Served:
             await self.task
 
 
-class Alertmanager:
-    def __init__(self, config: Path, data_dir: Path) -> None:
-        binary = shutil.which("alertmanager") or shutil.which("prometheus-alertmanager")
-        if binary is None:
-            pytest.fail(ALERTMANAGER_INSTALL, pytrace=False)
-        self.binary = binary
-        self.config = config
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log = data_dir / "alertmanager.log"
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(  # noqa: ASYNC220 (starts it and returns: nothing blocks)
-                [self.binary, f"--config.file={self.config}", f"--storage.path={self.data_dir}",
-                 f"--web.listen-address=127.0.0.1:{self.port}", "--cluster.listen-address=",
-                 f"--web.external-url={self.url}", "--log.level=info"],
-                stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-
-        async def ready() -> bool:
-            try:
-                async with httpx.AsyncClient() as http:
-                    return (await http.get(f"{self.url}/-/ready", timeout=1)).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        deadline = time.monotonic() + 30
-        while not await ready():
-            assert self.proc.poll() is None, f"alertmanager exited: {self.log.read_text()[-2000:]}"
-            assert time.monotonic() < deadline, "alertmanager not ready in 30 s"
-            await asyncio.sleep(0.1)
-
-    async def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            await asyncio.to_thread(self.proc.wait, 10)
-        self.proc = None
-
-
 async def until(check: Callable[[], Any], what: str, timeout_s: float = 30.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not check():
@@ -234,6 +196,7 @@ def alertmanager_test_config(repo_config: dict[str, Any], *, notify_url: str, ro
     text = yaml.safe_dump(repo_config)
     text = text.replace("http://notify:8107", notify_url)
     text = text.replace("http://incident-webhook.example:9000/alerts", f"{robots_url}/incident")
+    text = text.replace("http://gateway:8000/api/v1/alerts/webhook", f"{robots_url}/history")
     text = text.replace("/etc/alertmanager/secrets", str(secrets_dir))
     config = yaml.safe_load(text)
     config["global"]["smtp_smarthost"] = f"127.0.0.1:{smtp_port}"

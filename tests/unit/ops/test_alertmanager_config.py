@@ -58,14 +58,15 @@ def test_amtool_accepts_the_configuration(amtool: str) -> None:
 
 
 # labels -> the receivers Alertmanager notifies, as the header of alertmanager.yml and docs/operations.md say
+# (every alert also reaches the gateway's alert history first: the web UI's alerts page)
 ROUTES = [
-    ({"severity": "critical", "team": "trading"}, ["incident-webhook", "trading-page"]),
-    ({"severity": "warning", "team": "trading"}, ["trading-chat"]),
-    ({"severity": "critical", "team": "platform"}, ["incident-webhook", "ops-page"]),
-    ({"severity": "warning", "team": "platform"}, ["ops-chat"]),
-    ({"severity": "critical", "team": "data"}, ["incident-webhook", "ops-page"]),
-    ({"severity": "warning", "team": "data"}, ["ops-chat"]),
-    ({"alertname": "SomethingUnlabelled"}, ["ops-chat"]),
+    ({"severity": "critical", "team": "trading"}, ["alert-history", "incident-webhook", "trading-page"]),
+    ({"severity": "warning", "team": "trading"}, ["alert-history", "trading-chat"]),
+    ({"severity": "critical", "team": "platform"}, ["alert-history", "incident-webhook", "ops-page"]),
+    ({"severity": "warning", "team": "platform"}, ["alert-history", "ops-chat"]),
+    ({"severity": "critical", "team": "data"}, ["alert-history", "incident-webhook", "ops-page"]),
+    ({"severity": "warning", "team": "data"}, ["alert-history", "ops-chat"]),
+    ({"alertname": "SomethingUnlabelled"}, ["alert-history", "ops-chat"]),
 ]
 
 
@@ -117,6 +118,21 @@ def test_every_notify_webhook_presents_the_bearer_token_from_its_file() -> None:
         assert 0 < hook.get("max_alerts", 0) <= 1000, name
 
 
+def test_every_alert_reaches_the_gateways_history_with_the_bearer_token_from_its_file() -> None:
+    """The alerts page's history (gateway/alerts.py): the first route takes everything and lets it go on, resolved
+    alerts included, presenting the token the gateway checks (LH_NOTIFY_WEBHOOK_TOKEN)."""
+    first = config()["route"]["routes"][0]
+    assert first == {"receiver": "alert-history", "continue": True}  # no matchers: every alert
+    [receiver] = [r for r in config()["receivers"] if r["name"] == "alert-history"]
+    [hook] = receiver["webhook_configs"]
+    assert hook["url"] == "http://gateway:8000/api/v1/alerts/webhook"
+    assert hook["send_resolved"] is True
+    assert hook["http_config"]["authorization"] == {
+        "credentials_file": "/etc/alertmanager/secrets/notify_webhook_token"
+    }
+    assert 0 < hook["max_alerts"] <= 1000  # within what the webhook reads
+
+
 def test_compose_writes_every_secret_file_the_configuration_reads(compose: dict[str, Any]) -> None:
     text = CONFIG.read_text(encoding="utf-8")
     files = set(re.findall(r"/etc/alertmanager/secrets/([a-z_]+)", text))
@@ -130,7 +146,9 @@ def test_compose_writes_every_secret_file_the_configuration_reads(compose: dict[
     assert (
         service["environment"]["LH_NOTIFY_WEBHOOK_TOKEN"]
         == compose["services"]["notify"]["environment"]["LH_NOTIFY_WEBHOOK_TOKEN"]
+        == compose["services"]["gateway"]["environment"]["LH_NOTIFY_WEBHOOK_TOKEN"]  # the alert history's webhook
     )
+    assert compose["services"]["gateway"]["environment"]["LH_ALERTMANAGER_URL"] == "http://alertmanager:9093"
     mounts = {v.split(":")[1]: v.split(":")[0] for v in service["volumes"]}
     assert mounts["/etc/alertmanager/alertmanager.yml"] == "./prometheus/alertmanager.yml"
     assert mounts["/etc/alertmanager/alertmanager-start.sh"] == "./prometheus/alertmanager-start.sh"
@@ -163,7 +181,7 @@ def test_with_an_incident_token_critical_alerts_reach_the_incident_webhook(amtoo
     assert effective.read_text() == CONFIG.read_text()
     assert "incident-token-1" not in result.stderr + result.stdout  # a secret is never printed
     routed = run(amtool, "config", "routes", "test", f"--config.file={effective}", "severity=critical", "team=trading")
-    assert routed.stdout.strip() == "incident-webhook,trading-page"
+    assert routed.stdout.strip() == "alert-history,incident-webhook,trading-page"
 
 
 @pytest.mark.parametrize("token", ["", None], ids=["empty", "unset"])
@@ -217,7 +235,7 @@ def test_a_quoted_route_to_the_incident_webhook_outside_its_markers_stops_the_st
     text = CONFIG.read_text(encoding="utf-8").replace(
         "    - receiver: ops-page\n", route + "    - receiver: ops-page\n", 1
     )
-    assert yaml.safe_load(text)["route"]["routes"][-2]["receiver"] == "incident-webhook"  # the edit is a route
+    assert yaml.safe_load(text)["route"]["routes"][-3]["receiver"] == "incident-webhook"  # the edit is a route
     edited = tmp_path / "edited.yml"
     edited.write_text(text, encoding="utf-8")
     result, _ = start(tmp_path, LH_NOTIFY_WEBHOOK_TOKEN="n" * 16, LH_AM_CONFIG=str(edited))

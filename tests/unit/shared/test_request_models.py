@@ -127,6 +127,8 @@ def test_every_request_body_of_every_app_is_a_strict_request_model() -> None:
         "gateway /api/v1/users": "UserCreate",
         "gateway /api/v1/users/{username}": "UserUpdate",
         "gateway /api/v1/api-keys": "ApiKeyCreate",
+        "gateway /api/v1/alerts/silences": "SilenceCreate",
+        "gateway /api/v1/alerts/webhook": "WebhookNotification",
         "data /v1/ingest/backfill": "RangeIn",
         "data /v1/ingest/limits": "LimitsIn",
         "data /v1/quality/run": "RangeIn",
