@@ -16,6 +16,7 @@ from services.backtest.store import BacktestStore, outbox
 from shared.platform.app import Infra, create_service_app
 from shared.platform.db import Database
 from shared.platform.errors import Unavailable
+from shared.platform.internal_auth import service_headers
 from shared.platform.outbox import OutboxRelay
 from shared.platform.settings import Settings
 from shared.research.strategy import Strategy, discover_strategies
@@ -24,13 +25,16 @@ SERVICE = "backtest"
 log = logging.getLogger(__name__)
 
 
-def _data_range(infra: Infra) -> DataRange:
+def _data_range(infra: Infra, settings: Settings) -> DataRange:
     """The data service's calendar for a range (its trading days and last complete day); None when it cannot say."""
 
     async def ask(start: date, end: date) -> StoredDays | None:
         try:
             response = await infra.services.client("data").request(
-                "GET", "/v1/calendar", params={"start": start.isoformat(), "end": end.isoformat()}
+                "GET",
+                "/v1/calendar",
+                params={"start": start.isoformat(), "end": end.isoformat()},
+                headers=service_headers(settings.internal_secret, SERVICE),
             )
         except Unavailable:
             log.warning("the data service did not answer: a backtest's range is not checked")
@@ -61,7 +65,7 @@ def create_app(
     # Publishes the events of backtests failed here (queue down); the worker runs its own relay for the rest.
     relay = OutboxRelay(db, outbox, infra.bus)
     found = strategies if strategies is not None else discover_strategies()
-    service = BacktestService(store, infra.bus, dict(found), relay, data_range=_data_range(infra))
+    service = BacktestService(store, infra.bus, dict(found), relay, data_range=_data_range(infra, settings))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -17,7 +17,7 @@ from shared.platform.app import Infra
 from shared.platform.bus import MemoryBus
 from shared.platform.cache import MemoryCache
 from shared.platform.http import ServiceDirectory
-from shared.platform.internal_auth import INTERNAL_HEADER, Principal, mint_internal_token
+from shared.platform.internal_auth import INTERNAL_HEADER, Principal, mint_internal_token, verify_internal_token
 from shared.platform.settings import Settings
 from strategies.buy_and_hold import BuyAndHold
 
@@ -26,8 +26,11 @@ STORED = [FIRST + timedelta(days=n) for n in range((LAST - FIRST).days + 1)]
 STORED = [d for d in STORED if d.weekday() < 5]
 
 
-def _calendar(request: httpx.Request) -> httpx.Response:
+def _calendar(settings: Settings, request: httpx.Request) -> httpx.Response:
     assert request.url.path == "/v1/calendar"
+    # as the service, as every call between services (the data service refuses a call without it)
+    principal = verify_internal_token(settings.internal_secret, request.headers[INTERNAL_HEADER])
+    assert principal.subject == "svc:backtest"
     start = date.fromisoformat(request.url.params["start"])
     end = date.fromisoformat(request.url.params["end"])
     days = [d.isoformat() for d in STORED if start <= d <= end]
@@ -36,16 +39,16 @@ def _calendar(request: httpx.Request) -> httpx.Response:
     return httpx.Response(200, json=body)
 
 
-def _down(_: httpx.Request) -> httpx.Response:
+def _down(_: Settings, __: httpx.Request) -> httpx.Response:
     raise httpx.ConnectError("refused")
 
 
 async def _client(
-    tmp_path: Path, handler: Callable[[httpx.Request], httpx.Response]
+    tmp_path: Path, handler: Callable[[Settings, httpx.Request], httpx.Response]
 ) -> AsyncIterator[httpx.AsyncClient]:
     settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/{{service}}.db", log_json=False)
     bus = MemoryBus()
-    services = ServiceDirectory(settings, {"data": httpx.MockTransport(handler)})
+    services = ServiceDirectory(settings, {"data": httpx.MockTransport(lambda request: handler(settings, request))})
     infra = Infra(settings=settings, bus=bus, cache=MemoryCache(), services=services, shared=True)
     app = create_app(settings, infra, strategies={"buy_and_hold": BuyAndHold})
     headers = {INTERNAL_HEADER: mint_internal_token(settings.internal_secret, Principal("alice", "trader"))}

@@ -907,7 +907,9 @@
         { "data-metric": key },
         el("th", { class: "mono small fw-normal", text: key }),
         ...runs.map((b) => {
-          const value = (b.summary || {})[key];
+          const summary = b.summary || {};
+          const metrics = summary.metrics || {}; // the metrics (docs/metrics.md); final equity is the engine's summary
+          const value = key in metrics ? metrics[key] : summary[key];
           const cls = key === "total_return" || key === "annual_return" ? signClass(value) : "";
           return el("td", { class: `text-end ${cls}`, text: metricText(value, kind) });
         }),
