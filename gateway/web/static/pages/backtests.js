@@ -12,7 +12,7 @@
   const OPT_POLL_MS = 1000;
   const DEFAULT_SYMBOLS = 5;
   const CALENDAR_FROM = "1990-01-01";
-  const OPT_KEY = "lianghua.optimisations"; // the optimisations this browser tab started (the API lists none)
+  const OPT_LIST = 10; // the recent optimisations listed under the form
   const COMPARE_METRICS = [
     ["total_return", "pct"],
     ["annual_return", "pct"],
@@ -51,6 +51,17 @@
       "backtests.notInMarket": "不在市场中：{codes}",
       "backtests.history": "回测记录",
       "backtests.search": "搜索（策略、名称、股票）",
+      "backtests.searchGo": "搜索",
+      "backtests.metric.total_return": "总收益",
+      "backtests.metric.annual_return": "年化收益",
+      "backtests.metric.max_drawdown": "最大回撤",
+      "backtests.metric.sharpe": "夏普比率",
+      "backtests.metric.sortino": "索提诺比率",
+      "backtests.metric.calmar": "卡玛比率",
+      "backtests.metric.volatility": "波动率",
+      "backtests.metric.win_rate": "胜率",
+      "backtests.metric.trade_count": "交易次数",
+      "backtests.metric.final_equity": "期末权益（元）",
       "backtests.owner": "所有者",
       "backtests.status.any": "全部状态",
       "backtests.refresh": "刷新",
@@ -106,7 +117,8 @@
       "backtests.opt.heatmap": "热力图：{x} × {y}（{metric}）",
       "backtests.opt.noHeatmap": "热力图需要恰好两个搜索参数。",
       "backtests.opt.loadFailed": "优化加载失败：{error}",
-      "backtests.opt.none": "本标签页还没有运行过优化。",
+      "backtests.opt.none": "还没有优化。",
+      "backtests.opt.view": "查看",
       "backtests.opt.status.queued": "排队中",
       "backtests.opt.status.running": "运行中",
       "backtests.opt.status.succeeded": "已完成",
@@ -137,6 +149,17 @@
       "backtests.notInMarket": "not in the market: {codes}",
       "backtests.history": "Runs",
       "backtests.search": "Search (strategy, name, symbol)",
+      "backtests.searchGo": "Search",
+      "backtests.metric.total_return": "Total return",
+      "backtests.metric.annual_return": "Annual return",
+      "backtests.metric.max_drawdown": "Max drawdown",
+      "backtests.metric.sharpe": "Sharpe",
+      "backtests.metric.sortino": "Sortino",
+      "backtests.metric.calmar": "Calmar",
+      "backtests.metric.volatility": "Volatility",
+      "backtests.metric.win_rate": "Win rate",
+      "backtests.metric.trade_count": "Trades",
+      "backtests.metric.final_equity": "Final equity (CNY)",
       "backtests.owner": "Owner",
       "backtests.status.any": "Any status",
       "backtests.refresh": "Refresh",
@@ -192,7 +215,8 @@
       "backtests.opt.heatmap": "Heatmap: {x} × {y} ({metric})",
       "backtests.opt.noHeatmap": "A heatmap needs exactly two searched parameters.",
       "backtests.opt.loadFailed": "Could not load the optimisation: {error}",
-      "backtests.opt.none": "No optimisation run from this tab yet.",
+      "backtests.opt.none": "No optimisations yet.",
+      "backtests.opt.view": "View",
       "backtests.opt.status.queued": "queued",
       "backtests.opt.status.running": "running",
       "backtests.opt.status.succeeded": "succeeded",
@@ -421,7 +445,7 @@
         "aria-label": t("backtests.owner"),
       })),
       el("div", { class: "col-6 col-md-2" }, statusSelect),
-      el("div", { class: "col-12 col-md-2 d-grid" }, el("button", { class: "btn btn-outline-primary btn-sm", type: "submit", id: "backtests-search-go", text: "🔍" })),
+      el("div", { class: "col-12 col-md-2 d-grid" }, el("button", { class: "btn btn-outline-primary btn-sm", type: "submit", id: "backtests-search-go", "data-i18n": "backtests.searchGo", text: t("backtests.searchGo") })),
     );
     search.addEventListener("submit", (event) => {
       event.preventDefault();
@@ -433,7 +457,7 @@
       refresh();
     });
 
-    const head = (key, cls) => el("th", { class: cls, "data-i18n": key, text: t(key) });
+    const head = (key, cls) => el("th", { class: `text-nowrap ${cls || ""}`, "data-i18n": key, text: t(key) });
     const table = el(
       "table",
       { class: "table table-sm table-hover mb-0 align-middle" },
@@ -513,6 +537,8 @@
     });
     $("backtest-start").addEventListener("change", checkRange);
     $("backtest-end").addEventListener("change", checkRange);
+    form.addEventListener("input", describeOptimisation);
+    form.addEventListener("change", describeOptimisation);
   }
 
   // --- the form --------------------------------------------------------------------------------------------
@@ -905,7 +931,7 @@
       el(
         "tr",
         { "data-metric": key },
-        el("th", { class: "mono small fw-normal", text: key }),
+        el("th", { class: "small fw-normal text-nowrap", text: t(`backtests.metric.${key}`), title: key }),
         ...runs.map((b) => {
           const summary = b.summary || {};
           const metrics = summary.metrics || {}; // the metrics (docs/metrics.md); final equity is the engine's summary
@@ -1013,6 +1039,11 @@
       el("div", { class: "card-body" }, form),
       el(
         "div",
+        { class: "table-responsive border-top" },
+        el("table", { class: "table table-sm mb-0 align-middle" }, el("tbody", { id: "opt-list" })),
+      ),
+      el(
+        "div",
         { class: "card-body border-top d-none", id: "opt-detail" },
         el(
           "div",
@@ -1059,7 +1090,14 @@
       }
     }
     area.value = JSON.stringify(space);
-    $("opt-uses").textContent = `${$("backtest-strategy").value} · ${$("backtest-symbols").value} · ${$("backtest-start").value} → ${$("backtest-end").value}`;
+    describeOptimisation();
+  }
+
+  // What the optimisation will run: the backtest form's strategy, symbols and dates.
+  function describeOptimisation() {
+    const uses = $("opt-uses");
+    if (!uses) return;
+    uses.textContent = `${$("backtest-strategy").value} · ${$("backtest-symbols").value} · ${$("backtest-start").value} → ${$("backtest-end").value}`;
   }
 
   async function submitOptimisation(event) {
@@ -1109,19 +1147,47 @@
       out.replaceChildren(
         el("div", { class: "alert alert-success mb-0", role: "status" }, el("strong", { text: t("backtests.opt.queued") }), el("span", { class: "mono", text: result.data.optimisation_id })),
       );
-      rememberOptimisation(result.data.optimisation_id);
       watchOptimisation(result.data.optimisation_id);
+      loadOptimisations();
     } finally {
       $("opt-submit").disabled = false;
     }
   }
 
-  function rememberOptimisation(id) {
-    try {
-      sessionStorage.setItem(OPT_KEY, id);
-    } catch (error) {
-      console.warn("could not keep the optimisation's id", error);
+  // The caller's recent optimisations (an admin's: everyone's), newest first; View shows one below.
+  async function loadOptimisations() {
+    if (!page.started) return;
+    const { el, api, errorText, fmt } = LH();
+    const result = await api(`/api/v1/optimisations?limit=${OPT_LIST}`);
+    if (!page.started) return;
+    const body = $("opt-list");
+    if (!result.ok || !Array.isArray(result.data)) {
+      showError("opt-error", t("backtests.opt.loadFailed", { error: errorText(result) }));
+      return;
     }
+    body.replaceChildren(
+      ...result.data.map((o) =>
+        el(
+          "tr",
+          { id: `opt-row-${o.optimisation_id}` },
+          el("td", { class: "mono small", text: String(o.optimisation_id).slice(0, 8), title: o.optimisation_id }),
+          el("td", { class: "small", text: `${fmt(o.strategy)} · ${fmt(o.owner)}` }),
+          el("td", {}, el("span", { class: `badge ${statusClass(o.status)}`, text: t(`backtests.opt.status.${o.status}`) })),
+          el("td", { class: "text-end small", text: `${LH().groupDigits(String(o.done_points))}/${LH().groupDigits(String(o.total_points))}` }),
+          el(
+            "td",
+            { class: "text-end" },
+            el("button", {
+              class: "btn btn-outline-secondary btn-sm",
+              type: "button",
+              text: t("backtests.opt.view"),
+              onclick: () => watchOptimisation(o.optimisation_id),
+            }),
+          ),
+        ),
+      ),
+    );
+    if (!result.data.length) body.append(el("tr", {}, el("td", { colspan: "5", class: "small text-body-secondary", text: t("backtests.opt.none") })));
   }
 
   function watchOptimisation(id) {
@@ -1147,6 +1213,7 @@
     showError("opt-error", "");
     renderOptimisation(record.data, points.data);
     if (ACTIVE.has(record.data.status)) page.optTimer = setTimeout(loadOptimisation, OPT_POLL_MS);
+    else if ($(`opt-row-${id}`) && !$(`opt-row-${id}`).textContent.includes(t(`backtests.opt.status.${record.data.status}`))) loadOptimisations();
   }
 
   function renderOptimisation(o, points) {
@@ -1175,11 +1242,11 @@
         el(
           "tr",
           {},
-          el("th", { class: "text-end", text: t("backtests.opt.rank") }),
+          el("th", { class: "text-end text-nowrap", text: t("backtests.opt.rank") }),
           ...names.map((n) => el("th", { class: "mono text-end", text: n })),
-          el("th", { class: "text-end", text: `${t("backtests.opt.value")} (${metric})` }),
-          el("th", { class: "text-end", text: "total_return" }),
-          el("th", { class: "text-center", text: t("backtests.opt.feasible") }),
+          el("th", { class: "text-end text-nowrap", text: `${t("backtests.opt.value")} (${metric})` }),
+          el("th", { class: "text-end text-nowrap", text: t("backtests.metric.total_return") }),
+          el("th", { class: "text-center text-nowrap", text: t("backtests.opt.feasible") }),
         ),
       ),
       el(
@@ -1231,8 +1298,8 @@
       {
         animation: false,
         tooltip: { formatter: (p) => `${x}=${xs[p.value[0]]}, ${y}=${ys[p.value[1]]}: ${metricText(p.value[2], kind)}` },
-        grid: { left: 56, right: 16, top: 16, bottom: 72 },
-        xAxis: { type: "category", data: xs, name: x, nameLocation: "center", nameGap: 28 },
+        grid: { left: 56, right: 16, top: 16, bottom: 96 },
+        xAxis: { type: "category", data: xs, name: x, nameLocation: "center", nameGap: 26 },
         yAxis: { type: "category", data: ys, name: y },
         visualMap: {
           min: values.length ? Math.min(...values) : 0,
@@ -1296,6 +1363,8 @@
     render();
     checkRange();
     suggestSymbols();
+    if (page.optId) loadOptimisation(); // its table's words
+    if (!$("backtests-compare").classList.contains("d-none")) compare();
   });
 
   window.addEventListener("resize", () => {
@@ -1326,13 +1395,7 @@
       syncOptimisationSpace();
       refresh();
       loadRange();
-      let kept = null;
-      try {
-        kept = sessionStorage.getItem(OPT_KEY);
-      } catch (error) {
-        kept = null;
-      }
-      if (kept) watchOptimisation(kept);
+      loadOptimisations();
     },
     stop() {
       page.started = false;
@@ -1355,11 +1418,7 @@
       $("backtest-result").replaceChildren();
       $("opt-result").replaceChildren();
       LH().show($("opt-detail"), false);
-      try {
-        sessionStorage.removeItem(OPT_KEY);
-      } catch (error) {
-        // nothing kept
-      }
+      $("opt-list").replaceChildren();
     },
     show() {
       if (page.compareChart) page.compareChart.resize(); // drawn while hidden, it had no size
@@ -1367,6 +1426,7 @@
     },
     refresh() {
       refresh();
+      loadOptimisations();
       loadOptimisation();
     },
     onEvent,
