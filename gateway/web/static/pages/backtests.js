@@ -1309,6 +1309,7 @@
           left: "center",
           bottom: 0,
           itemHeight: 80,
+          formatter: (value) => metricText(value, kind),
           inRange: { color: ["#198754", "#ffc107", "#dc3545"] }, // low green, high red, as A-share screens colour
         },
         series: [{ type: "heatmap", data: cells, label: { show: xs.length * ys.length <= 36, formatter: (p) => metricText(p.value[2], kind) } }],
