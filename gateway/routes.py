@@ -134,6 +134,7 @@ ROUTES: tuple[ProxyRoute, ...] = (
     _r("GET", "/v1/backtests/{backtest_id}", "backtest", VIEWER, "backtests"),
     # parameter optimisation
     _r("POST", "/v1/optimisations", "backtest", TRADER, "optimisations", body=True),
+    _r("GET", "/v1/optimisations", "backtest", VIEWER, "optimisations"),
     _r("GET", "/v1/optimisations/{optimisation_id}", "backtest", VIEWER, "optimisations"),
     _r("GET", "/v1/optimisations/{optimisation_id}/points", "backtest", VIEWER, "optimisations"),
     _r(

@@ -52,13 +52,19 @@ async def list_backtests(
     ] = None,
     created_from: Annotated[datetime | None, Query(description="created at or after (ISO; naive = UTC)")] = None,
     created_to: Annotated[datetime | None, Query(description="created before (ISO; naive = UTC)")] = None,
+    owner: Annotated[
+        str | None,
+        Query(min_length=1, max_length=64, description="the runs of this user (exact); others' only for an admin"),
+    ] = None,
 ) -> list[BacktestBrief]:
-    """Newest first: the caller's own backtests (an admin's: everyone's). A run with several strategies is found by
-    `strategy=` and `q` through any of its sleeves' strategies as well as by `portfolio`."""
+    """Newest first: the caller's own backtests (an admin's: everyone's, `owner=` narrowing them to one user's; for
+    anyone else `owner=` another user finds nothing). Paged by `limit` and `offset`. A run with several strategies is
+    found by `strategy=` and `q` through any of its sleeves' strategies as well as by `portfolio`."""
     return await backtests.list(
         principal,
         limit=limit,
         offset=offset,
+        owner=owner,
         strategy=strategy,
         status=status,
         q=q,

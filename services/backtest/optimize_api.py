@@ -49,6 +49,28 @@ async def submit(
     return OptimisationOut.of(record)
 
 
+@router.get("", response_model=list[OptimisationOut])
+async def list_optimisations(
+    principal: Caller,
+    store: Optimisations,
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+    offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
+    owner: Annotated[
+        str | None,
+        Query(
+            min_length=1, max_length=64, description="the optimisations of this user (exact); others' only for an admin"
+        ),
+    ] = None,
+) -> list[OptimisationOut]:
+    """Newest first: the caller's own optimisations (an admin's: everyone's, `owner=` narrowing them to one user's;
+    for anyone else `owner=` another user finds nothing), as the backtests' list."""
+    if not principal.acts_for_everyone:
+        if owner is not None and owner != principal.subject:
+            return []
+        owner = principal.subject
+    return [OptimisationOut.of(r) for r in await store.recent(owner=owner, limit=limit, offset=offset)]
+
+
 @router.get("/{optimisation_id}", response_model=OptimisationOut)
 async def get(optimisation_id: str, principal: Caller, store: Optimisations) -> OptimisationOut:
     return OptimisationOut.of(await _visible(store, principal, optimisation_id))

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
-from datetime import datetime
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -45,15 +46,65 @@ from shared.research.strategy import Strategy
 
 log = logging.getLogger(__name__)
 
+# The longest run of calendar days without a trading day in the A-share calendar is the Spring Festival week with
+# its weekends (about 10 days): a range whose first trading day comes later than this after its start begins before
+# the stored data does.
+MAX_CLOSED_DAYS = 14
+
+
+@dataclass(frozen=True)
+class StoredDays:
+    """What the data service holds for a range: its trading days and the last day whose bars are complete."""
+
+    trading_days: list[date]
+    complete_through: date | None
+
+
+# Asks the data service for the trading days of [start, end]; None when it cannot say (unavailable, an error).
+DataRange = Callable[[date, date], Awaitable[StoredDays | None]]
+
 
 class BacktestService:
     def __init__(
-        self, store: BacktestStore, bus: EventBus, strategies: Mapping[str, type[Strategy]], relay: OutboxRelay
+        self,
+        store: BacktestStore,
+        bus: EventBus,
+        strategies: Mapping[str, type[Strategy]],
+        relay: OutboxRelay,
+        data_range: DataRange | None = None,
     ) -> None:
         self.store = store
         self.bus = bus
         self.strategies = strategies
         self.relay = relay
+        self.data_range = data_range
+
+    async def _check_data_range(self, start: date, end: date) -> None:
+        """Refuse (422 `outside_data_range`, the message starting with the field) a run outside the stored data: no
+        trading day in it, an end after the last complete day, or a start before the first stored day. When the data
+        service cannot say, the run is accepted and its worker reports missing bars as it does today."""
+        if self.data_range is None:
+            return
+        stored = await self.data_range(start, end)
+        if stored is None:
+            return
+        if not stored.trading_days:
+            raise ServiceError(
+                "outside_data_range", f"start: no trading day is stored between {start} and {end}", status_code=422
+            )
+        if stored.complete_through is not None and end > stored.complete_through:
+            raise ServiceError(
+                "outside_data_range",
+                f"end: {end} is after {stored.complete_through}, the last day whose data is complete",
+                status_code=422,
+            )
+        first = stored.trading_days[0]
+        if first - start > timedelta(days=MAX_CLOSED_DAYS):
+            raise ServiceError(
+                "outside_data_range",
+                f"start: {start} is before the stored data, which begins on {first}",
+                status_code=422,
+            )
 
     def _strategy(self, name: str, field: str) -> type[Strategy]:
         strategy = self.strategies.get(name)
@@ -130,6 +181,7 @@ class BacktestService:
             BacktestConfig(initial_cash=request.initial_cash, start=request.start, end=request.end, **costs)
         except ValidationError as exc:
             raise _field_errors(exc, "costs") from exc
+        await self._check_data_range(request.start, request.end)
         backtest_id = new_id()
         record = await self.store.create(
             backtest_id=backtest_id,
@@ -204,13 +256,17 @@ class BacktestService:
         *,
         limit: int = 50,
         offset: int = 0,
+        owner: str | None = None,
         strategy: str | None = None,
         status: BacktestStatus | None = None,
         q: str | None = None,
         created_from: datetime | None = None,
         created_to: datetime | None = None,
     ) -> list[BacktestBrief]:
-        owner = None if principal.acts_for_everyone else principal.subject
+        if not principal.acts_for_everyone:
+            if owner is not None and owner != principal.subject:
+                return []  # another user's runs are not the caller's to see: none match
+            owner = principal.subject
         records = await self.store.search(
             owner=owner,
             strategy=strategy,

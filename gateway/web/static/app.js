@@ -1,6 +1,6 @@
-// LiangHua web UI: log in, watch orders and live events, run backtests, create and run strategy instances and watch
-// their equity; the trading desk's ticket, open orders, positions, TCA and bridge state are desk.js's. Plain JS, no
-// build step, no CDN.
+// LiangHua web UI: log in, watch orders and live events, create and run strategy instances and watch their equity;
+// the trading desk's ticket, open orders, positions, TCA and bridge state are desk.js's, backtests and optimisations
+// pages/backtests.js's. Plain JS, no build step, no CDN.
 // Everything the server sends is put on the page with textContent, never as HTML.
 "use strict";
 
@@ -10,9 +10,6 @@
   const ORDERS_REFRESH_MS = 5000;
   const MAX_EVENTS = 200;
   const OPEN_STATUSES = new Set(["accepted", "submitted", "partially_filled", "unknown"]);
-  const BACKTEST_ACTIVE = new Set(["queued", "running"]);
-  const BACKTESTS_LIMIT = 20;
-  const BACKTESTS_POLL_MS = 5000;
   const DEFAULT_SYMBOLS = 5;
 
   const $ = (id) => document.getElementById(id);
@@ -216,8 +213,6 @@
     expiryTimer: null,
     securities: new Map(),
     strategies: new Map(), // name -> {name, title, description, parameters}
-    backtestProgress: new Map(), // backtest_id -> the latest backtest.progress payload
-    backtestsTimer: null,
     paramSpecs: { backtest: [], instance: [] }, // per form: the selected strategy's parameters, as paramSpec() gives
     accountSeq: 0, // the latest account refresh: an older answer arriving after it is dropped
     instances: new Map(), // instance_id -> the instance, as the list last gave it
@@ -364,8 +359,6 @@
     clearInterval(state.ordersTimer);
     clearTimeout(state.expiryTimer);
     clearTimeout(state.socketTimer);
-    clearTimeout(state.backtestsTimer);
-    state.backtestProgress.clear();
     if (state.socket) {
       const socket = state.socket;
       state.socket = null;
@@ -379,8 +372,6 @@
     clearTimeout(accountSoon);
     state.accountSeq += 1; // an answer still on its way belongs to the old session
     window.LHDesk.stop();
-    $("backtests").replaceChildren();
-    $("backtest-result").replaceChildren();
     clearStrategies();
     eachPage("stop");
     for (const page of PAGES) if ($(`${page}-view`)) show($(`${page}-view`), false);
@@ -403,8 +394,6 @@
     const canTrade = session.role === "trader" || session.role === "admin";
     $("order-fields").disabled = !canTrade;
     show($("order-readonly"), !canTrade);
-    $("backtest-fields").disabled = !canTrade;
-    show($("backtest-readonly"), !canTrade);
     $("instance-fields").disabled = !canTrade;
     show($("instance-readonly"), !canTrade);
     state.expiryTimer = setTimeout(() => logout("session.expired"),
@@ -418,8 +407,6 @@
       sessionStorage.setItem(SESSION_KEY, JSON.stringify(session));
       renderWhoami();
       const canRun = session.role === "trader" || session.role === "admin";
-      $("backtest-fields").disabled = !canRun;
-      show($("backtest-readonly"), !canRun);
       $("instance-fields").disabled = !canRun;
       show($("instance-readonly"), !canRun);
     }
@@ -428,7 +415,6 @@
     loadStrategies();
     refreshOrders();
     refreshAccount();
-    refreshBacktests();
     refreshInstances();
     window.LHDesk.start();
     eachPage("start");
@@ -454,11 +440,8 @@
     });
     $("securities").replaceChildren(...options);
     window.LHDesk.describeSecurity();
-    // The demo market is small: its first few symbols make a backtest that runs at once.
-    if (!$("backtest-symbols").value.trim()) {
-      $("backtest-symbols").value = result.data.slice(0, DEFAULT_SYMBOLS).map((s) => s.ts_code).join(", ");
-    }
-    suggestSymbols();
+    // The pages that offer the market's codes (the Backtests page's symbols) take them from here.
+    window.dispatchEvent(new CustomEvent("lh:securities", { detail: result.data }));
     if (!$("instance-codes").value.trim()) {
       $("instance-codes").value = result.data.slice(0, DEFAULT_SYMBOLS).map((s) => s.ts_code).join(", ");
     }
@@ -649,8 +632,8 @@
       state.socketRetryMs = Math.min(state.socketRetryMs * 2, 30000);
       refreshOrders(); // events missed while disconnected are in the orders table
       refreshAccount();
-      refreshBacktests();
       refreshInstances();
+      eachPage("refresh"); // the pages reload what they show
     });
   }
 
@@ -691,7 +674,10 @@
     );
     if (event.type === "backtest.finished" && p.status === "succeeded") {
       const button = el("button", { class: "btn btn-sm btn-outline-primary ms-auto", text: "report" });
-      button.addEventListener("click", () => openReport(p.backtest_id));
+      button.addEventListener("click", async () => {
+        const problem = await openReport("backtests", p.backtest_id);
+        if (problem) item.append(el("span", { class: "small text-danger", text: problem }));
+      });
       item.append(button);
     }
     // A running backtest's progress updates one line (once a second) instead of filling the list.
@@ -712,7 +698,7 @@
       if (p.strategy_instance_id && p.strategy_instance_id === state.selectedInstance) scheduleDetailRefresh();
     }
     window.LHDesk.onEvent(event.type);
-    if (event.type.startsWith("backtest.")) onBacktestEvent(event.type, p);
+    eachPage("onEvent", event);
     if (event.type.startsWith("strategy.instance.")) onInstanceEvent(event.type, p);
   }
 
@@ -720,17 +706,18 @@
   // blob: page would inherit it), and a plain link carries no Authorization header: the gateway gives a short-lived
   // link for this one report, served with its own sandboxed policy (gateway/reports.py). The tab is opened at the
   // click, so no popup blocker stops it, and pointed at the link once it is there.
-  async function openReport(backtestId) {
+  // kind: "backtests" or "optimisations". Returns null once the tab is on its way, else what went wrong.
+  async function openReport(kind, reportId) {
     const tab = window.open("about:blank", "_blank");
     if (tab) tab.opener = null;
-    const result = await api(`/api/v1/backtests/${encodeURIComponent(backtestId)}/report-link`, { method: "POST" });
+    const result = await api(`/api/v1/${kind}/${encodeURIComponent(reportId)}/report-link`, { method: "POST" });
     if (!result.ok || !result.data || typeof result.data.url !== "string") {
       if (tab) tab.close();
-      showBacktestsError(`Report ${backtestId}: ${errorText(result)}`);
-      return;
+      return `${reportId}: ${errorText(result)}`;
     }
     if (tab) tab.location.replace(result.data.url);
     else window.open(result.data.url, "_blank", "noopener");
+    return null;
   }
 
   // Fills arrive in bursts: one table reload per burst.
@@ -800,15 +787,11 @@
     return !!state.session && (state.session.role === "trader" || state.session.role === "admin");
   }
 
-  function showBacktestsError(message) {
-    const box = $("backtests-error");
-    box.textContent = message || "";
-    show(box, !!message);
-  }
-
-  // The backtest panel and the Strategies page build their parameter forms from the same catalogue and code: each
+  // The Backtests page and the Strategies page build their parameter forms from the same catalogue and code: each
   // form's elements are named by its prefix (backtest-strategy, backtest-params, backtest-param-fast; instance-...).
-  const PARAM_FORMS = ["backtest", "instance"];
+  // The Strategies page's form is this file's; the Backtests page (pages/backtests.js) builds its own and is told
+  // by the window event "lh:strategies" (detail: {ok, error}) when the catalogue is loaded.
+  const PARAM_FORMS = ["instance"];
 
   async function loadStrategies() {
     const result = await api("/api/v1/strategies");
@@ -819,20 +802,26 @@
           el("div", { class: "alert alert-danger mb-0", role: "alert", text: t("strat.catalogue_failed", { reason: errorText(result) }) }),
         );
       }
+      window.dispatchEvent(new CustomEvent("lh:strategies", { detail: { ok: false, error: errorText(result) } }));
       return;
     }
     state.strategies.clear();
     for (const s of result.data) state.strategies.set(s.name, s);
-    for (const prefix of PARAM_FORMS) {
-      const select = $(`${prefix}-strategy`);
-      const previous = select.value;
-      select.replaceChildren(
-        ...result.data.map((s) => el("option", { value: s.name, text: s.title ? `${s.name} · ${s.title}` : s.name })),
-      );
-      if (state.strategies.has(previous)) select.value = previous;
-      else if (state.strategies.has("dual_ma")) select.value = "dual_ma";
-      renderParams(prefix);
-    }
+    for (const prefix of PARAM_FORMS) fillStrategies(prefix);
+    window.dispatchEvent(new CustomEvent("lh:strategies", { detail: { ok: true, error: null } }));
+  }
+
+  // The form's strategy list from the catalogue (the choice kept where it still exists), and its parameters.
+  function fillStrategies(prefix) {
+    const select = $(`${prefix}-strategy`);
+    if (!select) return;
+    const previous = select.value;
+    select.replaceChildren(
+      ...Array.from(state.strategies.values(), (s) => el("option", { value: s.name, text: s.title ? `${s.name} · ${s.title}` : s.name })),
+    );
+    if (state.strategies.has(previous)) select.value = previous;
+    else if (state.strategies.has("dual_ma")) select.value = "dual_ma";
+    renderParams(prefix);
   }
 
   // Pydantic writes enums as $ref into $defs and an Optional[X] as anyOf [X, null]: one level of each is resolved.
@@ -1007,28 +996,6 @@
       .filter(Boolean);
   }
 
-  // A datalist completes the whole value, so each suggestion repeats the codes already typed and adds one.
-  function suggestSymbols() {
-    const input = $("backtest-symbols");
-    const text = input.value;
-    const cut = Math.max(text.lastIndexOf(","), text.lastIndexOf("，"));
-    const prefix = cut >= 0 ? `${text.slice(0, cut + 1).trimEnd()} ` : "";
-    const partial = text.slice(cut + 1).trim().toUpperCase();
-    const chosen = new Set(parseSymbols(text.slice(0, cut + 1)));
-    const options = [];
-    for (const s of state.securities.values()) {
-      if (chosen.has(s.ts_code)) continue;
-      if (partial && !s.ts_code.startsWith(partial) && !(s.name || "").includes(partial)) continue;
-      options.push(el("option", { value: prefix + s.ts_code, label: `${s.name || ""}${s.is_st ? " (ST)" : ""}` }));
-      if (options.length >= 50) break;
-    }
-    $("backtest-securities").replaceChildren(...options);
-    const codes = parseSymbols(text);
-    const unknown = state.securities.size ? codes.filter((c) => !state.securities.has(c)) : [];
-    $("backtest-symbols-count").textContent =
-      `${codes.length} symbol${codes.length === 1 ? "" : "s"}` + (unknown.length ? ` · not in the market: ${unknown.join(", ")}` : "");
-  }
-
   function clearFieldErrors(formId) {
     for (const node of $(formId).querySelectorAll(".is-invalid")) node.classList.remove("is-invalid");
     for (const node of $(formId).querySelectorAll(".invalid-feedback")) node.remove();
@@ -1058,83 +1025,10 @@
     return box;
   }
 
-  async function submitBacktest(event) {
-    event.preventDefault();
-    const out = $("backtest-result");
-    clearFieldErrors("backtest-form");
-    const { params, problems } = readParams("backtest");
-    suggestSymbols(); // the count under the field follows what is sent
-    if (problems.length) {
-      markFieldErrors("backtest-form", problems);
-      const result = { status: 0, data: { code: "invalid_input", message: "fix the marked fields" } };
-      out.replaceChildren(renderRefusal(result, problems));
-      return;
-    }
-    const request = {
-      strategy: $("backtest-strategy").value,
-      params,
-      universe: { ts_codes: parseSymbols($("backtest-symbols").value) },
-      start: $("backtest-start").value,
-      end: $("backtest-end").value,
-      // Money travels as a decimal string, as for orders.
-      initial_cash: $("backtest-cash").value.trim(),
-      benchmark: null,
-    };
-    $("backtest-submit").disabled = true;
-    out.replaceChildren(el("div", { class: "text-body-secondary small", text: "Sending…" }));
-    try {
-      const result = await api("/api/v1/backtests", { method: "POST", json: request });
-      if (!state.session) return;
-      if (result.ok) {
-        out.replaceChildren(
-          el(
-            "div",
-            { class: "alert alert-success mb-0", role: "status" },
-            el("strong", { text: "Backtest queued. " }),
-            el("span", { class: "mono", text: fmt(result.data && result.data.backtest_id) }),
-          ),
-        );
-        refreshBacktests();
-        return;
-      }
-      const details = result.data && Array.isArray(result.data.details) ? result.data.details : [];
-      markFieldErrors("backtest-form", details.length ? details : messageAsDetail(result.data));
-      out.replaceChildren(renderRefusal(result, details));
-    } finally {
-      $("backtest-submit").disabled = false;
-    }
-  }
-
   // Some refusals (unknown_strategy) carry no details, only a message that starts with the field: "strategy: ...".
   function messageAsDetail(data) {
     const match = data && typeof data.message === "string" && /^([\w.]+): (.*)$/s.exec(data.message);
     return match ? [{ field: match[1], message: match[2] }] : [];
-  }
-
-  async function refreshBacktests() {
-    if (!state.session) return;
-    clearTimeout(state.backtestsTimer);
-    const result = await api(`/api/v1/backtests?limit=${BACKTESTS_LIMIT}`);
-    if (!state.session) return;
-    if (!result.ok) {
-      showBacktestsError(`Could not load backtests: ${errorText(result)}`);
-      return;
-    }
-    showBacktestsError("");
-    const runs = Array.isArray(result.data) ? result.data : [];
-    const canRun = canRunBacktests();
-    $("backtests").replaceChildren(...runs.map((b) => backtestRow(b, canRun)));
-    if (!runs.length) {
-      $("backtests").append(el("tr", {}, el("td", { colspan: "8", class: "text-body-secondary small", text: "No backtests yet." })));
-    }
-    for (const id of state.backtestProgress.keys()) {
-      if (!runs.some((b) => b.backtest_id === id && b.status === "running")) state.backtestProgress.delete(id);
-    }
-    $("backtests-updated").textContent = `updated ${new Date().toLocaleTimeString("zh-CN", { hour12: false })}`;
-    // Events are the fast path; while a run is open this poll catches the ones missed (e.g. a socket reconnecting).
-    if (runs.some((b) => BACKTEST_ACTIVE.has(b.status))) {
-      state.backtestsTimer = setTimeout(refreshBacktests, BACKTESTS_POLL_MS);
-    }
   }
 
   function paramsText(b) {
@@ -1151,149 +1045,6 @@
     return `${number > 0 ? "+" : ""}${(number * 100).toFixed(2)}%`;
   }
 
-  function fmtMoney(value) {
-    const number = Number(value);
-    if (value === undefined || value === null || value === "" || !Number.isFinite(number)) return "—";
-    return number.toLocaleString("zh-CN", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
-  }
-
-  function backtestStatusClass(status) {
-    return (
-      {
-        succeeded: "text-bg-success",
-        running: "text-bg-primary",
-        queued: "text-bg-secondary",
-        failed: "text-bg-danger",
-        cancelled: "text-bg-light",
-      }[status] || "text-bg-light"
-    );
-  }
-
-  function progressBar(backtestId) {
-    const p = state.backtestProgress.get(backtestId);
-    const percent = p ? Math.max(0, Math.min(100, Number(p.percent) || 0)) : 0;
-    const bar = el("div", {
-      class: "progress-bar progress-bar-striped progress-bar-animated",
-      id: `backtest-bar-${backtestId}`,
-    });
-    bar.style.width = `${percent}%`; // through the CSSOM: the page's CSP refuses style attributes
-    const wrap = el(
-      "div",
-      {
-        class: "progress backtest-progress mt-1",
-        role: "progressbar",
-        "aria-label": "backtest progress",
-        "aria-valuemin": "0",
-        "aria-valuemax": "100",
-        "aria-valuenow": String(percent),
-      },
-      bar,
-    );
-    const caption = el("div", { class: "small text-body-secondary", id: `backtest-bar-text-${backtestId}`, text: progressText(p) });
-    return [wrap, caption];
-  }
-
-  function progressText(p) {
-    if (!p) return "starting…";
-    return `${fmt(p.percent)}% · ${fmt(p.days_done)}/${fmt(p.days)} days` + (p.eta_s != null ? ` · ~${Math.round(p.eta_s)} s left` : "");
-  }
-
-  // Progress arrives about once a second: the running row's bar is moved in place rather than reloading the table.
-  function updateProgressBar(p) {
-    const bar = document.getElementById(`backtest-bar-${p.backtest_id}`);
-    if (!bar) return false;
-    const percent = Math.max(0, Math.min(100, Number(p.percent) || 0));
-    bar.style.width = `${percent}%`;
-    bar.parentElement.setAttribute("aria-valuenow", String(percent));
-    const caption = document.getElementById(`backtest-bar-text-${p.backtest_id}`);
-    if (caption) caption.textContent = progressText(p);
-    return true;
-  }
-
-  function backtestRow(b, canRun) {
-    const summary = b.summary || {};
-    const returnText = fmtPercent(summary.total_return);
-    const returnClass = returnText ? (Number(summary.total_return) > 0 ? "return-up" : Number(summary.total_return) < 0 ? "return-down" : "") : "";
-    const codes = Array.isArray(b.ts_codes) ? b.ts_codes : [];
-    const universeLabel = b.universe && b.universe.label ? String(b.universe.label) : codes.join(", ");
-
-    const statusCell = el(
-      "td",
-      {},
-      el("span", { class: `badge ${backtestStatusClass(b.status)}`, text: fmt(b.status) }),
-      b.cancel_requested && BACKTEST_ACTIVE.has(b.status) ? el("span", { class: "small text-body-secondary ms-1", text: "cancelling…" }) : null,
-    );
-    if (b.status === "running") statusCell.append(...progressBar(b.backtest_id));
-    if (b.error) {
-      // A strategy that raised leaves a traceback: its last line says what went wrong, the rest is in the tooltip.
-      const lines = String(b.error).split("\n").map((line) => line.trim()).filter(Boolean);
-      const error = String(b.error);
-      statusCell.append(el("div", {
-        class: "small text-danger text-truncate backtest-error",
-        title: error.length > 2000 ? `…${error.slice(-2000)}` : error,
-        text: lines[lines.length - 1] || "",
-      }));
-    }
-
-    const actions = el("td", { class: "text-end text-nowrap" });
-    if (b.status === "succeeded") {
-      actions.append(el("button", {
-        class: "btn btn-outline-primary btn-sm",
-        type: "button",
-        text: "Report",
-        onclick: () => openReport(b.backtest_id),
-      }));
-    }
-    if (canRun && BACKTEST_ACTIVE.has(b.status) && !b.cancel_requested) {
-      actions.append(el("button", {
-        class: "btn btn-outline-danger btn-sm ms-1",
-        type: "button",
-        text: "Cancel",
-        onclick: () => cancelBacktest(b.backtest_id),
-      }));
-    }
-
-    return el(
-      "tr",
-      { id: `backtest-row-${b.backtest_id}` },
-      el("td", { class: "small text-nowrap", text: fmtTime(b.created_at), title: `backtest ${fmt(b.backtest_id)}` }),
-      el(
-        "td",
-        {},
-        el("div", { text: b.name ? `${fmt(b.name)} · ${fmt(b.strategy)}` : fmt(b.strategy) }),
-        el("div", { class: "small text-body-secondary mono", text: paramsText(b) }),
-      ),
-      el("td", { class: "text-end", text: String(codes.length), title: universeLabel.slice(0, 1000) || undefined }),
-      el("td", { class: "small text-nowrap", text: `${fmt(b.start)} → ${fmt(b.end)}` }),
-      statusCell,
-      el("td", { class: `text-end ${returnClass}`, text: returnText || "—" }),
-      el("td", { class: "text-end", text: fmtMoney(summary.final_equity) }),
-      actions,
-    );
-  }
-
-  async function cancelBacktest(backtestId) {
-    const result = await api(`/api/v1/backtests/${encodeURIComponent(backtestId)}/cancel`, { method: "POST" });
-    if (!result.ok) showBacktestsError(`Cancel ${backtestId}: ${errorText(result)}`);
-    refreshBacktests();
-  }
-
-  function onBacktestEvent(type, p) {
-    if (!p || !p.backtest_id) return;
-    if (type === "backtest.progress") {
-      state.backtestProgress.set(p.backtest_id, p);
-      if (updateProgressBar(p)) return; // the row already shows it running
-    } else if (type === "backtest.finished") {
-      state.backtestProgress.delete(p.backtest_id);
-    }
-    scheduleBacktestsRefresh();
-  }
-
-  let backtestsSoon = null;
-  function scheduleBacktestsRefresh() {
-    clearTimeout(backtestsSoon);
-    backtestsSoon = setTimeout(refreshBacktests, 300);
-  }
 
   // --- strategies: live strategy instances -------------------------------------------------------------------
 
@@ -1333,12 +1084,12 @@
     return name === "desk" || name === "strategies" || Boolean(window.LHPages[name]);
   }
 
-  function eachPage(method) {
+  function eachPage(method, ...args) {
     for (const name of PAGES) {
       const page = window.LHPages[name];
       if (page && typeof page[method] === "function") {
         try {
-          page[method]();
+          page[method](...args);
         } catch (error) {
           console.error(`page ${name}: ${method} failed`, error); // one page's fault leaves the others working
         }
@@ -1831,6 +1582,9 @@
   window.LH = {
     $, api, el, show, fmt, fmtTime, groupDigits, money, errorText, state, sendOnSocket, newClientOrderId,
     renderOrderResult, refreshOrders, refreshAccount, cancelOrder, OPEN_STATUSES, currentPage, orderRow, fmtMarketTime, plainDecimal,
+    // for the Backtests page: the strategies' parameter forms, field errors, refusals, reports and charts
+    fillStrategies, renderParams, readParams, clearFieldErrors, markFieldErrors, renderRefusal, messageAsDetail, parseSymbols,
+    paramsText, fmtPercent, openReport, loadEcharts, canRunBacktests,
   };
 
   // The language switched: what this file wrote is written again in it (the static text is i18n.js's apply()).
@@ -1867,13 +1621,6 @@
     $("orders-refresh").addEventListener("click", refreshOrders);
     $("account-refresh").addEventListener("click", refreshAccount);
     $("events-clear").addEventListener("click", () => $("events").replaceChildren());
-    $("backtest-form").addEventListener("submit", submitBacktest);
-    $("backtest-strategy").addEventListener("change", () => {
-      clearFieldErrors("backtest-form");
-      renderParams("backtest");
-    });
-    $("backtest-symbols").addEventListener("input", suggestSymbols);
-    $("backtests-refresh").addEventListener("click", refreshBacktests);
     $("instance-form").addEventListener("submit", submitInstance);
     $("instance-strategy").addEventListener("change", () => {
       clearFieldErrors("instance-form");

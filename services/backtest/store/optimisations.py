@@ -110,6 +110,17 @@ class OptimisationStore:
         row = await first_row(self.db, select(optimisations).where(optimisations.c.optimisation_id == optimisation_id))
         return None if row is None else OptimisationRecord.of(row)
 
+    async def recent(self, *, owner: str | None, limit: int, offset: int) -> list[OptimisationRecord]:
+        """Newest first; `owner=None`: everyone's."""
+        query = select(optimisations)
+        if owner is not None:
+            query = query.where(optimisations.c.owner == owner)
+        query = query.order_by(optimisations.c.created_at.desc(), optimisations.c.optimisation_id.desc())
+        async for attempt in self.db.transaction():
+            async with attempt as session:
+                rows = (await session.execute(query.limit(limit).offset(offset))).mappings().all()
+        return [OptimisationRecord.of(r) for r in rows]
+
     async def mark_running(self, optimisation_id: str) -> None:
         async for attempt in self.db.transaction():
             async with attempt as session:

@@ -1,5 +1,5 @@
-"""The web pages in a browser, against one standalone platform: backtest reports opened from the desk draw their
-charts, the quantity field refuses what it would otherwise change, up is red and down is green, the placeholders are
+"""The web pages in a browser, against one standalone platform: backtest reports opened from the Backtests page draw
+their charts, the quantity field refuses what it would otherwise change, up is red and down is green, the placeholders are
 codes of the demo market, the events print returns as percentages, and the API docs pages render offline."""
 
 from __future__ import annotations
@@ -71,13 +71,14 @@ async def _desk_page(offline: OfflineContext, base: str, password: str) -> Page:
     return page
 
 
-async def test_a_report_opened_from_the_desk_draws_its_five_charts(
+async def test_a_report_opened_from_the_backtests_page_draws_its_five_charts(
     desk: tuple[Session, str, list[dict[str, Any]]], offline: OfflineContext
 ) -> None:
     admin, password, runs = desk
     run = runs[0]
     page = await _desk_page(offline, admin.base_url, password)
-    button = page.locator(f"#backtest-row-{run['backtest_id']} button", has_text="Report")
+    await page.click("#nav-backtests")
+    button = page.locator(f"#backtest-row-{run['backtest_id']} button[data-action=report]")
     async with offline.context.expect_page() as opened:
         await button.click()
     report = await opened.value
@@ -182,14 +183,16 @@ async def test_up_is_red_and_down_is_green(
     assert placed.status_code in (201, 422), placed.text
 
     page = await _desk_page(offline, admin.base_url, password)
+    await page.click("#nav-backtests")
     for backtest_id, total_return in signs.items():
-        cell = page.locator(f"#backtest-row-{backtest_id} td:nth-child(6)")  # the Total return column
+        cell = page.locator(f"#backtest-row-{backtest_id} td[data-col='return']")  # the Total return column
         await cell.wait_for()
         assert (await cell.inner_text()).startswith("+" if total_return > 0 else "-")
         colour = await cell.evaluate("e => getComputedStyle(e).color")
         assert colour == (RED if total_return > 0 else GREEN), (backtest_id, total_return, colour)
         await cell.hover()  # the hovered row keeps the colours
         assert await cell.evaluate("e => getComputedStyle(e).color") == colour
+    await page.click("#nav-desk")
     buy = page.locator("#orders td.side-buy").first
     await buy.wait_for()
     assert await buy.evaluate("e => getComputedStyle(e).color") == RED

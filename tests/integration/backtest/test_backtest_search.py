@@ -124,6 +124,14 @@ async def test_a_portfolio_is_found_by_each_of_its_strategies_and_by_q(api: Api)
     assert await api.ids("q=boll", "bob") == [others]
     assert await api.ids("strategy=bollinger", "carol") == []
     assert await api.ids("strategy=bollinger", "root", "admin") == [others, mix]
+    # owner= narrows an admin's list to one user's runs; anyone else asking for another user's finds nothing
+    assert await api.ids("owner=bob", "root", "admin") == [others]
+    assert await api.ids("owner=alice&strategy=bollinger", "root", "admin") == [mix]
+    assert await api.ids("owner=nobody", "root", "admin") == []
+    assert await api.ids("owner=bob") == []
+    assert await api.ids("owner=alice&q=mix") == [mix]
+    refused = await api.client.get("/v1/backtests?owner=", headers=api.headers("root", "admin"))
+    assert refused.status_code == 422
 
 
 def _migrate_to(connection: Connection, revision: str, *, down: bool = False) -> None:

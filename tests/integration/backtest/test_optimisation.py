@@ -211,9 +211,7 @@ async def test_genetic_search_over_the_queue_equals_the_library(stack: Stack) ->
 
 
 @asynccontextmanager
-async def api(
-    stack: Stack, backing: Backing
-) -> AsyncIterator[tuple[httpx.AsyncClient, Callable[[str], dict[str, str]]]]:
+async def api(stack: Stack, backing: Backing) -> AsyncIterator[tuple[httpx.AsyncClient, Callable[..., dict[str, str]]]]:
     """The optimisation routes on a service app of the shared factory, over the stack's database and broker."""
     from fastapi import FastAPI
 
@@ -236,8 +234,8 @@ async def api(
     app = create_service_app("backtest", infra, routers=[router], lifespan=lifespan)
     app.state.db = stack.store.db
 
-    def headers(subject: str) -> dict[str, str]:
-        return {INTERNAL_HEADER: mint_internal_token(settings.internal_secret, Principal(subject, "trader"))}
+    def headers(subject: str, role: str = "trader") -> dict[str, str]:
+        return {INTERNAL_HEADER: mint_internal_token(settings.internal_secret, Principal(subject, role))}
 
     transport = httpx.ASGITransport(app=app)
     async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://b") as client:
@@ -273,6 +271,17 @@ async def test_the_api_submits_lists_and_renders(stack: Stack, backing: Backing)
         page = await client.get(f"/v1/optimisations/{oid}/report.html", headers=headers("dan"))
         assert page.status_code == 200 and "text/html" in page.headers["content-type"]
         assert oid in page.text and "total_return" in page.text
+
+        # listed newest first: one's own; an admin's everyone's (owner= narrowing it), nobody else's another's
+        mine = (await client.get("/v1/optimisations?limit=5", headers=headers("dan"))).json()
+        assert mine[0]["optimisation_id"] == oid and mine[0]["status"] == "succeeded"
+        assert {o["owner"] for o in mine} == {"dan"}
+        assert (await client.get("/v1/optimisations", headers=headers("opt-nobody"))).json() == []
+        assert (await client.get("/v1/optimisations?owner=dan", headers=headers("opt-nobody"))).json() == []
+        admin = headers("root", "admin")
+        theirs = (await client.get("/v1/optimisations?owner=dan&limit=200", headers=admin)).json()
+        assert theirs[0]["optimisation_id"] == oid and {o["owner"] for o in theirs} == {"dan"}
+        assert (await client.get("/v1/optimisations?owner=", headers=admin)).status_code == 422
 
 
 GA_SPACE = {"fast": {"min": 2, "max": 8, "step": 1}, "slow": {"min": 6, "max": 20, "step": 2}}
