@@ -1610,10 +1610,15 @@
     $("lang-switch").addEventListener("click", () => window.LHI18n.setLang(window.LHI18n.lang === "zh" ? "en" : "zh"));
     window.addEventListener("lh:lang", relabel);
     // Phone width: a page chosen in the folded nav folds it again.
+    // A page chosen while the nav is still unfolding (Bootstrap ignores hide() during a transition) folds it once
+    // it has unfolded.
     $("pages").addEventListener("click", (event) => {
-      const open = $("nav-collapse").classList.contains("show");
-      if (open && event.target.closest("a.nav-link") && window.bootstrap) {
-        window.bootstrap.Collapse.getOrCreateInstance($("nav-collapse"), { toggle: false }).hide();
+      const nav = $("nav-collapse");
+      if (!event.target.closest("a.nav-link") || !window.bootstrap) return;
+      const fold = () => window.bootstrap.Collapse.getOrCreateInstance(nav, { toggle: false }).hide();
+      if (nav.classList.contains("show")) fold();
+      else if (nav.classList.contains("collapsing") && $("nav-toggler").getAttribute("aria-expanded") === "true") {
+        nav.addEventListener("shown.bs.collapse", fold, { once: true });
       }
     });
     setSocketStatus("offline", "secondary");

@@ -282,6 +282,7 @@ async def test_a_viewer_reads_both_pages_without_controls_and_in_english(
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=SCREENSHOTS / "risk-viewer-phone.png", full_page=True)
 
+    await page.click("#nav-toggler")  # at phone width the pages are folded behind the toggler
     await page.click("#nav-data")
     await page.wait_for_selector("#data-view:not(.d-none)")
     await page.wait_for_function("() => document.getElementById('data-complete').textContent !== ''")
