@@ -391,10 +391,12 @@
         state.socketRetryMs = 1000;
         setSocketStatus("live", "success");
         window.LHDesk.onSocketOpen(); // a new socket has no subscriptions: the desk's codes again
+        window.dispatchEvent(new CustomEvent("lh:socket-open")); // and the pages' (pages/market.js)
         return;
       }
       if (event.type === "quotes.snapshot") {
         (event.payload.quotes || []).forEach(window.LHDesk.onQuote); // the desk's quotes, not the events list
+        window.dispatchEvent(new CustomEvent("lh:quotes", { detail: event.payload.quotes || [] }));
         return;
       }
       if (event.type === "bars.1m" || event.type === "ws.subscribed" || event.type === "ws.error") return;
@@ -1571,7 +1573,7 @@
   // The core the trader's desk (desk.js, loaded after this file) builds on.
   window.LH = {
     $, api, el, show, fmt, fmtTime, groupDigits, money, errorText, state, sendOnSocket, newClientOrderId,
-    renderOrderResult, refreshOrders, refreshAccount, cancelOrder, OPEN_STATUSES, currentPage,
+    renderOrderResult, refreshOrders, refreshAccount, cancelOrder, OPEN_STATUSES, currentPage, loadEcharts,
   };
 
   // --- wiring ----------------------------------------------------------------------------------------------
