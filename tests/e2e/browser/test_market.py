@@ -147,3 +147,51 @@ async def test_find_a_stock_read_its_chart_and_trade_it(standalone: tuple[str, s
     await page.click("#lang-switch")  # back to Chinese for the next test in this browser
     assert offline.blocked == []
     assert errors == []
+
+
+async def test_the_market_reads_refuse_bad_input(standalone: tuple[str, str]) -> None:
+    base, password = standalone
+    async with httpx.AsyncClient(timeout=30) as client:
+        viewer_name, viewer_password = await create_user(client, await login(client, base, "admin", password), "viewer")
+        viewer = await login(client, base, viewer_name, viewer_password)
+        code = (await tradable_main_board_stock(client, viewer))["ts_code"]
+        series = f"{base}/api/v1/indicators/series"
+        ask = {"ts_code": code, "start": "2024-01-01", "end": "2024-12-31"}
+
+        ok = await client.post(series, json={**ask, "indicators": [{"name": "SMA", "params": {"timeperiod": 3}}]},
+                               headers=viewer.headers)  # fmt: skip
+        assert ok.status_code == 200, ok.text
+        body = ok.json()
+        bars = (await client.get(f"{base}/api/v1/bars", params=ask | {"ts_code": code}, headers=viewer.headers)).json()
+        closes = [Decimal(b["close"]) for b in bars["bars"]]
+        assert body["dates"] == [b["trade_date"] for b in bars["bars"]]
+        sma = body["series"][0]["outputs"]["real"]
+        assert sma[:2] == [None, None]
+        assert sma[2] == pytest.approx(float(sum(closes[:3]) / 3)) and len(sma) == len(closes)
+
+        refused = {
+            "unknown indicator": ({**ask, "indicators": [{"name": "BBAND"}]}, 404, "unknown_indicator"),
+            "bad parameter": ({**ask, "indicators": [{"name": "MA", "params": {"timeperiod": 0}}]}, 422, "invalid_request"),
+            "bool parameter": ({**ask, "indicators": [{"name": "MA", "params": {"timeperiod": True}}]}, 422, "invalid_request"),
+            "unknown field": ({**ask, "indicators": [{"name": "MA"}], "adjust": "qfq"}, 422, "invalid_request"),
+            "no indicators": ({**ask, "indicators": []}, 422, "invalid_request"),
+            "backwards range": ({**ask, "start": "2025-01-01", "indicators": [{"name": "MA"}]}, 422, "invalid_request"),
+            "bad code": ({**ask, "ts_code": "600000.XX", "indicators": [{"name": "MA"}]}, 422, "invalid_request"),
+        }  # fmt: skip
+        for what, (payload, status, error) in refused.items():
+            answer = await client.post(series, json=payload, headers=viewer.headers)
+            assert (answer.status_code, answer.json()["code"]) == (status, error), what
+
+        search = f"{base}/api/v1/securities/search"
+        assert (await client.get(search, params={"q": ""}, headers=viewer.headers)).status_code == 422
+        assert (await client.get(search, params={"q": "x" * 21}, headers=viewer.headers)).status_code == 422
+        assert (await client.get(search, params={"q": "a", "limit": 51}, headers=viewer.headers)).status_code == 422
+        assert (await client.get(search, params={"q": "lyzy"})).status_code == 401
+        limits = f"{base}/api/v1/bars/limits"
+        listed = {s["ts_code"] for s in (await client.get(f"{base}/api/v1/securities", headers=viewer.headers)).json()}
+        absent = next(c for c in ("601999.SH", "601998.SH", "601997.SH") if c not in listed)
+        unknown = await client.get(limits, params=ask | {"ts_code": absent}, headers=viewer.headers)
+        assert (unknown.status_code, unknown.json()["code"]) == (404, "unknown_security")
+        assert (
+            await client.get(f"{base}/api/v1/trades", params={"ts_code": "nope"}, headers=viewer.headers)
+        ).status_code == 422

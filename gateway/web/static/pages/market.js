@@ -395,19 +395,23 @@
 
   // Computes (on the server) the chosen indicators not yet fetched for this code and range, then redraws.
   async function refreshIndicators() {
-    const seq = market.chartSeq;
+    if (await fetchIndicators(market.chartSeq)) drawSoon();
+  }
+
+  // The chosen indicators' series not yet fetched for this code and range; false when the answer is stale or failed.
+  async function fetchIndicators(seq) {
     const missing = market.chosen.filter((key) => !market.series.has(seriesKey(key)));
-    if (missing.length && market.bars.length) {
+    if (missing.length) {
       const { start, end } = rangeDays();
       const asks = missing.flatMap((key) => spec(key).asks);
       const result = await api("/api/v1/indicators/series", {
         method: "POST",
         json: { ts_code: market.code, start, end, indicators: asks },
       });
-      if (seq !== market.chartSeq || !state.session) return;
+      if (seq !== market.chartSeq || !state.session) return false;
       if (!result.ok || !result.data) {
         chartError(t("market.chart.failed", { reason: errorText(result) }));
-        return;
+        return false;
       }
       let at = 0;
       for (const key of missing) {
@@ -416,7 +420,7 @@
         at += n;
       }
     }
-    drawSoon();
+    return seq === market.chartSeq;
   }
 
   // --- opening a security --------------------------------------------------------------------------------------------
@@ -468,14 +472,14 @@
     $("market-quote").replaceChildren();
     subscribe();
     const seq = market.seq;
+    loadQuote();
+    loadChart();
     const found = await api(`/api/v1/securities/search?q=${encodeURIComponent(code)}&limit=1`);
     if (seq !== market.seq) return;
     if (found.ok && Array.isArray(found.data) && found.data[0] && found.data[0].ts_code === code) {
       market.security = found.data[0];
       $("market-name").textContent = market.security.name;
     }
-    loadQuote();
-    loadChart();
   }
 
   async function loadChart() {
@@ -486,6 +490,7 @@
     $("market-chart-note").textContent = t("market.chart.loading");
     const query = `ts_code=${encodeURIComponent(code)}&start=${start}&end=${end}`;
     const account = state.session && state.session.accountId;
+    const indicators = fetchIndicators(seq); // beside the bars, not after them
     const [bars, limits, trades] = await Promise.all([
       api(`/api/v1/bars?${query}`),
       api(`/api/v1/bars/limits?${query}`),
@@ -509,7 +514,8 @@
     else if (trades.status !== 403 && trades.status !== 404) problems.push(t("market.trades.failed", { reason: errorText(trades) }));
     chartError(problems.join(" · "));
     renderQuote();
-    await refreshIndicators();
+    await indicators;
+    if (seq === market.chartSeq) drawSoon(); // drawn without the indicators that failed (their error is shown)
   }
 
   async function loadMinute() {
@@ -661,6 +667,7 @@
     }
     const node = $("market-chart");
     if (!node || !market.code || $("market-view").classList.contains("d-none")) return;
+    performance.mark("market:draw-start");
     const option = market.mode === "minute" ? minuteOption() : dailyOption();
     node.style.height = `${option.height}px`;
     if (!market.chart) {
@@ -674,7 +681,9 @@
       market.chart.resize();
     }
     market.marking = true;
+    performance.mark("market:option-built");
     market.chart.setOption(option.chart, { notMerge: true });
+    performance.mark("market:option-set");
   }
 
   function paneGrid(top, height) {
@@ -694,7 +703,10 @@
     const dates = bars.map((b) => b.trade_date);
     const index = new Map(dates.map((d, i) => [d, i]));
     const candles = bars.map((b) => [num(b.open), num(b.close), num(b.low), num(b.high)]);
-    const volumes = bars.map((b) => ({ value: b.vol, itemStyle: { color: toFen(b.close) >= toFen(b.open) ? UP : DOWN } }));
+    // Volume as two plain series (up days red, down days green): per-bar style objects would cost the large mode.
+    const rising = bars.map((b) => toFen(b.close) >= toFen(b.open));
+    const upVolume = bars.map((b, i) => (rising[i] ? b.vol : null));
+    const downVolume = bars.map((b, i) => (rising[i] ? null : b.vol));
     const phone = window.innerWidth < 576;
     const mainH = phone ? 220 : 300;
     const volH = 70;
@@ -708,11 +720,12 @@
     ];
     const series = [
       {
-        name: "K", type: "candlestick", xAxisIndex: 0, yAxisIndex: 0, data: candles,
+        name: "K", type: "candlestick", xAxisIndex: 0, yAxisIndex: 0, data: candles, large: true, largeThreshold: 600,
         itemStyle: { color: UP, color0: DOWN, borderColor: UP, borderColor0: DOWN },
         markPoint: { symbolSize: 30, label: { fontSize: 9 }, data: limitMarks(index) },
       },
-      { name: t("market.volume"), type: "bar", xAxisIndex: 1, yAxisIndex: 1, data: volumes, large: true },
+      { name: t("market.volume"), type: "bar", xAxisIndex: 1, yAxisIndex: 1, data: upVolume, large: true, color: UP, barGap: "-100%" },
+      { name: t("market.volume"), type: "bar", xAxisIndex: 1, yAxisIndex: 1, data: downVolume, large: true, color: DOWN, barGap: "-100%" },
     ];
     const legend = [];
     let colour = 0;
@@ -740,10 +753,12 @@
           const label = s.place === "overlay" && output === "real" ? `${item.name}${suffix}` : `${s.label}${suffix ? `(${suffix})` : ""} ${output}`;
           const aligned = alignTo(dates, got.dates, values);
           if (item.name === "MACD_CN" && output === "macd") {
-            series.push({
-              name: `MACD ${output}`, type: "bar", xAxisIndex: x, yAxisIndex: y,
-              data: aligned.map((v) => (v === null ? null : { value: v, itemStyle: { color: v >= 0 ? UP : DOWN } })),
-            });
+            for (const [colour, keep] of [[UP, (v) => v >= 0], [DOWN, (v) => v < 0]]) {
+              series.push({
+                name: `MACD ${output}`, type: "bar", xAxisIndex: x, yAxisIndex: y, large: true, color: colour, barGap: "-100%",
+                data: aligned.map((v) => (v !== null && keep(v) ? v : null)),
+              });
+            }
           } else {
             series.push(lineSeries(label, aligned, x, y));
           }
@@ -918,6 +933,7 @@
     },
     show() {
       build();
+      window.LH.loadEcharts().catch(() => {}); // fetched beside the bars, not after them (a failure shows at drawing)
       const code = codeFromHash();
       if (code && code !== market.code) open(code);
       else if (!code && !market.code) open(null);
