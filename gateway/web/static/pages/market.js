@@ -318,7 +318,11 @@
       "button",
       {
         type: "button", class: "list-group-item list-group-item-action d-flex justify-content-between gap-2",
-        "data-code": s.ts_code, onclick: () => { location.hash = `#market/${s.ts_code}`; },
+        "data-code": s.ts_code,
+        onclick: () => {
+          location.hash = `#market/${s.ts_code}`;
+          $("market-results").replaceChildren(); // picked: the list gives the chart its room (a phone's screen)
+        },
       },
       el("span", {}, el("span", { text: s.name }), el("span", { class: "small text-body-secondary ms-2 mono", text: s.pinyin })),
       el("span", { class: "mono small", text: s.ts_code }),
