@@ -76,6 +76,7 @@ bench: $(STAMP)
 	$(PY) -m bench.grid --points 1000 --workers 1,2
 	$(PY) -m bench.paper_replay
 	$(PY) -m bench.bar_to_orders
+	$(PY) -m bench.web_market
 
 up:
 	docker compose up -d --build

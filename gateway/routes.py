@@ -102,8 +102,10 @@ ROUTES: tuple[ProxyRoute, ...] = (
     _r("POST", "/v1/bridges/{bridge_id}/trading", "execution", ADMIN, "brokers", body=True),
     # market data
     _r("GET", "/v1/securities", "data", VIEWER, "market data"),
+    _r("GET", "/v1/securities/search", "data", VIEWER, "market data"),  # code, name or pinyin initials
     _r("GET", "/v1/bars", "data", VIEWER, "market data"),
     _r("GET", "/v1/bars/many", "data", VIEWER, "market data"),
+    _r("GET", "/v1/bars/limits", "data", VIEWER, "market data"),  # the days closed at a limit (the Market chart)
     _r("GET", "/v1/bars/bulk", "data", VIEWER, "market data", streamed=True),
     _r("GET", "/v1/cross-section", "data", VIEWER, "market data"),
     _r("GET", "/v1/calendar", "data", VIEWER, "market data"),
@@ -151,6 +153,7 @@ ROUTES: tuple[ProxyRoute, ...] = (
     _r("GET", "/v1/strategies/{name}", "strategy", VIEWER, "backtests"),
     _r("GET", "/v1/indicators", "strategy", VIEWER, "backtests"),
     _r("GET", "/v1/indicators/{name}", "strategy", VIEWER, "backtests"),
+    _r("POST", "/v1/indicators/series", "strategy", VIEWER, "backtests", body=True),  # computed for a chart
     # strategy instances: the strategy service scopes them (a trader's own; viewers read all; admins act on all)
     _r("POST", "/v1/strategy-instances", "strategy", TRADER, "strategy instances", body=True),
     _r("GET", "/v1/strategy-instances", "strategy", VIEWER, "strategy instances"),

@@ -19,6 +19,7 @@ from services.data.adjust import Adjust, factor_micro
 from services.data.bars_json import adjusted_bars_body, bars_body, cross_section_body, many_bars_body
 from services.data.bulk import FORMATS, BulkQuery, bulk_fields
 from services.data.deps import Bulk, Cache, Store
+from services.data.pinyin import Candidate, search
 from services.data.quotes import next_session_quote, reference_data, session_quote
 from services.data.schemas import (
     BarsOut,
@@ -27,13 +28,16 @@ from services.data.schemas import (
     ConstituentsOut,
     IndexBarOut,
     IndexBarsOut,
+    LimitDayOut,
+    LimitDaysOut,
+    SecurityMatchOut,
     SecurityOut,
 )
 from services.data.store import CALENDAR_EXCHANGE, BarRecord, DataStore, SecurityRecord
 from shared.core.domain.codes import Board, InvalidTsCode, SecurityCode, parse_ts_code
 from shared.core.domain.money import from_fen
 from shared.core.market.order_types import DEFAULT_MARKET_TYPE, QMT_PRICE_TYPES
-from shared.core.market.rules import board_lots
+from shared.core.market.rules import board_lots, limit_prices, price_limit_ratio
 from shared.platform.errors import NotFound, ServiceError
 from shared.platform.quotes import Quote, ReferenceData
 from shared.platform.request_model import TradeDate
@@ -110,6 +114,27 @@ async def list_securities(
     return [_security_out(s) for s in records]
 
 
+SEARCH_LIMIT = 50
+
+
+@router.get("/securities/search", response_model=list[SecurityMatchOut])
+async def search_securities(
+    store: Store,
+    q: Annotated[str, Query(min_length=1, max_length=20, description="a code, part of a name, or pinyin initials")],
+    limit: Annotated[int, Query(ge=1, le=SEARCH_LIMIT)] = 20,
+) -> list[SecurityMatchOut]:
+    """Securities by code (600000, 600000.SH), name (平安) or pinyin initials (payh: 平安银行; docs/market.md says
+    how polyphonic characters are read), best match first: the code itself, a code prefix, a name or initials
+    prefix, another reading's prefix, then anything containing the query; ties by code."""
+    if not q.strip():
+        raise ServiceError("invalid_request", "q: give a code, a name or pinyin initials", status_code=422)
+    records = {s.ts_code: s for s in await store.list_securities()}
+    found = search(q, (Candidate(s.ts_code, s.symbol, s.name) for s in records.values()), limit)
+    return [
+        SecurityMatchOut(**_security_out(records[c.ts_code]).model_dump(), pinyin=initials) for c, initials in found
+    ]
+
+
 AdjustParam = Annotated[Adjust, Query(description="none (default), qfq (forward, anchored) or hfq (backward)")]
 AnchorParam = Annotated[TradeDate | None, Query(description="qfq's anchor date; default the range's end")]
 
@@ -152,6 +177,40 @@ async def get_bars(
             body = adjusted_bars_body(security.ts_code, bars, adjust, anchor_day, anchors.get(security.ts_code))
     await read_cache.put("bars", key, body, seen=seen)
     return Response(body, media_type="application/json")
+
+
+@router.get("/bars/limits", response_model=LimitDaysOut, responses={404: {"description": "`unknown_security`"}})
+async def get_limit_days(
+    store: Store,
+    ts_code: Annotated[str, Query(description="e.g. 600000.SH")],
+    start: Annotated[TradeDate, Query(description="first trade date, YYYY-MM-DD or YYYYMMDD")],
+    end: Annotated[TradeDate, Query(description="last trade date, inclusive")],
+) -> LimitDaysOut:
+    """The days in [start, end] the security closed at its limit-up or limit-down price. Each day's limits are the
+    board's rules (shared.core.market.rules) around the bar's pre_close (the exchange's reference price) with the
+    security's current ST status; a listing's first sessions follow their own rules when the range reaches back to
+    the listing. Days without limits (new listings) are never marked."""
+    code = _code(ts_code).ts_code
+    _check_range(start, end)
+    async with store.snapshot() as reads:
+        security = await _security(reads, code)
+        bars = await reads.bars(security.ts_code, start, end)
+    board = Board(security.board)
+    from_listing = start <= security.list_date
+    days: list[LimitDayOut] = []
+    for index, bar in enumerate(bars):
+        listing_day = index + 1 if from_listing and index < 5 else None
+        ratio = price_limit_ratio(board, bar.trade_date, is_st=security.is_st, listing_day=listing_day)
+        limits = limit_prices(from_fen(bar.pre_close), ratio)
+        if limits is None:
+            continue
+        close = from_fen(bar.close)
+        hit = "up" if close >= limits[0] else "down" if close <= limits[1] else None
+        if hit:
+            days.append(
+                LimitDayOut(trade_date=bar.trade_date, hit=hit, close=close, limit_up=limits[0], limit_down=limits[1])
+            )
+    return LimitDaysOut(ts_code=security.ts_code, days=days)
 
 
 async def _anchor_micros(

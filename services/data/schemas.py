@@ -37,6 +37,25 @@ class SecurityOut(BaseModel):
     )
 
 
+class SecurityMatchOut(SecurityOut):
+    pinyin: str = Field(description="the name's initials in its usual reading, lower case (平安银行: payh)")
+
+
+class LimitDayOut(BaseModel):
+    """A day that closed at its limit price (涨停 / 跌停), limits from the bar's pre_close by the board's rules."""
+
+    trade_date: date
+    hit: str = Field(description="up: closed at limit-up; down: closed at limit-down")
+    close: Decimal
+    limit_up: Decimal
+    limit_down: Decimal
+
+
+class LimitDaysOut(BaseModel):
+    ts_code: str
+    days: list[LimitDayOut]
+
+
 class BarOut(BaseModel):
     """Unadjusted daily bar: prices and amount in CNY (2 decimals), vol in shares."""
 

@@ -207,6 +207,9 @@ async def list_trades(
             "last trade_id of each page)",
         ),
     ] = None,
+    ts_code: Annotated[
+        str | None, Query(pattern=r"^\d{6}\.(SH|SZ|BJ)$", description="only this security's trades (e.g. 600000.SH)")
+    ] = None,
 ) -> list[TradeOut]:
     """The caller's trades (services and admins: everyone's), newest first by trade time; `oldest_first` or
     `after` lists them in the order they were recorded, page by page."""
@@ -218,6 +221,7 @@ async def list_trades(
         account_id=account_id,
         oldest_first=oldest_first,
         after=after,
+        ts_code=ts_code,
     )
     return [TradeOut.of(t) for t in listed]
 

@@ -697,6 +697,7 @@ class OrderDesk:
         account_id: str | None = None,
         oldest_first: bool = False,
         after: str | None = None,
+        ts_code: str | None = None,
     ) -> list[TradeRecord]:
         try:
             return await self.store.list_trades(
@@ -706,6 +707,7 @@ class OrderDesk:
                 strategy_instance_id=strategy_instance_id,
                 oldest_first=oldest_first,
                 after=after,
+                ts_code=ts_code,
             )
         except LookupError:
             raise NotFound("trade_not_found", f"no trade {after} to list the trades after (after)") from None

@@ -140,6 +140,7 @@ def create_app(
     )
     # Described once, and again for a class hot reload takes (its parameter schema may have changed).
     app.state.strategies = {name: describe(cls) for name, cls in sorted(found.items())}
+    app.state.market = market_data(infra, settings)  # the bars the indicator series (api.py) compute over
     app.state.db = db
     db.register_metrics(app.state.metrics_registry)
     app.state.store = store

@@ -5,10 +5,10 @@ descriptions (the same models the backtest service and the strategy authors use,
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, StrictInt, model_validator
 
 from shared.platform.request_model import AccountId, FiniteFloat, JsonDecimal, RequestModel, StrictBool, TradeDate
 from shared.platform.universe import CostModel, Universe
@@ -206,3 +206,31 @@ class AuditEntryOut(BaseModel):
     before: dict[str, Any] | None
     after: dict[str, Any] | None
     at: datetime
+
+
+class IndicatorAsk(RequestModel):
+    name: str = Field(min_length=1, max_length=32, description="a catalogue name, e.g. MACD, BBANDS, KDJ_CN")
+    params: dict[str, StrictInt | FiniteFloat] = Field(
+        default_factory=dict, max_length=8, description="the indicator's parameters by name; left out: defaults"
+    )
+
+
+class IndicatorSeriesRequest(RequestModel):
+    """Indicators over one security's stored daily bars (unadjusted, in CNY), for a chart."""
+
+    ts_code: str = Field(min_length=9, max_length=9, description="e.g. 600000.SH")
+    start: TradeDate
+    end: TradeDate
+    indicators: list[IndicatorAsk] = Field(min_length=1, max_length=8)
+
+
+class IndicatorSeries(BaseModel):
+    name: str
+    params: dict[str, int | float]
+    outputs: dict[str, list[float | None]] = Field(description="each as long as `dates`; null in the warm-up")
+
+
+class IndicatorSeriesOut(BaseModel):
+    ts_code: str
+    dates: list[date]
+    series: list[IndicatorSeries]

@@ -611,10 +611,12 @@
         state.socketRetryMs = 1000;
         setSocketStatus("live", "success");
         window.LHDesk.onSocketOpen(); // a new socket has no subscriptions: the desk's codes again
+        window.dispatchEvent(new CustomEvent("lh:socket-open")); // and the pages' (pages/market.js)
         return;
       }
       if (event.type === "quotes.snapshot") {
         (event.payload.quotes || []).forEach(window.LHDesk.onQuote); // the desk's quotes, not the events list
+        window.dispatchEvent(new CustomEvent("lh:quotes", { detail: event.payload.quotes || [] }));
         return;
       }
       if (event.type === "bars.1m" || event.type === "ws.subscribed" || event.type === "ws.error") return;

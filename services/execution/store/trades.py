@@ -113,6 +113,7 @@ class TradeReads(StoreBase):
         strategy_instance_id: str | None = None,
         oldest_first: bool = False,
         after: str | None = None,
+        ts_code: str | None = None,
     ) -> list[TradeRecord]:
         """Trades newest first (by trade time), or in the order they were recorded (`oldest_first`, or `after` a
         trade: those recorded after it). Raises LookupError when `after` names no trade of the listing."""
@@ -123,6 +124,8 @@ class TradeReads(StoreBase):
             query = query.where(trades.c.order_id == order_id)
         if strategy_instance_id is not None:
             query = query.where(trades.c.strategy_instance_id == strategy_instance_id)
+        if ts_code is not None:
+            query = query.where(trades.c.ts_code == ts_code)
         if after is None and not oldest_first:
             query = query.order_by(trades.c.traded_at.desc(), trades.c.trade_id)
         else:

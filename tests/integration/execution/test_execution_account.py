@@ -195,6 +195,13 @@ async def test_fills_move_cash_by_amount_and_fees_with_stamp_duty_by_date(
             ("sell", "12.50", "25.00", "0.50"),
             ("sell", "12.50", "50.00", "0.50"),
         ]
+        # filtered by security (the Market page's trade marks): all three are 600000.SH's, none another code's
+        by_code = await f.execution.get("/v1/trades", params={"ts_code": "600000.SH"}, headers=f.headers(rita))
+        assert sorted(t["trade_id"] for t in by_code.json()) == sorted(t["trade_id"] for t in seen)
+        other = await f.execution.get("/v1/trades", params={"ts_code": "000001.SZ"}, headers=f.headers(rita))
+        assert other.status_code == 200 and other.json() == []
+        bad = await f.execution.get("/v1/trades", params={"ts_code": "600000"}, headers=f.headers(rita))
+        assert bad.status_code == 422
         # One ledger entry per fill (and the opening cash), keyed by trade id.
         assert await f.store.count(cash_ledger, account_id=rita.account_id) == 4
         kinds = Counter(e.kind for e in await f.store.ledger(rita.account_id))

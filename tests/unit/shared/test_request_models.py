@@ -32,6 +32,7 @@ PASSED_THROUGH = {
     "/api/v1/conditional-orders",
     "/api/v1/oco-orders",
     "/api/v1/orders/{order_id}/amend",
+    "/api/v1/indicators/series",
     "/api/v1/risk/rules/{scope}",
     "/api/v1/ingest/backfill",
     "/api/v1/ingest/limits",
@@ -147,6 +148,7 @@ def test_every_request_body_of_every_app_is_a_strict_request_model() -> None:
         "execution /v1/account/cash": "CashMovementIn",
         "execution /v1/orders/cancel-all": "CancelAllIn",
         "strategy /v1/strategy-instances": "InstanceCreate",
+        "strategy /v1/indicators/series": "IndicatorSeriesRequest",
         "strategy /v1/strategy-instances/{instance_id}": "ParamsUpdate",
         "strategy /v1/strategy-instances/{instance_id}/start": "StartRequest",
         "strategy /v1/strategy-instances/{instance_id}/stop": "StopRequest",
@@ -162,7 +164,7 @@ def test_every_request_body_of_every_app_is_a_strict_request_model() -> None:
     assert [p for body in bodies.values() for p in _problems(body, seen)] == []
     assert {m.__name__ for m in seen} >= {"Universe", "UniverseFilter", "CostModel", "SleeveRequest", "WalkForwardSpec",
                                          "GeneticSpec", "OptimisationConfig", "CarriedSleeve",
-                                         "CarriedPosition", "ConditionIn", "ReplacedOriginal"}  # fmt: skip
+                                         "CarriedPosition", "ConditionIn", "ReplacedOriginal", "IndicatorAsk"}  # fmt: skip
 
 
 # --- the types themselves --------------------------------------------------------------------------------------

@@ -1,0 +1,172 @@
+"""The Market page's speed in headless chromium over loopback (issue 16, benchmarks): the first meaningful paint of
+a 10-year daily chart (from the page's navigation start to the chart drawn with its default MA overlay: the page's
+`performance.mark("market:chart-drawn")`), and the chart's redraw after an indicator change (from the page's
+`market:indicator-change` mark to the next `market:chart-drawn`): adding MACD, KDJ or RSI (computed by the strategy
+service, then drawn) and removing one (drawn only). Aims: under 1 s and under 100 ms.
+
+The platform is `lianghua.standalone` in a subprocess (SQLite in a temporary folder, the demo market), with one
+code's 10-year series (a generated one: `generate_bulk_market`, weekdays up to today) loaded into its data service.
+Each run loads the page afresh in the same tab (the session kept, the browser's cache warm after the first run).
+
+    python -m bench.web_market [--runs 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import date, timedelta
+from pathlib import Path
+from statistics import median
+
+from playwright.async_api import Page, async_playwright
+
+from bench.live_platform import load_into_data_service
+from services.data.demo import BulkMarket, generate_bulk_market
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = os.environ.get("LH_TEST_CHROMIUM", "/usr/bin/chromium")
+CODE = "603999.SH"  # not a demo code: the 10-year series is the only one under it
+YEARS = 10
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def ten_year_series(today: date) -> BulkMarket:
+    """One main-board code's weekdays from ten years back to today (about 2,600 bars), as the bulk generator makes
+    them, relabelled CODE."""
+    first = today.replace(year=today.year - YEARS) + timedelta(days=7)
+    days = sum(1 for i in range((today - first).days + 1) if (first + timedelta(days=i)).weekday() < 5)
+    market = generate_bulk_market(5, days, start=first)
+    main = market.securities[market.securities["ts_code"].str.match(r"^60[0-5]")]
+    source = str(main["ts_code"].iloc[0])
+    securities = market.securities[market.securities["ts_code"] == source].copy()
+    securities["ts_code"] = CODE
+    securities["symbol"] = CODE[:6]
+    securities["name"] = "十年样本"
+    daily = market.daily[market.daily["ts_code"] == source].copy()
+    daily["ts_code"] = CODE
+    return BulkMarket(securities.reset_index(drop=True), daily.reset_index(drop=True), market.trade_days)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def _mark(page: Page, name: str, after: float = -1.0, timeout_s: float = 30) -> float:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = await page.evaluate(
+            f"() => performance.getEntriesByName({name!r}).map(e => e.startTime).filter(t => t > {after})"
+        )
+        if found:
+            return float(found[0])
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no {name} mark")
+        await asyncio.sleep(0.01)
+
+
+async def measure(base: str, password: str, runs: int) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {"paint": [], "add": [], "remove": []}
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM)
+        page = await browser.new_page(viewport={"width": 1366, "height": 900})
+        await page.goto(base + "/")
+        await page.fill("#login-username", "admin")
+        await page.fill("#login-password", password)
+        await page.click("#login-form button[type=submit]")
+        await page.wait_for_selector("#desk-view:not(.d-none)")
+        candles = ""
+        for _ in range(runs + 1):  # the first load (a cold browser cache) is not counted
+            await page.goto("about:blank")
+            await page.goto(f"{base}/#market/{CODE}")
+            paint = await _mark(page, "market:chart-drawn")
+            candles = await page.get_attribute("#market-chart", "data-candles") or ""
+            out["paint"].append(paint)
+            for key in ("MACD", "KDJ", "RSI"):
+                before = await page.evaluate("() => performance.now()")
+                await page.select_option("#market-indicator-add", key)
+                change = await _mark(page, "market:indicator-change", after=before)
+                drawn = await _mark(page, "market:chart-drawn", after=change)
+                out["add"].append(drawn - change)
+            before = await page.evaluate("() => performance.now()")
+            await page.click("[data-indicator='RSI'] button")
+            change = await _mark(page, "market:indicator-change", after=before)
+            drawn = await _mark(page, "market:chart-drawn", after=change)
+            out["remove"].append(drawn - change)
+        await browser.close()
+    print(f"chart: {candles} daily candles of {CODE}")
+    return {k: v[1:] if k == "paint" else v[3:] if k == "add" else v[1:] for k, v in out.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=10)
+    args = parser.parse_args()
+    port = _free_port()
+    password = secrets.token_urlsafe(12)
+    with tempfile.TemporaryDirectory(prefix="lh-bench-market-") as work:
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("LH_")},
+            "LH_ADMIN_PASSWORD": password,
+            "LH_DATABASE_URL": f"sqlite+aiosqlite:///{work}/{{service}}.db",
+            "PYTHONPATH": str(ROOT),
+        }
+        with open(Path(work) / "standalone.log", "wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "lianghua.standalone", "--port", str(port)],
+                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+            base = f"http://127.0.0.1:{port}"
+            try:
+                deadline = time.monotonic() + 120
+                while True:
+                    if proc.poll() is not None:
+                        raise SystemExit((Path(work) / "standalone.log").read_text()[-3000:])
+                    try:
+                        with urllib.request.urlopen(base + "/readyz", timeout=2) as resp:  # noqa: S310
+                            if resp.status == 200:
+                                break
+                    except OSError:
+                        pass
+                    if time.monotonic() > deadline:
+                        raise SystemExit("the standalone platform did not become ready")
+                    time.sleep(0.2)
+                series = ten_year_series(date.today())
+                rows = asyncio.run(load_into_data_service(f"sqlite+aiosqlite:///{work}/data.db", series))
+                print(f"loaded {rows} bars of {CODE} ({series.trade_days[0]} .. {series.trade_days[-1]})")
+                figures = asyncio.run(measure(base, password, args.runs))
+            finally:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+    aims = {"paint": 1000.0, "add": 100.0, "remove": 100.0}
+    titles = {
+        "paint": "first meaningful paint, 10-year daily chart",
+        "add": "redraw after adding MACD/KDJ/RSI (server computes)",
+        "remove": "redraw after removing an indicator",
+    }
+    for key, values in figures.items():
+        print(
+            f"{titles[key]}: n={len(values)} p50 {median(values):.0f} ms, p99 {percentile(values, 0.99):.0f} ms "
+            f"(aim < {aims[key]:.0f} ms)"
+        )
+
+
+if __name__ == "__main__":
+    main()

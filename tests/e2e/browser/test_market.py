@@ -1,0 +1,197 @@
+"""The Market page in a browser, against one standalone platform, as a trader uses it: find a stock by its pinyin
+initials, open it, read its chart (one candle per bar the data API gives for the range, the days closed at the limit
+marked, the trader's own fill marked at its price), add MACD and see its pane, read the quote box, switch to English,
+and press Trade to get the desk's ticket with the code. Nothing leaves this machine."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import date, datetime
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+from playwright.async_api import Page
+
+from tests.e2e.browser.conftest import OfflineContext, log_in
+from tests.e2e.flow import create_user, login, place_order_and_see_the_fill, tradable_main_board_stock
+
+pytestmark = pytest.mark.e2e
+
+SCREENSHOTS = Path(__file__).resolve().parents[3] / "var" / "screenshots"
+# The demo market's first tradable main-board stock, and its name's initials worked out by hand:
+# 岚 lán, 岳 yuè, 置 zhì, 业 yè.
+STOCK_NAME = "岚岳置业"
+INITIALS = "lyzy"
+FEN = Decimal("0.01")
+CHART = "document.getElementById('market-chart')"
+
+
+def _ten_years_back(today: date) -> date:
+    # as the page's Date.setFullYear(year - 10): 29 February rolls over to 1 March
+    try:
+        return today.replace(year=today.year - 10)
+    except ValueError:
+        return date(today.year - 10, 3, 1)
+
+
+def _closed_at_limit(bars: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """Main board, not ST: the limits are 10 % around the bar's pre_close, half up to the fen."""
+    hits = []
+    for b in bars:
+        pre = Decimal(b["pre_close"])
+        up = (pre * Decimal("1.10")).quantize(FEN, rounding=ROUND_HALF_UP)
+        down = (pre * Decimal("0.90")).quantize(FEN, rounding=ROUND_HALF_UP)
+        close = Decimal(b["close"])
+        if close == up:
+            hits.append((b["trade_date"], "up"))
+        elif close == down:
+            hits.append((b["trade_date"], "down"))
+    return hits
+
+
+async def _chart(page: Page, expression: str) -> Any:
+    return await page.evaluate(f"() => {{ const c = echarts.getInstanceByDom({CHART}); const o = c.getOption(); "
+                               f"return {expression}; }}")  # fmt: skip
+
+
+async def test_find_a_stock_read_its_chart_and_trade_it(standalone: tuple[str, str], offline: OfflineContext) -> None:
+    base, password = standalone
+    async with httpx.AsyncClient(timeout=30) as client:
+        admin = await login(client, base, "admin", password)
+        username, user_password = await create_user(client, admin, "trader")
+        trader = await login(client, base, username, user_password)
+        stock = await tradable_main_board_stock(client, trader)
+        code = stock["ts_code"]
+        assert stock["name"] == STOCK_NAME
+        deadline = time.monotonic() + 30
+        while (await client.get(f"{base}/api/v1/quotes/{code}/live", headers=trader.headers)).status_code != 200:
+            assert time.monotonic() < deadline, "no live quote from the replay feed"
+            await asyncio.sleep(0.2)
+        seen = await place_order_and_see_the_fill(client, trader)
+        fill = seen["fill"]["payload"]
+        assert fill["ts_code"] == code
+        today = date.today()
+        bars = (
+            await client.get(
+                f"{base}/api/v1/bars",
+                params={"ts_code": code, "start": _ten_years_back(today).isoformat(), "end": today.isoformat()},
+                headers=trader.headers,
+            )
+        ).json()["bars"]
+        live = (await client.get(f"{base}/api/v1/quotes/{code}/live", headers=trader.headers)).json()
+
+    errors: list[str] = []
+    page = await offline.context.new_page()
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    await log_in(page, base, username, user_password)
+    await page.click("#nav-market")
+    await page.wait_for_selector("#market-view:not(.d-none)")
+    await page.fill("#market-search", INITIALS)
+    result = page.locator(f"#market-results [data-code='{code}']")
+    await result.wait_for(timeout=10_000)
+    assert STOCK_NAME in await result.inner_text()
+    await result.click()
+    assert page.url.endswith(f"#market/{code}")
+    await page.wait_for_selector("#market-chart[data-candles]:not([data-candles='0'])", timeout=20_000)
+
+    # one candle per bar of the range, drawn red-up / green-down, in the bars' order
+    assert await page.get_attribute("#market-chart", "data-candles") == str(len(bars))
+    assert await _chart(page, "o.series[0].data.length") == len(bars)
+    assert await _chart(page, "o.xAxis[0].data[o.xAxis[0].data.length - 1]") == bars[-1]["trade_date"]
+    first = bars[0]
+    assert await _chart(page, "o.series[0].data[0]") == [float(first[k]) for k in ("open", "close", "low", "high")]
+    assert await _chart(page, "[o.series[0].itemStyle.color, o.series[0].itemStyle.color0]") == ["#dc3545", "#198754"]
+    # the days closed at a limit, worked out here from the bars by the 10 % rule
+    marks = await _chart(page, "o.series[0].markPoint.data.map(m => [m.coord[0], m.itemStyle.color])")
+    expected = [(d, "#dc3545" if hit == "up" else "#198754") for d, hit in _closed_at_limit(bars)]
+    assert [tuple(m) for m in marks] == expected
+    # the trader's own fill: a red (buy) triangle on its day, at its price
+    traded_day = datetime.fromisoformat(fill["traded_at"]).astimezone(ZoneInfo("Asia/Shanghai")).date().isoformat()
+    await page.wait_for_selector("#market-chart[data-trades='1']", timeout=10_000)
+    trades = await _chart(page, "o.series.filter(s => s.name === 'trades')[0].data")
+    assert [(p["value"], p["itemStyle"]["color"]) for p in trades] == [([traded_day, float(fill["price"])], "#dc3545")]
+    assert f"{len(bars):,}" in await page.inner_text("#market-chart-note")
+
+    # MACD from the catalogue: a pane of its own under the volume, drawn from the server's series
+    assert await page.get_attribute("#market-chart", "data-panes") == "0"
+    await page.select_option("#market-indicator-add", "MACD")
+    await page.wait_for_selector("#market-chart[data-panes='1']", timeout=10_000)
+    assert await _chart(page, "o.grid.length") == 3
+    names = await _chart(page, "o.series.map(s => s.name)")
+    assert {"MACD dif", "MACD dea", "MACD macd"} <= set(names) and "MA5" in names
+    assert await _chart(page, "o.series.find(s => s.name === 'MACD dif').data.length") == len(bars)
+    await page.click("[data-indicator='MACD'] button")
+    await page.wait_for_selector("#market-chart[data-panes='0']", timeout=10_000)
+
+    # the quote box: the day's limits as the live quote gives them, in their colours
+    assert await page.inner_text("#market-limit-up") == live["limit_up"]
+    assert await page.inner_text("#market-limit-down") == live["limit_down"]
+    assert "return-up" in (await page.get_attribute("#market-limit-up", "class") or "")
+    assert await page.locator("#market-bid-1").count() == 1 and await page.locator("#market-ask-5").count() == 1
+
+    await page.click("#lang-switch")
+    assert await page.inner_text("#market-trade") == "Trade"
+    assert "daily candles" in await page.inner_text("#market-chart-note")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SCREENSHOTS / "market.png"), full_page=True)
+
+    # Trade: the desk's ticket with the code
+    await page.click("#market-trade")
+    await page.wait_for_selector("#desk-view:not(.d-none)")
+    assert await page.input_value("#order-ts-code") == code
+    await page.click("#lang-switch")  # back to Chinese for the next test in this browser
+    assert offline.blocked == []
+    assert errors == []
+
+
+async def test_the_market_reads_refuse_bad_input(standalone: tuple[str, str]) -> None:
+    base, password = standalone
+    async with httpx.AsyncClient(timeout=30) as client:
+        viewer_name, viewer_password = await create_user(client, await login(client, base, "admin", password), "viewer")
+        viewer = await login(client, base, viewer_name, viewer_password)
+        code = (await tradable_main_board_stock(client, viewer))["ts_code"]
+        series = f"{base}/api/v1/indicators/series"
+        ask = {"ts_code": code, "start": "2024-01-01", "end": "2024-12-31"}
+
+        ok = await client.post(series, json={**ask, "indicators": [{"name": "SMA", "params": {"timeperiod": 3}}]},
+                               headers=viewer.headers)  # fmt: skip
+        assert ok.status_code == 200, ok.text
+        body = ok.json()
+        bars = (await client.get(f"{base}/api/v1/bars", params=ask | {"ts_code": code}, headers=viewer.headers)).json()
+        closes = [Decimal(b["close"]) for b in bars["bars"]]
+        assert body["dates"] == [b["trade_date"] for b in bars["bars"]]
+        sma = body["series"][0]["outputs"]["real"]
+        assert sma[:2] == [None, None]
+        assert sma[2] == pytest.approx(float(sum(closes[:3]) / 3)) and len(sma) == len(closes)
+
+        refused = {
+            "unknown indicator": ({**ask, "indicators": [{"name": "BBAND"}]}, 404, "unknown_indicator"),
+            "bad parameter": ({**ask, "indicators": [{"name": "MA", "params": {"timeperiod": 0}}]}, 422, "invalid_request"),
+            "bool parameter": ({**ask, "indicators": [{"name": "MA", "params": {"timeperiod": True}}]}, 422, "invalid_request"),
+            "unknown field": ({**ask, "indicators": [{"name": "MA"}], "adjust": "qfq"}, 422, "invalid_request"),
+            "no indicators": ({**ask, "indicators": []}, 422, "invalid_request"),
+            "backwards range": ({**ask, "start": "2025-01-01", "indicators": [{"name": "MA"}]}, 422, "invalid_request"),
+            "bad code": ({**ask, "ts_code": "600000.XX", "indicators": [{"name": "MA"}]}, 422, "invalid_request"),
+        }  # fmt: skip
+        for what, (payload, status, error) in refused.items():
+            answer = await client.post(series, json=payload, headers=viewer.headers)
+            assert (answer.status_code, answer.json()["code"]) == (status, error), what
+
+        search = f"{base}/api/v1/securities/search"
+        assert (await client.get(search, params={"q": ""}, headers=viewer.headers)).status_code == 422
+        assert (await client.get(search, params={"q": "x" * 21}, headers=viewer.headers)).status_code == 422
+        assert (await client.get(search, params={"q": "a", "limit": 51}, headers=viewer.headers)).status_code == 422
+        assert (await client.get(search, params={"q": "lyzy"})).status_code == 401
+        limits = f"{base}/api/v1/bars/limits"
+        listed = {s["ts_code"] for s in (await client.get(f"{base}/api/v1/securities", headers=viewer.headers)).json()}
+        absent = next(c for c in ("601999.SH", "601998.SH", "601997.SH") if c not in listed)
+        unknown = await client.get(limits, params=ask | {"ts_code": absent}, headers=viewer.headers)
+        assert (unknown.status_code, unknown.json()["code"]) == (404, "unknown_security")
+        assert (
+            await client.get(f"{base}/api/v1/trades", params={"ts_code": "nope"}, headers=viewer.headers)
+        ).status_code == 422
