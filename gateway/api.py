@@ -13,6 +13,7 @@ from fastapi.security import OAuth2PasswordRequestForm
 
 from gateway.auth import WWW_AUTHENTICATE, CurrentUser, HeaderError, LoginThrottle
 from gateway.deps import Admin, AdminSession, Store, Viewer, ViewerSession
+from gateway.proxy import ERRORS
 from gateway.schemas import (
     USERNAME_PATTERN,
     USERNAME_RE,
@@ -38,7 +39,6 @@ from gateway.security import (
 from shared.platform.app import ReadinessCheck
 from shared.platform.errors import Forbidden, NotFound, ServiceError
 from shared.platform.http import SERVICES
-from shared.platform.request_model import IsoAwareDatetime
 from shared.platform.roles import Role
 
 router = APIRouter(prefix="/api/v1")
@@ -177,7 +177,12 @@ async def revoke_api_key(key_id: Annotated[str, Path(max_length=32)], store: Sto
 # --- audit log and services' health (admin) ------------------------------------------------------------------
 
 
-@router.get("/audit", response_model=AuditPage, tags=["admin"])
+# A date-time with its offset, as text: a query value is always a string, and pydantic would read "0.5" as seconds.
+ISO_TIME_PATTERN = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})$"
+MAX_AUDIT_ID = 2**63 - 1  # a BIGINT's largest: a larger id is bad input, not a database error
+
+
+@router.get("/audit", response_model=AuditPage, tags=["admin"], responses=ERRORS)
 async def list_audit(
     store: Store,
     _: Admin,
@@ -185,15 +190,23 @@ async def list_audit(
     path_prefix: Annotated[
         str | None, Query(pattern=r"^/", max_length=512, description="only paths starting with this")
     ] = None,
-    since: Annotated[IsoAwareDatetime | None, Query(description="only from this time (ISO 8601, offset)")] = None,
-    before_id: Annotated[int | None, Query(ge=1, description="the previous page's next_before_id")] = None,
+    since: Annotated[
+        str | None, Query(pattern=ISO_TIME_PATTERN, description="only from this time: ISO 8601 with its UTC offset")
+    ] = None,
+    before_id: Annotated[
+        int | None, Query(ge=1, le=MAX_AUDIT_ID, description="the previous page's next_before_id")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> AuditPage:
     """Every state-changing request through the gateway (POST, PUT, PATCH, DELETE), newest first: who, how, when,
     method, path, resource id, status and request id; never a body. Written in the background: an entry shows up
     within about a second of its request (docs/operations.md, "Audit log")."""
+    try:
+        since_at = None if since is None else datetime.fromisoformat(since)
+    except ValueError as exc:  # the shape is right, the date is not (a 13th month, a 25th hour)
+        raise ServiceError("invalid_request", f"since: {exc}", status_code=422) from exc
     entries = await store.list_audit(
-        username=user, path_prefix=path_prefix, since=since, before_id=before_id, limit=limit + 1
+        username=user, path_prefix=path_prefix, since=since_at, before_id=before_id, limit=limit + 1
     )
     more = len(entries) > limit
     entries = entries[:limit]
@@ -242,7 +255,7 @@ async def _own_health(request: Request, store: Store) -> ServiceHealth:
     return ServiceHealth(service="gateway", healthz="ok", readyz=readyz, checks=checks, latency_ms=0.0)
 
 
-@router.get("/admin/services", response_model=list[ServiceHealth], tags=["admin"])
+@router.get("/admin/services", response_model=list[ServiceHealth], tags=["admin"], responses=ERRORS)
 async def services_health(request: Request, store: Store, _: Admin) -> list[ServiceHealth]:
     """The gateway and each service behind it: does it answer (`/healthz`), and are its dependencies reachable
     (`/readyz` and its checks), asked now, each within 3 s."""

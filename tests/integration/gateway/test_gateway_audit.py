@@ -126,8 +126,8 @@ async def test_filters_and_pages(gw: Any) -> None:
     assert len((await audit_of(gw, user=trader.username, path_prefix="/api/v1/orders/ord-"))["entries"]) == 5
 
     admin = await gw.admin_headers()
-    for bad in ({"since": "2026-01-01T00:00:00"}, {"limit": 0}, {"limit": 501}, {"path_prefix": "orders"},
-                {"before_id": 0}, {"user": "no spaces"}):  # fmt: skip
+    for bad in ({"since": "2026-01-01T00:00:00"}, {"since": "0.5"}, {"since": "2026-13-01T00:00:00Z"}, {"limit": 0}, {"limit": 501}, {"path_prefix": "orders"},
+                {"before_id": 0}, {"before_id": 2**63}, {"user": "no spaces"}):  # fmt: skip
         response = await gw.client.get("/api/v1/audit", params=bad, headers=admin)
         assert response.status_code == 422 and response.json()["code"] == "invalid_request", bad
 
