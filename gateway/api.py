@@ -1,23 +1,29 @@
-"""The gateway's own routes: log in, who am I, user administration and API keys."""
+"""The gateway's own routes: log in, who am I, user administration, API keys, the audit log and the services'
+health (admins)."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request, status
+from fastapi import APIRouter, Depends, Path, Query, Request, status
 from fastapi.security import OAuth2PasswordRequestForm
 
-from gateway.auth import WWW_AUTHENTICATE, HeaderError, LoginThrottle
+from gateway.auth import WWW_AUTHENTICATE, CurrentUser, HeaderError, LoginThrottle
 from gateway.deps import Admin, AdminSession, Store, Viewer, ViewerSession
+from gateway.proxy import ERRORS
 from gateway.schemas import (
     USERNAME_PATTERN,
     USERNAME_RE,
     ApiKeyCreate,
     ApiKeyCreated,
     ApiKeyOut,
+    AuditEntryOut,
+    AuditPage,
     Me,
+    ServiceHealth,
     TokenResponse,
     UserCreate,
     UserOut,
@@ -30,7 +36,9 @@ from gateway.security import (
     password_needs_rehash,
     verify_password,
 )
+from shared.platform.app import ReadinessCheck
 from shared.platform.errors import Forbidden, NotFound, ServiceError
+from shared.platform.http import SERVICES
 from shared.platform.roles import Role
 
 router = APIRouter(prefix="/api/v1")
@@ -76,6 +84,8 @@ async def issue_access_token(
         await throttle.failed(address, form.username)
         raise _invalid_credentials()
     await throttle.succeeded(address, form.username)
+    # Named in the audit log's entry of this log-in (gateway/audit.py); a failed one has no user.
+    request.state.user = CurrentUser(user.username, user.role, user.account_id, "password")
     token = issue_token(settings.jwt_secret, user.username, user.role, user.account_id, settings.jwt_ttl_s)
     return TokenResponse(access_token=token, role=user.role, expires_in=settings.jwt_ttl_s)
 
@@ -142,8 +152,15 @@ async def create_api_key(body: ApiKeyCreate, store: Store, user: ViewerSession) 
 
 
 @router.get("/api-keys", response_model=list[ApiKeyOut], tags=["api keys"])
-async def list_api_keys(store: Store, user: ViewerSession) -> list[ApiKeyOut]:
-    return [ApiKeyOut.of(k) for k in await store.list_api_keys(user.username)]
+async def list_api_keys(
+    store: Store,
+    user: ViewerSession,
+    all_users: Annotated[bool, Query(alias="all", description="every user's keys (admins only)")] = False,
+) -> list[ApiKeyOut]:
+    """Your keys, oldest first; with `all=true` (admins) everyone's."""
+    if all_users and user.role is not Role.ADMIN:
+        raise Forbidden("forbidden", "only an admin lists every user's API keys")
+    return [ApiKeyOut.of(k) for k in await store.list_api_keys(None if all_users else user.username)]
 
 
 @router.delete("/api-keys/{key_id}", response_model=ApiKeyOut, tags=["api keys"])
@@ -155,3 +172,92 @@ async def revoke_api_key(key_id: Annotated[str, Path(max_length=32)], store: Sto
     revoked = await store.revoke_api_key(key_id)
     assert revoked is not None  # keys are never deleted, only revoked
     return ApiKeyOut.of(revoked)
+
+
+# --- audit log and services' health (admin) ------------------------------------------------------------------
+
+
+# A date-time with its offset, as text: a query value is always a string, and pydantic would read "0.5" as seconds.
+ISO_TIME_PATTERN = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})$"
+MAX_AUDIT_ID = 2**63 - 1  # a BIGINT's largest: a larger id is bad input, not a database error
+
+
+@router.get("/audit", response_model=AuditPage, tags=["admin"], responses=ERRORS)
+async def list_audit(
+    store: Store,
+    _: Admin,
+    user: Annotated[str | None, Query(pattern=USERNAME_PATTERN, description="only this user's requests")] = None,
+    path_prefix: Annotated[
+        str | None, Query(pattern=r"^/", max_length=512, description="only paths starting with this")
+    ] = None,
+    since: Annotated[
+        str | None, Query(pattern=ISO_TIME_PATTERN, description="only from this time: ISO 8601 with its UTC offset")
+    ] = None,
+    before_id: Annotated[
+        int | None, Query(ge=1, le=MAX_AUDIT_ID, description="the previous page's next_before_id")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> AuditPage:
+    """Every state-changing request through the gateway (POST, PUT, PATCH, DELETE), newest first: who, how, when,
+    method, path, resource id, status and request id; never a body. Written in the background: an entry shows up
+    within about a second of its request (docs/operations.md, "Audit log")."""
+    try:
+        since_at = None if since is None else datetime.fromisoformat(since)
+    except ValueError as exc:  # the shape is right, the date is not (a 13th month, a 25th hour)
+        raise ServiceError("invalid_request", f"since: {exc}", status_code=422) from exc
+    entries = await store.list_audit(
+        username=user, path_prefix=path_prefix, since=since_at, before_id=before_id, limit=limit + 1
+    )
+    more = len(entries) > limit
+    entries = entries[:limit]
+    return AuditPage(
+        entries=[AuditEntryOut.of(e) for e in entries],
+        next_before_id=entries[-1].id if more and entries else None,
+    )
+
+
+SERVICE_PROBE_TIMEOUT_S = 3.0
+
+
+async def _probe(request: Request, service: str) -> ServiceHealth:
+    client = request.app.state.infra.services.client(service)
+    started = time.perf_counter()
+    try:
+        health = await asyncio.wait_for(client.request("GET", "/healthz"), SERVICE_PROBE_TIMEOUT_S)
+    except Exception:  # not answering, whatever the reason: that is the answer
+        return ServiceHealth(service=service, healthz="unavailable", readyz="unavailable", checks={}, latency_ms=None)
+    latency_ms = round((time.perf_counter() - started) * 1000, 1)
+    healthz = "ok" if health.status_code == 200 else f"http_{health.status_code}"
+    try:
+        ready = await asyncio.wait_for(client.request("GET", "/readyz"), SERVICE_PROBE_TIMEOUT_S)
+        body = ready.json()
+        readyz = "ready" if ready.status_code == 200 else "not_ready"
+        checks = {str(k): str(v) for k, v in (body.get("checks") or {}).items()}
+    except Exception:
+        readyz, checks = "unavailable", {}
+    return ServiceHealth(service=service, healthz=healthz, readyz=readyz, checks=checks, latency_ms=latency_ms)
+
+
+async def _own_health(request: Request, store: Store) -> ServiceHealth:
+    infra = request.app.state.infra
+    own: dict[str, ReadinessCheck] = {"db": store.db.ping, "bus": infra.bus.ping, "cache": infra.cache.ping}
+
+    async def run(check: ReadinessCheck) -> str:
+        try:
+            result = await asyncio.wait_for(check(), SERVICE_PROBE_TIMEOUT_S)
+        except Exception:
+            return "unavailable"
+        return "unavailable" if result is False else "ok"
+
+    results = await asyncio.gather(*(run(check) for check in own.values()))
+    checks = dict(zip(own, results, strict=True))
+    readyz = "ready" if all(r == "ok" for r in results) else "not_ready"
+    return ServiceHealth(service="gateway", healthz="ok", readyz=readyz, checks=checks, latency_ms=0.0)
+
+
+@router.get("/admin/services", response_model=list[ServiceHealth], tags=["admin"], responses=ERRORS)
+async def services_health(request: Request, store: Store, _: Admin) -> list[ServiceHealth]:
+    """The gateway and each service behind it: does it answer (`/healthz`), and are its dependencies reachable
+    (`/readyz` and its checks), asked now, each within 3 s."""
+    probes = await asyncio.gather(*(_probe(request, name) for name in SERVICES))
+    return [await _own_health(request, store), *probes]

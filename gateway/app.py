@@ -12,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import alerts, api, bridges, openapi, proxy, reports, ws
+from gateway.audit import AuditLog, AuditMiddleware
 from gateway.auth import HeaderError, LoginThrottle
 from gateway.bootstrap import ensure_admin
 from gateway.store import GatewayStore
@@ -50,6 +51,7 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await store.start()
+        app.state.audit.start()
         try:
             await ensure_admin(store, settings)
             # One subscription per process, on a private queue (durable=False): every gateway process gets every
@@ -61,6 +63,7 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
         finally:
             await watch_loop.stop()
             hub.close_all()
+            await app.state.audit.stop()  # what waits is written (or logged) before the database goes
             await alertmanager.aclose()
             await store.close()
 
@@ -79,6 +82,8 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
     openapi.install(app)  # the forwarded routes documented with the services' schemas
     app.state.store = store
     store.db.register_metrics(app.state.metrics_registry)
+    audit = AuditLog(store, registry=app.state.metrics_registry)
+    app.state.audit = audit
     app.state.hub = hub
     app.state.alertmanager = alertmanager
     app.state.quote_watch = quote_watch
@@ -104,6 +109,8 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
 
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
     app.add_middleware(RequestIdMiddleware)
+    # Outermost: it sees every state-changing request's answer and request id (gateway/audit.py).
+    app.add_middleware(AuditMiddleware, audit=audit)
     return app
 
 

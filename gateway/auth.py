@@ -54,8 +54,9 @@ class CurrentUser:
     username: str
     role: Role
     account_id: str
-    via: str  # "jwt" | "api_key"
+    via: str  # "jwt" | "api_key" (| "password": the log-in itself, in the audit log; "link": a report link)
     token_expires_at: int | None = None  # unix seconds: a JWT's expiry, or an API key's if it has one
+    key_id: str | None = None  # the API key's id when via == "api_key" (the audit log names it)
 
     @property
     def principal(self) -> Principal:
@@ -137,7 +138,7 @@ async def _user_from_api_key(store: GatewayStore, key_id: str, secret: str) -> C
     # The key's own role, lowered to its owner's if the owner was demoted since the key was made.
     role = min(key.role, user.role, key=lambda r: r.rank)
     expires_at = None if key.expires_at is None else math.floor(key.expires_at.timestamp())
-    return CurrentUser(user.username, role, user.account_id, "api_key", expires_at)
+    return CurrentUser(user.username, role, user.account_id, "api_key", expires_at, key_id=key.key_id)
 
 
 async def enforce_rate_limit(cache: Cache, subject: str, limit: int, *, now: float | None = None) -> None:

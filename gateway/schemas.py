@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from gateway.store import ApiKeyRecord, UserRecord
+from gateway.store import ApiKeyRecord, AuditEntry, UserRecord
 from shared.platform.request_model import IsoAwareDatetime, RequestModel, StrictBool
 from shared.platform.roles import Role
 
@@ -76,6 +76,7 @@ class ApiKeyCreate(RequestModel):
 
 class ApiKeyOut(BaseModel):
     key_id: str
+    username: str = Field(description="the key's owner")
     name: str
     role: Role
     created_at: datetime
@@ -87,6 +88,7 @@ class ApiKeyOut(BaseModel):
     def of(cls, key: ApiKeyRecord) -> ApiKeyOut:
         return cls(
             key_id=key.key_id,
+            username=key.username,
             name=key.name,
             role=key.role,
             created_at=key.created_at,
@@ -103,6 +105,48 @@ class ApiKeyCreated(BaseModel):
     created_at: datetime
     expires_at: datetime | None
     api_key: str = Field(description="shown only in this response: store it now")
+
+
+class AuditEntryOut(BaseModel):
+    id: int
+    at: datetime
+    username: str | None = Field(description="who: none when the request carried no valid credential")
+    via: str | None = Field(description="how they were authenticated: jwt (a log-in session) | api_key")
+    key_id: str | None = Field(description="the API key, when via is api_key")
+    method: str
+    path: str
+    resource_id: str | None = Field(description="the id(s) in the path (order, user, key, ...), joined with /")
+    status: int = Field(description="the HTTP status the gateway answered")
+    request_id: str
+
+    @classmethod
+    def of(cls, entry: AuditEntry) -> AuditEntryOut:
+        assert entry.id is not None
+        return cls(
+            id=entry.id,
+            at=entry.at,
+            username=entry.username,
+            via=entry.via,
+            key_id=entry.key_id,
+            method=entry.method,
+            path=entry.path,
+            resource_id=entry.resource_id,
+            status=entry.status,
+            request_id=entry.request_id,
+        )
+
+
+class AuditPage(BaseModel):
+    entries: list[AuditEntryOut] = Field(description="newest first")
+    next_before_id: int | None = Field(description="pass as before_id for the next (older) page; none: no more")
+
+
+class ServiceHealth(BaseModel):
+    service: str
+    healthz: str = Field(description="ok | unavailable | http_<status>: is the process answering")
+    readyz: str = Field(description="ready | not_ready | unavailable: are its dependencies reachable")
+    checks: dict[str, str] = Field(description="each dependency's state, as the service's /readyz reports it")
+    latency_ms: float | None = Field(description="how long /healthz took to answer")
 
 
 class QuoteSubscription(RequestModel):

@@ -1,5 +1,5 @@
-"""The gateway's own tables (database `lh_gateway`): users and their API keys, the alert history (gateway/alerts.py),
-and the queries on them."""
+"""The gateway's own tables (database `lh_gateway`): users, their API keys, the audit log, the alert history
+(gateway/alerts.py), and the queries on them."""
 
 from __future__ import annotations
 
@@ -96,6 +96,25 @@ alert_events = Table(
 )
 
 
+# Every state-changing request through the gateway (gateway/audit.py writes it; never a body).
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column("at", UtcDateTime, nullable=False),
+    Column("username", String(64), nullable=True),  # None: the request carried no valid credential
+    Column("via", String(16), nullable=True),  # jwt | api_key
+    Column("key_id", String(16), nullable=True),  # the API key's id when via == api_key
+    Column("method", String(8), nullable=False),
+    Column("path", String(512), nullable=False),
+    Column("resource_id", String(200), nullable=True),
+    Column("status", Integer, nullable=False),
+    Column("request_id", String(64), nullable=False),
+    Index("ix_audit_log_at", "at"),
+    Index("ix_audit_log_username_id", "username", "id"),
+)
+
+
 def as_utc_or_none(value: datetime | None) -> datetime | None:
     return None if value is None else as_utc(value)
 
@@ -154,6 +173,50 @@ def _transition(m: RowMapping) -> AlertTransition:
         ends_at=as_utc_or_none(m["ends_at"]),
         received_at=as_utc(m["received_at"]),
         id=int(m["id"]),
+    )
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One state-changing request, as the audit log keeps it (`id` None until written)."""
+
+    at: datetime
+    username: str | None
+    via: str | None
+    key_id: str | None
+    method: str
+    path: str
+    resource_id: str | None
+    status: int
+    request_id: str
+    id: int | None = None
+
+    def row(self) -> dict[str, object]:
+        return {
+            "at": self.at,
+            "username": self.username,
+            "via": self.via,
+            "key_id": self.key_id,
+            "method": self.method,
+            "path": self.path,
+            "resource_id": self.resource_id,
+            "status": self.status,
+            "request_id": self.request_id,
+        }
+
+
+def _audit(m: RowMapping) -> AuditEntry:
+    return AuditEntry(
+        id=m["id"],
+        at=as_utc(m["at"]),
+        username=m["username"],
+        via=m["via"],
+        key_id=m["key_id"],
+        method=m["method"],
+        path=m["path"],
+        resource_id=m["resource_id"],
+        status=m["status"],
+        request_id=m["request_id"],
     )
 
 
@@ -371,8 +434,11 @@ class GatewayStore:
                     .values(last_used_at=now)
                 )
 
-    async def list_api_keys(self, username: str) -> list[ApiKeyRecord]:
-        query = select(api_keys).where(api_keys.c.username == username).order_by(api_keys.c.created_at)
+    async def list_api_keys(self, username: str | None) -> list[ApiKeyRecord]:
+        """`username`'s keys, or everyone's when None, oldest first."""
+        query = select(api_keys).order_by(api_keys.c.created_at, api_keys.c.key_id)
+        if username is not None:
+            query = query.where(api_keys.c.username == username)
         async for attempt in self.db.transaction():
             async with attempt as s:
                 rows = (await s.execute(query)).all()
@@ -451,3 +517,37 @@ class GatewayStore:
             async with attempt as s:
                 rows = (await s.execute(query)).all()
         return [_transition(r._mapping) for r in rows]
+
+    # --- audit log ---
+
+    async def insert_audit(self, entries: list[AuditEntry]) -> None:
+        """Write `entries` in one transaction (all or none: the caller keeps them and tries again on failure)."""
+        if not entries:
+            return
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                await s.execute(insert(audit_log), [e.row() for e in entries])
+
+    async def list_audit(
+        self,
+        *,
+        username: str | None = None,
+        path_prefix: str | None = None,
+        since: datetime | None = None,
+        before_id: int | None = None,
+        limit: int = 100,
+    ) -> list[AuditEntry]:
+        """Newest first: at most `limit` entries older than `before_id` (the previous page's last id)."""
+        query = select(audit_log).order_by(audit_log.c.id.desc()).limit(limit)
+        if username is not None:
+            query = query.where(audit_log.c.username == username)
+        if path_prefix:
+            query = query.where(audit_log.c.path.startswith(path_prefix, autoescape=True))
+        if since is not None:
+            query = query.where(audit_log.c.at >= as_utc(since))
+        if before_id is not None:
+            query = query.where(audit_log.c.id < before_id)
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                rows = (await s.execute(query)).all()
+        return [_audit(r._mapping) for r in rows]

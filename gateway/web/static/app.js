@@ -1077,13 +1077,18 @@
 
   // The pages, in the nav's order: each is a section "<name>-view" and a nav link "#<name>". Desk and strategies are
   // this file's and desk.js's; every other page is a file of its own in static/pages/, which registers itself as
-  // window.LHPages[name] = {start(), stop(), show(), hide()} (each optional): start after login, stop at logout,
-  // show/hide as the page is routed to and away from. A page whose file did not register has no nav link.
+  // window.LHPages[name] = {start(), stop(), show(), hide(), available()} (each optional): start after login, stop at
+  // logout, show/hide as the page is routed to and away from, available: whether the signed-in user may see it. A page
+  // whose file did not register has no nav link.
   const PAGES = ["desk", "market", "strategies", "backtests", "risk", "data", "alerts", "admin"];
   window.LHPages = window.LHPages || {};
 
+  // A page may be for some roles only: it says so with available() (read after log-in); its nav link stays hidden and
+  // its address routes to the desk for everyone else (the API refuses them as well).
   function pageAvailable(name) {
-    return name === "desk" || name === "strategies" || Boolean(window.LHPages[name]);
+    if (name === "desk" || name === "strategies") return true;
+    const page = window.LHPages[name];
+    return Boolean(page) && (typeof page.available !== "function" || Boolean(state.session && page.available()));
   }
 
   function eachPage(method, ...args) {

@@ -1,0 +1,213 @@
+"""The gateway's audit log: every state-changing request (POST, PUT, PATCH, DELETE) through the gateway, its own routes
+and the forwarded ones, recorded with who made it (username, and how: session or API key), when, the method, the
+path, the resource id from the path, the answer's status and the request id. Never the body (passwords, keys).
+
+Off the request path: `AuditMiddleware` hands each entry to `AuditLog`, which keeps it in memory and writes batches
+in the background (one INSERT for up to `batch_size` entries), so an order waits for no audit write.
+
+Never lost while the process lives: an entry leaves memory only once its batch is committed. When the database is
+down the writer tries again with a backoff (up to `max_backoff_s`) and the entries wait; `lh_gateway_audit_pending`
+shows how many. Once `max_pending` wait, the gateway refuses state-changing requests (503 `audit_unavailable`)
+instead of doing what it could not record: it fails closed, as the users table being down would refuse log-ins.
+At shutdown it writes what waits for up to `stop_grace_s`; entries it still could not write are logged, each as one
+ERROR line with every field (`audit entry not written`), so the log store holds them. A process killed outright
+loses at most the entries of its last `flush_interval_s` (the access log still has each request with its id)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import deque
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.store import AuditEntry, GatewayStore
+from shared.platform.clock import utcnow
+from shared.platform.observability import CORRELATION_HEADER, REQUEST_ID_HEADER
+
+log = logging.getLogger(__name__)
+
+AUDITED_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+MAX_PATH = 512
+MAX_RESOURCE_ID = 200
+
+
+class AuditLog:
+    def __init__(
+        self,
+        store: GatewayStore,
+        *,
+        batch_size: int = 500,
+        flush_interval_s: float = 0.2,
+        max_pending: int = 50_000,
+        max_backoff_s: float = 5.0,
+        stop_grace_s: float = 5.0,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.store = store
+        self.batch_size = batch_size
+        self.flush_interval_s = flush_interval_s
+        self.max_pending = max_pending
+        self.max_backoff_s = max_backoff_s
+        self.stop_grace_s = stop_grace_s
+        self.pending: deque[AuditEntry] = deque()
+        self._wake = asyncio.Event()
+        self._writing = asyncio.Lock()  # one batch in flight: the loop and flush() never write the same entries
+        self._task: asyncio.Task[None] | None = None
+        registry = registry if registry is not None else CollectorRegistry()
+        self.pending_gauge = Gauge("lh_gateway_audit_pending", "audit entries waiting to be written", registry=registry)
+        self.pending_gauge.set_function(lambda: len(self.pending))
+        self.failures = Counter(
+            "lh_gateway_audit_write_failures", "audit batch writes that failed (retried)", registry=registry
+        )
+        self.refused = Counter(
+            "lh_gateway_audit_refused_requests",
+            "state-changing requests refused because the audit backlog was full",
+            registry=registry,
+        )
+
+    @property
+    def accepting(self) -> bool:
+        return len(self.pending) < self.max_pending
+
+    def record(self, entry: AuditEntry) -> None:
+        self.pending.append(entry)
+        if len(self.pending) >= self.batch_size:
+            self._wake.set()
+
+    async def _write_batch(self) -> int:
+        """Write the oldest waiting entries (at most batch_size); they leave memory only once committed."""
+        async with self._writing:
+            batch = [self.pending[i] for i in range(min(self.batch_size, len(self.pending)))]
+            if not batch:
+                return 0
+            await self.store.insert_audit(batch)
+            for _ in batch:
+                self.pending.popleft()
+            return len(batch)
+
+    async def flush(self) -> None:
+        """Write everything waiting now; raises the database's error if a batch cannot be written."""
+        while self.pending:
+            await self._write_batch()
+
+    async def _run(self) -> None:
+        backoff = self.flush_interval_s
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=backoff)
+            self._wake.clear()
+            try:
+                await self.flush()
+            except Exception as exc:
+                self.failures.inc()
+                backoff = min(max(backoff * 2, 0.5), self.max_backoff_s)
+                log.warning(
+                    "audit entries not written yet; trying again",
+                    extra={"pending": len(self.pending), "retry_in_s": backoff, "error": type(exc).__name__},
+                )
+            else:
+                backoff = self.flush_interval_s
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="audit-writer")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        deadline = time.monotonic() + self.stop_grace_s
+        while self.pending and time.monotonic() < deadline:
+            try:
+                await asyncio.wait_for(self.flush(), timeout=max(0.1, deadline - time.monotonic()))
+            except Exception:
+                self.failures.inc()
+                await asyncio.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+        while self.pending:
+            entry = self.pending.popleft()
+            fields = entry.row() | {"at": entry.at.isoformat()}
+            log.error("audit entry not written", extra={"audit": json.dumps(fields)})
+
+
+def _header(headers: list[tuple[bytes, bytes]], name: str) -> str | None:
+    wanted = name.lower().encode()
+    return next((v.decode("latin-1") for k, v in headers if k.lower() == wanted), None)
+
+
+class AuditMiddleware:
+    """Records each state-changing HTTP request in `audit` once it is answered (or failed). Outermost, so it sees
+    the request id the correlation middleware answers with, refusals by the body limit, and the user the route's
+    authentication put in the request state."""
+
+    def __init__(self, app: ASGIApp, audit: AuditLog) -> None:
+        self.app = app
+        self.audit = audit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") not in AUDITED_METHODS:
+            await self.app(scope, receive, send)
+            return
+        if not self.audit.accepting:
+            self.audit.refused.inc()
+            await _refuse(send)
+            return
+        status = 500  # unless an answer starts: an exception escaped
+        request_id: str | None = _header(scope.get("headers", []), CORRELATION_HEADER) or _header(
+            scope.get("headers", []), REQUEST_ID_HEADER
+        )
+
+        async def send_recording(message: Message) -> None:
+            nonlocal status, request_id
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                request_id = _header(list(message.get("headers", [])), CORRELATION_HEADER) or request_id
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_recording)
+        finally:
+            self.audit.record(_entry(scope, status, request_id))
+
+
+def _entry(scope: Scope, status: int, request_id: str | None) -> AuditEntry:
+    user: Any = (scope.get("state") or {}).get("user")
+    params = scope.get("path_params") or {}
+    resource = "/".join(str(v) for v in params.values()) or None
+    path = scope.get("path", "")
+    return AuditEntry(
+        at=utcnow(),
+        username=getattr(user, "username", None),
+        via=getattr(user, "via", None),
+        key_id=getattr(user, "key_id", None),
+        method=scope["method"],
+        path=path if len(path) <= MAX_PATH else path[: MAX_PATH - 3] + "...",
+        resource_id=resource[:MAX_RESOURCE_ID] if resource else None,
+        status=status,
+        request_id=(request_id or "")[:64],
+    )
+
+
+async def _refuse(send: Send) -> None:
+    body = json.dumps(
+        {
+            "code": "audit_unavailable",
+            "message": "the gateway cannot record changes in its audit log now (its database is unavailable); "
+            "nothing was done: try again later",
+        }
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [(b"content-type", b"application/json"), (b"retry-after", b"5")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,234 @@
+"""The gateway's audit log over the real MariaDB (every state-changing request, who, how, what, the answer; never a
+body), the admin-only views of it, every user's API keys and the services' health."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from gateway.audit import AuditLog
+from gateway.store import AuditEntry
+from shared.platform.clock import utcnow
+
+pytestmark = pytest.mark.integration
+
+ORDER = {"client_order_id": "c-audit", "ts_code": "600000.SH", "side": "buy", "order_type": "limit", "qty": 100}
+
+
+async def audit_of(gw: Any, **query: Any) -> dict[str, Any]:
+    await gw.app.state.audit.flush()
+    response = await gw.client.get("/api/v1/audit", params=query, headers=await gw.admin_headers())
+    assert response.status_code == 200, response.text
+    page: dict[str, Any] = response.json()
+    return page
+
+
+async def test_user_administration_and_orders_are_recorded_with_who_what_and_the_answer(gw: Any) -> None:
+    admin = await gw.admin_headers()
+    name, password = f"aud-{secrets.token_hex(4)}", "pw-" + secrets.token_hex(10)
+    created = await gw.client.post(
+        "/api/v1/users", json={"username": name, "password": password, "role": "viewer"}, headers=admin
+    )
+    assert created.status_code == 201
+    changed = await gw.client.patch(
+        f"/api/v1/users/{name}", json={"role": "trader"}, headers={**admin, "X-Request-ID": "audit-req-1"}
+    )
+    assert changed.status_code == 200
+    token = (await gw.login(name, password)).json()["access_token"]
+    trader = {"Authorization": f"Bearer {token}"}
+    placed = await gw.client.post("/api/v1/orders", json={**ORDER, "price": "10.50"}, headers=trader)
+    assert placed.status_code == 201
+    refused = await gw.client.post("/api/v1/orders", json={**ORDER, "price": "10.50", "qty": 150}, headers=trader)
+    assert refused.status_code == 422  # risk's refusal, passed through
+    cancelled = await gw.client.post("/api/v1/orders/ord-77/cancel", headers=trader)
+    assert cancelled.status_code == 200
+    await gw.client.get("/api/v1/orders", headers=trader)  # a read: not audited
+
+    mine = (await audit_of(gw, user=name))["entries"]
+    assert [(e["method"], e["path"], e["resource_id"], e["status"], e["via"]) for e in mine] == [
+        ("POST", "/api/v1/orders/ord-77/cancel", "ord-77", 200, "jwt"),
+        ("POST", "/api/v1/orders", None, 422, "jwt"),
+        ("POST", "/api/v1/orders", None, 201, "jwt"),
+        ("POST", "/api/v1/auth/token", None, 200, "password"),  # the log-in names who logged in
+    ]
+    admin_name = gw.settings.admin_username
+    by_admin = (await audit_of(gw, user=admin_name, path_prefix=f"/api/v1/users/{name}"))["entries"]
+    [patch] = by_admin
+    assert (patch["method"], patch["resource_id"], patch["status"], patch["request_id"]) == (
+        "PATCH", name, 200, "audit-req-1",
+    )  # fmt: skip
+    creations = (await audit_of(gw, user=admin_name, path_prefix="/api/v1/users"))["entries"]
+    assert any(e["method"] == "POST" and e["status"] == 201 for e in creations)
+    # Every entry has the request id the client was answered with; no body reaches the log.
+    for entry in mine + creations:
+        assert entry["request_id"]
+    assert password not in json.dumps(creations)
+    assert all(e["path"] != "/api/v1/orders" or e["method"] != "GET" for e in mine)
+
+
+async def test_refusals_before_authentication_and_by_role_are_recorded(gw: Any) -> None:
+    viewer = await gw.new_user("viewer")
+    denied = await gw.client.post("/api/v1/orders", json={**ORDER, "price": "10.50"}, headers=viewer.headers)
+    assert denied.status_code == 403
+    marker = secrets.token_hex(4)
+    anonymous = await gw.client.delete(f"/api/v1/api-keys/{marker}")
+    assert anonymous.status_code == 401
+
+    [entry] = (await audit_of(gw, user=viewer.username, path_prefix="/api/v1/orders"))["entries"]
+    assert (entry["method"], entry["path"], entry["status"]) == ("POST", "/api/v1/orders", 403)
+    [nobody] = (await audit_of(gw, path_prefix=f"/api/v1/api-keys/{marker}"))["entries"]
+    assert (nobody["username"], nobody["via"], nobody["status"], nobody["resource_id"]) == (None, None, 401, marker)
+
+
+async def test_an_api_keys_requests_name_the_key(gw: Any) -> None:
+    trader = await gw.new_user("trader")
+    created = (await gw.client.post("/api/v1/api-keys", json={"name": "bot"}, headers=trader.headers)).json()
+    placed = await gw.client.post(
+        "/api/v1/orders",
+        json={**ORDER, "price": "10.50", "client_order_id": "c-k"},
+        headers={"X-API-Key": created["api_key"]},
+    )
+    assert placed.status_code == 201
+    entries = (await audit_of(gw, user=trader.username))["entries"]
+    assert [(e["path"], e["via"], e["key_id"]) for e in entries] == [
+        ("/api/v1/orders", "api_key", created["key_id"]),
+        ("/api/v1/api-keys", "jwt", None),
+        ("/api/v1/auth/token", "password", None),
+    ]
+    assert created["api_key"].split("_", 2)[2] not in json.dumps(entries)
+
+
+async def test_filters_and_pages(gw: Any) -> None:
+    trader = await gw.new_user("trader")
+    before = datetime.now(UTC)
+    for n in range(5):
+        response = await gw.client.post(f"/api/v1/orders/ord-{n}/cancel", headers=trader.headers)
+        assert response.status_code == 200
+    cancels = {"user": trader.username, "path_prefix": "/api/v1/orders/"}
+    first = await audit_of(gw, **cancels, limit=2)
+    assert [e["resource_id"] for e in first["entries"]] == ["ord-4", "ord-3"]
+    second = await audit_of(gw, **cancels, limit=2, before_id=first["next_before_id"])
+    assert [e["resource_id"] for e in second["entries"]] == ["ord-2", "ord-1"]
+    third = await audit_of(gw, **cancels, limit=2, before_id=second["next_before_id"])
+    assert [e["resource_id"] for e in third["entries"]] == ["ord-0"] and third["next_before_id"] is None
+
+    later = (before + timedelta(days=1)).isoformat()
+    assert (await audit_of(gw, user=trader.username, since=later))["entries"] == []
+    assert len((await audit_of(gw, **cancels, since=before.isoformat()))["entries"]) == 5
+    # A path prefix is a prefix, not a pattern: "_" and "%" match themselves only.
+    assert (await audit_of(gw, user=trader.username, path_prefix="/api/v1/orders/ord_"))["entries"] == []
+    assert len((await audit_of(gw, user=trader.username, path_prefix="/api/v1/orders/ord-"))["entries"]) == 5
+
+    admin = await gw.admin_headers()
+    for bad in ({"since": "2026-01-01T00:00:00"}, {"since": "0.5"}, {"since": "2026-13-01T00:00:00Z"}, {"limit": 0}, {"limit": 501}, {"path_prefix": "orders"},
+                {"before_id": 0}, {"before_id": 2**63}, {"user": "no spaces"}):  # fmt: skip
+        response = await gw.client.get("/api/v1/audit", params=bad, headers=admin)
+        assert response.status_code == 422 and response.json()["code"] == "invalid_request", bad
+
+
+async def test_entries_are_written_in_the_background_within_a_second(gw: Any) -> None:
+    trader = await gw.new_user("trader")
+    assert (await gw.client.post("/api/v1/orders/ord-bg/cancel", headers=trader.headers)).status_code == 200
+    admin = await gw.admin_headers()
+    deadline = time.monotonic() + 2.0
+    while True:
+        page = (await gw.client.get("/api/v1/audit", params={"user": trader.username}, headers=admin)).json()
+        if page["entries"]:
+            break
+        assert time.monotonic() < deadline, "the audit entry was not written within 2 s"
+        await asyncio.sleep(0.05)
+    assert page["entries"][0]["resource_id"] == "ord-bg"
+
+
+async def test_only_admins_read_the_audit_log_and_the_services_health(gw: Any) -> None:
+    for role in ("viewer", "trader"):
+        user = await gw.new_user(role)
+        for path in ("/api/v1/audit", "/api/v1/admin/services"):
+            response = await gw.client.get(path, headers=user.headers)
+            assert response.status_code == 403 and response.json()["code"] == "forbidden", (role, path)
+    assert (await gw.client.get("/api/v1/audit")).status_code == 401
+
+
+async def test_services_health_names_each_service_and_its_state(gw: Any) -> None:
+    response = await gw.client.get("/api/v1/admin/services", headers=await gw.admin_headers())
+    assert response.status_code == 200
+    health = {s["service"]: s for s in response.json()}
+    assert list(health) == ["gateway", "data", "strategy", "backtest", "risk", "execution"]
+    assert health["gateway"]["readyz"] == "ready"
+    assert health["gateway"]["checks"] == {"db": "ok", "bus": "ok", "cache": "ok"}
+    # The fake services answer /healthz but have no /readyz (404): answering, not ready.
+    for name in ("data", "backtest", "risk", "execution"):
+        assert (health[name]["healthz"], health[name]["readyz"]) == ("ok", "not_ready"), name
+        assert health[name]["latency_ms"] >= 0
+    # The strategy service's port is closed (conftest).
+    assert health["strategy"] == {
+        "service": "strategy", "healthz": "unavailable", "readyz": "unavailable", "checks": {}, "latency_ms": None,
+    }  # fmt: skip
+
+
+async def test_an_admin_lists_every_users_keys_and_others_only_their_own(gw: Any) -> None:
+    trader = await gw.new_user("trader")
+    viewer = await gw.new_user("viewer")
+    for user in (trader, viewer):
+        created = await gw.client.post("/api/v1/api-keys", json={"name": f"k-{user.role}"}, headers=user.headers)
+        assert created.status_code == 201
+    everyone = await gw.client.get("/api/v1/api-keys", params={"all": "true"}, headers=await gw.admin_headers())
+    owners = {(k["username"], k["name"]) for k in everyone.json()}
+    assert {(trader.username, "k-trader"), (viewer.username, "k-viewer")} <= owners
+    own = await gw.client.get("/api/v1/api-keys", headers=trader.headers)
+    assert [(k["username"], k["name"]) for k in own.json()] == [(trader.username, "k-trader")]
+    refused = await gw.client.get("/api/v1/api-keys", params={"all": "true"}, headers=trader.headers)
+    assert refused.status_code == 403 and refused.json()["code"] == "forbidden"
+    # A trader's key cannot be an admin's (the key's role is at most its owner's).
+    above = await gw.client.post("/api/v1/api-keys", json={"name": "x", "role": "admin"}, headers=trader.headers)
+    assert above.status_code == 403 and above.json()["code"] == "role_exceeds_owner"
+
+
+async def test_entries_wait_while_the_database_is_down_and_are_written_once_it_is_back(gw: Any) -> None:
+    store = gw.app.state.store
+    audit = AuditLog(store, batch_size=2)
+    marker = secrets.token_hex(4)
+    for n in range(3):
+        audit.record(AuditEntry(utcnow(), f"dbdown-{marker}", "jwt", None, "POST", f"/x/{n}", str(n), 200, f"r{n}"))
+
+    real_insert = store.insert_audit
+    calls: list[int] = []
+
+    async def down(entries: list[AuditEntry]) -> None:
+        calls.append(len(entries))
+        raise ConnectionError("database down")
+
+    store.insert_audit = down
+    try:
+        with pytest.raises(ConnectionError):
+            await audit.flush()
+        assert len(audit.pending) == 3  # nothing dropped
+    finally:
+        store.insert_audit = real_insert
+    await audit.flush()
+    assert not audit.pending and calls == [2]
+    written = (await audit_of(gw, user=f"dbdown-{marker}"))["entries"]
+    assert [e["resource_id"] for e in written] == ["2", "1", "0"]  # each once, in order
+
+
+async def test_a_full_backlog_refuses_changes_instead_of_doing_them_unrecorded(gw: Any) -> None:
+    trader = await gw.new_user("trader")
+    audit = gw.app.state.audit
+    calls_before = len(gw.downstream.calls_to("execution"))
+    saved = audit.max_pending
+    audit.max_pending = 0
+    try:
+        refused = await gw.client.post("/api/v1/orders/ord-full/cancel", headers=trader.headers)
+        read = await gw.client.get("/api/v1/orders", headers=trader.headers)
+    finally:
+        audit.max_pending = saved
+    assert refused.status_code == 503 and refused.json()["code"] == "audit_unavailable"
+    assert refused.headers["Retry-After"] == "5"
+    assert read.status_code == 200  # reads change nothing: served
+    assert [c.path for c in gw.downstream.calls_to("execution")[calls_before:]] == ["/v1/orders"]
