@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from itertools import chain
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -143,71 +145,84 @@ def from_ticks(ticks: Sequence[Tick]) -> Round:
     )
 
 
-def _column(raws: Sequence[Any], key: str) -> list[int]:
-    """A price or amount field of every snapshot in fen (a text read before: one dict lookup)."""
-    known = _FEN.get
-    return [known(r[key]) or _price(r[key], key) for r in raws]
+def _prices(texts: Sequence[Any], name: str, none: int | None = None) -> list[int]:
+    """Prices or amounts in fen, a text read before found by one dict lookup (`map`: no Python frame a value), the
+    others read (a bad one raises Refused). `none`: what a null stands for (an open, high or low not traded yet: 0),
+    else a null is not read."""
+    found: list[Any] = list(map(_FEN.get, texts))
+    if None in found:
+        for i in [i for i, fen in enumerate(found) if fen is None]:
+            text = texts[i]
+            found[i] = none if text is None and none is not None else _price(text, name)
+    return found
 
 
-def _optional_column(raws: Sequence[Any], key: str) -> list[int]:
-    """`open`, `high` or `low` in fen, 0 for none (null or zero: no trade yet)."""
-    known = _FEN.get
-    return [known(v := r[key]) or (0 if v is None else _price(v, key)) for r in raws]
-
-
-def _book(sides: list[Any], n: int) -> tuple[list[str], Ints, Ints]:
-    """One side of every code's book: its levels' JSON, and each code's lowest and highest level price."""
-    if any(type(side) is not list or len(side) > LEVELS for side in sides):
-        raise _NotCommon("a side of the book that is not a list of at most five levels")
-    flat = [level for side in sides for level in side]
-    known = _FEN.get
-    prices = [0 if p is None else (known(p) or _price(p, "price")) for p, _ in flat]
-    lots = [v for _, v in flat]
-    if any(type(v) is not int for v in lots):
-        raise _NotCommon("a level's volume that is not an integer")
-    price, volume = np.array(prices, dtype=np.int64), np.array(lots, dtype=np.int64)
-    if (volume < 0).any():
+def _whole(values: Sequence[Any]) -> Ints:
+    """Volumes (lots) as an array: integers, none negative."""
+    if not set(map(type, values)) <= {int}:
+        raise _NotCommon("a volume that is not an integer")
+    array = np.array(values, dtype=np.int64)
+    if (array < 0).any():
         raise _NotCommon("a negative volume")
-    owner = np.repeat(np.arange(n), [len(side) for side in sides])
+    return array
+
+
+def _book(sides: Sequence[Any], n: int) -> tuple[list[str], Ints, Ints]:
+    """One side of every code's book: its levels' JSON, and each code's lowest and highest level price."""
+    if not set(map(type, sides)) <= {list} or max(map(len, sides), default=0) > LEVELS:
+        raise _NotCommon("a side of the book that is not a list of at most five levels")
+    flat = list(chain.from_iterable(sides))
+    if not flat:
+        return [""] * n, np.full(n, NO_LEVEL, dtype=np.int64), np.zeros(n, dtype=np.int64)
+    # A level that is not a pair: zip (strict) or the unpacking raises; a volume that is no integer (a pair that is
+    # a text or an object: its second item) is refused below.
+    texts, lots = zip(*flat, strict=True)
+    price, volume = np.array(_prices(texts, "price", none=0), dtype=np.int64), _whole(lots)
+    owner = np.repeat(np.arange(n), list(map(len, sides)))
     present = (price > 0) & (volume > 0)  # ["0", 0] or a null price: nobody at that level, left out
     price, owner = price[present], owner[present]
+    prices = price.tolist()
+    heads = list(map(_LEVEL_HEADS.get, prices))
+    if None in heads:
+        heads = [head or level_head(p) for head, p in zip(heads, prices, strict=True)]
     shares = (volume[present] * SHARES_PER_LOT).tolist()
-    heads = _LEVEL_HEADS
-    texts = [f"{heads.get(p) or level_head(p)}{v}}}" for p, v in zip(price.tolist(), shares, strict=True)]
+    levels = [f"{head}{v}}}" for head, v in zip(heads, shares, strict=True)]
     ends = np.cumsum(np.bincount(owner, minlength=n)).tolist()
-    starts = [0, *ends[:-1]]
-    joined = [",".join(texts[s:e]) for s, e in zip(starts, ends, strict=True)]
+    joined = list(map(",".join, map(levels.__getitem__, map(slice, [0, *ends[:-1]], ends))))
     low, high = np.full(n, NO_LEVEL, dtype=np.int64), np.zeros(n, dtype=np.int64)
     np.minimum.at(low, owner, price)
     np.maximum.at(high, owner, price)
     return joined, low, high
 
 
+_FIELDS = itemgetter(
+    "ts_code", "time", "last", "open", "high", "low", "pre_close", "amount", "volume_lots", "bid", "ask"
+)
+
+
 def _read_columns(raws: Sequence[Any]) -> Round:
     n = len(raws)
-    codes = [_CODES[r["ts_code"]] for r in raws]  # a code not read before: KeyError
-    time_texts = [r["time"] for r in raws]
+    # every snapshot's fields, then one tuple a field (a snapshot that is no dict, or lacks one: an error)
+    fields = list(zip(*map(_FIELDS, raws), strict=True))
+    code_texts, time_texts = fields[0], list(fields[1])
+    codes = list(map(_CODES.__getitem__, code_texts))  # a code not read before: KeyError
     parsed = {text: _time(text) for text in set(time_texts)}
     if any(t is None or t.utcoffset() is None for t in parsed.values()):
         raise _NotCommon("a time without its offset")
-    times: list[datetime] = [parsed[text] for text in time_texts]  # type: ignore[misc]
-    last, pre_close, amount = _column(raws, "last"), _column(raws, "pre_close"), _column(raws, "amount")
-    open_, high, low = _optional_column(raws, "open"), _optional_column(raws, "high"), _optional_column(raws, "low")
-    lots = [r["volume_lots"] for r in raws]
-    if any(type(v) is not int for v in lots):
-        raise _NotCommon("a volume that is not an integer")
-    volume = np.array(lots, dtype=np.int64)
+    times: list[datetime] = list(map(parsed.__getitem__, time_texts))  # type: ignore[arg-type]
+    last, pre_close, amount = _prices(fields[2], "last"), _prices(fields[6], "pre_close"), _prices(fields[7], "amount")
+    open_, high, low = (_prices(fields[i], name, none=0) for i, name in ((3, "open"), (4, "high"), (5, "low")))
+    volume = _whole(fields[8])
     last_a, high_a, low_a = (np.array(column, dtype=np.int64) for column in (last, high, low))
     traded = (high_a > 0) & (low_a > 0)
     if (
-        (volume < 0).any()
-        or (last_a == 0).any()
+        (last_a == 0).any()
         or 0 in pre_close
         or (traded & ((high_a < low_a) | (last_a < low_a) | (last_a > high_a))).any()
     ):
         raise _NotCommon("a snapshot to refuse: read one by one, which says why")
-    bid_json, bid_low, bid_high = _book([r["bid"] for r in raws], n)
-    ask_json, ask_low, ask_high = _book([r["ask"] for r in raws], n)
+    bid_json, bid_low, bid_high = _book(fields[9], n)
+    ask_json, ask_low, ask_high = _book(fields[10], n)
     return Round(
         codes,
         time_texts,

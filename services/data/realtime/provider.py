@@ -324,7 +324,6 @@ class RealtimeQuotes:
         taken: list[int] = []  # the places in the round of the quotes taken
         limits_taken: list[tuple[int | None, int | None]] = []
         local_texts: list[str] = []
-        newest: datetime | None = None
         securities, latest_quotes, limits_known, ticked = self._securities, self._latest, self._limits, self._ticked
         examples: dict[str, str] = {}  # a refused code by reason, for the log line
         add_bar, bars_closed = self.bars.add_quote, result.bars
@@ -337,13 +336,17 @@ class RealtimeQuotes:
             day, local_text, reason = days[text]
             if reason is None:
                 latest = latest_quotes.get(code)
-                if latest is not None:
-                    reason = self._check(moment, day, volume, amount, latest)
-                    # An older snapshot of the other stream (a round's behind a tick taken, a tick behind a round's):
-                    # superseded, not a refusal; the code's quote stays the newer one.
-                    if reason == STALE and (ticked.get(code) == latest[0]) != ticks_round:
-                        result.superseded += 1
-                        continue
+                if latest is not None:  # not newer than the code's latest, or its day's totals going down: refused
+                    before, before_day, volume_before, amount_before = latest
+                    if moment <= before:
+                        # An older snapshot of the other stream (a round's behind a tick taken, a tick behind a
+                        # round's): superseded, not a refusal; the code's quote stays the newer one.
+                        if (ticked.get(code) == before) != ticks_round:
+                            result.superseded += 1
+                            continue
+                        reason = STALE
+                    elif day == before_day and (volume < volume_before or amount < amount_before):
+                        reason = VOLUME_DECREASED
             checked = band is not None and band.reference is not None
             if reason is None and checked:
                 reason = band_reasons[i]
@@ -365,12 +368,11 @@ class RealtimeQuotes:
             taken.append(i)
             limits_taken.append(limits)
             local_texts.append(local_text)
-            if newest is None or moment > newest:
-                newest = moment
             bar = add_bar(code, moment, read.last[i], volume, amount)
             if bar is not None:
                 bars_closed.append(bar)
         quoted_source = _encode(source)
+        newest = max([read.times[i] for i in taken], default=None)
         quotes = _quote_texts(read, taken, limits_taken, local_texts, quoted_source)
         texts = list(zip([codes[i] for i in taken], quotes, strict=True))
         for reason, count in result.rejected.items():
@@ -394,19 +396,6 @@ class RealtimeQuotes:
             payload = f'{{"as_of":"{as_of.isoformat()}","source":{quoted_source},"quotes":[' + ",".join(quotes) + "]}"
             await self._publish_json(QUOTES_SNAPSHOT, payload)
             await self._publish_bars(result.bars, as_of)
-
-    @staticmethod
-    def _check(
-        moment: datetime, day: date, volume: int, amount: int, latest: tuple[datetime, date, int, int]
-    ) -> str | None:
-        """Why a snapshot (its time, trading day, the day's cumulative volume and amount) of a code quoted before is
-        refused (None: it is newer)."""
-        before, before_day, volume_before, amount_before = latest
-        if moment <= before:
-            return STALE
-        if day == before_day and (volume < volume_before or amount < amount_before):
-            return VOLUME_DECREASED
-        return None
 
     async def _store_quotes(self, quotes: list[tuple[str, str]], source: str, as_of: datetime) -> None:
         feed = json.dumps({"source": source, "as_of": as_of.isoformat()})
