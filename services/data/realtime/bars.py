@@ -93,30 +93,37 @@ class MinuteBars:
 
     def add(self, tick: Tick) -> Bar | None:
         """Take a snapshot; the bar it closed (its code's bar of an earlier minute), if any."""
-        minute = bar_minute(tick.time)
+        return self.add_quote(tick.ts_code, tick.time, tick.last, tick.volume, tick.amount)
+
+    def add_quote(self, ts_code: str, at: datetime, last: int, volume: int, amount: int) -> Bar | None:
+        """`add` of a snapshot's code, time, last price (fen) and the day's cumulative volume (shares) and amount
+        (fen)."""
+        minute = bar_minute(at)
         if minute is None:
             return None
         day = minute.date()
-        state = self._codes.get(tick.ts_code)
+        state = self._codes.get(ts_code)
         if state is None or state.day != day:
             first_of_day = minute == _at(day, MORNING_OPEN)
             # Mid-session (a start after 09:30): the totals so far belong to no bar this process saw.
-            state = _Code(day, 0 if first_of_day else tick.volume, 0 if first_of_day else tick.amount)
-            self._codes[tick.ts_code] = state
+            state = _Code(day, 0 if first_of_day else volume, 0 if first_of_day else amount)
+            self._codes[ts_code] = state
         closed = None
         building = state.building
         if building is not None and minute > building.minute:
-            closed = self._close(tick.ts_code, state)
+            closed = self._close(ts_code, state)
             building = None
         if (state.closed is not None and minute <= state.closed) or (building is not None and minute < building.minute):
             return closed  # late: its minute is closed; its volume falls into the next bar
         if building is None:
-            state.building = _Building(minute, tick.last, tick.last, tick.last, tick.last, tick.volume, tick.amount)
+            state.building = _Building(minute, last, last, last, last, volume, amount)
         else:
-            building.high = max(building.high, tick.last)
-            building.low = min(building.low, tick.last)
-            building.close = tick.last
-            building.volume, building.amount = tick.volume, tick.amount
+            if last > building.high:
+                building.high = last
+            if last < building.low:
+                building.low = last
+            building.close = last
+            building.volume, building.amount = volume, amount
         return closed
 
     def expire(self, now: datetime) -> list[Bar]:

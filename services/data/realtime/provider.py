@@ -16,28 +16,25 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client import Counter as PromCounter
 
 from services.data.quotes import SessionBand, listing_day_of, next_session_limits, session_bands
 from services.data.realtime.bars import Bar, MinuteBars
+from services.data.realtime.columns import _PRICES, Round, band_refusals, json_price, read_round
 from services.data.realtime.gc_pause import collection_paused
 from services.data.realtime.snapshots import (
+    _TEXT,
     FUTURE,
     NOT_A_STOCK,
     OTHER_DAY,
-    OUTSIDE_LIMITS,
-    PRE_CLOSE_MISMATCH,
     REASONS,
     STALE,
     UNKNOWN_CODE,
     VOLUME_DECREASED,
-    Refused,
-    Tick,
     fen_text,
-    read_snapshot,
 )
 from services.data.realtime.store import LiveStore
 from services.data.store import LIMITS_RUN, DataStore, SecurityRecord
@@ -47,6 +44,7 @@ from shared.platform.clock import EXCHANGE_TZ
 from shared.platform.events.envelope import make_raw_json_event
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 SOURCE = "data"
 QUOTES_SNAPSHOT = "quotes.snapshot"
@@ -109,46 +107,31 @@ class RoundResult:
 _encode = json.JSONEncoder(separators=(",", ":")).encode  # one encoder: json.dumps(..., separators) makes one a call
 
 
-_JSON_KEPT = 200_000
-_PRICES: dict[int | None, str] = {None: "null"}  # a price in a quote's JSON by its fen: '"10.05"' (None: null)
-_LEVEL_HEADS: dict[int, str] = {}  # a book level's JSON up to its volume by its price: '{"price":"10.05","volume":'
+def _quote_texts(
+    round_: Round, taken: list[int], limits: list[tuple[int | None, int | None]], local_texts: list[str], source: str
+) -> list[str]:
+    """The quotes taken (`taken`: their places in the round) as `LiveQuote`'s JSON, written directly column by column
+    (every value was checked reading the round: the code is a checked ts_code, the prices and volumes integers, the
+    book's JSON written reading it); `limits` and `local_texts` (the time at +08:00) are the taken quotes' own, and
+    `source` is the source as a JSON string. The store keeps each one and the event carries them."""
+    whole = len(taken) == len(round_.codes)
 
+    def pick(column: list[_T]) -> list[_T]:
+        return column if whole else [column[i] for i in taken]
 
-def _json_price(fen: int | None) -> str:
-    """A price in a quote's JSON: its decimal string in quotes, or null."""
-    text = _PRICES.get(fen)
-    if text is None:
-        assert fen is not None  # null is always kept
-        if len(_PRICES) >= _JSON_KEPT:
-            _PRICES.clear()
-            _PRICES[None] = "null"
-        text = _PRICES[fen] = f'"{fen_text(fen)}"'
-    return text
-
-
-def _level_head(fen: int) -> str:
-    if len(_LEVEL_HEADS) >= _JSON_KEPT:
-        _LEVEL_HEADS.clear()
-    text = _LEVEL_HEADS[fen] = f'{{"price":"{fen_text(fen)}","volume":'
-    return text
-
-
-def _json_levels(levels: tuple[tuple[int, int], ...]) -> str:
-    heads = _LEVEL_HEADS
-    return ",".join([f"{heads.get(p) or _level_head(p)}{v}}}" for p, v in levels])
-
-
-def _quote_json(tick: Tick, up: int | None, down: int | None, quoted_source: str, local_time: str) -> str:
-    """The quote as `LiveQuote`'s JSON, written directly (every value was checked reading the snapshot: the code is
-    a checked ts_code, the time ISO 8601, the prices decimal strings, the volumes integers; `quoted_source` is
-    the source as a JSON string); `local_time`: its time at +08:00. The store keeps it and the event carries it."""
-    return (
-        f'{{"ts_code":"{tick.ts_code}","time":"{local_time}","last":{_json_price(tick.last)},'
-        f'"open":{_json_price(tick.open)},"high":{_json_price(tick.high)},"low":{_json_price(tick.low)},'
-        f'"pre_close":{_json_price(tick.pre_close)},"volume":{tick.volume},"amount":"{fen_text(tick.amount)}",'
-        f'"bid":[{_json_levels(tick.bid)}],"ask":[{_json_levels(tick.ask)}],'
-        f'"limit_up":{_json_price(up)},"limit_down":{_json_price(down)},"source":{quoted_source}}}'
-    )
+    prices, price, texts, text = _PRICES, json_price, _TEXT, fen_text
+    return [
+        f'{{"ts_code":"{code}","time":"{local}","last":{prices.get(last) or price(last)},'
+        f'"open":{prices.get(open_ or None) or price(open_)},"high":{prices.get(high or None) or price(high)},'
+        f'"low":{prices.get(low or None) or price(low)},"pre_close":{prices.get(pre) or price(pre)},'
+        f'"volume":{volume},"amount":"{texts.get(amount) or text(amount)}","bid":[{bid}],"ask":[{ask}],'
+        f'"limit_up":{prices.get(up) or price(up)},"limit_down":{prices.get(down) or price(down)},"source":{source}}}'
+        for code, local, last, open_, high, low, pre, volume, amount, bid, ask, (up, down) in zip(
+            pick(round_.codes), local_texts, pick(round_.last), pick(round_.open), pick(round_.high),
+            pick(round_.low), pick(round_.pre_close), pick(round_.volume), pick(round_.amount),
+            pick(round_.bid_json), pick(round_.ask_json), limits, strict=True,
+        )
+    ]  # fmt: skip
 
 
 class RealtimeQuotes:
@@ -295,9 +278,12 @@ class RealtimeQuotes:
     async def _take(
         self, raws: Sequence[Any], source: str, result: RoundResult, now: datetime, ticks_round: bool = False
     ) -> None:
-        """`ingest`'s work, under its lock and with cyclic garbage collection held off (gc_pause.py)."""
-        ticks: list[Tick] = []
+        """`ingest`'s work, under its lock and with cyclic garbage collection held off (gc_pause.py): the round read
+        into columns (columns.py), the checks against the stored band made over the whole round at once, the checks
+        against each code's latest snapshot (and the minute bars) code by code in the round's order."""
+        fresh: list[Any] = []
         seen, refused = self._seen_times, self._refused_times
+        not_stocks = self._not_stocks
         for raw in raws:
             # A full-market snapshot repeats the codes that did not trade since the last one, with their time
             # unchanged: the same quote again, skipped before it is read (a refused one too: counted once).
@@ -308,76 +294,95 @@ class RealtimeQuotes:
                 ):
                     result.unchanged += 1
                     continue
-                if code in self._not_stocks:
+                if code in not_stocks:
                     result.not_stocks += 1
                     continue
-            try:
-                ticks.append(read_snapshot(raw))
-            except Refused as exc:
-                if exc.reason == NOT_A_STOCK:
-                    result.not_stocks += 1
-                    if len(self._not_stocks) < 100_000:
-                        self._not_stocks.add(raw["ts_code"])
-                else:
-                    result.rejected[exc.reason] += 1
-        await self._known({t.ts_code for t in ticks})
+            fresh.append(raw)
+        read, unread = read_round(fresh)
+        for raw, exc in unread:
+            if exc.reason == NOT_A_STOCK:
+                result.not_stocks += 1
+                if len(not_stocks) < 100_000:
+                    not_stocks.add(raw["ts_code"])
+            else:
+                result.rejected[exc.reason] += 1
+        codes = read.codes
+        await self._known(set(codes))
         today = now.astimezone(EXCHANGE_TZ).date()
         latest_allowed = now + self.max_skew
-        bands = await self.bands(today) if ticks else {}
-        texts: list[tuple[str, str]] = []  # (ts_code, the quote's LiveQuote JSON)
-        newest: datetime | None = None
-        quoted_source = _encode(source)
-        time_text, day, local_text = "", date.min, ""  # a round's snapshots mostly share their time
+        bands = await self.bands(today) if codes else {}
+        code_bands = [bands.get(code) for code in codes]
+        band_reasons = band_refusals(read, code_bands)
+        # The round's times (mostly one): each one's trading day and its text at +08:00, and whether it is ahead of
+        # the clock or of another day.
+        days: dict[str, tuple[date, str, str | None]] = {}
+        for text, moment in zip(read.time_texts, read.times, strict=True):
+            if text not in days:
+                local = moment.astimezone(EXCHANGE_TZ)
+                day = local.date()
+                why = FUTURE if moment > latest_allowed else OTHER_DAY if day != today else None
+                days[text] = (day, local.isoformat(), why)
+        taken: list[int] = []  # the places in the round of the quotes taken
+        limits_taken: list[tuple[int | None, int | None]] = []
+        local_texts: list[str] = []
         securities, latest_quotes, limits_known, ticked = self._securities, self._latest, self._limits, self._ticked
         examples: dict[str, str] = {}  # a refused code by reason, for the log line
-        for tick in ticks:
-            code = tick.ts_code
+        add_bar, bars_closed = self.bars.add_quote, result.bars
+        for i, (code, moment, text, volume, amount, band) in enumerate(
+            zip(codes, read.times, read.time_texts, read.volume, read.amount, code_bands, strict=True)
+        ):
             if code not in securities:
                 result.rejected[UNKNOWN_CODE] += 1
                 continue
-            if tick.time_text != time_text or not time_text:
-                local = tick.time.astimezone(EXCHANGE_TZ)
-                time_text, day, local_text = tick.time_text, local.date(), local.isoformat()
-            reason = FUTURE if tick.time > latest_allowed else OTHER_DAY if day != today else None
+            day, local_text, reason = days[text]
             if reason is None:
                 latest = latest_quotes.get(code)
-                if latest is not None:
-                    reason = self._check(tick, day, latest)
-                    # An older snapshot of the other stream (a round's behind a tick taken, a tick behind a round's):
-                    # superseded, not a refusal; the code's quote stays the newer one.
-                    if reason == STALE and (ticked.get(code) == latest[0]) != ticks_round:
-                        result.superseded += 1
-                        continue
-            band = bands.get(code)
-            if reason is None and band is not None and band.reference is not None:
-                reason = self._check_band(tick, band)
+                if latest is not None:  # not newer than the code's latest, or its day's totals going down: refused
+                    before, before_day, volume_before, amount_before = latest
+                    if moment <= before:
+                        # An older snapshot of the other stream (a round's behind a tick taken, a tick behind a
+                        # round's): superseded, not a refusal; the code's quote stays the newer one.
+                        if (ticked.get(code) == before) != ticks_round:
+                            result.superseded += 1
+                            continue
+                        reason = STALE
+                    elif day == before_day and (volume < volume_before or amount < amount_before):
+                        reason = VOLUME_DECREASED
+            checked = band is not None and band.reference is not None
+            if reason is None and checked:
+                reason = band_reasons[i]
             if reason is not None:
                 result.rejected[reason] += 1
-                refused[code] = tick.time_text
+                refused[code] = text
                 examples.setdefault(reason, code)
                 continue
-            if band is not None and band.reference is not None:
-                limits = (band.limit_up, band.limit_down)  # the stored band, the tick's pre_close being the same
+            if checked:
+                limits = (band.limit_up, band.limit_down)  # the stored band's
             else:  # no stored close (a listing's first day): its limits around the feed's pre_close, as before
-                found = limits_known.get((code, day, tick.pre_close))
-                limits = found if found is not None else await self.limits(securities[code], day, tick.pre_close)
-            latest_quotes[code] = (tick.time, day, tick.volume, tick.amount)
+                pre_close = read.pre_close[i]
+                found = limits_known.get((code, day, pre_close))
+                limits = found if found is not None else await self.limits(securities[code], day, pre_close)
+            latest_quotes[code] = (moment, day, volume, amount)
             if ticks_round:
-                ticked[code] = tick.time
-            seen[code] = tick.time_text
-            texts.append((code, _quote_json(tick, limits[0], limits[1], quoted_source, local_text)))
-            if newest is None or tick.time > newest:
-                newest = tick.time
-            bar = self.bars.add(tick)
+                ticked[code] = moment
+            seen[code] = text
+            taken.append(i)
+            limits_taken.append(limits)
+            local_texts.append(local_text)
+            bar = add_bar(code, moment, read.last[i], volume, amount)
             if bar is not None:
-                result.bars.append(bar)
+                bars_closed.append(bar)
+        quoted_source = _encode(source)
+        newest = max([read.times[i] for i in taken], default=None)
+        quotes = _quote_texts(read, taken, limits_taken, local_texts, quoted_source)
+        texts = list(zip([codes[i] for i in taken], quotes, strict=True))
         for reason, count in result.rejected.items():
             self.metrics.rejected.labels(reason=reason).inc(count)
         if result.rejected:
-            moment = self.monotonic()
-            if self._logged_refusal_at is None or moment - self._logged_refusal_at >= REFUSED_LOG_EVERY_S:
+            clock = self.monotonic()
+            if self._logged_refusal_at is None or clock - self._logged_refusal_at >= REFUSED_LOG_EVERY_S:
                 # Rate-limited (a bad feed refuses every round): the counter has every one, by reason.
-                self._logged_refusal_at = moment
+                self._logged_refusal_at = clock
                 log.warning(
                     "snapshots dropped",
                     extra={"source": source, "reasons": dict(result.rejected), "codes": examples},
@@ -389,47 +394,9 @@ class RealtimeQuotes:
                 self.metrics.latest = as_of
             await self._store_quotes(texts, source, as_of)
             # QuotesSnapshot's JSON, written once from the quotes' own: the bus sends it as it is.
-            payload = (
-                f'{{"as_of":"{as_of.isoformat()}","source":{quoted_source},"quotes":['
-                + ",".join([text for _, text in texts])
-                + "]}"
-            )
+            payload = f'{{"as_of":"{as_of.isoformat()}","source":{quoted_source},"quotes":[' + ",".join(quotes) + "]}"
             await self._publish_json(QUOTES_SNAPSHOT, payload)
             await self._publish_bars(result.bars, as_of)
-
-    @staticmethod
-    def _check_band(tick: Tick, band: SessionBand) -> str | None:
-        """Why a snapshot is refused against the day's stored band (None: it passes): its pre_close is not the
-        stored reference, or a price of it (last, open, high, low, a book level) is outside the day's limits."""
-        if tick.pre_close != band.reference:
-            return PRE_CLOSE_MISMATCH
-        down, up = band.limit_down, band.limit_up
-        if down is None or up is None:
-            return None  # a day without limits: positive prices are all that is checked (when read)
-        if not down <= tick.last <= up:
-            return OUTSIDE_LIMITS
-        high, low, open_ = tick.high, tick.low, tick.open
-        if (high is not None and high > up) or (low is not None and low < down):
-            return OUTSIDE_LIMITS
-        if open_ is not None and not down <= open_ <= up:
-            return OUTSIDE_LIMITS
-        for price, _ in tick.bid:
-            if not down <= price <= up:
-                return OUTSIDE_LIMITS
-        for price, _ in tick.ask:
-            if not down <= price <= up:
-                return OUTSIDE_LIMITS
-        return None
-
-    @staticmethod
-    def _check(tick: Tick, day: date, latest: tuple[datetime, date, int, int]) -> str | None:
-        """Why a snapshot of a code quoted before is refused (None: it is newer); `day`: its trading day."""
-        before, before_day, volume, amount = latest
-        if tick.time <= before:
-            return STALE
-        if day == before_day and (tick.volume < volume or tick.amount < amount):
-            return VOLUME_DECREASED
-        return None
 
     async def _store_quotes(self, quotes: list[tuple[str, str]], source: str, as_of: datetime) -> None:
         feed = json.dumps({"source": source, "as_of": as_of.isoformat()})
@@ -467,8 +434,8 @@ class RealtimeQuotes:
                 minute, minute_text = b.minute, b.minute.isoformat()
                 rows = by_day.setdefault(minute.date(), [])
             text = (
-                f'{{"ts_code":"{b.ts_code}","minute":"{minute_text}","open":{_json_price(b.open)},'
-                f'"high":{_json_price(b.high)},"low":{_json_price(b.low)},"close":{_json_price(b.close)},'
+                f'{{"ts_code":"{b.ts_code}","minute":"{minute_text}","open":{json_price(b.open)},'
+                f'"high":{json_price(b.high)},"low":{json_price(b.low)},"close":{json_price(b.close)},'
                 f'"volume":{b.volume},"amount":"{fen_text(b.amount)}"}}'
             )
             rows.append((b.ts_code, text))
