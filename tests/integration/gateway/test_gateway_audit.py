@@ -305,7 +305,10 @@ async def test_entries_past_their_retention_are_deleted_in_batches(gw: Any) -> N
     now = utcnow()
     ages = {"old-1": 401, "old-2": 500, "old-3": 1000, "edge": 399, "new": 0}
     await store.insert_audit(
-        [AuditEntry(now - timedelta(days=d), marker, "jwt", None, "POST", f"/x/{n}", n, 200, n) for n, d in ages.items()]
+        [
+            AuditEntry(now - timedelta(days=d), marker, "jwt", None, "POST", f"/x/{n}", n, 200, n)
+            for n, d in ages.items()
+        ]
     )
     audit = AuditLog(store, retention_days=400, purge_batch_size=2)
     assert await audit.purge_expired() >= 3  # other tests' entries are all recent
