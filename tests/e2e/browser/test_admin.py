@@ -83,7 +83,9 @@ async def test_an_admin_manages_users_and_keys_sees_health_and_the_audit_of_it(
         await page.select_option(f"#admin-role-{name}", "admin")
         confirm = page.locator("#admin-role-confirm")
         await expect(confirm).to_be_visible()
-        assert await page.inner_text("#admin-role-confirm-text") == f"确认：将 {name} 的角色从「交易员」改为「管理员」？"
+        assert (
+            await page.inner_text("#admin-role-confirm-text") == f"确认：将 {name} 的角色从「交易员」改为「管理员」？"
+        )
         await page.click("#admin-role-no")
         await expect(confirm).to_be_hidden()
         assert await page.locator(f"#admin-role-{name}").input_value() == "trader"
@@ -92,7 +94,9 @@ async def test_an_admin_manages_users_and_keys_sees_health_and_the_audit_of_it(
 
         # The role changed on the page, once confirmed, is the role the user has.
         await page.select_option(f"#admin-role-{name}", "viewer")
-        assert await page.inner_text("#admin-role-confirm-text") == f"确认：将 {name} 的角色从「交易员」改为「观察者」？"
+        assert (
+            await page.inner_text("#admin-role-confirm-text") == f"确认：将 {name} 的角色从「交易员」改为「观察者」？"
+        )
         me = (await client.get(f"{base}/api/v1/auth/me", headers=trader.headers)).json()
         assert me["role"] == "trader"  # not before the confirmation
         await page.click("#admin-role-yes")
