@@ -25,6 +25,7 @@ from shared.platform.quote_watch import CHECK_S, QuoteWatch, data_service_put, o
 from shared.platform.settings import Settings
 from shared.research import report as report_package
 
+AUDIT_PURGE_S = 3600.0
 WEB_DIR = Path(__file__).resolve().parent / "web"
 # The charting library the backtest reports inline (shared/research/report/vendor, with its licence there): the web
 # UI's equity charts use the same file, served from the same origin, so there is one copy of it to keep up to date.
@@ -52,6 +53,7 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await store.start()
         app.state.audit.start()
+        purge_loop.start()
         try:
             await ensure_admin(store, settings)
             # One subscription per process, on a private queue (durable=False): every gateway process gets every
@@ -62,6 +64,7 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
             yield
         finally:
             await watch_loop.stop()
+            await purge_loop.stop()
             hub.close_all()
             await app.state.audit.stop()  # what waits is written (or logged) before the database goes
             await alertmanager.aclose()
@@ -82,7 +85,9 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
     openapi.install(app)  # the forwarded routes documented with the services' schemas
     app.state.store = store
     store.db.register_metrics(app.state.metrics_registry)
-    audit = AuditLog(store, registry=app.state.metrics_registry)
+    audit = AuditLog(store, retention_days=settings.audit_retention_days, registry=app.state.metrics_registry)
+    # The retention: entries older than LH_AUDIT_RETENTION_DAYS deleted hourly (each process: deletes are idempotent).
+    purge_loop = PeriodicTask("audit-retention", AUDIT_PURGE_S, audit.purge_expired, stop_grace_s=2.0)
     app.state.audit = audit
     app.state.hub = hub
     app.state.alertmanager = alertmanager

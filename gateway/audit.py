@@ -2,6 +2,11 @@
 and the forwarded ones, recorded with who made it (username, and how: session or API key), when, the method, the
 path, the resource id from the path, the answer's status and the request id. Never the body (passwords, keys).
 
+Not recorded: the POSTs that only read (`READ_ONLY_POSTS`: a chart's indicator series, a report link), and requests
+refused before anyone was authenticated (a missing or bad credential, a failed log-in, an unknown path, a rate
+limit before the user is known): anyone can send those as fast as they like, so they are counted by status in
+`lh_gateway_audit_unauthenticated_refusals_total` instead of growing the table and the backlog.
+
 Off the request path: `AuditMiddleware` hands each entry to `AuditLog`, which keeps it in memory and writes batches
 in the background (one INSERT for up to `batch_size` entries), so an order waits for no audit write.
 
@@ -9,6 +14,9 @@ Never lost while the process lives: an entry leaves memory only once its batch i
 down the writer tries again with a backoff (up to `max_backoff_s`) and the entries wait; `lh_gateway_audit_pending`
 shows how many. Once `max_pending` wait, the gateway refuses state-changing requests (503 `audit_unavailable`)
 instead of doing what it could not record: it fails closed, as the users table being down would refuse log-ins.
+Except for the requests that make things safer (`ALWAYS_ALLOWED`: cancelling orders, the kill switch): those pass,
+and their entry is written to the log as one ERROR line (`audit entry not written`) instead of being queued, since a
+trader must be able to cancel and an admin to halt while the audit database is down.
 At shutdown it writes what waits for up to `stop_grace_s`; entries it still could not write are logged, each as one
 ERROR line with every field (`audit entry not written`), so the log store holds them. A process killed outright
 loses at most the entries of its last `flush_interval_s` (the access log still has each request with its id)."""
@@ -19,8 +27,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import time
 from collections import deque
+from datetime import timedelta
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -35,6 +45,23 @@ log = logging.getLogger(__name__)
 AUDITED_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MAX_PATH = 512
 MAX_RESOURCE_ID = 200
+_SEGMENT = r"[^/]+"
+# POSTs that change nothing (a body too big or too structured for a query string): not recorded, never refused.
+READ_ONLY_POSTS = (
+    re.compile(r"/api/v1/indicators/series"),
+    re.compile(rf"/api/v1/(?:backtests|optimisations)/{_SEGMENT}/report-link"),
+)
+# Requests that stop trading or take orders off the market: served even when the backlog is full (entry logged).
+ALWAYS_ALLOWED = (
+    re.compile(rf"/api/v1/orders/{_SEGMENT}/cancel"),
+    re.compile(r"/api/v1/orders/cancel-all"),
+    re.compile(rf"/api/v1/conditional-orders/{_SEGMENT}/cancel"),
+    re.compile(r"/api/v1/risk/halt"),
+)
+
+
+def _matches(patterns: tuple[re.Pattern[str], ...], path: str) -> bool:
+    return any(p.fullmatch(path) for p in patterns)
 
 
 class AuditLog:
@@ -47,6 +74,8 @@ class AuditLog:
         max_pending: int = 50_000,
         max_backoff_s: float = 5.0,
         stop_grace_s: float = 5.0,
+        retention_days: int = 400,
+        purge_batch_size: int = 5_000,
         registry: CollectorRegistry | None = None,
     ) -> None:
         self.store = store
@@ -55,8 +84,11 @@ class AuditLog:
         self.max_pending = max_pending
         self.max_backoff_s = max_backoff_s
         self.stop_grace_s = stop_grace_s
+        self.retention_days = retention_days
+        self.purge_batch_size = purge_batch_size
         self.pending: deque[AuditEntry] = deque()
         self._wake = asyncio.Event()
+        self._backing_off = False  # the last write failed: wait out the backoff, whatever arrives meanwhile
         self._writing = asyncio.Lock()  # one batch in flight: the loop and flush() never write the same entries
         self._task: asyncio.Task[None] | None = None
         registry = registry if registry is not None else CollectorRegistry()
@@ -70,6 +102,17 @@ class AuditLog:
             "state-changing requests refused because the audit backlog was full",
             registry=registry,
         )
+        self.logged_only = Counter(
+            "lh_gateway_audit_logged_only",
+            "cancels and halts served while the backlog was full, their entry written to the log instead",
+            registry=registry,
+        )
+        self.unauthenticated = Counter(
+            "lh_gateway_audit_unauthenticated_refusals",
+            "state-changing requests refused before authentication (not recorded in the audit log), by status",
+            ["status"],
+            registry=registry,
+        )
 
     @property
     def accepting(self) -> bool:
@@ -77,8 +120,8 @@ class AuditLog:
 
     def record(self, entry: AuditEntry) -> None:
         self.pending.append(entry)
-        if len(self.pending) >= self.batch_size:
-            self._wake.set()
+        if len(self.pending) >= self.batch_size and not self._backing_off:
+            self._wake.set()  # while backing off, the writer's timer alone decides: no retry per request
 
     async def _write_batch(self) -> int:
         """Write the oldest waiting entries (at most batch_size); they leave memory only once committed."""
@@ -106,13 +149,24 @@ class AuditLog:
                 await self.flush()
             except Exception as exc:
                 self.failures.inc()
+                self._backing_off = True
+                self._wake.clear()  # set by the requests during the failed attempt: no retry at once
                 backoff = min(max(backoff * 2, 0.5), self.max_backoff_s)
                 log.warning(
                     "audit entries not written yet; trying again",
                     extra={"pending": len(self.pending), "retry_in_s": backoff, "error": type(exc).__name__},
                 )
             else:
+                self._backing_off = False
                 backoff = self.flush_interval_s
+
+    async def purge_expired(self) -> int:
+        """Delete the entries older than `retention_days`, in batches (the retention task's function)."""
+        cutoff = utcnow() - timedelta(days=self.retention_days)
+        deleted = await self.store.delete_audit_before(cutoff, batch_size=self.purge_batch_size)
+        if deleted:
+            log.info("audit entries past their retention deleted", extra={"deleted": deleted, "before": str(cutoff)})
+        return deleted
 
     def start(self) -> None:
         if self._task is None:
@@ -132,9 +186,13 @@ class AuditLog:
                 self.failures.inc()
                 await asyncio.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
         while self.pending:
-            entry = self.pending.popleft()
-            fields = entry.row() | {"at": entry.at.isoformat()}
-            log.error("audit entry not written", extra={"audit": json.dumps(fields)})
+            log_instead(self.pending.popleft())
+
+
+def log_instead(entry: AuditEntry) -> None:
+    """The fallback record of an entry the database did not get: one ERROR line with every field."""
+    fields = entry.row() | {"at": entry.at.isoformat()}
+    log.error("audit entry not written", extra={"audit": json.dumps(fields)})
 
 
 def _header(headers: list[tuple[bytes, bytes]], name: str) -> str | None:
@@ -155,7 +213,12 @@ class AuditMiddleware:
         if scope["type"] != "http" or scope.get("method") not in AUDITED_METHODS:
             await self.app(scope, receive, send)
             return
-        if not self.audit.accepting:
+        path = scope.get("path", "")
+        if scope["method"] == "POST" and _matches(READ_ONLY_POSTS, path):
+            await self.app(scope, receive, send)
+            return
+        queue = self.audit.accepting
+        if not queue and not _matches(ALWAYS_ALLOWED, path):
             self.audit.refused.inc()
             await _refuse(send)
             return
@@ -174,7 +237,14 @@ class AuditMiddleware:
         try:
             await self.app(scope, receive, send_recording)
         finally:
-            self.audit.record(_entry(scope, status, request_id))
+            entry = _entry(scope, status, request_id)
+            if entry.username is None and status >= 400:
+                self.audit.unauthenticated.labels(status=str(status)).inc()
+            elif queue:
+                self.audit.record(entry)
+            else:
+                self.audit.logged_only.inc()
+                log_instead(entry)
 
 
 def _entry(scope: Scope, status: int, request_id: str | None) -> AuditEntry:

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     and_,
+    delete,
     func,
     insert,
     or_,
@@ -112,6 +113,7 @@ audit_log = Table(
     Column("request_id", String(64), nullable=False),
     Index("ix_audit_log_at", "at"),
     Index("ix_audit_log_username_id", "username", "id"),
+    Index("ix_audit_log_path_id", "path", "id"),  # the path_prefix filter (a LIKE 'prefix%': a range on path)
 )
 
 
@@ -527,6 +529,23 @@ class GatewayStore:
         async for attempt in self.db.transaction():
             async with attempt as s:
                 await s.execute(insert(audit_log), [e.row() for e in entries])
+
+    async def delete_audit_before(self, cutoff: datetime, *, batch_size: int = 5_000) -> int:
+        """Delete the entries written before `cutoff`, oldest first, `batch_size` rows a transaction (no long lock
+        on a table the writer inserts into); returns how many."""
+        deleted = 0
+        while True:
+            oldest = (
+                select(audit_log.c.id).where(audit_log.c.at < as_utc(cutoff)).order_by(audit_log.c.id).limit(batch_size)
+            )
+            async for attempt in self.db.transaction():
+                async with attempt as s:
+                    ids = list((await s.scalars(oldest)).all())
+                    if ids:
+                        await s.execute(delete(audit_log).where(audit_log.c.id.in_(ids)))
+            deleted += len(ids)
+            if len(ids) < batch_size:
+                return deleted
 
     async def list_audit(
         self,

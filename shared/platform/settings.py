@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     # Gateway
     jwt_ttl_s: int = 8 * 3600
     rate_limit_per_minute: int = Field(default=600, ge=1)
+    # How long the gateway keeps its audit log's entries (days); older ones are deleted hourly, in batches.
+    audit_retention_days: int = Field(default=400, ge=1)
     # The alerts page (gateway/alerts.py, docs/operations.md "The alerts page"): Alertmanager's base URL, whose API v2
     # the gateway reads and silences through. Empty (standalone `make run`): the alert routes answer 503
     # alertmanager_not_configured.

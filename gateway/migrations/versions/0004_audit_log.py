@@ -36,9 +36,11 @@ def upgrade() -> None:
     )
     op.create_index("ix_audit_log_at", "audit_log", ["at"])
     op.create_index("ix_audit_log_username_id", "audit_log", ["username", "id"])
+    op.create_index("ix_audit_log_path_id", "audit_log", ["path", "id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_audit_log_path_id", table_name="audit_log")
     op.drop_index("ix_audit_log_username_id", table_name="audit_log")
     op.drop_index("ix_audit_log_at", table_name="audit_log")
     op.drop_table("audit_log")

@@ -79,9 +79,29 @@ async def test_an_admin_manages_users_and_keys_sees_health_and_the_audit_of_it(
         )
         assert above.status_code == 403 and above.json()["code"] == "role_exceeds_owner"
 
-        # The role changed on the page is the role the user has.
+        # A role picked in the select asks first; cancelled, nothing is sent and the select shows the role again.
+        await page.select_option(f"#admin-role-{name}", "admin")
+        confirm = page.locator("#admin-role-confirm")
+        await expect(confirm).to_be_visible()
+        assert (
+            await page.inner_text("#admin-role-confirm-text") == f"确认：将 {name} 的角色从「交易员」改为「管理员」？"
+        )
+        await page.click("#admin-role-no")
+        await expect(confirm).to_be_hidden()
+        assert await page.locator(f"#admin-role-{name}").input_value() == "trader"
+        me = (await client.get(f"{base}/api/v1/auth/me", headers=trader.headers)).json()
+        assert me["role"] == "trader"
+
+        # The role changed on the page, once confirmed, is the role the user has.
         await page.select_option(f"#admin-role-{name}", "viewer")
+        assert (
+            await page.inner_text("#admin-role-confirm-text") == f"确认：将 {name} 的角色从「交易员」改为「观察者」？"
+        )
+        me = (await client.get(f"{base}/api/v1/auth/me", headers=trader.headers)).json()
+        assert me["role"] == "trader"  # not before the confirmation
+        await page.click("#admin-role-yes")
         await page.locator("#admin-user-result", has_text=f"{name}：已更新").wait_for()
+        await expect(confirm).to_be_hidden()
         me = (await client.get(f"{base}/api/v1/auth/me", headers=trader.headers)).json()
         assert me["role"] == "viewer"
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import secrets
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from gateway.audit import AuditLog
 from gateway.store import AuditEntry
@@ -72,18 +74,58 @@ async def test_user_administration_and_orders_are_recorded_with_who_what_and_the
     assert all(e["path"] != "/api/v1/orders" or e["method"] != "GET" for e in mine)
 
 
-async def test_refusals_before_authentication_and_by_role_are_recorded(gw: Any) -> None:
+def refusals_before_authentication(gw: Any, status: int) -> float:
+    value = gw.app.state.metrics_registry.get_sample_value(
+        "lh_gateway_audit_unauthenticated_refusals_total", {"status": str(status)}
+    )
+    return value or 0.0
+
+
+async def test_refusals_by_role_are_recorded_and_those_before_authentication_only_counted(gw: Any) -> None:
     viewer = await gw.new_user("viewer")
     denied = await gw.client.post("/api/v1/orders", json={**ORDER, "price": "10.50"}, headers=viewer.headers)
     assert denied.status_code == 403
+    before_401, before_404 = refusals_before_authentication(gw, 401), refusals_before_authentication(gw, 404)
     marker = secrets.token_hex(4)
-    anonymous = await gw.client.delete(f"/api/v1/api-keys/{marker}")
-    assert anonymous.status_code == 401
+    for _ in range(3):
+        anonymous = await gw.client.delete(f"/api/v1/api-keys/{marker}")
+        assert anonymous.status_code == 401
+    forged = await gw.client.post(f"/api/v1/orders/{marker}/cancel", headers={"Authorization": "Bearer forged"})
+    assert forged.status_code == 401
+    failed_login = await gw.login(f"nobody-{marker}", "wrong-password")
+    assert failed_login.status_code == 401
+    unknown = await gw.client.post(f"/api/v1/no-such-thing-{marker}")
+    assert unknown.status_code == 404
 
     [entry] = (await audit_of(gw, user=viewer.username, path_prefix="/api/v1/orders"))["entries"]
     assert (entry["method"], entry["path"], entry["status"]) == ("POST", "/api/v1/orders", 403)
-    [nobody] = (await audit_of(gw, path_prefix=f"/api/v1/api-keys/{marker}"))["entries"]
-    assert (nobody["username"], nobody["via"], nobody["status"], nobody["resource_id"]) == (None, None, 401, marker)
+    # Anyone can send those as fast as they like: none is queued (nor written), each is counted by status.
+    for prefix in (f"/api/v1/api-keys/{marker}", f"/api/v1/orders/{marker}", f"/api/v1/no-such-thing-{marker}"):
+        assert (await audit_of(gw, path_prefix=prefix))["entries"] == [], prefix
+    anonymous_entries = [e for e in (await audit_of(gw, limit=500))["entries"] if e["username"] is None]
+    assert anonymous_entries == []
+    assert refusals_before_authentication(gw, 401) == before_401 + 5
+    assert refusals_before_authentication(gw, 404) == before_404 + 1
+
+
+async def test_posts_that_only_read_are_neither_recorded_nor_refused(gw: Any) -> None:
+    viewer = await gw.new_user("viewer")
+    link = await gw.client.post("/api/v1/backtests/bt-read-1/report-link", headers=viewer.headers)
+    assert link.status_code == 200 and link.json()["url"]
+    series = await gw.client.post(
+        "/api/v1/indicators/series", json={"ts_code": "600000.SH", "indicators": []}, headers=viewer.headers
+    )
+    assert series.status_code == 503  # the strategy service is down in these tests: answered, not audited
+    audit = gw.app.state.audit
+    saved = audit.max_pending
+    audit.max_pending = 0  # a full backlog refuses changes, not reads
+    try:
+        full = await gw.client.post("/api/v1/optimisations/opt-read-1/report-link", headers=viewer.headers)
+    finally:
+        audit.max_pending = saved
+    assert full.status_code == 200
+    assert (await audit_of(gw, user=viewer.username))["entries"][0]["path"] == "/api/v1/auth/token"  # its log-in only
+    assert len((await audit_of(gw, user=viewer.username))["entries"]) == 1
 
 
 async def test_an_api_keys_requests_name_the_key(gw: Any) -> None:
@@ -217,18 +259,69 @@ async def test_entries_wait_while_the_database_is_down_and_are_written_once_it_i
     assert [e["resource_id"] for e in written] == ["2", "1", "0"]  # each once, in order
 
 
-async def test_a_full_backlog_refuses_changes_instead_of_doing_them_unrecorded(gw: Any) -> None:
+async def test_a_full_backlog_refuses_changes_but_serves_cancels_and_the_kill_switch(
+    gw: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     trader = await gw.new_user("trader")
+    admin = await gw.admin_headers()
     audit = gw.app.state.audit
-    calls_before = len(gw.downstream.calls_to("execution"))
+    calls_before = len(gw.downstream.calls)
     saved = audit.max_pending
     audit.max_pending = 0
     try:
-        refused = await gw.client.post("/api/v1/orders/ord-full/cancel", headers=trader.headers)
-        read = await gw.client.get("/api/v1/orders", headers=trader.headers)
+        with caplog.at_level(logging.ERROR, logger="gateway.audit"):
+            refused = await gw.client.post("/api/v1/orders", json={**ORDER, "price": "10.50"}, headers=trader.headers)
+            read = await gw.client.get("/api/v1/orders", headers=trader.headers)
+            cancelled = await gw.client.post("/api/v1/orders/ord-full/cancel", headers=trader.headers)
+            halted = await gw.client.post(
+                "/api/v1/risk/halt", json={"scope": "global", "state": "halted"}, headers=admin
+            )
     finally:
         audit.max_pending = saved
     assert refused.status_code == 503 and refused.json()["code"] == "audit_unavailable"
     assert refused.headers["Retry-After"] == "5"
     assert read.status_code == 200  # reads change nothing: served
-    assert [c.path for c in gw.downstream.calls_to("execution")[calls_before:]] == ["/v1/orders"]
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    assert halted.status_code == 200 and halted.json()["state"] == "halted"
+    # The order never reached risk; the cancel and the halt did.
+    assert [(c.service, c.method, c.path) for c in gw.downstream.calls[calls_before:]] == [
+        ("execution", "GET", "/v1/orders"),
+        ("execution", "POST", "/v1/orders/ord-full/cancel"),
+        ("risk", "POST", "/v1/risk/halt"),
+    ]
+    # Not queued: their entries are in the log instead, one ERROR line each with every field.
+    logged = [json.loads(r.audit) for r in caplog.records if r.getMessage() == "audit entry not written"]
+    assert [(e["username"], e["method"], e["path"], e["resource_id"], e["status"]) for e in logged] == [
+        (trader.username, "POST", "/api/v1/orders/ord-full/cancel", "ord-full", 200),
+        (gw.settings.admin_username, "POST", "/api/v1/risk/halt", None, 200),
+    ]
+    assert all(e["request_id"] for e in logged)
+    assert (await audit_of(gw, user=trader.username, path_prefix="/api/v1/orders/ord-full"))["entries"] == []
+
+
+async def test_entries_past_their_retention_are_deleted_in_batches(gw: Any) -> None:
+    store = gw.app.state.store
+    marker = f"ret-{secrets.token_hex(4)}"
+    now = utcnow()
+    ages = {"old-1": 401, "old-2": 500, "old-3": 1000, "edge": 399, "new": 0}
+    await store.insert_audit(
+        [
+            AuditEntry(now - timedelta(days=d), marker, "jwt", None, "POST", f"/x/{n}", n, 200, n)
+            for n, d in ages.items()
+        ]
+    )
+    audit = AuditLog(store, retention_days=400, purge_batch_size=2)
+    assert await audit.purge_expired() >= 3  # other tests' entries are all recent
+    kept = (await audit_of(gw, user=marker))["entries"]
+    assert sorted(e["resource_id"] for e in kept) == ["edge", "new"]
+    assert await audit.purge_expired() == 0
+
+
+async def test_the_path_prefix_filter_has_an_index(gw: Any) -> None:
+    async for attempt in gw.app.state.store.db.transaction():
+        async with attempt as s:
+            rows = (await s.execute(text("SHOW INDEX FROM audit_log"))).mappings().all()
+    columns: dict[str, list[str]] = {}
+    for row in sorted(rows, key=lambda r: (r["Key_name"], r["Seq_in_index"])):
+        columns.setdefault(row["Key_name"], []).append(row["Column_name"])
+    assert columns["ix_audit_log_path_id"] == ["path", "id"]

@@ -28,6 +28,9 @@
       "admin.users.disable": "停用",
       "admin.users.enable": "启用",
       "admin.users.changed": "{name}：已更新",
+      "admin.users.roleConfirm": "确认：将 {name} 的角色从「{from}」改为「{to}」？",
+      "admin.users.roleYes": "确认修改",
+      "admin.users.roleNo": "取消",
       "admin.users.you": "（你）",
       "admin.role.viewer": "观察者",
       "admin.role.trader": "交易员",
@@ -103,6 +106,9 @@
       "admin.users.disable": "Disable",
       "admin.users.enable": "Enable",
       "admin.users.changed": "{name}: updated",
+      "admin.users.roleConfirm": "Confirm: change {name}'s role from \"{from}\" to \"{to}\"?",
+      "admin.users.roleYes": "Change role",
+      "admin.users.roleNo": "Cancel",
       "admin.users.you": " (you)",
       "admin.role.viewer": "Viewer",
       "admin.role.trader": "Trader",
@@ -175,6 +181,7 @@
     auditNext: null,
     healthTimer: null,
     auditTimer: null,
+    roleChange: null, // {username, from, to}: a role picked in a row's select, awaiting its confirmation
     seq: 0, // bumped at stop: an answer for the previous session is dropped
   };
 
@@ -366,6 +373,12 @@
         el("div", { class: "col-12 col-xl-6" },
           card("admin.users", "admin-users-card", userForm,
             el("div", { class: "d-none", id: "admin-user-result", role: "status" }),
+            el("div", { class: "alert alert-warning d-none", id: "admin-role-confirm", role: "alertdialog" },
+              el("div", { class: "mb-2", id: "admin-role-confirm-text" }),
+              el("button", { class: "btn btn-warning btn-sm me-2", type: "button", id: "admin-role-yes",
+                "data-i18n": "admin.users.roleYes", text: t("admin.users.roleYes") }),
+              el("button", { class: "btn btn-outline-secondary btn-sm", type: "button", id: "admin-role-no",
+                "data-i18n": "admin.users.roleNo", text: t("admin.users.roleNo") })),
             table("admin-users", ["admin.users.username", "admin.users.role", "admin.users.account",
               "admin.users.created", "admin.users.status", ""]),
             el("div", { class: "d-none", id: "admin-users-error", role: "alert" })))),
@@ -386,6 +399,8 @@
           "admin.audit.path", "admin.audit.resource", "admin.audit.status", "admin.audit.request"]),
         older),
     );
+    $("admin-role-yes").addEventListener("click", confirmRoleChange);
+    $("admin-role-no").addEventListener("click", cancelRoleChange);
   }
 
   // --- users ----------------------------------------------------------------------------------------------------
@@ -410,9 +425,10 @@
     body.replaceChildren();
     for (const user of page.users) {
       const self = user.username === me;
-      const select = roleSelect(`admin-role-${user.username}`, { value: user.role });
+      const pending = page.roleChange && page.roleChange.username === user.username ? page.roleChange : null;
+      const select = roleSelect(`admin-role-${user.username}`, { value: pending ? pending.to : user.role });
       select.disabled = self; // the API refuses an admin demoting themselves
-      select.addEventListener("change", () => updateUser(user.username, { role: select.value }));
+      select.addEventListener("change", () => askRoleChange(user, select.value));
       const toggle = el("button", {
         class: `btn btn-sm ${user.disabled ? "btn-outline-success" : "btn-outline-danger"}`,
         type: "button",
@@ -432,6 +448,36 @@
           el("td", {}, toggle)),
       );
     }
+  }
+
+  // A role is changed only once confirmed: a select is too easy to change by a slip of the wheel or the finger.
+  function askRoleChange(user, role) {
+    page.roleChange = role === user.role ? null : { username: user.username, from: user.role, to: role };
+    renderUsers(); // any other row's unconfirmed pick goes back to its role
+    renderRoleConfirm();
+  }
+
+  function renderRoleConfirm() {
+    const box = $("admin-role-confirm");
+    if (!box) return;
+    const change = page.roleChange;
+    $("admin-role-confirm-text").textContent = change
+      ? t("admin.users.roleConfirm", { name: change.username, from: roleName(change.from), to: roleName(change.to) })
+      : "";
+    window.LH.show(box, Boolean(change));
+  }
+
+  function confirmRoleChange() {
+    const change = page.roleChange;
+    page.roleChange = null;
+    renderRoleConfirm();
+    if (change) updateUser(change.username, { role: change.to });
+  }
+
+  function cancelRoleChange() {
+    page.roleChange = null;
+    renderRoleConfirm();
+    renderUsers(); // the select shows the role the user has
   }
 
   async function updateUser(username, change) {
@@ -720,6 +766,7 @@
       if (node) line(node, key, vars, kind);
     }
     renderUsers();
+    renderRoleConfirm();
     renderKeys();
     renderHealth();
     renderAudit();
@@ -746,6 +793,7 @@
       page.users = page.keys = page.health = null;
       page.audit = [];
       page.auditNext = null;
+      page.roleChange = null;
       lines.clear();
       $("admin-view").replaceChildren();
     },

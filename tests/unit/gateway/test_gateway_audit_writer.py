@@ -1,0 +1,108 @@
+"""The audit log's writer without a database (a store that fails on demand), and the lists of paths the audit
+middleware treats apart (read-only POSTs, requests served even when the backlog is full) against the real routes."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import re
+import time
+
+from prometheus_client import CollectorRegistry
+
+from gateway import reports
+from gateway.audit import ALWAYS_ALLOWED, READ_ONLY_POSTS, AuditLog
+from gateway.routes import ROUTES
+from gateway.store import AuditEntry
+from shared.platform.clock import utcnow
+
+
+class FailingStore:
+    """Refuses every write while `down`; records when each attempt came."""
+
+    def __init__(self) -> None:
+        self.down = True
+        self.attempts: list[float] = []
+        self.written: list[AuditEntry] = []
+
+    async def insert_audit(self, entries: list[AuditEntry]) -> None:
+        self.attempts.append(time.monotonic())
+        if self.down:
+            raise ConnectionError("database down")
+        self.written.extend(entries)
+
+
+def entry(n: int) -> AuditEntry:
+    return AuditEntry(utcnow(), "u", "jwt", None, "POST", f"/api/v1/orders/o-{n}/cancel", f"o-{n}", 200, f"r{n}")
+
+
+async def drained(audit: AuditLog, *, within_s: float) -> None:
+    """Return once nothing waits, or after `within_s`."""
+    deadline = time.monotonic() + within_s
+    for _ in range(int(within_s / 0.005)):
+        if not audit.pending or time.monotonic() > deadline:
+            return
+        await asyncio.sleep(0.005)
+
+
+async def test_a_database_outage_is_retried_at_the_backoff_pace_however_many_requests_arrive() -> None:
+    store = FailingStore()
+    registry = CollectorRegistry()
+    audit = AuditLog(store, batch_size=2, flush_interval_s=0.3, max_backoff_s=0.5, registry=registry)  # type: ignore[arg-type]
+    audit.start()
+    try:
+        # 1.6 s of requests, 200 a second: each one finds more than batch_size entries waiting.
+        start = time.monotonic()
+        n = 0
+        while time.monotonic() - start < 1.6:
+            audit.record(entry(n))
+            n += 1
+            await asyncio.sleep(0.005)
+        attempts = [t - start for t in store.attempts]
+        # The first failure at once (a full batch wakes the writer), then one attempt per backoff (0.5 s): about
+        # 4 in 1.6 s. Woken by each request, as before, it tried hundreds of times.
+        assert 2 <= len(attempts) <= 5, attempts
+        gaps = [b - a for a, b in itertools.pairwise(attempts)]
+        assert min(gaps) >= 0.45, gaps
+        assert len(audit.pending) == n  # nothing dropped meanwhile
+        assert registry.get_sample_value("lh_gateway_audit_write_failures_total") == len(attempts)
+
+        # Back: everything is written at the next attempt, and a full batch wakes the writer at once again.
+        store.down = False
+        await drained(audit, within_s=1.0)
+        assert not audit.pending and [e.resource_id for e in store.written] == [f"o-{i}" for i in range(n)]
+        written_at = time.monotonic()
+        audit.record(entry(n))
+        audit.record(entry(n + 1))
+        await drained(audit, within_s=1.0)
+        assert not audit.pending and time.monotonic() - written_at < 0.25  # not the 0.3 s interval
+    finally:
+        await audit.stop()
+
+
+def _example_paths(method: str) -> set[str]:
+    """Every public path the gateway answers for `method`, its parameters filled in."""
+    paths = {r.public_path for r in ROUTES if r.method == method}
+    paths |= {r.path for r in reports.router.routes if method in getattr(r, "methods", ())}  # type: ignore[attr-defined]
+    return {re.sub(r"{\w+}", "x-1", p) for p in paths}
+
+
+def test_the_read_only_posts_are_the_routes_that_change_nothing() -> None:
+    posts = _example_paths("POST")
+    skipped = {p for p in posts if any(pattern.fullmatch(p) for pattern in READ_ONLY_POSTS)}
+    assert skipped == {
+        "/api/v1/indicators/series",
+        "/api/v1/backtests/x-1/report-link",
+        "/api/v1/optimisations/x-1/report-link",
+    }
+
+
+def test_the_requests_served_with_a_full_backlog_are_the_cancels_and_the_kill_switch() -> None:
+    posts = _example_paths("POST")
+    served = {p for p in posts if any(pattern.fullmatch(p) for pattern in ALWAYS_ALLOWED)}
+    assert served == {
+        "/api/v1/orders/x-1/cancel",
+        "/api/v1/orders/cancel-all",
+        "/api/v1/conditional-orders/x-1/cancel",
+        "/api/v1/risk/halt",
+    }
