@@ -60,22 +60,33 @@ async def test_a_database_outage_is_retried_at_the_backoff_pace_however_many_req
             await asyncio.sleep(0.005)
         attempts = [t - start for t in store.attempts]
         # The first failure at once (a full batch wakes the writer), then one attempt per backoff (0.5 s): about
-        # 4 in 1.6 s. Woken by each request, as before, it tried hundreds of times.
-        assert 2 <= len(attempts) <= 5, attempts
+        # 4 in 1.6 s (fewer on a loaded machine, never more). Woken by each request, as before, it tried hundreds of
+        # times.
+        assert 1 <= len(attempts) <= 5, attempts
         gaps = [b - a for a, b in itertools.pairwise(attempts)]
-        assert min(gaps) >= 0.45, gaps
+        assert all(gap >= 0.45 for gap in gaps), gaps
         assert len(audit.pending) == n  # nothing dropped meanwhile
         assert registry.get_sample_value("lh_gateway_audit_write_failures_total") == len(attempts)
 
-        # Back: everything is written at the next attempt, and a full batch wakes the writer at once again.
+        # Back: everything is written at the next attempt.
         store.down = False
-        await drained(audit, within_s=1.0)
+        await drained(audit, within_s=10.0)
         assert not audit.pending and [e.resource_id for e in store.written] == [f"o-{i}" for i in range(n)]
-        written_at = time.monotonic()
-        audit.record(entry(n))
-        audit.record(entry(n + 1))
-        await drained(audit, within_s=1.0)
-        assert not audit.pending and time.monotonic() - written_at < 0.25  # not the 0.3 s interval
+    finally:
+        await audit.stop()
+
+
+async def test_a_full_batch_is_written_without_waiting_for_the_interval() -> None:
+    store = FailingStore()
+    store.down = False
+    # An interval of a minute: a write within the 10 s this test waits can only be the full batch's wake-up.
+    audit = AuditLog(store, batch_size=2, flush_interval_s=60.0, max_backoff_s=0.5, registry=CollectorRegistry())  # type: ignore[arg-type]
+    audit.start()
+    try:
+        audit.record(entry(0))
+        audit.record(entry(1))
+        await drained(audit, within_s=10.0)
+        assert not audit.pending and [e.resource_id for e in store.written] == ["o-0", "o-1"]
     finally:
         await audit.stop()
 
