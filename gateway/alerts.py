@@ -11,7 +11,8 @@ do what, checked here in the gateway:
   when its `owner` label (a strategy's author) is their username or it has none (a platform alert: a service down).
 - Silencing: an admin silences anything (any `matchers`, or an alert by its `fingerprint`). A trader names an active
   alert by its `fingerprint` only; the gateway builds the matchers from that alert's complete label set (so the
-  silence holds exactly that alert and, by `account=<theirs>` among them, never another account's) and refuses
+  silence holds that alert, or one of the same account with all its labels and more, and by `account=<theirs>`
+  among them never another account's) and refuses
   (403) an alert of another account (`not_your_alert`) or one without an `account` label (`platform_alert`). The
   author is the logged-in user, never a name sent in the body. A trader expires the silences they created, an
   admin anyone's.
