@@ -3,8 +3,19 @@ is silencing it) and the history of what fired and resolved.
 
 Active alerts and silences are Alertmanager's, read and changed through its API v2 at LH_ALERTMANAGER_URL: the
 platform keeps no copy and re-implements nothing (dedup, grouping, silences, inhibition stay Alertmanager's). Who may
-do what, checked here in the gateway: viewers read everything; traders and admins create silences (the author is the
-logged-in user, never a name sent in the body); a trader expires the silences they created, an admin anyone's.
+do what, checked here in the gateway:
+
+- Reading is scoped by account. Business alerts carry an `account` label (services/notify/business.py) and name the
+  account or owner in their summaries: an admin sees every alert; a viewer or trader sees an alert (active, in the
+  history, and the silences) only when its `account` label is their own account, or, without an `account` label,
+  when its `owner` label (a strategy's author) is their username or it has none (a platform alert: a service down).
+- Silencing: an admin silences anything (any `matchers`, or an alert by its `fingerprint`). A trader names an active
+  alert by its `fingerprint` only; the gateway builds the matchers from that alert's complete label set (so the
+  silence holds that alert, or one of the same account with all its labels and more, and by `account=<theirs>`
+  among them never another account's) and refuses
+  (403) an alert of another account (`not_your_alert`) or one without an `account` label (`platform_alert`). The
+  author is the logged-in user, never a name sent in the body. A trader expires the silences they created, an
+  admin anyone's.
 
 Alertmanager keeps no history of resolved alerts, so Alertmanager posts every notification (firing and resolved, on
 a `continue: true` route, prometheus/alertmanager.yml) to `POST /api/v1/alerts/webhook` with the bearer token it
@@ -22,11 +33,11 @@ from typing import Annotated, Any
 
 import httpx
 from fastapi import APIRouter, Depends, Path, Query, Request, status
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from gateway.auth import CurrentUser
 from gateway.deps import Store, Trader, Viewer
-from gateway.store import AlertTransition
+from gateway.store import AlertTransition, HistoryScope
 from shared.platform.alertmanager import WebhookNotification
 from shared.platform.errors import Forbidden, NotFound, ServiceError, Unavailable
 from shared.platform.request_model import RequestModel, StrictInt
@@ -40,6 +51,7 @@ MAX_SILENCE_MINUTES = 7 * 24 * 60  # a week: longer is a rule to change, not an 
 MAX_COMMENT = 500
 LABEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # Prometheus's label names
 SILENCE_ID = r"^[0-9a-fA-F-]{1,64}$"  # Alertmanager's silence ids are UUIDs
+FINGERPRINT = r"^[0-9a-fA-F]{1,64}$"  # Alertmanager's fingerprints are 16 hex digits
 HISTORY_PAGE_MAX = 200
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 
@@ -48,17 +60,20 @@ SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 
 
 class SilenceCreate(RequestModel):
-    """Silence the alerts whose labels are exactly `matchers` (an alert's own labels acknowledge that alert) for
-    `duration_minutes`, with a comment saying why. The author is the logged-in user."""
+    """Silence for `duration_minutes`, with a comment saying why, either the active alert `fingerprint` (the silence's
+    matchers are that alert's complete label set, each `name=value`) or, admins only, whatever alert has all of the
+    labels `matchers` (Alertmanager silences every alert that has them, whatever other labels it has: `severity=
+    critical` alone would silence every critical alert). Exactly one of the two. The author is the logged-in user."""
 
-    matchers: dict[str, str] = Field(min_length=1, max_length=30)
+    fingerprint: str | None = Field(default=None, pattern=FINGERPRINT)
+    matchers: dict[str, str] | None = Field(default=None, min_length=1, max_length=30)
     duration_minutes: StrictInt = Field(ge=1, le=MAX_SILENCE_MINUTES)
     comment: str = Field(max_length=MAX_COMMENT)
 
     @field_validator("matchers")
     @classmethod
-    def _label_names(cls, value: dict[str, str]) -> dict[str, str]:
-        for name, label in value.items():
+    def _label_names(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        for name, label in (value or {}).items():
             if not LABEL_NAME.fullmatch(name):
                 raise ValueError(f"{name!r} is not a label name (letters, digits and _, not starting with a digit)")
             if not label or len(label) > 1024:
@@ -72,6 +87,12 @@ class SilenceCreate(RequestModel):
         if not value:
             raise ValueError("say why the alert is silenced")
         return value
+
+    @model_validator(mode="after")
+    def _one_target(self) -> SilenceCreate:
+        if (self.fingerprint is None) == (self.matchers is None):
+            raise ValueError("name the alert to silence: either its fingerprint or (admins) matchers, not both")
+        return self
 
 
 class AlertOut(BaseModel):
@@ -130,7 +151,12 @@ class WebhookAccepted(BaseModel):
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "not authenticated: `{code: unauthenticated}`"},
-    403: {"description": "the role is too low (`forbidden`) or the silence is another user's (`not_your_silence`)"},
+    403: {
+        "description": "the role is too low (`forbidden`), the silence is another user's (`not_your_silence`), a "
+        "trader named an alert of another account (`not_your_alert`) or one of no account (`platform_alert`), or "
+        "sent `matchers` (`matchers_admin_only`)"
+    },
+    404: {"description": "`alert_not_found`: no active alert you can see has that fingerprint"},
     503: {
         "description": "`alertmanager_not_configured` (LH_ALERTMANAGER_URL is empty, as in standalone `make run`) "
         "or `alertmanager_unavailable` (it did not answer)"
@@ -254,14 +280,57 @@ def _silence(raw: dict[str, Any]) -> SilenceOut:
     )
 
 
+# --- who sees and silences what -------------------------------------------------------------------------------------
+
+
+def may_see(user: CurrentUser, labels: dict[str, str]) -> bool:
+    """An admin sees every alert; anyone else an alert of their own account, or of no account whose `owner` (if any)
+    is them: platform alerts (a service down) are everybody's."""
+    if user.role is Role.ADMIN:
+        return True
+    account = labels.get("account")
+    if account:
+        return account == user.account_id
+    owner = labels.get("owner")
+    return not owner or owner == user.username
+
+
+def _may_see_silence(user: CurrentUser, silence: SilenceOut) -> bool:
+    """A silence is shown as the alerts it holds would be: by its `account` and `owner` matchers (`name=value`); one
+    that matches those labels otherwise (a regex, a negation) only to admins. Its author always sees it."""
+    if user.role is Role.ADMIN or silence.created_by == user.username:
+        return True
+    exact: dict[str, str] = {}
+    for m in silence.matchers:
+        if m.name in ("account", "owner"):
+            if m.is_regex or not m.is_equal:
+                return False
+            exact[m.name] = m.value
+    return may_see(user, exact)
+
+
+def _may_silence(user: CurrentUser, alert: AlertOut) -> None:
+    if user.role is Role.ADMIN:
+        return
+    account = alert.labels.get("account")
+    if not may_see(user, alert.labels):
+        raise Forbidden("not_your_alert", f"alert {alert.fingerprint} is of another account: you cannot silence it")
+    if not account:
+        raise Forbidden(
+            "platform_alert",
+            f"alert {alert.fingerprint} ({alert.alertname}) belongs to no account: only an admin can silence it",
+        )
+
+
 # --- the routes -----------------------------------------------------------------------------------------------------
 
 
 @router.get("", response_model=list[AlertOut], responses=ERRORS)
-async def list_alerts(request: Request, _: Viewer) -> list[AlertOut]:
-    """The alerts Alertmanager holds now, silenced and inhibited ones included (their `state` is `suppressed`, with
-    the silences or alerts that suppress them): critical first, then the newest."""
-    alerts = [_alert(raw) for raw in await _api(request).alerts()]
+async def list_alerts(request: Request, user: Viewer) -> list[AlertOut]:
+    """The alerts Alertmanager holds now that you may see (an admin all; others those of their own account and those
+    of no account), silenced and inhibited ones included (their `state` is `suppressed`, with the silences or alerts
+    that suppress them): critical first, then the newest."""
+    alerts = [a for a in map(_alert, await _api(request).alerts()) if may_see(user, a.labels)]
     alerts.sort(key=lambda a: -a.starts_at.timestamp())
     alerts.sort(key=lambda a: SEVERITY_ORDER.get(a.severity, len(SEVERITY_ORDER)))
     return alerts
@@ -269,11 +338,11 @@ async def list_alerts(request: Request, _: Viewer) -> list[AlertOut]:
 
 @router.get("/silences", response_model=list[SilenceOut], responses=ERRORS)
 async def list_silences(
-    request: Request, _: Viewer, include_expired: Annotated[bool, Query()] = False
+    request: Request, user: Viewer, include_expired: Annotated[bool, Query()] = False
 ) -> list[SilenceOut]:
-    """Alertmanager's silences: active and pending ones (and expired ones, which it keeps a few days, on request),
-    those ending soonest first."""
-    silences = [_silence(raw) for raw in await _api(request).silences()]
+    """Alertmanager's silences you may see (as for alerts, by their `account` matcher; your own always): active and
+    pending ones (and expired ones, which it keeps a few days, on request), those ending soonest first."""
+    silences = [s for s in map(_silence, await _api(request).silences()) if _may_see_silence(user, s)]
     if not include_expired:
         silences = [s for s in silences if s.state != "expired"]
     silences.sort(key=lambda s: (s.state == "expired", s.ends_at))
@@ -282,15 +351,29 @@ async def list_silences(
 
 @router.post("/silences", response_model=SilenceOut, status_code=status.HTTP_201_CREATED, responses=ERRORS)
 async def create_silence(request: Request, body: SilenceCreate, user: Trader) -> SilenceOut:
-    """Acknowledge an alert: silence the alerts with exactly these labels from now for `duration_minutes`. The
-    silence's author is you."""
-    now = datetime.now(UTC)
+    """Acknowledge an alert from now for `duration_minutes`: name it by `fingerprint` (the silence matches its
+    complete label set; a trader only an alert of their own account) or, an admin, give `matchers`. The silence's
+    author is you."""
     api = _api(request)
+    if body.matchers is not None:
+        if user.role is not Role.ADMIN:
+            raise Forbidden(
+                "matchers_admin_only",
+                "only an admin silences by matchers: name the alert of your account to silence by its fingerprint",
+            )
+        labels = body.matchers
+    else:
+        alert = next((a for a in map(_alert, await api.alerts()) if a.fingerprint == body.fingerprint), None)
+        if alert is None:
+            raise NotFound("alert_not_found", f"no active alert has the fingerprint {body.fingerprint!r}")
+        _may_silence(user, alert)
+        labels = alert.labels
+    now = datetime.now(UTC)
     silence_id = await api.create_silence(
         {
             "matchers": [
                 {"name": name, "value": value, "isRegex": False, "isEqual": True}
-                for name, value in sorted(body.matchers.items())
+                for name, value in sorted(labels.items())
             ],
             "startsAt": now.isoformat(),
             "endsAt": (now + timedelta(minutes=body.duration_minutes)).isoformat(),
@@ -298,7 +381,7 @@ async def create_silence(request: Request, body: SilenceCreate, user: Trader) ->
             "comment": body.comment,
         }
     )
-    log.info("silence created", extra={"silence_id": silence_id, "by": user.username, "matchers": body.matchers})
+    log.info("silence created", extra={"silence_id": silence_id, "by": user.username, "matchers": labels})
     return _silence(await api.silence(silence_id))
 
 
@@ -328,13 +411,14 @@ def _may_expire(user: CurrentUser, silence: SilenceOut) -> None:
 @router.get("/history", response_model=HistoryPage, responses=ERRORS)
 async def alert_history(
     store: Store,
-    _: Viewer,
+    user: Viewer,
     limit: Annotated[int, Query(ge=1, le=HISTORY_PAGE_MAX)] = 50,
     before_id: Annotated[int | None, Query(ge=1)] = None,
 ) -> HistoryPage:
-    """What fired and resolved, newest first, `limit` at a time (then `before_id` = the last page's
-    `next_before_id`)."""
-    rows = await store.alert_history(limit=limit + 1, before_id=before_id)
+    """What fired and resolved that you may see (as for the active alerts), newest first, `limit` at a time (then
+    `before_id` = the last page's `next_before_id`)."""
+    scope = None if user.role is Role.ADMIN else HistoryScope(account=user.account_id, username=user.username)
+    rows = await store.alert_history(limit=limit + 1, before_id=before_id, scope=scope)
     more = len(rows) > limit
     rows = rows[:limit]
     return HistoryPage(

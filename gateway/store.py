@@ -88,6 +88,9 @@ alert_events = Table(
     Column("alertname", String(200), nullable=False),
     Column("severity", String(32), nullable=False),
     Column("labels", Text, nullable=False),  # JSON object of the alert's labels
+    # Its `account` and `owner` labels (None: none), by which a non-admin's history is scoped (gateway/alerts.py)
+    Column("account", String(200), nullable=True),
+    Column("owner", String(200), nullable=True),
     Column("summary", String(1000), nullable=False),
     Column("starts_at", UtcDateTime, nullable=False),
     Column("ends_at", UtcDateTime, nullable=True),  # resolved transitions only
@@ -161,6 +164,21 @@ class AlertTransition:
     ends_at: datetime | None
     received_at: datetime
     id: int = 0
+
+
+@dataclass(frozen=True)
+class HistoryScope:
+    """Whose alert history: a non-admin's account and username (gateway/alerts.py, may_see)."""
+
+    account: str
+    username: str
+
+
+def scope_label(labels: dict[str, str], name: str) -> str | None:
+    """The `account` or `owner` label as kept in its column: None when absent or empty (Alertmanager drops empty
+    labels); a value longer than the column is cut, which then equals no account id or username (64 at most)."""
+    value = labels.get(name)
+    return value[:200] if value else None
 
 
 def _transition(m: RowMapping) -> AlertTransition:
@@ -478,6 +496,8 @@ class GatewayStore:
                 "alertname": t.alertname,
                 "severity": t.severity,
                 "labels": json.dumps(t.labels, ensure_ascii=False, sort_keys=True),
+                "account": scope_label(t.labels, "account"),
+                "owner": scope_label(t.labels, "owner"),
                 "summary": t.summary,
                 "starts_at": t.starts_at,
                 "ends_at": t.ends_at,
@@ -510,11 +530,22 @@ class GatewayStore:
                     added += 1
         return added
 
-    async def alert_history(self, *, limit: int, before_id: int | None = None) -> list[AlertTransition]:
-        """The newest transitions first (by arrival), `limit` of them, older than `before_id` when given."""
+    async def alert_history(
+        self, *, limit: int, before_id: int | None = None, scope: HistoryScope | None = None
+    ) -> list[AlertTransition]:
+        """The newest transitions first (by arrival), `limit` of them, older than `before_id` when given; with a
+        `scope`, only those of its account, or of no account and no other owner (None: all, an admin's)."""
         query = select(alert_events).order_by(alert_events.c.id.desc()).limit(limit)
         if before_id is not None:
             query = query.where(alert_events.c.id < before_id)
+        if scope is not None:
+            account, owner = alert_events.c.account, alert_events.c.owner
+            query = query.where(
+                or_(
+                    account == scope.account,
+                    and_(account.is_(None), or_(owner.is_(None), owner == scope.username)),
+                )
+            )
         async for attempt in self.db.transaction():
             async with attempt as s:
                 rows = (await s.execute(query)).all()

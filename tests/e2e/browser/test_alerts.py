@@ -1,6 +1,7 @@
 """The alerts page in a browser, as a trader uses it: the standalone platform pointed at a real Alertmanager started
 here (the repository's alertmanager.yml, its alert-history route posting to the platform), an alert posted to
-Alertmanager, then: the trader sees it, silences it from the page (the form refusing a missing comment and a
+Alertmanager, then: the trader sees it (and a platform alert they cannot silence, and not another account's alert),
+silences it from the page (the form refusing a missing comment and a
 duration out of range at their fields first), sees it silenced and the silence listed, ends the silence, sees the
 history; with Alertmanager stopped, a refresh shows as failed. What the page shows is checked against Alertmanager's
 own API."""
@@ -32,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[3]
 SCREENSHOTS = ROOT / "var" / "screenshots"
 TOKEN = "browser-alerts-token-0123456789"
 LABELS = {"alertname": "LianghuaDataUpdateLate", "severity": "warning", "team": "data", "job": "data"}
+PLATFORM_LABELS = {"alertname": "LianghuaBackupStale", "severity": "warning", "team": "platform"}  # inhibits nothing
 SUMMARY = "日线数据更新晚于 18:30"
 
 
@@ -88,8 +90,13 @@ async def test_a_trader_silences_an_alert_from_the_page(
     async with httpx.AsyncClient(timeout=30) as client:
         admin = await login(client, base, "admin", password)
         trader_name, trader_password = await create_user(client, admin, "trader")
-        posted = await client.post(f"{am.url}/api/v2/alerts",
-                                   json=[{"labels": LABELS, "annotations": {"summary": SUMMARY}}])  # fmt: skip
+        labels = {**LABELS, "account": trader_name}  # the trader's account is their username
+        posted = await client.post(f"{am.url}/api/v2/alerts", json=[
+            {"labels": labels, "annotations": {"summary": SUMMARY}},
+            {"labels": PLATFORM_LABELS, "annotations": {"summary": "平台告警"}},
+            {"labels": {**LABELS, "alertname": "LianghuaOtherAccount", "account": "someone-else"},
+             "annotations": {"summary": "其他账户的告警"}},
+        ])  # fmt: skip
         assert posted.status_code == 200, posted.text
 
     page = await offline.context.new_page()
@@ -98,21 +105,28 @@ async def test_a_trader_silences_an_alert_from_the_page(
     await log_in(page, base, trader_name, trader_password)
     await page.click("#nav-alerts")
     await page.wait_for_selector("#alerts-view:not(.d-none)")
-    row = page.locator(f'#alerts-active tr[data-alertname="{LABELS["alertname"]}"]')
+    row = page.locator(f'#alerts-active tr[data-alertname="{labels["alertname"]}"]')
     await row.wait_for()
     assert await row.locator("[data-severity]").inner_text() == "警告"  # Chinese first
     assert SUMMARY in await row.inner_text()
     assert "team=data" in await row.inner_text() and "job=data" in await row.inner_text()
     assert await row.locator("[data-state]").inner_text() == "告警中"
     assert "更新于" in await page.inner_text("#alerts-status")
-    await refresh_until(page, '#alerts-history tr[data-status="firing"]')  # Alertmanager told the history
-    fired = await page.locator('#alerts-history tr[data-status="firing"]').first.inner_text()
-    assert LABELS["alertname"] in fired and "触发" in fired
+    # the platform's alert is shown but only an admin silences it; another account's is not shown at all
+    platform_row = page.locator(f'#alerts-active tr[data-alertname="{PLATFORM_LABELS["alertname"]}"]')
+    assert "平台告警" in await platform_row.inner_text()
+    assert await platform_row.locator('[data-action="silence"]').count() == 0
+    assert await page.locator('#alerts-active tr[data-alertname="LianghuaOtherAccount"]').count() == 0
+    assert "其他账户的告警" not in await page.inner_text("#alerts-view")
+    fired_row = f'#alerts-history tr[data-status="firing"]:has-text("{labels["alertname"]}")'
+    await refresh_until(page, fired_row)  # Alertmanager told the history
+    fired = await page.locator(fired_row).first.inner_text()
+    assert labels["alertname"] in fired and "触发" in fired
 
     # the form refuses what the API would, at the fields, and sends nothing
     await row.locator('[data-action="silence"]').click()
     await page.wait_for_selector("#alerts-silence-form:not(.d-none)")
-    assert LABELS["alertname"] in await page.inner_text("#alerts-form-title")
+    assert labels["alertname"] in await page.inner_text("#alerts-form-title")
     await page.fill("#alerts-duration", "0")
     await page.fill("#alerts-comment", "   ")
     await page.click("#alerts-silence-submit")
@@ -134,13 +148,13 @@ async def test_a_trader_silences_an_alert_from_the_page(
     assert silence["createdBy"] == trader_name and silence["comment"] == "数据源延迟，正在处理"
     length = datetime.fromisoformat(silence["endsAt"]) - datetime.fromisoformat(silence["startsAt"])
     assert abs(length - timedelta(minutes=90)) < timedelta(seconds=2)
-    assert {m["name"]: m["value"] for m in silence["matchers"]} == LABELS
+    assert {m["name"]: m["value"] for m in silence["matchers"]} == labels
 
     listed = page.locator(f'#alerts-silence-rows tr[data-silence-id="{silence["id"]}"]')
     await listed.wait_for()
     text = await listed.inner_text()
     assert trader_name in text and "数据源延迟，正在处理" in text and "生效" in text
-    await refresh_until(page, f'#alerts-active tr[data-alertname="{LABELS["alertname"]}"] [data-state="silenced"]')
+    await refresh_until(page, f'#alerts-active tr[data-alertname="{labels["alertname"]}"] [data-state="silenced"]')
     assert await row.locator("[data-state]").inner_text() == "已静默"
     assert await row.locator('[data-action="silence"]').count() == 0  # silenced: nothing to acknowledge
 
@@ -149,7 +163,7 @@ async def test_a_trader_silences_an_alert_from_the_page(
     assert await row.locator("[data-state]").inner_text() == "Silenced"
     assert await row.locator("[data-severity]").inner_text() == "Warning"
     assert (await page.inner_text("#alerts-status")).startswith("Updated at")
-    assert (await page.inner_text("#alerts-done")).startswith(f"Silenced {LABELS['alertname']} until")
+    assert (await page.inner_text("#alerts-done")).startswith(f"Silenced {labels['alertname']} until")
     assert "Silences" in await page.inner_text("#alerts-view")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=str(SCREENSHOTS / "alerts.png"), full_page=True)
@@ -160,13 +174,14 @@ async def test_a_trader_silences_an_alert_from_the_page(
     await page.wait_for_selector(f'#alerts-silence-rows tr[data-silence-id="{silence["id"]}"]', state="detached")
     assert [s["status"]["state"] for s in await am_silences(am)] == ["expired"]
     assert "静默已结束" in await page.inner_text("#alerts-done")
-    await refresh_until(page, f'#alerts-active tr[data-alertname="{LABELS["alertname"]}"] [data-state="active"]')
+    await refresh_until(page, f'#alerts-active tr[data-alertname="{labels["alertname"]}"] [data-state="active"]')
 
     # Alertmanager gone: the refresh shows as failed, not as updated
     await am.stop()
     await page.click("#alerts-refresh")
     await page.wait_for_selector("#alerts-error:not(.d-none)")
     assert "刷新失败" in await page.inner_text("#alerts-error")
+    assert "LianghuaOtherAccount" not in await page.inner_text("#alerts-history")  # nor in the history
     assert "Alertmanager 无响应" in await page.inner_text("#alerts-error")
     assert await page.inner_text("#alerts-status") == ""
     assert offline.blocked == []

@@ -1,7 +1,9 @@
 """The alerts API through the gateway against a real Alertmanager (started here: its own port and data directory,
 running the repository's alertmanager.yml, whose alert-history route posts to this gateway on a real port) and the
 real MariaDB: list, silence (acknowledge), expire, roles and ownership, the history Alertmanager's webhook fills in,
-kept once per transition; Alertmanager down -> 503."""
+kept once per transition, all scoped by account (a trader neither sees nor silences another account's or a platform
+alert; a silence's matchers are exactly the alert's labels; an admin sees and silences everything); Alertmanager
+down -> 503."""
 
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[3]
 TOKEN = "alert-history-token-" + "0123456789abcdef"
 ALERT_LABELS = {"alertname": "LianghuaTestAlert", "severity": "critical", "team": "platform", "account": "acc-it"}
+PLATFORM_LABELS = {"alertname": "LianghuaTestPlatform", "severity": "critical", "team": "platform", "job": "data"}
 
 
 @dataclass
@@ -119,9 +122,12 @@ async def stack(backing: Backing, tmp_path_factory: pytest.TempPathFactory) -> A
 
 async def test_a_trader_silences_an_alert_and_ends_the_silence_the_history_shows_it(stack: Stack) -> None:
     gw = stack.gw
-    viewer, trader, other = await gw.new_user("viewer"), await gw.new_user("trader"), await gw.new_user("trader")
+    viewer = await gw.new_user("viewer", account_id="acc-it")
+    trader = await gw.new_user("trader", account_id="acc-it")
+    other = await gw.new_user("trader")  # of another account (their username)
     summary = "the test alert fired"
     await stack.post_alert(ALERT_LABELS, summary)
+    await stack.post_alert(PLATFORM_LABELS, "a platform alert")
 
     async def listed() -> dict[str, Any] | None:
         answer = await gw.client.get("/api/v1/alerts", headers=viewer.headers)
@@ -132,6 +138,15 @@ async def test_a_trader_silences_an_alert_and_ends_the_silence_the_history_shows
     assert (alert["alertname"], alert["severity"], alert["summary"]) == ("LianghuaTestAlert", "critical", summary)
     assert alert["state"] == "active" and alert["silenced_by"] == []
 
+    async def platform_listed() -> dict[str, Any] | None:
+        answer = await gw.client.get("/api/v1/alerts", headers=other.headers)
+        return next((a for a in answer.json() if a["labels"] == PLATFORM_LABELS), None)
+
+    platform = await until(platform_listed, "the platform alert listed to the other account's trader")
+    # the other account's trader sees the platform alert, never this account's
+    seen = (await gw.client.get("/api/v1/alerts", headers=other.headers)).json()
+    assert [a for a in seen if a["labels"].get("account") == "acc-it"] == []
+
     # Alertmanager notifies the history (the first route, continue: true) once group_wait is over
     async def firing_kept() -> list[dict[str, Any]]:
         page = (await gw.client.get("/api/v1/alerts/history", headers=viewer.headers)).json()
@@ -140,13 +155,26 @@ async def test_a_trader_silences_an_alert_and_ends_the_silence_the_history_shows
     [fired] = await until(firing_kept, "the firing alert in the history")
     assert fired["fingerprint"] == alert["fingerprint"] and fired["summary"] == summary
     assert fired["labels"] == ALERT_LABELS and fired["ends_at"] is None
+    others_history = (await gw.client.get("/api/v1/alerts/history?limit=200", headers=other.headers)).json()
+    assert [e for e in others_history["items"] if e["labels"].get("account") == "acc-it"] == []
 
-    # a viewer cannot silence; bad input reaches nothing
-    body = {"matchers": alert["labels"], "duration_minutes": 90, "comment": "restarting the data service"}
+    # a viewer cannot silence; bad input reaches nothing; the other account's trader cannot silence this account's
+    # alert nor (as any trader) a platform alert, nor give matchers
+    body = {"fingerprint": alert["fingerprint"], "duration_minutes": 90, "comment": "restarting the data service"}
     refused = await gw.client.post("/api/v1/alerts/silences", json=body, headers=viewer.headers)
     assert refused.status_code == 403
     bad = await gw.client.post("/api/v1/alerts/silences", json={**body, "comment": " "}, headers=trader.headers)
     assert bad.status_code == 422
+    foreign_alert = await gw.client.post("/api/v1/alerts/silences", json=body, headers=other.headers)
+    assert foreign_alert.status_code == 403 and foreign_alert.json()["code"] == "not_your_alert"
+    for who in (trader, other):
+        answer = await gw.client.post("/api/v1/alerts/silences", json={**body, "fingerprint": platform["fingerprint"]},
+                                      headers=who.headers)  # fmt: skip
+        assert answer.status_code == 403 and answer.json()["code"] == "platform_alert"
+    for matchers in ({"severity": "critical"}, {"account": "acc-it"}, ALERT_LABELS):
+        by_matchers = {"matchers": matchers, "duration_minutes": 90, "comment": "quiet"}
+        answer = await gw.client.post("/api/v1/alerts/silences", json=by_matchers, headers=trader.headers)
+        assert answer.status_code == 403 and answer.json()["code"] == "matchers_admin_only", answer.text
     assert await stack.am_silences() == []
 
     before = datetime.now(UTC)
@@ -171,6 +199,7 @@ async def test_a_trader_silences_an_alert_and_ends_the_silence_the_history_shows
     assert (await until(silenced, "the alert silenced"))["silenced_by"] == [silence["id"]]
     listed_silences = (await gw.client.get("/api/v1/alerts/silences", headers=viewer.headers)).json()
     assert [s["id"] for s in listed_silences] == [silence["id"]]
+    assert (await gw.client.get("/api/v1/alerts/silences", headers=other.headers)).json() == []
 
     # another trader cannot end it; its author can
     foreign = await gw.client.delete(f"/api/v1/alerts/silences/{silence['id']}", headers=other.headers)
@@ -205,6 +234,45 @@ async def test_a_trader_silences_an_alert_and_ends_the_silence_the_history_shows
     page = (await gw.client.get("/api/v1/alerts/history", headers=viewer.headers)).json()
     kept = [(e["status"], e["fingerprint"]) for e in page["items"] if e["alertname"] == "LianghuaTestAlert"]
     assert kept == [("resolved", alert["fingerprint"]), ("firing", alert["fingerprint"])]  # each once, newest first
+
+
+async def test_an_admin_sees_and_silences_every_alert(stack: Stack) -> None:
+    gw = stack.gw
+    admin = await gw.new_user("admin")
+    labels = {"alertname": "LianghuaTestAdmin", "severity": "warning", "team": "trading", "account": "acc-admin-it"}
+    await stack.post_alert(labels, "another account's alert")
+    await stack.post_alert(PLATFORM_LABELS, "a platform alert")
+
+    async def both() -> list[dict[str, Any]] | None:
+        answer = await gw.client.get("/api/v1/alerts", headers=admin.headers)
+        mine = [a for a in answer.json() if a["labels"] in (labels, PLATFORM_LABELS)]
+        return mine if len(mine) == 2 else None
+
+    found = await until(both, "both alerts listed to the admin")
+    before = {s["id"] for s in await stack.am_silences()}
+    made = []
+    for alert in found:
+        body = {"fingerprint": alert["fingerprint"], "duration_minutes": 5, "comment": "admin"}
+        answer = await gw.client.post("/api/v1/alerts/silences", json=body, headers=admin.headers)
+        assert answer.status_code == 201, answer.text
+        made.append(answer.json()["id"])
+    by_matchers = {"matchers": {"team": "trading", "account": "acc-admin-it"}, "duration_minutes": 5, "comment": "x"}
+    answer = await gw.client.post("/api/v1/alerts/silences", json=by_matchers, headers=admin.headers)
+    assert answer.status_code == 201, answer.text
+    made.append(answer.json()["id"])
+    held = {s["id"]: s for s in await stack.am_silences() if s["id"] not in before}
+    assert sorted(held) == sorted(made)
+    matchers = [{(m["name"], m["value"], m["isRegex"], m["isEqual"]) for m in held[i]["matchers"]} for i in made]
+    assert matchers == [
+        {(k, v, False, True) for k, v in found[0]["labels"].items()},
+        {(k, v, False, True) for k, v in found[1]["labels"].items()},
+        {("team", "trading", False, True), ("account", "acc-admin-it", False, True)},
+    ]
+    listed = {s["id"] for s in (await gw.client.get("/api/v1/alerts/silences", headers=admin.headers)).json()}
+    assert set(made) <= listed
+    for silence_id in made:
+        ended = await gw.client.delete(f"/api/v1/alerts/silences/{silence_id}", headers=admin.headers)
+        assert ended.status_code == 200, ended.text
 
 
 async def test_a_redelivered_notification_adds_nothing_on_mariadb(stack: Stack) -> None:
@@ -246,7 +314,7 @@ async def test_alertmanager_down_is_a_503_alertmanager_unavailable(backing: Back
         for method, path, body in (
             ("GET", "/api/v1/alerts", None),
             ("GET", "/api/v1/alerts/silences", None),
-            ("POST", "/api/v1/alerts/silences", {"matchers": {"alertname": "X"}, "duration_minutes": 5,
+            ("POST", "/api/v1/alerts/silences", {"fingerprint": "0123456789abcdef", "duration_minutes": 5,
                                                  "comment": "down"}),
         ):  # fmt: skip
             answer = await client.request(method, path, json=body, headers=trader.headers)

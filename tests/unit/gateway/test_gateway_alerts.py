@@ -1,5 +1,7 @@
 """The alerts API's checks in the gateway (gateway/alerts.py), with Alertmanager replaced by a recorder: bad input is
-refused with 422 and nothing reaches Alertmanager; roles and silence ownership are enforced; no Alertmanager
+refused with 422 and nothing reaches Alertmanager; roles and silence ownership are enforced; alerts, silences and
+the history are scoped by account (a trader sees and silences only their account's alerts, by fingerprint, with the
+matchers built from that alert's labels; an admin everything); no Alertmanager
 configured or one that does not answer is a 503 with its own code; the history webhook takes only Alertmanager's
 token and keeps each transition once. The same against a real Alertmanager and MariaDB:
 tests/integration/gateway/test_gateway_alerts.py."""
@@ -29,6 +31,33 @@ from shared.platform.settings import Settings
 WEBHOOK_TOKEN = "history-token-0123456789"
 SILENCE_ID = "5b0c7a3e-1111-4222-8333-944455556666"
 
+# The alerts the fake Alertmanager holds, by fingerprint: one of tom's account, one of carol's, a platform alert (no
+# account label) and carol's refused strategy code (an `owner`, no account). Every user's account is their username.
+LABELS = {
+    "a1a1a1a1a1a1a1a1": {"alertname": "LianghuaRiskBreach", "severity": "critical", "team": "trading",
+                         "account": "tom", "rule": "max_daily_loss", "code": "daily_loss"},
+    "c1c1c1c1c1c1c1c1": {"alertname": "LianghuaRiskBreach", "severity": "critical", "team": "trading",
+                         "account": "carol", "rule": "max_daily_loss", "code": "daily_loss"},
+    "b1b1b1b1b1b1b1b1": {"alertname": "LianghuaServiceDown", "severity": "critical", "team": "platform",
+                         "job": "data"},
+    "d1d1d1d1d1d1d1d1": {"alertname": "LianghuaStrategyCodeRejected", "severity": "warning", "team": "trading",
+                         "owner": "carol", "strategy": "momo", "file": "momo.py"},
+}  # fmt: skip
+TOMS, CAROLS, PLATFORM, CAROLS_CODE = LABELS
+
+
+def silence_of(silence_id: str, by: str, *matchers: tuple[str, str, bool, bool]) -> dict[str, Any]:
+    return {
+        "id": silence_id,
+        "status": {"state": "active"},
+        "updatedAt": "2026-12-07T10:00:00Z",
+        "matchers": [{"name": n, "value": v, "isRegex": r, "isEqual": e} for n, v, r, e in matchers],
+        "startsAt": "2026-12-07T10:00:00Z",
+        "endsAt": "2026-12-07T11:00:00Z",
+        "createdBy": by,
+        "comment": "why",
+    }
+
 
 @dataclass
 class FakeAlertmanager:
@@ -37,6 +66,7 @@ class FakeAlertmanager:
     owner: str = "carol"
     requests: list[httpx.Request] = field(default_factory=list)
     down: bool = False
+    silences: list[dict[str, Any]] = field(default_factory=list)
 
     def handler(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
@@ -49,6 +79,10 @@ class FakeAlertmanager:
             return httpx.Response(200)
         if request.method == "POST" and path == "/api/v2/silences":
             return httpx.Response(200, json={"silenceID": SILENCE_ID})
+        if request.method == "GET" and path == "/api/v2/silences":
+            return httpx.Response(200, json=self.silences)
+        if request.method == "GET" and path == "/api/v2/alerts":
+            return httpx.Response(200, json=[self.alert(f) for f in LABELS])
         return httpx.Response(404, text="not found")
 
     def silence(self) -> dict[str, Any]:
@@ -62,6 +96,22 @@ class FakeAlertmanager:
             "createdBy": self.owner,
             "comment": "looking into it",
         }
+
+    @staticmethod
+    def alert(fingerprint: str) -> dict[str, Any]:
+        return {
+            "fingerprint": fingerprint,
+            "labels": LABELS[fingerprint],
+            "annotations": {"summary": f"{LABELS[fingerprint]['alertname']} ({fingerprint})"},
+            "startsAt": "2026-12-07T09:00:00Z",
+            "endsAt": "2026-12-07T10:00:00Z",
+            "updatedAt": "2026-12-07T09:00:00Z",
+            "receivers": [{"name": "notify"}],
+            "status": {"state": "active", "silencedBy": [], "inhibitedBy": []},
+        }
+
+    def posted_silences(self) -> list[dict[str, Any]]:
+        return [json.loads(r.content) for r in self.requests if r.method == "POST"]
 
     def changes(self) -> list[str]:
         return [f"{r.method} {r.url.path}" for r in self.requests if r.method != "GET"]
@@ -125,8 +175,7 @@ async def gw(make_gateway: Callable[..., Any]) -> AsyncIterator[Gateway]:
         yield gateway
 
 
-GOOD = {"matchers": {"alertname": "LianghuaRiskBreach", "account": "acc1"}, "duration_minutes": 60,
-        "comment": "on it"}  # fmt: skip
+GOOD = {"fingerprint": TOMS, "duration_minutes": 60, "comment": "on it"}
 
 
 @pytest.mark.parametrize(
@@ -143,6 +192,9 @@ GOOD = {"matchers": {"alertname": "LianghuaRiskBreach", "account": "acc1"}, "dur
         ({"matchers": {"1bad": "x"}}, "matchers"),
         ({"matchers": {"alertname": ""}}, "matchers"),
         ({"created_by": "someone-else"}, "created_by"),
+        ({"fingerprint": "not-hex!"}, "fingerprint"),
+        ({"fingerprint": None}, "fingerprint"),
+        ({"matchers": {"account": "tom"}}, "fingerprint"),
     ],
     ids=[
         "zero",
@@ -156,11 +208,14 @@ GOOD = {"matchers": {"alertname": "LianghuaRiskBreach", "account": "acc1"}, "dur
         "bad-label-name",
         "empty-label-value",
         "unknown-field",
+        "bad-fingerprint",
+        "neither-fingerprint-nor-matchers",
+        "both-fingerprint-and-matchers",
     ],
 )
 async def test_bad_silence_input_is_refused_and_nothing_is_sent(gw: Gateway, change: dict[str, Any],
                                                                 field_name: str) -> None:  # fmt: skip
-    body = {**GOOD, **change}
+    body = {k: v for k, v in {**GOOD, **change}.items() if v is not None}
     answer = await gw.http.post("/api/v1/alerts/silences", json=body, headers=gw.auth("tom"))
     assert answer.status_code == 422, answer.text
     problem = answer.json()
@@ -173,16 +228,140 @@ async def test_a_week_is_the_longest_silence_and_the_author_is_the_caller(gw: Ga
     body = {**GOOD, "duration_minutes": 7 * 24 * 60, "comment": "  weekend maintenance  "}
     answer = await gw.http.post("/api/v1/alerts/silences", json=body, headers=gw.auth("tom"))
     assert answer.status_code == 201, answer.text
-    [posted] = [r for r in gw.am.requests if r.method == "POST"]
-    sent = json.loads(posted.content)
+    [sent] = gw.am.posted_silences()
     assert sent["createdBy"] == "tom"
     assert sent["comment"] == "weekend maintenance"
+    # the matchers are the alert's complete label set, each name=value, in label-name order
     assert sent["matchers"] == [
-        {"name": "account", "value": "acc1", "isRegex": False, "isEqual": True},
+        {"name": "account", "value": "tom", "isRegex": False, "isEqual": True},
         {"name": "alertname", "value": "LianghuaRiskBreach", "isRegex": False, "isEqual": True},
+        {"name": "code", "value": "daily_loss", "isRegex": False, "isEqual": True},
+        {"name": "rule", "value": "max_daily_loss", "isRegex": False, "isEqual": True},
+        {"name": "severity", "value": "critical", "isRegex": False, "isEqual": True},
+        {"name": "team", "value": "trading", "isRegex": False, "isEqual": True},
     ]
     length = datetime.fromisoformat(sent["endsAt"]) - datetime.fromisoformat(sent["startsAt"])
     assert length.total_seconds() == 7 * 24 * 3600
+
+
+@pytest.mark.parametrize(
+    ("user", "seen"),
+    [
+        ("vera", {PLATFORM}),
+        ("tom", {TOMS, PLATFORM}),
+        ("carol", {CAROLS, PLATFORM, CAROLS_CODE}),
+        ("ada", {TOMS, CAROLS, PLATFORM, CAROLS_CODE}),
+    ],
+)
+async def test_each_user_sees_the_alerts_of_their_account_and_the_platforms(gw: Gateway, user: str,
+                                                                             seen: set[str]) -> None:  # fmt: skip
+    answer = await gw.http.get("/api/v1/alerts", headers=gw.auth(user))
+    assert answer.status_code == 200, answer.text
+    assert {a["fingerprint"] for a in answer.json()} == seen
+
+
+@pytest.mark.parametrize(
+    ("fingerprint", "code"),
+    [(CAROLS, "not_your_alert"), (CAROLS_CODE, "not_your_alert"), (PLATFORM, "platform_alert")],
+    ids=["another-account", "another-owner", "platform"],
+)
+async def test_a_trader_cannot_silence_another_accounts_or_a_platform_alert(gw: Gateway, fingerprint: str,
+                                                                            code: str) -> None:  # fmt: skip
+    answer = await gw.http.post("/api/v1/alerts/silences", json={**GOOD, "fingerprint": fingerprint},
+                                headers=gw.auth("tom"))  # fmt: skip
+    assert answer.status_code == 403, answer.text
+    assert answer.json()["code"] == code
+    assert gw.am.changes() == []
+
+
+@pytest.mark.parametrize(
+    "matchers",
+    [{"severity": "critical"}, {"account": "carol"}, {"account": "tom"}, LABELS[TOMS]],
+    ids=["fleet-wide", "another-account", "own-account", "own-alert-labels"],
+)
+async def test_a_trader_cannot_silence_by_matchers(gw: Gateway, matchers: dict[str, str]) -> None:
+    body = {"matchers": matchers, "duration_minutes": 7 * 24 * 60, "comment": "quiet"}
+    answer = await gw.http.post("/api/v1/alerts/silences", json=body, headers=gw.auth("tom"))
+    assert answer.status_code == 403, answer.text
+    assert answer.json()["code"] == "matchers_admin_only"
+    assert gw.am.changes() == []
+
+
+async def test_an_unknown_fingerprint_is_404_and_nothing_is_silenced(gw: Gateway) -> None:
+    for user in ("tom", "ada"):
+        answer = await gw.http.post("/api/v1/alerts/silences", json={**GOOD, "fingerprint": "0123456789abcdef"},
+                                    headers=gw.auth(user))  # fmt: skip
+        assert answer.status_code == 404 and answer.json()["code"] == "alert_not_found"
+    assert gw.am.changes() == []
+
+
+async def test_an_admin_silences_any_alert_or_any_matchers(gw: Gateway) -> None:
+    carols = await gw.http.post("/api/v1/alerts/silences", json={**GOOD, "fingerprint": CAROLS},
+                                headers=gw.auth("ada"))  # fmt: skip
+    assert carols.status_code == 201, carols.text
+    platform = await gw.http.post("/api/v1/alerts/silences", json={**GOOD, "fingerprint": PLATFORM},
+                                  headers=gw.auth("ada"))  # fmt: skip
+    assert platform.status_code == 201, platform.text
+    body = {"matchers": {"team": "data", "severity": "warning"}, "duration_minutes": 30, "comment": "maintenance"}
+    fleet = await gw.http.post("/api/v1/alerts/silences", json=body, headers=gw.auth("ada"))
+    assert fleet.status_code == 201, fleet.text
+    sent = [{(m["name"], m["value"]) for m in s["matchers"]} for s in gw.am.posted_silences()]
+    assert sent == [
+        {("alertname", "LianghuaRiskBreach"), ("severity", "critical"), ("team", "trading"), ("account", "carol"),
+         ("rule", "max_daily_loss"), ("code", "daily_loss")},
+        {("alertname", "LianghuaServiceDown"), ("severity", "critical"), ("team", "platform"), ("job", "data")},
+        {("team", "data"), ("severity", "warning")},
+    ]  # fmt: skip
+    assert all(s["createdBy"] == "ada" for s in gw.am.posted_silences())
+
+
+async def test_silences_are_listed_as_their_alerts_would_be(gw: Gateway) -> None:
+    gw.am.silences = [
+        silence_of("00000000-0000-4000-8000-000000000001", "ada", ("account", "carol", False, True),
+                   ("alertname", "LianghuaRiskBreach", False, True)),
+        silence_of("00000000-0000-4000-8000-000000000002", "ada", ("team", "platform", False, True)),
+        silence_of("00000000-0000-4000-8000-000000000003", "ada", ("account", "tom|carol", True, True)),
+        silence_of("00000000-0000-4000-8000-000000000004", "tom", ("account", "tom", False, True),
+                   ("alertname", "LianghuaRiskBreach", False, True)),
+        silence_of("00000000-0000-4000-8000-000000000005", "ada", ("owner", "carol", False, True)),
+        silence_of("00000000-0000-4000-8000-000000000006", "ada", ("account", "carol", False, False)),
+    ]  # fmt: skip
+
+    async def ids(user: str) -> set[int]:
+        answer = await gw.http.get("/api/v1/alerts/silences", headers=gw.auth(user))
+        assert answer.status_code == 200, answer.text
+        return {int(s["id"][-1]) for s in answer.json()}
+
+    assert await ids("vera") == {2}
+    assert await ids("tom") == {2, 4}
+    assert await ids("carol") == {1, 2, 5}
+    assert await ids("ada") == {1, 2, 3, 4, 5, 6}
+
+
+async def test_the_history_is_scoped_by_account_in_pages(gw: Gateway) -> None:
+    token = {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
+    starts = "2026-12-07T09:00:00Z"
+    firing = notification("firing", *(alert(f, "firing", starts, labels=LABELS[f]) for f in LABELS))
+    assert (await gw.http.post("/api/v1/alerts/webhook", json=firing, headers=token)).json()["recorded"] == 4
+    more = notification("firing", alert("a2a2a2a2a2a2a2a2", "firing", starts, labels={**LABELS[TOMS], "rule": "x"}))
+    assert (await gw.http.post("/api/v1/alerts/webhook", json=more, headers=token)).json()["recorded"] == 1
+
+    async def pages(user: str) -> list[list[str]]:
+        out: list[list[str]] = []
+        query = "limit=1"
+        while True:
+            answer = await gw.http.get(f"/api/v1/alerts/history?{query}", headers=gw.auth(user))
+            assert answer.status_code == 200, answer.text
+            out.append([e["fingerprint"] for e in answer.json()["items"]])
+            after = answer.json()["next_before_id"]
+            if after is None:
+                return out
+            query = f"limit=1&before_id={after}"
+
+    assert await pages("vera") == [[PLATFORM]]
+    assert await pages("tom") == [["a2a2a2a2a2a2a2a2"], [PLATFORM], [TOMS]]  # newest first, one a page
+    assert await pages("carol") == [[CAROLS_CODE], [PLATFORM], [CAROLS]]
+    assert len(await pages("ada")) == 5
 
 
 async def test_viewers_read_but_do_not_silence(gw: Gateway) -> None:
@@ -248,10 +427,11 @@ def notification(status: str, *alerts: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def alert(fingerprint: str, status: str, starts: str, ends: str = "0001-01-01T00:00:00Z") -> dict[str, Any]:
+def alert(fingerprint: str, status: str, starts: str, ends: str = "0001-01-01T00:00:00Z",
+          labels: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
     return {
         "status": status,
-        "labels": {"alertname": "X", "severity": "warning", "account": "acc1"},
+        "labels": labels if labels is not None else {"alertname": "X", "severity": "warning", "account": "acc1"},
         "annotations": {"summary": f"X on acc1 ({fingerprint})"},
         "startsAt": starts,
         "endsAt": ends,
@@ -267,7 +447,7 @@ async def test_the_history_webhook_takes_only_alertmanagers_token(gw: Gateway) -
         assert answer.status_code == 401, headers
     # a bad body without the token is a 401 too: the token is checked first
     assert (await gw.http.post("/api/v1/alerts/webhook", json={"x": 1})).status_code == 401
-    history = await gw.http.get("/api/v1/alerts/history", headers=gw.auth("vera"))
+    history = await gw.http.get("/api/v1/alerts/history", headers=gw.auth("ada"))
     assert history.json()["items"] == []
 
 
@@ -289,14 +469,14 @@ async def test_history_keeps_each_transition_once_newest_first_in_pages(gw: Gate
     resolved = notification("resolved", alert("f1", "resolved", "2026-12-07T09:00:00Z", "2026-12-07T09:30:00Z"))
     assert (await gw.http.post("/api/v1/alerts/webhook", json=resolved, headers=token)).json()["recorded"] == 1
 
-    page = (await gw.http.get("/api/v1/alerts/history?limit=2", headers=gw.auth("vera"))).json()
+    page = (await gw.http.get("/api/v1/alerts/history?limit=2", headers=gw.auth("ada"))).json()
     assert [(e["fingerprint"], e["status"]) for e in page["items"]] == [("f1", "resolved"), ("f2", "firing")]
     assert page["items"][0]["ends_at"].startswith("2026-12-07T09:30:00")
     assert page["items"][1]["ends_at"] is None
     assert page["items"][0]["summary"] == "X on acc1 (f1)"
     assert page["items"][0]["labels"] == {"alertname": "X", "severity": "warning", "account": "acc1"}
     rest = await gw.http.get(f"/api/v1/alerts/history?limit=2&before_id={page['next_before_id']}",
-                             headers=gw.auth("vera"))  # fmt: skip
+                             headers=gw.auth("ada"))  # fmt: skip
     assert [(e["fingerprint"], e["status"]) for e in rest.json()["items"]] == [("f1", "firing")]
     assert rest.json()["next_before_id"] is None
     bad = await gw.http.get("/api/v1/alerts/history?limit=201", headers=gw.auth("vera"))

@@ -1,7 +1,9 @@
 // The alerts page (#alerts): the alerts Alertmanager holds now, acknowledging one (a silence on its labels for a
 // chosen time, with a comment), the silences with their end, and the history of what fired and resolved.
 // API: /api/v1/alerts, /api/v1/alerts/silences, /api/v1/alerts/history (gateway/alerts.py; docs/operations.md,
-// "The alerts page"). Viewers read; traders and admins silence; a trader ends their own silences, an admin anyone's.
+// "The alerts page"). Everyone reads the alerts of their own account and the platform's (an admin all); a trader
+// silences an alert of their own account (sent by fingerprint: the gateway builds the matchers from its labels), an
+// admin any; a trader ends their own silences, an admin anyone's.
 "use strict";
 
 (() => {
@@ -47,7 +49,7 @@
       "alerts.ack": "静默",
       "alerts.expire": "结束静默",
       "alerts.form.title": "静默告警：{name}",
-      "alerts.form.matchers": "将静默标签完全相同的告警：",
+      "alerts.form.matchers": "将静默带有以下全部标签的告警：",
       "alerts.form.duration": "时长（分钟）",
       "alerts.form.preset": "常用时长",
       "alerts.form.comment": "说明（必填）",
@@ -67,6 +69,9 @@
       "alerts.err.silence_expired": "这个静默已经结束",
       "alerts.err.silence_not_found": "Alertmanager 中没有这个静默",
       "alerts.err.forbidden": "权限不足",
+      "alerts.err.not_your_alert": "这是其他账户的告警：只有管理员可以静默",
+      "alerts.err.platform_alert": "这是平台告警（不属于任何账户）：只有管理员可以静默",
+      "alerts.err.alert_not_found": "这个告警已不在 Alertmanager 中（可能已恢复），请刷新",
       "alerts.readOnly": "只读：观察员不能静默告警",
     },
     en: {
@@ -105,7 +110,7 @@
       "alerts.ack": "Silence",
       "alerts.expire": "End silence",
       "alerts.form.title": "Silence alert: {name}",
-      "alerts.form.matchers": "Silences the alerts with exactly these labels:",
+      "alerts.form.matchers": "Silences the alerts that have all of these labels:",
       "alerts.form.duration": "Duration (minutes)",
       "alerts.form.preset": "Common durations",
       "alerts.form.comment": "Comment (required)",
@@ -125,6 +130,9 @@
       "alerts.err.silence_expired": "This silence has already ended",
       "alerts.err.silence_not_found": "Alertmanager has no such silence",
       "alerts.err.forbidden": "Your role cannot do this",
+      "alerts.err.not_your_alert": "This alert is of another account: only an admin can silence it",
+      "alerts.err.platform_alert": "This is a platform alert (of no account): only an admin can silence it",
+      "alerts.err.alert_not_found": "Alertmanager no longer holds this alert (it may have resolved); refresh",
       "alerts.readOnly": "Read only: viewers cannot silence alerts",
     },
   });
@@ -154,9 +162,16 @@
     return LH().state.session;
   }
 
-  function canSilence() {
+  function maySilenceAny() {
     const s = session();
     return Boolean(s) && (s.role === "trader" || s.role === "admin");
+  }
+
+  // An admin silences any alert; a trader only one of their own account (the gateway refuses the others).
+  function canSilence(alert) {
+    const s = session();
+    if (!maySilenceAny()) return false;
+    return s.role === "admin" || (Boolean(alert.labels.account) && alert.labels.account === s.accountId);
   }
 
   function mayExpire(silence) {
@@ -351,7 +366,7 @@
     const notice = node("alerts-notice");
     notice.textContent = page.amError ? t(`alerts.err.${page.amError}`) : "";
     LH().show(notice, Boolean(page.amError));
-    LH().show(node("alerts-readonly"), !canSilence());
+    LH().show(node("alerts-readonly"), !maySilenceAny());
     // without an Alertmanager there is nothing to list or silence: only the history
     LH().show(node("alerts-active-body-card"), !page.amError);
     LH().show(node("alerts-silences-body-card"), !page.amError);
@@ -386,7 +401,7 @@
     body.replaceChildren(
       ...page.alerts.map((alert) => {
         const stateKey = alertState(alert);
-        const action = canSilence() && stateKey === "active"
+        const action = canSilence(alert) && stateKey === "active"
           ? el("button", { class: "btn btn-outline-primary btn-sm", type: "button", "data-action": "silence", text: t("alerts.ack"), onclick: () => openForm(alert) })
           : null;
         return el(
@@ -521,7 +536,7 @@
     const target = page.target;
     const result = await LH().api("/api/v1/alerts/silences", {
       method: "POST",
-      json: { matchers: target.labels, duration_minutes: minutes, comment },
+      json: { fingerprint: target.fingerprint, duration_minutes: minutes, comment },
     });
     button.disabled = false;
     if (!result.ok) {
