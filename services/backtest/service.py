@@ -81,8 +81,11 @@ class BacktestService:
 
     async def _check_data_range(self, start: date, end: date) -> None:
         """Refuse (422 `outside_data_range`, the message starting with the field) a run outside the stored data: no
-        trading day in it, an end after the last complete day, or a start before the first stored day. When the data
-        service cannot say, the run is accepted and its worker reports missing bars as it does today."""
+        trading day in it, a last trading day (on or before `end`) after the last complete day, or a start before the
+        first stored day. An end on a weekend or holiday after the last complete day is accepted when no trading day
+        lies between; an end more than MAX_CLOSED_DAYS after the last complete day is refused even where the stored
+        calendar does not reach it. When the data service cannot say, the run is accepted and its worker reports
+        missing bars as it does today."""
         if self.data_range is None:
             return
         stored = await self.data_range(start, end)
@@ -92,10 +95,13 @@ class BacktestService:
             raise ServiceError(
                 "outside_data_range", f"start: no trading day is stored between {start} and {end}", status_code=422
             )
-        if stored.complete_through is not None and end > stored.complete_through:
+        complete = stored.complete_through
+        last = stored.trading_days[-1]  # the calendar's days are those of [start, end]: the last is on or before end
+        if complete is not None and (last > complete or end - complete > timedelta(days=MAX_CLOSED_DAYS)):
             raise ServiceError(
                 "outside_data_range",
-                f"end: {end} is after {stored.complete_through}, the last day whose data is complete",
+                f"end: {end} is after {complete}, the last day whose data is complete"
+                + (f" (the trading day {last} is not complete)" if last > complete else ""),
                 status_code=422,
             )
         first = stored.trading_days[0]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,31 @@ async def _run_from_the_form(page: Page, strategy: str, codes: list[str], name: 
     return str((await answer.json())["backtest_id"])
 
 
+async def _hover(page: Page, chart: str, value: list[Any] | None = None) -> None:
+    """Point at a chart (at a data value, or its middle) as a user would, so its tooltip shows; the tooltip is drawn
+    as text on the canvas: no HTML box (whose inline styles the page's policy refuses) appears in the chart."""
+    await page.locator(f"#{chart}").scroll_into_view_if_needed()
+    box = await page.locator(f"#{chart}").bounding_box()
+    assert box is not None
+    x, y = box["width"] / 2, box["height"] / 2
+    if value is not None:
+        x, y = await page.evaluate(
+            "([id, v]) => echarts.getInstanceByDom(document.getElementById(id)).convertToPixel({seriesIndex: 0}, v)",
+            [chart, value],
+        )
+    await page.mouse.move(box["x"] + x - 5, box["y"] + y - 5)
+    await page.mouse.move(box["x"] + x, box["y"] + y, steps=5)
+    await page.wait_for_timeout(300)
+    html_boxes = await page.evaluate(
+        "id => Array.from(document.querySelectorAll(`#${id} div`)).filter(d => d.innerText.trim()).length", chart
+    )
+    assert html_boxes == 0
+    mode = await page.evaluate(
+        "id => echarts.getInstanceByDom(document.getElementById(id)).getOption().tooltip[0].renderMode", chart
+    )
+    assert mode == "richText"
+
+
 async def _search(page: Page, text: str) -> None:
     """Type into the search box and press Enter, then wait for the page to have drawn the answer."""
     await page.fill("#backtests-q", text)
@@ -163,9 +189,14 @@ async def test_run_find_open_the_report_and_compare(
         last = float(Decimal(curve[-1]["equity"]) / cash)
         assert any(n == len(curve) and first == float(Decimal(curve[0]["equity"]) / cash) and abs(end - last) < 1e-9
                    for n, first, end in series), (series, len(curve))  # fmt: skip
+    await _hover(page, "backtests-compare-chart")
     await page.screenshot(path=SHOTS / "backtests-compare.png", full_page=True)
-    assert errors == []
+    assert errors == []  # no policy refusal either (an HTML tooltip's inline styles would be one)
     assert offline.blocked == []
+
+
+def _days(iso: str, n: int) -> str:
+    return (date.fromisoformat(iso) + timedelta(days=n)).isoformat()
 
 
 async def test_the_data_range_is_shown_and_enforced(
@@ -176,30 +207,59 @@ async def test_the_data_range_is_shown_and_enforced(
         calendar = (
             await client.get(f"{admin.base_url}/api/v1/calendar?start=1990-01-01&end=2100-01-01", headers=admin.headers)
         ).json()
-        first = calendar["trading_days"][0]
-        last = min(calendar["complete_through"] or calendar["trading_days"][-1], calendar["trading_days"][-1])
-        # The API refuses a run past the last complete day whatever sends it.
-        body = {"strategy": "buy_and_hold", "universe": {"ts_codes": codes}, "start": START, "end": "2099-12-31"}
-        refused = await client.post(f"{admin.base_url}/api/v1/backtests", json=body, headers=admin.headers)
-    assert refused.status_code == 422 and refused.json()["code"] == "outside_data_range", refused.text
-    assert refused.json()["message"].startswith("end: ")
+        days, complete = calendar["trading_days"], calendar["complete_through"]
+        assert complete is not None
+        first = days[0]
+        # The service's rule, worked out here: a start up to 14 days before the first trading day; an end up to the
+        # day before the trading day after the last complete one, and at most 14 days after it.
+        earliest = _days(first, -14)
+        following = [d for d in days if d > complete]
+        latest = min(_days(complete, 14), _days(following[0], -1)) if following else _days(complete, 14)
+
+        async def post(start: str, end: str) -> httpx.Response:
+            body = {"strategy": "buy_and_hold", "universe": {"ts_codes": codes}, "start": start, "end": end}
+            return await client.post(f"{admin.base_url}/api/v1/backtests", json=body, headers=admin.headers)
+
+        # The API refuses a run one day past either limit whatever sends it.
+        for start, end, field in ((START, "2099-12-31", "end"), (START, _days(latest, 1), "end"),
+                                  (_days(earliest, -1), END, "start")):  # fmt: skip
+            refused = await post(start, end)
+            assert refused.status_code == 422 and refused.json()["code"] == "outside_data_range", refused.text
+            assert refused.json()["message"].startswith(f"{field}: "), refused.text
 
     errors: list[str] = []
     page = await _page(offline, admin.base_url, password, errors)
     range_text = page.locator("#backtest-range")
     await page.wait_for_function("() => document.getElementById('backtest-range').textContent.includes('20')")
-    assert first in await range_text.inner_text() and last in await range_text.inner_text()
+    shown = await range_text.inner_text()
+    assert all(d in shown for d in (first, complete, earliest, latest)), shown
 
     sent: list[str] = []
     page.on("request", lambda r: sent.append(r.url) if r.method == "POST" and r.url.endswith("/backtests") else None)
     await _fill(page, "buy_and_hold", codes, "bt-ui-out", end="2099-12-31")
     await page.click("#backtest-submit")
     await page.wait_for_selector("#backtest-end.is-invalid")
-    assert last in await page.locator("#backtest-end ~ .invalid-feedback").inner_text()
+    assert complete in await page.locator("#backtest-end ~ .invalid-feedback").inner_text()
     assert sent == []
-    await page.fill("#backtest-end", END)
+    # One day past each limit: both fields marked, naming the limits, and nothing sent.
+    await _fill(page, "buy_and_hold", codes, "bt-ui-out", start=_days(earliest, -1), end=_days(latest, 1))
+    await page.click("#backtest-submit")
+    await page.wait_for_selector("#backtest-start.is-invalid")
+    assert first in await page.locator("#backtest-start ~ .invalid-feedback").inner_text()
+    assert latest in await page.locator("#backtest-end ~ .invalid-feedback").inner_text()
+    assert sent == []
+    # On both limits (a start before the first trading day, an end after the last complete day): the form sends it
+    # and the service accepts it.
+    await page.fill("#backtest-start", earliest)
+    await page.fill("#backtest-end", latest)
     await page.dispatch_event("#backtest-end", "change")
-    assert await page.locator("#backtest-end.is-invalid").count() == 0
+    assert await page.locator("#backtest-start.is-invalid, #backtest-end.is-invalid").count() == 0
+    async with page.expect_response(
+        lambda r: r.url.endswith("/api/v1/backtests") and r.request.method == "POST"
+    ) as answer:
+        await page.click("#backtest-submit")
+    assert (await answer.value).status == 202, await (await answer.value).text()
+    await page.wait_for_selector("#backtest-result .alert-success")
     assert errors == []
 
 
@@ -243,6 +303,9 @@ async def test_a_small_optimisation_ranks_its_points_and_draws_a_heatmap(
         "() => echarts.getInstanceByDom(document.getElementById('opt-heatmap')).getOption().series[0].data.length"
     )
     assert cells_drawn == 4
+    await _hover(page, "opt-heatmap", [0, 0])
+    await page.screenshot(path=SHOTS / "backtests-heatmap-tooltip.png", full_page=True)
+    assert errors == []
     await page.wait_for_selector("#opt-report:not(.d-none)")
     async with offline.context.expect_page() as opened:
         await page.click("#opt-report")

@@ -12,6 +12,10 @@
   const OPT_POLL_MS = 1000;
   const DEFAULT_SYMBOLS = 5;
   const CALENDAR_FROM = "1990-01-01";
+  // As the backtest service (MAX_CLOSED_DAYS): no A-share closure is longer, so a start up to this many days before
+  // the first stored trading day, or an end up to this many days after the last complete day with no trading day
+  // between, is accepted.
+  const MAX_CLOSED_DAYS = 14;
   const OPT_LIST = 10; // the recent optimisations listed under the form
   const COMPARE_METRICS = [
     ["total_return", "pct"],
@@ -42,8 +46,10 @@
       "backtests.range": "可用数据：{first} 至 {last}",
       "backtests.range.codes": "所选股票最晚上市：{listed}",
       "backtests.range.unknown": "数据范围未知：{error}",
-      "backtests.range.before": "早于可用数据的首日 {first}",
-      "backtests.range.after": "晚于数据完整的最后一日 {last}",
+      "backtests.range.before": "早于可用数据的首日 {first} 超过 14 天（最早可从 {earliest} 开始）",
+      "backtests.range.after": "晚于数据完整的最后一日 {last}（最晚可到 {latest}）",
+      "backtests.range.allowed": "可回测：开始不早于 {earliest}，结束不晚于 {latest}",
+      "backtests.range.none": "开始与结束之间没有已存储的交易日",
       "backtests.range.order": "开始日期晚于结束日期",
       "backtests.range.listed": "{code} 于 {listed} 才上市",
       "backtests.fix": "请修正标出的字段",
@@ -140,8 +146,10 @@
       "backtests.range": "Data available: {first} to {last}",
       "backtests.range.codes": "latest listing among the symbols: {listed}",
       "backtests.range.unknown": "Data range unknown: {error}",
-      "backtests.range.before": "before the first day of data, {first}",
-      "backtests.range.after": "after the last complete day of data, {last}",
+      "backtests.range.before": "more than 14 days before the first day of data, {first} (earliest start {earliest})",
+      "backtests.range.after": "after the last complete day of data, {last} (latest end {latest})",
+      "backtests.range.allowed": "runs may start from {earliest} and end by {latest}",
+      "backtests.range.none": "no trading day is stored between the start and the end",
       "backtests.range.order": "the start is after the end",
       "backtests.range.listed": "{code} was listed only on {listed}",
       "backtests.fix": "fix the marked fields",
@@ -241,7 +249,7 @@
     progress: new Map(), // backtest_id -> the latest backtest.progress payload
     selected: new Set(), // backtest ids chosen for the comparison
     securities: new Map(), // ts_code -> security (list_date)
-    range: null, // {first, last} of the stored data, or null while unknown
+    range: null, // {first, last, earliest, latest, days} of the stored data (see loadRange), or null while unknown
     rangeError: null,
     compareChart: null,
     compareSeq: 0,
@@ -566,19 +574,38 @@
       t("backtests.symbolsCount", { n: codes.length }) + (unknown.length ? ` · ${t("backtests.notInMarket", { codes: unknown.join(", ") })}` : "");
   }
 
-  // The stored data's range: the calendar's first trading day to the last day whose bars are complete.
+  // An ISO date moved by a number of days (UTC: no time zone shifts the day).
+  function addDays(iso, days) {
+    const d = new Date(`${iso}T00:00:00Z`);
+    d.setUTCDate(d.getUTCDate() + days);
+    return d.toISOString().slice(0, 10);
+  }
+
+  // The stored data's range, with the limits the backtest service applies (services/backtest/service.py
+  // _check_data_range): a start at most MAX_CLOSED_DAYS before the first trading day; an end whose last trading day
+  // on or before it is complete, and at most MAX_CLOSED_DAYS after the last complete day. The calendar is read to the
+  // end of next year (the data service stores it to the year's end) so the trading day after the last complete one
+  // is known.
   async function loadRange() {
-    const today = new Date().toISOString().slice(0, 10);
-    const result = await LH().api(`/api/v1/calendar?start=${CALENDAR_FROM}&end=${today}`);
+    const through = `${new Date().getUTCFullYear() + 1}-12-31`;
+    const result = await LH().api(`/api/v1/calendar?start=${CALENDAR_FROM}&end=${through}`);
     if (!page.started) return;
     const days = result.ok && result.data && Array.isArray(result.data.trading_days) ? result.data.trading_days : null;
     if (!days || !days.length) {
       page.range = null;
       page.rangeError = result.ok ? "no trading days stored" : LH().errorText(result);
     } else {
-      const completeThrough = result.data.complete_through;
-      const lastDay = days[days.length - 1];
-      page.range = { first: days[0], last: completeThrough && completeThrough < lastDay ? completeThrough : lastDay };
+      const complete = result.data.complete_through || null;
+      const today = new Date().toISOString().slice(0, 10);
+      // Without a recorded last complete day the service does not limit the end: the newest past trading day is shown.
+      const last = complete || days.filter((d) => d <= today).pop() || days[days.length - 1];
+      let latest = null;
+      if (complete) {
+        const next = days.find((d) => d > complete);
+        latest = addDays(complete, MAX_CLOSED_DAYS);
+        if (next && addDays(next, -1) < latest) latest = addDays(next, -1);
+      }
+      page.range = { first: days[0], last, earliest: addDays(days[0], -MAX_CLOSED_DAYS), latest, days };
       page.rangeError = null;
     }
     checkRange();
@@ -612,10 +639,17 @@
     if (page.range) {
       box.replaceChildren(
         el("span", { text: t("backtests.range", { first: page.range.first, last: page.range.last }) }),
+        el("span", {
+          text: ` · ${t("backtests.range.allowed", { earliest: page.range.earliest, latest: page.range.latest || "—" })}`,
+        }),
         listed ? el("span", { text: ` · ${t("backtests.range.codes", { listed: listed.listed })}` }) : "",
       );
-      if (start && start < page.range.first) problems.push({ field: "start", message: t("backtests.range.before", { first: page.range.first }) });
-      if (end && end > page.range.last) problems.push({ field: "end", message: t("backtests.range.after", { last: page.range.last }) });
+      const r = page.range;
+      if (start && end && start <= end && !r.days.some((d) => d >= start && d <= end)) {
+        problems.push({ field: "start", message: t("backtests.range.none") });
+      }
+      if (start && start < r.earliest) problems.push({ field: "start", message: t("backtests.range.before", r) });
+      if (end && r.latest && end > r.latest) problems.push({ field: "end", message: t("backtests.range.after", r) });
     } else {
       box.textContent = page.rangeError ? t("backtests.range.unknown", { error: page.rangeError }) : "";
     }
@@ -956,7 +990,8 @@
     page.compareChart.setOption(
       {
         animation: false,
-        tooltip: { trigger: "axis" },
+        // Plain-text tooltips: the page's policy refuses the inline styles of HTML ones (and run names stay text).
+        tooltip: { trigger: "axis", renderMode: "richText" },
         legend: { type: "scroll", top: 0 },
         grid: { left: 56, right: 16, top: 36, bottom: 56 },
         xAxis: { type: "time" },
@@ -1297,7 +1332,8 @@
     page.heatmap.setOption(
       {
         animation: false,
-        tooltip: { formatter: (p) => `${x}=${xs[p.value[0]]}, ${y}=${ys[p.value[1]]}: ${metricText(p.value[2], kind)}` },
+        // Plain text, never HTML: the parameter names and values come from the server.
+        tooltip: { renderMode: "richText", formatter: (p) => `${x}=${xs[p.value[0]]}, ${y}=${ys[p.value[1]]}: ${metricText(p.value[2], kind)}` },
         grid: { left: 56, right: 16, top: 16, bottom: 96 },
         xAxis: { type: "category", data: xs, name: x, nameLocation: "center", nameGap: 26 },
         yAxis: { type: "category", data: ys, name: y },
