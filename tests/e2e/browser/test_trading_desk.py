@@ -435,18 +435,27 @@ async def test_a_market_order_goes_with_the_market_type_chosen_on_the_ticket(
     await page.select_option("#order-type", "market")
     await page.select_option("#order-market-type", "best5_cancel")
     await page.fill("#order-qty", "100")
-    shown_price = Decimal(await page.input_value("#order-price"))
+    # A market buy's most shares are reckoned by execution at the limit-up price (its cash is reserved at it): the
+    # largest lot of 100 whose amount and fees the available cash covers, worked here from the ladder's limit-up.
+    limit_up = Decimal(await page.inner_text("#ladder-limit-up"))
+    async with httpx.AsyncClient(timeout=30) as client:
+        available = Decimal((await client.get(f"{base}/api/v1/account", headers=admin.headers)).json()["available"])
+    most = int(available / limit_up) // 100 * 100
+    while most > 0:
+        cost = most * limit_up
+        if (
+            cost + max(_cents(cost * Decimal("0.00025")), Decimal("5.00")) + _cents(cost * Decimal("0.00001"))
+            <= available
+        ):
+            break
+        most -= 100
+    max_text = f"max buy {most:,} shares (available {available:,.2f} CNY)"
+
+    async def max_shown() -> bool:
+        return await page.inner_text("#order-max") == max_text
+
+    await _until("the market buy's most shares", max_shown)
     await page.click("#order-submit")
-    # The confirmation's amount and fees are execution's: 100 x the price; commission 5.00 (the minimum) and the
-    # transfer fee to the fen, half-up.
-    confirm_amount = shown_price * 100
-    confirm_fees = Decimal("5.00") + _cents(confirm_amount * Decimal("0.00001"))
-    confirm_line = f"amount {confirm_amount:,.2f} CNY, estimated fees {confirm_fees:,.2f} CNY"
-
-    async def confirm_shown() -> bool:
-        return confirm_line in await page.inner_text("#order-confirm-text")
-
-    await _until("the confirmation's figures", confirm_shown)
     async with page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/api/v1/orders")) as sent:
         await page.click("#order-confirm")
     body = (await sent.value).post_data_json
