@@ -77,6 +77,9 @@ ROUTES: tuple[ProxyRoute, ...] = (
     _r("DELETE", "/v1/risk/rules/{scope}", "risk", ADMIN, "risk", body=True),
     _r("GET", "/v1/risk/rules/{scope}/history", "risk", VIEWER, "risk"),
     _r("GET", "/v1/orders", "execution", VIEWER, "orders"),
+    # the ticket's figures (amount, fees, the most shares): a read that places nothing, so a viewer may see them for
+    # the own account as for GET /v1/account; before {order_id}
+    _r("GET", "/v1/orders/estimate", "execution", VIEWER, "orders"),
     _r("GET", "/v1/orders/{order_id}", "execution", VIEWER, "orders"),
     _r("POST", "/v1/orders/cancel-all", "execution", TRADER, "orders", body=True),  # before {order_id}
     _r("POST", "/v1/orders/{order_id}/cancel", "execution", TRADER, "orders"),

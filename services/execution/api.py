@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -19,6 +20,8 @@ from services.execution.schemas import (
     CancelAllOut,
     CashMovementIn,
     CashMovementOut,
+    EstimateOut,
+    FeesOut,
     LedgerEntryOut,
     OrderOut,
     OrderSubmission,
@@ -36,7 +39,7 @@ from services.execution.schemas import (
 from services.execution.store import StoredOrder
 from services.execution.tca import OrderTca
 from services.execution.valuation import AccountSummary
-from shared.core.domain import OrderStatus
+from shared.core.domain import FEN, OrderSide, OrderStatus
 from shared.core.market import tca as market_tca
 from shared.platform.request_model import STRATEGY_INSTANCE_ID_PATTERN, TradeDate
 
@@ -120,6 +123,60 @@ async def _linked(request: Request, listed: list[StoredOrder]) -> list[OrderOut]
         OrderOut.of(o, replaced_by=replaced_by.get(o.order.order_id), replaces_order_id=replaces.get(o.order.order_id))
         for o in listed
     ]
+
+
+@router.get(
+    "/orders/estimate",
+    response_model=EstimateOut,
+    responses={
+        403: {"description": "`forbidden`: another account named by a person"},
+        404: {"description": "`account_not_found`: an account named that was never seen"},
+        422: {
+            "description": "`invalid_request` (a parameter, named in `details`); `unknown_security`; for a buy "
+            "without a price: `price_cap_unknown` or `limits_unknown` (no limit-up price to reckon it at)"
+        },
+        503: {"description": "`market_data_unavailable`, `calendar_unavailable`"},
+    },
+)
+async def estimate_order(
+    principal: CurrentPrincipal,
+    desk: Desk,
+    ts_code: Annotated[str, Query(pattern=r"^\d{6}\.(SH|SZ|BJ)$", description="e.g. 600000.SH")],
+    side: OrderSide,
+    price: Annotated[
+        Decimal | None,
+        Query(gt=0, max_digits=12, decimal_places=2, description="the limit price; none for a market order"),
+    ] = None,
+    qty: Annotated[int | None, Query(ge=1, le=100_000_000, description="shares")] = None,
+    account_id: AccountFilter = None,
+) -> EstimateOut:
+    """An order's figures before it is placed, for the order ticket: the amount (price x qty), the fees (commission,
+    transfer fee, stamp duty on a sell: the same rule as the trades', on the date of the session an order placed now
+    is for) and the most shares it may take (a buy: what the available cash pays for, fees included, on the code's
+    lot; a sell: the sellable shares). A buy without a price is reckoned at the limit-up price (what a market buy
+    reserves). The caller's own account; services and admins may name one. Nothing is placed or reserved."""
+    e = await desk.estimate(principal, account_id, ts_code, side, price, qty)
+    fees = e.fees
+    return EstimateOut(
+        account_id=e.account_id,
+        ts_code=e.ts_code,
+        side=e.side,
+        trade_date=e.trade_date,
+        price=None if e.price is None else str(e.price.quantize(FEN)),
+        price_basis=e.price_basis,  # type: ignore[arg-type]
+        qty=e.qty,
+        amount=None if e.amount is None else str(e.amount.quantize(FEN)),
+        fees=None
+        if fees is None
+        else FeesOut(
+            commission=str(fees.commission),
+            transfer_fee=str(fees.transfer_fee),
+            stamp_duty=str(fees.stamp_duty),
+            total=str(fees.total),
+        ),
+        max_qty=e.max_qty,
+        available=cny(e.available_fen),
+    )
 
 
 @router.get("/orders/{order_id}", response_model=OrderOut, responses={404: {"description": "`order_not_found`"}})

@@ -51,7 +51,10 @@ from services.execution.store import (
 )
 from services.execution.store.brokers import QMT
 from services.execution.tca import Arrival
-from shared.core.domain import IllegalTransition, OrderSide, OrderStatus, OrderType, to_fen
+from shared.core.domain import IllegalTransition, OrderSide, OrderStatus, OrderType, parse_ts_code, to_fen
+from shared.core.market.fees import FenFees
+from shared.core.market.matching import affordable
+from shared.core.market.rules import Fees, FeeSchedule, lot_sizes, max_order_qty, trade_fees
 from shared.platform.approval import OrderTerms
 from shared.platform.calendar import CalendarUnavailable, OrderSessions, TradingCalendar
 from shared.platform.clock import (
@@ -90,6 +93,27 @@ CATCH_UP_ROUNDS = 31  # corporate actions then matching, a session at a time, ov
 class AccountCash:
     account_id: str
     cash: cashbook.Cash
+
+
+PRICE_BASIS_PRICE = "price"  # an estimate at the price given
+PRICE_BASIS_LIMIT_UP = "limit_up"  # a buy without a price: at the limit-up price its cash would be reserved at
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """An order's figures before it is placed (`OrderDesk.estimate`)."""
+
+    account_id: str
+    ts_code: str
+    side: OrderSide
+    trade_date: date  # the session an order placed now is for: the fees' date
+    price: Decimal | None  # the price reckoned at (None: a sell without a price)
+    price_basis: str | None
+    qty: int | None
+    amount: Decimal | None  # price x qty (None without both)
+    fees: Fees | None
+    max_qty: int  # a buy: the most shares the available cash pays for, fees in; a sell: the sellable shares
+    available_fen: int
 
 
 @dataclass(frozen=True)
@@ -256,6 +280,10 @@ class OrderDesk:
             return None
         if terms.order_type == OrderType.LIMIT.value:
             return terms.price
+        return await self._market_buy_cap(terms.ts_code, session)
+
+    async def _market_buy_cap(self, ts_code: str, session: OrderSession) -> Decimal:
+        """The limit-up price of `ts_code` in `session`, which a market buy reserves its cash at (`_price_cap`)."""
         if self.quotes is None:
             raise ServiceError(
                 "price_cap_unknown", "market buys are not accepted here: place a limit order", status_code=422
@@ -263,22 +291,18 @@ class OrderDesk:
         try:
             replayed = self.market_session()
             # On a replay clock, the limit-up of the replayed session; else of the next session.
-            quote = await (
-                self.quotes.latest(terms.ts_code) if replayed is None else self.quotes.latest(terms.ts_code, replayed)
-            )
+            quote = await (self.quotes.latest(ts_code) if replayed is None else self.quotes.latest(ts_code, replayed))
             if (
                 quote is not None
                 and self._real_sessions()
                 and quote_ahead_of(quote.limits_for, quote.last_trade_date, session.day)
             ):
                 # the store is past the order's session (a shifted clock over history): that session's limit-up
-                quote = await self.quotes.latest(terms.ts_code, session.day)
+                quote = await self.quotes.latest(ts_code, session.day)
         except BrokerUnavailable as exc:
-            raise Unavailable(
-                "market_data_unavailable", f"cannot price a market buy of {terms.ts_code} now: {exc}"
-            ) from exc
+            raise Unavailable("market_data_unavailable", f"cannot price a market buy of {ts_code} now: {exc}") from exc
         if quote is not None and self._real_sessions():
-            unknown = limits_unknown(terms.ts_code, quote.limits_for, session.day, session.previous)
+            unknown = limits_unknown(ts_code, quote.limits_for, session.day, session.previous)
             if unknown is not None:
                 raise ServiceError(LIMITS_UNKNOWN, f"a market buy reserves cash at the limit-up price: {unknown}",
                                    status_code=422)  # fmt: skip
@@ -286,7 +310,7 @@ class OrderDesk:
             why = "it is not a known security" if quote is None else "its next session has no price limit"
             raise ServiceError(
                 "price_cap_unknown",
-                f"a market buy of {terms.ts_code} reserves cash at the limit-up price and {why}: place a limit order",
+                f"a market buy of {ts_code} reserves cash at the limit-up price and {why}: place a limit order",
                 status_code=422,
             )
         return quote.limit_up
@@ -869,6 +893,71 @@ class OrderDesk:
             raise NotFound("account_not_found", f"no account {account}: it has no orders and no cash movements")
         # reservations' fees by the date of the session an order placed now is for, as admission reckons them
         return AccountCash(account, await self.store.cash(account, (await self.order_session(self.clock())).day))
+
+    # --- the ticket's estimate -------------------------------------------------------------------------
+
+    async def estimate(
+        self,
+        principal: Principal,
+        account_id: str | None,
+        ts_code: str,
+        side: OrderSide,
+        price: Decimal | None,
+        qty: int | None,
+    ) -> Estimate:
+        """What an order placed now would come to (`GET /v1/orders/estimate`): its amount and fees (`trade_fees` on
+        the date of the session an order placed now is for, as admission reckons them) and the most shares it may
+        take: a buy the most the available cash pays for, fees included, on the code's lot (`lot_sizes`,
+        `matching.affordable`) and within the exchange's largest order (`max_order_qty`); a sell the sellable
+        shares. A buy without a price (a market buy) is reckoned at the limit-up price its cash would be reserved
+        at. The account: the caller's own, or for services and admins the one named."""
+        account = await self.account(principal, account_id)
+        now = self.clock()
+        session = await self.order_session(now)
+        basis: str | None = PRICE_BASIS_PRICE if price is not None else None
+        if price is None and side is OrderSide.BUY:
+            price, basis = await self._market_buy_cap(ts_code, session), PRICE_BASIS_LIMIT_UP
+        elif self.quotes is not None:
+            try:
+                unknown = await self.quotes.latest(ts_code) is None
+            except BrokerUnavailable:
+                unknown = False  # the figures need no data: the code is checked again when the order is placed
+            if unknown:
+                raise ServiceError(
+                    "unknown_security", f"the data service knows no security {ts_code}", status_code=422,
+                    field="ts_code",
+                )  # fmt: skip
+        board = parse_ts_code(ts_code).board
+        if side is OrderSide.BUY:
+            assert price is not None
+            lot_min, lot_step = lot_sizes(ts_code)
+            schedule = FenFees.from_schedule(FeeSchedule())
+            most = affordable(schedule, max(account.cash.available_fen, 0), to_fen(price), lot_min, lot_step)
+            ceiling = max_order_qty(board, market=basis == PRICE_BASIS_LIMIT_UP, trade_date=session.day)
+            if ceiling is not None and most > ceiling:
+                most = ceiling - (ceiling - lot_min) % lot_step
+        else:
+            lots, open_sells, _, _ = await self.store.valuation_inputs(
+                account.account_id, session.day, session.opens_after
+            )
+            held = holdings(lots, open_sells, today=session.day, opens_after=session.opens_after)
+            most = next((h.sellable_qty for h in held if h.ts_code == ts_code), 0)
+        amount = price * qty if price is not None and qty is not None else None
+        is_sell = side is OrderSide.SELL
+        fees = None if amount is None else trade_fees(amount, is_sell=is_sell, trade_date=session.day)
+        return Estimate(
+            account_id=account.account_id,
+            ts_code=ts_code,
+            side=side,
+            trade_date=session.day,
+            price=price,
+            price_basis=basis,
+            qty=qty,
+            amount=amount,
+            fees=fees,
+            max_qty=most,
+            available_fen=account.cash.available_fen,
+        )
 
     async def move_cash(
         self, principal: Principal, account_id: str, kind: str, amount: Decimal, idempotency_key: str

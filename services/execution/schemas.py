@@ -327,6 +327,38 @@ class AccountOut(BaseModel):
     unpriced: list[str] = Field(default_factory=list, description="codes held that no price could be had for")
 
 
+class FeesOut(BaseModel):
+    """An order's fees in CNY (decimal strings), each part rounded half-up to the fen (`rules.trade_fees`)."""
+
+    commission: str
+    transfer_fee: str
+    stamp_duty: str
+    total: str
+
+
+class EstimateOut(BaseModel):
+    """What an order placed now would come to, in CNY (decimal strings): the ticket's figures, from the same fee
+    rule that prices the trades. `amount` and `fees` are null without a quantity, or for a sell without a price."""
+
+    account_id: str
+    ts_code: str
+    side: OrderSide
+    trade_date: date = Field(description="the session an order placed now is for: the fees are that day's")
+    price: str | None = Field(description="the price reckoned at (null: a sell without a price)")
+    price_basis: Literal["price", "limit_up"] | None = Field(
+        description="`price`: the price given; `limit_up`: a buy without one (a market buy), at the limit-up "
+        "price its cash would be reserved at"
+    )
+    qty: int | None
+    amount: str | None = Field(description="price x qty")
+    fees: FeesOut | None
+    max_qty: int = Field(
+        description="a buy: the most shares the available cash pays for at `price`, fees included, on the code's "
+        "lot and within the exchange's largest order (0: not even the smallest lot); a sell: the sellable shares"
+    )
+    available: str = Field(description="the account's cash available for buys")
+
+
 class SnapshotOrderOut(BaseModel):
     """An order in risk's snapshot: every open order, and every order that became final within the window."""
 

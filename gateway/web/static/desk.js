@@ -19,10 +19,10 @@ window.LHDesk = (() => {
   // The market order types are served with each security (`market_types`, from shared/core/market/order_types.py);
   // these are only their names on the screen.
   const DEFAULT_MARKET_TYPE = "counterparty_best";
-  // Estimated fees (CNY fen, integers): the platform's schedule, shared/core/market/rules.py FeeSchedule and
-  // stamp_duty_rate — commission 0.025% (at least 5.00), transfer fee 0.001% both sides, stamp duty 0.05% on sells
-  // (from 2023-08-28). An estimate shown before sending: the fill's fees are execution's, in the trades table.
-  const FEES = { commission: [25n, 100000n], minCommissionFen: 500n, transfer: [1n, 100000n], stamp: [5n, 10000n] };
+  // The ticket's fees and the most shares an order may take are execution's (GET /v1/orders/estimate: the fee rule
+  // of shared/core/market/rules.py on the order session's date, the code's lot, the available cash or the sellable
+  // shares), asked for as the ticket changes, at most once per ESTIMATE_WAIT_MS.
+  const ESTIMATE_WAIT_MS = 250;
 
   const desk = {
     code: null, // the ticket's security
@@ -48,6 +48,9 @@ window.LHDesk = (() => {
     accountUpdated: null,
     lastResult: null, // the ticket's last answer, drawn again on a language switch
     openNote: null, // the open orders' last message: [key, vars, kind]
+    estimate: null, // the ticket's estimate: {key, params, seq, data (the answer), error (a failed read's answer)}
+    estimateSeq: 0, // the last estimate asked for: an answer to an earlier one is dropped
+    estimateTimer: null,
   };
 
   // The desk's words (the shared ones — statuses, sides, types, errors — are i18n.js's).
@@ -96,6 +99,9 @@ window.LHDesk = (() => {
       "desk.fees_stamp": "，印花税 {stamp}",
       "desk.max_buy": "最大可买 {qty} 股（可用 {cash} 元）",
       "desk.max_sell": "可卖 {qty} 股",
+      "desk.fees_unknown": "估算费用 — 元",
+      "desk.estimate_failed": "无法估算费用与可买/可卖数量：{error}",
+      "desk.estimating": "正在估算金额与费用…",
       "desk.qty_lots": "= {lots} 手",
       "desk.qty_odd": "（含零股 {odd} 股）",
       "desk.stop_armed": "止损单已生效。",
@@ -264,6 +270,9 @@ window.LHDesk = (() => {
       "desk.fees_stamp": ", stamp duty {stamp}",
       "desk.max_buy": "max buy {qty} shares (available {cash} CNY)",
       "desk.max_sell": "sellable {qty} shares",
+      "desk.fees_unknown": "estimated fees — CNY",
+      "desk.estimate_failed": "cannot estimate the fees and the most shares: {error}",
+      "desk.estimating": "estimating the amount and the fees…",
       "desk.qty_lots": "= {lots} lots",
       "desk.qty_odd": "(odd lot {odd} shares)",
       "desk.stop_armed": "Stop order armed.",
@@ -410,32 +419,6 @@ window.LHDesk = (() => {
   // 1050 -> "10.50": a price as typed in a field (no separators).
   function plainFen(fen) {
     return `${Math.floor(fen / 100)}.${String(fen % 100).padStart(2, "0")}`;
-  }
-
-  // amount x num / den rounded half-up to the fen, in integers (BigInt): as shared/core/market/fees.py.
-  function halfUp(amountFen, [num, den]) {
-    return (2n * amountFen * num + den) / (2n * den);
-  }
-
-  // The estimated fees of an order of amountFen (an integer number of fen): {commission, transfer, stamp, total}.
-  function estimateFees(amountFen, side) {
-    const amount = BigInt(amountFen);
-    let commission = halfUp(amount, FEES.commission);
-    if (commission < FEES.minCommissionFen) commission = FEES.minCommissionFen;
-    const transfer = halfUp(amount, FEES.transfer);
-    const stamp = side === "sell" ? halfUp(amount, FEES.stamp) : 0n;
-    return { commission: Number(commission), transfer: Number(transfer), stamp: Number(stamp), total: Number(commission + transfer + stamp) };
-  }
-
-  // The most shares a buy at priceFen can take with availableFen, on the code's lot, fees in (0: none).
-  function maxBuyable(s, priceFen, availableFen) {
-    if (!(priceFen > 0) || !(availableFen > 0)) return 0;
-    const { min, step } = lotOf(s);
-    let qty = Math.floor(availableFen / priceFen);
-    if (qty < min) return 0;
-    qty = min + Math.floor((qty - min) / step) * step;
-    while (qty >= min && qty * priceFen + estimateFees(qty * priceFen, "buy").total > availableFen) qty -= step;
-    return qty >= min ? qty : 0;
   }
 
   function signClass(value) {
@@ -787,33 +770,97 @@ window.LHDesk = (() => {
     // What is typed and wrong keeps the button off (and Enter from sending); at a submit the button stays as it was.
     if (!submitting) $("order-submit").disabled = blocked || !canTrade();
     const amountFen = !errors.qty && !qty.error && price !== null ? qty.qty * toFen(price) : null;
-    const fees = amountFen !== null ? estimateFees(amountFen, side) : null;
     $("order-amount").textContent = amountFen !== null ? t("desk.amount", { amount: fenText(amountFen) }) : "";
-    $("order-fees").textContent = fees
-      ? t("desk.fees", {
-        fees: fenText(fees.total), commission: fenText(fees.commission), transfer: fenText(fees.transfer),
-        stamp: fees.stamp ? t("desk.fees_stamp", { stamp: fenText(fees.stamp) }) : "",
-      })
-      : "";
-    $("order-max").textContent = maxText(s, side, type, price);
+    askEstimate(estimateParams(s, side, type, price, errors.qty || qty.error ? null : qty.qty));
     $("order-qty-hint").textContent = [lotHint(s, side), qtyInLots()].filter(Boolean).join(" ");
     if (blocked) return null;
     const order = { ts_code: $("order-ts-code").value.trim().toUpperCase(), side, qty: qty.qty };
-    return { type, order, price, stop, marketType: $("order-market-type").value, amountFen, fees };
+    return { type, order, price, stop, marketType: $("order-market-type").value, amountFen };
   }
 
-  // The most a buy can take at the ticket's price (a market buy: at the limit-up, the price risk reserves at), or
-  // what a sell can sell.
-  function maxText(s, side, type, price) {
-    if (!s) return "";
-    if (side === "sell") {
-      const held = desk.positions.get(s.ts_code);
-      return held ? t("desk.max_sell", { qty: groupDigits(held.sellable_qty) }) : "";
+  // --- the ticket's estimate (GET /v1/orders/estimate) ------------------------------------------------------
+
+  // What to ask for: the fees need a price and a quantity; the most shares a buy may take needs a price (a market or
+  // stop buy without one is reckoned by execution at the limit-up, the price its cash is reserved at); a sell's
+  // sellable shares need neither. null: nothing to ask (no security, or a limit buy without a valid price).
+  function estimateParams(s, side, type, price, qty) {
+    if (!s) return null;
+    if (side === "buy" && price === null && type !== "market" && type !== "stop") return null;
+    const params = { ts_code: s.ts_code, side };
+    if (price !== null) params.price = price;
+    if (qty !== null && qty !== undefined) params.qty = String(qty);
+    return params;
+  }
+
+  // Ask for the ticket's figures once it has been still for ESTIMATE_WAIT_MS; the same question (with the same cash
+  // and the same position) is not asked again. Until the answer the figures show as "—", and an answer to an earlier
+  // question is dropped (its sequence number is not the last one).
+  function askEstimate(params) {
+    if (!params) {
+      clearTimeout(desk.estimateTimer);
+      desk.estimateSeq += 1;
+      desk.estimate = null;
+      renderEstimate();
+      return;
     }
-    const available = desk.cash ? toFen(desk.cash.available) : null;
-    const at = price !== null ? toFen(price) : type === "market" || type === "stop" ? toFen(limits().up) : null;
-    if (available === null || at === null) return "";
-    return t("desk.max_buy", { qty: groupDigits(String(maxBuyable(s, at, available))), cash: fenText(available) });
+    const paramsKey = JSON.stringify(params);
+    const held = desk.positions.get(params.ts_code);
+    const key = JSON.stringify([paramsKey, desk.cash ? desk.cash.available : null, held ? held.sellable_qty : null]);
+    if (desk.estimate && desk.estimate.key === key) {
+      renderEstimate();
+      return;
+    }
+    desk.estimateSeq += 1;
+    desk.estimate = { key, paramsKey, params, seq: desk.estimateSeq, data: null, error: null, done: false, asked: null };
+    renderEstimate();
+    clearTimeout(desk.estimateTimer);
+    const entry = desk.estimate;
+    desk.estimateTimer = setTimeout(() => fetchEstimate(entry), ESTIMATE_WAIT_MS);
+  }
+
+  function fetchEstimate(entry) {
+    if (!entry.asked) {
+      entry.asked = (async () => {
+        const result = await api(`/api/v1/orders/estimate?${new URLSearchParams(entry.params)}`);
+        if (entry.seq !== desk.estimateSeq) return; // the ticket changed meanwhile: a later answer counts
+        if (result.ok && result.data) entry.data = result.data;
+        else entry.error = result; // its text is written at drawing time, in the language of the moment
+        entry.done = true;
+        renderEstimate();
+      })();
+    }
+    return entry.asked;
+  }
+
+  function renderEstimate() {
+    const e = desk.estimate;
+    const fees = $("order-fees");
+    const most = $("order-max");
+    most.classList.toggle("text-danger", Boolean(e && e.error));
+    if (!e) {
+      fees.textContent = "";
+      most.textContent = "";
+    } else {
+      const priced = e.params.price !== undefined && e.params.qty !== undefined;
+      const data = e.data;
+      fees.textContent = !priced
+        ? ""
+        : data && data.fees
+          ? t("desk.fees", {
+            fees: groupDigits(data.fees.total), commission: groupDigits(data.fees.commission),
+            transfer: groupDigits(data.fees.transfer_fee),
+            stamp: data.fees.stamp_duty !== "0.00" ? t("desk.fees_stamp", { stamp: groupDigits(data.fees.stamp_duty) }) : "",
+          })
+          : t("desk.fees_unknown");
+      if (e.error) most.textContent = t("desk.estimate_failed", { error: errorText(e.error) });
+      else if (e.params.side === "sell") most.textContent = t("desk.max_sell", { qty: data ? groupDigits(String(data.max_qty)) : "—" });
+      else {
+        most.textContent = t("desk.max_buy", {
+          qty: data ? groupDigits(String(data.max_qty)) : "—", cash: data ? groupDigits(data.available) : "—",
+        });
+      }
+    }
+    if (desk.pending) renderConfirm();
   }
 
   // Place order: checked, then shown for confirmation (what, how many, at what, the amount and the fees); only the
@@ -831,6 +878,11 @@ window.LHDesk = (() => {
       return;
     }
     desk.pending = checked;
+    if (desk.estimate && !desk.estimate.done) {
+      // the confirmation waits for no timer: the figures are asked for now (and drawn when they come)
+      clearTimeout(desk.estimateTimer);
+      fetchEstimate(desk.estimate);
+    }
     renderConfirm();
     show($("order-confirm-box"), true);
     $("order-confirm").focus();
@@ -848,7 +900,14 @@ window.LHDesk = (() => {
       type: c.type === "market" ? `${word("type", "market")} · ${word("mtype", c.marketType)}` : word("type", c.type),
       qty: groupDigits(String(c.order.qty)), price: priceText,
     })];
-    if (c.amountFen !== null && c.fees) lines.push(t("desk.confirm_amount", { amount: fenText(c.amountFen), fees: fenText(c.fees.total) }));
+    // The amount and the fees as execution reckons them for this ticket (none for an order without a price).
+    const e = desk.estimate;
+    if (c.price !== null && e && e.params.qty === String(c.order.qty) && e.params.price === c.price) {
+      if (e.data && e.data.fees) {
+        lines.push(t("desk.confirm_amount", { amount: groupDigits(e.data.amount), fees: groupDigits(e.data.fees.total) }));
+      } else if (e.error) lines.push(t("desk.estimate_failed", { error: errorText(e.error) }));
+      else lines.push(t("desk.estimating"));
+    }
     $("order-confirm-text").replaceChildren(...lines.map((line) => el("div", { text: line })));
     $("order-confirm-text").className = `small mb-2 side-${c.order.side}`;
   }
@@ -1464,6 +1523,9 @@ window.LHDesk = (() => {
     desk.prefilled = null;
     desk.lastResult = null;
     desk.openNote = null;
+    clearTimeout(desk.estimateTimer);
+    desk.estimateSeq += 1; // an answer on its way belongs to the session that ended
+    desk.estimate = null;
     hideConfirm();
     $("trades").replaceChildren();
     $("trades-updated").textContent = "";

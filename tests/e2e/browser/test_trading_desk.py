@@ -122,6 +122,34 @@ async def test_the_ticket_checks_lots_tick_and_limits_as_you_type(
     assert await page.input_value("#order-price") == bid
     amount = Decimal(bid) * 200
     assert f"{amount:,.2f} CNY" in await page.inner_text("#order-amount")
+    # The fees and the most shares are execution's (GET /v1/orders/estimate), asked for as the ticket settles.
+    # Worked by hand: commission max(amount x 0.025%, 5.00) = 5.00 (the amount is far below 20,000), transfer fee
+    # amount x 0.001% to the fen, half-up; no stamp duty on a buy.
+    transfer = _cents(amount * Decimal("0.00001"))
+    fees_text = f"estimated fees {Decimal('5.00') + transfer:,.2f} CNY (commission 5.00, transfer {transfer:,.2f})"
+
+    async def fees_shown() -> bool:
+        return await page.inner_text("#order-fees") == fees_text
+
+    await _until("the server's fees", fees_shown)
+    # The most shares at `bid` with the admin's available cash: the largest lot of 100 whose amount and fees fit.
+    async with httpx.AsyncClient(timeout=30) as client:
+        available = Decimal(
+            (await client.get(f"{people['base']}/api/v1/account", headers=people["admin"].headers)).json()["available"]
+        )
+    most = int(available / Decimal(bid)) // 100 * 100
+    while most > 0:
+        cost = most * Decimal(bid)
+        fees = max(_cents(cost * Decimal("0.00025")), Decimal("5.00")) + _cents(cost * Decimal("0.00001"))
+        if cost + fees <= available:
+            break
+        most -= 100
+    max_text = f"max buy {most:,} shares (available {available:,.2f} CNY)"
+
+    async def max_shown() -> bool:
+        return await page.inner_text("#order-max") == max_text
+
+    await _until("the server's most shares", max_shown)
     # A market order becomes a limit order at a clicked price.
     await page.select_option("#order-type", "market")
     assert await page.is_disabled("#order-price")
@@ -146,8 +174,19 @@ async def test_a_limit_order_from_a_ladder_price_fills_into_the_position_and_the
         ask = page.locator("#ladder-ask-1 .ladder-price")
     await ask.click()
     await page.fill("#order-qty", "100")
+    shown_price = Decimal(await page.input_value("#order-price"))
+    await page.click("#order-submit")
+    # The confirmation's amount and fees are execution's: 100 x the price; commission 5.00 (the minimum) and the
+    # transfer fee to the fen, half-up.
+    confirm_amount = shown_price * 100
+    confirm_fees = Decimal("5.00") + _cents(confirm_amount * Decimal("0.00001"))
+    confirm_line = f"amount {confirm_amount:,.2f} CNY, estimated fees {confirm_fees:,.2f} CNY"
+
+    async def confirm_shown() -> bool:
+        return confirm_line in await page.inner_text("#order-confirm-text")
+
+    await _until("the confirmation's figures", confirm_shown)
     async with page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/api/v1/orders")) as sent:
-        await page.click("#order-submit")
         await page.click("#order-confirm")
     request: Request = await sent.value
     body = request.post_data_json
@@ -396,8 +435,28 @@ async def test_a_market_order_goes_with_the_market_type_chosen_on_the_ticket(
     await page.select_option("#order-type", "market")
     await page.select_option("#order-market-type", "best5_cancel")
     await page.fill("#order-qty", "100")
+    # A market buy's most shares are reckoned by execution at the limit-up price (its cash is reserved at it): the
+    # largest lot of 100 whose amount and fees the available cash covers, worked here from the ladder's limit-up.
+    limit_up = Decimal(await page.inner_text("#ladder-limit-up"))
+    async with httpx.AsyncClient(timeout=30) as client:
+        available = Decimal((await client.get(f"{base}/api/v1/account", headers=admin.headers)).json()["available"])
+    most = int(available / limit_up) // 100 * 100
+    while most > 0:
+        cost = most * limit_up
+        if (
+            cost + max(_cents(cost * Decimal("0.00025")), Decimal("5.00")) + _cents(cost * Decimal("0.00001"))
+            <= available
+        ):
+            break
+        most -= 100
+    max_text = f"max buy {most:,} shares (available {available:,.2f} CNY)"
+
+    async def max_shown() -> bool:
+        return await page.inner_text("#order-max") == max_text
+
+    await _until("the market buy's most shares", max_shown)
+    await page.click("#order-submit")
     async with page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/api/v1/orders")) as sent:
-        await page.click("#order-submit")
         await page.click("#order-confirm")
     body = (await sent.value).post_data_json
     assert (body["order_type"], body["market_type"], "price" in body) == ("market", "best5_cancel", False)
