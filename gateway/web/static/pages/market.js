@@ -14,6 +14,9 @@
   const SEARCH_DELAY_MS = 150;
   const SEARCH_LIMIT = 12;
   const VISIBLE_BARS = 250; // the zoom's first window: about a year of daily bars
+  // Candles and bars drawn as one path per series (ECharts' large mode) from this many in the window, not one element
+  // per bar: every redraw rebuilds the elements, and a year's window has 250 of each.
+  const LARGE_FROM = 100;
   const UP = "#dc3545"; // A-share colours: red up (Bootstrap's danger), green down (its success)
   const DOWN = "#198754";
   const LINE_COLOURS = ["#f0ad4e", "#6f42c1", "#0d6efd", "#20c997", "#d63384", "#6c757d"];
@@ -408,10 +411,10 @@
 
   // Asks the server for the series of `keys` (indicator keys) not fetched nor on their way for this code and range,
   // in requests of at most MAX_ASKS indicators; each key's request is kept in market.pending until it is answered.
-  // An answer is kept under the code and range it was asked for, whatever is shown by then.
+  // An answer is kept under the code and range it was asked for, whatever is shown by then. Gives the requests.
   function requestSeries(keys) {
     const todo = keys.filter((key) => !market.series.has(seriesKey(key)) && !market.pending.has(seriesKey(key)));
-    if (!todo.length || !market.code) return;
+    if (!todo.length || !market.code) return [];
     const { start, end } = rangeDays();
     const batches = [];
     for (const key of todo) {
@@ -422,7 +425,7 @@
         batch.size += n;
       } else batches.push({ keys: [key], size: n });
     }
-    for (const batch of batches) {
+    return batches.map((batch) => {
       const keysOf = batch.keys.map((key) => [key, seriesKey(key)]);
       const asked = api("/api/v1/indicators/series", {
         method: "POST",
@@ -439,7 +442,8 @@
         return result;
       });
       for (const [, k] of keysOf) market.pending.set(k, asked);
-    }
+      return asked;
+    });
   }
 
   // The chosen indicators' series not yet fetched for this code and range (asked now, or awaited when already on
@@ -560,7 +564,8 @@
     // Then the common indicators not shown, computed ahead (after the first paint, not beside it): picking one of
     // them redraws without a request.
     requestAnimationFrame(() => {
-      if (seq === market.chartSeq) requestSeries(Object.keys(PRESETS));
+      if (seq !== market.chartSeq) return;
+      Promise.all(requestSeries(Object.keys(PRESETS))).then(() => performance.mark("market:indicators-ahead"));
     });
   }
 
@@ -760,16 +765,16 @@
     const tradePoints = tradeMarks(index);
     const series = [
       {
-        id: "k", name: "K", type: "candlestick", xAxisId: "x-main", yAxisId: "y-main", data: candles, large: true, largeThreshold: 600,
+        id: "k", name: "K", type: "candlestick", xAxisId: "x-main", yAxisId: "y-main", data: candles, large: true, largeThreshold: LARGE_FROM,
         itemStyle: { color: UP, color0: DOWN, borderColor: UP, borderColor0: DOWN },
         markPoint: { symbolSize: 30, label: { fontSize: 9 }, data: limits },
       },
       {
-        id: "vol-up", name: t("market.volume"), type: "bar", xAxisId: "x-volume", yAxisId: "y-volume", large: true, color: UP, barGap: "-100%",
+        id: "vol-up", name: t("market.volume"), type: "bar", xAxisId: "x-volume", yAxisId: "y-volume", large: true, largeThreshold: LARGE_FROM, color: UP, barGap: "-100%",
         data: bars.map((b, i) => (rising[i] ? b.vol : null)),
       },
       {
-        id: "vol-down", name: t("market.volume"), type: "bar", xAxisId: "x-volume", yAxisId: "y-volume", large: true, color: DOWN, barGap: "-100%",
+        id: "vol-down", name: t("market.volume"), type: "bar", xAxisId: "x-volume", yAxisId: "y-volume", large: true, largeThreshold: LARGE_FROM, color: DOWN, barGap: "-100%",
         data: bars.map((b, i) => (rising[i] ? null : b.vol)),
       },
     ];
@@ -798,7 +803,7 @@
         if (item.name === "MACD_CN" && output === "macd") {
           for (const [colour, side, keep] of [[UP, "up", (v) => v >= 0], [DOWN, "down", (v) => v < 0]]) {
             drawn.push({
-              id: `${id}-${side}`, name: `MACD ${output}`, type: "bar", xAxisId: x, yAxisId: y, large: true, color: colour, barGap: "-100%",
+              id: `${id}-${side}`, name: `MACD ${output}`, type: "bar", xAxisId: x, yAxisId: y, large: true, largeThreshold: LARGE_FROM, color: colour, barGap: "-100%",
               data: aligned.map((v) => (v !== null && keep(v) ? v : null)),
             });
           }
