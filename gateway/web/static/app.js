@@ -374,6 +374,8 @@
     window.LHDesk.stop();
     clearStrategies();
     eachPage("stop");
+    watching.owners.clear();
+    watching.sent = new Set();
     for (const page of PAGES) if ($(`${page}-view`)) show($(`${page}-view`), false);
     show($("pages"), false);
     if (message) {
@@ -451,6 +453,34 @@
 
   function sendOnSocket(message) {
     if (state.socket && state.socket.readyState === WebSocket.OPEN) state.socket.send(JSON.stringify(message));
+  }
+
+  // The quote subscription of the one socket, shared by the pages: each owner ("desk", "market", ...) says which
+  // codes it wants with watch(owner, codes); the socket is subscribed to the union, so a code stays subscribed while
+  // any owner still wants it (the gateway keeps one set of codes per socket). Sent again whole when a socket opens.
+  const watching = { owners: new Map(), sent: new Set() };
+
+  function watchedCodes() {
+    const all = new Set();
+    for (const codes of watching.owners.values()) for (const code of codes) all.add(code);
+    return all;
+  }
+
+  function syncWatched() {
+    if (!state.socket || state.socket.readyState !== WebSocket.OPEN) return; // the socket's opening sends them
+    const wanted = watchedCodes();
+    const drop = [...watching.sent].filter((c) => !wanted.has(c));
+    const add = [...wanted].filter((c) => !watching.sent.has(c));
+    if (drop.length) sendOnSocket({ op: "unsubscribe", codes: drop });
+    if (add.length) sendOnSocket({ op: "subscribe", codes: add });
+    watching.sent = wanted;
+  }
+
+  function watch(owner, codes) {
+    const wanted = new Set([...(codes || [])].filter(Boolean));
+    if (wanted.size) watching.owners.set(owner, wanted);
+    else watching.owners.delete(owner);
+    syncWatched();
   }
 
   // --- orders ----------------------------------------------------------------------------------------------
@@ -610,8 +640,10 @@
       if (event.type === "ws.connected") {
         state.socketRetryMs = 1000;
         setSocketStatus("live", "success");
-        window.LHDesk.onSocketOpen(); // a new socket has no subscriptions: the desk's codes again
-        window.dispatchEvent(new CustomEvent("lh:socket-open")); // and the pages' (pages/market.js)
+        watching.sent = new Set(); // a new socket has no subscriptions: every owner's codes again
+        syncWatched();
+        window.LHDesk.onSocketOpen();
+        window.dispatchEvent(new CustomEvent("lh:socket-open"));
         return;
       }
       if (event.type === "quotes.snapshot") {
@@ -1587,7 +1619,7 @@
 
   // The core the trader's desk (desk.js, loaded after this file) builds on.
   window.LH = {
-    $, api, el, show, fmt, fmtTime, groupDigits, money, errorText, state, sendOnSocket, newClientOrderId,
+    $, api, el, show, fmt, fmtTime, groupDigits, money, errorText, state, sendOnSocket, watch, watchedCodes, newClientOrderId,
     renderOrderResult, refreshOrders, refreshAccount, cancelOrder, OPEN_STATUSES, currentPage, orderRow, fmtMarketTime, plainDecimal,
     // for the Backtests page: the strategies' parameter forms, field errors, refusals, reports and charts
     fillStrategies, renderParams, readParams, clearFieldErrors, markFieldErrors, renderRefusal, messageAsDetail, parseSymbols,

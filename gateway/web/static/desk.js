@@ -540,12 +540,10 @@ window.LHDesk = (() => {
     return new Set([...(desk.code ? [desk.code] : []), ...held]);
   }
 
+  // Through the shared registry (app.js's watch): a code another page still wants stays subscribed.
   function syncSubscriptions() {
     const wanted = wantedCodes();
-    const drop = [...desk.subscribed].filter((c) => !wanted.has(c));
-    const add = [...wanted].filter((c) => !desk.subscribed.has(c));
-    if (drop.length) window.LH.sendOnSocket({ op: "unsubscribe", codes: drop });
-    if (add.length) window.LH.sendOnSocket({ op: "subscribe", codes: add });
+    window.LH.watch("desk", wanted);
     desk.subscribed = wanted;
   }
 

@@ -6,7 +6,9 @@ and press Trade to get the desk's ticket with the code. Nothing leaves this mach
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from collections.abc import Callable
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -59,6 +61,32 @@ async def _chart(page: Page, expression: str) -> Any:
                                f"return {expression}; }}")  # fmt: skip
 
 
+def _ema_dif(closes: list[float]) -> list[float]:
+    fast = slow = closes[0]
+    out = []
+    for c in closes:
+        fast += (c - fast) * 2 / 13
+        slow += (c - slow) * 2 / 27
+        out.append(fast - slow)
+    return out
+
+
+def _socket_frame(frame: str | bytes, subscribed: list[list[str]], quoted: list[str]) -> None:
+    event = json.loads(frame)
+    if event.get("type") == "ws.subscribed":
+        subscribed.append(event["payload"]["codes"])
+    elif event.get("type") == "quotes.snapshot":
+        quoted.extend(q["ts_code"] for q in event["payload"].get("quotes") or [])
+
+
+async def _subscribed(subscribed: list[list[str]], check: Callable[[list[str]], bool]) -> None:
+    """Wait until the socket's latest subscription (as the gateway answered it) passes `check`."""
+    deadline = time.monotonic() + 10
+    while not (subscribed and check(subscribed[-1])):
+        assert time.monotonic() < deadline, f"the socket's codes: {subscribed[-1:]}"
+        await asyncio.sleep(0.05)
+
+
 async def test_find_a_stock_read_its_chart_and_trade_it(standalone: tuple[str, str], offline: OfflineContext) -> None:
     base, password = standalone
     async with httpx.AsyncClient(timeout=30) as client:
@@ -84,10 +112,16 @@ async def test_find_a_stock_read_its_chart_and_trade_it(standalone: tuple[str, s
             )
         ).json()["bars"]
         live = (await client.get(f"{base}/api/v1/quotes/{code}/live", headers=trader.headers)).json()
+        listed = (await client.get(f"{base}/api/v1/securities", headers=trader.headers)).json()
+        other = next(s["ts_code"] for s in listed if s["ts_code"] != code)
 
     errors: list[str] = []
     page = await offline.context.new_page()
     page.on("pageerror", lambda e: errors.append(str(e)))
+    # what the gateway says this tab's socket is subscribed to (each `ws.subscribed` answer), and the codes quoted
+    subscribed: list[list[str]] = []
+    quoted: list[str] = []
+    page.on("websocket", lambda ws: ws.on("framereceived", lambda frame: _socket_frame(frame, subscribed, quoted)))
     await log_in(page, base, username, user_password)
     await page.click("#nav-market")
     await page.wait_for_selector("#market-view:not(.d-none)")
@@ -125,8 +159,43 @@ async def test_find_a_stock_read_its_chart_and_trade_it(standalone: tuple[str, s
     names = await _chart(page, "o.series.map(s => s.name)")
     assert {"MACD dif", "MACD dea", "MACD macd"} <= set(names) and "MA5" in names
     assert await _chart(page, "o.series.find(s => s.name === 'MACD dif').data.length") == len(bars)
+    macd = await _chart(page, "o.series.filter(s => s.name.startsWith('MACD')).map(s => [s.name, s.data])")
+    # MACD_CN's DIF is EMA12 - EMA26 of the closes (seeded with the first close): worked out here, to a float's noise
+    dif = _ema_dif([float(b["close"]) for b in bars])
+    drawn_dif = next(d for name, d in macd if name == "MACD dif")
+    assert drawn_dif[-1] == pytest.approx(dif[-1], abs=1e-6)
     await page.click("[data-indicator='MACD'] button")
     await page.wait_for_selector("#market-chart[data-panes='0']", timeout=10_000)
+    assert await _chart(page, "o.grid.length") == 2
+    assert not any(n.startswith("MACD") for n in await _chart(page, "o.series.map(s => s.name)"))
+    # picked again: the pane is back under the volume with the same values, the chart redrawn in place
+    chart_id = await page.evaluate(f"() => echarts.getInstanceByDom({CHART}).id")
+    await page.select_option("#market-indicator-add", "MACD")
+    await page.wait_for_selector("#market-chart[data-panes='1']", timeout=10_000)
+    assert await _chart(page, "o.grid.length") == 3
+    assert await _chart(page, "o.series.filter(s => s.name.startsWith('MACD')).map(s => [s.name, s.data])") == macd
+    assert await _chart(page, "o.series[0].data.length") == len(bars)
+    assert "MA5" in await _chart(page, "o.series.map(s => s.name)")
+    assert await page.evaluate(f"() => echarts.getInstanceByDom({CHART}).id") == chart_id
+    await page.click("[data-indicator='MACD'] button")
+    await page.wait_for_selector("#market-chart[data-panes='0']", timeout=10_000)
+
+    # The socket's quotes are shared with the desk: the trader holds `code` (the fill), so opening another stock here,
+    # then leaving the page, keeps `code` subscribed (the desk revalues the position with it).
+    await page.goto(f"{base}/#market/{other}")
+    await _subscribed(subscribed, lambda codes: other in codes and code in codes)
+    await page.click("#nav-desk")
+    await page.wait_for_selector("#desk-view:not(.d-none)")
+    await _subscribed(subscribed, lambda codes: other not in codes and code in codes)
+    quoted.clear()
+    deadline = time.monotonic() + 30
+    while code not in quoted:
+        assert time.monotonic() < deadline, f"no quote of the held {code} after leaving the Market page"
+        await asyncio.sleep(0.1)
+    await page.click("#nav-market")
+    await _subscribed(subscribed, lambda codes: other in codes and code in codes)
+    await page.goto(f"{base}/#market/{code}")
+    await page.wait_for_selector("#market-chart[data-candles]:not([data-candles='0'])", timeout=20_000)
 
     # the quote box: the day's limits as the live quote gives them, in their colours
     assert await page.inner_text("#market-limit-up") == live["limit_up"]

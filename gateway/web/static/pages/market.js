@@ -14,6 +14,9 @@
   const SEARCH_DELAY_MS = 150;
   const SEARCH_LIMIT = 12;
   const VISIBLE_BARS = 250; // the zoom's first window: about a year of daily bars
+  // Candles and bars drawn as one path per series (ECharts' large mode) from this many in the window, not one element
+  // per bar: every redraw rebuilds the elements, and a year's window has 250 of each.
+  const LARGE_FROM = 100;
   const UP = "#dc3545"; // A-share colours: red up (Bootstrap's danger), green down (its success)
   const DOWN = "#198754";
   const LINE_COLOURS = ["#f0ad4e", "#6f42c1", "#0d6efd", "#20c997", "#d63384", "#6c757d"];
@@ -43,7 +46,10 @@
     live: null, // the latest live quote
     reference: null, // GET /quotes/{code}: the next session's limits
     chosen: [], // indicator keys shown: preset names or catalogue names
-    series: new Map(), // `${code}|${range}|${key}` -> [{name, params, outputs}]
+    series: new Map(), // `${code}|${range}|${key}` -> {dates, items: [{name, params, outputs}], drawn}
+    pending: new Map(), // `${code}|${range}|${key}` -> the request on its way for it
+    base: null, // what the daily chart draws from the bars (dailyBase), null when they change
+    drawnBase: null, // the base the chart shows, so an indicator change redraws in place
     catalogue: new Map(), // name -> IndicatorInfo
     chart: null,
     seq: 0, // the latest open(): answers for another security are dropped
@@ -51,7 +57,6 @@
     quoteError: "",
     searchSeq: 0,
     searchTimer: null,
-    subscribed: null,
     drawPending: false,
   };
 
@@ -402,29 +407,58 @@
     if (await fetchIndicators(market.chartSeq)) drawSoon();
   }
 
-  // The chosen indicators' series not yet fetched for this code and range; false when the answer is stale or failed.
-  async function fetchIndicators(seq) {
-    const missing = market.chosen.filter((key) => !market.series.has(seriesKey(key)));
-    if (missing.length) {
-      const { start, end } = rangeDays();
-      const asks = missing.flatMap((key) => spec(key).asks);
-      const result = await api("/api/v1/indicators/series", {
-        method: "POST",
-        json: { ts_code: market.code, start, end, indicators: asks },
-      });
-      if (seq !== market.chartSeq || !state.session) return false;
-      if (!result.ok || !result.data) {
-        chartError(t("market.chart.failed", { reason: errorText(result) }));
-        return false;
-      }
-      let at = 0;
-      for (const key of missing) {
-        const n = spec(key).asks.length;
-        market.series.set(seriesKey(key), { dates: result.data.dates, items: result.data.series.slice(at, at + n) });
-        at += n;
-      }
+  const MAX_ASKS = 8; // indicators per /indicators/series request
+
+  // Asks the server for the series of `keys` (indicator keys) not fetched nor on their way for this code and range,
+  // in requests of at most MAX_ASKS indicators; each key's request is kept in market.pending until it is answered.
+  // An answer is kept under the code and range it was asked for, whatever is shown by then. Gives the requests.
+  function requestSeries(keys) {
+    const todo = keys.filter((key) => !market.series.has(seriesKey(key)) && !market.pending.has(seriesKey(key)));
+    if (!todo.length || !market.code) return [];
+    const { start, end } = rangeDays();
+    const batches = [];
+    for (const key of todo) {
+      const n = spec(key).asks.length;
+      const batch = batches[batches.length - 1];
+      if (batch && batch.size + n <= MAX_ASKS) {
+        batch.keys.push(key);
+        batch.size += n;
+      } else batches.push({ keys: [key], size: n });
     }
-    return seq === market.chartSeq;
+    return batches.map((batch) => {
+      const keysOf = batch.keys.map((key) => [key, seriesKey(key)]);
+      const asked = api("/api/v1/indicators/series", {
+        method: "POST",
+        json: { ts_code: market.code, start, end, indicators: batch.keys.flatMap((key) => spec(key).asks) },
+      }).then((result) => {
+        for (const [, k] of keysOf) market.pending.delete(k);
+        if (!result.ok || !result.data) return result;
+        let at = 0;
+        for (const [key, k] of keysOf) {
+          const n = spec(key).asks.length;
+          market.series.set(k, { dates: result.data.dates, items: result.data.series.slice(at, at + n) });
+          at += n;
+        }
+        return result;
+      });
+      for (const [, k] of keysOf) market.pending.set(k, asked);
+      return asked;
+    });
+  }
+
+  // The chosen indicators' series not yet fetched for this code and range (asked now, or awaited when already on
+  // their way); false when the answer is stale or failed (the failure is shown).
+  async function fetchIndicators(seq) {
+    requestSeries(market.chosen);
+    const waits = [...new Set(market.chosen.map((key) => market.pending.get(seriesKey(key))).filter(Boolean))];
+    const results = await Promise.all(waits);
+    if (seq !== market.chartSeq || !state.session) return false;
+    const failed = results.find((result) => !result.ok || !result.data);
+    if (failed) {
+      chartError(t("market.chart.failed", { reason: errorText(failed) }));
+      return false;
+    }
+    return true;
   }
 
   // --- opening a security --------------------------------------------------------------------------------------------
@@ -468,6 +502,9 @@
     show($("market-pick"), !code);
     show($("market-chart-card"), !!code);
     show($("market-quote-card"), !!code);
+    market.base = null;
+    market.drawnBase = null;
+    market.series.clear(); // the previous security's indicators (an answer still on its way keeps its own key)
     if (market.chart) market.chart.clear();
     if (!code) return;
     $("market-code").textContent = code;
@@ -507,6 +544,8 @@
       chartError(bars.data && bars.data.code === "unknown_security"
         ? t("market.unknown", { code })
         : t("market.chart.failed", { reason: errorText(bars) }));
+      market.base = null;
+      market.drawnBase = null;
       if (market.chart) market.chart.clear();
       return;
     }
@@ -516,10 +555,18 @@
     if (!limits.ok) problems.push(t("market.chart.failed", { reason: errorText(limits) }));
     if (trades.ok && Array.isArray(trades.data)) market.trades = trades.data.filter((tr) => tr.ts_code === code);
     else if (trades.status !== 403 && trades.status !== 404) problems.push(t("market.trades.failed", { reason: errorText(trades) }));
+    market.base = null;
     chartError(problems.join(" · "));
     renderQuote();
     await indicators;
-    if (seq === market.chartSeq) drawSoon(); // drawn without the indicators that failed (their error is shown)
+    if (seq !== market.chartSeq) return;
+    drawSoon(); // drawn without the indicators that failed (their error is shown)
+    // Then the common indicators not shown, computed ahead (after the first paint, not beside it): picking one of
+    // them redraws without a request.
+    requestAnimationFrame(() => {
+      if (seq !== market.chartSeq) return;
+      Promise.all(requestSeries(Object.keys(PRESETS))).then(() => performance.mark("market:indicators-ahead"));
+    });
   }
 
   async function loadMinute() {
@@ -617,13 +664,10 @@
     $("market-headline").className = `mono ${priceCls}`;
   }
 
+  // The socket's quotes of the shown code, through the registry shared with the desk (app.js's watch): the desk's
+  // codes stay subscribed whatever this page shows, and this page's whatever the desk drops.
   function subscribe() {
-    const ticket = $("order-ts-code") ? $("order-ts-code").value.trim().toUpperCase() : "";
-    if (market.subscribed && market.subscribed !== market.code && market.subscribed !== ticket) {
-      window.LH.sendOnSocket({ op: "unsubscribe", codes: [market.subscribed] }); // the desk keeps its ticket's
-    }
-    market.subscribed = market.code;
-    if (market.code) window.LH.sendOnSocket({ op: "subscribe", codes: [market.code] });
+    window.LH.watch("market", market.code && !$("market-view").classList.contains("d-none") ? [market.code] : []);
   }
 
   // --- the trade button: the desk's ticket with this code -------------------------------------------------------------
@@ -672,8 +716,14 @@
     const node = $("market-chart");
     if (!node || !market.code || $("market-view").classList.contains("d-none")) return;
     performance.mark("market:draw-start");
-    const option = market.mode === "minute" ? minuteOption() : dailyOption();
-    node.style.height = `${option.height}px`;
+    const base = market.mode === "day" ? dailyBase() : null;
+    // In place when only the indicators changed: the same chart, the same bars' arrays; ECharts replaces the series,
+    // grids and axes by id (the candles, volume and kept indicators keep theirs) and keeps the zoom where it is.
+    const inPlace = !!(market.chart && base && base.n && market.drawnBase === base);
+    const option = market.mode === "minute" ? minuteOption() : dailyOption(base, inPlace);
+    const height = `${option.height}px`;
+    const resized = node.style.height !== height;
+    node.style.height = height;
     if (!market.chart) {
       market.chart = echarts.init(node, null, { renderer: "canvas" });
       market.chart.on("finished", () => {
@@ -681,22 +731,97 @@
         market.marking = false;
         performance.mark("market:chart-drawn");
       });
-    } else {
-      market.chart.resize();
     }
     market.marking = true;
     performance.mark("market:option-built");
-    market.chart.setOption(option.chart, { notMerge: true });
+    if (inPlace) {
+      // a new height: the option waits for resize(), which draws once with both
+      market.chart.setOption(option.chart, { replaceMerge: ["series", "grid", "xAxis", "yAxis"], lazyUpdate: resized });
+      if (resized) market.chart.resize();
+    } else {
+      if (resized) market.chart.resize();
+      market.chart.setOption(option.chart, { notMerge: true });
+    }
+    market.drawnBase = base;
     performance.mark("market:option-set");
   }
 
-  function paneGrid(top, height) {
-    return { left: 64, right: 16, top, height };
+  function paneGrid(id, top, height) {
+    return { id, left: 64, right: 16, top, height };
   }
 
-  function dailyOption() {
+  // What the daily chart draws from the bars, limit days and trades, worked out once per load (and language): the
+  // candles, the volume, the marks. An indicator change reuses it as it is.
+  function dailyBase() {
+    if (market.base) return market.base;
     const bars = market.bars;
     const n = bars.length;
+    const dates = bars.map((b) => b.trade_date);
+    const index = new Map(dates.map((d, i) => [d, i]));
+    const candles = bars.map((b) => [num(b.open), num(b.close), num(b.low), num(b.high)]);
+    // Volume as two plain series (up days red, down days green): per-bar style objects would cost the large mode.
+    const rising = bars.map((b) => toFen(b.close) >= toFen(b.open));
+    const limits = limitMarks(index);
+    const tradePoints = tradeMarks(index);
+    const series = [
+      {
+        id: "k", name: "K", type: "candlestick", xAxisId: "x-main", yAxisId: "y-main", data: candles, large: true, largeThreshold: LARGE_FROM,
+        itemStyle: { color: UP, color0: DOWN, borderColor: UP, borderColor0: DOWN },
+        markPoint: { symbolSize: 30, label: { fontSize: 9 }, data: limits },
+      },
+      {
+        id: "vol-up", name: t("market.volume"), type: "bar", xAxisId: "x-volume", yAxisId: "y-volume", large: true, largeThreshold: LARGE_FROM, color: UP, barGap: "-100%",
+        data: bars.map((b, i) => (rising[i] ? b.vol : null)),
+      },
+      {
+        id: "vol-down", name: t("market.volume"), type: "bar", xAxisId: "x-volume", yAxisId: "y-volume", large: true, largeThreshold: LARGE_FROM, color: DOWN, barGap: "-100%",
+        data: bars.map((b, i) => (rising[i] ? null : b.vol)),
+      },
+    ];
+    if (tradePoints.length) series.push({
+      id: "trades", name: "trades", type: "scatter", xAxisId: "x-main", yAxisId: "y-main", data: tradePoints, symbolSize: 11, z: 5,
+    });
+    market.base = { n, dates, series, limits: limits.length, trades: tradePoints.length };
+    return market.base;
+  }
+
+  // One chosen indicator's series, built once per fetched answer (aligned to the bars' dates), with ids that stay the
+  // same while it is shown; colours are given at drawing (they follow the order of the chosen ones).
+  function indicatorSeries(key, got, dates) {
+    if (got.drawn && got.drawnDates === dates) return got.drawn;
+    const s = spec(key);
+    const pane = s.place === "pane";
+    const x = pane ? `x-${key}` : "x-main";
+    const y = pane ? `y-${key}` : "y-main";
+    const drawn = [];
+    got.items.forEach((item, i) => {
+      const suffix = Object.values(item.params || {}).join(",");
+      for (const [output, values] of Object.entries(item.outputs)) {
+        const label = !pane && output === "real" ? `${item.name}${suffix}` : `${s.label}${suffix ? `(${suffix})` : ""} ${output}`;
+        const aligned = alignTo(dates, got.dates, values);
+        const id = `ind-${key}-${i}-${output}`;
+        if (item.name === "MACD_CN" && output === "macd") {
+          for (const [colour, side, keep] of [[UP, "up", (v) => v >= 0], [DOWN, "down", (v) => v < 0]]) {
+            drawn.push({
+              id: `${id}-${side}`, name: `MACD ${output}`, type: "bar", xAxisId: x, yAxisId: y, large: true, largeThreshold: LARGE_FROM, color: colour, barGap: "-100%",
+              data: aligned.map((v) => (v !== null && keep(v) ? v : null)),
+            });
+          }
+        } else {
+          drawn.push({
+            id, name: label, type: "line", xAxisId: x, yAxisId: y, data: aligned, showSymbol: false, connectNulls: false,
+            lineStyle: { width: 1 }, emphasis: { disabled: true }, line: true,
+          });
+        }
+      }
+    });
+    got.drawn = drawn;
+    got.drawnDates = dates;
+    return drawn;
+  }
+
+  function dailyOption(base, inPlace) {
+    const n = base.n;
     const node = $("market-chart");
     node.dataset.candles = String(n);
     node.dataset.mode = "day";
@@ -704,109 +829,68 @@
       $("market-chart-note").textContent = t("market.chart.empty");
       return { height: 120, chart: { title: { text: t("market.chart.empty"), left: "center", top: "middle", textStyle: { fontSize: 13 } } } };
     }
-    const dates = bars.map((b) => b.trade_date);
-    const index = new Map(dates.map((d, i) => [d, i]));
-    const candles = bars.map((b) => [num(b.open), num(b.close), num(b.low), num(b.high)]);
-    // Volume as two plain series (up days red, down days green): per-bar style objects would cost the large mode.
-    const rising = bars.map((b) => toFen(b.close) >= toFen(b.open));
-    const upVolume = bars.map((b, i) => (rising[i] ? b.vol : null));
-    const downVolume = bars.map((b, i) => (rising[i] ? null : b.vol));
     const phone = window.innerWidth < 576;
     const mainH = phone ? 220 : 300;
     const volH = 70;
     const paneH = 90;
     const gap = 28;
-    const grids = [paneGrid(24, mainH), paneGrid(24 + mainH + gap, volH)];
-    const xAxes = [];
+    const grids = [paneGrid("main", 24, mainH), paneGrid("volume", 24 + mainH + gap, volH)];
+    const xIds = ["x-main", "x-volume"];
     const yAxes = [
-      { gridIndex: 0, scale: true, splitNumber: 4, axisLabel: { fontSize: 10 } },
-      { gridIndex: 1, scale: true, splitNumber: 2, name: t("market.volume"), nameGap: 6, nameTextStyle: { fontSize: 10, align: "left" }, axisLabel: { show: false } },
+      { id: "y-main", gridId: "main", scale: true, splitNumber: 4, axisLabel: { fontSize: 10 } },
+      { id: "y-volume", gridId: "volume", scale: true, splitNumber: 2, name: t("market.volume"), nameGap: 6, nameTextStyle: { fontSize: 10, align: "left" }, axisLabel: { show: false } },
     ];
-    const series = [
-      {
-        name: "K", type: "candlestick", xAxisIndex: 0, yAxisIndex: 0, data: candles, large: true, largeThreshold: 600,
-        itemStyle: { color: UP, color0: DOWN, borderColor: UP, borderColor0: DOWN },
-        markPoint: { symbolSize: 30, label: { fontSize: 9 }, data: limitMarks(index) },
-      },
-      { name: t("market.volume"), type: "bar", xAxisIndex: 1, yAxisIndex: 1, data: upVolume, large: true, color: UP, barGap: "-100%" },
-      { name: t("market.volume"), type: "bar", xAxisIndex: 1, yAxisIndex: 1, data: downVolume, large: true, color: DOWN, barGap: "-100%" },
-    ];
+    const series = [...base.series];
     const legend = [];
     let colour = 0;
     let paneTop = 24 + mainH + gap + volH + gap;
-    const lineSeries = (label, values, x, y) => ({
-      name: label, type: "line", xAxisIndex: x, yAxisIndex: y, data: values, showSymbol: false, connectNulls: false,
-      lineStyle: { width: 1 }, color: LINE_COLOURS[colour++ % LINE_COLOURS.length], emphasis: { disabled: true },
-    });
     for (const key of market.chosen) {
       const got = market.series.get(seriesKey(key));
       if (!got) continue;
       const s = spec(key);
-      let x = 0;
-      let y = 0;
       if (s.place === "pane") {
-        grids.push(paneGrid(paneTop, paneH));
-        x = grids.length - 1;
-        y = yAxes.length;
-        yAxes.push({ gridIndex: x, scale: true, splitNumber: 2, name: s.label, nameGap: 6, nameTextStyle: { fontSize: 10, align: "left" }, axisLabel: { fontSize: 9 } });
+        grids.push(paneGrid(`pane-${key}`, paneTop, paneH));
+        xIds.push(`x-${key}`);
+        yAxes.push({ id: `y-${key}`, gridId: `pane-${key}`, scale: true, splitNumber: 2, name: s.label, nameGap: 6, nameTextStyle: { fontSize: 10, align: "left" }, axisLabel: { fontSize: 9 } });
         paneTop += paneH + gap;
       }
-      for (const item of got.items) {
-        const suffix = Object.values(item.params || {}).join(",");
-        for (const [output, values] of Object.entries(item.outputs)) {
-          const label = s.place === "overlay" && output === "real" ? `${item.name}${suffix}` : `${s.label}${suffix ? `(${suffix})` : ""} ${output}`;
-          const aligned = alignTo(dates, got.dates, values);
-          if (item.name === "MACD_CN" && output === "macd") {
-            for (const [colour, keep] of [[UP, (v) => v >= 0], [DOWN, (v) => v < 0]]) {
-              series.push({
-                name: `MACD ${output}`, type: "bar", xAxisIndex: x, yAxisIndex: y, large: true, color: colour, barGap: "-100%",
-                data: aligned.map((v) => (v !== null && keep(v) ? v : null)),
-              });
-            }
-          } else {
-            series.push(lineSeries(label, aligned, x, y));
-          }
-          legend.push(label);
-        }
+      for (const item of indicatorSeries(key, got, base.dates)) {
+        const { line, ...drawn } = item;
+        series.push(line ? { ...drawn, color: LINE_COLOURS[colour++ % LINE_COLOURS.length] } : drawn);
+        if (!legend.includes(drawn.name)) legend.push(drawn.name);
       }
     }
-    const tradePoints = tradeMarks(index);
-    if (tradePoints.length) series.push({
-      name: "trades", type: "scatter", xAxisIndex: 0, yAxisIndex: 0, data: tradePoints, symbolSize: 11, z: 5,
-    });
-    node.dataset.trades = String(tradePoints.length);
-    node.dataset.limitDays = String(series[0].markPoint.data.length);
+    node.dataset.trades = String(base.trades);
+    node.dataset.limitDays = String(base.limits);
     node.dataset.panes = String(grids.length - 2);
-    const all = grids.map((_, i) => i);
-    for (const i of all) {
-      xAxes.push({
-        type: "category", gridIndex: i, data: dates, boundaryGap: true, axisLine: { onZero: false },
-        axisLabel: { show: i === grids.length - 1, fontSize: 10 }, axisTick: { show: false }, splitLine: { show: false },
-        axisPointer: { label: { show: i === grids.length - 1 } },
-      });
-    }
-    const first = market.bars[0].trade_date;
-    const lastDay = market.bars[n - 1].trade_date;
-    const countText = t("market.chart.count", { n: groupDigits(String(n)), from: first, to: lastDay });
+    const last = xIds.length - 1;
+    const xAxes = xIds.map((id, i) => ({
+      id, gridId: grids[i].id, type: "category", data: base.dates, boundaryGap: true, axisLine: { onZero: false },
+      axisLabel: { show: i === last, fontSize: 10 }, axisTick: { show: false }, splitLine: { show: false },
+      axisPointer: { label: { show: i === last } },
+    }));
     const extra = [];
     if (market.limitDays.length) extra.push(`${t("market.limit.up")}/${t("market.limit.down")} ${market.limitDays.length}`);
     if (market.trades.length) extra.push(t("market.trades.count", { n: market.trades.length }));
+    const countText = t("market.chart.count", { n: groupDigits(String(n)), from: base.dates[0], to: base.dates[n - 1] });
     $("market-chart-note").textContent = [countText, ...extra].join(" · ");
+    const changing = { grid: grids, xAxis: xAxes, yAxis: yAxes, series, legend: { data: legend } };
+    if (inPlace) {
+      // the zoom follows the new panes' axes and stays on the window the user had
+      return { height: paneTop + 36, chart: { ...changing, dataZoom: [{ id: "zoom-inside", xAxisId: xIds }, { id: "zoom-slider", xAxisId: xIds }] } };
+    }
     return {
       height: paneTop + 36,
       chart: {
+        ...changing,
         animation: false,
-        grid: grids,
-        xAxis: xAxes,
-        yAxis: yAxes,
-        series,
         legend: { data: legend, top: 0, left: 64, textStyle: { fontSize: 10 }, itemHeight: 8 },
         axisPointer: { link: [{ xAxisIndex: "all" }] },
         // Plain-text tooltips: the page's policy refuses the inline styles of HTML ones.
         tooltip: { trigger: "axis", renderMode: "richText", axisPointer: { type: "cross" }, formatter: (params) => tooltipText(params) },
         dataZoom: [
-          { type: "inside", xAxisIndex: all, startValue: Math.max(0, n - VISIBLE_BARS), endValue: n - 1 },
-          { type: "slider", xAxisIndex: all, height: 16, bottom: 4, startValue: Math.max(0, n - VISIBLE_BARS), endValue: n - 1 },
+          { id: "zoom-inside", type: "inside", xAxisId: xIds, startValue: Math.max(0, n - VISIBLE_BARS), endValue: n - 1 },
+          { id: "zoom-slider", type: "slider", xAxisId: xIds, height: 16, bottom: 4, startValue: Math.max(0, n - VISIBLE_BARS), endValue: n - 1 },
         ],
       },
     };
@@ -883,7 +967,7 @@
       height: 380,
       chart: {
         animation: false,
-        grid: [paneGrid(16, 230), paneGrid(274, 70)],
+        grid: [paneGrid("minute", 16, 230), paneGrid("minute-volume", 274, 70)],
         xAxis: [0, 1].map((i) => ({ type: "category", gridIndex: i, data: labels, axisLabel: { show: i === 1, fontSize: 10 } })),
         yAxis: [{ gridIndex: 0, scale: true }, { gridIndex: 1, scale: true, axisLabel: { show: false } }],
         axisPointer: { link: [{ xAxisIndex: "all" }] },
@@ -919,8 +1003,11 @@
       market.seq += 1;
       market.chartSeq += 1;
       market.code = null;
-      market.subscribed = null;
+      window.LH.watch("market", []);
       market.series.clear();
+      market.pending.clear();
+      market.base = null;
+      market.drawnBase = null;
       market.catalogue.clear();
       market.chosen = [];
       if (market.chart) {
@@ -941,25 +1028,29 @@
       const code = codeFromHash();
       if (code && code !== market.code) open(code);
       else if (!code && !market.code) open(null);
-      else if (market.chart) {
-        market.chart.resize();
-        drawSoon();
+      else if (market.code) {
+        subscribe(); // back on the page: its code's quotes again, and the quote as it is now
+        loadQuote();
+        if (market.chart) {
+          market.chart.resize();
+          drawSoon();
+        }
       }
+    },
+    hide() {
+      window.LH.watch("market", []); // the desk's codes stay subscribed (the registry counts them apart)
     },
   };
 
   window.addEventListener("lh:quotes", (event) => {
     for (const q of event.detail || []) onQuote(q);
   });
-  window.addEventListener("lh:socket-open", () => {
-    market.subscribed = null;
-    if (market.code) subscribe();
-  });
   window.addEventListener("lh:lang", () => {
     if (!market.built) return;
     fillIndicatorSelect();
     renderIndicatorChips();
     renderQuote();
+    market.base = null; // the volume's name and the marks' words: drawn again whole
     if (market.code) drawSoon();
   });
   window.addEventListener("resize", () => market.chart && market.chart.resize());
