@@ -14,9 +14,9 @@ Never lost while the process lives: an entry leaves memory only once its batch i
 down the writer tries again with a backoff (up to `max_backoff_s`) and the entries wait; `lh_gateway_audit_pending`
 shows how many. Once `max_pending` wait, the gateway refuses state-changing requests (503 `audit_unavailable`)
 instead of doing what it could not record: it fails closed, as the users table being down would refuse log-ins.
-Except for the requests that make things safer (`ALWAYS_ALLOWED`: cancelling orders, the kill switch): those pass,
-and their entry is written to the log as one ERROR line (`audit entry not written`) instead of being queued, since a
-trader must be able to cancel and an admin to halt while the audit database is down.
+Except for the requests that make things safer (`ALWAYS_ALLOWED`: cancelling orders, the kill switch's halt, not its
+resume): those pass, and their entry is written to the log as one ERROR line (`audit entry not written`) instead of
+being queued, since a trader must be able to cancel and an admin to halt while the audit database is down.
 At shutdown it writes what waits for up to `stop_grace_s`; entries it still could not write are logged, each as one
 ERROR line with every field (`audit entry not written`), so the log store holds them. A process killed outright
 loses at most the entries of its last `flush_interval_s` (the access log still has each request with its id)."""
@@ -58,6 +58,10 @@ ALWAYS_ALLOWED = (
     re.compile(rf"/api/v1/conditional-orders/{_SEGMENT}/cancel"),
     re.compile(r"/api/v1/risk/halt"),
 )
+# The kill switch's path also resumes trading (state "active") or reduces it: with the backlog full only a halt
+# passes, read from the body (small: a scope, a key, a state and a reason), which is then replayed to the route.
+HALT_PATH = "/api/v1/risk/halt"
+MAX_HALT_BODY = 16 * 1024
 
 
 def _matches(patterns: tuple[re.Pattern[str], ...], path: str) -> bool:
@@ -222,6 +226,13 @@ class AuditMiddleware:
             self.audit.refused.inc()
             await _refuse(send)
             return
+        if not queue and path == HALT_PATH:
+            body = await _read_body(receive, MAX_HALT_BODY)
+            if body is None or not _is_halt(body):  # a resume, a reduce, or a body that is no halt: refused
+                self.audit.refused.inc()
+                await _refuse(send)
+                return
+            receive = _replay(body, receive)
         status = 500  # unless an answer starts: an exception escaped
         request_id: str | None = _header(scope.get("headers", []), CORRELATION_HEADER) or _header(
             scope.get("headers", []), REQUEST_ID_HEADER
@@ -263,6 +274,45 @@ def _entry(scope: Scope, status: int, request_id: str | None) -> AuditEntry:
         status=status,
         request_id=(request_id or "")[:64],
     )
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The request's whole body, or None past `limit` bytes or when the client went away."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _is_halt(body: bytes) -> bool:
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(parsed, dict) and parsed.get("state") == "halted"
+
+
+def _replay(body: bytes, then: Receive) -> Receive:
+    """The body read already, once; then the connection's own messages (a disconnect when the client goes)."""
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await then()
+
+    return receive
 
 
 async def _refuse(send: Send) -> None:

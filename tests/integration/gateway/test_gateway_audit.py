@@ -276,6 +276,15 @@ async def test_a_full_backlog_refuses_changes_but_serves_cancels_and_the_kill_sw
             halted = await gw.client.post(
                 "/api/v1/risk/halt", json={"scope": "global", "state": "halted"}, headers=admin
             )
+            # The same path resumes trading: that is no safety move, and with the backlog full it is refused.
+            resumed = await gw.client.post(
+                "/api/v1/risk/halt", json={"scope": "global", "state": "active", "reason": "back"}, headers=admin
+            )
+            garbled = await gw.client.post(
+                "/api/v1/risk/halt",
+                content=b'{"state": "halted"',
+                headers={**admin, "content-type": "application/json"},
+            )
     finally:
         audit.max_pending = saved
     assert refused.status_code == 503 and refused.json()["code"] == "audit_unavailable"
@@ -283,12 +292,15 @@ async def test_a_full_backlog_refuses_changes_but_serves_cancels_and_the_kill_sw
     assert read.status_code == 200  # reads change nothing: served
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
     assert halted.status_code == 200 and halted.json()["state"] == "halted"
-    # The order never reached risk; the cancel and the halt did.
+    assert [r.status_code for r in (resumed, garbled)] == [503, 503]
+    assert resumed.json()["code"] == "audit_unavailable"
+    # The order and the resume never reached risk; the cancel and the halt did, the halt's body intact.
     assert [(c.service, c.method, c.path) for c in gw.downstream.calls[calls_before:]] == [
         ("execution", "GET", "/v1/orders"),
         ("execution", "POST", "/v1/orders/ord-full/cancel"),
         ("risk", "POST", "/v1/risk/halt"),
     ]
+    assert json.loads(gw.downstream.calls[-1].body) == {"scope": "global", "state": "halted"}
     # Not queued: their entries are in the log instead, one ERROR line each with every field.
     logged = [json.loads(r.audit) for r in caplog.records if r.getMessage() == "audit entry not written"]
     assert [(e["username"], e["method"], e["path"], e["resource_id"], e["status"]) for e in logged] == [
