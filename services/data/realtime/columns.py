@@ -157,10 +157,16 @@ def _prices(texts: Sequence[Any], name: str, none: int | None = None) -> list[in
     return found
 
 
+# The most lots whose shares (lots x SHARES_PER_LOT) an int64 holds.
+MAX_LOTS = int(np.iinfo(np.int64).max) // SHARES_PER_LOT
+
+
 def _whole(values: Sequence[Any]) -> Ints:
     """Volumes (lots) as an array: integers, none negative."""
     if not set(map(type, values)) <= {int}:
         raise _NotCommon("a volume that is not an integer")
+    if values and max(values) > MAX_LOTS:  # its shares would not fit in 64 bits: the exact per-snapshot path
+        raise _NotCommon("a volume too large for 64-bit shares")
     array = np.array(values, dtype=np.int64)
     if (array < 0).any():
         raise _NotCommon("a negative volume")

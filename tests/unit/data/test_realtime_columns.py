@@ -186,3 +186,13 @@ def test_from_ticks_of_nothing_is_an_empty_round() -> None:
     read, refused = read_round([])
     assert read.codes == [] and refused == [] and band_refusals(read, []) == []
     assert isinstance(read.book_low, np.ndarray)
+
+
+def test_a_volume_whose_shares_overflow_64_bits_is_read_exactly_one_by_one() -> None:
+    huge = 2**63 // 100 + 1  # lots: x 100 shares is past int64's largest (numpy would wrap it to a negative)
+    first, second = raw(), raw("000001.SZ", volume_lots=huge, bid=[["11.990", huge]])
+    warm(first, raw("000001.SZ"))
+    read, refused = read_round([first, second])
+    assert refused == []
+    assert read.volume == [15_000, huge * 100]  # Python's exact integer, as read_snapshot gives it
+    assert json.loads(f"[{read.bid_json[1]}]") == [{"price": "11.99", "volume": huge * 100}]
