@@ -18,12 +18,12 @@ do what, checked here in the gateway:
   silence holds that alert, or one of the same account with all its labels and more, and by `account=<theirs>`
   among them never another account's). An alert they may not see is 404 `alert_not_found`, as an unknown one (no
   telling that it exists); one they see without an account (platform-wide, or only their own by `owner`) is 403
-  `platform_alert`. The
-  author is the logged-in user, never a name sent in the body. A trader expires the silences they created, an
-  admin anyone's.
+  `platform_alert`. The author is the logged-in user, never a name sent in the body. A trader expires the silences
+  they created, an admin anyone's.
 
 Alertmanager keeps no history of resolved alerts, so Alertmanager posts every notification (firing and resolved, on
-a `continue: true` route, prometheus/alertmanager.yml) to `POST /api/v1/alerts/webhook` with the bearer token it
+a `continue: true` route, prometheus/alertmanager.yml; none while a silence holds the alert: a silence mutes this
+receiver too) to `POST /api/v1/alerts/webhook` with the bearer token it
 presents to the notify service; the gateway keeps each transition once in its own database (gateway/store.py,
 `alert_events`), where the page reads it in pages."""
 
@@ -319,7 +319,7 @@ def _may_see_silence(user: CurrentUser, silence: SilenceOut) -> bool:
     return may_see(user, exact)
 
 
-def _not_found(fingerprint: str) -> NotFound:
+def _not_found(fingerprint: str | None) -> NotFound:
     return NotFound("alert_not_found", f"no active alert has the fingerprint {fingerprint!r}")
 
 
