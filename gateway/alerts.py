@@ -5,20 +5,25 @@ Active alerts and silences are Alertmanager's, read and changed through its API 
 platform keeps no copy and re-implements nothing (dedup, grouping, silences, inhibition stay Alertmanager's). Who may
 do what, checked here in the gateway:
 
-- Reading is scoped by account. Business alerts carry an `account` label (services/notify/business.py) and name the
-  account or owner in their summaries: an admin sees every alert; a viewer or trader sees an alert (active, in the
-  history, and the silences) only when its `account` label is their own account, or, without an `account` label,
-  when its `owner` label (a strategy's author) is their username or it has none (a platform alert: a service down).
+- Reading is scoped by account, failing closed (gateway/store.py, alert_scope). Business alerts carry an `account`
+  label (services/notify/business.py) and name the account or owner in their summaries: an admin sees every alert; a
+  viewer or trader sees an alert (active, in the history, and the silences) only when its account (the `account`
+  label, or the `key` of a `scope=account` alert) is their own, or, without one, when its `owner` label (a
+  strategy's author) is their username, or when it is platform-wide: none of the labels `account`, `owner`,
+  `instance_id`, `bridge_id`, nor a `scope` other than `global` (a service down). Anything else (an instance's halt,
+  a bridge's alert without an account) is an admin's alone. An alert's `silenced_by` and `inhibited_by` name only
+  the silences and alerts the reader may see.
 - Silencing: an admin silences anything (any `matchers`, or an alert by its `fingerprint`). A trader names an active
   alert by its `fingerprint` only; the gateway builds the matchers from that alert's complete label set (so the
   silence holds that alert, or one of the same account with all its labels and more, and by `account=<theirs>`
-  among them never another account's) and refuses
-  (403) an alert of another account (`not_your_alert`) or one without an `account` label (`platform_alert`). The
-  author is the logged-in user, never a name sent in the body. A trader expires the silences they created, an
-  admin anyone's.
+  among them never another account's). An alert they may not see is 404 `alert_not_found`, as an unknown one (no
+  telling that it exists); one they see without an account (platform-wide, or only their own by `owner`) is 403
+  `platform_alert`. The author is the logged-in user, never a name sent in the body. A trader expires the silences
+  they created, an admin anyone's.
 
 Alertmanager keeps no history of resolved alerts, so Alertmanager posts every notification (firing and resolved, on
-a `continue: true` route, prometheus/alertmanager.yml) to `POST /api/v1/alerts/webhook` with the bearer token it
+a `continue: true` route, prometheus/alertmanager.yml; none while a silence holds the alert: a silence mutes this
+receiver too) to `POST /api/v1/alerts/webhook` with the bearer token it
 presents to the notify service; the gateway keeps each transition once in its own database (gateway/store.py,
 `alert_events`), where the page reads it in pages."""
 
@@ -37,7 +42,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from gateway.auth import CurrentUser
 from gateway.deps import Store, Trader, Viewer
-from gateway.store import AlertTransition, HistoryScope
+from gateway.store import SCOPING_LABELS, AlertTransition, HistoryScope, alert_scope
 from shared.platform.alertmanager import WebhookNotification
 from shared.platform.errors import Forbidden, NotFound, ServiceError, Unavailable
 from shared.platform.request_model import RequestModel, StrictInt
@@ -153,7 +158,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "not authenticated: `{code: unauthenticated}`"},
     403: {
         "description": "the role is too low (`forbidden`), the silence is another user's (`not_your_silence`), a "
-        "trader named an alert of another account (`not_your_alert`) or one of no account (`platform_alert`), or "
+        "trader named an alert they see that is of no account (`platform_alert`), or "
         "sent `matchers` (`matchers_admin_only`)"
     },
     404: {"description": "`alert_not_found`: no active alert you can see has that fingerprint"},
@@ -284,38 +289,48 @@ def _silence(raw: dict[str, Any]) -> SilenceOut:
 
 
 def may_see(user: CurrentUser, labels: dict[str, str]) -> bool:
-    """An admin sees every alert; anyone else an alert of their own account, or of no account whose `owner` (if any)
-    is them: platform alerts (a service down) are everybody's."""
+    """An admin sees every alert; anyone else an alert of their own account, of no account whose `owner` is them, and
+    the platform-wide ones (a service down): nothing else (fails closed; gateway/store.py, alert_scope)."""
     if user.role is Role.ADMIN:
         return True
-    account = labels.get("account")
-    if account:
-        return account == user.account_id
-    owner = labels.get("owner")
-    return not owner or owner == user.username
+    scope = alert_scope(labels)
+    if scope.account:
+        return scope.account == user.account_id
+    if scope.owner:
+        return scope.owner == user.username
+    return scope.platform
+
+
+SILENCE_SCOPE_LABELS = frozenset((*SCOPING_LABELS, "scope", "key"))
 
 
 def _may_see_silence(user: CurrentUser, silence: SilenceOut) -> bool:
-    """A silence is shown as the alerts it holds would be: by its `account` and `owner` matchers (`name=value`); one
-    that matches those labels otherwise (a regex, a negation) only to admins. Its author always sees it."""
+    """A silence is shown as the alerts it holds would be: by its matchers (`name=value`) of the labels that scope an
+    alert (may_see); one that matches those labels otherwise (a regex, a negation) only to admins. Its author always
+    sees it."""
     if user.role is Role.ADMIN or silence.created_by == user.username:
         return True
     exact: dict[str, str] = {}
     for m in silence.matchers:
-        if m.name in ("account", "owner"):
+        if m.name in SILENCE_SCOPE_LABELS:
             if m.is_regex or not m.is_equal:
                 return False
             exact[m.name] = m.value
     return may_see(user, exact)
 
 
+def _not_found(fingerprint: str | None) -> NotFound:
+    return NotFound("alert_not_found", f"no active alert has the fingerprint {fingerprint!r}")
+
+
 def _may_silence(user: CurrentUser, alert: AlertOut) -> None:
+    """A trader silences an alert of their own account. One they may not see answers as an unknown one would (404):
+    whether another account's alert exists is not theirs to learn."""
     if user.role is Role.ADMIN:
         return
-    account = alert.labels.get("account")
     if not may_see(user, alert.labels):
-        raise Forbidden("not_your_alert", f"alert {alert.fingerprint} is of another account: you cannot silence it")
-    if not account:
+        raise _not_found(alert.fingerprint)
+    if not alert_scope(alert.labels).account:
         raise Forbidden(
             "platform_alert",
             f"alert {alert.fingerprint} ({alert.alertname}) belongs to no account: only an admin can silence it",
@@ -327,10 +342,27 @@ def _may_silence(user: CurrentUser, alert: AlertOut) -> None:
 
 @router.get("", response_model=list[AlertOut], responses=ERRORS)
 async def list_alerts(request: Request, user: Viewer) -> list[AlertOut]:
-    """The alerts Alertmanager holds now that you may see (an admin all; others those of their own account and those
-    of no account), silenced and inhibited ones included (their `state` is `suppressed`, with the silences or alerts
-    that suppress them): critical first, then the newest."""
-    alerts = [a for a in map(_alert, await _api(request).alerts()) if may_see(user, a.labels)]
+    """The alerts Alertmanager holds now that you may see (an admin all; others those of their own account and the
+    platform-wide ones), silenced and inhibited ones included (their `state` is `suppressed`, with the silences or
+    alerts that suppress them, as far as you may see those): critical first, then the newest."""
+    api = _api(request)
+    every = list(map(_alert, await api.alerts()))
+    alerts = [a for a in every if may_see(user, a.labels)]
+    if user.role is not Role.ADMIN:
+        # what suppresses an alert is named only as far as the reader may see it
+        seen = {a.fingerprint for a in alerts}
+        silences: set[str] = set()
+        if any(a.silenced_by for a in alerts):
+            silences = {s.id for s in map(_silence, await api.silences()) if _may_see_silence(user, s)}
+        alerts = [
+            a.model_copy(
+                update={
+                    "silenced_by": [i for i in a.silenced_by if i in silences],
+                    "inhibited_by": [f for f in a.inhibited_by if f in seen],
+                }
+            )
+            for a in alerts
+        ]
     alerts.sort(key=lambda a: -a.starts_at.timestamp())
     alerts.sort(key=lambda a: SEVERITY_ORDER.get(a.severity, len(SEVERITY_ORDER)))
     return alerts
@@ -365,7 +397,7 @@ async def create_silence(request: Request, body: SilenceCreate, user: Trader) ->
     else:
         alert = next((a for a in map(_alert, await api.alerts()) if a.fingerprint == body.fingerprint), None)
         if alert is None:
-            raise NotFound("alert_not_found", f"no active alert has the fingerprint {body.fingerprint!r}")
+            raise _not_found(body.fingerprint)
         _may_silence(user, alert)
         labels = alert.labels
     now = datetime.now(UTC)

@@ -88,9 +88,12 @@ alert_events = Table(
     Column("alertname", String(200), nullable=False),
     Column("severity", String(32), nullable=False),
     Column("labels", Text, nullable=False),  # JSON object of the alert's labels
-    # Its `account` and `owner` labels (None: none), by which a non-admin's history is scoped (gateway/alerts.py)
+    # Whose it is (alert_scope): its account (the `account` label, or `key` of a scope=account alert), its `owner`
+    # label (None: none) and whether it is platform-wide (no scoping label at all), by which a non-admin's history is
+    # scoped (gateway/alerts.py, may_see)
     Column("account", String(200), nullable=True),
     Column("owner", String(200), nullable=True),
+    Column("platform", Boolean, nullable=False, default=False),
     Column("summary", String(1000), nullable=False),
     Column("starts_at", UtcDateTime, nullable=False),
     Column("ends_at", UtcDateTime, nullable=True),  # resolved transitions only
@@ -174,11 +177,35 @@ class HistoryScope:
     username: str
 
 
-def scope_label(labels: dict[str, str], name: str) -> str | None:
-    """The `account` or `owner` label as kept in its column: None when absent or empty (Alertmanager drops empty
-    labels); a value longer than the column is cut, which then equals no account id or username (64 at most)."""
-    value = labels.get(name)
-    return value[:200] if value else None
+# The labels that tie an alert to an account, a user, a strategy instance or a QMT bridge: an alert with any of them
+# (or a `scope` other than global: a halted account or instance) is not platform-wide.
+SCOPING_LABELS = ("account", "owner", "instance_id", "bridge_id")
+
+
+@dataclass(frozen=True)
+class AlertScope:
+    """Whose an alert is (gateway/alerts.py, may_see): its account, its owner (a strategy's author), and whether it is
+    platform-wide (everybody's). An alert that is none of these (an instance's, a bridge's without an account) is
+    an admin's alone: scoping fails closed."""
+
+    account: str | None
+    owner: str | None
+    platform: bool
+
+
+def alert_scope(labels: dict[str, str]) -> AlertScope:
+    """An alert's scope from its labels. Its account is its `account` label, or the `key` of a `scope=account` alert
+    (risk's account kill switch); the two disagreeing is no account (admin-only). Empty labels count as absent
+    (Alertmanager drops them); a value longer than the column is cut, which then equals no account id or username
+    (64 at most)."""
+    scope = labels.get("scope") or None
+    account = labels.get("account") or None
+    if scope == "account":
+        key = labels.get("key") or None
+        account = None if account and key and key != account else account or key
+    owner = labels.get("owner") or None
+    platform = scope in (None, "global") and not any(labels.get(name) for name in SCOPING_LABELS)
+    return AlertScope(account[:200] if account else None, owner[:200] if owner else None, platform)
 
 
 def _transition(m: RowMapping) -> AlertTransition:
@@ -496,8 +523,9 @@ class GatewayStore:
                 "alertname": t.alertname,
                 "severity": t.severity,
                 "labels": json.dumps(t.labels, ensure_ascii=False, sort_keys=True),
-                "account": scope_label(t.labels, "account"),
-                "owner": scope_label(t.labels, "owner"),
+                "account": (scope := alert_scope(t.labels)).account,
+                "owner": scope.owner,
+                "platform": scope.platform,
                 "summary": t.summary,
                 "starts_at": t.starts_at,
                 "ends_at": t.ends_at,
@@ -534,7 +562,8 @@ class GatewayStore:
         self, *, limit: int, before_id: int | None = None, scope: HistoryScope | None = None
     ) -> list[AlertTransition]:
         """The newest transitions first (by arrival), `limit` of them, older than `before_id` when given; with a
-        `scope`, only those of its account, or of no account and no other owner (None: all, an admin's)."""
+        `scope`, only those it may see (None: all, an admin's): of its account, of no account and its owner, and the
+        platform-wide ones."""
         query = select(alert_events).order_by(alert_events.c.id.desc()).limit(limit)
         if before_id is not None:
             query = query.where(alert_events.c.id < before_id)
@@ -543,7 +572,8 @@ class GatewayStore:
             query = query.where(
                 or_(
                     account == scope.account,
-                    and_(account.is_(None), or_(owner.is_(None), owner == scope.username)),
+                    and_(account.is_(None), owner == scope.username),
+                    alert_events.c.platform.is_(True),
                 )
             )
         async for attempt in self.db.transaction():

@@ -8,6 +8,7 @@ down -> 503."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy.engine import Connection
 
 from gateway.app import create_app
-from gateway.store import MIGRATIONS_DIR, metadata
+from gateway.store import MIGRATIONS_DIR, GatewayStore, HistoryScope, metadata
 from shared.platform.app import Infra
 from shared.platform.bus import create_bus
 from shared.platform.cache import create_cache
@@ -166,7 +167,8 @@ async def test_a_trader_silences_an_alert_and_ends_the_silence_the_history_shows
     bad = await gw.client.post("/api/v1/alerts/silences", json={**body, "comment": " "}, headers=trader.headers)
     assert bad.status_code == 422
     foreign_alert = await gw.client.post("/api/v1/alerts/silences", json=body, headers=other.headers)
-    assert foreign_alert.status_code == 403 and foreign_alert.json()["code"] == "not_your_alert"
+    # another account's alert answers as an unknown one would: its existence is not theirs to learn
+    assert foreign_alert.status_code == 404 and foreign_alert.json()["code"] == "alert_not_found"
     for who in (trader, other):
         answer = await gw.client.post("/api/v1/alerts/silences", json={**body, "fingerprint": platform["fingerprint"]},
                                       headers=who.headers)  # fmt: skip
@@ -347,5 +349,50 @@ async def test_the_gateway_migrations_create_exactly_its_tables_on_sqlite(tmp_pa
         await db.migrate(MIGRATIONS_DIR)
         async with db.engine.connect() as conn:
             assert await conn.run_sync(_differences) == []
+    finally:
+        await db.dispose()
+
+
+def _migrate_to(connection: Connection, revision: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["connection"] = connection
+    command.upgrade(cfg, revision)
+
+
+async def test_migration_0005_scopes_the_history_kept_before_it(tmp_path: Path) -> None:
+    """The rows kept before 0005 get their account, owner and platform-wide flag from their labels, failing closed: a
+    trader's history then shows exactly what their live alerts would."""
+    db = Database(f"sqlite+aiosqlite:///{tmp_path}/gateway.db")
+    await db.connect()
+    kept = {
+        "f1": {"alertname": "A", "account": "tom"},
+        "f2": {"alertname": "B", "scope": "account", "key": "tom"},
+        "f3": {"alertname": "C", "scope": "instance", "key": "0123456789abcdef0123456789abcdef"},
+        "f4": {"alertname": "D", "bridge_id": "b1"},
+        "f5": {"alertname": "E", "job": "data"},
+        "f6": {"alertname": "F", "scope": "global", "key": "global"},
+        "f7": {"alertname": "G", "owner": "tom", "instance_id": "0123"},
+        "f8": {"alertname": "H", "account": "carol"},
+    }
+    try:
+        async with db.engine.begin() as conn:
+            await conn.run_sync(_migrate_to, "0004")
+            for i, (fingerprint, labels) in enumerate(kept.items(), start=1):
+                await conn.exec_driver_sql(
+                    "INSERT INTO alert_events (id, fingerprint, status, alertname, severity, labels, summary,"
+                    " starts_at, received_at) VALUES (?, ?, 'firing', ?, 'warning', ?, 's', ?, ?)",
+                    (i, fingerprint, labels["alertname"], json.dumps(labels), "2026-12-07 09:00:00.000000",
+                     "2026-12-07 09:00:00.000000"),
+                )  # fmt: skip
+        await db.migrate(MIGRATIONS_DIR)
+        store = GatewayStore(db)
+        toms = await store.alert_history(limit=50, scope=HistoryScope(account="tom", username="tom"))
+        assert sorted(t.fingerprint for t in toms) == ["f1", "f2", "f5", "f6", "f7"]
+        everything = await store.alert_history(limit=50)
+        assert len(everything) == len(kept)
     finally:
         await db.dispose()
