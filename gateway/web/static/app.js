@@ -1620,7 +1620,7 @@
   // The core the trader's desk (desk.js, loaded after this file) builds on.
   window.LH = {
     $, api, el, show, fmt, fmtTime, groupDigits, money, errorText, state, sendOnSocket, watch, watchedCodes, newClientOrderId,
-    renderOrderResult, refreshOrders, refreshAccount, cancelOrder, OPEN_STATUSES, currentPage, orderRow, fmtMarketTime, plainDecimal,
+    renderOrderResult, refreshOrders, refreshAccount, cancelOrder, OPEN_STATUSES, currentPage, orderRow, fmtMarketTime, plainDecimal, emptyRow,
     // for the Backtests page: the strategies' parameter forms, field errors, refusals, reports and charts
     fillStrategies, renderParams, readParams, clearFieldErrors, markFieldErrors, renderRefusal, messageAsDetail, parseSymbols,
     paramsText, fmtPercent, openReport, loadEcharts, canRunBacktests,

@@ -374,9 +374,8 @@
     renderStatus();
   }
 
-  function emptyRow(cols, key) {
-    const { el } = LH();
-    return el("tr", {}, el("td", { colspan: String(cols), class: "text-body-secondary small", text: t(key) }));
+  function emptyRow(columns, key) {
+    return LH().emptyRow(columns, t(key)); // app.js's empty-table row, in this page's words
   }
 
   function alertState(alert) {

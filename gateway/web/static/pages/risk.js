@@ -489,8 +489,7 @@
   }
 
   function emptyRow(columns, key) {
-    const { el } = L();
-    return el("tr", {}, el("td", { colspan: String(columns), class: "text-body-secondary small", text: t(key) }));
+    return L().emptyRow(columns, t(key)); // app.js's empty-table row, in this page's words
   }
 
   function stateBadge(state) {
