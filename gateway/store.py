@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -30,7 +32,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 
@@ -44,6 +45,9 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # `last_used_at` is a hint for the user ("is this key still in use?"), not an audit log: writing it at most once a
 # minute per key keeps a busy script from turning every read into a database write.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
+RECORD_ATTEMPTS = 3  # an alert notification's transitions, recorded again after a concurrent delivery kept one
+
+log = logging.getLogger("lianghua.gateway.store")
 
 metadata = new_metadata()
 
@@ -533,6 +537,18 @@ class GatewayStore:
             }
             for t in transitions
         ]
+        # Two deliveries at once may both find a transition missing: the unique key lets one insert it and the
+        # other's whole batch fails and runs again, finding it kept this time, so each is counted by one delivery.
+        for attempt_number in range(1, RECORD_ATTEMPTS + 1):
+            try:
+                return await self._record_new_transitions(rows)
+            except IntegrityError:
+                if attempt_number == RECORD_ATTEMPTS:
+                    raise
+                log.info("alert transition kept by a concurrent delivery; again")
+        raise AssertionError("unreachable: the loop returns or raises")
+
+    async def _record_new_transitions(self, rows: list[dict[str, Any]]) -> int:
         added = 0
         async for attempt in self.db.transaction():
             async with attempt as s:
@@ -545,17 +561,9 @@ class GatewayStore:
                             alert_events.c.status == row["status"],
                         )
                     )
-                    if kept is not None:
-                        continue
-                    # Two deliveries at once both find none: the unique key keeps one, the other's insert is a no-op.
-                    if self.db.is_sqlite:
-                        await s.execute(sqlite.insert(alert_events).values(**row).on_conflict_do_nothing())
-                    else:
-                        # A no-op update on the duplicate key (not INSERT IGNORE, which would also hide other errors).
-                        await s.execute(
-                            mysql.insert(alert_events).values(**row).on_duplicate_key_update(id=alert_events.c.id)
-                        )
-                    added += 1
+                    if kept is None:
+                        await s.execute(alert_events.insert().values(**row))
+                        added += 1
         return added
 
     async def alert_history(

@@ -293,7 +293,7 @@ async def test_a_redelivered_notification_adds_nothing_on_mariadb(stack: Stack) 
         *(gw.client.post("/api/v1/alerts/webhook", json=notification, headers=token) for _ in range(3))
     )
     assert [a.status_code for a in answers] == [200, 200, 200]
-    assert sum(a.json()["recorded"] for a in answers) <= 1
+    assert sum(a.json()["recorded"] for a in answers) == 1  # kept by exactly one of the three deliveries
     page = (await gw.client.get("/api/v1/alerts/history?limit=200", headers=viewer.headers)).json()
     mine = [e for e in page["items"] if e["fingerprint"] == "00000000000000aa"]
     assert len(mine) == 1
