@@ -100,7 +100,9 @@ async def test_an_admin_manages_users_and_keys_sees_health_and_the_audit_of_it(
         me = (await client.get(f"{base}/api/v1/auth/me", headers=trader.headers)).json()
         assert me["role"] == "trader"  # not before the confirmation
         await page.click("#admin-role-yes")
-        await page.locator("#admin-user-result", has_text=f"{name}：已更新").wait_for()
+        changed = page.locator("#admin-user-result", has_text=f"{name}：已更新")
+        await changed.or_(page.locator("#admin-users-error:not(.d-none)")).first.wait_for()
+        assert await page.inner_text("#admin-users-error") == ""  # (the refusal's words, if the change was refused)
         await expect(confirm).to_be_hidden()
         me = (await client.get(f"{base}/api/v1/auth/me", headers=trader.headers)).json()
         assert me["role"] == "viewer"

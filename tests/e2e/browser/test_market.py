@@ -31,6 +31,7 @@ STOCK_NAME = "岚岳置业"
 INITIALS = "lyzy"
 FEN = Decimal("0.01")
 CHART = "document.getElementById('market-chart')"
+EXTENT = "c.getModel().getComponent('xAxis', 0).axis.scale.getExtent()"  # the days an x axis shows (by index)
 
 
 def _ten_years_back(today: date) -> date:
@@ -58,6 +59,13 @@ def _closed_at_limit(bars: list[dict[str, Any]]) -> list[tuple[str, str]]:
 
 async def _chart(page: Page, expression: str) -> Any:
     return await page.evaluate(f"() => {{ const c = echarts.getInstanceByDom({CHART}); const o = c.getOption(); "
+                               f"return {expression}; }}")  # fmt: skip
+
+
+async def _pane(page: Page, key: str, expression: str) -> Any:
+    """`expression` over the chart of the indicator pane `key` (c: the ECharts instance, o: its option)."""
+    node = f"document.querySelector('#market-panes [data-pane=\"{key}\"]')"
+    return await page.evaluate(f"() => {{ const c = echarts.getInstanceByDom({node}); const o = c.getOption(); "
                                f"return {expression}; }}")  # fmt: skip
 
 
@@ -153,32 +161,84 @@ async def test_find_a_stock_read_its_chart_and_trade_it(standalone: tuple[str, s
 
     # MACD from the catalogue: a pane of its own under the volume, drawn from the server's series
     assert await page.get_attribute("#market-chart", "data-panes") == "0"
+    chart_id = await page.evaluate(f"() => echarts.getInstanceByDom({CHART}).id")
     await page.select_option("#market-indicator-add", "MACD")
     await page.wait_for_selector("#market-chart[data-panes='1']", timeout=10_000)
-    assert await _chart(page, "o.grid.length") == 3
-    names = await _chart(page, "o.series.map(s => s.name)")
-    assert {"MACD dif", "MACD dea", "MACD macd"} <= set(names) and "MA5" in names
-    assert await _chart(page, "o.series.find(s => s.name === 'MACD dif').data.length") == len(bars)
-    macd = await _chart(page, "o.series.filter(s => s.name.startsWith('MACD')).map(s => [s.name, s.data])")
+    # a pane is a chart of its own under the volume: the candles' chart is not redrawn, and keeps the MA overlay
+    assert await page.get_attribute("#market-chart", "data-redraw") == "panes"
+    assert await _chart(page, "o.grid.length") == 2
+    assert await page.evaluate(f"() => echarts.getInstanceByDom({CHART}).id") == chart_id
+    assert "MA5" in await _chart(page, "o.series.map(s => s.name)")
+    assert await _pane(page, "MACD", "o.xAxis[0].data.length") == len(bars)
+    assert await _pane(page, "MACD", "o.xAxis[0].data[o.xAxis[0].data.length - 1]") == bars[-1]["trade_date"]
+    names = await _pane(page, "MACD", "o.series.map(s => s.name)")
+    assert {"MACD dif", "MACD dea", "MACD macd"} == set(names)
+    colours = await _pane(page, "MACD", "o.series.filter(s => s.type === 'line').map(s => s.color)")
+    assert len(colours) == 2 and len(set(colours)) == 2
+    assert await _pane(page, "MACD", "o.series.find(s => s.name === 'MACD dif').data.length") == len(bars)
+    macd = await _pane(page, "MACD", "o.series.map(s => [s.name, s.data])")
     # MACD_CN's DIF is EMA12 - EMA26 of the closes (seeded with the first close): worked out here, to a float's noise
     dif = _ema_dif([float(b["close"]) for b in bars])
     drawn_dif = next(d for name, d in macd if name == "MACD dif")
     assert drawn_dif[-1] == pytest.approx(dif[-1], abs=1e-6)
+    # the pane opens on the window the candles show, then follows the zoom both ways
+    n = len(bars)
+    assert await _pane(page, "MACD", EXTENT) == [max(0, n - 250), n - 1]
+    assert await _chart(page, EXTENT) == [max(0, n - 250), n - 1]
+    await _chart(page, "c.dispatchAction({type: 'dataZoom', dataZoomId: 'zoom-slider', startValue: 10, endValue: 59})")
+    assert await _pane(page, "MACD", EXTENT) == [10, 59]
+    await _pane(
+        page, "MACD", "c.dispatchAction({type: 'dataZoom', dataZoomId: 'zoom-inside', startValue: 20, endValue: 89})"
+    )
+    assert await _chart(page, "[0, 1].map(i => c.getModel().getComponent('xAxis', i).axis.scale.getExtent())") == [
+        [20, 89], [20, 89]
+    ]  # fmt: skip
+    # the crosshair's day followed from the candles into the pane, and from the pane onto the candles
+    shown = (
+        "Object.values(c.getModel().getComponent('axisPointer').coordSysAxesInfo.axesInfo)"
+        ".filter(a => a.axis.dim === 'x').map(a => [a.axisPointerModel.option.value, a.axisPointerModel.option.status])"
+    )
+    await _chart(page, "c.dispatchAction({type: 'updateAxisPointer', currTrigger: 'mousemove', "
+                       "x: c.convertToPixel({xAxisIndex: 0}, 42), y: 150})")  # fmt: skip
+    assert await _pane(page, "MACD", shown) == [[42, "show"]]
+    await _pane(page, "MACD", "c.dispatchAction({type: 'updateAxisPointer', currTrigger: 'mousemove', "
+                              "x: c.convertToPixel({xAxisIndex: 0}, 61), y: 60})")  # fmt: skip
+    assert await _chart(page, shown) == [[61, "show"], [61, "show"]]
+    await _pane(page, "MACD", "c.dispatchAction({type: 'updateAxisPointer', currTrigger: 'leave'})")
+    assert await _chart(page, shown) == [[61, "hide"], [61, "hide"]]
+
+    # BOLL on the candles: added in place (ECharts given the new series only), in colours of their own
+    await page.select_option("#market-indicator-add", "BOLL")
+    await page.wait_for_selector("#market-chart[data-redraw='added']", timeout=10_000)
+    names = await _chart(page, "o.series.map(s => s.name)")
+    assert names[:3] == ["K", "成交量", "成交量"] and {"MA5", "MA10", "MA20"} <= set(names)
+    assert sum(1 for name in names if name.startswith("BOLL")) == 3
+    colours = await _chart(page, "o.series.filter(s => s.type === 'line').map(s => s.color)")
+    assert len(colours) == 6 and len(set(colours)) == 6
+    assert await _chart(page, "o.series[0].data[0]") == [float(first[k]) for k in ("open", "close", "low", "high")]
+    await page.click("[data-indicator='BOLL'] button")
+    await page.wait_for_selector("#market-chart[data-redraw='replaced']", timeout=10_000)
+    assert not any(name.startswith("BOLL") for name in await _chart(page, "o.series.map(s => s.name)"))
+    assert await page.get_attribute("#market-chart", "data-panes") == "1"
+
     await page.click("[data-indicator='MACD'] button")
     await page.wait_for_selector("#market-chart[data-panes='0']", timeout=10_000)
-    assert await _chart(page, "o.grid.length") == 2
-    assert not any(n.startswith("MACD") for n in await _chart(page, "o.series.map(s => s.name)"))
-    # picked again: the pane is back under the volume with the same values, the chart redrawn in place
-    chart_id = await page.evaluate(f"() => echarts.getInstanceByDom({CHART}).id")
+    assert await page.locator("[data-pane]").count() == 0
+    assert "MA5" in await _chart(page, "o.series.map(s => s.name)")
+    # picked again: the pane is back under the volume with the same values, the candles' chart the same
     await page.select_option("#market-indicator-add", "MACD")
     await page.wait_for_selector("#market-chart[data-panes='1']", timeout=10_000)
-    assert await _chart(page, "o.grid.length") == 3
-    assert await _chart(page, "o.series.filter(s => s.name.startsWith('MACD')).map(s => [s.name, s.data])") == macd
+    assert await _pane(page, "MACD", "o.series.map(s => [s.name, s.data])") == macd
     assert await _chart(page, "o.series[0].data.length") == len(bars)
-    assert "MA5" in await _chart(page, "o.series.map(s => s.name)")
     assert await page.evaluate(f"() => echarts.getInstanceByDom({CHART}).id") == chart_id
     await page.click("[data-indicator='MACD'] button")
     await page.wait_for_selector("#market-chart[data-panes='0']", timeout=10_000)
+
+    # reloaded on its address, the page draws the default MA with the candles at once (it is shown before it starts)
+    await page.reload()
+    await page.wait_for_selector("#market-chart[data-redraw='whole']:not([data-candles='0'])", timeout=20_000)
+    assert {"MA5", "MA10", "MA20"} <= set(await _chart(page, "o.series.map(s => s.name)"))
+    assert await page.locator("#market-indicators [data-indicator]").count() == 1
 
     # The socket's quotes are shared with the desk: the trader holds `code` (the fill), so opening another stock here,
     # then leaving the page, keeps `code` subscribed (the desk revalues the position with it).
@@ -205,7 +265,10 @@ async def test_find_a_stock_read_its_chart_and_trade_it(standalone: tuple[str, s
 
     await page.click("#lang-switch")
     assert await page.inner_text("#market-trade") == "Trade"
-    assert "daily candles" in await page.inner_text("#market-chart-note")
+    # the note is rewritten in English as the chart is drawn again (with the bars, if still loading)
+    await page.wait_for_function(
+        "() => document.getElementById('market-chart-note').textContent.includes('daily candles')"
+    )
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=str(SCREENSHOTS / "market.png"), full_page=True)
 

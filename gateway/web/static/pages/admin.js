@@ -407,8 +407,10 @@
 
   async function refreshUsers() {
     const seq = page.seq;
+    const asked = (page.usersAsked = (page.usersAsked || 0) + 1);
     const result = await window.LH.api("/api/v1/users");
-    if (seq !== page.seq) return;
+    // an earlier read answering after a later one (a user created meanwhile) does not put the older list back
+    if (seq !== page.seq || asked !== page.usersAsked) return;
     if (!result.ok) {
       line($("admin-users-error"), "common.failed", failed(result));
       return;
@@ -537,8 +539,9 @@
   async function refreshKeys() {
     const seq = page.seq;
     const all = $("admin-keys-all").checked;
+    const asked = (page.keysAsked = (page.keysAsked || 0) + 1);
     const result = await window.LH.api(`/api/v1/api-keys${all ? "?all=true" : ""}`);
-    if (seq !== page.seq) return;
+    if (seq !== page.seq || asked !== page.keysAsked) return; // (a later read, e.g. "all" ticked since, wins)
     if (!result.ok) {
       line($("admin-keys-error"), "common.failed", failed(result));
       return;

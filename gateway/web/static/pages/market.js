@@ -17,6 +17,9 @@
   // Candles and bars drawn as one path per series (ECharts' large mode) from this many in the window, not one element
   // per bar: every redraw rebuilds the elements, and a year's window has 250 of each.
   const LARGE_FROM = 100;
+  const PANE_TOP = 22; // a pane: its legend, then its grid
+  const PANE_H = 90;
+  const PANE_BOX = PANE_TOP + PANE_H + 8;
   const UP = "#dc3545"; // A-share colours: red up (Bootstrap's danger), green down (its success)
   const DOWN = "#198754";
   const LINE_COLOURS = ["#f0ad4e", "#6f42c1", "#0d6efd", "#20c997", "#d63384", "#6c757d"];
@@ -40,16 +43,22 @@
     range: DEFAULT_RANGE,
     mode: "day", // day | minute
     bars: [], // the daily bars of the range, as the data API gives them
+    loading: false, // the bars asked for and not in yet
     limitDays: [],
     trades: [],
     minute: null, // {day, bars} or null
     live: null, // the latest live quote
     reference: null, // GET /quotes/{code}: the next session's limits
     chosen: [], // indicator keys shown: preset names or catalogue names
+    defaulted: false, // chosen set to the defaults (once a session)
     series: new Map(), // `${code}|${range}|${key}` -> {dates, items: [{name, params, outputs}], drawn}
     pending: new Map(), // `${code}|${range}|${key}` -> the request on its way for it
     base: null, // what the daily chart draws from the bars (dailyBase), null when they change
     drawnBase: null, // the base the chart shows, so an indicator change redraws in place
+    drawnIds: [], // the ids of the series the main chart shows, in order (an overlay added redraws only what is new)
+    panes: new Map(), // indicator key -> {key, node, chart}: the panes under the main chart, one ECharts instance each
+    zoom: null, // the window the user zoomed to ({start, end} in % or {startValue, endValue}), null: the first one
+    waiting: null, // {charts, open}: the charts a redraw updated whose drawing has not finished yet
     catalogue: new Map(), // name -> IndicatorInfo
     chart: null,
     seq: 0, // the latest open(): answers for another security are dropped
@@ -269,6 +278,7 @@
               el("div", { class: "d-flex flex-wrap gap-1", id: "market-indicators" }),
             ),
             el("div", { id: "market-chart", class: "market-chart", role: "img" }),
+            el("div", { id: "market-panes" }), // one chart of its own per indicator pane (a pane changed redraws only it)
             el("div", { class: "small text-body-secondary mt-1", id: "market-chart-note", "aria-live": "polite" }),
             el("div", { class: "small text-danger d-none", id: "market-chart-error", role: "alert" }),
           ),
@@ -505,7 +515,8 @@
     market.base = null;
     market.drawnBase = null;
     market.series.clear(); // the previous security's indicators (an answer still on its way keeps its own key)
-    if (market.chart) market.chart.clear();
+    clearCharts();
+    delete $("market-chart").dataset.candles; // the previous security's count is not this one's
     if (!code) return;
     $("market-code").textContent = code;
     $("market-name").textContent = "";
@@ -528,6 +539,7 @@
     const code = market.code;
     const { start, end } = rangeDays();
     chartError("");
+    market.loading = true; // no chart (not even an empty one) until the bars are in
     $("market-chart-note").textContent = t("market.chart.loading");
     const query = `ts_code=${encodeURIComponent(code)}&start=${start}&end=${end}`;
     const account = state.session && state.session.accountId;
@@ -538,6 +550,7 @@
       api(`/api/v1/trades?ts_code=${encodeURIComponent(code)}&limit=1000${account ? `&account_id=${encodeURIComponent(account)}` : ""}`),
     ]);
     if (seq !== market.chartSeq || code !== market.code || !state.session) return;
+    market.loading = false;
     if (!bars.ok || !bars.data) {
       market.bars = [];
       $("market-chart-note").textContent = "";
@@ -546,7 +559,7 @@
         : t("market.chart.failed", { reason: errorText(bars) }));
       market.base = null;
       market.drawnBase = null;
-      if (market.chart) market.chart.clear();
+      clearCharts();
       return;
     }
     market.bars = bars.data.bars || [];
@@ -715,35 +728,165 @@
     }
     const node = $("market-chart");
     if (!node || !market.code || $("market-view").classList.contains("d-none")) return;
+    if (market.mode === "day" && market.loading) return; // drawn when the bars are in
     performance.mark("market:draw-start");
     const base = market.mode === "day" ? dailyBase() : null;
-    // In place when only the indicators changed: the same chart, the same bars' arrays; ECharts replaces the series,
-    // grids and axes by id (the candles, volume and kept indicators keep theirs) and keeps the zoom where it is.
+    // In place when only the indicators changed: the same charts, the same bars' arrays. The main chart is given its
+    // new overlay series only (those it shows are kept as built: a series given is built again from its 2,600 bars,
+    // a third of a redraw), or the overlays that stay; a pane added or removed is a chart of its own created or
+    // disposed, the candles untouched. The zoom stays where it is.
     const inPlace = !!(market.chart && base && base.n && market.drawnBase === base);
-    const option = market.mode === "minute" ? minuteOption() : dailyOption(base, inPlace);
+    const option = market.mode === "minute" ? minuteOption() : dailyOption(base);
     const height = `${option.height}px`;
     const resized = node.style.height !== height;
     node.style.height = height;
     if (!market.chart) {
       market.chart = echarts.init(node, null, { renderer: "canvas" });
-      market.chart.on("finished", () => {
-        if (!market.marking) return;
-        market.marking = false;
-        performance.mark("market:chart-drawn");
-      });
+      watchChart(market.chart, null);
     }
-    market.marking = true;
+    market.waiting = { charts: new Set(), open: true };
+    const updated = market.waiting.charts; // (before each update: a chart may finish drawing within it)
     performance.mark("market:option-built");
+    const ids = option.chart.series ? option.chart.series.map((s) => s.id) : [];
     if (inPlace) {
-      // a new height: the option waits for resize(), which draws once with both
-      market.chart.setOption(option.chart, { replaceMerge: ["series", "grid", "xAxis", "yAxis"], lazyUpdate: resized });
-      if (resized) market.chart.resize();
+      const same = ids.length === market.drawnIds.length && market.drawnIds.every((id, i) => ids[i] === id);
+      const added = !same && market.drawnIds.length < ids.length && market.drawnIds.every((id, i) => ids[i] === id);
+      if (!same) {
+        updated.add(market.chart);
+        const { series, legend } = option.chart;
+        if (added) market.chart.setOption({ series: series.slice(market.drawnIds.length), legend });
+        else market.chart.setOption({ series, legend }, { replaceMerge: ["series"] });
+      }
+      node.dataset.redraw = same ? "panes" : added ? "added" : "replaced";
     } else {
+      market.zoom = null;
+      disposePanes();
+      updated.add(market.chart);
       if (resized) market.chart.resize();
       market.chart.setOption(option.chart, { notMerge: true });
+      node.dataset.redraw = "whole";
     }
+    if (base) drawPanes(echarts, base, option.panes || [], updated);
+    node.dataset.panes = String(market.panes.size);
     market.drawnBase = base;
+    market.drawnIds = ids;
+    market.waiting.open = false;
+    if (!updated.size) requestAnimationFrame(() => performance.mark("market:chart-drawn"));
     performance.mark("market:option-set");
+  }
+
+  // A chart's drawing finished, its zoom and its pointer followed by the others: `pane` is null for the main chart.
+  function watchChart(chart, pane) {
+    // `market:chart-drawn` once every chart a redraw updated has finished drawing (at the next frame when none is
+    // left to finish as the redraw ends: a pane removed is gone from the page then)
+    chart.on("finished", () => {
+      const waiting = market.waiting;
+      if (!waiting || !waiting.charts.delete(chart) || waiting.open || waiting.charts.size) return;
+      market.waiting = null;
+      performance.mark("market:chart-drawn");
+    });
+    chart.on("datazoom", (event) => {
+      const z = event.batch ? event.batch[0] : event;
+      market.zoom = z.startValue !== undefined ? { startValue: z.startValue, endValue: z.endValue } : { start: z.start, end: z.end };
+      for (const other of otherCharts(chart)) {
+        other.dispatchAction({ type: "dataZoom", dataZoomId: other === market.chart ? "zoom-slider" : "zoom-inside", ...market.zoom }, true);
+      }
+    });
+    chart.on("updateAxisPointer", (event) => {
+      // the pointer's day, followed by the others: on the candles at the day's close, in a pane half-way up
+      const x = (event.axesInfo || []).find((a) => a.axisDim === "x");
+      for (const other of otherCharts(chart)) {
+        if (!x) {
+          other.dispatchAction({ type: "updateAxisPointer", currTrigger: "leave" }, true);
+          continue;
+        }
+        const bar = market.bars[x.value];
+        const [px, py] = other === market.chart && bar
+          ? other.convertToPixel({ xAxisIndex: 0, yAxisIndex: 0 }, [x.value, num(bar.close)])
+          : [other.convertToPixel({ xAxisIndex: 0 }, x.value), PANE_TOP + PANE_H / 2];
+        other.dispatchAction({ type: "updateAxisPointer", currTrigger: "mousemove", x: px, y: py }, true);
+      }
+    });
+    if (pane) pane.chart = chart;
+  }
+
+  function otherCharts(chart) {
+    const all = [market.chart, ...[...market.panes.values()].map((p) => p.chart)];
+    return all.filter((c) => c && c !== chart);
+  }
+
+  // The panes of `panes` ({key, label, series}, in the order chosen): those not shown created (each its own chart,
+  // placed before the next one shown), those shown but not chosen any more disposed; the charts drawn go to `drawn`.
+  function drawPanes(echarts, base, panes, drawn) {
+    const keys = new Set(panes.map((p) => p.key));
+    for (const [key, pane] of market.panes) {
+      if (keys.has(key)) continue;
+      pane.chart.dispose();
+      pane.node.remove();
+      market.panes.delete(key);
+    }
+    panes.forEach((p, i) => {
+      if (market.panes.has(p.key)) return;
+      const node = el("div", { class: "market-pane", "data-pane": p.key, role: "img", "aria-label": p.label });
+      node.style.height = `${PANE_BOX}px`;
+      const next = panes.slice(i + 1).map((q) => market.panes.get(q.key)).find(Boolean);
+      $("market-panes").insertBefore(node, next ? next.node : null);
+      const pane = { key: p.key, node, chart: null };
+      market.panes.set(p.key, pane);
+      watchChart(echarts.init(node, null, { renderer: "canvas" }), pane);
+      drawn.add(pane.chart);
+      pane.chart.setOption(paneOption(base, p));
+    });
+  }
+
+  function disposePanes() {
+    for (const pane of market.panes.values()) {
+      pane.chart.dispose();
+      pane.node.remove();
+    }
+    market.panes.clear();
+  }
+
+  function resizeCharts() {
+    if (market.chart) market.chart.resize();
+    for (const pane of market.panes.values()) pane.chart.resize();
+  }
+
+  function clearCharts() {
+    disposePanes();
+    if (market.chart) market.chart.clear();
+    market.drawnIds = [];
+    const node = $("market-chart");
+    if (node) node.dataset.panes = "0";
+  }
+
+  // One pane's chart: the indicator's series over the bars' days, its own legend and y axis, the x axis lined up
+  // under the main chart's (same left and right), the zoom on the window the main chart shows.
+  function paneOption(base, pane) {
+    const n = base.n;
+    const zoom = market.zoom || { startValue: Math.max(0, n - VISIBLE_BARS), endValue: n - 1 };
+    return {
+      animation: false,
+      legend: { data: [...new Set(pane.series.map((s) => s.name))], top: 0, left: 64, textStyle: { fontSize: 10 }, itemHeight: 8 },
+      grid: [paneGrid("pane", PANE_TOP, PANE_H)],
+      xAxis: [{
+        id: "x-pane", type: "category", data: base.dates, boundaryGap: true, axisLine: { onZero: false },
+        axisLabel: { show: false }, axisTick: { show: false }, splitLine: { show: false }, axisPointer: { label: { show: false } },
+      }],
+      yAxis: [{ id: "y-pane", scale: true, splitNumber: 2, axisLabel: { fontSize: 9 } }], // named by its legend
+      // a vertical line (the day), not a cross: the pointer is often the candles' one, followed here
+      tooltip: { trigger: "axis", renderMode: "richText", axisPointer: { type: "line" }, formatter: (params) => paneTooltipText(params) },
+      dataZoom: [{ id: "zoom-inside", type: "inside", ...zoom }],
+      series: pane.series,
+    };
+  }
+
+  function paneTooltipText(params) {
+    const list = Array.isArray(params) ? params : [params];
+    if (!list.length) return "";
+    const day = market.bars[list[0].dataIndex];
+    const values = list.filter((p) => p.value !== null && p.value !== undefined).map((p) => `${p.seriesName} ${Number(p.value).toFixed(3)}`);
+    return [day ? day.trade_date : "", ...values].join("\n");
   }
 
   function paneGrid(id, top, height) {
@@ -791,8 +934,8 @@
     if (got.drawn && got.drawnDates === dates) return got.drawn;
     const s = spec(key);
     const pane = s.place === "pane";
-    const x = pane ? `x-${key}` : "x-main";
-    const y = pane ? `y-${key}` : "y-main";
+    const x = pane ? "x-pane" : "x-main";
+    const y = pane ? "y-pane" : "y-main";
     const drawn = [];
     got.items.forEach((item, i) => {
       const suffix = Object.values(item.params || {}).join(",");
@@ -820,7 +963,9 @@
     return drawn;
   }
 
-  function dailyOption(base, inPlace) {
+  // The main chart (candles, volume, the overlays) and the panes ({key, label, series}) in the order chosen. Line
+  // colours follow the order chosen: the overlays' in the main chart, each pane's its own.
+  function dailyOption(base) {
     const n = base.n;
     const node = $("market-chart");
     node.dataset.candles = String(n);
@@ -832,7 +977,6 @@
     const phone = window.innerWidth < 576;
     const mainH = phone ? 220 : 300;
     const volH = 70;
-    const paneH = 90;
     const gap = 28;
     const grids = [paneGrid("main", 24, mainH), paneGrid("volume", 24 + mainH + gap, volH)];
     const xIds = ["x-main", "x-volume"];
@@ -842,47 +986,45 @@
     ];
     const series = [...base.series];
     const legend = [];
+    const panes = [];
     let colour = 0;
-    let paneTop = 24 + mainH + gap + volH + gap;
     for (const key of market.chosen) {
       const got = market.series.get(seriesKey(key));
       if (!got) continue;
       const s = spec(key);
-      if (s.place === "pane") {
-        grids.push(paneGrid(`pane-${key}`, paneTop, paneH));
-        xIds.push(`x-${key}`);
-        yAxes.push({ id: `y-${key}`, gridId: `pane-${key}`, scale: true, splitNumber: 2, name: s.label, nameGap: 6, nameTextStyle: { fontSize: 10, align: "left" }, axisLabel: { fontSize: 9 } });
-        paneTop += paneH + gap;
-      }
+      const pane = s.place === "pane" ? { key, label: s.label, series: [] } : null;
+      let paneColour = 0;
       for (const item of indicatorSeries(key, got, base.dates)) {
         const { line, ...drawn } = item;
+        if (pane) {
+          pane.series.push(line ? { ...drawn, color: LINE_COLOURS[paneColour++ % LINE_COLOURS.length] } : drawn);
+          continue;
+        }
         series.push(line ? { ...drawn, color: LINE_COLOURS[colour++ % LINE_COLOURS.length] } : drawn);
         if (!legend.includes(drawn.name)) legend.push(drawn.name);
       }
+      if (pane) panes.push(pane);
     }
     node.dataset.trades = String(base.trades);
     node.dataset.limitDays = String(base.limits);
-    node.dataset.panes = String(grids.length - 2);
-    const last = xIds.length - 1;
     const xAxes = xIds.map((id, i) => ({
       id, gridId: grids[i].id, type: "category", data: base.dates, boundaryGap: true, axisLine: { onZero: false },
-      axisLabel: { show: i === last, fontSize: 10 }, axisTick: { show: false }, splitLine: { show: false },
-      axisPointer: { label: { show: i === last } },
+      axisLabel: { show: i === 1, fontSize: 10 }, axisTick: { show: false }, splitLine: { show: false },
+      axisPointer: { label: { show: i === 1 } },
     }));
     const extra = [];
     if (market.limitDays.length) extra.push(`${t("market.limit.up")}/${t("market.limit.down")} ${market.limitDays.length}`);
     if (market.trades.length) extra.push(t("market.trades.count", { n: market.trades.length }));
     const countText = t("market.chart.count", { n: groupDigits(String(n)), from: base.dates[0], to: base.dates[n - 1] });
     $("market-chart-note").textContent = [countText, ...extra].join(" · ");
-    const changing = { grid: grids, xAxis: xAxes, yAxis: yAxes, series, legend: { data: legend } };
-    if (inPlace) {
-      // the zoom follows the new panes' axes and stays on the window the user had
-      return { height: paneTop + 36, chart: { ...changing, dataZoom: [{ id: "zoom-inside", xAxisId: xIds }, { id: "zoom-slider", xAxisId: xIds }] } };
-    }
     return {
-      height: paneTop + 36,
+      height: 24 + mainH + gap + volH + gap + 36,
+      panes,
       chart: {
-        ...changing,
+        grid: grids,
+        xAxis: xAxes,
+        yAxis: yAxes,
+        series,
         animation: false,
         legend: { data: legend, top: 0, left: 64, textStyle: { fontSize: 10 }, itemHeight: 8 },
         axisPointer: { link: [{ xAxisIndex: "all" }] },
@@ -989,13 +1131,20 @@
     return /^\d{6}\.(SH|SZ|BJ)$/.test(code) ? code : null;
   }
 
+  // The indicators shown by default, once a session (a user's removing them all is kept).
+  function chooseDefaults() {
+    if (market.defaulted) return;
+    market.defaulted = true;
+    market.chosen = [...DEFAULT_INDICATORS];
+    renderIndicatorChips();
+  }
+
   window.LHPages = window.LHPages || {};
   window.LHPages.market = {
     start() {
       market.started = true;
       build();
-      if (!market.chosen.length) market.chosen = [...DEFAULT_INDICATORS];
-      renderIndicatorChips();
+      chooseDefaults();
       loadCatalogue();
     },
     stop() {
@@ -1010,6 +1159,8 @@
       market.drawnBase = null;
       market.catalogue.clear();
       market.chosen = [];
+      market.defaulted = false;
+      disposePanes();
       if (market.chart) {
         market.chart.dispose();
         market.chart = null;
@@ -1024,6 +1175,7 @@
     },
     show() {
       build();
+      chooseDefaults(); // (shown before start() when the page is reloaded with a session: the chart has MA at once)
       window.LH.loadEcharts().catch(() => {}); // fetched beside the bars, not after them (a failure shows at drawing)
       const code = codeFromHash();
       if (code && code !== market.code) open(code);
@@ -1032,7 +1184,7 @@
         subscribe(); // back on the page: its code's quotes again, and the quote as it is now
         loadQuote();
         if (market.chart) {
-          market.chart.resize();
+          resizeCharts();
           drawSoon();
         }
       }
@@ -1051,7 +1203,8 @@
     renderIndicatorChips();
     renderQuote();
     market.base = null; // the volume's name and the marks' words: drawn again whole
+    if (market.loading) $("market-chart-note").textContent = t("market.chart.loading");
     if (market.code) drawSoon();
   });
-  window.addEventListener("resize", () => market.chart && market.chart.resize());
+  window.addEventListener("resize", resizeCharts);
 })();
