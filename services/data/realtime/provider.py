@@ -399,9 +399,9 @@ class RealtimeQuotes:
             storing = asyncio.ensure_future(self._store_bars(by_day)) if bar_texts else None
             try:
                 # QuotesSnapshot's JSON, written once from the quotes' own: the bus sends it as it is.
-                payload = (
-                    f'{{"as_of":"{as_of.isoformat()}","source":{quoted_source},"quotes":[' + ",".join(quotes) + "]}"
-                )
+                # (3 MB: one join, not concatenations that copy it again: some 2 ms of fresh memory a round)
+                head = f'{{"as_of":"{as_of.isoformat()}","source":{quoted_source},"quotes":['
+                payload = "".join((head, ",".join(quotes), "]}"))
                 await self._publish_json(QUOTES_SNAPSHOT, payload)
             finally:
                 if storing is not None:
