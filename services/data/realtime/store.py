@@ -176,13 +176,13 @@ return #KEYS
         if self._expiring[0] != day:
             self._expiring = (day, set())
         expiring = self._expiring[1]
-        keys = [self._bars_key(day, code) for code, _ in bars]
+        base = self._bars_key(day, "")
+        keys = [base + code for code, _ in bars]
         new = [key for key in keys if key not in expiring]
         fresh = set(new)
         args: list[str | int] = [BARS_KEPT_S]
         for key, (_, text) in zip(keys, bars, strict=True):
-            args.append(text)
-            args.append("1" if key in fresh else "0")
+            args += (text, "1" if key in fresh else "0")
         call = (len(keys), *keys, *args)
         try:
             await self._send(_pack("EVALSHA", self._add_bars_sha, *call), 1)
