@@ -102,9 +102,8 @@ class RedisLiveStore:
         # The bar lists of the newest day this process has given their expiry: a minute's end appends to every
         # code's list, and one EXPIRE a list (at its first append here) keeps it three days as well as one an append.
         self._expiring: tuple[date, set[str]] = (date.min, set())
-        self._add_bars_sha = hashlib.sha1(
-            self._ADD_BARS.encode(), usedforsecurity=False
-        ).hexdigest()  # the script's name for EVALSHA
+        # The bars' script by its name for EVALSHA (sent by EVAL, which caches it, when Redis does not hold it).
+        self._add_bars_sha = hashlib.sha1(self._ADD_BARS.encode(), usedforsecurity=False).hexdigest()
 
     async def _send(self, packed: bytes, replies: int) -> None:
         """Send commands packed by hiredis (C) on a connection of the client's pool, as its pipeline sends them (one
