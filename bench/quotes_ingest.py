@@ -35,7 +35,7 @@ from prometheus_client import CollectorRegistry
 import services.data.app  # noqa: F401  (the heap of a data service process: what a full collection walks)
 from bench.common import percentile
 from bridge.qmt import normalize, protocol
-from services.data.realtime.bridge import take_frame
+from services.data.realtime.bridge import platform_channel, take_frame
 from services.data.realtime.provider import QuoteMetrics, RealtimeQuotes
 from services.data.realtime.store import LiveStore, MemoryLiveStore, RedisLiveStore
 from services.data.store import SecurityRecord
@@ -138,7 +138,7 @@ async def run(live: LiveStore, bus: EventBus, ts_codes: list[str], rounds: int) 
     provider = RealtimeQuotes(Securities(ts_codes), live, bus, QuoteMetrics(CollectorRegistry(), lambda: now[0]))  # type: ignore[arg-type]
     secret, session = secrets.token_hex(16), secrets.token_hex(16)
     bridge = protocol.Channel(secret=secret, session=session, outgoing=protocol.TO_PLATFORM)
-    platform = protocol.Channel(secret=secret, session=session, outgoing=protocol.TO_BRIDGE)
+    platform = platform_channel(secret, session)  # the endpoint's: its bodies parsed as the endpoint parses them
     # warm up: the securities loaded, the limits and the prices' texts known
     await take_frame(platform, provider, bridge.seal(protocol.QUOTES, {"quotes": market_round(ts_codes, 0)}))
     out = Timings()

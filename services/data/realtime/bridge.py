@@ -21,6 +21,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+import orjson
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
@@ -41,6 +42,31 @@ TICKS_RETRY_S = 30.0  # a subscribe_ticks answered with failures (or refused, or
 TICK_IDS_KEPT = 16  # the ids of the newest subscribe_ticks whose replies are recognised (older ones are forgotten)
 
 bridge_router = APIRouter()
+
+
+# Every digit of a text as "0", every other byte as ".": a run of LONG_NUMBER digits is a number orjson may read
+# otherwise than json.loads (an integer outside 64 bits: orjson gives a float, json.loads the exact int).
+_DIGITS = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x2E for byte in range(256))
+LONG_NUMBER = b"0" * 19  # -(2**63) and 2**64 have 19 and 20 digits: every integer orjson reads exactly is shorter
+
+
+def parse_json(text: str) -> Any:
+    """What `json.loads(text)` gives, read by orjson where that is the same (a whole market's frame: some 7 ms of CPU
+    less than json.loads' 19): a text with a run of 19 digits or more anywhere (an integer orjson may read as a float)
+    or one orjson refuses (NaN or Infinity, which json.loads reads; a lone surrogate; nesting deeper than 1,024; a
+    text that is no JSON) is read by json.loads, as before: the same objects, or json.loads' own error."""
+    if LONG_NUMBER not in text.encode(errors="surrogatepass").translate(_DIGITS):
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(text)
+
+
+def platform_channel(secret: str, session: str) -> protocol.Channel:
+    """The platform's side of a bridge's quotes connection, after the welcome: what it receives checked by its
+    signature and sequence (`protocol.Channel.open`), then parsed by `parse_json`."""
+    return protocol.Channel(secret=secret, session=session, outgoing=protocol.TO_BRIDGE, loads=parse_json)
 
 
 def subscribed_codes(setting: str) -> list[str]:
@@ -227,7 +253,7 @@ async def bridge_quotes(websocket: WebSocket) -> None:
         secret, bridge_id=bridge_id, nonce=str(hello["nonce"]), trading={"enabled": False, "read_only": True}
     )
     await websocket.send_text(protocol.canonical(welcome))
-    channel = protocol.Channel(secret=secret, session=welcome["session"], outgoing=protocol.TO_BRIDGE)
+    channel = platform_channel(secret, welcome["session"])
     codes = subscribed_codes(state.settings.quotes_subscribe)
     log.info("quotes bridge connected", extra={"bridge_id": bridge_id, "subscribe": codes[:10]})
     ticks = TickSubscription()

@@ -55,7 +55,8 @@ class Envelope(BaseModel):
         written again (a whole market's quotes are some 3 MB)."""
         text = self._payload_json
         if text is not None and not kwargs:
-            return super().model_dump_json(exclude={"payload"})[:-1] + ',"payload":' + text + "}"
+            # one join: concatenating a 3 MB text copies it into fresh memory at each `+`
+            return "".join((super().model_dump_json(exclude={"payload"})[:-1], ',"payload":', text, "}"))
         self._load_payload()
         return super().model_dump_json(**kwargs)
 

@@ -63,3 +63,57 @@ async def test_a_failed_append_sets_the_expiry_on_the_next(client: aioredis.Redi
         assert 0 < await client.ttl(key) <= BARS_KEPT_S
     finally:
         await client.delete(key)
+
+
+async def test_the_latest_quotes_and_the_feed_are_written_together(client: aioredis.Redis) -> None:
+    """put_quotes sends its HSET and SET packed by hiredis on a pooled connection: what it writes is read back as
+    written, a command the server refuses raises, and the client's connections stay usable after it (no reply left
+    unread on a connection put back)."""
+    namespace = f"rtstore-{secrets.token_hex(4)}"
+    store = RedisLiveStore(client, namespace)
+    quotes = [(f"{600000 + i}.SH", f'{{"ts_code":"{600000 + i}.SH","last":"10.05","src":"数据"}}') for i in range(5000)]
+    try:
+        await store.put_quotes(quotes, '{"source":"bridge"}')
+        assert await store.quotes(["600000.SH", "604999.SH", "000001.SZ"]) == [
+            quotes[0][1].encode(), quotes[-1][1].encode(), None
+        ]  # fmt: skip
+        assert await client.hlen(f"{namespace}:quotes:latest") == 5000
+        assert await store.feed() == b'{"source":"bridge"}'
+        await store.put_quotes([], '{"source":"replay"}')  # a round with no quote: the feed's state only
+        assert await store.feed() == b'{"source":"replay"}' and await client.hlen(f"{namespace}:quotes:latest") == 5000
+        # the hash's key holding another type: the server refuses the HSET; the error raises, nothing is desynced
+        await client.delete(f"{namespace}:quotes:latest")
+        await client.set(f"{namespace}:quotes:latest", "not a hash")
+        with pytest.raises(aioredis.ResponseError, match="WRONGTYPE"):
+            await store.put_quotes(quotes[:2], '{"source":"x"}')
+        for _ in range(3):  # every connection of the pool answers its own commands
+            assert await client.get(f"{namespace}:quotes:latest") == b"not a hash"
+            assert await store.feed() in (b'{"source":"replay"}', b'{"source":"x"}')
+    finally:
+        keys = [k async for k in client.scan_iter(match=f"{namespace}:*")]
+        if keys:
+            await client.delete(*keys)
+
+
+async def test_bars_are_appended_when_the_script_is_not_cached(client: aioredis.Redis) -> None:
+    """EVALSHA answered NOSCRIPT (Redis restarted or its scripts flushed): the bars are sent again by EVAL."""
+    namespace = f"rtstore-{secrets.token_hex(4)}"
+    store = RedisLiveStore(client, namespace)
+    store._add_bars_sha = "0" * 40  # a script Redis does not hold (not flushing the shared server's scripts)
+    key = f"{namespace}:quotes:bars:2025-01-02:600000.SH"
+    try:
+        await store.add_bars(DAY, [("600000.SH", '{"n":1}')])
+        assert await store.bars(DAY, "600000.SH") == [b'{"n":1}']
+        assert 0 < await client.ttl(key) <= BARS_KEPT_S
+        assert await client.ping()
+    finally:
+        await client.delete(key)
+
+
+async def test_a_store_without_redis_raises_a_connection_error(backing: Any) -> None:
+    down = aioredis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
+    try:
+        with pytest.raises(aioredis.ConnectionError):
+            await RedisLiveStore(down, "x").put_quotes([("600000.SH", "{}")], "{}")
+    finally:
+        await down.aclose()

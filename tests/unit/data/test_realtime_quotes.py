@@ -695,3 +695,78 @@ def test_execution_priority_follows_the_authenticated_service_not_the_owner_name
     )
     # union 303, limit 300: execution's 3 in, 297 of the gateway's, 3 dropped
     assert set(mine) <= set(chosen) and (len(chosen), dropped) == (300, 3)
+
+
+class Journal:
+    """What a round did, in order: each store write and publication as it began and as it ended (each one slow, so
+    that work which may overlap does)."""
+
+    def __init__(self) -> None:
+        self.log: list[str] = []
+
+    def live(self) -> MemoryLiveStore:
+        journal = self
+
+        class Slow(MemoryLiveStore):
+            async def put_quotes(self, quotes: Any, feed: str) -> None:
+                journal.log.append("quotes stored: begin")
+                await asyncio.sleep(0.02)
+                await super().put_quotes(quotes, feed)
+                journal.log.append("quotes stored")
+
+            async def add_bars(self, day: date, bars: Any) -> None:
+                journal.log.append("bars stored: begin")
+                await asyncio.sleep(0.02)
+                await super().add_bars(day, bars)
+                journal.log.append("bars stored")
+
+        return Slow()
+
+    def bus(self) -> MemoryBus:
+        journal = self
+
+        class Slow(MemoryBus):
+            async def publish(self, event: Envelope) -> None:
+                journal.log.append(f"{event.type} published: begin")
+                await asyncio.sleep(0.02)
+                await super().publish(event)
+                journal.log.append(f"{event.type} published")
+
+        return Slow()
+
+
+async def test_a_round_stores_before_it_publishes_and_the_bars_are_stored_while_the_snapshot_is_published() -> None:
+    journal = Journal()
+    live, bus = journal.live(), journal.bus()
+    realtime = RealtimeQuotes(FakeStore(), live, bus, QuoteMetrics(CollectorRegistry(), lambda: at("09:31:10")))  # type: ignore[arg-type]
+    await realtime.ingest([raw(t="09:30:03", lots=150)], "bridge")
+    assert journal.log == ["quotes stored: begin", "quotes stored", "quotes.snapshot published: begin",
+                           "quotes.snapshot published"]  # fmt: skip
+    journal.log.clear()
+    result = await realtime.ingest([raw(t="09:31:01", lots=200, amount="200390.00")], "bridge")  # closes 09:30's bar
+    assert len(result.bars) == 1
+    log = journal.log
+    # the quotes stored before the snapshot is published; the bar stored (while the snapshot is published) before
+    # bars.1m is; bars.1m after the snapshot
+    assert log[:2] == ["quotes stored: begin", "quotes stored"]
+    assert set(log[2:6]) == {"quotes.snapshot published: begin", "quotes.snapshot published", "bars stored: begin",
+                             "bars stored"}  # fmt: skip
+    assert log.index("bars stored: begin") < log.index("quotes.snapshot published")  # at the same time
+    assert log[6:] == ["bars.1m published: begin", "bars.1m published"]
+    assert len(await live.bars(DAY, "600000.SH")) == 1
+
+
+async def test_bars_that_cannot_be_stored_are_published_after_the_snapshot_all_the_same() -> None:
+    journal = Journal()
+
+    class NoBars(MemoryLiveStore):
+        async def add_bars(self, day: date, bars: Any) -> None:
+            raise ConnectionError("redis is down")
+
+    bus = journal.bus()
+    realtime = RealtimeQuotes(FakeStore(), NoBars(), bus, QuoteMetrics(CollectorRegistry(), lambda: at("09:31:10")))  # type: ignore[arg-type]
+    await realtime.ingest([raw(t="09:30:03", lots=150)], "bridge")
+    await realtime.ingest([raw(t="09:31:01", lots=200, amount="200390.00")], "bridge")
+    assert [line for line in journal.log if not line.endswith("begin")] == [
+        "quotes.snapshot published", "quotes.snapshot published", "bars.1m published"
+    ]  # fmt: skip
