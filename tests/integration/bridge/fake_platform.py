@@ -4,6 +4,7 @@ bridge.qmt.protocol (challenge, hello checked, welcome or refused, signed frames
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from websockets.exceptions import ConnectionClosed
 from bridge.qmt import protocol
 
 WAIT_S = 20.0  # a bound on waiting, not a timing assertion
+POLL_S = 0.02  # how often `until` checks a state the platform's side does not report
 
 
 @dataclass
@@ -114,13 +116,17 @@ class FakePlatform:
             self._notify()
 
     async def until(self, check: Callable[[], Any]) -> Any:
+        """`check()`'s value once truthy: checked again whenever the platform's side changes, and every POLL_S for
+        a check of something else (the fake xtquant's state, which the bridge changes from its own threads)."""
+
         async def loop() -> Any:
             while True:
                 value = check()
                 if value:
                     return value
                 self._changed.clear()
-                await self._changed.wait()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), POLL_S)
 
         return await asyncio.wait_for(loop(), WAIT_S)
 
