@@ -49,6 +49,13 @@ RECORD_ATTEMPTS = 3  # an alert notification's transitions, recorded again after
 
 log = logging.getLogger("lianghua.gateway.store")
 
+
+def _duplicate_key(error: IntegrityError) -> bool:
+    """A unique key's collision (MariaDB's error 1062, SQLite's UNIQUE constraint), not another integrity error."""
+    args = getattr(error.orig, "args", ())
+    return (bool(args) and args[0] == 1062) or "UNIQUE constraint failed" in str(error.orig)
+
+
 metadata = new_metadata()
 
 users = Table(
@@ -542,8 +549,8 @@ class GatewayStore:
         for attempt_number in range(1, RECORD_ATTEMPTS + 1):
             try:
                 return await self._record_new_transitions(rows)
-            except IntegrityError:
-                if attempt_number == RECORD_ATTEMPTS:
+            except IntegrityError as exc:
+                if not _duplicate_key(exc) or attempt_number == RECORD_ATTEMPTS:
                     raise
                 log.info("alert transition kept by a concurrent delivery; again")
         raise AssertionError("unreachable: the loop returns or raises")

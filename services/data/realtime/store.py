@@ -110,8 +110,9 @@ class RedisLiveStore:
         write, one round trip), and read their `replies`: an error reply raises (as the pipeline's would, after its
         reply is read). redis-py's asyncio connection packs in Python: for a whole market's 10,000 arguments (the
         latest quotes) or 15,000 (a minute's bars) that was 7-10 ms of CPU a call, hiredis' under 2. A connection
-        error or timeout is retried as the client's commands are (its `retry`; every caller writes the same values
-        again); on a failure the connection is dropped, never put back with a reply unread."""
+        error is retried as the client's commands are (its `retry`: a timeout raises at once); what is sent again
+        is harmless twice (the HSET and SET write the same values; the bars' script skips a bar its list ends with);
+        on a failure the connection is dropped, never put back with a reply unread."""
         pool = self.client.connection_pool
         connection = await pool.get_connection()
 
@@ -157,11 +158,15 @@ class RedisLiveStore:
 
     # A minute's end appends a bar to every code's list (5,000 at once): one script call, not 5,000 pipelined
     # commands and their replies (what the slowest round of a whole market spent its time on). KEYS: the lists;
-    # ARGV[1]: the expiry (seconds); then each list's bar and "1" when the list is to be given its expiry.
+    # ARGV[1]: the expiry (seconds); then each list's bar and "1" when the list is to be given its expiry. A bar its
+    # list already ends with is not appended again (the call sent again after a connection lost before its reply).
     _ADD_BARS = """
 local seconds = ARGV[1]
 for i, key in ipairs(KEYS) do
-  redis.call('RPUSH', key, ARGV[2 * i])
+  local bar = ARGV[2 * i]
+  if redis.call('LINDEX', key, -1) ~= bar then
+    redis.call('RPUSH', key, bar)
+  end
   if ARGV[2 * i + 1] == '1' then
     redis.call('EXPIRE', key, seconds)
   end

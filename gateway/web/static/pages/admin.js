@@ -483,6 +483,7 @@
   }
 
   async function updateUser(username, change) {
+    page.usersAsked = (page.usersAsked || 0) + 1; // a list read still on its way would show the user as before
     const result = await window.LH.api(`/api/v1/users/${encodeURIComponent(username)}`, { method: "PATCH",
       json: change });
     if (!result.ok) {
@@ -629,6 +630,7 @@
   }
 
   async function revokeKey(keyId) {
+    page.keysAsked = (page.keysAsked || 0) + 1; // a list read still on its way would show the key as not revoked
     const result = await window.LH.api(`/api/v1/api-keys/${encodeURIComponent(keyId)}`, { method: "DELETE" });
     if (!result.ok) {
       line($("admin-keys-error"), "admin.error.action", { what: keyId, ...failed(result) });

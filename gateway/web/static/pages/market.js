@@ -735,10 +735,11 @@
     // new overlay series only (those it shows are kept as built: a series given is built again from its 2,600 bars,
     // a third of a redraw), or the overlays that stay; a pane added or removed is a chart of its own created or
     // disposed, the candles untouched. The zoom stays where it is.
-    const inPlace = !!(market.chart && base && base.n && market.drawnBase === base);
     const option = market.mode === "minute" ? minuteOption() : dailyOption(base);
     const height = `${option.height}px`;
     const resized = node.style.height !== height;
+    // (a new height, the window having crossed the phone width: the grids change with it, drawn afresh)
+    const inPlace = !!(market.chart && base && base.n && market.drawnBase === base && !resized);
     node.style.height = height;
     if (!market.chart) {
       market.chart = echarts.init(node, null, { renderer: "canvas" });
@@ -1165,6 +1166,10 @@
         market.chart.dispose();
         market.chart = null;
       }
+      market.loading = false;
+      market.zoom = null;
+      market.drawnIds = [];
+      market.waiting = null;
       if (market.built) {
         $("market-results").replaceChildren();
         $("market-search").value = "";
