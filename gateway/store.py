@@ -52,8 +52,8 @@ log = logging.getLogger("lianghua.gateway.store")
 
 def _duplicate_key(error: IntegrityError) -> bool:
     """A unique key's collision (MariaDB's error 1062, SQLite's UNIQUE constraint), not another integrity error."""
-    args = getattr(error.orig, "args", ())
-    return (bool(args) and args[0] == 1062) or "UNIQUE constraint failed" in str(error.orig)
+    args: tuple[Any, ...] = tuple(getattr(error.orig, "args", ()))
+    return (len(args) > 0 and args[0] == 1062) or "UNIQUE constraint failed" in str(error.orig)
 
 
 metadata = new_metadata()
