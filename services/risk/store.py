@@ -24,6 +24,7 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    bindparam,
     or_,
     select,
     update,
@@ -419,10 +420,10 @@ class RiskStore:
         TTL ago). A decision execution refused is never replayed. A strategy instance's client_order_id is its own
         (`strategy_instance_id`, ix_risk_decisions_instance_client_order); a person's is their account's, among the
         account's people's orders (ix_risk_decisions_client_order)."""
-        query = _replayable(account_id, client_order_id, unknown_since, strategy_instance_id)
+        query, params = _replayable(account_id, client_order_id, unknown_since, strategy_instance_id)
         async for attempt in self.db.transaction():
             async with attempt as s:
-                row = (await s.execute(query)).first()
+                row = (await s.execute(query, params)).first()
         return None if row is None else _decision(row)
 
     async def replayable_and_states(
@@ -436,11 +437,12 @@ class RiskStore:
     ) -> tuple[Decision | None, list[ScopedState]]:
         """What a new order reads first, in one transaction: `replayable_for` and `trading_states_of(state_account_id,
         strategy_instance_id)` (the kill switch's states, read per order so that a change holds at once)."""
-        query = _replayable(account_id, client_order_id, unknown_since, strategy_instance_id)
+        query, params = _replayable(account_id, client_order_id, unknown_since, strategy_instance_id)
+        states_query, states_params = _states_query(state_account_id, strategy_instance_id)
         async for attempt in self.db.transaction():
             async with attempt as s:
-                row = (await s.execute(query)).first()
-                states = (await s.execute(_states_query(state_account_id, strategy_instance_id))).all()
+                row = (await s.execute(query, params)).first()
+                states = (await s.execute(states_query, states_params)).all()
         return (None if row is None else _decision(row)), [_scoped(r) for r in states]
 
     async def record_outcome(self, decision_id: str, outcome: ExecutionOutcome) -> None:
@@ -448,17 +450,7 @@ class RiskStore:
         without an outcome, or an UNKNOWN one, takes a new one."""
         async for attempt in self.db.transaction():
             async with attempt as s:
-                await s.execute(
-                    update(risk_decisions)
-                    .where(
-                        risk_decisions.c.decision_id == decision_id,
-                        or_(
-                            risk_decisions.c.execution_outcome.is_(None),
-                            risk_decisions.c.execution_outcome == ExecutionOutcome.UNKNOWN.value,
-                        ),
-                    )
-                    .values(execution_outcome=outcome.value)
-                )
+                await s.execute(_RECORD_OUTCOME, {"p_decision_id": decision_id, "p_outcome": outcome.value})
 
     # --- trading states (the kill switch) ---------------------------------------------------------------------------
 
@@ -467,7 +459,7 @@ class RiskStore:
         the instance's. One query by primary key; a scope without a row is active."""
         async for attempt in self.db.transaction():
             async with attempt as s:
-                rows = (await s.execute(_states_query(account_id, instance_id))).all()
+                rows = (await s.execute(*_states_query(account_id, instance_id))).all()
         return [_scoped(r) for r in rows]
 
     async def set_trading_state(
@@ -556,19 +548,20 @@ class RiskStore:
         return None if value is None else ExecutionOutcome(value)
 
 
-def _replayable(
-    account_id: str | None, client_order_id: str, unknown_since: datetime, strategy_instance_id: str | None
-) -> Select[Any]:
-    """The query of `RiskStore.replayable_for`."""
-    if strategy_instance_id is not None:
-        whose = risk_decisions.c.strategy_instance_id == strategy_instance_id
+def _replayable_query(by_instance: bool) -> Select[Any]:
+    """The query of `RiskStore.replayable_for`, built once (a constant statement: SQLAlchemy neither builds nor
+    cache-keys it again per order); its parameters: `_replayable`."""
+    if by_instance:
+        whose = risk_decisions.c.strategy_instance_id == bindparam("p_instance")
     else:
-        whose = and_(risk_decisions.c.account_id == account_id, risk_decisions.c.strategy_instance_id.is_(None))
+        whose = and_(
+            risk_decisions.c.account_id == bindparam("p_account"), risk_decisions.c.strategy_instance_id.is_(None)
+        )
     return (
         select(risk_decisions)
         .where(
             whose,
-            risk_decisions.c.client_order_id == client_order_id,
+            risk_decisions.c.client_order_id == bindparam("p_client_order_id"),
             risk_decisions.c.approved.is_(True),
             or_(
                 risk_decisions.c.execution_outcome == ExecutionOutcome.PLACED.value,
@@ -577,7 +570,7 @@ def _replayable(
                         risk_decisions.c.execution_outcome.is_(None),
                         risk_decisions.c.execution_outcome == ExecutionOutcome.UNKNOWN.value,
                     ),
-                    risk_decisions.c.created_at >= unknown_since,
+                    risk_decisions.c.created_at >= bindparam("p_unknown_since"),
                 ),
             ),
         )
@@ -591,13 +584,51 @@ def _replayable(
     )
 
 
-def _states_query(account_id: str, instance_id: str | None) -> Select[Any]:
-    """The query of `RiskStore.trading_states_of`: global's, the account's and the instance's rows, by primary key."""
+_REPLAYABLE_BY_INSTANCE = _replayable_query(True)
+# `RiskStore.record_outcome`'s UPDATE (PLACED and REFUSED final: only a decision without an outcome, or an UNKNOWN
+# one, takes a new one), a constant statement.
+_RECORD_OUTCOME = (
+    update(risk_decisions)
+    .where(
+        risk_decisions.c.decision_id == bindparam("p_decision_id"),
+        or_(
+            risk_decisions.c.execution_outcome.is_(None),
+            risk_decisions.c.execution_outcome == ExecutionOutcome.UNKNOWN.value,
+        ),
+    )
+    .values(execution_outcome=bindparam("p_outcome"))
+)
+_REPLAYABLE_BY_ACCOUNT = _replayable_query(False)
+
+
+def _replayable(
+    account_id: str | None, client_order_id: str, unknown_since: datetime, strategy_instance_id: str | None
+) -> tuple[Select[Any], dict[str, Any]]:
+    """The query of `RiskStore.replayable_for` and its parameters."""
+    params: dict[str, Any] = {"p_client_order_id": client_order_id, "p_unknown_since": unknown_since}
+    if strategy_instance_id is not None:
+        return _REPLAYABLE_BY_INSTANCE, {**params, "p_instance": strategy_instance_id}
+    return _REPLAYABLE_BY_ACCOUNT, {**params, "p_account": account_id}
+
+
+def _states_select(with_instance: bool) -> Select[Any]:
     t = trading_states.c
     wanted = [
         and_(t.scope == Scope.GLOBAL.value, t.key == ""),
-        and_(t.scope == Scope.ACCOUNT.value, t.key == account_id),
+        and_(t.scope == Scope.ACCOUNT.value, t.key == bindparam("p_account")),
     ]
-    if instance_id is not None:
-        wanted.append(and_(t.scope == Scope.INSTANCE.value, t.key == instance_id))
+    if with_instance:
+        wanted.append(and_(t.scope == Scope.INSTANCE.value, t.key == bindparam("p_instance")))
     return select(trading_states).where(or_(*wanted))
+
+
+_STATES = _states_select(False)
+_STATES_WITH_INSTANCE = _states_select(True)
+
+
+def _states_query(account_id: str, instance_id: str | None) -> tuple[Select[Any], dict[str, Any]]:
+    """The query of `RiskStore.trading_states_of` (global's, the account's and the instance's rows, by primary key),
+    a constant statement, and its parameters."""
+    if instance_id is not None:
+        return _STATES_WITH_INSTANCE, {"p_account": account_id, "p_instance": instance_id}
+    return _STATES, {"p_account": account_id}

@@ -40,6 +40,7 @@ from shared.platform.observability import (
     correlation_id_var,
     new_id,
 )
+from shared.platform.route_names import cache_route_names
 from shared.platform.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -287,6 +288,7 @@ def create_service_app(
     Instrumentator(excluded_handlers=list(PUBLIC_PATHS), registry=app.state.metrics_registry).instrument(
         app, latency_lowr_buckets=LATENCY_BUCKETS_S
     )
+    cache_route_names(app)
 
     for router in routers:
         app.include_router(router, dependencies=[Depends(internal_principal)])

@@ -9,7 +9,7 @@ import logging
 from collections.abc import Sequence
 from datetime import timedelta
 
-from sqlalchemy import Column, Index, MetaData, String, Table, Text, select, update
+from sqlalchemy import Column, Index, MetaData, String, Table, Text, bindparam, select, update
 
 from shared.platform.bus.port import EventBus
 from shared.platform.clock import UtcDateTime, utcnow
@@ -68,6 +68,18 @@ class OutboxRelay:
         self.poll_s = poll_s
         self.batch = batch
         self._lock = asyncio.Lock()
+        # The relay's two statements, built once (constant statements: not built and cache-keyed again per flush).
+        self._pending = (
+            select(table.c.id, table.c.body)
+            .where(table.c.published_at.is_(None))
+            .order_by(table.c.created_at, table.c.id)
+            .limit(batch)
+        )
+        self._mark = (
+            update(table)
+            .where(table.c.id.in_(bindparam("p_ids", expanding=True)))
+            .values(published_at=bindparam("p_at"))
+        )
         # Flushes at start, then after each notify() or every poll_s.
         self._loop = PeriodicTask("outbox-relay", poll_s, self.flush, stop_grace_s=10.0)
 
@@ -92,14 +104,7 @@ class OutboxRelay:
             while True:
                 async for attempt in self.db.transaction():
                     async with attempt as session:
-                        rows = (
-                            await session.execute(
-                                select(self.table.c.id, self.table.c.body)
-                                .where(self.table.c.published_at.is_(None))
-                                .order_by(self.table.c.created_at, self.table.c.id)
-                                .limit(self.batch)
-                            )
-                        ).all()
+                        rows = (await session.execute(self._pending)).all()
                 if not rows:
                     return published
                 sent: list[str] = []
@@ -113,9 +118,7 @@ class OutboxRelay:
                     if sent:
                         async for attempt in self.db.transaction():
                             async with attempt as session:
-                                await session.execute(
-                                    update(self.table).where(self.table.c.id.in_(sent)).values(published_at=utcnow())
-                                )
+                                await session.execute(self._mark, {"p_ids": sent, "p_at": utcnow()})
                 published += len(sent)
                 if len(rows) < self.batch:
                     return published

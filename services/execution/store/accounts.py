@@ -7,7 +7,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, String, Table, UniqueConstraint, and_, func, select, update
+from sqlalchemy import BigInteger, Column, String, Table, UniqueConstraint, and_, bindparam, func, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
@@ -53,6 +53,36 @@ cash_ledger = Table(
     Column("correlation_id", String(64), nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     UniqueConstraint("account_id", "idempotency_key", name="uq_cash_ledger_account_key"),
+)
+
+
+# The order path's statements, built once (constant statements with their parameters: SQLAlchemy neither builds nor
+# cache-keys them again per order).
+# The account's admission lock (`AccountStore._lock_account`).
+_LOCK_ACCOUNT = (
+    update(accounts).where(accounts.c.account_id == bindparam("p_account")).values(admissions=accounts.c.admissions + 1)
+)
+# The balance moved by a ledger entry's amount (`AccountStore._add_entry`).
+_MOVE_BALANCE = (
+    update(accounts)
+    .where(accounts.c.account_id == bindparam("p_account"))
+    .values(balance=accounts.c.balance + bindparam("p_amount", type_=CnyFen))
+)
+# The balance and the open buys in one statement (`AccountStore._cash`): the account's row joined to each of its open
+# buys (one row with the order's columns NULL when it has none).
+_CASH = (
+    select(accounts.c.balance, orders.c.qty, orders.c.filled_qty, orders.c.price_cap)
+    .select_from(
+        accounts.outerjoin(
+            orders,
+            and_(
+                orders.c.account_id == accounts.c.account_id,
+                orders.c.side == OrderSide.BUY.value,
+                orders.c.status.in_([status.value for status in OrderStatus if not status.is_final]),
+            ),
+        )
+    )
+    .where(accounts.c.account_id == bindparam("p_account"))
 )
 
 
@@ -108,9 +138,7 @@ class AccountStore(StoreBase):
         """Take the account's admission lock for the rest of the transaction; False when it has no row yet.
         An UPDATE rather than SELECT ... FOR UPDATE: on MariaDB it locks the row, on SQLite it takes the write
         lock before anything is read (one writer), so the checks that follow see every earlier admission."""
-        result = await s.execute(
-            update(accounts).where(accounts.c.account_id == account_id).values(admissions=accounts.c.admissions + 1)
-        )
+        result = await s.execute(_LOCK_ACCOUNT, {"p_account": account_id})
         return bool(result.rowcount == 1)
 
     # --- cash ------------------------------------------------------------------------------------------
@@ -134,21 +162,7 @@ class AccountStore(StoreBase):
 
     async def _cash(self, s: DbSession, account_id: str, today: date) -> Cash | None:
         """The account's cash, None when it has no row yet."""
-        open_statuses = [status.value for status in OrderStatus if not status.is_final]
-        # One statement for the balance and the open buys: the account's row joined to each of its open buys (one
-        # row with the order's columns NULL when it has none).
-        open_buy = and_(
-            orders.c.account_id == accounts.c.account_id,
-            orders.c.side == OrderSide.BUY.value,
-            orders.c.status.in_(open_statuses),
-        )
-        rows = (
-            await s.execute(
-                select(accounts.c.balance, orders.c.qty, orders.c.filled_qty, orders.c.price_cap)
-                .select_from(accounts.outerjoin(orders, open_buy))
-                .where(accounts.c.account_id == account_id)
-            )
-        ).all()
+        rows = (await s.execute(_CASH, {"p_account": account_id})).all()
         if not rows:
             return None
         # A buy without a cap (an open market buy admitted before caps were recorded, migration 0002) reserves
@@ -196,9 +210,7 @@ class AccountStore(StoreBase):
         the entry's id."""
         amount = from_fen(amount_fen)
         inserted = await s.execute(cash_ledger.insert(), {"account_id": account_id, "amount": amount, **entry})
-        moved = await s.execute(
-            update(accounts).where(accounts.c.account_id == account_id).values(balance=accounts.c.balance + amount)
-        )
+        moved = await s.execute(_MOVE_BALANCE, {"p_account": account_id, "p_amount": amount})
         if moved.rowcount != 1:
             await self._create_row(s, account_id, utcnow())
         key = inserted.inserted_primary_key

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     and_,
+    bindparam,
     or_,
     select,
 )
@@ -177,6 +178,16 @@ class AlreadyPlaced(Exception):
         self.by_decision = by_decision
 
 
+# The admission's look for the order under its key or its decision (`OrderReads._find_by_key_or_decision`), built
+# once (a constant statement: SQLAlchemy neither builds nor cache-keys it again per order).
+_BY_KEY_OR_DECISION = select(orders).where(
+    or_(
+        and_(orders.c.account_id == bindparam("p_account"), orders.c.client_order_id == bindparam("p_client_order_id")),
+        orders.c.decision_id == bindparam("p_decision_id"),
+    )
+)
+
+
 class OrderReads(StoreBase):
     # --- reads -------------------------------------------------------------------------------------------
 
@@ -211,13 +222,8 @@ class OrderReads(StoreBase):
     async def _find_by_key_or_decision(
         self, s: DbSession, account_id: str, client_order_id: str, decision_id: str
     ) -> tuple[StoredOrder | None, StoredOrder | None]:
-        query = select(orders).where(
-            or_(
-                and_(orders.c.account_id == account_id, orders.c.client_order_id == client_order_id),
-                orders.c.decision_id == decision_id,
-            )
-        )
-        found = [stored_order(r) for r in (await s.execute(query)).all()]
+        params = {"p_account": account_id, "p_client_order_id": client_order_id, "p_decision_id": decision_id}
+        found = [stored_order(r) for r in (await s.execute(_BY_KEY_OR_DECISION, params)).all()]
         same_key = next(
             (o for o in found if (o.order.account_id, o.order.client_order_id) == (account_id, client_order_id)), None
         )

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
@@ -42,6 +42,21 @@ from shared.platform.db import DbSession
 from shared.platform.events import Envelope
 from shared.platform.observability import current_correlation_id, new_id
 from shared.platform.outbox import add_many_to_outbox, add_to_outbox
+
+# The report's version-checked UPDATE of the order, built once (a constant statement with its parameters: SQLAlchemy
+# neither builds nor cache-keys it again per report).
+_ADVANCE_ORDER = (
+    update(orders)
+    .where(orders.c.order_id == bindparam("p_order_id"), orders.c.version == bindparam("p_version"))
+    .values(
+        status=bindparam("p_status"),
+        filled_qty=bindparam("p_filled_qty"),
+        filled_amount=bindparam("p_filled_amount"),
+        reason=bindparam("p_reason"),
+        version=bindparam("p_new_version"),
+        updated_at=bindparam("p_updated_at"),
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -250,16 +265,17 @@ class OrderTransitions(OrderReads, ValuationReads, AccountStore):
                 # The version-checked update comes first: it takes the row lock, so a concurrent applier waits here
                 # and then finds the version moved on, before it could insert a trade.
                 result = await s.execute(
-                    update(orders)
-                    .where(orders.c.order_id == order_id, orders.c.version == current.version)
-                    .values(
-                        status=after.order.status.value,
-                        filled_qty=after.order.filled_qty,
-                        filled_amount=after.filled_amount,
-                        reason=None if after.order.reason is None else after.order.reason[:255],
-                        version=after.version,
-                        updated_at=now,
-                    )
+                    _ADVANCE_ORDER,
+                    {
+                        "p_order_id": order_id,
+                        "p_version": current.version,
+                        "p_status": after.order.status.value,
+                        "p_filled_qty": after.order.filled_qty,
+                        "p_filled_amount": after.filled_amount,
+                        "p_reason": None if after.order.reason is None else after.order.reason[:255],
+                        "p_new_version": after.version,
+                        "p_updated_at": now,
+                    },
                 )
                 if result.rowcount != 1:
                     raise ConcurrentUpdate(order_id)

@@ -10,12 +10,17 @@ not seen yet), `:trades` and `:entries` (ids already counted). `<prefix>:book:ac
 
 `reserve` is one Lua script: it re-checks the binding limit on the current totals and records the decided order in
 the same step. Everything else (events, release, expiry, seed) runs book.py's own arithmetic in Python on the part of
-the book it touches, inside a WATCH/MULTI transaction on the account's main key, retried when another writer got
-there first: every writer (the script included) changes that key, so no update is ever lost or half-made."""
+the book it touches, and writes it back only if the account's main key is as it was read, retried when another writer
+got there first: every writer (the script included) moves the main key's `ver`, so no update is ever lost or
+half-made. An update (`_update`) reads with one script (READ, which returns `ver` with the main key) and writes with
+another (WRITE: compare `ver`, then every change; two round trips); a seed runs a WATCH/MULTI transaction on the main
+key and the recent events. `ver` never comes back to a value once left: an update adds one, a seed over a book one
+more than the book's, a seed of an account without a book starts it at the clock's nanoseconds."""
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -133,6 +138,43 @@ if ARGV[i] ~= '' then trade = redis.call('SISMEMBER', KEYS[7], ARGV[i]) end
 if ARGV[i + 1] ~= '' then entry = redis.call('SISMEMBER', KEYS[8], ARGV[i + 1]) end
 return {main, orders, early, lots, selling, done, trade, entry}
 """
+
+
+# The write of an update, if the book is as it was read (its main key's `ver` unchanged; a dropped book is not).
+# KEYS: main, orders, lots, selling, early, trades, entries, done, recent
+# ARGV: ver as read, '1' to move ver on ('0': only the event kept), then operations, each: op, key index, n, n items.
+#   op H: HSET of the n items (field, value, ...); D: HDEL; S: SADD; P: the event (n = 1) pushed onto the recent events
+#   (RPUSH, LTRIM to the newest `RECENT_EVENTS_MAX`, EXPIRE `RECENT_EVENTS_S`).
+# Returns 1 when written, 0 when the book changed since it was read (nothing written).
+WRITE = f"""
+local v = redis.call('HGET', KEYS[1], 'ver')
+if not v or v ~= ARGV[1] then return 0 end
+local i = 3
+while i <= #ARGV do
+  local op, key, n = ARGV[i], KEYS[tonumber(ARGV[i + 1])], tonumber(ARGV[i + 2])
+  i = i + 3
+  if op == 'P' then
+    redis.call('RPUSH', key, ARGV[i])
+    redis.call('LTRIM', key, -{RECENT_EVENTS_MAX}, -1)
+    redis.call('EXPIRE', key, {RECENT_EVENTS_S})
+  else
+    local cmd = 'SADD'
+    if op == 'H' then cmd = 'HSET' elseif op == 'D' then cmd = 'HDEL' end
+    local j = 0
+    while j < n do
+      local m = math.min(n - j, 400)
+      redis.call(cmd, key, unpack(ARGV, i + j, i + j + m - 1))
+      j = j + m
+    end
+  end
+  i = i + n
+end
+if ARGV[2] == '1' then redis.call('HINCRBY', KEYS[1], 'ver', 1) end
+return 1
+"""
+# the key indexes of WRITE's KEYS
+_W_MAIN, _W_TRADES, _W_ENTRIES, _W_DONE, _W_RECENT = 1, 6, 7, 8, 9
+_W_HASHES = {"orders": 2, "lots": 3, "selling": 4, "early": 5}
 
 
 def _pairs(flat: Any) -> dict[str, str]:
@@ -265,6 +307,8 @@ class RedisHotBook:
         self._redis = redis
         self._prefix = prefix
         self._reserve = redis.register_script(RESERVE)
+        self._read = redis.register_script(READ)
+        self._write = redis.register_script(WRITE)
         self.conflicts = 0  # updates started over because another writer changed the account first
 
     def _recent(self, account_id: str) -> str:
@@ -314,67 +358,58 @@ class RedisHotBook:
         entry_key: str | None = None,
         event: str | None = None,
     ) -> T:
-        """Read the part of the book `change` needs, run it (book.py's arithmetic), and write back what it changed,
-        all under WATCH of the account's main key: if any other writer touched the account meanwhile, start over.
-        `missing`: the answer for an account not seeded (nothing written). `event`: an encoded event appended to the
-        account's recent events in the same MULTI as the change (`apply`)."""
+        """Read the part of the book `change` needs, run it (book.py's arithmetic), and write back what it changed if
+        the account's main key is still as it was read (its `ver`); if any other writer touched the account meanwhile,
+        start over. `missing`: the answer for an account not seeded (nothing written). `event`: an encoded event
+        appended to the account's recent events in the same write as the change (`apply`)."""
         keys = self._keys(account_id)
         recent = self._recent(account_id)
+        args: list[Any] = [-1] if cids is None else [len(cids), *cids]
+        args += [-1] if codes is None else [len(codes), *codes]
+        args += [trade_id or "", entry_key or ""]
+        read_keys = [keys.main, keys.orders, keys.early, keys.lots, keys.selling, keys.done, keys.trades, keys.entries]
+        write_keys = [keys.main, keys.orders, keys.lots, keys.selling, keys.early, keys.trades, keys.entries,
+                      keys.done, recent]  # fmt: skip
         with _unavailable():
             for _ in range(MAX_ATTEMPTS):
-                async with self._redis.pipeline(transaction=True) as pipe:
-                    try:
-                        await pipe.watch(keys.main)
-                        args: list[Any] = [-1] if cids is None else [len(cids), *cids]
-                        args += [-1] if codes is None else [len(codes), *codes]
-                        args += [trade_id or "", entry_key or ""]
-                        read = await pipe.eval(
-                            READ, 8, keys.main, keys.orders, keys.early, keys.lots, keys.selling, keys.done,
-                            keys.trades, keys.entries, *args,
-                        )  # fmt: skip
-                        if not read:
-                            return missing
-                        book = _book_of(account_id, read, trade_id=trade_id, entry_key=entry_key)
-                        before_main, before = _main(book), _hashes(book)
-                        seen_before = (set(book.seen_trades), set(book.seen_entries), set(book.done))
-                        result = change(book)
-                        after_main, after = _main(book), _hashes(book)
-                        pipe.multi()
-                        if event is not None:
-                            _push_recent(pipe, recent, event)
-                        writes = 0
-                        if after_main != before_main:
-                            pipe.hset(keys.main, mapping=after_main)
-                            writes += 1
-                        for name, key in keys.hashes.items():
-                            old, new = before[name], after[name]
-                            put = {f: v for f, v in new.items() if old.get(f) != v}
-                            gone = [f for f in old if f not in new]
-                            if put:
-                                pipe.hset(key, mapping=put)
-                            if gone:
-                                pipe.hdel(key, *gone)
-                            writes += bool(put) + bool(gone)
-                        for key, now, then in (
-                            (keys.trades, book.seen_trades, seen_before[0]),
-                            (keys.entries, book.seen_entries, seen_before[1]),
-                            (keys.done, book.done, seen_before[2]),
-                        ):
-                            if now - then:
-                                pipe.sadd(key, *sorted(now - then))
-                                writes += 1
-                        if not writes:
-                            if event is not None:
-                                await pipe.execute()  # the event kept as a recent one, the book unchanged
-                            else:
-                                await pipe.reset()
-                            return result
-                        pipe.hincrby(keys.main, "ver", 1)
-                        await pipe.execute()
-                        return result
-                    except WatchError:
-                        self.conflicts += 1
-                        continue
+                read = await self._read(keys=read_keys, args=args)
+                if not read:
+                    return missing
+                ver = _pairs(read[0]).get("ver", "")
+                book = _book_of(account_id, read, trade_id=trade_id, entry_key=entry_key)
+                before_main, before = _main(book), _hashes(book)
+                seen_before = (set(book.seen_trades), set(book.seen_entries), set(book.done))
+                result = change(book)
+                after_main, after = _main(book), _hashes(book)
+                ops: list[Any] = []
+                if event is not None:
+                    ops += ["P", _W_RECENT, 1, event]
+                changed = False
+                if after_main != before_main:
+                    ops += _op("H", _W_MAIN, [x for kv in after_main.items() for x in kv])
+                    changed = True
+                for name, index in _W_HASHES.items():
+                    old, new = before[name], after[name]
+                    put = [x for f, v in new.items() if old.get(f) != v for x in (f, v)]
+                    gone = [f for f in old if f not in new]
+                    if put:
+                        ops += _op("H", index, put)
+                    if gone:
+                        ops += _op("D", index, gone)
+                    changed = changed or bool(put) or bool(gone)
+                for index, now, then in (
+                    (_W_TRADES, book.seen_trades, seen_before[0]),
+                    (_W_ENTRIES, book.seen_entries, seen_before[1]),
+                    (_W_DONE, book.done, seen_before[2]),
+                ):
+                    if now - then:
+                        ops += _op("S", index, sorted(now - then))
+                        changed = True
+                if not ops:
+                    return result  # nothing to write, nothing to keep
+                if await self._write(keys=write_keys, args=[ver, "1" if changed else "0", *ops]):
+                    return result
+                self.conflicts += 1
             raise BookUnavailable(f"the hot book of {account_id} changed under {MAX_ATTEMPTS} attempts in a row")
 
     # -- the port ----------------------------------------------------------------------------------------------------
@@ -407,7 +442,10 @@ class RedisHotBook:
                         pipe.delete(*keys.all)
                         if forget_events:
                             pipe.delete(self._recent(account_id))
-                        pipe.hset(keys.main, mapping={**_main(book), "ver": "1"})
+                        # `ver` moves on from the book's (WRITE compares it), or starts afresh where there was none
+                        old_ver = _pairs(main).get("ver") if main else None
+                        ver = int(old_ver) + 1 if old_ver else time.time_ns()
+                        pipe.hset(keys.main, mapping={**_main(book), "ver": str(ver)})
                         for name, key in keys.hashes.items():
                             if fields := _hashes(book)[name]:
                                 pipe.hset(key, mapping=fields)
@@ -507,6 +545,11 @@ class RedisHotBook:
     async def accounts(self) -> list[str]:
         with _unavailable():
             return sorted(_s(a) for a in await self._redis.smembers(self._index))
+
+
+def _op(op: str, index: int, items: list[str]) -> list[Any]:
+    """One operation of WRITE's arguments."""
+    return [op, index, len(items), *items]
 
 
 def _push_recent(pipe: Any, recent: str, raw: str) -> None:

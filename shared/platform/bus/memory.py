@@ -24,6 +24,7 @@ class _Subscription:
     consumer: str
     patterns: list[str]
     handler: EventHandler
+    acks: bool = True
     queue: asyncio.Queue[Envelope] = field(default_factory=asyncio.Queue)
 
 
@@ -63,8 +64,11 @@ class MemoryBus:
         *,
         durable: bool = True,
         max_bytes: int | None = None,
+        acks: bool = True,
     ) -> None:
-        sub = _Subscription(consumer, patterns, handler)
+        if durable and not acks:
+            raise ValueError("a durable consumer acknowledges its events")
+        sub = _Subscription(consumer, patterns, handler, acks)
         self._subscriptions.append(sub)
         self._tasks.append(asyncio.create_task(self._deliver_events(sub), name=f"bus:{consumer}"))
 
@@ -77,7 +81,14 @@ class MemoryBus:
             except InvalidEvent:
                 self.rejected_events[sub.consumer] += 1
                 log.exception("malformed event dead-lettered", extra={"consumer": sub.consumer})
-                self.dead_letters.append(event)
+                if sub.acks:
+                    self.dead_letters.append(event)
+                continue
+            if not sub.acks:  # as the AMQP adapter's no_ack consumer: handled once, dropped if it fails
+                try:
+                    await sub.handler(event)
+                except Exception:
+                    log.exception("event handler failed; event dropped", extra={"consumer": sub.consumer})
                 continue
             for attempt in (1, 2):  # redelivered once, then dead-lettered: as the AMQP adapter does
                 try:

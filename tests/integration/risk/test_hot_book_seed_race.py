@@ -9,11 +9,10 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 
 from services.risk.state.memory_book import MemoryHotBook
 from services.risk.state.ports import BookSnapshot, CashEvent, HotBook, SnapshotOrder, TradeEvent, decode_event
-from services.risk.state.redis_book import RedisHotBook
+from services.risk.state.redis_book import READ, WRITE, RedisHotBook
 from shared.core.domain import OrderSide
 
 AT = datetime(2026, 12, 7, 1, 30, tzinfo=UTC)
@@ -57,31 +56,29 @@ async def test_redis_store_counts_events_that_arrive_during_a_seed(redis_client:
     await _check(RedisHotBook(redis_client, book_prefix))
 
 
-async def test_an_event_on_a_seeded_redis_book_is_kept_and_applied_in_one_multi(
+async def test_an_event_on_a_seeded_redis_book_is_kept_and_applied_in_one_write(
     redis_client: Redis, book_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = RedisHotBook(redis_client, book_prefix)
     await store.seed(_snapshot(trade_ids=frozenset({"t-1"})), keep_decided_since=AT)
+    await redis_client.script_load(READ)
+    await redis_client.script_load(WRITE)
     trips: list[str] = []
-    real_execute, real_immediate = Pipeline.execute, Pipeline.immediate_execute_command
+    real_execute = Redis.execute_command
 
-    async def execute(self: Pipeline, raise_on_error: bool = True) -> Any:
-        trips.append("EXEC" if self.command_stack else "(empty)")
-        return await real_execute(self, raise_on_error)
-
-    async def immediate(self: Pipeline, *args: Any, **options: Any) -> Any:
+    async def execute(self: Redis, *args: Any, **options: Any) -> Any:
         trips.append(str(args[0]))
-        return await real_immediate(self, *args, **options)
+        return await real_execute(self, *args, **options)
 
-    monkeypatch.setattr(Pipeline, "execute", execute)
-    monkeypatch.setattr(Pipeline, "immediate_execute_command", immediate)
+    monkeypatch.setattr(Redis, "execute_command", execute)
     later = TradeEvent(A, "t-2", "c-1", "600000.SH", OrderSide.BUY, 600, -600_300, TODAY)
     assert await store.apply(later)
-    # WATCH, the Lua read, and one MULTI/EXEC with the change and the event kept (it was a pipeline of its own first)
-    assert trips == ["WATCH", "EVAL", "EXEC"]
+    # the Lua read, then the Lua write (the change and the event kept, if the book is as read): two round trips
+    # (it was WATCH, the read, and MULTI/EXEC)
+    assert trips == ["EVALSHA", "EVALSHA"]
     trips.clear()
     assert not await store.apply(later)  # again: nothing changes in the book, the event is still kept
-    assert trips == ["WATCH", "EVAL", "EXEC"]
+    assert trips == ["EVALSHA", "EVALSHA"]
     monkeypatch.undo()
 
     kept = await redis_client.lrange("{" + f"{book_prefix}:book:{A}" + "}:recent", 0, -1)
@@ -92,3 +89,33 @@ async def test_an_event_on_a_seeded_redis_book_is_kept_and_applied_in_one_multi(
     await store.seed(_snapshot(trade_ids=frozenset({"t-1"})), keep_decided_since=AT)
     view = await store.view(A, TODAY)
     assert view is not None and view.balance_fen == 100_000_000 - 600_300
+
+
+async def test_a_redis_update_is_written_only_over_the_book_it_read(redis_client: Redis, book_prefix: str) -> None:
+    """Another writer between an update's read and its write (an event, or the book dropped and seeded again): the
+    write finds the book's `ver` moved on, writes nothing, and the update starts over on the book as it is now."""
+    store = RedisHotBook(redis_client, book_prefix)
+    await store.seed(_snapshot(trade_ids=frozenset({"t-1"})), keep_decided_since=AT)
+    other = RedisHotBook(redis_client, book_prefix)
+    real_read = store._read
+    meddle = [CashEvent(A, "e-1", 50_000), "reseed"]
+
+    async def read_then_meddle(*args: Any, **kwargs: Any) -> Any:
+        read = await real_read(*args, **kwargs)
+        if meddle:
+            step = meddle.pop(0)
+            if step == "reseed":  # the snapshot counts neither the deposit nor t-2: the seed forgets them
+                await other.drop(A, forget_events=True)
+                await other.seed(_snapshot(trade_ids=frozenset({"t-1"})), keep_decided_since=AT)
+            else:
+                assert isinstance(step, CashEvent) and await other.apply(step)
+        return read
+
+    store._read = read_then_meddle  # type: ignore[method-assign]
+    later = TradeEvent(A, "t-2", "c-1", "600000.SH", OrderSide.BUY, 600, -600_300, TODAY)
+    assert await store.apply(later)
+    assert store.conflicts == 2  # written on the third reading
+    view = await store.view(A, TODAY)
+    assert view is not None
+    assert view.balance_fen == 100_000_000 - 600_300  # the reseeded book with t-2 on it, nothing lost or doubled
+    assert view.holdings["600000.SH"].qty == 600

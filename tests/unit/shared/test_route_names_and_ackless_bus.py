@@ -1,0 +1,78 @@
+"""The metrics middleware's route names, remembered per (method, path); the in-process bus's consumer without
+acknowledgements (as the AMQP adapter's `acks=False`)."""
+
+import asyncio
+
+import httpx
+import pytest
+from fastapi import APIRouter
+
+from shared.platform import route_names
+from shared.platform.app import Infra, create_service_app
+from shared.platform.bus import MemoryBus
+from shared.platform.events import Envelope
+from shared.platform.internal_auth import service_headers
+from shared.platform.route_names import RouteNameCachingMiddleware
+from shared.platform.settings import Settings
+from tests.unit.shared.test_kernel import _order_event
+
+
+async def test_route_names_are_the_templates_and_remembered_within_a_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = Settings()
+    router = APIRouter()
+
+    @router.get("/v1/things/{thing_id}")
+    async def get_thing(thing_id: str) -> dict[str, str]:
+        return {"id": thing_id}
+
+    @router.post("/v1/things/{thing_id}")
+    async def post_thing(thing_id: str) -> dict[str, str]:
+        return {"posted": thing_id}
+
+    app = create_service_app("t", Infra.from_settings(settings, "t"), routers=[router])
+    assert [m.cls for m in app.user_middleware].count(RouteNameCachingMiddleware) == 1
+    monkeypatch.setattr(route_names, "ROUTE_NAMES_MAX", 3)
+    matched: list[str] = []
+    looked_up = RouteNameCachingMiddleware.__mro__[1]._get_handler  # the instrumentator's own lookup
+
+    def counting(self, request):  # type: ignore[no-untyped-def]
+        matched.append(request.url.path)
+        return looked_up(self, request)
+
+    monkeypatch.setattr(RouteNameCachingMiddleware.__mro__[1], "_get_handler", counting)
+    headers = service_headers(settings.internal_secret, "test")
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            for thing in ("a", "b", "a", "a", "c", "d", "a"):
+                assert (await client.get(f"/v1/things/{thing}", headers=headers)).json() == {"id": thing}
+            assert (await client.post("/v1/things/a", headers=headers)).json() == {"posted": "a"}
+            assert (await client.get("/v1/nowhere", headers=headers)).status_code == 404
+            metrics = (await client.get("/metrics")).text
+    assert 'http_requests_total{handler="/v1/things/{thing_id}",method="GET",status="2xx"} 7.0' in metrics
+    assert 'http_requests_total{handler="/v1/things/{thing_id}",method="POST",status="2xx"} 1.0' in metrics
+    # looked up once per (method, path) while remembered; the dict emptied when full (3 here): "a" again after c, d
+    assert matched[:5] == ["/v1/things/a", "/v1/things/b", "/v1/things/c", "/v1/things/d", "/v1/things/a"]
+    assert matched.count("/v1/things/a") == 3  # GET twice (before and after the dict was emptied), POST once
+
+
+async def test_memory_bus_consumer_without_acks_drops_what_fails() -> None:
+    bus = MemoryBus()
+    seen: list[str] = []
+
+    async def handler(event: Envelope) -> None:
+        seen.append(event.id)
+        raise RuntimeError("boom")
+
+    with pytest.raises(ValueError):
+        await bus.subscribe("hub", ["order.*"], handler, acks=False)  # durable: acknowledges
+    await bus.subscribe("hub", ["order.*"], handler, durable=False, acks=False)
+    broken = Envelope(type="order.filled", source="t", payload={"order_id": "o9", "avg_fill_price": "n/a"})
+    await bus.publish(broken)
+    event = _order_event()
+    await bus.publish(event)
+    await asyncio.sleep(0.05)
+    await bus.close()
+    assert seen == [event.id]  # handled once, not again
+    assert bus.dead_letters == []
+    assert bus.rejected_events == {"hub": 1}
