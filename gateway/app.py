@@ -57,10 +57,8 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
         try:
             await ensure_admin(store, settings)
             # One subscription per process, on a private queue (durable=False): every gateway process gets every
-            # event, and an event nobody is connected for is not worth keeping. Without an acknowledgement per event
-            # (acks=False): the queue dies with this process's connection, so an ack could only ever cause a
-            # redelivery to this same hub, which pushes best-effort anyway (a socket too far behind is dropped).
-            await infra.bus.subscribe(ws.CONSUMER, ws.EVENT_PATTERNS, hub.dispatch, durable=False, acks=False)
+            # event, and an event nobody is connected for is not worth keeping.
+            await infra.bus.subscribe(ws.CONSUMER, ws.EVENT_PATTERNS, hub.dispatch, durable=False)
             if settings.quotes_ticks and settings.quotes_feed_mode() == "bridge":
                 watch_loop.start()
             yield

@@ -137,10 +137,7 @@ class AmqpBus:
         *,
         durable: bool = True,
         max_bytes: int | None = None,
-        acks: bool = True,
     ) -> None:
-        if durable and not acks:
-            raise ValueError("a durable consumer acknowledges its events")
         if self._connection is None:
             await self.start()
         assert self._connection is not None
@@ -161,16 +158,8 @@ class AmqpBus:
             except ValueError:
                 # Not half-applied: a handler never sees an event it cannot read. Counted, logged, dead-lettered.
                 self.rejected_events[consumer] += 1
-                what = "malformed event dead-lettered" if acks else "malformed event dropped"
-                log.exception(what, extra={"queue": name})
-                if acks:
-                    await message.reject(requeue=False)
-                return
-            if not acks:  # delivered as sent (no_ack): nothing to acknowledge, nothing redelivered
-                try:
-                    await handler(event)
-                except Exception:
-                    log.exception("event handler failed; event dropped", extra={"queue": name, "event_id": event.id})
+                log.exception("malformed event dead-lettered", extra={"queue": name})
+                await message.reject(requeue=False)
                 return
             try:
                 await handler(event)
@@ -184,7 +173,7 @@ class AmqpBus:
                 return
             await message.ack()
 
-        await queue.consume(on_message, no_ack=not acks)
+        await queue.consume(on_message)
 
     async def enqueue(self, queue: str, body: dict[str, Any], *, message_id: str) -> None:
         if self._publish_channel is None:

@@ -24,7 +24,6 @@ class _Subscription:
     consumer: str
     patterns: list[str]
     handler: EventHandler
-    acks: bool = True
     queue: asyncio.Queue[Envelope] = field(default_factory=asyncio.Queue)
 
 
@@ -64,11 +63,8 @@ class MemoryBus:
         *,
         durable: bool = True,
         max_bytes: int | None = None,
-        acks: bool = True,
     ) -> None:
-        if durable and not acks:
-            raise ValueError("a durable consumer acknowledges its events")
-        sub = _Subscription(consumer, patterns, handler, acks)
+        sub = _Subscription(consumer, patterns, handler)
         self._subscriptions.append(sub)
         self._tasks.append(asyncio.create_task(self._deliver_events(sub), name=f"bus:{consumer}"))
 
@@ -81,14 +77,7 @@ class MemoryBus:
             except InvalidEvent:
                 self.rejected_events[sub.consumer] += 1
                 log.exception("malformed event dead-lettered", extra={"consumer": sub.consumer})
-                if sub.acks:
-                    self.dead_letters.append(event)
-                continue
-            if not sub.acks:  # as the AMQP adapter's no_ack consumer: handled once, dropped if it fails
-                try:
-                    await sub.handler(event)
-                except Exception:
-                    log.exception("event handler failed; event dropped", extra={"consumer": sub.consumer})
+                self.dead_letters.append(event)
                 continue
             for attempt in (1, 2):  # redelivered once, then dead-lettered: as the AMQP adapter does
                 try:

@@ -34,7 +34,6 @@ class EventBus(Protocol):
         *,
         durable: bool = True,
         max_bytes: int | None = None,
-        acks: bool = True,
     ) -> None:
         """Deliver events whose type matches a topic pattern to `handler`, through the queue of `consumer`.
 
@@ -45,9 +44,6 @@ class EventBus(Protocol):
         raises has its event redelivered once, then dead-lettered.
         `max_bytes`: a durable queue of superseded events (quotes) keeps at most this many bytes while its consumer
         is down; the oldest are dropped (not dead-lettered), and so is an event whose handler fails twice.
-        `acks=False` (a non-durable consumer only): the broker counts an event delivered as it sends it, with no
-        acknowledgement per event; an event that does not parse, or whose handler raises, is counted (or logged) and
-        dropped — not redelivered nor dead-lettered. For a best-effort fan-out whose private queue dies with it anyway.
         """
 
     async def enqueue(self, queue: str, body: dict[str, Any], *, message_id: str) -> None:

@@ -302,9 +302,8 @@ class SwitchableBus:
         *,
         durable: bool = True,
         max_bytes: int | None = None,
-        acks: bool = True,
     ) -> None:
-        await self.inner.subscribe(consumer, patterns, handler, durable=durable, max_bytes=max_bytes, acks=acks)
+        await self.inner.subscribe(consumer, patterns, handler, durable=durable, max_bytes=max_bytes)
 
     async def enqueue(self, queue: str, body: dict[str, Any], *, message_id: str) -> None:
         await self.inner.enqueue(queue, body, message_id=message_id)

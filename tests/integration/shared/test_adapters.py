@@ -122,41 +122,6 @@ async def test_amqp_hands_handlers_typed_payloads_and_dead_letters_what_does_not
         await bus.close()
 
 
-async def test_amqp_consumer_without_acks_gets_each_event_once_and_drops_what_fails(backing: Backing) -> None:
-    """`acks=False` (the gateway's WebSocket fan-out): a private queue consumed with no acknowledgement per event.
-    Every event reaches the handler in order, nothing stays unacknowledged at the broker, and an event whose handler
-    raises or that does not parse is dropped (counted or logged): not redelivered, not dead-lettered."""
-    ns = f"{backing.namespace}.bus-noack"
-    bus = AmqpBus(backing.amqp_url, namespace=ns, source="test")
-    await bus.start()
-    seen: list[str] = []
-    failing: list[str] = []
-
-    async def on_event(event: Envelope) -> None:
-        seen.append(event.payload["order_id"] if event.type == "order.filled" else event.type)
-        if event.type == "trade.executed":
-            failing.append(event.id)
-            raise RuntimeError("boom")
-
-    try:
-        with pytest.raises(ValueError):
-            await bus.subscribe("hub-durable", ["order.*"], on_event, acks=False)
-        await bus.subscribe("hub", ["order.*", "trade.*"], on_event, durable=False, acks=False)
-        broken = Envelope(type="trade.executed", source="test", payload={"trade_id": "t0", "price": "ten"})
-        await bus.publish(broken)
-        for i in range(20):
-            await bus.publish(_event(f"o{i}"))
-        await bus.publish(_trade())
-        await _until(lambda: len(seen) == 21)
-        await asyncio.sleep(0.3)
-        assert seen == [f"o{i}" for i in range(20)] + ["trade.executed"]
-        assert len(failing) == 1  # not redelivered
-        assert bus.rejected_events == {"hub": 1}
-        assert await _dead_letters(backing, bus) == []
-    finally:
-        await bus.close()
-
-
 async def test_durable_queue_keeps_events_while_the_consumer_is_down(backing: Backing) -> None:
     ns = f"{backing.namespace}.bus2"
     consumer = AmqpBus(backing.amqp_url, namespace=ns)

@@ -1,7 +1,4 @@
-"""The metrics middleware's route names, remembered per (method, path); the in-process bus's consumer without
-acknowledgements (as the AMQP adapter's `acks=False`)."""
-
-import asyncio
+"""The metrics middleware's route names, remembered per (method, path)."""
 
 import httpx
 import pytest
@@ -9,12 +6,9 @@ from fastapi import APIRouter
 
 from shared.platform import route_names
 from shared.platform.app import Infra, create_service_app
-from shared.platform.bus import MemoryBus
-from shared.platform.events import Envelope
 from shared.platform.internal_auth import service_headers
 from shared.platform.route_names import RouteNameCachingMiddleware
 from shared.platform.settings import Settings
-from tests.unit.shared.test_kernel import _order_event
 
 
 async def test_route_names_are_the_templates_and_remembered_within_a_bound(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -54,25 +48,3 @@ async def test_route_names_are_the_templates_and_remembered_within_a_bound(monke
     # looked up once per (method, path) while remembered; the dict emptied when full (3 here): "a" again after c, d
     assert matched[:5] == ["/v1/things/a", "/v1/things/b", "/v1/things/c", "/v1/things/d", "/v1/things/a"]
     assert matched.count("/v1/things/a") == 3  # GET twice (before and after the dict was emptied), POST once
-
-
-async def test_memory_bus_consumer_without_acks_drops_what_fails() -> None:
-    bus = MemoryBus()
-    seen: list[str] = []
-
-    async def handler(event: Envelope) -> None:
-        seen.append(event.id)
-        raise RuntimeError("boom")
-
-    with pytest.raises(ValueError):
-        await bus.subscribe("hub", ["order.*"], handler, acks=False)  # durable: acknowledges
-    await bus.subscribe("hub", ["order.*"], handler, durable=False, acks=False)
-    broken = Envelope(type="order.filled", source="t", payload={"order_id": "o9", "avg_fill_price": "n/a"})
-    await bus.publish(broken)
-    event = _order_event()
-    await bus.publish(event)
-    await asyncio.sleep(0.05)
-    await bus.close()
-    assert seen == [event.id]  # handled once, not again
-    assert bus.dead_letters == []
-    assert bus.rejected_events == {"hub": 1}
