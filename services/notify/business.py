@@ -83,8 +83,10 @@ def alerts_for(event: Envelope, *, now: datetime, ttl_s: int) -> list[dict[str, 
             f"{payload.message}" + (f" [{values}]" if values else ""), payload.at, payload.at + ttl,
         )]  # fmt: skip
     if isinstance(payload, TradingStateChanged):
+        # an instance's halt goes to its account's people as well (its account: the event's, when risk knows it)
+        account = payload.key if payload.scope == "account" else payload.account_id
         labels: dict[str, str | None] = {"scope": payload.scope, "key": payload.key or "global",
-                                         "account": payload.key if payload.scope == "account" else None}  # fmt: skip
+                                         "account": account}  # fmt: skip
         out = []
         for state, name, severity in (("halted", "LianghuaTradingHalted", "critical"),
                                       ("reducing", "LianghuaTradingReducing", "warning")):  # fmt: skip

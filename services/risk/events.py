@@ -40,6 +40,7 @@ def trading_state_changed(change: ScopedState) -> Envelope:
         reason=change.reason,
         by=change.set_by,
         at=change.set_at,
+        account_id=change.account_id,
     )
     return make_event("risk.trading_state.changed", payload, source=SOURCE)
 

@@ -247,6 +247,7 @@ class ScopedState:
     set_by: str
     set_at: datetime
     from_state: str | None = None
+    account_id: str | None = None  # (a change's) the account: its key, or an instance's as its orders were decided
 
     def as_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -490,7 +491,14 @@ class RiskStore:
                         await s.execute(trading_states.insert().values(scope=scope.value, key=key, **values))
                     else:
                         await s.execute(update(trading_states).where(where).values(**values))
-                    change = ScopedState(scope.value, key, state, reason, by, at, from_state=before)
+                    account = key if scope is Scope.ACCOUNT else None
+                    if scope is Scope.INSTANCE:  # an instance trades on one account: any of its decisions names it
+                        account = await s.scalar(
+                            select(risk_decisions.c.account_id)
+                            .where(risk_decisions.c.strategy_instance_id == key)
+                            .limit(1)
+                        )
+                    change = ScopedState(scope.value, key, state, reason, by, at, from_state=before, account_id=account)
                     await s.execute(
                         trading_state_changes.insert().values(
                             change_id=new_id(),

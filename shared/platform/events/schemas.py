@@ -254,8 +254,9 @@ STRATEGY_INSTANCE_EVENTS = (
 class TradingStateChanged(EventPayload):
     """A scope's trading state changed (risk's kill switch, docs/risk-rules.md "Trading states and the kill switch"):
     `scope` global (key ""), account (key: the account_id) or instance (key: the strategy instance id); `from_state`
-    and `to_state` active | reducing | halted; who set it (`by`), why and when. Written to risk's outbox with the
-    state and its audit row, in one transaction."""
+    and `to_state` active | reducing | halted; who set it (`by`), why and when; `account_id`: the account of an
+    instance scope (the one its orders were decided for; None if it has placed none), the key of an account scope.
+    Written to risk's outbox with the state and its audit row, in one transaction."""
 
     scope: str
     key: str
@@ -264,6 +265,7 @@ class TradingStateChanged(EventPayload):
     reason: str
     by: str
     at: datetime
+    account_id: str | None = None
 
 
 class StopTriggered(EventPayload):

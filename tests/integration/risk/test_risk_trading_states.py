@@ -317,6 +317,9 @@ async def test_a_halted_instance_stops_its_orders_only_and_its_open_orders_are_c
             f, scope="instance", instance_id=halted, state="halted", reason="bad params", cancel_open_orders=True
         )
         assert (answer["key"], answer["cancels"]) == (halted, {"cancelled": 1, "failed": 0, "failures": []})
+        # its event names the instance's account (from its orders' decisions), so its alert reaches kim's people
+        (event,) = await _events(f, halted)
+        assert (event["scope"], event["key"], event["account_id"]) == ("instance", halted, kim.account_id)
 
         refused = await f.risk.post("/v1/orders", json=instance_order(halted), headers=f.headers(strategy))
         assert [r["code"] for r in refused.json()["decision"]["reasons"]] == ["trading_halted"]

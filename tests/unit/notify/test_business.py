@@ -66,6 +66,21 @@ def test_a_halt_fires_until_the_account_is_active_again_which_resolves_it() -> N
     assert resolved["endsAt"] == NOW.isoformat()  # ...ended now
 
 
+def test_an_instance_halt_names_the_instances_account_so_its_people_see_it() -> None:
+    def instance_halt(account_id: str | None) -> Any:
+        return make_event("risk.trading_state.changed", TradingStateChanged(
+            scope="instance", key="3f2b8c1d9e4a4b7c8d6e5f4a3b2c1d0e", from_state="active", to_state="halted",
+            reason="bad params", by="admin", at=AT, account_id=account_id), source="risk")  # fmt: skip
+
+    (fired,) = alerts_for(instance_halt("acct-7"), now=NOW, ttl_s=TTL_S)
+    assert fired["labels"] == {"alertname": "LianghuaTradingHalted", "severity": "critical", "team": "trading",
+                               "scope": "instance", "key": "3f2b8c1d9e4a4b7c8d6e5f4a3b2c1d0e",
+                               "account": "acct-7"}  # fmt: skip
+    # an instance that has placed no order: risk does not know its account, the alert is for admins (no account)
+    (unknown,) = alerts_for(instance_halt(None), now=NOW, ttl_s=TTL_S)
+    assert "account" not in unknown["labels"]
+
+
 def test_halted_to_reducing_resolves_the_halt_and_fires_reducing() -> None:
     alerts = alerts_for(halt("halted", "reducing"), now=NOW, ttl_s=TTL_S)
     by_name = {a["labels"]["alertname"]: a for a in alerts}
