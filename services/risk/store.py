@@ -108,6 +108,9 @@ trading_states = Table(
     Column("reason", Text, nullable=False),
     Column("set_by", String(128), nullable=False),
     Column("set_at", UtcDateTime, nullable=False),
+    # What its changes are reported for (migration 0011): the account's key; an instance's account as its decisions
+    # name it, decided as it leaves active and kept until active again (a halt's alert and its clearing: one account).
+    Column("account_id", String(64), nullable=True),
 )
 
 # Every change of a trading state: from, to, who, why, when (written with the state and its event).
@@ -486,18 +489,20 @@ class RiskStore:
                 before = "active" if row is None else row.state
                 changed = before != state
                 if changed:
-                    values = {"state": state, "reason": reason, "set_by": by, "set_at": at}
-                    if row is None:
-                        await s.execute(trading_states.insert().values(scope=scope.value, key=key, **values))
-                    else:
-                        await s.execute(update(trading_states).where(where).values(**values))
                     account = key if scope is Scope.ACCOUNT else None
-                    if scope is Scope.INSTANCE:  # an instance trades on one account: any of its decisions names it
+                    if scope is Scope.INSTANCE and before != "active" and row is not None:
+                        account = row.account_id  # the account its alert was raised for: cleared for the same
+                    elif scope is Scope.INSTANCE:  # an instance trades on one account: any of its decisions names it
                         account = await s.scalar(
                             select(risk_decisions.c.account_id)
                             .where(risk_decisions.c.strategy_instance_id == key)
                             .limit(1)
                         )
+                    values = {"state": state, "reason": reason, "set_by": by, "set_at": at, "account_id": account}
+                    if row is None:
+                        await s.execute(trading_states.insert().values(scope=scope.value, key=key, **values))
+                    else:
+                        await s.execute(update(trading_states).where(where).values(**values))
                     change = ScopedState(scope.value, key, state, reason, by, at, from_state=before, account_id=account)
                     await s.execute(
                         trading_state_changes.insert().values(

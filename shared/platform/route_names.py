@@ -13,6 +13,7 @@ from prometheus_fastapi_instrumentator.middleware import PrometheusInstrumentato
 from starlette.middleware import Middleware
 
 ROUTE_NAMES_MAX = 4096
+ROUTE_PATH_MAX = 256  # longer paths are not remembered
 
 
 class RouteNameCachingMiddleware(PrometheusInstrumentatorMiddleware):
@@ -26,9 +27,12 @@ class RouteNameCachingMiddleware(PrometheusInstrumentatorMiddleware):
         found = self._handlers.get(key)
         if found is None:
             found = super()._get_handler(request)
-            if len(self._handlers) >= ROUTE_NAMES_MAX:
-                self._handlers.clear()
-            self._handlers[key] = found
+            # Only a path a route matched, and not a long one: 404s (a scanner's paths) are matched afresh each time
+            # instead of filling the dict with whatever was asked.
+            if found[1] and len(key[1]) <= ROUTE_PATH_MAX:
+                if len(self._handlers) >= ROUTE_NAMES_MAX:
+                    self._handlers.clear()
+                self._handlers[key] = found
         return found
 
 

@@ -97,7 +97,8 @@ redis.call('HINCRBY', KEYS[1], 'ver', 1)
 return {'reserved', string.format('%d', available)}
 """
 
-# The part of a book an update reads, in one round trip (under the caller's WATCH of the main key).
+# The part of a book an update reads, in one round trip, with the main key's `ver` (the WRITE script writes only if
+# `ver` is still that).
 # KEYS: main, orders, early, lots, selling, done, trades, entries
 # ARGV: n (-1: every order), n client_order_ids, m (-1: every code), m codes, trade id ('' none), entry key ('' none)
 # Returns {} for a book not seeded, else {main, orders, early, lots, selling, done, trade seen, entry seen}: the hashes
@@ -467,9 +468,11 @@ class RedisHotBook:
 
     async def apply(self, event: BookEvent) -> bool:
         """The event applied to a seeded book and kept among the account's recent events (which a seed applies to
-        the snapshot it starts from) in one MULTI under the book's WATCH; for an account not seeded, kept first and
-        then applied if a seed made the book meanwhile (so that an event is always either in the recent events a seed
-        reads, or applied to the book the seed made: the seed WATCHes the recent events too)."""
+        the snapshot it starts from) by one WRITE script call, only if the book's `ver` is still the one read with it
+        (else read again; a WRITE sent again by the client's retry after a lost reply finds `ver` moved or keeps the
+        event twice among the recent events: harmless, events apply by their ids); for an account not seeded, kept
+        first and then applied if a seed made the book meanwhile (so that an event is always either in the recent
+        events a seed reads, or applied to the book the seed made: the seed WATCHes the recent events too)."""
         raw = encode_event(event)
         if isinstance(event, OrderEvent):
             scope: dict[str, Any] = {"cids": [event.client_order_id], "codes": []}

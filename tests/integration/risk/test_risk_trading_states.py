@@ -334,4 +334,21 @@ async def test_a_halted_instance_stops_its_orders_only_and_its_open_orders_are_c
             "submitted",
             "submitted",
         )
+
+        # An instance halted before any order of it was decided: its halt names no account, and the change clearing
+        # it names none either (the alert it raised is resolved by the same labels), though a refused order of it
+        # has named its account since; the next halt names it.
+        fresh = f.strategy.add(kim.account_id)
+        await _halt(f, scope="instance", instance_id=fresh, state="halted", reason="before its first order")
+        refused = await f.risk.post("/v1/orders", json=instance_order(fresh), headers=f.headers(strategy))
+        assert [r["code"] for r in refused.json()["decision"]["reasons"]] == ["trading_halted"]
+        await _halt(f, scope="instance", instance_id=fresh, state="reducing", reason="winding down")
+        await _halt(f, scope="instance", instance_id=fresh, state="active", reason="fixed")
+        await _halt(f, scope="instance", instance_id=fresh, state="halted", reason="again")
+        await _halt(f, scope="instance", instance_id=fresh, state="active", reason="fixed again")
+        changes = [(e["from_state"], e["to_state"], e["account_id"]) for e in await _events(f, fresh)]
+        assert changes == [
+            ("active", "halted", None), ("halted", "reducing", None), ("reducing", "active", None),
+            ("active", "halted", kim.account_id), ("halted", "active", kim.account_id),
+        ]  # fmt: skip
         await settle(f)

@@ -42,9 +42,11 @@ async def test_route_names_are_the_templates_and_remembered_within_a_bound(monke
                 assert (await client.get(f"/v1/things/{thing}", headers=headers)).json() == {"id": thing}
             assert (await client.post("/v1/things/a", headers=headers)).json() == {"posted": "a"}
             assert (await client.get("/v1/nowhere", headers=headers)).status_code == 404
+            assert (await client.get("/v1/nowhere", headers=headers)).status_code == 404
             metrics = (await client.get("/metrics")).text
     assert 'http_requests_total{handler="/v1/things/{thing_id}",method="GET",status="2xx"} 7.0' in metrics
     assert 'http_requests_total{handler="/v1/things/{thing_id}",method="POST",status="2xx"} 1.0' in metrics
     # looked up once per (method, path) while remembered; the dict emptied when full (3 here): "a" again after c, d
     assert matched[:5] == ["/v1/things/a", "/v1/things/b", "/v1/things/c", "/v1/things/d", "/v1/things/a"]
     assert matched.count("/v1/things/a") == 3  # GET twice (before and after the dict was emptied), POST once
+    assert matched.count("/v1/nowhere") == 2  # a path no route matched: looked up each time, never remembered
