@@ -10,8 +10,9 @@ do what, checked here in the gateway:
   viewer or trader sees an alert (active, in the history, and the silences) only when its account (the `account`
   label, or the `key` of a `scope=account` alert) is their own, or, without one, when its `owner` label (a
   strategy's author) is their username, or when it is platform-wide: none of the labels `account`, `owner`,
-  `instance_id`, `bridge_id`, nor a `scope` other than `global` (a service down). Anything else (an instance's halt,
-  a bridge's alert without an account) is an admin's alone. An alert's `silenced_by` and `inhibited_by` name only
+  `instance_id`, `bridge_id`, nor a `scope` other than `global` (a service down). Anything else (an instance's halt
+  before any of its orders was decided, which names no account; a bridge's alert without an account) is an admin's
+  alone. An alert's `silenced_by` and `inhibited_by` name only
   the silences and alerts the reader may see.
 - Silencing: an admin silences anything (any `matchers`, or an alert by its `fingerprint`). A trader names an active
   alert by its `fingerprint` only; the gateway builds the matchers from that alert's complete label set (so the

@@ -18,7 +18,7 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -416,6 +416,46 @@ async def test_a_business_event_from_rabbitmq_becomes_an_alertmanager_alert_and_
             break
         await asyncio.sleep(0.1)
     assert not still, "the halt was not resolved"
+
+
+async def test_an_instances_halt_mutes_none_of_its_accounts_warnings_an_accounts_halt_does(stack: Stack) -> None:
+    """The repository's inhibition: the account's halt mutes its risk warnings; an instance's halt, which carries
+    its account's label too, does not (Alertmanager's own status of the warning, `inhibitedBy`)."""
+    now = datetime.now(UTC)
+    base = {"severity": "critical", "team": "trading", "account": "acct-inh"}
+    warning = {"alertname": "LianghuaRiskWarning", "severity": "warning", "team": "trading", "account": "acct-inh",
+               "rule": "position_limit", "code": "near_position_limit"}  # fmt: skip
+    instance_halt = {"alertname": "LianghuaTradingHalted", **base, "scope": "instance",
+                     "key": "3f2b8c1d9e4a4b7c8d6e5f4a3b2c1d0e"}  # fmt: skip
+    account_halt = {"alertname": "LianghuaTradingHalted", **base, "scope": "account", "key": "acct-inh"}
+
+    async def post(*label_sets: dict[str, str]) -> None:
+        alerts = [{"labels": labels, "annotations": {"summary": "s"}, "startsAt": now.isoformat(),
+                   "endsAt": (now + timedelta(hours=1)).isoformat()} for labels in label_sets]  # fmt: skip
+        async with httpx.AsyncClient() as http:
+            answer = await http.post(f"{stack.alertmanager.url}/api/v2/alerts", json=alerts)
+            assert answer.status_code == 200, answer.text
+
+    async def warning_inhibited_by() -> list[str] | None:
+        for alert in await stack.active_alerts("LianghuaRiskWarning"):
+            if alert["labels"].get("account") == "acct-inh":
+                return list(alert["status"]["inhibitedBy"])
+        return None
+
+    await post(warning, instance_halt)
+    for _ in range(50):
+        if await warning_inhibited_by() is not None and any(
+            a["labels"].get("scope") == "instance" for a in await stack.active_alerts("LianghuaTradingHalted")
+        ):
+            break
+        await asyncio.sleep(0.1)
+    assert await warning_inhibited_by() == []
+    await post(account_halt)
+    for _ in range(50):
+        if await warning_inhibited_by():
+            break
+        await asyncio.sleep(0.1)
+    assert len(await warning_inhibited_by() or []) == 1
 
 
 async def test_with_alertmanager_down_a_business_event_is_retried_and_arrives_when_it_is_back(stack: Stack) -> None:

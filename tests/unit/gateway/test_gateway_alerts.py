@@ -46,7 +46,7 @@ LABELS = {
 TOMS, CAROLS, PLATFORM, CAROLS_CODE = LABELS
 
 # Alerts of no `account` label that are nonetheless somebody's (scoping fails closed): an instance's halt (risk's kill
-# switch: `scope`+`key`), an instance behind its bars, a QMT bridge down (Prometheus: `bridge_id` only), the count of
+# switch: `scope`+`key`, before any of the instance's orders was decided: after, it names the account), an instance behind its bars, a QMT bridge down (Prometheus: `bridge_id` only), the count of
 # halted account scopes; and what is everybody's or tom's by label: the global halt, tom's account halted (`key`).
 SCOPED = {
     "e1e1e1e1e1e1e1e1": {"alertname": "LianghuaTradingHalted", "severity": "critical", "team": "trading",
