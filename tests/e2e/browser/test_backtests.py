@@ -6,6 +6,7 @@ heatmap. Screenshots go to var/screenshots/."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from datetime import date, timedelta
@@ -17,6 +18,7 @@ import httpx
 import pytest
 import pytest_asyncio
 from playwright.async_api import ConsoleMessage, Page
+from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
 from tests.e2e.browser.conftest import OfflineContext, log_in
 from tests.e2e.flow import Session, login
@@ -317,12 +319,15 @@ async def test_a_small_optimisation_ranks_its_points_and_draws_a_heatmap(
     # At phone width the page's content fits: nothing of it reaches past the screen's edge (its tables scroll
     # sideways inside their .table-responsive boxes).
     await page.set_viewport_size({"width": 390, "height": 844})
-    wide = await page.evaluate(
-        """() => Array.from(document.querySelectorAll("#backtests-view *"))
-            .filter(e => e.offsetParent !== null && !e.closest(".table-responsive")
-                         && e.getBoundingClientRect().right > window.innerWidth + 1)
-            .map(e => e.tagName + "#" + e.id + "." + e.className)"""
-    )
+    overflowing = """() => Array.from(document.querySelectorAll("#backtests-view *"))
+        .filter(e => e.offsetParent !== null && !e.closest(".table-responsive")
+                     && e.getBoundingClientRect().right > window.innerWidth + 1)
+        .map(e => e.tagName + "#" + e.id + "." + e.className)"""
+    # the charts are resized by the page's handler of the window's resize event, which runs after the viewport
+    # changed: waited for (a bound, not a timing), then what still overflows is named
+    with contextlib.suppress(PlaywrightTimeoutError):
+        await page.wait_for_function(f"() => ({overflowing})().length === 0", timeout=10_000)
+    wide = await page.evaluate(overflowing)
     assert wide == []
     SHOTS.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=SHOTS / "backtests-optimisation-phone.png", full_page=True)
