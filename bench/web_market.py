@@ -17,13 +17,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import secrets
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Awaitable, Callable
 from datetime import date, timedelta
 from pathlib import Path
@@ -33,20 +28,14 @@ from playwright.async_api import Page, async_playwright
 
 from bench.live_platform import load_into_data_service
 from services.data.demo import BulkMarket, generate_bulk_market
+from tests.e2e.test_standalone import standalone_process
 
-ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("LH_TEST_CHROMIUM", "/usr/bin/chromium")
 CODE = "603999.SH"  # not a demo code: the 10-year series is the only one under it
 YEARS = 10
 PRESET_PICKS = ("MACD", "KDJ", "RSI")  # the page computes the common ones ahead, after the first paint
 SELECT = "#market-indicator-add"
 CATALOGUE_PICKS = ("CCI", "WILLR")  # catalogue entries in panes of their own: one request each
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def ten_year_series(today: date) -> BulkMarket:
@@ -138,45 +127,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=10)
     args = parser.parse_args()
-    port = _free_port()
-    password = secrets.token_urlsafe(12)
-    with tempfile.TemporaryDirectory(prefix="lh-bench-market-") as work:
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("LH_")},
-            "LH_ADMIN_PASSWORD": password,
-            "LH_DATABASE_URL": f"sqlite+aiosqlite:///{work}/{{service}}.db",
-            "PYTHONPATH": str(ROOT),
-        }
-        with open(Path(work) / "standalone.log", "wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "lianghua.standalone", "--port", str(port)],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-            base = f"http://127.0.0.1:{port}"
-            try:
-                deadline = time.monotonic() + 120
-                while True:
-                    if proc.poll() is not None:
-                        raise SystemExit((Path(work) / "standalone.log").read_text()[-3000:])
-                    try:
-                        with urllib.request.urlopen(base + "/readyz", timeout=2) as resp:  # noqa: S310
-                            if resp.status == 200:
-                                break
-                    except OSError:
-                        pass
-                    if time.monotonic() > deadline:
-                        raise SystemExit("the standalone platform did not become ready")
-                    time.sleep(0.2)
-                series = ten_year_series(date.today())
-                rows = asyncio.run(load_into_data_service(f"sqlite+aiosqlite:///{work}/data.db", series))
-                print(f"loaded {rows} bars of {CODE} ({series.trade_days[0]} .. {series.trade_days[-1]})")
-                figures = asyncio.run(measure(base, password, args.runs))
-            finally:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+    with tempfile.TemporaryDirectory(prefix="lh-bench-market-") as work, standalone_process(Path(work)) as platform:
+        base, password = platform
+        series = ten_year_series(date.today())
+        rows = asyncio.run(load_into_data_service(f"sqlite+aiosqlite:///{work}/data.db", series))
+        print(f"loaded {rows} bars of {CODE} ({series.trade_days[0]} .. {series.trade_days[-1]})")
+        figures = asyncio.run(measure(base, password, args.runs))
     aims = {"paint": 1000.0, "ahead": 100.0, "server": 100.0, "remove": 100.0}
     titles = {
         "paint": "first meaningful paint, 10-year daily chart",
