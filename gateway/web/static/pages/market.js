@@ -870,10 +870,7 @@
       animation: false,
       legend: { data: [...new Set(pane.series.map((s) => s.name))], top: 0, left: 64, textStyle: { fontSize: 10 }, itemHeight: 8 },
       grid: [paneGrid("pane", PANE_TOP, PANE_H)],
-      xAxis: [{
-        id: "x-pane", type: "category", data: base.dates, boundaryGap: true, axisLine: { onZero: false },
-        axisLabel: { show: false }, axisTick: { show: false }, splitLine: { show: false }, axisPointer: { label: { show: false } },
-      }],
+      xAxis: [dayAxis("x-pane", "pane", base.dates, false)],
       yAxis: [{ id: "y-pane", scale: true, splitNumber: 2, axisLabel: { fontSize: 9 } }], // named by its legend
       // a vertical line (the day), not a cross: the pointer is often the candles' one, followed here
       tooltip: { trigger: "axis", renderMode: "richText", axisPointer: { type: "line" }, formatter: (params) => paneTooltipText(params) },
@@ -888,6 +885,15 @@
     const day = market.bars[list[0].dataIndex];
     const values = list.filter((p) => p.value !== null && p.value !== undefined).map((p) => `${p.seriesName} ${Number(p.value).toFixed(3)}`);
     return [day ? day.trade_date : "", ...values].join("\n");
+  }
+
+  // A daily chart's x axis (the bars' days), its dates and pointer label shown under the lowest grid only.
+  function dayAxis(id, gridId, dates, labelled) {
+    return {
+      id, gridId, type: "category", data: dates, boundaryGap: true, axisLine: { onZero: false },
+      axisLabel: { show: labelled, fontSize: 10 }, axisTick: { show: false }, splitLine: { show: false },
+      axisPointer: { label: { show: labelled } },
+    };
   }
 
   function paneGrid(id, top, height) {
@@ -1008,11 +1014,7 @@
     }
     node.dataset.trades = String(base.trades);
     node.dataset.limitDays = String(base.limits);
-    const xAxes = xIds.map((id, i) => ({
-      id, gridId: grids[i].id, type: "category", data: base.dates, boundaryGap: true, axisLine: { onZero: false },
-      axisLabel: { show: i === 1, fontSize: 10 }, axisTick: { show: false }, splitLine: { show: false },
-      axisPointer: { label: { show: i === 1 } },
-    }));
+    const xAxes = xIds.map((id, i) => dayAxis(id, grids[i].id, base.dates, i === 1));
     const extra = [];
     if (market.limitDays.length) extra.push(`${t("market.limit.up")}/${t("market.limit.down")} ${market.limitDays.length}`);
     if (market.trades.length) extra.push(t("market.trades.count", { n: market.trades.length }));
