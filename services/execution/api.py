@@ -25,6 +25,7 @@ from services.execution.schemas import (
     LedgerEntryOut,
     OrderOut,
     OrderSubmission,
+    OrderSubmissionBatch,
     OrderTcaOut,
     PaperSessionIn,
     PaperSessionOut,
@@ -32,6 +33,8 @@ from services.execution.schemas import (
     PaperSettingsOut,
     PositionOut,
     RiskSnapshotOut,
+    SubmissionBatchOut,
+    SubmissionItemOut,
     TcaGroupOut,
     TcaSummaryOut,
     TradeOut,
@@ -60,6 +63,24 @@ async def submit_order(
     result = await desk.submit(submission, principal)
     body = OrderOut.of(result.stored).model_dump(mode="json")
     return JSONResponse(body, status_code=201 if result.created else 200)
+
+
+@router.post("/order-submissions", response_model=SubmissionBatchOut)
+async def submit_orders(batch: OrderSubmissionBatch, principal: CurrentPrincipal, desk: Desk) -> JSONResponse:
+    """Risk's approved orders of one batch, each submitted as by `POST /v1/orders` (its answer in `items`, in the
+    order given); one request instead of one per order. Those after an item answered 5xx are not tried (503
+    `not_sent`)."""
+    items = await desk.submit_many(batch.orders, principal)
+    out = SubmissionBatchOut(
+        items=[
+            SubmissionItemOut(
+                index=i.index, status_code=i.status_code, code=i.code, message=i.message, details=i.details,
+                order=None if i.stored is None else OrderOut.of(i.stored),
+            )
+            for i in items
+        ]
+    )  # fmt: skip
+    return JSONResponse(out.model_dump(mode="json"))
 
 
 InstanceFilter = Annotated[

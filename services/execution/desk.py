@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy.exc import IntegrityError
 
@@ -70,7 +70,15 @@ from shared.platform.clock import (
     utcnow,
 )
 from shared.platform.db import DbSession
-from shared.platform.errors import Conflict, Forbidden, NotFound, ServiceError, Unavailable
+from shared.platform.errors import (
+    DEPENDENCY_NAMES,
+    Conflict,
+    Forbidden,
+    NotFound,
+    ServiceError,
+    Unavailable,
+    dependency_failure,
+)
 from shared.platform.events import Envelope, QuotesSnapshot
 from shared.platform.internal_auth import RISK_SUBJECT, Principal
 from shared.platform.periodic import PeriodicTask
@@ -153,6 +161,19 @@ class AmendGuard(Protocol):
 class Submission:
     stored: StoredOrder
     created: bool  # False: the order existed already (a repeated client_order_id)
+
+
+@dataclass(frozen=True)
+class SubmittedItem:
+    """One submission of `submit_many`: the status `POST /v1/orders` would have answered, with the order (200/201)
+    or the error's code, message and details."""
+
+    index: int
+    status_code: int
+    stored: StoredOrder | None = None
+    code: str | None = None
+    message: str | None = None
+    details: dict[str, Any] | None = None
 
 
 class OrderDesk:
@@ -270,6 +291,38 @@ class OrderDesk:
             # rather than one flush for it and one for them; at once whether or not the report was recorded.
             self.notify()
         return Submission(sent, created=True)
+
+    async def submit_many(self, submissions: Sequence[OrderSubmission], principal: Principal) -> list[SubmittedItem]:
+        """Risk's approved orders of one batch (`POST /v1/order-submissions`), each submitted exactly as by `submit`
+        (its own admission under the account's lock, its own transactions: one failing leaves the others as they
+        are), in the order given, in one request instead of one each. An item answered 5xx (a dependency down) stops
+        the batch: the items after it are not tried (503 `not_sent`), so a later order never goes ahead of an
+        earlier one; risk sends them again with their client_order_ids. An error that is no dependency's (a bug)
+        fails the request: risk then treats every item's outcome as unknown, as for a single order."""
+        items: list[SubmittedItem] = []
+        stopped: int | None = None
+        for index, submission in enumerate(submissions):
+            if stopped is not None:
+                message = f"not tried: submission {stopped} before it could not be taken; send it again"
+                items.append(SubmittedItem(index, 503, code="not_sent", message=message))
+                continue
+            try:
+                result = await self.submit(submission, principal)
+            except ServiceError as exc:
+                items.append(SubmittedItem(index, exc.status_code, code=exc.code, message=exc.message,
+                                           details=exc.details or None))  # fmt: skip
+            except Exception as exc:
+                code = dependency_failure(exc)
+                if code is None:
+                    raise
+                log.error("a batch's submission could not be taken", extra={"code": code, "error": type(exc).__name__})
+                message = f"the execution service's {DEPENDENCY_NAMES[code]} is unavailable; send the order again"
+                items.append(SubmittedItem(index, 503, code=code, message=message))
+            else:
+                items.append(SubmittedItem(index, 201 if result.created else 200, stored=result.stored))
+            if items[-1].status_code >= 500:
+                stopped = index
+        return items
 
     async def _price_cap(self, terms: OrderTerms, session: OrderSession) -> Decimal | None:
         """The most a buy may pay a share, which its cash is reserved at: the limit price, or for a market buy

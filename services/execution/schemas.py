@@ -635,3 +635,27 @@ class TcaSummaryOut(BaseModel):
     truncated: bool = Field(description="more filled orders matched than one summary reads (5,000): narrow the days")
     groups: list[TcaGroupOut]
     total: TcaGroupOut
+
+
+class OrderSubmissionBatch(RequestModel):
+    """`POST /v1/order-submissions`: risk's approved orders of one batch (a strategy instance's round, a batch of
+    `POST /v1/order-batches`), each submitted as by `POST /v1/orders` in the order given, in one request."""
+
+    orders: list[OrderSubmission] = Field(min_length=1, max_length=1000)
+
+
+class SubmissionItemOut(BaseModel):
+    """One submission's answer, as `POST /v1/orders` would have given it: `status_code` 201 (created) or 200 (it
+    existed: a repeated client_order_id) with `order`; otherwise `code`, `message` and `details` of the error. The
+    submissions after one answered 5xx are not tried: 503 `not_sent`."""
+
+    index: int
+    status_code: int
+    order: OrderOut | None = None
+    code: str | None = None
+    message: str | None = None
+    details: dict[str, Any] | None = None
+
+
+class SubmissionBatchOut(BaseModel):
+    items: list[SubmissionItemOut]

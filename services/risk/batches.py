@@ -1,10 +1,12 @@
 """Batches of orders (`POST /v1/order-batches`, docs/order-management.md): up to LH_BATCH_MAX_ORDERS orders in one
-request (a portfolio rebalance), each decided by the desk exactly as a single order (`RiskDesk.place`: every check,
-the hot book's reservation, the decision recorded, the approved order sent to execution) and placed one after the
-other, in the order given, so each buy's reservation holds before the next item is checked.
+request (a portfolio rebalance, a strategy instance's round), each decided by the desk exactly as a single order
+(every check, the hot book's reservation, the decision recorded) in the order given, so each buy's reservation holds
+before the next item is checked; the approved ones then go to execution in one request, where each is admitted as a
+single order, in the same order (`RiskDesk.place_many`).
 
 A batch is idempotent by its `batch_id` per account. It is stored (`order_batches`) with a digest of its items'
-terms, and every item's final answer (placed or refused) as it is decided (`order_batch_items`). Sent again:
+terms, and every item's final answer (placed or refused) once its items are placed (`order_batch_items`, one
+transaction). Sent again:
 
 - the same items, the batch complete: the stored answer, nothing placed;
 - the same items, the batch incomplete (an item failed because a dependency was down, or the request died mid-way):
@@ -13,13 +15,14 @@ terms, and every item's final answer (placed or refused) as it is decided (`orde
 - other items: 409 `batch_id_reused`.
 
 One request at a time places a batch's items: it holds the batch's lease (`claim_token`, LEASE_S long), renewed
-before each item is sent, every RENEW_S while an item is being placed (one place may wait on HTTP timeouts longer
-than the lease) and with every item it records; each renewal is conditional on the request's own token, so a request
-whose lease was taken over stops before its next item (409 `batch_in_progress`). A copy arriving meanwhile is 409
+before the items are decided, every RENEW_S while they are being placed (a place may wait on HTTP timeouts longer
+than the lease) and with the answers it records; each renewal is conditional on the request's own token, so a request
+whose lease was taken over sends nothing more (409 `batch_in_progress`). A copy arriving meanwhile is 409
 `batch_in_progress`. The lease of a request that died runs out, and the batch sent again then completes it.
 
 The first item that fails (503: execution, risk's data or a dependency of risk is down) stops the batch: it and the
-items after it are answered `failed` and not sent, so a rebalance's later items never go ahead of an earlier one."""
+items after it are answered `failed` (those not yet decided are not sent), so a rebalance's later items never go
+ahead of an earlier one."""
 
 from __future__ import annotations
 
@@ -32,12 +35,12 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from services.risk.desk import RiskDesk, check_request
+from services.risk.desk import Placement, RiskDesk, check_request
 from services.risk.schemas import OrderBatchRequest, OrderRequest
 from services.risk.store import order_batch_items, order_batches
 from shared.core.domain import InvalidTsCode, parse_ts_code
@@ -48,6 +51,7 @@ from shared.platform.internal_auth import Principal
 from shared.platform.observability import new_id
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 LEASE_S = 30.0  # a batch whose placing request renewed nothing for this long may be taken over by a copy
 RENEW_S = LEASE_S / 3  # while an item is being placed, its lease is renewed this often
@@ -187,6 +191,22 @@ class BatchStore:
                     )
                 )  # fmt: skip
 
+    async def record_many(self, account_id: str, batch_id: str, token: str, answers: dict[int, dict[str, Any]]) -> None:
+        """Items' final answers (by index), with the lease renewed in the same transaction. Raises LeaseLost."""
+        now = self.clock()
+        rows = [
+            {
+                "account_id": account_id, "batch_id": batch_id, "item_index": index,
+                "client_order_id": answer["client_order_id"], "status": answer["status"],
+                "answer": json.dumps(answer, sort_keys=True), "decided_at": now,
+            }
+            for index, answer in sorted(answers.items())
+        ]  # fmt: skip
+        async for tx in self.db.transaction():
+            async with tx as s:
+                await self._renew(s, account_id, batch_id, token, now)
+                await s.execute(order_batch_items.insert(), rows)
+
     async def release(self, account_id: str, batch_id: str, token: str, *, complete: bool) -> None:
         """Give the lease up; the batch is complete when every item has a final answer."""
         values: dict[str, Any] = {"claim_token": None, "claimed_until": None, "updated_at": self.clock()}
@@ -280,23 +300,43 @@ class OrderBatches:
         token: str,
         recorded: dict[int, dict[str, Any]],
     ) -> dict[str, Any]:
-        answers: list[dict[str, Any]] = []
+        """The items without a final answer decided and placed together (`RiskDesk.place_many`: each decided as a
+        single order, in order, the approved ones sent to execution in one request), then their final answers
+        recorded in one transaction with the lease renewed. A request that dies before recording them leaves them
+        to the batch sent again, which finds each placed one by its client_order_id (risk replays its decision,
+        execution answers with the order it holds)."""
+        todo = [index for index in range(len(request.orders)) if index not in recorded]
+        answers: dict[int, dict[str, Any]] = dict(recorded)
         stopped: dict[str, Any] | None = None  # the first item that failed: the rest are not sent
+        error: BaseException | None = None
         try:
-            for index, order in enumerate(request.orders):
-                if index in recorded:
-                    answers.append(recorded[index])
-                elif stopped is not None:
-                    answers.append(_not_sent(index, order, stopped))
-                else:
-                    # still ours? (else a copy places the rest: this request stops before sending another item)
-                    await self.store.renew(account_id, request.batch_id, token)
-                    answer = await self._leased(self._one(index, order, principal), account_id, request.batch_id, token)
+            if todo:
+                # still ours? (else a copy places them: this request sends nothing)
+                await self.store.renew(account_id, request.batch_id, token)
+                orders = [request.orders[index] for index in todo]
+                placed = await self._leased(
+                    self.desk.place_many(orders, principal), account_id, request.batch_id, token
+                )
+                final: dict[int, dict[str, Any]] = {}
+                for index, order, outcome in zip(todo, orders, placed, strict=True):
+                    if stopped is not None or outcome is None:
+                        if stopped is None:  # (place_many stops only after a failed item)
+                            raise AssertionError(f"batch item {index} was not decided")
+                        answers[index] = _not_sent(index, order, stopped)
+                        continue
+                    try:
+                        answer = _item(index, order, outcome)
+                    except Exception as exc:  # a bug deciding it: the answers before it are still recorded
+                        error = exc
+                        stopped = {"index": index, "code": "internal_error", "http_status": 500}
+                        continue
+                    answers[index] = answer
                     if answer["status"] == "failed":
                         stopped = answer
                     else:
-                        await self.store.record(account_id, request.batch_id, token, index, answer)
-                    answers.append(answer)
+                        final[index] = answer
+                if final:
+                    await self.store.record_many(account_id, request.batch_id, token, final)
         except LeaseLost:
             raise Conflict(
                 "batch_in_progress",
@@ -307,16 +347,17 @@ class OrderBatches:
         except BaseException:
             await self._release(account_id, request.batch_id, token, complete=False)
             raise
+        if error is not None:
+            await self._release(account_id, request.batch_id, token, complete=False)
+            raise error
         await self._release(account_id, request.batch_id, token, complete=stopped is None)
-        return _answer(request.batch_id, answers)
+        return _answer(request.batch_id, [answers[index] for index in range(len(request.orders))])
 
-    async def _leased(
-        self, placing: Coroutine[Any, Any, dict[str, Any]], account_id: str, batch_id: str, token: str
-    ) -> dict[str, Any]:
-        """An item's placing, with the lease renewed every `renew_s` while it runs: a place that waits on HTTP
-        timeouts longer than LEASE_S does not let a copy of the batch send the same item meanwhile. A renewal that
-        fails (the database, or the lease lost) is logged and tried again on the next beat; the item's record after
-        it is the check that counts (LeaseLost there)."""
+    async def _leased(self, placing: Coroutine[Any, Any, _T], account_id: str, batch_id: str, token: str) -> _T:
+        """The items' placing, with the lease renewed every `renew_s` while it runs: a placing that waits on HTTP
+        timeouts longer than LEASE_S does not let a copy of the batch send the same items meanwhile. A renewal that
+        fails (the database, or the lease lost) is logged and tried again on the next beat; the record of the answers
+        after it is the check that counts (LeaseLost there)."""
 
         async def beat() -> None:
             while True:
@@ -347,39 +388,40 @@ class OrderBatches:
             if complete:
                 raise
 
-    async def _one(self, index: int, order: OrderRequest, principal: Principal) -> dict[str, Any]:
-        """The item decided and placed as a single order; its answer."""
-        base: dict[str, Any] = {"index": index, "client_order_id": order.client_order_id}
-        try:
-            placement = await self.desk.place(order, principal)
-        except ServiceError as exc:
-            status = "failed" if exc.status_code >= 500 else "refused"
-            return {**base, "status": status, "code": exc.code, "message": exc.message, "http_status": exc.status_code}
-        except Exception as exc:
-            code = dependency_failure(exc)
-            if code is None:
-                raise
-            log.error("a batch's order could not be decided", extra={"code": code, "error": type(exc).__name__})
-            message = f"the risk service's {DEPENDENCY_NAMES[code]} is unavailable; send the batch again"
-            return {**base, "status": "failed", "code": code, "message": message, "http_status": 503}
-        body = placement.body
-        decision = body.get("decision")
-        if isinstance(decision, dict):
-            base["decision_id"] = decision.get("decision_id")
-        if placement.status_code in (200, 201):
-            return {**base, "status": "placed", "order": body["order"]}
-        answer = {
-            **base,
-            "status": "failed" if placement.status_code >= 500 else "refused",
-            "code": body.get("code"),
-            "message": body.get("message"),
-            "http_status": placement.status_code,
-        }
-        if body.get("code") == "order_rejected" and isinstance(decision, dict):
-            answer["reasons"] = decision.get("reasons")
-        if isinstance(body.get("details"), dict):
-            answer["details"] = body["details"]
-        return answer
+
+def _item(index: int, order: OrderRequest, outcome: Placement | Exception) -> dict[str, Any]:
+    """An item's answer from what `RiskDesk.place_many` gave for it: the placement, or the error deciding it (a
+    service's error, or a dependency down: `failed`; anything else is raised)."""
+    base: dict[str, Any] = {"index": index, "client_order_id": order.client_order_id}
+    if isinstance(outcome, ServiceError):
+        status = "failed" if outcome.status_code >= 500 else "refused"
+        return {**base, "status": status, "code": outcome.code, "message": outcome.message,
+                "http_status": outcome.status_code}  # fmt: skip
+    if isinstance(outcome, Exception):
+        code = dependency_failure(outcome)
+        if code is None:
+            raise outcome
+        log.error("a batch's order could not be decided", extra={"code": code, "error": type(outcome).__name__})
+        message = f"the risk service's {DEPENDENCY_NAMES[code]} is unavailable; send the batch again"
+        return {**base, "status": "failed", "code": code, "message": message, "http_status": 503}
+    body = outcome.body
+    decision = body.get("decision")
+    if isinstance(decision, dict):
+        base["decision_id"] = decision.get("decision_id")
+    if outcome.status_code in (200, 201):
+        return {**base, "status": "placed", "order": body["order"]}
+    answer = {
+        **base,
+        "status": "failed" if outcome.status_code >= 500 else "refused",
+        "code": body.get("code"),
+        "message": body.get("message"),
+        "http_status": outcome.status_code,
+    }
+    if body.get("code") == "order_rejected" and isinstance(decision, dict):
+        answer["reasons"] = decision.get("reasons")
+    if isinstance(body.get("details"), dict):
+        answer["details"] = body["details"]
+    return answer
 
 
 def _not_sent(index: int, order: OrderRequest, stopped: dict[str, Any]) -> dict[str, Any]:

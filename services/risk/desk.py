@@ -153,6 +153,13 @@ class DefaultRules:
 
 
 class ExecutionPort(Protocol):
+    async def submit_many(
+        self, bodies: Sequence[dict[str, Any]], principal: Principal
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """Execution's answer to each submission of a batch, in order, as `submit` gives one; raises Unavailable
+        when execution did not answer (each outcome unknown)."""
+        ...
+
     async def submit(self, body: dict[str, Any], principal: Principal) -> tuple[int, dict[str, Any]]:
         """POST the approved order to execution as `principal`; (status, JSON body). Raises Unavailable."""
 
@@ -264,6 +271,35 @@ class ExecutionService:
             payload = {"message": response.text[:200]}
         return response.status_code, payload if isinstance(payload, dict) else {"body": payload}
 
+    async def submit_many(
+        self, bodies: Sequence[dict[str, Any]], principal: Principal
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """Execution's `POST /v1/order-submissions`: each item's status and body as `POST /v1/orders` answers it.
+        An answer that is not the batch's (an error for the whole request) is every item's."""
+        headers = {INTERNAL_HEADER: mint_internal_token(self.internal_secret, principal)}
+        response = await self.services.client("execution").request(
+            "POST", "/v1/order-submissions", json={"orders": list(bodies)}, headers=headers
+        )
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = {"message": response.text[:200]}
+        items = payload.get("items") if isinstance(payload, dict) and response.status_code == 200 else None
+        if not isinstance(items, list) or len(items) != len(bodies):
+            whole = payload if isinstance(payload, dict) else {"body": payload}
+            status = response.status_code if response.status_code != 200 else 502
+            return [(status, whole) for _ in bodies]
+        replies: list[tuple[int, dict[str, Any]]] = []
+        for item in items:
+            if item.get("order") is not None:
+                replies.append((int(item["status_code"]), item["order"]))
+            else:
+                error = {"code": item.get("code"), "message": item.get("message")}
+                if item.get("details"):
+                    error["details"] = item["details"]
+                replies.append((int(item["status_code"]), error))
+        return replies
+
 
 @dataclass(frozen=True)
 class Placement:
@@ -271,6 +307,17 @@ class Placement:
 
     status_code: int
     body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """An approval to send to execution: a new one (with what `_forwarded` needs after execution's answer), or an
+    earlier one replayed for a retry (`intent` None: nothing to count again)."""
+
+    decision: Decision
+    intent: OrderIntent | None = None
+    trade_date: date | None = None
+    claimed: str | None = None  # the duplicate rule's fingerprint it claimed
 
 
 class RiskDesk:
@@ -327,6 +374,76 @@ class RiskDesk:
     ) -> Placement:
         """`parent_id`: the conditional order (held by execution) whose child this is; `replaces_order_id`: the
         amended order this one replaces (docs/order-path.md "Amending an order"); each recorded with the decision."""
+        decided = await self._decide(request, principal, parent_id=parent_id, replaces_order_id=replaces_order_id)
+        if isinstance(decided, Placement):
+            return decided
+        placement = await self._forward(decided.decision, principal)
+        await self._forwarded(decided, placement)
+        return placement
+
+    async def place_many(
+        self, requests: Sequence[OrderRequest], principal: Principal
+    ) -> list[Placement | Exception | None]:
+        """Orders of one batch (a strategy instance's round, `POST /v1/order-batches`), each decided exactly as by
+        `place` and in the order given — every check, its reservation in the hot book (so each later item is
+        checked with the earlier ones' cash and shares taken), its decision recorded — and the approved ones then
+        sent to execution in one request (`POST /v1/order-submissions`) instead of one each. The order-rate rule
+        counts the batch's earlier approvals as sent in the same second. An item answered 503 (risk or a
+        dependency unavailable) stops the batch: the items after it are not decided (None), so a later order never
+        goes ahead of an earlier one; those decided before it are still sent. An exception deciding an item (what
+        `place` would raise) is that item's answer and stops the batch the same way. Each other answer is the one
+        `place` gives for that order."""
+        answers: list[Placement | Exception | None] = [None] * len(requests)
+        pending: list[tuple[int, _Pending]] = []
+        for index, request in enumerate(requests):
+            try:
+                decided = await self._decide(request, principal, batch_approved=len(pending))
+            except Exception as exc:
+                answers[index] = exc
+                break
+            if isinstance(decided, _Pending):
+                pending.append((index, decided))
+                continue
+            answers[index] = decided
+            if decided.status_code >= 500:
+                break
+        if pending:
+            bodies = [self._submission(p.decision) for _, p in pending]
+            try:
+                replies = await self.execution.submit_many(bodies, principal)
+            except Unavailable as exc:
+                for index, p in pending:
+                    answers[index] = await self._unreached(p.decision, exc.message)
+            else:
+                for (index, p), (status, payload) in zip(pending, replies, strict=True):
+                    placement = await self._answered(p.decision, status, payload)
+                    await self._forwarded(p, placement)
+                    answers[index] = placement
+        return answers
+
+    async def _forwarded(self, pending: _Pending, placement: Placement) -> None:
+        """After execution's answer to a new approval: the order counted (it took it), or the duplicate claim given
+        back (it refused it: no order to be a duplicate of). Nothing for a replayed decision."""
+        if pending.intent is None or pending.trade_date is None:
+            return
+        if placement.status_code in (200, 201):
+            await self._note(pending.decision.account_id, pending.decision.client_order_id, pending.intent,
+                             pending.trade_date)  # fmt: skip
+        elif 400 <= placement.status_code < 500 and pending.claimed is not None:
+            await self._unclaim(pending.decision.account_id, pending.claimed)
+
+    async def _decide(
+        self,
+        request: OrderRequest,
+        principal: Principal,
+        *,
+        parent_id: str | None = None,
+        replaces_order_id: str | None = None,
+        batch_approved: int = 0,
+    ) -> Placement | _Pending:
+        """The order decided and its decision recorded: the final answer (refused, unavailable, a conflict), or the
+        approval to send to execution (a new one, or an earlier one replayed for a retry). `batch_approved`: the
+        approvals of the same batch before it, not yet sent (the order-rate rule counts them)."""
         instance_id = request.strategy_instance_id
         sleeve = check_request(request, principal)
         request = _typed(request)  # a market order naming no type: counterparty best
@@ -351,7 +468,7 @@ class RiskDesk:
                 account_id, request.client_order_id, unknown_since=unknown_since, strategy_instance_id=instance_id
             )
         if earlier is not None:
-            return await self._replay(earlier, request, principal)
+            return self._replay(earlier, request)
 
         # The session the order is for: its T+1, fee date and price limits (on a replay clock, the replayed one).
         unavailable: list[str] = []
@@ -407,7 +524,7 @@ class RiskDesk:
             if view is not None:
                 judged = await self._rules(
                     intent, security, quote, view, account_id, instance_id, trade_date, session,
-                    request.client_order_id, unavailable,
+                    request.client_order_id, unavailable, batch_approved,
                 )  # fmt: skip
         if judged is not None:
             known = {r.code for r in reasons}
@@ -476,12 +593,7 @@ class RiskDesk:
             self.metrics.denied(r.code for r in reasons)
             return _refused(422, "order_rejected", "; ".join(r.message for r in reasons), decision)
         self.metrics.decided(Outcome.APPROVED)
-        placement = await self._forward(decision, principal)
-        if placement.status_code in (200, 201):
-            await self._note(account_id, request.client_order_id, intent, trade_date)
-        elif 400 <= placement.status_code < 500 and claimed is not None:
-            await self._unclaim(account_id, claimed)  # execution refused it: it is no order to be a duplicate of
-        return placement
+        return _Pending(decision, intent, trade_date, claimed)
 
     async def _quote_checks(
         self,
@@ -631,6 +743,7 @@ class RiskDesk:
         replayed: date | None,
         client_order_id: str,
         unavailable: list[str],
+        batch_approved: int = 0,
     ) -> _Judged | None:
         """The configured rules (services/risk/rules) over the order and the account's hot state: every finding
         kept; the denials as reasons, the warnings as alerts; a loss limit breached moves the trading state."""
@@ -666,6 +779,12 @@ class RiskDesk:
         except BookUnavailable as exc:
             unavailable.append(f"the account's activity cannot be read: {exc}")
             return None
+        if batch_approved:
+            # the batch's approvals before this order go out with it: counted as sent this second and today
+            c = activity.counters
+            counters = replace(c, orders_last_second=c.orders_last_second + batch_approved,
+                               orders_today=c.orders_today + batch_approved)  # fmt: skip
+            activity = replace(activity, counters=counters)
         state = risk_state(
             view, quotes, activity, equity=equity, client_order_id=client_order_id, session=trade_date,
             ages_to=(sent, now),
@@ -824,7 +943,7 @@ class RiskDesk:
             return None, Reason(ReasonCode.NO_SESSION, message)
         return found, None
 
-    async def _replay(self, earlier: Decision, request: OrderRequest, principal: Principal) -> Placement:
+    def _replay(self, earlier: Decision, request: OrderRequest) -> Placement | _Pending:
         """Answer a repeated client_order_id with the approved decision: the same terms are re-signed for the same
         decision_id (execution then finds the order by client_order_id and answers 200 with it, or creates it if
         the first attempt never reached it); other terms are a conflict. Nothing new is recorded."""
@@ -846,9 +965,10 @@ class RiskDesk:
             "repeated client_order_id: forwarding the approved decision again",
             extra={"decision_id": earlier.decision_id, "client_order_id": earlier.client_order_id},
         )
-        return await self._forward(earlier, principal)
+        return _Pending(earlier)
 
-    async def _forward(self, decision: Decision, principal: Principal) -> Placement:
+    def _submission(self, decision: Decision) -> dict[str, Any]:
+        """Execution's submission of an approved decision: its terms and the signed approval."""
         terms = OrderTerms(
             client_order_id=decision.client_order_id,
             account_id=decision.account_id,
@@ -863,18 +983,28 @@ class RiskDesk:
             time_in_force=decision.time_in_force,
         )
         approval = sign_approval(self.approval_secret, terms, decision.decision_id)
-        body = {**terms.model_dump(mode="json"), "approval": approval.model_dump(mode="json")}
+        return {**terms.model_dump(mode="json"), "approval": approval.model_dump(mode="json")}
+
+    async def _forward(self, decision: Decision, principal: Principal) -> Placement:
         try:
-            status, payload = await self.execution.submit(body, principal)
+            status, payload = await self.execution.submit(self._submission(decision), principal)
         except Unavailable as exc:
-            await self._outcome(decision, ExecutionOutcome.UNKNOWN)
-            return _refused(
-                503,
-                "execution_unavailable",
-                f"{exc.message}; the order was approved, send it again with the same client_order_id within "
-                f"{self.approval_ttl_s}s (later it is checked afresh)",
-                decision,
-            )
+            return await self._unreached(decision, exc.message)
+        return await self._answered(decision, status, payload)
+
+    async def _unreached(self, decision: Decision, why: str) -> Placement:
+        """Execution did not answer: whether it holds the order is unknown."""
+        await self._outcome(decision, ExecutionOutcome.UNKNOWN)
+        return _refused(
+            503,
+            "execution_unavailable",
+            f"{why}; the order was approved, send it again with the same client_order_id within "
+            f"{self.approval_ttl_s}s (later it is checked afresh)",
+            decision,
+        )
+
+    async def _answered(self, decision: Decision, status: int, payload: dict[str, Any]) -> Placement:
+        """Execution's answer to the submission of `decision`, recorded, as the caller's answer."""
         if status in (200, 201):
             await self._outcome(decision, ExecutionOutcome.PLACED)
             return Placement(status, {"decision": decision.summary(), "order": payload})

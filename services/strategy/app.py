@@ -84,6 +84,7 @@ def create_app(
             events=reports,
             now=infra.clock.now,
             orders_in_flight=settings.strategy_orders_in_flight,
+            batch_orders=settings.batch_max_orders,
         )
         runner = live
     timing = PeriodicTask("strategy-order-timing", ORDER_TIMING_S, live.tick) if live is not None else None

@@ -20,7 +20,16 @@ import pandas as pd
 from pydantic import ValidationError
 
 from services.strategy.book import DayClose, SessionRow, SleeveBook
-from services.strategy.runner import ORDERS_IN_FLIGHT, BarReport, BookStore, InstanceFailed, InstanceRun, cny, replay
+from services.strategy.runner import (
+    BATCH_ORDERS,
+    ORDERS_IN_FLIGHT,
+    BarReport,
+    BookStore,
+    InstanceFailed,
+    InstanceRun,
+    cny,
+    replay,
+)
 from services.strategy.schemas import ReplaySpec
 from services.strategy.store import InstanceRecord
 from services.strategy.trading import PathUnavailable, ReplaySessions, TradingPath, fill_of
@@ -188,9 +197,11 @@ class Runner:
         events: InstanceEvents,
         now: Callable[[], datetime] = utcnow,
         orders_in_flight: int = ORDERS_IN_FLIGHT,
+        batch_orders: int = BATCH_ORDERS,
     ) -> None:
         self.strategies = strategies
         self.orders_in_flight = orders_in_flight  # a round's orders at risk and execution at once, per instance
+        self.batch_orders = batch_orders  # a round's orders sent in one request, at most (1: one at a time)
         self.market = market
         self.path = path
         self.books = books
@@ -310,6 +321,7 @@ class Runner:
         run = InstanceRun(
             spec.instance_id, strategy, panel, config, self.path, _WithMeta(self.books, "live", meta),
             account_id=spec.account_id, state=instance.state.value, orders_in_flight=self.orders_in_flight,
+            batch_orders=self.batch_orders,
         )  # fmt: skip
         await run.prepare()
         if run.book.t < 0:
@@ -491,6 +503,7 @@ class Runner:
         run = InstanceRun(
             spec.instance_id, cls(dict(spec.params)), panel, config, self.path, _WithMeta(self.books, "replay", meta),
             account_id=spec.account_id, state=state, orders_in_flight=self.orders_in_flight,
+            batch_orders=self.batch_orders,
         )  # fmt: skip
         await run.prepare()
         self.runs[spec.instance_id] = run

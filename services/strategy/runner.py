@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 import traceback
@@ -54,6 +55,8 @@ OPEN = frozenset({"accepted", "submitted", "partially_filled", "unknown"})
 AWAITING = "awaiting: "  # the paper broker's reason for an order resting until its session's bar is in
 FILL_WAIT_S = 2.0  # how long a round waits for its fills' events before reading execution's listing instead
 ORDERS_IN_FLIGHT = 1  # a round's orders at risk and execution at once (LH_STRATEGY_ORDERS_IN_FLIGHT)
+BATCH_ORDERS = 100  # a round's orders sent in one request, at most (LH_BATCH_MAX_ORDERS, risk's limit as well)
+SLEEVE_REFUSALS = frozenset({"insufficient_strategy_cash", "insufficient_strategy_position"})
 
 
 class InstanceFailed(Exception):
@@ -142,6 +145,7 @@ class InstanceRun:
         fill_wait_s: float = FILL_WAIT_S,
         order_window_s: float = 60.0,
         orders_in_flight: int = ORDERS_IN_FLIGHT,
+        batch_orders: int = BATCH_ORDERS,
     ) -> None:
         self.instance_id = instance_id
         self.account_id = account_id  # the instance's account: its orders carry it in their sleeve
@@ -156,6 +160,7 @@ class InstanceRun:
         self.fill_wait_s = fill_wait_s
         self.order_window_s = order_window_s
         self.orders_in_flight = max(1, orders_in_flight)
+        self.batch_orders = max(1, batch_orders)
         cls = type(strategy)
         self.listens_orders = cls.on_order is not Strategy.on_order
         self.listens_trades = cls.on_trade is not Strategy.on_trade
@@ -377,8 +382,10 @@ class InstanceRun:
         for plan in plans:
             self.in_flight[plan.client_order_id] = plan
         answers: list[Placed | Refused | BaseException | None] = [None] * len(plans)
-        queue = iter(range(len(plans)))
         failed = asyncio.Event()
+        if self.batch_orders > 1 and len(plans) > 1 and hasattr(self.path, "place_batch"):
+            await self._send_batches(plans, answers, failed)
+        queue = iter([k for k in range(len(plans)) if answers[k] is None])
 
         async def worker() -> None:
             for k in queue:
@@ -415,6 +422,48 @@ class InstanceRun:
             for plan in plans:
                 self.in_flight.pop(plan.client_order_id, None)
 
+    async def _send_batches(
+        self, plans: list[Plan], answers: list[Placed | Refused | BaseException | None], failed: asyncio.Event
+    ) -> None:
+        """A round's orders sent `batch_orders` at a time in one request each (risk's batches: each order decided
+        as a single one, in order; the approved sent to execution together), each carrying the sleeve its
+        predecessors in the round leave, as when sent one after another. What a batch leaves unanswered is sent
+        alone after it (`_place`, with its retries): an order the path could not take now, every order of a batch
+        not taken as a whole, and an order refused for its sleeve's cash or shares after an order before it in the
+        round was refused (its sleeve counted that one's: alone, it is checked without it, as one at a time)."""
+        for start in range(0, len(plans), self.batch_orders):
+            if failed.is_set():
+                return
+            refused_before = False  # an order of this batch before was refused (the sleeves it carried counted it)
+            chunk = list(range(start, min(start + self.batch_orders, len(plans))))
+            batch = [plans[k] for k in chunk]
+            cids = "|".join(p.client_order_id for p in batch)
+            batch_id = f"{batch[0].client_order_id}+{len(batch)}.{hashlib.sha256(cids.encode()).hexdigest()[:10]}"
+            sleeves = [self.carried_sleeve(p) for p in batch]
+            try:
+                got = await self.path.place_batch(
+                    batch_id, batch, self.instance_id, paper_fill_of(self.book.config), sleeves
+                )
+            except PathUnavailable as exc:
+                log.warning("a batch of orders was not taken: its orders are sent alone",
+                            extra={"batch_id": batch_id, "error": str(exc)})  # fmt: skip
+                continue
+            except Exception as exc:
+                answers[chunk[0]] = exc
+                failed.set()
+                return
+            for k, answer in zip(chunk, got, strict=True):
+                if isinstance(answer, PathUnavailable):
+                    continue  # sent alone, again with its client_order_id
+                if isinstance(answer, Refused):
+                    if answer.rate_only:
+                        continue  # the account's orders this second are used up: sent alone, in a later second
+                    if refused_before and set(answer.codes) & SLEEVE_REFUSALS:
+                        continue  # checked again alone, without the refused order's reservation
+                    refused_before = True
+                    self.in_flight.pop(plans[k].client_order_id, None)  # no order: it reserves nothing
+                answers[k] = answer
+
     async def _place(self, plan: Plan) -> Placed | Refused:
         """One order through the path, sent again while the path is unavailable and the order window open."""
         deadline = self.window_ends
@@ -426,6 +475,10 @@ class InstanceRun:
                 answer = await self.path.place(
                     plan, self.instance_id, paper_fill=paper_fill_of(self.book.config), sleeve=self.carried_sleeve(plan)
                 )
+                if isinstance(answer, Refused) and answer.rate_only:
+                    # the account's order rate this second is used up (risk's order_activity rule): not "no", "not
+                    # now" — sent again, paced by the rule, within the order window
+                    raise PathUnavailable(f"{answer.code}: {answer.reason}")
                 break
             except PathUnavailable as exc:
                 tried = True

@@ -5,7 +5,7 @@ orders are read back from execution, bars from the data service. Over REST as th
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -39,6 +39,15 @@ class Refused:
 
     code: str
     reason: str
+    codes: tuple[str, ...] = ()  # risk's reason codes (order_rejected)
+
+    @property
+    def rate_only(self) -> bool:
+        """Refused only for the account's order rate in this second: the order may be sent again in the next."""
+        return bool(self.codes) and set(self.codes) <= RATE_REASONS
+
+
+RATE_REASONS = frozenset({"order_rate_second"})  # risk's reasons that say "not in this second", not "no"
 
 
 class PathUnavailable(Exception):
@@ -56,6 +65,19 @@ class TradingPath(Protocol):
         """Send one order through risk, with the instance's own fill rules (`paper_fill_of`) for the paper broker and
         the instance's sleeve risk checks it against (`InstanceRun.carried_sleeve`). Raises PathUnavailable when the
         answer says to try again."""
+
+    async def place_batch(
+        self,
+        batch_id: str,
+        plans: Sequence[Plan],
+        instance_id: str,
+        paper_fill: Mapping[str, Any] | None,
+        sleeves: Sequence[Mapping[str, Any]],
+    ) -> list[Placed | Refused | PathUnavailable]:
+        """Send orders in one request (risk's `POST /v1/order-batches`, idempotent by `batch_id`), each with the
+        sleeve it carries: each order's answer as `place` gives it, PathUnavailable for one risk could not take
+        now (send it again alone, with its client_order_id). Raises PathUnavailable when the batch as a whole
+        was not taken (the path is down, or the batch refused whole): send its orders alone."""
 
     async def orders(self, instance_id: str) -> list[dict[str, Any]]:
         """Every order execution holds for the instance (oldest first). Raises PathUnavailable."""
@@ -122,19 +144,7 @@ class RestTradingPath:
         paper_fill: Mapping[str, Any] | None = None,
         sleeve: Mapping[str, Any] | None = None,
     ) -> Placed | Refused:
-        body: dict[str, Any] = {
-            "client_order_id": plan.client_order_id,
-            "ts_code": plan.ts_code,
-            "side": plan.side,
-            "order_type": "limit",
-            "qty": plan.qty,
-            "price": format(Decimal(plan.price_fen) / 100, ".2f"),
-            "strategy_instance_id": instance_id,
-        }
-        if paper_fill is not None:
-            body["paper_fill"] = dict(paper_fill)
-        if sleeve is not None:
-            body["sleeve"] = dict(sleeve)
+        body = _order_body(plan, instance_id, paper_fill, sleeve)
         try:
             response = await self.services.client("risk").request(
                 "POST", "/v1/orders", json=body, headers=self._headers()
@@ -156,9 +166,48 @@ class RestTradingPath:
                 raise PathUnavailable(f"{code}: order {details['order_id']} accepted, outcome pending")
             raise PathUnavailable(f"{code}: {payload.get('message', '')}")
         decision = payload.get("decision") or {}
-        reasons = decision.get("reasons") or []
-        text = "; ".join(f"{r.get('code')}: {r.get('message')}" for r in reasons) if reasons else ""
-        return Refused(code, text or str(payload.get("message", code)))
+        return _refused(code, decision.get("reasons") or [], payload.get("message"))
+
+    async def place_batch(
+        self,
+        batch_id: str,
+        plans: Sequence[Plan],
+        instance_id: str,
+        paper_fill: Mapping[str, Any] | None,
+        sleeves: Sequence[Mapping[str, Any]],
+    ) -> list[Placed | Refused | PathUnavailable]:
+        body = {
+            "batch_id": batch_id,
+            "orders": [
+                _order_body(plan, instance_id, paper_fill, sleeve) for plan, sleeve in zip(plans, sleeves, strict=True)
+            ],
+        }
+        try:
+            response = await self.services.client("risk").request(
+                "POST", "/v1/order-batches", json=body, headers=self._headers()
+            )
+        except Unavailable as exc:
+            raise PathUnavailable(f"risk did not answer: {exc.message}") from exc
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = {}
+        items = payload.get("items") if isinstance(payload, dict) else None
+        if response.status_code != 200 or not isinstance(items, list) or len(items) != len(plans):
+            code = payload.get("code", f"http_{response.status_code}") if isinstance(payload, dict) else ""
+            raise PathUnavailable(f"the batch was not taken ({code})")
+        answers: list[Placed | Refused | PathUnavailable] = []
+        for item in items:
+            if item["status"] == "placed":
+                order = item["order"]
+                answers.append(
+                    Placed(str(order["order_id"]), str(order["status"]), int(order["filled_qty"]), order.get("reason"))
+                )
+            elif item["status"] == "refused":
+                answers.append(_refused(str(item.get("code")), item.get("reasons") or [], item.get("message")))
+            else:
+                answers.append(PathUnavailable(f"{item.get('code')}: {item.get('message', '')}"))
+        return answers
 
     async def _list(self, path: str, instance_id: str, id_field: str) -> list[dict[str, Any]]:
         """Every row of the instance, oldest first, page by page (`after` = the last id of the page before)."""
@@ -191,6 +240,32 @@ class RestTradingPath:
             )
         except Unavailable as exc:
             raise PathUnavailable(f"execution did not answer: {exc.message}") from exc
+
+
+def _order_body(
+    plan: Plan, instance_id: str, paper_fill: Mapping[str, Any] | None, sleeve: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """Risk's order body of `plan` (`POST /v1/orders`, an item of `POST /v1/order-batches`)."""
+    body: dict[str, Any] = {
+        "client_order_id": plan.client_order_id,
+        "ts_code": plan.ts_code,
+        "side": plan.side,
+        "order_type": "limit",
+        "qty": plan.qty,
+        "price": format(Decimal(plan.price_fen) / 100, ".2f"),
+        "strategy_instance_id": instance_id,
+    }
+    if paper_fill is not None:
+        body["paper_fill"] = dict(paper_fill)
+    if sleeve is not None:
+        body["sleeve"] = dict(sleeve)
+    return body
+
+
+def _refused(code: str, reasons: list[dict[str, Any]], message: Any) -> Refused:
+    """A refusal as the runner keeps it: risk's reasons joined, or the message."""
+    text = "; ".join(f"{r.get('code')}: {r.get('message')}" for r in reasons) if reasons else ""
+    return Refused(code, text or str(message or code), tuple(str(r.get("code")) for r in reasons))
 
 
 class ReplaySessions(Protocol):

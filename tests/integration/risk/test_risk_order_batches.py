@@ -1,7 +1,7 @@
 """Batches of orders (`POST /v1/order-batches`, docs/order-management.md) through risk into execution, against the
-real MariaDB, Redis and RabbitMQ: each item decided as a single order and placed in turn (a buy's cash reserved before
-the next is checked), the batch idempotent by its id, refused whole when malformed, and completed when sent again
-after execution failed mid-way."""
+real MariaDB, Redis and RabbitMQ: each item decided as a single order in turn (a buy's cash reserved before the next
+is checked) and the approved ones admitted by execution in one request, the batch idempotent by its id, refused whole
+when malformed, and completed when sent again after execution failed mid-way."""
 
 from datetime import timedelta
 from decimal import Decimal
@@ -173,19 +173,18 @@ async def test_a_batch_execution_fails_in_places_only_the_rest_when_sent_again(b
     settings = backing.settings()
     alice = trader()
     async with fleet(settings) as f:
-        # Execution stops answering after it took the first order of the batch.
-        transport = f.execution_transport
-        inner = transport.handle_async_request
+        # Execution's database fails as it takes the second order of the batch (the first is stored).
+        desk = f.execution_app.state.desk
+        submit = desk.submit
         submitted: list[str] = []
 
-        async def down_after_one(request: httpx.Request) -> httpx.Response:
-            if (request.method, request.url.path) == ("POST", "/v1/orders"):
-                submitted.append(request.url.path)
-                if len(submitted) > 1:
-                    raise httpx.ConnectError("execution is down (test)", request=request)
-            return await inner(request)
+        async def down_after_one(submission: Any, principal: Principal) -> Any:
+            submitted.append(submission.client_order_id)
+            if len(submitted) > 1:
+                raise OperationalError("INSERT", {}, Exception("MariaDB went away (test)"))
+            return await submit(submission, principal)
 
-        transport.handle_async_request = down_after_one  # type: ignore[method-assign]
+        desk.submit = down_after_one
         batch = _batch(_buy(100), _buy(200, price="9.50"), _buy(300, price="9.80"))
         response = await f.risk.post("/v1/order-batches", json=batch, headers=f.headers(alice))
         assert response.status_code == 200, response.text
@@ -193,11 +192,11 @@ async def test_a_batch_execution_fails_in_places_only_the_rest_when_sent_again(b
         assert (first["placed"], first["refused"], first["failed"], first["complete"]) == (1, 0, 2, False)
         assert [(i["status"], i.get("code"), i.get("http_status")) for i in first["items"]] == [
             ("placed", None, None),
-            ("failed", "execution_unavailable", 503),
-            ("failed", "execution_unavailable", 503),
+            ("failed", "database_unavailable", 503),  # execution's code, as for a single order
+            ("failed", "database_unavailable", 503),
         ]
         assert "not sent" in first["items"][2]["message"]
-        assert len(submitted) == 2  # the third was never sent
+        assert len(submitted) == 2  # the third was never tried: nothing goes ahead of the second
         assert await f.store.count(orders, account_id=alice.account_id) == 1
         async with f.risk_app.state.db.session() as s:
             [row] = (await s.execute(order_batches.select().where(order_batches.c.batch_id == batch["batch_id"]))).all()
@@ -208,7 +207,7 @@ async def test_a_batch_execution_fails_in_places_only_the_rest_when_sent_again(b
             assert [(r.item_index, r.status) for r in recorded.all()] == [(0, "placed")]
 
         # Execution is back: the batch sent again places the two that failed, and only those.
-        transport.handle_async_request = inner  # type: ignore[method-assign]
+        desk.submit = submit
         response = await f.risk.post("/v1/order-batches", json=batch, headers=f.headers(alice))
         assert response.status_code == 200, response.text
         second = response.json()
@@ -265,48 +264,45 @@ async def test_a_batch_whose_request_died_after_placing_an_item_completes_it_onc
     async with fleet(settings) as f:
         batches = f.risk_app.state.batches
         store = batches.store
-        record, release = store.record, store.release
+        record_many, release = store.record_many, store.release
 
-        # Item 1 is placed at execution, then risk's database fails as its answer is recorded.
-        async def failing_on_item_one(account_id: str, batch_id: str, token: str, index: int, answer: Any) -> None:
-            if index == 1:
-                raise OperationalError("INSERT", {}, Exception("MariaDB went away (test)"))
-            await record(account_id, batch_id, token, index, answer)
+        # The items are placed at execution, then risk's database fails as their answers are recorded.
+        async def failing(*args: Any, **kw: Any) -> None:
+            raise OperationalError("INSERT", {}, Exception("MariaDB went away (test)"))
 
-        store.record = failing_on_item_one
+        store.record_many = failing
         batch = _batch(_buy(100), _buy(200, price="9.50"), _buy(300, price="9.80"))
         response = await f.risk.post("/v1/order-batches", json=batch, headers=f.headers(alice))
         assert response.status_code == 503, response.text
         assert response.json()["code"] == "database_unavailable"
-        assert await f.store.count(orders, account_id=alice.account_id) == 2  # items 0 and 1 reached execution
-        store.record = record
+        assert await f.store.count(orders, account_id=alice.account_id) == 3  # each reached execution
+        store.record_many = record_many
 
-        # Sent again: item 1 is found by its client_order_id (risk replays its decision, execution answers with the
-        # order it holds), item 2 is placed; three orders in all.
+        # Sent again: each item is found by its client_order_id (risk replays its decision, execution answers with
+        # the order it holds); three orders in all, three decisions.
         response = await f.risk.post("/v1/order-batches", json=batch, headers=f.headers(alice))
         assert response.status_code == 200, response.text
         answer = response.json()
         assert (answer["placed"], answer["complete"]) == (3, True)
         assert await f.store.count(orders, account_id=alice.account_id) == 3
-        assert await _decisions(f, alice.account_id) == 3  # item 1's decision replayed, not made again
+        assert await _decisions(f, alice.account_id) == 3  # each decision replayed, not made again
 
         # A request that dies without giving its lease up holds a batch for LEASE_S: a copy meanwhile is told so,
         # and once the lease has run out the copy completes the batch.
         async def dies(*args: Any, **kw: Any) -> None:
             raise RuntimeError("the process died here (test)")
 
-        place = batches.desk.place
+        place_many = batches.desk.place_many
         crashing = _batch(_buy(100), _buy(200, price="9.50"))
 
-        async def dies_on_second(order: Any, principal: Principal, **kw: Any) -> Any:
-            if order.client_order_id == crashing["orders"][1]["client_order_id"]:
-                raise RuntimeError("the process died here (test)")
-            return await place(order, principal, **kw)
+        async def dies_after_the_first(orders_: Any, principal: Principal) -> Any:
+            await place_many(orders_[:1], principal)
+            raise RuntimeError("the process died here (test)")
 
-        batches.desk.place, store.release = dies_on_second, dies
+        batches.desk.place_many, store.release = dies_after_the_first, dies
         with pytest.raises(RuntimeError):
             await f.risk.post("/v1/order-batches", json=crashing, headers=f.headers(alice))
-        batches.desk.place, store.release = place, release
+        batches.desk.place_many, store.release = place_many, release
         busy = await f.risk.post("/v1/order-batches", json=crashing, headers=f.headers(alice))
         assert busy.status_code == 409, busy.text
         assert busy.json()["code"] == "batch_in_progress"
@@ -336,37 +332,36 @@ async def _claimed_until(f: Fleet, account_id: str, batch_id: str) -> Any:
 
 
 async def test_an_item_placed_for_longer_than_the_lease_keeps_a_copy_of_the_batch_out(backing: Backing) -> None:
-    """An item whose place waits past LEASE_S (HTTP timeouts): the lease is renewed while it is in flight, so a copy
-    of the batch sent meanwhile is 409 batch_in_progress instead of placing the same item alongside it."""
+    """Items whose placing waits past LEASE_S (HTTP timeouts): the lease is renewed while they are in flight, so a
+    copy of the batch sent meanwhile is 409 batch_in_progress instead of placing the same items alongside them."""
     settings = backing.settings()
     alice = trader()
     async with fleet(settings) as f:
         batches = f.risk_app.state.batches
         store = batches.store
         batches.renew_s = 0.05  # the heartbeat, made quick (its default is LEASE_S / 3)
-        place, clock = batches.desk.place, store.clock
+        place_many, clock = batches.desk.place_many, store.clock
         slow = _batch(_buy(100), _buy(200, price="9.50"))
         copies: list[httpx.Response] = []
 
-        async def slow_place(order: Any, principal: Principal, **kw: Any) -> Any:
-            if order.client_order_id == slow["orders"][1]["client_order_id"]:
-                # The place hangs for LEASE_S + 1 s on the store's clock: the lease item 0's record gave (now + 30 s)
-                # has run out, unless renewed meanwhile. Wait for the renewal against the moved clock (now + 31 + 30).
-                store.clock = lambda: clock() + timedelta(seconds=LEASE_S + 1)
+        async def slow_place(orders_: Any, principal: Principal) -> Any:
+            # The placing hangs for LEASE_S + 1 s on the store's clock: the lease the renewal before it gave (now +
+            # 30 s) has run out, unless renewed meanwhile. Wait for the renewal against the moved clock (now + 31 + 30).
+            store.clock = lambda: clock() + timedelta(seconds=LEASE_S + 1)
 
-                async def renewed() -> bool:
-                    until_ = await _claimed_until(f, alice.account_id or "", slow["batch_id"])
-                    return until_ is not None and until_ > clock() + timedelta(seconds=LEASE_S + 1)
+            async def renewed() -> bool:
+                until_ = await _claimed_until(f, alice.account_id or "", slow["batch_id"])
+                return until_ is not None and until_ > clock() + timedelta(seconds=LEASE_S + 1)
 
-                await until(renewed, what="the lease renewed while the item is placed")
-                copies.append(await f.risk.post("/v1/order-batches", json=slow, headers=f.headers(alice)))
-            return await place(order, principal, **kw)
+            await until(renewed, what="the lease renewed while the items are placed")
+            copies.append(await f.risk.post("/v1/order-batches", json=slow, headers=f.headers(alice)))
+            return await place_many(orders_, principal)
 
-        batches.desk.place = slow_place
+        batches.desk.place_many = slow_place
         try:
             response = await f.risk.post("/v1/order-batches", json=slow, headers=f.headers(alice))
         finally:
-            batches.desk.place, store.clock = place, clock
+            batches.desk.place_many, store.clock = place_many, clock
         assert response.status_code == 200, response.text
         assert [i["status"] for i in response.json()["items"]] == ["placed", "placed"]
         [copy] = copies
@@ -376,37 +371,39 @@ async def test_an_item_placed_for_longer_than_the_lease_keeps_a_copy_of_the_batc
         await settle(f)
 
 
-async def test_a_request_whose_lease_was_taken_over_sends_no_further_item(backing: Backing) -> None:
-    """A copy took the batch over while item 0 was placed (this request's lease had run out): the renewal before the
-    next item finds another token, so this request stops (409 batch_in_progress) without sending item 1."""
+async def test_a_request_whose_lease_was_taken_over_sends_nothing(backing: Backing) -> None:
+    """A copy took the batch over before this request placed its items (this request stalled past its lease): the
+    renewal before the items are decided finds another token, so this request stops (409 batch_in_progress) without
+    deciding or sending any."""
     settings = backing.settings()
     alice = trader()
     async with fleet(settings) as f:
         batches = f.risk_app.state.batches
         store = batches.store
-        place, record = batches.desk.place, store.record
+        place_many, renew = batches.desk.place_many, store.renew
         batch = _batch(_buy(100), _buy(200, price="9.50"))
         sent: list[str] = []
 
-        async def taken_over_after_recording(account_id: str, batch_id: str, token: str, index: int, a: Any) -> None:
-            await record(account_id, batch_id, token, index, a)
+        async def taken_over_first(account_id: str, batch_id: str, token: str) -> None:
             async with f.risk_app.state.db.session() as s:  # a copy's claim: its own token
                 await s.execute(
                     order_batches.update()
                     .where(order_batches.c.account_id == account_id, order_batches.c.batch_id == batch_id)
                     .values(claim_token="copy-token")
                 )
+            await renew(account_id, batch_id, token)
 
-        async def counting(order: Any, principal: Principal, **kw: Any) -> Any:
-            sent.append(order.client_order_id)
-            return await place(order, principal, **kw)
+        async def counting(orders_: Any, principal: Principal) -> Any:
+            sent.extend(o.client_order_id for o in orders_)
+            return await place_many(orders_, principal)
 
-        batches.desk.place, store.record = counting, taken_over_after_recording
+        batches.desk.place_many, store.renew = counting, taken_over_first
         try:
             response = await f.risk.post("/v1/order-batches", json=batch, headers=f.headers(alice))
         finally:
-            batches.desk.place, store.record = place, record
+            batches.desk.place_many, store.renew = place_many, renew
         assert (response.status_code, response.json()["code"]) == (409, "batch_in_progress")
-        assert sent == [batch["orders"][0]["client_order_id"]]  # item 1 never reached the desk
-        assert await f.store.count(orders, account_id=alice.account_id) == 1
+        assert sent == []  # no item reached the desk
+        assert await f.store.count(orders, account_id=alice.account_id) == 0
+        assert await _decisions(f, alice.account_id or "") == 0
         await settle(f)

@@ -111,12 +111,28 @@ class FakeExecution:
         self.answer = answer or (201, {"order_id": "o1", "status": "filled"})
         self.down = down
         self.calls: list[tuple[dict[str, Any], Principal]] = []
+        self.batches: list[list[str]] = []  # the client_order_ids of each batch request
+        self.answers: dict[str, tuple[int, dict[str, Any]]] = {}  # a batch item's own answer, by client_order_id
 
     async def submit(self, body: dict[str, Any], principal: Principal) -> tuple[int, dict[str, Any]]:
         self.calls.append((body, principal))
         if self.down:
             raise Unavailable("execution_unavailable", "the execution service did not answer: ConnectError")
         return self.answer
+
+    async def submit_many(
+        self, bodies: Sequence[dict[str, Any]], principal: Principal
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """Execution's batch: one request (`batches`), each item answered as `submit` answers it (`answers` by
+        client_order_id, else `answer`)."""
+        self.batches.append([b["client_order_id"] for b in bodies])
+        if self.down:
+            raise Unavailable("execution_unavailable", "the execution service did not answer: ConnectError")
+        replies = []
+        for body in bodies:
+            self.calls.append((body, principal))
+            replies.append(self.answers.get(body["client_order_id"], self.answer))
+        return replies
 
 
 class FakeLog:

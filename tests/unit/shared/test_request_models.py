@@ -159,6 +159,7 @@ def test_every_request_body_of_every_app_is_a_strict_request_model() -> None:
         "execution /v1/conditional-orders": "ConditionalOrderIn",
         "execution /v1/oco-orders": "OcoIn",
         "execution /v1/orders/{order_id}/amend": "AmendIn",
+        "execution /v1/order-submissions": "OrderSubmissionBatch",
     }
     seen: set[type[BaseModel]] = set()
     assert [p for body in bodies.values() for p in _problems(body, seen)] == []
