@@ -1,0 +1,231 @@
+"""Execution's `POST /v1/order-submissions` (risk's approved orders of one batch in one request, docs/order-path.md
+"A batch's orders at execution") against the real MariaDB: each item submitted exactly as by `POST /v1/orders`, in
+the order given, with its own answer; a repeat answered with the same orders; an item answered 5xx stops the batch
+(the rest `not_sent`) and the batch sent again completes it; a malformed body stores nothing."""
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from services.execution.desk import OrderDesk
+from services.execution.store import orders, refused_submissions
+from shared.platform.approval import sign_approval
+from shared.platform.internal_auth import Principal
+from shared.platform.observability import new_id
+from tests.conftest import Backing
+from tests.integration.execution.order_path_harness import Fleet, fleet, limit_buy, settle, signed_order, trader
+
+pytestmark = pytest.mark.integration
+
+
+def _desk(f: Fleet) -> OrderDesk:
+    desk: OrderDesk = f.execution_app.state.desk
+    return desk
+
+
+async def _submit(f: Fleet, principal: Principal, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """POST the bodies as one batch (as risk sends them: with the caller's token); the 200 answer's items."""
+    response = await f.execution.post("/v1/order-submissions", json={"orders": bodies}, headers=f.headers(principal))
+    assert response.status_code == 200, response.text
+    items: list[dict[str, Any]] = response.json()["items"]
+    assert [i["index"] for i in items] == list(range(len(bodies)))
+    return items
+
+
+async def _stored(f: Fleet, account_id: str | None) -> list[tuple[str, str]]:
+    """The account's orders as (client_order_id, order_id), oldest first."""
+    async with f.store.db.session() as s:
+        rows = await s.execute(
+            select(orders.c.client_order_id, orders.c.order_id)
+            .where(orders.c.account_id == account_id)
+            .order_by(orders.c.created_at)
+        )
+        return [(r.client_order_id, r.order_id) for r in rows.all()]
+
+
+def _statuses(items: list[dict[str, Any]]) -> list[tuple[int, str | None]]:
+    return [(i["status_code"], i["code"]) for i in items]
+
+
+async def test_a_batch_of_approved_orders_is_placed_in_order_and_a_repeat_answers_the_same_orders(
+    backing: Backing,
+) -> None:
+    settings = backing.settings()
+    alice = trader()
+    async with fleet(settings) as f:
+        terms = [limit_buy(alice, qty=100), limit_buy(alice, qty=200, price="9.50"), limit_buy(alice, qty=300)]
+        bodies = [signed_order(settings, t) for t in terms]
+        items = await _submit(f, alice, bodies)
+        assert _statuses(items) == [(201, None), (201, None), (201, None)]
+        assert [(i["order"]["client_order_id"], i["order"]["qty"], i["order"]["price"]) for i in items] == [
+            (terms[0].client_order_id, 100, "10.00"),
+            (terms[1].client_order_id, 200, "9.50"),
+            (terms[2].client_order_id, 300, "10.00"),
+        ]
+        assert all(i["message"] is None and i["details"] is None for i in items)
+        order_ids = [i["order"]["order_id"] for i in items]
+        # stored in the order given (created_at: each admission after the one before it)
+        assert await _stored(f, alice.account_id) == [
+            (t.client_order_id, o) for t, o in zip(terms, order_ids, strict=True)
+        ]
+
+        # The same batch again (the same approvals, as risk replays its decisions): each item is a repeat, 200 with
+        # the order it made the first time; nothing new stored.
+        again = await _submit(f, alice, bodies)
+        assert _statuses(again) == [(200, None), (200, None), (200, None)]
+        assert [i["order"]["order_id"] for i in again] == order_ids
+        assert len(await _stored(f, alice.account_id)) == 3
+        # each answer is the one `POST /v1/orders` gives for that submission
+        single = await f.execution.post("/v1/orders", json=bodies[1], headers=f.headers(alice))
+        assert single.status_code == 200 and single.json()["order_id"] == order_ids[1]
+        await settle(f)
+
+
+async def test_an_item_with_a_forged_approval_is_refused_alone(backing: Backing) -> None:
+    settings = backing.settings()
+    alice = trader()
+    async with fleet(settings) as f:
+        honest = [limit_buy(alice, qty=100), limit_buy(alice, qty=200), limit_buy(alice, qty=300)]
+        forged = honest[1]
+        bodies = [signed_order(settings, t) for t in honest]
+        # the middle one signed with another secret than risk's
+        approval = sign_approval("not-the-approval-secret-123", forged, new_id()).model_dump(mode="json")
+        bodies[1] = {**forged.model_dump(mode="json"), "approval": approval}
+        items = await _submit(f, alice, bodies)
+        assert _statuses(items) == [(201, None), (403, "approval_invalid"), (201, None)]
+        assert items[1]["order"] is None
+        assert "approval signature does not match the order" in items[1]["message"]
+        assert [c for c, _ in await _stored(f, alice.account_id)] == [
+            honest[0].client_order_id,
+            honest[2].client_order_id,
+        ]
+        # recorded as refused, as a single submission would be
+        assert await f.store.count(refused_submissions, client_order_id=forged.client_order_id) == 1
+
+        # Who may send it: the callers of POST /v1/orders, each item checked as a single order. A trader's item
+        # for another account: 403 for that item; no internal token: 401 for the request.
+        victim = trader()
+        theirs, mine = limit_buy(victim, qty=100), limit_buy(alice, qty=100)
+        items = await _submit(f, alice, [signed_order(settings, theirs), signed_order(settings, mine)])
+        assert _statuses(items) == [(403, "approval_invalid"), (201, None)]
+        assert f"may not place orders for account {victim.account_id}" in items[0]["message"]
+        anonymous = await f.execution.post("/v1/order-submissions", json={"orders": [signed_order(settings, mine)]})
+        assert (anonymous.status_code, anonymous.json()["code"]) == (401, "unauthenticated")
+        assert await _stored(f, victim.account_id) == []
+        assert len(await _stored(f, alice.account_id)) == 3
+        await settle(f)
+
+
+async def test_an_item_the_account_cannot_afford_is_refused_alone(backing: Backing) -> None:
+    settings = backing.settings(paper_opening_cash=Decimal("25000"))
+    alice = trader()
+    async with fleet(settings) as f:
+        # Limit buys of 600000.SH at 10.00; each reserves (or, filled at 10.00, pays) qty x 10.00 plus commission
+        # 0.025% (at least 5.00) plus transfer fee 0.001%:
+        #   1,000 -> 10,000.00 + 5.00 + 0.10 = 10,005.10; available 25,000.00 - 10,005.10 = 14,994.90
+        #   1,500 -> 15,000.00 + 5.00 (3.75 < 5) + 0.15 = 15,005.15 > 14,994.90: 422 insufficient_cash
+        #     900 ->  9,000.00 + 5.00 (2.25 < 5) + 0.09 =  9,005.09; available 14,994.90 - 9,005.09 = 5,989.81
+        terms = [limit_buy(alice, qty=1000), limit_buy(alice, qty=1500), limit_buy(alice, qty=900)]
+        items = await _submit(f, alice, [signed_order(settings, t) for t in terms])
+        assert _statuses(items) == [(201, None), (422, "insufficient_cash"), (201, None)]
+        assert items[1]["details"] == {"needed": "15005.15", "available": "14994.90"}
+        assert items[1]["order"] is None
+        assert [c for c, _ in await _stored(f, alice.account_id)] == [
+            terms[0].client_order_id,
+            terms[2].client_order_id,
+        ]
+        account = await f.execution.get("/v1/account", headers=f.headers(alice))
+        assert account.status_code == 200, account.text
+        assert account.json()["available"] == "5989.81"
+        await settle(f)
+
+
+async def test_the_database_failing_mid_batch_stops_it_and_the_batch_sent_again_completes_it(
+    backing: Backing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = backing.settings()
+    alice = trader()
+    async with fleet(settings) as f:
+        store = _desk(f).store
+        create_order = store.create_order
+        tried: list[str] = []
+
+        async def down_on_the_second(terms: Any, *args: Any, **kw: Any) -> Any:
+            tried.append(terms.client_order_id)
+            if len(tried) == 2:
+                raise OperationalError("INSERT INTO orders ...", {}, ConnectionError("Lost connection (test)"))
+            return await create_order(terms, *args, **kw)
+
+        monkeypatch.setattr(store, "create_order", down_on_the_second)
+        terms = [limit_buy(alice, qty=100), limit_buy(alice, qty=200, price="9.50"), limit_buy(alice, qty=300)]
+        bodies = [signed_order(settings, t) for t in terms]
+        items = await _submit(f, alice, bodies)
+        assert _statuses(items) == [(201, None), (503, "database_unavailable"), (503, "not_sent")]
+        assert "database is unavailable" in items[1]["message"]
+        assert "not tried: submission 1" in items[2]["message"]
+        assert tried == [terms[0].client_order_id, terms[1].client_order_id]  # the third never tried
+        [(first, order_id)] = await _stored(f, alice.account_id)
+        assert first == terms[0].client_order_id
+
+        # The database is back: the same batch places the other two; the first is answered with its order.
+        monkeypatch.setattr(store, "create_order", create_order)
+        again = await _submit(f, alice, bodies)
+        assert _statuses(again) == [(200, None), (201, None), (201, None)]
+        assert again[0]["order"]["order_id"] == order_id
+        assert [c for c, _ in await _stored(f, alice.account_id)] == [t.client_order_id for t in terms]
+        await settle(f)
+
+
+async def test_an_error_that_is_no_dependencys_fails_the_whole_request(
+    backing: Backing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug (here an unexpected constraint violation on the second item) is not an item's answer: the request fails
+    (risk then treats every item's outcome as unknown); what was stored before it stays."""
+    settings = backing.settings()
+    alice = trader()
+    async with fleet(settings) as f:
+        store = _desk(f).store
+        create_order = store.create_order
+        calls = {"n": 0}
+
+        async def broken_on_the_second(terms: Any, *args: Any, **kw: Any) -> Any:
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise IntegrityError("INSERT INTO orders ...", {}, Exception("CHECK constraint failed (test)"))
+            return await create_order(terms, *args, **kw)
+
+        monkeypatch.setattr(store, "create_order", broken_on_the_second)
+        terms = [limit_buy(alice, qty=100), limit_buy(alice, qty=200), limit_buy(alice, qty=300)]
+        response = await f.execution.post(
+            "/v1/order-submissions",
+            json={"orders": [signed_order(settings, t) for t in terms]},
+            headers=f.headers(alice),
+        )
+        assert response.status_code == 500, response.text
+        assert response.json()["code"] == "database_error"
+        assert calls["n"] == 2
+        assert [c for c, _ in await _stored(f, alice.account_id)] == [terms[0].client_order_id]
+        await settle(f)
+
+
+async def test_a_malformed_batch_is_refused_whole_and_stores_nothing(backing: Backing) -> None:
+    settings = backing.settings()
+    alice = trader()
+    async with fleet(settings) as f:
+        good = signed_order(settings, limit_buy(alice, qty=100))
+        odd = {**signed_order(settings, limit_buy(alice, qty=200)), "good_till": "2025-01-01"}
+        cases = [
+            ({"orders": [good, odd]}, "orders.1.good_till"),  # an unknown field in an item
+            ({"orders": [good], "priority": "high"}, "priority"),  # an unknown field in the body
+            ({"orders": []}, "orders"),  # no orders
+            ({}, "orders"),
+        ]
+        for body, field in cases:
+            response = await f.execution.post("/v1/order-submissions", json=body, headers=f.headers(alice))
+            assert response.status_code == 422, response.text
+            assert (response.json()["code"], response.json()["details"][0]["field"]) == ("invalid_request", field)
+        assert await _stored(f, alice.account_id) == []
+        await settle(f)
