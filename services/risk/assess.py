@@ -44,6 +44,11 @@ def reference_of(quote: Quote | None) -> Reference:
     )
 
 
+def _industry(quote: Quote | None) -> str | None:
+    """`reference_of(quote).industry`, without building the rest (it is asked for every holding of every order)."""
+    return quote.industry if isinstance(quote, ReferenceQuote) else None
+
+
 def order_value(side: OrderSide, order_type: OrderType, qty: int, price: Decimal | None, quote: Quote | None) -> (
     Decimal
 ):  # fmt: skip
@@ -136,7 +141,7 @@ def risk_state(
         positions[code] = HeldPosition(
             qty=holding.qty,
             market_value=Decimal(0) if last is None else holding.qty * last,
-            industry=reference_of(quote).industry,
+            industry=_industry(quote),
         )
     open_orders = []
     for o in view.open_orders:
@@ -152,7 +157,7 @@ def risk_state(
                 price=from_fen(o.cap_fen) if o.side is OrderSide.BUY else None,
                 remaining_qty=o.remaining_qty,
                 value=o.remaining_qty * unit,
-                industry=reference_of(quote).industry,
+                industry=_industry(quote),
             )
         )
     return RiskState(

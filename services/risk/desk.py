@@ -71,7 +71,7 @@ from shared.platform.internal_auth import (
     mint_internal_token,
 )
 from shared.platform.observability import current_correlation_id, new_id
-from shared.platform.quotes import Quote, QuoteSource, QuoteUnavailable, quote_ahead_of
+from shared.platform.quotes import Quote, QuoteSource, QuoteUnavailable, quote_ahead_of, quotes_of
 from shared.platform.roles import Role
 
 log = logging.getLogger(__name__)
@@ -760,14 +760,9 @@ class RiskDesk:
             configs["duplicates"] = DuplicatesConfig(enabled=False)
         duplicates = configs.get("duplicates")
         window = duplicates.window_s if isinstance(duplicates, DuplicatesConfig) and duplicates.enabled else None
-        quotes: dict[str, Quote | None] = {}
-        for code in sorted(set(view.holdings) | {o.ts_code for o in view.open_orders}):
-            try:
-                quotes[code] = await (
-                    self.quotes.quote(code) if replayed is None else self.quotes.quote(code, replayed)
-                )
-            except QuoteUnavailable:
-                quotes[code] = None  # valued at 0: the smaller equity is the stricter
+        # a security without a quote is valued at 0: the smaller equity is the stricter
+        codes = sorted(set(view.holdings) | {o.ts_code for o in view.open_orders})
+        quotes = await quotes_of(self.quotes, codes, replayed)
         equity = equity_of(view, quotes)
         known = priced(view, quotes)  # a holding without a price: its equity, its P&L and its marks are not known
         now = self.clock()  # the market's time: the exchange's windows

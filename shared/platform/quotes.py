@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -105,6 +105,29 @@ def quote_ahead_of(limits_for: date | None, last_trade_date: date | None, sessio
     return last_trade_date is not None and last_trade_date >= session
 
 
+async def quotes_of(
+    source: QuoteSource, ts_codes: Iterable[str], session: date | None = None
+) -> dict[str, Quote | None]:
+    """Each code's quote, None where it is not known or cannot be read: from one look at the held data for a source
+    that has `quotes` (`ReferenceQuotes`: the whole market in memory), else one `quote` a code (a stub). What a
+    holding is valued at when a whole account is (risk's rules, for every order)."""
+    codes = list(ts_codes)
+    many = getattr(source, "quotes", None)
+    if many is not None:
+        try:
+            found: dict[str, Quote | None] = await many(codes, session)
+            return found
+        except QuoteUnavailable:
+            return dict.fromkeys(codes)
+    quotes: dict[str, Quote | None] = {}
+    for code in codes:
+        try:
+            quotes[code] = await (source.quote(code) if session is None else source.quote(code, session))
+        except QuoteUnavailable:
+            quotes[code] = None
+    return quotes
+
+
 class QuoteUnavailable(Exception):
     """The data service could not say what the caller needs (down, refusing, or answering something that is not a
     quote): the caller cannot decide and fails closed."""
@@ -180,6 +203,11 @@ class ReferenceQuotes:
         """As `quote`, with the fields only the reference data has (industry, average volume)."""
         held = self._current(session) or await self._refresh(session)
         return held.by_code.get(ts_code)
+
+    async def quotes(self, ts_codes: Iterable[str], session: date | None = None) -> dict[str, Quote | None]:
+        """Each code's quote (None: not known), read from one look at the data held. Raises QuoteUnavailable."""
+        held = self._current(session) or await self._refresh(session)
+        return {code: held.by_code.get(code) for code in ts_codes}
 
     async def reference_data(self, session: date | None = None) -> ReferenceData:
         """The whole market's reference data for `session` (None: the latest), current. Raises QuoteUnavailable."""

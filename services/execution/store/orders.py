@@ -78,6 +78,7 @@ orders = Table(
     UniqueConstraint("decision_id", name="uq_orders_decision_id"),
     Index("ix_orders_status_updated", "status", "updated_at"),
     Index("ix_orders_account_created", "account_id", "created_at"),
+    Index("ix_orders_account_status", "account_id", "status"),
     Index("ix_orders_strategy_instance_created", "strategy_instance_id", "created_at"),
 )
 

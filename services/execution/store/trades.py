@@ -55,6 +55,7 @@ trades = Table(
     Column("strategy_instance_id", String(32), nullable=True),  # its order's; NULL: a person's trade
     Index("ix_trades_order", "order_id"),
     Index("ix_trades_account_traded", "account_id", "traded_at"),
+    Index("ix_trades_account_code", "account_id", "ts_code"),
     Index("ix_trades_strategy_instance_created", "strategy_instance_id", "created_at"),
 )
 
@@ -149,16 +150,35 @@ class TradeReads(StoreBase):
         return inputs
 
     async def _position_inputs(
-        self, s: DbSession, account_id: str, today: date, opens_after: datetime | None = None
+        self,
+        s: DbSession,
+        account_id: str,
+        today: date,
+        opens_after: datetime | None = None,
+        *,
+        ts_code: str | None = None,
     ) -> tuple[list[TradeLot | ShareAdjustment], list[OpenSell]]:
         """The trades come summed by the database, one lot per (ts_code, side, bought before session `today` or in
         it), each stamped with the latest trade time of its group (so it falls on the same side of the session's start):
         `holdings` gives what it gives for the single trades, and the rows read stay as many as the codes traded,
         not the trades (an account that trades every day would otherwise read its whole history on every sell and
         every positions listing). The corporate actions recorded (`position_adjustments`) come in the same
-        statement, one row per code, as `ShareAdjustment`s."""
+        statement, one row per code, as `ShareAdjustment`s. `ts_code`: that code's only (a sell's admission: one
+        code's position is the same from its own trades as from the account's; the reads use the (account, code)
+        and (account, status) indexes, so an admission does not grow with the account's history)."""
         open_statuses = [status.value for status in OrderStatus if not status.is_final]
         on_today = case((trades.c.traded_at > session_start(today, opens_after), 1), else_=0)
+        traded_where = [trades.c.account_id == account_id]
+        adjusted_where = [position_adjustments.c.account_id == account_id]
+        sells_where = [
+            orders.c.account_id == account_id,
+            orders.c.status.in_(open_statuses),
+            orders.c.side == OrderSide.SELL.value,
+        ]
+        if ts_code is not None:
+            traded_where.append(trades.c.ts_code == ts_code)
+            adjusted_where.append(position_adjustments.c.ts_code == ts_code)
+            sells_where.append(orders.c.ts_code == ts_code)
         traded = (
             select(
                 trades.c.ts_code,
@@ -166,7 +186,7 @@ class TradeReads(StoreBase):
                 func.sum(trades.c.qty).label("qty"),
                 func.max(trades.c.traded_at).label("traded_at"),
             )
-            .where(trades.c.account_id == account_id)
+            .where(*traded_where)
             .group_by(trades.c.ts_code, trades.c.side, on_today)
         )
         adjusted = (
@@ -176,18 +196,12 @@ class TradeReads(StoreBase):
                 func.sum(position_adjustments.c.qty_after - position_adjustments.c.qty_before).label("qty"),
                 null().label("traded_at"),
             )
-            .where(position_adjustments.c.account_id == account_id)
+            .where(*adjusted_where)
             .group_by(position_adjustments.c.ts_code)
         )
         trade_rows = (await s.execute(union_all(traded, adjusted))).all()
         sell_rows = (
-            await s.execute(
-                select(orders.c.ts_code, orders.c.qty, orders.c.filled_qty).where(
-                    orders.c.account_id == account_id,
-                    orders.c.side == OrderSide.SELL.value,
-                    orders.c.status.in_(open_statuses),
-                )
-            )
+            await s.execute(select(orders.c.ts_code, orders.c.qty, orders.c.filled_qty).where(*sells_where))
         ).all()
         lots: list[TradeLot | ShareAdjustment] = [
             ShareAdjustment(r.ts_code, int(r.qty))

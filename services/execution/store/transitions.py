@@ -143,7 +143,9 @@ class OrderTransitions(OrderReads, ValuationReads, AccountStore):
                         if admit is not None:
                             await admit(s, terms)
                         if side is OrderSide.SELL:
-                            lots, sells = await self._position_inputs(s, order.account_id, today, opens_after)
+                            lots, sells = await self._position_inputs(
+                                s, order.account_id, today, opens_after, ts_code=order.ts_code
+                            )
                             refusal = sell_refusal(
                                 lots, sells, order.ts_code, order.qty, today=today, opens_after=opens_after
                             )
