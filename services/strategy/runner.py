@@ -383,9 +383,7 @@ class InstanceRun:
             self.in_flight[plan.client_order_id] = plan
         answers: list[Placed | Refused | BaseException | None] = [None] * len(plans)
         failed = asyncio.Event()
-        if self.batch_orders > 1 and len(plans) > 1 and hasattr(self.path, "place_batch"):
-            await self._send_batches(plans, answers, failed)
-        queue = iter([k for k in range(len(plans)) if answers[k] is None])
+        queue = iter(range(len(plans)))
 
         async def worker() -> None:
             for k in queue:
@@ -401,7 +399,10 @@ class InstanceRun:
                 if isinstance(answer, Refused):
                     self.in_flight.pop(plans[k].client_order_id, None)  # no order: it reserves nothing
 
-        try:
+        try:  # (the batches too: whatever ends the round, its orders no longer reserve anything in the sleeve)
+            if self.batch_orders > 1 and len(plans) > 1 and hasattr(self.path, "place_batch"):
+                await self._send_batches(plans, answers, failed)
+                queue = iter([k for k in range(len(plans)) if answers[k] is None])
             await asyncio.gather(*(worker() for _ in range(min(self.orders_in_flight, len(plans)))))
             error: BaseException | None = None
             for plan, answer in zip(plans, answers, strict=True):
@@ -430,11 +431,14 @@ class InstanceRun:
         predecessors in the round leave, as when sent one after another. What a batch leaves unanswered is sent
         alone after it (`_place`, with its retries): an order the path could not take now, every order of a batch
         not taken as a whole, and an order refused for its sleeve's cash or shares after an order before it in the
-        round was refused (its sleeve counted that one's: alone, it is checked without it, as one at a time)."""
+        round was refused or left to be sent alone (its sleeve counted that one's: alone, it is checked after it,
+        without it when it is refused, as one at a time)."""
         for start in range(0, len(plans), self.batch_orders):
             if failed.is_set():
                 return
-            refused_before = False  # an order of this batch before was refused (the sleeves it carried counted it)
+            # an order before it was refused in this batch, or may yet be: one of an earlier batch left to be sent
+            # alone is reserved in this batch's sleeves (it is still in flight) though it may end refused
+            refused_before = any(answers[k] is None for k in range(start))
             chunk = list(range(start, min(start + self.batch_orders, len(plans))))
             batch = [plans[k] for k in chunk]
             cids = "|".join(p.client_order_id for p in batch)
