@@ -100,8 +100,11 @@ class EffectiveRules:
 
 
 def _body(rules: RuleSet) -> dict[str, Any]:
-    """The rule set as stored: what the admin set (rules not named and settings not given are left out), as JSON."""
-    body: dict[str, Any] = rules.model_dump(mode="json", exclude_unset=True, exclude_none=True)  # null: not named
+    """The rule set as stored: what the admin set (rules not named and settings not given are left out), as JSON. A
+    rule given as null is a rule not named; a setting given as null is kept: it says "no limit" (or "no warning",
+    `warn_at_pct`) at this level, which the merge honours where no other level sets one."""
+    dumped: dict[str, Any] = rules.model_dump(mode="json", exclude_unset=True)
+    body = {name: settings for name, settings in dumped.items() if settings is not None}
     for settings in body.values():
         for name, value in settings.items():
             if isinstance(value, list):

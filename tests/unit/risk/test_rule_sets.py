@@ -19,7 +19,7 @@ from services.risk.rule_sets import (
     check_key,
     same_rules,
 )
-from services.risk.rules import RuleSet
+from services.risk.rules import RuleSet, effective
 from services.risk.schemas import RuleSetChange, RuleSetClear
 from services.risk.store import Scope
 
@@ -295,6 +295,21 @@ def test_a_rule_named_null_is_a_rule_not_named() -> None:
 
     rules = RuleSet.model_validate({"codes": None, "order_limits": {"max_order_qty": 100}, "losses": None})
     assert _body(rules) == {"order_limits": {"max_order_qty": 100}}
+
+
+def test_a_setting_set_to_null_is_kept_and_lifts_the_default_where_no_level_sets_it() -> None:
+    # `max_per_second: null` (no per-second limit) and `warn_at_pct: null` (no warning) at the global level: kept as
+    # set, so the effective settings have no per-second limit and no warning (the defaults are 100 and 80); the
+    # per-day limit, not named, keeps its default (10,000). An account level setting 50 a second brings that back.
+    from services.risk.rule_sets import _body
+
+    body = _body(RuleSet.model_validate({"order_activity": {"max_per_second": None, "warn_at_pct": None}}))
+    assert body == {"order_activity": {"max_per_second": None, "warn_at_pct": None}}
+    stored = RuleSet.model_validate(body)
+    alone = effective(stored)["order_activity"]
+    assert (alone.max_per_second, alone.warn_at_pct, alone.max_per_day) == (None, None, 10_000)
+    account = RuleSet.model_validate({"order_activity": {"max_per_second": 50}})
+    assert effective(stored, account)["order_activity"].max_per_second == 50
 
 
 def test_a_list_of_codes_names_real_codes_once_each() -> None:
