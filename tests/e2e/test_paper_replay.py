@@ -236,8 +236,9 @@ async def test_an_instance_with_its_own_fill_rules_fills_exactly_as_the_backtest
 
 
 class FlakyExecution(httpx.AsyncBaseTransport):
-    """Execution's transport as risk reaches it, failing every `every`-th order submission: alternately before the
-    order reaches execution (the connection fails) and after execution stored it (the answer is lost)."""
+    """Execution's transport as risk reaches it, failing every `every`-th submission request — a single order
+    (`POST /v1/orders`) or a batch's (`POST /v1/order-submissions`: a round's orders) — alternately before it reaches
+    execution (the connection fails) and after execution stored the orders (the answer is lost)."""
 
     def __init__(self, inner: httpx.AsyncBaseTransport, every: int) -> None:
         self.inner = inner
@@ -245,11 +246,13 @@ class FlakyExecution(httpx.AsyncBaseTransport):
         self.submissions = 0
         self.lost_requests = 0
         self.lost_answers = 0
+        self.lost_batches = 0  # of those, a batch's (requests and answers)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if request.method == "POST" and request.url.path == "/v1/orders":
+        if request.method == "POST" and request.url.path in ("/v1/orders", "/v1/order-submissions"):
             self.submissions += 1
             if self.submissions % self.every == 0:
+                self.lost_batches += request.url.path == "/v1/order-submissions"
                 if (self.submissions // self.every) % 2:
                     self.lost_requests += 1
                     raise httpx.ConnectError("execution is down", request=request)
@@ -307,6 +310,7 @@ async def test_orders_the_path_drops_are_sent_again_and_placed_once(tmp_path: Pa
         trades = await _all(client, "/api/v1/trades", "trade_id", trader, strategy_instance_id=iid)
 
     assert flaky.lost_requests >= 5 and flaky.lost_answers >= 5
+    assert flaky.lost_batches >= 5  # a round's orders go in batches: whole batches lost, their orders sent again
     ids = [o["client_order_id"] for o in orders]
     assert len(ids) == len(set(ids)), "an order was placed twice"
     assert {o["status"] for o in orders} == {"filled"}, "an order was left in another state"
