@@ -94,6 +94,11 @@ _CHECKED_IN = "lh_checked_in_at"
 IN_TRANSACTION = "lh_in_transaction"
 
 
+def _checked_out(_dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    """A connection handed to a unit of work may be inside a transaction until SQLAlchemy says otherwise."""
+    record.info[IN_TRANSACTION] = True
+
+
 def _checked_in(_dbapi_connection: Any, record: Any) -> None:
     if record is not None:
         record.info[_CHECKED_IN] = time.monotonic()
@@ -240,6 +245,9 @@ class Database:
         if self.is_sqlite:
             if self.url.database and self.url.database != ":memory:":
                 Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+            # As for MariaDB below: no ROLLBACK when a connection comes back after its unit committed (`_reset`);
+            # with aiosqlite each is a hand-off to the connection's thread and back, several per order.
+            kwargs.update(pool_reset_on_return=None)
         else:
             await self._create_mysql_database()
             # No pool_pre_ping (a ping round trip at every checkout, i.e. every unit of work): a connection idle for
@@ -252,15 +260,16 @@ class Database:
         sync_engine = self._engine.sync_engine
         if self.is_sqlite:
             event.listen(sync_engine, "connect", _sqlite_pragmas)
+            event.listen(sync_engine, "checkout", _checked_out)
         else:
             event.listen(sync_engine, "connect", self._mysql_session)
             event.listen(sync_engine, "checkin", _checked_in)
             event.listen(sync_engine, "checkout", self._checkout)
-            event.listen(sync_engine, "begin", lambda c: _mark(c, True))
-            event.listen(sync_engine, "commit", lambda c: _mark(c, False))
-            event.listen(sync_engine, "rollback", lambda c: _mark(c, False))
-            event.listen(sync_engine, "handle_error", lambda ctx: _mark(ctx.connection, True))
-            event.listen(sync_engine, "reset", self._reset)
+        event.listen(sync_engine, "begin", lambda c: _mark(c, True))
+        event.listen(sync_engine, "commit", lambda c: _mark(c, False))
+        event.listen(sync_engine, "rollback", lambda c: _mark(c, False))
+        event.listen(sync_engine, "handle_error", lambda ctx: _mark(ctx.connection, True))
+        event.listen(sync_engine, "reset", self._reset)
         counted = self._counted
         event.listen(sync_engine, "before_cursor_execute", lambda *_: counted["statements"].inc())
         event.listen(sync_engine, "begin", lambda *_: counted["transactions"].inc())
@@ -271,7 +280,7 @@ class Database:
     def _checkout(self, dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         """Ping a connection that sat in the pool IDLE_PING_S or longer; one the server dropped is replaced (the
         pool connects anew on DisconnectionError) before the unit of work gets it."""
-        record.info[IN_TRANSACTION] = True  # until SQLAlchemy says otherwise (see IN_TRANSACTION)
+        _checked_out(dbapi_connection, record, _proxy)
         checked_in = record.info.get(_CHECKED_IN)
         if checked_in is None or time.monotonic() - checked_in < IDLE_PING_S:
             return

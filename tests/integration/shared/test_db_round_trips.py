@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -162,3 +163,42 @@ async def test_the_pool_metrics_have_no_samples_before_connect_or_for_sqlite() -
         assert registry.get_sample_value("lh_db_pool_size") is None
         assert registry.get_sample_value("lh_db_pool_connections", {"state": "idle"}) is None
     await sqlite.dispose()
+
+
+async def test_sqlite_units_that_commit_send_no_rollback_and_an_open_one_is_rolled_back(tmp_path: Path) -> None:
+    """The standalone platform's SQLite pool resets as MariaDB's does: a unit that committed comes back without a
+    ROLLBACK (with aiosqlite, each is a hand-off to the connection's thread), and a connection given back inside a
+    transaction SQLAlchemy did not see (a raw driver write) is rolled back: its row is not kept, and its write lock
+    does not stop another process's writer."""
+    url = f"sqlite+aiosqlite:///{tmp_path}/trips.db"
+    db, other = Database(url), Database(url)
+    await db.connect()
+    await other.connect()
+    try:
+        async with db.session() as s:
+            await s.run_sync(metadata.create_all)
+        async for attempt in db.transaction():
+            async with attempt as s:
+                await s.execute(notes.insert().values(id=1, body="a"))
+        before = db.operation_counts()
+        async for attempt in db.transaction():
+            async with attempt as s:
+                await s.execute(notes.insert().values(id=2, body="b"))
+                await s.execute(select(notes.c.body).where(notes.c.id == 2))
+        assert delta(db.operation_counts(), before) == {"statements": 2, "transactions": 1, "commits": 1}
+
+        before = db.operation_counts()
+        async with db.engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            driver = raw.driver_connection
+            assert driver is not None
+            await driver.execute("INSERT INTO notes (id, body) VALUES (3, 'never committed')")
+        assert delta(db.operation_counts(), before).get("resets") == 1
+        async for attempt in other.transaction():  # the lock was released: this writer is not kept waiting
+            async with attempt as s:
+                await s.execute(notes.insert().values(id=4, body="d"))
+                seen = (await s.execute(select(notes.c.id).order_by(notes.c.id))).scalars().all()
+        assert seen == [1, 2, 4]
+    finally:
+        await other.dispose()
+        await db.dispose()
