@@ -111,6 +111,7 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
             # The books are kept as they are (in Redis, other processes' orders in flight are reserved there); what
             # arrived while no risk process ran waits in the durable queue; a book Redis lost is seeded on first use.
             relay.start()
+            store.start_outcome_writer()
             try:
                 await infra.bus.subscribe(REFERENCE_CONSUMER, ["bars.updated"], bars_updated, durable=False)
                 await infra.bus.subscribe(
@@ -128,6 +129,7 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
                     await reconcile_loop.stop()
                     await stop_loop.stop()
             finally:
+                await store.stop_outcome_writer()
                 await relay.stop()
         finally:
             await db.dispose()

@@ -185,6 +185,10 @@ class DecisionLog(Protocol):
     async def record_outcome(self, decision_id: str, outcome: ExecutionOutcome) -> None:
         """What execution answered for a forwarded decision (PLACED and REFUSED are final)."""
 
+    async def note_outcome(self, decision_id: str, outcome: ExecutionOutcome) -> None:
+        """PLACED or UNKNOWN, which may be written after the order is answered (a lost one only makes a retry
+        within the approval TTL replay the decision, one after it be checked afresh)."""
+
 
 class Preflight(Protocol):
     async def replayable_and_states(
@@ -1046,7 +1050,10 @@ class RiskDesk:
         fails the request (the caller retries; execution refuses again and it is recorded then); the others are
         logged: a missing PLACED/UNKNOWN only makes a retry within the TTL replay, or one after it be checked."""
         try:
-            await self.decisions.record_outcome(decision.decision_id, outcome)
+            if outcome is ExecutionOutcome.REFUSED:
+                await self.decisions.record_outcome(decision.decision_id, outcome)
+            else:
+                await self.decisions.note_outcome(decision.decision_id, outcome)
         except Exception:
             log.exception(
                 "could not record execution's answer to a decision",

@@ -4,7 +4,10 @@ of their changes, the versions of the risk rule sets, and the outbox of its even
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -39,6 +42,10 @@ from shared.platform.db import Database, new_metadata
 from shared.platform.events.envelope import Envelope
 from shared.platform.observability import new_id
 from shared.platform.outbox import add_to_outbox, outbox_table
+
+log = logging.getLogger(__name__)
+OUTCOMES_HELD = 10_000  # outcomes waiting to be written, at most (the oldest are dropped beyond: see note_outcome)
+OUTCOME_RETRY_S = 1.0
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -352,6 +359,74 @@ class RiskStore:
     def __init__(self, db: Database, *, on_event: Callable[[], None] | None = None) -> None:
         self.db = db
         self.on_event = on_event  # told after a commit that wrote an outbox event (the relay publishes it at once)
+        # execution's answers (placed / unknown) waiting to be written behind the order's answer (note_outcome)
+        self._outcomes: list[tuple[str, ExecutionOutcome]] = []
+        self._outcomes_waiting = asyncio.Event()
+        self._outcome_writer: asyncio.Task[None] | None = None
+
+    # --- execution's answers, written behind ------------------------------------------------------------------------
+
+    def start_outcome_writer(self) -> None:
+        if self._outcome_writer is None:
+            self._outcome_writer = asyncio.create_task(self._write_outcomes(), name="risk-outcomes")
+
+    async def stop_outcome_writer(self) -> None:
+        """Stop the writer, then write what it holds (once: a database down now loses them, see note_outcome)."""
+        writer, self._outcome_writer = self._outcome_writer, None
+        if writer is not None:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+        if self._outcomes:
+            held, self._outcomes = self._outcomes, []
+            try:
+                await self.record_outcomes(held)
+            except Exception:
+                log.exception("execution's answers to decisions not written at stop", extra={"count": len(held)})
+
+    async def note_outcome(self, decision_id: str, outcome: ExecutionOutcome) -> None:
+        """Execution's answer PLACED or UNKNOWN, written behind the order's answer by the writer task (in one
+        transaction with the others waiting: under load, one for many orders), in the order noted. Until it is
+        written (or if it never is: the process stopped with the database down, or more than OUTCOMES_HELD waited)
+        a retry of the client_order_id finds the decision without an outcome, which is replayed within the approval
+        TTL as an unknown one is, and checked afresh after it — what a lost PLACED/UNKNOWN always meant. REFUSED is
+        never noted here: `record_outcome` writes it before the reservation is given back. Without the writer
+        running (a store used outside the app), written at once."""
+        if self._outcome_writer is None:
+            await self.record_outcome(decision_id, outcome)
+            return
+        self._outcomes.append((decision_id, outcome))
+        if len(self._outcomes) > OUTCOMES_HELD:
+            dropped = len(self._outcomes) - OUTCOMES_HELD
+            del self._outcomes[:dropped]
+            log.error("execution's answers to decisions dropped unwritten", extra={"count": dropped})
+        self._outcomes_waiting.set()
+
+    async def _write_outcomes(self) -> None:
+        while True:
+            await self._outcomes_waiting.wait()
+            self._outcomes_waiting.clear()
+            held, self._outcomes = self._outcomes, []
+            if not held:
+                continue
+            try:
+                await self.record_outcomes(held)
+            except asyncio.CancelledError:
+                self._outcomes[:0] = held
+                raise
+            except Exception:
+                log.exception("execution's answers to decisions not written; trying again", extra={"count": len(held)})
+                self._outcomes[:0] = held
+                await asyncio.sleep(OUTCOME_RETRY_S)
+                self._outcomes_waiting.set()
+
+    async def record_outcomes(self, outcomes: Sequence[tuple[str, ExecutionOutcome]]) -> None:
+        """Several decisions' outcomes in one transaction, in the order given (an UNKNOWN then a PLACED of the same
+        decision end PLACED: `record_outcome`'s rule)."""
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                for decision_id, outcome in outcomes:
+                    await s.execute(_RECORD_OUTCOME, {"p_decision_id": decision_id, "p_outcome": outcome.value})
 
     async def record(self, decision: Decision, event: Envelope | None = None, *, alerts: Sequence[Envelope] = ()) -> (
         None

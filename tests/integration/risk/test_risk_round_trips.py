@@ -3,12 +3,16 @@ and the kill switch's trading states in one transaction, with the same answers a
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
+from unittest.mock import patch
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from services.risk.events import trading_state_changed
 from services.risk.store import MIGRATIONS, Decision, ExecutionOutcome, RiskStore, Scope
@@ -77,3 +81,73 @@ async def test_the_replay_lookup_and_the_trading_states_are_one_transaction(stor
         ("account", halted, "halted"),
         ("instance", "inst-1", "reducing"),
     ]
+
+
+async def test_execution_answers_are_written_behind_in_order_and_kept_while_the_database_is_down(
+    store: RiskStore,
+) -> None:
+    """PLACED / UNKNOWN are written after the order's answer, by one writer: the ones noted while a write is under
+    way go in one transaction together, in the order noted (an UNKNOWN then a PLACED of one decision ends PLACED);
+    a write that fails is tried again with nothing lost; the writer's stop writes what it holds."""
+    account = f"acct-{new_id()[:8]}"
+    decisions = [_approved(account, f"w-{k}") for k in range(4)]
+    for d in decisions:
+        await store.record(d)
+    store.start_outcome_writer()
+    try:
+        # noted one after another without yielding: one write (one transaction) for the five, in order
+        written: list[list[tuple[str, ExecutionOutcome]]] = []
+        real = store.record_outcomes
+
+        async def spied(outcomes: Any) -> None:
+            written.append(list(outcomes))
+            await real(outcomes)
+
+        store.record_outcomes = spied  # type: ignore[method-assign]
+        await store.note_outcome(decisions[0].decision_id, ExecutionOutcome.UNKNOWN)
+        for d in decisions:
+            await store.note_outcome(d.decision_id, ExecutionOutcome.PLACED)
+        await until(lambda: _outcome_of(store, decisions[-1]), ExecutionOutcome.PLACED)
+        store.record_outcomes = real  # type: ignore[method-assign]
+        first = (decisions[0].decision_id, ExecutionOutcome.UNKNOWN)
+        assert written == [[first] + [(d.decision_id, ExecutionOutcome.PLACED) for d in decisions]]
+        for d in decisions:
+            assert await store.outcome(d.decision_id) is ExecutionOutcome.PLACED
+
+        # the database refuses writes for a while: the answer is kept and written once it is back
+        late = _approved(account, "w-late")
+        await store.record(late)
+        failures = 0
+
+        async def down_twice(outcomes: Any) -> None:
+            nonlocal failures
+            if failures < 2:
+                failures += 1
+                raise OperationalError("UPDATE", {}, Exception("MariaDB went away (test)"))
+            await real(outcomes)
+
+        store.record_outcomes = down_twice  # type: ignore[method-assign]
+        with patch("services.risk.store.OUTCOME_RETRY_S", 0.01):
+            await store.note_outcome(late.decision_id, ExecutionOutcome.PLACED)
+            await until(lambda: _outcome_of(store, late), ExecutionOutcome.PLACED)
+        assert failures == 2
+        store.record_outcomes = real  # type: ignore[method-assign]
+
+        # what the writer holds when it stops is written by the stop
+        last = _approved(account, "w-last")
+        await store.record(last)
+        store._outcomes.append((last.decision_id, ExecutionOutcome.UNKNOWN))  # held, not yet taken by the writer
+    finally:
+        await store.stop_outcome_writer()
+    assert await store.outcome(last.decision_id) is ExecutionOutcome.UNKNOWN
+
+
+async def _outcome_of(store: RiskStore, decision: Decision) -> ExecutionOutcome | None:
+    return await store.outcome(decision.decision_id)
+
+
+async def until(read: Any, wanted: Any, timeout_s: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while (got := await read()) != wanted:
+        assert asyncio.get_running_loop().time() < deadline, f"still {got}, not {wanted}"
+        await asyncio.sleep(0.01)

@@ -178,6 +178,9 @@ class FakeLog:
         if self.outcomes.get(decision_id, ExecutionOutcome.UNKNOWN) is ExecutionOutcome.UNKNOWN:
             self.outcomes[decision_id] = outcome
 
+    async def note_outcome(self, decision_id: str, outcome: ExecutionOutcome) -> None:
+        await self.record_outcome(decision_id, outcome)
+
 
 class FakeTradingStates:
     """The kill switch's stored states: {(scope, key): state}; `down`: the store cannot be read."""
