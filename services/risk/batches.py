@@ -314,25 +314,27 @@ class OrderBatches:
                 # still ours? (else a copy places them: this request sends nothing)
                 await self.store.renew(account_id, request.batch_id, token)
                 orders = [request.orders[index] for index in todo]
+                lost = asyncio.Event()  # the lease was taken over: no further item is decided
                 placed = await self._leased(
-                    self.desk.place_many(orders, principal), account_id, request.batch_id, token
-                )
+                    self.desk.place_many(orders, principal, stop=lost.is_set), account_id, request.batch_id, token,
+                    lost=lost,
+                )  # fmt: skip
                 final: dict[int, dict[str, Any]] = {}
                 for index, order, outcome in zip(todo, orders, placed, strict=True):
-                    if stopped is not None or outcome is None:
-                        if stopped is None:  # (place_many stops only after a failed item)
-                            raise AssertionError(f"batch item {index} was not decided")
+                    if outcome is None:  # not decided: after the first item that failed (or the lease was lost)
+                        stopped = stopped or _LEASE_LOST
                         answers[index] = _not_sent(index, order, stopped)
                         continue
                     try:
                         answer = _item(index, order, outcome)
-                    except Exception as exc:  # a bug deciding it: the answers before it are still recorded
-                        error = exc
-                        stopped = {"index": index, "code": "internal_error", "http_status": 500}
+                    except Exception as exc:  # a bug deciding it: the other answers are still recorded
+                        error = error or exc
+                        stopped = stopped or {"index": index, "code": "internal_error", "http_status": 500}
                         continue
+                    # each decided item keeps its own answer (execution admitted those after a failed one)
                     answers[index] = answer
                     if answer["status"] == "failed":
-                        stopped = answer
+                        stopped = stopped or answer
                     else:
                         final[index] = answer
                 if final:
@@ -353,7 +355,15 @@ class OrderBatches:
         await self._release(account_id, request.batch_id, token, complete=stopped is None)
         return _answer(request.batch_id, [answers[index] for index in range(len(request.orders))])
 
-    async def _leased(self, placing: Coroutine[Any, Any, _T], account_id: str, batch_id: str, token: str) -> _T:
+    async def _leased(
+        self,
+        placing: Coroutine[Any, Any, _T],
+        account_id: str,
+        batch_id: str,
+        token: str,
+        *,
+        lost: asyncio.Event | None = None,
+    ) -> _T:
         """The items' placing, with the lease renewed every `renew_s` while it runs: a placing that waits on HTTP
         timeouts longer than LEASE_S does not let a copy of the batch send the same items meanwhile. A renewal that
         fails (the database, or the lease lost) is logged and tried again on the next beat; the record of the answers
@@ -365,8 +375,10 @@ class OrderBatches:
                 try:
                     await self.store.renew(account_id, batch_id, token)
                 except LeaseLost:
-                    log.error("a batch's lease was taken over while an item was being placed",
+                    log.error("a batch's lease was taken over while its items were being placed",
                               extra={"batch_id": batch_id})  # fmt: skip
+                    if lost is not None:
+                        lost.set()  # no further item is decided; what was sent is found by its client_order_id
                     return
                 except Exception:
                     log.exception("could not renew a batch's lease", extra={"batch_id": batch_id})
@@ -424,7 +436,15 @@ def _item(index: int, order: OrderRequest, outcome: Placement | Exception) -> di
     return answer
 
 
+# what the items not decided are answered with when the batch stopped because its lease was taken over
+_LEASE_LOST: dict[str, Any] = {"index": -1, "code": "batch_in_progress", "http_status": 409}
+
+
 def _not_sent(index: int, order: OrderRequest, stopped: dict[str, Any]) -> dict[str, Any]:
+    if stopped is _LEASE_LOST:
+        return {"index": index, "client_order_id": order.client_order_id, "status": "failed",
+                "code": stopped["code"], "http_status": stopped["http_status"],
+                "message": "not sent: another request took the batch over; send it again for its answer"}  # fmt: skip
     return {
         "index": index,
         "client_order_id": order.client_order_id,

@@ -259,6 +259,9 @@ class HotBooks:
         await self.keeper.book.release(account_id, client_order_id)
 
 
+SUBMISSION_S = 0.1  # what one order of a batch may take execution (admission, the broker's answer), at most
+
+
 class ExecutionService:
     """Execution's `POST /v1/orders`, called with the caller's identity (the approval binds the account)."""
 
@@ -281,9 +284,11 @@ class ExecutionService:
         """Execution's `POST /v1/order-submissions`: each item's status and body as `POST /v1/orders` answers it.
         An answer that is not the batch's (an error for the whole request) is every item's."""
         headers = {INTERNAL_HEADER: mint_internal_token(self.internal_secret, principal)}
-        response = await self.services.client("execution").request(
-            "POST", "/v1/order-submissions", json={"orders": list(bodies)}, headers=headers
-        )
+        client = self.services.client("execution")
+        response = await client.request(
+            "POST", "/v1/order-submissions", json={"orders": list(bodies)}, headers=headers,
+            timeout=client.batch_timeout_s(len(bodies), SUBMISSION_S),
+        )  # fmt: skip
         try:
             payload = response.json()
         except ValueError:
@@ -386,7 +391,11 @@ class RiskDesk:
         return placement
 
     async def place_many(
-        self, requests: Sequence[OrderRequest], principal: Principal
+        self,
+        requests: Sequence[OrderRequest],
+        principal: Principal,
+        *,
+        stop: Callable[[], bool] | None = None,
     ) -> list[Placement | Exception | None]:
         """Orders of one batch (a strategy instance's round, `POST /v1/order-batches`), each decided exactly as by
         `place` and in the order given — every check, its reservation in the hot book (so each later item is
@@ -395,13 +404,19 @@ class RiskDesk:
         counts the batch's earlier approvals as sent in the same second. An item answered 503 (risk or a
         dependency unavailable) stops the batch: the items after it are not decided (None), so a later order never
         goes ahead of an earlier one; those decided before it are still sent. An exception deciding an item (what
-        `place` would raise) is that item's answer and stops the batch the same way. Each other answer is the one
-        `place` gives for that order."""
+        `place` would raise) is that item's answer and stops the batch the same way, as does `stop()` turning true
+        before an item is decided (the caller lost its claim to the batch). Each other answer is the one `place`
+        gives for that order; an exception taking execution's answer to one item (its refusal not recorded) is that
+        item's, the others' answers are taken all the same."""
         answers: list[Placement | Exception | None] = [None] * len(requests)
         pending: list[tuple[int, _Pending]] = []
         for index, request in enumerate(requests):
+            if stop is not None and stop():
+                break
+            # the batch's new approvals before this order go out with it (a replayed one was counted when it was new)
+            approved = sum(1 for _, p in pending if p.intent is not None)
             try:
-                decided = await self._decide(request, principal, batch_approved=len(pending))
+                decided = await self._decide(request, principal, batch_approved=approved)
             except Exception as exc:
                 answers[index] = exc
                 break
@@ -420,8 +435,12 @@ class RiskDesk:
                     answers[index] = await self._unreached(p.decision, exc.message)
             else:
                 for (index, p), (status, payload) in zip(pending, replies, strict=True):
-                    placement = await self._answered(p.decision, status, payload)
-                    await self._forwarded(p, placement)
+                    try:
+                        placement = await self._answered(p.decision, status, payload)
+                        await self._forwarded(p, placement)
+                    except Exception as exc:  # (a refusal whose record failed: the caller sends it again)
+                        answers[index] = exc
+                        continue
                     answers[index] = placement
         return answers
 

@@ -161,6 +161,8 @@ class InstanceRun:
         self.order_window_s = order_window_s
         self.orders_in_flight = max(1, orders_in_flight)
         self.batch_orders = max(1, batch_orders)
+        # orders a batch left with their outcome unknown: sent alone as retries (a refusal checked at execution)
+        self.retrying: set[str] = set()
         cls = type(strategy)
         self.listens_orders = cls.on_order is not Strategy.on_order
         self.listens_trades = cls.on_trade is not Strategy.on_trade
@@ -451,6 +453,9 @@ class InstanceRun:
             except PathUnavailable as exc:
                 log.warning("a batch of orders was not taken: its orders are sent alone",
                             extra={"batch_id": batch_id, "error": str(exc)})  # fmt: skip
+                # risk or execution may have taken some (the answer lost): sent alone as retries, so a refusal is
+                # checked against what execution holds
+                self.retrying.update(p.client_order_id for p in batch)
                 continue
             except Exception as exc:
                 answers[chunk[0]] = exc
@@ -458,9 +463,12 @@ class InstanceRun:
                 return
             for k, answer in zip(chunk, got, strict=True):
                 if isinstance(answer, PathUnavailable):
+                    self.retrying.add(plans[k].client_order_id)  # it may be at execution (its outcome unknown)
+                    refused_before = True  # (it stays reserved in the sleeves after it, though it may end refused)
                     continue  # sent alone, again with its client_order_id
                 if isinstance(answer, Refused):
                     if answer.rate_only:
+                        refused_before = True
                         continue  # the account's orders this second are used up: sent alone, in a later second
                     if refused_before and set(answer.codes) & SLEEVE_REFUSALS:
                         continue  # checked again alone, without the refused order's reservation
@@ -469,10 +477,11 @@ class InstanceRun:
                 answers[k] = answer
 
     async def _place(self, plan: Plan) -> Placed | Refused:
-        """One order through the path, sent again while the path is unavailable and the order window open."""
+        """One order through the path, sent again while the path is unavailable and the order window open. An order
+        a batch left with its outcome unknown (`retrying`) is a retry from its first attempt here."""
         deadline = self.window_ends
         delay = 0.05
-        tried = False
+        tried = plan.client_order_id in self.retrying
         while True:
             try:
                 # the sleeve risk checks it against, as the book stands the moment it is sent (each attempt)
@@ -499,6 +508,7 @@ class InstanceRun:
             # refused on a retry: the first attempt may have reached execution after all (its answer lost, and
             # risk decided afresh once the approval expired). Execution's own record decides.
             answer = await self._held(plan) or answer
+        self.retrying.discard(plan.client_order_id)
         return answer
 
     async def _held(self, plan: Plan) -> Placed | None:

@@ -47,6 +47,9 @@ class Refused:
         return bool(self.codes) and set(self.codes) <= RATE_REASONS
 
 
+# what one order of a batch may take risk (its decision, and execution's admission within it), at most: above
+# risk's own allowance for execution (services/risk/desk.py SUBMISSION_S), so risk's answer comes before this times out
+BATCH_ORDER_S = 0.2
 RATE_REASONS = frozenset({"order_rate_second"})  # risk's reasons that say "not in this second", not "no"
 
 
@@ -182,10 +185,12 @@ class RestTradingPath:
                 _order_body(plan, instance_id, paper_fill, sleeve) for plan, sleeve in zip(plans, sleeves, strict=True)
             ],
         }
+        client = self.services.client("risk")
         try:
-            response = await self.services.client("risk").request(
-                "POST", "/v1/order-batches", json=body, headers=self._headers()
-            )
+            response = await client.request(
+                "POST", "/v1/order-batches", json=body, headers=self._headers(),
+                timeout=client.batch_timeout_s(len(plans), BATCH_ORDER_S),
+            )  # fmt: skip
         except Unavailable as exc:
             raise PathUnavailable(f"risk did not answer: {exc.message}") from exc
         try:

@@ -26,10 +26,17 @@ class ServiceClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.name = name
+        self.timeout_s = timeout_s
         limits = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=KEEPALIVE_EXPIRY_S)
         self.http = httpx.AsyncClient(
             base_url=base_url, timeout=timeout_s, limits=limits, transport=transport, event_hooks={}
         )
+
+    def batch_timeout_s(self, items: int, per_item_s: float) -> float:
+        """The timeout of a request carrying `items` orders that the callee handles one after another (a batch):
+        the client's own plus `per_item_s` an item, so a large batch is not cut off (and its orders' outcomes left
+        unknown) while it is still being worked through."""
+        return self.timeout_s + per_item_s * items
 
     def _headers(self, headers: dict[str, str] | None) -> dict[str, str]:
         out = dict(headers or {})

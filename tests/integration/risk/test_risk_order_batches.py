@@ -14,6 +14,7 @@ from sqlalchemy.exc import OperationalError
 from services.execution.store import orders
 from services.risk.batches import LEASE_S
 from services.risk.store import order_batch_items, order_batches, risk_decisions
+from shared.platform.errors import Forbidden
 from shared.platform.internal_auth import Principal
 from shared.platform.observability import new_id
 from tests.conftest import Backing
@@ -193,9 +194,9 @@ async def test_a_batch_execution_fails_in_places_only_the_rest_when_sent_again(b
         assert [(i["status"], i.get("code"), i.get("http_status")) for i in first["items"]] == [
             ("placed", None, None),
             ("failed", "database_unavailable", 503),  # execution's code, as for a single order
-            ("failed", "database_unavailable", 503),
+            ("failed", "execution_unavailable", 503),  # its own answer: execution did not try it
         ]
-        assert "not sent" in first["items"][2]["message"]
+        assert "not_sent" in first["items"][2]["message"]
         assert len(submitted) == 2  # the third was never tried: nothing goes ahead of the second
         assert await f.store.count(orders, account_id=alice.account_id) == 1
         async with f.risk_app.state.db.session() as s:
@@ -295,8 +296,8 @@ async def test_a_batch_whose_request_died_after_placing_an_item_completes_it_onc
         place_many = batches.desk.place_many
         crashing = _batch(_buy(100), _buy(200, price="9.50"))
 
-        async def dies_after_the_first(orders_: Any, principal: Principal) -> Any:
-            await place_many(orders_[:1], principal)
+        async def dies_after_the_first(orders_: Any, principal: Principal, **kw: Any) -> Any:
+            await place_many(orders_[:1], principal, **kw)
             raise RuntimeError("the process died here (test)")
 
         batches.desk.place_many, store.release = dies_after_the_first, dies
@@ -344,7 +345,7 @@ async def test_an_item_placed_for_longer_than_the_lease_keeps_a_copy_of_the_batc
         slow = _batch(_buy(100), _buy(200, price="9.50"))
         copies: list[httpx.Response] = []
 
-        async def slow_place(orders_: Any, principal: Principal) -> Any:
+        async def slow_place(orders_: Any, principal: Principal, **kw: Any) -> Any:
             # The placing hangs for LEASE_S + 1 s on the store's clock: the lease the renewal before it gave (now +
             # 30 s) has run out, unless renewed meanwhile. Wait for the renewal against the moved clock (now + 31 + 30).
             store.clock = lambda: clock() + timedelta(seconds=LEASE_S + 1)
@@ -355,7 +356,7 @@ async def test_an_item_placed_for_longer_than_the_lease_keeps_a_copy_of_the_batc
 
             await until(renewed, what="the lease renewed while the items are placed")
             copies.append(await f.risk.post("/v1/order-batches", json=slow, headers=f.headers(alice)))
-            return await place_many(orders_, principal)
+            return await place_many(orders_, principal, **kw)
 
         batches.desk.place_many = slow_place
         try:
@@ -393,9 +394,9 @@ async def test_a_request_whose_lease_was_taken_over_sends_nothing(backing: Backi
                 )
             await renew(account_id, batch_id, token)
 
-        async def counting(orders_: Any, principal: Principal) -> Any:
+        async def counting(orders_: Any, principal: Principal, **kw: Any) -> Any:
             sent.extend(o.client_order_id for o in orders_)
-            return await place_many(orders_, principal)
+            return await place_many(orders_, principal, **kw)
 
         batches.desk.place_many, store.renew = counting, taken_over_first
         try:
@@ -406,4 +407,40 @@ async def test_a_request_whose_lease_was_taken_over_sends_nothing(backing: Backi
         assert sent == []  # no item reached the desk
         assert await f.store.count(orders, account_id=alice.account_id) == 0
         assert await _decisions(f, alice.account_id or "") == 0
+        await settle(f)
+
+
+async def test_an_item_execution_refuses_does_not_hide_the_orders_it_placed_after_it(backing: Backing) -> None:
+    """Execution refuses the second item's approval (403: risk and execution disagree) and goes on with the third:
+    the batch answers the third as placed (its order), not "not sent", and records it, so nobody places it again."""
+    settings = backing.settings()
+    alice = trader()
+    async with fleet(settings) as f:
+        desk = f.execution_app.state.desk
+        submit = desk.submit
+        batch = _batch(_buy(100), _buy(200, price="9.50"), _buy(300, price="9.80"))
+        refused_cid = batch["orders"][1]["client_order_id"]
+
+        async def refuses_the_second(submission: Any, principal: Principal) -> Any:
+            if submission.client_order_id == refused_cid:
+                raise Forbidden("approval_invalid", "approval signature does not match the order (test)")
+            return await submit(submission, principal)
+
+        desk.submit = refuses_the_second
+        try:
+            response = await f.risk.post("/v1/order-batches", json=batch, headers=f.headers(alice))
+        finally:
+            desk.submit = submit
+        assert response.status_code == 200, response.text
+        answer = response.json()
+        assert [(i["status"], i.get("code")) for i in answer["items"]] == [
+            ("placed", None), ("failed", "execution_refused"), ("placed", None),
+        ]  # fmt: skip
+        assert answer["items"][2]["order"]["client_order_id"] == batch["orders"][2]["client_order_id"]
+        assert await f.store.count(orders, account_id=alice.account_id) == 2
+        async with f.risk_app.state.db.session() as s:
+            recorded = await s.execute(
+                order_batch_items.select().where(order_batch_items.c.batch_id == batch["batch_id"])
+            )
+            assert sorted((r.item_index, r.status) for r in recorded.all()) == [(0, "placed"), (2, "placed")]
         await settle(f)

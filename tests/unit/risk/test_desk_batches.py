@@ -150,3 +150,64 @@ async def test_each_items_answer_from_execution_is_mapped_as_a_single_orders(
     # a refusal by execution gives its reservation back; the placed one keeps it
     assert ("m-2" in books.released) == (status in (422, 502))
     assert "m-1" in books.reserved
+
+
+async def test_a_replayed_approval_does_not_count_again_in_the_order_rate(monkeypatch: Any) -> None:
+    # At most 2 a second. The first batch's two approvals never reached execution (not counted: nothing was sent).
+    # Sent again in the same second with a third order: the two are replayed, the third is the first new one.
+    import services.risk.desk as desk_module
+
+    monkeypatch.setattr(desk_module, "utcnow", lambda: datetime(2026, 12, 7, 1, 0, 0, 100_000, tzinfo=UTC))
+    desk, execution, _log, _ = _ruled_desk(FakeRules({"order_activity": {"max_per_second": 2, "warn_at_pct": None}}))
+    execution.down = True
+    first = await desk.place_many([_order(client_order_id="p-0", qty=100), _order(client_order_id="p-1", qty=200)],
+                                  ALICE)  # fmt: skip
+    assert _statuses(first) == [503, 503]
+    execution.down = False
+    again = [_order(client_order_id="p-0", qty=100), _order(client_order_id="p-1", qty=200),
+             _order(client_order_id="p-2", qty=300)]  # fmt: skip
+    assert _statuses(await desk.place_many(again, ALICE)) == [201, 201, 201]
+
+
+class RefusalNotRecorded(FakeLog):
+    """Risk's database fails as execution's refusal of one decision is recorded."""
+
+    def __init__(self, failing_client_order_id: str) -> None:
+        super().__init__()
+        self.failing = failing_client_order_id
+
+    async def record_outcome(self, decision_id: str, outcome: ExecutionOutcome) -> None:
+        decision = next(d for d in self.decisions if d.decision_id == decision_id)
+        if decision.client_order_id == self.failing and outcome is ExecutionOutcome.REFUSED:
+            raise ConnectionError("the database is gone")
+        await super().record_outcome(decision_id, outcome)
+
+
+async def test_an_answer_that_cannot_be_recorded_is_that_items_error_and_the_others_are_taken() -> None:
+    books, execution, log = FakeBooks(), FakeExecution(), RefusalNotRecorded("e-1")
+    execution.answers = {"e-1": (422, {"code": "insufficient_cash", "message": "0.00 available"})}
+    desk, _ = _desk(FakeQuotes(), execution, log, cash=books)
+    answers = await desk.place_many([_order(client_order_id="e-1"), _order(client_order_id="e-2")], ALICE)
+
+    assert isinstance(answers[0], ConnectionError)  # the caller sends it again: execution refuses it again
+    assert _statuses(answers) == [None, 201]
+    assert log.outcomes[log.decisions[1].decision_id] is ExecutionOutcome.PLACED
+    assert "e-2" in books.reserved
+
+
+async def test_a_batch_whose_caller_lost_its_claim_decides_no_further_order() -> None:
+    execution, log = FakeExecution(), FakeLog()
+    desk, _ = _desk(FakeQuotes(), execution, log)
+    decided: list[str] = []
+    real = desk._decide
+
+    async def counting(request: Any, principal: Any, **kw: Any) -> Any:
+        decided.append(request.client_order_id)
+        return await real(request, principal, **kw)
+
+    desk._decide = counting  # type: ignore[method-assign]
+    orders = [_order(client_order_id=f"l-{k}") for k in range(3)]
+    answers = await desk.place_many(orders, ALICE, stop=lambda: len(decided) >= 1)
+    assert decided == ["l-0"]
+    assert _statuses(answers) == [201, None, None]
+    assert execution.batches == [["l-0"]]

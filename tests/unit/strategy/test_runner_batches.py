@@ -486,3 +486,36 @@ async def test_rest_place_batch_risk_not_answering_is_path_unavailable() -> None
 
     with pytest.raises(PathUnavailable, match="risk did not answer"):
         await _place_batch(down)
+
+
+class LostAnswerPath(BatchPath):
+    """Execution took `lost` in its batch, but the batch's answer for it was lost (failed: its outcome unknown).
+    Sent alone later, after its approval's TTL, risk decides it afresh and refuses it (say, for the cash the order
+    execution holds already took): only execution's record says it is placed."""
+
+    def __init__(self, lost: str) -> None:
+        super().__init__()
+        self.lost = lost
+
+    async def place_batch(self, batch_id: str, plans: Sequence[Plan], *args: Any) -> list[Answer]:
+        got = await super().place_batch(batch_id, plans, *args)
+        return [PathUnavailable("execution_unavailable: the answer was lost") if p.client_order_id == self.lost
+                else a for p, a in zip(plans, got, strict=True)]  # fmt: skip
+
+    async def place(
+        self, plan: Plan, instance_id: str, paper_fill: object = None, sleeve: Any = None
+    ) -> Placed | Refused:  # type: ignore[override]
+        if plan.client_order_id == self.lost and plan.client_order_id in self.by_cid:
+            self.alone.append((plan.client_order_id, CarriedSleeve.model_validate(sleeve)))
+            return Refused("order_rejected", "insufficient_strategy_cash: the sleeve has 0.00",
+                           ("insufficient_strategy_cash",))  # fmt: skip
+        return await super().place(plan, instance_id, paper_fill, sleeve)
+
+
+def test_an_order_whose_batch_answer_was_lost_is_a_retry_alone_and_execution_says_it_is_placed(
+    bars: pd.DataFrame,
+) -> None:
+    path = LostAnswerPath(CIDS[1])
+    strategy, run = _first_session(bars, path, batch_orders=2)
+    assert [cid for cid, _ in path.alone] == [CIDS[1]]  # sent alone once, refused by a fresh decision
+    _all_filled(strategy, run, path)  # yet placed once and filled, as execution lists it: not "rejected"
