@@ -321,8 +321,8 @@ class OrderBatches:
                 )  # fmt: skip
                 final: dict[int, dict[str, Any]] = {}
                 for index, order, outcome in zip(todo, orders, placed, strict=True):
-                    if outcome is None:  # not decided: after the first item that failed (or the lease was lost)
-                        stopped = stopped or _LEASE_LOST
+                    if outcome is None:  # not decided: after the first item that failed, or the lease was lost
+                        stopped = _LEASE_LOST if lost.is_set() else (stopped or _LEASE_LOST)
                         answers[index] = _not_sent(index, order, stopped)
                         continue
                     try:
@@ -339,6 +339,8 @@ class OrderBatches:
                         final[index] = answer
                 if final:
                     await self.store.record_many(account_id, request.batch_id, token, final)
+                if lost.is_set():
+                    raise LeaseLost(request.batch_id)  # (recorded nothing then: a copy holds the batch)
         except LeaseLost:
             raise Conflict(
                 "batch_in_progress",

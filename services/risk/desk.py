@@ -440,6 +440,8 @@ class RiskDesk:
                         await self._forwarded(p, placement)
                     except Exception as exc:  # (a refusal whose record failed: the caller sends it again)
                         answers[index] = exc
+                        if p.claimed is not None and 400 <= status < 500:
+                            await self._unclaim(p.decision.account_id, p.claimed)  # refused: no order to duplicate
                         continue
                     answers[index] = placement
         return answers
@@ -1052,8 +1054,10 @@ class RiskDesk:
                 decision,
             )
         # Any 4xx: execution holds no order under this decision and never will. Spent: a retry is decided afresh.
-        await self._outcome(decision, ExecutionOutcome.REFUSED)
-        await self._release(decision.account_id, decision.client_order_id)
+        try:
+            await self._outcome(decision, ExecutionOutcome.REFUSED)
+        finally:
+            await self._release(decision.account_id, decision.client_order_id)  # no order holds it, recorded or not
         if status == 409:
             return _refused(409, code, message, decision)
         if status == 422 and code in EXECUTION_REFUSALS:

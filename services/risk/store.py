@@ -5,7 +5,6 @@ of their changes, the versions of the risk rule sets, and the outbox of its even
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -46,6 +45,7 @@ from shared.platform.outbox import add_to_outbox, outbox_table
 log = logging.getLogger(__name__)
 OUTCOMES_HELD = 10_000  # outcomes waiting to be written, at most (the oldest are dropped beyond: see note_outcome)
 OUTCOME_RETRY_S = 1.0
+OUTCOME_STOP_WAIT_S = 5.0  # a stop waits this long for the writer to write what it holds
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -363,20 +363,36 @@ class RiskStore:
         self._outcomes: list[tuple[str, ExecutionOutcome]] = []
         self._outcomes_waiting = asyncio.Event()
         self._outcome_writer: asyncio.Task[None] | None = None
+        self._stopping = False
 
     # --- execution's answers, written behind ------------------------------------------------------------------------
 
     def start_outcome_writer(self) -> None:
         if self._outcome_writer is None:
+            self._stopping = False
             self._outcome_writer = asyncio.create_task(self._write_outcomes(), name="risk-outcomes")
+            self._outcome_writer.add_done_callback(self._writer_ended)
 
-    async def stop_outcome_writer(self) -> None:
-        """Stop the writer, then write what it holds (once: a database down now loses them, see note_outcome)."""
+    def _writer_ended(self, task: asyncio.Task[None]) -> None:
+        """The writer ended by anything but a stop (a bug): say so; the outcomes noted from now on are written at
+        once (`note_outcome`), and what it held is written by the stop."""
+        if task.cancelled() or self._stopping:
+            return
+        error = task.exception()
+        log.error("the outcome writer stopped: outcomes are written with each order from now on",
+                  exc_info=error, extra={"held": len(self._outcomes)})  # fmt: skip
+
+    async def stop_outcome_writer(self, *, wait_s: float = OUTCOME_STOP_WAIT_S) -> None:
+        """Stop the writer once it has written what it holds (waiting up to `wait_s`: a write under way is not cut
+        off), then write what is still held (once: a database down now loses them, see note_outcome)."""
         writer, self._outcome_writer = self._outcome_writer, None
+        self._stopping = True
         if writer is not None:
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
+            self._outcomes_waiting.set()
+            await asyncio.wait({writer}, timeout=wait_s)  # (a writer that failed was reported when it ended)
+            if not writer.done():
+                writer.cancel()  # it puts back what it was writing
+                await asyncio.wait({writer})
         if self._outcomes:
             held, self._outcomes = self._outcomes, []
             try:
@@ -387,20 +403,25 @@ class RiskStore:
     async def note_outcome(self, decision_id: str, outcome: ExecutionOutcome) -> None:
         """Execution's answer PLACED or UNKNOWN, written behind the order's answer by the writer task (in one
         transaction with the others waiting: under load, one for many orders), in the order noted. Until it is
-        written (or if it never is: the process stopped with the database down, or more than OUTCOMES_HELD waited)
-        a retry of the client_order_id finds the decision without an outcome, which is replayed within the approval
-        TTL as an unknown one is, and checked afresh after it — what a lost PLACED/UNKNOWN always meant. REFUSED is
-        never noted here: `record_outcome` writes it before the reservation is given back. Without the writer
-        running (a store used outside the app), written at once."""
-        if self._outcome_writer is None:
+        written a retry of the client_order_id finds the decision without an outcome, which is replayed within the
+        approval TTL as an unknown one is, and checked afresh after it — what a lost PLACED/UNKNOWN always meant; one
+        may never be written if the process dies holding it (milliseconds' worth normally; more while the database
+        is down), or when more than OUTCOMES_HELD wait. REFUSED is never noted here: `record_outcome` writes it
+        before the answer. Without the writer running (a store used outside the app, or a writer that failed),
+        written at once."""
+        writer = self._outcome_writer
+        if writer is None or writer.done():
             await self.record_outcome(decision_id, outcome)
             return
         self._outcomes.append((decision_id, outcome))
+        self._cap_held()
+        self._outcomes_waiting.set()
+
+    def _cap_held(self) -> None:
         if len(self._outcomes) > OUTCOMES_HELD:
             dropped = len(self._outcomes) - OUTCOMES_HELD
             del self._outcomes[:dropped]
             log.error("execution's answers to decisions dropped unwritten", extra={"count": dropped})
-        self._outcomes_waiting.set()
 
     async def _write_outcomes(self) -> None:
         while True:
@@ -408,17 +429,22 @@ class RiskStore:
             self._outcomes_waiting.clear()
             held, self._outcomes = self._outcomes, []
             if not held:
+                if self._stopping:
+                    return
                 continue
             try:
                 await self.record_outcomes(held)
-            except asyncio.CancelledError:
-                self._outcomes[:0] = held
-                raise
             except Exception:
                 log.exception("execution's answers to decisions not written; trying again", extra={"count": len(held)})
                 self._outcomes[:0] = held
+                self._cap_held()
+                if self._stopping:
+                    return  # (the stop tries once more)
                 await asyncio.sleep(OUTCOME_RETRY_S)
-                self._outcomes_waiting.set()
+            except BaseException:  # cancelled (a stop that waited long enough), or a bug: nothing taken is lost
+                self._outcomes[:0] = held
+                raise
+            self._outcomes_waiting.set()  # what was noted meanwhile, or (stopping) the end
 
     async def record_outcomes(self, outcomes: Sequence[tuple[str, ExecutionOutcome]]) -> None:
         """Several decisions' outcomes in one transaction, in the order given (an UNKNOWN then a PLACED of the same

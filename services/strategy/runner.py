@@ -424,6 +424,7 @@ class InstanceRun:
         finally:
             for plan in plans:
                 self.in_flight.pop(plan.client_order_id, None)
+                self.retrying.discard(plan.client_order_id)
 
     async def _send_batches(
         self, plans: list[Plan], answers: list[Placed | Refused | BaseException | None], failed: asyncio.Event

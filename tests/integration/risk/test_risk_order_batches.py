@@ -444,3 +444,43 @@ async def test_an_item_execution_refuses_does_not_hide_the_orders_it_placed_afte
             )
             assert sorted((r.item_index, r.status) for r in recorded.all()) == [(0, "placed"), (2, "placed")]
         await settle(f)
+
+
+async def test_a_request_that_loses_its_lease_while_deciding_answers_409_and_decides_no_further_item(
+    backing: Backing,
+) -> None:
+    """A copy takes the batch over while this request decides its items (its heartbeat finds another token): no
+    further item is decided, and the request answers 409 batch_in_progress (not 200 with its items failed), even
+    with nothing of its own to record."""
+    settings = backing.settings()
+    alice = trader()
+    async with fleet(settings) as f:
+        batches = f.risk_app.state.batches
+        batches.renew_s = 0.05  # the heartbeat, made quick
+        place_many = batches.desk.place_many
+        batch = _batch(_buy(100), _buy(200, price="9.50"))
+        decided_after: list[int] = []
+
+        async def taken_over_while_deciding(orders_: Any, principal: Principal, **kw: Any) -> Any:
+            stop = kw["stop"]
+            async with f.risk_app.state.db.session() as s:  # a copy's claim: its own token
+                await s.execute(
+                    order_batches.update()
+                    .where(order_batches.c.batch_id == batch["batch_id"])
+                    .values(claim_token="copy-token")
+                )
+            await until(stop, what="the heartbeat finds the lease taken")
+            answers = await place_many(orders_, principal, **kw)  # decides nothing now
+            decided_after.extend(k for k, a in enumerate(answers) if a is not None)
+            return answers
+
+        batches.desk.place_many = taken_over_while_deciding
+        try:
+            response = await f.risk.post("/v1/order-batches", json=batch, headers=f.headers(alice))
+        finally:
+            batches.desk.place_many = place_many
+        assert (response.status_code, response.json()["code"]) == (409, "batch_in_progress")
+        assert decided_after == []
+        assert await f.store.count(orders, account_id=alice.account_id) == 0
+        assert await _decisions(f, alice.account_id or "") == 0
+        await settle(f)

@@ -151,3 +151,36 @@ async def until(read: Any, wanted: Any, timeout_s: float = 10.0) -> None:
     while (got := await read()) != wanted:
         assert asyncio.get_running_loop().time() < deadline, f"still {got}, not {wanted}"
         await asyncio.sleep(0.01)
+
+
+class WriterBug(BaseException):
+    """Something the writer does not expect (not an Exception: not retried)."""
+
+
+async def test_a_writer_that_died_leaves_outcomes_written_with_each_order_and_the_stop_writes_what_it_held(
+    store: RiskStore,
+) -> None:
+    account = f"acct-{new_id()[:8]}"
+    held, later = _approved(account, "d-held"), _approved(account, "d-later")
+    await store.record(held)
+    await store.record(later)
+    real = store.record_outcomes
+
+    async def dies(outcomes: Any) -> None:
+        raise WriterBug("a bug")
+
+    store.record_outcomes = dies  # type: ignore[method-assign]
+    store.start_outcome_writer()
+    try:
+        await store.note_outcome(held.decision_id, ExecutionOutcome.PLACED)
+        writer = store._outcome_writer
+        assert writer is not None
+        await asyncio.wait([writer], timeout=5)
+        assert writer.done()  # it died with the outcome in hand: put back
+        store.record_outcomes = real  # type: ignore[method-assign]
+        # from now on an outcome is written with the order (not held for a writer that is gone)
+        await store.note_outcome(later.decision_id, ExecutionOutcome.PLACED)
+        assert await store.outcome(later.decision_id) is ExecutionOutcome.PLACED
+    finally:
+        await store.stop_outcome_writer()  # does not raise the writer's error; writes what it held
+    assert await store.outcome(held.decision_id) is ExecutionOutcome.PLACED
