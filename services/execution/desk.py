@@ -71,13 +71,13 @@ from shared.platform.clock import (
 )
 from shared.platform.db import DbSession
 from shared.platform.errors import (
-    DEPENDENCY_NAMES,
     Conflict,
     Forbidden,
     NotFound,
     ServiceError,
     Unavailable,
     dependency_failure,
+    unavailable_message,
 )
 from shared.platform.events import Envelope, QuotesSnapshot
 from shared.platform.internal_auth import RISK_SUBJECT, Principal
@@ -316,7 +316,7 @@ class OrderDesk:
                 if code is None:
                     raise
                 log.error("a batch's submission could not be taken", extra={"code": code, "error": type(exc).__name__})
-                message = f"the execution service's {DEPENDENCY_NAMES[code]} is unavailable; send the order again"
+                message = unavailable_message("execution", code, "send the order again")
                 items.append(SubmittedItem(index, 503, code=code, message=message))
             else:
                 items.append(SubmittedItem(index, 201 if result.created else 200, stored=result.stored))

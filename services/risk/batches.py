@@ -46,7 +46,7 @@ from services.risk.store import order_batch_items, order_batches
 from shared.core.domain import InvalidTsCode, parse_ts_code
 from shared.platform.clock import utcnow
 from shared.platform.db import Database, DbSession
-from shared.platform.errors import DEPENDENCY_NAMES, Conflict, ServiceError, dependency_failure
+from shared.platform.errors import Conflict, ServiceError, dependency_failure, unavailable_message
 from shared.platform.internal_auth import Principal
 from shared.platform.observability import new_id
 
@@ -176,20 +176,6 @@ class BatchStore:
         async for tx in self.db.transaction():
             async with tx as s:
                 await self._renew(s, account_id, batch_id, token, now)
-
-    async def record(self, account_id: str, batch_id: str, token: str, index: int, answer: dict[str, Any]) -> None:
-        """An item's final answer, with the lease renewed in the same transaction. Raises LeaseLost."""
-        now = self.clock()
-        async for tx in self.db.transaction():
-            async with tx as s:
-                await self._renew(s, account_id, batch_id, token, now)
-                await s.execute(
-                    order_batch_items.insert().values(
-                        account_id=account_id, batch_id=batch_id, item_index=index,
-                        client_order_id=answer["client_order_id"], status=answer["status"],
-                        answer=json.dumps(answer, sort_keys=True), decided_at=now,
-                    )
-                )  # fmt: skip
 
     async def record_many(self, account_id: str, batch_id: str, token: str, answers: dict[int, dict[str, Any]]) -> None:
         """Items' final answers (by index), with the lease renewed in the same transaction. Raises LeaseLost."""
@@ -416,7 +402,7 @@ def _item(index: int, order: OrderRequest, outcome: Placement | Exception) -> di
         if code is None:
             raise outcome
         log.error("a batch's order could not be decided", extra={"code": code, "error": type(outcome).__name__})
-        message = f"the risk service's {DEPENDENCY_NAMES[code]} is unavailable; send the batch again"
+        message = unavailable_message("risk", code, "send the batch again")
         return {**base, "status": "failed", "code": code, "message": message, "http_status": 503}
     body = outcome.body
     decision = body.get("decision")

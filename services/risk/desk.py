@@ -410,11 +410,10 @@ class RiskDesk:
         item's, the others' answers are taken all the same."""
         answers: list[Placement | Exception | None] = [None] * len(requests)
         pending: list[tuple[int, _Pending]] = []
+        approved = 0  # the batch's new approvals so far: they go out with the next order (a replay was counted before)
         for index, request in enumerate(requests):
             if stop is not None and stop():
                 break
-            # the batch's new approvals before this order go out with it (a replayed one was counted when it was new)
-            approved = sum(1 for _, p in pending if p.intent is not None)
             try:
                 decided = await self._decide(request, principal, batch_approved=approved)
             except Exception as exc:
@@ -422,6 +421,7 @@ class RiskDesk:
                 break
             if isinstance(decided, _Pending):
                 pending.append((index, decided))
+                approved += decided.intent is not None
                 continue
             answers[index] = decided
             if decided.status_code >= 500:

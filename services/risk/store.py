@@ -553,9 +553,7 @@ class RiskStore:
     async def record_outcome(self, decision_id: str, outcome: ExecutionOutcome) -> None:
         """Record what execution answered for a forwarded decision. PLACED and REFUSED are final: only a decision
         without an outcome, or an UNKNOWN one, takes a new one."""
-        async for attempt in self.db.transaction():
-            async with attempt as s:
-                await s.execute(_RECORD_OUTCOME, {"p_decision_id": decision_id, "p_outcome": outcome.value})
+        await self.record_outcomes([(decision_id, outcome)])
 
     # --- trading states (the kill switch) ---------------------------------------------------------------------------
 

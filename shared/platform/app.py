@@ -29,7 +29,7 @@ from shared.platform.bus import EventBus, create_bus
 from shared.platform.bus.metrics import register_bus_metrics
 from shared.platform.cache import Cache, create_cache
 from shared.platform.clock import MarketClock, RealClock, ReplayClock, ShiftedClock
-from shared.platform.errors import DEPENDENCY_NAMES, ServiceError, dependency_failure
+from shared.platform.errors import ServiceError, dependency_failure, unavailable_message
 from shared.platform.http import ServiceDirectory
 from shared.platform.internal_auth import internal_principal
 from shared.platform.loop_lag import LoopLag
@@ -201,8 +201,7 @@ def install_error_handlers(app: FastAPI) -> None:
         code = dependency_failure(exc)
         if code is not None:
             log.error("dependency unavailable", extra={"code": code, "error": type(exc).__name__}, exc_info=exc)
-            message = f"the {service} service's {DEPENDENCY_NAMES[code]} is unavailable; try again later"
-            return error_response(503, code, message)
+            return error_response(503, code, unavailable_message(service, code))
         # Not a dependency being down: a bug or a broken invariant (e.g. an unexpected constraint violation).
         # Every write is one transaction, so nothing was left half-written.
         log.error("dependency failed", extra={"error": type(exc).__name__}, exc_info=exc)

@@ -87,3 +87,8 @@ def dependency_failure(exc: BaseException) -> str | None:
 
 
 DEPENDENCY_NAMES = {"database_unavailable": "database", "cache_unavailable": "cache", "bus_unavailable": "message bus"}
+
+
+def unavailable_message(service: str, code: str, then: str = "try again later") -> str:
+    """What a caller is told when `service`'s dependency (`code`, from `dependency_failure`) is down."""
+    return f"the {service} service's {DEPENDENCY_NAMES[code]} is unavailable; {then}"
