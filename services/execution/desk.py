@@ -21,6 +21,7 @@ from services.execution import valuation as valuations
 from services.execution.admission import principal_account, refusal_reason
 from services.execution.brokers.base import (
     AlreadyBooked,
+    Booking,
     BookingBroker,
     BrokerAdapter,
     BrokerReport,
@@ -43,9 +44,12 @@ from services.execution.store import (
     AdjustmentRecord,
     AdmissionRefused,
     AlreadyPlaced,
+    Booked,
+    ConcurrentUpdate,
     EntryExists,
     ExecutionStore,
     LedgerEntry,
+    NewOrder,
     StoredOrder,
     TradeRecord,
 )
@@ -256,73 +260,222 @@ class OrderDesk:
             if existing is not None:
                 return Submission(existing, created=False)
             raise
+        new = NewOrder(terms, decision_id, price_cap=price_cap, arrival=await self._arrival(terms.ts_code, now))
         try:
-            stored = await self.store.create_order(
-                terms,
-                decision_id,
-                today=session.day,
-                opens_after=session.opens_after,
-                price_cap=price_cap,
-                now=now,
-                arrival=await self._arrival(terms.ts_code, now),
-                admit=None if self.amends is None else self.amends.admit,
+            (outcome,) = await self.store.create_orders(
+                [new], today=session.day, opens_after=session.opens_after, now=now, admit=self._admit_hook()
             )
-        except AlreadyPlaced as exc:
-            # A duplicate that waited for the lock behind the first copy: the same answer as a later retry.
-            placed = await self._placed(terms, decision_id, principal, exc.same_key, exc.by_decision)
-            assert placed is not None
-            return Submission(placed, created=False)
-        except AdmissionRefused as exc:
-            # The account cannot afford it (shares or cash, checked under its lock): nothing was stored.
-            self.metrics.refused.inc()
-            log.info("submission refused", extra={"reason": exc.code, "client_order_id": terms.client_order_id})
-            raise ServiceError(exc.code, exc.message, status_code=422, **exc.details) from exc
         except IntegrityError:
             # Lost a race with the same submission: the unique constraints decided, read the winner.
             existing = await self._existing(terms, decision_id, principal)
             if existing is None:
                 raise
             return Submission(existing, created=False)
-        self.metrics.entered(OrderStatus.ACCEPTED)
+        admitted = await self._admitted(new, outcome, principal)
+        if not admitted.created:
+            return admitted
         try:
-            sent = await self._send(stored, fresh=True, broker=broker)
+            sent = await self._send(admitted.stored, fresh=True, broker=broker)
         finally:
             # The relay publishes `order.accepted` with the report's events, in one flush (its read and its mark)
             # rather than one flush for it and one for them; at once whether or not the report was recorded.
             self.notify()
         return Submission(sent, created=True)
 
+    def _admit_hook(self) -> Callable[[DbSession, OrderTerms], Awaitable[None]] | None:
+        return None if self.amends is None else self.amends.admit
+
+    async def _admitted(self, new: NewOrder, outcome: Admission, principal: Principal) -> Submission:
+        """What an admission's outcome (`create_orders`) answers: the new order (created, not sent yet), the order a
+        repeated submission is answered with, or the error (raised)."""
+        terms = new.terms
+        if isinstance(outcome, AlreadyPlaced):
+            # A duplicate that waited for the lock behind the first copy: the same answer as a later retry.
+            placed = await self._placed(terms, new.decision_id, principal, outcome.same_key, outcome.by_decision)
+            assert placed is not None
+            return Submission(placed, created=False)
+        if isinstance(outcome, AdmissionRefused):
+            # The account cannot afford it (shares or cash, checked under its lock): nothing was stored.
+            self.metrics.refused.inc()
+            log.info("submission refused", extra={"reason": outcome.code, "client_order_id": terms.client_order_id})
+            raise ServiceError(outcome.code, outcome.message, status_code=422, **outcome.details) from outcome
+        if isinstance(outcome, ServiceError):
+            raise outcome
+        self.metrics.entered(OrderStatus.ACCEPTED)
+        return Submission(outcome, created=True)
+
     async def submit_many(self, submissions: Sequence[OrderSubmission], principal: Principal) -> list[SubmittedItem]:
-        """Risk's approved orders of one batch (`POST /v1/order-submissions`), each submitted exactly as by `submit`
-        (its own admission under the account's lock, its own transactions: one failing leaves the others as they
-        are), in the order given, in one request instead of one each. An item answered 5xx (a dependency down) stops
-        the batch: the items after it are not tried (503 `not_sent`), so a later order never goes ahead of an
-        earlier one; risk sends them again with their client_order_ids. An error that is no dependency's (a bug)
-        fails the request: risk then treats every item's outcome as unknown, as for a single order."""
-        items: list[SubmittedItem] = []
-        stopped: int | None = None
+        """Risk's approved orders of one batch (`POST /v1/order-submissions`), each answered exactly as `submit`
+        answers it alone, in the order given, in one request instead of one each. The items whose approval, session,
+        price cap and broker check out are admitted together (`create_orders`: one transaction, each item checked
+        against the cash and shares the earlier ones took) and the paper broker's reports and book of those admitted
+        recorded together (`apply_booked`: one transaction); an item that needs more (an approval refused, a
+        dependency failing its checks) goes alone through `submit`, in its place. An item answered 5xx (a dependency
+        down) stops the batch: the items after it are not tried (503 `not_sent`), so a later order never goes ahead
+        of an earlier one; risk sends them again with their client_order_ids. An error that is no dependency's (a
+        bug) fails the request: risk then treats every item's outcome as unknown, as for a single order."""
+        answers: list[SubmittedItem] = []
+        group: list[_Ready] = []
+        now = self.clock()
+
+        def stopped() -> bool:
+            return any(a.status_code >= 500 for a in answers)
+
         for index, submission in enumerate(submissions):
-            if stopped is not None:
-                message = f"not tried: submission {stopped} before it could not be taken; send it again"
-                items.append(SubmittedItem(index, 503, code="not_sent", message=message))
+            ready = await self._ready(index, submission, principal, now)
+            if ready is not None and (not group or group[0].session == ready.session):
+                group.append(ready)
                 continue
+            if group:
+                answers.extend(await self._submit_group(group, principal, now))
+                group = []
+                if stopped():
+                    break
+            if ready is not None:
+                group.append(ready)
+                continue
+            answers.append(await self._submitted_alone(index, submission, principal))
+            if stopped():
+                break
+        if group:
+            answers.extend(await self._submit_group(group, principal, now))
+        first_failed = next((a.index for a in answers if a.status_code >= 500), None)
+        for index in range(len(answers), len(submissions)):
+            message = f"not tried: submission {first_failed} before it could not be taken; send it again"
+            answers.append(SubmittedItem(index, 503, code="not_sent", message=message))
+        return answers
+
+    async def _ready(
+        self, index: int, submission: OrderSubmission, principal: Principal, now: datetime
+    ) -> _Ready | None:
+        """An item of a batch whose approval, session, price cap and broker check out, ready to be admitted with the
+        others; None: it is to be submitted alone (`submit` answers what failed, or finds the order placed)."""
+        terms = submission.terms()
+        raw = submission.approval
+        decision_id = raw.get("decision_id") if raw is not None else None
+        if not isinstance(decision_id, str):
+            return None
+        if refusal_reason(self.approval_secret, terms, raw, principal, max_age_s=self.approval_ttl_s) is not None:
+            return None
+        try:
+            session = await self.order_session(now, placing=True)
+            price_cap = await self._price_cap(terms, session)
+            broker = await self._broker_ready(terms.account_id)
+        except Exception:
+            return None
+        arrival = await self._arrival(terms.ts_code, now)
+        return _Ready(
+            index, submission, NewOrder(terms, decision_id, price_cap=price_cap, arrival=arrival), session, broker
+        )
+
+    async def _submitted_alone(self, index: int, submission: OrderSubmission, principal: Principal) -> SubmittedItem:
+        try:
+            result = await self.submit(submission, principal)
+        except Exception as exc:
+            return _failed_item(index, exc)
+        return SubmittedItem(index, 201 if result.created else 200, stored=result.stored)
+
+    async def _submit_group(self, group: list[_Ready], principal: Principal, now: datetime) -> list[SubmittedItem]:
+        """`submit_many`'s items that checked out (one session), admitted in one transaction and sent: their answers
+        in order (only up to the first answered 5xx when it is not the group's own)."""
+        session = group[0].session
+        try:
+            outcomes = await self.store.create_orders(
+                [r.new for r in group],
+                today=session.day,
+                opens_after=session.opens_after,
+                now=now + timedelta(microseconds=group[0].index),  # item i of the batch: now + i µs (creation order)
+                admit=self._admit_hook(),
+            )
+        except IntegrityError:
+            # A race on an item's keys the locks did not serialise: nothing was stored. Each alone finds the winner
+            # (up to one answered 5xx: the caller answers the rest `not_sent`).
+            alone: list[SubmittedItem] = []
+            for r in group:
+                alone.append(await self._submitted_alone(r.index, r.submission, principal))
+                if alone[-1].status_code >= 500:
+                    break
+            return alone
+        except Exception as exc:
+            # Nothing was stored: the first item answers why (a bug is raised), the others were not tried.
+            first = _failed_item(group[0].index, exc)
+            message = f"not tried: submission {first.index} before it could not be taken; send it again"
+            return [first, *(SubmittedItem(r.index, 503, code="not_sent", message=message) for r in group[1:])]
+        answers: dict[int, SubmittedItem] = {}
+        created: list[tuple[_Ready, StoredOrder]] = []
+        for ready, outcome in zip(group, outcomes, strict=True):
             try:
-                result = await self.submit(submission, principal)
-            except ServiceError as exc:
-                items.append(SubmittedItem(index, exc.status_code, code=exc.code, message=exc.message,
-                                           details=exc.details or None))  # fmt: skip
+                admitted = await self._admitted(ready.new, outcome, principal)
             except Exception as exc:
-                code = dependency_failure(exc)
-                if code is None:
-                    raise
-                log.error("a batch's submission could not be taken", extra={"code": code, "error": type(exc).__name__})
-                message = unavailable_message("execution", code, "send the order again")
-                items.append(SubmittedItem(index, 503, code=code, message=message))
+                answers[ready.index] = _failed_item(ready.index, exc)
+                continue
+            if admitted.created:
+                created.append((ready, admitted.stored))
             else:
-                items.append(SubmittedItem(index, 201 if result.created else 200, stored=result.stored))
-            if items[-1].status_code >= 500:
-                stopped = index
-        return items
+                answers[ready.index] = SubmittedItem(ready.index, 200, stored=admitted.stored)
+        if created:
+            try:
+                answers.update(await self._send_group(created))
+            finally:
+                self.notify()  # the `order.accepted` events, with the reports' (see `submit`)
+        return [answers[r.index] for r in group]
+
+    async def _send_group(self, created: list[tuple[_Ready, StoredOrder]]) -> dict[int, SubmittedItem]:
+        """Send a group's new orders: the paper broker's matches (`book`) first, then their reports and book writes in
+        one transaction (`apply_booked`); an order of another broker (QMT) is sent on its own (`_send`). An order
+        the broker could not take stays accepted (503; reconciliation sends it), and so do the group's later ones,
+        not sent. When the joint record cannot be made as it is (a lost race, a book that had an order, a report
+        contradicting its order), each is sent alone, as `submit` sends it."""
+        answers: dict[int, SubmittedItem] = {}
+        booked: list[tuple[_Ready, StoredOrder, Booking]] = []
+
+        async def alone(ready: _Ready, stored: StoredOrder) -> None:
+            try:
+                sent = await self._send(stored, fresh=True, broker=ready.broker)
+            except Exception as exc:
+                answers[ready.index] = _failed_item(ready.index, exc)
+            else:
+                answers[ready.index] = SubmittedItem(ready.index, 201, stored=sent)
+
+        for ready, stored in created:
+            order_id = stored.order.order_id
+            if any(a.status_code >= 500 for a in answers.values()):
+                held = BrokerUnavailable("not sent: an order before it in its batch was not taken")
+                answers[ready.index] = _failed_item(ready.index, _stays_accepted(order_id, held))
+            elif not isinstance(ready.broker, BookingBroker):
+                await alone(ready, stored)
+            else:
+                try:
+                    booking = await ready.broker.book(
+                        stored.order, price_cap=stored.price_cap, paper_fill=stored.paper_fill
+                    )
+                except BrokerUnavailable as exc:
+                    answers[ready.index] = _failed_item(ready.index, _stays_accepted(order_id, exc))
+                else:
+                    booked.append((ready, stored, booking))
+        if not booked:
+            return answers
+        try:
+            applied = await self.store.apply_booked(
+                [Booked(stored.order.order_id, booking.report, stored, booking.write) for _, stored, booking in booked],
+                now=self.clock(),
+            )
+        except (AlreadyBooked, ConcurrentUpdate, IntegrityError, InconsistentReport, IllegalTransition, LookupError):
+            for ready, stored, _ in booked:
+                await alone(ready, stored)
+            return answers
+        except Exception as exc:
+            if dependency_failure(exc) is None:
+                raise
+            for ready, _, _ in booked:  # recorded accepted, not sent: reconciliation sends them
+                answers[ready.index] = _failed_item(ready.index, exc)
+            return answers
+        for (ready, _, _), report in zip(booked, applied, strict=True):
+            if report.statuses or report.new_trades:
+                self.metrics.entered(*report.statuses)
+                self.metrics.trades.inc(report.new_trades)
+            answers[ready.index] = SubmittedItem(ready.index, 201, stored=report.stored)
+        return answers
 
     async def _price_cap(self, terms: OrderTerms, session: OrderSession) -> Decimal | None:
         """The most a buy may pay a share, which its cash is reserved at: the limit price, or for a market buy
@@ -1341,3 +1494,29 @@ def _stays_accepted(order_id: str, exc: BrokerUnavailable) -> Unavailable:
         f"the broker could not take the order now ({exc}); it stays accepted and will be resubmitted",
         order_id=order_id,
     )
+
+
+Admission = StoredOrder | AlreadyPlaced | AdmissionRefused | ServiceError  # an item's outcome of `create_orders`
+
+
+@dataclass(frozen=True)
+class _Ready:
+    """An item of `submit_many` whose approval, session, price cap and broker checked out."""
+
+    index: int
+    submission: OrderSubmission
+    new: NewOrder
+    session: OrderSession
+    broker: BrokerAdapter
+
+
+def _failed_item(index: int, exc: Exception) -> SubmittedItem:
+    """The answer of an item whose submission raised `exc`: a ServiceError's status and code, a dependency's failure
+    503 (the error raised again when it is neither: a bug fails the request)."""
+    if isinstance(exc, ServiceError):
+        return SubmittedItem(index, exc.status_code, code=exc.code, message=exc.message, details=exc.details or None)
+    code = dependency_failure(exc)
+    if code is None:
+        raise exc
+    log.error("a batch's submission could not be taken", extra={"code": code, "error": type(exc).__name__})
+    return SubmittedItem(index, 503, code=code, message=unavailable_message("execution", code, "send the order again"))

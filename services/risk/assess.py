@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from datetime import date, datetime
 from decimal import Decimal
+from functools import lru_cache
 
 from services.risk.rules.base import (
     Counters,
@@ -21,7 +22,7 @@ from services.risk.rules.base import (
     TradingState,
 )
 from services.risk.state.activity import Activity
-from services.risk.state.ports import BookView
+from services.risk.state.ports import BookView, OpenOrderView
 from shared.core.domain import OrderSide, OrderType, from_fen
 from shared.core.domain.codes import Board
 from shared.platform.quotes import Quote
@@ -137,29 +138,11 @@ def risk_state(
     positions: dict[str, HeldPosition] = {}
     for code, holding in view.holdings.items():
         quote = quotes.get(code)
-        last = None if quote is None else quote.last_close
-        positions[code] = HeldPosition(
-            qty=holding.qty,
-            market_value=Decimal(0) if last is None else holding.qty * last,
-            industry=_industry(quote),
-        )
+        positions[code] = _held(holding.qty, None if quote is None else quote.last_close, _industry(quote))
     open_orders = []
     for o in view.open_orders:
         quote = quotes.get(o.ts_code)
-        if o.side is OrderSide.BUY:
-            unit = from_fen(o.cap_fen)
-        else:
-            unit = Decimal(0) if quote is None or quote.last_close is None else quote.last_close
-        open_orders.append(
-            OpenOrder(
-                ts_code=o.ts_code,
-                side=o.side,
-                price=from_fen(o.cap_fen) if o.side is OrderSide.BUY else None,
-                remaining_qty=o.remaining_qty,
-                value=o.remaining_qty * unit,
-                industry=_industry(quote),
-            )
-        )
+        open_orders.append(_open_order(o, None if quote is None else quote.last_close, _industry(quote)))
     return RiskState(
         equity=equity,
         positions=positions,
@@ -173,6 +156,33 @@ def risk_state(
         trading_state=trading_state,
         pnl_today=Decimal(0) if activity.opening_equity is None else equity - activity.opening_equity,
         equity_high_water=activity.high_water,
+    )
+
+
+# A decision reads every holding and open order of the account: the same ones, with the same prices, order after
+# order (a batch of 500 buys would otherwise build 125,000 of them). Pure functions of their arguments, cached.
+@lru_cache(maxsize=1 << 16)
+def _held(qty: int, last_close: Decimal | None, industry: str | None) -> HeldPosition:
+    return HeldPosition(qty=qty, market_value=Decimal(0) if last_close is None else qty * last_close, industry=industry)
+
+
+@lru_cache(maxsize=1 << 16)
+def _open_order(o: OpenOrderView, last_close: Decimal | None, industry: str | None) -> OpenOrder:
+    """A buy commits its cap a share; a sell its shares at the last close (0 without one)."""
+    if o.side is OrderSide.BUY:
+        price: Decimal | None = from_fen(o.cap_fen)
+        unit = price
+    else:
+        price = None
+        unit = Decimal(0) if last_close is None else last_close
+    assert unit is not None
+    return OpenOrder(
+        ts_code=o.ts_code,
+        side=o.side,
+        price=price,
+        remaining_qty=o.remaining_qty,
+        value=o.remaining_qty * unit,
+        industry=industry,
     )
 
 

@@ -40,6 +40,7 @@ from services.strategy.book import (
     client_order_id,
 )
 from services.strategy.trading import PathUnavailable, Placed, Refused, TradingPath, fill_of, paper_fill_of
+from shared.core.market.fees import FenFees
 from shared.core.market.matching import KIND_SHARES, STATUS_NAMES, STATUS_REJECTED
 from shared.research.engine.config import BacktestConfig
 from shared.research.engine.context import BacktestContext, RunHistory
@@ -169,6 +170,8 @@ class InstanceRun:
         self.fills = asyncio.Condition()
         self.sent: dict[str, Plan] = {}  # client_order_id -> the plan, for orders not yet settled
         self.in_flight: dict[str, Plan] = {}  # orders of the round being sent, not answered yet (reserved too)
+        # a buy's cash held back (amount and fees) by its amount in fen, for the fees it was worked out with
+        self._reservations: tuple[FenFees | None, dict[int, int]] = (None, {})
         self.settlements: list[Settlement] = []  # every settlement, in order (what on_order heard)
         self.orders_sent = 0
         self.window_ends = 0.0
@@ -644,6 +647,9 @@ class InstanceRun:
         the round saw the earlier one). Without it (or for an order not of the round), every order being sent is
         reserved."""
         book = self.book
+        if self._reservations[0] is not book.fees or len(self._reservations[1]) > 10_000:
+            self._reservations = (book.fees, {})
+        fees, memo = book.fees, self._reservations[1]
         reserved = 0
         for cid, plan in self._reserving(client_order_id):
             if plan.side == "sell":
@@ -651,8 +657,13 @@ class InstanceRun:
             left = plan.qty - book.filled_by_order.get(cid, 0)
             if left <= 0:
                 continue  # filled: its cash is spent (no minimum commission on nothing left)
-            amount = np.array([left * plan.price_fen], dtype=np.int64)
-            reserved += int(amount[0] + book.fees.commission(amount)[0] + book.fees.transfer(amount)[0])
+            amount_fen = left * plan.price_fen
+            # each order of a round of n is counted for every order after it: its fees worked out once
+            held = memo.get(amount_fen)
+            if held is None:
+                amount = np.array([amount_fen], dtype=np.int64)
+                held = memo[amount_fen] = int(amount[0] + fees.commission(amount)[0] + fees.transfer(amount)[0])
+            reserved += held
         return book.cash_fen - reserved
 
     def positions(

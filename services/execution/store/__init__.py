@@ -27,7 +27,7 @@ from services.execution.store.orders import AlreadyPlaced, ConcurrentUpdate, Sto
 from services.execution.store.refusals import RefusalStore, refused_submissions
 from services.execution.store.snapshot import SnapshotReads, SnapshotRows
 from services.execution.store.trades import TcaRow, TradeRecord, trades
-from services.execution.store.transitions import AppliedReport, OrderTransitions
+from services.execution.store.transitions import AppliedReport, Booked, NewOrder, OrderTransitions
 
 __all__ = [
     "MIGRATIONS",
@@ -36,12 +36,14 @@ __all__ = [
     "AdmissionRefused",
     "AlreadyPlaced",
     "AppliedReport",
+    "Booked",
     "BrokerOrder",
     "BrokerStore",
     "ConcurrentUpdate",
     "EntryExists",
     "ExecutionStore",
     "LedgerEntry",
+    "NewOrder",
     "Reconciliation",
     "SnapshotRows",
     "StoredOrder",

@@ -231,6 +231,31 @@ class OrderReads(StoreBase):
         by_decision = next((o for o in found if o.decision_id == decision_id), None)
         return same_key, by_decision
 
+    async def _find_by_keys_or_decisions(
+        self, s: DbSession, keys: list[tuple[str, str, str]]
+    ) -> tuple[dict[tuple[str, str], StoredOrder], dict[str, StoredOrder]]:
+        """`_find_by_key_or_decision` of several (account_id, client_order_id, decision_id) in one statement: the
+        orders found by (account_id, client_order_id), and by decision_id."""
+        if not keys:
+            return {}, {}
+        cids: dict[str, set[str]] = {}
+        for account_id, client_order_id, _ in keys:
+            cids.setdefault(account_id, set()).add(client_order_id)
+        query = select(orders).where(
+            or_(
+                *(
+                    and_(orders.c.account_id == account_id, orders.c.client_order_id.in_(sorted(ids)))
+                    for account_id, ids in sorted(cids.items())
+                ),
+                orders.c.decision_id.in_(sorted({decision_id for _, _, decision_id in keys})),
+            )
+        )
+        found = [stored_order(r) for r in (await s.execute(query)).all()]
+        by_key = {(o.order.account_id, o.order.client_order_id): o for o in found}
+        wanted = {decision_id for _, _, decision_id in keys}
+        by_decision = {o.decision_id: o for o in found if o.decision_id in wanted}
+        return by_key, by_decision
+
     async def list_orders(
         self,
         *,

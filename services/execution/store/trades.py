@@ -156,14 +156,14 @@ class TradeReads(StoreBase):
         today: date,
         opens_after: datetime | None = None,
         *,
-        ts_code: str | None = None,
+        ts_codes: list[str] | None = None,
     ) -> tuple[list[TradeLot | ShareAdjustment], list[OpenSell]]:
         """The trades come summed by the database, one lot per (ts_code, side, bought before session `today` or in
         it), each stamped with the latest trade time of its group (so it falls on the same side of the session's start):
         `holdings` gives what it gives for the single trades, and the rows read stay as many as the codes traded,
         not the trades (an account that trades every day would otherwise read its whole history on every sell and
         every positions listing). The corporate actions recorded (`position_adjustments`) come in the same
-        statement, one row per code, as `ShareAdjustment`s. `ts_code`: that code's only (a sell's admission: one
+        statement, one row per code, as `ShareAdjustment`s. `ts_codes`: those codes' only (sells' admission: a
         code's position is the same from its own trades as from the account's; the reads use the (account, code)
         and (account, status) indexes, so an admission does not grow with the account's history)."""
         open_statuses = [status.value for status in OrderStatus if not status.is_final]
@@ -175,10 +175,10 @@ class TradeReads(StoreBase):
             orders.c.status.in_(open_statuses),
             orders.c.side == OrderSide.SELL.value,
         ]
-        if ts_code is not None:
-            traded_where.append(trades.c.ts_code == ts_code)
-            adjusted_where.append(position_adjustments.c.ts_code == ts_code)
-            sells_where.append(orders.c.ts_code == ts_code)
+        if ts_codes is not None:
+            traded_where.append(trades.c.ts_code.in_(ts_codes))
+            adjusted_where.append(position_adjustments.c.ts_code.in_(ts_codes))
+            sells_where.append(orders.c.ts_code.in_(ts_codes))
         traded = (
             select(
                 trades.c.ts_code,

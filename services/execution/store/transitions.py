@@ -3,10 +3,11 @@ checks) and the application of a broker's report (status changes, trades, their 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from datetime import date, datetime
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
@@ -14,10 +15,11 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
 from services.execution import cash as cashbook
 from services.execution import events
+from services.execution.admission import Refusal
 from services.execution.brokers.base import BrokerReport
-from services.execution.cash import buy_refusal
+from services.execution.cash import Cash, buy_refusal
 from services.execution.lifecycle import ReportPlan, average_price, plan_report
-from services.execution.positions import sell_refusal
+from services.execution.positions import OpenSell, ShareAdjustment, TradeLot, sell_refusal
 from services.execution.store.accounts import AccountStore, AdmissionRefused
 from services.execution.store.base import outbox
 from services.execution.store.orders import (
@@ -25,6 +27,7 @@ from services.execution.store.orders import (
     ConcurrentUpdate,
     OrderReads,
     StoredOrder,
+    order_transitions,
     orders,
     paper_fill_json,
     stored_order,
@@ -34,14 +37,15 @@ from services.execution.tca import Arrival
 from shared.core.domain import Order, OrderSide, OrderStatus, OrderType, from_fen, to_fen
 from shared.core.domain.money import FEN
 from shared.core.market.order_types import DEFAULT_MARKET_TYPE
-from shared.core.market.orders import fill_cash_fen
+from shared.core.market.orders import buy_reservation_fen, fill_cash_fen
 from shared.core.market.rules import Fees, trade_fees
 from shared.platform.approval import OrderTerms
 from shared.platform.clock import utcnow
 from shared.platform.db import DbSession
+from shared.platform.errors import ServiceError
 from shared.platform.events import Envelope
 from shared.platform.observability import current_correlation_id, new_id
-from shared.platform.outbox import add_many_to_outbox, add_to_outbox
+from shared.platform.outbox import add_many_to_outbox
 
 # The report's version-checked UPDATE of the order, built once (a constant statement with its parameters: SQLAlchemy
 # neither builds nor cache-keys it again per report).
@@ -92,108 +96,122 @@ class OrderTransitions(OrderReads, ValuationReads, AccountStore):
         `now`: when it is created, by the market clock (a replayed session's time: day-order expiry reads it);
         default the wall clock. `arrival`: the price it arrived at, for cost analysis (docs/tca.md). `admit`: a
         further check in this transaction, after the look for the same order and before the account's checks (an
-        amend's replacement whose amend the user stopped: it raises, nothing stored)."""
-        side = OrderSide(terms.side)
-        cap_fen: int | None = None
-        if side is OrderSide.BUY:
-            cap = price_cap if price_cap is not None else terms.price
-            if cap is None:
-                raise ValueError("a buy needs a price cap to reserve cash at")
-            cap_fen = to_fen(cap)
+        amend's replacement whose amend the user stopped: it raises, nothing stored). `create_orders` of one."""
+        new = NewOrder(terms, decision_id, price_cap=price_cap, arrival=arrival)
+        (outcome,) = await self.create_orders([new], today=today, opens_after=opens_after, now=now, admit=admit)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    async def create_orders(
+        self,
+        new: Sequence[NewOrder],
+        *,
+        today: date,
+        opens_after: datetime | None = None,
+        now: datetime | None = None,
+        admit: Callable[[DbSession, OrderTerms], Awaitable[None]] | None = None,
+    ) -> list[StoredOrder | AlreadyPlaced | AdmissionRefused | ServiceError]:
+        """Admit several new orders in one transaction, each exactly as `create_order` admits it alone, one after the
+        other in the order given: the accounts' locks taken once (in account order), the look for orders already
+        placed under the items' keys or decisions made once, each account's cash read once and each item's buy
+        reserved from it before the next item is checked, the shares of the sells' codes read once and each
+        admitted sell's shares promised before the next. An item's outcome is its order (stored) or, with nothing
+        stored for it, the AlreadyPlaced, AdmissionRefused or `admit`'s error it would have raised alone (an item
+        repeating an earlier item's key or decision is AlreadyPlaced by that item's order). What the database
+        raises (a dependency down, IntegrityError for a race the locks did not serialise) leaves nothing stored."""
         now = now or utcnow()
-        order = Order(
-            order_id=new_id(),
-            client_order_id=terms.client_order_id,
-            account_id=terms.account_id,
-            ts_code=terms.ts_code,
-            side=side,
-            order_type=OrderType(terms.order_type),
-            qty=terms.qty,
-            price=terms.price,
-            status=OrderStatus.ACCEPTED,
-            strategy_instance_id=terms.strategy_instance_id,
-            # a market order signed without one (risk names it for every market order) is counterparty best
-            market_type=(terms.market_type or DEFAULT_MARKET_TYPE)
-            if terms.order_type == OrderType.MARKET.value
-            else None,
-            time_in_force=terms.time_in_force,
-            created_at=now,
-            updated_at=now,
-        )
-        stored = StoredOrder(
-            order=order,
-            decision_id=decision_id,
-            filled_amount=Decimal("0.00"),
-            version=1,
-            price_cap=None if cap_fen is None else from_fen(cap_fen),
-            paper_fill=terms.paper_fill,
-        )
+        # each item stamped a microsecond after the one before it: the orders list (by creation) in the order given
+        prepared = [_prepared(n, now + timedelta(microseconds=i)) for i, n in enumerate(new)]
+        account_ids = sorted({stored.order.account_id for stored, _ in prepared})
         for _ in range(2):
             async for attempt in self.db.transaction():
                 async with attempt as s:
-                    if not await self._lock_account(s, order.account_id):
-                        locked = False
-                    else:
-                        locked = True
-                        same_key, by_decision = await self._find_by_key_or_decision(
-                            s, order.account_id, order.client_order_id, decision_id
-                        )
-                        if same_key is not None or by_decision is not None:
-                            raise AlreadyPlaced(same_key, by_decision)
-                        if admit is not None:
-                            await admit(s, terms)
-                        if side is OrderSide.SELL:
-                            lots, sells = await self._position_inputs(
-                                s, order.account_id, today, opens_after, ts_code=order.ts_code
-                            )
-                            refusal = sell_refusal(
-                                lots, sells, order.ts_code, order.qty, today=today, opens_after=opens_after
-                            )
-                        else:
-                            assert cap_fen is not None
-                            cash = await self._locked_cash(s, order.account_id, today)
-                            refusal = buy_refusal(order.ts_code, order.qty, cap_fen, cash, today=today)
-                        if refusal is not None:
-                            raise AdmissionRefused.of(refusal)
-                        await s.execute(
-                            orders.insert(),
-                            dict(
-                                order_id=order.order_id,
-                                client_order_id=order.client_order_id,
-                                account_id=order.account_id,
-                                decision_id=decision_id,
-                                ts_code=order.ts_code,
-                                side=order.side.value,
-                                order_type=order.order_type.value,
-                                qty=order.qty,
-                                price=order.price,
-                                price_cap=stored.price_cap,
-                                status=order.status.value,
-                                filled_qty=0,
-                                filled_amount=Decimal("0.00"),
-                                reason=None,
-                                version=1,
-                                correlation_id=current_correlation_id(),
-                                created_at=now,
-                                updated_at=now,
-                                strategy_instance_id=order.strategy_instance_id,
-                                paper_fill=paper_fill_json(terms.paper_fill),
-                                arrival_price=None if arrival is None else arrival.price,
-                                arrival_source=None if arrival is None else arrival.source,
-                                arrival_at=None if arrival is None else arrival.at,
-                                market_type=order.market_type,
-                                time_in_force=order.time_in_force,
-                            ),
-                        )
-                        await self._transition(s, order.order_id, None, OrderStatus.ACCEPTED, None, now)
-                        accepted = events.order_event(
-                            order, source=self.source, price_cap=stored.price_cap, session=today
-                        )
-                        await add_to_outbox(s, outbox, accepted)
-            if locked:
-                return stored
-            await self.ensure_account(order.account_id)
-        raise AssertionError(f"account {order.account_id} could not be created")
+                    missing = [a for a in account_ids if not await self._lock_account(s, a)]
+                    outcomes = [] if missing else await self._admit(s, new, prepared, today, opens_after, admit)
+            if not missing:
+                return outcomes
+            for account_id in missing:
+                await self.ensure_account(account_id)
+        raise AssertionError(f"accounts {account_ids} could not be created")
+
+    async def _admit(
+        self,
+        s: DbSession,
+        new: Sequence[NewOrder],
+        prepared: list[tuple[StoredOrder, int | None]],
+        today: date,
+        opens_after: datetime | None,
+        admit: Callable[[DbSession, OrderTerms], Awaitable[None]] | None,
+    ) -> list[StoredOrder | AlreadyPlaced | AdmissionRefused | ServiceError]:
+        """`create_orders`' work under the accounts' locks (taken by the caller)."""
+        by_key, by_decision = await self._find_by_keys_or_decisions(
+            s, [(n.terms.account_id, n.terms.client_order_id, n.decision_id) for n in new]
+        )
+        cash: dict[str, Cash] = {}
+        sell_codes: dict[str, list[str]] = {}
+        for stored, _ in prepared:
+            if stored.order.side is OrderSide.SELL:
+                sell_codes.setdefault(stored.order.account_id, []).append(stored.order.ts_code)
+        shares: dict[str, tuple[list[TradeLot | ShareAdjustment], list[OpenSell]]] = {}
+        outcomes: list[StoredOrder | AlreadyPlaced | AdmissionRefused | ServiceError] = []
+        admitted: list[tuple[StoredOrder, NewOrder]] = []
+        for item, (stored, cap_fen) in zip(new, prepared, strict=True):
+            order = stored.order
+            same_key = by_key.get((order.account_id, order.client_order_id))
+            used = by_decision.get(item.decision_id)
+            if same_key is not None or used is not None:
+                outcomes.append(AlreadyPlaced(same_key, used))
+                continue
+            if admit is not None:
+                try:
+                    await admit(s, item.terms)
+                except ServiceError as exc:
+                    outcomes.append(exc)
+                    continue
+            refusal: Refusal | None
+            if order.side is OrderSide.SELL:
+                account_id = order.account_id
+                if account_id not in shares:
+                    shares[account_id] = await self._position_inputs(
+                        s, account_id, today, opens_after, ts_codes=sorted(set(sell_codes[account_id]))
+                    )
+                lots, sells = shares[account_id]
+                refusal = sell_refusal(lots, sells, order.ts_code, order.qty, today=today, opens_after=opens_after)
+                if refusal is None:
+                    sells.append(OpenSell(order.ts_code, order.qty))
+            else:
+                assert cap_fen is not None
+                account_cash = cash.get(order.account_id)
+                if account_cash is None:
+                    account_cash = await self._locked_cash(s, order.account_id, today)
+                refusal = buy_refusal(order.ts_code, order.qty, cap_fen, account_cash, today=today)
+                if refusal is None:
+                    reserved = buy_reservation_fen(order.qty, cap_fen, today)
+                    account_cash = replace(account_cash, reserved_fen=account_cash.reserved_fen + reserved)
+                cash[order.account_id] = account_cash
+            if refusal is not None:
+                outcomes.append(AdmissionRefused.of(refusal))
+                continue
+            outcomes.append(stored)
+            admitted.append((stored, item))
+            by_key[(order.account_id, order.client_order_id)] = stored
+            by_decision[item.decision_id] = stored
+        if admitted:
+            # one statement each (an executemany: one multi-row INSERT on MariaDB)
+            await s.execute(orders.insert(), [_order_row(stored, item) for stored, item in admitted])
+            await s.execute(
+                order_transitions.insert(),
+                [{"order_id": stored.order.order_id, "from_status": None, "to_status": OrderStatus.ACCEPTED.value,
+                  "reason": None, "at": stored.order.created_at} for stored, _ in admitted],
+            )  # fmt: skip
+            await add_many_to_outbox(
+                s,
+                outbox,
+                [events.order_event(stored.order, source=self.source, price_cap=stored.price_cap, session=today)
+                 for stored, _ in admitted],
+            )  # fmt: skip
+        return outcomes
 
     async def apply_report(
         self,
@@ -245,93 +263,112 @@ class OrderTransitions(OrderReads, ValuationReads, AccountStore):
             async with attempt as s:
                 if within is not None:
                     await within(s)
-                guess = None
-                if known is not None and known.order.filled_qty == 0:
-                    # The order as the caller recorded it, nothing filled: no trades at this version (see apply_report).
-                    guess = plan_report(known.progress, report, set())
-                if known is not None and guess is not None and guess.changed:
-                    current, plan = known, guess
-                else:  # read what the database says (also when what we know leaves nothing to write)
-                    row = (await s.execute(select(orders).where(orders.c.order_id == order_id))).first()
-                    if row is None:
-                        raise LookupError(f"order {order_id} does not exist")
-                    current = stored_order(row)
-                    recorded = set(
-                        (await s.execute(select(trades.c.trade_id).where(trades.c.order_id == order_id))).scalars()
-                    )
-                    plan = plan_report(current.progress, report, recorded)
-                    if not plan.changed:
-                        return AppliedReport(current, (), 0)
-                now = at or utcnow()
-                after = _advance(current, plan, now)
-                # The version-checked update comes first: it takes the row lock, so a concurrent applier waits here
-                # and then finds the version moved on, before it could insert a trade.
-                result = await s.execute(
-                    _ADVANCE_ORDER,
-                    {
-                        "p_order_id": order_id,
-                        "p_version": current.version,
-                        "p_status": after.order.status.value,
-                        "p_filled_qty": after.order.filled_qty,
-                        "p_filled_amount": after.filled_amount,
-                        "p_reason": None if after.order.reason is None else after.order.reason[:255],
-                        "p_new_version": after.version,
-                        "p_updated_at": now,
-                    },
-                )
-                if result.rowcount != 1:
-                    raise ConcurrentUpdate(order_id)
-                previous = current.order.status
-                steps: list[tuple[OrderStatus | None, OrderStatus, str | None]] = []
-                for status in plan.steps:
-                    steps.append((previous, status, plan.reason if status.is_final else None))
-                    previous = status
-                await self._transitions(s, order_id, steps, now)
-                # Each fill's fees once: the trade row, its cash and its event carry the same figures.
-                fees_of = {
-                    fill.fill_id: trade_fees(
-                        fill.price * fill.qty,
-                        is_sell=current.order.side is OrderSide.SELL,
-                        trade_date=events.exchange_date(fill.traded_at),
-                    )
-                    for fill in plan.new_fills
-                }
-                await add_many_to_outbox(s, outbox, self._events(current, after, plan, now, fees_of))
-                for fill in plan.new_fills:
-                    amount = fill.price * fill.qty
-                    fees = fees_of[fill.fill_id]
-                    await s.execute(
-                        trades.insert(),
-                        dict(
-                            trade_id=fill.fill_id,
-                            order_id=order_id,
-                            client_order_id=current.order.client_order_id,
-                            account_id=current.order.account_id,
-                            ts_code=current.order.ts_code,
-                            side=current.order.side.value,
-                            qty=fill.qty,
-                            price=fill.price,
-                            amount=amount,
-                            commission=fees.commission,
-                            stamp_duty=fees.stamp_duty,
-                            transfer_fee=fees.transfer_fee,
-                            traded_at=fill.traded_at,
-                            created_at=now,
-                            strategy_instance_id=current.order.strategy_instance_id,
-                        ),
-                    )
-                    side = current.order.side
-                    await self._add_entry(
-                        s,
-                        current.order.account_id,
-                        fill_cash_fen(side, to_fen(amount), to_fen(fees.total)),
-                        kind=cashbook.BUY_FILL if side is OrderSide.BUY else cashbook.SELL_FILL,
-                        idempotency_key=cashbook.trade_key(fill.fill_id),
-                        trade_id=fill.fill_id,
-                        created_by=self.source,
-                        correlation_id=current_correlation_id(),
-                        created_at=now,
-                    )
+                applied = await self._apply_in(s, order_id, report, at, known)
+        return applied
+
+    async def apply_booked(self, booked: Sequence[Booked], *, now: datetime | None = None) -> list[AppliedReport]:
+        """The reports of several new orders (`known`: each as its admission recorded it) with their book writes
+        (`within`), in one transaction: each as `apply_report` applies it with its write first, all committed or
+        none. What would make one of them try again alone (a lost race: ConcurrentUpdate, IntegrityError; the book
+        had the order: AlreadyBooked) is raised with nothing written: the caller applies them one by one then."""
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                applied = []
+                for item in booked:
+                    if item.within is not None:
+                        await item.within(s)
+                    applied.append(await self._apply_in(s, item.order_id, item.report, now, item.known))
+        return applied
+
+    async def _apply_in(
+        self, s: DbSession, order_id: str, report: BrokerReport, at: datetime | None, known: StoredOrder | None
+    ) -> AppliedReport:
+        """`_apply_once`'s work in the caller's transaction."""
+        guess = None
+        if known is not None and known.order.filled_qty == 0:
+            # The order as the caller recorded it, nothing filled: no trades at this version (see apply_report).
+            guess = plan_report(known.progress, report, set())
+        if known is not None and guess is not None and guess.changed:
+            current, plan = known, guess
+        else:  # read what the database says (also when what we know leaves nothing to write)
+            row = (await s.execute(select(orders).where(orders.c.order_id == order_id))).first()
+            if row is None:
+                raise LookupError(f"order {order_id} does not exist")
+            current = stored_order(row)
+            recorded = set((await s.execute(select(trades.c.trade_id).where(trades.c.order_id == order_id))).scalars())
+            plan = plan_report(current.progress, report, recorded)
+            if not plan.changed:
+                return AppliedReport(current, (), 0)
+        now = at or utcnow()
+        after = _advance(current, plan, now)
+        # The version-checked update comes first: it takes the row lock, so a concurrent applier waits here
+        # and then finds the version moved on, before it could insert a trade.
+        result = await s.execute(
+            _ADVANCE_ORDER,
+            {
+                "p_order_id": order_id,
+                "p_version": current.version,
+                "p_status": after.order.status.value,
+                "p_filled_qty": after.order.filled_qty,
+                "p_filled_amount": after.filled_amount,
+                "p_reason": None if after.order.reason is None else after.order.reason[:255],
+                "p_new_version": after.version,
+                "p_updated_at": now,
+            },
+        )
+        if result.rowcount != 1:
+            raise ConcurrentUpdate(order_id)
+        previous = current.order.status
+        steps: list[tuple[OrderStatus | None, OrderStatus, str | None]] = []
+        for status in plan.steps:
+            steps.append((previous, status, plan.reason if status.is_final else None))
+            previous = status
+        await self._transitions(s, order_id, steps, now)
+        # Each fill's fees once: the trade row, its cash and its event carry the same figures.
+        fees_of = {
+            fill.fill_id: trade_fees(
+                fill.price * fill.qty,
+                is_sell=current.order.side is OrderSide.SELL,
+                trade_date=events.exchange_date(fill.traded_at),
+            )
+            for fill in plan.new_fills
+        }
+        await add_many_to_outbox(s, outbox, self._events(current, after, plan, now, fees_of))
+        for fill in plan.new_fills:
+            amount = fill.price * fill.qty
+            fees = fees_of[fill.fill_id]
+            await s.execute(
+                trades.insert(),
+                dict(
+                    trade_id=fill.fill_id,
+                    order_id=order_id,
+                    client_order_id=current.order.client_order_id,
+                    account_id=current.order.account_id,
+                    ts_code=current.order.ts_code,
+                    side=current.order.side.value,
+                    qty=fill.qty,
+                    price=fill.price,
+                    amount=amount,
+                    commission=fees.commission,
+                    stamp_duty=fees.stamp_duty,
+                    transfer_fee=fees.transfer_fee,
+                    traded_at=fill.traded_at,
+                    created_at=now,
+                    strategy_instance_id=current.order.strategy_instance_id,
+                ),
+            )
+            side = current.order.side
+            await self._add_entry(
+                s,
+                current.order.account_id,
+                fill_cash_fen(side, to_fen(amount), to_fen(fees.total)),
+                kind=cashbook.BUY_FILL if side is OrderSide.BUY else cashbook.SELL_FILL,
+                idempotency_key=cashbook.trade_key(fill.fill_id),
+                trade_id=fill.fill_id,
+                created_by=self.source,
+                correlation_id=current_correlation_id(),
+                created_at=now,
+            )
         return AppliedReport(after, plan.steps, len(plan.new_fills))
 
     def _events(
@@ -351,6 +388,99 @@ class OrderTransitions(OrderReads, ValuationReads, AccountStore):
             changed = after.order.model_copy(update={"status": status})
             out.append(events.order_event(changed, source=self.source, price_cap=after.price_cap))
         return out
+
+
+@dataclass(frozen=True)
+class Booked:
+    """One report of `apply_booked`: a new order's broker report, the order as its admission recorded it, and the
+    broker's write of its book (run first, in the same transaction)."""
+
+    order_id: str
+    report: BrokerReport
+    known: StoredOrder | None = None
+    within: Callable[[DbSession], Awaitable[None]] | None = None
+
+
+@dataclass(frozen=True)
+class NewOrder:
+    """One order of `create_orders`: its signed terms, the decision that approved it, the most a buy may pay a share
+    (its cash is reserved at it: the limit price, or a market buy's limit-up; None: the limit price) and the price it
+    arrived at (cost analysis)."""
+
+    terms: OrderTerms
+    decision_id: str
+    price_cap: Decimal | None = None
+    arrival: Arrival | None = None
+
+
+def _prepared(new: NewOrder, now: datetime) -> tuple[StoredOrder, int | None]:
+    """The order `new` is stored as if admitted, and a buy's price cap in fen (None for a sell)."""
+    terms = new.terms
+    side = OrderSide(terms.side)
+    cap_fen: int | None = None
+    if side is OrderSide.BUY:
+        cap = new.price_cap if new.price_cap is not None else terms.price
+        if cap is None:
+            raise ValueError("a buy needs a price cap to reserve cash at")
+        cap_fen = to_fen(cap)
+    order = Order(
+        order_id=new_id(),
+        client_order_id=terms.client_order_id,
+        account_id=terms.account_id,
+        ts_code=terms.ts_code,
+        side=side,
+        order_type=OrderType(terms.order_type),
+        qty=terms.qty,
+        price=terms.price,
+        status=OrderStatus.ACCEPTED,
+        strategy_instance_id=terms.strategy_instance_id,
+        # a market order signed without one (risk names it for every market order) is counterparty best
+        market_type=(terms.market_type or DEFAULT_MARKET_TYPE) if terms.order_type == OrderType.MARKET.value else None,
+        time_in_force=terms.time_in_force,
+        created_at=now,
+        updated_at=now,
+    )
+    stored = StoredOrder(
+        order=order,
+        decision_id=new.decision_id,
+        filled_amount=Decimal("0.00"),
+        version=1,
+        price_cap=None if cap_fen is None else from_fen(cap_fen),
+        paper_fill=terms.paper_fill,
+    )
+    return stored, cap_fen
+
+
+def _order_row(stored: StoredOrder, new: NewOrder) -> dict[str, Any]:
+    order, arrival = stored.order, new.arrival
+    now = order.created_at
+    return dict(
+        order_id=order.order_id,
+        client_order_id=order.client_order_id,
+        account_id=order.account_id,
+        decision_id=stored.decision_id,
+        ts_code=order.ts_code,
+        side=order.side.value,
+        order_type=order.order_type.value,
+        qty=order.qty,
+        price=order.price,
+        price_cap=stored.price_cap,
+        status=order.status.value,
+        filled_qty=0,
+        filled_amount=Decimal("0.00"),
+        reason=None,
+        version=1,
+        correlation_id=current_correlation_id(),
+        created_at=now,
+        updated_at=now,
+        strategy_instance_id=order.strategy_instance_id,
+        paper_fill=paper_fill_json(new.terms.paper_fill),
+        arrival_price=None if arrival is None else arrival.price,
+        arrival_source=None if arrival is None else arrival.source,
+        arrival_at=None if arrival is None else arrival.at,
+        market_type=order.market_type,
+        time_in_force=order.time_in_force,
+    )
 
 
 def _advance(current: StoredOrder, plan: ReportPlan, now: datetime) -> StoredOrder:

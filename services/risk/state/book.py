@@ -63,12 +63,27 @@ class OrderState:
     decided: bool = False  # risk approved it; execution has not reported it yet
     decided_at: datetime | None = None
     session: date | None = None  # the session the order is for: its reservation's fee date
+    # the order as the last view showed it (kept while it does not change: a view is read for every decision)
+    shown: OpenOrderView | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def committed_qty(self) -> int:
         """Shares (a sell) or shares to pay for (a buy) the account still owes for this order."""
         announced = self.filled_qty if self.final else self.qty
         return max(announced - self.traded_qty, 0)
+
+    def view(self, client_order_id: str, committed_qty: int) -> OpenOrderView:
+        shown = self.shown
+        if (
+            shown is None
+            or shown.remaining_qty != committed_qty
+            or shown.decided != self.decided
+            or shown.cap_fen != self.cap_fen
+        ):
+            shown = self.shown = OpenOrderView(
+                client_order_id, self.ts_code, self.side, self.cap_fen, committed_qty, self.decided
+            )
+        return shown
 
 
 @dataclass
@@ -309,12 +324,13 @@ class AccountBook:
             qty = self.lots[code].qty
             if qty:
                 holdings[code] = HoldingView(code, qty, self.sellable(code, session))
-        open_orders = tuple(
-            OpenOrderView(cid, o.ts_code, o.side, o.cap_fen, o.committed_qty, o.decided)
-            for cid, o in sorted(self.orders.items())
-            if not o.final and o.committed_qty > 0
-        )
-        return BookView(self.account_id, self.balance_fen, self.reserved_fen, holdings, open_orders)
+        open_orders = []
+        for cid, o in sorted(self.orders.items()):
+            if not o.final:
+                committed = o.committed_qty
+                if committed > 0:
+                    open_orders.append(o.view(cid, committed))
+        return BookView(self.account_id, self.balance_fen, self.reserved_fen, holdings, tuple(open_orders))
 
     # -- seeding -----------------------------------------------------------------------------------------------------
 

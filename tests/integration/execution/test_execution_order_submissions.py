@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from services.execution.desk import OrderDesk
 from services.execution.store import orders, refused_submissions
 from shared.platform.approval import sign_approval
+from shared.platform.errors import Unavailable
 from shared.platform.internal_auth import Principal
 from shared.platform.observability import new_id
 from tests.conftest import Backing
@@ -143,35 +144,103 @@ async def test_an_item_the_account_cannot_afford_is_refused_alone(backing: Backi
         await settle(f)
 
 
-async def test_the_database_failing_mid_batch_stops_it_and_the_batch_sent_again_completes_it(
+async def test_the_database_failing_as_a_batch_is_admitted_stores_nothing_and_the_batch_sent_again_places_it(
     backing: Backing, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The batch's orders are admitted in one transaction: the database lost there stores none of them; the first
+    item answers why, the others were not tried; the same batch sent again places all three, once each."""
     settings = backing.settings()
     alice = trader()
     async with fleet(settings) as f:
         store = _desk(f).store
-        create_order = store.create_order
-        tried: list[str] = []
+        create_orders = store.create_orders
+        tried: list[list[str]] = []
 
-        async def down_on_the_second(terms: Any, *args: Any, **kw: Any) -> Any:
-            tried.append(terms.client_order_id)
-            if len(tried) == 2:
-                raise OperationalError("INSERT INTO orders ...", {}, ConnectionError("Lost connection (test)"))
-            return await create_order(terms, *args, **kw)
+        async def down(new: Any, **kw: Any) -> Any:
+            tried.append([n.terms.client_order_id for n in new])
+            raise OperationalError("INSERT INTO orders ...", {}, ConnectionError("Lost connection (test)"))
 
-        monkeypatch.setattr(store, "create_order", down_on_the_second)
+        monkeypatch.setattr(store, "create_orders", down)
         terms = [limit_buy(alice, qty=100), limit_buy(alice, qty=200, price="9.50"), limit_buy(alice, qty=300)]
         bodies = [signed_order(settings, t) for t in terms]
         items = await _submit(f, alice, bodies)
-        assert _statuses(items) == [(201, None), (503, "database_unavailable"), (503, "not_sent")]
-        assert "database is unavailable" in items[1]["message"]
+        assert _statuses(items) == [(503, "database_unavailable"), (503, "not_sent"), (503, "not_sent")]
+        assert "database is unavailable" in items[0]["message"]
+        assert "not tried: submission 0" in items[1]["message"]
+        assert tried == [[t.client_order_id for t in terms]]  # admitted together
+        assert await _stored(f, alice.account_id) == []
+
+        monkeypatch.setattr(store, "create_orders", create_orders)
+        again = await _submit(f, alice, bodies)
+        assert _statuses(again) == [(201, None), (201, None), (201, None)]
+        assert [c for c, _ in await _stored(f, alice.account_id)] == [t.client_order_id for t in terms]
+        await settle(f)
+
+
+async def test_the_database_failing_as_a_batchs_reports_are_recorded_leaves_its_orders_accepted_for_reconciliation(
+    backing: Backing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Admitted (stored `accepted`) but the broker's reports not recorded: each item answers 503 (its outcome unknown
+    to risk); sent again, each is answered with its order (200, no second order); reconciliation sends them to the
+    broker, which fills them once."""
+    settings = backing.settings()
+    alice = trader()
+    async with fleet(settings) as f:
+        desk = _desk(f)
+        apply_booked = desk.store.apply_booked
+
+        async def down(*args: Any, **kw: Any) -> Any:
+            raise OperationalError("UPDATE orders ...", {}, ConnectionError("Lost connection (test)"))
+
+        monkeypatch.setattr(desk.store, "apply_booked", down)
+        terms = [limit_buy(alice, qty=100), limit_buy(alice, qty=200)]
+        bodies = [signed_order(settings, t) for t in terms]
+        items = await _submit(f, alice, bodies)
+        assert _statuses(items) == [(503, "database_unavailable"), (503, "database_unavailable")]
+        stored = await _stored(f, alice.account_id)
+        assert [c for c, _ in stored] == [t.client_order_id for t in terms]
+
+        monkeypatch.setattr(desk.store, "apply_booked", apply_booked)
+        again = await _submit(f, alice, bodies)
+        assert _statuses(again) == [(200, None), (200, None)]
+        assert [(i["order"]["order_id"], i["order"]["status"]) for i in again] == [(o, "accepted") for _, o in stored]
+        assert await desk.reconcile() == 2
+        for _, order_id in stored:
+            order = await f.execution.get(f"/v1/orders/{order_id}", headers=f.headers(alice))
+            assert order.json()["status"] == "filled", order.text  # the harness's broker fills at once
+        assert len(await _stored(f, alice.account_id)) == 2
+        await settle(f)
+
+
+async def test_a_dependency_failing_an_items_own_checks_mid_batch_stops_it_there(
+    backing: Backing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The account's broker (a QMT bridge) goes away as the second item is checked: the first is placed, the second
+    answers 503 `broker_unavailable` with nothing stored, the third is not tried; sent again once the broker is back,
+    the first is answered with its order and the other two are placed."""
+    settings = backing.settings()
+    alice = trader()
+    async with fleet(settings) as f:
+        desk = _desk(f)
+        broker_ready = desk._broker_ready
+        checked: list[str] = []
+
+        async def gone_after_one(account_id: str) -> Any:
+            checked.append(account_id)
+            if len(checked) > 1:
+                raise Unavailable("broker_unavailable", "the broker cannot take orders now (test); nothing was sent")
+            return await broker_ready(account_id)
+
+        monkeypatch.setattr(desk, "_broker_ready", gone_after_one)
+        terms = [limit_buy(alice, qty=100), limit_buy(alice, qty=200, price="9.50"), limit_buy(alice, qty=300)]
+        bodies = [signed_order(settings, t) for t in terms]
+        items = await _submit(f, alice, bodies)
+        assert _statuses(items) == [(201, None), (503, "broker_unavailable"), (503, "not_sent")]
         assert "not tried: submission 1" in items[2]["message"]
-        assert tried == [terms[0].client_order_id, terms[1].client_order_id]  # the third never tried
         [(first, order_id)] = await _stored(f, alice.account_id)
         assert first == terms[0].client_order_id
 
-        # The database is back: the same batch places the other two; the first is answered with its order.
-        monkeypatch.setattr(store, "create_order", create_order)
+        monkeypatch.setattr(desk, "_broker_ready", broker_ready)
         again = await _submit(f, alice, bodies)
         assert _statuses(again) == [(200, None), (201, None), (201, None)]
         assert again[0]["order"]["order_id"] == order_id
@@ -182,22 +251,18 @@ async def test_the_database_failing_mid_batch_stops_it_and_the_batch_sent_again_
 async def test_an_error_that_is_no_dependencys_fails_the_whole_request(
     backing: Backing, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A bug (here an unexpected constraint violation on the second item) is not an item's answer: the request fails
-    (risk then treats every item's outcome as unknown); what was stored before it stays."""
+    """A bug (here an unexpected constraint violation as the batch is admitted, met again when the first item is
+    then admitted alone) is not an item's answer: the request fails (risk then treats every item's outcome as
+    unknown); nothing of the batch was stored."""
     settings = backing.settings()
     alice = trader()
     async with fleet(settings) as f:
         store = _desk(f).store
-        create_order = store.create_order
-        calls = {"n": 0}
 
-        async def broken_on_the_second(terms: Any, *args: Any, **kw: Any) -> Any:
-            calls["n"] += 1
-            if calls["n"] == 2:
-                raise IntegrityError("INSERT INTO orders ...", {}, Exception("CHECK constraint failed (test)"))
-            return await create_order(terms, *args, **kw)
+        async def broken(new: Any, **kw: Any) -> Any:
+            raise IntegrityError("INSERT INTO orders ...", {}, Exception("CHECK constraint failed (test)"))
 
-        monkeypatch.setattr(store, "create_order", broken_on_the_second)
+        monkeypatch.setattr(store, "create_orders", broken)
         terms = [limit_buy(alice, qty=100), limit_buy(alice, qty=200), limit_buy(alice, qty=300)]
         response = await f.execution.post(
             "/v1/order-submissions",
@@ -206,8 +271,7 @@ async def test_an_error_that_is_no_dependencys_fails_the_whole_request(
         )
         assert response.status_code == 500, response.text
         assert response.json()["code"] == "database_error"
-        assert calls["n"] == 2
-        assert [c for c, _ in await _stored(f, alice.account_id)] == [terms[0].client_order_id]
+        assert await _stored(f, alice.account_id) == []
         await settle(f)
 
 

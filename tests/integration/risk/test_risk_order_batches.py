@@ -11,10 +11,11 @@ import httpx
 import pytest
 from sqlalchemy.exc import OperationalError
 
+from services.execution import desk as desk_module
 from services.execution.store import orders
 from services.risk.batches import LEASE_S
 from services.risk.store import order_batch_items, order_batches, risk_decisions
-from shared.platform.errors import Forbidden
+from shared.platform.errors import Unavailable
 from shared.platform.internal_auth import Principal
 from shared.platform.observability import new_id
 from tests.conftest import Backing
@@ -174,18 +175,18 @@ async def test_a_batch_execution_fails_in_places_only_the_rest_when_sent_again(b
     settings = backing.settings()
     alice = trader()
     async with fleet(settings) as f:
-        # Execution's database fails as it takes the second order of the batch (the first is stored).
+        # The account's broker goes away as execution checks the second order of the batch (the first is stored).
         desk = f.execution_app.state.desk
-        submit = desk.submit
-        submitted: list[str] = []
+        broker_ready = desk._broker_ready
+        checked: list[str] = []
 
-        async def down_after_one(submission: Any, principal: Principal) -> Any:
-            submitted.append(submission.client_order_id)
-            if len(submitted) > 1:
-                raise OperationalError("INSERT", {}, Exception("MariaDB went away (test)"))
-            return await submit(submission, principal)
+        async def gone_after_one(account_id: str) -> Any:
+            checked.append(account_id)
+            if len(checked) > 1:
+                raise Unavailable("broker_unavailable", "the broker cannot take orders now (test); nothing was sent")
+            return await broker_ready(account_id)
 
-        desk.submit = down_after_one
+        desk._broker_ready = gone_after_one
         batch = _batch(_buy(100), _buy(200, price="9.50"), _buy(300, price="9.80"))
         response = await f.risk.post("/v1/order-batches", json=batch, headers=f.headers(alice))
         assert response.status_code == 200, response.text
@@ -193,11 +194,10 @@ async def test_a_batch_execution_fails_in_places_only_the_rest_when_sent_again(b
         assert (first["placed"], first["refused"], first["failed"], first["complete"]) == (1, 0, 2, False)
         assert [(i["status"], i.get("code"), i.get("http_status")) for i in first["items"]] == [
             ("placed", None, None),
-            ("failed", "database_unavailable", 503),  # execution's code, as for a single order
+            ("failed", "broker_unavailable", 503),  # execution's code, as for a single order
             ("failed", "execution_unavailable", 503),  # its own answer: execution did not try it
         ]
         assert "not_sent" in first["items"][2]["message"]
-        assert len(submitted) == 2  # the third was never tried: nothing goes ahead of the second
         assert await f.store.count(orders, account_id=alice.account_id) == 1
         async with f.risk_app.state.db.session() as s:
             [row] = (await s.execute(order_batches.select().where(order_batches.c.batch_id == batch["batch_id"]))).all()
@@ -207,8 +207,8 @@ async def test_a_batch_execution_fails_in_places_only_the_rest_when_sent_again(b
             )
             assert [(r.item_index, r.status) for r in recorded.all()] == [(0, "placed")]
 
-        # Execution is back: the batch sent again places the two that failed, and only those.
-        desk.submit = submit
+        # The broker is back: the batch sent again places the two that failed, and only those.
+        desk._broker_ready = broker_ready
         response = await f.risk.post("/v1/order-batches", json=batch, headers=f.headers(alice))
         assert response.status_code == 200, response.text
         second = response.json()
@@ -416,21 +416,20 @@ async def test_an_item_execution_refuses_does_not_hide_the_orders_it_placed_afte
     settings = backing.settings()
     alice = trader()
     async with fleet(settings) as f:
-        desk = f.execution_app.state.desk
-        submit = desk.submit
         batch = _batch(_buy(100), _buy(200, price="9.50"), _buy(300, price="9.80"))
         refused_cid = batch["orders"][1]["client_order_id"]
+        checked = desk_module.refusal_reason
 
-        async def refuses_the_second(submission: Any, principal: Principal) -> Any:
-            if submission.client_order_id == refused_cid:
-                raise Forbidden("approval_invalid", "approval signature does not match the order (test)")
-            return await submit(submission, principal)
+        def refuses_the_second(secret: str, terms: Any, *args: Any, **kw: Any) -> str | None:
+            if terms.client_order_id == refused_cid:
+                return "approval signature does not match the order (test)"
+            return checked(secret, terms, *args, **kw)
 
-        desk.submit = refuses_the_second
+        desk_module.refusal_reason = refuses_the_second
         try:
             response = await f.risk.post("/v1/order-batches", json=batch, headers=f.headers(alice))
         finally:
-            desk.submit = submit
+            desk_module.refusal_reason = checked
         assert response.status_code == 200, response.text
         answer = response.json()
         assert [(i["status"], i.get("code")) for i in answer["items"]] == [
