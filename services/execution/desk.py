@@ -455,10 +455,18 @@ class OrderDesk:
                     booked.append((ready, stored, booking))
         if not booked:
             return answers
+        # One broker's bookings (the paper broker's: every booking broker is) are written together, the others each.
+        writer = booked[0][0].broker
+        assert isinstance(writer, BookingBroker)
+        together = [b for r, _, b in booked if r.broker is writer]
         try:
             applied = await self.store.apply_booked(
-                [Booked(stored.order.order_id, booking.report, stored, booking.write) for _, stored, booking in booked],
+                [
+                    Booked(stored.order.order_id, booking.report, stored, None if r.broker is writer else booking.write)
+                    for r, stored, booking in booked
+                ],
                 now=self.clock(),
+                within=writer.write_many(together),
             )
         except (AlreadyBooked, ConcurrentUpdate, IntegrityError, InconsistentReport, IllegalTransition, LookupError):
             for ready, stored, _ in booked:

@@ -171,6 +171,7 @@ def create_app(settings: Settings, infra: Infra | None = None) -> FastAPI:
         decisions=store,
         trading_states=store,
         preflight=store,
+        batch_log=store,
         metrics=risk_metrics,
         clock=infra.clock.now,
         market_session=infra.clock.session,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
@@ -43,7 +43,7 @@ from services.risk.schemas import CarriedSleeve, OrderRequest
 from services.risk.state.activity import ActivityLog, MemoryActivity, fingerprint
 from services.risk.state.keeper import BookKeeper
 from services.risk.state.ports import BookUnavailable, BookView, Reservation, Verdict
-from services.risk.store import Decision, ExecutionOutcome, ScopedState
+from services.risk.store import Decision, ExecutionOutcome, Recorded, ScopedState, StatesMoved
 from services.risk.trading_states import TradingStateSource, strictest, trading_state_reasons
 from shared.core.domain import (
     PRICE_TICK,
@@ -204,6 +204,43 @@ class Preflight(Protocol):
         strategy_instance_id)` in one read (one transaction of the store both are in). Raises when it cannot read."""
 
 
+class BatchLog(Protocol):
+    """The decision log's reads and writes of a batch (`place_many`): the replay lookup and the trading states in one
+    read for every item, and the decisions recorded together before any is sent (the app's RiskStore)."""
+
+    async def replayable_many_and_states(
+        self,
+        account_id: str | None,
+        client_order_ids: Sequence[str],
+        *,
+        unknown_since: datetime,
+        strategy_instance_id: str | None = None,
+        state_account_id: str,
+    ) -> tuple[dict[str, Decision], list[ScopedState]]:
+        """`Preflight.replayable_and_states` of several client_order_ids: each one's replayable decision (those that
+        have one) and the trading states. Raises when it cannot read."""
+
+    async def record_many(
+        self, records: Sequence[Recorded], *, expected_states: tuple[str, str | None, list[ScopedState]] | None = None
+    ) -> None:
+        """The decisions and their events in one transaction; StatesMoved (nothing written) when the trading states
+        read in it are not `expected_states`' (account, instance, states)."""
+
+
+@dataclass
+class _Batch:
+    """`place_many`'s items read and recorded together: the replay lookup and the trading states read once before the
+    first is decided, the decisions kept here until they are recorded together (before any is sent)."""
+
+    account_id: str | None  # whose decisions a retry is looked up among (None: an instance's)
+    instance_id: str | None
+    state_account: str  # the account whose trading state applies
+    earlier: dict[str, Decision]
+    states: list[ScopedState]
+    records: list[Recorded] = field(default_factory=list)
+    alerts: list[Envelope] = field(default_factory=list)
+
+
 class ExecutionAccounts:
     """Opens a trader's account at execution the first time they trade: execution's `GET /v1/account`, asked as
     the caller, opens the account of a trader seen for the first time (with the paper opening cash) only when it is
@@ -349,6 +386,7 @@ class RiskDesk:
         activity: ActivityLog | None = None,
         on_breach: Callable[[str, TradingState, str], Awaitable[None]] | None = None,
         preflight: Preflight | None = None,
+        batch_log: BatchLog | None = None,
     ) -> None:
         self.approval_secret = approval_secret
         self.approval_ttl_s = approval_ttl_s  # how long an approval whose forwarding outcome is unknown is replayed
@@ -364,6 +402,8 @@ class RiskDesk:
         # The replay lookup and the trading states in one read, when `decisions` and `trading_states` are one store
         # (the app's RiskStore): one transaction per order fewer. None: each read on its own.
         self.preflight = preflight
+        # A batch's reads and records together (the app's RiskStore). None: each item's on its own.
+        self.batch_log = batch_log
         self.metrics = metrics
         self.clock = clock
         # The market clock's replayed session (None on the real clock): quotes are asked as of it, and it is the
@@ -396,6 +436,7 @@ class RiskDesk:
         principal: Principal,
         *,
         stop: Callable[[], bool] | None = None,
+        together: bool = True,
     ) -> list[Placement | Exception | None]:
         """Orders of one batch (a strategy instance's round, `POST /v1/order-batches`), each decided exactly as by
         `place` and in the order given — every check, its reservation in the hot book (so each later item is
@@ -407,15 +448,28 @@ class RiskDesk:
         `place` would raise) is that item's answer and stops the batch the same way, as does `stop()` turning true
         before an item is decided (the caller lost its claim to the batch). Each other answer is the one `place`
         gives for that order; an exception taking execution's answer to one item (its refusal not recorded) is that
-        item's, the others' answers are taken all the same."""
+        item's, the others' answers are taken all the same.
+
+        With a `batch_log` (`together`), the items' replay lookups and trading states are read once before the first
+        is decided and their decisions recorded in one transaction once all are decided, before any is sent; the
+        trading states are read again in it, and if they moved (an admin's halt, a loss limit reached by an item),
+        nothing is recorded, every reservation is given back and the batch is decided again item by item, each
+        reading the states itself. A record that fails answers every decided item with its error (nothing sent)."""
         answers: list[Placement | Exception | None] = [None] * len(requests)
         pending: list[tuple[int, _Pending]] = []
+        batch: _Batch | None = None
+        if together and self.batch_log is not None:
+            try:
+                batch = await self._batch(requests, principal)
+            except Exception as exc:  # the read every item would have made first: the first answers it
+                answers[0] = exc
+                return answers
         approved = 0  # the batch's new approvals so far: they go out with the next order (a replay was counted before)
         for index, request in enumerate(requests):
             if stop is not None and stop():
                 break
             try:
-                decided = await self._decide(request, principal, batch_approved=approved)
+                decided = await self._decide(request, principal, batch_approved=approved, batch=batch)
             except Exception as exc:
                 answers[index] = exc
                 break
@@ -426,6 +480,23 @@ class RiskDesk:
             answers[index] = decided
             if decided.status_code >= 500:
                 break
+        if batch is not None and batch.records:
+            # Recorded together before any is sent, under the trading states they were decided under: when those
+            # moved meanwhile (the kill switch, a loss limit), nothing is recorded and the batch is decided again
+            # item by item.
+            assert self.batch_log is not None
+            expected = (batch.state_account, batch.instance_id, batch.states)
+            try:
+                await self.batch_log.record_many(batch.records, expected_states=expected)
+            except StatesMoved:
+                await self._undo(pending)
+                return await self.place_many(requests, principal, stop=stop, together=False)
+            except Exception as exc:
+                self.metrics.decided(Outcome.ERROR)
+                await self._undo(pending)
+                taken = {index for index, _ in pending} | {i for i, a in enumerate(answers) if a is not None}
+                return [exc if index in taken else None for index in range(len(requests))]
+            self.metrics.alerted(batch.alerts)
         if pending:
             bodies = [self._submission(p.decision) for _, p in pending]
             try:
@@ -446,6 +517,40 @@ class RiskDesk:
                     answers[index] = placement
         return answers
 
+    async def _batch(self, requests: Sequence[OrderRequest], principal: Principal) -> _Batch | None:
+        """The batch's replay lookups and trading states read once, when its items are one account's or one
+        instance's (None: each item reads its own, as does a batch with an item `check_request` refuses)."""
+        assert self.batch_log is not None
+        keys: set[tuple[str | None, str | None, str]] = set()
+        for request in requests:
+            try:
+                sleeve = check_request(request, principal)
+            except ServiceError:
+                return None
+            instance_id = request.strategy_instance_id
+            account_id = None if instance_id else (principal.account_id or principal.subject)
+            state_account = sleeve.account_id if sleeve is not None else account_id
+            assert state_account is not None
+            keys.add((account_id, instance_id, state_account))
+        if len(keys) != 1:
+            return None
+        ((account_id, instance_id, state_account),) = keys
+        earlier, states = await self.batch_log.replayable_many_and_states(
+            account_id, [r.client_order_id for r in requests],
+            unknown_since=self.clock() - timedelta(seconds=self.approval_ttl_s),
+            strategy_instance_id=instance_id, state_account_id=state_account,
+        )  # fmt: skip
+        return _Batch(account_id, instance_id, state_account, earlier, states)
+
+    async def _undo(self, pending: list[tuple[int, _Pending]]) -> None:
+        """The reservations and duplicate claims of decisions that will not be sent, given back."""
+        for _, p in pending:
+            if p.intent is None:
+                continue  # a replayed decision: it reserved nothing here
+            await self._release(p.decision.account_id, p.decision.client_order_id)
+            if p.claimed is not None:
+                await self._unclaim(p.decision.account_id, p.claimed)
+
     async def _forwarded(self, pending: _Pending, placement: Placement) -> None:
         """After execution's answer to a new approval: the order counted (it took it), or the duplicate claim given
         back (it refused it: no order to be a duplicate of). Nothing for a replayed decision."""
@@ -465,6 +570,7 @@ class RiskDesk:
         parent_id: str | None = None,
         replaces_order_id: str | None = None,
         batch_approved: int = 0,
+        batch: _Batch | None = None,
     ) -> Placement | _Pending:
         """The order decided and its decision recorded: the final answer (refused, unavailable, a conflict), or the
         approval to send to execution (a new one, or an earlier one replayed for a retry). `batch_approved`: the
@@ -481,7 +587,9 @@ class RiskDesk:
         unknown_since = self.clock() - timedelta(seconds=self.approval_ttl_s)
         account_id: str | None = None if instance_id else (principal.account_id or principal.subject)
         states: list[ScopedState] | None = None  # the trading states, when read with the replay lookup
-        if self.preflight is not None:
+        if batch is not None:  # read for the whole batch (`place_many`)
+            earlier, states = batch.earlier.get(request.client_order_id), batch.states
+        elif self.preflight is not None:
             state_account = sleeve.account_id if sleeve is not None else account_id
             assert state_account is not None
             earlier, states = await self.preflight.replayable_and_states(
@@ -597,17 +705,21 @@ class RiskDesk:
             time_in_force=request.time_in_force,
         )
         alerts = [] if judged is None else judged.alerts(decision)
-        try:
-            # Before anything leaves risk; a refusal is also a fact on the bus (risk.order.denied, through the outbox),
-            # and so is every rule's warning and breach (risk.alert).
-            denial = None if decision.approved else order_denied(decision)
-            await self.decisions.record(decision, denial, alerts=alerts)
-        except Exception:
-            self.metrics.decided(Outcome.ERROR)
-            if decision.approved:
-                await self._release(account_id, request.client_order_id)
-            raise
-        self.metrics.alerted(alerts)
+        # Before anything leaves risk; a refusal is also a fact on the bus (risk.order.denied, through the outbox),
+        # and so is every rule's warning and breach (risk.alert).
+        denial = None if decision.approved else order_denied(decision)
+        if batch is not None:  # recorded with the batch's others, before any is sent (`place_many`)
+            batch.records.append(Recorded(decision, denial, tuple(alerts)))
+            batch.alerts.extend(alerts)
+        else:
+            try:
+                await self.decisions.record(decision, denial, alerts=alerts)
+            except Exception:
+                self.metrics.decided(Outcome.ERROR)
+                if decision.approved:
+                    await self._release(account_id, request.client_order_id)
+                raise
+            self.metrics.alerted(alerts)
 
         if unavailable and len(reasons) == 1:
             # Nothing else was wrong: the order might be fine, but risk cannot tell. Fail closed, retryable.

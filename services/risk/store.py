@@ -40,7 +40,7 @@ from shared.platform.clock import UtcDateTime
 from shared.platform.db import Database, new_metadata
 from shared.platform.events.envelope import Envelope
 from shared.platform.observability import new_id
-from shared.platform.outbox import add_to_outbox, outbox_table
+from shared.platform.outbox import add_many_to_outbox, add_to_outbox, outbox_table
 
 log = logging.getLogger(__name__)
 OUTCOMES_HELD = 10_000  # outcomes waiting to be written, at most (the oldest are dropped beyond: see note_outcome)
@@ -329,6 +329,49 @@ class Decision:
         }
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """A decision to record with the events that report it (a denial's `risk.order.denied`, the rules' alerts)."""
+
+    decision: Decision
+    denial: Envelope | None = None
+    alerts: tuple[Envelope, ...] = ()
+
+
+class StatesMoved(Exception):
+    """`record_many`: the trading states are no longer those its decisions were made under (nothing was written)."""
+
+    def __init__(self, states: list[ScopedState]) -> None:
+        super().__init__("the trading states moved")
+        self.states = states
+
+
+def _state_keys(states: Sequence[ScopedState]) -> list[tuple[str, str, str, datetime]]:
+    return sorted((s.scope, s.key, s.state, s.set_at) for s in states)
+
+
+def _decision_row(decision: Decision) -> dict[str, Any]:
+    return dict(
+        decision_id=decision.decision_id,
+        client_order_id=decision.client_order_id,
+        account_id=decision.account_id,
+        ts_code=decision.ts_code,
+        side=decision.side,
+        order_type=decision.order_type,
+        qty=decision.qty,
+        price=decision.price,
+        approved=decision.approved,
+        reasons=json.dumps(decision.reasons, ensure_ascii=False),
+        correlation_id=decision.correlation_id,
+        created_at=decision.created_at,
+        strategy_instance_id=decision.strategy_instance_id,
+        paper_fill=None if decision.paper_fill is None else decision.paper_fill.model_dump_json(),
+        rule_check=None if decision.rule_check is None else json.dumps(decision.rule_check, ensure_ascii=False),
+        market_type=decision.market_type,
+        time_in_force=decision.time_in_force,
+    )
+
+
 def _decision(row: Row[Any]) -> Decision:
     return Decision(
         decision_id=row.decision_id,
@@ -459,35 +502,26 @@ class RiskStore:
     ):  # fmt: skip
         """The decision, and the events reporting it (a denial's `risk.order.denied`, the rules' `risk.alert`s) in
         the same transaction."""
-        events = ([] if event is None else [event]) + list(alerts)
+        await self.record_many([Recorded(decision, event, tuple(alerts))])
+
+    async def record_many(
+        self, records: Sequence[Recorded], *, expected_states: tuple[str, str | None, list[ScopedState]] | None = None
+    ) -> None:
+        """Several decisions with their events (as `record`), in one transaction. `expected_states`: (account,
+        instance, the trading states the decisions were made under): read again first in the same transaction and,
+        when they moved since (the kill switch, a loss limit), StatesMoved is raised with nothing written."""
+        events = [each for r in records for each in ((r.denial,) if r.denial is not None else ()) + tuple(r.alerts)]
         async for attempt in self.db.transaction():
             async with attempt as s:
-                for each in events:
-                    await add_to_outbox(s, outbox, each)
-                await s.execute(
-                    risk_decisions.insert(),
-                    dict(
-                        decision_id=decision.decision_id,
-                        client_order_id=decision.client_order_id,
-                        account_id=decision.account_id,
-                        ts_code=decision.ts_code,
-                        side=decision.side,
-                        order_type=decision.order_type,
-                        qty=decision.qty,
-                        price=decision.price,
-                        approved=decision.approved,
-                        reasons=json.dumps(decision.reasons, ensure_ascii=False),
-                        correlation_id=decision.correlation_id,
-                        created_at=decision.created_at,
-                        strategy_instance_id=decision.strategy_instance_id,
-                        paper_fill=None if decision.paper_fill is None else decision.paper_fill.model_dump_json(),
-                        rule_check=None
-                        if decision.rule_check is None
-                        else json.dumps(decision.rule_check, ensure_ascii=False),
-                        market_type=decision.market_type,
-                        time_in_force=decision.time_in_force,
-                    ),
-                )
+                if expected_states is not None:
+                    account_id, instance_id, expected = expected_states
+                    now = [_scoped(r) for r in (await s.execute(*_states_query(account_id, instance_id))).all()]
+                    if _state_keys(now) != _state_keys(expected):
+                        raise StatesMoved(now)
+                if events:
+                    await add_many_to_outbox(s, outbox, events)
+                if records:
+                    await s.execute(risk_decisions.insert(), [_decision_row(r.decision) for r in records])
         if events and self.on_event is not None:
             self.on_event()
 
@@ -549,6 +583,28 @@ class RiskStore:
                 row = (await s.execute(query, params)).first()
                 states = (await s.execute(states_query, states_params)).all()
         return (None if row is None else _decision(row)), [_scoped(r) for r in states]
+
+    async def replayable_many_and_states(
+        self,
+        account_id: str | None,
+        client_order_ids: Sequence[str],
+        *,
+        unknown_since: datetime,
+        strategy_instance_id: str | None = None,
+        state_account_id: str,
+    ) -> tuple[dict[str, Decision], list[ScopedState]]:
+        """`replayable_and_states` of several client_order_ids (a batch's) in one transaction: the decision each
+        retry is answered with (those that have one), and the trading states."""
+        query, params = _replayable_many(account_id, client_order_ids, unknown_since, strategy_instance_id)
+        states_query, states_params = _states_query(state_account_id, strategy_instance_id)
+        async for attempt in self.db.transaction():
+            async with attempt as s:
+                rows = (await s.execute(query, params)).all()
+                states = (await s.execute(states_query, states_params)).all()
+        found: dict[str, Decision] = {}
+        for row in rows:  # in `_replayable`'s order: each client_order_id's first is its answer
+            found.setdefault(row.client_order_id, _decision(row))
+        return found, [_scoped(r) for r in states]
 
     async def record_outcome(self, decision_id: str, outcome: ExecutionOutcome) -> None:
         """Record what execution answered for a forwarded decision. PLACED and REFUSED are final: only a decision
@@ -660,40 +716,37 @@ class RiskStore:
         return None if value is None else ExecutionOutcome(value)
 
 
-def _replayable_query(by_instance: bool) -> Select[Any]:
+def _replayable_query(by_instance: bool, many: bool = False) -> Select[Any]:
     """The query of `RiskStore.replayable_for`, built once (a constant statement: SQLAlchemy neither builds nor
-    cache-keys it again per order); its parameters: `_replayable`."""
+    cache-keys it again per order); its parameters: `_replayable`. `many`: of the client_order_ids in
+    `p_client_order_ids`, every candidate, each client_order_id's in the order whose first is its answer."""
+    c = risk_decisions.c
     if by_instance:
-        whose = risk_decisions.c.strategy_instance_id == bindparam("p_instance")
+        whose = c.strategy_instance_id == bindparam("p_instance")
     else:
-        whose = and_(
-            risk_decisions.c.account_id == bindparam("p_account"), risk_decisions.c.strategy_instance_id.is_(None)
-        )
-    return (
-        select(risk_decisions)
-        .where(
-            whose,
-            risk_decisions.c.client_order_id == bindparam("p_client_order_id"),
-            risk_decisions.c.approved.is_(True),
-            or_(
-                risk_decisions.c.execution_outcome == ExecutionOutcome.PLACED.value,
-                and_(
-                    or_(
-                        risk_decisions.c.execution_outcome.is_(None),
-                        risk_decisions.c.execution_outcome == ExecutionOutcome.UNKNOWN.value,
-                    ),
-                    risk_decisions.c.created_at >= bindparam("p_unknown_since"),
-                ),
-            ),
-        )
-        # A placed decision first: it is the one execution answers with.
-        .order_by(
-            (risk_decisions.c.execution_outcome == ExecutionOutcome.PLACED.value).desc(),
-            risk_decisions.c.created_at,
-            risk_decisions.c.decision_id,
-        )
-        .limit(1)
+        whose = and_(c.account_id == bindparam("p_account"), c.strategy_instance_id.is_(None))
+    which = (
+        c.client_order_id.in_(bindparam("p_client_order_ids", expanding=True))
+        if many
+        else c.client_order_id == bindparam("p_client_order_id")
     )
+    query = select(risk_decisions).where(
+        whose,
+        which,
+        c.approved.is_(True),
+        or_(
+            c.execution_outcome == ExecutionOutcome.PLACED.value,
+            and_(
+                or_(c.execution_outcome.is_(None), c.execution_outcome == ExecutionOutcome.UNKNOWN.value),
+                c.created_at >= bindparam("p_unknown_since"),
+            ),
+        ),
+    )
+    # A placed decision first: it is the one execution answers with.
+    order = ((c.execution_outcome == ExecutionOutcome.PLACED.value).desc(), c.created_at, c.decision_id)
+    if many:
+        return query.order_by(c.client_order_id, *order)
+    return query.order_by(*order).limit(1)
 
 
 _REPLAYABLE_BY_INSTANCE = _replayable_query(True)
@@ -711,6 +764,18 @@ _RECORD_OUTCOME = (
     .values(execution_outcome=bindparam("p_outcome"))
 )
 _REPLAYABLE_BY_ACCOUNT = _replayable_query(False)
+_REPLAYABLE_MANY_BY_INSTANCE = _replayable_query(True, many=True)
+_REPLAYABLE_MANY_BY_ACCOUNT = _replayable_query(False, many=True)
+
+
+def _replayable_many(
+    account_id: str | None, client_order_ids: Sequence[str], unknown_since: datetime, strategy_instance_id: str | None
+) -> tuple[Select[Any], dict[str, Any]]:
+    """The query of `RiskStore.replayable_many_and_states` and its parameters."""
+    params: dict[str, Any] = {"p_client_order_ids": sorted(set(client_order_ids)), "p_unknown_since": unknown_since}
+    if strategy_instance_id is not None:
+        return _REPLAYABLE_MANY_BY_INSTANCE, {**params, "p_instance": strategy_instance_id}
+    return _REPLAYABLE_MANY_BY_ACCOUNT, {**params, "p_account": account_id}
 
 
 def _replayable(

@@ -5,11 +5,11 @@ already did with it (the same fills, with the same fill ids), so execution can r
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from shared.core.domain import Order, OrderStatus
 from shared.platform.approval import PaperFill
@@ -107,6 +107,8 @@ class Booking:
 
     report: BrokerReport
     write: Callable[[DbSession], Awaitable[None]]
+    # the rows `write` writes (the book's order, its fills), for the broker's `write_many` of several bookings
+    rows: tuple[dict[str, Any], tuple[dict[str, Any], ...]] | None = None
 
 
 @runtime_checkable
@@ -123,3 +125,8 @@ class BookingBroker(Protocol):
 
     async def report(self, order_id: str) -> BrokerReport | None:
         """What the book holds for the order (None: nothing)."""
+
+    def write_many(self, bookings: Sequence[Booking]) -> Callable[[DbSession], Awaitable[None]]:
+        """One write of several bookings (what each one's `write` writes, the rows together), for a transaction that
+        applies their reports together. Raises AlreadyBooked or IntegrityError (nothing written) when the book has
+        one of them."""

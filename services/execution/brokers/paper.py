@@ -39,7 +39,7 @@ limit sell when its limit is at or below it; any other limit order rests until e
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -516,29 +516,38 @@ class PaperBroker:
         else:
             outcome, resting_for = await self._rest_for_session(order, price_cap, now)
 
-        async def write(s: DbSession) -> None:
-            try:
-                await s.execute(
-                    paper_orders.insert(),
-                    dict(
-                        order_id=order.order_id,
-                        ts_code=order.ts_code,
-                        side=order.side.value,
-                        order_type=order.order_type.value,
-                        qty=order.qty,
-                        price=order.price,
-                        status=outcome.status.value,
-                        reason=None if outcome.reason is None else outcome.reason[:255],
-                        created_at=now,
-                        updated_at=now,
-                        session=resting_for,
-                    ),
-                )
-            except IntegrityError as exc:  # the order's primary key: the book has it already
-                raise AlreadyBooked(order.order_id) from exc
-            await _insert_fills(s, order.order_id, outcome.fills)
+        order_row = dict(
+            order_id=order.order_id,
+            ts_code=order.ts_code,
+            side=order.side.value,
+            order_type=order.order_type.value,
+            qty=order.qty,
+            price=order.price,
+            status=outcome.status.value,
+            reason=None if outcome.reason is None else outcome.reason[:255],
+            created_at=now,
+            updated_at=now,
+            session=resting_for,
+        )
+        fill_rows = tuple(_fill_row(order.order_id, f) for f in outcome.fills)
 
-        return Booking(BrokerReport(status=outcome.status, fills=outcome.fills, reason=outcome.reason), write)
+        async def write(s: DbSession) -> None:
+            await _write_book(s, [order_row], fill_rows)
+
+        report = BrokerReport(status=outcome.status, fills=outcome.fills, reason=outcome.reason)
+        return Booking(report, write, (order_row, fill_rows))
+
+    def write_many(self, bookings: Sequence[Booking]) -> Callable[[DbSession], Awaitable[None]]:
+        """The bookings' rows in one statement each (those written as they were matched, on the live quotes, have
+        none)."""
+        order_rows = [b.rows[0] for b in bookings if b.rows is not None]
+        fill_rows = [f for b in bookings if b.rows is not None for f in b.rows[1]]
+
+        async def write(s: DbSession) -> None:
+            if order_rows:
+                await _write_book(s, order_rows, fill_rows)
+
+        return write
 
     async def _protection_outside_band(self, order: Order, session: date | None) -> str | None:
         """Why a STAR market order's protection price is outside the session's price limits (None: inside, not such
@@ -1244,15 +1253,24 @@ def _quotes_outcome(
     return Outcome(OrderStatus.CANCELLED, fills, reason)
 
 
+def _fill_row(order_id: str, f: Fill) -> dict[str, Any]:
+    return {"fill_id": f.fill_id, "order_id": order_id, "qty": f.qty, "price": f.price, "traded_at": f.traded_at}
+
+
 async def _insert_fills(s: DbSession, order_id: str, fills: Sequence[Fill]) -> None:
     if fills:
-        await s.execute(
-            paper_fills.insert(),
-            [
-                {"fill_id": f.fill_id, "order_id": order_id, "qty": f.qty, "price": f.price, "traded_at": f.traded_at}
-                for f in fills
-            ],
-        )
+        await s.execute(paper_fills.insert(), [_fill_row(order_id, f) for f in fills])
+
+
+async def _write_book(s: DbSession, order_rows: list[dict[str, Any]], fill_rows: Sequence[dict[str, Any]]) -> None:
+    """New orders' rows in the book and their fills; AlreadyBooked (nothing written: the caller's transaction is
+    rolled back) when the book has one of them."""
+    try:
+        await s.execute(paper_orders.insert(), order_rows)
+    except IntegrityError as exc:  # an order's primary key: the book has it already
+        raise AlreadyBooked(", ".join(r["order_id"] for r in order_rows)) from exc
+    if fill_rows:
+        await s.execute(paper_fills.insert(), list(fill_rows))
 
 
 def _report(row: Row[Any], fill_rows: Sequence[Row[Any]]) -> BrokerReport:

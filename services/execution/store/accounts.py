@@ -217,6 +217,15 @@ class AccountStore(StoreBase):
         assert key is not None
         return int(key[0])
 
+    async def _add_entries(self, s: DbSession, rows: list[dict[str, Any]], moved_fen: dict[str, int]) -> None:
+        """Ledger entries (rows as `_add_entry` inserts them) in one statement, and each account's balance moved by
+        the sum of its entries (`moved_fen`), as `_add_entry` of each would leave them."""
+        await s.execute(cash_ledger.insert(), rows)
+        for account_id, amount_fen in sorted(moved_fen.items()):
+            moved = await s.execute(_MOVE_BALANCE, {"p_account": account_id, "p_amount": from_fen(amount_fen)})
+            if moved.rowcount != 1:
+                await self._create_row(s, account_id, utcnow())  # its balance counts these entries
+
     async def ledger_sum(self, account_id: str) -> int:
         """The sum of the account's cash ledger, in fen (what its balance must equal; a check, not a hot path)."""
         async for attempt in self.db.transaction():

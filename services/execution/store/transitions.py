@@ -266,31 +266,39 @@ class OrderTransitions(OrderReads, ValuationReads, AccountStore):
                 applied = await self._apply_in(s, order_id, report, at, known)
         return applied
 
-    async def apply_booked(self, booked: Sequence[Booked], *, now: datetime | None = None) -> list[AppliedReport]:
+    async def apply_booked(
+        self,
+        booked: Sequence[Booked],
+        *,
+        now: datetime | None = None,
+        within: Callable[[DbSession], Awaitable[None]] | None = None,
+    ) -> list[AppliedReport]:
         """The reports of several new orders (`known`: each as its admission recorded it) with their book writes
-        (`within`), in one transaction: each as `apply_report` applies it with its write first, all committed or
-        none. What would make one of them try again alone (a lost race: ConcurrentUpdate, IntegrityError; the book
-        had the order: AlreadyBooked) is raised with nothing written: the caller applies them one by one then."""
+        (`within`: the broker's write of them all, run first; or each item's own), in one transaction: each as
+        `apply_report` applies it with its write first, all committed or none, the rows of all written together. What
+        would make one of them try again alone (a lost race: ConcurrentUpdate, IntegrityError; the book had the
+        order: AlreadyBooked) is raised with nothing written: the caller applies them one by one then."""
+        at = now or utcnow()
         async for attempt in self.db.transaction():
             async with attempt as s:
-                applied = []
+                if within is not None:
+                    await within(s)
                 for item in booked:
                     if item.within is not None:
                         await item.within(s)
-                    applied.append(await self._apply_in(s, item.order_id, item.report, now, item.known))
+                planned = [_known_plan(item.known, item.report) for item in booked]
+                if all(p is not None for p in planned):
+                    applied = await self._write_reports(s, [p for p in planned if p is not None], at)
+                else:  # an order already filled in part, or not known: each read as `apply_report` reads it
+                    applied = [await self._apply_in(s, i.order_id, i.report, at, i.known) for i in booked]
         return applied
 
     async def _apply_in(
         self, s: DbSession, order_id: str, report: BrokerReport, at: datetime | None, known: StoredOrder | None
     ) -> AppliedReport:
         """`_apply_once`'s work in the caller's transaction."""
-        guess = None
-        if known is not None and known.order.filled_qty == 0:
-            # The order as the caller recorded it, nothing filled: no trades at this version (see apply_report).
-            guess = plan_report(known.progress, report, set())
-        if known is not None and guess is not None and guess.changed:
-            current, plan = known, guess
-        else:  # read what the database says (also when what we know leaves nothing to write)
+        planned = _known_plan(known, report)
+        if planned is None:  # read what the database says (also when what we know leaves nothing to write)
             row = (await s.execute(select(orders).where(orders.c.order_id == order_id))).first()
             if row is None:
                 raise LookupError(f"order {order_id} does not exist")
@@ -299,77 +307,101 @@ class OrderTransitions(OrderReads, ValuationReads, AccountStore):
             plan = plan_report(current.progress, report, recorded)
             if not plan.changed:
                 return AppliedReport(current, (), 0)
-        now = at or utcnow()
-        after = _advance(current, plan, now)
-        # The version-checked update comes first: it takes the row lock, so a concurrent applier waits here
-        # and then finds the version moved on, before it could insert a trade.
-        result = await s.execute(
-            _ADVANCE_ORDER,
-            {
-                "p_order_id": order_id,
-                "p_version": current.version,
-                "p_status": after.order.status.value,
-                "p_filled_qty": after.order.filled_qty,
-                "p_filled_amount": after.filled_amount,
-                "p_reason": None if after.order.reason is None else after.order.reason[:255],
-                "p_new_version": after.version,
-                "p_updated_at": now,
-            },
-        )
-        if result.rowcount != 1:
-            raise ConcurrentUpdate(order_id)
-        previous = current.order.status
-        steps: list[tuple[OrderStatus | None, OrderStatus, str | None]] = []
-        for status in plan.steps:
-            steps.append((previous, status, plan.reason if status.is_final else None))
-            previous = status
-        await self._transitions(s, order_id, steps, now)
-        # Each fill's fees once: the trade row, its cash and its event carry the same figures.
-        fees_of = {
-            fill.fill_id: trade_fees(
-                fill.price * fill.qty,
-                is_sell=current.order.side is OrderSide.SELL,
-                trade_date=events.exchange_date(fill.traded_at),
+            planned = (current, plan)
+        (applied,) = await self._write_reports(s, [planned], at or utcnow())
+        return applied
+
+    async def _write_reports(
+        self, s: DbSession, planned: list[tuple[StoredOrder, ReportPlan]], now: datetime
+    ) -> list[AppliedReport]:
+        """Write what each (order, plan) changes, one statement a kind for all of them: the orders' version-checked
+        updates first (each takes its row's lock, so a concurrent applier waits there and then finds the version
+        moved on, before it could insert a trade; ConcurrentUpdate when one moved), then their transitions, events,
+        trades, cash entries and each account's balance."""
+        applied: list[AppliedReport] = []
+        steps_rows: list[dict[str, Any]] = []
+        events_out: list[Envelope] = []
+        trade_rows: list[dict[str, Any]] = []
+        ledger_rows: list[dict[str, Any]] = []
+        moved_fen: dict[str, int] = {}
+        for current, plan in planned:
+            order = current.order
+            after = _advance(current, plan, now)
+            result = await s.execute(
+                _ADVANCE_ORDER,
+                {
+                    "p_order_id": order.order_id,
+                    "p_version": current.version,
+                    "p_status": after.order.status.value,
+                    "p_filled_qty": after.order.filled_qty,
+                    "p_filled_amount": after.filled_amount,
+                    "p_reason": None if after.order.reason is None else after.order.reason[:255],
+                    "p_new_version": after.version,
+                    "p_updated_at": now,
+                },
             )
-            for fill in plan.new_fills
-        }
-        await add_many_to_outbox(s, outbox, self._events(current, after, plan, now, fees_of))
-        for fill in plan.new_fills:
-            amount = fill.price * fill.qty
-            fees = fees_of[fill.fill_id]
-            await s.execute(
-                trades.insert(),
-                dict(
-                    trade_id=fill.fill_id,
-                    order_id=order_id,
-                    client_order_id=current.order.client_order_id,
-                    account_id=current.order.account_id,
-                    ts_code=current.order.ts_code,
-                    side=current.order.side.value,
-                    qty=fill.qty,
-                    price=fill.price,
-                    amount=amount,
-                    commission=fees.commission,
-                    stamp_duty=fees.stamp_duty,
-                    transfer_fee=fees.transfer_fee,
-                    traded_at=fill.traded_at,
-                    created_at=now,
-                    strategy_instance_id=current.order.strategy_instance_id,
-                ),
-            )
-            side = current.order.side
-            await self._add_entry(
-                s,
-                current.order.account_id,
-                fill_cash_fen(side, to_fen(amount), to_fen(fees.total)),
-                kind=cashbook.BUY_FILL if side is OrderSide.BUY else cashbook.SELL_FILL,
-                idempotency_key=cashbook.trade_key(fill.fill_id),
-                trade_id=fill.fill_id,
-                created_by=self.source,
-                correlation_id=current_correlation_id(),
-                created_at=now,
-            )
-        return AppliedReport(after, plan.steps, len(plan.new_fills))
+            if result.rowcount != 1:
+                raise ConcurrentUpdate(order.order_id)
+            previous = order.status
+            for status in plan.steps:
+                reason = plan.reason if status.is_final else None
+                steps_rows.append(_transition_row(order.order_id, previous, status, reason, now))
+                previous = status
+            # Each fill's fees once: the trade row, its cash and its event carry the same figures.
+            fees_of = {
+                fill.fill_id: trade_fees(
+                    fill.price * fill.qty,
+                    is_sell=order.side is OrderSide.SELL,
+                    trade_date=events.exchange_date(fill.traded_at),
+                )
+                for fill in plan.new_fills
+            }
+            events_out.extend(self._events(current, after, plan, now, fees_of))
+            for fill in plan.new_fills:
+                amount = fill.price * fill.qty
+                fees = fees_of[fill.fill_id]
+                trade_rows.append(
+                    dict(
+                        trade_id=fill.fill_id,
+                        order_id=order.order_id,
+                        client_order_id=order.client_order_id,
+                        account_id=order.account_id,
+                        ts_code=order.ts_code,
+                        side=order.side.value,
+                        qty=fill.qty,
+                        price=fill.price,
+                        amount=amount,
+                        commission=fees.commission,
+                        stamp_duty=fees.stamp_duty,
+                        transfer_fee=fees.transfer_fee,
+                        traded_at=fill.traded_at,
+                        created_at=now,
+                        strategy_instance_id=order.strategy_instance_id,
+                    )
+                )
+                cash_fen = fill_cash_fen(order.side, to_fen(amount), to_fen(fees.total))
+                ledger_rows.append(
+                    dict(
+                        account_id=order.account_id,
+                        amount=from_fen(cash_fen),
+                        kind=cashbook.BUY_FILL if order.side is OrderSide.BUY else cashbook.SELL_FILL,
+                        idempotency_key=cashbook.trade_key(fill.fill_id),
+                        trade_id=fill.fill_id,
+                        created_by=self.source,
+                        correlation_id=current_correlation_id(),
+                        created_at=now,
+                    )
+                )
+                moved_fen[order.account_id] = moved_fen.get(order.account_id, 0) + cash_fen
+            applied.append(AppliedReport(after, plan.steps, len(plan.new_fills)))
+        if steps_rows:
+            await s.execute(order_transitions.insert(), steps_rows)
+        await add_many_to_outbox(s, outbox, events_out)
+        if trade_rows:
+            await s.execute(trades.insert(), trade_rows)
+        if ledger_rows:
+            await self._add_entries(s, ledger_rows, moved_fen)
+        return applied
 
     def _events(
         self, before: StoredOrder, after: StoredOrder, plan: ReportPlan, now: datetime, fees_of: dict[str, Fees]
@@ -481,6 +513,27 @@ def _order_row(stored: StoredOrder, new: NewOrder) -> dict[str, Any]:
         market_type=order.market_type,
         time_in_force=order.time_in_force,
     )
+
+
+def _known_plan(known: StoredOrder | None, report: BrokerReport) -> tuple[StoredOrder, ReportPlan] | None:
+    """The order as its caller recorded it, nothing filled, and what `report` changes of it: no trades at this
+    version (see `apply_report`). None: the database is to be read (not known, filled in part, nothing to write)."""
+    if known is None or known.order.filled_qty != 0:
+        return None
+    plan = plan_report(known.progress, report, set())
+    return (known, plan) if plan.changed else None
+
+
+def _transition_row(
+    order_id: str, before: OrderStatus | None, after: OrderStatus, reason: str | None, at: datetime
+) -> dict[str, Any]:
+    return {
+        "order_id": order_id,
+        "from_status": None if before is None else before.value,
+        "to_status": after.value,
+        "reason": None if reason is None else reason[:255],
+        "at": at,
+    }
 
 
 def _advance(current: StoredOrder, plan: ReportPlan, now: datetime) -> StoredOrder:
