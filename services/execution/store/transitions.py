@@ -312,7 +312,7 @@ class OrderTransitions(OrderReads, ValuationReads, AccountStore):
         return applied
 
     async def _write_reports(
-        self, s: DbSession, planned: list[tuple[StoredOrder, ReportPlan]], now: datetime
+        self, s: DbSession, planned: list[tuple[StoredOrder, ReportPlan]], at: datetime
     ) -> list[AppliedReport]:
         """Write what each (order, plan) changes, one statement a kind for all of them: the orders' version-checked
         updates first (each takes its row's lock, so a concurrent applier waits there and then finds the version
@@ -324,7 +324,10 @@ class OrderTransitions(OrderReads, ValuationReads, AccountStore):
         trade_rows: list[dict[str, Any]] = []
         ledger_rows: list[dict[str, Any]] = []
         moved_fen: dict[str, int] = {}
-        for current, plan in planned:
+        for k, (current, plan) in enumerate(planned):
+            # each report stamped a microsecond after the one before it: trades and transitions list in the order
+            # the reports were applied, as when each had its own transaction
+            now = at + timedelta(microseconds=k)
             order = current.order
             after = _advance(current, plan, now)
             result = await s.execute(
