@@ -33,6 +33,7 @@ from sqlalchemy.engine import Row
 from services.strategy.book import DayClose
 from services.strategy.lifecycle import State
 from shared.platform.clock import UtcDateTime, utcnow
+from shared.platform.columns import JsonDocument
 from shared.platform.db import Database, DbSession, new_metadata
 from shared.platform.events.envelope import Envelope
 from shared.platform.observability import new_id
@@ -99,7 +100,7 @@ strategy_instance_books = Table(
     metadata,
     Column("instance_id", String(32), primary_key=True),
     Column("bar_date", Date, nullable=True),
-    Column("book", JSON, nullable=False),
+    Column("book", JsonDocument, nullable=False),  # written often and large (1.5 MB at 14,000 fills): by orjson
     Column("updated_at", UtcDateTime, nullable=False),
 )
 

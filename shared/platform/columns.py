@@ -5,14 +5,20 @@ converts by hand. An amount with a fraction of a fen, a float or a bool is refus
 Every money column is stored this way: execution's, the paper broker's and the backtest's (the canonical form,
 docs/design.md). Risk's decisions keep the price as the client asked it in exact text
 (`services.risk.store.DecimalText`): it may be off the tick, which is why it was refused, so it is not an amount this
-type could hold. The timestamp column type is `shared.platform.clock.UtcDateTime`."""
+type could hold. The timestamp column type is `shared.platform.clock.UtcDateTime`.
+
+`JsonDocument` is a JSON column for large documents written often (a strategy instance's book): written by orjson,
+several times faster than the standard library's encoder, read as any JSON column."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, Dialect
+import orjson
+from sqlalchemy import JSON, BigInteger, Dialect
 from sqlalchemy.types import TypeDecorator
 
 from shared.core.domain.money import from_fen, to_fen
@@ -35,3 +41,27 @@ class CnyFen(TypeDecorator[Decimal]):
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
         # MariaDB answers SUM() over a BIGINT as a DECIMAL: a whole number of fen all the same.
         return None if value is None else from_fen(int(value))
+
+
+def _document_text(value: Any) -> str:
+    """A document as JSON text: orjson's, or the standard library's where orjson cannot write it (an integer
+    beyond 64 bits; a key that is not a string). A float that is not finite is written null (JSON has no NaN):
+    a numpy float array reads it back as NaN."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+    except TypeError:
+        return json.dumps(value)
+
+
+class JsonDocument(TypeDecorator[Any]):
+    """A JSON column (the same DDL as `JSON`) whose values are written by orjson (`_document_text`) and read as
+    `JSON` reads them."""
+
+    impl = JSON
+    cache_ok = True
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], str | None]:
+        def process(value: Any) -> str | None:
+            return None if value is None else _document_text(value)
+
+        return process

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections import deque
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Protocol
 
@@ -71,7 +72,8 @@ class MemoryActivity:
     def __init__(self) -> None:
         self._per_second: dict[tuple[str, str, int], int] = {}
         self._per_day: dict[tuple[str, str, date], int] = {}
-        self._recent: dict[str, list[RecentOrder]] = {}
+        # by account, then by the session the orders are for (None: no session), each oldest first (as noted)
+        self._recent: dict[str, dict[date | None, deque[RecentOrder]]] = {}
         self._claims: dict[tuple[str, str], tuple[float, str]] = {}
         self._marks: dict[str, tuple[date, Decimal, Decimal]] = {}
         self._cancelled: set[tuple[str, str]] = set()
@@ -86,9 +88,16 @@ class MemoryActivity:
             orders_today=self._per_day.get((account_id, "o", day), 0),
             cancels_today=self._per_day.get((account_id, "c", day), 0),
         )
-        kept = tuple(r for r in self._recent.get(account_id, ()) if (now - r.at).total_seconds() <= RECENT_S)
-        self._recent[account_id] = list(kept)
-        found = kept if recent else ()
+        # Only this session's recent orders (and those of none) can be its duplicates: the others are not read (a
+        # replayed market goes through many sessions a minute). The expired ones are dropped as they come first.
+        by_session = self._recent.get(account_id, {})
+        horizon = now - timedelta(seconds=RECENT_S)
+        for session, orders in list(by_session.items()):
+            while orders and orders[0].at < horizon:
+                orders.popleft()
+            if not orders:
+                del by_session[session]
+        found = (*by_session.get(day, ()), *by_session.get(None, ())) if recent else ()
         if equity is None:
             return Activity(counters, found, None, None)
         marked = self._marks.get(account_id)
@@ -115,7 +124,7 @@ class MemoryActivity:
 
     async def note_order(self, account_id: str, order: RecentOrder, *, day: date) -> None:
         self._count(account_id, "o", order.at, day)
-        self._recent.setdefault(account_id, []).append(order)
+        self._recent.setdefault(account_id, {}).setdefault(order.session, deque()).append(order)
 
     async def note_cancel(self, account_id: str, *, at: datetime, day: date, key: str) -> None:
         if (account_id, key) in self._cancelled:

@@ -10,14 +10,23 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from services.execution.brokers.base import AlreadyBooked
 from services.execution.desk import OrderDesk
-from services.execution.store import orders, refused_submissions
+from services.execution.store import orders, refused_submissions, trades
 from shared.platform.approval import sign_approval
 from shared.platform.errors import Unavailable
 from shared.platform.internal_auth import Principal
 from shared.platform.observability import new_id
 from tests.conftest import Backing
-from tests.integration.execution.order_path_harness import Fleet, fleet, limit_buy, settle, signed_order, trader
+from tests.integration.execution.order_path_harness import (
+    Fleet,
+    fleet,
+    limit_buy,
+    settle,
+    signed_order,
+    trader,
+    trades_were_yesterday,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -272,6 +281,68 @@ async def test_an_error_that_is_no_dependencys_fails_the_whole_request(
         assert response.status_code == 500, response.text
         assert response.json()["code"] == "database_error"
         assert await _stored(f, alice.account_id) == []
+        await settle(f)
+
+
+async def test_a_batchs_sells_share_the_shares_the_earlier_ones_took(backing: Backing) -> None:
+    """Sells admitted together are checked one after the other: each against the shares the ones before it in the
+    batch promised (held 1,000, bought the session before: 600 + 300 pass, the next 200 finds 100 left)."""
+    settings = backing.settings()
+    alice = trader()
+    async with fleet(settings) as f:
+        bought = await _submit(f, alice, [signed_order(settings, limit_buy(alice, qty=1000))])
+        assert _statuses(bought) == [(201, None)]
+        await trades_were_yesterday(f, alice.account_id or "")
+        sells = [limit_buy(alice, side="sell", qty=q) for q in (600, 300, 200)]
+        items = await _submit(f, alice, [signed_order(settings, t) for t in sells])
+        assert _statuses(items) == [(201, None), (201, None), (422, "insufficient_position")]
+        assert items[2]["details"] == {"held_qty": 1000, "sellable_qty": 100}
+        assert [c for c, _ in await _stored(f, alice.account_id)][1:] == [s.client_order_id for s in sells[:2]]
+        await settle(f)
+
+
+async def test_an_item_repeated_in_its_own_batch_is_answered_with_the_first_ones_order(backing: Backing) -> None:
+    settings = backing.settings()
+    alice = trader()
+    async with fleet(settings) as f:
+        body = signed_order(settings, limit_buy(alice, qty=100))
+        items = await _submit(f, alice, [body, body])
+        assert _statuses(items) == [(201, None), (200, None)]
+        assert items[1]["order"]["order_id"] == items[0]["order"]["order_id"]
+        assert len(await _stored(f, alice.account_id)) == 1
+        await settle(f)
+
+
+async def test_a_book_that_holds_an_order_of_the_batch_already_has_each_sent_alone(
+    backing: Backing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The paper book's write of the batch's orders finds one there already (a cancel's tombstone written first):
+    nothing of the joint write stays, and each order is sent alone as a single order is, filled once."""
+    settings = backing.settings()
+    alice = trader()
+    async with fleet(settings) as f:
+        broker = _desk(f).broker
+        write_many = broker.write_many
+        joint: list[int] = []
+
+        def booked_already(bookings: Any) -> Any:
+            joint.append(len(bookings))
+
+            async def write(s: Any) -> None:
+                await write_many(bookings)(s)
+                raise AlreadyBooked("one of them (test)")
+
+            return write
+
+        monkeypatch.setattr(broker, "write_many", booked_already)
+        terms = [limit_buy(alice, qty=100), limit_buy(alice, qty=200)]
+        items = await _submit(f, alice, [signed_order(settings, t) for t in terms])
+        assert joint == [2]
+        assert _statuses(items) == [(201, None), (201, None)]
+        assert [i["order"]["status"] for i in items] == ["filled", "filled"]
+        async with f.store.db.session() as s:
+            fills = (await s.execute(select(trades.c.order_id).where(trades.c.account_id == alice.account_id))).all()
+        assert sorted(r.order_id for r in fills) == sorted(i["order"]["order_id"] for i in items)  # once each
         await settle(f)
 
 

@@ -3,7 +3,7 @@ real MariaDB, Redis and RabbitMQ: each item decided as a single order in turn (a
 is checked) and the approved ones admitted by execution in one request, the batch idempotent by its id, refused whole
 when malformed, and completed when sent again after execution failed mid-way."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -14,7 +14,8 @@ from sqlalchemy.exc import OperationalError
 from services.execution import desk as desk_module
 from services.execution.store import orders
 from services.risk.batches import LEASE_S
-from services.risk.store import order_batch_items, order_batches, risk_decisions
+from services.risk.events import trading_state_changed
+from services.risk.store import Scope, order_batch_items, order_batches, risk_decisions
 from shared.platform.errors import Unavailable
 from shared.platform.internal_auth import Principal
 from shared.platform.observability import new_id
@@ -482,4 +483,83 @@ async def test_a_request_that_loses_its_lease_while_deciding_answers_409_and_dec
         assert decided_after == []
         assert await f.store.count(orders, account_id=alice.account_id) == 0
         assert await _decisions(f, alice.account_id or "") == 0
+        await settle(f)
+
+
+async def test_a_batch_whose_decisions_cannot_be_recorded_sends_nothing_and_gives_its_cash_back(
+    backing: Backing,
+) -> None:
+    """A batch's decisions are recorded together before any is sent: the database failing there sends nothing
+    (each decided item answers the failure) and keeps no reservation, so the same batch sent again places both
+    orders on the same cash."""
+    settings = backing.settings(paper_opening_cash=Decimal("25000"))
+    alice = trader()
+    async with fleet(settings) as f:
+        desk = f.risk_app.state.batches.desk
+        log = desk.batch_log
+        record_many = log.record_many
+
+        async def failing(*args: Any, **kw: Any) -> None:
+            raise OperationalError("INSERT INTO risk_decisions", {}, Exception("MariaDB went away (test)"))
+
+        # 1,000 x 10.00 + 5.00 + 0.10 = 10,005.10 and 900 x 10.00 + 5.00 + 0.09 = 9,005.09: 19,010.19 of 25,000.00,
+        # so both can be placed once, and not twice (a reservation kept would refuse the second for cash)
+        batch = _batch(_buy(1000), _buy(900))
+        log.record_many = failing
+        try:
+            response = await f.risk.post("/v1/order-batches", json=batch, headers=f.headers(alice))
+        finally:
+            log.record_many = record_many
+        assert response.status_code == 200, response.text
+        first = response.json()
+        assert (first["placed"], first["failed"], first["complete"]) == (0, 2, False)
+        assert [(i["status"], i.get("code")) for i in first["items"]] == [("failed", "database_unavailable")] * 2
+        assert await f.store.count(orders, account_id=alice.account_id) == 0
+        assert await _decisions(f, alice.account_id or "") == 0
+
+        response = await f.risk.post("/v1/order-batches", json=batch, headers=f.headers(alice))
+        assert response.status_code == 200, response.text
+        assert (response.json()["placed"], response.json()["complete"]) == (2, True)
+        assert await f.store.count(orders, account_id=alice.account_id) == 2
+        assert (await _account(f, alice))["available"] == "5989.81"  # 25,000.00 - 19,010.19
+        await settle(f)
+
+
+async def test_a_halt_while_a_batch_is_decided_holds_for_every_order_of_it(backing: Backing) -> None:
+    """The batch reads the trading states once, before its first item; an admin's halt committed while its items
+    are decided is seen when their decisions are recorded: nothing is recorded under the old state and the batch is
+    decided again item by item, each under the halt (refused, nothing sent)."""
+    settings = backing.settings()
+    alice = trader()
+    async with fleet(settings) as f:
+        desk = f.risk_app.state.batches.desk
+        store = f.risk_app.state.store
+        decide = desk._decide
+        decided: list[str] = []
+
+        async def halting_after_the_first(request: Any, principal: Principal, **kw: Any) -> Any:
+            answer = await decide(request, principal, **kw)
+            decided.append(request.client_order_id)
+            if len(decided) == 1:
+                await store.set_trading_state(Scope.ACCOUNT, alice.account_id, "halted", reason="drill (test)",
+                                              by="root", at=datetime.now(UTC), make_event=trading_state_changed)  # fmt: skip
+            return answer
+
+        batch = _batch(_buy(100), _buy(200))
+        desk._decide = halting_after_the_first
+        try:
+            response = await f.risk.post("/v1/order-batches", json=batch, headers=f.headers(alice))
+        finally:
+            desk._decide = decide
+        assert response.status_code == 200, response.text
+        answer = response.json()
+        assert (answer["placed"], answer["refused"]) == (0, 2), answer
+        cids = [o["client_order_id"] for o in batch["orders"]]
+        assert decided == cids + cids  # decided with the batch, then again each on its own
+        for item in answer["items"]:
+            assert "halted" in item["message"], item
+        assert await f.store.count(orders, account_id=alice.account_id) == 0
+        async with f.risk_app.state.db.session() as s:
+            rows = await s.execute(risk_decisions.select().where(risk_decisions.c.account_id == alice.account_id))
+            assert sorted((r.client_order_id, r.approved) for r in rows.all()) == sorted((c, False) for c in cids)
         await settle(f)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -15,7 +16,7 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from services.risk.events import trading_state_changed
-from services.risk.store import MIGRATIONS, Decision, ExecutionOutcome, RiskStore, Scope
+from services.risk.store import MIGRATIONS, Decision, ExecutionOutcome, Recorded, RiskStore, Scope, StatesMoved
 from shared.platform.db import Database
 from shared.platform.observability import new_id
 from tests.conftest import Backing
@@ -81,6 +82,72 @@ async def test_the_replay_lookup_and_the_trading_states_are_one_transaction(stor
         ("account", halted, "halted"),
         ("instance", "inst-1", "reducing"),
     ]
+
+
+async def test_a_batchs_replay_lookups_are_one_read_with_each_ones_answer_as_alone(store: RiskStore) -> None:
+    """`replayable_many_and_states`: the decision each client_order_id of a batch is answered with, the same as its
+    own lookup (a placed one before an unknown one made later; never a refused one, nor an unknown one older than
+    `unknown_since`), with the trading states, in one transaction of two statements."""
+    account = f"acct-{new_id()[:8]}"
+    since = AT - timedelta(hours=1)
+    unknown, placed = _approved(account, "c-1"), _approved(account, "c-1")
+    unknown = replace(unknown, created_at=AT - timedelta(minutes=1))
+    await store.record(unknown)  # no outcome yet (unknown), made first
+    await store.record(placed)
+    await store.record_outcome(placed.decision_id, ExecutionOutcome.PLACED)
+    refused = _approved(account, "c-2")
+    await store.record(refused)
+    await store.record_outcome(refused.decision_id, ExecutionOutcome.REFUSED)
+    stale = replace(_approved(account, "c-3"), created_at=since - timedelta(seconds=1))
+    await store.record(stale)
+    fresh = _approved(account, "c-4")
+    await store.record(fresh)
+    await store.set_trading_state(Scope.ACCOUNT, account, "reducing", reason="drill", by="root", at=AT,
+                                  make_event=trading_state_changed)  # fmt: skip
+    asked = ["c-1", "c-2", "c-3", "c-4", "c-5"]
+
+    before = store.db.operation_counts()
+    found, states = await store.replayable_many_and_states(account, asked, unknown_since=since,
+                                                           state_account_id=account)  # fmt: skip
+    after = store.db.operation_counts()
+    assert {op: after[op] - before[op] for op in after if after[op] != before[op]} == {
+        "statements": 2,
+        "transactions": 1,
+        "commits": 1,
+    }
+    assert found == {"c-1": placed, "c-4": fresh}
+    for cid in asked:  # each as its own lookup answers
+        alone = await store.replayable_for(account, cid, unknown_since=since)
+        assert found.get(cid) == alone, cid
+    assert states == await store.trading_states_of(account, None)
+    assert [(s.scope, s.state) for s in states] == [("account", "reducing")]
+    # an instance's: its own decisions only
+    assert await store.replayable_many_and_states(None, asked, unknown_since=since, strategy_instance_id="inst-9",
+                                                  state_account_id=account) == ({}, states)  # fmt: skip
+
+
+async def test_a_batchs_decisions_are_recorded_together_unless_the_trading_states_moved(store: RiskStore) -> None:
+    account = f"acct-{new_id()[:8]}"
+    states = await store.trading_states_of(account, None)
+    first = [Recorded(_approved(account, f"r-{k}")) for k in range(3)]
+    before = store.db.operation_counts()
+    await store.record_many(first, expected_states=(account, None, states))
+    after = store.db.operation_counts()
+    # the states read again, the three decisions in one INSERT (an executemany), one commit
+    assert after["transactions"] - before["transactions"] == 1
+    assert after["statements"] - before["statements"] == 2
+    since = AT - timedelta(hours=1)
+    for r in first:
+        assert await store.replayable_for(account, r.decision.client_order_id, unknown_since=since) == r.decision
+
+    # An admin halts the account after the batch read its states: nothing of the next batch is recorded.
+    await store.set_trading_state(Scope.ACCOUNT, account, "halted", reason="drill", by="root", at=AT,
+                                  make_event=trading_state_changed)  # fmt: skip
+    later = [Recorded(_approved(account, "r-9"))]
+    with pytest.raises(StatesMoved) as moved:
+        await store.record_many(later, expected_states=(account, None, states))
+    assert [(s.scope, s.state) for s in moved.value.states] == [("account", "halted")]
+    assert await store.replayable_for(account, "r-9", unknown_since=since) is None
 
 
 async def test_execution_answers_are_written_behind_in_order_and_kept_while_the_database_is_down(
