@@ -237,7 +237,10 @@ class OrderDesk:
 
     # --- placing --------------------------------------------------------------------------------------
 
-    async def submit(self, submission: OrderSubmission, principal: Principal) -> Submission:
+    async def submit(
+        self, submission: OrderSubmission, principal: Principal, *, now: datetime | None = None
+    ) -> Submission:
+        """`now`: when it is placed (default the clock's now; a batch's item: the batch's, a microsecond an item)."""
         terms = submission.terms()
         raw = submission.approval
         decision_id = raw.get("decision_id") if raw is not None else None
@@ -250,7 +253,7 @@ class OrderDesk:
         # under the account's lock (a first look before it cost every new order a transaction). A retry of a market
         # buy asks the data service for its cap again, and any retry the calendar for its session; if either fails,
         # the retry is still answered with its order.
-        now = self.clock()
+        now = now or self.clock()
         try:
             session = await self.order_session(now, placing=True)
             price_cap = await self._price_cap(terms, session)
@@ -334,7 +337,7 @@ class OrderDesk:
             if ready is not None:
                 group.append(ready)
                 continue
-            answers.append(await self._submitted_alone(index, submission, principal))
+            answers.append(await self._submitted_alone(index, submission, principal, now))
             if stopped():
                 break
         if group:
@@ -368,9 +371,12 @@ class OrderDesk:
             index, submission, NewOrder(terms, decision_id, price_cap=price_cap, arrival=arrival), session, broker
         )
 
-    async def _submitted_alone(self, index: int, submission: OrderSubmission, principal: Principal) -> SubmittedItem:
+    async def _submitted_alone(
+        self, index: int, submission: OrderSubmission, principal: Principal, now: datetime
+    ) -> SubmittedItem:
+        """An item of a batch submitted as a single order, stamped as the batch's item `index` (creation order)."""
         try:
-            result = await self.submit(submission, principal)
+            result = await self.submit(submission, principal, now=now + timedelta(microseconds=index))
         except Exception as exc:
             return _failed_item(index, exc)
         return SubmittedItem(index, 201 if result.created else 200, stored=result.stored)
@@ -392,7 +398,7 @@ class OrderDesk:
             # (up to one answered 5xx: the caller answers the rest `not_sent`).
             alone: list[SubmittedItem] = []
             for r in group:
-                alone.append(await self._submitted_alone(r.index, r.submission, principal))
+                alone.append(await self._submitted_alone(r.index, r.submission, principal, now))
                 if alone[-1].status_code >= 500:
                     break
             return alone
@@ -414,20 +420,35 @@ class OrderDesk:
             else:
                 answers[ready.index] = SubmittedItem(ready.index, 200, stored=admitted.stored)
         if created:
+            # an item the group answered 5xx before a created one: that one and the later ones are held, as alone
+            first_failed = min((i for i, a in answers.items() if a.status_code >= 500), default=None)
             try:
-                answers.update(await self._send_group(created))
+                answers.update(await self._send_group(created, held_after=first_failed))
             finally:
                 self.notify()  # the `order.accepted` events, with the reports' (see `submit`)
         return [answers[r.index] for r in group]
 
-    async def _send_group(self, created: list[tuple[_Ready, StoredOrder]]) -> dict[int, SubmittedItem]:
+    async def _send_group(
+        self, created: list[tuple[_Ready, StoredOrder]], *, held_after: int | None = None
+    ) -> dict[int, SubmittedItem]:
         """Send a group's new orders: the paper broker's matches (`book`) first, then their reports and book writes in
         one transaction (`apply_booked`); an order of another broker (QMT) is sent on its own (`_send`). An order
-        the broker could not take stays accepted (503; reconciliation sends it), and so do the group's later ones,
-        not sent. When the joint record cannot be made as it is (a lost race, a book that had an order, a report
-        contradicting its order), each is sent alone, as `submit` sends it."""
+        the broker could not take (or whose match a dependency failed) stays accepted (503 naming it;
+        reconciliation sends it), and so do the group's later ones, not sent — as do those after item `held_after`
+        (an item of the group answered 5xx). When the joint record cannot be made as it is (a lost race, a
+        book that had an order, a report contradicting its order), each is sent alone, as `submit` sends it, up to
+        one answered 5xx."""
         answers: dict[int, SubmittedItem] = {}
         booked: list[tuple[_Ready, StoredOrder, Booking]] = []
+
+        def stopped(index: int) -> bool:
+            return (held_after is not None and index > held_after) or any(
+                a.status_code >= 500 for a in answers.values()
+            )
+
+        def hold(ready: _Ready, stored: StoredOrder) -> None:
+            waiting = BrokerUnavailable("not sent: an order before it in its batch was not taken")
+            answers[ready.index] = _failed_item(ready.index, _stays_accepted(stored.order.order_id, waiting))
 
         async def alone(ready: _Ready, stored: StoredOrder) -> None:
             try:
@@ -439,9 +460,8 @@ class OrderDesk:
 
         for ready, stored in created:
             order_id = stored.order.order_id
-            if any(a.status_code >= 500 for a in answers.values()):
-                held = BrokerUnavailable("not sent: an order before it in its batch was not taken")
-                answers[ready.index] = _failed_item(ready.index, _stays_accepted(order_id, held))
+            if stopped(ready.index):
+                hold(ready, stored)
             elif not isinstance(ready.broker, BookingBroker):
                 await alone(ready, stored)
             else:
@@ -451,6 +471,8 @@ class OrderDesk:
                     )
                 except BrokerUnavailable as exc:
                     answers[ready.index] = _failed_item(ready.index, _stays_accepted(order_id, exc))
+                except Exception as exc:  # a dependency failing its match: it stays accepted (a bug is raised)
+                    answers[ready.index] = _failed_item(ready.index, exc, order_id=order_id)
                 else:
                     booked.append((ready, stored, booking))
         if not booked:
@@ -469,14 +491,18 @@ class OrderDesk:
                 within=writer.write_many(together),
             )
         except (AlreadyBooked, ConcurrentUpdate, IntegrityError, InconsistentReport, IllegalTransition, LookupError):
+            first_held = len(answers)
             for ready, stored, _ in booked:
-                await alone(ready, stored)
+                if len(answers) > first_held and any(a.status_code >= 500 for a in answers.values()):
+                    hold(ready, stored)
+                else:
+                    await alone(ready, stored)
             return answers
         except Exception as exc:
             if dependency_failure(exc) is None:
                 raise
-            for ready, _, _ in booked:  # recorded accepted, not sent: reconciliation sends them
-                answers[ready.index] = _failed_item(ready.index, exc)
+            for ready, stored, _ in booked:  # recorded accepted, not sent: reconciliation sends them
+                answers[ready.index] = _failed_item(ready.index, exc, order_id=stored.order.order_id)
             return answers
         for (ready, _, _), report in zip(booked, applied, strict=True):
             if report.statuses or report.new_trades:
@@ -1518,13 +1544,17 @@ class _Ready:
     broker: BrokerAdapter
 
 
-def _failed_item(index: int, exc: Exception) -> SubmittedItem:
+def _failed_item(index: int, exc: Exception, *, order_id: str | None = None) -> SubmittedItem:
     """The answer of an item whose submission raised `exc`: a ServiceError's status and code, a dependency's failure
-    503 (the error raised again when it is neither: a bug fails the request)."""
+    503 (the error raised again when it is neither: a bug fails the request). `order_id`: the order stored
+    `accepted` for it (its details name it, as a single order's 503 after its admission does)."""
     if isinstance(exc, ServiceError):
         return SubmittedItem(index, exc.status_code, code=exc.code, message=exc.message, details=exc.details or None)
     code = dependency_failure(exc)
     if code is None:
         raise exc
     log.error("a batch's submission could not be taken", extra={"code": code, "error": type(exc).__name__})
-    return SubmittedItem(index, 503, code=code, message=unavailable_message("execution", code, "send the order again"))
+    message = unavailable_message("execution", code, "send the order again")
+    return SubmittedItem(
+        index, 503, code=code, message=message, details=None if order_id is None else {"order_id": order_id}
+    )

@@ -239,6 +239,7 @@ class _Batch:
     states: list[ScopedState]
     records: list[Recorded] = field(default_factory=list)
     alerts: list[Envelope] = field(default_factory=list)
+    outcomes: list[tuple[Outcome, list[str]]] = field(default_factory=list)  # counted once recorded
 
 
 class ExecutionAccounts:
@@ -492,10 +493,13 @@ class RiskDesk:
                 await self._undo(pending)
                 return await self.place_many(requests, principal, stop=stop, together=False)
             except Exception as exc:
-                self.metrics.decided(Outcome.ERROR)
                 await self._undo(pending)
                 taken = {index for index, _ in pending} | {i for i, a in enumerate(answers) if a is not None}
+                for _ in taken:  # each decision's record failed, as a single order's would count it
+                    self.metrics.decided(Outcome.ERROR)
                 return [exc if index in taken else None for index in range(len(requests))]
+            for outcome, denied in batch.outcomes:
+                self._count(None, outcome, denied if outcome is Outcome.REJECTED else None)
             self.metrics.alerted(batch.alerts)
         if pending:
             bodies = [self._submission(p.decision) for _, p in pending]
@@ -721,16 +725,28 @@ class RiskDesk:
                 raise
             self.metrics.alerted(alerts)
 
+        # counted once recorded (a batch's: when the batch's decisions are)
+        counted = batch.outcomes if batch is not None else None
         if unavailable and len(reasons) == 1:
             # Nothing else was wrong: the order might be fine, but risk cannot tell. Fail closed, retryable.
-            self.metrics.decided(Outcome.ERROR)
+            self._count(counted, Outcome.ERROR)
             return _refused(503, "risk_unavailable", reasons[0].message, decision)
         if reasons:
-            self.metrics.decided(Outcome.REJECTED)
-            self.metrics.denied(r.code for r in reasons)
+            self._count(counted, Outcome.REJECTED, [r.code for r in reasons])
             return _refused(422, "order_rejected", "; ".join(r.message for r in reasons), decision)
-        self.metrics.decided(Outcome.APPROVED)
+        self._count(counted, Outcome.APPROVED)
         return _Pending(decision, intent, trade_date, claimed)
+
+    def _count(
+        self, held: list[tuple[Outcome, list[str]]] | None, outcome: Outcome, denied: list[str] | None = None
+    ) -> None:
+        """A decision's outcome in the metrics (and a refusal's reasons), or held with its batch's until recorded."""
+        if held is not None:
+            held.append((outcome, denied or []))
+            return
+        self.metrics.decided(outcome)
+        if denied is not None:
+            self.metrics.denied(denied)
 
     async def _quote_checks(
         self,

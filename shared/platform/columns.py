@@ -43,12 +43,23 @@ class CnyFen(TypeDecorator[Decimal]):
         return None if value is None else from_fen(int(value))
 
 
+def _refuse(value: Any) -> Any:
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+# What the standard library writes, orjson writes the same; what the standard library refuses (a date, a dataclass, a
+# numpy value), orjson passes to `_refuse` rather than write it its own way, and the standard library then raises as
+# a JSON column would.
+_ORJSON = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
+
+
 def _document_text(value: Any) -> str:
-    """A document as JSON text: orjson's, or the standard library's where orjson cannot write it (an integer
-    beyond 64 bits; a key that is not a string). A float that is not finite is written null (JSON has no NaN):
-    a numpy float array reads it back as NaN."""
+    """A document as JSON text: orjson's, or the standard library's where orjson does not write it (an integer
+    beyond 64 bits; a key that is not a string; a subclass of str, int, float, dict or list). A float that is not
+    finite is written null (JSON has no NaN; a JSON column wrote `NaN`, which MariaDB refuses): a numpy float
+    array reads it back as NaN."""
     try:
-        return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+        return orjson.dumps(value, default=_refuse, option=_ORJSON).decode()
     except TypeError:
         return json.dumps(value)
 
@@ -62,6 +73,6 @@ class JsonDocument(TypeDecorator[Any]):
 
     def bind_processor(self, dialect: Dialect) -> Callable[[Any], str | None]:
         def process(value: Any) -> str | None:
-            return None if value is None else _document_text(value)
+            return _document_text(value)  # None as JSON's null, as a JSON column writes it
 
         return process

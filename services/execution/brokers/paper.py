@@ -538,14 +538,17 @@ class PaperBroker:
         return Booking(report, write, (order_row, fill_rows))
 
     def write_many(self, bookings: Sequence[Booking]) -> Callable[[DbSession], Awaitable[None]]:
-        """The bookings' rows in one statement each (those written as they were matched, on the live quotes, have
-        none)."""
+        """The bookings' rows in one statement each; a booking without rows (matched on the live quotes: written as it
+        was matched) by its own write."""
         order_rows = [b.rows[0] for b in bookings if b.rows is not None]
         fill_rows = [f for b in bookings if b.rows is not None for f in b.rows[1]]
+        others = [b.write for b in bookings if b.rows is None]
 
         async def write(s: DbSession) -> None:
             if order_rows:
                 await _write_book(s, order_rows, fill_rows)
+            for each in others:
+                await each(s)
 
         return write
 

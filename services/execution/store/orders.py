@@ -238,22 +238,25 @@ class OrderReads(StoreBase):
         orders found by (account_id, client_order_id), and by decision_id."""
         if not keys:
             return {}, {}
+        if len(keys) == 1:  # a single order's: the constant statement
+            ((account_id, client_order_id, decision_id),) = keys
+            same_key, used = await self._find_by_key_or_decision(s, account_id, client_order_id, decision_id)
+            return ({} if same_key is None else {(account_id, client_order_id): same_key}), (
+                {} if used is None else {decision_id: used}
+            )
         cids: dict[str, set[str]] = {}
         for account_id, client_order_id, _ in keys:
             cids.setdefault(account_id, set()).add(client_order_id)
-        query = select(orders).where(
-            or_(
-                *(
-                    and_(orders.c.account_id == account_id, orders.c.client_order_id.in_(sorted(ids)))
-                    for account_id, ids in sorted(cids.items())
-                ),
-                orders.c.decision_id.in_(sorted({decision_id for _, _, decision_id in keys})),
-            )
-        )
-        found = [stored_order(r) for r in (await s.execute(query)).all()]
-        by_key = {(o.order.account_id, o.order.client_order_id): o for o in found}
-        wanted = {decision_id for _, _, decision_id in keys}
-        by_decision = {o.decision_id: o for o in found if o.decision_id in wanted}
+        wanted = sorted({decision_id for _, _, decision_id in keys})
+        # two statements, each on its unique index ((account_id, client_order_id); decision_id), not an OR of both
+        by_key: dict[tuple[str, str], StoredOrder] = {}
+        for account_id, ids in sorted(cids.items()):
+            query = select(orders).where(orders.c.account_id == account_id, orders.c.client_order_id.in_(sorted(ids)))
+            for row in (await s.execute(query)).all():
+                order = stored_order(row)
+                by_key[(order.order.account_id, order.order.client_order_id)] = order
+        spent = (await s.execute(select(orders).where(orders.c.decision_id.in_(wanted)))).all()
+        by_decision = {o.decision_id: o for o in map(stored_order, spent)}
         return by_key, by_decision
 
     async def list_orders(

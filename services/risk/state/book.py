@@ -27,7 +27,7 @@ its decision or an order event that names one), else the event's (a trade's sess
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from services.risk.state.ports import (
     AdjustmentEvent,
@@ -86,6 +86,11 @@ class OrderState:
         return shown
 
 
+# A buy this long before a newer one of the same code is sellable in any session a book is asked about: folded into
+# `Lots.base` (execution's risk snapshot folds the buys before its 7-day window the same way).
+FOLD_AFTER = timedelta(days=7)
+
+
 @dataclass
 class Lots:
     """One security's shares: `base` sellable in any session (seeded base, corporate actions), buys by session (T+1),
@@ -98,6 +103,13 @@ class Lots:
     @property
     def qty(self) -> int:
         return self.base + sum(self.bought_by_session.values()) - self.sold
+
+    def fold_before(self, day: date) -> None:
+        """The buys of sessions before `day` counted in `base`: sellable in any session to come, as execution's
+        snapshot counts a buy older than its window (services/execution/snapshot.py). Keeps the sessions a book sums
+        for every decision as few as a week's, however long the account trades."""
+        for session in [d for d in self.bought_by_session if d < day]:
+            self.base += self.bought_by_session.pop(session)
 
     def sellable_before_sells(self, session: date) -> int:
         """Shares sellable in `session` before open sells take theirs: bought before it + base - sold."""
@@ -215,6 +227,7 @@ class AccountBook:
         lots = self.lots.setdefault(event.ts_code, Lots())
         if event.side is OrderSide.BUY:
             lots.bought_by_session[event.session] = lots.bought_by_session.get(event.session, 0) + event.qty
+            lots.fold_before(event.session - FOLD_AFTER)
         else:
             lots.sold += event.qty
         self._drop_empty_lots(event.ts_code)

@@ -346,6 +346,42 @@ async def test_a_book_that_holds_an_order_of_the_batch_already_has_each_sent_alo
         await settle(f)
 
 
+async def test_a_dependency_failing_an_orders_match_holds_it_and_the_later_ones_accepted(
+    backing: Backing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The paper broker's match of the second order meets the database down: the first is placed and recorded as
+    alone; the second and third stay `accepted` (503 naming the order), nothing goes ahead of the second, and
+    reconciliation sends them once the database is back."""
+    settings = backing.settings()
+    alice = trader()
+    async with fleet(settings) as f:
+        desk = _desk(f)
+        book = desk.broker.book
+        matched: list[str] = []
+
+        async def down_on_the_second(order: Any, **kw: Any) -> Any:
+            matched.append(order.client_order_id)
+            if len(matched) == 2:
+                raise OperationalError("SELECT paper_accounts ...", {}, ConnectionError("Lost connection (test)"))
+            return await book(order, **kw)
+
+        monkeypatch.setattr(desk.broker, "book", down_on_the_second)
+        terms = [limit_buy(alice, qty=100), limit_buy(alice, qty=200), limit_buy(alice, qty=300)]
+        items = await _submit(f, alice, [signed_order(settings, t) for t in terms])
+        assert _statuses(items) == [(201, None), (503, "database_unavailable"), (503, "broker_unavailable")]
+        assert matched == [t.client_order_id for t in terms[:2]]  # the third was never matched
+        stored = dict(await _stored(f, alice.account_id))
+        assert items[1]["details"] == {"order_id": stored[terms[1].client_order_id]}
+        assert items[2]["details"] == {"order_id": stored[terms[2].client_order_id]}
+        assert items[0]["order"]["status"] == "filled"
+        monkeypatch.setattr(desk.broker, "book", book)
+        assert await desk.reconcile() == 2
+        for cid in (terms[1].client_order_id, terms[2].client_order_id):
+            order = await f.execution.get(f"/v1/orders/{stored[cid]}", headers=f.headers(alice))
+            assert order.json()["status"] == "filled", order.text
+        await settle(f)
+
+
 async def test_a_malformed_batch_is_refused_whole_and_stores_nothing(backing: Backing) -> None:
     settings = backing.settings()
     alice = trader()

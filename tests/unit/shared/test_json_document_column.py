@@ -3,9 +3,12 @@ cannot write (an integer beyond 64 bits, a key that is not a string) written as 
 
 import json
 import math
+from datetime import date
 
 import numpy as np
+import pytest
 from sqlalchemy import JSON, Column, Integer, MetaData, Table, create_engine, select, text
+from sqlalchemy.exc import StatementError
 
 from shared.platform.columns import JsonDocument
 
@@ -20,6 +23,16 @@ documents = Table(
 
 def test_the_column_is_a_json_column() -> None:
     assert isinstance(JsonDocument().impl, JSON)
+
+
+def test_what_a_json_column_refuses_is_refused() -> None:
+    """A value the standard library cannot write (a date, a numpy integer) fails the write, as with a JSON column,
+    rather than being written in a form that would come back as another type."""
+    engine = create_engine("sqlite://")
+    metadata.create_all(engine)
+    for value in ({"when": date(2024, 12, 31)}, {"n": np.int64(3)}):
+        with pytest.raises(StatementError, match="not JSON serializable"), engine.begin() as conn:
+            conn.execute(documents.insert(), {"id": 9, "doc": value})
 
 
 def test_documents_are_read_back_as_written() -> None:
@@ -48,4 +61,4 @@ def test_documents_are_read_back_as_written() -> None:
     assert read[3]["last"] is None
     restored = np.array(read[3]["state"]["ndarray"], dtype=read[3]["state"]["dtype"])
     assert math.isnan(restored[0]) and restored[1] == 1.5
-    assert raw[4] is None and read[4] is None
+    assert raw[4] == "null" and read[4] is None  # as a JSON column writes None
