@@ -45,6 +45,7 @@ from services.risk.schemas import OrderBatchRequest, OrderRequest
 from services.risk.store import order_batch_items, order_batches
 from shared.core.domain import InvalidTsCode, parse_ts_code
 from shared.platform.clock import utcnow
+from shared.platform.columns import json_text
 from shared.platform.db import Database, DbSession
 from shared.platform.errors import Conflict, ServiceError, dependency_failure, unavailable_message
 from shared.platform.internal_auth import Principal
@@ -184,7 +185,7 @@ class BatchStore:
             {
                 "account_id": account_id, "batch_id": batch_id, "item_index": index,
                 "client_order_id": answer["client_order_id"], "status": answer["status"],
-                "answer": json.dumps(answer, sort_keys=True), "decided_at": now,
+                "answer": json_text(answer, sort_keys=True), "decided_at": now,
             }
             for index, answer in sorted(answers.items())
         ]  # fmt: skip

@@ -492,10 +492,12 @@ class RiskStore:
     async def record_outcomes(self, outcomes: Sequence[tuple[str, ExecutionOutcome]]) -> None:
         """Several decisions' outcomes in one transaction, in the order given (an UNKNOWN then a PLACED of the same
         decision end PLACED: `record_outcome`'s rule)."""
+        if not outcomes:
+            return
+        params = [{"p_decision_id": decision_id, "p_outcome": outcome.value} for decision_id, outcome in outcomes]
         async for attempt in self.db.transaction():
             async with attempt as s:
-                for decision_id, outcome in outcomes:
-                    await s.execute(_RECORD_OUTCOME, {"p_decision_id": decision_id, "p_outcome": outcome.value})
+                await s.execute(_RECORD_OUTCOME, params)  # one executemany: the rows updated in the order given
 
     async def record(self, decision: Decision, event: Envelope | None = None, *, alerts: Sequence[Envelope] = ()) -> (
         None

@@ -53,19 +53,20 @@ def _refuse(value: Any) -> Any:
 _ORJSON = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
 
 
-def _document_text(value: Any) -> str:
-    """A document as JSON text: orjson's, or the standard library's where orjson does not write it (an integer
-    beyond 64 bits; a key that is not a string; a subclass of str, int, float, dict or list). A float that is not
-    finite is written null (JSON has no NaN; a JSON column wrote `NaN`, which MariaDB refuses): a numpy float
-    array reads it back as NaN."""
+def json_text(value: Any, *, sort_keys: bool = False) -> str:
+    """`value` as JSON text: orjson's, or the standard library's where orjson does not write it (an integer beyond
+    64 bits; a key that is not a string; a subclass of str, int, float, dict or list), which raises for what JSON
+    cannot hold. A float that is not finite is written null (JSON has no NaN; the standard library wrote `NaN`, which
+    MariaDB's JSON columns refuse): a numpy float array reads it back as NaN."""
+    option = _ORJSON | orjson.OPT_SORT_KEYS if sort_keys else _ORJSON
     try:
-        return orjson.dumps(value, default=_refuse, option=_ORJSON).decode()
+        return orjson.dumps(value, default=_refuse, option=option).decode()
     except TypeError:
-        return json.dumps(value)
+        return json.dumps(value, sort_keys=sort_keys)
 
 
 class JsonDocument(TypeDecorator[Any]):
-    """A JSON column (the same DDL as `JSON`) whose values are written by orjson (`_document_text`) and read as
+    """A JSON column (the same DDL as `JSON`) whose values are written by orjson (`json_text`) and read as
     `JSON` reads them."""
 
     impl = JSON
@@ -73,6 +74,6 @@ class JsonDocument(TypeDecorator[Any]):
 
     def bind_processor(self, dialect: Dialect) -> Callable[[Any], str | None]:
         def process(value: Any) -> str | None:
-            return _document_text(value)  # None as JSON's null, as a JSON column writes it
+            return json_text(value)  # None as JSON's null, as a JSON column writes it
 
         return process
