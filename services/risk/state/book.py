@@ -99,21 +99,46 @@ class Lots:
     base: int = 0
     bought_by_session: dict[date, int] = field(default_factory=dict)
     sold: int = 0
+    # qty and the sellable shares by session, as last worked out: every decision's view reads every holding's, and
+    # they change only with the methods below (which forget them)
+    memo: dict[date | None, int] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def qty(self) -> int:
-        return self.base + sum(self.bought_by_session.values()) - self.sold
+        qty = self.memo.get(None)
+        if qty is None:
+            qty = self.memo[None] = self.base + sum(self.bought_by_session.values()) - self.sold
+        return qty
+
+    def buy(self, session: date, qty: int) -> None:
+        self.bought_by_session[session] = self.bought_by_session.get(session, 0) + qty
+        self.fold_before(session - FOLD_AFTER)
+        self.memo.clear()
+
+    def sell(self, qty: int) -> None:
+        self.sold += qty
+        self.memo.clear()
+
+    def adjust(self, qty_delta: int) -> None:
+        """A corporate action's shares: sellable at once."""
+        self.base += qty_delta
+        self.memo.clear()
 
     def fold_before(self, day: date) -> None:
         """The buys of sessions before `day` counted in `base`: sellable in any session to come, as execution's
         snapshot counts a buy older than its window (services/execution/snapshot.py). Keeps the sessions a book sums
-        for every decision as few as a week's, however long the account trades."""
+        as few as a week's, however long the account trades."""
         for session in [d for d in self.bought_by_session if d < day]:
             self.base += self.bought_by_session.pop(session)
+        self.memo.clear()
 
     def sellable_before_sells(self, session: date) -> int:
         """Shares sellable in `session` before open sells take theirs: bought before it + base - sold."""
-        return self.base + sum(q for d, q in self.bought_by_session.items() if d < session) - self.sold
+        sellable = self.memo.get(session)
+        if sellable is None:
+            before = sum(q for d, q in self.bought_by_session.items() if d < session)
+            sellable = self.memo[session] = self.base + before - self.sold
+        return sellable
 
 
 @dataclass
@@ -226,10 +251,9 @@ class AccountBook:
         self.balance_fen += event.cash_fen
         lots = self.lots.setdefault(event.ts_code, Lots())
         if event.side is OrderSide.BUY:
-            lots.bought_by_session[event.session] = lots.bought_by_session.get(event.session, 0) + event.qty
-            lots.fold_before(event.session - FOLD_AFTER)
+            lots.buy(event.session, event.qty)
         else:
-            lots.sold += event.qty
+            lots.sell(event.qty)
         self._drop_empty_lots(event.ts_code)
         state = self.orders.get(event.client_order_id)
         if state is None:
@@ -249,7 +273,7 @@ class AccountBook:
             return False
         self.seen_entries.add(event.key)
         self.balance_fen += event.cash_fen
-        self.lots.setdefault(event.ts_code, Lots()).base += event.qty_delta
+        self.lots.setdefault(event.ts_code, Lots()).adjust(event.qty_delta)
         self._drop_empty_lots(event.ts_code)
         return True
 
