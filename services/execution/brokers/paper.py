@@ -516,19 +516,7 @@ class PaperBroker:
         else:
             outcome, resting_for = await self._rest_for_session(order, price_cap, now)
 
-        order_row = dict(
-            order_id=order.order_id,
-            ts_code=order.ts_code,
-            side=order.side.value,
-            order_type=order.order_type.value,
-            qty=order.qty,
-            price=order.price,
-            status=outcome.status.value,
-            reason=None if outcome.reason is None else outcome.reason[:255],
-            created_at=now,
-            updated_at=now,
-            session=resting_for,
-        )
+        order_row = _book_row(order, outcome.status, outcome.reason, now, resting_for)
         fill_rows = tuple(_fill_row(order.order_id, f) for f in outcome.fills)
 
         async def write(s: DbSession) -> None:
@@ -644,21 +632,9 @@ class PaperBroker:
                 async for attempt in self.db.transaction():
                     async with attempt as s:
                         outcome = booked
-                        await s.execute(
-                            paper_orders.insert().values(
-                                order_id=order.order_id,
-                                ts_code=order.ts_code,
-                                side=order.side.value,
-                                order_type=order.order_type.value,
-                                qty=order.qty,
-                                price=order.price,
-                                status=booked.status.value,
-                                reason=None if booked.reason is None else booked.reason[:255],
-                                created_at=now,
-                                updated_at=now,
-                                session=None if refusal is not None else day,
-                            )
-                        )
+                        rests_for = None if refusal is not None else day
+                        row = _book_row(order, booked.status, booked.reason, now, rests_for)
+                        await s.execute(paper_orders.insert().values(**row))
                         if refusal is not None:
                             continue
                         fills: tuple[Fill, ...] = ()
@@ -1254,6 +1230,25 @@ def _quotes_outcome(
                 "rest is cancelled"
             )
     return Outcome(OrderStatus.CANCELLED, fills, reason)
+
+
+def _book_row(
+    order: Order, status: OrderStatus, reason: str | None, now: datetime, session: date | None
+) -> dict[str, Any]:
+    """The book's row of a new order (`session`: the session it rests for, None when it does not)."""
+    return dict(
+        order_id=order.order_id,
+        ts_code=order.ts_code,
+        side=order.side.value,
+        order_type=order.order_type.value,
+        qty=order.qty,
+        price=order.price,
+        status=status.value,
+        reason=None if reason is None else reason[:255],
+        created_at=now,
+        updated_at=now,
+        session=session,
+    )
 
 
 def _fill_row(order_id: str, f: Fill) -> dict[str, Any]:
