@@ -75,6 +75,9 @@ def fleet(backing: Backing, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         "LH_DATA_UPDATE_AT": "",
         "LH_STRATEGY_RELOAD_S": "0",
         "LH_LOG_JSON": "true",
+        # The runner's round goes to risk (and on to execution) in batches, each admitted by execution in one
+        # transaction: batches of two, so that the kill lands between the batches of one round ("mid-bar").
+        "LH_BATCH_MAX_ORDERS": "2",
     }
     fleet = Fleet(
         env=env,
