@@ -234,8 +234,8 @@ class OrderReads(StoreBase):
     async def _find_by_keys_or_decisions(
         self, s: DbSession, keys: list[tuple[str, str, str]]
     ) -> tuple[dict[tuple[str, str], StoredOrder], dict[str, StoredOrder]]:
-        """`_find_by_key_or_decision` of several (account_id, client_order_id, decision_id) in one statement: the
-        orders found by (account_id, client_order_id), and by decision_id."""
+        """`_find_by_key_or_decision` of several (account_id, client_order_id, decision_id): the orders found by
+        (account_id, client_order_id), and by decision_id (one statement per account and one by decision)."""
         if not keys:
             return {}, {}
         if len(keys) == 1:  # a single order's: the constant statement
@@ -368,48 +368,3 @@ class OrderReads(StoreBase):
                     )
                 ).all()
         return [(r.from_status, r.to_status) for r in rows]
-
-    async def _transitions(
-        self,
-        s: DbSession,
-        order_id: str,
-        steps: list[tuple[OrderStatus | None, OrderStatus, str | None]],
-        at: datetime,
-    ) -> None:
-        """The order's transitions (from, to, reason), in their order, in one statement (an executemany: one
-        multi-row INSERT on MariaDB)."""
-        if not steps:
-            return
-        await s.execute(
-            order_transitions.insert(),
-            [
-                {
-                    "order_id": order_id,
-                    "from_status": None if before is None else before.value,
-                    "to_status": after.value,
-                    "reason": None if reason is None else reason[:255],
-                    "at": at,
-                }
-                for before, after, reason in steps
-            ],
-        )
-
-    async def _transition(
-        self,
-        s: DbSession,
-        order_id: str,
-        from_status: OrderStatus | None,
-        to_status: OrderStatus,
-        reason: str | None,
-        at: datetime,
-    ) -> None:
-        await s.execute(
-            order_transitions.insert(),
-            {
-                "order_id": order_id,
-                "from_status": None if from_status is None else from_status.value,
-                "to_status": to_status.value,
-                "reason": None if reason is None else reason[:255],
-                "at": at,
-            },
-        )

@@ -202,8 +202,8 @@ class OrderTransitions(OrderReads, ValuationReads, AccountStore):
             await s.execute(orders.insert(), [_order_row(stored, item) for stored, item in admitted])
             await s.execute(
                 order_transitions.insert(),
-                [{"order_id": stored.order.order_id, "from_status": None, "to_status": OrderStatus.ACCEPTED.value,
-                  "reason": None, "at": stored.order.created_at} for stored, _ in admitted],
+                [_transition_row(stored.order.order_id, None, OrderStatus.ACCEPTED, None, stored.order.created_at)
+                 for stored, _ in admitted],
             )  # fmt: skip
             await add_many_to_outbox(
                 s,
